@@ -1,0 +1,63 @@
+"""fastlayers: fast CPU inference for dense, conv2d, LSTM/GRU and attention layers.
+
+Keras 3 semantics and weight layouts, float32, batch first, NHWC images. Each op
+runs on compiled C++ kernels when they serve the call and on a readable NumPy
+reference path otherwise; :func:`set_backend` chooses.
+
+>>> import numpy as np, fastlayers as fl
+>>> y = fl.dense(np.ones((2, 3)), np.ones((3, 4)), activation="relu")
+>>> y.shape
+(2, 4)
+"""
+
+from __future__ import annotations
+
+from . import activations
+from ._backend import (
+    core_available,
+    get_backend,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+    use_backend,
+)
+from ._runtime import runtime_info, show_runtime
+from .functional import (
+    additive_attention,
+    attention,
+    conv2d,
+    dense,
+    flatten,
+    gru,
+    lstm,
+    lstm_cell,
+    multi_head_attention,
+    scaled_dot_product_attention,
+    softmax,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "activations",
+    "additive_attention",
+    "attention",
+    "conv2d",
+    "core_available",
+    "dense",
+    "flatten",
+    "get_backend",
+    "get_num_threads",
+    "gru",
+    "lstm",
+    "lstm_cell",
+    "multi_head_attention",
+    "runtime_info",
+    "scaled_dot_product_attention",
+    "set_backend",
+    "set_num_threads",
+    "show_runtime",
+    "softmax",
+    "use_backend",
+]

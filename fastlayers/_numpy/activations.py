@@ -1,0 +1,244 @@
+"""Keras 3 activations in NumPy (SEMANTICS.md §2), computed in float32.
+
+Each function takes a float32 array and returns a float32 array of the same
+shape. The string names are Keras's; a string always means the function's
+default parameters (e.g. ``leaky_relu`` has slope 0.2, ``gelu`` is the exact
+erf form).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import numpy as np
+
+F32 = np.float32
+
+
+def linear(x):
+    return x
+
+
+def relu(x):
+    return np.maximum(x, F32(0))
+
+
+def relu6(x):
+    return np.minimum(np.maximum(x, F32(0)), F32(6))
+
+
+def leaky_relu(x):
+    # The string "leaky_relu" means negative_slope=0.2 (the LeakyReLU layer defaults to 0.3).
+    return np.where(x >= 0, x, F32(0.2) * x).astype(F32)
+
+
+def sigmoid(x):
+    # exp(-|x|) never overflows; reflect for negative x.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, F32(1) / (F32(1) + e), e / (F32(1) + e)).astype(F32)
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _erfc(z):
+    """Complementary error function with relative error below 1.2e-7 for all z.
+
+    The Chebyshev-fitted form exp(-z^2 + P(t)) * t, t = 1/(1 + |z|/2) (Numerical
+    Recipes' erfcc coefficients), evaluated in float64. NumPy has no erf of its
+    own and the runtime dependency is numpy only.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.5 * a)
+    poly = -1.26551223 + t * (
+        1.00002368
+        + t
+        * (
+            0.37409196
+            + t
+            * (
+                0.09678418
+                + t
+                * (
+                    -0.18628806
+                    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))
+                )
+            )
+        )
+    )
+    r = t * np.exp(-a * a + poly)
+    return np.where(z >= 0, r, 2.0 - r)
+
+
+def erf(x):
+    return (1.0 - _erfc(x)).astype(F32)
+
+
+def gelu(x):
+    # Exact form 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2); the erfc form
+    # keeps relative accuracy for large negative x.
+    return (0.5 * x * _erfc(-np.asarray(x, np.float64) / np.sqrt(2.0))).astype(F32)
+
+
+def gelu_tanh(x):
+    # The tanh approximation (keras.ops.gelu's default, approximate=True).
+    c = F32(np.sqrt(2.0 / np.pi))
+    return (F32(0.5) * x * (F32(1) + np.tanh(c * (x + F32(0.044715) * x * x * x)))).astype(F32)
+
+
+def silu(x):
+    return (x * sigmoid(x)).astype(F32)
+
+
+def elu(x, alpha=1.0):
+    return np.where(x >= 0, x, F32(alpha) * np.expm1(np.minimum(x, F32(0)))).astype(F32)
+
+
+_SELU_ALPHA = 1.6732632423543772848
+_SELU_SCALE = 1.0507009873554804934
+
+
+def selu(x):
+    return (F32(_SELU_SCALE) * elu(x, _SELU_ALPHA)).astype(F32)
+
+
+def softplus(x):
+    return np.logaddexp(x, F32(0)).astype(F32)
+
+
+def softsign(x):
+    return (x / (F32(1) + np.abs(x))).astype(F32)
+
+
+def hard_sigmoid(x):
+    # Keras 3: clip(x/6 + 0.5, 0, 1) (tf.keras 2 used 0.2 x + 0.5).
+    return np.clip(x / F32(6) + F32(0.5), F32(0), F32(1)).astype(F32)
+
+
+def hard_silu(x):
+    return (x * hard_sigmoid(x)).astype(F32)
+
+
+def mish(x):
+    return (x * np.tanh(softplus(x))).astype(F32)
+
+
+def exponential(x):
+    return np.exp(x)
+
+
+def celu(x, alpha=1.0):
+    a = F32(alpha)
+    return (np.maximum(x, F32(0)) + a * np.expm1(np.minimum(x, F32(0)) / a)).astype(F32)
+
+
+def log_sigmoid(x):
+    return (-softplus(-x)).astype(F32)
+
+
+def tanh_shrink(x):
+    return (x - np.tanh(x)).astype(F32)
+
+
+def hard_tanh(x):
+    return np.clip(x, F32(-1), F32(1)).astype(F32)
+
+
+def soft_shrink(x, threshold=0.5):
+    t = F32(threshold)
+    return np.where(x > t, x - t, np.where(x < -t, x + t, F32(0))).astype(F32)
+
+
+def hard_shrink(x, threshold=0.5):
+    return np.where(np.abs(x) > F32(threshold), x, F32(0)).astype(F32)
+
+
+def sparse_plus(x):
+    # 0 for x <= -1, x for x >= 1, (x + 1)^2 / 4 in between.
+    mid = F32(0.25) * (x + F32(1)) ** 2
+    return np.where(x <= -1, F32(0), np.where(x >= 1, x, mid)).astype(F32)
+
+
+def squareplus(x, b=4.0):
+    return ((x + np.sqrt(x * x + F32(b))) / F32(2)).astype(F32)
+
+
+def sparse_sigmoid(x):
+    return np.clip(F32(0.5) * (x + F32(1)), F32(0), F32(1)).astype(F32)
+
+
+def sparsemax(x, axis=-1):
+    """Euclidean projection onto the simplex along ``axis`` (Martins & Astudillo 2016)."""
+    x = np.moveaxis(x, axis, -1)
+    z = -np.sort(-x, axis=-1)  # descending
+    k = np.arange(1, x.shape[-1] + 1, dtype=F32)
+    cumsum = np.cumsum(z, axis=-1)
+    support = (F32(1) + k * z) > cumsum
+    k_z = np.sum(support, axis=-1, keepdims=True)
+    tau = (np.take_along_axis(cumsum, k_z - 1, axis=-1) - F32(1)) / k_z.astype(F32)
+    return np.moveaxis(np.maximum(x - tau, F32(0)).astype(F32), -1, axis)
+
+
+def glu(x, axis=-1):
+    """Gated linear unit: split ``axis`` in two halves a, b and return a * sigmoid(b)."""
+    a, b = np.split(x, 2, axis=axis)
+    return (a * sigmoid(b)).astype(F32)
+
+
+# Keras name -> function. Elementwise ones first; softmax, log_softmax, sparsemax and
+# glu act along the last axis.
+ACTIVATIONS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "linear": linear,
+    "relu": relu,
+    "relu6": relu6,
+    "leaky_relu": leaky_relu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "softmax": softmax,
+    "log_softmax": log_softmax,
+    "gelu": gelu,
+    "silu": silu,
+    "swish": silu,
+    "elu": elu,
+    "selu": selu,
+    "softplus": softplus,
+    "softsign": softsign,
+    "hard_sigmoid": hard_sigmoid,
+    "hard_silu": hard_silu,
+    "hard_swish": hard_silu,
+    "mish": mish,
+    "exponential": exponential,
+    "celu": celu,
+    "log_sigmoid": log_sigmoid,
+    "tanh_shrink": tanh_shrink,
+    "hard_tanh": hard_tanh,
+    "soft_shrink": soft_shrink,
+    "hard_shrink": hard_shrink,
+    "sparse_plus": sparse_plus,
+    "squareplus": squareplus,
+    "sparse_sigmoid": sparse_sigmoid,
+    "sparsemax": sparsemax,
+    "glu": glu,
+}
+
+# Activations that mix values along the last axis (not elementwise).
+ROW_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})
+
+
+def apply(name, x):
+    """Apply a validated activation (a Keras name or a callable) to a float32 array."""
+    if callable(name):
+        return np.asarray(name(x), dtype=F32)
+    return np.asarray(ACTIVATIONS[name](x), dtype=F32)

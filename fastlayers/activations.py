@@ -1,0 +1,77 @@
+"""Keras activations by name: ``fastlayers.activations.relu(x)``, ``get("gelu")``.
+
+Each function converts x to float32 and returns a float32 array of the same
+shape. ``softmax``, ``log_softmax``, ``sparsemax`` and ``glu`` act along an axis
+(the last by default); the others are elementwise. Definitions follow Keras 3:
+``gelu`` is the exact erf form (``gelu_tanh`` is the tanh approximation),
+``leaky_relu`` has slope 0.2, ``hard_sigmoid`` is clip(x/6 + 1/2, 0, 1).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from . import _backend
+from . import _validation as V
+from ._numpy import activations as _np_act
+
+NAMES = tuple(sorted(_np_act.ACTIVATIONS))
+
+
+def get(name) -> Callable[[np.ndarray], np.ndarray]:
+    """The activation function for a Keras name (None means linear), or a callable as is."""
+    key = V.activation(name, "activations.get", "name")
+    return key if callable(key) else globals()[key]
+
+
+def _elementwise(name):
+    impl = _np_act.ACTIVATIONS[name]
+
+    def fn(x):
+        op = f"activations.{name}"
+        x = V.array(x, op, "x")
+        _backend.resolve(op, "not implemented in C++ yet")
+        return impl(x)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Keras ``{name}`` activation, elementwise: float32 array in, same shape out."
+    return fn
+
+
+def _along_axis(name):
+    impl = _np_act.ACTIVATIONS[name]
+
+    def fn(x, axis=-1):
+        op = f"activations.{name}"
+        x = V.array(x, op, "x")
+        V.min_rank(x, op, "x", 1)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__}")
+        if not -x.ndim <= axis < x.ndim:
+            raise ValueError(f"{op}: axis {axis} is out of range for an input of rank {x.ndim}")
+        if name == "glu" and x.shape[axis] % 2:
+            raise ValueError(f"{op}: the size of axis {axis} must be even, got shape {x.shape}")
+        _backend.resolve(op, "not implemented in C++ yet")
+        return impl(x, axis=axis)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Keras ``{name}`` activation along ``axis`` (default the last)."
+    return fn
+
+
+for _name in NAMES:
+    globals()[_name] = (
+        _along_axis(_name) if _name in _np_act.ROW_ACTIVATIONS else _elementwise(_name)
+    )
+
+
+def gelu_tanh(x):
+    """GELU, tanh approximation (``keras.ops.gelu``'s default ``approximate=True``)."""
+    x = V.array(x, "activations.gelu_tanh", "x")
+    _backend.resolve("activations.gelu_tanh", "not implemented in C++ yet")
+    return _np_act.gelu_tanh(x)
+
+
+__all__ = ["get", "NAMES", "gelu_tanh", *NAMES]

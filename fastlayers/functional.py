@@ -1,0 +1,698 @@
+"""The public ops of fastlayers: Keras 3 semantics, float32, batch first, NHWC images.
+
+Every op validates its arguments once (fastlayers/_validation.py), then runs on
+the C++ path when the compiled core serves the call, else on the NumPy path
+(fastlayers/_numpy/). See :func:`fastlayers.set_backend` to choose.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _backend
+from . import _validation as V
+from ._numpy import attention as _np_attention
+from ._numpy import conv2d as _np_conv2d
+from ._numpy import dense as _np_dense
+from ._numpy import recurrent as _np_recurrent
+
+ArrayLike = Any
+NOT_IN_CPP = "not implemented in C++ yet"
+
+__all__ = [
+    "dense",
+    "flatten",
+    "conv2d",
+    "lstm",
+    "lstm_cell",
+    "gru",
+    "softmax",
+    "attention",
+    "additive_attention",
+    "scaled_dot_product_attention",
+    "multi_head_attention",
+]
+
+
+# --------------------------------------------------------------------------- dense
+
+
+def dense(
+    x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None, activation: Any = None
+) -> np.ndarray:
+    """Fully connected layer: ``activation(x @ kernel + bias)`` (Keras ``Dense``).
+
+    Parameters
+    ----------
+    x : array (..., K), rank >= 2
+        Only the last axis is contracted; leading axes are kept.
+    kernel : array (K, N)
+    bias : array (N,), optional
+    activation : str, callable or None
+        A Keras activation name (``"relu"``, ``"gelu"`` (exact), ``"leaky_relu"``
+        (slope 0.2), ...); None means linear.
+
+    Returns
+    -------
+    y : float32 array (..., N)
+    """
+    op = "dense"
+    x = V.array(x, op, "x")
+    kernel = V.array(kernel, op, "kernel")
+    bias = V.optional_array(bias, op, "bias")
+    act = V.activation(activation, op)
+    V.min_rank(x, op, "x", 2, "(batch, ..., features)")
+    V.rank(kernel, op, "kernel", 2, "(input_dim, units)")
+    if kernel.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"{op}: kernel has shape {kernel.shape}, expected ({x.shape[-1]}, units) "
+            f"to match the last axis of x {x.shape}"
+        )
+    if bias is not None:
+        V.shape_is(bias, op, "bias", (kernel.shape[1],), "(units,)")
+    _backend.resolve(op, NOT_IN_CPP)
+    return _np_dense.dense(x, kernel, bias, act)
+
+
+def flatten(x: ArrayLike) -> np.ndarray:
+    """Flatten all but the batch axis in row-major (channels-last) order (Keras ``Flatten``).
+
+    x (B, d1, ..., dn) -> (B, d1*...*dn); a 1-D x (B,) becomes (B, 1).
+    """
+    op = "flatten"
+    x = V.array(x, op, "x")
+    V.min_rank(x, op, "x", 1, "(batch, ...)")
+    # A reshape of a contiguous array is a view: there is nothing for C++ to speed up.
+    return _np_dense.flatten(x)
+
+
+# -------------------------------------------------------------------------- conv2d
+
+
+def conv2d(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: Optional[ArrayLike] = None,
+    strides: Union[int, Tuple[int, int]] = 1,
+    padding: str = "valid",
+    dilation_rate: Union[int, Tuple[int, int]] = 1,
+    groups: int = 1,
+    activation: Any = None,
+) -> np.ndarray:
+    """2D convolution on NHWC images (Keras ``Conv2D``, channels_last).
+
+    Parameters
+    ----------
+    x : array (N, H, W, C)
+    kernel : array (kh, kw, C // groups, F)
+    bias : array (F,), optional
+    strides, dilation_rate : int or (int, int)
+        Strides > 1 together with dilation > 1 is rejected, as in Keras.
+    padding : ``"valid"`` or ``"same"``
+        ``"same"`` gives ceil(H / stride) rows; odd total padding puts the extra
+        pixel at the bottom/right (the TensorFlow rule).
+    groups : int
+        C and F must both be divisible by it; ``groups == C`` is depthwise.
+    activation : str, callable or None
+
+    Returns
+    -------
+    y : float32 array (N, OH, OW, F)
+    """
+    op = "conv2d"
+    x = V.array(x, op, "x")
+    kernel = V.array(kernel, op, "kernel")
+    bias = V.optional_array(bias, op, "bias")
+    act = V.activation(activation, op)
+    V.rank(x, op, "x", 4, "(batch, height, width, channels)")
+    V.rank(kernel, op, "kernel", 4, "(kh, kw, in_channels // groups, filters)")
+    strides_, dilation, pads, out_hw, groups = V.conv2d_geometry(
+        op, x.shape, kernel.shape, strides, padding, dilation_rate, groups
+    )
+    if bias is not None:
+        V.shape_is(bias, op, "bias", (kernel.shape[3],), "(filters,)")
+    _backend.resolve(op, NOT_IN_CPP)
+    return _np_conv2d.conv2d(x, kernel, bias, strides_, dilation, pads, out_hw, groups, act)
+
+
+# ------------------------------------------------------------------------ recurrent
+
+
+def _recurrent_common(op, x, kernel, recurrent_kernel, gates, mask):
+    x = V.array(x, op, "x")
+    kernel = V.array(kernel, op, "kernel")
+    recurrent_kernel = V.array(recurrent_kernel, op, "recurrent_kernel")
+    V.rank(x, op, "x", 3, "(batch, timesteps, features)")
+    if x.shape[1] < 1:
+        raise ValueError(f"{op}: x must have at least one time step, got shape {x.shape}")
+    V.rank(recurrent_kernel, op, "recurrent_kernel", 2, f"(units, {gates} * units)")
+    u = recurrent_kernel.shape[0]
+    V.shape_is(
+        recurrent_kernel, op, "recurrent_kernel", (u, gates * u), f"(units, {gates} * units)"
+    )
+    V.shape_is(kernel, op, "kernel", (x.shape[2], gates * u), f"(features, {gates} * units)")
+    if u < 1:
+        raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
+    if mask is not None:
+        mask = V.bool_mask(mask, op, "mask")
+        V.shape_is(mask, op, "mask", x.shape[:2], "(batch, timesteps)")
+    return x, kernel, recurrent_kernel, u, mask
+
+
+def _state(s, op, name, b, u):
+    s = V.array(s, op, name)
+    V.shape_is(s, op, name, (b, u), "(batch, units)")
+    return s
+
+
+def lstm(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    recurrent_kernel: ArrayLike,
+    bias: Optional[ArrayLike] = None,
+    *,
+    initial_state: Optional[Sequence[ArrayLike]] = None,
+    mask: Optional[ArrayLike] = None,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    activation: Any = "tanh",
+    recurrent_activation: Any = "sigmoid",
+):
+    """LSTM over a sequence (Keras ``LSTM``); gate blocks ordered [i | f | c | o].
+
+    Parameters
+    ----------
+    x : array (B, T, F)
+    kernel : array (F, 4u)
+    recurrent_kernel : array (u, 4u)
+    bias : array (4u,), optional
+    initial_state : [h0, c0], each (B, u); zeros by default
+    mask : bool array (B, T), optional
+        A masked step keeps the state and repeats the previous output (zeros before
+        the first unmasked step).
+    return_sequences : bool
+        Return all outputs (B, T, u) instead of the last (B, u).
+    return_state : bool
+        Also return the final h and c.
+    go_backwards : bool
+        Consume the input from t = T-1 down to 0; the returned sequence stays in
+        processing order.
+    activation, recurrent_activation : str or callable (elementwise)
+
+    Returns
+    -------
+    output, or (output, h, c) if return_state; float32.
+    """
+    op = "lstm"
+    x, kernel, recurrent_kernel, u, mask = _recurrent_common(
+        op, x, kernel, recurrent_kernel, 4, mask
+    )
+    b = x.shape[0]
+    bias = V.optional_array(bias, op, "bias")
+    if bias is not None:
+        V.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
+    if initial_state is None:
+        h0 = np.zeros((b, u), np.float32)
+        c0 = np.zeros((b, u), np.float32)
+    else:
+        if isinstance(initial_state, np.ndarray) or not isinstance(initial_state, (list, tuple)):
+            raise TypeError(f"{op}: initial_state must be a list [h0, c0], got {type(initial_state).__name__}")
+        if len(initial_state) != 2:
+            raise ValueError(f"{op}: initial_state must be [h0, c0], got {len(initial_state)} arrays")
+        h0 = _state(initial_state[0], op, "initial_state[0] (h0)", b, u)
+        c0 = _state(initial_state[1], op, "initial_state[1] (c0)", b, u)
+    return_sequences = V.flag(return_sequences, op, "return_sequences")
+    return_state = V.flag(return_state, op, "return_state")
+    go_backwards = V.flag(go_backwards, op, "go_backwards")
+    act = V.activation(activation, op, "activation", elementwise=True)
+    ract = V.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
+    _backend.resolve(op, NOT_IN_CPP)
+    out, h, c = _np_recurrent.lstm(
+        x, kernel, recurrent_kernel, bias, h0, c0, mask, return_sequences, go_backwards, act, ract
+    )
+    return (out, h, c) if return_state else out
+
+
+def lstm_cell(
+    x_t: ArrayLike,
+    h: ArrayLike,
+    c: ArrayLike,
+    kernel: ArrayLike,
+    recurrent_kernel: ArrayLike,
+    bias: Optional[ArrayLike] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """One LSTM step (Keras ``LSTMCell``, tanh / sigmoid).
+
+    x_t (B, F), h (B, u), c (B, u), kernel (F, 4u), recurrent_kernel (u, 4u),
+    bias (4u,) -> (h_next, c_next), each (B, u).
+    """
+    op = "lstm_cell"
+    x_t = V.array(x_t, op, "x_t")
+    kernel = V.array(kernel, op, "kernel")
+    recurrent_kernel = V.array(recurrent_kernel, op, "recurrent_kernel")
+    V.rank(x_t, op, "x_t", 2, "(batch, features)")
+    V.rank(recurrent_kernel, op, "recurrent_kernel", 2, "(units, 4 * units)")
+    u = recurrent_kernel.shape[0]
+    if u < 1:
+        raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
+    V.shape_is(recurrent_kernel, op, "recurrent_kernel", (u, 4 * u), "(units, 4 * units)")
+    V.shape_is(kernel, op, "kernel", (x_t.shape[1], 4 * u), "(features, 4 * units)")
+    b = x_t.shape[0]
+    h = _state(h, op, "h", b, u)
+    c = _state(c, op, "c", b, u)
+    bias = V.optional_array(bias, op, "bias")
+    if bias is not None:
+        V.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
+    _backend.resolve(op, NOT_IN_CPP)
+    return _np_recurrent.lstm_cell(x_t, h, c, kernel, recurrent_kernel, bias)
+
+
+def gru(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    recurrent_kernel: ArrayLike,
+    bias: Optional[ArrayLike] = None,
+    *,
+    initial_state: Optional[ArrayLike] = None,
+    mask: Optional[ArrayLike] = None,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    reset_after: bool = True,
+    activation: Any = "tanh",
+    recurrent_activation: Any = "sigmoid",
+):
+    """GRU over a sequence (Keras ``GRU``); gate blocks ordered [z | r | h].
+
+    Parameters
+    ----------
+    x : array (B, T, F)
+    kernel : array (F, 3u)
+    recurrent_kernel : array (u, 3u)
+    bias : array (2, 3u) if reset_after (input bias; recurrent bias), else (3u,); optional
+    initial_state : h0 (B, u) or [h0]; zeros by default
+    mask, return_sequences, go_backwards, activation, recurrent_activation : as for :func:`lstm`
+    return_state : bool
+        Also return the final h.
+    reset_after : bool
+        True (Keras's default, PyTorch's form): the reset gate multiplies
+        ``h @ R_h + b_rec_h``; False: it multiplies h before the matmul.
+
+    Returns
+    -------
+    output, or (output, h) if return_state; float32.
+    """
+    op = "gru"
+    x, kernel, recurrent_kernel, u, mask = _recurrent_common(
+        op, x, kernel, recurrent_kernel, 3, mask
+    )
+    b = x.shape[0]
+    reset_after = V.flag(reset_after, op, "reset_after")
+    bias = V.optional_array(bias, op, "bias")
+    if bias is not None:
+        expected = (2, 3 * u) if reset_after else (3 * u,)
+        why = "(2, 3 * units) with reset_after=True" if reset_after else "(3 * units,) with reset_after=False"
+        V.shape_is(bias, op, "bias", expected, why)
+    if initial_state is None:
+        h0 = np.zeros((b, u), np.float32)
+    else:
+        if isinstance(initial_state, (list, tuple)):
+            if len(initial_state) != 1:
+                raise ValueError(f"{op}: initial_state must be h0 or [h0], got {len(initial_state)} arrays")
+            initial_state = initial_state[0]
+        h0 = _state(initial_state, op, "initial_state (h0)", b, u)
+    return_sequences = V.flag(return_sequences, op, "return_sequences")
+    return_state = V.flag(return_state, op, "return_state")
+    go_backwards = V.flag(go_backwards, op, "go_backwards")
+    act = V.activation(activation, op, "activation", elementwise=True)
+    ract = V.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
+    _backend.resolve(op, NOT_IN_CPP)
+    out, h = _np_recurrent.gru(
+        x, kernel, recurrent_kernel, bias, h0, mask, return_sequences, go_backwards, reset_after,
+        act, ract,
+    )
+    return (out, h) if return_state else out
+
+
+# ------------------------------------------------------------------------- softmax
+
+
+def _axes(axis, ndim, op):
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    if len(items) == 0:
+        raise ValueError(f"{op}: axis must not be empty")
+    out = []
+    for a in items:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for an input of rank {ndim}")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: axis has repeated entries: {axis!r}")
+    return tuple(out)
+
+
+def softmax(x: ArrayLike, axis: Union[int, Sequence[int]] = -1, mask: Optional[ArrayLike] = None):
+    """Softmax along ``axis`` (Keras ``Softmax`` layer).
+
+    Parameters
+    ----------
+    x : array of any rank >= 1
+    axis : int or tuple of ints
+        Several axes normalize over their joint extent.
+    mask : array broadcastable to x, optional
+        True (or > 0.5 for a non-bool mask) keeps an entry. Masked entries get
+        -1e9 before and 0 after the softmax, so a fully masked slice is all zeros.
+
+    Returns
+    -------
+    y : float32 array, the shape of x
+    """
+    op = "softmax"
+    x = V.array(x, op, "x")
+    V.min_rank(x, op, "x", 1)
+    axes = _axes(axis, x.ndim, op)
+    if mask is not None:
+        mask = V.bool_mask(mask, op, "mask", threshold=True)
+        if not V.broadcastable(mask.shape, x.shape):
+            raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to x {x.shape}")
+        mask = np.broadcast_to(mask, x.shape)
+    reason = None
+    if mask is not None:
+        reason = "a mask"
+    elif len(axes) > 1:
+        reason = "a softmax over several axes"
+    if _backend.resolve(op, reason) == "cpp":
+        ax = axes[0]
+        if ax == x.ndim - 1:
+            return _backend._core.softmax_lastdim(x)
+        moved = np.ascontiguousarray(np.moveaxis(x, ax, -1))
+        return np.moveaxis(_backend._core.softmax_lastdim(moved), -1, ax)
+    return _np_attention.softmax(x, axes if len(axes) > 1 else axes[0], mask)
+
+
+# ----------------------------------------------------------------------- attention
+
+
+def _query_value_key(op, query, value, key):
+    query = V.array(query, op, "query")
+    value = V.array(value, op, "value")
+    key = value if key is None else V.array(key, op, "key")
+    V.rank(query, op, "query", 3, "(batch, Tq, dim)")
+    V.rank(value, op, "value", 3, "(batch, Tv, dim_v)")
+    V.rank(key, op, "key", 3, "(batch, Tv, dim)")
+    b, tv = value.shape[:2]
+    if query.shape[0] != b or key.shape[0] != b:
+        raise ValueError(
+            f"{op}: batch sizes differ: query {query.shape}, value {value.shape}, key {key.shape}"
+        )
+    if key.shape[1] != tv:
+        raise ValueError(f"{op}: key has shape {key.shape}, expected ({b}, {tv}, dim) like value")
+    if tv < 1:
+        raise ValueError(f"{op}: value must have at least one time step, got {value.shape}")
+    return query, value, key
+
+
+def _luong_masks(op, query, value, query_mask, value_mask):
+    if query_mask is not None:
+        query_mask = V.bool_mask(query_mask, op, "query_mask")
+        V.shape_is(query_mask, op, "query_mask", query.shape[:2], "(batch, Tq)")
+    if value_mask is not None:
+        value_mask = V.bool_mask(value_mask, op, "value_mask")
+        V.shape_is(value_mask, op, "value_mask", value.shape[:2], "(batch, Tv)")
+    return query_mask, value_mask
+
+
+def attention(
+    query: ArrayLike,
+    value: ArrayLike,
+    key: Optional[ArrayLike] = None,
+    *,
+    scale: Optional[float] = None,
+    score_mode: str = "dot",
+    concat_score_weight: Optional[float] = None,
+    query_mask: Optional[ArrayLike] = None,
+    value_mask: Optional[ArrayLike] = None,
+    use_causal_mask: bool = False,
+    return_attention_scores: bool = False,
+):
+    """Dot-product (Luong) attention, Keras ``Attention``. Note the order: query, value, key.
+
+    Parameters
+    ----------
+    query : array (B, Tq, D)
+    value : array (B, Tv, Dv)
+    key : array (B, Tv, D), optional; defaults to value
+    scale : float, optional
+        The value of Keras's scalar ``scale`` weight (use_scale=True); None means
+        no scaling (use_scale=False).
+    score_mode : ``"dot"`` or ``"concat"``
+        concat: ``scores = w * sum_d tanh(scale * (q_d + k_d))``.
+    concat_score_weight : float, optional
+        w for score_mode="concat" (default 1.0, the Keras initial value).
+    query_mask : bool (B, Tq), optional; masked query rows of the output are zero
+    value_mask : bool (B, Tv), optional; masked keys get 1e9 subtracted from their scores
+    use_causal_mask : bool
+        Row i attends to keys j <= i (top-left aligned, also when Tq != Tv).
+    return_attention_scores : bool
+        Also return the attention weights (B, Tq, Tv).
+
+    Returns
+    -------
+    output (B, Tq, Dv), or (output, weights); float32.
+    """
+    op = "attention"
+    query, value, key = _query_value_key(op, query, value, key)
+    if not isinstance(score_mode, str) or score_mode not in ("dot", "concat"):
+        raise ValueError(f"{op}: score_mode must be 'dot' or 'concat', got {score_mode!r}")
+    if query.shape[2] != key.shape[2]:
+        raise ValueError(
+            f"{op}: query has shape {query.shape} and key {key.shape}; their last dims must match"
+        )
+    scale_ = None if scale is None else V.real_scalar(scale, op, "scale")
+    if score_mode == "dot":
+        if concat_score_weight is not None:
+            raise ValueError(f"{op}: concat_score_weight is only used with score_mode='concat'")
+        weight = None
+    else:
+        weight = 1.0 if concat_score_weight is None else V.real_scalar(
+            concat_score_weight, op, "concat_score_weight"
+        )
+    query_mask, value_mask = _luong_masks(op, query, value, query_mask, value_mask)
+    causal = V.flag(use_causal_mask, op, "use_causal_mask")
+    want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
+    _backend.resolve(op, NOT_IN_CPP)
+    out, weights = _np_attention.attention(
+        query, value, key, scale_, score_mode, weight, query_mask, value_mask, causal
+    )
+    return (out, weights) if want_scores else out
+
+
+def additive_attention(
+    query: ArrayLike,
+    value: ArrayLike,
+    key: Optional[ArrayLike] = None,
+    *,
+    scale: Optional[ArrayLike] = None,
+    query_mask: Optional[ArrayLike] = None,
+    value_mask: Optional[ArrayLike] = None,
+    use_causal_mask: bool = False,
+    return_attention_scores: bool = False,
+):
+    """Additive (Bahdanau) attention, Keras ``AdditiveAttention``.
+
+    ``scores[b, i, j] = sum_d scale[d] * tanh(query[b, i, d] + key[b, j, d])``; there
+    are no projection matrices (apply :func:`dense` before, as Keras does).
+
+    Parameters
+    ----------
+    query : array (B, Tq, D); value : array (B, Tv, Dv); key : array (B, Tv, D), optional
+    scale : array (D,), optional
+        Keras's ``scale`` weight (use_scale=True); None means use_scale=False.
+    query_mask, value_mask, use_causal_mask, return_attention_scores : as in :func:`attention`
+
+    Returns
+    -------
+    output (B, Tq, Dv), or (output, weights (B, Tq, Tv)); float32.
+    """
+    op = "additive_attention"
+    query, value, key = _query_value_key(op, query, value, key)
+    if query.shape[2] != key.shape[2]:
+        raise ValueError(
+            f"{op}: query has shape {query.shape} and key {key.shape}; their last dims must match"
+        )
+    scale = V.optional_array(scale, op, "scale")
+    if scale is not None:
+        V.shape_is(scale, op, "scale", (query.shape[2],), "(dim,)")
+    query_mask, value_mask = _luong_masks(op, query, value, query_mask, value_mask)
+    causal = V.flag(use_causal_mask, op, "use_causal_mask")
+    want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
+    _backend.resolve(op, NOT_IN_CPP)
+    out, weights = _np_attention.additive_attention(
+        query, value, key, scale, query_mask, value_mask, causal
+    )
+    return (out, weights) if want_scores else out
+
+
+def scaled_dot_product_attention(
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
+    *,
+    mask: Optional[ArrayLike] = None,
+    is_causal: bool = False,
+    scale: Optional[float] = None,
+) -> np.ndarray:
+    """``softmax(q @ k^T * scale + mask) @ v`` over any leading (batch, head, ...) dims.
+
+    Parameters
+    ----------
+    q : array (..., T, D)
+    k : array (..., S, D)
+    v : array (..., S, Dv)
+        The leading dims of q, k and v must be equal.
+    mask : bool array broadcastable to (..., T, S), optional
+        True = may attend (the opposite of PyTorch's boolean attn_mask).
+    is_causal : bool
+        Query i attends to keys j <= i (top-left aligned).
+    scale : float, optional
+        Default 1 / sqrt(D).
+
+    A fully masked row attends uniformly to all keys (as keras.ops.dot_product_attention
+    does); it is never NaN.
+
+    Returns
+    -------
+    output : float32 array (..., T, Dv)
+    """
+    op = "scaled_dot_product_attention"
+    q = V.array(q, op, "q")
+    k = V.array(k, op, "k")
+    v = V.array(v, op, "v")
+    V.min_rank(q, op, "q", 2, "(..., T, D)")
+    V.min_rank(k, op, "k", 2, "(..., S, D)")
+    V.min_rank(v, op, "v", 2, "(..., S, Dv)")
+    lead = q.shape[:-2]
+    if k.shape[:-2] != lead or v.shape[:-2] != lead:
+        raise ValueError(
+            f"{op}: q {q.shape}, k {k.shape} and v {v.shape} must share their leading dims"
+        )
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"{op}: k has shape {k.shape}, expected (..., S, {q.shape[-1]}) like q")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"{op}: v has shape {v.shape}, expected (..., {k.shape[-2]}, Dv) like k")
+    if k.shape[-2] < 1:
+        raise ValueError(f"{op}: k must have at least one key (S >= 1), got {k.shape}")
+    if q.shape[-1] < 1:
+        raise ValueError(f"{op}: q must have a feature dim D >= 1, got {q.shape}")
+    if mask is not None:
+        mask = V.bool_mask(mask, op, "mask")
+        target = lead + (q.shape[-2], k.shape[-2])
+        if not V.broadcastable(mask.shape, target):
+            raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to {target}")
+    causal = V.flag(is_causal, op, "is_causal")
+    scale_ = 1.0 / math.sqrt(q.shape[-1]) if scale is None else V.real_scalar(scale, op, "scale")
+    _backend.resolve(op, NOT_IN_CPP)
+    return _np_attention.scaled_dot_product_attention(q, k, v, mask, causal, scale_)
+
+
+def multi_head_attention(
+    query: ArrayLike,
+    value: ArrayLike,
+    key: Optional[ArrayLike] = None,
+    *,
+    query_kernel: ArrayLike,
+    key_kernel: ArrayLike,
+    value_kernel: ArrayLike,
+    output_kernel: ArrayLike,
+    query_bias: Optional[ArrayLike] = None,
+    key_bias: Optional[ArrayLike] = None,
+    value_bias: Optional[ArrayLike] = None,
+    output_bias: Optional[ArrayLike] = None,
+    attention_mask: Optional[ArrayLike] = None,
+    use_causal_mask: bool = False,
+    return_attention_scores: bool = False,
+):
+    """Multi-head attention with Keras ``MultiHeadAttention`` weights (rank-3 inputs).
+
+    Parameters
+    ----------
+    query : array (B, T, Dq); value : array (B, S, Dv); key : array (B, S, Dk), optional
+    query_kernel : (Dq, N, key_dim); key_kernel : (Dk, N, key_dim)
+    value_kernel : (Dv, N, value_dim); output_kernel : (N, value_dim, Dout)
+    query_bias, key_bias : (N, key_dim); value_bias : (N, value_dim); output_bias : (Dout,)
+    attention_mask : bool (B, T, S) or (T, S), optional; True = may attend
+    use_causal_mask : bool
+    return_attention_scores : bool
+        Also return the weights (B, N, T, S), not averaged over heads.
+
+    Fully masked rows follow Keras: uniform weights without return_attention_scores,
+    all-zero weights (output = output_bias) with it.
+
+    Returns
+    -------
+    output (B, T, Dout), or (output, weights); float32.
+    """
+    op = "multi_head_attention"
+    query = V.array(query, op, "query")
+    value = V.array(value, op, "value")
+    key = value if key is None else V.array(key, op, "key")
+    V.rank(query, op, "query", 3, "(batch, T, Dq)")
+    V.rank(value, op, "value", 3, "(batch, S, Dv)")
+    V.rank(key, op, "key", 3, "(batch, S, Dk)")
+    b, t_len, dq = query.shape
+    s_len = value.shape[1]
+    if value.shape[0] != b or key.shape[0] != b:
+        raise ValueError(
+            f"{op}: batch sizes differ: query {query.shape}, value {value.shape}, key {key.shape}"
+        )
+    if key.shape[1] != s_len:
+        raise ValueError(f"{op}: key has shape {key.shape}, expected ({b}, {s_len}, Dk) like value")
+    if s_len < 1:
+        raise ValueError(f"{op}: value must have at least one time step, got {value.shape}")
+    wq = V.array(query_kernel, op, "query_kernel")
+    wk = V.array(key_kernel, op, "key_kernel")
+    wv = V.array(value_kernel, op, "value_kernel")
+    wo = V.array(output_kernel, op, "output_kernel")
+    V.rank(wq, op, "query_kernel", 3, "(Dq, num_heads, key_dim)")
+    V.rank(wk, op, "key_kernel", 3, "(Dk, num_heads, key_dim)")
+    V.rank(wv, op, "value_kernel", 3, "(Dv, num_heads, value_dim)")
+    V.rank(wo, op, "output_kernel", 3, "(num_heads, value_dim, Dout)")
+    _, n, hk = wq.shape
+    hv = wv.shape[2]
+    V.shape_is(wq, op, "query_kernel", (dq, n, hk), "(Dq, num_heads, key_dim)")
+    V.shape_is(wk, op, "key_kernel", (key.shape[2], n, hk), "(Dk, num_heads, key_dim)")
+    V.shape_is(wv, op, "value_kernel", (value.shape[2], n, hv), "(Dv, num_heads, value_dim)")
+    V.shape_is(wo, op, "output_kernel", (n, hv, wo.shape[2]), "(num_heads, value_dim, Dout)")
+    if n < 1 or hk < 1 or hv < 1 or wo.shape[2] < 1:
+        raise ValueError(f"{op}: num_heads, key_dim, value_dim and Dout must be >= 1")
+    biases = []
+    for name, bias, shape in (
+        ("query_bias", query_bias, (n, hk)),
+        ("key_bias", key_bias, (n, hk)),
+        ("value_bias", value_bias, (n, hv)),
+        ("output_bias", output_bias, (wo.shape[2],)),
+    ):
+        bias = V.optional_array(bias, op, name)
+        if bias is not None:
+            V.shape_is(bias, op, name, shape)
+        biases.append(bias)
+    if attention_mask is not None:
+        attention_mask = V.bool_mask(attention_mask, op, "attention_mask")
+        if attention_mask.shape not in ((b, t_len, s_len), (t_len, s_len)):
+            raise ValueError(
+                f"{op}: attention_mask has shape {attention_mask.shape}, expected "
+                f"{(b, t_len, s_len)} or {(t_len, s_len)}"
+            )
+    causal = V.flag(use_causal_mask, op, "use_causal_mask")
+    want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
+    _backend.resolve(op, NOT_IN_CPP)
+    out, weights = _np_attention.multi_head_attention(
+        query, value, key, wq, wk, wv, wo, *biases, attention_mask, causal, want_scores
+    )
+    return (out, weights) if want_scores else out
