@@ -1,0 +1,120 @@
+// fastlayers runtime: CPU feature detection, ISA selection and the thread pool.
+//
+// This header is part of the C++ API of the core. It must never include pybind11 or Python
+// headers (the core builds and tests without Python) and it is never included by an ISA file
+// (csrc/ukernels/*/<isa>.cpp), so the templates below are only ever compiled for the baseline.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace fl {
+
+// ---------------------------------------------------------------------------------------------
+// ISA selection
+// ---------------------------------------------------------------------------------------------
+
+// Instruction sets we have micro-kernels for. The numeric values are stable (they may be logged).
+enum class Isa { scalar = 0, avx2 = 1, neon = 2 };
+
+// "scalar", "avx2" or "neon".
+const char* isa_name(Isa isa);
+
+// What the CPU *and* the operating system let us use. On x86-64 the AVX-family flags (avx, avx2,
+// fma, f16c) are only true when the OS saves ymm state (XCR0 bits 1|2, checked with XGETBV after
+// OSXSAVE), and avx512f only when it also saves zmm/opmask state, so a flag that is true is safe
+// to act on. On aarch64 only `neon` is set (Advanced SIMD is baseline there).
+struct CpuFeatures {
+    bool sse2 = false;
+    bool sse41 = false;
+    bool avx = false;
+    bool avx2 = false;
+    bool fma = false;
+    bool f16c = false;
+    bool avx512f = false;
+    bool os_ymm = false;  // OS saves ymm state (XCR0 & 0x6 == 0x6)
+    bool os_zmm = false;  // OS saves zmm + opmask state (XCR0 & 0xE6 == 0xE6)
+    bool neon = false;
+};
+
+// Detected once, on first call; thread-safe.
+const CpuFeatures& cpu_features();
+
+// ISAs compiled into this build (scalar always first), and the subset this CPU can run.
+std::vector<Isa> isas_built();
+std::vector<Isa> isas_supported();
+
+// The ISA whose kernels are used: the best supported one, unless the environment variable
+// FASTLAYERS_ISA (scalar | avx2 | neon, case-insensitive) names another supported ISA. Read once,
+// at first use. An unknown or unsupported value falls back to the best supported ISA and leaves
+// an explanation in isa_cap_message().
+Isa active_isa();
+
+// The raw FASTLAYERS_ISA value that was read, or nullptr if it was unset or empty.
+const char* isa_cap_env();
+
+// Why FASTLAYERS_ISA was not honoured; empty if it was (or if it was not set).
+const std::string& isa_cap_message();
+
+// ---------------------------------------------------------------------------------------------
+// Threads
+// ---------------------------------------------------------------------------------------------
+
+// The largest value set_num_threads accepts (a guard against typos like 1000000).
+constexpr int kMaxThreads = 4096;
+
+// CPUs this process may run on (sched_getaffinity on Linux, else hardware_concurrency), >= 1.
+int default_num_threads();
+
+// Threads used by parallel_for, the calling thread included. Starts at default_num_threads().
+int num_threads();
+
+// n < 1 or n > kMaxThreads: std::invalid_argument. Waits for a running parallel region to end,
+// then joins surplus workers; new workers are created lazily by the next parallel region.
+void set_num_threads(int n);
+
+// Runs fn(ctx, begin, end) over contiguous chunks covering [0, n), at most num_threads() chunks,
+// each at least min_per_task long (a range shorter than 2*min_per_task is one chunk, run on the
+// calling thread with no synchronization at all). The calling thread runs chunk 0.
+//
+// The split depends only on (n, min_per_task, num_threads()), so a kernel whose chunks compute
+// disjoint outputs gives bitwise identical results for every thread count. FTZ/DAZ is on in every
+// chunk (including on the calling thread, restored afterwards), again so that results do not
+// depend on which thread computed them. A parallel_for issued from inside a chunk runs serially
+// on that thread. Regions issued concurrently from several threads are serialized.
+// fn must not throw (use the template overload below for callables that may).
+void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void* ctx, int64_t begin, int64_t end),
+                  void* ctx);
+
+// Convenience overload for any callable f(int64_t begin, int64_t end). An exception thrown by a
+// chunk is rethrown on the calling thread after all chunks have finished (the first one wins).
+template <class F>
+void parallel_for(int64_t n, int64_t min_per_task, F&& f) {
+    using Fn = std::remove_reference_t<F>;
+    struct Ctx {
+        Fn* f;
+        std::atomic<bool> failed{false};
+        std::exception_ptr error;
+    };
+    Ctx ctx;
+    ctx.f = &f;
+    parallel_for(
+        n, min_per_task,
+        [](void* p, int64_t begin, int64_t end) {
+            Ctx* c = static_cast<Ctx*>(p);
+            try {
+                (*c->f)(begin, end);
+            } catch (...) {
+                if (!c->failed.exchange(true)) c->error = std::current_exception();
+            }
+        },
+        &ctx);
+    if (ctx.error) std::rethrow_exception(ctx.error);
+}
+
+}  // namespace fl

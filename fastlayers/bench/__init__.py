@@ -1,0 +1,1 @@
+"""Benchmarks of fastlayers against its NumPy path and PyTorch: ``python -m fastlayers.bench``."""

@@ -1,0 +1,258 @@
+"""The public benchmark shapes (BENCHMARKS.md) and how each path runs them.
+
+A :class:`Case` makes its inputs once and offers one callable per path:
+``numpy`` and ``cpp`` run fastlayers with that backend forced; ``torch`` runs the
+equivalent PyTorch op (CPU, channels_last for convs) when torch is importable.
+Every path must give the same numbers: :func:`check` compares each against the
+NumPy path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+import fastlayers as fl
+from fastlayers import _backend
+
+try:  # optional peer
+    import torch
+    import torch.nn.functional as F
+
+    TORCH_ERROR: Optional[str] = None
+except Exception as exc:  # pragma: no cover - depends on the environment
+    torch = None
+    F = None
+    TORCH_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Case:
+    id: str
+    op: str
+    desc: str
+    flops: float
+    make: Callable[[np.random.Generator], Dict[str, Any]]
+    call: Callable[[Dict[str, Any]], Any]
+    torch_prepare: Optional[Callable[[Dict[str, Any]], Callable[[], Any]]] = None
+    quick: bool = True
+    inputs: Dict[str, Any] = field(default_factory=dict)
+
+    def setup(self, seed: int = 0) -> None:
+        if not self.inputs:
+            self.inputs = self.make(np.random.default_rng(seed))
+
+    def runner(self, path: str) -> Optional[Callable[[], Any]]:
+        """A no-argument callable running this case on ``path``, or None if unavailable."""
+        self.setup()
+        if path in ("numpy", "cpp"):
+            if path == "cpp" and (self.op not in _backend.CPP_OPS or not fl.core_available()):
+                return None
+
+            def run(path=path):
+                with fl.use_backend(path):
+                    return self.call(self.inputs)
+
+            return run
+        if path == "torch":
+            if torch is None or self.torch_prepare is None:
+                return None
+            return self.torch_prepare(self.inputs)
+        raise ValueError(f"unknown path {path!r}")
+
+
+def _first(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def check(case: Case, path: str, result: Any, reference: np.ndarray) -> None:
+    """Assert that ``result`` (from ``path``) matches the NumPy path's ``reference``."""
+    got = _first(result)
+    if torch is not None and isinstance(got, torch.Tensor):
+        got = got.detach().contiguous().numpy()
+    got = np.asarray(got)
+    assert got.shape == reference.shape, f"{case.id}/{path}: shape {got.shape} != {reference.shape}"
+    scale = max(1.0, float(np.max(np.abs(reference), initial=0.0)))
+    np.testing.assert_allclose(
+        got, reference, rtol=1e-4, atol=1e-4 * scale, err_msg=f"{case.id} on {path}"
+    )
+
+
+# ------------------------------------------------------------------------ builders
+
+F32 = np.float32
+
+
+def _rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(F32)
+
+
+def _dense_case(cid, m, k, n, activation, quick=True):
+    def make(rng):
+        return {
+            "x": _rand(rng, m, k),
+            "kernel": _rand(rng, k, n, scale=1 / math.sqrt(k)),
+            "bias": _rand(rng, n) if activation else None,
+        }
+
+    def call(d):
+        return fl.dense(d["x"], d["kernel"], d["bias"], activation=activation)
+
+    def torch_prepare(d):
+        x = torch.from_numpy(d["x"])
+        w = torch.from_numpy(np.ascontiguousarray(d["kernel"].T))  # nn.Linear layout (out, in)
+        b = None if d["bias"] is None else torch.from_numpy(d["bias"])
+        if activation == "relu":
+            return lambda: torch.relu(F.linear(x, w, b))
+        return lambda: F.linear(x, w, b)
+
+    desc = f"x ({m}, {k}) -> {n}" + (f", {activation}" if activation else "")
+    return Case(cid, "dense", desc, 2.0 * m * k * n, make, call, torch_prepare, quick)
+
+
+def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, quick=True):
+    def make(rng):
+        return {
+            "x": _rand(rng, n, h, w, c),
+            "kernel": _rand(rng, k, k, c, f, scale=1 / math.sqrt(k * k * c)),
+            "bias": _rand(rng, f),
+        }
+
+    def call(d):
+        return fl.conv2d(
+            d["x"], d["kernel"], d["bias"], strides=stride, padding=padding,
+            dilation_rate=dilation, activation="relu",
+        )
+
+    eff = (k - 1) * dilation + 1
+    if padding == "same":
+        oh, ow = math.ceil(h / stride), math.ceil(w / stride)
+        ph = max((oh - 1) * stride + eff - h, 0)
+        pw = max((ow - 1) * stride + eff - w, 0)
+        pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # F.pad order: W then H
+    else:
+        oh, ow = (h - eff) // stride + 1, (w - eff) // stride + 1
+        pads = (0, 0, 0, 0)
+
+    def torch_prepare(d):
+        cl = torch.channels_last
+        x = torch.from_numpy(d["x"]).permute(0, 3, 1, 2).contiguous(memory_format=cl)
+        wt = torch.from_numpy(d["kernel"]).permute(3, 2, 0, 1).contiguous(memory_format=cl)
+        b = torch.from_numpy(d["bias"])
+        symmetric = pads[0] == pads[1] and pads[2] == pads[3]
+
+        def run():
+            xi = x if symmetric else F.pad(x, pads)
+            pad = (pads[2], pads[0]) if symmetric else 0
+            y = torch.relu(F.conv2d(xi, wt, b, stride=stride, padding=pad, dilation=dilation))
+            return y.permute(0, 2, 3, 1)
+
+        return run
+
+    flops = 2.0 * n * oh * ow * f * k * k * c
+    desc = f"({n}, {h}, {w}, {c}) -> {f}, {k}x{k}, {padding}"
+    if stride > 1:
+        desc += f", stride {stride}"
+    if dilation > 1:
+        desc += f", dilation {dilation}"
+    return Case(cid, "conv2d", desc, flops, make, call, torch_prepare, quick)
+
+
+def _lstm_case(cid, b, t, f, u, quick=True):
+    def make(rng):
+        s = 1 / math.sqrt(u)
+        return {
+            "x": _rand(rng, b, t, f),
+            "kernel": _rand(rng, f, 4 * u, scale=s),
+            "recurrent_kernel": _rand(rng, u, 4 * u, scale=s),
+            "bias": _rand(rng, 4 * u, scale=0.1),
+        }
+
+    def call(d):
+        return fl.lstm(d["x"], d["kernel"], d["recurrent_kernel"], d["bias"])
+
+    def torch_prepare(d):
+        layer = torch.nn.LSTM(f, u, batch_first=True)
+        with torch.no_grad():  # Keras -> torch: W_ih = kernel^T, W_hh = rk^T, b split
+            layer.weight_ih_l0.copy_(torch.from_numpy(d["kernel"].T.copy()))
+            layer.weight_hh_l0.copy_(torch.from_numpy(d["recurrent_kernel"].T.copy()))
+            layer.bias_ih_l0.copy_(torch.from_numpy(d["bias"]))
+            layer.bias_hh_l0.zero_()
+        layer.eval()
+        x = torch.from_numpy(d["x"])
+
+        def run():
+            with torch.no_grad():
+                out, _ = layer(x)
+            return out[:, -1]
+
+        return run
+
+    flops = 2.0 * b * t * 4 * u * (f + u)
+    return Case(cid, "lstm", f"B {b}, T {t}, F {f}, U {u}", flops, make, call, torch_prepare, quick)
+
+
+def _sdpa_case(cid, b, h, t, s, d, causal=False, quick=True):
+    def make(rng):
+        return {"q": _rand(rng, b, h, t, d), "k": _rand(rng, b, h, s, d), "v": _rand(rng, b, h, s, d)}
+
+    def call(x):
+        return fl.scaled_dot_product_attention(x["q"], x["k"], x["v"], is_causal=causal)
+
+    def torch_prepare(x):
+        q, k, v = (torch.from_numpy(x[n]) for n in "qkv")
+        if causal and t != s:
+            raise ValueError("torch's is_causal is top-left aligned only for T == S")
+        return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    flops = 4.0 * b * h * t * s * d * (0.5 if causal else 1.0)
+    desc = f"B {b}, H {h}, T {t}, S {s}, D {d}" + (", causal" if causal else "")
+    return Case(cid, "scaled_dot_product_attention", desc, flops, make, call, torch_prepare, quick)
+
+
+def _softmax_case(cid, rows, n, quick=True):
+    def make(rng):
+        return {"x": _rand(rng, rows, n, scale=3.0)}
+
+    def call(d):
+        return fl.softmax(d["x"])
+
+    def torch_prepare(d):
+        x = torch.from_numpy(d["x"])
+        return lambda: torch.softmax(x, dim=-1)
+
+    # About 4 flops an element (subtract, exp, add, multiply); exp counts as one.
+    return Case(cid, "softmax", f"x ({rows}, {n}), last axis", 4.0 * rows * n, make, call,
+                torch_prepare, quick)
+
+
+def all_cases() -> List[Case]:
+    """The public shapes of BENCHMARKS.md, in its order."""
+    return [
+        _dense_case("gemm-256", 256, 256, 256, None),
+        _dense_case("gemm-1024", 1024, 1024, 1024, None),
+        _dense_case("gemm-2048", 2048, 2048, 2048, None, quick=False),
+        _dense_case("dense-1", 1, 784, 512, "relu"),
+        _dense_case("dense-64", 64, 784, 512, "relu"),
+        _dense_case("dense-256", 256, 1024, 1024, "relu"),
+        _conv_case("conv-seed", 4, 32, 32, 3, 8, 3),
+        _conv_case("conv-res", 1, 56, 56, 64, 64, 3, padding="same"),
+        _conv_case("conv-b8", 8, 28, 28, 32, 64, 3, padding="same"),
+        _conv_case("conv-stem", 1, 224, 224, 3, 32, 3, stride=2, padding="same"),
+        _conv_case("conv-dil", 1, 56, 56, 64, 64, 3, padding="same", dilation=2),
+        _conv_case("conv-1x1", 1, 28, 28, 256, 256, 1),
+        _lstm_case("lstm-seed", 4, 3, 2, 8),
+        _lstm_case("lstm-b32", 32, 100, 64, 128),
+        _lstm_case("lstm-b1", 1, 200, 128, 256),
+        _lstm_case("lstm-b64", 64, 50, 256, 512, quick=False),
+        _sdpa_case("attn-seed", 4, 1, 16, 1, 4),
+        _sdpa_case("attn-256", 8, 8, 256, 256, 64),
+        _sdpa_case("attn-1024", 1, 12, 1024, 1024, 64, quick=False),
+        _sdpa_case("attn-1024c", 1, 12, 1024, 1024, 64, causal=True, quick=False),
+        # Not in BENCHMARKS.md: the softmax inside attn-256, and a tiny call (overhead).
+        _softmax_case("softmax-attn256", 8 * 8 * 256, 256),
+        _softmax_case("softmax-1x64", 1, 64),
+    ]

@@ -1,0 +1,58 @@
+"""pytest-benchmark groups, one per public shape of BENCHMARKS.md: numpy vs cpp vs torch.
+
+Each benchmark asserts that its path gives the NumPy path's numbers, so
+``pytest --benchmark-disable`` runs these as tests. Timings:
+``pytest tests/benchmarks --benchmark-only`` (or ``python -m fastlayers.bench``).
+The cpp path appears for the ops the compiled core serves, torch when importable.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import fastlayers
+from fastlayers.bench.cases import all_cases, check, torch
+
+NUMPY_ONLY = os.environ.get("FASTLAYERS_TEST_NUMPY_ONLY", "") not in ("", "0")
+
+CASES = {case.id: case for case in all_cases()}
+_REFERENCE = {}
+
+
+def _paths(case):
+    paths = ["numpy"]
+    if case.op in fastlayers._backend.CPP_OPS and not NUMPY_ONLY:
+        paths.append("cpp")  # errors loudly if the core is missing
+    if torch is not None and case.torch_prepare is not None:
+        paths.append("torch")
+    return paths
+
+
+def _params():
+    for cid, case in CASES.items():
+        for path in _paths(case):
+            yield pytest.param(cid, path, id=f"{cid}-{path}")
+
+
+def _reference(case):
+    if case.id not in _REFERENCE:
+        _REFERENCE[case.id] = np.asarray(case.runner("numpy")())
+    return _REFERENCE[case.id]
+
+
+@pytest.mark.parametrize("cid,path", list(_params()))
+def test_benchmark(benchmark, cid, path):
+    case = CASES[cid]
+    benchmark.group = f"{cid}: {case.desc}"
+    benchmark.extra_info["flops"] = case.flops
+    case.setup()
+
+    def fn():  # the cpp path raises NotImplementedError if the core cannot serve it
+        with fastlayers.use_backend(path):
+            return case.call(case.inputs)
+
+    result = benchmark(case.runner("torch") if path == "torch" else fn)
+    check(case, path, result, _reference(case))

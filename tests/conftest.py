@@ -1,0 +1,100 @@
+"""Shared test fixtures: backends, a seeded rng, and the one tolerance helper.
+
+The suite must exercise the compiled core. If ``fastlayers._core`` did not import
+(for instance because the uncompiled source tree shadows the installed package),
+``test_runtime.py::test_compiled_core_is_used`` fails, unless a NumPy-only run is
+asked for explicitly with ``FASTLAYERS_TEST_NUMPY_ONLY=1``. In that case the
+"cpp" backend parameters are deselected and the run says so in its header.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import fastlayers
+from fastlayers import _backend
+
+NUMPY_ONLY = os.environ.get("FASTLAYERS_TEST_NUMPY_ONLY", "") not in ("", "0")
+
+# Ops the C++ path serves (for at least the plain case). Tests run "cpp" only for
+# these; tests/test_runtime.py checks that every other op raises NotImplementedError
+# under "cpp", so the list cannot silently fall behind the library.
+CPP_OPS = _backend.CPP_OPS
+
+
+def pytest_report_header(config):
+    info = fastlayers.runtime_info()
+    lines = [
+        f"fastlayers {info['version']} from {info['package_path']}",
+        f"compiled core: {'yes' if info['core_available'] else 'NO: ' + str(info['core_error'])}",
+        f"isa: {info['isa']} (built {info['isas_built']}), threads: {info['num_threads']}",
+    ]
+    if NUMPY_ONLY:
+        lines.append("FASTLAYERS_TEST_NUMPY_ONLY=1: the C++ path is not tested in this run")
+    return lines
+
+
+def backends_for(op: str):
+    """The backends a test of ``op`` runs on: numpy always, cpp where C++ serves it."""
+    names = ["numpy"]
+    if op in CPP_OPS and not NUMPY_ONLY:
+        names.append("cpp")
+    return names
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=["numpy", "cpp"])
+def any_backend(request):
+    """Both backends, for tests that check behaviour common to both (errors, dispatch)."""
+    if request.param == "cpp" and NUMPY_ONLY:
+        pytest.skip("NumPy-only run requested (FASTLAYERS_TEST_NUMPY_ONLY=1)")
+    with fastlayers.use_backend(request.param):
+        yield request.param
+
+
+def tolerance(k: int = 1, magnitude: float = 1.0):
+    """(rtol, atol) for comparing float32 results of a reduction of length ``k``.
+
+    |a - b| <= atol + rtol * |b| with rtol = 1e-5 and atol = 1e-6 * sqrt(k) * magnitude,
+    where magnitude bounds the size of the products being summed.
+    """
+    return 1e-5, 1e-6 * math.sqrt(max(k, 1)) * max(magnitude, 1e-30)
+
+
+def assert_close(actual, expected, k: int = 1, magnitude: float = 1.0, err_msg: str = ""):
+    """Compare with :func:`tolerance`; shapes and dtype float32 must match too."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == np.float32, f"result dtype is {actual.dtype}, expected float32"
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    rtol, atol = tolerance(k, magnitude)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+def run_on(backend: str, fn, *args, **kwargs):
+    """Call ``fn`` with ``backend`` in force."""
+    with fastlayers.use_backend(backend):
+        return fn(*args, **kwargs)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _backend.core_available() and not NUMPY_ONLY:
+        # Loud, not silent: the core test fails and every C++ comparison below errors
+        # with NotImplementedError naming the missing core.
+        config.issue_config_time_warning(
+            pytest.PytestWarning(
+                "fastlayers._core did not import: "
+                f"{_backend.CORE_ERROR}. Install the package (pip install .) and run pytest "
+                "from an environment where the installed package is imported, or set "
+                "FASTLAYERS_TEST_NUMPY_ONLY=1 for a NumPy-only run."
+            ),
+            stacklevel=2,
+        )

@@ -1,0 +1,240 @@
+"""The compiled core is really used; backend choice, threads and runtime_info behave."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from conftest import CPP_OPS, NUMPY_ONLY
+
+import fastlayers
+from fastlayers import _backend
+
+
+def test_compiled_core_is_used():
+    """Fails when the package was imported without its compiled core.
+
+    Typical cause: running ``python -m pytest`` from the repository root, which puts
+    the uncompiled source folder ``fastlayers/`` ahead of the installed package.
+    Set FASTLAYERS_TEST_NUMPY_ONLY=1 to ask for a NumPy-only run explicitly.
+    """
+    if NUMPY_ONLY:
+        assert os.environ.get("FASTLAYERS_TEST_NUMPY_ONLY") not in (None, "", "0")
+        return
+    info = fastlayers.runtime_info()
+    assert info["core_available"], (
+        f"fastlayers._core did not import ({info['core_error']}); fastlayers was imported "
+        f"from {info['package_path']}"
+    )
+    assert info["isa"] in info["isas_built"]
+    assert info["isa"] in info["isas_supported"]
+
+
+def _has_core():
+    return _backend.core_available() and not NUMPY_ONLY
+
+
+needs_core = pytest.mark.skipif(not _has_core(), reason="compiled core not in this run")
+
+
+def test_backend_names_and_context_manager():
+    assert fastlayers.get_backend() == "auto"
+    with fastlayers.use_backend("numpy"):
+        assert fastlayers.get_backend() == "numpy"
+        with fastlayers.use_backend("CPP"):
+            assert fastlayers.get_backend() == "cpp"
+        assert fastlayers.get_backend() == "numpy"
+    assert fastlayers.get_backend() == "auto"
+
+
+def test_set_backend_persists_and_restores():
+    fastlayers.set_backend("numpy")
+    try:
+        assert fastlayers.get_backend() == "numpy"
+    finally:
+        fastlayers.set_backend("auto")
+    assert fastlayers.get_backend() == "auto"
+
+
+@pytest.mark.parametrize("bad,exc", [("gpu", ValueError), ("", ValueError), (1, TypeError), (None, TypeError)])
+def test_bad_backend_names(bad, exc):
+    with pytest.raises(exc, match="backend"):
+        fastlayers.set_backend(bad)
+    with pytest.raises(exc, match="backend"):
+        with fastlayers.use_backend(bad):
+            pass
+
+
+def test_use_backend_is_per_thread():
+    seen = []
+    with fastlayers.use_backend("numpy"):
+        t = threading.Thread(target=lambda: seen.append(fastlayers.get_backend()))
+        t.start()
+        t.join()
+    assert seen == ["auto"]
+
+
+ALL_OPS = {
+    "dense": lambda: fastlayers.dense(np.ones((2, 3)), np.ones((3, 4))),
+    "conv2d": lambda: fastlayers.conv2d(np.ones((1, 4, 4, 2)), np.ones((3, 3, 2, 5))),
+    "lstm": lambda: fastlayers.lstm(np.ones((1, 2, 3)), np.ones((3, 8)), np.ones((2, 8))),
+    "lstm_cell": lambda: fastlayers.lstm_cell(
+        np.ones((1, 3)), np.ones((1, 2)), np.ones((1, 2)), np.ones((3, 8)), np.ones((2, 8))
+    ),
+    "gru": lambda: fastlayers.gru(np.ones((1, 2, 3)), np.ones((3, 6)), np.ones((2, 6))),
+    "softmax": lambda: fastlayers.softmax(np.ones((2, 3))),
+    "attention": lambda: fastlayers.attention(np.ones((1, 2, 3)), np.ones((1, 4, 3))),
+    "additive_attention": lambda: fastlayers.additive_attention(
+        np.ones((1, 2, 3)), np.ones((1, 4, 3))
+    ),
+    "scaled_dot_product_attention": lambda: fastlayers.scaled_dot_product_attention(
+        np.ones((2, 3)), np.ones((4, 3)), np.ones((4, 5))
+    ),
+    "multi_head_attention": lambda: fastlayers.multi_head_attention(
+        np.ones((1, 2, 3)),
+        np.ones((1, 4, 3)),
+        query_kernel=np.ones((3, 2, 2)),
+        key_kernel=np.ones((3, 2, 2)),
+        value_kernel=np.ones((3, 2, 2)),
+        output_kernel=np.ones((2, 2, 3)),
+    ),
+}
+
+
+@needs_core
+@pytest.mark.parametrize("op", sorted(ALL_OPS))
+def test_cpp_backend_serves_or_refuses_loudly(op):
+    """Under "cpp" an op runs in C++ or raises NotImplementedError naming the op.
+
+    This also keeps conftest.CPP_OPS honest: an op listed there must run under "cpp",
+    and an op not listed must refuse.
+    """
+    with fastlayers.use_backend("cpp"):
+        if op in CPP_OPS:
+            out = ALL_OPS[op]()
+            assert np.all(np.isfinite(out))
+        else:
+            with pytest.raises(NotImplementedError, match=op):
+                ALL_OPS[op]()
+
+
+@needs_core
+def test_cpp_softmax_refuses_what_it_cannot_serve():
+    with fastlayers.use_backend("cpp"):
+        with pytest.raises(NotImplementedError, match="softmax.*mask"):
+            fastlayers.softmax(np.ones((2, 3)), mask=np.ones((2, 3), bool))
+        with pytest.raises(NotImplementedError, match="softmax.*several axes"):
+            fastlayers.softmax(np.ones((2, 3)), axis=(0, 1))
+    # auto falls back to NumPy for the same calls
+    out = fastlayers.softmax(np.ones((2, 3)), mask=np.array([True, False, True]))
+    np.testing.assert_allclose(out, [[0.5, 0, 0.5]] * 2)
+
+
+def test_auto_and_numpy_agree_on_every_op():
+    for op, call in ALL_OPS.items():
+        with fastlayers.use_backend("numpy"):
+            want = call()
+        got = call()  # auto
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=op)
+
+
+def test_runtime_info_keys():
+    info = fastlayers.runtime_info()
+    for key in ("version", "backend", "core_available", "core_error", "isa", "isas_built",
+                "num_threads", "cpu_features", "package_path"):
+        assert key in info
+    assert info["version"] == fastlayers.__version__
+    assert info["num_threads"] == fastlayers.get_num_threads()
+
+
+def test_show_runtime_prints(capsys):
+    fastlayers.show_runtime()
+    out = capsys.readouterr().out
+    assert "version" in out and fastlayers.__version__ in out and "num_threads" in out
+
+
+def test_num_threads_roundtrip_and_errors():
+    before = fastlayers.get_num_threads()
+    try:
+        fastlayers.set_num_threads(3)
+        assert fastlayers.get_num_threads() == 3
+        x = np.random.default_rng(0).standard_normal((64, 129)).astype(np.float32)
+        y3 = fastlayers.softmax(x)
+        fastlayers.set_num_threads(1)
+        y1 = fastlayers.softmax(x)
+        np.testing.assert_array_equal(y1, y3)  # bitwise identical for any thread count
+    finally:
+        fastlayers.set_num_threads(before)
+    for bad, exc in ((0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="set_num_threads"):
+            fastlayers.set_num_threads(bad)
+
+
+def _run(code, **env):
+    full = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_env_backend_and_threads():
+    r = _run(
+        "import fastlayers as f; print(f.get_backend(), f.get_num_threads())",
+        FASTLAYERS_BACKEND="numpy",
+        FASTLAYERS_NUM_THREADS="3",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["numpy", "3"]
+
+
+def test_env_bad_values_fail_clearly():
+    r = _run("import fastlayers", FASTLAYERS_BACKEND="fast")
+    assert r.returncode != 0 and "FASTLAYERS_BACKEND" in r.stderr
+    r = _run("import fastlayers", FASTLAYERS_NUM_THREADS="many")
+    assert r.returncode != 0 and "FASTLAYERS_NUM_THREADS" in r.stderr
+
+
+@needs_core
+def test_isa_cap_env():
+    r = _run("import fastlayers as f; i = f.runtime_info(); print(i['isa'], i['isa_cap'])",
+             FASTLAYERS_ISA="scalar")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["scalar", "scalar"]
+    r = _run("import fastlayers as f; i = f.runtime_info(); print(i['isa']); print(i['isa_cap_message'])",
+             FASTLAYERS_ISA="sse9")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] in fastlayers.runtime_info()["isas_supported"]
+    assert "sse9" in r.stdout
+
+
+@needs_core
+def test_scalar_isa_softmax_matches_default():
+    code = (
+        "import numpy as np, fastlayers as f\n"
+        "x = np.random.default_rng(1).standard_normal((37, 133)).astype(np.float32)\n"
+        "np.save('/dev/stdout', f.softmax(x))\n"
+    )
+    outs = []
+    for isa in ("scalar", ""):
+        env = dict(os.environ, FASTLAYERS_ISA=isa)
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        import io
+
+        outs.append(np.load(io.BytesIO(r.stdout)))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-7)
+
+
+@needs_core
+def test_interpreter_exits_after_threaded_work():
+    r = _run(
+        "import numpy as np, fastlayers as f\n"
+        "f.set_num_threads(2)\n"
+        "x = np.ones((4096, 256), np.float32)\n"
+        "for _ in range(3): f.softmax(x)\n"
+        "print('ok')\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

@@ -1,0 +1,90 @@
+"""The seed article's Keras examples, written with fastlayers' functional API.
+
+The article builds each model with random Keras initial weights; here the weights
+are drawn from a seeded rng, so the checks are the shapes the article prints and
+the relations between outputs (the numbers themselves are checked against Keras in
+test_golden.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close, backends_for, run_on
+
+import fastlayers as fl
+
+
+@pytest.fixture
+def weights():
+    rng = np.random.default_rng(42)
+
+    def make(*shape):
+        return rng.uniform(-0.3, 0.3, size=shape).astype(np.float32)
+
+    return make
+
+
+@pytest.mark.parametrize("backend", backends_for("dense"))
+def test_dense_on_images_then_flatten(backend, weights):
+    # 4 samples, 32x32 with 3 channels; Dense(8, relu) acts on the last axis only.
+    x = np.random.default_rng(42).random((4, 32, 32, 3))
+    hidden = run_on(backend, fl.dense, x, weights(3, 8), weights(8), activation="relu")
+    assert hidden.shape == (4, 32, 32, 8) and hidden.min() >= 0
+    flat = fl.flatten(hidden)
+    assert flat.shape == (4, 32 * 32 * 8)
+    out = run_on(backend, fl.dense, flat, weights(32 * 32 * 8, 2), weights(2))
+    assert out.shape == (4, 2)
+
+
+@pytest.mark.parametrize("backend", backends_for("conv2d"))
+def test_conv_then_flatten_then_dense(backend, weights):
+    x = np.random.default_rng(42).random((4, 32, 32, 3))
+    conv = run_on(backend, fl.conv2d, x, weights(3, 3, 3, 8), weights(8), activation="relu")
+    assert conv.shape == (4, 30, 30, 8)
+    out = run_on(backend, fl.dense, fl.flatten(conv), weights(30 * 30 * 8, 2), weights(2))
+    assert out.shape == (4, 2)
+
+
+def _seed_sequence():
+    # [[0, 0], [2, 20], [4, 40], [6, 60], [8, 80]]: a (batch, timesteps, features) array
+    x = np.zeros(10).astype(int)
+    x[0::2] = np.arange(0, 10, 2)
+    x[1::2] = np.arange(0, 100, 20)
+    return x.reshape(1, 5, 2)
+
+
+@pytest.mark.parametrize("backend", backends_for("lstm"))
+def test_lstm_sequences_and_states(backend, weights):
+    x = _seed_sequence()
+    assert x.shape == (1, 5, 2)
+    k, rk, b = weights(2, 32), weights(8, 32), weights(32)
+    seq = run_on(backend, fl.lstm, x, k, rk, b, return_sequences=True)
+    assert seq.shape == (1, 5, 8)
+    out, h, c = run_on(backend, fl.lstm, x, k, rk, b, return_state=True)
+    assert out.shape == h.shape == c.shape == (1, 8)
+    assert_close(out, seq[:, -1])  # the last output is the last step of the sequence
+    assert_close(h, out)
+    assert np.all(np.abs(out) < 1)  # h = o * tanh(c) is in (-1, 1)
+    y = run_on(backend, fl.dense, out, weights(8, 2), weights(2))
+    assert y.shape == (1, 2)
+
+
+@pytest.mark.parametrize("backend", backends_for("scaled_dot_product_attention"))
+def test_single_attention_head(backend, weights):
+    rng = np.random.default_rng(42)
+    qry = rng.random((4, 16, 32)).astype("float32")
+    key = rng.random((4, 1, 32)).astype("float32")
+    values = rng.random((4, 1, 32)).astype("float32")
+    q = fl.dense(qry, weights(32, 4), weights(4))
+    k = fl.dense(key, weights(32, 4), weights(4))
+    v = fl.dense(values, weights(32, 4), weights(4))
+    score = q @ np.swapaxes(k, 1, 2)
+    attention = fl.softmax(score, axis=-1)
+    assert score.shape == attention.shape == (4, 16, 1)
+    np.testing.assert_array_equal(attention, 1.0)  # one key: all weight on it
+    output = attention @ v
+    assert output.shape == (4, 16, 4)
+    # The same head, unscaled, in one call:
+    out = run_on(backend, fl.scaled_dot_product_attention, q, k, v, scale=1.0)
+    assert_close(out, output, k=1, magnitude=float(np.abs(v).max()))
