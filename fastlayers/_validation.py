@@ -41,7 +41,8 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
         raise TypeError(
             f"{op}: {name} must have a real (bool, int or float) dtype, got dtype {a.dtype}"
         )
-    return np.ascontiguousarray(a, dtype=F32)
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
+    return np.asarray(a, dtype=F32, order="C")
 
 
 def optional_array(x: Any, op: str, name: str) -> Optional[np.ndarray]:
@@ -98,9 +99,11 @@ def int_tuple(value: Any, op: str, name: str, n: int = 2, minimum: int = 1) -> T
     if isinstance(value, (int, np.integer)):
         items = (int(value),) * n
     elif isinstance(value, (tuple, list)):
-        if len(value) != n or not all(
+        if not all(
             isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
         ):
+            raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+        if len(value) != n:
             raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
         items = tuple(int(v) for v in value)
     else:

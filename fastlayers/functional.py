@@ -80,13 +80,17 @@ def dense(
 def flatten(x: ArrayLike) -> np.ndarray:
     """Flatten all but the batch axis in row-major (channels-last) order (Keras ``Flatten``).
 
-    x (B, d1, ..., dn) -> (B, d1*...*dn); a 1-D x (B,) becomes (B, 1).
+    x (B, d1, ..., dn) -> (B, d1*...*dn); a 1-D x (B,) becomes (B, 1). The result
+    is a new array; flatten does no arithmetic, so it runs the same on every backend.
     """
     op = "flatten"
+    original = x
     x = V.array(x, op, "x")
     V.min_rank(x, op, "x", 1, "(batch, ...)")
-    # A reshape of a contiguous array is a view: there is nothing for C++ to speed up.
-    return _np_dense.flatten(x)
+    # A pure reshape: no arithmetic, so it is the same under every backend. The result
+    # never shares memory with the caller's array.
+    y = _np_dense.flatten(x)
+    return y.copy() if np.shares_memory(y, original) else y
 
 
 # -------------------------------------------------------------------------- conv2d

@@ -43,13 +43,15 @@ def tanh(x):
 
 
 def softmax(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    # initial=-inf: an empty axis gives an empty result instead of a reduction error.
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis=-1):
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    with np.errstate(divide="ignore"):  # the sum is >= 1 unless the axis is empty
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def _erfc(z):
@@ -157,12 +159,14 @@ def hard_tanh(x):
 
 
 def soft_shrink(x, threshold=0.5):
+    # x - clip(x) is x - t above t, x + t below -t, 0 in between, and NaN for NaN.
     t = F32(threshold)
-    return np.where(x > t, x - t, np.where(x < -t, x + t, F32(0))).astype(F32)
+    return (x - np.clip(x, -t, t)).astype(F32)
 
 
 def hard_shrink(x, threshold=0.5):
-    return np.where(np.abs(x) > F32(threshold), x, F32(0)).astype(F32)
+    # Written so that NaN (which fails every comparison) passes through.
+    return np.where(np.abs(x) <= F32(threshold), F32(0), x).astype(F32)
 
 
 def sparse_plus(x):
@@ -172,7 +176,10 @@ def sparse_plus(x):
 
 
 def squareplus(x, b=4.0):
-    return ((x + np.sqrt(x * x + F32(b))) / F32(2)).astype(F32)
+    # (x + s) / 2 with s = sqrt(x^2 + b) cancels for x << 0; there use the equal
+    # b / (2 (s - x)) = b / (2 (s + |x|)), which does not.
+    s = np.sqrt(x * x + F32(b))
+    return np.where(x >= 0, (x + s) / F32(2), F32(b) / (F32(2) * (s + np.abs(x)))).astype(F32)
 
 
 def sparse_sigmoid(x):
@@ -181,6 +188,8 @@ def sparse_sigmoid(x):
 
 def sparsemax(x, axis=-1):
     """Euclidean projection onto the simplex along ``axis`` (Martins & Astudillo 2016)."""
+    if x.shape[axis] == 0:
+        return x
     x = np.moveaxis(x, axis, -1)
     z = -np.sort(-x, axis=-1)  # descending
     k = np.arange(1, x.shape[-1] + 1, dtype=F32)

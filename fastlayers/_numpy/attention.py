@@ -27,6 +27,8 @@ def softmax(x, axis, mask):
 
     axis is an int or a tuple of ints (a softmax over several axes at once).
     """
+    if x.size == 0:  # np.max has no identity for an empty reduction axis
+        return np.zeros(x.shape, F32)
     if mask is not None:
         x = np.where(mask, x, _KERAS_MASK_VALUE)
     if isinstance(axis, tuple) and len(axis) > 1:
@@ -172,7 +174,9 @@ def multi_head_attention(
 
     o = (weights @ v).transpose(0, 2, 1, 3)  # (B, T, N, Hv)
     b, t_len = o.shape[:2]
-    out = o.reshape(b, t_len, -1) @ wo.reshape(-1, wo.shape[-1])  # (B, T, Dout)
+    # Explicit sizes: a -1 cannot be inferred when B or T is 0.
+    o = o.reshape(b, t_len, wo.shape[0] * wo.shape[1])
+    out = o @ wo.reshape(-1, wo.shape[-1])  # (B, T, Dout)
     if bo is not None:
         out += bo
     return out.astype(F32, copy=False), weights

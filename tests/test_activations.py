@@ -1,0 +1,359 @@
+"""fastlayers.activations against float64 references built from the ``math`` module.
+
+Elementwise activations are checked one element at a time over a grid of
+awkward values (0, +-1e-3, +-1, +-20, +-88, +-100, NaN); softmax, log_softmax,
+sparsemax and glu along each axis. NaN in gives NaN out for every elementwise
+activation. Each test runs on every backend that serves ``activations.<name>``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import naive_dense_conv as naive
+import numpy as np
+import pytest
+from conftest import assert_close, backends_for, run_on
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fastlayers import activations as A
+
+ROW = ("softmax", "log_softmax", "sparsemax", "glu")
+ELEMENTWISE = tuple(n for n in A.NAMES if n not in ROW) + ("gelu_tanh",)
+
+# 0, +-1e-3, +-1, +-20, +-88, +-100, the kinks of relu6/hard_sigmoid/sparse_plus, then NaN.
+MAGNITUDES = [0, 1e-3, 0.5, 1, 2.5, 3, 6, 20, 88, 100]
+GRID = np.array([sign * m for m in MAGNITUDES for sign in (1, -1)] + [np.nan], np.float32)
+
+
+def _cases(names):
+    return [(b, n) for n in names for b in backends_for(f"activations.{n}")]
+
+
+def _expected(name, x):
+    """The float64 reference rounded to float32 (so that exp(100) is inf, as in float32)."""
+    with np.errstate(over="ignore"):
+        return naive.elementwise(name, x).astype(np.float32)
+
+
+def test_names_cover_keras_and_aliases():
+    assert set(ROW) | {"linear", "relu", "gelu", "swish", "hard_swish"} <= set(A.NAMES)
+    assert set(A.NAMES) == set(naive.SCALAR) - {"gelu_tanh"} | set(ROW)
+
+
+# ------------------------------------------------------------------------ elementwise
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend,name", _cases(ELEMENTWISE))
+def test_elementwise_matches_math_reference(backend, name):
+    y = run_on(backend, getattr(A, name), GRID)
+    assert_close(y, _expected(name, GRID))
+    assert np.isnan(y[-1]), f"{name}(nan) must be nan"
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend,name", _cases(ELEMENTWISE))
+def test_elementwise_dense_sweep(backend, name):
+    x = np.linspace(-12, 12, 2401, dtype=np.float32)
+    assert_close(run_on(backend, getattr(A, name), x), _expected(name, x))
+
+
+@pytest.mark.parametrize("backend,name", _cases(A.NAMES))
+def test_get_returns_the_named_function(backend, name, rng):
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    fn = A.get(name)
+    assert callable(fn)
+    np.testing.assert_array_equal(run_on(backend, fn, x), run_on(backend, getattr(A, name), x))
+
+
+def test_get_none_and_callables():
+    x = np.array([-1.5, 0.0, 2.0], np.float32)
+    np.testing.assert_array_equal(A.get(None)(x), x)
+
+    def double(v):
+        return 2 * v
+
+    assert A.get(double) is double
+    np.testing.assert_array_equal(A.get("ReLU")(x), A.relu(x))
+
+
+@pytest.mark.parametrize("backend", backends_for("activations.gelu"))
+def test_gelu_is_the_exact_erf_form(backend):
+    x = np.linspace(-4, 4, 81, dtype=np.float32)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(float)])
+    y = run_on(backend, A.gelu, x)
+    assert_close(y, exact)
+    # The tanh approximation differs by up to ~4.7e-4: far more than the tolerance.
+    gap = np.abs(y - run_on(backend, A.gelu_tanh, x)).max()
+    assert 1e-4 < gap < 5e-4
+    assert y[np.searchsorted(x, 1.0)] == pytest.approx(0.8413447, abs=1e-7)
+
+
+@pytest.mark.parametrize("backend", backends_for("activations.leaky_relu"))
+def test_leaky_relu_slope_is_0_2(backend):
+    y = run_on(backend, A.leaky_relu, np.array([-10, -1, 0, 3], np.float32))
+    np.testing.assert_allclose(y, [-2, -0.2, 0, 3], rtol=1e-7)
+
+
+@pytest.mark.parametrize("backend", backends_for("activations.hard_sigmoid"))
+def test_hard_sigmoid_is_x_over_6_plus_half(backend):
+    # tf.keras 2 used 0.2 x + 0.5, which gives 1.0 at 2.5 and 0.7 at 1.
+    y = run_on(backend, A.hard_sigmoid, np.array([-4, -3, 0, 1, 2.5, 3, 4], np.float32))
+    np.testing.assert_allclose(y, [0, 0, 0.5, 1 / 6 + 0.5, 2.5 / 6 + 0.5, 1, 1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("alias,name", [("swish", "silu"), ("hard_swish", "hard_silu")])
+def test_aliases_are_identical(alias, name, rng):
+    x = (rng.standard_normal(257) * 8).astype(np.float32)
+    for backend in backends_for(f"activations.{alias}"):
+        want = run_on(backend, getattr(A, name), x)
+        np.testing.assert_array_equal(run_on(backend, getattr(A, alias), x), want)
+
+
+# Limits at +-inf that every sensible float32 formula reaches (for the others, e.g.
+# silu(-inf) = -inf * 0, IEEE gives NaN and Keras does too; that is not asserted).
+INF_LIMITS = {
+    "linear": (np.inf, -np.inf),
+    "relu": (np.inf, 0),
+    "relu6": (6, 0),
+    "leaky_relu": (np.inf, -np.inf),
+    "sigmoid": (1, 0),
+    "tanh": (1, -1),
+    "elu": (np.inf, -1),
+    "selu": (np.inf, -naive.SELU_SCALE * naive.SELU_ALPHA),
+    "celu": (np.inf, -1),
+    "softplus": (np.inf, 0),
+    "log_sigmoid": (0, -np.inf),
+    "exponential": (np.inf, 0),
+    "hard_sigmoid": (1, 0),
+    "hard_tanh": (1, -1),
+    "sparse_sigmoid": (1, 0),
+    "sparse_plus": (np.inf, 0),
+    "soft_shrink": (np.inf, -np.inf),
+    "hard_shrink": (np.inf, -np.inf),
+    "tanh_shrink": (np.inf, -np.inf),
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend,name", _cases(INF_LIMITS))
+def test_limits_at_infinity(backend, name):
+    y = run_on(backend, getattr(A, name), np.array([np.inf, -np.inf], np.float32))
+    np.testing.assert_allclose(y, np.array(INF_LIMITS[name], np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend,name", _cases(ELEMENTWISE))
+def test_elementwise_preserves_shape_for_rank_0_to_3(backend, name, rng):
+    for shape in [(), (5,), (2, 3), (2, 3, 4), (0,), (3, 0, 2)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = run_on(backend, getattr(A, name), x)
+        assert y.shape == shape and y.dtype == np.float32, (name, shape, y.shape)
+        assert_close(y, _expected(name, x))
+    assert run_on(backend, getattr(A, name), 0.25).shape == ()
+
+
+# ------------------------------------------------------------------ dtypes and strides
+
+
+@pytest.mark.parametrize("backend,name", _cases(A.NAMES))
+def test_any_real_dtype_computes_in_float32(backend, name, rng):
+    base = rng.standard_normal((3, 6)) * 3
+    fn = getattr(A, name)
+    for x in (base, base.astype(np.float16), np.round(base).astype(np.int32), base > 0):
+        y = run_on(backend, fn, x)
+        assert y.dtype == np.float32, (name, x.dtype)
+        np.testing.assert_array_equal(y, run_on(backend, fn, x.astype(np.float32)))
+
+
+@pytest.mark.parametrize("backend,name", _cases(A.NAMES))
+def test_non_contiguous_inputs(backend, name, rng):
+    base = rng.standard_normal((8, 12)).astype(np.float32)
+    fn = getattr(A, name)
+    for x in (base.T, base[::2], base[::-1, ::-2], base[:, 1::3]):
+        assert not x.flags.c_contiguous
+        np.testing.assert_array_equal(run_on(backend, fn, x), run_on(backend, fn, x.copy()))
+
+
+# ------------------------------------------------------------------- along an axis
+
+ROW_GRID = np.array(
+    [[0, 1e-3, -1e-3, 1, -1, 20, -20, 88], [-88, 100, -100, 0.5, 2, -2, 3, 3], [7] * 8],
+    np.float32,
+)
+
+
+@pytest.mark.parametrize("backend,name", _cases(ROW))
+@pytest.mark.parametrize("axis", [-1, 0, 1, 2, -3])
+def test_row_activation_along_axis(backend, name, axis, rng):
+    x = (rng.standard_normal((2, 4, 6)) * 3).astype(np.float32)
+    x[1, 2, :] = [88, -88, 100, -100, 20, 0]
+    y = run_on(backend, getattr(A, name), x, axis=axis)
+    assert_close(y, naive.along_axis(name, x, axis), magnitude=1)
+    expected_shape = list(x.shape)
+    if name == "glu":
+        expected_shape[axis] //= 2
+    assert y.shape == tuple(expected_shape)
+
+
+@pytest.mark.parametrize("backend,name", _cases(ROW))
+def test_row_activation_extreme_rows(backend, name):
+    y = run_on(backend, getattr(A, name), ROW_GRID)
+    assert_close(y, naive.along_axis(name, ROW_GRID), magnitude=1)
+
+
+@pytest.mark.parametrize("backend,name", _cases(ROW))
+def test_row_activation_shapes(backend, name, rng):
+    for shape in [(4,), (1, 2), (3, 1, 2), (0, 4), (3, 0)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = run_on(backend, getattr(A, name), x)
+        assert y.shape == shape[:-1] + ((shape[-1] // 2,) if name == "glu" else shape[-1:])
+        assert_close(y, naive.along_axis(name, x))
+
+
+@pytest.mark.parametrize("backend,name", _cases(("softmax", "sparsemax")))
+def test_softmax_and_sparsemax_rows_are_distributions(backend, name, rng):
+    x = (rng.standard_normal((5, 13)) * 4).astype(np.float32)
+    y = run_on(backend, getattr(A, name), x)
+    np.testing.assert_allclose(y.sum(-1), 1, rtol=1e-6)
+    assert (y >= 0).all()
+    if name == "sparsemax":
+        assert (y == 0).any()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend,name", _cases(("softmax", "log_softmax", "glu")))
+def test_nan_stays_in_its_row(backend, name, rng):
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    x[1, 4] = np.nan
+    y = run_on(backend, getattr(A, name), x)
+    assert_close(y, naive.along_axis(name, x))
+    assert np.isnan(y[1]).any() and np.isfinite(y[[0, 2]]).all()
+
+
+# ---------------------------------------------------------------------- property test
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=50, deadline=None)
+@given(
+    name=st.sampled_from(ELEMENTWISE),
+    x=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
+        elements=st.floats(-150, 150, width=32) | st.just(float("nan")),
+    ),
+)
+def test_elementwise_property_matches_math_reference(name, x):
+    for backend in backends_for(f"activations.{name}"):
+        y = run_on(backend, getattr(A, name), x)
+        assert y.shape == x.shape
+        assert_close(y, _expected(name, x))
+
+
+# ------------------------------------------------------------------------- bad inputs
+
+BAD = [
+    ("get unknown", A.get, ("relu7",), {}, ValueError, "activations.get: unknown name 'relu7'"),
+    ("get int", A.get, (3,), {}, TypeError, "activations.get: name must be a str"),
+    ("x None", A.relu, (None,), {}, TypeError, "activations.relu: x is required, got None"),
+    (
+        "x complex",
+        A.gelu,
+        (np.ones(3, complex),),
+        {},
+        TypeError,
+        "activations.gelu: x must have a real",
+    ),
+    (
+        "x object",
+        A.sigmoid,
+        (np.array([1, None]),),
+        {},
+        TypeError,
+        "activations.sigmoid: x must have a real (bool, int or float) dtype, got dtype object",
+    ),
+    (
+        "x str",
+        A.tanh,
+        ("abc",),
+        {},
+        TypeError,
+        "activations.tanh: x must be an array of real numbers",
+    ),
+    (
+        "x str array",
+        A.elu,
+        (np.array(["a"]),),
+        {},
+        TypeError,
+        "activations.elu: x must have a real",
+    ),
+    (
+        "softmax rank 0",
+        A.softmax,
+        (np.float32(1),),
+        {},
+        ValueError,
+        "activations.softmax: x must have rank >= 1",
+    ),
+    (
+        "softmax axis out of range",
+        A.softmax,
+        (np.ones((2, 3)),),
+        {"axis": 2},
+        ValueError,
+        "activations.softmax: axis 2 is out of range",
+    ),
+    (
+        "log_softmax axis -3",
+        A.log_softmax,
+        (np.ones((2, 3)),),
+        {"axis": -3},
+        ValueError,
+        "activations.log_softmax: axis -3 is out of range",
+    ),
+    (
+        "sparsemax axis float",
+        A.sparsemax,
+        (np.ones((2, 3)),),
+        {"axis": 1.0},
+        TypeError,
+        "activations.sparsemax: axis must be an int",
+    ),
+    (
+        "softmax axis None",
+        A.softmax,
+        (np.ones((2, 3)),),
+        {"axis": None},
+        TypeError,
+        "activations.softmax: axis must be an int",
+    ),
+    (
+        "glu odd axis",
+        A.glu,
+        (np.ones((2, 3)),),
+        {},
+        ValueError,
+        "activations.glu: the size of axis -1 must be even",
+    ),
+    (
+        "glu x complex",
+        A.glu,
+        (np.ones((2, 4), complex),),
+        {},
+        TypeError,
+        "activations.glu: x must have a real",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "fn,args,kwargs,exc,fragment", [c[1:] for c in BAD], ids=[c[0] for c in BAD]
+)
+def test_bad_inputs(any_backend, fn, args, kwargs, exc, fragment):
+    with pytest.raises(exc, match=re.escape(fragment)):
+        fn(*args, **kwargs)
