@@ -238,7 +238,9 @@ def lstm(
     out, h, c = _np_recurrent.lstm(
         x, kernel, recurrent_kernel, bias, h0, c0, mask, return_sequences, go_backwards, act, ract
     )
-    return (out, h, c) if return_state else out
+    if not return_state:
+        return out
+    return out, (h.copy() if h is out else h), c  # never hand out one array twice
 
 
 def lstm_cell(
@@ -339,7 +341,9 @@ def gru(
         x, kernel, recurrent_kernel, bias, h0, mask, return_sequences, go_backwards, reset_after,
         act, ract,
     )
-    return (out, h) if return_state else out
+    if not return_state:
+        return out
+    return out, (h.copy() if h is out else h)
 
 
 # ------------------------------------------------------------------------- softmax
@@ -396,7 +400,7 @@ def softmax(x: ArrayLike, axis: Union[int, Sequence[int]] = -1, mask: Optional[A
         if ax == x.ndim - 1:
             return _backend._core.softmax_lastdim(x)
         moved = np.ascontiguousarray(np.moveaxis(x, ax, -1))
-        return np.moveaxis(_backend._core.softmax_lastdim(moved), -1, ax)
+        return np.ascontiguousarray(np.moveaxis(_backend._core.softmax_lastdim(moved), -1, ax))
     return _np_attention.softmax(x, axes if len(axes) > 1 else axes[0], mask)
 
 

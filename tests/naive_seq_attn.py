@@ -402,7 +402,9 @@ def multi_head_attention(
     def project(x, w, bias):  # (B, L, D) x (D, N, H) -> [b][n][l][h] lists
         _, length, dim = x.shape
         heads, width = w.shape[1:]
-        res = [[[[0.0] * width for _ in range(length)] for _ in range(heads)] for _ in range(n_batch)]
+        res = [
+            [[[0.0] * width for _ in range(length)] for _ in range(heads)] for _ in range(n_batch)
+        ]
         xl, wl = x.tolist(), w.tolist()
         bl = None if bias is None else _lists(bias)
         for b in range(n_batch):

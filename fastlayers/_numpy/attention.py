@@ -18,7 +18,9 @@ _FUSED_MASK_VALUE = F32(-0.7 * float(np.finfo(np.float32).max))
 
 
 def _stable_softmax(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    # Rows holding +inf (or only -inf) give NaN, as IEEE arithmetic says; no warning.
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
