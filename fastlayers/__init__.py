@@ -12,7 +12,7 @@ reference path otherwise; :func:`set_backend` chooses.
 
 from __future__ import annotations
 
-from . import activations
+from . import activations, layers
 from ._backend import (
     core_available,
     get_backend,
@@ -50,6 +50,7 @@ __all__ = [
     "get_backend",
     "get_num_threads",
     "gru",
+    "layers",
     "lstm",
     "lstm_cell",
     "multi_head_attention",

@@ -41,8 +41,10 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
         raise TypeError(
             f"{op}: {name} must have a real (bool, int or float) dtype, got dtype {a.dtype}"
         )
-    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
-    return np.asarray(a, dtype=F32, order="C")
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,). Native byte order and
+    # alignment are what the C++ kernels require; a misaligned view is copied.
+    out = np.asarray(a, dtype=F32, order="C")
+    return out if out.flags.aligned else out.copy()
 
 
 def optional_array(x: Any, op: str, name: str) -> Optional[np.ndarray]:

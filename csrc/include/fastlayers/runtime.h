@@ -82,14 +82,17 @@ void set_num_threads(int n);
 // each at least min_per_task long (a range shorter than 2*min_per_task is one chunk, run on the
 // calling thread with no synchronization at all). The calling thread runs chunk 0.
 //
-// The split depends only on (n, min_per_task, num_threads()), so a kernel whose chunks compute
-// disjoint outputs gives bitwise identical results for every thread count. FTZ/DAZ is on in every
+// The split depends only on (n, min_per_task, num_threads()) (fewer chunks only if the OS refuses
+// to create threads), so a kernel whose chunks compute disjoint outputs gives bitwise identical
+// results for every thread count. FTZ/DAZ is on in every
 // chunk (including on the calling thread, restored afterwards), again so that results do not
-// depend on which thread computed them. A parallel_for issued from inside a chunk runs serially
-// on that thread. Regions issued concurrently from several threads are serialized.
+// depend on which thread computed them. A parallel_for issued from inside a chunk of a
+// multi-threaded region runs serially on that thread (one that ran as a single chunk holds no
+// pool resources, so a parallel_for inside it may still use the pool). Regions issued
+// concurrently from several threads are serialized.
 // fn must not throw (use the template overload below for callables that may).
-void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void* ctx, int64_t begin, int64_t end),
-                  void* ctx);
+void parallel_for(int64_t n, int64_t min_per_task,
+                  void (*fn)(void* ctx, int64_t begin, int64_t end), void* ctx);
 
 // Convenience overload for any callable f(int64_t begin, int64_t end). An exception thrown by a
 // chunk is rethrown on the calling thread after all chunks have finished (the first one wins).

@@ -1,0 +1,82 @@
+// Runtime control and introspection: threads, ISA, CPU features, build information.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "bindings.h"
+#include "fastlayers/runtime.h"
+
+#ifndef FASTLAYERS_BUILD_TYPE
+#define FASTLAYERS_BUILD_TYPE ""
+#endif
+
+namespace py = pybind11;
+
+namespace fl {
+namespace py_bindings {
+namespace {
+
+std::string compiler_description() {
+#if defined(__clang__)
+    return std::string("Clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    return "GCC " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+           std::to_string(__GNUC_PATCHLEVEL__);
+#elif defined(_MSC_VER)
+    return "MSVC " + std::to_string(_MSC_FULL_VER);
+#else
+    return "unknown";
+#endif
+}
+
+py::list isa_names(const std::vector<Isa>& isas) {
+    py::list out;
+    for (Isa isa : isas) out.append(isa_name(isa));
+    return out;
+}
+
+py::dict runtime_info() {
+    const CpuFeatures& f = cpu_features();
+    py::dict features;
+    features["sse2"] = f.sse2;
+    features["sse41"] = f.sse41;
+    features["avx"] = f.avx;
+    features["avx2"] = f.avx2;
+    features["fma"] = f.fma;
+    features["f16c"] = f.f16c;
+    features["avx512f"] = f.avx512f;
+    features["os_ymm"] = f.os_ymm;
+    features["os_zmm"] = f.os_zmm;
+    features["neon"] = f.neon;
+
+    py::dict info;
+    info["isa"] = isa_name(active_isa());
+    info["isas_built"] = isa_names(isas_built());
+    info["isas_supported"] = isa_names(isas_supported());
+    info["cpu_features"] = features;
+    info["num_threads"] = num_threads();
+    const char* cap = isa_cap_env();
+    info["isa_cap"] = cap ? py::object(py::str(cap)) : py::object(py::none());
+    info["isa_cap_message"] = isa_cap_message();
+    info["compiler"] = compiler_description();
+    const std::string build_type = FASTLAYERS_BUILD_TYPE;
+    info["build_type"] = build_type.empty() ? std::string("unspecified") : build_type;
+    return info;
+}
+
+}  // namespace
+
+void bind_runtime(py::module_& m) {
+    // std::invalid_argument (n < 1) is translated to ValueError by pybind11.
+    m.def("set_num_threads", &set_num_threads, py::arg("n"),
+          "Set the number of threads used by the C++ kernels (>= 1). Joins surplus workers.");
+    m.def("get_num_threads", &num_threads, "Number of threads used by the C++ kernels.");
+    m.def("default_num_threads", &default_num_threads,
+          "Number of CPUs this process may run on (the default thread count).");
+    m.def("runtime_info", &runtime_info,
+          "ISA in use, ISAs built and supported, CPU features, threads, FASTLAYERS_ISA, build.");
+}
+
+}  // namespace py_bindings
+}  // namespace fl

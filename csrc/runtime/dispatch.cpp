@@ -1,0 +1,147 @@
+// ISA selection and the micro-kernel table.
+//
+// The choice is made once per process: the best ISA this build has kernels for and this CPU can
+// run, optionally capped by FASTLAYERS_ISA (for tests and bug reports). Drivers then call
+// through kernels(), whose function pointers never change afterwards.
+#include "fastlayers/dispatch.h"
+
+#include <cctype>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "../ukernels/ukernels.h"
+#include "fastlayers/runtime.h"
+
+namespace fl {
+namespace {
+
+bool isa_runs_here(Isa isa) {
+    const CpuFeatures& f = cpu_features();
+    switch (isa) {
+        case Isa::scalar:
+            return true;
+        case Isa::avx2:
+            return f.avx2 && f.fma;  // both already imply OS ymm support
+        case Isa::neon:
+            return f.neon;
+    }
+    return false;
+}
+
+struct IsaChoice {
+    Isa isa = Isa::scalar;
+    bool cap_given = false;
+    std::string cap;      // raw FASTLAYERS_ISA value
+    std::string message;  // why the cap was not honoured
+};
+
+IsaChoice choose_isa() {
+    IsaChoice c;
+    const std::vector<Isa> supported = isas_supported();
+    const Isa best = supported.back();  // isas_supported() lists scalar first, best last
+    c.isa = best;
+
+    const char* env = std::getenv("FASTLAYERS_ISA");
+    if (env == nullptr || env[0] == '\0') return c;
+    c.cap_given = true;
+    c.cap = env;
+
+    std::string lower;
+    for (const char* p = env; *p; ++p)
+        lower += static_cast<char>(std::tolower(static_cast<unsigned char>(*p)));
+
+    bool known = false;
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::neon}) {
+        if (lower != isa_name(isa)) continue;
+        known = true;
+        bool ok = false;
+        for (Isa s : supported) ok = ok || s == isa;
+        if (ok) {
+            c.isa = isa;
+        } else {
+            c.message = std::string("FASTLAYERS_ISA=") + env + ": " + isa_name(isa) +
+                        " is not supported by this build or CPU; using " + isa_name(best);
+        }
+    }
+    if (!known) {
+        c.message = std::string("FASTLAYERS_ISA=") + env +
+                    ": unknown ISA (expected scalar, avx2 or neon); using " + isa_name(best);
+    }
+    return c;
+}
+
+const IsaChoice& isa_choice() {
+    static const IsaChoice choice = choose_isa();
+    return choice;
+}
+
+KernelTable make_table(Isa isa) {
+    KernelTable t;
+    t.isa = Isa::scalar;
+    t.softmax_rows = fl_softmax_rows_scalar;
+    t.vexp = fl_vexp_scalar;
+#if defined(FL_HAVE_AVX2)
+    if (isa == Isa::avx2) {
+        t.isa = isa;
+        t.softmax_rows = fl_softmax_rows_avx2;
+        t.vexp = fl_vexp_avx2;
+    }
+#endif
+#if defined(FL_HAVE_NEON)
+    if (isa == Isa::neon) {
+        t.isa = isa;
+        t.softmax_rows = fl_softmax_rows_neon;
+        t.vexp = fl_vexp_neon;
+    }
+#endif
+    return t;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::scalar:
+            return "scalar";
+        case Isa::avx2:
+            return "avx2";
+        case Isa::neon:
+            return "neon";
+    }
+    return "unknown";
+}
+
+std::vector<Isa> isas_built() {
+    std::vector<Isa> v{Isa::scalar};
+#if defined(FL_HAVE_AVX2)
+    v.push_back(Isa::avx2);
+#endif
+#if defined(FL_HAVE_NEON)
+    v.push_back(Isa::neon);
+#endif
+    return v;
+}
+
+std::vector<Isa> isas_supported() {
+    std::vector<Isa> v;
+    for (Isa isa : isas_built())
+        if (isa_runs_here(isa)) v.push_back(isa);
+    return v;
+}
+
+Isa active_isa() { return isa_choice().isa; }
+
+const char* isa_cap_env() {
+    const IsaChoice& c = isa_choice();
+    return c.cap_given ? c.cap.c_str() : nullptr;
+}
+
+const std::string& isa_cap_message() { return isa_choice().message; }
+
+const KernelTable& kernels() {
+    static const KernelTable table = make_table(active_isa());
+    return table;
+}
+
+}  // namespace fl

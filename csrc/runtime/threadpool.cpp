@@ -1,0 +1,372 @@
+// The thread pool behind fl::parallel_for.
+//
+// Design (PERFORMANCE.md §7, §9.4): one pool of our own, no OpenMP. num_threads()-1 workers,
+// created on the first region that needs them; the calling thread runs chunk 0 itself. A region
+// is published by bumping a ticket (generation << 16 | chunk count); workers spin on it for a
+// few tens of microseconds after their last job (a hand-off then costs ~100 ns instead of a
+// futex wake-up) and then sleep on a condition variable, so an idle pool burns no CPU - on a
+// 2-core machine a spinning worker would steal a whole core from NumPy or the interpreter.
+// Completion is an atomic counter that the caller spins on, then sleeps on.
+//
+// Determinism: the split of [0, n) is a pure function of (n, min_per_task, threads), every chunk
+// runs with FTZ/DAZ on, and callers give chunks disjoint outputs, so results are bitwise
+// identical for any thread count.
+//
+// Lifetime: the pool object is never destroyed (no static-destruction-order hazards); an atexit
+// handler joins the workers (not on Windows, where joining from a DLL's exit path deadlocks on
+// the loader lock), and a fork child abandons the parent's workers, which do not exist there,
+// and starts afresh.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "fastlayers/runtime.h"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#define FL_FP_X86 1
+#include <immintrin.h>  // _mm_getcsr / _mm_setcsr, _mm_pause (baseline SSE)
+#elif defined(__aarch64__) && !defined(_MSC_VER)
+#define FL_FP_AARCH64 1
+#endif
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#if !defined(_WIN32)
+#include <pthread.h>
+#endif
+
+namespace fl {
+namespace {
+
+// True on pool workers always, and on a calling thread while it runs a parallel region: a
+// parallel_for issued there runs serially instead of deadlocking on the region lock.
+thread_local bool t_in_region = false;
+
+// ---------------------------------------------------------------------------------------------
+// Denormal control. FTZ/DAZ is per thread (MXCSR on x86, FPCR on AArch64): workers set it once,
+// the calling thread for the duration of a region. Without it, a denormal reaching an FMA costs
+// 10-100x (PERFORMANCE.md §7 pitfall 5), and chunks on different threads would round differently.
+// ---------------------------------------------------------------------------------------------
+
+#if defined(FL_FP_X86)
+using FpMode = unsigned int;
+constexpr FpMode kFtzDaz = 0x8040;  // MXCSR bit 15 = FTZ, bit 6 = DAZ
+FpMode get_fp_mode() { return _mm_getcsr(); }
+void set_fp_mode(FpMode m) { _mm_setcsr(m); }
+#elif defined(FL_FP_AARCH64)
+using FpMode = uint64_t;
+constexpr FpMode kFtzDaz = uint64_t(1) << 24;  // FPCR.FZ flushes denormal inputs and outputs
+FpMode get_fp_mode() {
+    uint64_t v;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(v));
+    return v;
+}
+void set_fp_mode(FpMode m) { __asm__ __volatile__("msr fpcr, %0" : : "r"(m)); }
+#else
+using FpMode = unsigned int;
+constexpr FpMode kFtzDaz = 0;
+FpMode get_fp_mode() { return 0; }
+void set_fp_mode(FpMode) {}
+#endif
+
+class FlushDenormalsScope {
+  public:
+    FlushDenormalsScope() : saved_(get_fp_mode()) {
+        // Writing MXCSR/FPCR is much slower than reading it: skip it when already set.
+        if ((saved_ & kFtzDaz) != kFtzDaz) set_fp_mode(saved_ | kFtzDaz);
+    }
+    ~FlushDenormalsScope() {
+        if ((saved_ & kFtzDaz) != kFtzDaz) set_fp_mode(saved_);
+    }
+    FlushDenormalsScope(const FlushDenormalsScope&) = delete;
+    FlushDenormalsScope& operator=(const FlushDenormalsScope&) = delete;
+
+  private:
+    FpMode saved_;
+};
+
+inline void cpu_relax() {
+#if defined(FL_FP_X86)
+    _mm_pause();
+#elif defined(FL_FP_AARCH64)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+// How long a thread busy-waits before sleeping. Long enough to cover back-to-back regions of a
+// layer sequence, short enough that an idle pool stops competing for the cores almost at once.
+constexpr std::chrono::microseconds kSpinBudget(50);
+
+// Spins until pred() or the budget runs out; the clock is read only every 64 rounds.
+template <class Pred>
+bool spin_until(Pred pred) {
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned i = 1;; ++i) {
+        if (pred()) return true;
+        cpu_relax();
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() - start > kSpinBudget) return false;
+    }
+}
+
+// Start of chunk i when [0, n) is cut into k contiguous chunks whose lengths differ by at most
+// one (the first n % k chunks are one longer). Avoids i*n, which can overflow.
+inline int64_t chunk_begin(int64_t n, int64_t k, int64_t i) {
+    return i * (n / k) + std::min(i, n % k);
+}
+
+std::atomic<int> g_num_threads{0};  // 0 = not yet initialised from default_num_threads()
+
+// ---------------------------------------------------------------------------------------------
+// The pool
+// ---------------------------------------------------------------------------------------------
+
+class ThreadPool {
+  public:
+    ThreadPool() : sync_(new Sync), workers_(new std::vector<std::thread>) {}
+
+    // Runs fn over k >= 2 chunks of [0, n) on the caller plus k-1 workers (fewer if the OS
+    // refused to create threads).
+    void run(int64_t n, int64_t k, void (*fn)(void*, int64_t, int64_t), void* ctx) {
+        std::lock_guard<std::mutex> region(sync_->region);
+        if (shut_down_) {  // process exit under way (e.g. a daemon thread): no new workers
+            fn(ctx, 0, n);
+            return;
+        }
+        ensure_workers(num_threads() - 1);
+        k = std::min<int64_t>(k, static_cast<int64_t>(workers_->size()) + 1);
+        if (k <= 1) {
+            fn(ctx, 0, n);
+            return;
+        }
+
+        // Job fields are plain members: written here before the release-store of the ticket,
+        // read by participating workers after its acquire-load, and not rewritten before every
+        // participant has decremented pending_. Non-participants read only the ticket.
+        fn_ = fn;
+        ctx_ = ctx;
+        n_ = n;
+        pending_.store(static_cast<int>(k - 1), std::memory_order_relaxed);
+        publish(static_cast<uint64_t>(k));
+
+        t_in_region = true;
+        try {
+            fn(ctx, 0, chunk_begin(n, k, 1));
+        } catch (...) {
+            // The workers still use ctx: wait for them before unwinding past it.
+            wait_done();
+            t_in_region = false;
+            throw;
+        }
+        wait_done();
+        t_in_region = false;
+    }
+
+    // Joins the workers if their number no longer matches num_threads(); the next region
+    // creates num_threads()-1 new ones. Waits for a running region to end.
+    void resize() {
+        if (t_in_region) return;  // called from inside a chunk: the next region resizes
+        std::lock_guard<std::mutex> region(sync_->region);
+        if (static_cast<int>(workers_->size()) != num_threads() - 1) join_all();
+    }
+
+    // At process exit: joins the workers for good; later regions run on the calling thread.
+    void shut_down() {
+        if (t_in_region) return;
+        std::lock_guard<std::mutex> region(sync_->region);
+        join_all();
+        shut_down_ = true;
+    }
+
+    // fork(): hold the region lock across the fork so that no region is half-way through in the
+    // parent's memory image, then give the child a fresh, worker-less pool.
+    void before_fork() {
+        locked_for_fork_ = !t_in_region;
+        if (locked_for_fork_) sync_->region.lock();
+    }
+    void after_fork_parent() {
+        if (locked_for_fork_) sync_->region.unlock();
+    }
+    void after_fork_child() {
+        // The parent's workers do not exist in the child: joining or destroying their
+        // std::thread objects would abort, and their mutex/condvar state (possibly held or
+        // waited on by threads that are gone) is unusable. Leak both and start clean.
+        workers_ = new std::vector<std::thread>;
+        sync_ = new Sync;
+        locked_for_fork_ = false;
+        stop_.store(false);
+        pending_.store(0);
+    }
+
+  private:
+    struct Sync {
+        std::mutex region;  // one parallel region at a time
+        std::mutex m;       // protects the sleep/wake hand-shakes below
+        std::condition_variable work_cv;
+        std::condition_variable done_cv;
+    };
+
+    void publish(uint64_t nchunks) {
+        const uint64_t gen = (ticket_.load(std::memory_order_relaxed) >> 16) + 1;
+        {
+            // Under the mutex so that a worker between its predicate check and its wait cannot
+            // miss the notification.
+            std::lock_guard<std::mutex> lk(sync_->m);
+            ticket_.store((gen << 16) | nchunks, std::memory_order_release);
+        }
+        sync_->work_cv.notify_all();
+    }
+
+    void wait_done() {
+        auto done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+        if (spin_until(done)) return;
+        std::unique_lock<std::mutex> lk(sync_->m);
+        sync_->done_cv.wait(lk, done);
+    }
+
+    void ensure_workers(int wanted) {
+        wanted = std::max(0, wanted);
+        if (static_cast<int>(workers_->size()) == wanted) return;
+        join_all();
+        const uint64_t ticket = ticket_.load(std::memory_order_relaxed);
+        for (int i = 1; i <= wanted; ++i) {
+            try {
+                workers_->emplace_back(&ThreadPool::worker_main, this, i, ticket);
+            } catch (const std::system_error&) {
+                break;  // out of threads: run with the ones we have
+            }
+        }
+    }
+
+    void join_all() {
+        if (workers_->empty()) return;
+        stop_.store(true, std::memory_order_relaxed);
+        publish(0);
+        for (std::thread& t : *workers_) t.join();
+        workers_->clear();
+        stop_.store(false, std::memory_order_relaxed);
+    }
+
+    void worker_main(int index, uint64_t seen) {
+        set_fp_mode(get_fp_mode() | kFtzDaz);
+        t_in_region = true;
+        for (;;) {
+            const uint64_t ticket = wait_ticket(seen);
+            seen = ticket;
+            if (stop_.load(std::memory_order_relaxed)) return;  // ordered by the ticket acquire
+            const int64_t k = static_cast<int64_t>(ticket & 0xFFFF);
+            if (index >= k) continue;  // not needed in this region
+            fn_(ctx_, chunk_begin(n_, k, index), chunk_begin(n_, k, index + 1));
+            if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                // Last one out wakes the caller if it went to sleep. Taking the mutex orders
+                // this notify after the caller's predicate check.
+                sync_->m.lock();
+                sync_->m.unlock();
+                sync_->done_cv.notify_one();
+            }
+        }
+    }
+
+    uint64_t wait_ticket(uint64_t seen) {
+        uint64_t t = seen;
+        auto changed = [&] {
+            t = ticket_.load(std::memory_order_acquire);
+            return t != seen;
+        };
+        if (spin_until(changed)) return t;
+        std::unique_lock<std::mutex> lk(sync_->m);
+        sync_->work_cv.wait(lk, changed);
+        return t;
+    }
+
+    Sync* sync_;
+    std::vector<std::thread>* workers_;
+    std::atomic<uint64_t> ticket_{0};  // generation << 16 | chunks in this region (0 = stop)
+    std::atomic<int> pending_{0};      // worker chunks of the current region not yet finished
+    std::atomic<bool> stop_{false};
+    bool locked_for_fork_ = false;
+    bool shut_down_ = false;
+
+    // The current region (see run()).
+    void (*fn_)(void*, int64_t, int64_t) = nullptr;
+    void* ctx_ = nullptr;
+    int64_t n_ = 0;
+};
+
+ThreadPool* pool_instance();
+
+ThreadPool* create_pool() {
+    ThreadPool* p = new ThreadPool;  // never deleted, see the file comment
+#if !defined(_WIN32)
+    std::atexit([] { pool_instance()->shut_down(); });
+    pthread_atfork([] { pool_instance()->before_fork(); },
+                   [] { pool_instance()->after_fork_parent(); },
+                   [] { pool_instance()->after_fork_child(); });
+#endif
+    return p;
+}
+
+// Created on first use; creating it starts no thread.
+ThreadPool* pool_instance() {
+    static ThreadPool* const pool = create_pool();
+    return pool;
+}
+
+}  // namespace
+
+int default_num_threads() {
+    int n = 0;
+#if defined(__linux__)
+    // The CPUs we may run on (taskset, cgroup cpusets, container limits), not the machine's.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+#endif
+    if (n < 1) n = static_cast<int>(std::thread::hardware_concurrency());
+    return std::min(std::max(n, 1), kMaxThreads);
+}
+
+int num_threads() {
+    int n = g_num_threads.load(std::memory_order_relaxed);
+    if (n > 0) return n;
+    int expected = 0;
+    g_num_threads.compare_exchange_strong(expected, default_num_threads());
+    return g_num_threads.load(std::memory_order_relaxed);
+}
+
+void set_num_threads(int n) {
+    if (n < 1 || n > kMaxThreads) {
+        throw std::invalid_argument("set_num_threads: n must be in [1, " +
+                                    std::to_string(kMaxThreads) + "], got " + std::to_string(n));
+    }
+    g_num_threads.store(n, std::memory_order_relaxed);
+    // Join the old workers now rather than leaving them asleep until the next region.
+    pool_instance()->resize();
+}
+
+void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, int64_t), void* ctx) {
+    if (n <= 0) return;
+    min_per_task = std::max<int64_t>(min_per_task, 1);
+    FlushDenormalsScope ftz;
+    if (t_in_region) {  // nested inside a chunk: the pool is busy with our parent region
+        fn(ctx, 0, n);
+        return;
+    }
+    const int64_t k = std::min<int64_t>(num_threads(), n / min_per_task);
+    if (k <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    pool_instance()->run(n, k, fn, ctx);
+}
+
+}  // namespace fl

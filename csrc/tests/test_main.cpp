@@ -1,0 +1,749 @@
+// C++ tests of the core: every micro-kernel of every ISA this CPU supports against a naive
+// double-precision reference, plus the runtime (dispatch, thread pool). No Python, no framework:
+// a test case is a function, CHECK records a failure, main() prints "N passed, N failed".
+//
+// Usage: fl_tests [--expect-isa NAME] [--expect-cap-message] [--skip CASE]...
+//   (ctest runs it once plainly and once per FASTLAYERS_ISA setting, see CMakeLists.txt)
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "fastlayers/dispatch.h"
+#include "fastlayers/ops.h"
+#include "fastlayers/runtime.h"
+#include "fastlayers/tensor.h"
+#include "ukernels/ukernels.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#include <unistd.h>
+#define FL_TEST_FORK 1
+#endif
+#if defined(__x86_64__) || defined(__aarch64__)
+#define FL_TEST_FTZ 1
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// A minimal test framework
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+int g_case_failures = 0;  // failed CHECKs in the running case
+const char* g_case_name = "";
+
+void report_failure(const char* file, int line, const std::string& what) {
+    // Print the first few failures of a case only: one bad kernel would print millions.
+    if (g_case_failures < 8)
+        std::fprintf(stderr, "  FAIL %s (%s:%d): %s\n", g_case_name, file, line, what.c_str());
+    if (g_case_failures == 8) std::fprintf(stderr, "  ... more failures in %s\n", g_case_name);
+    ++g_case_failures;
+}
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) report_failure(__FILE__, __LINE__, "CHECK(" #cond ")"); \
+    } while (0)
+
+// CHECK with a printf-style explanation.
+#define CHECK_MSG(cond, ...)                                                      \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            char msg_[512];                                                       \
+            std::snprintf(msg_, sizeof msg_, __VA_ARGS__);                        \
+            report_failure(__FILE__, __LINE__, #cond + std::string(": ") + msg_); \
+        }                                                                         \
+    } while (0)
+
+struct TestCase {
+    std::string name;
+    std::function<void()> fn;
+};
+
+std::vector<TestCase>& registry() {
+    static std::vector<TestCase> cases;
+    return cases;
+}
+
+void add_case(std::string name, std::function<void()> fn) {
+    registry().push_back({std::move(name), std::move(fn)});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+using SoftmaxFn = void (*)(const float*, float*, int64_t, int64_t, int64_t, int64_t);
+using VexpFn = void (*)(const float*, float*, int64_t);
+
+struct IsaKernels {
+    fl::Isa isa;
+    SoftmaxFn softmax_rows;
+    VexpFn vexp;
+};
+
+// Every ISA compiled in, whether or not this CPU can run it.
+std::vector<IsaKernels> built_kernels() {
+    std::vector<IsaKernels> v{{fl::Isa::scalar, fl_softmax_rows_scalar, fl_vexp_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_softmax_rows_avx2, fl_vexp_avx2});
+#endif
+#if defined(FL_HAVE_NEON)
+    v.push_back({fl::Isa::neon, fl_softmax_rows_neon, fl_vexp_neon});
+#endif
+    return v;
+}
+
+bool isa_supported(fl::Isa isa) {
+    for (fl::Isa s : fl::isas_supported())
+        if (s == isa) return true;
+    return false;
+}
+
+float bits_to_float(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+uint32_t float_to_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+// Floats mapped to integers so that adjacent floats differ by 1 (+0 and -0 both map to 0).
+int64_t float_ordinal(float f) {
+    const uint32_t u = float_to_bits(f);
+    return (u & 0x80000000u) ? -static_cast<int64_t>(u & 0x7FFFFFFFu) : static_cast<int64_t>(u);
+}
+
+int64_t ulp_distance(float a, float b) {
+    const int64_t d = float_ordinal(a) - float_ordinal(b);
+    return d < 0 ? -d : d;
+}
+
+// A NaN with a payload no kernel produces: guard cells must keep exactly these bits.
+const uint32_t kSentinelBits = 0x7FC0DEADu;
+const float kInf = std::numeric_limits<float>::infinity();
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+const float kExpUnderflowX = -0x1.5d589ep+6f;  // below this, the kernels return exactly 0
+
+const std::vector<int64_t> kSizes = {1,  2,  3,  7,  8,  9,   15,   16,   17,   31,
+                                     32, 33, 63, 64, 65, 127, 1000, 1023, 1024, 1025};
+
+// Reference softmax with NumPy float32 semantics: x - max rounded to float as NumPy does, the
+// rest in double. A NaN anywhere makes the row NaN (NumPy's max propagates NaN).
+void softmax_reference(const float* x, double* y, int64_t n) {
+    float m = -kInf;
+    bool has_nan = false;
+    for (int64_t i = 0; i < n; ++i) {
+        if (std::isnan(x[i])) has_nan = true;
+        m = std::max(m, x[i]);
+    }
+    if (has_nan) m = kNaN;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float d = x[i] - m;
+        y[i] = std::exp(static_cast<double>(d));
+        s += y[i];
+    }
+    for (int64_t i = 0; i < n; ++i) y[i] /= s;
+}
+
+// got vs reference: both NaN, or within a relative tolerance (plus an absolute one that covers
+// results the kernels flush to 0 below FLT_MIN).
+bool close_to(float got, double ref, double rtol) {
+    if (std::isnan(ref)) return std::isnan(got);
+    if (std::isnan(got)) return false;
+    return std::fabs(static_cast<double>(got) - ref) <= rtol * std::fabs(ref) + 2e-38;
+}
+
+// Runs a softmax_rows kernel on `rows` rows of n values taken from `values` (cycled), with
+// strided rows. x: padding between rows is NaN, so reading it would poison the result; the
+// buffer ends right after the last row's n-th value, so AddressSanitizer catches reads past it.
+// y: padding after every row (the last one included) holds a sentinel that must survive.
+void check_softmax_case(const IsaKernels& k, const std::vector<float>& values, int64_t rows,
+                        int64_t n, bool in_place, double rtol) {
+    const int64_t ldx = in_place ? n + 5 : n + 3;
+    const int64_t ldy = n + 5;
+    std::vector<float> x(static_cast<size_t>((rows - 1) * ldx + n), kNaN);
+    std::vector<float> y(static_cast<size_t>(rows * ldy), bits_to_float(kSentinelBits));
+    size_t v = 0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < n; ++i) x[r * ldx + i] = values[v++ % values.size()];
+
+    std::vector<float> x_copy = x;
+    if (in_place) {
+        for (int64_t r = 0; r < rows; ++r)
+            std::memcpy(&y[r * ldy], &x[r * ldx], static_cast<size_t>(n) * sizeof(float));
+        k.softmax_rows(y.data(), y.data(), rows, n, ldy, ldy);
+    } else {
+        k.softmax_rows(x.data(), y.data(), rows, n, ldx, ldy);
+        CHECK_MSG(std::memcmp(x.data(), x_copy.data(), x.size() * sizeof(float)) == 0,
+                  "%s wrote to its input (rows=%" PRId64 " n=%" PRId64 ")", fl::isa_name(k.isa),
+                  rows, n);
+    }
+
+    std::vector<double> ref(static_cast<size_t>(n));
+    for (int64_t r = 0; r < rows; ++r) {
+        softmax_reference(&x_copy[r * ldx], ref.data(), n);
+        for (int64_t i = 0; i < n; ++i) {
+            const float got = y[r * ldy + i];
+            CHECK_MSG(close_to(got, ref[i], rtol),
+                      "%s rows=%" PRId64 " n=%" PRId64 " [%" PRId64 ",%" PRId64
+                      "]: x=%.9g got %.9g want %.9g",
+                      fl::isa_name(k.isa), rows, n, r, i, x_copy[r * ldx + i], got, ref[i]);
+        }
+        for (int64_t i = n; i < ldy; ++i)
+            CHECK_MSG(float_to_bits(y[r * ldy + i]) == kSentinelBits,
+                      "%s rows=%" PRId64 " n=%" PRId64 ": wrote past row %" PRId64 " at %" PRId64,
+                      fl::isa_name(k.isa), rows, n, r, i);
+    }
+}
+
+std::vector<float> random_values(size_t count, float lo, float hi, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(count);
+    for (float& f : v) f = dist(rng);
+    return v;
+}
+
+// Expected vexp result: NaN stays NaN, below the underflow threshold exactly +0, otherwise
+// within 2 ULP of the correctly rounded float(exp(double(x))) (inf included: it is one ordinal
+// step above FLT_MAX).
+void check_vexp_value(fl::Isa isa, float x, float got) {
+    if (std::isnan(x)) {
+        CHECK_MSG(std::isnan(got), "%s exp(NaN) = %.9g", fl::isa_name(isa), got);
+    } else if (x < kExpUnderflowX) {
+        CHECK_MSG(float_to_bits(got) == 0u, "%s exp(%.9g) = %.9g, want +0 (flushed)",
+                  fl::isa_name(isa), x, got);
+    } else {
+        const float ref = static_cast<float>(std::exp(static_cast<double>(x)));
+        CHECK_MSG(ulp_distance(got, ref) <= 2, "%s exp(%.9g) = %.9g, want %.9g (%" PRId64 " ulp)",
+                  fl::isa_name(isa), x, got, ref, ulp_distance(got, ref));
+        CHECK_MSG(got == 0.0f || std::isinf(got) || std::fabs(got) >= 1.17549435e-38f,
+                  "%s exp(%.9g) = %.9g is denormal", fl::isa_name(isa), x, got);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel tests (registered per supported ISA)
+// ---------------------------------------------------------------------------------------------
+
+void test_vexp_sizes(const IsaKernels& k) {
+    for (int64_t n : kSizes) {
+        // Spans underflow and overflow; the buffer is exactly n long (ASan catches overreads).
+        std::vector<float> x =
+            random_values(static_cast<size_t>(n), -95.0f, 95.0f, static_cast<uint32_t>(n));
+        std::vector<float> y(static_cast<size_t>(n) + 8, bits_to_float(kSentinelBits));
+        k.vexp(x.data(), y.data(), n);
+        for (int64_t i = 0; i < n; ++i) check_vexp_value(k.isa, x[i], y[i]);
+        for (int64_t i = n; i < n + 8; ++i)
+            CHECK_MSG(float_to_bits(y[i]) == kSentinelBits,
+                      "%s n=%" PRId64 ": wrote y[%" PRId64 "]", fl::isa_name(k.isa), n, i);
+
+        // In place.
+        std::vector<float> z = x;
+        k.vexp(z.data(), z.data(), n);
+        CHECK_MSG(std::memcmp(z.data(), y.data(), static_cast<size_t>(n) * sizeof(float)) == 0,
+                  "%s n=%" PRId64 ": in-place result differs", fl::isa_name(k.isa), n);
+    }
+}
+
+void test_vexp_special(const IsaKernels& k) {
+    const std::vector<float> x = {
+        kNaN,
+        -kNaN,
+        bits_to_float(0x7FA00001u),  // signalling NaN with a payload
+        kInf,
+        -kInf,
+        0.0f,
+        -0.0f,
+        1e-10f,
+        -1e-10f,
+        bits_to_float(1u),           // smallest denormal
+        bits_to_float(0x42B17217u),  // 88.72283: largest x with a finite result
+        bits_to_float(0x42B17218u),  // next float: overflows
+        kExpUnderflowX,              // smallest x with a normal result
+        std::nextafter(kExpUnderflowX, -kInf),
+        -87.0f,
+        88.0f,
+        89.0f,
+        -88.0f,
+        -1000.0f,
+        1000.0f,
+        -3.4e38f,
+        3.4e38f,
+        1.0f,
+        -1.0f,
+        0.5f * 0.6931472f,  // at the edge of the reduced range
+    };
+    // Every value at every lane position and through the masked tail: rotate and vary length.
+    for (size_t len = 1; len <= x.size(); ++len) {
+        for (size_t rot = 0; rot < x.size(); rot += 3) {
+            std::vector<float> in(len), out(len + 4, bits_to_float(kSentinelBits));
+            for (size_t i = 0; i < len; ++i) in[i] = x[(i + rot) % x.size()];
+            k.vexp(in.data(), out.data(), static_cast<int64_t>(len));
+            for (size_t i = 0; i < len; ++i) check_vexp_value(k.isa, in[i], out[i]);
+            for (size_t i = len; i < len + 4; ++i) CHECK(float_to_bits(out[i]) == kSentinelBits);
+        }
+    }
+    float one = 0.0f, zero_in = 0.0f;
+    k.vexp(&zero_in, &one, 1);
+    CHECK_MSG(one == 1.0f, "%s exp(0) = %.9g, want exactly 1", fl::isa_name(k.isa), one);
+    float pinf_in = kInf, minf_in = -kInf, out = 0.0f;
+    k.vexp(&pinf_in, &out, 1);
+    CHECK(std::isinf(out) && out > 0.0f);
+    k.vexp(&minf_in, &out, 1);
+    CHECK(out == 0.0f && !std::signbit(out));
+}
+
+// A sample of the exhaustive sweep in exp_ulp_check.cpp: every 251st float in [-87, 88].
+void test_vexp_ulp_sample(const IsaKernels& k) {
+    std::vector<float> x;
+    for (int64_t o = float_ordinal(-87.0f); o <= float_ordinal(88.0f); o += 251) {
+        const uint32_t bits =
+            o >= 0 ? static_cast<uint32_t>(o) : (static_cast<uint32_t>(-o) | 0x80000000u);
+        x.push_back(bits_to_float(bits));
+    }
+    std::vector<float> y(x.size());
+    k.vexp(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    int64_t worst = 0;
+    float worst_x = 0.0f;
+    for (size_t i = 0; i < x.size(); ++i) {
+        const float ref = static_cast<float>(std::exp(static_cast<double>(x[i])));
+        const int64_t d = ulp_distance(y[i], ref);
+        if (d > worst) {
+            worst = d;
+            worst_x = x[i];
+        }
+    }
+    CHECK_MSG(worst <= 2, "%s: max error %" PRId64 " ulp at x=%.9g", fl::isa_name(k.isa), worst,
+              worst_x);
+}
+
+void test_softmax_sizes(const IsaKernels& k) {
+    const std::vector<float> narrow = random_values(4099, -5.0f, 5.0f, 1);
+    const std::vector<float> wide = random_values(4099, -120.0f, 120.0f, 2);  // flushes to 0
+    for (int64_t n : kSizes) {
+        // Rounding of the float sum grows with n; the exp itself is within 2 ulp.
+        const double rtol = 2e-6 + 1e-7 * std::sqrt(static_cast<double>(n));
+        for (int64_t rows : {1, 3, 17}) {
+            check_softmax_case(k, narrow, rows, n, false, rtol);
+            check_softmax_case(k, wide, rows, n, false, rtol);
+            check_softmax_case(k, narrow, rows, n, true, rtol);
+        }
+    }
+}
+
+void test_softmax_special(const IsaKernels& k) {
+    const float big = 3.4e38f;
+    // Rows with NumPy-defined results for inf/NaN; each pattern is tried at several lengths and
+    // positions so that the special value lands in the vector body and in the tail.
+    struct Pattern {
+        const char* name;
+        std::function<float(int64_t i, int64_t pos)> value;
+    };
+    const std::vector<Pattern> patterns = {
+        {"nan",
+         [](int64_t i, int64_t pos) { return i == pos ? kNaN : 0.1f * static_cast<float>(i); }},
+        {"+inf",
+         [](int64_t i, int64_t pos) { return i == pos ? kInf : 0.1f * static_cast<float>(i); }},
+        {"-inf mixed", [](int64_t i, int64_t pos) { return i == pos ? 0.5f : -kInf; }},
+        {"one -inf",
+         [](int64_t i, int64_t pos) { return i == pos ? -kInf : -0.3f * static_cast<float>(i); }},
+        {"all -inf", [](int64_t, int64_t) { return -kInf; }},
+        {"very negative", [](int64_t i, int64_t pos) { return i == pos ? 0.0f : -1e30f; }},
+        {"+-max", [big](int64_t i, int64_t pos) { return i == pos ? big : -big; }},
+        {"all -max", [big](int64_t, int64_t) { return -big; }},
+        {"constant", [](int64_t, int64_t) { return 1e30f; }},
+        {"all negative", [](int64_t i, int64_t) { return -50.0f - 0.01f * static_cast<float>(i); }},
+        // A max taken from the wrong elements (e.g. a tail lane read as 0) would make every
+        // exp(x - max) underflow here.
+        {"all very negative",
+         [](int64_t i, int64_t) { return -200.0f - 0.01f * static_cast<float>(i); }},
+    };
+    for (const Pattern& p : patterns) {
+        for (int64_t n : {1, 2, 5, 8, 9, 13, 32, 33, 40}) {
+            for (int64_t pos : {int64_t(0), n / 2, n - 1}) {
+                std::vector<float> values(static_cast<size_t>(n));
+                for (int64_t i = 0; i < n; ++i) values[i] = p.value(i, pos);
+                const size_t before = static_cast<size_t>(g_case_failures);
+                check_softmax_case(k, values, 1, n, false, 1e-5);
+                check_softmax_case(k, values, 2, n, true, 1e-5);
+                if (static_cast<size_t>(g_case_failures) != before)
+                    std::fprintf(stderr, "    (pattern '%s', n=%" PRId64 ", pos=%" PRId64 ")\n",
+                                 p.name, n, pos);
+            }
+        }
+    }
+}
+
+void test_softmax_zero_length(const IsaKernels& k) {
+    float sentinel = bits_to_float(kSentinelBits);
+    k.softmax_rows(nullptr, &sentinel, 3, 0, 0, 1);  // n = 0: nothing may be read or written
+    CHECK(float_to_bits(sentinel) == kSentinelBits);
+    k.vexp(nullptr, &sentinel, 0);
+    CHECK(float_to_bits(sentinel) == kSentinelBits);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime tests
+// ---------------------------------------------------------------------------------------------
+
+void test_cpu_features_and_isas() {
+    const fl::CpuFeatures& f = fl::cpu_features();
+    CHECK(!f.avx2 || f.os_ymm);  // usable AVX2 implies OS ymm support
+    CHECK(!f.fma || f.os_ymm);
+    CHECK(!f.avx512f || f.os_zmm);
+#if defined(__x86_64__)
+    CHECK(f.sse2);
+    CHECK(!f.neon);
+#endif
+#if defined(__aarch64__)
+    CHECK(f.neon);
+#endif
+    const std::vector<fl::Isa> built = fl::isas_built();
+    const std::vector<fl::Isa> supported = fl::isas_supported();
+    CHECK(!built.empty() && built.front() == fl::Isa::scalar);
+    CHECK(!supported.empty() && supported.front() == fl::Isa::scalar);
+    CHECK(isa_supported(fl::active_isa()));
+    CHECK(fl::kernels().isa == fl::active_isa());
+    CHECK(fl::kernels().softmax_rows != nullptr && fl::kernels().vexp != nullptr);
+    CHECK(std::string(fl::isa_name(fl::Isa::scalar)) == "scalar");
+    CHECK(std::string(fl::isa_name(fl::Isa::avx2)) == "avx2");
+    CHECK(std::string(fl::isa_name(fl::Isa::neon)) == "neon");
+    if (fl::isa_cap_env() == nullptr) {
+        CHECK(fl::active_isa() == supported.back());  // uncapped: the best one
+        CHECK(fl::isa_cap_message().empty());
+    }
+    std::printf("  isa=%s cap=%s message='%s' threads=%d default=%d\n",
+                fl::isa_name(fl::active_isa()), fl::isa_cap_env() ? fl::isa_cap_env() : "(none)",
+                fl::isa_cap_message().c_str(), fl::num_threads(), fl::default_num_threads());
+}
+
+// Chunks [begin, end) of one parallel_for call, sorted.
+std::vector<std::pair<int64_t, int64_t>> record_chunks(int64_t n, int64_t min_per_task,
+                                                       std::vector<int>* visits) {
+    std::mutex mu;
+    std::vector<std::pair<int64_t, int64_t>> chunks;
+    std::vector<std::atomic<int>> counts(static_cast<size_t>(n));
+    fl::parallel_for(n, min_per_task, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) counts[i].fetch_add(1, std::memory_order_relaxed);
+        std::lock_guard<std::mutex> lk(mu);
+        chunks.emplace_back(b, e);
+    });
+    std::sort(chunks.begin(), chunks.end());
+    visits->assign(static_cast<size_t>(n), 0);
+    for (int64_t i = 0; i < n; ++i) (*visits)[i] = counts[i].load();
+    return chunks;
+}
+
+void test_parallel_for_coverage() {
+    const int saved = fl::num_threads();
+    for (int threads : {1, 2, 3, 5}) {
+        fl::set_num_threads(threads);
+        CHECK(fl::num_threads() == threads);
+        for (int64_t n : {0, 1, 2, 7, 64, 1000, 100003}) {
+            for (int64_t min_per_task : {1, 2, 7, 100, 1000}) {
+                std::vector<int> visits;
+                const auto chunks = record_chunks(n, min_per_task, &visits);
+                for (int64_t i = 0; i < n; ++i)
+                    CHECK_MSG(visits[i] == 1,
+                              "threads=%d n=%" PRId64 " min=%" PRId64 ": index %" PRId64
+                              " visited %d times",
+                              threads, n, min_per_task, i, visits[i]);
+                const int64_t want_chunks =
+                    n == 0 ? 0 : std::max<int64_t>(1, std::min<int64_t>(threads, n / min_per_task));
+                CHECK_MSG(static_cast<int64_t>(chunks.size()) == want_chunks,
+                          "threads=%d n=%" PRId64 " min=%" PRId64 ": %zu chunks, want %" PRId64,
+                          threads, n, min_per_task, chunks.size(), want_chunks);
+                int64_t expect_begin = 0;
+                for (const auto& c : chunks) {
+                    CHECK(c.first == expect_begin);
+                    CHECK(c.second > c.first);
+                    if (chunks.size() > 1) CHECK(c.second - c.first >= min_per_task);
+                    expect_begin = c.second;
+                }
+                CHECK(expect_begin == n);
+                // Same inputs, same split.
+                std::vector<int> again;
+                CHECK(record_chunks(n, min_per_task, &again) == chunks);
+            }
+        }
+    }
+    fl::set_num_threads(saved);
+}
+
+// The softmax driver gives bitwise identical results for every thread count.
+void test_parallel_results_bitwise() {
+    const int saved = fl::num_threads();
+    const int64_t rows = 257, n = 300;  // 55 rows per task minimum -> up to 4 chunks
+    const std::vector<float> x = random_values(static_cast<size_t>(rows * n), -30.0f, 30.0f, 7);
+    std::vector<float> first;
+    for (int threads : {1, 2, 3, 5}) {
+        fl::set_num_threads(threads);
+        std::vector<float> y(x.size());
+        fl::softmax_lastdim(x.data(), y.data(), rows, n);
+        if (first.empty()) {
+            first = y;
+        } else {
+            CHECK_MSG(std::memcmp(first.data(), y.data(), y.size() * sizeof(float)) == 0,
+                      "threads=%d differs from threads=1", threads);
+        }
+    }
+    // And equal to the active row kernel run serially.
+    std::vector<float> serial(x.size());
+    fl::kernels().softmax_rows(x.data(), serial.data(), rows, n, n, n);
+    CHECK(std::memcmp(first.data(), serial.data(), serial.size() * sizeof(float)) == 0);
+    // rows * n == 0 touches nothing.
+    float sentinel = bits_to_float(kSentinelBits);
+    fl::softmax_lastdim(nullptr, &sentinel, 0, 5);
+    fl::softmax_lastdim(nullptr, &sentinel, 5, 0);
+    CHECK(float_to_bits(sentinel) == kSentinelBits);
+    fl::set_num_threads(saved);
+}
+
+void test_parallel_for_nested() {
+    const int saved = fl::num_threads();
+    fl::set_num_threads(3);
+    std::atomic<int> bad{0}, inner_calls{0};
+    fl::parallel_for(3, 1, [&](int64_t, int64_t) {
+        const std::thread::id me = std::this_thread::get_id();
+        fl::parallel_for(1000, 1, [&](int64_t b, int64_t e) {
+            inner_calls.fetch_add(1);
+            if (std::this_thread::get_id() != me || b != 0 || e != 1000) bad.fetch_add(1);
+        });
+    });
+    CHECK(bad.load() == 0);
+    CHECK(inner_calls.load() == 3);
+    fl::set_num_threads(saved);
+}
+
+void test_parallel_for_exceptions() {
+    const int saved = fl::num_threads();
+    fl::set_num_threads(3);
+    bool caught = false;
+    try {
+        fl::parallel_for(300, 1, [](int64_t b, int64_t) {
+            if (b > 0) throw std::runtime_error("chunk failed");
+        });
+    } catch (const std::runtime_error& e) {
+        caught = std::string(e.what()) == "chunk failed";
+    }
+    CHECK(caught);
+    // The pool still works afterwards.
+    std::vector<int> visits;
+    record_chunks(999, 1, &visits);
+    CHECK(std::all_of(visits.begin(), visits.end(), [](int v) { return v == 1; }));
+    fl::set_num_threads(saved);
+}
+
+#if defined(FL_TEST_FTZ)
+// FLT_MIN/4 computed at run time: non-zero without FTZ, zero with it.
+float tiny_product() {
+    volatile float a = 1.17549435e-38f;
+    volatile float b = 0.25f;
+    return a * b;
+}
+#endif
+
+void test_parallel_for_ftz() {
+#if defined(FL_TEST_FTZ)
+    const int saved = fl::num_threads();
+    CHECK(tiny_product() != 0.0f);  // the test thread itself runs without FTZ
+    for (int threads : {1, 3}) {
+        fl::set_num_threads(threads);
+        std::atomic<int> not_flushed{0};
+        fl::parallel_for(3, 1, [&](int64_t, int64_t) {
+            if (tiny_product() != 0.0f) not_flushed.fetch_add(1);
+        });
+        CHECK_MSG(not_flushed.load() == 0, "threads=%d: %d chunks ran without FTZ", threads,
+                  not_flushed.load());
+        CHECK(tiny_product() != 0.0f);  // restored on the caller
+    }
+    fl::set_num_threads(saved);
+#endif
+}
+
+void test_parallel_for_concurrent_callers() {
+    const int saved = fl::num_threads();
+    fl::set_num_threads(3);
+    std::atomic<int> bad{0};
+    std::atomic<bool> done{false};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t) {
+        callers.emplace_back([&bad, t] {
+            for (int it = 0; it < 150; ++it) {
+                const int64_t n = 100 + 37 * t + it;
+                std::vector<std::atomic<int>> counts(static_cast<size_t>(n));
+                fl::parallel_for(n, 1, [&](int64_t b, int64_t e) {
+                    for (int64_t i = b; i < e; ++i) counts[i].fetch_add(1);
+                });
+                for (auto& c : counts)
+                    if (c.load() != 1) bad.fetch_add(1);
+            }
+        });
+    }
+    // Meanwhile, resize the pool under their feet.
+    std::thread resizer([&done] {
+        for (int i = 0; !done.load(); ++i) {
+            fl::set_num_threads(2 + i % 3);
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    for (auto& c : callers) c.join();
+    done.store(true);
+    resizer.join();
+    CHECK(bad.load() == 0);
+    fl::set_num_threads(saved);
+}
+
+void test_set_num_threads_invalid() {
+    const int before = fl::num_threads();
+    for (int bad : {0, -1, fl::kMaxThreads + 1}) {
+        bool threw = false;
+        try {
+            fl::set_num_threads(bad);
+        } catch (const std::invalid_argument&) {
+            threw = true;
+        }
+        CHECK_MSG(threw, "set_num_threads(%d) did not throw", bad);
+    }
+    CHECK(fl::num_threads() == before);
+    CHECK(fl::default_num_threads() >= 1);
+}
+
+void test_fork_child_can_run_regions() {
+#if defined(FL_TEST_FORK)
+    const int saved = fl::num_threads();
+    fl::set_num_threads(3);
+    std::vector<int> visits;
+    record_chunks(1000, 1, &visits);  // workers now exist in the parent
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);  // a hang in the child must not hang the test
+        std::vector<int> v;
+        const auto chunks = record_chunks(1000, 1, &v);
+        const bool ok =
+            chunks.size() == 3 && std::all_of(v.begin(), v.end(), [](int c) { return c == 1; });
+        _exit(ok ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    record_chunks(1000, 1, &visits);  // the parent's pool is intact
+    CHECK(std::all_of(visits.begin(), visits.end(), [](int v) { return v == 1; }));
+    fl::set_num_threads(saved);
+#endif
+}
+
+void test_tensor_view() {
+    std::vector<float> buf(24);
+    fl::TensorView v = fl::contiguous_view(buf.data(), {2, 3, 4});
+    CHECK(v.ndim() == 3 && v.numel() == 24);
+    CHECK((v.strides == std::vector<int64_t>{12, 4, 1}));
+    CHECK(v.is_contiguous());
+    v.strides = {12, 1, 3};
+    CHECK(!v.is_contiguous());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const char* expect_isa = nullptr;
+    bool expect_cap_message = false;
+    std::vector<std::string> skip;  // e.g. fork_child_can_run_regions under qemu-user
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--expect-isa" && i + 1 < argc) {
+            expect_isa = argv[++i];
+        } else if (a == "--expect-cap-message") {
+            expect_cap_message = true;
+        } else if (a == "--skip" && i + 1 < argc) {
+            skip.push_back(argv[++i]);
+        } else {
+            std::fprintf(stderr,
+                         "usage: %s [--expect-isa NAME] [--expect-cap-message] [--skip CASE]...\n",
+                         argv[0]);
+            return 2;
+        }
+    }
+
+    add_case("cpu_features_and_isas", test_cpu_features_and_isas);
+    if (expect_isa) {
+        add_case("expect_isa", [expect_isa] {
+            CHECK(fl::isa_cap_env() != nullptr);
+            CHECK_MSG(std::string(fl::isa_name(fl::active_isa())) == expect_isa,
+                      "active isa %s, want %s", fl::isa_name(fl::active_isa()), expect_isa);
+            CHECK(fl::isa_cap_message().empty());
+        });
+    }
+    if (expect_cap_message) {
+        add_case("expect_cap_message", [] {
+            CHECK(fl::isa_cap_env() != nullptr);
+            CHECK(!fl::isa_cap_message().empty());
+            CHECK(fl::active_isa() == fl::isas_supported().back());
+        });
+    }
+    for (const IsaKernels& k : built_kernels()) {
+        const std::string isa = fl::isa_name(k.isa);
+        if (!isa_supported(k.isa)) {
+            std::printf("skip %s kernels: not supported by this CPU\n", isa.c_str());
+            continue;
+        }
+        add_case("vexp_sizes_" + isa, [k] { test_vexp_sizes(k); });
+        add_case("vexp_special_" + isa, [k] { test_vexp_special(k); });
+        add_case("vexp_ulp_sample_" + isa, [k] { test_vexp_ulp_sample(k); });
+        add_case("softmax_sizes_" + isa, [k] { test_softmax_sizes(k); });
+        add_case("softmax_special_" + isa, [k] { test_softmax_special(k); });
+        add_case("softmax_zero_length_" + isa, [k] { test_softmax_zero_length(k); });
+    }
+    add_case("parallel_for_coverage", test_parallel_for_coverage);
+    add_case("parallel_results_bitwise", test_parallel_results_bitwise);
+    add_case("parallel_for_nested", test_parallel_for_nested);
+    add_case("parallel_for_exceptions", test_parallel_for_exceptions);
+    add_case("parallel_for_ftz", test_parallel_for_ftz);
+    add_case("parallel_for_concurrent_callers", test_parallel_for_concurrent_callers);
+    add_case("set_num_threads_invalid", test_set_num_threads_invalid);
+    add_case("fork_child_can_run_regions", test_fork_child_can_run_regions);
+    add_case("tensor_view", test_tensor_view);
+
+    int passed = 0, failed = 0;
+    for (const TestCase& c : registry()) {
+        if (std::find(skip.begin(), skip.end(), c.name) != skip.end()) {
+            std::printf("skip %s\n", c.name.c_str());
+            continue;
+        }
+        g_case_name = c.name.c_str();
+        g_case_failures = 0;
+        c.fn();
+        if (g_case_failures == 0) {
+            ++passed;
+            std::printf("ok   %s\n", c.name.c_str());
+        } else {
+            ++failed;
+            std::printf("FAIL %s (%d failed checks)\n", c.name.c_str(), g_case_failures);
+        }
+        std::fflush(stdout);
+    }
+    std::printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,90 @@
+// softmax/avx2.cpp: row-wise stable softmax, y = exp(x - max) / sum(exp(x - max)).
+//
+// ISA: AVX2 + FMA (this file alone is compiled with -mavx2 -mfma). Width: 8 floats per ymm;
+// the max pass runs 4 accumulators (32 floats per step), the exp pass 2 (16 per step). The last
+// n % 8 elements of a row use maskload/maskstore, so nothing outside [0, n) of a row is read or
+// written (rows may be strided, ldx/ldy >= n). Selected by fl::kernels() when active_isa() is
+// avx2. Three passes per row: max, exp + sum (exp stored into y), scale by 1/sum.
+//
+// inf/NaN follow NumPy's `e = exp(x - max); e / e.sum()`: MAXPS may drop a NaN from the max, but
+// that NaN then reaches the sum through exp(NaN - max), so the whole row is NaN as in NumPy; a
+// +inf gives inf - inf = NaN; an all -inf row gives -inf - -inf = NaN.
+#include "../ukernels.h"
+
+#include "../vmath/exp_avx2.inc"
+
+static inline float hmax_avx2(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static void softmax_row_avx2(const float* x, float* y, int64_t n) {
+    const __m256 neg_inf = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFF800000u));
+
+    // Pass 1: row max. Four accumulators hide the MAXPS latency.
+    __m256 m0 = neg_inf, m1 = neg_inf, m2 = neg_inf, m3 = neg_inf;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + i + 16));
+        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + i + 24));
+    }
+    for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+    if (i < n) {
+        // Masked-off lanes load as 0, which could exceed an all-negative max: make them -inf.
+        const __m256i mask = fl_avx2_tail_mask(n - i);
+        const __m256 v = _mm256_maskload_ps(x + i, mask);
+        m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)));
+    }
+    const __m256 vmax =
+        _mm256_set1_ps(hmax_avx2(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3))));
+
+    // Pass 2: e = exp(x - max) into y, and the row sum.
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 e0 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        const __m256 e1 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
+        _mm256_storeu_ps(y + i, e0);
+        _mm256_storeu_ps(y + i + 8, e1);
+        s0 = _mm256_add_ps(s0, e0);
+        s1 = _mm256_add_ps(s1, e1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(y + i, e);
+        s0 = _mm256_add_ps(s0, e);
+    }
+    if (i < n) {
+        // exp of a masked-off lane (x = 0) is arbitrary, even inf/NaN: zero it before summing.
+        const __m256i mask = fl_avx2_tail_mask(n - i);
+        __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(y + i, mask, e);
+        s1 = _mm256_add_ps(s1, e);
+    }
+
+    // Pass 3: scale. sum >= 1 for a finite row (the max contributes exp(0) = 1).
+    const __m256 inv = _mm256_set1_ps(1.0f / hsum_avx2(_mm256_add_ps(s0, s1)));
+    i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    if (i < n) {
+        const __m256i mask = fl_avx2_tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, mask, _mm256_mul_ps(_mm256_maskload_ps(y + i, mask), inv));
+    }
+}
+
+void fl_softmax_rows_avx2(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
+                          int64_t ldy) {
+    for (int64_t r = 0; r < rows; ++r) softmax_row_avx2(x + r * ldx, y + r * ldy, n);
+}
