@@ -46,6 +46,19 @@ def backends_for(op: str):
     return names
 
 
+def cpp_serves(fn, *args, **kwargs) -> bool:
+    """Whether the C++ path serves this exact call (an op may refuse some arguments,
+    e.g. softmax with a mask). Probed by calling it under "cpp"; if the core is
+    missing this returns True, so the "cpp" case is generated and fails loudly."""
+    if not _backend.core_available():
+        return True
+    try:
+        run_on("cpp", fn, *args, **kwargs)
+    except NotImplementedError:
+        return False
+    return True
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

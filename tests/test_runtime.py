@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -174,9 +176,17 @@ def test_num_threads_roundtrip_and_errors():
             fastlayers.set_num_threads(bad)
 
 
-def _run(code, **env):
+# `python -c` puts the current directory on sys.path; run children elsewhere so that they
+# import the same (installed) fastlayers as this process, not a source tree in the cwd.
+_CHILD_CWD = tempfile.gettempdir()
+
+
+def _run(code, text=True, **env):
     full = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full, capture_output=True, text=text, timeout=120,
+        cwd=_CHILD_CWD,
+    )
 
 
 def test_env_backend_and_threads():
@@ -214,15 +224,12 @@ def test_scalar_isa_softmax_matches_default():
     code = (
         "import numpy as np, fastlayers as f\n"
         "x = np.random.default_rng(1).standard_normal((37, 133)).astype(np.float32)\n"
-        "np.save('/dev/stdout', f.softmax(x))\n"
+        "import sys; np.save(sys.stdout.buffer, f.softmax(x))\n"
     )
     outs = []
     for isa in ("scalar", ""):
-        env = dict(os.environ, FASTLAYERS_ISA=isa)
-        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+        r = _run(code, text=False, FASTLAYERS_ISA=isa)
         assert r.returncode == 0, r.stderr.decode()
-        import io
-
         outs.append(np.load(io.BytesIO(r.stdout)))
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-7)
 
