@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import importlib
 import os
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 BACKENDS = ("auto", "cpp", "numpy")
 
@@ -29,7 +29,7 @@ CPP_OPS = frozenset({"softmax"})
 try:  # the compiled module; missing when running from an unbuilt source tree
     _core = importlib.import_module(f"{__package__}._core")
 
-    CORE_ERROR: Optional[str] = None
+    CORE_ERROR: str | None = None
 except ImportError as exc:  # pragma: no cover - exercised by NumPy-only runs
     _core = None
     CORE_ERROR = f"{type(exc).__name__}: {exc}"
@@ -56,7 +56,8 @@ def _initial_backend() -> str:
 
 # A context variable, so that use_backend() in one thread does not leak into another.
 _backend: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "fastlayers_backend", default=_initial_backend()
+    "fastlayers_backend",
+    default=_initial_backend(),  # noqa: B039 (a str: immutable)
 )
 
 
@@ -85,7 +86,7 @@ def use_backend(name: str) -> Iterator[None]:
         _backend.reset(token)
 
 
-def resolve(op: str, unsupported: Optional[str]) -> str:
+def resolve(op: str, unsupported: str | None) -> str:
     """Return ``"cpp"`` or ``"numpy"`` for one call of ``op``.
 
     ``unsupported`` is None when the C++ path serves this call, otherwise a short
@@ -145,7 +146,9 @@ def _init_threads() -> None:
         try:
             n = int(env)
         except ValueError:
-            raise ValueError(f"FASTLAYERS_NUM_THREADS must be a positive integer, got {env!r}")
+            raise ValueError(
+                f"FASTLAYERS_NUM_THREADS must be a positive integer, got {env!r}"
+            ) from None
         if n < 1:
             raise ValueError(f"FASTLAYERS_NUM_THREADS must be a positive integer, got {env!r}")
     set_num_threads(n)

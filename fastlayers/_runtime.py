@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 
 from . import _backend
 
 
-def runtime_info() -> Dict[str, Any]:
+def runtime_info() -> dict[str, Any]:
     """A dict describing the installation: version, backend, ISA, threads, core status.
 
     Keys: ``version``, ``backend``, ``core_available``, ``core_error`` (why the
@@ -22,7 +22,7 @@ def runtime_info() -> Dict[str, Any]:
     """
     from . import __version__
 
-    info: Dict[str, Any] = {
+    info: dict[str, Any] = {
         "version": __version__,
         "backend": _backend.get_backend(),
         "core_available": _backend.core_available(),

@@ -10,7 +10,8 @@ as in Keras), masks as C-contiguous bool.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,9 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
         a = x
     else:
         if isinstance(x, (str, bytes, dict, set)):
-            raise TypeError(f"{op}: {name} must be an array of real numbers, got {type(x).__name__}")
+            raise TypeError(
+                f"{op}: {name} must be an array of real numbers, got {type(x).__name__}"
+            )
         try:
             a = np.asarray(x)
         except (ValueError, TypeError) as exc:
@@ -47,7 +50,7 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
     return out if out.flags.aligned else out.copy()
 
 
-def optional_array(x: Any, op: str, name: str) -> Optional[np.ndarray]:
+def optional_array(x: Any, op: str, name: str) -> np.ndarray | None:
     return None if x is None else array(x, op, name)
 
 
@@ -82,7 +85,7 @@ def min_rank(a: np.ndarray, op: str, name: str, minimum: int, what: str = "") ->
         raise ValueError(f"{op}: {name} must have rank >= {minimum}{desc}, got shape {_shape(a)}")
 
 
-def shape_is(a: np.ndarray, op: str, name: str, expected: Tuple[int, ...], why: str = "") -> None:
+def shape_is(a: np.ndarray, op: str, name: str, expected: tuple[int, ...], why: str = "") -> None:
     if tuple(a.shape) != tuple(expected):
         reason = f" ({why})" if why else ""
         raise ValueError(f"{op}: {name} has shape {_shape(a)}, expected {tuple(expected)}{reason}")
@@ -94,7 +97,7 @@ def flag(value: Any, op: str, name: str) -> bool:
     return bool(value)
 
 
-def int_tuple(value: Any, op: str, name: str, n: int = 2, minimum: int = 1) -> Tuple[int, ...]:
+def int_tuple(value: Any, op: str, name: str, n: int = 2, minimum: int = 1) -> tuple[int, ...]:
     """An int or a sequence of ``n`` ints, each >= ``minimum``."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got bool")
@@ -124,9 +127,7 @@ def activation(act: Any, op: str, name: str = "activation", elementwise: bool = 
     if callable(act):
         return act
     if not isinstance(act, str):
-        raise TypeError(
-            f"{op}: {name} must be a str, a callable or None, got {type(act).__name__}"
-        )
+        raise TypeError(f"{op}: {name} must be a str, a callable or None, got {type(act).__name__}")
     key = act.strip().lower()
     if key not in ACTIVATIONS:
         raise ValueError(f"{op}: unknown {name} {act!r}; expected one of {sorted(ACTIVATIONS)}")
@@ -160,8 +161,8 @@ def broadcastable(mask_shape: Sequence[int], target: Sequence[int]) -> bool:
 
 def conv2d_geometry(
     op: str,
-    x_shape: Tuple[int, ...],
-    kernel_shape: Tuple[int, ...],
+    x_shape: tuple[int, ...],
+    kernel_shape: tuple[int, ...],
     strides,
     padding,
     dilation_rate,
@@ -192,7 +193,9 @@ def conv2d_geometry(
     _, h, w, c = x_shape
     kh, kw, cg, f = kernel_shape
     if h < 1 or w < 1 or c < 1:
-        raise ValueError(f"{op}: x has an empty spatial or channel dimension, shape {tuple(x_shape)}")
+        raise ValueError(
+            f"{op}: x has an empty spatial or channel dimension, shape {tuple(x_shape)}"
+        )
     if kh < 1 or kw < 1 or f < 1 or cg < 1:
         raise ValueError(f"{op}: kernel has an empty dimension, shape {tuple(kernel_shape)}")
     if c % groups or f % groups:

@@ -8,7 +8,8 @@ the C++ path when the compiled core serves the call, else on the NumPy path
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ __all__ = [
 
 
 def dense(
-    x: ArrayLike, kernel: ArrayLike, bias: Optional[ArrayLike] = None, activation: Any = None
+    x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None, activation: Any = None
 ) -> np.ndarray:
     """Fully connected layer: ``activation(x @ kernel + bias)`` (Keras ``Dense``).
 
@@ -99,10 +100,10 @@ def flatten(x: ArrayLike) -> np.ndarray:
 def conv2d(
     x: ArrayLike,
     kernel: ArrayLike,
-    bias: Optional[ArrayLike] = None,
-    strides: Union[int, Tuple[int, int]] = 1,
+    bias: ArrayLike | None = None,
+    strides: int | tuple[int, int] = 1,
     padding: str = "valid",
-    dilation_rate: Union[int, Tuple[int, int]] = 1,
+    dilation_rate: int | tuple[int, int] = 1,
     groups: int = 1,
     activation: Any = None,
 ) -> np.ndarray:
@@ -176,10 +177,10 @@ def lstm(
     x: ArrayLike,
     kernel: ArrayLike,
     recurrent_kernel: ArrayLike,
-    bias: Optional[ArrayLike] = None,
+    bias: ArrayLike | None = None,
     *,
-    initial_state: Optional[Sequence[ArrayLike]] = None,
-    mask: Optional[ArrayLike] = None,
+    initial_state: Sequence[ArrayLike] | None = None,
+    mask: ArrayLike | None = None,
     return_sequences: bool = False,
     return_state: bool = False,
     go_backwards: bool = False,
@@ -224,9 +225,13 @@ def lstm(
         c0 = np.zeros((b, u), np.float32)
     else:
         if isinstance(initial_state, np.ndarray) or not isinstance(initial_state, (list, tuple)):
-            raise TypeError(f"{op}: initial_state must be a list [h0, c0], got {type(initial_state).__name__}")
+            raise TypeError(
+                f"{op}: initial_state must be a list [h0, c0], got {type(initial_state).__name__}"
+            )
         if len(initial_state) != 2:
-            raise ValueError(f"{op}: initial_state must be [h0, c0], got {len(initial_state)} arrays")
+            raise ValueError(
+                f"{op}: initial_state must be [h0, c0], got {len(initial_state)} arrays"
+            )
         h0 = _state(initial_state[0], op, "initial_state[0] (h0)", b, u)
         c0 = _state(initial_state[1], op, "initial_state[1] (c0)", b, u)
     return_sequences = V.flag(return_sequences, op, "return_sequences")
@@ -249,8 +254,8 @@ def lstm_cell(
     c: ArrayLike,
     kernel: ArrayLike,
     recurrent_kernel: ArrayLike,
-    bias: Optional[ArrayLike] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
+    bias: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One LSTM step (Keras ``LSTMCell``, tanh / sigmoid).
 
     x_t (B, F), h (B, u), c (B, u), kernel (F, 4u), recurrent_kernel (u, 4u),
@@ -281,10 +286,10 @@ def gru(
     x: ArrayLike,
     kernel: ArrayLike,
     recurrent_kernel: ArrayLike,
-    bias: Optional[ArrayLike] = None,
+    bias: ArrayLike | None = None,
     *,
-    initial_state: Optional[ArrayLike] = None,
-    mask: Optional[ArrayLike] = None,
+    initial_state: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
     return_sequences: bool = False,
     return_state: bool = False,
     go_backwards: bool = False,
@@ -321,14 +326,20 @@ def gru(
     bias = V.optional_array(bias, op, "bias")
     if bias is not None:
         expected = (2, 3 * u) if reset_after else (3 * u,)
-        why = "(2, 3 * units) with reset_after=True" if reset_after else "(3 * units,) with reset_after=False"
+        why = (
+            "(2, 3 * units) with reset_after=True"
+            if reset_after
+            else "(3 * units,) with reset_after=False"
+        )
         V.shape_is(bias, op, "bias", expected, why)
     if initial_state is None:
         h0 = np.zeros((b, u), np.float32)
     else:
         if isinstance(initial_state, (list, tuple)):
             if len(initial_state) != 1:
-                raise ValueError(f"{op}: initial_state must be h0 or [h0], got {len(initial_state)} arrays")
+                raise ValueError(
+                    f"{op}: initial_state must be h0 or [h0], got {len(initial_state)} arrays"
+                )
             initial_state = initial_state[0]
         h0 = _state(initial_state, op, "initial_state (h0)", b, u)
     return_sequences = V.flag(return_sequences, op, "return_sequences")
@@ -338,8 +349,17 @@ def gru(
     ract = V.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
     _backend.resolve(op, NOT_IN_CPP)
     out, h = _np_recurrent.gru(
-        x, kernel, recurrent_kernel, bias, h0, mask, return_sequences, go_backwards, reset_after,
-        act, ract,
+        x,
+        kernel,
+        recurrent_kernel,
+        bias,
+        h0,
+        mask,
+        return_sequences,
+        go_backwards,
+        reset_after,
+        act,
+        ract,
     )
     if not return_state:
         return out
@@ -365,7 +385,7 @@ def _axes(axis, ndim, op):
     return tuple(out)
 
 
-def softmax(x: ArrayLike, axis: Union[int, Sequence[int]] = -1, mask: Optional[ArrayLike] = None):
+def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None = None):
     """Softmax along ``axis`` (Keras ``Softmax`` layer).
 
     Parameters
@@ -439,13 +459,13 @@ def _luong_masks(op, query, value, query_mask, value_mask):
 def attention(
     query: ArrayLike,
     value: ArrayLike,
-    key: Optional[ArrayLike] = None,
+    key: ArrayLike | None = None,
     *,
-    scale: Optional[float] = None,
+    scale: float | None = None,
     score_mode: str = "dot",
-    concat_score_weight: Optional[float] = None,
-    query_mask: Optional[ArrayLike] = None,
-    value_mask: Optional[ArrayLike] = None,
+    concat_score_weight: float | None = None,
+    query_mask: ArrayLike | None = None,
+    value_mask: ArrayLike | None = None,
     use_causal_mask: bool = False,
     return_attention_scores: bool = False,
 ):
@@ -488,8 +508,10 @@ def attention(
             raise ValueError(f"{op}: concat_score_weight is only used with score_mode='concat'")
         weight = None
     else:
-        weight = 1.0 if concat_score_weight is None else V.real_scalar(
-            concat_score_weight, op, "concat_score_weight"
+        weight = (
+            1.0
+            if concat_score_weight is None
+            else V.real_scalar(concat_score_weight, op, "concat_score_weight")
         )
     query_mask, value_mask = _luong_masks(op, query, value, query_mask, value_mask)
     causal = V.flag(use_causal_mask, op, "use_causal_mask")
@@ -504,11 +526,11 @@ def attention(
 def additive_attention(
     query: ArrayLike,
     value: ArrayLike,
-    key: Optional[ArrayLike] = None,
+    key: ArrayLike | None = None,
     *,
-    scale: Optional[ArrayLike] = None,
-    query_mask: Optional[ArrayLike] = None,
-    value_mask: Optional[ArrayLike] = None,
+    scale: ArrayLike | None = None,
+    query_mask: ArrayLike | None = None,
+    value_mask: ArrayLike | None = None,
     use_causal_mask: bool = False,
     return_attention_scores: bool = False,
 ):
@@ -552,9 +574,9 @@ def scaled_dot_product_attention(
     k: ArrayLike,
     v: ArrayLike,
     *,
-    mask: Optional[ArrayLike] = None,
+    mask: ArrayLike | None = None,
     is_causal: bool = False,
-    scale: Optional[float] = None,
+    scale: float | None = None,
 ) -> np.ndarray:
     """``softmax(q @ k^T * scale + mask) @ v`` over any leading (batch, head, ...) dims.
 
@@ -612,17 +634,17 @@ def scaled_dot_product_attention(
 def multi_head_attention(
     query: ArrayLike,
     value: ArrayLike,
-    key: Optional[ArrayLike] = None,
+    key: ArrayLike | None = None,
     *,
     query_kernel: ArrayLike,
     key_kernel: ArrayLike,
     value_kernel: ArrayLike,
     output_kernel: ArrayLike,
-    query_bias: Optional[ArrayLike] = None,
-    key_bias: Optional[ArrayLike] = None,
-    value_bias: Optional[ArrayLike] = None,
-    output_bias: Optional[ArrayLike] = None,
-    attention_mask: Optional[ArrayLike] = None,
+    query_bias: ArrayLike | None = None,
+    key_bias: ArrayLike | None = None,
+    value_bias: ArrayLike | None = None,
+    output_bias: ArrayLike | None = None,
+    attention_mask: ArrayLike | None = None,
     use_causal_mask: bool = False,
     return_attention_scores: bool = False,
 ):

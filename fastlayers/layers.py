@@ -30,7 +30,8 @@ import inspect
 import math
 import numbers
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 F32 = np.float32
-Shape = Tuple[Optional[int], ...]
+Shape = tuple[Optional[int], ...]
 
 # ----------------------------------------------------------------------- initializers
 
@@ -79,7 +80,7 @@ _VARIANCE_SCALING = {
 }
 
 
-def compute_fans(shape: Sequence[int]) -> Tuple[int, int]:
+def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight shape, as Keras's ``compute_fans``.
 
     Rank 0: (1, 1); rank 1: (n, n); rank 2: (rows, cols); higher ranks are treated
@@ -139,7 +140,7 @@ def initial_value(
     init: Any,
     shape: Sequence[int],
     rng: np.random.Generator,
-    fans: Optional[Tuple[int, int]] = None,
+    fans: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """A float32 array of ``shape`` drawn from the initializer ``init`` (a name or callable).
 
@@ -175,14 +176,14 @@ def initial_value(
     return np.array(value, dtype=F32, order="C")
 
 
-def weight_spec(name: str, shape: Tuple, init: Any, fans: Optional[Tuple[int, int]] = None):
+def weight_spec(name: str, shape: tuple, init: Any, fans: tuple[int, int] | None = None):
     """(name, shape, make) for a layer's weight list; ``make(rng)`` draws its initial value."""
     return (name, shape, lambda rng: initial_value(init, shape, rng, fans))
 
 
 # ------------------------------------------------------------------------- helpers
 
-_name_counts: Dict[str, int] = {}
+_name_counts: dict[str, int] = {}
 
 
 def _snake_case(name: str) -> str:
@@ -210,7 +211,7 @@ def _bool(value: Any, owner: str, name: str) -> bool:
     return bool(value)
 
 
-def _seed(value: Any, owner: str) -> Optional[int]:
+def _seed(value: Any, owner: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -256,7 +257,7 @@ class Layer:
     def __init__(
         self,
         *,
-        name: Optional[str] = None,
+        name: str | None = None,
         trainable: bool = True,
         dtype: Any = None,
         autocast: bool = True,
@@ -279,22 +280,22 @@ class Layer:
                 raise ValueError(f"{cls}: fastlayers computes in float32; got dtype={dtype!r}")
         self.name: str = name if name is not None else _auto_name(cls)
         self.trainable = _bool(trainable, cls, "trainable")
-        self.seed: Optional[int] = None
+        self.seed: int | None = None
         self.built = False
         self._input_shape: Any = None
-        self._weight_values: List[np.ndarray] = []
-        self._weight_map: Dict[str, np.ndarray] = {}
+        self._weight_values: list[np.ndarray] = []
+        self._weight_map: dict[str, np.ndarray] = {}
 
     # ---- to be provided by subclasses with weights --------------------------------
-    def _weight_specs(self, input_shape: Any) -> List[Tuple[str, Tuple[int, ...], Callable]]:
+    def _weight_specs(self, input_shape: Any) -> list[tuple[str, tuple[int, ...], Callable]]:
         """[(name, shape, make)] in Keras order; ``make(rng)`` draws the initial value."""
         return []
 
-    def _weight_names(self) -> List[str]:
+    def _weight_names(self) -> list[str]:
         """The weight names in Keras order. They depend on the config only."""
         return [name for name, _, _ in self._weight_specs(None)]
 
-    def _input_shape_from_weights(self, shapes: List[Tuple[int, ...]]) -> Any:
+    def _input_shape_from_weights(self, shapes: list[tuple[int, ...]]) -> Any:
         """An input shape under which ``shapes`` are the layer's weight shapes."""
         return None
 
@@ -324,7 +325,7 @@ class Layer:
         self.built = True
         self._store(values)
 
-    def _store(self, values: List[np.ndarray]) -> None:
+    def _store(self, values: list[np.ndarray]) -> None:
         for value in values:
             value.flags.writeable = False  # weights change only through set_weights
         self._weight_values = values
@@ -339,16 +340,16 @@ class Layer:
         The C++ path packs the weights here, so that calls never repack them.
         """
 
-    def _weight(self, name: str) -> Optional[np.ndarray]:
+    def _weight(self, name: str) -> np.ndarray | None:
         """The weight called ``name``, or None if the config has no such weight."""
         return self._weight_map.get(name)
 
     @property
-    def weights(self) -> List[np.ndarray]:
+    def weights(self) -> list[np.ndarray]:
         """The weights in Keras order, as read-only float32 arrays ([] before build)."""
         return list(self._weight_values)
 
-    def get_weights(self) -> List[np.ndarray]:
+    def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights in Keras order ([] before build)."""
         return [w.copy() for w in self._weight_values]
 
@@ -385,7 +386,7 @@ class Layer:
         self.built = True
         self._store(arrays)
 
-    def _shape_of(self, shapes: List[Tuple[int, ...]], i: int, rank: int) -> Tuple[int, ...]:
+    def _shape_of(self, shapes: list[tuple[int, ...]], i: int, rank: int) -> tuple[int, ...]:
         """shapes[i], checked to have ``rank`` (for _input_shape_from_weights)."""
         if len(shapes[i]) != rank:
             name = self._weight_names()[i]
@@ -401,13 +402,13 @@ class Layer:
         return int(sum(w.size for w in self._weight_values))
 
     # ---- config ---------------------------------------------------------------------
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments (name included); ``cls.from_config(config)`` rebuilds
         the layer without its weights."""
         return {"name": self.name}
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> Layer:
+    def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -478,10 +479,10 @@ class Dense(Layer):
         bias_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
-        lora_rank: Optional[int] = None,
-        lora_alpha: Optional[float] = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
         quantization_config: Any = None,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -561,7 +562,7 @@ class Flatten(Layer):
     (batch, d1 * ... * dn); a 1-D input (batch,) gives (batch, 1).
     """
 
-    def __init__(self, data_format: Optional[str] = None, **kwargs: Any) -> None:
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.data_format = _data_format(data_format, type(self).__name__)
 
@@ -621,7 +622,7 @@ class Conv2D(Layer):
         kernel_size: Any,
         strides: Any = (1, 1),
         padding: str = "valid",
-        data_format: Optional[str] = None,
+        data_format: str | None = None,
         dilation_rate: Any = (1, 1),
         groups: int = 1,
         activation: Any = None,
@@ -632,9 +633,9 @@ class Conv2D(Layer):
         bias_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
-        lora_rank: Optional[int] = None,
-        lora_alpha: Optional[float] = None,
-        seed: Optional[int] = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -790,7 +791,7 @@ class _RNN(Layer):
         self.go_backwards = _bool(go_backwards, owner, "go_backwards")
         self.stateful = _bool(stateful, owner, "stateful")
         self.zero_output_for_mask = _bool(zero_output_for_mask, owner, "zero_output_for_mask")
-        self.states: Optional[List[np.ndarray]] = None
+        self.states: list[np.ndarray] | None = None
 
     def _bias_spec(self):  # pragma: no cover - defined by LSTM and GRU
         raise NotImplementedError
@@ -874,7 +875,7 @@ class _RNN(Layer):
 
     reset_state = reset_states
 
-    def _rnn_config(self) -> Dict[str, Any]:
+    def _rnn_config(self) -> dict[str, Any]:
         return {
             "units": self.units,
             "activation": self.activation,
@@ -949,7 +950,7 @@ class LSTM(_RNN):
         bias_constraint: Any = None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
@@ -1056,7 +1057,7 @@ class GRU(_RNN):
         bias_constraint: Any = None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
@@ -1126,7 +1127,7 @@ def _deserialize(config: Any, owner: str) -> Layer:
     return cls.from_config(config["config"])
 
 
-def _serialize(layer: Layer) -> Dict[str, Any]:
+def _serialize(layer: Layer) -> dict[str, Any]:
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
@@ -1163,8 +1164,8 @@ class Bidirectional(Layer):
     def __init__(
         self,
         layer: Any,
-        merge_mode: Optional[str] = "concat",
-        weights: Optional[Sequence[Any]] = None,
+        merge_mode: str | None = "concat",
+        weights: Sequence[Any] | None = None,
         backward_layer: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -1234,13 +1235,13 @@ class Bidirectional(Layer):
         self._on_weights_set()
 
     @property
-    def weights(self) -> List[np.ndarray]:
+    def weights(self) -> list[np.ndarray]:
         return self.forward_layer.weights + self.backward_layer.weights
 
-    def get_weights(self) -> List[np.ndarray]:
+    def get_weights(self) -> list[np.ndarray]:
         return self.forward_layer.get_weights() + self.backward_layer.get_weights()
 
-    def _weight_names(self) -> List[str]:
+    def _weight_names(self) -> list[str]:
         return ["forward/" + n for n in self.forward_layer._weight_names()] + [
             "backward/" + n for n in self.backward_layer._weight_names()
         ]
@@ -1296,7 +1297,7 @@ class Bidirectional(Layer):
             backward_state = list(initial_state[half:])
         y = self.forward_layer(sequences, initial_state=forward_state, mask=mask)
         y_rev = self.backward_layer(sequences, initial_state=backward_state, mask=mask)
-        states: Tuple[np.ndarray, ...] = ()
+        states: tuple[np.ndarray, ...] = ()
         if self.return_state:
             states = tuple(y[1:]) + tuple(y_rev[1:])
             y, y_rev = y[0], y_rev[0]
@@ -1323,7 +1324,7 @@ class Bidirectional(Layer):
     reset_state = reset_states
 
     @property
-    def states(self) -> Optional[Tuple[np.ndarray, ...]]:
+    def states(self) -> tuple[np.ndarray, ...] | None:
         if self.forward_layer.states and self.backward_layer.states:
             return tuple(self.forward_layer.states + self.backward_layer.states)
         return None
@@ -1354,7 +1355,7 @@ def _remove_prefix(text: str, prefix: str) -> str:
 # ---------------------------------------------------------------------- attention
 
 
-def _unpack_qvk(layer: Layer, inputs: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unpack_qvk(layer: Layer, inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     owner = layer._owner()
     if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
         raise ValueError(
@@ -1371,7 +1372,7 @@ def _unpack_qvk(layer: Layer, inputs: Any) -> Tuple[np.ndarray, np.ndarray, np.n
     return q, v, k
 
 
-def _unpack_masks(layer: Layer, mask: Any) -> Tuple[Any, Any]:
+def _unpack_masks(layer: Layer, mask: Any) -> tuple[Any, Any]:
     if mask is None:
         return None, None
     if not isinstance(mask, (list, tuple)) or not 2 <= len(mask) <= 3:
@@ -1410,7 +1411,7 @@ class Attention(Layer):
         use_scale: bool = False,
         score_mode: str = "dot",
         dropout: float = 0.0,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -1494,7 +1495,7 @@ class AdditiveAttention(Layer):
         self,
         use_scale: bool = True,
         dropout: float = 0.0,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -1597,12 +1598,12 @@ class MultiHeadAttention(Layer):
         self,
         num_heads: int,
         key_dim: int,
-        value_dim: Optional[int] = None,
+        value_dim: int | None = None,
         dropout: float = 0.0,
         use_bias: bool = True,
         output_shape: Any = None,
         attention_axes: Any = None,
-        sliding_window: Optional[int] = None,
+        sliding_window: int | None = None,
         flash_attention: Any = None,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
@@ -1611,7 +1612,7 @@ class MultiHeadAttention(Layer):
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
         use_gate: bool = False,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -1692,7 +1693,7 @@ class MultiHeadAttention(Layer):
         dv = self._shape_of(shapes, 2 * step, 3)[0]
         return ((None, None, dq), (None, None, dv), (None, None, dk))
 
-    def build(self, query_shape: Shape, value_shape: Shape, key_shape: Optional[Shape] = None):
+    def build(self, query_shape: Shape, value_shape: Shape, key_shape: Shape | None = None):
         """Create the projections for query (B, T, Dq), value (B, S, Dv), key (B, S, Dk)."""
         shapes = [_shape_tuple(s) for s in (query_shape, value_shape, key_shape or value_shape)]
         for what, s in zip(("query", "value", "key"), shapes):

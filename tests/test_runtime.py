@@ -62,7 +62,9 @@ def test_set_backend_persists_and_restores():
     assert fastlayers.get_backend() == "auto"
 
 
-@pytest.mark.parametrize("bad,exc", [("gpu", ValueError), ("", ValueError), (1, TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "bad,exc", [("gpu", ValueError), ("", ValueError), (1, TypeError), (None, TypeError)]
+)
 def test_bad_backend_names(bad, exc):
     with pytest.raises(exc, match="backend"):
         fastlayers.set_backend(bad)
@@ -146,8 +148,17 @@ def test_auto_and_numpy_agree_on_every_op():
 
 def test_runtime_info_keys():
     info = fastlayers.runtime_info()
-    for key in ("version", "backend", "core_available", "core_error", "isa", "isas_built",
-                "num_threads", "cpu_features", "package_path"):
+    for key in (
+        "version",
+        "backend",
+        "core_available",
+        "core_error",
+        "isa",
+        "isas_built",
+        "num_threads",
+        "cpu_features",
+        "package_path",
+    ):
         assert key in info
     assert info["version"] == fastlayers.__version__
     assert info["num_threads"] == fastlayers.get_num_threads()
@@ -171,7 +182,13 @@ def test_num_threads_roundtrip_and_errors():
         np.testing.assert_array_equal(y1, y3)  # bitwise identical for any thread count
     finally:
         fastlayers.set_num_threads(before)
-    for bad, exc in ((0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)):
+    for bad, exc in (
+        (0, ValueError),
+        (-2, ValueError),
+        (1.5, TypeError),
+        ("2", TypeError),
+        (True, TypeError),
+    ):
         with pytest.raises(exc, match="set_num_threads"):
             fastlayers.set_num_threads(bad)
 
@@ -184,7 +201,11 @@ _CHILD_CWD = tempfile.gettempdir()
 def _run(code, text=True, **env):
     full = dict(os.environ, **env)
     return subprocess.run(
-        [sys.executable, "-c", code], env=full, capture_output=True, text=text, timeout=120,
+        [sys.executable, "-c", code],
+        env=full,
+        capture_output=True,
+        text=text,
+        timeout=120,
         cwd=_CHILD_CWD,
     )
 
@@ -208,12 +229,16 @@ def test_env_bad_values_fail_clearly():
 
 @needs_core
 def test_isa_cap_env():
-    r = _run("import fastlayers as f; i = f.runtime_info(); print(i['isa'], i['isa_cap'])",
-             FASTLAYERS_ISA="scalar")
+    r = _run(
+        "import fastlayers as f; i = f.runtime_info(); print(i['isa'], i['isa_cap'])",
+        FASTLAYERS_ISA="scalar",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["scalar", "scalar"]
-    r = _run("import fastlayers as f; i = f.runtime_info(); print(i['isa']); print(i['isa_cap_message'])",
-             FASTLAYERS_ISA="sse9")
+    r = _run(
+        "import fastlayers as f\ni = f.runtime_info()\nprint(i['isa'])\nprint(i['isa_cap_message'])",
+        FASTLAYERS_ISA="sse9",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] in fastlayers.runtime_info()["isas_supported"]
     assert "sse9" in r.stdout

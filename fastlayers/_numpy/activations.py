@@ -8,7 +8,7 @@ erf form).
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable
 
 import numpy as np
 
@@ -75,7 +75,11 @@ def _erfc(z):
                 + t
                 * (
                     -0.18628806
-                    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))
+                    + t
+                    * (
+                        0.27886807
+                        + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
+                    )
                 )
             )
         )
@@ -208,7 +212,7 @@ def glu(x, axis=-1):
 
 # Keras name -> function. Elementwise ones first; softmax, log_softmax, sparsemax and
 # glu act along the last axis.
-ACTIVATIONS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": linear,
     "relu": relu,
     "relu6": relu6,

@@ -147,6 +147,7 @@ def multi_head_attention(
     softmax-layer path) their weights are all zero; without (the fused path) they
     are uniform over S.
     """
+
     def project(x, w, b):  # (B, L, D) @ (D, N, H) -> (B, N, L, H)
         y = (x @ w.reshape(w.shape[0], -1)).reshape(x.shape[0], x.shape[1], *w.shape[1:])
         if b is not None:

@@ -94,7 +94,9 @@ def _fmt_time(sec):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastlayers.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fastlayers.bench", description=__doc__.split("\n")[0]
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="skip the largest shapes (default)")
     mode.add_argument("--full", action="store_true", help="run every shape, more repeats")
@@ -114,13 +116,19 @@ def main(argv=None) -> int:
     prefixes = [p for p in args.only.split(",") if p]
 
     info = fl.runtime_info()
-    print(f"fastlayers {info['version']}  isa {info['isa']}  threads {threads}  "
-          f"core {'yes' if info['core_available'] else 'NO'}  C++ ops: {', '.join(info['ops_in_cpp']) or '-'}")
+    print(
+        f"fastlayers {info['version']}  isa {info['isa']}  threads {threads}  "
+        f"core {'yes' if info['core_available'] else 'NO'}  "
+        f"C++ ops: {', '.join(info['ops_in_cpp']) or '-'}"
+    )
     if TORCH_ERROR:
         notes.append(f"torch not available ({TORCH_ERROR.splitlines()[0]})")
     for n in notes:
         print(f"note: {n}")
-    header = f"{'id':<16} {'shape':<42} {'numpy':>10} {'cpp':>10} {'torch':>10} {'cpp/numpy':>9} {'cpp/torch':>9} {'GFLOP/s':>8}"
+    header = (
+        f"{'id':<16} {'shape':<42} {'numpy':>10} {'cpp':>10} {'torch':>10} "
+        f"{'cpp/numpy':>9} {'cpp/torch':>9} {'GFLOP/s':>8}"
+    )
     print(header)
     print("-" * len(header))
     for case in all_cases():
@@ -134,10 +142,15 @@ def main(argv=None) -> int:
         up_np = f"{t_np / t_cpp:.2f}x" if t_cpp and t_np else "-"
         up_t = f"{t_torch / t_cpp:.2f}x" if t_cpp and t_torch else "-"
         gf = f"{case.flops / best / 1e9:.1f}" if best else "-"
-        print(f"{case.id:<16} {case.desc:<42} {_fmt_time(t_np):>10} {_fmt_time(t_cpp):>10} "
-              f"{_fmt_time(t_torch):>10} {up_np:>9} {up_t:>9} {gf:>8}", flush=True)
-    print("speedup columns: time of the peer / time of cpp (> 1 means cpp is faster); "
-          "GFLOP/s of cpp where it serves the op, else of numpy")
+        print(
+            f"{case.id:<16} {case.desc:<42} {_fmt_time(t_np):>10} {_fmt_time(t_cpp):>10} "
+            f"{_fmt_time(t_torch):>10} {up_np:>9} {up_t:>9} {gf:>8}",
+            flush=True,
+        )
+    print(
+        "speedup columns: time of the peer / time of cpp (> 1 means cpp is faster); "
+        "GFLOP/s of cpp where it serves the op, else of numpy"
+    )
     if limiter is not None:
         limiter.restore_original_limits()
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,7 +22,7 @@ try:  # optional peer
     import torch
     import torch.nn.functional as F
 
-    TORCH_ERROR: Optional[str] = None
+    TORCH_ERROR: str | None = None
 except Exception as exc:  # pragma: no cover - depends on the environment
     torch = None
     F = None
@@ -35,17 +35,17 @@ class Case:
     op: str
     desc: str
     flops: float
-    make: Callable[[np.random.Generator], Dict[str, Any]]
-    call: Callable[[Dict[str, Any]], Any]
-    torch_prepare: Optional[Callable[[Dict[str, Any]], Callable[[], Any]]] = None
+    make: Callable[[np.random.Generator], dict[str, Any]]
+    call: Callable[[dict[str, Any]], Any]
+    torch_prepare: Callable[[dict[str, Any]], Callable[[], Any]] | None = None
     quick: bool = True
-    inputs: Dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     def setup(self, seed: int = 0) -> None:
         if not self.inputs:
             self.inputs = self.make(np.random.default_rng(seed))
 
-    def runner(self, path: str) -> Optional[Callable[[], Any]]:
+    def runner(self, path: str) -> Callable[[], Any] | None:
         """A no-argument callable running this case on ``path``, or None if unavailable."""
         self.setup()
         if path in ("numpy", "cpp"):
@@ -123,8 +123,13 @@ def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, qui
 
     def call(d):
         return fl.conv2d(
-            d["x"], d["kernel"], d["bias"], strides=stride, padding=padding,
-            dilation_rate=dilation, activation="relu",
+            d["x"],
+            d["kernel"],
+            d["bias"],
+            strides=stride,
+            padding=padding,
+            dilation_rate=dilation,
+            activation="relu",
         )
 
     eff = (k - 1) * dilation + 1
@@ -197,7 +202,11 @@ def _lstm_case(cid, b, t, f, u, quick=True):
 
 def _sdpa_case(cid, b, h, t, s, d, causal=False, quick=True):
     def make(rng):
-        return {"q": _rand(rng, b, h, t, d), "k": _rand(rng, b, h, s, d), "v": _rand(rng, b, h, s, d)}
+        return {
+            "q": _rand(rng, b, h, t, d),
+            "k": _rand(rng, b, h, s, d),
+            "v": _rand(rng, b, h, s, d),
+        }
 
     def call(x):
         return fl.scaled_dot_product_attention(x["q"], x["k"], x["v"], is_causal=causal)
@@ -225,11 +234,19 @@ def _softmax_case(cid, rows, n, quick=True):
         return lambda: torch.softmax(x, dim=-1)
 
     # About 4 flops an element (subtract, exp, add, multiply); exp counts as one.
-    return Case(cid, "softmax", f"x ({rows}, {n}), last axis", 4.0 * rows * n, make, call,
-                torch_prepare, quick)
+    return Case(
+        cid,
+        "softmax",
+        f"x ({rows}, {n}), last axis",
+        4.0 * rows * n,
+        make,
+        call,
+        torch_prepare,
+        quick,
+    )
 
 
-def all_cases() -> List[Case]:
+def all_cases() -> list[Case]:
     """The public shapes of BENCHMARKS.md, in its order."""
     return [
         _dense_case("gemm-256", 256, 256, 256, None),

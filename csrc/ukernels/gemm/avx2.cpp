@@ -76,19 +76,39 @@ FL_GEMM_AI void gemm_tile_avx2(const int MR, const int NV, int64_t k, const floa
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) bp[v] = b + (v >> 1) * ps + (v & 1) * 8;
 
+    // Two loop orders with the same FMAs (so the same chains): tall tiles load the B row once
+    // and broadcast A row by row (12 acc + 2 B + 1 A registers); wide tiles broadcast the few A
+    // values first and stream B vector by vector (12 acc + 3 A + 1 B at most), which keeps gcc
+    // from holding all NV B vectors at once and spilling accumulators.
     const float* ap = a;
+    if (NV <= 2) {
 #pragma GCC unroll 4
-    for (int64_t p = 0; p < k; ++p) {
-        __m256 bx[8];
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) bx[v] = _mm256_loadu_ps(bp[v] + p * 16);
+        for (int64_t p = 0; p < k; ++p) {
+            __m256 bx[2];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) bx[v] = _mm256_loadu_ps(bp[v] + p * 16);
 #pragma GCC unroll 6
-        for (int i = 0; i < MR; ++i) {
-            const __m256 ai = _mm256_broadcast_ss(ap + i * rs_a);
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bx[v], acc[i][v]);
+            for (int i = 0; i < MR; ++i) {
+                const __m256 ai = _mm256_broadcast_ss(ap + i * rs_a);
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bx[v], acc[i][v]);
+            }
+            ap += cs_a;
         }
-        ap += cs_a;
+    } else {
+#pragma GCC unroll 4
+        for (int64_t p = 0; p < k; ++p) {
+            __m256 ai[6];
+#pragma GCC unroll 3
+            for (int i = 0; i < MR; ++i) ai[i] = _mm256_broadcast_ss(ap + i * rs_a);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) {
+                const __m256 bx = _mm256_loadu_ps(bp[v] + p * 16);
+#pragma GCC unroll 3
+                for (int i = 0; i < MR; ++i) acc[i][v] = _mm256_fmadd_ps(ai[i], bx, acc[i][v]);
+            }
+            ap += cs_a;
+        }
     }
 
 #pragma GCC unroll 6

@@ -1,0 +1,20 @@
+"""Type stubs for the compiled core ``fastlayers._core`` (csrc/bindings/).
+
+Array arguments must already be float32, C-contiguous, aligned and in native byte
+order (fastlayers/_validation.py converts them); the core never copies silently.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+def softmax_lastdim(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Softmax over the last axis of a C-contiguous float32 array of rank >= 1."""
+
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def default_num_threads() -> int: ...
+def runtime_info() -> dict[str, Any]:
+    """isa, isas_built, isas_supported, cpu_features, num_threads, isa_cap,
+    isa_cap_message, compiler, build_type."""
