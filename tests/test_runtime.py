@@ -236,7 +236,8 @@ def test_isa_cap_env():
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["scalar", "scalar"]
     r = _run(
-        "import fastlayers as f\ni = f.runtime_info()\nprint(i['isa'])\nprint(i['isa_cap_message'])",
+        "import fastlayers as f\ni = f.runtime_info()\n"
+        "print(i['isa'])\nprint(i['isa_cap_message'])",
         FASTLAYERS_ISA="sse9",
     )
     assert r.returncode == 0, r.stderr
