@@ -193,13 +193,16 @@ def test_num_threads_roundtrip_and_errors():
             fastlayers.set_num_threads(bad)
 
 
-# `python -c` puts the current directory on sys.path; run children elsewhere so that they
-# import the same (installed) fastlayers as this process, not a source tree in the cwd.
+# `python -c` puts the current directory on sys.path; run children elsewhere, with the
+# folder this process imported fastlayers from first on their path, so that they import
+# the same fastlayers as this process.
 _CHILD_CWD = tempfile.gettempdir()
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastlayers.__file__)))
 
 
 def _run(code, text=True, **env):
-    full = dict(os.environ, **env)
+    path = os.pathsep.join(p for p in (_PKG_PARENT, os.environ.get("PYTHONPATH")) if p)
+    full = dict(os.environ, PYTHONPATH=path, **env)
     return subprocess.run(
         [sys.executable, "-c", code],
         env=full,
