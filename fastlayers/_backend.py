@@ -24,7 +24,7 @@ BACKENDS = ("auto", "cpp", "numpy")
 
 # The ops that have a C++ path (for at least their plain case). Each op still
 # decides per call, in fastlayers/functional.py, whether C++ serves that call.
-CPP_OPS = frozenset({"softmax"})
+CPP_OPS = frozenset({"softmax", "dense"})
 
 try:  # the compiled module; missing when running from an unbuilt source tree
     _core = importlib.import_module(f"{__package__}._core")
@@ -33,6 +33,16 @@ try:  # the compiled module; missing when running from an unbuilt source tree
 except ImportError as exc:  # pragma: no cover - exercised by NumPy-only runs
     _core = None
     CORE_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+_ACT_IDS: dict = {}
+
+
+def cpp_activation_ids() -> dict:
+    """Keras activation name -> id of the core's elementwise activation kernels."""
+    if not _ACT_IDS and _core is not None:
+        _ACT_IDS.update(_core.activation_ids())
+    return _ACT_IDS
 
 
 def _check_name(name: object) -> str:

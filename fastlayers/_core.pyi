@@ -12,6 +12,12 @@ import numpy.typing as npt
 def softmax_lastdim(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Softmax over the last axis of a C-contiguous float32 array of rank >= 1."""
 
+def activation_ids() -> dict[str, int]:
+    """Keras name -> id of each elementwise activation (aliases swish, hard_swish included)."""
+
+def activate(x: npt.NDArray[np.float32], id: int) -> npt.NDArray[np.float32]:
+    """Elementwise activation ``id`` of a C-contiguous float32 array; returns a new array."""
+
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...

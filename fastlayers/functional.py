@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _backend
 from . import _validation as V
+from ._numpy import activations as _np_activations
 from ._numpy import attention as _np_attention
 from ._numpy import conv2d as _np_conv2d
 from ._numpy import dense as _np_dense
@@ -59,6 +60,9 @@ def dense(
     Returns
     -------
     y : float32 array (..., N)
+
+    The C++ path packs ``kernel`` on every call; :class:`fastlayers.layers.Dense`
+    packs it once, when its weights are set.
     """
     op = "dense"
     x = V.array(x, op, "x")
@@ -74,8 +78,31 @@ def dense(
         )
     if bias is not None:
         V.shape_is(bias, op, "bias", (kernel.shape[1],), "(units,)")
-    _backend.resolve(op, NOT_IN_CPP)
-    return _np_dense.dense(x, kernel, bias, act)
+    return _dense_run(x, kernel, bias, act, None)
+
+
+def _dense_run(x, kernel, bias, act, packed):
+    """dense on validated arrays; ``packed`` is the kernel pre-packed for C++ (or None).
+
+    On the C++ path elementwise activations run fused in the GEMM's epilogue and
+    softmax in the softmax kernel; the other row activations (log_softmax, sparsemax,
+    glu) and Python callables are applied to the GEMM's output afterwards.
+    """
+    if _backend.resolve("dense", None) == "numpy":
+        return _np_dense.dense(x, kernel, bias, act)
+    core = _backend._core
+    if packed is None:
+        packed = core.PackedDense(kernel, bias)
+    k = kernel.shape[0]
+    x2 = x.reshape(math.prod(x.shape[:-1]), k)  # a view: x is C-contiguous
+    fused = None if callable(act) else _backend.cpp_activation_ids().get(act)
+    if fused is not None:
+        y = core.dense(x2, packed, fused)
+    elif act == "softmax":
+        y = core.softmax_lastdim(core.dense(x2, packed, 0))
+    else:
+        y = _np_activations.apply(act, core.dense(x2, packed, 0))
+    return y.reshape(x.shape[:-1] + (y.shape[-1],))  # glu halves the last axis
 
 
 def flatten(x: ArrayLike) -> np.ndarray:

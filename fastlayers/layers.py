@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from . import _backend
 from . import _validation as V
 from . import functional as F
 
@@ -468,6 +469,8 @@ class Dense(Layer):
     float32 (batch, ..., units).
     """
 
+    _packed = None  # the kernel packed for the C++ GEMM, set by _on_weights_set
+
     def __init__(
         self,
         units: int,
@@ -522,7 +525,19 @@ class Dense(Layer):
         V.min_rank(x, self._owner(), "inputs", 2, "(batch, ..., input_dim)")
         if not self.built:
             self.build(x.shape)
-        return F.dense(x, self._weight("kernel"), self._weight("bias"), self.activation)
+        kernel = self._weight("kernel")
+        if x.shape[-1] != kernel.shape[0]:
+            raise ValueError(
+                f"{self._owner()}: inputs have shape {x.shape}, expected (..., {kernel.shape[0]})"
+            )
+        act = V.activation(self.activation, self._owner())
+        return F._dense_run(x, kernel, self._weight("bias"), act, self._packed)
+
+    def _on_weights_set(self) -> None:
+        # Pack the kernel (bias folded in) once for the C++ GEMM; calls reuse it.
+        self._packed = None
+        if _backend.core_available():
+            self._packed = _backend._core.PackedDense(self._weight("kernel"), self._weight("bias"))
 
     def get_config(self):
         return {

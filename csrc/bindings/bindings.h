@@ -13,6 +13,8 @@ namespace py_bindings {
 
 void bind_runtime(pybind11::module_& m);
 void bind_ops(pybind11::module_& m);
+void bind_dense(pybind11::module_& m);
+void bind_act(pybind11::module_& m);
 
 inline bool interpreter_finalizing() {
 #if PY_VERSION_HEX >= 0x030D0000

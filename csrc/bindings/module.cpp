@@ -9,4 +9,6 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "fastlayers compiled core (private; use the fastlayers package)";
     fl::py_bindings::bind_runtime(m);
     fl::py_bindings::bind_ops(m);
+    fl::py_bindings::bind_dense(m);
+    fl::py_bindings::bind_act(m);
 }

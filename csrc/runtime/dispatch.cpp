@@ -81,11 +81,23 @@ KernelTable make_table(Isa isa) {
     t.isa = Isa::scalar;
     t.softmax_rows = fl_softmax_rows_scalar;
     t.vexp = fl_vexp_scalar;
+    t.gemm = fl_gemm_f32_scalar;
+#define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
+    FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
+#undef FL_SET_ACT_SCALAR
+    t.vsigmoid = fl_vsigmoid_scalar;
+    t.vtanh = fl_vtanh_scalar;
 #if defined(FL_HAVE_AVX2)
     if (isa == Isa::avx2) {
         t.isa = isa;
         t.softmax_rows = fl_softmax_rows_avx2;
         t.vexp = fl_vexp_avx2;
+        t.gemm = fl_gemm_f32_avx2;
+#define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
+        FL_ACTIVATION_LIST(FL_SET_ACT_AVX2)
+#undef FL_SET_ACT_AVX2
+        t.vsigmoid = fl_vsigmoid_avx2;
+        t.vtanh = fl_vtanh_avx2;
     }
 #endif
 #if defined(FL_HAVE_NEON)
@@ -93,6 +105,12 @@ KernelTable make_table(Isa isa) {
         t.isa = isa;
         t.softmax_rows = fl_softmax_rows_neon;
         t.vexp = fl_vexp_neon;
+        t.gemm = fl_gemm_f32_neon;
+#define FL_SET_ACT_NEON(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_neon;
+        FL_ACTIVATION_LIST(FL_SET_ACT_NEON)
+#undef FL_SET_ACT_NEON
+        t.vsigmoid = fl_vsigmoid_neon;
+        t.vtanh = fl_vtanh_neon;
     }
 #endif
     return t;

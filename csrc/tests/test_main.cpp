@@ -25,6 +25,7 @@
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 #include "fastlayers/tensor.h"
+#include "test_framework.h"
 #include "ukernels/ukernels.h"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -667,6 +668,17 @@ void test_tensor_view() {
 
 }  // namespace
 
+// The framework, for the other test files (test_framework.h).
+namespace fltest {
+void report_failure(const char* file, int line, const std::string& what) {
+    ::report_failure(file, line, what);
+}
+int case_failures() { return g_case_failures; }
+void add_case(std::string name, std::function<void()> fn) {
+    ::add_case(std::move(name), std::move(fn));
+}
+}  // namespace fltest
+
 int main(int argc, char** argv) {
     const char* expect_isa = nullptr;
     bool expect_cap_message = false;
@@ -725,6 +737,8 @@ int main(int argc, char** argv) {
     add_case("set_num_threads_invalid", test_set_num_threads_invalid);
     add_case("fork_child_can_run_regions", test_fork_child_can_run_regions);
     add_case("tensor_view", test_tensor_view);
+    fltest::register_gemm_tests();
+    fltest::register_vmath_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

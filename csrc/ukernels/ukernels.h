@@ -15,6 +15,9 @@
 
 #include <stdint.h>
 
+/* Activations, vsigmoid, vtanh: fl_act_<name>_<isa> and friends. */
+#include "vmath/vmath.h"
+
 /* Row softmax: rows of n floats at x + r*ldx -> y + r*ldy (see KernelTable in dispatch.h). */
 void fl_softmax_rows_scalar(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
                             int64_t ldy);
@@ -31,4 +34,38 @@ void fl_vexp_avx2(const float* x, float* y, int64_t n);
 void fl_softmax_rows_neon(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
                           int64_t ldy);
 void fl_vexp_neon(const float* x, float* y, int64_t n);
+#endif
+
+/* GEMM micro-kernel (csrc/ukernels/gemm/<isa>.cpp), the same contract on every ISA:
+ *
+ *   C[i][j] (i < m, j < n) = init[i][j] + sum over p < k of A[i][p] * B[p][j], computed as ONE
+ *   fused-multiply-add chain per element: acc = init; acc = fma(A[i][p], B[p][j], acc) for
+ *   p = 0, 1, ..., k-1 in this order; C[i][j] = acc. init = C[i][j] as stored (load_c != 0:
+ *   continuing a previous K block), else bias[j] (bias != NULL), else 0. Because a K-blocked
+ *   product continues each chain from the stored float, the result is bitwise the same for
+ *   any K blocking, any split of rows or columns between calls or threads, and any ISA.
+ *
+ *   A: element (i, p) at a[i*rs_a + p*cs_a] - row-major activations (rs_a = lda, cs_a = 1) or
+ *      a packed micro-panel (rs_a = 1, cs_a = rows); only i < m, p < k is read.
+ *   B: packed 16-wide panels, K-major: element (p, j) at
+ *      b[(j/16)*b_panel_stride + p*16 + j%16]; panels cover ceil(n/16)*16 columns (zero
+ *      padding in fl::PackedB) and all of them may be read for p < k.
+ *   bias: NULL, or readable for ceil(n/16)*16 floats (padded like the panels).
+ *   C: element (i, j) at c[i*ldc + j]; only i < m, j < n is read (load_c) or written.
+ *   No alignment is required. m, n, k >= 0 (k == 0 stores init). Any m: rows are processed
+ *   in blocks of up to 6 (register tiles up to 6 x 16; 1 x 64, 2 x 48, 3 x 32 for short
+ *   blocks).
+ */
+void fl_gemm_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
+                        int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
+                        int load_c, float* c, int64_t ldc);
+#if defined(FL_HAVE_AVX2)
+void fl_gemm_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
+                      int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
+                      int load_c, float* c, int64_t ldc);
+#endif
+#if defined(FL_HAVE_NEON)
+void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
+                      int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
+                      int load_c, float* c, int64_t ldc);
 #endif

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "fastlayers/activations.h"
 #include "fastlayers/runtime.h"
 
 namespace fl {
@@ -22,6 +23,21 @@ struct KernelTable {
 
     // y[i] = exp(x[i]) for i in [0, n); x == y is allowed. Results below FLT_MIN flush to 0.
     void (*vexp)(const float* x, float* y, int64_t n);
+
+    // GEMM micro-kernel: C (m x n) = init + A (m x k) * B (k x n), B in packed 16-wide panels,
+    // one FMA chain per element (contract: fl_gemm_f32_<isa> in csrc/ukernels/ukernels.h).
+    // Drivers use it through csrc/gemm/ (fastlayers/gemm.h).
+    void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                 const float* b, int64_t b_panel_stride, const float* bias, int load_c, float* c,
+                 int64_t ldc);
+
+    // Elementwise activations in place: act[id](y, n) sets y[i] = act(y[i]) for i in [0, n),
+    // id = static_cast<int>(fl::Act) (activations.h); act[Act::linear] does nothing.
+    void (*act[kNumActs])(float* y, int64_t n);
+
+    // y[i] = sigmoid(x[i]) / tanh(x[i]) for i in [0, n) (LSTM/GRU gates); x == y is allowed.
+    void (*vsigmoid)(const float* x, float* y, int64_t n);
+    void (*vtanh)(const float* x, float* y, int64_t n);
 };
 
 const KernelTable& kernels();

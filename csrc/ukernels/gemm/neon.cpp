@@ -11,25 +11,39 @@
 // (16 independent chains over 4 panels). A is broadcast element by element (LD1R) - simple,
 // and it works for row-major and packed A alike. The last, partial vector of an N tail goes
 // through a small stack buffer, so nothing outside C's m x n block is read or written.
+// Verified bit for bit against the chain reference under qemu-aarch64 (csrc/tests/test_gemm.cpp);
+// not yet timed on ARM hardware.
 #include <arm_neon.h>
 
 #include "../ukernels.h"
 
+// Full unrolling of the tile loops (constant trip counts after inlining) is what lets the
+// compiler keep acc[][] in registers.
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_GEMM_AI static __forceinline
+#define FL_GEMM_UNROLL(n)
+#else
 #define FL_GEMM_AI static inline __attribute__((always_inline))
+#define FL_GEMM_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(unroll n)
+#else
+#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(GCC unroll n)
+#endif
+#endif
 
 // One register tile: MR rows x NV vectors of 4 columns, starting at a panel boundary.
 // `last` = valid columns of vector NV-1 (1..4).
-FL_GEMM_AI void gemm_tile_neon(const int MR, const int NV, int64_t k, const float* a,
-                               int64_t rs_a, int64_t cs_a, const float* b, int64_t ps,
-                               const float* bias, int load_c, float* c, int64_t ldc,
-                               int64_t last) {
+FL_GEMM_AI void gemm_tile_neon(const int MR, const int NV, int64_t k, const float* a, int64_t rs_a,
+                               int64_t cs_a, const float* b, int64_t ps, const float* bias,
+                               int load_c, float* c, int64_t ldc, int64_t last) {
     float32x4_t acc[6][16];
     const int partial = last != 4;
 
     if (load_c) {
-#pragma GCC unroll 6
+        FL_GEMM_UNROLL(6)
         for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 16
+            FL_GEMM_UNROLL(16)
             for (int v = 0; v < NV; ++v) {
                 const float* src = c + i * ldc + v * 4;
                 if (v == NV - 1 && partial) {
@@ -42,58 +56,59 @@ FL_GEMM_AI void gemm_tile_neon(const int MR, const int NV, int64_t k, const floa
             }
         }
     } else if (bias) {
-#pragma GCC unroll 16
+        FL_GEMM_UNROLL(16)
         for (int v = 0; v < NV; ++v) {
             const float32x4_t bv = vld1q_f32(bias + v * 4);  // padded like the panels
-#pragma GCC unroll 6
+            FL_GEMM_UNROLL(6)
             for (int i = 0; i < MR; ++i) acc[i][v] = bv;
         }
     } else {
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 16
+        FL_GEMM_UNROLL(6)
+        for (int i = 0; i < MR; ++i) {
+            FL_GEMM_UNROLL(16)
             for (int v = 0; v < NV; ++v) acc[i][v] = vdupq_n_f32(0.0f);
+        }
     }
 
     // Vector v of the tile is quarter (v & 3) of panel v / 4.
     const float* bp[16];
-#pragma GCC unroll 16
+    FL_GEMM_UNROLL(16)
     for (int v = 0; v < NV; ++v) bp[v] = b + (v >> 2) * ps + (v & 3) * 4;
 
     const float* ap = a;
     if (NV <= 4) {
-#pragma GCC unroll 2
+        FL_GEMM_UNROLL(2)
         for (int64_t p = 0; p < k; ++p) {
             float32x4_t bx[4];
-#pragma GCC unroll 16
+            FL_GEMM_UNROLL(16)
             for (int v = 0; v < NV; ++v) bx[v] = vld1q_f32(bp[v] + p * 16);
-#pragma GCC unroll 6
+            FL_GEMM_UNROLL(6)
             for (int i = 0; i < MR; ++i) {
                 const float32x4_t ai = vld1q_dup_f32(ap + i * rs_a);
-#pragma GCC unroll 16
+                FL_GEMM_UNROLL(16)
                 for (int v = 0; v < NV; ++v) acc[i][v] = vfmaq_f32(acc[i][v], ai, bx[v]);
             }
             ap += cs_a;
         }
     } else {
-#pragma GCC unroll 2
+        FL_GEMM_UNROLL(2)
         for (int64_t p = 0; p < k; ++p) {
             float32x4_t ai[6];
-#pragma GCC unroll 6
+            FL_GEMM_UNROLL(6)
             for (int i = 0; i < MR; ++i) ai[i] = vld1q_dup_f32(ap + i * rs_a);
-#pragma GCC unroll 16
+            FL_GEMM_UNROLL(16)
             for (int v = 0; v < NV; ++v) {
                 const float32x4_t bx = vld1q_f32(bp[v] + p * 16);
-#pragma GCC unroll 6
+                FL_GEMM_UNROLL(6)
                 for (int i = 0; i < MR; ++i) acc[i][v] = vfmaq_f32(acc[i][v], ai[i], bx);
             }
             ap += cs_a;
         }
     }
 
-#pragma GCC unroll 6
+    FL_GEMM_UNROLL(6)
     for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 16
+        FL_GEMM_UNROLL(16)
         for (int v = 0; v < NV; ++v) {
             float* dst = c + i * ldc + v * 4;
             if (v == NV - 1 && partial) {
@@ -108,10 +123,9 @@ FL_GEMM_AI void gemm_tile_neon(const int MR, const int NV, int64_t k, const floa
 }
 
 // MR rows, all n columns, in strips of NVMAX vectors (NVMAX*4 columns, a multiple of 16).
-FL_GEMM_AI void gemm_rows_neon(const int MR, const int NVMAX, int64_t n, int64_t k,
-                               const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                               int64_t ps, const float* bias, int load_c, float* c,
-                               int64_t ldc) {
+FL_GEMM_AI void gemm_rows_neon(const int MR, const int NVMAX, int64_t n, int64_t k, const float* a,
+                               int64_t rs_a, int64_t cs_a, const float* b, int64_t ps,
+                               const float* bias, int load_c, float* c, int64_t ldc) {
     const int64_t width = NVMAX * 4;
     for (int64_t j = 0; j < n; j += width) {
         const int64_t rem = n - j < width ? n - j : width;
@@ -145,9 +159,9 @@ FL_GEMM_AI void gemm_rows_neon(const int MR, const int NVMAX, int64_t n, int64_t
     }
 }
 
-void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
-                      int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
-                      int load_c, float* c, int64_t ldc) {
+void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                      const float* b, int64_t b_panel_stride, const float* bias, int load_c,
+                      float* c, int64_t ldc) {
     if (n <= 0) return;
     while (m > 0) {
         const int64_t rows = m < 6 ? m : 6;

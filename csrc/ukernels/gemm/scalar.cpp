@@ -13,9 +13,9 @@
 
 #include "../ukernels.h"
 
-void fl_gemm_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
-                        int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
-                        int load_c, float* c, int64_t ldc) {
+void fl_gemm_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                        const float* b, int64_t b_panel_stride, const float* bias, int load_c,
+                        float* c, int64_t ldc) {
     for (int64_t i = 0; i < m; ++i) {
         const float* ai = a + i * rs_a;
         float* ci = c + i * ldc;

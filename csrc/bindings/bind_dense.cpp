@@ -1,0 +1,155 @@
+// Dense and GEMM: pre-packed weights (PackedDense), the dense op, and matmul (for tests).
+//
+// As in bind_ops.cpp, inputs are never converted: a wrong dtype is a TypeError, a
+// non-contiguous or misaligned array a ValueError; the Python layer converts before calling.
+// The per-call path is kept short (a (1, 64) x (64, 64) dense costs ~1 us from Python): no
+// keyword parsing needed, no temporary besides the result, the GIL kept for tiny products.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "bindings.h"
+#include "fastlayers/activations.h"
+#include "fastlayers/dispatch.h"
+#include "fastlayers/gemm.h"
+#include "fastlayers/ops.h"
+
+namespace py = pybind11;
+
+namespace fl {
+namespace py_bindings {
+namespace {
+
+using FloatArrayC = py::array_t<float, py::array::c_style>;
+
+// Below this many multiply-adds (~2-3 us of work) releasing and re-taking the GIL costs more
+// than another Python thread could gain.
+constexpr int64_t kReleaseGilMinMacs = 32768;
+
+// `a` as a C-contiguous, aligned float32 array of rank `ndim`; raises otherwise.
+FloatArrayC require_f32(const py::handle& h, const char* op, const char* arg, py::ssize_t ndim) {
+    if (!py::isinstance<py::array>(h)) {
+        throw py::type_error(std::string(op) + ": " + arg + " must be a numpy.ndarray, got " +
+                             py::str(py::type::handle_of(h)).cast<std::string>());
+    }
+    const py::array a = py::reinterpret_borrow<py::array>(h);
+    const bool aligned = (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+    if (!FloatArrayC::check_(a) || !aligned) {
+        if (!a.dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": " + arg +
+                                 " must be a float32 array, got dtype " +
+                                 py::str(a.dtype()).cast<std::string>());
+        }
+        throw py::value_error(std::string(op) + ": " + arg +
+                              (aligned ? " must be C-contiguous" : " must be aligned to 4 bytes"));
+    }
+    if (a.ndim() != ndim) {
+        throw py::value_error(std::string(op) + ": " + arg + " must have ndim " +
+                              std::to_string(ndim) + ", got " + std::to_string(a.ndim()));
+    }
+    return py::reinterpret_borrow<FloatArrayC>(a);
+}
+
+PackedB make_packed_dense(const py::handle& kernel_in, const py::handle& bias_in) {
+    const FloatArrayC kernel = require_f32(kernel_in, "PackedDense", "kernel", 2);
+    const int64_t k = kernel.shape(0), n = kernel.shape(1);
+    const float* bias = nullptr;
+    FloatArrayC bias_arr;
+    if (!bias_in.is_none()) {
+        bias_arr = require_f32(bias_in, "PackedDense", "bias", 1);
+        if (bias_arr.shape(0) != n) {
+            throw py::value_error("PackedDense: bias must have shape (" + std::to_string(n) +
+                                  ",) to match kernel (" + std::to_string(k) + ", " +
+                                  std::to_string(n) + "), got (" +
+                                  std::to_string(bias_arr.shape(0)) + ",)");
+        }
+        bias = bias_arr.data();
+    }
+    const float* kp = kernel.data();
+    if (k * n >= (int64_t(1) << 20)) {
+        PackedB packed;
+        call_without_gil([&] { packed = pack_b(kp, k, n, n, bias); });
+        return packed;
+    }
+    return pack_b(kp, k, n, n, bias);
+}
+
+// 0 = linear (nothing to apply); otherwise an id of fastlayers/activations.h, whose kernel for
+// the active ISA runs on each finished row segment of the output.
+ActFn activation_from_id(int id) {
+    if (id == 0) return nullptr;
+    if (id < 0 || id >= kNumActs) {
+        throw py::value_error("dense: activation_id must be in [0, " + std::to_string(kNumActs) +
+                              "), got " + std::to_string(id));
+    }
+    return kernels().act[id];
+}
+
+py::array dense(const py::handle& x_in, const PackedB& w, int activation_id) {
+    const FloatArrayC x = require_f32(x_in, "dense", "x", 2);
+    const int64_t m = x.shape(0), k = x.shape(1), n = w.n();
+    if (k != w.k()) {
+        throw py::value_error("dense: x must have shape (batch, " + std::to_string(w.k()) +
+                              ") for this PackedDense, got (" + std::to_string(m) + ", " +
+                              std::to_string(k) + ")");
+    }
+    const ActFn act = activation_from_id(activation_id);
+    FloatArrayC y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    if (m * n * k >= kReleaseGilMinMacs) {
+        call_without_gil([&] { dense_forward(xp, m, k, w, yp, act); });
+    } else {
+        dense_forward(xp, m, k, w, yp, act);
+    }
+    return std::move(y);
+}
+
+py::array matmul(const py::handle& a_in, const py::handle& b_in) {
+    const FloatArrayC a = require_f32(a_in, "matmul", "a", 2);
+    const FloatArrayC b = require_f32(b_in, "matmul", "b", 2);
+    const int64_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
+    if (b.shape(0) != k) {
+        throw py::value_error("matmul: a (" + std::to_string(m) + ", " + std::to_string(k) +
+                              ") and b (" + std::to_string(b.shape(0)) + ", " + std::to_string(n) +
+                              ") do not align");
+    }
+    FloatArrayC c({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+    const float* ap = a.data();
+    const float* bp = b.data();
+    float* cp = c.mutable_data();
+    auto run = [=] { gemm(ap, m, k, k, bp, n, n, nullptr, cp, n); };
+    if (m * n * k >= kReleaseGilMinMacs) {
+        call_without_gil(run);
+    } else {
+        run();
+    }
+    return std::move(c);
+}
+
+}  // namespace
+
+void bind_dense(py::module_& m) {
+    py::class_<PackedB>(m, "PackedDense",
+                        "Dense weights packed once for the C++ GEMM: kernel (K, N) float32 "
+                        "C-contiguous, bias (N,) float32 or None.")
+        .def(py::init(&make_packed_dense), py::arg("kernel"), py::arg("bias") = py::none())
+        .def_property_readonly("k", &PackedB::k, "Input features K.")
+        .def_property_readonly("n", &PackedB::n, "Output features N.")
+        .def_property_readonly("has_bias", &PackedB::has_bias)
+        .def_property_readonly("nbytes", &PackedB::nbytes, "Bytes of packed storage.")
+        .def("__repr__", [](const PackedB& p) {
+            return "PackedDense(k=" + std::to_string(p.k()) + ", n=" + std::to_string(p.n()) +
+                   ", bias=" + (p.has_bias() ? "True" : "False") + ")";
+        });
+    m.def("dense", &dense, py::arg("x"), py::arg("packed"), py::arg("activation_id") = 0,
+          "y = act(x @ kernel + bias) for x (M, K) float32 C-contiguous; returns a new (M, N) "
+          "float32 array. activation_id: 0 = linear, else an id of activation_ids().");
+    m.def("matmul", &matmul, py::arg("a"), py::arg("b"),
+          "a @ b for float32 C-contiguous 2-D arrays (b is packed per call); a new array.");
+}
+
+}  // namespace py_bindings
+}  // namespace fl

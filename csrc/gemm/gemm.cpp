@@ -1,0 +1,281 @@
+// The GEMM driver: blocking, threading and the epilogue around the micro-kernels.
+//
+// C (M, N) = act(A (M, K) · B (K, N) + bias); A row-major with lda, B packed in 16-wide
+// K-major panels (fl::PackedB), C row-major with ldc.
+//
+// Loop nest per thread, over its own rows [m0, m1) and columns [n0, n1) (BLIS's five loops,
+// reordered because B is packed once, ahead of time, and A is not):
+//   for ic0 in M by MC             A block MC x KC (packed, see below) stays in L2
+//     for pc in K by KC
+//       for jc in N by NC          B block KC x NC streams from L3 into L2, once per ic0
+//         for ic in MC by MR (6)   micro-kernel: MR rows x NC columns x KC; its 6 x KC slice
+//                                  of A stays in L1 while 16-wide B panels stream from L2
+//                                  (a 7-row remainder goes as 4 + 3, see block_rows)
+//           after the last K block: act() on the MR finished row segments (hot in L1)
+// A is packed (one k-major micro-panel per register block) only when its block is reused over
+// several NC blocks: the copy then costs ~16/N of the arithmetic and removes the cache-set
+// aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread that owns a single row
+// block (small batches) skips K and N blocking altogether: B is used once, so blocking would
+// only add C round trips; the kernel then streams the weights once with the widest register
+// tile for the row count (1 x 64, 2 x 48, 3 x 32, 4..6 x 16).
+//
+// Summation order: the kernel starts each element's chain from the bias (first K block) or
+// from the value stored in C (later K blocks), so C[i][j] is one FMA chain over p = 0..K-1
+// whatever KC, NC, the tile shape or the thread split. Threads own disjoint blocks of C.
+//
+// Threads: columns are split (in multiples of the widest tile for the row count) when N > M -
+// for small batches each core then streams its own share of the weights, which may stay in its
+// L2 across calls - else rows (in multiples of MR; both cores share B through L3 and pack their
+// own A). At most one task per 64K multiply-adds. The split is a pure function of the shape
+// and the thread count.
+#include <algorithm>
+#include <cstdint>
+
+#include "fastlayers/dispatch.h"
+#include "fastlayers/gemm.h"
+#include "fastlayers/runtime.h"
+#include "gemm_internal.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>  // sysconf
+#endif
+
+namespace fl {
+namespace gemm_detail {
+
+// Blocking from the per-core L2 size. Swept on the development machine (AMD EPYC, Zen 4
+// guest: 32 KiB L1d, 1 MiB L2): KC = 512, MC = 240, NC = 256 ran 1024^3 and 2048^3 at 100-106
+// GFLOP/s on one core, against 89-100 with BLIS's Zen 3 values KC = 256, MC = 144; larger
+// blocks mean fewer C round trips (K/KC) and fewer B re-reads from L3 (M/MC). NC = 128..1024
+// made little difference; 256 keeps the B block (KC x NC = 512 KiB) within L2. With a smaller
+// L2 (512 KiB on Zen 2/3 and many Intel cores) the A block would not fit, so there we keep
+// BLIS's Zen 3 choice KC = 256, MC = 144 (not measurable here).
+GemmConfig default_config() {
+    int64_t l2 = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    l2 = static_cast<int64_t>(sysconf(_SC_LEVEL2_CACHE_SIZE));
+#endif
+    GemmConfig c;
+    const bool big_l2 = l2 >= (int64_t(1) << 20);
+    c.kc = big_l2 ? 512 : 256;
+    c.mc = big_l2 ? 240 : 144;
+    c.nc = 256;
+    c.pack_a = true;
+    c.min_macs_per_task = int64_t(1) << 16;
+    return c;
+}
+
+GemmConfig& config() {
+    static GemmConfig c = default_config();
+    return c;
+}
+
+}  // namespace gemm_detail
+
+namespace {
+
+using GemmKernel = void (*)(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
+                            int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
+                            int load_c, float* c, int64_t ldc);
+
+struct GemmJob {
+    const float* a;
+    int64_t lda;
+    int64_t m, k, n;
+    const float* b;
+    int64_t ps;
+    const float* bias;
+    float* c;
+    int64_t ldc;
+    ActFn act;
+    GemmKernel kernel;
+    int64_t kc, nc, mc;
+    bool pack_a;
+    bool split_n;
+    int64_t unit;  // rows (split_n false) or columns (split_n true) per unit of the split
+};
+
+// Rows of the next register block when `rem` rows remain: MR, except that 7 rows go as 4 + 3:
+// a 1-row tile streams B at cache bandwidth, so 6 + 1 ran M = 7 (K = N = 1024) at 88-92
+// GFLOP/s and 4 + 3 at 102. (8 rows stay 6 + 2: 4 + 4 measured slower.)
+inline int64_t block_rows(int64_t rem) { return rem == 7 ? 4 : std::min(kGemmMR, rem); }
+
+// Packs rows [i0, i1) x columns [p0, p0 + kc) of A into micro-panels, one per register block
+// (block_rows): a block of mr rows starting at row ic occupies dst[(ic - i0)*kc ...], with
+// row i, column p at offset p*mr + i - contiguous, k-major, as the kernel reads it.
+void pack_a_block(const float* a, int64_t lda, int64_t i0, int64_t i1, int64_t p0, int64_t kc,
+                  float* dst) {
+    for (int64_t ic = i0; ic < i1;) {
+        const int64_t mr = block_rows(i1 - ic);
+        float* panel = dst + (ic - i0) * kc;
+        for (int64_t i = 0; i < mr; ++i) {
+            const float* src = a + (ic + i) * lda + p0;
+            float* d = panel + i;
+            for (int64_t p = 0; p < kc; ++p) d[p * mr] = src[p];
+        }
+        ic += mr;
+    }
+}
+
+// A per-thread packing buffer, grown on demand and kept (pool threads live for the process).
+float* a_pack_buffer(int64_t floats) {
+    thread_local AlignedFloats buf;
+    thread_local int64_t cap = 0;
+    if (floats > cap) {
+        buf = alloc_aligned_floats(floats);
+        cap = floats;
+    }
+    return buf.get();
+}
+
+// C[m0:m1, n0:n1]; n0 is a multiple of 16.
+void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    // One row block: B is used once, so K/N blocking would only add C round trips.
+    const bool one_row_block = m1 - m0 <= kGemmMR;
+    const int64_t kc_step = one_row_block ? j.k : j.kc;
+    const int64_t nc_step = one_row_block ? n1 - n0 : j.nc;
+    // Pack A when its block is reused over several N blocks: the copy then costs ~16/N of
+    // the work, and a contiguous block cannot alias in L1/L2 (lda = 2048 floats put every row
+    // of A in the same cache sets).
+    const bool pack_a = j.pack_a && !one_row_block && n1 - n0 > nc_step;
+    float* abuf = pack_a ? a_pack_buffer(std::min(j.mc, m1 - m0) * kc_step) : nullptr;
+    for (int64_t ic0 = m0; ic0 < m1; ic0 += j.mc) {
+        const int64_t ic1 = std::min(ic0 + j.mc, m1);
+        int64_t pc = 0;
+        do {  // at least once: K == 0 still writes act(bias)
+            const int64_t kc = std::min(kc_step, j.k - pc);
+            const bool first = pc == 0;
+            const bool last = pc + kc >= j.k;
+            if (pack_a) pack_a_block(j.a, j.lda, ic0, ic1, pc, kc, abuf);
+            for (int64_t jc = n0; jc < n1; jc += nc_step) {
+                const int64_t nc = std::min(nc_step, n1 - jc);
+                const float* bj = j.b + (jc / kGemmNR) * j.ps + pc * kGemmNR;
+                const float* bias = first && j.bias ? j.bias + jc : nullptr;
+                for (int64_t ic = ic0; ic < ic1; ic += block_rows(ic1 - ic)) {
+                    const int64_t mr = block_rows(ic1 - ic);
+                    float* c = j.c + ic * j.ldc + jc;
+                    if (pack_a) {
+                        j.kernel(mr, nc, kc, abuf + (ic - ic0) * kc, 1, mr, bj, j.ps, bias,
+                                 first ? 0 : 1, c, j.ldc);
+                    } else {
+                        j.kernel(mr, nc, kc, j.a + ic * j.lda + pc, j.lda, 1, bj, j.ps, bias,
+                                 first ? 0 : 1, c, j.ldc);
+                    }
+                    if (last && j.act) {
+                        for (int64_t r = 0; r < mr; ++r) j.act(c + r * j.ldc, nc);
+                    }
+                }
+            }
+            pc += kc;
+        } while (pc < j.k);
+    }
+}
+
+void gemm_task(void* ctx, int64_t begin, int64_t end) {
+    const GemmJob& j = *static_cast<const GemmJob*>(ctx);
+    if (j.split_n) {
+        run_block(j, 0, j.m, begin * j.unit, std::min(end * j.unit, j.n));
+    } else {
+        run_block(j, begin * j.unit, std::min(end * j.unit, j.m), 0, j.n);
+    }
+}
+
+// Widest register tile of the micro-kernels for a given row count (columns), so that a column
+// split never cuts a strip: 1 row -> 64, 2 -> 48, 3 -> 32, else 16.
+int64_t strip_width(int64_t m) {
+    if (m == 1) return 64;
+    if (m == 2) return 48;
+    if (m == 3) return 32;
+    return 16;
+}
+
+}  // namespace
+
+void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t n,
+                     const float* b_panels, int64_t b_panel_stride, const float* bias_padded,
+                     float* c, int64_t ldc, Epilogue ep) {
+    if (m <= 0 || n <= 0 || k < 0) return;
+    const gemm_detail::GemmConfig& cfg = gemm_detail::config();
+    GemmJob j;
+    j.a = a;
+    j.lda = lda;
+    j.m = m;
+    j.k = k;
+    j.n = n;
+    j.b = b_panels;
+    j.ps = b_panel_stride;
+    j.bias = bias_padded;
+    j.c = c;
+    j.ldc = ldc;
+    j.act = ep.act;
+    j.kernel = kernels().gemm;
+    j.kc = std::max<int64_t>(cfg.kc, 1);
+    j.nc = std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
+    j.mc = std::max<int64_t>(cfg.mc / kGemmMR, 1) * kGemmMR;
+    j.pack_a = cfg.pack_a;
+
+    // Split over columns for short, wide problems (each core streams its share of B), over
+    // rows otherwise (both cores share B from L3, each keeps its own rows of A hot).
+    j.split_n = n > m;
+    int64_t units, macs_per_unit;
+    if (j.split_n) {
+        j.unit = strip_width(m);
+        units = (n + j.unit - 1) / j.unit;
+        macs_per_unit = m * std::max<int64_t>(k, 1) * j.unit;
+    } else {
+        j.unit = kGemmMR;
+        units = (m + j.unit - 1) / j.unit;
+        macs_per_unit = n * std::max<int64_t>(k, 1) * j.unit;
+    }
+    const int64_t min_units =
+        std::max<int64_t>(1, (cfg.min_macs_per_task + macs_per_unit - 1) / macs_per_unit);
+    parallel_for(units, min_units, gemm_task, &j);
+}
+
+void gemm_packed(const float* a, int64_t m, int64_t lda, const PackedB& b, float* c, int64_t ldc,
+                 Epilogue ep) {
+    gemm_packed_raw(a, m, lda, b.k(), b.n(), b.data(), b.panel_stride(), b.bias(), c, ldc, ep);
+}
+
+namespace {
+
+struct PackJob {
+    const float* b;
+    int64_t ldb, k, n;
+    float* dst;
+    int64_t ps;
+};
+
+void pack_task(void* ctx, int64_t begin, int64_t end) {
+    const PackJob& j = *static_cast<const PackJob*>(ctx);
+    const int64_t n0 = begin * kGemmNR;
+    const int64_t n1 = std::min(end * kGemmNR, j.n);
+    pack_b_panel(j.b + n0, j.ldb, 1, j.k, n1 - n0, j.dst + begin * j.ps, j.ps);
+}
+
+}  // namespace
+
+void gemm(const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n, int64_t ldb,
+          const float* bias, float* c, int64_t ldc, Epilogue ep) {
+    if (m <= 0 || n <= 0 || k < 0) return;
+    const int64_t panels = (n + kGemmNR - 1) / kGemmNR;
+    const int64_t ps = k * kGemmNR;
+    // Panels, then the padded bias.
+    AlignedFloats buf = alloc_aligned_floats(panels * ps + panels * kGemmNR);
+    float* packed = buf.get();
+    float* bias_padded = nullptr;
+    if (bias) {
+        bias_padded = packed + panels * ps;
+        std::fill(bias_padded, bias_padded + panels * kGemmNR, 0.0f);
+        std::copy(bias, bias + n, bias_padded);
+    }
+    if (k > 0) {
+        PackJob pj{b, ldb, k, n, packed, ps};
+        // ~64 KiB of B per task at least: below that a wake-up costs more than the copy.
+        const int64_t min_panels = std::max<int64_t>(1, 16384 / (ps > 0 ? ps : 1));
+        parallel_for(panels, min_panels, pack_task, &pj);
+    }
+    gemm_packed_raw(a, m, lda, k, n, packed, ps, bias_padded, c, ldc, ep);
+}
+
+}  // namespace fl

@@ -1,0 +1,36 @@
+// The bridge that lets test files other than test_main.cpp register cases with fl_tests and
+// report failures through its tiny framework (defined in test_main.cpp).
+#pragma once
+
+#include <cstdio>
+#include <functional>
+#include <string>
+
+namespace fltest {
+
+// Records a failed check in the running case (printed for the first few failures only).
+void report_failure(const char* file, int line, const std::string& what);
+// Failed checks so far in the running case.
+int case_failures();
+// Adds a case to the run (in registration order).
+void add_case(std::string name, std::function<void()> fn);
+
+// Registration functions of the other test files, called by main().
+void register_gemm_tests();
+void register_vmath_tests();
+
+}  // namespace fltest
+
+#define FLT_CHECK(cond)                                                                \
+    do {                                                                               \
+        if (!(cond)) ::fltest::report_failure(__FILE__, __LINE__, "CHECK(" #cond ")"); \
+    } while (0)
+
+#define FLT_CHECK_MSG(cond, ...)                                                                \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
+            char flt_msg_[512];                                                                 \
+            std::snprintf(flt_msg_, sizeof flt_msg_, __VA_ARGS__);                              \
+            ::fltest::report_failure(__FILE__, __LINE__, #cond + std::string(": ") + flt_msg_); \
+        }                                                                                       \
+    } while (0)

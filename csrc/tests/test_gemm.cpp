@@ -1,0 +1,544 @@
+// C++ tests of the GEMM engine: every micro-kernel of every ISA this CPU supports, the driver
+// (blocking, threading, epilogue), packing and the dense op.
+//
+// The reference is the summation-order contract itself: c = init, then c = fmaf(a[p], b[p], c)
+// for p = 0..k-1, computed here in plain C++. fmaf rounds once, like VFMADD and FMLA, so every
+// kernel and every blocking / thread split must match it BIT FOR BIT. A float64 dot product
+// with a rounding-error bound double-checks the reference itself.
+//
+// Out-of-bounds accesses: A, B and the bias sit at the very end of a buffer followed by an
+// inaccessible page (POSIX; AddressSanitizer covers the rest), gaps between rows, panels and
+// padding columns hold NaN (reading them into a result would poison it), and C is surrounded
+// by NaN sentinels with a payload no computation produces, which must survive bit for bit.
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fastlayers/dispatch.h"
+#include "fastlayers/gemm.h"
+#include "fastlayers/ops.h"
+#include "fastlayers/runtime.h"
+#include "gemm/gemm_internal.h"
+#include "test_framework.h"
+#include "ukernels/ukernels.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define FL_GEMM_TEST_GUARD_PAGE 1
+#endif
+
+namespace {
+
+using GemmFn = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*,
+                        int64_t, const float*, int, float*, int64_t);
+
+struct GemmIsa {
+    fl::Isa isa;
+    GemmFn fn;
+};
+
+std::vector<GemmIsa> gemm_kernels_built() {
+    std::vector<GemmIsa> v{{fl::Isa::scalar, fl_gemm_f32_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_gemm_f32_avx2});
+#endif
+#if defined(FL_HAVE_NEON)
+    v.push_back({fl::Isa::neon, fl_gemm_f32_neon});
+#endif
+    return v;
+}
+
+bool supported(fl::Isa isa) {
+    for (fl::Isa s : fl::isas_supported())
+        if (s == isa) return true;
+    return false;
+}
+
+const uint32_t kSentinelBits = 0x7FC0BEEFu;
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+uint32_t bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+float sentinel() {
+    float f;
+    std::memcpy(&f, &kSentinelBits, sizeof f);
+    return f;
+}
+
+// n floats that end exactly where an inaccessible page begins, so that reading one element past
+// the end faults (without AddressSanitizer too). Falls back to a heap vector elsewhere.
+class GuardedFloats {
+  public:
+    explicit GuardedFloats(size_t n, float fill) : n_(n) {
+#if defined(FL_GEMM_TEST_GUARD_PAGE)
+        const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+        const size_t data_pages = (n * sizeof(float) + page - 1) / page;
+        bytes_ = (data_pages + 1) * page;
+        void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            map_ = static_cast<char*>(p);
+            mprotect(map_ + data_pages * page, page, PROT_NONE);
+            data_ = reinterpret_cast<float*>(map_ + data_pages * page) - n;
+        }
+#endif
+        if (!data_) {
+            fallback_.resize(n + 1);
+            data_ = fallback_.data();
+        }
+        std::fill(data_, data_ + n, fill);
+    }
+    ~GuardedFloats() {
+#if defined(FL_GEMM_TEST_GUARD_PAGE)
+        if (map_) munmap(map_, bytes_);
+#endif
+    }
+    GuardedFloats(const GuardedFloats&) = delete;
+    GuardedFloats& operator=(const GuardedFloats&) = delete;
+    float* data() { return data_; }
+    float& operator[](size_t i) { return data_[i]; }
+    size_t size() const { return n_; }
+
+  private:
+    size_t n_;
+    float* data_ = nullptr;
+    char* map_ = nullptr;
+    size_t bytes_ = 0;
+    std::vector<float> fallback_;
+};
+
+float uniform(std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+    return std::uniform_real_distribution<float>(lo, hi)(rng);
+}
+
+// The contract: one FMA chain per element, p increasing.
+float chain(float init, const float* a, int64_t a_step, const float* b, int64_t b_step, int64_t k) {
+    float acc = init;
+    for (int64_t p = 0; p < k; ++p) acc = std::fma(a[p * a_step], b[p * b_step], acc);
+    return acc;
+}
+
+// |chain - exact| <= about k * 2^-24 * (|init| + sum |a b|): checks the reference itself.
+bool near_exact(float got, double init, const float* a, int64_t a_step, const float* b,
+                int64_t b_step, int64_t k) {
+    double exact = init, mag = std::fabs(init);
+    for (int64_t p = 0; p < k; ++p) {
+        const double t = static_cast<double>(a[p * a_step]) * static_cast<double>(b[p * b_step]);
+        exact += t;
+        mag += std::fabs(t);
+    }
+    const double tol = static_cast<double>(k + 2) * 1.2e-7 * mag + 1e-30;
+    return std::fabs(static_cast<double>(got) - exact) <= tol;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernels
+// ---------------------------------------------------------------------------------------------
+
+enum InitMode { kInitZero = 0, kInitBias = 1, kInitLoadC = 2 };
+const char* init_name(int mode) {
+    return mode == kInitZero ? "zero" : mode == kInitBias ? "bias" : "load_c";
+}
+
+// One kernel call on an m x n x k problem; `packed_a` selects the A layout (row-major with
+// lda = k + 3, or k-major with a column stride of m + 1), both with NaN in the gaps.
+void check_kernel_case(const GemmIsa& g, int64_t m, int64_t n, int64_t k, int mode, bool packed_a,
+                       uint32_t seed) {
+    std::mt19937 rng(seed);
+
+    // A: element (i, p) at a[i*rs + p*cs]; the last element read is the buffer's last.
+    const int64_t rs = packed_a ? 1 : k + 3;
+    const int64_t cs = packed_a ? m + 1 : 1;
+    const size_t a_len = k > 0 ? static_cast<size_t>((m - 1) * rs + (k - 1) * cs + 1) : 0;
+    GuardedFloats a(a_len, kNaN);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t p = 0; p < k; ++p) a[i * rs + p * cs] = uniform(rng);
+
+    // B: panels of k rows x 16, one NaN row between panels (ps = 16k + 16), NaN pad columns.
+    const int64_t np = (n + 15) / 16;
+    const int64_t ps = 16 * k + 16;
+    const size_t b_len = static_cast<size_t>((np - 1) * ps + 16 * k);
+    GuardedFloats b(std::max<size_t>(b_len, 1), kNaN);
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t p = 0; p < k; ++p) b[(j / 16) * ps + p * 16 + j % 16] = uniform(rng);
+
+    // Bias: padded to np*16, pad NaN.
+    GuardedFloats bias(static_cast<size_t>(np * 16), kNaN);
+    for (int64_t j = 0; j < n; ++j) bias[j] = uniform(rng, -2.0f, 2.0f);
+
+    // C: block at (1, 2) of an (m + 2) x (n + 5) buffer of sentinels.
+    const int64_t ldc = n + 5;
+    std::vector<float> cbuf(static_cast<size_t>((m + 2) * ldc), sentinel());
+    float* c = cbuf.data() + ldc + 2;
+    if (mode == kInitLoadC)
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = uniform(rng, -3.0f, 3.0f);
+    const std::vector<float> c_before = cbuf;
+
+    g.fn(m, n, k, a.data(), rs, cs, b.data(), ps, mode == kInitBias ? bias.data() : nullptr,
+         mode == kInitLoadC ? 1 : 0, c, ldc);
+
+    int bad = 0;
+    for (int64_t i = 0; i < m && bad < 3; ++i) {
+        for (int64_t j = 0; j < n && bad < 3; ++j) {
+            const float init = mode == kInitZero   ? 0.0f
+                               : mode == kInitBias ? bias[j]
+                                                   : c_before[(i + 1) * ldc + j + 2];
+            const float* arow = a.data() + i * rs;
+            const float* bcol = b.data() + (j / 16) * ps + j % 16;
+            const float want = chain(init, arow, cs, bcol, 16, k);
+            const float got = c[i * ldc + j];
+            if (bits(got) != bits(want)) {
+                ++bad;
+                FLT_CHECK_MSG(false,
+                              "%s m=%" PRId64 " n=%" PRId64 " k=%" PRId64
+                              " init=%s packed_a=%d: c[%" PRId64 "][%" PRId64
+                              "] = %.9g, chain = %.9g",
+                              fl::isa_name(g.isa), m, n, k, init_name(mode), packed_a ? 1 : 0, i, j,
+                              got, want);
+            }
+            if (i == 0 || j == 0)  // the reference against float64, on a sample
+                FLT_CHECK_MSG(near_exact(want, init, arow, cs, bcol, 16, k),
+                              "chain reference off at m=%" PRId64 " n=%" PRId64 " k=%" PRId64, m, n,
+                              k);
+        }
+    }
+    // Everything outside the block keeps its sentinel.
+    for (int64_t r = 0; r < m + 2; ++r) {
+        for (int64_t col = 0; col < ldc; ++col) {
+            const bool inside = r >= 1 && r <= m && col >= 2 && col < n + 2;
+            if (inside) continue;
+            if (bits(cbuf[r * ldc + col]) != kSentinelBits) {
+                FLT_CHECK_MSG(false,
+                              "%s m=%" PRId64 " n=%" PRId64 " k=%" PRId64
+                              " init=%s: wrote outside C at buffer (%" PRId64 ", %" PRId64 ")",
+                              fl::isa_name(g.isa), m, n, k, init_name(mode), r, col);
+                return;
+            }
+        }
+    }
+}
+
+void test_gemm_kernel_grid(const GemmIsa& g) {
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 12, 13};
+    const int64_t ns[] = {1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65};
+    const int64_t ks[] = {1, 2, 7, 16, 255, 256, 257};
+    uint32_t seed = 1;
+    int cases = 0;
+    for (int64_t m : ms)
+        for (int64_t n : ns)
+            for (int64_t k : ks)
+                for (int mode = 0; mode < 3; ++mode)
+                    for (int packed = 0; packed < 2; ++packed) {
+                        if (fltest::case_failures() > 20) return;
+                        check_kernel_case(g, m, n, k, mode, packed != 0, seed++);
+                        ++cases;
+                    }
+    std::printf("  %s: %d kernel cases\n", fl::isa_name(g.isa), cases);
+}
+
+// k = 0 writes the chain's initial value; m = 0 or n = 0 touches nothing.
+void test_gemm_kernel_degenerate(const GemmIsa& g) {
+    for (int64_t n : {1, 9, 16, 70}) {
+        for (int mode = 0; mode < 3; ++mode) check_kernel_case(g, 3, n, 0, mode, false, 99);
+    }
+    float c = sentinel();
+    const float one = 1.0f;
+    g.fn(0, 5, 3, &one, 1, 1, &one, 16, nullptr, 0, &c, 1);
+    g.fn(2, 0, 3, &one, 1, 1, &one, 16, nullptr, 0, &c, 1);
+    FLT_CHECK(bits(c) == kSentinelBits);
+}
+
+// Special values flow through the chain as IEEE says (no flush to zero of inputs inside a
+// kernel called outside a parallel region: the caller's MXCSR applies).
+void test_gemm_kernel_special(const GemmIsa& g) {
+    const float inf = std::numeric_limits<float>::infinity();
+    const int64_t k = 5, n = 20, m = 3;
+    std::vector<float> a(static_cast<size_t>(m * k), 1.0f);
+    std::vector<float> b(static_cast<size_t>(2 * 16 * k), 1.0f);
+    a[0 * k + 2] = kNaN;    // row 0: NaN
+    a[1 * k + 1] = inf;     // row 1: +inf ...
+    b[1 * 16 + 3] = -1.0f;  // ... times -1 in column 3 -> -inf there
+    std::vector<float> c(static_cast<size_t>(m * n), 0.0f);
+    g.fn(m, n, k, a.data(), k, 1, b.data(), 16 * k, nullptr, 0, c.data(), n);
+    for (int64_t j = 0; j < n; ++j) {
+        FLT_CHECK(std::isnan(c[j]));
+        FLT_CHECK(std::isinf(c[n + j]) && ((c[n + j] < 0) == (j == 3)));
+        FLT_CHECK(c[2 * n + j] == (j == 3 ? 3.0f : 5.0f));  // 1 - 1 + 1 + 1 + 1 in column 3
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+// ---------------------------------------------------------------------------------------------
+
+// A non-idempotent activation: applied twice or skipped, the results differ.
+void test_act(float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] * 0.5f - 1.0f;
+}
+
+struct DriverCase {
+    int64_t m, n, k;
+};
+
+// gemm_packed on an m x n x k problem, for 1, 2 and 3 threads: every result bitwise equal to
+// the chain reference (hence to each other), nothing outside C written, A read in place with
+// lda > k (NaN gaps) and ending at a guard page.
+void check_driver_case(const DriverCase& dc, bool with_bias, fl::ActFn act, uint32_t seed) {
+    const int64_t m = dc.m, n = dc.n, k = dc.k;
+    std::mt19937 rng(seed);
+    const int64_t lda = k + 1;
+    GuardedFloats a(static_cast<size_t>(std::max<int64_t>((m - 1) * lda + k, 1)), kNaN);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t p = 0; p < k; ++p) a[i * lda + p] = uniform(rng);
+    const int64_t ldk = n + 2;
+    std::vector<float> kernel(static_cast<size_t>(std::max<int64_t>(k * ldk, 1)), kNaN);
+    for (int64_t p = 0; p < k; ++p)
+        for (int64_t j = 0; j < n; ++j) kernel[p * ldk + j] = uniform(rng);
+    std::vector<float> bias(static_cast<size_t>(n));
+    for (float& v : bias) v = uniform(rng, -2.0f, 2.0f);
+    const fl::PackedB packed =
+        fl::pack_b(kernel.data(), k, n, ldk, with_bias ? bias.data() : nullptr);
+    FLT_CHECK(packed.k() == k && packed.n() == n && packed.has_bias() == with_bias);
+
+    std::vector<float> want(static_cast<size_t>(m * n));
+    for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j)
+            want[i * n + j] =
+                chain(with_bias ? bias[j] : 0.0f, a.data() + i * lda, 1, kernel.data() + j, ldk, k);
+        if (act) act(want.data() + i * n, n);
+    }
+
+    const int saved = fl::num_threads();
+    const int64_t ldc = n + 3;
+    for (int threads : {1, 2, 3}) {
+        fl::set_num_threads(threads);
+        std::vector<float> cbuf(static_cast<size_t>((m + 2) * ldc), sentinel());
+        float* c = cbuf.data() + ldc;
+        fl::gemm_packed(a.data(), m, lda, packed, c, ldc, fl::Epilogue{act});
+        int bad = 0;
+        for (int64_t i = 0; i < m && bad < 3; ++i)
+            for (int64_t j = 0; j < n && bad < 3; ++j)
+                if (bits(c[i * ldc + j]) != bits(want[i * n + j])) {
+                    ++bad;
+                    FLT_CHECK_MSG(false,
+                                  "M=%" PRId64 " N=%" PRId64 " K=%" PRId64
+                                  " bias=%d act=%d threads=%d: C[%" PRId64 "][%" PRId64
+                                  "] = %.9g, want %.9g",
+                                  m, n, k, with_bias, act != nullptr, threads, i, j, c[i * ldc + j],
+                                  want[i * n + j]);
+                }
+        bool outside_ok = true;
+        for (int64_t r = 0; r < m + 2 && outside_ok; ++r)
+            for (int64_t col = 0; col < ldc; ++col) {
+                const bool inside = r >= 1 && r <= m && col < n;
+                if (!inside && bits(cbuf[r * ldc + col]) != kSentinelBits) outside_ok = false;
+            }
+        FLT_CHECK_MSG(outside_ok,
+                      "M=%" PRId64 " N=%" PRId64 " K=%" PRId64 " threads=%d: wrote outside C", m, n,
+                      k, threads);
+    }
+    fl::set_num_threads(saved);
+}
+
+const std::vector<DriverCase>& driver_cases() {
+    static const std::vector<DriverCase> cases = {
+        {1, 1, 1},       {1, 16, 0},    {3, 17, 0},     {1, 512, 784},   {2, 1000, 33},
+        {3, 97, 64},     {4, 200, 100}, {5, 65, 257},   {6, 64, 256},    {7, 100, 300},
+        {8, 1024, 64},   {13, 49, 7},   {11, 272, 513}, {37, 255, 511},  {97, 257, 255},
+        {145, 130, 260}, {300, 40, 20}, {64, 512, 100}, {150, 300, 257}, {12, 4100, 3},
+        {1000, 17, 31},  {131, 1, 129}, {2, 3, 1024},
+    };
+    return cases;
+}
+
+void test_gemm_driver_default_blocking() {
+    uint32_t seed = 1000;
+    for (const DriverCase& dc : driver_cases()) {
+        check_driver_case(dc, true, test_act, seed++);
+        if (fltest::case_failures() > 20) return;
+    }
+    check_driver_case({9, 70, 40}, false, nullptr, seed++);
+    check_driver_case({9, 70, 40}, true, nullptr, seed++);
+    check_driver_case({9, 70, 40}, false, test_act, seed++);
+}
+
+// Around the blocking this machine uses by default (MC, KC, NC depend on the L2 size).
+void test_gemm_driver_block_boundaries() {
+    const fl::gemm_detail::GemmConfig cfg = fl::gemm_detail::config();
+    const int64_t mc = cfg.mc, kc = cfg.kc, nc = cfg.nc;
+    std::printf("  blocking: MC=%" PRId64 " KC=%" PRId64 " NC=%" PRId64 "\n", mc, kc, nc);
+    uint32_t seed = 3000;
+    for (const DriverCase& dc :
+         {DriverCase{mc - 1, nc + 1, kc + 1}, DriverCase{mc, nc, kc},
+          DriverCase{mc + 1, nc - 1, kc - 1}, DriverCase{2 * mc + 7, 2 * nc + 16, 2 * kc + 3},
+          DriverCase{mc + 5, 3 * nc + 1, 5}}) {
+        check_driver_case(dc, true, test_act, seed++);
+        if (fltest::case_failures() > 20) return;
+    }
+}
+
+// A GEMM issued from inside a parallel region (as the conv and attention drivers will) runs
+// serially on that thread and still gives the chain results.
+void test_gemm_nested_in_parallel_region() {
+    std::mt19937 rng(21);
+    const int64_t m = 30, k = 50, n = 70;
+    std::vector<float> a(static_cast<size_t>(m * k)), w(static_cast<size_t>(k * n));
+    for (float& v : a) v = uniform(rng);
+    for (float& v : w) v = uniform(rng);
+    const fl::PackedB packed = fl::pack_b(w.data(), k, n, n, nullptr);
+    std::vector<float> c(static_cast<size_t>(m * n), sentinel());
+    const int saved = fl::num_threads();
+    fl::set_num_threads(3);
+    fl::parallel_for(3, 1, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t)
+            fl::gemm_packed(a.data() + t * 10 * k, 10, k, packed, c.data() + t * 10 * n, n);
+    });
+    fl::set_num_threads(saved);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j)
+            FLT_CHECK(bits(c[i * n + j]) ==
+                      bits(chain(0.0f, a.data() + i * k, 1, w.data() + j, n, k)));
+}
+
+// Tiny blocks and a tiny threading threshold: every KC / NC boundary and many thread chunks on
+// small matrices.
+void test_gemm_driver_small_blocking() {
+    fl::gemm_detail::GemmConfig& cfg = fl::gemm_detail::config();
+    const fl::gemm_detail::GemmConfig saved = cfg;
+    uint32_t seed = 2000;
+    for (int64_t kc : {1, 7, 16}) {
+        for (int64_t nc : {16, 48}) {
+            cfg.kc = kc;
+            cfg.nc = nc;
+            cfg.min_macs_per_task = 1;
+            for (const DriverCase& dc :
+                 {DriverCase{1, 100, 20}, DriverCase{7, 33, 15}, DriverCase{19, 64, 16},
+                  DriverCase{40, 17, 17}, DriverCase{6, 130, 1}, DriverCase{25, 90, 0}}) {
+                check_driver_case(dc, true, test_act, seed++);
+                check_driver_case(dc, false, nullptr, seed++);
+            }
+        }
+    }
+    cfg = saved;
+}
+
+// gemm() packs a row-major B per call; pack_b_panel also takes transposed operands.
+void test_gemm_convenience_and_transposed_pack() {
+    std::mt19937 rng(5);
+    const int64_t m = 9, k = 37, n = 45, lda = 40, ldb = 50, ldc = 47;
+    std::vector<float> a(static_cast<size_t>(m * lda)), b(static_cast<size_t>(k * ldb)), bias(n);
+    for (float& v : a) v = uniform(rng);
+    for (float& v : b) v = uniform(rng);
+    for (float& v : bias) v = uniform(rng);
+    std::vector<float> c(static_cast<size_t>(m * ldc), sentinel());
+    fl::gemm(a.data(), m, k, lda, b.data(), n, ldb, bias.data(), c.data(), ldc);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < ldc; ++j) {
+            if (j < n)
+                FLT_CHECK(bits(c[i * ldc + j]) ==
+                          bits(chain(bias[j], a.data() + i * lda, 1, b.data() + j, ldb, k)));
+            else
+                FLT_CHECK(bits(c[i * ldc + j]) == kSentinelBits);
+        }
+
+    // B = T^T with T (n, k) row-major: element (p, j) at t[j*k + p], i.e. rs = 1, cs = k.
+    std::vector<float> t(static_cast<size_t>(n * k));
+    for (float& v : t) v = uniform(rng);
+    const int64_t np = (n + 15) / 16;
+    std::vector<float> panels(static_cast<size_t>(np * 16 * k), kNaN);
+    fl::pack_b_panel(t.data(), 1, k, k, n, panels.data(), 16 * k);
+    for (int64_t q = 0; q < np; ++q)
+        for (int64_t p = 0; p < k; ++p)
+            for (int64_t jj = 0; jj < 16; ++jj) {
+                const int64_t j = q * 16 + jj;
+                const float want = j < n ? t[j * k + p] : 0.0f;
+                FLT_CHECK(bits(panels[q * 16 * k + p * 16 + jj]) == bits(want));
+            }
+    std::vector<float> c2(static_cast<size_t>(m * n));
+    fl::gemm_packed_raw(a.data(), m, lda, k, n, panels.data(), 16 * k, nullptr, c2.data(), n);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j)
+            FLT_CHECK(bits(c2[i * n + j]) ==
+                      bits(chain(0.0f, a.data() + i * lda, 1, t.data() + j * k, 1, k)));
+}
+
+void test_dense_forward() {
+    std::mt19937 rng(11);
+    const int64_t m = 5, k = 20, n = 33;
+    std::vector<float> x(static_cast<size_t>(m * k)), w(static_cast<size_t>(k * n)), bias(n);
+    for (float& v : x) v = uniform(rng);
+    for (float& v : w) v = uniform(rng);
+    for (float& v : bias) v = uniform(rng);
+    const fl::PackedB packed = fl::pack_b(w.data(), k, n, n, bias.data());
+    std::vector<float> y(static_cast<size_t>(m * n));
+    fl::dense_forward(x.data(), m, k, packed, y.data(), test_act);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            float want = chain(bias[j], x.data() + i * k, 1, w.data() + j, n, k);
+            test_act(&want, 1);
+            FLT_CHECK(bits(y[i * n + j]) == bits(want));
+        }
+    // Empty batch: nothing touched.
+    float s = sentinel();
+    fl::dense_forward(x.data(), 0, k, packed, &s, nullptr);
+    FLT_CHECK(bits(s) == kSentinelBits);
+}
+
+void test_packed_b_layout() {
+    const int64_t k = 3, n = 18, ldk = 20;
+    std::vector<float> w(static_cast<size_t>(k * ldk));
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i);
+    std::vector<float> bias(n, 7.0f);
+    const fl::PackedB p = fl::pack_b(w.data(), k, n, ldk, bias.data());
+    FLT_CHECK(p.panels() == 2 && p.panel_stride() == 48);
+    FLT_CHECK(reinterpret_cast<uintptr_t>(p.data()) % 64 == 0);
+    for (int64_t j = 0; j < 32; ++j) {
+        for (int64_t r = 0; r < k; ++r) {
+            const float got = p.data()[(j / 16) * 48 + r * 16 + j % 16];
+            FLT_CHECK(got == (j < n ? w[r * ldk + j] : 0.0f));
+        }
+        FLT_CHECK(p.bias()[j] == (j < n ? 7.0f : 0.0f));
+    }
+    const fl::PackedB nb = fl::pack_b(w.data(), k, n, ldk, nullptr);
+    FLT_CHECK(nb.bias() == nullptr && !nb.has_bias());
+    const fl::PackedB empty = fl::pack_b(nullptr, 0, 0, 0, nullptr);
+    FLT_CHECK(empty.k() == 0 && empty.n() == 0 && empty.panels() == 0);
+}
+
+}  // namespace
+
+namespace fltest {
+
+void register_gemm_tests() {
+    for (const GemmIsa& g : gemm_kernels_built()) {
+        const std::string isa = fl::isa_name(g.isa);
+        if (!supported(g.isa)) {
+            std::printf("skip %s gemm kernels: not supported by this CPU\n", isa.c_str());
+            continue;
+        }
+        add_case("gemm_kernel_grid_" + isa, [g] { test_gemm_kernel_grid(g); });
+        add_case("gemm_kernel_degenerate_" + isa, [g] { test_gemm_kernel_degenerate(g); });
+        add_case("gemm_kernel_special_" + isa, [g] { test_gemm_kernel_special(g); });
+    }
+    add_case("gemm_packed_b_layout", test_packed_b_layout);
+    add_case("gemm_driver_default_blocking", test_gemm_driver_default_blocking);
+    add_case("gemm_driver_small_blocking", test_gemm_driver_small_blocking);
+    add_case("gemm_driver_block_boundaries", test_gemm_driver_block_boundaries);
+    add_case("gemm_nested_in_parallel_region", test_gemm_nested_in_parallel_region);
+    add_case("gemm_convenience_and_transposed_pack", test_gemm_convenience_and_transposed_pack);
+    add_case("dense_forward", test_dense_forward);
+}
+
+}  // namespace fltest

@@ -1,0 +1,202 @@
+// gemm/avx2.cpp: the float32 GEMM micro-kernel, C (m x n) = init + A (m x k) * B (k x n).
+//
+// ISA: AVX2 + FMA (this file alone is compiled with -mavx2 -mfma). Selected by fl::kernels()
+// (KernelTable::gemm) when active_isa() is avx2; the tests call fl_gemm_f32_avx2 by name.
+// The full contract (operand layouts, summation order, what may be read and written) is in
+// csrc/ukernels/ukernels.h next to the declaration; in short:
+//   A   a[i*rs_a + p*cs_a]: row-major activations (rs_a = lda, cs_a = 1) or a packed A
+//       micro-panel (rs_a = 1, cs_a = its row count); only elements i < m, p < k are read.
+//   B   packed 16-wide panels, K-major: column j at b[(j/16)*b_panel_stride + p*16 + j%16],
+//       zero-padded to a multiple of 16 columns (the padding is read, never used).
+//   C   c[i*ldc + j]; only i < m, j < n is read (load_c) or written. The N tail uses
+//       maskload/maskstore.
+//   every c[i][j] is ONE FMA chain: acc = init (C if load_c, else bias[j], else 0), then
+//   acc = fma(a[i][p], b[p][j], acc) for p = 0, 1, ..., k-1.
+//
+// Register tiles (12 ymm accumulators where the row count allows):
+//   m = 6, 5, 4 : m x 16 (2 B loads + m broadcasts per k; 12/10/8 accumulators)
+//   m = 3       : 3 x 32 (4 B loads + 3 broadcasts, 12 accumulators)
+//   m = 2       : 2 x 48 (6 B loads + 2 broadcasts, 12 accumulators)
+//   m = 1       : 1 x 64 (8 B loads from 4 panels + 1 broadcast, 8 independent chains)
+// so small batches (M = 1..5) are never bound by the 4-cycle FMA latency. m > 6 is handled as
+// consecutive blocks of 6 rows (the driver normally passes m <= 6). The k loop is unrolled by
+// 4. No software prefetch: prefetching the next C tile or B 256-512 bytes ahead measured no
+// gain (hardware prefetchers follow the sequential panel streams).
+//
+// The shapes are instantiated from one always-inline function with constant arguments (not a
+// template: ISA files hold no shared inline code, see DESIGN.md "Known traps").
+#include <immintrin.h>
+
+#include "../ukernels.h"
+
+// Full unrolling of the tile loops (constant trip counts after inlining) is what lets the
+// compiler keep acc[][] in registers.
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_GEMM_AI static __forceinline
+#define FL_GEMM_UNROLL(n)
+#else
+#define FL_GEMM_AI static inline __attribute__((always_inline))
+#define FL_GEMM_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(unroll n)
+#else
+#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(GCC unroll n)
+#endif
+#endif
+
+// Lanes [0, r) set, r in 1..8.
+static inline __m256i gemm_lane_mask_avx2(int64_t r) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), lane);
+}
+
+// One register tile: MR rows x NV vectors of 8 columns, starting at a panel boundary.
+// `last` = valid columns of vector NV-1 (1..8); columns beyond it are neither read nor written.
+FL_GEMM_AI void gemm_tile_avx2(const int MR, const int NV, int64_t k, const float* a, int64_t rs_a,
+                               int64_t cs_a, const float* b, int64_t ps, const float* bias,
+                               int load_c, float* c, int64_t ldc, int64_t last) {
+    __m256 acc[6][8];
+    const __m256i mask = gemm_lane_mask_avx2(last);
+    const int partial = last != 8;
+
+    // Chain start: C (continuing a K block), the bias row, or 0.
+    if (load_c) {
+        FL_GEMM_UNROLL(6)
+        for (int i = 0; i < MR; ++i) {
+            FL_GEMM_UNROLL(8)
+            for (int v = 0; v < NV; ++v) {
+                const float* src = c + i * ldc + v * 8;
+                acc[i][v] =
+                    (v == NV - 1 && partial) ? _mm256_maskload_ps(src, mask) : _mm256_loadu_ps(src);
+            }
+        }
+    } else if (bias) {
+        FL_GEMM_UNROLL(8)
+        for (int v = 0; v < NV; ++v) {
+            // bias is padded like the panels, so a whole vector is readable.
+            const __m256 bv = _mm256_loadu_ps(bias + v * 8);
+            FL_GEMM_UNROLL(6)
+            for (int i = 0; i < MR; ++i) acc[i][v] = bv;
+        }
+    } else {
+        FL_GEMM_UNROLL(6)
+        for (int i = 0; i < MR; ++i) {
+            FL_GEMM_UNROLL(8)
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+        }
+    }
+
+    // Vector v of the tile is half (v & 1) of panel v / 2.
+    const float* bp[8];
+    FL_GEMM_UNROLL(8)
+    for (int v = 0; v < NV; ++v) bp[v] = b + (v >> 1) * ps + (v & 1) * 8;
+
+    // Two loop orders with the same FMAs (so the same chains): tall tiles load the B row once
+    // and broadcast A row by row (12 acc + 2 B + 1 A registers); wide tiles broadcast the few A
+    // values first and stream B vector by vector (12 acc + 3 A + 1 B at most), which keeps gcc
+    // from holding all NV B vectors at once and spilling accumulators.
+    const float* ap = a;
+    if (NV <= 2) {
+        FL_GEMM_UNROLL(4)
+        for (int64_t p = 0; p < k; ++p) {
+            __m256 bx[2];
+            FL_GEMM_UNROLL(2)
+            for (int v = 0; v < NV; ++v) bx[v] = _mm256_loadu_ps(bp[v] + p * 16);
+            FL_GEMM_UNROLL(6)
+            for (int i = 0; i < MR; ++i) {
+                const __m256 ai = _mm256_broadcast_ss(ap + i * rs_a);
+                FL_GEMM_UNROLL(2)
+                for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bx[v], acc[i][v]);
+            }
+            ap += cs_a;
+        }
+    } else {
+        FL_GEMM_UNROLL(4)
+        for (int64_t p = 0; p < k; ++p) {
+            __m256 ai[6];
+            FL_GEMM_UNROLL(3)
+            for (int i = 0; i < MR; ++i) ai[i] = _mm256_broadcast_ss(ap + i * rs_a);
+            FL_GEMM_UNROLL(8)
+            for (int v = 0; v < NV; ++v) {
+                const __m256 bx = _mm256_loadu_ps(bp[v] + p * 16);
+                FL_GEMM_UNROLL(3)
+                for (int i = 0; i < MR; ++i) acc[i][v] = _mm256_fmadd_ps(ai[i], bx, acc[i][v]);
+            }
+            ap += cs_a;
+        }
+    }
+
+    FL_GEMM_UNROLL(6)
+    for (int i = 0; i < MR; ++i) {
+        FL_GEMM_UNROLL(8)
+        for (int v = 0; v < NV; ++v) {
+            float* dst = c + i * ldc + v * 8;
+            if (v == NV - 1 && partial)
+                _mm256_maskstore_ps(dst, mask, acc[i][v]);
+            else
+                _mm256_storeu_ps(dst, acc[i][v]);
+        }
+    }
+}
+
+// MR rows, all n columns, in strips of NVMAX vectors (NVMAX*8 columns, a multiple of 16).
+FL_GEMM_AI void gemm_rows_avx2(const int MR, const int NVMAX, int64_t n, int64_t k, const float* a,
+                               int64_t rs_a, int64_t cs_a, const float* b, int64_t ps,
+                               const float* bias, int load_c, float* c, int64_t ldc) {
+    const int64_t width = NVMAX * 8;
+    for (int64_t j = 0; j < n; j += width) {
+        const int64_t rem = n - j < width ? n - j : width;
+        const int64_t nv = (rem + 7) / 8;
+        const int64_t last = rem - (nv - 1) * 8;
+        const float* bj = b + (j / 16) * ps;
+        const float* biasj = bias ? bias + j : 0;
+        float* cj = c + j;
+#define FL_GEMM_TILE_CASE(NVC)                                                                  \
+    if ((NVC) <= NVMAX && nv == (NVC)) {                                                        \
+        gemm_tile_avx2(MR, (NVC) <= NVMAX ? (NVC) : 1, k, a, rs_a, cs_a, bj, ps, biasj, load_c, \
+                       cj, ldc, last);                                                          \
+        continue;                                                                               \
+    }
+        FL_GEMM_TILE_CASE(8)
+        FL_GEMM_TILE_CASE(7)
+        FL_GEMM_TILE_CASE(6)
+        FL_GEMM_TILE_CASE(5)
+        FL_GEMM_TILE_CASE(4)
+        FL_GEMM_TILE_CASE(3)
+        FL_GEMM_TILE_CASE(2)
+        FL_GEMM_TILE_CASE(1)
+#undef FL_GEMM_TILE_CASE
+    }
+}
+
+void fl_gemm_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                      const float* b, int64_t b_panel_stride, const float* bias, int load_c,
+                      float* c, int64_t ldc) {
+    if (n <= 0) return;
+    while (m > 0) {
+        const int64_t rows = m < 6 ? m : 6;
+        switch (rows) {
+            case 1:
+                gemm_rows_avx2(1, 8, n, k, a, rs_a, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
+                break;
+            case 2:
+                gemm_rows_avx2(2, 6, n, k, a, rs_a, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
+                break;
+            case 3:
+                gemm_rows_avx2(3, 4, n, k, a, rs_a, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
+                break;
+            case 4:
+                gemm_rows_avx2(4, 2, n, k, a, rs_a, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
+                break;
+            case 5:
+                gemm_rows_avx2(5, 2, n, k, a, rs_a, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
+                break;
+            default:
+                gemm_rows_avx2(6, 2, n, k, a, rs_a, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
+                break;
+        }
+        m -= rows;
+        a += rows * rs_a;
+        c += rows * ldc;
+    }
+}
