@@ -2,9 +2,11 @@
 
 Paths: ``numpy`` (fastlayers' NumPy path), ``cpp`` (the compiled core, where it
 serves the op) and ``torch`` (PyTorch CPU, when importable). Each case checks that
-every path gives the NumPy path's numbers, then times the paths interleaved
-(numpy, cpp, torch, numpy, cpp, torch, ...) and reports the median per path and
-the speedup of cpp over each peer. Same thread count on every path.
+every path gives the NumPy path's numbers, then times numpy and cpp interleaved
+(numpy, cpp, numpy, cpp, ...) and torch in a block afterwards (its OpenMP workers
+spin after each call and would slow the next library timed), and reports the
+median per path and the speedup of cpp over each peer. Same thread count on every
+path.
 
 Options: ``--quick`` (default) skips the largest shapes and repeats less;
 ``--full`` runs everything; ``--threads N``; ``--only ID[,ID...]`` (prefixes).
@@ -13,6 +15,7 @@ Options: ``--quick`` (default) skips the largest shapes and repeats less;
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -65,6 +68,8 @@ def measure(case, paths, repeats: int, target: float):
 
     import numpy as np
 
+    import fastlayers as fl
+
     from .cases import check
 
     runners = {p: case.runner(p) for p in paths}
@@ -75,13 +80,29 @@ def measure(case, paths, repeats: int, target: float):
             check(case, p, r(), reference)
     loops = {p: _inner_loops(r, target) for p, r in runners.items()}
     samples = {p: [] for p in runners}
-    for _ in range(repeats):
-        for p, r in runners.items():
-            n = loops[p]
+
+    def sample(p):
+        n = loops[p]
+        if p == "torch":
+            r = runners[p]
+        else:  # the backend is set around the loop, so its switch is not timed
+            r = functools.partial(case.call, case.inputs)
+        with fl.use_backend(p if p != "torch" else "auto"):
             t0 = time.perf_counter()
             for _ in range(n):
                 r()
             samples[p].append((time.perf_counter() - t0) / n)
+
+    # numpy and cpp interleaved; torch in a block of its own afterwards, then a pause:
+    # its OpenMP workers keep spinning after each call and would slow whatever runs next.
+    ours = [p for p in runners if p != "torch"]
+    for _ in range(repeats):
+        for p in ours:
+            sample(p)
+    if "torch" in runners:
+        for _ in range(repeats):
+            sample("torch")
+        time.sleep(0.3)
     return {p: statistics.median(s) for p, s in samples.items()}
 
 
