@@ -88,3 +88,41 @@ def test_single_attention_head(backend, weights):
     # The same head, unscaled, in one call:
     out = run_on(backend, fl.scaled_dot_product_attention, q, k, v, scale=1.0)
     assert_close(out, output, k=1, magnitude=float(np.abs(v).max()))
+
+
+# The same examples with the Keras-like layer classes, as the article writes them.
+
+
+def test_article_models_with_layer_classes():
+    from fastlayers.layers import LSTM, Conv2D, Dense, Flatten
+
+    x = np.random.default_rng(42).random((4, 32, 32, 3))
+    hidden = Dense(8, activation="relu", seed=42)(x)
+    assert hidden.shape == (4, 32, 32, 8)
+    conv = Conv2D(8, (3, 3), activation="relu", seed=42)(x)
+    assert conv.shape == (4, 30, 30, 8)
+    out = Dense(2, seed=42)(Flatten()(conv))
+    assert out.shape == (4, 2)
+
+    seq = _seed_sequence()
+    lstm_seq = LSTM(8, return_sequences=True, seed=42)(seq)
+    assert lstm_seq.shape == (1, 5, 8)
+    lstm, hstate, cstate = LSTM(8, return_sequences=False, return_state=True, seed=42)(seq)
+    assert lstm.shape == hstate.shape == cstate.shape == (1, 8)
+    assert Dense(2, seed=42)(lstm).shape == (1, 2)
+
+
+def test_article_attention_head_with_layer_classes():
+    from fastlayers.layers import Dense
+
+    rng = np.random.default_rng(0)
+    qry = rng.random((4, 16, 32)).astype("float32")
+    key = rng.random((4, 1, 32)).astype("float32")
+    values = rng.random((4, 1, 32)).astype("float32")
+    q = Dense(4, activation="linear", seed=1)(qry)
+    k = Dense(4, activation="linear", seed=2)(key)
+    v = Dense(4, activation="linear", seed=3)(values)
+    score = q @ np.swapaxes(k, 1, 2)
+    attention = fl.softmax(score, axis=-1)
+    output = attention @ v
+    assert (score.shape, attention.shape, output.shape) == ((4, 16, 1), (4, 16, 1), (4, 16, 4))
