@@ -48,3 +48,70 @@ def dense(
 
 def matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """a @ b, packing b on the call (for tests)."""
+
+class PackedConv:
+    """A Conv2D kernel (kh, kw, C // groups, F) packed once: one GEMM operand
+    (kh*kw*cg, F // groups) per group, bias (F,) folded in."""
+
+    def __init__(
+        self,
+        kernel: npt.NDArray[np.float32],
+        bias: npt.NDArray[np.float32] | None = None,
+        groups: int = 1,
+    ) -> None: ...
+    @property
+    def kernel_shape(self) -> tuple[int, int, int, int]: ...
+    @property
+    def groups(self) -> int: ...
+    @property
+    def has_bias(self) -> bool: ...
+    @property
+    def nbytes(self) -> int: ...
+
+def conv2d(
+    x: npt.NDArray[np.float32],
+    kernel: npt.NDArray[np.float32] | PackedConv,
+    bias: npt.NDArray[np.float32] | None,
+    strides: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    groups: int,
+    activation_id: int = 0,
+) -> npt.NDArray[np.float32]:
+    """NHWC conv of x (N, H, W, C) -> (N, OH, OW, F); pads (top, bottom, left, right);
+    with a PackedConv, bias must be None. activation_id from activation_ids() (0 = linear)."""
+
+def lstm(
+    x: npt.NDArray[np.float32],
+    packed_kernel: PackedDense,
+    packed_recurrent: PackedDense,
+    h0: npt.NDArray[np.float32],
+    c0: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None,
+    return_sequences: bool,
+    go_backwards: bool,
+    activation_id: int,
+    recurrent_activation_id: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Keras LSTM over x (B, T, F): packed_kernel = PackedDense(kernel (F, 4u), bias),
+    packed_recurrent = PackedDense(recurrent_kernel (u, 4u)); h0, c0 (B, u); mask (B, T)
+    or None. Returns (out, h, c); out is (B, T, u) in processing order if return_sequences,
+    else (B, u)."""
+
+def gru(
+    x: npt.NDArray[np.float32],
+    packed_kernel: PackedDense,
+    packed_recurrent: PackedDense,
+    packed_recurrent_h: PackedDense | None,
+    h0: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None,
+    return_sequences: bool,
+    go_backwards: bool,
+    reset_after: bool,
+    activation_id: int,
+    recurrent_activation_id: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Keras GRU over x (B, T, F). packed_kernel = PackedDense(kernel (F, 3u), input bias);
+    reset_after: packed_recurrent = PackedDense(recurrent_kernel (u, 3u), recurrent bias) and
+    packed_recurrent_h None; else PackedDense(recurrent_kernel[:, :2u]) and
+    PackedDense(recurrent_kernel[:, 2u:]). Returns (out, h)."""

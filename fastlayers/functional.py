@@ -154,6 +154,11 @@ def conv2d(
     -------
     y : float32 array (N, OH, OW, F)
     """
+    return _conv2d(x, kernel, bias, strides, padding, dilation_rate, groups, activation, None)
+
+
+def _conv2d(x, kernel, bias, strides, padding, dilation_rate, groups, activation, packed):
+    """conv2d with ``packed``: the kernel and bias pre-packed for C++ (layers.Conv2D), or None."""
     op = "conv2d"
     x = V.array(x, op, "x")
     kernel = V.array(kernel, op, "kernel")
@@ -166,8 +171,28 @@ def conv2d(
     )
     if bias is not None:
         V.shape_is(bias, op, "bias", (kernel.shape[3],), "(filters,)")
-    _backend.resolve(op, NOT_IN_CPP)
-    return _np_conv2d.conv2d(x, kernel, bias, strides_, dilation, pads, out_hw, groups, act)
+    return _conv2d_run(x, kernel, bias, strides_, dilation, pads, out_hw, groups, act, packed)
+
+
+def _conv2d_run(x, kernel, bias, strides, dilation, pads, out_hw, groups, act, packed):
+    """conv2d on validated arrays and geometry; ``packed`` is a ``_core.PackedConv`` (or None).
+
+    On the C++ path elementwise activations run fused in the GEMM's epilogue and
+    softmax in the softmax kernel; the other row activations and Python callables are
+    applied to the output afterwards (as in :func:`_dense_run`).
+    """
+    if _backend.resolve("conv2d", None) == "numpy":
+        return _np_conv2d.conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, act)
+    core = _backend._core
+    fused = None if callable(act) else _backend.cpp_activation_ids().get(act)
+    if packed is not None:
+        kernel, bias = packed, None
+    y = core.conv2d(x, kernel, bias, strides, dilation, pads, groups, fused or 0)
+    if fused is not None or act is None or act == "linear":
+        return y
+    if act == "softmax":
+        return core.softmax_lastdim(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+    return _np_activations.apply(act, y)
 
 
 # ------------------------------------------------------------------------ recurrent
@@ -198,6 +223,42 @@ def _state(s, op, name, b, u):
     s = V.array(s, op, name)
     V.shape_is(s, op, name, (b, u), "(batch, units)")
     return s
+
+
+def _rnn_cpp_reason(act, ract):
+    """None when the C++ path serves these activations, else why not."""
+    ids = _backend.cpp_activation_ids()
+    for name, a in (("activation", act), ("recurrent_activation", ract)):
+        if callable(a):
+            return f"a callable {name}"
+        if a not in ids:
+            return f"{name} {a!r} is not in the core's activation table"
+    return None
+
+
+def _pack_lstm(kernel, recurrent_kernel, bias):
+    """(PackedDense(kernel, bias), PackedDense(recurrent_kernel)) for ``_core.lstm``."""
+    core = _backend._core
+    return core.PackedDense(kernel, bias), core.PackedDense(recurrent_kernel)
+
+
+def _pack_gru(kernel, recurrent_kernel, bias, reset_after):
+    """(packed kernel, packed recurrent, packed recurrent_h or None) for ``_core.gru``.
+
+    reset_after: the input bias goes with the kernel, the recurrent bias with the
+    recurrent kernel. reset_before: the recurrent kernel is split into its [z | r] and
+    [h] column blocks, because (r * h) multiplies the [h] block in a second GEMM.
+    """
+    core = _backend._core
+    if reset_after:
+        b_in, b_rec = (None, None) if bias is None else (bias[0], bias[1])
+        return core.PackedDense(kernel, b_in), core.PackedDense(recurrent_kernel, b_rec), None
+    u = recurrent_kernel.shape[0]
+    return (
+        core.PackedDense(kernel, bias),
+        core.PackedDense(np.ascontiguousarray(recurrent_kernel[:, : 2 * u])),
+        core.PackedDense(np.ascontiguousarray(recurrent_kernel[:, 2 * u :])),
+    )
 
 
 def lstm(
@@ -238,7 +299,43 @@ def lstm(
     Returns
     -------
     output, or (output, h, c) if return_state; float32.
+
+    The C++ path serves every call whose activations are in the core's elementwise
+    table (a callable runs on NumPy); it packs the kernels on every call, while
+    :class:`fastlayers.layers.LSTM` packs them once, when its weights are set.
     """
+    return _lstm(
+        x,
+        kernel,
+        recurrent_kernel,
+        bias,
+        initial_state,
+        mask,
+        return_sequences,
+        return_state,
+        go_backwards,
+        activation,
+        recurrent_activation,
+        None,
+    )
+
+
+def _lstm(
+    x,
+    kernel,
+    recurrent_kernel,
+    bias,
+    initial_state,
+    mask,
+    return_sequences,
+    return_state,
+    go_backwards,
+    activation,
+    recurrent_activation,
+    packed,
+):
+    """lstm with its arguments in order; ``packed`` is None or the (kernel, recurrent
+    kernel) pair packed for C++ by :func:`_pack_lstm` (layers.LSTM packs once)."""
     op = "lstm"
     x, kernel, recurrent_kernel, u, mask = _recurrent_common(
         op, x, kernel, recurrent_kernel, 4, mask
@@ -266,10 +363,27 @@ def lstm(
     go_backwards = V.flag(go_backwards, op, "go_backwards")
     act = V.activation(activation, op, "activation", elementwise=True)
     ract = V.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
-    _backend.resolve(op, NOT_IN_CPP)
-    out, h, c = _np_recurrent.lstm(
-        x, kernel, recurrent_kernel, bias, h0, c0, mask, return_sequences, go_backwards, act, ract
-    )
+    if _backend.resolve(op, _rnn_cpp_reason(act, ract)) == "cpp":
+        if packed is None:
+            packed = _pack_lstm(kernel, recurrent_kernel, bias)
+        ids = _backend.cpp_activation_ids()
+        out, h, c = _backend._core.lstm(
+            x, *packed, h0, c0, mask, return_sequences, go_backwards, ids[act], ids[ract]
+        )
+    else:
+        out, h, c = _np_recurrent.lstm(
+            x,
+            kernel,
+            recurrent_kernel,
+            bias,
+            h0,
+            c0,
+            mask,
+            return_sequences,
+            go_backwards,
+            act,
+            ract,
+        )
     if not return_state:
         return out
     return out, (h.copy() if h is out else h), c  # never hand out one array twice
@@ -305,8 +419,15 @@ def lstm_cell(
     bias = V.optional_array(bias, op, "bias")
     if bias is not None:
         V.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
-    _backend.resolve(op, NOT_IN_CPP)
-    return _np_recurrent.lstm_cell(x_t, h, c, kernel, recurrent_kernel, bias)
+    if _backend.resolve(op, None) == "numpy":
+        return _np_recurrent.lstm_cell(x_t, h, c, kernel, recurrent_kernel, bias)
+    ids = _backend.cpp_activation_ids()
+    x3 = x_t.reshape(b, 1, x_t.shape[1])  # a view: one time step
+    _, h, c = _backend._core.lstm(
+        x3, *_pack_lstm(kernel, recurrent_kernel, bias), h, c, None, False, False,
+        ids["tanh"], ids["sigmoid"],
+    )  # fmt: skip
+    return h, c
 
 
 def gru(
@@ -343,7 +464,43 @@ def gru(
     Returns
     -------
     output, or (output, h) if return_state; float32.
+
+    C++ path: as for :func:`lstm` (:class:`fastlayers.layers.GRU` packs once).
     """
+    return _gru(
+        x,
+        kernel,
+        recurrent_kernel,
+        bias,
+        initial_state,
+        mask,
+        return_sequences,
+        return_state,
+        go_backwards,
+        reset_after,
+        activation,
+        recurrent_activation,
+        None,
+    )
+
+
+def _gru(
+    x,
+    kernel,
+    recurrent_kernel,
+    bias,
+    initial_state,
+    mask,
+    return_sequences,
+    return_state,
+    go_backwards,
+    reset_after,
+    activation,
+    recurrent_activation,
+    packed,
+):
+    """gru with its arguments in order; ``packed`` is None or the kernels packed for C++
+    by :func:`_pack_gru` with the same reset_after (layers.GRU packs once)."""
     op = "gru"
     x, kernel, recurrent_kernel, u, mask = _recurrent_common(
         op, x, kernel, recurrent_kernel, 3, mask
@@ -374,7 +531,14 @@ def gru(
     go_backwards = V.flag(go_backwards, op, "go_backwards")
     act = V.activation(activation, op, "activation", elementwise=True)
     ract = V.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
-    _backend.resolve(op, NOT_IN_CPP)
+    if _backend.resolve(op, _rnn_cpp_reason(act, ract)) == "cpp":
+        if packed is None:
+            packed = _pack_gru(kernel, recurrent_kernel, bias, reset_after)
+        ids = _backend.cpp_activation_ids()
+        out, h = _backend._core.gru(
+            x, *packed, h0, mask, return_sequences, go_backwards, reset_after, ids[act], ids[ract]
+        )
+        return (out, h) if return_state else out
     out, h = _np_recurrent.gru(
         x,
         kernel,

@@ -631,6 +631,8 @@ class Conv2D(Layer):
     (channels_first); returns float32 (N, OH, OW, filters) or (N, filters, OH, OW).
     """
 
+    _packed = None  # the filters packed for the C++ GEMM, set by _on_weights_set
+
     def __init__(
         self,
         filters: int,
@@ -728,19 +730,28 @@ class Conv2D(Layer):
             self.build(x.shape)
         if self.data_format == "channels_first":
             x = x.transpose(0, 2, 3, 1)
-        y = F.conv2d(
+        y = F._conv2d(
             x,
             self._weight("kernel"),
             self._weight("bias"),
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            groups=self.groups,
-            activation=self.activation,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+            self.groups,
+            self.activation,
+            self._packed,
         )
         if self.data_format == "channels_first":
             y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
         return y
+
+    def _on_weights_set(self) -> None:
+        # Pack the filters (bias folded in, one GEMM operand per group) once for C++.
+        self._packed = None
+        if _backend.core_available():
+            self._packed = _backend._core.PackedConv(
+                self._weight("kernel"), self._weight("bias"), self.groups
+            )
 
     def get_config(self):
         return {
@@ -767,6 +778,7 @@ class _RNN(Layer):
     """What LSTM and GRU share: weights, the call, masks, stateful states."""
 
     _gates = 0  # column blocks of kernel: 4 for LSTM, 3 for GRU
+    _packed = None  # the kernels packed for the C++ path, set by _on_weights_set
     _num_states = 0  # 2 ([h, c]) for LSTM, 1 ([h]) for GRU
 
     def _init_rnn(
@@ -1010,19 +1022,28 @@ class LSTM(_RNN):
         return ("bias", (4 * u,), make)
 
     def _run(self, x, initial_state, mask):
-        return F.lstm(
+        return F._lstm(
             x,
             self._weight("kernel"),
             self._weight("recurrent_kernel"),
             self._weight("bias"),
-            initial_state=initial_state,
-            mask=mask,
-            return_sequences=self.return_sequences,
-            return_state=True,
-            go_backwards=self.go_backwards,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
+            initial_state,
+            mask,
+            self.return_sequences,
+            True,
+            self.go_backwards,
+            self.activation,
+            self.recurrent_activation,
+            self._packed,
         )
+
+    def _on_weights_set(self) -> None:
+        # Pack kernel (bias folded in) and recurrent kernel once for the C++ path.
+        self._packed = None
+        if _backend.core_available():
+            self._packed = F._pack_lstm(
+                self._weight("kernel"), self._weight("recurrent_kernel"), self._weight("bias")
+            )
 
     def get_config(self):
         return {"name": self.name, **self._rnn_config(), "unit_forget_bias": self.unit_forget_bias}
@@ -1106,20 +1127,32 @@ class GRU(_RNN):
         return ("bias", shape, lambda rng: initial_value(self.bias_initializer, shape, rng))
 
     def _run(self, x, initial_state, mask):
-        return F.gru(
+        return F._gru(
             x,
             self._weight("kernel"),
             self._weight("recurrent_kernel"),
             self._weight("bias"),
-            initial_state=initial_state,
-            mask=mask,
-            return_sequences=self.return_sequences,
-            return_state=True,
-            go_backwards=self.go_backwards,
-            reset_after=self.reset_after,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
+            initial_state,
+            mask,
+            self.return_sequences,
+            True,
+            self.go_backwards,
+            self.reset_after,
+            self.activation,
+            self.recurrent_activation,
+            self._packed,
         )
+
+    def _on_weights_set(self) -> None:
+        # Pack the kernels (biases folded in) once for the C++ path.
+        self._packed = None
+        if _backend.core_available():
+            self._packed = F._pack_gru(
+                self._weight("kernel"),
+                self._weight("recurrent_kernel"),
+                self._weight("bias"),
+                self.reset_after,
+            )
 
     def get_config(self):
         return {"name": self.name, **self._rnn_config(), "reset_after": self.reset_after}

@@ -15,6 +15,8 @@ void bind_runtime(pybind11::module_& m);
 void bind_ops(pybind11::module_& m);
 void bind_dense(pybind11::module_& m);
 void bind_act(pybind11::module_& m);
+void bind_recurrent(pybind11::module_& m);
+void bind_conv2d(pybind11::module_& m);
 
 inline bool interpreter_finalizing() {
 #if PY_VERSION_HEX >= 0x030D0000

@@ -11,4 +11,6 @@ PYBIND11_MODULE(_core, m) {
     fl::py_bindings::bind_ops(m);
     fl::py_bindings::bind_dense(m);
     fl::py_bindings::bind_act(m);
+    fl::py_bindings::bind_recurrent(m);
+    fl::py_bindings::bind_conv2d(m);
 }

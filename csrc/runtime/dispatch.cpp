@@ -82,6 +82,7 @@ KernelTable make_table(Isa isa) {
     t.softmax_rows = fl_softmax_rows_scalar;
     t.vexp = fl_vexp_scalar;
     t.gemm = fl_gemm_f32_scalar;
+    t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
     FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
 #undef FL_SET_ACT_SCALAR
@@ -93,6 +94,7 @@ KernelTable make_table(Isa isa) {
         t.softmax_rows = fl_softmax_rows_avx2;
         t.vexp = fl_vexp_avx2;
         t.gemm = fl_gemm_f32_avx2;
+        t.dwconv = fl_dwconv_f32_avx2;
 #define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
         FL_ACTIVATION_LIST(FL_SET_ACT_AVX2)
 #undef FL_SET_ACT_AVX2

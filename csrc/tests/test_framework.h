@@ -18,6 +18,7 @@ void add_case(std::string name, std::function<void()> fn);
 // Registration functions of the other test files, called by main().
 void register_gemm_tests();
 void register_vmath_tests();
+void register_conv2d_tests();
 
 }  // namespace fltest
 

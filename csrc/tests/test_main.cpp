@@ -739,6 +739,7 @@ int main(int argc, char** argv) {
     add_case("tensor_view", test_tensor_view);
     fltest::register_gemm_tests();
     fltest::register_vmath_tests();
+    fltest::register_conv2d_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

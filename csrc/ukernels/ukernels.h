@@ -69,3 +69,19 @@ void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
                       int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
                       int load_c, float* c, int64_t ldc);
 #endif
+
+/* Depthwise conv micro-kernel, depth multiplier 1 (csrc/ukernels/dwconv/<isa>.cpp): for each
+ * pixel p < m and channel c < ch, y[p*ldy + c] is ONE fused-multiply-add chain:
+ *   acc = bias[c] (bias != NULL) or 0; acc = fma(rows[p*taps + t][c], k[t*ch + c], acc) for
+ *   t = 0, 1, ..., taps-1; y[p*ldy + c] = acc.
+ * rows: m*taps pointers, each readable for ch floats (the driver points padding taps at a row
+ * of zeros, so they contribute fma(0, k, acc) exactly as in the GEMM path). k: taps x ch,
+ * row-major (a Keras depthwise kernel (kh, kw, 1, ch) as stored). No alignment required. The
+ * same results on every ISA; there is no NEON file: NEON builds use the scalar kernel, whose
+ * fmaf is one instruction there. */
+void fl_dwconv_f32_scalar(int64_t m, int64_t ch, int64_t taps, const float* const* rows,
+                          const float* k, const float* bias, float* y, int64_t ldy);
+#if defined(FL_HAVE_AVX2)
+void fl_dwconv_f32_avx2(int64_t m, int64_t ch, int64_t taps, const float* const* rows,
+                        const float* k, const float* bias, float* y, int64_t ldy);
+#endif

@@ -173,15 +173,19 @@ def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, qui
 def _lstm_case(cid, b, t, f, u, quick=True):
     def make(rng):
         s = 1 / math.sqrt(u)
-        return {
+        d = {
             "x": _rand(rng, b, t, f),
             "kernel": _rand(rng, f, 4 * u, scale=s),
             "recurrent_kernel": _rand(rng, u, 4 * u, scale=s),
             "bias": _rand(rng, 4 * u, scale=0.1),
         }
+        # A layer holds its weights pre-packed for the C++ kernels (packed once, here).
+        d["layer"] = fl.layers.LSTM(u)
+        d["layer"].set_weights([d["kernel"], d["recurrent_kernel"], d["bias"]])
+        return d
 
     def call(d):
-        return fl.lstm(d["x"], d["kernel"], d["recurrent_kernel"], d["bias"])
+        return d["layer"](d["x"])
 
     def torch_prepare(d):
         layer = torch.nn.LSTM(f, u, batch_first=True)

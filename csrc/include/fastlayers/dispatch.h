@@ -31,6 +31,11 @@ struct KernelTable {
                  const float* b, int64_t b_panel_stride, const float* bias, int load_c, float* c,
                  int64_t ldc);
 
+    // Depthwise conv (multiplier 1): y[p*ldy + c] = bias[c] + sum over t of rows[p*taps + t][c]
+    // * k[t*ch + c], one FMA chain per element in tap order (fl_dwconv_f32_<isa>, ukernels.h).
+    void (*dwconv)(int64_t m, int64_t ch, int64_t taps, const float* const* rows, const float* k,
+                   const float* bias, float* y, int64_t ldy);
+
     // Elementwise activations in place: act[id](y, n) sets y[i] = act(y[i]) for i in [0, n),
     // id = static_cast<int>(fl::Act) (activations.h); act[Act::linear] does nothing.
     void (*act[kNumActs])(float* y, int64_t n);

@@ -31,4 +31,26 @@ void dense_forward(const float* x, int64_t m, int64_t k, const PackedB& w, float
 // chunks of >= 16k elements; the result does not depend on the thread count.
 void activate(const float* x, float* y, int64_t n, Act act);
 
+// LSTM over a sequence (Keras LSTM, gate blocks [i | f | c | o]; csrc/ops/lstm.cpp).
+// x (B, T, F) contiguous; w_in = pack_b(kernel (F, 4u), bias (4u,) or none); w_rec =
+// pack_b(recurrent_kernel (u, 4u), no bias); h0, c0 (B, u); mask (B, T) (0 = masked step) or
+// nullptr. Writes out (B, T, u) in processing order if return_sequences, else (B, u), and the
+// final h, c (B, u) (h == h0 / c == c0 allowed). Masked steps keep the state and repeat the
+// last emitted output (zeros before the first unmasked step). Mismatched packed shapes:
+// std::invalid_argument. B == 0 does nothing. Bitwise identical for any thread count.
+void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
+                  const PackedB& w_in, const PackedB& w_rec, const float* h0, const float* c0,
+                  const uint8_t* mask, bool return_sequences, bool go_backwards, Act act,
+                  Act recurrent_act, float* out, float* h, float* c);
+
+// GRU over a sequence (Keras GRU, gate blocks [z | r | h]; csrc/ops/gru.cpp). w_in =
+// pack_b(kernel (F, 3u), input bias). reset_after: w_rec = pack_b(recurrent_kernel (u, 3u),
+// recurrent bias), w_rec_h = nullptr; else w_rec = pack_b(recurrent_kernel[:, :2u]) and
+// *w_rec_h = pack_b(recurrent_kernel[:, 2u:]), both without bias. Other arguments as for
+// lstm_forward (a single state h).
+void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
+                 const PackedB& w_in, const PackedB& w_rec, const PackedB* w_rec_h,
+                 const float* h0, const uint8_t* mask, bool return_sequences, bool go_backwards,
+                 bool reset_after, Act act, Act recurrent_act, float* out, float* h);
+
 }  // namespace fl

@@ -1,0 +1,195 @@
+// Conv2D: pre-packed conv weights (PackedConv) and the conv2d op.
+//
+// As in bind_dense.cpp, inputs are never converted: a wrong dtype is a TypeError, a
+// non-contiguous or misaligned array a ValueError; the Python layer converts and computes the
+// geometry (pads, output size) before calling.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "bindings.h"
+#include "fastlayers/activations.h"
+#include "fastlayers/conv2d.h"
+#include "fastlayers/dispatch.h"
+
+namespace py = pybind11;
+
+namespace fl {
+namespace py_bindings {
+namespace {
+
+using FloatArrayC = py::array_t<float, py::array::c_style>;
+
+constexpr int64_t kReleaseGilMinMacs = 32768;
+
+FloatArrayC require_f32(const py::handle& h, const char* op, const char* arg, py::ssize_t ndim) {
+    if (!py::isinstance<py::array>(h)) {
+        throw py::type_error(std::string(op) + ": " + arg + " must be a numpy.ndarray, got " +
+                             py::str(py::type::handle_of(h)).cast<std::string>());
+    }
+    const py::array a = py::reinterpret_borrow<py::array>(h);
+    const bool aligned = (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+    if (!FloatArrayC::check_(a) || !aligned) {
+        if (!a.dtype().equal(py::dtype::of<float>())) {
+            throw py::type_error(std::string(op) + ": " + arg +
+                                 " must be a float32 array, got dtype " +
+                                 py::str(a.dtype()).cast<std::string>());
+        }
+        throw py::value_error(std::string(op) + ": " + arg +
+                              (aligned ? " must be C-contiguous" : " must be aligned to 4 bytes"));
+    }
+    if (a.ndim() != ndim) {
+        throw py::value_error(std::string(op) + ": " + arg + " must have ndim " +
+                              std::to_string(ndim) + ", got " + std::to_string(a.ndim()));
+    }
+    return py::reinterpret_borrow<FloatArrayC>(a);
+}
+
+PackedConv make_packed_conv(const py::handle& kernel_in, const py::handle& bias_in,
+                            int64_t groups) {
+    const FloatArrayC kernel = require_f32(kernel_in, "PackedConv", "kernel", 4);
+    const int64_t kh = kernel.shape(0), kw = kernel.shape(1), cg = kernel.shape(2),
+                  f = kernel.shape(3);
+    if (groups < 1 || kh < 1 || kw < 1 || cg < 1 || f < 1 || f % groups != 0) {
+        throw py::value_error("PackedConv: kernel (" + std::to_string(kh) + ", " +
+                              std::to_string(kw) + ", " + std::to_string(cg) + ", " +
+                              std::to_string(f) + ") must be non-empty with filters divisible "
+                              "by groups (" + std::to_string(groups) + ")");
+    }
+    const float* bias = nullptr;
+    FloatArrayC bias_arr;
+    if (!bias_in.is_none()) {
+        bias_arr = require_f32(bias_in, "PackedConv", "bias", 1);
+        if (bias_arr.shape(0) != f) {
+            throw py::value_error("PackedConv: bias must have shape (" + std::to_string(f) +
+                                  ",), got (" + std::to_string(bias_arr.shape(0)) + ",)");
+        }
+        bias = bias_arr.data();
+    }
+    const float* kp = kernel.data();
+    if (kh * kw * cg * f >= (int64_t(1) << 20)) {
+        PackedConv packed;
+        call_without_gil([&] { packed = PackedConv(kp, kh, kw, cg, f, groups, bias); });
+        return packed;
+    }
+    return PackedConv(kp, kh, kw, cg, f, groups, bias);
+}
+
+ActFn activation_from_id(int id) {
+    if (id == 0) return nullptr;
+    if (id < 0 || id >= kNumActs) {
+        throw py::value_error("conv2d: activation_id must be in [0, " +
+                              std::to_string(kNumActs) + "), got " + std::to_string(id));
+    }
+    return kernels().act[id];
+}
+
+// x (N, H, W, C); kernel: a (kh, kw, cg, F) array (packed for this call, with `bias`) or a
+// PackedConv (then bias must be None and groups must match it).
+py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::handle& bias_in,
+                 std::array<int64_t, 2> strides, std::array<int64_t, 2> dilation,
+                 std::array<int64_t, 4> pads, int64_t groups, int activation_id) {
+    const FloatArrayC x = require_f32(x_in, "conv2d", "x", 4);
+    const ActFn act = activation_from_id(activation_id);
+    PackedConv local;
+    const PackedConv* w = nullptr;
+    if (py::isinstance<PackedConv>(kernel_in)) {
+        if (!bias_in.is_none()) {
+            throw py::value_error("conv2d: bias must be None with a PackedConv (it holds the "
+                                  "bias)");
+        }
+        w = &kernel_in.cast<const PackedConv&>();
+        if (w->groups() != groups) {
+            throw py::value_error("conv2d: groups " + std::to_string(groups) +
+                                  " does not match the PackedConv (" +
+                                  std::to_string(w->groups()) + ")");
+        }
+    } else {
+        local = make_packed_conv(kernel_in, bias_in, groups);
+        w = &local;
+    }
+    Conv2dShape s;
+    s.n = x.shape(0);
+    s.h = x.shape(1);
+    s.w = x.shape(2);
+    s.c = x.shape(3);
+    s.kh = w->kh();
+    s.kw = w->kw();
+    s.f = w->f();
+    s.groups = groups;
+    s.sh = strides[0];
+    s.sw = strides[1];
+    s.dh = dilation[0];
+    s.dw = dilation[1];
+    for (int64_t v : {s.sh, s.sw, s.dh, s.dw}) {
+        if (v < 1) throw py::value_error("conv2d: strides and dilation must be >= 1");
+    }
+    for (int64_t v : pads) {
+        if (v < 0) throw py::value_error("conv2d: pads must be >= 0");
+    }
+    if (s.c != w->cg() * groups) {
+        throw py::value_error("conv2d: x has " + std::to_string(s.c) +
+                              " channels, the kernel expects " +
+                              std::to_string(w->cg() * groups) + " (" + std::to_string(w->cg()) +
+                              " per group x " + std::to_string(groups) + " groups)");
+    }
+    s.pad_top = pads[0];
+    s.pad_left = pads[2];
+    const int64_t eff_h = (s.kh - 1) * s.dh + 1, eff_w = (s.kw - 1) * s.dw + 1;
+    const int64_t hp = s.h + pads[0] + pads[1], wp = s.w + pads[2] + pads[3];
+    if (hp < eff_h || wp < eff_w) {
+        throw py::value_error("conv2d: the padded input is smaller than the dilated kernel");
+    }
+    s.oh = (hp - eff_h) / s.sh + 1;
+    s.ow = (wp - eff_w) / s.sw + 1;
+    FloatArrayC y({static_cast<py::ssize_t>(s.n), static_cast<py::ssize_t>(s.oh),
+                   static_cast<py::ssize_t>(s.ow), static_cast<py::ssize_t>(s.f)});
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    const int64_t macs = s.n * s.oh * s.ow * s.f * s.kh * s.kw * w->cg();
+    if (macs >= kReleaseGilMinMacs) {
+        call_without_gil([&] { conv2d_forward(xp, s, *w, yp, act); });
+    } else {
+        conv2d_forward(xp, s, *w, yp, act);
+    }
+    return std::move(y);
+}
+
+}  // namespace
+
+void bind_conv2d(py::module_& m) {
+    py::class_<PackedConv>(m, "PackedConv",
+                           "Conv2D weights packed once for the C++ GEMM: kernel (kh, kw, "
+                           "C // groups, F) float32 C-contiguous, bias (F,) float32 or None, "
+                           "groups.")
+        .def(py::init(&make_packed_conv), py::arg("kernel"), py::arg("bias") = py::none(),
+             py::arg("groups") = 1)
+        .def_property_readonly("kernel_shape",
+                               [](const PackedConv& p) {
+                                   return py::make_tuple(p.kh(), p.kw(), p.cg(), p.f());
+                               })
+        .def_property_readonly("groups", &PackedConv::groups)
+        .def_property_readonly("has_bias", &PackedConv::has_bias)
+        .def_property_readonly("nbytes", &PackedConv::nbytes, "Bytes of packed storage.")
+        .def("__repr__", [](const PackedConv& p) {
+            return "PackedConv(kernel_shape=(" + std::to_string(p.kh()) + ", " +
+                   std::to_string(p.kw()) + ", " + std::to_string(p.cg()) + ", " +
+                   std::to_string(p.f()) + "), groups=" + std::to_string(p.groups()) +
+                   ", bias=" + (p.has_bias() ? "True" : "False") + ")";
+        });
+    m.def("conv2d", &conv2d, py::arg("x"), py::arg("kernel"), py::arg("bias"),
+          py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("groups"),
+          py::arg("activation_id") = 0,
+          "NHWC conv: x (N, H, W, C) float32 C-contiguous; kernel (kh, kw, C // groups, F) "
+          "float32 C-contiguous (packed per call, with bias (F,) or None) or a PackedConv "
+          "(bias None); strides (sh, sw); dilation (dh, dw); pads (top, bottom, left, right); "
+          "activation_id 0 = linear, else an id of activation_ids(). Returns a new "
+          "(N, OH, OW, F) float32 array.");
+}
+
+}  // namespace py_bindings
+}  // namespace fl

@@ -1,0 +1,236 @@
+// LSTM and GRU: lstm(...) and gru(...) over a whole sequence, with kernels pre-packed as
+// PackedDense (bind_dense.cpp).
+//
+// As in bind_dense.cpp, inputs are never converted: a wrong dtype is a TypeError, a
+// non-contiguous or misaligned array or a wrong shape a ValueError; the Python layer
+// (fastlayers/functional.py) validates and converts before calling.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+
+#include "bindings.h"
+#include "fastlayers/activations.h"
+#include "fastlayers/gemm.h"
+#include "fastlayers/ops.h"
+
+namespace py = pybind11;
+
+namespace fl {
+namespace py_bindings {
+namespace {
+
+using FloatArrayC = py::array_t<float, py::array::c_style>;
+
+// Below this many multiply-adds releasing and re-taking the GIL costs more than it frees.
+constexpr int64_t kReleaseGilMinMacs = 32768;
+
+std::string shape_str(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+        if (i) s += ", ";
+        s += std::to_string(a.shape(i));
+    }
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+bool is_aligned(const py::array& a) {
+    return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
+// `h` as a C-contiguous, aligned float32 array of shape `shape`; raises otherwise.
+FloatArrayC require_f32(const py::handle& h, const char* op, const char* arg,
+                        std::initializer_list<int64_t> shape) {
+    if (!py::isinstance<py::array>(h)) {
+        throw py::type_error(std::string(op) + ": " + arg + " must be a numpy.ndarray, got " +
+                             py::str(py::type::handle_of(h)).cast<std::string>());
+    }
+    const py::array a = py::reinterpret_borrow<py::array>(h);
+    if (!a.dtype().equal(py::dtype::of<float>())) {
+        throw py::type_error(std::string(op) + ": " + arg + " must be a float32 array, got dtype " +
+                             py::str(a.dtype()).cast<std::string>());
+    }
+    if (!FloatArrayC::check_(a) || !is_aligned(a)) {
+        throw py::value_error(std::string(op) + ": " + arg +
+                              (is_aligned(a) ? " must be C-contiguous" : " must be aligned"));
+    }
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    if (ok) {
+        py::ssize_t i = 0;
+        for (int64_t d : shape) {
+            if (d >= 0 && a.shape(i) != d) ok = false;
+            ++i;
+        }
+    }
+    if (!ok) {
+        std::string want = "(";
+        size_t i = 0;
+        for (int64_t d : shape) {
+            if (i++) want += ", ";
+            want += d >= 0 ? std::to_string(d) : std::string("?");
+        }
+        want += ")";
+        throw py::value_error(std::string(op) + ": " + arg + " must have shape " + want +
+                              ", got " + shape_str(a));
+    }
+    return py::reinterpret_borrow<FloatArrayC>(a);
+}
+
+// The mask as (B, T) bytes (bool or uint8, C-contiguous), or nullptr for None.
+const uint8_t* require_mask(const py::handle& h, const char* op, int64_t b, int64_t t,
+                            py::array& keep_alive) {
+    if (h.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(h)) {
+        throw py::type_error(std::string(op) + ": mask must be a numpy.ndarray or None");
+    }
+    keep_alive = py::reinterpret_borrow<py::array>(h);
+    const py::dtype dt = keep_alive.dtype();
+    if (!(dt.equal(py::dtype::of<bool>()) || dt.equal(py::dtype::of<uint8_t>()))) {
+        throw py::type_error(std::string(op) + ": mask must be a bool or uint8 array, got dtype " +
+                             py::str(dt).cast<std::string>());
+    }
+    if ((keep_alive.flags() & py::array::c_style) == 0) {
+        throw py::value_error(std::string(op) + ": mask must be C-contiguous");
+    }
+    if (keep_alive.ndim() != 2 || keep_alive.shape(0) != b || keep_alive.shape(1) != t) {
+        throw py::value_error(std::string(op) + ": mask must have shape (" + std::to_string(b) +
+                              ", " + std::to_string(t) + "), got " + shape_str(keep_alive));
+    }
+    return static_cast<const uint8_t*>(keep_alive.data());
+}
+
+Act act_from_id(int id, const char* op, const char* arg) {
+    if (id < 0 || id >= kNumActs) {
+        throw py::value_error(std::string(op) + ": " + arg + " must be in [0, " +
+                              std::to_string(kNumActs) + "), got " + std::to_string(id));
+    }
+    return static_cast<Act>(id);
+}
+
+void check_packed(const PackedB& p, const char* op, const char* arg, int64_t k, int64_t n) {
+    if (p.k() != k || p.n() != n) {
+        throw py::value_error(std::string(op) + ": " + arg + " must be packed from a (" +
+                              std::to_string(k) + ", " + std::to_string(n) +
+                              ") kernel, got (" + std::to_string(p.k()) + ", " +
+                              std::to_string(p.n()) + ")");
+    }
+}
+
+template <class F>
+void run_maybe_without_gil(int64_t macs, F&& f) {
+    if (macs >= kReleaseGilMinMacs) {
+        call_without_gil(f);
+    } else {
+        f();
+    }
+}
+
+FloatArrayC new_output(int64_t b, int64_t t, int64_t u, bool return_sequences) {
+    if (return_sequences) {
+        return FloatArrayC({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(t),
+                            static_cast<py::ssize_t>(u)});
+    }
+    return FloatArrayC({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+}
+
+py::tuple lstm(const py::handle& x_in, const PackedB& w_in, const PackedB& w_rec,
+               const py::handle& h0_in, const py::handle& c0_in, const py::handle& mask_in,
+               bool return_sequences, bool go_backwards, int act_id, int ract_id) {
+    const char* op = "lstm";
+    const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1, -1});
+    const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.k();
+    check_packed(w_rec, op, "packed_recurrent", u, 4 * u);
+    check_packed(w_in, op, "packed_kernel", f, 4 * u);
+    const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
+    const FloatArrayC c0 = require_f32(c0_in, op, "c0", {b, u});
+    py::array mask_arr;
+    const uint8_t* mask = require_mask(mask_in, op, b, t, mask_arr);
+    const Act act = act_from_id(act_id, op, "activation_id");
+    const Act ract = act_from_id(ract_id, op, "recurrent_activation_id");
+    FloatArrayC out = new_output(b, t, u, return_sequences);
+    FloatArrayC h({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    FloatArrayC c({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    if (b > 0) {  // an empty batch calls no kernel
+        const float* xp = x.data();
+        const float* h0p = h0.data();
+        const float* c0p = c0.data();
+        float* op_ = out.mutable_data();
+        float* hp = h.mutable_data();
+        float* cp = c.mutable_data();
+        run_maybe_without_gil(b * t * 4 * u * (f + u), [&] {
+            lstm_forward(xp, b, t, f, w_in, w_rec, h0p, c0p, mask, return_sequences,
+                         go_backwards, act, ract, op_, hp, cp);
+        });
+    }
+    return py::make_tuple(std::move(out), std::move(h), std::move(c));
+}
+
+py::tuple gru(const py::handle& x_in, const PackedB& w_in, const PackedB& w_rec,
+              const py::handle& w_rec_h_in, const py::handle& h0_in, const py::handle& mask_in,
+              bool return_sequences, bool go_backwards, bool reset_after, int act_id,
+              int ract_id) {
+    const char* op = "gru";
+    const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1, -1});
+    const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.k();
+    const PackedB* w_rec_h = nullptr;
+    if (reset_after) {
+        if (!w_rec_h_in.is_none()) {
+            throw py::value_error("gru: packed_recurrent_h must be None with reset_after=True");
+        }
+        check_packed(w_rec, op, "packed_recurrent", u, 3 * u);
+    } else {
+        if (w_rec_h_in.is_none()) {
+            throw py::value_error(
+                "gru: packed_recurrent_h (recurrent_kernel[:, 2u:]) is required with "
+                "reset_after=False");
+        }
+        w_rec_h = &w_rec_h_in.cast<const PackedB&>();
+        check_packed(w_rec, op, "packed_recurrent", u, 2 * u);
+        check_packed(*w_rec_h, op, "packed_recurrent_h", u, u);
+    }
+    check_packed(w_in, op, "packed_kernel", f, 3 * u);
+    const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
+    py::array mask_arr;
+    const uint8_t* mask = require_mask(mask_in, op, b, t, mask_arr);
+    const Act act = act_from_id(act_id, op, "activation_id");
+    const Act ract = act_from_id(ract_id, op, "recurrent_activation_id");
+    FloatArrayC out = new_output(b, t, u, return_sequences);
+    FloatArrayC h({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    if (b > 0) {
+        const float* xp = x.data();
+        const float* h0p = h0.data();
+        float* op_ = out.mutable_data();
+        float* hp = h.mutable_data();
+        run_maybe_without_gil(b * t * 3 * u * (f + u), [&] {
+            gru_forward(xp, b, t, f, w_in, w_rec, w_rec_h, h0p, mask, return_sequences,
+                        go_backwards, reset_after, act, ract, op_, hp);
+        });
+    }
+    return py::make_tuple(std::move(out), std::move(h));
+}
+
+}  // namespace
+
+void bind_recurrent(py::module_& m) {
+    m.def("lstm", &lstm, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),
+          py::arg("h0"), py::arg("c0"), py::arg("mask"), py::arg("return_sequences"),
+          py::arg("go_backwards"), py::arg("activation_id"), py::arg("recurrent_activation_id"),
+          "Keras LSTM over x (B, T, F) float32; packed_kernel = PackedDense(kernel (F, 4u), "
+          "bias), packed_recurrent = PackedDense(recurrent_kernel (u, 4u)); h0, c0 (B, u); "
+          "mask None or bool/uint8 (B, T). Returns (out, h, c), out (B, T, u) in processing "
+          "order if return_sequences else (B, u).");
+    m.def("gru", &gru, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),
+          py::arg("packed_recurrent_h"), py::arg("h0"), py::arg("mask"),
+          py::arg("return_sequences"), py::arg("go_backwards"), py::arg("reset_after"),
+          py::arg("activation_id"), py::arg("recurrent_activation_id"),
+          "Keras GRU over x (B, T, F) float32. packed_kernel = PackedDense(kernel (F, 3u), input "
+          "bias). reset_after: packed_recurrent = PackedDense(recurrent_kernel (u, 3u), "
+          "recurrent bias), packed_recurrent_h None; else packed_recurrent = "
+          "PackedDense(recurrent_kernel[:, :2u]), packed_recurrent_h = "
+          "PackedDense(recurrent_kernel[:, 2u:]). Returns (out, h).");
+}
+
+}  // namespace py_bindings
+}  // namespace fl

@@ -1,0 +1,81 @@
+// Conv2D (NHWC) on the GEMM engine: C++ API of the core (driver in csrc/ops/conv2d.cpp).
+//
+// y[n, i, j, f] = act(bias[f] + sum over a < kh, b < kw, c < cg of
+//                     xp[n, i*sh + a*dh, j*sw + b*dw, g*cg + c] * K[a, b, c, f]),
+// g = f / fg, cg = C / groups, fg = F / groups, xp = x zero-padded by (pad_top, pad_left)
+// before and whatever the output size needs after (SEMANTICS.md §5; the Python layer computes
+// the TensorFlow split and the output size).
+//
+// Per group g the kernel slice K[:, :, :, g*fg:(g+1)*fg] is a (kh*kw*cg, fg) row-major matrix
+// with row stride F, packed once (PackedConv) into the fl::PackedB layout, bias folded in.
+//
+// Reproducibility: every output element is one FMA chain over its kh*kw*cg products in the
+// order (a, b, c), started from the bias (fastlayers/gemm.h), so results are bitwise identical
+// for any number of threads and any batch split.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "fastlayers/gemm.h"
+
+namespace fl {
+
+struct Conv2dShape {
+    int64_t n = 0, h = 0, w = 0, c = 0;  // input (N, H, W, C)
+    int64_t kh = 1, kw = 1, f = 0;       // kernel (kh, kw, C/groups, F)
+    int64_t groups = 1;
+    int64_t sh = 1, sw = 1;  // strides
+    int64_t dh = 1, dw = 1;  // dilation
+    int64_t pad_top = 0, pad_left = 0;
+    int64_t oh = 0, ow = 0;  // output spatial size
+};
+
+// A conv kernel (kh, kw, cg, F) (+ bias (F,)) packed once: one PackedB per group, each the
+// (kh*kw*cg, fg) matrix of that group's filters.
+class PackedConv {
+  public:
+    PackedConv() = default;
+    // kernel: (kh, kw, cg, f) row-major contiguous; bias: nullptr or (f,). f % groups == 0,
+    // else std::invalid_argument.
+    PackedConv(const float* kernel, int64_t kh, int64_t kw, int64_t cg, int64_t f,
+               int64_t groups, const float* bias_or_null);
+
+    int64_t kh() const { return kh_; }
+    int64_t kw() const { return kw_; }
+    int64_t cg() const { return cg_; }
+    int64_t f() const { return f_; }
+    int64_t groups() const { return groups_; }
+    bool has_bias() const { return has_bias_; }
+    // Depthwise with multiplier 1 (cg == 1, F == groups): no GEMM operands; the kernel is
+    // kept as (kh*kw, F) row-major (its Keras layout) for the direct kernel, bias after it.
+    bool depthwise() const { return cg_ == 1 && f_ == groups_; }
+    const float* dw_kernel() const { return dw_.data(); }
+    const float* dw_bias() const { return has_bias_ ? dw_.data() + kh_ * kw_ * f_ : nullptr; }
+    // GEMM operand of group g (not depthwise()).
+    const PackedB& group(int64_t g) const { return packed_[static_cast<size_t>(g)]; }
+    size_t nbytes() const;
+
+  private:
+    int64_t kh_ = 0, kw_ = 0, cg_ = 0, f_ = 0, groups_ = 1;
+    bool has_bias_ = false;
+    std::vector<PackedB> packed_;
+    std::vector<float> dw_;
+};
+
+// Pixels per patch tile for a patch length K = kh*kw*cg: the tile (pixels x K floats) targets
+// 256 KiB, clamped to [48, 240] pixels (a multiple of 6, the micro-kernel's row block).
+int64_t conv2d_tile_pixels(int64_t k);
+
+// y (N, OH, OW, F) = conv(x (N, H, W, C)); x and y C-contiguous, not overlapping. The shape's
+// kernel fields must match w (std::invalid_argument otherwise). N == 0 does nothing.
+// 1x1 stride-1 unpadded convs run the GEMM on x itself; depthwise convs (multiplier 1) run a
+// direct kernel through per-tile row pointers (threads x 64 x kh*kw pointers + one zero row
+// of C floats); others expand patches into one tile buffer per thread chunk: extra memory
+// <= threads x conv2d_tile_pixels(K) x K x 4 bytes (per thread at most max(256 KiB, 192 x K
+// bytes)), except that a whole problem of <= 240 pixels and <= 4 MiB of patches is one tile
+// (one buffer; the GEMM inside then threads over filters or pixels itself).
+void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
+                    ActFn act);
+
+}  // namespace fl

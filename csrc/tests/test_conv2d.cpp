@@ -1,0 +1,159 @@
+// C++ tests of the conv2d driver (csrc/ops/conv2d.cpp).
+//
+// The reference is the summation-order contract: y = bias[f], then y = fmaf(xp, K, y) over the
+// patch in (a, b, c) order with zeros in the padding, so the driver (patch tiles or the 1x1
+// no-copy path, any K/M/N blocking, any thread count) must match it BIT FOR BIT.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fastlayers/conv2d.h"
+#include "fastlayers/runtime.h"
+#include "gemm/gemm_internal.h"
+#include "test_framework.h"
+
+namespace {
+
+struct Case {
+    int64_t n, h, w, c, kh, kw, f, groups, sh, sw, dh, dw, pt, pb, pl, pr;
+};
+
+fl::Conv2dShape shape_of(const Case& k) {
+    fl::Conv2dShape s;
+    s.n = k.n;
+    s.h = k.h;
+    s.w = k.w;
+    s.c = k.c;
+    s.kh = k.kh;
+    s.kw = k.kw;
+    s.f = k.f;
+    s.groups = k.groups;
+    s.sh = k.sh;
+    s.sw = k.sw;
+    s.dh = k.dh;
+    s.dw = k.dw;
+    s.pad_top = k.pt;
+    s.pad_left = k.pl;
+    s.oh = (k.h + k.pt + k.pb - ((k.kh - 1) * k.dh + 1)) / k.sh + 1;
+    s.ow = (k.w + k.pl + k.pr - ((k.kw - 1) * k.dw + 1)) / k.sw + 1;
+    return s;
+}
+
+std::vector<float> reference(const std::vector<float>& x, const std::vector<float>& ker,
+                             const float* bias, const fl::Conv2dShape& s) {
+    const int64_t cg = s.c / s.groups, fg = s.f / s.groups;
+    std::vector<float> y(static_cast<size_t>(s.n * s.oh * s.ow * s.f));
+    for (int64_t nb = 0; nb < s.n; ++nb)
+        for (int64_t i = 0; i < s.oh; ++i)
+            for (int64_t j = 0; j < s.ow; ++j)
+                for (int64_t f = 0; f < s.f; ++f) {
+                    const int64_t g = f / fg;
+                    float acc = bias ? bias[f] : 0.0f;
+                    for (int64_t a = 0; a < s.kh; ++a)
+                        for (int64_t b = 0; b < s.kw; ++b)
+                            for (int64_t c = 0; c < cg; ++c) {
+                                const int64_t r = i * s.sh + a * s.dh - s.pad_top;
+                                const int64_t q = j * s.sw + b * s.dw - s.pad_left;
+                                const float xv =
+                                    (r < 0 || r >= s.h || q < 0 || q >= s.w)
+                                        ? 0.0f
+                                        : x[static_cast<size_t>(((nb * s.h + r) * s.w + q) * s.c +
+                                                                g * cg + c)];
+                                const float kv =
+                                    ker[static_cast<size_t>(((a * s.kw + b) * cg + c) * s.f + f)];
+                                acc = std::fmaf(xv, kv, acc);
+                            }
+                    y[static_cast<size_t>(((nb * s.oh + i) * s.ow + j) * s.f + f)] = acc;
+                }
+    return y;
+}
+
+void run_case(const Case& k, bool with_bias, std::mt19937& rng) {
+    const fl::Conv2dShape s = shape_of(k);
+    const int64_t cg = k.c / k.groups;
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(k.n * k.h * k.w * k.c));
+    std::vector<float> ker(static_cast<size_t>(k.kh * k.kw * cg * k.f));
+    std::vector<float> bias(static_cast<size_t>(k.f));
+    for (float& v : x) v = dist(rng);
+    for (float& v : ker) v = dist(rng);
+    for (float& v : bias) v = dist(rng);
+    const float* bp = with_bias ? bias.data() : nullptr;
+    const fl::PackedConv w(ker.data(), k.kh, k.kw, cg, k.f, k.groups, bp);
+    const std::vector<float> want = reference(x, ker, bp, s);
+    const int saved = fl::num_threads();
+    for (int threads : {1, 2, 3}) {
+        fl::set_num_threads(threads);
+        std::vector<float> y(want.size() + 1, -7.0f);  // + a sentinel
+        fl::conv2d_forward(x.data(), s, w, y.data(), nullptr);
+        FLT_CHECK_MSG(y.back() == -7.0f, "sentinel overwritten");
+        const bool same = std::memcmp(y.data(), want.data(), want.size() * sizeof(float)) == 0;
+        FLT_CHECK_MSG(same,
+                      "conv %lldx%lldx%lld k%lldx%lld f%lld g%lld s%lld,%lld d%lld,%lld "
+                      "threads %d bias %d differs from the fmaf chain",
+                      (long long)k.h, (long long)k.w, (long long)k.c, (long long)k.kh,
+                      (long long)k.kw, (long long)k.f, (long long)k.groups, (long long)k.sh,
+                      (long long)k.sw, (long long)k.dh, (long long)k.dw, threads, with_bias);
+    }
+    fl::set_num_threads(saved);
+}
+
+const std::vector<Case>& cases() {
+    //                         n  h   w   c  kh kw  f  g sh sw dh dw pt pb pl pr
+    static const std::vector<Case> v = {
+        {2, 7, 7, 3, 3, 3, 5, 1, 1, 1, 1, 1, 0, 0, 0, 0},       // valid
+        {1, 13, 11, 4, 3, 3, 7, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // same
+        {1, 8, 9, 2, 4, 4, 3, 1, 1, 1, 1, 1, 1, 2, 1, 2},       // even kernel, TF split
+        {2, 9, 8, 3, 3, 3, 4, 1, 2, 2, 1, 1, 0, 1, 1, 1},       // stride 2
+        {1, 11, 12, 2, 3, 3, 3, 1, 1, 1, 2, 3, 2, 2, 3, 3},     // dilation
+        {2, 7, 7, 4, 3, 3, 6, 2, 1, 1, 1, 1, 1, 1, 1, 1},       // groups
+        {2, 7, 7, 5, 3, 3, 5, 5, 1, 1, 1, 1, 1, 1, 1, 1},       // depthwise
+        {2, 9, 10, 45, 3, 3, 45, 45, 2, 2, 1, 1, 0, 1, 0, 1},   // depthwise 32 + 8 + 5 channels
+        {1, 12, 11, 40, 5, 5, 40, 40, 1, 1, 1, 1, 2, 2, 2, 2},  // depthwise 5x5, > 64 pixels
+        {1, 9, 9, 16, 3, 3, 16, 16, 1, 1, 2, 2, 2, 2, 2, 2},    // depthwise dilated
+        {1, 8, 8, 6, 3, 3, 12, 6, 1, 1, 1, 1, 1, 1, 1, 1},      // depthwise multiplier 2 (GEMM)
+        {1, 2, 3, 3, 7, 7, 5, 1, 1, 1, 1, 1, 3, 3, 3, 3},       // kernel larger than input
+        {3, 11, 13, 12, 1, 1, 9, 3, 1, 1, 1, 1, 0, 0, 0, 0},    // 1x1 no copy, groups
+        {2, 17, 19, 33, 1, 1, 70, 1, 2, 2, 1, 1, 0, 0, 0, 0},   // 1x1 stride 2 (patches)
+        {1, 24, 24, 64, 3, 3, 40, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // K = 576, several tiles
+        {1, 13, 37, 57, 3, 3, 20, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // K = 513 > KC
+        {5, 9, 11, 8, 3, 3, 24, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // tiles across images
+        {0, 5, 6, 4, 3, 3, 6, 2, 1, 1, 1, 1, 1, 1, 1, 1},       // empty batch
+    };
+    return v;
+}
+
+void test_conv2d_matches_fma_chain() {
+    std::mt19937 rng(1234);
+    for (const Case& k : cases()) {
+        run_case(k, true, rng);
+        run_case(k, false, rng);
+    }
+}
+
+void test_conv2d_small_gemm_blocking() {
+    fl::gemm_detail::GemmConfig& cfg = fl::gemm_detail::config();
+    const fl::gemm_detail::GemmConfig saved = cfg;
+    cfg.kc = 7;
+    cfg.mc = 12;
+    cfg.nc = 32;
+    cfg.min_macs_per_task = 64;
+    std::mt19937 rng(99);
+    for (const Case& k : cases()) run_case(k, true, rng);
+    cfg = saved;
+}
+
+}  // namespace
+
+namespace fltest {
+
+void register_conv2d_tests() {
+    add_case("conv2d_matches_fma_chain", test_conv2d_matches_fma_chain);
+    add_case("conv2d_small_gemm_blocking", test_conv2d_small_gemm_blocking);
+}
+
+}  // namespace fltest

@@ -1,0 +1,185 @@
+"""The C++ conv2d (fastlayers._core.conv2d, csrc/ops/conv2d.cpp) against the NumPy path.
+
+These call the core directly, so they run whether or not "conv2d" is in CPP_OPS.
+They aim at the driver's boundaries: pixel counts around its patch tiles (48..240
+pixels, one tile below 240 pixels), patch lengths K around 16/256/512 multiples (the
+GEMM's K block is 512), kernels larger than the input, empty batches, the 1x1
+stride-1 no-copy path, groups, and bitwise equality across thread counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close
+
+import fastlayers as fl
+from fastlayers import _backend
+from fastlayers import _validation as V
+from fastlayers._numpy import conv2d as np_conv2d
+
+pytestmark = pytest.mark.skipif(
+    NUMPY_ONLY or not _backend.core_available(), reason="compiled core not in this run"
+)
+
+
+def _geometry(x_shape, k_shape, strides=1, padding="valid", dilation_rate=1, groups=1):
+    return V.conv2d_geometry("conv2d", x_shape, k_shape, strides, padding, dilation_rate, groups)
+
+
+def _core_conv(x, kernel, bias, act_id=0, **kw):
+    strides, dilation, pads, _, groups = _geometry(x.shape, kernel.shape, **kw)
+    return _backend._core.conv2d(x, kernel, bias, strides, dilation, pads, groups, act_id)
+
+
+def _numpy_conv(x, kernel, bias, act="linear", **kw):
+    strides, dilation, pads, out_hw, groups = _geometry(x.shape, kernel.shape, **kw)
+    return np_conv2d.conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, act)
+
+
+def _data(rng, x_shape, k_shape, bias=True):
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    k = rng.standard_normal(k_shape).astype(np.float32)
+    b = rng.standard_normal(k_shape[3]).astype(np.float32) if bias else None
+    return x, k, b
+
+
+def _compare(x, kernel, bias, act="linear", act_id=0, **kw):
+    y = _core_conv(x, kernel, bias, act_id, **kw)
+    want = _numpy_conv(x, kernel, bias, act, **kw)
+    kh, kw_, cg, _ = kernel.shape
+    mag = max(float(np.abs(x).max(initial=0) * np.abs(kernel).max()), 1.0)
+    assert_close(y, want, k=kh * kw_ * cg, magnitude=mag)
+    return y
+
+
+# (x shape, kernel shape, kwargs): pixel counts N*OH*OW around the tile sizes, K around
+# 16/256/512 multiples.
+EDGE_CASES = {
+    "pix239-k16": ((1, 1, 239, 16), (1, 1, 16, 5), dict(strides=1, padding="same")),
+    "pix240-k27": ((1, 16, 15, 3), (3, 3, 3, 8), dict(padding="same")),
+    "pix241-k18": ((1, 1, 241, 2), (3, 3, 2, 7), dict(padding="same")),
+    "pix47-k256": ((1, 1, 47, 16), (4, 4, 16, 3), dict(padding="same")),
+    "pix48-k255": ((1, 6, 8, 17), (3, 5, 17, 18), dict(padding="same")),
+    "pix49-k257": ((1, 7, 7, 257), (1, 1, 257, 17), dict(strides=1, padding="same")),
+    "pix289-k256-strided": ((1, 34, 34, 16), (4, 4, 16, 33), dict(strides=2, padding="same")),
+    "pix480-k511": ((2, 12, 20, 73), (1, 7, 73, 16), dict(padding="same")),
+    "pix481-k513": ((1, 13, 37, 57), (3, 3, 57, 20), dict(padding="same")),
+    "pix961-k1024-f257": ((1, 31, 31, 64), (4, 4, 64, 257), dict(padding="same")),
+    "pix576-k576-f64": ((1, 24, 24, 64), (3, 3, 64, 64), dict(padding="same")),
+    "batch-split-tiles": ((5, 9, 11, 8), (3, 3, 8, 24), dict(padding="same")),
+    "groups4-multi-tile": ((2, 17, 13, 12), (3, 3, 3, 8), dict(padding="same", groups=4)),
+    "depthwise-multi-tile": ((1, 20, 20, 8), (3, 3, 1, 16), dict(padding="same", groups=8)),
+    "depthwise-direct-45ch": ((2, 20, 19, 45), (3, 3, 1, 45), dict(padding="same", groups=45)),
+    "depthwise-direct-stride2": ((1, 23, 24, 64), (3, 3, 1, 64), dict(strides=2, groups=64)),
+    "depthwise-direct-dilated": ((1, 15, 16, 40), (5, 3, 1, 40), dict(dilation_rate=2, groups=40)),
+    "depthwise-direct-1x1": ((2, 9, 9, 33), (1, 1, 1, 33), dict(groups=33)),
+    "1x1-nocopy-groups": ((3, 11, 13, 12), (1, 1, 4, 9), dict(groups=3)),
+    "1x1-nocopy-big": ((2, 17, 19, 33), (1, 1, 33, 70), {}),
+    "1x1-stride2": ((2, 17, 19, 33), (1, 1, 33, 70), dict(strides=2, padding="same")),
+    "dilation-rows": ((2, 15, 14, 5), (3, 2, 5, 6), dict(dilation_rate=(3, 2), padding="same")),
+}
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_core_conv2d_tile_edges(rng, case, bias):
+    x_shape, k_shape, kw = EDGE_CASES[case]
+    x, k, b = _data(rng, x_shape, k_shape, bias)
+    _compare(x, k, b, **kw)
+
+
+@pytest.mark.parametrize(
+    "x_shape,k_shape,kw",
+    [
+        ((2, 2, 3, 3), (7, 7, 3, 5), dict(padding="same")),
+        ((1, 1, 1, 4), (5, 3, 4, 2), dict(padding="same", strides=2)),
+        ((1, 2, 2, 4), (3, 3, 2, 6), dict(padding="same", dilation_rate=2, groups=2)),
+        ((3, 3, 2, 6), (6, 6, 1, 6), dict(padding="same", groups=6)),
+        ((1, 4, 3, 2), (9, 8, 2, 20), dict(padding="same", strides=(3, 2))),
+    ],
+)
+def test_core_conv2d_kernel_larger_than_input(rng, x_shape, k_shape, kw):
+    x, k, b = _data(rng, x_shape, k_shape)
+    _compare(x, k, b, **kw)
+
+
+def test_core_conv2d_empty_batch():
+    x = np.ones((0, 5, 6, 4), np.float32)
+    k = np.ones((3, 3, 2, 6), np.float32)
+    y = _core_conv(x, k, np.ones(6, np.float32), padding="same", groups=2)
+    assert y.shape == (0, 5, 6, 6) and y.dtype == np.float32
+    y = _core_conv(x, k[:1, :1], None, groups=2)  # 1x1 no-copy path
+    assert y.shape == (0, 5, 6, 6)
+
+
+@pytest.mark.parametrize(
+    "x_shape,k_shape,kw",
+    [
+        ((3, 21, 23, 16), (3, 3, 16, 40), dict(padding="same")),  # many tiles
+        ((1, 7, 7, 64), (3, 3, 64, 96), dict(padding="same")),  # one tile, GEMM threads inside
+        ((2, 30, 30, 32), (1, 1, 32, 48), {}),  # 1x1 no-copy
+        ((2, 19, 17, 12), (3, 3, 4, 12), dict(groups=3, strides=2, padding="same")),
+        ((1, 33, 35, 6), (5, 5, 1, 6), dict(groups=6, padding="same")),
+        ((2, 30, 31, 40), (3, 3, 1, 40), dict(groups=40, padding="same")),
+    ],
+)
+def test_core_conv2d_bitwise_for_any_thread_count(rng, x_shape, k_shape, kw):
+    x, k, b = _data(rng, x_shape, k_shape)
+    old = fl.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            fl.set_num_threads(t)
+            outs.append(_core_conv(x, k, b, **kw))
+    finally:
+        fl.set_num_threads(old)
+    for y in outs[1:]:
+        assert np.array_equal(outs[0], y)
+
+
+@pytest.mark.parametrize("groups", [2, 6], ids=["gemm", "depthwise"])
+def test_core_conv2d_every_fused_activation(rng, groups):
+    x, k, b = _data(rng, (2, 9, 10, 6), (3, 3, 6 // groups, 6 if groups == 6 else 20))
+    from fastlayers._numpy.activations import ACTIVATIONS
+
+    names = [n for n in _backend.cpp_activation_ids() if n in ACTIVATIONS]
+    assert len(names) >= 10
+    for name in names:
+        act_id = _backend.cpp_activation_ids()[name]
+        y = _core_conv(x, k, b, act_id, padding="same", groups=groups)
+        want = _numpy_conv(x, k, b, name, padding="same", groups=groups)
+        mag = max(float(np.abs(x).max() * np.abs(k).max()), 1.0)
+        assert_close(y, want, k=27, magnitude=mag, err_msg=name)
+
+
+def test_packed_conv_matches_per_call_packing(rng):
+    x, k, b = _data(rng, (2, 11, 9, 6), (3, 3, 3, 10))
+    core = _backend._core
+    packed = core.PackedConv(k, b, 2)
+    assert packed.kernel_shape == (3, 3, 3, 10) and packed.groups == 2 and packed.has_bias
+    assert packed.nbytes > 0 and "PackedConv" in repr(packed)
+    strides, dilation, pads, _, groups = _geometry(x.shape, k.shape, padding="same", groups=2)
+    y1 = core.conv2d(x, packed, None, strides, dilation, pads, groups, 0)
+    y2 = core.conv2d(x, k, b, strides, dilation, pads, groups, 0)
+    assert np.array_equal(y1, y2)
+    with pytest.raises(ValueError, match="bias"):
+        core.conv2d(x, packed, b, strides, dilation, pads, groups, 0)
+    with pytest.raises(ValueError, match="groups"):
+        core.conv2d(x, packed, None, strides, dilation, pads, 1, 0)
+
+
+def test_core_conv2d_rejects_without_copying():
+    core = _backend._core
+    k = np.ones((3, 3, 2, 4), np.float32)
+    args = ((1, 1), (1, 1), (1, 1, 1, 1), 1, 0)
+    with pytest.raises(TypeError, match="float32"):
+        core.conv2d(np.ones((1, 5, 5, 2)), k, None, *args)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        core.conv2d(np.ones((1, 5, 5, 4), np.float32)[..., ::2], k, None, *args)
+    with pytest.raises(ValueError, match="ndim"):
+        core.conv2d(np.ones((5, 5, 2), np.float32), k, None, *args)
+    with pytest.raises(ValueError, match="channels"):
+        core.conv2d(np.ones((1, 5, 5, 3), np.float32), k, None, *args)
+    with pytest.raises(ValueError, match="activation_id"):
+        core.conv2d(np.ones((1, 5, 5, 2), np.float32), k, None, (1, 1), (1, 1), (1, 1, 1, 1), 1, -1)

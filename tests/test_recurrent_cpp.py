@@ -1,0 +1,317 @@
+"""lstm, lstm_cell and gru on the C++ path: against the NumPy path, thread-count
+reproducibility, empty batches, fallbacks, the layers' pre-packed weights and the
+argument checks of the private bindings (``_core.lstm``, ``_core.gru``).
+
+The op-level comparisons with the float64 reference and the Keras fixtures are in
+test_recurrent.py and test_golden.py (which run "cpp" once the ops are in CPP_OPS).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close, run_on
+
+import fastlayers as fl
+from fastlayers import _backend, layers
+
+F32 = np.float32
+
+pytestmark = pytest.mark.skipif(
+    not _backend.core_available() or NUMPY_ONLY, reason="compiled core not in this run"
+)
+
+
+def _data(rng, gates, b, t, f, u, bias_shape, mask=True, state=True):
+    d = {
+        "x": rng.standard_normal((b, t, f)).astype(F32),
+        "kernel": (rng.standard_normal((f, gates * u)) / np.sqrt(f)).astype(F32),
+        "recurrent_kernel": (rng.standard_normal((u, gates * u)) / np.sqrt(u)).astype(F32),
+        "bias": None if bias_shape is None else (0.5 * rng.standard_normal(bias_shape)).astype(F32),
+    }
+    kw = {}
+    if state:
+        states = [rng.standard_normal((b, u)).astype(F32) for _ in range(2 if gates == 4 else 1)]
+        kw["initial_state"] = states if gates == 4 else states[0]
+    if mask:
+        m = rng.random((b, t)) > 0.3
+        if b > 0 and t > 2:
+            m[0, :2] = False  # leading masked steps with a non-zero initial state
+            m[-1, -1] = False
+        kw["mask"] = m
+    return d, kw
+
+
+def _call(op, d, **kw):
+    fn = getattr(fl, op)
+    return fn(d["x"], d["kernel"], d["recurrent_kernel"], d["bias"], **kw)
+
+
+def _compare(op, d, kw, magnitude=4.0):
+    got = run_on("cpp", _call, op, d, **kw)
+    want = run_on("numpy", _call, op, d, **kw)
+    k = d["x"].shape[2] + d["recurrent_kernel"].shape[0]
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, tuple) else (want,)
+    assert len(got) == len(want)
+    for i, (a, e) in enumerate(zip(got, want)):
+        assert_close(a, e, k=k, magnitude=magnitude, err_msg=f"{op} output {i}")
+    return got
+
+
+# (op, extra kwargs, bias shape for u units)
+VARIANTS = [
+    pytest.param("lstm", {}, lambda u: (4 * u,), id="lstm"),
+    pytest.param("gru", {"reset_after": True}, lambda u: (2, 3 * u), id="gru_after"),
+    pytest.param("gru", {"reset_after": False}, lambda u: (3 * u,), id="gru_before"),
+]
+
+
+def _gates(op):
+    return 4 if op == "lstm" else 3
+
+
+# -------------------------------------------------------------- C++ vs NumPy
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("u", [1, 7, 9, 17])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_cpp_matches_numpy_masks_units(op, extra, bias, u, go_backwards, rng):
+    d, kw = _data(rng, _gates(op), 3, 6, 5, u, bias(u))
+    kw.update(extra, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    _compare(op, d, kw)
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("seq", [False, True])
+def test_cpp_long_sequence_does_not_drift(op, extra, bias, seq, rng):
+    """T = 1000, C++ against NumPy: the contractive recurrence damps each step's rounding
+    (see test_recurrent.py::test_long_sequence_does_not_drift for the bound)."""
+    d, kw = _data(rng, _gates(op), 3, 1000, 6, 17, bias(17))
+    kw.update(extra, return_sequences=seq, return_state=True)
+    _compare(op, d, kw, magnitude=10.0)
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize(
+    "act,ract", [("relu", "hard_sigmoid"), ("gelu", "sigmoid"), ("softsign", "linear")]
+)
+def test_cpp_activation_table(op, extra, bias, act, ract, rng):
+    d, kw = _data(rng, _gates(op), 2, 7, 4, 9, bias(9))
+    kw.update(extra, return_sequences=True, activation=act, recurrent_activation=ract)
+    _compare(op, d, kw, magnitude=10.0)
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+def test_cpp_without_bias(op, extra, bias, rng):
+    d, kw = _data(rng, _gates(op), 2, 5, 3, 16, None)
+    kw.update(extra, return_sequences=True, return_state=True)
+    _compare(op, d, kw)
+
+
+@pytest.mark.parametrize("b,f,u", [(1, 1, 1), (3, 4, 7), (5, 33, 17), (0, 3, 4)])
+def test_cpp_lstm_cell_matches_numpy(b, f, u, rng):
+    x = rng.standard_normal((b, f)).astype(F32)
+    h, c = rng.standard_normal((2, b, u)).astype(F32)
+    kernel = (rng.standard_normal((f, 4 * u)) / np.sqrt(f)).astype(F32)
+    rk = (rng.standard_normal((u, 4 * u)) / np.sqrt(u)).astype(F32)
+    bias = rng.standard_normal(4 * u).astype(F32)
+    got = run_on("cpp", fl.lstm_cell, x, h, c, kernel, rk, bias)
+    want = run_on("numpy", fl.lstm_cell, x, h, c, kernel, rk, bias)
+    for a, e in zip(got, want):
+        assert_close(a, e, k=f + u, magnitude=4.0)
+
+
+# ------------------------------------------------------------------ threads
+
+
+@pytest.fixture
+def restore_threads():
+    n = fl.get_num_threads()
+    yield
+    fl.set_num_threads(n)
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("b,t,f,u", [(1, 20, 64, 256), (48, 10, 32, 64), (7, 5, 9, 17)])
+def test_cpp_bitwise_identical_for_1_and_2_threads(
+    op, extra, bias, b, t, f, u, rng, restore_threads
+):
+    d, kw = _data(rng, _gates(op), b, t, f, u, bias(u))
+    kw.update(extra, return_sequences=True, return_state=True, go_backwards=True)
+    results = []
+    for n in (1, 2):
+        fl.set_num_threads(n)
+        results.append(run_on("cpp", _call, op, d, **kw))
+    for a, e in zip(*results):
+        np.testing.assert_array_equal(a, e)
+
+
+# --------------------------------------------------------------- edge cases
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("seq", [False, True])
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_cpp_empty_batch(op, extra, bias, seq, use_mask, rng):
+    d, kw = _data(rng, _gates(op), 0, 3, 2, 5, bias(5), mask=use_mask)
+    kw.update(extra, return_sequences=seq, return_state=True)
+    out, *states = run_on("cpp", _call, op, d, **kw)
+    assert out.shape == ((0, 3, 5) if seq else (0, 5)) and out.dtype == F32
+    assert all(s.shape == (0, 5) and s.dtype == F32 for s in states)
+
+
+def test_core_empty_batch_ignores_packed_contents():
+    """B = 0 returns before any kernel runs (the outputs are merely shaped)."""
+    core = _backend._core
+    ids = core.activation_ids()
+    pk = core.PackedDense(np.zeros((3, 8), F32))
+    pr = core.PackedDense(np.zeros((2, 8), F32))
+    z = np.zeros((0, 2), F32)
+    out, h, c = core.lstm(
+        np.zeros((0, 4, 3), F32), pk, pr, z, z, None, True, False, ids["tanh"], ids["sigmoid"]
+    )
+    assert out.shape == (0, 4, 2) and h.shape == c.shape == (0, 2)
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+def test_cpp_all_true_mask_is_bitwise_no_mask(op, extra, bias, rng):
+    d, kw = _data(rng, _gates(op), 4, 6, 5, 9, bias(9), mask=False)
+    kw.update(extra, return_sequences=True, return_state=True)
+    a = run_on("cpp", _call, op, d, **kw)
+    b = run_on("cpp", _call, op, d, mask=np.ones((4, 6), bool), **kw)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+# --------------------------------------------------------------- fallbacks
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("which", ["activation", "recurrent_activation"])
+def test_callable_activation_not_served_by_cpp(op, extra, bias, which, rng):
+    d, kw = _data(rng, _gates(op), 2, 4, 3, 5, bias(5))
+    kw.update(extra, return_sequences=True)
+    kw[which] = np.tanh if which == "activation" else (lambda v: 1 / (1 + np.exp(-v)))
+    with pytest.raises(NotImplementedError, match=f"{op}.*callable {which}"):
+        run_on("cpp", _call, op, d, **kw)
+    got = run_on("auto", _call, op, d, **kw)  # falls back to NumPy
+    want = run_on("numpy", _call, op, d, **kw)
+    np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------ layers
+
+
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (layers.LSTM, {}),
+        (layers.GRU, {"reset_after": True}),
+        (layers.GRU, {"reset_after": False}),
+    ],
+)
+def test_layers_pack_once_and_match_functional(cls, kw, rng):
+    layer = cls(7, return_sequences=True, return_state=True, seed=3, **kw)
+    x = rng.standard_normal((3, 5, 4)).astype(F32)
+    layer.build(x.shape)
+    packed = layer._packed
+    assert packed is not None
+    with fl.use_backend("cpp"):
+        got = layer(x)
+        assert layer._packed is packed  # calls never repack
+    w = layer.get_weights()
+    fn = fl.lstm if cls is layers.LSTM else fl.gru
+    want = run_on("cpp", fn, x, *w, return_sequences=True, return_state=True, **kw)
+    for a, e in zip(got, want):
+        np.testing.assert_array_equal(a, e)
+    # New weights: packed again.
+    layer.set_weights([v + F32(0.25) for v in w])
+    assert layer._packed is not packed
+    with fl.use_backend("cpp"):
+        moved = layer(x)
+    assert np.max(np.abs(moved[0] - got[0])) > 1e-3
+    numpy_res = run_on("numpy", layer, x)
+    for a, e in zip(moved, numpy_res):
+        assert_close(a, e, k=11, magnitude=4.0)
+
+
+# ------------------------------------------------------- binding argument checks
+
+
+def _core_lstm_args():
+    core = _backend._core
+    ids = core.activation_ids()
+    b, t, f, u = 2, 3, 4, 5
+    return dict(
+        x=np.zeros((b, t, f), F32),
+        packed_kernel=core.PackedDense(np.zeros((f, 4 * u), F32)),
+        packed_recurrent=core.PackedDense(np.zeros((u, 4 * u), F32)),
+        h0=np.zeros((b, u), F32),
+        c0=np.zeros((b, u), F32),
+        mask=None,
+        return_sequences=False,
+        go_backwards=False,
+        activation_id=ids["tanh"],
+        recurrent_activation_id=ids["sigmoid"],
+    )
+
+
+LSTM_CORE_BAD = [
+    ({"x": np.zeros((2, 3, 4))}, TypeError, "lstm: x must be a float32 array"),
+    ({"x": np.zeros((2, 3, 8), F32)[:, :, ::2]}, ValueError, "lstm: x must be C-contiguous"),
+    ({"x": np.zeros((2, 4), F32)}, ValueError, "lstm: x must have shape"),
+    ({"x": [[[0.0]]]}, TypeError, "lstm: x must be a numpy.ndarray"),
+    ({"x": np.zeros((2, 3, 5), F32)}, ValueError, "lstm: packed_kernel must be packed from"),
+    ({"h0": np.zeros((2, 6), F32)}, ValueError, "lstm: h0 must have shape (2, 5)"),
+    ({"c0": np.zeros((3, 5), F32)}, ValueError, "lstm: c0 must have shape (2, 5)"),
+    ({"c0": np.zeros((2, 5), np.float64)}, TypeError, "lstm: c0 must be a float32 array"),
+    ({"mask": np.ones((2, 4), bool)}, ValueError, "lstm: mask must have shape (2, 3)"),
+    ({"mask": np.ones((2, 3), np.int64)}, TypeError, "lstm: mask must be a bool or uint8"),
+    ({"mask": np.ones((3, 2), bool).T}, ValueError, "lstm: mask must be C-contiguous"),
+    ({"activation_id": 999}, ValueError, "lstm: activation_id must be in"),
+    ({"recurrent_activation_id": -1}, ValueError, "lstm: recurrent_activation_id must be in"),
+]
+
+
+@pytest.mark.parametrize("bad,exc,frag", LSTM_CORE_BAD, ids=[r[2] for r in LSTM_CORE_BAD])
+def test_core_lstm_rejects_bad_arguments(bad, exc, frag):
+    args = {**_core_lstm_args(), **bad}
+    with pytest.raises(exc, match=re.escape(frag)):
+        _backend._core.lstm(**args)
+
+
+def test_core_lstm_accepts_uint8_mask():
+    args = _core_lstm_args()
+    out_bool = _backend._core.lstm(**{**args, "mask": np.ones((2, 3), bool)})
+    out_u8 = _backend._core.lstm(**{**args, "mask": np.ones((2, 3), np.uint8)})
+    for a, e in zip(out_bool, out_u8):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_core_gru_checks_packed_shapes():
+    core = _backend._core
+    ids = core.activation_ids()
+    b, t, f, u = 2, 3, 4, 5
+    x = np.zeros((b, t, f), F32)
+    h0 = np.zeros((b, u), F32)
+    pk = core.PackedDense(np.zeros((f, 3 * u), F32))
+    full = core.PackedDense(np.zeros((u, 3 * u), F32))
+    zr = core.PackedDense(np.zeros((u, 2 * u), F32))
+    hh = core.PackedDense(np.zeros((u, u), F32))
+    act = (ids["tanh"], ids["sigmoid"])
+    out, h = core.gru(x, pk, full, None, h0, None, True, False, True, *act)
+    assert out.shape == (b, t, u) and h.shape == (b, u)
+    out, h = core.gru(x, pk, zr, hh, h0, None, False, False, False, *act)
+    assert out.shape == (b, u)
+    with pytest.raises(ValueError, match="packed_recurrent_h must be None"):
+        core.gru(x, pk, full, hh, h0, None, True, False, True, *act)
+    with pytest.raises(ValueError, match="packed_recurrent_h .* is required"):
+        core.gru(x, pk, zr, None, h0, None, True, False, False, *act)
+    with pytest.raises(ValueError, match="packed_recurrent must be packed from a \\(5, 10\\)"):
+        core.gru(x, pk, full, hh, h0, None, True, False, False, *act)
+    with pytest.raises(ValueError, match="packed_recurrent_h must be packed from a \\(5, 5\\)"):
+        core.gru(x, pk, zr, zr, h0, None, True, False, False, *act)
