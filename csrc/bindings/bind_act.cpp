@@ -19,8 +19,6 @@ namespace fl {
 namespace py_bindings {
 namespace {
 
-using FloatArrayC = py::array_t<float, py::array::c_style>;
-
 // Below this many elements the kernel takes about a microsecond or less: releasing and
 // re-taking the GIL would cost more than another Python thread could gain.
 constexpr int64_t kReleaseGilMinElements = 4096;

@@ -22,36 +22,6 @@ namespace fl {
 namespace py_bindings {
 namespace {
 
-using FloatArrayC = py::array_t<float, py::array::c_style>;
-
-// Below this many multiply-adds (~2-3 us of work) releasing and re-taking the GIL costs more
-// than another Python thread could gain.
-constexpr int64_t kReleaseGilMinMacs = 32768;
-
-// `a` as a C-contiguous, aligned float32 array of rank `ndim`; raises otherwise.
-FloatArrayC require_f32(const py::handle& h, const char* op, const char* arg, py::ssize_t ndim) {
-    if (!py::isinstance<py::array>(h)) {
-        throw py::type_error(std::string(op) + ": " + arg + " must be a numpy.ndarray, got " +
-                             py::str(py::type::handle_of(h)).cast<std::string>());
-    }
-    const py::array a = py::reinterpret_borrow<py::array>(h);
-    const bool aligned = (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
-    if (!FloatArrayC::check_(a) || !aligned) {
-        if (!a.dtype().equal(py::dtype::of<float>())) {
-            throw py::type_error(std::string(op) + ": " + arg +
-                                 " must be a float32 array, got dtype " +
-                                 py::str(a.dtype()).cast<std::string>());
-        }
-        throw py::value_error(std::string(op) + ": " + arg +
-                              (aligned ? " must be C-contiguous" : " must be aligned to 4 bytes"));
-    }
-    if (a.ndim() != ndim) {
-        throw py::value_error(std::string(op) + ": " + arg + " must have ndim " +
-                              std::to_string(ndim) + ", got " + std::to_string(a.ndim()));
-    }
-    return py::reinterpret_borrow<FloatArrayC>(a);
-}
-
 PackedB make_packed_dense(const py::handle& kernel_in, const py::handle& bias_in) {
     const FloatArrayC kernel = require_f32(kernel_in, "PackedDense", "kernel", 2);
     const int64_t k = kernel.shape(0), n = kernel.shape(1);

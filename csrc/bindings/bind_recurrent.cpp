@@ -22,11 +22,6 @@ namespace fl {
 namespace py_bindings {
 namespace {
 
-using FloatArrayC = py::array_t<float, py::array::c_style>;
-
-// Below this many multiply-adds releasing and re-taking the GIL costs more than it frees.
-constexpr int64_t kReleaseGilMinMacs = 32768;
-
 std::string shape_str(const py::array& a) {
     std::string s = "(";
     for (py::ssize_t i = 0; i < a.ndim(); ++i) {
