@@ -24,7 +24,20 @@ BACKENDS = ("auto", "cpp", "numpy")
 
 # The ops that have a C++ path (for at least their plain case). Each op still
 # decides per call, in fastlayers/functional.py, whether C++ serves that call.
-CPP_OPS = frozenset({"softmax", "dense", "conv2d", "lstm", "lstm_cell", "gru"})
+CPP_OPS = frozenset(
+    {
+        "softmax",
+        "dense",
+        "conv2d",
+        "lstm",
+        "lstm_cell",
+        "gru",
+        "scaled_dot_product_attention",
+        "attention",
+        "additive_attention",
+        "multi_head_attention",
+    }
+)
 
 try:  # the compiled module; missing when running from an unbuilt source tree
     _core = importlib.import_module(f"{__package__}._core")

@@ -22,7 +22,6 @@ from ._numpy import dense as _np_dense
 from ._numpy import recurrent as _np_recurrent
 
 ArrayLike = Any
-NOT_IN_CPP = "not implemented in C++ yet"
 
 __all__ = [
     "dense",
@@ -601,21 +600,64 @@ def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None
         if not V.broadcastable(mask.shape, x.shape):
             raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to x {x.shape}")
         mask = np.broadcast_to(mask, x.shape)
-    reason = None
-    if mask is not None:
-        reason = "a mask"
-    elif len(axes) > 1:
-        reason = "a softmax over several axes"
-    if _backend.resolve(op, reason) == "cpp":
-        ax = axes[0]
-        if ax == x.ndim - 1:
-            return _backend._core.softmax_lastdim(x)
-        moved = np.ascontiguousarray(np.moveaxis(x, ax, -1))
-        return np.ascontiguousarray(np.moveaxis(_backend._core.softmax_lastdim(moved), -1, ax))
+    if _backend.resolve(op, None) == "cpp":
+        return _softmax_cpp(x, axes, mask)
     return _np_attention.softmax(x, axes if len(axes) > 1 else axes[0], mask)
 
 
+def _softmax_cpp(x, axes, mask):
+    """Move the softmax axes last, flatten them into one, run the row kernel, move back."""
+    core = _backend._core
+    lead = [a for a in range(x.ndim) if a not in axes]
+    order = lead + list(axes)
+    n = math.prod(x.shape[a] for a in axes)
+    rows_shape = tuple(x.shape[a] for a in lead) + (n,)
+    xm = np.ascontiguousarray(x.transpose(order)).reshape(rows_shape)
+    if mask is not None:
+        mask = np.ascontiguousarray(mask.transpose(order)).reshape(rows_shape)
+    y = core.softmax_lastdim(xm, mask)
+    y = y.reshape(tuple(x.shape[a] for a in order))
+    return np.ascontiguousarray(y.transpose(np.argsort(order)))
+
+
 # ----------------------------------------------------------------------- attention
+
+# Mask rules of _core.attention (csrc/include/fastlayers/ops.h, MaskRule).
+_RULE_FUSED, _RULE_SUBTRACT, _RULE_SOFTMAX_LAYER = 0, 1, 2
+
+
+def _attention_cpp(q, k, v, mask, causal, rule, want_weights, heads_last=False, **score):
+    """Run ``_core.attention`` on (B, H, rows, cols) views.
+
+    ``mask`` is a bool array broadcastable to (B, H, T, S) or None. Returns
+    (out (B, H, T, Dv), weights (B, H, T, S) or None); with ``heads_last`` ``out`` is a
+    view of (B, T, H, Dv) memory, the layout multi-head attention's output projection
+    reads. ``score`` holds the score arguments of ``_core.attention`` (scale, or
+    additive/pre/post/add_w).
+    """
+    b, h, t_len, _ = q.shape
+    s_len, dv = v.shape[2], v.shape[3]
+    if heads_last:
+        out = np.empty((b, t_len, h, dv), np.float32).transpose(0, 2, 1, 3)
+    else:
+        out = np.empty((b, h, t_len, dv), np.float32)
+    weights = np.empty((b, h, t_len, s_len), np.float32) if want_weights else None
+    if mask is not None:
+        mask = np.broadcast_to(mask, (b, h, t_len, s_len))
+        if s_len > 1 and mask.strides[3] != 1:
+            mask = np.ascontiguousarray(mask)
+    _backend._core.attention(
+        q,
+        k,
+        v,
+        out,
+        weights=weights,
+        mask=mask,
+        causal=causal,
+        rule=rule,
+        **score,
+    )
+    return out, weights
 
 
 def _query_value_key(op, query, value, key):
@@ -707,11 +749,29 @@ def attention(
     query_mask, value_mask = _luong_masks(op, query, value, query_mask, value_mask)
     causal = V.flag(use_causal_mask, op, "use_causal_mask")
     want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
-    _backend.resolve(op, NOT_IN_CPP)
-    out, weights = _np_attention.attention(
-        query, value, key, scale_, score_mode, weight, query_mask, value_mask, causal
-    )
+    if _backend.resolve(op, None) == "cpp":
+        if score_mode == "dot":
+            score = {"scale": 1.0 if scale_ is None else scale_}
+        else:
+            score = {"additive": True, "pre": 1.0 if scale_ is None else scale_, "post": weight}
+        out, weights = _luong_cpp(query, value, key, query_mask, value_mask, causal, score)
+    else:
+        out, weights = _np_attention.attention(
+            query, value, key, scale_, score_mode, weight, query_mask, value_mask, causal
+        )
     return (out, weights) if want_scores else out
+
+
+def _luong_cpp(query, value, key, query_mask, value_mask, causal, score):
+    """Attention / AdditiveAttention on the C++ path: one head, 1e9 subtracted when masked."""
+    mask = None if value_mask is None else value_mask[:, None, None, :]
+    out, weights = _attention_cpp(
+        query[:, None], key[:, None], value[:, None], mask, causal, _RULE_SUBTRACT, True, **score
+    )
+    out = out[:, 0]
+    if query_mask is not None:
+        out *= query_mask[:, :, None]
+    return out, weights[:, 0]
 
 
 def additive_attention(
@@ -753,10 +813,13 @@ def additive_attention(
     query_mask, value_mask = _luong_masks(op, query, value, query_mask, value_mask)
     causal = V.flag(use_causal_mask, op, "use_causal_mask")
     want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
-    _backend.resolve(op, NOT_IN_CPP)
-    out, weights = _np_attention.additive_attention(
-        query, value, key, scale, query_mask, value_mask, causal
-    )
+    if _backend.resolve(op, None) == "cpp":
+        score = {"additive": True, "add_w": scale}
+        out, weights = _luong_cpp(query, value, key, query_mask, value_mask, causal, score)
+    else:
+        out, weights = _np_attention.additive_attention(
+            query, value, key, scale, query_mask, value_mask, causal
+        )
     return (out, weights) if want_scores else out
 
 
@@ -818,8 +881,25 @@ def scaled_dot_product_attention(
             raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to {target}")
     causal = V.flag(is_causal, op, "is_causal")
     scale_ = 1.0 / math.sqrt(q.shape[-1]) if scale is None else V.real_scalar(scale, op, "scale")
-    _backend.resolve(op, NOT_IN_CPP)
-    return _np_attention.scaled_dot_product_attention(q, k, v, mask, causal, scale_)
+    if _backend.resolve(op, None) == "numpy":
+        return _np_attention.scaled_dot_product_attention(q, k, v, mask, causal, scale_)
+    # Leading dims -> (B, H): the last one is H, the others merge into B (a view for the
+    # C-contiguous arrays validation returns).
+    bh = (math.prod(lead[:-1]), lead[-1]) if lead else (1, 1)
+    t_len, s_len = q.shape[-2], k.shape[-2]
+    if mask is not None:
+        mask = np.broadcast_to(mask, lead + (t_len, s_len)).reshape(bh + (t_len, s_len))
+    out, _ = _attention_cpp(
+        q.reshape(bh + q.shape[-2:]),
+        k.reshape(bh + k.shape[-2:]),
+        v.reshape(bh + v.shape[-2:]),
+        mask,
+        causal,
+        _RULE_FUSED,
+        False,
+        scale=scale_,
+    )
+    return out.reshape(lead + (t_len, v.shape[-1]))
 
 
 def multi_head_attention(
@@ -859,6 +939,79 @@ def multi_head_attention(
     -------
     output (B, T, Dout), or (output, weights); float32.
     """
+    return _multi_head_attention(
+        query,
+        value,
+        key,
+        query_kernel,
+        key_kernel,
+        value_kernel,
+        output_kernel,
+        (query_bias, key_bias, value_bias, output_bias),
+        attention_mask,
+        use_causal_mask,
+        return_attention_scores,
+        None,
+    )
+
+
+def _pack_mha(wq, wk, wv, wo, bq, bk, bv, bo):
+    """The four projections of multi-head attention as ``_core.PackedDense`` (bias folded)."""
+    core = _backend._core
+
+    def pack(w, b):  # (D, N, H) -> (D, N*H); (N, H, E) -> (N*H, E)
+        w2 = np.ascontiguousarray(
+            w.reshape(-1, w.shape[-1]) if w is wo else w.reshape(w.shape[0], -1)
+        )
+        return core.PackedDense(w2, None if b is None else np.ascontiguousarray(b.reshape(-1)))
+
+    return pack(wq, bq), pack(wk, bk), pack(wv, bv), pack(wo, bo)
+
+
+def _mha_cpp(query, value, key, packed, n, hk, hv, dout, mask, causal, want_scores):
+    """multi-head attention on the C++ path: three projection GEMMs, the heads in one
+    attention call on strided views, the output projection GEMM."""
+    core = _backend._core
+    b, t_len = query.shape[:2]
+
+    def project(x, p, h):  # (B, L, D) -> (B, N, L, h), a view of (B, L, N, h) memory
+        y = core.dense(x.reshape(-1, x.shape[-1]), p, 0)
+        return y.reshape(x.shape[0], x.shape[1], n, h).transpose(0, 2, 1, 3)
+
+    pq, pk, pv, po = packed
+    if mask is not None:
+        mask = mask[:, None] if mask.ndim == 3 else mask
+    out, weights = _attention_cpp(
+        project(query, pq, hk),
+        project(key, pk, hk),
+        project(value, pv, hv),
+        mask,
+        causal,
+        _RULE_SOFTMAX_LAYER if want_scores else _RULE_FUSED,
+        want_scores,
+        heads_last=True,
+        scale=1.0 / math.sqrt(hk),
+    )
+    o = out.transpose(0, 2, 1, 3).reshape(b * t_len, n * hv)  # a view: heads_last memory
+    y = core.dense(o, po, 0).reshape(b, t_len, dout)
+    return y, weights
+
+
+def _multi_head_attention(
+    query,
+    value,
+    key,
+    query_kernel,
+    key_kernel,
+    value_kernel,
+    output_kernel,
+    biases,
+    attention_mask,
+    use_causal_mask,
+    return_attention_scores,
+    packed,
+):
+    """multi_head_attention with ``packed`` (from :func:`_pack_mha`, or None)."""
     op = "multi_head_attention"
     query = V.array(query, op, "query")
     value = V.array(value, op, "value")
@@ -892,17 +1045,16 @@ def multi_head_attention(
     V.shape_is(wo, op, "output_kernel", (n, hv, wo.shape[2]), "(num_heads, value_dim, Dout)")
     if n < 1 or hk < 1 or hv < 1 or wo.shape[2] < 1:
         raise ValueError(f"{op}: num_heads, key_dim, value_dim and Dout must be >= 1")
-    biases = []
-    for name, bias, shape in (
-        ("query_bias", query_bias, (n, hk)),
-        ("key_bias", key_bias, (n, hk)),
-        ("value_bias", value_bias, (n, hv)),
-        ("output_bias", output_bias, (wo.shape[2],)),
+    checked = []
+    for name, bias, shape in zip(
+        ("query_bias", "key_bias", "value_bias", "output_bias"),
+        biases,
+        ((n, hk), (n, hk), (n, hv), (wo.shape[2],)),
     ):
         bias = V.optional_array(bias, op, name)
         if bias is not None:
             V.shape_is(bias, op, name, shape)
-        biases.append(bias)
+        checked.append(bias)
     if attention_mask is not None:
         attention_mask = V.bool_mask(attention_mask, op, "attention_mask")
         if attention_mask.shape not in ((b, t_len, s_len), (t_len, s_len)):
@@ -912,8 +1064,14 @@ def multi_head_attention(
             )
     causal = V.flag(use_causal_mask, op, "use_causal_mask")
     want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
-    _backend.resolve(op, NOT_IN_CPP)
-    out, weights = _np_attention.multi_head_attention(
-        query, value, key, wq, wk, wv, wo, *biases, attention_mask, causal, want_scores
-    )
+    if _backend.resolve(op, None) == "cpp":
+        if packed is None:
+            packed = _pack_mha(wq, wk, wv, wo, *checked)
+        out, weights = _mha_cpp(
+            query, value, key, packed, n, hk, hv, wo.shape[2], attention_mask, causal, want_scores
+        )
+    else:
+        out, weights = _np_attention.multi_head_attention(
+            query, value, key, wq, wk, wv, wo, *checked, attention_mask, causal, want_scores
+        )
     return (out, weights) if want_scores else out

@@ -1752,6 +1752,22 @@ class MultiHeadAttention(Layer):
                 )
         self._create_weights(tuple(shapes))
 
+    def _kernels(self):
+        return tuple(
+            self._weight(f"{w}/kernel") for w in ("query", "key", "value", "attention_output")
+        )
+
+    def _biases(self):
+        return tuple(
+            self._weight(f"{w}/bias") for w in ("query", "key", "value", "attention_output")
+        )
+
+    def _on_weights_set(self) -> None:
+        # Pack the four projections (biases folded in) once for the C++ GEMM.
+        self._packed = None
+        if _backend.core_available():
+            self._packed = F._pack_mha(*self._kernels(), *self._biases())
+
     def _attention_mask(self, q, v, attention_mask, value_mask, key_mask):
         """AND of attention_mask, value_mask, key_mask and the sliding window: (B, T, S),
         (T, S), or None when there is none."""
@@ -1807,21 +1823,16 @@ class MultiHeadAttention(Layer):
         # Keras takes its softmax path (fully masked rows -> zero weights) when scores are
         # returned or dropout > 0; the functional op does the same when asked for scores.
         softmax_path = want_scores or self.dropout > 0
-        out = F.multi_head_attention(
+        out = F._multi_head_attention(
             q,
             v,
             k,
-            query_kernel=self._weight("query/kernel"),
-            key_kernel=self._weight("key/kernel"),
-            value_kernel=self._weight("value/kernel"),
-            output_kernel=self._weight("attention_output/kernel"),
-            query_bias=self._weight("query/bias"),
-            key_bias=self._weight("key/bias"),
-            value_bias=self._weight("value/bias"),
-            output_bias=self._weight("attention_output/bias"),
-            attention_mask=mask,
-            use_causal_mask=use_causal_mask,
-            return_attention_scores=softmax_path,
+            *self._kernels(),
+            self._biases(),
+            mask,
+            use_causal_mask,
+            softmax_path,
+            self._packed,
         )
         if softmax_path and not want_scores:
             return out[0]

@@ -127,15 +127,13 @@ def test_cpp_backend_serves_or_refuses_loudly(op):
 
 
 @needs_core
-def test_cpp_softmax_refuses_what_it_cannot_serve():
+def test_cpp_softmax_serves_masks_and_several_axes():
+    """Masked and multi-axis softmax run in C++ (no refusal) and give the Keras values."""
     with fastlayers.use_backend("cpp"):
-        with pytest.raises(NotImplementedError, match="softmax.*mask"):
-            fastlayers.softmax(np.ones((2, 3)), mask=np.ones((2, 3), bool))
-        with pytest.raises(NotImplementedError, match="softmax.*several axes"):
-            fastlayers.softmax(np.ones((2, 3)), axis=(0, 1))
-    # auto falls back to NumPy for the same calls
-    out = fastlayers.softmax(np.ones((2, 3)), mask=np.array([True, False, True]))
-    np.testing.assert_allclose(out, [[0.5, 0, 0.5]] * 2)
+        out = fastlayers.softmax(np.ones((2, 3)), mask=np.array([True, False, True]))
+        np.testing.assert_allclose(out, [[0.5, 0, 0.5]] * 2)
+        out = fastlayers.softmax(np.ones((2, 3)), axis=(0, 1))
+        np.testing.assert_allclose(out, np.full((2, 3), 1 / 6), rtol=1e-6)
 
 
 def test_auto_and_numpy_agree_on_every_op():

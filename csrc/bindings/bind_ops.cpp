@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -36,7 +37,7 @@ FloatArrayC require_float32_c(const py::array& a, const char* op, const char* ar
     throw py::value_error(std::string(op) + ": " + arg + " must be C-contiguous");
 }
 
-py::array softmax_lastdim(const py::array& x_in) {
+py::array softmax_lastdim(const py::array& x_in, const py::object& mask_in) {
     const FloatArrayC x = require_float32_c(x_in, "softmax_lastdim", "x");
     if (x.ndim() < 1) throw py::value_error("softmax_lastdim: x must have ndim >= 1, got 0");
 
@@ -50,10 +51,32 @@ py::array softmax_lastdim(const py::array& x_in) {
 
     const float* xp = x.data();
     float* yp = y.mutable_data();
+    const uint8_t* keep = nullptr;
+    if (!mask_in.is_none()) {
+        if (!py::isinstance<py::array>(mask_in)) {
+            throw py::type_error("softmax_lastdim: mask must be a numpy.ndarray");
+        }
+        const py::array m = py::reinterpret_borrow<py::array>(mask_in);
+        if (m.itemsize() != 1 ||
+            (m.dtype().kind() != 'b' && m.dtype().kind() != 'u') ||
+            !(m.flags() & py::array::c_style)) {
+            throw py::type_error("softmax_lastdim: mask must be a C-contiguous bool/uint8 array");
+        }
+        if (m.ndim() != ndim || !std::equal(x.shape(), x.shape() + ndim, m.shape())) {
+            throw py::value_error("softmax_lastdim: mask must have the shape of x");
+        }
+        keep = static_cast<const uint8_t*>(m.data());
+    }
+    auto run = [=] {
+        if (keep)
+            fl::softmax_masked_lastdim(xp, keep, yp, rows, n);
+        else
+            fl::softmax_lastdim(xp, yp, rows, n);
+    };
     if (size >= kReleaseGilMinElements) {
-        call_without_gil([=] { fl::softmax_lastdim(xp, yp, rows, n); });
+        call_without_gil(run);
     } else {
-        fl::softmax_lastdim(xp, yp, rows, n);
+        run();
     }
     return y;
 }
@@ -61,9 +84,10 @@ py::array softmax_lastdim(const py::array& x_in) {
 }  // namespace
 
 void bind_ops(py::module_& m) {
-    m.def("softmax_lastdim", &softmax_lastdim, py::arg("x"),
+    m.def("softmax_lastdim", &softmax_lastdim, py::arg("x"), py::arg("mask") = py::none(),
           "Softmax over the last axis of a C-contiguous float32 array (ndim >= 1); returns a new "
-          "float32 array of the same shape.");
+          "float32 array of the same shape. mask (optional): bool/uint8, C-contiguous, x's shape; "
+          "False entries get -1e9 before and 0 after the softmax (Keras Softmax layer).");
 }
 
 }  // namespace py_bindings

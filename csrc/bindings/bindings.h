@@ -20,6 +20,7 @@ void bind_dense(pybind11::module_& m);
 void bind_act(pybind11::module_& m);
 void bind_recurrent(pybind11::module_& m);
 void bind_conv2d(pybind11::module_& m);
+void bind_attention(pybind11::module_& m);
 
 using FloatArrayC = pybind11::array_t<float, pybind11::array::c_style>;
 

@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
     fl::py_bindings::bind_act(m);
     fl::py_bindings::bind_recurrent(m);
     fl::py_bindings::bind_conv2d(m);
+    fl::py_bindings::bind_attention(m);
 }

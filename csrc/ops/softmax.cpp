@@ -37,4 +37,23 @@ void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
     parallel_for(rows, min_rows, softmax_task, &args);
 }
 
+// Keras Softmax layer with a mask: masked logits become -1e9, the row is normalized, and masked
+// entries are then set to 0 (a fully masked row is all zeros). keep (rows, n), nonzero = keep.
+void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64_t rows,
+                            int64_t n) {
+    if (rows <= 0 || n <= 0) return;
+    const KernelTable& kt = kernels();
+    const int64_t min_rows = std::max<int64_t>(1, (kMinElementsPerTask + n - 1) / n);
+    parallel_for(rows, min_rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            float* yr = y + r * n;
+            const uint8_t* kr = keep + r * n;
+            if (yr != x + r * n) std::copy(x + r * n, x + (r + 1) * n, yr);
+            const float mx = kt.score_prep(yr, n, 1.0f, kr, n, -1e9f, 0);
+            const float inv = 1.0f / kt.exp_shift_sum(yr, n, mx);
+            for (int64_t j = 0; j < n; ++j) yr[j] = kr[j] ? yr[j] * inv : 0.0f;
+        }
+    });
+}
+
 }  // namespace fl

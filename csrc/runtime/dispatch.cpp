@@ -81,6 +81,8 @@ KernelTable make_table(Isa isa) {
     t.isa = Isa::scalar;
     t.softmax_rows = fl_softmax_rows_scalar;
     t.vexp = fl_vexp_scalar;
+    t.score_prep = fl_score_prep_scalar;  // also on NEON
+    t.exp_shift_sum = fl_exp_shift_sum_scalar;
     t.gemm = fl_gemm_f32_scalar;
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
@@ -93,6 +95,8 @@ KernelTable make_table(Isa isa) {
         t.isa = isa;
         t.softmax_rows = fl_softmax_rows_avx2;
         t.vexp = fl_vexp_avx2;
+        t.score_prep = fl_score_prep_avx2;
+        t.exp_shift_sum = fl_exp_shift_sum_avx2;
         t.gemm = fl_gemm_f32_avx2;
         t.dwconv = fl_dwconv_f32_avx2;
 #define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;

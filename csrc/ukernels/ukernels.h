@@ -36,6 +36,26 @@ void fl_softmax_rows_neon(const float* x, float* y, int64_t rows, int64_t n, int
 void fl_vexp_neon(const float* x, float* y, int64_t n);
 #endif
 
+/* Score-row steps of the attention kernels and of the masked softmax (csrc/ops/attention.cpp,
+ * csrc/ops/softmax.cpp), the same contract on every ISA:
+ *
+ *   fl_score_prep_<isa>(x, n, scale, keep, limit, masked, subtract) returns the max of the new
+ *   x[0..n): for j < n, v = x[j] * scale; if j >= limit or (keep != NULL and keep[j] == 0) the
+ *   entry is masked and v = subtract ? v - masked : masked; x[j] = v. The max is -inf for n == 0
+ *   and may skip a NaN. keep is read for j < n only.
+ *
+ *   fl_exp_shift_sum_<isa>(x, n, m) sets x[j] = exp(x[j] - m) for j < n (results below FLT_MIN
+ *   flush to 0, as fl_vexp) and returns the sum of the new x[j]; the summation order may differ
+ *   between ISAs (a few ulp). */
+float fl_score_prep_scalar(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
+                           float masked, int subtract);
+float fl_exp_shift_sum_scalar(float* x, int64_t n, float m);
+#if defined(FL_HAVE_AVX2)
+float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
+                         float masked, int subtract);
+float fl_exp_shift_sum_avx2(float* x, int64_t n, float m);
+#endif
+
 /* GEMM micro-kernel (csrc/ukernels/gemm/<isa>.cpp), the same contract on every ISA:
  *
  *   C[i][j] (i < m, j < n) = init[i][j] + sum over p < k of A[i][p] * B[p][j], computed as ONE

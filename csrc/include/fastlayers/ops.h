@@ -18,6 +18,12 @@ namespace fl {
 // rows * n == 0 is a no-op.
 void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n);
 
+// Keras Softmax layer with a mask: keep (rows, n) contiguous bytes, nonzero = keep. Masked
+// logits are -1e9 during the softmax and 0 in y, so a fully masked row is all zeros. x == y is
+// allowed. Bitwise identical for any thread count.
+void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64_t rows,
+                            int64_t n);
+
 class PackedB;  // fastlayers/gemm.h
 
 // Dense: y = act(x · W + b), W and b pre-packed by fl::pack_b from a Keras kernel (K, N).
@@ -52,5 +58,59 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                  const PackedB& w_in, const PackedB& w_rec, const PackedB* w_rec_h,
                  const float* h0, const uint8_t* mask, bool return_sequences, bool go_backwards,
                  bool reset_after, Act act, Act recurrent_act, float* out, float* h);
+
+// ---------------------------------------------------------------------------- attention
+
+// A rank-4 view (batch, head, row, column) of float32 data whose last dim is contiguous:
+// element (b, h, t, j) is at data[b*sb + h*sh + t*st + j]. Strides are in elements and may be 0
+// (broadcast) for b and h.
+template <class T>
+struct Rows4 {
+    T* data = nullptr;
+    int64_t sb = 0, sh = 0, st = 0;
+    T* at(int64_t b, int64_t h) const { return data + b * sb + h * sh; }
+};
+
+// How masked scores are treated (SEMANTICS.md §9-§12).
+enum class MaskRule {
+    // keras.ops.dot_product_attention (sdpa, MHA without scores): masked logits are
+    // -0.7 * FLT_MAX, so they get weight 0 and a fully masked row is uniform over all S keys.
+    fused = 0,
+    // Keras Attention / AdditiveAttention: 1e9 is subtracted (in float32) from masked scores.
+    subtract = 1,
+    // Keras Softmax layer (MHA with scores): masked logits are -1e9 and masked weights are
+    // then set to 0, so a fully masked row has all-zero weights and output.
+    softmax_layer = 2,
+};
+
+// The float32 value of -0.7 * FLT_MAX (the fused rule's masked logit).
+constexpr float kFusedMaskValue = static_cast<float>(-0.7 * 3.4028234663852886e38);
+
+struct AttentionArgs {
+    int64_t batch = 0, heads = 0;  // the output has batch x heads independent problems
+    int64_t t = 0, s = 0;          // query rows, key rows (s >= 1)
+    int64_t d = 0, dv = 0;         // query/key width, value width
+    Rows4<const float> q, k, v;    // (b, h, t, d), (b, h, s, d), (b, h, s, dv)
+    Rows4<float> out;              // (b, h, t, dv); must not overlap the inputs
+    // Optional: weights (batch*heads, t, s) contiguous; requesting them selects the path that
+    // normalizes whole rows in place there (no online softmax).
+    float* weights = nullptr;
+    // Optional keep-mask (nonzero = may attend): row t of head (b, h) at mask + b*mask_sb +
+    // h*mask_sh + t*mask_st, s contiguous bytes.
+    const uint8_t* mask = nullptr;
+    int64_t mask_sb = 0, mask_sh = 0, mask_st = 0;
+    bool causal = false;  // row t attends to keys s <= t (top-left aligned)
+    MaskRule rule = MaskRule::fused;
+    // Dot scores: scale * (q . k). Additive scores (additive = true):
+    // post * sum_e w[e] * tanh(pre * (q[e] + k[e])), w = add_w or all ones; scale is then 1.
+    bool additive = false;
+    float scale = 1.0f, pre = 1.0f, post = 1.0f;
+    const float* add_w = nullptr;
+};
+
+// out = softmax(scores masked per `rule`) · v per (batch, head); writes weights if requested.
+// Bitwise identical for any thread count. Extra memory: k and v packed (about their size) plus
+// a 48 x 256 score tile per thread (the weights path uses the weights output instead).
+void attention_forward(const AttentionArgs& args);
 
 }  // namespace fl

@@ -88,3 +88,85 @@ void fl_softmax_rows_avx2(const float* x, float* y, int64_t rows, int64_t n, int
                           int64_t ldy) {
     for (int64_t r = 0; r < rows; ++r) softmax_row_avx2(x + r * ldx, y + r * ldy, n);
 }
+
+/* Attention score rows (contract in ukernels.h). 8 lanes per step; the tail of the row is
+ * masked so nothing beyond x[n) or keep[n) is touched. */
+static inline __m256 score_prep_8(__m256 x, __m256 scale, __m256i masked_lanes, __m256 masked,
+                                  int subtract) {
+    const __m256 v = _mm256_mul_ps(x, scale);
+    const __m256 mv = subtract ? _mm256_sub_ps(v, masked) : masked;
+    return _mm256_blendv_ps(v, mv, _mm256_castsi256_ps(masked_lanes));
+}
+
+float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
+                         float masked, int subtract) {
+    const __m256 neg_inf = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFF800000u));
+    const __m256 vscale = _mm256_set1_ps(scale), vmasked = _mm256_set1_ps(masked);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i zero = _mm256_setzero_si256();
+    const int64_t lim = limit < n ? (limit < 0 ? 0 : limit) : n;
+    __m256 m0 = neg_inf, m1 = neg_inf;
+    int64_t j = 0;
+    /* Unmasked-by-position part without keep: plain scale + max. */
+    if (keep == 0) {
+        for (; j + 8 <= lim; j += 8) {
+            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), vscale);
+            _mm256_storeu_ps(x + j, v);
+            m0 = _mm256_max_ps(m0, v);
+        }
+    }
+    for (; j + 8 <= n; j += 8) {
+        /* Lanes at or past `limit` are masked; so are those with keep == 0. */
+        __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(j - lim + 1)),
+                                        _mm256_sub_epi32(zero, iota));
+        if (keep) {
+            const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(keep + j)));
+            ml = _mm256_or_si256(ml, _mm256_cmpeq_epi32(k, zero));
+        }
+        const __m256 v = score_prep_8(_mm256_loadu_ps(x + j), vscale, ml, vmasked, subtract);
+        _mm256_storeu_ps(x + j, v);
+        m1 = _mm256_max_ps(m1, v);
+    }
+    if (j < n) {
+        const int64_t rem = n - j;
+        const __m256i tail = fl_avx2_tail_mask(rem);
+        int32_t kb[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        if (keep)
+            for (int64_t t = 0; t < rem; ++t) kb[t] = keep[j + t];
+        __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(j - lim + 1)),
+                                        _mm256_sub_epi32(zero, iota));
+        ml = _mm256_or_si256(ml, _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i*)kb), zero));
+        const __m256 v =
+            score_prep_8(_mm256_maskload_ps(x + j, tail), vscale, ml, vmasked, subtract);
+        _mm256_maskstore_ps(x + j, tail, v);
+        m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(tail)));
+    }
+    return hmax_avx2(_mm256_max_ps(m0, m1));
+}
+
+float fl_exp_shift_sum_avx2(float* x, int64_t n, float m) {
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256 e0 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+        const __m256 e1 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm));
+        _mm256_storeu_ps(x + j, e0);
+        _mm256_storeu_ps(x + j + 8, e1);
+        s0 = _mm256_add_ps(s0, e0);
+        s1 = _mm256_add_ps(s1, e1);
+    }
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+        _mm256_storeu_ps(x + j, e);
+        s0 = _mm256_add_ps(s0, e);
+    }
+    if (j < n) {
+        const __m256i mask = fl_avx2_tail_mask(n - j);
+        __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + j, mask), vm));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(x + j, mask, e);
+        s1 = _mm256_add_ps(s1, e);
+    }
+    return hsum_avx2(_mm256_add_ps(s0, s1));
+}

@@ -38,3 +38,32 @@ void fl_softmax_rows_scalar(const float* x, float* y, int64_t rows, int64_t n, i
                             int64_t ldy) {
     for (int64_t r = 0; r < rows; ++r) softmax_row_scalar(x + r * ldx, y + r * ldy, n);
 }
+
+/* Attention score rows (contract in ukernels.h). */
+float fl_score_prep_scalar(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
+                           float masked, int subtract) {
+    float m = fl_exp_scalar_bits_to_float(0xFF800000u); /* -inf */
+    for (int64_t j = 0; j < n; ++j) {
+        float v = x[j] * scale;
+        if (j >= limit || (keep && keep[j] == 0)) v = subtract ? v - masked : masked;
+        x[j] = v;
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
+float fl_exp_shift_sum_scalar(float* x, int64_t n, float m) {
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        for (int k = 0; k < 4; ++k) {
+            x[j + k] = fl_exp_scalar(x[j + k] - m);
+            s[k] += x[j + k];
+        }
+    }
+    for (; j < n; ++j) {
+        x[j] = fl_exp_scalar(x[j] - m);
+        s[0] += x[j];
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}

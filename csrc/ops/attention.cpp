@@ -1,0 +1,294 @@
+// Attention driver: softmax(scores(q, k) masked) · v for every (batch, head), blocked.
+//
+// Work is split into tasks of (batch, head, block of kQueryBlock query rows); tasks write
+// disjoint output rows, so results do not depend on the thread count. Two paths:
+//
+// - Flash path (no weights requested): the keys are visited in blocks of kKeyBlock with an
+//   online softmax per row (running max m, running sum l, output rescaled by exp(m_old - m_new)
+//   when the max grows), so no T x S buffer exists: per thread only a kQueryBlock x kKeyBlock
+//   score tile. With a causal mask the key blocks right of the diagonal are never visited and
+//   the last visited block is cut at the diagonal.
+// - Full-row path (weights requested): the scores of a query block go straight into the weights
+//   output, are normalized there row by row, then multiply v.
+//
+// Dot scores use the GEMM micro-kernel: k is packed once per call into 16-key panels (K^T as a
+// packed B operand), v into 16-column panels. Additive scores (Bahdanau, Keras concat) are
+// post * sum_d w[d] * tanh(pre * (q[d] + k[d])), computed with the vector tanh.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "fastlayers/dispatch.h"
+#include "fastlayers/gemm.h"
+#include "fastlayers/ops.h"
+#include "fastlayers/runtime.h"
+
+namespace fl {
+namespace {
+
+constexpr int64_t kQueryBlock = 48;  // 8 micro-kernel row blocks of 6
+constexpr int64_t kKeyBlock = 256;   // 256 x D keys (64 KiB at D = 64) stay in L2
+constexpr int64_t kAdditiveKeys = 64;  // keys per vector-tanh call in the additive scores
+constexpr int64_t kNR = kGemmNR;       // packed panel width (16)
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Packs K^T of one head: panel p holds keys 16p..16p+15, row d at dst[p*16*D + d*16 + i]
+// (zero for keys >= S), the layout of a packed B operand with k = D, n = S.
+void pack_keys(const float* k, int64_t st, int64_t s_len, int64_t d, float* dst) {
+    for (int64_t p = 0; p * kNR < s_len; ++p) {
+        float* panel = dst + p * kNR * d;
+        const int64_t cols = std::min(kNR, s_len - p * kNR);
+        for (int64_t i = 0; i < kNR; ++i) {
+            const float* row = i < cols ? k + (p * kNR + i) * st : nullptr;
+            for (int64_t j = 0; j < d; ++j) panel[j * kNR + i] = row ? row[j] : 0.0f;
+        }
+    }
+}
+
+// Packs v of one head into 16-column panels: panel q, row s at dst[q*S*16 + s*16 + i] (zero for
+// columns >= Dv): a packed B operand with k = S, n = Dv and panel stride S*16.
+void pack_values(const float* v, int64_t st, int64_t s_len, int64_t dv, float* dst) {
+    for (int64_t q = 0; q * kNR < dv; ++q) {
+        float* panel = dst + q * s_len * kNR;
+        const int64_t cols = std::min(kNR, dv - q * kNR);
+        for (int64_t s = 0; s < s_len; ++s) {
+            const float* row = v + s * st + q * kNR;
+            for (int64_t i = 0; i < cols; ++i) panel[s * kNR + i] = row[i];
+            for (int64_t i = cols; i < kNR; ++i) panel[s * kNR + i] = 0.0f;
+        }
+    }
+}
+
+struct Head {
+    const float* q;     // row t at q + t*q_st
+    const float* k;     // row s at k + s*k_st (additive scores)
+    const float* kp;    // packed K^T (dot scores)
+    const float* vp;    // packed v
+    const uint8_t* mask;  // row t at mask + t*mask_st, or nullptr
+    float* out;           // row t at out + t*out_st
+    float* weights;       // row t at weights + t*S, or nullptr
+};
+
+class Runner {
+  public:
+    explicit Runner(const AttentionArgs& a) : a_(a), kt_(kernels()) {
+        d16_ = round_up(a.s, kNR) * a.d;
+        v16_ = round_up(a.dv, kNR) * a.s;
+    }
+
+    void run() {
+        const AttentionArgs& a = a_;
+        const int64_t heads = a.batch * a.heads;
+        // Pack k (dot scores only) and v of every head once; they are read by every query block.
+        const int64_t per_head = (a.additive ? 0 : d16_) + v16_;
+        packed_ = alloc_aligned_floats(std::max<int64_t>(1, heads * per_head));
+        parallel_for(heads, 1, [&](int64_t h0, int64_t h1) {
+            for (int64_t bh = h0; bh < h1; ++bh) {
+                float* dst = packed_.get() + bh * per_head;
+                const int64_t b = bh / a.heads, h = bh % a.heads;
+                if (!a.additive) pack_keys(a.k.at(b, h), a.k.st, a.s, a.d, dst);
+                pack_values(a.v.at(b, h), a.v.st, a.s, a.dv, dst + (a.additive ? 0 : d16_));
+            }
+        });
+
+        const int64_t qblocks = (a.t + kQueryBlock - 1) / kQueryBlock;
+        // Larger per-task work for short sequences: a task is at least ~64k multiply-adds.
+        const int64_t macs = std::max<int64_t>(1, kQueryBlock * a.s * (a.d + a.dv));
+        const int64_t min_tasks = std::max<int64_t>(1, 65536 / macs);
+        parallel_for(heads * qblocks, min_tasks, [&](int64_t t0, int64_t t1) {
+            Scratch sc(a);
+            for (int64_t task = t0; task < t1; ++task) {
+                const int64_t bh = task / qblocks, qb = task % qblocks;
+                const int64_t b = bh / a.heads, h = bh % a.heads;
+                const float* pk = packed_.get() + bh * per_head;
+                Head hd;
+                hd.q = a.q.at(b, h);
+                hd.k = a.k.at(b, h);
+                hd.kp = a.additive ? nullptr : pk;
+                hd.vp = pk + (a.additive ? 0 : d16_);
+                hd.mask = a.mask ? a.mask + b * a.mask_sb + h * a.mask_sh : nullptr;
+                hd.out = a.out.at(b, h);
+                hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
+                const int64_t r0 = qb * kQueryBlock;
+                const int64_t rows = std::min(kQueryBlock, a.t - r0);
+                if (hd.weights)
+                    full_rows(hd, r0, rows, sc);
+                else
+                    flash(hd, r0, rows, sc);
+            }
+        });
+    }
+
+  private:
+    struct Scratch {
+        std::vector<float> scores, m, l, tanh_buf, mean_v;
+        explicit Scratch(const AttentionArgs& a)
+            : scores(static_cast<size_t>(kQueryBlock * kKeyBlock)),
+              m(kQueryBlock),
+              l(kQueryBlock),
+              tanh_buf(a.additive ? static_cast<size_t>(kAdditiveKeys * a.d) : 0),
+              mean_v(static_cast<size_t>(a.dv)) {}
+    };
+
+    // Raw scores of query rows [r0, r0+rows) against keys [s0, s0+n) into sc (row stride ld).
+    void scores(const Head& hd, int64_t r0, int64_t rows, int64_t s0, int64_t n, float* sc,
+                int64_t ld, Scratch& scr) const {
+        const AttentionArgs& a = a_;
+        if (!a.additive) {
+            kt_.gemm(rows, n, a.d, hd.q + r0 * a.q.st, a.q.st, 1, hd.kp + s0 * a.d, kNR * a.d,
+                     nullptr, 0, sc, ld);
+            return;
+        }
+        float* u = scr.tanh_buf.data();
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* q = hd.q + (r0 + r) * a.q.st;
+            for (int64_t j0 = 0; j0 < n; j0 += kAdditiveKeys) {
+                const int64_t nj = std::min(kAdditiveKeys, n - j0);
+                for (int64_t j = 0; j < nj; ++j) {
+                    const float* k = hd.k + (s0 + j0 + j) * a.k.st;
+                    float* uj = u + j * a.d;
+                    for (int64_t e = 0; e < a.d; ++e) uj[e] = a.pre * (q[e] + k[e]);
+                }
+                kt_.vtanh(u, u, nj * a.d);
+                for (int64_t j = 0; j < nj; ++j) {
+                    const float* uj = u + j * a.d;
+                    float acc = 0.0f;
+                    if (a.add_w)
+                        for (int64_t e = 0; e < a.d; ++e) acc += a.add_w[e] * uj[e];
+                    else
+                        for (int64_t e = 0; e < a.d; ++e) acc += uj[e];
+                    sc[r * ld + j0 + j] = a.post * acc;
+                }
+            }
+        }
+    }
+
+    // Keys at or beyond this column of row t are causally masked (relative to key s0).
+    int64_t limit(int64_t t, int64_t s0, int64_t n) const {
+        if (!a_.causal) return n;
+        return std::max<int64_t>(0, std::min(n, t + 1 - s0));
+    }
+
+    const uint8_t* keep_row(const Head& hd, int64_t t, int64_t s0) const {
+        return hd.mask ? hd.mask + t * a_.mask_st + s0 : nullptr;
+    }
+
+    void full_rows(const Head& hd, int64_t r0, int64_t rows, Scratch& scr) const {
+        const AttentionArgs& a = a_;
+        float* w = hd.weights + r0 * a.s;
+        scores(hd, r0, rows, 0, a.s, w, a.s, scr);
+        const bool subtract = a.rule == MaskRule::subtract;
+        const float masked = a.rule == MaskRule::subtract      ? 1e9f
+                             : a.rule == MaskRule::softmax_layer ? -1e9f
+                                                                 : kFusedMaskValue;
+        for (int64_t r = 0; r < rows; ++r) {
+            float* x = w + r * a.s;
+            const int64_t lim = limit(r0 + r, 0, a.s);
+            const uint8_t* keep = keep_row(hd, r0 + r, 0);
+            const float mx = kt_.score_prep(x, a.s, a.scale, keep, lim, masked, subtract);
+            const float inv = 1.0f / kt_.exp_shift_sum(x, a.s, mx);
+            for (int64_t j = 0; j < a.s; ++j) x[j] *= inv;
+            if (a.rule == MaskRule::softmax_layer) {
+                for (int64_t j = lim; j < a.s; ++j) x[j] = 0.0f;
+                if (keep)
+                    for (int64_t j = 0; j < lim; ++j)
+                        if (!keep[j]) x[j] = 0.0f;
+            }
+        }
+        kt_.gemm(rows, a.dv, a.s, w, a.s, 1, hd.vp, a.s * kNR, nullptr, 0,
+                 hd.out + r0 * a.out.st, a.out.st);
+    }
+
+    void flash(const Head& hd, int64_t r0, int64_t rows, Scratch& scr) const {
+        const AttentionArgs& a = a_;
+        const float neg_inf = -std::numeric_limits<float>::infinity();
+        // Subtracting 1e9 keeps masked keys in the softmax (Keras Attention); the other rules
+        // drop them (-inf) and treat a row with no key left at the end.
+        const bool subtract = a.rule == MaskRule::subtract;
+        const float masked = subtract ? 1e9f : neg_inf;
+        float* sc = scr.scores.data();
+        float* m = scr.m.data();
+        float* l = scr.l.data();
+        float* out = hd.out + r0 * a.out.st;
+        std::fill(m, m + rows, neg_inf);
+        std::fill(l, l + rows, 0.0f);
+        const int64_t t_last = r0 + rows - 1;
+        bool first = true;
+        for (int64_t s0 = 0; s0 < a.s; s0 += kKeyBlock) {
+            int64_t n = std::min(kKeyBlock, a.s - s0);
+            if (a.causal && !subtract) {
+                if (s0 > t_last) break;  // the whole block is right of the diagonal
+                n = std::min(n, t_last + 1 - s0);
+            }
+            scores(hd, r0, rows, s0, n, sc, kKeyBlock, scr);
+            for (int64_t r = 0; r < rows; ++r) {
+                float* x = sc + r * kKeyBlock;
+                const float mx = kt_.score_prep(x, n, a.scale, keep_row(hd, r0 + r, s0),
+                                                limit(r0 + r, s0, n), masked, subtract);
+                const float m_new = std::max(m[r], mx);
+                if (m_new == neg_inf) {  // no key of this row kept so far
+                    std::fill(x, x + n, 0.0f);
+                    continue;
+                }
+                const float sum = kt_.exp_shift_sum(x, n, m_new);
+                const float alpha = std::exp(m[r] - m_new);  // 0 when m[r] = -inf
+                l[r] = l[r] * alpha + sum;
+                m[r] = m_new;
+                if (!first && alpha != 1.0f) {
+                    float* o = out + r * a.out.st;
+                    for (int64_t j = 0; j < a.dv; ++j) o[j] *= alpha;
+                }
+            }
+            kt_.gemm(rows, a.dv, n, sc, kKeyBlock, 1, hd.vp + s0 * kNR, a.s * kNR, nullptr,
+                     first ? 0 : 1, out, a.out.st);
+            first = false;
+        }
+        bool have_mean = false;
+        for (int64_t r = 0; r < rows; ++r) {
+            float* o = out + r * a.out.st;
+            if (l[r] > 0.0f) {
+                const float inv = 1.0f / l[r];
+                for (int64_t j = 0; j < a.dv; ++j) o[j] *= inv;
+            } else if (a.rule == MaskRule::fused) {
+                // Every key masked: keras.ops.dot_product_attention puts -0.7 * FLT_MAX in all
+                // logits of the row, so it attends uniformly to all S keys.
+                if (!have_mean) {
+                    mean_values(hd, scr.mean_v.data());
+                    have_mean = true;
+                }
+                std::memcpy(o, scr.mean_v.data(), sizeof(float) * a.dv);
+            } else {
+                std::fill(o, o + a.dv, 0.0f);  // Softmax-layer rule: all weights are zero
+            }
+        }
+    }
+
+    // mean over the S rows of v, from the packed panels.
+    void mean_values(const Head& hd, float* mean) const {
+        const AttentionArgs& a = a_;
+        for (int64_t j = 0; j < a.dv; ++j) {
+            const float* col = hd.vp + (j / kNR) * a.s * kNR + j % kNR;
+            double acc = 0.0;
+            for (int64_t s = 0; s < a.s; ++s) acc += col[s * kNR];
+            mean[j] = static_cast<float>(acc / static_cast<double>(a.s));
+        }
+    }
+
+    const AttentionArgs& a_;
+    const KernelTable& kt_;
+    int64_t d16_ = 0, v16_ = 0;
+    AlignedFloats packed_;
+};
+
+}  // namespace
+
+void attention_forward(const AttentionArgs& args) {
+    if (args.batch <= 0 || args.heads <= 0 || args.t <= 0 || args.dv <= 0) return;
+    Runner(args).run();
+}
+
+}  // namespace fl
