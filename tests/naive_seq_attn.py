@@ -451,3 +451,169 @@ def multi_head_attention(
                         row_out[e] += o * wol[n][h][e]
             out[b, t] = row_out
     return out, weights
+
+
+# ------------------------------------------- vectorized float64 references (large shapes)
+#
+# The loop references above are too slow for sequences of hundreds or thousands of
+# steps. These compute the same float64 quantities one (batch, head) matrix at a time,
+# with masked entries dropped through -inf and fully masked rows handled explicitly
+# (never by a large finite logit), so they do not share the NumPy path's mask trick.
+# tests/test_attention_cpp.py checks them against the loop references above.
+
+
+def _row_softmax_f64(scores, allowed, empty_rule):
+    """Softmax over the allowed entries of each row of a float64 (T, S) matrix.
+
+    Rows without an allowed entry follow ``empty_rule``: "uniform" (1/S everywhere) or
+    "zero" (all zeros). Disallowed entries of the other rows get weight 0.
+    """
+    s = np.where(allowed, scores, -np.inf)
+    any_allowed = allowed.any(axis=-1, keepdims=True)
+    top = np.where(any_allowed, s.max(axis=-1, keepdims=True, initial=-np.inf), 0.0)
+    e = np.exp(s - top)  # exp(-inf) = 0 for disallowed entries
+    tot = e.sum(axis=-1, keepdims=True)
+    w = e / np.where(any_allowed, tot, 1.0)
+    fill = 1.0 / scores.shape[-1] if empty_rule == "uniform" else 0.0
+    return np.where(any_allowed, w, fill)
+
+
+def _causal_f64(t_len, s_len):
+    return np.arange(s_len)[None, :] <= np.arange(t_len)[:, None]
+
+
+def sdpa_f64(q, k, v, *, mask=None, is_causal=False, scale=None):
+    """Vectorized float64 scaled_dot_product_attention; fully masked rows are uniform
+    over all S keys (including keys the causal mask hides)."""
+    q, k, v = _f64(q), _f64(k), _f64(v)
+    lead = q.shape[:-2]
+    t_len, d = q.shape[-2:]
+    s_len, dv = v.shape[-2:]
+    sc = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    allowed = np.ones(lead + (t_len, s_len), bool)
+    if mask is not None:
+        allowed = np.broadcast_to(np.asarray(mask) != 0, allowed.shape)
+    if is_causal:
+        allowed = allowed & _causal_f64(t_len, s_len)
+    n = int(np.prod(lead, dtype=np.int64))
+    q3, k3, v3 = q.reshape(n, t_len, d), k.reshape(n, s_len, d), v.reshape(n, s_len, dv)
+    a3 = allowed.reshape(n, t_len, s_len)
+    out = np.empty((n, t_len, dv), np.float64)
+    for b in range(n):
+        w = _row_softmax_f64(q3[b] @ k3[b].T * sc, a3[b], "uniform")
+        out[b] = w @ v3[b]
+    return out.reshape(lead + (t_len, dv))
+
+
+def _luong_f64(scores, value, query_mask, value_mask, use_causal_mask):
+    """scores: float64 (B, T, S). A fully masked row follows Keras exactly: softmax of
+    (float32(score) - 1e9) computed in float32, so ~uniform while |score| < 32."""
+    v = _f64(value)
+    n_batch, t_len, s_len = scores.shape
+    allowed = np.ones((n_batch, t_len, s_len), bool)
+    if value_mask is not None:
+        allowed = allowed & (np.asarray(value_mask) != 0)[:, None, :]
+    if use_causal_mask:
+        allowed = allowed & _causal_f64(t_len, s_len)
+    weights = np.empty((n_batch, t_len, s_len), np.float64)
+    for b in range(n_batch):
+        w = _row_softmax_f64(scores[b], allowed[b], "uniform")
+        empty = ~allowed[b].any(axis=-1)
+        if empty.any():
+            shifted = (scores[b][empty].astype(np.float32) - np.float32(1e9)).astype(np.float64)
+            shifted -= shifted.max(axis=-1, keepdims=True)
+            e = np.exp(shifted)
+            w[empty] = e / e.sum(axis=-1, keepdims=True)
+        weights[b] = w
+    out = weights @ v
+    if query_mask is not None:
+        out = out * (np.asarray(query_mask) != 0)[:, :, None]
+    return out, weights
+
+
+def attention_f64(
+    query,
+    value,
+    key=None,
+    *,
+    scale=None,
+    score_mode="dot",
+    concat_score_weight=None,
+    query_mask=None,
+    value_mask=None,
+    use_causal_mask=False,
+):
+    """Vectorized Keras Attention: (output, weights) in float64 (scores in float64, rounded
+    to float32 only for the "subtract 1e9" rule of fully masked rows)."""
+    q = _f64(query)
+    k = _f64(value if key is None else key)
+    if score_mode == "dot":
+        s = np.einsum("btd,bsd->bts", q, k)
+        if scale is not None:
+            s = s * float(scale)
+    else:
+        wgt = 1.0 if concat_score_weight is None else float(concat_score_weight)
+        sc = 1.0 if scale is None else float(scale)
+        s = wgt * np.tanh(sc * (q[:, :, None, :] + k[:, None, :, :])).sum(axis=-1)
+    return _luong_f64(s, value, query_mask, value_mask, use_causal_mask)
+
+
+def additive_attention_f64(
+    query, value, key=None, *, scale=None, query_mask=None, value_mask=None, use_causal_mask=False
+):
+    """Vectorized Keras AdditiveAttention: (output, weights) in float64."""
+    q = _f64(query)
+    k = _f64(value if key is None else key)
+    sc = np.ones(q.shape[2]) if scale is None else _f64(scale)
+    s = (np.tanh(q[:, :, None, :] + k[:, None, :, :]) * sc).sum(axis=-1)
+    return _luong_f64(s, value, query_mask, value_mask, use_causal_mask)
+
+
+def multi_head_attention_f64(
+    query,
+    value,
+    key=None,
+    *,
+    query_kernel,
+    key_kernel,
+    value_kernel,
+    output_kernel,
+    query_bias=None,
+    key_bias=None,
+    value_bias=None,
+    output_bias=None,
+    attention_mask=None,
+    use_causal_mask=False,
+    return_attention_scores=False,
+):
+    """Vectorized Keras MultiHeadAttention: (output (B, T, Dout), weights (B, N, T, S)).
+    Fully masked rows: all-zero weights with return_attention_scores, else uniform."""
+    query, value = _f64(query), _f64(value)
+    key = value if key is None else _f64(key)
+    wq, wk, wv, wo = (_f64(a) for a in (query_kernel, key_kernel, value_kernel, output_kernel))
+    n_batch, t_len, _ = query.shape
+    s_len = value.shape[1]
+    n_heads, hk = wq.shape[1:]
+
+    def project(x, w, bias):  # (B, L, D) x (D, N, H) -> (B, N, L, H)
+        y = np.einsum("bld,dnh->bnlh", x, w)
+        return y if bias is None else y + _f64(bias)[None, :, None, :]
+
+    qp = project(query, wq, query_bias) / math.sqrt(hk)
+    kp = project(key, wk, key_bias)
+    vp = project(value, wv, value_bias)
+    allowed = np.ones((n_batch, t_len, s_len), bool)
+    if attention_mask is not None:
+        allowed = np.broadcast_to(np.asarray(attention_mask) != 0, allowed.shape)
+    if use_causal_mask:
+        allowed = allowed & _causal_f64(t_len, s_len)
+    rule = "zero" if return_attention_scores else "uniform"
+    weights = np.empty((n_batch, n_heads, t_len, s_len), np.float64)
+    for b in range(n_batch):
+        for n in range(n_heads):
+            weights[b, n] = _row_softmax_f64(qp[b, n] @ kp[b, n].T, allowed[b], rule)
+    o = np.einsum("bnts,bnsh->btnh", weights, vp)
+    out = np.einsum("btnh,nhe->bte", o, wo)
+    if output_bias is not None:
+        out = out + _f64(output_bias)
+    return out, weights

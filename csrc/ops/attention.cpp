@@ -42,9 +42,10 @@ void pack_keys(const float* k, int64_t st, int64_t s_len, int64_t d, float* dst)
     for (int64_t p = 0; p * kNR < s_len; ++p) {
         float* panel = dst + p * kNR * d;
         const int64_t cols = std::min(kNR, s_len - p * kNR);
-        for (int64_t i = 0; i < kNR; ++i) {
-            const float* row = i < cols ? k + (p * kNR + i) * st : nullptr;
-            for (int64_t j = 0; j < d; ++j) panel[j * kNR + i] = row ? row[j] : 0.0f;
+        if (cols < kNR) std::fill(panel, panel + kNR * d, 0.0f);
+        for (int64_t i = 0; i < cols; ++i) {
+            const float* row = k + (p * kNR + i) * st;
+            for (int64_t j = 0; j < d; ++j) panel[j * kNR + i] = row[j];
         }
     }
 }
@@ -190,7 +191,7 @@ class Runner {
             const int64_t lim = limit(r0 + r, 0, a.s);
             const uint8_t* keep = keep_row(hd, r0 + r, 0);
             const float mx = kt_.score_prep(x, a.s, a.scale, keep, lim, masked, subtract);
-            const float inv = 1.0f / kt_.exp_shift_sum(x, a.s, mx);
+            const float inv = 1.0f / kt_.exp_shift_sum(x, a.s, 1.0f, mx);
             for (int64_t j = 0; j < a.s; ++j) x[j] *= inv;
             if (a.rule == MaskRule::softmax_layer) {
                 for (int64_t j = lim; j < a.s; ++j) x[j] = 0.0f;
@@ -227,14 +228,19 @@ class Runner {
             scores(hd, r0, rows, s0, n, sc, kKeyBlock, scr);
             for (int64_t r = 0; r < rows; ++r) {
                 float* x = sc + r * kKeyBlock;
-                const float mx = kt_.score_prep(x, n, a.scale, keep_row(hd, r0 + r, s0),
-                                                limit(r0 + r, s0, n), masked, subtract);
+                const uint8_t* keep = keep_row(hd, r0 + r, s0);
+                const int64_t lim = limit(r0 + r, s0, n);
+                // Nothing to mask and a positive scale: the max logit is scale * max(x), and
+                // the scale is applied inside the exp pass (one pass over the row fewer).
+                const bool plain = keep == nullptr && lim == n && a.scale > 0.0f;
+                const float mx = plain ? a.scale * kt_.row_max(x, n)
+                                       : kt_.score_prep(x, n, a.scale, keep, lim, masked, subtract);
                 const float m_new = std::max(m[r], mx);
                 if (m_new == neg_inf) {  // no key of this row kept so far
                     std::fill(x, x + n, 0.0f);
                     continue;
                 }
-                const float sum = kt_.exp_shift_sum(x, n, m_new);
+                const float sum = kt_.exp_shift_sum(x, n, plain ? a.scale : 1.0f, m_new);
                 const float alpha = std::exp(m[r] - m_new);  // 0 when m[r] = -inf
                 l[r] = l[r] * alpha + sum;
                 m[r] = m_new;

@@ -50,7 +50,7 @@ void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64
             const uint8_t* kr = keep + r * n;
             if (yr != x + r * n) std::copy(x + r * n, x + (r + 1) * n, yr);
             const float mx = kt.score_prep(yr, n, 1.0f, kr, n, -1e9f, 0);
-            const float inv = 1.0f / kt.exp_shift_sum(yr, n, mx);
+            const float inv = 1.0f / kt.exp_shift_sum(yr, n, 1.0f, mx);
             for (int64_t j = 0; j < n; ++j) yr[j] = kr[j] ? yr[j] * inv : 0.0f;
         }
     });

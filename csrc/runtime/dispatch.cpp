@@ -82,6 +82,7 @@ KernelTable make_table(Isa isa) {
     t.softmax_rows = fl_softmax_rows_scalar;
     t.vexp = fl_vexp_scalar;
     t.score_prep = fl_score_prep_scalar;  // also on NEON
+    t.row_max = fl_row_max_scalar;
     t.exp_shift_sum = fl_exp_shift_sum_scalar;
     t.gemm = fl_gemm_f32_scalar;
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
@@ -96,6 +97,7 @@ KernelTable make_table(Isa isa) {
         t.softmax_rows = fl_softmax_rows_avx2;
         t.vexp = fl_vexp_avx2;
         t.score_prep = fl_score_prep_avx2;
+        t.row_max = fl_row_max_avx2;
         t.exp_shift_sum = fl_exp_shift_sum_avx2;
         t.gemm = fl_gemm_f32_avx2;
         t.dwconv = fl_dwconv_f32_avx2;

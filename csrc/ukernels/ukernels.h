@@ -44,16 +44,21 @@ void fl_vexp_neon(const float* x, float* y, int64_t n);
  *   entry is masked and v = subtract ? v - masked : masked; x[j] = v. The max is -inf for n == 0
  *   and may skip a NaN. keep is read for j < n only.
  *
- *   fl_exp_shift_sum_<isa>(x, n, m) sets x[j] = exp(x[j] - m) for j < n (results below FLT_MIN
- *   flush to 0, as fl_vexp) and returns the sum of the new x[j]; the summation order may differ
- *   between ISAs (a few ulp). */
+ *   fl_row_max_<isa>(x, n) returns the max of x[0..n) (-inf for n == 0; may skip a NaN).
+ *
+ *   fl_exp_shift_sum_<isa>(x, n, scale, m) sets x[j] = exp(fma(x[j], scale, -m)) for j < n and
+ *   returns the sum of the new x[j]. Callers pass m >= the max of x[j] * scale, so every exp
+ *   argument is <= 0 (up to rounding): results are those of fl_vexp there (below FLT_MIN
+ *   flushed to 0), NaN propagates; the summation order may differ between ISAs (a few ulp). */
 float fl_score_prep_scalar(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
                            float masked, int subtract);
-float fl_exp_shift_sum_scalar(float* x, int64_t n, float m);
+float fl_row_max_scalar(const float* x, int64_t n);
+float fl_exp_shift_sum_scalar(float* x, int64_t n, float scale, float m);
 #if defined(FL_HAVE_AVX2)
 float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
                          float masked, int subtract);
-float fl_exp_shift_sum_avx2(float* x, int64_t n, float m);
+float fl_row_max_avx2(const float* x, int64_t n);
+float fl_exp_shift_sum_avx2(float* x, int64_t n, float scale, float m);
 #endif
 
 /* GEMM micro-kernel (csrc/ukernels/gemm/<isa>.cpp), the same contract on every ISA:

@@ -21,12 +21,13 @@ struct KernelTable {
     void (*softmax_rows)(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
                          int64_t ldy);
 
-    // Attention / masked-softmax row steps (fl_score_prep_<isa>, fl_exp_shift_sum_<isa> in
-    // ukernels.h): scale and mask a score row and return its max; exp(x - m) in place, return
-    // the sum.
+    // Attention / masked-softmax row steps (fl_score_prep_<isa>, fl_row_max_<isa>,
+    // fl_exp_shift_sum_<isa> in ukernels.h): scale and mask a score row and return its max;
+    // the max of a row; exp(x * scale - m) in place, returning the sum.
     float (*score_prep)(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
                         float masked, int subtract);
-    float (*exp_shift_sum)(float* x, int64_t n, float m);
+    float (*row_max)(const float* x, int64_t n);
+    float (*exp_shift_sum)(float* x, int64_t n, float scale, float m);
 
     // y[i] = exp(x[i]) for i in [0, n); x == y is allowed. Results below FLT_MIN flush to 0.
     void (*vexp)(const float* x, float* y, int64_t n);

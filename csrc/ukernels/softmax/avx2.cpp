@@ -144,26 +144,68 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
     return hmax_avx2(_mm256_max_ps(m0, m1));
 }
 
-float fl_exp_shift_sum_avx2(float* x, int64_t n, float m) {
-    const __m256 vm = _mm256_set1_ps(m);
+float fl_row_max_avx2(const float* x, int64_t n) {
+    const __m256 neg_inf = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFF800000u));
+    __m256 m0 = neg_inf, m1 = neg_inf, m2 = neg_inf, m3 = neg_inf;
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
+        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + j + 8));
+        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + j + 16));
+        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + j + 24));
+    }
+    for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
+    if (j < n) {
+        const __m256i mask = fl_avx2_tail_mask(n - j);
+        const __m256 v = _mm256_maskload_ps(x + j, mask);
+        m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)));
+    }
+    return hmax_avx2(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+}
+
+/* fl_exp_avx2 for x <= 0 (softmax arguments): the same bits there with fewer operations. For
+ * -87.34 <= x <= 0, n = round(x * log2(e)) lies in [-126, 0], so 2^n is one normal float and
+ * the two-step scaling and the upper clamp of fl_exp_avx2 are not needed; below that, 0. NaN
+ * stays NaN (MAXPS returns its second operand, x). */
+static inline __m256 exp_nonpos_avx2(__m256 x) {
+    const __m256 under_x = _mm256_set1_ps(-0x1.5d589ep+6f);
+    const __m256 xc = _mm256_max_ps(under_x, x);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(0x1.715476p+0f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), r);
+    __m256 q = _mm256_set1_ps(0x1.6a2242p-10f);
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.123b0ep-7f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.5558f8p-5f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.55549p-3f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.fffffcp-2f));
+    const __m256 p = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r); /* exp(r) - 1 */
+    const __m256 s = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    const __m256 y = _mm256_fmadd_ps(s, p, s);
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, under_x, _CMP_LT_OQ), y);
+}
+
+float fl_exp_shift_sum_avx2(float* x, int64_t n, float scale, float m) {
+    const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-m);
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
-        const __m256 e0 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
-        const __m256 e1 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm));
+        const __m256 e0 = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
+        const __m256 e1 = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8), vs, vm));
         _mm256_storeu_ps(x + j, e0);
         _mm256_storeu_ps(x + j + 8, e1);
         s0 = _mm256_add_ps(s0, e0);
         s1 = _mm256_add_ps(s1, e1);
     }
     for (; j + 8 <= n; j += 8) {
-        const __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+        const __m256 e = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
         _mm256_storeu_ps(x + j, e);
         s0 = _mm256_add_ps(s0, e);
     }
     if (j < n) {
         const __m256i mask = fl_avx2_tail_mask(n - j);
-        __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + j, mask), vm));
+        __m256 e = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_maskload_ps(x + j, mask), vs, vm));
         e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
         _mm256_maskstore_ps(x + j, mask, e);
         s1 = _mm256_add_ps(s1, e);

@@ -7,6 +7,8 @@
 // inf/NaN follow NumPy's `e = exp(x - max); e / e.sum()`: the max may skip a NaN, but that NaN
 // then reaches the sum through exp(NaN - max), so the whole row is NaN as in NumPy; a +inf gives
 // inf - inf = NaN; an all -inf row gives -inf - -inf = NaN.
+#include <math.h>
+
 #include "../ukernels.h"
 
 #include "../vmath/exp_scalar.inc"
@@ -52,17 +54,23 @@ float fl_score_prep_scalar(float* x, int64_t n, float scale, const uint8_t* keep
     return m;
 }
 
-float fl_exp_shift_sum_scalar(float* x, int64_t n, float m) {
+float fl_row_max_scalar(const float* x, int64_t n) {
+    float m = fl_exp_scalar_bits_to_float(0xFF800000u); /* -inf */
+    for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+float fl_exp_shift_sum_scalar(float* x, int64_t n, float scale, float m) {
     float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
         for (int k = 0; k < 4; ++k) {
-            x[j + k] = fl_exp_scalar(x[j + k] - m);
+            x[j + k] = fl_exp_scalar(fmaf(x[j + k], scale, -m));
             s[k] += x[j + k];
         }
     }
     for (; j < n; ++j) {
-        x[j] = fl_exp_scalar(x[j] - m);
+        x[j] = fl_exp_scalar(fmaf(x[j], scale, -m));
         s[0] += x[j];
     }
     return (s[0] + s[1]) + (s[2] + s[3]);
