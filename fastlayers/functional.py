@@ -754,7 +754,9 @@ def attention(
             score = {"scale": 1.0 if scale_ is None else scale_}
         else:
             score = {"additive": True, "pre": 1.0 if scale_ is None else scale_, "post": weight}
-        out, weights = _luong_cpp(query, value, key, query_mask, value_mask, causal, score)
+        out, weights = _luong_cpp(
+            query, value, key, query_mask, value_mask, causal, want_scores, score
+        )
     else:
         out, weights = _np_attention.attention(
             query, value, key, scale_, score_mode, weight, query_mask, value_mask, causal
@@ -762,16 +764,24 @@ def attention(
     return (out, weights) if want_scores else out
 
 
-def _luong_cpp(query, value, key, query_mask, value_mask, causal, score):
-    """Attention / AdditiveAttention on the C++ path: one head, 1e9 subtracted when masked."""
+def _luong_cpp(query, value, key, query_mask, value_mask, causal, want_scores, score):
+    """Attention / AdditiveAttention on the C++ path: one head, 1e9 subtracted when masked.
+    Returns (output, weights or None)."""
     mask = None if value_mask is None else value_mask[:, None, None, :]
     out, weights = _attention_cpp(
-        query[:, None], key[:, None], value[:, None], mask, causal, _RULE_SUBTRACT, True, **score
+        query[:, None],
+        key[:, None],
+        value[:, None],
+        mask,
+        causal,
+        _RULE_SUBTRACT,
+        want_scores,
+        **score,
     )
     out = out[:, 0]
     if query_mask is not None:
         out *= query_mask[:, :, None]
-    return out, weights[:, 0]
+    return out, None if weights is None else weights[:, 0]
 
 
 def additive_attention(
@@ -815,7 +825,9 @@ def additive_attention(
     want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
     if _backend.resolve(op, None) == "cpp":
         score = {"additive": True, "add_w": scale}
-        out, weights = _luong_cpp(query, value, key, query_mask, value_mask, causal, score)
+        out, weights = _luong_cpp(
+            query, value, key, query_mask, value_mask, causal, want_scores, score
+        )
     else:
         out, weights = _np_attention.additive_attention(
             query, value, key, scale, query_mask, value_mask, causal

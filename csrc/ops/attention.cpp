@@ -1,15 +1,13 @@
 // Attention driver: softmax(scores(q, k) masked) · v for every (batch, head), blocked.
 //
 // Work is split into tasks of (batch, head, block of kQueryBlock query rows); tasks write
-// disjoint output rows, so results do not depend on the thread count. Two paths:
-//
-// - Flash path (no weights requested): the keys are visited in blocks of kKeyBlock with an
-//   online softmax per row (running max m, running sum l, output rescaled by exp(m_old - m_new)
-//   when the max grows), so no T x S buffer exists: per thread only a kQueryBlock x kKeyBlock
-//   score tile. With a causal mask the key blocks right of the diagonal are never visited and
-//   the last visited block is cut at the diagonal.
-// - Full-row path (weights requested): the scores of a query block go straight into the weights
-//   output, are normalized there row by row, then multiply v.
+// disjoint output rows, so results do not depend on the thread count. The keys are visited in
+// blocks of kKeyBlock with an online softmax per row (running max m, running sum l, output
+// rescaled by exp(m_old - m_new) when the max grows), so no T x S buffer exists: per thread
+// only a kQueryBlock x kKeyBlock score tile. With a causal mask the key blocks right of the
+// diagonal are never visited and the last visited block is cut at the diagonal. When the
+// weights are requested, the score tiles live in the weights output instead and are rescaled
+// to the final max and sum at the end; the output is the same either way.
 //
 // Dot scores use the GEMM micro-kernel: k is packed once per call into 16-key panels (K^T as a
 // packed B operand), v into 16-column panels. Additive scores (Bahdanau, Keras concat) are
@@ -116,21 +114,19 @@ class Runner {
                 hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
                 const int64_t r0 = qb * kQueryBlock;
                 const int64_t rows = std::min(kQueryBlock, a.t - r0);
-                if (hd.weights)
-                    full_rows(hd, r0, rows, sc);
-                else
-                    flash(hd, r0, rows, sc);
+                flash(hd, r0, rows, sc);
             }
         });
     }
 
   private:
     struct Scratch {
-        std::vector<float> scores, m, l, tanh_buf, mean_v;
+        std::vector<float> scores, m, l, block_max, tanh_buf, mean_v;
         explicit Scratch(const AttentionArgs& a)
-            : scores(static_cast<size_t>(kQueryBlock * kKeyBlock)),
+            : scores(a.weights ? 0 : static_cast<size_t>(kQueryBlock * kKeyBlock)),
               m(kQueryBlock),
               l(kQueryBlock),
+              block_max(static_cast<size_t>(kQueryBlock * ((a.s + kKeyBlock - 1) / kKeyBlock))),
               tanh_buf(a.additive ? static_cast<size_t>(kAdditiveKeys * a.d) : 0),
               mean_v(static_cast<size_t>(a.dv)) {}
     };
@@ -178,32 +174,10 @@ class Runner {
         return hd.mask ? hd.mask + t * a_.mask_st + s0 : nullptr;
     }
 
-    void full_rows(const Head& hd, int64_t r0, int64_t rows, Scratch& scr) const {
-        const AttentionArgs& a = a_;
-        float* w = hd.weights + r0 * a.s;
-        scores(hd, r0, rows, 0, a.s, w, a.s, scr);
-        const bool subtract = a.rule == MaskRule::subtract;
-        const float masked = a.rule == MaskRule::subtract      ? 1e9f
-                             : a.rule == MaskRule::softmax_layer ? -1e9f
-                                                                 : kFusedMaskValue;
-        for (int64_t r = 0; r < rows; ++r) {
-            float* x = w + r * a.s;
-            const int64_t lim = limit(r0 + r, 0, a.s);
-            const uint8_t* keep = keep_row(hd, r0 + r, 0);
-            const float mx = kt_.score_prep(x, a.s, a.scale, keep, lim, masked, subtract);
-            const float inv = 1.0f / kt_.exp_shift_sum(x, a.s, 1.0f, mx);
-            for (int64_t j = 0; j < a.s; ++j) x[j] *= inv;
-            if (a.rule == MaskRule::softmax_layer) {
-                for (int64_t j = lim; j < a.s; ++j) x[j] = 0.0f;
-                if (keep)
-                    for (int64_t j = 0; j < lim; ++j)
-                        if (!keep[j]) x[j] = 0.0f;
-            }
-        }
-        kt_.gemm(rows, a.dv, a.s, w, a.s, 1, hd.vp, a.s * kNR, nullptr, 0,
-                 hd.out + r0 * a.out.st, a.out.st);
-    }
-
+    // Query rows [r0, r0+rows) of one head: key blocks with an online softmax. With weights
+    // requested, each block's tile lives in the weights rows instead of the scratch tile and is
+    // rescaled to the final max and sum at the end, so the output is bitwise the same with and
+    // without weights.
     void flash(const Head& hd, int64_t r0, int64_t rows, Scratch& scr) const {
         const AttentionArgs& a = a_;
         const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -211,23 +185,28 @@ class Runner {
         // drop them (-inf) and treat a row with no key left at the end.
         const bool subtract = a.rule == MaskRule::subtract;
         const float masked = subtract ? 1e9f : neg_inf;
-        float* sc = scr.scores.data();
+        float* w = hd.weights ? hd.weights + r0 * a.s : nullptr;
+        const int64_t ld = w ? a.s : kKeyBlock;
         float* m = scr.m.data();
         float* l = scr.l.data();
+        float* mb = scr.block_max.data();  // (rows, key blocks): the max each block used
+        const int64_t nblocks = (a.s + kKeyBlock - 1) / kKeyBlock;
         float* out = hd.out + r0 * a.out.st;
         std::fill(m, m + rows, neg_inf);
         std::fill(l, l + rows, 0.0f);
         const int64_t t_last = r0 + rows - 1;
-        bool first = true;
+        int64_t visited = 0;  // keys [0, visited) were scored
         for (int64_t s0 = 0; s0 < a.s; s0 += kKeyBlock) {
             int64_t n = std::min(kKeyBlock, a.s - s0);
             if (a.causal && !subtract) {
                 if (s0 > t_last) break;  // the whole block is right of the diagonal
                 n = std::min(n, t_last + 1 - s0);
             }
-            scores(hd, r0, rows, s0, n, sc, kKeyBlock, scr);
+            const bool first = s0 == 0;
+            float* sc = w ? w + s0 : scr.scores.data();
+            scores(hd, r0, rows, s0, n, sc, ld, scr);
             for (int64_t r = 0; r < rows; ++r) {
-                float* x = sc + r * kKeyBlock;
+                float* x = sc + r * ld;
                 const uint8_t* keep = keep_row(hd, r0 + r, s0);
                 const int64_t lim = limit(r0 + r, s0, n);
                 // Nothing to mask and a positive scale: the max logit is scale * max(x), and
@@ -236,6 +215,7 @@ class Runner {
                 const float mx = plain ? a.scale * kt_.row_max(x, n)
                                        : kt_.score_prep(x, n, a.scale, keep, lim, masked, subtract);
                 const float m_new = std::max(m[r], mx);
+                mb[r * nblocks + s0 / kKeyBlock] = m_new;
                 if (m_new == neg_inf) {  // no key of this row kept so far
                     std::fill(x, x + n, 0.0f);
                     continue;
@@ -249,16 +229,27 @@ class Runner {
                     for (int64_t j = 0; j < a.dv; ++j) o[j] *= alpha;
                 }
             }
-            kt_.gemm(rows, a.dv, n, sc, kKeyBlock, 1, hd.vp + s0 * kNR, a.s * kNR, nullptr,
+            kt_.gemm(rows, a.dv, n, sc, ld, 1, hd.vp + s0 * kNR, a.s * kNR, nullptr,
                      first ? 0 : 1, out, a.out.st);
-            first = false;
+            visited = s0 + n;
         }
         bool have_mean = false;
         for (int64_t r = 0; r < rows; ++r) {
             float* o = out + r * a.out.st;
+            float* wr = w ? w + r * a.s : nullptr;
             if (l[r] > 0.0f) {
                 const float inv = 1.0f / l[r];
                 for (int64_t j = 0; j < a.dv; ++j) o[j] *= inv;
+                if (wr) {
+                    // Block b was exponentiated against its own max: weight = p * e^(m_b - m) / l.
+                    for (int64_t s0 = 0; s0 < visited; s0 += kKeyBlock) {
+                        const float mbr = mb[r * nblocks + s0 / kKeyBlock];
+                        const float f = mbr == m[r] ? inv : std::exp(mbr - m[r]) * inv;
+                        const int64_t e = std::min(visited, s0 + kKeyBlock);
+                        for (int64_t j = s0; j < e; ++j) wr[j] *= f;
+                    }
+                    std::fill(wr + visited, wr + a.s, 0.0f);  // right of the diagonal
+                }
             } else if (a.rule == MaskRule::fused) {
                 // Every key masked: keras.ops.dot_product_attention puts -0.7 * FLT_MAX in all
                 // logits of the row, so it attends uniformly to all S keys.
@@ -267,8 +258,10 @@ class Runner {
                     have_mean = true;
                 }
                 std::memcpy(o, scr.mean_v.data(), sizeof(float) * a.dv);
+                if (wr) std::fill(wr, wr + a.s, 1.0f / static_cast<float>(a.s));
             } else {
                 std::fill(o, o + a.dv, 0.0f);  // Softmax-layer rule: all weights are zero
+                if (wr) std::fill(wr, wr + a.s, 0.0f);
             }
         }
     }

@@ -277,6 +277,8 @@ def all_cases() -> list[Case]:
         _sdpa_case("attn-256", 8, 8, 256, 256, 64),
         _sdpa_case("attn-1024", 1, 12, 1024, 1024, 64, quick=False),
         _sdpa_case("attn-1024c", 1, 12, 1024, 1024, 64, causal=True, quick=False),
+        # Not in BENCHMARKS.md: issue 6's short sequences with many heads.
+        _sdpa_case("attn-64", 8, 16, 64, 64, 64),
         # Not in BENCHMARKS.md: the softmax inside attn-256, and a tiny call (overhead).
         _softmax_case("softmax-attn256", 8 * 8 * 256, 256),
         _softmax_case("softmax-1x64", 1, 64),

@@ -92,8 +92,8 @@ struct AttentionArgs {
     int64_t d = 0, dv = 0;         // query/key width, value width
     Rows4<const float> q, k, v;    // (b, h, t, d), (b, h, s, d), (b, h, s, dv)
     Rows4<float> out;              // (b, h, t, dv); must not overlap the inputs
-    // Optional: weights (batch*heads, t, s) contiguous; requesting them selects the path that
-    // normalizes whole rows in place there (no online softmax).
+    // Optional: weights (batch*heads, t, s) contiguous, written if given (the output does not
+    // change).
     float* weights = nullptr;
     // Optional keep-mask (nonzero = may attend): row t of head (b, h) at mask + b*mask_sb +
     // h*mask_sh + t*mask_st, s contiguous bytes.
@@ -109,8 +109,8 @@ struct AttentionArgs {
 };
 
 // out = softmax(scores masked per `rule`) · v per (batch, head); writes weights if requested.
-// Bitwise identical for any thread count. Extra memory: k and v packed (about their size) plus
-// a 48 x 256 score tile per thread (the weights path uses the weights output instead).
+// Bitwise identical for any thread count, and with or without weights. Extra memory: k and v
+// packed (about their size) plus a 48 x 256 score tile per thread.
 void attention_forward(const AttentionArgs& args);
 
 }  // namespace fl
