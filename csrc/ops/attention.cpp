@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <vector>
 
 #include "fastlayers/dispatch.h"
 #include "fastlayers/gemm.h"
@@ -76,6 +75,7 @@ class Runner {
   public:
     explicit Runner(const AttentionArgs& a) : a_(a), kt_(kernels()) {
         d16_ = round_up(a.s, kNR) * a.d;
+        tile_ld_ = std::min(kKeyBlock, round_up(a.s, kNR));
         v16_ = round_up(a.dv, kNR) * a.s;
     }
 
@@ -85,7 +85,9 @@ class Runner {
         // Pack k (dot scores only) and v of every head once; they are read by every query block.
         const int64_t per_head = (a.additive ? 0 : d16_) + v16_;
         packed_ = alloc_aligned_floats(std::max<int64_t>(1, heads * per_head));
-        parallel_for(heads, 1, [&](int64_t h0, int64_t h1) {
+        // A packing task copies at least ~64k floats: waking a thread for less costs more.
+        const int64_t min_heads = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, per_head));
+        parallel_for(heads, min_heads, [&](int64_t h0, int64_t h1) {
             for (int64_t bh = h0; bh < h1; ++bh) {
                 float* dst = packed_.get() + bh * per_head;
                 const int64_t b = bh / a.heads, h = bh % a.heads;
@@ -99,7 +101,7 @@ class Runner {
         const int64_t macs = std::max<int64_t>(1, kQueryBlock * a.s * (a.d + a.dv));
         const int64_t min_tasks = std::max<int64_t>(1, 65536 / macs);
         parallel_for(heads * qblocks, min_tasks, [&](int64_t t0, int64_t t1) {
-            Scratch sc(a);
+            Scratch sc(a, tile_ld_);
             for (int64_t task = t0; task < t1; ++task) {
                 const int64_t bh = task / qblocks, qb = task % qblocks;
                 const int64_t b = bh / a.heads, h = bh % a.heads;
@@ -120,15 +122,27 @@ class Runner {
     }
 
   private:
+    // Per-thread scratch, one uninitialized allocation: the score tile (rows of ld_ floats),
+    // running max and sum per row, the max each key block used, the additive-score tanh
+    // buffer and the mean of v.
     struct Scratch {
-        std::vector<float> scores, m, l, block_max, tanh_buf, mean_v;
-        explicit Scratch(const AttentionArgs& a)
-            : scores(a.weights ? 0 : static_cast<size_t>(kQueryBlock * kKeyBlock)),
-              m(kQueryBlock),
-              l(kQueryBlock),
-              block_max(static_cast<size_t>(kQueryBlock * ((a.s + kKeyBlock - 1) / kKeyBlock))),
-              tanh_buf(a.additive ? static_cast<size_t>(kAdditiveKeys * a.d) : 0),
-              mean_v(static_cast<size_t>(a.dv)) {}
+        AlignedFloats buf;
+        float *scores, *m, *l, *block_max, *tanh_buf, *mean_v;
+        Scratch(const AttentionArgs& a, int64_t ld) {
+            const int64_t nblocks = (a.s + kKeyBlock - 1) / kKeyBlock;
+            const int64_t sizes[6] = {a.weights ? 0 : kQueryBlock * ld, kQueryBlock, kQueryBlock,
+                                      kQueryBlock * nblocks, a.additive ? kAdditiveKeys * a.d : 0,
+                                      a.dv};
+            int64_t total = 0;
+            for (int64_t n : sizes) total += round_up(n, 16);  // each part 64-byte aligned
+            buf = alloc_aligned_floats(total);
+            float** parts[6] = {&scores, &m, &l, &block_max, &tanh_buf, &mean_v};
+            float* p = buf.get();
+            for (int i = 0; i < 6; ++i) {
+                *parts[i] = p;
+                p += round_up(sizes[i], 16);
+            }
+        }
     };
 
     // Raw scores of query rows [r0, r0+rows) against keys [s0, s0+n) into sc (row stride ld).
@@ -140,7 +154,7 @@ class Runner {
                      nullptr, 0, sc, ld);
             return;
         }
-        float* u = scr.tanh_buf.data();
+        float* u = scr.tanh_buf;
         for (int64_t r = 0; r < rows; ++r) {
             const float* q = hd.q + (r0 + r) * a.q.st;
             for (int64_t j0 = 0; j0 < n; j0 += kAdditiveKeys) {
@@ -186,10 +200,10 @@ class Runner {
         const bool subtract = a.rule == MaskRule::subtract;
         const float masked = subtract ? 1e9f : neg_inf;
         float* w = hd.weights ? hd.weights + r0 * a.s : nullptr;
-        const int64_t ld = w ? a.s : kKeyBlock;
-        float* m = scr.m.data();
-        float* l = scr.l.data();
-        float* mb = scr.block_max.data();  // (rows, key blocks): the max each block used
+        const int64_t ld = w ? a.s : tile_ld_;
+        float* m = scr.m;
+        float* l = scr.l;
+        float* mb = scr.block_max;  // (rows, key blocks): the max each block used
         const int64_t nblocks = (a.s + kKeyBlock - 1) / kKeyBlock;
         float* out = hd.out + r0 * a.out.st;
         std::fill(m, m + rows, neg_inf);
@@ -203,7 +217,7 @@ class Runner {
                 n = std::min(n, t_last + 1 - s0);
             }
             const bool first = s0 == 0;
-            float* sc = w ? w + s0 : scr.scores.data();
+            float* sc = w ? w + s0 : scr.scores;
             scores(hd, r0, rows, s0, n, sc, ld, scr);
             for (int64_t r = 0; r < rows; ++r) {
                 float* x = sc + r * ld;
@@ -254,10 +268,10 @@ class Runner {
                 // Every key masked: keras.ops.dot_product_attention puts -0.7 * FLT_MAX in all
                 // logits of the row, so it attends uniformly to all S keys.
                 if (!have_mean) {
-                    mean_values(hd, scr.mean_v.data());
+                    mean_values(hd, scr.mean_v);
                     have_mean = true;
                 }
-                std::memcpy(o, scr.mean_v.data(), sizeof(float) * a.dv);
+                std::memcpy(o, scr.mean_v, sizeof(float) * a.dv);
                 if (wr) std::fill(wr, wr + a.s, 1.0f / static_cast<float>(a.s));
             } else {
                 std::fill(o, o + a.dv, 0.0f);  // Softmax-layer rule: all weights are zero
@@ -280,6 +294,7 @@ class Runner {
     const AttentionArgs& a_;
     const KernelTable& kt_;
     int64_t d16_ = 0, v16_ = 0;
+    int64_t tile_ld_ = 0;  // row stride of the score tile: min(kKeyBlock, S rounded up)
     AlignedFloats packed_;
 };
 
