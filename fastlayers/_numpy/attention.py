@@ -82,12 +82,29 @@ def attention(query, value, key, scale, score_mode, concat_weight, query_mask, v
         if scale is not None:
             scores = scores * F32(scale)
     else:  # "concat": w * sum_d tanh(scale * (q_d + k_d))
-        summed = query[:, :, None, :] + key[:, None, :, :]  # (B, T, S, D)
-        if scale is not None:
-            summed = summed * F32(scale)
-        scores = F32(concat_weight) * np.sum(np.tanh(summed), axis=-1)
+        pre = F32(1) if scale is None else F32(scale)
+        scores = F32(concat_weight) * _tanh_score_sum(query, key, pre, None)
     mask = _luong_mask(query_mask, value_mask, causal, query.shape[1], key.shape[1])
     return _luong_finish(scores.astype(F32, copy=False), value, query_mask, mask)
+
+
+def _tanh_score_sum(query, key, pre, weight):
+    """scores[b, i, j] = sum_d weight[d] * tanh(pre * (query[b, i, d] + key[b, j, d])).
+
+    pre None means 1, weight None means all ones. The (B, T, S, D) sum is formed a few query
+    rows at a time, so the temporary stays near 32 MiB whatever T is.
+    """
+    b, t_len, d = query.shape
+    s_len = key.shape[1]
+    scores = np.empty((b, t_len, s_len), F32)
+    step = max(1, (8 << 20) // max(1, b * s_len * d))
+    for i in range(0, t_len, step):
+        summed = query[:, i : i + step, None, :] + key[:, None, :, :]  # (B, step, S, D)
+        if pre is not None:
+            summed *= pre
+        np.tanh(summed, out=summed)
+        scores[:, i : i + step] = np.sum(summed, axis=-1) if weight is None else summed @ weight
+    return scores
 
 
 def additive_attention(query, value, key, scale, query_mask, value_mask, causal):
@@ -95,11 +112,7 @@ def additive_attention(query, value, key, scale, query_mask, value_mask, causal)
 
     scale is a (D,) vector or None (all ones). Returns (output, weights).
     """
-    summed = np.tanh(query[:, :, None, :] + key[:, None, :, :])  # (B, T, S, D)
-    if scale is not None:
-        scores = summed @ scale
-    else:
-        scores = np.sum(summed, axis=-1)
+    scores = _tanh_score_sum(query, key, None, scale)
     mask = _luong_mask(query_mask, value_mask, causal, query.shape[1], key.shape[1])
     return _luong_finish(scores.astype(F32, copy=False), value, query_mask, mask)
 
