@@ -103,7 +103,11 @@ class Runner {
         parallel_for(heads * qblocks, min_tasks, [&](int64_t t0, int64_t t1) {
             Scratch sc(a, tile_ld_);
             for (int64_t task = t0; task < t1; ++task) {
-                const int64_t bh = task / qblocks, qb = task % qblocks;
+                const int64_t bh = task / qblocks;
+                int64_t qb = task % qblocks;
+                // Causal work grows with the query block: order a head's blocks 0, n-1, 1,
+                // n-2, ... so that contiguous chunks of tasks carry about equal work.
+                if (a.causal) qb = qb % 2 == 0 ? qb / 2 : qblocks - 1 - qb / 2;
                 const int64_t b = bh / a.heads, h = bh % a.heads;
                 const float* pk = packed_.get() + bh * per_head;
                 Head hd;
