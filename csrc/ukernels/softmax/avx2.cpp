@@ -27,31 +27,33 @@ static inline float hsum_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static void softmax_row_avx2(const float* x, float* y, int64_t n) {
+/* Row max: four accumulators hide the MAXPS latency; masked-off tail lanes count as -inf. */
+float fl_row_max_avx2(const float* x, int64_t n) {
     const __m256 neg_inf = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFF800000u));
-
-    // Pass 1: row max. Four accumulators hide the MAXPS latency.
     __m256 m0 = neg_inf, m1 = neg_inf, m2 = neg_inf, m3 = neg_inf;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
-        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
-        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + i + 16));
-        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + i + 24));
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
+        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + j + 8));
+        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + j + 16));
+        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + j + 24));
     }
-    for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
-    if (i < n) {
-        // Masked-off lanes load as 0, which could exceed an all-negative max: make them -inf.
-        const __m256i mask = fl_avx2_tail_mask(n - i);
-        const __m256 v = _mm256_maskload_ps(x + i, mask);
+    for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
+    if (j < n) {
+        const __m256i mask = fl_avx2_tail_mask(n - j);
+        const __m256 v = _mm256_maskload_ps(x + j, mask);
         m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)));
     }
-    const __m256 vmax =
-        _mm256_set1_ps(hmax_avx2(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3))));
+    return hmax_avx2(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+}
+
+static void softmax_row_avx2(const float* x, float* y, int64_t n) {
+    // Pass 1: row max.
+    const __m256 vmax = _mm256_set1_ps(fl_row_max_avx2(x, n));
 
     // Pass 2: e = exp(x - max) into y, and the row sum.
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    i = 0;
+    int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m256 e0 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
         const __m256 e1 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
@@ -142,25 +144,6 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
         m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(tail)));
     }
     return hmax_avx2(_mm256_max_ps(m0, m1));
-}
-
-float fl_row_max_avx2(const float* x, int64_t n) {
-    const __m256 neg_inf = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFF800000u));
-    __m256 m0 = neg_inf, m1 = neg_inf, m2 = neg_inf, m3 = neg_inf;
-    int64_t j = 0;
-    for (; j + 32 <= n; j += 32) {
-        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
-        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + j + 8));
-        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + j + 16));
-        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + j + 24));
-    }
-    for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
-    if (j < n) {
-        const __m256i mask = fl_avx2_tail_mask(n - j);
-        const __m256 v = _mm256_maskload_ps(x + j, mask);
-        m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)));
-    }
-    return hmax_avx2(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
 }
 
 /* fl_exp_avx2 for x <= 0 (softmax arguments): the same bits there with fewer operations. For
