@@ -740,6 +740,7 @@ int main(int argc, char** argv) {
     fltest::register_gemm_tests();
     fltest::register_vmath_tests();
     fltest::register_conv2d_tests();
+    fltest::register_attention_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

@@ -27,22 +27,24 @@ static inline float hsum_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Row max: four accumulators hide the MAXPS latency; masked-off tail lanes count as -inf. */
+/* Row max: four accumulators hide the MAXPS latency; masked-off tail lanes count as -inf.
+ * MAXPS returns its second operand when either is NaN, so the accumulator goes second: a NaN
+ * element is skipped and never replaces (and later loses) the running max. */
 float fl_row_max_avx2(const float* x, int64_t n) {
     const __m256 neg_inf = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFF800000u));
     __m256 m0 = neg_inf, m1 = neg_inf, m2 = neg_inf, m3 = neg_inf;
     int64_t j = 0;
     for (; j + 32 <= n; j += 32) {
-        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
-        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + j + 8));
-        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + j + 16));
-        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + j + 24));
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + j + 8), m1);
+        m2 = _mm256_max_ps(_mm256_loadu_ps(x + j + 16), m2);
+        m3 = _mm256_max_ps(_mm256_loadu_ps(x + j + 24), m3);
     }
-    for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
+    for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
     if (j < n) {
         const __m256i mask = fl_avx2_tail_mask(n - j);
         const __m256 v = _mm256_maskload_ps(x + j, mask);
-        m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)));
+        m1 = _mm256_max_ps(_mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)), m1);
     }
     return hmax_avx2(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
 }
@@ -114,7 +116,7 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
         for (; j + 8 <= lim; j += 8) {
             const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), vscale);
             _mm256_storeu_ps(x + j, v);
-            m0 = _mm256_max_ps(m0, v);
+            m0 = _mm256_max_ps(v, m0);
         }
     }
     for (; j + 8 <= n; j += 8) {
@@ -127,7 +129,7 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
         }
         const __m256 v = score_prep_8(_mm256_loadu_ps(x + j), vscale, ml, vmasked, subtract);
         _mm256_storeu_ps(x + j, v);
-        m1 = _mm256_max_ps(m1, v);
+        m1 = _mm256_max_ps(v, m1);
     }
     if (j < n) {
         const int64_t rem = n - j;
@@ -141,7 +143,7 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
         const __m256 v =
             score_prep_8(_mm256_maskload_ps(x + j, tail), vscale, ml, vmasked, subtract);
         _mm256_maskstore_ps(x + j, tail, v);
-        m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(tail)));
+        m1 = _mm256_max_ps(_mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(tail)), m1);
     }
     return hmax_avx2(_mm256_max_ps(m0, m1));
 }

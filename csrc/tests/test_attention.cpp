@@ -1,0 +1,843 @@
+// C++ tests of the attention score-row micro-kernels (fl_score_prep_<isa>, fl_row_max_<isa>,
+// fl_exp_shift_sum_<isa>, csrc/ukernels/softmax/) of every ISA this CPU supports, and of the
+// attention driver fl::attention_forward (csrc/ops/attention.cpp) against a double reference.
+//
+// Out-of-bounds accesses: the row x and the keep bytes each end exactly where an inaccessible
+// page begins (POSIX), so reading x[n] or keep[n] faults; the floats before x hold NaN sentinels
+// with a payload no kernel produces, which must survive bit for bit. The same for the driver:
+// q, k, v, the mask and the weights end at a guard page, gaps between rows hold NaN (reading
+// them would poison a result) and the gaps of the output rows hold sentinels.
+//
+// Tolerances (documented here once):
+//   score_prep / row_max: exact. Every output is one IEEE operation (x*scale, then v - masked),
+//     so it must equal float(double(x)*scale) (- masked) bit for bit, the max exactly.
+//   exp_shift_sum elements: the exp argument is a = fmaf(x, scale, -m) (one rounding, as the
+//     contract says); x[j] must be within 2 ulp of float(exp(double(a))) (the vexp bound of
+//     test_main.cpp), exactly +0 for a < -87.3365 (flush), and - the stronger check - bit for
+//     bit equal to fl_vexp_<isa>(a) wherever a <= 0.
+//   exp_shift_sum sum: relative error <= (ceil(n/4) + 6) * 2^-24 against the double sum of the
+//     kernel's own outputs (worst case of float summation split into >= 4 partial sums of at
+//     most ceil(n/4) terms each plus <= 6 combining additions; the kernels use 4 (scalar) or 16
+//     (avx2) partial sums), and that plus 2.4e-7 (2 ulp per term) against the double sum of
+//     exact exps.
+//   attention_forward: per output row, |got - ref| <= (2E + (S + 16) * 2^-24) * mag + 1e-30,
+//     where E bounds the float error of a score of that row ((D + 2) * 2^-24 * sum|q k| * |scale|
+//     for dot scores, (D + 8) * 2^-24 * post * sum|w| for additive ones), and mag = sum_s p_s
+//     |v_s| / sum_s p_s; weights: |got - p| <= (2E + (S + 16) * 2^-24) * p + 1e-37. Weights
+//     the reference makes exactly 0 (masked keys) must be exactly 0.
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fastlayers/dispatch.h"
+#include "fastlayers/ops.h"
+#include "fastlayers/runtime.h"
+#include "test_framework.h"
+#include "ukernels/ukernels.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define FL_ATTN_TEST_GUARD_PAGE 1
+#endif
+
+namespace {
+
+using ScorePrepFn = float (*)(float*, int64_t, float, const uint8_t*, int64_t, float, int);
+using RowMaxFn = float (*)(const float*, int64_t);
+using ExpShiftSumFn = float (*)(float*, int64_t, float, float);
+using VexpFn = void (*)(const float*, float*, int64_t);
+
+struct RowIsa {
+    fl::Isa isa;
+    ScorePrepFn score_prep;
+    RowMaxFn row_max;
+    ExpShiftSumFn exp_shift_sum;
+    VexpFn vexp;
+};
+
+std::vector<RowIsa> row_kernels_built() {
+    std::vector<RowIsa> v{{fl::Isa::scalar, fl_score_prep_scalar, fl_row_max_scalar,
+                           fl_exp_shift_sum_scalar, fl_vexp_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_score_prep_avx2, fl_row_max_avx2, fl_exp_shift_sum_avx2,
+                 fl_vexp_avx2});
+#endif
+    return v;
+}
+
+bool supported(fl::Isa isa) {
+    for (fl::Isa s : fl::isas_supported())
+        if (s == isa) return true;
+    return false;
+}
+
+const uint32_t kSentinelBits = 0x7FC0A77Eu;  // a NaN payload no kernel produces
+const float kInf = std::numeric_limits<float>::infinity();
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+const float kExpUnderflowX = -0x1.5d589ep+6f;  // below this, exp results are exactly +0
+const double kU = 0x1p-24;
+
+uint32_t bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+float from_bits(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float sentinel() { return from_bits(kSentinelBits); }
+
+int64_t ordinal(float f) {
+    const uint32_t u = bits(f);
+    return (u & 0x80000000u) ? -static_cast<int64_t>(u & 0x7FFFFFFFu) : static_cast<int64_t>(u);
+}
+
+float from_ordinal(int64_t o) {
+    return from_bits(o >= 0 ? static_cast<uint32_t>(o)
+                            : (static_cast<uint32_t>(-o) | 0x80000000u));
+}
+
+int64_t ulps(float a, float b) {
+    const int64_t d = ordinal(a) - ordinal(b);
+    return d < 0 ? -d : d;
+}
+
+// n elements of T ending exactly where an inaccessible page begins; `pre` elements before them
+// (in the same mapping) hold `pre_fill`. Falls back to a heap vector without mmap.
+template <class T>
+class Guarded {
+  public:
+    Guarded(size_t n, T fill, size_t pre = 0, T pre_fill = T()) : n_(n), pre_(pre) {
+        if (n > (size_t(1) << 32) || pre > 4096) std::abort();  // (also bounds n for -Wstringop)
+        const size_t total = (n + pre) * sizeof(T);
+#if defined(FL_ATTN_TEST_GUARD_PAGE)
+        const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+        const size_t data_pages = (total + page - 1) / page;
+        bytes_ = (data_pages + 1) * page;
+        void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            map_ = static_cast<char*>(p);
+            mprotect(map_ + data_pages * page, page, PROT_NONE);
+            data_ = reinterpret_cast<T*>(map_ + data_pages * page) - n;
+        }
+#endif
+        if (!data_) {
+            fallback_.resize(n + pre + 1);
+            data_ = fallback_.data() + pre;
+        }
+        (void)total;
+        for (size_t i = 0; i < n; ++i) data_[i] = fill;
+        for (size_t i = 1; i <= pre; ++i) data_[-static_cast<std::ptrdiff_t>(i)] = pre_fill;
+    }
+    ~Guarded() {
+#if defined(FL_ATTN_TEST_GUARD_PAGE)
+        if (map_) munmap(map_, bytes_);
+#endif
+    }
+    Guarded(const Guarded&) = delete;
+    Guarded& operator=(const Guarded&) = delete;
+    T* data() { return data_; }
+    T& operator[](size_t i) { return data_[i]; }
+    T* pre_begin() { return data_ - pre_; }
+    size_t size() const { return n_; }
+
+  private:
+    size_t n_, pre_;
+    T* data_ = nullptr;
+    char* map_ = nullptr;
+    size_t bytes_ = 0;
+    std::vector<T> fallback_;
+};
+
+const std::vector<int64_t> kRowSizes = {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 255, 256, 257};
+const int64_t kPre = 16;  // sentinel floats before each row
+
+bool pre_intact(Guarded<float>& x) {
+    for (int64_t i = 0; i < kPre; ++i)
+        if (bits(x.pre_begin()[i]) != kSentinelBits) return false;
+    return true;
+}
+
+// keep modes: 0 = NULL, 1 = random 0/1, 2 = random bytes where every nonzero byte means keep.
+void fill_keep(Guarded<uint8_t>& keep, int mode, std::mt19937& rng) {
+    static const uint8_t nonzero[] = {1, 2, 7, 128, 255};
+    for (size_t j = 0; j < keep.size(); ++j) {
+        const bool k = (rng() % 3) != 0;
+        keep[j] = !k ? 0 : mode == 1 ? 1 : nonzero[rng() % 5];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fl_score_prep_<isa>
+// ---------------------------------------------------------------------------------------------
+
+void test_score_prep(const RowIsa& k) {
+    std::mt19937 rng(1234);
+    const float scales[] = {1.0f, -1.0f, 0.37f, -2.5f, 0.125f};
+    int64_t cases = 0;
+    for (int64_t n : kRowSizes) {
+        const std::vector<int64_t> limits = {0, 1, n / 2, n, n + 5, -3};
+        for (int keep_mode = 0; keep_mode < 3; ++keep_mode) {
+            for (int64_t limit : limits) {
+                for (int subtract = 0; subtract < 2; ++subtract) {
+                    const std::vector<float> maskeds =
+                        subtract ? std::vector<float>{1e9f, 1.0f}
+                                 : std::vector<float>{-kInf, -1e9f, fl::kFusedMaskValue};
+                    for (float scale : scales) {
+                        for (float masked : maskeds) {
+                            ++cases;
+                            Guarded<float> x(static_cast<size_t>(n), 0.0f, kPre, sentinel());
+                            Guarded<uint8_t> keep(static_cast<size_t>(n), 0);
+                            fill_keep(keep, keep_mode, rng);
+                            // Mostly [-20, 20]; sometimes all negative (a tail lane read as 0
+                            // would then win the max); rarely +-inf.
+                            const bool all_neg = (rng() % 4) == 0;
+                            std::uniform_real_distribution<float> d(all_neg ? -300.0f : -20.0f,
+                                                                    all_neg ? -100.0f : 20.0f);
+                            for (int64_t j = 0; j < n; ++j) {
+                                const uint32_t r = rng() % 64;
+                                x[j] = r == 0 ? kInf : r == 1 ? -kInf : d(rng);
+                            }
+                            const std::vector<float> x0(x.data(), x.data() + n);
+                            const std::vector<uint8_t> k0(keep.data(), keep.data() + n);
+                            const uint8_t* kp = keep_mode == 0 ? nullptr : keep.data();
+                            const float got_max =
+                                k.score_prep(x.data(), n, scale, kp, limit, masked, subtract);
+
+                            float want_max = -kInf;
+                            bool any_nan = false;
+                            for (int64_t j = 0; j < n; ++j) {
+                                float v = static_cast<float>(static_cast<double>(x0[j]) *
+                                                             static_cast<double>(scale));
+                                const bool is_masked = j >= limit || (kp && k0[j] == 0);
+                                if (is_masked)
+                                    v = subtract ? static_cast<float>(static_cast<double>(v) -
+                                                                      static_cast<double>(masked))
+                                                 : masked;
+                                if (std::isnan(v)) any_nan = true;
+                                else want_max = std::max(want_max, v);
+                                FLT_CHECK_MSG(
+                                    bits(x[j]) == bits(v) || (std::isnan(v) && std::isnan(x[j])),
+                                    "%s score_prep n=%" PRId64 " keep=%d limit=%" PRId64
+                                    " sub=%d scale=%g masked=%g: x[%" PRId64
+                                    "]=%.9g -> %.9g, want %.9g",
+                                    fl::isa_name(k.isa), n, keep_mode, limit, subtract, scale,
+                                    masked, j, x0[j], x[j], v);
+                            }
+                            FLT_CHECK_MSG(got_max == want_max || (any_nan && std::isnan(got_max)),
+                                          "%s score_prep n=%" PRId64 " keep=%d limit=%" PRId64
+                                          " sub=%d scale=%g masked=%g: max %.9g, want %.9g",
+                                          fl::isa_name(k.isa), n, keep_mode, limit, subtract,
+                                          scale, masked, got_max, want_max);
+                            FLT_CHECK_MSG(pre_intact(x), "%s score_prep n=%" PRId64
+                                          ": wrote before x", fl::isa_name(k.isa), n);
+                            FLT_CHECK(k0.empty() ||
+                                      std::memcmp(keep.data(), k0.data(), k0.size()) == 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // n = 0: -inf, nothing touched (the pointers are at a guard page).
+    Guarded<float> empty(0, 0.0f, kPre, sentinel());
+    Guarded<uint8_t> no_keep(0, 0);
+    FLT_CHECK(k.score_prep(empty.data(), 0, 1.0f, no_keep.data(), 0, -kInf, 0) == -kInf);
+    FLT_CHECK(k.score_prep(empty.data(), 0, 1.0f, nullptr, 5, 1e9f, 1) == -kInf);
+    FLT_CHECK(pre_intact(empty));
+    std::printf("  %s score_prep: %" PRId64 " cases\n", fl::isa_name(k.isa), cases);
+}
+
+// NaN inputs: the entry stays NaN; the max is either NaN or the max of the others (the contract
+// lets it skip the NaN, but not a number: callers pass it on as m >= every x[j] * scale).
+void test_score_prep_nan(const RowIsa& k) {
+    for (int64_t n : {1, 5, 8, 9, 16, 17, 33, 40, 64, 65}) {
+        for (int64_t pos = 0; pos < n; ++pos) {
+            Guarded<float> x(static_cast<size_t>(n), 0.0f, kPre, sentinel());
+            for (int64_t j = 0; j < n; ++j) x[j] = j == pos ? kNaN : -1.0f - 0.5f * j;
+            const float m = k.score_prep(x.data(), n, 2.0f, nullptr, n, -kInf, 0);
+            FLT_CHECK(std::isnan(x[pos]));
+            const float others = n == 1 ? -kInf : (pos == 0 ? -3.0f : -2.0f);
+            FLT_CHECK_MSG(std::isnan(m) || m == others,
+                          "%s score_prep n=%" PRId64 " NaN at %" PRId64
+                          ": max %.9g, want NaN or %.9g",
+                          fl::isa_name(k.isa), n, pos, m, others);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fl_row_max_<isa>
+// ---------------------------------------------------------------------------------------------
+
+void test_row_max(const RowIsa& k) {
+    std::mt19937 rng(99);
+    for (int64_t n : kRowSizes) {
+        for (int pattern = 0; pattern < 5; ++pattern) {
+            for (int rep = 0; rep < 4; ++rep) {
+                Guarded<float> x(static_cast<size_t>(n), 0.0f, kPre, sentinel());
+                std::uniform_real_distribution<float> d(-50.0f, 50.0f);
+                for (int64_t j = 0; j < n; ++j) {
+                    switch (pattern) {
+                        case 0: x[j] = d(rng); break;
+                        case 1: x[j] = -1000.0f + d(rng); break;        // all negative
+                        case 2: x[j] = -kInf; break;                    // all -inf
+                        case 3: x[j] = (rng() % 5) ? -kInf : d(rng); break;  // masked mix
+                        default: x[j] = -1e-30f * static_cast<float>(j + 1); break;  // tiny < 0
+                    }
+                }
+                if (n > 0 && pattern == 1) x[rng() % n] = -5.0f;  // max at a random lane
+                const std::vector<float> x0(x.data(), x.data() + n);
+                float want = -kInf;
+                for (float v : x0) want = std::max(want, v);
+                const float got = k.row_max(x.data(), n);
+                FLT_CHECK_MSG(got == want, "%s row_max n=%" PRId64 " pattern %d: %.9g, want %.9g",
+                              fl::isa_name(k.isa), n, pattern, got, want);
+                FLT_CHECK(x0.empty() ||
+                          std::memcmp(x.data(), x0.data(), x0.size() * sizeof(float)) == 0);
+                FLT_CHECK(pre_intact(x));
+            }
+        }
+    }
+}
+
+// A NaN at every position of rows whose max is x[0] (or x[1]): the max is NaN or that.
+void test_row_max_nan(const RowIsa& k) {
+    for (int64_t n : {1, 8, 9, 16, 17, 33, 40, 64, 65, 100}) {
+        for (int64_t pos = 0; pos < n; ++pos) {
+            std::vector<float> x(static_cast<size_t>(n));
+            for (int64_t j = 0; j < n; ++j) x[j] = j == pos ? kNaN : -1.0f - 0.5f * j;
+            const float m = k.row_max(x.data(), n);
+            const float others = n == 1 ? -kInf : (pos == 0 ? -1.5f : -1.0f);
+            FLT_CHECK_MSG(std::isnan(m) || m == others,
+                          "%s row_max n=%" PRId64 " NaN at %" PRId64 ": %.9g, want NaN or %.9g",
+                          fl::isa_name(k.isa), n, pos, m, others);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fl_exp_shift_sum_<isa>
+// ---------------------------------------------------------------------------------------------
+
+// One call on x0 (n values): elements vs double exp and vs fl_vexp bit for bit (args <= 0),
+// the sum, the guards.
+void check_exp_shift_case(const RowIsa& k, const std::vector<float>& x0, float scale, float m,
+                          const char* what) {
+    const int64_t n = static_cast<int64_t>(x0.size());
+    Guarded<float> x(x0.size(), 0.0f, kPre, sentinel());
+    std::copy(x0.begin(), x0.end(), x.data());
+    const float got_sum = k.exp_shift_sum(x.data(), n, scale, m);
+
+    std::vector<float> args(x0.size()), vexp_out(x0.size());
+    for (size_t j = 0; j < x0.size(); ++j) args[j] = std::fma(x0[j], scale, -m);
+    if (n > 0) k.vexp(args.data(), vexp_out.data(), n);
+
+    bool any_nan = false;
+    double exact_sum = 0.0, own_sum = 0.0;
+    int bad = 0;
+    for (int64_t j = 0; j < n && bad < 4; ++j) {
+        const float a = args[j], got = x[j];
+        const size_t before = static_cast<size_t>(fltest::case_failures());
+        if (std::isnan(a)) {
+            any_nan = true;
+            FLT_CHECK_MSG(std::isnan(got), "%s %s: exp(NaN) = %g", fl::isa_name(k.isa), what, got);
+            continue;
+        }
+        if (a < kExpUnderflowX) {
+            FLT_CHECK_MSG(bits(got) == 0u,
+                          "%s %s n=%" PRId64 " [%" PRId64 "]: exp(%.9g) = %.9g, want +0",
+                          fl::isa_name(k.isa), what, n, j, a, got);
+        } else {
+            const double e = std::exp(static_cast<double>(a));
+            exact_sum += e;
+            FLT_CHECK_MSG(ulps(got, static_cast<float>(e)) <= 2,
+                          "%s %s n=%" PRId64 " [%" PRId64 "]: x=%.9g scale=%g m=%.9g exp(%.9g) = "
+                          "%.9g, want %.9g",
+                          fl::isa_name(k.isa), what, n, j, x0[j], scale, m, a, got, e);
+        }
+        own_sum += got;
+        if (a <= 0.0f)
+            FLT_CHECK_MSG(bits(got) == bits(vexp_out[j]),
+                          "%s %s n=%" PRId64 " [%" PRId64 "]: exp(%a) = %a but fl_vexp gives %a",
+                          fl::isa_name(k.isa), what, n, j, a, got, vexp_out[j]);
+        if (static_cast<size_t>(fltest::case_failures()) != before) ++bad;
+    }
+    if (any_nan) {
+        FLT_CHECK_MSG(std::isnan(got_sum), "%s %s: sum %g with a NaN term", fl::isa_name(k.isa),
+                      what, got_sum);
+    } else {
+        const double chain = static_cast<double>((n + 3) / 4 + 6) * kU;
+        FLT_CHECK_MSG(std::fabs(got_sum - own_sum) <= chain * own_sum,
+                      "%s %s n=%" PRId64 ": sum %.9g, own elements sum to %.12g",
+                      fl::isa_name(k.isa), what, n, got_sum, own_sum);
+        FLT_CHECK_MSG(std::fabs(got_sum - exact_sum) <= (chain + 2.4e-7) * exact_sum + 1e-37,
+                      "%s %s n=%" PRId64 ": sum %.9g, exact %.12g", fl::isa_name(k.isa), what, n,
+                      got_sum, exact_sum);
+    }
+    FLT_CHECK_MSG(pre_intact(x), "%s %s n=%" PRId64 ": wrote before x", fl::isa_name(k.isa), what,
+                  n);
+}
+
+void test_exp_shift_sum(const RowIsa& k) {
+    std::mt19937 rng(4321);
+    const float scales[] = {1.0f, -1.0f, 0.125f, -2.5f, 1.7f};
+    for (int64_t n : kRowSizes) {
+        for (float scale : scales) {
+            for (int mode = 0; mode < 6; ++mode) {
+                std::uniform_real_distribution<float> d(-40.0f, 40.0f);
+                std::vector<float> x(static_cast<size_t>(n));
+                for (float& v : x) v = d(rng);
+                if (mode == 1)  // masked entries (-inf from score_prep; scale is then 1)
+                    for (float& v : x)
+                        if (rng() % 3 == 0) v = -kInf;
+                if (mode == 4)  // subtract rule: masked scores are v - 1e9
+                    for (float& v : x)
+                        if (rng() % 2 == 0) v = v - 1e9f;
+                float mx = -kInf;
+                for (float v : x)
+                    if (!std::isinf(v) || scale > 0) mx = std::max(mx, v * scale);
+                if (mode == 1 && scale < 0) continue;  // -inf * negative = +inf: not a caller case
+                float m = mx;
+                if (mode == 2) m = mx + 30.0f;   // everything well below the max
+                if (mode == 3) m = mx + 120.0f;  // everything flushes: sum 0
+                if (mode == 5 && n > 0) m = std::nextafter(mx, -kInf);  // args up to ~1 ulp > 0
+                if (n == 0) m = 0.0f;
+                char what[96];
+                std::snprintf(what, sizeof what, "exp_shift_sum scale=%g mode=%d", scale, mode);
+                check_exp_shift_case(k, x, scale, m, what);
+            }
+        }
+    }
+    // NaN propagates to its element and to the sum.
+    for (int64_t n : {1, 7, 8, 9, 16, 17, 33}) {
+        for (int64_t pos : {int64_t(0), n / 2, n - 1}) {
+            std::vector<float> x(static_cast<size_t>(n), -1.0f);
+            x[pos] = kNaN;
+            check_exp_shift_case(k, x, 1.0f, 0.0f, "exp_shift_sum NaN");
+        }
+    }
+}
+
+// The AVX2 exp pass uses its own exp for x <= 0, claimed to give fl_exp's bits there: compare
+// with fl_vexp on every `step`-th float in [-88, 0], on every float near the underflow threshold
+// and near 0, and on special values. scale = 1, m = 0 make the argument x itself.
+void test_exp_nonpos_matches_vexp(const RowIsa& k, int64_t step) {
+    std::vector<float> xs;
+    xs.reserve(1 << 20);
+    int64_t checked = 0, mismatches = 0;
+    auto flush = [&]() {
+        if (xs.empty()) return;
+        std::vector<float> a = xs, b(xs.size());
+        k.exp_shift_sum(a.data(), static_cast<int64_t>(a.size()), 1.0f, 0.0f);
+        k.vexp(xs.data(), b.data(), static_cast<int64_t>(b.size()));
+        for (size_t i = 0; i < xs.size(); ++i) {
+            if (bits(a[i]) != bits(b[i]) && !(std::isnan(a[i]) && std::isnan(b[i]))) {
+                if (mismatches < 8)
+                    FLT_CHECK_MSG(false, "%s exp_shift_sum(x=%a) = %a (%.9g), fl_vexp = %a (%.9g)",
+                                  fl::isa_name(k.isa), xs[i], a[i], a[i], b[i], b[i]);
+                ++mismatches;
+            }
+        }
+        checked += static_cast<int64_t>(xs.size());
+        xs.clear();
+    };
+    auto add = [&](float v) {
+        xs.push_back(v);
+        if (xs.size() == (1u << 20)) flush();
+    };
+    const int64_t lo = ordinal(-88.0f);
+    for (int64_t o = lo; o <= 0; o += step) add(from_ordinal(o));
+    for (int64_t o = ordinal(kExpUnderflowX) - 200000; o <= ordinal(kExpUnderflowX) + 200000; ++o)
+        add(from_ordinal(o));
+    for (int64_t o = -200000; o <= 0; ++o) add(from_ordinal(o));  // denormals and -0
+    for (int64_t o = ordinal(-0.5f) - 100000; o <= ordinal(-0.25f); o += 3) add(from_ordinal(o));
+    for (float v : {-kInf, -std::numeric_limits<float>::max(), -1e30f, -1000.0f, -88.72f,
+                    -87.5f, -87.33654f, 0.0f, -0.0f, kNaN, -kNaN})
+        add(v);
+    flush();
+    if (mismatches)
+        std::fprintf(stderr, "  %s: %" PRId64 " of %" PRId64 " arguments differ from fl_vexp\n",
+                     fl::isa_name(k.isa), mismatches, checked);
+    std::printf("  %s exp_shift_sum vs fl_vexp: %" PRId64 " arguments <= 0 compared\n",
+                fl::isa_name(k.isa), checked);
+}
+
+// ---------------------------------------------------------------------------------------------
+// fl::attention_forward
+// ---------------------------------------------------------------------------------------------
+
+struct AttnCase {
+    int64_t batch = 1, heads = 2, t = 1, s = 1, d = 1, dv = 1;
+    fl::MaskRule rule = fl::MaskRule::fused;
+    bool causal = false;
+    int mask_mode = 0;  // 0: none, 1: random keep bytes with fully masked rows
+    bool additive = false, add_w = false;
+    bool shared_kv = false;  // k and v broadcast over heads (sh = 0)
+    float scale = 1.0f, pre = 1.0f, post = 1.0f;
+    uint32_t seed = 1;
+};
+
+const char* rule_name(fl::MaskRule r) {
+    return r == fl::MaskRule::fused ? "fused" : r == fl::MaskRule::subtract ? "subtract" : "layer";
+}
+
+// Inputs of one case, laid out with gaps (NaN) and ending at guard pages.
+struct AttnData {
+    AttnCase c;
+    int64_t ldq, ldk, ldv, ldo, ldm;
+    Guarded<float> q, k, v;
+    Guarded<uint8_t> mask;
+    std::vector<float> add_w;
+
+    static size_t kv_heads(const AttnCase& c) { return c.shared_kv ? 1 : c.heads; }
+
+    explicit AttnData(const AttnCase& cs)
+        : c(cs),
+          ldq(cs.d + 1),
+          ldk(cs.d + 2),
+          ldv(cs.dv + 3),
+          ldo(cs.dv + 2),
+          ldm(cs.s + 3),
+          q(static_cast<size_t>(cs.batch * cs.heads * cs.t * (cs.d + 1) - 1), kNaN),
+          k(static_cast<size_t>(cs.batch * kv_heads(cs) * cs.s * (cs.d + 2) - 2), kNaN),
+          v(static_cast<size_t>(cs.batch * kv_heads(cs) * cs.s * (cs.dv + 3) - 3), kNaN),
+          mask(cs.mask_mode ? static_cast<size_t>(cs.batch * cs.t * (cs.s + 3) - 3) : 0, 0xEE) {
+        std::mt19937 rng(cs.seed);
+        std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+        for (int64_t i = 0; i < cs.batch * cs.heads * cs.t; ++i)
+            for (int64_t e = 0; e < cs.d; ++e) q[i * ldq + e] = u(rng);
+        for (int64_t i = 0; i < cs.batch * static_cast<int64_t>(kv_heads(cs)) * cs.s; ++i) {
+            for (int64_t e = 0; e < cs.d; ++e) k[i * ldk + e] = u(rng);
+            for (int64_t e = 0; e < cs.dv; ++e) v[i * ldv + e] = 2.0f * u(rng);
+        }
+        if (cs.mask_mode) {
+            static const uint8_t nonzero[] = {1, 2, 9, 255};
+            for (int64_t b = 0; b < cs.batch; ++b)
+                for (int64_t t = 0; t < cs.t; ++t) {
+                    // Every 5th row (row 0 included) and the rows of a 1-in-4 random choice are
+                    // fully masked; the others keep about 2/3 of the keys.
+                    const bool full = (t % 5 == 0) || (rng() % 4 == 0);
+                    for (int64_t s = 0; s < cs.s; ++s) {
+                        const bool keep = !full && (rng() % 3 != 0);
+                        mask[(b * cs.t + t) * ldm + s] = keep ? nonzero[rng() % 4] : 0;
+                    }
+                }
+        }
+        if (cs.add_w) {
+            add_w.resize(static_cast<size_t>(cs.d));
+            for (float& w : add_w) w = u(rng);
+        }
+    }
+
+    fl::AttentionArgs args(float* out, float* weights) {
+        fl::AttentionArgs a;
+        a.batch = c.batch;
+        a.heads = c.heads;
+        a.t = c.t;
+        a.s = c.s;
+        a.d = c.d;
+        a.dv = c.dv;
+        const int64_t kvh = static_cast<int64_t>(kv_heads(c));
+        a.q = {q.data(), c.heads * c.t * ldq, c.t * ldq, ldq};
+        a.k = {k.data(), kvh * c.s * ldk, c.shared_kv ? 0 : c.s * ldk, ldk};
+        a.v = {v.data(), kvh * c.s * ldv, c.shared_kv ? 0 : c.s * ldv, ldv};
+        a.out = {out, c.heads * c.t * ldo, c.t * ldo, ldo};
+        a.weights = weights;
+        if (c.mask_mode) {
+            a.mask = mask.data();
+            a.mask_sb = c.t * ldm;
+            a.mask_sh = 0;
+            a.mask_st = ldm;
+        }
+        a.causal = c.causal;
+        a.rule = c.rule;
+        a.additive = c.additive;
+        a.scale = c.scale;
+        a.pre = c.pre;
+        a.post = c.post;
+        a.add_w = c.add_w ? add_w.data() : nullptr;
+        return a;
+    }
+};
+
+// tanh in double with an absolute error of a few 1e-16 (|x| <= 2 here): one exp instead of
+// libm's expm1-based tanh, which dominated the test time.
+double tanh_ref(double x) { return 1.0 - 2.0 / (std::exp(2.0 * x) + 1.0); }
+
+std::string describe(const AttnCase& c) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "B=%" PRId64 " H=%" PRId64 " T=%" PRId64 " S=%" PRId64 " D=%" PRId64
+                  " Dv=%" PRId64 " rule=%s causal=%d mask=%d additive=%d add_w=%d shared_kv=%d "
+                  "scale=%g pre=%g post=%g",
+                  c.batch, c.heads, c.t, c.s, c.d, c.dv, rule_name(c.rule), c.causal, c.mask_mode,
+                  c.additive, c.add_w, c.shared_kv, c.scale, c.pre, c.post);
+    return buf;
+}
+
+// Runs the driver with weights and without; checks both against the double reference, the
+// output gaps, and that the outputs are bitwise equal. Returns the output (with weights).
+void check_attention_case(const AttnCase& c) {
+    AttnData data(c);
+    const int64_t n_out = c.batch * c.heads * c.t * data.ldo;
+    std::vector<float> out_w(static_cast<size_t>(n_out), sentinel());
+    std::vector<float> out_nw(static_cast<size_t>(n_out), sentinel());
+    Guarded<float> weights(static_cast<size_t>(c.batch * c.heads * c.t * c.s), sentinel());
+    fl::attention_forward(data.args(out_w.data(), weights.data()));
+    fl::attention_forward(data.args(out_nw.data(), nullptr));
+    const std::string desc = describe(c);
+
+    FLT_CHECK_MSG(std::memcmp(out_w.data(), out_nw.data(), out_w.size() * sizeof(float)) == 0,
+                  "%s: output differs with and without weights", desc.c_str());
+
+    const int64_t kvh = static_cast<int64_t>(AttnData::kv_heads(c));
+    std::vector<double> logit(static_cast<size_t>(c.s)), p(static_cast<size_t>(c.s));
+    std::vector<char> kept(static_cast<size_t>(c.s));
+    int bad = 0;
+    for (int64_t b = 0; b < c.batch && bad < 6; ++b) {
+        for (int64_t h = 0; h < c.heads && bad < 6; ++h) {
+            const int64_t bh = b * c.heads + h;
+            const int64_t kvbh = b * kvh + (c.shared_kv ? 0 : h);
+            for (int64_t t = 0; t < c.t && bad < 6; ++t) {
+                const float* qr = data.q.data() + (bh * c.t + t) * data.ldq;
+                double err = 0.0;  // bound on the float error of a score of this row
+                bool any_kept = false;
+                for (int64_t s = 0; s < c.s; ++s) {
+                    const float* kr = data.k.data() + (kvbh * c.s + s) * data.ldk;
+                    double score = 0.0, mag = 0.0;
+                    if (!c.additive) {
+                        for (int64_t e = 0; e < c.d; ++e) {
+                            score += static_cast<double>(qr[e]) * kr[e];
+                            mag += std::fabs(static_cast<double>(qr[e]) * kr[e]);
+                        }
+                        score *= c.scale;
+                        err = std::max(err, static_cast<double>(c.d + 2) * kU * mag *
+                                                std::fabs(c.scale));
+                    } else {
+                        double wsum = 0.0;
+                        for (int64_t e = 0; e < c.d; ++e) {
+                            const double w = c.add_w ? data.add_w[e] : 1.0;
+                            score += w * tanh_ref(static_cast<double>(c.pre) *
+                                                  (static_cast<double>(qr[e]) + kr[e]));
+                            wsum += std::fabs(w);
+                        }
+                        score *= c.post;
+                        err = std::max(err, static_cast<double>(c.d + 8) * kU * c.post * wsum);
+                    }
+                    bool keep = !c.causal || s <= t;
+                    if (c.mask_mode && data.mask[(b * c.t + t) * data.ldm + s] == 0) keep = false;
+                    kept[s] = keep;
+                    any_kept = any_kept || keep;
+                    if (keep) {
+                        logit[s] = score;
+                    } else if (c.rule == fl::MaskRule::fused) {
+                        logit[s] = static_cast<double>(fl::kFusedMaskValue);
+                    } else if (c.rule == fl::MaskRule::subtract) {
+                        logit[s] = static_cast<double>(static_cast<float>(score) - 1e9f);
+                    } else {
+                        logit[s] = -std::numeric_limits<double>::infinity();
+                    }
+                }
+                // Softmax in double (all -inf: the Softmax-layer rule's zero row).
+                double mx = -std::numeric_limits<double>::infinity();
+                for (int64_t s = 0; s < c.s; ++s) mx = std::max(mx, logit[s]);
+                double sum = 0.0;
+                for (int64_t s = 0; s < c.s; ++s) {
+                    p[s] = std::isinf(mx) ? 0.0 : std::exp(logit[s] - mx);
+                    sum += p[s];
+                }
+                for (int64_t s = 0; s < c.s; ++s) p[s] = sum > 0.0 ? p[s] / sum : 0.0;
+                const double rtol = 2.0 * err + static_cast<double>(c.s + 16) * kU;
+                const float* wrow = weights.data() + (bh * c.t + t) * c.s;
+                for (int64_t s = 0; s < c.s; ++s) {
+                    const float got = wrow[s];
+                    const bool ok = p[s] == 0.0 ? (got == 0.0f)
+                                                : std::fabs(got - p[s]) <= rtol * p[s] + 1e-37;
+                    if (!ok) {
+                        ++bad;
+                        FLT_CHECK_MSG(false,
+                                      "%s: weight (b=%" PRId64 " h=%" PRId64 " t=%" PRId64
+                                      " s=%" PRId64 ") = %.9g, want %.9g (kept=%d, row kept=%d)",
+                                      desc.c_str(), b, h, t, s, got, p[s], kept[s], any_kept);
+                        break;
+                    }
+                }
+                const float* orow = out_w.data() + (bh * c.t + t) * data.ldo;
+                for (int64_t j = 0; j < c.dv; ++j) {
+                    double ref = 0.0, mag = 0.0;
+                    for (int64_t s = 0; s < c.s; ++s) {
+                        const double vv = data.v[(kvbh * c.s + s) * data.ldv + j];
+                        ref += p[s] * vv;
+                        mag += p[s] * std::fabs(vv);
+                    }
+                    const double got = orow[j];
+                    if (!(std::fabs(got - ref) <= rtol * mag + 1e-30)) {
+                        ++bad;
+                        FLT_CHECK_MSG(false,
+                                      "%s: out (b=%" PRId64 " h=%" PRId64 " t=%" PRId64
+                                      " j=%" PRId64 ") = %.9g, want %.9g (tol %.3g, row kept=%d)",
+                                      desc.c_str(), b, h, t, j, got, ref, rtol * mag, any_kept);
+                        break;
+                    }
+                }
+                for (int64_t j = c.dv; j < data.ldo; ++j)
+                    FLT_CHECK_MSG(bits(orow[j]) == kSentinelBits, "%s: wrote out gap (t=%" PRId64
+                                  ", col %" PRId64 ")", desc.c_str(), t, j);
+            }
+        }
+    }
+}
+
+AttnCase make_case(int64_t t, int64_t s, int64_t d, int64_t dv, int rule, bool causal, int mask,
+                   bool additive, uint32_t idx) {
+    AttnCase c;
+    c.t = t;
+    c.s = s;
+    c.d = d;
+    c.dv = dv;
+    c.rule = static_cast<fl::MaskRule>(rule);
+    c.causal = causal;
+    c.mask_mode = mask;
+    c.additive = additive;
+    c.seed = 1000 + idx;
+    // Several (batch, head) problems on small shapes; one batch on large ones (test time).
+    c.batch = t * s <= 4096 ? 1 + idx % 2 : 1;
+    c.heads = t * s <= 20000 ? 1 + (idx / 2) % 2 : 1;
+    c.shared_kv = c.heads > 1 && idx % 3 == 0;
+    // |score| < 32 so that the subtract rule's score - 1e9 rounds to -1e9 in float32 for every
+    // masked key (what the reference assumes for fully masked rows).
+    if (additive) {
+        c.add_w = idx % 2 == 0;
+        c.pre = idx % 3 == 0 ? 0.5f : 1.0f;
+        c.post = idx % 5 == 0 ? 1.2f : 1.0f;
+    } else {
+        const float scales[] = {1.0f / std::sqrt(static_cast<float>(d)), 1.0f, -0.5f, 1.5f, 0.0f};
+        c.scale = scales[idx % 5];
+    }
+    return c;
+}
+
+const int64_t kTS[] = {1, 5, 47, 48, 49, 255, 256, 257, 300};
+const int64_t kDims[] = {1, 3, 16, 17};
+
+// Every (T, S) x rule x causal x mask x scoring, (D, Dv) cycling through the 16 pairs.
+void test_attention_ts_grid() {
+    uint32_t idx = 0;
+    for (int64_t t : kTS)
+        for (int64_t s : kTS)
+            for (int rule = 0; rule < 3; ++rule)
+                for (int causal = 0; causal < 2; ++causal)
+                    for (int mask = 0; mask < 2; ++mask)
+                        for (int additive = 0; additive < 2; ++additive) {
+                            const int64_t d = kDims[idx % 4], dv = kDims[(idx / 4 + idx) % 4];
+                            if (fltest::case_failures() > 40) return;
+                            check_attention_case(make_case(t, s, d, dv, rule, causal != 0, mask,
+                                                           additive != 0, idx++));
+                        }
+}
+
+// Every (D, Dv) x rule x causal x mask x scoring on a few (T, S).
+void test_attention_dim_grid() {
+    const int64_t ts[][2] = {{5, 47}, {49, 257}, {257, 49}, {48, 1}};
+    uint32_t idx = 7;
+    for (const auto& p : ts)
+        for (int64_t d : kDims)
+            for (int64_t dv : kDims)
+                for (int rule = 0; rule < 3; ++rule)
+                    for (int causal = 0; causal < 2; ++causal)
+                        for (int mask = 0; mask < 2; ++mask)
+                            for (int additive = 0; additive < 2; ++additive) {
+                                if (fltest::case_failures() > 40) return;
+                                check_attention_case(make_case(p[0], p[1], d, dv, rule,
+                                                               causal != 0, mask, additive != 0,
+                                                               idx++));
+                            }
+}
+
+// Bitwise the same outputs and weights for 1, 2 and 3 threads (2 x 2 heads x 4 query blocks =
+// 16 tasks, uneven splits; S = 257 crosses a key block).
+void test_attention_threads_bitwise() {
+    const int saved = fl::num_threads();
+    for (int rule = 0; rule < 3; ++rule)
+        for (int causal = 0; causal < 2; ++causal)
+            for (int mask = 0; mask < 2; ++mask)
+                for (int additive = 0; additive < 2; ++additive) {
+                    AttnCase c = make_case(150, 257, 17, 16, rule, causal != 0, mask,
+                                           additive != 0, 77 + rule * 8 + causal * 4 + mask * 2);
+                    c.batch = 2;
+                    c.heads = 2;
+                    c.shared_kv = false;
+                    AttnData data(c);
+                    const size_t n_out = static_cast<size_t>(c.batch * c.heads * c.t * data.ldo);
+                    const size_t n_w = static_cast<size_t>(c.batch * c.heads * c.t * c.s);
+                    std::vector<float> out1, w1;
+                    for (int threads : {1, 2, 3}) {
+                        fl::set_num_threads(threads);
+                        std::vector<float> out(n_out, sentinel()), w(n_w, sentinel()),
+                            out_nw(n_out, sentinel());
+                        fl::attention_forward(data.args(out.data(), w.data()));
+                        fl::attention_forward(data.args(out_nw.data(), nullptr));
+                        FLT_CHECK_MSG(std::memcmp(out.data(), out_nw.data(),
+                                                  n_out * sizeof(float)) == 0,
+                                      "%s threads=%d: output differs without weights",
+                                      describe(c).c_str(), threads);
+                        if (threads == 1) {
+                            out1 = out;
+                            w1 = w;
+                        } else {
+                            FLT_CHECK_MSG(
+                                std::memcmp(out.data(), out1.data(), n_out * sizeof(float)) == 0,
+                                "%s: output with %d threads differs from 1 thread",
+                                describe(c).c_str(), threads);
+                            FLT_CHECK_MSG(
+                                std::memcmp(w.data(), w1.data(), n_w * sizeof(float)) == 0,
+                                "%s: weights with %d threads differ from 1 thread",
+                                describe(c).c_str(), threads);
+                        }
+                    }
+                }
+    fl::set_num_threads(saved);
+}
+
+}  // namespace
+
+namespace fltest {
+
+void register_attention_tests() {
+    for (const RowIsa& k : row_kernels_built()) {
+        const std::string isa = fl::isa_name(k.isa);
+        if (!supported(k.isa)) {
+            std::printf("skip %s attention row kernels: not supported by this CPU\n", isa.c_str());
+            continue;
+        }
+        add_case("attn_score_prep_" + isa, [k] { test_score_prep(k); });
+        add_case("attn_row_max_" + isa, [k] { test_row_max(k); });
+        add_case("attn_score_prep_nan_" + isa, [k] { test_score_prep_nan(k); });
+        add_case("attn_row_max_nan_" + isa, [k] { test_row_max_nan(k); });
+        add_case("attn_exp_shift_sum_" + isa, [k] { test_exp_shift_sum(k); });
+        // Dense for the SIMD kernels (their own exp); sparse for scalar (same function as vexp).
+        const int64_t step = k.isa == fl::Isa::scalar ? 1009 : 61;
+        add_case("attn_exp_shift_matches_vexp_" + isa,
+                 [k, step] { test_exp_nonpos_matches_vexp(k, step); });
+    }
+    add_case("attention_ts_grid", test_attention_ts_grid);
+    add_case("attention_dim_grid", test_attention_dim_grid);
+    add_case("attention_threads_bitwise", test_attention_threads_bitwise);
+}
+
+}  // namespace fltest
