@@ -971,13 +971,21 @@ def _pack_mha(wq, wk, wv, wo, bq, bk, bv, bo):
     """The four projections of multi-head attention as ``_core.PackedDense`` (bias folded)."""
     core = _backend._core
 
-    def pack(w, b):  # (D, N, H) -> (D, N*H); (N, H, E) -> (N*H, E)
-        w2 = np.ascontiguousarray(
-            w.reshape(-1, w.shape[-1]) if w is wo else w.reshape(w.shape[0], -1)
+    def pack(w2, b):
+        return core.PackedDense(
+            np.ascontiguousarray(w2), None if b is None else np.ascontiguousarray(b.reshape(-1))
         )
-        return core.PackedDense(w2, None if b is None else np.ascontiguousarray(b.reshape(-1)))
 
-    return pack(wq, bq), pack(wk, bk), pack(wv, bv), pack(wo, bo)
+    def project_in(w, b):  # (D, N, H) -> (D, N*H)
+        return pack(w.reshape(w.shape[0], -1), b)
+
+    # (N, Hv, E) -> (N*Hv, E)
+    return (
+        project_in(wq, bq),
+        project_in(wk, bk),
+        project_in(wv, bv),
+        pack(wo.reshape(-1, wo.shape[-1]), bo),
+    )
 
 
 def _mha_cpp(query, value, key, packed, n, hk, hv, dout, mask, causal, want_scores):

@@ -643,3 +643,139 @@ def test_cpp_and_numpy_agree_softmax_masked(backend, shape, axis, mask_shape, rn
     k = int(np.prod([shape[a] for a in axes]))
     got, want = (run_on(be, fl.softmax, x, axis, mask) for be in ("cpp", "numpy"))
     assert_close(got, want, k=k)
+
+
+# ------------------------------------------------------ NaN / inf propagate, as in NumPy
+
+
+def _nan_cases(rng):
+    """(name, callable(q, k, v)) for every attention op; q (B, T, D), k/v (B, S, D)."""
+    n, h = 2, 2
+    wq, wk, wv = (randn(rng, 4, n, h) for _ in range(3))
+    wo = randn(rng, n, h, 4)
+
+    def mha(q, k, v, scores):
+        return fl.multi_head_attention(
+            q,
+            v,
+            k,
+            query_kernel=wq,
+            key_kernel=wk,
+            value_kernel=wv,
+            output_kernel=wo,
+            return_attention_scores=scores,
+        )
+
+    return [
+        ("sdpa", lambda q, k, v: fl.scaled_dot_product_attention(q, k, v)),
+        ("sdpa_causal", lambda q, k, v: fl.scaled_dot_product_attention(q, k, v, is_causal=True)),
+        ("attention", lambda q, k, v: fl.attention(q, v, k)),
+        ("attention_scores", lambda q, k, v: fl.attention(q, v, k, return_attention_scores=True)),
+        ("concat", lambda q, k, v: fl.attention(q, v, k, score_mode="concat")),
+        ("additive", lambda q, k, v: fl.additive_attention(q, v, k)),
+        ("mha", lambda q, k, v: mha(q, k, v, False)),
+        ("mha_scores", lambda q, k, v: mha(q, k, v, True)),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy on NaN input
+@pytest.mark.parametrize("backend", backends_for(SDPA))
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("where", ["q", "k"])
+@pytest.mark.parametrize("case", range(8))
+def test_nan_and_inf_scores_give_nan_rows(backend, bad, where, case, rng):
+    """A NaN or +inf reaching a score makes the affected rows NaN on both paths (never a
+    silently finite "fully masked" row): a bad query row spoils that row, a bad key all rows.
+    (The tanh scores of concat/additive attention stay finite for inf inputs.)"""
+    name, fn = _nan_cases(rng)[case]
+    q, k, v = randn(rng, 1, 5, 4), randn(rng, 1, 300, 4), randn(rng, 1, 300, 4)
+    if where == "q":
+        q[0, 2, :] = bad
+    else:
+        k[0, 0, :] = bad
+    res = run_on(backend, fn, q, k, v)
+    out = res[0] if isinstance(res, tuple) else res
+    if bad == np.inf and name in ("concat", "additive"):
+        assert np.isfinite(out).all(), name  # tanh(inf) = 1: the scores stay finite
+    elif where == "q":
+        assert np.isnan(out[0, 2]).all(), name
+        assert np.isfinite(np.delete(out[0], 2, axis=0)).all(), name
+    else:
+        assert np.isnan(out).all(), name
+
+
+# ------------------------------------ _core.attention: direct calls fail cleanly
+
+
+@pytest.fixture
+def core():
+    from fastlayers import _backend
+
+    if not _backend.core_available():
+        pytest.skip("needs the compiled core (fastlayers._core)")
+    return _backend._core
+
+
+def test_core_attention_rejects_unsafe_views(core, rng):
+    q, k, v = randn(rng, 1, 1, 8, 4), randn(rng, 1, 1, 600, 4), randn(rng, 1, 1, 600, 4)
+    out = np.empty((1, 1, 8, 4), F32)
+    core.attention(q, k, v, out)  # the valid call works
+    with pytest.raises(ValueError, match="overlap"):
+        core.attention(q, k, v, q)  # out aliases q: results would be wrong
+    w = np.empty((1, 1, 8, 600), F32)
+    with pytest.raises(ValueError, match="overlap"):
+        core.attention(q, k, v, out, weights=w, mask=w[..., :600].view(np.uint8)[..., :600])
+    with pytest.raises(ValueError, match="zero"):
+        zero_row_stride = np.lib.stride_tricks.as_strided(
+            np.empty(4, F32), (1, 1, 8, 4), (0, 0, 0, 4)
+        )
+        core.attention(q, k, v, zero_row_stride)  # threads would race on one row
+    raw = np.zeros(8 * 4 * 4 + 1, np.uint8)
+    misaligned = np.frombuffer(raw.data, F32, 32, offset=1).reshape(1, 1, 8, 4)
+    with pytest.raises(ValueError, match="aligned"):
+        core.attention(misaligned, k, v, out)
+    with pytest.raises(TypeError, match="float32"):
+        core.attention(q.astype(np.float64), k, v, out)
+    with pytest.raises(ValueError, match="ndim 4"):
+        core.attention(q[0], k, v, out)
+
+
+def test_core_attention_rejects_sizes_it_cannot_address(core):
+    # Zero-stride views: tiny in memory, but packing k and v would need ~2^61 bytes.
+    one = np.zeros(1, F32)
+    big = np.lib.stride_tricks.as_strided
+    q = big(one, (2**20, 2**20, 1, 1), (0, 0, 0, 0))
+    kv = big(one, (2**20, 2**20, 2**19, 1), (0, 0, 0, 0))
+    out = big(np.zeros(1, F32), (2**20, 2**20, 1, 1), (0, 0, 0, 0))
+    with pytest.raises(ValueError):
+        core.attention(q, kv, kv, out)
+
+
+@pytest.mark.parametrize("backend", backends_for(MHA))
+def test_mha_same_array_for_every_kernel(backend, rng):
+    """One (4, 4, 4) array passed as all four kernels (D = N = H = E) is packed right."""
+    w = randn(rng, 4, 4, 4)
+    x = randn(rng, 2, 6, 4)
+    got = run_on(
+        backend,
+        fl.multi_head_attention,
+        x,
+        x,
+        x,
+        query_kernel=w,
+        key_kernel=w,
+        value_kernel=w,
+        output_kernel=w.copy(),
+    )
+    same = run_on(
+        backend,
+        fl.multi_head_attention,
+        x,
+        x,
+        x,
+        query_kernel=w,
+        key_kernel=w,
+        value_kernel=w,
+        output_kernel=w,
+    )
+    np.testing.assert_array_equal(got, same)

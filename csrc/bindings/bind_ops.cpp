@@ -57,10 +57,11 @@ py::array softmax_lastdim(const py::array& x_in, const py::object& mask_in) {
             throw py::type_error("softmax_lastdim: mask must be a numpy.ndarray");
         }
         const py::array m = py::reinterpret_borrow<py::array>(mask_in);
-        if (m.itemsize() != 1 ||
-            (m.dtype().kind() != 'b' && m.dtype().kind() != 'u') ||
-            !(m.flags() & py::array::c_style)) {
-            throw py::type_error("softmax_lastdim: mask must be a C-contiguous bool/uint8 array");
+        if (m.itemsize() != 1 || (m.dtype().kind() != 'b' && m.dtype().kind() != 'u')) {
+            throw py::type_error("softmax_lastdim: mask must be a bool/uint8 array");
+        }
+        if (!(m.flags() & py::array::c_style)) {
+            throw py::value_error("softmax_lastdim: mask must be C-contiguous");
         }
         if (m.ndim() != ndim || !std::equal(x.shape(), x.shape() + ndim, m.shape())) {
             throw py::value_error("softmax_lastdim: mask must have the shape of x");

@@ -66,7 +66,7 @@ struct Head {
     const float* k;     // row s at k + s*k_st (additive scores)
     const float* kp;    // packed K^T (dot scores)
     const float* vp;    // packed v
-    const uint8_t* mask;  // row t at mask + t*mask_st, or nullptr
+    const uint8_t* mask;  // row t at mask + t*a.mask.st, or nullptr
     float* out;           // row t at out + t*out_st
     float* weights;       // row t at weights + t*S, or nullptr
 };
@@ -115,7 +115,7 @@ class Runner {
                 hd.k = a.k.at(b, h);
                 hd.kp = a.additive ? nullptr : pk;
                 hd.vp = pk + (a.additive ? 0 : d16_);
-                hd.mask = a.mask ? a.mask + b * a.mask_sb + h * a.mask_sh : nullptr;
+                hd.mask = a.mask.data ? a.mask.at(b, h) : nullptr;
                 hd.out = a.out.at(b, h);
                 hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
                 const int64_t r0 = qb * kQueryBlock;
@@ -189,7 +189,7 @@ class Runner {
     }
 
     const uint8_t* keep_row(const Head& hd, int64_t t, int64_t s0) const {
-        return hd.mask ? hd.mask + t * a_.mask_st + s0 : nullptr;
+        return hd.mask ? hd.mask + t * a_.mask.st + s0 : nullptr;
     }
 
     // Query rows [r0, r0+rows) of one head: key blocks with an online softmax. With weights
@@ -235,6 +235,10 @@ class Runner {
                 const float m_new = std::max(m[r], mx);
                 mb[r * nblocks + s0 / kKeyBlock] = m_new;
                 if (m_new == neg_inf) {  // no key of this row kept so far
+                    // A NaN score is kept (masked ones are -inf) but skipped by the max: make
+                    // the row NaN, as in NumPy, rather than let it look fully masked.
+                    for (int64_t j = 0; j < n; ++j)
+                        if (x[j] != x[j]) l[r] = std::numeric_limits<float>::quiet_NaN();
                     std::fill(x, x + n, 0.0f);
                     continue;
                 }
@@ -255,7 +259,7 @@ class Runner {
         for (int64_t r = 0; r < rows; ++r) {
             float* o = out + r * a.out.st;
             float* wr = w ? w + r * a.s : nullptr;
-            if (l[r] > 0.0f) {
+            if (!(l[r] == 0.0f)) {  // NaN too: a NaN or +inf score makes the row NaN
                 const float inv = 1.0f / l[r];
                 for (int64_t j = 0; j < a.dv; ++j) o[j] *= inv;
                 if (wr) {

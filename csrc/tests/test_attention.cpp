@@ -559,10 +559,7 @@ struct AttnData {
         a.out = {out, c.heads * c.t * ldo, c.t * ldo, ldo};
         a.weights = weights;
         if (c.mask_mode) {
-            a.mask = mask.data();
-            a.mask_sb = c.t * ldm;
-            a.mask_sh = 0;
-            a.mask_st = ldm;
+            a.mask = {mask.data(), c.t * ldm, 0, ldm};
         }
         a.causal = c.causal;
         a.rule = c.rule;

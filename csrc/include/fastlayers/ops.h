@@ -95,14 +95,13 @@ struct AttentionArgs {
     // Optional: weights (batch*heads, t, s) contiguous, written if given (the output does not
     // change).
     float* weights = nullptr;
-    // Optional keep-mask (nonzero = may attend): row t of head (b, h) at mask + b*mask_sb +
-    // h*mask_sh + t*mask_st, s contiguous bytes.
-    const uint8_t* mask = nullptr;
-    int64_t mask_sb = 0, mask_sh = 0, mask_st = 0;
+    // Optional keep-mask (b, h, t, s), nonzero = may attend; mask.data == nullptr: none.
+    Rows4<const uint8_t> mask;
     bool causal = false;  // row t attends to keys s <= t (top-left aligned)
     MaskRule rule = MaskRule::fused;
     // Dot scores: scale * (q . k). Additive scores (additive = true):
-    // post * sum_e w[e] * tanh(pre * (q[e] + k[e])), w = add_w or all ones; scale is then 1.
+    // post * sum_e w[e] * tanh(pre * (q[e] + k[e])), w = add_w or all ones; the logits are
+    // then those scores times scale (the Python layer passes 1).
     bool additive = false;
     float scale = 1.0f, pre = 1.0f, post = 1.0f;
     const float* add_w = nullptr;

@@ -102,6 +102,13 @@ static inline __m256 score_prep_8(__m256 x, __m256 scale, __m256i masked_lanes, 
     return _mm256_blendv_ps(v, mv, _mm256_castsi256_ps(masked_lanes));
 }
 
+/* j - lim + 1 clamped to [-8, 1]: lane i (0..7) of the 8 at j is masked by position iff this
+ * exceeds -i; the clamp keeps the 32-bit compare right for rows of any length. */
+static inline int lanes_from(int64_t j, int64_t lim) {
+    const int64_t d = j - lim + 1;
+    return d < -8 ? -8 : (d > 1 ? 1 : (int)d);
+}
+
 float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
                          float masked, int subtract) {
     const __m256 neg_inf = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFF800000u));
@@ -121,7 +128,7 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
     }
     for (; j + 8 <= n; j += 8) {
         /* Lanes at or past `limit` are masked; so are those with keep == 0. */
-        __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(j - lim + 1)),
+        __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes_from(j, lim)),
                                         _mm256_sub_epi32(zero, iota));
         if (keep) {
             const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(keep + j)));
@@ -137,7 +144,7 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
         int32_t kb[8] = {1, 1, 1, 1, 1, 1, 1, 1};
         if (keep)
             for (int64_t t = 0; t < rem; ++t) kb[t] = keep[j + t];
-        __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(j - lim + 1)),
+        __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes_from(j, lim)),
                                         _mm256_sub_epi32(zero, iota));
         ml = _mm256_or_si256(ml, _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i*)kb), zero));
         const __m256 v =
