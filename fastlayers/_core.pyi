@@ -9,8 +9,38 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-def softmax_lastdim(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Softmax over the last axis of a C-contiguous float32 array of rank >= 1."""
+def softmax_lastdim(
+    x: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_] | None = None
+) -> npt.NDArray[np.float32]:
+    """Softmax over the last axis of a C-contiguous float32 array of rank >= 1.
+
+    mask: bool/uint8, C-contiguous, x's shape; False entries get -1e9 before and 0
+    after the softmax (Keras Softmax layer)."""
+
+def attention(
+    q: npt.NDArray[np.float32],
+    k: npt.NDArray[np.float32],
+    v: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    *,
+    weights: npt.NDArray[np.float32] | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+    causal: bool = False,
+    rule: int = 0,
+    scale: float = 1.0,
+    additive: bool = False,
+    pre: float = 1.0,
+    post: float = 1.0,
+    add_w: npt.NDArray[np.float32] | None = None,
+) -> None:
+    """out[b, h] = softmax(scores(q[b, h], k[b, h]) masked) @ v[b, h], blocked (ops.h).
+
+    q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv), out (B, H, T, Dv): float32 views
+    with a contiguous last dim (other strides free; out must not overlap the inputs).
+    rule: 0 fused (-0.7 * FLT_MAX), 1 subtract 1e9, 2 Softmax layer. Dot scores are
+    scale * q.k; additive scores post * sum(add_w * tanh(pre * (q + k))). weights
+    (B, H, T, S) C-contiguous is written if given; mask (B, H, T, S) bool view, True =
+    attend."""
 
 def activation_ids() -> dict[str, int]:
     """Keras name -> id of each elementwise activation (aliases swish, hard_swish included)."""
