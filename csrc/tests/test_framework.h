@@ -19,6 +19,7 @@ void add_case(std::string name, std::function<void()> fn);
 void register_gemm_tests();
 void register_vmath_tests();
 void register_conv2d_tests();
+void register_recurrent_tests();
 
 }  // namespace fltest
 
