@@ -111,10 +111,31 @@ def conv2d(
     """NHWC conv of x (N, H, W, C) -> (N, OH, OW, F); pads (top, bottom, left, right);
     with a PackedConv, bias must be None. activation_id from activation_ids() (0 = linear)."""
 
+class PackedGates:
+    """A recurrent kernel (K, gates*u) packed once for lstm/gru, the gates of each 16-unit
+    block side by side (16-wide K-major panels), with its bias (gates*u,) folded in."""
+
+    def __init__(
+        self,
+        kernel: npt.NDArray[np.float32],
+        gates: int,
+        bias: npt.NDArray[np.float32] | None = None,
+    ) -> None: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def units(self) -> int: ...
+    @property
+    def gates(self) -> int: ...
+    @property
+    def has_bias(self) -> bool: ...
+    @property
+    def nbytes(self) -> int: ...
+
 def lstm(
     x: npt.NDArray[np.float32],
-    packed_kernel: PackedDense,
-    packed_recurrent: PackedDense,
+    packed_kernel: PackedGates,
+    packed_recurrent: PackedGates,
     h0: npt.NDArray[np.float32],
     c0: npt.NDArray[np.float32],
     mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None,
@@ -123,15 +144,15 @@ def lstm(
     activation_id: int,
     recurrent_activation_id: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Keras LSTM over x (B, T, F): packed_kernel = PackedDense(kernel (F, 4u), bias),
-    packed_recurrent = PackedDense(recurrent_kernel (u, 4u)); h0, c0 (B, u); mask (B, T)
+    """Keras LSTM over x (B, T, F): packed_kernel = PackedGates(kernel (F, 4u), 4, bias),
+    packed_recurrent = PackedGates(recurrent_kernel (u, 4u), 4); h0, c0 (B, u); mask (B, T)
     or None. Returns (out, h, c); out is (B, T, u) in processing order if return_sequences,
     else (B, u)."""
 
 def gru(
     x: npt.NDArray[np.float32],
-    packed_kernel: PackedDense,
-    packed_recurrent: PackedDense,
+    packed_kernel: PackedGates,
+    packed_recurrent: PackedGates,
     packed_recurrent_h: PackedDense | None,
     h0: npt.NDArray[np.float32],
     mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None,
@@ -141,7 +162,7 @@ def gru(
     activation_id: int,
     recurrent_activation_id: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Keras GRU over x (B, T, F). packed_kernel = PackedDense(kernel (F, 3u), input bias);
-    reset_after: packed_recurrent = PackedDense(recurrent_kernel (u, 3u), recurrent bias) and
-    packed_recurrent_h None; else PackedDense(recurrent_kernel[:, :2u]) and
+    """Keras GRU over x (B, T, F). packed_kernel = PackedGates(kernel (F, 3u), 3, input bias);
+    reset_after: packed_recurrent = PackedGates(recurrent_kernel (u, 3u), 3, recurrent bias)
+    and packed_recurrent_h None; else PackedGates(recurrent_kernel[:, :2u], 2) and
     PackedDense(recurrent_kernel[:, 2u:]). Returns (out, h)."""

@@ -236,9 +236,9 @@ def _rnn_cpp_reason(act, ract):
 
 
 def _pack_lstm(kernel, recurrent_kernel, bias):
-    """(PackedDense(kernel, bias), PackedDense(recurrent_kernel)) for ``_core.lstm``."""
+    """(PackedGates(kernel, 4, bias), PackedGates(recurrent_kernel, 4)) for ``_core.lstm``."""
     core = _backend._core
-    return core.PackedDense(kernel, bias), core.PackedDense(recurrent_kernel)
+    return core.PackedGates(kernel, 4, bias), core.PackedGates(recurrent_kernel, 4)
 
 
 def _pack_gru(kernel, recurrent_kernel, bias, reset_after):
@@ -251,11 +251,15 @@ def _pack_gru(kernel, recurrent_kernel, bias, reset_after):
     core = _backend._core
     if reset_after:
         b_in, b_rec = (None, None) if bias is None else (bias[0], bias[1])
-        return core.PackedDense(kernel, b_in), core.PackedDense(recurrent_kernel, b_rec), None
+        return (
+            core.PackedGates(kernel, 3, b_in),
+            core.PackedGates(recurrent_kernel, 3, b_rec),
+            None,
+        )
     u = recurrent_kernel.shape[0]
     return (
-        core.PackedDense(kernel, bias),
-        core.PackedDense(np.ascontiguousarray(recurrent_kernel[:, : 2 * u])),
+        core.PackedGates(kernel, 3, bias),
+        core.PackedGates(np.ascontiguousarray(recurrent_kernel[:, : 2 * u]), 2),
         core.PackedDense(np.ascontiguousarray(recurrent_kernel[:, 2 * u :])),
     )
 

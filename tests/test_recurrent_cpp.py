@@ -150,6 +150,36 @@ def test_cpp_bitwise_identical_for_1_and_2_threads(
         np.testing.assert_array_equal(a, e)
 
 
+# Shapes for each way csrc/ops/recurrent.h splits a sequence over threads: hidden units
+# (B = 1..2, u >= 65: 16-unit blocks per thread, a barrier per step; 65, 129 and 157 leave a
+# partial last block), batch rows (B = 13: 7 + 6 rows, register blocks 4 + 3 and 6; u = 65),
+# and one thread (small layers).
+SPLIT_SHAPES = [(1, 7, 16, 129), (2, 6, 8, 157), (1, 6, 4, 65), (13, 5, 6, 65), (1, 5, 3, 33)]
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("b,t,f,u", SPLIT_SHAPES)
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_cpp_thread_splits_bitwise_and_match_numpy(
+    op, extra, bias, b, t, f, u, go_backwards, rng, restore_threads
+):
+    d, kw = _data(rng, _gates(op), b, t, f, u, bias(u))
+    if b == 1:  # a masked step in the middle of a batch-1 sequence as well
+        kw["mask"][0, t // 2] = False
+    kw.update(extra, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    results = []
+    for n in (1, 2, 3):
+        fl.set_num_threads(n)
+        results.append(run_on("cpp", _call, op, d, **kw))
+    for other in results[1:]:
+        for a, e in zip(other, results[0]):
+            np.testing.assert_array_equal(a, e)
+    fl.set_num_threads(2)
+    _compare(op, d, kw)
+    last = run_on("cpp", _call, op, d, **{**kw, "return_sequences": False})
+    np.testing.assert_array_equal(last[0], results[0][0][:, -1])
+
+
 # --------------------------------------------------------------- edge cases
 
 
@@ -168,8 +198,8 @@ def test_core_empty_batch_ignores_packed_contents():
     """B = 0 returns before any kernel runs (the outputs are merely shaped)."""
     core = _backend._core
     ids = core.activation_ids()
-    pk = core.PackedDense(np.zeros((3, 8), F32))
-    pr = core.PackedDense(np.zeros((2, 8), F32))
+    pk = core.PackedGates(np.zeros((3, 8), F32), 4)
+    pr = core.PackedGates(np.zeros((2, 8), F32), 4)
     z = np.zeros((0, 2), F32)
     out, h, c = core.lstm(
         np.zeros((0, 4, 3), F32), pk, pr, z, z, None, True, False, ids["tanh"], ids["sigmoid"]
@@ -248,8 +278,8 @@ def _core_lstm_args():
     b, t, f, u = 2, 3, 4, 5
     return dict(
         x=np.zeros((b, t, f), F32),
-        packed_kernel=core.PackedDense(np.zeros((f, 4 * u), F32)),
-        packed_recurrent=core.PackedDense(np.zeros((u, 4 * u), F32)),
+        packed_kernel=core.PackedGates(np.zeros((f, 4 * u), F32), 4),
+        packed_recurrent=core.PackedGates(np.zeros((u, 4 * u), F32), 4),
         h0=np.zeros((b, u), F32),
         c0=np.zeros((b, u), F32),
         mask=None,
@@ -284,6 +314,28 @@ def test_core_lstm_rejects_bad_arguments(bad, exc, frag):
         _backend._core.lstm(**args)
 
 
+def test_packed_gates_properties_and_errors():
+    core = _backend._core
+    p = core.PackedGates(np.ones((3, 4 * 17), F32), 4, np.zeros(4 * 17, F32))
+    assert (p.k, p.units, p.gates, p.has_bias) == (3, 17, 4, True)
+    # ceil(17/16) = 2 blocks of 4 gates x 16 columns, K rows, plus the padded bias.
+    assert p.nbytes == 4 * (2 * 4 * 16 * 3 + 2 * 4 * 16)
+    assert "PackedGates(k=3, gates=4, units=17, bias=True)" == repr(p)
+    with pytest.raises(ValueError, match="gates must be in"):
+        core.PackedGates(np.ones((3, 8), F32), 0)
+    with pytest.raises(ValueError, match="must be a multiple of gates"):
+        core.PackedGates(np.ones((3, 10), F32), 4)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        core.PackedGates(np.ones((3, 8), F32), 4, np.ones(7, F32))
+    with pytest.raises(TypeError, match="float32"):
+        core.PackedGates(np.ones((3, 8)), 4)
+    with pytest.raises(
+        ValueError, match=re.escape("from a (4, 20) kernel with 4 gates, got (4, 12) with 3 gates")
+    ):
+        args = _core_lstm_args()
+        core.lstm(**{**args, "packed_kernel": core.PackedGates(np.ones((4, 12), F32), 3)})
+
+
 def test_core_lstm_accepts_uint8_mask():
     args = _core_lstm_args()
     out_bool = _backend._core.lstm(**{**args, "mask": np.ones((2, 3), bool)})
@@ -298,9 +350,9 @@ def test_core_gru_checks_packed_shapes():
     b, t, f, u = 2, 3, 4, 5
     x = np.zeros((b, t, f), F32)
     h0 = np.zeros((b, u), F32)
-    pk = core.PackedDense(np.zeros((f, 3 * u), F32))
-    full = core.PackedDense(np.zeros((u, 3 * u), F32))
-    zr = core.PackedDense(np.zeros((u, 2 * u), F32))
+    pk = core.PackedGates(np.zeros((f, 3 * u), F32), 3)
+    full = core.PackedGates(np.zeros((u, 3 * u), F32), 3)
+    zr = core.PackedGates(np.zeros((u, 2 * u), F32), 2)
     hh = core.PackedDense(np.zeros((u, u), F32))
     act = (ids["tanh"], ids["sigmoid"])
     out, h = core.gru(x, pk, full, None, h0, None, True, False, True, *act)
@@ -313,5 +365,12 @@ def test_core_gru_checks_packed_shapes():
         core.gru(x, pk, zr, None, h0, None, True, False, False, *act)
     with pytest.raises(ValueError, match="packed_recurrent must be packed from a \\(5, 10\\)"):
         core.gru(x, pk, full, hh, h0, None, True, False, False, *act)
-    with pytest.raises(ValueError, match="packed_recurrent_h must be packed from a \\(5, 5\\)"):
+    with pytest.raises(TypeError, match="packed_recurrent_h must be a PackedDense"):
         core.gru(x, pk, zr, zr, h0, None, True, False, False, *act)
+    with pytest.raises(ValueError, match="packed_recurrent_h must be packed from a \\(5, 5\\)"):
+        core.gru(
+            x, pk, zr, core.PackedDense(np.zeros((5, 6), F32)), h0, None, True, False, False, *act
+        )
+    plain = core.PackedDense(np.zeros((f, 3 * u), F32))
+    with pytest.raises(TypeError):  # a plain PackedDense is not gate-interleaved
+        core.gru(x, plain, full, None, h0, None, True, False, True, *act)

@@ -1,5 +1,6 @@
 // LSTM and GRU: lstm(...) and gru(...) over a whole sequence, with kernels pre-packed as
-// PackedDense (bind_dense.cpp).
+// PackedGates (gate-interleaved, fastlayers/ops.h; bound here) - and PackedDense
+// (bind_dense.cpp) for the GRU's reset_before candidate kernel.
 //
 // As in bind_dense.cpp, inputs are never converted: a wrong dtype is a TypeError, a
 // non-contiguous or misaligned array or a wrong shape a ValueError; the Python layer
@@ -113,6 +114,44 @@ void check_packed(const PackedB& p, const char* op, const char* arg, int64_t k, 
     }
 }
 
+void check_packed(const PackedGates& p, const char* op, const char* arg, int64_t k, int gates,
+                  int64_t u) {
+    if (p.w.k() != k || p.gates != gates || p.units != u) {
+        throw py::value_error(std::string(op) + ": " + arg + " must be packed from a (" +
+                              std::to_string(k) + ", " + std::to_string(gates * u) +
+                              ") kernel with " + std::to_string(gates) + " gates, got (" +
+                              std::to_string(p.w.k()) + ", " + std::to_string(p.gates * p.units) +
+                              ") with " + std::to_string(p.gates) + " gates");
+    }
+}
+
+PackedGates make_packed_gates(const py::handle& kernel_in, int gates, const py::handle& bias_in) {
+    const char* op = "PackedGates";
+    if (gates < 1 || gates > 4) {
+        throw py::value_error("PackedGates: gates must be in [1, 4], got " +
+                              std::to_string(gates));
+    }
+    const FloatArrayC kernel = require_f32(kernel_in, op, "kernel", {-1, -1});
+    const int64_t k = kernel.shape(0), n = kernel.shape(1);
+    if (n % gates != 0) {
+        throw py::value_error("PackedGates: kernel columns (" + std::to_string(n) +
+                              ") must be a multiple of gates (" + std::to_string(gates) + ")");
+    }
+    const float* bias = nullptr;
+    FloatArrayC bias_arr;
+    if (!bias_in.is_none()) {
+        bias_arr = require_f32(bias_in, op, "bias", {n});
+        bias = bias_arr.data();
+    }
+    const float* kp = kernel.data();
+    if (k * n >= (int64_t(1) << 20)) {
+        PackedGates packed;
+        call_without_gil([&] { packed = pack_gates(kp, k, n / gates, gates, bias); });
+        return packed;
+    }
+    return pack_gates(kp, k, n / gates, gates, bias);
+}
+
 template <class F>
 void run_maybe_without_gil(int64_t macs, F&& f) {
     if (macs >= kReleaseGilMinMacs) {
@@ -130,14 +169,14 @@ FloatArrayC new_output(int64_t b, int64_t t, int64_t u, bool return_sequences) {
     return FloatArrayC({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
 }
 
-py::tuple lstm(const py::handle& x_in, const PackedB& w_in, const PackedB& w_rec,
+py::tuple lstm(const py::handle& x_in, const PackedGates& w_in, const PackedGates& w_rec,
                const py::handle& h0_in, const py::handle& c0_in, const py::handle& mask_in,
                bool return_sequences, bool go_backwards, int act_id, int ract_id) {
     const char* op = "lstm";
     const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1, -1});
-    const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.k();
-    check_packed(w_rec, op, "packed_recurrent", u, 4 * u);
-    check_packed(w_in, op, "packed_kernel", f, 4 * u);
+    const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.units;
+    check_packed(w_rec, op, "packed_recurrent", u, 4, u);
+    check_packed(w_in, op, "packed_kernel", f, 4, u);
     const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
     const FloatArrayC c0 = require_f32(c0_in, op, "c0", {b, u});
     py::array mask_arr;
@@ -162,30 +201,34 @@ py::tuple lstm(const py::handle& x_in, const PackedB& w_in, const PackedB& w_rec
     return py::make_tuple(std::move(out), std::move(h), std::move(c));
 }
 
-py::tuple gru(const py::handle& x_in, const PackedB& w_in, const PackedB& w_rec,
+py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates& w_rec,
               const py::handle& w_rec_h_in, const py::handle& h0_in, const py::handle& mask_in,
               bool return_sequences, bool go_backwards, bool reset_after, int act_id,
               int ract_id) {
     const char* op = "gru";
     const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1, -1});
-    const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.k();
+    const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.units;
     const PackedB* w_rec_h = nullptr;
     if (reset_after) {
         if (!w_rec_h_in.is_none()) {
             throw py::value_error("gru: packed_recurrent_h must be None with reset_after=True");
         }
-        check_packed(w_rec, op, "packed_recurrent", u, 3 * u);
+        check_packed(w_rec, op, "packed_recurrent", u, 3, u);
     } else {
         if (w_rec_h_in.is_none()) {
             throw py::value_error(
                 "gru: packed_recurrent_h (recurrent_kernel[:, 2u:]) is required with "
                 "reset_after=False");
         }
+        if (!py::isinstance<PackedB>(w_rec_h_in)) {
+            throw py::type_error("gru: packed_recurrent_h must be a PackedDense, got " +
+                                 py::str(py::type::handle_of(w_rec_h_in)).cast<std::string>());
+        }
         w_rec_h = &w_rec_h_in.cast<const PackedB&>();
-        check_packed(w_rec, op, "packed_recurrent", u, 2 * u);
+        check_packed(w_rec, op, "packed_recurrent", u, 2, u);
         check_packed(*w_rec_h, op, "packed_recurrent_h", u, u);
     }
-    check_packed(w_in, op, "packed_kernel", f, 3 * u);
+    check_packed(w_in, op, "packed_kernel", f, 3, u);
     const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
     py::array mask_arr;
     const uint8_t* mask = require_mask(mask_in, op, b, t, mask_arr);
@@ -209,21 +252,39 @@ py::tuple gru(const py::handle& x_in, const PackedB& w_in, const PackedB& w_rec,
 }  // namespace
 
 void bind_recurrent(py::module_& m) {
+    py::class_<PackedGates>(m, "PackedGates",
+                            "A recurrent layer's kernel (K, gates*u) float32 C-contiguous, with "
+                            "its bias (gates*u,) float32 or None, packed once for lstm/gru with "
+                            "the gates of each 16-unit block side by side.")
+        .def(py::init(&make_packed_gates), py::arg("kernel"), py::arg("gates"),
+             py::arg("bias") = py::none())
+        .def_property_readonly("k", [](const PackedGates& p) { return p.w.k(); },
+                               "Input features K.")
+        .def_property_readonly("units", [](const PackedGates& p) { return p.units; })
+        .def_property_readonly("gates", [](const PackedGates& p) { return p.gates; })
+        .def_property_readonly("has_bias", [](const PackedGates& p) { return p.w.has_bias(); })
+        .def_property_readonly("nbytes", [](const PackedGates& p) { return p.w.nbytes(); },
+                               "Bytes of packed storage.")
+        .def("__repr__", [](const PackedGates& p) {
+            return "PackedGates(k=" + std::to_string(p.w.k()) + ", gates=" +
+                   std::to_string(p.gates) + ", units=" + std::to_string(p.units) +
+                   ", bias=" + (p.w.has_bias() ? "True" : "False") + ")";
+        });
     m.def("lstm", &lstm, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),
           py::arg("h0"), py::arg("c0"), py::arg("mask"), py::arg("return_sequences"),
           py::arg("go_backwards"), py::arg("activation_id"), py::arg("recurrent_activation_id"),
-          "Keras LSTM over x (B, T, F) float32; packed_kernel = PackedDense(kernel (F, 4u), "
-          "bias), packed_recurrent = PackedDense(recurrent_kernel (u, 4u)); h0, c0 (B, u); "
+          "Keras LSTM over x (B, T, F) float32; packed_kernel = PackedGates(kernel (F, 4u), 4, "
+          "bias), packed_recurrent = PackedGates(recurrent_kernel (u, 4u), 4); h0, c0 (B, u); "
           "mask None or bool/uint8 (B, T). Returns (out, h, c), out (B, T, u) in processing "
           "order if return_sequences else (B, u).");
     m.def("gru", &gru, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),
           py::arg("packed_recurrent_h"), py::arg("h0"), py::arg("mask"),
           py::arg("return_sequences"), py::arg("go_backwards"), py::arg("reset_after"),
           py::arg("activation_id"), py::arg("recurrent_activation_id"),
-          "Keras GRU over x (B, T, F) float32. packed_kernel = PackedDense(kernel (F, 3u), input "
-          "bias). reset_after: packed_recurrent = PackedDense(recurrent_kernel (u, 3u), "
+          "Keras GRU over x (B, T, F) float32. packed_kernel = PackedGates(kernel (F, 3u), 3, "
+          "input bias). reset_after: packed_recurrent = PackedGates(recurrent_kernel (u, 3u), 3, "
           "recurrent bias), packed_recurrent_h None; else packed_recurrent = "
-          "PackedDense(recurrent_kernel[:, :2u]), packed_recurrent_h = "
+          "PackedGates(recurrent_kernel[:, :2u], 2), packed_recurrent_h = "
           "PackedDense(recurrent_kernel[:, 2u:]). Returns (out, h).");
 }
 

@@ -1,57 +1,77 @@
 // GRU driver (Keras GRU, SEMANTICS.md §7): gate blocks [z | r | h] of u columns each.
 //
 //   x    (B, T, F)  row-major contiguous, read as the (B*T, F) matrix of all steps
-//   w_in           the kernel (F, 3u) packed by pack_b with the input bias folded in
-//                  (bias[0] if reset_after, else the whole (3u,) bias)
+//   w_in           the kernel (F, 3u) packed by pack_gates (3 gates) with the input bias folded
+//                  in (bias[0] if reset_after, else the whole (3u,) bias)
 //   reset_after = true:
-//     w_rec        the recurrent kernel (u, 3u) packed with the recurrent bias bias[1] folded
-//                  in; w_rec_h unused (nullptr)
+//     w_rec        the recurrent kernel (u, 3u) packed by pack_gates (3 gates) with the
+//                  recurrent bias bias[1] folded in; w_rec_h unused (nullptr)
 //   reset_after = false:
-//     w_rec        recurrent_kernel[:, :2u] (u, 2u), packed, no bias
-//     w_rec_h      recurrent_kernel[:, 2u:] (u, u), packed, no bias
+//     w_rec        recurrent_kernel[:, :2u] (u, 2u), pack_gates with 2 gates [z r], no bias
+//     w_rec_h      recurrent_kernel[:, 2u:] (u, u), pack_b (panel q = unit block q), no bias
 //   h0 (B, u)      initial state;  mask (B, T) uint8 (0 = masked) or nullptr
 //   out  (B, T, u) if return_sequences (processing order), else (B, u);  h (B, u) final state
 //
-// Work: one GEMM for the input projection of all steps, xw (B*T, 3u) (row b*T + t); per step:
-//   reset_after:  hr (B, 3u) = h · R + b_rec, kept apart from xw because the reset gate
-//                 multiplies the recurrent candidate term with its bias: z, r = σ(xw + hr),
-//                 ĥ = act(xw_h + r ⊙ hr_h)
-//   reset_before: hr (B, 2u) = h · R_zr; z, r = σ(xw + hr); rh = r ⊙ h (B, u);
-//                 hh (B, u) = rh · R_h (a second small GEMM); ĥ = act(xw_h + hh)
-//   then h = z ⊙ h + (1 - z) ⊙ ĥ, per row. Scratch is allocated once per call; masked rows
-//   keep h and repeat the last emitted output (zeros before the first unmasked step).
+// Gate-interleaved packing (fastlayers/ops.h, PackedGates): unit block q (16 units) of xw is
+// the 48-column group [z r h], of h · R the group [z r h] (reset_after) or [z r] (reset_before).
 //
-// Threads: GEMMs use the engine's split, the gate math is split over batch rows; every row's
-// numbers depend only on that row, so results are bitwise identical for any thread count.
+// Work: one GEMM for the input projection of all steps, xw (B*T, N') (row b*T + t); per step,
+// per register block of rows (<= 6) and group of <= 4 unit blocks, one micro-kernel call into
+// a small per-thread tile, and the gate math of those rows and units right after it:
+//   reset_after:  hr = h · R + b_rec (kept apart from xw because the reset gate multiplies the
+//                 recurrent candidate term with its bias): z, r = σ(xw + hr),
+//                 ĥ = act(xw_h + r ⊙ hr_h)
+//   reset_before: phase 1: hr = h · R_zr; z, r = σ(xw + hr) (z stored back into xw);
+//                 rh = r ⊙ h (B, u); phase 2 (rh complete): hh = rh · R_h; ĥ = act(xw_h + hh)
+//   then h' = z ⊙ h + (1 - z) ⊙ ĥ (reset_after with tanh / sigmoid: one fused kernel,
+//   KernelTable::gru_gates, else the act kernels gate by gate - the same bits). h is
+//   double-buffered (h' must not overwrite the h that other unit blocks still read). Masked
+//   rows keep h and repeat the last emitted output (zeros before the first unmasked step).
+//
+// Threads: recurrent.h (rows / units / one); reset_before in the units split meets at the
+// barrier twice per step (phase 2 reads all of rh). Scratch is allocated once per call.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "fastlayers/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
+#include "recurrent.h"
 
 namespace fl {
 
+namespace {
+
+using rnn_detail::kUnitBlock;
+
+// Unit blocks per micro-kernel call (a 6 x 192 tile is 4.5 KiB, on the stack).
+constexpr int64_t kBlocksPerCall = 4;
+constexpr int64_t kTileLd = 3 * kUnitBlock * kBlocksPerCall;
+
+}  // namespace
+
 void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
-                 const PackedB& w_in, const PackedB& w_rec, const PackedB* w_rec_h,
+                 const PackedGates& w_in, const PackedGates& w_rec, const PackedB* w_rec_h,
                  const float* h0, const uint8_t* mask, bool return_sequences, bool go_backwards,
                  bool reset_after, Act act, Act recurrent_act, float* out, float* h) {
-    const int64_t u = w_rec.k();
-    const int64_t n = 3 * u;
-    const bool ok = w_in.k() == features && w_in.n() == n &&
-                    (reset_after ? w_rec.n() == n
-                                 : (w_rec.n() == 2 * u && w_rec_h != nullptr &&
+    const int64_t u = w_rec.units;
+    const bool ok = w_in.gates == 3 && w_in.units == u && w_in.w.k() == features &&
+                    w_rec.w.k() == u &&
+                    (reset_after ? w_rec.gates == 3
+                                 : (w_rec.gates == 2 && w_rec_h != nullptr &&
                                     w_rec_h->k() == u && w_rec_h->n() == u));
     if (!ok) {
-        throw std::invalid_argument("gru_forward: packed kernels do not match: kernel (" +
-                                    std::to_string(w_in.k()) + ", " + std::to_string(w_in.n()) +
-                                    "), recurrent (" + std::to_string(w_rec.k()) + ", " +
-                                    std::to_string(w_rec.n()) + "), features " +
-                                    std::to_string(features));
+        throw std::invalid_argument(
+            "gru_forward: packed kernels do not match: kernel (" + std::to_string(w_in.w.k()) +
+            ", " + std::to_string(w_in.gates) + " x " + std::to_string(w_in.units) +
+            "), recurrent (" + std::to_string(w_rec.w.k()) + ", " +
+            std::to_string(w_rec.gates) + " x " + std::to_string(u) + "), features " +
+            std::to_string(features));
     }
     if (batch <= 0 || u <= 0) return;
     const int64_t bu = batch * u;
@@ -68,88 +88,174 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const KernelTable& kt = kernels();
     const ActFn fa = kt.act[static_cast<int>(act)];
     const ActFn fr = kt.act[static_cast<int>(recurrent_act)];
-    const int64_t nrec = reset_after ? n : 2 * u;
-    AlignedFloats xw = alloc_aligned_floats(batch * steps * n);  // (B*T, 3u)
-    AlignedFloats hr = alloc_aligned_floats(batch * nrec);       // (B, 3u) or (B, 2u)
-    AlignedFloats rh, hh;                                        // (B, u) each, reset_before
-    if (!reset_after) {
-        rh = alloc_aligned_floats(bu);
-        hh = alloc_aligned_floats(bu);
-    }
+    // Keras's default activations, reset_after: one fused kernel per row and call (same bits).
+    auto* const fused =
+        act == Act::tanh && recurrent_act == Act::sigmoid ? kt.gru_gates : nullptr;
+    const int64_t np = w_in.w.n();      // N' = 48 * unit blocks
+    const int64_t gw = 3 * kUnitBlock;  // xw columns of one unit block
+    const int64_t rw = reset_after ? 3 * kUnitBlock : 2 * kUnitBlock;  // h · R columns of one
+    AlignedFloats xw = alloc_aligned_floats(batch * steps * np);       // (B*T, N')
+    AlignedFloats h2 = alloc_aligned_floats(bu);                       // the other h buffer
+    AlignedFloats rh;                                                  // (B, u), reset_before
+    if (!reset_after) rh = alloc_aligned_floats(bu);
     float* xwp = xw.get();
-    float* hrp = hr.get();
     float* rhp = rh.get();
-    float* hhp = hh.get();
-    const int64_t grain = std::max<int64_t>(1, 8192 / n);
+    const float* rec = w_rec.w.data();
+    const float* rec_bias = w_rec.w.bias();
+    const int64_t ps = w_rec.w.panel_stride();
 
-    auto keep = [&](int64_t b, int64_t t) { return mask == nullptr || mask[b * steps + t] != 0; };
-    // h = z*h + (1-z)*cand for a row that is not masked; records the emitted output.
-    auto finish_row = [&](int64_t b, const float* zg, const float* cand) {
-        float* hrow = h + b * u;
-        for (int64_t j = 0; j < u; ++j) hrow[j] = zg[j] * hrow[j] + (1.0f - zg[j]) * cand[j];
-        std::memcpy(emitted + b * u, hrow, sizeof(float) * u);
-    };
-    auto store_output = [&](int64_t b, int64_t k) {
-        if (return_sequences) {
-            std::memcpy(out + (b * steps + k) * u, emitted + b * u, sizeof(float) * u);
-        }
-    };
+    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
+    SpinBarrier barrier;
+    rnn_detail::RegionError error;
+    parallel_region(plan.threads, [&](int tid, int nth) {
+        rnn_detail::Split s = plan;
+        s.threads = nth;
+        const bool units_split = s.mode == rnn_detail::SplitMode::units;
+        int64_t b0, b1, q0, q1;
+        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
+        rnn_detail::thread_units(s, tid, u, &q0, &q1);
+        // A step walks the thread's unit blocks in chunks of kBlocksPerCall (outer loop: a
+        // chunk's slice of the recurrent kernel, <= 512 KiB for u <= 512, is read from L3 once
+        // per step and stays in L2 for all row blocks), backwards on odd steps: the slice used
+        // last is still cached when the next step starts with it (a kernel slightly larger
+        // than L2, e.g. B = 1, u = 256 on one core, then mostly hits instead of an LRU-cyclic
+        // stream of misses). Each call's outputs are independent of the order.
+        const int64_t chunks = (q1 - q0 + kBlocksPerCall - 1) / kBlocksPerCall;
+        auto chunk_start = [&](int64_t ci, int64_t step) {
+            return q0 + ((step & 1) ? chunks - 1 - ci : ci) * kBlocksPerCall;
+        };
 
-    // One region on the calling thread: FTZ/DAZ for the gate math as for the GEMMs; the GEMMs
-    // inside still use the pool.
-    parallel_for(1, 1, [&](int64_t, int64_t) {
-        gemm_packed(x, batch * steps, features, w_in, xwp, n);
+        // Input projection of this thread's rows and unit blocks (its own xw elements only; the
+        // units split meets once afterwards, only so that a failure stops every thread).
+        const int64_t ps_in = w_in.w.panel_stride();
+        const float* bias_in = w_in.w.bias();
+        error.run([&] {
+            gemm_packed_raw(x + b0 * steps * features, (b1 - b0) * steps, features, features,
+                            (q1 - q0) * gw, w_in.w.data() + 3 * q0 * ps_in, ps_in,
+                            bias_in ? bias_in + q0 * gw : nullptr,
+                            xwp + b0 * steps * np + q0 * gw, np);
+        });
+        if (s.mode == rnn_detail::SplitMode::units) barrier.wait(nth);
+        if (error.failed()) return;
+
+        float tile[kGemmMR * kTileLd];
+        float* hc = h;         // h of the previous step
+        float* hn = h2.get();  // h of this step
+        auto keep = [&](int64_t b, int64_t t) {
+            return mask == nullptr || mask[b * steps + t] != 0;
+        };
+        // h' = z*h + (1-z)*cand for nv units at j0 of a kept row; records the emitted output.
+        auto finish = [&](int64_t j0, int64_t nv, const float* zg, const float* cand) {
+            for (int64_t j = 0; j < nv; ++j) {
+                hn[j0 + j] = zg[j] * hc[j0 + j] + (1.0f - zg[j]) * cand[j];
+            }
+            std::memcpy(emitted + j0, hn + j0, sizeof(float) * nv);
+        };
+        auto store_output = [&](int64_t b, int64_t k, int64_t j0, int64_t nv) {
+            if (return_sequences) {
+                std::memcpy(out + (b * steps + k) * u + (j0 - b * u), emitted + j0,
+                            sizeof(float) * nv);
+            }
+        };
+
         for (int64_t k = 0; k < steps; ++k) {
             const int64_t t = go_backwards ? steps - 1 - k : k;
-            gemm_packed(h, batch, u, w_rec, hrp, nrec);
-            if (reset_after) {
-                parallel_for(batch, grain, [&](int64_t b0, int64_t b1) {
-                    for (int64_t b = b0; b < b1; ++b) {
-                        if (keep(b, t)) {
-                            float* g = hrp + b * n;
-                            const float* xr = xwp + (b * steps + t) * n;
-                            for (int64_t j = 0; j < 2 * u; ++j) g[j] += xr[j];
-                            fr(g, 2 * u);  // z, r
-                            const float* r = g + u;
-                            float* cand = g + 2 * u;
-                            const float* xh = xr + 2 * u;
-                            for (int64_t j = 0; j < u; ++j) cand[j] = xh[j] + r[j] * cand[j];
-                            fa(cand, u);
-                            finish_row(b, g, cand);
+            for (int64_t ci = 0; ci < chunks; ++ci) {
+                const int64_t qc = chunk_start(ci, k);
+                const int64_t nqc = std::min(kBlocksPerCall, q1 - qc);
+                for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
+                    mr = rnn_detail::block_rows(b1 - rb);
+                    // tile (mr, rw*nqc) = h[rb : rb+mr] · R[:, unit blocks qc ...] (+ b_rec)
+                    kt.gemm(mr, nqc * rw, u, hc + rb * u, u, 1, rec + (rw / kUnitBlock) * qc * ps,
+                            ps, rec_bias ? rec_bias + qc * rw : nullptr, 0, tile, kTileLd);
+                    const int64_t nu = std::min(nqc * kUnitBlock, u - qc * kUnitBlock);
+                    for (int64_t b = rb; b < rb + mr; ++b) {
+                        const bool kept = keep(b, t);
+                        if (reset_after && kept && fused) {
+                            const int64_t j0 = b * u + qc * kUnitBlock;
+                            const float* xr = xwp + (b * steps + t) * np + qc * gw;
+                            fused(nu, tile + (b - rb) * kTileLd, xr, hc + j0, hn + j0);
+                            std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
+                            store_output(b, k, j0, nu);
+                            continue;
                         }
-                        store_output(b, k);
-                    }
-                });
-            } else {
-                parallel_for(batch, grain, [&](int64_t b0, int64_t b1) {
-                    for (int64_t b = b0; b < b1; ++b) {
-                        float* g = hrp + b * 2 * u;
-                        const float* xr = xwp + (b * steps + t) * n;
-                        for (int64_t j = 0; j < 2 * u; ++j) g[j] += xr[j];
-                        fr(g, 2 * u);  // z, r
-                        // Every row feeds the GEMM below, masked or not (its result is unused).
-                        const float* r = g + u;
-                        const float* hrow = h + b * u;
-                        float* rrow = rhp + b * u;
-                        for (int64_t j = 0; j < u; ++j) rrow[j] = r[j] * hrow[j];
-                    }
-                });
-                gemm_packed(rhp, batch, u, *w_rec_h, hhp, u);  // hh (B, u) = (r*h) · R_h
-                parallel_for(batch, grain, [&](int64_t b0, int64_t b1) {
-                    for (int64_t b = b0; b < b1; ++b) {
-                        if (keep(b, t)) {
-                            float* cand = hhp + b * u;
-                            const float* xr = xwp + (b * steps + t) * n + 2 * u;
-                            for (int64_t j = 0; j < u; ++j) cand[j] = xr[j] + cand[j];
-                            fa(cand, u);
-                            finish_row(b, hrp + b * 2 * u, cand);
+                        for (int64_t q = qc; q < qc + nqc; ++q) {
+                            const int64_t j0 = b * u + q * kUnitBlock;
+                            const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
+                            float* g = tile + (b - rb) * kTileLd + (q - qc) * rw;
+                            float* xr = xwp + (b * steps + t) * np + q * gw;
+                            if (reset_after) {
+                                if (kept) {
+                                    for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
+                                    fr(g, 2 * kUnitBlock);  // z, r
+                                    const float* r = g + kUnitBlock;
+                                    float* cand = g + 2 * kUnitBlock;
+                                    const float* xh = xr + 2 * kUnitBlock;
+                                    for (int64_t j = 0; j < kUnitBlock; ++j) {
+                                        cand[j] = xh[j] + r[j] * cand[j];
+                                    }
+                                    fa(cand, kUnitBlock);
+                                    finish(j0, nv, g, cand);
+                                } else {
+                                    std::memcpy(hn + j0, hc + j0, sizeof(float) * nv);
+                                }
+                                store_output(b, k, j0, nv);
+                            } else {
+                                // Every row feeds phase 2's GEMM, masked or not (its result
+                                // is then unused).
+                                for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
+                                fr(g, 2 * kUnitBlock);  // z, r
+                                std::memcpy(xr, g, sizeof(float) * kUnitBlock);  // z for later
+                                const float* r = g + kUnitBlock;
+                                for (int64_t j = 0; j < nv; ++j) rhp[j0 + j] = r[j] * hc[j0 + j];
+                            }
                         }
-                        store_output(b, k);
                     }
-                });
+                }
             }
+            if (!reset_after) {
+                if (units_split) barrier.wait(nth);  // phase 2 reads every unit of rh
+                const float* rec_h = w_rec_h->data();
+                const int64_t ps_h = w_rec_h->panel_stride();
+                for (int64_t ci = 0; ci < chunks; ++ci) {
+                    const int64_t qc = chunk_start(ci, k);
+                    const int64_t nqc = std::min(kBlocksPerCall, q1 - qc);
+                    for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
+                        mr = rnn_detail::block_rows(b1 - rb);
+                        // tile (mr, 16*nqc) = rh[rb : rb+mr] · R_h[:, unit blocks qc ...]
+                        kt.gemm(mr, nqc * kUnitBlock, u, rhp + rb * u, u, 1, rec_h + qc * ps_h,
+                                ps_h, nullptr, 0, tile, kTileLd);
+                        for (int64_t b = rb; b < rb + mr; ++b) {
+                            const bool kept = keep(b, t);
+                            for (int64_t q = qc; q < qc + nqc; ++q) {
+                                const int64_t j0 = b * u + q * kUnitBlock;
+                                const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
+                                if (kept) {
+                                    float* cand =
+                                        tile + (b - rb) * kTileLd + (q - qc) * kUnitBlock;
+                                    const float* xr = xwp + (b * steps + t) * np + q * gw;
+                                    const float* xh = xr + 2 * kUnitBlock;
+                                    for (int64_t j = 0; j < kUnitBlock; ++j) {
+                                        cand[j] = xh[j] + cand[j];
+                                    }
+                                    fa(cand, kUnitBlock);
+                                    finish(j0, nv, xr, cand);  // xr[0, 16) holds z now
+                                } else {
+                                    std::memcpy(hn + j0, hc + j0, sizeof(float) * nv);
+                                }
+                                store_output(b, k, j0, nv);
+                            }
+                        }
+                    }
+                }
+            }
+            // Units split: every thread's h' feeds every unit of the next step.
+            if (units_split) barrier.wait(nth);
+            std::swap(hc, hn);
         }
     });
+    error.rethrow_if_failed();
+    if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there
 }
 
 }  // namespace fl

@@ -1,69 +1,83 @@
 // LSTM driver (Keras LSTM, SEMANTICS.md §6): gate blocks [i | f | c | o] of u columns each.
 //
 //   x    (B, T, F)  row-major contiguous, read as the (B*T, F) matrix of all steps
-//   w_in           the kernel (F, 4u) packed by pack_b, with the bias (4u,) folded in
-//   w_rec          the recurrent kernel (u, 4u) packed by pack_b, no bias
+//   w_in           the kernel (F, 4u) packed by pack_gates, with the bias (4u,) folded in
+//   w_rec          the recurrent kernel (u, 4u) packed by pack_gates, no bias
 //   h0, c0 (B, u)  initial state;  mask (B, T) uint8 (0 = masked) or nullptr
 //   out  (B, T, u) if return_sequences (processing order), else (B, u)
 //   h, c (B, u)    final state
 //
-// Work: one GEMM for the input projection of every step, xw (B*T, 4u) = x · W + b (row b*T + t);
-// then per step one GEMM hr (B, 4u) = h · R with the pre-packed recurrent kernel, and the gate
-// math fused per row: z = xw[b, t] + hr[b], the activations on the row's gate segments (vector
-// kernels of the active ISA), c = f*c + i*g, h = o*act(c). All scratch is allocated once per
-// call. Masked rows skip the gate math: state kept, output repeats the last emitted one (zeros
-// before the first unmasked step, the Keras torch/TF-backend rule).
+// Both kernels are gate-interleaved (fastlayers/ops.h, PackedGates): unit block q (16 units)
+// is one 64-column group [i f g o], N' = 64*ceil(u/16) columns in all.
 //
-// Threads: the GEMMs use the engine's own split; the gate math is split over batch rows. Each
-// row's numbers depend only on that row, so results are bitwise identical for any thread
-// count. (Batch-parallel step loops and the hidden-unit split of PERFORMANCE.md §9.3 for B = 1
-// on two cores are later optimizations.)
+// Work: one GEMM for the input projection of every step, xw (B*T, N') = x · W + b (row b*T + t).
+// Per step, for each register block of rows (<= 6) and group of <= 4 unit blocks, one
+// micro-kernel call continues the FMA chains of xw[b, t] in place: z = xw[b, t] + h · R (chains
+// start from the stored xw, so no separate h · R buffer and no add pass); the gate math of
+// those rows and units follows at once, on the tile still in L1: i, f, o = σ(z), g = act(z),
+// c = f*c + i*g, h' = o*act(c) (for tanh / sigmoid one fused kernel, KernelTable::lstm_gates,
+// else the act kernels gate by gate - the same bits). h is double-buffered (h' of step t must
+// not overwrite the h that other unit blocks still read). Masked rows skip the gate math: state
+// kept, output repeats the last emitted one (zeros before the first unmasked step, the Keras
+// torch/TF-backend rule).
+//
+// Threads: recurrent.h (rows / units / one). All scratch is allocated once per call.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "fastlayers/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
+#include "recurrent.h"
 
 namespace fl {
 
 namespace {
 
-// Rows of gate math per task: about 8k elements, so that a wake-up (a few us) pays off.
-int64_t rows_per_task(int64_t row_floats) {
-    return std::max<int64_t>(1, 8192 / std::max<int64_t>(row_floats, 1));
-}
+using rnn_detail::kUnitBlock;
 
-// Rows per task when a step's GEMM and gate math are split over batch rows: at least one
-// register block (6 rows) and 64K multiply-adds, as the GEMM engine's own minimum.
-int64_t row_grain(int64_t u, int64_t n) {
-    return std::max<int64_t>(6, (int64_t(1) << 16) / std::max<int64_t>(u * n, 1) + 1);
-}
+// Unit blocks per micro-kernel call: 4 x 64 columns keep a 6-row tile (6 KiB) in L1.
+constexpr int64_t kBlocksPerCall = 4;
 
-// Batches with two such tasks or more split each step over rows (one synchronization per step,
-// every thread keeps all of R hot); smaller ones let the GEMM split columns (B = 1: each core
-// streams its share of R) and the gate math runs after it.
-bool use_row_split(int64_t batch, int64_t u, int64_t n) {
-    return num_threads() > 1 && batch >= 2 * row_grain(u, n);
+// Gate math of one row's unit block: z (64) = pre-activations [i f g o] of 16 units (used as
+// scratch); c and h_new hold the nv <= 16 valid units.
+inline void lstm_unit_block(float* z, float* c, float* h_new, int64_t nv, ActFn fa, ActFn fr) {
+    fr(z, 2 * kUnitBlock);              // i, f
+    fa(z + 2 * kUnitBlock, kUnitBlock);  // g
+    fr(z + 3 * kUnitBlock, kUnitBlock);  // o
+    const float* gi = z;
+    const float* gf = z + kUnitBlock;
+    const float* gg = z + 2 * kUnitBlock;
+    const float* go = z + 3 * kUnitBlock;
+    float ac[kUnitBlock];
+    for (int64_t j = 0; j < nv; ++j) {
+        c[j] = gf[j] * c[j] + gi[j] * gg[j];
+        ac[j] = c[j];
+    }
+    fa(ac, nv);
+    for (int64_t j = 0; j < nv; ++j) h_new[j] = go[j] * ac[j];
 }
 
 }  // namespace
 
 void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
-                  const PackedB& w_in, const PackedB& w_rec, const float* h0, const float* c0,
-                  const uint8_t* mask, bool return_sequences, bool go_backwards, Act act,
-                  Act recurrent_act, float* out, float* h, float* c) {
-    const int64_t u = w_rec.k();
-    const int64_t n = 4 * u;
-    if (w_rec.n() != n || w_in.k() != features || w_in.n() != n) {
+                  const PackedGates& w_in, const PackedGates& w_rec, const float* h0,
+                  const float* c0, const uint8_t* mask, bool return_sequences, bool go_backwards,
+                  Act act, Act recurrent_act, float* out, float* h, float* c) {
+    const int64_t u = w_rec.units;
+    if (w_rec.gates != 4 || w_in.gates != 4 || w_in.units != u || w_rec.w.k() != u ||
+        w_in.w.k() != features) {
         throw std::invalid_argument(
-            "lstm_forward: packed kernels do not match: kernel (" + std::to_string(w_in.k()) +
-            ", " + std::to_string(w_in.n()) + "), recurrent (" + std::to_string(w_rec.k()) + ", " +
-            std::to_string(w_rec.n()) + "), features " + std::to_string(features));
+            "lstm_forward: packed kernels do not match: kernel (" + std::to_string(w_in.w.k()) +
+            ", " + std::to_string(w_in.gates) + " x " + std::to_string(w_in.units) +
+            "), recurrent (" + std::to_string(w_rec.w.k()) + ", " +
+            std::to_string(w_rec.gates) + " x " + std::to_string(u) + "), features " +
+            std::to_string(features));
     }
     if (batch <= 0 || u <= 0) return;
     const int64_t bu = batch * u;
@@ -83,62 +97,98 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     const KernelTable& kt = kernels();
     const ActFn fa = kt.act[static_cast<int>(act)];
     const ActFn fr = kt.act[static_cast<int>(recurrent_act)];
-    AlignedFloats xw = alloc_aligned_floats(batch * steps * n);  // (B*T, 4u)
-    AlignedFloats hr = alloc_aligned_floats(batch * n);          // (B, 4u)
+    // Keras's default activations: one fused kernel per row and call (same bits).
+    auto* const fused =
+        act == Act::tanh && recurrent_act == Act::sigmoid ? kt.lstm_gates : nullptr;
+    const int64_t np = w_rec.w.n();  // N' = 64 * unit blocks
+    const int64_t gw = 4 * kUnitBlock;  // columns of one unit block
+    AlignedFloats xw = alloc_aligned_floats(batch * steps * np);  // (B*T, N')
+    AlignedFloats h2 = alloc_aligned_floats(bu);                  // the other h buffer
     float* xwp = xw.get();
-    float* hrp = hr.get();
+    const float* rec = w_rec.w.data();
+    const int64_t ps = w_rec.w.panel_stride();
+    const int64_t ldz = steps * np;  // between batch rows of xw at a fixed t
 
-    // One region on the calling thread: FTZ/DAZ for the gate math as for the GEMMs (so no
-    // result depends on which thread produced it); the GEMMs inside still use the pool.
-    // Gate math of row b at step k (input time t), after hr[b] = h[b] · R.
-    auto gate_row = [&](int64_t b, int64_t t, int64_t k) {
-        float* em = emitted + b * u;
-        if (mask == nullptr || mask[b * steps + t] != 0) {
-            float* z = hrp + b * n;
-            const float* xr = xwp + (b * steps + t) * n;
-            for (int64_t j = 0; j < n; ++j) z[j] += xr[j];
-            fr(z, 2 * u);      // i, f
-            fa(z + 2 * u, u);  // g
-            fr(z + 3 * u, u);  // o
-            const float* gi = z;
-            const float* gf = z + u;
-            float* gg = z + 2 * u;
-            const float* go = z + 3 * u;
-            float* cr = c + b * u;
-            for (int64_t j = 0; j < u; ++j) {
-                cr[j] = gf[j] * cr[j] + gi[j] * gg[j];
-                gg[j] = cr[j];  // g is used up: act(c) goes in its place
-            }
-            fa(gg, u);
-            float* hrow = h + b * u;
-            for (int64_t j = 0; j < u; ++j) hrow[j] = go[j] * gg[j];
-            std::memcpy(em, hrow, sizeof(float) * u);
-        }
-        if (return_sequences) std::memcpy(out + (b * steps + k) * u, em, sizeof(float) * u);
-    };
-    const bool split_rows = use_row_split(batch, u, n);
+    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 4 * u * u);
+    SpinBarrier barrier;
+    rnn_detail::RegionError error;
+    parallel_region(plan.threads, [&](int tid, int nth) {
+        rnn_detail::Split s = plan;
+        s.threads = nth;
+        int64_t b0, b1, q0, q1;
+        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
+        rnn_detail::thread_units(s, tid, u, &q0, &q1);
+        // A step walks the thread's unit blocks in chunks of kBlocksPerCall (outer loop: a
+        // chunk's slice of the recurrent kernel, <= 512 KiB for u <= 512, is read from L3 once
+        // per step and stays in L2 for all row blocks), backwards on odd steps: the slice used
+        // last is still cached when the next step starts with it (a kernel slightly larger
+        // than L2, e.g. B = 1, u = 256 on one core, then mostly hits instead of an LRU-cyclic
+        // stream of misses). Each call's outputs are independent of the order.
+        const int64_t chunks = (q1 - q0 + kBlocksPerCall - 1) / kBlocksPerCall;
+        auto chunk_start = [&](int64_t ci, int64_t step) {
+            return q0 + ((step & 1) ? chunks - 1 - ci : ci) * kBlocksPerCall;
+        };
 
-    // One region on the calling thread: FTZ/DAZ for the gate math as for the GEMMs (so no
-    // result depends on which thread produced it); the GEMMs inside still use the pool.
-    parallel_for(1, 1, [&](int64_t, int64_t) {
-        gemm_packed(x, batch * steps, features, w_in, xwp, n);
+        // Input projection of this thread's rows and unit blocks (its own xw elements only; the
+        // units split meets once afterwards, only so that a failure stops every thread). Serial
+        // inside a multi-thread region; with one thread the GEMM engine may still use the pool.
+        const int64_t ps_in = w_in.w.panel_stride();
+        const float* bias_in = w_in.w.bias();
+        error.run([&] {
+            gemm_packed_raw(x + b0 * steps * features, (b1 - b0) * steps, features, features,
+                            (q1 - q0) * gw, w_in.w.data() + 4 * q0 * ps_in, ps_in,
+                            bias_in ? bias_in + q0 * gw : nullptr,
+                            xwp + b0 * steps * np + q0 * gw, np);
+        });
+        if (s.mode == rnn_detail::SplitMode::units) barrier.wait(nth);
+        if (error.failed()) return;
+
+        float* hc = h;         // h of the previous step
+        float* hn = h2.get();  // h of this step
         for (int64_t k = 0; k < steps; ++k) {
             const int64_t t = go_backwards ? steps - 1 - k : k;
-            if (split_rows) {
-                // Each thread: its rows' GEMM (serial inside the region) and gate math, one
-                // synchronization per step. A row of h is read and written by its owner only.
-                parallel_for(batch, row_grain(u, n), [&](int64_t b0, int64_t b1) {
-                    gemm_packed(h + b0 * u, b1 - b0, u, w_rec, hrp + b0 * n, n);
-                    for (int64_t b = b0; b < b1; ++b) gate_row(b, t, k);
-                });
-            } else {
-                gemm_packed(h, batch, u, w_rec, hrp, n);  // hr (B, 4u) = h (B, u) · R
-                parallel_for(batch, rows_per_task(n), [&](int64_t b0, int64_t b1) {
-                    for (int64_t b = b0; b < b1; ++b) gate_row(b, t, k);
-                });
+            for (int64_t ci = 0; ci < chunks; ++ci) {
+                const int64_t qc = chunk_start(ci, k);
+                const int64_t nqc = std::min(kBlocksPerCall, q1 - qc);
+                for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
+                    mr = rnn_detail::block_rows(b1 - rb);
+                    float* z = xwp + (rb * steps + t) * np + qc * gw;
+                    // z (mr, 64*nqc) += h[rb : rb+mr] · R[:, unit blocks qc ...]
+                    kt.gemm(mr, nqc * gw, u, hc + rb * u, u, 1, rec + 4 * qc * ps, ps, nullptr,
+                            1, z, ldz);
+                    // This call's units [qc*16, qc*16 + nu) of each row.
+                    const int64_t nu = std::min(nqc * kUnitBlock, u - qc * kUnitBlock);
+                    for (int64_t b = rb; b < rb + mr; ++b) {
+                        const int64_t j0 = b * u + qc * kUnitBlock;
+                        float* zr = z + (b - rb) * ldz;
+                        if (mask == nullptr || mask[b * steps + t] != 0) {
+                            if (fused) {
+                                fused(nu, zr, c + j0, hn + j0);
+                            } else {
+                                for (int64_t q = qc; q < qc + nqc; ++q) {
+                                    const int64_t o = (q - qc) * kUnitBlock;
+                                    lstm_unit_block(zr + (q - qc) * gw, c + j0 + o, hn + j0 + o,
+                                                    std::min(kUnitBlock, nu - o), fa, fr);
+                                }
+                            }
+                            std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
+                        } else {
+                            std::memcpy(hn + j0, hc + j0, sizeof(float) * nu);
+                        }
+                        if (return_sequences) {
+                            std::memcpy(out + (b * steps + k) * u + qc * kUnitBlock, emitted + j0,
+                                        sizeof(float) * nu);
+                        }
+                    }
+                }
             }
+            // Units split: every thread's h' feeds every unit of the next step.
+            if (s.mode == rnn_detail::SplitMode::units) barrier.wait(nth);
+            std::swap(hc, hn);
         }
     });
+    error.rethrow_if_failed();
+    if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there
 }
 
 }  // namespace fl

@@ -91,6 +91,8 @@ KernelTable make_table(Isa isa) {
 #undef FL_SET_ACT_SCALAR
     t.vsigmoid = fl_vsigmoid_scalar;
     t.vtanh = fl_vtanh_scalar;
+    t.lstm_gates = fl_lstm_gates_scalar;
+    t.gru_gates = fl_gru_gates_scalar;
 #if defined(FL_HAVE_AVX2)
     if (isa == Isa::avx2) {
         t.isa = isa;
@@ -106,6 +108,8 @@ KernelTable make_table(Isa isa) {
 #undef FL_SET_ACT_AVX2
         t.vsigmoid = fl_vsigmoid_avx2;
         t.vtanh = fl_vtanh_avx2;
+        t.lstm_gates = fl_lstm_gates_avx2;
+        t.gru_gates = fl_gru_gates_avx2;
     }
 #endif
 #if defined(FL_HAVE_NEON)
@@ -119,6 +123,8 @@ KernelTable make_table(Isa isa) {
 #undef FL_SET_ACT_NEON
         t.vsigmoid = fl_vsigmoid_neon;
         t.vtanh = fl_vtanh_neon;
+        t.lstm_gates = nullptr;  // no NEON version: the act kernels, gate by gate
+        t.gru_gates = nullptr;
     }
 #endif
     return t;

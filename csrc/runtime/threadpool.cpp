@@ -148,6 +148,39 @@ class ThreadPool {
             fn(ctx, 0, n);
             return;
         }
+        run_locked(n, k, fn, ctx);
+    }
+
+    // fn(ctx, tid, k) on k concurrent threads, k <= k_wanted (see fl::parallel_region).
+    void run_region(int k_wanted, void (*fn)(void*, int, int), void* ctx) {
+        std::lock_guard<std::mutex> region(sync_->region);
+        int k = 1;
+        if (!shut_down_) {
+            ensure_workers(num_threads() - 1);
+            k = std::min(k_wanted, static_cast<int>(workers_->size()) + 1);
+        }
+        if (k <= 1) {
+            fn(ctx, 0, 1);
+            return;
+        }
+        // n = k chunks of one: chunk i is [i, i+1), i.e. tid i, each on its own thread.
+        struct Region {
+            void (*fn)(void*, int, int);
+            void* ctx;
+            int k;
+        } r{fn, ctx, k};
+        run_locked(
+            k, k,
+            [](void* p, int64_t begin, int64_t) {
+                const Region& g = *static_cast<const Region*>(p);
+                g.fn(g.ctx, static_cast<int>(begin), g.k);
+            },
+            &r);
+    }
+
+  private:
+    // The body of run() once the region lock is held and k >= 2 threads exist.
+    void run_locked(int64_t n, int64_t k, void (*fn)(void*, int64_t, int64_t), void* ctx) {
 
         // Job fields are plain members: written here before the release-store of the ticket,
         // read by participating workers after its acquire-load, and not rewritten before every
@@ -171,6 +204,7 @@ class ThreadPool {
         t_in_region = false;
     }
 
+  public:
     // Joins the workers if their number no longer matches num_threads(); the next region
     // creates num_threads()-1 new ones. Waits for a running region to end.
     void resize() {
@@ -351,6 +385,41 @@ void set_num_threads(int n) {
     g_num_threads.store(n, std::memory_order_relaxed);
     // Join the old workers now rather than leaving them asleep until the next region.
     pool_instance()->resize();
+}
+
+void parallel_region(int max_threads, void (*fn)(void*, int, int), void* ctx) {
+    FlushDenormalsScope ftz;
+    const int k = std::min(max_threads, num_threads());
+    if (t_in_region || k <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pool_instance()->run_region(k, fn, ctx);
+}
+
+void SpinBarrier::wait(int nthreads) {
+    if (nthreads <= 1) return;
+    const unsigned gen = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == nthreads - 1) {
+        // Last one in: reset the count before releasing the others, who may re-enter at once.
+        arrived_.store(0, std::memory_order_relaxed);
+        generation_.store(gen + 1, std::memory_order_seq_cst);
+        // seq_cst store, then load: a sleeper that registered before this load is seen here;
+        // one that registers after it sees the new generation and does not sleep.
+        if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+            { std::lock_guard<std::mutex> lk(m_); }  // the sleeper is inside wait() now
+            cv_.notify_all();
+        }
+        return;
+    }
+    auto passed = [&] { return generation_.load(std::memory_order_acquire) != gen; };
+    if (spin_until(passed)) return;
+    std::unique_lock<std::mutex> lk(m_);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    // seq_cst (not just acquire) so that this check and the last arriver's load of sleepers_
+    // cannot both miss the other's store.
+    cv_.wait(lk, [&] { return generation_.load(std::memory_order_seq_cst) != gen; });
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, int64_t), void* ctx) {

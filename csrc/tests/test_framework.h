@@ -20,6 +20,7 @@ void register_gemm_tests();
 void register_vmath_tests();
 void register_conv2d_tests();
 void register_attention_tests();
+void register_recurrent_tests();
 
 }  // namespace fltest
 

@@ -6,6 +6,7 @@
 //   (ctest runs it once plainly and once per FASTLAYERS_ISA setting, see CMakeLists.txt)
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
@@ -582,6 +583,90 @@ void test_parallel_for_ftz() {
 #endif
 }
 
+// pack_gates: column (g, j) of the kernel lands at packed column (j/16)*16*G + 16*g + j%16,
+// bias likewise, everything else zero.
+void test_pack_gates_layout() {
+    for (int gates : {2, 3, 4}) {
+        for (int64_t u : {1, 7, 16, 17, 33}) {
+            const int64_t k = 5, n = gates * u;
+            std::vector<float> kern(static_cast<size_t>(k * n)), bias(static_cast<size_t>(n));
+            for (size_t i = 0; i < kern.size(); ++i) kern[i] = 1.0f + float(i);
+            for (size_t i = 0; i < bias.size(); ++i) bias[i] = -1.0f - float(i);
+            const fl::PackedGates p = fl::pack_gates(kern.data(), k, u, gates, bias.data());
+            const int64_t nq = (u + 15) / 16;
+            CHECK(p.units == u && p.gates == gates && p.w.k() == k && p.w.n() == nq * 16 * gates);
+            int bad = 0;
+            for (int64_t col = 0; col < p.w.n(); ++col) {
+                const int64_t q = col / (16 * gates), g = (col / 16) % gates, j = q * 16 + col % 16;
+                const bool valid = j < u;
+                const float* panel = p.w.data() + (col / 16) * p.w.panel_stride();
+                for (int64_t r = 0; r < k; ++r) {
+                    const float want = valid ? kern[static_cast<size_t>(r * n + g * u + j)] : 0.0f;
+                    if (panel[r * 16 + col % 16] != want) ++bad;
+                }
+                if (p.w.bias()[col] != (valid ? bias[static_cast<size_t>(g * u + j)] : 0.0f)) ++bad;
+            }
+            CHECK_MSG(bad == 0, "gates=%d u=%d: %d wrong", gates, int(u), bad);
+        }
+    }
+}
+
+// parallel_region: every tid in [0, n) runs exactly once, all at the same time (a barrier
+// between them completes), tid 0 on the caller; nested regions run on one thread; FTZ is on.
+void test_parallel_region_and_barrier() {
+    const int saved = fl::num_threads();
+    for (int threads : {1, 2, 3}) {
+        fl::set_num_threads(threads);
+        for (int wanted : {1, 2, 3, 8}) {
+            const int expect = std::min(wanted, threads);
+            std::vector<std::atomic<int>> runs(8);
+            std::atomic<int> bad{0}, nested_bad{0};
+            std::atomic<int64_t> sum{0};
+            std::vector<int64_t> slots(static_cast<size_t>(expect) * 200, 0);
+            fl::SpinBarrier barrier;
+            const std::thread::id caller = std::this_thread::get_id();
+            fl::parallel_region(wanted, [&](int tid, int n) {
+                if (n != expect || tid < 0 || tid >= n) {
+                    bad.fetch_add(1);
+                    return;
+                }
+                runs[tid].fetch_add(1);
+                if (tid == 0 && std::this_thread::get_id() != caller) bad.fetch_add(1);
+#if defined(FL_TEST_FTZ)
+                if (tiny_product() != 0.0f) bad.fetch_add(1);
+#endif
+                // Inside a multi-thread region a nested one runs on its thread alone (a
+                // one-thread region holds no pool resources, as with parallel_for).
+                if (n > 1) {
+                    fl::parallel_region(4, [&](int t2, int n2) {
+                        if (t2 != 0 || n2 != 1) nested_bad.fetch_add(1);
+                    });
+                }
+                // Rounds: each thread writes its slot, waits, then reads every other slot of
+                // the round; a barrier that let anyone through early shows a stale value.
+                for (int r = 0; r < 200; ++r) {
+                    // Now and then a late thread: the others outlast the spin budget and sleep.
+                    if (r % 50 == 7 && tid == r % n) {
+                        std::this_thread::sleep_for(std::chrono::microseconds(300));
+                    }
+                    slots[static_cast<size_t>(r) * n + tid] = r + 1;
+                    barrier.wait(n);
+                    for (int o = 0; o < n; ++o) {
+                        if (slots[static_cast<size_t>(r) * n + o] != r + 1) bad.fetch_add(1);
+                    }
+                    sum.fetch_add(r);
+                }
+            });
+            CHECK_MSG(bad.load() == 0, "threads=%d wanted=%d: %d bad", threads, wanted,
+                      bad.load());
+            CHECK(nested_bad.load() == 0);
+            for (int i = 0; i < 8; ++i) CHECK(runs[i].load() == (i < expect ? 1 : 0));
+            CHECK(sum.load() == int64_t(expect) * 199 * 200 / 2);
+        }
+    }
+    fl::set_num_threads(saved);
+}
+
 void test_parallel_for_concurrent_callers() {
     const int saved = fl::num_threads();
     fl::set_num_threads(3);
@@ -734,6 +819,8 @@ int main(int argc, char** argv) {
     add_case("parallel_for_exceptions", test_parallel_for_exceptions);
     add_case("parallel_for_ftz", test_parallel_for_ftz);
     add_case("parallel_for_concurrent_callers", test_parallel_for_concurrent_callers);
+    add_case("parallel_region_and_barrier", test_parallel_region_and_barrier);
+    add_case("pack_gates_layout", test_pack_gates_layout);
     add_case("set_num_threads_invalid", test_set_num_threads_invalid);
     add_case("fork_child_can_run_regions", test_fork_child_can_run_regions);
     add_case("tensor_view", test_tensor_view);
@@ -741,6 +828,7 @@ int main(int argc, char** argv) {
     fltest::register_vmath_tests();
     fltest::register_conv2d_tests();
     fltest::register_attention_tests();
+    fltest::register_recurrent_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

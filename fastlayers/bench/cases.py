@@ -208,6 +208,52 @@ def _lstm_case(cid, b, t, f, u, quick=True):
     return Case(cid, "lstm", f"B {b}, T {t}, F {f}, U {u}", flops, make, call, torch_prepare, quick)
 
 
+def _gru_case(cid, b, t, f, u, quick=True):
+    """Keras GRU (reset_after=True, the default) against torch.nn.GRU, which computes the same
+    thing with the gate blocks ordered (r, z, n) instead of [z | r | h]."""
+
+    def make(rng):
+        s = 1 / math.sqrt(u)
+        d = {
+            "x": _rand(rng, b, t, f),
+            "kernel": _rand(rng, f, 3 * u, scale=s),
+            "recurrent_kernel": _rand(rng, u, 3 * u, scale=s),
+            "bias": _rand(rng, 2, 3 * u, scale=0.1),
+        }
+        # A layer holds its weights pre-packed for the C++ kernels (packed once, here).
+        d["layer"] = fl.layers.GRU(u)
+        d["layer"].set_weights([d["kernel"], d["recurrent_kernel"], d["bias"]])
+        return d
+
+    def call(d):
+        return d["layer"](d["x"])
+
+    def torch_prepare(d):
+        layer = torch.nn.GRU(f, u, batch_first=True)
+        order = np.r_[u : 2 * u, 0:u, 2 * u : 3 * u]  # [z r h] -> (r, z, n)
+
+        def t_(a):
+            return torch.from_numpy(np.ascontiguousarray(a))
+
+        with torch.no_grad():
+            layer.weight_ih_l0.copy_(t_(d["kernel"][:, order].T))
+            layer.weight_hh_l0.copy_(t_(d["recurrent_kernel"][:, order].T))
+            layer.bias_ih_l0.copy_(t_(d["bias"][0, order]))
+            layer.bias_hh_l0.copy_(t_(d["bias"][1, order]))
+        layer.eval()
+        x = torch.from_numpy(d["x"])
+
+        def run():
+            with torch.no_grad():
+                out, _ = layer(x)
+            return out[:, -1]
+
+        return run
+
+    flops = 2.0 * b * t * 3 * u * (f + u)
+    return Case(cid, "gru", f"B {b}, T {t}, F {f}, U {u}", flops, make, call, torch_prepare, quick)
+
+
 def _sdpa_case(cid, b, h, t, s, d, causal=False, quick=True):
     def make(rng):
         return {
@@ -273,6 +319,11 @@ def all_cases() -> list[Case]:
         _lstm_case("lstm-b32", 32, 100, 64, 128),
         _lstm_case("lstm-b1", 1, 200, 128, 256),
         _lstm_case("lstm-b64", 64, 50, 256, 512, quick=False),
+        # Not in BENCHMARKS.md: the LSTM shapes for the GRU (reset_after, vs torch.nn.GRU).
+        _gru_case("gru-seed", 4, 3, 2, 8),
+        _gru_case("gru-b32", 32, 100, 64, 128),
+        _gru_case("gru-b1", 1, 200, 128, 256),
+        _gru_case("gru-b64", 64, 50, 256, 512, quick=False),
         _sdpa_case("attn-seed", 4, 1, 16, 1, 4),
         _sdpa_case("attn-256", 8, 8, 256, 256, 64),
         _sdpa_case("attn-1024", 1, 12, 1024, 1024, 64, quick=False),

@@ -51,6 +51,13 @@ struct KernelTable {
     // y[i] = sigmoid(x[i]) / tanh(x[i]) for i in [0, n) (LSTM/GRU gates); x == y is allowed.
     void (*vsigmoid)(const float* x, float* y, int64_t n);
     void (*vtanh)(const float* x, float* y, int64_t n);
+
+    // Fused LSTM / GRU (reset_after) gate math for tanh / sigmoid on gate-interleaved blocks
+    // (fl_lstm_gates_<isa>, fl_gru_gates_<isa>, contract in ukernels/vmath/vmath.h); bit for bit
+    // the act kernels above applied gate by gate. nullptr where an ISA has none (NEON): the
+    // drivers then use the act kernels.
+    void (*lstm_gates)(int64_t n, const float* z, float* c, float* h);
+    void (*gru_gates)(int64_t n, const float* g, const float* x, const float* hp, float* h);
 };
 
 const KernelTable& kernels();

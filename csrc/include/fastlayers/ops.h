@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "fastlayers/activations.h"
+#include "fastlayers/gemm.h"
 
 namespace fl {
 
@@ -24,8 +25,6 @@ void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n);
 void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64_t rows,
                             int64_t n);
 
-class PackedB;  // fastlayers/gemm.h
-
 // Dense: y = act(x · W + b), W and b pre-packed by fl::pack_b from a Keras kernel (K, N).
 // x (M, K) row-major contiguous; y (M, N) row-major contiguous, not overlapping x. act is an
 // in-place elementwise activation (nullptr = linear). K != w.k(): std::invalid_argument.
@@ -37,25 +36,43 @@ void dense_forward(const float* x, int64_t m, int64_t k, const PackedB& w, float
 // chunks of >= 16k elements; the result does not depend on the thread count.
 void activate(const float* x, float* y, int64_t n, Act act);
 
+// A recurrent kernel packed for lstm_forward / gru_forward with its gates interleaved.
+// The Keras kernel (K, G*u) holds G gate blocks of u columns each; packed, unit block q
+// (units 16q .. 16q+15) is G consecutive 16-wide panels, gate 0 first, so that one G*16-column
+// tile of a step's GEMM carries every gate of 16 units and the gate math runs on it while it
+// is hot, and a thread that owns some unit blocks reads a contiguous slice of the weights.
+// Column (g, j) of the kernel is packed column (j/16)*16*G + 16*g + j%16 of w; the columns of
+// units >= u are zero (weights and bias), w.n() = G*16*ceil(u/16).
+struct PackedGates {
+    PackedB w;
+    int64_t units = 0;
+    int gates = 0;
+};
+
+// kernel (k, gates*units) row-major, contiguous; bias (gates*units,) or nullptr.
+PackedGates pack_gates(const float* kernel, int64_t k, int64_t units, int gates,
+                       const float* bias_or_null);
+
 // LSTM over a sequence (Keras LSTM, gate blocks [i | f | c | o]; csrc/ops/lstm.cpp).
-// x (B, T, F) contiguous; w_in = pack_b(kernel (F, 4u), bias (4u,) or none); w_rec =
-// pack_b(recurrent_kernel (u, 4u), no bias); h0, c0 (B, u); mask (B, T) (0 = masked step) or
-// nullptr. Writes out (B, T, u) in processing order if return_sequences, else (B, u), and the
-// final h, c (B, u) (h == h0 / c == c0 allowed). Masked steps keep the state and repeat the
-// last emitted output (zeros before the first unmasked step). Mismatched packed shapes:
-// std::invalid_argument. B == 0 does nothing. Bitwise identical for any thread count.
+// x (B, T, F) contiguous; w_in = pack_gates(kernel (F, 4u), u, 4, bias (4u,) or none); w_rec =
+// pack_gates(recurrent_kernel (u, 4u), u, 4, no bias); h0, c0 (B, u); mask (B, T) (0 = masked
+// step) or nullptr. Writes out (B, T, u) in processing order if return_sequences, else (B, u),
+// and the final h, c (B, u) (h == h0 / c == c0 allowed). Masked steps keep the state and
+// repeat the last emitted output (zeros before the first unmasked step). Mismatched packed
+// shapes: std::invalid_argument. B == 0 does nothing. Bitwise identical for any thread count.
 void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
-                  const PackedB& w_in, const PackedB& w_rec, const float* h0, const float* c0,
-                  const uint8_t* mask, bool return_sequences, bool go_backwards, Act act,
-                  Act recurrent_act, float* out, float* h, float* c);
+                  const PackedGates& w_in, const PackedGates& w_rec, const float* h0,
+                  const float* c0, const uint8_t* mask, bool return_sequences, bool go_backwards,
+                  Act act, Act recurrent_act, float* out, float* h, float* c);
 
 // GRU over a sequence (Keras GRU, gate blocks [z | r | h]; csrc/ops/gru.cpp). w_in =
-// pack_b(kernel (F, 3u), input bias). reset_after: w_rec = pack_b(recurrent_kernel (u, 3u),
-// recurrent bias), w_rec_h = nullptr; else w_rec = pack_b(recurrent_kernel[:, :2u]) and
-// *w_rec_h = pack_b(recurrent_kernel[:, 2u:]), both without bias. Other arguments as for
+// pack_gates(kernel (F, 3u), u, 3, input bias). reset_after: w_rec = pack_gates(
+// recurrent_kernel (u, 3u), u, 3, recurrent bias), w_rec_h = nullptr; else w_rec =
+// pack_gates(recurrent_kernel[:, :2u], u, 2, none) and *w_rec_h = pack_b(recurrent_kernel[:,
+// 2u:]) (plain panels: panel q is unit block q), without bias. Other arguments as for
 // lstm_forward (a single state h).
 void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
-                 const PackedB& w_in, const PackedB& w_rec, const PackedB* w_rec_h,
+                 const PackedGates& w_in, const PackedGates& w_rec, const PackedB* w_rec_h,
                  const float* h0, const uint8_t* mask, bool return_sequences, bool go_backwards,
                  bool reset_after, Act act, Act recurrent_act, float* out, float* h);
 

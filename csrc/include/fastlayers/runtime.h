@@ -6,8 +6,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -119,5 +121,44 @@ void parallel_for(int64_t n, int64_t min_per_task, F&& f) {
         &ctx);
     if (ctx.error) std::rethrow_exception(ctx.error);
 }
+
+// Runs fn(ctx, tid, nthreads) once on each of nthreads threads *at the same time*: the caller is
+// tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the
+// OS refused to create threads; 1 when called from inside a parallel region, then on the calling
+// thread alone). Because every tid has a thread of its own, the threads may wait for each other
+// (SpinBarrier) - e.g. an LSTM whose hidden units are split over the cores, with one barrier per
+// time step instead of one region per step. FTZ/DAZ as in parallel_for. fn must not throw.
+void parallel_region(int max_threads, void (*fn)(void* ctx, int tid, int nthreads), void* ctx);
+
+// Convenience overload for any callable f(int tid, int nthreads) that does not throw.
+template <class F>
+void parallel_region(int max_threads, F&& f) {
+    using Fn = std::remove_reference_t<F>;
+    parallel_region(
+        max_threads, [](void* p, int tid, int n) { (*static_cast<Fn*>(p))(tid, n); },
+        const_cast<void*>(static_cast<const void*>(&f)));
+}
+
+// A reusable barrier for the nthreads threads of a parallel_region: wait(nthreads) returns once
+// all of them have called it (the k-th call of every thread pairs with the k-th call of the
+// others; all pass the same count, so a region that got fewer threads than asked needs no
+// re-initialisation). Waiters spin (a 2-core hand-off costs ~0.1 us, PERFORMANCE.md §4) for up
+// to the pool's spin budget, then sleep until the last thread arrives, so a partner that the OS
+// descheduled (a loaded machine) is not kept from its core by a spinning or yielding waiter.
+// Memory written before wait() by any thread is visible to all after it.
+class SpinBarrier {
+  public:
+    SpinBarrier() = default;
+    SpinBarrier(const SpinBarrier&) = delete;
+    SpinBarrier& operator=(const SpinBarrier&) = delete;
+    void wait(int nthreads);
+
+  private:
+    alignas(64) std::atomic<int> arrived_{0};
+    alignas(64) std::atomic<unsigned> generation_{0};
+    std::atomic<int> sleepers_{0};
+    std::mutex m_;
+    std::condition_variable cv_;
+};
 
 }  // namespace fl

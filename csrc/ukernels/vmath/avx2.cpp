@@ -116,3 +116,54 @@ void fl_vtanh_avx2(const float* x, float* y, int64_t n) {
         _mm256_maskstore_ps(y + i, mask, fl_tanh_avx2(_mm256_maskload_ps(x + i, mask)));
     }
 }
+
+// LSTM / GRU gate math on gate-interleaved blocks (contract in vmath.h): 8 units per step, the
+// gates of a block are at fixed offsets (16 floats apart), so every load of z / g / x is a
+// whole vector; c, hp and h use masked accesses for the last n % 8 units. The same
+// fl_sigmoid_avx2 / fl_tanh_avx2 as the act kernels, and separate mul / add (no FMA), so the
+// results equal the gate-by-gate generic path.
+void fl_lstm_gates_avx2(int64_t n, const float* z, float* c, float* h) {
+    for (int64_t j = 0; j < n; j += 8) {
+        const float* zb = z + 64 * (j / 16) + j % 16;
+        const __m256 i = fl_sigmoid_avx2(_mm256_loadu_ps(zb));
+        const __m256 f = fl_sigmoid_avx2(_mm256_loadu_ps(zb + 16));
+        const __m256 g = fl_tanh_avx2(_mm256_loadu_ps(zb + 32));
+        const __m256 o = fl_sigmoid_avx2(_mm256_loadu_ps(zb + 48));
+        if (n - j >= 8) {
+            const __m256 cn =
+                _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(c + j)), _mm256_mul_ps(i, g));
+            _mm256_storeu_ps(c + j, cn);
+            _mm256_storeu_ps(h + j, _mm256_mul_ps(o, fl_tanh_avx2(cn)));
+        } else {
+            const __m256i mask = fl_avx2_tail_mask(n - j);
+            const __m256 cn = _mm256_add_ps(_mm256_mul_ps(f, _mm256_maskload_ps(c + j, mask)),
+                                            _mm256_mul_ps(i, g));
+            _mm256_maskstore_ps(c + j, mask, cn);
+            _mm256_maskstore_ps(h + j, mask, _mm256_mul_ps(o, fl_tanh_avx2(cn)));
+        }
+    }
+}
+
+void fl_gru_gates_avx2(int64_t n, const float* g, const float* x, const float* hp, float* h) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int64_t j = 0; j < n; j += 8) {
+        const int64_t o = 48 * (j / 16) + j % 16;
+        const __m256 zg =
+            fl_sigmoid_avx2(_mm256_add_ps(_mm256_loadu_ps(g + o), _mm256_loadu_ps(x + o)));
+        const __m256 r = fl_sigmoid_avx2(
+            _mm256_add_ps(_mm256_loadu_ps(g + o + 16), _mm256_loadu_ps(x + o + 16)));
+        const __m256 rg = _mm256_mul_ps(r, _mm256_loadu_ps(g + o + 32));
+        const __m256 e = fl_tanh_avx2(_mm256_add_ps(_mm256_loadu_ps(x + o + 32), rg));
+        const __m256 omz = _mm256_sub_ps(one, zg);
+        if (n - j >= 8) {
+            const __m256 hv =
+                _mm256_add_ps(_mm256_mul_ps(zg, _mm256_loadu_ps(hp + j)), _mm256_mul_ps(omz, e));
+            _mm256_storeu_ps(h + j, hv);
+        } else {
+            const __m256i mask = fl_avx2_tail_mask(n - j);
+            const __m256 hv = _mm256_add_ps(_mm256_mul_ps(zg, _mm256_maskload_ps(hp + j, mask)),
+                                            _mm256_mul_ps(omz, e));
+            _mm256_maskstore_ps(h + j, mask, hv);
+        }
+    }
+}

@@ -68,3 +68,32 @@ void fl_vsigmoid_scalar(const float* x, float* y, int64_t n) {
 void fl_vtanh_scalar(const float* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = fl_tanh_scalar(x[i]);
 }
+
+// LSTM / GRU gate math on gate-interleaved blocks (contract in vmath.h), one unit at a time with
+// the same per-element functions as fl_act_sigmoid_scalar / fl_act_tanh_scalar.
+void fl_lstm_gates_scalar(int64_t n, const float* z, float* c, float* h) {
+    for (int64_t j = 0; j < n; ++j) {
+        const float* zb = z + 64 * (j / 16) + j % 16;
+        const float i = fl_sigmoid_scalar(zb[0]);
+        const float f = fl_sigmoid_scalar(zb[16]);
+        const float g = fl_tanh_scalar(zb[32]);
+        const float o = fl_sigmoid_scalar(zb[48]);
+        const float fc = f * c[j];
+        const float ig = i * g;
+        c[j] = fc + ig;
+        h[j] = o * fl_tanh_scalar(c[j]);
+    }
+}
+
+void fl_gru_gates_scalar(int64_t n, const float* g, const float* x, const float* hp, float* h) {
+    for (int64_t j = 0; j < n; ++j) {
+        const int64_t o = 48 * (j / 16) + j % 16;
+        const float zg = fl_sigmoid_scalar(g[o] + x[o]);
+        const float r = fl_sigmoid_scalar(g[o + 16] + x[o + 16]);
+        const float rg = r * g[o + 32];
+        const float e = fl_tanh_scalar(x[o + 32] + rg);
+        const float a = zg * hp[j];
+        const float b = (1.0f - zg) * e;
+        h[j] = a + b;
+    }
+}

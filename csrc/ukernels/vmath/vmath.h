@@ -8,6 +8,19 @@
  *       [y, y + n) is read or written; n <= 0 is a no-op.
  *   fl_vsigmoid_<isa>(x, y, n), fl_vtanh_<isa>(x, y, n): y[i] = sigmoid(x[i]) / tanh(x[i]),
  *       out of place (x == y allowed), for the LSTM/GRU gate math.
+ *   fl_lstm_gates_<isa>(n, z, c, h): the gate math of one LSTM row, tanh / sigmoid, for units
+ *       j < n whose pre-activations are interleaved per 16-unit block (fl::PackedGates): block
+ *       q = j/16 is z[64q, 64q+64) = [i f g o], 16 each, lane l = j%16:
+ *         c[j] = sigmoid(f)*c[j] + sigmoid(i)*tanh(g)   (two products rounded, then added)
+ *         h[j] = sigmoid(o) * tanh(c[j])
+ *       z is read for whole blocks (64*ceil(n/16) floats) and not written; c, h: j < n only.
+ *   fl_gru_gates_<isa>(n, g, x, hp, h): one GRU row (reset_after), tanh / sigmoid, blocks of
+ *       48 = [z r h] in both g (h·R + b_rec) and x (the input projection), lane l = j%16:
+ *         z = sigmoid(g_z + x_z), r = sigmoid(g_r + x_r), e = tanh(x_h + r*g_h),
+ *         h[j] = z*hp[j] + (1 - z)*e                     (each operation rounded, no FMA)
+ *       g, x are read for whole blocks; hp, h: j < n only (h != hp).
+ *   Both give bit for bit what the same ISA's fl_act_sigmoid / fl_act_tanh kernels give when
+ *   applied gate by gate (the drivers' generic path, used for other activations).
  *
  * Accuracy and special values of each ISA: the header comment of its .cpp file.
  */
@@ -24,6 +37,8 @@ FL_ACTIVATION_LIST(FL_VMATH_DECLARE_SCALAR)
 #undef FL_VMATH_DECLARE_SCALAR
 void fl_vsigmoid_scalar(const float* x, float* y, int64_t n);
 void fl_vtanh_scalar(const float* x, float* y, int64_t n);
+void fl_lstm_gates_scalar(int64_t n, const float* z, float* c, float* h);
+void fl_gru_gates_scalar(int64_t n, const float* g, const float* x, const float* hp, float* h);
 
 #if defined(FL_HAVE_AVX2)
 #define FL_VMATH_DECLARE_AVX2(name) FL_VMATH_DECLARE_ACT(name, avx2)
@@ -31,6 +46,8 @@ FL_ACTIVATION_LIST(FL_VMATH_DECLARE_AVX2)
 #undef FL_VMATH_DECLARE_AVX2
 void fl_vsigmoid_avx2(const float* x, float* y, int64_t n);
 void fl_vtanh_avx2(const float* x, float* y, int64_t n);
+void fl_lstm_gates_avx2(int64_t n, const float* z, float* c, float* h);
+void fl_gru_gates_avx2(int64_t n, const float* g, const float* x, const float* hp, float* h);
 #endif
 
 #if defined(FL_HAVE_NEON)

@@ -1,0 +1,122 @@
+// Internal to csrc/ops: what lstm.cpp and gru.cpp share - the gate-interleaved packing layout
+// (fl::PackedGates, fastlayers/ops.h) and how a sequence's work is split over threads.
+//
+// Split (PERFORMANCE.md §4, §9.3): the whole sequence runs in one fl::parallel_region.
+//   rows   batches of two register blocks (6 rows) per thread or more: each thread owns a range
+//          of batch rows for the whole sequence - its rows' input projection and every step -
+//          and never waits for the others (a row's recurrence depends on that row only).
+//   units  smaller batches with enough work per step (B = 1): each thread owns a range of
+//          16-unit blocks, i.e. a contiguous slice of the packed recurrent kernel that stays in
+//          its core's L2, computes the input projection and the gates of its units, and the
+//          threads meet at a SpinBarrier once per step (h of step t feeds every unit at t+1).
+//   one    everything else (tiny layers, one thread).
+// Every element is computed the same way in each mode (one FMA chain per GEMM output, the
+// same elementwise gate math), so results are bitwise identical for any thread count.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+
+#include "fastlayers/runtime.h"
+
+namespace fl {
+namespace rnn_detail {
+
+constexpr int64_t kUnitBlock = 16;  // units per block = kGemmNR
+
+inline int64_t unit_blocks(int64_t u) { return (u + kUnitBlock - 1) / kUnitBlock; }
+
+// Start of part i when n items are cut into k parts whose sizes differ by at most one.
+inline int64_t part_begin(int64_t n, int64_t k, int64_t i) {
+    return i * (n / k) + std::min(i, n % k);
+}
+
+enum class SplitMode { one, rows, units };
+
+struct Split {
+    SplitMode mode = SplitMode::one;
+    int threads = 1;
+};
+
+// macs_per_row_step: multiply-adds of one batch row's recurrent GEMM in one step.
+inline Split plan_split(int64_t batch, int64_t u, int64_t macs_per_row_step) {
+    Split s;
+    const int nt = num_threads();
+    if (nt <= 1) return s;
+    // Rows: at least two 6-row register blocks per thread and 64K multiply-adds per step.
+    const int64_t row_grain =
+        std::max<int64_t>(6, (int64_t(1) << 16) / std::max<int64_t>(macs_per_row_step, 1) + 1);
+    if (batch >= 2 * row_grain) {
+        s.mode = SplitMode::rows;
+        s.threads = static_cast<int>(std::min<int64_t>(nt, batch / row_grain));
+        return s;
+    }
+    // Units: a barrier per step (~0.1-0.3 us) pays off from ~8K multiply-adds per thread and
+    // step. Measured (2 cores, B = 1, T = 1000): u = 64 (16K per step) 1.06 -> 0.65 us/step;
+    // B = 2, u = 32 (8K per step) was slower on two threads than on one.
+    const int64_t per_step = batch * macs_per_row_step;
+    const int64_t by_work = per_step / 8192;
+    const int64_t p = std::min<int64_t>({nt, unit_blocks(u), by_work});
+    if (p >= 2) {
+        s.mode = SplitMode::units;
+        s.threads = static_cast<int>(p);
+    }
+    return s;
+}
+
+// Rows [b0, b1) of thread tid in rows mode (balanced: 32 rows on 2 threads are 16 + 16, not
+// 18 + 14 in whole 6-row blocks - the slower thread sets the time), else all rows.
+inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int64_t* b1) {
+    if (s.mode != SplitMode::rows) {
+        *b0 = 0;
+        *b1 = batch;
+        return;
+    }
+    *b0 = part_begin(batch, s.threads, tid);
+    *b1 = part_begin(batch, s.threads, tid + 1);
+}
+
+// Rows of the next register block when `rem` rows remain: 6, except 7 = 4 + 3 (as the GEMM
+// engine: a lone 1-row tile is the slowest per row).
+inline int64_t block_rows(int64_t rem) { return rem == 7 ? 4 : std::min<int64_t>(6, rem); }
+
+// Unit blocks [q0, q1) of thread tid in units mode, else all blocks.
+inline void thread_units(const Split& s, int tid, int64_t u, int64_t* q0, int64_t* q1) {
+    const int64_t nq = unit_blocks(u);
+    if (s.mode != SplitMode::units) {
+        *q0 = 0;
+        *q1 = nq;
+        return;
+    }
+    *q0 = part_begin(nq, s.threads, tid);
+    *q1 = part_begin(nq, s.threads, tid + 1);
+}
+
+// The first exception thrown by a thread of a recurrent region (the input projection's GEMM may
+// fail to allocate its packing buffer), kept so that it never escapes a pool thread and is
+// rethrown on the caller after the region; the threads check failed() after a common barrier
+// (units split) so that none is left waiting for a partner that gave up.
+class RegionError {
+  public:
+    template <class F>
+    void run(F&& f) {
+        try {
+            f();
+        } catch (...) {
+            if (!failed_.exchange(true)) error_ = std::current_exception();
+        }
+    }
+    bool failed() const { return failed_.load(std::memory_order_acquire); }
+    void rethrow_if_failed() const {
+        if (error_) std::rethrow_exception(error_);
+    }
+
+  private:
+    std::atomic<bool> failed_{false};
+    std::exception_ptr error_;
+};
+
+}  // namespace rnn_detail
+}  // namespace fl

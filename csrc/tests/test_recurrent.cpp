@@ -1,0 +1,167 @@
+// Tests of the fused LSTM / GRU gate kernels (fl_lstm_gates_<isa>, fl_gru_gates_<isa>,
+// ukernels/vmath/vmath.h): bit for bit the same ISA's act kernels applied gate by gate (the
+// drivers' generic path), and close to a float64 reference. Unit counts around the 8-lane
+// vector and the 16-unit block: 1, 7, 8, 9, 16, 17, 33, 64.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fastlayers/runtime.h"
+#include "test_framework.h"
+#include "ukernels/ukernels.h"
+
+namespace {
+
+struct GateKernels {
+    std::string isa;
+    fl::Isa id;
+    void (*lstm)(int64_t, const float*, float*, float*);
+    void (*gru)(int64_t, const float*, const float*, const float*, float*);
+    void (*sigmoid)(float*, int64_t);
+    void (*tanh)(float*, int64_t);
+};
+
+std::vector<GateKernels> gate_kernels() {
+    std::vector<GateKernels> v;
+    v.push_back({"scalar", fl::Isa::scalar, fl_lstm_gates_scalar, fl_gru_gates_scalar,
+                 fl_act_sigmoid_scalar, fl_act_tanh_scalar});
+#if defined(FL_HAVE_AVX2)
+    v.push_back({"avx2", fl::Isa::avx2, fl_lstm_gates_avx2, fl_gru_gates_avx2,
+                 fl_act_sigmoid_avx2, fl_act_tanh_avx2});
+#endif
+    return v;
+}
+
+bool supported(fl::Isa isa) {
+    for (fl::Isa s : fl::isas_supported())
+        if (s == isa) return true;
+    return false;
+}
+
+uint32_t bits(float x) {
+    uint32_t b;
+    std::memcpy(&b, &x, 4);
+    return b;
+}
+
+double sigmoid_ref(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// Pre-activations: mostly moderate, some large (saturated gates) and exact zeros.
+std::vector<float> random_values(std::mt19937& rng, size_t n) {
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    std::uniform_int_distribution<int> pick(0, 19);
+    std::vector<float> v(n);
+    for (float& x : v) {
+        const int p = pick(rng);
+        x = p == 0 ? 0.0f : (p == 1 ? 30.0f * nd(rng) : nd(rng));
+    }
+    return v;
+}
+
+void test_lstm_gates(const GateKernels& k) {
+    std::mt19937 rng(7);
+    for (int64_t n : {1, 7, 8, 9, 16, 17, 33, 64}) {
+        const int64_t blocks = (n + 15) / 16;
+        const std::vector<float> z = random_values(rng, static_cast<size_t>(64 * blocks));
+        const std::vector<float> c0 = random_values(rng, static_cast<size_t>(n) + 1);
+        // Fused, with a sentinel after the n outputs.
+        std::vector<float> c = c0, h(static_cast<size_t>(n) + 1, -7.0f);
+        k.lstm(n, z.data(), c.data(), h.data());
+        FLT_CHECK(c[n] == c0[n] && h[n] == -7.0f);
+        // Generic: the act kernels gate by gate on a copy of z (lstm.cpp lstm_unit_block).
+        std::vector<float> zz = z, cg = c0, hg(static_cast<size_t>(n));
+        int bad_bits = 0, bad_ref = 0;
+        for (int64_t q = 0; q < blocks; ++q) {
+            float* zb = zz.data() + 64 * q;
+            k.sigmoid(zb, 32);
+            k.tanh(zb + 32, 16);
+            k.sigmoid(zb + 48, 16);
+            const int64_t nv = std::min<int64_t>(16, n - 16 * q);
+            float ac[16];
+            for (int64_t j = 0; j < nv; ++j) {
+                float& cj = cg[static_cast<size_t>(16 * q + j)];
+                cj = zb[16 + j] * cj + zb[j] * zb[32 + j];
+                ac[j] = cj;
+            }
+            k.tanh(ac, nv);
+            for (int64_t j = 0; j < nv; ++j) {
+                hg[static_cast<size_t>(16 * q + j)] = zb[48 + j] * ac[j];
+            }
+        }
+        for (int64_t j = 0; j < n; ++j) {
+            if (bits(c[j]) != bits(cg[j]) || bits(h[j]) != bits(hg[j])) ++bad_bits;
+            // float64 reference from the same inputs.
+            const float* zb = z.data() + 64 * (j / 16) + j % 16;
+            const double cr = sigmoid_ref(zb[16]) * double(c0[j]) +
+                              sigmoid_ref(zb[0]) * std::tanh(double(zb[32]));
+            const double hr = sigmoid_ref(zb[48]) * std::tanh(cr);
+            if (std::fabs(c[j] - cr) > 1e-5 * (1.0 + std::fabs(cr)) ||
+                std::fabs(h[j] - hr) > 1e-5 * (1.0 + std::fabs(hr)))
+                ++bad_ref;
+        }
+        FLT_CHECK_MSG(bad_bits == 0, "%s n=%d: %d units differ from the generic path",
+                      k.isa.c_str(), int(n), bad_bits);
+        FLT_CHECK_MSG(bad_ref == 0, "%s n=%d: %d units off the float64 reference",
+                      k.isa.c_str(), int(n), bad_ref);
+    }
+}
+
+void test_gru_gates(const GateKernels& k) {
+    std::mt19937 rng(11);
+    for (int64_t n : {1, 7, 8, 9, 16, 17, 33, 64}) {
+        const int64_t blocks = (n + 15) / 16;
+        const std::vector<float> g = random_values(rng, static_cast<size_t>(48 * blocks));
+        const std::vector<float> x = random_values(rng, static_cast<size_t>(48 * blocks));
+        const std::vector<float> hp = random_values(rng, static_cast<size_t>(n));
+        std::vector<float> h(static_cast<size_t>(n) + 1, -7.0f);
+        k.gru(n, g.data(), x.data(), hp.data(), h.data());
+        FLT_CHECK(h[n] == -7.0f);
+        // Generic (gru.cpp, reset_after).
+        std::vector<float> gg = g, hg(static_cast<size_t>(n));
+        int bad_bits = 0, bad_ref = 0;
+        for (int64_t q = 0; q < blocks; ++q) {
+            float* gb = gg.data() + 48 * q;
+            const float* xb = x.data() + 48 * q;
+            for (int j = 0; j < 32; ++j) gb[j] += xb[j];
+            k.sigmoid(gb, 32);
+            float* cand = gb + 32;
+            for (int j = 0; j < 16; ++j) cand[j] = xb[32 + j] + gb[16 + j] * cand[j];
+            k.tanh(cand, 16);
+            const int64_t nv = std::min<int64_t>(16, n - 16 * q);
+            for (int64_t j = 0; j < nv; ++j) {
+                const size_t i = static_cast<size_t>(16 * q + j);
+                hg[i] = gb[j] * hp[i] + (1.0f - gb[j]) * cand[j];
+            }
+        }
+        for (int64_t j = 0; j < n; ++j) {
+            if (bits(h[j]) != bits(hg[j])) ++bad_bits;
+            const int64_t o = 48 * (j / 16) + j % 16;
+            const double zr = sigmoid_ref(double(g[o]) + x[o]);
+            const double rr = sigmoid_ref(double(g[o + 16]) + x[o + 16]);
+            const double er = std::tanh(double(x[o + 32]) + rr * g[o + 32]);
+            const double hr = zr * hp[j] + (1.0 - zr) * er;
+            if (std::fabs(h[j] - hr) > 1e-5 * (1.0 + std::fabs(hr))) ++bad_ref;
+        }
+        FLT_CHECK_MSG(bad_bits == 0, "%s n=%d: %d units differ from the generic path",
+                      k.isa.c_str(), int(n), bad_bits);
+        FLT_CHECK_MSG(bad_ref == 0, "%s n=%d: %d units off the float64 reference",
+                      k.isa.c_str(), int(n), bad_ref);
+    }
+}
+
+}  // namespace
+
+namespace fltest {
+
+void register_recurrent_tests() {
+    for (const GateKernels& k : gate_kernels()) {
+        if (!supported(k.id)) continue;
+        add_case("lstm_gates_" + k.isa, [k] { test_lstm_gates(k); });
+        add_case("gru_gates_" + k.isa, [k] { test_gru_gates(k); });
+    }
+}
+
+}  // namespace fltest
