@@ -83,6 +83,7 @@ KernelTable make_table(Isa isa) {
     t.vexp = fl_vexp_scalar;
     t.gemm = fl_gemm_f32_scalar;
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
+    t.igemm = fl_igemm_f32_scalar;
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
     FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
 #undef FL_SET_ACT_SCALAR
@@ -95,6 +96,7 @@ KernelTable make_table(Isa isa) {
         t.vexp = fl_vexp_avx2;
         t.gemm = fl_gemm_f32_avx2;
         t.dwconv = fl_dwconv_f32_avx2;
+        t.igemm = fl_igemm_f32_avx2;
 #define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
         FL_ACTIVATION_LIST(FL_SET_ACT_AVX2)
 #undef FL_SET_ACT_AVX2
@@ -108,6 +110,9 @@ KernelTable make_table(Isa isa) {
         t.softmax_rows = fl_softmax_rows_neon;
         t.vexp = fl_vexp_neon;
         t.gemm = fl_gemm_f32_neon;
+        // No NEON indirect kernel yet: conv2d expands patches for the NEON GEMM instead of
+        // running the scalar igemm.
+        t.igemm = nullptr;
 #define FL_SET_ACT_NEON(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_neon;
         FL_ACTIVATION_LIST(FL_SET_ACT_NEON)
 #undef FL_SET_ACT_NEON
