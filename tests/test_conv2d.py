@@ -142,6 +142,18 @@ CASES = {
     "pixels47": ((1, 1, 47, 2), (1, 3, 2, 3), dict(padding="same")),
     "pixels48": ((2, 6, 8, 2), (3, 3, 2, 2), dict(padding="same")),
     "batch3-wide": ((3, 2, 17, 2), (1, 3, 2, 2), {}),
+    # C++ indirect path: kernel-row chunks (few channels), clipped rows at the edges, the
+    # 12 x 8 tile (8 filters), tap chunks (16+ channels), column blocks (K * F > 64K floats).
+    "rgb-stride2-same-right-edge": ((1, 10, 11, 3), (3, 3, 3, 32), dict(strides=2, padding="same")),
+    "rgb-filters8-pixels112": ((2, 9, 10, 3), (3, 3, 3, 8), {}),
+    "rgb-stride3-left-pad": ((1, 7, 13, 3), (3, 5, 3, 9), dict(strides=3, padding="same")),
+    "channels15-row-dilation": (
+        (1, 8, 9, 15),
+        (3, 3, 15, 6),
+        dict(dilation_rate=(2, 1), padding="same"),
+    ),
+    "channels16-taps-stride2": ((1, 9, 7, 16), (3, 3, 16, 5), dict(strides=2, padding="same")),
+    "1x1-stride2-k2048-column-blocks": ((1, 3, 3, 2048), (1, 1, 2048, 40), dict(strides=2)),
 }
 
 

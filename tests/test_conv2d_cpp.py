@@ -4,7 +4,8 @@ These call the core directly, so they run whether or not "conv2d" is in CPP_OPS.
 They aim at the driver's boundaries: pixel counts around its patch tiles (48..240
 pixels, one tile below 240 pixels), patch lengths K around 16/256/512 multiples (the
 GEMM's K block is 512), kernels larger than the input, empty batches, the 1x1
-stride-1 no-copy path, groups, and bitwise equality across thread counts.
+stride-1 no-copy path, groups, the indirect (igemm) path's kernel-row and tap chunks,
+its column blocks and its K > 4096 fallback, and bitwise equality across thread counts.
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ EDGE_CASES = {
     "1x1-nocopy-big": ((2, 17, 19, 33), (1, 1, 33, 70), {}),
     "1x1-stride2": ((2, 17, 19, 33), (1, 1, 33, 70), dict(strides=2, padding="same")),
     "dilation-rows": ((2, 15, 14, 5), (3, 2, 5, 6), dict(dilation_rate=(3, 2), padding="same")),
+    # The indirect path: kernel-row chunks (C < 16) with clipped edge rows, the 12 x 8 tile,
+    # tap chunks, tiles of 240 pixels +- 1, column blocks, and the im2col fallback (K > 4096).
+    "rgb-stem-like-s2": ((1, 45, 47, 3), (3, 3, 3, 32), dict(strides=2, padding="same")),
+    "rgb-seed-like-f8": ((4, 16, 17, 3), (3, 3, 3, 8), {}),
+    "rgb-pix241-one-row": ((1, 1, 243, 3), (1, 3, 3, 5), {}),
+    "rgb-pix239-one-row": ((1, 1, 241, 3), (1, 3, 3, 13), {}),
+    "c7-left-pad-stride3": ((2, 11, 14, 7), (3, 5, 7, 9), dict(strides=3, padding="same")),
+    "c16-taps-left-pad-stride3": ((1, 11, 14, 16), (3, 5, 16, 9), dict(strides=3, padding="same")),
+    "f130-column-blocks": ((1, 9, 8, 64), (3, 3, 64, 130), dict(padding="same")),
+    "k4680-im2col-fallback": ((1, 5, 4, 520), (3, 3, 520, 6), dict(padding="same")),
 }
 
 
@@ -122,6 +133,10 @@ def test_core_conv2d_empty_batch():
         ((2, 19, 17, 12), (3, 3, 4, 12), dict(groups=3, strides=2, padding="same")),
         ((1, 33, 35, 6), (5, 5, 1, 6), dict(groups=6, padding="same")),
         ((2, 30, 31, 40), (3, 3, 1, 40), dict(groups=40, padding="same")),
+        ((1, 45, 47, 3), (3, 3, 3, 32), dict(strides=2, padding="same")),  # row chunks
+        ((4, 20, 21, 3), (3, 3, 3, 8), {}),  # 12 x 8 tiles
+        ((1, 9, 8, 64), (3, 3, 64, 130), dict(padding="same")),  # column blocks
+        ((2, 13, 11, 24), (3, 3, 24, 20), dict(dilation_rate=2, padding="same")),  # tap chunks
     ],
 )
 def test_core_conv2d_bitwise_for_any_thread_count(rng, x_shape, k_shape, kw):

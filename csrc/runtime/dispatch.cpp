@@ -86,6 +86,7 @@ KernelTable make_table(Isa isa) {
     t.exp_shift_sum = fl_exp_shift_sum_scalar;
     t.gemm = fl_gemm_f32_scalar;
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
+    t.igemm = fl_igemm_f32_scalar;
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
     FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
 #undef FL_SET_ACT_SCALAR
@@ -103,6 +104,7 @@ KernelTable make_table(Isa isa) {
         t.exp_shift_sum = fl_exp_shift_sum_avx2;
         t.gemm = fl_gemm_f32_avx2;
         t.dwconv = fl_dwconv_f32_avx2;
+        t.igemm = fl_igemm_f32_avx2;
 #define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
         FL_ACTIVATION_LIST(FL_SET_ACT_AVX2)
 #undef FL_SET_ACT_AVX2
@@ -118,6 +120,9 @@ KernelTable make_table(Isa isa) {
         t.softmax_rows = fl_softmax_rows_neon;
         t.vexp = fl_vexp_neon;
         t.gemm = fl_gemm_f32_neon;
+        // No NEON indirect kernel yet: conv2d expands patches for the NEON GEMM instead of
+        // running the scalar igemm.
+        t.igemm = nullptr;
 #define FL_SET_ACT_NEON(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_neon;
         FL_ACTIVATION_LIST(FL_SET_ACT_NEON)
 #undef FL_SET_ACT_NEON

@@ -280,6 +280,129 @@ void test_gemm_kernel_special(const GemmIsa& g) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Indirect GEMM (conv) micro-kernels: fl_igemm_f32_<isa>
+// ---------------------------------------------------------------------------------------------
+
+using IgemmFn = void (*)(int64_t, int64_t, int64_t, int64_t, const float* const*, const float*,
+                         int64_t, const float*, float*, int64_t);
+
+struct IgemmIsa {
+    fl::Isa isa;
+    IgemmFn fn;
+};
+
+std::vector<IgemmIsa> igemm_kernels_built() {
+    std::vector<IgemmIsa> v{{fl::Isa::scalar, fl_igemm_f32_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_igemm_f32_avx2});
+#endif
+    return v;
+}
+
+// One kernel call: m rows of ks chunks of kc floats. The chunks lie in one buffer, a NaN gap
+// of 3 floats between them; every fifth pointer (and all of the last row) points at the
+// buffer's last chunk, which ends at the guard page (as the conv driver shares its zero row),
+// so reading past kc floats of a chunk faults or poisons a result. B, bias and C as in
+// check_kernel_case (NaN gaps and padding, sentinels around C).
+void check_igemm_case(const IgemmIsa& g, int64_t m, int64_t n, int64_t ks, int64_t kc,
+                      bool with_bias, uint32_t seed) {
+    std::mt19937 rng(seed);
+    const int64_t k = ks * kc;
+    const int64_t stride = kc + 3;
+    const int64_t chunks = m * ks + 1;  // + the shared last chunk
+    GuardedFloats x(static_cast<size_t>((chunks - 1) * stride + kc), kNaN);
+    std::vector<const float*> a(static_cast<size_t>(m * ks));
+    const float* shared = x.data() + (chunks - 1) * stride;
+    for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t p = 0; p < kc; ++p) x[c * stride + p] = uniform(rng);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t t = 0; t < ks; ++t) {
+            const bool share = (i * ks + t) % 5 == 0 || i == m - 1;
+            a[i * ks + t] = share ? shared : x.data() + (i * ks + t) * stride;
+        }
+
+    const int64_t np = (n + 15) / 16;
+    const int64_t ps = 16 * k + 16;
+    GuardedFloats b(std::max<size_t>(static_cast<size_t>((np - 1) * ps + 16 * k), 1), kNaN);
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t p = 0; p < k; ++p) b[(j / 16) * ps + p * 16 + j % 16] = uniform(rng);
+    GuardedFloats bias(static_cast<size_t>(np * 16), kNaN);
+    for (int64_t j = 0; j < n; ++j) bias[j] = uniform(rng, -2.0f, 2.0f);
+
+    const int64_t ldc = n + 5;
+    std::vector<float> cbuf(static_cast<size_t>((m + 2) * ldc), sentinel());
+    float* c = cbuf.data() + ldc + 2;
+    g.fn(m, n, ks, kc, a.data(), b.data(), ps, with_bias ? bias.data() : nullptr, c, ldc);
+
+    int bad = 0;
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t i = 0; i < m && bad < 3; ++i) {
+        // Row i of A laid end to end: the chunks in order (the expanded patch).
+        for (int64_t t = 0; t < ks; ++t)
+            for (int64_t p = 0; p < kc; ++p) row[t * kc + p] = a[i * ks + t][p];
+        for (int64_t j = 0; j < n && bad < 3; ++j) {
+            const float init = with_bias ? bias[j] : 0.0f;
+            const float* bcol = b.data() + (j / 16) * ps + j % 16;
+            const float want = chain(init, row.data(), 1, bcol, 16, k);
+            const float got = c[i * ldc + j];
+            if (bits(got) != bits(want)) {
+                ++bad;
+                FLT_CHECK_MSG(false,
+                              "%s igemm m=%" PRId64 " n=%" PRId64 " ks=%" PRId64 " kc=%" PRId64
+                              " bias=%d: c[%" PRId64 "][%" PRId64 "] = %.9g, chain = %.9g",
+                              fl::isa_name(g.isa), m, n, ks, kc, with_bias ? 1 : 0, i, j, got,
+                              want);
+            }
+            if (i == 0 || j == 0)
+                FLT_CHECK_MSG(near_exact(want, init, row.data(), 1, bcol, 16, k),
+                              "chain reference off at m=%" PRId64 " n=%" PRId64, m, n);
+        }
+    }
+    for (int64_t r = 0; r < m + 2; ++r) {
+        for (int64_t col = 0; col < ldc; ++col) {
+            const bool inside = r >= 1 && r <= m && col >= 2 && col < n + 2;
+            if (!inside && bits(cbuf[r * ldc + col]) != kSentinelBits) {
+                FLT_CHECK_MSG(false,
+                              "%s igemm m=%" PRId64 " n=%" PRId64 " ks=%" PRId64 " kc=%" PRId64
+                              ": wrote outside C at buffer (%" PRId64 ", %" PRId64 ")",
+                              fl::isa_name(g.isa), m, n, ks, kc, r, col);
+                return;
+            }
+        }
+    }
+}
+
+// Rows around the register tiles (6, and 12 when n <= 8), columns around 8/16/32/48/64, chunk
+// shapes of a 1x1, an RGB kernel row (9), a tap of 64 channels.
+void test_igemm_kernel_grid(const IgemmIsa& g) {
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 18, 25};
+    const int64_t ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65};
+    const int64_t chunk_shapes[][2] = {{1, 1}, {1, 7},  {3, 1},  {3, 9},
+                                       {9, 3}, {2, 16}, {5, 17}, {9, 64}};
+    uint32_t seed = 7;
+    int cases = 0;
+    for (int64_t m : ms)
+        for (int64_t n : ns)
+            for (const auto& kk : chunk_shapes)
+                for (int bias = 0; bias < 2; ++bias) {
+                    if (fltest::case_failures() > 20) return;
+                    check_igemm_case(g, m, n, kk[0], kk[1], bias != 0, seed++);
+                    ++cases;
+                }
+    // ks or kc == 0 stores the initial value; m == 0 or n == 0 touches nothing.
+    check_igemm_case(g, 5, 20, 0, 4, true, 1);
+    check_igemm_case(g, 13, 8, 3, 0, true, 2);
+    check_igemm_case(g, 4, 9, 0, 0, false, 3);
+    float c = sentinel();
+    const float one = 1.0f;
+    const float* p = &one;
+    g.fn(0, 5, 1, 1, &p, &one, 16, nullptr, &c, 1);
+    g.fn(2, 0, 1, 1, &p, &one, 16, nullptr, &c, 1);
+    FLT_CHECK(bits(c) == kSentinelBits);
+    std::printf("  %s: %d igemm kernel cases\n", fl::isa_name(g.isa), cases);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Driver
 // ---------------------------------------------------------------------------------------------
 
@@ -531,6 +654,11 @@ void register_gemm_tests() {
         add_case("gemm_kernel_grid_" + isa, [g] { test_gemm_kernel_grid(g); });
         add_case("gemm_kernel_degenerate_" + isa, [g] { test_gemm_kernel_degenerate(g); });
         add_case("gemm_kernel_special_" + isa, [g] { test_gemm_kernel_special(g); });
+    }
+    for (const IgemmIsa& g : igemm_kernels_built()) {
+        if (supported(g.isa))
+            add_case(std::string("igemm_kernel_grid_") + fl::isa_name(g.isa),
+                     [g] { test_igemm_kernel_grid(g); });
     }
     add_case("gemm_packed_b_layout", test_packed_b_layout);
     add_case("gemm_driver_default_blocking", test_gemm_driver_default_blocking);

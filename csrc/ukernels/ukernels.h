@@ -110,3 +110,32 @@ void fl_dwconv_f32_scalar(int64_t m, int64_t ch, int64_t taps, const float* cons
 void fl_dwconv_f32_avx2(int64_t m, int64_t ch, int64_t taps, const float* const* rows,
                         const float* k, const float* bias, float* y, int64_t ldy);
 #endif
+
+/* Indirect GEMM micro-kernel for convolution (csrc/ukernels/igemm/<isa>.cpp): the GEMM above
+ * with A given through pointers instead of a matrix, K = ks*kc:
+ *
+ *   C[i][j] (i < m, j < n) = init[j] + sum over t < ks, p < kc of a[i*ks + t][p] * B[t*kc + p][j],
+ *   computed as ONE fused-multiply-add chain per element: acc = bias[j] (bias != NULL) or 0;
+ *   acc = fma(a[i*ks + t][p], B[t*kc + p][j], acc) for t = 0, 1, ..., ks-1 and, within each t,
+ *   p = 0, 1, ..., kc-1; C[i][j] = acc. This is the chain of fl_gemm_f32 on the row-major
+ *   matrix whose row i is the ks chunks of row i laid end to end, so both kernels give bitwise
+ *   the same results (the conv driver uses either).
+ *
+ *   a: m*ks pointers, pointer (i, t) at a[i*ks + t], each readable for kc floats (the conv
+ *      driver points at patch chunks inside the NHWC input, at a row of zeros for padding, or
+ *      into a small buffer of expanded edge patches). Only p < kc of each is read.
+ *   B: packed 16-wide panels as for fl_gemm_f32 (ks*kc rows per panel, panel stride
+ *      b_panel_stride); bias: NULL or readable for ceil(n/16)*16 floats.
+ *   C: element (i, j) at c[i*ldc + j]; only i < m, j < n is written (never read).
+ *   No alignment is required. m, n, ks, kc >= 0. Register tiles on AVX2: 12 x 8 when n <= 8,
+ *   else as fl_gemm_f32 (6 x 16 ...). There is no NEON file yet: on NEON the dispatch table has
+ *   no igemm and conv2d expands patches for the NEON GEMM instead.
+ */
+void fl_igemm_f32_scalar(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
+                         const float* b, int64_t b_panel_stride, const float* bias, float* c,
+                         int64_t ldc);
+#if defined(FL_HAVE_AVX2)
+void fl_igemm_f32_avx2(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
+                       const float* b, int64_t b_panel_stride, const float* bias, float* c,
+                       int64_t ldc);
+#endif

@@ -71,10 +71,13 @@ int64_t conv2d_tile_pixels(int64_t k);
 // kernel fields must match w (std::invalid_argument otherwise). N == 0 does nothing.
 // 1x1 stride-1 unpadded convs run the GEMM on x itself; depthwise convs (multiplier 1) run a
 // direct kernel through per-tile row pointers (threads x 64 x kh*kw pointers + one zero row
-// of C floats); others expand patches into one tile buffer per thread chunk: extra memory
-// <= threads x conv2d_tile_pixels(K) x K x 4 bytes (per thread at most max(256 KiB, 192 x K
-// bytes)), except that a whole problem of <= 240 pixels and <= 4 MiB of patches is one tile
-// (one buffer; the GEMM inside then threads over filters or pixels itself).
+// of C floats); others with K <= 4096 run the indirect GEMM kernel through per-tile chunk
+// pointers (threads x conv2d_tile_pixels(K) x kh*kw pointers, a zero row, and for C < 16 a
+// scratch tile of conv2d_tile_pixels(K) x K floats per thread of which only the rows clipped by
+// the left/right padding are written); larger K expand patches into one tile buffer per thread
+// chunk: extra memory <= threads x conv2d_tile_pixels(K) x K x 4 bytes (per thread at most
+// max(256 KiB, 192 x K bytes)), except that a whole problem of <= 240 pixels and <= 4 MiB of
+// patches is one tile (one buffer; the GEMM inside then threads over filters or pixels itself).
 void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                     ActFn act);
 

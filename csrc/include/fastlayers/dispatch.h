@@ -44,6 +44,13 @@ struct KernelTable {
     void (*dwconv)(int64_t m, int64_t ch, int64_t taps, const float* const* rows, const float* k,
                    const float* bias, float* y, int64_t ldy);
 
+    // Indirect GEMM (conv): C (m x n) = init + A · B with row i of A given as ks chunks of kc
+    // floats at a[i*ks + t], one FMA chain per element in (t, p) order - the chain of gemm on
+    // the expanded patches (fl_igemm_f32_<isa>, ukernels.h). Used by csrc/ops/conv2d.cpp;
+    // nullptr on NEON (no kernel there yet), where conv2d expands patches for gemm instead.
+    void (*igemm)(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
+                  const float* b, int64_t b_panel_stride, const float* bias, float* c, int64_t ldc);
+
     // Elementwise activations in place: act[id](y, n) sets y[i] = act(y[i]) for i in [0, n),
     // id = static_cast<int>(fl::Act) (activations.h); act[Act::linear] does nothing.
     void (*act[kNumActs])(float* y, int64_t n);
