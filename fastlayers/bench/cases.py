@@ -119,22 +119,26 @@ def _dense_case(cid, m, k, n, activation, quick=True):
 
 def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, quick=True):
     def make(rng):
-        return {
+        d = {
             "x": _rand(rng, n, h, w, c),
             "kernel": _rand(rng, k, k, c, f, scale=1 / math.sqrt(k * k * c)),
             "bias": _rand(rng, f),
         }
-
-    def call(d):
-        return fl.conv2d(
-            d["x"],
-            d["kernel"],
-            d["bias"],
+        # A layer holds its filters pre-packed for the C++ kernels (packed once, here), as
+        # torch_prepare converts torch's weights once.
+        d["layer"] = fl.layers.Conv2D(
+            f,
+            k,
             strides=stride,
             padding=padding,
             dilation_rate=dilation,
             activation="relu",
         )
+        d["layer"].set_weights([d["kernel"], d["bias"]])
+        return d
+
+    def call(d):
+        return d["layer"](d["x"])
 
     eff = (k - 1) * dilation + 1
     if padding == "same":
