@@ -1,10 +1,10 @@
 // Attention driver: softmax(scores(q, k) masked) · v for every (batch, head), blocked.
 //
-// Work is split into tasks of (batch, head, block of kQueryBlock query rows); tasks write
+// Work is split into tasks of (batch, head, block of 48 query rows, or all T <= 96); tasks write
 // disjoint output rows, so results do not depend on the thread count. The keys are visited in
 // blocks of kKeyBlock with an online softmax per row (running max m, running sum l, output
 // rescaled by exp(m_old - m_new) when the max grows), so no T x S buffer exists: per thread
-// only a kQueryBlock x kKeyBlock score tile. With a causal mask the key blocks right of the
+// only a query-block x kKeyBlock score tile. With a causal mask the key blocks right of the
 // diagonal are never visited and the last visited block is cut at the diagonal. When the
 // weights are requested, the score tiles live in the weights output instead and are rescaled
 // to the final max and sum at the end; the output is the same either way.
@@ -27,6 +27,8 @@ namespace fl {
 namespace {
 
 constexpr int64_t kQueryBlock = 48;  // 8 micro-kernel row blocks of 6
+// Up to this many query rows run as one block (T = 64: one block instead of 48 + 16).
+constexpr int64_t kMaxQueryBlock = 2 * kQueryBlock;
 constexpr int64_t kKeyBlock = 256;   // 256 x D keys (64 KiB at D = 64) stay in L2
 constexpr int64_t kAdditiveKeys = 64;  // keys per vector-tanh call in the additive scores
 constexpr int64_t kNR = kGemmNR;       // packed panel width (16)
@@ -76,6 +78,7 @@ class Runner {
     explicit Runner(const AttentionArgs& a) : a_(a), kt_(kernels()) {
         d16_ = round_up(a.s, kNR) * a.d;
         tile_ld_ = std::min(kKeyBlock, round_up(a.s, kNR));
+        qrows_ = a.t <= kMaxQueryBlock ? std::max<int64_t>(1, a.t) : kQueryBlock;
         v16_ = round_up(a.dv, kNR) * a.s;
     }
 
@@ -96,9 +99,9 @@ class Runner {
             }
         });
 
-        const int64_t qblocks = (a.t + kQueryBlock - 1) / kQueryBlock;
+        const int64_t qblocks = (a.t + qrows_ - 1) / qrows_;
         // Larger per-task work for short sequences: a task is at least ~64k multiply-adds.
-        const int64_t macs = std::max<int64_t>(1, kQueryBlock * a.s * (a.d + a.dv));
+        const int64_t macs = std::max<int64_t>(1, qrows_ * a.s * (a.d + a.dv));
         const int64_t min_tasks = std::max<int64_t>(1, 65536 / macs);
         parallel_for(heads * qblocks, min_tasks, [&](int64_t t0, int64_t t1) {
             Scratch sc(a, tile_ld_);
@@ -118,8 +121,8 @@ class Runner {
                 hd.mask = a.mask.data ? a.mask.at(b, h) : nullptr;
                 hd.out = a.out.at(b, h);
                 hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
-                const int64_t r0 = qb * kQueryBlock;
-                const int64_t rows = std::min(kQueryBlock, a.t - r0);
+                const int64_t r0 = qb * qrows_;
+                const int64_t rows = std::min(qrows_, a.t - r0);
                 flash(hd, r0, rows, sc);
             }
         });
@@ -134,8 +137,9 @@ class Runner {
         float *scores, *m, *l, *block_max, *tanh_buf, *mean_v;
         Scratch(const AttentionArgs& a, int64_t ld) {
             const int64_t nblocks = (a.s + kKeyBlock - 1) / kKeyBlock;
-            const int64_t sizes[6] = {a.weights ? 0 : kQueryBlock * ld, kQueryBlock, kQueryBlock,
-                                      kQueryBlock * nblocks, a.additive ? kAdditiveKeys * a.d : 0,
+            const int64_t sizes[6] = {a.weights ? 0 : kMaxQueryBlock * ld, kMaxQueryBlock,
+                                      kMaxQueryBlock, kMaxQueryBlock * nblocks,
+                                      a.additive ? kAdditiveKeys * a.d : 0,
                                       a.dv};
             int64_t total = 0;
             for (int64_t n : sizes) total += round_up(n, 16);  // each part 64-byte aligned
@@ -303,6 +307,7 @@ class Runner {
     const KernelTable& kt_;
     int64_t d16_ = 0, v16_ = 0;
     int64_t tile_ld_ = 0;  // row stride of the score tile: min(kKeyBlock, S rounded up)
+    int64_t qrows_ = 0;    // query rows per task: T up to kMaxQueryBlock, else kQueryBlock
     AlignedFloats packed_;
 };
 
