@@ -9,8 +9,8 @@
 // weights are requested, the score tiles live in the weights output instead and are rescaled
 // to the final max and sum at the end; the output is the same either way.
 //
-// Dot scores use the GEMM micro-kernel: k is packed once per call into 16-key panels (K^T as a
-// packed B operand), v into 16-column panels. Additive scores (Bahdanau, Keras concat) are
+// Dot scores use the GEMM micro-kernel: a thread packs the k of the head it works on into 16-key
+// panels (K^T as a packed B operand) and v into 16-column panels, once per head it visits. Additive scores (Bahdanau, Keras concat) are
 // post * sum_d w[d] * tanh(pre * (q[d] + k[d])), computed with the vector tanh.
 #include <algorithm>
 #include <cmath>
@@ -85,26 +85,17 @@ class Runner {
     void run() {
         const AttentionArgs& a = a_;
         const int64_t heads = a.batch * a.heads;
-        // Pack k (dot scores only) and v of every head once; they are read by every query block.
-        const int64_t per_head = (a.additive ? 0 : d16_) + v16_;
-        packed_ = alloc_aligned_floats(std::max<int64_t>(1, heads * per_head));
-        // A packing task copies at least ~64k floats: waking a thread for less costs more.
-        const int64_t min_heads = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, per_head));
-        parallel_for(heads, min_heads, [&](int64_t h0, int64_t h1) {
-            for (int64_t bh = h0; bh < h1; ++bh) {
-                float* dst = packed_.get() + bh * per_head;
-                const int64_t b = bh / a.heads, h = bh % a.heads;
-                if (!a.additive) pack_keys(a.k.at(b, h), a.k.st, a.s, a.d, dst);
-                pack_values(a.v.at(b, h), a.v.st, a.s, a.dv, dst + (a.additive ? 0 : d16_));
-            }
-        });
-
         const int64_t qblocks = (a.t + qrows_ - 1) / qrows_;
         // Larger per-task work for short sequences: a task is at least ~64k multiply-adds.
         const int64_t macs = std::max<int64_t>(1, qrows_ * a.s * (a.d + a.dv));
         const int64_t min_tasks = std::max<int64_t>(1, 65536 / macs);
         parallel_for(heads * qblocks, min_tasks, [&](int64_t t0, int64_t t1) {
             Scratch sc(a, tile_ld_);
+            // k (dot scores only) and v of the current head, packed by this thread when its
+            // chunk of tasks reaches the head: they stay in L2 for all its query blocks.
+            const int64_t per_head = (a.additive ? 0 : d16_) + v16_;
+            AlignedFloats packed = alloc_aligned_floats(std::max<int64_t>(1, per_head));
+            int64_t packed_bh = -1;
             for (int64_t task = t0; task < t1; ++task) {
                 const int64_t bh = task / qblocks;
                 int64_t qb = task % qblocks;
@@ -112,7 +103,12 @@ class Runner {
                 // n-2, ... so that contiguous chunks of tasks carry about equal work.
                 if (a.causal) qb = qb % 2 == 0 ? qb / 2 : qblocks - 1 - qb / 2;
                 const int64_t b = bh / a.heads, h = bh % a.heads;
-                const float* pk = packed_.get() + bh * per_head;
+                float* pk = packed.get();
+                if (bh != packed_bh) {
+                    if (!a.additive) pack_keys(a.k.at(b, h), a.k.st, a.s, a.d, pk);
+                    pack_values(a.v.at(b, h), a.v.st, a.s, a.dv, pk + (a.additive ? 0 : d16_));
+                    packed_bh = bh;
+                }
                 Head hd;
                 hd.q = a.q.at(b, h);
                 hd.k = a.k.at(b, h);
@@ -308,7 +304,6 @@ class Runner {
     int64_t d16_ = 0, v16_ = 0;
     int64_t tile_ld_ = 0;  // row stride of the score tile: min(kKeyBlock, S rounded up)
     int64_t qrows_ = 0;    // query rows per task: T up to kMaxQueryBlock, else kQueryBlock
-    AlignedFloats packed_;
 };
 
 }  // namespace

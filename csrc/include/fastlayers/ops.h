@@ -125,8 +125,9 @@ struct AttentionArgs {
 };
 
 // out = softmax(scores masked per `rule`) · v per (batch, head); writes weights if requested.
-// Bitwise identical for any thread count, and with or without weights. Extra memory: k and v
-// packed (about their size) plus a 48 x 256 score tile per thread.
+// Bitwise identical for any thread count, and with or without weights. Extra memory per
+// thread: one head's k and v packed (S x (D + Dv) floats, padded) and a score tile of at most
+// 96 x 256 floats.
 void attention_forward(const AttentionArgs& args);
 
 }  // namespace fl
