@@ -75,23 +75,11 @@ std::vector<RowIsa> row_kernels_built() {
     return v;
 }
 
-bool supported(fl::Isa isa) {
-    for (fl::Isa s : fl::isas_supported())
-        if (s == isa) return true;
-    return false;
-}
-
 const uint32_t kSentinelBits = 0x7FC0A77Eu;  // a NaN payload no kernel produces
 const float kInf = std::numeric_limits<float>::infinity();
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kExpUnderflowX = -0x1.5d589ep+6f;  // below this, exp results are exactly +0
 const double kU = 0x1p-24;
-
-uint32_t bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    return u;
-}
 
 float from_bits(uint32_t u) {
     float f;
@@ -102,7 +90,7 @@ float from_bits(uint32_t u) {
 float sentinel() { return from_bits(kSentinelBits); }
 
 int64_t ordinal(float f) {
-    const uint32_t u = bits(f);
+    const uint32_t u = fltest::float_bits(f);
     return (u & 0x80000000u) ? -static_cast<int64_t>(u & 0x7FFFFFFFu) : static_cast<int64_t>(u);
 }
 
@@ -168,7 +156,7 @@ const int64_t kPre = 16;  // sentinel floats before each row
 
 bool pre_intact(Guarded<float>& x) {
     for (int64_t i = 0; i < kPre; ++i)
-        if (bits(x.pre_begin()[i]) != kSentinelBits) return false;
+        if (fltest::float_bits(x.pre_begin()[i]) != kSentinelBits) return false;
     return true;
 }
 
@@ -231,7 +219,7 @@ void test_score_prep(const RowIsa& k) {
                                 if (std::isnan(v)) any_nan = true;
                                 else want_max = std::max(want_max, v);
                                 FLT_CHECK_MSG(
-                                    bits(x[j]) == bits(v) || (std::isnan(v) && std::isnan(x[j])),
+                                    fltest::float_bits(x[j]) == fltest::float_bits(v) || (std::isnan(v) && std::isnan(x[j])),
                                     "%s score_prep n=%" PRId64 " keep=%d limit=%" PRId64
                                     " sub=%d scale=%g masked=%g: x[%" PRId64
                                     "]=%.9g -> %.9g, want %.9g",
@@ -359,7 +347,7 @@ void check_exp_shift_case(const RowIsa& k, const std::vector<float>& x0, float s
             continue;
         }
         if (a < kExpUnderflowX) {
-            FLT_CHECK_MSG(bits(got) == 0u,
+            FLT_CHECK_MSG(fltest::float_bits(got) == 0u,
                           "%s %s n=%" PRId64 " [%" PRId64 "]: exp(%.9g) = %.9g, want +0",
                           fl::isa_name(k.isa), what, n, j, a, got);
         } else {
@@ -372,7 +360,7 @@ void check_exp_shift_case(const RowIsa& k, const std::vector<float>& x0, float s
         }
         own_sum += got;
         if (a <= 0.0f)
-            FLT_CHECK_MSG(bits(got) == bits(vexp_out[j]),
+            FLT_CHECK_MSG(fltest::float_bits(got) == fltest::float_bits(vexp_out[j]),
                           "%s %s n=%" PRId64 " [%" PRId64 "]: exp(%a) = %a but fl_vexp gives %a",
                           fl::isa_name(k.isa), what, n, j, a, got, vexp_out[j]);
         if (static_cast<size_t>(fltest::case_failures()) != before) ++bad;
@@ -446,7 +434,7 @@ void test_exp_nonpos_matches_vexp(const RowIsa& k, int64_t step) {
         k.exp_shift_sum(a.data(), static_cast<int64_t>(a.size()), 1.0f, 0.0f);
         k.vexp(xs.data(), b.data(), static_cast<int64_t>(b.size()));
         for (size_t i = 0; i < xs.size(); ++i) {
-            if (bits(a[i]) != bits(b[i]) && !(std::isnan(a[i]) && std::isnan(b[i]))) {
+            if (fltest::float_bits(a[i]) != fltest::float_bits(b[i]) && !(std::isnan(a[i]) && std::isnan(b[i]))) {
                 if (mismatches < 8)
                     FLT_CHECK_MSG(false, "%s exp_shift_sum(x=%a) = %a (%.9g), fl_vexp = %a (%.9g)",
                                   fl::isa_name(k.isa), xs[i], a[i], a[i], b[i], b[i]);
@@ -693,7 +681,7 @@ void check_attention_case(const AttnCase& c) {
                     }
                 }
                 for (int64_t j = c.dv; j < data.ldo; ++j)
-                    FLT_CHECK_MSG(bits(orow[j]) == kSentinelBits, "%s: wrote out gap (t=%" PRId64
+                    FLT_CHECK_MSG(fltest::float_bits(orow[j]) == kSentinelBits, "%s: wrote out gap (t=%" PRId64
                                   ", col %" PRId64 ")", desc.c_str(), t, j);
             }
         }
@@ -818,7 +806,7 @@ namespace fltest {
 void register_attention_tests() {
     for (const RowIsa& k : row_kernels_built()) {
         const std::string isa = fl::isa_name(k.isa);
-        if (!supported(k.isa)) {
+        if (!fltest::isa_supported(k.isa)) {
             std::printf("skip %s attention row kernels: not supported by this CPU\n", isa.c_str());
             continue;
         }

@@ -2,11 +2,29 @@
 // report failures through its tiny framework (defined in test_main.cpp).
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 
+#include "fastlayers/runtime.h"
+
 namespace fltest {
+
+// Whether this CPU runs kernels of `isa` (and this build has them).
+inline bool isa_supported(fl::Isa isa) {
+    for (fl::Isa s : fl::isas_supported())
+        if (s == isa) return true;
+    return false;
+}
+
+// The bit pattern of a float (for exact comparisons, NaN payloads and sentinels included).
+inline uint32_t float_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
 
 // Records a failed check in the running case (printed for the first few failures only).
 void report_failure(const char* file, int line, const std::string& what);

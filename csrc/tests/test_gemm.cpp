@@ -56,20 +56,8 @@ std::vector<GemmIsa> gemm_kernels_built() {
     return v;
 }
 
-bool supported(fl::Isa isa) {
-    for (fl::Isa s : fl::isas_supported())
-        if (s == isa) return true;
-    return false;
-}
-
 const uint32_t kSentinelBits = 0x7FC0BEEFu;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-uint32_t bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    return u;
-}
 
 float sentinel() {
     float f;
@@ -199,7 +187,7 @@ void check_kernel_case(const GemmIsa& g, int64_t m, int64_t n, int64_t k, int mo
             const float* bcol = b.data() + (j / 16) * ps + j % 16;
             const float want = chain(init, arow, cs, bcol, 16, k);
             const float got = c[i * ldc + j];
-            if (bits(got) != bits(want)) {
+            if (fltest::float_bits(got) != fltest::float_bits(want)) {
                 ++bad;
                 FLT_CHECK_MSG(false,
                               "%s m=%" PRId64 " n=%" PRId64 " k=%" PRId64
@@ -219,7 +207,7 @@ void check_kernel_case(const GemmIsa& g, int64_t m, int64_t n, int64_t k, int mo
         for (int64_t col = 0; col < ldc; ++col) {
             const bool inside = r >= 1 && r <= m && col >= 2 && col < n + 2;
             if (inside) continue;
-            if (bits(cbuf[r * ldc + col]) != kSentinelBits) {
+            if (fltest::float_bits(cbuf[r * ldc + col]) != kSentinelBits) {
                 FLT_CHECK_MSG(false,
                               "%s m=%" PRId64 " n=%" PRId64 " k=%" PRId64
                               " init=%s: wrote outside C at buffer (%" PRId64 ", %" PRId64 ")",
@@ -257,7 +245,7 @@ void test_gemm_kernel_degenerate(const GemmIsa& g) {
     const float one = 1.0f;
     g.fn(0, 5, 3, &one, 1, 1, &one, 16, nullptr, 0, &c, 1);
     g.fn(2, 0, 3, &one, 1, 1, &one, 16, nullptr, 0, &c, 1);
-    FLT_CHECK(bits(c) == kSentinelBits);
+    FLT_CHECK(fltest::float_bits(c) == kSentinelBits);
 }
 
 // Special values flow through the chain as IEEE says (no flush to zero of inputs inside a
@@ -345,7 +333,7 @@ void check_igemm_case(const IgemmIsa& g, int64_t m, int64_t n, int64_t ks, int64
             const float* bcol = b.data() + (j / 16) * ps + j % 16;
             const float want = chain(init, row.data(), 1, bcol, 16, k);
             const float got = c[i * ldc + j];
-            if (bits(got) != bits(want)) {
+            if (fltest::float_bits(got) != fltest::float_bits(want)) {
                 ++bad;
                 FLT_CHECK_MSG(false,
                               "%s igemm m=%" PRId64 " n=%" PRId64 " ks=%" PRId64 " kc=%" PRId64
@@ -361,7 +349,7 @@ void check_igemm_case(const IgemmIsa& g, int64_t m, int64_t n, int64_t ks, int64
     for (int64_t r = 0; r < m + 2; ++r) {
         for (int64_t col = 0; col < ldc; ++col) {
             const bool inside = r >= 1 && r <= m && col >= 2 && col < n + 2;
-            if (!inside && bits(cbuf[r * ldc + col]) != kSentinelBits) {
+            if (!inside && fltest::float_bits(cbuf[r * ldc + col]) != kSentinelBits) {
                 FLT_CHECK_MSG(false,
                               "%s igemm m=%" PRId64 " n=%" PRId64 " ks=%" PRId64 " kc=%" PRId64
                               ": wrote outside C at buffer (%" PRId64 ", %" PRId64 ")",
@@ -398,7 +386,7 @@ void test_igemm_kernel_grid(const IgemmIsa& g) {
     const float* p = &one;
     g.fn(0, 5, 1, 1, &p, &one, 16, nullptr, &c, 1);
     g.fn(2, 0, 1, 1, &p, &one, 16, nullptr, &c, 1);
-    FLT_CHECK(bits(c) == kSentinelBits);
+    FLT_CHECK(fltest::float_bits(c) == kSentinelBits);
     std::printf("  %s: %d igemm kernel cases\n", fl::isa_name(g.isa), cases);
 }
 
@@ -453,7 +441,7 @@ void check_driver_case(const DriverCase& dc, bool with_bias, fl::ActFn act, uint
         int bad = 0;
         for (int64_t i = 0; i < m && bad < 3; ++i)
             for (int64_t j = 0; j < n && bad < 3; ++j)
-                if (bits(c[i * ldc + j]) != bits(want[i * n + j])) {
+                if (fltest::float_bits(c[i * ldc + j]) != fltest::float_bits(want[i * n + j])) {
                     ++bad;
                     FLT_CHECK_MSG(false,
                                   "M=%" PRId64 " N=%" PRId64 " K=%" PRId64
@@ -466,7 +454,7 @@ void check_driver_case(const DriverCase& dc, bool with_bias, fl::ActFn act, uint
         for (int64_t r = 0; r < m + 2 && outside_ok; ++r)
             for (int64_t col = 0; col < ldc; ++col) {
                 const bool inside = r >= 1 && r <= m && col < n;
-                if (!inside && bits(cbuf[r * ldc + col]) != kSentinelBits) outside_ok = false;
+                if (!inside && fltest::float_bits(cbuf[r * ldc + col]) != kSentinelBits) outside_ok = false;
             }
         FLT_CHECK_MSG(outside_ok,
                       "M=%" PRId64 " N=%" PRId64 " K=%" PRId64 " threads=%d: wrote outside C", m, n,
@@ -531,8 +519,8 @@ void test_gemm_nested_in_parallel_region() {
     fl::set_num_threads(saved);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j)
-            FLT_CHECK(bits(c[i * n + j]) ==
-                      bits(chain(0.0f, a.data() + i * k, 1, w.data() + j, n, k)));
+            FLT_CHECK(fltest::float_bits(c[i * n + j]) ==
+                      fltest::float_bits(chain(0.0f, a.data() + i * k, 1, w.data() + j, n, k)));
 }
 
 // Tiny blocks and a tiny threading threshold: every KC / NC boundary and many thread chunks on
@@ -570,10 +558,10 @@ void test_gemm_convenience_and_transposed_pack() {
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < ldc; ++j) {
             if (j < n)
-                FLT_CHECK(bits(c[i * ldc + j]) ==
-                          bits(chain(bias[j], a.data() + i * lda, 1, b.data() + j, ldb, k)));
+                FLT_CHECK(fltest::float_bits(c[i * ldc + j]) ==
+                          fltest::float_bits(chain(bias[j], a.data() + i * lda, 1, b.data() + j, ldb, k)));
             else
-                FLT_CHECK(bits(c[i * ldc + j]) == kSentinelBits);
+                FLT_CHECK(fltest::float_bits(c[i * ldc + j]) == kSentinelBits);
         }
 
     // B = T^T with T (n, k) row-major: element (p, j) at t[j*k + p], i.e. rs = 1, cs = k.
@@ -587,14 +575,14 @@ void test_gemm_convenience_and_transposed_pack() {
             for (int64_t jj = 0; jj < 16; ++jj) {
                 const int64_t j = q * 16 + jj;
                 const float want = j < n ? t[j * k + p] : 0.0f;
-                FLT_CHECK(bits(panels[q * 16 * k + p * 16 + jj]) == bits(want));
+                FLT_CHECK(fltest::float_bits(panels[q * 16 * k + p * 16 + jj]) == fltest::float_bits(want));
             }
     std::vector<float> c2(static_cast<size_t>(m * n));
     fl::gemm_packed_raw(a.data(), m, lda, k, n, panels.data(), 16 * k, nullptr, c2.data(), n);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j)
-            FLT_CHECK(bits(c2[i * n + j]) ==
-                      bits(chain(0.0f, a.data() + i * lda, 1, t.data() + j * k, 1, k)));
+            FLT_CHECK(fltest::float_bits(c2[i * n + j]) ==
+                      fltest::float_bits(chain(0.0f, a.data() + i * lda, 1, t.data() + j * k, 1, k)));
 }
 
 void test_dense_forward() {
@@ -611,12 +599,12 @@ void test_dense_forward() {
         for (int64_t j = 0; j < n; ++j) {
             float want = chain(bias[j], x.data() + i * k, 1, w.data() + j, n, k);
             test_act(&want, 1);
-            FLT_CHECK(bits(y[i * n + j]) == bits(want));
+            FLT_CHECK(fltest::float_bits(y[i * n + j]) == fltest::float_bits(want));
         }
     // Empty batch: nothing touched.
     float s = sentinel();
     fl::dense_forward(x.data(), 0, k, packed, &s, nullptr);
-    FLT_CHECK(bits(s) == kSentinelBits);
+    FLT_CHECK(fltest::float_bits(s) == kSentinelBits);
 }
 
 void test_packed_b_layout() {
@@ -647,7 +635,7 @@ namespace fltest {
 void register_gemm_tests() {
     for (const GemmIsa& g : gemm_kernels_built()) {
         const std::string isa = fl::isa_name(g.isa);
-        if (!supported(g.isa)) {
+        if (!fltest::isa_supported(g.isa)) {
             std::printf("skip %s gemm kernels: not supported by this CPU\n", isa.c_str());
             continue;
         }
@@ -656,7 +644,7 @@ void register_gemm_tests() {
         add_case("gemm_kernel_special_" + isa, [g] { test_gemm_kernel_special(g); });
     }
     for (const IgemmIsa& g : igemm_kernels_built()) {
-        if (supported(g.isa))
+        if (fltest::isa_supported(g.isa))
             add_case(std::string("igemm_kernel_grid_") + fl::isa_name(g.isa),
                      [g] { test_igemm_kernel_grid(g); });
     }

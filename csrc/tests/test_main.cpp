@@ -109,27 +109,15 @@ std::vector<IsaKernels> built_kernels() {
     return v;
 }
 
-bool isa_supported(fl::Isa isa) {
-    for (fl::Isa s : fl::isas_supported())
-        if (s == isa) return true;
-    return false;
-}
-
 float bits_to_float(uint32_t u) {
     float f;
     std::memcpy(&f, &u, sizeof f);
     return f;
 }
 
-uint32_t float_to_bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 // Floats mapped to integers so that adjacent floats differ by 1 (+0 and -0 both map to 0).
 int64_t float_ordinal(float f) {
-    const uint32_t u = float_to_bits(f);
+    const uint32_t u = fltest::float_bits(f);
     return (u & 0x80000000u) ? -static_cast<int64_t>(u & 0x7FFFFFFFu) : static_cast<int64_t>(u);
 }
 
@@ -211,7 +199,7 @@ void check_softmax_case(const IsaKernels& k, const std::vector<float>& values, i
                       fl::isa_name(k.isa), rows, n, r, i, x_copy[r * ldx + i], got, ref[i]);
         }
         for (int64_t i = n; i < ldy; ++i)
-            CHECK_MSG(float_to_bits(y[r * ldy + i]) == kSentinelBits,
+            CHECK_MSG(fltest::float_bits(y[r * ldy + i]) == kSentinelBits,
                       "%s rows=%" PRId64 " n=%" PRId64 ": wrote past row %" PRId64 " at %" PRId64,
                       fl::isa_name(k.isa), rows, n, r, i);
     }
@@ -232,7 +220,7 @@ void check_vexp_value(fl::Isa isa, float x, float got) {
     if (std::isnan(x)) {
         CHECK_MSG(std::isnan(got), "%s exp(NaN) = %.9g", fl::isa_name(isa), got);
     } else if (x < kExpUnderflowX) {
-        CHECK_MSG(float_to_bits(got) == 0u, "%s exp(%.9g) = %.9g, want +0 (flushed)",
+        CHECK_MSG(fltest::float_bits(got) == 0u, "%s exp(%.9g) = %.9g, want +0 (flushed)",
                   fl::isa_name(isa), x, got);
     } else {
         const float ref = static_cast<float>(std::exp(static_cast<double>(x)));
@@ -256,7 +244,7 @@ void test_vexp_sizes(const IsaKernels& k) {
         k.vexp(x.data(), y.data(), n);
         for (int64_t i = 0; i < n; ++i) check_vexp_value(k.isa, x[i], y[i]);
         for (int64_t i = n; i < n + 8; ++i)
-            CHECK_MSG(float_to_bits(y[i]) == kSentinelBits,
+            CHECK_MSG(fltest::float_bits(y[i]) == kSentinelBits,
                       "%s n=%" PRId64 ": wrote y[%" PRId64 "]", fl::isa_name(k.isa), n, i);
 
         // In place.
@@ -302,7 +290,7 @@ void test_vexp_special(const IsaKernels& k) {
             for (size_t i = 0; i < len; ++i) in[i] = x[(i + rot) % x.size()];
             k.vexp(in.data(), out.data(), static_cast<int64_t>(len));
             for (size_t i = 0; i < len; ++i) check_vexp_value(k.isa, in[i], out[i]);
-            for (size_t i = len; i < len + 4; ++i) CHECK(float_to_bits(out[i]) == kSentinelBits);
+            for (size_t i = len; i < len + 4; ++i) CHECK(fltest::float_bits(out[i]) == kSentinelBits);
         }
     }
     float one = 0.0f, zero_in = 0.0f;
@@ -399,9 +387,9 @@ void test_softmax_special(const IsaKernels& k) {
 void test_softmax_zero_length(const IsaKernels& k) {
     float sentinel = bits_to_float(kSentinelBits);
     k.softmax_rows(nullptr, &sentinel, 3, 0, 0, 1);  // n = 0: nothing may be read or written
-    CHECK(float_to_bits(sentinel) == kSentinelBits);
+    CHECK(fltest::float_bits(sentinel) == kSentinelBits);
     k.vexp(nullptr, &sentinel, 0);
-    CHECK(float_to_bits(sentinel) == kSentinelBits);
+    CHECK(fltest::float_bits(sentinel) == kSentinelBits);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,7 +412,7 @@ void test_cpu_features_and_isas() {
     const std::vector<fl::Isa> supported = fl::isas_supported();
     CHECK(!built.empty() && built.front() == fl::Isa::scalar);
     CHECK(!supported.empty() && supported.front() == fl::Isa::scalar);
-    CHECK(isa_supported(fl::active_isa()));
+    CHECK(fltest::isa_supported(fl::active_isa()));
     CHECK(fl::kernels().isa == fl::active_isa());
     CHECK(fl::kernels().softmax_rows != nullptr && fl::kernels().vexp != nullptr);
     CHECK(std::string(fl::isa_name(fl::Isa::scalar)) == "scalar");
@@ -517,7 +505,7 @@ void test_parallel_results_bitwise() {
     float sentinel = bits_to_float(kSentinelBits);
     fl::softmax_lastdim(nullptr, &sentinel, 0, 5);
     fl::softmax_lastdim(nullptr, &sentinel, 5, 0);
-    CHECK(float_to_bits(sentinel) == kSentinelBits);
+    CHECK(fltest::float_bits(sentinel) == kSentinelBits);
     fl::set_num_threads(saved);
 }
 
@@ -802,7 +790,7 @@ int main(int argc, char** argv) {
     }
     for (const IsaKernels& k : built_kernels()) {
         const std::string isa = fl::isa_name(k.isa);
-        if (!isa_supported(k.isa)) {
+        if (!fltest::isa_supported(k.isa)) {
             std::printf("skip %s kernels: not supported by this CPU\n", isa.c_str());
             continue;
         }

@@ -35,18 +35,6 @@ std::vector<GateKernels> gate_kernels() {
     return v;
 }
 
-bool supported(fl::Isa isa) {
-    for (fl::Isa s : fl::isas_supported())
-        if (s == isa) return true;
-    return false;
-}
-
-uint32_t bits(float x) {
-    uint32_t b;
-    std::memcpy(&b, &x, 4);
-    return b;
-}
-
 double sigmoid_ref(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 // Pre-activations: mostly moderate, some large (saturated gates) and exact zeros.
@@ -92,7 +80,7 @@ void test_lstm_gates(const GateKernels& k) {
             }
         }
         for (int64_t j = 0; j < n; ++j) {
-            if (bits(c[j]) != bits(cg[j]) || bits(h[j]) != bits(hg[j])) ++bad_bits;
+            if (fltest::float_bits(c[j]) != fltest::float_bits(cg[j]) || fltest::float_bits(h[j]) != fltest::float_bits(hg[j])) ++bad_bits;
             // float64 reference from the same inputs.
             const float* zb = z.data() + 64 * (j / 16) + j % 16;
             const double cr = sigmoid_ref(zb[16]) * double(c0[j]) +
@@ -137,7 +125,7 @@ void test_gru_gates(const GateKernels& k) {
             }
         }
         for (int64_t j = 0; j < n; ++j) {
-            if (bits(h[j]) != bits(hg[j])) ++bad_bits;
+            if (fltest::float_bits(h[j]) != fltest::float_bits(hg[j])) ++bad_bits;
             const int64_t o = 48 * (j / 16) + j % 16;
             const double zr = sigmoid_ref(double(g[o]) + x[o]);
             const double rr = sigmoid_ref(double(g[o + 16]) + x[o + 16]);
@@ -158,7 +146,7 @@ namespace fltest {
 
 void register_recurrent_tests() {
     for (const GateKernels& k : gate_kernels()) {
-        if (!supported(k.id)) continue;
+        if (!fltest::isa_supported(k.id)) continue;
         add_case("lstm_gates_" + k.isa, [k] { test_lstm_gates(k); });
         add_case("gru_gates_" + k.isa, [k] { test_gru_gates(k); });
     }

@@ -69,12 +69,6 @@ std::vector<VmathIsa> vmath_built() {
     return v;
 }
 
-bool vmath_isa_supported(fl::Isa isa) {
-    for (fl::Isa s : fl::isas_supported())
-        if (s == isa) return true;
-    return false;
-}
-
 const float kInf = std::numeric_limits<float>::infinity();
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const uint32_t kSentinel = 0x7FC0BEEFu;  // a NaN payload no kernel produces
@@ -373,7 +367,7 @@ namespace fltest {
 void register_vmath_tests() {
     for (const VmathIsa& k : vmath_built()) {
         const std::string isa = fl::isa_name(k.isa);
-        if (!vmath_isa_supported(k.isa)) continue;  // test_main prints the skip
+        if (!fltest::isa_supported(k.isa)) continue;  // test_main prints the skip
         add_case("vmath_act_grid_" + isa, [k] { test_act_grid(k); });
         add_case("vmath_act_exact_values_" + isa, [k] { test_act_exact_values(k); });
         add_case("vmath_act_random_" + isa, [k] { test_act_random(k); });
