@@ -10,9 +10,11 @@
 // to the final max and sum at the end; the output is the same either way.
 //
 // Dot scores use the GEMM micro-kernel: a thread packs the k of the head it works on into 16-key
-// panels (K^T as a packed B operand) and v into 16-column panels, once per head it visits. Additive scores (Bahdanau, Keras concat) are
-// post * sum_d w[d] * tanh(pre * (q[d] + k[d])), computed with the vector tanh.
+// panels (K^T as a packed B operand) and v into 16-column panels, once per head it visits.
+// Additive scores (Bahdanau, Keras concat) are post * sum_d w[d] * tanh(pre * (q[d] + k[d])),
+// computed with the vector tanh. Threads take runs of tasks from a shared counter.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -94,37 +96,60 @@ class Runner {
         // Larger per-task work for short sequences: a task is at least ~64k multiply-adds.
         const int64_t macs = std::max<int64_t>(1, qrows_ * a.s * (a.d + a.dv));
         const int64_t min_tasks = std::max<int64_t>(1, 65536 / macs);
-        parallel_for(heads * qblocks, min_tasks, [&](int64_t t0, int64_t t1) {
+        const int64_t tasks = heads * qblocks;
+        const int64_t workers =
+            std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks / min_tasks));
+        // Guided self-scheduling: a worker takes the next run of tasks, remaining / (2 x
+        // workers) long (at least one), so workers finish together even when one of them is
+        // slowed down (a static split waits for the slowest core of a busy machine). Tasks
+        // write disjoint rows, so who computes which does not change a bit of the result.
+        std::atomic<int64_t> next{0};
+        const auto grab = [&](int64_t& t0, int64_t& t1) {
+            int64_t t = next.load(std::memory_order_relaxed);
+            int64_t n = 0;
+            do {
+                if (t >= tasks) return false;
+                n = std::max<int64_t>(1, (tasks - t) / (2 * workers));
+            } while (!next.compare_exchange_weak(t, t + n, std::memory_order_relaxed));
+            t0 = t;
+            t1 = t + n;
+            return true;
+        };
+        parallel_for(workers, 1, [&](int64_t, int64_t) {
             Scratch sc(a, tile_ld_);
             // k (dot scores only) and v of the current head, packed by this thread when its
-            // chunk of tasks reaches the head: they stay in L2 for all its query blocks.
+            // tasks reach the head: they stay in L2 for all its query blocks.
             const int64_t per_head = (a.additive ? 0 : d16_) + v16_;
             AlignedFloats packed = alloc_aligned_floats(std::max<int64_t>(1, per_head));
             int64_t packed_bh = -1;
-            for (int64_t task = t0; task < t1; ++task) {
-                const int64_t bh = task / qblocks;
-                int64_t qb = task % qblocks;
-                // Causal work grows with the query block: order a head's blocks 0, n-1, 1,
-                // n-2, ... so that contiguous chunks of tasks carry about equal work.
-                if (a.causal) qb = qb % 2 == 0 ? qb / 2 : qblocks - 1 - qb / 2;
-                const int64_t b = bh / a.heads, h = bh % a.heads;
-                float* pk = packed.get();
-                if (bh != packed_bh) {
-                    if (!a.additive) pack_keys(a.k.at(b, h), a.k.st, a.s, a.d, pk);
-                    pack_values(a.v.at(b, h), a.v.st, a.s, a.dv, pk + (a.additive ? 0 : d16_));
-                    packed_bh = bh;
+            int64_t t0 = 0, t1 = 0;
+            while (grab(t0, t1)) {
+                for (int64_t task = t0; task < t1; ++task) {
+                    const int64_t bh = task / qblocks;
+                    int64_t qb = task % qblocks;
+                    // Causal work grows with the query block: order a head's blocks 0, n-1, 1,
+                    // n-2, ... so that contiguous chunks of tasks carry about equal work.
+                    if (a.causal) qb = qb % 2 == 0 ? qb / 2 : qblocks - 1 - qb / 2;
+                    const int64_t b = bh / a.heads, h = bh % a.heads;
+                    float* pk = packed.get();
+                    if (bh != packed_bh) {
+                        if (!a.additive) pack_keys(a.k.at(b, h), a.k.st, a.s, a.d, pk);
+                        pack_values(a.v.at(b, h), a.v.st, a.s, a.dv,
+                                    pk + (a.additive ? 0 : d16_));
+                        packed_bh = bh;
+                    }
+                    Head hd;
+                    hd.q = a.q.at(b, h);
+                    hd.k = a.k.at(b, h);
+                    hd.kp = a.additive ? nullptr : pk;
+                    hd.vp = pk + (a.additive ? 0 : d16_);
+                    hd.mask = a.mask.data ? a.mask.at(b, h) : nullptr;
+                    hd.out = a.out.at(b, h);
+                    hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
+                    const int64_t r0 = qb * qrows_;
+                    const int64_t rows = std::min(qrows_, a.t - r0);
+                    flash(hd, r0, rows, sc);
                 }
-                Head hd;
-                hd.q = a.q.at(b, h);
-                hd.k = a.k.at(b, h);
-                hd.kp = a.additive ? nullptr : pk;
-                hd.vp = pk + (a.additive ? 0 : d16_);
-                hd.mask = a.mask.data ? a.mask.at(b, h) : nullptr;
-                hd.out = a.out.at(b, h);
-                hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
-                const int64_t r0 = qb * qrows_;
-                const int64_t rows = std::min(qrows_, a.t - r0);
-                flash(hd, r0, rows, sc);
             }
         });
     }
