@@ -252,27 +252,44 @@ class Runner {
             }
             const bool first = s0 == 0;
             float* sc = w ? w + s0 : scr.scores;
-            scores(hd, r0, rows, s0, n, sc, ld, scr);
+            // On the diagonal block of a causal mask each group of kGemmMR rows is scored only
+            // up to its last row's limit (the rest of the tile is masked anyway).
+            const bool diagonal = a.causal && !subtract && r0 < s0 + n - 1;
+            auto width = [&](int64_t r) {  // columns scored for row r of the block
+                if (!diagonal) return n;
+                const int64_t last = std::min(r - r % kGemmMR + kGemmMR, rows) - 1;
+                return limit(r0 + last, s0, n);
+            };
+            if (!diagonal) {
+                scores(hd, r0, rows, s0, n, sc, ld, scr);
+            } else {
+                for (int64_t g = 0; g < rows; g += kGemmMR) {
+                    scores(hd, r0 + g, std::min(kGemmMR, rows - g), s0, width(g), sc + g * ld, ld,
+                           scr);
+                }
+            }
             for (int64_t r = 0; r < rows; ++r) {
                 float* x = sc + r * ld;
                 const uint8_t* keep = keep_row(hd, r0 + r, s0);
-                const int64_t lim = limit(r0 + r, s0, n);
+                const int64_t nr = width(r);
+                if (w && nr < n) std::fill(x + nr, x + n, 0.0f);  // weights right of the cut
+                const int64_t lim = limit(r0 + r, s0, nr);
                 // Nothing to mask and a positive scale: the max logit is scale * max(x), and
                 // the scale is applied inside the exp pass (one pass over the row fewer).
-                const bool plain = keep == nullptr && lim == n && a.scale > 0.0f;
-                const float mx = plain ? a.scale * kt_.row_max(x, n)
-                                       : kt_.score_prep(x, n, a.scale, keep, lim, masked, subtract);
+                const bool plain = keep == nullptr && lim == nr && a.scale > 0.0f;
+                const float mx = plain ? a.scale * kt_.row_max(x, nr)
+                                       : kt_.score_prep(x, nr, a.scale, keep, lim, masked, subtract);
                 const float m_new = std::max(m[r], mx);
                 mb[r * nblocks + s0 / kKeyBlock] = m_new;
                 if (m_new == neg_inf) {  // no key of this row kept so far
                     // A NaN score is kept (masked ones are -inf) but skipped by the max: make
                     // the row NaN, as in NumPy, rather than let it look fully masked.
-                    for (int64_t j = 0; j < n; ++j)
+                    for (int64_t j = 0; j < nr; ++j)
                         if (x[j] != x[j]) l[r] = std::numeric_limits<float>::quiet_NaN();
-                    std::fill(x, x + n, 0.0f);
+                    std::fill(x, x + nr, 0.0f);
                     continue;
                 }
-                const float sum = kt_.exp_shift_sum(x, n, plain ? a.scale : 1.0f, m_new);
+                const float sum = kt_.exp_shift_sum(x, nr, plain ? a.scale : 1.0f, m_new);
                 // 0 when m[r] = -inf (always on the first block: no exp call there).
                 const float alpha = first ? 0.0f : std::exp(m[r] - m_new);
                 l[r] = l[r] * alpha + sum;
@@ -282,8 +299,11 @@ class Runner {
                     for (int64_t j = 0; j < a.dv; ++j) o[j] *= alpha;
                 }
             }
-            kt_.gemm(rows, a.dv, n, sc, ld, 1, hd.vp + s0 * kNR, a.s * kNR, nullptr,
-                     first ? 0 : 1, out, a.out.st);
+            for (int64_t g = 0; g < rows; g += diagonal ? kGemmMR : rows) {
+                const int64_t m_g = diagonal ? std::min(kGemmMR, rows - g) : rows;
+                kt_.gemm(m_g, a.dv, width(g), sc + g * ld, ld, 1, hd.vp + s0 * kNR, a.s * kNR,
+                         nullptr, first ? 0 : 1, out + g * a.out.st, a.out.st);
+            }
             visited = s0 + n;
         }
         bool have_mean = false;
