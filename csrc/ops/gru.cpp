@@ -49,9 +49,8 @@ namespace {
 
 using rnn_detail::kUnitBlock;
 
-// Unit blocks per micro-kernel call (a 6 x 192 tile is 4.5 KiB, on the stack).
-constexpr int64_t kBlocksPerCall = 4;
-constexpr int64_t kTileLd = 3 * kUnitBlock * kBlocksPerCall;
+using rnn_detail::kBlocksPerCall;
+constexpr int64_t kTileLd = 3 * kUnitBlock * kBlocksPerCall;  // a 6 x 192 tile: 4.5 KiB
 
 }  // namespace
 
@@ -114,26 +113,12 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         int64_t b0, b1, q0, q1;
         rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
         rnn_detail::thread_units(s, tid, u, &q0, &q1);
-        // A step walks the thread's unit blocks in chunks of kBlocksPerCall (outer loop: a
-        // chunk's slice of the recurrent kernel, <= 512 KiB for u <= 512, is read from L3 once
-        // per step and stays in L2 for all row blocks), backwards on odd steps: the slice used
-        // last is still cached when the next step starts with it (a kernel slightly larger
-        // than L2, e.g. B = 1, u = 256 on one core, then mostly hits instead of an LRU-cyclic
-        // stream of misses). Each call's outputs are independent of the order.
-        const int64_t chunks = (q1 - q0 + kBlocksPerCall - 1) / kBlocksPerCall;
-        auto chunk_start = [&](int64_t ci, int64_t step) {
-            return q0 + ((step & 1) ? chunks - 1 - ci : ci) * kBlocksPerCall;
-        };
+        const rnn_detail::ChunkWalk walk(q0, q1);  // this thread's unit blocks, per step
 
         // Input projection of this thread's rows and unit blocks (its own xw elements only; the
         // units split meets once afterwards, only so that a failure stops every thread).
-        const int64_t ps_in = w_in.w.panel_stride();
-        const float* bias_in = w_in.w.bias();
         error.run([&] {
-            gemm_packed_raw(x + b0 * steps * features, (b1 - b0) * steps, features, features,
-                            (q1 - q0) * gw, w_in.w.data() + 3 * q0 * ps_in, ps_in,
-                            bias_in ? bias_in + q0 * gw : nullptr,
-                            xwp + b0 * steps * np + q0 * gw, np);
+            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, q0, q1, xwp, np);
         });
         if (s.mode == rnn_detail::SplitMode::units) barrier.wait(nth);
         if (error.failed()) return;
@@ -160,9 +145,9 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
 
         for (int64_t k = 0; k < steps; ++k) {
             const int64_t t = go_backwards ? steps - 1 - k : k;
-            for (int64_t ci = 0; ci < chunks; ++ci) {
-                const int64_t qc = chunk_start(ci, k);
-                const int64_t nqc = std::min(kBlocksPerCall, q1 - qc);
+            for (int64_t ci = 0; ci < walk.chunks; ++ci) {
+                const int64_t qc = walk.start(ci, k);
+                const int64_t nqc = walk.size(qc);
                 for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
                     mr = rnn_detail::block_rows(b1 - rb);
                     // tile (mr, rw*nqc) = h[rb : rb+mr] · R[:, unit blocks qc ...] (+ b_rec)
@@ -217,9 +202,9 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                 if (units_split) barrier.wait(nth);  // phase 2 reads every unit of rh
                 const float* rec_h = w_rec_h->data();
                 const int64_t ps_h = w_rec_h->panel_stride();
-                for (int64_t ci = 0; ci < chunks; ++ci) {
-                    const int64_t qc = chunk_start(ci, k);
-                    const int64_t nqc = std::min(kBlocksPerCall, q1 - qc);
+                for (int64_t ci = 0; ci < walk.chunks; ++ci) {
+                    const int64_t qc = walk.start(ci, k);
+                    const int64_t nqc = walk.size(qc);
                     for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
                         mr = rnn_detail::block_rows(b1 - rb);
                         // tile (mr, 16*nqc) = rh[rb : rb+mr] · R_h[:, unit blocks qc ...]

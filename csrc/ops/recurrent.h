@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <exception>
 
+#include "fastlayers/gemm.h"
+#include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 
 namespace fl {
@@ -26,7 +28,42 @@ namespace rnn_detail {
 
 constexpr int64_t kUnitBlock = 16;  // units per block = kGemmNR
 
+// Unit blocks per micro-kernel call: 4 x 16 units x (3 or 4) gates keep a 6-row tile in L1.
+constexpr int64_t kBlocksPerCall = 4;
+
 inline int64_t unit_blocks(int64_t u) { return (u + kUnitBlock - 1) / kUnitBlock; }
+
+// How a thread walks its unit blocks [q0, q1) in a step: in chunks of kBlocksPerCall (outer
+// loop: a chunk's slice of the recurrent kernel, <= 512 KiB for u <= 512, is read from L3 once
+// per step and stays in L2 for all row blocks), backwards on odd steps: the slice used last is
+// still cached when the next step starts with it (a kernel slightly larger than L2, e.g. B = 1,
+// u = 256 on one core, then mostly hits instead of an LRU-cyclic stream of misses). Each call's
+// outputs are independent of the order.
+struct ChunkWalk {
+    int64_t q0, q1, chunks;
+    ChunkWalk(int64_t first, int64_t end)
+        : q0(first), q1(end), chunks((end - first + kBlocksPerCall - 1) / kBlocksPerCall) {}
+    // First unit block of chunk ci at step `step`.
+    int64_t start(int64_t ci, int64_t step) const {
+        return q0 + ((step & 1) ? chunks - 1 - ci : ci) * kBlocksPerCall;
+    }
+    // Unit blocks in the chunk that starts at qc.
+    int64_t size(int64_t qc) const { return std::min(kBlocksPerCall, q1 - qc); }
+};
+
+// The input projection of batch rows [b0, b1) and unit blocks [q0, q1), bias folded in:
+// xw (B*T, np) rows of those batch rows, columns of those unit blocks (gates * 16 per block).
+// x (B, T, F). Only these xw elements are written, so threads may split rows or unit blocks.
+inline void project_inputs(const float* x, int64_t steps, int64_t features,
+                           const PackedGates& w_in, int64_t b0, int64_t b1, int64_t q0,
+                           int64_t q1, float* xw, int64_t np) {
+    const int64_t gw = w_in.gates * kUnitBlock;
+    const int64_t ps = w_in.w.panel_stride();
+    const float* bias = w_in.w.bias();
+    gemm_packed_raw(x + b0 * steps * features, (b1 - b0) * steps, features, features,
+                    (q1 - q0) * gw, w_in.w.data() + w_in.gates * q0 * ps, ps,
+                    bias ? bias + q0 * gw : nullptr, xw + b0 * steps * np + q0 * gw, np);
+}
 
 // Start of part i when n items are cut into k parts whose sizes differ by at most one.
 inline int64_t part_begin(int64_t n, int64_t k, int64_t i) {
