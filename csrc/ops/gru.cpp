@@ -65,23 +65,13 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                                  : (w_rec.gates == 2 && w_rec_h != nullptr &&
                                     w_rec_h->k() == u && w_rec_h->n() == u));
     if (!ok) {
-        throw std::invalid_argument(
-            "gru_forward: packed kernels do not match: kernel (" + std::to_string(w_in.w.k()) +
-            ", " + std::to_string(w_in.gates) + " x " + std::to_string(w_in.units) +
-            "), recurrent (" + std::to_string(w_rec.w.k()) + ", " +
-            std::to_string(w_rec.gates) + " x " + std::to_string(u) + "), features " +
-            std::to_string(features));
+        throw rnn_detail::packed_mismatch("gru_forward", w_in, w_rec, features);
     }
     if (batch <= 0 || u <= 0) return;
     const int64_t bu = batch * u;
     if (h != h0) std::memcpy(h, h0, sizeof(float) * bu);
     AlignedFloats emitted_buf;
-    float* emitted = out;
-    if (return_sequences) {
-        emitted_buf = alloc_aligned_floats(bu);
-        emitted = emitted_buf.get();
-    }
-    std::fill(emitted, emitted + bu, 0.0f);
+    float* const emitted = rnn_detail::emitted_outputs(out, bu, return_sequences, &emitted_buf);
     if (steps <= 0) return;
 
     const KernelTable& kt = kernels();

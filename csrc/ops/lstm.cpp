@@ -71,26 +71,14 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     const int64_t u = w_rec.units;
     if (w_rec.gates != 4 || w_in.gates != 4 || w_in.units != u || w_rec.w.k() != u ||
         w_in.w.k() != features) {
-        throw std::invalid_argument(
-            "lstm_forward: packed kernels do not match: kernel (" + std::to_string(w_in.w.k()) +
-            ", " + std::to_string(w_in.gates) + " x " + std::to_string(w_in.units) +
-            "), recurrent (" + std::to_string(w_rec.w.k()) + ", " +
-            std::to_string(w_rec.gates) + " x " + std::to_string(u) + "), features " +
-            std::to_string(features));
+        throw rnn_detail::packed_mismatch("lstm_forward", w_in, w_rec, features);
     }
     if (batch <= 0 || u <= 0) return;
     const int64_t bu = batch * u;
     if (h != h0) std::memcpy(h, h0, sizeof(float) * bu);
     if (c != c0) std::memcpy(c, c0, sizeof(float) * bu);
-    // The previously emitted output of each row: the result itself when only the last output
-    // is returned.
     AlignedFloats emitted_buf;
-    float* emitted = out;
-    if (return_sequences) {
-        emitted_buf = alloc_aligned_floats(bu);
-        emitted = emitted_buf.get();
-    }
-    std::fill(emitted, emitted + bu, 0.0f);
+    float* const emitted = rnn_detail::emitted_outputs(out, bu, return_sequences, &emitted_buf);
     if (steps <= 0) return;
 
     const KernelTable& kt = kernels();

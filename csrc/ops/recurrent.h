@@ -18,6 +18,8 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <stdexcept>
+#include <string>
 
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
@@ -32,6 +34,29 @@ constexpr int64_t kUnitBlock = 16;  // units per block = kGemmNR
 constexpr int64_t kBlocksPerCall = 4;
 
 inline int64_t unit_blocks(int64_t u) { return (u + kUnitBlock - 1) / kUnitBlock; }
+
+// The "packed kernels do not match" error of lstm_forward / gru_forward.
+inline std::invalid_argument packed_mismatch(const char* op, const PackedGates& w_in,
+                                             const PackedGates& w_rec, int64_t features) {
+    return std::invalid_argument(
+        std::string(op) + ": packed kernels do not match: kernel (" +
+        std::to_string(w_in.w.k()) + ", " + std::to_string(w_in.gates) + " x " +
+        std::to_string(w_in.units) + "), recurrent (" + std::to_string(w_rec.w.k()) + ", " +
+        std::to_string(w_rec.gates) + " x " + std::to_string(w_rec.units) + "), features " +
+        std::to_string(features));
+}
+
+// Where each row's previously emitted output (B, u) is kept, zeroed (Keras: zeros before the
+// first unmasked step): the result itself when only the last output is returned, else `buf`.
+inline float* emitted_outputs(float* out, int64_t bu, bool return_sequences, AlignedFloats* buf) {
+    float* emitted = out;
+    if (return_sequences) {
+        *buf = alloc_aligned_floats(bu);
+        emitted = buf->get();
+    }
+    std::fill(emitted, emitted + bu, 0.0f);
+    return emitted;
+}
 
 // How a thread walks its unit blocks [q0, q1) in a step: in chunks of kBlocksPerCall (outer
 // loop: a chunk's slice of the recurrent kernel, <= 512 KiB for u <= 512, is read from L3 once
