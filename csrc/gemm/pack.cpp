@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "fastlayers/dispatch.h"
 #include "fastlayers/gemm.h"
 
 namespace fl {
@@ -62,17 +63,24 @@ void pack_b_panel(const float* b, int64_t rs_b, int64_t cs_b, int64_t kc, int64_
         }
         return;
     }
-    // Strided (e.g. transposed) B: walk each source column contiguously when rs_b == 1.
+    if (rs_b == 1) {
+        // Transposed B (column j contiguous at b + j*cs_b, e.g. K^T): the ISA's transposing
+        // pack, one panel at a time.
+        for (int64_t q = 0; q < panels; ++q) {
+            const int64_t j0 = q * kGemmNR;
+            kernels().pack_t16(b + j0 * cs_b, cs_b, std::min<int64_t>(kGemmNR, nc - j0), kc,
+                               dst + q * dst_panel_stride);
+        }
+        return;
+    }
+    // Any other strides: element by element.
     for (int64_t q = 0; q < panels; ++q) {
         const int64_t j0 = q * kGemmNR;
         const int64_t w = std::min<int64_t>(kGemmNR, nc - j0);
         float* panel = dst + q * dst_panel_stride;
-        for (int64_t jj = 0; jj < w; ++jj) {
-            const float* src = b + (j0 + jj) * cs_b;
-            for (int64_t p = 0; p < kc; ++p) panel[p * kGemmNR + jj] = src[p * rs_b];
-        }
-        for (int64_t jj = w; jj < kGemmNR; ++jj)
-            for (int64_t p = 0; p < kc; ++p) panel[p * kGemmNR + jj] = 0.0f;
+        for (int64_t p = 0; p < kc; ++p)
+            for (int64_t jj = 0; jj < kGemmNR; ++jj)
+                panel[p * kGemmNR + jj] = jj < w ? b[p * rs_b + (j0 + jj) * cs_b] : 0.0f;
     }
 }
 

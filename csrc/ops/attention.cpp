@@ -37,39 +37,6 @@ constexpr int64_t kNR = kGemmNR;       // packed panel width (16)
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Packs K^T of one head: panel p holds keys 16p..16p+15, row d at dst[p*16*D + d*16 + i]
-// (zero for keys >= S), the layout of a packed B operand with k = D, n = S.
-void pack_keys(const float* k, int64_t st, int64_t s_len, int64_t d, float* dst) {
-    for (int64_t p = 0; p * kNR < s_len; ++p) {
-        float* panel = dst + p * kNR * d;
-        const float* rows = k + p * kNR * st;
-        const int64_t cols = std::min(kNR, s_len - p * kNR);
-        if (cols == kNR) {
-            // Full panel: 16 contiguous stores per feature (twice as fast as scattering rows).
-            for (int64_t j = 0; j < d; ++j)
-                for (int64_t i = 0; i < kNR; ++i) panel[j * kNR + i] = rows[i * st + j];
-            continue;
-        }
-        std::fill(panel, panel + kNR * d, 0.0f);
-        for (int64_t i = 0; i < cols; ++i)
-            for (int64_t j = 0; j < d; ++j) panel[j * kNR + i] = rows[i * st + j];
-    }
-}
-
-// Packs v of one head into 16-column panels: panel q, row s at dst[q*S*16 + s*16 + i] (zero for
-// columns >= Dv): a packed B operand with k = S, n = Dv and panel stride S*16.
-void pack_values(const float* v, int64_t st, int64_t s_len, int64_t dv, float* dst) {
-    for (int64_t q = 0; q * kNR < dv; ++q) {
-        float* panel = dst + q * s_len * kNR;
-        const int64_t cols = std::min(kNR, dv - q * kNR);
-        for (int64_t s = 0; s < s_len; ++s) {
-            const float* row = v + s * st + q * kNR;
-            for (int64_t i = 0; i < cols; ++i) panel[s * kNR + i] = row[i];
-            for (int64_t i = cols; i < kNR; ++i) panel[s * kNR + i] = 0.0f;
-        }
-    }
-}
-
 struct Head {
     const float* q;     // row t at q + t*q_st
     const float* k;     // row s at k + s*k_st (additive scores)
@@ -133,9 +100,12 @@ class Runner {
                     const int64_t b = bh / a.heads, h = bh % a.heads;
                     float* pk = packed.get();
                     if (bh != packed_bh) {
-                        if (!a.additive) pack_keys(a.k.at(b, h), a.k.st, a.s, a.d, pk);
-                        pack_values(a.v.at(b, h), a.v.st, a.s, a.dv,
-                                    pk + (a.additive ? 0 : d16_));
+                        // K^T (D x S, key s at k + s*st) into d16_ floats of 16-key
+                        // panels; v (S x Dv) into 16-column panels of S rows.
+                        if (!a.additive)
+                            pack_b_panel(a.k.at(b, h), 1, a.k.st, a.d, a.s, pk, kNR * a.d);
+                        pack_b_panel(a.v.at(b, h), a.v.st, 1, a.s, a.dv,
+                                     pk + (a.additive ? 0 : d16_), a.s * kNR);
                         packed_bh = bh;
                     }
                     Head hd;

@@ -585,6 +585,37 @@ void test_gemm_convenience_and_transposed_pack() {
                       fltest::float_bits(chain(0.0f, a.data() + i * lda, 1, t.data() + j * k, 1, k)));
 }
 
+using PackT16Fn = void (*)(const float*, int64_t, int64_t, int64_t, float*);
+
+// The transposing pack per ISA: w rows of kc floats (row stride ld > kc, NaN between rows) whose
+// last row ends at a guard page; the panel must hold the transpose, zeros for columns >= w, and
+// nothing may be written past 16*kc floats.
+void test_pack_t16_kernel(fl::Isa isa, PackT16Fn fn) {
+    const int64_t kcs[] = {0, 1, 3, 7, 8, 9, 15, 16, 17, 64, 65};
+    int cases = 0;
+    for (int64_t w = 0; w <= 16; ++w)
+        for (int64_t kc : kcs) {
+            const int64_t ld = kc + 3;
+            GuardedFloats src(static_cast<size_t>(w == 0 ? 1 : (w - 1) * ld + kc), kNaN);
+            for (int64_t i = 0; i < w; ++i)
+                for (int64_t p = 0; p < kc; ++p) src[i * ld + p] = static_cast<float>(i * 1000 + p);
+            std::vector<float> dst(static_cast<size_t>(16 * kc + 5), sentinel());
+            fn(src.data(), ld, w, kc, dst.data());
+            for (int64_t p = 0; p < kc; ++p)
+                for (int64_t i = 0; i < 16; ++i) {
+                    const float want = i < w ? static_cast<float>(i * 1000 + p) : 0.0f;
+                    FLT_CHECK_MSG(fltest::float_bits(dst[p * 16 + i]) == fltest::float_bits(want),
+                                  "%s pack_t16 w=%" PRId64 " kc=%" PRId64 ": dst[%" PRId64
+                                  "][%" PRId64 "] = %g",
+                                  fl::isa_name(isa), w, kc, p, i, dst[p * 16 + i]);
+                }
+            for (int64_t e = 16 * kc; e < 16 * kc + 5; ++e)
+                FLT_CHECK(fltest::float_bits(dst[e]) == kSentinelBits);
+            ++cases;
+        }
+    std::printf("  %s: %d pack cases\n", fl::isa_name(isa), cases);
+}
+
 void test_dense_forward() {
     std::mt19937 rng(11);
     const int64_t m = 5, k = 20, n = 33;
@@ -648,6 +679,11 @@ void register_gemm_tests() {
             add_case(std::string("igemm_kernel_grid_") + fl::isa_name(g.isa),
                      [g] { test_igemm_kernel_grid(g); });
     }
+    add_case("pack_t16_scalar", [] { test_pack_t16_kernel(fl::Isa::scalar, fl_pack_t16_scalar); });
+#if defined(FL_HAVE_AVX2)
+    if (fltest::isa_supported(fl::Isa::avx2))
+        add_case("pack_t16_avx2", [] { test_pack_t16_kernel(fl::Isa::avx2, fl_pack_t16_avx2); });
+#endif
     add_case("gemm_packed_b_layout", test_packed_b_layout);
     add_case("gemm_driver_default_blocking", test_gemm_driver_default_blocking);
     add_case("gemm_driver_small_blocking", test_gemm_driver_small_blocking);

@@ -95,6 +95,17 @@ void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
                       int load_c, float* c, int64_t ldc);
 #endif
 
+/* Transposing pack of one B panel (csrc/ukernels/gemm/<isa>.cpp), used for transposed
+ * operands such as K^T in Q·K^T: w source rows of kc contiguous floats become one 16-wide
+ * K-major panel,
+ *   dst[p*16 + i] = src[i*ld + p] for i < w, and 0 for w <= i < 16, for every p < kc.
+ * Only src[i*ld + p] with i < w, p < kc is read; exactly dst[0 .. 16*kc) is written.
+ * 0 <= w <= 16, kc >= 0, no alignment required. A pure copy: the same bits on every ISA. */
+void fl_pack_t16_scalar(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
+#if defined(FL_HAVE_AVX2)
+void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
+#endif
+
 /* Depthwise conv micro-kernel, depth multiplier 1 (csrc/ukernels/dwconv/<isa>.cpp): for each
  * pixel p < m and channel c < ch, y[p*ldy + c] is ONE fused-multiply-add chain:
  *   acc = bias[c] (bias != NULL) or 0; acc = fma(rows[p*taps + t][c], k[t*ch + c], acc) for

@@ -39,6 +39,11 @@ struct KernelTable {
                  const float* b, int64_t b_panel_stride, const float* bias, int load_c, float* c,
                  int64_t ldc);
 
+    // Transposing pack of one 16-wide B panel: dst[p*16 + i] = src[i*ld + p] for i < w (0
+    // for w <= i < 16), p < kc (fl_pack_t16_<isa>, ukernels.h). Used by pack_b_panel for
+    // transposed operands (K^T in attention).
+    void (*pack_t16)(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
+
     // Depthwise conv (multiplier 1): y[p*ldy + c] = bias[c] + sum over t of rows[p*taps + t][c]
     // * k[t*ch + c], one FMA chain per element in tap order (fl_dwconv_f32_<isa>, ukernels.h).
     void (*dwconv)(int64_t m, int64_t ch, int64_t taps, const float* const* rows, const float* k,

@@ -34,3 +34,14 @@ void fl_gemm_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t
         }
     }
 }
+
+// Transposing pack (contract in ukernels.h): each source row is read contiguously and lands in
+// one column of the panel.
+void fl_pack_t16_scalar(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst) {
+    for (int64_t i = 0; i < w; ++i) {
+        const float* row = src + i * ld;
+        for (int64_t p = 0; p < kc; ++p) dst[p * 16 + i] = row[p];
+    }
+    for (int64_t i = w; i < 16; ++i)
+        for (int64_t p = 0; p < kc; ++p) dst[p * 16 + i] = 0.0f;
+}
