@@ -577,6 +577,18 @@ void test_gemm_convenience_and_transposed_pack() {
                 const float want = j < n ? t[j * k + p] : 0.0f;
                 FLT_CHECK(fltest::float_bits(panels[q * 16 * k + p * 16 + jj]) == fltest::float_bits(want));
             }
+    // Neither stride 1 (e.g. every other element of a transposed operand): the generic copy.
+    std::vector<float> g(static_cast<size_t>(n * 2 * k + 2 * k));
+    for (float& v : g) v = uniform(rng);
+    std::vector<float> gp(static_cast<size_t>(np * 16 * k), kNaN);
+    fl::pack_b_panel(g.data(), 2, 2 * k + 1, k, n, gp.data(), 16 * k);
+    for (int64_t q = 0; q < np; ++q)
+        for (int64_t p = 0; p < k; ++p)
+            for (int64_t jj = 0; jj < 16; ++jj) {
+                const int64_t j = q * 16 + jj;
+                const float want = j < n ? g[p * 2 + j * (2 * k + 1)] : 0.0f;
+                FLT_CHECK(fltest::float_bits(gp[q * 16 * k + p * 16 + jj]) == fltest::float_bits(want));
+            }
     std::vector<float> c2(static_cast<size_t>(m * n));
     fl::gemm_packed_raw(a.data(), m, lda, k, n, panels.data(), 16 * k, nullptr, c2.data(), n);
     for (int64_t i = 0; i < m; ++i)
