@@ -2,11 +2,10 @@
 
 Paths: ``numpy`` (fastlayers' NumPy path), ``cpp`` (the compiled core, where it
 serves the op) and ``torch`` (PyTorch CPU, when importable). Each case checks that
-every path gives the NumPy path's numbers, then times numpy and cpp interleaved
-(numpy, cpp, numpy, cpp, ...) and torch in a block afterwards (its OpenMP workers
-spin after each call and would slow the next library timed), and reports the
-median per path and the speedup of cpp over each peer. Same thread count on every
-path.
+every path gives the NumPy path's numbers, then times the paths interleaved
+(numpy, cpp, torch, numpy, ...; a 50 ms pause after each torch sample, whose OpenMP
+workers spin for a while after each call), and reports the median per path and the
+speedup of cpp over each peer. Same thread count on every path.
 
 Options: ``--quick`` (default) skips the largest shapes and repeats less;
 ``--full`` runs everything; ``--threads N``; ``--only ID[,ID...]`` (prefixes).
@@ -93,16 +92,15 @@ def measure(case, paths, repeats: int, target: float):
                 r()
             samples[p].append((time.perf_counter() - t0) / n)
 
-    # numpy and cpp interleaved; torch in a block of its own afterwards, then a pause:
-    # its OpenMP workers keep spinning after each call and would slow whatever runs next.
-    ours = [p for p in runners if p != "torch"]
+    # All paths interleaved (numpy, cpp, torch, numpy, ...), so that the machine's drift
+    # (+-20% over minutes on a shared host) hits every path alike. After a torch sample,
+    # a pause: its OpenMP workers keep spinning for a while after each call and would slow
+    # whatever runs next (measured on 2 threads: +40% right after, nothing after 20 ms).
     for _ in range(repeats):
-        for p in ours:
+        for p in runners:
             sample(p)
-    if "torch" in runners:
-        for _ in range(repeats):
-            sample("torch")
-        time.sleep(0.3)
+            if p == "torch":
+                time.sleep(0.05)
     return {p: statistics.median(s) for p, s in samples.items()}
 
 
