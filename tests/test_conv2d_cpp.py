@@ -75,6 +75,15 @@ EDGE_CASES = {
     "depthwise-direct-stride2": ((1, 23, 24, 64), (3, 3, 1, 64), dict(strides=2, groups=64)),
     "depthwise-direct-dilated": ((1, 15, 16, 40), (5, 3, 1, 40), dict(dilation_rate=2, groups=40)),
     "depthwise-direct-1x1": ((2, 9, 9, 33), (1, 1, 1, 33), dict(groups=33)),
+    # Multiplier > 1: one direct-kernel pass per plane of output channels c*m + j.
+    "depthwise-mult3-45ch": ((2, 11, 9, 45), (3, 3, 1, 135), dict(padding="same", groups=45)),
+    "depthwise-mult4-dilated-s2": (
+        (1, 14, 13, 9),
+        (5, 3, 1, 36),
+        dict(strides=(1, 2), dilation_rate=1, padding="same", groups=9),
+    ),
+    "depthwise-mult2-dilated": ((1, 15, 16, 16), (3, 3, 1, 32), dict(dilation_rate=2, groups=16)),
+    "one-channel-32-filters": ((1, 9, 9, 1), (3, 3, 1, 32), dict(padding="same")),
     "1x1-nocopy-groups": ((3, 11, 13, 12), (1, 1, 4, 9), dict(groups=3)),
     "1x1-nocopy-big": ((2, 17, 19, 33), (1, 1, 33, 70), {}),
     "1x1-stride2": ((2, 17, 19, 33), (1, 1, 33, 70), dict(strides=2, padding="same")),
@@ -133,6 +142,7 @@ def test_core_conv2d_empty_batch():
         ((2, 19, 17, 12), (3, 3, 4, 12), dict(groups=3, strides=2, padding="same")),
         ((1, 33, 35, 6), (5, 5, 1, 6), dict(groups=6, padding="same")),
         ((2, 30, 31, 40), (3, 3, 1, 40), dict(groups=40, padding="same")),
+        ((2, 30, 31, 40), (3, 3, 1, 80), dict(groups=40, padding="same")),  # multiplier 2
         ((1, 45, 47, 3), (3, 3, 3, 32), dict(strides=2, padding="same")),  # row chunks
         ((4, 20, 21, 3), (3, 3, 3, 8), {}),  # 12 x 8 tiles
         ((1, 9, 8, 64), (3, 3, 64, 130), dict(padding="same")),  # column blocks
@@ -153,9 +163,11 @@ def test_core_conv2d_bitwise_for_any_thread_count(rng, x_shape, k_shape, kw):
         assert np.array_equal(outs[0], y)
 
 
-@pytest.mark.parametrize("groups", [2, 6], ids=["gemm", "depthwise"])
-def test_core_conv2d_every_fused_activation(rng, groups):
-    x, k, b = _data(rng, (2, 9, 10, 6), (3, 3, 6 // groups, 6 if groups == 6 else 20))
+@pytest.mark.parametrize(
+    "c, groups, f", [(6, 2, 20), (6, 6, 6), (8, 8, 24)], ids=["gemm", "depthwise", "depthwise-m3"]
+)
+def test_core_conv2d_every_fused_activation(rng, c, groups, f):
+    x, k, b = _data(rng, (2, 9, 10, c), (3, 3, c // groups, f))
     from fastlayers._numpy.activations import ACTIVATIONS
 
     names = [n for n in _backend.cpp_activation_ids() if n in ACTIVATIONS]

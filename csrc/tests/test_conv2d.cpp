@@ -117,6 +117,10 @@ const std::vector<Case>& cases() {
         {1, 12, 11, 40, 5, 5, 40, 40, 1, 1, 1, 1, 2, 2, 2, 2},  // depthwise 5x5, > 64 pixels
         {1, 9, 9, 16, 3, 3, 16, 16, 1, 1, 2, 2, 2, 2, 2, 2},    // depthwise dilated
         {1, 8, 8, 6, 3, 3, 12, 6, 1, 1, 1, 1, 1, 1, 1, 1},      // depthwise multiplier 2 (GEMM)
+        {1, 9, 10, 8, 3, 3, 16, 8, 1, 1, 1, 1, 1, 1, 1, 1},     // multiplier 2, direct planes
+        {2, 11, 9, 45, 3, 3, 135, 45, 2, 1, 1, 1, 1, 1, 0, 1},  // multiplier 3, 32 + 8 + 5 ch
+        {1, 12, 11, 9, 5, 3, 36, 9, 1, 2, 2, 1, 4, 4, 1, 1},    // multiplier 4, dilated, tiles
+        {1, 7, 7, 1, 3, 3, 32, 1, 1, 1, 1, 1, 1, 1, 1, 1},      // 1 channel, 32 filters (GEMM)
         {1, 2, 3, 3, 7, 7, 5, 1, 1, 1, 1, 1, 3, 3, 3, 3},       // kernel larger than input
         {3, 11, 13, 12, 1, 1, 9, 3, 1, 1, 1, 1, 0, 0, 0, 0},    // 1x1 no copy, groups
         {2, 17, 19, 33, 1, 1, 70, 1, 2, 2, 1, 1, 0, 0, 0, 0},   // 1x1 stride 2 (patches)

@@ -47,11 +47,18 @@ class PackedConv {
     int64_t f() const { return f_; }
     int64_t groups() const { return groups_; }
     bool has_bias() const { return has_bias_; }
-    // Depthwise with multiplier 1 (cg == 1, F == groups): no GEMM operands; the kernel is
-    // kept as (kh*kw, F) row-major (its Keras layout) for the direct kernel, bias after it.
-    bool depthwise() const { return cg_ == 1 && f_ == groups_; }
-    const float* dw_kernel() const { return dw_.data(); }
-    const float* dw_bias() const { return has_bias_ ? dw_.data() + kh_ * kw_ * f_ : nullptr; }
+    // Depthwise (cg == 1: one input channel per group, C == groups) with multiplier m = F / C
+    // of 1, or any m when C >= 8 (fewer channels fill no vector of the direct kernel: a
+    // 1-channel stem with 32 filters is better served by the GEMM): no GEMM operands. The
+    // kernel is kept as m planes of (kh*kw, C) row-major for the direct kernel, plane j holding
+    // the filters of output channels c*m + j (for m == 1 this is the Keras layout (kh*kw, F)
+    // itself), then m bias planes of C floats.
+    bool depthwise() const { return cg_ == 1 && (f_ == groups_ || groups_ >= 8); }
+    int64_t multiplier() const { return f_ / groups_; }
+    const float* dw_kernel(int64_t j = 0) const { return dw_.data() + j * kh_ * kw_ * groups_; }
+    const float* dw_bias(int64_t j = 0) const {
+        return has_bias_ ? dw_.data() + kh_ * kw_ * f_ + j * groups_ : nullptr;
+    }
     // GEMM operand of group g (not depthwise()).
     const PackedB& group(int64_t g) const { return packed_[static_cast<size_t>(g)]; }
     size_t nbytes() const;
@@ -69,9 +76,9 @@ int64_t conv2d_tile_pixels(int64_t k);
 
 // y (N, OH, OW, F) = conv(x (N, H, W, C)); x and y C-contiguous, not overlapping. The shape's
 // kernel fields must match w (std::invalid_argument otherwise). N == 0 does nothing.
-// 1x1 stride-1 unpadded convs run the GEMM on x itself; depthwise convs (multiplier 1) run a
-// direct kernel through per-tile row pointers (threads x 64 x kh*kw pointers + one zero row
-// of C floats); others with K <= 4096 run the indirect GEMM kernel through per-tile chunk
+// 1x1 stride-1 unpadded convs run the GEMM on x itself; depthwise convs (C == groups, any
+// multiplier) run a direct kernel through per-tile row pointers (threads x 64 x kh*kw pointers
+// + one zero row of C floats, and for multiplier > 1 a 64 x C tile per thread); others with K <= 4096 run the indirect GEMM kernel through per-tile chunk
 // pointers (threads x conv2d_tile_pixels(K) x kh*kw pointers, a zero row, and for C < 16 a
 // scratch tile of conv2d_tile_pixels(K) x K floats per thread of which only the rows clipped by
 // the left/right padding are written); larger K expand patches into one tile buffer per thread
