@@ -34,8 +34,53 @@ constexpr int64_t kMaxQueryBlock = 2 * kQueryBlock;
 constexpr int64_t kKeyBlock = 256;   // 256 x D keys (64 KiB at D = 64) stay in L2
 constexpr int64_t kAdditiveKeys = 64;  // keys per vector-tanh call in the additive scores
 constexpr int64_t kNR = kGemmNR;       // packed panel width (16)
+// Short sequences prefetch the next head's rows when q, k, v and out of a head take at most
+// this many bytes.
+constexpr int64_t kPrefetchBytes = 256 * 1024;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Software prefetch of the rows a thread will read (and write) for its next head, spread over
+// the steps of the current one. With short sequences a head computes in ~14 us; when the
+// inputs exceed the caches its q, k, v and out rows (64 KiB at T = S = D = 64) come from DRAM,
+// and the hardware prefetchers restart at every 4 KiB page (16 rows of 64 floats). add() the
+// row ranges, plan() the number of step() calls to come; each step() asks for an equal share
+// of the rows, a whole row at a time.
+class Prefetcher {
+  public:
+    void add(const float* base, int64_t rows, int64_t stride, int64_t width, bool write) {
+        if (n_ == kMaxRanges || rows <= 0 || width <= 0) return;
+        r_[n_++] = Range{base, rows, stride, width, write};
+        total_ += rows;
+    }
+    void plan(int64_t steps) { per_step_ = steps > 0 ? (total_ + steps - 1) / steps : total_; }
+    void step() {
+        for (int64_t i = 0; i < per_step_ && range_ < n_; ++i) {
+            const Range& g = r_[range_];
+            const float* row = g.base + row_ * g.stride;
+            if (g.write) {
+                for (int64_t j = 0; j < g.width; j += 16) __builtin_prefetch(row + j, 1);
+            } else {
+                for (int64_t j = 0; j < g.width; j += 16) __builtin_prefetch(row + j, 0);
+            }
+            if (++row_ == g.rows) {
+                row_ = 0;
+                ++range_;
+            }
+        }
+    }
+
+  private:
+    static constexpr int kMaxRanges = 4;
+    struct Range {
+        const float* base;
+        int64_t rows, stride, width;  // in floats
+        bool write;
+    };
+    Range r_[kMaxRanges] = {};
+    int n_ = 0, range_ = 0;
+    int64_t row_ = 0, per_step_ = 0, total_ = 0;
+};
 
 struct Head {
     const float* q;     // row t at q + t*q_st
@@ -54,6 +99,9 @@ class Runner {
         tile_ld_ = std::min(kKeyBlock, round_up(a.s, kNR));
         qrows_ = a.t <= kMaxQueryBlock ? std::max<int64_t>(1, a.t) : kQueryBlock;
         v16_ = round_up(a.dv, kNR) * a.s;
+        // One query block per head, and the next head's rows fit in L2 beside this one's.
+        prefetch_next_ = a.t <= kMaxQueryBlock && !a.additive &&
+                         (a.s + a.t) * (a.d + a.dv) * int64_t{sizeof(float)} <= kPrefetchBytes;
     }
 
     void run() {
@@ -118,7 +166,20 @@ class Runner {
                     hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
                     const int64_t r0 = qb * qrows_;
                     const int64_t rows = std::min(qrows_, a.t - r0);
-                    flash(hd, r0, rows, sc);
+                    // Short sequences: one task per head, packed anew each time. Prefetch
+                    // the next head's rows while this one computes (measured in-process, on
+                    // and off interleaved, T = S = D = 64: 8 x 16 heads 18% faster on 1 thread,
+                    // 16 x 16 heads 17-22% on 1 and 2; 0-3% slower when all fits in cache).
+                    Prefetcher next;
+                    const bool ahead = prefetch_next_ && task + 1 < t1 && bh + 1 < heads;
+                    if (ahead) {
+                        const int64_t nb = (bh + 1) / a.heads, nh = (bh + 1) % a.heads;
+                        next.add(a.k.at(nb, nh), a.s, a.k.st, a.d, false);
+                        next.add(a.v.at(nb, nh), a.s, a.v.st, a.dv, false);
+                        next.add(a.q.at(nb, nh), a.t, a.q.st, a.d, false);
+                        next.add(a.out.at(nb, nh), a.t, a.out.st, a.dv, true);
+                    }
+                    flash(hd, r0, rows, sc, ahead ? &next : nullptr);
                 }
             }
         });
@@ -196,8 +257,9 @@ class Runner {
     // requested, each block's tile lives in the weights rows instead of the scratch tile and is
     // rescaled to the final max and sum at the end, so the output is bitwise the same with and
     // without weights.
-    void flash(const Head& hd, int64_t r0, int64_t rows, Scratch& scr) const {
+    void flash(const Head& hd, int64_t r0, int64_t rows, Scratch& scr, Prefetcher* pf) const {
         const AttentionArgs& a = a_;
+        if (pf) pf->plan(2 * ((rows + kGemmMR - 1) / kGemmMR) + rows);
         const float neg_inf = -std::numeric_limits<float>::infinity();
         // Subtracting 1e9 keeps masked keys in the softmax (Keras Attention); the other rules
         // drop them (-inf) and treat a row with no key left at the end.
@@ -230,15 +292,15 @@ class Runner {
                 const int64_t last = std::min(r - r % kGemmMR + kGemmMR, rows) - 1;
                 return limit(r0 + last, s0, n);
             };
-            if (!diagonal) {
-                scores(hd, r0, rows, s0, n, sc, ld, scr);
-            } else {
-                for (int64_t g = 0; g < rows; g += kGemmMR) {
-                    scores(hd, r0 + g, std::min(kGemmMR, rows - g), s0, width(g), sc + g * ld, ld,
-                           scr);
-                }
+            // Rows per GEMM call: groups of kGemmMR on the diagonal (their widths differ) and
+            // while prefetching (a step between calls), else the whole block at once.
+            const int64_t gs = diagonal || pf ? kGemmMR : rows;
+            for (int64_t g = 0; g < rows; g += gs) {
+                scores(hd, r0 + g, std::min(gs, rows - g), s0, width(g), sc + g * ld, ld, scr);
+                if (pf) pf->step();
             }
             for (int64_t r = 0; r < rows; ++r) {
+                if (pf) pf->step();
                 float* x = sc + r * ld;
                 const uint8_t* keep = keep_row(hd, r0 + r, s0);
                 const int64_t nr = width(r);
@@ -269,10 +331,11 @@ class Runner {
                     for (int64_t j = 0; j < a.dv; ++j) o[j] *= alpha;
                 }
             }
-            for (int64_t g = 0; g < rows; g += diagonal ? kGemmMR : rows) {
-                const int64_t m_g = diagonal ? std::min(kGemmMR, rows - g) : rows;
-                kt_.gemm(m_g, a.dv, width(g), sc + g * ld, ld, 1, hd.vp + s0 * kNR, a.s * kNR,
-                         nullptr, first ? 0 : 1, out + g * a.out.st, a.out.st);
+            for (int64_t g = 0; g < rows; g += gs) {
+                kt_.gemm(std::min(gs, rows - g), a.dv, width(g), sc + g * ld, ld, 1,
+                         hd.vp + s0 * kNR, a.s * kNR, nullptr, first ? 0 : 1, out + g * a.out.st,
+                         a.out.st);
+                if (pf) pf->step();
             }
             visited = s0 + n;
         }
@@ -325,6 +388,7 @@ class Runner {
     int64_t d16_ = 0, v16_ = 0;
     int64_t tile_ld_ = 0;  // row stride of the score tile: min(kKeyBlock, S rounded up)
     int64_t qrows_ = 0;    // query rows per task: T up to kMaxQueryBlock, else kQueryBlock
+    bool prefetch_next_ = false;  // see the constructor
 };
 
 }  // namespace
