@@ -612,6 +612,13 @@ def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None
 def _softmax_cpp(x, axes, mask):
     """Move the softmax axes last, flatten them into one, run the row kernel, move back."""
     core = _backend._core
+    if axes == (x.ndim - 1,):
+        # The usual case: x is C-contiguous already (validation), its rows are the last axis;
+        # no transposes (they cost several times the kernel on small inputs).
+        rows_shape = (math.prod(x.shape[:-1]), x.shape[-1])
+        if mask is not None:
+            mask = np.ascontiguousarray(mask).reshape(rows_shape)
+        return core.softmax_lastdim(x.reshape(rows_shape), mask).reshape(x.shape)
     lead = [a for a in range(x.ndim) if a not in axes]
     order = lead + list(axes)
     n = math.prod(x.shape[a] for a in axes)
