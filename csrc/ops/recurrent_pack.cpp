@@ -23,16 +23,32 @@ PackedGates pack_gates(const float* kernel, int64_t k, int64_t units, int gates,
     p.w = PackedB(k, nq * gates * kGemmNR, bias_or_null != nullptr);  // zero-filled
     const int64_t ldk = gates * units;
     const int64_t ps = p.w.panel_stride();
-    for (int64_t q = 0; q < nq; ++q) {
-        const int64_t j0 = q * kGemmNR;
-        const int64_t nc = std::min<int64_t>(kGemmNR, units - j0);
-        for (int g = 0; g < gates; ++g) {
-            const int64_t panel = q * gates + g;
-            const int64_t col = g * units + j0;  // first kernel column of this panel
-            if (k > 0) pack_b_panel(kernel + col, ldk, 1, k, nc, p.w.data() + panel * ps, ps);
-            if (bias_or_null) {
+    // Blocks of 16 kernel rows, every panel of a block before the next block: the rows are
+    // read once, sequentially. (Panel by panel, each panel walked all k rows at a stride of
+    // gates*units floats - a new 4 KiB page per row at 256 units - and packing the 1 MiB
+    // recurrent kernel of an LSTM with 256 units took 3x longer.)
+    constexpr int64_t kRows = 16;
+    for (int64_t p0 = 0; p0 < k; p0 += kRows) {
+        const int64_t rows = std::min(kRows, k - p0);
+        for (int64_t q = 0; q < nq; ++q) {
+            const int64_t j0 = q * kGemmNR;
+            const int64_t nc = std::min<int64_t>(kGemmNR, units - j0);
+            for (int g = 0; g < gates; ++g) {
+                const int64_t panel = q * gates + g;
+                const int64_t col = g * units + j0;  // first kernel column of this panel
+                pack_b_panel(kernel + p0 * ldk + col, ldk, 1, rows, nc,
+                             p.w.data() + panel * ps + p0 * kGemmNR, ps);
+            }
+        }
+    }
+    if (bias_or_null) {
+        for (int64_t q = 0; q < nq; ++q) {
+            const int64_t j0 = q * kGemmNR;
+            const int64_t nc = std::min<int64_t>(kGemmNR, units - j0);
+            for (int g = 0; g < gates; ++g) {
+                const int64_t col = g * units + j0;
                 std::copy(bias_or_null + col, bias_or_null + col + nc,
-                          p.w.bias() + panel * kGemmNR);
+                          p.w.bias() + (q * gates + g) * kGemmNR);
             }
         }
     }
