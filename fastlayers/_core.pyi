@@ -149,6 +149,19 @@ def lstm(
     or None. Returns (out, h, c); out is (B, T, u) in processing order if return_sequences,
     else (B, u)."""
 
+def lstm_cell(
+    x: npt.NDArray[np.float32],
+    kernel: npt.NDArray[np.float32],
+    recurrent_kernel: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32] | None,
+    h0: npt.NDArray[np.float32],
+    c0: npt.NDArray[np.float32],
+    activation_id: int,
+    recurrent_activation_id: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """One Keras LSTM step with raw weights: x (B, F), kernel (F, 4u), recurrent_kernel
+    (u, 4u), bias (4u,) or None, h0, c0 (B, u). Returns (h, c); bitwise lstm() with T = 1."""
+
 def gru(
     x: npt.NDArray[np.float32],
     packed_kernel: PackedGates,

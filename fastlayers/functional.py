@@ -425,12 +425,11 @@ def lstm_cell(
     if _backend.resolve(op, None) == "numpy":
         return _np_recurrent.lstm_cell(x_t, h, c, kernel, recurrent_kernel, bias)
     ids = _backend.cpp_activation_ids()
-    x3 = x_t.reshape(b, 1, x_t.shape[1])  # a view: one time step
-    _, h, c = _backend._core.lstm(
-        x3, *_pack_lstm(kernel, recurrent_kernel, bias), h, c, None, False, False,
-        ids["tanh"], ids["sigmoid"],
-    )  # fmt: skip
-    return h, c
+    # The weights are read in place: packing them (as lstm does, once per sequence) would cost
+    # more than the step itself.
+    return _backend._core.lstm_cell(
+        x_t, kernel, recurrent_kernel, bias, h, c, ids["tanh"], ids["sigmoid"]
+    )
 
 
 def gru(

@@ -125,6 +125,23 @@ def test_cpp_lstm_cell_matches_numpy(b, f, u, rng):
         assert_close(a, e, k=f + u, magnitude=4.0)
 
 
+@pytest.mark.parametrize("b,f,u", [(1, 128, 256), (4, 7, 16), (5, 9, 17), (9, 64, 33), (2, 1, 1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_cpp_lstm_cell_is_bitwise_one_lstm_step(b, f, u, with_bias, rng):
+    # lstm_cell reads the kernels in place; lstm packs them. The FMA chains are the same, so
+    # are the bits (batch rows go 4 at a time in the cell's kernel: b = 5, 9 cover the tails).
+    x = rng.standard_normal((b, f)).astype(F32)
+    h, c = rng.standard_normal((2, b, u)).astype(F32)
+    kernel = (rng.standard_normal((f, 4 * u)) / np.sqrt(f)).astype(F32)
+    rk = (rng.standard_normal((u, 4 * u)) / np.sqrt(u)).astype(F32)
+    bias = rng.standard_normal(4 * u).astype(F32) if with_bias else None
+    ch, cc = run_on("cpp", fl.lstm_cell, x, h, c, kernel, rk, bias)
+    _, lh, lc = run_on(
+        "cpp", fl.lstm, x[:, None], kernel, rk, bias, initial_state=[h, c], return_state=True
+    )
+    assert np.array_equal(ch, lh) and np.array_equal(cc, lc)
+
+
 # ------------------------------------------------------------------ threads
 
 
@@ -305,6 +322,47 @@ LSTM_CORE_BAD = [
     ({"activation_id": 999}, ValueError, "lstm: activation_id must be in"),
     ({"recurrent_activation_id": -1}, ValueError, "lstm: recurrent_activation_id must be in"),
 ]
+
+
+def _core_lstm_cell_args():
+    ids = _backend._core.activation_ids()
+    b, f, u = 2, 4, 5
+    return dict(
+        x=np.zeros((b, f), F32),
+        kernel=np.zeros((f, 4 * u), F32),
+        recurrent_kernel=np.zeros((u, 4 * u), F32),
+        bias=None,
+        h0=np.zeros((b, u), F32),
+        c0=np.zeros((b, u), F32),
+        activation_id=ids["tanh"],
+        recurrent_activation_id=ids["sigmoid"],
+    )
+
+
+LSTM_CELL_CORE_BAD = [
+    ({"x": np.zeros((2, 4))}, TypeError, "lstm_cell: x must be a float32 array"),
+    ({"x": np.zeros((2, 1, 4), F32)}, ValueError, "lstm_cell: x must have shape"),
+    ({"kernel": np.zeros((3, 20), F32)}, ValueError, "lstm_cell: kernel must have shape (4, 20)"),
+    ({"kernel": np.zeros((20, 4), F32).T}, ValueError, "lstm_cell: kernel must be C-contiguous"),
+    (
+        {"recurrent_kernel": np.zeros((5, 21), F32)},
+        ValueError,
+        "lstm_cell: recurrent_kernel must have shape (u, 4u), got (5, 21)",
+    ),
+    ({"bias": np.zeros(19, F32)}, ValueError, "lstm_cell: bias must have shape (20,)"),
+    ({"bias": np.zeros(20, np.int32)}, TypeError, "lstm_cell: bias must be a float32 array"),
+    ({"h0": np.zeros((2, 6), F32)}, ValueError, "lstm_cell: h0 must have shape (2, 5)"),
+    ({"c0": np.zeros((1, 5), F32)}, ValueError, "lstm_cell: c0 must have shape (2, 5)"),
+    ({"c0": [[0.0] * 5] * 2}, TypeError, "lstm_cell: c0 must be a numpy.ndarray"),
+    ({"activation_id": 999}, ValueError, "lstm_cell: activation_id must be in"),
+]
+
+
+@pytest.mark.parametrize("bad,exc,frag", LSTM_CELL_CORE_BAD, ids=[r[2] for r in LSTM_CELL_CORE_BAD])
+def test_core_lstm_cell_rejects_bad_arguments(bad, exc, frag):
+    args = {**_core_lstm_cell_args(), **bad}
+    with pytest.raises(exc, match=re.escape(frag)):
+        _backend._core.lstm_cell(**args)
 
 
 @pytest.mark.parametrize("bad,exc,frag", LSTM_CORE_BAD, ids=[r[2] for r in LSTM_CORE_BAD])

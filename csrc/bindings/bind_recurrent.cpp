@@ -67,7 +67,7 @@ FloatArrayC require_f32(const py::handle& h, const char* op, const char* arg,
             if (i++) want += ", ";
             want += d >= 0 ? std::to_string(d) : std::string("?");
         }
-        want += ")";
+        want += shape.size() == 1 ? ",)" : ")";
         throw py::value_error(std::string(op) + ": " + arg + " must have shape " + want +
                               ", got " + shape_str(a));
     }
@@ -201,6 +201,46 @@ py::tuple lstm(const py::handle& x_in, const PackedGates& w_in, const PackedGate
     return py::make_tuple(std::move(out), std::move(h), std::move(c));
 }
 
+py::tuple lstm_cell(const py::handle& x_in, const py::handle& kernel_in,
+                    const py::handle& recurrent_in, const py::handle& bias_in,
+                    const py::handle& h0_in, const py::handle& c0_in, int act_id, int ract_id) {
+    const char* op = "lstm_cell";
+    const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1});
+    const int64_t b = x.shape(0), f = x.shape(1);
+    const FloatArrayC rec = require_f32(recurrent_in, op, "recurrent_kernel", {-1, -1});
+    const int64_t u = rec.shape(0);
+    if (rec.shape(1) != 4 * u) {
+        throw py::value_error("lstm_cell: recurrent_kernel must have shape (u, 4u), got (" +
+                              std::to_string(u) + ", " + std::to_string(rec.shape(1)) + ")");
+    }
+    const FloatArrayC kernel = require_f32(kernel_in, op, "kernel", {f, 4 * u});
+    const float* bias = nullptr;
+    FloatArrayC bias_arr;
+    if (!bias_in.is_none()) {
+        bias_arr = require_f32(bias_in, op, "bias", {4 * u});
+        bias = bias_arr.data();
+    }
+    const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
+    const FloatArrayC c0 = require_f32(c0_in, op, "c0", {b, u});
+    const Act act = act_from_id(act_id, op, "activation_id");
+    const Act ract = act_from_id(ract_id, op, "recurrent_activation_id");
+    FloatArrayC h({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    FloatArrayC c({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    if (b > 0 && u > 0) {
+        const float* xp = x.data();
+        const float* kp = kernel.data();
+        const float* rp = rec.data();
+        const float* h0p = h0.data();
+        const float* c0p = c0.data();
+        float* hp = h.mutable_data();
+        float* cp = c.mutable_data();
+        run_maybe_without_gil(b * 4 * u * (f + u), [&] {
+            lstm_cell_forward(xp, b, f, u, kp, rp, bias, h0p, c0p, act, ract, hp, cp);
+        });
+    }
+    return py::make_tuple(std::move(h), std::move(c));
+}
+
 py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates& w_rec,
               const py::handle& w_rec_h_in, const py::handle& h0_in, const py::handle& mask_in,
               bool return_sequences, bool go_backwards, bool reset_after, int act_id,
@@ -277,6 +317,12 @@ void bind_recurrent(py::module_& m) {
           "bias), packed_recurrent = PackedGates(recurrent_kernel (u, 4u), 4); h0, c0 (B, u); "
           "mask None or bool/uint8 (B, T). Returns (out, h, c), out (B, T, u) in processing "
           "order if return_sequences else (B, u).");
+    m.def("lstm_cell", &lstm_cell, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
+          py::arg("bias"), py::arg("h0"), py::arg("c0"), py::arg("activation_id"),
+          py::arg("recurrent_activation_id"),
+          "One Keras LSTM step with raw (unpacked) weights: x (B, F), kernel (F, 4u), "
+          "recurrent_kernel (u, 4u), bias (4u,) or None, h0, c0 (B, u); float32, C-contiguous. "
+          "Returns (h, c). Bitwise lstm() with T = 1 on the packed weights.");
     m.def("gru", &gru, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),
           py::arg("packed_recurrent_h"), py::arg("h0"), py::arg("mask"),
           py::arg("return_sequences"), py::arg("go_backwards"), py::arg("reset_after"),

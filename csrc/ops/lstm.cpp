@@ -164,4 +164,48 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there
 }
 
+void lstm_cell_forward(const float* x, int64_t batch, int64_t features, int64_t u,
+                       const float* kernel, const float* recurrent_kernel, const float* bias,
+                       const float* h0, const float* c0, Act act, Act recurrent_act, float* h,
+                       float* c) {
+    if (batch <= 0 || u <= 0) return;
+    const KernelTable& kt = kernels();
+    const ActFn fa = kt.act[static_cast<int>(act)];
+    const ActFn fr = kt.act[static_cast<int>(recurrent_act)];
+    auto* const fused =
+        act == Act::tanh && recurrent_act == Act::sigmoid ? kt.lstm_gates : nullptr;
+    const int64_t n = 4 * u;
+    const int64_t nq = rnn_detail::unit_blocks(u);
+    const int64_t gw = 4 * kUnitBlock;
+    // z (B, 4u) in Keras order: the chains bias + x · W, continued by h · R, exactly as
+    // lstm_forward's projection then recurrent step.
+    AlignedFloats z = alloc_aligned_floats(batch * n + nq * gw);
+    float* zk = z.get();
+    float* zi = zk + batch * n;  // one row regrouped per 16-unit block [i f g o] (its gate code)
+    kt.gemm_rowb(batch, n, features, x, features, kernel, n, bias, 0, zk, n);
+    kt.gemm_rowb(batch, n, u, h0, u, recurrent_kernel, n, nullptr, 1, zk, n);
+    if (c != c0) std::memcpy(c, c0, sizeof(float) * batch * u);
+    for (int64_t b = 0; b < batch; ++b) {
+        const float* zr = zk + b * n;
+        for (int64_t q = 0; q < nq; ++q) {
+            const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
+            for (int g = 0; g < 4; ++g) {
+                float* dst = zi + q * gw + g * kUnitBlock;
+                std::memcpy(dst, zr + g * u + q * kUnitBlock, sizeof(float) * nv);
+                std::fill(dst + nv, dst + kUnitBlock, 0.0f);
+            }
+        }
+        // h may alias h0, whose row b was read by the second GEMM above already.
+        if (fused) {
+            fused(u, zi, c + b * u, h + b * u);
+        } else {
+            for (int64_t q = 0; q < nq; ++q) {
+                const int64_t o = q * kUnitBlock;
+                lstm_unit_block(zi + q * gw, c + b * u + o, h + b * u + o,
+                                std::min(kUnitBlock, u - o), fa, fr);
+            }
+        }
+    }
+}
+
 }  // namespace fl

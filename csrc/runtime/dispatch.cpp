@@ -86,6 +86,7 @@ KernelTable make_table(Isa isa) {
     t.exp_shift_sum = fl_exp_shift_sum_scalar;
     t.gemm = fl_gemm_f32_scalar;
     t.pack_t16 = fl_pack_t16_scalar;  // also on NEON
+    t.gemm_rowb = fl_gemm_rowb_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.igemm = fl_igemm_f32_scalar;
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
@@ -105,6 +106,7 @@ KernelTable make_table(Isa isa) {
         t.exp_shift_sum = fl_exp_shift_sum_avx2;
         t.gemm = fl_gemm_f32_avx2;
         t.pack_t16 = fl_pack_t16_avx2;
+        t.gemm_rowb = fl_gemm_rowb_f32_avx2;
         t.dwconv = fl_dwconv_f32_avx2;
         t.igemm = fl_igemm_f32_avx2;
 #define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;

@@ -597,6 +597,60 @@ void test_gemm_convenience_and_transposed_pack() {
                       fltest::float_bits(chain(0.0f, a.data() + i * lda, 1, t.data() + j * k, 1, k)));
 }
 
+using GemmRowbFn = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, const float*,
+                           int64_t, const float*, int, float*, int64_t);
+
+// The row-major-B kernel per ISA against the fmaf chain: B and bias end at a guard page (so a
+// read past column n - 1 of the last row faults), NaN in B's row padding, sentinels around C.
+void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
+    const int64_t ms[] = {1, 2, 3, 4, 5, 9};
+    const int64_t ns[] = {1, 7, 8, 9, 16, 17, 31, 63, 64, 65, 100};
+    const int64_t ks[] = {0, 1, 5, 64, 129};
+    std::mt19937 rng(17);
+    int cases = 0;
+    for (int64_t m : ms)
+        for (int64_t n : ns)
+            for (int64_t k : ks)
+                for (int mode = 0; mode < 3; ++mode) {
+                    if (fltest::case_failures() > 20) return;
+                    const int64_t lda = k + 2, ldb = n + 3, ldc = n + 5;
+                    std::vector<float> a(static_cast<size_t>(m * lda + 1), kNaN);
+                    for (int64_t i = 0; i < m; ++i)
+                        for (int64_t p = 0; p < k; ++p) a[i * lda + p] = uniform(rng);
+                    GuardedFloats b(static_cast<size_t>(k == 0 ? 1 : (k - 1) * ldb + n), kNaN);
+                    for (int64_t p = 0; p < k; ++p)
+                        for (int64_t j = 0; j < n; ++j) b[p * ldb + j] = uniform(rng);
+                    GuardedFloats bias(static_cast<size_t>(n), 0.0f);
+                    for (int64_t j = 0; j < n; ++j) bias[j] = uniform(rng);
+                    std::vector<float> cbuf(static_cast<size_t>((m + 2) * ldc), sentinel());
+                    float* c = cbuf.data() + ldc + 2;  // row -1 and columns -2, -1 stay sentinel
+                    for (int64_t i = 0; i < m; ++i)
+                        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = uniform(rng);
+                    const std::vector<float> before(cbuf);
+                    fn(m, n, k, a.data(), lda, b.data(), ldb, mode == 1 ? bias.data() : nullptr,
+                       mode == 2, c, ldc);
+                    for (int64_t i = 0; i < m; ++i)
+                        for (int64_t j = 0; j < n; ++j) {
+                            const float init = mode == 0   ? 0.0f
+                                               : mode == 1 ? bias[j]
+                                                           : before[(i + 1) * ldc + 2 + j];
+                            const float want = chain(init, a.data() + i * lda, 1, b.data() + j, ldb, k);
+                            FLT_CHECK_MSG(fltest::float_bits(c[i * ldc + j]) == fltest::float_bits(want),
+                                          "%s rowb m=%" PRId64 " n=%" PRId64 " k=%" PRId64
+                                          " mode=%d: c[%" PRId64 "][%" PRId64 "]",
+                                          fl::isa_name(isa), m, n, k, mode, i, j);
+                        }
+                    for (int64_t r = 0; r < m + 2; ++r)
+                        for (int64_t col = 0; col < ldc; ++col) {
+                            const bool inside = r >= 1 && r <= m && col >= 2 && col < n + 2;
+                            if (!inside)
+                                FLT_CHECK(fltest::float_bits(cbuf[r * ldc + col]) == kSentinelBits);
+                        }
+                    ++cases;
+                }
+    std::printf("  %s: %d rowb cases\n", fl::isa_name(isa), cases);
+}
+
 using PackT16Fn = void (*)(const float*, int64_t, int64_t, int64_t, float*);
 
 // The transposing pack per ISA: w rows of kc floats (row stride ld > kc, NaN between rows) whose
@@ -691,6 +745,13 @@ void register_gemm_tests() {
             add_case(std::string("igemm_kernel_grid_") + fl::isa_name(g.isa),
                      [g] { test_igemm_kernel_grid(g); });
     }
+    add_case("gemm_rowb_scalar",
+             [] { test_gemm_rowb_kernel(fl::Isa::scalar, fl_gemm_rowb_f32_scalar); });
+#if defined(FL_HAVE_AVX2)
+    if (fltest::isa_supported(fl::Isa::avx2))
+        add_case("gemm_rowb_avx2",
+                 [] { test_gemm_rowb_kernel(fl::Isa::avx2, fl_gemm_rowb_f32_avx2); });
+#endif
     add_case("pack_t16_scalar", [] { test_pack_t16_kernel(fl::Isa::scalar, fl_pack_t16_scalar); });
 #if defined(FL_HAVE_AVX2)
     if (fltest::isa_supported(fl::Isa::avx2))

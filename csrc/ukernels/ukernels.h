@@ -95,6 +95,23 @@ void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
                       int load_c, float* c, int64_t ldc);
 #endif
 
+/* GEMM with a row-major B read in place, for a few rows and a B used once (lstm_cell's
+ * kernels), where packing B would cost more than the product (csrc/ukernels/gemm/<isa>.cpp):
+ *   C[i][j] (i < m, j < n) = init + sum over p < k of A[i][p] * B[p][j], ONE fused-multiply-add
+ *   chain per element in p order, init = C[i][j] (load_c != 0), else bias[j] (bias != NULL),
+ *   else 0: the chain of fl_gemm_f32, so the result is bitwise that of packing B and calling it.
+ *   A[i][p] at a[i*lda + p]; B[p][j] at b[p*ldb + j]; C[i][j] at c[i*ldc + j]. Only i < m,
+ *   p < k, j < n is read (bias: j < n) or written. No alignment required; any m (rows go 4 at
+ *   a time), n, k >= 0. */
+void fl_gemm_rowb_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                             const float* b, int64_t ldb, const float* bias, int load_c, float* c,
+                             int64_t ldc);
+#if defined(FL_HAVE_AVX2)
+void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                           const float* b, int64_t ldb, const float* bias, int load_c, float* c,
+                           int64_t ldc);
+#endif
+
 /* Transposing pack of one B panel (csrc/ukernels/gemm/<isa>.cpp), used for transposed
  * operands such as K^T in Q·K^T: w source rows of kc contiguous floats become one 16-wide
  * K-major panel,

@@ -39,6 +39,12 @@ struct KernelTable {
                  const float* b, int64_t b_panel_stride, const float* bias, int load_c, float* c,
                  int64_t ldc);
 
+    // GEMM with a row-major B read in place (no packing), for a few rows and a B used once:
+    // the chains of gemm (fl_gemm_rowb_f32_<isa>, ukernels.h). Used by lstm_cell_forward.
+    void (*gemm_rowb)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                      const float* b, int64_t ldb, const float* bias, int load_c, float* c,
+                      int64_t ldc);
+
     // Transposing pack of one 16-wide B panel: dst[p*16 + i] = src[i*ld + p] for i < w (0
     // for w <= i < 16), p < kc (fl_pack_t16_<isa>, ukernels.h). Used by pack_b_panel for
     // transposed operands (K^T in attention).

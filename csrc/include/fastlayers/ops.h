@@ -65,6 +65,16 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
                   const float* c0, const uint8_t* mask, bool return_sequences, bool go_backwards,
                   Act act, Act recurrent_act, float* out, float* h, float* c);
 
+// One LSTM step with the kernels as given (Keras LSTMCell; csrc/ops/lstm.cpp): x (B, F),
+// kernel (F, 4u) and recurrent_kernel (u, 4u) row-major contiguous, bias (4u,) or nullptr,
+// h0, c0 (B, u). Writes h, c (B, u) (h == h0 / c == c0 allowed). The kernels are read in place
+// (KernelTable::gemm_rowb), not packed: a single step uses them once. Bitwise the result of
+// lstm_forward with T = 1 on the packed kernels. One thread. B == 0 or u == 0 does nothing.
+void lstm_cell_forward(const float* x, int64_t batch, int64_t features, int64_t u,
+                       const float* kernel, const float* recurrent_kernel, const float* bias,
+                       const float* h0, const float* c0, Act act, Act recurrent_act, float* h,
+                       float* c);
+
 // GRU over a sequence (Keras GRU, gate blocks [z | r | h]; csrc/ops/gru.cpp). w_in =
 // pack_gates(kernel (F, 3u), u, 3, input bias). reset_after: w_rec = pack_gates(
 // recurrent_kernel (u, 3u), u, 3, recurrent bias), w_rec_h = nullptr; else w_rec =

@@ -251,3 +251,90 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
         }
     }
 }
+
+// GEMM with a row-major B (contract in ukernels.h). Register tile: MR rows (1..4) x NV vectors
+// of 8 columns (NV = 8 for one row, 4 for two, 2 for three or four: 8-12 independent chains,
+// enough to cover the FMA latency); `cols` valid columns in the tile, the vectors past them
+// masked (maskload reads and maskstore writes nothing there).
+FL_GEMM_AI void gemm_rowb_tile_avx2(const int MR, const int NV, int64_t cols, int64_t k,
+                                    const float* a, int64_t lda, const float* b, int64_t ldb,
+                                    const float* bias, int load_c, float* c, int64_t ldc) {
+    __m256 acc[4][8];
+    __m256i mask[8];
+    FL_GEMM_UNROLL(8)
+    for (int v = 0; v < NV; ++v) {
+        const int64_t r = cols - 8 * v;
+        mask[v] = gemm_lane_mask_avx2(r < 0 ? 0 : (r > 8 ? 8 : r));
+    }
+    const int full = cols == 8 * NV;
+    FL_GEMM_UNROLL(4)
+    for (int i = 0; i < MR; ++i) {
+        FL_GEMM_UNROLL(8)
+        for (int v = 0; v < NV; ++v) {
+            const float* src = load_c ? c + i * ldc + 8 * v : (bias ? bias + 8 * v : nullptr);
+            acc[i][v] = src == nullptr ? _mm256_setzero_ps()
+                        : full         ? _mm256_loadu_ps(src)
+                                       : _mm256_maskload_ps(src, mask[v]);
+        }
+    }
+    for (int64_t p = 0; p < k; ++p) {
+        __m256 bv[8];
+        const float* bp = b + p * ldb;
+        FL_GEMM_UNROLL(8)
+        for (int v = 0; v < NV; ++v)
+            bv[v] = full ? _mm256_loadu_ps(bp + 8 * v) : _mm256_maskload_ps(bp + 8 * v, mask[v]);
+        FL_GEMM_UNROLL(4)
+        for (int i = 0; i < MR; ++i) {
+            const __m256 ai = _mm256_broadcast_ss(a + i * lda + p);
+            FL_GEMM_UNROLL(8)
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+    }
+    FL_GEMM_UNROLL(4)
+    for (int i = 0; i < MR; ++i) {
+        FL_GEMM_UNROLL(8)
+        for (int v = 0; v < NV; ++v) {
+            if (full) {
+                _mm256_storeu_ps(c + i * ldc + 8 * v, acc[i][v]);
+            } else {
+                _mm256_maskstore_ps(c + i * ldc + 8 * v, mask[v], acc[i][v]);
+            }
+        }
+    }
+}
+
+FL_GEMM_AI void gemm_rowb_rows_avx2(const int MR, const int NV, int64_t n, int64_t k,
+                                    const float* a, int64_t lda, const float* b, int64_t ldb,
+                                    const float* bias, int load_c, float* c, int64_t ldc) {
+    for (int64_t j0 = 0; j0 < n; j0 += 8 * NV) {
+        const int64_t cols = n - j0 < 8 * NV ? n - j0 : 8 * NV;
+        gemm_rowb_tile_avx2(MR, NV, cols, k, a, lda, b + j0, ldb, bias ? bias + j0 : nullptr,
+                            load_c, c + j0, ldc);
+    }
+}
+
+void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                           const float* b, int64_t ldb, const float* bias, int load_c, float* c,
+                           int64_t ldc) {
+    if (n <= 0) return;
+    while (m > 0) {
+        const int64_t rows = m < 4 ? m : 4;
+        switch (rows) {
+            case 1:
+                gemm_rowb_rows_avx2(1, 8, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                break;
+            case 2:
+                gemm_rowb_rows_avx2(2, 4, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                break;
+            case 3:
+                gemm_rowb_rows_avx2(3, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                break;
+            default:
+                gemm_rowb_rows_avx2(4, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                break;
+        }
+        m -= rows;
+        a += rows * lda;
+        c += rows * ldc;
+    }
+}

@@ -45,3 +45,17 @@ void fl_pack_t16_scalar(const float* src, int64_t ld, int64_t w, int64_t kc, flo
     for (int64_t i = w; i < 16; ++i)
         for (int64_t p = 0; p < kc; ++p) dst[p * 16 + i] = 0.0f;
 }
+
+// GEMM with a row-major B (contract in ukernels.h): the same chains as fl_gemm_f32_scalar.
+void fl_gemm_rowb_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                             const float* b, int64_t ldb, const float* bias, int load_c, float* c,
+                             int64_t ldc) {
+    for (int64_t i = 0; i < m; ++i) {
+        float* ci = c + i * ldc;
+        for (int64_t j = 0; j < n; ++j) {
+            float acc = load_c ? ci[j] : (bias ? bias[j] : 0.0f);
+            for (int64_t p = 0; p < k; ++p) acc = fmaf(a[i * lda + p], b[p * ldb + j], acc);
+            ci[j] = acc;
+        }
+    }
+}
