@@ -76,6 +76,15 @@ def dense(
 ) -> npt.NDArray[np.float32]:
     """act(x @ kernel + bias) for x (M, K); activation_id from activation_ids() (0 = linear)."""
 
+def dense_unpacked(
+    x: npt.NDArray[np.float32],
+    kernel: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32] | None = None,
+    activation_id: int = 0,
+) -> npt.NDArray[np.float32]:
+    """dense with a raw kernel (K, N): read in place for up to 32 rows of x (M, K), packed
+    per call for more; the same bits as dense() on PackedDense(kernel, bias)."""
+
 def matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """a @ b, packing b on the call (for tests)."""
 

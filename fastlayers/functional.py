@@ -60,8 +60,8 @@ def dense(
     -------
     y : float32 array (..., N)
 
-    The C++ path packs ``kernel`` on every call; :class:`fastlayers.layers.Dense`
-    packs it once, when its weights are set.
+    The C++ path reads ``kernel`` in place for up to 32 rows of x and packs it per call
+    for more; :class:`fastlayers.layers.Dense` packs it once, when its weights are set.
     """
     op = "dense"
     x = V.array(x, op, "x")
@@ -90,17 +90,24 @@ def _dense_run(x, kernel, bias, act, packed):
     if _backend.resolve("dense", None) == "numpy":
         return _np_dense.dense(x, kernel, bias, act)
     core = _backend._core
-    if packed is None:
-        packed = core.PackedDense(kernel, bias)
     k = kernel.shape[0]
     x2 = x.reshape(math.prod(x.shape[:-1]), k)  # a view: x is C-contiguous
     fused = None if callable(act) else _backend.cpp_activation_ids().get(act)
-    if fused is not None:
-        y = core.dense(x2, packed, fused)
-    elif act == "softmax":
-        y = core.softmax_lastdim(core.dense(x2, packed, 0))
+    if packed is None:
+        # A kernel used once: the core reads it in place for a few rows, packs it otherwise.
+        def run(act_id):
+            return core.dense_unpacked(x2, kernel, bias, act_id)
     else:
-        y = _np_activations.apply(act, core.dense(x2, packed, 0))
+
+        def run(act_id):
+            return core.dense(x2, packed, act_id)
+
+    if fused is not None:
+        y = run(fused)
+    elif act == "softmax":
+        y = core.softmax_lastdim(run(0))
+    else:
+        y = _np_activations.apply(act, run(0))
     return y.reshape(x.shape[:-1] + (y.shape[-1],))  # glu halves the last axis
 
 

@@ -11,11 +11,12 @@ import re
 import naive_dense_conv as naive
 import numpy as np
 import pytest
-from conftest import assert_close, backends_for, run_on
+from conftest import NUMPY_ONLY, assert_close, backends_for, run_on
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastlayers as fl
+from fastlayers import _backend
 from fastlayers.activations import NAMES
 
 DENSE = backends_for("dense")
@@ -372,3 +373,56 @@ BAD_FLATTEN = [
 def test_flatten_bad_inputs(any_backend, x, exc, fragment):
     with pytest.raises(exc, match=re.escape(fragment)):
         fl.flatten(x)
+
+
+# -------------------------------------------- functional dense: kernel read in place
+
+
+needs_core = pytest.mark.skipif(
+    not _backend.core_available() or NUMPY_ONLY, reason="compiled core not in this run"
+)
+
+
+@needs_core
+@pytest.mark.parametrize(
+    "m,k,n",
+    [(1, 2048, 300), (5, 257, 513), (31, 300, 17), (32, 256, 256), (33, 40, 257), (3, 0, 9)],
+    ids=str,
+)
+@pytest.mark.parametrize("activation", [None, "relu", "softmax"])
+def test_functional_dense_is_bitwise_the_packed_layer(rng, m, k, n, activation):
+    # fl.dense reads its kernel in place for up to 32 rows (packs it per call above); the
+    # layer packs it once. The FMA chains are the same, so are the bits.
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    kernel = (rng.standard_normal((k, n)) / np.sqrt(max(k, 1))).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    got = run_on("cpp", fl.dense, x, kernel, bias, activation=activation)
+    layer = fl.layers.Dense(n, activation=activation)
+    layer.build(x.shape)
+    layer.set_weights([kernel, bias])
+    with fl.use_backend("cpp"):
+        want = layer(x)
+    assert np.array_equal(got, want)
+
+
+DENSE_UNPACKED_BAD = [
+    ({"x": np.zeros((2, 3))}, TypeError, "dense: x must be a float32 array"),
+    ({"kernel": np.zeros((4, 5), np.float32)}, ValueError, "dense: kernel must have shape (3,"),
+    ({"kernel": np.zeros((5, 3), np.float32).T}, ValueError, "dense: kernel must be C-contiguous"),
+    ({"bias": np.zeros(4, np.float32)}, ValueError, "dense: bias must have shape (5,), got (4,)"),
+    ({"activation_id": 10_000}, ValueError, "dense: activation_id must be in"),
+]
+
+
+@needs_core
+@pytest.mark.parametrize("bad,exc,frag", DENSE_UNPACKED_BAD, ids=[r[2] for r in DENSE_UNPACKED_BAD])
+def test_core_dense_unpacked_rejects_bad_arguments(bad, exc, frag):
+    args = dict(
+        x=np.zeros((2, 3), np.float32),
+        kernel=np.zeros((3, 5), np.float32),
+        bias=None,
+        activation_id=0,
+    )
+    args.update(bad)
+    with pytest.raises(exc, match=re.escape(frag)):
+        _backend._core.dense_unpacked(**args)

@@ -77,6 +77,43 @@ py::array dense(const py::handle& x_in, const PackedB& w, int activation_id) {
     return std::move(y);
 }
 
+// dense with the kernel as given (the functional API): fl::gemm reads it in place for few rows
+// and packs it per call otherwise.
+py::array dense_unpacked(const py::handle& x_in, const py::handle& kernel_in,
+                         const py::handle& bias_in, int activation_id) {
+    const FloatArrayC x = require_f32(x_in, "dense", "x", 2);
+    const FloatArrayC kernel = require_f32(kernel_in, "dense", "kernel", 2);
+    const int64_t m = x.shape(0), k = x.shape(1), n = kernel.shape(1);
+    if (kernel.shape(0) != k) {
+        throw py::value_error("dense: kernel must have shape (" + std::to_string(k) +
+                              ", units) for x (" + std::to_string(m) + ", " + std::to_string(k) +
+                              "), got (" + std::to_string(kernel.shape(0)) + ", " +
+                              std::to_string(n) + ")");
+    }
+    const float* bias = nullptr;
+    FloatArrayC bias_arr;
+    if (!bias_in.is_none()) {
+        bias_arr = require_f32(bias_in, "dense", "bias", 1);
+        if (bias_arr.shape(0) != n) {
+            throw py::value_error("dense: bias must have shape (" + std::to_string(n) +
+                                  ",), got (" + std::to_string(bias_arr.shape(0)) + ",)");
+        }
+        bias = bias_arr.data();
+    }
+    const ActFn act = activation_from_id(activation_id);
+    FloatArrayC y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+    const float* xp = x.data();
+    const float* kp = kernel.data();
+    float* yp = y.mutable_data();
+    auto run = [=] { gemm(xp, m, k, k, kp, n, n, bias, yp, n, Epilogue{act}); };
+    if (m * n * k >= kReleaseGilMinMacs) {
+        call_without_gil(run);
+    } else {
+        run();
+    }
+    return std::move(y);
+}
+
 py::array matmul(const py::handle& a_in, const py::handle& b_in) {
     const FloatArrayC a = require_f32(a_in, "matmul", "a", 2);
     const FloatArrayC b = require_f32(b_in, "matmul", "b", 2);
@@ -117,6 +154,11 @@ void bind_dense(py::module_& m) {
     m.def("dense", &dense, py::arg("x"), py::arg("packed"), py::arg("activation_id") = 0,
           "y = act(x @ kernel + bias) for x (M, K) float32 C-contiguous; returns a new (M, N) "
           "float32 array. activation_id: 0 = linear, else an id of activation_ids().");
+    m.def("dense_unpacked", &dense_unpacked, py::arg("x"), py::arg("kernel"),
+          py::arg("bias") = py::none(), py::arg("activation_id") = 0,
+          "dense with a raw kernel (K, N) float32 C-contiguous, bias (N,) or None: read in place "
+          "for up to 32 rows of x (M, K), packed per call for more. Same bits as dense() on "
+          "PackedDense(kernel, bias).");
     m.def("matmul", &matmul, py::arg("a"), py::arg("b"),
           "a @ b for float32 C-contiguous 2-D arrays (b is packed per call); a new array.");
 }

@@ -459,6 +459,25 @@ void check_driver_case(const DriverCase& dc, bool with_bias, fl::ActFn act, uint
         FLT_CHECK_MSG(outside_ok,
                       "M=%" PRId64 " N=%" PRId64 " K=%" PRId64 " threads=%d: wrote outside C", m, n,
                       k, threads);
+
+        // fl::gemm on the raw kernel (read in place up to 32 rows, packed per call above):
+        // the same chains, so the same bits; NaN in the kernel's row padding must stay unread.
+        std::vector<float> c2(static_cast<size_t>(m * ldc), sentinel());
+        fl::gemm(a.data(), m, k, lda, kernel.data(), n, ldk, with_bias ? bias.data() : nullptr,
+                 c2.data(), ldc, fl::Epilogue{act});
+        int bad2 = 0;
+        for (int64_t i = 0; i < m && bad2 < 3; ++i)
+            for (int64_t j = 0; j < ldc && bad2 < 3; ++j) {
+                const uint32_t want_bits =
+                    j < n ? fltest::float_bits(want[i * n + j]) : kSentinelBits;
+                if (fltest::float_bits(c2[i * ldc + j]) != want_bits) {
+                    ++bad2;
+                    FLT_CHECK_MSG(false,
+                                  "gemm (raw B) M=%" PRId64 " N=%" PRId64 " K=%" PRId64
+                                  " threads=%d: C[%" PRId64 "][%" PRId64 "]",
+                                  m, n, k, threads, i, j);
+                }
+            }
     }
     fl::set_num_threads(saved);
 }
@@ -470,6 +489,8 @@ const std::vector<DriverCase>& driver_cases() {
         {8, 1024, 64},   {13, 49, 7},   {11, 272, 513}, {37, 255, 511},  {97, 257, 255},
         {145, 130, 260}, {300, 40, 20}, {64, 512, 100}, {150, 300, 257}, {12, 4100, 3},
         {1000, 17, 31},  {131, 1, 129}, {2, 3, 1024},
+        // fl::gemm's in-place path (M <= 32) with bands of 8 rows and column tails, and past it.
+        {1, 513, 257},   {5, 255, 512}, {32, 257, 300}, {33, 100, 40}, {9, 1100, 1},
     };
     return cases;
 }

@@ -101,8 +101,8 @@ void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
  *   chain per element in p order, init = C[i][j] (load_c != 0), else bias[j] (bias != NULL),
  *   else 0: the chain of fl_gemm_f32, so the result is bitwise that of packing B and calling it.
  *   A[i][p] at a[i*lda + p]; B[p][j] at b[p*ldb + j]; C[i][j] at c[i*ldc + j]. Only i < m,
- *   p < k, j < n is read (bias: j < n) or written. No alignment required; any m (rows go 4 at
- *   a time), n, k >= 0. */
+ *   p < k, j < n is read (bias: j < n) or written (C rows are written before every step, so
+ *   C must not overlap A or B). No alignment required; any m, n, k >= 0. */
 void fl_gemm_rowb_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                              const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                              int64_t ldc);

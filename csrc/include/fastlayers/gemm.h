@@ -97,8 +97,10 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
                      const float* b_panels, int64_t b_panel_stride, const float* bias_padded,
                      float* c, int64_t ldc, Epilogue ep = {});
 
-// Convenience for ad-hoc products: C = act(A · B + bias) with B (K, N) row-major (ldb), packed
-// per call (in parallel). bias is nullptr or (N,). Prefer pack_b + gemm_packed for weights.
+// Ad-hoc products with a B used once: C = act(A · B + bias) with B (K, N) row-major (ldb).
+// Up to 32 rows B is read in place (streamed, KernelTable::gemm_rowb); more rows pack it per call
+// (in parallel) for the packed micro-kernel. Either way the same FMA chains, hence the same bits
+// as gemm_packed. bias is nullptr or (N,). Prefer pack_b + gemm_packed for weights reused.
 void gemm(const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n, int64_t ldb,
           const float* bias, float* c, int64_t ldc, Epilogue ep = {});
 

@@ -252,64 +252,77 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
     }
 }
 
-// GEMM with a row-major B (contract in ukernels.h). Register tile: MR rows (1..4) x NV vectors
-// of 8 columns (NV = 8 for one row, 4 for two, 2 for three or four: 8-12 independent chains,
-// enough to cover the FMA latency); `cols` valid columns in the tile, the vectors past them
-// masked (maskload reads and maskstore writes nothing there).
-FL_GEMM_AI void gemm_rowb_tile_avx2(const int MR, const int NV, int64_t cols, int64_t k,
-                                    const float* a, int64_t lda, const float* b, int64_t ldb,
-                                    const float* bias, int load_c, float* c, int64_t ldc) {
-    __m256 acc[4][8];
-    __m256i mask[8];
-    FL_GEMM_UNROLL(8)
-    for (int v = 0; v < NV; ++v) {
-        const int64_t r = cols - 8 * v;
-        mask[v] = gemm_lane_mask_avx2(r < 0 ? 0 : (r > 8 ? 8 : r));
-    }
-    const int full = cols == 8 * NV;
-    FL_GEMM_UNROLL(4)
-    for (int i = 0; i < MR; ++i) {
-        FL_GEMM_UNROLL(8)
+// GEMM with a row-major B (contract in ukernels.h). B is swept in bands of kRowbKB rows: for
+// each band, tiles of MR rows x NV vectors of 8 columns go left to right, each loading its C
+// tile (or its init on the first band), running the band's kRowbKB steps in registers and
+// storing it back. So B is read once per row group, as kRowbKB sequential row streams (a tile
+// walking all k rows of a narrow column strip, at a stride of ldb, measured 2x slower: every
+// row a new page for the prefetchers), and C is stored once per band instead of once per step
+// (a store per FMA halved the speed). Each C element is the same FMA chain as in the packed
+// kernels, only stored between bands (a float store is exact).
+#define FL_ROWB_KB 8
+
+FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64_t p0,
+                                    int64_t kb, const float* a, int64_t lda, const float* b,
+                                    int64_t ldb, const float* bias, int first, float* c,
+                                    int64_t ldc) {
+    for (int64_t j = 0; j < n; j += 8 * NV) {
+        const int64_t cols = n - j < 8 * NV ? n - j : 8 * NV;
+        const int full = cols == 8 * NV;
+        __m256i mask[4];
+        FL_GEMM_UNROLL(4)
         for (int v = 0; v < NV; ++v) {
-            const float* src = load_c ? c + i * ldc + 8 * v : (bias ? bias + 8 * v : nullptr);
-            acc[i][v] = src == nullptr ? _mm256_setzero_ps()
-                        : full         ? _mm256_loadu_ps(src)
-                                       : _mm256_maskload_ps(src, mask[v]);
+            const int64_t r = cols - 8 * v;
+            mask[v] = gemm_lane_mask_avx2(r < 0 ? 0 : (r > 8 ? 8 : r));
         }
-    }
-    for (int64_t p = 0; p < k; ++p) {
-        __m256 bv[8];
-        const float* bp = b + p * ldb;
-        FL_GEMM_UNROLL(8)
-        for (int v = 0; v < NV; ++v)
-            bv[v] = full ? _mm256_loadu_ps(bp + 8 * v) : _mm256_maskload_ps(bp + 8 * v, mask[v]);
+        __m256 acc[4][4];
         FL_GEMM_UNROLL(4)
         for (int i = 0; i < MR; ++i) {
-            const __m256 ai = _mm256_broadcast_ss(a + i * lda + p);
-            FL_GEMM_UNROLL(8)
-            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+            FL_GEMM_UNROLL(4)
+            for (int v = 0; v < NV; ++v) {
+                const float* src = !first ? c + i * ldc + j + 8 * v : (bias ? bias + j + 8 * v : 0);
+                acc[i][v] = src == 0 ? _mm256_setzero_ps()
+                            : full   ? _mm256_loadu_ps(src)
+                                     : _mm256_maskload_ps(src, mask[v]);
+            }
         }
-    }
-    FL_GEMM_UNROLL(4)
-    for (int i = 0; i < MR; ++i) {
-        FL_GEMM_UNROLL(8)
-        for (int v = 0; v < NV; ++v) {
-            if (full) {
-                _mm256_storeu_ps(c + i * ldc + 8 * v, acc[i][v]);
-            } else {
-                _mm256_maskstore_ps(c + i * ldc + 8 * v, mask[v], acc[i][v]);
+        for (int64_t p = p0; p < p0 + kb; ++p) {
+            const float* bp = b + p * ldb + j;
+            __m256 bv[4];
+            FL_GEMM_UNROLL(4)
+            for (int v = 0; v < NV; ++v)
+                bv[v] = full ? _mm256_loadu_ps(bp + 8 * v) : _mm256_maskload_ps(bp + 8 * v, mask[v]);
+            FL_GEMM_UNROLL(4)
+            for (int i = 0; i < MR; ++i) {
+                const __m256 ai = _mm256_broadcast_ss(a + i * lda + p);
+                FL_GEMM_UNROLL(4)
+                for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+            }
+        }
+        FL_GEMM_UNROLL(4)
+        for (int i = 0; i < MR; ++i) {
+            FL_GEMM_UNROLL(4)
+            for (int v = 0; v < NV; ++v) {
+                if (full) {
+                    _mm256_storeu_ps(c + i * ldc + j + 8 * v, acc[i][v]);
+                } else {
+                    _mm256_maskstore_ps(c + i * ldc + j + 8 * v, mask[v], acc[i][v]);
+                }
             }
         }
     }
 }
 
-FL_GEMM_AI void gemm_rowb_rows_avx2(const int MR, const int NV, int64_t n, int64_t k,
-                                    const float* a, int64_t lda, const float* b, int64_t ldb,
-                                    const float* bias, int load_c, float* c, int64_t ldc) {
-    for (int64_t j0 = 0; j0 < n; j0 += 8 * NV) {
-        const int64_t cols = n - j0 < 8 * NV ? n - j0 : 8 * NV;
-        gemm_rowb_tile_avx2(MR, NV, cols, k, a, lda, b + j0, ldb, bias ? bias + j0 : nullptr,
-                            load_c, c + j0, ldc);
+FL_GEMM_AI void gemm_rowb_group_avx2(const int MR, const int NV, int64_t n, int64_t k,
+                                     const float* a, int64_t lda, const float* b, int64_t ldb,
+                                     const float* bias, int load_c, float* c, int64_t ldc) {
+    if (k == 0) {
+        if (!load_c) gemm_rowb_band_avx2(MR, NV, n, 0, 0, a, lda, b, ldb, bias, 1, c, ldc);
+        return;
+    }
+    for (int64_t p0 = 0; p0 < k; p0 += FL_ROWB_KB) {
+        const int64_t kb = k - p0 < FL_ROWB_KB ? k - p0 : FL_ROWB_KB;
+        gemm_rowb_band_avx2(MR, NV, n, p0, kb, a, lda, b, ldb, bias, p0 == 0 && !load_c, c, ldc);
     }
 }
 
@@ -321,16 +334,16 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
         const int64_t rows = m < 4 ? m : 4;
         switch (rows) {
             case 1:
-                gemm_rowb_rows_avx2(1, 8, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                gemm_rowb_group_avx2(1, 4, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
                 break;
             case 2:
-                gemm_rowb_rows_avx2(2, 4, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                gemm_rowb_group_avx2(2, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
                 break;
             case 3:
-                gemm_rowb_rows_avx2(3, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                gemm_rowb_group_avx2(3, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
                 break;
             default:
-                gemm_rowb_rows_avx2(4, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
+                gemm_rowb_group_avx2(4, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
                 break;
         }
         m -= rows;
