@@ -984,35 +984,40 @@ def multi_head_attention(
     )
 
 
-def _pack_mha(wq, wk, wv, wo, bq, bk, bv, bo):
-    """The four projections of multi-head attention as ``_core.PackedDense`` (bias folded)."""
+def _pack_mha(wq, wk, wv, wo, bq, bk, bv, bo, pack=True):
+    """The four projections of multi-head attention for the C++ path, as functions
+    x (rows, D) -> (rows, N*H): on ``_core.PackedDense`` (bias folded) when ``pack`` (a
+    layer, packed once), else reading the kernels in place (a functional call, where packing
+    would cost more than the few rows of a short sequence). The same bits either way."""
     core = _backend._core
 
-    def pack(w2, b):
-        return core.PackedDense(
-            np.ascontiguousarray(w2), None if b is None else np.ascontiguousarray(b.reshape(-1))
-        )
+    def projection(w2, b):
+        w2 = np.ascontiguousarray(w2)
+        b = None if b is None else np.ascontiguousarray(b.reshape(-1))
+        if pack:
+            packed = core.PackedDense(w2, b)
+            return lambda x2: core.dense(x2, packed, 0)
+        return lambda x2: core.dense_unpacked(x2, w2, b, 0)
 
     def project_in(w, b):  # (D, N, H) -> (D, N*H)
-        return pack(w.reshape(w.shape[0], -1), b)
+        return projection(w.reshape(w.shape[0], -1), b)
 
     # (N, Hv, E) -> (N*Hv, E)
     return (
         project_in(wq, bq),
         project_in(wk, bk),
         project_in(wv, bv),
-        pack(wo.reshape(-1, wo.shape[-1]), bo),
+        projection(wo.reshape(-1, wo.shape[-1]), bo),
     )
 
 
 def _mha_cpp(query, value, key, packed, n, hk, hv, dout, mask, causal, want_scores):
     """multi-head attention on the C++ path: three projection GEMMs, the heads in one
     attention call on strided views, the output projection GEMM."""
-    core = _backend._core
     b, t_len = query.shape[:2]
 
     def project(x, p, h):  # (B, L, D) -> (B, N, L, h), a view of (B, L, N, h) memory
-        y = core.dense(x.reshape(-1, x.shape[-1]), p, 0)
+        y = p(x.reshape(-1, x.shape[-1]))
         return y.reshape(x.shape[0], x.shape[1], n, h).transpose(0, 2, 1, 3)
 
     pq, pk, pv, po = packed
@@ -1030,7 +1035,7 @@ def _mha_cpp(query, value, key, packed, n, hk, hv, dout, mask, causal, want_scor
         scale=1.0 / math.sqrt(hk),
     )
     o = out.transpose(0, 2, 1, 3).reshape(b * t_len, n * hv)  # a view: heads_last memory
-    y = core.dense(o, po, 0).reshape(b, t_len, dout)
+    y = po(o).reshape(b, t_len, dout)
     return y, weights
 
 
@@ -1103,7 +1108,7 @@ def _multi_head_attention(
     want_scores = V.flag(return_attention_scores, op, "return_attention_scores")
     if _backend.resolve(op, None) == "cpp":
         if packed is None:
-            packed = _pack_mha(wq, wk, wv, wo, *checked)
+            packed = _pack_mha(wq, wk, wv, wo, *checked, pack=False)
         out, weights = _mha_cpp(
             query, value, key, packed, n, hk, hv, wo.shape[2], attention_mask, causal, want_scores
         )

@@ -783,3 +783,34 @@ def test_mha_same_array_for_every_kernel(backend, rng):
         output_kernel=w,
     )
     np.testing.assert_array_equal(got, same)
+
+
+@pytest.mark.parametrize("biases", [True, False], ids=["bias", "no_bias"])
+def test_mha_functional_is_bitwise_the_packed_layer(core, biases, rng):
+    """fl.multi_head_attention reads its kernels in place (few rows), the layer packs them
+    once: the same FMA chains, so the same bits."""
+    query, value, key, kw = make_mha(rng, 2, 5, 7, biases, None)
+    got = run_on("cpp", fl.multi_head_attention, query, value, key, **kw)
+    n, hk = kw["query_kernel"].shape[1:]
+    layer = fl.layers.MultiHeadAttention(
+        n,
+        hk,
+        value_dim=kw["value_kernel"].shape[2],
+        output_shape=kw["output_kernel"].shape[2],
+        use_bias=biases,
+    )
+    layer.build(query.shape, value.shape, key.shape)
+    names = [
+        "query_kernel",
+        "query_bias",
+        "key_kernel",
+        "key_bias",
+        "value_kernel",
+        "value_bias",
+        "output_kernel",
+        "output_bias",
+    ]
+    layer.set_weights([kw[name] for name in names if name in kw])
+    with fl.use_backend("cpp"):
+        want = layer(query, value, key)
+    np.testing.assert_array_equal(got, want)
