@@ -257,9 +257,9 @@ void pack_task(void* ctx, int64_t begin, int64_t end) {
 
 namespace {
 
-// Few rows: B is read in place (KernelTable::gemm_rowb), streamed row after row once per 4 rows
-// of A, each thread over its own block of columns: as wide as possible (long runs of B's rows
-// in address order) while the C block stays under kRowbCFloats (L1/L2). Packing B costs about as
+// Few rows: B is read in place (KernelTable::gemm_rowb), streamed once in bands of 8 rows, each
+// thread over its own blocks of columns: up to 1024 wide (long runs of B's rows in address
+// order, a band in L1) while the C block stays under kRowbCFloats (L2). Packing B costs about as
 // much as the product with tens of rows (it reads and writes all of B, into a fresh buffer whose
 // pages fault in): x (1, 2048) @ W (2048, 2048) on one thread took 3.7 ms with packing, 0.33 ms
 // in place (NumPy 0.31 ms); (8, 2048) 4.4 -> 1.2 ms (NumPy 2.4). The chains are those of the
@@ -270,16 +270,23 @@ constexpr int64_t kRowbCFloats = 16384;  // 64 KiB of C per block
 void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n,
                       int64_t ldb, const float* bias, float* c, int64_t ldc, Epilogue ep) {
     const KernelTable& kt = kernels();
-    const int64_t threads = std::max<int64_t>(1, num_threads());
-    const int64_t cap = std::max<int64_t>(64, kRowbCFloats / m / 64 * 64);
-    const int64_t nc = std::min(cap, std::max<int64_t>(64, (n + threads - 1) / threads + 63) / 64 * 64);
-    const int64_t blocks = (n + nc - 1) / nc;
-    const int64_t macs = std::max<int64_t>(1, m * nc * std::max<int64_t>(k, 1));
-    const int64_t min_blocks = std::max<int64_t>(1, 65536 / macs);  // >= ~64k MACs a chunk
+    // Threads only for a B of 4 MiB or more (streaming it is then what the time goes to): on 2
+    // threads a 512 x 512 B with 16-32 rows ran 1.3-4x slower than on one (not understood).
+    const int64_t threads = k * n >= (int64_t(1) << 20) ? std::max<int64_t>(1, num_threads()) : 1;
+    // Column block: a band of 8 rows of B (<= 32 KiB) stays in L1, the C block in L2.
+    const int64_t cap = std::max<int64_t>(64, std::min<int64_t>(1024, kRowbCFloats / m) / 64 * 64);
+    // Block edges fall on 64-byte lines of C (when ldc keeps rows aligned alike), so that two
+    // threads never store into one line: measured 2x slower on 2 threads with 512 columns.
+    const int64_t shift = static_cast<int64_t>((reinterpret_cast<uintptr_t>(c) / sizeof(float)) % 16);
+    const int64_t per_thread = (n + shift + threads - 1) / threads;
+    const int64_t nc = std::min(cap, std::max<int64_t>(64, (per_thread + 15) / 16 * 16));
+    const int64_t blocks = (n + shift + nc - 1) / nc;
+    const int64_t min_blocks = threads == 1 ? blocks : 1;
     parallel_for(blocks, min_blocks, [&](int64_t q0, int64_t q1) {
         for (int64_t q = q0; q < q1; ++q) {
-            const int64_t n0 = q * nc;
-            const int64_t w = std::min(nc, n - n0);
+            const int64_t n0 = std::max<int64_t>(0, q * nc - shift);
+            const int64_t w = std::min(n, (q + 1) * nc - shift) - n0;
+            if (w <= 0) continue;
             kt.gemm_rowb(m, w, k, a, lda, b + n0, ldb, bias ? bias + n0 : nullptr, 0, c + n0,
                          ldc);
             if (ep.act) {

@@ -253,9 +253,9 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
 }
 
 // GEMM with a row-major B (contract in ukernels.h). B is swept in bands of kRowbKB rows: for
-// each band, tiles of MR rows x NV vectors of 8 columns go left to right, each loading its C
-// tile (or its init on the first band), running the band's kRowbKB steps in registers and
-// storing it back. So B is read once per row group, as kRowbKB sequential row streams (a tile
+// each band and group of MR rows, tiles of MR rows x NV vectors of 8 columns go left to right,
+// each loading its C tile (or its init on the first band), running the band's kRowbKB steps in
+// registers and storing it back. So B is read once, as kRowbKB sequential row streams (a tile
 // walking all k rows of a narrow column strip, at a stride of ldb, measured 2x slower: every
 // row a new page for the prefetchers), and C is stored once per band instead of once per step
 // (a store per FMA halved the speed). Each C element is the same FMA chain as in the packed
@@ -313,41 +313,33 @@ FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64
     }
 }
 
-FL_GEMM_AI void gemm_rowb_group_avx2(const int MR, const int NV, int64_t n, int64_t k,
-                                     const float* a, int64_t lda, const float* b, int64_t ldb,
-                                     const float* bias, int load_c, float* c, int64_t ldc) {
-    if (k == 0) {
-        if (!load_c) gemm_rowb_band_avx2(MR, NV, n, 0, 0, a, lda, b, ldb, bias, 1, c, ldc);
-        return;
-    }
-    for (int64_t p0 = 0; p0 < k; p0 += FL_ROWB_KB) {
-        const int64_t kb = k - p0 < FL_ROWB_KB ? k - p0 : FL_ROWB_KB;
-        gemm_rowb_band_avx2(MR, NV, n, p0, kb, a, lda, b, ldb, bias, p0 == 0 && !load_c, c, ldc);
-    }
-}
-
 void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                            const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                            int64_t ldc) {
-    if (n <= 0) return;
-    while (m > 0) {
-        const int64_t rows = m < 4 ? m : 4;
-        switch (rows) {
-            case 1:
-                gemm_rowb_group_avx2(1, 4, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
-                break;
-            case 2:
-                gemm_rowb_group_avx2(2, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
-                break;
-            case 3:
-                gemm_rowb_group_avx2(3, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
-                break;
-            default:
-                gemm_rowb_group_avx2(4, 2, n, k, a, lda, b, ldb, bias, load_c, c, ldc);
-                break;
+    if (n <= 0 || m <= 0) return;
+    // Bands outside, row groups inside: a band of B (kRowbKB rows of the driver's column block)
+    // is read from memory once and reused from L1 by every group of 4 rows of A.
+    for (int64_t p0 = 0; p0 < k || (p0 == 0 && !load_c); p0 += FL_ROWB_KB) {
+        const int64_t kb = k - p0 < FL_ROWB_KB ? k - p0 : FL_ROWB_KB;  // 0 when k == 0
+        const int first = p0 == 0 && !load_c;
+        for (int64_t i0 = 0; i0 < m; i0 += 4) {
+            const float* ai = a + i0 * lda;
+            float* ci = c + i0 * ldc;
+            switch (m - i0 < 4 ? m - i0 : 4) {
+                case 1:
+                    gemm_rowb_band_avx2(1, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
+                    break;
+                case 2:
+                    gemm_rowb_band_avx2(2, 2, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
+                    break;
+                case 3:
+                    gemm_rowb_band_avx2(3, 2, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
+                    break;
+                default:
+                    gemm_rowb_band_avx2(4, 2, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
+                    break;
+            }
         }
-        m -= rows;
-        a += rows * lda;
-        c += rows * ldc;
+        if (k == 0) break;
     }
 }
