@@ -22,21 +22,26 @@ namespace fl {
 namespace py_bindings {
 namespace {
 
+// An optional bias (N,) for a kernel (K, N): nullptr for None, else its data, kept alive by
+// *holder; a ValueError names the op and both shapes.
+const float* optional_bias(const py::handle& bias_in, const char* op, int64_t k, int64_t n,
+                           FloatArrayC* holder) {
+    if (bias_in.is_none()) return nullptr;
+    *holder = require_f32(bias_in, op, "bias", 1);
+    if (holder->shape(0) != n) {
+        throw py::value_error(std::string(op) + ": bias must have shape (" + std::to_string(n) +
+                              ",) to match kernel (" + std::to_string(k) + ", " +
+                              std::to_string(n) + "), got (" + std::to_string(holder->shape(0)) +
+                              ",)");
+    }
+    return holder->data();
+}
+
 PackedB make_packed_dense(const py::handle& kernel_in, const py::handle& bias_in) {
     const FloatArrayC kernel = require_f32(kernel_in, "PackedDense", "kernel", 2);
     const int64_t k = kernel.shape(0), n = kernel.shape(1);
-    const float* bias = nullptr;
     FloatArrayC bias_arr;
-    if (!bias_in.is_none()) {
-        bias_arr = require_f32(bias_in, "PackedDense", "bias", 1);
-        if (bias_arr.shape(0) != n) {
-            throw py::value_error("PackedDense: bias must have shape (" + std::to_string(n) +
-                                  ",) to match kernel (" + std::to_string(k) + ", " +
-                                  std::to_string(n) + "), got (" +
-                                  std::to_string(bias_arr.shape(0)) + ",)");
-        }
-        bias = bias_arr.data();
-    }
+    const float* bias = optional_bias(bias_in, "PackedDense", k, n, &bias_arr);
     const float* kp = kernel.data();
     if (k * n >= (int64_t(1) << 20)) {
         PackedB packed;
@@ -90,16 +95,8 @@ py::array dense_unpacked(const py::handle& x_in, const py::handle& kernel_in,
                               "), got (" + std::to_string(kernel.shape(0)) + ", " +
                               std::to_string(n) + ")");
     }
-    const float* bias = nullptr;
     FloatArrayC bias_arr;
-    if (!bias_in.is_none()) {
-        bias_arr = require_f32(bias_in, "dense", "bias", 1);
-        if (bias_arr.shape(0) != n) {
-            throw py::value_error("dense: bias must have shape (" + std::to_string(n) +
-                                  ",), got (" + std::to_string(bias_arr.shape(0)) + ",)");
-        }
-        bias = bias_arr.data();
-    }
+    const float* bias = optional_bias(bias_in, "dense", k, n, &bias_arr);
     const ActFn act = activation_from_id(activation_id);
     FloatArrayC y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
     const float* xp = x.data();
