@@ -10,8 +10,9 @@
 // matrix, kh*kw times the input) is never built:
 //   * 1x1, stride 1 (pads are then always zero): A_g IS x, rows of lda = C starting at channel
 //     g*cg, so the GEMM reads x directly (no copy) and threads itself.
-//   * depthwise (cg == 1, any multiplier fg): a direct kernel (kernels().dwconv) reads the
-//     patch rows through per-tile pointers, no GEMM (see depthwise_forward).
+//   * depthwise (cg == 1; multiplier fg == 1, or any fg with C >= 8): a direct kernel
+//     (kernels().dwconv) reads the patch rows through per-tile pointers, no GEMM (see
+//     depthwise_forward).
 //   * K <= kIgemmMaxK (4096), where the ISA has an indirect kernel (not NEON yet): the indirect
 //     GEMM kernel (kernels().igemm) reads each patch row as a few chunks of x through per-tile
 //     pointers - kernel rows of kw*cg floats for few-channel convs, else single taps of cg
@@ -165,8 +166,8 @@ void expand_patches(const float* x, const Conv2dShape& s, int64_t cg, int64_t g,
 // zero row for padding taps, which then add fma(0, K, acc) as the GEMM path would), runs the
 // kernel and applies the activation to each finished pixel row. For m > 1 the kernel runs once
 // per plane j (the filters of channels c*m + j) into a kDwTile x C scratch tile, which is then
-// spread into y with stride m: the same FMA chain per output as the GEMM path, at a tenth of
-// its time (the grouped GEMM had N = m columns per group).
+// spread into y with stride m: the same FMA chain per output as the GEMM path, 6-9x faster
+// than it (1x56x56x64, m = 2 and 4; the grouped GEMM had N = m columns per group).
 void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                        ActFn act) {
     constexpr int64_t kDwTile = 64;
