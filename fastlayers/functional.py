@@ -374,12 +374,20 @@ def _lstm(
     act = V.activation(activation, op, "activation", elementwise=True)
     ract = V.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
     if _backend.resolve(op, _rnn_cpp_reason(act, ract)) == "cpp":
-        if packed is None:
-            packed = _pack_lstm(kernel, recurrent_kernel, bias)
         ids = _backend.cpp_activation_ids()
-        out, h, c = _backend._core.lstm(
-            x, *packed, h0, c0, mask, return_sequences, go_backwards, ids[act], ids[ract]
-        )
+        if packed is None and x.shape[1] == 1 and mask is None:
+            # One step with weights used once (streaming calls): read them in place, as
+            # lstm_cell does, rather than pack them. The same bits as the packed step.
+            h, c = _backend._core.lstm_cell(
+                x[:, 0], kernel, recurrent_kernel, bias, h0, c0, ids[act], ids[ract]
+            )
+            out = h.reshape(b, 1, u).copy() if return_sequences else h
+        else:
+            if packed is None:
+                packed = _pack_lstm(kernel, recurrent_kernel, bias)
+            out, h, c = _backend._core.lstm(
+                x, *packed, h0, c0, mask, return_sequences, go_backwards, ids[act], ids[ract]
+            )
     else:
         out, h, c = _np_recurrent.lstm(
             x,

@@ -136,10 +136,26 @@ def test_cpp_lstm_cell_is_bitwise_one_lstm_step(b, f, u, with_bias, rng):
     rk = (rng.standard_normal((u, 4 * u)) / np.sqrt(u)).astype(F32)
     bias = rng.standard_normal(4 * u).astype(F32) if with_bias else None
     ch, cc = run_on("cpp", fl.lstm_cell, x, h, c, kernel, rk, bias)
-    _, lh, lc = run_on(
-        "cpp", fl.lstm, x[:, None], kernel, rk, bias, initial_state=[h, c], return_state=True
+    ids = _backend.cpp_activation_ids()
+    packed = fl.functional._pack_lstm(kernel, rk, bias)
+    _, lh, lc = _backend._core.lstm(
+        x[:, None], *packed, h, c, None, False, False, ids["tanh"], ids["sigmoid"]
     )
     assert np.array_equal(ch, lh) and np.array_equal(cc, lc)
+    # fl.lstm with one step and raw weights takes the cell's in-place path: the same bits.
+    out, sh, sc = run_on(
+        "cpp",
+        fl.lstm,
+        x[:, None],
+        kernel,
+        rk,
+        bias,
+        initial_state=[h, c],
+        return_state=True,
+        return_sequences=True,
+    )
+    assert np.array_equal(out[:, 0], lh) and np.array_equal(sh, lh) and np.array_equal(sc, lc)
+    assert not np.shares_memory(out, sh)
 
 
 # ------------------------------------------------------------------ threads
