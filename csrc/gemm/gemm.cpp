@@ -270,28 +270,39 @@ constexpr int64_t kRowbCFloats = 16384;  // 64 KiB of C per block
 void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n,
                       int64_t ldb, const float* bias, float* c, int64_t ldc, Epilogue ep) {
     const KernelTable& kt = kernels();
-    // Threads only for a B of 4 MiB or more (streaming it is then what the time goes to): on 2
-    // threads a 512 x 512 B with 16-32 rows ran 1.3-4x slower than on one (not understood).
-    const int64_t threads = k * n >= (int64_t(1) << 20) ? std::max<int64_t>(1, num_threads()) : 1;
+    const int64_t threads = std::max<int64_t>(1, num_threads());
     // Column block: a band of 8 rows of B (<= 32 KiB) stays in L1, the C block in L2.
     const int64_t cap = std::max<int64_t>(64, std::min<int64_t>(1024, kRowbCFloats / m) / 64 * 64);
-    // Block edges fall on 64-byte lines of C (when ldc keeps rows aligned alike), so that two
-    // threads never store into one line: measured 2x slower on 2 threads with 512 columns.
+    // Columns [n0, n0 + w) of rows [i0, i1).
+    const auto block = [&](int64_t i0, int64_t i1, int64_t n0, int64_t w) {
+        kt.gemm_rowb(i1 - i0, w, k, a + i0 * lda, lda, b + n0, ldb, bias ? bias + n0 : nullptr, 0,
+                     c + i0 * ldc + n0, ldc);
+        if (ep.act) {
+            for (int64_t i = i0; i < i1; ++i) ep.act(c + i * ldc + n0, w);
+        }
+    };
+    if (threads > 1 && k * n < (int64_t(1) << 20) && m >= 8) {
+        // A B under 4 MiB stays in cache: threads split the rows (groups of 4), each reading all
+        // of B. Split by columns instead, the two threads' C blocks met inside 64-byte lines or
+        // left masked tiles at their edges, and 2 threads ran 1.3-4x slower than one.
+        parallel_for((m + 3) / 4, 1, [&](int64_t g0, int64_t g1) {
+            for (int64_t n0 = 0; n0 < n; n0 += cap) block(4 * g0, std::min(m, 4 * g1), n0, std::min(cap, n - n0));
+        });
+        return;
+    }
+    // Otherwise threads (if any) split the columns, for a B of 4 MiB or more whose streaming is
+    // then what the time goes to; block edges fall on 64-byte lines of C (when ldc keeps rows
+    // aligned alike), so that two threads never store into one line.
+    const int64_t nt = k * n >= (int64_t(1) << 20) ? threads : 1;
     const int64_t shift = static_cast<int64_t>((reinterpret_cast<uintptr_t>(c) / sizeof(float)) % 16);
-    const int64_t per_thread = (n + shift + threads - 1) / threads;
+    const int64_t per_thread = (n + shift + nt - 1) / nt;
     const int64_t nc = std::min(cap, std::max<int64_t>(64, (per_thread + 15) / 16 * 16));
     const int64_t blocks = (n + shift + nc - 1) / nc;
-    const int64_t min_blocks = threads == 1 ? blocks : 1;
-    parallel_for(blocks, min_blocks, [&](int64_t q0, int64_t q1) {
+    parallel_for(blocks, nt == 1 ? blocks : 1, [&](int64_t q0, int64_t q1) {
         for (int64_t q = q0; q < q1; ++q) {
             const int64_t n0 = std::max<int64_t>(0, q * nc - shift);
             const int64_t w = std::min(n, (q + 1) * nc - shift) - n0;
-            if (w <= 0) continue;
-            kt.gemm_rowb(m, w, k, a, lda, b + n0, ldb, bias ? bias + n0 : nullptr, 0, c + n0,
-                         ldc);
-            if (ep.act) {
-                for (int64_t i = 0; i < m; ++i) ep.act(c + i * ldc + n0, w);
-            }
+            if (w > 0) block(0, m, n0, w);
         }
     });
 }
