@@ -311,7 +311,8 @@ def lstm(
     output, or (output, h, c) if return_state; float32.
 
     The C++ path serves every call whose activations are in the core's elementwise
-    table (a callable runs on NumPy); it packs the kernels on every call, while
+    table (a callable runs on NumPy); it packs the kernels on every call (one unmasked
+    step of up to 32 rows reads them in place instead, as :func:`lstm_cell` does), while
     :class:`fastlayers.layers.LSTM` packs them once, when its weights are set.
     """
     return _lstm(
@@ -376,8 +377,8 @@ def _lstm(
     if _backend.resolve(op, _rnn_cpp_reason(act, ract)) == "cpp":
         ids = _backend.cpp_activation_ids()
         if packed is None and x.shape[1] == 1 and mask is None:
-            # One step with weights used once (streaming calls): read them in place, as
-            # lstm_cell does, rather than pack them. The same bits as the packed step.
+            # One step with weights used once (streaming calls): _core.lstm_cell reads them in
+            # place for up to 32 rows (packs them above), the same bits as the packed step.
             h, c = _backend._core.lstm_cell(
                 x[:, 0], kernel, recurrent_kernel, bias, h0, c0, ids[act], ids[ract]
             )

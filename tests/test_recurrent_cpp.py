@@ -125,7 +125,10 @@ def test_cpp_lstm_cell_matches_numpy(b, f, u, rng):
         assert_close(a, e, k=f + u, magnitude=4.0)
 
 
-@pytest.mark.parametrize("b,f,u", [(1, 128, 256), (4, 7, 16), (5, 9, 17), (9, 64, 33), (2, 1, 1)])
+@pytest.mark.parametrize(
+    "b,f,u",
+    [(1, 128, 256), (4, 7, 16), (5, 9, 17), (9, 64, 33), (2, 1, 1), (32, 5, 17), (33, 5, 17)],
+)
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_cpp_lstm_cell_is_bitwise_one_lstm_step(b, f, u, with_bias, rng):
     # lstm_cell reads the kernels in place; lstm packs them. The FMA chains are the same, so
@@ -156,6 +159,20 @@ def test_cpp_lstm_cell_is_bitwise_one_lstm_step(b, f, u, with_bias, rng):
     )
     assert np.array_equal(out[:, 0], lh) and np.array_equal(sh, lh) and np.array_equal(sc, lc)
     assert not np.shares_memory(out, sh)
+
+
+def test_cpp_lstm_cell_flushes_subnormals_like_lstm():
+    # Every kernel call runs with flush-to-zero; the cell's in-place path too (a subnormal
+    # c = 5e-40 here would differ from lstm's 0).
+    ids = _backend.cpp_activation_ids()
+    x = np.full((1, 1), 1e-39, F32)
+    k, rk, z = np.ones((1, 4), F32), np.zeros((1, 4), F32), np.zeros((1, 1), F32)
+    ch, cc = _backend._core.lstm_cell(x, k, rk, None, z, z, ids["tanh"], ids["sigmoid"])
+    packed = fl.functional._pack_lstm(k, rk, None)
+    _, lh, lc = _backend._core.lstm(
+        x[:, None].copy(), *packed, z, z, None, False, False, ids["tanh"], ids["sigmoid"]
+    )
+    assert np.array_equal(ch, lh) and np.array_equal(cc, lc)
 
 
 # ------------------------------------------------------------------ threads

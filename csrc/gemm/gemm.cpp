@@ -27,7 +27,8 @@
 // for small batches each core then streams its own share of the weights, which may stay in its
 // L2 across calls - else rows (in multiples of MR; both cores share B through L3 and pack their
 // own A). At most one task per 64K multiply-adds. The split is a pure function of the shape
-// and the thread count.
+// and the thread count. (fl::gemm's few-row path, gemm_row_major_b, splits rows or columns by
+// its own rule, which may also depend on C's address; results never depend on the split.)
 #include <algorithm>
 #include <cstdint>
 
@@ -281,7 +282,7 @@ void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const f
             for (int64_t i = i0; i < i1; ++i) ep.act(c + i * ldc + n0, w);
         }
     };
-    if (threads > 1 && k * n < (int64_t(1) << 20) && m >= 8) {
+    if (threads > 1 && k * n < (int64_t(1) << 20) && m >= 8 && m * k * n >= 2 * 65536) {
         // A B under 4 MiB stays in cache: threads split the rows (groups of 4), each reading all
         // of B. Split by columns instead, the two threads' C blocks met inside 64-byte lines or
         // left masked tiles at their edges, and 2 threads ran 1.3-4x slower than one.

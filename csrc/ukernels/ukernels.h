@@ -95,8 +95,9 @@ void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
                       int load_c, float* c, int64_t ldc);
 #endif
 
-/* GEMM with a row-major B read in place, for a few rows and a B used once (lstm_cell's
- * kernels), where packing B would cost more than the product (csrc/ukernels/gemm/<isa>.cpp):
+/* GEMM with a row-major B read in place, for a few rows and a B used once (fl::gemm's few-row
+ * path, lstm_cell's kernels), where packing B would cost more than the product
+ * (csrc/ukernels/gemm/<isa>.cpp):
  *   C[i][j] (i < m, j < n) = init + sum over p < k of A[i][p] * B[p][j], ONE fused-multiply-add
  *   chain per element in p order, init = C[i][j] (load_c != 0), else bias[j] (bias != NULL),
  *   else 0: the chain of fl_gemm_f32, so the result is bitwise that of packing B and calling it.

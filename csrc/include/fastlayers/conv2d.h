@@ -76,9 +76,10 @@ int64_t conv2d_tile_pixels(int64_t k);
 
 // y (N, OH, OW, F) = conv(x (N, H, W, C)); x and y C-contiguous, not overlapping. The shape's
 // kernel fields must match w (std::invalid_argument otherwise). N == 0 does nothing.
-// 1x1 stride-1 unpadded convs run the GEMM on x itself; depthwise convs (C == groups, any
-// multiplier) run a direct kernel through per-tile row pointers (threads x 64 x kh*kw pointers
-// + one zero row of C floats, and for multiplier > 1 a 64 x C tile per thread); others with K <= 4096 run the indirect GEMM kernel through per-tile chunk
+// 1x1 stride-1 unpadded convs run the GEMM on x itself; depthwise convs (C == groups;
+// multiplier 1, or any multiplier when C >= 8) run a direct kernel through per-tile row
+// pointers (threads x 64 x kh*kw pointers + one zero row of C floats, and for multiplier > 1
+// a 64 x C tile per thread); others with K <= 4096 run the indirect GEMM kernel through per-tile chunk
 // pointers (threads x conv2d_tile_pixels(K) x kh*kw pointers, a zero row, and for C < 16 a
 // scratch tile of conv2d_tile_pixels(K) x K floats per thread of which only the rows clipped by
 // the left/right padding are written); larger K expand patches into one tile buffer per thread

@@ -40,7 +40,8 @@ struct KernelTable {
                  int64_t ldc);
 
     // GEMM with a row-major B read in place (no packing), for a few rows and a B used once:
-    // the chains of gemm (fl_gemm_rowb_f32_<isa>, ukernels.h). Used by lstm_cell_forward.
+    // the chains of gemm (fl_gemm_rowb_f32_<isa>, ukernels.h). Used by fl::gemm for few rows
+    // (functional dense, matmul, multi-head attention projections) and lstm_cell_forward.
     void (*gemm_rowb)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                       const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                       int64_t ldc);

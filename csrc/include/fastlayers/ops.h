@@ -67,9 +67,10 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
 
 // One LSTM step with the kernels as given (Keras LSTMCell; csrc/ops/lstm.cpp): x (B, F),
 // kernel (F, 4u) and recurrent_kernel (u, 4u) row-major contiguous, bias (4u,) or nullptr,
-// h0, c0 (B, u). Writes h, c (B, u) (h == h0 / c == c0 allowed). The kernels are read in place
-// (KernelTable::gemm_rowb), not packed: a single step uses them once. Bitwise the result of
-// lstm_forward with T = 1 on the packed kernels. One thread. B == 0 or u == 0 does nothing.
+// h0, c0 (B, u). Writes h, c (B, u) (h == h0 / c == c0 allowed). Up to 32 rows the kernels are
+// read in place (KernelTable::gemm_rowb, one thread): a single step uses them once; more rows
+// pack them and run lstm_forward. Either way bitwise the result of lstm_forward with T = 1 on
+// the packed kernels. B == 0 or u == 0 does nothing.
 void lstm_cell_forward(const float* x, int64_t batch, int64_t features, int64_t u,
                        const float* kernel, const float* recurrent_kernel, const float* bias,
                        const float* h0, const float* c0, Act act, Act recurrent_act, float* h,
