@@ -92,6 +92,30 @@ def assert_close(actual, expected, k: int = 1, magnitude: float = 1.0, err_msg: 
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
 
 
+def randn(rng, *shape, scale=1.0):
+    """Standard-normal float32 array of ``shape``, times ``scale``."""
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+def mha_weights(rng, dq, dk, dv, n, hk, hv, dout, biases):
+    """Keras MultiHeadAttention weights as keyword arguments of multi_head_attention:
+    kernels scaled by 1/sqrt(fan-in), and the four biases when ``biases``."""
+    kw = dict(
+        query_kernel=randn(rng, dq, n, hk, scale=1 / math.sqrt(dq)),
+        key_kernel=randn(rng, dk, n, hk, scale=1 / math.sqrt(dk)),
+        value_kernel=randn(rng, dv, n, hv, scale=1 / math.sqrt(dv)),
+        output_kernel=randn(rng, n, hv, dout, scale=1 / math.sqrt(n * hv)),
+    )
+    if biases:
+        kw.update(
+            query_bias=randn(rng, n, hk, scale=0.3),
+            key_bias=randn(rng, n, hk, scale=0.3),
+            value_bias=randn(rng, n, hv, scale=0.3),
+            output_bias=randn(rng, dout),
+        )
+    return kw
+
+
 def run_on(backend: str, fn, *args, **kwargs):
     """Call ``fn`` with ``backend`` in force."""
     with fastlayers.use_backend(backend):

@@ -15,7 +15,7 @@ import re
 import naive_seq_attn as naive
 import numpy as np
 import pytest
-from conftest import assert_close, backends_for, run_on
+from conftest import assert_close, backends_for, mha_weights, randn, run_on
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,10 +39,6 @@ ALL_OPS = (
     "scaled_dot_product_attention",
     "multi_head_attention",
 )
-
-
-def randn(rng, *shape, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(F32)
 
 
 def luong_magnitude(q, k, v, scale=None, score_mode="dot", weight=None):
@@ -370,19 +366,7 @@ def make_mha(rng, b, t, s, dq, dv, dk, n, hk, hv, dout, biases, mask_kind):
     query, value = randn(rng, b, t, dq), randn(rng, b, s, dv)
     key = None if dk is None else randn(rng, b, s, dk)
     dk_ = dv if dk is None else dk
-    kw = dict(
-        query_kernel=randn(rng, dq, n, hk, scale=1 / math.sqrt(dq)),
-        key_kernel=randn(rng, dk_, n, hk, scale=1 / math.sqrt(dk_)),
-        value_kernel=randn(rng, dv, n, hv, scale=1 / math.sqrt(dv)),
-        output_kernel=randn(rng, n, hv, dout, scale=1 / math.sqrt(n * hv)),
-    )
-    if biases:
-        kw.update(
-            query_bias=randn(rng, n, hk, scale=0.3),
-            key_bias=randn(rng, n, hk, scale=0.3),
-            value_bias=randn(rng, n, hv, scale=0.3),
-            output_bias=randn(rng, dout),
-        )
+    kw = mha_weights(rng, dq, dk_, dv, n, hk, hv, dout, biases)
     if mask_kind is not None:
         m = rng.random((t, s) if mask_kind == "ts" else (b, t, s)) > 0.4
         m[..., 0] = True

@@ -21,17 +21,13 @@ import math
 import naive_seq_attn as naive
 import numpy as np
 import pytest
-from conftest import NUMPY_ONLY, assert_close, backends_for, run_on
+from conftest import NUMPY_ONLY, assert_close, backends_for, mha_weights, randn, run_on
 
 import fastlayers as fl
 
 F32 = np.float32
 SDPA = "scaled_dot_product_attention"
 MHA = "multi_head_attention"
-
-
-def randn(rng, *shape, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(F32)
 
 
 def _amax(*arrays):
@@ -395,19 +391,7 @@ def test_additive_attention_tile_edges(backend, t, s, with_scale, variant, rng):
 def make_mha(rng, b, t, s, biases, mask_kind, dq=6, dv=5, dk=7, n=2, hk=8, hv=4, dout=3):
     """key_dim != value_dim, Dout != Dq, a separate key of its own width."""
     query, value, key = randn(rng, b, t, dq), randn(rng, b, s, dv), randn(rng, b, s, dk)
-    kw = dict(
-        query_kernel=randn(rng, dq, n, hk, scale=1 / math.sqrt(dq)),
-        key_kernel=randn(rng, dk, n, hk, scale=1 / math.sqrt(dk)),
-        value_kernel=randn(rng, dv, n, hv, scale=1 / math.sqrt(dv)),
-        output_kernel=randn(rng, n, hv, dout, scale=1 / math.sqrt(n * hv)),
-    )
-    if biases:
-        kw.update(
-            query_bias=randn(rng, n, hk, scale=0.3),
-            key_bias=randn(rng, n, hk, scale=0.3),
-            value_bias=randn(rng, n, hv, scale=0.3),
-            output_bias=randn(rng, dout),
-        )
+    kw = mha_weights(rng, dq, dk, dv, n, hk, hv, dout, biases)
     if mask_kind is not None:
         m = rng.random((t, s) if mask_kind == "ts" else (b, t, s)) > 0.3
         m[..., t // 2, :] = False  # a fully masked row (in every batch for "ts")
