@@ -198,18 +198,24 @@ def _lstm_case(cid, b, t, f, u, quick=True):
             layer.weight_hh_l0.copy_(torch.from_numpy(d["recurrent_kernel"].T.copy()))
             layer.bias_ih_l0.copy_(torch.from_numpy(d["bias"]))
             layer.bias_hh_l0.zero_()
-        layer.eval()
-        x = torch.from_numpy(d["x"])
-
-        def run():
-            with torch.no_grad():
-                out, _ = layer(x)
-            return out[:, -1]
-
-        return run
+        return _torch_last_output(layer, d["x"])
 
     flops = 2.0 * b * t * 4 * u * (f + u)
     return Case(cid, "lstm", f"B {b}, T {t}, F {f}, U {u}", flops, make, call, torch_prepare, quick)
+
+
+def _torch_last_output(layer, x):
+    """A call of a torch recurrent layer (eval mode, no grad) returning the last step's output,
+    which is what the Keras layers return without return_sequences."""
+    layer.eval()
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.no_grad():
+            out, _ = layer(xt)
+        return out[:, -1]
+
+    return run
 
 
 def _gru_case(cid, b, t, f, u, quick=True):
@@ -244,15 +250,7 @@ def _gru_case(cid, b, t, f, u, quick=True):
             layer.weight_hh_l0.copy_(t_(d["recurrent_kernel"][:, order].T))
             layer.bias_ih_l0.copy_(t_(d["bias"][0, order]))
             layer.bias_hh_l0.copy_(t_(d["bias"][1, order]))
-        layer.eval()
-        x = torch.from_numpy(d["x"])
-
-        def run():
-            with torch.no_grad():
-                out, _ = layer(x)
-            return out[:, -1]
-
-        return run
+        return _torch_last_output(layer, d["x"])
 
     flops = 2.0 * b * t * 3 * u * (f + u)
     return Case(cid, "gru", f"B {b}, T {t}, F {f}, U {u}", flops, make, call, torch_prepare, quick)
