@@ -20,8 +20,8 @@ from fastlayers import _backend
 def test_compiled_core_is_used():
     """Fails when the package was imported without its compiled core.
 
-    Typical cause: running ``python -m pytest`` from the repository root, which puts
-    the uncompiled source folder ``fastlayers/`` ahead of the installed package.
+    Typical cause: a build that failed to compile the core, or a source tree on
+    sys.path ahead of the installed package (the src layout prevents that in the root).
     Set FASTLAYERS_TEST_NUMPY_ONLY=1 to ask for a NumPy-only run explicitly.
     """
     if NUMPY_ONLY:
