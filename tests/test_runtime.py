@@ -272,3 +272,44 @@ def test_interpreter_exits_after_threaded_work():
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+@needs_core
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512", "neon"])
+def test_each_supported_isa_can_be_chosen(isa):
+    """Every ISA this CPU supports is selectable (blanks and case ignored); the others fall back
+    to the best supported one with a message naming the cap."""
+    supported = fastlayers.runtime_info()["isas_supported"]
+    r = _run(
+        "import fastlayers as f\ni = f.runtime_info()\nprint(i['isa'])\nprint(i['isa_cap_message'])",
+        FASTLAYERS_ISA=f" {isa.upper()} ",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    if isa in supported:
+        assert lines[0] == isa and lines[1:] in ([], [""])
+    else:
+        assert lines[0] == supported[-1]
+        assert isa.upper() in lines[1] and "not supported" in lines[1]
+
+
+@needs_core
+def test_avx512_level_follows_cpu_features():
+    info = fastlayers.runtime_info()
+    f = info["cpu_features"]
+    full = all(f[k] for k in ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"))
+    if "avx512" in info["isas_built"]:
+        assert ("avx512" in info["isas_supported"]) == full
+        if full and info["isa_cap"] is None:
+            assert info["isa"] == "avx512"  # the default where present
+
+
+@needs_core
+def test_fma_peak_probe():
+    from fastlayers import _core
+
+    for isa in fastlayers.runtime_info()["isas_supported"]:
+        gflops = _core.fma_peak_probe(isa, 0.02)
+        assert 0.1 < gflops < 1e4, (isa, gflops)
+    with pytest.raises(ValueError, match="sse9"):
+        _core.fma_peak_probe("sse9", 0.01)

@@ -46,6 +46,9 @@ py::dict runtime_info() {
     features["fma"] = f.fma;
     features["f16c"] = f.f16c;
     features["avx512f"] = f.avx512f;
+    features["avx512bw"] = f.avx512bw;
+    features["avx512dq"] = f.avx512dq;
+    features["avx512vl"] = f.avx512vl;
     features["os_ymm"] = f.os_ymm;
     features["os_zmm"] = f.os_zmm;
     features["neon"] = f.neon;
@@ -74,6 +77,19 @@ void bind_runtime(py::module_& m) {
     m.def("get_num_threads", &num_threads, "Number of threads used by the C++ kernels.");
     m.def("default_num_threads", &default_num_threads,
           "Number of CPUs this process may run on (the default thread count).");
+    m.def(
+        "fma_peak_probe",
+        [](const std::string& isa, double seconds) {
+            for (Isa i : isas_built())
+                if (isa == isa_name(i)) {
+                    py::gil_scoped_release release;
+                    return fma_peak_gflops(i, seconds);
+                }
+            throw py::value_error("fma_peak_probe: unknown or unbuilt ISA '" + isa + "'");
+        },
+        py::arg("isa"), py::arg("seconds") = 0.2,
+        "One core's float32 FMA peak in GFLOP/s for an ISA, measured on the calling thread with "
+        "independent FMA chains in registers (0.0 if this CPU cannot run the ISA).");
     m.def("runtime_info", &runtime_info,
           "ISA in use, ISAs built and supported, CPU features, threads, FASTLAYERS_ISA, build.");
 }

@@ -65,11 +65,15 @@ CpuFeatures detect() {
     const bool cpu_fma = (l1.ecx >> 12) & 1;
     const bool cpu_f16c = (l1.ecx >> 29) & 1;
 
-    bool cpu_avx2 = false, cpu_avx512f = false;
+    bool cpu_avx2 = false, cpu_avx512f = false, cpu_avx512dq = false, cpu_avx512bw = false,
+         cpu_avx512vl = false;
     if (max_leaf >= 7) {
         const CpuidRegs l7 = cpuid(7, 0);
         cpu_avx2 = (l7.ebx >> 5) & 1;
         cpu_avx512f = (l7.ebx >> 16) & 1;
+        cpu_avx512dq = (l7.ebx >> 17) & 1;
+        cpu_avx512bw = (l7.ebx >> 30) & 1;
+        cpu_avx512vl = (l7.ebx >> 31) & 1;
     }
 
     if (osxsave) {
@@ -82,6 +86,9 @@ CpuFeatures detect() {
     f.fma = cpu_fma && f.avx;
     f.f16c = cpu_f16c && f.avx;
     f.avx512f = cpu_avx512f && f.os_zmm;
+    f.avx512dq = cpu_avx512dq && f.avx512f;
+    f.avx512bw = cpu_avx512bw && f.avx512f;
+    f.avx512vl = cpu_avx512vl && f.avx512f;
     return f;
 }
 

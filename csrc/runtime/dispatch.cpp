@@ -5,7 +5,9 @@
 // through kernels(), whose function pointers never change afterwards.
 #include "fastlayers/dispatch.h"
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -23,6 +25,10 @@ bool isa_runs_here(Isa isa) {
             return true;
         case Isa::avx2:
             return f.avx2 && f.fma;  // both already imply OS ymm support
+        case Isa::avx512:
+            // F, BW, DQ and VL (Skylake-SP, Zen 4 and later), each already implying OS zmm
+            // support; the avx512 files also use AVX2 and FMA instructions.
+            return f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl;
         case Isa::neon:
             return f.neon;
     }
@@ -47,12 +53,16 @@ IsaChoice choose_isa() {
     c.cap_given = true;
     c.cap = env;
 
+    // Case and surrounding blanks are ignored, as for the other FASTLAYERS_* variables.
     std::string lower;
     for (const char* p = env; *p; ++p)
         lower += static_cast<char>(std::tolower(static_cast<unsigned char>(*p)));
+    const size_t first = lower.find_first_not_of(" \t\r\n");
+    const size_t last = lower.find_last_not_of(" \t\r\n");
+    lower = first == std::string::npos ? std::string() : lower.substr(first, last - first + 1);
 
     bool known = false;
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::neon}) {
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) {
         if (lower != isa_name(isa)) continue;
         known = true;
         bool ok = false;
@@ -66,7 +76,7 @@ IsaChoice choose_isa() {
     }
     if (!known) {
         c.message = std::string("FASTLAYERS_ISA=") + env +
-                    ": unknown ISA (expected scalar, avx2 or neon); using " + isa_name(best);
+                    ": unknown ISA (expected scalar, avx2, avx512 or neon); using " + isa_name(best);
     }
     return c;
 }
@@ -97,7 +107,8 @@ KernelTable make_table(Isa isa) {
     t.lstm_gates = fl_lstm_gates_scalar;
     t.gru_gates = fl_gru_gates_scalar;
 #if defined(FL_HAVE_AVX2)
-    if (isa == Isa::avx2) {
+    // avx512 starts from the avx2 table and replaces the kernels it has its own version of.
+    if (isa == Isa::avx2 || isa == Isa::avx512) {
         t.isa = isa;
         t.softmax_rows = fl_softmax_rows_avx2;
         t.vexp = fl_vexp_avx2;
@@ -116,6 +127,11 @@ KernelTable make_table(Isa isa) {
         t.vtanh = fl_vtanh_avx2;
         t.lstm_gates = fl_lstm_gates_avx2;
         t.gru_gates = fl_gru_gates_avx2;
+    }
+#endif
+#if defined(FL_HAVE_AVX512)
+    if (isa == Isa::avx512) {
+        // Kernels with an avx512 version (the others keep their avx2 one, same bits).
     }
 #endif
 #if defined(FL_HAVE_NEON)
@@ -149,6 +165,8 @@ const char* isa_name(Isa isa) {
             return "avx2";
         case Isa::neon:
             return "neon";
+        case Isa::avx512:
+            return "avx512";
     }
     return "unknown";
 }
@@ -157,6 +175,9 @@ std::vector<Isa> isas_built() {
     std::vector<Isa> v{Isa::scalar};
 #if defined(FL_HAVE_AVX2)
     v.push_back(Isa::avx2);
+#endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back(Isa::avx512);
 #endif
 #if defined(FL_HAVE_NEON)
     v.push_back(Isa::neon);
@@ -172,6 +193,37 @@ std::vector<Isa> isas_supported() {
 }
 
 Isa active_isa() { return isa_choice().isa; }
+
+double fma_peak_gflops(Isa isa, double seconds) {
+    if (!isa_runs_here(isa)) return 0.0;
+    int64_t (*probe)(int64_t, float*) = fl_fma_probe_scalar;
+#if defined(FL_HAVE_AVX2)
+    if (isa == Isa::avx2) probe = fl_fma_probe_avx2;
+#endif
+#if defined(FL_HAVE_AVX512)
+    if (isa == Isa::avx512) probe = fl_fma_probe_avx512;
+#endif
+#if defined(FL_HAVE_NEON)
+    if (isa == Isa::neon) probe = fl_fma_probe_neon;
+#endif
+    float sink = 0.0f;
+    probe(1000, &sink);  // warm up: power state, code in cache
+    // Double the iteration count until one run takes a tenth of the time asked for, then keep
+    // the best of the runs that fit in `seconds`.
+    int64_t iters = 1000;
+    double best = 0.0, spent = 0.0;
+    while (spent < seconds) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const int64_t flops = probe(iters, &sink);
+        const double dt =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        spent += dt;
+        if (dt > 0) best = std::max(best, static_cast<double>(flops) / dt * 1e-9);
+        if (dt < seconds * 0.1) iters *= 2;
+    }
+    (void)sink;  // written through a pointer by another object file: the probe cannot be elided
+    return best;
+}
 
 const char* isa_cap_env() {
     const IsaChoice& c = isa_choice();

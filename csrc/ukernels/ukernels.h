@@ -8,8 +8,9 @@
  * but declarations with plain C types: no STL, no inline functions, no templates, so that no
  * AVX2-compiled copy of a shared function can ever be picked by the linker for baseline code.
  *
- * FL_HAVE_AVX2 / FL_HAVE_NEON are defined by the build (CMakeLists.txt) when the matching
- * files are compiled in.
+ * FL_HAVE_AVX2 / FL_HAVE_AVX512 / FL_HAVE_NEON are defined by the build (CMakeLists.txt) when
+ * the matching files are compiled in. avx512 files are compiled with -mavx512f -mavx512bw
+ * -mavx512dq -mavx512vl -mavx2 -mfma and selected only where CPUID and XGETBV allow all of it.
  */
 #pragma once
 
@@ -167,4 +168,19 @@ void fl_igemm_f32_scalar(int64_t m, int64_t n, int64_t ks, int64_t kc, const flo
 void fl_igemm_f32_avx2(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
                        const float* b, int64_t b_panel_stride, const float* bias, float* c,
                        int64_t ldc);
+#endif
+
+/* FMA peak probe (csrc/ukernels/probe/<isa>.cpp): runs `iters` steps of independent FMA chains
+ * held in registers (enough chains to fill the FMA pipes), writes a value depending on every
+ * chain to *sink and returns the number of floating-point operations done (2 per FMA lane).
+ * Used only by fl::fma_peak_gflops, for the benchmark's "% of peak" figures. */
+int64_t fl_fma_probe_scalar(int64_t iters, float* sink);
+#if defined(FL_HAVE_AVX2)
+int64_t fl_fma_probe_avx2(int64_t iters, float* sink);
+#endif
+#if defined(FL_HAVE_AVX512)
+int64_t fl_fma_probe_avx512(int64_t iters, float* sink);
+#endif
+#if defined(FL_HAVE_NEON)
+int64_t fl_fma_probe_neon(int64_t iters, float* sink);
 #endif

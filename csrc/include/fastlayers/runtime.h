@@ -22,9 +22,9 @@ namespace fl {
 // ---------------------------------------------------------------------------------------------
 
 // Instruction sets we have micro-kernels for. The numeric values are stable (they may be logged).
-enum class Isa { scalar = 0, avx2 = 1, neon = 2 };
+enum class Isa { scalar = 0, avx2 = 1, neon = 2, avx512 = 3 };
 
-// "scalar", "avx2" or "neon".
+// "scalar", "avx2", "avx512" or "neon".
 const char* isa_name(Isa isa);
 
 // What the CPU *and* the operating system let us use. On x86-64 the AVX-family flags (avx, avx2,
@@ -39,6 +39,9 @@ struct CpuFeatures {
     bool fma = false;
     bool f16c = false;
     bool avx512f = false;
+    bool avx512bw = false;
+    bool avx512dq = false;
+    bool avx512vl = false;
     bool os_ymm = false;  // OS saves ymm state (XCR0 & 0x6 == 0x6)
     bool os_zmm = false;  // OS saves zmm + opmask state (XCR0 & 0xE6 == 0xE6)
     bool neon = false;
@@ -52,10 +55,16 @@ std::vector<Isa> isas_built();
 std::vector<Isa> isas_supported();
 
 // The ISA whose kernels are used: the best supported one, unless the environment variable
-// FASTLAYERS_ISA (scalar | avx2 | neon, case-insensitive) names another supported ISA. Read once,
+// FASTLAYERS_ISA (scalar | avx2 | avx512 | neon, case-insensitive, surrounding blanks ignored) names another supported ISA. Read once,
 // at first use. An unknown or unsupported value falls back to the best supported ISA and leaves
 // an explanation in isa_cap_message().
 Isa active_isa();
+
+// The one-core float32 FMA peak of `isa` in GFLOP/s, measured on the calling thread for about
+// `seconds`: independent FMA chains in registers, as many as fill the FMA pipes of current x86
+// and Arm cores. 0 if `isa` is not supported here. Used by the benchmark to state the fraction of
+// the machine's peak a kernel reaches (docs/benchmarks.md).
+double fma_peak_gflops(Isa isa, double seconds);
 
 // The raw FASTLAYERS_ISA value that was read, or nullptr if it was unset or empty.
 const char* isa_cap_env();
