@@ -91,6 +91,7 @@ ALL_OPS = {
     ),
     "gru": lambda: fastlayers.gru(np.ones((1, 2, 3)), np.ones((3, 6)), np.ones((2, 6))),
     "softmax": lambda: fastlayers.softmax(np.ones((2, 3))),
+    "matmul": lambda: fastlayers.matmul(np.ones((2, 2, 3)), np.ones((2, 4, 3)), transpose_b=True),
     "attention": lambda: fastlayers.attention(np.ones((1, 2, 3)), np.ones((1, 4, 3))),
     "additive_attention": lambda: fastlayers.additive_attention(
         np.ones((1, 2, 3)), np.ones((1, 4, 3))

@@ -13,6 +13,7 @@ reference path otherwise; :func:`set_backend` chooses.
 from __future__ import annotations
 
 from . import activations, layers
+from .models import Input, Model, Sequential
 from ._backend import (
     core_available,
     get_backend,
@@ -31,6 +32,7 @@ from .functional import (
     gru,
     lstm,
     lstm_cell,
+    matmul,
     multi_head_attention,
     scaled_dot_product_attention,
     softmax,
@@ -40,6 +42,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "Input",
+    "Model",
+    "Sequential",
     "activations",
     "additive_attention",
     "attention",
@@ -53,6 +58,7 @@ __all__ = [
     "layers",
     "lstm",
     "lstm_cell",
+    "matmul",
     "multi_head_attention",
     "runtime_info",
     "scaled_dot_product_attention",

@@ -28,6 +28,7 @@ CPP_OPS = frozenset(
     {
         "softmax",
         "dense",
+        "matmul",
         "conv2d",
         "lstm",
         "lstm_cell",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _symbolic
 from . import _validation as V
 from ._numpy import activations as _np_activations
 from ._numpy import attention as _np_attention
@@ -38,9 +38,71 @@ __all__ = [
 ]
 
 
+# -------------------------------------------------------------------------- matmul
+
+
+@_symbolic.symbolic_op
+def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarray:
+    """Batched matrix product with NumPy broadcasting (``tf.matmul``, ``keras.ops.matmul``).
+
+    Parameters
+    ----------
+    a : array (..., M, K), rank >= 2
+    b : array (..., K, N), rank >= 2; (..., N, K) with ``transpose_b=True``
+        The leading (batch) axes of a and b broadcast against each other.
+    transpose_b : bool
+        Multiply by the transpose of b's last two axes (``tf.matmul(a, b,
+        transpose_b=True)``, e.g. queries times keys).
+
+    Returns
+    -------
+    y : float32 array (broadcast batch..., M, N)
+
+    On the C++ path each product runs on the GEMM engine with b read in place for a few
+    rows of a (one product per broadcast batch entry; a 2-D b takes all rows of a at once).
+    """
+    op = "matmul"
+    a = V.array(a, op, "a")
+    b = V.array(b, op, "b")
+    transpose_b = V.flag(transpose_b, op, "transpose_b")
+    V.min_rank(a, op, "a", 2, "(..., M, K)")
+    V.min_rank(b, op, "b", 2, "(..., N, K)" if transpose_b else "(..., K, N)")
+    if transpose_b:
+        b = np.swapaxes(b, -1, -2)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(
+            f"{op}: a {a.shape} and b {b.shape if not transpose_b else np.swapaxes(b, -1, -2).shape}"
+            f" do not chain: a's last axis ({a.shape[-1]}) must equal b's "
+            f"{'last' if transpose_b else 'second-to-last'} axis ({b.shape[-2]})"
+        )
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"{op}: the batch axes of a {a.shape[:-2]} and b {b.shape[:-2]} do not broadcast"
+        ) from None
+    if _backend.resolve(op, None) == "numpy":
+        return _np_dense.matmul(a, b)
+    core = _backend._core
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if b.ndim == 2:  # one product over all rows of a
+        rows = np.ascontiguousarray(a).reshape(-1, k)
+        y = core.dense_unpacked(rows, np.ascontiguousarray(b), None, 0)
+        return y.reshape(a.shape[:-1] + (n,))
+    a_b = np.broadcast_to(a, batch + (m, k)).reshape(-1, m, k)
+    b_b = np.broadcast_to(b, batch + (k, n)).reshape(-1, k, n)
+    y = np.empty((a_b.shape[0], m, n), np.float32)
+    for i in range(a_b.shape[0]):
+        y[i] = core.dense_unpacked(
+            np.ascontiguousarray(a_b[i]), np.ascontiguousarray(b_b[i]), None, 0
+        )
+    return y.reshape(batch + (m, n))
+
+
 # --------------------------------------------------------------------------- dense
 
 
+@_symbolic.symbolic_op
 def dense(
     x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None, activation: Any = None
 ) -> np.ndarray:
@@ -111,6 +173,7 @@ def _dense_run(x, kernel, bias, act, packed):
     return y.reshape(x.shape[:-1] + (y.shape[-1],))  # glu halves the last axis
 
 
+@_symbolic.symbolic_op
 def flatten(x: ArrayLike) -> np.ndarray:
     """Flatten all but the batch axis in row-major (channels-last) order (Keras ``Flatten``).
 
@@ -130,6 +193,7 @@ def flatten(x: ArrayLike) -> np.ndarray:
 # -------------------------------------------------------------------------- conv2d
 
 
+@_symbolic.symbolic_op
 def conv2d(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -271,6 +335,7 @@ def _pack_gru(kernel, recurrent_kernel, bias, reset_after):
     )
 
 
+@_symbolic.symbolic_op
 def lstm(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -408,6 +473,7 @@ def _lstm(
     return out, (h.copy() if h is out else h), c  # never hand out one array twice
 
 
+@_symbolic.symbolic_op
 def lstm_cell(
     x_t: ArrayLike,
     h: ArrayLike,
@@ -448,6 +514,7 @@ def lstm_cell(
     )
 
 
+@_symbolic.symbolic_op
 def gru(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -594,6 +661,7 @@ def _axes(axis, ndim, op):
     return tuple(out)
 
 
+@_symbolic.symbolic_op
 def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None = None):
     """Softmax along ``axis`` (Keras ``Softmax`` layer).
 
@@ -715,6 +783,7 @@ def _luong_masks(op, query, value, query_mask, value_mask):
     return query_mask, value_mask
 
 
+@_symbolic.symbolic_op
 def attention(
     query: ArrayLike,
     value: ArrayLike,
@@ -810,6 +879,7 @@ def _luong_cpp(query, value, key, query_mask, value_mask, causal, want_scores, s
     return out, None if weights is None else weights[:, 0]
 
 
+@_symbolic.symbolic_op
 def additive_attention(
     query: ArrayLike,
     value: ArrayLike,
@@ -861,6 +931,7 @@ def additive_attention(
     return (out, weights) if want_scores else out
 
 
+@_symbolic.symbolic_op
 def scaled_dot_product_attention(
     q: ArrayLike,
     k: ArrayLike,
@@ -940,6 +1011,7 @@ def scaled_dot_product_attention(
     return out.reshape(lead + (t_len, v.shape[-1]))
 
 
+@_symbolic.symbolic_op
 def multi_head_attention(
     query: ArrayLike,
     value: ArrayLike,

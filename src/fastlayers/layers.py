@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from . import _symbolic
 from . import _backend
 from . import _validation as V
 from . import functional as F
@@ -432,7 +433,13 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the layer: ``layer(...)`` is ``layer.call(...)`` (see each layer)."""
+        """Run the layer: ``layer(...)`` is ``layer.call(...)`` (see each layer).
+
+        Called with symbolic tensors (``fastlayers.Input`` and what layers make of it), the
+        layer records a node of a model's graph and returns symbolic outputs instead.
+        """
+        if _symbolic.any_symbolic(args, kwargs):
+            return _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
         return self.call(*args, **kwargs)
 
 

@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Make tests/golden/models.npz and tests/golden/models/*.keras: whole Keras models.
+
+Run by hand (never in CI) from the repository root, with Keras and torch installed
+(``pip install keras h5py torch==2.13.0``):
+
+    KERAS_BACKEND=torch python tests/golden/make_golden_models.py
+
+Each model is built with the Keras functional API or Sequential, given seeded random
+weights (uniform in [-0.5, 0.5]) with ``set_weights``, and run on seeded inputs. The
+test (tests/test_models.py) builds the same model with fastlayers - the seed article's
+code with only the imports swapped - sets the weights in Keras's ``get_weights`` order
+and compares the outputs. Each model is also saved as ``models/<case>.keras`` for the
+model-file loader.
+
+Each case ``<case>`` stores ``<case>.weights.<i>`` (Keras get_weights order),
+``<case>.inputs.<i>`` (the inputs in the model's input order) and ``<case>.out.<i>``
+(the outputs in the model's output order). ``__meta__.versions`` records the versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import Input, Model, Sequential, layers, ops  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+F32 = np.float32
+
+
+def seed_dense():
+    # The article's fully connected example (4 images 32x32x3; Dense acts on the last axis).
+    x = np.random.default_rng(42).random((4, 32, 32, 3)).astype(F32)
+    inp = Input(shape=x.shape[1:])
+    hidden = layers.Dense(8, activation="relu")(inp)
+    flat = layers.Flatten()(hidden)
+    out = layers.Dense(2)(flat)
+    return Model(inputs=inp, outputs=out), [x]
+
+
+def seed_conv():
+    x = np.random.default_rng(42).random((4, 32, 32, 3)).astype(F32)
+    inp = Input(shape=x.shape[1:])
+    conv = layers.Conv2D(8, (3, 3), activation="relu")(inp)
+    flat = layers.Flatten()(conv)
+    out = layers.Dense(2)(flat)
+    return Model(inputs=inp, outputs=out), [x]
+
+
+def seed_lstm():
+    x = np.zeros(10).astype(int)
+    x[0::2] = np.arange(0, 10, 2)
+    x[1::2] = np.arange(0, 100, 20)
+    x = x.reshape(1, 5, 2).astype(F32) / 100.0
+    inp = Input(shape=x.shape[1:])
+    lstm, hstate, cstate = layers.LSTM(8, return_sequences=False, return_state=True)(inp)
+    out = layers.Dense(2)(lstm)
+    return Model(inputs=inp, outputs=[out, hstate, cstate]), [x]
+
+
+def seed_attention():
+    # The article's single head without scaling (its typos fixed: k from k_in).
+    rng = np.random.default_rng(42)
+    qry = rng.random((4, 16, 32)).astype(F32)
+    key = rng.random((4, 1, 32)).astype(F32)
+    values = rng.random((4, 1, 32)).astype(F32)
+    q_in = Input(shape=(None, 32))
+    k_in = Input(shape=(None, 32))
+    v_in = Input(shape=(1, 32))
+    q = layers.Dense(4, activation="linear")(q_in)
+    k = layers.Dense(4, activation="linear")(k_in)
+    v = layers.Dense(4, activation="linear")(v_in)
+    # tf.matmul(q, k, transpose_b=True): one operation with inputs (q, k), as fl.matmul is,
+    # so that Keras orders the layers (and get_weights) the same way.
+    score = ops.einsum("btd,bsd->bts", q, k)
+    attention = ops.softmax(score, axis=-1)
+    output = ops.matmul(attention, v)
+    return Model(inputs=[q_in, k_in, v_in], outputs=[score, attention, output]), [qry, key, values]
+
+
+def sequential_mlp():
+    x = np.random.default_rng(1).standard_normal((5, 10)).astype(F32)
+    model = Sequential([Input(shape=(10,)), layers.Dense(16, activation="gelu"),
+                        layers.Dense(4, activation="softmax")])
+    return model, [x]
+
+
+def shared_nested_multi():
+    # Two inputs, a shared layer called on both, a nested model, two outputs.
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((3, 6, 4)).astype(F32)
+    b = rng.standard_normal((3, 6, 4)).astype(F32)
+    inner_in = Input(shape=(6, 4))
+    inner = Model(inner_in, layers.GRU(4, return_sequences=True)(inner_in), name="inner")
+    a_in = Input(shape=(6, 4), name="a")
+    b_in = Input(shape=(6, 4), name="b")
+    shared = layers.Dense(4, activation="tanh", name="shared")
+    ha = inner(shared(a_in))
+    hb = shared(b_in)
+    att = layers.Attention()([ha, hb])
+    out1 = layers.Dense(3, name="head1")(layers.Flatten()(att))
+    out2 = layers.LSTM(2, name="head2")(hb)
+    return Model([a_in, b_in], [out1, out2]), [a, b]
+
+
+CASES = {f.__name__: f for f in (seed_dense, seed_conv, seed_lstm, seed_attention,
+                                   sequential_mlp, shared_nested_multi)}
+
+
+def main():
+    out: dict[str, np.ndarray] = {}
+    (HERE / "models").mkdir(exist_ok=True)
+    for name, make in CASES.items():
+        keras.utils.set_random_seed(0)
+        model, inputs = make()
+        rng = np.random.default_rng(len(name) * 7919)
+        weights = [rng.uniform(-0.5, 0.5, w.shape).astype(F32) for w in model.get_weights()]
+        model.set_weights(weights)
+        result = model(inputs if len(inputs) > 1 else inputs[0])
+        outs = result if isinstance(result, (list, tuple)) else [result]
+        for i, w in enumerate(weights):
+            out[f"{name}.weights.{i}"] = w
+        for i, x in enumerate(inputs):
+            out[f"{name}.inputs.{i}"] = x
+        for i, y in enumerate(outs):
+            out[f"{name}.out.{i}"] = keras.ops.convert_to_numpy(y).astype(F32)
+        model.save(HERE / "models" / f"{name}.keras")
+        print(name, [o.shape for o in outs])
+    meta = {"keras": keras.__version__, "backend": keras.backend.backend(),
+            "numpy": np.__version__, "python": platform.python_version()}
+    try:
+        import torch
+
+        meta["torch"] = torch.__version__
+    except ImportError:
+        pass
+    out["__meta__.versions"] = np.array(json.dumps(meta))
+    np.savez_compressed(HERE / "models.npz", **out)
+
+
+if __name__ == "__main__":
+    main()
