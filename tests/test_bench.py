@@ -137,6 +137,14 @@ def test_measure_peak_rejects_a_useless_number(value):
     assert peak is None and "no usable number" in how
 
 
+def test_measure_peak_survives_a_failing_probe():
+    def probe(isa, seconds):
+        raise ValueError(f"no probe for {isa}")
+
+    peak, how = machine.measure_peak(types.SimpleNamespace(fma_peak_probe=probe), "neon")
+    assert peak is None and how == "probe failed (ValueError: no probe for neon)"
+
+
 def test_no_probe_means_no_peak():
     peak, how = machine.measure_peak(types.SimpleNamespace(), "avx2")
     assert peak is None and how.startswith("probe unavailable")

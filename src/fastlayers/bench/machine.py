@@ -206,7 +206,10 @@ def measure_peak(
     probe: Callable[[str, float], float] | None = getattr(core, PROBE_NAME, None)
     if probe is None:
         return None, f"probe unavailable (this fastlayers._core has no {PROBE_NAME})"
-    runs = [float(probe(isa, seconds)) for _ in range(tries)]
+    try:
+        runs = [float(probe(isa, seconds)) for _ in range(tries)]
+    except Exception as exc:  # a probe that cannot run on this ISA must not stop the bench
+        return None, f"probe failed ({type(exc).__name__}: {exc})"
     best = max(runs)
     if not math.isfinite(best) or best <= 0.0:
         return None, f"probe gave no usable number ({runs})"
