@@ -41,6 +41,11 @@ class Case:
     quick: bool = True
     inputs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def compute_bound(self) -> bool:
+        """Whether this shape is bounded by the FMA peak (the bench then reports its % of it)."""
+        return self.id in COMPUTE_BOUND_IDS
+
     def setup(self, seed: int = 0) -> None:
         if not self.inputs:
             self.inputs = self.make(np.random.default_rng(seed))
@@ -300,6 +305,34 @@ def _softmax_case(cid, rows, n, quick=True):
         torch_prepare,
         quick,
     )
+
+
+# The shapes whose time the FMA units bound (enough multiply-adds per byte moved, inputs
+# reused from cache): every GEMM, dense with 64+ rows, the convs but the seed article's
+# 8-filter toy, the batched recurrent layers and long attention. dense-1, lstm-b1 and
+# gru-b1 stream their weights from memory or L2 once per row or step; the seed shapes
+# and softmax measure per-call overhead and memory.
+COMPUTE_BOUND_IDS = frozenset(
+    {
+        "gemm-256",
+        "gemm-1024",
+        "gemm-2048",
+        "dense-64",
+        "dense-256",
+        "conv-res",
+        "conv-b8",
+        "conv-stem",
+        "conv-dil",
+        "conv-1x1",
+        "lstm-b32",
+        "lstm-b64",
+        "gru-b32",
+        "gru-b64",
+        "attn-256",
+        "attn-1024",
+        "attn-1024c",
+    }
+)
 
 
 def all_cases() -> list[Case]:
