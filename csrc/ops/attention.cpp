@@ -20,7 +20,7 @@
 #include <cstring>
 #include <limits>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"

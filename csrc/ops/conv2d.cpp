@@ -43,7 +43,7 @@
 #include <string>
 #include <vector>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/runtime.h"
 
 namespace fl {

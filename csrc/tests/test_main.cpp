@@ -22,10 +22,10 @@
 #include <utility>
 #include <vector>
 
-#include "fastlayers/dispatch.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 #include "fastlayers/tensor.h"
+#include "runtime/dispatch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 
