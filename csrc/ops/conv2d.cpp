@@ -37,7 +37,6 @@
 #include "fastlayers/conv2d.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -377,29 +376,18 @@ void igemm_forward(const float* x, const Conv2dShape& s, const PackedConv& w, fl
     const auto kernel = kernels().igemm;
     const ChunkGeometry geo{s, cg, row_chunks, ks, kc, zero_row};
 
-    // Guided self-scheduling: each worker takes the next run of pixels, `tile` long while much
-    // remains, then shrinking to remaining / (2 x workers) but at least one row block, so the
-    // workers finish within a few blocks of each other even when one of them started late or
-    // was descheduled (a static split waits for the slowest core of a busy machine).
-    std::atomic<int64_t> next{0};
-    const auto grab = [&](int64_t& p0, int64_t& m) {
-        int64_t p = next.load(std::memory_order_relaxed);
-        do {
-            if (p >= pixels) return false;
-            const int64_t guided =
-                workers > 1 ? (pixels - p) / (2 * workers) / kGemmMR * kGemmMR : tile;
-            m = std::min(pixels - p, std::min(tile, std::max(kGemmMR, guided)));
-        } while (!next.compare_exchange_weak(p, p + m, std::memory_order_relaxed));
-        p0 = p;
-        return true;
-    };
+    // Guided self-scheduling (fl::GuidedRuns): each worker takes the next run of pixels, `tile`
+    // long while much remains, then shrinking to whole row blocks, so the workers finish within
+    // a few blocks of each other even when one of them started late or was descheduled.
+    GuidedRuns runs(pixels, workers, kGemmMR, tile);
 
     parallel_for(workers, 1, [&](int64_t, int64_t) {
         std::vector<const float*> ptrs(static_cast<size_t>(tile * ks));
         AlignedFloats scratch = row_chunks ? alloc_aligned_floats(tile * k) : AlignedFloats();
         const int64_t f = s.f;
-        int64_t p0 = 0, m = 0;
-        while (grab(p0, m)) {
+        int64_t p0 = 0, p1 = 0;
+        while (runs.claim(&p0, &p1)) {
+            const int64_t m = p1 - p0;
             for (int64_t g = 0; g < s.groups; ++g) {
                 build_chunk_pointers(geo, x + g * cg, p0, m, ptrs.data(), scratch.get());
                 const PackedB& b = w.group(g);

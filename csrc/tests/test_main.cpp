@@ -525,6 +525,56 @@ void test_parallel_for_nested() {
     fl::set_num_threads(saved);
 }
 
+// GuidedRuns: one worker walks [0, n) in runs of max_run; several share it in runs that are
+// whole granules (but the last), at most max_run, never shorter than the guided rule allows,
+// each item claimed exactly once.
+void test_guided_runs() {
+    {
+        fl::GuidedRuns runs(100, 1, 6, 48);
+        std::vector<std::pair<int64_t, int64_t>> got;
+        int64_t b = -1, e = -1;
+        while (runs.claim(&b, &e)) got.emplace_back(b, e);
+        CHECK(got.size() == 3);
+        CHECK(got.size() == 3 && got[0] == std::make_pair(int64_t(0), int64_t(48)) &&
+              got[1] == std::make_pair(int64_t(48), int64_t(96)) &&
+              got[2] == std::make_pair(int64_t(96), int64_t(100)));
+        CHECK(!runs.claim(&b, &e));
+    }
+    {
+        // Serially, with 4 workers: each run is max(6, rest / 8 rounded down to 6), <= 60.
+        const int64_t n = 1000;
+        fl::GuidedRuns runs(n, 4, 6, 60);
+        int64_t b = 0, e = 0, expect_begin = 0;
+        while (runs.claim(&b, &e)) {
+            const int64_t rest = n - b;
+            const int64_t guided = std::max<int64_t>(6, rest / 8 / 6 * 6);
+            const int64_t want = std::min({rest, int64_t(60), guided});
+            CHECK_MSG(b == expect_begin && e - b == want, "run [%lld, %lld)", (long long)b,
+                      (long long)e);
+            expect_begin = e;
+        }
+        CHECK(expect_begin == n);
+    }
+    {
+        // Concurrently: every item exactly once.
+        const int saved = fl::num_threads();
+        fl::set_num_threads(3);
+        const int64_t n = 100000;
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        for (auto& h : hits) h.store(0);
+        fl::GuidedRuns runs(n, 3);
+        fl::parallel_for(3, 1, [&](int64_t, int64_t) {
+            int64_t b = 0, e = 0;
+            while (runs.claim(&b, &e))
+                for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        int64_t bad = 0;
+        for (auto& h : hits) bad += h.load() != 1;
+        CHECK(bad == 0);
+        fl::set_num_threads(saved);
+    }
+}
+
 void test_parallel_for_exceptions() {
     const int saved = fl::num_threads();
     fl::set_num_threads(3);
@@ -815,6 +865,7 @@ int main(int argc, char** argv) {
     add_case("parallel_results_bitwise", test_parallel_results_bitwise);
     add_case("parallel_for_nested", test_parallel_for_nested);
     add_case("parallel_for_exceptions", test_parallel_for_exceptions);
+    add_case("guided_runs", test_guided_runs);
     add_case("parallel_for_ftz", test_parallel_for_ftz);
     add_case("parallel_for_concurrent_callers", test_parallel_for_concurrent_callers);
     add_case("parallel_region_and_barrier", test_parallel_region_and_barrier);
