@@ -24,7 +24,6 @@
 
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
-#include "fastlayers/tensor.h"
 #include "runtime/dispatch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
@@ -779,16 +778,6 @@ void test_fork_child_can_run_regions() {
 #endif
 }
 
-void test_tensor_view() {
-    std::vector<float> buf(24);
-    fl::TensorView v = fl::contiguous_view(buf.data(), {2, 3, 4});
-    CHECK(v.ndim() == 3 && v.numel() == 24);
-    CHECK((v.strides == std::vector<int64_t>{12, 4, 1}));
-    CHECK(v.is_contiguous());
-    v.strides = {12, 1, 3};
-    CHECK(!v.is_contiguous());
-}
-
 }  // namespace
 
 // The framework, for the other test files (test_framework.h).
@@ -872,7 +861,6 @@ int main(int argc, char** argv) {
     add_case("pack_gates_layout", test_pack_gates_layout);
     add_case("set_num_threads_invalid", test_set_num_threads_invalid);
     add_case("fork_child_can_run_regions", test_fork_child_can_run_regions);
-    add_case("tensor_view", test_tensor_view);
     fltest::register_gemm_tests();
     fltest::register_vmath_tests();
     fltest::register_conv2d_tests();
