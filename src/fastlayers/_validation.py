@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
+from . import _checks as C
 from ._checks import (  # re-exported: layers and activations use them too
     F32 as F32,
 )
@@ -74,29 +75,29 @@ class DenseArgs(NamedTuple):
     activation: Any  # a Keras name or a callable
 
 
-def check_dense(x, kernel, bias, act, *, op="dense", x_name="x", build: Build = None):
-    x = array(x, op, x_name)
-    min_rank(x, op, x_name, 2, "(batch, ..., features)")
+def check_dense(x, kernel, bias, activation, *, op="dense", x_name="x", build: Build = None):
+    x = C.array(x, op, x_name)
+    C.min_rank(x, op, x_name, 2, "(batch, ..., features)")
     if build is not None:
         kernel, bias = build(x.shape)
-    kernel = array(kernel, op, "kernel")
-    bias = optional_array(bias, op, "bias")
-    act = activation(act, op)
-    rank(kernel, op, "kernel", 2, "(input_dim, units)")
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 2, "(input_dim, units)")
     if kernel.shape[0] != x.shape[-1]:
         raise ValueError(
             f"{op}: kernel has shape {kernel.shape}, expected ({x.shape[-1]}, units) "
             f"to match the last axis of {x_name} {x.shape}"
         )
     if bias is not None:
-        shape_is(bias, op, "bias", (kernel.shape[1],), "(units,)")
+        C.shape_is(bias, op, "bias", (kernel.shape[1],), "(units,)")
     return DenseArgs(x, kernel, bias, act)
 
 
 def check_flatten(x, *, op="flatten", x_name="x", channels_first=False, build: Build = None):
     """x as float32 (batch, ...); with channels_first the channel axis 1 moves last."""
-    x = array(x, op, x_name)
-    min_rank(x, op, x_name, 1, "(batch, ...)")
+    x = C.array(x, op, x_name)
+    C.min_rank(x, op, x_name, 1, "(batch, ...)")
     if build is not None:
         build(x.shape)
     return np.moveaxis(x, 1, -1) if channels_first and x.ndim > 2 else x
@@ -122,7 +123,7 @@ def check_conv2d(
     padding,
     dilation_rate,
     groups,
-    act,
+    activation,
     *,
     op="conv2d",
     x_name="x",
@@ -130,20 +131,20 @@ def check_conv2d(
     build: Build = None,
 ):
     """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC."""
-    x = array(x, op, x_name)
+    x = C.array(x, op, x_name)
     what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
-    rank(x, op, x_name, 4, what)
+    C.rank(x, op, x_name, 4, what)
     if build is not None:
         kernel, bias = build(x.shape)
     if channels_first:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    kernel = array(kernel, op, "kernel")
-    bias = optional_array(bias, op, "bias")
-    act = activation(act, op)
-    rank(kernel, op, "kernel", 4, "(kh, kw, in_channels // groups, filters)")
-    geometry = conv2d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate, groups)
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 4, "(kh, kw, in_channels // groups, filters)")
+    geometry = C.conv2d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate, groups)
     if bias is not None:
-        shape_is(bias, op, "bias", (kernel.shape[3],), "(filters,)")
+        C.shape_is(bias, op, "bias", (kernel.shape[3],), "(filters,)")
     strides, dilation, pads, out_hw, groups = geometry
     return Conv2DArgs(x, kernel, bias, strides, dilation, pads, out_hw, groups, act)
 
@@ -151,119 +152,129 @@ def check_conv2d(
 # ------------------------------------------------------------------- check_<op>: recurrent
 
 
-class LSTMArgs(NamedTuple):
+class RecurrentArgs(NamedTuple):
+    cell: str  # "lstm" or "gru"
     x: Array  # (B, T, F)
-    kernel: Array  # (F, 4u)
-    recurrent_kernel: Array  # (u, 4u)
-    bias: OptArray  # (4u,)
-    initial_state: tuple  # (h0, c0), each (B, u)
+    kernel: Array  # (F, G*u): G = 4 gates [i | f | c | o] (lstm), 3 [z | r | h] (gru)
+    recurrent_kernel: Array  # (u, G*u)
+    bias: OptArray  # lstm (4u,); gru (2, 3u) if reset_after else (3u,)
+    initial_state: tuple  # lstm (h0, c0), gru (h0,); each (B, u)
     mask: OptArray  # bool (B, T)
     return_sequences: bool
     return_state: bool
     go_backwards: bool
-    activation: Any
+    activation: Any  # elementwise: a Keras name or a callable
     recurrent_activation: Any
-
-
-class GRUArgs(NamedTuple):
-    x: Array  # (B, T, F)
-    kernel: Array  # (F, 3u)
-    recurrent_kernel: Array  # (u, 3u)
-    bias: OptArray  # (2, 3u) if reset_after else (3u,)
-    initial_state: tuple  # (h0,), (B, u)
-    mask: OptArray  # bool (B, T)
-    return_sequences: bool
-    return_state: bool
-    go_backwards: bool
-    reset_after: bool
-    activation: Any
-    recurrent_activation: Any
+    reset_after: bool | None  # gru only (None for lstm)
 
 
 def _state(s, op, name, b, u):
-    s = array(s, op, name)
-    shape_is(s, op, name, (b, u), "(batch, units)")
+    s = C.array(s, op, name)
+    C.shape_is(s, op, name, (b, u), "(batch, units)")
     return s
 
 
-def _recurrent(op, x_name, x, weights, gates, mask, flags, acts, build):
-    """What lstm and gru check alike. Returns (x, kernel, recurrent_kernel, bias, u, mask,
-    flags, activations); the bias is converted, its shape is the caller's to check."""
-    x = array(x, op, x_name)
-    rank(x, op, x_name, 3, "(batch, timesteps, features)")
-    if x.shape[1] < 1:
-        raise ValueError(f"{op}: {x_name} must have at least one time step, got shape {x.shape}")
-    if build is not None:
-        weights = build(x.shape)
-    kernel = array(weights[0], op, "kernel")
-    recurrent_kernel = array(weights[1], op, "recurrent_kernel")
-    why = f"(units, {gates} * units)"
-    rank(recurrent_kernel, op, "recurrent_kernel", 2, why)
-    u = recurrent_kernel.shape[0]
-    shape_is(recurrent_kernel, op, "recurrent_kernel", (u, gates * u), why)
-    shape_is(kernel, op, "kernel", (x.shape[2], gates * u), f"(features, {gates} * units)")
-    if u < 1:
-        raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
-    if mask is not None:
-        mask = bool_mask(mask, op, "mask")
-        shape_is(mask, op, "mask", x.shape[:2], "(batch, timesteps)")
-    bias = optional_array(weights[2], op, "bias")
-    names = ("return_sequences", "return_state", "go_backwards")
-    flags = tuple(flag(v, op, name) for v, name in zip(flags, names))
-    act, ract = (
-        activation(a, op, name, elementwise=True)
-        for a, name in zip(acts, ("activation", "recurrent_activation"))
+def _initial_state(cell, initial_state, op, b, u):
+    """lstm: a list [h0, c0]; gru: h0 or [h0]. Zeros by default."""
+    if initial_state is None:
+        return tuple(np.zeros((b, u), F32) for _ in range(2 if cell == "lstm" else 1))
+    if cell == "gru":
+        if isinstance(initial_state, (list, tuple)):
+            if len(initial_state) != 1:
+                raise ValueError(
+                    f"{op}: initial_state must be h0 or [h0], got {len(initial_state)} arrays"
+                )
+            initial_state = initial_state[0]
+        return (_state(initial_state, op, "initial_state (h0)", b, u),)
+    if isinstance(initial_state, np.ndarray) or not isinstance(initial_state, (list, tuple)):
+        raise TypeError(
+            f"{op}: initial_state must be a list [h0, c0], got {type(initial_state).__name__}"
+        )
+    if len(initial_state) != 2:
+        raise ValueError(f"{op}: initial_state must be [h0, c0], got {len(initial_state)} arrays")
+    return (
+        _state(initial_state[0], op, "initial_state[0] (h0)", b, u),
+        _state(initial_state[1], op, "initial_state[1] (c0)", b, u),
     )
-    return x, kernel, recurrent_kernel, bias, u, mask, flags, (act, ract)
 
 
-def check_lstm(
+def _check_recurrent(
+    cell: str,
     x,
     kernel,
     recurrent_kernel,
-    bias,
-    initial_state,
-    mask,
-    return_sequences,
-    return_state,
-    go_backwards,
-    act,
-    ract,
+    bias=None,
     *,
-    op="lstm",
+    initial_state=None,
+    mask=None,
+    return_sequences=False,
+    return_state=False,
+    go_backwards=False,
+    reset_after=None,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    op=None,
     x_name="x",
     build: Build = None,
-):
-    x, kernel, recurrent_kernel, bias, u, mask, flags, acts = _recurrent(
-        op,
-        x_name,
-        x,
-        (kernel, recurrent_kernel, bias),
-        4,
-        mask,
-        (return_sequences, return_state, go_backwards),
-        (act, ract),
-        build,
-    )
-    b = x.shape[0]
-    if bias is not None:
-        shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
-    if initial_state is None:
-        states = (np.zeros((b, u), F32), np.zeros((b, u), F32))
+) -> RecurrentArgs:
+    """check_lstm and check_gru: they differ in the gate count, the bias and the states."""
+    op = op or cell
+    x = C.array(x, op, x_name)
+    C.rank(x, op, x_name, 3, "(batch, timesteps, features)")
+    if x.shape[1] < 1:
+        raise ValueError(f"{op}: {x_name} must have at least one time step, got shape {x.shape}")
+    if build is not None:
+        kernel, recurrent_kernel, bias = build(x.shape)
+    gates = 4 if cell == "lstm" else 3
+    kernel = C.array(kernel, op, "kernel")
+    recurrent_kernel = C.array(recurrent_kernel, op, "recurrent_kernel")
+    why = f"(units, {gates} * units)"
+    C.rank(recurrent_kernel, op, "recurrent_kernel", 2, why)
+    u = recurrent_kernel.shape[0]
+    C.shape_is(recurrent_kernel, op, "recurrent_kernel", (u, gates * u), why)
+    C.shape_is(kernel, op, "kernel", (x.shape[2], gates * u), f"(features, {gates} * units)")
+    if u < 1:
+        raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
+    if mask is not None:
+        mask = C.bool_mask(mask, op, "mask")
+        C.shape_is(mask, op, "mask", x.shape[:2], "(batch, timesteps)")
+    if cell == "gru":
+        reset_after = C.flag(reset_after, op, "reset_after")
+    bias = C.optional_array(bias, op, "bias")
+    if bias is None:
+        pass
+    elif cell == "lstm":
+        C.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
+    elif reset_after:
+        C.shape_is(bias, op, "bias", (2, 3 * u), "(2, 3 * units) with reset_after=True")
     else:
-        if isinstance(initial_state, np.ndarray) or not isinstance(initial_state, (list, tuple)):
-            raise TypeError(
-                f"{op}: initial_state must be a list [h0, c0], got {type(initial_state).__name__}"
-            )
-        if len(initial_state) != 2:
-            raise ValueError(
-                f"{op}: initial_state must be [h0, c0], got {len(initial_state)} arrays"
-            )
-        states = (
-            _state(initial_state[0], op, "initial_state[0] (h0)", b, u),
-            _state(initial_state[1], op, "initial_state[1] (c0)", b, u),
+        C.shape_is(bias, op, "bias", (3 * u,), "(3 * units,) with reset_after=False")
+    states = _initial_state(cell, initial_state, op, x.shape[0], u)
+    flags = tuple(
+        C.flag(value, op, name)
+        for value, name in (
+            (return_sequences, "return_sequences"),
+            (return_state, "return_state"),
+            (go_backwards, "go_backwards"),
         )
-    return LSTMArgs(x, kernel, recurrent_kernel, bias, states, mask, *flags, *acts)
+    )
+    act = C.activation(activation, op, "activation", elementwise=True)
+    ract = C.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
+    return RecurrentArgs(
+        cell, x, kernel, recurrent_kernel, bias, states, mask, *flags, act, ract, reset_after
+    )
+
+
+def check_lstm(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
+    """options: lstm's keywords (initial_state, mask, return_sequences, return_state,
+    go_backwards, activation, recurrent_activation), and op, x_name, build."""
+    return _check_recurrent("lstm", x, kernel, recurrent_kernel, bias, **options)
+
+
+def check_gru(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
+    """options: gru's keywords (those of lstm and reset_after), and op, x_name, build."""
+    options.setdefault("reset_after", True)
+    return _check_recurrent("gru", x, kernel, recurrent_kernel, bias, **options)
 
 
 class LSTMCellArgs(NamedTuple):
@@ -276,72 +287,23 @@ class LSTMCellArgs(NamedTuple):
 
 
 def check_lstm_cell(x_t, h, c, kernel, recurrent_kernel, bias, *, op="lstm_cell"):
-    x_t = array(x_t, op, "x_t")
-    kernel = array(kernel, op, "kernel")
-    recurrent_kernel = array(recurrent_kernel, op, "recurrent_kernel")
-    rank(x_t, op, "x_t", 2, "(batch, features)")
-    rank(recurrent_kernel, op, "recurrent_kernel", 2, "(units, 4 * units)")
+    x_t = C.array(x_t, op, "x_t")
+    kernel = C.array(kernel, op, "kernel")
+    recurrent_kernel = C.array(recurrent_kernel, op, "recurrent_kernel")
+    C.rank(x_t, op, "x_t", 2, "(batch, features)")
+    C.rank(recurrent_kernel, op, "recurrent_kernel", 2, "(units, 4 * units)")
     u = recurrent_kernel.shape[0]
     if u < 1:
         raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
-    shape_is(recurrent_kernel, op, "recurrent_kernel", (u, 4 * u), "(units, 4 * units)")
-    shape_is(kernel, op, "kernel", (x_t.shape[1], 4 * u), "(features, 4 * units)")
+    C.shape_is(recurrent_kernel, op, "recurrent_kernel", (u, 4 * u), "(units, 4 * units)")
+    C.shape_is(kernel, op, "kernel", (x_t.shape[1], 4 * u), "(features, 4 * units)")
     b = x_t.shape[0]
     h = _state(h, op, "h", b, u)
     c = _state(c, op, "c", b, u)
-    bias = optional_array(bias, op, "bias")
+    bias = C.optional_array(bias, op, "bias")
     if bias is not None:
-        shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
+        C.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
     return LSTMCellArgs(x_t, h, c, kernel, recurrent_kernel, bias)
-
-
-def check_gru(
-    x,
-    kernel,
-    recurrent_kernel,
-    bias,
-    initial_state,
-    mask,
-    return_sequences,
-    return_state,
-    go_backwards,
-    reset_after,
-    act,
-    ract,
-    *,
-    op="gru",
-    x_name="x",
-    build: Build = None,
-):
-    x, kernel, recurrent_kernel, bias, u, mask, flags, acts = _recurrent(
-        op,
-        x_name,
-        x,
-        (kernel, recurrent_kernel, bias),
-        3,
-        mask,
-        (return_sequences, return_state, go_backwards),
-        (act, ract),
-        build,
-    )
-    b = x.shape[0]
-    reset_after = flag(reset_after, op, "reset_after")
-    if bias is not None:
-        if reset_after:
-            shape_is(bias, op, "bias", (2, 3 * u), "(2, 3 * units) with reset_after=True")
-        else:
-            shape_is(bias, op, "bias", (3 * u,), "(3 * units,) with reset_after=False")
-    if initial_state is None:
-        h0 = np.zeros((b, u), F32)
-    else:
-        if isinstance(initial_state, (list, tuple)):
-            if len(initial_state) != 1:
-                raise ValueError(
-                    f"{op}: initial_state must be h0 or [h0], got {len(initial_state)} arrays"
-                )
-            initial_state = initial_state[0]
-        h0 = _state(initial_state, op, "initial_state (h0)", b, u)
-    return GRUArgs(x, kernel, recurrent_kernel, bias, (h0,), mask, *flags, reset_after, *acts)
 
 
 # -------------------------------------------------------------- check_<op>: softmax, attention
@@ -354,8 +316,8 @@ class SoftmaxArgs(NamedTuple):
 
 
 def check_softmax(x, axis, mask, *, op="softmax", build: Build = None):
-    x = array(x, op, "x")
-    min_rank(x, op, "x", 1)
+    x = C.array(x, op, "x")
+    C.min_rank(x, op, "x", 1)
     if build is not None:
         build(x.shape)
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
@@ -370,8 +332,8 @@ def check_softmax(x, axis, mask, *, op="softmax", build: Build = None):
     if len(set(axes)) != len(axes):
         raise ValueError(f"{op}: axis has repeated entries: {axis!r}")
     if mask is not None:
-        mask = bool_mask(mask, op, "mask", threshold=True)
-        if not broadcastable(mask.shape, x.shape):
+        mask = C.bool_mask(mask, op, "mask", threshold=True)
+        if not C.broadcastable(mask.shape, x.shape):
             raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to x {x.shape}")
         mask = np.broadcast_to(mask, x.shape)
     return SoftmaxArgs(x, axes, mask)
@@ -379,12 +341,12 @@ def check_softmax(x, axis, mask, *, op="softmax", build: Build = None):
 
 def _query_value_key(op, query, value, key, what=("dim", "dim_v", "dim")):
     """query (B, T, .), value (B, S, .), key (B, S, .) (value if None), checked alike."""
-    query = array(query, op, "query")
-    value = array(value, op, "value")
-    key = value if key is None else array(key, op, "key")
-    rank(query, op, "query", 3, f"(batch, Tq, {what[0]})")
-    rank(value, op, "value", 3, f"(batch, Tv, {what[1]})")
-    rank(key, op, "key", 3, f"(batch, Tv, {what[2]})")
+    query = C.array(query, op, "query")
+    value = C.array(value, op, "value")
+    key = value if key is None else C.array(key, op, "key")
+    C.rank(query, op, "query", 3, f"(batch, Tq, {what[0]})")
+    C.rank(value, op, "value", 3, f"(batch, Tv, {what[1]})")
+    C.rank(key, op, "key", 3, f"(batch, Tv, {what[2]})")
     b, tv = value.shape[:2]
     if query.shape[0] != b or key.shape[0] != b:
         raise ValueError(
@@ -409,13 +371,13 @@ def _luong(op, query, value, key, query_mask, value_mask, flags, build):
             f"{op}: query has shape {query.shape} and key {key.shape}; their last dims must match"
         )
     if query_mask is not None:
-        query_mask = bool_mask(query_mask, op, "query_mask")
-        shape_is(query_mask, op, "query_mask", query.shape[:2], "(batch, Tq)")
+        query_mask = C.bool_mask(query_mask, op, "query_mask")
+        C.shape_is(query_mask, op, "query_mask", query.shape[:2], "(batch, Tq)")
     if value_mask is not None:
-        value_mask = bool_mask(value_mask, op, "value_mask")
-        shape_is(value_mask, op, "value_mask", value.shape[:2], "(batch, Tv)")
-    causal = flag(flags[0], op, "use_causal_mask")
-    return_scores = flag(flags[1], op, "return_attention_scores")
+        value_mask = C.bool_mask(value_mask, op, "value_mask")
+        C.shape_is(value_mask, op, "value_mask", value.shape[:2], "(batch, Tv)")
+    causal = C.flag(flags[0], op, "use_causal_mask")
+    return_scores = C.flag(flags[1], op, "return_attention_scores")
     return query, value, key, query_mask, value_mask, causal, return_scores, weights
 
 
@@ -455,14 +417,14 @@ def check_attention(
         scale, concat_score_weight = weights
     if not isinstance(score_mode, str) or score_mode not in ("dot", "concat"):
         raise ValueError(f"{op}: score_mode must be 'dot' or 'concat', got {score_mode!r}")
-    scale = None if scale is None else real_scalar(scale, op, "scale")
+    scale = None if scale is None else C.real_scalar(scale, op, "scale")
     if score_mode == "dot":
         if concat_score_weight is not None:
             raise ValueError(f"{op}: concat_score_weight is only used with score_mode='concat'")
     elif concat_score_weight is None:
         concat_score_weight = 1.0
     else:
-        concat_score_weight = real_scalar(concat_score_weight, op, "concat_score_weight")
+        concat_score_weight = C.real_scalar(concat_score_weight, op, "concat_score_weight")
     return AttentionArgs(*common, scale, score_mode, concat_score_weight)
 
 
@@ -496,9 +458,9 @@ def check_additive_attention(
     )  # fmt: skip
     if weights is not None:
         (scale,) = weights
-    scale = optional_array(scale, op, "scale")
+    scale = C.optional_array(scale, op, "scale")
     if scale is not None:
-        shape_is(scale, op, "scale", (common[0].shape[2],), "(dim,)")
+        C.shape_is(scale, op, "scale", (common[0].shape[2],), "(dim,)")
     return AdditiveAttentionArgs(*common, scale)
 
 
@@ -514,12 +476,12 @@ class SDPAArgs(NamedTuple):
 def check_scaled_dot_product_attention(
     q, k, v, mask, is_causal, scale, *, op="scaled_dot_product_attention"
 ):
-    q = array(q, op, "q")
-    k = array(k, op, "k")
-    v = array(v, op, "v")
-    min_rank(q, op, "q", 2, "(..., T, D)")
-    min_rank(k, op, "k", 2, "(..., S, D)")
-    min_rank(v, op, "v", 2, "(..., S, Dv)")
+    q = C.array(q, op, "q")
+    k = C.array(k, op, "k")
+    v = C.array(v, op, "v")
+    C.min_rank(q, op, "q", 2, "(..., T, D)")
+    C.min_rank(k, op, "k", 2, "(..., S, D)")
+    C.min_rank(v, op, "v", 2, "(..., S, Dv)")
     lead = q.shape[:-2]
     if k.shape[:-2] != lead or v.shape[:-2] != lead:
         raise ValueError(
@@ -534,12 +496,12 @@ def check_scaled_dot_product_attention(
     if q.shape[-1] < 1:
         raise ValueError(f"{op}: q must have a feature dim D >= 1, got {q.shape}")
     if mask is not None:
-        mask = bool_mask(mask, op, "mask")
+        mask = C.bool_mask(mask, op, "mask")
         target = lead + (q.shape[-2], k.shape[-2])
-        if not broadcastable(mask.shape, target):
+        if not C.broadcastable(mask.shape, target):
             raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to {target}")
-    causal = flag(is_causal, op, "is_causal")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else real_scalar(scale, op, "scale")
+    causal = C.flag(is_causal, op, "is_causal")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else C.real_scalar(scale, op, "scale")
     return SDPAArgs(q, k, v, mask, causal, scale)
 
 
@@ -566,11 +528,17 @@ def check_multi_head_attention(
     query,
     value,
     key,
-    kernels,
-    biases,
-    attention_mask,
-    use_causal_mask,
-    return_attention_scores,
+    query_kernel=None,
+    key_kernel=None,
+    value_kernel=None,
+    output_kernel=None,
+    query_bias=None,
+    key_bias=None,
+    value_bias=None,
+    output_bias=None,
+    attention_mask=None,
+    use_causal_mask=False,
+    return_attention_scores=False,
     *,
     value_mask=None,
     key_mask=None,
@@ -578,31 +546,34 @@ def check_multi_head_attention(
     op="multi_head_attention",
     build: Build = None,
 ):
-    """kernels, biases: the four (query, key, value, output) of each. The layer's
-    value_mask and key_mask (B, S) and sliding_window are ANDed into the mask."""
+    """The layer's value_mask and key_mask (B, S) and sliding_window are ANDed into the
+    attention mask."""
     query, value, key = _query_value_key(op, query, value, key, ("Dq", "Dv", "Dk"))
     (b, t_len, dq), s_len = query.shape, value.shape[1]
+    kernels = (query_kernel, key_kernel, value_kernel, output_kernel)
+    biases = (query_bias, key_bias, value_bias, output_bias)
     if build is not None:
-        kernels, biases = build(query.shape, value.shape, key.shape)
-    kernels = tuple(array(w, op, name) for w, (name, _) in zip(kernels, _MHA_KERNELS))
+        weights = build(query.shape, value.shape, key.shape)
+        kernels, biases = weights[:4], weights[4:]
+    kernels = tuple(C.array(w, op, name) for w, (name, _) in zip(kernels, _MHA_KERNELS))
     for w, (name, what) in zip(kernels, _MHA_KERNELS):
-        rank(w, op, name, 3, what)
+        C.rank(w, op, name, 3, what)
     wq, wk, wv, wo = kernels
     _, n, hk = wq.shape
     hv, dout = wv.shape[2], wo.shape[2]
     expected = ((dq, n, hk), (key.shape[2], n, hk), (value.shape[2], n, hv), (n, hv, dout))
     for w, (name, what), shape in zip(kernels, _MHA_KERNELS, expected):
-        shape_is(w, op, name, shape, what)
+        C.shape_is(w, op, name, shape, what)
     if n < 1 or hk < 1 or hv < 1 or dout < 1:
         raise ValueError(f"{op}: num_heads, key_dim, value_dim and Dout must be >= 1")
     names = ("query_bias", "key_bias", "value_bias", "output_bias")
-    biases = tuple(optional_array(bias, op, name) for bias, name in zip(biases, names))
+    biases = tuple(C.optional_array(bias, op, name) for bias, name in zip(biases, names))
     for bias, name, shape in zip(biases, names, ((n, hk), (n, hk), (n, hv), (dout,))):
         if bias is not None:
-            shape_is(bias, op, name, shape)
+            C.shape_is(bias, op, name, shape)
     mask = attention_mask
     if mask is not None:
-        mask = bool_mask(mask, op, "attention_mask")
+        mask = C.bool_mask(mask, op, "attention_mask")
         if mask.shape not in ((b, t_len, s_len), (t_len, s_len)):
             raise ValueError(
                 f"{op}: attention_mask has shape {mask.shape}, expected "
@@ -610,14 +581,14 @@ def check_multi_head_attention(
             )
     for name, m in (("value_mask", value_mask), ("key_mask", key_mask)):
         if m is not None:
-            m = bool_mask(m, op, name)
-            shape_is(m, op, name, (b, s_len), "(batch, S)")
+            m = C.bool_mask(m, op, name)
+            C.shape_is(m, op, name, (b, s_len), "(batch, S)")
             mask = m[:, None, :] if mask is None else mask & m[:, None, :]
     if sliding_window is not None:
         band = np.abs(np.arange(t_len)[:, None] - np.arange(s_len)[None, :]) < sliding_window
         mask = band if mask is None else mask & band
     if mask is not None and mask.ndim == 3:
         mask = np.ascontiguousarray(np.broadcast_to(mask, (b, t_len, s_len)))
-    causal = flag(use_causal_mask, op, "use_causal_mask")
-    return_scores = flag(return_attention_scores, op, "return_attention_scores")
+    causal = C.flag(use_causal_mask, op, "use_causal_mask")
+    return_scores = C.flag(return_attention_scores, op, "return_attention_scores")
     return MHAArgs(query, value, key, kernels, biases, mask, causal, return_scores)

@@ -6,6 +6,9 @@ C++ when the compiled core serves the call, else NumPy; see
 :func:`fastlayers.set_backend`), and run it (fastlayers/_cpp/ or fastlayers/_numpy/,
 one module per op family in each). The ``run_<op>`` functions are the choose-and-run
 half, which layers call with their checked arguments and their weights packed once.
+
+``check_<op>`` takes the op's own arguments by name, so an op passes ``**locals()``:
+every argument it was called with, and nothing else (it is the op's first statement).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def dense(
     The C++ path reads ``kernel`` in place for up to 32 rows of x and packs it per call
     for more; :class:`fastlayers.layers.Dense` packs it once, when its weights are set.
     """
-    return run_dense(V.check_dense(x, kernel, bias, activation))
+    return run_dense(V.check_dense(**locals()))
 
 
 def run_dense(a: V.DenseArgs, packed: Any = None) -> np.ndarray:
@@ -133,8 +136,7 @@ def conv2d(
     -------
     y : float32 array (N, OH, OW, F)
     """
-    a = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups, activation)
-    return run_conv2d(a)
+    return run_conv2d(V.check_conv2d(**locals()))
 
 
 def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
@@ -145,13 +147,6 @@ def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ recurrent
-
-
-def _states_out(out, states, return_state):
-    """output, or (output, *states) with no array handed out twice."""
-    if not return_state:
-        return out
-    return (out, *(s.copy() if s is out else s for s in states))
 
 
 def lstm(
@@ -198,28 +193,18 @@ def lstm(
     step of up to 32 rows reads them in place instead, as :func:`lstm_cell` does), while
     :class:`fastlayers.layers.LSTM` packs them once, when its weights are set.
     """
-    a = V.check_lstm(
-        x,
-        kernel,
-        recurrent_kernel,
-        bias,
-        initial_state,
-        mask,
-        return_sequences,
-        return_state,
-        go_backwards,
-        activation,
-        recurrent_activation,
-    )
-    return run_lstm(a)
+    return run_recurrent(V.check_lstm(**locals()))
 
 
-def run_lstm(a: V.LSTMArgs, packed: Any = None):
-    """lstm on checked arguments; ``packed``: the layer's ``_cpp.recurrent.pack_lstm``."""
-    if _cpp("lstm", _cpp_recurrent.unsupported(a)):
-        out, h, c = _cpp_recurrent.lstm(a, packed)
+def run_recurrent(a: V.RecurrentArgs, packed: Any = None):
+    """lstm or gru (``a.cell``) on checked arguments; ``packed``: the layer's
+    ``_cpp.recurrent.pack_lstm`` or ``pack_gru``."""
+    if _cpp(a.cell, _cpp_recurrent.unsupported(a)):
+        out, *states = _cpp_recurrent.run(a, packed)
     else:
-        out, h, c = _np_recurrent.lstm(
+        numpy_cell = _np_recurrent.lstm if a.cell == "lstm" else _np_recurrent.gru
+        gru_only = () if a.reset_after is None else (a.reset_after,)
+        out, *states = numpy_cell(
             a.x,
             a.kernel,
             a.recurrent_kernel,
@@ -230,8 +215,11 @@ def run_lstm(a: V.LSTMArgs, packed: Any = None):
             a.go_backwards,
             a.activation,
             a.recurrent_activation,
+            *gru_only,
         )
-    return _states_out(out, (h, c), a.return_state)
+    if not a.return_state:
+        return out
+    return (out, *(s.copy() if s is out else s for s in states))  # never one array twice
 
 
 def lstm_cell(
@@ -247,7 +235,7 @@ def lstm_cell(
     x_t (B, F), h (B, u), c (B, u), kernel (F, 4u), recurrent_kernel (u, 4u),
     bias (4u,) -> (h_next, c_next), each (B, u).
     """
-    a = V.check_lstm_cell(x_t, h, c, kernel, recurrent_kernel, bias)
+    a = V.check_lstm_cell(**locals())
     if _cpp("lstm_cell"):
         return _cpp_recurrent.lstm_cell(a)
     return _np_recurrent.lstm_cell(*a)
@@ -290,42 +278,7 @@ def gru(
 
     C++ path: as for :func:`lstm` (:class:`fastlayers.layers.GRU` packs once).
     """
-    a = V.check_gru(
-        x,
-        kernel,
-        recurrent_kernel,
-        bias,
-        initial_state,
-        mask,
-        return_sequences,
-        return_state,
-        go_backwards,
-        reset_after,
-        activation,
-        recurrent_activation,
-    )
-    return run_gru(a)
-
-
-def run_gru(a: V.GRUArgs, packed: Any = None):
-    """gru on checked arguments; ``packed``: the layer's ``_cpp.recurrent.pack_gru``."""
-    if _cpp("gru", _cpp_recurrent.unsupported(a)):
-        out, h = _cpp_recurrent.gru(a, packed)
-    else:
-        out, h = _np_recurrent.gru(
-            a.x,
-            a.kernel,
-            a.recurrent_kernel,
-            a.bias,
-            *a.initial_state,
-            a.mask,
-            a.return_sequences,
-            a.go_backwards,
-            a.reset_after,
-            a.activation,
-            a.recurrent_activation,
-        )
-    return _states_out(out, (h,), a.return_state)
+    return run_recurrent(V.check_gru(**locals()))
 
 
 # ------------------------------------------------------------------------- softmax
@@ -347,7 +300,7 @@ def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None
     -------
     y : float32 array, the shape of x
     """
-    return run_softmax(V.check_softmax(x, axis, mask))
+    return run_softmax(V.check_softmax(**locals()))
 
 
 def run_softmax(a: V.SoftmaxArgs) -> np.ndarray:
@@ -402,19 +355,7 @@ def attention(
     -------
     output (B, Tq, Dv), or (output, weights); float32.
     """
-    a = V.check_attention(
-        query,
-        value,
-        key,
-        scale,
-        score_mode,
-        concat_score_weight,
-        query_mask,
-        value_mask,
-        use_causal_mask,
-        return_attention_scores,
-    )
-    return run_attention(a)
+    return run_attention(V.check_attention(**locals()))
 
 
 def run_attention(a: V.AttentionArgs):
@@ -463,17 +404,7 @@ def additive_attention(
     -------
     output (B, Tq, Dv), or (output, weights (B, Tq, Tv)); float32.
     """
-    a = V.check_additive_attention(
-        query,
-        value,
-        key,
-        scale,
-        query_mask,
-        value_mask,
-        use_causal_mask,
-        return_attention_scores,
-    )
-    return run_additive_attention(a)
+    return run_additive_attention(V.check_additive_attention(**locals()))
 
 
 def run_additive_attention(a: V.AdditiveAttentionArgs):
@@ -518,7 +449,7 @@ def scaled_dot_product_attention(
     -------
     output : float32 array (..., T, Dv)
     """
-    a = V.check_scaled_dot_product_attention(q, k, v, mask, is_causal, scale)
+    a = V.check_scaled_dot_product_attention(**locals())
     if _cpp("scaled_dot_product_attention"):
         return _cpp_attention.scaled_dot_product_attention(a)
     return _np_attention.scaled_dot_product_attention(*a)
@@ -561,17 +492,7 @@ def multi_head_attention(
     -------
     output (B, T, Dout), or (output, weights); float32.
     """
-    a = V.check_multi_head_attention(
-        query,
-        value,
-        key,
-        (query_kernel, key_kernel, value_kernel, output_kernel),
-        (query_bias, key_bias, value_bias, output_bias),
-        attention_mask,
-        use_causal_mask,
-        return_attention_scores,
-    )
-    return run_multi_head_attention(a)
+    return run_multi_head_attention(V.check_multi_head_attention(**locals()))
 
 
 def run_multi_head_attention(a: V.MHAArgs, packed: Any = None):

@@ -44,8 +44,14 @@ def pack_gru(kernel, recurrent_kernel, bias, reset_after):
     )
 
 
+def run(a, packed=None):
+    """lstm or gru (``a.cell``) on checked arguments (``_validation.RecurrentArgs``):
+    (out, h, c) or (out, h). ``packed``: the layer's :func:`pack_lstm` or :func:`pack_gru`."""
+    return lstm(a, packed) if a.cell == "lstm" else gru(a, packed)
+
+
 def lstm(a, packed=None):
-    """lstm on checked arguments (``_validation.LSTMArgs``) -> (out, h, c).
+    """lstm on checked arguments -> (out, h, c).
 
     ``packed`` is the layer's :func:`pack_lstm`, or None: the kernels are then packed for
     this call, except for one unmasked step, where ``_core.lstm_cell`` reads them in place
@@ -77,7 +83,7 @@ def lstm_cell(a):
 
 
 def gru(a, packed=None):
-    """gru on checked arguments (``_validation.GRUArgs``) -> (out, h). ``packed`` is the
+    """gru on checked arguments -> (out, h). ``packed`` is the
     layer's :func:`pack_gru` (same reset_after), or None (packed for this call)."""
     if packed is None:
         packed = pack_gru(a.kernel, a.recurrent_kernel, a.bias, a.reset_after)

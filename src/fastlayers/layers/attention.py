@@ -10,8 +10,16 @@ import numpy as np
 from .. import _validation as V
 from .. import functional as F
 from .._cpp.attention import pack_multi_head_attention
-from .base import Layer, Shape, _bool, _not_supported, _positive_int, _seed, _shape_tuple
-from .initializers import check_initializer, weight_spec
+from .base import (
+    WEIGHT_TRAINING_ARGS,
+    Layer,
+    Shape,
+    _bool,
+    _positive_int,
+    _seed,
+    _shape_tuple,
+)
+from .initializers import weight_spec
 
 # ---------------------------------------------------------------------- attention
 
@@ -241,6 +249,8 @@ class MultiHeadAttention(Layer):
         "bias_initializer",
         "seed",
     )
+    ignored_args = WEIGHT_TRAINING_ARGS
+    unsupported_args = {"use_gate": False}
     _PARTS = ("query", "key", "value", "attention_output")
     call_weights = tuple(f"{p}/kernel" for p in _PARTS) + tuple(f"{p}/bias" for p in _PARTS)
 
@@ -257,11 +267,7 @@ class MultiHeadAttention(Layer):
         flash_attention: Any = None,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
-        kernel_regularizer: Any = None,
-        bias_regularizer: Any = None,
-        kernel_constraint: Any = None,
-        bias_constraint: Any = None,
-        use_gate: bool = False,
+        *,
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -282,7 +288,6 @@ class MultiHeadAttention(Layer):
         if flash_attention and self.dropout > 0:
             raise ValueError(f"{owner}: dropout is not supported when flash attention is enabled")
         self.flash_attention = flash_attention
-        self.use_bias = _bool(use_bias, owner, "use_bias")
         if output_shape is not None:
             dims = (output_shape,) if isinstance(output_shape, (int, np.integer)) else output_shape
             if not isinstance(dims, (list, tuple)) or len(dims) != 1:
@@ -308,10 +313,7 @@ class MultiHeadAttention(Layer):
         if sliding_window is not None:
             sliding_window = _positive_int(sliding_window, owner, "sliding_window")
         self.sliding_window = sliding_window
-        self.kernel_initializer = check_initializer(kernel_initializer, owner, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
-        _not_supported(use_gate, False, owner, "use_gate")
-        self.seed = _seed(seed, owner)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
 
     def _weight_specs(self, input_shape):
         dq, dv, dk = (
@@ -352,11 +354,6 @@ class MultiHeadAttention(Layer):
                 )
         self._create_weights(tuple(shapes))
 
-    def _ready(self, *input_shape):
-        """Build on the first call, then return (kernels, biases) for check_multi_head_attention."""
-        weights = super()._ready(*input_shape)
-        return weights[:4], weights[4:]
-
     def _pack(self):  # the four projections, biases folded in
         weights = self._call_weight_values()
         return pack_multi_head_attention(weights[:4], weights[4:])
@@ -384,11 +381,9 @@ class MultiHeadAttention(Layer):
             query,
             value,
             key,
-            None,
-            None,
-            attention_mask,
-            use_causal_mask,
-            softmax_path,
+            attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask,
+            return_attention_scores=softmax_path,
             value_mask=value_mask,
             key_mask=key_mask,
             sliding_window=self.sliding_window,

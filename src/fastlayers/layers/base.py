@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _backend
 from .. import _validation as V
+from .initializers import check_initializer
 
 F32 = np.float32
 Shape = tuple[Optional[int], ...]
@@ -71,12 +72,22 @@ def _shape_tuple(shape: Any) -> Shape:
 # --------------------------------------------------------------------------- base
 
 
+# Keras constructor arguments of layers with a kernel and a bias that only matter in training.
+WEIGHT_TRAINING_ARGS = (
+    "kernel_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+)
+
+
 class Layer:
     """Base class: naming, lazy build, weights in Keras order, config and repr.
 
-    Subclasses define ``call`` and, if they have weights, ``_weight_specs`` (the
-    weights for an input shape) and ``_input_shape_from_weights`` (the inverse, so
-    that ``set_weights`` can build an unbuilt layer).
+    Subclasses define ``call`` and declare ``config_keys`` (and ``ignored_args``,
+    ``unsupported_args``); with weights they also define ``_weight_specs`` (the weights
+    for an input shape), ``_input_shape_from_weights`` (the inverse, so that
+    ``set_weights`` can build an unbuilt layer), ``call_weights`` and ``_pack``.
 
     Parameters
     ----------
@@ -87,6 +98,11 @@ class Layer:
     dtype : None or "float32"
         fastlayers computes in float32, as Keras does by default.
     """
+
+    #: Keras constructor arguments that only matter in training: accepted and ignored.
+    ignored_args: tuple[str, ...] = ()
+    #: Keras constructor arguments fastlayers does not support: name -> the one value allowed.
+    unsupported_args: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -101,8 +117,12 @@ class Layer:
         **kwargs: Any,
     ) -> None:
         cls = type(self).__name__
-        if kwargs:
-            raise TypeError(f"{cls}: unrecognized keyword arguments: {sorted(kwargs)}")
+        unsupported = {key: kwargs.pop(key) for key in self.unsupported_args if key in kwargs}
+        unknown = sorted(set(kwargs) - set(self.ignored_args))
+        if unknown:
+            raise TypeError(f"{cls}: unrecognized keyword arguments: {unknown}")
+        for key, value in unsupported.items():
+            _not_supported(value, self.unsupported_args[key], cls, key)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{cls}: name must be a str, got {type(name).__name__}")
         if dtype is not None:
@@ -119,6 +139,14 @@ class Layer:
         self._input_shape: Any = None
         self._weight_values: list[np.ndarray] = []
         self._weight_map: dict[str, np.ndarray] = {}
+
+    def _init_weight_args(self, use_bias, kernel_initializer, bias_initializer, seed) -> None:
+        """Check and set the constructor arguments of a layer with a kernel and a bias."""
+        owner = type(self).__name__
+        self.use_bias = _bool(use_bias, owner, "use_bias")
+        self.kernel_initializer = check_initializer(kernel_initializer, owner, "kernel_initializer")
+        self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
+        self.seed = _seed(seed, owner)
 
     # ---- to be provided by subclasses with weights --------------------------------
     def _weight_specs(self, input_shape: Any) -> list[tuple[str, tuple[int, ...], Callable]]:

@@ -10,16 +10,14 @@ from .. import _validation as V
 from .. import functional as F
 from .._cpp.conv2d import pack_conv2d
 from .base import (
+    WEIGHT_TRAINING_ARGS,
     Layer,
     Shape,
-    _bool,
-    _not_supported,
     _positive_int,
-    _seed,
     _shape_tuple,
 )
 from .core import _data_format
-from .initializers import check_initializer, weight_spec
+from .initializers import weight_spec
 
 # ------------------------------------------------------------------------- Conv2D
 
@@ -71,6 +69,8 @@ class Conv2D(Layer):
         "seed",
     )
     call_weights = ("kernel", "bias")
+    ignored_args = WEIGHT_TRAINING_ARGS
+    unsupported_args = {"lora_rank": None, "lora_alpha": None}
 
     def __init__(
         self,
@@ -85,12 +85,7 @@ class Conv2D(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
-        kernel_regularizer: Any = None,
-        bias_regularizer: Any = None,
-        kernel_constraint: Any = None,
-        bias_constraint: Any = None,
-        lora_rank: int | None = None,
-        lora_alpha: float | None = None,
+        *,
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -119,12 +114,7 @@ class Conv2D(Layer):
             )
         V.activation(activation, owner)
         self.activation = activation
-        self.use_bias = _bool(use_bias, owner, "use_bias")
-        self.kernel_initializer = check_initializer(kernel_initializer, owner, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
-        _not_supported(lora_rank, None, owner, "lora_rank")
-        _not_supported(lora_alpha, None, owner, "lora_alpha")
-        self.seed = _seed(seed, owner)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
 
     def _channel_axis(self) -> int:
         return 1 if self.data_format == "channels_first" else -1

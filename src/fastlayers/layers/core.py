@@ -10,15 +10,13 @@ from .. import _validation as V
 from .. import functional as F
 from .._cpp.dense import pack_dense
 from .base import (
+    WEIGHT_TRAINING_ARGS,
     Layer,
     Shape,
-    _bool,
-    _not_supported,
     _positive_int,
-    _seed,
     _shape_tuple,
 )
-from .initializers import check_initializer, weight_spec
+from .initializers import weight_spec
 
 # -------------------------------------------------------------------------- Dense
 
@@ -55,6 +53,8 @@ class Dense(Layer):
         "seed",
     )
     call_weights = ("kernel", "bias")
+    ignored_args = WEIGHT_TRAINING_ARGS
+    unsupported_args = {"lora_rank": None, "lora_alpha": None, "quantization_config": None}
 
     def __init__(
         self,
@@ -63,13 +63,7 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
-        kernel_regularizer: Any = None,
-        bias_regularizer: Any = None,
-        kernel_constraint: Any = None,
-        bias_constraint: Any = None,
-        lora_rank: int | None = None,
-        lora_alpha: float | None = None,
-        quantization_config: Any = None,
+        *,
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -78,13 +72,7 @@ class Dense(Layer):
         self.units = _positive_int(units, owner, "units")
         V.activation(activation, owner)
         self.activation = activation
-        self.use_bias = _bool(use_bias, owner, "use_bias")
-        self.kernel_initializer = check_initializer(kernel_initializer, owner, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
-        _not_supported(lora_rank, None, owner, "lora_rank")
-        _not_supported(lora_alpha, None, owner, "lora_alpha")
-        _not_supported(quantization_config, None, owner, "quantization_config")
-        self.seed = _seed(seed, owner)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
 
     def _weight_specs(self, input_shape):
         d = None if input_shape is None else input_shape[-1]

@@ -10,7 +10,7 @@ import numpy as np
 from .. import _validation as V
 from .. import functional as F
 from .._cpp.recurrent import pack_gru, pack_lstm
-from .base import F32, Layer, Shape, _bool, _positive_int, _seed, _shape_tuple
+from .base import F32, WEIGHT_TRAINING_ARGS, Layer, Shape, _bool, _positive_int, _shape_tuple
 from .initializers import check_initializer, initial_value, weight_spec
 
 
@@ -39,6 +39,17 @@ class _RNN(Layer):
         "zero_output_for_mask",
     )
     call_weights = ("kernel", "recurrent_kernel", "bias")
+    ignored_args = WEIGHT_TRAINING_ARGS + (
+        "recurrent_regularizer",
+        "recurrent_constraint",
+        "dropout",
+        "recurrent_dropout",
+        "unroll",
+        "use_cudnn",
+    )
+    #: The layer's attributes its check_<op> takes as the op's keywords.
+    call_options = ("return_sequences", "go_backwards", "activation", "recurrent_activation")
+    _check = staticmethod(V.check_lstm)
 
     def __init__(
         self,
@@ -50,21 +61,11 @@ class _RNN(Layer):
         recurrent_initializer: Any = "orthogonal",
         bias_initializer: Any = "zeros",
         *,
-        kernel_regularizer: Any = None,
-        recurrent_regularizer: Any = None,
-        bias_regularizer: Any = None,
-        kernel_constraint: Any = None,
-        recurrent_constraint: Any = None,
-        bias_constraint: Any = None,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
         seed: int | None = None,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
         stateful: bool = False,
-        unroll: bool = False,
-        use_cudnn: Any = "auto",
         zero_output_for_mask: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -75,13 +76,10 @@ class _RNN(Layer):
         V.activation(recurrent_activation, owner, "recurrent_activation", elementwise=True)
         self.activation = activation
         self.recurrent_activation = recurrent_activation
-        self.use_bias = _bool(use_bias, owner, "use_bias")
-        self.kernel_initializer = check_initializer(kernel_initializer, owner, "kernel_initializer")
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
         self.recurrent_initializer = check_initializer(
             recurrent_initializer, owner, "recurrent_initializer"
         )
-        self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
-        self.seed = _seed(seed, owner)
         self.return_sequences = _bool(return_sequences, owner, "return_sequences")
         self.return_state = _bool(return_state, owner, "return_state")
         self.go_backwards = _bool(go_backwards, owner, "go_backwards")
@@ -145,14 +143,25 @@ class _RNN(Layer):
         default, or the kept states of a stateful layer. mask: bool (batch, timesteps).
         Returns output, or (output, *states) if return_state.
         """
-        a = self._check(sequences, initial_state, mask)
+        a = self._check(
+            sequences,
+            None,
+            None,
+            None,
+            initial_state=initial_state,
+            mask=mask,
+            return_state=True,
+            **{name: getattr(self, name) for name in self.call_options},
+            op=self._owner(),
+            x_name="sequences",
+            build=self._ready,
+        )
         if self.stateful:
             if initial_state is None:
                 a = self._kept_states(a)
             else:
                 self._kept_states(a)  # the batch size check
-        run = F.run_lstm if self._gates == 4 else F.run_gru
-        out, *states = run(a, self._packed)
+        out, *states = F.run_recurrent(a, self._packed)
         if self.zero_output_for_mask and a.mask is not None:
             # Masked steps output 0 instead of repeating the previous output. The output
             # is in processing order, so with go_backwards the mask is reversed too.
@@ -233,24 +242,6 @@ class LSTM(_RNN):
 
         return ("bias", (4 * u,), make)
 
-    def _check(self, sequences, initial_state, mask):
-        return V.check_lstm(
-            sequences,
-            None,
-            None,
-            None,
-            initial_state,
-            mask,
-            self.return_sequences,
-            True,
-            self.go_backwards,
-            self.activation,
-            self.recurrent_activation,
-            op=self._owner(),
-            x_name="sequences",
-            build=self._ready,
-        )
-
     def _pack(self):  # kernel (bias folded in) and recurrent kernel as gate panels
         return pack_lstm(*self._call_weight_values())
 
@@ -282,6 +273,8 @@ class GRU(_RNN):
     _gates = 3
     _num_states = 1
     config_keys = _RNN.config_keys + ("reset_after",)
+    call_options = _RNN.call_options + ("reset_after",)
+    _check = staticmethod(V.check_gru)
 
     def __init__(self, *args: Any, reset_after: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -290,25 +283,6 @@ class GRU(_RNN):
     def _bias_spec(self):
         shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
         return ("bias", shape, lambda rng: initial_value(self.bias_initializer, shape, rng))
-
-    def _check(self, sequences, initial_state, mask):
-        return V.check_gru(
-            sequences,
-            None,
-            None,
-            None,
-            initial_state,
-            mask,
-            self.return_sequences,
-            True,
-            self.go_backwards,
-            self.reset_after,
-            self.activation,
-            self.recurrent_activation,
-            op=self._owner(),
-            x_name="sequences",
-            build=self._ready,
-        )
 
     def _pack(self):  # the kernels (biases folded in) as gate panels
         return pack_gru(*self._call_weight_values(), self.reset_after)
