@@ -203,16 +203,16 @@ def _check_recurrent(
     x,
     kernel,
     recurrent_kernel,
-    bias=None,
+    bias,
     *,
-    initial_state=None,
-    mask=None,
-    return_sequences=False,
-    return_state=False,
-    go_backwards=False,
-    reset_after=None,
-    activation="tanh",
-    recurrent_activation="sigmoid",
+    initial_state,
+    mask,
+    return_sequences,
+    return_state,
+    go_backwards,
+    reset_after,
+    activation,
+    recurrent_activation,
     op=None,
     x_name="x",
     build: Build = None,
@@ -268,12 +268,11 @@ def _check_recurrent(
 def check_lstm(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
     """options: lstm's keywords (initial_state, mask, return_sequences, return_state,
     go_backwards, activation, recurrent_activation), and op, x_name, build."""
-    return _check_recurrent("lstm", x, kernel, recurrent_kernel, bias, **options)
+    return _check_recurrent("lstm", x, kernel, recurrent_kernel, bias, reset_after=None, **options)
 
 
 def check_gru(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
     """options: gru's keywords (those of lstm and reset_after), and op, x_name, build."""
-    options.setdefault("reset_after", True)
     return _check_recurrent("gru", x, kernel, recurrent_kernel, bias, **options)
 
 
@@ -361,11 +360,40 @@ def _query_value_key(op, query, value, key, what=("dim", "dim_v", "dim")):
     return query, value, key
 
 
-def _luong(op, query, value, key, query_mask, value_mask, flags, build):
-    """What attention and additive_attention check alike: (query, value, key, query_mask,
-    value_mask, causal, return_scores, the layer's weights or None)."""
+class LuongArgs(NamedTuple):
+    query: Array  # (B, Tq, D)
+    value: Array  # (B, Tv, Dv)
+    key: Array  # (B, Tv, D)
+    query_mask: OptArray  # bool (B, Tq)
+    value_mask: OptArray  # bool (B, Tv)
+    causal: bool
+    return_scores: bool
+    score_mode: str  # "dot" or "concat" (attention), "additive" (additive_attention)
+    scale: Any  # dot, concat: a float or None (no scaling); additive: a (D,) array or None
+    concat_score_weight: float | None  # "concat" only: 1.0 by default
+
+
+def _check_luong(
+    additive: bool,
+    query,
+    value,
+    key=None,
+    *,
+    scale=None,
+    score_mode="dot",
+    concat_score_weight=None,
+    query_mask=None,
+    value_mask=None,
+    use_causal_mask=False,
+    return_attention_scores=False,
+    op,
+    build: Build = None,
+):
+    """check_attention and check_additive_attention: they differ only in the score."""
     query, value, key = _query_value_key(op, query, value, key)
-    weights = None if build is None else build([query.shape, value.shape, key.shape])
+    if build is not None:
+        weights = build([query.shape, value.shape, key.shape])
+        scale, concat_score_weight = weights if len(weights) == 2 else (*weights, None)
     if query.shape[2] != key.shape[2]:
         raise ValueError(
             f"{op}: query has shape {query.shape} and key {key.shape}; their last dims must match"
@@ -376,45 +404,14 @@ def _luong(op, query, value, key, query_mask, value_mask, flags, build):
     if value_mask is not None:
         value_mask = C.bool_mask(value_mask, op, "value_mask")
         C.shape_is(value_mask, op, "value_mask", value.shape[:2], "(batch, Tv)")
-    causal = C.flag(flags[0], op, "use_causal_mask")
-    return_scores = C.flag(flags[1], op, "return_attention_scores")
-    return query, value, key, query_mask, value_mask, causal, return_scores, weights
-
-
-class AttentionArgs(NamedTuple):
-    query: Array  # (B, Tq, D)
-    value: Array  # (B, Tv, Dv)
-    key: Array  # (B, Tv, D)
-    query_mask: OptArray  # bool (B, Tq)
-    value_mask: OptArray  # bool (B, Tv)
-    causal: bool
-    return_scores: bool
-    scale: float | None  # None: no scaling
-    score_mode: str  # "dot" or "concat"
-    concat_score_weight: float | None  # 1.0 by default with "concat"; None with "dot"
-
-
-def check_attention(
-    query,
-    value,
-    key,
-    scale,
-    score_mode,
-    concat_score_weight,
-    query_mask,
-    value_mask,
-    use_causal_mask,
-    return_attention_scores,
-    *,
-    op="attention",
-    build: Build = None,
-):
-    *common, weights = _luong(
-        op, query, value, key, query_mask, value_mask,
-        (use_causal_mask, return_attention_scores), build,
-    )  # fmt: skip
-    if weights is not None:
-        scale, concat_score_weight = weights
+    causal = C.flag(use_causal_mask, op, "use_causal_mask")
+    want_scores = C.flag(return_attention_scores, op, "return_attention_scores")
+    common = (query, value, key, query_mask, value_mask, causal, want_scores)
+    if additive:
+        scale = C.optional_array(scale, op, "scale")
+        if scale is not None:
+            C.shape_is(scale, op, "scale", (query.shape[2],), "(dim,)")
+        return LuongArgs(*common, "additive", scale, None)
     if not isinstance(score_mode, str) or score_mode not in ("dot", "concat"):
         raise ValueError(f"{op}: score_mode must be 'dot' or 'concat', got {score_mode!r}")
     scale = None if scale is None else C.real_scalar(scale, op, "scale")
@@ -425,43 +422,19 @@ def check_attention(
         concat_score_weight = 1.0
     else:
         concat_score_weight = C.real_scalar(concat_score_weight, op, "concat_score_weight")
-    return AttentionArgs(*common, scale, score_mode, concat_score_weight)
+    return LuongArgs(*common, score_mode, scale, concat_score_weight)
 
 
-class AdditiveAttentionArgs(NamedTuple):
-    query: Array  # (B, Tq, D)
-    value: Array  # (B, Tv, Dv)
-    key: Array  # (B, Tv, D)
-    query_mask: OptArray  # bool (B, Tq)
-    value_mask: OptArray  # bool (B, Tv)
-    causal: bool
-    return_scores: bool
-    scale: OptArray  # (D,)
+def check_attention(query, value, key=None, *, op="attention", **options) -> LuongArgs:
+    """options: attention's keywords, and build."""
+    return _check_luong(False, query, value, key, op=op, **options)
 
 
 def check_additive_attention(
-    query,
-    value,
-    key,
-    scale,
-    query_mask,
-    value_mask,
-    use_causal_mask,
-    return_attention_scores,
-    *,
-    op="additive_attention",
-    build: Build = None,
-):
-    *common, weights = _luong(
-        op, query, value, key, query_mask, value_mask,
-        (use_causal_mask, return_attention_scores), build,
-    )  # fmt: skip
-    if weights is not None:
-        (scale,) = weights
-    scale = C.optional_array(scale, op, "scale")
-    if scale is not None:
-        C.shape_is(scale, op, "scale", (common[0].shape[2],), "(dim,)")
-    return AdditiveAttentionArgs(*common, scale)
+    query, value, key=None, *, op="additive_attention", **options
+) -> LuongArgs:
+    """options: additive_attention's keywords, and build."""
+    return _check_luong(True, query, value, key, op=op, **options)
 
 
 class SDPAArgs(NamedTuple):
@@ -528,17 +501,17 @@ def check_multi_head_attention(
     query,
     value,
     key,
-    query_kernel=None,
-    key_kernel=None,
-    value_kernel=None,
-    output_kernel=None,
-    query_bias=None,
-    key_bias=None,
-    value_bias=None,
-    output_bias=None,
-    attention_mask=None,
-    use_causal_mask=False,
-    return_attention_scores=False,
+    query_kernel,
+    key_kernel,
+    value_kernel,
+    output_kernel,
+    query_bias,
+    key_bias,
+    value_bias,
+    output_bias,
+    attention_mask,
+    use_causal_mask,
+    return_attention_scores,
     *,
     value_mask=None,
     key_mask=None,

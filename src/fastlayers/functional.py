@@ -358,10 +358,14 @@ def attention(
     return run_attention(V.check_attention(**locals()))
 
 
-def run_attention(a: V.AttentionArgs):
-    """attention on checked arguments."""
-    if _cpp("attention"):
+def run_attention(a: V.LuongArgs):
+    """attention or additive_attention (``a.score_mode`` "additive") on checked arguments."""
+    if _cpp("additive_attention" if a.score_mode == "additive" else "attention"):
         out, weights = _cpp_attention.attention(a)
+    elif a.score_mode == "additive":
+        out, weights = _np_attention.additive_attention(
+            a.query, a.value, a.key, a.scale, a.query_mask, a.value_mask, a.causal
+        )
     else:
         out, weights = _np_attention.attention(
             a.query,
@@ -404,18 +408,7 @@ def additive_attention(
     -------
     output (B, Tq, Dv), or (output, weights (B, Tq, Tv)); float32.
     """
-    return run_additive_attention(V.check_additive_attention(**locals()))
-
-
-def run_additive_attention(a: V.AdditiveAttentionArgs):
-    """additive_attention on checked arguments."""
-    if _cpp("additive_attention"):
-        out, weights = _cpp_attention.additive_attention(a)
-    else:
-        out, weights = _np_attention.additive_attention(
-            a.query, a.value, a.key, a.scale, a.query_mask, a.value_mask, a.causal
-        )
-    return _with_scores(out, weights, a.return_scores)
+    return run_attention(V.check_additive_attention(**locals()))
 
 
 def scaled_dot_product_attention(

@@ -59,16 +59,14 @@ def _luong(a, **score):
 
 
 def attention(a):
-    """attention on checked arguments (``_validation.AttentionArgs``) -> (out, weights)."""
+    """attention or additive_attention on checked arguments (``_validation.LuongArgs``)
+    -> (out, weights or None)."""
+    if a.score_mode == "additive":
+        return _luong(a, additive=True, add_w=a.scale)
     pre = 1.0 if a.scale is None else a.scale
     if a.score_mode == "dot":
         return _luong(a, scale=pre)
     return _luong(a, additive=True, pre=pre, post=a.concat_score_weight)
-
-
-def additive_attention(a):
-    """additive_attention on checked arguments (``_validation.AdditiveAttentionArgs``)."""
-    return _luong(a, additive=True, add_w=a.scale)
 
 
 def scaled_dot_product_attention(a):

@@ -24,29 +24,51 @@ from .initializers import weight_spec
 # ---------------------------------------------------------------------- attention
 
 
-def _unpack_qvk(layer: Layer, inputs: Any) -> tuple[Any, Any, Any]:
-    """(query, value, key or None) from the list a Luong attention layer is called on."""
-    if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
-        raise ValueError(
-            f"{layer._owner()}: inputs must be a list [query, value] or [query, value, key], got "
-            f"{type(inputs).__name__}"
-            + (f" of length {len(inputs)}" if isinstance(inputs, (list, tuple)) else "")
+class _LuongAttention(Layer):
+    """What Attention and AdditiveAttention share: the constructor, the call (on a list of
+    inputs and a list of masks) and its check."""
+
+    _check = staticmethod(V.check_attention)
+    #: The layer's attributes its check_<op> takes as the op's keywords.
+    call_options: tuple[str, ...] = ()
+
+    def __init__(self, use_scale: bool, dropout: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.use_scale = _bool(use_scale, owner, "use_scale")
+        self.dropout = dropout
+        self.seed = _seed(seed, owner)
+
+    def call(
+        self, inputs, mask=None, training=None, return_attention_scores=False, use_causal_mask=False
+    ):
+        owner = self._owner()
+        if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+            raise ValueError(
+                f"{owner}: inputs must be a list [query, value] or [query, value, key], got "
+                f"{type(inputs).__name__}"
+                + (f" of length {len(inputs)}" if isinstance(inputs, (list, tuple)) else "")
+            )
+        if mask is not None and (not isinstance(mask, (list, tuple)) or not 2 <= len(mask) <= 3):
+            raise ValueError(
+                f"{owner}: mask must be a list [query_mask, value_mask] (either may be "
+                f"None), got {mask!r}"
+            )
+        query_mask, value_mask = (None, None) if mask is None else mask[:2]
+        a = self._check(
+            *inputs,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            use_causal_mask=use_causal_mask,
+            return_attention_scores=return_attention_scores,
+            **{name: getattr(self, name) for name in self.call_options},
+            op=owner,
+            build=self._ready,
         )
-    return inputs[0], inputs[1], inputs[2] if len(inputs) == 3 else None
+        return F.run_attention(a)
 
 
-def _unpack_masks(layer: Layer, mask: Any) -> tuple[Any, Any]:
-    if mask is None:
-        return None, None
-    if not isinstance(mask, (list, tuple)) or not 2 <= len(mask) <= 3:
-        raise ValueError(
-            f"{layer._owner()}: mask must be a list [query_mask, value_mask] (either may be "
-            f"None), got {mask!r}"
-        )
-    return mask[0], mask[1]
-
-
-class Attention(Layer):
+class Attention(_LuongAttention):
     """Dot-product (Luong) attention (Keras ``Attention``).
 
     Parameters
@@ -71,23 +93,14 @@ class Attention(Layer):
 
     config_keys = ("use_scale", "score_mode", "dropout", "seed")
     call_weights = ("scale", "concat_score_weight")
+    call_options = ("score_mode",)
 
-    def __init__(
-        self,
-        use_scale: bool = False,
-        score_mode: str = "dot",
-        dropout: float = 0.0,
-        seed: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
         owner = type(self).__name__
-        self.use_scale = _bool(use_scale, owner, "use_scale")
         if score_mode not in ("dot", "concat"):
             raise ValueError(f"{owner}: score_mode must be 'dot' or 'concat', got {score_mode!r}")
+        super().__init__(use_scale, dropout, seed, **kwargs)
         self.score_mode = score_mode
-        self.dropout = dropout
-        self.seed = _seed(seed, owner)
 
     def _weight_specs(self, input_shape):
         specs = []
@@ -101,29 +114,8 @@ class Attention(Layer):
         """Create ``scale`` and/or ``concat_score_weight`` (scalars); input_shape unused."""
         self._create_weights(input_shape)
 
-    def call(
-        self,
-        inputs: Any,
-        mask: Any = None,
-        training: Any = None,
-        return_attention_scores: bool = False,
-        use_causal_mask: bool = False,
-    ):
-        a = V.check_attention(
-            *_unpack_qvk(self, inputs),
-            None,
-            self.score_mode,
-            None,
-            *_unpack_masks(self, mask),
-            use_causal_mask,
-            return_attention_scores,
-            op=self._owner(),
-            build=self._ready,
-        )
-        return F.run_attention(a)
 
-
-class AdditiveAttention(Layer):
+class AdditiveAttention(_LuongAttention):
     """Additive (Bahdanau) attention (Keras ``AdditiveAttention``).
 
     ``scores[b, i, j] = sum_d scale[d] * tanh(query[b, i, d] + key[b, j, d])``; there
@@ -144,19 +136,10 @@ class AdditiveAttention(Layer):
 
     config_keys = ("use_scale", "dropout", "seed")
     call_weights = ("scale",)
+    _check = staticmethod(V.check_additive_attention)
 
-    def __init__(
-        self,
-        use_scale: bool = True,
-        dropout: float = 0.0,
-        seed: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        owner = type(self).__name__
-        self.use_scale = _bool(use_scale, owner, "use_scale")
-        self.dropout = dropout
-        self.seed = _seed(seed, owner)
+    def __init__(self, use_scale=True, dropout=0.0, seed=None, **kwargs):
+        super().__init__(use_scale, dropout, seed, **kwargs)
 
     def _weight_specs(self, input_shape):
         if not self.use_scale:
@@ -173,25 +156,6 @@ class AdditiveAttention(Layer):
     def build(self, input_shape: Any) -> None:
         """Create ``scale`` (dim,) from input_shape = [query_shape, value_shape(, key_shape)]."""
         self._create_weights([_shape_tuple(s) for s in input_shape])
-
-    def call(
-        self,
-        inputs: Any,
-        mask: Any = None,
-        training: Any = None,
-        return_attention_scores: bool = False,
-        use_causal_mask: bool = False,
-    ):
-        a = V.check_additive_attention(
-            *_unpack_qvk(self, inputs),
-            None,
-            *_unpack_masks(self, mask),
-            use_causal_mask,
-            return_attention_scores,
-            op=self._owner(),
-            build=self._ready,
-        )
-        return F.run_additive_attention(a)
 
 
 class MultiHeadAttention(Layer):
@@ -381,9 +345,10 @@ class MultiHeadAttention(Layer):
             query,
             value,
             key,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-            return_attention_scores=softmax_path,
+            *[None] * 8,  # the 8 weights: build returns the layer's
+            attention_mask,
+            use_causal_mask,
+            softmax_path,
             value_mask=value_mask,
             key_mask=key_mask,
             sliding_window=self.sliding_window,

@@ -81,6 +81,10 @@ WEIGHT_TRAINING_ARGS = (
 )
 
 
+# Keras Layer constructor arguments every layer accepts and ignores (no effect on inference).
+_KERAS_BASE_IGNORED = ("autocast", "activity_regularizer", "input_shape", "input_dim")
+
+
 class Layer:
     """Base class: naming, lazy build, weights in Keras order, config and repr.
 
@@ -110,15 +114,11 @@ class Layer:
         name: str | None = None,
         trainable: bool = True,
         dtype: Any = None,
-        autocast: bool = True,
-        activity_regularizer: Any = None,
-        input_shape: Any = None,
-        input_dim: Any = None,
         **kwargs: Any,
     ) -> None:
         cls = type(self).__name__
         unsupported = {key: kwargs.pop(key) for key in self.unsupported_args if key in kwargs}
-        unknown = sorted(set(kwargs) - set(self.ignored_args))
+        unknown = sorted(set(kwargs) - set(self.ignored_args) - set(_KERAS_BASE_IGNORED))
         if unknown:
             raise TypeError(f"{cls}: unrecognized keyword arguments: {unknown}")
         for key, value in unsupported.items():
@@ -236,6 +236,21 @@ class Layer:
         """Copies of the weights in Keras order ([] before build)."""
         return [w.copy() for w in self._weight_values]
 
+    def _check_weight_list(self, weights: Any) -> list[str]:
+        """The weight names, once ``weights`` is checked to be a list of as many arrays."""
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(
+                f"{self._owner()}: set_weights expects a list of arrays, got "
+                f"{type(weights).__name__}"
+            )
+        names = self._weight_names()
+        if len(weights) != len(names):
+            raise ValueError(
+                f"{self._owner()}: set_weights expected {len(names)} arrays {names}, got "
+                f"{len(weights)}"
+            )
+        return names
+
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Set the weights from arrays in Keras order (see each layer's docstring).
 
@@ -244,15 +259,7 @@ class Layer:
         built from the weight shapes.
         """
         owner = self._owner()
-        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
-            raise TypeError(
-                f"{owner}: set_weights expects a list of arrays, got {type(weights).__name__}"
-            )
-        names = self._weight_names()
-        if len(weights) != len(names):
-            raise ValueError(
-                f"{owner}: set_weights expected {len(names)} arrays {names}, got {len(weights)}"
-            )
+        names = self._check_weight_list(weights)
         arrays = []
         for name, w in zip(names, weights):
             a = V.array(w, owner, f"weight {name!r}")

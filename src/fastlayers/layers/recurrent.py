@@ -426,15 +426,7 @@ class Bidirectional(Layer):
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         owner = self._owner()
-        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
-            raise TypeError(
-                f"{owner}: set_weights expects a list of arrays, got {type(weights).__name__}"
-            )
-        names = self._weight_names()
-        if len(weights) != len(names):
-            raise ValueError(
-                f"{owner}: set_weights expected {len(names)} arrays {names}, got {len(weights)}"
-            )
+        self._check_weight_list(weights)
         n = len(self.forward_layer._weight_names())
         try:
             self.forward_layer.set_weights(list(weights[:n]))
@@ -447,13 +439,7 @@ class Bidirectional(Layer):
         return self.forward_layer.count_params() + self.backward_layer.count_params()
 
     # ---- call -------------------------------------------------------------------------
-    def call(
-        self,
-        sequences: Any,
-        initial_state: Any = None,
-        mask: Any = None,
-        training: Any = None,
-    ):
+    def call(self, sequences, initial_state=None, mask=None, training=None):
         owner = self._owner()
         forward_state = backward_state = None
         if initial_state is not None:
