@@ -16,7 +16,6 @@ from .base import (
     Shape,
     _bool,
     _positive_int,
-    _seed,
     _shape_tuple,
 )
 from .initializers import weight_spec
@@ -33,11 +32,9 @@ class _LuongAttention(Layer):
     call_options: tuple[str, ...] = ()
 
     def __init__(self, use_scale: bool, dropout: float = 0.0, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        owner = type(self).__name__
-        self.use_scale = _bool(use_scale, owner, "use_scale")
+        super().__init__(seed=seed, **kwargs)
+        self.use_scale = _bool(use_scale, type(self).__name__, "use_scale")
         self.dropout = dropout
-        self.seed = _seed(seed, owner)
 
     def call(
         self, inputs, mask=None, training=None, return_attention_scores=False, use_causal_mask=False
@@ -231,8 +228,6 @@ class MultiHeadAttention(Layer):
         flash_attention: Any = None,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
-        *,
-        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -277,7 +272,7 @@ class MultiHeadAttention(Layer):
         if sliding_window is not None:
             sliding_window = _positive_int(sliding_window, owner, "sliding_window")
         self.sliding_window = sliding_window
-        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
     def _weight_specs(self, input_shape):
         dq, dv, dk = (

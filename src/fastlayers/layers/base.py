@@ -114,9 +114,12 @@ class Layer:
         name: str | None = None,
         trainable: bool = True,
         dtype: Any = None,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         cls = type(self).__name__
+        if seed is not None and "seed" not in self.config_keys:
+            kwargs["seed"] = seed  # only the layers with seed in their config take one
         unsupported = {key: kwargs.pop(key) for key in self.unsupported_args if key in kwargs}
         unknown = sorted(set(kwargs) - set(self.ignored_args) - set(_KERAS_BASE_IGNORED))
         if unknown:
@@ -134,19 +137,18 @@ class Layer:
                 raise ValueError(f"{cls}: fastlayers computes in float32; got dtype={dtype!r}")
         self.name: str = name if name is not None else _auto_name(cls)
         self.trainable = _bool(trainable, cls, "trainable")
-        self.seed: int | None = None
+        self.seed: int | None = _seed(seed, cls)
         self.built = False
         self._input_shape: Any = None
         self._weight_values: list[np.ndarray] = []
         self._weight_map: dict[str, np.ndarray] = {}
 
-    def _init_weight_args(self, use_bias, kernel_initializer, bias_initializer, seed) -> None:
+    def _init_weight_args(self, use_bias, kernel_initializer, bias_initializer) -> None:
         """Check and set the constructor arguments of a layer with a kernel and a bias."""
         owner = type(self).__name__
         self.use_bias = _bool(use_bias, owner, "use_bias")
         self.kernel_initializer = check_initializer(kernel_initializer, owner, "kernel_initializer")
         self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
-        self.seed = _seed(seed, owner)
 
     # ---- to be provided by subclasses with weights --------------------------------
     def _weight_specs(self, input_shape: Any) -> list[tuple[str, tuple[int, ...], Callable]]:

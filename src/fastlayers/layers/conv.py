@@ -85,8 +85,6 @@ class Conv2D(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
-        *,
-        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -114,7 +112,7 @@ class Conv2D(Layer):
             )
         V.activation(activation, owner)
         self.activation = activation
-        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
     def _channel_axis(self) -> int:
         return 1 if self.data_format == "channels_first" else -1

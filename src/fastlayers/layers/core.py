@@ -63,8 +63,6 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
-        *,
-        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -72,7 +70,7 @@ class Dense(Layer):
         self.units = _positive_int(units, owner, "units")
         V.activation(activation, owner)
         self.activation = activation
-        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
     def _weight_specs(self, input_shape):
         d = None if input_shape is None else input_shape[-1]

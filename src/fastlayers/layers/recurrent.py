@@ -61,7 +61,6 @@ class _RNN(Layer):
         recurrent_initializer: Any = "orthogonal",
         bias_initializer: Any = "zeros",
         *,
-        seed: int | None = None,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
@@ -76,7 +75,7 @@ class _RNN(Layer):
         V.activation(recurrent_activation, owner, "recurrent_activation", elementwise=True)
         self.activation = activation
         self.recurrent_activation = recurrent_activation
-        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, seed)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
         self.recurrent_initializer = check_initializer(
             recurrent_initializer, owner, "recurrent_initializer"
         )
