@@ -179,22 +179,30 @@ def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, qui
     return Case(cid, "conv2d", desc, flops, make, call, torch_prepare, quick)
 
 
-def _lstm_case(cid, b, t, f, u, quick=True):
+def _recurrent_make_call(layer_cls, gates, bias_shape, b, t, f, u):
+    """make and call of an LSTM or GRU case: Keras-layout weights held by a layer."""
+
     def make(rng):
         s = 1 / math.sqrt(u)
         d = {
             "x": _rand(rng, b, t, f),
-            "kernel": _rand(rng, f, 4 * u, scale=s),
-            "recurrent_kernel": _rand(rng, u, 4 * u, scale=s),
-            "bias": _rand(rng, 4 * u, scale=0.1),
+            "kernel": _rand(rng, f, gates * u, scale=s),
+            "recurrent_kernel": _rand(rng, u, gates * u, scale=s),
+            "bias": _rand(rng, *bias_shape, scale=0.1),
         }
         # A layer holds its weights pre-packed for the C++ kernels (packed once, here).
-        d["layer"] = fl.layers.LSTM(u)
+        d["layer"] = layer_cls(u)
         d["layer"].set_weights([d["kernel"], d["recurrent_kernel"], d["bias"]])
         return d
 
     def call(d):
         return d["layer"](d["x"])
+
+    return make, call
+
+
+def _lstm_case(cid, b, t, f, u, quick=True):
+    make, call = _recurrent_make_call(fl.layers.LSTM, 4, (4 * u,), b, t, f, u)
 
     def torch_prepare(d):
         layer = torch.nn.LSTM(f, u, batch_first=True)
@@ -226,22 +234,7 @@ def _torch_last_output(layer, x):
 def _gru_case(cid, b, t, f, u, quick=True):
     """Keras GRU (reset_after=True, the default) against torch.nn.GRU, which computes the same
     thing with the gate blocks ordered (r, z, n) instead of [z | r | h]."""
-
-    def make(rng):
-        s = 1 / math.sqrt(u)
-        d = {
-            "x": _rand(rng, b, t, f),
-            "kernel": _rand(rng, f, 3 * u, scale=s),
-            "recurrent_kernel": _rand(rng, u, 3 * u, scale=s),
-            "bias": _rand(rng, 2, 3 * u, scale=0.1),
-        }
-        # A layer holds its weights pre-packed for the C++ kernels (packed once, here).
-        d["layer"] = fl.layers.GRU(u)
-        d["layer"].set_weights([d["kernel"], d["recurrent_kernel"], d["bias"]])
-        return d
-
-    def call(d):
-        return d["layer"](d["x"])
+    make, call = _recurrent_make_call(fl.layers.GRU, 3, (2, 3 * u), b, t, f, u)
 
     def torch_prepare(d):
         layer = torch.nn.GRU(f, u, batch_first=True)
