@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _symbolic as S
-from ..layers import Layer
+from ..layers.base import Layer
 
 
 class InputLayer(Layer):

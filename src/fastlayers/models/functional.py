@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _symbolic as S
-from ..layers import Layer, _auto_name
+from ..layers.base import Layer, _auto_name
 from .base import BaseModel, InputLayer
 
 

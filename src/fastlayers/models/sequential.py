@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .. import _symbolic as S
-from ..layers import Layer
+from ..layers.base import Layer
 from .base import BaseModel, InputLayer
 from .functional import _shape_str
 
