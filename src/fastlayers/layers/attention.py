@@ -314,7 +314,7 @@ class MultiHeadAttention(Layer):
         self._create_weights(tuple(shapes))
 
     def _pack(self):  # the four projections, biases folded in
-        weights = self._call_weight_values()
+        weights = self._call_weight_values
         return pack_multi_head_attention(weights[:4], weights[4:])
 
     def call(
