@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _validation as V
 from .. import functional as F
-from .._cpp.attention import pack_multi_head_attention
+from .._cpp import pack_multi_head_attention
 from .base import (
     WEIGHT_TRAINING_ARGS,
     Layer,

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _validation as V
 from .. import functional as F
-from .._cpp.recurrent import pack_gru, pack_lstm
+from .._cpp import pack_gru, pack_lstm
 from .base import F32, WEIGHT_TRAINING_ARGS, Layer, Shape, _bool, _positive_int, _shape_tuple
 from .initializers import check_initializer, initial_value, weight_spec
 
