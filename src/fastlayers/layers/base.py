@@ -101,6 +101,9 @@ class Layer:
         Accepted for Keras compatibility; they do not affect inference.
     dtype : None or "float32"
         fastlayers computes in float32, as Keras does by default.
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension); only the layers that list
+        "seed" in ``config_keys`` take it.
     """
 
     #: Keras constructor arguments that only matter in training: accepted and ignored.
