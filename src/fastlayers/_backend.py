@@ -23,7 +23,7 @@ from collections.abc import Iterator
 BACKENDS = ("auto", "cpp", "numpy")
 
 # The ops that have a C++ path (for at least their plain case). Each op still
-# decides per call, in fastlayers/functional.py, whether C++ serves that call.
+# decides per call, in fastlayers/functional.py (run_<op>), whether C++ serves that call.
 CPP_OPS = frozenset(
     {
         "softmax",

@@ -250,7 +250,9 @@ def run_recurrent(a: V.RecurrentArgs, packed: Any = None):
         )
     if not a.return_state:
         return out
-    return (out, *(s.copy() if s is out else s for s in states))  # never one array twice
+    if states[0] is out:  # h is the output without return_sequences: never one array twice
+        states[0] = states[0].copy()
+    return (out, *states)
 
 
 @_symbolic.symbolic_op

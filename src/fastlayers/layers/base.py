@@ -101,6 +101,9 @@ class Layer:
         Accepted for Keras compatibility; they do not affect inference.
     dtype : None or "float32"
         fastlayers computes in float32, as Keras does by default.
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension); only the layers that list
+        "seed" in ``config_keys`` take it.
     """
 
     #: Keras constructor arguments that only matter in training: accepted and ignored.
@@ -196,6 +199,7 @@ class Layer:
         self._weight_map = dict(zip(self._weight_names(), values))
         for name, value in self._weight_map.items():
             setattr(self, name.replace("/", "_"), value)
+        self._call_weight_values = tuple(self._weight_map.get(n) for n in self.call_weights)
         self._on_weights_set()
 
     _packed: Any = None  # the weights packed for the C++ path by _pack, or None
@@ -214,16 +218,14 @@ class Layer:
     #: The weights a call passes to its op's check_<op>, in the check's order (None for a
     #: weight the config leaves out).
     call_weights: tuple[str, ...] = ()
+    _call_weight_values: tuple = ()  # those weights, set with them (_store)
 
     def _ready(self, *input_shape: Any) -> tuple:
         """The ``build`` hook of ``_validation.check_<op>``: build on the first call (the
         input passed its checks), then return the :attr:`call_weights`."""
         if not self.built:
             self.build(*input_shape)
-        return self._call_weight_values()
-
-    def _call_weight_values(self) -> tuple:
-        return tuple(self._weight(name) for name in self.call_weights)
+        return self._call_weight_values
 
     def _weight(self, name: str) -> np.ndarray | None:
         """The weight called ``name``, or None if the config has no such weight."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _validation as V
 from .. import functional as F
-from .._cpp.dense import pack_dense
+from .._cpp import pack_dense
 from .base import (
     WEIGHT_TRAINING_ARGS,
     Layer,
