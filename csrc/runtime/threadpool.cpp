@@ -1,6 +1,6 @@
 // The thread pool behind fl::parallel_for.
 //
-// Design (PERFORMANCE.md §7, §9.4): one pool of our own, no OpenMP. num_threads()-1 workers,
+// Design (docs/architecture.md §7): one pool of our own, no OpenMP. num_threads()-1 workers,
 // created on the first region that needs them; the calling thread runs chunk 0 itself. A region
 // is published by bumping a ticket (generation << 16 | chunk count); workers spin on it for a
 // few tens of microseconds after their last job (a hand-off then costs ~100 ns instead of a
@@ -55,7 +55,7 @@ thread_local bool t_in_region = false;
 // ---------------------------------------------------------------------------------------------
 // Denormal control. FTZ/DAZ is per thread (MXCSR on x86, FPCR on AArch64): workers set it once,
 // the calling thread for the duration of a region. Without it, a denormal reaching an FMA costs
-// 10-100x (PERFORMANCE.md §7 pitfall 5), and chunks on different threads would round differently.
+// 10-100x (docs/performance.md §9), and chunks on different threads would round differently.
 // ---------------------------------------------------------------------------------------------
 
 #if defined(FL_FP_X86)

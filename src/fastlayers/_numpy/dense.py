@@ -1,4 +1,4 @@
-"""Dense and Flatten in NumPy (SEMANTICS.md §3, §4)."""
+"""Dense and Flatten in NumPy (docs/semantics.md §3, §4)."""
 
 from __future__ import annotations
 
