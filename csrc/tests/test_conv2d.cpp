@@ -1,4 +1,4 @@
-// C++ tests of the conv2d driver (csrc/ops/conv2d.cpp).
+// C++ tests of the conv2d driver (csrc/ops/conv2d*.cpp).
 //
 // The reference is the summation-order contract: y = bias[f], then y = fmaf(xp, K, y) over the
 // patch in (a, b, c) order with zeros in the padding, so the driver (every algorithm it can pack

@@ -1,4 +1,4 @@
-// Conv2D (NHWC) on the GEMM engine: C++ API of the core (driver in csrc/ops/conv2d.cpp).
+// Conv2D (NHWC) on the GEMM engine: C++ API of the core (driver in csrc/ops/conv2d*.cpp).
 //
 // y[n, i, j, f] = act(bias[f] + sum over a < kh, b < kw, c < cg of
 //                     xp[n, i*sh + a*dh, j*sw + b*dw, g*cg + c] * K[a, b, c, f]),
