@@ -136,15 +136,16 @@ class ThreadPool {
 
     // Runs fn over k >= 2 chunks of [0, n) on the caller plus k-1 workers (fewer if the OS
     // refused to create threads).
+    //
+    // Work that ends up on the caller alone (no workers: process exit under way, the OS refused
+    // to create threads, or another thread just shrank the pool) runs AFTER the region lock is
+    // released: a parallel_for nested in it (the GEMM inside a conv2d tile, say) takes the lock
+    // again and would otherwise wait for itself forever.
     void run(int64_t n, int64_t k, void (*fn)(void*, int64_t, int64_t), void* ctx) {
-        std::lock_guard<std::mutex> region(sync_->region);
-        if (shut_down_) {  // process exit under way (e.g. a daemon thread): no new workers
-            fn(ctx, 0, n);
-            return;
-        }
-        ensure_workers(num_threads() - 1);
-        k = std::min<int64_t>(k, static_cast<int64_t>(workers_->size()) + 1);
+        std::unique_lock<std::mutex> region(sync_->region);
+        k = shut_down_ ? 1 : std::min<int64_t>(k, usable_workers() + 1);
         if (k <= 1) {
+            region.unlock();
             fn(ctx, 0, n);
             return;
         }
@@ -153,13 +154,10 @@ class ThreadPool {
 
     // fn(ctx, tid, k) on k concurrent threads, k <= k_wanted (see fl::parallel_region).
     void run_region(int k_wanted, void (*fn)(void*, int, int), void* ctx) {
-        std::lock_guard<std::mutex> region(sync_->region);
-        int k = 1;
-        if (!shut_down_) {
-            ensure_workers(num_threads() - 1);
-            k = std::min(k_wanted, static_cast<int>(workers_->size()) + 1);
-        }
+        std::unique_lock<std::mutex> region(sync_->region);
+        const int k = shut_down_ ? 1 : std::min(k_wanted, usable_workers() + 1);
         if (k <= 1) {
+            region.unlock();  // as in run(): never run work under the region lock
             fn(ctx, 0, 1);
             return;
         }
@@ -265,6 +263,13 @@ class ThreadPool {
         if (spin_until(done)) return;
         std::unique_lock<std::mutex> lk(sync_->m);
         sync_->done_cv.wait(lk, done);
+    }
+
+    // Makes num_threads()-1 workers (as many as the OS allows) and returns how many there are.
+    // Called with the region lock held.
+    int usable_workers() {
+        ensure_workers(num_threads() - 1);
+        return static_cast<int>(workers_->size());
     }
 
     void ensure_workers(int wanted) {
