@@ -187,9 +187,57 @@ def test_num_threads_roundtrip_and_errors():
         (1.5, TypeError),
         ("2", TypeError),
         (True, TypeError),
+        (np.True_, TypeError),
+        (2**40, ValueError),
+        (4096, ValueError),
+        (_backend.max_threads() + 1, ValueError),
     ):
         with pytest.raises(exc, match="set_num_threads"):
             fastlayers.set_num_threads(bad)
+
+
+def test_set_num_threads_takes_numpy_integers_up_to_the_cap():
+    before = fastlayers.get_num_threads()
+    try:
+        fastlayers.set_num_threads(np.int64(1))
+        assert fastlayers.get_num_threads() == 1
+        fastlayers.set_num_threads(_backend.max_threads())
+        assert fastlayers.get_num_threads() == _backend.max_threads()
+    finally:
+        fastlayers.set_num_threads(before)
+    assert _backend.max_threads() == min(4096, 4 * _backend._default_threads())
+
+
+def test_default_threads_follow_a_cgroup_quota(monkeypatch):
+    monkeypatch.setattr(_backend, "_cgroup_cpu_limit", lambda: 1)
+    assert _backend._default_threads() == 1
+    monkeypatch.setattr(_backend, "_cgroup_cpu_limit", lambda: None)
+    assert _backend._default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_cgroup_quota_parsing(tmp_path, monkeypatch):
+    import builtins
+
+    files = {}
+    real_open = builtins.open
+
+    def fake_open(path, *a, **k):
+        if str(path).startswith("/sys/fs/cgroup"):
+            if path not in files:
+                raise FileNotFoundError(path)
+            return io.StringIO(files[path])
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert _backend._cgroup_cpu_limit() is None
+    files["/sys/fs/cgroup/cpu.max"] = "150000 100000\n"
+    assert _backend._cgroup_cpu_limit() == 2
+    files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
+    assert _backend._cgroup_cpu_limit() is None
+    del files["/sys/fs/cgroup/cpu.max"]
+    files["/sys/fs/cgroup/cpu/cpu.cfs_quota_us"] = "100000\n"
+    files["/sys/fs/cgroup/cpu/cpu.cfs_period_us"] = "100000\n"
+    assert _backend._cgroup_cpu_limit() == 1
 
 
 # `python -c` puts the current directory on sys.path; run children elsewhere, with the
@@ -227,6 +275,8 @@ def test_env_bad_values_fail_clearly():
     assert r.returncode != 0 and "FASTLAYERS_BACKEND" in r.stderr
     r = _run("import fastlayers", FASTLAYERS_NUM_THREADS="many")
     assert r.returncode != 0 and "FASTLAYERS_NUM_THREADS" in r.stderr
+    r = _run("import fastlayers", FASTLAYERS_NUM_THREADS="9" * 20)
+    assert r.returncode != 0 and "FASTLAYERS_NUM_THREADS must be an integer in [1," in r.stderr
 
 
 @needs_core
