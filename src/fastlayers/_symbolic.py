@@ -239,7 +239,8 @@ def symbolic_op(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def op(*args: Any, **kwargs: Any) -> Any:
         if any_symbolic(args, kwargs):
-            return symbolic_call(fn, args, kwargs, label=fn.__name__)
+            # The node keeps the public op (not fn), so that a model pickles it by name.
+            return symbolic_call(op, args, kwargs, label=fn.__name__)
         return fn(*args, **kwargs)
 
     op.__wrapped_op__ = fn  # type: ignore[attr-defined]

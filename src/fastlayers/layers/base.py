@@ -215,6 +215,21 @@ class Layer:
         """
         self._packed = self._pack() if _backend.core_available() else None
 
+    # ---- pickling and copying: weights and config travel, packed weights are rebuilt ------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the packed weights: those are objects of the compiled core (their
+        layout may depend on the ISA of the machine), so they are packed again on load."""
+        state = self.__dict__.copy()
+        state.pop("_packed", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.built and self._weight_values:
+            for value in self._weight_values:
+                value.flags.writeable = False
+            self._on_weights_set()
+
     #: The weights a call passes to its op's check_<op>, in the check's order (None for a
     #: weight the config leaves out).
     call_weights: tuple[str, ...] = ()
