@@ -81,7 +81,7 @@ def check_weights(case: str, mdl) -> None:
 
 
 def test_every_golden_model_has_its_files():
-    assert len(CASES) >= 8
+    assert len(CASES) >= 9
     for case in CASES:
         for suffix in (".keras", ".h5", ".weights.h5"):
             assert (MODELS / f"{case}{suffix}").is_file(), f"{case}{suffix}"
@@ -144,6 +144,13 @@ def _code_model(case: str):
         return Sequential([Input(shape=(9, 9, 2)),
                            Conv2D(4, 3, strides=2, padding="same", activation="relu"),
                            SpatialDropout2D(0.2), Flatten(), Dense(3, activation="softmax")])
+    if case == "nested_twice":
+        inner_in = Input(shape=(4,))
+        frozen = Dense(5, activation="relu", trainable=False)
+        inner = Model(inner_in, Dense(4)(frozen(inner_in)))
+        inp = Input(shape=(4,))
+        once = inner(inp)
+        return Model(inp, [inner(once), Dense(2)(once)])
     if case == "seed_lstm":
         inp = Input(shape=(5, 2))
         lstm, h, c = LSTM(8, return_state=True)(inp)
@@ -154,7 +161,7 @@ def _code_model(case: str):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("suffix", [".weights.h5", ".h5", ".keras"])
 @pytest.mark.parametrize("case", ["shared_nested_multi", "mixed_layers", "conv_sequential",
-                                  "seed_lstm"])
+                                  "seed_lstm", "nested_twice"])
 def test_load_weights_into_a_model_built_in_code(case, suffix, backend):
     mdl = _code_model(case)
     before = [w.copy() for w in mdl.get_weights()] if all(

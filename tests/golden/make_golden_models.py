@@ -4,7 +4,7 @@
 Run by hand (never in CI) from the repository root, with Keras and torch installed
 (``pip install keras h5py torch==2.13.0``):
 
-    KERAS_BACKEND=torch python tests/golden/make_golden_models.py
+    KERAS_BACKEND=torch python tests/golden/make_golden_models.py [case ...]
 
 Each model is built with the Keras functional API or Sequential, given seeded random
 weights (uniform in [-0.5, 0.5]) with ``set_weights``, and run on seeded inputs. The
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -141,9 +142,23 @@ def conv_sequential():
     return model, [x]
 
 
+def nested_twice():
+    # A nested functional model with a frozen layer (Keras's legacy files then list its
+    # trainable weights first), called twice; its second call is a model output, which
+    # Keras's config counts from 1 (node 0 is the nested model's own).
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(F32)
+    inner_in = Input(shape=(4,))
+    frozen = layers.Dense(5, activation="relu", name="frozen")
+    inner = Model(inner_in, layers.Dense(4, name="live")(frozen(inner_in)), name="twice")
+    frozen.trainable = False
+    inp = Input(shape=(4,), name="x")
+    once = inner(inp)
+    return Model(inp, [inner(once), layers.Dense(2, name="side")(once)]), [x]
+
+
 CASES = {f.__name__: f for f in (seed_dense, seed_conv, seed_lstm, seed_attention,
                                    sequential_mlp, shared_nested_multi, mixed_layers,
-                                   conv_sequential)}
+                                   conv_sequential, nested_twice)}
 
 
 @keras.saving.register_keras_serializable(package="fastlayers_tests")
@@ -162,10 +177,20 @@ def unsupported():
     return Model(inp, layers.Dense(2)(shifted))
 
 
-def main():
+def main(selected: list[str]):
+    """Write every case, or only the cases named on the command line (the others keep
+    their arrays and files, so that adding a case does not rewrite them all)."""
+    unknown = sorted(set(selected) - set(CASES) - {"unsupported"})
+    if unknown:
+        raise SystemExit(f"unknown cases {unknown}; known: {sorted(CASES)} and unsupported")
     out: dict[str, np.ndarray] = {}
+    if selected:
+        with np.load(HERE / "models.npz") as old:
+            out = {k: old[k] for k in old.files if k.split(".")[0] not in selected}
     (HERE / "models").mkdir(exist_ok=True)
     for name, make in CASES.items():
+        if selected and name not in selected:
+            continue
         keras.utils.set_random_seed(0)
         model, inputs = make()
         rng = np.random.default_rng(len(name) * 7919)
@@ -183,7 +208,8 @@ def main():
         model.save(HERE / "models" / f"{name}.h5")  # Keras 3's legacy HDF5 writer
         model.save_weights(HERE / "models" / f"{name}.weights.h5")
         print(name, [o.shape for o in outs])
-    unsupported().save(HERE / "models" / "unsupported.keras")
+    if not selected or "unsupported" in selected:
+        unsupported().save(HERE / "models" / "unsupported.keras")
     meta = {"keras": keras.__version__, "backend": keras.backend.backend(),
             "numpy": np.__version__, "python": platform.python_version()}
     try:
@@ -197,4 +223,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

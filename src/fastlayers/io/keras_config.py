@@ -316,17 +316,27 @@ def _sequential(inner: dict, made: dict[str, Any]) -> Any:
 def _functional(inner: dict, made: dict[str, Any]) -> Any:
     outputs: dict[tuple[str, int], Any] = {}  # (layer name, node index) -> call result
     pending = []  # (layer name, node index, node data), Keras's order
+    nested: set[str] = set()  # nested functional models
+    keras2 = False  # Keras 2 stores nodes as lists of [layer, node, tensor, kwargs]
     for sub in inner.get("layers", []):
         name = _keras_name(sub)
         obj = made[name]
         if sub["class_name"] == "InputLayer":
             outputs[(name, 0)] = [obj]
             continue
+        if sub["class_name"] in ("Functional", "Model"):
+            nested.add(name)
         for k, node in enumerate(sub.get("inbound_nodes", [])):
+            keras2 = keras2 or not isinstance(node, dict)
             pending.append((name, k, node))
 
-    def tensor(history: Any) -> Any:
+    def tensor(history: Any, endpoint: bool = False) -> Any:
         name, node_index, tensor_index = history[0], int(history[1]), int(history[2])
+        if name in nested and (endpoint or keras2):
+            # A functional model's node 0 is the one its construction made, so Keras
+            # counts its calls from 1 in input_layers / output_layers (and, in Keras 2
+            # configs, in the nodes too; Keras 3 nodes count only the calls).
+            node_index -= 1
         if (name, node_index) not in outputs:
             raise KeyError(name)
         return outputs[(name, node_index)][tensor_index]
@@ -361,8 +371,8 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
                 f"Keras config: cannot connect the nodes of {sorted({p[0] for p in pending})} "
                 "(they read tensors no layer makes)"
             )
-    ins = _endpoints(inner.get("input_layers"), tensor)
-    outs = _endpoints(inner.get("output_layers"), tensor)
+    ins = _endpoints(inner.get("input_layers"), lambda h: tensor(h, endpoint=True))
+    outs = _endpoints(inner.get("output_layers"), lambda h: tensor(h, endpoint=True))
     return Model(ins, outs, name=inner.get("name"))
 
 
