@@ -256,6 +256,24 @@ def test_arguments_that_change_the_result_are_refused(tmp_path):
     assert "Attention 'attention'" in text and "surprise" in text
 
 
+def test_subclassed_and_non_model_configs(tmp_path):
+    def subclassed(cfg):
+        cfg["class_name"] = "MyModel"
+        cfg["module"] = "__main__"
+        cfg["registered_name"] = "MyModel"
+
+    with pytest.raises(NotImplementedError, match="MyModel.*subclassed"):
+        fl.load_model(_rewrite_config(tmp_path, "seed_dense", subclassed))
+
+    def not_a_model(cfg):
+        cfg["class_name"] = "Dense"
+        cfg["module"] = "keras.layers"
+        cfg["registered_name"] = None
+
+    with pytest.raises(ValueError, match="not a Keras model config"):
+        fl.load_model(_rewrite_config(tmp_path, "seed_dense", not_a_model))
+
+
 def test_inference_irrelevant_arguments_are_dropped(tmp_path):
     def edit(cfg):
         dense = _layer_cfg(cfg, "shared")["config"]

@@ -229,6 +229,12 @@ class _Op:
 def build_model(cfg: dict) -> Any:
     """A fastlayers Model or Sequential from a Keras model config. Raises one
     NotImplementedError listing everything fastlayers cannot run."""
+    if isinstance(cfg, dict) and cfg.get("class_name") not in MODEL_CLASSES and (
+        _check_origin(cfg) or "").startswith("custom class"):
+        raise NotImplementedError(
+            f"fastlayers cannot load this model: {cfg.get('class_name')} {_keras_name(cfg)!r} "
+            f"is a {_check_origin(cfg)} (a subclassed model's config holds no graph of layers)"
+        )
     if not isinstance(cfg, dict) or cfg.get("class_name") not in MODEL_CLASSES:
         raise ValueError(
             "not a Keras model config: expected class_name Functional, Model or Sequential, "
