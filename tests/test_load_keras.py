@@ -429,6 +429,21 @@ def test_keras2_sequential_with_batch_input_shape(tmp_path):
 
 
 @needs_h5py
+def test_keras2_13_weights_layout_is_refused(tmp_path):
+    path = tmp_path / "old.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("_layer_checkpoint_dependencies/dense/vars").create_dataset(
+            "0", data=np.ones((10, 16), np.float32))
+    mdl = Sequential([Input(shape=(10,)), Dense(16)])
+    with pytest.raises(NotImplementedError, match="Keras 2.13"):
+        mdl.load_weights(path)
+    with pytest.raises(ValueError, match="not a Keras 3 weights file"):
+        with h5py.File(tmp_path / "empty.h5", "w"):
+            pass
+        mdl.load_weights(tmp_path / "empty.h5")
+
+
+@needs_h5py
 def test_bfloat16_weights_are_refused(tmp_path):
     dst = tmp_path / "bf16.weights.h5"
     dst.write_bytes((MODELS / "sequential_mlp.weights.h5").read_bytes())

@@ -246,7 +246,12 @@ def _owner(layer: Any) -> str:
 
 
 def _load_keras3(model: BaseModel, f: Any) -> None:
-    if "layers" not in f and "_layer_checkpoint_dependencies" not in f:
+    if "_layer_checkpoint_dependencies" in f and "layers" not in f:
+        raise NotImplementedError(
+            "weights file: written by Keras 2.13-2.15 (.keras of that era), which fastlayers "
+            "does not read; save the model again as .h5, or with Keras 3"
+        )
+    if "layers" not in f:
         raise ValueError("weights file: not a Keras 3 weights file (no 'layers' group)")
     plan: list[tuple[Any, list[np.ndarray]]] = []
     used: set[str] = set()
