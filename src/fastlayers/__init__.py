@@ -13,7 +13,6 @@ reference path otherwise; :func:`set_backend` chooses.
 from __future__ import annotations
 
 from . import activations, layers
-from .models import Input, Model, Sequential
 from ._backend import (
     core_available,
     get_backend,
@@ -37,6 +36,8 @@ from .functional import (
     scaled_dot_product_attention,
     softmax,
 )
+from .io import load_model
+from .models import Input, Model, Sequential
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "get_num_threads",
     "gru",
     "layers",
+    "load_model",
     "lstm",
     "lstm_cell",
     "matmul",

@@ -118,6 +118,16 @@ class BaseModel(Layer):
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights))
 
+    def load_weights(self, path: Any) -> None:
+        """Set the weights from a Keras weights file: ``.weights.h5`` (Keras 3, matched
+        to the layers as Keras matches them: by layer name when the file's names are
+        this model's, else by Keras's object path), a legacy ``.h5`` file, or the
+        weights in a ``.keras`` file. All shapes are checked before any weight changes.
+        Needs h5py (``pip install "fastlayers[keras]"``)."""
+        from ..io import load_weights
+
+        load_weights(self, path)
+
     # ---- predict ----------------------------------------------------------------------
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
         """Run the model over ``x`` in batches of ``batch_size`` (32 by default, as in
