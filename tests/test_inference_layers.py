@@ -82,7 +82,7 @@ def test_spatial_dropout_checks_the_rank():
         SpatialDropout1D(0.1)(np.ones((2, 3), np.float32))
 
 
-ELEMENTWISE = sorted(n for n in V.ACTIVATIONS if n not in np_act.ROW_ACTIVATIONS)
+ELEMENTWISE = sorted(n for n in np_act.ACTIVATIONS if n not in np_act.ROW_ACTIVATIONS)
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)

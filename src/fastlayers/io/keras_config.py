@@ -132,6 +132,10 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
         p for p in params if params[p].kind not in (inspect.Parameter.VAR_KEYWORD,
                                                     inspect.Parameter.VAR_POSITIONAL)
     } | {"name", "trainable"}
+    # Arguments a layer takes through **kwargs: those it declares it ignores at inference, and
+    # those it supports only at their default (it raises for any other value itself).
+    accepted |= set(getattr(cls, "ignored_args", ())) | set(getattr(cls, "unsupported_args", {}))
+    accepted |= set(getattr(cls, "config_keys", ()))  # what the layer declares it takes
     kwargs: dict[str, Any] = {}
     for key, value in config.items():
         if key in _MUST_BE:
