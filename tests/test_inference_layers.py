@@ -1,4 +1,4 @@
-"""The layers that are trivial at inference (fastlayers/models/inference_layers.py):
+"""The layers that are trivial at inference (fastlayers/layers/regularization.py, Activation in layers/core.py):
 identity regularizers and Activation, against Keras's inference behaviour."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import fastlayers as fl
 from fastlayers import _backend
 from fastlayers import _validation as V
 from fastlayers._numpy import activations as np_act
-from fastlayers.models.inference_layers import (
+from fastlayers.layers import (
     Activation,
     ActivityRegularization,
     Dropout,

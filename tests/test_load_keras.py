@@ -35,7 +35,7 @@ from fastlayers.layers import (
     MultiHeadAttention,
     Softmax,
 )
-from fastlayers.models.inference_layers import (
+from fastlayers.layers import (
     Activation,
     ActivityRegularization,
     Dropout,

@@ -32,6 +32,12 @@ CASES = {
     "Bidirectional": (lambda: L.Bidirectional(L.LSTM(4, seed=6)), lambda: [_x(2, 5, 3)]),
     "Attention": (lambda: L.Attention(), lambda: [[_x(2, 4, 6), _x(2, 5, 6)]]),
     "AdditiveAttention": (lambda: L.AdditiveAttention(), lambda: [[_x(2, 4, 6), _x(2, 5, 6)]]),
+    "Activation": (lambda: L.Activation("swish"), lambda: [_x(2, 9)]),
+    "Dropout": (lambda: L.Dropout(0.5, seed=1), lambda: [_x(2, 9)]),
+    "SpatialDropout2D": (lambda: L.SpatialDropout2D(0.2), lambda: [_x(1, 3, 3, 2)]),
+    "GaussianNoise": (lambda: L.GaussianNoise(0.1), lambda: [_x(2, 9)]),
+    "GaussianDropout": (lambda: L.GaussianDropout(0.1), lambda: [_x(2, 9)]),
+    "ActivityRegularization": (lambda: L.ActivityRegularization(l1=0.1), lambda: [_x(2, 9)]),
     "MultiHeadAttention": (
         lambda: L.MultiHeadAttention(num_heads=2, key_dim=3, seed=7),
         lambda: [_x(2, 4, 6), _x(2, 5, 6)],

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .. import functional as F
 from .. import layers as L
 from ..models import Input, Model, Sequential
-from ..models import inference_layers as IL
+from .. import layers as IL
 
 # Keras class name -> fastlayers layer class.
 LAYER_CLASSES: dict[str, type] = {

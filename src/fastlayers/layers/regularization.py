@@ -1,6 +1,5 @@
-"""Layers that are trivial at inference: the identity-at-inference regularizers
-(Dropout, SpatialDropout1D/2D, GaussianNoise, GaussianDropout, ActivityRegularization)
-and ``Activation``.
+"""The regularization layers, identity at inference: Dropout, SpatialDropout1D/2D,
+GaussianNoise, GaussianDropout, ActivityRegularization.
 
 They exist so that Keras models holding them run (and load from files) unchanged. Each
 takes Keras's constructor arguments; the training-only ones are checked and kept in
@@ -15,14 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _backend
 from .. import _validation as V
-from .. import functional as F
-from .._numpy import activations as _np_act
-from ..layers import Layer
+from .base import Layer
 
 __all__ = [
-    "Activation",
     "ActivityRegularization",
     "Dropout",
     "GaussianDropout",
@@ -164,41 +159,3 @@ class ActivityRegularization(_Identity):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "l1": self.l1, "l2": self.l2}
-
-
-class Activation(Layer):
-    """Keras ``Activation``: applies an activation (a Keras name or a callable).
-
-    Axis activations (softmax, log_softmax, ...) act on the last axis, as in Keras. The
-    C++ path serves softmax and the names in the core's elementwise activation table.
-    """
-
-    def __init__(self, activation: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.activation = V.activation(activation, type(self).__name__)
-
-    def build(self, input_shape: Any) -> None:
-        self._create_weights(input_shape)
-
-    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        owner = self._owner()
-        x = V.array(inputs, owner, "inputs")
-        if not self.built:
-            self.build(x.shape)
-        act = self.activation
-        if callable(act):
-            return np.asarray(act(x), dtype=np.float32)
-        if act == "softmax":  # the softmax op, which C++ serves too
-            V.min_rank(x, owner, "inputs", 1)
-            return F.softmax(x, axis=-1)
-        ids = _backend.cpp_activation_ids()
-        reason = None if act in ids else f"activation {act!r} is not in the core's table"
-        if _backend.resolve(owner, reason) == "cpp":
-            return _backend._core.activate(np.ascontiguousarray(x), ids[act])
-        if act in _np_act.ROW_ACTIVATIONS:
-            V.min_rank(x, owner, "inputs", 1)
-            return _np_act.ACTIVATIONS[act](x, axis=-1)
-        return _np_act.ACTIVATIONS[act](x)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "activation": self.activation}
