@@ -22,7 +22,10 @@
  *   Both give bit for bit what the same ISA's fl_act_sigmoid / fl_act_tanh kernels give when
  *   applied gate by gate (the drivers' generic path, used for other activations).
  *
- * Accuracy and special values of each ISA: the header comment of its .cpp file.
+ * Every function is ONE algorithm on every ISA (same operations in the same order, FMA exactly
+ * where the others use FMA), so all ISAs return the same bits for every input
+ * (docs/architecture.md, cross-ISA identity; csrc/tests/test_cross_isa.cpp). Accuracy and
+ * special values: the header comment of vmath/avx2.cpp.
  */
 #pragma once
 
