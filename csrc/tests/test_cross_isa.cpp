@@ -80,6 +80,20 @@ std::vector<EwIsa> built() {
         v.push_back(s);
     }
 #endif
+#if defined(FL_HAVE_AVX512)
+    {
+        EwIsa s{fl::Isa::avx512,       {},
+                fl_vsigmoid_avx512,    fl_vtanh_avx512,
+                fl_vexp_avx512,        fl_lstm_gates_avx512,
+                fl_gru_gates_avx512,   fl_softmax_rows_avx512,
+                fl_score_prep_avx512,  fl_row_max_avx512,
+                fl_exp_shift_sum_avx512};
+#define FL_X_AVX512(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+        FL_ACTIVATION_LIST(FL_X_AVX512)
+#undef FL_X_AVX512
+        v.push_back(s);
+    }
+#endif
 #if defined(FL_HAVE_NEON)
     {
         // NEON has no gate or score-row kernels of its own (the table uses the act kernels

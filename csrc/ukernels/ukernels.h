@@ -31,6 +31,12 @@ void fl_softmax_rows_avx2(const float* x, float* y, int64_t rows, int64_t n, int
 void fl_vexp_avx2(const float* x, float* y, int64_t n);
 #endif
 
+#if defined(FL_HAVE_AVX512)
+void fl_softmax_rows_avx512(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
+                            int64_t ldy);
+void fl_vexp_avx512(const float* x, float* y, int64_t n);
+#endif
+
 #if defined(FL_HAVE_NEON)
 void fl_softmax_rows_neon(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
                           int64_t ldy);
@@ -62,6 +68,12 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
                          float masked, int subtract);
 float fl_row_max_avx2(const float* x, int64_t n);
 float fl_exp_shift_sum_avx2(float* x, int64_t n, float scale, float m);
+#endif
+#if defined(FL_HAVE_AVX512)
+float fl_score_prep_avx512(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
+                           float masked, int subtract);
+float fl_row_max_avx512(const float* x, int64_t n);
+float fl_exp_shift_sum_avx512(float* x, int64_t n, float scale, float m);
 #endif
 
 /* GEMM micro-kernel (csrc/ukernels/gemm/<isa>.cpp), the same contract on every ISA:

@@ -53,6 +53,16 @@ void fl_lstm_gates_avx2(int64_t n, const float* z, float* c, float* h);
 void fl_gru_gates_avx2(int64_t n, const float* g, const float* x, const float* hp, float* h);
 #endif
 
+#if defined(FL_HAVE_AVX512)
+#define FL_VMATH_DECLARE_AVX512(name) FL_VMATH_DECLARE_ACT(name, avx512)
+FL_ACTIVATION_LIST(FL_VMATH_DECLARE_AVX512)
+#undef FL_VMATH_DECLARE_AVX512
+void fl_vsigmoid_avx512(const float* x, float* y, int64_t n);
+void fl_vtanh_avx512(const float* x, float* y, int64_t n);
+void fl_lstm_gates_avx512(int64_t n, const float* z, float* c, float* h);
+void fl_gru_gates_avx512(int64_t n, const float* g, const float* x, const float* hp, float* h);
+#endif
+
 #if defined(FL_HAVE_NEON)
 #define FL_VMATH_DECLARE_NEON(name) FL_VMATH_DECLARE_ACT(name, neon)
 FL_ACTIVATION_LIST(FL_VMATH_DECLARE_NEON)
