@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,19 +298,40 @@ def test_isa_cap_env():
     assert "sse9" in r.stdout
 
 
+def _bits(a):
+    """The float32 bits of a, with every NaN mapped to one pattern (payloads may differ)."""
+    a = np.asarray(a, np.float32)
+    return np.where(np.isnan(a), np.float32(np.nan), a).view(np.uint32)
+
+
 @needs_core
-def test_scalar_isa_softmax_matches_default():
-    code = (
-        "import numpy as np, fastlayers as f\n"
-        "x = np.random.default_rng(1).standard_normal((37, 133)).astype(np.float32)\n"
-        "import sys; np.save(sys.stdout.buffer, f.softmax(x))\n"
-    )
-    outs = []
-    for isa in ("scalar", ""):
-        r = _run(code, text=False, FASTLAYERS_ISA=isa)
+def test_isas_give_identical_bits():
+    """Every supported ISA (scalar, avx2, avx512, ...) gives the same bits on every op: dense with
+    every activation, every activation kernel, conv2d, lstm, lstm_cell, gru, softmax and every
+    attention op (tests/cross_isa_child.py), since each kernel family runs one algorithm with
+    one summation order on all ISAs (docs/architecture.md)."""
+    child = Path(__file__).with_name("cross_isa_child.py").read_text()
+    supported = fastlayers.runtime_info()["isas_supported"]
+    assert "scalar" in supported
+    results = {}
+    for isa in supported:
+        r = _run(child, text=False, FASTLAYERS_ISA=isa)
         assert r.returncode == 0, r.stderr.decode()
-        outs.append(np.load(io.BytesIO(r.stdout)))
-    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-7)
+        with np.load(io.BytesIO(r.stdout)) as z:
+            results[isa] = {k: z[k] for k in z.files}
+        assert str(results[isa].pop("isa")) == isa
+    ref = results["scalar"]
+    assert len(ref) > 60
+    for isa, res in results.items():
+        assert res.keys() == ref.keys()
+        for key, want in ref.items():
+            got = res[key]
+            assert got.shape == want.shape, (isa, key)
+            diff = _bits(got) != _bits(want)
+            assert not diff.any(), (
+                f"{isa} vs scalar, {key}: {int(diff.sum())} of {diff.size} differ, max abs "
+                f"{float(np.nanmax(np.abs(got.astype(np.float64) - want)))}"
+            )
 
 
 @needs_core

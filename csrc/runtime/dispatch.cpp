@@ -132,6 +132,18 @@ KernelTable make_table(Isa isa) {
 #if defined(FL_HAVE_AVX512)
     if (isa == Isa::avx512) {
         // Kernels with an avx512 version (the others keep their avx2 one, same bits).
+        t.softmax_rows = fl_softmax_rows_avx512;
+        t.vexp = fl_vexp_avx512;
+        t.score_prep = fl_score_prep_avx512;
+        t.row_max = fl_row_max_avx512;
+        t.exp_shift_sum = fl_exp_shift_sum_avx512;
+#define FL_SET_ACT_AVX512(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+        FL_ACTIVATION_LIST(FL_SET_ACT_AVX512)
+#undef FL_SET_ACT_AVX512
+        t.vsigmoid = fl_vsigmoid_avx512;
+        t.vtanh = fl_vtanh_avx512;
+        t.lstm_gates = fl_lstm_gates_avx512;
+        t.gru_gates = fl_gru_gates_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

@@ -102,6 +102,9 @@ std::vector<IsaKernels> built_kernels() {
 #if defined(FL_HAVE_AVX2)
     v.push_back({fl::Isa::avx2, fl_softmax_rows_avx2, fl_vexp_avx2});
 #endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_softmax_rows_avx512, fl_vexp_avx512});
+#endif
 #if defined(FL_HAVE_NEON)
     v.push_back({fl::Isa::neon, fl_softmax_rows_neon, fl_vexp_neon});
 #endif
@@ -866,6 +869,7 @@ int main(int argc, char** argv) {
     fltest::register_conv2d_tests();
     fltest::register_attention_tests();
     fltest::register_recurrent_tests();
+    fltest::register_cross_isa_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

@@ -57,6 +57,15 @@ std::vector<VmathIsa> vmath_built() {
         v.push_back(s);
     }
 #endif
+#if defined(FL_HAVE_AVX512)
+    {
+        VmathIsa s{fl::Isa::avx512, {}, fl_vsigmoid_avx512, fl_vtanh_avx512};
+#define FL_T_AVX512(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+        FL_ACTIVATION_LIST(FL_T_AVX512)
+#undef FL_T_AVX512
+        v.push_back(s);
+    }
+#endif
 #if defined(FL_HAVE_NEON)
     {
         VmathIsa s{fl::Isa::neon, {}, fl_vsigmoid_neon, fl_vtanh_neon};

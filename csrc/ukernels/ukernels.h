@@ -31,6 +31,12 @@ void fl_softmax_rows_avx2(const float* x, float* y, int64_t rows, int64_t n, int
 void fl_vexp_avx2(const float* x, float* y, int64_t n);
 #endif
 
+#if defined(FL_HAVE_AVX512)
+void fl_softmax_rows_avx512(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
+                            int64_t ldy);
+void fl_vexp_avx512(const float* x, float* y, int64_t n);
+#endif
+
 #if defined(FL_HAVE_NEON)
 void fl_softmax_rows_neon(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
                           int64_t ldy);
@@ -50,7 +56,9 @@ void fl_vexp_neon(const float* x, float* y, int64_t n);
  *   fl_exp_shift_sum_<isa>(x, n, scale, m) sets x[j] = exp(fma(x[j], scale, -m)) for j < n and
  *   returns the sum of the new x[j]. Callers pass m >= the max of x[j] * scale, so every exp
  *   argument is <= 0 (up to rounding): results are those of fl_vexp there (below FLT_MIN
- *   flushed to 0), NaN propagates; the summation order may differ between ISAs (a few ulp). */
+ *   flushed to 0), NaN propagates. The sum has one order on every ISA (16 partial sums, x[j]
+ *   into sum j % 16 in index order, then ((s[l] + s[l+8]) ...) down to one: the tree of
+ *   softmax/scalar.cpp), so every ISA returns the same bits; so does the row softmax. */
 float fl_score_prep_scalar(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
                            float masked, int subtract);
 float fl_row_max_scalar(const float* x, int64_t n);
@@ -60,6 +68,12 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
                          float masked, int subtract);
 float fl_row_max_avx2(const float* x, int64_t n);
 float fl_exp_shift_sum_avx2(float* x, int64_t n, float scale, float m);
+#endif
+#if defined(FL_HAVE_AVX512)
+float fl_score_prep_avx512(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
+                           float masked, int subtract);
+float fl_row_max_avx512(const float* x, int64_t n);
+float fl_exp_shift_sum_avx512(float* x, int64_t n, float scale, float m);
 #endif
 
 /* GEMM micro-kernel (csrc/ukernels/gemm/<isa>.cpp), the same contract on every ISA:
