@@ -25,6 +25,8 @@
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 
+#include "attention_decode.h"
+
 namespace fl {
 namespace {
 
@@ -395,6 +397,8 @@ class Runner {
 
 void attention_forward(const AttentionArgs& args) {
     if (args.batch <= 0 || args.heads <= 0 || args.t <= 0 || args.dv <= 0) return;
+    // A few queries with dot scores: the decode driver (attention_decode.cpp, K and V in place).
+    if (attention_decode_applies(args)) return attention_decode_forward(args);
     Runner(args).run();
 }
 
