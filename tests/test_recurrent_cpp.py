@@ -16,6 +16,7 @@ from conftest import NUMPY_ONLY, assert_close, run_on
 
 import fastlayers as fl
 from fastlayers import _backend, layers
+from fastlayers._cpp.recurrent import pack_lstm
 
 F32 = np.float32
 
@@ -140,7 +141,7 @@ def test_cpp_lstm_cell_is_bitwise_one_lstm_step(b, f, u, with_bias, rng):
     bias = rng.standard_normal(4 * u).astype(F32) if with_bias else None
     ch, cc = run_on("cpp", fl.lstm_cell, x, h, c, kernel, rk, bias)
     ids = _backend.cpp_activation_ids()
-    packed = fl.functional._pack_lstm(kernel, rk, bias)
+    packed = pack_lstm(kernel, rk, bias)
     _, lh, lc = _backend._core.lstm(
         x[:, None], *packed, h, c, None, False, False, ids["tanh"], ids["sigmoid"]
     )
@@ -168,7 +169,7 @@ def test_cpp_lstm_cell_flushes_subnormals_like_lstm():
     x = np.full((1, 1), 1e-39, F32)
     k, rk, z = np.ones((1, 4), F32), np.zeros((1, 4), F32), np.zeros((1, 1), F32)
     ch, cc = _backend._core.lstm_cell(x, k, rk, None, z, z, ids["tanh"], ids["sigmoid"])
-    packed = fl.functional._pack_lstm(k, rk, None)
+    packed = pack_lstm(k, rk, None)
     _, lh, lc = _backend._core.lstm(
         x[:, None].copy(), *packed, z, z, None, False, False, ids["tanh"], ids["sigmoid"]
     )

@@ -1,13 +1,13 @@
 // Elementwise activations: the name -> id table and activate(x, id) (used by the tests; the
 // layers apply activations inside their drivers).
 //
-// As in bind_ops.cpp, inputs are never converted: a wrong dtype is a TypeError, a
-// non-contiguous or misaligned array a ValueError.
+// Inputs are checked, never converted (bindings.h).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "bindings.h"
 #include "fastlayers/activations.h"
@@ -19,10 +19,6 @@ namespace fl {
 namespace py_bindings {
 namespace {
 
-// Below this many elements the kernel takes about a microsecond or less: releasing and
-// re-taking the GIL would cost more than another Python thread could gain.
-constexpr int64_t kReleaseGilMinElements = 4096;
-
 py::dict activation_ids() {
     py::dict d;
     for (int i = 0; i < kNumActs; ++i) d[act_name(i)] = i;
@@ -31,32 +27,15 @@ py::dict activation_ids() {
 }
 
 py::array activate(const py::array& x_in, int id) {
-    const bool aligned = (x_in.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
-    if (!FloatArrayC::check_(x_in) || !aligned) {
-        if (!x_in.dtype().equal(py::dtype::of<float>())) {
-            throw py::type_error("activate: x must be a float32 array, got dtype " +
-                                 py::str(x_in.dtype()).cast<std::string>());
-        }
-        throw py::value_error(std::string("activate: x must be ") +
-                              (aligned ? "C-contiguous" : "aligned to 4 bytes"));
-    }
-    if (id < 0 || id >= kNumActs) {
-        throw py::value_error("activate: unknown activation id " + std::to_string(id) +
-                              " (expected 0.." + std::to_string(kNumActs - 1) + ")");
-    }
-    const FloatArrayC x = py::reinterpret_borrow<FloatArrayC>(x_in);
-    FloatArrayC y(py::array::ShapeContainer(x.shape(), x.shape() + x.ndim()));
+    const FloatArrayC x = require_f32(x_in, "activate", "x");
+    const Act act = act_from_id(id, "activate", "id");
+    FloatArrayC y = new_f32_like(x);
     const int64_t n = static_cast<int64_t>(x.size());
-    if (n == 0) return y;
+    if (n == 0) return std::move(y);
     const float* xp = x.data();
     float* yp = y.mutable_data();
-    const Act act = static_cast<Act>(id);
-    if (n >= kReleaseGilMinElements) {
-        call_without_gil([=] { fl::activate(xp, yp, n, act); });
-    } else {
-        fl::activate(xp, yp, n, act);
-    }
-    return y;
+    call_without_gil_if(n >= kReleaseGilMinElements, [=] { fl::activate(xp, yp, n, act); });
+    return std::move(y);
 }
 
 }  // namespace

@@ -45,15 +45,14 @@ View<T> view4(const py::handle& h, const char* arg, bool writable) {
     if (!py::isinstance<py::array>(h)) fail(true, arg, "must be a numpy.ndarray");
     const py::array a = py::reinterpret_borrow<py::array>(h);
     const bool is_float = std::is_same<Elem, float>::value;
-    const bool ok_dtype = is_float ? a.dtype().equal(py::dtype::of<float>())
-                                   : a.itemsize() == 1 && (a.dtype().kind() == 'b' ||
-                                                           a.dtype().kind() == 'u');
+    const bool ok_dtype =
+        is_float ? a.dtype().equal(py::dtype::of<float>()) : is_mask_dtype(a.dtype());
     if (!ok_dtype) {
         fail(true, arg, std::string("must be a ") + (is_float ? "float32" : "bool") +
                             " array, got dtype " + py::str(a.dtype()).cast<std::string>());
     }
     if (a.ndim() != 4) fail(false, arg, "must have ndim 4, got " + std::to_string(a.ndim()));
-    if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) fail(false, arg, "must be aligned");
+    if (!is_aligned(a)) fail(false, arg, "must be aligned");
     if (writable && !a.writeable()) fail(false, arg, "must be writable");
     View<T> v;
     const py::ssize_t item = a.itemsize();
@@ -177,11 +176,7 @@ void attention(const py::handle& q_in, const py::handle& k_in, const py::handle&
         throw py::value_error("attention: out and weights must not overlap");
     }
     const double macs = static_cast<double>(a.batch) * a.heads * a.t * a.s * (a.d + a.dv);
-    if (macs >= kReleaseGilMinMacs) {
-        call_without_gil([&] { attention_forward(a); });
-    } else {
-        attention_forward(a);
-    }
+    call_without_gil_if(macs >= kReleaseGilMinMacs, [&] { attention_forward(a); });
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 // Conv2D: pre-packed conv weights (PackedConv) and the conv2d op.
 //
-// As in bind_dense.cpp, inputs are never converted: a wrong dtype is a TypeError, a
-// non-contiguous or misaligned array a ValueError; the Python layer converts and computes the
+// Inputs are checked, never converted (bindings.h); the Python layer converts and computes the
 // geometry (pads, output size) before calling.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -14,7 +13,6 @@
 #include "bindings.h"
 #include "fastlayers/activations.h"
 #include "fastlayers/conv2d.h"
-#include "fastlayers/dispatch.h"
 
 namespace py = pybind11;
 
@@ -33,32 +31,13 @@ PackedConv make_packed_conv(const py::handle& kernel_in, const py::handle& bias_
                               std::to_string(f) + ") must be non-empty with filters divisible "
                               "by groups (" + std::to_string(groups) + ")");
     }
-    const float* bias = nullptr;
     FloatArrayC bias_arr;
-    if (!bias_in.is_none()) {
-        bias_arr = require_f32(bias_in, "PackedConv", "bias", 1);
-        if (bias_arr.shape(0) != f) {
-            throw py::value_error("PackedConv: bias must have shape (" + std::to_string(f) +
-                                  ",), got (" + std::to_string(bias_arr.shape(0)) + ",)");
-        }
-        bias = bias_arr.data();
-    }
+    const float* bias = optional_f32_vector(bias_in, "PackedConv", "bias", f, &bias_arr);
     const float* kp = kernel.data();
-    if (kh * kw * cg * f >= (int64_t(1) << 20)) {
-        PackedConv packed;
-        call_without_gil([&] { packed = PackedConv(kp, kh, kw, cg, f, groups, bias); });
-        return packed;
-    }
-    return PackedConv(kp, kh, kw, cg, f, groups, bias);
-}
-
-ActFn activation_from_id(int id) {
-    if (id == 0) return nullptr;
-    if (id < 0 || id >= kNumActs) {
-        throw py::value_error("conv2d: activation_id must be in [0, " +
-                              std::to_string(kNumActs) + "), got " + std::to_string(id));
-    }
-    return kernels().act[id];
+    PackedConv packed;
+    call_without_gil_if(kh * kw * cg * f >= (int64_t(1) << 20),
+                        [&] { packed = PackedConv(kp, kh, kw, cg, f, groups, bias); });
+    return packed;
 }
 
 // x (N, H, W, C); kernel: a (kh, kw, cg, F) array (packed for this call, with `bias`) or a
@@ -67,7 +46,7 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
                  std::array<int64_t, 2> strides, std::array<int64_t, 2> dilation,
                  std::array<int64_t, 4> pads, int64_t groups, int activation_id) {
     const FloatArrayC x = require_f32(x_in, "conv2d", "x", 4);
-    const ActFn act = activation_from_id(activation_id);
+    const ActFn act = act_kernel_from_id(activation_id, "conv2d", "activation_id");
     PackedConv local;
     const PackedConv* w = nullptr;
     if (py::isinstance<PackedConv>(kernel_in)) {
@@ -119,16 +98,12 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
     }
     s.oh = (hp - eff_h) / s.sh + 1;
     s.ow = (wp - eff_w) / s.sw + 1;
-    FloatArrayC y({static_cast<py::ssize_t>(s.n), static_cast<py::ssize_t>(s.oh),
-                   static_cast<py::ssize_t>(s.ow), static_cast<py::ssize_t>(s.f)});
+    FloatArrayC y = new_f32({s.n, s.oh, s.ow, s.f});
     const float* xp = x.data();
     float* yp = y.mutable_data();
     const int64_t macs = s.n * s.oh * s.ow * s.f * s.kh * s.kw * w->cg();
-    if (macs >= kReleaseGilMinMacs) {
-        call_without_gil([&] { conv2d_forward(xp, s, *w, yp, act); });
-    } else {
-        conv2d_forward(xp, s, *w, yp, act);
-    }
+    call_without_gil_if(macs >= kReleaseGilMinMacs,
+                        [&] { conv2d_forward(xp, s, *w, yp, act); });
     return std::move(y);
 }
 

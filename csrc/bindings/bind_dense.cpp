@@ -1,7 +1,6 @@
 // Dense and GEMM: pre-packed weights (PackedDense), the dense op, and matmul (for tests).
 //
-// As in bind_ops.cpp, inputs are never converted: a wrong dtype is a TypeError, a
-// non-contiguous or misaligned array a ValueError; the Python layer converts before calling.
+// Inputs are checked, never converted (bindings.h); the Python layer converts before calling.
 // The per-call path is kept short (a (1, 64) x (64, 64) dense costs ~1 us from Python): no
 // keyword parsing needed, no temporary besides the result, the GIL kept for tiny products.
 #include <pybind11/numpy.h>
@@ -12,7 +11,6 @@
 
 #include "bindings.h"
 #include "fastlayers/activations.h"
-#include "fastlayers/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 
@@ -27,12 +25,11 @@ namespace {
 const float* optional_bias(const py::handle& bias_in, const char* op, int64_t k, int64_t n,
                            FloatArrayC* holder) {
     if (bias_in.is_none()) return nullptr;
-    *holder = require_f32(bias_in, op, "bias", 1);
-    if (holder->shape(0) != n) {
+    *holder = require_f32(bias_in, op, "bias");
+    if (holder->ndim() != 1 || holder->shape(0) != n) {
         throw py::value_error(std::string(op) + ": bias must have shape (" + std::to_string(n) +
                               ",) to match kernel (" + std::to_string(k) + ", " +
-                              std::to_string(n) + "), got (" + std::to_string(holder->shape(0)) +
-                              ",)");
+                              std::to_string(n) + "), got " + shape_str(*holder));
     }
     return holder->data();
 }
@@ -43,23 +40,9 @@ PackedB make_packed_dense(const py::handle& kernel_in, const py::handle& bias_in
     FloatArrayC bias_arr;
     const float* bias = optional_bias(bias_in, "PackedDense", k, n, &bias_arr);
     const float* kp = kernel.data();
-    if (k * n >= (int64_t(1) << 20)) {
-        PackedB packed;
-        call_without_gil([&] { packed = pack_b(kp, k, n, n, bias); });
-        return packed;
-    }
-    return pack_b(kp, k, n, n, bias);
-}
-
-// 0 = linear (nothing to apply); otherwise an id of fastlayers/activations.h, whose kernel for
-// the active ISA runs on each finished row segment of the output.
-ActFn activation_from_id(int id) {
-    if (id == 0) return nullptr;
-    if (id < 0 || id >= kNumActs) {
-        throw py::value_error("dense: activation_id must be in [0, " + std::to_string(kNumActs) +
-                              "), got " + std::to_string(id));
-    }
-    return kernels().act[id];
+    PackedB packed;
+    call_without_gil_if(k * n >= (int64_t(1) << 20), [&] { packed = pack_b(kp, k, n, n, bias); });
+    return packed;
 }
 
 py::array dense(const py::handle& x_in, const PackedB& w, int activation_id) {
@@ -70,15 +53,12 @@ py::array dense(const py::handle& x_in, const PackedB& w, int activation_id) {
                               ") for this PackedDense, got (" + std::to_string(m) + ", " +
                               std::to_string(k) + ")");
     }
-    const ActFn act = activation_from_id(activation_id);
-    FloatArrayC y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+    const ActFn act = act_kernel_from_id(activation_id, "dense", "activation_id");
+    FloatArrayC y = new_f32({m, n});
     const float* xp = x.data();
     float* yp = y.mutable_data();
-    if (m * n * k >= kReleaseGilMinMacs) {
-        call_without_gil([&] { dense_forward(xp, m, k, w, yp, act); });
-    } else {
-        dense_forward(xp, m, k, w, yp, act);
-    }
+    call_without_gil_if(m * n * k >= kReleaseGilMinMacs,
+                        [&] { dense_forward(xp, m, k, w, yp, act); });
     return std::move(y);
 }
 
@@ -97,17 +77,13 @@ py::array dense_unpacked(const py::handle& x_in, const py::handle& kernel_in,
     }
     FloatArrayC bias_arr;
     const float* bias = optional_bias(bias_in, "dense", k, n, &bias_arr);
-    const ActFn act = activation_from_id(activation_id);
-    FloatArrayC y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+    const ActFn act = act_kernel_from_id(activation_id, "dense", "activation_id");
+    FloatArrayC y = new_f32({m, n});
     const float* xp = x.data();
     const float* kp = kernel.data();
     float* yp = y.mutable_data();
-    auto run = [=] { gemm(xp, m, k, k, kp, n, n, bias, yp, n, Epilogue{act}); };
-    if (m * n * k >= kReleaseGilMinMacs) {
-        call_without_gil(run);
-    } else {
-        run();
-    }
+    call_without_gil_if(m * n * k >= kReleaseGilMinMacs,
+                        [=] { gemm(xp, m, k, k, kp, n, n, bias, yp, n, Epilogue{act}); });
     return std::move(y);
 }
 
@@ -120,16 +96,12 @@ py::array matmul(const py::handle& a_in, const py::handle& b_in) {
                               ") and b (" + std::to_string(b.shape(0)) + ", " + std::to_string(n) +
                               ") do not align");
     }
-    FloatArrayC c({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+    FloatArrayC c = new_f32({m, n});
     const float* ap = a.data();
     const float* bp = b.data();
     float* cp = c.mutable_data();
-    auto run = [=] { gemm(ap, m, k, k, bp, n, n, nullptr, cp, n); };
-    if (m * n * k >= kReleaseGilMinMacs) {
-        call_without_gil(run);
-    } else {
-        run();
-    }
+    call_without_gil_if(m * n * k >= kReleaseGilMinMacs,
+                        [=] { gemm(ap, m, k, k, bp, n, n, nullptr, cp, n); });
     return std::move(c);
 }
 

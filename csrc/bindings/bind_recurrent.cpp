@@ -2,18 +2,16 @@
 // PackedGates (gate-interleaved, fastlayers/ops.h; bound here) - and PackedDense
 // (bind_dense.cpp) for the GRU's reset_before candidate kernel.
 //
-// As in bind_dense.cpp, inputs are never converted: a wrong dtype is a TypeError, a
-// non-contiguous or misaligned array or a wrong shape a ValueError; the Python layer
+// Inputs are checked, never converted (bindings.h); the Python layer
 // (fastlayers/functional.py) validates and converts before calling.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <string>
-#include <tuple>
+#include <utility>
 
 #include "bindings.h"
-#include "fastlayers/activations.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 
@@ -22,88 +20,6 @@ namespace py = pybind11;
 namespace fl {
 namespace py_bindings {
 namespace {
-
-std::string shape_str(const py::array& a) {
-    std::string s = "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) {
-        if (i) s += ", ";
-        s += std::to_string(a.shape(i));
-    }
-    return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-bool is_aligned(const py::array& a) {
-    return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
-}
-
-// `h` as a C-contiguous, aligned float32 array of shape `shape`; raises otherwise.
-FloatArrayC require_f32(const py::handle& h, const char* op, const char* arg,
-                        std::initializer_list<int64_t> shape) {
-    if (!py::isinstance<py::array>(h)) {
-        throw py::type_error(std::string(op) + ": " + arg + " must be a numpy.ndarray, got " +
-                             py::str(py::type::handle_of(h)).cast<std::string>());
-    }
-    const py::array a = py::reinterpret_borrow<py::array>(h);
-    if (!a.dtype().equal(py::dtype::of<float>())) {
-        throw py::type_error(std::string(op) + ": " + arg + " must be a float32 array, got dtype " +
-                             py::str(a.dtype()).cast<std::string>());
-    }
-    if (!FloatArrayC::check_(a) || !is_aligned(a)) {
-        throw py::value_error(std::string(op) + ": " + arg +
-                              (is_aligned(a) ? " must be C-contiguous" : " must be aligned"));
-    }
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    if (ok) {
-        py::ssize_t i = 0;
-        for (int64_t d : shape) {
-            if (d >= 0 && a.shape(i) != d) ok = false;
-            ++i;
-        }
-    }
-    if (!ok) {
-        std::string want = "(";
-        size_t i = 0;
-        for (int64_t d : shape) {
-            if (i++) want += ", ";
-            want += d >= 0 ? std::to_string(d) : std::string("?");
-        }
-        want += shape.size() == 1 ? ",)" : ")";
-        throw py::value_error(std::string(op) + ": " + arg + " must have shape " + want +
-                              ", got " + shape_str(a));
-    }
-    return py::reinterpret_borrow<FloatArrayC>(a);
-}
-
-// The mask as (B, T) bytes (bool or uint8, C-contiguous), or nullptr for None.
-const uint8_t* require_mask(const py::handle& h, const char* op, int64_t b, int64_t t,
-                            py::array& keep_alive) {
-    if (h.is_none()) return nullptr;
-    if (!py::isinstance<py::array>(h)) {
-        throw py::type_error(std::string(op) + ": mask must be a numpy.ndarray or None");
-    }
-    keep_alive = py::reinterpret_borrow<py::array>(h);
-    const py::dtype dt = keep_alive.dtype();
-    if (!(dt.equal(py::dtype::of<bool>()) || dt.equal(py::dtype::of<uint8_t>()))) {
-        throw py::type_error(std::string(op) + ": mask must be a bool or uint8 array, got dtype " +
-                             py::str(dt).cast<std::string>());
-    }
-    if ((keep_alive.flags() & py::array::c_style) == 0) {
-        throw py::value_error(std::string(op) + ": mask must be C-contiguous");
-    }
-    if (keep_alive.ndim() != 2 || keep_alive.shape(0) != b || keep_alive.shape(1) != t) {
-        throw py::value_error(std::string(op) + ": mask must have shape (" + std::to_string(b) +
-                              ", " + std::to_string(t) + "), got " + shape_str(keep_alive));
-    }
-    return static_cast<const uint8_t*>(keep_alive.data());
-}
-
-Act act_from_id(int id, const char* op, const char* arg) {
-    if (id < 0 || id >= kNumActs) {
-        throw py::value_error(std::string(op) + ": " + arg + " must be in [0, " +
-                              std::to_string(kNumActs) + "), got " + std::to_string(id));
-    }
-    return static_cast<Act>(id);
-}
 
 void check_packed(const PackedB& p, const char* op, const char* arg, int64_t k, int64_t n) {
     if (p.k() != k || p.n() != n) {
@@ -131,61 +47,42 @@ PackedGates make_packed_gates(const py::handle& kernel_in, int gates, const py::
         throw py::value_error("PackedGates: gates must be in [1, 4], got " +
                               std::to_string(gates));
     }
-    const FloatArrayC kernel = require_f32(kernel_in, op, "kernel", {-1, -1});
+    const FloatArrayC kernel = require_f32_shape(kernel_in, op, "kernel", {-1, -1});
     const int64_t k = kernel.shape(0), n = kernel.shape(1);
     if (n % gates != 0) {
         throw py::value_error("PackedGates: kernel columns (" + std::to_string(n) +
                               ") must be a multiple of gates (" + std::to_string(gates) + ")");
     }
-    const float* bias = nullptr;
     FloatArrayC bias_arr;
-    if (!bias_in.is_none()) {
-        bias_arr = require_f32(bias_in, op, "bias", {n});
-        bias = bias_arr.data();
-    }
+    const float* bias = optional_f32_vector(bias_in, op, "bias", n, &bias_arr);
     const float* kp = kernel.data();
-    if (k * n >= (int64_t(1) << 20)) {
-        PackedGates packed;
-        call_without_gil([&] { packed = pack_gates(kp, k, n / gates, gates, bias); });
-        return packed;
-    }
-    return pack_gates(kp, k, n / gates, gates, bias);
-}
-
-template <class F>
-void run_maybe_without_gil(int64_t macs, F&& f) {
-    if (macs >= kReleaseGilMinMacs) {
-        call_without_gil(f);
-    } else {
-        f();
-    }
+    PackedGates packed;
+    call_without_gil_if(k * n >= (int64_t(1) << 20),
+                        [&] { packed = pack_gates(kp, k, n / gates, gates, bias); });
+    return packed;
 }
 
 FloatArrayC new_output(int64_t b, int64_t t, int64_t u, bool return_sequences) {
-    if (return_sequences) {
-        return FloatArrayC({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(t),
-                            static_cast<py::ssize_t>(u)});
-    }
-    return FloatArrayC({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    return return_sequences ? new_f32({b, t, u}) : new_f32({b, u});
 }
 
 py::tuple lstm(const py::handle& x_in, const PackedGates& w_in, const PackedGates& w_rec,
                const py::handle& h0_in, const py::handle& c0_in, const py::handle& mask_in,
                bool return_sequences, bool go_backwards, int act_id, int ract_id) {
     const char* op = "lstm";
-    const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1, -1});
+    const FloatArrayC x = require_f32_shape(x_in, op, "x", {-1, -1, -1});
     const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.units;
     check_packed(w_rec, op, "packed_recurrent", u, 4, u);
     check_packed(w_in, op, "packed_kernel", f, 4, u);
-    const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
-    const FloatArrayC c0 = require_f32(c0_in, op, "c0", {b, u});
+    const FloatArrayC h0 = require_f32_shape(h0_in, op, "h0", {b, u});
+    const FloatArrayC c0 = require_f32_shape(c0_in, op, "c0", {b, u});
     py::array mask_arr;
-    const uint8_t* mask = require_mask(mask_in, op, b, t, mask_arr);
+    const uint8_t* mask = optional_mask(mask_in, op, {b, t}, &mask_arr);
     const Act act = act_from_id(act_id, op, "activation_id");
     const Act ract = act_from_id(ract_id, op, "recurrent_activation_id");
     FloatArrayC out = new_output(b, t, u, return_sequences);
-    FloatArrayC h({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
-    FloatArrayC c({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    FloatArrayC h = new_f32({b, u});
+    FloatArrayC c = new_f32({b, u});
     if (b > 0) {  // an empty batch calls no kernel
         const float* xp = x.data();
         const float* h0p = h0.data();
@@ -193,7 +90,7 @@ py::tuple lstm(const py::handle& x_in, const PackedGates& w_in, const PackedGate
         float* op_ = out.mutable_data();
         float* hp = h.mutable_data();
         float* cp = c.mutable_data();
-        run_maybe_without_gil(b * t * 4 * u * (f + u), [&] {
+        call_without_gil_if(b * t * 4 * u * (f + u) >= kReleaseGilMinMacs, [&] {
             lstm_forward(xp, b, t, f, w_in, w_rec, h0p, c0p, mask, return_sequences,
                          go_backwards, act, ract, op_, hp, cp);
         });
@@ -205,27 +102,23 @@ py::tuple lstm_cell(const py::handle& x_in, const py::handle& kernel_in,
                     const py::handle& recurrent_in, const py::handle& bias_in,
                     const py::handle& h0_in, const py::handle& c0_in, int act_id, int ract_id) {
     const char* op = "lstm_cell";
-    const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1});
+    const FloatArrayC x = require_f32_shape(x_in, op, "x", {-1, -1});
     const int64_t b = x.shape(0), f = x.shape(1);
-    const FloatArrayC rec = require_f32(recurrent_in, op, "recurrent_kernel", {-1, -1});
+    const FloatArrayC rec = require_f32_shape(recurrent_in, op, "recurrent_kernel", {-1, -1});
     const int64_t u = rec.shape(0);
     if (rec.shape(1) != 4 * u) {
         throw py::value_error("lstm_cell: recurrent_kernel must have shape (u, 4u), got (" +
                               std::to_string(u) + ", " + std::to_string(rec.shape(1)) + ")");
     }
-    const FloatArrayC kernel = require_f32(kernel_in, op, "kernel", {f, 4 * u});
-    const float* bias = nullptr;
+    const FloatArrayC kernel = require_f32_shape(kernel_in, op, "kernel", {f, 4 * u});
     FloatArrayC bias_arr;
-    if (!bias_in.is_none()) {
-        bias_arr = require_f32(bias_in, op, "bias", {4 * u});
-        bias = bias_arr.data();
-    }
-    const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
-    const FloatArrayC c0 = require_f32(c0_in, op, "c0", {b, u});
+    const float* bias = optional_f32_vector(bias_in, op, "bias", 4 * u, &bias_arr);
+    const FloatArrayC h0 = require_f32_shape(h0_in, op, "h0", {b, u});
+    const FloatArrayC c0 = require_f32_shape(c0_in, op, "c0", {b, u});
     const Act act = act_from_id(act_id, op, "activation_id");
     const Act ract = act_from_id(ract_id, op, "recurrent_activation_id");
-    FloatArrayC h({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
-    FloatArrayC c({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    FloatArrayC h = new_f32({b, u});
+    FloatArrayC c = new_f32({b, u});
     if (b > 0 && u > 0) {
         const float* xp = x.data();
         const float* kp = kernel.data();
@@ -234,7 +127,7 @@ py::tuple lstm_cell(const py::handle& x_in, const py::handle& kernel_in,
         const float* c0p = c0.data();
         float* hp = h.mutable_data();
         float* cp = c.mutable_data();
-        run_maybe_without_gil(b * 4 * u * (f + u), [&] {
+        call_without_gil_if(b * 4 * u * (f + u) >= kReleaseGilMinMacs, [&] {
             lstm_cell_forward(xp, b, f, u, kp, rp, bias, h0p, c0p, act, ract, hp, cp);
         });
     }
@@ -246,7 +139,7 @@ py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates
               bool return_sequences, bool go_backwards, bool reset_after, int act_id,
               int ract_id) {
     const char* op = "gru";
-    const FloatArrayC x = require_f32(x_in, op, "x", {-1, -1, -1});
+    const FloatArrayC x = require_f32_shape(x_in, op, "x", {-1, -1, -1});
     const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.units;
     const PackedB* w_rec_h = nullptr;
     if (reset_after) {
@@ -269,19 +162,19 @@ py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates
         check_packed(*w_rec_h, op, "packed_recurrent_h", u, u);
     }
     check_packed(w_in, op, "packed_kernel", f, 3, u);
-    const FloatArrayC h0 = require_f32(h0_in, op, "h0", {b, u});
+    const FloatArrayC h0 = require_f32_shape(h0_in, op, "h0", {b, u});
     py::array mask_arr;
-    const uint8_t* mask = require_mask(mask_in, op, b, t, mask_arr);
+    const uint8_t* mask = optional_mask(mask_in, op, {b, t}, &mask_arr);
     const Act act = act_from_id(act_id, op, "activation_id");
     const Act ract = act_from_id(ract_id, op, "recurrent_activation_id");
     FloatArrayC out = new_output(b, t, u, return_sequences);
-    FloatArrayC h({static_cast<py::ssize_t>(b), static_cast<py::ssize_t>(u)});
+    FloatArrayC h = new_f32({b, u});
     if (b > 0) {
         const float* xp = x.data();
         const float* h0p = h0.data();
         float* op_ = out.mutable_data();
         float* hp = h.mutable_data();
-        run_maybe_without_gil(b * t * 3 * u * (f + u), [&] {
+        call_without_gil_if(b * t * 3 * u * (f + u) >= kReleaseGilMinMacs, [&] {
             gru_forward(xp, b, t, f, w_in, w_rec, w_rec_h, h0p, mask, return_sequences,
                         go_backwards, reset_after, act, ract, op_, hp);
         });

@@ -1,15 +1,21 @@
 // Internal to the extension module: one bind function per source file of csrc/bindings/, and
-// helpers shared by them.
+// the helpers they share (array checks, masks, activation ids, releasing the GIL). Bindings
+// use the C++ API of the core (csrc/include/fastlayers/) only.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
+
+#include "fastlayers/activations.h"
 
 namespace fl {
 namespace py_bindings {
@@ -27,19 +33,47 @@ using FloatArrayC = pybind11::array_t<float, pybind11::array::c_style>;
 // Below this many multiply-adds (~2-3 us of work) releasing and re-taking the GIL costs more
 // than another Python thread could gain.
 constexpr int64_t kReleaseGilMinMacs = 32768;
+// The same for elementwise / row kernels (softmax, activations): below this many elements a
+// kernel takes about a microsecond or less.
+constexpr int64_t kReleaseGilMinElements = 4096;
 
-// `h` as a C-contiguous, aligned float32 array of rank `ndim`, or a TypeError (not an array, wrong
-// dtype) / ValueError (layout, rank) naming the op and the argument. Never converts: the Python
+// ---- Array checks. Inputs are never converted (no forcecast, no implicit copy): the Python
 // layer (fastlayers/_validation.py) converts before calling, so a copy here would hide a bug.
-inline FloatArrayC require_f32(const pybind11::handle& h, const char* op, const char* arg,
-                               pybind11::ssize_t ndim) {
+// A wrong type or dtype is a TypeError, a wrong layout, rank or shape a ValueError; the message
+// names the op and the argument.
+
+inline std::string type_name(const pybind11::handle& h) {
+    return pybind11::str(pybind11::type::handle_of(h)).cast<std::string>();
+}
+
+inline bool is_aligned(const pybind11::array& a) {
+    return (a.flags() & pybind11::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
+// "(2, 3)", "(5,)"; a negative entry (a free size in an expected shape) prints as "?".
+template <class T>
+std::string shape_str(const T* dims, size_t n) {
+    std::string s = "(";
+    for (size_t i = 0; i < n; ++i) {
+        if (i) s += ", ";
+        s += dims[i] >= 0 ? std::to_string(dims[i]) : std::string("?");
+    }
+    return s + (n == 1 ? ",)" : ")");
+}
+
+inline std::string shape_str(const pybind11::array& a) {
+    return shape_str(a.shape(), static_cast<size_t>(a.ndim()));
+}
+
+// `h` as a C-contiguous, aligned float32 array of any rank.
+inline FloatArrayC require_f32(const pybind11::handle& h, const char* op, const char* arg) {
     namespace py = pybind11;
     if (!py::isinstance<py::array>(h)) {
         throw py::type_error(std::string(op) + ": " + arg + " must be a numpy.ndarray, got " +
-                             py::str(py::type::handle_of(h)).cast<std::string>());
+                             type_name(h));
     }
     const py::array a = py::reinterpret_borrow<py::array>(h);
-    const bool aligned = (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+    const bool aligned = is_aligned(a);
     if (!FloatArrayC::check_(a) || !aligned) {
         if (!a.dtype().equal(py::dtype::of<float>())) {
             throw py::type_error(std::string(op) + ": " + arg +
@@ -49,11 +83,102 @@ inline FloatArrayC require_f32(const pybind11::handle& h, const char* op, const 
         throw py::value_error(std::string(op) + ": " + arg +
                               (aligned ? " must be C-contiguous" : " must be aligned to 4 bytes"));
     }
-    if (a.ndim() != ndim) {
-        throw py::value_error(std::string(op) + ": " + arg + " must have ndim " +
-                              std::to_string(ndim) + ", got " + std::to_string(a.ndim()));
-    }
     return py::reinterpret_borrow<FloatArrayC>(a);
+}
+
+// The same, of rank `ndim`.
+inline FloatArrayC require_f32(const pybind11::handle& h, const char* op, const char* arg,
+                               pybind11::ssize_t ndim) {
+    FloatArrayC a = require_f32(h, op, arg);
+    if (a.ndim() != ndim) {
+        throw pybind11::value_error(std::string(op) + ": " + arg + " must have ndim " +
+                                    std::to_string(ndim) + ", got " + std::to_string(a.ndim()));
+    }
+    return a;
+}
+
+// The same, of shape `shape` (an entry < 0 is free).
+inline FloatArrayC require_f32_shape(const pybind11::handle& h, const char* op, const char* arg,
+                                     std::initializer_list<int64_t> shape) {
+    FloatArrayC a = require_f32(h, op, arg);
+    bool ok = a.ndim() == static_cast<pybind11::ssize_t>(shape.size());
+    pybind11::ssize_t i = 0;
+    for (int64_t d : shape) {
+        if (ok && d >= 0 && a.shape(i) != d) ok = false;
+        ++i;
+    }
+    if (!ok) {
+        throw pybind11::value_error(std::string(op) + ": " + arg + " must have shape " +
+                                    shape_str(shape.begin(), shape.size()) + ", got " +
+                                    shape_str(a));
+    }
+    return a;
+}
+
+// An optional float32 vector (a bias) of n elements: nullptr for None, else its data, kept
+// alive by *holder.
+inline const float* optional_f32_vector(const pybind11::handle& h, const char* op,
+                                        const char* arg, int64_t n, FloatArrayC* holder) {
+    if (h.is_none()) return nullptr;
+    *holder = require_f32_shape(h, op, arg, {n});
+    return holder->data();
+}
+
+// A keep-mask's dtype: bool or uint8.
+inline bool is_mask_dtype(const pybind11::dtype& dt) {
+    return dt.equal(pybind11::dtype::of<bool>()) || dt.equal(pybind11::dtype::of<uint8_t>());
+}
+
+// An optional keep-mask: nullptr for None, else the data of a C-contiguous bool or uint8 array
+// of shape `shape`, kept alive by *holder.
+inline const uint8_t* optional_mask(const pybind11::handle& h, const char* op,
+                                    const std::vector<int64_t>& shape, pybind11::array* holder) {
+    namespace py = pybind11;
+    if (h.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(h)) {
+        throw py::type_error(std::string(op) + ": mask must be a numpy.ndarray or None, got " +
+                             type_name(h));
+    }
+    const py::array m = py::reinterpret_borrow<py::array>(h);
+    const py::dtype dt = m.dtype();
+    if (!is_mask_dtype(dt)) {
+        throw py::type_error(std::string(op) + ": mask must be a bool or uint8 array, got dtype " +
+                             py::str(dt).cast<std::string>());
+    }
+    if ((m.flags() & py::array::c_style) == 0) {
+        throw py::value_error(std::string(op) + ": mask must be C-contiguous");
+    }
+    if (m.ndim() != static_cast<py::ssize_t>(shape.size()) ||
+        !std::equal(shape.begin(), shape.end(), m.shape())) {
+        throw py::value_error(std::string(op) + ": mask must have shape " +
+                              shape_str(shape.data(), shape.size()) + ", got " + shape_str(m));
+    }
+    *holder = m;
+    return static_cast<const uint8_t*>(m.data());
+}
+
+// A new C-contiguous float32 array (uninitialized) of the given shape / of a's shape.
+inline FloatArrayC new_f32(std::initializer_list<int64_t> shape) {
+    return FloatArrayC(std::vector<pybind11::ssize_t>(shape.begin(), shape.end()));
+}
+inline FloatArrayC new_f32_like(const pybind11::array& a) {
+    return FloatArrayC(pybind11::array::ShapeContainer(a.shape(), a.shape() + a.ndim()));
+}
+
+// ---- Activations: ids of fastlayers/activations.h (activation_ids() in Python).
+
+// The activation `id`, or a ValueError naming the op and the argument.
+inline Act act_from_id(int id, const char* op, const char* arg) {
+    if (id < 0 || id >= kNumActs) {
+        throw pybind11::value_error(std::string(op) + ": " + arg + " must be in [0, " +
+                                    std::to_string(kNumActs) + "), got " + std::to_string(id));
+    }
+    return static_cast<Act>(id);
+}
+
+// The kernel a driver applies to finished rows for activation `id` (nullptr for 0 = linear).
+inline ActFn act_kernel_from_id(int id, const char* op, const char* arg) {
+    return act_kernel(act_from_id(id, op, arg));
 }
 
 inline bool interpreter_finalizing() {
@@ -85,6 +210,16 @@ void call_without_gil(F&& f) {
         for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
     }
     PyEval_RestoreThread(state);
+}
+
+// f() with the GIL released if `release` (enough work to pay for it), else with it held.
+template <class F>
+void call_without_gil_if(bool release, F&& f) {
+    if (release) {
+        call_without_gil(std::forward<F>(f));
+    } else {
+        std::forward<F>(f)();
+    }
 }
 
 }  // namespace py_bindings

@@ -32,7 +32,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/runtime.h"
 #include "gemm_internal.h"

@@ -8,7 +8,7 @@
 #include <new>
 #include <stdexcept>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
 
 namespace fl {

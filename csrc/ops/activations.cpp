@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 
@@ -71,12 +71,18 @@ int act_alias_id(int i) {
     return (i >= 0 && i < kNumActAliases) ? static_cast<int>(kAliases[i].act) : -1;
 }
 
+ActFn act_kernel(Act act) {
+    const int id = static_cast<int>(act);
+    if (act == Act::linear || id < 0 || id >= kNumActs) return nullptr;
+    return kernels().act[id];
+}
+
 // x (n) -> y (n), elementwise; chunks are independent, so the result does not depend on the
 // thread count.
 void activate(const float* x, float* y, int64_t n, Act act) {
     const int id = static_cast<int>(act);
     if (n <= 0 || id < 0 || id >= kNumActs) return;
-    ActArgs args{x, y, act == Act::linear ? nullptr : kernels().act[id]};
+    ActArgs args{x, y, act_kernel(act)};
     if (args.kernel == nullptr && x == y) return;
     parallel_for(n, kMinElementsPerTask, act_task, &args);
 }

@@ -1,4 +1,5 @@
 // Attention driver: softmax(scores(q, k) masked) · v for every (batch, head), blocked.
+// (Dot scores with T <= 8 queries go to the decode driver, attention_decode.cpp, instead.)
 //
 // Work is split into tasks of (batch, head, block of 48 query rows, or all T <= 96); tasks write
 // disjoint output rows, so results do not depend on the thread count. The keys are visited in
@@ -12,15 +13,14 @@
 // Dot scores use the GEMM micro-kernel: a thread packs the k of the head it works on into 16-key
 // panels (K^T as a packed B operand) and v into 16-column panels, once per head it visits.
 // Additive scores (Bahdanau, Keras concat) are post * sum_d w[d] * tanh(pre * (q[d] + k[d])),
-// computed with the vector tanh. Threads take runs of tasks from a shared counter.
+// computed with the vector tanh. Threads take runs of tasks from a shared counter (guided).
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
@@ -116,22 +116,10 @@ class Runner {
         const int64_t tasks = heads * qblocks;
         const int64_t workers =
             std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks / min_tasks));
-        // Guided self-scheduling: a worker takes the next run of tasks, remaining / (2 x
-        // workers) long (at least one), so workers finish together even when one of them is
-        // slowed down (a static split waits for the slowest core of a busy machine). Tasks
-        // write disjoint rows, so who computes which does not change a bit of the result.
-        std::atomic<int64_t> next{0};
-        const auto grab = [&](int64_t& t0, int64_t& t1) {
-            int64_t t = next.load(std::memory_order_relaxed);
-            int64_t n = 0;
-            do {
-                if (t >= tasks) return false;
-                n = std::max<int64_t>(1, (tasks - t) / (2 * workers));
-            } while (!next.compare_exchange_weak(t, t + n, std::memory_order_relaxed));
-            t0 = t;
-            t1 = t + n;
-            return true;
-        };
+        // Guided self-scheduling (fl::GuidedRuns): workers take shrinking runs of tasks from a
+        // shared counter. Tasks write disjoint rows, so who computes which does not change a
+        // bit of the result.
+        GuidedRuns runs(tasks, workers);
         parallel_for(workers, 1, [&](int64_t, int64_t) {
             Scratch sc(a, tile_ld_);
             // k (dot scores only) and v of the current head, packed by this thread when its
@@ -140,7 +128,7 @@ class Runner {
             AlignedFloats packed = alloc_aligned_floats(std::max<int64_t>(1, per_head));
             int64_t packed_bh = -1;
             int64_t t0 = 0, t1 = 0;
-            while (grab(t0, t1)) {
+            while (runs.claim(&t0, &t1)) {
                 for (int64_t task = t0; task < t1; ++task) {
                     const int64_t bh = task / qblocks;
                     int64_t qb = task % qblocks;

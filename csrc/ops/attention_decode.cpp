@@ -38,7 +38,7 @@
 #include <limits>
 #include <memory>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/runtime.h"
 
@@ -80,21 +80,9 @@ class Decoder {
             1, a.t * std::min(kChunk, visible_) * (a.d + a.dv));
         const int64_t workers = std::max<int64_t>(
             1, std::min<int64_t>(num_threads(), tasks * macs / kMinWorkerMacs));
-        // A worker takes the next run of tasks, remaining / (2 x workers) long (at least
-        // one), so workers finish together even when one of them is slowed down. Which worker
-        // computes which chunk does not change a bit (see the chain above).
-        std::atomic<int64_t> next{0};
-        const auto grab = [&](int64_t& t0, int64_t& t1) {
-            int64_t t = next.load(std::memory_order_relaxed);
-            int64_t n = 0;
-            do {
-                if (t >= tasks) return false;
-                n = std::max<int64_t>(1, (tasks - t) / (2 * workers));
-            } while (!next.compare_exchange_weak(t, t + n, std::memory_order_relaxed));
-            t0 = t;
-            t1 = t + n;
-            return true;
-        };
+        // Guided self-scheduling (fl::GuidedRuns): workers take shrinking runs of tasks. Which
+        // worker computes which chunk does not change a bit (see the chain above).
+        GuidedRuns runs(tasks, workers);
         parallel_for(workers, 1, [&](int64_t, int64_t) {
             // Scratch: the score tile (T x kChunk, unless the weights rows hold the scores),
             // m and l of a single-chunk head, the merge factors f_c and the mean of v.
@@ -108,7 +96,7 @@ class Decoder {
             float* mean = f + round_up(sizes[2], 16);
             int64_t mean_bh = -1;  // the head whose mean of v `mean` holds
             int64_t t0 = 0, t1 = 0;
-            while (grab(t0, t1)) {
+            while (runs.claim(&t0, &t1)) {
                 for (int64_t task = t0; task < t1; ++task) {
                     const int64_t bh = task / chunks_, c = task % chunks_;
                     if (chunks_ == 1) {

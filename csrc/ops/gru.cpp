@@ -37,7 +37,7 @@
 #include <string>
 #include <utility>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"

@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "fastlayers/dispatch.h"
+#include "../runtime/dispatch.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 

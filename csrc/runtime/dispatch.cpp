@@ -3,7 +3,7 @@
 // The choice is made once per process: the best ISA this build has kernels for and this CPU can
 // run, optionally capped by FASTLAYERS_ISA (for tests and bug reports). Drivers then call
 // through kernels(), whose function pointers never change afterwards.
-#include "fastlayers/dispatch.h"
+#include "dispatch.h"
 
 #include <algorithm>
 #include <cctype>

@@ -438,4 +438,30 @@ void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, in
     pool_instance()->run(n, k, fn, ctx);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Guided self-scheduling
+// ---------------------------------------------------------------------------------------------
+
+GuidedRuns::GuidedRuns(int64_t n, int64_t workers, int64_t granule, int64_t max_run)
+    : n_(n),
+      workers_(std::max<int64_t>(1, workers)),
+      granule_(std::max<int64_t>(1, granule)),
+      max_run_(std::max<int64_t>(1, max_run)) {}
+
+bool GuidedRuns::claim(int64_t* begin, int64_t* end) {
+    int64_t p = next_.load(std::memory_order_relaxed);
+    int64_t len = 0;
+    do {
+        if (p >= n_) return false;
+        const int64_t rest = n_ - p;
+        const int64_t guided =
+            workers_ > 1 ? std::max(granule_, rest / (2 * workers_) / granule_ * granule_)
+                         : max_run_;
+        len = std::min(rest, std::min(max_run_, guided));
+    } while (!next_.compare_exchange_weak(p, p + len, std::memory_order_relaxed));
+    *begin = p;
+    *end = p + len;
+    return true;
+}
+
 }  // namespace fl

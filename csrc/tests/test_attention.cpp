@@ -43,9 +43,9 @@
 #include <string>
 #include <vector>
 
-#include "fastlayers/dispatch.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
+#include "runtime/dispatch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 

@@ -1,19 +1,22 @@
 // C++ tests of the conv2d driver (csrc/ops/conv2d.cpp).
 //
 // The reference is the summation-order contract: y = bias[f], then y = fmaf(xp, K, y) over the
-// patch in (a, b, c) order with zeros in the padding, so the driver (patch tiles or the 1x1
-// no-copy path, any K/M/N blocking, any thread count) must match it BIT FOR BIT.
+// patch in (a, b, c) order with zeros in the padding, so the driver (every algorithm it can pack
+// a kernel for, the 1x1 no-copy path, any K/M/N blocking, any thread count) must match it BIT
+// FOR BIT.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "fastlayers/conv2d.h"
 #include "fastlayers/runtime.h"
 #include "gemm/gemm_internal.h"
+#include "runtime/dispatch.h"
 #include "test_framework.h"
 
 namespace {
@@ -72,6 +75,29 @@ std::vector<float> reference(const std::vector<float>& x, const std::vector<floa
     return y;
 }
 
+// The algorithms a kernel of this case can be packed for: the automatic choice, then each one
+// forced (depthwise needs cg == 1, indirect an ISA with an indirect kernel).
+std::vector<fl::ConvAlgo> algos_for(const Case& k) {
+    std::vector<fl::ConvAlgo> v{fl::ConvAlgo::automatic, fl::ConvAlgo::tiles};
+    if (k.c == k.groups) v.push_back(fl::ConvAlgo::depthwise);
+    if (fl::kernels().igemm) v.push_back(fl::ConvAlgo::indirect);
+    return v;
+}
+
+const char* algo_name(fl::ConvAlgo a) {
+    switch (a) {
+        case fl::ConvAlgo::automatic:
+            return "automatic";
+        case fl::ConvAlgo::depthwise:
+            return "depthwise";
+        case fl::ConvAlgo::indirect:
+            return "indirect";
+        case fl::ConvAlgo::tiles:
+            return "tiles";
+    }
+    return "?";
+}
+
 void run_case(const Case& k, bool with_bias, std::mt19937& rng) {
     const fl::Conv2dShape s = shape_of(k);
     const int64_t cg = k.c / k.groups;
@@ -83,22 +109,27 @@ void run_case(const Case& k, bool with_bias, std::mt19937& rng) {
     for (float& v : ker) v = dist(rng);
     for (float& v : bias) v = dist(rng);
     const float* bp = with_bias ? bias.data() : nullptr;
-    const fl::PackedConv w(ker.data(), k.kh, k.kw, cg, k.f, k.groups, bp);
     const std::vector<float> want = reference(x, ker, bp, s);
     const int saved = fl::num_threads();
-    for (int threads : {1, 2, 3}) {
-        fl::set_num_threads(threads);
-        std::vector<float> y(want.size() + 1, -7.0f);  // + a sentinel
-        fl::conv2d_forward(x.data(), s, w, y.data(), nullptr);
-        FLT_CHECK_MSG(y.back() == -7.0f, "sentinel overwritten");
-        const bool same = want.empty() ||  // memcmp may not take the null data() of empty
-                          std::memcmp(y.data(), want.data(), want.size() * sizeof(float)) == 0;
-        FLT_CHECK_MSG(same,
-                      "conv %lldx%lldx%lld k%lldx%lld f%lld g%lld s%lld,%lld d%lld,%lld "
-                      "threads %d bias %d differs from the fmaf chain",
-                      (long long)k.h, (long long)k.w, (long long)k.c, (long long)k.kh,
-                      (long long)k.kw, (long long)k.f, (long long)k.groups, (long long)k.sh,
-                      (long long)k.sw, (long long)k.dh, (long long)k.dw, threads, with_bias);
+    for (fl::ConvAlgo algo : algos_for(k)) {
+        const fl::PackedConv w(ker.data(), k.kh, k.kw, cg, k.f, k.groups, bp, algo);
+        FLT_CHECK(algo == fl::ConvAlgo::automatic || w.algo() == algo);
+        for (int threads : {1, 2, 3}) {
+            fl::set_num_threads(threads);
+            std::vector<float> y(want.size() + 1, -7.0f);  // + a sentinel
+            fl::conv2d_forward(x.data(), s, w, y.data(), nullptr);
+            FLT_CHECK_MSG(y.back() == -7.0f, "sentinel overwritten");
+            const bool same =
+                want.empty() ||  // memcmp may not take the null data() of empty
+                std::memcmp(y.data(), want.data(), want.size() * sizeof(float)) == 0;
+            FLT_CHECK_MSG(same,
+                          "conv %lldx%lldx%lld k%lldx%lld f%lld g%lld s%lld,%lld d%lld,%lld "
+                          "threads %d bias %d algo %s differs from the fmaf chain",
+                          (long long)k.h, (long long)k.w, (long long)k.c, (long long)k.kh,
+                          (long long)k.kw, (long long)k.f, (long long)k.groups, (long long)k.sh,
+                          (long long)k.sw, (long long)k.dh, (long long)k.dw, threads, with_bias,
+                          algo_name(algo));
+        }
     }
     fl::set_num_threads(saved);
 }
@@ -153,6 +184,40 @@ void test_conv2d_matches_fma_chain() {
     }
 }
 
+// The automatic plan: depthwise for cg == 1 with multiplier 1 or C >= 8, else indirect up to
+// K = 4096 where the ISA has the kernel, else tiles; forcing an impossible plan throws.
+void test_conv2d_plan() {
+    std::vector<float> ker(3 * 3 * 520 * 16, 0.5f);
+    const bool has_igemm = fl::kernels().igemm != nullptr;
+    const auto algo = [&](int64_t kh, int64_t kw, int64_t cg, int64_t f, int64_t groups) {
+        return fl::PackedConv(ker.data(), kh, kw, cg, f, groups, nullptr).algo();
+    };
+    FLT_CHECK(algo(3, 3, 1, 5, 5) == fl::ConvAlgo::depthwise);
+    FLT_CHECK(algo(3, 3, 1, 16, 8) == fl::ConvAlgo::depthwise);  // multiplier 2, C = 8
+    const fl::ConvAlgo gemm_algo = has_igemm ? fl::ConvAlgo::indirect : fl::ConvAlgo::tiles;
+    FLT_CHECK(algo(3, 3, 1, 12, 6) == gemm_algo);   // multiplier 2, C = 6
+    FLT_CHECK(algo(3, 3, 3, 16, 1) == gemm_algo);
+    FLT_CHECK(algo(1, 1, 64, 16, 1) == gemm_algo);  // 1x1: the GEMM on x is chosen per call
+    FLT_CHECK(algo(8, 8, 64, 16, 1) == gemm_algo);  // K = 4096
+    FLT_CHECK(algo(3, 3, 520, 16, 1) == fl::ConvAlgo::tiles);  // K = 4680
+    bool threw = false;
+    try {
+        fl::PackedConv(ker.data(), 3, 3, 2, 4, 2, nullptr, fl::ConvAlgo::depthwise);
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
+    FLT_CHECK(threw);
+    if (!has_igemm) {
+        threw = false;
+        try {
+            fl::PackedConv(ker.data(), 3, 3, 3, 4, 1, nullptr, fl::ConvAlgo::indirect);
+        } catch (const std::invalid_argument&) {
+            threw = true;
+        }
+        FLT_CHECK(threw);
+    }
+}
+
 void test_conv2d_small_gemm_blocking() {
     fl::gemm_detail::GemmConfig& cfg = fl::gemm_detail::config();
     const fl::gemm_detail::GemmConfig saved = cfg;
@@ -172,6 +237,7 @@ namespace fltest {
 void register_conv2d_tests() {
     add_case("conv2d_matches_fma_chain", test_conv2d_matches_fma_chain);
     add_case("conv2d_small_gemm_blocking", test_conv2d_small_gemm_blocking);
+    add_case("conv2d_plan", test_conv2d_plan);
 }
 
 }  // namespace fltest

@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
-#include "fastlayers/dispatch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 #include "gemm/gemm_internal.h"
+#include "runtime/dispatch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 

@@ -22,10 +22,9 @@
 #include <utility>
 #include <vector>
 
-#include "fastlayers/dispatch.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
-#include "fastlayers/tensor.h"
+#include "runtime/dispatch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 
@@ -525,6 +524,56 @@ void test_parallel_for_nested() {
     fl::set_num_threads(saved);
 }
 
+// GuidedRuns: one worker walks [0, n) in runs of max_run; several share it in runs that are
+// whole granules (but the last), at most max_run, never shorter than the guided rule allows,
+// each item claimed exactly once.
+void test_guided_runs() {
+    {
+        fl::GuidedRuns runs(100, 1, 6, 48);
+        std::vector<std::pair<int64_t, int64_t>> got;
+        int64_t b = -1, e = -1;
+        while (runs.claim(&b, &e)) got.emplace_back(b, e);
+        CHECK(got.size() == 3);
+        CHECK(got.size() == 3 && got[0] == std::make_pair(int64_t(0), int64_t(48)) &&
+              got[1] == std::make_pair(int64_t(48), int64_t(96)) &&
+              got[2] == std::make_pair(int64_t(96), int64_t(100)));
+        CHECK(!runs.claim(&b, &e));
+    }
+    {
+        // Serially, with 4 workers: each run is max(6, rest / 8 rounded down to 6), <= 60.
+        const int64_t n = 1000;
+        fl::GuidedRuns runs(n, 4, 6, 60);
+        int64_t b = 0, e = 0, expect_begin = 0;
+        while (runs.claim(&b, &e)) {
+            const int64_t rest = n - b;
+            const int64_t guided = std::max<int64_t>(6, rest / 8 / 6 * 6);
+            const int64_t want = std::min({rest, int64_t(60), guided});
+            CHECK_MSG(b == expect_begin && e - b == want, "run [%lld, %lld)", (long long)b,
+                      (long long)e);
+            expect_begin = e;
+        }
+        CHECK(expect_begin == n);
+    }
+    {
+        // Concurrently: every item exactly once.
+        const int saved = fl::num_threads();
+        fl::set_num_threads(3);
+        const int64_t n = 100000;
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        for (auto& h : hits) h.store(0);
+        fl::GuidedRuns runs(n, 3);
+        fl::parallel_for(3, 1, [&](int64_t, int64_t) {
+            int64_t b = 0, e = 0;
+            while (runs.claim(&b, &e))
+                for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        int64_t bad = 0;
+        for (auto& h : hits) bad += h.load() != 1;
+        CHECK(bad == 0);
+        fl::set_num_threads(saved);
+    }
+}
+
 void test_parallel_for_exceptions() {
     const int saved = fl::num_threads();
     fl::set_num_threads(3);
@@ -729,16 +778,6 @@ void test_fork_child_can_run_regions() {
 #endif
 }
 
-void test_tensor_view() {
-    std::vector<float> buf(24);
-    fl::TensorView v = fl::contiguous_view(buf.data(), {2, 3, 4});
-    CHECK(v.ndim() == 3 && v.numel() == 24);
-    CHECK((v.strides == std::vector<int64_t>{12, 4, 1}));
-    CHECK(v.is_contiguous());
-    v.strides = {12, 1, 3};
-    CHECK(!v.is_contiguous());
-}
-
 }  // namespace
 
 // The framework, for the other test files (test_framework.h).
@@ -815,13 +854,13 @@ int main(int argc, char** argv) {
     add_case("parallel_results_bitwise", test_parallel_results_bitwise);
     add_case("parallel_for_nested", test_parallel_for_nested);
     add_case("parallel_for_exceptions", test_parallel_for_exceptions);
+    add_case("guided_runs", test_guided_runs);
     add_case("parallel_for_ftz", test_parallel_for_ftz);
     add_case("parallel_for_concurrent_callers", test_parallel_for_concurrent_callers);
     add_case("parallel_region_and_barrier", test_parallel_region_and_barrier);
     add_case("pack_gates_layout", test_pack_gates_layout);
     add_case("set_num_threads_invalid", test_set_num_threads_invalid);
     add_case("fork_child_can_run_regions", test_fork_child_can_run_regions);
-    add_case("tensor_view", test_tensor_view);
     fltest::register_gemm_tests();
     fltest::register_vmath_tests();
     fltest::register_conv2d_tests();

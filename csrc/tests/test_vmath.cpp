@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "fastlayers/activations.h"
-#include "fastlayers/dispatch.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
+#include "runtime/dispatch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 #include "vmath_reference.h"

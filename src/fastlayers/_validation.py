@@ -1,226 +1,567 @@
 """Argument checking shared by both paths.
 
-Every public op validates its inputs here, once, before either path runs. Wrong
-types raise ``TypeError``; wrong ranks, shapes and argument values raise
-``ValueError``. Messages name the op, the argument, the shape seen and the shape
-expected. Arrays come back as C-contiguous float32 (any real dtype is accepted,
-as in Keras), masks as C-contiguous bool.
+Every op has one ``check_<op>`` here, called once per call by
+the functional op or by the layer, before either path runs; it returns the normalised
+arguments as a named tuple that both paths take. Wrong types raise ``TypeError``;
+wrong ranks, shapes and argument values raise ``ValueError``. Messages name the op
+(or the layer), the argument, the shape seen and the shape expected. Arrays come
+back as C-contiguous float32 (any real dtype is accepted, as in Keras), masks as
+C-contiguous bool.
+
+A layer passes ``build``: a hook called with the input's shape(s) once the input
+passed its checks, which builds the layer if needed and returns its weights in the
+order of the check's weight arguments (those are then None in the call).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
-from ._numpy.activations import ACTIVATIONS
+from . import _checks as C
+from ._checks import (  # re-exported: layers and activations use them too
+    F32 as F32,
+)
+from ._checks import (
+    activation as activation,
+)
+from ._checks import (
+    array as array,
+)
+from ._checks import (
+    bool_mask as bool_mask,
+)
+from ._checks import (
+    broadcastable as broadcastable,
+)
+from ._checks import (
+    conv2d_geometry as conv2d_geometry,
+)
+from ._checks import (
+    flag as flag,
+)
+from ._checks import (
+    int_tuple as int_tuple,
+)
+from ._checks import (
+    min_rank as min_rank,
+)
+from ._checks import (
+    optional_array as optional_array,
+)
+from ._checks import (
+    rank as rank,
+)
+from ._checks import (
+    real_scalar as real_scalar,
+)
+from ._checks import (
+    shape_is as shape_is,
+)
 
-F32 = np.float32
+# ------------------------------------------------------------------ check_<op>: dense, conv2d
+
+Build = Optional[Callable[..., tuple]]
+Array = np.ndarray
+OptArray = Optional[np.ndarray]
 
 
-def _shape(a) -> str:
-    return str(tuple(a.shape))
+class DenseArgs(NamedTuple):
+    x: Array  # (..., K)
+    kernel: Array  # (K, N)
+    bias: OptArray  # (N,)
+    activation: Any  # a Keras name or a callable
 
 
-def array(x: Any, op: str, name: str) -> np.ndarray:
-    """Convert ``x`` to a C-contiguous float32 array or raise TypeError."""
-    if x is None:
-        raise TypeError(f"{op}: {name} is required, got None")
-    if isinstance(x, np.ndarray):
-        a = x
-    else:
-        if isinstance(x, (str, bytes, dict, set)):
-            raise TypeError(
-                f"{op}: {name} must be an array of real numbers, got {type(x).__name__}"
-            )
-        try:
-            a = np.asarray(x)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
-    kind = a.dtype.kind
-    if kind not in "biuf":
-        raise TypeError(
-            f"{op}: {name} must have a real (bool, int or float) dtype, got dtype {a.dtype}"
+def check_dense(x, kernel, bias, activation, *, op="dense", x_name="x", build: Build = None):
+    x = C.array(x, op, x_name)
+    C.min_rank(x, op, x_name, 2, "(batch, ..., features)")
+    if build is not None:
+        kernel, bias = build(x.shape)
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 2, "(input_dim, units)")
+    if kernel.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"{op}: kernel has shape {kernel.shape}, expected ({x.shape[-1]}, units) "
+            f"to match the last axis of {x_name} {x.shape}"
         )
-    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,). Native byte order and
-    # alignment are what the C++ kernels require; a misaligned view is copied.
-    out = np.asarray(a, dtype=F32, order="C")
-    return out if out.flags.aligned else out.copy()
+    if bias is not None:
+        C.shape_is(bias, op, "bias", (kernel.shape[1],), "(units,)")
+    return DenseArgs(x, kernel, bias, act)
 
 
-def optional_array(x: Any, op: str, name: str) -> np.ndarray | None:
-    return None if x is None else array(x, op, name)
+def check_flatten(x, *, op="flatten", x_name="x", channels_first=False, build: Build = None):
+    """x as float32 (batch, ...); with channels_first the channel axis 1 moves last."""
+    x = C.array(x, op, x_name)
+    C.min_rank(x, op, x_name, 1, "(batch, ...)")
+    if build is not None:
+        build(x.shape)
+    return np.moveaxis(x, 1, -1) if channels_first and x.ndim > 2 else x
 
 
-def bool_mask(mask: Any, op: str, name: str, threshold: bool = False) -> np.ndarray:
-    """Convert a mask to bool. Non-bool masks mean ``mask != 0``, or ``mask > 0.5``
-    when ``threshold`` (the Keras Softmax rule)."""
-    if isinstance(mask, np.ndarray):
-        m = mask
-    else:
-        if isinstance(mask, (str, bytes, dict, set)):
-            raise TypeError(f"{op}: {name} must be a boolean array, got {type(mask).__name__}")
-        try:
-            m = np.asarray(mask)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
-    if m.dtype.kind not in "biuf":
-        raise TypeError(f"{op}: {name} must be a bool or numeric array, got dtype {m.dtype}")
-    if m.dtype.kind != "b":
-        m = m > 0.5 if threshold else m != 0
-    return np.ascontiguousarray(m, dtype=bool)
+class Conv2DArgs(NamedTuple):
+    x: Array  # (N, H, W, C)
+    kernel: Array  # (kh, kw, C // groups, F)
+    bias: OptArray  # (F,)
+    strides: tuple  # (sh, sw)
+    dilation: tuple  # (dh, dw)
+    pads: tuple  # (top, bottom, left, right)
+    out_hw: tuple  # (OH, OW)
+    groups: int
+    activation: Any
 
 
-def rank(a: np.ndarray, op: str, name: str, expected: int, what: str = "") -> None:
-    if a.ndim != expected:
-        desc = f" {what}" if what else ""
-        raise ValueError(f"{op}: {name} must have rank {expected}{desc}, got shape {_shape(a)}")
-
-
-def min_rank(a: np.ndarray, op: str, name: str, minimum: int, what: str = "") -> None:
-    if a.ndim < minimum:
-        desc = f" {what}" if what else ""
-        raise ValueError(f"{op}: {name} must have rank >= {minimum}{desc}, got shape {_shape(a)}")
-
-
-def shape_is(a: np.ndarray, op: str, name: str, expected: tuple[int, ...], why: str = "") -> None:
-    if tuple(a.shape) != tuple(expected):
-        reason = f" ({why})" if why else ""
-        raise ValueError(f"{op}: {name} has shape {_shape(a)}, expected {tuple(expected)}{reason}")
-
-
-def flag(value: Any, op: str, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__}")
-    return bool(value)
-
-
-def int_tuple(value: Any, op: str, name: str, n: int = 2, minimum: int = 1) -> tuple[int, ...]:
-    """An int or a sequence of ``n`` ints, each >= ``minimum``."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got bool")
-    if isinstance(value, (int, np.integer)):
-        items = (int(value),) * n
-    elif isinstance(value, (tuple, list)):
-        if not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
-        ):
-            raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
-        if len(value) != n:
-            raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
-        items = tuple(int(v) for v in value)
-    else:
-        raise TypeError(
-            f"{op}: {name} must be an int or a tuple of {n} ints, got {type(value).__name__}"
-        )
-    if any(v < minimum for v in items):
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return items
-
-
-def activation(act: Any, op: str, name: str = "activation", elementwise: bool = False):
-    """A Keras activation name (case-insensitive), None (linear) or a callable."""
-    if act is None:
-        return "linear"
-    if callable(act):
-        return act
-    if not isinstance(act, str):
-        raise TypeError(f"{op}: {name} must be a str, a callable or None, got {type(act).__name__}")
-    key = act.strip().lower()
-    if key not in ACTIVATIONS:
-        raise ValueError(f"{op}: unknown {name} {act!r}; expected one of {sorted(ACTIVATIONS)}")
-    if elementwise and key in ("softmax", "log_softmax", "sparsemax", "glu"):
-        raise ValueError(f"{op}: {name} must be elementwise here, got {act!r}")
-    return key
-
-
-def real_scalar(value: Any, op: str, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
-            return float(value)
-        raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
-    if isinstance(value, complex) or np.iscomplexobj(value):
-        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
-    return float(value)
-
-
-def broadcastable(mask_shape: Sequence[int], target: Sequence[int]) -> bool:
-    """True if an array of ``mask_shape`` broadcasts to ``target`` (NumPy rules)."""
-    if len(mask_shape) > len(target):
-        return False
-    for m, t in zip(reversed(mask_shape), reversed(target)):
-        if m != 1 and m != t:
-            return False
-    return True
-
-
-# ------------------------------------------------------------------------- per op
-
-
-def conv2d_geometry(
-    op: str,
-    x_shape: tuple[int, ...],
-    kernel_shape: tuple[int, ...],
+def check_conv2d(
+    x,
+    kernel,
+    bias,
     strides,
     padding,
     dilation_rate,
     groups,
+    activation,
+    *,
+    op="conv2d",
+    x_name="x",
+    channels_first=False,
+    build: Build = None,
 ):
-    """Check conv2d arguments and return (strides, dilation, pads, out_hw, groups).
+    """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC."""
+    x = C.array(x, op, x_name)
+    what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
+    C.rank(x, op, x_name, 4, what)
+    if build is not None:
+        kernel, bias = build(x.shape)
+    if channels_first:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 4, "(kh, kw, in_channels // groups, filters)")
+    geometry = C.conv2d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate, groups)
+    if bias is not None:
+        C.shape_is(bias, op, "bias", (kernel.shape[3],), "(filters,)")
+    strides, dilation, pads, out_hw, groups = geometry
+    return Conv2DArgs(x, kernel, bias, strides, dilation, pads, out_hw, groups, act)
 
-    pads = (top, bottom, left, right) following the TensorFlow rule: the extra
-    pixel of odd total padding goes at the bottom/right.
-    """
-    sh, sw = int_tuple(strides, op, "strides")
-    dh, dw = int_tuple(dilation_rate, op, "dilation_rate")
-    if not isinstance(padding, str):
-        raise TypeError(f"{op}: padding must be 'valid' or 'same', got {type(padding).__name__}")
-    pad = padding.lower()
-    if pad not in ("valid", "same"):
-        raise ValueError(f"{op}: padding must be 'valid' or 'same', got {padding!r}")
-    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"{op}: groups must be an int, got {type(groups).__name__}")
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError(f"{op}: groups must be >= 1, got {groups}")
-    if (sh > 1 or sw > 1) and (dh > 1 or dw > 1):
-        raise ValueError(
-            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
-            f"got strides {(sh, sw)} and dilation_rate {(dh, dw)}"
+
+# ------------------------------------------------------------------- check_<op>: recurrent
+
+
+class RecurrentArgs(NamedTuple):
+    cell: str  # "lstm" or "gru"
+    x: Array  # (B, T, F)
+    kernel: Array  # (F, G*u): G = 4 gates [i | f | c | o] (lstm), 3 [z | r | h] (gru)
+    recurrent_kernel: Array  # (u, G*u)
+    bias: OptArray  # lstm (4u,); gru (2, 3u) if reset_after else (3u,)
+    initial_state: tuple  # lstm (h0, c0), gru (h0,); each (B, u)
+    mask: OptArray  # bool (B, T)
+    return_sequences: bool
+    return_state: bool
+    go_backwards: bool
+    activation: Any  # elementwise: a Keras name or a callable
+    recurrent_activation: Any
+    reset_after: bool | None  # gru only (None for lstm)
+
+
+def _state(s, op, name, b, u):
+    s = C.array(s, op, name)
+    C.shape_is(s, op, name, (b, u), "(batch, units)")
+    return s
+
+
+def _initial_state(cell, initial_state, op, b, u):
+    """lstm: a list [h0, c0]; gru: h0 or [h0]. Zeros by default."""
+    if initial_state is None:
+        return tuple(np.zeros((b, u), F32) for _ in range(2 if cell == "lstm" else 1))
+    if cell == "gru":
+        if isinstance(initial_state, (list, tuple)):
+            if len(initial_state) != 1:
+                raise ValueError(
+                    f"{op}: initial_state must be h0 or [h0], got {len(initial_state)} arrays"
+                )
+            initial_state = initial_state[0]
+        return (_state(initial_state, op, "initial_state (h0)", b, u),)
+    if isinstance(initial_state, np.ndarray) or not isinstance(initial_state, (list, tuple)):
+        raise TypeError(
+            f"{op}: initial_state must be a list [h0, c0], got {type(initial_state).__name__}"
         )
-    _, h, w, c = x_shape
-    kh, kw, cg, f = kernel_shape
-    if h < 1 or w < 1 or c < 1:
-        raise ValueError(
-            f"{op}: x has an empty spatial or channel dimension, shape {tuple(x_shape)}"
-        )
-    if kh < 1 or kw < 1 or f < 1 or cg < 1:
-        raise ValueError(f"{op}: kernel has an empty dimension, shape {tuple(kernel_shape)}")
-    if c % groups or f % groups:
-        raise ValueError(
-            f"{op}: input channels ({c}) and filters ({f}) must both be divisible by "
-            f"groups ({groups})"
-        )
-    if cg != c // groups:
-        raise ValueError(
-            f"{op}: kernel has shape {tuple(kernel_shape)}, expected ({kh}, {kw}, {c // groups}, "
-            f"{f}) for input channels {c} and groups {groups}"
-        )
-    eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    if pad == "valid":
-        oh = (h - eff_h) // sh + 1 if h >= eff_h else 0
-        ow = (w - eff_w) // sw + 1 if w >= eff_w else 0
-        if oh <= 0 or ow <= 0:
-            raise ValueError(
-                f"{op}: with padding 'valid' the input (H, W) = {(h, w)} is smaller than the "
-                f"dilated kernel {(eff_h, eff_w)}; the output would be empty"
-            )
-        pads = (0, 0, 0, 0)
+    if len(initial_state) != 2:
+        raise ValueError(f"{op}: initial_state must be [h0, c0], got {len(initial_state)} arrays")
+    return (
+        _state(initial_state[0], op, "initial_state[0] (h0)", b, u),
+        _state(initial_state[1], op, "initial_state[1] (c0)", b, u),
+    )
+
+
+def _check_recurrent(
+    cell: str,
+    x,
+    kernel,
+    recurrent_kernel,
+    bias,
+    *,
+    initial_state,
+    mask,
+    return_sequences,
+    return_state,
+    go_backwards,
+    reset_after,
+    activation,
+    recurrent_activation,
+    op=None,
+    x_name="x",
+    build: Build = None,
+) -> RecurrentArgs:
+    """check_lstm and check_gru: they differ in the gate count, the bias and the states."""
+    op = op or cell
+    x = C.array(x, op, x_name)
+    C.rank(x, op, x_name, 3, "(batch, timesteps, features)")
+    if x.shape[1] < 1:
+        raise ValueError(f"{op}: {x_name} must have at least one time step, got shape {x.shape}")
+    if build is not None:
+        kernel, recurrent_kernel, bias = build(x.shape)
+    gates = 4 if cell == "lstm" else 3
+    kernel = C.array(kernel, op, "kernel")
+    recurrent_kernel = C.array(recurrent_kernel, op, "recurrent_kernel")
+    why = f"(units, {gates} * units)"
+    C.rank(recurrent_kernel, op, "recurrent_kernel", 2, why)
+    u = recurrent_kernel.shape[0]
+    C.shape_is(recurrent_kernel, op, "recurrent_kernel", (u, gates * u), why)
+    C.shape_is(kernel, op, "kernel", (x.shape[2], gates * u), f"(features, {gates} * units)")
+    if u < 1:
+        raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
+    if mask is not None:
+        mask = C.bool_mask(mask, op, "mask")
+        C.shape_is(mask, op, "mask", x.shape[:2], "(batch, timesteps)")
+    if cell == "gru":
+        reset_after = C.flag(reset_after, op, "reset_after")
+    bias = C.optional_array(bias, op, "bias")
+    if bias is None:
+        pass
+    elif cell == "lstm":
+        C.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
+    elif reset_after:
+        C.shape_is(bias, op, "bias", (2, 3 * u), "(2, 3 * units) with reset_after=True")
     else:
-        oh, ow = math.ceil(h / sh), math.ceil(w / sw)
-        ph = max((oh - 1) * sh + eff_h - h, 0)
-        pw = max((ow - 1) * sw + eff_w - w, 0)
-        pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
-    return (sh, sw), (dh, dw), pads, (oh, ow), groups
+        C.shape_is(bias, op, "bias", (3 * u,), "(3 * units,) with reset_after=False")
+    states = _initial_state(cell, initial_state, op, x.shape[0], u)
+    flags = tuple(
+        C.flag(value, op, name)
+        for value, name in (
+            (return_sequences, "return_sequences"),
+            (return_state, "return_state"),
+            (go_backwards, "go_backwards"),
+        )
+    )
+    act = C.activation(activation, op, "activation", elementwise=True)
+    ract = C.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
+    return RecurrentArgs(
+        cell, x, kernel, recurrent_kernel, bias, states, mask, *flags, act, ract, reset_after
+    )
+
+
+def check_lstm(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
+    """options: lstm's keywords (initial_state, mask, return_sequences, return_state,
+    go_backwards, activation, recurrent_activation), and op, x_name, build."""
+    return _check_recurrent("lstm", x, kernel, recurrent_kernel, bias, reset_after=None, **options)
+
+
+def check_gru(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
+    """options: gru's keywords (those of lstm and reset_after), and op, x_name, build."""
+    return _check_recurrent("gru", x, kernel, recurrent_kernel, bias, **options)
+
+
+class LSTMCellArgs(NamedTuple):
+    x_t: Array  # (B, F)
+    h: Array  # (B, u)
+    c: Array  # (B, u)
+    kernel: Array  # (F, 4u)
+    recurrent_kernel: Array  # (u, 4u)
+    bias: OptArray  # (4u,)
+
+
+def check_lstm_cell(x_t, h, c, kernel, recurrent_kernel, bias, *, op="lstm_cell"):
+    x_t = C.array(x_t, op, "x_t")
+    kernel = C.array(kernel, op, "kernel")
+    recurrent_kernel = C.array(recurrent_kernel, op, "recurrent_kernel")
+    C.rank(x_t, op, "x_t", 2, "(batch, features)")
+    C.rank(recurrent_kernel, op, "recurrent_kernel", 2, "(units, 4 * units)")
+    u = recurrent_kernel.shape[0]
+    if u < 1:
+        raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
+    C.shape_is(recurrent_kernel, op, "recurrent_kernel", (u, 4 * u), "(units, 4 * units)")
+    C.shape_is(kernel, op, "kernel", (x_t.shape[1], 4 * u), "(features, 4 * units)")
+    b = x_t.shape[0]
+    h = _state(h, op, "h", b, u)
+    c = _state(c, op, "c", b, u)
+    bias = C.optional_array(bias, op, "bias")
+    if bias is not None:
+        C.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
+    return LSTMCellArgs(x_t, h, c, kernel, recurrent_kernel, bias)
+
+
+# -------------------------------------------------------------- check_<op>: softmax, attention
+
+
+class SoftmaxArgs(NamedTuple):
+    x: Array  # any shape, rank >= 1
+    axes: tuple  # distinct non-negative axes
+    mask: OptArray  # bool, broadcast to x's shape (a read-only view)
+
+
+def check_softmax(x, axis, mask, *, op="softmax", build: Build = None):
+    x = C.array(x, op, "x")
+    C.min_rank(x, op, "x", 1)
+    if build is not None:
+        build(x.shape)
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    if len(items) == 0:
+        raise ValueError(f"{op}: axis must not be empty")
+    for a in items:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -x.ndim <= a < x.ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for an input of rank {x.ndim}")
+    axes = tuple(int(a) % x.ndim for a in items)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis has repeated entries: {axis!r}")
+    if mask is not None:
+        mask = C.bool_mask(mask, op, "mask", threshold=True)
+        if not C.broadcastable(mask.shape, x.shape):
+            raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to x {x.shape}")
+        mask = np.broadcast_to(mask, x.shape)
+    return SoftmaxArgs(x, axes, mask)
+
+
+def _query_value_key(op, query, value, key, what=("dim", "dim_v", "dim")):
+    """query (B, T, .), value (B, S, .), key (B, S, .) (value if None), checked alike."""
+    query = C.array(query, op, "query")
+    value = C.array(value, op, "value")
+    key = value if key is None else C.array(key, op, "key")
+    C.rank(query, op, "query", 3, f"(batch, Tq, {what[0]})")
+    C.rank(value, op, "value", 3, f"(batch, Tv, {what[1]})")
+    C.rank(key, op, "key", 3, f"(batch, Tv, {what[2]})")
+    b, tv = value.shape[:2]
+    if query.shape[0] != b or key.shape[0] != b:
+        raise ValueError(
+            f"{op}: batch sizes differ: query {query.shape}, value {value.shape}, key {key.shape}"
+        )
+    if key.shape[1] != tv:
+        raise ValueError(
+            f"{op}: key has shape {key.shape}, expected ({b}, {tv}, {what[2]}) like value"
+        )
+    if tv < 1:
+        raise ValueError(f"{op}: value must have at least one time step, got {value.shape}")
+    return query, value, key
+
+
+class LuongArgs(NamedTuple):
+    query: Array  # (B, Tq, D)
+    value: Array  # (B, Tv, Dv)
+    key: Array  # (B, Tv, D)
+    query_mask: OptArray  # bool (B, Tq)
+    value_mask: OptArray  # bool (B, Tv)
+    causal: bool
+    return_scores: bool
+    score_mode: str  # "dot" or "concat" (attention), "additive" (additive_attention)
+    scale: Any  # dot, concat: a float or None (no scaling); additive: a (D,) array or None
+    concat_score_weight: float | None  # "concat" only: 1.0 by default
+
+
+def _check_luong(
+    additive: bool,
+    query,
+    value,
+    key=None,
+    *,
+    scale=None,
+    score_mode="dot",
+    concat_score_weight=None,
+    query_mask=None,
+    value_mask=None,
+    use_causal_mask=False,
+    return_attention_scores=False,
+    op,
+    build: Build = None,
+):
+    """check_attention and check_additive_attention: they differ only in the score."""
+    query, value, key = _query_value_key(op, query, value, key)
+    if build is not None:
+        weights = build([query.shape, value.shape, key.shape])
+        scale, concat_score_weight = weights if len(weights) == 2 else (*weights, None)
+    if query.shape[2] != key.shape[2]:
+        raise ValueError(
+            f"{op}: query has shape {query.shape} and key {key.shape}; their last dims must match"
+        )
+    if query_mask is not None:
+        query_mask = C.bool_mask(query_mask, op, "query_mask")
+        C.shape_is(query_mask, op, "query_mask", query.shape[:2], "(batch, Tq)")
+    if value_mask is not None:
+        value_mask = C.bool_mask(value_mask, op, "value_mask")
+        C.shape_is(value_mask, op, "value_mask", value.shape[:2], "(batch, Tv)")
+    causal = C.flag(use_causal_mask, op, "use_causal_mask")
+    want_scores = C.flag(return_attention_scores, op, "return_attention_scores")
+    common = (query, value, key, query_mask, value_mask, causal, want_scores)
+    if additive:
+        scale = C.optional_array(scale, op, "scale")
+        if scale is not None:
+            C.shape_is(scale, op, "scale", (query.shape[2],), "(dim,)")
+        return LuongArgs(*common, "additive", scale, None)
+    if not isinstance(score_mode, str) or score_mode not in ("dot", "concat"):
+        raise ValueError(f"{op}: score_mode must be 'dot' or 'concat', got {score_mode!r}")
+    scale = None if scale is None else C.real_scalar(scale, op, "scale")
+    if score_mode == "dot":
+        if concat_score_weight is not None:
+            raise ValueError(f"{op}: concat_score_weight is only used with score_mode='concat'")
+    elif concat_score_weight is None:
+        concat_score_weight = 1.0
+    else:
+        concat_score_weight = C.real_scalar(concat_score_weight, op, "concat_score_weight")
+    return LuongArgs(*common, score_mode, scale, concat_score_weight)
+
+
+def check_attention(query, value, key=None, *, op="attention", **options) -> LuongArgs:
+    """options: attention's keywords, and build."""
+    return _check_luong(False, query, value, key, op=op, **options)
+
+
+def check_additive_attention(
+    query, value, key=None, *, op="additive_attention", **options
+) -> LuongArgs:
+    """options: additive_attention's keywords, and build."""
+    return _check_luong(True, query, value, key, op=op, **options)
+
+
+class SDPAArgs(NamedTuple):
+    q: Array  # (..., T, D)
+    k: Array  # (..., S, D)
+    v: Array  # (..., S, Dv)
+    mask: OptArray  # bool, broadcastable to (..., T, S)
+    causal: bool
+    scale: float
+
+
+def check_scaled_dot_product_attention(
+    q, k, v, mask, is_causal, scale, *, op="scaled_dot_product_attention"
+):
+    q = C.array(q, op, "q")
+    k = C.array(k, op, "k")
+    v = C.array(v, op, "v")
+    C.min_rank(q, op, "q", 2, "(..., T, D)")
+    C.min_rank(k, op, "k", 2, "(..., S, D)")
+    C.min_rank(v, op, "v", 2, "(..., S, Dv)")
+    lead = q.shape[:-2]
+    if k.shape[:-2] != lead or v.shape[:-2] != lead:
+        raise ValueError(
+            f"{op}: q {q.shape}, k {k.shape} and v {v.shape} must share their leading dims"
+        )
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"{op}: k has shape {k.shape}, expected (..., S, {q.shape[-1]}) like q")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"{op}: v has shape {v.shape}, expected (..., {k.shape[-2]}, Dv) like k")
+    if k.shape[-2] < 1:
+        raise ValueError(f"{op}: k must have at least one key (S >= 1), got {k.shape}")
+    if q.shape[-1] < 1:
+        raise ValueError(f"{op}: q must have a feature dim D >= 1, got {q.shape}")
+    if mask is not None:
+        mask = C.bool_mask(mask, op, "mask")
+        target = lead + (q.shape[-2], k.shape[-2])
+        if not C.broadcastable(mask.shape, target):
+            raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to {target}")
+    causal = C.flag(is_causal, op, "is_causal")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else C.real_scalar(scale, op, "scale")
+    return SDPAArgs(q, k, v, mask, causal, scale)
+
+
+class MHAArgs(NamedTuple):
+    query: Array  # (B, T, Dq)
+    value: Array  # (B, S, Dv)
+    key: Array  # (B, S, Dk)
+    kernels: tuple  # (Dq, N, Hk), (Dk, N, Hk), (Dv, N, Hv), (N, Hv, Dout)
+    biases: tuple  # (N, Hk), (N, Hk), (N, Hv), (Dout,); each may be None
+    mask: OptArray  # bool (B, T, S) or (T, S); True = may attend
+    causal: bool
+    return_scores: bool
+
+
+_MHA_KERNELS = (
+    ("query_kernel", "(Dq, num_heads, key_dim)"),
+    ("key_kernel", "(Dk, num_heads, key_dim)"),
+    ("value_kernel", "(Dv, num_heads, value_dim)"),
+    ("output_kernel", "(num_heads, value_dim, Dout)"),
+)
+
+
+def check_multi_head_attention(
+    query,
+    value,
+    key,
+    query_kernel,
+    key_kernel,
+    value_kernel,
+    output_kernel,
+    query_bias,
+    key_bias,
+    value_bias,
+    output_bias,
+    attention_mask,
+    use_causal_mask,
+    return_attention_scores,
+    *,
+    value_mask=None,
+    key_mask=None,
+    sliding_window=None,
+    op="multi_head_attention",
+    build: Build = None,
+):
+    """The layer's value_mask and key_mask (B, S) and sliding_window are ANDed into the
+    attention mask."""
+    query, value, key = _query_value_key(op, query, value, key, ("Dq", "Dv", "Dk"))
+    (b, t_len, dq), s_len = query.shape, value.shape[1]
+    kernels = (query_kernel, key_kernel, value_kernel, output_kernel)
+    biases = (query_bias, key_bias, value_bias, output_bias)
+    if build is not None:
+        weights = build(query.shape, value.shape, key.shape)
+        kernels, biases = weights[:4], weights[4:]
+    kernels = tuple(C.array(w, op, name) for w, (name, _) in zip(kernels, _MHA_KERNELS))
+    for w, (name, what) in zip(kernels, _MHA_KERNELS):
+        C.rank(w, op, name, 3, what)
+    wq, wk, wv, wo = kernels
+    _, n, hk = wq.shape
+    hv, dout = wv.shape[2], wo.shape[2]
+    expected = ((dq, n, hk), (key.shape[2], n, hk), (value.shape[2], n, hv), (n, hv, dout))
+    for w, (name, what), shape in zip(kernels, _MHA_KERNELS, expected):
+        C.shape_is(w, op, name, shape, what)
+    if n < 1 or hk < 1 or hv < 1 or dout < 1:
+        raise ValueError(f"{op}: num_heads, key_dim, value_dim and Dout must be >= 1")
+    names = ("query_bias", "key_bias", "value_bias", "output_bias")
+    biases = tuple(C.optional_array(bias, op, name) for bias, name in zip(biases, names))
+    for bias, name, shape in zip(biases, names, ((n, hk), (n, hk), (n, hv), (dout,))):
+        if bias is not None:
+            C.shape_is(bias, op, name, shape)
+    mask = attention_mask
+    if mask is not None:
+        mask = C.bool_mask(mask, op, "attention_mask")
+        if mask.shape not in ((b, t_len, s_len), (t_len, s_len)):
+            raise ValueError(
+                f"{op}: attention_mask has shape {mask.shape}, expected "
+                f"{(b, t_len, s_len)} or {(t_len, s_len)}"
+            )
+    for name, m in (("value_mask", value_mask), ("key_mask", key_mask)):
+        if m is not None:
+            m = C.bool_mask(m, op, name)
+            C.shape_is(m, op, name, (b, s_len), "(batch, S)")
+            mask = m[:, None, :] if mask is None else mask & m[:, None, :]
+    if sliding_window is not None:
+        band = np.abs(np.arange(t_len)[:, None] - np.arange(s_len)[None, :]) < sliding_window
+        mask = band if mask is None else mask & band
+    if mask is not None and mask.ndim == 3:
+        mask = np.ascontiguousarray(np.broadcast_to(mask, (b, t_len, s_len)))
+    causal = C.flag(use_causal_mask, op, "use_causal_mask")
+    return_scores = C.flag(return_attention_scores, op, "return_attention_scores")
+    return MHAArgs(query, value, key, kernels, biases, mask, causal, return_scores)

@@ -24,6 +24,14 @@ enum class Act : int {
 constexpr int kNumActs = 0 FL_ACTIVATION_LIST(FL_ACT_COUNT_ONE);
 #undef FL_ACT_COUNT_ONE
 
+// Elementwise activation, applied in place to y[0, n). nullptr = linear.
+using ActFn = void (*)(float* y, int64_t n);
+
+// The in-place kernel of `act` for the active ISA (the one the drivers apply to finished rows
+// of their output); nullptr for Act::linear (nothing to apply) and for an id outside
+// [0, kNumActs).
+ActFn act_kernel(Act act);
+
 // The Keras name of an activation ("linear", "relu", ..., "sparse_sigmoid"); nullptr for an id
 // outside [0, kNumActs).
 const char* act_name(int id);

@@ -31,15 +31,38 @@ struct Conv2dShape {
     int64_t oh = 0, ow = 0;  // output spatial size
 };
 
-// A conv kernel (kh, kw, cg, F) (+ bias (F,)) packed once: one PackedB per group, each the
-// (kh*kw*cg, fg) matrix of that group's filters.
+// How conv2d_forward computes a packed kernel (csrc/ops/conv2d*.cpp). Chosen once, when the
+// kernel is packed, from its shape and the active ISA's kernels; the only choice left to a call
+// is that a 1x1 kernel with unit strides and no padding (not depthwise) runs the GEMM on x
+// itself, since strides and pads are per call.
+enum class ConvAlgo {
+    automatic,  // PackedConv constructor only: choose as below
+    // Depthwise (cg == 1: one input channel per group, C == groups) with multiplier m = F / C of
+    // 1, or any m when C >= 8 (fewer channels fill no vector of the direct kernel: a 1-channel
+    // stem with 32 filters is better served by the GEMM): a direct kernel over per-tile row
+    // pointers, no GEMM operands.
+    depthwise,
+    // Otherwise, K = kh*kw*cg <= 4096 where the ISA has an indirect GEMM kernel (not NEON yet):
+    // the indirect GEMM reads the patches in place through per-tile chunk pointers.
+    indirect,
+    // Otherwise: patch tiles expanded per thread (im2col by tiles) for the packed GEMM.
+    tiles,
+};
+
+// A conv kernel (kh, kw, cg, F) (+ bias (F,)) packed once, with its algorithm: for depthwise,
+// m planes of (kh*kw, C) row-major for the direct kernel, plane j holding the filters of output
+// channels c*m + j (for m == 1 the Keras layout (kh*kw, F) itself), then m bias planes of C
+// floats; otherwise one PackedB per group, each the (kh*kw*cg, fg) matrix of that group's
+// filters.
 class PackedConv {
   public:
     PackedConv() = default;
     // kernel: (kh, kw, cg, f) row-major contiguous; bias: nullptr or (f,). f % groups == 0,
-    // else std::invalid_argument.
+    // else std::invalid_argument. `algo` other than automatic forces an algorithm (tests);
+    // depthwise needs cg == 1 and indirect an ISA with an indirect kernel, else
+    // std::invalid_argument. Every algorithm gives the same bits.
     PackedConv(const float* kernel, int64_t kh, int64_t kw, int64_t cg, int64_t f,
-               int64_t groups, const float* bias_or_null);
+               int64_t groups, const float* bias_or_null, ConvAlgo algo = ConvAlgo::automatic);
 
     int64_t kh() const { return kh_; }
     int64_t kw() const { return kw_; }
@@ -47,14 +70,10 @@ class PackedConv {
     int64_t f() const { return f_; }
     int64_t groups() const { return groups_; }
     bool has_bias() const { return has_bias_; }
-    // Depthwise (cg == 1: one input channel per group, C == groups) with multiplier m = F / C
-    // of 1, or any m when C >= 8 (fewer channels fill no vector of the direct kernel: a
-    // 1-channel stem with 32 filters is better served by the GEMM): no GEMM operands. The
-    // kernel is kept as m planes of (kh*kw, C) row-major for the direct kernel, plane j holding
-    // the filters of output channels c*m + j (for m == 1 this is the Keras layout (kh*kw, F)
-    // itself), then m bias planes of C floats.
-    bool depthwise() const { return cg_ == 1 && (f_ == groups_ || groups_ >= 8); }
+    ConvAlgo algo() const { return algo_; }
+    bool depthwise() const { return algo_ == ConvAlgo::depthwise; }
     int64_t multiplier() const { return f_ / groups_; }
+    // Direct-kernel planes (depthwise() only).
     const float* dw_kernel(int64_t j = 0) const { return dw_.data() + j * kh_ * kw_ * groups_; }
     const float* dw_bias(int64_t j = 0) const {
         return has_bias_ ? dw_.data() + kh_ * kw_ * f_ + j * groups_ : nullptr;
@@ -66,6 +85,7 @@ class PackedConv {
   private:
     int64_t kh_ = 0, kw_ = 0, cg_ = 0, f_ = 0, groups_ = 1;
     bool has_bias_ = false;
+    ConvAlgo algo_ = ConvAlgo::tiles;
     std::vector<PackedB> packed_;
     std::vector<float> dw_;
 };
@@ -74,18 +94,17 @@ class PackedConv {
 // 256 KiB, clamped to [48, 240] pixels (a multiple of 6, the micro-kernel's row block).
 int64_t conv2d_tile_pixels(int64_t k);
 
-// y (N, OH, OW, F) = conv(x (N, H, W, C)); x and y C-contiguous, not overlapping. The shape's
-// kernel fields must match w (std::invalid_argument otherwise). N == 0 does nothing.
-// 1x1 stride-1 unpadded convs run the GEMM on x itself; depthwise convs (C == groups;
-// multiplier 1, or any multiplier when C >= 8) run a direct kernel through per-tile row
-// pointers (threads x 64 x kh*kw pointers + one zero row of C floats, and for multiplier > 1
-// a 64 x C tile per thread); others with K <= 4096 run the indirect GEMM kernel through per-tile chunk
-// pointers (threads x conv2d_tile_pixels(K) x kh*kw pointers, a zero row, and for C < 16 a
-// scratch tile of conv2d_tile_pixels(K) x K floats per thread of which only the rows clipped by
-// the left/right padding are written); larger K expand patches into one tile buffer per thread
-// chunk: extra memory <= threads x conv2d_tile_pixels(K) x K x 4 bytes (per thread at most
-// max(256 KiB, 192 x K bytes)), except that a whole problem of <= 240 pixels and <= 4 MiB of
-// patches is one tile (one buffer; the GEMM inside then threads over filters or pixels itself).
+// y (N, OH, OW, F) = conv(x (N, H, W, C)) by w.algo(); x and y C-contiguous, not overlapping.
+// The shape's kernel fields must match w (std::invalid_argument otherwise). N == 0 does
+// nothing. Extra memory: 1x1 stride-1 unpadded convs (not depthwise) run the GEMM on x itself;
+// depthwise: per-tile row pointers (threads x 64 x kh*kw pointers + one zero row of C floats,
+// and for multiplier > 1 a 64 x C tile per thread); indirect: per-tile chunk pointers (threads
+// x conv2d_tile_pixels(K) x kh*kw pointers, a zero row, and for C < 16 a scratch tile of
+// conv2d_tile_pixels(K) x K floats per thread of which only the rows clipped by the left/right
+// padding are written); tiles: one tile buffer per thread chunk, <= threads x
+// conv2d_tile_pixels(K) x K x 4 bytes (per thread at most max(256 KiB, 192 x K bytes)), except
+// that a whole problem of <= 240 pixels and <= 4 MiB of patches is one tile (one buffer; the
+// GEMM inside then threads over filters or pixels itself).
 void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                     ActFn act);
 

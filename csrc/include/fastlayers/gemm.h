@@ -1,7 +1,7 @@
 // The float32 GEMM engine: C (M, N) = act(A (M, K) · B (K, N) + bias), B pre-packed.
 //
 // Part of the C++ API of the core (no Python, no ISA-specific code). The micro-kernels behind
-// it are fl::kernels().gemm (csrc/ukernels/gemm/<isa>.cpp); this layer packs, blocks, threads
+// it are the GEMM kernels of csrc/ukernels/gemm/<isa>.cpp; this layer packs, blocks, threads
 // and applies the epilogue.
 //
 // Reproducibility: every C element is one FMA chain, acc = bias[j] (or 0), then
@@ -15,10 +15,9 @@
 #include <cstdint>
 #include <memory>
 
-namespace fl {
+#include "fastlayers/activations.h"
 
-// Elementwise activation, applied in place to y[0, n). nullptr = linear.
-using ActFn = void (*)(float* y, int64_t n);
+namespace fl {
 
 // What happens to a tile of C after its last K block, while it is still in L1/L2. Bias is not
 // here: it lives in the packed weights (PackedB) and starts the accumulation chains.

@@ -2,7 +2,7 @@
 //
 // Drivers take raw pointers to float32 data plus sizes, validate nothing the Python layer
 // already validated, thread over independent outputs with parallel_for and call the
-// micro-kernels of the active ISA through kernels().
+// micro-kernels of the active ISA through the runtime's kernel table (csrc/runtime/dispatch.h).
 #pragma once
 
 #include <cstdint>

@@ -131,6 +131,33 @@ void parallel_for(int64_t n, int64_t min_per_task, F&& f) {
     if (ctx.error) std::rethrow_exception(ctx.error);
 }
 
+// Guided self-scheduling of [0, n) over `workers` threads: each worker claims the next run of
+// items from a shared counter until none is left. A run is remaining / (2 x workers) items,
+// rounded down to a multiple of `granule`, but at least `granule` and at most `max_run` (and
+// never past n); with one worker it is max_run. Runs shrink towards the end, so the workers
+// finish within a few granules of each other even when one of them started late or was
+// descheduled (a static split waits for the slowest core of a busy machine). Which worker
+// claims which run varies from call to call: runs must write disjoint outputs, computed the
+// same way whoever computes them. Typical use, one call of f per worker:
+//     GuidedRuns runs(n, workers, granule, max_run);
+//     parallel_for(workers, 1, [&](int64_t, int64_t) {
+//         /* per-worker scratch */
+//         int64_t begin, end;
+//         while (runs.claim(&begin, &end)) { /* items [begin, end) */ }
+//     });
+class GuidedRuns {
+  public:
+    GuidedRuns(int64_t n, int64_t workers, int64_t granule = 1, int64_t max_run = INT64_MAX);
+    GuidedRuns(const GuidedRuns&) = delete;
+    GuidedRuns& operator=(const GuidedRuns&) = delete;
+    // The next run [*begin, *end); false once [0, n) is used up. Thread-safe.
+    bool claim(int64_t* begin, int64_t* end);
+
+  private:
+    alignas(64) std::atomic<int64_t> next_{0};
+    int64_t n_, workers_, granule_, max_run_;
+};
+
 // Runs fn(ctx, tid, nthreads) once on each of nthreads threads *at the same time*: the caller is
 // tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the
 // OS refused to create threads; 1 when called from inside a parallel region, then on the calling

@@ -93,9 +93,9 @@ def gru(
     mask,
     return_sequences,
     go_backwards,
-    reset_after,
     activation,
     recurrent_activation,
+    reset_after,
 ):
     """Run the GRU over x (B, T, F). Returns (outputs, h_T).
 

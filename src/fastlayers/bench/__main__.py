@@ -7,8 +7,20 @@ every path gives the NumPy path's numbers, then times the paths interleaved
 workers spin for a while after each call), and reports the median per path and the
 speedup of cpp over each peer. Same thread count on every path.
 
+The header says what is compared: the CPU, the ISA fastlayers runs, the BLAS kernels
+numpy really uses (threadpoolctl), PyTorch's CPU capability, and one core's float32 FMA
+peak measured by the compiled core's probe; compute-bound shapes then show cpp's % of
+that peak (of the cores the threads can use). Without a probe there is no % column.
+
+NumPy at its best: a user's numpy has no ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` pin,
+so when either is set the benchmark re-executes itself without them (numpy is loaded by
+``import fastlayers``, before any code here runs) and says so; ``--keep-blas-env`` keeps
+them. The re-executed process also gets ``OPENBLAS_THREAD_TIMEOUT=4``.
+
 Options: ``--quick`` (default) skips the largest shapes and repeats less;
-``--full`` runs everything; ``--threads N``; ``--only ID[,ID...]`` (prefixes).
+``--full`` runs everything; ``--threads N``; ``--only ID[,ID...]`` (prefixes);
+``--paths numpy,cpp,torch``; ``--markdown`` (a table to paste into a note);
+``--keep-blas-env``.
 """
 
 from __future__ import annotations
@@ -19,14 +31,7 @@ import os
 import sys
 import time
 
-
-def _reexec_with_openblas_timeout() -> None:
-    # OpenBLAS workers spin ~0.1 s after each call and steal a core from the next
-    # library timed (BENCHMARKS.md). The setting must be in place before numpy
-    # loads, so re-run this module once with it.
-    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ and "FASTLAYERS_BENCH_CHILD" not in os.environ:
-        env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="4", FASTLAYERS_BENCH_CHILD="1")
-        os.execve(sys.executable, [sys.executable, "-m", "fastlayers.bench", *sys.argv[1:]], env)
+from . import machine, report
 
 
 def _limit_threads(n: int):
@@ -104,15 +109,7 @@ def measure(case, paths, repeats: int, target: float):
     return {p: statistics.median(s) for p, s in samples.items()}
 
 
-def _fmt_time(sec):
-    if sec is None:
-        return "-"
-    if sec < 1e-3:
-        return f"{sec * 1e6:.1f} us"
-    return f"{sec * 1e3:.2f} ms"
-
-
-def main(argv=None) -> int:
+def main(argv=None, *, allow_reexec: bool = False) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fastlayers.bench", description=__doc__.split("\n")[0]
     )
@@ -122,59 +119,75 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="threads for every path")
     parser.add_argument("--only", default="", help="comma-separated case id prefixes")
     parser.add_argument("--paths", default="numpy,cpp,torch", help="paths to time")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        machine.KEEP_BLAS_ENV_FLAG,
+        action="store_true",
+        help=f"keep {' and '.join(machine.BLAS_PIN_VARS)} (numpy then runs the pinned kernels)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+
+    if allow_reexec:  # before anything is timed; numpy is loaded already, hence a new process
+        env, removed = machine.child_environment(os.environ, args.keep_blas_env)
+        if env is not None:
+            machine.reexec(env, removed)
 
     import fastlayers as fl
+    from fastlayers import _backend
 
-    from .cases import TORCH_ERROR, all_cases
+    from .cases import TORCH_ERROR, all_cases, torch
 
     threads = args.threads or fl.get_num_threads()
     limiter, notes = _limit_threads(threads)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = sorted(set(paths) - {"numpy", "cpp", "torch"})
+    if unknown:
+        parser.error(f"unknown path(s) {', '.join(unknown)}: expected numpy, cpp, torch")
     repeats, target = (7, 0.05) if args.full else (3, 0.02)
     prefixes = [p for p in args.only.split(",") if p]
 
     info = fl.runtime_info()
-    print(
-        f"fastlayers {info['version']}  isa {info['isa']}  threads {threads}  "
-        f"core {'yes' if info['core_available'] else 'NO'}  "
-        f"C++ ops: {', '.join(info['ops_in_cpp']) or '-'}"
+    cores = machine.physical_cores()
+    peak, peak_how = machine.measure_peak(_backend._core, info.get("isa"))
+    items = machine.header_items(
+        info,
+        threads,
+        cpu=machine.cpu_model(),
+        logical=machine.logical_cpus(),
+        cores=cores,
+        blas=machine.blas_libraries(),
+        environ=os.environ,
+        torch_desc=machine.torch_line(torch),
+        peak=peak,
+        peak_how=peak_how,
     )
     if TORCH_ERROR:
         notes.append(f"torch not available ({TORCH_ERROR.splitlines()[0]})")
-    for n in notes:
-        print(f"note: {n}")
-    header = (
-        f"{'id':<16} {'shape':<42} {'numpy':>10} {'cpp':>10} {'torch':>10} "
-        f"{'cpp/numpy':>9} {'cpp/torch':>9} {'GFLOP/s':>8}"
-    )
-    print(header)
-    print("-" * len(header))
+    items.extend(("note", n) for n in notes)
+    md = args.markdown
+    peak_total = peak * machine.peak_units(threads, cores) if peak is not None else None
+    for line in report.format_header(items, md) + report.format_table_head(peak is not None, md):
+        print(line)
     for case in all_cases():
         if prefixes and not any(case.id.startswith(p) for p in prefixes):
             continue
         if not args.full and not case.quick and not prefixes:
             continue
         res = measure(case, paths, repeats, target)
-        t_np, t_cpp, t_torch = res.get("numpy"), res.get("cpp"), res.get("torch")
-        best = t_cpp if t_cpp is not None else t_np
-        up_np = f"{t_np / t_cpp:.2f}x" if t_cpp and t_np else "-"
-        up_t = f"{t_torch / t_cpp:.2f}x" if t_cpp and t_torch else "-"
-        gf = f"{case.flops / best / 1e9:.1f}" if best else "-"
-        print(
-            f"{case.id:<16} {case.desc:<42} {_fmt_time(t_np):>10} {_fmt_time(t_cpp):>10} "
-            f"{_fmt_time(t_torch):>10} {up_np:>9} {up_t:>9} {gf:>8}",
-            flush=True,
+        cells = report.row_cells(
+            case.id, case.desc, case.flops, case.compute_bound, res, peak_total
         )
-    print(
-        "speedup columns: time of the peer / time of cpp (> 1 means cpp is faster); "
-        "GFLOP/s of cpp where it serves the op, else of numpy"
-    )
+        print(report.format_row(cells, md), flush=True)
+    if md:
+        print()
+    for line in report.footer(peak is not None):
+        print(line)
     if limiter is not None:
         limiter.restore_original_limits()
     return 0
 
 
 if __name__ == "__main__":
-    _reexec_with_openblas_timeout()
-    sys.exit(main())
+    sys.exit(main(allow_reexec=True))

@@ -41,6 +41,11 @@ class Case:
     quick: bool = True
     inputs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def compute_bound(self) -> bool:
+        """Whether this shape is bounded by the FMA peak (the bench then reports its % of it)."""
+        return self.id in COMPUTE_BOUND_IDS
+
     def setup(self, seed: int = 0) -> None:
         if not self.inputs:
             self.inputs = self.make(np.random.default_rng(seed))
@@ -174,22 +179,30 @@ def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, qui
     return Case(cid, "conv2d", desc, flops, make, call, torch_prepare, quick)
 
 
-def _lstm_case(cid, b, t, f, u, quick=True):
+def _recurrent_make_call(layer_cls, gates, bias_shape, b, t, f, u):
+    """make and call of an LSTM or GRU case: Keras-layout weights held by a layer."""
+
     def make(rng):
         s = 1 / math.sqrt(u)
         d = {
             "x": _rand(rng, b, t, f),
-            "kernel": _rand(rng, f, 4 * u, scale=s),
-            "recurrent_kernel": _rand(rng, u, 4 * u, scale=s),
-            "bias": _rand(rng, 4 * u, scale=0.1),
+            "kernel": _rand(rng, f, gates * u, scale=s),
+            "recurrent_kernel": _rand(rng, u, gates * u, scale=s),
+            "bias": _rand(rng, *bias_shape, scale=0.1),
         }
         # A layer holds its weights pre-packed for the C++ kernels (packed once, here).
-        d["layer"] = fl.layers.LSTM(u)
+        d["layer"] = layer_cls(u)
         d["layer"].set_weights([d["kernel"], d["recurrent_kernel"], d["bias"]])
         return d
 
     def call(d):
         return d["layer"](d["x"])
+
+    return make, call
+
+
+def _lstm_case(cid, b, t, f, u, quick=True):
+    make, call = _recurrent_make_call(fl.layers.LSTM, 4, (4 * u,), b, t, f, u)
 
     def torch_prepare(d):
         layer = torch.nn.LSTM(f, u, batch_first=True)
@@ -221,22 +234,7 @@ def _torch_last_output(layer, x):
 def _gru_case(cid, b, t, f, u, quick=True):
     """Keras GRU (reset_after=True, the default) against torch.nn.GRU, which computes the same
     thing with the gate blocks ordered (r, z, n) instead of [z | r | h]."""
-
-    def make(rng):
-        s = 1 / math.sqrt(u)
-        d = {
-            "x": _rand(rng, b, t, f),
-            "kernel": _rand(rng, f, 3 * u, scale=s),
-            "recurrent_kernel": _rand(rng, u, 3 * u, scale=s),
-            "bias": _rand(rng, 2, 3 * u, scale=0.1),
-        }
-        # A layer holds its weights pre-packed for the C++ kernels (packed once, here).
-        d["layer"] = fl.layers.GRU(u)
-        d["layer"].set_weights([d["kernel"], d["recurrent_kernel"], d["bias"]])
-        return d
-
-    def call(d):
-        return d["layer"](d["x"])
+    make, call = _recurrent_make_call(fl.layers.GRU, 3, (2, 3 * u), b, t, f, u)
 
     def torch_prepare(d):
         layer = torch.nn.GRU(f, u, batch_first=True)
@@ -300,6 +298,34 @@ def _softmax_case(cid, rows, n, quick=True):
         torch_prepare,
         quick,
     )
+
+
+# The shapes whose time the FMA units bound (enough multiply-adds per byte moved, inputs
+# reused from cache): every GEMM, dense with 64+ rows, the convs but the seed article's
+# 8-filter toy, the batched recurrent layers and long attention. dense-1, lstm-b1 and
+# gru-b1 stream their weights from memory or L2 once per row or step; the seed shapes
+# and softmax measure per-call overhead and memory.
+COMPUTE_BOUND_IDS = frozenset(
+    {
+        "gemm-256",
+        "gemm-1024",
+        "gemm-2048",
+        "dense-64",
+        "dense-256",
+        "conv-res",
+        "conv-b8",
+        "conv-stem",
+        "conv-dil",
+        "conv-1x1",
+        "lstm-b32",
+        "lstm-b64",
+        "gru-b32",
+        "gru-b64",
+        "attn-256",
+        "attn-1024",
+        "attn-1024c",
+    }
+)
 
 
 def all_cases() -> list[Case]:

@@ -1,8 +1,10 @@
-// Internal: the table of micro-kernels used by the drivers (csrc/ops/).
+// Internal to the core: the table of micro-kernels used by the drivers (csrc/ops/, csrc/gemm/).
 //
 // The table is filled once, from active_isa(), on first use; drivers call through it and never
-// name an ISA. Tests that want a specific ISA call the per-ISA functions declared in
-// csrc/ukernels/ukernels.h directly.
+// name an ISA. Not part of the C++ API (csrc/include/fastlayers/) and never included by the
+// Python bindings: what they need from it has a function of its own there (e.g. act_kernel in
+// fastlayers/activations.h). Tests that want a specific ISA call the per-ISA functions declared
+// in csrc/ukernels/ukernels.h directly.
 #pragma once
 
 #include <cstdint>

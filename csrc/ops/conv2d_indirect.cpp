@@ -1,0 +1,165 @@
+// Conv2D, ConvAlgo::indirect: the indirect GEMM kernel (csrc/ukernels/igemm/) reading the
+// patches in place through per-tile chunk pointers. Notation: conv2d.cpp.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../runtime/dispatch.h"
+#include "conv2d_internal.h"
+#include "fastlayers/runtime.h"
+
+namespace fl {
+namespace conv_detail {
+namespace {
+
+// Where the chunks of the indirect path's A rows are (see indirect_forward).
+struct ChunkGeometry {
+    Conv2dShape s;
+    int64_t cg;
+    bool row_chunks;  // chunk = kernel row (kw*cg floats), else one tap (cg floats)
+    int64_t ks, kc;   // chunks per patch, floats per chunk
+    const float* zero_row;
+};
+
+// The chunk pointers of output pixels [p0, p0 + m) of group g (xg = x + g*cg): chunk t of pixel
+// r at ptrs[r*ks + t]. A run of pixels on one output row shares its kernel rows, so each chunk
+// is handled for the whole run: in-bounds pixels (an interval of columns) get a pointer into x,
+// the others the zero row (taps) or their chunk expanded into scratch at (r*kh + a)*kc (row
+// chunks clipped by the left/right padding).
+void build_chunk_pointers(const ChunkGeometry& q, const float* xg, int64_t p0, int64_t m,
+                          const float** ptrs, float* scratch) {
+    const Conv2dShape& s = q.s;
+    const int64_t ks = q.ks, kc = q.kc, cg = q.cg, ch = s.c, wd = s.w;
+    const int64_t per_row = ks / s.kh;             // chunks per kernel row: 1 or kw
+    const int64_t span = q.row_chunks ? s.kw : 1;  // input columns covered by one chunk
+    const int64_t per_image = s.oh * s.ow;
+    int64_t nb = p0 / per_image;
+    int64_t i = (p0 % per_image) / s.ow;
+    int64_t j = p0 % s.ow;
+    for (int64_t r = 0; r < m;) {
+        const int64_t seg = std::min(m - r, s.ow - j);  // pixels r.. on output row i, columns j..
+        const float* image = xg + nb * s.h * wd * ch;
+        for (int64_t a = 0; a < s.kh; ++a) {
+            const int64_t row = i * s.sh + a * s.dh - s.pad_top;
+            const bool row_in = row >= 0 && row < s.h;
+            const float* xrow = row_in ? image + row * wd * ch : nullptr;
+            for (int64_t b = 0; b < per_row; ++b) {
+                const float** dst = ptrs + r * ks + a * per_row + b;
+                if (!row_in) {
+                    for (int64_t u = 0; u < seg; ++u) dst[u * ks] = q.zero_row;
+                    continue;
+                }
+                // Pixel j + u reads columns col + u*sw .. + span - 1, col = first column at u = 0;
+                // they are all inside x for u in [lo, hi).
+                const int64_t col = j * s.sw - s.pad_left + b * s.dw;
+                int64_t lo = col >= 0 ? 0 : (-col + s.sw - 1) / s.sw;
+                int64_t hi = wd - span - col >= 0 ? (wd - span - col) / s.sw + 1 : 0;
+                lo = std::min(lo, seg);
+                hi = std::max(lo, std::min(hi, seg));
+                // Outside [lo, hi): the zero row (a padding tap), or the kernel row expanded
+                // with zeros where the padding clips it (ch == cg for row chunks).
+                const auto edge = [&](int64_t u) {
+                    if (!q.row_chunks) {
+                        dst[u * ks] = q.zero_row;
+                        return;
+                    }
+                    const int64_t c0 = col + u * s.sw;
+                    float* d = scratch + ((r + u) * s.kh + a) * kc;
+                    const int64_t l = std::min<int64_t>(s.kw, std::max<int64_t>(0, -c0));
+                    const int64_t e = std::max<int64_t>(l, std::min<int64_t>(s.kw, wd - c0));
+                    zero_floats(d, l * cg);
+                    copy_floats(d + l * cg, xrow + (c0 + l) * ch, (e - l) * cg);
+                    zero_floats(d + e * cg, (s.kw - e) * cg);
+                    dst[u * ks] = d;
+                };
+                for (int64_t u = 0; u < lo; ++u) edge(u);
+                for (int64_t u = lo; u < hi; ++u) dst[u * ks] = xrow + (col + u * s.sw) * ch;
+                for (int64_t u = hi; u < seg; ++u) edge(u);
+            }
+        }
+        r += seg;
+        j += seg;
+        if (j == s.ow) {
+            j = 0;
+            if (++i == s.oh) {
+                i = 0;
+                ++nb;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+// The indirect path (kernels().igemm): no patch copy. Row i of A_g is read in place as ks
+// chunks of kc floats of x, in the patch order (a, b, c):
+//   * row chunks (groups == 1, dw == 1, cg < 16): chunk a = the kw*cg contiguous floats of x
+//     under kernel row a (ks = kh, kc = kw*cg), so few-channel convs (RGB stems) run long
+//     chunks; a chunk clipped by the left/right padding is expanded into the tile's scratch
+//     buffer at its patch position (zeros where it is clipped);
+//   * tap chunks otherwise: chunk (a, b) = the cg floats of tap (a, b) (ks = kh*kw, kc = cg).
+// A chunk of a padding row or tap points at a row of zeros (adding fma(0, w, acc) exactly as
+// the expanded patch would). Threads take tiles of at most `tile` pixels from a shared counter
+// (guided: smaller tiles near the end); for each tile a thread builds the pointers per group and
+// runs the kernel per column block of at most `nc` filters (K x nc of the packed weights,
+// <= 256 KiB, stays in L2 while the tile's rows stream past), then applies the activation to
+// the finished rows. Which thread computes a tile does not change its bits. Extra memory per
+// thread: tile x ks pointers, plus tile x K floats of scratch for row chunks (touched only at
+// the edges).
+void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
+                      ActFn act) {
+    const int64_t pixels = s.n * s.oh * s.ow;
+    const int64_t cg = w.cg();
+    const int64_t fg = s.f / s.groups;
+    const int64_t k = s.kh * s.kw * cg;
+    const bool row_chunks = s.groups == 1 && s.dw == 1 && cg < 16;
+    const int64_t ks = row_chunks ? s.kh : s.kh * s.kw;
+    const int64_t kc = row_chunks ? s.kw * cg : cg;
+    const int64_t nc = std::max<int64_t>(
+        kGemmNR, std::min<int64_t>((65536 / std::max<int64_t>(k, 1)) / kGemmNR * kGemmNR,
+                                   (fg + kGemmNR - 1) / kGemmNR * kGemmNR));
+    const int64_t tile = conv2d_tile_pixels(k);
+    const int64_t blocks = (pixels + kGemmMR - 1) / kGemmMR;
+    const int64_t macs_per_block = kGemmMR * k * s.f;
+    const int64_t min_blocks =
+        std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_block - 1) / macs_per_block);
+    const int64_t workers =
+        std::max<int64_t>(1, std::min<int64_t>(num_threads(), blocks / min_blocks));
+    std::vector<float> zeros(static_cast<size_t>(std::max<int64_t>(kc, 1)), 0.0f);
+    const float* zero_row = zeros.data();
+    const auto kernel = kernels().igemm;
+    const ChunkGeometry geo{s, cg, row_chunks, ks, kc, zero_row};
+
+    // Guided self-scheduling (fl::GuidedRuns): each worker takes the next run of pixels, `tile`
+    // long while much remains, then shrinking to whole row blocks, so the workers finish within
+    // a few blocks of each other even when one of them started late or was descheduled.
+    GuidedRuns runs(pixels, workers, kGemmMR, tile);
+
+    parallel_for(workers, 1, [&](int64_t, int64_t) {
+        std::vector<const float*> ptrs(static_cast<size_t>(tile * ks));
+        AlignedFloats scratch = row_chunks ? alloc_aligned_floats(tile * k) : AlignedFloats();
+        const int64_t f = s.f;
+        int64_t p0 = 0, p1 = 0;
+        while (runs.claim(&p0, &p1)) {
+            const int64_t m = p1 - p0;
+            for (int64_t g = 0; g < s.groups; ++g) {
+                build_chunk_pointers(geo, x + g * cg, p0, m, ptrs.data(), scratch.get());
+                const PackedB& b = w.group(g);
+                for (int64_t j0 = 0; j0 < fg; j0 += nc) {
+                    const int64_t n = std::min(nc, fg - j0);
+                    float* yt = y + p0 * f + g * fg + j0;
+                    kernel(m, n, ks, kc, ptrs.data(), b.data() + (j0 / kGemmNR) * b.panel_stride(),
+                           b.panel_stride(), b.bias() ? b.bias() + j0 : nullptr, yt, f);
+                    if (act && n == f) {
+                        act(yt, m * f);  // whole rows: one contiguous run (few filters)
+                    } else if (act) {
+                        for (int64_t r = 0; r < m; ++r) act(yt + r * f, n);
+                    }
+                }
+            }
+        }
+    });
+}
+
+}  // namespace conv_detail
+}  // namespace fl

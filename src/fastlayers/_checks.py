@@ -1,0 +1,223 @@
+"""Checks of single arguments: the building blocks of fastlayers/_validation.py.
+
+Wrong types raise ``TypeError``; wrong ranks, shapes and values raise ``ValueError``,
+naming the op (or layer), the argument, the shape seen and the shape expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._numpy.activations import ACTIVATIONS
+
+F32 = np.float32
+
+
+def _shape(a) -> str:
+    return str(tuple(a.shape))
+
+
+def array(x: Any, op: str, name: str) -> np.ndarray:
+    """Convert ``x`` to a C-contiguous float32 array or raise TypeError."""
+    if x is None:
+        raise TypeError(f"{op}: {name} is required, got None")
+    if isinstance(x, np.ndarray):
+        a = x
+    else:
+        if isinstance(x, (str, bytes, dict, set)):
+            raise TypeError(
+                f"{op}: {name} must be an array of real numbers, got {type(x).__name__}"
+            )
+        try:
+            a = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
+    kind = a.dtype.kind
+    if kind not in "biuf":
+        raise TypeError(
+            f"{op}: {name} must have a real (bool, int or float) dtype, got dtype {a.dtype}"
+        )
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,). Native byte order and
+    # alignment are what the C++ kernels require; a misaligned view is copied.
+    out = np.asarray(a, dtype=F32, order="C")
+    return out if out.flags.aligned else out.copy()
+
+
+def optional_array(x: Any, op: str, name: str) -> np.ndarray | None:
+    return None if x is None else array(x, op, name)
+
+
+def bool_mask(mask: Any, op: str, name: str, threshold: bool = False) -> np.ndarray:
+    """Convert a mask to bool. Non-bool masks mean ``mask != 0``, or ``mask > 0.5``
+    when ``threshold`` (the Keras Softmax rule)."""
+    if isinstance(mask, np.ndarray):
+        m = mask
+    else:
+        if isinstance(mask, (str, bytes, dict, set)):
+            raise TypeError(f"{op}: {name} must be a boolean array, got {type(mask).__name__}")
+        try:
+            m = np.asarray(mask)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
+    if m.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: {name} must be a bool or numeric array, got dtype {m.dtype}")
+    if m.dtype.kind != "b":
+        m = m > 0.5 if threshold else m != 0
+    return np.ascontiguousarray(m, dtype=bool)
+
+
+def rank(a: np.ndarray, op: str, name: str, expected: int, what: str = "") -> None:
+    if a.ndim != expected:
+        desc = f" {what}" if what else ""
+        raise ValueError(f"{op}: {name} must have rank {expected}{desc}, got shape {_shape(a)}")
+
+
+def min_rank(a: np.ndarray, op: str, name: str, minimum: int, what: str = "") -> None:
+    if a.ndim < minimum:
+        desc = f" {what}" if what else ""
+        raise ValueError(f"{op}: {name} must have rank >= {minimum}{desc}, got shape {_shape(a)}")
+
+
+def shape_is(a: np.ndarray, op: str, name: str, expected: tuple[int, ...], why: str = "") -> None:
+    if tuple(a.shape) != tuple(expected):
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{op}: {name} has shape {_shape(a)}, expected {tuple(expected)}{reason}")
+
+
+def flag(value: Any, op: str, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def int_tuple(value: Any, op: str, name: str, n: int = 2, minimum: int = 1) -> tuple[int, ...]:
+    """An int or a sequence of ``n`` ints, each >= ``minimum``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got bool")
+    if isinstance(value, (int, np.integer)):
+        items = (int(value),) * n
+    elif isinstance(value, (tuple, list)):
+        if not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
+        ):
+            raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+        if len(value) != n:
+            raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+        items = tuple(int(v) for v in value)
+    else:
+        raise TypeError(
+            f"{op}: {name} must be an int or a tuple of {n} ints, got {type(value).__name__}"
+        )
+    if any(v < minimum for v in items):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return items
+
+
+def activation(act: Any, op: str, name: str = "activation", elementwise: bool = False):
+    """A Keras activation name (case-insensitive), None (linear) or a callable."""
+    if act is None:
+        return "linear"
+    if callable(act):
+        return act
+    if not isinstance(act, str):
+        raise TypeError(f"{op}: {name} must be a str, a callable or None, got {type(act).__name__}")
+    key = act.strip().lower()
+    if key not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown {name} {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    if elementwise and key in ("softmax", "log_softmax", "sparsemax", "glu"):
+        raise ValueError(f"{op}: {name} must be elementwise here, got {act!r}")
+    return key
+
+
+def real_scalar(value: Any, op: str, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+            return float(value)
+        raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
+    if isinstance(value, complex) or np.iscomplexobj(value):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def broadcastable(mask_shape: Sequence[int], target: Sequence[int]) -> bool:
+    """True if an array of ``mask_shape`` broadcasts to ``target`` (NumPy rules)."""
+    if len(mask_shape) > len(target):
+        return False
+    for m, t in zip(reversed(mask_shape), reversed(target)):
+        if m != 1 and m != t:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------- conv2d geometry
+
+
+def conv2d_geometry(
+    op: str,
+    x_shape: tuple[int, ...],
+    kernel_shape: tuple[int, ...],
+    strides,
+    padding,
+    dilation_rate,
+    groups,
+):
+    """Check conv2d arguments and return (strides, dilation, pads, out_hw, groups).
+
+    pads = (top, bottom, left, right) following the TensorFlow rule: the extra
+    pixel of odd total padding goes at the bottom/right.
+    """
+    sh, sw = int_tuple(strides, op, "strides")
+    dh, dw = int_tuple(dilation_rate, op, "dilation_rate")
+    if not isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be 'valid' or 'same', got {type(padding).__name__}")
+    pad = padding.lower()
+    if pad not in ("valid", "same"):
+        raise ValueError(f"{op}: padding must be 'valid' or 'same', got {padding!r}")
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"{op}: groups must be an int, got {type(groups).__name__}")
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError(f"{op}: groups must be >= 1, got {groups}")
+    if (sh > 1 or sw > 1) and (dh > 1 or dw > 1):
+        raise ValueError(
+            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
+            f"got strides {(sh, sw)} and dilation_rate {(dh, dw)}"
+        )
+    _, h, w, c = x_shape
+    kh, kw, cg, f = kernel_shape
+    if h < 1 or w < 1 or c < 1:
+        raise ValueError(
+            f"{op}: x has an empty spatial or channel dimension, shape {tuple(x_shape)}"
+        )
+    if kh < 1 or kw < 1 or f < 1 or cg < 1:
+        raise ValueError(f"{op}: kernel has an empty dimension, shape {tuple(kernel_shape)}")
+    if c % groups or f % groups:
+        raise ValueError(
+            f"{op}: input channels ({c}) and filters ({f}) must both be divisible by "
+            f"groups ({groups})"
+        )
+    if cg != c // groups:
+        raise ValueError(
+            f"{op}: kernel has shape {tuple(kernel_shape)}, expected ({kh}, {kw}, {c // groups}, "
+            f"{f}) for input channels {c} and groups {groups}"
+        )
+    eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if pad == "valid":
+        oh = (h - eff_h) // sh + 1 if h >= eff_h else 0
+        ow = (w - eff_w) // sw + 1 if w >= eff_w else 0
+        if oh <= 0 or ow <= 0:
+            raise ValueError(
+                f"{op}: with padding 'valid' the input (H, W) = {(h, w)} is smaller than the "
+                f"dilated kernel {(eff_h, eff_w)}; the output would be empty"
+            )
+        pads = (0, 0, 0, 0)
+    else:
+        oh, ow = math.ceil(h / sh), math.ceil(w / sw)
+        ph = max((oh - 1) * sh + eff_h - h, 0)
+        pw = max((ow - 1) * sw + eff_w - w, 0)
+        pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
+    return (sh, sw), (dh, dw), pads, (oh, ow), groups

@@ -1,0 +1,36 @@
+"""Activations on the C++ path: which ones a kernel runs fused, and the rest applied after."""
+
+from __future__ import annotations
+
+import math
+
+from .. import _backend
+from .._numpy import activations as _np_activations
+
+
+def fused_id(act):
+    """The core's id of an elementwise activation (fused in a kernel), or None for a row
+    activation (softmax, log_softmax, sparsemax, glu) or a Python callable."""
+    return None if callable(act) else _backend.cpp_activation_ids().get(act)
+
+
+def apply_after(act, y):
+    """``act`` applied to a kernel's linear output ``y`` (an activation without a fused id):
+    softmax on the core's row kernel, the others (log_softmax, sparsemax, glu, callables)
+    in NumPy."""
+    if act == "softmax":
+        rows = y.reshape(math.prod(y.shape[:-1]), y.shape[-1])  # not -1: y may be empty
+        return _backend._core.softmax_lastdim(rows).reshape(y.shape)
+    return _np_activations.apply(act, y)
+
+
+def unsupported_elementwise(**named):
+    """None when every named activation has a fused id, else why the C++ path does not
+    serve the call (for ``_backend.resolve``)."""
+    ids = _backend.cpp_activation_ids()
+    for name, act in named.items():
+        if callable(act):
+            return f"a callable {name}"
+        if act not in ids:
+            return f"{name} {act!r} is not in the core's activation table"
+    return None

@@ -1,0 +1,155 @@
+"""Attention on the C++ path: one blocked kernel (``_core.attention``) for every variant."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+
+# Mask rules of _core.attention (csrc/include/fastlayers/ops.h, MaskRule).
+RULE_FUSED, RULE_SUBTRACT, RULE_SOFTMAX_LAYER = 0, 1, 2
+
+
+def run_attention(q, k, v, mask, causal, rule, want_weights, heads_last=False, **score):
+    """Run ``_core.attention`` on (B, H, rows, cols) views.
+
+    ``mask`` is a bool array broadcastable to (B, H, T, S) or None. Returns
+    (out (B, H, T, Dv), weights (B, H, T, S) or None); with ``heads_last`` ``out`` is a
+    view of (B, T, H, Dv) memory, the layout multi-head attention's output projection
+    reads. ``score`` holds the score arguments of ``_core.attention`` (scale, or
+    additive/pre/post/add_w).
+    """
+    b, h, t_len, _ = q.shape
+    s_len, dv = v.shape[2], v.shape[3]
+    if heads_last:
+        out = np.empty((b, t_len, h, dv), np.float32).transpose(0, 2, 1, 3)
+    else:
+        out = np.empty((b, h, t_len, dv), np.float32)
+    weights = np.empty((b, h, t_len, s_len), np.float32) if want_weights else None
+    if mask is not None:
+        mask = np.broadcast_to(mask, (b, h, t_len, s_len))
+        if s_len > 1 and mask.strides[3] != 1:
+            mask = np.ascontiguousarray(mask)
+    _backend._core.attention(
+        q, k, v, out, weights=weights, mask=mask, causal=causal, rule=rule, **score
+    )
+    return out, weights
+
+
+def _luong(a, **score):
+    """Attention / AdditiveAttention: one head, 1e9 subtracted when masked.
+    Returns (output (B, Tq, Dv), weights (B, Tq, Tv) or None)."""
+    mask = None if a.value_mask is None else a.value_mask[:, None, None, :]
+    out, weights = run_attention(
+        a.query[:, None],
+        a.key[:, None],
+        a.value[:, None],
+        mask,
+        a.causal,
+        RULE_SUBTRACT,
+        a.return_scores,
+        **score,
+    )
+    out = out[:, 0]
+    if a.query_mask is not None:
+        out *= a.query_mask[:, :, None]
+    return out, None if weights is None else weights[:, 0]
+
+
+def attention(a):
+    """attention or additive_attention on checked arguments (``_validation.LuongArgs``)
+    -> (out, weights or None)."""
+    if a.score_mode == "additive":
+        return _luong(a, additive=True, add_w=a.scale)
+    pre = 1.0 if a.scale is None else a.scale
+    if a.score_mode == "dot":
+        return _luong(a, scale=pre)
+    return _luong(a, additive=True, pre=pre, post=a.concat_score_weight)
+
+
+def scaled_dot_product_attention(a):
+    """scaled_dot_product_attention on checked arguments (``_validation.SDPAArgs``).
+
+    The leading dims become (B, H): the last one is H, the others merge into B (a view
+    of the C-contiguous arrays validation returns).
+    """
+    lead = a.q.shape[:-2]
+    bh = (math.prod(lead[:-1]), lead[-1]) if lead else (1, 1)
+    t_len, s_len = a.q.shape[-2], a.k.shape[-2]
+    mask = a.mask
+    if mask is not None:
+        mask = np.broadcast_to(mask, lead + (t_len, s_len)).reshape(bh + (t_len, s_len))
+    out, _ = run_attention(
+        a.q.reshape(bh + a.q.shape[-2:]),
+        a.k.reshape(bh + a.k.shape[-2:]),
+        a.v.reshape(bh + a.v.shape[-2:]),
+        mask,
+        a.causal,
+        RULE_FUSED,
+        False,
+        scale=a.scale,
+    )
+    return out.reshape(lead + (t_len, a.v.shape[-1]))
+
+
+def pack_multi_head_attention(kernels, biases, pack=True):
+    """The four projections (query, key, value, output) for the C++ path, as functions
+    x (rows, D) -> (rows, N*H): on ``_core.PackedDense`` (bias folded) when ``pack`` (a
+    layer, packed once), else reading the kernels in place (a functional call, where
+    packing would cost more than the few rows of a short sequence). The same bits either
+    way. kernels: (Dq, N, Hk), (Dk, N, Hk), (Dv, N, Hv), (N, Hv, E); biases to match or
+    None."""
+    core = _backend._core
+
+    def projection(w2, b):
+        w2 = np.ascontiguousarray(w2)
+        b = None if b is None else np.ascontiguousarray(b.reshape(-1))
+        if pack:
+            packed = core.PackedDense(w2, b)
+            return lambda x2: core.dense(x2, packed, 0)
+        return lambda x2: core.dense_unpacked(x2, w2, b, 0)
+
+    wq, wk, wv, wo = kernels
+    bq, bk, bv, bo = biases
+    return (
+        projection(wq.reshape(wq.shape[0], -1), bq),  # (D, N, H) -> (D, N*H)
+        projection(wk.reshape(wk.shape[0], -1), bk),
+        projection(wv.reshape(wv.shape[0], -1), bv),
+        projection(wo.reshape(-1, wo.shape[-1]), bo),  # (N, Hv, E) -> (N*Hv, E)
+    )
+
+
+def multi_head_attention(a, packed=None):
+    """multi_head_attention on checked arguments (``_validation.MHAArgs``) -> (out, weights):
+    three projection GEMMs, the heads in one attention call on strided views, the output
+    projection GEMM. ``packed`` is the layer's :func:`pack_multi_head_attention`, or None."""
+    if packed is None:
+        packed = pack_multi_head_attention(a.kernels, a.biases, pack=False)
+    wq, _, wv, wo = a.kernels
+    _, n, hk = wq.shape
+    hv, dout = wv.shape[2], wo.shape[2]
+    b, t_len = a.query.shape[:2]
+
+    def project(x, p, h):  # (B, L, D) -> (B, N, L, h), a view of (B, L, N, h) memory
+        y = p(x.reshape(-1, x.shape[-1]))
+        return y.reshape(x.shape[0], x.shape[1], n, h).transpose(0, 2, 1, 3)
+
+    pq, pk, pv, po = packed
+    mask = a.mask
+    if mask is not None:
+        mask = mask[:, None] if mask.ndim == 3 else mask
+    out, weights = run_attention(
+        project(a.query, pq, hk),
+        project(a.key, pk, hk),
+        project(a.value, pv, hv),
+        mask,
+        a.causal,
+        RULE_SOFTMAX_LAYER if a.return_scores else RULE_FUSED,
+        a.return_scores,
+        heads_last=True,
+        scale=1.0 / math.sqrt(hk),
+    )
+    o = out.transpose(0, 2, 1, 3).reshape(b * t_len, n * hv)  # a view: heads_last memory
+    return po(o).reshape(b, t_len, dout), weights

@@ -1,0 +1,101 @@
+"""LSTM and GRU on the C++ path: the kernels packed as gate panels, the time loop in C++."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from .activations import unsupported_elementwise
+
+
+def unsupported(a):
+    """None when the C++ path serves this lstm/gru call, else why not."""
+    return unsupported_elementwise(
+        activation=a.activation, recurrent_activation=a.recurrent_activation
+    )
+
+
+def pack_lstm(kernel, recurrent_kernel, bias):
+    """(PackedGates(kernel, 4, bias), PackedGates(recurrent_kernel, 4)) for ``_core.lstm``."""
+    core = _backend._core
+    return core.PackedGates(kernel, 4, bias), core.PackedGates(recurrent_kernel, 4)
+
+
+def pack_gru(kernel, recurrent_kernel, bias, reset_after):
+    """(packed kernel, packed recurrent, packed recurrent_h or None) for ``_core.gru``.
+
+    reset_after: the input bias goes with the kernel, the recurrent bias with the
+    recurrent kernel. reset_before: the recurrent kernel is split into its [z | r] and
+    [h] column blocks, because (r * h) multiplies the [h] block in a second GEMM.
+    """
+    core = _backend._core
+    if reset_after:
+        b_in, b_rec = (None, None) if bias is None else (bias[0], bias[1])
+        return (
+            core.PackedGates(kernel, 3, b_in),
+            core.PackedGates(recurrent_kernel, 3, b_rec),
+            None,
+        )
+    u = recurrent_kernel.shape[0]
+    return (
+        core.PackedGates(kernel, 3, bias),
+        core.PackedGates(np.ascontiguousarray(recurrent_kernel[:, : 2 * u]), 2),
+        core.PackedDense(np.ascontiguousarray(recurrent_kernel[:, 2 * u :])),
+    )
+
+
+def run(a, packed=None):
+    """lstm or gru (``a.cell``) on checked arguments (``_validation.RecurrentArgs``):
+    (out, h, c) or (out, h). ``packed``: the layer's :func:`pack_lstm` or :func:`pack_gru`."""
+    return lstm(a, packed) if a.cell == "lstm" else gru(a, packed)
+
+
+def lstm(a, packed=None):
+    """lstm on checked arguments -> (out, h, c).
+
+    ``packed`` is the layer's :func:`pack_lstm`, or None: the kernels are then packed for
+    this call, except for one unmasked step, where ``_core.lstm_cell`` reads them in place
+    for up to 32 rows (the same bits as the packed step).
+    """
+    core = _backend._core
+    ids = _backend.cpp_activation_ids()
+    act, ract = ids[a.activation], ids[a.recurrent_activation]
+    h0, c0 = a.initial_state
+    if packed is None and a.x.shape[1] == 1 and a.mask is None:
+        h, c = core.lstm_cell(a.x[:, 0], a.kernel, a.recurrent_kernel, a.bias, h0, c0, act, ract)
+        out = h.reshape(h.shape[0], 1, h.shape[1]).copy() if a.return_sequences else h
+        return out, h, c
+    if packed is None:
+        packed = pack_lstm(a.kernel, a.recurrent_kernel, a.bias)
+    return core.lstm(a.x, *packed, h0, c0, a.mask, a.return_sequences, a.go_backwards, act, ract)
+
+
+def lstm_cell(a):
+    """One LSTM step on checked arguments (``_validation.LSTMCellArgs``) -> (h, c).
+
+    The weights are read in place: packing them (as lstm does, once per sequence) would
+    cost more than the step itself.
+    """
+    ids = _backend.cpp_activation_ids()
+    return _backend._core.lstm_cell(
+        a.x_t, a.kernel, a.recurrent_kernel, a.bias, a.h, a.c, ids["tanh"], ids["sigmoid"]
+    )
+
+
+def gru(a, packed=None):
+    """gru on checked arguments -> (out, h). ``packed`` is the
+    layer's :func:`pack_gru` (same reset_after), or None (packed for this call)."""
+    if packed is None:
+        packed = pack_gru(a.kernel, a.recurrent_kernel, a.bias, a.reset_after)
+    ids = _backend.cpp_activation_ids()
+    return _backend._core.gru(
+        a.x,
+        *packed,
+        *a.initial_state,
+        a.mask,
+        a.return_sequences,
+        a.go_backwards,
+        a.reset_after,
+        ids[a.activation],
+        ids[a.recurrent_activation],
+    )

@@ -1,0 +1,33 @@
+"""Softmax on the C++ path: the row kernel over the last axis."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+
+
+def softmax(a):
+    """softmax on checked arguments (``_validation.SoftmaxArgs``): move the softmax axes
+    last, flatten them into one, run the row kernel, move back."""
+    core = _backend._core
+    x, axes, mask = a.x, a.axes, a.mask
+    if axes == (x.ndim - 1,):
+        # The usual case: x is C-contiguous already (validation), its rows are the last axis;
+        # no transposes (they cost several times the kernel on small inputs).
+        rows_shape = (math.prod(x.shape[:-1]), x.shape[-1])
+        if mask is not None:
+            mask = np.ascontiguousarray(mask).reshape(rows_shape)
+        return core.softmax_lastdim(x.reshape(rows_shape), mask).reshape(x.shape)
+    lead = [i for i in range(x.ndim) if i not in axes]
+    order = lead + list(axes)
+    n = math.prod(x.shape[i] for i in axes)
+    rows_shape = tuple(x.shape[i] for i in lead) + (n,)
+    xm = np.ascontiguousarray(x.transpose(order)).reshape(rows_shape)
+    if mask is not None:
+        mask = np.ascontiguousarray(mask.transpose(order)).reshape(rows_shape)
+    y = core.softmax_lastdim(xm, mask)
+    y = y.reshape(tuple(x.shape[i] for i in order))
+    return np.ascontiguousarray(y.transpose(np.argsort(order)))

@@ -1,0 +1,105 @@
+"""The benchmark's output: the header and one row per case, as aligned text or as a
+markdown table (``--markdown``, to paste into a note)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from .machine import percent_of_peak
+
+# (title, width, left-aligned); the % of peak column only when a peak was measured.
+_COLUMNS = [
+    ("id", 16, True),
+    ("shape", 42, True),
+    ("numpy", 10, False),
+    ("cpp", 10, False),
+    ("torch", 10, False),
+    ("cpp/numpy", 9, False),
+    ("cpp/torch", 9, False),
+    ("GFLOP/s", 8, False),
+]
+_PEAK_COLUMN = ("% peak", 7, False)
+
+
+def columns(with_peak: bool) -> list[tuple[str, int, bool]]:
+    return _COLUMNS + [_PEAK_COLUMN] if with_peak else list(_COLUMNS)
+
+
+def fmt_time(sec: float | None) -> str:
+    if sec is None:
+        return "-"
+    if sec < 1e-3:
+        return f"{sec * 1e6:.1f} us"
+    return f"{sec * 1e3:.2f} ms"
+
+
+def row_cells(
+    case_id: str,
+    desc: str,
+    flops: float,
+    compute_bound: bool,
+    times: Mapping[str, float],
+    peak_total: float | None,
+) -> list[str]:
+    """One row: times per path, speedups of cpp over each peer, GFLOP/s (of cpp where it
+    serves the op, else of numpy) and, for a compute-bound shape with a measured peak,
+    cpp's % of ``peak_total`` (the peak of the cores the run's threads can use)."""
+    t_np, t_cpp, t_torch = times.get("numpy"), times.get("cpp"), times.get("torch")
+    best = t_cpp if t_cpp is not None else t_np
+    cells = [
+        case_id,
+        desc,
+        fmt_time(t_np),
+        fmt_time(t_cpp),
+        fmt_time(t_torch),
+        f"{t_np / t_cpp:.2f}x" if t_cpp and t_np else "-",
+        f"{t_torch / t_cpp:.2f}x" if t_cpp and t_torch else "-",
+        f"{flops / best / 1e9:.1f}" if best else "-",
+    ]
+    if peak_total is not None:
+        pct = percent_of_peak(flops, t_cpp, peak_total) if compute_bound else None
+        cells.append(f"{pct:.0f} %" if pct is not None else "")
+    return cells
+
+
+def format_header(items: Sequence[tuple[str, str]], markdown: bool) -> list[str]:
+    if markdown:
+        return [f"- {k}: {v}" for k, v in items] + [""]
+    width = max(len(k) for k, _ in items)
+    return [f"{k + ':':<{width + 1}} {v}" for k, v in items]
+
+
+def format_table_head(with_peak: bool, markdown: bool) -> list[str]:
+    cols = columns(with_peak)
+    if markdown:
+        return [
+            "| " + " | ".join(c[0] for c in cols) + " |",
+            "|" + "|".join("---" if left else "---:" for _, _, left in cols) + "|",
+        ]
+    line = format_row([c[0] for c in cols], markdown=False)
+    return [line, "-" * len(line)]
+
+
+def format_row(cells: Sequence[str], markdown: bool) -> str:
+    if markdown:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    cols = columns(len(cells) > len(_COLUMNS))
+    if len(cells) != len(cols):
+        raise ValueError(f"{len(cells)} cells for {len(cols)} columns")
+    out = []
+    for cell, (_, width, left) in zip(cells, cols):
+        out.append(f"{cell:<{width}}" if left else f"{cell:>{width}}")
+    return " ".join(out).rstrip()
+
+
+def footer(with_peak: bool) -> list[str]:
+    lines = [
+        "speedup columns: time of the peer / time of cpp (> 1 means cpp is faster); "
+        "GFLOP/s of cpp where it serves the op, else of numpy"
+    ]
+    if with_peak:
+        lines.append(
+            "% peak: cpp's GFLOP/s over the measured FMA peak of the cores used, "
+            "for the compute-bound shapes only"
+        )
+    return lines

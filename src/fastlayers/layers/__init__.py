@@ -1,0 +1,67 @@
+"""Keras-like layer classes that hold weights and run the functional ops.
+
+Each class mirrors a Keras 3 layer: the same constructor arguments (those that
+change inference; training-only ones such as ``dropout`` or ``kernel_regularizer``
+are accepted and ignored), the same weights in the same order and shapes
+(``get_weights`` / ``set_weights``), the same call arguments and the same outputs
+(docs/semantics.md). Unknown constructor arguments raise ``TypeError``.
+
+A layer builds lazily, on its first call or on an explicit ``build(input_shape)``,
+creating its weights with Keras's default initializers (glorot_uniform kernels,
+orthogonal recurrent kernels, zero biases, ...). The values follow Keras's
+distributions but not its random streams; pass ``seed=<int>`` for reproducible
+values. ``set_weights`` builds an unbuilt layer from the weight shapes.
+
+The weights a layer holds are read-only float32 C-contiguous arrays; they change
+only through ``build`` and ``set_weights``, which call :meth:`Layer._on_weights_set`
+once. That is where the C++ path packs the weights (``_cpp.<family>.pack_<op>``),
+never per call.
+
+One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten,
+Softmax), conv (Conv2D), recurrent (LSTM, GRU, Bidirectional), attention
+(Attention, AdditiveAttention, MultiHeadAttention). A new family is a new module
+whose layers subclass :class:`Layer`, declare ``config_keys`` (and, with weights,
+``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the op's
+``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.
+
+>>> import numpy as np, fastlayers as fl
+>>> layer = fl.layers.Dense(4, activation="relu", seed=0)
+>>> layer(np.ones((2, 3))).shape
+(2, 4)
+>>> [w.shape for w in layer.get_weights()]
+[(3, 4), (4,)]
+"""
+
+from __future__ import annotations
+
+from .attention import AdditiveAttention, Attention, MultiHeadAttention
+from .base import Layer
+from .conv import Conv2D
+from .core import Dense, Flatten, Softmax
+from .initializers import (  # importable from here as before (not layer classes)
+    INITIALIZERS as INITIALIZERS,
+)
+from .initializers import (
+    compute_fans as compute_fans,
+)
+from .initializers import (
+    initial_value as initial_value,
+)
+from .initializers import (
+    weight_spec as weight_spec,
+)
+from .recurrent import GRU, LSTM, Bidirectional
+
+__all__ = [
+    "Layer",
+    "Dense",
+    "Flatten",
+    "Conv2D",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "Attention",
+    "AdditiveAttention",
+    "MultiHeadAttention",
+    "Softmax",
+]

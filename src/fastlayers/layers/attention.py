@@ -1,0 +1,356 @@
+"""Attention layers: Attention, AdditiveAttention, MultiHeadAttention."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as V
+from .. import functional as F
+from .._cpp.attention import pack_multi_head_attention
+from .base import (
+    WEIGHT_TRAINING_ARGS,
+    Layer,
+    Shape,
+    _bool,
+    _positive_int,
+    _shape_tuple,
+)
+from .initializers import weight_spec
+
+# ---------------------------------------------------------------------- attention
+
+
+class _LuongAttention(Layer):
+    """What Attention and AdditiveAttention share: the constructor, the call (on a list of
+    inputs and a list of masks) and its check."""
+
+    _check = staticmethod(V.check_attention)
+    #: The layer's attributes its check_<op> takes as the op's keywords.
+    call_options: tuple[str, ...] = ()
+
+    def __init__(self, use_scale: bool, dropout: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.use_scale = _bool(use_scale, type(self).__name__, "use_scale")
+        self.dropout = dropout
+
+    def call(
+        self, inputs, mask=None, training=None, return_attention_scores=False, use_causal_mask=False
+    ):
+        owner = self._owner()
+        if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+            raise ValueError(
+                f"{owner}: inputs must be a list [query, value] or [query, value, key], got "
+                f"{type(inputs).__name__}"
+                + (f" of length {len(inputs)}" if isinstance(inputs, (list, tuple)) else "")
+            )
+        if mask is not None and (not isinstance(mask, (list, tuple)) or not 2 <= len(mask) <= 3):
+            raise ValueError(
+                f"{owner}: mask must be a list [query_mask, value_mask] (either may be "
+                f"None), got {mask!r}"
+            )
+        query_mask, value_mask = (None, None) if mask is None else mask[:2]
+        a = self._check(
+            *inputs,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            use_causal_mask=use_causal_mask,
+            return_attention_scores=return_attention_scores,
+            **{name: getattr(self, name) for name in self.call_options},
+            op=owner,
+            build=self._ready,
+        )
+        return F.run_attention(a)
+
+
+class Attention(_LuongAttention):
+    """Dot-product (Luong) attention (Keras ``Attention``).
+
+    Parameters
+    ----------
+    use_scale : bool
+        Multiply the scores by a learned scalar ``scale`` (initialized to 1).
+    score_mode : "dot" or "concat"
+        concat: ``scores = concat_score_weight * sum_d tanh(scale * (q_d + k_d))``.
+    dropout : float
+        Training only; ignored.
+    seed : int, optional
+
+    Weights: ``scale`` () if use_scale, then ``concat_score_weight`` () if
+    score_mode="concat"; both initialized to 1.
+
+    Call: ``layer([query, value] or [query, value, key], mask=None,
+    return_attention_scores=False, use_causal_mask=False)``, with query
+    (B, Tq, dim), value (B, Tv, dv), key (B, Tv, dim) (defaults to value), and
+    mask [query_mask (B, Tq), value_mask (B, Tv)] (either may be None). Returns the
+    output (B, Tq, dv), or (output, scores (B, Tq, Tv)).
+    """
+
+    config_keys = ("use_scale", "score_mode", "dropout", "seed")
+    call_weights = ("scale", "concat_score_weight")
+    call_options = ("score_mode",)
+
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
+        owner = type(self).__name__
+        if score_mode not in ("dot", "concat"):
+            raise ValueError(f"{owner}: score_mode must be 'dot' or 'concat', got {score_mode!r}")
+        super().__init__(use_scale, dropout, seed, **kwargs)
+        self.score_mode = score_mode
+
+    def _weight_specs(self, input_shape):
+        specs = []
+        if self.use_scale:
+            specs.append(weight_spec("scale", (), "ones"))
+        if self.score_mode == "concat":
+            specs.append(weight_spec("concat_score_weight", (), "ones"))
+        return specs
+
+    def build(self, input_shape: Any) -> None:
+        """Create ``scale`` and/or ``concat_score_weight`` (scalars); input_shape unused."""
+        self._create_weights(input_shape)
+
+
+class AdditiveAttention(_LuongAttention):
+    """Additive (Bahdanau) attention (Keras ``AdditiveAttention``).
+
+    ``scores[b, i, j] = sum_d scale[d] * tanh(query[b, i, d] + key[b, j, d])``; there
+    are no projection matrices.
+
+    Parameters
+    ----------
+    use_scale : bool
+        Default True: a learned ``scale`` vector (dim,), glorot_uniform-initialized.
+    dropout : float
+        Training only; ignored.
+    seed : int, optional
+
+    Weights: ``scale`` (dim,) if use_scale.
+
+    Call: as :class:`Attention`.
+    """
+
+    config_keys = ("use_scale", "dropout", "seed")
+    call_weights = ("scale",)
+    _check = staticmethod(V.check_additive_attention)
+
+    def __init__(self, use_scale=True, dropout=0.0, seed=None, **kwargs):
+        super().__init__(use_scale, dropout, seed, **kwargs)
+
+    def _weight_specs(self, input_shape):
+        if not self.use_scale:
+            return []
+        dim = None if input_shape is None else input_shape[0][-1]
+        return [weight_spec("scale", (dim,), "glorot_uniform")]
+
+    def _input_shape_from_weights(self, shapes):
+        if not self.use_scale:
+            return None
+        dim = self._shape_of(shapes, 0, 1)[0]
+        return [(None, None, dim), (None, None, None)]
+
+    def build(self, input_shape: Any) -> None:
+        """Create ``scale`` (dim,) from input_shape = [query_shape, value_shape(, key_shape)]."""
+        self._create_weights([_shape_tuple(s) for s in input_shape])
+
+
+class MultiHeadAttention(Layer):
+    """Multi-head attention (Keras ``MultiHeadAttention``) on rank-3 inputs.
+
+    Parameters
+    ----------
+    num_heads : int
+    key_dim : int
+        Size of each query/key head; the query is scaled by 1/sqrt(key_dim).
+    value_dim : int, optional
+        Size of each value head; defaults to key_dim.
+    dropout : float
+        Ignored at inference, except that, as in Keras, dropout > 0 makes a fully
+        masked row attend to nothing (output = output bias) instead of uniformly.
+    use_bias : bool
+    output_shape : int or (int,), optional
+        Output features; defaults to the query's last dim.
+    attention_axes : None or (1,)
+        Only attention over the time axis of rank-3 inputs is supported.
+    sliding_window : int, optional
+        Query i attends only to keys j with |i - j| < sliding_window.
+    kernel_initializer, bias_initializer : str or callable
+        Defaults "glorot_uniform" (fans from the EinsumDense input/output axes, as
+        Keras) and "zeros".
+    seed : int, optional
+    use_gate : must be False
+    flash_attention, regularizers, constraints
+        Accepted and ignored.
+
+    Weights (Keras order): query/kernel (Dq, N, key_dim), query/bias (N, key_dim),
+    key/kernel (Dk, N, key_dim), key/bias, value/kernel (Dv, N, value_dim),
+    value/bias (N, value_dim), attention_output/kernel (N, value_dim, Dout),
+    attention_output/bias (Dout,); without the biases if use_bias=False. They are
+    also attributes: ``query_kernel``, ``query_bias``, ...
+
+    Call: ``layer(query, value, key=None, query_mask=None, value_mask=None,
+    key_mask=None, attention_mask=None, return_attention_scores=False,
+    use_causal_mask=False)`` with query (B, T, Dq), value (B, S, Dv), key (B, S, Dk).
+    value_mask / key_mask (B, S) and attention_mask (B, T, S) or (T, S) are bool,
+    True = may attend. As in Keras, an explicit query_mask is ignored. Returns the
+    output (B, T, Dout), or (output, scores (B, N, T, S)).
+    """
+
+    config_keys = (
+        "num_heads",
+        "key_dim",
+        "value_dim",
+        "dropout",
+        "use_bias",
+        "output_shape",
+        "attention_axes",
+        "sliding_window",
+        "kernel_initializer",
+        "bias_initializer",
+        "seed",
+    )
+    ignored_args = WEIGHT_TRAINING_ARGS
+    unsupported_args = {"use_gate": False}
+    _PARTS = ("query", "key", "value", "attention_output")
+    call_weights = tuple(f"{p}/kernel" for p in _PARTS) + tuple(f"{p}/bias" for p in _PARTS)
+
+    def __init__(
+        self,
+        num_heads: int,
+        key_dim: int,
+        value_dim: int | None = None,
+        dropout: float = 0.0,
+        use_bias: bool = True,
+        output_shape: Any = None,
+        attention_axes: Any = None,
+        sliding_window: int | None = None,
+        flash_attention: Any = None,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.num_heads = _positive_int(num_heads, owner, "num_heads")
+        self.key_dim = _positive_int(key_dim, owner, "key_dim")
+        self.value_dim = (
+            self.key_dim if value_dim is None else _positive_int(value_dim, owner, "value_dim")
+        )
+        if (
+            isinstance(dropout, (bool, np.bool_))
+            or not isinstance(dropout, numbers.Real)
+            or not (0 <= dropout <= 1)
+        ):
+            raise ValueError(f"{owner}: dropout must be a number in [0, 1], got {dropout!r}")
+        self.dropout = float(dropout)
+        if flash_attention and self.dropout > 0:
+            raise ValueError(f"{owner}: dropout is not supported when flash attention is enabled")
+        self.flash_attention = flash_attention
+        if output_shape is not None:
+            dims = (output_shape,) if isinstance(output_shape, (int, np.integer)) else output_shape
+            if not isinstance(dims, (list, tuple)) or len(dims) != 1:
+                raise NotImplementedError(
+                    f"{owner}: output_shape must be an int or a 1-tuple in fastlayers, got "
+                    f"{output_shape!r}"
+                )
+            output_shape = _positive_int(dims[0], owner, "output_shape")
+        self.output_shape = output_shape
+        if attention_axes is not None:
+            axes = (
+                (attention_axes,)
+                if isinstance(attention_axes, (int, np.integer))
+                else (attention_axes)
+            )
+            if not isinstance(axes, (list, tuple)) or [int(a) % 3 for a in axes] != [1]:
+                raise NotImplementedError(
+                    f"{owner}: only attention over the time axis of rank-3 inputs is supported "
+                    f"(attention_axes None or (1,)), got {attention_axes!r}"
+                )
+            attention_axes = (1,)
+        self.attention_axes = attention_axes
+        if sliding_window is not None:
+            sliding_window = _positive_int(sliding_window, owner, "sliding_window")
+        self.sliding_window = sliding_window
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
+
+    def _weight_specs(self, input_shape):
+        dq, dv, dk = (
+            (None, None, None)
+            if input_shape is None
+            else (input_shape[0][-1], input_shape[1][-1], input_shape[2][-1])
+        )
+        n, hk, hv = self.num_heads, self.key_dim, self.value_dim
+        dout = self.output_shape if self.output_shape is not None else dq
+        kinit, binit = self.kernel_initializer, self.bias_initializer
+        specs = []
+        for name, d_in, h in (("query", dq, hk), ("key", dk, hk), ("value", dv, hv)):
+            # EinsumDense "btd,dnh->btnh": fan_in = d_in, fan_out = n * h
+            specs.append(weight_spec(f"{name}/kernel", (d_in, n, h), kinit, (d_in, n * h)))
+            if self.use_bias:
+                specs.append(weight_spec(f"{name}/bias", (n, h), binit))
+        # EinsumDense "btnh,nhe->bte": fan_in = n * hv, fan_out = dout
+        specs.append(weight_spec("attention_output/kernel", (n, hv, dout), kinit, (n * hv, dout)))
+        if self.use_bias:
+            specs.append(weight_spec("attention_output/bias", (dout,), binit))
+        return specs
+
+    def _input_shape_from_weights(self, shapes):
+        step = 2 if self.use_bias else 1
+        dq = self._shape_of(shapes, 0, 3)[0]
+        dk = self._shape_of(shapes, step, 3)[0]
+        dv = self._shape_of(shapes, 2 * step, 3)[0]
+        return ((None, None, dq), (None, None, dv), (None, None, dk))
+
+    def build(self, query_shape: Shape, value_shape: Shape, key_shape: Shape | None = None):
+        """Create the projections for query (B, T, Dq), value (B, S, Dv), key (B, S, Dk)."""
+        shapes = [_shape_tuple(s) for s in (query_shape, value_shape, key_shape or value_shape)]
+        for what, s in zip(("query", "value", "key"), shapes):
+            if len(s) != 3 or s[-1] is None:
+                raise ValueError(
+                    f"{self._owner()}: {what}_shape must be (batch, T, dim) with a "
+                    f"known dim, got {s}"
+                )
+        self._create_weights(tuple(shapes))
+
+    def _pack(self):  # the four projections, biases folded in
+        weights = self._call_weight_values()
+        return pack_multi_head_attention(weights[:4], weights[4:])
+
+    def call(
+        self,
+        query: Any,
+        value: Any,
+        key: Any = None,
+        query_mask: Any = None,
+        value_mask: Any = None,
+        key_mask: Any = None,
+        attention_mask: Any = None,
+        return_attention_scores: bool = False,
+        training: Any = None,
+        use_causal_mask: bool = False,
+    ):
+        owner = self._owner()
+        want_scores = _bool(return_attention_scores, owner, "return_attention_scores")
+        # query_mask is ignored, as in Keras (which overwrites it with the query's Keras mask).
+        # Keras takes its softmax path (fully masked rows -> zero weights) when scores are
+        # returned or dropout > 0; the functional op does the same when asked for scores.
+        softmax_path = want_scores or self.dropout > 0
+        a = V.check_multi_head_attention(
+            query,
+            value,
+            key,
+            *[None] * 8,  # the 8 weights: build returns the layer's
+            attention_mask,
+            use_causal_mask,
+            softmax_path,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            sliding_window=self.sliding_window,
+            op=owner,
+            build=self._ready,
+        )
+        out = F.run_multi_head_attention(a, self._packed)
+        if softmax_path and not want_scores:
+            return out[0]
+        return out

@@ -1,0 +1,342 @@
+"""The base class of every layer, and the argument helpers the layer families share."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .. import _backend
+from .. import _validation as V
+from .initializers import check_initializer
+
+F32 = np.float32
+Shape = tuple[Optional[int], ...]
+
+# ------------------------------------------------------------------------- helpers
+
+_name_counts: dict[str, int] = {}
+
+
+def _snake_case(name: str) -> str:
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _auto_name(cls_name: str) -> str:
+    """Keras-style unique names: dense, dense_1, dense_2, ..."""
+    base = _snake_case(cls_name)
+    n = _name_counts.get(base, 0)
+    _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _positive_int(value: Any, owner: str, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _bool(value: Any, owner: str, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _seed(value: Any, owner: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: seed must be an int or None, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{owner}: seed must be >= 0, got {value}")
+    return int(value)
+
+
+def _not_supported(value: Any, default: Any, owner: str, name: str, why: str = "") -> None:
+    if value != default:
+        extra = f" ({why})" if why else ""
+        raise NotImplementedError(
+            f"{owner}: {name}={value!r} is not supported by fastlayers{extra}; "
+            f"only {name}={default!r}"
+        )
+
+
+def _shape_tuple(shape: Any) -> Shape:
+    return tuple(None if s is None else int(s) for s in shape)
+
+
+# --------------------------------------------------------------------------- base
+
+
+# Keras constructor arguments of layers with a kernel and a bias that only matter in training.
+WEIGHT_TRAINING_ARGS = (
+    "kernel_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+)
+
+
+# Keras Layer constructor arguments every layer accepts and ignores (no effect on inference).
+_KERAS_BASE_IGNORED = ("autocast", "activity_regularizer", "input_shape", "input_dim")
+
+
+class Layer:
+    """Base class: naming, lazy build, weights in Keras order, config and repr.
+
+    Subclasses define ``call`` and declare ``config_keys`` (and ``ignored_args``,
+    ``unsupported_args``); with weights they also define ``_weight_specs`` (the weights
+    for an input shape), ``_input_shape_from_weights`` (the inverse, so that
+    ``set_weights`` can build an unbuilt layer), ``call_weights`` and ``_pack``.
+
+    Parameters
+    ----------
+    name : str, optional
+        Defaults to the snake_case class name with a counter (``dense``, ``dense_1``).
+    trainable, autocast, activity_regularizer, input_shape, input_dim
+        Accepted for Keras compatibility; they do not affect inference.
+    dtype : None or "float32"
+        fastlayers computes in float32, as Keras does by default.
+    """
+
+    #: Keras constructor arguments that only matter in training: accepted and ignored.
+    ignored_args: tuple[str, ...] = ()
+    #: Keras constructor arguments fastlayers does not support: name -> the one value allowed.
+    unsupported_args: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        trainable: bool = True,
+        dtype: Any = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        cls = type(self).__name__
+        if seed is not None and "seed" not in self.config_keys:
+            kwargs["seed"] = seed  # only the layers with seed in their config take one
+        unsupported = {key: kwargs.pop(key) for key in self.unsupported_args if key in kwargs}
+        unknown = sorted(set(kwargs) - set(self.ignored_args) - set(_KERAS_BASE_IGNORED))
+        if unknown:
+            raise TypeError(f"{cls}: unrecognized keyword arguments: {unknown}")
+        for key, value in unsupported.items():
+            _not_supported(value, self.unsupported_args[key], cls, key)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{cls}: name must be a str, got {type(name).__name__}")
+        if dtype is not None:
+            try:  # a dtype, a dtype name, or a Keras DTypePolicy (which has .name)
+                is_f32 = np.dtype(getattr(dtype, "name", dtype)) == np.float32
+            except TypeError:
+                is_f32 = False
+            if not is_f32:
+                raise ValueError(f"{cls}: fastlayers computes in float32; got dtype={dtype!r}")
+        self.name: str = name if name is not None else _auto_name(cls)
+        self.trainable = _bool(trainable, cls, "trainable")
+        self.seed: int | None = _seed(seed, cls)
+        self.built = False
+        self._input_shape: Any = None
+        self._weight_values: list[np.ndarray] = []
+        self._weight_map: dict[str, np.ndarray] = {}
+
+    def _init_weight_args(self, use_bias, kernel_initializer, bias_initializer) -> None:
+        """Check and set the constructor arguments of a layer with a kernel and a bias."""
+        owner = type(self).__name__
+        self.use_bias = _bool(use_bias, owner, "use_bias")
+        self.kernel_initializer = check_initializer(kernel_initializer, owner, "kernel_initializer")
+        self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
+
+    # ---- to be provided by subclasses with weights --------------------------------
+    def _weight_specs(self, input_shape: Any) -> list[tuple[str, tuple[int, ...], Callable]]:
+        """[(name, shape, make)] in Keras order; ``make(rng)`` draws the initial value."""
+        return []
+
+    def _weight_names(self) -> list[str]:
+        """The weight names in Keras order. They depend on the config only."""
+        return [name for name, _, _ in self._weight_specs(None)]
+
+    def _input_shape_from_weights(self, shapes: list[tuple[int, ...]]) -> Any:
+        """An input shape under which ``shapes`` are the layer's weight shapes."""
+        return None
+
+    # ---- building and weights -------------------------------------------------------
+    def _owner(self) -> str:
+        return f"{type(self).__name__} '{self.name}'"
+
+    def build(self, input_shape: Any) -> None:
+        """Create the weights for inputs of ``input_shape`` with the default initializers.
+
+        Dimensions may be None except those the weights depend on. Random initializers
+        draw from ``numpy.random.default_rng(self.seed)``.
+        """
+        self._create_weights(input_shape)
+
+    def _create_weights(self, input_shape: Any) -> None:
+        specs = self._weight_specs(input_shape)
+        rng = np.random.default_rng(self.seed)
+        values = [make(rng) for _, _, make in specs]
+        for (name, shape, _), value in zip(specs, values):
+            if value.shape != tuple(shape):  # a user initializer returning the wrong shape
+                raise ValueError(
+                    f"{self._owner()}: initial value of {name!r} has shape {value.shape}, "
+                    f"expected {tuple(shape)}"
+                )
+        self._input_shape = input_shape
+        self.built = True
+        self._store(values)
+
+    def _store(self, values: list[np.ndarray]) -> None:
+        for value in values:
+            value.flags.writeable = False  # weights change only through set_weights
+        self._weight_values = values
+        self._weight_map = dict(zip(self._weight_names(), values))
+        for name, value in self._weight_map.items():
+            setattr(self, name.replace("/", "_"), value)
+        self._on_weights_set()
+
+    _packed: Any = None  # the weights packed for the C++ path by _pack, or None
+
+    def _pack(self) -> Any:
+        """The weights packed for the C++ path (a ``_cpp.<family>.pack_<op>``), or None."""
+        return None
+
+    def _on_weights_set(self) -> None:
+        """Hook called once whenever the weights change (build, set_weights).
+
+        The C++ path packs the weights here (:meth:`_pack`), so that calls never repack them.
+        """
+        self._packed = self._pack() if _backend.core_available() else None
+
+    #: The weights a call passes to its op's check_<op>, in the check's order (None for a
+    #: weight the config leaves out).
+    call_weights: tuple[str, ...] = ()
+
+    def _ready(self, *input_shape: Any) -> tuple:
+        """The ``build`` hook of ``_validation.check_<op>``: build on the first call (the
+        input passed its checks), then return the :attr:`call_weights`."""
+        if not self.built:
+            self.build(*input_shape)
+        return self._call_weight_values()
+
+    def _call_weight_values(self) -> tuple:
+        return tuple(self._weight(name) for name in self.call_weights)
+
+    def _weight(self, name: str) -> np.ndarray | None:
+        """The weight called ``name``, or None if the config has no such weight."""
+        return self._weight_map.get(name)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weights in Keras order, as read-only float32 arrays ([] before build)."""
+        return list(self._weight_values)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the weights in Keras order ([] before build)."""
+        return [w.copy() for w in self._weight_values]
+
+    def _check_weight_list(self, weights: Any) -> list[str]:
+        """The weight names, once ``weights`` is checked to be a list of as many arrays."""
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(
+                f"{self._owner()}: set_weights expects a list of arrays, got "
+                f"{type(weights).__name__}"
+            )
+        names = self._weight_names()
+        if len(weights) != len(names):
+            raise ValueError(
+                f"{self._owner()}: set_weights expected {len(names)} arrays {names}, got "
+                f"{len(weights)}"
+            )
+        return names
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set the weights from arrays in Keras order (see each layer's docstring).
+
+        The count and every shape are checked (ValueError naming the layer and the
+        weight); the arrays are copied to float32 C-contiguous. An unbuilt layer is
+        built from the weight shapes.
+        """
+        owner = self._owner()
+        names = self._check_weight_list(weights)
+        arrays = []
+        for name, w in zip(names, weights):
+            a = V.array(w, owner, f"weight {name!r}")
+            arrays.append(np.array(a, dtype=F32, order="C", copy=True))
+        shapes = [a.shape for a in arrays]
+        input_shape = self._input_shape
+        if not self.built:
+            input_shape = self._input_shape_from_weights(shapes)
+        expected = [tuple(shape) for _, shape, _ in self._weight_specs(input_shape)]
+        for i, (name, got, want) in enumerate(zip(names, shapes, expected)):
+            if got != want:
+                raise ValueError(f"{owner}: weight {i} {name!r} has shape {got}, expected {want}")
+        self._input_shape = input_shape
+        self.built = True
+        self._store(arrays)
+
+    def _shape_of(self, shapes: list[tuple[int, ...]], i: int, rank: int) -> tuple[int, ...]:
+        """shapes[i], checked to have ``rank`` (for _input_shape_from_weights)."""
+        if len(shapes[i]) != rank:
+            name = self._weight_names()[i]
+            raise ValueError(
+                f"{self._owner()}: weight {i} {name!r} has shape {shapes[i]}, expected rank {rank}"
+            )
+        return shapes[i]
+
+    def count_params(self) -> int:
+        """The number of weight values (the layer must be built)."""
+        if not self.built:
+            raise ValueError(f"{self._owner()}: the layer is not built yet")
+        return int(sum(w.size for w in self._weight_values))
+
+    # ---- config ---------------------------------------------------------------------
+    #: The constructor arguments get_config returns (after "name"), each an attribute of the
+    #: same name. A new layer lists its own; a subclass extends its parent's tuple.
+    config_keys: tuple[str, ...] = ()
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (name included); ``cls.from_config(config)`` rebuilds
+        the layer without its weights."""
+        return {"name": self.name, **{key: getattr(self, key) for key in self.config_keys}}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    @classmethod
+    def _defaults(cls) -> dict[str, Any]:
+        """The constructor defaults, the subclass's over its parents' (for __repr__)."""
+        defaults: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__[:-1]):  # object last
+            for key, p in inspect.signature(klass.__init__).parameters.items():
+                if p.default is not inspect.Parameter.empty:
+                    defaults[key] = p.default
+        return defaults
+
+    def __repr__(self) -> str:
+        defaults = self._defaults()
+        items = [
+            f"{key}={value!r}"
+            for key, value in self.get_config().items()
+            if not (key in defaults and _same(defaults[key], value))  # defaults are left out
+        ]
+        return f"{type(self).__name__}({', '.join(items)})"
+
+    # ---- calling --------------------------------------------------------------------
+    def call(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the layer: ``layer(...)`` is ``layer.call(...)`` (see each layer)."""
+        return self.call(*args, **kwargs)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:  # noqa: BLE001 - arrays and odd objects are simply "not the default"
+        return False

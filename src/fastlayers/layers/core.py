@@ -1,0 +1,183 @@
+"""Core layers: Dense, Flatten, Softmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as V
+from .. import functional as F
+from .._cpp.dense import pack_dense
+from .base import (
+    WEIGHT_TRAINING_ARGS,
+    Layer,
+    Shape,
+    _positive_int,
+    _shape_tuple,
+)
+from .initializers import weight_spec
+
+# -------------------------------------------------------------------------- Dense
+
+
+class Dense(Layer):
+    """Fully connected layer: ``activation(inputs @ kernel + bias)`` (Keras ``Dense``).
+
+    Parameters
+    ----------
+    units : int
+    activation : str, callable or None
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+        Defaults "glorot_uniform" and "zeros".
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+    kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
+        Training only; ignored.
+    lora_rank, lora_alpha, quantization_config
+        Must be None (LoRA and quantized Dense are not supported).
+
+    Weights: ``kernel`` (input_dim, units), then ``bias`` (units,) if use_bias.
+
+    Call: ``layer(inputs)`` with inputs (batch, ..., input_dim), rank >= 2; returns
+    float32 (batch, ..., units).
+    """
+
+    config_keys = (
+        "units",
+        "activation",
+        "use_bias",
+        "kernel_initializer",
+        "bias_initializer",
+        "seed",
+    )
+    call_weights = ("kernel", "bias")
+    ignored_args = WEIGHT_TRAINING_ARGS
+    unsupported_args = {"lora_rank": None, "lora_alpha": None, "quantization_config": None}
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.units = _positive_int(units, owner, "units")
+        V.activation(activation, owner)
+        self.activation = activation
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
+
+    def _weight_specs(self, input_shape):
+        d = None if input_shape is None else input_shape[-1]
+        specs = [weight_spec("kernel", (d, self.units), self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(weight_spec("bias", (self.units,), self.bias_initializer))
+        return specs
+
+    def _input_shape_from_weights(self, shapes):
+        return (None, self._shape_of(shapes, 0, 2)[0])
+
+    def build(self, input_shape: Shape) -> None:
+        """Create kernel (input_shape[-1], units) and bias (units,)."""
+        input_shape = _shape_tuple(input_shape)
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise ValueError(f"{self._owner()}: build needs a known last dim, got {input_shape}")
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        a = V.check_dense(
+            inputs,
+            None,
+            None,
+            self.activation,
+            op=self._owner(),
+            x_name="inputs",
+            build=self._ready,
+        )
+        return F.run_dense(a, self._packed)
+
+    def _pack(self):  # the kernel with the bias folded in, for the C++ GEMM
+        return pack_dense(self._weight("kernel"), self._weight("bias"))
+
+
+# ------------------------------------------------------------------------ Flatten
+
+
+def _data_format(value: Any, owner: str) -> str:
+    if value is None:
+        return "channels_last"  # Keras reads ~/.keras/keras.json; fastlayers does not
+    if not isinstance(value, str) or value.lower() not in ("channels_last", "channels_first"):
+        raise ValueError(
+            f"{owner}: data_format must be 'channels_last', 'channels_first' or None, got {value!r}"
+        )
+    return value.lower()
+
+
+class Flatten(Layer):
+    """Flatten all but the batch axis (Keras ``Flatten``).
+
+    Parameters
+    ----------
+    data_format : "channels_last" (default), "channels_first" or None
+        With channels_first and rank > 2 the channel axis (1) is first moved to the
+        end, so the flattened order is always the channels-last one.
+
+    No weights. Call: ``layer(inputs)`` with inputs (batch, d1, ..., dn) -> float32
+    (batch, d1 * ... * dn); a 1-D input (batch,) gives (batch, 1).
+    """
+
+    config_keys = ("data_format",)
+
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_format = _data_format(data_format, type(self).__name__)
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        channels_first = self.data_format == "channels_first"
+        x = V.check_flatten(
+            inputs,
+            op=self._owner(),
+            x_name="inputs",
+            channels_first=channels_first,
+            build=self._ready,
+        )
+        return F.run_flatten(x, inputs)
+
+
+# ------------------------------------------------------------------------ Softmax
+
+
+class Softmax(Layer):
+    """Softmax (Keras ``Softmax`` layer).
+
+    Parameters
+    ----------
+    axis : int or tuple of ints
+        Several axes normalize over their joint extent.
+
+    No weights. Call: ``layer(inputs, mask=None)``; mask broadcasts to inputs, True
+    (or > 0.5) keeps an entry, masked entries are 0 in the output (a fully masked
+    slice is all zeros). Returns float32 of the inputs' shape.
+    """
+
+    config_keys = ("axis",)
+
+    def __init__(self, axis: Any = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(axis, list):
+            axis = tuple(axis)
+        self.axis = axis
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, mask: Any = None, training: Any = None) -> np.ndarray:
+        return F.run_softmax(V.check_softmax(inputs, self.axis, mask, build=self._ready))
