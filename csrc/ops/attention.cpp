@@ -1,4 +1,5 @@
 // Attention driver: softmax(scores(q, k) masked) · v for every (batch, head), blocked.
+// (Dot scores with T <= 8 queries go to the decode driver, attention_decode.cpp, instead.)
 //
 // Work is split into tasks of (batch, head, block of 48 query rows, or all T <= 96); tasks write
 // disjoint output rows, so results do not depend on the thread count. The keys are visited in
@@ -23,6 +24,8 @@
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
+
+#include "attention_decode.h"
 
 namespace fl {
 namespace {
@@ -382,6 +385,8 @@ class Runner {
 
 void attention_forward(const AttentionArgs& args) {
     if (args.batch <= 0 || args.heads <= 0 || args.t <= 0 || args.dv <= 0) return;
+    // A few queries with dot scores: the decode driver (attention_decode.cpp, K and V in place).
+    if (attention_decode_applies(args)) return attention_decode_forward(args);
     Runner(args).run();
 }
 

@@ -106,6 +106,7 @@ KernelTable make_table(Isa isa) {
     t.vtanh = fl_vtanh_scalar;
     t.lstm_gates = fl_lstm_gates_scalar;
     t.gru_gates = fl_gru_gates_scalar;
+    t.dot_rows = fl_dot_rows_f32_scalar;  // also on NEON (fmaf is one instruction there)
 #if defined(FL_HAVE_AVX2)
     // avx512 starts from the avx2 table and replaces the kernels it has its own version of.
     if (isa == Isa::avx2 || isa == Isa::avx512) {
@@ -127,6 +128,7 @@ KernelTable make_table(Isa isa) {
         t.vtanh = fl_vtanh_avx2;
         t.lstm_gates = fl_lstm_gates_avx2;
         t.gru_gates = fl_gru_gates_avx2;
+        t.dot_rows = fl_dot_rows_f32_avx2;
     }
 #endif
 #if defined(FL_HAVE_AVX512)
@@ -144,6 +146,7 @@ KernelTable make_table(Isa isa) {
         t.vtanh = fl_vtanh_avx512;
         t.lstm_gates = fl_lstm_gates_avx512;
         t.gru_gates = fl_gru_gates_avx512;
+        t.dot_rows = fl_dot_rows_f32_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

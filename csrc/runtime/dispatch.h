@@ -79,6 +79,13 @@ struct KernelTable {
     // drivers then use the act kernels.
     void (*lstm_gates)(int64_t n, const float* z, float* c, float* h);
     void (*gru_gates)(int64_t n, const float* g, const float* x, const float* hp, float* h);
+
+    // Dot products of rows read in place: c[i*ldc + j] = (row i of a) . (row j of b) over k
+    // elements, rows at a + i*lda and b + j*ldb, one fixed chain per result, the same on every
+    // ISA (fl_dot_rows_f32_<isa>, ukernels.h). Used by the decode attention driver
+    // (csrc/ops/attention_decode.cpp) for q . k over the keys in place.
+    void (*dot_rows)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                     const float* b, int64_t ldb, float* c, int64_t ldc);
 };
 
 const KernelTable& kernels();

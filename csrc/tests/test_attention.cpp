@@ -1,6 +1,8 @@
 // C++ tests of the attention score-row micro-kernels (fl_score_prep_<isa>, fl_row_max_<isa>,
-// fl_exp_shift_sum_<isa>, csrc/ukernels/softmax/) of every ISA this CPU supports, and of the
-// attention driver fl::attention_forward (csrc/ops/attention.cpp) against a double reference.
+// fl_exp_shift_sum_<isa>, csrc/ukernels/softmax/) and of the row dot-product kernels
+// (fl_dot_rows_f32_<isa>, csrc/ukernels/dotrows/) of every ISA this CPU supports, and of the
+// attention drivers fl::attention_forward (csrc/ops/attention.cpp, and for T <= 8 dot scores
+// csrc/ops/attention_decode.cpp) against a double reference.
 //
 // Out-of-bounds accesses: the row x and the keep bytes each end exactly where an inaccessible
 // page begins (POSIX), so reading x[n] or keep[n] faults; the floats before x hold NaN sentinels
@@ -20,6 +22,9 @@
 //     most ceil(n/4) terms each plus <= 6 combining additions; the kernels use 4 (scalar) or 16
 //     (avx2) partial sums), and that plus 2.4e-7 (2 ulp per term) against the double sum of
 //     exact exps.
+//   dot_rows: bit for bit the contract's chain (16 lane FMA chains, then the lane tree),
+//     recomputed here with fmaf, on every ISA; and within (k + 4) * 2^-24 * sum |a b| of the
+//     double dot product (the chain is a dot product at all).
 //   attention_forward: per output row, |got - ref| <= (2E + (S + 16) * 2^-24) * mag + 1e-30,
 //     where E bounds the float error of a score of that row ((D + 2) * 2^-24 * sum|q k| * |scale|
 //     for dot scores, (D + 8) * 2^-24 * post * sum|w| for additive ones), and mag = sum_s p_s
@@ -470,6 +475,174 @@ void test_exp_nonpos_matches_vexp(const RowIsa& k, int64_t step) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// fl_dot_rows_f32_<isa>
+// ---------------------------------------------------------------------------------------------
+
+using DotRowsFn = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, const float*,
+                           int64_t, float*, int64_t);
+
+struct DotIsa {
+    fl::Isa isa;
+    DotRowsFn fn;
+};
+
+std::vector<DotIsa> dot_kernels_built() {
+    std::vector<DotIsa> v{{fl::Isa::scalar, fl_dot_rows_f32_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_dot_rows_f32_avx2});
+#endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_dot_rows_f32_avx512});
+#endif
+    return v;
+}
+
+// The contract's chain (ukernels.h), written out independently of the kernels.
+float dot_chain(const float* a, const float* b, int64_t k) {
+    float acc[16] = {};
+    for (int64_t p0 = 0; p0 < k; p0 += 16)
+        for (int64_t l = 0; l < 16; ++l) {
+            const bool in = p0 + l < k;
+            acc[l] = std::fma(in ? a[p0 + l] : 0.0f, in ? b[p0 + l] : 0.0f, acc[l]);
+        }
+    for (int64_t h = 8; h >= 1; h /= 2)
+        for (int64_t l = 0; l < h; ++l) acc[l] = acc[l] + acc[l + h];
+    return acc[0];
+}
+
+// Every ISA against the chain, bit for bit: A (m rows) and B (n rows) of k floats with NaN in
+// the row gaps (ld = k + 3) and the last row of each ending at a guard page, so reading past
+// element k - 1 of a row poisons a result or faults; C between sentinel rows and columns.
+// Values include exact zeros of both signs and products that cancel.
+void test_dot_rows_kernel(const DotIsa& ki) {
+    const int64_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
+    const int64_t ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 100, 256, 257};
+    const int64_t ks[] = {0, 1, 3, 8, 15, 16, 17, 31, 32, 33, 64, 65, 100};
+    std::mt19937 rng(4242);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    int64_t cases = 0;
+    for (int64_t m : ms)
+        for (int64_t n : ns)
+            for (int64_t k : ks) {
+                if (fltest::case_failures() > 20) return;
+                const int64_t ld = k + 3, ldc = n + 5;
+                Guarded<float> a(static_cast<size_t>((m - 1) * ld + k), kNaN);
+                Guarded<float> b(static_cast<size_t>((n - 1) * ld + k), kNaN);
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t p = 0; p < k; ++p) {
+                        const uint32_t r = rng() % 16;
+                        a[i * ld + p] = r == 0 ? 0.0f : r == 1 ? -0.0f : u(rng);
+                    }
+                for (int64_t j = 0; j < n; ++j)
+                    for (int64_t p = 0; p < k; ++p) b[j * ld + p] = u(rng);
+                if (k > 0 && n > 1)  // row 1 of B = -(row 0 of A): products that cancel
+                    for (int64_t p = 0; p < k; ++p) b[ld + p] = -a[p];
+                std::vector<float> cbuf(static_cast<size_t>((m + 2) * ldc), sentinel());
+                float* c = cbuf.data() + ldc + 2;
+                ki.fn(m, n, k, a.data(), ld, b.data(), ld, c, ldc);
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t j = 0; j < n; ++j) {
+                        const float* ar = a.data() + i * ld;
+                        const float* br = b.data() + j * ld;
+                        const float want = dot_chain(ar, br, k);
+                        const float got = c[i * ldc + j];
+                        double exact = 0.0, mag = 0.0;
+                        for (int64_t p = 0; p < k; ++p) {
+                            exact += static_cast<double>(ar[p]) * br[p];
+                            mag += std::fabs(static_cast<double>(ar[p]) * br[p]);
+                        }
+                        FLT_CHECK_MSG(fltest::float_bits(got) == fltest::float_bits(want),
+                                      "%s dot_rows m=%" PRId64 " n=%" PRId64 " k=%" PRId64
+                                      ": c[%" PRId64 "][%" PRId64 "] = %.9g, chain %.9g",
+                                      fl::isa_name(ki.isa), m, n, k, i, j, got, want);
+                        FLT_CHECK_MSG(std::fabs(got - exact) <= (k + 4) * kU * mag,
+                                      "%s dot_rows k=%" PRId64 ": %.9g vs exact %.17g",
+                                      fl::isa_name(ki.isa), k, got, exact);
+                    }
+                for (int64_t r = 0; r < m + 2; ++r)
+                    for (int64_t col = 0; col < ldc; ++col) {
+                        const bool inside = r >= 1 && r <= m && col >= 2 && col < n + 2;
+                        if (!inside)
+                            FLT_CHECK_MSG(fltest::float_bits(cbuf[r * ldc + col]) == kSentinelBits,
+                                          "%s dot_rows m=%" PRId64 " n=%" PRId64 " k=%" PRId64
+                                          ": wrote outside C (%" PRId64 ", %" PRId64 ")",
+                                          fl::isa_name(ki.isa), m, n, k, r - 1, col - 2);
+                    }
+                ++cases;
+            }
+    // m == 0 or n == 0: nothing written.
+    float c0 = sentinel();
+    ki.fn(0, 5, 3, nullptr, 3, nullptr, 3, &c0, 1);
+    ki.fn(5, 0, 3, nullptr, 3, nullptr, 3, &c0, 1);
+    FLT_CHECK(fltest::float_bits(c0) == kSentinelBits);
+    std::printf("  %s dot_rows: %" PRId64 " cases\n", fl::isa_name(ki.isa), cases);
+}
+
+// Special values: a NaN or inf in a row makes exactly its dot products NaN / inf (as the
+// chain does), the same on every ISA; -0 and +0 results as the chain gives them.
+void test_dot_rows_special(const DotIsa& ki) {
+    const int64_t m = 3, n = 21, k = 37;
+    std::vector<float> a(static_cast<size_t>(m * k)), b(static_cast<size_t>(n * k));
+    std::mt19937 rng(99);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& x : a) x = u(rng);
+    for (float& x : b) x = u(rng);
+    b[5 * k + 36] = kNaN;   // key 5: NaN in the tail block
+    b[6 * k + 3] = kInf;    // key 6: +inf
+    b[7 * k + 20] = -kInf;  // key 7: -inf
+    for (int64_t i = 0; i < m; ++i) {
+        a[i * k] = 1.0f;
+        a[i * k + 1] = -1.0f;
+    }
+    for (int64_t p = 0; p < k; ++p) b[8 * k + p] = p < 2 ? kInf : 0.5f;  // inf + -inf
+    for (int64_t p = 0; p < k; ++p) b[9 * k + p] = -0.0f;  // all -0 products: +0 (acc starts +0)
+    std::vector<float> c(static_cast<size_t>(m * n));
+    ki.fn(m, n, k, a.data(), k, b.data(), k, c.data(), n);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            const float want = dot_chain(a.data() + i * k, b.data() + j * k, k);
+            const float got = c[i * n + j];
+            FLT_CHECK_MSG(fltest::float_bits(got) == fltest::float_bits(want) ||
+                              (std::isnan(got) && std::isnan(want)),
+                          "%s dot_rows special c[%" PRId64 "][%" PRId64 "] = %g, chain %g",
+                          fl::isa_name(ki.isa), i, j, got, want);
+        }
+    for (int64_t i = 0; i < m; ++i) {
+        FLT_CHECK(std::isnan(c[i * n + 5]));
+        FLT_CHECK(std::isinf(c[i * n + 6]));
+        FLT_CHECK(std::isnan(c[i * n + 8]));  // inf - inf
+        FLT_CHECK(fltest::float_bits(c[i * n + 9]) == 0u);
+        FLT_CHECK(std::isfinite(c[i * n + 10]));
+    }
+}
+
+// Every ISA gives the scalar kernel's bits on long random rows (the decode driver's shapes:
+// up to 8 rows of A against 256 keys of D = 64, 128 and odd widths).
+void test_dot_rows_isas_agree() {
+    const std::vector<DotIsa> all = dot_kernels_built();
+    std::mt19937 rng(7);
+    std::normal_distribution<float> g(0.0f, 3.0f);
+    for (int64_t k : {64, 128, 80, 200, 7}) {
+        for (int64_t m : {1, 4, 6, 8}) {
+            const int64_t n = 256;
+            std::vector<float> a(static_cast<size_t>(m * k)), b(static_cast<size_t>(n * k));
+            for (float& x : a) x = g(rng);
+            for (float& x : b) x = g(rng);
+            std::vector<float> ref(static_cast<size_t>(m * n)), got(ref.size());
+            fl_dot_rows_f32_scalar(m, n, k, a.data(), k, b.data(), k, ref.data(), n);
+            for (const DotIsa& ki : all) {
+                if (!fltest::isa_supported(ki.isa)) continue;
+                std::fill(got.begin(), got.end(), sentinel());
+                ki.fn(m, n, k, a.data(), k, b.data(), k, got.data(), n);
+                FLT_CHECK_MSG(std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)) == 0,
+                              "dot_rows %s differs from scalar (m=%" PRId64 " k=%" PRId64 ")",
+                              fl::isa_name(ki.isa), m, k);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // fl::attention_forward
 // ---------------------------------------------------------------------------------------------
 
@@ -803,6 +976,111 @@ void test_attention_threads_bitwise() {
     fl::set_num_threads(saved);
 }
 
+// The decode driver (T <= 8 dot scores, attention_decode.cpp): every T of it (and 9, the
+// blocked driver) x S around the 256-key chunks and long x rule x causal x mask, D and Dv
+// cycling; the same checks as above (double reference, guard pages, gaps, with and without
+// weights bitwise).
+void test_attention_decode_grid() {
+    const int64_t ts[] = {1, 2, 3, 4, 5, 7, 8, 9};
+    const int64_t ss[] = {1, 2, 13, 255, 256, 257, 512, 513, 1500};
+    const int64_t dims[][2] = {{64, 64}, {1, 3}, {16, 17}, {17, 16}, {33, 8}, {3, 1}};
+    uint32_t idx = 300;
+    for (int64_t t : ts)
+        for (int64_t s : ss)
+            for (int rule = 0; rule < 3; ++rule)
+                for (int causal = 0; causal < 2; ++causal)
+                    for (int mask = 0; mask < 2; ++mask) {
+                        if (fltest::case_failures() > 40) return;
+                        const int64_t* dd = dims[idx % 6];
+                        AttnCase c = make_case(t, s, dd[0], dd[1], rule, causal != 0, mask,
+                                               false, idx++);
+                        c.batch = 1 + idx % 2;
+                        c.heads = 1 + (idx / 2) % 3;
+                        c.shared_kv = c.heads > 1 && idx % 3 == 0;
+                        check_attention_case(c);
+                    }
+}
+
+// Decode shapes: bitwise the same outputs and weights for 1, 2 and 3 threads, with several
+// heads (tasks of one head's chunks end up on different threads) and many 256-key chunks.
+void test_attention_decode_threads_bitwise() {
+    const int saved = fl::num_threads();
+    const int64_t shapes[][2] = {{1, 4100}, {4, 1031}, {8, 2048}};
+    uint32_t idx = 500;
+    for (const auto& sh : shapes)
+        for (int rule = 0; rule < 3; ++rule)
+            for (int causal = 0; causal < 2; ++causal)
+                for (int mask = 0; mask < 2; ++mask) {
+                    AttnCase c = make_case(sh[0], sh[1], 64, 48, rule, causal != 0, mask, false,
+                                           idx++);
+                    c.batch = 2;
+                    c.heads = 3;
+                    c.shared_kv = false;
+                    AttnData data(c);
+                    const size_t n_out = static_cast<size_t>(c.batch * c.heads * c.t * data.ldo);
+                    const size_t n_w = static_cast<size_t>(c.batch * c.heads * c.t * c.s);
+                    std::vector<float> out1, w1;
+                    for (int threads : {1, 2, 3}) {
+                        fl::set_num_threads(threads);
+                        std::vector<float> out(n_out, sentinel()), w(n_w, sentinel()),
+                            out_nw(n_out, sentinel());
+                        fl::attention_forward(data.args(out.data(), w.data()));
+                        fl::attention_forward(data.args(out_nw.data(), nullptr));
+                        FLT_CHECK_MSG(std::memcmp(out.data(), out_nw.data(),
+                                                  n_out * sizeof(float)) == 0,
+                                      "%s threads=%d: output differs without weights",
+                                      describe(c).c_str(), threads);
+                        if (threads == 1) {
+                            out1 = out;
+                            w1 = w;
+                            continue;
+                        }
+                        FLT_CHECK_MSG(
+                            std::memcmp(out.data(), out1.data(), n_out * sizeof(float)) == 0,
+                            "%s: output with %d threads differs from 1 thread",
+                            describe(c).c_str(), threads);
+                        FLT_CHECK_MSG(std::memcmp(w.data(), w1.data(), n_w * sizeof(float)) == 0,
+                                      "%s: weights with %d threads differ from 1 thread",
+                                      describe(c).c_str(), threads);
+                    }
+                }
+    fl::set_num_threads(saved);
+}
+
+// NaN in one key (decode driver): exactly the rows that may attend it are NaN - also a row
+// whose only kept key in that key's chunk is the NaN one, and not a row that masks it or
+// whose causal window ends before it; a fully masked row stays the (finite) mean of v.
+void test_attention_decode_nan_key() {
+    for (int64_t j : {0, 2, 255, 256, 700}) {
+        for (int causal = 0; causal < 2; ++causal) {
+            AttnCase c = make_case(8, 800, 16, 8, 0, causal != 0, 1, false, 900);
+            c.batch = 1;
+            c.heads = 1;
+            AttnData data(c);
+            for (int64_t e = 0; e < c.d; ++e) data.k[j * data.ldk + e] = kNaN;
+            auto keep = [&](int64_t t, int64_t s) -> uint8_t& { return data.mask[t * data.ldm + s]; };
+            for (int64_t t = 0; t < c.t; ++t)
+                for (int64_t s = 0; s < c.s; ++s) keep(t, s) = 1;
+            keep(1, j) = 0;
+            for (int64_t s = j / 256 * 256; s < std::min<int64_t>(c.s, j / 256 * 256 + 256); ++s)
+                keep(2, s) = s == j;  // row 2: key j alone in its chunk
+            for (int64_t s = 0; s < c.s; ++s) keep(3, s) = s == j;  // row 3: key j only
+            for (int64_t s = 0; s < c.s; ++s) keep(4, s) = 0;       // row 4: nothing
+            std::vector<float> out(static_cast<size_t>(c.t * data.ldo), sentinel());
+            fl::attention_forward(data.args(out.data(), nullptr));
+            for (int64_t t = 0; t < c.t; ++t) {
+                const bool may = keep(t, j) != 0 && (!causal || j <= t);
+                for (int64_t e = 0; e < c.dv; ++e) {
+                    const float o = out[t * data.ldo + e];
+                    FLT_CHECK_MSG(may ? std::isnan(o) : std::isfinite(o),
+                                  "NaN key %" PRId64 " causal=%d: row %" PRId64 " = %g", j, causal,
+                                  t, o);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 namespace fltest {
@@ -827,6 +1105,19 @@ void register_attention_tests() {
     add_case("attention_ts_grid", test_attention_ts_grid);
     add_case("attention_dim_grid", test_attention_dim_grid);
     add_case("attention_threads_bitwise", test_attention_threads_bitwise);
+    for (const DotIsa& k : dot_kernels_built()) {
+        const std::string isa = fl::isa_name(k.isa);
+        if (!fltest::isa_supported(k.isa)) {
+            std::printf("skip %s dot_rows kernel: not supported by this CPU\n", isa.c_str());
+            continue;
+        }
+        add_case("dot_rows_" + isa, [k] { test_dot_rows_kernel(k); });
+        add_case("dot_rows_special_" + isa, [k] { test_dot_rows_special(k); });
+    }
+    add_case("dot_rows_isas_agree", test_dot_rows_isas_agree);
+    add_case("attention_decode_grid", test_attention_decode_grid);
+    add_case("attention_decode_threads_bitwise", test_attention_decode_threads_bitwise);
+    add_case("attention_decode_nan_key", test_attention_decode_nan_key);
 }
 
 }  // namespace fltest

@@ -184,6 +184,28 @@ void fl_igemm_f32_avx2(int64_t m, int64_t n, int64_t ks, int64_t kc, const float
                        int64_t ldc);
 #endif
 
+/* Dot products of rows read in place (csrc/ukernels/dotrows/<isa>.cpp), for a few rows of A
+ * (attention queries) against many rows of B (keys, in place, no packing):
+ *
+ *   C[i][j] (i < m, j < n) = sum over p < k of A[i][p] * B[j][p], A[i][p] at a[i*lda + p],
+ *   B[j][p] at b[j*ldb + p], C[i][j] at c[i*ldc + j]. Every result is this fixed chain, the same
+ *   on every ISA (bitwise): 16 lane sums acc[l] = +0, l < 16; for each block p0 = 0, 16, 32, ...
+ *   (p0 < k) and every lane l, acc[l] = fma(A[i][p0 + l], B[j][p0 + l], acc[l]), where both
+ *   factors are taken as 0 for p0 + l >= k; then the tree acc[l] = acc[l] + acc[l + h] for
+ *   h = 8, 4, 2, 1 and l < h (lower lane first), and C[i][j] = acc[0].
+ *   Only p < k of a row is read (i < m, j < n), only C[i][j] with i < m, j < n is written; C
+ *   must not overlap A or B. No alignment required; m, n, k >= 0 (k == 0 gives +0). */
+void fl_dot_rows_f32_scalar(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                            const float* b, int64_t ldb, float* c, int64_t ldc);
+#if defined(FL_HAVE_AVX2)
+void fl_dot_rows_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                          const float* b, int64_t ldb, float* c, int64_t ldc);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_dot_rows_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                            const float* b, int64_t ldb, float* c, int64_t ldc);
+#endif
+
 /* FMA peak probe (csrc/ukernels/probe/<isa>.cpp): runs `iters` steps of independent FMA chains
  * held in registers (enough chains to fill the FMA pipes), writes a value depending on every
  * chain to *sink and returns the number of floating-point operations done (2 per FMA lane).

@@ -1,0 +1,24 @@
+// Internal: the decode attention driver (csrc/ops/attention_decode.cpp), chosen by
+// attention_forward (csrc/ops/attention.cpp) for a few queries with dot scores.
+#pragma once
+
+#include <cstdint>
+
+#include "fastlayers/ops.h"
+
+namespace fl {
+
+// Up to this many query rows take the decode driver (dot scores only).
+constexpr int64_t kDecodeMaxQueries = 8;
+// Keys per chunk: fixed, whatever the thread count, so the bits never depend on it.
+constexpr int64_t kDecodeChunk = 256;
+
+// Whether attention_decode_forward serves these arguments: dot scores and 1 <= T <= 8.
+bool attention_decode_applies(const AttentionArgs& args);
+
+// attention_forward for those arguments (same contract, ops.h): K and V are read in place,
+// no packing; the keys are split into chunks of kDecodeChunk, one partial softmax each, merged
+// in chunk order. Bitwise identical for any thread count and with or without weights.
+void attention_decode_forward(const AttentionArgs& args);
+
+}  // namespace fl
