@@ -132,6 +132,9 @@ KernelTable make_table(Isa isa) {
 #if defined(FL_HAVE_AVX512)
     if (isa == Isa::avx512) {
         // Kernels with an avx512 version (the others keep their avx2 one, same bits).
+        t.gemm = fl_gemm_f32_avx512;
+        t.gemm_rowb = fl_gemm_rowb_f32_avx512;
+        t.pack_t16 = fl_pack_t16_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)
