@@ -95,6 +95,7 @@ KernelTable make_table(Isa isa) {
     t.row_max = fl_row_max_scalar;
     t.exp_shift_sum = fl_exp_shift_sum_scalar;
     t.gemm = fl_gemm_f32_scalar;
+    t.gemm_mr = 6;
     t.pack_t16 = fl_pack_t16_scalar;  // also on NEON
     t.gemm_rowb = fl_gemm_rowb_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
@@ -133,6 +134,7 @@ KernelTable make_table(Isa isa) {
     if (isa == Isa::avx512) {
         // Kernels with an avx512 version (the others keep their avx2 one, same bits).
         t.gemm = fl_gemm_f32_avx512;
+        t.gemm_mr = 14;
         t.gemm_rowb = fl_gemm_rowb_f32_avx512;
         t.pack_t16 = fl_pack_t16_avx512;
     }
