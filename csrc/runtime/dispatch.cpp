@@ -95,6 +95,7 @@ KernelTable make_table(Isa isa) {
     t.row_max = fl_row_max_scalar;
     t.exp_shift_sum = fl_exp_shift_sum_scalar;
     t.gemm = fl_gemm_f32_scalar;
+    t.gemm_mr = 6;
     t.pack_t16 = fl_pack_t16_scalar;  // also on NEON
     t.gemm_rowb = fl_gemm_rowb_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
@@ -147,6 +148,10 @@ KernelTable make_table(Isa isa) {
         t.lstm_gates = fl_lstm_gates_avx512;
         t.gru_gates = fl_gru_gates_avx512;
         t.dot_rows = fl_dot_rows_f32_avx512;
+        t.gemm = fl_gemm_f32_avx512;
+        t.gemm_mr = 14;
+        t.gemm_rowb = fl_gemm_rowb_f32_avx512;
+        t.pack_t16 = fl_pack_t16_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

@@ -40,6 +40,11 @@ struct KernelTable {
     void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                  const float* b, int64_t b_panel_stride, const float* bias, int load_c, float* c,
                  int64_t ldc);
+    // Rows per register block of gemm: the GEMM driver (csrc/gemm/gemm.cpp) hands the kernel
+    // blocks of up to this many rows (and packs A in micro-panels of that height). 6 for the
+    // scalar, AVX2 and NEON kernels, 14 for AVX-512 (14 x 32 tiles). The kernel accepts any m;
+    // this only decides the tile heights the driver's blocks map to.
+    int64_t gemm_mr;
 
     // GEMM with a row-major B read in place (no packing), for a few rows and a B used once:
     // the chains of gemm (fl_gemm_rowb_f32_<isa>, ukernels.h). Used by fl::gemm for few rows

@@ -104,6 +104,12 @@ void fl_gemm_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
                       int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
                       int load_c, float* c, int64_t ldc);
 #endif
+#if defined(FL_HAVE_AVX512)
+/* Register tiles up to 14 x 32 (m x 48 / 64 / 96 / 128 for shorter blocks); any m. */
+void fl_gemm_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
+                        int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
+                        int load_c, float* c, int64_t ldc);
+#endif
 #if defined(FL_HAVE_NEON)
 void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
                       int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
@@ -127,6 +133,11 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
                            const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                            int64_t ldc);
 #endif
+#if defined(FL_HAVE_AVX512)
+void fl_gemm_rowb_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                             const float* b, int64_t ldb, const float* bias, int load_c, float* c,
+                             int64_t ldc);
+#endif
 
 /* Transposing pack of one B panel (csrc/ukernels/gemm/<isa>.cpp), used for transposed
  * operands such as K^T in Q·K^T: w source rows of kc contiguous floats become one 16-wide
@@ -137,6 +148,9 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
 void fl_pack_t16_scalar(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
 #if defined(FL_HAVE_AVX2)
 void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_pack_t16_avx512(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
 #endif
 
 /* Depthwise conv micro-kernel, depth multiplier 1 (csrc/ukernels/dwconv/<isa>.cpp): for each
