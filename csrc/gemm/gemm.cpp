@@ -218,7 +218,7 @@ void gemm_task(void* ctx, int64_t begin, int64_t end) {
 
 // Widest register tile of the micro-kernels for a given row count (columns), so that a column
 // split never cuts a strip. mr = 6 (scalar, AVX2, NEON): 1 row -> 64, 2 -> 48, 3 -> 32, else
-// 16. mr = 14 (AVX-512, see csrc/ukernels/gemm/avx512.cpp): 1 -> 128, 2 -> 96, 3..6 -> 64,
+// 16. mr = 14 (AVX-512, see csrc/ukernels/gemm/avx512.cpp): 1 -> 64, 2 -> 96, 3..6 -> 64,
 // 7..9 -> 48, else 32 (a block of more than 14 rows is cut into tiles of at least 7 rows).
 int64_t strip_width(int64_t m, int64_t mr) {
     if (mr == 6) {
@@ -227,7 +227,6 @@ int64_t strip_width(int64_t m, int64_t mr) {
         if (m == 3) return 32;
         return 16;
     }
-    if (m == 1) return 128;
     if (m == 2) return 96;
     if (m <= 6) return 64;
     if (m <= 9) return 48;

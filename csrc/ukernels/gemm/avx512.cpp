@@ -22,7 +22,9 @@
 //   m = 7..9   : m x 48   (3 panels, 21..27 accumulators)
 //   m = 3..6   : m x 64   (4 panels, 12..24 accumulators)
 //   m = 2      : 2 x 96   (6 panels, 12 accumulators)
-//   m = 1      : 1 x 128  (8 panels, 8 independent chains: two FMA pipes x 4 cycles of latency)
+//   m = 1      : 1 x 64   (4 panels, 4 chains: a single row is bound by streaming B, and 4
+//                panel streams ran (1, 784) x (784, 512) at 47-50 GFLOP/s against 44 with 8
+//                streams of a 1 x 128 tile and 47 for the AVX2 kernel)
 // Larger m is cut into blocks of 14 rows; a remainder that would leave a block of fewer than 6
 // rows is split evenly instead (15 -> 8 + 7), so no block streams B for a single row. The k loop
 // is unrolled by 4; a packed A (rs_a == 1) gets its own instantiation with constant offsets.
@@ -180,7 +182,7 @@ FL_G512_AI void gemm_block_avx512(const int RS1, int64_t rows, int64_t n, int64_
         gemm_rows_avx512(MRC, NVC, RS1, n, k, a, rs_a, cs_a, b, ps, bias, load_c, c, ldc); \
         break;
     switch (rows) {
-        FL_G512_ROWS(1, 8)
+        FL_G512_ROWS(1, 4)
         FL_G512_ROWS(2, 6)
         FL_G512_ROWS(3, 4)
         FL_G512_ROWS(4, 4)
