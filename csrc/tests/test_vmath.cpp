@@ -243,6 +243,13 @@ void test_act_exact_values(const VmathIsa& k) {
         FLT_CHECK_MSG(y == c.want, "%s %s(%g) = %.9g, want %.9g", fl::isa_name(k.isa),
                       fl::act_name(static_cast<int>(c.act)), c.x, y, c.want);
     }
+    // Odd functions keep the sign of zero: tanh(+0) = +0, tanh(-0) = -0.
+    for (float z : {0.0f, -0.0f}) {
+        float y = z;
+        k.act[static_cast<int>(Act::tanh)](&y, 1);
+        FLT_CHECK_MSG(fltest::f2u(y) == fltest::f2u(z), "%s tanh(%g) has the wrong sign",
+                      fl::isa_name(k.isa), z);
+    }
     // NaN in, NaN out, for every activation, whatever the sign and payload.
     const float nans[] = {kNaN, -kNaN, fltest::u2f(0x7FA00001u), fltest::u2f(0xFFC12345u)};
     for (int id = 0; id < fl::kNumActs; ++id) {
