@@ -365,9 +365,12 @@ void igemm_forward(const float* x, const Conv2dShape& s, const PackedConv& w, fl
     const int64_t nc = std::max<int64_t>(
         kGemmNR, std::min<int64_t>((65536 / std::max<int64_t>(k, 1)) / kGemmNR * kGemmNR,
                                    (fg + kGemmNR - 1) / kGemmNR * kGemmNR));
-    const int64_t tile = conv2d_tile_pixels(k);
-    const int64_t blocks = (pixels + kGemmMR - 1) / kGemmMR;
-    const int64_t macs_per_block = kGemmMR * k * s.f;
+    // Pixel runs are multiples of the kernel's row block (kernels().igemm_mr: 6, or 12 for the
+    // AVX-512 tiles), so only the last run of the problem ends in a short register tile.
+    const int64_t mr = kernels().igemm_mr;
+    const int64_t tile = std::max(mr, conv2d_tile_pixels(k) / mr * mr);
+    const int64_t blocks = (pixels + mr - 1) / mr;
+    const int64_t macs_per_block = mr * k * s.f;
     const int64_t min_blocks =
         std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_block - 1) / macs_per_block);
     const int64_t workers =
@@ -387,8 +390,8 @@ void igemm_forward(const float* x, const Conv2dShape& s, const PackedConv& w, fl
         do {
             if (p >= pixels) return false;
             const int64_t guided =
-                workers > 1 ? (pixels - p) / (2 * workers) / kGemmMR * kGemmMR : tile;
-            m = std::min(pixels - p, std::min(tile, std::max(kGemmMR, guided)));
+                workers > 1 ? (pixels - p) / (2 * workers) / mr * mr : tile;
+            m = std::min(pixels - p, std::min(tile, std::max(mr, guided)));
         } while (!next.compare_exchange_weak(p, p + m, std::memory_order_relaxed));
         p0 = p;
         return true;
