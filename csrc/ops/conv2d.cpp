@@ -8,8 +8,6 @@
 // of A_g is the patch of output pixel p: A_g[p][(a*kw + b)*cg + c] =
 // xp[n, i*sh + a*dh, j*sw + b*dw, g*cg + c] (zero in the padding). The full A_g (the im2col
 // matrix, kh*kw times the input) is never built:
-//   * 1x1, stride 1 (pads are then always zero): A_g IS x, rows of lda = C starting at channel
-//     g*cg, so the GEMM reads x directly (no copy) and threads itself.
 //   * depthwise (cg == 1; multiplier fg == 1, or any fg with C >= 8): a direct kernel
 //     (kernels().dwconv) reads the patch rows through per-tile pointers, no GEMM (see
 //     depthwise_forward).
@@ -18,7 +16,11 @@
 //     pointers - kernel rows of kw*cg floats for few-channel convs, else single taps of cg
 //     floats - so nothing is copied but the few kernel rows that the left/right padding clips
 //     (see igemm_forward). At one thread it measured 1.08x (64 channels, 3x3) to 1.9-2.3x
-//     (3 channels) faster than the expanded tiles below, 1.6-7x on grouped convs.
+//     (3 channels) faster than the expanded tiles below, 1.6-7x on grouped convs. 1x1 convs
+//     take it too (one chunk per pixel).
+//   * 1x1, stride 1 (pads are then always zero) without the indirect path: A_g IS x, rows of
+//     lda = C starting at channel g*cg, so the GEMM reads x directly (no copy) and threads
+//     itself.
 //   * otherwise the pixels are cut into tiles of T = conv2d_tile_pixels(K) rows (48..240, about
 //     256 KiB of patches); each parallel_for chunk (one per thread) owns one tile buffer
 //     (T x K floats, allocated once per call), and for each of its tiles and each group expands
@@ -446,8 +448,14 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
         return;
     }
 
-    // 1x1 stride 1: x is the A operand of every group (pads are zero for a 1x1 kernel).
-    if (s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_top == 0 && s.pad_left == 0) {
+    // 1x1 stride 1: x is the A operand of every group (pads are zero for a 1x1 kernel). The
+    // indirect kernel reads it in place as well (one chunk per pixel) and is taken first where
+    // it exists: on AVX-512, 1x28x28x256 -> 256 and 1x14x14x512 -> 512 measured 0.44 ms on it
+    // against 0.89-0.92 ms on the GEMM path (1 thread, the AVX2 GEMM kernel); on AVX2 both
+    // paths measured the same (0.88-0.97 ms).
+    const bool igemm_ok = k <= kIgemmMaxK && kernels().igemm;
+    if (!igemm_ok && s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_top == 0 &&
+        s.pad_left == 0) {
         for (int64_t g = 0; g < s.groups; ++g) {
             const PackedB& b = w.group(g);
             gemm_packed_raw(x + g * cg, pixels, s.c, k, fg, b.data(), b.panel_stride(), b.bias(),
@@ -456,7 +464,7 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
         return;
     }
 
-    if (k <= kIgemmMaxK && kernels().igemm) {
+    if (igemm_ok) {
         igemm_forward(x, s, w, y, act);
         return;
     }
