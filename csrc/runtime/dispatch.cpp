@@ -100,6 +100,7 @@ KernelTable make_table(Isa isa) {
     t.gemm_rowb = fl_gemm_rowb_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.igemm = fl_igemm_f32_scalar;
+    t.igemm_mr = 6;
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
     FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
 #undef FL_SET_ACT_SCALAR
@@ -152,6 +153,9 @@ KernelTable make_table(Isa isa) {
         t.gemm_mr = 14;
         t.gemm_rowb = fl_gemm_rowb_f32_avx512;
         t.pack_t16 = fl_pack_t16_avx512;
+        t.igemm = fl_igemm_f32_avx512;
+        t.igemm_mr = 12;
+        t.dwconv = fl_dwconv_f32_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

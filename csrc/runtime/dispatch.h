@@ -69,6 +69,9 @@ struct KernelTable {
     // nullptr on NEON (no kernel there yet), where conv2d expands patches for gemm instead.
     void (*igemm)(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
                   const float* b, int64_t b_panel_stride, const float* bias, float* c, int64_t ldc);
+    // Row block of igemm's register tiles: the conv driver hands it pixel runs that are
+    // multiples of this (6 on scalar and AVX2, 12 on AVX-512), so no run ends in a short tile.
+    int64_t igemm_mr;
 
     // Elementwise activations in place: act[id](y, n) sets y[i] = act(y[i]) for i in [0, n),
     // id = static_cast<int>(fl::Act) (activations.h); act[Act::linear] does nothing.

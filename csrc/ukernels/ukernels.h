@@ -168,6 +168,10 @@ void fl_dwconv_f32_scalar(int64_t m, int64_t ch, int64_t taps, const float* cons
 void fl_dwconv_f32_avx2(int64_t m, int64_t ch, int64_t taps, const float* const* rows,
                         const float* k, const float* bias, float* y, int64_t ldy);
 #endif
+#if defined(FL_HAVE_AVX512)
+void fl_dwconv_f32_avx512(int64_t m, int64_t ch, int64_t taps, const float* const* rows,
+                          const float* k, const float* bias, float* y, int64_t ldy);
+#endif
 
 /* Indirect GEMM micro-kernel for convolution (csrc/ukernels/igemm/<isa>.cpp): the GEMM above
  * with A given through pointers instead of a matrix, K = ks*kc:
@@ -186,7 +190,8 @@ void fl_dwconv_f32_avx2(int64_t m, int64_t ch, int64_t taps, const float* const*
  *      b_panel_stride); bias: NULL or readable for ceil(n/16)*16 floats.
  *   C: element (i, j) at c[i*ldc + j]; only i < m, j < n is written (never read).
  *   No alignment is required. m, n, ks, kc >= 0. Register tiles on AVX2: 12 x 8 when n <= 8,
- *   else as fl_gemm_f32 (6 x 16 ...). There is no NEON file yet: on NEON the dispatch table has
+ *   else as fl_gemm_f32 (6 x 16 ...); on AVX-512: 24 x 16 when n <= 16, else 12 x 32 (rows
+ *   in blocks of KernelTable::igemm_mr = 12 suit it best). There is no NEON file yet: on NEON the dispatch table has
  *   no igemm and conv2d expands patches for the NEON GEMM instead.
  */
 void fl_igemm_f32_scalar(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
@@ -196,6 +201,11 @@ void fl_igemm_f32_scalar(int64_t m, int64_t n, int64_t ks, int64_t kc, const flo
 void fl_igemm_f32_avx2(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
                        const float* b, int64_t b_panel_stride, const float* bias, float* c,
                        int64_t ldc);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_igemm_f32_avx512(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
+                         const float* b, int64_t b_panel_stride, const float* bias, float* c,
+                         int64_t ldc);
 #endif
 
 /* Dot products of rows read in place (csrc/ukernels/dotrows/<isa>.cpp), for a few rows of A
