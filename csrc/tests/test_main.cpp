@@ -2,7 +2,7 @@
 // double-precision reference, plus the runtime (dispatch, thread pool). No Python, no framework:
 // a test case is a function, CHECK records a failure, main() prints "N passed, N failed".
 //
-// Usage: fl_tests [--expect-isa NAME] [--expect-cap-message] [--skip CASE]...
+// Usage: fl_tests [--expect-isa NAME] [--expect-cap-message] [--skip CASE]... [--only CASE]...
 //   (ctest runs it once plainly and once per FASTLAYERS_ISA setting, see CMakeLists.txt)
 #include <algorithm>
 #include <atomic>
@@ -834,6 +834,7 @@ int main(int argc, char** argv) {
     const char* expect_isa = nullptr;
     bool expect_cap_message = false;
     std::vector<std::string> skip;  // e.g. fork_child_can_run_regions under qemu-user
+    std::vector<std::string> only;  // run just these cases (e.g. the cap-message check)
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--expect-isa" && i + 1 < argc) {
@@ -842,9 +843,12 @@ int main(int argc, char** argv) {
             expect_cap_message = true;
         } else if (a == "--skip" && i + 1 < argc) {
             skip.push_back(argv[++i]);
+        } else if (a == "--only" && i + 1 < argc) {
+            only.push_back(argv[++i]);
         } else {
             std::fprintf(stderr,
-                         "usage: %s [--expect-isa NAME] [--expect-cap-message] [--skip CASE]...\n",
+                         "usage: %s [--expect-isa NAME] [--expect-cap-message] [--skip CASE]... "
+                         "[--only CASE]...\n",
                          argv[0]);
             return 2;
         }
@@ -910,6 +914,7 @@ int main(int argc, char** argv) {
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {
+        if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
         if (std::find(skip.begin(), skip.end(), c.name) != skip.end()) {
             std::printf("skip %s\n", c.name.c_str());
             continue;
