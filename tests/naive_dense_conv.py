@@ -6,7 +6,7 @@ element, explicit bounds checks instead of a padded copy, a bisection for
 sparsemax. Every function takes the float32 values the ops compute on (inputs are
 rounded to float32 first, as the ops do) and returns a float64 array.
 
-Semantics: Keras 3 (SEMANTICS.md §2-§5). NaN in gives NaN out for every
+Semantics: Keras 3 (docs/semantics.md §2-§5). NaN in gives NaN out for every
 elementwise activation (``_nan_in_nan_out``), as IEEE arithmetic propagates it.
 """
 
@@ -225,7 +225,7 @@ def conv2d(
     groups=1,
     activation_name=None,
 ) -> np.ndarray:
-    """NHWC convolution, one output pixel and group at a time (SEMANTICS.md §5).
+    """NHWC convolution, one output pixel and group at a time (docs/semantics.md §5).
 
     y[n, i, j, g*fg + f] = bias + sum over taps (a, b) inside the image and channels
     c < cg of x[n, i*sh + a*dh - top, j*sw + b*dw - left, g*cg + c] * K[a, b, c, g*fg + f].

@@ -1,6 +1,6 @@
 """Naive float64 references for the recurrent, softmax and attention ops.
 
-Written from SEMANTICS.md §6-§12 with explicit Python loops over batch, time,
+Written from docs/semantics.md §6-§12, §14 with explicit Python loops over batch, time,
 heads, rows and units, scalar ``math`` functions and Python floats: deliberately
 not the vectorized code of fastlayers/_numpy, so that a shared mistake is
 unlikely. Slow; use small shapes.

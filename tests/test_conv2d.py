@@ -1,7 +1,7 @@
 """conv2d against the float64 naive reference (tests/naive_dense_conv.py).
 
 The reference loops over output pixels and skips taps in the zero padding; its
-"same" split is pinned to the table of SEMANTICS.md §5 below. Every test runs on
+"same" split is pinned to the table of docs/semantics.md §5 below. Every test runs on
 each backend that serves conv2d (``backends_for``). Keras golden fixtures are in
 test_golden.py.
 """
@@ -48,7 +48,7 @@ def _check(backend, x, kernel, bias=None, **kwargs):
 
 # ------------------------------------------------------------------- "same" padding
 
-# (n, k, s, d, out, (before, after)) from SEMANTICS.md §5: the extra pixel of odd
+# (n, k, s, d, out, (before, after)) from docs/semantics.md §5: the extra pixel of odd
 # total padding goes at the bottom/right.
 SAME_TABLE = [
     (8, 2, 1, 1, 8, (0, 1)),

@@ -1,4 +1,4 @@
-"""Peak memory of the C++ kernels stays near input + output (DESIGN.md, Memory).
+"""Peak memory of the C++ kernels stays near input + output (docs/architecture.md §8).
 
 Measured in a child process with the kernel's peak resident set size (ru_maxrss), which
 counts native allocations that tracemalloc cannot see.

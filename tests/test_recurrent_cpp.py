@@ -16,7 +16,7 @@ from conftest import NUMPY_ONLY, assert_close, run_on
 
 import fastlayers as fl
 from fastlayers import _backend, layers
-from fastlayers._cpp.recurrent import pack_lstm
+from fastlayers._cpp import pack_lstm
 
 F32 = np.float32
 

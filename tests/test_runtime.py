@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,7 @@ ALL_OPS = {
     ),
     "gru": lambda: fastlayers.gru(np.ones((1, 2, 3)), np.ones((3, 6)), np.ones((2, 6))),
     "softmax": lambda: fastlayers.softmax(np.ones((2, 3))),
+    "matmul": lambda: fastlayers.matmul(np.ones((2, 2, 3)), np.ones((2, 4, 3)), transpose_b=True),
     "attention": lambda: fastlayers.attention(np.ones((1, 2, 3)), np.ones((1, 4, 3))),
     "additive_attention": lambda: fastlayers.additive_attention(
         np.ones((1, 2, 3)), np.ones((1, 4, 3))
@@ -186,9 +188,57 @@ def test_num_threads_roundtrip_and_errors():
         (1.5, TypeError),
         ("2", TypeError),
         (True, TypeError),
+        (np.True_, TypeError),
+        (2**40, ValueError),
+        (4096, ValueError),
+        (_backend.max_threads() + 1, ValueError),
     ):
         with pytest.raises(exc, match="set_num_threads"):
             fastlayers.set_num_threads(bad)
+
+
+def test_set_num_threads_takes_numpy_integers_up_to_the_cap():
+    before = fastlayers.get_num_threads()
+    try:
+        fastlayers.set_num_threads(np.int64(1))
+        assert fastlayers.get_num_threads() == 1
+        fastlayers.set_num_threads(_backend.max_threads())
+        assert fastlayers.get_num_threads() == _backend.max_threads()
+    finally:
+        fastlayers.set_num_threads(before)
+    assert _backend.max_threads() == min(4096, 4 * _backend._default_threads())
+
+
+def test_default_threads_follow_a_cgroup_quota(monkeypatch):
+    monkeypatch.setattr(_backend, "_cgroup_cpu_limit", lambda: 1)
+    assert _backend._default_threads() == 1
+    monkeypatch.setattr(_backend, "_cgroup_cpu_limit", lambda: None)
+    assert _backend._default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_cgroup_quota_parsing(tmp_path, monkeypatch):
+    import builtins
+
+    files = {}
+    real_open = builtins.open
+
+    def fake_open(path, *a, **k):
+        if str(path).startswith("/sys/fs/cgroup"):
+            if path not in files:
+                raise FileNotFoundError(path)
+            return io.StringIO(files[path])
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert _backend._cgroup_cpu_limit() is None
+    files["/sys/fs/cgroup/cpu.max"] = "150000 100000\n"
+    assert _backend._cgroup_cpu_limit() == 2
+    files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
+    assert _backend._cgroup_cpu_limit() is None
+    del files["/sys/fs/cgroup/cpu.max"]
+    files["/sys/fs/cgroup/cpu/cpu.cfs_quota_us"] = "100000\n"
+    files["/sys/fs/cgroup/cpu/cpu.cfs_period_us"] = "100000\n"
+    assert _backend._cgroup_cpu_limit() == 1
 
 
 # `python -c` puts the current directory on sys.path; run children elsewhere, with the
@@ -226,6 +276,8 @@ def test_env_bad_values_fail_clearly():
     assert r.returncode != 0 and "FASTLAYERS_BACKEND" in r.stderr
     r = _run("import fastlayers", FASTLAYERS_NUM_THREADS="many")
     assert r.returncode != 0 and "FASTLAYERS_NUM_THREADS" in r.stderr
+    r = _run("import fastlayers", FASTLAYERS_NUM_THREADS="9" * 20)
+    assert r.returncode != 0 and "FASTLAYERS_NUM_THREADS must be an integer in [1," in r.stderr
 
 
 @needs_core
@@ -246,19 +298,40 @@ def test_isa_cap_env():
     assert "sse9" in r.stdout
 
 
+def _bits(a):
+    """The float32 bits of a, with every NaN mapped to one pattern (payloads may differ)."""
+    a = np.asarray(a, np.float32)
+    return np.where(np.isnan(a), np.float32(np.nan), a).view(np.uint32)
+
+
 @needs_core
-def test_scalar_isa_softmax_matches_default():
-    code = (
-        "import numpy as np, fastlayers as f\n"
-        "x = np.random.default_rng(1).standard_normal((37, 133)).astype(np.float32)\n"
-        "import sys; np.save(sys.stdout.buffer, f.softmax(x))\n"
-    )
-    outs = []
-    for isa in ("scalar", ""):
-        r = _run(code, text=False, FASTLAYERS_ISA=isa)
+def test_isas_give_identical_bits():
+    """Every supported ISA (scalar, avx2, avx512, ...) gives the same bits on every op: dense with
+    every activation, every activation kernel, conv2d, lstm, lstm_cell, gru, softmax and every
+    attention op (tests/cross_isa_child.py), since each kernel family runs one algorithm with
+    one summation order on all ISAs (docs/architecture.md)."""
+    child = Path(__file__).with_name("cross_isa_child.py").read_text()
+    supported = fastlayers.runtime_info()["isas_supported"]
+    assert "scalar" in supported
+    results = {}
+    for isa in supported:
+        r = _run(child, text=False, FASTLAYERS_ISA=isa)
         assert r.returncode == 0, r.stderr.decode()
-        outs.append(np.load(io.BytesIO(r.stdout)))
-    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-7)
+        with np.load(io.BytesIO(r.stdout)) as z:
+            results[isa] = {k: z[k] for k in z.files}
+        assert str(results[isa].pop("isa")) == isa
+    ref = results["scalar"]
+    assert len(ref) > 60
+    for isa, res in results.items():
+        assert res.keys() == ref.keys()
+        for key, want in ref.items():
+            got = res[key]
+            assert got.shape == want.shape, (isa, key)
+            diff = _bits(got) != _bits(want)
+            assert not diff.any(), (
+                f"{isa} vs scalar, {key}: {int(diff.sum())} of {diff.size} differ, max abs "
+                f"{float(np.nanmax(np.abs(got.astype(np.float64) - want)))}"
+            )
 
 
 @needs_core

@@ -61,7 +61,7 @@ def test_single_row_and_axis_zero(backend, n, rng):
 @pytest.mark.parametrize("shape", [(40, 1025), (3000, 7), (5, 9, 400)], ids=str)
 def test_many_rows_any_thread_count(backend, shape, rng):
     """Big enough to be split over threads; rows are independent, so the result is the
-    same bits for any thread count (DESIGN.md, Numerics)."""
+    same bits for any thread count (docs/architecture.md §6)."""
     x = (3 * rng.standard_normal(shape)).astype(F32)
     saved = fl.get_num_threads()
     try:

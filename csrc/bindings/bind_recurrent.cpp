@@ -155,7 +155,7 @@ py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates
         }
         if (!py::isinstance<PackedB>(w_rec_h_in)) {
             throw py::type_error("gru: packed_recurrent_h must be a PackedDense, got " +
-                                 py::str(py::type::handle_of(w_rec_h_in)).cast<std::string>());
+                                 type_name(w_rec_h_in));
         }
         w_rec_h = &w_rec_h_in.cast<const PackedB&>();
         check_packed(w_rec, op, "packed_recurrent", u, 2, u);

@@ -8,16 +8,17 @@
 //   for ic0 in M by MC             A block MC x KC (packed, see below) stays in L2
 //     for pc in K by KC
 //       for jc in N by NC          B block KC x NC streams from L3 into L2, once per ic0
-//         for ic in MC by MR (6)   micro-kernel: MR rows x NC columns x KC; its 6 x KC slice
+//         for ic in MC by MR       micro-kernel: MR rows x NC columns x KC; its MR x KC slice
 //                                  of A stays in L1 while 16-wide B panels stream from L2
-//                                  (a 7-row remainder goes as 4 + 3, see block_rows)
+//                                  (MR = KernelTable::gemm_mr: 6, 14 on AVX-512; remainders
+//                                  are split as in block_rows)
 //           after the last K block: act() on the MR finished row segments (hot in L1)
 // A is packed (one k-major micro-panel per register block) only when its block is reused over
 // several NC blocks: the copy then costs ~16/N of the arithmetic and removes the cache-set
 // aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread that owns a single row
 // block (small batches) skips K and N blocking altogether: B is used once, so blocking would
 // only add C round trips; the kernel then streams the weights once with the widest register
-// tile for the row count (1 x 64, 2 x 48, 3 x 32, 4..6 x 16).
+// tile for the row count (strip_width).
 //
 // Summation order: the kernel starts each element's chain from the bias (first K block) or
 // from the value stored in C (later K blocks), so C[i][j] is one FMA chain over p = 0..K-1
@@ -25,12 +26,15 @@
 //
 // Threads: columns are split (in multiples of the widest tile for the row count) when N > M -
 // for small batches each core then streams its own share of the weights, which may stay in its
-// L2 across calls - else rows (in multiples of MR; both cores share B through L3 and pack their
-// own A). At most one task per 64K multiply-adds. The split is a pure function of the shape
+// L2 across calls - else rows (in multiples of MR, MR/2 on AVX-512; both cores share B through
+// L3 and pack their own A). At most one task per 64K multiply-adds. The split is a pure function of the shape
 // and the thread count. (fl::gemm's few-row path, gemm_row_major_b, splits rows or columns by
 // its own rule, which may also depend on C's address; results never depend on the split.)
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 
 #include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
@@ -44,6 +48,27 @@
 namespace fl {
 namespace gemm_detail {
 
+// Per-core L2 size in bytes, 0 if unknown: sysconf where the C library reports it (glibc),
+// else the Linux sysfs cache description (musl's sysconf has no cache entries).
+int64_t l2_cache_bytes() {
+    int64_t l2 = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    l2 = static_cast<int64_t>(sysconf(_SC_LEVEL2_CACHE_SIZE));
+#endif
+#if defined(__linux__)
+    for (int idx = 0; l2 <= 0 && idx < 8; ++idx) {
+        const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(idx);
+        std::ifstream level(dir + "/level"), size(dir + "/size");
+        int lv = 0;
+        std::string sz;
+        if (!(level >> lv) || lv != 2 || !(size >> sz) || sz.empty()) continue;
+        const int64_t unit = sz.back() == 'K' ? 1024 : sz.back() == 'M' ? 1024 * 1024 : 1;
+        l2 = std::atoll(sz.c_str()) * unit;
+    }
+#endif
+    return l2 > 0 ? l2 : 0;
+}
+
 // Blocking from the per-core L2 size. Swept on the development machine (AMD EPYC, Zen 4
 // guest: 32 KiB L1d, 1 MiB L2): KC = 512, MC = 240, NC = 256 ran 1024^3 and 2048^3 at 100-106
 // GFLOP/s on one core, against 89-100 with BLIS's Zen 3 values KC = 256, MC = 144; larger
@@ -51,15 +76,19 @@ namespace gemm_detail {
 // made little difference; 256 keeps the B block (KC x NC = 512 KiB) within L2. With a smaller
 // L2 (512 KiB on Zen 2/3 and many Intel cores) the A block would not fit, so there we keep
 // BLIS's Zen 3 choice KC = 256, MC = 144 (not measurable here).
+// MC is a multiple of the kernel's row block (KernelTable::gemm_mr): 240 with 6-row blocks,
+// 238 with the 14-row AVX-512 blocks. For those (Zen 5, 48 KiB L1d, 1 MiB L2) a sweep of
+// KC = 256..1024, MC = 112..1022, NC = 128..1024 on 1024^3 stayed within the noise of the
+// shared machine (160-193 GFLOP/s per core by thread CPU time; the 14 x 512 A micro-panel
+// stays in L1 and the B block in L2 as before; only KC = 256 was consistently lower, by
+// 5-10%), so the same KC and NC apply.
 GemmConfig default_config() {
-    int64_t l2 = 0;
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-    l2 = static_cast<int64_t>(sysconf(_SC_LEVEL2_CACHE_SIZE));
-#endif
+    const int64_t l2 = l2_cache_bytes();
+    const int64_t mr = kernels().gemm_mr;
     GemmConfig c;
     const bool big_l2 = l2 >= (int64_t(1) << 20);
     c.kc = big_l2 ? 512 : 256;
-    c.mc = big_l2 ? 240 : 144;
+    c.mc = std::max<int64_t>(1, (big_l2 ? 240 : 144) / mr) * mr;
     c.nc = 256;
     c.pack_a = true;
     c.min_macs_per_task = int64_t(1) << 16;
@@ -90,24 +119,30 @@ struct GemmJob {
     int64_t ldc;
     ActFn act;
     GemmKernel kernel;
+    int64_t mr;  // rows per register block (KernelTable::gemm_mr)
     int64_t kc, nc, mc;
     bool pack_a;
     bool split_n;
     int64_t unit;  // rows (split_n false) or columns (split_n true) per unit of the split
 };
 
-// Rows of the next register block when `rem` rows remain: MR, except that 7 rows go as 4 + 3:
-// a 1-row tile streams B at cache bandwidth, so 6 + 1 ran M = 7 (K = N = 1024) at 88-92
-// GFLOP/s and 4 + 3 at 102. (8 rows stay 6 + 2: 4 + 4 measured slower.)
-inline int64_t block_rows(int64_t rem) { return rem == 7 ? 4 : std::min(kGemmMR, rem); }
+// Rows of the next register block when `rem` rows remain, for blocks of up to mr rows. With
+// mr = 6 (AVX2), 7 rows go as 4 + 3: a 1-row tile streams B at cache bandwidth, so 6 + 1 ran
+// M = 7 (K = N = 1024) at 88-92 GFLOP/s and 4 + 3 at 102 (8 rows stay 6 + 2: 4 + 4 measured
+// slower). With mr = 14 (AVX-512), mr + 1 .. mr + 5 rows go as two near-equal blocks (15 ->
+// 8 + 7), the split the kernel itself makes, so no block is left with fewer than 6 rows.
+inline int64_t block_rows(int64_t rem, int64_t mr) {
+    if (mr == 6) return rem == 7 ? 4 : std::min<int64_t>(6, rem);
+    return rem <= mr ? rem : rem < mr + 6 ? (rem + 1) / 2 : mr;
+}
 
 // Packs rows [i0, i1) x columns [p0, p0 + kc) of A into micro-panels, one per register block
 // (block_rows): a block of mr rows starting at row ic occupies dst[(ic - i0)*kc ...], with
 // row i, column p at offset p*mr + i - contiguous, k-major, as the kernel reads it.
 void pack_a_block(const float* a, int64_t lda, int64_t i0, int64_t i1, int64_t p0, int64_t kc,
-                  float* dst) {
+                  int64_t block_mr, float* dst) {
     for (int64_t ic = i0; ic < i1;) {
-        const int64_t mr = block_rows(i1 - ic);
+        const int64_t mr = block_rows(i1 - ic, block_mr);
         float* panel = dst + (ic - i0) * kc;
         for (int64_t i = 0; i < mr; ++i) {
             const float* src = a + (ic + i) * lda + p0;
@@ -132,7 +167,7 @@ float* a_pack_buffer(int64_t floats) {
 // C[m0:m1, n0:n1]; n0 is a multiple of 16.
 void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     // One row block: B is used once, so K/N blocking would only add C round trips.
-    const bool one_row_block = m1 - m0 <= kGemmMR;
+    const bool one_row_block = m1 - m0 <= j.mr;
     const int64_t kc_step = one_row_block ? j.k : j.kc;
     const int64_t nc_step = one_row_block ? n1 - n0 : j.nc;
     // Pack A when its block is reused over several N blocks: the copy then costs ~16/N of
@@ -147,13 +182,13 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
             const int64_t kc = std::min(kc_step, j.k - pc);
             const bool first = pc == 0;
             const bool last = pc + kc >= j.k;
-            if (pack_a) pack_a_block(j.a, j.lda, ic0, ic1, pc, kc, abuf);
+            if (pack_a) pack_a_block(j.a, j.lda, ic0, ic1, pc, kc, j.mr, abuf);
             for (int64_t jc = n0; jc < n1; jc += nc_step) {
                 const int64_t nc = std::min(nc_step, n1 - jc);
                 const float* bj = j.b + (jc / kGemmNR) * j.ps + pc * kGemmNR;
                 const float* bias = first && j.bias ? j.bias + jc : nullptr;
-                for (int64_t ic = ic0; ic < ic1; ic += block_rows(ic1 - ic)) {
-                    const int64_t mr = block_rows(ic1 - ic);
+                for (int64_t ic = ic0; ic < ic1; ic += block_rows(ic1 - ic, j.mr)) {
+                    const int64_t mr = block_rows(ic1 - ic, j.mr);
                     float* c = j.c + ic * j.ldc + jc;
                     if (pack_a) {
                         j.kernel(mr, nc, kc, abuf + (ic - ic0) * kc, 1, mr, bj, j.ps, bias,
@@ -182,12 +217,20 @@ void gemm_task(void* ctx, int64_t begin, int64_t end) {
 }
 
 // Widest register tile of the micro-kernels for a given row count (columns), so that a column
-// split never cuts a strip: 1 row -> 64, 2 -> 48, 3 -> 32, else 16.
-int64_t strip_width(int64_t m) {
-    if (m == 1) return 64;
-    if (m == 2) return 48;
-    if (m == 3) return 32;
-    return 16;
+// split never cuts a strip. mr = 6 (scalar, AVX2, NEON): 1 row -> 64, 2 -> 48, 3 -> 32, else
+// 16. mr = 14 (AVX-512, see csrc/ukernels/gemm/avx512.cpp): 1 -> 64, 2 -> 96, 3..6 -> 64,
+// 7..9 -> 48, else 32 (a block of more than 14 rows is cut into tiles of at least 7 rows).
+int64_t strip_width(int64_t m, int64_t mr) {
+    if (mr == 6) {
+        if (m == 1) return 64;
+        if (m == 2) return 48;
+        if (m == 3) return 32;
+        return 16;
+    }
+    if (m == 2) return 96;
+    if (m <= 6) return 64;
+    if (m <= 9) return 48;
+    return 32;
 }
 
 }  // namespace
@@ -210,9 +253,10 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
     j.ldc = ldc;
     j.act = ep.act;
     j.kernel = kernels().gemm;
+    j.mr = kernels().gemm_mr;
     j.kc = std::max<int64_t>(cfg.kc, 1);
     j.nc = std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
-    j.mc = std::max<int64_t>(cfg.mc / kGemmMR, 1) * kGemmMR;
+    j.mc = std::max<int64_t>(cfg.mc / j.mr, 1) * j.mr;
     j.pack_a = cfg.pack_a;
 
     // Split over columns for short, wide problems (each core streams its share of B), over
@@ -220,11 +264,13 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
     j.split_n = n > m;
     int64_t units, macs_per_unit;
     if (j.split_n) {
-        j.unit = strip_width(m);
+        j.unit = strip_width(m, j.mr);
         units = (n + j.unit - 1) / j.unit;
         macs_per_unit = m * std::max<int64_t>(k, 1) * j.unit;
     } else {
-        j.unit = kGemmMR;
+        // Half blocks on AVX-512: with 14-row units two threads would split 64 rows 42 + 22;
+        // with 7-row units 35 + 29 (block_rows maps any remainder to tiles of >= 7 rows).
+        j.unit = j.mr > 6 ? j.mr / 2 : j.mr;
         units = (m + j.unit - 1) / j.unit;
         macs_per_unit = n * std::max<int64_t>(k, 1) * j.unit;
     }

@@ -384,9 +384,11 @@ class Runner {
 }  // namespace
 
 void attention_forward(const AttentionArgs& args) {
-    if (args.batch <= 0 || args.heads <= 0 || args.t <= 0 || args.dv <= 0) return;
+    if (args.batch <= 0 || args.heads <= 0 || args.t <= 0) return;
+    // Dv = 0: the output is empty, but asked-for weights must still be computed.
+    if (args.dv <= 0 && args.weights == nullptr) return;
     // A few queries with dot scores: the decode driver (attention_decode.cpp, K and V in place).
-    if (attention_decode_applies(args)) return attention_decode_forward(args);
+    if (args.dv > 0 && attention_decode_applies(args)) return attention_decode_forward(args);
     Runner(args).run();
 }
 

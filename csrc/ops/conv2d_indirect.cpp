@@ -118,9 +118,12 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     const int64_t nc = std::max<int64_t>(
         kGemmNR, std::min<int64_t>((65536 / std::max<int64_t>(k, 1)) / kGemmNR * kGemmNR,
                                    (fg + kGemmNR - 1) / kGemmNR * kGemmNR));
-    const int64_t tile = conv2d_tile_pixels(k);
-    const int64_t blocks = (pixels + kGemmMR - 1) / kGemmMR;
-    const int64_t macs_per_block = kGemmMR * k * s.f;
+    // Pixel runs are multiples of the kernel's row block (kernels().igemm_mr: 6, or 12 for the
+    // AVX-512 tiles), so only the last run of the problem ends in a short register tile.
+    const int64_t mr = kernels().igemm_mr;
+    const int64_t tile = std::max(mr, conv2d_tile_pixels(k) / mr * mr);
+    const int64_t blocks = (pixels + mr - 1) / mr;
+    const int64_t macs_per_block = mr * k * s.f;
     const int64_t min_blocks =
         std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_block - 1) / macs_per_block);
     const int64_t workers =
@@ -133,7 +136,7 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     // Guided self-scheduling (fl::GuidedRuns): each worker takes the next run of pixels, `tile`
     // long while much remains, then shrinking to whole row blocks, so the workers finish within
     // a few blocks of each other even when one of them started late or was descheduled.
-    GuidedRuns runs(pixels, workers, kGemmMR, tile);
+    GuidedRuns runs(pixels, workers, mr, tile);
 
     parallel_for(workers, 1, [&](int64_t, int64_t) {
         std::vector<const float*> ptrs(static_cast<size_t>(tile * ks));

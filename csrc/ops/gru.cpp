@@ -1,4 +1,4 @@
-// GRU driver (Keras GRU, SEMANTICS.md §7): gate blocks [z | r | h] of u columns each.
+// GRU driver (Keras GRU, docs/semantics.md §7): gate blocks [z | r | h] of u columns each.
 //
 //   x    (B, T, F)  row-major contiguous, read as the (B*T, F) matrix of all steps
 //   w_in           the kernel (F, 3u) packed by pack_gates (3 gates) with the input bias folded

@@ -1,4 +1,4 @@
-// LSTM driver (Keras LSTM, SEMANTICS.md §6): gate blocks [i | f | c | o] of u columns each.
+// LSTM driver (Keras LSTM, docs/semantics.md §6): gate blocks [i | f | c | o] of u columns each.
 //
 //   x    (B, T, F)  row-major contiguous, read as the (B*T, F) matrix of all steps
 //   w_in           the kernel (F, 4u) packed by pack_gates, with the bias (4u,) folded in

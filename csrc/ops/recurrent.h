@@ -1,7 +1,7 @@
 // Internal to csrc/ops: what lstm.cpp and gru.cpp share - the gate-interleaved packing layout
 // (fl::PackedGates, fastlayers/ops.h) and how a sequence's work is split over threads.
 //
-// Split (PERFORMANCE.md §4, §9.3): the whole sequence runs in one fl::parallel_region.
+// Split (docs/performance.md §6): the whole sequence runs in one fl::parallel_region.
 //   rows   batches of two register blocks (6 rows) per thread or more: each thread owns a range
 //          of batch rows for the whole sequence - its rows' input projection and every step -
 //          and never waits for the others (a row's recurrence depends on that row only).

@@ -95,10 +95,12 @@ KernelTable make_table(Isa isa) {
     t.row_max = fl_row_max_scalar;
     t.exp_shift_sum = fl_exp_shift_sum_scalar;
     t.gemm = fl_gemm_f32_scalar;
+    t.gemm_mr = 6;
     t.pack_t16 = fl_pack_t16_scalar;  // also on NEON
     t.gemm_rowb = fl_gemm_rowb_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.igemm = fl_igemm_f32_scalar;
+    t.igemm_mr = 6;
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
     FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
 #undef FL_SET_ACT_SCALAR
@@ -134,7 +136,26 @@ KernelTable make_table(Isa isa) {
 #if defined(FL_HAVE_AVX512)
     if (isa == Isa::avx512) {
         // Kernels with an avx512 version (the others keep their avx2 one, same bits).
+        t.softmax_rows = fl_softmax_rows_avx512;
+        t.vexp = fl_vexp_avx512;
+        t.score_prep = fl_score_prep_avx512;
+        t.row_max = fl_row_max_avx512;
+        t.exp_shift_sum = fl_exp_shift_sum_avx512;
+#define FL_SET_ACT_AVX512(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+        FL_ACTIVATION_LIST(FL_SET_ACT_AVX512)
+#undef FL_SET_ACT_AVX512
+        t.vsigmoid = fl_vsigmoid_avx512;
+        t.vtanh = fl_vtanh_avx512;
+        t.lstm_gates = fl_lstm_gates_avx512;
+        t.gru_gates = fl_gru_gates_avx512;
         t.dot_rows = fl_dot_rows_f32_avx512;
+        t.gemm = fl_gemm_f32_avx512;
+        t.gemm_mr = 14;
+        t.gemm_rowb = fl_gemm_rowb_f32_avx512;
+        t.pack_t16 = fl_pack_t16_avx512;
+        t.igemm = fl_igemm_f32_avx512;
+        t.igemm_mr = 12;
+        t.dwconv = fl_dwconv_f32_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

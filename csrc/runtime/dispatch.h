@@ -40,6 +40,11 @@ struct KernelTable {
     void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                  const float* b, int64_t b_panel_stride, const float* bias, int load_c, float* c,
                  int64_t ldc);
+    // Rows per register block of gemm: the GEMM driver (csrc/gemm/gemm.cpp) hands the kernel
+    // blocks of up to this many rows (and packs A in micro-panels of that height). 6 for the
+    // scalar, AVX2 and NEON kernels, 14 for AVX-512 (14 x 32 tiles). The kernel accepts any m;
+    // this only decides the tile heights the driver's blocks map to.
+    int64_t gemm_mr;
 
     // GEMM with a row-major B read in place (no packing), for a few rows and a B used once:
     // the chains of gemm (fl_gemm_rowb_f32_<isa>, ukernels.h). Used by fl::gemm for few rows
@@ -64,6 +69,9 @@ struct KernelTable {
     // nullptr on NEON (no kernel there yet), where conv2d expands patches for gemm instead.
     void (*igemm)(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
                   const float* b, int64_t b_panel_stride, const float* bias, float* c, int64_t ldc);
+    // Row block of igemm's register tiles: the conv driver hands it pixel runs that are
+    // multiples of this (6 on scalar and AVX2, 12 on AVX-512), so no run ends in a short tile.
+    int64_t igemm_mr;
 
     // Elementwise activations in place: act[id](y, n) sets y[i] = act(y[i]) for i in [0, n),
     // id = static_cast<int>(fl::Act) (activations.h); act[Act::linear] does nothing.

@@ -1,12 +1,16 @@
 // The thread pool behind fl::parallel_for.
 //
-// Design (PERFORMANCE.md §7, §9.4): one pool of our own, no OpenMP. num_threads()-1 workers,
+// Design (docs/architecture.md §7): one pool of our own, no OpenMP. num_threads()-1 workers,
 // created on the first region that needs them; the calling thread runs chunk 0 itself. A region
 // is published by bumping a ticket (generation << 16 | chunk count); workers spin on it for a
 // few tens of microseconds after their last job (a hand-off then costs ~100 ns instead of a
 // futex wake-up) and then sleep on a condition variable, so an idle pool burns no CPU - on a
 // 2-core machine a spinning worker would steal a whole core from NumPy or the interpreter.
-// Completion is an atomic counter that the caller spins on, then sleeps on.
+// Completion is an atomic counter that the caller spins on, then sleeps on. A worker chunk not
+// yet started when the caller has finished its own is run by the caller (each chunk is claimed
+// once per region, by its worker or the caller): on a busy host a woken worker may sit queued
+// behind the caller on the same CPU, and waiting for it cost a 2-thread call the caller's whole
+// spin budget plus a wake-up (conv-stem on 2 threads: ~190 us against 135 us on 1).
 //
 // Determinism: the split of [0, n) is a pure function of (n, min_per_task, threads), every chunk
 // runs with FTZ/DAZ on, and callers give chunks disjoint outputs, so results are bitwise
@@ -22,6 +26,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -55,7 +60,7 @@ thread_local bool t_in_region = false;
 // ---------------------------------------------------------------------------------------------
 // Denormal control. FTZ/DAZ is per thread (MXCSR on x86, FPCR on AArch64): workers set it once,
 // the calling thread for the duration of a region. Without it, a denormal reaching an FMA costs
-// 10-100x (PERFORMANCE.md §7 pitfall 5), and chunks on different threads would round differently.
+// 10-100x (docs/performance.md §9), and chunks on different threads would round differently.
 // ---------------------------------------------------------------------------------------------
 
 #if defined(FL_FP_X86)
@@ -107,14 +112,20 @@ inline void cpu_relax() {
 // layer sequence, short enough that an idle pool stops competing for the cores almost at once.
 constexpr std::chrono::microseconds kSpinBudget(50);
 
-// Spins until pred() or the budget runs out; the clock is read only every 64 rounds.
+// Spins until pred() or the budget runs out; the clock is read only every 64 rounds. With
+// `yield`, each of those rounds also offers the CPU to another runnable thread (an idle worker
+// waiting for work: on a busy host the caller may be queued on this very CPU, and spinning
+// would keep it off until the budget ran out).
 template <class Pred>
-bool spin_until(Pred pred) {
+bool spin_until(Pred pred, bool yield = false) {
     const auto start = std::chrono::steady_clock::now();
     for (unsigned i = 1;; ++i) {
         if (pred()) return true;
         cpu_relax();
-        if ((i & 63) == 0 && std::chrono::steady_clock::now() - start > kSpinBudget) return false;
+        if ((i & 63) == 0) {
+            if (std::chrono::steady_clock::now() - start > kSpinBudget) return false;
+            if (yield) std::this_thread::yield();
+        }
     }
 }
 
@@ -136,15 +147,16 @@ class ThreadPool {
 
     // Runs fn over k >= 2 chunks of [0, n) on the caller plus k-1 workers (fewer if the OS
     // refused to create threads).
+    //
+    // Work that ends up on the caller alone (no workers: process exit under way, the OS refused
+    // to create threads, or another thread just shrank the pool) runs AFTER the region lock is
+    // released: a parallel_for nested in it (the GEMM inside a conv2d tile, say) takes the lock
+    // again and would otherwise wait for itself forever.
     void run(int64_t n, int64_t k, void (*fn)(void*, int64_t, int64_t), void* ctx) {
-        std::lock_guard<std::mutex> region(sync_->region);
-        if (shut_down_) {  // process exit under way (e.g. a daemon thread): no new workers
-            fn(ctx, 0, n);
-            return;
-        }
-        ensure_workers(num_threads() - 1);
-        k = std::min<int64_t>(k, static_cast<int64_t>(workers_->size()) + 1);
+        std::unique_lock<std::mutex> region(sync_->region);
+        k = shut_down_ ? 1 : std::min<int64_t>(k, usable_workers() + 1);
         if (k <= 1) {
+            region.unlock();
             fn(ctx, 0, n);
             return;
         }
@@ -153,13 +165,10 @@ class ThreadPool {
 
     // fn(ctx, tid, k) on k concurrent threads, k <= k_wanted (see fl::parallel_region).
     void run_region(int k_wanted, void (*fn)(void*, int, int), void* ctx) {
-        std::lock_guard<std::mutex> region(sync_->region);
-        int k = 1;
-        if (!shut_down_) {
-            ensure_workers(num_threads() - 1);
-            k = std::min(k_wanted, static_cast<int>(workers_->size()) + 1);
-        }
+        std::unique_lock<std::mutex> region(sync_->region);
+        const int k = shut_down_ ? 1 : std::min(k_wanted, usable_workers() + 1);
         if (k <= 1) {
+            region.unlock();  // as in run(): never run work under the region lock
             fn(ctx, 0, 1);
             return;
         }
@@ -189,11 +198,26 @@ class ThreadPool {
         ctx_ = ctx;
         n_ = n;
         pending_.store(static_cast<int>(k - 1), std::memory_order_relaxed);
-        publish(static_cast<uint64_t>(k));
+        const uint64_t gen = publish(static_cast<uint64_t>(k));
 
         t_in_region = true;
         try {
             fn(ctx, 0, chunk_begin(n, k, 1));
+            // A worker chunk that has not started yet (its thread not woken, or queued behind
+            // this one on the same CPU of a busy host) is run here instead of waited for: the
+            // chunk's thread does not change its results, and the caller would otherwise idle
+            // until that worker gets a CPU. A chunk goes to whoever claims it first for this
+            // generation; the loser never touches the region.
+            for (int64_t i = 1; i < k; ++i) {
+                uint64_t c = claims_[i].load(std::memory_order_relaxed);
+                if (c >= gen || !claims_[i].compare_exchange_strong(c, gen, std::memory_order_acq_rel))
+                    continue;
+                struct Done {
+                    std::atomic<int>& pending;
+                    ~Done() { pending.fetch_sub(1, std::memory_order_acq_rel); }
+                } done{pending_};
+                fn(ctx, chunk_begin(n, k, i), chunk_begin(n, k, i + 1));
+            }
         } catch (...) {
             // The workers still use ctx: wait for them before unwinding past it.
             wait_done();
@@ -249,7 +273,8 @@ class ThreadPool {
         std::condition_variable done_cv;
     };
 
-    void publish(uint64_t nchunks) {
+    // Returns the new generation.
+    uint64_t publish(uint64_t nchunks) {
         const uint64_t gen = (ticket_.load(std::memory_order_relaxed) >> 16) + 1;
         {
             // Under the mutex so that a worker between its predicate check and its wait cannot
@@ -258,6 +283,7 @@ class ThreadPool {
             ticket_.store((gen << 16) | nchunks, std::memory_order_release);
         }
         sync_->work_cv.notify_all();
+        return gen;
     }
 
     void wait_done() {
@@ -267,11 +293,20 @@ class ThreadPool {
         sync_->done_cv.wait(lk, done);
     }
 
+    // Makes num_threads()-1 workers (as many as the OS allows) and returns how many there are.
+    // Called with the region lock held.
+    int usable_workers() {
+        ensure_workers(num_threads() - 1);
+        return static_cast<int>(workers_->size());
+    }
+
     void ensure_workers(int wanted) {
         wanted = std::max(0, wanted);
         if (static_cast<int>(workers_->size()) == wanted) return;
         join_all();
         const uint64_t ticket = ticket_.load(std::memory_order_relaxed);
+        claims_.reset(new std::atomic<uint64_t>[static_cast<size_t>(wanted) + 1]);
+        for (int i = 0; i <= wanted; ++i) claims_[i].store(0, std::memory_order_relaxed);
         for (int i = 1; i <= wanted; ++i) {
             try {
                 workers_->emplace_back(&ThreadPool::worker_main, this, i, ticket);
@@ -299,6 +334,13 @@ class ThreadPool {
             if (stop_.load(std::memory_order_relaxed)) return;  // ordered by the ticket acquire
             const int64_t k = static_cast<int64_t>(ticket & 0xFFFF);
             if (index >= k) continue;  // not needed in this region
+            // Claim the chunk; if the caller already ran it (for this region or, when this
+            // thread is late, for a later one), the region may be over: skip it.
+            const uint64_t gen = ticket >> 16;
+            uint64_t c = claims_[index].load(std::memory_order_relaxed);
+            if (c >= gen ||
+                !claims_[index].compare_exchange_strong(c, gen, std::memory_order_acq_rel))
+                continue;
             fn_(ctx_, chunk_begin(n_, k, index), chunk_begin(n_, k, index + 1));
             if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                 // Last one out wakes the caller if it went to sleep. Taking the mutex orders
@@ -316,7 +358,7 @@ class ThreadPool {
             t = ticket_.load(std::memory_order_acquire);
             return t != seen;
         };
-        if (spin_until(changed)) return t;
+        if (spin_until(changed, /*yield=*/true)) return t;
         std::unique_lock<std::mutex> lk(sync_->m);
         sync_->work_cv.wait(lk, changed);
         return t;
@@ -326,6 +368,8 @@ class ThreadPool {
     std::vector<std::thread>* workers_;
     std::atomic<uint64_t> ticket_{0};  // generation << 16 | chunks in this region (0 = stop)
     std::atomic<int> pending_{0};      // worker chunks of the current region not yet finished
+    // claims_[i]: the last generation whose chunk i was claimed (by worker i or the caller).
+    std::unique_ptr<std::atomic<uint64_t>[]> claims_;
     std::atomic<bool> stop_{false};
     bool locked_for_fork_ = false;
     bool shut_down_ = false;

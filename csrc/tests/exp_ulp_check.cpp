@@ -134,6 +134,9 @@ int main() {
 #if defined(FL_HAVE_AVX2)
     entries.push_back({fl::Isa::avx2, fl_vexp_avx2});
 #endif
+#if defined(FL_HAVE_AVX512)
+    entries.push_back({fl::Isa::avx512, fl_vexp_avx512});
+#endif
 #if defined(FL_HAVE_NEON)
     entries.push_back({fl::Isa::neon, fl_vexp_neon});
 #endif

@@ -77,6 +77,10 @@ std::vector<RowIsa> row_kernels_built() {
     v.push_back({fl::Isa::avx2, fl_score_prep_avx2, fl_row_max_avx2, fl_exp_shift_sum_avx2,
                  fl_vexp_avx2});
 #endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_score_prep_avx512, fl_row_max_avx512,
+                 fl_exp_shift_sum_avx512, fl_vexp_avx512});
+#endif
     return v;
 }
 

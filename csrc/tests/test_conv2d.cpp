@@ -1,4 +1,4 @@
-// C++ tests of the conv2d driver (csrc/ops/conv2d.cpp).
+// C++ tests of the conv2d driver (csrc/ops/conv2d*.cpp).
 //
 // The reference is the summation-order contract: y = bias[f], then y = fmaf(xp, K, y) over the
 // patch in (a, b, c) order with zeros in the padding, so the driver (every algorithm it can pack
@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -18,6 +19,13 @@
 #include "gemm/gemm_internal.h"
 #include "runtime/dispatch.h"
 #include "test_framework.h"
+#include "ukernels/ukernels.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define FL_CONV_TEST_GUARD_PAGE 1
+#endif
 
 namespace {
 
@@ -153,7 +161,9 @@ const std::vector<Case>& cases() {
         {1, 12, 11, 9, 5, 3, 36, 9, 1, 2, 2, 1, 4, 4, 1, 1},    // multiplier 4, dilated, tiles
         {1, 7, 7, 1, 3, 3, 32, 1, 1, 1, 1, 1, 1, 1, 1, 1},      // 1 channel, 32 filters (GEMM)
         {1, 2, 3, 3, 7, 7, 5, 1, 1, 1, 1, 1, 3, 3, 3, 3},       // kernel larger than input
-        {3, 11, 13, 12, 1, 1, 9, 3, 1, 1, 1, 1, 0, 0, 0, 0},    // 1x1 no copy, groups
+        {3, 11, 13, 12, 1, 1, 9, 3, 1, 1, 1, 1, 0, 0, 0, 0},    // 1x1 (indirect), groups
+        {1, 3, 5, 4100, 1, 1, 7, 1, 1, 1, 1, 1, 0, 0, 0, 0},    // 1x1, K > 4096: GEMM, no copy
+        {2, 3, 4, 8200, 1, 1, 6, 2, 1, 1, 1, 1, 0, 0, 0, 0},    // the same with 2 groups
         {2, 17, 19, 33, 1, 1, 70, 1, 2, 2, 1, 1, 0, 0, 0, 0},   // 1x1 stride 2 (patches)
         {1, 24, 24, 64, 3, 3, 40, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // K = 576, several tiles
         {1, 13, 37, 57, 3, 3, 20, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // K = 513 > KC
@@ -172,6 +182,12 @@ const std::vector<Case>& cases() {
         {1, 11, 14, 16, 3, 5, 9, 1, 3, 3, 1, 1, 1, 1, 2, 2},   // stride 3, left pad
         {1, 9, 8, 64, 3, 3, 130, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // K*F > 64K: column blocks
         {1, 5, 4, 520, 3, 3, 6, 1, 1, 1, 1, 1, 1, 1, 1, 1},    // K = 4680: im2col fallback
+        // AVX-512 igemm tiles (row blocks of 12, 24 when F <= 16) through the driver.
+        {1, 11, 9, 16, 3, 3, 16, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // 99 px, 16 filters: 24 x 16
+        {2, 7, 9, 24, 3, 3, 96, 1, 1, 1, 1, 1, 0, 0, 1, 1},    // 96 filters: 12 x 32 strips
+        {1, 13, 7, 3, 3, 3, 23, 1, 2, 1, 1, 1, 1, 1, 1, 1},    // 23 filters, row chunks
+        {3, 9, 9, 17, 3, 3, 33, 1, 2, 2, 1, 1, 1, 1, 1, 1},    // 33 filters, stride 2
+        {1, 9, 8, 64, 1, 3, 129, 1, 1, 1, 1, 1, 0, 0, 1, 1},   // 129 filters: 1-lane tail
     };
     return v;
 }
@@ -230,6 +246,152 @@ void test_conv2d_small_gemm_blocking() {
     cfg = saved;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Depthwise micro-kernels: fl_dwconv_f32_<isa>
+// ---------------------------------------------------------------------------------------------
+
+using DwFn = void (*)(int64_t, int64_t, int64_t, const float* const*, const float*, const float*,
+                      float*, int64_t);
+
+struct DwIsa {
+    fl::Isa isa;
+    DwFn fn;
+};
+
+std::vector<DwIsa> dwconv_kernels_built() {
+    std::vector<DwIsa> v{{fl::Isa::scalar, fl_dwconv_f32_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_dwconv_f32_avx2});
+#endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_dwconv_f32_avx512});
+#endif
+    return v;
+}
+
+// n floats ending exactly where an inaccessible page begins (a heap vector where there is no
+// mmap), so that reading past the end faults.
+class GuardedBuf {
+  public:
+    explicit GuardedBuf(size_t n) {
+#if defined(FL_CONV_TEST_GUARD_PAGE)
+        const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+        const size_t data_pages = (n * sizeof(float) + page - 1) / page;
+        bytes_ = (data_pages + 1) * page;
+        void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            map_ = static_cast<char*>(p);
+            mprotect(map_ + data_pages * page, page, PROT_NONE);
+            data_ = reinterpret_cast<float*>(map_ + data_pages * page) - n;
+        }
+#endif
+        if (!data_) {
+            fallback_.resize(n + 1);
+            data_ = fallback_.data();
+        }
+        std::fill(data_, data_ + n, std::nanf(""));
+    }
+    ~GuardedBuf() {
+#if defined(FL_CONV_TEST_GUARD_PAGE)
+        if (map_) munmap(map_, bytes_);
+#endif
+    }
+    GuardedBuf(const GuardedBuf&) = delete;
+    GuardedBuf& operator=(const GuardedBuf&) = delete;
+    float* data() { return data_; }
+
+  private:
+    float* data_ = nullptr;
+    char* map_ = nullptr;
+    size_t bytes_ = 0;
+    std::vector<float> fallback_;
+};
+
+// One kernel call: m pixels x taps rows of ch floats. The rows lie in one buffer, a NaN gap of 3
+// floats between them; every fifth pointer (and all of the last pixel's) points at the buffer's
+// last row, which ends at the guard page (as the driver's shared zero row may), and so do the
+// kernel taps and the bias; y has NaN sentinels around every row (ldy = ch + 3) and before it.
+// Every output must equal the fmaf chain bit for bit, and so the scalar kernel's.
+void check_dwconv_case(const DwIsa& g, int64_t m, int64_t ch, int64_t taps, bool with_bias,
+                       std::mt19937& rng) {
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    const int64_t stride = ch + 3;
+    const int64_t nrows = m * taps + 1;  // + the shared last row
+    GuardedBuf x(static_cast<size_t>((nrows - 1) * stride + ch));
+    for (int64_t r = 0; r < nrows; ++r)
+        for (int64_t c = 0; c < ch; ++c) x.data()[r * stride + c] = dist(rng);
+    const float* shared = x.data() + (nrows - 1) * stride;
+    std::vector<const float*> rows(static_cast<size_t>(m * taps));
+    for (int64_t i = 0; i < m * taps; ++i)
+        rows[i] = (i % 5 == 0 || i >= (m - 1) * taps) ? shared : x.data() + i * stride;
+    GuardedBuf k(static_cast<size_t>(taps * ch));
+    for (int64_t i = 0; i < taps * ch; ++i) k.data()[i] = dist(rng);
+    GuardedBuf bias(static_cast<size_t>(ch));
+    for (int64_t c = 0; c < ch; ++c) bias.data()[c] = dist(rng) * 2.0f;
+    const float* bp = with_bias ? bias.data() : nullptr;
+
+    const int64_t ldy = ch + 3;
+    const float sentinel = -1234.5f;
+    std::vector<float> ybuf(static_cast<size_t>((m + 1) * ldy), sentinel);
+    std::vector<float> yref(ybuf);
+    float* y = ybuf.data() + ldy;
+    g.fn(m, ch, taps, rows.data(), k.data(), bp, y, ldy);
+    fl_dwconv_f32_scalar(m, ch, taps, rows.data(), k.data(), bp, yref.data() + ldy, ldy);
+    int bad = 0;
+    for (int64_t p = 0; p < m && bad < 3; ++p)
+        for (int64_t c = 0; c < ch && bad < 3; ++c) {
+            float acc = bp ? bp[c] : 0.0f;
+            for (int64_t t = 0; t < taps; ++t) acc = std::fmaf(rows[p * taps + t][c], k.data()[t * ch + c], acc);
+            const float got = y[p * ldy + c];
+            if (fltest::float_bits(got) != fltest::float_bits(acc) ||
+                fltest::float_bits(got) != fltest::float_bits(yref[(p + 1) * ldy + c])) {
+                ++bad;
+                FLT_CHECK_MSG(false,
+                              "%s dwconv m=%lld ch=%lld taps=%lld bias=%d: y[%lld][%lld] = %.9g, "
+                              "chain = %.9g",
+                              fl::isa_name(g.isa), (long long)m, (long long)ch, (long long)taps,
+                              with_bias ? 1 : 0, (long long)p, (long long)c, got, acc);
+            }
+        }
+    for (int64_t i = 0; i < (m + 1) * ldy; ++i) {
+        const bool inside = i >= ldy && (i % ldy) < ch;
+        if (!inside && ybuf[i] != sentinel) {
+            FLT_CHECK_MSG(false, "%s dwconv m=%lld ch=%lld taps=%lld: wrote outside y at %lld",
+                          fl::isa_name(g.isa), (long long)m, (long long)ch, (long long)taps,
+                          (long long)i);
+            return;
+        }
+    }
+}
+
+// Pixels around the pixel groups (2 on AVX2, 4 on AVX-512), channels around the 16/32/64-wide
+// blocks and their tails, tap counts of 1x1, 1x2, 3x3, 5x5.
+void test_dwconv_kernel_grid(const DwIsa& g) {
+    std::mt19937 rng(4321);
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};
+    const int64_t chs[] = {1, 5, 8, 15, 16, 17, 31, 32, 33, 40, 47, 48, 63, 64, 65, 79, 80, 96,
+                           112, 127, 128, 129, 200};
+    const int64_t tapss[] = {1, 2, 9, 25};
+    int cases = 0;
+    for (int64_t m : ms)
+        for (int64_t ch : chs)
+            for (int64_t taps : tapss)
+                for (int b = 0; b < 2; ++b) {
+                    if (fltest::case_failures() > 20) return;
+                    check_dwconv_case(g, m, ch, taps, b != 0, rng);
+                    ++cases;
+                }
+    // m == 0 or ch == 0 writes nothing.
+    float y = -1.0f;
+    const float one = 1.0f;
+    const float* p = &one;
+    g.fn(0, 4, 1, &p, &one, nullptr, &y, 4);
+    const float* const three[3] = {&one, &one, &one};
+    g.fn(3, 0, 1, three, &one, nullptr, &y, 0);
+    FLT_CHECK(y == -1.0f);
+    std::printf("  %s: %d dwconv kernel cases\n", fl::isa_name(g.isa), cases);
+}
+
 }  // namespace
 
 namespace fltest {
@@ -238,6 +400,11 @@ void register_conv2d_tests() {
     add_case("conv2d_matches_fma_chain", test_conv2d_matches_fma_chain);
     add_case("conv2d_small_gemm_blocking", test_conv2d_small_gemm_blocking);
     add_case("conv2d_plan", test_conv2d_plan);
+    for (const DwIsa& g : dwconv_kernels_built()) {
+        if (fltest::isa_supported(g.isa))
+            add_case(std::string("dwconv_kernel_grid_") + fl::isa_name(g.isa),
+                     [g] { test_dwconv_kernel_grid(g); });
+    }
 }
 
 }  // namespace fltest

@@ -39,6 +39,7 @@ void register_vmath_tests();
 void register_conv2d_tests();
 void register_attention_tests();
 void register_recurrent_tests();
+void register_cross_isa_tests();
 
 }  // namespace fltest
 

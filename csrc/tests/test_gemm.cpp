@@ -50,6 +50,9 @@ std::vector<GemmIsa> gemm_kernels_built() {
 #if defined(FL_HAVE_AVX2)
     v.push_back({fl::Isa::avx2, fl_gemm_f32_avx2});
 #endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_gemm_f32_avx512});
+#endif
 #if defined(FL_HAVE_NEON)
     v.push_back({fl::Isa::neon, fl_gemm_f32_neon});
 #endif
@@ -219,8 +222,11 @@ void check_kernel_case(const GemmIsa& g, int64_t m, int64_t n, int64_t k, int mo
 }
 
 void test_gemm_kernel_grid(const GemmIsa& g) {
-    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 12, 13};
-    const int64_t ns[] = {1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65};
+    // Rows: every tile height of every ISA (AVX2 up to 6, AVX-512 up to 14) and the block
+    // splits above them (15 -> 8 + 7, 20 -> 14 + 6, 29 -> 14 + 14 + 1); columns: tile edges +-1
+    // of the 16/32/48/64-wide tiles and of the 96/128-wide AVX-512 ones.
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 20, 29};
+    const int64_t ns[] = {1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 97, 127, 128, 129};
     const int64_t ks[] = {1, 2, 7, 16, 255, 256, 257};
     uint32_t seed = 1;
     int cases = 0;
@@ -234,6 +240,44 @@ void test_gemm_kernel_grid(const GemmIsa& g) {
                         ++cases;
                     }
     std::printf("  %s: %d kernel cases\n", fl::isa_name(g.isa), cases);
+}
+
+// Bitwise against the scalar kernel on larger problems (both A layouts, all three inits, primes
+// and multiples of the tiles), values spread over many binades so that any reordering of a
+// chain would show.
+void test_gemm_kernel_vs_scalar(const GemmIsa& g) {
+    const int64_t shapes[][3] = {{28, 64, 300}, {31, 113, 97}, {14, 256, 512}, {97, 61, 41},
+                                 {6, 200, 129}, {1, 300, 77}, {43, 130, 16}};
+    uint32_t seed = 1000;
+    for (const auto& s : shapes) {
+        const int64_t m = s[0], n = s[1], k = s[2];
+        const int64_t np = (n + 15) / 16, ps = 16 * k;
+        for (int mode = 0; mode < 3; ++mode)
+            for (int packed = 0; packed < 2; ++packed) {
+                std::mt19937 rng(seed++);
+                const int64_t rs = packed ? 1 : k + 1, cs = packed ? m : 1;
+                std::vector<float> a(static_cast<size_t>(m * (k + 1) + 1));
+                std::vector<float> b(static_cast<size_t>(np * ps)), bias(static_cast<size_t>(np * 16));
+                for (float& v : a) v = std::ldexp(uniform(rng), static_cast<int>(rng() % 20) - 10);
+                for (float& v : b) v = std::ldexp(uniform(rng), static_cast<int>(rng() % 20) - 10);
+                for (float& v : bias) v = uniform(rng);
+                const int64_t ldc = n + 3;
+                std::vector<float> c0(static_cast<size_t>(m * ldc));
+                for (float& v : c0) v = uniform(rng, -5.0f, 5.0f);
+                std::vector<float> c1 = c0, c2 = c0;
+                const float* bi = mode == kInitBias ? bias.data() : nullptr;
+                const int lc = mode == kInitLoadC ? 1 : 0;
+                fl_gemm_f32_scalar(m, n, k, a.data(), rs, cs, b.data(), ps, bi, lc, c1.data(), ldc);
+                g.fn(m, n, k, a.data(), rs, cs, b.data(), ps, bi, lc, c2.data(), ldc);
+                size_t diff = 0;
+                for (size_t e = 0; e < c1.size(); ++e)
+                    diff += fltest::float_bits(c1[e]) != fltest::float_bits(c2[e]);
+                FLT_CHECK_MSG(diff == 0,
+                              "%s vs scalar m=%" PRId64 " n=%" PRId64 " k=%" PRId64
+                              " init=%s packed_a=%d: %zu elements differ",
+                              fl::isa_name(g.isa), m, n, k, init_name(mode), packed, diff);
+            }
+    }
 }
 
 // k = 0 writes the chain's initial value; m = 0 or n = 0 touches nothing.
@@ -283,6 +327,9 @@ std::vector<IgemmIsa> igemm_kernels_built() {
     std::vector<IgemmIsa> v{{fl::Isa::scalar, fl_igemm_f32_scalar}};
 #if defined(FL_HAVE_AVX2)
     v.push_back({fl::Isa::avx2, fl_igemm_f32_avx2});
+#endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_igemm_f32_avx512});
 #endif
     return v;
 }
@@ -360,11 +407,13 @@ void check_igemm_case(const IgemmIsa& g, int64_t m, int64_t n, int64_t ks, int64
     }
 }
 
-// Rows around the register tiles (6, and 12 when n <= 8), columns around 8/16/32/48/64, chunk
-// shapes of a 1x1, an RGB kernel row (9), a tap of 64 channels.
+// Rows around the register tiles (AVX2: 6, and 12 when n <= 8; AVX-512: 12, and 24 when
+// n <= 16, every short tile 1..11), columns around 8/16/32/48/64 and the AVX-512 strips of 96
+// and 128, chunk shapes of a 1x1, an RGB kernel row (9), a tap of 64 channels.
 void test_igemm_kernel_grid(const IgemmIsa& g) {
-    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 18, 25};
-    const int64_t ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65};
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 18, 23, 24, 25, 37, 47};
+    const int64_t ns[] = {1,  7,  8,  9,  15, 16, 17, 31, 32,  33,  47,  48,
+                          49, 63, 64, 65, 95, 96, 97, 127, 128, 129, 131};
     const int64_t chunk_shapes[][2] = {{1, 1}, {1, 7},  {3, 1},  {3, 9},
                                        {9, 3}, {2, 16}, {5, 17}, {9, 64}};
     uint32_t seed = 7;
@@ -624,8 +673,8 @@ using GemmRowbFn = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, co
 // The row-major-B kernel per ISA against the fmaf chain: B and bias end at a guard page (so a
 // read past column n - 1 of the last row faults), NaN in B's row padding, sentinels around C.
 void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
-    const int64_t ms[] = {1, 2, 3, 4, 5, 9};
-    const int64_t ns[] = {1, 7, 8, 9, 16, 17, 31, 63, 64, 65, 100};
+    const int64_t ms[] = {1, 2, 3, 4, 5, 8, 9};
+    const int64_t ns[] = {1, 7, 8, 9, 16, 17, 31, 63, 64, 65, 100, 127, 128, 129};
     const int64_t ks[] = {0, 1, 5, 64, 129};
     std::mt19937 rng(17);
     int cases = 0;
@@ -678,7 +727,7 @@ using PackT16Fn = void (*)(const float*, int64_t, int64_t, int64_t, float*);
 // last row ends at a guard page; the panel must hold the transpose, zeros for columns >= w, and
 // nothing may be written past 16*kc floats.
 void test_pack_t16_kernel(fl::Isa isa, PackT16Fn fn) {
-    const int64_t kcs[] = {0, 1, 3, 7, 8, 9, 15, 16, 17, 64, 65};
+    const int64_t kcs[] = {0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65};
     int cases = 0;
     for (int64_t w = 0; w <= 16; ++w)
         for (int64_t kc : kcs) {
@@ -760,6 +809,8 @@ void register_gemm_tests() {
         add_case("gemm_kernel_grid_" + isa, [g] { test_gemm_kernel_grid(g); });
         add_case("gemm_kernel_degenerate_" + isa, [g] { test_gemm_kernel_degenerate(g); });
         add_case("gemm_kernel_special_" + isa, [g] { test_gemm_kernel_special(g); });
+        if (g.isa != fl::Isa::scalar)
+            add_case("gemm_kernel_vs_scalar_" + isa, [g] { test_gemm_kernel_vs_scalar(g); });
     }
     for (const IgemmIsa& g : igemm_kernels_built()) {
         if (fltest::isa_supported(g.isa))
@@ -773,10 +824,20 @@ void register_gemm_tests() {
         add_case("gemm_rowb_avx2",
                  [] { test_gemm_rowb_kernel(fl::Isa::avx2, fl_gemm_rowb_f32_avx2); });
 #endif
+#if defined(FL_HAVE_AVX512)
+    if (fltest::isa_supported(fl::Isa::avx512))
+        add_case("gemm_rowb_avx512",
+                 [] { test_gemm_rowb_kernel(fl::Isa::avx512, fl_gemm_rowb_f32_avx512); });
+#endif
     add_case("pack_t16_scalar", [] { test_pack_t16_kernel(fl::Isa::scalar, fl_pack_t16_scalar); });
 #if defined(FL_HAVE_AVX2)
     if (fltest::isa_supported(fl::Isa::avx2))
         add_case("pack_t16_avx2", [] { test_pack_t16_kernel(fl::Isa::avx2, fl_pack_t16_avx2); });
+#endif
+#if defined(FL_HAVE_AVX512)
+    if (fltest::isa_supported(fl::Isa::avx512))
+        add_case("pack_t16_avx512",
+                 [] { test_pack_t16_kernel(fl::Isa::avx512, fl_pack_t16_avx512); });
 #endif
     add_case("gemm_packed_b_layout", test_packed_b_layout);
     add_case("gemm_driver_default_blocking", test_gemm_driver_default_blocking);

@@ -102,6 +102,9 @@ std::vector<IsaKernels> built_kernels() {
 #if defined(FL_HAVE_AVX2)
     v.push_back({fl::Isa::avx2, fl_softmax_rows_avx2, fl_vexp_avx2});
 #endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_softmax_rows_avx512, fl_vexp_avx512});
+#endif
 #if defined(FL_HAVE_NEON)
     v.push_back({fl::Isa::neon, fl_softmax_rows_neon, fl_vexp_neon});
 #endif
@@ -479,6 +482,42 @@ void test_parallel_for_coverage() {
     fl::set_num_threads(saved);
 }
 
+// Back-to-back regions whose chunk 0 returns at once: the caller then often runs worker chunks
+// that have not started yet (thread pool: each chunk is claimed once per region). Every chunk
+// of every region must run exactly once, whoever runs it, and a worker that lost its chunk must
+// not run it late into the next region.
+void test_parallel_for_caller_claims() {
+    const int saved = fl::num_threads();
+    for (int threads : {2, 3, 5}) {
+        fl::set_num_threads(threads);
+        const std::thread::id caller = std::this_thread::get_id();
+        int64_t by_caller = 0;
+        for (int region = 0; region < 3000; ++region) {
+            std::atomic<int> runs[8];
+            for (auto& r : runs) r.store(0);
+            std::atomic<int64_t> caller_runs{0};
+            fl::parallel_for(threads, 1, [&](int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; ++i) {
+                    runs[i].fetch_add(1);
+                    if (i > 0 && std::this_thread::get_id() == caller) caller_runs.fetch_add(1);
+                }
+                if (b > 0) {  // a little work in the worker chunks
+                    volatile float acc = 0.0f;
+                    for (int k = 0; k < 200; ++k) acc = acc + 1.0f;
+                }
+            });
+            for (int i = 0; i < threads; ++i)
+                CHECK_MSG(runs[i].load() == 1, "threads=%d region %d: chunk %d ran %d times",
+                          threads, region, i, runs[i].load());
+            by_caller += caller_runs.load();
+            if (fltest::case_failures() > 5) break;
+        }
+        std::printf("  threads %d: %" PRId64 " worker chunks run by the caller\n", threads,
+                    by_caller);
+    }
+    fl::set_num_threads(saved);
+}
+
 // The softmax driver gives bitwise identical results for every thread count.
 void test_parallel_results_bitwise() {
     const int saved = fl::num_threads();
@@ -851,6 +890,7 @@ int main(int argc, char** argv) {
         add_case("softmax_zero_length_" + isa, [k] { test_softmax_zero_length(k); });
     }
     add_case("parallel_for_coverage", test_parallel_for_coverage);
+    add_case("parallel_for_caller_claims", test_parallel_for_caller_claims);
     add_case("parallel_results_bitwise", test_parallel_results_bitwise);
     add_case("parallel_for_nested", test_parallel_for_nested);
     add_case("parallel_for_exceptions", test_parallel_for_exceptions);
@@ -866,6 +906,7 @@ int main(int argc, char** argv) {
     fltest::register_conv2d_tests();
     fltest::register_attention_tests();
     fltest::register_recurrent_tests();
+    fltest::register_cross_isa_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

@@ -32,6 +32,10 @@ std::vector<GateKernels> gate_kernels() {
     v.push_back({"avx2", fl::Isa::avx2, fl_lstm_gates_avx2, fl_gru_gates_avx2,
                  fl_act_sigmoid_avx2, fl_act_tanh_avx2});
 #endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({"avx512", fl::Isa::avx512, fl_lstm_gates_avx512, fl_gru_gates_avx512,
+                 fl_act_sigmoid_avx512, fl_act_tanh_avx512});
+#endif
     return v;
 }
 
@@ -51,7 +55,7 @@ std::vector<float> random_values(std::mt19937& rng, size_t n) {
 
 void test_lstm_gates(const GateKernels& k) {
     std::mt19937 rng(7);
-    for (int64_t n : {1, 7, 8, 9, 16, 17, 33, 64}) {
+    for (int64_t n : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64}) {
         const int64_t blocks = (n + 15) / 16;
         const std::vector<float> z = random_values(rng, static_cast<size_t>(64 * blocks));
         const std::vector<float> c0 = random_values(rng, static_cast<size_t>(n) + 1);
@@ -99,7 +103,7 @@ void test_lstm_gates(const GateKernels& k) {
 
 void test_gru_gates(const GateKernels& k) {
     std::mt19937 rng(11);
-    for (int64_t n : {1, 7, 8, 9, 16, 17, 33, 64}) {
+    for (int64_t n : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64}) {
         const int64_t blocks = (n + 15) / 16;
         const std::vector<float> g = random_values(rng, static_cast<size_t>(48 * blocks));
         const std::vector<float> x = random_values(rng, static_cast<size_t>(48 * blocks));

@@ -57,6 +57,15 @@ std::vector<VmathIsa> vmath_built() {
         v.push_back(s);
     }
 #endif
+#if defined(FL_HAVE_AVX512)
+    {
+        VmathIsa s{fl::Isa::avx512, {}, fl_vsigmoid_avx512, fl_vtanh_avx512};
+#define FL_T_AVX512(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+        FL_ACTIVATION_LIST(FL_T_AVX512)
+#undef FL_T_AVX512
+        v.push_back(s);
+    }
+#endif
 #if defined(FL_HAVE_NEON)
     {
         VmathIsa s{fl::Isa::neon, {}, fl_vsigmoid_neon, fl_vtanh_neon};
@@ -233,6 +242,13 @@ void test_act_exact_values(const VmathIsa& k) {
         k.act[static_cast<int>(c.act)](&y, 1);
         FLT_CHECK_MSG(y == c.want, "%s %s(%g) = %.9g, want %.9g", fl::isa_name(k.isa),
                       fl::act_name(static_cast<int>(c.act)), c.x, y, c.want);
+    }
+    // Odd functions keep the sign of zero: tanh(+0) = +0, tanh(-0) = -0.
+    for (float z : {0.0f, -0.0f}) {
+        float y = z;
+        k.act[static_cast<int>(Act::tanh)](&y, 1);
+        FLT_CHECK_MSG(fltest::f2u(y) == fltest::f2u(z), "%s tanh(%g) has the wrong sign",
+                      fl::isa_name(k.isa), z);
     }
     // NaN in, NaN out, for every activation, whatever the sign and payload.
     const float nans[] = {kNaN, -kNaN, fltest::u2f(0x7FA00001u), fltest::u2f(0xFFC12345u)};

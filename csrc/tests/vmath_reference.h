@@ -1,4 +1,4 @@
-// Double-precision references of the elementwise activations (SEMANTICS.md §2), shared by the
+// Double-precision references of the elementwise activations (docs/semantics.md §2), shared by the
 // C++ tests (test_vmath.cpp) and the ULP checker (vmath_ulp_check.cpp). Written for accuracy,
 // not speed: every formula is arranged so that it neither cancels nor overflows in double, and
 // +-inf give the mathematical limits.

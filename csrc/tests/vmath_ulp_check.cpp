@@ -58,6 +58,15 @@ std::vector<IsaActs> supported_isas() {
         v.push_back(s);
     }
 #endif
+#if defined(FL_HAVE_AVX512)
+    {
+        IsaActs s{fl::Isa::avx512, {}};
+#define FL_SET_AVX512(name) s.act[static_cast<int>(fl::Act::name)] = fl_act_##name##_avx512;
+        FL_ACTIVATION_LIST(FL_SET_AVX512)
+#undef FL_SET_AVX512
+        v.push_back(s);
+    }
+#endif
 #if defined(FL_HAVE_NEON)
     {
         IsaActs s{fl::Isa::neon, {}};

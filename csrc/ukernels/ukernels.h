@@ -31,6 +31,12 @@ void fl_softmax_rows_avx2(const float* x, float* y, int64_t rows, int64_t n, int
 void fl_vexp_avx2(const float* x, float* y, int64_t n);
 #endif
 
+#if defined(FL_HAVE_AVX512)
+void fl_softmax_rows_avx512(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
+                            int64_t ldy);
+void fl_vexp_avx512(const float* x, float* y, int64_t n);
+#endif
+
 #if defined(FL_HAVE_NEON)
 void fl_softmax_rows_neon(const float* x, float* y, int64_t rows, int64_t n, int64_t ldx,
                           int64_t ldy);
@@ -50,7 +56,9 @@ void fl_vexp_neon(const float* x, float* y, int64_t n);
  *   fl_exp_shift_sum_<isa>(x, n, scale, m) sets x[j] = exp(fma(x[j], scale, -m)) for j < n and
  *   returns the sum of the new x[j]. Callers pass m >= the max of x[j] * scale, so every exp
  *   argument is <= 0 (up to rounding): results are those of fl_vexp there (below FLT_MIN
- *   flushed to 0), NaN propagates; the summation order may differ between ISAs (a few ulp). */
+ *   flushed to 0), NaN propagates. The sum has one order on every ISA (16 partial sums, x[j]
+ *   into sum j % 16 in index order, then ((s[l] + s[l+8]) ...) down to one: the tree of
+ *   softmax/scalar.cpp), so every ISA returns the same bits; so does the row softmax. */
 float fl_score_prep_scalar(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
                            float masked, int subtract);
 float fl_row_max_scalar(const float* x, int64_t n);
@@ -60,6 +68,12 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
                          float masked, int subtract);
 float fl_row_max_avx2(const float* x, int64_t n);
 float fl_exp_shift_sum_avx2(float* x, int64_t n, float scale, float m);
+#endif
+#if defined(FL_HAVE_AVX512)
+float fl_score_prep_avx512(float* x, int64_t n, float scale, const uint8_t* keep, int64_t limit,
+                           float masked, int subtract);
+float fl_row_max_avx512(const float* x, int64_t n);
+float fl_exp_shift_sum_avx512(float* x, int64_t n, float scale, float m);
 #endif
 
 /* GEMM micro-kernel (csrc/ukernels/gemm/<isa>.cpp), the same contract on every ISA:
@@ -90,6 +104,12 @@ void fl_gemm_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
                       int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
                       int load_c, float* c, int64_t ldc);
 #endif
+#if defined(FL_HAVE_AVX512)
+/* Register tiles up to 14 x 32 (m x 48 / 64 / 96 for shorter blocks); any m. */
+void fl_gemm_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
+                        int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
+                        int load_c, float* c, int64_t ldc);
+#endif
 #if defined(FL_HAVE_NEON)
 void fl_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
                       int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
@@ -113,6 +133,11 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
                            const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                            int64_t ldc);
 #endif
+#if defined(FL_HAVE_AVX512)
+void fl_gemm_rowb_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                             const float* b, int64_t ldb, const float* bias, int load_c, float* c,
+                             int64_t ldc);
+#endif
 
 /* Transposing pack of one B panel (csrc/ukernels/gemm/<isa>.cpp), used for transposed
  * operands such as K^T in Q·K^T: w source rows of kc contiguous floats become one 16-wide
@@ -123,6 +148,9 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
 void fl_pack_t16_scalar(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
 #if defined(FL_HAVE_AVX2)
 void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_pack_t16_avx512(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst);
 #endif
 
 /* Depthwise conv micro-kernel, depth multiplier 1 (csrc/ukernels/dwconv/<isa>.cpp): for each
@@ -139,6 +167,10 @@ void fl_dwconv_f32_scalar(int64_t m, int64_t ch, int64_t taps, const float* cons
 #if defined(FL_HAVE_AVX2)
 void fl_dwconv_f32_avx2(int64_t m, int64_t ch, int64_t taps, const float* const* rows,
                         const float* k, const float* bias, float* y, int64_t ldy);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_dwconv_f32_avx512(int64_t m, int64_t ch, int64_t taps, const float* const* rows,
+                          const float* k, const float* bias, float* y, int64_t ldy);
 #endif
 
 /* Indirect GEMM micro-kernel for convolution (csrc/ukernels/igemm/<isa>.cpp): the GEMM above
@@ -158,7 +190,8 @@ void fl_dwconv_f32_avx2(int64_t m, int64_t ch, int64_t taps, const float* const*
  *      b_panel_stride); bias: NULL or readable for ceil(n/16)*16 floats.
  *   C: element (i, j) at c[i*ldc + j]; only i < m, j < n is written (never read).
  *   No alignment is required. m, n, ks, kc >= 0. Register tiles on AVX2: 12 x 8 when n <= 8,
- *   else as fl_gemm_f32 (6 x 16 ...). There is no NEON file yet: on NEON the dispatch table has
+ *   else as fl_gemm_f32 (6 x 16 ...); on AVX-512: 24 x 16 when n <= 16, else 12 x 32 (rows
+ *   in blocks of KernelTable::igemm_mr = 12 suit it best). There is no NEON file yet: on NEON the dispatch table has
  *   no igemm and conv2d expands patches for the NEON GEMM instead.
  */
 void fl_igemm_f32_scalar(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
@@ -168,6 +201,11 @@ void fl_igemm_f32_scalar(int64_t m, int64_t n, int64_t ks, int64_t kc, const flo
 void fl_igemm_f32_avx2(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
                        const float* b, int64_t b_panel_stride, const float* bias, float* c,
                        int64_t ldc);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_igemm_f32_avx512(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
+                         const float* b, int64_t b_panel_stride, const float* bias, float* c,
+                         int64_t ldc);
 #endif
 
 /* Dot products of rows read in place (csrc/ukernels/dotrows/<isa>.cpp), for a few rows of A

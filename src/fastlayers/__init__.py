@@ -31,15 +31,21 @@ from .functional import (
     gru,
     lstm,
     lstm_cell,
+    matmul,
     multi_head_attention,
     scaled_dot_product_attention,
     softmax,
 )
+from .io import load_model
+from .models import Input, Model, Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "Input",
+    "Model",
+    "Sequential",
     "activations",
     "additive_attention",
     "attention",
@@ -51,8 +57,10 @@ __all__ = [
     "get_num_threads",
     "gru",
     "layers",
+    "load_model",
     "lstm",
     "lstm_cell",
+    "matmul",
     "multi_head_attention",
     "runtime_info",
     "scaled_dot_product_attention",

@@ -17,17 +17,19 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import numbers
 import os
 from collections.abc import Iterator
 
 BACKENDS = ("auto", "cpp", "numpy")
 
 # The ops that have a C++ path (for at least their plain case). Each op still
-# decides per call, in fastlayers/functional.py, whether C++ serves that call.
+# decides per call, in fastlayers/functional.py (run_<op>), whether C++ serves that call.
 CPP_OPS = frozenset(
     {
         "softmax",
         "dense",
+        "matmul",
         "conv2d",
         "lstm",
         "lstm_cell",
@@ -137,19 +139,65 @@ def resolve(op: str, unsupported: str | None) -> str:
 _numpy_only_threads = [1]  # what get_num_threads() reports when there is no core
 
 
+def _cgroup_cpu_limit() -> int | None:
+    """The CPUs a cgroup CPU quota allows (cgroup v2 cpu.max, v1 cfs quota), rounded up;
+    None when there is no quota or it cannot be read."""
+    candidates = [("/sys/fs/cgroup/cpu.max", None)]
+    candidates.append(
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    )
+    for quota_path, period_path in candidates:
+        try:
+            with open(quota_path) as f:
+                fields = f.read().split()
+            if period_path is not None:
+                with open(period_path) as f:
+                    fields = fields[:1] + f.read().split()[:1]
+        except OSError:
+            continue
+        if len(fields) < 2 or fields[0] in ("max", "-1"):
+            return None
+        try:
+            quota, period = int(fields[0]), int(fields[1])
+        except ValueError:
+            return None
+        if quota > 0 and period > 0:
+            return max(1, -(-quota // period))
+    return None
+
+
 def _default_threads() -> int:
+    """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (so N
+    worker processes on N cores, or a container with a CPU limit, do not oversubscribe)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    limit = _cgroup_cpu_limit()
+    return min(n, limit) if limit is not None else n
+
+
+def max_threads() -> int:
+    """The largest thread count set_num_threads accepts: 4 x the CPUs this process may use
+    (more threads than that only wait for each other), and never over 4096."""
+    return min(4 * _default_threads(), 4096)
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads the C++ kernels use (the NumPy path uses NumPy's BLAS)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    """Set the number of threads the C++ kernels use (the NumPy path uses NumPy's BLAS).
+
+    ``n`` is an integer from 1 to :func:`max_threads` (4 x the CPUs this process may use);
+    anything else raises ValueError (TypeError for a non-integer).
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    n = int(n)
+    limit = max_threads()
+    if not 1 <= n <= limit:
+        raise ValueError(
+            f"set_num_threads: n must be in [1, {limit}] (4 x the {_default_threads()} CPUs "
+            f"this process may use), got {n}"
+        )
     if _core is not None:
         _core.set_num_threads(n)
     _numpy_only_threads[0] = n
@@ -172,8 +220,11 @@ def _init_threads() -> None:
             raise ValueError(
                 f"FASTLAYERS_NUM_THREADS must be a positive integer, got {env!r}"
             ) from None
-        if n < 1:
-            raise ValueError(f"FASTLAYERS_NUM_THREADS must be a positive integer, got {env!r}")
+        if not 1 <= n <= max_threads():
+            raise ValueError(
+                f"FASTLAYERS_NUM_THREADS must be an integer in [1, {max_threads()}] (4 x the "
+                f"CPUs this process may use), got {env!r}"
+            )
     set_num_threads(n)
 
 

@@ -15,6 +15,7 @@ order of the check's weight arguments (those are then None in the call).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -103,6 +104,36 @@ def check_flatten(x, *, op="flatten", x_name="x", channels_first=False, build: B
     return np.moveaxis(x, 1, -1) if channels_first and x.ndim > 2 else x
 
 
+class MatmulArgs(NamedTuple):
+    a: Array  # (..., M, K)
+    b: Array  # (..., K, N), already transposed when transpose_b was asked
+    batch: tuple  # the broadcast batch shape
+
+
+def check_matmul(a, b, transpose_b, *, op="matmul"):
+    a = C.array(a, op, "a")
+    b = C.array(b, op, "b")
+    transpose_b = C.flag(transpose_b, op, "transpose_b")
+    C.min_rank(a, op, "a", 2, "(..., M, K)")
+    C.min_rank(b, op, "b", 2, "(..., N, K)" if transpose_b else "(..., K, N)")
+    k_axis = -1 if transpose_b else -2
+    if a.shape[-1] != b.shape[k_axis]:
+        raise ValueError(
+            f"{op}: a {a.shape} and b {b.shape} do not chain: a's last axis ({a.shape[-1]}) "
+            f"must equal b's {'last' if transpose_b else 'second-to-last'} axis "
+            f"({b.shape[k_axis]})"
+        )
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"{op}: the batch axes of a {a.shape[:-2]} and b {b.shape[:-2]} do not broadcast"
+        ) from None
+    if transpose_b:
+        b = np.swapaxes(b, -1, -2)
+    return MatmulArgs(a, b, tuple(batch))
+
+
 class Conv2DArgs(NamedTuple):
     x: Array  # (N, H, W, C)
     kernel: Array  # (kh, kw, C // groups, F)
@@ -177,7 +208,8 @@ def _state(s, op, name, b, u):
 def _initial_state(cell, initial_state, op, b, u):
     """lstm: a list [h0, c0]; gru: h0 or [h0]. Zeros by default."""
     if initial_state is None:
-        return tuple(np.zeros((b, u), F32) for _ in range(2 if cell == "lstm" else 1))
+        h0 = np.zeros((b, u), F32)
+        return (h0, np.zeros((b, u), F32)) if cell == "lstm" else (h0,)
     if cell == "gru":
         if isinstance(initial_state, (list, tuple)):
             if len(initial_state) != 1:
@@ -199,12 +231,12 @@ def _initial_state(cell, initial_state, op, b, u):
 
 
 def _check_recurrent(
-    cell: str,
     x,
     kernel,
     recurrent_kernel,
     bias,
     *,
+    cell: str,
     initial_state,
     mask,
     return_sequences,
@@ -250,30 +282,32 @@ def _check_recurrent(
     else:
         C.shape_is(bias, op, "bias", (3 * u,), "(3 * units,) with reset_after=False")
     states = _initial_state(cell, initial_state, op, x.shape[0], u)
-    flags = tuple(
-        C.flag(value, op, name)
-        for value, name in (
-            (return_sequences, "return_sequences"),
-            (return_state, "return_state"),
-            (go_backwards, "go_backwards"),
-        )
-    )
+    return_sequences = C.flag(return_sequences, op, "return_sequences")
+    return_state = C.flag(return_state, op, "return_state")
+    go_backwards = C.flag(go_backwards, op, "go_backwards")
     act = C.activation(activation, op, "activation", elementwise=True)
     ract = C.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
     return RecurrentArgs(
-        cell, x, kernel, recurrent_kernel, bias, states, mask, *flags, act, ract, reset_after
+        cell,
+        x,
+        kernel,
+        recurrent_kernel,
+        bias,
+        states,
+        mask,
+        return_sequences,
+        return_state,
+        go_backwards,
+        act,
+        ract,
+        reset_after,
     )
 
 
-def check_lstm(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
-    """options: lstm's keywords (initial_state, mask, return_sequences, return_state,
-    go_backwards, activation, recurrent_activation), and op, x_name, build."""
-    return _check_recurrent("lstm", x, kernel, recurrent_kernel, bias, reset_after=None, **options)
-
-
-def check_gru(x, kernel, recurrent_kernel, bias=None, **options) -> RecurrentArgs:
-    """options: gru's keywords (those of lstm and reset_after), and op, x_name, build."""
-    return _check_recurrent("gru", x, kernel, recurrent_kernel, bias, **options)
+# check_lstm(x, kernel, recurrent_kernel, bias, *, <lstm's keywords>, op, x_name, build) and
+# check_gru(..., <gru's keywords (lstm's and reset_after)>, ...): one check, two cells.
+check_lstm = functools.partial(_check_recurrent, cell="lstm", reset_after=None)
+check_gru = functools.partial(_check_recurrent, cell="gru")
 
 
 class LSTMCellArgs(NamedTuple):
@@ -374,11 +408,11 @@ class LuongArgs(NamedTuple):
 
 
 def _check_luong(
-    additive: bool,
     query,
     value,
     key=None,
     *,
+    additive: bool,
     scale=None,
     score_mode="dot",
     concat_score_weight=None,
@@ -425,16 +459,10 @@ def _check_luong(
     return LuongArgs(*common, score_mode, scale, concat_score_weight)
 
 
-def check_attention(query, value, key=None, *, op="attention", **options) -> LuongArgs:
-    """options: attention's keywords, and build."""
-    return _check_luong(False, query, value, key, op=op, **options)
-
-
-def check_additive_attention(
-    query, value, key=None, *, op="additive_attention", **options
-) -> LuongArgs:
-    """options: additive_attention's keywords, and build."""
-    return _check_luong(True, query, value, key, op=op, **options)
+# check_attention(query, value, key=None, *, <attention's keywords>, op, build) and
+# check_additive_attention(..., <additive_attention's keywords>, ...): one check, two scores.
+check_attention = functools.partial(_check_luong, additive=False, op="attention")
+check_additive_attention = functools.partial(_check_luong, additive=True, op="additive_attention")
 
 
 class SDPAArgs(NamedTuple):

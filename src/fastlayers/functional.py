@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _symbolic
 from . import _validation as V
 from ._cpp import attention as _cpp_attention
 from ._cpp import conv2d as _cpp_conv2d
@@ -33,6 +33,7 @@ from ._numpy import recurrent as _np_recurrent
 ArrayLike = Any
 
 __all__ = [
+    "matmul",
     "dense",
     "flatten",
     "conv2d",
@@ -52,9 +53,36 @@ def _cpp(op: str, unsupported: str | None = None) -> bool:
     return _backend.resolve(op, unsupported) == "cpp"
 
 
+# -------------------------------------------------------------------------- matmul
+
+
+@_symbolic.symbolic_op
+def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarray:
+    """Batched matrix product with NumPy broadcasting (``tf.matmul``, ``keras.ops.matmul``).
+
+    Parameters
+    ----------
+    a : array (..., M, K), rank >= 2
+    b : array (..., K, N), rank >= 2; (..., N, K) with ``transpose_b=True``
+        The leading (batch) axes of a and b broadcast against each other.
+    transpose_b : bool
+        Multiply by the transpose of b's last two axes (``tf.matmul(a, b,
+        transpose_b=True)``: queries times keys).
+
+    Returns
+    -------
+    y : float32 array (broadcast batch..., M, N)
+    """
+    args = V.check_matmul(a, b, transpose_b)
+    if _cpp("matmul"):
+        return _cpp_dense.matmul(args)
+    return _np_dense.matmul(args.a, args.b)
+
+
 # --------------------------------------------------------------------------- dense
 
 
+@_symbolic.symbolic_op
 def dense(
     x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None, activation: Any = None
 ) -> np.ndarray:
@@ -87,6 +115,7 @@ def run_dense(a: V.DenseArgs, packed: Any = None) -> np.ndarray:
     return _np_dense.dense(*a)
 
 
+@_symbolic.symbolic_op
 def flatten(x: ArrayLike) -> np.ndarray:
     """Flatten all but the batch axis in row-major (channels-last) order (Keras ``Flatten``).
 
@@ -106,6 +135,7 @@ def run_flatten(x: np.ndarray, original: Any) -> np.ndarray:
 # -------------------------------------------------------------------------- conv2d
 
 
+@_symbolic.symbolic_op
 def conv2d(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -149,6 +179,7 @@ def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
 # ------------------------------------------------------------------------ recurrent
 
 
+@_symbolic.symbolic_op
 def lstm(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -219,9 +250,12 @@ def run_recurrent(a: V.RecurrentArgs, packed: Any = None):
         )
     if not a.return_state:
         return out
-    return (out, *(s.copy() if s is out else s for s in states))  # never one array twice
+    if states[0] is out:  # h is the output without return_sequences: never one array twice
+        states[0] = states[0].copy()
+    return (out, *states)
 
 
+@_symbolic.symbolic_op
 def lstm_cell(
     x_t: ArrayLike,
     h: ArrayLike,
@@ -241,6 +275,7 @@ def lstm_cell(
     return _np_recurrent.lstm_cell(*a)
 
 
+@_symbolic.symbolic_op
 def gru(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -284,6 +319,7 @@ def gru(
 # ------------------------------------------------------------------------- softmax
 
 
+@_symbolic.symbolic_op
 def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None = None):
     """Softmax along ``axis`` (Keras ``Softmax`` layer).
 
@@ -317,6 +353,7 @@ def _with_scores(out, weights, return_scores):
     return (out, weights) if return_scores else out
 
 
+@_symbolic.symbolic_op
 def attention(
     query: ArrayLike,
     value: ArrayLike,
@@ -381,6 +418,7 @@ def run_attention(a: V.LuongArgs):
     return _with_scores(out, weights, a.return_scores)
 
 
+@_symbolic.symbolic_op
 def additive_attention(
     query: ArrayLike,
     value: ArrayLike,
@@ -411,6 +449,7 @@ def additive_attention(
     return run_attention(V.check_additive_attention(**locals()))
 
 
+@_symbolic.symbolic_op
 def scaled_dot_product_attention(
     q: ArrayLike,
     k: ArrayLike,
@@ -448,6 +487,7 @@ def scaled_dot_product_attention(
     return _np_attention.scaled_dot_product_attention(*a)
 
 
+@_symbolic.symbolic_op
 def multi_head_attention(
     query: ArrayLike,
     value: ArrayLike,

@@ -1,4 +1,4 @@
-"""pytest-benchmark groups, one per public shape of BENCHMARKS.md: numpy vs cpp vs torch.
+"""pytest-benchmark groups, one per public shape of docs/benchmarks.md §7: numpy vs cpp vs torch.
 
 Each benchmark asserts that its path gives the NumPy path's numbers, so
 ``pytest --benchmark-disable`` runs these as tests. Timings:

@@ -29,7 +29,7 @@ compare with the outputs. Weights are in Keras layouts, set explicitly with
 except in the cases that test dtype conversion.
 
 Every case is also recomputed by an independent float64 NumPy reference (the
-``ref_*`` functions below, written from SEMANTICS.md) called with exactly the
+``ref_*`` functions below, written from docs/semantics.md) called with exactly the
 stored arguments. If Keras and the reference disagree anywhere in a family
 (max|keras - ref| / (1 + |ref|) > 1e-5), that family's file is not written and
 the script exits with status 1. Exceptions, each saying so in its ``.keras``:
@@ -191,7 +191,7 @@ def check_file(path):
 
 
 # ---------------------------------------------------------------------------
-# Independent float64 NumPy reference (from SEMANTICS.md), called with the
+# Independent float64 NumPy reference (from docs/semantics.md), called with the
 # same arguments as the fastlayers functional API.
 # ---------------------------------------------------------------------------
 
@@ -349,7 +349,7 @@ def ref_conv2d(
 def _run_rnn(step, x, states, mask, go_backwards, return_sequences):
     """Generic Keras RNN loop. Masked steps keep the states; the output repeats.
 
-    Keras backends differ on what a masked step outputs (SEMANTICS §6): the
+    Keras backends differ on what a masked step outputs (docs/semantics.md §6): the
     previously emitted output (zero before the first unmasked step; torch, tf)
     or the carried h (numpy, jax). Both are computed and must agree, so no
     fixture depends on the backend.
@@ -840,7 +840,7 @@ def make_conv2d(fx):
     c(fx, "conv_k4x2_same", (2, 7, 8, 3), 2, (4, 2), padding="same")
     c(fx, "conv_k2x4_same", (2, 7, 8, 3), 2, (2, 4), padding="same")
     c(fx, "conv_k4x2_valid", (2, 7, 8, 3), 2, (4, 2))
-    # strides (SEMANTICS §5 table rows)
+    # strides (docs/semantics.md §5 table rows)
     c(fx, "conv_k3_s2_same_n8", (2, 8, 8, 3), 4, 3, strides=2, padding="same")
     c(fx, "conv_k3_s2_same_n9", (2, 9, 9, 3), 4, 3, strides=2, padding="same")
     c(fx, "conv_k3_s2_valid_n9", (2, 9, 8, 3), 4, 3, strides=2)

@@ -8,7 +8,7 @@ and a backend (see make_golden.py; always pin torch when installing it):
 
 The committed file was made with Keras 3.15.1 and torch 2.13.0+cpu; it records the
 versions under ``__meta__.versions`` (a JSON string). The masked-RNN cases follow
-the torch backend's rule for masked steps (SEMANTICS.md §6).
+the torch backend's rule for masked steps (docs/semantics.md §6).
 
 Each case ``<case>`` stores
 

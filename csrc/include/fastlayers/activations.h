@@ -2,7 +2,7 @@
 //
 // The ids are part of the C++/Python interface (fastlayers._core.activation_ids()): append new
 // activations at the end of FL_ACTIVATION_LIST, never reorder or remove one. Definitions:
-// SEMANTICS.md §2 and fastlayers/_numpy/activations.py; kernels: csrc/ukernels/vmath/.
+// docs/semantics.md §2 and fastlayers/_numpy/activations.py; kernels: csrc/ukernels/vmath/.
 //
 // Row activations (softmax, log_softmax, sparsemax, glu) are not elementwise and not listed.
 #pragma once

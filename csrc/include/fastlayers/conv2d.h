@@ -1,9 +1,9 @@
-// Conv2D (NHWC) on the GEMM engine: C++ API of the core (driver in csrc/ops/conv2d.cpp).
+// Conv2D (NHWC) on the GEMM engine: C++ API of the core (driver in csrc/ops/conv2d*.cpp).
 //
 // y[n, i, j, f] = act(bias[f] + sum over a < kh, b < kw, c < cg of
 //                     xp[n, i*sh + a*dh, j*sw + b*dw, g*cg + c] * K[a, b, c, f]),
 // g = f / fg, cg = C / groups, fg = F / groups, xp = x zero-padded by (pad_top, pad_left)
-// before and whatever the output size needs after (SEMANTICS.md §5; the Python layer computes
+// before and whatever the output size needs after (docs/semantics.md §5; the Python layer computes
 // the TensorFlow split and the output size).
 //
 // Per group g the kernel slice K[:, :, :, g*fg:(g+1)*fg] is a (kh*kw*cg, fg) row-major matrix

@@ -25,8 +25,10 @@ struct Epilogue {
     ActFn act = nullptr;  // applied to each finished row segment of C
 };
 
-// Micro-kernel geometry, the same for every ISA: packed B panels are kGemmNR columns wide,
-// register tiles at most kGemmMR rows tall.
+// Micro-kernel geometry: packed B panels are kGemmNR columns wide on every ISA. kGemmMR is the
+// row group the conv, attention and recurrent drivers hand the GEMM kernels (every kernel
+// accepts any row count, so this is a performance choice only); the GEMM driver itself takes
+// its row block from the active kernel (KernelTable::gemm_mr: 6, or 14 on AVX-512).
 constexpr int64_t kGemmNR = 16;
 constexpr int64_t kGemmMR = 6;
 

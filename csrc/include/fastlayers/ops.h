@@ -99,7 +99,7 @@ struct Rows4 {
     T* at(int64_t b, int64_t h) const { return data + b * sb + h * sh; }
 };
 
-// How masked scores are treated (SEMANTICS.md §9-§12).
+// How masked scores are treated (docs/semantics.md §9-§12, §14).
 enum class MaskRule {
     // keras.ops.dot_product_attention (sdpa, MHA without scores): masked logits are
     // -0.7 * FLT_MAX, so they get weight 0 and a fully masked row is uniform over all S keys.

@@ -178,7 +178,7 @@ void parallel_region(int max_threads, F&& f) {
 // A reusable barrier for the nthreads threads of a parallel_region: wait(nthreads) returns once
 // all of them have called it (the k-th call of every thread pairs with the k-th call of the
 // others; all pass the same count, so a region that got fewer threads than asked needs no
-// re-initialisation). Waiters spin (a 2-core hand-off costs ~0.1 us, PERFORMANCE.md §4) for up
+// re-initialisation). Waiters spin (a 2-core hand-off costs ~0.1 us, docs/performance.md §9) for up
 // to the pool's spin budget, then sleep until the last thread arrives, so a partner that the OS
 // descheduled (a loaded machine) is not kept from its core by a spinning or yielding waiter.
 // Memory written before wait() by any thread is visible to all after it.

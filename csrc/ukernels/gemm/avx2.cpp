@@ -24,7 +24,7 @@
 // gain (hardware prefetchers follow the sequential panel streams).
 //
 // The shapes are instantiated from one always-inline function with constant arguments (not a
-// template: ISA files hold no shared inline code, see DESIGN.md "Known traps").
+// template: ISA files hold no shared inline code, see docs/architecture.md §5).
 #include <immintrin.h>
 
 #include "../ukernels.h"

@@ -14,7 +14,7 @@
 //   m = 6, 5, 4 : m x 16;  m = 3 : 3 x 32;  m = 2 : 2 x 48;  m = 1 : 1 x 64
 // The row pointers of a tile are reloaded once per chunk t; the kc loop is unrolled by 4.
 // The shapes are instantiated from one always-inline function with constant arguments (no
-// templates or shared inline code in ISA files, DESIGN.md "Known traps").
+// templates or shared inline code in ISA files, docs/architecture.md §5).
 #include <immintrin.h>
 
 #include "../ukernels.h"

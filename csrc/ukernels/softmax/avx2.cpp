@@ -6,6 +6,11 @@
 // written (rows may be strided, ldx/ldy >= n). Selected by fl::kernels() when active_isa() is
 // avx2. Three passes per row: max, exp + sum (exp stored into y), scale by 1/sum.
 //
+// Bitwise identical to the other ISAs (docs/architecture.md, cross-ISA identity): the shared
+// exp algorithm, and every row sum in the fixed order of softmax/scalar.cpp: 16 partial sums in
+// lanes j % 16 (s0 = lanes 0-7, s1 = lanes 8-15, the tail added into its own lanes), reduced by
+// hsum_avx2(s0 + s1) = the tree l + l+8, l + l+4, l + l+2, l + l+1.
+//
 // inf/NaN follow NumPy's `e = exp(x - max); e / e.sum()`: MAXPS may drop a NaN from the max, but
 // that NaN then reaches the sum through exp(NaN - max), so the whole row is NaN as in NumPy; a
 // +inf gives inf - inf = NaN; an all -inf row gives -inf - -inf = NaN.
@@ -64,18 +69,26 @@ static void softmax_row_avx2(const float* x, float* y, int64_t n) {
         s0 = _mm256_add_ps(s0, e0);
         s1 = _mm256_add_ps(s1, e1);
     }
-    for (; i + 8 <= n; i += 8) {
+    // The rest (< 16 elements) into the lanes j % 16: s0 for the first 8, s1 for the others.
+    if (n - i >= 8) {
         const __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
         _mm256_storeu_ps(y + i, e);
         s0 = _mm256_add_ps(s0, e);
-    }
-    if (i < n) {
-        // exp of a masked-off lane (x = 0) is arbitrary, even inf/NaN: zero it before summing.
+        i += 8;
+        if (i < n) {
+            // exp of a masked-off lane (x = 0) is arbitrary, even inf/NaN: zero it before summing.
+            const __m256i mask = fl_avx2_tail_mask(n - i);
+            __m256 t = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
+            t = _mm256_and_ps(t, _mm256_castsi256_ps(mask));
+            _mm256_maskstore_ps(y + i, mask, t);
+            s1 = _mm256_add_ps(s1, t);
+        }
+    } else if (i < n) {
         const __m256i mask = fl_avx2_tail_mask(n - i);
-        __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
-        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
-        _mm256_maskstore_ps(y + i, mask, e);
-        s1 = _mm256_add_ps(s1, e);
+        __m256 t = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
+        t = _mm256_and_ps(t, _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(y + i, mask, t);
+        s0 = _mm256_add_ps(s0, t);
     }
 
     // Pass 3: scale. sum >= 1 for a finite row (the max contributes exp(0) = 1).
@@ -190,17 +203,24 @@ float fl_exp_shift_sum_avx2(float* x, int64_t n, float scale, float m) {
         s0 = _mm256_add_ps(s0, e0);
         s1 = _mm256_add_ps(s1, e1);
     }
-    for (; j + 8 <= n; j += 8) {
+    if (n - j >= 8) {
         const __m256 e = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
         _mm256_storeu_ps(x + j, e);
         s0 = _mm256_add_ps(s0, e);
-    }
-    if (j < n) {
+        j += 8;
+        if (j < n) {
+            const __m256i mask = fl_avx2_tail_mask(n - j);
+            __m256 e1 = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_maskload_ps(x + j, mask), vs, vm));
+            e1 = _mm256_and_ps(e1, _mm256_castsi256_ps(mask));
+            _mm256_maskstore_ps(x + j, mask, e1);
+            s1 = _mm256_add_ps(s1, e1);
+        }
+    } else if (j < n) {
         const __m256i mask = fl_avx2_tail_mask(n - j);
         __m256 e = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_maskload_ps(x + j, mask), vs, vm));
         e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
         _mm256_maskstore_ps(x + j, mask, e);
-        s1 = _mm256_add_ps(s1, e);
+        s0 = _mm256_add_ps(s0, e);
     }
     return hsum_avx2(_mm256_add_ps(s0, s1));
 }

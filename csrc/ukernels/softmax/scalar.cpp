@@ -1,8 +1,14 @@
 // softmax/scalar.cpp: row-wise stable softmax, y = exp(x - max) / sum(exp(x - max)).
 //
-// ISA: baseline (no extra flags). Width: 1 element (4 independent partial sums). Selected by
-// fl::kernels() when active_isa() is scalar (no AVX2+FMA / no NEON, or FASTLAYERS_ISA=scalar).
-// Three passes per row: max, exp + sum (exp stored into y), scale by 1/sum.
+// ISA: baseline (no extra flags). Width: 1 element. Selected by fl::kernels() when active_isa()
+// is scalar (no AVX2+FMA, or FASTLAYERS_ISA=scalar; the NEON table uses the score-row kernels
+// too). Three passes per row: max, exp + sum (exp stored into y), scale by 1/sum.
+//
+// Bitwise identical to every SIMD ISA (docs/architecture.md, cross-ISA identity): the exp is the
+// shared algorithm (exp_scalar.inc), and sums use the fixed order of every ISA: 16 partial sums,
+// element j going to sum j % 16 in index order (avx512: one zmm, avx2: two ymm, neon: four q;
+// a tail adds into its lanes), then the tree ((s[l] + s[l+8]) for l < 8, then l + l+4, l + l+2,
+// l + l+1).
 //
 // inf/NaN follow NumPy's `e = exp(x - max); e / e.sum()`: the max may skip a NaN, but that NaN
 // then reaches the sum through exp(NaN - max), so the whole row is NaN as in NumPy; a +inf gives
@@ -13,26 +19,28 @@
 
 #include "../vmath/exp_scalar.inc"
 
+/* The fixed reduction tree of the 16 partial sums (the SIMD hsum order). */
+static float sum16_scalar(const float* s) {
+    float t8[8], t4[4];
+    for (int l = 0; l < 8; ++l) t8[l] = s[l] + s[l + 8];
+    for (int l = 0; l < 4; ++l) t4[l] = t8[l] + t8[l + 4];
+    const float t2a = t4[0] + t4[2];
+    const float t2b = t4[1] + t4[3];
+    return t2a + t2b;
+}
+
 static void softmax_row_scalar(const float* x, float* y, int64_t n) {
     float m = fl_exp_scalar_bits_to_float(0xFF800000u); /* -inf */
     for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
 
-    // Four partial sums: shorter dependency chain and smaller rounding error on long rows.
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        for (int k = 0; k < 4; ++k) {
-            const float e = fl_exp_scalar(x[i + k] - m);
-            y[i + k] = e;
-            s[k] += e;
-        }
-    }
-    for (; i < n; ++i) {
+    // 16 partial sums, element i into s[i % 16] (the lanes of every SIMD ISA).
+    float s[16] = {0.0f};
+    for (int64_t i = 0; i < n; ++i) {
         const float e = fl_exp_scalar(x[i] - m);
         y[i] = e;
-        s[0] += e;
+        s[i & 15] += e;
     }
-    const float inv = 1.0f / ((s[0] + s[1]) + (s[2] + s[3]));
+    const float inv = 1.0f / sum16_scalar(s);
     for (int64_t j = 0; j < n; ++j) y[j] *= inv;
 }
 
@@ -61,17 +69,11 @@ float fl_row_max_scalar(const float* x, int64_t n) {
 }
 
 float fl_exp_shift_sum_scalar(float* x, int64_t n, float scale, float m) {
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        for (int k = 0; k < 4; ++k) {
-            x[j + k] = fl_exp_scalar(fmaf(x[j + k], scale, -m));
-            s[k] += x[j + k];
-        }
+    float s[16] = {0.0f};
+    for (int64_t j = 0; j < n; ++j) {
+        const float e = fl_exp_nonpos_scalar(fl_fmaf_scalar(x[j], scale, -m));
+        x[j] = e;
+        s[j & 15] += e;
     }
-    for (; j < n; ++j) {
-        x[j] = fl_exp_scalar(fmaf(x[j], scale, -m));
-        s[0] += x[j];
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    return sum16_scalar(s);
 }

@@ -10,7 +10,8 @@
 // x in [-87, 88] against the correctly rounded float(exp(double(x))): max error 1 ULP (ordinal
 // distance between floats), 1.014 ULP relative to the exact value; 99.23% of results are the
 // correctly rounded float. Also 1 ULP max on the rest of the normal-result range,
-// [ln FLT_MIN, -87) and (88, ln FLT_MAX]. (The scalar kernel: 1 ULP max, 0.989 vs exact, 99.19%.)
+// [ln FLT_MIN, -87) and (88, ln FLT_MAX]. Every ISA (scalar, avx2, avx512, neon) runs this one
+// algorithm operation for operation and returns the same bits, so these figures hold for all.
 // Special values: NaN -> NaN, x < -87.3365 (ln FLT_MIN, incl. -inf) -> 0 (no denormals),
 // x > 88.7228 (incl. +inf) -> +inf. exp(0) == 1 exactly.
 //

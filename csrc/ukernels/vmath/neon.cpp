@@ -10,10 +10,11 @@
 // float(exp(double(x))) over every float in [-87, 88], 1.014 ULP from the exact value, 99.23%
 // correctly rounded.
 //
-// Activations: the same algorithms as act_avx2.inc. fl_vmath_ulp under qemu-aarch64, every 97th
-// float in [-100, 100], max ULP: sigmoid 2, tanh 2, gelu 4, gelu_tanh 4, silu 3, elu/celu 1,
-// selu 1, softplus 2, log_sigmoid 2, mish 3, exponential 1, hard_sigmoid 1, hard_silu 2; the
-// scalar-code ones as in scalar.cpp (softsign 1, tanh_shrink 1, sparse_plus 2, the rest 0).
+// Activations: the same algorithms as act_avx2.inc, operation for operation (min/max with the x86
+// rule, fl_maxps_neon), so the results are the same bits as the scalar, avx2 and avx512 kernels
+// (docs/architecture.md, cross-ISA identity; csrc/tests/test_cross_isa.cpp, which runs under
+// qemu-aarch64); accuracy as listed in avx2.cpp. The rare ones run the scalar code, which is
+// the same algorithm.
 #include "../ukernels.h"
 
 #include "exp_neon.inc"

@@ -1,20 +1,18 @@
 // vmath/scalar.cpp: float32 vector math, one element at a time: y[i] = exp(x[i]) (vexp), the
-// elementwise Keras activations in place (fl_act_<name>_scalar, <cmath> based, act_scalar.inc)
-// and vsigmoid / vtanh out of place for the LSTM/GRU gates.
+// elementwise Keras activations in place (fl_act_<name>_scalar, act_scalar.inc), vsigmoid /
+// vtanh out of place and the fused LSTM/GRU gate math.
 //
 // ISA: baseline (no flags beyond the platform default; SSE2 on x86-64). Width: 1 (the compiler
 // may auto-vectorize within the baseline ISA). Selected by fl::kernels() when active_isa() is
 // scalar: on CPUs without AVX2+FMA, on platforms with no SIMD kernels, or FASTLAYERS_ISA=scalar.
-// Same algorithm and special-value behaviour as the AVX2/NEON kernels (exp_scalar.inc).
-// Accuracy (fl_exp_ulp, every float in [-87, 88], x86-64): max 1 ULP from the correctly rounded
-// float(exp(double(x))), 0.989 ULP from the exact value, 99.19% correctly rounded.
-//
-// Activations (fl_vmath_ulp, every float in [-100, 100], glibc 2.36 libm, x86-64; see avx2.cpp
-// for how it is measured): max ULP sigmoid 2, tanh 2, gelu 0 (double), gelu_tanh 0 (double),
-// silu 3, elu/celu 1, selu 2, softplus 2, log_sigmoid 2, mish 4, exponential 1, tanh_shrink 1
-// (double), squareplus 0 (double), softsign 1, hard_sigmoid 1, hard_silu 2, sparse_plus 2, the
-// piecewise-linear ones 0. Results are not flushed: tiny results are libm's denormals (abs error
-// <= 1.1e-43 below FLT_MIN). Other libms may add an ULP or so. NaN -> NaN; +-inf -> the limits.
+// ONE algorithm per function on every ISA: exp_scalar.inc / act_scalar.inc are the lane-wise
+// twins of the avx2 / avx512 / neon code (fmaf exactly where they use FMA, plain operations
+// where they use plain ones, -ffp-contract=off), so every result is the same bits as on those
+// ISAs (docs/architecture.md, cross-ISA identity; csrc/tests/test_cross_isa.cpp). Accuracy and
+// special values are therefore those measured and listed in avx2.cpp (exp: max 1 ULP; the
+// activations: max 4 ULP, e.g. gelu 4, where the former <cmath>/double scalar code had 0-2).
+// fmaf is the libm call on a baseline x86-64 build (glibc runs it on the FMA unit where there
+// is one); results are the same either way.
 #include "../ukernels.h"
 
 #include "exp_scalar.inc"

@@ -22,7 +22,10 @@
  *   Both give bit for bit what the same ISA's fl_act_sigmoid / fl_act_tanh kernels give when
  *   applied gate by gate (the drivers' generic path, used for other activations).
  *
- * Accuracy and special values of each ISA: the header comment of its .cpp file.
+ * Every function is ONE algorithm on every ISA (same operations in the same order, FMA exactly
+ * where the others use FMA), so all ISAs return the same bits for every input
+ * (docs/architecture.md, cross-ISA identity; csrc/tests/test_cross_isa.cpp). Accuracy and
+ * special values: the header comment of vmath/avx2.cpp.
  */
 #pragma once
 
@@ -48,6 +51,16 @@ void fl_vsigmoid_avx2(const float* x, float* y, int64_t n);
 void fl_vtanh_avx2(const float* x, float* y, int64_t n);
 void fl_lstm_gates_avx2(int64_t n, const float* z, float* c, float* h);
 void fl_gru_gates_avx2(int64_t n, const float* g, const float* x, const float* hp, float* h);
+#endif
+
+#if defined(FL_HAVE_AVX512)
+#define FL_VMATH_DECLARE_AVX512(name) FL_VMATH_DECLARE_ACT(name, avx512)
+FL_ACTIVATION_LIST(FL_VMATH_DECLARE_AVX512)
+#undef FL_VMATH_DECLARE_AVX512
+void fl_vsigmoid_avx512(const float* x, float* y, int64_t n);
+void fl_vtanh_avx512(const float* x, float* y, int64_t n);
+void fl_lstm_gates_avx512(int64_t n, const float* z, float* c, float* h);
+void fl_gru_gates_avx512(int64_t n, const float* g, const float* x, const float* hp, float* h);
 #endif
 
 #if defined(FL_HAVE_NEON)

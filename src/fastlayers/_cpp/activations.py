@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import _backend
 from .._numpy import activations as _np_activations
 
@@ -24,13 +26,18 @@ def apply_after(act, y):
     return _np_activations.apply(act, y)
 
 
-def unsupported_elementwise(**named):
-    """None when every named activation has a fused id, else why the C++ path does not
-    serve the call (for ``_backend.resolve``)."""
+def unsupported_elementwise(act, ract):
+    """None when both activations (activation, recurrent_activation) have a fused id, else
+    why the C++ path does not serve the call (for ``_backend.resolve``)."""
     ids = _backend.cpp_activation_ids()
-    for name, act in named.items():
-        if callable(act):
+    for name, a in (("activation", act), ("recurrent_activation", ract)):
+        if callable(a):
             return f"a callable {name}"
-        if act not in ids:
-            return f"{name} {act!r} is not in the core's activation table"
+        if a not in ids:
+            return f"{name} {a!r} is not in the core's activation table"
     return None
+
+
+def activate(x, act):
+    """An elementwise activation with a fused id, on the core's kernel: float32 x -> same shape."""
+    return _backend._core.activate(np.ascontiguousarray(x), fused_id(act))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import _backend
 from .activations import apply_after, fused_id
 
@@ -29,3 +31,24 @@ def dense(a, packed=None):
     if fused is None:
         y = apply_after(a.activation, y)
     return y.reshape(a.x.shape[:-1] + (y.shape[-1],))  # glu halves the last axis
+
+
+def matmul(a):
+    """matmul on checked arguments (``_validation.MatmulArgs``): a (..., M, K) @ b (..., K, N).
+
+    A 2-D b is one product over all rows of a; otherwise one product per broadcast batch
+    entry. b is read in place for a few rows of a (packed per call for more).
+    """
+    core = _backend._core
+    m, k, n = a.a.shape[-2], a.a.shape[-1], a.b.shape[-1]
+    if a.b.ndim == 2:
+        rows = np.ascontiguousarray(a.a).reshape(-1, k)
+        y = core.dense_unpacked(rows, np.ascontiguousarray(a.b), None, 0)
+        return y.reshape(a.a.shape[:-1] + (n,))
+    a3 = np.broadcast_to(a.a, a.batch + (m, k)).reshape(-1, m, k)
+    b3 = np.broadcast_to(a.b, a.batch + (k, n)).reshape(-1, k, n)
+    y = np.empty((a3.shape[0], m, n), np.float32)
+    for i in range(a3.shape[0]):
+        y[i] = core.dense_unpacked(np.ascontiguousarray(a3[i]), np.ascontiguousarray(b3[i]),
+                                   None, 0)
+    return y.reshape(a.batch + (m, n))

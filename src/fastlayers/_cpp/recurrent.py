@@ -10,9 +10,7 @@ from .activations import unsupported_elementwise
 
 def unsupported(a):
     """None when the C++ path serves this lstm/gru call, else why not."""
-    return unsupported_elementwise(
-        activation=a.activation, recurrent_activation=a.recurrent_activation
-    )
+    return unsupported_elementwise(a.activation, a.recurrent_activation)
 
 
 def pack_lstm(kernel, recurrent_kernel, bias):

@@ -1,4 +1,4 @@
-"""Keras 3 activations in NumPy (SEMANTICS.md §2), computed in float32.
+"""Keras 3 activations in NumPy (docs/semantics.md §2), computed in float32.
 
 Each function takes a float32 array and returns a float32 array of the same
 shape. The string names are Keras's; a string always means the function's

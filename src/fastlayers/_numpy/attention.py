@@ -1,4 +1,4 @@
-"""Softmax and attention in NumPy (SEMANTICS.md §9-§12).
+"""Softmax and attention in NumPy (docs/semantics.md §9-§12, §14).
 
 Masks are bool with True = keep / may attend (the opposite of PyTorch's boolean
 attn_mask). Shapes: B batch, T query length, S key/value length.
@@ -151,7 +151,7 @@ def multi_head_attention(
     causal,
     return_scores,
 ):
-    """Keras MultiHeadAttention on rank-3 inputs (SEMANTICS.md §11).
+    """Keras MultiHeadAttention on rank-3 inputs (docs/semantics.md §11).
 
     query (B, T, Dq), value (B, S, Dv), key (B, S, Dk); wq (Dq, N, H), wk (Dk, N, H),
     wv (Dv, N, Hv), wo (N, Hv, Dout). Returns (output (B, T, Dout), weights (B, N, T, S)).

@@ -1,4 +1,4 @@
-"""2D convolution in NumPy by im2col + matmul (SEMANTICS.md §5).
+"""2D convolution in NumPy by im2col + matmul (docs/semantics.md §5).
 
 Layouts: x (N, H, W, C) NHWC; kernel (kh, kw, C/groups, F); bias (F,);
 y (N, OH, OW, F). Group g reads input channels [g*cg, (g+1)*cg) and writes

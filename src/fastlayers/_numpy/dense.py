@@ -1,4 +1,4 @@
-"""Dense and Flatten in NumPy (SEMANTICS.md §3, §4)."""
+"""Dense and Flatten in NumPy (docs/semantics.md §3, §4)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ def dense(x, kernel, bias, activation):
 def flatten(x):
     """(B, d1, ..., dn) -> (B, d1*...*dn) in row-major order; (B,) -> (B, 1)."""
     return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
+
+
+def matmul(a, b):
+    """a (..., M, K) @ b (..., K, N) -> (broadcast batch..., M, N), float32."""
+    return np.matmul(a, b)

@@ -1,4 +1,4 @@
-"""LSTM and GRU in NumPy (SEMANTICS.md §6, §7).
+"""LSTM and GRU in NumPy (docs/semantics.md §6, §7).
 
 Shapes: x (B, T, F); kernel (F, G*u); recurrent_kernel (u, G*u) with G = 4 gates
 [i | f | c | o] for the LSTM and G = 3 gates [z | r | h] for the GRU; u units.

@@ -1,4 +1,4 @@
-"""The public benchmark shapes (BENCHMARKS.md) and how each path runs them.
+"""The public benchmark shapes (docs/benchmarks.md §7) and how each path runs them.
 
 A :class:`Case` makes its inputs once and offers one callable per path:
 ``numpy`` and ``cpp`` run fastlayers with that backend forced; ``torch`` runs the
@@ -329,7 +329,7 @@ COMPUTE_BOUND_IDS = frozenset(
 
 
 def all_cases() -> list[Case]:
-    """The public shapes of BENCHMARKS.md, in its order."""
+    """The public shapes of docs/benchmarks.md §7, in its order."""
     return [
         _dense_case("gemm-256", 256, 256, 256, None),
         _dense_case("gemm-1024", 1024, 1024, 1024, None),
@@ -347,7 +347,7 @@ def all_cases() -> list[Case]:
         _lstm_case("lstm-b32", 32, 100, 64, 128),
         _lstm_case("lstm-b1", 1, 200, 128, 256),
         _lstm_case("lstm-b64", 64, 50, 256, 512, quick=False),
-        # Not in BENCHMARKS.md: the LSTM shapes for the GRU (reset_after, vs torch.nn.GRU).
+        # Added (docs/benchmarks.md §7): the LSTM shapes for the GRU (reset_after, vs torch.nn.GRU).
         _gru_case("gru-seed", 4, 3, 2, 8),
         _gru_case("gru-b32", 32, 100, 64, 128),
         _gru_case("gru-b1", 1, 200, 128, 256),
@@ -356,9 +356,9 @@ def all_cases() -> list[Case]:
         _sdpa_case("attn-256", 8, 8, 256, 256, 64),
         _sdpa_case("attn-1024", 1, 12, 1024, 1024, 64, quick=False),
         _sdpa_case("attn-1024c", 1, 12, 1024, 1024, 64, causal=True, quick=False),
-        # Not in BENCHMARKS.md: issue 6's short sequences with many heads.
+        # Added (docs/benchmarks.md §7): issue 6's short sequences with many heads.
         _sdpa_case("attn-64", 8, 16, 64, 64, 64),
-        # Not in BENCHMARKS.md: the softmax inside attn-256, and a tiny call (overhead).
+        # Added (docs/benchmarks.md §7): the softmax inside attn-256, and a tiny call (overhead).
         _softmax_case("softmax-attn256", 8 * 8 * 256, 256),
         _softmax_case("softmax-1x64", 1, 64),
     ]

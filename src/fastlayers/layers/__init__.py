@@ -37,7 +37,7 @@ from __future__ import annotations
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .base import Layer
 from .conv import Conv2D
-from .core import Dense, Flatten, Softmax
+from .core import Activation, Dense, Flatten, Softmax
 from .initializers import (  # importable from here as before (not layer classes)
     INITIALIZERS as INITIALIZERS,
 )
@@ -51,6 +51,14 @@ from .initializers import (
     weight_spec as weight_spec,
 )
 from .recurrent import GRU, LSTM, Bidirectional
+from .regularization import (
+    ActivityRegularization,
+    Dropout,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout1D,
+    SpatialDropout2D,
+)
 
 __all__ = [
     "Layer",
@@ -64,4 +72,11 @@ __all__ = [
     "AdditiveAttention",
     "MultiHeadAttention",
     "Softmax",
+    "Activation",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "ActivityRegularization",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _validation as V
 from .. import functional as F
-from .._cpp.attention import pack_multi_head_attention
+from .._cpp import pack_multi_head_attention
 from .base import (
     WEIGHT_TRAINING_ARGS,
     Layer,
@@ -314,7 +314,7 @@ class MultiHeadAttention(Layer):
         self._create_weights(tuple(shapes))
 
     def _pack(self):  # the four projections, biases folded in
-        weights = self._call_weight_values()
+        weights = self._call_weight_values
         return pack_multi_head_attention(weights[:4], weights[4:])
 
     def call(

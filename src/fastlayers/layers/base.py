@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _symbolic
 from .. import _validation as V
 from .initializers import check_initializer
 
@@ -101,6 +101,9 @@ class Layer:
         Accepted for Keras compatibility; they do not affect inference.
     dtype : None or "float32"
         fastlayers computes in float32, as Keras does by default.
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension); only the layers that list
+        "seed" in ``config_keys`` take it.
     """
 
     #: Keras constructor arguments that only matter in training: accepted and ignored.
@@ -196,6 +199,7 @@ class Layer:
         self._weight_map = dict(zip(self._weight_names(), values))
         for name, value in self._weight_map.items():
             setattr(self, name.replace("/", "_"), value)
+        self._call_weight_values = tuple(self._weight_map.get(n) for n in self.call_weights)
         self._on_weights_set()
 
     _packed: Any = None  # the weights packed for the C++ path by _pack, or None
@@ -211,19 +215,32 @@ class Layer:
         """
         self._packed = self._pack() if _backend.core_available() else None
 
+    # ---- pickling and copying: weights and config travel, packed weights are rebuilt ------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the packed weights: those are objects of the compiled core (their
+        layout may depend on the ISA of the machine), so they are packed again on load."""
+        state = self.__dict__.copy()
+        state.pop("_packed", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.built and self._weight_values:
+            for value in self._weight_values:
+                value.flags.writeable = False
+            self._on_weights_set()
+
     #: The weights a call passes to its op's check_<op>, in the check's order (None for a
     #: weight the config leaves out).
     call_weights: tuple[str, ...] = ()
+    _call_weight_values: tuple = ()  # those weights, set with them (_store)
 
     def _ready(self, *input_shape: Any) -> tuple:
         """The ``build`` hook of ``_validation.check_<op>``: build on the first call (the
         input passed its checks), then return the :attr:`call_weights`."""
         if not self.built:
             self.build(*input_shape)
-        return self._call_weight_values()
-
-    def _call_weight_values(self) -> tuple:
-        return tuple(self._weight(name) for name in self.call_weights)
+        return self._call_weight_values
 
     def _weight(self, name: str) -> np.ndarray | None:
         """The weight called ``name``, or None if the config has no such weight."""
@@ -331,7 +348,13 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the layer: ``layer(...)`` is ``layer.call(...)`` (see each layer)."""
+        """Run the layer: ``layer(...)`` is ``layer.call(...)`` (see each layer).
+
+        Called with symbolic tensors (``fastlayers.Input`` and what layers make of it), the
+        layer records a node of a model's graph and returns symbolic outputs instead.
+        """
+        if _symbolic.any_symbolic(args, kwargs):
+            return _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
         return self.call(*args, **kwargs)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _validation as V
 from .. import functional as F
-from .._cpp.conv2d import pack_conv2d
+from .._cpp import pack_conv2d
 from .base import (
     WEIGHT_TRAINING_ARGS,
     Layer,

@@ -6,9 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend
 from .. import _validation as V
 from .. import functional as F
-from .._cpp.dense import pack_dense
+from .._cpp import activations as _cpp_act
+from .._cpp import pack_dense
+from .._numpy import activations as _np_act
 from .base import (
     WEIGHT_TRAINING_ARGS,
     Layer,
@@ -181,3 +184,42 @@ class Softmax(Layer):
 
     def call(self, inputs: Any, mask: Any = None, training: Any = None) -> np.ndarray:
         return F.run_softmax(V.check_softmax(inputs, self.axis, mask, build=self._ready))
+
+
+class Activation(Layer):
+    """Keras ``Activation``: applies an activation (a Keras name or a callable).
+
+    Axis activations (softmax, log_softmax, ...) act on the last axis, as in Keras. The
+    C++ path serves softmax and the names in the core's elementwise activation table.
+    """
+
+    def __init__(self, activation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = V.activation(activation, type(self).__name__)
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        if not self.built:
+            self.build(x.shape)
+        act = self.activation
+        if callable(act):
+            return np.asarray(act(x), dtype=np.float32)
+        if act == "softmax":  # the softmax op, which C++ serves too
+            V.min_rank(x, owner, "inputs", 1)
+            return F.softmax(x, axis=-1)
+        reason = None if _cpp_act.fused_id(act) is not None else (
+            f"activation {act!r} is not in the core's table"
+        )
+        if _backend.resolve(owner, reason) == "cpp":
+            return _cpp_act.activate(x, act)
+        if act in _np_act.ROW_ACTIVATIONS:
+            V.min_rank(x, owner, "inputs", 1)
+            return _np_act.ACTIVATIONS[act](x, axis=-1)
+        return _np_act.ACTIVATIONS[act](x)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "activation": self.activation}

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _validation as V
 from .. import functional as F
-from .._cpp.recurrent import pack_gru, pack_lstm
+from .._cpp import pack_gru, pack_lstm
 from .base import F32, WEIGHT_TRAINING_ARGS, Layer, Shape, _bool, _positive_int, _shape_tuple
 from .initializers import check_initializer, initial_value, weight_spec
 
@@ -242,7 +242,7 @@ class LSTM(_RNN):
         return ("bias", (4 * u,), make)
 
     def _pack(self):  # kernel (bias folded in) and recurrent kernel as gate panels
-        return pack_lstm(*self._call_weight_values())
+        return pack_lstm(*self._call_weight_values)
 
 
 class GRU(_RNN):
@@ -284,7 +284,7 @@ class GRU(_RNN):
         return ("bias", shape, lambda rng: initial_value(self.bias_initializer, shape, rng))
 
     def _pack(self):  # the kernels (biases folded in) as gate panels
-        return pack_gru(*self._call_weight_values(), self.reset_after)
+        return pack_gru(*self._call_weight_values, self.reset_after)
 
 
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)

@@ -1,0 +1,425 @@
+// C++ tests of cross-ISA identity of the elementwise families (issue 15): every vmath, softmax
+// and gate kernel of every ISA this CPU runs gives the SAME BITS as the scalar kernel (NaN:
+// NaN in both, payloads may differ), because each function is one algorithm written with the
+// same operations in the same order on every ISA, and every sum runs in one fixed order
+// (16 partial sums in lanes j % 16, a fixed tree; docs/architecture.md, cross-ISA identity).
+//
+// Inputs: a sweep of float bit patterns over the whole float range (every 4099th pattern:
+// +-0, denormals, normals, +-inf, NaNs) plus special and branch-point values, at every length
+// 0..40 and long ones, at several offsets (every lane position and tail); 16 sentinels on both
+// sides of every output buffer must be left intact.
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fastlayers/activations.h"
+#include "fastlayers/runtime.h"
+#include "test_framework.h"
+#include "ukernels/ukernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define FL_X_HAVE_MXCSR 1
+#endif
+
+namespace {
+
+using fl::Act;
+using ActFn = void (*)(float*, int64_t);
+using VecFn = void (*)(const float*, float*, int64_t);
+using LstmFn = void (*)(int64_t, const float*, float*, float*);
+using GruFn = void (*)(int64_t, const float*, const float*, const float*, float*);
+using SoftmaxFn = void (*)(const float*, float*, int64_t, int64_t, int64_t, int64_t);
+using ScorePrepFn = float (*)(float*, int64_t, float, const uint8_t*, int64_t, float, int);
+using RowMaxFn = float (*)(const float*, int64_t);
+using ExpShiftSumFn = float (*)(float*, int64_t, float, float);
+
+struct EwIsa {
+    fl::Isa isa;
+    ActFn act[fl::kNumActs];
+    VecFn vsigmoid, vtanh, vexp;
+    LstmFn lstm;  // nullptr: the ISA has none (the driver applies the act kernels gate by gate)
+    GruFn gru;
+    SoftmaxFn softmax;
+    ScorePrepFn score_prep;
+    RowMaxFn row_max;
+    ExpShiftSumFn exp_shift_sum;
+};
+
+std::vector<EwIsa> built() {
+    std::vector<EwIsa> v;
+    {
+        EwIsa s{fl::Isa::scalar,       {},
+                fl_vsigmoid_scalar,    fl_vtanh_scalar,
+                fl_vexp_scalar,        fl_lstm_gates_scalar,
+                fl_gru_gates_scalar,   fl_softmax_rows_scalar,
+                fl_score_prep_scalar,  fl_row_max_scalar,
+                fl_exp_shift_sum_scalar};
+#define FL_X_SCALAR(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
+        FL_ACTIVATION_LIST(FL_X_SCALAR)
+#undef FL_X_SCALAR
+        v.push_back(s);
+    }
+#if defined(FL_HAVE_AVX2)
+    {
+        EwIsa s{fl::Isa::avx2,       {},
+                fl_vsigmoid_avx2,    fl_vtanh_avx2,
+                fl_vexp_avx2,        fl_lstm_gates_avx2,
+                fl_gru_gates_avx2,   fl_softmax_rows_avx2,
+                fl_score_prep_avx2,  fl_row_max_avx2,
+                fl_exp_shift_sum_avx2};
+#define FL_X_AVX2(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
+        FL_ACTIVATION_LIST(FL_X_AVX2)
+#undef FL_X_AVX2
+        v.push_back(s);
+    }
+#endif
+#if defined(FL_HAVE_AVX512)
+    {
+        EwIsa s{fl::Isa::avx512,       {},
+                fl_vsigmoid_avx512,    fl_vtanh_avx512,
+                fl_vexp_avx512,        fl_lstm_gates_avx512,
+                fl_gru_gates_avx512,   fl_softmax_rows_avx512,
+                fl_score_prep_avx512,  fl_row_max_avx512,
+                fl_exp_shift_sum_avx512};
+#define FL_X_AVX512(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+        FL_ACTIVATION_LIST(FL_X_AVX512)
+#undef FL_X_AVX512
+        v.push_back(s);
+    }
+#endif
+#if defined(FL_HAVE_NEON)
+    {
+        // NEON has no gate or score-row kernels of its own (the table uses the act kernels
+        // gate by gate, and the scalar score-row kernels).
+        EwIsa s{fl::Isa::neon,         {},
+                fl_vsigmoid_neon,      fl_vtanh_neon,
+                fl_vexp_neon,          nullptr,
+                nullptr,               fl_softmax_rows_neon,
+                fl_score_prep_scalar,  fl_row_max_scalar,
+                fl_exp_shift_sum_scalar};
+#define FL_X_NEON(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_neon;
+        FL_ACTIVATION_LIST(FL_X_NEON)
+#undef FL_X_NEON
+        v.push_back(s);
+    }
+#endif
+    return v;
+}
+
+const float kInf = std::numeric_limits<float>::infinity();
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+const uint32_t kSentinel = 0x7FC0BEEFu;
+const int64_t kPad = 16;
+
+bool same(float a, float b) {
+    return (std::isnan(a) && std::isnan(b)) || fltest::float_bits(a) == fltest::float_bits(b);
+}
+
+float u2f(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// Special and branch-point values, then the bit-pattern sweep, then moderate random values.
+std::vector<float> sweep_values() {
+    std::vector<float> v = {0.0f, -0.0f, kNaN, -kNaN, kInf, -kInf, 1e-40f, -1e-40f,
+                            0x1.6a09e6p-1f, -0x1.6a09e6p-1f, 1.5f, -1.5f, 0.34657359f,
+                            -0.34657359f, 3.0f, -3.0f, 1.0f, -1.0f, 0.5f, -0.5f, 6.0f, 20.0f,
+                            -20.0f, 16.0f, -16.0f, 87.3365f, -87.3365f, -87.3366f, 88.72f, 88.73f,
+                            -87.0f, 0x1p30f, -0x1p30f, 1e30f, -1e30f, 3.4e38f, -3.4e38f};
+    for (uint64_t u = 0; u < (uint64_t(1) << 32); u += 4099) v.push_back(u2f(static_cast<uint32_t>(u)));
+    std::mt19937 rng(15);
+    std::uniform_real_distribution<float> d(-30.0f, 30.0f);
+    for (int i = 0; i < 100000; ++i) v.push_back(d(rng));
+    return v;
+}
+
+// Lengths: every tail around 8/16/32 lanes, and one long run.
+std::vector<int64_t> lengths() {
+    std::vector<int64_t> n;
+    for (int64_t i = 0; i <= 40; ++i) n.push_back(i);
+    for (int64_t i : {47, 48, 49, 63, 64, 65, 127, 255, 1000, 1023}) n.push_back(i);
+    return n;
+}
+
+// A buffer with kPad sentinels on both sides.
+struct Padded {
+    std::vector<float> b;
+    explicit Padded(int64_t n) : b(static_cast<size_t>(n + 2 * kPad), u2f(kSentinel)) {}
+    float* data() { return b.data() + kPad; }
+    bool guards_intact(int64_t n) const {
+        for (int64_t i = 0; i < kPad; ++i)
+            if (fltest::float_bits(b[i]) != kSentinel ||
+                fltest::float_bits(b[kPad + n + i]) != kSentinel)
+                return false;
+        return true;
+    }
+};
+
+// FTZ/DAZ on for the scope (the mode the drivers run kernels in: parallel_for chunks), where
+// the CPU has such a mode (x86: MXCSR); a no-op elsewhere.
+struct FtzDazScope {
+#if defined(FL_X_HAVE_MXCSR)
+    unsigned saved = _mm_getcsr();
+    explicit FtzDazScope(bool on) {
+        if (on) _mm_setcsr(saved | 0x8040u);
+    }
+    ~FtzDazScope() { _mm_setcsr(saved); }
+#else
+    explicit FtzDazScope(bool) {}
+#endif
+};
+
+// In-place act / out-of-place vec kernels: the whole sweep in one call, then every length at a
+// few offsets; each ISA against scalar, bit for bit; with and without FTZ/DAZ (denormal inputs
+// then read as 0: MAXPS and the scalar max must agree on it).
+void test_act_identity(const EwIsa& ref, const EwIsa& k, bool ftz) {
+    const FtzDazScope mode(ftz);
+    const std::vector<float> vals = sweep_values();
+    const int64_t total = static_cast<int64_t>(vals.size());
+    for (int id = 0; id < fl::kNumActs; ++id) {
+        int64_t bad = 0;
+        std::vector<float> a = vals, b = vals;
+        ref.act[id](a.data(), total);
+        k.act[id](b.data(), total);
+        for (int64_t i = 0; i < total; ++i) {
+            if (!same(a[i], b[i]) && bad++ < 4)
+                FLT_CHECK_MSG(false, "%s %s(0x%08x): 0x%08x, scalar 0x%08x (bits)",
+                              fl::isa_name(k.isa), fl::act_name(id), fltest::float_bits(vals[i]),
+                              fltest::float_bits(b[i]), fltest::float_bits(a[i]));
+        }
+        for (int64_t n : lengths()) {
+            for (int64_t off : {int64_t(0), int64_t(5), int64_t(11), int64_t(1000)}) {
+                Padded pa(n), pb(n);
+                for (int64_t i = 0; i < n; ++i) pa.data()[i] = pb.data()[i] = vals[off + i];
+                ref.act[id](pa.data(), n);
+                k.act[id](pb.data(), n);
+                FLT_CHECK_MSG(pb.guards_intact(n), "%s %s n=%" PRId64 ": wrote outside [0, n)",
+                              fl::isa_name(k.isa), fl::act_name(id), n);
+                for (int64_t i = 0; i < n; ++i)
+                    if (!same(pa.data()[i], pb.data()[i]) && bad++ < 4)
+                        FLT_CHECK_MSG(false, "%s %s n=%" PRId64 " [%" PRId64 "](%a): %a, scalar %a",
+                                      fl::isa_name(k.isa), fl::act_name(id), n, i, vals[off + i],
+                                      pb.data()[i], pa.data()[i]);
+            }
+        }
+        FLT_CHECK_MSG(bad == 0, "%s %s: %" PRId64 " results differ from scalar",
+                      fl::isa_name(k.isa), fl::act_name(id), bad);
+    }
+}
+
+void test_vec_identity(const EwIsa& ref, const EwIsa& k, bool ftz) {
+    const FtzDazScope mode(ftz);
+    const std::vector<float> vals = sweep_values();
+    const int64_t total = static_cast<int64_t>(vals.size());
+    const struct {
+        const char* name;
+        VecFn r, g;
+    } fns[] = {{"vsigmoid", ref.vsigmoid, k.vsigmoid},
+               {"vtanh", ref.vtanh, k.vtanh},
+               {"vexp", ref.vexp, k.vexp}};
+    for (const auto& f : fns) {
+        int64_t bad = 0;
+        std::vector<float> a(vals.size()), b(vals.size());
+        f.r(vals.data(), a.data(), total);
+        f.g(vals.data(), b.data(), total);
+        for (int64_t i = 0; i < total; ++i)
+            if (!same(a[i], b[i]) && bad++ < 4)
+                FLT_CHECK_MSG(false, "%s %s(%a): %a, scalar %a", fl::isa_name(k.isa), f.name,
+                              vals[i], b[i], a[i]);
+        for (int64_t n : lengths()) {
+            Padded pa(n), pb(n);
+            f.r(vals.data() + 7, pa.data(), n);
+            f.g(vals.data() + 7, pb.data(), n);
+            FLT_CHECK_MSG(pb.guards_intact(n), "%s %s n=%" PRId64 ": wrote outside [0, n)",
+                          fl::isa_name(k.isa), f.name, n);
+            for (int64_t i = 0; i < n; ++i)
+                if (!same(pa.data()[i], pb.data()[i])) ++bad;
+        }
+        FLT_CHECK_MSG(bad == 0, "%s %s: %" PRId64 " results differ from scalar",
+                      fl::isa_name(k.isa), f.name, bad);
+    }
+}
+
+// Gate pre-activations: moderate, saturating and special values.
+float gate_value(std::mt19937& rng, int kind) {
+    std::uniform_real_distribution<float> d(-6.0f, 6.0f);
+    switch (kind % 16) {
+        case 0:
+            return 0.0f;
+        case 1:
+            return 40.0f;
+        case 2:
+            return -95.0f;
+        default:
+            return d(rng);
+    }
+}
+
+void test_gates_identity(const EwIsa& ref, const EwIsa& k, bool ftz) {
+    if (!k.lstm || !k.gru) return;  // no fused kernel on this ISA (checked by test_recurrent)
+    const FtzDazScope mode(ftz);
+    std::mt19937 rng(7);
+    int64_t bad = 0;
+    for (int64_t n : lengths()) {
+        const int64_t blocks = (n + 15) / 16;
+        std::vector<float> z(static_cast<size_t>(64 * blocks)), g(static_cast<size_t>(48 * blocks)),
+            x(static_cast<size_t>(48 * blocks)), c0(static_cast<size_t>(n)), hp(static_cast<size_t>(n));
+        int kind = 0;
+        for (float& v : z) v = gate_value(rng, kind++);
+        for (float& v : g) v = gate_value(rng, kind++);
+        for (float& v : x) v = gate_value(rng, kind++);
+        for (float& v : c0) v = 3.0f * gate_value(rng, kind++);
+        for (float& v : hp) v = std::tanh(gate_value(rng, kind++));
+        Padded ca(n), cb(n), ha(n), hb(n), ga(n), gb(n);
+        for (int64_t j = 0; j < n; ++j) ca.data()[j] = cb.data()[j] = c0[j];
+        ref.lstm(n, z.data(), ca.data(), ha.data());
+        k.lstm(n, z.data(), cb.data(), hb.data());
+        ref.gru(n, g.data(), x.data(), hp.data(), ga.data());
+        k.gru(n, g.data(), x.data(), hp.data(), gb.data());
+        FLT_CHECK_MSG(cb.guards_intact(n) && hb.guards_intact(n) && gb.guards_intact(n),
+                      "%s gates n=%" PRId64 ": wrote outside [0, n)", fl::isa_name(k.isa), n);
+        for (int64_t j = 0; j < n; ++j) {
+            if (!same(ca.data()[j], cb.data()[j]) || !same(ha.data()[j], hb.data()[j]) ||
+                !same(ga.data()[j], gb.data()[j])) {
+                if (bad++ < 4)
+                    FLT_CHECK_MSG(false, "%s gates n=%" PRId64 " j=%" PRId64 ": c %a/%a h %a/%a gru %a/%a",
+                                  fl::isa_name(k.isa), n, j, cb.data()[j], ca.data()[j],
+                                  hb.data()[j], ha.data()[j], gb.data()[j], ga.data()[j]);
+            }
+        }
+    }
+    FLT_CHECK_MSG(bad == 0, "%s gates: %" PRId64 " results differ from scalar", fl::isa_name(k.isa),
+                  bad);
+}
+
+// Softmax rows and the attention score-row kernels: rows of random logits of every length,
+// with a few rows holding special values; outputs and returned sums/maxima bit for bit.
+void test_softmax_identity(const EwIsa& ref, const EwIsa& k, bool ftz) {
+    const FtzDazScope mode(ftz);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> d(0.0f, 4.0f);
+    int64_t bad = 0;
+    for (int64_t n : lengths()) {
+        for (int variant = 0; variant < 4; ++variant) {
+            const int64_t rows = 3, ld = n + 3;
+            std::vector<float> x(static_cast<size_t>(rows * ld + 1));
+            for (float& v : x) v = d(rng) * (variant == 1 ? 10.0f : 1.0f);
+            if (variant == 2 && n > 0) {  // specials: -inf (masked), a huge logit, NaN row
+                x[0] = -kInf;
+                x[static_cast<size_t>(n / 2)] = 80.0f;
+                x[static_cast<size_t>(ld + n - 1)] = kNaN;
+            }
+            if (variant == 3)  // all equal: the sum is n exactly if added in any order
+                for (float& v : x) v = 0.25f;
+            Padded ya(rows * ld), yb(rows * ld);
+            ref.softmax(x.data(), ya.data(), rows, n, ld, ld);
+            k.softmax(x.data(), yb.data(), rows, n, ld, ld);
+            FLT_CHECK_MSG(yb.guards_intact(rows * ld), "%s softmax n=%" PRId64 ": wrote outside",
+                          fl::isa_name(k.isa), n);
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < n; ++j)
+                    if (!same(ya.data()[r * ld + j], yb.data()[r * ld + j]) && bad++ < 4)
+                        FLT_CHECK_MSG(false, "%s softmax n=%" PRId64 " v%d [%" PRId64 ",%" PRId64
+                                      "]: %a, scalar %a", fl::isa_name(k.isa), n, variant, r, j,
+                                      yb.data()[r * ld + j], ya.data()[r * ld + j]);
+
+            // Score rows: prep (scale, keep mask, causal limit) + max, then exp_shift_sum.
+            std::vector<uint8_t> keep(static_cast<size_t>(n));
+            for (int64_t j = 0; j < n; ++j) keep[j] = (j * 7 + variant) % 5 != 0;
+            for (int mode = 0; mode < 3; ++mode) {
+                Padded pa(n), pb(n);
+                for (int64_t j = 0; j < n; ++j) pa.data()[j] = pb.data()[j] = x[j];
+                float ma, mb;
+                if (mode == 0) {
+                    ma = ref.row_max(pa.data(), n);
+                    mb = k.row_max(pb.data(), n);
+                } else {
+                    const uint8_t* kp = mode == 1 ? keep.data() : nullptr;
+                    const int64_t lim = mode == 1 ? n : n - n / 3;
+                    ma = ref.score_prep(pa.data(), n, 0.125f, kp, lim, -1e9f, mode == 2);
+                    mb = k.score_prep(pb.data(), n, 0.125f, kp, lim, -1e9f, mode == 2);
+                }
+                if (!same(ma, mb) && bad++ < 4)
+                    FLT_CHECK_MSG(false, "%s row max n=%" PRId64 " mode %d: %a, scalar %a",
+                                  fl::isa_name(k.isa), n, mode, mb, ma);
+                if (std::isinf(ma) || std::isnan(ma)) continue;
+                const float scale = mode == 0 ? 0.125f : 1.0f;
+                const float m = mode == 0 ? scale * ma : ma;
+                const float sa = ref.exp_shift_sum(pa.data(), n, scale, m);
+                const float sb = k.exp_shift_sum(pb.data(), n, scale, m);
+                FLT_CHECK_MSG(pb.guards_intact(n), "%s exp_shift_sum n=%" PRId64 ": wrote outside",
+                              fl::isa_name(k.isa), n);
+                if (!same(sa, sb) && bad++ < 4)
+                    FLT_CHECK_MSG(false, "%s exp_shift_sum n=%" PRId64 " mode %d: sum %a, scalar %a",
+                                  fl::isa_name(k.isa), n, mode, sb, sa);
+                for (int64_t j = 0; j < n; ++j)
+                    if (!same(pa.data()[j], pb.data()[j]) && bad++ < 4)
+                        FLT_CHECK_MSG(false, "%s exp_shift_sum n=%" PRId64 " [%" PRId64 "]: %a, scalar %a",
+                                      fl::isa_name(k.isa), n, j, pb.data()[j], pa.data()[j]);
+            }
+        }
+    }
+    FLT_CHECK_MSG(bad == 0, "%s softmax/score rows: %" PRId64 " results differ from scalar",
+                  fl::isa_name(k.isa), bad);
+}
+
+// The sum order is the documented one: 16 partial sums (j % 16), then the fixed tree. Values
+// chosen so that any other order rounds differently: 1 in lane 0, then 2^-24-sized values.
+void test_sum_order(const EwIsa& k) {
+    for (int64_t n : {int64_t(17), int64_t(33), int64_t(40), int64_t(100)}) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) x[j] = std::log(j % 16 == 0 ? 1.0f : 0x1.8p-24f * (1 + j % 3));
+        std::vector<float> e(x.size());
+        // Expected: the same exps (this ISA's vexp; identical on all ISAs by the test above),
+        // summed in the documented order in double-free float arithmetic.
+        k.vexp(x.data(), e.data(), n);
+        float s[16] = {0};
+        for (int64_t j = 0; j < n; ++j) s[j % 16] += e[j];
+        float t8[8], t4[4];
+        for (int l = 0; l < 8; ++l) t8[l] = s[l] + s[l + 8];
+        for (int l = 0; l < 4; ++l) t4[l] = t8[l] + t8[l + 4];
+        const float want = (t4[0] + t4[2]) + (t4[1] + t4[3]);
+        std::vector<float> y = x;
+        const float got = k.exp_shift_sum(y.data(), n, 1.0f, 0.0f);
+        FLT_CHECK_MSG(fltest::float_bits(got) == fltest::float_bits(want),
+                      "%s exp_shift_sum n=%" PRId64 ": %a, want %a (fixed order)",
+                      fl::isa_name(k.isa), n, got, want);
+    }
+}
+
+}  // namespace
+
+namespace fltest {
+
+void register_cross_isa_tests() {
+    const std::vector<EwIsa> isas = built();
+    const EwIsa ref = isas[0];
+    for (const EwIsa& k : isas) {
+        const std::string name = fl::isa_name(k.isa);
+        if (!isa_supported(k.isa)) {
+            std::printf("skip %s cross-ISA identity: not supported by this CPU\n", name.c_str());
+            continue;
+        }
+        add_case("sum_order_" + name, [k] { test_sum_order(k); });
+        if (k.isa == fl::Isa::scalar) continue;
+        for (bool ftz : {false, true}) {
+            const std::string sfx = name + (ftz ? "_ftz" : "");
+            add_case("identity_act_" + sfx, [ref, k, ftz] { test_act_identity(ref, k, ftz); });
+            add_case("identity_vec_" + sfx, [ref, k, ftz] { test_vec_identity(ref, k, ftz); });
+            add_case("identity_gates_" + sfx, [ref, k, ftz] { test_gates_identity(ref, k, ftz); });
+            add_case("identity_softmax_" + sfx,
+                     [ref, k, ftz] { test_softmax_identity(ref, k, ftz); });
+        }
+    }
+}
+
+}  // namespace fltest

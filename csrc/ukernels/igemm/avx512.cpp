@@ -1,0 +1,205 @@
+// igemm/avx512.cpp: the indirect GEMM (convolution) micro-kernel, AVX-512 (F).
+//
+// C (m x n) = init + A (m x ks*kc) * B (ks*kc x n), where row i of A is not stored: it is the
+// ks chunks of kc floats at the pointers a[i*ks + t] (t < ks), e.g. the kernel taps of one
+// output pixel read in place from the NHWC input (no im2col copy). ISA: AVX-512 F (this file
+// alone is compiled with -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma). Selected by
+// fl::kernels() (KernelTable::igemm) when active_isa() is avx512; the tests call
+// fl_igemm_f32_avx512 by name. Contract: see csrc/ukernels/ukernels.h. Every c[i][j] is ONE FMA
+// chain, acc = bias[j] (or 0), then acc = fma(a[i*ks + t][p], B[t*kc + p][j], acc) for
+// t = 0..ks-1, p = 0..kc-1 in this order - the order of fl_gemm_f32 on the expanded patch row
+// and of the scalar and AVX2 kernels, so all give bitwise the same results.
+//
+// One zmm vector = one 16-wide packed panel. Register tiles (up to 24 zmm accumulators of the
+// 32, plus the B vectors and a broadcast):
+//   n <= 16        : 24 x 16 while 24 rows remain (few filters: 24 chains instead of 12)
+//   m >= 12        : 12 x 32 (2 B loads + 12 broadcasts per step, 24 accumulators)
+//   m = 7..11      : m x 32;  m = 4, 5, 6 : m x 64;  m = 3 : 3 x 64;  m = 2 : 2 x 96;
+//   m = 1          : 1 x 128 (8 independent chains)
+// so the driver's row blocks are multiples of 12 (KernelTable::igemm_mr). The column tail of
+// a strip is one masked store (the panels and the bias are padded to 16, so loads need no
+// mask). The row pointers of a tile are reloaded once per chunk t; the kc loop is unrolled by
+// 4. The shapes are instantiated from one always-inline function with constant arguments (no
+// templates or shared inline code in ISA files, DESIGN.md "Known traps").
+#include <immintrin.h>
+
+#include "../ukernels.h"
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_IGEMM5_AI static __forceinline
+#define FL_IGEMM5_UNROLL(n)
+#else
+#define FL_IGEMM5_AI static inline __attribute__((always_inline))
+#define FL_IGEMM5_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define FL_IGEMM5_UNROLL(n) FL_IGEMM5_PRAGMA(unroll n)
+#else
+#define FL_IGEMM5_UNROLL(n) FL_IGEMM5_PRAGMA(GCC unroll n)
+#endif
+#endif
+
+// One register tile: MR rows x NV vectors of 16 columns (= NV panels), starting at a panel
+// boundary. `last` = lanes of vector NV-1 to store (columns beyond are never written).
+FL_IGEMM5_AI void igemm_tile_avx512(const int MR, const int NV, int64_t ks, int64_t kc,
+                                    const float* const* a, const float* b, int64_t ps,
+                                    const float* bias, float* c, int64_t ldc, __mmask16 last) {
+    __m512 acc[24][8];
+
+    if (bias) {
+        FL_IGEMM5_UNROLL(8)
+        for (int v = 0; v < NV; ++v) {
+            // bias is padded like the panels, so a whole vector is readable.
+            const __m512 bv = _mm512_loadu_ps(bias + v * 16);
+            FL_IGEMM5_UNROLL(24)
+            for (int i = 0; i < MR; ++i) acc[i][v] = bv;
+        }
+    } else {
+        FL_IGEMM5_UNROLL(24)
+        for (int i = 0; i < MR; ++i) {
+            FL_IGEMM5_UNROLL(8)
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+        }
+    }
+
+    // Vector v of the tile is panel v; chunk t starts at panel row t*kc.
+    const float* bp[8];
+    FL_IGEMM5_UNROLL(8)
+    for (int v = 0; v < NV; ++v) bp[v] = b + v * ps;
+
+    for (int64_t t = 0; t < ks; ++t) {
+        const float* ap[24];
+        FL_IGEMM5_UNROLL(24)
+        for (int i = 0; i < MR; ++i) ap[i] = a[i * ks + t];
+        // Tall tiles load the B row once and broadcast A row by row; wide tiles broadcast the
+        // few A values first and stream B vector by vector.
+        if (NV <= 2) {
+            FL_IGEMM5_UNROLL(4)
+            for (int64_t p = 0; p < kc; ++p) {
+                __m512 bx[2];
+                FL_IGEMM5_UNROLL(2)
+                for (int v = 0; v < NV; ++v) bx[v] = _mm512_loadu_ps(bp[v] + p * 16);
+                FL_IGEMM5_UNROLL(24)
+                for (int i = 0; i < MR; ++i) {
+                    const __m512 ai = _mm512_set1_ps(ap[i][p]);
+                    FL_IGEMM5_UNROLL(2)
+                    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bx[v], acc[i][v]);
+                }
+            }
+        } else {
+            FL_IGEMM5_UNROLL(4)
+            for (int64_t p = 0; p < kc; ++p) {
+                __m512 ai[6];  // only MR <= 6 rows reach this branch
+                FL_IGEMM5_UNROLL(6)
+                for (int i = 0; i < MR; ++i) ai[i] = _mm512_set1_ps(ap[i][p]);
+                FL_IGEMM5_UNROLL(8)
+                for (int v = 0; v < NV; ++v) {
+                    const __m512 bx = _mm512_loadu_ps(bp[v] + p * 16);
+                    FL_IGEMM5_UNROLL(6)
+                    for (int i = 0; i < MR; ++i) acc[i][v] = _mm512_fmadd_ps(ai[i], bx, acc[i][v]);
+                }
+            }
+        }
+        FL_IGEMM5_UNROLL(8)
+        for (int v = 0; v < NV; ++v) bp[v] += kc * 16;
+    }
+
+    FL_IGEMM5_UNROLL(24)
+    for (int i = 0; i < MR; ++i) {
+        FL_IGEMM5_UNROLL(8)
+        for (int v = 0; v < NV; ++v) {
+            float* dst = c + i * ldc + v * 16;
+            if (v == NV - 1)
+                _mm512_mask_storeu_ps(dst, last, acc[i][v]);
+            else
+                _mm512_storeu_ps(dst, acc[i][v]);
+        }
+    }
+}
+
+// MR rows, all n columns, in strips of NVMAX panels (NVMAX*16 columns).
+FL_IGEMM5_AI void igemm_rows_avx512(const int MR, const int NVMAX, int64_t n, int64_t ks,
+                                    int64_t kc, const float* const* a, const float* b, int64_t ps,
+                                    const float* bias, float* c, int64_t ldc) {
+    const int64_t width = NVMAX * 16;
+    for (int64_t j = 0; j < n; j += width) {
+        const int64_t rem = n - j < width ? n - j : width;
+        const int64_t nv = (rem + 15) / 16;
+        const int lanes = (int)(rem - (nv - 1) * 16);  // 1..16
+        const __mmask16 last = (__mmask16)(0xFFFFu >> (16 - lanes));
+        const float* bj = b + (j / 16) * ps;
+        const float* biasj = bias ? bias + j : 0;
+        float* cj = c + j;
+#define FL_IGEMM5_TILE_CASE(NVC)                                                           \
+    if ((NVC) <= NVMAX && nv == (NVC)) {                                                   \
+        igemm_tile_avx512(MR, (NVC) <= NVMAX ? (NVC) : 1, ks, kc, a, bj, ps, biasj, cj, ldc, \
+                          last);                                                           \
+        continue;                                                                          \
+    }
+        FL_IGEMM5_TILE_CASE(8)
+        FL_IGEMM5_TILE_CASE(7)
+        FL_IGEMM5_TILE_CASE(6)
+        FL_IGEMM5_TILE_CASE(5)
+        FL_IGEMM5_TILE_CASE(4)
+        FL_IGEMM5_TILE_CASE(3)
+        FL_IGEMM5_TILE_CASE(2)
+        FL_IGEMM5_TILE_CASE(1)
+#undef FL_IGEMM5_TILE_CASE
+    }
+}
+
+void fl_igemm_f32_avx512(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
+                         const float* b, int64_t b_panel_stride, const float* bias, float* c,
+                         int64_t ldc) {
+    if (n <= 0) return;
+    const int64_t ps = b_panel_stride;
+    while (m > 0) {
+        int64_t rows;
+        if (n <= 16 && m >= 24) {
+            rows = 24;
+            igemm_rows_avx512(24, 1, n, ks, kc, a, b, ps, bias, c, ldc);
+        } else if (m >= 12) {
+            rows = 12;
+            igemm_rows_avx512(12, 2, n, ks, kc, a, b, ps, bias, c, ldc);
+        } else {
+            rows = m;
+            switch (m) {
+                case 1:
+                    igemm_rows_avx512(1, 8, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 2:
+                    igemm_rows_avx512(2, 6, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 3:
+                    igemm_rows_avx512(3, 4, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 4:
+                    igemm_rows_avx512(4, 4, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 5:
+                    igemm_rows_avx512(5, 4, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 6:
+                    igemm_rows_avx512(6, 4, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 7:
+                    igemm_rows_avx512(7, 2, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 8:
+                    igemm_rows_avx512(8, 2, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 9:
+                    igemm_rows_avx512(9, 2, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                case 10:
+                    igemm_rows_avx512(10, 2, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+                default:
+                    igemm_rows_avx512(11, 2, n, ks, kc, a, b, ps, bias, c, ldc);
+                    break;
+            }
+        }
+        m -= rows;
+        a += rows * ks;
+        c += rows * ldc;
+    }
+}

@@ -1,0 +1,247 @@
+"""Symbolic tensors: what flows between layers while a functional model is defined.
+
+``fastlayers.Input(shape)`` returns a :class:`SymbolicTensor`. A layer or a functional op
+called with one (anywhere in its arguments, also inside lists, tuples and dicts) does not
+compute anything: it records a :class:`Node` - the callable, its arguments with the
+symbolic tensors in them, and the symbolic outputs - and returns the outputs. A
+``Model(inputs, outputs)`` later replays the recorded nodes on real arrays.
+
+Output shapes are found by running the callable once on zeros, with every unknown
+dimension (None: the batch, a variable sequence length) set to 2, and once more with it
+set to 3 when there is any: a dimension that differs between the two runs is unknown in
+the output too. This also builds the layers (creates their weights), as calling a Keras
+layer on a Keras tensor does.
+
+This module imports nothing else of fastlayers, so that layers and ops can use it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+
+_ids = itertools.count()
+
+
+class SymbolicTensor:
+    """A placeholder for an array inside a model definition.
+
+    Attributes
+    ----------
+    shape : tuple
+        The shape with None for unknown dimensions (the batch, variable lengths).
+    dtype : numpy.dtype
+        The dtype of the values (float32 unless an Input says otherwise).
+    name : str
+        A readable name: the input's name, or the producing layer's name.
+    node : Node or None
+        The node that produces this tensor (None for a model input).
+    index : int
+        Which output of ``node`` this is.
+    """
+
+    __slots__ = ("shape", "dtype", "name", "node", "index", "id")
+
+    def __init__(self, shape: tuple, dtype: Any, name: str, node: Node | None, index: int = 0):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self.node = node
+        self.index = index
+        self.id = next(_ids)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype.name} name={self.name!r}>"
+
+    def __len__(self) -> int:
+        raise TypeError(
+            "a symbolic tensor has no length: it stands for arrays that a model computes "
+            "later; call the model on real arrays to get values"
+        )
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError(
+            f"{self!r} is symbolic (from fastlayers.Input): it has no values. Use it in "
+            "layers and fastlayers ops to define a Model, then call the model on arrays."
+        )
+
+    def __bool__(self) -> bool:
+        raise TypeError(f"{self!r} is symbolic: it has no truth value")
+
+
+class Node:
+    """One recorded call: ``fn(*args, **kwargs)`` with symbolic tensors among the arguments.
+
+    ``layer`` is the layer (or model) that was called, or None for a functional op, whose
+    function is then ``fn``. ``inputs`` lists the symbolic tensors found in the arguments,
+    in order; ``outputs`` the symbolic tensors it returned; ``structure`` says whether
+    the call returned one array, or a list or tuple of them.
+    """
+
+    __slots__ = ("fn", "layer", "args", "kwargs", "inputs", "outputs", "structure", "label")
+
+    def __init__(self, fn: Callable, layer: Any, args: tuple, kwargs: dict, label: str):
+        self.fn = fn
+        self.layer = layer
+        self.args = args
+        self.kwargs = kwargs
+        self.inputs = collect(args, kwargs)
+        self.outputs: list[SymbolicTensor] = []
+        self.structure: type | None = None
+        self.label = label
+
+    def run(self, values: dict[int, Any]) -> list[Any]:
+        """Call ``fn`` with each symbolic argument replaced by ``values[tensor.id]``."""
+        args = substitute(self.args, values)
+        kwargs = substitute(self.kwargs, values)
+        out = self.fn(*args, **kwargs)
+        return list(out) if self.structure is not None else [out]
+
+
+def _walk(obj: Any, fn: Callable[[Any], Any]) -> Any:
+    """obj with every leaf x replaced by fn(x), through lists, tuples and dicts."""
+    if isinstance(obj, SymbolicTensor):
+        return fn(obj)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_walk(o, fn) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _walk(v, fn) for k, v in obj.items()}
+    return obj
+
+
+def collect(*objs: Any) -> list[SymbolicTensor]:
+    """The symbolic tensors inside objs (nested lists, tuples, dicts), in order, once each."""
+    found: dict[int, SymbolicTensor] = {}
+
+    def visit(t: SymbolicTensor) -> SymbolicTensor:
+        found.setdefault(t.id, t)
+        return t
+
+    for obj in objs:
+        _walk(obj, visit)
+    return list(found.values())
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def any_symbolic(args: tuple, kwargs: dict) -> bool:
+    """Whether a symbolic tensor appears anywhere in the arguments of a call.
+
+    Every op call goes through this, so the common case (arrays and scalars only) costs a
+    type check per argument and nothing more.
+    """
+    for obj in args:
+        cls = obj.__class__
+        if cls is SymbolicTensor or (cls in _CONTAINERS and collect(obj)):
+            return True
+    if kwargs:
+        for obj in kwargs.values():
+            cls = obj.__class__
+            if cls is SymbolicTensor or (cls in _CONTAINERS and collect(obj)):
+                return True
+    return False
+
+
+def substitute(obj: Any, values: dict[int, Any]) -> Any:
+    """obj with every symbolic tensor t replaced by values[t.id]."""
+    return _walk(obj, lambda t: values[t.id])
+
+
+def _concrete(shape: tuple, fill: int) -> tuple:
+    return tuple(fill if d is None else d for d in shape)
+
+
+def _as_outputs(out: Any, label: str) -> tuple[list[np.ndarray], type | None]:
+    if isinstance(out, (list, tuple)):
+        arrays, structure = list(out), type(out)
+    else:
+        arrays, structure = [out], None
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(
+                f"{label}: a layer or op used in a model must return arrays, got "
+                f"{type(a).__name__}"
+            )
+    return arrays, structure
+
+
+def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
+                  label: str) -> Any:
+    """Record ``fn(*args, **kwargs)`` as a node and return its symbolic outputs.
+
+    ``label`` names the layer or op in errors and in the names of the outputs.
+    """
+    node = Node(fn, layer, args, kwargs, label)
+    has_unknown = any(d is None for t in node.inputs for d in t.shape)
+
+    def run(fill: int) -> tuple[list[np.ndarray], type | None]:
+        values = {t.id: np.zeros(_concrete(t.shape, fill), t.dtype) for t in node.inputs}
+        return _as_outputs(fn(*substitute(args, values), **substitute(kwargs, values)), label)
+
+    try:
+        arrays, structure = run(2)
+        fill = 2
+    except (ValueError, TypeError) as first:
+        if not has_unknown:
+            raise
+        # An unknown dimension that must match a fixed one of size 1 (a single key, say):
+        # try 1 before giving up, and report the error of the first attempt if that fails.
+        try:
+            arrays, structure = run(1)
+            fill = 1
+        except (ValueError, TypeError):
+            got = ", ".join(str(t.shape) for t in node.inputs)
+            raise type(first)(
+                f"{first} (while calling {label} on symbolic inputs of shapes {got}; "
+                "unknown dimensions were tried as 2 and 1: give Input the fixed sizes you "
+                "know)"
+            ) from first
+    out_shapes = [list(a.shape) for a in arrays]
+    dtypes = [a.dtype for a in arrays]
+    if has_unknown:
+        # Dimensions that follow an unknown input dimension change with it: run again with
+        # another size and mark those that moved as unknown. If the second size is refused,
+        # every dimension equal to the fill is taken as unknown.
+        try:
+            again, _ = run(fill + 1)
+        except (ValueError, TypeError):
+            again = None
+        for i, shape in enumerate(out_shapes):
+            for k, d in enumerate(shape):
+                moved = (
+                    again is None or len(again) <= i or len(again[i].shape) != len(shape)
+                    or again[i].shape[k] != d
+                )
+                if moved and (again is not None or d == fill):
+                    shape[k] = None
+    out_shapes = [tuple(s) for s in out_shapes]
+    node.structure = structure
+    node.outputs = [
+        SymbolicTensor(s, dt, label if len(out_shapes) == 1 else f"{label}:{i}", node, i)
+        for i, (s, dt) in enumerate(zip(out_shapes, dtypes))
+    ]
+    if structure is None:
+        return node.outputs[0]
+    return structure(node.outputs)
+
+
+def symbolic_op(fn: Callable) -> Callable:
+    """Decorator for a functional op: called with a symbolic tensor anywhere in its
+    arguments, the op records a node (as a layer would) instead of computing."""
+    @functools.wraps(fn)
+    def op(*args: Any, **kwargs: Any) -> Any:
+        if any_symbolic(args, kwargs):
+            # The node keeps the public op (not fn), so that a model pickles it by name.
+            return symbolic_call(op, args, kwargs, label=fn.__name__)
+        return fn(*args, **kwargs)
+
+    op.__wrapped_op__ = fn  # type: ignore[attr-defined]
+    return op

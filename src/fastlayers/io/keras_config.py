@@ -1,0 +1,427 @@
+"""A fastlayers model from a Keras model config (the ``config.json`` of a ``.keras`` file,
+or the ``model_config`` attribute of a legacy ``.h5`` file).
+
+The graph is rebuilt as Keras rebuilds it: layers are made from their configs in the
+order listed, then each layer is called, node by node (``inbound_nodes``), on the
+symbolic tensors its arguments name (``keras_history = [layer_name, node_index,
+tensor_index]``); ``input_layers`` and ``output_layers`` name the model's inputs and
+outputs. Nested ``Functional`` and ``Sequential`` models are rebuilt the same way and
+called as layers. Keras ops recorded in the graph (``keras.ops.matmul`` and friends)
+become the fastlayers ops that compute the same thing.
+
+Everything that fastlayers cannot run is collected first and reported in one
+``NotImplementedError``: layer classes it does not have (Lambda, custom classes, ...),
+and arguments that would change the result.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from .. import functional as F
+from .. import layers as L
+from ..models import Input, Model, Sequential
+from .. import layers as IL
+
+# Keras class name -> fastlayers layer class.
+LAYER_CLASSES: dict[str, type] = {
+    "Dense": L.Dense,
+    "Flatten": L.Flatten,
+    "Conv2D": L.Conv2D,
+    "Convolution2D": L.Conv2D,  # the Keras 2 alias
+    "LSTM": L.LSTM,
+    "GRU": L.GRU,
+    "Bidirectional": L.Bidirectional,
+    "Attention": L.Attention,
+    "AdditiveAttention": L.AdditiveAttention,
+    "MultiHeadAttention": L.MultiHeadAttention,
+    "Softmax": L.Softmax,
+    "Dropout": IL.Dropout,
+    "SpatialDropout1D": IL.SpatialDropout1D,
+    "SpatialDropout2D": IL.SpatialDropout2D,
+    "GaussianNoise": IL.GaussianNoise,
+    "GaussianDropout": IL.GaussianDropout,
+    "ActivityRegularization": IL.ActivityRegularization,
+    "Activation": IL.Activation,
+}
+MODEL_CLASSES = ("Functional", "Model", "Sequential")
+
+# Config keys that do not change what a loaded layer computes (the weights come from the
+# file): dropped when the fastlayers class does not take them.
+_INFERENCE_IRRELEVANT = {
+    "dtype", "autocast", "activity_regularizer", "seed",
+    "kernel_initializer", "bias_initializer", "recurrent_initializer",
+    "kernel_regularizer", "bias_regularizer", "recurrent_regularizer",
+    "kernel_constraint", "bias_constraint", "recurrent_constraint",
+    "beta_initializer", "gamma_initializer", "embeddings_initializer",
+    "dropout", "recurrent_dropout", "unroll", "use_cudnn", "implementation",
+    "build_config", "input_shape", "batch_input_shape", "batch_shape", "input_dim",
+    "query_shape", "key_shape", "value_shape", "flash_attention", "optional",
+}
+# ... except where they matter: in MultiHeadAttention, dropout > 0 makes a fully masked
+# row attend to nothing (as in Keras).
+_KEEP: dict[type, tuple[str, ...]] = {L.MultiHeadAttention: ("dropout",)}
+# Keys that must keep their default value (they change the result).
+_MUST_BE = {"time_major": False, "causal": False, "sparse": False, "ragged": False}
+
+
+class Unsupported(Exception):
+    """One reason a model cannot be loaded (collected, then reported together)."""
+
+
+def _keras_name(cfg: dict) -> str:
+    return cfg.get("config", {}).get("name") or cfg.get("name") or "?"
+
+
+def _is_tensor(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
+
+
+def _plain_activation(value: Any) -> Any:
+    """A Keras activation as stored in a config: a name, or {"class_name": "function",
+    "config": name} (some Keras versions), or a serialized object (unsupported)."""
+    if isinstance(value, dict):
+        inner = value.get("config")
+        if value.get("class_name") in ("function", "builtin_function") and isinstance(inner, str):
+            return inner
+        raise Unsupported(f"activation {value.get('class_name')!r} (a serialized object)")
+    return value
+
+
+def _dtype_ok(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):  # a DTypePolicy
+        value = value.get("config", {}).get("name")
+    return value in ("float32", None)
+
+
+def _check_origin(cfg: dict) -> str | None:
+    """Why this layer config is not a built-in Keras layer fastlayers has, or None."""
+    cls = cfg.get("class_name")
+    module = cfg.get("module")
+    registered = cfg.get("registered_name")
+    if module is not None and not str(module).startswith("keras"):
+        return f"custom class from module {module!r}"
+    if registered not in (None, cls):
+        return f"custom class registered as {registered!r}"
+    if cls in MODEL_CLASSES or cls == "InputLayer":
+        return None
+    if _is_op(cfg):
+        return None if cls in OPS else "Keras op without a fastlayers equivalent"
+    if cls not in LAYER_CLASSES:
+        return "no such layer in fastlayers"
+    return None
+
+
+def _is_op(cfg: dict) -> bool:
+    module = cfg.get("module") or ""
+    return module.startswith("keras.src.ops") or (not module and cfg.get("class_name") in OPS
+                                                     and cfg.get("class_name") != "Softmax")
+
+
+# ---- layers ---------------------------------------------------------------------------
+
+
+def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
+    """Keras config -> the keyword arguments of the fastlayers class ``cls``."""
+    config = dict(cfg.get("config", {}))
+    params = inspect.signature(cls.__init__).parameters
+    accepted = {
+        p for p in params if params[p].kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                    inspect.Parameter.VAR_POSITIONAL)
+    } | {"name", "trainable"}
+    # Arguments a layer takes through **kwargs: those it declares it ignores at inference, and
+    # those it supports only at their default (it raises for any other value itself).
+    accepted |= set(getattr(cls, "ignored_args", ())) | set(getattr(cls, "unsupported_args", {}))
+    accepted |= set(getattr(cls, "config_keys", ()))  # what the layer declares it takes
+    kwargs: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in _MUST_BE:
+            if value not in (_MUST_BE[key], None):
+                raise Unsupported(f"{key}={value!r} (only {_MUST_BE[key]!r})")
+            continue
+        if key == "dtype":
+            if not _dtype_ok(value):
+                raise Unsupported(f"dtype={value!r} (fastlayers computes in float32)")
+            continue
+        if key.endswith("activation"):
+            value = _plain_activation(value)
+        keep = key not in _INFERENCE_IRRELEVANT or key in _KEEP.get(cls, ())
+        if key in accepted and keep:
+            kwargs[key] = value
+        elif not keep:
+            continue  # no effect on inference once the weights are loaded
+        else:
+            raise Unsupported(f"argument {key}={value!r} is not supported by fastlayers")
+    return kwargs
+
+
+def make_layer(cfg: dict) -> Any:
+    """A fastlayers layer (unbuilt) from one Keras layer config."""
+    cls = LAYER_CLASSES[cfg["class_name"]]
+    kwargs = _layer_kwargs(cls, cfg)
+    if cls is L.Bidirectional:
+        kwargs["layer"] = make_layer(cfg["config"]["layer"])
+        if isinstance(cfg["config"].get("backward_layer"), dict):
+            kwargs["backward_layer"] = make_layer(cfg["config"]["backward_layer"])
+    try:
+        return cls(**kwargs)
+    except (NotImplementedError, ValueError, TypeError) as e:
+        raise Unsupported(str(e)) from None
+
+
+# ---- Keras ops in the graph -----------------------------------------------------------
+
+
+def _einsum(subscripts: str) -> Callable:
+    """A fastlayers op for an einsum that is a (batched) matrix product: "...ik,...kj->...ij"
+    or "...ik,...jk->...ij" with the same batch letters everywhere."""
+    try:
+        lhs, out = subscripts.replace(" ", "").split("->")
+        a, b = lhs.split(",")
+    except ValueError:
+        raise Unsupported(f"einsum {subscripts!r}") from None
+    n = len(a)
+    if not (n >= 2 and len(b) == n and len(out) == n and a[:-2] == b[:-2] == out[:-2]
+            and len(set(a)) == n and "." not in subscripts):
+        raise Unsupported(f"einsum {subscripts!r} (only batched matrix products)")
+    i, k = a[-2], a[-1]
+    if out[-2:] == i + b[-1] and b[-2] == k and b[-1] not in a:
+        return lambda x, y: F.matmul(x, y)
+    if out[-2:] == i + b[-2] and b[-1] == k and b[-2] not in a:
+        return lambda x, y: F.matmul(x, y, transpose_b=True)
+    raise Unsupported(f"einsum {subscripts!r} (only batched matrix products)")
+
+
+def _op_matmul(cfg: dict) -> Callable:
+    return lambda x, y: F.matmul(x, y)
+
+
+def _op_softmax(cfg: dict) -> Callable:
+    axis = cfg.get("config", {}).get("axis", -1)
+    return lambda x: F.softmax(x, axis=axis)
+
+
+def _op_einsum(cfg: dict) -> Callable:
+    return _einsum(cfg.get("config", {}).get("subscripts", ""))
+
+
+OPS: dict[str, Callable[[dict], Callable]] = {
+    "Matmul": _op_matmul,
+    "Softmax": _op_softmax,
+    "Einsum": _op_einsum,
+}
+
+
+class _Op:
+    """A Keras op node: called like a layer, it applies the fastlayers op (which records a
+    node itself when given symbolic tensors)."""
+
+    def __init__(self, cfg: dict):
+        self.name = _keras_name(cfg)
+        self.fn = OPS[cfg["class_name"]](cfg)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+# ---- models ---------------------------------------------------------------------------
+
+
+def build_model(cfg: dict) -> Any:
+    """A fastlayers Model or Sequential from a Keras model config. Raises one
+    NotImplementedError listing everything fastlayers cannot run."""
+    if isinstance(cfg, dict) and cfg.get("class_name") not in MODEL_CLASSES and (
+        _check_origin(cfg) or "").startswith("custom class"):
+        raise NotImplementedError(
+            f"fastlayers cannot load this model: {cfg.get('class_name')} {_keras_name(cfg)!r} "
+            f"is a {_check_origin(cfg)} (a subclassed model's config holds no graph of layers)"
+        )
+    if not isinstance(cfg, dict) or cfg.get("class_name") not in MODEL_CLASSES:
+        raise ValueError(
+            "not a Keras model config: expected class_name Functional, Model or Sequential, "
+            f"got {cfg.get('class_name') if isinstance(cfg, dict) else type(cfg).__name__!r}"
+        )
+    problems: list[str] = []
+    model = _build(cfg, problems)
+    if problems:
+        lines = "\n  ".join(problems)
+        raise NotImplementedError(
+            f"fastlayers cannot load this model ({len(problems)} problem(s)):\n  {lines}"
+        )
+    return model
+
+
+def _build(cfg: dict, problems: list[str]) -> Any:
+    """Make every layer (collecting what cannot be made), then wire the graph; None when
+    anything (here or before) could not be made."""
+    inner = cfg["config"]
+    made: dict[str, Any] = {}
+    for sub in inner.get("layers", []):
+        name = _keras_name(sub)
+        why = _check_origin(sub)
+        if why is not None:
+            problems.append(f"{sub.get('class_name')} {name!r}: {why}")
+            continue
+        try:
+            made[name] = _make_any(sub, problems)
+        except Unsupported as e:
+            problems.append(f"{sub.get('class_name')} {name!r}: {e}")
+    if problems:
+        return None
+    if cfg["class_name"] == "Sequential":
+        return _sequential(inner, made)
+    return _functional(inner, made)
+
+
+def _make_any(sub: dict, problems: list[str]) -> Any:
+    cls = sub["class_name"]
+    if cls in MODEL_CLASSES:
+        return _build(sub, problems)
+    if cls == "InputLayer":
+        return _input(sub)
+    if _is_op(sub):
+        return _Op(sub)
+    if cls == "Bidirectional":
+        for key in ("layer", "backward_layer"):
+            wrapped = sub.get("config", {}).get(key)
+            if isinstance(wrapped, dict) and (
+                wrapped.get("class_name") not in ("LSTM", "GRU") or _check_origin(wrapped)
+            ):
+                raise Unsupported(
+                    f"wraps {wrapped.get('class_name')} {_keras_name(wrapped)!r} (fastlayers "
+                    "wraps its LSTM and GRU only)"
+                )
+    return make_layer(sub)
+
+
+def _input(sub: dict) -> Any:
+    config = sub.get("config", {})
+    for key, want in _MUST_BE.items():
+        if config.get(key, want) not in (want, None):
+            raise Unsupported(f"{key}={config[key]!r} (only {want!r})")
+    shape = config.get("batch_shape", config.get("batch_input_shape"))
+    if shape is None:
+        raise Unsupported("an InputLayer without batch_shape")
+    return Input(shape=tuple(shape[1:]), batch_size=shape[0], dtype=config.get("dtype"),
+                 name=config.get("name"))
+
+
+def _sequential(inner: dict, made: dict[str, Any]) -> Any:
+    stack = []
+    layers_cfg = inner.get("layers", [])
+    for i, sub in enumerate(layers_cfg):
+        obj = made[_keras_name(sub)]
+        shape = sub.get("config", {}).get("batch_input_shape")
+        if i == 0 and sub["class_name"] != "InputLayer" and shape is not None:
+            stack.append(Input(shape=tuple(shape[1:]), batch_size=shape[0]))  # Keras 2 form
+        if isinstance(obj, _Op):
+            raise NotImplementedError(f"Sequential: op {obj.name!r} inside a Sequential model")
+        stack.append(obj)
+    return Sequential(stack, name=inner.get("name"))
+
+
+def _functional(inner: dict, made: dict[str, Any]) -> Any:
+    outputs: dict[tuple[str, int], Any] = {}  # (layer name, node index) -> call result
+    pending = []  # (layer name, node index, node data), Keras's order
+    nested: set[str] = set()  # nested functional models
+    keras2 = False  # Keras 2 stores nodes as lists of [layer, node, tensor, kwargs]
+    for sub in inner.get("layers", []):
+        name = _keras_name(sub)
+        obj = made[name]
+        if sub["class_name"] == "InputLayer":
+            outputs[(name, 0)] = [obj]
+            continue
+        if sub["class_name"] in ("Functional", "Model"):
+            nested.add(name)
+        for k, node in enumerate(sub.get("inbound_nodes", [])):
+            keras2 = keras2 or not isinstance(node, dict)
+            pending.append((name, k, node))
+
+    def tensor(history: Any, endpoint: bool = False) -> Any:
+        name, node_index, tensor_index = history[0], int(history[1]), int(history[2])
+        if name in nested and (endpoint or keras2):
+            # A functional model's node 0 is the one its construction made, so Keras
+            # counts its calls from 1 in input_layers / output_layers (and, in Keras 2
+            # configs, in the nodes too; Keras 3 nodes count only the calls).
+            node_index -= 1
+        if (name, node_index) not in outputs:
+            raise KeyError(name)
+        return outputs[(name, node_index)][tensor_index]
+
+    def resolve(obj: Any) -> Any:
+        if _is_tensor(obj):
+            return tensor(obj["config"]["keras_history"])
+        if isinstance(obj, list):
+            return [resolve(o) for o in obj]
+        if isinstance(obj, tuple):
+            return tuple(resolve(o) for o in obj)
+        if isinstance(obj, dict):
+            return {k: resolve(v) for k, v in obj.items()}
+        return obj
+
+    while pending:  # a node waits until the nodes it reads are done (shared layers)
+        progress = False
+        for item in list(pending):
+            name, k, node = item
+            if any((name, j) not in outputs for j in range(k)):
+                continue  # a layer's nodes are called in their order
+            try:
+                args, kwargs = _node_call(node, resolve)
+            except KeyError:
+                continue
+            out = _call(made[name], name, args, kwargs)
+            outputs[(name, k)] = list(out) if isinstance(out, (list, tuple)) else [out]
+            pending.remove(item)
+            progress = True
+        if not progress:
+            raise ValueError(
+                f"Keras config: cannot connect the nodes of {sorted({p[0] for p in pending})} "
+                "(they read tensors no layer makes)"
+            )
+    ins = _endpoints(inner.get("input_layers"), lambda h: tensor(h, endpoint=True))
+    outs = _endpoints(inner.get("output_layers"), lambda h: tensor(h, endpoint=True))
+    return Model(ins, outs, name=inner.get("name"))
+
+
+def _node_call(node: Any, resolve: Callable) -> tuple[list, dict]:
+    """The arguments of one inbound node: Keras 3 {"args", "kwargs"}, or Keras 2's list of
+    [layer_name, node_index, tensor_index, kwargs] entries."""
+    if isinstance(node, dict):
+        args = resolve(node.get("args", []))
+        kwargs = resolve(node.get("kwargs", {}))
+    else:
+        entries = list(node)
+        tensors = [resolve({"class_name": "__keras_tensor__",
+                            "config": {"keras_history": e[:3]}}) for e in entries]
+        kwargs = {}
+        if entries and len(entries[0]) > 3 and isinstance(entries[0][3], dict):
+            kwargs = {k: (resolve({"class_name": "__keras_tensor__",
+                                   "config": {"keras_history": v}})
+                          if isinstance(v, list) and len(v) == 3 and isinstance(v[0], str)
+                          else v)
+                      for k, v in entries[0][3].items()}
+        args = [tensors[0] if len(tensors) == 1 else tensors]
+    kwargs = {k: v for k, v in kwargs.items()
+              if k != "training" and not (k == "mask" and v is None)}
+    return args, kwargs
+
+
+def _call(obj: Any, name: str, args: list, kwargs: dict) -> Any:
+    try:
+        return obj(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Keras config: calling {name!r} failed: {e}") from e
+
+
+def _endpoints(spec: Any, tensor: Callable) -> Any:
+    """input_layers / output_layers: one [name, node, tensor], a list of them, or a dict."""
+    if spec is None:
+        raise ValueError("Keras config: a functional model needs input_layers and output_layers")
+    if isinstance(spec, dict):
+        return {k: _endpoints(v, tensor) for k, v in spec.items()}
+    if len(spec) == 3 and isinstance(spec[0], str):
+        return tensor(spec)
+    return [_endpoints(s, tensor) for s in spec]

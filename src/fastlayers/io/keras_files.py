@@ -1,0 +1,345 @@
+"""Reading Keras model files: ``.keras`` (Keras 3), legacy ``.h5`` (Keras 2 / tf.keras and
+Keras 3's legacy writer) and ``.weights.h5`` (Keras 3 weights only).
+
+HDF5 needs h5py, an optional dependency (``pip install "fastlayers[keras]"``); it is
+imported only when a file is read.
+
+How weights find their layers (as Keras finds them):
+
+* Keras 3 files (``model.weights.h5`` inside a ``.keras`` zip, or ``.weights.h5``) store
+  each layer's variables in ``<path>/vars/0, 1, ...`` in the layer's weight order. The
+  path is Keras's object walk: ``layers/<snake_case class name>`` with a counter per
+  class name in ``model.layers`` order (``dense``, ``dense_1``; input layers count),
+  recurrent layers under ``.../cell/vars``, Bidirectional under
+  ``.../forward_layer/cell`` and ``.../backward_layer/cell``, MultiHeadAttention under
+  ``.../query_dense``, ``key_dense``, ``value_dense``, ``output_dense``, and nested
+  models under ``.../layers/...`` again. Recent Keras versions also write the layer's
+  name as the ``name`` attribute of each ``vars`` group: when the names in the file are
+  exactly the names of the model's layers (a model rebuilt from the same file), layers
+  are matched by name, otherwise by path (a model built in code with other names).
+* Legacy HDF5 files (``model_weights`` group, or the root of a legacy weights file) hold
+  one group per top-level layer, named after it, with the arrays listed in order by the
+  ``weight_names`` attribute (trainable weights first, as Keras's legacy writer does; a
+  nested model's group holds all its layers' weights). Layers are matched by name when
+  every name is found, otherwise in order, as Keras does.
+
+Optimizer state is skipped.
+"""
+
+from __future__ import annotations
+
+import io as _stdio
+import json
+import os
+import re
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from .. import layers as L
+from ..models import Model, Sequential
+from ..models.base import BaseModel, InputLayer
+from .keras_config import build_model
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError as e:
+        raise ImportError(
+            "reading Keras .keras/.h5 files needs h5py, an optional dependency of fastlayers: "
+            'pip install "fastlayers[keras]"'
+        ) from e
+    return h5py
+
+
+def _path(path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected a file path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path!r}")
+    return path
+
+
+def _is_hdf5(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == _HDF5_SIGNATURE
+
+
+def load_model(path: Any) -> BaseModel:
+    """A fastlayers ``Model`` or ``Sequential`` from a Keras model file.
+
+    Reads ``.keras`` files (a zip of config.json and model.weights.h5) and legacy
+    ``.h5`` files (written by Keras 2 / tf.keras, or by Keras 3 for ``model.save("x.h5")``).
+    The graph is rebuilt from the file's config with fastlayers layers and ops, and the
+    weights are set from the file.
+
+    A model with layers fastlayers cannot run (Lambda, custom classes, layers it does not
+    have) or with arguments that change the result and are not supported raises one
+    ``NotImplementedError`` that lists every such layer; nothing is loaded partly.
+    Needs h5py (``pip install "fastlayers[keras]"``).
+    """
+    path = _path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if "config.json" not in names or "model.weights.h5" not in names:
+                raise ValueError(
+                    f"{path!r} is a zip file but not a Keras model: it needs config.json and "
+                    f"model.weights.h5, it has {sorted(names)}"
+                )
+            config = json.loads(zf.read("config.json"))
+            weights = zf.read("model.weights.h5")
+        h5py = _h5py()
+        model = build_model(config)
+        with h5py.File(_stdio.BytesIO(weights), "r") as f:
+            _load_keras3(model, f)
+        return model
+    if _is_hdf5(path):
+        h5py = _h5py()
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            if raw is None:
+                raise ValueError(
+                    f"{path!r} holds no model config (a weights-only file?); build the model "
+                    "and call model.load_weights(path)"
+                )
+            if isinstance(raw, bytes):
+                raw = raw.decode("utf-8")
+            model = build_model(json.loads(raw))
+            _load_legacy(model, f["model_weights"] if "model_weights" in f else f)
+        return model
+    raise ValueError(f"{path!r} is neither a .keras (zip) file nor an HDF5 (.h5) file")
+
+
+def load_weights(model: BaseModel, path: Any) -> None:
+    """Set the weights of ``model`` from a Keras weights file: ``.weights.h5`` (Keras 3),
+    a legacy ``.h5`` weights or model file, or the weights inside a ``.keras`` file."""
+    path = _path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if "model.weights.h5" not in zf.namelist():
+                raise ValueError(f"{path!r}: a zip file without model.weights.h5")
+            data = zf.read("model.weights.h5")
+        with _h5py().File(_stdio.BytesIO(data), "r") as f:
+            _load_keras3(model, f)
+        return
+    if not _is_hdf5(path):
+        raise ValueError(f"{path!r} is not an HDF5 weights file")
+    with _h5py().File(path, "r") as f:
+        if "layer_names" in f.attrs:
+            _load_legacy(model, f)
+        elif "model_weights" in f:
+            _load_legacy(model, f["model_weights"])
+        else:
+            _load_keras3(model, f)
+
+
+# ---- Keras 3 files: the object-path walk ---------------------------------------------
+
+
+def _snake_case(name: str) -> str:
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras_class(layer: Any) -> str:
+    if isinstance(layer, Model):
+        return "Functional"
+    return type(layer).__name__
+
+
+def _vars(f: Any, path: str, used: set[str]) -> list[np.ndarray]:
+    """The arrays of ``<path>/vars`` in order (none if the group is absent)."""
+    key = f"{path}/vars" if path else "vars"
+    if key not in f:
+        return []
+    group = f[key]
+    used.add(group.name)
+    out = []
+    for i in range(len(group)):
+        if str(i) not in group:
+            raise ValueError(f"weights file: {group.name} has no array {i}")
+        out.append(_array(group[str(i)]))
+    return out
+
+
+def _array(dataset: Any) -> np.ndarray:
+    if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
+        raise NotImplementedError(
+            f"weights file: {dataset.name} is bfloat16; fastlayers reads float32 weights"
+        )
+    return np.asarray(dataset)
+
+
+def _group_names(f: Any, path: str) -> dict[str, str]:
+    """For each child group of ``<path>/layers`` whose vars carry a ``name`` attribute:
+    that name -> the child's path."""
+    key = f"{path}/layers" if path else "layers"
+    found: dict[str, str] = {}
+    if key not in f:
+        return found
+    for child in f[key]:
+        sub = f"{key}/{child}"
+        vars_key = f"{sub}/vars"
+        if vars_key in f and "name" in f[vars_key].attrs:
+            name = f[vars_key].attrs["name"]
+            found[name.decode() if isinstance(name, bytes) else str(name)] = sub
+    return found
+
+
+def _layer_paths(model: BaseModel, f: Any, path: str) -> list[tuple[Any, str]]:
+    """(layer, its group path) for the layers of ``model`` saved under ``path``."""
+    layers = list(model.layers)
+    prefix = f"{path}/layers" if path else "layers"
+    by_name = _group_names(f, path)
+    if by_name and set(by_name) == {layer.name for layer in layers}:
+        return [(layer, by_name[layer.name]) for layer in layers]
+    counts: dict[str, int] = {}
+    out = []
+    for layer in layers:
+        base = _snake_case(_keras_class(layer))
+        n = counts.get(base, -1) + 1
+        counts[base] = n
+        out.append((layer, f"{prefix}/{base}" if n == 0 else f"{prefix}/{base}_{n}"))
+    return out
+
+
+def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
+    if isinstance(layer, (L.LSTM, L.GRU)):
+        return _vars(f, f"{path}/cell", used)
+    if isinstance(layer, L.Bidirectional):
+        return (_vars(f, f"{path}/forward_layer/cell", used)
+                + _vars(f, f"{path}/backward_layer/cell", used))
+    if isinstance(layer, L.MultiHeadAttention):
+        return [a for part in ("query_dense", "key_dense", "value_dense", "output_dense")
+                for a in _vars(f, f"{path}/{part}", used)]
+    return _vars(f, path, used)
+
+
+def _assign_keras3(model: BaseModel, f: Any, path: str, used: set[str],
+                   plan: list[tuple[Any, list[np.ndarray]]]) -> None:
+    for layer, sub in _layer_paths(model, f, path):
+        if isinstance(layer, InputLayer):
+            continue
+        if isinstance(layer, (Model, Sequential)):
+            _assign_keras3(layer, f, sub, used, plan)
+            continue
+        want = len(layer._weight_names())
+        arrays = _layer_arrays(layer, f, sub, used)
+        if len(arrays) != want:
+            raise ValueError(
+                f"weights file: {_owner(layer)} has {want} weights, the file has "
+                f"{len(arrays)} under {sub!r}"
+            )
+        if want:
+            plan.append((layer, arrays))
+
+
+def _owner(layer: Any) -> str:
+    return f"{type(layer).__name__} {layer.name!r}"
+
+
+def _load_keras3(model: BaseModel, f: Any) -> None:
+    if "_layer_checkpoint_dependencies" in f and "layers" not in f:
+        raise NotImplementedError(
+            "weights file: written by Keras 2.13-2.15 (.keras of that era), which fastlayers "
+            "does not read; save the model again as .h5, or with Keras 3"
+        )
+    if "layers" not in f:
+        raise ValueError("weights file: not a Keras 3 weights file (no 'layers' group)")
+    plan: list[tuple[Any, list[np.ndarray]]] = []
+    used: set[str] = set()
+    _assign_keras3(model, f, "", used, plan)
+    unused = []
+
+    def visit(name: str, obj: Any) -> None:
+        if name.endswith("/vars") and len(obj) and obj.name not in used:
+            unused.append(obj.name)
+
+    f["layers"].visititems(visit)
+    if unused:
+        raise ValueError(
+            f"weights file: arrays that no layer of the model takes: {sorted(unused)} (a file "
+            "for another model?)"
+        )
+    _apply(plan)
+
+
+def _apply(plan: list[tuple[Any, list[np.ndarray]]]) -> None:
+    """Check every shape first, then set: a failure leaves the model as it was."""
+    for layer, arrays in plan:
+        current = layer.get_weights() if layer.built else None
+        if current is not None:
+            for name, have, new in zip(layer._weight_names(), current, arrays):
+                if have.shape != new.shape:
+                    raise ValueError(
+                        f"weights file: {_owner(layer)} weight {name!r} has shape {have.shape}, "
+                        f"the file has {new.shape}"
+                    )
+    for layer, arrays in plan:
+        layer.set_weights(list(arrays))
+
+
+# ---- legacy HDF5: one group per top-level layer, weights in order --------------------
+
+
+def _names(attrs: Any, key: str) -> list[str]:
+    if key in attrs:
+        raw = list(attrs[key])
+    else:
+        raw, i = [], 0
+        while f"{key}{i}" in attrs:  # long lists are split in chunks
+            raw.extend(attrs[f"{key}{i}"])
+            i += 1
+    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in raw]
+
+
+def _leaves(layer: Any, trainable: bool = True) -> list[tuple[Any, bool]]:
+    """The weight-holding layers inside ``layer`` with whether Keras counts their weights
+    as trainable (a frozen model freezes all its layers)."""
+    trainable = trainable and bool(getattr(layer, "trainable", True))
+    if isinstance(layer, (Model, Sequential)):
+        return [leaf for sub in layer.layers if not isinstance(sub, InputLayer)
+                for leaf in _leaves(sub, trainable)]
+    return [(layer, trainable)] if layer._weight_names() else []
+
+
+def _load_legacy(model: BaseModel, group: Any) -> None:
+    saved = [n for n in _names(group.attrs, "layer_names")
+             if _names(group[n].attrs, "weight_names")]
+    layers = [layer for layer in model.layers
+              if not isinstance(layer, InputLayer) and _leaves(layer)]
+    if len(saved) != len(layers):
+        raise ValueError(
+            f"weights file: the model has {len(layers)} layers with weights, the file has "
+            f"{len(saved)} ({saved})"
+        )
+    if {layer.name for layer in layers} == set(saved):
+        pairs = [(layer, layer.name) for layer in layers]
+    else:
+        pairs = list(zip(layers, saved))  # in order, as Keras does
+    plan: list[tuple[Any, list[np.ndarray]]] = []
+    for layer, name in pairs:
+        g = group[name]
+        arrays = [_array(g[w]) for w in _names(g.attrs, "weight_names")]
+        leaves = _leaves(layer)
+        # Keras's legacy order: the trainable weights of every leaf, then the others.
+        ordered = [leaf for leaf, t in leaves if t] + [leaf for leaf, t in leaves if not t]
+        want = sum(len(leaf._weight_names()) for leaf in ordered)
+        if len(arrays) != want:
+            raise ValueError(
+                f"weights file: {_owner(layer)} has {want} weights, the file's group {name!r} "
+                f"has {len(arrays)}"
+            )
+        start = 0
+        for leaf in ordered:
+            n = len(leaf._weight_names())
+            plan.append((leaf, arrays[start:start + n]))
+            start += n
+    _apply(plan)

@@ -1,0 +1,241 @@
+"""What every model has: weights over its layers, ``predict``, ``summary``, ``get_layer``.
+
+``InputLayer`` also lives here: the layer behind ``fastlayers.Input``, which checks the
+arrays a model is called with.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import _symbolic as S
+from ..layers.base import Layer
+
+
+class InputLayer(Layer):
+    """The layer behind ``fastlayers.Input``: it owns the input's symbolic tensor and
+    checks the rank and the fixed dimensions of the arrays given for it."""
+
+    def __init__(self, shape: tuple, dtype: Any = None, name: str | None = None,
+                 batch_size: int | None = None, **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        self.shape = (batch_size,) + tuple(shape)
+        self.input_dtype = np.dtype(np.float32 if dtype is None else dtype)
+        if self.input_dtype.kind not in "fiub":
+            raise TypeError(f"Input: dtype must be a real numeric dtype, got {dtype!r}")
+        node = S.Node(self.check, self, (), {}, self.name)
+        node.outputs = [S.SymbolicTensor(self.shape, self.input_dtype, self.name, node, 0)]
+        self.output = node.outputs[0]
+        self.built = True
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": self.shape[1:], "dtype": self.input_dtype.name,
+                "batch_size": self.shape[0]}
+
+    def check(self, x: Any) -> np.ndarray:
+        """x as an array of this input's dtype, with its rank and fixed dimensions checked."""
+        if isinstance(x, S.SymbolicTensor):
+            raise TypeError(f"input {self.name!r}: expected an array, got {x!r}")
+        try:
+            a = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"input {self.name!r}: cannot convert to an array: {e}") from e
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"input {self.name!r}: expected real numbers, got dtype {a.dtype}")
+        if a.ndim != len(self.shape) or any(
+            want is not None and got != want for got, want in zip(a.shape, self.shape)
+        ):
+            raise ValueError(
+                f"input {self.name!r}: expected shape {self.shape} (None = any), got {a.shape}"
+            )
+        return a.astype(self.input_dtype, copy=False)
+
+    def call(self, x: Any) -> np.ndarray:
+        return self.check(x)
+
+
+class BaseModel(Layer):
+    """Shared by ``Model`` and ``Sequential``. Subclasses provide ``layers``, ``call`` and
+    ``_summary_rows``."""
+
+    @property
+    def layers(self) -> list[Layer]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or at position ``index`` of ``layers``."""
+        if (name is None) == (index is None):
+            raise ValueError(f"{self._owner()}: get_layer needs exactly one of name, index")
+        layers = self.layers
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(
+                    f"{self._owner()}: index {index} out of range for {len(layers)} layers"
+                )
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"{self._owner()}: no layer named {name!r}; layers: {[x.name for x in layers]}"
+        )
+
+    # ---- weights: the layers' weights, layer by layer, in Keras order -----------------
+    def _unique_weight_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if not isinstance(layer, InputLayer)]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return [w for layer in self._unique_weight_layers() for w in layer.weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every weight, layer by layer in ``layers`` order (Keras's order)."""
+        return [w for layer in self._unique_weight_layers() for w in layer.get_weights()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set every weight from arrays in the order of ``get_weights``."""
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(
+                f"{self._owner()}: set_weights expects a list of arrays, got "
+                f"{type(weights).__name__}"
+            )
+        layers = self._unique_weight_layers()
+        counts = [len(layer.weights) for layer in layers]
+        if sum(counts) != len(weights):
+            raise ValueError(
+                f"{self._owner()}: set_weights expected {sum(counts)} arrays, got {len(weights)}"
+            )
+        start = 0
+        for layer, n in zip(layers, counts):
+            if n:
+                layer.set_weights(list(weights[start:start + n]))
+            start += n
+
+    def count_params(self) -> int:
+        return int(sum(w.size for w in self.weights))
+
+    def load_weights(self, path: Any) -> None:
+        """Set the weights from a Keras weights file: ``.weights.h5`` (Keras 3, matched
+        to the layers as Keras matches them: by layer name when the file's names are
+        this model's, else by Keras's object path), a legacy ``.h5`` file, or the
+        weights in a ``.keras`` file. All shapes are checked before any weight changes.
+        Needs h5py (``pip install "fastlayers[keras]"``)."""
+        from ..io import load_weights
+
+        load_weights(self, path)
+
+    # ---- predict ----------------------------------------------------------------------
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
+        """Run the model over ``x`` in batches of ``batch_size`` (32 by default, as in
+        Keras) and concatenate the results along the batch axis.
+
+        ``x`` has the structure ``model(x)`` takes. ``verbose`` (1, True or "auto")
+        prints a progress bar to stderr.
+        """
+        if batch_size is None:
+            batch_size = 32
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+            batch_size < 1
+        ):
+            raise ValueError(f"{self._owner()}: batch_size must be a positive int, got "
+                             f"{batch_size!r}")
+        arrays = _leaves(x)
+        if not arrays:
+            raise ValueError(f"{self._owner()}: predict got no input arrays")
+        arrays = [np.asarray(a) for a in arrays]
+        n = arrays[0].shape[0] if arrays[0].ndim else 0
+        for a in arrays:
+            if a.ndim == 0 or a.shape[0] != n:
+                raise ValueError(
+                    f"{self._owner()}: predict needs every input to have the same batch size; "
+                    f"got shapes {[b.shape for b in arrays]}"
+                )
+        show = verbose not in (0, False, None, "silent")
+        steps = max(1, -(-n // batch_size))
+        bar = _Progress(steps, sys.stderr) if show else None
+        results: list[list[np.ndarray]] = []
+        structure: Any = None
+        for step in range(steps):
+            lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+            chunk = _rebuild(x, [a[lo:hi] for a in arrays])
+            out = self(chunk)
+            structure = out
+            results.append(_leaves(out))
+            if bar is not None:
+                bar.update(step + 1)
+        merged = [np.concatenate([r[i] for r in results], axis=0)
+                  for i in range(len(results[0]))]
+        return _rebuild(structure, merged)
+
+    # ---- summary ----------------------------------------------------------------------
+    def _summary_rows(self) -> list[tuple[str, str, int]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def summary(self, print_fn: Any = None, line_length: int | None = None) -> None:
+        """Print a Keras-like table: each layer with its output shape and parameter count,
+        then the totals. ``print_fn`` (default ``print``) receives the whole text."""
+        rows = self._summary_rows()
+        heads = ("Layer (type)", "Output Shape", "Param #")
+        w0 = max([len(heads[0])] + [len(r[0]) for r in rows]) + 2
+        w1 = max([len(heads[1])] + [len(r[1]) for r in rows]) + 2
+        w2 = max([len(heads[2])] + [len(f"{r[2]:,}") for r in rows]) + 2
+        if line_length is not None:
+            w0 = max(w0, line_length - w1 - w2)
+        rule = "-" * (w0 + w1 + w2)
+        lines = [f'Model: "{self.name}"', rule,
+                 f"{heads[0]:<{w0}}{heads[1]:<{w1}}{heads[2]:>{w2}}", "=" * len(rule)]
+        for name, shape, params in rows:
+            lines.append(f"{name:<{w0}}{shape:<{w1}}{params:>{w2},}")
+        lines.append(rule)
+        total = self.count_params()
+        trainable = sum(
+            layer.count_params() for layer in self._unique_weight_layers()
+            if layer.built and layer.trainable
+        )
+        lines += [f" Total params: {total:,}", f" Trainable params: {trainable:,}",
+                  f" Non-trainable params: {total - trainable:,}", rule]
+        (print_fn or print)("\n".join(lines))
+
+
+def _leaves(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [v for k in obj for v in _leaves(obj[k])]
+    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], (np.ndarray, list, tuple,
+                                                                     dict)):
+        return [v for o in obj for v in _leaves(o)]
+    return [obj]
+
+
+def _rebuild(template: Any, values: list[Any]) -> Any:
+    it = iter(values)
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: walk(obj[k]) for k in obj}
+        if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], (np.ndarray, list,
+                                                                         tuple, dict)):
+            return type(obj)(walk(o) for o in obj)
+        return next(it)
+
+    return walk(template)
+
+
+class _Progress:
+    """A one-line progress bar: ``3/10 [=====>......] 0.4s``."""
+
+    def __init__(self, total: int, stream: Any, width: int = 30):
+        self.total, self.stream, self.width = total, stream, width
+        self.start = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        filled = int(self.width * done / self.total)
+        arrow = ">" if done < self.total else "="
+        bar = "=" * max(0, filled - 1) + (arrow if filled else "") + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.start
+        end = "\n" if done == self.total else ""
+        self.stream.write(f"\r{done}/{self.total} [{bar}] {elapsed:.1f}s{end}")
+        self.stream.flush()

@@ -1,0 +1,270 @@
+"""The Keras functional API: ``Input``, ``Model(inputs, outputs)``.
+
+A model is the graph of nodes that layers and ops recorded when they were called on
+symbolic tensors (fastlayers/_symbolic.py). Calling the model replays those nodes in
+order on real arrays: each node runs its layer (or op) on the arrays computed for its
+inputs, so the model computes exactly what the same calls would compute one by one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import _symbolic as S
+from ..layers.base import Layer, _auto_name
+from .base import BaseModel, InputLayer
+
+
+def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
+          batch_size: int | None = None) -> S.SymbolicTensor:  # noqa: N802 - Keras's name
+    """A model input: a symbolic tensor of shape ``(batch_size, *shape)``.
+
+    Parameters
+    ----------
+    shape : tuple of int or None
+        The shape of one sample, without the batch axis; None marks a dimension that
+        may vary between calls (e.g. a sequence length).
+    dtype : dtype, optional
+        float32 by default; integer dtypes for inputs such as token ids.
+    name : str, optional
+        The input's name (used by ``model({"name": array})`` and in ``summary()``).
+    batch_size : int, optional
+        A fixed batch size; None (the default) lets any batch size through.
+    """
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"Input: shape must be a tuple of ints or None, got {shape!r}")
+    dims = []
+    for d in shape:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                              or d < 0):
+            raise ValueError(f"Input: shape must hold non-negative ints or None, got {shape!r}")
+        dims.append(None if d is None else int(d))
+    layer = InputLayer(shape=tuple(dims), dtype=dtype, name=name, batch_size=batch_size)
+    return layer.output
+
+
+class Model(BaseModel):
+    """A model of the Keras functional API.
+
+    ``Model(inputs, outputs)``: ``inputs`` is one symbolic tensor from ``Input``, or a
+    list (or dict) of them; ``outputs`` is one symbolic tensor or a list (or dict) of
+    them, computed from the inputs by layers and fastlayers ops. ``model(x)`` takes
+    arrays in the structure of ``inputs`` and returns arrays in the structure of
+    ``outputs``.
+
+    Example::
+
+        inp = fl.Input(shape=(5, 2))
+        seq, h, c = fl.layers.LSTM(8, return_state=True)(inp)
+        out = fl.layers.Dense(2)(seq)
+        model = fl.Model(inp, [out, h, c])
+        out, h, c = model(x)          # x (batch, 5, 2)
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any):
+        # Keras 3 names functional models "functional", "functional_1", ...
+        super().__init__(name=name if name is not None else _auto_name("Functional"), **kwargs)
+        self._input_struct = inputs
+        self._output_struct = outputs
+        self.inputs = _tensor_list(inputs, "inputs")
+        self.outputs = _tensor_list(outputs, "outputs")
+        for t in self.inputs:
+            if not _is_input(t):
+                raise ValueError(
+                    f"Model: inputs must be tensors made by fastlayers.Input; {t!r} is the "
+                    f"output of {t.node.label if t.node else 'nothing known'}"
+                )
+        self._nodes = _topological_nodes(self.inputs, self.outputs)
+        self._layers = _layers_of(self.inputs, self.outputs)
+        self.built = True
+
+    # ---- structure ------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers (each once, ops left out) in the order Keras lists them, which is
+        also the order of ``get_weights``."""
+        return list(self._layers)
+
+    def _summary_rows(self) -> list[tuple[str, str, int]]:
+        rows = []
+        for t in self.inputs:
+            layer = _input_layer_of(t)
+            rows.append((f"{layer.name} (InputLayer)", _shape_str([t.shape]), 0))
+        for node in self._nodes:
+            if node.layer is not None:
+                label = f"{node.layer.name} ({type(node.layer).__name__})"
+                params = node.layer.count_params() if node.layer.built else 0
+            else:
+                label = f"{node.label} (op)"
+                params = 0
+            rows.append((label, _shape_str([o.shape for o in node.outputs]), params))
+        return rows
+
+    # ---- calling --------------------------------------------------------------------
+    def call(self, inputs: Any) -> Any:
+        arrays = self._match_inputs(inputs)
+        values: dict[int, Any] = {t.id: a for t, a in zip(self.inputs, arrays)}
+        for node in self._nodes:
+            for t, v in zip(node.outputs, node.run(values)):
+                values[t.id] = v
+        return S.substitute(self._output_struct, values)
+
+    def _match_inputs(self, inputs: Any) -> list[Any]:
+        n = len(self.inputs)
+        if isinstance(inputs, dict):
+            by_name = {_input_layer_of(t).name: t for t in self.inputs}
+            missing = [k for k in by_name if k not in inputs]
+            extra = [k for k in inputs if k not in by_name]
+            if missing or extra:
+                raise ValueError(
+                    f"{self._owner()}: inputs by name {sorted(by_name)}; missing {missing}, "
+                    f"unknown {extra}"
+                )
+            arrays = [inputs[_input_layer_of(t).name] for t in self.inputs]
+        elif isinstance(inputs, (list, tuple)) and inputs and not _is_row(inputs):
+            arrays = list(inputs)  # one array per input
+        else:
+            arrays = [inputs]
+        if len(arrays) != n:
+            raise ValueError(
+                f"{self._owner()}: expected {n} inputs "
+                f"{[_input_layer_of(t).name for t in self.inputs]}, got {len(arrays)}"
+            )
+        out = []
+        for t, a in zip(self.inputs, arrays):
+            out.append(_input_layer_of(t).check(a))
+        return out
+
+
+def _is_row(x: Sequence[Any]) -> bool:
+    """A list of numbers (one input given as a nested list), not a list of arrays."""
+    return not isinstance(x[0], (np.ndarray, list, tuple, S.SymbolicTensor))
+
+
+def _is_input(t: S.SymbolicTensor) -> bool:
+    return t.node is not None and isinstance(t.node.layer, InputLayer)
+
+
+def _input_layer_of(t: S.SymbolicTensor) -> InputLayer:
+    return t.node.layer  # type: ignore[return-value]
+
+
+def _tensor_list(struct: Any, what: str) -> list[S.SymbolicTensor]:
+    if isinstance(struct, S.SymbolicTensor):
+        return [struct]
+    if isinstance(struct, dict):
+        items = list(struct.values())
+    elif isinstance(struct, (list, tuple)):
+        items = list(struct)
+    else:
+        raise TypeError(
+            f"Model: {what} must be a symbolic tensor or a list of them, got "
+            f"{type(struct).__name__}"
+        )
+    if not items:
+        raise ValueError(f"Model: {what} is empty")
+    for t in items:
+        if not isinstance(t, S.SymbolicTensor):
+            raise TypeError(
+                f"Model: every element of {what} must be a symbolic tensor (from "
+                f"fastlayers.Input or a layer called on one), got {type(t).__name__}"
+            )
+    return items
+
+
+def _topological_nodes(inputs: list[S.SymbolicTensor],
+                       outputs: list[S.SymbolicTensor]) -> list[S.Node]:
+    """The nodes between inputs and outputs, each after the nodes it depends on."""
+    input_ids = {t.id for t in inputs}
+    order: list[S.Node] = []
+    done: set[int] = set()
+    active: set[int] = set()
+
+    def visit_tensor(t: S.SymbolicTensor) -> None:
+        if t.id in input_ids:
+            return
+        if _is_input(t):
+            raise ValueError(
+                f"Model: the graph is disconnected: {t.node.layer.name!r} is needed to "
+                f"compute the outputs but is not among the model's inputs"
+            )
+        visit_node(t.node)
+
+    def visit_node(node: S.Node) -> None:
+        key = id(node)
+        if key in done:
+            return
+        if key in active:  # cannot happen with tensors made once, but never loop
+            raise ValueError("Model: the graph has a cycle")
+        active.add(key)
+        for t in node.inputs:
+            visit_tensor(t)
+        active.discard(key)
+        done.add(key)
+        order.append(node)
+
+    for t in outputs:
+        visit_tensor(t)
+    return order
+
+
+def _layers_of(inputs: list[S.SymbolicTensor], outputs: list[S.SymbolicTensor]) -> list[Layer]:
+    """The layers in Keras's order, which fixes the order of ``get_weights``.
+
+    Keras (keras/src/ops/function.py, map_graph) walks the graph depth-first from the
+    outputs, numbering each operation when it first meets it; the depth of a node is its
+    distance from the outputs (the largest, over all paths, and over all calls of a shared
+    layer). Operations are listed by decreasing depth, ties by that first-meeting number.
+    The same walk is done here; ops that are not layers are dropped from the list.
+    """
+    input_ids = {t.id for t in inputs}
+    first_seen: dict[int, int] = {}
+    owners: dict[int, Any] = {}
+    post_order: list[S.Node] = []
+    finished: set[int] = set()
+
+    def visit(t: S.SymbolicTensor) -> None:
+        node = t.node
+        if node is None or id(node) in finished:
+            return
+        key = id(node.layer) if node.layer is not None else id(node)
+        owners[key] = node.layer
+        first_seen.setdefault(key, len(first_seen))
+        if t.id not in input_ids:
+            for parent in node.inputs:
+                visit(parent)
+        finished.add(id(node))
+        post_order.append(node)
+
+    for t in outputs:
+        visit(t)
+    node_depth: dict[int, int] = {}
+    op_depth: dict[int, int] = {}
+    for node in reversed(post_order):
+        key = id(node.layer) if node.layer is not None else id(node)
+        depth = max(node_depth.setdefault(id(node), 0), op_depth.get(key, 0))
+        op_depth[key] = depth
+        node_depth[id(node)] = depth
+        for parent in node.inputs:
+            if parent.node is not None and id(parent.node) in finished:
+                node_depth[id(parent.node)] = max(depth + 1, node_depth.get(id(parent.node), 0))
+    for t in inputs:  # inputs that no output needs still count, first among equals
+        key = id(_input_layer_of(t))
+        if key not in op_depth:
+            owners[key] = _input_layer_of(t)
+            op_depth[key] = 0
+            first_seen[key] = -1
+    order = sorted(op_depth, key=lambda k: (-op_depth[k], first_seen[k]))
+    return [owners[k] for k in order if owners[k] is not None]
+
+
+def _shape_str(shapes: list[tuple]) -> str:
+    def one(s: tuple) -> str:
+        inner = ", ".join("None" if d is None else str(d) for d in s)
+        return f"({inner},)" if len(s) == 1 else f"({inner})"
+
+    return one(shapes[0]) if len(shapes) == 1 else "[" + ", ".join(one(s) for s in shapes) + "]"

@@ -1,0 +1,88 @@
+"""``Sequential``: a plain stack of layers, each called on the output of the one before."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .. import _symbolic as S
+from ..layers.base import Layer
+from .base import BaseModel, InputLayer
+from .functional import _shape_str
+
+
+class Sequential(BaseModel):
+    """A stack of layers: ``Sequential([Dense(8, activation="relu"), Dense(2)])``.
+
+    The list may start with ``fastlayers.Input(shape)`` (or an ``InputLayer``); then the
+    output shapes are known at once and ``summary()`` works before the first call.
+    Otherwise the layers are built by the first call, as in Keras.
+    """
+
+    def __init__(self, layers: Sequence[Any] | None = None, name: str | None = None,
+                 **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        self._stack: list[Layer] = []
+        self._input: InputLayer | None = None
+        self._outputs: list[S.SymbolicTensor] = []
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: Any) -> None:
+        """Append a layer (or, first of all, an Input)."""
+        if isinstance(layer, S.SymbolicTensor) and layer.node is not None and isinstance(
+            layer.node.layer, InputLayer
+        ):
+            layer = layer.node.layer
+        if isinstance(layer, InputLayer):
+            if self._input is not None or self._stack:
+                raise ValueError(f"{self._owner()}: an Input can only be the first entry")
+            self._input = layer
+            self._outputs = [layer.output]
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"{self._owner()}: add expects a fastlayers layer, got {type(layer).__name__}"
+            )
+        self._stack.append(layer)
+        if self._outputs:
+            out = layer(self._outputs[-1])
+            if not isinstance(out, S.SymbolicTensor):
+                raise ValueError(
+                    f"{self._owner()}: every layer of a Sequential model must return one "
+                    f"tensor; {layer.name!r} returns {len(out)}"
+                )
+            self._outputs.append(out)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers, without the input (as Keras lists them for Sequential)."""
+        return list(self._stack)
+
+    @property
+    def built(self) -> bool:  # type: ignore[override]
+        return all(layer.built for layer in self._stack)
+
+    @built.setter
+    def built(self, value: bool) -> None:
+        pass  # derived from the layers
+
+    def call(self, x: Any) -> Any:
+        if self._input is not None:
+            x = self._input.check(x)
+        for layer in self._stack:
+            x = layer(x)
+        return x
+
+    def _summary_rows(self) -> list[tuple[str, str, int]]:
+        if not self._outputs:
+            if not self.built:
+                raise ValueError(
+                    f"{self._owner()}: summary() needs the output shapes; start the list with "
+                    "fastlayers.Input(shape) or call the model once"
+                )
+            return [(f"{x.name} ({type(x).__name__})", "?", x.count_params())
+                    for x in self._stack]
+        return [
+            (f"{x.name} ({type(x).__name__})", _shape_str([t.shape]), x.count_params())
+            for x, t in zip(self._stack, self._outputs[1:])
+        ]

@@ -1,0 +1,118 @@
+"""Child script of tests/test_runtime.py::test_isas_give_identical_bits: runs every C++ op
+family on fixed inputs under the ISA chosen by FASTLAYERS_ISA (set by the parent) and writes
+the results as an .npz to stdout. Not a test module (no test_ prefix)."""
+
+import io
+import math
+import sys
+
+import numpy as np
+
+import fastlayers as f
+from fastlayers import _core
+
+F32 = np.float32
+
+
+def randn(rng, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(F32)
+
+
+def main():
+    f.set_backend("cpp")
+    f.set_num_threads(1)
+    rng = np.random.default_rng(15)
+    out = {"isa": np.array(f.runtime_info()["isa"])}
+
+    # Every elementwise activation kernel on special values and a dense sweep (tails: 1031).
+    special = np.array(
+        [0.0, -0.0, np.inf, -np.inf, 1e-40, -1e-40, 0.7071068, 1.5, -1.5, 3.0, -3.0, 20.0,
+         -20.0, 87.34, -87.34, 88.73, -88.0, 1e30, -1e30, 3.4e38],
+        F32,
+    )
+    sweep = np.concatenate([special, np.linspace(-30, 30, 1011, dtype=F32)])
+    for name, i in sorted(_core.activation_ids().items()):
+        out[f"act_{name}"] = _core.activate(np.ascontiguousarray(sweep), i)
+
+    # dense: every activation the layer op accepts by name (GEMM, then the act kernel; the
+    # C++-only gelu_tanh kernel is covered by the act_ entries above).
+    x = randn(rng, 37, 129)
+    w = randn(rng, 129, 67, scale=0.2)
+    b = randn(rng, 67)
+    for name in sorted(set(_core.activation_ids()) & set(f.activations.NAMES)):
+        out[f"dense_{name}"] = f.dense(x, w, b, activation=name)
+
+    # conv2d with activations.
+    xi = randn(rng, 2, 11, 13, 5)
+    out["conv_gelu"] = f.conv2d(xi, randn(rng, 3, 3, 5, 7, scale=0.3), randn(rng, 7),
+                                padding="same", activation="gelu")
+    out["conv_silu_s2"] = f.conv2d(xi, randn(rng, 3, 3, 5, 19, scale=0.3), None, strides=2,
+                                   activation="silu")
+
+    # LSTM / GRU (fused gate kernels for tanh/sigmoid; other activations gate by gate).
+    for bsz, units in ((1, 37), (3, 48), (2, 16)):
+        xs = randn(rng, bsz, 20, 17)
+        k = randn(rng, 17, 4 * units, scale=0.3)
+        r = randn(rng, units, 4 * units, scale=0.3)
+        bb = randn(rng, 4 * units)
+        seq, h, c = f.lstm(xs, k, r, bb, return_sequences=True, return_state=True)
+        out[f"lstm_{bsz}_{units}"] = np.concatenate([seq.ravel(), h.ravel(), c.ravel()])
+        out[f"lstm_relu_{bsz}_{units}"] = f.lstm(xs, k, r, bb, activation="relu",
+                                                 recurrent_activation="hard_sigmoid")
+        kg = randn(rng, 17, 3 * units, scale=0.3)
+        rg = randn(rng, units, 3 * units, scale=0.3)
+        bg = randn(rng, 2, 3 * units)
+        out[f"gru_{bsz}_{units}"] = f.gru(xs, kg, rg, bg, return_sequences=True)
+        out[f"gru_gelu_{bsz}_{units}"] = f.gru(xs, kg, rg, bg, activation="gelu")
+        hn, cn = f.lstm_cell(xs[:, 0], randn(rng, bsz, units), randn(rng, bsz, units), k, r, bb)
+        out[f"lstm_cell_{bsz}_{units}"] = np.concatenate([hn.ravel(), cn.ravel()])
+
+    # softmax: plain rows of many lengths, several axes, masked.
+    for n in (1, 7, 15, 16, 17, 33, 64, 133, 1000):
+        out[f"softmax_{n}"] = f.softmax(randn(rng, 5, n, scale=3.0))
+    out["softmax_axes"] = f.softmax(randn(rng, 3, 7, 11), axis=(1, 2))
+    xm = randn(rng, 9, 45, scale=2.0)
+    out["softmax_masked"] = f.softmax(xm, mask=rng.random((9, 45)) > 0.3)
+
+    # Attention ops.
+    q, v, kk = randn(rng, 2, 9, 24), randn(rng, 2, 37, 24), randn(rng, 2, 37, 24)
+    qm, vm = rng.random((2, 9)) > 0.2, rng.random((2, 37)) > 0.2
+    o, s = f.attention(q, v, kk, return_attention_scores=True)
+    out["luong"], out["luong_w"] = o, s
+    o, s = f.attention(q, v, kk, scale=0.7, query_mask=qm, value_mask=vm,
+                       return_attention_scores=True)
+    out["luong_masked"], out["luong_masked_w"] = o, s
+    out["luong_concat"] = f.attention(q, v, kk, score_mode="concat", concat_score_weight=0.5)
+    qc = randn(rng, 2, 37, 24)
+    out["luong_causal"] = f.attention(qc, v, kk, use_causal_mask=True)
+    o, s = f.additive_attention(q, v, kk, scale=randn(rng, 24), value_mask=vm,
+                                return_attention_scores=True)
+    out["additive"], out["additive_w"] = o, s
+    qs, ks, vs = randn(rng, 2, 3, 40, 16), randn(rng, 2, 3, 300, 16), randn(rng, 2, 3, 300, 16)
+    out["sdpa"] = f.scaled_dot_product_attention(qs, ks, vs)
+    out["sdpa_causal"] = f.scaled_dot_product_attention(qs, ks[:, :, :40], vs[:, :, :40],
+                                                        is_causal=True)
+    out["sdpa_mask"] = f.scaled_dot_product_attention(qs, ks, vs,
+                                                      mask=rng.random((40, 300)) > 0.5)
+    out["sdpa_decode"] = f.scaled_dot_product_attention(qs[:, :, :1], ks, vs)
+    dq, n, hk = 24, 3, 8
+    kw = dict(
+        query_kernel=randn(rng, dq, n, hk, scale=1 / math.sqrt(dq)),
+        key_kernel=randn(rng, dq, n, hk, scale=1 / math.sqrt(dq)),
+        value_kernel=randn(rng, dq, n, hk, scale=1 / math.sqrt(dq)),
+        output_kernel=randn(rng, n, hk, 20, scale=1 / math.sqrt(n * hk)),
+        query_bias=randn(rng, n, hk), key_bias=randn(rng, n, hk),
+        value_bias=randn(rng, n, hk), output_bias=randn(rng, 20),
+    )
+    o, s = f.multi_head_attention(q, v, kk, attention_mask=rng.random((2, 9, 37)) > 0.3,
+                                  return_attention_scores=True, **kw)
+    out["mha"], out["mha_w"] = o, s
+    out["mha_causal"] = f.multi_head_attention(qc, v, kk, use_causal_mask=True, **kw)
+
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    sys.stdout.buffer.write(buf.getvalue())
+
+
+if __name__ == "__main__":
+    main()

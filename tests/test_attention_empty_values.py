@@ -1,0 +1,30 @@
+"""Attention with Dv = 0 still computes the weights it is asked for (they used to come back
+as an uninitialized buffer on the C++ path: values like +-3.4e38 instead of 1/3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import backends_for, run_on
+
+import fastlayers as fl
+
+
+@pytest.mark.parametrize("backend", backends_for("attention"))
+@pytest.mark.parametrize("op", [fl.attention, fl.additive_attention])
+@pytest.mark.parametrize("t", [1, 3, 8, 9, 20])
+def test_weights_with_empty_values(backend, op, t):
+    rng = np.random.default_rng(t)
+    q = rng.random((2, t, 4), np.float32)
+    k = rng.random((2, 5, 4), np.float32)
+    v = np.ones((2, 5, 0), np.float32)
+    out, w = run_on(backend, op, q, v, k, return_attention_scores=True)
+    assert out.shape == (2, t, 0) and w.shape == (2, t, 5)
+    _, want = run_on("numpy", op, q, np.ones((2, 5, 1), np.float32), k,
+                     return_attention_scores=True)  # the weights do not depend on v
+    np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+    # Identical keys: uniform weights, exactly as the issue's reproducer expects.
+    _, w = run_on(backend, op, np.ones((1, 2, 4)), np.ones((1, 3, 0)), np.ones((1, 3, 4)),
+                  return_attention_scores=True)
+    np.testing.assert_allclose(w, 1 / 3, rtol=1e-6)

@@ -1,0 +1,83 @@
+"""Layers and models pickle and deep-copy: weights and config travel, the packed weights of
+the C++ path are rebuilt on load (they belong to the compiled core, and their layout may
+depend on the machine's ISA). Results after a round trip are bitwise those before."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import fastlayers as fl
+from fastlayers import Input, Model, Sequential
+from fastlayers import layers as L
+
+RNG = np.random.default_rng(5)
+
+
+def _x(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+CASES = {
+    "Dense": (lambda: L.Dense(7, activation="gelu", seed=1), lambda: [_x(3, 5)]),
+    "Flatten": (lambda: L.Flatten(), lambda: [_x(2, 3, 4)]),
+    "Softmax": (lambda: L.Softmax(axis=-1), lambda: [_x(2, 9)]),
+    "Conv2D": (lambda: L.Conv2D(6, 3, padding="same", seed=2), lambda: [_x(2, 7, 7, 3)]),
+    "Conv2D-depthwise": (lambda: L.Conv2D(4, 3, groups=4, seed=3), lambda: [_x(1, 6, 6, 4)]),
+    "LSTM": (lambda: L.LSTM(5, return_sequences=True, seed=4), lambda: [_x(2, 6, 3)]),
+    "GRU": (lambda: L.GRU(5, return_state=True, seed=5), lambda: [_x(2, 6, 3)]),
+    "Bidirectional": (lambda: L.Bidirectional(L.LSTM(4, seed=6)), lambda: [_x(2, 5, 3)]),
+    "Attention": (lambda: L.Attention(), lambda: [[_x(2, 4, 6), _x(2, 5, 6)]]),
+    "AdditiveAttention": (lambda: L.AdditiveAttention(), lambda: [[_x(2, 4, 6), _x(2, 5, 6)]]),
+    "Activation": (lambda: L.Activation("swish"), lambda: [_x(2, 9)]),
+    "Dropout": (lambda: L.Dropout(0.5, seed=1), lambda: [_x(2, 9)]),
+    "SpatialDropout2D": (lambda: L.SpatialDropout2D(0.2), lambda: [_x(1, 3, 3, 2)]),
+    "GaussianNoise": (lambda: L.GaussianNoise(0.1), lambda: [_x(2, 9)]),
+    "GaussianDropout": (lambda: L.GaussianDropout(0.1), lambda: [_x(2, 9)]),
+    "ActivityRegularization": (lambda: L.ActivityRegularization(l1=0.1), lambda: [_x(2, 9)]),
+    "MultiHeadAttention": (
+        lambda: L.MultiHeadAttention(num_heads=2, key_dim=3, seed=7),
+        lambda: [_x(2, 4, 6), _x(2, 5, 6)],
+    ),
+}
+
+
+def _outputs(y):
+    return list(y) if isinstance(y, (list, tuple)) else [y]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_layer_round_trip(name, how):
+    make, inputs = CASES[name]
+    layer = make()
+    args = inputs()
+    before = _outputs(layer(*args))
+    clone = pickle.loads(pickle.dumps(layer)) if how == "pickle" else copy.deepcopy(layer)
+    assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
+    for a, b in zip(clone.get_weights(), layer.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(_outputs(clone(*args)), before):
+        np.testing.assert_array_equal(a, b)
+    if clone.weights:
+        assert not clone.weights[0].flags.writeable  # still read-only
+        assert clone._packed is not None or not fl.core_available() or layer._packed is None
+
+
+def test_model_with_ops_round_trip():
+    q_in, k_in = Input(shape=(None, 8)), Input(shape=(None, 8))
+    q, k = L.Dense(4, seed=1)(q_in), L.Dense(4, seed=2)(k_in)
+    w = fl.softmax(fl.matmul(q, k, transpose_b=True), axis=-1)
+    out = L.LSTM(3, seed=3)(fl.matmul(w, k))
+    mdl = Model([q_in, k_in], [out, w])
+    seq = Sequential([Input(shape=(6,)), L.Dense(4, seed=4), L.Dense(2, seed=5)])
+    x = [_x(2, 5, 8), _x(2, 7, 8)]
+    for m, args in ((mdl, x), (seq, _x(3, 6))):
+        before = _outputs(m(args))
+        for clone in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+            for a, b in zip(_outputs(clone(args)), before):
+                np.testing.assert_array_equal(a, b)
+            assert [x.name for x in clone.layers] == [x.name for x in m.layers]
