@@ -138,7 +138,9 @@ struct AttentionArgs {
 // out = softmax(scores masked per `rule`) · v per (batch, head); writes weights if requested.
 // Bitwise identical for any thread count, and with or without weights. Extra memory per
 // thread: one head's k and v packed (S x (D + Dv) floats, padded) and a score tile of at most
-// 96 x 256 floats.
+// 96 x 256 floats. Dot scores with T <= 8 (csrc/ops/attention_decode.cpp) read k and v in place
+// instead: a T x 256 tile per thread and, for S > 256, batch*heads*ceil(S/256) partial rows of
+// T x (Dv + 2) floats.
 void attention_forward(const AttentionArgs& args);
 
 }  // namespace fl
