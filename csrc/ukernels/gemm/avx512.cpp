@@ -294,7 +294,7 @@ void fl_pack_t16_avx512(const float* src, int64_t ld, int64_t w, int64_t kc, flo
 // streams and C is stored once per band. Column tails use k-masked loads and stores. Each C
 // element is the same FMA chain as in the packed kernels, only stored between bands (a float
 // store is exact). Tiles: 4 x 64 (16 accumulators) for groups of 3-4 rows, 2 x 128 and
-// 1 x 128 (8 panels of chains) for 2 and 1 rows.
+// 1 x 128 (8 panels of chains) for 2 and 1 rows, 2 x 64 and 1 x 64 when n <= 64.
 #define FL_ROWB512_KB 8
 
 FL_G512_AI void gemm_rowb_band_avx512(const int MR, const int NV, int64_t n, int64_t p0,
@@ -362,11 +362,24 @@ void fl_gemm_rowb_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, in
             const float* ai = a + i0 * lda;
             float* ci = c + i0 * ldc;
             switch (m - i0 < 4 ? m - i0 : 4) {
+                // 1 and 2 rows: 128 columns per tile, or 64 when B is that narrow (the value
+                // rows of decode attention, Dv = 64: a 128-wide tile there ran half-masked and
+                // took ~185 us per 8 MiB of B against ~112 us for the AVX2 kernel).
                 case 1:
-                    gemm_rowb_band_avx512(1, 8, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
+                    if (n <= 64)
+                        gemm_rowb_band_avx512(1, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
+                                              ldc);
+                    else
+                        gemm_rowb_band_avx512(1, 8, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
+                                              ldc);
                     break;
                 case 2:
-                    gemm_rowb_band_avx512(2, 8, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
+                    if (n <= 64)
+                        gemm_rowb_band_avx512(2, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
+                                              ldc);
+                    else
+                        gemm_rowb_band_avx512(2, 8, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
+                                              ldc);
                     break;
                 case 3:
                     gemm_rowb_band_avx512(3, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
