@@ -28,3 +28,19 @@ def test_weights_with_empty_values(backend, op, t):
     _, w = run_on(backend, op, np.ones((1, 2, 4)), np.ones((1, 3, 0)), np.ones((1, 3, 4)),
                   return_attention_scores=True)
     np.testing.assert_allclose(w, 1 / 3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "auto"])
+def test_zero_feature_dimension_is_refused_on_every_path(backend):
+    # D = 0 gave a result on NumPy and an error from C++; both paths now refuse it alike.
+    q0, k0, v0 = np.ones((1, 2, 0)), np.ones((1, 3, 0)), np.ones((1, 3, 2))
+    with fl.use_backend(backend):
+        for op in (fl.attention, fl.additive_attention):
+            with pytest.raises(ValueError, match="feature dimension >= 1"):
+                op(q0, v0, k0)
+        with pytest.raises(ValueError, match="feature dimension >= 1"):
+            fl.multi_head_attention(
+                np.ones((1, 2, 0)), np.ones((1, 3, 4)), query_kernel=np.ones((0, 2, 2)),
+                key_kernel=np.ones((4, 2, 2)), value_kernel=np.ones((4, 2, 2)),
+                output_kernel=np.ones((2, 2, 0)),
+            )

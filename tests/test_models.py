@@ -150,13 +150,22 @@ def test_predict_batches_and_concatenates(capsys):
         got = mdl.predict(x, batch_size=bs)
         assert isinstance(got, list) and len(got) == 2
         for g, w in zip(got, whole):
-            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+            np.testing.assert_array_equal(g, w)  # rows are independent: batching is exact
     assert capsys.readouterr().err == ""
     mdl.predict(x, batch_size=32, verbose=1)
     err = capsys.readouterr().err
     assert "3/3" in err and "[" in err
     with pytest.raises(ValueError, match="batch_size"):
         mdl.predict(x, batch_size=0)
+
+
+def test_nested_lists_as_the_input_of_a_one_input_model():
+    mdl = _small_model()
+    rows = [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]]
+    want = mdl(np.array(rows, np.float32))
+    for got in (mdl(rows), mdl.predict(rows, batch_size=1)):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
 
 
 def test_summary_lists_layers_shapes_and_params():
@@ -229,7 +238,7 @@ def test_matmul(backend):
         bt = np.swapaxes(b, -1, -2).copy()
         np.testing.assert_allclose(fl.matmul(a, bt, transpose_b=True), got, rtol=1e-6,
                                    atol=1e-6)
-        for m, k, n in [(1, 1, 1), (17, 31, 33), (6, 16, 15), (0, 3, 2)]:
+        for m, k, n in [(1, 1, 1), (17, 31, 33), (6, 16, 15), (0, 3, 2), (5, 0, 3), (4, 3, 0)]:
             x = rng.standard_normal((m, k)).astype(np.float32)
             y = rng.standard_normal((k, n)).astype(np.float32)
             np.testing.assert_allclose(fl.matmul(x, y), x.astype(np.float64) @ y, rtol=1e-5,

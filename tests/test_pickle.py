@@ -60,7 +60,9 @@ def test_layer_round_trip(name, how):
     assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
     for a, b in zip(clone.get_weights(), layer.get_weights()):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(_outputs(clone(*args)), before):
+    after = _outputs(clone(*args))
+    assert len(after) == len(before)
+    for a, b in zip(after, before):
         np.testing.assert_array_equal(a, b)
     if clone.weights:
         assert not clone.weights[0].flags.writeable  # still read-only
@@ -78,6 +80,8 @@ def test_model_with_ops_round_trip():
     for m, args in ((mdl, x), (seq, _x(3, 6))):
         before = _outputs(m(args))
         for clone in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
-            for a, b in zip(_outputs(clone(args)), before):
+            after = _outputs(clone(args))
+            assert len(after) == len(before)
+            for a, b in zip(after, before):
                 np.testing.assert_array_equal(a, b)
             assert [x.name for x in clone.layers] == [x.name for x in m.layers]

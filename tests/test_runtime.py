@@ -369,12 +369,13 @@ def test_each_supported_isa_can_be_chosen(isa):
 @needs_core
 def test_avx512_level_follows_cpu_features():
     info = fastlayers.runtime_info()
+    if "avx512" not in info["isas_built"]:
+        pytest.skip("this build has no avx512 kernels (not an x86-64 build)")
     f = info["cpu_features"]
     full = all(f[k] for k in ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"))
-    if "avx512" in info["isas_built"]:
-        assert ("avx512" in info["isas_supported"]) == full
-        if full and info["isa_cap"] is None:
-            assert info["isa"] == "avx512"  # the default where present
+    assert ("avx512" in info["isas_supported"]) == full
+    if full and info["isa_cap"] is None:
+        assert info["isa"] == "avx512"  # the default where present
 
 
 @needs_core

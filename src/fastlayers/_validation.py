@@ -432,6 +432,10 @@ def _check_luong(
         raise ValueError(
             f"{op}: query has shape {query.shape} and key {key.shape}; their last dims must match"
         )
+    if query.shape[2] == 0:  # no scores to compare: refused on both paths alike
+        raise ValueError(
+            f"{op}: query {query.shape} and key {key.shape} need a feature dimension >= 1"
+        )
     if query_mask is not None:
         query_mask = C.bool_mask(query_mask, op, "query_mask")
         C.shape_is(query_mask, op, "query_mask", query.shape[:2], "(batch, Tq)")
@@ -551,6 +555,11 @@ def check_multi_head_attention(
     attention mask."""
     query, value, key = _query_value_key(op, query, value, key, ("Dq", "Dv", "Dk"))
     (b, t_len, dq), s_len = query.shape, value.shape[1]
+    if dq == 0 or value.shape[2] == 0 or key.shape[2] == 0:
+        raise ValueError(
+            f"{op}: query {query.shape}, value {value.shape} and key {key.shape} need a "
+            "feature dimension >= 1"
+        )
     kernels = (query_kernel, key_kernel, value_kernel, output_kernel)
     biases = (query_bias, key_bias, value_bias, output_bias)
     if build is not None:

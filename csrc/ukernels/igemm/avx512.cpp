@@ -20,7 +20,7 @@
 // a strip is one masked store (the panels and the bias are padded to 16, so loads need no
 // mask). The row pointers of a tile are reloaded once per chunk t; the kc loop is unrolled by
 // 4. The shapes are instantiated from one always-inline function with constant arguments (no
-// templates or shared inline code in ISA files, DESIGN.md "Known traps").
+// templates or shared inline code in ISA files, docs/architecture.md §5).
 #include <immintrin.h>
 
 #include "../ukernels.h"

@@ -42,7 +42,7 @@ def matmul(a):
     core = _backend._core
     m, k, n = a.a.shape[-2], a.a.shape[-1], a.b.shape[-1]
     if a.b.ndim == 2:
-        rows = np.ascontiguousarray(a.a).reshape(-1, k)
+        rows = np.ascontiguousarray(a.a).reshape(math.prod(a.a.shape[:-1]), k)  # not -1: K may be 0
         y = core.dense_unpacked(rows, np.ascontiguousarray(a.b), None, 0)
         return y.reshape(a.a.shape[:-1] + (n,))
     a3 = np.broadcast_to(a.a, a.batch + (m, k)).reshape(-1, m, k)

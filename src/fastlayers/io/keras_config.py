@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .. import functional as F
 from .. import layers as L
 from ..models import Input, Model, Sequential
-from .. import layers as IL
+
 
 # Keras class name -> fastlayers layer class.
 LAYER_CLASSES: dict[str, type] = {
@@ -37,13 +37,13 @@ LAYER_CLASSES: dict[str, type] = {
     "AdditiveAttention": L.AdditiveAttention,
     "MultiHeadAttention": L.MultiHeadAttention,
     "Softmax": L.Softmax,
-    "Dropout": IL.Dropout,
-    "SpatialDropout1D": IL.SpatialDropout1D,
-    "SpatialDropout2D": IL.SpatialDropout2D,
-    "GaussianNoise": IL.GaussianNoise,
-    "GaussianDropout": IL.GaussianDropout,
-    "ActivityRegularization": IL.ActivityRegularization,
-    "Activation": IL.Activation,
+    "Dropout": L.Dropout,
+    "SpatialDropout1D": L.SpatialDropout1D,
+    "SpatialDropout2D": L.SpatialDropout2D,
+    "GaussianNoise": L.GaussianNoise,
+    "GaussianDropout": L.GaussianDropout,
+    "ActivityRegularization": L.ActivityRegularization,
+    "Activation": L.Activation,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 

@@ -143,6 +143,8 @@ class BaseModel(Layer):
         ):
             raise ValueError(f"{self._owner()}: batch_size must be a positive int, got "
                              f"{batch_size!r}")
+        if isinstance(x, (list, tuple)) and _numbers_only(x):
+            x = np.asarray(x)  # one input given as nested lists of numbers
         arrays = _leaves(x)
         if not arrays:
             raise ValueError(f"{self._owner()}: predict got no input arrays")
@@ -199,6 +201,12 @@ class BaseModel(Layer):
         lines += [f" Total params: {total:,}", f" Trainable params: {trainable:,}",
                   f" Non-trainable params: {total - trainable:,}", rule]
         (print_fn or print)("\n".join(lines))
+
+
+def _numbers_only(x: Any) -> bool:
+    while isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    return isinstance(x, (int, float, np.number))
 
 
 def _leaves(obj: Any) -> list[Any]:

@@ -125,10 +125,10 @@ class Model(BaseModel):
                     f"unknown {extra}"
                 )
             arrays = [inputs[_input_layer_of(t).name] for t in self.inputs]
-        elif isinstance(inputs, (list, tuple)) and inputs and not _is_row(inputs):
-            arrays = list(inputs)  # one array per input
+        elif isinstance(inputs, (list, tuple)) and inputs and (n > 1 or not _is_row(inputs)):
+            arrays = list(inputs)  # one entry per input
         else:
-            arrays = [inputs]
+            arrays = [inputs]  # one input, as an array or as nested lists of numbers
         if len(arrays) != n:
             raise ValueError(
                 f"{self._owner()}: expected {n} inputs "
@@ -140,9 +140,11 @@ class Model(BaseModel):
         return out
 
 
-def _is_row(x: Sequence[Any]) -> bool:
-    """A list of numbers (one input given as a nested list), not a list of arrays."""
-    return not isinstance(x[0], (np.ndarray, list, tuple, S.SymbolicTensor))
+def _is_row(x: Any) -> bool:
+    """Nested lists of numbers (one input given as lists), not a list of arrays."""
+    while isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    return not isinstance(x, (np.ndarray, S.SymbolicTensor, list, tuple))
 
 
 def _is_input(t: S.SymbolicTensor) -> bool:
