@@ -23,6 +23,8 @@ def _shape(a) -> str:
 
 def array(x: Any, op: str, name: str) -> np.ndarray:
     """Convert ``x`` to a C-contiguous float32 array or raise TypeError."""
+    if type(x) is np.ndarray and x.dtype == F32 and x.flags.c_contiguous and x.flags.aligned:
+        return x  # already what the kernels take (the common case: a layer's own weights)
     if x is None:
         raise TypeError(f"{op}: {name} is required, got None")
     if isinstance(x, np.ndarray):
@@ -123,14 +125,22 @@ def activation(act: Any, op: str, name: str = "activation", elementwise: bool = 
         return "linear"
     if callable(act):
         return act
+    key = _ACT_KEYS.get(act) if isinstance(act, str) else None
+    if key is not None and not (elementwise and key in _ROW_ACTS):
+        return key  # a name seen before (the common case)
     if not isinstance(act, str):
         raise TypeError(f"{op}: {name} must be a str, a callable or None, got {type(act).__name__}")
     key = act.strip().lower()
     if key not in ACTIVATIONS:
         raise ValueError(f"{op}: unknown {name} {act!r}; expected one of {sorted(ACTIVATIONS)}")
-    if elementwise and key in ("softmax", "log_softmax", "sparsemax", "glu"):
+    if elementwise and key in _ROW_ACTS:
         raise ValueError(f"{op}: {name} must be elementwise here, got {act!r}")
+    _ACT_KEYS[act] = key
     return key
+
+
+_ACT_KEYS: dict = {}  # activation names as given -> their key (a cache of the checks above)
+_ROW_ACTS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 
 def real_scalar(value: Any, op: str, name: str) -> float:

@@ -353,6 +353,8 @@ def check_softmax(x, axis, mask, *, op="softmax", build: Build = None):
     C.min_rank(x, op, "x", 1)
     if build is not None:
         build(x.shape)
+    if type(axis) is int and axis == -1 and mask is None:
+        return SoftmaxArgs(x, (x.ndim - 1,), None)  # the usual call, with nothing to check
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     if len(items) == 0:
         raise ValueError(f"{op}: axis must not be empty")
