@@ -53,20 +53,26 @@ def optional_array(x: Any, op: str, name: str) -> np.ndarray | None:
     return None if x is None else array(x, op, name)
 
 
+def real_array(x: Any, op: str, name: str, what: str = "an array of real numbers") -> np.ndarray:
+    """``x`` as an array of its own real (bool, int or float) dtype, or TypeError."""
+    if isinstance(x, np.ndarray):
+        a = x
+    else:
+        if isinstance(x, (str, bytes, dict, set)):
+            raise TypeError(f"{op}: {name} must be {what}, got {type(x).__name__}")
+        try:
+            a = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: {name} must be {what}, got dtype {a.dtype}")
+    return a
+
+
 def bool_mask(mask: Any, op: str, name: str, threshold: bool = False) -> np.ndarray:
     """Convert a mask to bool. Non-bool masks mean ``mask != 0``, or ``mask > 0.5``
     when ``threshold`` (the Keras Softmax rule)."""
-    if isinstance(mask, np.ndarray):
-        m = mask
-    else:
-        if isinstance(mask, (str, bytes, dict, set)):
-            raise TypeError(f"{op}: {name} must be a boolean array, got {type(mask).__name__}")
-        try:
-            m = np.asarray(mask)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
-    if m.dtype.kind not in "biuf":
-        raise TypeError(f"{op}: {name} must be a bool or numeric array, got dtype {m.dtype}")
+    m = real_array(mask, op, name, "a bool or numeric array")
     if m.dtype.kind != "b":
         m = m > 0.5 if threshold else m != 0
     return np.ascontiguousarray(m, dtype=bool)

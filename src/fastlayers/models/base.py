@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import _checks as C
 from .. import _symbolic as S
 from ..layers.base import Layer
 
@@ -40,12 +41,7 @@ class InputLayer(Layer):
         """x as an array of this input's dtype, with its rank and fixed dimensions checked."""
         if isinstance(x, S.SymbolicTensor):
             raise TypeError(f"input {self.name!r}: expected an array, got {x!r}")
-        try:
-            a = np.asarray(x)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"input {self.name!r}: cannot convert to an array: {e}") from e
-        if a.dtype.kind not in "fiub":
-            raise TypeError(f"input {self.name!r}: expected real numbers, got dtype {a.dtype}")
+        a = C.real_array(x, "model", f"input {self.name!r}")
         if a.ndim != len(self.shape) or any(
             want is not None and got != want for got, want in zip(a.shape, self.shape)
         ):
