@@ -72,6 +72,8 @@ def real_array(x: Any, op: str, name: str, what: str = "an array of real numbers
 def bool_mask(mask: Any, op: str, name: str, threshold: bool = False) -> np.ndarray:
     """Convert a mask to bool. Non-bool masks mean ``mask != 0``, or ``mask > 0.5``
     when ``threshold`` (the Keras Softmax rule)."""
+    if isinstance(mask, (str, bytes, dict, set)):
+        raise TypeError(f"{op}: {name} must be a boolean array, got {type(mask).__name__}")
     m = real_array(mask, op, name, "a bool or numeric array")
     if m.dtype.kind != "b":
         m = m > 0.5 if threshold else m != 0
