@@ -74,6 +74,24 @@ def test_bad_backend_names(bad, exc):
             pass
 
 
+def test_set_backend_is_process_wide():
+    """set_backend reaches every thread, also one started later; a use_backend block still
+    wins inside itself (docs/semantics.md §16)."""
+    seen = []
+    fastlayers.set_backend("numpy")
+    try:
+        t = threading.Thread(target=lambda: seen.append(fastlayers.get_backend()))
+        t.start()
+        t.join()
+        with fastlayers.use_backend("cpp"):
+            fastlayers.set_backend("auto")
+            assert fastlayers.get_backend() == "cpp"
+        assert fastlayers.get_backend() == "auto"
+    finally:
+        fastlayers.set_backend("auto")
+    assert seen == ["numpy"]
+
+
 def test_use_backend_is_per_thread():
     seen = []
     with fastlayers.use_backend("numpy"):

@@ -79,10 +79,12 @@ def _initial_backend() -> str:
         raise ValueError(f"FASTLAYERS_BACKEND: {exc}") from None
 
 
-# A context variable, so that use_backend() in one thread does not leak into another.
-_backend: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "fastlayers_backend",
-    default=_initial_backend(),  # noqa: B039 (a str: immutable)
+# The process-wide setting (set_backend: every thread, also threads started later), and a
+# context variable for use_backend blocks (None outside them), so that a block in one thread
+# does not leak into another (docs/semantics.md §16).
+_process_backend: list[str] = [_initial_backend()]
+_block_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "fastlayers_backend", default=None
 )
 
 
@@ -92,23 +94,27 @@ def core_available() -> bool:
 
 
 def set_backend(name: str) -> None:
-    """Choose the path for subsequent calls: ``"auto"``, ``"cpp"`` or ``"numpy"``."""
-    _backend.set(_check_name(name))
+    """Choose the path for subsequent calls in the whole process (every thread, including
+    threads started later): ``"auto"``, ``"cpp"`` or ``"numpy"``. Inside a
+    :func:`use_backend` block, the block's choice still applies to that block."""
+    _process_backend[0] = _check_name(name)
 
 
 def get_backend() -> str:
-    """The backend in force: ``"auto"``, ``"cpp"`` or ``"numpy"``."""
-    return _backend.get()
+    """The backend in force here: the enclosing ``use_backend`` block's, else the process's."""
+    block = _block_backend.get()
+    return _process_backend[0] if block is None else block
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Context manager that sets the backend for the calls inside the ``with`` block."""
-    token = _backend.set(_check_name(name))
+    """Context manager that sets the backend for the calls inside the ``with`` block (in
+    the thread or task that entered it)."""
+    token = _block_backend.set(_check_name(name))
     try:
         yield
     finally:
-        _backend.reset(token)
+        _block_backend.reset(token)
 
 
 def resolve(op: str, unsupported: str | None) -> str:
@@ -117,7 +123,8 @@ def resolve(op: str, unsupported: str | None) -> str:
     ``unsupported`` is None when the C++ path serves this call, otherwise a short
     reason ("mask", "axis tuple", "not implemented in C++ yet", ...).
     """
-    backend = _backend.get()
+    block = _block_backend.get()
+    backend = _process_backend[0] if block is None else block
     if backend == "numpy":
         return "numpy"
     if _core is None:
