@@ -92,20 +92,27 @@ def erf(x):
     return (1.0 - _erfc(x)).astype(F32)
 
 
+def _minus_zero_at_minus_inf(x, y):
+    """y with its limit at x = -inf, -0, where the formula multiplies -inf by 0 (NaN): the
+    functions x * g(x) with g(-inf) = 0 (docs/semantics.md §15; Keras gives NaN there)."""
+    return np.where(x == -np.inf, F32(-0.0), y).astype(F32)
+
+
 def gelu(x):
     # Exact form 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2); the erfc form
     # keeps relative accuracy for large negative x.
-    return (0.5 * x * _erfc(-np.asarray(x, np.float64) / np.sqrt(2.0))).astype(F32)
+    return _minus_zero_at_minus_inf(x, 0.5 * x * _erfc(-np.asarray(x, np.float64) / np.sqrt(2.0)))
 
 
 def gelu_tanh(x):
     # The tanh approximation (keras.ops.gelu's default, approximate=True).
     c = F32(np.sqrt(2.0 / np.pi))
-    return (F32(0.5) * x * (F32(1) + np.tanh(c * (x + F32(0.044715) * x * x * x)))).astype(F32)
+    y = F32(0.5) * x * (F32(1) + np.tanh(c * (x + F32(0.044715) * x * x * x)))
+    return _minus_zero_at_minus_inf(x, y)
 
 
 def silu(x):
-    return (x * sigmoid(x)).astype(F32)
+    return _minus_zero_at_minus_inf(x, x * sigmoid(x))
 
 
 def elu(x, alpha=1.0):
@@ -125,7 +132,8 @@ def softplus(x):
 
 
 def softsign(x):
-    return (x / (F32(1) + np.abs(x))).astype(F32)
+    # inf / inf at +-inf: the limit there is +-1.
+    return np.where(np.isinf(x), np.sign(x), x / (F32(1) + np.abs(x))).astype(F32)
 
 
 def hard_sigmoid(x):
@@ -134,11 +142,11 @@ def hard_sigmoid(x):
 
 
 def hard_silu(x):
-    return (x * hard_sigmoid(x)).astype(F32)
+    return _minus_zero_at_minus_inf(x, x * hard_sigmoid(x))
 
 
 def mish(x):
-    return (x * np.tanh(softplus(x))).astype(F32)
+    return _minus_zero_at_minus_inf(x, x * np.tanh(softplus(x)))
 
 
 def exponential(x):
@@ -182,8 +190,10 @@ def sparse_plus(x):
 def squareplus(x, b=4.0):
     # (x + s) / 2 with s = sqrt(x^2 + b) cancels for x << 0; there use the equal
     # b / (2 (s - x)) = b / (2 (s + |x|)), which does not.
-    s = np.sqrt(x * x + F32(b))
-    return np.where(x >= 0, (x + s) / F32(2), F32(b) / (F32(2) * (s + np.abs(x)))).astype(F32)
+    # In float64, so that x * x does not overflow for |x| > 1.8e19 (squareplus(1e30) = 1e30).
+    x64 = np.asarray(x, np.float64)
+    s = np.sqrt(x64 * x64 + b)
+    return np.where(x64 >= 0, (x64 + s) / 2, b / (2 * (s + np.abs(x64)))).astype(F32)
 
 
 def sparse_sigmoid(x):

@@ -1,0 +1,49 @@
+"""+-inf, NaN and huge values through every elementwise activation: both paths give the
+same values, and at +-inf the mathematical limit (docs/semantics.md §15), where Keras's
+formulas give NaN (-inf * 0, inf / inf) or overflow (squareplus)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY
+
+import fastlayers as fl
+
+VALUES = np.array([-np.inf, np.inf, np.nan, -1e30, 1e30, 0.0, -0.0, -3.0, 3.0, 0.5], np.float32)
+ELEMENTWISE = [
+    n for n in fl.activations.NAMES if n not in ("softmax", "log_softmax", "sparsemax", "glu")
+]
+LIMIT_AT_MINUS_INF = ["gelu", "silu", "swish", "mish", "hard_silu", "hard_swish"]
+
+
+def _on(backend, name, x):
+    with fl.use_backend(backend), np.errstate(all="ignore"):
+        return fl.layers.Activation(name)(x[None])[0]
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_both_paths_agree_on_special_values(name):
+    want = _on("numpy", name, VALUES)
+    if NUMPY_ONLY or fl._backend._core is None:
+        pytest.skip("the C++ path is not in this run")
+    try:
+        got = _on("cpp", name, VALUES)
+    except NotImplementedError:
+        pytest.skip(f"{name} has no C++ kernel")
+    # atol: the C++ kernels flush results whose exponential factor is below FLT_MIN.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30, equal_nan=True, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + ([] if NUMPY_ONLY else ["auto"]))
+def test_limits_at_infinity(backend):
+    for name in LIMIT_AT_MINUS_INF:
+        y = _on(backend, name, np.array([-np.inf, np.inf], np.float32))
+        assert y[0] == 0 and np.signbit(y[0]), (name, y)  # -0: the limit from below
+        assert y[1] == np.inf, (name, y)
+    np.testing.assert_array_equal(_on(backend, "softsign", VALUES[:2]), [-1.0, 1.0])
+    big = np.float32([1e30])
+    np.testing.assert_array_equal(_on(backend, "squareplus", big), big)
+    np.testing.assert_array_equal(_on(backend, "sigmoid", VALUES[:2]), [0.0, 1.0])
+    np.testing.assert_array_equal(_on(backend, "tanh", VALUES[:2]), [-1.0, 1.0])
+    assert np.isnan(_on(backend, "silu", np.float32([np.nan]))[0])  # NaN stays NaN
