@@ -388,7 +388,7 @@ void attention_forward(const AttentionArgs& args) {
     // Dv = 0: the output is empty, but asked-for weights must still be computed.
     if (args.dv <= 0 && args.weights == nullptr) return;
     // A few queries with dot scores: the decode driver (attention_decode.cpp, K and V in place).
-    if (args.dv > 0 && attention_decode_applies(args)) return attention_decode_forward(args);
+    if (attention_decode_applies(args)) return attention_decode_forward(args);
     Runner(args).run();
 }
 

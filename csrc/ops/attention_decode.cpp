@@ -249,7 +249,10 @@ class Decoder {
 }  // namespace
 
 bool attention_decode_applies(const AttentionArgs& args) {
-    return !args.additive && args.t >= 1 && args.t <= kDecodeMaxQueries && args.s >= 1;
+    // dv >= 1: with Dv = 0 there is no output to compute, only the weights the caller may have
+    // asked for; the blocked kernel (attention.cpp) writes those.
+    return !args.additive && args.t >= 1 && args.t <= kDecodeMaxQueries && args.s >= 1 &&
+           args.dv >= 1;
 }
 
 void attention_decode_forward(const AttentionArgs& args) {

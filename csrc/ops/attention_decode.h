@@ -13,7 +13,7 @@ constexpr int64_t kDecodeMaxQueries = 8;
 // Keys per chunk: fixed, whatever the thread count, so the bits never depend on it.
 constexpr int64_t kDecodeChunk = 256;
 
-// Whether attention_decode_forward serves these arguments: dot scores and 1 <= T <= 8.
+// Whether attention_decode_forward serves these arguments: dot scores, 1 <= T <= 8, Dv >= 1.
 bool attention_decode_applies(const AttentionArgs& args);
 
 // attention_forward for those arguments (same contract, ops.h): K and V are read in place,

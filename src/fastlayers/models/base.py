@@ -139,7 +139,7 @@ class BaseModel(Layer):
         ):
             raise ValueError(f"{self._owner()}: batch_size must be a positive int, got "
                              f"{batch_size!r}")
-        if isinstance(x, (list, tuple)) and _numbers_only(x):
+        if isinstance(x, (list, tuple)) and numbers_only(x):
             x = np.asarray(x)  # one input given as nested lists of numbers
         arrays = _leaves(x)
         if not arrays:
@@ -199,10 +199,12 @@ class BaseModel(Layer):
         (print_fn or print)("\n".join(lines))
 
 
-def _numbers_only(x: Any) -> bool:
+def numbers_only(x: Any) -> bool:
+    """Whether x is (nested lists of) numbers - one input given as lists - rather than a
+    list of arrays, one per input (judged by its first leaf)."""
     while isinstance(x, (list, tuple)) and x:
         x = x[0]
-    return isinstance(x, (int, float, np.number))
+    return isinstance(x, (bool, int, float, np.number))
 
 
 def _leaves(obj: Any) -> list[Any]:

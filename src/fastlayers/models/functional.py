@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _symbolic as S
 from ..layers.base import Layer, _auto_name
-from .base import BaseModel, InputLayer
+from .base import BaseModel, InputLayer, numbers_only
 
 
 def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
@@ -125,7 +125,7 @@ class Model(BaseModel):
                     f"unknown {extra}"
                 )
             arrays = [inputs[_input_layer_of(t).name] for t in self.inputs]
-        elif isinstance(inputs, (list, tuple)) and inputs and (n > 1 or not _is_row(inputs)):
+        elif isinstance(inputs, (list, tuple)) and inputs and (n > 1 or not numbers_only(inputs)):
             arrays = list(inputs)  # one entry per input
         else:
             arrays = [inputs]  # one input, as an array or as nested lists of numbers
@@ -138,13 +138,6 @@ class Model(BaseModel):
         for t, a in zip(self.inputs, arrays):
             out.append(_input_layer_of(t).check(a))
         return out
-
-
-def _is_row(x: Any) -> bool:
-    """Nested lists of numbers (one input given as lists), not a list of arrays."""
-    while isinstance(x, (list, tuple)) and x:
-        x = x[0]
-    return not isinstance(x, (np.ndarray, S.SymbolicTensor, list, tuple))
 
 
 def _is_input(t: S.SymbolicTensor) -> bool:
