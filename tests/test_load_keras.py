@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY
+from golden_models import CASES, assert_keras_outputs, golden
 
 import fastlayers as fl
 from fastlayers import Input, Model, Sequential
@@ -26,21 +27,19 @@ from fastlayers.io.keras_config import Unsupported, _einsum
 from fastlayers.layers import (
     GRU,
     LSTM,
+    Activation,
+    ActivityRegularization,
     AdditiveAttention,
     Attention,
     Bidirectional,
     Conv2D,
     Dense,
-    Flatten,
-    MultiHeadAttention,
-    Softmax,
-)
-from fastlayers.layers import (
-    Activation,
-    ActivityRegularization,
     Dropout,
+    Flatten,
     GaussianDropout,
     GaussianNoise,
+    MultiHeadAttention,
+    Softmax,
     SpatialDropout2D,
 )
 
@@ -53,29 +52,14 @@ if HAVE_H5PY:
 
 HERE = Path(__file__).parent / "golden"
 MODELS = HERE / "models"
-GOLDEN = np.load(HERE / "models.npz")
 BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
-CASES = sorted({k.split(".")[0] for k in GOLDEN.files if not k.startswith("__")})
-
-
-def golden(case: str, part: str) -> list[np.ndarray]:
-    out, i = [], 0
-    while f"{case}.{part}.{i}" in GOLDEN:
-        out.append(GOLDEN[f"{case}.{part}.{i}"])
-        i += 1
-    return out
 
 
 def check_outputs(case: str, mdl, backend: str) -> None:
     inputs = golden(case, "inputs")
     with fl.use_backend(backend):
         got = mdl.predict(inputs if len(inputs) > 1 else inputs[0], batch_size=2)
-    got = got if isinstance(got, list) else [got]
-    want = golden(case, "out")
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == np.float32
-        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * max(1.0, float(np.abs(w).max())))
+    assert_keras_outputs(case, got)
 
 
 def check_weights(case: str, mdl) -> None:

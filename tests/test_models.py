@@ -8,26 +8,16 @@ loads the weights with set_weights, and compares on both paths.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY
+from golden_models import assert_keras_outputs, golden
 
 import fastlayers as fl
 from fastlayers import Input, Model, Sequential
 from fastlayers.layers import GRU, LSTM, Attention, Conv2D, Dense, Flatten
 
-GOLDEN = np.load(Path(__file__).parent / "golden" / "models.npz")
 BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
-
-
-def golden(case: str, part: str) -> list[np.ndarray]:
-    out, i = [], 0
-    while f"{case}.{part}.{i}" in GOLDEN:
-        out.append(GOLDEN[f"{case}.{part}.{i}"])
-        i += 1
-    return out
 
 
 def check_against_keras(case: str, mdl, backend: str) -> None:
@@ -37,12 +27,7 @@ def check_against_keras(case: str, mdl, backend: str) -> None:
     inputs = golden(case, "inputs")
     with fl.use_backend(backend):
         got = mdl(inputs if len(inputs) > 1 else inputs[0])
-    got = got if isinstance(got, list) else [got]
-    want = golden(case, "out")
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == np.float32
-        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * max(1.0, float(np.abs(w).max())))
+    assert_keras_outputs(case, got)
 
 
 # ---- the seed article's four examples, as written, imports swapped -----------------

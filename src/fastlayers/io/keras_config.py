@@ -23,7 +23,6 @@ from .. import functional as F
 from .. import layers as L
 from ..models import Input, Model, Sequential
 
-
 # Keras class name -> fastlayers layer class.
 LAYER_CLASSES: dict[str, type] = {
     "Dense": L.Dense,

@@ -8,7 +8,8 @@ inputs, so the model computes exactly what the same calls would compute one by o
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
