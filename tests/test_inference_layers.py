@@ -1,5 +1,5 @@
-"""The layers that are trivial at inference (fastlayers/layers/regularization.py, Activation in layers/core.py):
-identity regularizers and Activation, against Keras's inference behaviour."""
+"""The layers that are trivial at inference, against Keras's inference behaviour: the
+identity regularizers (fastlayers/layers/regularization.py) and Activation (layers/core.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from conftest import NUMPY_ONLY
 
 import fastlayers as fl
 from fastlayers import _backend
-from fastlayers import _validation as V
 from fastlayers._numpy import activations as np_act
 from fastlayers.layers import (
     Activation,

@@ -372,7 +372,8 @@ def test_each_supported_isa_can_be_chosen(isa):
     to the best supported one with a message naming the cap."""
     supported = fastlayers.runtime_info()["isas_supported"]
     r = _run(
-        "import fastlayers as f\ni = f.runtime_info()\nprint(i['isa'])\nprint(i['isa_cap_message'])",
+        "import fastlayers as f\ni = f.runtime_info()\n"
+        "print(i['isa'])\nprint(i['isa_cap_message'])",
         FASTLAYERS_ISA=f" {isa.upper()} ",
     )
     assert r.returncode == 0, r.stderr
