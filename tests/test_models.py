@@ -146,9 +146,10 @@ def test_predict_batches_and_concatenates(capsys):
 
 def test_nested_lists_as_the_input_of_a_one_input_model():
     mdl = _small_model()
-    rows = [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]]
+    rows = [[1.0, 2.0, 1.0], [0.5, -1.0, 2.0]]
     want = mdl(np.array(rows, np.float32))
-    for got in (mdl(rows), mdl.predict(rows, batch_size=1)):
+    for got in (mdl(rows), mdl.predict(rows, batch_size=1),
+                mdl([[np.float32(1), np.int64(2), np.True_], [0.5, -1.0, 2.0]])):
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
 

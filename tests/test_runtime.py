@@ -78,6 +78,7 @@ def test_set_backend_is_process_wide():
     """set_backend reaches every thread, also one started later; a use_backend block still
     wins inside itself (docs/semantics.md §16)."""
     seen = []
+    before = fastlayers.get_backend()
     fastlayers.set_backend("numpy")
     try:
         t = threading.Thread(target=lambda: seen.append(fastlayers.get_backend()))
@@ -88,7 +89,7 @@ def test_set_backend_is_process_wide():
             assert fastlayers.get_backend() == "cpp"
         assert fastlayers.get_backend() == "auto"
     finally:
-        fastlayers.set_backend("auto")
+        fastlayers.set_backend(before)
     assert seen == ["numpy"]
 
 

@@ -1,6 +1,8 @@
 """+-inf, NaN and huge values through every elementwise activation: both paths give the
 same values, and at +-inf the mathematical limit (docs/semantics.md §15), where Keras's
-formulas give NaN (-inf * 0, inf / inf) or overflow (squareplus)."""
+formulas give NaN (-inf * 0, inf / inf) or overflow (squareplus). The sign of a zero result
+is not compared across paths (gelu(-0) is -0 on one and +0 on the other); the limits from
+below at -inf are checked to be -0 on each path."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ LIMIT_AT_MINUS_INF = ["gelu", "silu", "swish", "mish", "hard_silu", "hard_swish"
 
 
 def _on(backend, name, x):
-    with fl.use_backend(backend), np.errstate(all="ignore"):
+    with fl.use_backend(backend):
         return fl.layers.Activation(name)(x[None])[0]
 
 
@@ -35,7 +37,7 @@ def test_both_paths_agree_on_special_values(name):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30, equal_nan=True, err_msg=name)
 
 
-@pytest.mark.parametrize("backend", ["numpy"] + ([] if NUMPY_ONLY else ["auto"]))
+@pytest.mark.parametrize("backend", ["numpy"] + ([] if NUMPY_ONLY else ["cpp"]))
 def test_limits_at_infinity(backend):
     for name in LIMIT_AT_MINUS_INF:
         y = _on(backend, name, np.array([-np.inf, np.inf], np.float32))

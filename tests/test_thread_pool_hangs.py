@@ -49,9 +49,8 @@ def test_resizing_the_pool_while_threads_compute():
         ts = [threading.Thread(target=work) for _ in range(3)]
         for t in ts: t.start()
         i = 0
-        while True:  # resize at least once, then for as long as the workers run
+        while any(t.is_alive() for t in ts):  # resize only while the workers compute
             fl.set_num_threads(1 + i % 2); i += 1
-            if not any(t.is_alive() for t in ts): break
         for t in ts: t.join()
         print(i, len(bad), sum(bad))
         """

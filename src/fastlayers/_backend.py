@@ -102,6 +102,10 @@ def set_backend(name: str) -> None:
 
 def get_backend() -> str:
     """The backend in force here: the enclosing ``use_backend`` block's, else the process's."""
+    return _current()
+
+
+def _current() -> str:
     block = _block_backend.get()
     return _process_backend[0] if block is None else block
 
@@ -123,8 +127,7 @@ def resolve(op: str, unsupported: str | None) -> str:
     ``unsupported`` is None when the C++ path serves this call, otherwise a short
     reason ("mask", "axis tuple", "not implemented in C++ yet", ...).
     """
-    block = _block_backend.get()
-    backend = _process_backend[0] if block is None else block
+    backend = _current()
     if backend == "numpy":
         return "numpy"
     if _core is None:

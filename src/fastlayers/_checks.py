@@ -133,9 +133,8 @@ def activation(act: Any, op: str, name: str = "activation", elementwise: bool = 
         return "linear"
     if callable(act):
         return act
-    key = _ACT_KEYS.get(act) if isinstance(act, str) else None
-    if key is not None and not (elementwise and key in _ROW_ACTS):
-        return key  # a name seen before (the common case)
+    if isinstance(act, str) and act in ACTIVATIONS and not (elementwise and act in _ROW_ACTS):
+        return act  # already a key (the common case)
     if not isinstance(act, str):
         raise TypeError(f"{op}: {name} must be a str, a callable or None, got {type(act).__name__}")
     key = act.strip().lower()
@@ -143,11 +142,9 @@ def activation(act: Any, op: str, name: str = "activation", elementwise: bool = 
         raise ValueError(f"{op}: unknown {name} {act!r}; expected one of {sorted(ACTIVATIONS)}")
     if elementwise and key in _ROW_ACTS:
         raise ValueError(f"{op}: {name} must be elementwise here, got {act!r}")
-    _ACT_KEYS[act] = key
     return key
 
 
-_ACT_KEYS: dict = {}  # activation names as given -> their key (a cache of the checks above)
 _ROW_ACTS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 

@@ -8,6 +8,7 @@ erf form).
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -92,18 +93,33 @@ def erf(x):
     return (1.0 - _erfc(x)).astype(F32)
 
 
+def _limits_at_inf(fn):
+    """For a function whose formula meets -inf * 0, inf / inf or inf - inf at +-inf and then
+    puts the limit in its place: NumPy's "invalid value" warning for that intermediate NaN
+    is not the caller's concern."""
+
+    @functools.wraps(fn)
+    def quiet(x, *args):
+        with np.errstate(invalid="ignore"):
+            return fn(x, *args)
+
+    return quiet
+
+
 def _minus_zero_at_minus_inf(x, y):
     """y with its limit at x = -inf, -0, where the formula multiplies -inf by 0 (NaN): the
     functions x * g(x) with g(-inf) = 0 (docs/semantics.md §15; Keras gives NaN there)."""
     return np.where(x == -np.inf, F32(-0.0), y).astype(F32)
 
 
+@_limits_at_inf
 def gelu(x):
     # Exact form 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2); the erfc form
     # keeps relative accuracy for large negative x.
     return _minus_zero_at_minus_inf(x, 0.5 * x * _erfc(-np.asarray(x, np.float64) / np.sqrt(2.0)))
 
 
+@_limits_at_inf
 def gelu_tanh(x):
     # The tanh approximation (keras.ops.gelu's default, approximate=True).
     c = F32(np.sqrt(2.0 / np.pi))
@@ -111,6 +127,7 @@ def gelu_tanh(x):
     return _minus_zero_at_minus_inf(x, y)
 
 
+@_limits_at_inf
 def silu(x):
     return _minus_zero_at_minus_inf(x, x * sigmoid(x))
 
@@ -131,6 +148,7 @@ def softplus(x):
     return np.logaddexp(x, F32(0)).astype(F32)
 
 
+@_limits_at_inf
 def softsign(x):
     # inf / inf at +-inf: the limit there is +-1.
     return np.where(np.isinf(x), np.sign(x), x / (F32(1) + np.abs(x))).astype(F32)
@@ -141,10 +159,12 @@ def hard_sigmoid(x):
     return np.clip(x / F32(6) + F32(0.5), F32(0), F32(1)).astype(F32)
 
 
+@_limits_at_inf
 def hard_silu(x):
     return _minus_zero_at_minus_inf(x, x * hard_sigmoid(x))
 
 
+@_limits_at_inf
 def mish(x):
     return _minus_zero_at_minus_inf(x, x * np.tanh(softplus(x)))
 
@@ -187,6 +207,7 @@ def sparse_plus(x):
     return np.where(x <= -1, F32(0), np.where(x >= 1, x, mid)).astype(F32)
 
 
+@_limits_at_inf
 def squareplus(x, b=4.0):
     # (x + s) / 2 with s = sqrt(x^2 + b) cancels for x << 0; there use the equal
     # b / (2 (s - x)) = b / (2 (s + |x|)), which does not.

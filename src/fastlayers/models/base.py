@@ -42,7 +42,7 @@ class InputLayer(Layer):
         """x as an array of this input's dtype, with its rank and fixed dimensions checked."""
         if isinstance(x, S.SymbolicTensor):
             raise TypeError(f"input {self.name!r}: expected an array, got {x!r}")
-        a = C.real_array(x, "model", f"input {self.name!r}")
+        a = C.real_array(x, f"input {self.name!r}", "x")
         if a.ndim != len(self.shape) or any(
             want is not None and got != want for got, want in zip(a.shape, self.shape)
         ):
@@ -205,7 +205,7 @@ def numbers_only(x: Any) -> bool:
     list of arrays, one per input (judged by its first leaf)."""
     while isinstance(x, (list, tuple)) and x:
         x = x[0]
-    return isinstance(x, (bool, int, float, np.number))
+    return isinstance(x, (int, float, np.number, np.bool_))
 
 
 def _leaves(obj: Any) -> list[Any]:
