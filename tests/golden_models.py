@@ -1,6 +1,9 @@
-"""Whole Keras models' weights, inputs and outputs (tests/golden/models.npz, made by
-tests/golden/make_golden_models.py), read the same way by the model and the file-loading
-tests. Not a test module (no test_ prefix)."""
+"""Whole Keras models' weights, inputs and outputs, read the same way by the model and the
+file-loading tests. Not a test module (no test_ prefix).
+
+The cases come from every ``tests/golden/models*.npz``: ``models.npz`` (made by
+tests/golden/make_golden_models.py) and one file per topic, ``models_<topic>.npz`` (made by
+``make_models_<topic>.py``). Case names are unique across the files."""
 
 from __future__ import annotations
 
@@ -8,8 +11,22 @@ from pathlib import Path
 
 import numpy as np
 
-GOLDEN = np.load(Path(__file__).parent / "golden" / "models.npz")
-CASES = sorted({k.split(".")[0] for k in GOLDEN.files if not k.startswith("__")})
+
+def _read_all() -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for path in sorted((Path(__file__).parent / "golden").glob("models*.npz")):
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                if key.startswith("__"):
+                    continue
+                if key in arrays:
+                    raise ValueError(f"{path.name}: case array {key!r} is also in another file")
+                arrays[key] = data[key]
+    return arrays
+
+
+GOLDEN = _read_all()
+CASES = sorted({k.split(".")[0] for k in GOLDEN})
 
 
 def golden(case: str, part: str) -> list[np.ndarray]:
