@@ -61,8 +61,10 @@ def _read_layer_cases() -> dict:
             out = take(meta["out"], 0, floats)
             masks = [None if s is None else take(s, 1, bools) for s in meta["masks"]]
             outmask = None if meta["outmask"] is None else take(meta["outmask"], 1, bools)
+            direct = None if meta["compute_mask"] is None else take(meta["compute_mask"], 1,
+                                                                    bools)
             assert pos[0] == floats.size and pos[1] == (0 if bools is None else bools.size)
-            cases[case] = (meta, inputs, weights, out, masks, outmask)
+            cases[case] = (meta, inputs, weights, out, masks, outmask, direct)
     return cases
 
 
@@ -85,12 +87,13 @@ def test_layer_fixtures_cover_every_layer():
     assert len(LAYER_CASES) >= 45
     # Cases with masks whose output mask Keras computes exist for the merges and wrappers.
     assert sum(c[5] is not None for c in LAYER_CASES.values()) >= 15
+    assert sum(c[6] is not None for c in LAYER_CASES.values()) >= 15
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
 def test_layer_matches_keras(case, backend):
-    meta, inputs, weights, want, masks, want_mask = LAYER_CASES[case]
+    meta, inputs, weights, want, masks, want_mask, keras_direct = LAYER_CASES[case]
     layer = _make(meta)
     arg = inputs[0] if meta["single"] else list(inputs)
     mask = masks[0] if meta["single"] else list(masks)
@@ -105,16 +108,24 @@ def test_layer_matches_keras(case, backend):
         got = layer(arg, **kwargs)
     k = max(x.shape[-1] for x in inputs)
     assert_close(got, want, k=k, magnitude=float(np.abs(want).max(initial=1.0)) * 4)
-    # The output mask: Keras's compute_mask, or no mask where the layer does not support
-    # masking (Keras then drops the mask).
+    # The output mask: the one Keras attached to its output. For a layer that supports
+    # masking that is also what Keras's compute_mask returns when called directly on the
+    # same inputs; a layer that does not (Keras's supports_masking False) drops the mask,
+    # whatever its compute_mask says.
+    assert layer.supports_masking == meta["supports_masking"]
     got_mask = layer.compute_mask(arg, mask if any(m is not None for m in masks) else None)
-    if not layer.supports_masking:
-        assert got_mask is None
     if want_mask is None:
         assert got_mask is None
     else:
         assert got_mask is not None and got_mask.dtype == bool
         np.testing.assert_array_equal(got_mask, want_mask)
+    if layer.supports_masking:
+        if keras_direct is None:
+            assert got_mask is None
+        else:
+            np.testing.assert_array_equal(got_mask, keras_direct)
+    else:
+        assert got_mask is None
 
 
 def test_keras_masked_merge_rules_by_hand():

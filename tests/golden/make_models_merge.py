@@ -19,8 +19,9 @@ Writes
   class, its constructor arguments, and the shapes of the arrays below),
   ``<case>.floats`` (the inputs, the weights of a wrapped layer in Keras order, then the
   output, raveled and joined) and ``<case>.bools`` (the masks of the inputs that have one,
-  then the mask Keras attaches to the output if it attaches one). tests/test_merge.py
-  reads them.
+  then the mask Keras attaches to the output if it attaches one, then what Keras's
+  ``layer.compute_mask(inputs, masks)`` returns when called directly, if not None; the meta
+  also records Keras's ``supports_masking``). tests/test_merge.py reads them.
 """
 
 from __future__ import annotations
@@ -225,11 +226,22 @@ def write_layers() -> None:
         bools = [m for m in masks if m is not None]
         if ymask is not None:
             bools.append(keras.ops.convert_to_numpy(ymask).astype(bool))
+        # Keras's compute_mask called directly on the same inputs and masks (eager tensors).
+        given = [None if m is None else keras.ops.convert_to_tensor(m) for m in masks]
+        if all(m is None for m in masks):
+            given = None
+        elif not isinstance(arg, list):
+            given = given[0]
+        direct = layer.compute_mask(arg, given)
+        if direct is not None:
+            bools.append(keras.ops.convert_to_numpy(direct).astype(bool))
         meta = {"class_name": cls, "kwargs": kwargs, "single": not isinstance(arg, list),
                 "inputs": [list(x.shape) for x in inputs],
                 "weights": [list(w.shape) for w in weights], "out": list(result.shape),
                 "masks": [None if m is None else list(m.shape) for m in masks],
-                "outmask": None if ymask is None else list(bools[-1].shape)}
+                "outmask": None if ymask is None else list(np.shape(ymask)),
+                "compute_mask": None if direct is None else list(direct.shape),
+                "supports_masking": bool(layer.supports_masking)}
         out[f"{case}.meta"] = np.array(json.dumps(meta))
         out[f"{case}.floats"] = np.concatenate([a.ravel() for a in floats]).astype(F32)
         if bools:
