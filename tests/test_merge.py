@@ -532,3 +532,63 @@ def test_functional_forms_make_layers_and_nodes():
 def test_bad_inputs_raise_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@needs_h5py
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keras2_legacy_config_with_merges_and_time_distributed(tmp_path, backend):
+    """A Keras 2 (tf.keras) legacy .h5: multi-input nodes as lists of [layer, node, tensor,
+    kwargs], TimeDistributed's wrapped layer config without a module, Dot axes as a list."""
+    import h5py
+
+    kernel, bias = _x(6, 5), _x(5)
+
+    def inp(name, shape):
+        return {"class_name": "InputLayer", "name": name, "inbound_nodes": [],
+                "config": {"batch_input_shape": [None, *shape], "dtype": "float32",
+                           "sparse": False, "ragged": False, "name": name}}
+
+    config = {"class_name": "Model", "config": {
+        "name": "model",
+        "layers": [
+            inp("in_a", (3, 4)), inp("in_b", (3, 2)),
+            {"class_name": "Concatenate", "name": "concatenate",
+             "inbound_nodes": [[["in_a", 0, 0, {}], ["in_b", 0, 0, {}]]],
+             "config": {"name": "concatenate", "trainable": True, "dtype": "float32",
+                        "axis": -1}},
+            {"class_name": "TimeDistributed", "name": "time_distributed",
+             "inbound_nodes": [[["concatenate", 0, 0, {}]]],
+             "config": {"name": "time_distributed", "trainable": True, "dtype": "float32",
+                        "layer": {"class_name": "Dense", "config": {
+                            "name": "dense", "trainable": True, "dtype": "float32",
+                            "units": 5, "activation": "relu", "use_bias": True}}}},
+            {"class_name": "Dot", "name": "dot",
+             "inbound_nodes": [[["time_distributed", 0, 0, {}], ["in_a", 0, 0, {}]]],
+             "config": {"name": "dot", "trainable": True, "dtype": "float32",
+                        "axes": [1, 1], "normalize": False}},
+        ],
+        "input_layers": [["in_a", 0, 0], ["in_b", 0, 0]],
+        "output_layers": [["time_distributed", 0, 0], ["dot", 0, 0]],
+    }}
+    path = tmp_path / "keras2_merge.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config).encode()
+        f.attrs["keras_version"] = b"2.15.0"
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [b"in_a", b"in_b", b"concatenate", b"time_distributed",
+                                  b"dot"]
+        for name in ("in_a", "in_b", "concatenate", "dot"):
+            g.create_group(name).attrs["weight_names"] = np.array([], dtype="S1")
+        lg = g.create_group("time_distributed")
+        names = ["time_distributed/kernel:0", "time_distributed/bias:0"]
+        lg.attrs["weight_names"] = [n.encode() for n in names]
+        for n, arr in zip(names, (kernel, bias)):
+            lg.create_dataset(n, data=arr)
+    mdl = fl.load_model(path)
+    a, b = _x(2, 3, 4), _x(2, 3, 2)
+    with fl.use_backend(backend):
+        td, dotted = mdl([a, b])
+    want_td = np.maximum(np.concatenate([a, b], -1).astype(np.float64) @ kernel + bias, 0)
+    assert_close(td, want_td, k=6)
+    assert_close(dotted, np.einsum("btu,btv->buv", want_td, a), k=3, magnitude=10)
+    assert isinstance(mdl.get_layer("time_distributed").layer, L.Dense)
