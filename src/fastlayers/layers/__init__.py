@@ -18,7 +18,9 @@ once. That is where the C++ path packs the weights (``_cpp.<family>.pack_<op>``)
 never per call.
 
 One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten,
-Softmax), conv (Conv2D), recurrent (LSTM, GRU, Bidirectional), attention
+Softmax), conv (Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D), pooling
+(max, average and global poolings), reshaping (ZeroPadding1D/2D, Cropping1D/2D),
+recurrent (LSTM, GRU, Bidirectional), attention
 (Attention, AdditiveAttention, MultiHeadAttention). A new family is a new module
 whose layers subclass :class:`Layer`, declare ``config_keys`` (and, with weights,
 ``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the op's
@@ -36,7 +38,9 @@ from __future__ import annotations
 
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .base import Layer
-from .conv import Conv2D
+
+# convpool: Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, padding and cropping
+from .conv import Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Flatten, Softmax
 from .initializers import (  # importable from here as before (not layer classes)
     INITIALIZERS as INITIALIZERS,
@@ -50,6 +54,16 @@ from .initializers import (
 from .initializers import (
     weight_spec as weight_spec,
 )
+from .pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
 from .recurrent import GRU, LSTM, Bidirectional
 from .regularization import (
     ActivityRegularization,
@@ -59,6 +73,7 @@ from .regularization import (
     SpatialDropout1D,
     SpatialDropout2D,
 )
+from .reshaping import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D  # convpool
 
 __all__ = [
     "Layer",
@@ -79,4 +94,20 @@ __all__ = [
     "GaussianNoise",
     "GaussianDropout",
     "ActivityRegularization",
+    # convpool
+    "Conv1D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "Cropping1D",
+    "Cropping2D",
 ]
