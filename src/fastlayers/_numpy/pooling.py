@@ -1,6 +1,6 @@
-"""Pooling, padding and cropping in NumPy (docs/semantics.md §20).
+"""Max and average pooling in NumPy (docs/semantics.md §18).
 
-These ops have no C++ kernel: they run this code under every backend. Layout: x (N, H, W, C)
+They have no C++ kernel: they run this code under every backend. Layout: x (N, H, W, C)
 NHWC; a 1D op is the 2D one with H = 1. Windows are strided views
 (``sliding_window_view``), so no patch matrix is built.
 """

@@ -1,7 +1,7 @@
 """Pooling layers: MaxPooling1D/2D, AveragePooling1D/2D and the global poolings.
 
 None of them has a C++ kernel: they run the NumPy code of ``fastlayers/_numpy/pooling.py``
-under every backend (docs/semantics.md §20).
+under every backend (docs/semantics.md §18).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ _POOL_DOC = """{what} (Keras ``{name}``).
 _MAX_RULE = "Padding never wins the max (it is -inf)."
 _AVG_RULE = (
     "A window's mean is over the input pixels it covers: padding is not counted "
-    "(docs/semantics.md §20)."
+    "(docs/semantics.md §18)."
 )
 
 

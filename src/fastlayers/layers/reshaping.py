@@ -1,4 +1,5 @@
-"""Padding and cropping layers: ZeroPadding1D/2D, Cropping1D/2D (docs/semantics.md §20).
+"""Padding and cropping layers: ZeroPadding1D/2D, Cropping1D/2D (docs/semantics.md
+§18).
 
 No arithmetic: they run the same NumPy code under every backend.
 """
