@@ -419,3 +419,77 @@ def test_bad_weights():
     layer.build((None, 5, 5, 2))
     with pytest.raises(ValueError, match="pointwise_kernel"):
         layer.set_weights([np.zeros((3, 3, 2, 1)), np.zeros((1, 1, 3, 4)), np.zeros(4)])
+
+
+# ------------------------------------------------------- fl.conv1d, fl.depthwise_conv2d
+
+_OP_ARGS = ("strides", "padding", "dilation_rate", "groups", "activation")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "case",
+    sorted(c for c, (m, *_) in LAYER_CASES.items()
+           if m["class_name"] in ("Conv1D", "DepthwiseConv2D")
+           and m["config"].get("data_format") is None),
+)
+def test_functional_ops_match_keras(case, backend):
+    meta, x, weights, _, y = LAYER_CASES[case]
+    kwargs = {k: v for k, v in meta["config"].items() if k in _OP_ARGS}
+    with fl.use_backend(backend):
+        if meta["class_name"] == "Conv1D":
+            got = fl.conv1d(x, *weights, **kwargs)
+        else:
+            got = fl.depthwise_conv2d(x, *weights, **kwargs)
+    mult = meta["config"].get("depth_multiplier", 1)
+    if mult != 1:  # the op has no depth_multiplier argument: it is the kernel's last axis
+        assert weights[0].shape[-1] == mult
+    assert_close(got, y, k=math.prod(weights[0].shape[:-1]), magnitude=float(np.abs(x).max()))
+
+
+def test_functional_ops_take_symbolic_tensors(rng):
+    kernel = rng.standard_normal((3, 4, 6)).astype(F32)
+    dw = rng.standard_normal((3, 3, 2, 2)).astype(F32)
+    a_in, b_in = Input(shape=(None, 4)), Input(shape=(5, 5, 2))
+    mdl = Model([a_in, b_in], [fl.conv1d(a_in, kernel, padding="causal"),
+                               fl.depthwise_conv2d(b_in, dw, padding="same")])
+    a = rng.standard_normal((2, 7, 4)).astype(F32)
+    b = rng.standard_normal((1, 5, 5, 2)).astype(F32)
+    y1, y2 = mdl([a, b])
+    np.testing.assert_array_equal(y1, fl.conv1d(a, kernel, padding="causal"))
+    np.testing.assert_array_equal(y2, fl.depthwise_conv2d(b, dw, padding="same"))
+
+
+BAD_OPS = [
+    (lambda: fl.conv1d(np.ones((2, 5)), np.ones((3, 2, 4))), ValueError,
+     "conv1d: x must have rank 3"),
+    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2))), ValueError, "kernel must have rank 3"),
+    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 3, 4))), ValueError,
+     r"expected \(3, 2, 4\)"),
+    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), padding="full"), ValueError,
+     "padding"),
+    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), padding=0), TypeError, "padding"),
+    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), strides=(1, 1)), ValueError,
+     "strides"),
+    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), np.ones(3)), ValueError, "bias"),
+    (lambda: fl.conv1d(np.ones((1, 2, 2)), np.ones((3, 2, 4))), ValueError, "dilated kernel"),
+    (lambda: fl.conv1d(np.ones((1, 5, 4)), np.ones((3, 2, 3)), groups=2), ValueError,
+     "divisible by groups"),
+    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), strides=2, dilation_rate=2),
+     ValueError, "strides"),
+    (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 3, 1))), ValueError,
+     "depthwise_conv2d: kernel has shape"),
+    (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2))), ValueError,
+     "kernel must have rank 4"),
+    (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), np.ones(2)),
+     ValueError, "bias"),
+    (lambda: fl.depthwise_conv2d(np.ones((1, 2, 5, 2)), np.ones((3, 3, 2, 1))), ValueError,
+     "dilated kernel"),
+    (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), "k"), TypeError, "kernel"),
+]
+
+
+@pytest.mark.parametrize("call, error, match", BAD_OPS)
+def test_bad_op_arguments(call, error, match, any_backend):
+    with pytest.raises(error, match=match):
+        call()

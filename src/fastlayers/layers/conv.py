@@ -178,36 +178,8 @@ class Conv2D(Layer):
 # (views, no copy) to conv2d's layout (kh, kw, C // groups, F) and packed once per layer.
 
 
-def _conv_args(owner, x, kernel4, bias, strides, padding, dilation, groups, activation, pads=None):
-    """Conv2DArgs for an NHWC x and a conv2d kernel (kh, kw, cg, F): the geometry is checked by
-    ``conv2d_geometry`` (ValueError naming ``owner``); ``pads`` overrides the padding."""
-    shape = x.shape
-    if pads is not None:  # explicit (top, bottom, left, right): the geometry of the padded input
-        shape = (shape[0], shape[1] + pads[0] + pads[1], shape[2] + pads[2] + pads[3], shape[3])
-    strides, dilation, same_pads, out_hw, groups = V.conv2d_geometry(
-        owner, shape, kernel4.shape, strides, padding, dilation, groups
-    )
-    return V.Conv2DArgs(
-        x, kernel4, bias, strides, dilation, same_pads if pads is None else pads, out_hw,
-        groups, activation,
-    )
-
-
-def _channels_last(x: np.ndarray, channels_first: bool) -> np.ndarray:
-    """x with its channel axis 1 moved last (channels_first), else x itself."""
-    return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_first else x
-
-
 def _channels_back(y: np.ndarray, channels_first: bool) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if channels_first else y
-
-
-def _check_channels(owner: str, x: np.ndarray, expected: int, x_name: str = "inputs") -> None:
-    if x.shape[-1] != expected:
-        raise ValueError(
-            f"{owner}: {x_name} has {x.shape[-1]} channels (shape {tuple(x.shape)} as "
-            f"channels_last), the layer's weights expect {expected}"
-        )
 
 
 class Conv1D(Layer):
@@ -322,41 +294,26 @@ class Conv1D(Layer):
         self._create_weights(input_shape)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        owner = self._owner()
-        x = V.array(inputs, owner, "inputs")
-        cf = self.data_format == "channels_first"
-        what = "(batch, channels, steps)" if cf else "(batch, steps, channels)"
-        V.rank(x, owner, "inputs", 3, what)
-        kernel, bias = self._ready(x.shape)
-        x = _channels_last(x, cf)
-        _check_channels(owner, x, kernel.shape[1] * self.groups)
-        k, d = self.kernel_size[0], self.dilation_rate[0]
-        causal = self.padding == "causal"
-        a = _conv_args(
-            owner,
-            x[:, None],
-            kernel[None],
-            bias,
-            (1, self.strides[0]),
-            "valid" if causal else self.padding,
-            (1, d),
+        channels_first = self.data_format == "channels_first"
+        a = V.check_conv1d(
+            inputs,
+            None,
+            None,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
             self.groups,
-            V.activation(self.activation, owner),
-            pads=(0, 0, d * (k - 1), 0) if causal else None,
+            self.activation,
+            op=self._owner(),
+            x_name="inputs",
+            channels_first=channels_first,
+            build=self._ready,
         )
-        y = F.run_conv2d(a, self._packed)[:, 0]
-        return _channels_back(y, cf)
+        return _channels_back(F.run_conv2d(a, self._packed)[:, 0], channels_first)
 
     def _pack(self):
         kernel = self._weight("kernel")
         return pack_conv2d(kernel[None], self._weight("bias"), self.groups)
-
-
-def _depthwise_kernel4(kernel: np.ndarray) -> np.ndarray:
-    """Keras's depthwise kernel (kh, kw, C, mult) as a conv2d kernel (kh, kw, 1, C * mult) with
-    groups = C: output channel c * mult + m reads input channel c (Keras's order)."""
-    kh, kw, c, mult = kernel.shape
-    return kernel.reshape(kh, kw, 1, c * mult)
 
 
 class _DepthwiseBase(Layer):
@@ -411,23 +368,29 @@ class _DepthwiseBase(Layer):
             return (None, c, None, None)
         return (None, None, None, c)
 
-    def _depthwise_args(self, inputs, kernel, bias, activation):
-        """The checked input (NHWC) and the Conv2DArgs of the depthwise step."""
-        owner = self._owner()
-        cf = self.data_format == "channels_first"
-        x = _channels_last(inputs, cf)
-        _check_channels(owner, x, kernel.shape[2])
-        return _conv_args(
-            owner, x, _depthwise_kernel4(kernel), bias, self.strides, self.padding,
-            self.dilation_rate, kernel.shape[2], activation,
-        )
+    def _depthwise_args(self, inputs, activation):
+        """The Conv2DArgs of the depthwise step (the layer built on the first call), and the
+        layer's call weights."""
+        weights = []
 
-    def _checked_input(self, inputs):
-        owner = self._owner()
-        x = V.array(inputs, owner, "inputs")
-        cf = self.data_format == "channels_first"
-        V.rank(x, owner, "inputs", 4, "(N, C, H, W)" if cf else "(batch, height, width, channels)")
-        return x
+        def build(shape):
+            weights.extend(self._ready(shape))
+            return weights[0], (weights[1] if len(weights) == 2 else None)
+
+        a = V.check_depthwise_conv2d(
+            inputs,
+            None,
+            None,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+            activation,
+            op=self._owner(),
+            x_name="inputs",
+            channels_first=self.data_format == "channels_first",
+            build=build,
+        )
+        return a, weights
 
 
 class DepthwiseConv2D(_DepthwiseBase):
@@ -506,15 +469,12 @@ class DepthwiseConv2D(_DepthwiseBase):
         return specs
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        x = self._checked_input(inputs)
-        kernel, bias = self._ready(x.shape)
-        act = V.activation(self.activation, self._owner())
-        a = self._depthwise_args(x, kernel, bias, act)
+        a, _ = self._depthwise_args(inputs, self.activation)
         return _channels_back(F.run_conv2d(a, self._packed), self.data_format == "channels_first")
 
     def _pack(self):
         kernel = self._weight("kernel")
-        return pack_conv2d(_depthwise_kernel4(kernel), self._weight("bias"), kernel.shape[2])
+        return pack_conv2d(V.depthwise_kernel4(kernel), self._weight("bias"), kernel.shape[2])
 
 
 class SeparableConv2D(_DepthwiseBase):
@@ -600,21 +560,17 @@ class SeparableConv2D(_DepthwiseBase):
         return specs
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        x = self._checked_input(inputs)
-        depthwise, pointwise, bias = self._ready(x.shape)
-        owner = self._owner()
-        a = self._depthwise_args(x, depthwise, None, "linear")
-        mid = F.run_conv2d(a, None if self._packed is None else self._packed[0])
-        b = _conv_args(
-            owner, mid, pointwise, bias, (1, 1), "valid", (1, 1), 1,
-            V.activation(self.activation, owner),
-        )
-        y = F.run_conv2d(b, None if self._packed is None else self._packed[1])
+        a, (_, pointwise, bias) = self._depthwise_args(inputs, None)  # no bias, linear
+        packed = self._packed or (None, None)
+        mid = F.run_conv2d(a, packed[0])
+        b = V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, self.activation,
+                           op=self._owner(), x_name="inputs")
+        y = F.run_conv2d(b, packed[1])
         return _channels_back(y, self.data_format == "channels_first")
 
     def _pack(self):
         depthwise = self._weight("depthwise_kernel")
         return (
-            pack_conv2d(_depthwise_kernel4(depthwise), None, depthwise.shape[2]),
+            pack_conv2d(V.depthwise_kernel4(depthwise), None, depthwise.shape[2]),
             pack_conv2d(self._weight("pointwise_kernel"), self._weight("bias"), 1),
         )
