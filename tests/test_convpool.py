@@ -493,3 +493,19 @@ BAD_OPS = [
 def test_bad_op_arguments(call, error, match, any_backend):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("make, shape, out", [
+    (lambda: L.Conv1D(2, 3, padding="causal", seed=1), (0, 5, 2), (0, 5, 2)),
+    (lambda: L.DepthwiseConv2D(2, depth_multiplier=2, seed=1), (0, 3, 3, 2), (0, 2, 2, 4)),
+    (lambda: L.SeparableConv2D(3, 2, seed=1), (0, 3, 3, 2), (0, 2, 2, 3)),
+    (lambda: L.MaxPooling2D(), (0, 4, 5, 2), (0, 2, 2, 2)),
+    (lambda: L.AveragePooling1D(2, padding="same"), (0, 5, 2), (0, 3, 2)),
+    (lambda: L.GlobalAveragePooling1D(), (0, 3, 2), (0, 2)),
+    (lambda: L.GlobalMaxPooling2D(keepdims=True), (0, 3, 3, 2), (0, 1, 1, 2)),
+    (lambda: L.ZeroPadding2D(), (0, 2, 2, 1), (0, 4, 4, 1)),
+    (lambda: L.Cropping1D(), (0, 3, 2), (0, 1, 2)),
+])
+def test_empty_batch(make, shape, out, any_backend):
+    y = make()(np.zeros(shape, F32))
+    assert y.shape == out and y.dtype == F32

@@ -1,14 +1,14 @@
 """Max and average pooling in NumPy (docs/semantics.md §18).
 
 They have no C++ kernel: they run this code under every backend. Layout: x (N, H, W, C)
-NHWC; a 1D op is the 2D one with H = 1. Windows are strided views
-(``sliding_window_view``), so no patch matrix is built.
+NHWC; a 1D op is the 2D one with H = 1. The result is built tap by tap: for each offset in
+the window, one strided slice of the (padded) input is folded in with np.maximum / np.add,
+so no patch matrix is built.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 F32 = np.float32
 
@@ -23,11 +23,13 @@ def pool_geometry(size: int, pool: int, stride: int, padding: str) -> tuple[int,
     return out, total // 2, total - total // 2
 
 
-def _windows(xp: np.ndarray, pool, strides, out_hw) -> np.ndarray:
-    """(N, OH, OW, C, ph, pw): the pooling windows of the padded xp, as a view."""
-    win = sliding_window_view(xp, pool, axis=(1, 2))
-    return win[:, : (out_hw[0] - 1) * strides[0] + 1 : strides[0],
-               : (out_hw[1] - 1) * strides[1] + 1 : strides[1]]
+def _taps(xp: np.ndarray, pool, strides, out_hw):
+    """For each window offset (a, b), the strided slice of xp it meets:
+    tap[n, i, j, c] = xp[n, i * sh + a, j * sw + b, c]."""
+    (ph, pw), (sh, sw), (oh, ow) = pool, strides, out_hw
+    for a in range(ph):
+        for b in range(pw):
+            yield xp[:, a : a + (oh - 1) * sh + 1 : sh, b : b + (ow - 1) * sw + 1 : sw]
 
 
 def max_pool2d(x: np.ndarray, pool, strides, pads, out_hw) -> np.ndarray:
@@ -36,7 +38,11 @@ def max_pool2d(x: np.ndarray, pool, strides, pads, out_hw) -> np.ndarray:
     xp = x
     if any(pads):
         xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-np.inf)
-    return np.ascontiguousarray(_windows(xp, pool, strides, out_hw).max(axis=(-2, -1)))
+    taps = _taps(xp, pool, strides, out_hw)
+    y = np.array(next(taps), dtype=F32, order="C")
+    for tap in taps:
+        np.maximum(y, tap, out=y)
+    return y
 
 
 def _counts(size: int, pool: int, stride: int, out: int, before: int) -> np.ndarray:
@@ -46,14 +52,20 @@ def _counts(size: int, pool: int, stride: int, out: int, before: int) -> np.ndar
 
 
 def avg_pool2d(x: np.ndarray, pool, strides, pads, out_hw) -> np.ndarray:
-    """Mean over each window of the input pixels it covers: padding is excluded from the
-    count (Keras's rule on TensorFlow and JAX)."""
+    """Mean over each window of the input pixels it covers: padding is not counted
+    (Keras's rule on TensorFlow and JAX)."""
     top, bottom, left, right = pads
+    xp = x
+    if any(pads):
+        xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    taps = _taps(xp, pool, strides, out_hw)
+    y = np.array(next(taps), dtype=F32, order="C")
+    for tap in taps:
+        np.add(y, tap, out=y)
     if not any(pads):
-        y = _windows(x, pool, strides, out_hw).sum(axis=(-2, -1), dtype=F32)
-        return (y / F32(pool[0] * pool[1])).astype(F32, copy=False)
-    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    y = _windows(xp, pool, strides, out_hw).sum(axis=(-2, -1), dtype=F32)
+        y /= F32(pool[0] * pool[1])
+        return y
     ch = _counts(x.shape[1], pool[0], strides[0], out_hw[0], top)
     cw = _counts(x.shape[2], pool[1], strides[1], out_hw[1], left)
-    return (y / (ch[:, None] * cw[None, :])[None, :, :, None]).astype(F32, copy=False)
+    y /= (ch[:, None] * cw[None, :])[None, :, :, None]
+    return y
