@@ -193,7 +193,7 @@ class Conv1D(Layer):
     padding : "valid", "same" or "causal" (case-insensitive)
         "same" puts the extra step of odd padding at the end; "causal" pads
         ``dilation_rate * (kernel_size - 1)`` zeros at the start and then runs "valid",
-        so that output[t] never reads input after t.
+        so that output step t reads input steps up to t * stride only.
     data_format : "channels_last" (default; (batch, steps, channels)), "channels_first"
         ((batch, channels, steps)) or None. The kernel layout is the same for both.
     dilation_rate : int or (int,)
