@@ -77,8 +77,15 @@ def test_fixture_cases_cover_the_edges():
     names = set(LAYER_CASES)
     refs = {m["ref"] for m, *_ in LAYER_CASES.values()}
     assert {"keras", "torch-tf-rule"} <= refs
-    assert {"c1_causal_dil", "c1_causal_len1", "ap2_same_asym", "mp2_stride_gt_pool",
-            "gap1_mask", "dw_9ch_mult2", "sep_same_stride"} <= names
+    assert {
+        "c1_causal_dil",
+        "c1_causal_len1",
+        "ap2_same_asym",
+        "mp2_stride_gt_pool",
+        "gap1_mask",
+        "dw_9ch_mult2",
+        "sep_same_stride",
+    } <= names
     classes = {m["class_name"] for m, *_ in LAYER_CASES.values()}
     assert set(CONV) <= classes and len(classes) == 15
 
@@ -113,9 +120,14 @@ def _naive_pool(x, pool, strides, padding, mode):
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize(
     "shape, pool, strides",
-    [((1, 1, 1, 1), (1, 1), (1, 1)), ((2, 7, 5, 3), (2, 2), (2, 2)),
-     ((1, 13, 11, 2), (3, 4), (2, 5)), ((1, 6, 9, 1), (2, 3), (3, 1)),
-     ((3, 8, 8, 4), (5, 5), (1, 1)), ((1, 17, 3, 2), (4, 1), (4, 2))],
+    [
+        ((1, 1, 1, 1), (1, 1), (1, 1)),
+        ((2, 7, 5, 3), (2, 2), (2, 2)),
+        ((1, 13, 11, 2), (3, 4), (2, 5)),
+        ((1, 6, 9, 1), (2, 3), (3, 1)),
+        ((3, 8, 8, 4), (5, 5), (1, 1)),
+        ((1, 17, 3, 2), (4, 1), (4, 2)),
+    ],
 )
 def test_pool2d_matches_the_rule(shape, pool, strides, padding, mode, rng, any_backend):
     if padding == "valid" and (shape[1] < pool[0] or shape[2] < pool[1]):
@@ -152,8 +164,16 @@ def test_global_average_pooling1d_mask_rules(rng):
     np.testing.assert_array_equal(y, L.GlobalAveragePooling1D()(x, mask=mask.astype(bool)))
     assert L.GlobalAveragePooling1D.supports_masking is True
     assert L.GlobalAveragePooling1D().compute_mask(x, mask) is None
-    for cls in (L.GlobalMaxPooling1D, L.GlobalAveragePooling2D, L.MaxPooling1D, L.Conv1D,
-                L.ZeroPadding1D, L.Cropping1D, L.DepthwiseConv2D, L.SeparableConv2D):
+    for cls in (
+        L.GlobalMaxPooling1D,
+        L.GlobalAveragePooling2D,
+        L.MaxPooling1D,
+        L.Conv1D,
+        L.ZeroPadding1D,
+        L.Cropping1D,
+        L.DepthwiseConv2D,
+        L.SeparableConv2D,
+    ):
         assert cls.supports_masking is False
 
 
@@ -206,8 +226,9 @@ def test_depthwise_paths_agree(channels, mult, rng):
 
 def test_separable_is_depthwise_then_pointwise(rng, any_backend):
     x = rng.standard_normal((1, 7, 6, 3)).astype(F32)
-    sep = L.SeparableConv2D(5, 3, strides=2, padding="same", depth_multiplier=2,
-                            activation="tanh", seed=4)
+    sep = L.SeparableConv2D(
+        5, 3, strides=2, padding="same", depth_multiplier=2, activation="tanh", seed=4
+    )
     sep.build(x.shape)
     dw_kernel, pw_kernel, bias = sep.get_weights()
     dw = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, use_bias=False)
@@ -222,9 +243,14 @@ def test_separable_is_depthwise_then_pointwise(rng, any_backend):
 
 def _code_model(case):
     if case == "convpool_cnn_nested":
-        block = Sequential([Input(shape=(14, 14, 3)), L.Conv2D(4, 3, activation="relu"),
-                            L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
-                            L.MaxPooling2D(2)])
+        block = Sequential(
+            [
+                Input(shape=(14, 14, 3)),
+                L.Conv2D(4, 3, activation="relu"),
+                L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                L.MaxPooling2D(2),
+            ]
+        )
         inp = Input(shape=(13, 11, 3))
         h = block(L.ZeroPadding2D(((1, 0), (1, 2)))(inp))
         h = L.SeparableConv2D(6, 3, padding="same", activation="relu")(h)
@@ -234,15 +260,20 @@ def _code_model(case):
         out2 = L.Dense(2)(L.Flatten()(L.GlobalMaxPooling2D(keepdims=True)(h)))
         return Model(inp, [out1, out2])
     assert case == "convpool_text_sequential"
-    return Sequential([
-        Input(shape=(20, 4)),
-        L.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="relu"),
-        L.Conv1D(6, 3, padding="causal", dilation_rate=4, groups=2),
-        L.MaxPooling1D(2), L.ZeroPadding1D((2, 1)),
-        L.Conv1D(5, 4, strides=2, padding="same", activation="tanh"),
-        L.AveragePooling1D(2, strides=1), L.Cropping1D((1, 0)),
-        L.GlobalAveragePooling1D(), L.Dense(2),
-    ])
+    return Sequential(
+        [
+            Input(shape=(20, 4)),
+            L.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="relu"),
+            L.Conv1D(6, 3, padding="causal", dilation_rate=4, groups=2),
+            L.MaxPooling1D(2),
+            L.ZeroPadding1D((2, 1)),
+            L.Conv1D(5, 4, strides=2, padding="same", activation="tanh"),
+            L.AveragePooling1D(2, strides=1),
+            L.Cropping1D((1, 0)),
+            L.GlobalAveragePooling1D(),
+            L.Dense(2),
+        ]
+    )
 
 
 MODEL_CASES = ["convpool_cnn_nested", "convpool_text_sequential"]
@@ -301,23 +332,52 @@ def test_config_round_trip(case):
 def test_keras_config_values_are_read():
     from fastlayers.io.keras_config import make_layer
 
-    cfg = {"class_name": "SeparableConv2D", "config": {
-        "name": "sep", "filters": 3, "kernel_size": [3, 3], "strides": [1, 1],
-        "padding": "same", "data_format": "channels_last", "dilation_rate": [1, 1],
-        "depth_multiplier": 1, "activation": "relu", "use_bias": True,
-        "depthwise_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform",
-                                  "config": {"seed": None}},
-        "pointwise_initializer": {"class_name": "GlorotUniform", "config": {}},
-        "bias_initializer": {"class_name": "Zeros", "config": {}},
-        "depthwise_regularizer": None, "pointwise_regularizer": None,
-        "bias_regularizer": None, "activity_regularizer": None,
-        "depthwise_constraint": None, "pointwise_constraint": None, "bias_constraint": None,
-        "trainable": True, "dtype": "float32"}}
+    cfg = {
+        "class_name": "SeparableConv2D",
+        "config": {
+            "name": "sep",
+            "filters": 3,
+            "kernel_size": [3, 3],
+            "strides": [1, 1],
+            "padding": "same",
+            "data_format": "channels_last",
+            "dilation_rate": [1, 1],
+            "depth_multiplier": 1,
+            "activation": "relu",
+            "use_bias": True,
+            "depthwise_initializer": {
+                "module": "keras.initializers",
+                "class_name": "GlorotUniform",
+                "config": {"seed": None},
+            },
+            "pointwise_initializer": {"class_name": "GlorotUniform", "config": {}},
+            "bias_initializer": {"class_name": "Zeros", "config": {}},
+            "depthwise_regularizer": None,
+            "pointwise_regularizer": None,
+            "bias_regularizer": None,
+            "activity_regularizer": None,
+            "depthwise_constraint": None,
+            "pointwise_constraint": None,
+            "bias_constraint": None,
+            "trainable": True,
+            "dtype": "float32",
+        },
+    }
     layer = make_layer(cfg)
     assert isinstance(layer, L.SeparableConv2D) and layer.padding == "same"
-    pool = make_layer({"class_name": "MaxPool2D", "config": {
-        "name": "p", "pool_size": [2, 2], "padding": "valid", "strides": [2, 2],
-        "data_format": "channels_last", "trainable": True}})
+    pool = make_layer(
+        {
+            "class_name": "MaxPool2D",
+            "config": {
+                "name": "p",
+                "pool_size": [2, 2],
+                "padding": "valid",
+                "strides": [2, 2],
+                "data_format": "channels_last",
+                "trainable": True,
+            },
+        }
+    )
     assert isinstance(pool, L.MaxPooling2D) and pool.strides == (2, 2)
 
 
@@ -326,20 +386,21 @@ def test_keras_config_values_are_read():
 BAD_CONSTRUCTORS = [
     (L.Conv1D, dict(filters=2, kernel_size=3, padding="full"), ValueError, "padding"),
     (L.Conv1D, dict(filters=2, kernel_size=(3, 3)), ValueError, "kernel_size"),
-    (L.Conv1D, dict(filters=2, kernel_size=3, strides=2, dilation_rate=2), ValueError,
-     "strides"),
+    (L.Conv1D, dict(filters=2, kernel_size=3, strides=2, dilation_rate=2), ValueError, "strides"),
     (L.Conv1D, dict(filters=5, kernel_size=3, groups=2), ValueError, "groups"),
     (L.Conv1D, dict(filters=0, kernel_size=3), ValueError, "filters"),
     (L.Conv1D, dict(filters=2, kernel_size=0), ValueError, "kernel_size"),
     (L.Conv1D, dict(filters=2, kernel_size=3, lora_rank=4), NotImplementedError, "lora_rank"),
     (L.DepthwiseConv2D, dict(kernel_size=3, padding="causal"), ValueError, "padding"),
-    (L.DepthwiseConv2D, dict(kernel_size=3, depth_multiplier=0), ValueError,
-     "depth_multiplier"),
-    (L.DepthwiseConv2D, dict(kernel_size=3, strides=2, dilation_rate=2), ValueError,
-     "strides"),
+    (L.DepthwiseConv2D, dict(kernel_size=3, depth_multiplier=0), ValueError, "depth_multiplier"),
+    (L.DepthwiseConv2D, dict(kernel_size=3, strides=2, dilation_rate=2), ValueError, "strides"),
     (L.DepthwiseConv2D, dict(kernel_size=3, data_format="nhwc"), ValueError, "data_format"),
-    (L.DepthwiseConv2D, dict(kernel_size=3, depthwise_initializer="nope"), ValueError,
-     "depthwise_initializer"),
+    (
+        L.DepthwiseConv2D,
+        dict(kernel_size=3, depthwise_initializer="nope"),
+        ValueError,
+        "depthwise_initializer",
+    ),
     (L.SeparableConv2D, dict(filters=2, kernel_size=3, padding=1), ValueError, "padding"),
     (L.SeparableConv2D, dict(filters=2, kernel_size=3, bogus=1), TypeError, "bogus"),
     (L.MaxPooling2D, dict(pool_size=0), ValueError, "pool_size"),
@@ -429,9 +490,12 @@ _OP_ARGS = ("strides", "padding", "dilation_rate", "groups", "activation")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "case",
-    sorted(c for c, (m, *_) in LAYER_CASES.items()
-           if m["class_name"] in ("Conv1D", "DepthwiseConv2D")
-           and m["config"].get("data_format") is None),
+    sorted(
+        c
+        for c, (m, *_) in LAYER_CASES.items()
+        if m["class_name"] in ("Conv1D", "DepthwiseConv2D")
+        and m["config"].get("data_format") is None
+    ),
 )
 def test_functional_ops_match_keras(case, backend):
     meta, x, weights, _, y = LAYER_CASES[case]
@@ -451,8 +515,10 @@ def test_functional_ops_take_symbolic_tensors(rng):
     kernel = rng.standard_normal((3, 4, 6)).astype(F32)
     dw = rng.standard_normal((3, 3, 2, 2)).astype(F32)
     a_in, b_in = Input(shape=(None, 4)), Input(shape=(5, 5, 2))
-    mdl = Model([a_in, b_in], [fl.conv1d(a_in, kernel, padding="causal"),
-                               fl.depthwise_conv2d(b_in, dw, padding="same")])
+    mdl = Model(
+        [a_in, b_in],
+        [fl.conv1d(a_in, kernel, padding="causal"), fl.depthwise_conv2d(b_in, dw, padding="same")],
+    )
     a = rng.standard_normal((2, 7, 4)).astype(F32)
     b = rng.standard_normal((1, 5, 5, 2)).astype(F32)
     y1, y2 = mdl([a, b])
@@ -461,30 +527,60 @@ def test_functional_ops_take_symbolic_tensors(rng):
 
 
 BAD_OPS = [
-    (lambda: fl.conv1d(np.ones((2, 5)), np.ones((3, 2, 4))), ValueError,
-     "conv1d: x must have rank 3"),
+    (
+        lambda: fl.conv1d(np.ones((2, 5)), np.ones((3, 2, 4))),
+        ValueError,
+        "conv1d: x must have rank 3",
+    ),
     (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2))), ValueError, "kernel must have rank 3"),
-    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 3, 4))), ValueError,
-     r"expected \(3, 2, 4\)"),
-    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), padding="full"), ValueError,
-     "padding"),
+    (
+        lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 3, 4))),
+        ValueError,
+        r"expected \(3, 2, 4\)",
+    ),
+    (
+        lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), padding="full"),
+        ValueError,
+        "padding",
+    ),
     (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), padding=0), TypeError, "padding"),
-    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), strides=(1, 1)), ValueError,
-     "strides"),
+    (
+        lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), strides=(1, 1)),
+        ValueError,
+        "strides",
+    ),
     (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), np.ones(3)), ValueError, "bias"),
     (lambda: fl.conv1d(np.ones((1, 2, 2)), np.ones((3, 2, 4))), ValueError, "dilated kernel"),
-    (lambda: fl.conv1d(np.ones((1, 5, 4)), np.ones((3, 2, 3)), groups=2), ValueError,
-     "divisible by groups"),
-    (lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), strides=2, dilation_rate=2),
-     ValueError, "strides"),
-    (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 3, 1))), ValueError,
-     "depthwise_conv2d: kernel has shape"),
-    (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2))), ValueError,
-     "kernel must have rank 4"),
-    (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), np.ones(2)),
-     ValueError, "bias"),
-    (lambda: fl.depthwise_conv2d(np.ones((1, 2, 5, 2)), np.ones((3, 3, 2, 1))), ValueError,
-     "dilated kernel"),
+    (
+        lambda: fl.conv1d(np.ones((1, 5, 4)), np.ones((3, 2, 3)), groups=2),
+        ValueError,
+        "divisible by groups",
+    ),
+    (
+        lambda: fl.conv1d(np.ones((1, 5, 2)), np.ones((3, 2, 4)), strides=2, dilation_rate=2),
+        ValueError,
+        "strides",
+    ),
+    (
+        lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 3, 1))),
+        ValueError,
+        "depthwise_conv2d: kernel has shape",
+    ),
+    (
+        lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2))),
+        ValueError,
+        "kernel must have rank 4",
+    ),
+    (
+        lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), np.ones(2)),
+        ValueError,
+        "bias",
+    ),
+    (
+        lambda: fl.depthwise_conv2d(np.ones((1, 2, 5, 2)), np.ones((3, 3, 2, 1))),
+        ValueError,
+        "dilated kernel",
+    ),
     (lambda: fl.depthwise_conv2d(np.ones((1, 5, 5, 2)), "k"), TypeError, "kernel"),
 ]
 
@@ -495,17 +591,47 @@ def test_bad_op_arguments(call, error, match, any_backend):
         call()
 
 
-@pytest.mark.parametrize("make, shape, out", [
-    (lambda: L.Conv1D(2, 3, padding="causal", seed=1), (0, 5, 2), (0, 5, 2)),
-    (lambda: L.DepthwiseConv2D(2, depth_multiplier=2, seed=1), (0, 3, 3, 2), (0, 2, 2, 4)),
-    (lambda: L.SeparableConv2D(3, 2, seed=1), (0, 3, 3, 2), (0, 2, 2, 3)),
-    (lambda: L.MaxPooling2D(), (0, 4, 5, 2), (0, 2, 2, 2)),
-    (lambda: L.AveragePooling1D(2, padding="same"), (0, 5, 2), (0, 3, 2)),
-    (lambda: L.GlobalAveragePooling1D(), (0, 3, 2), (0, 2)),
-    (lambda: L.GlobalMaxPooling2D(keepdims=True), (0, 3, 3, 2), (0, 1, 1, 2)),
-    (lambda: L.ZeroPadding2D(), (0, 2, 2, 1), (0, 4, 4, 1)),
-    (lambda: L.Cropping1D(), (0, 3, 2), (0, 1, 2)),
-])
+@pytest.mark.parametrize(
+    "make, shape, out",
+    [
+        (lambda: L.Conv1D(2, 3, padding="causal", seed=1), (0, 5, 2), (0, 5, 2)),
+        (lambda: L.DepthwiseConv2D(2, depth_multiplier=2, seed=1), (0, 3, 3, 2), (0, 2, 2, 4)),
+        (lambda: L.SeparableConv2D(3, 2, seed=1), (0, 3, 3, 2), (0, 2, 2, 3)),
+        (lambda: L.MaxPooling2D(), (0, 4, 5, 2), (0, 2, 2, 2)),
+        (lambda: L.AveragePooling1D(2, padding="same"), (0, 5, 2), (0, 3, 2)),
+        (lambda: L.GlobalAveragePooling1D(), (0, 3, 2), (0, 2)),
+        (lambda: L.GlobalMaxPooling2D(keepdims=True), (0, 3, 3, 2), (0, 1, 1, 2)),
+        (lambda: L.ZeroPadding2D(), (0, 2, 2, 1), (0, 4, 4, 1)),
+        (lambda: L.Cropping1D(), (0, 3, 2), (0, 1, 2)),
+    ],
+)
 def test_empty_batch(make, shape, out, any_backend):
     y = make()(np.zeros(shape, F32))
     assert y.shape == out and y.dtype == F32
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda df: L.SeparableConv2D(
+            4, 3, padding="same", depth_multiplier=2, data_format=df, seed=5
+        ),
+        lambda df: L.MaxPooling1D(3, strides=2, padding="same", data_format=df),
+        lambda df: L.AveragePooling1D(3, strides=2, padding="same", data_format=df),
+        lambda df: L.GlobalMaxPooling1D(data_format=df),
+        lambda df: L.ZeroPadding1D((1, 2), data_format=df),
+    ],
+)
+def test_channels_first_is_a_transpose(make, rng, any_backend):
+    first, last = make("channels_first"), make("channels_last")
+    x = rng.standard_normal((2, 7, 5, 3)).astype(F32)
+    if isinstance(
+        first, (L.MaxPooling1D, L.AveragePooling1D, L.GlobalMaxPooling1D, L.ZeroPadding1D)
+    ):
+        x = x[:, 0]
+    want = last(x)
+    if first.weights or isinstance(first, L.SeparableConv2D):
+        first.build((None, x.shape[-1], *x.shape[1:-1]))
+        first.set_weights(last.get_weights())
+    got = first(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
+    np.testing.assert_array_equal(got, np.moveaxis(want, -1, 1) if want.ndim > 2 else want)

@@ -110,40 +110,72 @@ _AVG_RULE = (
 class MaxPooling1D(_Pooling):
     rank, mode = 1, "max"
     __doc__ = _POOL_DOC.format(
-        what="Max pooling over steps", name="MaxPooling1D", rank=1, default=2,
-        pad_rule=_MAX_RULE, shape_in="(N, T, C)", shape_out="(N, T', C)",
+        what="Max pooling over steps",
+        name="MaxPooling1D",
+        rank=1,
+        default=2,
+        pad_rule=_MAX_RULE,
+        shape_in="(N, T, C)",
+        shape_out="(N, T', C)",
     )
 
 
 class AveragePooling1D(_Pooling):
     rank, mode = 1, "average"
     __doc__ = _POOL_DOC.format(
-        what="Average pooling over steps", name="AveragePooling1D", rank=1, default=2,
-        pad_rule=_AVG_RULE, shape_in="(N, T, C)", shape_out="(N, T', C)",
+        what="Average pooling over steps",
+        name="AveragePooling1D",
+        rank=1,
+        default=2,
+        pad_rule=_AVG_RULE,
+        shape_in="(N, T, C)",
+        shape_out="(N, T', C)",
     )
 
 
 class MaxPooling2D(_Pooling):
     rank, mode = 2, "max"
     __doc__ = _POOL_DOC.format(
-        what="2D max pooling", name="MaxPooling2D", rank=2, default="(2, 2)",
-        pad_rule=_MAX_RULE, shape_in="(N, H, W, C)", shape_out="(N, OH, OW, C)",
+        what="2D max pooling",
+        name="MaxPooling2D",
+        rank=2,
+        default="(2, 2)",
+        pad_rule=_MAX_RULE,
+        shape_in="(N, H, W, C)",
+        shape_out="(N, OH, OW, C)",
     )
 
-    def __init__(self, pool_size: Any = (2, 2), strides: Any = None, padding: str = "valid",
-                 data_format: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pool_size: Any = (2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 class AveragePooling2D(_Pooling):
     rank, mode = 2, "average"
     __doc__ = _POOL_DOC.format(
-        what="2D average pooling", name="AveragePooling2D", rank=2, default="(2, 2)",
-        pad_rule=_AVG_RULE, shape_in="(N, H, W, C)", shape_out="(N, OH, OW, C)",
+        what="2D average pooling",
+        name="AveragePooling2D",
+        rank=2,
+        default="(2, 2)",
+        pad_rule=_AVG_RULE,
+        shape_in="(N, H, W, C)",
+        shape_out="(N, OH, OW, C)",
     )
 
-    def __init__(self, pool_size: Any = (2, 2), strides: Any = None, padding: str = "valid",
-                 data_format: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pool_size: Any = (2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
@@ -156,8 +188,9 @@ class _GlobalPooling(Layer):
     config_keys = ("data_format", "keepdims")
     supports_masking = False
 
-    def __init__(self, data_format: str | None = None, keepdims: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.data_format = _data_format(data_format, owner)
@@ -173,9 +206,15 @@ class _GlobalPooling(Layer):
     def _checked(self, inputs: Any) -> np.ndarray:
         owner = self._owner()
         x = V.array(inputs, owner, "inputs")
-        V.rank(x, owner, "inputs", self.rank + 2, f"(batch, {self.rank} spatial axes, channels)"
-               if self.data_format == "channels_last" else
-               f"(batch, channels, {self.rank} spatial axes)")
+        V.rank(
+            x,
+            owner,
+            "inputs",
+            self.rank + 2,
+            f"(batch, {self.rank} spatial axes, channels)"
+            if self.data_format == "channels_last"
+            else f"(batch, channels, {self.rank} spatial axes)",
+        )
         if any(x.shape[a] == 0 for a in self._axes()):
             raise ValueError(f"{owner}: inputs has an empty spatial axis, shape {x.shape}")
         self._ready(x.shape)
@@ -205,27 +244,43 @@ _GLOBAL_DOC = """{what} (Keras ``{name}``).
 
 class GlobalMaxPooling1D(_GlobalPooling):
     rank, mode = 1, "max"
-    __doc__ = _GLOBAL_DOC.format(what="Max over steps", name="GlobalMaxPooling1D",
-                                 shape_in="(N, T, C)", shape_keep="(N, 1, C)", extra="")
+    __doc__ = _GLOBAL_DOC.format(
+        what="Max over steps",
+        name="GlobalMaxPooling1D",
+        shape_in="(N, T, C)",
+        shape_keep="(N, 1, C)",
+        extra="",
+    )
 
 
 class GlobalMaxPooling2D(_GlobalPooling):
     rank, mode = 2, "max"
-    __doc__ = _GLOBAL_DOC.format(what="Max over height and width", name="GlobalMaxPooling2D",
-                                 shape_in="(N, H, W, C)", shape_keep="(N, 1, 1, C)", extra="")
+    __doc__ = _GLOBAL_DOC.format(
+        what="Max over height and width",
+        name="GlobalMaxPooling2D",
+        shape_in="(N, H, W, C)",
+        shape_keep="(N, 1, 1, C)",
+        extra="",
+    )
 
 
 class GlobalAveragePooling2D(_GlobalPooling):
     rank, mode = 2, "average"
-    __doc__ = _GLOBAL_DOC.format(what="Mean over height and width",
-                                 name="GlobalAveragePooling2D", shape_in="(N, H, W, C)",
-                                 shape_keep="(N, 1, 1, C)", extra="")
+    __doc__ = _GLOBAL_DOC.format(
+        what="Mean over height and width",
+        name="GlobalAveragePooling2D",
+        shape_in="(N, H, W, C)",
+        shape_keep="(N, 1, 1, C)",
+        extra="",
+    )
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
     rank, mode = 1, "average"
     __doc__ = _GLOBAL_DOC.format(
-        what="Mean over steps", name="GlobalAveragePooling1D", shape_in="(N, T, C)",
+        what="Mean over steps",
+        name="GlobalAveragePooling1D",
+        shape_in="(N, T, C)",
         shape_keep="(N, 1, C)",
         extra="""
 
@@ -248,8 +303,9 @@ class GlobalAveragePooling1D(_GlobalPooling):
                 f"{(x.shape[0], x.shape[steps])}"
             )
         m = m[:, None, :] if steps == 2 else m[:, :, None]
-        total = np.where(m, x, np.float32(0)).sum(axis=steps, keepdims=self.keepdims,
-                                                  dtype=np.float32)
+        total = np.where(m, x, np.float32(0)).sum(
+            axis=steps, keepdims=self.keepdims, dtype=np.float32
+        )
         count = m.sum(axis=steps, keepdims=self.keepdims, dtype=np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.ascontiguousarray(total / count, dtype=np.float32)

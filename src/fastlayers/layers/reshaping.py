@@ -89,8 +89,9 @@ class ZeroPadding2D(_Spatial):
 
     config_keys = ("padding", "data_format")
 
-    def __init__(self, padding: Any = (1, 1), data_format: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, padding: Any = (1, 1), data_format: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.padding = _pairs(padding, owner, "padding")
@@ -151,8 +152,9 @@ class Cropping2D(_Spatial):
 
     config_keys = ("cropping", "data_format")
 
-    def __init__(self, cropping: Any = ((0, 0), (0, 0)), data_format: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, cropping: Any = ((0, 0), (0, 0)), data_format: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.cropping = _pairs(cropping, owner, "cropping")
