@@ -635,3 +635,61 @@ def test_channels_first_is_a_transpose(make, rng, any_backend):
         first.set_weights(last.get_weights())
     got = first(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
     np.testing.assert_array_equal(got, np.moveaxis(want, -1, 1) if want.ndim > 2 else want)
+
+
+def _naive_conv1d(x, kernel, bias, stride, padding, dilation, groups):
+    """Explicit loops in float64 from the rules: x (N, T, C), kernel (k, C/groups, F)."""
+    n, t, c = x.shape
+    k, cg, f = kernel.shape
+    e = (k - 1) * dilation + 1
+    if padding == "causal":
+        before, after = e - 1, 0
+    elif padding == "same":
+        out = -(-t // stride)
+        total = max((out - 1) * stride + e - t, 0)
+        before, after = total // 2, total - total // 2
+    else:
+        before = after = 0
+    xp = np.pad(x.astype(np.float64), ((0, 0), (before, after), (0, 0)))
+    out = (t + before + after - e) // stride + 1
+    fg = f // groups
+    y = np.zeros((n, out, f)) + (0.0 if bias is None else bias)
+    for o in range(out):
+        for a in range(k):
+            row = xp[:, o * stride + a * dilation]
+            for g in range(groups):
+                y[:, o, g * fg : (g + 1) * fg] += (
+                    row[:, g * cg : (g + 1) * cg] @ kernel[a, :, g * fg : (g + 1) * fg]
+                )
+    return y
+
+
+def _conv1d_grid():
+    rng = np.random.default_rng(7)
+    cases = []
+    while len(cases) < 40:
+        t = int(rng.choice([1, 2, 3, 7, 16, 17, 31]))
+        k = int(rng.choice([1, 2, 3, 5]))
+        padding = str(rng.choice(["valid", "same", "causal"]))
+        stride, dilation = (int(rng.integers(1, 4)), 1)
+        if rng.random() < 0.5:
+            stride, dilation = 1, int(rng.integers(1, 4))
+        groups = int(rng.choice([1, 2, 3]))
+        if padding == "valid" and (k - 1) * dilation + 1 > t:
+            continue
+        cases.append((t, k, padding, stride, dilation, groups))
+    return cases
+
+
+@pytest.mark.parametrize("t, k, padding, stride, dilation, groups", _conv1d_grid())
+def test_conv1d_matches_naive_loops(t, k, padding, stride, dilation, groups, rng, any_backend):
+    c, f = 2 * groups, 3 * groups
+    x = rng.standard_normal((2, t, c)).astype(F32)
+    kernel = rng.standard_normal((k, c // groups, f)).astype(F32)
+    bias = rng.standard_normal(f).astype(F32)
+    got = fl.conv1d(x, kernel, bias, stride, padding, dilation, groups)
+    want = _naive_conv1d(x, kernel, bias, stride, padding, dilation, groups)
+    assert_close(got, want, k=k * c // groups, magnitude=3.0)
+    layer = L.Conv1D(f, k, stride, padding, dilation_rate=dilation, groups=groups)
+    layer.set_weights([kernel, bias])
+    np.testing.assert_array_equal(layer(x), got)
