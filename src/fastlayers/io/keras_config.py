@@ -56,6 +56,32 @@ LAYER_CLASSES: dict[str, type] = {
     "Permute": L.Permute,
     "RepeatVector": L.RepeatVector,
     "TimeDistributed": L.TimeDistributed,
+    # convpool: Conv1D, depthwise/separable convolutions, pooling, padding, cropping
+    "Conv1D": L.Conv1D,
+    "Convolution1D": L.Conv1D,
+    "DepthwiseConv2D": L.DepthwiseConv2D,
+    "SeparableConv2D": L.SeparableConv2D,
+    "SeparableConvolution2D": L.SeparableConv2D,
+    "MaxPooling1D": L.MaxPooling1D,
+    "MaxPool1D": L.MaxPooling1D,
+    "MaxPooling2D": L.MaxPooling2D,
+    "MaxPool2D": L.MaxPooling2D,
+    "AveragePooling1D": L.AveragePooling1D,
+    "AvgPool1D": L.AveragePooling1D,
+    "AveragePooling2D": L.AveragePooling2D,
+    "AvgPool2D": L.AveragePooling2D,
+    "GlobalMaxPooling1D": L.GlobalMaxPooling1D,
+    "GlobalMaxPool1D": L.GlobalMaxPooling1D,
+    "GlobalMaxPooling2D": L.GlobalMaxPooling2D,
+    "GlobalMaxPool2D": L.GlobalMaxPooling2D,
+    "GlobalAveragePooling1D": L.GlobalAveragePooling1D,
+    "GlobalAvgPool1D": L.GlobalAveragePooling1D,
+    "GlobalAveragePooling2D": L.GlobalAveragePooling2D,
+    "GlobalAvgPool2D": L.GlobalAveragePooling2D,
+    "ZeroPadding1D": L.ZeroPadding1D,
+    "ZeroPadding2D": L.ZeroPadding2D,
+    "Cropping1D": L.Cropping1D,
+    "Cropping2D": L.Cropping2D,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -70,6 +96,11 @@ _INFERENCE_IRRELEVANT = {
     "dropout", "recurrent_dropout", "unroll", "use_cudnn", "implementation",
     "build_config", "input_shape", "batch_input_shape", "batch_shape", "input_dim",
     "query_shape", "key_shape", "value_shape", "flash_attention", "optional",
+}
+# convpool: the training-only arguments of the depthwise and separable convolutions
+_INFERENCE_IRRELEVANT |= {
+    "depthwise_initializer", "pointwise_initializer", "depthwise_regularizer",
+    "pointwise_regularizer", "depthwise_constraint", "pointwise_constraint",
 }
 # ... except where they matter: in MultiHeadAttention, dropout > 0 makes a fully masked
 # row attend to nothing (as in Keras).
