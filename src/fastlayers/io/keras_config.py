@@ -19,8 +19,11 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import numpy as np
+
 from .. import functional as F
 from .. import layers as L
+from .._symbolic import symbolic_op
 from ..models import Input, Model, Sequential
 
 # Keras class name -> fastlayers layer class.
@@ -43,6 +46,9 @@ LAYER_CLASSES: dict[str, type] = {
     "GaussianDropout": L.GaussianDropout,
     "ActivityRegularization": L.ActivityRegularization,
     "Activation": L.Activation,
+    # masks (issue 12): the layers that make Keras's implicit masks
+    "Embedding": L.Embedding,
+    "Masking": L.Masking,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -207,10 +213,39 @@ def _op_einsum(cfg: dict) -> Callable:
     return _einsum(cfg.get("config", {}).get("subscripts", ""))
 
 
+# Masks (issue 12): Keras records the ops that computed a layer's implicit mask on
+# symbolic tensors (Embedding: not_equal(x, 0); Masking: any(not_equal(x, v), axis=-1))
+# and passes their result as the next layer's ``mask`` keyword; these rebuild them.
+@symbolic_op
+def keras_not_equal(x: Any, y: Any) -> np.ndarray:
+    """Keras's ``ops.not_equal`` as recorded in a graph: a bool array."""
+    return np.not_equal(np.asarray(x), np.asarray(y))
+
+
+@symbolic_op
+def keras_any(x: Any, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    """Keras's ``ops.any`` as recorded in a graph: a bool array."""
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return np.asarray(np.any(np.asarray(x), axis=axis, keepdims=bool(keepdims)))
+
+
+def _op_not_equal(cfg: dict) -> Callable:
+    return keras_not_equal
+
+
+def _op_any(cfg: dict) -> Callable:
+    config = cfg.get("config", {})
+    axis, keepdims = config.get("axis"), config.get("keepdims", False)
+    return lambda x: keras_any(x, axis=axis, keepdims=keepdims)
+
+
 OPS: dict[str, Callable[[dict], Callable]] = {
     "Matmul": _op_matmul,
     "Softmax": _op_softmax,
     "Einsum": _op_einsum,
+    "NotEqual": _op_not_equal,  # masks (issue 12)
+    "Any": _op_any,  # masks (issue 12)
 }
 
 

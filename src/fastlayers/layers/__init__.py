@@ -50,6 +50,7 @@ from .initializers import (
 from .initializers import (
     weight_spec as weight_spec,
 )
+from .masking import Embedding, Masking  # masks (issue 12)
 from .recurrent import GRU, LSTM, Bidirectional
 from .regularization import (
     ActivityRegularization,
@@ -79,4 +80,7 @@ __all__ = [
     "GaussianNoise",
     "GaussianDropout",
     "ActivityRegularization",
+    # masks (issue 12)
+    "Embedding",
+    "Masking",
 ]
