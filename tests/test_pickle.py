@@ -42,6 +42,10 @@ CASES = {
         lambda: L.MultiHeadAttention(num_heads=2, key_dim=3, seed=7),
         lambda: [_x(2, 4, 6), _x(2, 5, 6)],
     ),
+    # masks (issue 12)
+    "Embedding": (lambda: L.Embedding(9, 4, mask_zero=True, seed=8),
+                  lambda: [np.array([[1, 0, 8], [3, 3, 0]])]),
+    "Masking": (lambda: L.Masking(mask_value=0.5), lambda: [_x(2, 4, 3)]),
 }
 
 

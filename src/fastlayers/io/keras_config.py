@@ -66,7 +66,10 @@ _INFERENCE_IRRELEVANT = {
 }
 # ... except where they matter: in MultiHeadAttention, dropout > 0 makes a fully masked
 # row attend to nothing (as in Keras).
-_KEEP: dict[type, tuple[str, ...]] = {L.MultiHeadAttention: ("dropout",)}
+_KEEP: dict[type, tuple[str, ...]] = {
+    L.MultiHeadAttention: ("dropout",),
+    L.Embedding: ("input_dim",),  # masks (issue 12): the vocabulary size, not Keras 2's
+}
 # Keys that must keep their default value (they change the result).
 _MUST_BE = {"time_major": False, "causal": False, "sparse": False, "ragged": False}
 

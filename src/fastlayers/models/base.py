@@ -244,9 +244,9 @@ def input_masks(mask: Any, inputs: Sequence[Any], owner: str) -> list[Any]:
         if m is None:
             out.append(None)
             continue
+        if np.ndim(m) == 0 and not isinstance(m, (str, bytes)):
+            raise ValueError(f"{owner}: a mask needs a batch axis, got {m!r}")
         m = C.bool_mask(m, owner, "mask")
-        if m.ndim == 0:
-            raise ValueError(f"{owner}: a mask needs a batch axis, got a scalar")
         shape = getattr(x, "shape", None)
         if shape is not None and (m.ndim > len(shape) or any(
                 want is not None and got != want for got, want in zip(m.shape, shape))):
