@@ -5,7 +5,8 @@ Keras 3 attaches a mask to a tensor (``_keras_mask``); ``Layer.__call__``
 sets the masks of the outputs. NumPy arrays cannot carry a mask, so fastlayers keeps the
 masks beside the arrays, in the model executors (models/functional.py,
 models/sequential.py), and runs each layer call through :func:`masked_call`, which does
-what ``Layer.__call__`` does (docs/architecture.md §12, docs/semantics.md §17):
+what ``Layer.__call__`` does (docs/architecture.md §12 (Masks), docs/semantics.md §18
+(Masks)):
 
 1. If exactly one argument of the call is a tensor (an array, or a list/tuple/dict of
    them) and ``call`` has a ``mask`` parameter left at None, ``mask`` receives that
@@ -198,3 +199,11 @@ def masked_call(layer: Any, fn: Callable, args: tuple, kwargs: dict, margs: tupl
 def _default_compute_mask(self: Any, inputs: Any, mask: Any = None) -> Any:
     """Keras's default: the mask passes through a layer that supports masking."""
     return mask if self.supports_masking else None
+
+
+def mask_free(layer: Any) -> bool:
+    """Whether a call of ``layer`` without incoming masks gives outputs without masks and
+    needs no mask work: the default compute_mask and the default ``_masked_call``."""
+    cls = type(layer)
+    return cls.compute_mask is _default_compute_mask and getattr(
+        cls._masked_call, "_default_masked_call", False)

@@ -13,7 +13,7 @@ the output too. This also builds the layers (creates their weights), as calling 
 layer on a Keras tensor does.
 
 When a model runs, :meth:`Node.run` can also carry Keras's implicit masks from node to
-node (``_masking``; docs/architecture.md §12).
+node (``_masking``; docs/architecture.md §12 (Masks)).
 
 This module imports nothing else of fastlayers but ``_masking`` (which imports nothing),
 so that layers and ops can use it.
@@ -112,7 +112,10 @@ class Node:
         """
         args = substitute(self.args, values)
         kwargs = substitute(self.kwargs, values)
-        if masks is None or self.layer is None:
+        if masks is None or self.layer is None or (
+            _masking.mask_free(self.layer)
+            and all(masks.get(t.id) is None for t in self.inputs)
+        ):  # no mask comes in and none can come out: a plain call
             out = self.fn(*args, **kwargs)
             out_masks = None
         else:

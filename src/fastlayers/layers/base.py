@@ -343,7 +343,7 @@ class Layer:
         ]
         return f"{type(self).__name__}({', '.join(items)})"
 
-    # ---- masks (Keras's implicit masks; docs/architecture.md §12) ---------------------
+    # ---- masks (Keras's implicit masks; docs/architecture.md §12 (Masks)) ----------
     #: Whether the layer passes masks on (Keras's ``supports_masking``): its outputs get
     #: ``compute_mask(inputs, mask)`` inside a model; False drops the masks it receives.
     supports_masking: bool = False
@@ -362,6 +362,8 @@ class Layer:
         differently (MultiHeadAttention, nested models) override it."""
         return _masking.masked_call(self, fn, args, kwargs, margs, mkwargs)
 
+    _masked_call._default_masked_call = True  # type: ignore[attr-defined]  # mask_free
+
     # ---- calling --------------------------------------------------------------------
     def call(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -374,7 +376,7 @@ class Layer:
 
         Masks: arrays carry no mask, so a direct call gets only the masks passed to it
         (``mask=...``); inside a ``Model`` or ``Sequential`` the implicit masks flow from
-        layer to layer as in Keras (docs/semantics.md §17).
+        layer to layer as in Keras (docs/semantics.md §18 (Masks)).
         """
         if _symbolic.any_symbolic(args, kwargs):
             return _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)

@@ -1,8 +1,8 @@
 """The layers that make Keras's implicit masks: Embedding (``mask_zero``) and Masking.
 
 Inside a ``Model`` or ``Sequential`` the masks they make flow to the layers after them
-(docs/semantics.md §17); called directly on arrays, ``compute_mask`` gives the mask to
-pass on by hand (``lstm(e, mask=emb.compute_mask(ids))``).
+(docs/semantics.md §18 (Masks)); called directly on arrays, ``compute_mask`` gives the
+mask to pass on by hand (``lstm(e, mask=emb.compute_mask(ids))``).
 """
 
 from __future__ import annotations
