@@ -457,3 +457,47 @@ def test_implicit_mask_that_does_not_fit_the_softmax_layer(rng):
     mdl = Model(inp, L.Softmax()(L.Masking()(inp)))
     with pytest.raises(ValueError, match="softmax: mask of shape"):
         mdl(rng.standard_normal((2, 4, 3)).astype(np.float32))
+
+
+# ---- edge shapes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch, steps", [(1, 1), (1, 2), (3, 13), (2, 17), (5, 16)])
+def test_masked_models_equal_masked_direct_calls(backend, batch, steps, rng):
+    """Embedding -> Bidirectional(LSTM) -> Dense -> GRU and -> Attention, with random
+    padding (also whole padded rows), equal the layers called one by one with the masks
+    passed by hand."""
+    ids = rng.integers(0, 4, (batch, steps))
+    ids[0, -1] = 0
+    inp = Input(shape=(None,), dtype="int32")
+    emb = L.Embedding(4, 4, mask_zero=True, seed=1)
+    bi = L.Bidirectional(L.LSTM(2, return_sequences=True, seed=2))
+    dense = L.Dense(4, seed=3)
+    gru = L.GRU(3, seed=4)
+    att = L.Attention()
+    e = emb(inp)
+    h = dense(bi(e))
+    mdl = Model(inp, [gru(h), att([h, e])])
+    m = ids != 0
+    with fl.use_backend(backend):
+        got_gru, got_att = mdl(ids)
+        ev = emb(ids)
+        hv = dense(bi(ev, mask=m))
+        np.testing.assert_array_equal(got_gru, gru(hv, mask=m))
+        np.testing.assert_array_equal(got_att, att([hv, ev], mask=[m, m]))
+
+
+def test_rnn_with_initial_state_runs_unmasked_like_keras(rng):
+    ids = np.array([[1, 0, 2, 0], [0, 3, 3, 0]])
+    h0 = rng.standard_normal((2, 3)).astype(np.float32)
+    inp, h_in = Input(shape=(4,), dtype="int32"), Input(shape=(3,))
+    emb = L.Embedding(4, 2, mask_zero=True, seed=1)
+    gru = L.GRU(3, return_sequences=True, seed=2)
+    lstm = L.LSTM(2, seed=3)
+    seq = gru(emb(inp), initial_state=h_in)
+    mdl = Model([inp, h_in], [seq, lstm(seq)])
+    got_seq, got_last = mdl([ids, h0])
+    want_seq = gru(emb(ids), initial_state=h0)  # no mask: two tensor arguments
+    np.testing.assert_array_equal(got_seq, want_seq)
+    np.testing.assert_array_equal(got_last, lstm(want_seq, mask=ids != 0))  # mask passed on
