@@ -77,6 +77,10 @@ CASES = {
     "ZeroPadding2D": (lambda: L.ZeroPadding2D(((1, 0), (2, 1))), lambda: [_x(1, 5, 5, 2)]),
     "Cropping1D": (lambda: L.Cropping1D(1), lambda: [_x(2, 7, 3)]),
     "Cropping2D": (lambda: L.Cropping2D(1), lambda: [_x(1, 5, 5, 2)]),
+    # masks (issue 12)
+    "Embedding": (lambda: L.Embedding(9, 4, mask_zero=True, seed=8),
+                  lambda: [np.array([[1, 0, 8], [3, 3, 0]])]),
+    "Masking": (lambda: L.Masking(mask_value=0.5), lambda: [_x(2, 4, 3)]),
 }
 
 

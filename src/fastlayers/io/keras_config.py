@@ -19,8 +19,11 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import numpy as np
+
 from .. import functional as F
 from .. import layers as L
+from .._symbolic import symbolic_op
 from ..models import Input, Model, Sequential
 
 # Keras class name -> fastlayers layer class.
@@ -82,6 +85,9 @@ LAYER_CLASSES: dict[str, type] = {
     "ZeroPadding2D": L.ZeroPadding2D,
     "Cropping1D": L.Cropping1D,
     "Cropping2D": L.Cropping2D,
+    # masks (issue 12): the layers that make Keras's implicit masks
+    "Embedding": L.Embedding,
+    "Masking": L.Masking,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -104,7 +110,10 @@ _INFERENCE_IRRELEVANT |= {
 }
 # ... except where they matter: in MultiHeadAttention, dropout > 0 makes a fully masked
 # row attend to nothing (as in Keras).
-_KEEP: dict[type, tuple[str, ...]] = {L.MultiHeadAttention: ("dropout",)}
+_KEEP: dict[type, tuple[str, ...]] = {
+    L.MultiHeadAttention: ("dropout",),
+    L.Embedding: ("input_dim",),  # masks (issue 12): the vocabulary size, not Keras 2's
+}
 # Keys that must keep their default value (they change the result).
 _MUST_BE = {"time_major": False, "causal": False, "sparse": False, "ragged": False}
 
@@ -266,10 +275,39 @@ def _op_einsum(cfg: dict) -> Callable:
     return _einsum(cfg.get("config", {}).get("subscripts", ""))
 
 
+# Masks (issue 12): Keras records the ops that computed a layer's implicit mask on
+# symbolic tensors (Embedding: not_equal(x, 0); Masking: any(not_equal(x, v), axis=-1))
+# and passes their result as the next layer's ``mask`` keyword; these rebuild them.
+@symbolic_op
+def keras_not_equal(x: Any, y: Any) -> np.ndarray:
+    """Keras's ``ops.not_equal`` as recorded in a graph: a bool array."""
+    return np.not_equal(np.asarray(x), np.asarray(y))
+
+
+@symbolic_op
+def keras_any(x: Any, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    """Keras's ``ops.any`` as recorded in a graph: a bool array."""
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return np.asarray(np.any(np.asarray(x), axis=axis, keepdims=bool(keepdims)))
+
+
+def _op_not_equal(cfg: dict) -> Callable:
+    return keras_not_equal
+
+
+def _op_any(cfg: dict) -> Callable:
+    config = cfg.get("config", {})
+    axis, keepdims = config.get("axis"), config.get("keepdims", False)
+    return lambda x: keras_any(x, axis=axis, keepdims=keepdims)
+
+
 OPS: dict[str, Callable[[dict], Callable]] = {
     "Matmul": _op_matmul,
     "Softmax": _op_softmax,
     "Einsum": _op_einsum,
+    "NotEqual": _op_not_equal,  # masks (issue 12)
+    "Any": _op_any,  # masks (issue 12)
 }
 
 

@@ -57,6 +57,7 @@ from .initializers import (
 from .initializers import (
     weight_spec as weight_spec,
 )
+from .masking import Embedding, Masking  # masks (issue 12)
 from .merging import (  # merge topic (issue 12): merging layers and their functional forms
     Add,
     Average,
@@ -154,4 +155,7 @@ __all__ = [
     "ZeroPadding2D",
     "Cropping1D",
     "Cropping2D",
+    # masks (issue 12)
+    "Embedding",
+    "Masking",
 ]
