@@ -1,6 +1,6 @@
 """ONNX Runtime (CPU) as a peer of the benchmark: one small ONNX graph per case, built
 offline with the ``onnx`` package's helper API from the same Keras-layout weights the other
-paths use (docs/benchmarks.md §4).
+paths use (docs/benchmarks.md §10).
 
 The graphs: ``Gemm`` (dense with a bias) or ``MatMul`` (no bias), then ``Relu``; ``Conv``
 (NCHW, ONNX's layout: the input is transposed once outside the timed loop, as PyTorch's
