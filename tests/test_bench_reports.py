@@ -24,6 +24,7 @@ from fastlayers.bench.cases import (
     _sdpa_case,
     _softmax_case,
     check,
+    torch,
 )
 
 NUMBER = (int, float)
@@ -82,8 +83,6 @@ def test_json_document_keys_and_types(tmp_path, capsys):
         assert isinstance(case["flops"], float) and case["flops"] > 0
         assert case["compute_bound"] is False  # neither shape is bounded by the FMA peak
         expected = {"numpy"} | ({"cpp"} if fl.core_available() else set())
-        from fastlayers.bench.cases import torch
-
         expected |= {"torch"} if torch is not None else set()
         expected |= {"ort"} if ort.available() else set()
         assert set(case["paths"]) == expected
