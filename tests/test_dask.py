@@ -3,8 +3,9 @@ predicted chunk by chunk on the workers gives the very bits of a local ``model.p
 
 Two patterns: ``dask.array.map_blocks`` with a model's bound ``predict`` (the model travels
 pickled inside the task graph), and ``client.map`` over chunks with a model loaded from a
-committed Keras file on the workers themselves. Each worker runs fastlayers on one thread
-(``FASTLAYERS_NUM_THREADS`` in the workers' environment), which the test checks too.
+committed Keras file on the workers themselves. Each worker runs fastlayers on one thread,
+with no fastlayers setting: Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers and
+fastlayers follows it (docs/scaling.md); the test checks that too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ KERAS_FILE = Path(__file__).parent / "golden" / "models" / "conv_sequential.kera
 
 @pytest.fixture(scope="module")
 def client():
-    env = {"FASTLAYERS_NUM_THREADS": "1"}
+    env = {}
     # The workers import fastlayers from where this process does (a source checkout run
     # with PYTHONPATH=src, or the installed package).
     if os.environ.get("PYTHONPATH"):
