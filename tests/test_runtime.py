@@ -293,7 +293,10 @@ def test_env_backend_and_threads():
 def test_threads_follow_omp_num_threads_unless_fastlayers_says_otherwise():
     # OMP_NUM_THREADS (set by Dask's nanny, job schedulers) is followed when
     # FASTLAYERS_NUM_THREADS is not set; the latter wins; unusable values are ignored.
-    code = "import fastlayers as f, fastlayers._backend as b; print(f.get_num_threads(), b.max_threads())"
+    code = (
+        "import fastlayers as f, fastlayers._backend as b; "
+        "print(f.get_num_threads(), b.max_threads())"
+    )
     r = _run(code, OMP_NUM_THREADS="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == "1"
