@@ -43,6 +43,15 @@ LAYER_CLASSES: dict[str, type] = {
     "GaussianDropout": L.GaussianDropout,
     "ActivityRegularization": L.ActivityRegularization,
     "Activation": L.Activation,
+    # ---- norm (issue 12): normalization, activation and preprocessing layers ----
+    "BatchNormalization": L.BatchNormalization,
+    "LayerNormalization": L.LayerNormalization,
+    "ReLU": L.ReLU,
+    "LeakyReLU": L.LeakyReLU,
+    "PReLU": L.PReLU,
+    "ELU": L.ELU,
+    "Rescaling": L.Rescaling,
+    "Normalization": L.Normalization,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 

@@ -50,6 +50,16 @@ from .initializers import (
 from .initializers import (
     weight_spec as weight_spec,
 )
+from .normalization import (  # norm (issue 12): normalization, activation, preprocessing
+    ELU,
+    BatchNormalization,
+    LayerNormalization,
+    LeakyReLU,
+    Normalization,
+    PReLU,
+    ReLU,
+    Rescaling,
+)
 from .recurrent import GRU, LSTM, Bidirectional
 from .regularization import (
     ActivityRegularization,
@@ -79,4 +89,13 @@ __all__ = [
     "GaussianNoise",
     "GaussianDropout",
     "ActivityRegularization",
+    # norm
+    "BatchNormalization",
+    "LayerNormalization",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+    "Rescaling",
+    "Normalization",
 ]

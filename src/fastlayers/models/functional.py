@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _symbolic as S
 from ..layers.base import Layer, _auto_name
+from . import folding
 from .base import BaseModel, InputLayer, numbers_only
 
 
@@ -109,8 +110,10 @@ class Model(BaseModel):
     def call(self, inputs: Any) -> Any:
         arrays = self._match_inputs(inputs)
         values: dict[int, Any] = {t.id: a for t, a in zip(self.inputs, arrays)}
+        folded = folding.functional_plan(self)  # BatchNormalization folds (models/folding.py)
         for node in self._nodes:
-            for t, v in zip(node.outputs, node.run(values)):
+            step = folded.get(id(node))
+            for t, v in zip(node.outputs, node.run(values) if step is None else step(values)):
                 values[t.id] = v
         return S.substitute(self._output_struct, values)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import _symbolic as S
 from ..layers.base import Layer
+from . import folding
 from .base import BaseModel, InputLayer
 from .functional import _shape_str
 
@@ -70,8 +71,9 @@ class Sequential(BaseModel):
     def call(self, x: Any) -> Any:
         if self._input is not None:
             x = self._input.check(x)
-        for layer in self._stack:
-            x = layer(x)
+        folded = folding.sequential_plan(self)  # BatchNormalization folds (models/folding.py)
+        for i, layer in enumerate(self._stack):
+            x = layer(x) if i not in folded else folded[i](x)
         return x
 
     def _summary_rows(self) -> list[tuple[str, str, int]]:
