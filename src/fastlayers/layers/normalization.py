@@ -149,6 +149,8 @@ class BatchNormalization(Layer):
     beta_initializer, gamma_initializer, moving_mean_initializer,
     moving_variance_initializer : str or callable
         Defaults "zeros", "ones", "zeros", "ones".
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
     beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
     renorm_clipping, renorm_momentum, synchronized
         Training only; ignored.
@@ -171,6 +173,7 @@ class BatchNormalization(Layer):
         "gamma_initializer",
         "moving_mean_initializer",
         "moving_variance_initializer",
+        "seed",
     )
     ignored_args = (
         "beta_regularizer",
@@ -198,6 +201,8 @@ class BatchNormalization(Layer):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]  # Keras 2 configs store the axis as a one-element list
         self.axis = _int_axis(axis, owner)
         self.momentum = _real(momentum, owner, "momentum")
         self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
@@ -293,6 +298,8 @@ class LayerNormalization(Layer):
         Whether the layer has ``beta`` and ``gamma``.
     beta_initializer, gamma_initializer : str or callable
     beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint : ignored
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
     rms_scaling : must be False (deprecated in Keras; RMSNormalization is another layer)
 
     Weights (Keras order): ``gamma`` if scale, ``beta`` if center, each of shape
@@ -302,7 +309,7 @@ class LayerNormalization(Layer):
     """
 
     config_keys = ("axis", "epsilon", "center", "scale", "beta_initializer",
-                   "gamma_initializer")
+                   "gamma_initializer", "seed")
     ignored_args = ("beta_regularizer", "gamma_regularizer", "beta_constraint",
                     "gamma_constraint")
     unsupported_args = {"rms_scaling": False}
@@ -367,6 +374,8 @@ class LayerNormalization(Layer):
                 f"{owner}: inputs of shape {x.shape} have {tuple(x.shape[a] for a in axes)} on "
                 f"axis {self.axis}, the weights {w.shape}"
             )
+        if x.size == 0:
+            return np.zeros(x.shape, F32)
         return _np_norm.layer_normalization(x, gamma, beta, sorted(positions), self.epsilon)
 
 
@@ -420,9 +429,10 @@ class LeakyReLU(_NoWeights):
 
     config_keys = ("negative_slope",)
 
-    def __init__(self, negative_slope: float = 0.3, **kwargs: Any) -> None:
-        if "alpha" in kwargs:  # Keras 2's name (Keras 3 accepts it too)
-            negative_slope = kwargs.pop("alpha")
+    def __init__(self, negative_slope: float = 0.3, alpha: float | None = None,
+                 **kwargs: Any) -> None:
+        if alpha is not None:  # Keras 2's name, which Keras 3 still takes (and wins)
+            negative_slope = alpha
         super().__init__(**kwargs)
         self.negative_slope = _real(negative_slope, type(self).__name__, "negative_slope", 0.0)
 
@@ -460,13 +470,15 @@ class PReLU(Layer):
     shared_axes : None, int or list of ints
         Axes (counted with the batch axis as 0, so >= 1) along which alpha is shared.
     alpha_regularizer, alpha_constraint : ignored
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
 
     Weights: ``alpha`` of shape inputs.shape[1:] with 1 on the shared axes.
 
     Call: ``layer(inputs)`` with inputs of rank >= 2; float32 of the inputs' shape.
     """
 
-    config_keys = ("alpha_initializer", "shared_axes")
+    config_keys = ("alpha_initializer", "shared_axes", "seed")
     ignored_args = ("alpha_regularizer", "alpha_constraint")
 
     def __init__(self, alpha_initializer: Any = "zeros", shared_axes: Any = None,
