@@ -8,7 +8,7 @@ Softmax layer's Keras axis and mask arguments.
 * Bad arguments and inputs: a ValueError / TypeError naming the layer and the argument.
 
 Every test runs on both backends; these layers compute in NumPy under every backend except
-ReLU / LeakyReLU / ELU whose parameters are a core activation (docs/semantics.md §17).
+ReLU / LeakyReLU / ELU whose parameters are a core activation (docs/semantics.md §18).
 """
 
 from __future__ import annotations

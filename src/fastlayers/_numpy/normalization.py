@@ -1,7 +1,7 @@
 """NumPy reference of the normalization layers and the parameterized activation layers:
 BatchNormalization, LayerNormalization, Rescaling, Normalization, ReLU, LeakyReLU, PReLU,
 ELU. Each function takes checked float32 arrays and returns float32 arrays of the shape
-of ``x``; the formulas are Keras 3's (docs/semantics.md §17).
+of ``x``; the formulas are Keras 3's (docs/semantics.md §18).
 """
 
 from __future__ import annotations

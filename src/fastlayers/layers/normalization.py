@@ -2,7 +2,7 @@
 with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preprocessing layers that are
 arithmetic at inference (Rescaling, Normalization).
 
-What each computes is Keras 3's formula at inference (docs/semantics.md §17). They run
+What each computes is Keras 3's formula at inference (docs/semantics.md §18). They run
 the NumPy code of fastlayers/_numpy/normalization.py on every backend, except where the
 C++ core has the very same function: ReLU, LeakyReLU and ELU whose parameters are those of
 a Keras activation name in the core's table (relu, relu6, leaky_relu with slope 0.2, elu
@@ -386,7 +386,7 @@ class ReLU(_NoWeights):
     """Keras ``ReLU`` layer: ``keras.activations.relu`` with its parameters.
 
     ``y = min(x if x > threshold else 0, max_value) - negative_slope * max(threshold - x, 0)``
-    (without threshold the first term is max(x, 0)); docs/semantics.md §17.
+    (without threshold the first term is max(x, 0)); docs/semantics.md §18.
 
     Parameters: max_value (None or >= 0), negative_slope >= 0, threshold >= 0.
     No weights. Call: ``layer(inputs)``; float32 of the inputs' shape.
