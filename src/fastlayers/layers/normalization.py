@@ -2,13 +2,14 @@
 with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preprocessing layers that are
 arithmetic at inference (Rescaling, Normalization).
 
-What each computes is Keras 3's formula at inference (docs/semantics.md §18). They run
-the NumPy code of fastlayers/_numpy/normalization.py on every backend, except where the
-C++ core has the very same function: ReLU, LeakyReLU and ELU whose parameters are those of
-a Keras activation name in the core's table (relu, relu6, leaky_relu with slope 0.2, elu
-with alpha 1) run that kernel under "auto" and "cpp". A BatchNormalization right after a
-linear Dense or Conv2D inside a model is folded into that layer's packed weights, so it
-runs in the C++ GEMM (fastlayers/models/folding.py, docs/architecture.md §12).
+What each computes is Keras 3's formula at inference (docs/semantics.md §18).
+LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy). ReLU, LeakyReLU
+and ELU whose parameters are those of a Keras activation name in the core's table (relu,
+relu6, leaky_relu with slope 0.2, elu with alpha 1) run that kernel under "auto" and "cpp".
+The others compute with fastlayers/_numpy/normalization.py under every backend (the core
+has no kernel for them). A BatchNormalization right after a linear Dense or Conv2D inside a
+model is folded into that layer's packed weights, so it runs in the C++ GEMM
+(fastlayers/models/folding.py, docs/architecture.md §12).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from .. import _backend
 from .. import _validation as V
+from .. import functional as F
 from .._cpp import activations as _cpp_act
 from .._numpy import normalization as _np_norm
 from .base import Layer, _bool
@@ -374,9 +376,13 @@ class LayerNormalization(Layer):
                 f"{owner}: inputs of shape {x.shape} have {tuple(x.shape[a] for a in axes)} on "
                 f"axis {self.axis}, the weights {w.shape}"
             )
-        if x.size == 0:
-            return np.zeros(x.shape, F32)
-        return _np_norm.layer_normalization(x, gamma, beta, sorted(positions), self.epsilon)
+        # Keras reshapes (does not transpose) gamma and beta to the input's shape over the
+        # axes in position order; that only differs from their own shape for mixed signs.
+        axes = tuple(sorted(positions))
+        shape = tuple(x.shape[a] for a in axes)
+        gamma = None if gamma is None else gamma.reshape(shape)
+        beta = None if beta is None else beta.reshape(shape)
+        return F.run_layer_norm(V.LayerNormArgs(x, gamma, beta, axes, self.epsilon))
 
 
 # ---------------------------------------------------------------- activation layers
