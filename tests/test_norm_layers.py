@@ -384,3 +384,30 @@ def test_layers_in_a_model_summary_and_weights():
                                                       (4,), (4,), (4,)]
     y = model(np.ones((3, 6, 4), F32))
     assert y.shape == (3, 6, 4) and y.dtype == F32
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
+def test_batch_normalization_cpp_runs_the_depthwise_kernel(monkeypatch, rng):
+    """Under "cpp" a BatchNormalization is the core's depthwise 1x1 convolution with its
+    packed scale and shift, for the last axis and (moved last) for any other."""
+    from fastlayers.layers import normalization as norm_module
+
+    calls = []
+    real = norm_module._cpp_conv2d.conv2d
+    monkeypatch.setattr(norm_module._cpp_conv2d, "conv2d",
+                        lambda a, p: calls.append(a.x.shape) or real(a, p))
+    for shape, axis in (((5, 1, 17), -1), ((2, 7, 3, 5), 1), ((3, 2), 0), ((1, 1), -1)):
+        c = shape[axis]
+        layer = BatchNormalization(axis=axis)
+        layer.set_weights([rng.uniform(0.5, 1.5, c), rng.standard_normal(c),
+                           rng.standard_normal(c), rng.uniform(0.2, 2.0, c)])
+        x = rng.standard_normal(shape).astype(F32)
+        with fl.use_backend("cpp"):
+            got = layer(x)
+            if axis != 0:
+                assert layer(np.zeros((0,) + shape[1:], F32)).shape == (0,) + shape[1:]
+        with fl.use_backend("numpy"):
+            want = layer(x)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        assert calls[-1] == (1, 1, x.size // c, c)
+    assert len(calls) == 4

@@ -3,7 +3,8 @@ with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preprocessing layers that 
 arithmetic at inference (Rescaling, Normalization).
 
 What each computes is Keras 3's formula at inference (docs/semantics.md §18).
-LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy). ReLU, LeakyReLU
+LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy); BatchNormalization
+runs on the C++ path as a depthwise 1x1 convolution (its packed scale and shift). ReLU, LeakyReLU
 and ELU whose parameters are those of a Keras activation name in the core's table (relu,
 relu6, leaky_relu with slope 0.2, elu with alpha 1) run that kernel under "auto" and "cpp".
 The others compute with fastlayers/_numpy/normalization.py under every backend (the core
@@ -23,6 +24,8 @@ from .. import _backend
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import activations as _cpp_act
+from .._cpp import conv2d as _cpp_conv2d
+from .._cpp import pack_conv2d
 from .._numpy import normalization as _np_norm
 from .base import Layer, _bool
 from .initializers import INITIALIZERS, check_initializer, weight_spec
@@ -163,6 +166,10 @@ class BatchNormalization(Layer):
 
     Call: ``layer(inputs, training=None, mask=None)``: any rank > axis; returns float32 of
     the inputs' shape. ``training`` and ``mask`` do not change the inference result.
+
+    The C++ path runs the affine map as a depthwise 1x1 convolution (one FMA per element,
+    so it differs from NumPy's multiply-then-add by float32 rounding); inside a model a
+    BatchNormalization after a linear Dense or Conv2D is folded into it instead.
     """
 
     config_keys = (
@@ -262,8 +269,14 @@ class BatchNormalization(Layer):
         )
 
     def _on_weights_set(self) -> None:
-        super()._on_weights_set()
         self._affine = self.affine()
+        super()._on_weights_set()
+
+    def _pack(self):
+        # x * scale + shift over the channels is a depthwise 1x1 convolution: kernel
+        # (1, 1, 1, C) = scale, bias = shift, groups = C (the core's direct depthwise kernel).
+        scale, shift = self._affine
+        return pack_conv2d(scale.reshape(1, 1, 1, -1), shift, scale.shape[0])
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> np.ndarray:
         owner = self._owner()
@@ -278,7 +291,17 @@ class BatchNormalization(Layer):
                 f"{x.shape}), the weights {c}"
             )
         scale, shift = self._affine
-        return _np_norm.affine(x, scale, shift, axis)
+        if x.size == 0:
+            return np.zeros(x.shape, F32)
+        if _backend.resolve(owner, None) == "numpy":
+            return _np_norm.affine(x, scale, shift, axis)
+        # C++: the channel axis moved last (a copy only when it is not), the rest flattened
+        # into the width of a 1 x M image, then the packed depthwise 1x1 convolution.
+        xl = x if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(x, axis, -1))
+        a = V.check_conv2d(xl.reshape(1, 1, -1, c), scale.reshape(1, 1, 1, c), shift, 1,
+                           "valid", 1, c, None, op=owner, x_name="inputs")
+        y = _cpp_conv2d.conv2d(a, self._packed).reshape(xl.shape)
+        return y if xl is x else np.ascontiguousarray(np.moveaxis(y, -1, axis))
 
 
 # ------------------------------------------------------------------ LayerNormalization
