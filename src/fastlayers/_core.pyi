@@ -17,6 +17,15 @@ def softmax_lastdim(
     mask: bool/uint8, C-contiguous, x's shape; False entries get -1e9 before and 0
     after the softmax (Keras Softmax layer)."""
 
+def layer_norm_lastdim(
+    x: npt.NDArray[np.float32],
+    gamma: npt.NDArray[np.float32] | None = None,
+    beta: npt.NDArray[np.float32] | None = None,
+    epsilon: float = 1e-3,
+) -> npt.NDArray[np.float32]:
+    """LayerNormalization over the last axis of a C-contiguous float32 array of rank >= 1;
+    gamma and beta (n,) or None. One summation order: the same bits on every ISA."""
+
 def attention(
     q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32],

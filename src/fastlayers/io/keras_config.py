@@ -88,6 +88,15 @@ LAYER_CLASSES: dict[str, type] = {
     # masks (issue 12): the layers that make Keras's implicit masks
     "Embedding": L.Embedding,
     "Masking": L.Masking,
+    # ---- norm (issue 12): normalization, activation and preprocessing layers ----
+    "BatchNormalization": L.BatchNormalization,
+    "LayerNormalization": L.LayerNormalization,
+    "ReLU": L.ReLU,
+    "LeakyReLU": L.LeakyReLU,
+    "PReLU": L.PReLU,
+    "ELU": L.ELU,
+    "Rescaling": L.Rescaling,
+    "Normalization": L.Normalization,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _symbolic as S
 from ..layers.base import Layer, _auto_name
+from . import folding
 from .base import BaseModel, InputLayer, input_masks, numbers_only
 
 
@@ -119,8 +120,22 @@ class Model(BaseModel):
         masks: dict[int, Any] = {
             t.id: m for t, m in zip(self.inputs, input_masks(mask, self.inputs, self._owner()))
         }
+        folded = folding.functional_plan(self)  # BatchNormalization folds (models/folding.py)
+        through: set[int] = set()  # outputs of producers that ran folded
         for node in self._nodes:
-            for t, v in zip(node.outputs, node.run(values, masks)):
+            step = folded.get(id(node))
+            if step is not None and (
+                step.after in through if step.after is not None
+                else all(masks.get(t.id) is None for t in node.inputs)
+            ):
+                outs = step.run(values)
+                if step.after is None:
+                    through.update(t.id for t in node.outputs)
+                for t in node.outputs:
+                    masks[t.id] = None
+            else:
+                outs = node.run(values, masks)
+            for t, v in zip(node.outputs, outs):
                 values[t.id] = v
         return S.substitute(self._output_struct, values), [masks[t.id] for t in self.outputs]
 
