@@ -95,8 +95,10 @@ def test_cross_layer_models_like_keras(case, backend):
     x = _inputs(case)
     with fl.use_backend(backend):
         assert_like_keras(case, mdl(x))
-        # predict splits the batch (2 + 2 + 1 or 2 + 1): the masks are split with it.
-        assert_like_keras(case, mdl.predict(x, batch_size=2))
+        # predict splits the batch (2 + 2 + 1 or 2 + 1; one by one; 3 + rest): the masks
+        # are split with it.
+        for batch_size in (2, 1, 3):
+            assert_like_keras(case, mdl.predict(x, batch_size=batch_size))
 
 
 def test_layers_in_keras_order():
@@ -278,3 +280,18 @@ def test_mask_op_configs():
                           "config": {"name": "c", "axis": 1, "trainable": True}})
     assert not kc._is_op({"class_name": "Softmax", "config": {"name": "s", "axis": -1}})
     assert kc._is_op({"class_name": "LogicalOr", "config": {"name": "o"}})
+
+
+def test_bad_inputs_name_the_layer():
+    mdl = _model("integ_merge_lstm")
+    a, b = golden("integ_merge_lstm", "inputs")
+    bad = b.copy()
+    bad[0, 0] = 11  # outside [0, input_dim)
+    with pytest.raises(ValueError, match="Embedding"):
+        mdl([a, bad])
+    with pytest.raises(ValueError, match="input 'b'"):
+        mdl([a, b[:, :5]])  # 5 steps where the Input says 7
+    td = _model("integ_td")
+    ids, grid = golden("integ_td", "inputs")
+    with pytest.raises(ValueError, match="input 'grid'"):
+        td([ids, grid[:, :, :, None]])  # the grid input has rank 3
