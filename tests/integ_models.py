@@ -213,11 +213,44 @@ def integ_mask_ops(ns: Any):
     return ns.Model([a_in, b_in], [joined, L.GlobalAveragePooling1D()(att)])
 
 
+def integ_mha_merges(ns: Any):
+    """MultiHeadAttention between two masked branches (query, value and key masks), its
+    output multiplied by a Dense branch, concatenated along features and time, into a GRU;
+    the attention output pooled with the query's mask."""
+    L = ns.layers
+    a_in = ns.Input(shape=(6,), dtype="int32", name="a")
+    b_in = ns.Input(shape=(6,), dtype="int32", name="b")
+    ea = L.Embedding(VOCAB, 3, mask_zero=True)(a_in)
+    eb = L.Embedding(VOCAB, 3, mask_zero=True)(b_in)
+    # Keras's MultiHeadAttention deletes the masks of the tensors it reads, when it runs
+    # (docs/semantics.md §22, not copied): it reads tensors no other layer reads.
+    q, v = L.Dense(3)(ea), L.Dense(3)(eb)
+    m = L.MultiHeadAttention(num_heads=1, key_dim=2)(q, v, v)
+    s = L.LSTM(2, return_sequences=True)(L.Multiply()([m, L.Dense(3)(eb)]))
+    c = L.Concatenate(axis=1)([L.Concatenate()([s, L.Dense(2)(ea)]), L.Dense(4)(eb)])
+    return ns.Model([a_in, b_in], [L.GRU(2)(c), L.GlobalAveragePooling1D()(m)])
+
+
+def integ_masking_merges(ns: Any):
+    """Masking merged with unmasked Dense chains (Average: no mask) and with masked ones
+    (Maximum of three), Bidirectional(merge_mode=None) whose two outputs carry the mask,
+    and TimeDistributed(Dense) as an output."""
+    L = ns.layers
+    x = ns.Input(shape=(5, 2))
+    m = L.Masking()(x)
+    d = L.Dense(2)(L.Dense(2)(L.Dense(2)(x)))
+    y = L.Average()([m, d])
+    z = L.Maximum()([m, L.Dense(2)(m), L.Dense(2)(L.Dense(2)(m))])
+    f, b = L.Bidirectional(L.LSTM(2, return_sequences=True), merge_mode=None)(z)
+    return ns.Model(x, [L.LSTM(2)(y), L.GRU(2)(f), L.LSTM(1)(b),
+                        L.TimeDistributed(L.Dense(1))(z)])
+
+
 CASES = {f.__name__: f for f in (integ_emb_pool, integ_merge_lstm, integ_td,
                                    integ_seq_masking_td_gru, integ_bilstm_attention,
                                    integ_shape_drop, integ_multi_nested, integ_cnn,
                                    integ_more_merges, integ_seq_text, integ_td_embedding,
-                                   integ_mask_ops)}
+                                   integ_mask_ops, integ_mha_merges, integ_masking_merges)}
 # The cases also saved as Keras model files (models_integ.npz: the loader tests read them
 # too): their graphs hold the mask ops of merging layers and Attention. The others go to
 # integ.npz and are only built in code (the fixtures stay under 300 KB).

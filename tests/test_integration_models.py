@@ -129,6 +129,8 @@ MASKED_OUTPUTS = {
     "integ_seq_text": {0},
     "integ_td_embedding": set(),  # TimeDistributed keeps its input's mask (none)
     "integ_mask_ops": {0, 1},
+    "integ_mha_merges": {0, 1},
+    "integ_masking_merges": {1, 2, 3},  # 0: Average with an unmasked branch has no mask
 }
 
 

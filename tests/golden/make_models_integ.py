@@ -74,6 +74,8 @@ def inputs_of(name: str) -> list[np.ndarray]:
                                    [[0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 1, 1]],
                                    [[1, 1, 1, 1, 0], [0, 0, 1, 0, 0], [1, 1, 1, 1, 1]]] * 2)[:5])
         return [tokens(4), grid]
+    if name == "integ_masking_merges":
+        return [masked_floats(15, (4, 5, 2))]
     if name == "integ_seq_masking_td_gru":
         return [masked_floats(5, (4, 6, 3))]
     if name == "integ_multi_nested":
@@ -82,7 +84,7 @@ def inputs_of(name: str) -> list[np.ndarray]:
         rng = np.random.default_rng(9)
         return [rng.standard_normal((3, 9, 8, 3)).astype(F32),
                 rng.standard_normal((3, 10, 2)).astype(F32)]
-    if name in ("integ_more_merges", "integ_mask_ops"):
+    if name in ("integ_more_merges", "integ_mask_ops", "integ_mha_merges"):
         six = TOKENS[:, 1:]
         return [tokens(10, six), tokens(11, six[[2, 0, 1, 4, 3], ::-1])]
     if name == "integ_td_embedding":
