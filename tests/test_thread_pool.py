@@ -171,3 +171,17 @@ def test_one_thread_runs_no_region(restore_threads):
     after = _stats()
     assert after["regions"] == before["regions"]
     assert after["worker_wakeups"] == before["worker_wakeups"]
+
+
+def test_busy_core_benchmark_runs(capsys, restore_threads):
+    # python -m fastlayers.bench.busy: a measurement, not a test; only that it runs, checks
+    # its paths against NumPy, stops its busy process and prints one row per measurement.
+    from fastlayers.bench import busy
+
+    n = fl.get_num_threads()
+    assert busy.main(["--repeats", "1", "--conditions", "busy", "--markdown"]) == 0
+    assert fl.get_num_threads() == n
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| busy |")]
+    assert len(rows) == 4  # 2 calls x 1 and 2 threads
+    with pytest.raises(SystemExit):
+        busy.main(["--conditions", "loud"])

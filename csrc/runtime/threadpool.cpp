@@ -1,16 +1,20 @@
 // The thread pool behind fl::parallel_for.
 //
 // Design (docs/architecture.md §7): one pool of our own, no OpenMP. num_threads()-1 workers,
-// created on the first region that needs them; the calling thread runs chunk 0 itself. A region
-// is published by bumping a ticket (generation << 16 | chunk count); workers spin on it for a
-// few tens of microseconds after their last job (a hand-off then costs ~100 ns instead of a
-// futex wake-up) and then sleep on a condition variable, so an idle pool burns no CPU - on a
-// 2-core machine a spinning worker would steal a whole core from NumPy or the interpreter.
-// Completion is an atomic counter that the caller spins on, then sleeps on. A worker chunk not
-// yet started when the caller has finished its own is run by the caller (each chunk is claimed
-// once per region, by its worker or the caller): on a busy host a woken worker may sit queued
-// behind the caller on the same CPU, and waiting for it cost a 2-thread call the caller's whole
-// spin budget plus a wake-up (conv-stem on 2 threads: ~190 us against 135 us on 1).
+// created on the first region that needs them; the calling thread runs chunk 0 itself. Each
+// worker waits on a slot of its own: a region of k chunks writes the tickets (generation << 16 |
+// k) of workers 1..k-1 only, and wakes only those of them that sleep, so the rest of a big pool
+// stays asleep. A worker spins on its ticket for a few tens of microseconds after its last job
+// (a hand-off then costs ~100 ns instead of a futex wake-up), then sleeps on its condition
+// variable, so an idle pool burns no CPU - on a 2-core machine a spinning worker would steal a
+// whole core from NumPy or the interpreter. Chunk i belongs to thread i but runs on whichever
+// thread claims it first (one compare-and-swap per chunk and region): every thread claims its
+// own chunk, then any chunk nobody has started, so a worker that is not woken yet, or queued
+// behind another process on a busy host, has its chunk run by a thread that is free instead of
+// being waited for. Completion is an atomic count of chunks that the caller spins on, then
+// sleeps on. If the OS refuses to start a worker, the pool keeps the ones it got, lowers
+// num_threads() to match and leaves a one-time report for the Python bindings (a worker never
+// calls into Python).
 //
 // Determinism: the split of [0, n) is a pure function of (n, min_per_task, threads), every chunk
 // runs with FTZ/DAZ on, and callers give chunks disjoint outputs, so results are bitwise

@@ -187,8 +187,12 @@ PoolStats pool_stats();
 // tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the
 // OS refused to create threads; 1 when called from inside a parallel region, then on the calling
 // thread alone). Because every tid has a thread of its own, the threads may wait for each other
-// (SpinBarrier) - e.g. an LSTM whose hidden units are split over the cores, with one barrier per
-// time step instead of one region per step. FTZ/DAZ as in parallel_for. fn must not throw.
+// (SpinBarrier). Tids are claimed like parallel_for chunks: a thread whose own tid has returned
+// runs any tid whose worker has not started it yet (never tid 0, which the caller holds), so a
+// body that does not wait for the others is never held up by a late worker. Bodies that meet at
+// a barrier are never taken over: no tid returns before every tid has reached the barrier. Work that must not wait for a
+// descheduled partner claims its pieces through SharedPhases instead of meeting at a barrier (the
+// LSTM/GRU unit split). FTZ/DAZ as in parallel_for. fn must not throw.
 void parallel_region(int max_threads, void (*fn)(void* ctx, int tid, int nthreads), void* ctx);
 
 // Convenience overload for any callable f(int tid, int nthreads) that does not throw.

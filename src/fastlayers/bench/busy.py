@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 # The busy process: an endless loop, pinned to the CPU given as its argument, if any.
 _BUSY_LOOP = (
     "import os, sys\n"
@@ -121,9 +123,16 @@ def main(argv=None) -> int:
         f"{torch.__version__ if torch is not None else 'missing: ' + str(TORCH_ERROR)}; "
         f"{cpus} CPUs usable; median of {args.repeats} single calls"
     )
+    from .cases import check
+
     cases = _cases()
-    for case in cases:
+    for case in cases:  # every path must give the NumPy path's numbers
         case.setup()
+        reference = np.asarray(case.runner("numpy")())
+        for path in ("cpp", "torch"):
+            run = case.runner(path)
+            if run is not None:
+                check(case, path, run(), reference)
     saved = fl.get_num_threads()
     rows = []
     try:
