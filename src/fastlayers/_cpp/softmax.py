@@ -15,12 +15,10 @@ def softmax(a):
     core = _backend._core
     x, axes, mask = a.x, a.axes, a.mask
     if axes == (x.ndim - 1,):
-        # The usual case: x is C-contiguous already (validation), its rows are the last axis;
-        # no transposes (they cost several times the kernel on small inputs).
-        rows_shape = (math.prod(x.shape[:-1]), x.shape[-1])
-        if mask is not None:
-            mask = np.ascontiguousarray(mask).reshape(rows_shape)
-        return core.softmax_lastdim(x.reshape(rows_shape), mask).reshape(x.shape)
+        # The usual case: x is C-contiguous already (validation) and the kernel takes any
+        # rank, normalizing over the last axis; no reshapes or transposes (on small inputs they
+        # cost several times the kernel).
+        return core.softmax_lastdim(x, None if mask is None else np.ascontiguousarray(mask))
     lead = [i for i in range(x.ndim) if i not in axes]
     order = lead + list(axes)
     n = math.prod(x.shape[i] for i in axes)
