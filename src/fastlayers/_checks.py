@@ -15,6 +15,9 @@ import numpy as np
 from ._numpy.activations import ACTIVATIONS
 
 F32 = np.float32
+# The float32 dtype object: arrays of native float32 share it, so ``x.dtype is _F32_DTYPE``
+# is the fast test (an equal but distinct dtype, e.g. big-endian float32, takes the slow path).
+_F32_DTYPE = np.dtype(np.float32)
 
 
 def _shape(a) -> str:
@@ -23,8 +26,10 @@ def _shape(a) -> str:
 
 def array(x: Any, op: str, name: str) -> np.ndarray:
     """Convert ``x`` to a C-contiguous float32 array or raise TypeError."""
-    if type(x) is np.ndarray and x.dtype == F32 and x.flags.c_contiguous and x.flags.aligned:
-        return x  # already what the kernels take (the common case: a layer's own weights)
+    if type(x) is np.ndarray and x.dtype is _F32_DTYPE:
+        flags = x.flags
+        if flags.c_contiguous and flags.aligned:
+            return x  # already what the kernels take (the common case: a layer's own weights)
     if x is None:
         raise TypeError(f"{op}: {name} is required, got None")
     if isinstance(x, np.ndarray):
