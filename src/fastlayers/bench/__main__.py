@@ -19,8 +19,13 @@ them. The re-executed process also gets ``OPENBLAS_THREAD_TIMEOUT=4``.
 
 Options: ``--quick`` (default) skips the largest shapes and repeats less;
 ``--full`` runs everything; ``--threads N``; ``--only ID[,ID...]`` (prefixes);
-``--paths numpy,cpp,torch``; ``--markdown`` (a table to paste into a note);
-``--keep-blas-env``.
+``--paths numpy,cpp,torch,keras,keras-predict``; ``--models`` (the model cases only) or
+``--no-models``; ``--markdown`` (a table to paste into a note); ``--keep-blas-env``.
+
+Model cases (``models.py``, ids ``model-...``): whole Keras models at batch 1 and 64, in a
+second table with two more peers, Keras 3 on its torch backend (called, and through
+``predict``) and the same model written in PyTorch; every output of every path is checked
+against fastlayers' NumPy path first.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ import sys
 import time
 
 from . import machine, report
+
+FASTLAYERS_PATHS = ("numpy", "cpp")
+OP_PATHS = ("numpy", "cpp", "torch")
+ALL_PATHS = ("numpy", "cpp", "torch", "keras", "keras-predict")
 
 
 def _limit_threads(n: int):
@@ -78,33 +87,42 @@ def measure(case, paths, repeats: int, target: float):
 
     runners = {p: case.runner(p) for p in paths}
     runners = {p: r for p, r in runners.items() if r is not None}
-    reference = np.asarray(runners["numpy"]() if "numpy" in runners else None)
-    if isinstance(reference, np.ndarray) and reference.dtype != object:
-        for p, r in runners.items():
-            check(case, p, r(), reference)
+    check_outputs = getattr(case, "check_outputs", None)
+    if check_outputs is not None:  # a model case: every output, against a fastlayers path
+        ref_path = next((p for p in ("numpy", "cpp") if p in runners), None)
+        if ref_path is not None:
+            reference = runners[ref_path]()
+            for p, r in runners.items():
+                check_outputs(p, r(), reference)
+    else:
+        reference = np.asarray(runners["numpy"]() if "numpy" in runners else None)
+        if isinstance(reference, np.ndarray) and reference.dtype != object:
+            for p, r in runners.items():
+                check(case, p, r(), reference)
     loops = {p: _inner_loops(r, target) for p, r in runners.items()}
     samples = {p: [] for p in runners}
 
     def sample(p):
         n = loops[p]
-        if p == "torch":
+        if p not in FASTLAYERS_PATHS:
             r = runners[p]
         else:  # the backend is set around the loop, so its switch is not timed
             r = functools.partial(case.call, case.inputs)
-        with fl.use_backend(p if p != "torch" else "auto"):
+        with fl.use_backend(p if p in FASTLAYERS_PATHS else "auto"):
             t0 = time.perf_counter()
             for _ in range(n):
                 r()
             samples[p].append((time.perf_counter() - t0) / n)
 
     # All paths interleaved (numpy, cpp, torch, numpy, ...), so that the machine's drift
-    # (+-20% over minutes on a shared host) hits every path alike. After a torch sample,
-    # a pause: its OpenMP workers keep spinning for a while after each call and would slow
-    # whatever runs next (measured on 2 threads: +40% right after, nothing after 20 ms).
+    # (+-20% over minutes on a shared host) hits every path alike. After a torch (or Keras
+    # on torch) sample, a pause: its OpenMP workers keep spinning for a while after each
+    # call and would slow whatever runs next (measured on 2 threads: +40% right after,
+    # nothing after 20 ms).
     for _ in range(repeats):
         for p in runners:
             sample(p)
-            if p == "torch":
+            if p not in FASTLAYERS_PATHS:
                 time.sleep(0.05)
     return {p: statistics.median(s) for p, s in samples.items()}
 
@@ -118,7 +136,14 @@ def main(argv=None, *, allow_reexec: bool = False) -> int:
     mode.add_argument("--full", action="store_true", help="run every shape, more repeats")
     parser.add_argument("--threads", type=int, default=None, help="threads for every path")
     parser.add_argument("--only", default="", help="comma-separated case id prefixes")
-    parser.add_argument("--paths", default="numpy,cpp,torch", help="paths to time")
+    parser.add_argument(
+        "--paths",
+        default=",".join(ALL_PATHS),
+        help="paths to time (keras and keras-predict serve the model cases only)",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--models", action="store_true", help="run the model cases only")
+    which.add_argument("--no-models", action="store_true", help="skip the model cases")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument(
         machine.KEEP_BLAS_ENV_FLAG,
@@ -137,14 +162,16 @@ def main(argv=None, *, allow_reexec: bool = False) -> int:
     import fastlayers as fl
     from fastlayers import _backend
 
+    from . import models as models_mod
     from .cases import TORCH_ERROR, all_cases, torch
+    from .models import model_cases
 
     threads = args.threads or fl.get_num_threads()
     limiter, notes = _limit_threads(threads)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    unknown = sorted(set(paths) - {"numpy", "cpp", "torch"})
+    unknown = sorted(set(paths) - set(ALL_PATHS))
     if unknown:
-        parser.error(f"unknown path(s) {', '.join(unknown)}: expected numpy, cpp, torch")
+        parser.error(f"unknown path(s) {', '.join(unknown)}: expected {', '.join(ALL_PATHS)}")
     repeats, target = (7, 0.05) if args.full else (3, 0.02)
     prefixes = [p for p in args.only.split(",") if p]
 
@@ -166,24 +193,50 @@ def main(argv=None, *, allow_reexec: bool = False) -> int:
     if TORCH_ERROR:
         notes.append(f"torch not available ({TORCH_ERROR.splitlines()[0]})")
     items.extend(("note", n) for n in notes)
+    def selected(case) -> bool:
+        if prefixes:
+            return any(case.id.startswith(p) for p in prefixes)
+        return args.full or case.quick
+
+    op_cases = [] if args.models else [c for c in all_cases() if selected(c)]
+    mcases = [] if args.no_models else [c for c in model_cases() if selected(c)]
+    if mcases and any(p in paths for p in ("keras", "keras-predict")):
+        kline = models_mod.keras_line()
+        if kline is None:
+            items.append(("note", f"keras not available ({models_mod.keras_module()[1]})"))
+        else:
+            items.append(("keras", kline))
     md = args.markdown
     peak_total = peak * machine.peak_units(threads, cores) if peak is not None else None
-    for line in report.format_header(items, md) + report.format_table_head(peak is not None, md):
+    for line in report.format_header(items, md):
         print(line)
-    for case in all_cases():
-        if prefixes and not any(case.id.startswith(p) for p in prefixes):
-            continue
-        if not args.full and not case.quick and not prefixes:
-            continue
-        res = measure(case, paths, repeats, target)
-        cells = report.row_cells(
-            case.id, case.desc, case.flops, case.compute_bound, res, peak_total
-        )
-        print(report.format_row(cells, md), flush=True)
-    if md:
-        print()
-    for line in report.footer(peak is not None):
-        print(line)
+    if op_cases:
+        for line in report.format_table_head(peak is not None, md):
+            print(line)
+        op_paths = [p for p in paths if p in OP_PATHS]
+        for case in op_cases:
+            res = measure(case, op_paths, repeats, target)
+            cells = report.row_cells(
+                case.id, case.desc, case.flops, case.compute_bound, res, peak_total
+            )
+            print(report.format_row(cells, md), flush=True)
+        if md:
+            print()
+        for line in report.footer(peak is not None):
+            print(line)
+    if mcases:
+        if op_cases:
+            print()
+        for line in report.format_table_head(False, md, cols=report.MODEL_COLUMNS):
+            print(line)
+        for case in mcases:
+            res = measure(case, paths, repeats, target)
+            cells = report.model_row_cells(case.id, case.desc, res)
+            print(report.format_row(cells, md, cols=report.MODEL_COLUMNS), flush=True)
+        if md:
+            print()
+        for line in report.model_footer():
+            print(line)
     if limiter is not None:
         limiter.restore_original_limits()
     return 0

@@ -396,7 +396,7 @@ class ModelCase:
 
     @property
     def desc(self) -> str:
-        return f"{self.spec.desc}; batch {self.batch}"
+        return self.spec.desc
 
     def setup(self, seed: int = 0) -> None:
         if self.built is None:
