@@ -80,6 +80,13 @@ class Sequential(BaseModel):
         if mask is not None:
             (mask,) = input_masks(mask, [x], self._owner())
         for layer in self._stack:
+            if mask is None and _masking.mask_free(layer):
+                # No mask comes in and none can come out: what _masked_call would do, less
+                # its bookkeeping (one None per output).
+                x = layer.call(x)
+                if isinstance(x, (list, tuple)) and len(x) != 1:
+                    mask = [None] * len(x)
+                continue
             x, out_masks = layer._masked_call(layer.call, (x,), {}, (_masking.Leaf(mask),), {})
             mask = out_masks[0] if len(out_masks) == 1 else out_masks
         return x, [mask]
