@@ -410,8 +410,9 @@ class ModelCase:
         """The fastlayers model on the case's inputs, on the current backend."""
         return self.built.fl_model(self._fl_input())
 
-    def runner(self, path: str) -> Callable[[], Any] | None:
-        """A no-argument callable running this case on ``path``, or None if unavailable."""
+    def runner(self, path: str, threads: int | None = None) -> Callable[[], Any] | None:
+        """A no-argument callable running this case on ``path``, or None if unavailable
+        (``ort`` has no model cases). ``threads``: the threads set already serve."""
         self.setup()
         if path in FASTLAYERS_PATHS:
             if path == "cpp" and not fl.core_available():
@@ -446,6 +447,8 @@ class ModelCase:
                     return fn(*xs)
 
             return run_torch
+        if path == "ort":
+            return None
         raise ValueError(f"unknown path {path!r}")
 
     def check_outputs(self, path: str, result: Any, reference: Any) -> None:
