@@ -1,4 +1,4 @@
-"""The model cases of python -m fastlayers.bench (docs/benchmarks.md §10): each model builds,
+"""The model cases of python -m fastlayers.bench (docs/benchmarks.md §12): each model builds,
 and its outputs on fastlayers' two paths match Keras (called and through predict) and the
 PyTorch version on the same weights, at a small batch. No timing is asserted."""
 

@@ -27,7 +27,7 @@ note); ``--keep-blas-env``. Results: ``--json OUT.json`` writes them (schema in
 over ``--threshold`` (10 %), ``--fail-on-regression`` makes a flagged numpy/cpp path the
 exit status 1, ``--plot OUT.png`` draws the speedups (needs ``fastlayers[plot]``).
 
-Model cases (``models.py``, ids ``model-...``; docs/benchmarks.md §10): whole Keras models
+Model cases (``models.py``, ids ``model-...``; docs/benchmarks.md §12): whole Keras models
 at batch 1 and 64, in a second table with the peers ``keras`` (Keras 3 on its torch
 backend, called), ``keras-predict`` (its ``predict``) and ``torch`` (the same model
 written in PyTorch); every output of every path is checked against fastlayers' NumPy path

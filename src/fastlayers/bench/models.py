@@ -1,4 +1,4 @@
-"""Model-level benchmark cases (docs/benchmarks.md §10): whole Keras models, each at batch 1
+"""Model-level benchmark cases (docs/benchmarks.md §12): whole Keras models, each at batch 1
 (latency) and batch 64 (throughput).
 
 Paths:
@@ -126,6 +126,21 @@ def _text_bilstm(ns):
     return ns.Model(inp, L.Dense(1, activation="sigmoid", name="out")(x))
 
 
+ENC_STEPS, ENC_DIM, ENC_HEADS, ENC_FFN = 128, 256, 4, 1024
+
+
+def _transformer_encoder(ns):
+    # Post-norm encoder block: self-attention + residual + LayerNormalization, then a
+    # Dense FFN (gelu) + residual + LayerNormalization.
+    L = ns.layers
+    inp = ns.Input(shape=(ENC_STEPS, ENC_DIM))
+    att = L.MultiHeadAttention(ENC_HEADS, ENC_DIM // ENC_HEADS, name="mha")(inp, inp)
+    h = L.LayerNormalization(name="ln1")(L.Add(name="res1")([inp, att]))
+    f = L.Dense(ENC_FFN, activation="gelu", name="ffn1")(h)
+    f = L.Dense(ENC_DIM, name="ffn2")(f)
+    return ns.Model(inp, L.LayerNormalization(name="ln2")(L.Add(name="res2")([h, f])))
+
+
 # ------------------------------------------------------------------------ inputs
 
 
@@ -143,6 +158,10 @@ def _seed_sequence(rng, batch):
 def _seed_qkv(rng, batch):
     return [rng.random((batch, 16, 32)).astype(F32), rng.random((batch, 1, 32)).astype(F32),
             rng.random((batch, 1, 32)).astype(F32)]
+
+
+def _sequence(rng, batch):
+    return [rng.standard_normal((batch, ENC_STEPS, ENC_DIM)).astype(F32)]
 
 
 def _token_ids(rng, batch):
@@ -271,6 +290,37 @@ def _torch_text_bilstm(w):
     return run
 
 
+def _torch_transformer_encoder(w):
+    """nn.TransformerEncoderLayer (post-norm, batch_first, no dropout; in eval mode under
+    inference_mode PyTorch runs its fused encoder kernel) with the Keras weights:
+    MultiHeadAttention's (256, 4, 64) kernels as (256, 256) matrices, Keras's LayerNormalization
+    epsilon 1e-3."""
+    layer = torch.nn.TransformerEncoderLayer(
+        ENC_DIM, ENC_HEADS, ENC_FFN, dropout=0.0, activation="gelu", layer_norm_eps=1e-3,
+        batch_first=True)
+    qk, qb, kk, kb, vk, vb, ok, ob = w("mha")
+
+    def proj(k):  # (d_model, heads, head_dim) -> nn.Linear's (out, in)
+        return k.reshape(ENC_DIM, ENC_DIM).T
+
+    with torch.no_grad():
+        att = layer.self_attn
+        att.in_proj_weight.copy_(_t(np.concatenate([proj(qk), proj(kk), proj(vk)])))
+        att.in_proj_bias.copy_(_t(np.concatenate([qb.ravel(), kb.ravel(), vb.ravel()])))
+        att.out_proj.weight.copy_(_t(ok.reshape(ENC_DIM, ENC_DIM).T))
+        att.out_proj.bias.copy_(_t(ob))
+        for lin, name in ((layer.linear1, "ffn1"), (layer.linear2, "ffn2")):
+            kernel, bias = w(name)
+            lin.weight.copy_(_t(kernel.T))
+            lin.bias.copy_(_t(bias))
+        for norm, name in ((layer.norm1, "ln1"), (layer.norm2, "ln2")):
+            gamma, beta = w(name)
+            norm.weight.copy_(_t(gamma))
+            norm.bias.copy_(_t(beta))
+    layer.eval()
+    return layer
+
+
 # ------------------------------------------------------------------------ the cases
 
 
@@ -297,6 +347,10 @@ SPECS = [
     ModelSpec("text-bilstm", "ids (100,): Embedding 20000x128 mask_zero, BiLSTM 64, Dense 1",
               _text_bilstm, _token_ids, _torch_text_bilstm),
 ]
+if hasattr(fl.layers, "LayerNormalization"):  # the normalization layers (issue 12)
+    SPECS.append(ModelSpec(
+        "transformer", "(128, 256): MHA 4 heads + res + LN, FFN 1024 gelu + res + LN",
+        _transformer_encoder, _sequence, _torch_transformer_encoder))
 
 BATCHES = (1, 64)
 
@@ -465,5 +519,5 @@ class ModelCase:
 
 
 def model_cases() -> list[ModelCase]:
-    """Every architecture of docs/benchmarks.md §10 at batch 1 and batch 64."""
+    """Every architecture of docs/benchmarks.md §12 at batch 1 and batch 64."""
     return [ModelCase(spec, b) for spec in SPECS for b in BATCHES]

@@ -23,7 +23,7 @@ _COLUMNS = [
 ]
 _PEAK_COLUMN = ("% peak", 7, False)
 
-# The model cases' table (docs/benchmarks.md §10): fastlayers' two paths, Keras called and
+# The model cases' table (docs/benchmarks.md §12): fastlayers' two paths, Keras called and
 # through predict, PyTorch, and cpp's speedup over the faster Keras way and over PyTorch.
 MODEL_COLUMNS = [
     ("id", 24, True),
