@@ -90,12 +90,35 @@ def test_model_rows():
     assert len(report.format_row(cells, False, cols=report.MODEL_COLUMNS)) > 0
 
 
-def test_main_runs_the_model_cases_only(capsys):
+def test_main_runs_the_model_cases_only(capsys, tmp_path):
+    import json
+
     from fastlayers.bench.__main__ import main
 
+    out_json = str(tmp_path / "run.json")
     args = ["--models", "--only", "model-seed-dense-b1", "--paths", "numpy,cpp", "--threads", "1",
-            "--markdown"]
+            "--repeats", "1", "--markdown", "--json", out_json]
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line for line in out if line.startswith("| model-seed-dense-b1 |")]
+    assert len([line for line in out if line.startswith("| model-seed-dense-b1 |")]) == 1
     assert not [line for line in out if line.startswith("| softmax")]
+    doc = json.load(open(out_json))
+    assert doc["cases"] == [] and [m["id"] for m in doc["models"]] == ["model-seed-dense-b1"]
+    assert set(doc["models"][0]["paths"]) <= {"numpy", "cpp"}
+    # A saved run prints its model rows again.
+    assert main(["--load", out_json, "--markdown"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len([line for line in out if line.startswith("| model-seed-dense-b1 |")]) == 1
+
+
+def test_main_no_models_and_selection(capsys):
+    from fastlayers.bench.__main__ import main
+
+    args = ["--no-models", "--only", "softmax-1x64,model-seed", "--paths", "numpy", "--threads",
+            "1", "--repeats", "1", "--markdown"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("| softmax-1x64 |")]
+    assert not [line for line in out if line.startswith("| model-")]
+    with pytest.raises(SystemExit):
+        main(["--models", "--no-models"])
