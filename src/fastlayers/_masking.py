@@ -155,9 +155,10 @@ def masked_call(layer: Any, fn: Callable, args: tuple, kwargs: dict, margs: tupl
     Returns the outputs and a list with one mask (or None) per output.
     """
     run = fn if run is None else run
-    default_masks = type(layer).compute_mask is _default_compute_mask
-    if default_masks and not _any_mask((margs, mkwargs)):
-        # No mask comes in and the layer makes none: Keras would hand the call Nones.
+    makes_none = type(layer).compute_mask is _default_compute_mask or not layer.supports_masking
+    if makes_none and not _any_mask((margs, mkwargs)):
+        # No mask comes in and the layer makes none: Keras would hand the call Nones (the
+        # mask parameters' defaults), and the outputs get no mask.
         out = run(*args, **kwargs)
         return out, [None] * len(_output_list(out))
     sig = _signature(fn)
@@ -203,7 +204,9 @@ def _default_compute_mask(self: Any, inputs: Any, mask: Any = None) -> Any:
 
 def mask_free(layer: Any) -> bool:
     """Whether a call of ``layer`` without incoming masks gives outputs without masks and
-    needs no mask work: the default compute_mask and the default ``_masked_call``."""
+    needs no mask work: the default ``_masked_call``, and the default compute_mask or no
+    ``supports_masking`` (:func:`masked_call` then gives every output None, and fills each
+    mask parameter with the None it defaults to)."""
     cls = type(layer)
-    return cls.compute_mask is _default_compute_mask and getattr(
-        cls._masked_call, "_default_masked_call", False)
+    return getattr(cls._masked_call, "_default_masked_call", False) and (
+        cls.compute_mask is _default_compute_mask or not layer.supports_masking)

@@ -91,7 +91,8 @@ class Node:
     the call returned one array, or a list or tuple of them.
     """
 
-    __slots__ = ("fn", "layer", "args", "kwargs", "inputs", "outputs", "structure", "label")
+    __slots__ = ("fn", "layer", "args", "kwargs", "inputs", "outputs", "structure", "label",
+                 "_flat")
 
     def __init__(self, fn: Callable, layer: Any, args: tuple, kwargs: dict, label: str):
         self.fn = fn
@@ -102,6 +103,14 @@ class Node:
         self.outputs: list[SymbolicTensor] = []
         self.structure: type | None = None
         self.label = label
+        self._flat = _flat_plan(args, kwargs)
+
+    def _arguments(self, values: dict[int, Any]) -> tuple[tuple, dict]:
+        """The call's arguments with each symbolic tensor replaced by its value."""
+        flat = self._flat
+        if flat is not None:  # the common case: tensors only as direct positional arguments
+            return tuple(values[a.id] if sym else a for sym, a in flat), self.kwargs
+        return substitute(self.args, values), substitute(self.kwargs, values)
 
     def run(self, values: dict[int, Any], masks: dict[int, Any] | None = None) -> list[Any]:
         """Call ``fn`` with each symbolic argument replaced by ``values[tensor.id]``.
@@ -110,11 +119,9 @@ class Node:
         masks of its arguments and the masks of the outputs are stored there
         (``Layer._masked_call``); an op's outputs get no mask, as in Keras.
         """
-        args = substitute(self.args, values)
-        kwargs = substitute(self.kwargs, values)
+        args, kwargs = self._arguments(values)
         if masks is None or self.layer is None or (
-            _masking.mask_free(self.layer)
-            and all(masks.get(t.id) is None for t in self.inputs)
+            _masking.mask_free(self.layer) and _no_mask(masks, self.inputs)
         ):  # no mask comes in and none can come out: a plain call
             out = self.fn(*args, **kwargs)
             out_masks = None
@@ -133,6 +140,30 @@ class Node:
             for i, t in enumerate(self.outputs):
                 masks[t.id] = None if out_masks is None or i >= len(out_masks) else out_masks[i]
         return outs
+
+
+def _no_mask(masks: dict[int, Any], tensors: list[SymbolicTensor]) -> bool:
+    for t in tensors:
+        if masks.get(t.id) is not None:
+            return False
+    return True
+
+
+def _flat_plan(args: tuple, kwargs: dict) -> tuple | None:
+    """``((is_symbolic, arg), ...)`` when the symbolic tensors of a call are all direct
+    positional arguments (none inside a container, none among the keyword arguments), so
+    that :meth:`Node.run` can substitute them without walking the structure; else None."""
+    if not isinstance(args, tuple) or collect(kwargs):
+        return None
+    plan = []
+    for a in args:
+        if isinstance(a, SymbolicTensor):
+            plan.append((True, a))
+        elif isinstance(a, _CONTAINERS) and collect(a):
+            return None
+        else:
+            plan.append((False, a))
+    return tuple(plan)
 
 
 def _walk(obj: Any, fn: Callable[[Any], Any]) -> Any:

@@ -26,6 +26,13 @@ note); ``--keep-blas-env``. Results: ``--json OUT.json`` writes them (schema in
 ``--compare BASE.json`` prints the time ratios against a base run and flags regressions
 over ``--threshold`` (10 %), ``--fail-on-regression`` makes a flagged numpy/cpp path the
 exit status 1, ``--plot OUT.png`` draws the speedups (needs ``fastlayers[plot]``).
+
+Model cases (``models.py``, ids ``model-...``; docs/benchmarks.md §12): whole Keras models
+at batch 1 and 64, in a second table with the peers ``keras`` (Keras 3 on its torch
+backend, called), ``keras-predict`` (its ``predict``) and ``torch`` (the same model
+written in PyTorch); every output of every path is checked against fastlayers' NumPy path
+first. ``--models`` runs them alone, ``--no-models`` skips them; ``--only`` selects among
+both. Their results go to the JSON document's ``models`` list.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ import time
 
 from . import machine, report, results
 
-PEERS = ("torch", "ort")  # timed by their own callables, with a pause after each sample
+# Timed by their own callables, with a pause after each sample (Keras runs on torch).
+PEERS = ("torch", "ort", "keras", "keras-predict")
+KERAS_PATHS = ("keras", "keras-predict")  # the model cases only
 
 
 def _limit_threads(n: int):
@@ -86,10 +95,18 @@ def measure(case, paths, repeats: int, target: float, threads: int | None = None
 
     runners = {p: case.runner(p, threads) for p in paths}
     runners = {p: r for p, r in runners.items() if r is not None}
-    reference = np.asarray(runners["numpy"]() if "numpy" in runners else None)
-    if isinstance(reference, np.ndarray) and reference.dtype != object:
-        for p, r in runners.items():
-            check(case, p, r(), reference)
+    check_outputs = getattr(case, "check_outputs", None)
+    if check_outputs is not None:  # a model case: every output, against a fastlayers path
+        ref_path = next((p for p in ("numpy", "cpp") if p in runners), None)
+        if ref_path is not None:
+            reference = runners[ref_path]()
+            for p, r in runners.items():
+                check_outputs(p, r(), reference)
+    else:
+        reference = np.asarray(runners["numpy"]() if "numpy" in runners else None)
+        if isinstance(reference, np.ndarray) and reference.dtype != object:
+            for p, r in runners.items():
+                check(case, p, r(), reference)
     loops = {p: _inner_loops(r, target) for p, r in runners.items()}
     samples = {p: [] for p in runners}
 
@@ -147,6 +164,13 @@ def _print_rows(doc, md: bool) -> None:
         print(line)
     for case in doc["cases"]:
         print(report.format_row(_cells(case, peak_total), md))
+    if doc.get("models"):
+        print()
+        for line in report.format_table_head(False, md, cols=report.MODEL_COLUMNS):
+            print(line)
+        for rec in doc["models"]:
+            cells = report.model_row_cells(rec["id"], rec["shape"], results.medians(rec))
+            print(report.format_row(cells, md, cols=report.MODEL_COLUMNS))
 
 
 def _cells(case, peak_total):
@@ -164,6 +188,7 @@ def run(args, parser) -> dict:
     import fastlayers as fl
     from fastlayers import _backend
 
+    from . import models as models_mod
     from . import ort
     from .cases import TORCH_ERROR, all_cases, torch
 
@@ -171,19 +196,21 @@ def run(args, parser) -> dict:
     threads = args.threads or fl.get_num_threads()
     limiter, notes = _limit_threads(threads)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    unknown = sorted(set(paths) - set(results.PATHS))
+    known = results.PATHS + KERAS_PATHS
+    unknown = sorted(set(paths) - set(known))
     if unknown:
-        parser.error(f"unknown path(s) {', '.join(unknown)}: expected {', '.join(results.PATHS)}")
+        parser.error(f"unknown path(s) {', '.join(unknown)}: expected {', '.join(known)}")
     repeats, target = (7, 0.05) if args.full else (3, 0.02)
     if args.repeats is not None:
         repeats = args.repeats
     prefixes = [p for p in args.only.split(",") if p]
-    cases = [
-        c
-        for c in all_cases()
-        if (any(c.id.startswith(p) for p in prefixes) if prefixes else (args.full or c.quick))
-    ]
-    if prefixes and not cases:
+
+    def selected(c) -> bool:
+        return any(c.id.startswith(p) for p in prefixes) if prefixes else (args.full or c.quick)
+
+    cases = [] if args.models else [c for c in all_cases() if selected(c)]
+    mcases = [] if args.no_models else [c for c in models_mod.model_cases() if selected(c)]
+    if prefixes and not cases and not mcases:
         parser.error(f"--only {args.only}: no case id starts with that")
 
     info = fl.runtime_info()
@@ -210,6 +237,12 @@ def run(args, parser) -> dict:
             f"onnxruntime peer not available ({ort.ORT_ERROR.splitlines()[0]}; "
             "pip install 'fastlayers[onnx]')"
         )
+    if mcases and any(p in paths for p in KERAS_PATHS):
+        kline = models_mod.keras_line()
+        if kline is None:
+            notes.append(f"keras not available ({models_mod.keras_module()[1]})")
+        else:
+            items.append(("keras", kline))
     items.extend(("note", n) for n in notes)
     md = args.markdown
     units = machine.peak_units(threads, cores)
@@ -244,12 +277,17 @@ def run(args, parser) -> dict:
             "peak_total_gflops": peak_total,
         },
         "cases": [],
+        "models": [],
     }
-    for line in report.format_header(items, md) + report.format_table_head(peak is not None, md):
+    for line in report.format_header(items, md):
         print(line)
+    op_paths = [p for p in paths if p in results.PATHS]
     try:
+        if cases:
+            for line in report.format_table_head(peak is not None, md):
+                print(line)
         for case in cases:
-            samples = measure(case, paths, repeats, target, threads)
+            samples = measure(case, op_paths, repeats, target, threads)
             record = {
                 "id": case.id,
                 "op": case.op,
@@ -263,13 +301,36 @@ def run(args, parser) -> dict:
             }
             doc["cases"].append(record)
             print(report.format_row(_cells(record, peak_total), md), flush=True)
+        if cases:
+            if md:
+                print()
+            for line in report.footer(peak is not None):
+                print(line)
+        if mcases:
+            if cases:
+                print()
+            for line in report.format_table_head(False, md, cols=report.MODEL_COLUMNS):
+                print(line)
+        for mcase in mcases:
+            samples = measure(mcase, paths, repeats, target, threads)
+            record = {
+                "id": mcase.id,
+                "model": mcase.spec.name,
+                "batch": mcase.batch,
+                "shape": mcase.desc,
+                "paths": {p: results.path_stats(s, 0.0, False, None) for p, s in samples.items()},
+            }
+            doc["models"].append(record)
+            cells = report.model_row_cells(mcase.id, mcase.desc, results.medians(record))
+            print(report.format_row(cells, md, cols=report.MODEL_COLUMNS), flush=True)
+        if mcases:
+            if md:
+                print()
+            for line in report.model_footer():
+                print(line)
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
-    if md:
-        print()
-    for line in report.footer(peak is not None):
-        print(line)
     return doc
 
 
@@ -282,8 +343,13 @@ def main(argv=None, *, allow_reexec: bool = False) -> int:
     mode.add_argument("--full", action="store_true", help="run every shape, more repeats")
     parser.add_argument("--threads", type=int, default=None, help="threads for every path")
     parser.add_argument("--only", default="", help="comma-separated case id prefixes")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--models", action="store_true", help="run the model cases only")
+    which.add_argument("--no-models", action="store_true", help="skip the model cases")
     parser.add_argument(
-        "--paths", default=",".join(results.PATHS), help="paths to time (default: all)"
+        "--paths",
+        default=",".join(results.PATHS + KERAS_PATHS),
+        help="paths to time (default: all; keras and keras-predict serve the model cases)",
     )
     parser.add_argument(
         "--repeats", type=int, default=None, help="samples per path (default 3, --full 7)"

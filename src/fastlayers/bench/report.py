@@ -23,6 +23,20 @@ _COLUMNS = [
 ]
 _PEAK_COLUMN = ("% peak", 7, False)
 
+# The model cases' table (docs/benchmarks.md §12): fastlayers' two paths, Keras called and
+# through predict, PyTorch, and cpp's speedup over the faster Keras way and over PyTorch.
+MODEL_COLUMNS = [
+    ("id", 24, True),
+    ("model (id ends with the batch)", 62, True),
+    ("numpy", 10, False),
+    ("cpp", 10, False),
+    ("keras", 10, False),
+    ("keras.predict", 13, False),
+    ("torch", 10, False),
+    ("cpp/keras", 9, False),
+    ("cpp/torch", 9, False),
+]
+
 
 def columns(with_peak: bool) -> list[tuple[str, int, bool]]:
     return _COLUMNS + [_PEAK_COLUMN] if with_peak else list(_COLUMNS)
@@ -75,21 +89,45 @@ def format_header(items: Sequence[tuple[str, str]], markdown: bool) -> list[str]
     return [f"{k + ':':<{width + 1}} {v}" for k, v in items]
 
 
-def format_table_head(with_peak: bool, markdown: bool) -> list[str]:
-    cols = columns(with_peak)
+def model_row_cells(case_id: str, desc: str, times: Mapping[str, float]) -> list[str]:
+    """One model row: times per path; cpp/keras is over the faster of Keras's call and
+    predict (peer time / cpp time)."""
+    t_cpp, t_torch = times.get("cpp"), times.get("torch")
+    keras = [t for t in (times.get("keras"), times.get("keras-predict")) if t is not None]
+    t_keras = min(keras) if keras else None
+    return [
+        case_id,
+        desc,
+        fmt_time(times.get("numpy")),
+        fmt_time(t_cpp),
+        fmt_time(times.get("keras")),
+        fmt_time(times.get("keras-predict")),
+        fmt_time(t_torch),
+        f"{t_keras / t_cpp:.2f}x" if t_cpp and t_keras else "-",
+        f"{t_torch / t_cpp:.2f}x" if t_cpp and t_torch else "-",
+    ]
+
+
+def format_table_head(
+    with_peak: bool, markdown: bool, cols: Sequence[tuple[str, int, bool]] | None = None
+) -> list[str]:
+    cols = columns(with_peak) if cols is None else cols
     if markdown:
         return [
             "| " + " | ".join(c[0] for c in cols) + " |",
             "|" + "|".join("---" if left else "---:" for _, _, left in cols) + "|",
         ]
-    line = format_row([c[0] for c in cols], markdown=False)
+    line = format_row([c[0] for c in cols], markdown=False, cols=cols)
     return [line, "-" * len(line)]
 
 
-def format_row(cells: Sequence[str], markdown: bool) -> str:
+def format_row(
+    cells: Sequence[str], markdown: bool, cols: Sequence[tuple[str, int, bool]] | None = None
+) -> str:
     if markdown:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-    cols = columns(len(cells) > len(_COLUMNS))
+    if cols is None:
+        cols = columns(len(cells) > len(_COLUMNS))
     if len(cells) != len(cols):
         raise ValueError(f"{len(cells)} cells for {len(cols)} columns")
     out = []
@@ -109,3 +147,11 @@ def footer(with_peak: bool) -> list[str]:
             "for the compute-bound shapes only"
         )
     return lines
+
+
+def model_footer() -> list[str]:
+    return [
+        "model rows: cpp/keras is over the faster of keras (model(x, training=False) under "
+        "torch.no_grad()) and keras.predict (one batch); torch is the same model written in "
+        "PyTorch (eval, inference_mode), same weights"
+    ]

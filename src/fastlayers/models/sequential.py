@@ -88,6 +88,12 @@ class Sequential(BaseModel):
             elif i in folded and mask is None:
                 x = folded[i](x)  # the producer with the BatchNormalization folded in
                 skip = True
+            elif mask is None and _masking.mask_free(layer):
+                # No mask comes in and none can come out: what _masked_call would do, less
+                # its bookkeeping (one None per output).
+                x = layer.call(x)
+                if isinstance(x, (list, tuple)) and len(x) != 1:
+                    mask = [None] * len(x)
             else:
                 x, out_masks = layer._masked_call(
                     layer.call, (x,), {}, (_masking.Leaf(mask),), {}
