@@ -294,10 +294,12 @@ class TorchModel(BaseModel):
     ``layers``, ``get_weights``, ``summary`` and ``predict`` come from it.
     """
 
-    def __init__(self, inner: Model, template: Any, name: str | None = None, **kwargs: Any):
+    def __init__(self, inner: Model, template: Any, input_template: tuple = (),
+                 name: str | None = None, **kwargs: Any):
         super().__init__(name=name, **kwargs)
         self.inner = inner
         self.template = template
+        self.input_template = input_template or tuple(range(len(inner.inputs)))
         self.built = True
 
     @property
@@ -322,18 +324,38 @@ class TorchModel(BaseModel):
 
         return walk(self.template)
 
-    def call(self, *inputs: Any) -> Any:
-        n = len(self.inner.inputs)
+    def _flat_inputs(self, inputs: tuple) -> list[Any]:
+        """The arguments, nested as the module takes them, as the inner model's list."""
+        n = len(self.input_template)
         if len(inputs) != n:
-            raise ValueError(f"{self._owner()}: expected {n} inputs, got {len(inputs)}")
-        flat = self.inner(list(inputs))
+            raise ValueError(f"{self._owner()}: expected {n} positional inputs, got "
+                             f"{len(inputs)}")
+        flat: list[Any] = [None] * len(self.inner.inputs)
+
+        def walk(tmpl: Any, value: Any, where: str) -> None:
+            if isinstance(tmpl, int):
+                flat[tmpl] = value
+                return
+            if not isinstance(value, (tuple, list)) or len(value) != len(tmpl):
+                raise ValueError(f"{self._owner()}: input {where} must be a tuple of "
+                                 f"{len(tmpl)} arrays")
+            for j, (t, v) in enumerate(zip(tmpl, value)):
+                walk(t, v, f"{where}[{j}]")
+
+        for i, (tmpl, value) in enumerate(zip(self.input_template, inputs)):
+            walk(tmpl, value, str(i))
+        return flat
+
+    def call(self, *inputs: Any) -> Any:
+        flat = self.inner(self._flat_inputs(inputs))
         return self._rebuild(list(flat))
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
-        """Run in batches along axis 0 (one array, or a tuple of arrays for several
-        inputs); returns the module's structure."""
-        xs = list(x) if isinstance(x, tuple) else [x]
-        flat = self.inner.predict(xs, batch_size=batch_size, verbose=verbose)
+        """Run in batches along axis 0 of every input: ``x`` is one array, or a tuple
+        with one entry per positional input; returns the module's structure."""
+        xs = tuple(x) if isinstance(x, tuple) and len(self.input_template) > 1 else (x,)
+        flat = self.inner.predict(self._flat_inputs(xs), batch_size=batch_size,
+                                  verbose=verbose)
         return self._rebuild(list(flat))
 
 
@@ -923,7 +945,8 @@ class _Converter:
         x = _to_torch(self._tensor(src, qual))
         if x.ndim != 3:
             raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
-        if not mod.batch_first:
+        batch_first = mod.self_attn.batch_first
+        if not batch_first:
             x = _T(torch_permute(x.sym, (1, 0, 2)), False)
 
         def sa(h: _T) -> _T:
@@ -955,7 +978,7 @@ class _Converter:
         else:
             x = self.layer_norm(mod.norm1, add(x, sa(x)))
             x = self.layer_norm(mod.norm2, add(x, ff(x)))
-        if not mod.batch_first:
+        if not batch_first:
             x = _T(torch_permute(x.sym, (1, 0, 2)), False)
         return x
 
@@ -1100,12 +1123,14 @@ def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
                 return None
             if "src_key_padding_mask" in used:
                 return 0
-            return 0 if mod.batch_first else 1
+            return 0 if mod.self_attn.batch_first else 1
         del hx_pos
     return 0
 
 
-def _to_numpy_input(torch: Any, x: Any) -> np.ndarray:
+def _to_numpy_input(torch: Any, x: Any) -> Any:
+    if isinstance(x, (tuple, list)):
+        return tuple(_to_numpy_input(torch, e) for e in x)
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
@@ -1232,9 +1257,17 @@ def _infer_input(torch: Any, gm: Any, node: Any) -> tuple[tuple, Any]:
     )
 
 
+def _index_template(value: Any, inputs: list[Any]) -> Any:
+    """The input structure with each tensor replaced by its index among ``inputs``."""
+    if isinstance(value, tuple):
+        return tuple(_index_template(v, inputs) for v in value)
+    return next(i for i, t in enumerate(inputs) if t is value.sym)
+
+
 def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> TorchModel:
     env: dict[Any, Any] = {}
-    inputs = []
+    inputs: list[Any] = []
+    in_template: list[Any] = []
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if examples is not None and len(examples) < len(placeholders):
         missing = [p.name for p in placeholders[len(examples):]]
@@ -1245,31 +1278,34 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
 
     for node in gm.graph.nodes:
         if node.op == "placeholder":
-            i = len(inputs)
-            if examples is not None:
-                ex = examples[i]
+            i = len(in_template)
+            axis = _batch_axis(torch, gm, node)
+
+            def make(ex: Any, label: str) -> Any:
+                if isinstance(ex, (tuple, list)):
+                    return tuple(make(e, f"{label}_{j}") for j, e in enumerate(ex))
+                if ex.ndim == 0:
+                    raise ValueError(f"from_torch: input {label!r} must have a batch axis")
                 dtype = (np.float32 if ex.dtype.kind == "f" else
                          np.bool_ if ex.dtype == np.bool_ else np.int64)
-                axis = _batch_axis(torch, gm, node)
-                shape = list(ex.shape)
+                shape: list[Any] = list(ex.shape)
                 if axis is not None and axis < len(shape):
                     shape[axis] = None
-                if axis == 0 or not shape:
-                    inp = Input(tuple(shape[1:]), dtype=dtype, name=node.name,
-                                batch_size=None if not shape else shape[0])
-                else:
-                    inp = Input(tuple(shape[1:]), dtype=dtype, name=node.name,
-                                batch_size=shape[0])
+                inp = Input(tuple(shape[1:]), dtype=dtype, name=label, batch_size=shape[0])
+                inputs.append(inp)
+                return _T(inp, False)
+
+            if examples is not None:
+                value = make(examples[i], node.name)
             else:
                 shape, dtype = _infer_input(torch, gm, node)
-                axis = _batch_axis(torch, gm, node)
                 if axis == 1:  # (T, B, F): seq-first
-                    inp = Input((None,) + tuple(shape[1:]) if len(shape) > 1 else (None,),
-                                dtype=dtype, name=node.name)
-                else:
-                    inp = Input(shape, dtype=dtype, name=node.name)
-            inputs.append(inp)
-            env[node] = _T(inp, False)
+                    shape = (None,) + tuple(shape[1:]) if len(shape) > 1 else (None,)
+                inp = Input(shape, dtype=dtype, name=node.name)
+                inputs.append(inp)
+                value = _T(inp, False)
+            env[node] = value
+            in_template.append(_index_template(value, inputs))
         elif node.op == "get_attr":
             obj = gm
             for part in node.target.split("."):
@@ -1312,4 +1348,4 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             flat[i] = torch_index(t, ...)
         seen.add(flat[i].id)
     inner = Model(inputs, flat, name=(name + "_graph") if name else None)
-    return TorchModel(inner, tmpl, name=name)
+    return TorchModel(inner, tmpl, tuple(in_template), name=name)
