@@ -1,4 +1,4 @@
-"""Convert a PyTorch module to a fastlayers model: ``fastlayers.from_torch(module, example_inputs)``.
+"""Convert a PyTorch module to a fastlayers model: ``fastlayers.from_torch(module, examples)``.
 
 The module is traced with ``torch.fx`` (so any ``nn.Module`` whose ``forward`` fx can trace
 works, not only ``nn.Sequential``), and each node of the graph becomes a fastlayers layer
@@ -546,7 +546,49 @@ class _Converter:
         raise TorchConversionError(f"from_torch: {what} must be a tensor, got {type(v).__name__}")
 
     def _layer_name(self, qual: str) -> str:
-        return "torch." + qual if qual else "torch"
+        return qual
+
+    #: The activation to fuse into the Dense or Conv2D being converted (set by _build).
+    fuse: str | None = None
+
+    def fusable(self, node: Any) -> str | None:
+        """The activation (a Keras name the C++ epilogue runs) of the only user of a Linear
+        or Conv node called once, to run inside its Dense / Conv2D; else None."""
+        nn = self.nn
+        if node.op != "call_module" or len(node.users) != 1:
+            return None
+        mod = self.gm.get_submodule(node.target)
+        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            return None
+        calls = [n for n in self.gm.graph.nodes
+                 if n.op == "call_module" and n.target == node.target]
+        if len(calls) != 1:
+            return None
+        (user,) = node.users
+        if not user.args or user.args[0] is not node or len(user.args) > 1 or any(
+            k != "inplace" for k in user.kwargs
+        ):
+            return None
+        torch, F = self.torch, self.F
+        if user.op == "call_module":
+            sub = self.gm.get_submodule(user.target)
+            name = type(sub).__name__
+            if name in _ACT_MODULES and getattr(nn, name) is type(sub):
+                return _ACT_MODULES[name]
+            if isinstance(sub, nn.GELU) and sub.approximate == "none":
+                return "gelu"
+            return None
+        if user.op == "call_function":
+            table = {F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", F.silu: "silu",
+                     torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid",
+                     F.sigmoid: "sigmoid"}
+            try:
+                return table.get(user.target)
+            except TypeError:
+                return None
+        if user.op == "call_method" and user.target in ("relu", "tanh", "sigmoid"):
+            return user.target
+        return None
 
     # ---- modules ------------------------------------------------------------------
     def call_module(self, qual: str, mod: Any, args: tuple, kwargs: dict) -> Any:
@@ -610,7 +652,7 @@ class _Converter:
         layer = self.layers.get(qual)
         if layer is None:
             layer = Dense(mod.out_features, use_bias=mod.bias is not None,
-                          name=self._layer_name(qual))
+                          activation=self.fuse, name=self._layer_name(qual))
             w = [_np(mod.weight).T]
             if mod.bias is not None:
                 w.append(_np(mod.bias))
@@ -634,7 +676,8 @@ class _Converter:
         if layer is None:
             layer = Conv2D(mod.out_channels, ks, strides=(1, 1) if both else stride,
                            padding=pad_mode, dilation_rate=dilation, groups=mod.groups,
-                           use_bias=mod.bias is not None, name=self._layer_name(qual))
+                           use_bias=mod.bias is not None, activation=self.fuse,
+                           name=self._layer_name(qual))
             w = [kernel]
             if mod.bias is not None:
                 w.append(_np(mod.bias))
@@ -1268,6 +1311,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
     env: dict[Any, Any] = {}
     inputs: list[Any] = []
     in_template: list[Any] = []
+    fused: set[Any] = set()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if examples is not None and len(examples) < len(placeholders):
         missing = [p.name for p in placeholders[len(examples):]]
@@ -1281,9 +1325,9 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             i = len(in_template)
             axis = _batch_axis(torch, gm, node)
 
-            def make(ex: Any, label: str) -> Any:
+            def make(ex: Any, label: str, axis: Any = axis) -> Any:
                 if isinstance(ex, (tuple, list)):
-                    return tuple(make(e, f"{label}_{j}") for j, e in enumerate(ex))
+                    return tuple(make(e, f"{label}_{j}", axis) for j, e in enumerate(ex))
                 if ex.ndim == 0:
                     raise ValueError(f"from_torch: input {label!r} must have a batch axis")
                 dtype = (np.float32 if ex.dtype.kind == "f" else
@@ -1311,9 +1355,18 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             for part in node.target.split("."):
                 obj = getattr(obj, part)
             env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+        elif node in fused:
+            env[node] = env[node.args[0]]  # the activation ran inside the layer before it
         elif node.op == "call_module":
             mod = gm.get_submodule(node.target)
-            env[node] = conv.call_module(node.target, mod, load(node.args), load(node.kwargs))
+            conv.fuse = conv.fusable(node)
+            if conv.fuse is not None:
+                fused.add(next(iter(node.users)))
+            try:
+                env[node] = conv.call_module(node.target, mod, load(node.args),
+                                             load(node.kwargs))
+            finally:
+                conv.fuse = None
         elif node.op == "call_function":
             fn = conv._function_handler(node.target)
             env[node] = fn(*load(node.args), **load(node.kwargs))
