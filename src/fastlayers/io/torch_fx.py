@@ -434,14 +434,19 @@ def _public_name(torch: Any, cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _fn_name(fn: Any) -> str:
-    if isinstance(fn, str):
-        return fn
-    mod = getattr(fn, "__module__", None) or ""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
-    if mod.startswith("torch._C") or mod in ("", "builtins"):
-        mod = "torch" if mod.startswith("torch") else mod
-    return f"{mod}.{name}" if mod else name
+def _fn_name(torch: Any, fn: Any) -> str:
+    """A readable qualified name of a called function: torch.stack, operator.floordiv."""
+    name = getattr(fn, "__name__", None) or repr(fn)
+    for prefix, mod in (("torch.nn.functional", torch.nn.functional), ("torch", torch),
+                        ("operator", operator)):
+        try:
+            if getattr(mod, name, None) is fn:
+                return f"{prefix}.{name}"
+        except TypeError:
+            pass
+    mod_name = getattr(fn, "__module__", None) or ""
+    qual = getattr(fn, "__qualname__", None) or name
+    return f"{mod_name}.{qual}" if mod_name else qual
 
 
 _ACT_MODULES = {"ReLU": "relu", "SiLU": "silu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
@@ -527,7 +532,8 @@ class _Converter:
                                                        self.gm.get_submodule(node.target))
             elif node.op == "call_function":
                 if self._function_handler(node.target) is None:
-                    self.problems.append(f"{self._where(node)} ({_fn_name(node.target)})")
+                    self.problems.append(
+                        f"{self._where(node)} ({_fn_name(self.torch, node.target)})")
             elif node.op == "call_method":
                 if node.target not in _METHODS:
                     self.problems.append(f"{self._where(node)} (Tensor.{node.target})")
@@ -1063,6 +1069,7 @@ class _Converter:
             operator.imul: lambda a, b: self.binary(a, b, "mul"),
             torch.mul: lambda a, b: self.binary(a, b, "mul"),
             operator.truediv: lambda a, b: self.binary(a, b, "div"),
+            operator.floordiv: self._int_floordiv,
             torch.cat: lambda tensors, dim=0: self.cat(tensors, dim),
             torch.concat: lambda tensors, dim=0: self.cat(tensors, dim),
             operator.getitem: self.getitem,
@@ -1081,6 +1088,13 @@ class _Converter:
                 f"from_torch: adaptive_avg_pool2d with output_size={output_size!r} (only 1)"
             )
         return self.global_avg(x)
+
+    def _int_floordiv(self, a: Any, b: Any) -> int:
+        if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
+            return int(a) // int(b)
+        raise TorchConversionError(
+            "from_torch: // is supported on sizes known at conversion (Python ints) only"
+        )
 
     def _torch_add(self, a: Any, b: Any, alpha: Any = 1) -> Any:
         if alpha != 1:
@@ -1382,8 +1396,11 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
         if isinstance(obj, _T):
             flat.append(_to_torch(obj).sym)
             return len(flat) - 1
-        if isinstance(obj, (tuple, list)):
-            return type(obj)(template(o) for o in obj)
+        # plain containers: fx's immutable ones would make the model need torch to unpickle
+        if isinstance(obj, tuple):
+            return tuple(template(o) for o in obj)
+        if isinstance(obj, list):
+            return [template(o) for o in obj]
         if isinstance(obj, dict):
             return {k: template(v) for k, v in obj.items()}
         raise TorchConversionError(
