@@ -316,6 +316,8 @@ class MHA(nn.Module):
 def _masks(kind):
     kpm = torch.zeros(2, 6, dtype=torch.bool)
     kpm[0, 4:] = True
+    if kind.startswith("float"):  # a float padding mask too: -inf where blocked
+        kpm = torch.zeros(2, 6).masked_fill(kpm, float("-inf"))
     if kind == "bool":
         am = torch.rand(5, 6) > 0.6
         am[:, 0] = False

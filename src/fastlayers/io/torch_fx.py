@@ -991,6 +991,10 @@ class _Converter:
 
     def encoder_layer(self, qual: str, mod: Any, src: Any, src_mask: Any = None,
                       src_key_padding_mask: Any = None, is_causal: bool = False) -> _T:
+        if is_causal and src_mask is None:
+            raise TorchConversionError(
+                f"from_torch: {qual}: is_causal needs src_mask (as in PyTorch)"
+            )
         x = _to_torch(self._tensor(src, qual))
         if x.ndim != 3:
             raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
