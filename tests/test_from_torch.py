@@ -288,6 +288,13 @@ def test_recurrent_batch_is_free():
         x = torch.randn(*shape)
         with torch.no_grad():
             _compare(model(x.numpy()), rnn(x))
+    with pytest.raises(ValueError, match="predict splits every input along axis 0"):
+        model.predict(np.zeros((6, 2, 4), np.float32))
+    gru = nn.GRU(4, 5, batch_first=True)
+    batch_first = fl.from_torch(gru, (torch.randn(2, 6, 4),))
+    x = torch.randn(7, 6, 4)
+    with torch.no_grad():
+        _compare(batch_first.predict(x.numpy(), batch_size=3), gru(x))
 
 
 # ------------------------------------------------------------------ attention
@@ -651,3 +658,20 @@ def test_bad_arguments():
         model(np.zeros((2, 4), "f"))
     with pytest.raises(ValueError, match="2 example inputs"):
         fl.from_torch(Fn(torch.relu), (torch.randn(2, 3), torch.randn(2, 3)))
+
+
+def test_predict_batches_and_checks(capsys):
+    net = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    model = fl.from_torch(net, torch.randn(1, 3))
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        _compare(model.predict(x.numpy(), batch_size=2, verbose=1), net(x))
+    assert "3/3" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.predict(x.numpy(), batch_size=0)
+    two = fl.from_torch(Merge(MERGES["x + y"], False, False),
+                        (torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5)))
+    with pytest.raises(ValueError, match="same batch size"):
+        two.predict((np.zeros((2, 4, 3, 5), "f"), np.zeros((3, 4, 3, 5), "f")))
+    assert two.predict((np.ones((3, 4, 3, 5), "f"), np.ones((3, 4, 3, 5), "f"))).shape == (
+        3, 4, 3, 5)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from .. import _symbolic as S
 from .. import functional as FL
 from .._numpy import activations as _act
 from ..layers import GRU, LSTM, Bidirectional, Conv2D, Dense
-from ..models.base import BaseModel
+from ..models.base import BaseModel, _Progress
 from ..models.functional import Input, Model
 
 __all__ = ["from_torch", "TorchModel", "TorchConversionError"]
@@ -351,12 +352,48 @@ class TorchModel(BaseModel):
         return self._rebuild(list(flat))
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
-        """Run in batches along axis 0 of every input: ``x`` is one array, or a tuple
-        with one entry per positional input; returns the module's structure."""
+        """Run in batches of ``batch_size`` (default 32) along axis 0 of every input and
+        join the results along each output's batch axis (axis 1 for the (layers, B, H)
+        states of recurrent layers). ``x`` is one array, or a tuple with one entry per
+        positional input. Returns the module's structure."""
+        owner = self._owner()
+        fixed = [t.name for t in self.inner.inputs if not t.shape or t.shape[0] is not None]
+        if fixed:
+            raise ValueError(
+                f"{owner}: predict splits every input along axis 0, but the batch of "
+                f"inputs {fixed} is not on axis 0 (seq-first layers, attention masks); call "
+                "the model on the whole arrays instead"
+            )
+        out_axes = []
+        for t in self.inner.outputs:
+            free = [i for i, d in enumerate(t.shape) if d is None]
+            if len(free) != 1 and (not free or free[0] != 0):
+                raise ValueError(f"{owner}: output {t.name!r} has no batch axis to join "
+                                 "batches on; call the model on the whole arrays instead")
+            out_axes.append(free[0])
+        if batch_size is None:
+            batch_size = 32
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+            batch_size < 1
+        ):
+            raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
         xs = tuple(x) if isinstance(x, tuple) and len(self.input_template) > 1 else (x,)
-        flat = self.inner.predict(self._flat_inputs(xs), batch_size=batch_size,
-                                  verbose=verbose)
-        return self._rebuild(list(flat))
+        arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
+        n = arrays[0].shape[0] if arrays[0].ndim else 0
+        if any(a.ndim == 0 or a.shape[0] != n for a in arrays):
+            raise ValueError(f"{owner}: predict needs every input to have the same batch "
+                             f"size; got shapes {[a.shape for a in arrays]}")
+        starts = range(0, max(n, 1), batch_size)
+        bar = None if verbose in (0, False, None, "silent") else _Progress(len(starts),
+                                                                            sys.stderr)
+        results = []
+        for step, lo in enumerate(starts):
+            results.append(self.inner([a[lo:lo + batch_size] for a in arrays]))
+            if bar is not None:
+                bar.update(step + 1)
+        flat = [np.concatenate([r[i] for r in results], axis=axis)
+                for i, axis in enumerate(out_axes)]
+        return self._rebuild(flat)
 
 
 # ------------------------------------------------------------------ conversion
@@ -766,8 +803,6 @@ class _Converter:
         spec.append(-1 if any(m is None for m in merged) else int(np.prod(merged, dtype=int)))
         for i in range(end + 1, r):
             spec.append((0, i) if shape[i] is None else shape[i])
-        if spec.count(-1) == 0 and any(isinstance(e, tuple) for e in spec):
-            pass
         return _T(torch_reshape(t.sym, spec=tuple(spec)), False)
 
     def reshape(self, x: Any, shape: Any) -> _T:
@@ -1162,8 +1197,6 @@ def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
             continue
         mod = gm.get_submodule(user.target)
         pos = [i for i, a in enumerate(user.args) if a is node]
-        hx_pos = [i for i, a in enumerate(user.args) if isinstance(a, (tuple, list))
-                  and node in a]
         kw = [k for k, a in user.kwargs.items() if a is node]
         if isinstance(mod, (nn.LSTM, nn.GRU)):
             if pos == [0]:
@@ -1185,7 +1218,6 @@ def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
             if "src_key_padding_mask" in used:
                 return 0
             return 0 if mod.self_attn.batch_first else 1
-        del hx_pos
     return 0
 
 
