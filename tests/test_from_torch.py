@@ -385,6 +385,33 @@ def test_transformer_encoder_layer(any_backend, norm_first, activation, batch_fi
     check(Encoder(layer), x, mask, kpm)
 
 
+class Stack(nn.Module):
+    def __init__(self, enc):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, x, kpm):
+        return self.enc(x, src_key_padding_mask=kpm)
+
+
+@pytest.mark.parametrize("batch_first,norm_first", [(True, False), (False, False),
+                                                    (True, True)])
+@pytest.mark.parametrize("nested", [True, False])
+def test_transformer_encoder(any_backend, batch_first, norm_first, nested):
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=batch_first, norm_first=norm_first)
+    enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8), enable_nested_tensor=nested)
+    x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
+    check(enc, x)
+    at_end = torch.zeros(3, 5, dtype=torch.bool)
+    at_end[1, 3:] = True  # padding at the end: PyTorch's nested path zeroes those steps
+    inside = at_end.clone()
+    inside[2, 1] = True  # padding inside a row: no nested path
+    check(Stack(enc), x, at_end, run_inputs=[(x, inside)])
+    mask = torch.rand(5, 5) > 0.7
+    mask.fill_diagonal_(False)
+    check(enc, x, mask)
+
+
 # ------------------------------------------------------------------ embedding, merges
 
 

@@ -282,6 +282,22 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
     return out, (probs.mean(axis=1).astype(F32) if average else probs)
 
 
+@S.symbolic_op
+def torch_zero_padded(x, key_padding_mask, check_left_aligned=True):
+    """What ``nn.TransformerEncoder``'s nested-tensor path does to padded positions: x
+    (B, T, E) with the steps where ``key_padding_mask`` (B, T) is True set to 0 - only when
+    every row's padding is at its end (PyTorch's ``mask_check``; otherwise x unchanged)."""
+    x = np.asarray(x, F32)
+    pad = np.asarray(key_padding_mask)
+    pad = pad if pad.dtype == np.bool_ else pad != 0
+    keep = ~pad
+    if check_left_aligned and keep.size:
+        # left-aligned: once a step is padded, every later step is padded too
+        if np.any(keep[:, 1:] & ~keep[:, :-1]):
+            return x
+    return np.where(keep[:, :, None], x, F32(0)).astype(F32)
+
+
 # ------------------------------------------------------------------ the converted model
 
 
@@ -540,6 +556,11 @@ class _Converter:
         elif isinstance(mod, nn.Embedding):
             if mod.max_norm is not None:
                 no("max_norm (it renormalizes the table at lookup)")
+        elif isinstance(mod, nn.TransformerEncoder):
+            for i, sub in enumerate(mod.layers):
+                bad += self._module_problems(f"{qual}.layers.{i}", sub)
+            if mod.norm is not None and not isinstance(mod.norm, nn.LayerNorm):
+                bad += self._module_problems(f"{qual}.norm", mod.norm)
         elif isinstance(mod, nn.TransformerEncoderLayer):
             act = mod.activation
             if not (act in (self.F.relu, self.F.gelu)
@@ -555,7 +576,7 @@ class _Converter:
         known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
                  nn.LayerNorm, nn.GELU, nn.Softmax, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d,
                  nn.AdaptiveAvgPool2d, nn.Flatten, nn.LSTM, nn.GRU, nn.MultiheadAttention,
-                 nn.TransformerEncoderLayer, nn.Embedding)
+                 nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding)
         name = type(mod).__name__
         return isinstance(mod, known) or (
             getattr(nn, name, None) is type(mod) and (name in _ACT_MODULES
@@ -673,6 +694,8 @@ class _Converter:
             return self.mha(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.TransformerEncoderLayer):
             return self.encoder_layer(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.TransformerEncoder):
+            return self.encoder(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Embedding):
             t = self._tensor(args[0], f"{qual} input")
             return _T(torch_embedding(t.sym, _np(mod.weight)), False)
@@ -1070,6 +1093,29 @@ class _Converter:
             x = _T(torch_permute(x.sym, (1, 0, 2)), False)
         return x
 
+    def encoder(self, qual: str, mod: Any, src: Any, mask: Any = None,
+                src_key_padding_mask: Any = None, is_causal: Any = None) -> _T:
+        """``nn.TransformerEncoder``: its layers, then its norm. With a key padding mask
+        and no mask, PyTorch's inference path (``use_nested_tensor``) returns 0 at padded
+        steps before the norm when the padding is at the end of every row; so does this."""
+        x = src
+        for i, layer in enumerate(mod.layers):
+            x = self.encoder_layer(f"{qual}.layers.{i}", layer, x, mask, src_key_padding_mask,
+                                   bool(is_causal) and mask is not None)
+        nested = (getattr(mod, "use_nested_tensor", False)
+                  and self.torch.backends.mha.get_fastpath_enabled()
+                  and src_key_padding_mask is not None and mask is None)
+        if nested:
+            t = _to_torch(self._tensor(x, qual))
+            kpm = _to_torch(self._tensor(src_key_padding_mask, f"{qual} mask"))
+            batch_first = mod.layers[0].self_attn.batch_first
+            seq = t.sym if batch_first else torch_permute(t.sym, (1, 0, 2))
+            seq = torch_zero_padded(seq, kpm.sym, bool(getattr(mod, "mask_check", True)))
+            x = _T(seq if batch_first else torch_permute(seq, (1, 0, 2)), False)
+        if mod.norm is not None:
+            x = self.layer_norm(mod.norm, x)
+        return x
+
     # ---- functions and methods ------------------------------------------------------
     def _function_handler(self, fn: Any) -> Any:
         torch, F = self.torch, self.F
@@ -1210,14 +1256,15 @@ def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
             if "key_padding_mask" in used:
                 return 0
             return 0 if mod.batch_first else 1
-        if isinstance(mod, nn.TransformerEncoderLayer):
-            names = ["src", "src_mask", "src_key_padding_mask"]
+        if isinstance(mod, (nn.TransformerEncoderLayer, nn.TransformerEncoder)):
+            first = mod if isinstance(mod, nn.TransformerEncoderLayer) else mod.layers[0]
+            names = ["src", "src_mask" if first is mod else "mask", "src_key_padding_mask"]
             used = [names[i] for i in pos if i < len(names)] + kw
-            if "src_mask" in used:
+            if "src_mask" in used or "mask" in used:
                 return None
             if "src_key_padding_mask" in used:
                 return 0
-            return 0 if mod.self_attn.batch_first else 1
+            return 0 if first.self_attn.batch_first else 1
     return 0
 
 
@@ -1345,6 +1392,8 @@ def _infer_input(torch: Any, gm: Any, node: Any) -> tuple[tuple, Any]:
                 return (None, mod.embed_dim), np.float32
             if isinstance(mod, nn.TransformerEncoderLayer):
                 return (None, mod.linear1.in_features), np.float32
+            if isinstance(mod, nn.TransformerEncoder):
+                return (None, mod.layers[0].linear1.in_features), np.float32
     raise ValueError(
         f"from_torch: cannot infer the shape of input {node.name!r}; pass example_inputs"
     )
