@@ -147,7 +147,8 @@ def test_batch_norm(any_backend, affine):
     check(_randomize_bn(nn.BatchNorm1d(5, affine=affine)), torch.randn(4, 5))
     check(_randomize_bn(nn.BatchNorm1d(5, affine=affine)), torch.randn(4, 5, 7))
     check(nn.Sequential(nn.Conv2d(3, 6, 3), _randomize_bn(nn.BatchNorm2d(6, affine=affine))),
-          torch.randn(2, 3, 6, 5))
+          torch.randn(2, 3, 6, 5))  # folded into the conv
+    check(_randomize_bn(nn.BatchNorm2d(3, affine=affine)), torch.randn(2, 3, 6, 5))  # alone
 
 
 @pytest.mark.parametrize("shape,affine", [((6,), True), ((4, 6), True), ((6,), False)])
@@ -204,6 +205,19 @@ def test_activation_fused_into_layer():
                           torch.randn(2, 4))
     acts = [layer.activation for layer in model.layers if isinstance(layer, L.Dense)]
     assert acts == ["gelu", "tanh"]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_batch_norm_folded_into_conv(any_backend, bias):
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, bias=bias), _randomize_bn(nn.BatchNorm2d(6)),
+                        nn.ReLU())
+    model = check(net, torch.randn(2, 3, 5, 5))
+    (conv,) = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
+    assert conv.activation == "relu" and conv.use_bias
+    labels = [row[0] for row in model._summary_rows()]
+    assert not any("scale_shift" in label or "activation" in label for label in labels), labels
+    seq = nn.Sequential(nn.Conv1d(3, 4, 3), _randomize_bn(nn.BatchNorm1d(4)), nn.SiLU())
+    check(seq, torch.randn(2, 3, 9))
 
 
 # ------------------------------------------------------------------ pooling and reshapes

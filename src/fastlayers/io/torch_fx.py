@@ -476,6 +476,19 @@ def _np(tensor: Any) -> np.ndarray | None:
     return tensor.detach().cpu().numpy().astype(F32)
 
 
+def _bn_scale_shift(mod: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An eval-mode BatchNorm as y = x·scale + shift per channel (float64)."""
+    mean = mod.running_mean.detach().cpu().numpy().astype(np.float64)
+    var = mod.running_var.detach().cpu().numpy().astype(np.float64)
+    scale = 1.0 / np.sqrt(var + mod.eps)
+    if mod.weight is not None:
+        scale = scale * mod.weight.detach().cpu().numpy().astype(np.float64)
+    shift = -mean * scale
+    if mod.bias is not None:
+        shift = shift + mod.bias.detach().cpu().numpy().astype(np.float64)
+    return scale, shift
+
+
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -615,25 +628,55 @@ class _Converter:
     #: The activation to fuse into the Dense or Conv2D being converted (set by _build).
     fuse: str | None = None
 
-    def fusable(self, node: Any) -> str | None:
-        """The activation (a Keras name the C++ epilogue runs) of the only user of a Linear
-        or Conv node called once, to run inside its Dense / Conv2D; else None."""
-        nn = self.nn
-        if node.op != "call_module" or len(node.users) != 1:
-            return None
-        mod = self.gm.get_submodule(node.target)
-        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            return None
-        calls = [n for n in self.gm.graph.nodes
-                 if n.op == "call_module" and n.target == node.target]
-        if len(calls) != 1:
+    #: The eval-mode BatchNorm folded into the Conv being converted (set by _build).
+    fold: Any = None
+
+    def _only_user(self, node: Any) -> Any:
+        """The one node that uses ``node``, if it takes ``node`` as its only argument."""
+        if len(node.users) != 1:
             return None
         (user,) = node.users
         if not user.args or user.args[0] is not node or len(user.args) > 1 or any(
             k != "inplace" for k in user.kwargs
         ):
             return None
-        torch, F = self.torch, self.F
+        return user
+
+    def plan_fusion(self, node: Any) -> list[Any]:
+        """For a Linear or Conv node whose module is called once: set :attr:`fold` (a
+        BatchNorm right after a conv, folded into its kernel and bias) and :attr:`fuse`
+        (the activation after that, run in the layer's epilogue); return the nodes that
+        the layer then computes."""
+        self.fold = self.fuse = None
+        nn = self.nn
+        mod = self.gm.get_submodule(node.target)
+        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            return []
+        calls = [n for n in self.gm.graph.nodes
+                 if n.op == "call_module" and n.target == node.target]
+        if len(calls) != 1:
+            return []
+        done = []
+        tail = node
+        user = self._only_user(node)
+        if user is not None and user.op == "call_module" and not isinstance(mod, nn.Linear):
+            bn = self.gm.get_submodule(user.target)
+            kind = nn.BatchNorm1d if isinstance(mod, nn.Conv1d) else nn.BatchNorm2d
+            if isinstance(bn, kind) and bn.track_running_stats and bn.running_mean is not None:
+                self.fold = bn
+                done.append(user)
+                tail = user
+        act = self._activation_of(self._only_user(tail))
+        if act is not None:
+            self.fuse = act
+            done.append(self._only_user(tail))
+        return done
+
+    def _activation_of(self, user: Any) -> str | None:
+        """The Keras name of the activation ``user`` computes, if the C++ epilogue runs it."""
+        if user is None:
+            return None
+        nn, torch, F = self.nn, self.torch, self.F
         if user.op == "call_module":
             sub = self.gm.get_submodule(user.target)
             name = type(sub).__name__
@@ -742,11 +785,16 @@ class _Converter:
         if layer is None:
             layer = Conv2D(mod.out_channels, ks, strides=(1, 1) if both else stride,
                            padding=pad_mode, dilation_rate=dilation, groups=mod.groups,
-                           use_bias=mod.bias is not None, activation=self.fuse,
+                           use_bias=mod.bias is not None or self.fold is not None,
+                           activation=self.fuse,
                            name=self._layer_name(qual))
             w = [kernel]
             if mod.bias is not None:
                 w.append(_np(mod.bias))
+            if self.fold is not None:  # conv -> BatchNorm: scale the filters, shift the bias
+                scale, shift = _bn_scale_shift(self.fold)
+                bias = mod.bias.detach().cpu().numpy() if mod.bias is not None else 0.0
+                w = [(kernel * scale).astype(F32), (bias * scale + shift).astype(F32)]
             layer.set_weights(w)
             self.layers[qual] = layer
         y = layer(x)
@@ -782,14 +830,7 @@ class _Converter:
         t = self._tensor(x, "batch_norm")
         if t.ndim >= 3:
             t = _to_cl(t)
-        mean = mod.running_mean.detach().cpu().numpy().astype(np.float64)
-        var = mod.running_var.detach().cpu().numpy().astype(np.float64)
-        scale = 1.0 / np.sqrt(var + mod.eps)
-        if mod.weight is not None:
-            scale = scale * mod.weight.detach().cpu().numpy().astype(np.float64)
-        shift = -mean * scale
-        if mod.bias is not None:
-            shift = shift + mod.bias.detach().cpu().numpy().astype(np.float64)
+        scale, shift = _bn_scale_shift(mod)
         return _T(torch_scale_shift(t.sym, scale.astype(F32), shift.astype(F32)), t.cl)
 
     def layer_norm(self, mod: Any, x: Any) -> _T:
@@ -1455,17 +1496,15 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 obj = getattr(obj, part)
             env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
         elif node in fused:
-            env[node] = env[node.args[0]]  # the activation ran inside the layer before it
+            env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
         elif node.op == "call_module":
             mod = gm.get_submodule(node.target)
-            conv.fuse = conv.fusable(node)
-            if conv.fuse is not None:
-                fused.add(next(iter(node.users)))
+            fused.update(conv.plan_fusion(node))
             try:
                 env[node] = conv.call_module(node.target, mod, load(node.args),
                                              load(node.kwargs))
             finally:
-                conv.fuse = None
+                conv.fuse = conv.fold = None
         elif node.op == "call_function":
             fn = conv._function_handler(node.target)
             env[node] = fn(*load(node.args), **load(node.kwargs))
