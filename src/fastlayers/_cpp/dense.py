@@ -45,8 +45,9 @@ def matmul(a):
         rows = np.ascontiguousarray(a.a).reshape(math.prod(a.a.shape[:-1]), k)  # not -1: K may be 0
         y = core.dense_unpacked(rows, np.ascontiguousarray(a.b), None, 0)
         return y.reshape(a.a.shape[:-1] + (n,))
-    a3 = np.broadcast_to(a.a, a.batch + (m, k)).reshape(-1, m, k)
-    b3 = np.broadcast_to(a.b, a.batch + (k, n)).reshape(-1, k, n)
+    nb = math.prod(a.batch)  # not -1: a size-0 axis makes -1 ambiguous
+    a3 = np.broadcast_to(a.a, a.batch + (m, k)).reshape(nb, m, k)
+    b3 = np.broadcast_to(a.b, a.batch + (k, n)).reshape(nb, k, n)
     y = np.empty((a3.shape[0], m, n), np.float32)
     for i in range(a3.shape[0]):
         y[i] = core.dense_unpacked(np.ascontiguousarray(a3[i]), np.ascontiguousarray(b3[i]),

@@ -43,6 +43,19 @@ LAYER_CLASSES: dict[str, type] = {
     "GaussianDropout": L.GaussianDropout,
     "ActivityRegularization": L.ActivityRegularization,
     "Activation": L.Activation,
+    # ---- merge topic (issue 12): merging, shape and wrapper layers ----
+    "Add": L.Add,
+    "Subtract": L.Subtract,
+    "Multiply": L.Multiply,
+    "Average": L.Average,
+    "Maximum": L.Maximum,
+    "Minimum": L.Minimum,
+    "Concatenate": L.Concatenate,
+    "Dot": L.Dot,
+    "Reshape": L.Reshape,
+    "Permute": L.Permute,
+    "RepeatVector": L.RepeatVector,
+    "TimeDistributed": L.TimeDistributed,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -165,10 +178,25 @@ def make_layer(cfg: dict) -> Any:
         kwargs["layer"] = make_layer(cfg["config"]["layer"])
         if isinstance(cfg["config"].get("backward_layer"), dict):
             kwargs["backward_layer"] = make_layer(cfg["config"]["backward_layer"])
+    if cls is L.TimeDistributed:  # merge topic: the wrapped layer's config is nested
+        kwargs["layer"] = _wrapped_layer(cfg["config"].get("layer"))
     try:
         return cls(**kwargs)
     except (NotImplementedError, ValueError, TypeError) as e:
         raise Unsupported(str(e)) from None
+
+
+def _wrapped_layer(inner: Any) -> Any:
+    """The layer a TimeDistributed config wraps (a layer fastlayers has, not a model)."""
+    if not isinstance(inner, dict):
+        raise Unsupported(f"wraps {inner!r} (not a layer config)")
+    why = _check_origin(inner)
+    if why is None and (inner.get("class_name") in MODEL_CLASSES + ("InputLayer",)
+                        or _is_op(inner)):
+        why = "fastlayers wraps single layers only"
+    if why is not None:
+        raise Unsupported(f"wraps {inner.get('class_name')} {_keras_name(inner)!r}: {why}")
+    return make_layer(inner)
 
 
 # ---- Keras ops in the graph -----------------------------------------------------------

@@ -216,6 +216,8 @@ def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndar
     if isinstance(layer, L.Bidirectional):
         return (_vars(f, f"{path}/forward_layer/cell", used)
                 + _vars(f, f"{path}/backward_layer/cell", used))
+    if isinstance(layer, L.TimeDistributed):  # merge topic: the wrapped layer's own path
+        return _layer_arrays(layer.layer, f, f"{path}/layer", used)
     if isinstance(layer, L.MultiHeadAttention):
         return [a for part in ("query_dense", "key_dense", "value_dense", "output_dense")
                 for a in _vars(f, f"{path}/{part}", used)]

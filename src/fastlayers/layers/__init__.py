@@ -19,7 +19,10 @@ never per call.
 
 One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten,
 Softmax), conv (Conv2D), recurrent (LSTM, GRU, Bidirectional), attention
-(Attention, AdditiveAttention, MultiHeadAttention). A new family is a new module
+(Attention, AdditiveAttention, MultiHeadAttention), merging (Add, Subtract, Multiply,
+Average, Maximum, Minimum, Concatenate, Dot and the functional forms ``add``,
+``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
+(TimeDistributed). A new family is a new module
 whose layers subclass :class:`Layer`, declare ``config_keys`` (and, with weights,
 ``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the op's
 ``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.
@@ -50,6 +53,24 @@ from .initializers import (
 from .initializers import (
     weight_spec as weight_spec,
 )
+from .merging import (  # merge topic (issue 12): merging layers and their functional forms
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from .recurrent import GRU, LSTM, Bidirectional
 from .regularization import (
     ActivityRegularization,
@@ -59,6 +80,8 @@ from .regularization import (
     SpatialDropout1D,
     SpatialDropout2D,
 )
+from .reshaping import Permute, RepeatVector, Reshape  # merge topic (issue 12)
+from .wrappers import TimeDistributed  # merge topic (issue 12)
 
 __all__ = [
     "Layer",
@@ -79,4 +102,25 @@ __all__ = [
     "GaussianNoise",
     "GaussianDropout",
     "ActivityRegularization",
+    # ---- merge topic (issue 12) ----
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
+    "Dot",
+    "add",
+    "subtract",
+    "multiply",
+    "average",
+    "maximum",
+    "minimum",
+    "concatenate",
+    "dot",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "TimeDistributed",
 ]

@@ -131,10 +131,18 @@ class Flatten(Layer):
         end, so the flattened order is always the channels-last one.
 
     No weights. Call: ``layer(inputs)`` with inputs (batch, d1, ..., dn) -> float32
-    (batch, d1 * ... * dn); a 1-D input (batch,) gives (batch, 1).
+    (batch, d1 * ... * dn); a 1-D input (batch,) gives (batch, 1), and a 2-D input is
+    returned as it is (a copy).
+
+    Masks: Keras 3's Flatten does not support masking (an implicit mask stops here), so
+    ``compute_mask`` returns None.
     """
 
     config_keys = ("data_format",)
+    supports_masking = False  # merge topic (issue 12): as Keras 3
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
 
     def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

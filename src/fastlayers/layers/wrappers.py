@@ -1,0 +1,157 @@
+"""TimeDistributed: one layer applied to every time step (Keras 3 ``TimeDistributed``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as V
+from .base import Layer, Shape, _shape_tuple
+
+__all__ = ["TimeDistributed"]
+
+
+def _deserialize(config: Any, owner: str) -> Layer:
+    """A layer, or one from ``{"class_name": ..., "config": {...}}`` (what get_config
+    stores) with a fastlayers layer class of that name."""
+    if isinstance(config, Layer):
+        return config
+    if isinstance(config, dict) and set(config) >= {"class_name", "config"}:
+        from .. import layers as L  # the package imports this module: look up lazily
+
+        cls = getattr(L, str(config["class_name"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, Layer)):
+            raise ValueError(f"{owner}: unknown layer class {config['class_name']!r}")
+        return cls.from_config(dict(config["config"]))
+    raise ValueError(
+        f"{owner}: layer must be a fastlayers layer instance (or its "
+        f"{{'class_name': ..., 'config': ...}}), got {type(config).__name__}"
+    )
+
+
+def _takes_mask(layer: Layer) -> bool:
+    try:
+        return "mask" in inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+
+
+class TimeDistributed(Layer):
+    """Applies ``layer`` to every time step of its input (Keras ``TimeDistributed``).
+
+    Parameters
+    ----------
+    layer : Layer
+        The wrapped layer (used as is, not copied), e.g. ``Dense(8)`` or ``Conv2D(4, 3)``.
+        Anything else raises ValueError (as in Keras).
+
+    Call: ``layer(inputs, mask=None)`` with inputs (batch, time, ...), rank >= 3. The batch
+    and time axes are merged, the wrapped layer runs once on (batch * time, ...) and the
+    result is split back to (batch, time, ...): the same numbers as Keras's loop over the
+    time steps, since every wrapped layer treats samples independently at inference. A
+    ``mask`` (batch, time, ...) is passed on, as (batch * time, ...), to a wrapped layer
+    whose ``call`` takes a mask; ``compute_mask`` returns the input mask unchanged (Keras 3
+    does not ask the wrapped layer). The wrapped layer must return one array.
+
+    Weights: the wrapped layer's, in its order (``get_weights``/``set_weights`` pass
+    through). Path: whatever the wrapped layer runs (Dense and Conv2D: C++ where the
+    backend allows).
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer: Any, **kwargs: Any) -> None:
+        owner = type(self).__name__
+        layer = _deserialize(layer, owner)
+        super().__init__(**kwargs)
+        self.layer: Layer = layer
+
+    # ---- weights: the wrapped layer's ------------------------------------------------
+    @property
+    def built(self) -> bool:  # type: ignore[override]
+        return self.layer.built
+
+    @built.setter
+    def built(self, value: bool) -> None:  # the base constructor sets it; derived here
+        pass
+
+    def _child_shape(self, input_shape: Any) -> Shape:
+        shape = _shape_tuple(input_shape)
+        if len(shape) < 3:
+            raise ValueError(
+                f"{self._owner()}: inputs must have rank >= 3 (batch, time, ...), got shape "
+                f"{shape}"
+            )
+        b, t = shape[0], shape[1]
+        return ((None if b is None or t is None else b * t),) + shape[2:]
+
+    def build(self, input_shape: Shape) -> None:
+        """Build the wrapped layer for one time step: (batch, *input_shape[2:])."""
+        if not self.layer.built:
+            self.layer.build(self._child_shape(input_shape))
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self.layer.weights
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.layer.get_weights()
+
+    def _weight_names(self) -> list[str]:
+        return self.layer._weight_names()
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        self._check_weight_list(weights)
+        try:
+            self.layer.set_weights(list(weights))
+        except ValueError as exc:
+            raise ValueError(f"{self._owner()}: {exc}") from None
+
+    def count_params(self) -> int:
+        return self.layer.count_params()
+
+    # ---- call ---------------------------------------------------------------------------
+    def call(self, inputs: Any, mask: Any = None, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        V.min_rank(x, owner, "inputs", 3, "(batch, time, ...)")
+        b, t = x.shape[:2]
+        kwargs: dict[str, Any] = {}
+        if mask is not None:
+            m = V.bool_mask(mask, owner, "mask")
+            if m.ndim < 2 or m.shape[:2] != (b, t):
+                raise ValueError(
+                    f"{owner}: mask of shape {m.shape} does not fit inputs of shape {x.shape}: "
+                    f"its first two axes must be (batch, time) = ({b}, {t})"
+                )
+            if _takes_mask(self.layer):
+                kwargs["mask"] = m.reshape((b * t,) + m.shape[2:])
+        y = self.layer(x.reshape((b * t,) + x.shape[2:]), **kwargs)
+        if not isinstance(y, np.ndarray):
+            raise ValueError(
+                f"{owner}: the wrapped layer {self.layer.name!r} must return one array, got "
+                f"{type(y).__name__}"
+            )
+        if y.ndim < 1 or y.shape[0] != b * t:
+            raise ValueError(
+                f"{owner}: the wrapped layer {self.layer.name!r} returned shape {y.shape} for "
+                f"{b * t} samples"
+            )
+        return y.reshape((b, t) + y.shape[1:])
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """Keras 3: the input mask, unchanged."""
+        return mask
+
+    # ---- config ---------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "layer": {"class_name": type(self.layer).__name__, "config": self.layer.get_config()},
+        }
+
+    def __repr__(self) -> str:
+        return f"TimeDistributed(name={self.name!r}, layer={self.layer!r})"
