@@ -552,6 +552,18 @@ def test_user_module(any_backend):
     _compare(out, want)
 
 
+def test_keras_layers_used_where_they_match():
+    model = fl.from_torch(UserNet(), torch.randn(2, 3, 8, 8))
+    kinds = {type(layer) for layer in model.layers}
+    assert {L.Conv2D, L.Dense, L.Add, L.Multiply, L.Concatenate, L.Reshape, L.Permute} <= kinds
+    # a merge that broadcasts over the batch axis (Keras's merges never do) stays an op
+    one = fl.from_torch(Merge(MERGES["x + y"], False, False),
+                        (torch.randn(2, 4, 3, 5), torch.randn(1, 4, 3, 5)))
+    assert not any(isinstance(layer, L.Add) for layer in one.layers)
+    x, y = torch.randn(3, 4, 3, 5), torch.randn(1, 4, 3, 5)
+    _compare(one(x.numpy(), y.numpy()), x + y)
+
+
 def test_training_mode_is_restored_and_stats_untouched():
     net = UserNet().train()
     before = [b.clone() for b in net.buffers()]

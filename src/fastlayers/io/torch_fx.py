@@ -30,7 +30,19 @@ import numpy as np
 from .. import _symbolic as S
 from .. import functional as FL
 from .._numpy import activations as _act
-from ..layers import GRU, LSTM, Bidirectional, Conv2D, Dense
+from ..layers import (
+    GRU,
+    LSTM,
+    Add,
+    Bidirectional,
+    Concatenate,
+    Conv2D,
+    Dense,
+    Multiply,
+    Permute,
+    Reshape,
+    Subtract,
+)
 from ..models.base import BaseModel, _Progress
 from ..models.functional import Input, Model
 
@@ -445,18 +457,69 @@ class _Dim:
         self.axis = axis
 
 
+def _is_float(sym: S.SymbolicTensor) -> bool:
+    return sym.dtype == np.float32
+
+
+def _permute(sym: S.SymbolicTensor, perm: tuple) -> S.SymbolicTensor:
+    """sym transposed by ``perm``: a Keras ``Permute`` when the batch axis stays first."""
+    perm = tuple(int(p) for p in perm)
+    if perm[0] == 0 and len(perm) > 1 and _is_float(sym):
+        return Permute(perm[1:])(sym)
+    return torch_permute(sym, perm)
+
+
 def _to_torch(t: _T) -> _T:
     if not t.cl:
         return t
     r = t.ndim
-    return _T(torch_permute(t.sym, (0, r - 1, *range(1, r - 1))), False)
+    return _T(_permute(t.sym, (0, r - 1, *range(1, r - 1))), False)
 
 
 def _to_cl(t: _T) -> _T:
     if t.cl or t.ndim < 3:
         return t
     r = t.ndim
-    return _T(torch_permute(t.sym, (0, *range(2, r), 1)), True)
+    return _T(_permute(t.sym, (0, *range(2, r), 1)), True)
+
+
+def _reshape(sym: S.SymbolicTensor, spec: tuple, refs: tuple = ()) -> S.SymbolicTensor:
+    """sym reshaped by ``spec`` (see torch_reshape): a Keras ``Reshape`` when the batch
+    axis is kept as it is and the other sizes are fixed (one may be -1)."""
+    rest = spec[1:]
+    if (spec and spec[0] == (0, 0) and not refs and _is_float(sym)
+            and all(isinstance(e, int) for e in rest)):
+        return Reshape(rest)(sym)
+    return torch_reshape(sym, *refs, spec=spec)
+
+
+def _roots(sym: S.SymbolicTensor) -> frozenset:
+    """The ids of the model inputs that ``sym`` is computed from."""
+    found: set[int] = set()
+    seen: set[int] = set()
+    stack = [sym]
+    while stack:
+        t = stack.pop()
+        if t.id in seen:
+            continue
+        seen.add(t.id)
+        if t.node is None or not t.node.inputs:
+            found.add(t.id)
+        else:
+            stack.extend(t.node.inputs)
+    return frozenset(found)
+
+
+def _same_batch(a: _T, b: _T) -> bool:
+    """Whether a Keras merge (whose batch axis never broadcasts) computes ``a op b``: float
+    tensors of one rank whose batch axis is one size, or free and from the same inputs (so
+    it cannot differ at run time, where PyTorch would broadcast it)."""
+    if a.ndim != b.ndim or a.ndim < 1 or not (_is_float(a.sym) and _is_float(b.sym)):
+        return False
+    na, nb = a.sym.shape[0], b.sym.shape[0]
+    if na is None and nb is None:
+        return _roots(a.sym) == _roots(b.sym)
+    return na is not None and na == nb
 
 
 def _axis_in_layout(t: _T, axis: int) -> int:
@@ -867,7 +930,7 @@ class _Converter:
         spec.append(-1 if any(m is None for m in merged) else int(np.prod(merged, dtype=int)))
         for i in range(end + 1, r):
             spec.append((0, i) if shape[i] is None else shape[i])
-        return _T(torch_reshape(t.sym, spec=tuple(spec)), False)
+        return _T(_reshape(t.sym, tuple(spec)), False)
 
     def reshape(self, x: Any, shape: Any) -> _T:
         t = _to_torch(self._tensor(x, "view/reshape"))
@@ -890,7 +953,7 @@ class _Converter:
                     f"from_torch: view/reshape with a size of type {type(e).__name__} "
                     "(sizes must be ints or sizes read from tensors)"
                 )
-        return _T(torch_reshape(t.sym, *[r.sym for r in refs], spec=tuple(spec)), False)
+        return _T(_reshape(t.sym, tuple(spec), tuple(r.sym for r in refs)), False)
 
     def size(self, x: Any, dim: Any = None) -> Any:
         t = self._tensor(x, "size")
@@ -917,6 +980,9 @@ class _Converter:
         if ta is not None and tb is not None:
             if ta.cl != tb.cl or ta.ndim != tb.ndim:
                 ta, tb = _to_torch(ta), _to_torch(tb)
+            merge = {"add": Add, "sub": Subtract, "mul": Multiply}.get(op)
+            if merge is not None and _same_batch(ta, tb):
+                return _T(merge()([ta.sym, tb.sym]), ta.cl)
             return _T(torch_binary(ta.sym, tb.sym, op), ta.cl)
         t = ta if ta is not None else tb
         other = b if ta is not None else a
@@ -938,7 +1004,10 @@ class _Converter:
         ts = [self._tensor(x, "cat") for x in xs]
         if not (all(t.cl for t in ts) and len({t.ndim for t in ts}) == 1):
             ts = [_to_torch(t) for t in ts]
-        return _T(torch_cat([t.sym for t in ts], _axis_in_layout(ts[0], int(dim))), ts[0].cl)
+        axis = _axis_in_layout(ts[0], int(dim))
+        if axis != 0 and all(_is_float(t.sym) for t in ts):
+            return _T(Concatenate(axis=axis)([t.sym for t in ts]), ts[0].cl)
+        return _T(torch_cat([t.sym for t in ts], axis), ts[0].cl)
 
     def getitem(self, obj: Any, key: Any) -> Any:
         if isinstance(obj, (tuple, list)):
@@ -963,14 +1032,14 @@ class _Converter:
         t = _to_torch(self._tensor(x, "permute"))
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        return _T(torch_permute(t.sym, tuple(int(d) % t.ndim for d in dims)), False)
+        return _T(_permute(t.sym, tuple(int(d) % t.ndim for d in dims)), False)
 
     def transpose(self, x: Any, d0: int, d1: int) -> _T:
         t = _to_torch(self._tensor(x, "transpose"))
         perm = list(range(t.ndim))
         a, b = int(d0) % t.ndim, int(d1) % t.ndim
         perm[a], perm[b] = perm[b], perm[a]
-        return _T(torch_permute(t.sym, tuple(perm)), False)
+        return _T(_permute(t.sym, tuple(perm)), False)
 
     # ---- recurrent --------------------------------------------------------------------
     def recurrent(self, qual: str, mod: Any, x: Any, hx: Any = None) -> Any:
