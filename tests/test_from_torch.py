@@ -258,6 +258,10 @@ RESHAPES = {
     "transpose": lambda x: x.transpose(1, -1),
     "index": lambda x: x[:, 1:3, ..., -1],
     "index None": lambda x: x[:, None, 0],
+    "slice channels": lambda x: x[:, 1:3],  # slices stay in the channels-last layout
+    "slice spatial": lambda x: x[..., 1:, ::2],
+    "slice all": lambda x: x[1:, :-1, 2:4, :],
+    "global pool flatten": lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1),
 }
 
 

@@ -473,6 +473,10 @@ def _to_torch(t: _T) -> _T:
     if not t.cl:
         return t
     r = t.ndim
+    shape = t.sym.shape
+    if all(d == 1 for d in shape[1:-1]) and shape[-1] is not None:
+        # the channel axis moves over size-1 axes only: the same values in the same order
+        return _T(_reshape(t.sym, ((0, 0), shape[-1], *shape[1:-1])), False)
     return _T(_permute(t.sym, (0, r - 1, *range(1, r - 1))), False)
 
 
@@ -1013,8 +1017,21 @@ class _Converter:
         if isinstance(obj, (tuple, list)):
             return obj[key]
         if isinstance(obj, _T):
-            t = _to_torch(obj)
             keys = key if isinstance(key, tuple) else (key,)
+            if obj.cl and all(isinstance(k, slice) or k is Ellipsis for k in keys) and (
+                    sum(k is Ellipsis for k in keys) <= 1
+                    and len(keys) - (Ellipsis in keys) <= obj.ndim):
+                # slices only: slice the channels-last array, axis by axis, in its layout
+                n = obj.ndim - (len(keys) - 1 if Ellipsis in keys else len(keys))
+                full: list[Any] = []
+                for k in keys:
+                    full.extend([slice(None)] * n if k is Ellipsis else [k])
+                full += [slice(None)] * (obj.ndim - len(full))
+                if all(all(v is None or isinstance(v, int) for v in (k.start, k.stop, k.step))
+                       for k in full):
+                    cl_key = (full[0], *full[2:], full[1])
+                    return _T(torch_index(obj.sym, cl_key), True)
+            t = _to_torch(obj)
             for k in keys:
                 if isinstance(k, slice):
                     ok = all(v is None or isinstance(v, int) for v in (k.start, k.stop, k.step))
