@@ -58,6 +58,29 @@ CASES = {
         lambda: L.MultiHeadAttention(num_heads=2, key_dim=3, seed=7),
         lambda: [_x(2, 4, 6), _x(2, 5, 6)],
     ),
+    # convpool
+    "Conv1D": (lambda: L.Conv1D(4, 3, padding="causal", dilation_rate=2, seed=8),
+               lambda: [_x(2, 9, 3)]),
+    "DepthwiseConv2D": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, seed=9),
+                        lambda: [_x(1, 6, 6, 3)]),
+    "SeparableConv2D": (lambda: L.SeparableConv2D(5, 3, padding="same", seed=10),
+                        lambda: [_x(1, 6, 6, 3)]),
+    "MaxPooling1D": (lambda: L.MaxPooling1D(3, padding="same"), lambda: [_x(2, 7, 3)]),
+    "MaxPooling2D": (lambda: L.MaxPooling2D(), lambda: [_x(1, 5, 5, 2)]),
+    "AveragePooling1D": (lambda: L.AveragePooling1D(2), lambda: [_x(2, 7, 3)]),
+    "AveragePooling2D": (lambda: L.AveragePooling2D(3, 2, "same"), lambda: [_x(1, 5, 5, 2)]),
+    "GlobalAveragePooling1D": (lambda: L.GlobalAveragePooling1D(), lambda: [_x(2, 7, 3)]),
+    "GlobalAveragePooling2D": (lambda: L.GlobalAveragePooling2D(), lambda: [_x(1, 5, 5, 2)]),
+    "GlobalMaxPooling1D": (lambda: L.GlobalMaxPooling1D(keepdims=True), lambda: [_x(2, 7, 3)]),
+    "GlobalMaxPooling2D": (lambda: L.GlobalMaxPooling2D(), lambda: [_x(1, 5, 5, 2)]),
+    "ZeroPadding1D": (lambda: L.ZeroPadding1D(2), lambda: [_x(2, 7, 3)]),
+    "ZeroPadding2D": (lambda: L.ZeroPadding2D(((1, 0), (2, 1))), lambda: [_x(1, 5, 5, 2)]),
+    "Cropping1D": (lambda: L.Cropping1D(1), lambda: [_x(2, 7, 3)]),
+    "Cropping2D": (lambda: L.Cropping2D(1), lambda: [_x(1, 5, 5, 2)]),
+    # masks (issue 12)
+    "Embedding": (lambda: L.Embedding(9, 4, mask_zero=True, seed=8),
+                  lambda: [np.array([[1, 0, 8], [3, 3, 0]])]),
+    "Masking": (lambda: L.Masking(mask_value=0.5), lambda: [_x(2, 4, 3)]),
 }
 
 

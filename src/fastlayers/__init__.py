@@ -25,8 +25,10 @@ from ._runtime import runtime_info, show_runtime
 from .functional import (
     additive_attention,
     attention,
+    conv1d,  # convpool
     conv2d,
     dense,
+    depthwise_conv2d,  # convpool
     flatten,
     gru,
     lstm,
@@ -71,4 +73,7 @@ __all__ = [
     "show_runtime",
     "softmax",
     "use_backend",
+    # convpool
+    "conv1d",
+    "depthwise_conv2d",
 ]

@@ -12,7 +12,11 @@ set to 3 when there is any: a dimension that differs between the two runs is unk
 the output too. This also builds the layers (creates their weights), as calling a Keras
 layer on a Keras tensor does.
 
-This module imports nothing else of fastlayers, so that layers and ops can use it.
+When a model runs, :meth:`Node.run` can also carry Keras's implicit masks from node to
+node (``_masking``; docs/architecture.md §12 (Masks)).
+
+This module imports nothing else of fastlayers but ``_masking`` (which imports nothing),
+so that layers and ops can use it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import itertools
 from typing import Any, Callable
 
 import numpy as np
+
+from . import _masking
 
 _ids = itertools.count()
 
@@ -97,12 +103,36 @@ class Node:
         self.structure: type | None = None
         self.label = label
 
-    def run(self, values: dict[int, Any]) -> list[Any]:
-        """Call ``fn`` with each symbolic argument replaced by ``values[tensor.id]``."""
+    def run(self, values: dict[int, Any], masks: dict[int, Any] | None = None) -> list[Any]:
+        """Call ``fn`` with each symbolic argument replaced by ``values[tensor.id]``.
+
+        With ``masks`` (tensor id -> implicit mask or None), a layer's call receives the
+        masks of its arguments and the masks of the outputs are stored there
+        (``Layer._masked_call``); an op's outputs get no mask, as in Keras.
+        """
         args = substitute(self.args, values)
         kwargs = substitute(self.kwargs, values)
-        out = self.fn(*args, **kwargs)
-        return list(out) if self.structure is not None else [out]
+        if masks is None or self.layer is None or (
+            _masking.mask_free(self.layer)
+            and all(masks.get(t.id) is None for t in self.inputs)
+        ):  # no mask comes in and none can come out: a plain call
+            out = self.fn(*args, **kwargs)
+            out_masks = None
+        else:
+            def as_leaf(x: Any) -> _masking.Leaf | None:
+                if isinstance(x, SymbolicTensor):
+                    return _masking.Leaf(masks.get(x.id))
+                return _masking.array_leaf(x)
+
+            out, out_masks = self.layer._masked_call(
+                self.fn, args, kwargs, _masking.mirror(self.args, as_leaf),
+                _masking.mirror(self.kwargs, as_leaf),
+            )
+        outs = list(out) if self.structure is not None else [out]
+        if masks is not None:
+            for i, t in enumerate(self.outputs):
+                masks[t.id] = None if out_masks is None or i >= len(out_masks) else out_masks[i]
+        return outs
 
 
 def _walk(obj: Any, fn: Callable[[Any], Any]) -> Any:

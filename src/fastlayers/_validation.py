@@ -604,3 +604,118 @@ def check_multi_head_attention(
     causal = C.flag(use_causal_mask, op, "use_causal_mask")
     return_scores = C.flag(return_attention_scores, op, "return_attention_scores")
     return MHAArgs(query, value, key, kernels, biases, mask, causal, return_scores)
+
+
+# --------------------------------------- check_<op>: conv1d, depthwise_conv2d (convpool)
+
+
+def _conv2d_args(op, x, kernel4, bias, strides, padding, dilation_rate, groups, act, pads=None):
+    """Conv2DArgs for an NHWC x and a conv2d kernel (kh, kw, cg, F), the geometry checked by
+    conv2d_geometry; ``pads`` (top, bottom, left, right) replaces the padding rule."""
+    shape = x.shape
+    if pads is not None:  # the geometry of the padded input, run "valid"
+        shape = (shape[0], shape[1] + pads[0] + pads[1], shape[2] + pads[2] + pads[3], shape[3])
+    strides, dilation, rule_pads, out_hw, groups = C.conv2d_geometry(
+        op, shape, kernel4.shape, strides, padding, dilation_rate, groups
+    )
+    if bias is not None:
+        C.shape_is(bias, op, "bias", (kernel4.shape[3],), "(filters,)")
+    pads = rule_pads if pads is None else pads
+    return Conv2DArgs(x, kernel4, bias, strides, dilation, pads, out_hw, groups, act)
+
+
+def _to_channels_last(x, channels_first):
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_first else x
+
+
+def check_conv1d(
+    x,
+    kernel,
+    bias,
+    strides,
+    padding,
+    dilation_rate,
+    groups,
+    activation,
+    *,
+    op="conv1d",
+    x_name="x",
+    channels_first=False,
+    build: Build = None,
+):
+    """Conv1D as conv2d of height 1: Conv2DArgs with x (N, 1, T, C) and kernel (1, k, cg, F).
+    "causal" pads dilation * (k - 1) zeros before the first step and runs "valid". With
+    channels_first, x is (N, C, T)."""
+    x = C.array(x, op, x_name)
+    C.rank(x, op, x_name, 3, "(N, C, T)" if channels_first else "(batch, steps, channels)")
+    if build is not None:
+        kernel, bias = build(x.shape)
+    x = _to_channels_last(x, channels_first)
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 3, "(kernel_size, in_channels // groups, filters)")
+    (s,) = C.int_tuple(strides, op, "strides", n=1)
+    (d,) = C.int_tuple(dilation_rate, op, "dilation_rate", n=1)
+    if not isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be 'valid', 'same' or 'causal', got "
+                        f"{type(padding).__name__}")
+    pad = padding.lower()
+    if pad not in ("valid", "same", "causal"):
+        raise ValueError(f"{op}: padding must be 'valid', 'same' or 'causal', got {padding!r}")
+    k, cg, f = kernel.shape
+    if isinstance(groups, (int, np.integer)) and not isinstance(groups, (bool, np.bool_)) \
+            and groups >= 1 and cg * groups != x.shape[2]:
+        raise ValueError(
+            f"{op}: kernel has shape {kernel.shape}, expected ({k}, "
+            f"{x.shape[2] // groups if x.shape[2] % groups == 0 else '?'}, {f}) for "
+            f"{x.shape[2]} input channels and groups {groups}"
+        )
+    causal = (0, 0, d * (k - 1), 0) if pad == "causal" else None
+    return _conv2d_args(
+        op, x[:, None], kernel[None], bias, (1, s), "valid" if causal else pad, (1, d), groups,
+        act, pads=causal,
+    )
+
+
+def depthwise_kernel4(kernel: np.ndarray) -> np.ndarray:
+    """A depthwise kernel (kh, kw, C, m) as a conv2d kernel (kh, kw, 1, C * m) for groups = C:
+    output channel c * m + j reads input channel c (Keras's order). A view."""
+    kh, kw, c, m = kernel.shape
+    return kernel.reshape(kh, kw, 1, c * m)
+
+
+def check_depthwise_conv2d(
+    x,
+    kernel,
+    bias,
+    strides,
+    padding,
+    dilation_rate,
+    activation,
+    *,
+    op="depthwise_conv2d",
+    x_name="x",
+    channels_first=False,
+    build: Build = None,
+):
+    """DepthwiseConv2D as conv2d with groups = C: Conv2DArgs with kernel (kh, kw, 1, C * m).
+    With channels_first, x is (N, C, H, W)."""
+    x = C.array(x, op, x_name)
+    what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
+    C.rank(x, op, x_name, 4, what)
+    if build is not None:
+        kernel, bias = build(x.shape)[:2]
+    x = _to_channels_last(x, channels_first)
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 4, "(kh, kw, in_channels, depth_multiplier)")
+    if kernel.shape[2] != x.shape[3]:
+        raise ValueError(
+            f"{op}: kernel has shape {kernel.shape}, expected ({kernel.shape[0]}, "
+            f"{kernel.shape[1]}, {x.shape[3]}, depth_multiplier) for {x.shape[3]} input channels"
+        )
+    return _conv2d_args(
+        op, x, depthwise_kernel4(kernel), bias, strides, padding, dilation_rate, x.shape[3], act
+    )

@@ -37,6 +37,8 @@ __all__ = [
     "dense",
     "flatten",
     "conv2d",
+    "conv1d",  # convpool
+    "depthwise_conv2d",  # convpool
     "lstm",
     "lstm_cell",
     "gru",
@@ -174,6 +176,71 @@ def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
     if _cpp("conv2d"):
         return _cpp_conv2d.conv2d(a, packed)
     return _np_conv2d.conv2d(*a)
+
+
+# ---------------------------------------------------- conv1d, depthwise_conv2d (convpool)
+
+
+@_symbolic.symbolic_op
+def conv1d(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: int | tuple[int] = 1,
+    padding: str = "valid",
+    dilation_rate: int | tuple[int] = 1,
+    groups: int = 1,
+    activation: Any = None,
+) -> np.ndarray:
+    """1D convolution over steps (Keras ``Conv1D``, channels_last): conv2d of height 1.
+
+    Parameters
+    ----------
+    x : array (N, T, C)
+    kernel : array (k, C // groups, F)
+    bias : array (F,), optional
+    strides, dilation_rate : int or (int,)
+        Strides > 1 together with dilation > 1 is rejected, as in Keras.
+    padding : ``"valid"``, ``"same"`` or ``"causal"``
+        "causal" pads ``dilation_rate * (k - 1)`` zeros before the first step, then runs
+        "valid": y[t] reads x up to step t * stride only.
+    groups : int
+    activation : str, callable or None
+
+    Returns
+    -------
+    y : float32 array (N, T', F). Runs on conv2d's path (C++ when the core serves conv2d).
+    """
+    a = V.check_conv1d(**locals())
+    return run_conv2d(a)[:, 0]
+
+
+@_symbolic.symbolic_op
+def depthwise_conv2d(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: int | tuple[int, int] = 1,
+    padding: str = "valid",
+    dilation_rate: int | tuple[int, int] = 1,
+    activation: Any = None,
+) -> np.ndarray:
+    """Depthwise 2D convolution on NHWC images (Keras ``DepthwiseConv2D``).
+
+    Parameters
+    ----------
+    x : array (N, H, W, C)
+    kernel : array (kh, kw, C, m), Keras's layout (m = depth multiplier)
+    bias : array (C * m,), optional
+    strides, dilation_rate, padding, activation : as for :func:`conv2d`
+
+    Returns
+    -------
+    y : float32 array (N, OH, OW, C * m); channel c * m + j is input channel c convolved
+    with ``kernel[:, :, c, j]``. Runs as conv2d with groups = C (C++ path: its direct
+    depthwise kernel).
+    """
+    return run_conv2d(V.check_depthwise_conv2d(**locals()))
 
 
 # ------------------------------------------------------------------------ recurrent

@@ -19,8 +19,11 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import numpy as np
+
 from .. import functional as F
 from .. import layers as L
+from .._symbolic import symbolic_op
 from ..models import Input, Model, Sequential
 
 # Keras class name -> fastlayers layer class.
@@ -56,6 +59,35 @@ LAYER_CLASSES: dict[str, type] = {
     "Permute": L.Permute,
     "RepeatVector": L.RepeatVector,
     "TimeDistributed": L.TimeDistributed,
+    # convpool: Conv1D, depthwise/separable convolutions, pooling, padding, cropping
+    "Conv1D": L.Conv1D,
+    "Convolution1D": L.Conv1D,
+    "DepthwiseConv2D": L.DepthwiseConv2D,
+    "SeparableConv2D": L.SeparableConv2D,
+    "SeparableConvolution2D": L.SeparableConv2D,
+    "MaxPooling1D": L.MaxPooling1D,
+    "MaxPool1D": L.MaxPooling1D,
+    "MaxPooling2D": L.MaxPooling2D,
+    "MaxPool2D": L.MaxPooling2D,
+    "AveragePooling1D": L.AveragePooling1D,
+    "AvgPool1D": L.AveragePooling1D,
+    "AveragePooling2D": L.AveragePooling2D,
+    "AvgPool2D": L.AveragePooling2D,
+    "GlobalMaxPooling1D": L.GlobalMaxPooling1D,
+    "GlobalMaxPool1D": L.GlobalMaxPooling1D,
+    "GlobalMaxPooling2D": L.GlobalMaxPooling2D,
+    "GlobalMaxPool2D": L.GlobalMaxPooling2D,
+    "GlobalAveragePooling1D": L.GlobalAveragePooling1D,
+    "GlobalAvgPool1D": L.GlobalAveragePooling1D,
+    "GlobalAveragePooling2D": L.GlobalAveragePooling2D,
+    "GlobalAvgPool2D": L.GlobalAveragePooling2D,
+    "ZeroPadding1D": L.ZeroPadding1D,
+    "ZeroPadding2D": L.ZeroPadding2D,
+    "Cropping1D": L.Cropping1D,
+    "Cropping2D": L.Cropping2D,
+    # masks (issue 12): the layers that make Keras's implicit masks
+    "Embedding": L.Embedding,
+    "Masking": L.Masking,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -71,9 +103,17 @@ _INFERENCE_IRRELEVANT = {
     "build_config", "input_shape", "batch_input_shape", "batch_shape", "input_dim",
     "query_shape", "key_shape", "value_shape", "flash_attention", "optional",
 }
+# convpool: the training-only arguments of the depthwise and separable convolutions
+_INFERENCE_IRRELEVANT |= {
+    "depthwise_initializer", "pointwise_initializer", "depthwise_regularizer",
+    "pointwise_regularizer", "depthwise_constraint", "pointwise_constraint",
+}
 # ... except where they matter: in MultiHeadAttention, dropout > 0 makes a fully masked
 # row attend to nothing (as in Keras).
-_KEEP: dict[type, tuple[str, ...]] = {L.MultiHeadAttention: ("dropout",)}
+_KEEP: dict[type, tuple[str, ...]] = {
+    L.MultiHeadAttention: ("dropout",),
+    L.Embedding: ("input_dim",),  # masks (issue 12): the vocabulary size, not Keras 2's
+}
 # Keys that must keep their default value (they change the result).
 _MUST_BE = {"time_major": False, "causal": False, "sparse": False, "ragged": False}
 
@@ -235,10 +275,39 @@ def _op_einsum(cfg: dict) -> Callable:
     return _einsum(cfg.get("config", {}).get("subscripts", ""))
 
 
+# Masks (issue 12): Keras records the ops that computed a layer's implicit mask on
+# symbolic tensors (Embedding: not_equal(x, 0); Masking: any(not_equal(x, v), axis=-1))
+# and passes their result as the next layer's ``mask`` keyword; these rebuild them.
+@symbolic_op
+def keras_not_equal(x: Any, y: Any) -> np.ndarray:
+    """Keras's ``ops.not_equal`` as recorded in a graph: a bool array."""
+    return np.not_equal(np.asarray(x), np.asarray(y))
+
+
+@symbolic_op
+def keras_any(x: Any, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    """Keras's ``ops.any`` as recorded in a graph: a bool array."""
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return np.asarray(np.any(np.asarray(x), axis=axis, keepdims=bool(keepdims)))
+
+
+def _op_not_equal(cfg: dict) -> Callable:
+    return keras_not_equal
+
+
+def _op_any(cfg: dict) -> Callable:
+    config = cfg.get("config", {})
+    axis, keepdims = config.get("axis"), config.get("keepdims", False)
+    return lambda x: keras_any(x, axis=axis, keepdims=keepdims)
+
+
 OPS: dict[str, Callable[[dict], Callable]] = {
     "Matmul": _op_matmul,
     "Softmax": _op_softmax,
     "Einsum": _op_einsum,
+    "NotEqual": _op_not_equal,  # masks (issue 12)
+    "Any": _op_any,  # masks (issue 12)
 }
 
 

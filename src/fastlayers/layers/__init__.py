@@ -18,11 +18,13 @@ once. That is where the C++ path packs the weights (``_cpp.<family>.pack_<op>``)
 never per call.
 
 One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten,
-Softmax), conv (Conv2D), recurrent (LSTM, GRU, Bidirectional), attention
-(Attention, AdditiveAttention, MultiHeadAttention), merging (Add, Subtract, Multiply,
-Average, Maximum, Minimum, Concatenate, Dot and the functional forms ``add``,
-``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
-(TimeDistributed). A new family is a new module
+Softmax, Activation), conv (Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D), pooling
+(max, average and global poolings), padding (ZeroPadding1D/2D, Cropping1D/2D), recurrent
+(LSTM, GRU, Bidirectional), attention (Attention, AdditiveAttention, MultiHeadAttention),
+merging (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot and the
+functional forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute,
+RepeatVector), wrappers (TimeDistributed), regularization (Dropout and the other layers
+that are the identity at inference). A new family is a new module
 whose layers subclass :class:`Layer`, declare ``config_keys`` (and, with weights,
 ``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the op's
 ``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.
@@ -39,7 +41,9 @@ from __future__ import annotations
 
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .base import Layer
-from .conv import Conv2D
+
+# convpool: Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, padding and cropping
+from .conv import Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Flatten, Softmax
 from .initializers import (  # importable from here as before (not layer classes)
     INITIALIZERS as INITIALIZERS,
@@ -53,6 +57,7 @@ from .initializers import (
 from .initializers import (
     weight_spec as weight_spec,
 )
+from .masking import Embedding, Masking  # masks (issue 12)
 from .merging import (  # merge topic (issue 12): merging layers and their functional forms
     Add,
     Average,
@@ -70,6 +75,17 @@ from .merging import (  # merge topic (issue 12): merging layers and their funct
     minimum,
     multiply,
     subtract,
+)
+from .padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D  # convpool
+from .pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
 )
 from .recurrent import GRU, LSTM, Bidirectional
 from .regularization import (
@@ -102,7 +118,7 @@ __all__ = [
     "GaussianNoise",
     "GaussianDropout",
     "ActivityRegularization",
-    # ---- merge topic (issue 12) ----
+    # merging, shape and wrapper layers
     "Add",
     "Subtract",
     "Multiply",
@@ -123,4 +139,23 @@ __all__ = [
     "Permute",
     "RepeatVector",
     "TimeDistributed",
+    # convolution, pooling, padding and cropping
+    "Conv1D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "Cropping1D",
+    "Cropping2D",
+    # masks (issue 12)
+    "Embedding",
+    "Masking",
 ]

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks as C
+from .. import _masking
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import pack_multi_head_attention
@@ -30,6 +32,13 @@ class _LuongAttention(Layer):
     _check = staticmethod(V.check_attention)
     #: The layer's attributes its check_<op> takes as the op's keywords.
     call_options: tuple[str, ...] = ()
+    supports_masking = True
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """As Keras: the output keeps the query's mask (mask = [query_mask, value_mask])."""
+        if mask is None or not isinstance(mask, (list, tuple)) or mask[0] is None:
+            return None
+        return np.asarray(mask[0])
 
     def __init__(self, use_scale: bool, dropout: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
@@ -317,6 +326,8 @@ class MultiHeadAttention(Layer):
         weights = self._call_weight_values
         return pack_multi_head_attention(weights[:4], weights[4:])
 
+    supports_masking = True  # the output keeps the query's implicit mask (Keras)
+
     def call(
         self,
         query: Any,
@@ -330,8 +341,40 @@ class MultiHeadAttention(Layer):
         training: Any = None,
         use_causal_mask: bool = False,
     ):
+        return self._attend(query, value, key, query_mask, value_mask, key_mask,
+                            attention_mask, return_attention_scores, training, use_causal_mask)
+
+    def _masked_call(self, fn, args, kwargs, margs, mkwargs):
+        # Keras reads the query's own (implicit) mask, whatever query_mask says, and ANDs
+        # it into the attention mask; value_mask / key_mask come from the implicit masks
+        # of value and key unless given (Layer.__call__'s <name>_mask rule).
+        query_mask = _masking.first_mask(fn, margs, mkwargs)
+
+        def run(*a, **k):
+            return self._attend(*a, keras_query_mask=query_mask, **k)
+
+        return _masking.masked_call(self, fn, args, kwargs, margs, mkwargs, run=run)
+
+    def _attend(
+        self,
+        query: Any,
+        value: Any,
+        key: Any = None,
+        query_mask: Any = None,
+        value_mask: Any = None,
+        key_mask: Any = None,
+        attention_mask: Any = None,
+        return_attention_scores: bool = False,
+        training: Any = None,
+        use_causal_mask: bool = False,
+        *,
+        keras_query_mask: Any = None,
+    ):
         owner = self._owner()
         want_scores = _bool(return_attention_scores, owner, "return_attention_scores")
+        if keras_query_mask is not None:
+            attention_mask = _with_query_mask(query, value, keras_query_mask, attention_mask,
+                                              owner)
         # query_mask is ignored, as in Keras (which overwrites it with the query's Keras mask).
         # Keras takes its softmax path (fully masked rows -> zero weights) when scores are
         # returned or dropout > 0; the functional op does the same when asked for scores.
@@ -354,3 +397,27 @@ class MultiHeadAttention(Layer):
         if softmax_path and not want_scores:
             return out[0]
         return out
+
+
+def _with_query_mask(query: Any, value: Any, query_mask: Any, attention_mask: Any,
+                     owner: str) -> Any:
+    """attention_mask (B, T, S), (T, S) or None, ANDed with the query's implicit mask
+    (B, T) as Keras's MultiHeadAttention._compute_attention_mask does ([B, T, 1])."""
+    q_shape = np.shape(query)
+    m = C.bool_mask(query_mask, owner, "the query's mask")
+    if len(q_shape) < 2 or m.shape != tuple(q_shape[:2]):
+        raise ValueError(
+            f"{owner}: the query's mask has shape {m.shape}, expected (batch, T) = "
+            f"{tuple(q_shape[:2])}"
+        )
+    v_shape = np.shape(value)
+    if len(v_shape) != 3:
+        return attention_mask  # the op's check reports the value
+    full = (q_shape[0], q_shape[1], v_shape[1])
+    rows = np.broadcast_to(m[:, :, None], full)
+    if attention_mask is None:
+        return np.ascontiguousarray(rows)
+    a = C.bool_mask(attention_mask, owner, "attention_mask")
+    if a.shape not in (full, full[1:]):
+        return attention_mask  # the op's check reports the shape
+    return np.ascontiguousarray(a & rows)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .. import _backend, _symbolic
+from .. import _backend, _masking, _symbolic
 from .. import _validation as V
 from .initializers import check_initializer
 
@@ -343,6 +343,27 @@ class Layer:
         ]
         return f"{type(self).__name__}({', '.join(items)})"
 
+    # ---- masks (Keras's implicit masks; docs/architecture.md §12 (Masks)) ----------
+    #: Whether the layer passes masks on (Keras's ``supports_masking``): its outputs get
+    #: ``compute_mask(inputs, mask)`` inside a model; False drops the masks it receives.
+    supports_masking: bool = False
+
+    #: ``compute_mask(inputs, mask=None)``: the mask(s) of the outputs, given the first
+    #: argument of the call and the incoming mask. The default passes ``mask`` on when
+    #: :attr:`supports_masking`, else returns None; a layer that makes or changes masks
+    #: (Embedding, Masking, LSTM, ...) overrides it (and sets ``supports_masking``).
+    compute_mask = _masking._default_compute_mask
+
+    def _masked_call(self, fn: Callable, args: tuple, kwargs: dict, margs: tuple,
+                     mkwargs: dict) -> tuple[Any, list[Any]]:
+        """Run ``fn(*args, **kwargs)`` (this layer's call) inside a model, with the implicit
+        masks described by the mirrors ``margs``/``mkwargs``: returns the outputs and one
+        mask (or None) per output (``_masking.masked_call``). Layers that need the masks
+        differently (MultiHeadAttention, nested models) override it."""
+        return _masking.masked_call(self, fn, args, kwargs, margs, mkwargs)
+
+    _masked_call._default_masked_call = True  # type: ignore[attr-defined]  # mask_free
+
     # ---- calling --------------------------------------------------------------------
     def call(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -352,6 +373,10 @@ class Layer:
 
         Called with symbolic tensors (``fastlayers.Input`` and what layers make of it), the
         layer records a node of a model's graph and returns symbolic outputs instead.
+
+        Masks: arrays carry no mask, so a direct call gets only the masks passed to it
+        (``mask=...``); inside a ``Model`` or ``Sequential`` the implicit masks flow from
+        layer to layer as in Keras (docs/semantics.md §22 (Masks)).
         """
         if _symbolic.any_symbolic(args, kwargs):
             return _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)

@@ -1,4 +1,4 @@
-"""Convolution layers: Conv2D."""
+"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from .base import (
     WEIGHT_TRAINING_ARGS,
     Layer,
     Shape,
+    _bool,
     _positive_int,
     _shape_tuple,
 )
 from .core import _data_format
-from .initializers import weight_spec
+from .initializers import check_initializer, weight_spec
 
 # ------------------------------------------------------------------------- Conv2D
 
@@ -167,3 +168,409 @@ class Conv2D(Layer):
 
     def _pack(self):  # one GEMM operand per group, the bias folded in
         return pack_conv2d(self._weight("kernel"), self._weight("bias"), self.groups)
+
+
+# ------------------------------------------- Conv1D, DepthwiseConv2D, SeparableConv2D (convpool)
+#
+# All three run on ``functional.run_conv2d`` (so on the C++ path when the core is there): Conv1D
+# is a conv2d of height 1, DepthwiseConv2D a conv2d with groups = input channels, and
+# SeparableConv2D a depthwise conv2d followed by a 1x1 conv2d. Their kernels are reshaped
+# (views, no copy) to conv2d's layout (kh, kw, C // groups, F) and packed once per layer.
+
+
+def _channels_back(y: np.ndarray, channels_first: bool) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if channels_first else y
+
+
+class Conv1D(Layer):
+    """1D (temporal) convolution (Keras ``Conv1D``).
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int,)
+    strides : int or (int,)
+    padding : "valid", "same" or "causal" (case-insensitive)
+        "same" puts the extra step of odd padding at the end; "causal" pads
+        ``dilation_rate * (kernel_size - 1)`` zeros at the start and then runs "valid",
+        so that output step t reads input steps up to t * stride only.
+    data_format : "channels_last" (default; (batch, steps, channels)), "channels_first"
+        ((batch, channels, steps)) or None. The kernel layout is the same for both.
+    dilation_rate : int or (int,)
+        Strides > 1 together with dilation > 1 raise ValueError, as in Keras.
+    groups : int
+        Input channels and filters must be divisible by it.
+    activation : str, callable or None
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+    kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
+        Training only; ignored.
+    lora_rank, lora_alpha : must be None
+
+    Weights: ``kernel`` (kernel_size, in_channels // groups, filters), then ``bias``
+    (filters,) if use_bias.
+
+    Call: ``layer(inputs)`` with inputs (N, T, C) -> float32 (N, T', filters) (or the
+    channels_first layouts). Runs as a conv2d of height 1 (C++ path when available).
+    """
+
+    config_keys = Conv2D.config_keys
+    call_weights = ("kernel", "bias")
+    ignored_args = WEIGHT_TRAINING_ARGS
+    unsupported_args = {"lora_rank": None, "lora_alpha": None}
+    supports_masking = False
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.filters = _positive_int(filters, owner, "filters")
+        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=1)
+        self.strides = V.int_tuple(strides, owner, "strides", n=1)
+        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=1)
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same", "causal"):
+            raise ValueError(
+                f"{owner}: padding must be 'valid', 'same' or 'causal', got {padding!r}"
+            )
+        self.padding = padding.lower()
+        self.data_format = _data_format(data_format, owner)
+        self.groups = _positive_int(groups, owner, "groups")
+        if self.filters % self.groups:
+            raise ValueError(
+                f"{owner}: filters ({self.filters}) must be divisible by groups ({self.groups})"
+            )
+        if self.strides[0] > 1 and self.dilation_rate[0] > 1:
+            raise ValueError(
+                f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
+                f"Keras); got strides {self.strides} and dilation_rate {self.dilation_rate}"
+            )
+        V.activation(activation, owner)
+        self.activation = activation
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
+
+    def _channel_axis(self) -> int:
+        return 1 if self.data_format == "channels_first" else -1
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else input_shape[self._channel_axis()]
+        cg = None if c is None else c // self.groups
+        specs = [
+            weight_spec("kernel", (*self.kernel_size, cg, self.filters), self.kernel_initializer)
+        ]
+        if self.use_bias:
+            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def _input_shape_from_weights(self, shapes):
+        c = self._shape_of(shapes, 0, 3)[1] * self.groups
+        return (None, c, None) if self.data_format == "channels_first" else (None, None, c)
+
+    def build(self, input_shape: Shape) -> None:
+        """Create kernel (k, C // groups, filters) and bias (filters,)."""
+        input_shape = _shape_tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(f"{self._owner()}: input_shape must have rank 3, got {input_shape}")
+        c = input_shape[self._channel_axis()]
+        if c is None or c % self.groups:
+            raise ValueError(
+                f"{self._owner()}: the number of input channels ({c}) must be known and "
+                f"divisible by groups ({self.groups})"
+            )
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        channels_first = self.data_format == "channels_first"
+        a = V.check_conv1d(
+            inputs,
+            None,
+            None,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+            self.groups,
+            self.activation,
+            op=self._owner(),
+            x_name="inputs",
+            channels_first=channels_first,
+            build=self._ready,
+        )
+        return _channels_back(F.run_conv2d(a, self._packed)[:, 0], channels_first)
+
+    def _pack(self):
+        kernel = self._weight("kernel")
+        return pack_conv2d(kernel[None], self._weight("bias"), self.groups)
+
+
+class _DepthwiseBase(Layer):
+    """What DepthwiseConv2D and SeparableConv2D share: the arguments of the depthwise step."""
+
+    ignored_args = (
+        "depthwise_regularizer",
+        "pointwise_regularizer",
+        "bias_regularizer",
+        "depthwise_constraint",
+        "pointwise_constraint",
+        "bias_constraint",
+    )
+    supports_masking = False
+
+    def _init_depthwise(self, kernel_size, strides, padding, data_format, dilation_rate,
+                        depth_multiplier, activation, use_bias, bias_initializer) -> None:
+        owner = type(self).__name__
+        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size")
+        self.strides = V.int_tuple(strides, owner, "strides")
+        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f"{owner}: padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding.lower()
+        self.data_format = _data_format(data_format, owner)
+        self.depth_multiplier = _positive_int(depth_multiplier, owner, "depth_multiplier")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{owner}: strides > 1 together with dilation_rate > 1 is not supported (Keras's "
+                f"TensorFlow backend rejects it too); got strides {self.strides} and "
+                f"dilation_rate {self.dilation_rate}"
+            )
+        V.activation(activation, owner)
+        self.activation = activation
+        self.use_bias = _bool(use_bias, owner, "use_bias")
+        self.bias_initializer = check_initializer(bias_initializer, owner, "bias_initializer")
+
+    def _channel_axis(self) -> int:
+        return 1 if self.data_format == "channels_first" else -1
+
+    def build(self, input_shape: Shape) -> None:
+        input_shape = _shape_tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(f"{self._owner()}: input_shape must have rank 4, got {input_shape}")
+        if input_shape[self._channel_axis()] is None:
+            raise ValueError(f"{self._owner()}: the number of input channels must be known")
+        self._create_weights(input_shape)
+
+    def _input_shape_from_weights(self, shapes):
+        c = self._shape_of(shapes, 0, 4)[2]
+        if self.data_format == "channels_first":
+            return (None, c, None, None)
+        return (None, None, None, c)
+
+    def _depthwise_args(self, inputs, activation):
+        """The Conv2DArgs of the depthwise step (the layer built on the first call), and the
+        layer's call weights."""
+        weights = []
+
+        def build(shape):
+            weights.extend(self._ready(shape))
+            return weights[0], (weights[1] if len(weights) == 2 else None)
+
+        a = V.check_depthwise_conv2d(
+            inputs,
+            None,
+            None,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+            activation,
+            op=self._owner(),
+            x_name="inputs",
+            channels_first=self.data_format == "channels_first",
+            build=build,
+        )
+        return a, weights
+
+
+class DepthwiseConv2D(_DepthwiseBase):
+    """Depthwise 2D convolution (Keras ``DepthwiseConv2D``): each input channel is convolved
+    with its own ``depth_multiplier`` filters.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    strides : int or (int, int)
+    padding : "valid" or "same" (case-insensitive); "same" as in Conv2D
+    depth_multiplier : int
+    data_format : "channels_last" (default), "channels_first" or None
+    dilation_rate : int or (int, int)
+        Strides > 1 together with dilation > 1 raise ValueError (Keras's TensorFlow backend
+        rejects them too).
+    activation : str, callable or None
+    use_bias : bool
+    depthwise_initializer, bias_initializer : str or callable
+    seed : int, optional
+    depthwise_regularizer, bias_regularizer, depthwise_constraint, bias_constraint
+        Training only; ignored.
+
+    Weights: ``kernel`` (kh, kw, C, depth_multiplier), then ``bias`` (C * depth_multiplier,)
+    if use_bias. Output channel ``c * depth_multiplier + m`` is input channel c convolved with
+    ``kernel[:, :, c, m]``.
+
+    Call: inputs (N, H, W, C) -> float32 (N, OH, OW, C * depth_multiplier) (or NCHW).
+    Runs as conv2d with groups = C (C++ path when available: its direct depthwise kernel).
+    """
+
+    config_keys = (
+        "kernel_size",
+        "strides",
+        "padding",
+        "depth_multiplier",
+        "data_format",
+        "dilation_rate",
+        "activation",
+        "use_bias",
+        "depthwise_initializer",
+        "bias_initializer",
+        "seed",
+    )
+    call_weights = ("kernel", "bias")
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        strides: Any = (1, 1),
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        data_format: str | None = None,
+        dilation_rate: Any = (1, 1),
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._init_depthwise(kernel_size, strides, padding, data_format, dilation_rate,
+                             depth_multiplier, activation, use_bias, bias_initializer)
+        self.depthwise_initializer = check_initializer(
+            depthwise_initializer, type(self).__name__, "depthwise_initializer"
+        )
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else input_shape[self._channel_axis()]
+        m = self.depth_multiplier
+        specs = [weight_spec("kernel", (*self.kernel_size, c, m), self.depthwise_initializer)]
+        if self.use_bias:
+            specs.append(
+                weight_spec("bias", (None if c is None else c * m,), self.bias_initializer)
+            )
+        return specs
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        a, _ = self._depthwise_args(inputs, self.activation)
+        return _channels_back(F.run_conv2d(a, self._packed), self.data_format == "channels_first")
+
+    def _pack(self):
+        kernel = self._weight("kernel")
+        return pack_conv2d(V.depthwise_kernel4(kernel), self._weight("bias"), kernel.shape[2])
+
+
+class SeparableConv2D(_DepthwiseBase):
+    """Depthwise separable 2D convolution (Keras ``SeparableConv2D``): a depthwise
+    convolution (no bias, no activation) followed by a 1x1 convolution to ``filters``
+    channels, then the bias and the activation.
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier :
+        of the depthwise step, as in :class:`DepthwiseConv2D`
+    activation : str, callable or None
+    use_bias : bool
+    depthwise_initializer, pointwise_initializer, bias_initializer : str or callable
+    seed : int, optional
+    depthwise_regularizer, pointwise_regularizer, bias_regularizer, depthwise_constraint,
+    pointwise_constraint, bias_constraint : training only; ignored.
+
+    Weights (Keras's order): ``depthwise_kernel`` (kh, kw, C, depth_multiplier),
+    ``pointwise_kernel`` (1, 1, C * depth_multiplier, filters), then ``bias`` (filters,) if
+    use_bias.
+
+    Call: inputs (N, H, W, C) -> float32 (N, OH, OW, filters) (or NCHW). Both steps run on
+    conv2d (C++ path when available).
+    """
+
+    config_keys = (
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "data_format",
+        "dilation_rate",
+        "depth_multiplier",
+        "activation",
+        "use_bias",
+        "depthwise_initializer",
+        "pointwise_initializer",
+        "bias_initializer",
+        "seed",
+    )
+    call_weights = ("depthwise_kernel", "pointwise_kernel", "bias")
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = (1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: Any = (1, 1),
+        depth_multiplier: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        pointwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.filters = _positive_int(filters, owner, "filters")
+        self._init_depthwise(kernel_size, strides, padding, data_format, dilation_rate,
+                             depth_multiplier, activation, use_bias, bias_initializer)
+        self.depthwise_initializer = check_initializer(
+            depthwise_initializer, owner, "depthwise_initializer"
+        )
+        self.pointwise_initializer = check_initializer(
+            pointwise_initializer, owner, "pointwise_initializer"
+        )
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else input_shape[self._channel_axis()]
+        m = self.depth_multiplier
+        cm = None if c is None else c * m
+        specs = [
+            weight_spec("depthwise_kernel", (*self.kernel_size, c, m), self.depthwise_initializer),
+            weight_spec("pointwise_kernel", (1, 1, cm, self.filters), self.pointwise_initializer),
+        ]
+        if self.use_bias:
+            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        a, (_, pointwise, bias) = self._depthwise_args(inputs, None)  # no bias, linear
+        packed = self._packed or (None, None)
+        mid = F.run_conv2d(a, packed[0])
+        b = V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, self.activation,
+                           op=self._owner(), x_name="inputs")
+        y = F.run_conv2d(b, packed[1])
+        return _channels_back(y, self.data_format == "channels_first")
+
+    def _pack(self):
+        depthwise = self._weight("depthwise_kernel")
+        return (
+            pack_conv2d(V.depthwise_kernel4(depthwise), None, depthwise.shape[2]),
+            pack_conv2d(self._weight("pointwise_kernel"), self._weight("bias"), 1),
+        )

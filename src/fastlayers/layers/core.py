@@ -58,6 +58,7 @@ class Dense(Layer):
     call_weights = ("kernel", "bias")
     ignored_args = WEIGHT_TRAINING_ARGS
     unsupported_args = {"lora_rank": None, "lora_alpha": None, "quantization_config": None}
+    supports_masking = True  # as Keras's Dense: the mask passes through
 
     def __init__(
         self,
@@ -180,6 +181,7 @@ class Softmax(Layer):
     """
 
     config_keys = ("axis",)
+    supports_masking = True  # Keras: the mask passes through (and call uses it)
 
     def __init__(self, axis: Any = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -200,6 +202,8 @@ class Activation(Layer):
     Axis activations (softmax, log_softmax, ...) act on the last axis, as in Keras. The
     C++ path serves softmax and the names in the core's elementwise activation table.
     """
+
+    supports_masking = True  # as Keras's Activation: the mask passes through
 
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

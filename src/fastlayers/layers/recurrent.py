@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _masking
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import pack_gru, pack_lstm
@@ -50,6 +51,8 @@ class _RNN(Layer):
     #: The layer's attributes its check_<op> takes as the op's keywords.
     call_options = ("return_sequences", "go_backwards", "activation", "recurrent_activation")
     _check = staticmethod(V.check_lstm)
+    #: Keras's RNN consumes the mask and passes it on with the sequences (compute_mask).
+    supports_masking = True
 
     def __init__(
         self,
@@ -172,6 +175,13 @@ class _RNN(Layer):
         if self.stateful:
             self.states = [np.array(s, dtype=F32, copy=True) for s in states]
         return (out, *states) if self.return_state else out
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """As Keras's RNN: the output keeps the (first) mask if return_sequences, else has
+        none; the states have none."""
+        mask = _masking.flatten(mask)[0]
+        out = mask if self.return_sequences else None
+        return [out] + [None] * self._num_states if self.return_state else out
 
     def reset_states(self) -> None:
         """Set the kept states of a stateful layer to zeros (keeping the batch size)."""
@@ -395,6 +405,22 @@ class Bidirectional(Layer):
         self.return_state = fwd.return_state
         if weights:
             self.set_weights(list(weights))
+
+    supports_masking = True
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """As Keras's Bidirectional: with return_sequences the output(s) keep the mask
+        (both outputs when merge_mode is None), else none; the states have none."""
+        if isinstance(mask, list):
+            mask = mask[0]
+        if self.return_sequences:
+            out: Any = (mask, mask) if self.merge_mode is None else mask
+        else:
+            out = (None, None) if self.merge_mode is None else None
+        if self.return_state:
+            n = self.forward_layer._num_states + self.backward_layer._num_states
+            return _masking.flatten(out) + [None] * n
+        return out
 
     # ---- weights: the forward layer's, then the backward layer's ---------------------
     @property

@@ -48,6 +48,8 @@ def _seed_or_none(value: Any, owner: str) -> int | None:
 class _Identity(Layer):
     """Returns its input (as float32): what these layers do outside training."""
 
+    supports_masking = True  # every one of them passes the mask on in Keras
+
     def build(self, input_shape: Any) -> None:
         self._create_weights(input_shape)
 

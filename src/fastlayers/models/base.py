@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks as C
+from .. import _masking
 from .. import _symbolic as S
 from ..layers.base import Layer
 
@@ -62,6 +63,28 @@ class BaseModel(Layer):
     @property
     def layers(self) -> list[Layer]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ---- masks: a nested model passes on the masks its own graph computes ----------------
+    def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:
+        """The outputs and their implicit masks (one per output)."""
+        raise NotImplementedError  # pragma: no cover - Model and Sequential define it
+
+    def _masked_call(self, fn: Any, args: tuple, kwargs: dict, margs: tuple,
+                     mkwargs: dict) -> tuple[Any, list[Any]]:
+        # As a Keras Functional called as a layer: ``mask`` gets the masks of the inputs,
+        # and the outputs keep the masks the inner graph gave them (Keras's Functional has
+        # supports_masking False, but its inner layers have set the outputs' masks).
+        result: list[Any] = []
+
+        def run(inputs: Any, mask: Any = None) -> Any:
+            out, masks = self._run_with_masks(inputs, mask)
+            result.append(masks)
+            return out
+
+        out, _ = _masking.masked_call(self, fn, args, kwargs, margs, mkwargs, run=run)
+        n = len(out) if isinstance(out, (list, tuple)) else 1
+        masks = result[0] if result else []
+        return out, (list(masks) + [None] * n)[:n]
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index`` of ``layers``."""
@@ -198,6 +221,39 @@ class BaseModel(Layer):
         lines += [f" Total params: {total:,}", f" Trainable params: {trainable:,}",
                   f" Non-trainable params: {total - trainable:,}", rule]
         (print_fn or print)("\n".join(lines))
+
+
+def input_masks(mask: Any, inputs: Sequence[Any], owner: str) -> list[Any]:
+    """The ``mask`` argument of a model call as one mask (or None) per input: Keras
+    flattens it and pairs it with the inputs in order. Each mask is checked to be a
+    boolean-like array whose shape starts the input's shape (a mask has no feature axis)."""
+    n = len(inputs)
+    if mask is None:
+        return [None] * n
+    if n == 1:
+        one = isinstance(mask, (list, tuple)) and len(mask) == 1 and (
+            mask[0] is None or isinstance(mask[0], np.ndarray))
+        flat = [mask[0]] if one else [mask]  # [m], or m itself (an array or nested bools)
+    else:
+        flat = _masking.flatten(mask) if isinstance(mask, (list, tuple, dict)) else [mask]
+    if len(flat) != n:
+        raise ValueError(f"{owner}: mask must hold one mask (or None) per input ({n}), got "
+                         f"{len(flat)}")
+    out = []
+    for m, x in zip(flat, inputs):
+        if m is None:
+            out.append(None)
+            continue
+        if np.ndim(m) == 0 and not isinstance(m, (str, bytes)):
+            raise ValueError(f"{owner}: a mask needs a batch axis, got {m!r}")
+        m = C.bool_mask(m, owner, "mask")
+        shape = getattr(x, "shape", None)
+        if shape is not None and (m.ndim > len(shape) or any(
+                want is not None and got != want for got, want in zip(m.shape, shape))):
+            raise ValueError(f"{owner}: mask has shape {m.shape}, which does not fit an input "
+                             f"of shape {tuple(shape)} (expected its leading dimensions)")
+        out.append(m)
+    return out
 
 
 def numbers_only(x: Any) -> bool:

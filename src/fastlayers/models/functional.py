@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _symbolic as S
 from ..layers.base import Layer, _auto_name
-from .base import BaseModel, InputLayer, numbers_only
+from .base import BaseModel, InputLayer, input_masks, numbers_only
 
 
 def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
@@ -106,13 +106,23 @@ class Model(BaseModel):
         return rows
 
     # ---- calling --------------------------------------------------------------------
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, mask: Any = None) -> Any:
+        """Run the graph on ``inputs``; ``mask`` optionally gives the inputs' Keras masks
+        (one per input, in the inputs' order, None for none), as Keras's ``mask=``."""
+        return self._run_with_masks(inputs, mask)[0]
+
+    def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:
+        """The outputs and their implicit masks (one per output, in ``self.outputs``
+        order): the recorded nodes replayed with the masks flowing between them."""
         arrays = self._match_inputs(inputs)
         values: dict[int, Any] = {t.id: a for t, a in zip(self.inputs, arrays)}
+        masks: dict[int, Any] = {
+            t.id: m for t, m in zip(self.inputs, input_masks(mask, self.inputs, self._owner()))
+        }
         for node in self._nodes:
-            for t, v in zip(node.outputs, node.run(values)):
+            for t, v in zip(node.outputs, node.run(values, masks)):
                 values[t.id] = v
-        return S.substitute(self._output_struct, values)
+        return S.substitute(self._output_struct, values), [masks[t.id] for t in self.outputs]
 
     def _match_inputs(self, inputs: Any) -> list[Any]:
         n = len(self.inputs)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .. import _masking
 from .. import _symbolic as S
 from ..layers.base import Layer
-from .base import BaseModel, InputLayer
+from .base import BaseModel, InputLayer, input_masks
 from .functional import _shape_str
 
 
@@ -67,12 +68,21 @@ class Sequential(BaseModel):
     def built(self, value: bool) -> None:
         pass  # derived from the layers
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: Any, mask: Any = None) -> Any:
+        """Run the layers in turn on ``x``; ``mask`` optionally gives the Keras mask of
+        ``x``, which flows from layer to layer with the implicit masks."""
+        return self._run_with_masks(x, mask)[0]
+
+    def _run_with_masks(self, x: Any, mask: Any = None) -> tuple[Any, list[Any]]:
+        """The output and its implicit mask (in a one-element list)."""
         if self._input is not None:
             x = self._input.check(x)
+        if mask is not None:
+            (mask,) = input_masks(mask, [x], self._owner())
         for layer in self._stack:
-            x = layer(x)
-        return x
+            x, out_masks = layer._masked_call(layer.call, (x,), {}, (_masking.Leaf(mask),), {})
+            mask = out_masks[0] if len(out_masks) == 1 else out_masks
+        return x, [mask]
 
     def _summary_rows(self) -> list[tuple[str, str, int]]:
         if not self._outputs:

@@ -1,0 +1,166 @@
+"""Padding and cropping layers: ZeroPadding1D/2D, Cropping1D/2D (docs/semantics.md
+§21).
+
+No arithmetic: they run the same NumPy code under every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as V
+from .base import Layer
+from .core import _data_format
+
+
+def _pair(value: Any, owner: str, name: str) -> tuple[int, int]:
+    """An int n -> (n, n), or a pair of ints >= 0."""
+    return V.int_tuple(value, owner, name, n=2, minimum=0)
+
+
+def _pairs(value: Any, owner: str, name: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """int, (sym_h, sym_w) or ((top, bottom), (left, right)), as Keras reads them."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        p = _pair(value, owner, name)
+        return (p, p)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(
+            f"{owner}: {name} must be an int, a tuple of 2 ints (symmetric height, width) or "
+            f"a tuple of 2 tuples of 2 ints ((top, bottom), (left, right)), got {value!r}"
+        )
+    return (_pair(value[0], owner, f"{name}[0]"), _pair(value[1], owner, f"{name}[1]"))
+
+
+class _Spatial(Layer):
+    rank = 2
+    supports_masking = False
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def _nhwc(self, inputs: Any, cf: bool) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        if self.rank == 1:
+            what = "(batch, channels, steps)" if cf else "(batch, steps, channels)"
+        else:
+            what = "(N, C, H, W)" if cf else "(batch, height, width, channels)"
+        V.rank(x, owner, "inputs", self.rank + 2, what)
+        self._ready(x.shape)
+        x = np.moveaxis(x, 1, -1) if cf else x
+        return x[:, None] if self.rank == 1 else x
+
+    def _back(self, y: np.ndarray, cf: bool) -> np.ndarray:
+        y = y[:, 0] if self.rank == 1 else y
+        return np.ascontiguousarray(np.moveaxis(y, -1, 1) if cf else y)
+
+
+class ZeroPadding1D(_Spatial):
+    """Zeros before and after the steps (Keras ``ZeroPadding1D``).
+
+    padding : int or (before, after); data_format : "channels_last" (default),
+    "channels_first" or None. Call: (N, T, C) -> float32 (N, before + T + after, C).
+    """
+
+    rank = 1
+    config_keys = ("padding", "data_format")
+
+    def __init__(self, padding: Any = 1, data_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.padding = _pair(padding, owner, "padding")
+        self.data_format = _data_format(data_format, owner)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        cf = self.data_format == "channels_first"
+        x = self._nhwc(inputs, cf)
+        return self._back(np.pad(x, ((0, 0), (0, 0), self.padding, (0, 0))), cf)
+
+
+class ZeroPadding2D(_Spatial):
+    """Zeros around the image (Keras ``ZeroPadding2D``).
+
+    padding : int, (sym_height, sym_width) or ((top, bottom), (left, right));
+    data_format : "channels_last" (default), "channels_first" or None.
+    Call: (N, H, W, C) -> float32 (N, top + H + bottom, left + W + right, C).
+    """
+
+    config_keys = ("padding", "data_format")
+
+    def __init__(
+        self, padding: Any = (1, 1), data_format: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.padding = _pairs(padding, owner, "padding")
+        self.data_format = _data_format(data_format, owner)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        cf = self.data_format == "channels_first"
+        x = self._nhwc(inputs, cf)
+        return self._back(np.pad(x, ((0, 0), *self.padding, (0, 0))), cf)
+
+
+def _crop(owner: str, x: np.ndarray, crops) -> np.ndarray:
+    """x (N, H, W, C) without crops ((top, bottom), (left, right)); ValueError if nothing
+    would remain (as in Keras)."""
+    for axis, (a, b) in zip((1, 2), crops):
+        if a + b >= x.shape[axis]:
+            raise ValueError(
+                f"{owner}: cropping {crops if len(crops) > 1 else crops[0]} must leave at least "
+                f"one pixel; inputs have {x.shape[axis]} along that axis"
+            )
+    (t, b), (lft, r) = crops
+    return x[:, t : x.shape[1] - b, lft : x.shape[2] - r]
+
+
+class Cropping1D(_Spatial):
+    """Drop steps at the start and the end (Keras ``Cropping1D``).
+
+    cropping : int or (start, end). Call: (N, T, C) -> float32 (N, T - start - end, C);
+    ValueError if start + end >= T (as in Keras).
+    """
+
+    rank = 1
+    config_keys = ("cropping",)
+    data_format = "channels_last"
+
+    def __init__(self, cropping: Any = (1, 1), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cropping = _pair(cropping, type(self).__name__, "cropping")
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = self._nhwc(inputs, False)
+        if sum(self.cropping) >= x.shape[2]:
+            raise ValueError(
+                f"{self._owner()}: cropping {self.cropping} must be smaller than the input "
+                f"length {x.shape[2]}"
+            )
+        return self._back(_crop(self._owner(), x, ((0, 0), self.cropping)), False)
+
+
+class Cropping2D(_Spatial):
+    """Drop rows and columns at the borders (Keras ``Cropping2D``).
+
+    cropping : int, (sym_height, sym_width) or ((top, bottom), (left, right));
+    data_format : "channels_last" (default), "channels_first" or None.
+    Call: (N, H, W, C) -> float32 (N, H - top - bottom, W - left - right, C); ValueError if
+    an axis would be left empty (as in Keras).
+    """
+
+    config_keys = ("cropping", "data_format")
+
+    def __init__(
+        self, cropping: Any = ((0, 0), (0, 0)), data_format: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.cropping = _pairs(cropping, owner, "cropping")
+        self.data_format = _data_format(data_format, owner)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        cf = self.data_format == "channels_first"
+        x = self._nhwc(inputs, cf)
+        return self._back(_crop(self._owner(), x, self.cropping), cf)

@@ -1,0 +1,315 @@
+"""Pooling layers: MaxPooling1D/2D, AveragePooling1D/2D and the global poolings.
+
+None of them has a C++ kernel: they run the NumPy code of ``fastlayers/_numpy/pooling.py``
+under every backend (docs/semantics.md §21).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as V
+from .._numpy import pooling as P
+from .base import Layer, _bool
+from .core import _data_format
+
+
+def _padding(value: Any, owner: str) -> str:
+    if not isinstance(value, str) or value.lower() not in ("valid", "same"):
+        raise ValueError(f"{owner}: padding must be 'valid' or 'same', got {value!r}")
+    return value.lower()
+
+
+class _Pooling(Layer):
+    """Max or average pooling over ``rank`` spatial axes (1 or 2)."""
+
+    rank = 2
+    mode = "max"
+    config_keys = ("pool_size", "strides", "padding", "data_format")
+    supports_masking = False
+
+    def __init__(
+        self,
+        pool_size: Any = 2,
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.pool_size = V.int_tuple(pool_size, owner, "pool_size", n=self.rank)
+        self.strides = (
+            self.pool_size if strides is None else V.int_tuple(strides, owner, "strides", self.rank)
+        )
+        self.padding = _padding(padding, owner)
+        self.data_format = _data_format(data_format, owner)
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        cf = self.data_format == "channels_first"
+        if self.rank == 1:
+            what = "(batch, channels, steps)" if cf else "(batch, steps, channels)"
+        else:
+            what = "(N, C, H, W)" if cf else "(batch, height, width, channels)"
+        V.rank(x, owner, "inputs", self.rank + 2, what)
+        self._ready(x.shape)
+        if cf:
+            x = np.moveaxis(x, 1, -1)
+        if self.rank == 1:
+            x = x[:, None]
+        pool = (1, *self.pool_size) if self.rank == 1 else self.pool_size
+        strides = (1, *self.strides) if self.rank == 1 else self.strides
+        spatial = x.shape[1:3]
+        if self.padding == "valid" and any(s < p for s, p in zip(spatial, pool)):
+            raise ValueError(
+                f"{owner}: with padding 'valid' the input's spatial size "
+                f"{spatial[1:] if self.rank == 1 else spatial} is smaller than pool_size "
+                f"{self.pool_size}; the output would be empty"
+            )
+        if x.shape[-1] == 0 or 0 in spatial:
+            raise ValueError(f"{owner}: inputs has an empty spatial or channel axis")
+        (oh, top, bottom), (ow, left, right) = (
+            P.pool_geometry(s, p, st, self.padding) for s, p, st in zip(spatial, pool, strides)
+        )
+        run = P.max_pool2d if self.mode == "max" else P.avg_pool2d
+        y = run(x, pool, strides, (top, bottom, left, right), (oh, ow))
+        if self.rank == 1:
+            y = y[:, 0]
+        return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if cf else y
+
+
+_POOL_DOC = """{what} (Keras ``{name}``).
+
+    Parameters
+    ----------
+    pool_size : int or tuple of {rank} ints (default {default})
+    strides : int, tuple of {rank} ints, or None (default: pool_size)
+    padding : "valid" or "same" (case-insensitive)
+        "same" gives ceil(size / stride) outputs per axis; the odd padding pixel goes
+        after (the TensorFlow rule). {pad_rule}
+    data_format : "channels_last" (default), "channels_first" or None
+
+    Call: inputs {shape_in} -> float32 {shape_out}. No weights. Runs the NumPy code
+    (``_numpy/pooling.py``) under every backend: there is no C++ kernel.
+    """
+
+_MAX_RULE = "Padding never wins the max (it is -inf)."
+_AVG_RULE = (
+    "A window's mean is over the input pixels it covers: padding is not counted "
+    "(docs/semantics.md §21)."
+)
+
+
+class MaxPooling1D(_Pooling):
+    rank, mode = 1, "max"
+    __doc__ = _POOL_DOC.format(
+        what="Max pooling over steps",
+        name="MaxPooling1D",
+        rank=1,
+        default=2,
+        pad_rule=_MAX_RULE,
+        shape_in="(N, T, C)",
+        shape_out="(N, T', C)",
+    )
+
+
+class AveragePooling1D(_Pooling):
+    rank, mode = 1, "average"
+    __doc__ = _POOL_DOC.format(
+        what="Average pooling over steps",
+        name="AveragePooling1D",
+        rank=1,
+        default=2,
+        pad_rule=_AVG_RULE,
+        shape_in="(N, T, C)",
+        shape_out="(N, T', C)",
+    )
+
+
+class MaxPooling2D(_Pooling):
+    rank, mode = 2, "max"
+    __doc__ = _POOL_DOC.format(
+        what="2D max pooling",
+        name="MaxPooling2D",
+        rank=2,
+        default="(2, 2)",
+        pad_rule=_MAX_RULE,
+        shape_in="(N, H, W, C)",
+        shape_out="(N, OH, OW, C)",
+    )
+
+    def __init__(
+        self,
+        pool_size: Any = (2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+class AveragePooling2D(_Pooling):
+    rank, mode = 2, "average"
+    __doc__ = _POOL_DOC.format(
+        what="2D average pooling",
+        name="AveragePooling2D",
+        rank=2,
+        default="(2, 2)",
+        pad_rule=_AVG_RULE,
+        shape_in="(N, H, W, C)",
+        shape_out="(N, OH, OW, C)",
+    )
+
+    def __init__(
+        self,
+        pool_size: Any = (2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+# ------------------------------------------------------------------------ global pooling
+
+
+class _GlobalPooling(Layer):
+    rank = 1
+    mode = "max"
+    config_keys = ("data_format", "keepdims")
+    supports_masking = False
+
+    def __init__(
+        self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.data_format = _data_format(data_format, owner)
+        self.keepdims = _bool(keepdims, owner, "keepdims")
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def _axes(self) -> tuple[int, ...]:
+        first = 2 if self.data_format == "channels_first" else 1
+        return tuple(range(first, first + self.rank))
+
+    def _checked(self, inputs: Any) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        V.rank(
+            x,
+            owner,
+            "inputs",
+            self.rank + 2,
+            f"(batch, {self.rank} spatial axes, channels)"
+            if self.data_format == "channels_last"
+            else f"(batch, channels, {self.rank} spatial axes)",
+        )
+        if any(x.shape[a] == 0 for a in self._axes()):
+            raise ValueError(f"{owner}: inputs has an empty spatial axis, shape {x.shape}")
+        self._ready(x.shape)
+        return x
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = self._checked(inputs)
+        if self.mode == "max":
+            y = x.max(axis=self._axes(), keepdims=self.keepdims)
+        else:
+            y = x.mean(axis=self._axes(), keepdims=self.keepdims, dtype=np.float32)
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+
+_GLOBAL_DOC = """{what} (Keras ``{name}``).
+
+    Parameters
+    ----------
+    data_format : "channels_last" (default), "channels_first" or None
+    keepdims : bool
+        Keep the pooled axes with size 1.
+
+    Call: inputs {shape_in} -> float32 (N, C), or {shape_keep} with keepdims. No weights.
+    Runs NumPy under every backend (a reduction; there is no C++ kernel).{extra}
+    """
+
+
+class GlobalMaxPooling1D(_GlobalPooling):
+    rank, mode = 1, "max"
+    __doc__ = _GLOBAL_DOC.format(
+        what="Max over steps",
+        name="GlobalMaxPooling1D",
+        shape_in="(N, T, C)",
+        shape_keep="(N, 1, C)",
+        extra="",
+    )
+
+
+class GlobalMaxPooling2D(_GlobalPooling):
+    rank, mode = 2, "max"
+    __doc__ = _GLOBAL_DOC.format(
+        what="Max over height and width",
+        name="GlobalMaxPooling2D",
+        shape_in="(N, H, W, C)",
+        shape_keep="(N, 1, 1, C)",
+        extra="",
+    )
+
+
+class GlobalAveragePooling2D(_GlobalPooling):
+    rank, mode = 2, "average"
+    __doc__ = _GLOBAL_DOC.format(
+        what="Mean over height and width",
+        name="GlobalAveragePooling2D",
+        shape_in="(N, H, W, C)",
+        shape_keep="(N, 1, 1, C)",
+        extra="",
+    )
+
+
+class GlobalAveragePooling1D(_GlobalPooling):
+    rank, mode = 1, "average"
+    __doc__ = _GLOBAL_DOC.format(
+        what="Mean over steps",
+        name="GlobalAveragePooling1D",
+        shape_in="(N, T, C)",
+        shape_keep="(N, 1, C)",
+        extra="""
+
+    ``mask`` (bool (N, T), True = keep; numbers mean != 0), as in Keras: the mean is over
+    the kept steps only (masked steps count as 0 even if they hold NaN); a row with no kept
+    step is 0 / 0 = NaN, as in Keras. The layer consumes the mask (``compute_mask`` is None).""",
+    )
+    supports_masking = True
+
+    def call(self, inputs: Any, mask: Any = None, training: Any = None) -> np.ndarray:
+        x = self._checked(inputs)
+        if mask is None:
+            return super().call(x)
+        owner = self._owner()
+        m = V.bool_mask(mask, owner, "mask")
+        steps = 2 if self.data_format == "channels_first" else 1
+        if m.shape != (x.shape[0], x.shape[steps]):
+            raise ValueError(
+                f"{owner}: mask has shape {m.shape}, expected (batch, steps) = "
+                f"{(x.shape[0], x.shape[steps])}"
+            )
+        m = m[:, None, :] if steps == 2 else m[:, :, None]
+        total = np.where(m, x, np.float32(0)).sum(
+            axis=steps, keepdims=self.keepdims, dtype=np.float32
+        )
+        count = m.sum(axis=steps, keepdims=self.keepdims, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.ascontiguousarray(total / count, dtype=np.float32)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        """The mask stops here (as in Keras)."""
+        return None
