@@ -560,6 +560,15 @@ def test_keras_layers_used_where_they_match():
     model = fl.from_torch(UserNet(), torch.randn(2, 3, 8, 8))
     kinds = {type(layer) for layer in model.layers}
     assert {L.Conv2D, L.Dense, L.Add, L.Multiply, L.Concatenate, L.Reshape, L.Permute} <= kinds
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.AvgPool2d(2),
+                        nn.AdaptiveAvgPool2d(1))
+    kinds = {type(layer) for layer in fl.from_torch(net, torch.randn(1, 3, 8, 8)).layers}
+    assert {L.ZeroPadding2D, L.MaxPooling2D, L.AveragePooling2D,
+            L.GlobalAveragePooling2D} <= kinds
+    emb = fl.from_torch(nn.Embedding(5, 3), torch.zeros(1, 4, dtype=torch.long))
+    assert any(isinstance(layer, L.Embedding) for layer in emb.layers)
+    with pytest.raises(ValueError):
+        emb(np.array([[0, 5]]))  # an id outside the table
     # a merge that broadcasts over the batch axis (Keras's merges never do) stays an op
     one = fl.from_torch(Merge(MERGES["x + y"], False, False),
                         (torch.randn(2, 4, 3, 5), torch.randn(1, 4, 3, 5)))

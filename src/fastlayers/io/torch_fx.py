@@ -34,14 +34,19 @@ from ..layers import (
     GRU,
     LSTM,
     Add,
+    AveragePooling2D,
     Bidirectional,
     Concatenate,
     Conv2D,
     Dense,
+    Embedding,
+    GlobalAveragePooling2D,
+    MaxPooling2D,
     Multiply,
     Permute,
     Reshape,
     Subtract,
+    ZeroPadding2D,
 )
 from ..models.base import BaseModel, _Progress
 from ..models.functional import Input, Model
@@ -122,13 +127,6 @@ def torch_stack(xs, axis):
     return np.stack([np.asarray(x) for x in xs], axis=axis)
 
 
-@S.symbolic_op
-def torch_pad2d(x, pads, value=0.0):
-    """Pad the two spatial axes of an NHWC array: pads ((top, bottom), (left, right))."""
-    x = np.asarray(x, F32)
-    return np.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)), constant_values=value)
-
-
 def _pool_geometry(n, k, s, p, d, ceil_mode):
     eff = d * (k - 1) + 1
     span = n + 2 * p - eff
@@ -178,12 +176,6 @@ def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
 
 
 @S.symbolic_op
-def torch_mean(x, axes, keepdims=True):
-    """Mean over ``axes`` (AdaptiveAvgPool2d(1) on NHWC: axes (1, 2))."""
-    return np.mean(np.asarray(x, F32), axis=tuple(axes), keepdims=keepdims).astype(F32)
-
-
-@S.symbolic_op
 def torch_scale_shift(x, scale, shift):
     """x * scale + shift over the last axis: an eval-mode BatchNorm, folded per channel."""
     return (np.asarray(x, F32) * scale + shift).astype(F32)
@@ -203,20 +195,6 @@ def torch_layer_norm(x, weight, bias, naxes, eps):
     if bias is not None:
         y = y + bias
     return y.astype(F32)
-
-
-@S.symbolic_op
-def torch_embedding(ids, table):
-    """``table[ids]``: an ``nn.Embedding`` lookup (ids must lie in [0, rows))."""
-    ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"torch_embedding: ids must be integers, got {ids.dtype}")
-    if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
-        raise ValueError(
-            f"torch_embedding: ids must lie in [0, {table.shape[0]}), got "
-            f"[{ids.min()}, {ids.max()}]"
-        )
-    return np.ascontiguousarray(table[ids])
 
 
 @S.symbolic_op
@@ -808,7 +786,12 @@ class _Converter:
             return self.encoder(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Embedding):
             t = self._tensor(args[0], f"{qual} input")
-            return _T(torch_embedding(t.sym, _np(mod.weight)), False)
+            layer = self.layers.get(qual)
+            if layer is None:
+                layer = Embedding(mod.num_embeddings, mod.embedding_dim, name=qual)
+                layer.set_weights([_np(mod.weight)])
+                self.layers[qual] = layer
+            return _T(layer(t.sym), False)
         raise TorchConversionError(f"from_torch: {qual} ({name}) is not supported")
 
     def activation(self, x: Any, name: str, slope: float = 0.01) -> _T:
@@ -846,7 +829,7 @@ class _Converter:
             pad_mode = "valid"
             ph, pw = padding
             if ph or pw:
-                x = torch_pad2d(x, ((ph, ph), (pw, pw)))
+                x = ZeroPadding2D(((ph, ph), (pw, pw)))(x)
         both = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
         layer = self.layers.get(qual)
         if layer is None:
@@ -912,12 +895,16 @@ class _Converter:
         if t.ndim != 4:
             raise TorchConversionError(f"from_torch: {kind}_pool2d needs a 4-D input")
         s = k if s is None or (isinstance(s, (list, tuple)) and not s) else s
+        if _pair(p) == (0, 0) and _pair(d) == (1, 1) and not ceil_mode and not divisor_override:
+            # no padding, no dilation: Keras's "valid" pooling computes the same
+            cls = MaxPooling2D if kind == "max" else AveragePooling2D
+            return _T(cls(_pair(k), _pair(s), padding="valid")(t.sym), True)
         return _T(torch_pool2d(t.sym, kind, _pair(k), _pair(s), _pair(p), _pair(d),
                                bool(ceil_mode), bool(count_include_pad), divisor_override), True)
 
     def global_avg(self, x: Any) -> _T:
         t = _to_cl(self._tensor(x, "adaptive_avg_pool2d"))
-        return _T(torch_mean(t.sym, (1, 2), True), True)
+        return _T(GlobalAveragePooling2D(keepdims=True)(t.sym), True)
 
     def flatten(self, x: Any, start: int = 0, end: int = -1) -> _T:
         t = _to_torch(self._tensor(x, "flatten"))
