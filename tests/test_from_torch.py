@@ -135,8 +135,9 @@ def test_conv2d(any_backend, cin, cout, k, s, p, d, g, bias, hw):
     (2, 4, 3, 2, 2, 2, 2), (5, 5, 1, 1, 0, 1, 5),
 ])
 def test_conv1d(any_backend, cin, cout, k, s, p, d, g):
-    check(nn.Conv1d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g),
-          torch.randn(3, cin, 11))
+    model = check(nn.Conv1d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g),
+                  torch.randn(3, cin, 11))
+    assert any(isinstance(layer, L.Conv1D) for layer in model.layers)
 
 
 # ------------------------------------------------------------------ normalization

@@ -37,6 +37,7 @@ from ..layers import (
     AveragePooling2D,
     Bidirectional,
     Concatenate,
+    Conv1D,
     Conv2D,
     Dense,
     Embedding,
@@ -46,6 +47,7 @@ from ..layers import (
     Permute,
     Reshape,
     Subtract,
+    ZeroPadding1D,
     ZeroPadding2D,
 )
 from ..models.base import BaseModel, _Progress
@@ -821,23 +823,25 @@ class _Converter:
 
     def _conv(self, qual: str, mod: Any, t: _T, kernel: np.ndarray, ks: tuple, stride: tuple,
               dilation: tuple, padding: Any) -> _T:
-        """A Conv2D on an NHWC tensor; PyTorch's padding and stride-with-dilation."""
+        """A Conv1D on an NLC or a Conv2D on an NHWC tensor (by len(ks)), with PyTorch's
+        integer padding (zero padding + "valid") and stride together with dilation."""
+        rank = len(ks)
         x = t.sym
         if isinstance(padding, str):
             pad_mode = padding  # "same" needs stride 1 in PyTorch: Keras's split then
         else:
             pad_mode = "valid"
-            ph, pw = padding
-            if ph or pw:
-                x = ZeroPadding2D(((ph, ph), (pw, pw)))(x)
+            if any(padding):
+                pads = tuple((p, p) for p in padding)
+                x = (ZeroPadding2D(pads) if rank == 2 else ZeroPadding1D(pads[0]))(x)
         both = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
         layer = self.layers.get(qual)
         if layer is None:
-            layer = Conv2D(mod.out_channels, ks, strides=(1, 1) if both else stride,
-                           padding=pad_mode, dilation_rate=dilation, groups=mod.groups,
-                           use_bias=mod.bias is not None or self.fold is not None,
-                           activation=self.fuse,
-                           name=self._layer_name(qual))
+            cls = Conv2D if rank == 2 else Conv1D
+            layer = cls(mod.out_channels, ks, strides=(1,) * rank if both else stride,
+                        padding=pad_mode, dilation_rate=dilation, groups=mod.groups,
+                        use_bias=mod.bias is not None or self.fold is not None,
+                        activation=self.fuse, name=self._layer_name(qual))
             w = [kernel]
             if mod.bias is not None:
                 w.append(_np(mod.bias))
@@ -849,8 +853,7 @@ class _Converter:
             self.layers[qual] = layer
         y = layer(x)
         if both:  # Keras refuses stride > 1 with dilation > 1: stride 1, then subsample
-            y = torch_index(y, (slice(None), slice(None, None, stride[0]),
-                                slice(None, None, stride[1])))
+            y = torch_index(y, (slice(None), *(slice(None, None, s) for s in stride)))
         return _T(y, True)
 
     def conv2d(self, qual: str, mod: Any, x: Any) -> _T:
@@ -868,13 +871,10 @@ class _Converter:
         if t.ndim != 3:
             raise TorchConversionError(f"from_torch: {qual} (Conv1d) needs a 3-D (N, C, L) "
                                        f"input, got rank {t.ndim}")
-        # (N, L, C) -> (N, 1, L, C): a Conv2D with a 1 x k kernel
-        x4 = _T(torch_index(t.sym, (slice(None), None)), True)
-        kernel = _np(mod.weight).transpose(2, 1, 0)[None]
-        pad = mod.padding if isinstance(mod.padding, str) else (0, int(mod.padding[0]))
-        y = self._conv(qual, mod, x4, kernel, (1, int(mod.kernel_size[0])),
-                       (1, int(mod.stride[0])), (1, int(mod.dilation[0])), pad)
-        return _T(torch_index(y.sym, (slice(None), 0)), True)
+        kernel = _np(mod.weight).transpose(2, 1, 0)  # (F, C/g, k) -> (k, C/g, F)
+        pad = mod.padding if isinstance(mod.padding, str) else (int(mod.padding[0]),)
+        return self._conv(qual, mod, t, kernel, (int(mod.kernel_size[0]),),
+                          (int(mod.stride[0]),), (int(mod.dilation[0]),), pad)
 
     def batch_norm(self, mod: Any, x: Any) -> _T:
         t = self._tensor(x, "batch_norm")
