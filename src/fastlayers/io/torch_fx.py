@@ -2,10 +2,11 @@
 
 The module is traced with ``torch.fx`` (so any ``nn.Module`` whose ``forward`` fx can trace
 works, not only ``nn.Sequential``), and each node of the graph becomes a fastlayers layer
-(``Dense``, ``Conv2D``, ``LSTM``, ``GRU``, ``Bidirectional``) or one of the small ops defined
-here, recorded on symbolic tensors into a functional ``Model``. The weights are converted to
-Keras layouts as docs/semantics.md §13 says; what converts and what does not is in
-docs/semantics.md §23.
+(``Dense``, ``Conv1D``, ``Conv2D``, ``LSTM``, ``GRU``, ``Bidirectional``, ``Embedding``, the
+pooling, padding, merge and shape layers, where one computes what PyTorch does) or one of
+the small ops defined here, recorded on symbolic tensors into a functional ``Model``. The
+weights are converted to Keras layouts as docs/semantics.md §13 says; what converts and
+what does not is in docs/semantics.md §23.
 
 The result takes and returns what the module does (NCHW / NCL arrays, the same tuple
 structure, float32 NumPy arrays) and computes in fastlayers' layouts inside: an image tensor
