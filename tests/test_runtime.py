@@ -290,6 +290,31 @@ def test_env_backend_and_threads():
     assert r.stdout.split() == ["numpy", "3"]
 
 
+def test_threads_follow_omp_num_threads_unless_fastlayers_says_otherwise():
+    # OMP_NUM_THREADS (set by Dask's nanny, job schedulers) is followed when
+    # FASTLAYERS_NUM_THREADS is not set; the latter wins; unusable values are ignored.
+    code = (
+        "import fastlayers as f, fastlayers._backend as b; "
+        "print(f.get_num_threads(), b.max_threads())"
+    )
+    r = _run(code, OMP_NUM_THREADS="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "1"
+    r = _run(code, OMP_NUM_THREADS="1", FASTLAYERS_NUM_THREADS="3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "3"
+    default = _run(code, OMP_NUM_THREADS="")
+    assert default.returncode == 0, default.stderr
+    for junk in ("0", "4,2", "many", "-1"):
+        r = _run(code, OMP_NUM_THREADS=junk)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == default.stdout, junk
+    limit = default.stdout.split()[1]
+    r = _run(code, OMP_NUM_THREADS="9" * 20)  # capped at max_threads(), not refused
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [limit, limit]
+
+
 def test_env_bad_values_fail_clearly():
     r = _run("import fastlayers", FASTLAYERS_BACKEND="fast")
     assert r.returncode != 0 and "FASTLAYERS_BACKEND" in r.stderr

@@ -220,9 +220,26 @@ def get_num_threads() -> int:
     return _numpy_only_threads[0]
 
 
+def _omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a thread count, or None when unset or not a positive integer.
+
+    Process managers set it to share the CPUs among workers (Dask's nanny sets it to 1 in
+    every worker process, as do many job schedulers), so fastlayers follows it by default as
+    PyTorch and OpenBLAS do. It is another library's variable: a value fastlayers cannot use
+    (a list such as "4,2", 0, garbage) is ignored rather than refused."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not value.isdigit() or int(value) < 1:
+        return None
+    return min(int(value), max_threads())
+
+
 def _init_threads() -> None:
+    """The thread count at import: ``FASTLAYERS_NUM_THREADS`` if set (an invalid value raises),
+    else ``OMP_NUM_THREADS`` if it is a positive integer, else :func:`_default_threads`."""
     env = os.environ.get("FASTLAYERS_NUM_THREADS", "").strip()
     n = _default_threads()
+    if not env:
+        n = _omp_threads() or n
     if env:
         try:
             n = int(env)

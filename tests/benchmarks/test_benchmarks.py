@@ -1,9 +1,11 @@
-"""pytest-benchmark groups, one per public shape of docs/benchmarks.md §7: numpy vs cpp vs torch.
+"""pytest-benchmark groups, one per public shape of docs/benchmarks.md §7: numpy vs cpp vs
+torch vs ONNX Runtime.
 
 Each benchmark asserts that its path gives the NumPy path's numbers, so
 ``pytest --benchmark-disable`` runs these as tests. Timings:
 ``pytest tests/benchmarks --benchmark-only`` (or ``python -m fastlayers.bench``).
-The cpp path appears for the ops the compiled core serves, torch when importable.
+The cpp path appears for the ops the compiled core serves, torch when importable, ort when
+onnxruntime and onnx are importable.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastlayers
+from fastlayers.bench import ort
 from fastlayers.bench.cases import all_cases, check, torch
 
 NUMPY_ONLY = os.environ.get("FASTLAYERS_TEST_NUMPY_ONLY", "") not in ("", "0")
@@ -28,6 +31,8 @@ def _paths(case):
         paths.append("cpp")  # errors loudly if the core is missing
     if torch is not None and case.torch_prepare is not None:
         paths.append("torch")
+    if ort.available() and case.ort_prepare is not None:
+        paths.append("ort")
     return paths
 
 
@@ -49,8 +54,8 @@ def test_benchmark(benchmark, cid, path):
     benchmark.group = f"{cid}: {case.desc}"
     benchmark.extra_info["flops"] = case.flops
     case.setup()
-    if path == "torch":
-        result = benchmark(case.runner("torch"))
+    if path in ("torch", "ort"):
+        result = benchmark(case.runner(path))
     else:
         # The backend is set around the timed loop, not per call (the cpp path raises
         # NotImplementedError if the core cannot serve the case).

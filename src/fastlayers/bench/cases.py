@@ -2,9 +2,10 @@
 
 A :class:`Case` makes its inputs once and offers one callable per path:
 ``numpy`` and ``cpp`` run fastlayers with that backend forced; ``torch`` runs the
-equivalent PyTorch op (CPU, channels_last for convs) when torch is importable.
-Every path must give the same numbers: :func:`check` compares each against the
-NumPy path.
+equivalent PyTorch op (CPU, channels_last for convs) when torch is importable; ``ort``
+runs an ONNX graph of the op in ONNX Runtime (CPU) when onnxruntime is importable
+(:mod:`fastlayers.bench.ort`). Every path must give the same numbers: :func:`check`
+compares each against the NumPy path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 
 import fastlayers as fl
 from fastlayers import _backend
+
+from . import ort
 
 try:  # optional peer
     import torch
@@ -39,6 +42,8 @@ class Case:
     call: Callable[[dict[str, Any]], Any]
     torch_prepare: Callable[[dict[str, Any]], Callable[[], Any]] | None = None
     quick: bool = True
+    # (inputs, threads) -> a no-argument callable running the op's ONNX graph in onnxruntime
+    ort_prepare: Callable[[dict[str, Any], int], Callable[[], Any]] | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -50,8 +55,11 @@ class Case:
         if not self.inputs:
             self.inputs = self.make(np.random.default_rng(seed))
 
-    def runner(self, path: str) -> Callable[[], Any] | None:
-        """A no-argument callable running this case on ``path``, or None if unavailable."""
+    def runner(self, path: str, threads: int | None = None) -> Callable[[], Any] | None:
+        """A no-argument callable running this case on ``path``, or None if unavailable.
+
+        ``threads`` is for the ``ort`` path, whose thread count is fixed when its session is
+        made (default: fastlayers' thread count); the other paths use the threads set."""
         self.setup()
         if path in ("numpy", "cpp"):
             if path == "cpp" and (self.op not in _backend.CPP_OPS or not fl.core_available()):
@@ -66,6 +74,10 @@ class Case:
             if torch is None or self.torch_prepare is None:
                 return None
             return self.torch_prepare(self.inputs)
+        if path == "ort":
+            if not ort.available() or self.ort_prepare is None:
+                return None
+            return self.ort_prepare(self.inputs, threads or fl.get_num_threads())
         raise ValueError(f"unknown path {path!r}")
 
 
@@ -118,8 +130,11 @@ def _dense_case(cid, m, k, n, activation, quick=True):
             return lambda: torch.relu(F.linear(x, w, b))
         return lambda: F.linear(x, w, b)
 
+    def ort_prepare(d, threads):
+        return ort.dense(d["x"], d["kernel"], d["bias"], activation, threads)
+
     desc = f"x ({m}, {k}) -> {n}" + (f", {activation}" if activation else "")
-    return Case(cid, "dense", desc, 2.0 * m * k * n, make, call, torch_prepare, quick)
+    return Case(cid, "dense", desc, 2.0 * m * k * n, make, call, torch_prepare, quick, ort_prepare)
 
 
 def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, quick=True):
@@ -170,17 +185,24 @@ def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, qui
 
         return run
 
+    def ort_prepare(d, threads):
+        top_left_bottom_right = (pads[2], pads[0], pads[3], pads[1])
+        return ort.conv2d(
+            d["x"], d["kernel"], d["bias"], stride, top_left_bottom_right, dilation, True, threads
+        )
+
     flops = 2.0 * n * oh * ow * f * k * k * c
     desc = f"({n}, {h}, {w}, {c}) -> {f}, {k}x{k}, {padding}"
     if stride > 1:
         desc += f", stride {stride}"
     if dilation > 1:
         desc += f", dilation {dilation}"
-    return Case(cid, "conv2d", desc, flops, make, call, torch_prepare, quick)
+    return Case(cid, "conv2d", desc, flops, make, call, torch_prepare, quick, ort_prepare)
 
 
 def _recurrent_make_call(layer_cls, gates, bias_shape, b, t, f, u):
-    """make and call of an LSTM or GRU case: Keras-layout weights held by a layer."""
+    """make, call and ort_prepare of an LSTM or GRU case: Keras-layout weights held by a
+    layer, and the same weights in an ONNX LSTM/GRU node."""
 
     def make(rng):
         s = 1 / math.sqrt(u)
@@ -198,11 +220,15 @@ def _recurrent_make_call(layer_cls, gates, bias_shape, b, t, f, u):
     def call(d):
         return d["layer"](d["x"])
 
-    return make, call
+    def ort_prepare(d, threads):
+        op = "lstm" if gates == 4 else "gru"
+        return ort.recurrent(op, d["x"], d["kernel"], d["recurrent_kernel"], d["bias"], threads)
+
+    return make, call, ort_prepare
 
 
 def _lstm_case(cid, b, t, f, u, quick=True):
-    make, call = _recurrent_make_call(fl.layers.LSTM, 4, (4 * u,), b, t, f, u)
+    make, call, ort_prepare = _recurrent_make_call(fl.layers.LSTM, 4, (4 * u,), b, t, f, u)
 
     def torch_prepare(d):
         layer = torch.nn.LSTM(f, u, batch_first=True)
@@ -214,7 +240,8 @@ def _lstm_case(cid, b, t, f, u, quick=True):
         return _torch_last_output(layer, d["x"])
 
     flops = 2.0 * b * t * 4 * u * (f + u)
-    return Case(cid, "lstm", f"B {b}, T {t}, F {f}, U {u}", flops, make, call, torch_prepare, quick)
+    desc = f"B {b}, T {t}, F {f}, U {u}"
+    return Case(cid, "lstm", desc, flops, make, call, torch_prepare, quick, ort_prepare)
 
 
 def _torch_last_output(layer, x):
@@ -234,7 +261,7 @@ def _torch_last_output(layer, x):
 def _gru_case(cid, b, t, f, u, quick=True):
     """Keras GRU (reset_after=True, the default) against torch.nn.GRU, which computes the same
     thing with the gate blocks ordered (r, z, n) instead of [z | r | h]."""
-    make, call = _recurrent_make_call(fl.layers.GRU, 3, (2, 3 * u), b, t, f, u)
+    make, call, ort_prepare = _recurrent_make_call(fl.layers.GRU, 3, (2, 3 * u), b, t, f, u)
 
     def torch_prepare(d):
         layer = torch.nn.GRU(f, u, batch_first=True)
@@ -251,7 +278,8 @@ def _gru_case(cid, b, t, f, u, quick=True):
         return _torch_last_output(layer, d["x"])
 
     flops = 2.0 * b * t * 3 * u * (f + u)
-    return Case(cid, "gru", f"B {b}, T {t}, F {f}, U {u}", flops, make, call, torch_prepare, quick)
+    desc = f"B {b}, T {t}, F {f}, U {u}"
+    return Case(cid, "gru", desc, flops, make, call, torch_prepare, quick, ort_prepare)
 
 
 def _sdpa_case(cid, b, h, t, s, d, causal=False, quick=True):
@@ -271,9 +299,15 @@ def _sdpa_case(cid, b, h, t, s, d, causal=False, quick=True):
             raise ValueError("torch's is_causal is top-left aligned only for T == S")
         return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
+    def ort_prepare(x, threads):
+        return ort.attention(x["q"], x["k"], x["v"], causal, threads)
+
     flops = 4.0 * b * h * t * s * d * (0.5 if causal else 1.0)
     desc = f"B {b}, H {h}, T {t}, S {s}, D {d}" + (", causal" if causal else "")
-    return Case(cid, "scaled_dot_product_attention", desc, flops, make, call, torch_prepare, quick)
+    return Case(
+        cid, "scaled_dot_product_attention", desc, flops, make, call, torch_prepare, quick,
+        ort_prepare,
+    )
 
 
 def _softmax_case(cid, rows, n, quick=True):
@@ -287,6 +321,9 @@ def _softmax_case(cid, rows, n, quick=True):
         x = torch.from_numpy(d["x"])
         return lambda: torch.softmax(x, dim=-1)
 
+    def ort_prepare(d, threads):
+        return ort.softmax(d["x"], threads)
+
     # About 4 flops an element (subtract, exp, add, multiply); exp counts as one.
     return Case(
         cid,
@@ -297,6 +334,7 @@ def _softmax_case(cid, rows, n, quick=True):
         call,
         torch_prepare,
         quick,
+        ort_prepare,
     )
 
 

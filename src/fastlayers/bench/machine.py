@@ -244,6 +244,7 @@ def header_items(
     torch_desc: str | None,
     peak: float | None,
     peak_how: str,
+    ort_desc: str | None = None,
 ) -> list[tuple[str, str]]:
     """The benchmark's header as ``(key, value)`` pairs, from already-collected facts."""
     feats = [k for k, v in sorted((info.get("cpu_features") or {}).items()) if v]
@@ -269,6 +270,7 @@ def header_items(
         items.extend(("numpy BLAS", blas_line(lib)) for lib in blas)
     items.append(("BLAS pin", blas_env_line(environ)))
     items.append(("torch", torch_desc or "not available"))
+    items.append(("onnxruntime", ort_desc or "not available"))
     if peak is None:
         items.append(("FMA peak", f"{peak_how}; no % of peak column"))
     else:

@@ -1,5 +1,6 @@
 """The benchmark's output: the header and one row per case, as aligned text or as a
-markdown table (``--markdown``, to paste into a note)."""
+markdown table (``--markdown``, to paste into a note). The JSON document and the
+comparison of two runs are in :mod:`fastlayers.bench.results`."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ _COLUMNS = [
     ("numpy", 10, False),
     ("cpp", 10, False),
     ("torch", 10, False),
+    ("ort", 10, False),
     ("cpp/numpy", 9, False),
     ("cpp/torch", 9, False),
+    ("cpp/ort", 9, False),
     ("GFLOP/s", 8, False),
 ]
 _PEAK_COLUMN = ("% peak", 7, False)
@@ -44,7 +47,8 @@ def row_cells(
     """One row: times per path, speedups of cpp over each peer, GFLOP/s (of cpp where it
     serves the op, else of numpy) and, for a compute-bound shape with a measured peak,
     cpp's % of ``peak_total`` (the peak of the cores the run's threads can use)."""
-    t_np, t_cpp, t_torch = times.get("numpy"), times.get("cpp"), times.get("torch")
+    t_np, t_cpp = times.get("numpy"), times.get("cpp")
+    t_torch, t_ort = times.get("torch"), times.get("ort")
     best = t_cpp if t_cpp is not None else t_np
     cells = [
         case_id,
@@ -52,8 +56,10 @@ def row_cells(
         fmt_time(t_np),
         fmt_time(t_cpp),
         fmt_time(t_torch),
+        fmt_time(t_ort),
         f"{t_np / t_cpp:.2f}x" if t_cpp and t_np else "-",
         f"{t_torch / t_cpp:.2f}x" if t_cpp and t_torch else "-",
+        f"{t_ort / t_cpp:.2f}x" if t_cpp and t_ort else "-",
         f"{flops / best / 1e9:.1f}" if best else "-",
     ]
     if peak_total is not None:

@@ -1,0 +1,106 @@
+"""fastlayers models on a Dask cluster of worker processes (docs/scaling.md): a large array
+predicted chunk by chunk on the workers gives the very bits of a local ``model.predict``.
+
+Two patterns: ``dask.array.map_blocks`` with a model's bound ``predict`` (the model travels
+pickled inside the task graph), and ``client.map`` over chunks with a model loaded from a
+committed Keras file on the workers themselves. Each worker runs fastlayers on one thread,
+with no fastlayers setting: Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers and
+fastlayers follows it (docs/scaling.md); the test checks that too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastlayers as fl
+from fastlayers import Input, Model
+from fastlayers.layers import LSTM, Dense
+
+distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+
+KERAS_FILE = Path(__file__).parent / "golden" / "models" / "conv_sequential.keras"
+
+
+@pytest.fixture(scope="module")
+def client():
+    env = {}
+    # The workers import fastlayers from where this process does (a source checkout run
+    # with PYTHONPATH=src, or the installed package).
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    with distributed.LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
+        env=env,
+        silence_logs=40,  # logging.ERROR
+    ) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def _lstm_model(seed: int = 0) -> Model:
+    """A functional model: LSTM(16) over (T=12, F=8) sequences, then a softmax Dense(4)."""
+    inp = Input(shape=(12, 8))
+    out = Dense(4, activation="softmax")(LSTM(16)(inp))
+    model = Model(inputs=inp, outputs=out)
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [(rng.standard_normal(w.shape) * 0.3).astype(np.float32) for w in model.get_weights()]
+    )
+    return model
+
+
+def _assert_held_by_workers(client, who_has) -> None:
+    """Every result key is held by one of the cluster's worker processes."""
+    workers = set(client.scheduler_info()["workers"])
+    assert who_has and all(holders and set(holders) <= workers for holders in who_has.values())
+
+
+def test_workers_are_separate_processes_on_one_thread(client):
+    info = client.run(lambda: (os.getpid(), fl.get_num_threads()))
+    assert len(info) == 2
+    pids = {pid for pid, _ in info.values()}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert {threads for _, threads in info.values()} == {1}
+
+
+def test_map_blocks_matches_local_predict_bitwise(client):
+    model = _lstm_model()
+    x = np.random.default_rng(1).standard_normal((6000, 12, 8)).astype(np.float32)
+    expected = model.predict(x)  # here, on this process's default threads
+    # Chunks of 700 rows (not a multiple of predict's batch of 32, and a ragged last one).
+    dx = da.from_array(x, chunks=(700, 12, 8))
+    dy = dx.map_blocks(
+        model.predict, drop_axis=2, chunks=(dx.chunks[0], (4,)), dtype=np.float32
+    )
+    dy = dy.persist()
+    distributed.wait(dy)
+    _assert_held_by_workers(client, client.who_has(dy))
+    got = dy.compute()
+    assert got.dtype == np.float32 and got.shape == expected.shape == (6000, 4)
+    assert np.array_equal(got, expected)
+
+
+def test_client_map_with_a_keras_file_loaded_on_the_workers(client):
+    pytest.importorskip("h5py")
+    x = np.random.default_rng(2).standard_normal((3000, 9, 9, 2)).astype(np.float32)
+    local = fl.load_model(str(KERAS_FILE))
+    expected = local.predict(x)
+    # Each worker loads the file itself; the chunks are scattered, then predicted where
+    # they are.
+    model_future = client.submit(fl.load_model, str(KERAS_FILE), pure=False)
+    chunk_futures = client.scatter(np.array_split(x, 7))
+    parts = client.map(
+        type(local).predict, [model_future] * len(chunk_futures), chunk_futures, pure=False
+    )
+    distributed.wait(parts)
+    _assert_held_by_workers(client, client.who_has(parts))
+    got = np.concatenate(client.gather(parts))
+    assert got.shape == expected.shape == (3000, 3)
+    assert np.array_equal(got, expected)
