@@ -74,6 +74,14 @@ def main():
     xm = randn(rng, 9, 45, scale=2.0)
     out["softmax_masked"] = f.softmax(xm, mask=rng.random((9, 45)) > 0.3)
 
+    # layer_norm (one plain C++ row function for every ISA): row lengths around the 16 lanes,
+    # gamma/beta or not, several axes (moved last), an offset mean.
+    for n in (1, 7, 15, 16, 17, 33, 768):
+        xl = randn(rng, 6, n, scale=2.0) + F32(3.0)
+        out[f"layer_norm_{n}"] = f.layer_norm(xl, randn(rng, n), randn(rng, n), epsilon=1e-5)
+    out["layer_norm_plain"] = f.layer_norm(randn(rng, 4, 45))
+    out["layer_norm_axes"] = f.layer_norm(randn(rng, 3, 7, 11), axis=[0, 2])
+
     # Attention ops.
     q, v, kk = randn(rng, 2, 9, 24), randn(rng, 2, 37, 24), randn(rng, 2, 37, 24)
     qm, vm = rng.random((2, 9)) > 0.2, rng.random((2, 37)) > 0.2

@@ -81,6 +81,19 @@ CASES = {
     "Embedding": (lambda: L.Embedding(9, 4, mask_zero=True, seed=8),
                   lambda: [np.array([[1, 0, 8], [3, 3, 0]])]),
     "Masking": (lambda: L.Masking(mask_value=0.5), lambda: [_x(2, 4, 3)]),
+    # norm (issue 12)
+    "BatchNormalization": (lambda: L.BatchNormalization(axis=1, center=False),
+                           lambda: [_x(2, 3, 5)]),
+    "LayerNormalization": (lambda: L.LayerNormalization(axis=[1, 2]), lambda: [_x(2, 3, 5)]),
+    "ReLU": (lambda: L.ReLU(max_value=2.0, threshold=0.5), lambda: [_x(2, 9)]),
+    "LeakyReLU": (lambda: L.LeakyReLU(0.1), lambda: [_x(2, 9)]),
+    "PReLU": (lambda: L.PReLU(alpha_initializer="random_uniform", shared_axes=[1], seed=3),
+              lambda: [_x(2, 3, 5)]),
+    "ELU": (lambda: L.ELU(0.5), lambda: [_x(2, 9)]),
+    "Rescaling": (lambda: L.Rescaling([1.0, 2.0, 3.0], offset=0.5), lambda: [_x(2, 3)]),
+    "Normalization": (lambda: L.Normalization(axis=None, mean=1.0, variance=2.0),
+                      lambda: [_x(2, 3)]),
+    "Normalization-weights": (lambda: L.Normalization(), lambda: [_x(2, 3)]),
 }
 
 

@@ -351,9 +351,9 @@ def _bits(a):
 @needs_core
 def test_isas_give_identical_bits():
     """Every supported ISA (scalar, avx2, avx512, ...) gives the same bits on every op: dense with
-    every activation, every activation kernel, conv2d, lstm, lstm_cell, gru, softmax and every
-    attention op (tests/cross_isa_child.py), since each kernel family runs one algorithm with
-    one summation order on all ISAs (docs/architecture.md)."""
+    every activation, every activation kernel, conv2d, lstm, lstm_cell, gru, softmax, layer_norm
+    and every attention op (tests/cross_isa_child.py), since each kernel family runs one
+    algorithm with one summation order on all ISAs (docs/architecture.md)."""
     child = Path(__file__).with_name("cross_isa_child.py").read_text()
     supported = fastlayers.runtime_info()["isas_supported"]
     assert "scalar" in supported

@@ -2,7 +2,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "bindings.h"
 #include "fastlayers/runtime.h"
@@ -74,7 +78,47 @@ void bind_runtime(py::module_& m) {
     // std::invalid_argument (n < 1) is translated to ValueError by pybind11.
     m.def("set_num_threads", &set_num_threads, py::arg("n"),
           "Set the number of threads used by the C++ kernels (>= 1). Joins surplus workers.");
-    m.def("get_num_threads", &num_threads, "Number of threads used by the C++ kernels.");
+    m.def(
+        "get_num_threads",
+        [] {
+            warn_if_threads_refused();
+            return num_threads();
+        },
+        "Number of threads used by the C++ kernels (lowered to the threads the pool really got "
+        "if the OS refused to start some; that is reported once, as a RuntimeWarning).");
+    m.def(
+        "pool_stats",
+        [] {
+            const PoolStats s = pool_stats();
+            py::dict d;
+            d["regions"] = s.regions;
+            d["workers_signalled"] = s.workers_signalled;
+            d["worker_wakeups"] = s.worker_wakeups;
+            d["chunks_taken_over"] = s.chunks_taken_over;
+            return d;
+        },
+        "Counters of the thread pool since the process started: regions (run on more than one "
+        "thread), workers_signalled, worker_wakeups, chunks_taken_over.");
+    m.def(
+        "_debug_parallel_for",
+        [](int64_t n) {
+            // n chunks of one item (at most num_threads()), each recording the thread it ran
+            // on: how many distinct threads ran a region.
+            std::mutex mu;
+            std::vector<std::thread::id> ids;
+            {
+                py::gil_scoped_release release;
+                parallel_for(n, 1, [&](int64_t, int64_t) {
+                    std::lock_guard<std::mutex> lk(mu);
+                    ids.push_back(std::this_thread::get_id());
+                });
+            }
+            std::sort(ids.begin(), ids.end());
+            const auto distinct = std::unique(ids.begin(), ids.end()) - ids.begin();
+            return py::make_tuple(static_cast<int64_t>(ids.size()), static_cast<int64_t>(distinct));
+        },
+        py::arg("n"),
+        "Test hook: a parallel_for of n one-item chunks; returns (chunks run, distinct threads).");
     m.def("default_num_threads", &default_num_threads,
           "Number of CPUs this process may run on (the default thread count).");
     m.def(

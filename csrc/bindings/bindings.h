@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "fastlayers/activations.h"
+#include "fastlayers/runtime.h"
 
 namespace fl {
 namespace py_bindings {
@@ -189,6 +190,17 @@ inline bool interpreter_finalizing() {
 #endif
 }
 
+// The pool's one-time report that the OS refused to start a thread (fl::take_thread_start_warning)
+// as a RuntimeWarning, raised here, on the calling thread that holds the GIL: pool threads never
+// call into Python. A warning filter that turns it into an error raises that error.
+inline void warn_if_threads_refused() {
+    const std::string msg = take_thread_start_warning();
+    if (msg.empty()) return;
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) != 0) {
+        throw pybind11::error_already_set();
+    }
+}
+
 // Runs f() with the GIL released.
 //
 // Not py::gil_scoped_release: on Python < 3.14, a daemon thread that re-takes the GIL while the
@@ -210,6 +222,7 @@ void call_without_gil(F&& f) {
         for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
     }
     PyEval_RestoreThread(state);
+    warn_if_threads_refused();
 }
 
 // f() with the GIL released if `release` (enough work to pay for it), else with it held.
@@ -219,6 +232,7 @@ void call_without_gil_if(bool release, F&& f) {
         call_without_gil(std::forward<F>(f));
     } else {
         std::forward<F>(f)();
+        warn_if_threads_refused();
     }
 }
 

@@ -28,8 +28,8 @@
 //   double-buffered (h' must not overwrite the h that other unit blocks still read). Masked
 //   rows keep h and repeat the last emitted output (zeros before the first unmasked step).
 //
-// Threads: recurrent.h (rows / units / one); reset_before in the units split meets at the
-// barrier twice per step (phase 2 reads all of rh). Scratch is allocated once per call.
+// Threads: recurrent.h (rows / units / one); reset_before in the units split has two phases per
+// step (phase 2 reads all of rh). Scratch is allocated once per call.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -93,32 +93,19 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const float* rec_bias = w_rec.w.bias();
     const int64_t ps = w_rec.w.panel_stride();
 
-    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
-    SpinBarrier barrier;
-    rnn_detail::RegionError error;
-    parallel_region(plan.threads, [&](int tid, int nth) {
-        rnn_detail::Split s = plan;
-        s.threads = nth;
-        const bool units_split = s.mode == rnn_detail::SplitMode::units;
-        int64_t b0, b1, q0, q1;
-        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        rnn_detail::thread_units(s, tid, u, &q0, &q1);
-        const rnn_detail::ChunkWalk walk(q0, q1);  // this thread's unit blocks, per step
+    auto keep = [&](int64_t b, int64_t t) { return mask == nullptr || mask[b * steps + t] != 0; };
+    auto store_output = [&](int64_t b, int64_t k, int64_t j0, int64_t nv) {
+        if (return_sequences) {
+            std::memcpy(out + (b * steps + k) * u + (j0 - b * u), emitted + j0,
+                        sizeof(float) * nv);
+        }
+    };
 
-        // Input projection of this thread's rows and unit blocks (its own xw elements only; the
-        // units split meets once afterwards, only so that a failure stops every thread).
-        error.run([&] {
-            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, q0, q1, xwp, np);
-        });
-        if (s.mode == rnn_detail::SplitMode::units) barrier.wait(nth);
-        if (error.failed()) return;
-
-        float tile[kGemmMR * kTileLd];
-        float* hc = h;         // h of the previous step
-        float* hn = h2.get();  // h of this step
-        auto keep = [&](int64_t b, int64_t t) {
-            return mask == nullptr || mask[b * steps + t] != 0;
-        };
+    // Phase A of step k for rows [r0, r1) and unit blocks [qc, qc + nqc) (tile: the calling
+    // thread's scratch): reset_after, the whole step; reset_before, z (kept in xw) and rh.
+    auto phase_a = [&](int64_t k, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
+                       const float* hc, float* hn, float* tile) {
+        const int64_t t = go_backwards ? steps - 1 - k : k;
         // h' = z*h + (1-z)*cand for nv units at j0 of a kept row; records the emitted output.
         auto finish = [&](int64_t j0, int64_t nv, const float* zg, const float* cand) {
             for (int64_t j = 0; j < nv; ++j) {
@@ -126,106 +113,168 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
             }
             std::memcpy(emitted + j0, hn + j0, sizeof(float) * nv);
         };
-        auto store_output = [&](int64_t b, int64_t k, int64_t j0, int64_t nv) {
-            if (return_sequences) {
-                std::memcpy(out + (b * steps + k) * u + (j0 - b * u), emitted + j0,
-                            sizeof(float) * nv);
+        for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
+            mr = rnn_detail::block_rows(r1 - rb);
+            // tile (mr, rw*nqc) = h[rb : rb+mr] · R[:, unit blocks qc ...] (+ b_rec)
+            kt.gemm(mr, nqc * rw, u, hc + rb * u, u, 1, rec + (rw / kUnitBlock) * qc * ps, ps,
+                    rec_bias ? rec_bias + qc * rw : nullptr, 0, tile, kTileLd);
+            const int64_t nu = std::min(nqc * kUnitBlock, u - qc * kUnitBlock);
+            for (int64_t b = rb; b < rb + mr; ++b) {
+                const bool kept = keep(b, t);
+                if (reset_after && kept && fused) {
+                    const int64_t j0 = b * u + qc * kUnitBlock;
+                    const float* xr = xwp + (b * steps + t) * np + qc * gw;
+                    fused(nu, tile + (b - rb) * kTileLd, xr, hc + j0, hn + j0);
+                    std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
+                    store_output(b, k, j0, nu);
+                    continue;
+                }
+                for (int64_t q = qc; q < qc + nqc; ++q) {
+                    const int64_t j0 = b * u + q * kUnitBlock;
+                    const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
+                    float* g = tile + (b - rb) * kTileLd + (q - qc) * rw;
+                    float* xr = xwp + (b * steps + t) * np + q * gw;
+                    if (reset_after) {
+                        if (kept) {
+                            for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
+                            fr(g, 2 * kUnitBlock);  // z, r
+                            const float* r = g + kUnitBlock;
+                            float* cand = g + 2 * kUnitBlock;
+                            const float* xh = xr + 2 * kUnitBlock;
+                            for (int64_t j = 0; j < kUnitBlock; ++j) {
+                                cand[j] = xh[j] + r[j] * cand[j];
+                            }
+                            fa(cand, kUnitBlock);
+                            finish(j0, nv, g, cand);
+                        } else {
+                            std::memcpy(hn + j0, hc + j0, sizeof(float) * nv);
+                        }
+                        store_output(b, k, j0, nv);
+                    } else {
+                        // Every row feeds phase B's GEMM, masked or not (its result is then
+                        // unused).
+                        for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
+                        fr(g, 2 * kUnitBlock);  // z, r
+                        std::memcpy(xr, g, sizeof(float) * kUnitBlock);  // z for phase B
+                        const float* r = g + kUnitBlock;
+                        for (int64_t j = 0; j < nv; ++j) rhp[j0 + j] = r[j] * hc[j0 + j];
+                    }
+                }
             }
-        };
+        }
+    };
 
+    // Phase B of step k (reset_before only; reads every unit of rh): the candidate and h'.
+    auto phase_b = [&](int64_t k, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
+                       const float* hc, float* hn, float* tile) {
+        const int64_t t = go_backwards ? steps - 1 - k : k;
+        const float* rec_h = w_rec_h->data();
+        const int64_t ps_h = w_rec_h->panel_stride();
+        for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
+            mr = rnn_detail::block_rows(r1 - rb);
+            // tile (mr, 16*nqc) = rh[rb : rb+mr] · R_h[:, unit blocks qc ...]
+            kt.gemm(mr, nqc * kUnitBlock, u, rhp + rb * u, u, 1, rec_h + qc * ps_h, ps_h,
+                    nullptr, 0, tile, kTileLd);
+            for (int64_t b = rb; b < rb + mr; ++b) {
+                const bool kept = keep(b, t);
+                for (int64_t q = qc; q < qc + nqc; ++q) {
+                    const int64_t j0 = b * u + q * kUnitBlock;
+                    const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
+                    if (kept) {
+                        float* cand = tile + (b - rb) * kTileLd + (q - qc) * kUnitBlock;
+                        const float* xr = xwp + (b * steps + t) * np + q * gw;
+                        const float* xh = xr + 2 * kUnitBlock;
+                        for (int64_t j = 0; j < kUnitBlock; ++j) cand[j] = xh[j] + cand[j];
+                        fa(cand, kUnitBlock);
+                        // xr[0, 16) holds z now.
+                        for (int64_t j = 0; j < nv; ++j) {
+                            hn[j0 + j] = xr[j] * hc[j0 + j] + (1.0f - xr[j]) * cand[j];
+                        }
+                        std::memcpy(emitted + j0, hn + j0, sizeof(float) * nv);
+                    } else {
+                        std::memcpy(hn + j0, hc + j0, sizeof(float) * nv);
+                    }
+                    store_output(b, k, j0, nv);
+                }
+            }
+        }
+    };
+
+    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
+    // Units split: fixed shares of unit blocks, their chunks claimed phase by phase through
+    // fl::SharedPhases (phase 0: input projection; then per step phase A, and phase B for
+    // reset_before), own share first (recurrent.h).
+    const rnn_detail::UnitShares shares(u, plan.mode == rnn_detail::SplitMode::units
+                                               ? plan.threads
+                                               : 1);
+    SharedPhases work(shares.items());
+    const int64_t per_step = reset_after ? 1 : 2;  // phases per step
+    const int64_t last_phase = steps * per_step;
+    rnn_detail::RegionError error;
+    parallel_region(plan.threads, [&](int tid, int nth) {
+        float tile[kGemmMR * kTileLd];
+        if (plan.mode == rnn_detail::SplitMode::units) {
+            if (work.finished(last_phase)) return;  // this tid came late: all done already
+            int sh;
+            int64_t item, mine = 0;
+            while (work.claim(tid, 0, &sh, &item)) {
+                const int64_t qc = shares.walk(sh).start(item, 0);
+                const int64_t nqc = shares.walk(sh).size(qc);
+                error.run([&] {
+                    rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
+                                               xwp, np);
+                });
+                ++mine;
+            }
+            work.done(0, mine);
+            work.wait(0);
+            if (error.failed()) return;
+            float* hc = h;         // h of the previous step
+            float* hn = h2.get();  // h of this step
+            for (int64_t k = 0; k < steps; ++k) {
+                for (int64_t ph = 0; ph < per_step; ++ph) {
+                    const int64_t phase = 1 + k * per_step + ph;
+                    mine = 0;
+                    while (work.claim(tid, phase, &sh, &item)) {
+                        const int64_t qc = shares.walk(sh).start(item, k);
+                        const int64_t nqc = shares.walk(sh).size(qc);
+                        if (ph == 0) {
+                            phase_a(k, qc, nqc, 0, batch, hc, hn, tile);
+                        } else {
+                            phase_b(k, qc, nqc, 0, batch, hc, hn, tile);
+                        }
+                        ++mine;
+                    }
+                    work.done(phase, mine);
+                    work.wait(phase);  // phase B reads all of rh; step k+1 all of h'
+                }
+                std::swap(hc, hn);
+            }
+            return;
+        }
+        // Rows split (or one thread): this tid's rows, all units, no waiting for anyone.
+        rnn_detail::Split s = plan;
+        s.threads = nth;
+        int64_t b0, b1;
+        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
+        const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
+        error.run([&] {
+            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0, walk.q1, xwp, np);
+        });
+        if (error.failed()) return;
+        float* hc = h;
+        float* hn = h2.get();
         for (int64_t k = 0; k < steps; ++k) {
-            const int64_t t = go_backwards ? steps - 1 - k : k;
             for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                 const int64_t qc = walk.start(ci, k);
-                const int64_t nqc = walk.size(qc);
-                for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
-                    mr = rnn_detail::block_rows(b1 - rb);
-                    // tile (mr, rw*nqc) = h[rb : rb+mr] · R[:, unit blocks qc ...] (+ b_rec)
-                    kt.gemm(mr, nqc * rw, u, hc + rb * u, u, 1, rec + (rw / kUnitBlock) * qc * ps,
-                            ps, rec_bias ? rec_bias + qc * rw : nullptr, 0, tile, kTileLd);
-                    const int64_t nu = std::min(nqc * kUnitBlock, u - qc * kUnitBlock);
-                    for (int64_t b = rb; b < rb + mr; ++b) {
-                        const bool kept = keep(b, t);
-                        if (reset_after && kept && fused) {
-                            const int64_t j0 = b * u + qc * kUnitBlock;
-                            const float* xr = xwp + (b * steps + t) * np + qc * gw;
-                            fused(nu, tile + (b - rb) * kTileLd, xr, hc + j0, hn + j0);
-                            std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
-                            store_output(b, k, j0, nu);
-                            continue;
-                        }
-                        for (int64_t q = qc; q < qc + nqc; ++q) {
-                            const int64_t j0 = b * u + q * kUnitBlock;
-                            const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
-                            float* g = tile + (b - rb) * kTileLd + (q - qc) * rw;
-                            float* xr = xwp + (b * steps + t) * np + q * gw;
-                            if (reset_after) {
-                                if (kept) {
-                                    for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
-                                    fr(g, 2 * kUnitBlock);  // z, r
-                                    const float* r = g + kUnitBlock;
-                                    float* cand = g + 2 * kUnitBlock;
-                                    const float* xh = xr + 2 * kUnitBlock;
-                                    for (int64_t j = 0; j < kUnitBlock; ++j) {
-                                        cand[j] = xh[j] + r[j] * cand[j];
-                                    }
-                                    fa(cand, kUnitBlock);
-                                    finish(j0, nv, g, cand);
-                                } else {
-                                    std::memcpy(hn + j0, hc + j0, sizeof(float) * nv);
-                                }
-                                store_output(b, k, j0, nv);
-                            } else {
-                                // Every row feeds phase 2's GEMM, masked or not (its result
-                                // is then unused).
-                                for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
-                                fr(g, 2 * kUnitBlock);  // z, r
-                                std::memcpy(xr, g, sizeof(float) * kUnitBlock);  // z for later
-                                const float* r = g + kUnitBlock;
-                                for (int64_t j = 0; j < nv; ++j) rhp[j0 + j] = r[j] * hc[j0 + j];
-                            }
-                        }
-                    }
-                }
+                phase_a(k, qc, walk.size(qc), b0, b1, hc, hn, tile);
             }
             if (!reset_after) {
-                if (units_split) barrier.wait(nth);  // phase 2 reads every unit of rh
-                const float* rec_h = w_rec_h->data();
-                const int64_t ps_h = w_rec_h->panel_stride();
                 for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                     const int64_t qc = walk.start(ci, k);
-                    const int64_t nqc = walk.size(qc);
-                    for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
-                        mr = rnn_detail::block_rows(b1 - rb);
-                        // tile (mr, 16*nqc) = rh[rb : rb+mr] · R_h[:, unit blocks qc ...]
-                        kt.gemm(mr, nqc * kUnitBlock, u, rhp + rb * u, u, 1, rec_h + qc * ps_h,
-                                ps_h, nullptr, 0, tile, kTileLd);
-                        for (int64_t b = rb; b < rb + mr; ++b) {
-                            const bool kept = keep(b, t);
-                            for (int64_t q = qc; q < qc + nqc; ++q) {
-                                const int64_t j0 = b * u + q * kUnitBlock;
-                                const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
-                                if (kept) {
-                                    float* cand =
-                                        tile + (b - rb) * kTileLd + (q - qc) * kUnitBlock;
-                                    const float* xr = xwp + (b * steps + t) * np + q * gw;
-                                    const float* xh = xr + 2 * kUnitBlock;
-                                    for (int64_t j = 0; j < kUnitBlock; ++j) {
-                                        cand[j] = xh[j] + cand[j];
-                                    }
-                                    fa(cand, kUnitBlock);
-                                    finish(j0, nv, xr, cand);  // xr[0, 16) holds z now
-                                } else {
-                                    std::memcpy(hn + j0, hc + j0, sizeof(float) * nv);
-                                }
-                                store_output(b, k, j0, nv);
-                            }
-                        }
-                    }
+                    phase_b(k, qc, walk.size(qc), b0, b1, hc, hn, tile);
                 }
             }
-            // Units split: every thread's h' feeds every unit of the next step.
-            if (units_split) barrier.wait(nth);
             std::swap(hc, hn);
         }
     });

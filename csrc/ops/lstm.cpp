@@ -21,7 +21,8 @@
 // kept, output repeats the last emitted one (zeros before the first unmasked step, the Keras
 // torch/TF-backend rule).
 //
-// Threads: recurrent.h (rows / units / one). All scratch is allocated once per call.
+// Threads: recurrent.h (rows / units / one; the units split claims its step blocks through
+// fl::SharedPhases). All scratch is allocated once per call.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -143,67 +144,105 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     const int64_t ps = w_rec.w.panel_stride();
     const int64_t ldz = steps * np;  // between batch rows of xw at a fixed t
 
-    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 4 * u * u);
-    SpinBarrier barrier;
-    rnn_detail::RegionError error;
-    parallel_region(plan.threads, [&](int tid, int nth) {
-        rnn_detail::Split s = plan;
-        s.threads = nth;
-        int64_t b0, b1, q0, q1;
-        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        rnn_detail::thread_units(s, tid, u, &q0, &q1);
-        const rnn_detail::ChunkWalk walk(q0, q1);  // this thread's unit blocks, per step
-
-        // Input projection of this thread's rows and unit blocks (its own xw elements only; the
-        // units split meets once afterwards, only so that a failure stops every thread). Serial
-        // inside a multi-thread region; with one thread the GEMM engine may still use the pool.
-        error.run([&] {
-            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, q0, q1, xwp, np);
-        });
-        if (s.mode == rnn_detail::SplitMode::units) barrier.wait(nth);
-        if (error.failed()) return;
-
-        float* hc = h;         // h of the previous step
-        float* hn = h2.get();  // h of this step
-        for (int64_t k = 0; k < steps; ++k) {
-            const int64_t t = go_backwards ? steps - 1 - k : k;
-            for (int64_t ci = 0; ci < walk.chunks; ++ci) {
-                const int64_t qc = walk.start(ci, k);
-                const int64_t nqc = walk.size(qc);
-                for (int64_t rb = b0, mr = 0; rb < b1; rb += mr) {
-                    mr = rnn_detail::block_rows(b1 - rb);
-                    float* z = xwp + (rb * steps + t) * np + qc * gw;
-                    // z (mr, 64*nqc) += h[rb : rb+mr] · R[:, unit blocks qc ...]
-                    kt.gemm(mr, nqc * gw, u, hc + rb * u, u, 1, rec + 4 * qc * ps, ps, nullptr,
-                            1, z, ldz);
-                    // This call's units [qc*16, qc*16 + nu) of each row.
-                    const int64_t nu = std::min(nqc * kUnitBlock, u - qc * kUnitBlock);
-                    for (int64_t b = rb; b < rb + mr; ++b) {
-                        const int64_t j0 = b * u + qc * kUnitBlock;
-                        float* zr = z + (b - rb) * ldz;
-                        if (mask == nullptr || mask[b * steps + t] != 0) {
-                            if (fused) {
-                                fused(nu, zr, c + j0, hn + j0);
-                            } else {
-                                for (int64_t q = qc; q < qc + nqc; ++q) {
-                                    const int64_t o = (q - qc) * kUnitBlock;
-                                    lstm_unit_block(zr + (q - qc) * gw, c + j0 + o, hn + j0 + o,
-                                                    std::min(kUnitBlock, nu - o), fa, fr);
-                                }
-                            }
-                            std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
-                        } else {
-                            std::memcpy(hn + j0, hc + j0, sizeof(float) * nu);
-                        }
-                        if (return_sequences) {
-                            std::memcpy(out + (b * steps + k) * u + qc * kUnitBlock, emitted + j0,
-                                        sizeof(float) * nu);
+    // One step of rows [r0, r1) and unit blocks [qc, qc + nqc): reads hc (every unit of those
+    // rows), writes those units of c, hn, emitted and out only.
+    auto step_block = [&](int64_t k, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
+                          const float* hc, float* hn) {
+        const int64_t t = go_backwards ? steps - 1 - k : k;
+        for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
+            mr = rnn_detail::block_rows(r1 - rb);
+            float* z = xwp + (rb * steps + t) * np + qc * gw;
+            // z (mr, 64*nqc) += h[rb : rb+mr] · R[:, unit blocks qc ...]
+            kt.gemm(mr, nqc * gw, u, hc + rb * u, u, 1, rec + 4 * qc * ps, ps, nullptr, 1, z,
+                    ldz);
+            // This call's units [qc*16, qc*16 + nu) of each row.
+            const int64_t nu = std::min(nqc * kUnitBlock, u - qc * kUnitBlock);
+            for (int64_t b = rb; b < rb + mr; ++b) {
+                const int64_t j0 = b * u + qc * kUnitBlock;
+                float* zr = z + (b - rb) * ldz;
+                if (mask == nullptr || mask[b * steps + t] != 0) {
+                    if (fused) {
+                        fused(nu, zr, c + j0, hn + j0);
+                    } else {
+                        for (int64_t q = qc; q < qc + nqc; ++q) {
+                            const int64_t o = (q - qc) * kUnitBlock;
+                            lstm_unit_block(zr + (q - qc) * gw, c + j0 + o, hn + j0 + o,
+                                            std::min(kUnitBlock, nu - o), fa, fr);
                         }
                     }
+                    std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
+                } else {
+                    std::memcpy(hn + j0, hc + j0, sizeof(float) * nu);
+                }
+                if (return_sequences) {
+                    std::memcpy(out + (b * steps + k) * u + qc * kUnitBlock, emitted + j0,
+                                sizeof(float) * nu);
                 }
             }
-            // Units split: every thread's h' feeds every unit of the next step.
-            if (s.mode == rnn_detail::SplitMode::units) barrier.wait(nth);
+        }
+    };
+
+    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 4 * u * u);
+    // Units split: fixed shares of unit blocks (one per planned thread), cut into chunks that
+    // are claimed phase by phase (phase 0: input projection, phase 1 + k: step k), own share
+    // first, so a thread that is descheduled holds up the others by one chunk at most.
+    const rnn_detail::UnitShares shares(u, plan.mode == rnn_detail::SplitMode::units
+                                               ? plan.threads
+                                               : 1);
+    SharedPhases work(shares.items());
+    rnn_detail::RegionError error;
+    parallel_region(plan.threads, [&](int tid, int nth) {
+        if (plan.mode == rnn_detail::SplitMode::units) {
+            if (work.finished(steps)) return;  // this tid came late: all done by the others
+            int sh;
+            int64_t item, mine = 0;
+            while (work.claim(tid, 0, &sh, &item)) {
+                const int64_t qc = shares.walk(sh).start(item, 0);
+                const int64_t nqc = shares.walk(sh).size(qc);
+                error.run([&] {
+                    rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
+                                               xwp, np);
+                });
+                ++mine;
+            }
+            work.done(0, mine);
+            work.wait(0);
+            if (error.failed()) return;
+            float* hc = h;         // h of the previous step
+            float* hn = h2.get();  // h of this step
+            for (int64_t k = 0; k < steps; ++k) {
+                mine = 0;
+                while (work.claim(tid, k + 1, &sh, &item)) {
+                    const int64_t qc = shares.walk(sh).start(item, k);
+                    step_block(k, qc, shares.walk(sh).size(qc), 0, batch, hc, hn);
+                    ++mine;
+                }
+                work.done(k + 1, mine);
+                work.wait(k + 1);  // every thread's h' feeds every unit of the next step
+                std::swap(hc, hn);
+            }
+            return;
+        }
+        // Rows split (or one thread): this tid's rows, all units, no waiting for anyone (a tid
+        // whose thread is late is run by a thread that finished its own, see parallel_region).
+        rnn_detail::Split s = plan;
+        s.threads = nth;
+        int64_t b0, b1;
+        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
+        const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
+        // Serial inside a multi-thread region; with one thread the GEMM engine may still use
+        // the pool.
+        error.run([&] {
+            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0, walk.q1, xwp, np);
+        });
+        if (error.failed()) return;
+        float* hc = h;
+        float* hn = h2.get();
+        for (int64_t k = 0; k < steps; ++k) {
+            for (int64_t ci = 0; ci < walk.chunks; ++ci) {
+                const int64_t qc = walk.start(ci, k);
+                step_block(k, qc, walk.size(qc), b0, b1, hc, hn);
+            }
             std::swap(hc, hn);
         }
     });

@@ -5,10 +5,13 @@
 //   rows   batches of two register blocks (6 rows) per thread or more: each thread owns a range
 //          of batch rows for the whole sequence - its rows' input projection and every step -
 //          and never waits for the others (a row's recurrence depends on that row only).
-//   units  smaller batches with enough work per step (B = 1): each thread owns a range of
-//          16-unit blocks, i.e. a contiguous slice of the packed recurrent kernel that stays in
-//          its core's L2, computes the input projection and the gates of its units, and the
-//          threads meet at a SpinBarrier once per step (h of step t feeds every unit at t+1).
+//   units  smaller batches with enough work per step (B = 1): the 16-unit blocks are cut into
+//          one fixed share per planned thread (a contiguous slice of the packed recurrent kernel
+//          that stays in its core's L2) and each share into chunks of kBlocksPerCall blocks.
+//          Phase by phase (the input projection, then each step: h of step t feeds every unit
+//          at t+1), the threads claim chunks through fl::SharedPhases - own share first, then
+//          any chunk a late or descheduled partner has not started - and wait for the phase to
+//          be done. Which thread computes a chunk never changes its bits.
 //   one    everything else (tiny layers, one thread).
 // Every element is computed the same way in each mode (one FMA chain per GEMM output, the
 // same elementwise gate math), so results are bitwise identical for any thread count.
@@ -20,6 +23,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
@@ -115,7 +119,7 @@ inline Split plan_split(int64_t batch, int64_t u, int64_t macs_per_row_step) {
         s.threads = static_cast<int>(std::min<int64_t>(nt, batch / row_grain));
         return s;
     }
-    // Units: a barrier per step (~0.1-0.3 us) pays off from ~8K multiply-adds per thread and
+    // Units: a phase hand-off per step (~0.1-0.3 us) pays off from ~8K multiply-adds per thread and
     // step. Measured (2 cores, B = 1, T = 1000): u = 64 (16K per step) 1.06 -> 0.65 us/step;
     // B = 2, u = 32 (8K per step) was slower on two threads than on one.
     const int64_t per_step = batch * macs_per_row_step;
@@ -144,22 +148,33 @@ inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int
 // engine: a lone 1-row tile is the slowest per row).
 inline int64_t block_rows(int64_t rem) { return rem == 7 ? 4 : std::min<int64_t>(6, rem); }
 
-// Unit blocks [q0, q1) of thread tid in units mode, else all blocks.
-inline void thread_units(const Split& s, int tid, int64_t u, int64_t* q0, int64_t* q1) {
-    const int64_t nq = unit_blocks(u);
-    if (s.mode != SplitMode::units) {
-        *q0 = 0;
-        *q1 = nq;
-        return;
+// The units split's fixed shares: `shares` contiguous runs of unit blocks whose sizes differ by
+// at most one (share s is the one thread s takes first), each walked in ChunkWalk's chunks. A
+// chunk is one item of fl::SharedPhases: whoever claims it computes it the same way.
+class UnitShares {
+  public:
+    UnitShares(int64_t u, int shares) {
+        const int64_t nq = unit_blocks(u);
+        for (int s = 0; s < shares; ++s) {
+            walks_.emplace_back(part_begin(nq, shares, s), part_begin(nq, shares, s + 1));
+        }
     }
-    *q0 = part_begin(nq, s.threads, tid);
-    *q1 = part_begin(nq, s.threads, tid + 1);
-}
+    const ChunkWalk& walk(int s) const { return walks_[static_cast<size_t>(s)]; }
+    // Chunks per share: the item counts of fl::SharedPhases.
+    std::vector<int64_t> items() const {
+        std::vector<int64_t> n;
+        for (const ChunkWalk& w : walks_) n.push_back(w.chunks);
+        return n;
+    }
+
+  private:
+    std::vector<ChunkWalk> walks_;
+};
 
 // The first exception thrown by a thread of a recurrent region (the input projection's GEMM may
 // fail to allocate its packing buffer), kept so that it never escapes a pool thread and is
-// rethrown on the caller after the region; the threads check failed() after a common barrier
-// (units split) so that none is left waiting for a partner that gave up.
+// rethrown on the caller after the region; the threads check failed() once the projection is
+// done (units split: after its phase) so that none is left waiting for a partner that gave up.
 class RegionError {
   public:
     template <class F>

@@ -1,16 +1,20 @@
 // The thread pool behind fl::parallel_for.
 //
 // Design (docs/architecture.md §7): one pool of our own, no OpenMP. num_threads()-1 workers,
-// created on the first region that needs them; the calling thread runs chunk 0 itself. A region
-// is published by bumping a ticket (generation << 16 | chunk count); workers spin on it for a
-// few tens of microseconds after their last job (a hand-off then costs ~100 ns instead of a
-// futex wake-up) and then sleep on a condition variable, so an idle pool burns no CPU - on a
-// 2-core machine a spinning worker would steal a whole core from NumPy or the interpreter.
-// Completion is an atomic counter that the caller spins on, then sleeps on. A worker chunk not
-// yet started when the caller has finished its own is run by the caller (each chunk is claimed
-// once per region, by its worker or the caller): on a busy host a woken worker may sit queued
-// behind the caller on the same CPU, and waiting for it cost a 2-thread call the caller's whole
-// spin budget plus a wake-up (conv-stem on 2 threads: ~190 us against 135 us on 1).
+// created on the first region that needs them; the calling thread runs chunk 0 itself. Each
+// worker waits on a slot of its own: a region of k chunks writes the tickets (generation << 16 |
+// k) of workers 1..k-1 only, and wakes only those of them that sleep, so the rest of a big pool
+// stays asleep. A worker spins on its ticket for a few tens of microseconds after its last job
+// (a hand-off then costs ~100 ns instead of a futex wake-up), then sleeps on its condition
+// variable, so an idle pool burns no CPU - on a 2-core machine a spinning worker would steal a
+// whole core from NumPy or the interpreter. Chunk i belongs to thread i but runs on whichever
+// thread claims it first (one compare-and-swap per chunk and region): every thread claims its
+// own chunk, then any chunk nobody has started, so a worker that is not woken yet, or queued
+// behind another process on a busy host, has its chunk run by a thread that is free instead of
+// being waited for. Completion is an atomic count of chunks that the caller spins on, then
+// sleeps on. If the OS refuses to start a worker, the pool keeps the ones it got, lowers
+// num_threads() to match and leaves a one-time report for the Python bindings (a worker never
+// calls into Python).
 //
 // Determinism: the split of [0, n) is a pure function of (n, min_per_task, threads), every chunk
 // runs with FTZ/DAZ on, and callers give chunks disjoint outputs, so results are bitwise
@@ -138,6 +142,20 @@ inline int64_t chunk_begin(int64_t n, int64_t k, int64_t i) {
 std::atomic<int> g_num_threads{0};  // 0 = not yet initialised from default_num_threads()
 
 // ---------------------------------------------------------------------------------------------
+// Counters (fl::pool_stats) and the report of a refused thread (fl::take_thread_start_warning)
+// ---------------------------------------------------------------------------------------------
+
+std::atomic<uint64_t> g_stat_regions{0};     // multi-thread regions run
+std::atomic<uint64_t> g_stat_signalled{0};   // workers handed a region
+std::atomic<uint64_t> g_stat_wakeups{0};     // times a worker left its wait with a new region
+std::atomic<uint64_t> g_stat_taken_over{0};  // chunks run by a thread other than their owner
+
+std::atomic<bool> g_start_failed{false};        // the OS refused a worker at least once
+std::atomic<bool> g_start_warning_pending{false};  // ... and nobody has taken the report yet
+std::mutex g_start_warning_mu;
+std::string g_start_warning;  // written once, before g_start_warning_pending is set
+
+// ---------------------------------------------------------------------------------------------
 // The pool
 // ---------------------------------------------------------------------------------------------
 
@@ -145,8 +163,8 @@ class ThreadPool {
   public:
     ThreadPool() : sync_(new Sync), workers_(new std::vector<std::thread>) {}
 
-    // Runs fn over k >= 2 chunks of [0, n) on the caller plus k-1 workers (fewer if the OS
-    // refused to create threads).
+    // Runs fn over k >= 2 chunks of [0, n) on the caller plus up to k-1 workers (fewer if the
+    // OS refused to create threads).
     //
     // Work that ends up on the caller alone (no workers: process exit under way, the OS refused
     // to create threads, or another thread just shrank the pool) runs AFTER the region lock is
@@ -163,7 +181,7 @@ class ThreadPool {
         run_locked(n, k, fn, ctx);
     }
 
-    // fn(ctx, tid, k) on k concurrent threads, k <= k_wanted (see fl::parallel_region).
+    // fn(ctx, tid, k) for tid in [0, k), k <= k_wanted (see fl::parallel_region).
     void run_region(int k_wanted, void (*fn)(void*, int, int), void* ctx) {
         std::unique_lock<std::mutex> region(sync_->region);
         const int k = shut_down_ ? 1 : std::min(k_wanted, usable_workers() + 1);
@@ -172,7 +190,7 @@ class ThreadPool {
             fn(ctx, 0, 1);
             return;
         }
-        // n = k chunks of one: chunk i is [i, i+1), i.e. tid i, each on its own thread.
+        // n = k chunks of one: chunk i is [i, i+1), i.e. tid i.
         struct Region {
             void (*fn)(void*, int, int);
             void* ctx;
@@ -189,43 +207,78 @@ class ThreadPool {
 
   private:
     // The body of run() once the region lock is held and k >= 2 threads exist.
+    //
+    // Chunk i belongs to thread i (the caller is 0). Only workers 1..k-1 are signalled, each on
+    // its own slot, so a region of k chunks on a pool of 32 threads wakes at most k-1 of them.
+    // Every chunk is claimed once per region (claims_[i] = generation, by compare-and-swap):
+    // each thread claims its own chunk first, then any chunk nobody has started, so a thread
+    // that is late (not yet woken, or descheduled by a busy machine) has its chunk run by one
+    // that is not. The split itself never changes, so neither do the results.
     void run_locked(int64_t n, int64_t k, void (*fn)(void*, int64_t, int64_t), void* ctx) {
-
-        // Job fields are plain members: written here before the release-store of the ticket,
-        // read by participating workers after its acquire-load, and not rewritten before every
-        // participant has decremented pending_. Non-participants read only the ticket.
+        // Job fields are plain members: written here before the seq_cst stores of the slot
+        // tickets, read by a worker after it loaded such a ticket and won a claim of this
+        // generation (which proves the region is still running), never rewritten before
+        // remaining_ reaches 0.
         fn_ = fn;
         ctx_ = ctx;
         n_ = n;
-        pending_.store(static_cast<int>(k - 1), std::memory_order_relaxed);
-        const uint64_t gen = publish(static_cast<uint64_t>(k));
+        remaining_.store(k, std::memory_order_relaxed);
+        const uint64_t gen = ++gen_;
+        claims_[0].store(gen, std::memory_order_relaxed);  // chunk 0 is the caller's, always
+        const uint64_t ticket = (gen << 16) | static_cast<uint64_t>(k);
+        for (int64_t i = 1; i < k; ++i) signal(static_cast<size_t>(i), ticket);
+        g_stat_regions.fetch_add(1, std::memory_order_relaxed);
+        g_stat_signalled.fetch_add(static_cast<uint64_t>(k - 1), std::memory_order_relaxed);
 
         t_in_region = true;
         try {
-            fn(ctx, 0, chunk_begin(n, k, 1));
-            // A worker chunk that has not started yet (its thread not woken, or queued behind
-            // this one on the same CPU of a busy host) is run here instead of waited for: the
-            // chunk's thread does not change its results, and the caller would otherwise idle
-            // until that worker gets a CPU. A chunk goes to whoever claims it first for this
-            // generation; the loser never touches the region.
-            for (int64_t i = 1; i < k; ++i) {
-                uint64_t c = claims_[i].load(std::memory_order_relaxed);
-                if (c >= gen || !claims_[i].compare_exchange_strong(c, gen, std::memory_order_acq_rel))
-                    continue;
-                struct Done {
-                    std::atomic<int>& pending;
-                    ~Done() { pending.fetch_sub(1, std::memory_order_acq_rel); }
-                } done{pending_};
-                fn(ctx, chunk_begin(n, k, i), chunk_begin(n, k, i + 1));
-            }
+            run_chunk(0, k, /*on_caller=*/true);
+            take_over(0, gen, k, /*on_caller=*/true);
         } catch (...) {
-            // The workers still use ctx: wait for them before unwinding past it.
+            // The workers still use ctx: wait for them before unwinding past it. Every chunk
+            // still unclaimed is claimed by a signalled worker (each scans them all).
             wait_done();
             t_in_region = false;
             throw;
         }
         wait_done();
         t_in_region = false;
+    }
+
+    // Runs claimed chunk i of the current region and counts it done.
+    void run_chunk(int64_t i, int64_t k, bool on_caller) {
+        struct Done {
+            ThreadPool* pool;
+            bool on_caller;
+            ~Done() { pool->chunk_done(on_caller); }
+        } done{this, on_caller};
+        fn_(ctx_, chunk_begin(n_, k, i), chunk_begin(n_, k, i + 1));
+    }
+
+    // Claims and runs every chunk of generation `gen` that nobody has started, starting after
+    // the thread's own chunk `own`.
+    void take_over(int64_t own, uint64_t gen, int64_t k, bool on_caller) {
+        for (int64_t j = 1; j < k; ++j) {
+            const int64_t i = (own + j) % k;
+            if (!claim(i, gen)) continue;
+            g_stat_taken_over.fetch_add(1, std::memory_order_relaxed);
+            run_chunk(i, k, on_caller);
+        }
+    }
+
+    bool claim(int64_t i, uint64_t gen) {
+        uint64_t c = claims_[i].load(std::memory_order_relaxed);
+        return c < gen && claims_[i].compare_exchange_strong(c, gen, std::memory_order_acq_rel);
+    }
+
+    void chunk_done(bool on_caller) {
+        if (remaining_.fetch_sub(1, std::memory_order_seq_cst) != 1 || on_caller) return;
+        // Last chunk, finished by a worker: wake the caller if it went to sleep (seq_cst RMW
+        // then load, against the caller's seq_cst store then load in wait_done).
+        if (caller_sleeping_.load(std::memory_order_seq_cst)) {
+            { std::lock_guard<std::mutex> lk(sync_->m); }
+            sync_->done_cv.notify_one();
+        }
     }
 
   public:
@@ -257,40 +310,52 @@ class ThreadPool {
     void after_fork_child() {
         // The parent's workers do not exist in the child: joining or destroying their
         // std::thread objects would abort, and their mutex/condvar state (possibly held or
-        // waited on by threads that are gone) is unusable. Leak both and start clean.
+        // waited on by threads that are gone) is unusable. Leak all of it and start clean.
         workers_ = new std::vector<std::thread>;
         sync_ = new Sync;
+        slots_.release();
+        slots_.reset(new Slot[1]);
         locked_for_fork_ = false;
         stop_.store(false);
-        pending_.store(0);
+        remaining_.store(0);
+        caller_sleeping_.store(false);
     }
 
   private:
     struct Sync {
         std::mutex region;  // one parallel region at a time
-        std::mutex m;       // protects the sleep/wake hand-shakes below
-        std::condition_variable work_cv;
+        std::mutex m;       // the caller's sleep/wake hand-shake (done_cv)
         std::condition_variable done_cv;
     };
 
-    // Returns the new generation.
-    uint64_t publish(uint64_t nchunks) {
-        const uint64_t gen = (ticket_.load(std::memory_order_relaxed) >> 16) + 1;
-        {
-            // Under the mutex so that a worker between its predicate check and its wait cannot
-            // miss the notification.
-            std::lock_guard<std::mutex> lk(sync_->m);
-            ticket_.store((gen << 16) | nchunks, std::memory_order_release);
+    // One per worker: the latest region handed to it (generation << 16 | chunks; chunks = 0
+    // with stop_ set means "exit"), and its own sleep/wake hand-shake, so that signalling one
+    // worker wakes no other.
+    struct alignas(64) Slot {
+        std::atomic<uint64_t> ticket{0};
+        std::atomic<bool> sleeping{false};
+        std::mutex m;
+        std::condition_variable cv;
+    };
+
+    void signal(size_t i, uint64_t ticket) {
+        Slot& s = slots_[i];
+        // seq_cst store then load, against the worker's seq_cst store of `sleeping` then load
+        // of `ticket`: one of the two sees the other's store, so no wake-up is lost.
+        s.ticket.store(ticket, std::memory_order_seq_cst);
+        if (s.sleeping.load(std::memory_order_seq_cst)) {
+            { std::lock_guard<std::mutex> lk(s.m); }  // the worker is inside cv.wait now
+            s.cv.notify_one();
         }
-        sync_->work_cv.notify_all();
-        return gen;
     }
 
     void wait_done() {
-        auto done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
-        if (spin_until(done)) return;
+        auto done = [this] { return remaining_.load(std::memory_order_seq_cst) == 0; };
+        if (spin_until(done, /*yield=*/true)) return;
         std::unique_lock<std::mutex> lk(sync_->m);
+        caller_sleeping_.store(true, std::memory_order_seq_cst);
         sync_->done_cv.wait(lk, done);
+        caller_sleeping_.store(false, std::memory_order_relaxed);
     }
 
     // Makes num_threads()-1 workers (as many as the OS allows) and returns how many there are.
@@ -304,77 +369,99 @@ class ThreadPool {
         wanted = std::max(0, wanted);
         if (static_cast<int>(workers_->size()) == wanted) return;
         join_all();
-        const uint64_t ticket = ticket_.load(std::memory_order_relaxed);
+        slots_.reset(new Slot[static_cast<size_t>(wanted) + 1]);
         claims_.reset(new std::atomic<uint64_t>[static_cast<size_t>(wanted) + 1]);
         for (int i = 0; i <= wanted; ++i) claims_[i].store(0, std::memory_order_relaxed);
+        std::string why;
         for (int i = 1; i <= wanted; ++i) {
             try {
-                workers_->emplace_back(&ThreadPool::worker_main, this, i, ticket);
-            } catch (const std::system_error&) {
+                workers_->emplace_back(&ThreadPool::worker_main, this, i);
+            } catch (const std::exception& e) {  // std::system_error, or bad_alloc
+                why = e.what();
                 break;  // out of threads: run with the ones we have
             }
         }
+        const int got = static_cast<int>(workers_->size());
+        if (got < wanted) capped(got + 1, wanted + 1, why);
+    }
+
+    // The OS refused a thread: the pool keeps the `got` threads it has (num_threads() says
+    // so from now on, so that the drivers plan for them and no region retries), and the first
+    // time in the process a report is left for the Python layer (fl::take_thread_start_warning:
+    // a worker thread never calls into Python).
+    static void capped(int got, int wanted, const std::string& why) {
+        g_num_threads.store(got, std::memory_order_relaxed);
+        if (g_start_failed.exchange(true)) return;
+        {
+            std::lock_guard<std::mutex> lk(g_start_warning_mu);
+            g_start_warning = "fastlayers: the operating system refused to start a thread (" +
+                              why + "); the C++ kernels run on " + std::to_string(got) +
+                              " thread" + (got == 1 ? "" : "s") + " instead of " +
+                              std::to_string(wanted) + " (get_num_threads() now says " +
+                              std::to_string(got) + ")";
+        }
+        g_start_warning_pending.store(true, std::memory_order_release);
     }
 
     void join_all() {
         if (workers_->empty()) return;
         stop_.store(true, std::memory_order_relaxed);
-        publish(0);
+        const uint64_t ticket = ++gen_ << 16;  // 0 chunks, new generation: differs from any seen
+        for (size_t i = 1; i <= workers_->size(); ++i) signal(i, ticket);
         for (std::thread& t : *workers_) t.join();
         workers_->clear();
         stop_.store(false, std::memory_order_relaxed);
     }
 
-    void worker_main(int index, uint64_t seen) {
+    void worker_main(int index) {
         set_fp_mode(get_fp_mode() | kFtzDaz);
         t_in_region = true;
+        Slot& slot = slots_[static_cast<size_t>(index)];
+        uint64_t seen = 0;  // a fresh slot's ticket
         for (;;) {
-            const uint64_t ticket = wait_ticket(seen);
+            const uint64_t ticket = wait_ticket(slot, seen);
             seen = ticket;
-            if (stop_.load(std::memory_order_relaxed)) return;  // ordered by the ticket acquire
+            if (stop_.load(std::memory_order_relaxed)) return;  // ordered by the ticket load
+            g_stat_wakeups.fetch_add(1, std::memory_order_relaxed);
             const int64_t k = static_cast<int64_t>(ticket & 0xFFFF);
-            if (index >= k) continue;  // not needed in this region
-            // Claim the chunk; if the caller already ran it (for this region or, when this
-            // thread is late, for a later one), the region may be over: skip it.
             const uint64_t gen = ticket >> 16;
-            uint64_t c = claims_[index].load(std::memory_order_relaxed);
-            if (c >= gen ||
-                !claims_[index].compare_exchange_strong(c, gen, std::memory_order_acq_rel))
-                continue;
-            fn_(ctx_, chunk_begin(n_, k, index), chunk_begin(n_, k, index + 1));
-            if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-                // Last one out wakes the caller if it went to sleep. Taking the mutex orders
-                // this notify after the caller's predicate check.
-                sync_->m.lock();
-                sync_->m.unlock();
-                sync_->done_cv.notify_one();
-            }
+            if (index >= k) continue;  // never signalled so (kept as a guard)
+            // Own chunk first. A claim that fails means the chunk was taken over (or, when this
+            // thread is late, the region is over): then only unstarted chunks are looked for,
+            // and of a finished region there are none.
+            if (claim(index, gen)) run_chunk(index, k, /*on_caller=*/false);
+            take_over(index, gen, k, /*on_caller=*/false);
         }
     }
 
-    uint64_t wait_ticket(uint64_t seen) {
+    // Spins (offering the CPU now and then) for the spin budget, then sleeps on the slot.
+    static uint64_t wait_ticket(Slot& slot, uint64_t seen) {
         uint64_t t = seen;
         auto changed = [&] {
-            t = ticket_.load(std::memory_order_acquire);
+            t = slot.ticket.load(std::memory_order_seq_cst);
             return t != seen;
         };
         if (spin_until(changed, /*yield=*/true)) return t;
-        std::unique_lock<std::mutex> lk(sync_->m);
-        sync_->work_cv.wait(lk, changed);
+        std::unique_lock<std::mutex> lk(slot.m);
+        slot.sleeping.store(true, std::memory_order_seq_cst);
+        slot.cv.wait(lk, changed);
+        slot.sleeping.store(false, std::memory_order_relaxed);
         return t;
     }
 
     Sync* sync_;
     std::vector<std::thread>* workers_;
-    std::atomic<uint64_t> ticket_{0};  // generation << 16 | chunks in this region (0 = stop)
-    std::atomic<int> pending_{0};      // worker chunks of the current region not yet finished
-    // claims_[i]: the last generation whose chunk i was claimed (by worker i or the caller).
+    std::unique_ptr<Slot[]> slots_{new Slot[1]};  // [1, workers] used
+    uint64_t gen_ = 0;                            // last generation (region lock held)
+    alignas(64) std::atomic<int64_t> remaining_{0};  // chunks of the current region not done
+    std::atomic<bool> caller_sleeping_{false};
+    // claims_[i]: the last generation whose chunk i was claimed (by any thread).
     std::unique_ptr<std::atomic<uint64_t>[]> claims_;
     std::atomic<bool> stop_{false};
     bool locked_for_fork_ = false;
     bool shut_down_ = false;
 
-    // The current region (see run()).
+    // The current region (see run_locked()).
     void (*fn_)(void*, int64_t, int64_t) = nullptr;
     void* ctx_ = nullptr;
     int64_t n_ = 0;
@@ -480,6 +567,81 @@ void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, in
         return;
     }
     pool_instance()->run(n, k, fn, ctx);
+}
+
+PoolStats pool_stats() {
+    PoolStats s;
+    s.regions = g_stat_regions.load(std::memory_order_relaxed);
+    s.workers_signalled = g_stat_signalled.load(std::memory_order_relaxed);
+    s.worker_wakeups = g_stat_wakeups.load(std::memory_order_relaxed);
+    s.chunks_taken_over = g_stat_taken_over.load(std::memory_order_relaxed);
+    return s;
+}
+
+std::string take_thread_start_warning() {
+    if (!g_start_warning_pending.load(std::memory_order_acquire)) return std::string();
+    if (!g_start_warning_pending.exchange(false, std::memory_order_acq_rel)) return std::string();
+    std::lock_guard<std::mutex> lk(g_start_warning_mu);
+    return g_start_warning;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared phases
+// ---------------------------------------------------------------------------------------------
+
+SharedPhases::SharedPhases(const std::vector<int64_t>& sizes)
+    : nshares_(std::max<int>(1, static_cast<int>(sizes.size()))),
+      shares_(new Share[static_cast<size_t>(std::max<size_t>(1, sizes.size()))]) {
+    for (size_t s = 0; s < sizes.size(); ++s) {
+        shares_[s].size = std::max<int64_t>(0, sizes[s]);
+        total_ += shares_[s].size;
+    }
+}
+
+bool SharedPhases::claim(int tid, int64_t phase, int* share, int64_t* item) {
+    const int own = (tid % nshares_ + nshares_) % nshares_;
+    for (int j = 0; j < nshares_; ++j) {
+        const int s = (own + j) % nshares_;
+        Share& sh = shares_[s];
+        // A share's counter runs on over the phases: phase p's items are [p*size, (p+1)*size).
+        // When phase p opens every item of the earlier phases is claimed, so next >= p*size.
+        const int64_t lo = phase * sh.size;
+        const int64_t hi = lo + sh.size;
+        int64_t c = sh.next.load(std::memory_order_relaxed);
+        while (c < hi) {
+            if (sh.next.compare_exchange_weak(c, c + 1, std::memory_order_relaxed)) {
+                *share = s;
+                *item = c - lo;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+void SharedPhases::done(int64_t phase, int64_t count) {
+    if (count <= 0) return;
+    // seq_cst RMW then load, against the seq_cst store then load of a thread going to sleep.
+    const int64_t now = done_.fetch_add(count, std::memory_order_seq_cst) + count;
+    if (now >= (phase + 1) * total_ && sleepers_.load(std::memory_order_seq_cst) > 0) {
+        { std::lock_guard<std::mutex> lk(m_); }  // a sleeper is inside cv_.wait now
+        cv_.notify_all();
+    }
+}
+
+bool SharedPhases::finished(int64_t phase) const {
+    return done_.load(std::memory_order_acquire) >= (phase + 1) * total_;
+}
+
+void SharedPhases::wait(int64_t phase) {
+    auto passed = [&] { return finished(phase); };
+    if (spin_until(passed, /*yield=*/true)) return;
+    std::unique_lock<std::mutex> lk(m_);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    cv_.wait(lk, [&] {
+        return done_.load(std::memory_order_seq_cst) >= (phase + 1) * total_;
+    });
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------------------------------------

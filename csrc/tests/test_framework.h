@@ -40,6 +40,7 @@ void register_conv2d_tests();
 void register_attention_tests();
 void register_recurrent_tests();
 void register_cross_isa_tests();
+void register_layer_norm_tests();
 
 }  // namespace fltest
 

@@ -743,6 +743,91 @@ void test_parallel_region_and_barrier() {
     fl::set_num_threads(saved);
 }
 
+// SharedPhases: every item of every phase runs exactly once, no item of phase p+1 before all of
+// phase p are done, and a thread that has not started holds up nobody: here thread `late` starts
+// only after the other three have finished every phase, which they can only do by taking over
+// its share (the main thread waits for them with a deadline, so a regression fails instead of
+// hanging).
+void test_shared_phases_takeover() {
+    const std::vector<int64_t> sizes = {3, 2, 0, 4};
+    const int64_t total = 9, phases = 40;
+    for (int late : {0, 1, 3}) {
+        fl::SharedPhases work(sizes);
+        std::vector<std::atomic<int>> runs(static_cast<size_t>(phases * 16));
+        std::vector<std::atomic<int64_t>> done_in(static_cast<size_t>(phases));
+        std::atomic<int> order_bad{0}, finished{0};
+        std::atomic<int64_t> by_late{0};
+        auto body = [&](int tid) {
+            for (int64_t p = 0; p < phases; ++p) {
+                int sh;
+                int64_t item, mine = 0;
+                while (work.claim(tid, p, &sh, &item)) {
+                    if (p > 0 && done_in[p - 1].load() != total) order_bad.fetch_add(1);
+                    if (sh < 0 || sh > 3 || item < 0 || item >= sizes[sh]) {
+                        order_bad.fetch_add(1);
+                    } else {
+                        runs[static_cast<size_t>(p * 16 + sh * 4 + item)].fetch_add(1);
+                    }
+                    done_in[p].fetch_add(1);
+                    if (tid == late) by_late.fetch_add(1);
+                    ++mine;
+                }
+                work.done(p, mine);
+                work.wait(p);
+                if (!work.finished(p)) order_bad.fetch_add(1);
+            }
+            finished.fetch_add(1);
+        };
+        std::vector<std::thread> others;
+        for (int tid = 0; tid < 4; ++tid)
+            if (tid != late) others.emplace_back(body, tid);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (finished.load() < 3 && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        CHECK_MSG(finished.load() == 3, "late=%d: the others waited for the late thread", late);
+        std::thread latecomer(body, late);  // unblocks the others if they did wait
+        latecomer.join();
+        for (auto& t : others) t.join();
+        CHECK(order_bad.load() == 0);
+        CHECK_MSG(by_late.load() == 0, "late=%d: the late thread found %" PRId64 " items left",
+                  late, by_late.load());
+        for (int64_t p = 0; p < phases; ++p)
+            for (int sh = 0; sh < 4; ++sh)
+                for (int64_t i = 0; i < 4; ++i) {
+                    const int want = i < sizes[sh] ? 1 : 0;
+                    CHECK(runs[static_cast<size_t>(p * 16 + sh * 4 + i)].load() == want);
+                }
+    }
+}
+
+// A region of k chunks on a big pool hands itself to the k-1 workers that own a chunk, and no
+// other worker leaves its wait (pool_stats counts both).
+void test_region_wakes_only_what_it_needs() {
+    const int saved = fl::num_threads();
+    const int big = 16;
+    fl::set_num_threads(big);
+    std::atomic<int> calls{0};
+    fl::parallel_for(big, 1, [&](int64_t, int64_t) { calls.fetch_add(1); });  // workers exist
+    CHECK(calls.load() == big);
+    for (int chunks : {2, 3, 5, big}) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));  // late wake-ups counted
+        const fl::PoolStats before = fl::pool_stats();
+        calls.store(0);
+        fl::parallel_for(chunks, 1, [&](int64_t, int64_t) { calls.fetch_add(1); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        const fl::PoolStats after = fl::pool_stats();
+        CHECK(calls.load() == chunks);
+        CHECK(after.regions - before.regions == 1);
+        CHECK_MSG(after.workers_signalled - before.workers_signalled == uint64_t(chunks - 1),
+                  "chunks=%d: %" PRIu64 " workers signalled", chunks,
+                  after.workers_signalled - before.workers_signalled);
+        CHECK_MSG(after.worker_wakeups - before.worker_wakeups <= uint64_t(chunks - 1),
+                  "chunks=%d: %" PRIu64 " workers woke", chunks,
+                  after.worker_wakeups - before.worker_wakeups);
+    }
+    fl::set_num_threads(saved);
+}
+
 void test_parallel_for_concurrent_callers() {
     const int saved = fl::num_threads();
     fl::set_num_threads(3);
@@ -902,6 +987,8 @@ int main(int argc, char** argv) {
     add_case("parallel_for_ftz", test_parallel_for_ftz);
     add_case("parallel_for_concurrent_callers", test_parallel_for_concurrent_callers);
     add_case("parallel_region_and_barrier", test_parallel_region_and_barrier);
+    add_case("shared_phases_takeover", test_shared_phases_takeover);
+    add_case("region_wakes_only_what_it_needs", test_region_wakes_only_what_it_needs);
     add_case("pack_gates_layout", test_pack_gates_layout);
     add_case("set_num_threads_invalid", test_set_num_threads_invalid);
     add_case("fork_child_can_run_regions", test_fork_child_can_run_regions);
@@ -911,6 +998,7 @@ int main(int argc, char** argv) {
     fltest::register_attention_tests();
     fltest::register_recurrent_tests();
     fltest::register_cross_isa_tests();
+    fltest::register_layer_norm_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

@@ -31,6 +31,7 @@ from .functional import (
     depthwise_conv2d,  # convpool
     flatten,
     gru,
+    layer_norm,
     lstm,
     lstm_cell,
     matmul,
@@ -61,6 +62,7 @@ __all__ = [
     "get_num_threads",
     "gru",
     "layers",
+    "layer_norm",
     "load_model",
     "lstm",
     "lstm_cell",

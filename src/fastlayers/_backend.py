@@ -38,6 +38,7 @@ CPP_OPS = frozenset(
         "attention",
         "additive_attention",
         "multi_head_attention",
+        "layer_norm",
     }
 )
 

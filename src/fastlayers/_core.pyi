@@ -17,6 +17,15 @@ def softmax_lastdim(
     mask: bool/uint8, C-contiguous, x's shape; False entries get -1e9 before and 0
     after the softmax (Keras Softmax layer)."""
 
+def layer_norm_lastdim(
+    x: npt.NDArray[np.float32],
+    gamma: npt.NDArray[np.float32] | None = None,
+    beta: npt.NDArray[np.float32] | None = None,
+    epsilon: float = 1e-3,
+) -> npt.NDArray[np.float32]:
+    """LayerNormalization over the last axis of a C-contiguous float32 array of rank >= 1;
+    gamma and beta (n,) or None. One summation order: the same bits on every ISA."""
+
 def attention(
     q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32],
@@ -51,6 +60,12 @@ def activate(x: npt.NDArray[np.float32], id: int) -> npt.NDArray[np.float32]:
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
+def pool_stats() -> dict[str, int]:
+    """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over."""
+
+def _debug_parallel_for(n: int) -> tuple[int, int]:
+    """Test hook: a parallel_for of n one-item chunks -> (chunks run, distinct threads)."""
+
 def fma_peak_probe(isa: str, seconds: float = 0.2) -> float:
     """One core's float32 FMA peak (GFLOP/s) for ``isa``, measured on the calling thread."""
     ...

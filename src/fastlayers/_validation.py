@@ -719,3 +719,40 @@ def check_depthwise_conv2d(
     return _conv2d_args(
         op, x, depthwise_kernel4(kernel), bias, strides, padding, dilation_rate, x.shape[3], act
     )
+# ------------------------------------------------------------------- check_<op>: layer_norm
+
+
+class LayerNormArgs(NamedTuple):
+    x: Array  # any shape, rank >= 1
+    gamma: OptArray  # x's shape over `axes`, in axis order
+    beta: OptArray  # the same
+    axes: tuple  # distinct non-negative axes, sorted
+    epsilon: float  # >= 0
+
+
+def check_layer_norm(x, gamma, beta, axis, epsilon, *, op="layer_norm"):
+    """x as float32 (rank >= 1), the axes as sorted non-negative positions, gamma and beta
+    (optional) of x's shape over those axes, epsilon a finite real >= 0."""
+    x = C.array(x, op, "x")
+    C.min_rank(x, op, "x", 1)
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    if len(items) == 0:
+        raise ValueError(f"{op}: axis must not be empty")
+    for a in items:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{op}: axis must be an int or a list of ints, got {axis!r}")
+        if not -x.ndim <= a < x.ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for x of rank {x.ndim}")
+    axes = tuple(sorted(int(a) % x.ndim for a in items))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis has repeated entries: {axis!r}")
+    eps = C.real_scalar(epsilon, op, "epsilon")
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{op}: epsilon must be a finite number >= 0, got {epsilon!r}")
+    want = tuple(x.shape[a] for a in axes)
+    gamma = C.optional_array(gamma, op, "gamma")
+    beta = C.optional_array(beta, op, "beta")
+    for name, w in (("gamma", gamma), ("beta", beta)):
+        if w is not None:
+            C.shape_is(w, op, name, want, f"x's shape over axes {axes}")
+    return LayerNormArgs(x, gamma, beta, axes, eps)

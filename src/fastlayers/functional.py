@@ -23,11 +23,13 @@ from . import _validation as V
 from ._cpp import attention as _cpp_attention
 from ._cpp import conv2d as _cpp_conv2d
 from ._cpp import dense as _cpp_dense
+from ._cpp import normalization as _cpp_normalization
 from ._cpp import recurrent as _cpp_recurrent
 from ._cpp import softmax as _cpp_softmax
 from ._numpy import attention as _np_attention
 from ._numpy import conv2d as _np_conv2d
 from ._numpy import dense as _np_dense
+from ._numpy import normalization as _np_normalization
 from ._numpy import recurrent as _np_recurrent
 
 ArrayLike = Any
@@ -47,6 +49,7 @@ __all__ = [
     "additive_attention",
     "scaled_dot_product_attention",
     "multi_head_attention",
+    "layer_norm",
 ]
 
 
@@ -605,3 +608,47 @@ def run_multi_head_attention(a: V.MHAArgs, packed: Any = None):
             a.query, a.value, a.key, *a.kernels, *a.biases, a.mask, a.causal, a.return_scores
         )
     return _with_scores(out, weights, a.return_scores)
+
+
+# ---------------------------------------------------------------------- layer_norm
+
+
+@_symbolic.symbolic_op
+def layer_norm(
+    x: ArrayLike,
+    gamma: ArrayLike | None = None,
+    beta: ArrayLike | None = None,
+    axis: int | Sequence[int] = -1,
+    epsilon: float = 1e-3,
+) -> np.ndarray:
+    """Layer normalization (Keras ``LayerNormalization`` with rms_scaling=False).
+
+    Over the axes in ``axis``: ``mean``, the biased ``var = mean((x - mean)^2)``, then
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` in float32.
+
+    Parameters
+    ----------
+    x : array of any rank >= 1
+    gamma, beta : arrays of x's shape over the normalized axes (in axis order), optional
+        None means 1 and 0.
+    axis : int or sequence of ints
+        The normalized axes (default -1).
+    epsilon : float >= 0
+
+    Returns
+    -------
+    y : float32 array, the shape of x
+
+    The C++ path runs one plain C++ row function (not per ISA: the same bits on every ISA,
+    docs/architecture.md §6), after moving the axes last when they are not already.
+    """
+    return run_layer_norm(V.check_layer_norm(**locals()))
+
+
+def run_layer_norm(a: V.LayerNormArgs) -> np.ndarray:
+    """layer_norm on checked arguments."""
+    if a.x.size == 0:
+        return np.zeros(a.x.shape, np.float32)
+    if _cpp("layer_norm"):
+        return _cpp_normalization.layer_norm(a)
+    return _np_normalization.layer_normalization(a.x, a.gamma, a.beta, a.axes, a.epsilon)

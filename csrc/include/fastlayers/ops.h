@@ -25,6 +25,17 @@ void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n);
 void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64_t rows,
                             int64_t n);
 
+// LayerNormalization over the last axis (Keras LayerNormalization, rms_scaling=False;
+// csrc/ops/layer_norm.cpp). x (rows, n) and y (rows, n) row-major contiguous (x == y allowed);
+// gamma, beta (n,) or nullptr. Per row, in float32 without FMA:
+//   mean = S(x) / n,  var = S((x - mean)^2) / n,  inv = 1 / sqrt(var + epsilon),
+//   y[j] = (x[j] - mean) * (inv * gamma[j]) + beta[j]
+// where S is the canonical row sum: element j into lane j % 16 in increasing j, then the
+// lanes as a fixed tree (i += i + 8, + 4, + 2, + 1). Plain C++ compiled once: identical bits on
+// every ISA and for any thread count. rows * n == 0 is a no-op.
+void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
+                        int64_t rows, int64_t n, float epsilon);
+
 // Dense: y = act(x · W + b), W and b pre-packed by fl::pack_b from a Keras kernel (K, N).
 // x (M, K) row-major contiguous; y (M, N) row-major contiguous, not overlapping x. act is an
 // in-place elementwise activation (nullptr = linear). K != w.k(): std::invalid_argument.

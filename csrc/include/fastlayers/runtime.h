@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <type_traits>
@@ -85,6 +86,10 @@ int default_num_threads();
 // Threads used by parallel_for, the calling thread included. Starts at default_num_threads().
 int num_threads();
 
+// If the OS refuses to start a worker, the pool keeps the threads it got and num_threads() is
+// lowered to match (the calling thread included), so nothing waits for a thread that does not
+// exist; the first such event in the process leaves a report, see take_thread_start_warning().
+//
 // n < 1 or n > kMaxThreads: std::invalid_argument. Waits for a running parallel region to end,
 // then joins surplus workers; new workers are created lazily by the next parallel region.
 void set_num_threads(int n);
@@ -93,9 +98,14 @@ void set_num_threads(int n);
 // each at least min_per_task long (a range shorter than 2*min_per_task is one chunk, run on the
 // calling thread with no synchronization at all). The calling thread runs chunk 0.
 //
+// Chunk i belongs to thread i; only the k-1 workers a region of k chunks needs are woken. Each
+// thread runs its own chunk first, then claims any chunk that nobody has started (a worker not
+// yet woken, or descheduled by a busy machine): every chunk runs exactly once, on whichever
+// thread claims it.
+//
 // The split depends only on (n, min_per_task, num_threads()) (fewer chunks only if the OS refuses
 // to create threads), so a kernel whose chunks compute disjoint outputs gives bitwise identical
-// results for every thread count. FTZ/DAZ is on in every
+// results for every thread count and every schedule. FTZ/DAZ is on in every
 // chunk (including on the calling thread, restored afterwards), again so that results do not
 // depend on which thread computed them. A parallel_for issued from inside a chunk of a
 // multi-threaded region runs serially on that thread (one that ran as a single chunk holds no
@@ -158,12 +168,31 @@ class GuidedRuns {
     int64_t n_, workers_, granule_, max_run_;
 };
 
+// The report left by the pool the first time in the process the OS refused to start a worker
+// thread (what was refused, and how many threads the pool runs on instead); empty otherwise, and
+// empty on every later call - the report is taken once. The Python bindings turn it into one
+// RuntimeWarning on the calling thread (no pool thread ever calls into Python).
+std::string take_thread_start_warning();
+
+// Counters of the pool since the process started (relaxed: for tests and diagnostics).
+struct PoolStats {
+    uint64_t regions = 0;            // regions run on more than one thread
+    uint64_t workers_signalled = 0;  // workers handed a region (k-1 for a region of k chunks)
+    uint64_t worker_wakeups = 0;     // times a worker left its wait with a new region
+    uint64_t chunks_taken_over = 0;  // chunks (or tids) run by a thread other than their own
+};
+PoolStats pool_stats();
+
 // Runs fn(ctx, tid, nthreads) once on each of nthreads threads *at the same time*: the caller is
 // tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the
 // OS refused to create threads; 1 when called from inside a parallel region, then on the calling
 // thread alone). Because every tid has a thread of its own, the threads may wait for each other
-// (SpinBarrier) - e.g. an LSTM whose hidden units are split over the cores, with one barrier per
-// time step instead of one region per step. FTZ/DAZ as in parallel_for. fn must not throw.
+// (SpinBarrier). Tids are claimed like parallel_for chunks: a thread whose own tid has returned
+// runs any tid whose worker has not started it yet (never tid 0, which the caller holds), so a
+// body that does not wait for the others is never held up by a late worker. Bodies that meet at
+// a barrier are never taken over: no tid returns before every tid has reached the barrier. Work that must not wait for a
+// descheduled partner claims its pieces through SharedPhases instead of meeting at a barrier (the
+// LSTM/GRU unit split). FTZ/DAZ as in parallel_for. fn must not throw.
 void parallel_region(int max_threads, void (*fn)(void* ctx, int tid, int nthreads), void* ctx);
 
 // Convenience overload for any callable f(int tid, int nthreads) that does not throw.
@@ -192,6 +221,49 @@ class SpinBarrier {
   private:
     alignas(64) std::atomic<int> arrived_{0};
     alignas(64) std::atomic<unsigned> generation_{0};
+    std::atomic<int> sleepers_{0};
+    std::mutex m_;
+    std::condition_variable cv_;
+};
+
+// Items of a fixed split, claimed dynamically, phase after phase - the step blocks of an LSTM or
+// GRU whose units are split over threads. The items are cut into `sizes.size()` shares (share s
+// holds sizes[s] items in every phase). In each phase a thread claims the items of its own share
+// (tid % shares) first, in order, then any unclaimed item of the other shares, so a thread that
+// is late or descheduled holds up the others only by the item it is running, never by its
+// unstarted share. An item must compute the same bits whoever claims it. Typical use, on every
+// thread of a parallel_region (threads that arrive late find claimed items and finished phases):
+//     for (int64_t p = 0; p < phases; ++p) {
+//         int s; int64_t item, mine = 0;
+//         while (work.claim(tid, p, &s, &item)) { /* item `item` of share s */ ++mine; }
+//         work.done(p, mine);
+//         work.wait(p);   // every item of phase p done; its writes are visible
+//     }
+// A thread must not claim in phase p+1 before wait(p) returned.
+class SharedPhases {
+  public:
+    explicit SharedPhases(const std::vector<int64_t>& sizes);
+    SharedPhases(const SharedPhases&) = delete;
+    SharedPhases& operator=(const SharedPhases&) = delete;
+    // The next unclaimed item of `phase` (own share first); false when all are claimed.
+    bool claim(int tid, int64_t phase, int* share, int64_t* item);
+    // `count` items of `phase` that this thread claimed are done (call once per phase).
+    void done(int64_t phase, int64_t count);
+    // Returns once every item of `phase` is done: spins (offering the CPU now and then) for the
+    // pool's spin budget, then sleeps.
+    void wait(int64_t phase);
+    // Every item of `phase` (and so of every earlier phase) is done.
+    bool finished(int64_t phase) const;
+
+  private:
+    struct alignas(64) Share {
+        std::atomic<int64_t> next{0};  // items claimed so far, over all phases
+        int64_t size = 0;
+    };
+    int nshares_;
+    std::unique_ptr<Share[]> shares_;
+    int64_t total_ = 0;
+    alignas(64) std::atomic<int64_t> done_{0};  // items done so far, over all phases
     std::atomic<int> sleepers_{0};
     std::mutex m_;
     std::condition_variable cv_;

@@ -88,6 +88,15 @@ LAYER_CLASSES: dict[str, type] = {
     # masks (issue 12): the layers that make Keras's implicit masks
     "Embedding": L.Embedding,
     "Masking": L.Masking,
+    # ---- norm (issue 12): normalization, activation and preprocessing layers ----
+    "BatchNormalization": L.BatchNormalization,
+    "LayerNormalization": L.LayerNormalization,
+    "ReLU": L.ReLU,
+    "LeakyReLU": L.LeakyReLU,
+    "PReLU": L.PReLU,
+    "ELU": L.ELU,
+    "Rescaling": L.Rescaling,
+    "Normalization": L.Normalization,
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -169,8 +178,15 @@ def _check_origin(cfg: dict) -> str | None:
 
 def _is_op(cfg: dict) -> bool:
     module = cfg.get("module") or ""
-    return module.startswith("keras.src.ops") or (not module and cfg.get("class_name") in OPS
-                                                     and cfg.get("class_name") != "Softmax")
+    if module:
+        return module.startswith("keras.src.ops")
+    # Legacy .h5 configs have no module. Softmax and Concatenate are both a layer and an
+    # op: a layer's config always holds "trainable", an op's never does.
+    cls = cfg.get("class_name")
+    if cls not in OPS:
+        return False
+    return cls not in LAYER_CLASSES or (cls == "Concatenate"
+                                        and "trainable" not in cfg.get("config", {}))
 
 
 # ---- layers ---------------------------------------------------------------------------
@@ -302,12 +318,84 @@ def _op_any(cfg: dict) -> Callable:
     return lambda x: keras_any(x, axis=axis, keepdims=keepdims)
 
 
+# integ (issue 12): the ops of the masks that merging layers make (Merge and Concatenate's
+# compute_mask: expand_dims, zeros_like / ones_like, logical_or, concatenate, any) and
+# Attention's (convert_to_tensor of the query's mask), recorded the same way.
+@symbolic_op
+def keras_expand_dims(x: Any, axis: int) -> np.ndarray:
+    """Keras's ``ops.expand_dims`` as recorded in a graph."""
+    return np.expand_dims(np.asarray(x), axis)
+
+
+@symbolic_op
+def keras_logical_or(x: Any, y: Any) -> np.ndarray:
+    """Keras's ``ops.logical_or`` as recorded in a graph: a bool array."""
+    return np.logical_or(np.asarray(x), np.asarray(y))
+
+
+@symbolic_op
+def keras_full_like(x: Any, fill: bool, dtype: Any = None) -> np.ndarray:
+    """Keras's ``ops.zeros_like`` (fill False) / ``ops.ones_like`` (fill True)."""
+    x = np.asarray(x)
+    return np.full(x.shape, fill, dtype=x.dtype if dtype is None else np.dtype(dtype))
+
+
+@symbolic_op
+def keras_concatenate(xs: Any, axis: int = 0) -> np.ndarray:
+    """Keras's ``ops.concatenate`` as recorded in a graph (not the Concatenate layer)."""
+    return np.concatenate([np.asarray(x) for x in xs], axis=axis)
+
+
+@symbolic_op
+def keras_convert_to_tensor(x: Any, dtype: Any = None) -> np.ndarray:
+    """Keras's ``ops.convert_to_tensor`` as recorded in a graph."""
+    return np.asarray(x, dtype=None if dtype is None else np.dtype(dtype))
+
+
+def _op_expand_dims(cfg: dict) -> Callable:
+    axis = cfg.get("config", {}).get("axis")
+    if not isinstance(axis, int):
+        raise Unsupported(f"expand_dims with axis {axis!r}")
+    return lambda x: keras_expand_dims(x, axis)
+
+
+def _op_logical_or(cfg: dict) -> Callable:
+    return keras_logical_or
+
+
+def _op_full_like(fill: bool) -> Callable[[dict], Callable]:
+    def make(cfg: dict) -> Callable:
+        dtype = cfg.get("config", {}).get("dtype")
+        return lambda x: keras_full_like(x, fill, dtype)
+    return make
+
+
+def _op_concatenate(cfg: dict) -> Callable:
+    axis = cfg.get("config", {}).get("axis", 0)
+    return lambda xs: keras_concatenate(xs, axis=axis)
+
+
+def _op_convert_to_tensor(cfg: dict) -> Callable:
+    config = cfg.get("config", {})
+    if config.get("sparse") or config.get("ragged"):
+        raise Unsupported("convert_to_tensor to a sparse or ragged tensor")
+    dtype = config.get("dtype")
+    return lambda x: keras_convert_to_tensor(x, dtype)
+
+
 OPS: dict[str, Callable[[dict], Callable]] = {
     "Matmul": _op_matmul,
     "Softmax": _op_softmax,
     "Einsum": _op_einsum,
     "NotEqual": _op_not_equal,  # masks (issue 12)
     "Any": _op_any,  # masks (issue 12)
+    # integ (issue 12): the masks of merging layers and Attention
+    "ExpandDims": _op_expand_dims,
+    "LogicalOr": _op_logical_or,
+    "ZerosLike": _op_full_like(False),
+    "OnesLike": _op_full_like(True),
+    "Concatenate": _op_concatenate,
+    "ConvertToTensor": _op_convert_to_tensor,
 }
 
 

@@ -6,7 +6,7 @@ works, not only ``nn.Sequential``), and each node of the graph becomes a fastlay
 pooling, padding, merge and shape layers, where one computes what PyTorch does) or one of
 the small ops defined here, recorded on symbolic tensors into a functional ``Model``. The
 weights are converted to Keras layouts as docs/semantics.md §13 says; what converts and
-what does not is in docs/semantics.md §23.
+what does not is in docs/semantics.md §24.
 
 The result takes and returns what the module does (NCHW / NCL arrays, the same tuple
 structure, float32 NumPy arrays) and computes in fastlayers' layouts inside: an image tensor
@@ -661,7 +661,7 @@ class _Converter:
             raise TorchConversionError(
                 f"from_torch: {type(self.module).__name__} uses {len(self.problems)} "
                 f"module(s) or call(s) fastlayers cannot convert:\n{lines}\n"
-                "See docs/semantics.md §23 for what converts."
+                "See docs/semantics.md §24 for what converts."
             )
 
     # ---- values -------------------------------------------------------------------
@@ -1426,7 +1426,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
         (a NotImplementedError) listing every module and call that does not convert,
         by qualified name, e.g. ``layer3.0.act (torch.nn.Hardswish)``.
 
-    What converts is listed in docs/semantics.md §23.
+    What converts is listed in docs/semantics.md §24.
     """
     try:
         import torch

@@ -76,6 +76,16 @@ from .merging import (  # merge topic (issue 12): merging layers and their funct
     multiply,
     subtract,
 )
+from .normalization import (  # norm (issue 12): normalization, activation, preprocessing
+    ELU,
+    BatchNormalization,
+    LayerNormalization,
+    LeakyReLU,
+    Normalization,
+    PReLU,
+    ReLU,
+    Rescaling,
+)
 from .padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D  # convpool
 from .pooling import (
     AveragePooling1D,
@@ -158,4 +168,13 @@ __all__ = [
     # masks (issue 12)
     "Embedding",
     "Masking",
+    # norm
+    "BatchNormalization",
+    "LayerNormalization",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+    "Rescaling",
+    "Normalization",
 ]

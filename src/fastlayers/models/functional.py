@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _symbolic as S
 from ..layers.base import Layer, _auto_name
+from . import _mask_graph, folding
 from .base import BaseModel, InputLayer, input_masks, numbers_only
 
 
@@ -119,8 +120,22 @@ class Model(BaseModel):
         masks: dict[int, Any] = {
             t.id: m for t, m in zip(self.inputs, input_masks(mask, self.inputs, self._owner()))
         }
+        folded = folding.functional_plan(self)  # BatchNormalization folds (models/folding.py)
+        through: set[int] = set()  # outputs of producers that ran folded
         for node in self._nodes:
-            for t, v in zip(node.outputs, node.run(values, masks)):
+            step = folded.get(id(node))
+            if step is not None and (
+                step.after in through if step.after is not None
+                else all(masks.get(t.id) is None for t in node.inputs)
+            ):
+                outs = step.run(values)
+                if step.after is None:
+                    through.update(t.id for t in node.outputs)
+                for t in node.outputs:
+                    masks[t.id] = None
+            else:
+                outs = node.run(values, masks)
+            for t, v in zip(node.outputs, outs):
                 values[t.id] = v
         return S.substitute(self._output_struct, values), [masks[t.id] for t in self.outputs]
 
@@ -225,39 +240,59 @@ def _layers_of(inputs: list[S.SymbolicTensor], outputs: list[S.SymbolicTensor]) 
     outputs, numbering each operation when it first meets it; the depth of a node is its
     distance from the outputs (the largest, over all paths, and over all calls of a shared
     layer). Operations are listed by decreasing depth, ties by that first-meeting number.
-    The same walk is done here; ops that are not layers are dropped from the list.
+    Keras's graph also holds the ops that computed implicit masks, parents of the layers
+    that received them (_mask_graph.py); they count for the depths, so the same walk is
+    done here over the data and mask parents. Ops and mask ops are dropped from the list.
     """
     input_ids = {t.id for t in inputs}
+    extra = _mask_graph.mask_parents(_topological_nodes(inputs, outputs))
     first_seen: dict[int, int] = {}
     owners: dict[int, Any] = {}
-    post_order: list[S.Node] = []
+    post_order: list[Any] = []
     finished: set[int] = set()
 
-    def visit(t: S.SymbolicTensor) -> None:
-        node = t.node
+    def key_of(node: Any) -> int:
+        if isinstance(node, _mask_graph.MaskOp):
+            return id(node)
+        return id(node.layer) if node.layer is not None else id(node)
+
+    def parents_of(node: Any) -> list[Any]:
+        if isinstance(node, _mask_graph.MaskOp):
+            return node.parents
+        return extra.get(id(node), node.inputs)
+
+    def visit(item: Any) -> None:
+        if isinstance(item, _mask_graph.MaskOp):
+            node = item
+        else:
+            node = item.node
         if node is None or id(node) in finished:
             return
-        key = id(node.layer) if node.layer is not None else id(node)
-        owners[key] = node.layer
+        key = key_of(node)
+        owners[key] = None if isinstance(node, _mask_graph.MaskOp) else node.layer
         first_seen.setdefault(key, len(first_seen))
-        if t.id not in input_ids:
-            for parent in node.inputs:
+        if isinstance(node, _mask_graph.MaskOp) or item.id not in input_ids:
+            for parent in parents_of(node):
                 visit(parent)
         finished.add(id(node))
         post_order.append(node)
+
+    def node_of(item: Any) -> Any:
+        return item if isinstance(item, _mask_graph.MaskOp) else item.node
 
     for t in outputs:
         visit(t)
     node_depth: dict[int, int] = {}
     op_depth: dict[int, int] = {}
     for node in reversed(post_order):
-        key = id(node.layer) if node.layer is not None else id(node)
+        key = key_of(node)
         depth = max(node_depth.setdefault(id(node), 0), op_depth.get(key, 0))
         op_depth[key] = depth
         node_depth[id(node)] = depth
-        for parent in node.inputs:
-            if parent.node is not None and id(parent.node) in finished:
-                node_depth[id(parent.node)] = max(depth + 1, node_depth.get(id(parent.node), 0))
+        for parent in parents_of(node):
+            pnode = node_of(parent)
+            if pnode is not None and id(pnode) in finished:
+                node_depth[id(pnode)] = max(depth + 1, node_depth.get(id(pnode), 0))
     for t in inputs:  # inputs that no output needs still count, first among equals
         key = id(_input_layer_of(t))
         if key not in op_depth:

@@ -8,6 +8,7 @@ from typing import Any
 from .. import _masking
 from .. import _symbolic as S
 from ..layers.base import Layer
+from . import folding
 from .base import BaseModel, InputLayer, input_masks
 from .functional import _shape_str
 
@@ -79,9 +80,19 @@ class Sequential(BaseModel):
             x = self._input.check(x)
         if mask is not None:
             (mask,) = input_masks(mask, [x], self._owner())
-        for layer in self._stack:
-            x, out_masks = layer._masked_call(layer.call, (x,), {}, (_masking.Leaf(mask),), {})
-            mask = out_masks[0] if len(out_masks) == 1 else out_masks
+        folded = folding.sequential_plan(self)  # BatchNormalization folds (models/folding.py)
+        skip = False  # the BatchNormalization after a producer that ran folded
+        for i, layer in enumerate(self._stack):
+            if skip:
+                skip = False  # its input is normalized already; no mask came in or goes out
+            elif i in folded and mask is None:
+                x = folded[i](x)  # the producer with the BatchNormalization folded in
+                skip = True
+            else:
+                x, out_masks = layer._masked_call(
+                    layer.call, (x,), {}, (_masking.Leaf(mask),), {}
+                )
+                mask = out_masks[0] if len(out_masks) == 1 else out_masks
         return x, [mask]
 
     def _summary_rows(self) -> list[tuple[str, str, int]]:

@@ -1,0 +1,77 @@
+// LayerNormalization over the last axis (Keras LayerNormalization, rms_scaling=False):
+// threads over rows; the row math is plain C++ compiled once with the baseline flags, not a
+// per-ISA kernel, so scalar, avx2 and avx512 runs execute the very same instructions and give
+// the same bits (docs/architecture.md §6). Rows are independent: the same bits for any
+// thread count and for a row alone or inside a batch.
+#include <cmath>
+#include <cstdint>
+
+#include "fastlayers/ops.h"
+#include "fastlayers/runtime.h"
+
+namespace fl {
+namespace {
+
+// A task should carry at least this many elements (three passes of a few ns per element).
+constexpr int64_t kMinElementsPerTask = 16384;
+constexpr int kLanes = 16;
+
+// The sum of v[0..n) in the project's canonical row order: element j goes into lane j % 16,
+// each lane adds its elements in increasing j, then the lanes are added as a fixed tree
+// (lane i += lane i + 8, then i + 4, i + 2, i + 1). No FMA: -ffp-contract=off.
+float lane_sum(const float* v, int64_t n) {
+    float acc[kLanes] = {0.0f};
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) acc[l] += v[j + l];
+    for (int l = 0; j < n; ++j, ++l) acc[l] += v[j];
+    for (int width = kLanes / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+    return acc[0];
+}
+
+// The sum of (v[j] - mean)^2 in the same order.
+float lane_sum_sq(const float* v, int64_t n, float mean) {
+    float acc[kLanes] = {0.0f};
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) {
+            const float d = v[j + l] - mean;
+            acc[l] += d * d;
+        }
+    for (int l = 0; j < n; ++j, ++l) {
+        const float d = v[j] - mean;
+        acc[l] += d * d;
+    }
+    for (int width = kLanes / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+    return acc[0];
+}
+
+void layer_norm_row(const float* x, const float* gamma, const float* beta, float* y, int64_t n,
+                    float epsilon) {
+    const float count = static_cast<float>(n);
+    const float mean = lane_sum(x, n) / count;
+    const float var = lane_sum_sq(x, n, mean) / count;
+    const float inv = 1.0f / std::sqrt(var + epsilon);
+    for (int64_t j = 0; j < n; ++j) {
+        const float scale = gamma ? inv * gamma[j] : inv;
+        float v = (x[j] - mean) * scale;
+        if (beta) v = v + beta[j];
+        y[j] = v;
+    }
+}
+
+}  // namespace
+
+void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
+                        int64_t rows, int64_t n, float epsilon) {
+    if (rows <= 0 || n <= 0) return;
+    const int64_t min_rows = (kMinElementsPerTask + n - 1) / n;
+    parallel_for(rows, min_rows < 1 ? 1 : min_rows, [=](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+            layer_norm_row(x + r * n, gamma, beta, y + r * n, n, epsilon);
+    });
+}
+
+}  // namespace fl

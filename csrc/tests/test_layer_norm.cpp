@@ -1,0 +1,105 @@
+// Tests of the layer_norm driver (csrc/ops/layer_norm.cpp): close to a float64 reference for
+// row lengths around the 16 sum lanes (1, 7, 15, 16, 17, 33, 100) and a large offset; the same
+// bits for 1 and 2 threads, in place (x == y), and for a row alone or in a batch; without
+// gamma/beta it is gamma = 1, beta = 0 exactly. The cross-ISA identity is checked from Python
+// (tests/test_runtime.py::test_isas_give_identical_bits runs this driver under every ISA).
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "fastlayers/ops.h"
+#include "fastlayers/runtime.h"
+#include "test_framework.h"
+
+namespace {
+
+std::vector<float> randn(std::mt19937& g, int64_t n, float scale, float offset) {
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = offset + scale * d(g);
+    return v;
+}
+
+void test_layer_norm_reference() {
+    std::mt19937 g(7);
+    const int64_t rows = 5;
+    for (int64_t n : {1, 7, 15, 16, 17, 33, 100}) {
+        for (float offset : {0.0f, 100.0f}) {
+            const std::vector<float> x = randn(g, rows * n, 2.0f, offset);
+            const std::vector<float> gamma = randn(g, n, 0.3f, 1.0f);
+            const std::vector<float> beta = randn(g, n, 1.0f, 0.0f);
+            std::vector<float> y(x.size());
+            const float eps = 1e-5f;
+            fl::layer_norm_lastdim(x.data(), gamma.data(), beta.data(), y.data(), rows, n, eps);
+            for (int64_t r = 0; r < rows; ++r) {
+                double mean = 0, var = 0;
+                for (int64_t j = 0; j < n; ++j) mean += x[r * n + j];
+                mean /= static_cast<double>(n);
+                for (int64_t j = 0; j < n; ++j) {
+                    const double d = x[r * n + j] - mean;
+                    var += d * d;
+                }
+                var /= static_cast<double>(n);
+                for (int64_t j = 0; j < n; ++j) {
+                    const double want =
+                        (x[r * n + j] - mean) / std::sqrt(var + eps) * gamma[j] + beta[j];
+                    const double got = y[r * n + j];
+                    // float32 rounding of the mean: up to ~1e-5 * offset / std
+                    const double tol = 2e-5 * (1.0 + std::fabs(want)) + 1e-5 * offset;
+                    FLT_CHECK_MSG(std::fabs(got - want) <= tol, "n=%lld offset=%g: %g vs %g",
+                                  static_cast<long long>(n), offset, got, want);
+                }
+            }
+        }
+    }
+}
+
+void test_layer_norm_bitwise() {
+    std::mt19937 g(8);
+    const int64_t rows = 301, n = 257;
+    const std::vector<float> x = randn(g, rows * n, 1.5f, 0.5f);
+    const std::vector<float> gamma = randn(g, n, 0.3f, 1.0f);
+    const std::vector<float> beta = randn(g, n, 1.0f, 0.0f);
+    const int before = fl::num_threads();
+    std::vector<float> one(x.size()), two(x.size()), inplace(x), alone(static_cast<size_t>(n));
+    fl::set_num_threads(1);
+    fl::layer_norm_lastdim(x.data(), gamma.data(), beta.data(), one.data(), rows, n, 1e-3f);
+    fl::set_num_threads(2);
+    fl::layer_norm_lastdim(x.data(), gamma.data(), beta.data(), two.data(), rows, n, 1e-3f);
+    fl::layer_norm_lastdim(inplace.data(), gamma.data(), beta.data(), inplace.data(), rows, n,
+                           1e-3f);
+    fl::layer_norm_lastdim(x.data() + 200 * n, gamma.data(), beta.data(), alone.data(), 1, n,
+                           1e-3f);
+    fl::set_num_threads(before);
+    int differ = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        differ += fltest::float_bits(one[i]) != fltest::float_bits(two[i]);
+        differ += fltest::float_bits(one[i]) != fltest::float_bits(inplace[i]);
+    }
+    for (int64_t j = 0; j < n; ++j)
+        differ += fltest::float_bits(alone[j]) != fltest::float_bits(one[200 * n + j]);
+    FLT_CHECK_MSG(differ == 0, "%d values differ", differ);
+
+    // No gamma / beta is exactly gamma = 1, beta = 0.
+    const std::vector<float> ones(static_cast<size_t>(n), 1.0f), zeros(static_cast<size_t>(n));
+    std::vector<float> plain(x.size()), unit(x.size());
+    fl::layer_norm_lastdim(x.data(), nullptr, nullptr, plain.data(), rows, n, 1e-3f);
+    fl::layer_norm_lastdim(x.data(), ones.data(), zeros.data(), unit.data(), rows, n, 1e-3f);
+    differ = 0;
+    for (size_t i = 0; i < x.size(); ++i)
+        differ += fltest::float_bits(plain[i]) != fltest::float_bits(unit[i]);
+    FLT_CHECK_MSG(differ == 0, "%d values differ without gamma/beta", differ);
+    fl::layer_norm_lastdim(nullptr, nullptr, nullptr, nullptr, 0, n, 1e-3f);  // no-op
+}
+
+}  // namespace
+
+namespace fltest {
+
+void register_layer_norm_tests() {
+    add_case("layer_norm_reference", test_layer_norm_reference);
+    add_case("layer_norm_bitwise", test_layer_norm_bitwise);
+}
+
+}  // namespace fltest

@@ -1,0 +1,122 @@
+"""NumPy reference of the normalization layers and the parameterized activation layers:
+BatchNormalization, LayerNormalization, Rescaling, Normalization, ReLU, LeakyReLU, PReLU,
+ELU. Each function takes checked float32 arrays and returns float32 arrays of the shape
+of ``x``; the formulas are Keras 3's (docs/semantics.md §23).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+
+
+def _along(v: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """A vector v reshaped to broadcast along ``axis`` of an array of rank ``ndim``."""
+    shape = [1] * ndim
+    shape[axis] = v.shape[0]
+    return v.reshape(shape)
+
+
+def batch_norm_affine(mean, variance, gamma, beta, epsilon):
+    """BatchNormalization at inference as a per-channel affine map ``x * scale + shift``.
+
+    ``scale = gamma / sqrt(variance + epsilon)`` and ``shift = beta - mean * scale``
+    (gamma 1 and beta 0 when absent), in float32 as Keras computes them
+    (keras.ops.batch_normalization). Returns (scale, shift), each (C,) float32.
+    """
+    inv = (F32(1.0) / np.sqrt(variance + F32(epsilon))).astype(F32)
+    scale = inv if gamma is None else inv * gamma
+    shift = -mean * scale if beta is None else beta - mean * scale
+    return scale.astype(F32), shift.astype(F32)
+
+
+def affine(x, scale, shift, axis):
+    """``x * scale + shift`` with scale and shift (C,) along ``axis`` of x."""
+    s = _along(scale, axis, x.ndim)
+    b = _along(shift, axis, x.ndim)
+    return (x * s + b).astype(F32, copy=False)
+
+
+def batch_normalization(x, mean, variance, gamma, beta, axis, epsilon):
+    """Keras BatchNormalization at inference (moving statistics): x of any rank, the
+    per-channel vectors (C,) along ``axis``."""
+    scale, shift = batch_norm_affine(mean, variance, gamma, beta, epsilon)
+    return affine(x, scale, shift, axis)
+
+
+def layer_normalization(x, gamma, beta, axes, epsilon):
+    """Keras LayerNormalization (rms_scaling=False) over the sorted ``axes`` of x.
+
+    mean and the biased variance ``mean((x - mean)^2)`` over ``axes`` in float32 (the
+    two-pass form), then ``(x - mean) * (gamma / sqrt(variance + epsilon)) + beta``;
+    gamma and beta have the shape of x over ``axes`` (None: 1 and 0).
+    """
+    axes = tuple(axes)
+    mean = np.mean(x, axis=axes, keepdims=True, dtype=F32)
+    centered = x - mean
+    variance = np.mean(np.square(centered), axis=axes, keepdims=True, dtype=F32)
+    inv = F32(1.0) / np.sqrt(variance + F32(epsilon))
+    shape = [1] * x.ndim
+    for a in axes:
+        shape[a] = x.shape[a]
+    if gamma is not None:
+        inv = inv * gamma.reshape(shape)
+    y = centered * inv
+    if beta is not None:
+        y = y + beta.reshape(shape)
+    return y.astype(F32, copy=False)
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras ``activations.relu`` with its three parameters (the ReLU layer).
+
+    ``y = clip(x if x > threshold else 0, 0, max_value) - negative_slope * relu(threshold - x)``;
+    with negative_slope != 0, max_value None and threshold 0 it is leaky_relu. Without a
+    threshold the first term is relu(x) (NaN stays NaN).
+    """
+    if negative_slope != 0.0 and max_value is None and threshold == 0.0:
+        return leaky_relu(x, negative_slope)
+    if threshold != 0.0:
+        y = np.where(x > F32(threshold), x, F32(0.0))
+    else:
+        y = np.maximum(x, F32(0.0))
+    if max_value is not None:
+        y = np.clip(y, F32(0.0), F32(max_value))
+    if negative_slope != 0.0:
+        neg = np.maximum(-x + F32(threshold), F32(0.0))
+        y = y - F32(negative_slope) * neg
+    return np.asarray(y, dtype=F32)
+
+
+def leaky_relu(x, negative_slope):
+    """``x`` where x >= 0, else ``negative_slope * x`` (torch's leaky_relu, Keras's)."""
+    return np.where(x >= 0, x, F32(negative_slope) * x).astype(F32, copy=False)
+
+
+def elu(x, alpha):
+    """``x`` where x > 0, else ``alpha * (exp(x) - 1)`` (expm1)."""
+    with np.errstate(over="ignore"):
+        neg = F32(alpha) * np.expm1(np.minimum(x, F32(0.0)))
+    return np.where(x > 0, x, neg).astype(F32, copy=False)
+
+
+def prelu(x, alpha):
+    """Keras PReLU: ``relu(x) - alpha * relu(-x)``, alpha broadcast over x[1:]."""
+    return (np.maximum(x, F32(0.0)) - alpha * np.maximum(-x, F32(0.0))).astype(F32, copy=False)
+
+
+def rescaling(x, scale, offset):
+    """Keras Rescaling: ``x * scale + offset`` (scale and offset broadcast on the right)."""
+    return (x * scale + offset).astype(F32, copy=False)
+
+
+KERAS_EPSILON = F32(1e-7)  # keras.backend.epsilon(), the floor of Normalization's std
+
+
+def normalization(x, mean, variance, invert):
+    """Keras Normalization: ``(x - mean) / max(sqrt(variance), 1e-7)``, or with invert
+    ``mean + x * max(sqrt(variance), 1e-7)``; mean and variance broadcast to x."""
+    std = np.maximum(np.sqrt(variance), KERAS_EPSILON)
+    y = mean + x * std if invert else (x - mean) / std
+    return y.astype(F32, copy=False)

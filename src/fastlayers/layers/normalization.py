@@ -1,0 +1,772 @@
+"""Normalization layers (BatchNormalization, LayerNormalization), the activation layers
+with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preprocessing layers that are
+arithmetic at inference (Rescaling, Normalization).
+
+What each computes is Keras 3's formula at inference (docs/semantics.md §23).
+LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy); BatchNormalization
+runs on the C++ path as a depthwise 1x1 convolution (its packed scale and shift). ReLU, LeakyReLU
+and ELU whose parameters are those of a Keras activation name in the core's table (relu,
+relu6, leaky_relu with slope 0.2, elu with alpha 1) run that kernel under "auto" and "cpp".
+The others compute with fastlayers/_numpy/normalization.py under every backend (the core
+has no kernel for them). A BatchNormalization right after a linear Dense or Conv2D inside a
+model is folded into that layer's packed weights, so it runs in the C++ GEMM
+(fastlayers/models/folding.py, docs/architecture.md §13).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .. import _backend
+from .. import _validation as V
+from .. import functional as F
+from .._cpp import activations as _cpp_act
+from .._cpp import conv2d as _cpp_conv2d
+from .._cpp import pack_conv2d
+from .._numpy import normalization as _np_norm
+from .base import Layer, _bool
+from .initializers import INITIALIZERS, check_initializer, weight_spec
+
+F32 = np.float32
+
+__all__ = [
+    "BatchNormalization",
+    "LayerNormalization",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+    "Rescaling",
+    "Normalization",
+]
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _initializer(value: Any, owner: str, name: str):
+    """A Keras initializer: a name, a callable, or a serialized Keras initializer without
+    arguments ({"class_name": "Zeros", ...}, as configs store them)."""
+    if isinstance(value, dict) and isinstance(value.get("class_name"), str):
+        from .base import _snake_case
+
+        key = _snake_case(value["class_name"])
+        if key in INITIALIZERS and not value.get("config"):
+            value = key
+    return check_initializer(value, owner, name)
+
+
+def _real(value: Any, owner: str, name: str, minimum: float | None = None,
+          strict: bool = False) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        op = ">" if strict else ">="
+        raise ValueError(f"{owner}: {name} must be {op} {minimum}, got {value!r}")
+    return value
+
+
+def _int_axis(value: Any, owner: str, name: str = "axis") -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    return int(value)
+
+
+def _axis_list(value: Any, owner: str) -> int | list[int]:
+    """An int, or a non-empty list of distinct ints (a tuple becomes a list, as in Keras)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{owner}: axis must not be empty")
+        return [_int_axis(a, owner) for a in value]
+    return _int_axis(value, owner)
+
+
+def _positions(axes: list[int], ndim: int, owner: str, what: str = "inputs") -> list[int]:
+    """The non-negative positions of ``axes`` in an array of rank ``ndim`` (checked)."""
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"{owner}: axis {a} is out of range for {what} of rank {ndim}"
+            )
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{owner}: axis {axes} names the same axis twice for rank {ndim}")
+    return out
+
+
+def _rank_for(axes: list[int]) -> int:
+    """The smallest rank in which ``axes`` name distinct axes (to place weights whose
+    shapes are known before any input was seen)."""
+    ndim = max([a + 1 for a in axes if a >= 0] + [-a for a in axes if a < 0] + [1])
+    while len({a % ndim for a in axes}) != len(axes):
+        ndim += 1
+    return ndim
+
+
+class _NoWeights(Layer):
+    """A layer without weights: built by its first call."""
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def _input(self, inputs: Any) -> np.ndarray:
+        x = V.array(inputs, self._owner(), "inputs")
+        if not self.built:
+            self.build(x.shape)
+        return x
+
+
+def _core_activation(x: np.ndarray, name: str | None, owner: str) -> np.ndarray | None:
+    """``name`` on the core's elementwise kernel when the backend takes C++ for it, else None."""
+    if name is None or _cpp_act.fused_id(name) is None:
+        return None
+    if _backend.resolve(owner, None) != "cpp":
+        return None
+    return _cpp_act.activate(x, name)
+
+
+# ------------------------------------------------------------------ BatchNormalization
+
+
+class BatchNormalization(Layer):
+    """Batch normalization at inference (Keras ``BatchNormalization``).
+
+    ``y = gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta`` along
+    ``axis`` (computed as ``x * scale + shift`` with per-channel scale and shift).
+
+    Parameters
+    ----------
+    axis : int
+        The channel axis (default -1). Keras's BatchNormalization takes one int.
+    momentum : float
+        Training only (kept in the config).
+    epsilon : float >= 0
+        Default 1e-3.
+    center, scale : bool
+        Whether the layer has ``beta`` and ``gamma``.
+    beta_initializer, gamma_initializer, moving_mean_initializer,
+    moving_variance_initializer : str or callable
+        Defaults "zeros", "ones", "zeros", "ones".
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+    beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
+    renorm_clipping, renorm_momentum, synchronized
+        Training only; ignored.
+    renorm : must be False (batch renormalization adds weights fastlayers does not hold)
+
+    Weights (Keras order): ``gamma`` (C,) if scale, ``beta`` (C,) if center,
+    ``moving_mean`` (C,), ``moving_variance`` (C,); C = inputs.shape[axis].
+
+    Call: ``layer(inputs, training=None, mask=None)``: any rank > axis; returns float32 of
+    the inputs' shape. ``training`` and ``mask`` do not change the inference result.
+
+    The C++ path runs the affine map as a depthwise 1x1 convolution (one FMA per element,
+    so it differs from NumPy's multiply-then-add by float32 rounding); inside a model a
+    BatchNormalization after a linear Dense or Conv2D is folded into it instead.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = (
+        "axis",
+        "momentum",
+        "epsilon",
+        "center",
+        "scale",
+        "beta_initializer",
+        "gamma_initializer",
+        "moving_mean_initializer",
+        "moving_variance_initializer",
+        "seed",
+    )
+    ignored_args = (
+        "beta_regularizer",
+        "gamma_regularizer",
+        "beta_constraint",
+        "gamma_constraint",
+        "renorm_clipping",
+        "renorm_momentum",
+        "synchronized",
+    )
+    unsupported_args = {"renorm": False}
+
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        moving_mean_initializer: Any = "zeros",
+        moving_variance_initializer: Any = "ones",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]  # Keras 2 configs store the axis as a one-element list
+        self.axis = _int_axis(axis, owner)
+        self.momentum = _real(momentum, owner, "momentum")
+        self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
+        self.center = _bool(center, owner, "center")
+        self.scale = _bool(scale, owner, "scale")
+        self.beta_initializer = _initializer(beta_initializer, owner, "beta_initializer")
+        self.gamma_initializer = _initializer(gamma_initializer, owner, "gamma_initializer")
+        self.moving_mean_initializer = _initializer(
+            moving_mean_initializer, owner, "moving_mean_initializer"
+        )
+        self.moving_variance_initializer = _initializer(
+            moving_variance_initializer, owner, "moving_variance_initializer"
+        )
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else (input_shape[self.axis],)
+        specs = []
+        if self.scale:
+            specs.append(weight_spec("gamma", c, self.gamma_initializer))
+        if self.center:
+            specs.append(weight_spec("beta", c, self.beta_initializer))
+        specs.append(weight_spec("moving_mean", c, self.moving_mean_initializer))
+        specs.append(weight_spec("moving_variance", c, self.moving_variance_initializer))
+        return specs
+
+    def _input_shape_from_weights(self, shapes):
+        c = self._shape_of(shapes, 0, 1)[0]
+        ndim = _rank_for([self.axis])
+        shape = [None] * ndim
+        shape[self.axis] = c
+        return tuple(shape)
+
+    def build(self, input_shape: Any) -> None:
+        """Create the weights, each (input_shape[axis],)."""
+        input_shape = tuple(input_shape)
+        _positions([self.axis], len(input_shape), self._owner(), "input_shape")
+        if input_shape[self.axis] is None:
+            raise ValueError(
+                f"{self._owner()}: build needs a known size on axis {self.axis}, got "
+                f"{input_shape}"
+            )
+        self._create_weights(input_shape)
+
+    def channel_count(self) -> int:
+        return int(self._weight("moving_mean").shape[0])
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, shift), each (C,) float32: the layer as ``x * scale + shift``."""
+        return _np_norm.batch_norm_affine(
+            self._weight("moving_mean"),
+            self._weight("moving_variance"),
+            self._weight("gamma"),
+            self._weight("beta"),
+            self.epsilon,
+        )
+
+    def _on_weights_set(self) -> None:
+        self._affine = self.affine()
+        super()._on_weights_set()
+
+    def _pack(self):
+        # x * scale + shift over the channels is a depthwise 1x1 convolution: kernel
+        # (1, 1, 1, C) = scale, bias = shift, groups = C (the core's direct depthwise kernel).
+        scale, shift = self._affine
+        return pack_conv2d(scale.reshape(1, 1, 1, -1), shift, scale.shape[0])
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        (axis,) = _positions([self.axis], x.ndim, owner)
+        if not self.built:
+            self.build(x.shape)
+        c = self.channel_count()
+        if x.shape[axis] != c:
+            raise ValueError(
+                f"{owner}: inputs have {x.shape[axis]} channels on axis {self.axis} (shape "
+                f"{x.shape}), the weights {c}"
+            )
+        scale, shift = self._affine
+        if x.size == 0:
+            return np.zeros(x.shape, F32)
+        if _backend.resolve(owner, None) == "numpy":
+            return _np_norm.affine(x, scale, shift, axis)
+        # C++: the channel axis moved last (a copy only when it is not), the rest flattened
+        # into the width of a 1 x M image, then the packed depthwise 1x1 convolution.
+        xl = x if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(x, axis, -1))
+        a = V.check_conv2d(xl.reshape(1, 1, -1, c), scale.reshape(1, 1, 1, c), shift, 1,
+                           "valid", 1, c, None, op=owner, x_name="inputs")
+        y = _cpp_conv2d.conv2d(a, self._packed).reshape(xl.shape)
+        return y if xl is x else np.ascontiguousarray(np.moveaxis(y, -1, axis))
+
+
+# ------------------------------------------------------------------ LayerNormalization
+
+
+class LayerNormalization(Layer):
+    """Layer normalization (Keras ``LayerNormalization``, rms_scaling=False).
+
+    Over the axes in ``axis``: ``mean`` and the biased ``variance = mean((x - mean)^2)``,
+    then ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``, in float32.
+
+    Parameters
+    ----------
+    axis : int or list of ints
+        The normalized axes (default -1); Keras sorts a list, and so do the weights.
+    epsilon : float >= 0
+        Default 1e-3.
+    center, scale : bool
+        Whether the layer has ``beta`` and ``gamma``.
+    beta_initializer, gamma_initializer : str or callable
+    beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint : ignored
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+    rms_scaling : must be False (deprecated in Keras; RMSNormalization is another layer)
+
+    Weights (Keras order): ``gamma`` if scale, ``beta`` if center, each of shape
+    ``tuple(input_shape[a] for a in sorted(axis))``.
+
+    Call: ``layer(inputs)``; returns float32 of the inputs' shape.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("axis", "epsilon", "center", "scale", "beta_initializer",
+                   "gamma_initializer", "seed")
+    ignored_args = ("beta_regularizer", "gamma_regularizer", "beta_constraint",
+                    "gamma_constraint")
+    unsupported_args = {"rms_scaling": False}
+
+    def __init__(
+        self,
+        axis: Any = -1,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.axis = _axis_list(axis, owner)
+        self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
+        self.center = _bool(center, owner, "center")
+        self.scale = _bool(scale, owner, "scale")
+        self.beta_initializer = _initializer(beta_initializer, owner, "beta_initializer")
+        self.gamma_initializer = _initializer(gamma_initializer, owner, "gamma_initializer")
+
+    def _axes(self) -> list[int]:
+        """The axes as Keras keeps them after build: a sorted list."""
+        return sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
+
+    def _weight_specs(self, input_shape):
+        shape = None if input_shape is None else tuple(input_shape[a] for a in self._axes())
+        specs = []
+        if self.scale:
+            specs.append(weight_spec("gamma", shape, self.gamma_initializer))
+        if self.center:
+            specs.append(weight_spec("beta", shape, self.beta_initializer))
+        return specs
+
+    def _input_shape_from_weights(self, shapes):
+        axes = self._axes()
+        want = self._shape_of(shapes, 0, len(axes))
+        shape = [None] * _rank_for(axes)
+        for a, d in zip(axes, want):
+            shape[a] = d
+        return tuple(shape)
+
+    def build(self, input_shape: Any) -> None:
+        """Create gamma and beta, of shape ``input_shape`` over the sorted axes."""
+        input_shape = tuple(input_shape)
+        _positions(self._axes(), len(input_shape), self._owner(), "input_shape")
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        axes = self._axes()
+        positions = _positions(axes, x.ndim, owner)
+        if not self.built:
+            self.build(x.shape)
+        gamma, beta = self._weight("gamma"), self._weight("beta")
+        w = gamma if gamma is not None else beta
+        if w is not None and w.shape != tuple(x.shape[a] for a in axes):
+            raise ValueError(
+                f"{owner}: inputs of shape {x.shape} have {tuple(x.shape[a] for a in axes)} on "
+                f"axis {self.axis}, the weights {w.shape}"
+            )
+        # Keras reshapes (does not transpose) gamma and beta to the input's shape over the
+        # axes in position order; that only differs from their own shape for mixed signs.
+        axes = tuple(sorted(positions))
+        shape = tuple(x.shape[a] for a in axes)
+        gamma = None if gamma is None else gamma.reshape(shape)
+        beta = None if beta is None else beta.reshape(shape)
+        return F.run_layer_norm(V.LayerNormArgs(x, gamma, beta, axes, self.epsilon))
+
+
+# ---------------------------------------------------------------- activation layers
+
+
+class ReLU(_NoWeights):
+    """Keras ``ReLU`` layer: ``keras.activations.relu`` with its parameters.
+
+    ``y = min(x if x > threshold else 0, max_value) - negative_slope * max(threshold - x, 0)``
+    (without threshold the first term is max(x, 0)); docs/semantics.md §23.
+
+    Parameters: max_value (None or >= 0), negative_slope >= 0, threshold >= 0.
+    No weights. Call: ``layer(inputs)``; float32 of the inputs' shape.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("max_value", "negative_slope", "threshold")
+
+    def __init__(self, max_value: float | None = None, negative_slope: float = 0.0,
+                 threshold: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.max_value = None if max_value is None else _real(max_value, owner, "max_value", 0.0)
+        self.negative_slope = _real(negative_slope, owner, "negative_slope", 0.0)
+        self.threshold = _real(threshold, owner, "threshold", 0.0)
+
+    def _core_name(self) -> str | None:
+        if self.threshold == 0.0 and self.negative_slope == 0.0:
+            if self.max_value is None:
+                return "relu"
+            if self.max_value == 6.0:
+                return "relu6"
+        if self.threshold == 0.0 and self.max_value is None and self.negative_slope == 0.2:
+            return "leaky_relu"
+        return None
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = self._input(inputs)
+        y = _core_activation(x, self._core_name(), self._owner())
+        if y is not None:
+            return y
+        return _np_norm.relu(x, self.negative_slope, self.max_value, self.threshold)
+
+
+class LeakyReLU(_NoWeights):
+    """Keras ``LeakyReLU``: ``x`` where x >= 0, else ``negative_slope * x``.
+
+    Parameters: negative_slope >= 0 (default 0.3); Keras 2's ``alpha`` is accepted for it.
+    No weights. Call: ``layer(inputs)``; float32 of the inputs' shape.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("negative_slope",)
+
+    def __init__(self, negative_slope: float = 0.3, alpha: float | None = None,
+                 **kwargs: Any) -> None:
+        if alpha is not None:  # Keras 2's name, which Keras 3 still takes (and wins)
+            negative_slope = alpha
+        super().__init__(**kwargs)
+        self.negative_slope = _real(negative_slope, type(self).__name__, "negative_slope", 0.0)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = self._input(inputs)
+        name = "leaky_relu" if self.negative_slope == 0.2 else None
+        y = _core_activation(x, name, self._owner())
+        return y if y is not None else _np_norm.leaky_relu(x, self.negative_slope)
+
+
+class ELU(_NoWeights):
+    """Keras ``ELU``: ``x`` where x > 0, else ``alpha * (exp(x) - 1)``.
+
+    Parameters: alpha (default 1.0). No weights. Call: ``layer(inputs)``.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("alpha",)
+
+    def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alpha = _real(alpha, type(self).__name__, "alpha")
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = self._input(inputs)
+        y = _core_activation(x, "elu" if self.alpha == 1.0 else None, self._owner())
+        return y if y is not None else _np_norm.elu(x, self.alpha)
+
+
+class PReLU(Layer):
+    """Keras ``PReLU``: ``max(x, 0) - alpha * max(-x, 0)`` with a learned ``alpha``.
+
+    Parameters
+    ----------
+    alpha_initializer : str or callable (default "zeros")
+    shared_axes : None, int or list of ints
+        Axes (counted with the batch axis as 0, so >= 1) along which alpha is shared.
+    alpha_regularizer, alpha_constraint : ignored
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+
+    Weights: ``alpha`` of shape inputs.shape[1:] with 1 on the shared axes.
+
+    Call: ``layer(inputs)`` with inputs of rank >= 2; float32 of the inputs' shape.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("alpha_initializer", "shared_axes", "seed")
+    ignored_args = ("alpha_regularizer", "alpha_constraint")
+
+    def __init__(self, alpha_initializer: Any = "zeros", shared_axes: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.alpha_initializer = _initializer(alpha_initializer, owner, "alpha_initializer")
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            axes = shared_axes if isinstance(shared_axes, (list, tuple)) else [shared_axes]
+            axes = [_int_axis(a, owner, "shared_axes") for a in axes]
+            if any(a < 1 for a in axes):
+                raise ValueError(
+                    f"{owner}: shared_axes count the batch axis as 0 and must be >= 1, got "
+                    f"{shared_axes!r}"
+                )
+            self.shared_axes = axes
+
+    def _weight_specs(self, input_shape):
+        shape = None
+        if input_shape is not None:
+            dims = list(input_shape[1:])
+            for a in self.shared_axes or []:
+                dims[a - 1] = 1
+            shape = tuple(dims)
+        return [weight_spec("alpha", shape, self.alpha_initializer)]
+
+    def _input_shape_from_weights(self, shapes):
+        return (None, *shapes[0])
+
+    def build(self, input_shape: Any) -> None:
+        """Create alpha (input_shape[1:], 1 on the shared axes)."""
+        input_shape = tuple(input_shape)
+        owner = self._owner()
+        if len(input_shape) < 2:
+            raise ValueError(f"{owner}: inputs must have rank >= 2, got shape {input_shape}")
+        for a in self.shared_axes or []:
+            if a >= len(input_shape):
+                raise ValueError(
+                    f"{owner}: shared_axes {self.shared_axes} out of range for inputs of rank "
+                    f"{len(input_shape)}"
+                )
+        for i, d in enumerate(input_shape[1:], start=1):
+            if d is None and i not in (self.shared_axes or []):
+                raise ValueError(
+                    f"{owner}: build needs known sizes on the axes that are not shared, got "
+                    f"{input_shape}"
+                )
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        if not self.built:
+            self.build(x.shape)
+        alpha = self._weight("alpha")
+        shared = set(self.shared_axes or [])
+        ok = x.ndim == alpha.ndim + 1 and all(
+            a == d or (a == 1 and i + 1 in shared) for i, (a, d) in enumerate(
+                zip(alpha.shape, x.shape[1:]))
+        )
+        if not ok:
+            raise ValueError(
+                f"{owner}: inputs of shape {x.shape} do not match alpha {alpha.shape} "
+                f"(shared_axes {self.shared_axes})"
+            )
+        return _np_norm.prelu(x, alpha)
+
+
+# ---------------------------------------------------------------- preprocessing layers
+
+
+def _numbers(value: Any, owner: str, name: str) -> Any:
+    """A scalar or (nested) list of numbers, as given (Keras keeps it so in its config);
+    a NumPy array becomes a list; Keras's serialized arrays are read."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        value = value.get("config", {}).get("value")
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    a = V.array(value, owner, name)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    return value
+
+
+class Rescaling(_NoWeights):
+    """Keras ``Rescaling``: ``inputs * scale + offset``.
+
+    Parameters
+    ----------
+    scale, offset : float or list of floats
+        Lists broadcast on the right (one value per channel of channels-last inputs).
+
+    No weights. Call: ``layer(inputs)``; float32 of the inputs' shape.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("scale", "offset")
+
+    def __init__(self, scale: Any, offset: Any = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.scale = _numbers(scale, owner, "scale")
+        self.offset = _numbers(offset, owner, "offset")
+        self._scale = V.array(self.scale, owner, "scale")
+        self._offset = V.array(self.offset, owner, "offset")
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = self._input(inputs)
+        for name, v in (("scale", self._scale), ("offset", self._offset)):
+            if not V.broadcastable(v.shape, x.shape):
+                raise ValueError(
+                    f"{owner}: {name} of shape {v.shape} does not broadcast to inputs {x.shape}"
+                )
+        return _np_norm.rescaling(x, self._scale, self._offset)
+
+
+class Normalization(Layer):
+    """Keras ``Normalization`` (preprocessing) at inference.
+
+    ``y = (x - mean) / max(sqrt(variance), 1e-7)``; with invert
+    ``y = mean + x * max(sqrt(variance), 1e-7)``.
+
+    Parameters
+    ----------
+    axis : int, list of ints or None
+        The axes that keep their own mean and variance (default -1: one per feature);
+        None: one mean and variance for everything.
+    mean, variance : float or array, optional
+        Given together; then the layer has no weights. Otherwise the weights (Keras's
+        ``adapt`` result) are ``mean`` and ``variance`` of shape
+        ``tuple(input_shape[a] for a in kept axes, sorted)`` and ``count`` ().
+    invert : bool
+
+    Call: ``layer(inputs)``; float32 of the inputs' shape.
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("axis", "invert")
+
+    def __init__(self, axis: Any = -1, mean: Any = None, variance: Any = None,
+                 invert: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        if axis is None:
+            self.axis: Any = None
+            axes: list[int] = []
+        elif isinstance(axis, (list, tuple)):
+            self.axis = [_int_axis(a, owner) for a in axis]
+            axes = list(self.axis)
+        else:
+            self.axis = _int_axis(axis, owner)
+            axes = [self.axis]
+        self._keep = axes
+        self.invert = _bool(invert, owner, "invert")
+        if (mean is None) != (variance is None):
+            raise ValueError(f"{owner}: mean and variance must be given together (or neither)")
+        # Not self.mean: the weights of an adapted layer are set as attributes by their names.
+        self.input_mean = None if mean is None else _numbers(mean, owner, "mean")
+        self.input_variance = None if variance is None else _numbers(variance, owner, "variance")
+        if self.input_mean is not None:
+            m = V.array(self.input_mean, owner, "mean")
+            v = V.array(self.input_variance, owner, "variance")
+            if m.shape != v.shape:
+                raise ValueError(
+                    f"{owner}: mean {m.shape} and variance {v.shape} must have the same shape"
+                )
+            if m.ndim > len(axes):
+                raise ValueError(
+                    f"{owner}: mean has rank {m.ndim}, more than the {len(axes)} kept axes "
+                    f"(axis={axis!r})"
+                )
+            if np.any(v < 0):
+                raise ValueError(f"{owner}: variance must be >= 0")
+            self._given = (m, v)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mean": self.input_mean, "variance": self.input_variance}
+
+    def _kept(self, ndim: int) -> list[int]:
+        return sorted(_positions(self._keep, ndim, self._owner()))
+
+    def _weight_specs(self, input_shape):
+        if self.input_mean is not None:
+            return []
+        shape = None
+        if input_shape is not None:
+            shape = tuple(input_shape[a] for a in self._kept(len(input_shape)))
+        return [
+            weight_spec("mean", shape, "zeros"),
+            weight_spec("variance", shape, "ones"),
+            weight_spec("count", (), "zeros"),
+        ]
+
+    def _input_shape_from_weights(self, shapes):
+        want = self._shape_of(shapes, 0, len(self._keep))
+        ndim = _rank_for(self._keep) if self._keep else 1
+        shape = [None] * ndim
+        for a, d in zip(sorted(a % ndim for a in self._keep), want):
+            shape[a] = d
+        return tuple(shape)
+
+    def build(self, input_shape: Any) -> None:
+        input_shape = tuple(input_shape)
+        for a in self._kept(len(input_shape)):
+            if input_shape[a] is None:
+                raise ValueError(
+                    f"{self._owner()}: the kept axes need known sizes, got {input_shape}"
+                )
+        self._create_weights(input_shape)
+
+    def _stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """mean and variance reshaped to broadcast against x."""
+        owner = self._owner()
+        kept = self._kept(x.ndim)
+        shape = [1] * x.ndim
+        if self.input_mean is not None:
+            m, v = self._given
+            if m.ndim:
+                for i in range(1, m.ndim + 1):  # Keras aligns them to the kept axes from the right
+                    shape[kept[-i]] = m.shape[-i]
+                if not V.broadcastable(shape, x.shape):
+                    raise ValueError(
+                        f"{owner}: mean of shape {m.shape} does not match inputs {x.shape} on "
+                        f"axis {self.axis}"
+                    )
+            return m.reshape(shape), v.reshape(shape)
+        m, v = self._weight("mean"), self._weight("variance")
+        if m.shape != tuple(x.shape[a] for a in kept):
+            raise ValueError(
+                f"{owner}: inputs of shape {x.shape} have {tuple(x.shape[a] for a in kept)} on "
+                f"axis {self.axis}, the weights {m.shape}"
+            )
+        for a in kept:
+            shape[a] = x.shape[a]
+        return m.reshape(shape), v.reshape(shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = V.array(inputs, self._owner(), "inputs")
+        self._kept(x.ndim)
+        if not self.built:
+            self.build(x.shape)
+        mean, variance = self._stats(x)
+        return _np_norm.normalization(x, mean, variance, self.invert)

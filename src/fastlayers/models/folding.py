@@ -1,0 +1,233 @@
+"""Folding a BatchNormalization into the Dense or Conv2D before it, for execution only.
+
+At inference a BatchNormalization over the channel (last) axis is ``y * s + t`` with
+``s = gamma / sqrt(moving_variance + epsilon)`` and ``t = beta - moving_mean * s``. When
+its input ``y`` is the output of a Dense or Conv2D with a linear activation,
+``y = x @ W + b``, the two layers are one layer with the kernel ``W * s`` (each output
+channel scaled) and the bias ``(b - moving_mean) * s + beta``. A model runs that layer
+instead of the pair: one GEMM pass, no second sweep over the activations.
+
+A pair is folded when
+
+* the producer is exactly a ``Dense`` or a channels-last ``Conv2D`` (any ``groups``,
+  depthwise included) with a linear activation, and the BatchNormalization normalizes
+  the last axis of that producer's output;
+* the producer's output is consumed by the BatchNormalization alone (not by another layer,
+  not a model output); in a ``Sequential`` the next layer is the only consumer.
+
+Nothing of the model changes: ``layers``, ``get_weights``, ``summary`` and the layers
+themselves are Keras's. The folded weights are computed (in float64, rounded once to
+float32) and packed on first use and cached per model; they are recomputed whenever the
+producer's or the BatchNormalization's weight arrays are replaced (``set_weights``,
+``load_weights``: a layer's weight arrays are read-only and only ever replaced), so a
+result is never stale. The model executors call :func:`functional_plan` /
+:func:`sequential_plan` (docs/architecture.md §13).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from .. import _backend
+from .. import _symbolic as S
+from .. import _validation as V
+from .. import functional as F
+from .._cpp import pack_conv2d, pack_dense
+from ..layers.conv import Conv2D
+from ..layers.core import Dense
+from ..layers.normalization import BatchNormalization
+
+_enabled = [True]
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run models without folding inside the block (for tests and comparisons)."""
+    before = _enabled[0]
+    _enabled[0] = False
+    try:
+        yield
+    finally:
+        _enabled[0] = before
+
+
+def is_enabled() -> bool:
+    return _enabled[0]
+
+
+def _linear(layer: Any) -> bool:
+    return layer.activation is None or layer.activation == "linear"
+
+
+def foldable(producer: Any, bn: Any, out_ndim: int | None) -> bool:
+    """Whether ``bn`` applied to the output (of rank ``out_ndim``, None if unknown) of
+    ``producer`` folds into it."""
+    if type(producer) not in (Dense, Conv2D) or type(bn) is not BatchNormalization:
+        return False
+    if not (producer.built and bn.built and _linear(producer)):
+        return False
+    if type(producer) is Conv2D and producer.data_format != "channels_last":
+        return False
+    if bn.axis != -1 and (out_ndim is None or bn.axis != out_ndim - 1):
+        return False
+    channels = producer.units if type(producer) is Dense else producer.filters
+    return bn.channel_count() == channels
+
+
+class Fold:
+    """A producer and the BatchNormalization folded into it; runs the pair as one layer."""
+
+    def __init__(self, producer: Any, bn: Any) -> None:
+        self.producer = producer
+        self.bn = bn
+        self._source: tuple = ()
+        self.kernel: np.ndarray | None = None
+        self.bias: np.ndarray | None = None
+        self.packed: Any = None
+
+    def _refresh(self) -> None:
+        source = tuple(self.producer.weights) + tuple(self.bn.weights)
+        if len(source) == len(self._source) and all(
+            a is b for a, b in zip(source, self._source)
+        ):
+            return  # the same arrays as last time (weights are replaced, never edited)
+        kernel, bias = fold_weights(self.producer, self.bn)
+        self.kernel, self.bias = kernel, bias
+        if _backend.core_available():
+            if type(self.producer) is Dense:
+                self.packed = pack_dense(kernel, bias)
+            else:
+                self.packed = pack_conv2d(kernel, bias, self.producer.groups)
+        self._source = source
+
+    def __call__(self, x: Any) -> np.ndarray:
+        self._refresh()
+        p = self.producer
+        if type(p) is Dense:
+            a = V.check_dense(x, self.kernel, self.bias, "linear", op=p._owner(), x_name="inputs")
+            return F.run_dense(a, self.packed)
+        a = V.check_conv2d(x, self.kernel, self.bias, p.strides, p.padding, p.dilation_rate,
+                           p.groups, "linear", op=p._owner(), x_name="inputs")
+        return F.run_conv2d(a, self.packed)
+
+
+def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The folded (kernel, bias), float32: ``W * s`` over the output channels (the last
+    axis of a Dense or Conv2D kernel) and ``(b - mean) * s + beta``."""
+    f64 = np.float64
+    mean = bn._weight("moving_mean").astype(f64)
+    var = bn._weight("moving_variance").astype(f64)
+    gamma = bn._weight("gamma")
+    beta = bn._weight("beta")
+    s = 1.0 / np.sqrt(var + bn.epsilon)
+    if gamma is not None:
+        s = s * gamma.astype(f64)
+    b = producer._weight("bias")
+    b = np.zeros_like(mean) if b is None else b.astype(f64)
+    bias = (b - mean) * s + (0.0 if beta is None else beta.astype(f64))
+    kernel = producer._weight("kernel").astype(f64) * s
+    return (np.ascontiguousarray(kernel, dtype=np.float32),
+            np.ascontiguousarray(bias, dtype=np.float32))
+
+
+# One dict per model: (id(producer), id(bn)) -> Fold. Weak, so that the cache neither keeps a
+# model alive nor travels with it (pickling, deepcopy).
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fold(model: Any, producer: Any, bn: Any) -> Fold:
+    folds = _CACHE.setdefault(model, {})
+    key = (id(producer), id(bn))
+    fold = folds.get(key)
+    if fold is None or fold.producer is not producer or fold.bn is not bn:
+        fold = folds[key] = Fold(producer, bn)
+    return fold
+
+
+def sequential_plan(model: Any) -> dict[int, Callable]:
+    """For a Sequential: {index of a producer in the stack: the folded pair, to run instead of
+    that layer and the BatchNormalization right after it}. The executor folds a pair only when
+    no implicit mask reaches the producer."""
+    if not _enabled[0]:
+        return {}
+    stack = model._stack
+    outputs = model._outputs  # symbolic outputs (with an Input first), else []
+    plan: dict[int, Callable] = {}
+    i = 0
+    while i + 1 < len(stack):
+        producer, bn = stack[i], stack[i + 1]
+        ndim = len(outputs[i + 1].shape) if len(outputs) > i + 1 else (
+            4 if type(producer) is Conv2D else None)
+        if foldable(producer, bn, ndim):
+            plan[i] = _fold(model, producer, bn)
+            i += 2
+        else:
+            i += 1
+    return plan
+
+
+def _candidates(model: Any) -> list[tuple[Any, Any, int]]:
+    """(producer node, bn node, output rank) for every pair whose graph allows a fold: the
+    producer's one output is read by the BatchNormalization node alone, as its inputs, and
+    is not a model output. Computed once per model (its graph does not change)."""
+    folds = _CACHE.setdefault(model, {})
+    cached = folds.get("candidates")
+    if cached is not None:
+        return cached
+    readers: dict[int, list[Any]] = {}
+    for node in model._nodes:
+        for t in node.inputs:
+            readers.setdefault(t.id, []).append(node)
+    outputs = {t.id for t in model.outputs}
+    pairs = []
+    for node in model._nodes:
+        if type(node.layer) not in (Dense, Conv2D) or len(node.outputs) != 1:
+            continue
+        t = node.outputs[0]
+        users = readers.get(t.id, [])
+        if t.id in outputs or len(users) != 1:
+            continue
+        user = users[0]
+        if type(user.layer) is not BatchNormalization or not user.args or (
+            user.args[0] is not t or [u.id for u in user.inputs] != [t.id]
+        ):
+            continue
+        if len(node.args) != 1 or not isinstance(node.args[0], S.SymbolicTensor):
+            continue
+        pairs.append((node, user, len(t.shape)))
+    folds["candidates"] = pairs
+    return pairs
+
+
+def functional_plan(model: Any) -> dict[int, Callable]:
+    """For a functional Model: {id(node): f(values) -> the node's outputs} for the nodes
+    that run folded (the producer runs the folded layer, the BatchNormalization passes its
+    input, already normalized, through)."""
+    if not _enabled[0]:
+        return {}
+    plan: dict[int, FoldStep] = {}
+    for node, bn_node, ndim in _candidates(model):
+        if not foldable(node.layer, bn_node.layer, ndim):
+            continue
+        fold = _fold(model, node.layer, bn_node.layer)
+        source = node.args[0]
+        plan[id(node)] = FoldStep(lambda values, f=fold, t=source: [f(values[t.id])], None)
+        plan[id(bn_node)] = FoldStep(lambda values, t=node.outputs[0]: [values[t.id]],
+                                     node.outputs[0].id)
+    return plan
+
+
+class FoldStep(NamedTuple):
+    """One node of a functional plan: ``run(values)`` gives the node's outputs. ``after`` is
+    None for the folded producer, and for the BatchNormalization the id of the producer's
+    output tensor: the pass-through is right only if the producer ran folded. The executor
+    folds a pair only when no implicit mask reaches the producer (docs/architecture.md §13),
+    so the masks need no special case: none comes in, none goes out."""
+
+    run: Callable[[dict], list]
+    after: int | None

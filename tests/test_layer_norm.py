@@ -1,0 +1,133 @@
+"""fastlayers.layer_norm (Keras LayerNormalization's math) on both paths: against a float64
+reference at edge shapes (1, primes, the 16 lanes +- 1), C++ against NumPy, the same bits for
+any thread count and for a row alone or in a batch, and bad inputs. Keras's own outputs are
+compared in tests/test_norm_layers.py (the LayerNormalization layer runs this op)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, backends_for
+
+import fastlayers as fl
+from fastlayers import _backend
+
+F32 = np.float32
+BACKENDS = backends_for("layer_norm")
+
+
+def _ref(x, axes, gamma, beta, eps):
+    x = x.astype(np.float64)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    shape = [1] * x.ndim
+    for a in axes:
+        shape[a] = x.shape[a]
+    if gamma is not None:
+        y = y * gamma.reshape(shape)
+    if beta is not None:
+        y = y + beta.reshape(shape)
+    return y
+
+
+CASES = [
+    ((1, 1), -1), ((1, 2), -1), ((3, 15), -1), ((3, 16), -1), ((3, 17), -1), ((2, 31), -1),
+    ((5, 768), -1), ((7, 1, 33), [1, 2]), ((2, 3, 5, 7), [1, 3]), ((2, 3, 5), [0, 2]),
+    ((4, 6, 9), [-1, 1]), ((13,), 0), ((3, 5, 2), 1),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape, axis", CASES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_against_float64(shape, axis, affine, backend, rng):
+    axes = tuple(sorted(a % len(shape) for a in (axis if isinstance(axis, list) else [axis])))
+    wshape = tuple(shape[a] for a in axes)
+    x = (rng.standard_normal(shape) * 3.0 + 2.0).astype(F32)
+    gamma = rng.uniform(0.5, 1.5, wshape).astype(F32) if affine else None
+    beta = rng.standard_normal(wshape).astype(F32) if affine else None
+    with fl.use_backend(backend):
+        y = fl.layer_norm(x, gamma, beta, axis=axis, epsilon=1e-5)
+    assert y.dtype == F32 and y.shape == x.shape
+    np.testing.assert_allclose(y, _ref(x, axes, gamma, beta, 1e-5), rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_norm_large_offset_and_constant_rows(backend, rng):
+    # The two-pass variance stays exact to float32 rounding with |mean| >> std, where
+    # E[x^2] - E[x]^2 would lose every digit (the float32 mean is off by up to 3e-5, 3e-4 of
+    # a std); a constant row gives beta (epsilon > 0).
+    x = (rng.standard_normal((4, 50)) * 0.1 + 1000.0).astype(F32)  # var 0.01, x² ~ 1e6
+    x[3] = 7.0
+    beta = rng.standard_normal(50).astype(F32)
+    with fl.use_backend(backend):
+        y = fl.layer_norm(x, None, beta)
+    np.testing.assert_allclose(y[:3], _ref(x[:3], (1,), None, beta, 1e-3), rtol=2e-3,
+                               atol=2e-3)
+    np.testing.assert_array_equal(y[3], beta)
+    with fl.use_backend(backend):
+        assert fl.layer_norm(np.zeros((0, 5), F32)).shape == (0, 5)
+        assert fl.layer_norm(np.zeros((3, 0), F32)).shape == (3, 0)
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
+def test_layer_norm_cpp_bitwise_threads_and_rows(rng):
+    x = rng.standard_normal((257, 300)).astype(F32)
+    g, b = rng.standard_normal((2, 300)).astype(F32)
+    before = fl.get_num_threads()
+    try:
+        with fl.use_backend("cpp"):
+            fl.set_num_threads(1)
+            one = fl.layer_norm(x, g, b)
+            fl.set_num_threads(2)
+            two = fl.layer_norm(x, g, b)
+            alone = fl.layer_norm(x[100:101], g, b)
+            nonlast = fl.layer_norm(np.ascontiguousarray(x.T), g, b, axis=0)
+    finally:
+        fl.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(alone, one[100:101])
+    np.testing.assert_array_equal(nonlast, one.T)  # axes moved last: the same rows
+    with fl.use_backend("numpy"):
+        np.testing.assert_allclose(fl.layer_norm(x, g, b), one, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
+def test_layer_norm_binding_checks_without_converting():
+    core = _backend._core
+    with pytest.raises(TypeError):
+        core.layer_norm_lastdim(np.ones((2, 3), np.float64))
+    with pytest.raises(ValueError, match="gamma"):
+        core.layer_norm_lastdim(np.ones((2, 3), F32), np.ones(4, F32))
+    with pytest.raises(ValueError, match="epsilon"):
+        core.layer_norm_lastdim(np.ones((2, 3), F32), None, None, -1.0)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(x=np.ones((2, 3)), axis=2), ValueError, "axis 2 is out of range"),
+    (dict(x=np.ones((2, 3)), axis=[1, -1]), ValueError, "repeated"),
+    (dict(x=np.ones((2, 3)), axis=[]), ValueError, "empty"),
+    (dict(x=np.ones((2, 3)), axis=True), TypeError, "axis"),
+    (dict(x=np.ones((2, 3)), axis=1.0), TypeError, "axis"),
+    (dict(x=np.ones((2, 3)), gamma=np.ones(2)), ValueError, "gamma has shape"),
+    (dict(x=np.ones((2, 3)), beta=np.ones((1, 3))), ValueError, "beta has shape"),
+    (dict(x=np.ones((2, 3)), epsilon=-1e-5), ValueError, "epsilon"),
+    (dict(x=np.ones((2, 3)), epsilon=float("nan")), ValueError, "epsilon"),
+    (dict(x=np.ones((2, 3)), epsilon="small"), TypeError, "epsilon"),
+    (dict(x=np.float32(1.0)), ValueError, "rank"),
+    (dict(x="text"), TypeError, "x"),
+    (dict(x=np.ones((2, 3), complex)), TypeError, "x"),
+])
+def test_layer_norm_bad_inputs(kwargs, exc, match):
+    with pytest.raises(exc, match=f"layer_norm.*{match}"):
+        fl.layer_norm(**kwargs)
+
+
+def test_layer_norm_in_a_model():
+    inp = fl.Input(shape=(4, 6))
+    out = fl.layer_norm(fl.layers.Dense(6, seed=0)(inp), np.full(6, 2.0, F32), axis=-1)
+    model = fl.Model(inp, out)
+    x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(F32)
+    np.testing.assert_allclose(model(x), fl.layer_norm(model.layers[1](x), np.full(6, 2.0)),
+                               rtol=0, atol=0)

@@ -1,0 +1,268 @@
+"""Folding a BatchNormalization into the Dense or Conv2D before it (fastlayers/models/folding.py).
+
+The folded model must equal the unfolded one (``folding.disabled()``) within float32
+rounding and Keras's outputs (tests/golden/models_norm.npz, made by
+tests/golden/make_models_norm.py); a BatchNormalization that cannot be folded (after an
+activation, on a shared output, on another axis, as a model output) runs as a layer; the
+model still shows Keras's layers and weights, and new weights are folded again.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY
+from golden_models import assert_keras_outputs, golden
+
+import fastlayers as fl
+from fastlayers import Input, Model, Sequential
+from fastlayers.layers import (
+    ELU,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Flatten,
+    LayerNormalization,
+    LeakyReLU,
+    Normalization,
+    PReLU,
+    ReLU,
+    Rescaling,
+)
+from fastlayers.models import folding
+
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+MODELS = Path(__file__).parent / "golden" / "models"
+F32 = np.float32
+
+
+def _list(y):
+    return list(y) if isinstance(y, (list, tuple)) else [y]
+
+
+def _plan(model):
+    if isinstance(model, Sequential):
+        return folding.sequential_plan(model)
+    return folding.functional_plan(model)
+
+
+def _folded_layers(model):
+    """The names of the producer layers that run folded."""
+    plan = _plan(model)
+    if isinstance(model, Sequential):
+        return sorted(model.layers[i].name for i, f in plan.items()
+                      if isinstance(f, folding.Fold))
+    nodes = {id(n): n for n in model._nodes}
+    return sorted(nodes[k].layer.name for k in plan
+                  if type(nodes[k].layer).__name__ in ("Dense", "Conv2D"))
+
+
+def assert_fold_equals_unfolded(model, x, backend, k=64):
+    with fl.use_backend(backend):
+        folded = _list(model(x))
+        with folding.disabled():
+            assert _plan(model) == {}
+            plain = _list(model(x))
+    assert len(folded) == len(plain)
+    for a, b in zip(folded, plain):
+        assert a.dtype == F32 and a.shape == b.shape
+        # float32 rounding of the two ways: |a - b| within a few ulps of the values seen
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * k * max(1.0, float(
+            np.abs(b).max(initial=0.0))))
+    return folded
+
+
+# ---- the Keras models -------------------------------------------------------------------
+
+
+def _sequential_in_code():
+    """norm_sequential written with fastlayers (make_models_norm.py)."""
+    return Sequential([
+        Input(shape=(7, 7, 3)),
+        Rescaling([1.0 / 127.5, 1.0 / 100.0, 1.0 / 64.0], offset=-1.0),
+        Normalization(),
+        Conv2D(5, 3, padding="same"),
+        BatchNormalization(),
+        ReLU(),
+        Conv2D(5, 3, groups=5, strides=2),
+        BatchNormalization(center=False, epsilon=1e-5),
+        Flatten(),
+        Dense(7, use_bias=False),
+        BatchNormalization(scale=False),
+    ])
+
+
+def _functional_in_code():
+    inp = Input(shape=(5, 8))
+    h = BatchNormalization()(Dense(6)(inp))
+    h = LayerNormalization(epsilon=1e-6)(LeakyReLU(negative_slope=0.1)(h))
+    r = PReLU(shared_axes=[1])(BatchNormalization()(Dense(4, activation="relu")(h)))
+    s = ELU(alpha=0.7)(ReLU(max_value=1.5, negative_slope=0.1, threshold=0.2)(h))
+    a = Normalization(mean=[0.1, -0.3, 0.0, 1.0, 2.0, 0.5],
+                      variance=[1.0, 4.0, 0.25, 1.0, 2.0, 0.5], invert=True)(s)
+    return Model(inp, [r, a])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case, make, folds", [
+    ("norm_sequential", _sequential_in_code, 3),
+    ("norm_functional", _functional_in_code, 1),
+])
+def test_code_models_fold_and_match_keras(case, make, folds, backend):
+    model = make()
+    model.set_weights(golden(case, "weights"))
+    assert len(_folded_layers(model)) == folds
+    x = golden(case, "inputs")[0]
+    out = assert_fold_equals_unfolded(model, x, backend)
+    assert_keras_outputs(case, out if len(out) > 1 else out[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_loaded_models_fold_what_can_be_folded(backend):
+    pytest.importorskip("h5py")
+    seq = fl.load_model(MODELS / "norm_sequential.keras")
+    assert _folded_layers(seq) == sorted(x.name for x in seq.layers
+                                         if type(x) in (Conv2D, Dense))
+    fun = fl.load_model(MODELS / "norm_functional.h5")
+    assert _folded_layers(fun) == ["d_fold"]  # not d_relu: its BatchNormalization follows a relu
+    for case, model in (("norm_sequential", seq), ("norm_functional", fun)):
+        out = assert_fold_equals_unfolded(model, golden(case, "inputs")[0], backend)
+        assert_keras_outputs(case, out if len(out) > 1 else out[0])
+        # The model still shows Keras's layers and weights.
+        assert sum(type(x) is BatchNormalization for x in model.layers) == (
+            3 if case == "norm_sequential" else 2)
+        for a, b in zip(model.get_weights(), golden(case, "weights")):
+            np.testing.assert_array_equal(a, b)
+        lines = []
+        model.summary(print_fn=lines.append)
+        assert "BatchNormalization" in lines[0]
+
+
+# ---- what does not fold -------------------------------------------------------------------
+
+
+def _random_bn_weights(model, rng):
+    weights = []
+    for layer in model.layers:
+        for name, w in zip(layer._weight_names(), layer.get_weights()):
+            if name == "moving_variance":
+                weights.append(rng.uniform(0.3, 2.0, w.shape))
+            elif name == "gamma":
+                weights.append(rng.uniform(0.5, 1.5, w.shape))
+            else:
+                weights.append(rng.uniform(-0.5, 0.5, w.shape))
+    model.set_weights(weights)
+
+
+def _layer_by_layer(x, *layers):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_what_cannot_fold_runs_unfolded(backend, rng):
+    inp = Input(shape=(5, 6))
+    d_relu, bn_relu = Dense(4, activation="relu"), BatchNormalization()  # after an activation
+    d_shared, bn_shared, side = Dense(4), BatchNormalization(), Dense(2)  # shared output
+    d_axis, bn_axis = Dense(4), BatchNormalization(axis=1)  # not the channel axis
+    d_out, bn_out = Dense(4), BatchNormalization()  # the Dense output is a model output
+    d_ok, bn_ok = Dense(3), BatchNormalization(axis=2)  # positive axis = the last one: folds
+    shared = d_shared(inp)
+    dense_out = d_out(inp)
+    outs = [bn_relu(d_relu(inp)), bn_shared(shared), side(shared), bn_axis(d_axis(inp)),
+            dense_out, bn_out(dense_out), bn_ok(d_ok(inp))]
+    model = Model(inp, outs)
+    _random_bn_weights(model, rng)
+    assert _folded_layers(model) == [d_ok.name]
+    x = rng.standard_normal((3, 5, 6)).astype(F32)
+    got = assert_fold_equals_unfolded(model, x, backend)
+    with fl.use_backend(backend):
+        want = [_layer_by_layer(x, d_relu, bn_relu), _layer_by_layer(x, d_shared, bn_shared),
+                _layer_by_layer(x, d_shared, side), _layer_by_layer(x, d_axis, bn_axis),
+                d_out(x), _layer_by_layer(x, d_out, bn_out)]
+    for g, w in zip(got[:6], want):  # the unfolded ones: exactly the layers' own results
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sequential_folds_only_linear_last_axis_pairs(backend, rng):
+    model = Sequential([
+        Input(shape=(6, 6, 4)),
+        Conv2D(6, 3, data_format="channels_first"),  # channels_first: BN on axis -1 is W
+        BatchNormalization(),
+        Conv2D(4, 1, activation="tanh"), BatchNormalization(),  # after tanh
+        Conv2D(4, 3, groups=4, padding="same"), BatchNormalization(axis=3),  # folds
+        BatchNormalization(),  # BN after BN: not a producer
+        Flatten(), Dense(5), ReLU(), BatchNormalization(),
+    ])
+    _random_bn_weights(model, rng)
+    assert _folded_layers(model) == [model.layers[4].name]
+    assert_fold_equals_unfolded(model, rng.standard_normal((2, 6, 6, 4)).astype(F32), backend)
+
+
+def test_an_unbuilt_sequential_folds_once_built(rng):
+    model = Sequential([Dense(4), BatchNormalization()])
+    assert _plan(model) == {}
+    x = rng.standard_normal((2, 3)).astype(F32)
+    first = model(x)
+    assert len(_plan(model)) == 1  # the Dense (its BatchNormalization runs inside it)
+    np.testing.assert_allclose(model(x), first, rtol=1e-6, atol=1e-6)
+
+
+# ---- new weights are folded again -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_new_weights_are_folded_again(backend, rng, tmp_path):
+    model = _sequential_in_code()
+    model.set_weights(golden("norm_sequential", "weights"))
+    x = golden("norm_sequential", "inputs")[0]
+    with fl.use_backend(backend):
+        before = model(x)
+    weights = model.get_weights()
+    bn = model.layers[3]
+    new = [w * 1.5 + 0.25 for w in bn.get_weights()]
+    bn.set_weights(new)  # one layer's weights, set directly
+    after = assert_fold_equals_unfolded(model, x, backend)[0]
+    assert not np.allclose(after, before)
+    model.set_weights(weights)  # the whole model, back to Keras's
+    with fl.use_backend(backend):
+        np.testing.assert_allclose(model(x), before, rtol=1e-6, atol=1e-6)
+    pytest.importorskip("h5py")
+    bn.set_weights(new)
+    model.load_weights(MODELS / "norm_sequential.weights.h5")
+    with fl.use_backend(backend):
+        assert_keras_outputs("norm_sequential", model(x))
+    conv = model.layers[2]  # the producer's weights too
+    conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
+    assert_fold_equals_unfolded(model, x, backend)
+
+
+def test_folded_models_pickle_and_copy(rng):
+    model = _functional_in_code()
+    model.set_weights(golden("norm_functional", "weights"))
+    x = golden("norm_functional", "inputs")[0]
+    before = _list(model(x))
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert len(_folded_layers(clone)) == 1
+        for a, b in zip(_list(clone(x)), before):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_fold_weights_formula(rng):
+    dense = Dense(3)
+    dense.set_weights([rng.standard_normal((4, 3)), rng.standard_normal(3)])
+    bn = BatchNormalization(epsilon=0.01)
+    gamma, beta, mean = rng.standard_normal((3, 3))
+    var = rng.uniform(0.5, 2.0, 3)
+    bn.set_weights([gamma, beta, mean, var])
+    kernel, bias = folding.fold_weights(dense, bn)
+    s = gamma.astype(F32).astype(np.float64) / np.sqrt(var.astype(F32).astype(np.float64) + 0.01)
+    np.testing.assert_allclose(kernel, dense.kernel * s, rtol=1e-6)
+    np.testing.assert_allclose(bias, (dense.bias - mean.astype(F32)) * s + beta.astype(F32),
+                               rtol=1e-6, atol=1e-7)

@@ -1,0 +1,187 @@
+"""The thread pool: results keep their bits for any thread count, and a region wakes only
+the workers it needs (issue 14; docs/architecture.md, "Threads").
+
+Chunks and the LSTM/GRU step blocks are claimed dynamically (whichever thread gets there
+first runs them), so the schedule changes from call to call; the split of the work into
+outputs does not, and every result must equal the 1-thread result bit for bit. 8 threads
+on a 2-core machine make late and descheduled workers (and so takeovers) common.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, mha_weights, randn, run_on
+
+import fastlayers as fl
+from fastlayers import _backend
+
+pytestmark = pytest.mark.skipif(NUMPY_ONLY, reason="the C++ thread pool is not in this run")
+
+THREADS = (1, 2, 3, 4)
+
+
+@pytest.fixture
+def restore_threads():
+    n = fl.get_num_threads()
+    yield
+    fl.set_num_threads(n)
+
+
+def _calls(rng):
+    """(name, fn, args, kwargs) covering each op's ways of splitting work over threads."""
+    calls = []
+    # LSTM / GRU: units split (B = 1: the step blocks are claimed per step), the issue's
+    # benchmark shape; rows split (B = 26); a masked step and go_backwards; odd unit counts
+    # leave a partial last 16-unit block.
+    for b, t, f, u in [(1, 100, 64, 192), (1, 9, 16, 157), (2, 7, 8, 129), (26, 5, 6, 65)]:
+        x = randn(rng, b, t, f)
+        mask = np.ones((b, t), bool)
+        mask[0, t // 2] = False
+        k4, r4 = randn(rng, f, 4 * u, scale=0.3), randn(rng, u, 4 * u, scale=0.3)
+        calls.append(
+            (
+                f"lstm {b}x{t}x{f} u={u}",
+                fl.lstm,
+                (x, k4, r4, randn(rng, 4 * u)),
+                dict(mask=mask, return_sequences=True, return_state=True, go_backwards=True),
+            )
+        )
+        k3, r3 = randn(rng, f, 3 * u, scale=0.3), randn(rng, u, 3 * u, scale=0.3)
+        for reset_after in (True, False):
+            bias = randn(rng, 2, 3 * u) if reset_after else randn(rng, 3 * u)
+            calls.append(
+                (
+                    f"gru {b}x{t}x{f} u={u} reset_after={reset_after}",
+                    fl.gru,
+                    (x, k3, r3, bias),
+                    dict(
+                        mask=mask, return_sequences=True, return_state=True, reset_after=reset_after
+                    ),
+                )
+            )
+    # conv2d: im2col tiles (3x3, the conv-res shape of bench/cases.py), a 1x1 (GEMM only),
+    # strided, and depthwise-like grouped.
+    calls.append(
+        (
+            "conv 3x3 same",
+            fl.conv2d,
+            (randn(rng, 1, 28, 28, 64), randn(rng, 3, 3, 64, 64), randn(rng, 64)),
+            dict(padding="same"),
+        )
+    )
+    calls.append(("conv 1x1", fl.conv2d, (randn(rng, 2, 13, 11, 48), randn(rng, 1, 1, 48, 37)), {}))
+    calls.append(
+        (
+            "conv 5x5 stride 2",
+            fl.conv2d,
+            (randn(rng, 1, 31, 29, 24), randn(rng, 5, 5, 24, 40)),
+            dict(strides=2, padding="same"),
+        )
+    )
+    # dense: tall, wide, and one row.
+    for m, k, n in [(64, 256, 256), (300, 67, 131), (1, 512, 1000)]:
+        calls.append(
+            (
+                f"dense {m}x{k}x{n}",
+                fl.dense,
+                (randn(rng, m, k), randn(rng, k, n), randn(rng, n)),
+                {},
+            )
+        )
+    # attention: Luong, scaled dot product (causal), multi-head with scores.
+    q, v = randn(rng, 3, 67, 40), randn(rng, 3, 101, 40)
+    calls.append(("attention", fl.attention, (q, v), dict(return_attention_scores=True)))
+    qs, ks, vs = randn(rng, 2, 4, 97, 32), randn(rng, 2, 4, 97, 32), randn(rng, 2, 4, 97, 24)
+    calls.append(
+        ("sdpa causal", fl.scaled_dot_product_attention, (qs, ks, vs), dict(is_causal=True))
+    )
+    kw = mha_weights(rng, 24, 24, 24, 4, 16, 16, 24, True)
+    calls.append(
+        (
+            "mha",
+            fl.multi_head_attention,
+            (randn(rng, 2, 50, 24), randn(rng, 2, 61, 24)),
+            dict(return_attention_scores=True, **kw),
+        )
+    )
+    return calls
+
+
+def _as_tuple(r):
+    return r if isinstance(r, tuple) else (r,)
+
+
+def test_bitwise_identical_for_1_2_3_4_threads(rng, restore_threads):
+    calls = _calls(rng)
+    fl.set_num_threads(1)
+    want = [_as_tuple(run_on("cpp", fn, *a, **kw)) for _, fn, a, kw in calls]
+    for n in THREADS[1:] + (_backend.max_threads(),):
+        fl.set_num_threads(n)
+        for _ in range(2):  # schedules differ from call to call: try twice
+            for (name, fn, a, kw), w in zip(calls, want):
+                got = _as_tuple(run_on("cpp", fn, *a, **kw))
+                assert len(got) == len(w)
+                for g, e in zip(got, w):
+                    assert g.dtype == e.dtype and g.shape == e.shape, name
+                    assert np.array_equal(g.view(np.uint32), e.view(np.uint32)), (
+                        f"{name}: {n} threads differ from 1 thread"
+                    )
+
+
+def _stats():
+    return dict(_backend._core.pool_stats())
+
+
+def _settle():
+    # Workers of the previous region that lost their chunks count their wake-up a moment
+    # after it ended; let them finish before taking a snapshot.
+    time.sleep(0.05)
+
+
+def test_a_region_wakes_only_the_workers_it_needs(restore_threads):
+    big = _backend.max_threads()  # 4 x the CPUs this process may use: >= 4
+    fl.set_num_threads(big)
+    core = _backend._core
+    assert core._debug_parallel_for(big)[0] == big  # all big-1 workers exist now
+    for chunks in (2, 3, big):
+        _settle()
+        before = _stats()
+        runs, threads = core._debug_parallel_for(chunks)
+        _settle()
+        after = _stats()
+        delta = {key: after[key] - before[key] for key in after}
+        assert runs == chunks and 1 <= threads <= chunks
+        assert delta["regions"] == 1
+        # Exactly the chunks-1 workers that own a chunk are handed the region, and no other
+        # worker leaves its wait (each waits on a slot of its own).
+        assert delta["workers_signalled"] == chunks - 1
+        assert delta["worker_wakeups"] <= chunks - 1
+        assert delta["chunks_taken_over"] <= chunks - 1
+
+
+def test_one_thread_runs_no_region(restore_threads):
+    fl.set_num_threads(1)
+    _settle()
+    before = _stats()
+    assert _backend._core._debug_parallel_for(7) == (1, 1)
+    fl.dense(np.ones((64, 256), np.float32), np.ones((256, 256), np.float32))
+    after = _stats()
+    assert after["regions"] == before["regions"]
+    assert after["worker_wakeups"] == before["worker_wakeups"]
+
+
+def test_busy_core_benchmark_runs(capsys, restore_threads):
+    # python -m fastlayers.bench.busy: a measurement, not a test; only that it runs, checks
+    # its paths against NumPy, stops its busy process and prints one row per measurement.
+    from fastlayers.bench import busy
+
+    n = fl.get_num_threads()
+    assert busy.main(["--repeats", "1", "--conditions", "busy", "--markdown"]) == 0
+    assert fl.get_num_threads() == n
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| busy |")]
+    assert len(rows) == 4  # 2 calls x 1 and 2 threads
+    with pytest.raises(SystemExit):
+        busy.main(["--conditions", "loud"])
