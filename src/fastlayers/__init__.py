@@ -40,6 +40,7 @@ from .functional import (
     softmax,
 )
 from .io import load_model
+from .io.torch_fx import from_torch
 from .models import Input, Model, Sequential
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "core_available",
     "dense",
     "flatten",
+    "from_torch",
     "get_backend",
     "get_num_threads",
     "gru",

@@ -1,0 +1,1619 @@
+"""Convert a PyTorch module to a fastlayers model: ``fastlayers.from_torch(module, examples)``.
+
+The module is traced with ``torch.fx`` (so any ``nn.Module`` whose ``forward`` fx can trace
+works, not only ``nn.Sequential``), and each node of the graph becomes a fastlayers layer
+(``Dense``, ``Conv1D``, ``Conv2D``, ``LSTM``, ``GRU``, ``Bidirectional``, ``Embedding``, the
+pooling, padding, merge and shape layers, where one computes what PyTorch does) or one of
+the small ops defined here, recorded on symbolic tensors into a functional ``Model``. The
+weights are converted to Keras layouts as docs/semantics.md §13 says; what converts and
+what does not is in docs/semantics.md §24.
+
+The result takes and returns what the module does (NCHW / NCL arrays, the same tuple
+structure, float32 NumPy arrays) and computes in fastlayers' layouts inside: an image tensor
+is kept channels-last (NHWC) from the first convolution on and turned back to channels-first
+only where an op needs PyTorch's order (flatten, view, Linear over the last axis, the
+outputs).
+
+PyTorch is needed only to convert: this module never imports it at import time, and the
+converted model (its ops are the module-level functions below) runs and unpickles without
+it.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import sys
+from typing import Any
+
+import numpy as np
+
+from .. import _symbolic as S
+from .. import functional as FL
+from .._numpy import activations as _act
+from ..layers import (
+    GRU,
+    LSTM,
+    Add,
+    AveragePooling2D,
+    Bidirectional,
+    Concatenate,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Embedding,
+    GlobalAveragePooling2D,
+    MaxPooling2D,
+    Multiply,
+    Permute,
+    Reshape,
+    Subtract,
+    ZeroPadding1D,
+    ZeroPadding2D,
+)
+from ..models.base import BaseModel, _Progress
+from ..models.functional import Input, Model
+
+__all__ = ["from_torch", "TorchModel", "TorchConversionError"]
+
+F32 = np.float32
+
+
+class TorchConversionError(NotImplementedError):
+    """A module uses layers or calls that ``from_torch`` cannot convert (all are listed)."""
+
+
+# ------------------------------------------------------------------ ops of converted models
+# Module-level functions, so that a converted model pickles them by name. Each takes and
+# returns NumPy arrays; decorated with symbolic_op, a call on symbolic tensors records a node.
+
+
+@S.symbolic_op
+def torch_permute(x, perm):
+    """``x.permute(perm)`` as a contiguous array (layout changes at the model's edges)."""
+    return np.ascontiguousarray(np.transpose(np.asarray(x), perm))
+
+
+@S.symbolic_op
+def torch_reshape(x, *refs, spec):
+    """``x.reshape(shape)``; ``spec`` entries are ints, -1, or (j, axis): the size of axis
+    ``axis`` of ``(x, *refs)[j]`` at run time (a batch size read with ``x.size(0)``)."""
+    arrays = (x, *refs)
+    shape = [a if isinstance(a, int) else arrays[a[0]].shape[a[1]] for a in spec]
+    return np.ascontiguousarray(np.reshape(np.asarray(x), shape))
+
+
+@S.symbolic_op
+def torch_index(x, key):
+    """``x[key]`` with basic indexing (ints, slices, None, Ellipsis), in PyTorch's layout."""
+    return np.ascontiguousarray(np.asarray(x)[key])
+
+
+@S.symbolic_op
+def torch_activation(x, name, negative_slope=0.01):
+    """An elementwise activation by name (relu, gelu, gelu_tanh, silu, tanh, sigmoid,
+    leaky_relu with PyTorch's ``negative_slope``), float32, on any layout."""
+    x = np.asarray(x, F32)
+    if name == "leaky_relu":
+        return np.where(x >= 0, x, x * F32(negative_slope)).astype(F32)
+    return _act.ACTIVATIONS[name](x) if name != "gelu_tanh" else _act.gelu_tanh(x)
+
+
+@S.symbolic_op
+def torch_softmax(x, axis):
+    """Softmax over one axis (fastlayers.softmax)."""
+    return FL.softmax(np.asarray(x, F32), axis=axis)
+
+
+@S.symbolic_op
+def torch_binary(a, b, op):
+    """a + b, a - b, a * b or a / b with NumPy broadcasting; float32 unless both are ints."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        a = a.astype(F32, copy=False)
+        b = b.astype(F32, copy=False)
+    fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[op]
+    out = np.asarray(fn(a, b))
+    return out.astype(F32) if out.dtype.kind == "f" else out
+
+
+@S.symbolic_op
+def torch_cat(xs, axis):
+    """``torch.cat(xs, axis)``."""
+    return np.concatenate([np.asarray(x) for x in xs], axis=axis)
+
+
+@S.symbolic_op
+def torch_stack(xs, axis):
+    """``torch.stack(xs, axis)`` (the final states of stacked recurrent layers)."""
+    return np.stack([np.asarray(x) for x in xs], axis=axis)
+
+
+def _pool_geometry(n, k, s, p, d, ceil_mode):
+    eff = d * (k - 1) + 1
+    span = n + 2 * p - eff
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + p:  # the last window must start inside
+        out -= 1
+    extra = max(0, (out - 1) * s + eff - (n + 2 * p))
+    return out, extra
+
+
+@S.symbolic_op
+def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+    """PyTorch's ``max_pool2d`` / ``avg_pool2d`` on an NHWC array (padding symmetric, -inf
+    for max and 0 for avg; ``ceil_mode``; the average's divisor as PyTorch counts it)."""
+    x = np.asarray(x, F32)
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, eh = _pool_geometry(h, kh, sh, ph, dh, ceil_mode)
+    ow, ew = _pool_geometry(w, kw, sw, pw, dw, ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"torch_pool2d: input {h}x{w} too small for a {kh}x{kw} window")
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.pad(x, ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0)), constant_values=fill)
+    acc = None
+    for a in range(kh):
+        for b in range(kw):
+            tap = xp[:, a * dh:a * dh + (oh - 1) * sh + 1:sh, b * dw:b * dw + (ow - 1) * sw + 1:sw]
+            acc = tap.copy() if acc is None else (np.maximum(acc, tap) if kind == "max"
+                                                   else acc + tap)
+    if kind == "max":
+        return np.ascontiguousarray(acc)
+    if divisor_override:
+        return (acc / F32(divisor_override)).astype(F32)
+    # PyTorch divides by the window's cells inside input + padding (count_include_pad), or
+    # inside the input only; cells added by ceil_mode past the padding never count.
+    ones = np.zeros((h + 2 * ph + eh, w + 2 * pw + ew), F32)
+    if count_include_pad:
+        ones[:h + 2 * ph, :w + 2 * pw] = 1
+    else:
+        ones[ph:ph + h, pw:pw + w] = 1
+    count = np.zeros((oh, ow), F32)
+    for a in range(kh):
+        for b in range(kw):
+            count += ones[a:a + (oh - 1) * sh + 1:sh, b:b + (ow - 1) * sw + 1:sw]
+    return (acc / count[None, :, :, None]).astype(F32)
+
+
+@S.symbolic_op
+def torch_scale_shift(x, scale, shift):
+    """x * scale + shift over the last axis: an eval-mode BatchNorm, folded per channel."""
+    return (np.asarray(x, F32) * scale + shift).astype(F32)
+
+
+@S.symbolic_op
+def torch_layer_norm(x, weight, bias, naxes, eps):
+    """PyTorch ``LayerNorm`` over the last ``naxes`` axes (biased variance)."""
+    x = np.asarray(x, F32)
+    axes = tuple(range(x.ndim - naxes, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)
+    y = centered / np.sqrt(var + F32(eps))
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y.astype(F32)
+
+
+@S.symbolic_op
+def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mask=None, *,
+                              weights, num_heads, need_weights, average):
+    """``nn.MultiheadAttention`` on batch-first inputs (B, T, E), (B, S, Ek), (B, S, Ev).
+
+    ``weights``: Keras-layout kernels (in, E) and biases (or None) "wq", "bq", "wk", "bk",
+    "wv", "bv", "wo", "bo". Masks follow PyTorch: boolean True = blocked, float = added to
+    the scores; ``key_padding_mask`` (B, S), ``attn_mask`` (T, S) or (B·N, T, S). Returns
+    the output (B, T, E), or (output, weights) with the weights averaged over heads
+    (B, T, S) when ``average``, else (B, N, T, S).
+    """
+    q = np.asarray(query, F32)
+    k = np.asarray(key, F32)
+    v = np.asarray(value, F32)
+    b, t, _ = q.shape
+    s = k.shape[1]
+    n = num_heads
+    w = weights
+    masks_bool = all(m is None or np.asarray(m).dtype == np.bool_
+                     for m in (key_padding_mask, attn_mask))
+    if masks_bool and (attn_mask is None or np.asarray(attn_mask).ndim == 2):
+        # Boolean masks shared by the heads: fastlayers' fused attention (Keras kernels,
+        # True = may attend).
+        e = w["wq"].shape[1]
+        hd = e // n
+        allowed = None
+        if attn_mask is not None:
+            allowed = np.broadcast_to(~np.asarray(attn_mask), (b, t, s))
+        if key_padding_mask is not None:
+            kp = ~np.asarray(key_padding_mask)[:, None, :]
+            allowed = kp if allowed is None else allowed & kp
+        if allowed is not None:
+            allowed = np.ascontiguousarray(np.broadcast_to(allowed, (b, t, s)))
+        out = FL.multi_head_attention(
+            q, v, k,
+            query_kernel=w["wq"].reshape(-1, n, hd), key_kernel=w["wk"].reshape(-1, n, hd),
+            value_kernel=w["wv"].reshape(-1, n, hd), output_kernel=w["wo"].reshape(n, hd, -1),
+            query_bias=None if w["bq"] is None else w["bq"].reshape(n, hd),
+            key_bias=None if w["bk"] is None else w["bk"].reshape(n, hd),
+            value_bias=None if w["bv"] is None else w["bv"].reshape(n, hd),
+            output_bias=w["bo"], attention_mask=allowed,
+            return_attention_scores=need_weights,
+        )
+        if not need_weights:
+            return out
+        out, scores = out
+        return out, (scores.mean(axis=1).astype(F32) if average else scores)
+    # Float (additive) or per-head masks: the scores are formed here.
+    qp = FL.dense(q, w["wq"], w["bq"])
+    kp_ = FL.dense(k, w["wk"], w["bk"])
+    vp = FL.dense(v, w["wv"], w["bv"])
+    e = qp.shape[-1]
+    hd = e // n
+    qh = qp.reshape(b, t, n, hd).transpose(0, 2, 1, 3) * F32(1.0 / math.sqrt(hd))
+    kh = kp_.reshape(b, s, n, hd).transpose(0, 2, 1, 3)
+    vh = vp.reshape(b, s, n, hd).transpose(0, 2, 1, 3)
+    scores = np.matmul(qh, kh.transpose(0, 1, 3, 2)).astype(F32)
+    for m, shape in ((attn_mask, None), (key_padding_mask, (b, 1, 1, s))):
+        if m is None:
+            continue
+        m = np.asarray(m)
+        add = np.where(m, F32(-np.inf), F32(0)) if m.dtype == np.bool_ else m.astype(F32)
+        if shape is not None:
+            add = add.reshape(shape)
+        elif add.ndim == 3:
+            add = add.reshape(b, n, t, s)
+        scores = scores + add
+    probs = _act.softmax(scores.astype(F32), axis=-1)
+    o = np.matmul(probs, vh).astype(F32).transpose(0, 2, 1, 3).reshape(b, t, e)
+    out = FL.dense(o, w["wo"], w["bo"])
+    if not need_weights:
+        return out
+    return out, (probs.mean(axis=1).astype(F32) if average else probs)
+
+
+@S.symbolic_op
+def torch_zero_padded(x, key_padding_mask, check_left_aligned=True):
+    """What ``nn.TransformerEncoder``'s nested-tensor path does to padded positions: x
+    (B, T, E) with the steps where ``key_padding_mask`` (B, T) is True set to 0 - only when
+    every row's padding is at its end (PyTorch's ``mask_check``; otherwise x unchanged)."""
+    x = np.asarray(x, F32)
+    pad = np.asarray(key_padding_mask)
+    pad = pad if pad.dtype == np.bool_ else pad != 0
+    keep = ~pad
+    if check_left_aligned and keep.size:
+        # left-aligned: once a step is padded, every later step is padded too
+        if np.any(keep[:, 1:] & ~keep[:, :-1]):
+            return x
+    return np.where(keep[:, :, None], x, F32(0)).astype(F32)
+
+
+# ------------------------------------------------------------------ the converted model
+
+
+class TorchModel(BaseModel):
+    """A model converted by :func:`from_torch`: called like the PyTorch module.
+
+    ``model(x1, x2, ...)`` takes the module's positional tensor arguments as arrays in
+    PyTorch's layouts and returns the module's structure (one array, or nested tuples and
+    lists of arrays, None where the module returns None). ``model.inner`` is the
+    functional :class:`~fastlayers.Model` that computes it (flat list of outputs);
+    ``layers``, ``get_weights``, ``summary`` and ``predict`` come from it.
+    """
+
+    def __init__(self, inner: Model, template: Any, input_template: tuple = (),
+                 name: str | None = None, **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        self.inner = inner
+        self.template = template
+        self.input_template = input_template or tuple(range(len(inner.inputs)))
+        self.built = True
+
+    @property
+    def layers(self):
+        return self.inner.layers
+
+    def _summary_rows(self):
+        return self.inner._summary_rows()
+
+    def get_config(self):
+        return {"name": self.name}
+
+    def _rebuild(self, flat: list[np.ndarray]) -> Any:
+        def walk(obj: Any) -> Any:
+            if obj is None:
+                return None
+            if isinstance(obj, int):
+                return flat[obj]
+            if isinstance(obj, dict):
+                return {k: walk(v) for k, v in obj.items()}
+            return type(obj)(walk(o) for o in obj)
+
+        return walk(self.template)
+
+    def _flat_inputs(self, inputs: tuple) -> list[Any]:
+        """The arguments, nested as the module takes them, as the inner model's list."""
+        n = len(self.input_template)
+        if len(inputs) != n:
+            raise ValueError(f"{self._owner()}: expected {n} positional inputs, got "
+                             f"{len(inputs)}")
+        flat: list[Any] = [None] * len(self.inner.inputs)
+
+        def walk(tmpl: Any, value: Any, where: str) -> None:
+            if isinstance(tmpl, int):
+                flat[tmpl] = value
+                return
+            if not isinstance(value, (tuple, list)) or len(value) != len(tmpl):
+                raise ValueError(f"{self._owner()}: input {where} must be a tuple of "
+                                 f"{len(tmpl)} arrays")
+            for j, (t, v) in enumerate(zip(tmpl, value)):
+                walk(t, v, f"{where}[{j}]")
+
+        for i, (tmpl, value) in enumerate(zip(self.input_template, inputs)):
+            walk(tmpl, value, str(i))
+        return flat
+
+    def call(self, *inputs: Any) -> Any:
+        flat = self.inner(self._flat_inputs(inputs))
+        return self._rebuild(list(flat))
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
+        """Run in batches of ``batch_size`` (default 32) along axis 0 of every input and
+        join the results along each output's batch axis (axis 1 for the (layers, B, H)
+        states of recurrent layers). ``x`` is one array, or a tuple with one entry per
+        positional input. Returns the module's structure."""
+        owner = self._owner()
+        fixed = [t.name for t in self.inner.inputs if not t.shape or t.shape[0] is not None]
+        if fixed:
+            raise ValueError(
+                f"{owner}: predict splits every input along axis 0, but the batch of "
+                f"inputs {fixed} is not on axis 0 (seq-first layers, attention masks); call "
+                "the model on the whole arrays instead"
+            )
+        out_axes = []
+        for t in self.inner.outputs:
+            free = [i for i, d in enumerate(t.shape) if d is None]
+            if len(free) != 1 and (not free or free[0] != 0):
+                raise ValueError(f"{owner}: output {t.name!r} has no batch axis to join "
+                                 "batches on; call the model on the whole arrays instead")
+            out_axes.append(free[0])
+        if batch_size is None:
+            batch_size = 32
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+            batch_size < 1
+        ):
+            raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+        xs = tuple(x) if isinstance(x, tuple) and len(self.input_template) > 1 else (x,)
+        arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
+        n = arrays[0].shape[0] if arrays[0].ndim else 0
+        if any(a.ndim == 0 or a.shape[0] != n for a in arrays):
+            raise ValueError(f"{owner}: predict needs every input to have the same batch "
+                             f"size; got shapes {[a.shape for a in arrays]}")
+        starts = range(0, max(n, 1), batch_size)
+        bar = None if verbose in (0, False, None, "silent") else _Progress(len(starts),
+                                                                            sys.stderr)
+        results = []
+        for step, lo in enumerate(starts):
+            results.append(self.inner([a[lo:lo + batch_size] for a in arrays]))
+            if bar is not None:
+                bar.update(step + 1)
+        flat = [np.concatenate([r[i] for r in results], axis=axis)
+                for i, axis in enumerate(out_axes)]
+        return self._rebuild(flat)
+
+
+# ------------------------------------------------------------------ conversion
+
+
+class _T:
+    """A converted tensor: the symbolic tensor and whether its channel axis (PyTorch's
+    axis 1) is moved to the end (``cl``: NLC / NHWC)."""
+
+    __slots__ = ("sym", "cl")
+
+    def __init__(self, sym: S.SymbolicTensor, cl: bool = False):
+        self.sym = sym
+        self.cl = cl
+
+    @property
+    def ndim(self) -> int:
+        return self.sym.ndim
+
+    @property
+    def torch_shape(self) -> tuple:
+        s = self.sym.shape
+        return (s[0], s[-1], *s[1:-1]) if self.cl else s
+
+
+class _Dim:
+    """A size unknown until run time: axis ``axis`` (PyTorch's numbering) of tensor ``t``."""
+
+    __slots__ = ("t", "axis")
+
+    def __init__(self, t: _T, axis: int):
+        self.t = t
+        self.axis = axis
+
+
+def _is_float(sym: S.SymbolicTensor) -> bool:
+    return sym.dtype == np.float32
+
+
+def _permute(sym: S.SymbolicTensor, perm: tuple) -> S.SymbolicTensor:
+    """sym transposed by ``perm``: a Keras ``Permute`` when the batch axis stays first."""
+    perm = tuple(int(p) for p in perm)
+    if perm[0] == 0 and len(perm) > 1 and _is_float(sym):
+        return Permute(perm[1:])(sym)
+    return torch_permute(sym, perm)
+
+
+def _to_torch(t: _T) -> _T:
+    if not t.cl:
+        return t
+    r = t.ndim
+    shape = t.sym.shape
+    if all(d == 1 for d in shape[1:-1]) and shape[-1] is not None:
+        # the channel axis moves over size-1 axes only: the same values in the same order
+        return _T(_reshape(t.sym, ((0, 0), shape[-1], *shape[1:-1])), False)
+    return _T(_permute(t.sym, (0, r - 1, *range(1, r - 1))), False)
+
+
+def _to_cl(t: _T) -> _T:
+    if t.cl or t.ndim < 3:
+        return t
+    r = t.ndim
+    return _T(_permute(t.sym, (0, *range(2, r), 1)), True)
+
+
+def _reshape(sym: S.SymbolicTensor, spec: tuple, refs: tuple = ()) -> S.SymbolicTensor:
+    """sym reshaped by ``spec`` (see torch_reshape): a Keras ``Reshape`` when the batch
+    axis is kept as it is and the other sizes are fixed (one may be -1)."""
+    rest = spec[1:]
+    if (spec and spec[0] == (0, 0) and not refs and _is_float(sym)
+            and all(isinstance(e, int) for e in rest)):
+        return Reshape(rest)(sym)
+    return torch_reshape(sym, *refs, spec=spec)
+
+
+def _roots(sym: S.SymbolicTensor) -> frozenset:
+    """The ids of the model inputs that ``sym`` is computed from."""
+    found: set[int] = set()
+    seen: set[int] = set()
+    stack = [sym]
+    while stack:
+        t = stack.pop()
+        if t.id in seen:
+            continue
+        seen.add(t.id)
+        if t.node is None or not t.node.inputs:
+            found.add(t.id)
+        else:
+            stack.extend(t.node.inputs)
+    return frozenset(found)
+
+
+def _same_batch(a: _T, b: _T) -> bool:
+    """Whether a Keras merge (whose batch axis never broadcasts) computes ``a op b``: float
+    tensors of one rank whose batch axis is one size, or free and from the same inputs (so
+    it cannot differ at run time, where PyTorch would broadcast it)."""
+    if a.ndim != b.ndim or a.ndim < 1 or not (_is_float(a.sym) and _is_float(b.sym)):
+        return False
+    na, nb = a.sym.shape[0], b.sym.shape[0]
+    if na is None and nb is None:
+        return _roots(a.sym) == _roots(b.sym)
+    return na is not None and na == nb
+
+
+def _axis_in_layout(t: _T, axis: int) -> int:
+    """PyTorch's axis number -> the axis of the array as stored."""
+    r = t.ndim
+    axis = axis + r if axis < 0 else axis
+    if not 0 <= axis < r:
+        raise ValueError(f"from_torch: axis {axis} out of range for rank {r}")
+    if not t.cl or axis == 0:
+        return axis
+    return r - 1 if axis == 1 else axis - 1
+
+
+def _np(tensor: Any) -> np.ndarray | None:
+    if tensor is None:
+        return None
+    return tensor.detach().cpu().numpy().astype(F32)
+
+
+def _bn_scale_shift(mod: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An eval-mode BatchNorm as y = x·scale + shift per channel (float64)."""
+    mean = mod.running_mean.detach().cpu().numpy().astype(np.float64)
+    var = mod.running_var.detach().cpu().numpy().astype(np.float64)
+    scale = 1.0 / np.sqrt(var + mod.eps)
+    if mod.weight is not None:
+        scale = scale * mod.weight.detach().cpu().numpy().astype(np.float64)
+    shift = -mean * scale
+    if mod.bias is not None:
+        shift = shift + mod.bias.detach().cpu().numpy().astype(np.float64)
+    return scale, shift
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _public_name(torch: Any, cls: type) -> str:
+    for mod_name, mod in (("torch.nn", torch.nn),):
+        if getattr(mod, cls.__name__, None) is cls:
+            return f"{mod_name}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _fn_name(torch: Any, fn: Any) -> str:
+    """A readable qualified name of a called function: torch.stack, operator.floordiv."""
+    name = getattr(fn, "__name__", None) or repr(fn)
+    for prefix, mod in (("torch.nn.functional", torch.nn.functional), ("torch", torch),
+                        ("operator", operator)):
+        try:
+            if getattr(mod, name, None) is fn:
+                return f"{prefix}.{name}"
+        except TypeError:
+            pass
+    mod_name = getattr(fn, "__module__", None) or ""
+    qual = getattr(fn, "__qualname__", None) or name
+    return f"{mod_name}.{qual}" if mod_name else qual
+
+
+_ACT_MODULES = {"ReLU": "relu", "SiLU": "silu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+_IDENTITY_MODULES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+                     "Identity")
+
+
+class _Converter:
+    def __init__(self, torch: Any, module: Any, graph_module: Any):
+        self.torch = torch
+        self.nn = torch.nn
+        self.F = torch.nn.functional
+        self.module = module
+        self.gm = graph_module
+        self.layers: dict[str, Any] = {}  # one fastlayers layer per module (shared weights)
+        self.problems: list[str] = []
+
+    # ---- names and checks ---------------------------------------------------------
+    def _where(self, node: Any) -> str:
+        stack = node.meta.get("nn_module_stack") or {}
+        path = ""
+        for value in stack.values():
+            path = value[0] if isinstance(value, tuple) else str(value)
+        return f"{path}.{node.name}" if path else node.name
+
+    def _module_problems(self, qual: str, mod: Any) -> list[str]:
+        nn = self.nn
+        cls = _public_name(self.torch, type(mod))
+        bad: list[str] = []
+
+        def no(what: str) -> None:
+            bad.append(f"{qual} ({cls}): {what} is not supported")
+
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+            if mod.padding_mode != "zeros":
+                no(f"padding_mode={mod.padding_mode!r}")
+        elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if not mod.track_running_stats or mod.running_mean is None:
+                no("track_running_stats=False (batch statistics at inference)")
+        elif isinstance(mod, (nn.LSTM, nn.GRU)):
+            if getattr(mod, "proj_size", 0):
+                no(f"proj_size={mod.proj_size}")
+        elif isinstance(mod, nn.MultiheadAttention):
+            if mod.bias_k is not None:
+                no("add_bias_kv=True")
+            if mod.add_zero_attn:
+                no("add_zero_attn=True")
+        elif isinstance(mod, nn.MaxPool2d):
+            if mod.return_indices:
+                no("return_indices=True")
+        elif isinstance(mod, nn.AdaptiveAvgPool2d):
+            if _pair_or_none(mod.output_size) != (1, 1):
+                no(f"output_size={mod.output_size!r} (only 1)")
+        elif isinstance(mod, nn.Embedding):
+            if mod.max_norm is not None:
+                no("max_norm (it renormalizes the table at lookup)")
+        elif isinstance(mod, nn.TransformerEncoder):
+            for i, sub in enumerate(mod.layers):
+                bad += self._module_problems(f"{qual}.layers.{i}", sub)
+            if mod.norm is not None and not isinstance(mod.norm, nn.LayerNorm):
+                bad += self._module_problems(f"{qual}.norm", mod.norm)
+        elif isinstance(mod, nn.TransformerEncoderLayer):
+            act = mod.activation
+            if not (act in (self.F.relu, self.F.gelu)
+                    or isinstance(act, (nn.ReLU, nn.GELU))):
+                no(f"activation={act!r} (relu or gelu only)")
+            bad += self._module_problems(f"{qual}.self_attn", mod.self_attn)
+        elif not self._module_known(mod):
+            bad.append(f"{qual} ({cls})")
+        return bad
+
+    def _module_known(self, mod: Any) -> bool:
+        nn = self.nn
+        known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
+                 nn.LayerNorm, nn.GELU, nn.Softmax, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d,
+                 nn.AdaptiveAvgPool2d, nn.Flatten, nn.LSTM, nn.GRU, nn.MultiheadAttention,
+                 nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding)
+        name = type(mod).__name__
+        return isinstance(mod, known) or (
+            getattr(nn, name, None) is type(mod) and (name in _ACT_MODULES
+                                                      or name in _IDENTITY_MODULES)
+        )
+
+    def check(self) -> None:
+        for node in self.gm.graph.nodes:
+            if node.op == "call_module":
+                self.problems += self._module_problems(node.target,
+                                                       self.gm.get_submodule(node.target))
+            elif node.op == "call_function":
+                if self._function_handler(node.target) is None:
+                    self.problems.append(
+                        f"{self._where(node)} ({_fn_name(self.torch, node.target)})")
+            elif node.op == "call_method":
+                if node.target not in _METHODS:
+                    self.problems.append(f"{self._where(node)} (Tensor.{node.target})")
+        if self.problems:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            raise TorchConversionError(
+                f"from_torch: {type(self.module).__name__} uses {len(self.problems)} "
+                f"module(s) or call(s) fastlayers cannot convert:\n{lines}\n"
+                "See docs/semantics.md §24 for what converts."
+            )
+
+    # ---- values -------------------------------------------------------------------
+    def _tensor(self, v: Any, what: str) -> _T:
+        if isinstance(v, _T):
+            return v
+        raise TorchConversionError(f"from_torch: {what} must be a tensor, got {type(v).__name__}")
+
+    def _layer_name(self, qual: str) -> str:
+        return qual
+
+    #: The activation to fuse into the Dense or Conv2D being converted (set by _build).
+    fuse: str | None = None
+
+    #: The eval-mode BatchNorm folded into the Conv being converted (set by _build).
+    fold: Any = None
+
+    def _only_user(self, node: Any) -> Any:
+        """The one node that uses ``node``, if it takes ``node`` as its only argument."""
+        if len(node.users) != 1:
+            return None
+        (user,) = node.users
+        if not user.args or user.args[0] is not node or len(user.args) > 1 or any(
+            k != "inplace" for k in user.kwargs
+        ):
+            return None
+        return user
+
+    def plan_fusion(self, node: Any) -> list[Any]:
+        """For a Linear or Conv node whose module is called once: set :attr:`fold` (a
+        BatchNorm right after a conv, folded into its kernel and bias) and :attr:`fuse`
+        (the activation after that, run in the layer's epilogue); return the nodes that
+        the layer then computes."""
+        self.fold = self.fuse = None
+        nn = self.nn
+        mod = self.gm.get_submodule(node.target)
+        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            return []
+        calls = [n for n in self.gm.graph.nodes
+                 if n.op == "call_module" and n.target == node.target]
+        if len(calls) != 1:
+            return []
+        done = []
+        tail = node
+        user = self._only_user(node)
+        if user is not None and user.op == "call_module" and not isinstance(mod, nn.Linear):
+            bn = self.gm.get_submodule(user.target)
+            kind = nn.BatchNorm1d if isinstance(mod, nn.Conv1d) else nn.BatchNorm2d
+            if isinstance(bn, kind) and bn.track_running_stats and bn.running_mean is not None:
+                self.fold = bn
+                done.append(user)
+                tail = user
+        act = self._activation_of(self._only_user(tail))
+        if act is not None:
+            self.fuse = act
+            done.append(self._only_user(tail))
+        return done
+
+    def _activation_of(self, user: Any) -> str | None:
+        """The Keras name of the activation ``user`` computes, if the C++ epilogue runs it."""
+        if user is None:
+            return None
+        nn, torch, F = self.nn, self.torch, self.F
+        if user.op == "call_module":
+            sub = self.gm.get_submodule(user.target)
+            name = type(sub).__name__
+            if name in _ACT_MODULES and getattr(nn, name) is type(sub):
+                return _ACT_MODULES[name]
+            if isinstance(sub, nn.GELU) and sub.approximate == "none":
+                return "gelu"
+            return None
+        if user.op == "call_function":
+            table = {F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", F.silu: "silu",
+                     torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid",
+                     F.sigmoid: "sigmoid"}
+            try:
+                return table.get(user.target)
+            except TypeError:
+                return None
+        if user.op == "call_method" and user.target in ("relu", "tanh", "sigmoid"):
+            return user.target
+        return None
+
+    # ---- modules ------------------------------------------------------------------
+    def call_module(self, qual: str, mod: Any, args: tuple, kwargs: dict) -> Any:
+        nn = self.nn
+        name = type(mod).__name__
+        if name in _IDENTITY_MODULES:
+            return args[0]
+        if name in _ACT_MODULES and getattr(nn, name) is type(mod):
+            return self.activation(args[0], _ACT_MODULES[name])
+        if isinstance(mod, nn.GELU):
+            return self.activation(args[0], "gelu_tanh" if mod.approximate == "tanh" else "gelu")
+        if isinstance(mod, nn.LeakyReLU):
+            return self.activation(args[0], "leaky_relu", mod.negative_slope)
+        if isinstance(mod, nn.Softmax):
+            return self.softmax(args[0], mod.dim)
+        if isinstance(mod, nn.Linear):
+            return self.linear(qual, mod, args[0])
+        if isinstance(mod, nn.Conv2d):
+            return self.conv2d(qual, mod, args[0])
+        if isinstance(mod, nn.Conv1d):
+            return self.conv1d(qual, mod, args[0])
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            return self.batch_norm(mod, args[0])
+        if isinstance(mod, nn.LayerNorm):
+            return self.layer_norm(mod, args[0])
+        if isinstance(mod, nn.MaxPool2d):
+            return self.pool(args[0], "max", mod.kernel_size, mod.stride, mod.padding,
+                             mod.dilation, mod.ceil_mode)
+        if isinstance(mod, nn.AvgPool2d):
+            return self.pool(args[0], "avg", mod.kernel_size, mod.stride, mod.padding, 1,
+                             mod.ceil_mode, mod.count_include_pad, mod.divisor_override)
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            return self.global_avg(args[0])
+        if isinstance(mod, nn.Flatten):
+            return self.flatten(args[0], mod.start_dim, mod.end_dim)
+        if isinstance(mod, (nn.LSTM, nn.GRU)):
+            return self.recurrent(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.MultiheadAttention):
+            return self.mha(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.TransformerEncoderLayer):
+            return self.encoder_layer(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.TransformerEncoder):
+            return self.encoder(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.Embedding):
+            t = self._tensor(args[0], f"{qual} input")
+            layer = self.layers.get(qual)
+            if layer is None:
+                layer = Embedding(mod.num_embeddings, mod.embedding_dim, name=qual)
+                layer.set_weights([_np(mod.weight)])
+                self.layers[qual] = layer
+            return _T(layer(t.sym), False)
+        raise TorchConversionError(f"from_torch: {qual} ({name}) is not supported")
+
+    def activation(self, x: Any, name: str, slope: float = 0.01) -> _T:
+        t = self._tensor(x, name)
+        if name == "leaky_relu":
+            return _T(torch_activation(t.sym, name, float(slope)), t.cl)
+        return _T(torch_activation(t.sym, name), t.cl)
+
+    def softmax(self, x: Any, dim: Any) -> _T:
+        t = self._tensor(x, "softmax")
+        if dim is None:  # PyTorch's legacy implicit dim
+            dim = 0 if t.ndim in (0, 1, 3) else 1
+        return _T(torch_softmax(t.sym, _axis_in_layout(t, int(dim))), t.cl)
+
+    def linear(self, qual: str, mod: Any, x: Any) -> _T:
+        t = _to_torch(self._tensor(x, qual))
+        layer = self.layers.get(qual)
+        if layer is None:
+            layer = Dense(mod.out_features, use_bias=mod.bias is not None,
+                          activation=self.fuse, name=self._layer_name(qual))
+            w = [_np(mod.weight).T]
+            if mod.bias is not None:
+                w.append(_np(mod.bias))
+            layer.set_weights(w)
+            self.layers[qual] = layer
+        return _T(layer(t.sym), False)
+
+    def _conv(self, qual: str, mod: Any, t: _T, kernel: np.ndarray, ks: tuple, stride: tuple,
+              dilation: tuple, padding: Any) -> _T:
+        """A Conv1D on an NLC or a Conv2D on an NHWC tensor (by len(ks)), with PyTorch's
+        integer padding (zero padding + "valid") and stride together with dilation."""
+        rank = len(ks)
+        x = t.sym
+        if isinstance(padding, str):
+            pad_mode = padding  # "same" needs stride 1 in PyTorch: Keras's split then
+        else:
+            pad_mode = "valid"
+            if any(padding):
+                pads = tuple((p, p) for p in padding)
+                x = (ZeroPadding2D(pads) if rank == 2 else ZeroPadding1D(pads[0]))(x)
+        both = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
+        layer = self.layers.get(qual)
+        if layer is None:
+            cls = Conv2D if rank == 2 else Conv1D
+            layer = cls(mod.out_channels, ks, strides=(1,) * rank if both else stride,
+                        padding=pad_mode, dilation_rate=dilation, groups=mod.groups,
+                        use_bias=mod.bias is not None or self.fold is not None,
+                        activation=self.fuse, name=self._layer_name(qual))
+            w = [kernel]
+            if mod.bias is not None:
+                w.append(_np(mod.bias))
+            if self.fold is not None:  # conv -> BatchNorm: scale the filters, shift the bias
+                scale, shift = _bn_scale_shift(self.fold)
+                bias = mod.bias.detach().cpu().numpy() if mod.bias is not None else 0.0
+                w = [(kernel * scale).astype(F32), (bias * scale + shift).astype(F32)]
+            layer.set_weights(w)
+            self.layers[qual] = layer
+        y = layer(x)
+        if both:  # Keras refuses stride > 1 with dilation > 1: stride 1, then subsample
+            y = torch_index(y, (slice(None), *(slice(None, None, s) for s in stride)))
+        return _T(y, True)
+
+    def conv2d(self, qual: str, mod: Any, x: Any) -> _T:
+        t = _to_cl(self._tensor(x, qual))
+        if t.ndim != 4:
+            raise TorchConversionError(f"from_torch: {qual} (Conv2d) needs a 4-D (N, C, H, W) "
+                                       f"input, got rank {t.ndim}")
+        kernel = _np(mod.weight).transpose(2, 3, 1, 0)
+        pad = mod.padding if isinstance(mod.padding, str) else _pair(mod.padding)
+        return self._conv(qual, mod, t, kernel, _pair(mod.kernel_size), _pair(mod.stride),
+                          _pair(mod.dilation), pad)
+
+    def conv1d(self, qual: str, mod: Any, x: Any) -> _T:
+        t = _to_cl(self._tensor(x, qual))
+        if t.ndim != 3:
+            raise TorchConversionError(f"from_torch: {qual} (Conv1d) needs a 3-D (N, C, L) "
+                                       f"input, got rank {t.ndim}")
+        kernel = _np(mod.weight).transpose(2, 1, 0)  # (F, C/g, k) -> (k, C/g, F)
+        pad = mod.padding if isinstance(mod.padding, str) else (int(mod.padding[0]),)
+        return self._conv(qual, mod, t, kernel, (int(mod.kernel_size[0]),),
+                          (int(mod.stride[0]),), (int(mod.dilation[0]),), pad)
+
+    def batch_norm(self, mod: Any, x: Any) -> _T:
+        t = self._tensor(x, "batch_norm")
+        if t.ndim >= 3:
+            t = _to_cl(t)
+        scale, shift = _bn_scale_shift(mod)
+        return _T(torch_scale_shift(t.sym, scale.astype(F32), shift.astype(F32)), t.cl)
+
+    def layer_norm(self, mod: Any, x: Any) -> _T:
+        t = _to_torch(self._tensor(x, "layer_norm"))
+        return _T(torch_layer_norm(t.sym, _np(mod.weight), _np(getattr(mod, "bias", None)),
+                                   len(mod.normalized_shape), float(mod.eps)), False)
+
+    def pool(self, x: Any, kind: str, k: Any, s: Any, p: Any, d: Any = 1,
+             ceil_mode: bool = False, count_include_pad: bool = True,
+             divisor_override: Any = None) -> _T:
+        t = _to_cl(self._tensor(x, f"{kind}_pool2d"))
+        if t.ndim != 4:
+            raise TorchConversionError(f"from_torch: {kind}_pool2d needs a 4-D input")
+        s = k if s is None or (isinstance(s, (list, tuple)) and not s) else s
+        if _pair(p) == (0, 0) and _pair(d) == (1, 1) and not ceil_mode and not divisor_override:
+            # no padding, no dilation: Keras's "valid" pooling computes the same
+            cls = MaxPooling2D if kind == "max" else AveragePooling2D
+            return _T(cls(_pair(k), _pair(s), padding="valid")(t.sym), True)
+        return _T(torch_pool2d(t.sym, kind, _pair(k), _pair(s), _pair(p), _pair(d),
+                               bool(ceil_mode), bool(count_include_pad), divisor_override), True)
+
+    def global_avg(self, x: Any) -> _T:
+        t = _to_cl(self._tensor(x, "adaptive_avg_pool2d"))
+        return _T(GlobalAveragePooling2D(keepdims=True)(t.sym), True)
+
+    def flatten(self, x: Any, start: int = 0, end: int = -1) -> _T:
+        t = _to_torch(self._tensor(x, "flatten"))
+        r = t.ndim
+        if r == 0:
+            return _T(torch_reshape(t.sym, spec=(1,)), False)
+        start = start + r if start < 0 else start
+        end = end + r if end < 0 else end
+        shape = t.sym.shape
+        spec: list[Any] = []
+        for i in range(start):
+            spec.append((0, i) if shape[i] is None else shape[i])
+        merged = shape[start:end + 1]
+        spec.append(-1 if any(m is None for m in merged) else int(np.prod(merged, dtype=int)))
+        for i in range(end + 1, r):
+            spec.append((0, i) if shape[i] is None else shape[i])
+        return _T(_reshape(t.sym, tuple(spec)), False)
+
+    def reshape(self, x: Any, shape: Any) -> _T:
+        t = _to_torch(self._tensor(x, "view/reshape"))
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        refs: list[_T] = []
+        spec: list[Any] = []
+        for e in shape:
+            if isinstance(e, _Dim):
+                src = _to_torch(e.t)
+                if src is t or src.sym is t.sym:
+                    spec.append((0, e.axis))
+                else:
+                    refs.append(src)
+                    spec.append((len(refs), e.axis))
+            elif isinstance(e, (int, np.integer)):
+                spec.append(int(e))
+            else:
+                raise TorchConversionError(
+                    f"from_torch: view/reshape with a size of type {type(e).__name__} "
+                    "(sizes must be ints or sizes read from tensors)"
+                )
+        return _T(_reshape(t.sym, tuple(spec), tuple(r.sym for r in refs)), False)
+
+    def size(self, x: Any, dim: Any = None) -> Any:
+        t = self._tensor(x, "size")
+        shape = t.torch_shape
+        if dim is None:
+            return tuple(_Dim(t, i) if d is None else d for i, d in enumerate(shape))
+        dim = int(dim) + len(shape) if int(dim) < 0 else int(dim)
+        return _Dim(t, dim) if shape[dim] is None else shape[dim]
+
+    def binary(self, a: Any, b: Any, op: str) -> Any:
+        if not isinstance(a, _T) and not isinstance(b, _T):
+            fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+                  "div": operator.truediv}[op]
+            if isinstance(a, _Dim) or isinstance(b, _Dim):
+                raise TorchConversionError(
+                    "from_torch: arithmetic on a size known only at run time (the batch "
+                    "size) is not supported"
+                )
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                return np.asarray(fn(a, b))
+            return fn(a, b)
+        ta = a if isinstance(a, _T) else None
+        tb = b if isinstance(b, _T) else None
+        if ta is not None and tb is not None:
+            if ta.cl != tb.cl or ta.ndim != tb.ndim:
+                ta, tb = _to_torch(ta), _to_torch(tb)
+            merge = {"add": Add, "sub": Subtract, "mul": Multiply}.get(op)
+            if merge is not None and _same_batch(ta, tb):
+                return _T(merge()([ta.sym, tb.sym]), ta.cl)
+            return _T(torch_binary(ta.sym, tb.sym, op), ta.cl)
+        t = ta if ta is not None else tb
+        other = b if ta is not None else a
+        if isinstance(other, np.ndarray) and other.ndim:
+            if t.cl:
+                if other.ndim > t.ndim:
+                    t = _to_torch(t)
+                else:
+                    full = other.reshape((1,) * (t.ndim - other.ndim) + other.shape)
+                    r = t.ndim
+                    other = np.ascontiguousarray(full.transpose(0, *range(2, r), 1))
+        if isinstance(other, np.ndarray) and other.dtype.kind == "f":
+            other = other.astype(F32)
+        if ta is not None:
+            return _T(torch_binary(t.sym, other, op), t.cl)
+        return _T(torch_binary(other, t.sym, op), t.cl)
+
+    def cat(self, xs: Any, dim: int = 0) -> _T:
+        ts = [self._tensor(x, "cat") for x in xs]
+        if not (all(t.cl for t in ts) and len({t.ndim for t in ts}) == 1):
+            ts = [_to_torch(t) for t in ts]
+        axis = _axis_in_layout(ts[0], int(dim))
+        if axis != 0 and all(_is_float(t.sym) for t in ts):
+            return _T(Concatenate(axis=axis)([t.sym for t in ts]), ts[0].cl)
+        return _T(torch_cat([t.sym for t in ts], axis), ts[0].cl)
+
+    def getitem(self, obj: Any, key: Any) -> Any:
+        if isinstance(obj, (tuple, list)):
+            return obj[key]
+        if isinstance(obj, _T):
+            keys = key if isinstance(key, tuple) else (key,)
+            if obj.cl and all(isinstance(k, slice) or k is Ellipsis for k in keys) and (
+                    sum(k is Ellipsis for k in keys) <= 1
+                    and len(keys) - (Ellipsis in keys) <= obj.ndim):
+                # slices only: slice the channels-last array, axis by axis, in its layout
+                n = obj.ndim - (len(keys) - 1 if Ellipsis in keys else len(keys))
+                full: list[Any] = []
+                for k in keys:
+                    full.extend([slice(None)] * n if k is Ellipsis else [k])
+                full += [slice(None)] * (obj.ndim - len(full))
+                if all(all(v is None or isinstance(v, int) for v in (k.start, k.stop, k.step))
+                       for k in full):
+                    cl_key = (full[0], *full[2:], full[1])
+                    return _T(torch_index(obj.sym, cl_key), True)
+            t = _to_torch(obj)
+            for k in keys:
+                if isinstance(k, slice):
+                    ok = all(v is None or isinstance(v, int) for v in (k.start, k.stop, k.step))
+                else:
+                    ok = k is None or k is Ellipsis or isinstance(k, int)
+                if not ok:
+                    raise TorchConversionError(
+                        f"from_torch: tensor indexing with {k!r} is not supported (ints, "
+                        "slices with int bounds, None and ... are)"
+                    )
+            return _T(torch_index(t.sym, key), False)
+        raise TorchConversionError(f"from_torch: cannot index a {type(obj).__name__}")
+
+    def permute(self, x: Any, *dims: Any) -> _T:
+        t = _to_torch(self._tensor(x, "permute"))
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        return _T(_permute(t.sym, tuple(int(d) % t.ndim for d in dims)), False)
+
+    def transpose(self, x: Any, d0: int, d1: int) -> _T:
+        t = _to_torch(self._tensor(x, "transpose"))
+        perm = list(range(t.ndim))
+        a, b = int(d0) % t.ndim, int(d1) % t.ndim
+        perm[a], perm[b] = perm[b], perm[a]
+        return _T(_permute(t.sym, tuple(perm)), False)
+
+    # ---- recurrent --------------------------------------------------------------------
+    def recurrent(self, qual: str, mod: Any, x: Any, hx: Any = None) -> Any:
+        is_lstm = isinstance(mod, self.nn.LSTM)
+        t = _to_torch(self._tensor(x, qual))
+        if t.ndim != 3:
+            raise TorchConversionError(
+                f"from_torch: {qual} ({type(mod).__name__}) needs a batched 3-D input, got "
+                f"rank {t.ndim}"
+            )
+        seq = t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2))
+        dirs = 2 if mod.bidirectional else 1
+        nl, hid = mod.num_layers, mod.hidden_size
+        states: list[Any] = []
+        if hx is not None:
+            parts = list(hx) if is_lstm else [hx]
+            states = [_to_torch(self._tensor(p, f"{qual} state")).sym for p in parts]
+        finals: list[list[Any]] = [[] for _ in range(2 if is_lstm else 1)]
+        for layer_i in range(nl):
+            key = f"{qual}#{layer_i}"
+            cls = LSTM if is_lstm else GRU
+            layer = self.layers.get(key)
+            if layer is None:
+                base = f"{self._layer_name(qual)}_l{layer_i}"
+                cell = cls(hid, return_sequences=True, return_state=True, name=base)
+                weights = self._rnn_weights(mod, layer_i, "", is_lstm)
+                if dirs == 2:
+                    layer = Bidirectional(cell, name=base + "_bidirectional")
+                    weights += self._rnn_weights(mod, layer_i, "_reverse", is_lstm)
+                else:
+                    layer = cell
+                layer.set_weights(weights)
+                self.layers[key] = layer
+            init = None
+            if states:
+                init = []
+                for d in range(dirs):
+                    for s in states:
+                        init.append(torch_index(s, layer_i * dirs + d))
+            res = layer(seq, initial_state=init) if init is not None else layer(seq)
+            seq = res[0]
+            per_dir = len(res[1:]) // dirs
+            for d in range(dirs):
+                for j in range(per_dir):
+                    finals[j].append(res[1 + d * per_dir + j])
+        out = seq if mod.batch_first else torch_permute(seq, (1, 0, 2))
+        stacked = [_T(torch_stack(f, 0), False) for f in finals]
+        if is_lstm:
+            return (_T(out, False), (stacked[0], stacked[1]))
+        return (_T(out, False), stacked[0])
+
+    @staticmethod
+    def _rnn_weights(mod: Any, layer_i: int, suffix: str, is_lstm: bool) -> list[np.ndarray]:
+        def get(name: str) -> np.ndarray | None:
+            p = getattr(mod, f"{name}_l{layer_i}{suffix}", None)
+            return _np(p)
+
+        w_ih, w_hh = get("weight_ih"), get("weight_hh")
+        b_ih, b_hh = get("bias_ih"), get("bias_hh")
+        g = w_ih.shape[0]
+        if b_ih is None:
+            b_ih = np.zeros(g, F32)
+            b_hh = np.zeros(g, F32)
+        if is_lstm:
+            return [w_ih.T.copy(), w_hh.T.copy(), (b_ih + b_hh).astype(F32)]
+        h = g // 3
+
+        def order(a: np.ndarray) -> np.ndarray:  # PyTorch (r, z, n) -> Keras (z, r, h)
+            return np.concatenate([a[h:2 * h], a[:h], a[2 * h:]], axis=0)
+
+        return [order(w_ih).T.copy(), order(w_hh).T.copy(),
+                np.stack([order(b_ih), order(b_hh)])]
+
+    # ---- attention ------------------------------------------------------------------
+    def _mha_weights(self, mod: Any) -> dict[str, Any]:
+        e = mod.embed_dim
+        if mod.in_proj_weight is not None:
+            w = _np(mod.in_proj_weight)
+            wq, wk, wv = w[:e], w[e:2 * e], w[2 * e:]
+        else:
+            wq, wk, wv = (_np(mod.q_proj_weight), _np(mod.k_proj_weight),
+                          _np(mod.v_proj_weight))
+        if mod.in_proj_bias is not None:
+            b = _np(mod.in_proj_bias)
+            bq, bk, bv = b[:e], b[e:2 * e], b[2 * e:]
+        else:
+            bq = bk = bv = None
+        return {"wq": wq.T.copy(), "bq": bq, "wk": wk.T.copy(), "bk": bk,
+                "wv": wv.T.copy(), "bv": bv, "wo": _np(mod.out_proj.weight).T.copy(),
+                "bo": _np(mod.out_proj.bias)}
+
+    def mha(self, qual: str, mod: Any, query: Any, key: Any, value: Any,
+            key_padding_mask: Any = None, need_weights: bool = True, attn_mask: Any = None,
+            average_attn_weights: bool = True, is_causal: bool = False) -> Any:
+        if is_causal and attn_mask is None:
+            raise TorchConversionError(
+                f"from_torch: {qual}: is_causal needs attn_mask (as in PyTorch)"
+            )
+        ts = []
+        for v, what in ((query, "query"), (key, "key"), (value, "value")):
+            t = _to_torch(self._tensor(v, f"{qual} {what}"))
+            if t.ndim != 3:
+                raise TorchConversionError(
+                    f"from_torch: {qual} (MultiheadAttention) needs batched 3-D inputs"
+                )
+            ts.append(t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2)))
+        masks = [None if m is None else _to_torch(self._tensor(m, f"{qual} mask")).sym
+                 for m in (key_padding_mask, attn_mask)]
+        res = torch_multihead_attention(
+            *ts, *masks, weights=self._mha_weights(mod), num_heads=mod.num_heads,
+            need_weights=bool(need_weights), average=bool(average_attn_weights),
+        )
+        out, weights = (res[0], res[1]) if need_weights else (res, None)
+        if not mod.batch_first:
+            out = torch_permute(out, (1, 0, 2))
+        return (_T(out, False), None if weights is None else _T(weights, False))
+
+    def encoder_layer(self, qual: str, mod: Any, src: Any, src_mask: Any = None,
+                      src_key_padding_mask: Any = None, is_causal: bool = False) -> _T:
+        if is_causal and src_mask is None:
+            raise TorchConversionError(
+                f"from_torch: {qual}: is_causal needs src_mask (as in PyTorch)"
+            )
+        x = _to_torch(self._tensor(src, qual))
+        if x.ndim != 3:
+            raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
+        batch_first = mod.self_attn.batch_first
+        if not batch_first:
+            x = _T(torch_permute(x.sym, (1, 0, 2)), False)
+
+        def sa(h: _T) -> _T:
+            sub = mod.self_attn
+            masks = [None if m is None else _to_torch(self._tensor(m, f"{qual} mask")).sym
+                     for m in (src_key_padding_mask, src_mask)]
+            out = torch_multihead_attention(
+                h.sym, h.sym, h.sym, *masks, weights=self._mha_weights(sub),
+                num_heads=sub.num_heads, need_weights=False, average=True,
+            )
+            return _T(out, False)
+
+        act_name = "relu" if (mod.activation is self.F.relu
+                              or isinstance(mod.activation, self.nn.ReLU)) else (
+            "gelu_tanh" if getattr(mod.activation, "approximate", "none") == "tanh" else "gelu"
+        )
+
+        def ff(h: _T) -> _T:
+            h = self.linear(f"{qual}.linear1", mod.linear1, h)
+            h = self.activation(h, act_name)
+            return self.linear(f"{qual}.linear2", mod.linear2, h)
+
+        def add(a: _T, b: _T) -> _T:
+            return self.binary(a, b, "add")
+
+        if mod.norm_first:
+            x = add(x, sa(self.layer_norm(mod.norm1, x)))
+            x = add(x, ff(self.layer_norm(mod.norm2, x)))
+        else:
+            x = self.layer_norm(mod.norm1, add(x, sa(x)))
+            x = self.layer_norm(mod.norm2, add(x, ff(x)))
+        if not batch_first:
+            x = _T(torch_permute(x.sym, (1, 0, 2)), False)
+        return x
+
+    def encoder(self, qual: str, mod: Any, src: Any, mask: Any = None,
+                src_key_padding_mask: Any = None, is_causal: Any = None) -> _T:
+        """``nn.TransformerEncoder``: its layers, then its norm. With a key padding mask
+        and no mask, PyTorch's inference path (``use_nested_tensor``) returns 0 at padded
+        steps before the norm when the padding is at the end of every row; so does this."""
+        x = src
+        for i, layer in enumerate(mod.layers):
+            x = self.encoder_layer(f"{qual}.layers.{i}", layer, x, mask, src_key_padding_mask,
+                                   bool(is_causal) and mask is not None)
+        nested = (getattr(mod, "use_nested_tensor", False)
+                  and self.torch.backends.mha.get_fastpath_enabled()
+                  and src_key_padding_mask is not None and mask is None)
+        if nested:
+            t = _to_torch(self._tensor(x, qual))
+            kpm = _to_torch(self._tensor(src_key_padding_mask, f"{qual} mask"))
+            batch_first = mod.layers[0].self_attn.batch_first
+            seq = t.sym if batch_first else torch_permute(t.sym, (1, 0, 2))
+            seq = torch_zero_padded(seq, kpm.sym, bool(getattr(mod, "mask_check", True)))
+            x = _T(seq if batch_first else torch_permute(seq, (1, 0, 2)), False)
+        if mod.norm is not None:
+            x = self.layer_norm(mod.norm, x)
+        return x
+
+    # ---- functions and methods ------------------------------------------------------
+    def _function_handler(self, fn: Any) -> Any:
+        torch, F = self.torch, self.F
+        table = {
+            F.relu: lambda x, inplace=False: self.activation(x, "relu"),
+            torch.relu: lambda x: self.activation(x, "relu"),
+            F.gelu: lambda x, approximate="none": self.activation(
+                x, "gelu_tanh" if approximate == "tanh" else "gelu"),
+            F.silu: lambda x, inplace=False: self.activation(x, "silu"),
+            torch.tanh: lambda x: self.activation(x, "tanh"),
+            F.tanh: lambda x: self.activation(x, "tanh"),
+            torch.sigmoid: lambda x: self.activation(x, "sigmoid"),
+            F.sigmoid: lambda x: self.activation(x, "sigmoid"),
+            F.leaky_relu: lambda x, negative_slope=0.01, inplace=False: self.activation(
+                x, "leaky_relu", negative_slope),
+            F.softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmax(x, dim),
+            torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim),
+            F.dropout: lambda x, p=0.5, training=True, inplace=False: x,
+            torch.flatten: lambda x, start_dim=0, end_dim=-1: self.flatten(x, start_dim,
+                                                                            end_dim),
+            torch.reshape: lambda x, shape: self.reshape(x, (shape,)),
+            F.max_pool2d: lambda x, kernel_size, stride=None, padding=0, dilation=1,
+            ceil_mode=False, return_indices=False: self.pool(
+                x, "max", kernel_size, stride, padding, dilation, ceil_mode),
+            F.avg_pool2d: lambda x, kernel_size, stride=None, padding=0, ceil_mode=False,
+            count_include_pad=True, divisor_override=None: self.pool(
+                x, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
+                divisor_override),
+            F.adaptive_avg_pool2d: self._adaptive_fn,
+            operator.add: lambda a, b: self.binary(a, b, "add"),
+            operator.iadd: lambda a, b: self.binary(a, b, "add"),
+            torch.add: self._torch_add,
+            operator.sub: lambda a, b: self.binary(a, b, "sub"),
+            torch.sub: lambda a, b: self.binary(a, b, "sub"),
+            operator.mul: lambda a, b: self.binary(a, b, "mul"),
+            operator.imul: lambda a, b: self.binary(a, b, "mul"),
+            torch.mul: lambda a, b: self.binary(a, b, "mul"),
+            operator.truediv: lambda a, b: self.binary(a, b, "div"),
+            operator.floordiv: self._int_floordiv,
+            torch.cat: lambda tensors, dim=0: self.cat(tensors, dim),
+            torch.concat: lambda tensors, dim=0: self.cat(tensors, dim),
+            operator.getitem: self.getitem,
+            getattr: self._getattr,
+        }
+        if hasattr(torch, "concatenate"):
+            table[torch.concatenate] = lambda tensors, axis=0: self.cat(tensors, axis)
+        try:
+            return table.get(fn)
+        except TypeError:  # an unhashable target
+            return None
+
+    def _adaptive_fn(self, x: Any, output_size: Any) -> _T:
+        if _pair_or_none(output_size) != (1, 1):
+            raise TorchConversionError(
+                f"from_torch: adaptive_avg_pool2d with output_size={output_size!r} (only 1)"
+            )
+        return self.global_avg(x)
+
+    def _int_floordiv(self, a: Any, b: Any) -> int:
+        if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
+            return int(a) // int(b)
+        raise TorchConversionError(
+            "from_torch: // is supported on sizes known at conversion (Python ints) only"
+        )
+
+    def _torch_add(self, a: Any, b: Any, alpha: Any = 1) -> Any:
+        if alpha != 1:
+            b = self.binary(b, alpha, "mul")
+        return self.binary(a, b, "add")
+
+    def _getattr(self, obj: Any, name: str) -> Any:
+        if isinstance(obj, _T) and name == "shape":
+            return self.size(obj)
+        if isinstance(obj, _T) and name == "ndim":
+            return obj.ndim
+        raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
+
+    def method(self, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if name in ("relu", "sigmoid", "tanh"):
+            return self.activation(x, name)
+        if name == "softmax":
+            dim = args[0] if args else kwargs.get("dim")
+            return self.softmax(x, dim)
+        if name in ("view", "reshape"):
+            return self.reshape(x, args)
+        if name == "flatten":
+            return self.flatten(x, *args, **kwargs)
+        if name == "size":
+            return self.size(x, *args, **kwargs)
+        if name == "dim":
+            return self._tensor(x, "dim").ndim
+        if name == "contiguous":
+            return x
+        if name in ("add", "mul", "sub", "div"):
+            if name == "add" and ("alpha" in kwargs):
+                return self._torch_add(x, args[0], kwargs["alpha"])
+            return self.binary(x, args[0] if args else kwargs["other"], name)
+        if name == "permute":
+            return self.permute(x, *args)
+        if name == "transpose":
+            return self.transpose(x, *args)
+        raise TorchConversionError(f"from_torch: Tensor.{name}")  # pragma: no cover
+
+
+_METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
+                      "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
+                      "transpose"})
+
+
+def _pair_or_none(v: Any) -> Any:
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2:
+        return tuple(v)
+    return None
+
+
+def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
+    """The axis of input ``node`` that is the batch (left free in the converted model), from
+    how the module uses it: seq-first recurrent and attention inputs and recurrent states
+    carry the batch on axis 1, an attention mask carries none."""
+    nn = torch.nn
+    for user in node.users:
+        if user.op != "call_module":
+            continue
+        mod = gm.get_submodule(user.target)
+        pos = [i for i, a in enumerate(user.args) if a is node]
+        kw = [k for k, a in user.kwargs.items() if a is node]
+        if isinstance(mod, (nn.LSTM, nn.GRU)):
+            if pos == [0]:
+                return 0 if mod.batch_first else 1
+            return 1  # an initial state (layers·dirs, B, H)
+        if isinstance(mod, nn.MultiheadAttention):
+            names = ["query", "key", "value", "key_padding_mask", "need_weights", "attn_mask"]
+            used = [names[i] for i in pos if i < len(names)] + kw
+            if "attn_mask" in used:
+                return None
+            if "key_padding_mask" in used:
+                return 0
+            return 0 if mod.batch_first else 1
+        if isinstance(mod, (nn.TransformerEncoderLayer, nn.TransformerEncoder)):
+            first = mod if isinstance(mod, nn.TransformerEncoderLayer) else mod.layers[0]
+            names = ["src", "src_mask" if first is mod else "mask", "src_key_padding_mask"]
+            used = [names[i] for i in pos if i < len(names)] + kw
+            if "src_mask" in used or "mask" in used:
+                return None
+            if "src_key_padding_mask" in used:
+                return 0
+            return 0 if first.self_attn.batch_first else 1
+    return 0
+
+
+def _to_numpy_input(torch: Any, x: Any) -> Any:
+    if isinstance(x, (tuple, list)):
+        return tuple(_to_numpy_input(torch, e) for e in x)
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def from_torch(module: Any, example_inputs: Any = None, name: str | None = None) -> TorchModel:
+    """Convert a PyTorch ``nn.Module`` to a fastlayers model that runs without PyTorch.
+
+    The module is traced with ``torch.fx`` (its ``forward`` must be traceable: no Python
+    control flow on tensor values); its parameters and buffers are read in eval mode
+    (BatchNorm running statistics, Dropout as identity). The converted model is called
+    like the module, with arrays in PyTorch's layouts (NCHW images, NCL sequences,
+    (T, B, F) for seq-first recurrent layers), and returns the module's output structure
+    as float32 NumPy arrays. Inside it computes in fastlayers' layouts (NHWC), with one
+    transpose at each edge. It pickles, and unpickles and runs without torch.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    example_inputs : tensor, array, or tuple of them
+        One example per positional argument of ``forward`` (arguments left out keep
+        their defaults). Their shapes fix every input axis but the batch axis, which
+        stays free. Without examples, the shapes are inferred when each input goes
+        first to a Linear, LSTM/GRU, MultiheadAttention, TransformerEncoderLayer or
+        Embedding; otherwise a ValueError asks for examples.
+    name : str, optional
+        The converted model's name.
+
+    Returns
+    -------
+    TorchModel
+
+    Raises
+    ------
+    ImportError
+        torch is not installed (``pip install "fastlayers[torch]"``).
+    TorchConversionError
+        (a NotImplementedError) listing every module and call that does not convert,
+        by qualified name, e.g. ``layer3.0.act (torch.nn.Hardswish)``.
+
+    What converts is listed in docs/semantics.md §24.
+    """
+    try:
+        import torch
+        import torch.fx
+    except ImportError as e:  # pragma: no cover - exercised without torch
+        raise ImportError(
+            "fastlayers.from_torch needs PyTorch to read the module (only to convert; the "
+            "converted model runs without it): pip install \"fastlayers[torch]\""
+        ) from e
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch: module must be a torch.nn.Module, got "
+                        f"{type(module).__name__}")
+    if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
+        example_inputs = (example_inputs,)
+    examples = None if example_inputs is None else [
+        _to_numpy_input(torch, x) for x in example_inputs]
+
+    training = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        import inspect
+
+        params = [p for p in inspect.signature(module.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        concrete = None
+        if examples is not None:
+            if len(examples) > len(params):
+                raise ValueError(
+                    f"from_torch: {len(examples)} example inputs for a forward with "
+                    f"{len(params)} positional arguments"
+                )
+            concrete = {p.name: p.default for p in params[len(examples):]
+                        if p.default is not p.empty}
+        traced = module
+        if torch.fx.Tracer().is_leaf_module(module, ""):
+            # fx would trace into a torch.nn module's own forward: wrap it, so that it is
+            # one call_module node (named "module") as inside a model.
+            traced = _wrap_leaf(torch, module, len(examples) if examples is not None else 1)
+            concrete = None
+        try:
+            gm = torch.fx.symbolic_trace(traced, concrete_args=concrete or None)
+        except Exception as e:
+            raise TorchConversionError(
+                f"from_torch: torch.fx could not trace {type(module).__name__}: {e}. The "
+                "forward must be traceable (no Python control flow on tensor values)."
+            ) from e
+        conv = _Converter(torch, module, gm)
+        conv.check()
+        return _build(torch, conv, gm, examples, name)
+    finally:
+        for m, flag in training.items():
+            m.train(flag)
+
+
+def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:
+    """A module whose forward(a0, ..., a{n-1}) calls ``module`` (a torch.nn leaf)."""
+    names = ", ".join(f"a{i}" for i in range(n))
+    scope: dict[str, Any] = {}
+    exec(f"def forward(self, {names}):\n    return self.module({names})\n", scope)  # noqa: S102
+    wrapper = type("Wrapped" + type(module).__name__, (torch.nn.Module,),
+                   {"forward": scope["forward"]})()
+    wrapper.module = module
+    return wrapper
+
+
+def _infer_input(torch: Any, gm: Any, node: Any) -> tuple[tuple, Any]:
+    nn = torch.nn
+    for user in node.users:
+        if user.op == "call_module" and user.args and user.args[0] is node:
+            mod = gm.get_submodule(user.target)
+            if isinstance(mod, nn.Linear):
+                return (mod.in_features,), np.float32
+            if isinstance(mod, nn.Embedding):
+                return (None,), np.int64
+            if isinstance(mod, (nn.LSTM, nn.GRU)):
+                return (None, mod.input_size), np.float32
+            if isinstance(mod, nn.MultiheadAttention):
+                return (None, mod.embed_dim), np.float32
+            if isinstance(mod, nn.TransformerEncoderLayer):
+                return (None, mod.linear1.in_features), np.float32
+            if isinstance(mod, nn.TransformerEncoder):
+                return (None, mod.layers[0].linear1.in_features), np.float32
+    raise ValueError(
+        f"from_torch: cannot infer the shape of input {node.name!r}; pass example_inputs"
+    )
+
+
+def _index_template(value: Any, inputs: list[Any]) -> Any:
+    """The input structure with each tensor replaced by its index among ``inputs``."""
+    if isinstance(value, tuple):
+        return tuple(_index_template(v, inputs) for v in value)
+    return next(i for i, t in enumerate(inputs) if t is value.sym)
+
+
+def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> TorchModel:
+    env: dict[Any, Any] = {}
+    inputs: list[Any] = []
+    in_template: list[Any] = []
+    fused: set[Any] = set()
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if examples is not None and len(examples) < len(placeholders):
+        missing = [p.name for p in placeholders[len(examples):]]
+        raise ValueError(f"from_torch: no example input for {missing}")
+
+    def load(a: Any) -> Any:
+        return torch.fx.node.map_arg(a, lambda n: env[n])
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            i = len(in_template)
+            axis = _batch_axis(torch, gm, node)
+
+            def make(ex: Any, label: str, axis: Any = axis) -> Any:
+                if isinstance(ex, (tuple, list)):
+                    return tuple(make(e, f"{label}_{j}", axis) for j, e in enumerate(ex))
+                if ex.ndim == 0:
+                    raise ValueError(f"from_torch: input {label!r} must have a batch axis")
+                dtype = (np.float32 if ex.dtype.kind == "f" else
+                         np.bool_ if ex.dtype == np.bool_ else np.int64)
+                shape: list[Any] = list(ex.shape)
+                if axis is not None and axis < len(shape):
+                    shape[axis] = None
+                inp = Input(tuple(shape[1:]), dtype=dtype, name=label, batch_size=shape[0])
+                inputs.append(inp)
+                return _T(inp, False)
+
+            if examples is not None:
+                value = make(examples[i], node.name)
+            else:
+                shape, dtype = _infer_input(torch, gm, node)
+                if axis == 1:  # (T, B, F): seq-first
+                    shape = (None,) + tuple(shape[1:]) if len(shape) > 1 else (None,)
+                inp = Input(shape, dtype=dtype, name=node.name)
+                inputs.append(inp)
+                value = _T(inp, False)
+            env[node] = value
+            in_template.append(_index_template(value, inputs))
+        elif node.op == "get_attr":
+            obj = gm
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+        elif node in fused:
+            env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
+        elif node.op == "call_module":
+            mod = gm.get_submodule(node.target)
+            fused.update(conv.plan_fusion(node))
+            try:
+                env[node] = conv.call_module(node.target, mod, load(node.args),
+                                             load(node.kwargs))
+            finally:
+                conv.fuse = conv.fold = None
+        elif node.op == "call_function":
+            fn = conv._function_handler(node.target)
+            env[node] = fn(*load(node.args), **load(node.kwargs))
+        elif node.op == "call_method":
+            env[node] = conv.method(node.target, *load(node.args), **load(node.kwargs))
+        elif node.op == "output":
+            result = load(node.args[0])
+    flat: list[Any] = []
+
+    def template(obj: Any) -> Any:
+        if obj is None:
+            return None
+        if isinstance(obj, _T):
+            flat.append(_to_torch(obj).sym)
+            return len(flat) - 1
+        # plain containers: fx's immutable ones would make the model need torch to unpickle
+        if isinstance(obj, tuple):
+            return tuple(template(o) for o in obj)
+        if isinstance(obj, list):
+            return [template(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: template(v) for k, v in obj.items()}
+        raise TorchConversionError(
+            f"from_torch: the module returns a {type(obj).__name__}; tensors, tuples, lists, "
+            "dicts and None are supported"
+        )
+
+    tmpl = template(result)
+    if not flat:
+        raise TorchConversionError("from_torch: the module returns no tensor")
+    # Outputs that are inputs or repeated need a node of their own in a Model.
+    seen: set[int] = set()
+    for i, t in enumerate(flat):
+        if t.id in seen or t.node is None or t in inputs:
+            flat[i] = torch_index(t, ...)
+        seen.add(flat[i].id)
+    inner = Model(inputs, flat, name=(name + "_graph") if name else None)
+    return TorchModel(inner, tmpl, tuple(in_template), name=name)

@@ -1,0 +1,744 @@
+"""fastlayers.from_torch: PyTorch modules traced with torch.fx, converted, and compared with
+the module's own output (eval mode) on both paths; the result pickles and runs without torch.
+
+The reference of every case is the PyTorch module itself, called on the same inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+import fastlayers as fl  # noqa: E402
+from fastlayers import layers as L  # noqa: E402
+from fastlayers.io.torch_fx import TorchConversionError, TorchModel  # noqa: E402
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
+
+
+def _np(x):
+    if isinstance(x, (tuple, list)):
+        return type(x)(_np(e) for e in x)
+    return x.detach().numpy()
+
+
+def _compare(got, want, where="out"):
+    if want is None:
+        assert got is None, f"{where}: expected None"
+        return
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), where
+        for key in want:
+            _compare(got[key], want[key], f"{where}[{key!r}]")
+        return
+    if isinstance(want, (tuple, list)):
+        assert isinstance(got, type(want)), f"{where}: {type(got)} != {type(want)}"
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            _compare(g, w, f"{where}[{i}]")
+        return
+    w = want.detach().numpy()
+    assert isinstance(got, np.ndarray), f"{where}: {type(got)}"
+    assert got.dtype == np.float32, f"{where}: dtype {got.dtype}"
+    assert got.shape == w.shape, f"{where}: shape {got.shape} != {w.shape}"
+    scale = max(1.0, float(np.abs(w).max())) if w.size else 1.0
+    np.testing.assert_allclose(got, w, rtol=2e-5, atol=2e-5 * scale, err_msg=where)
+
+
+def check(module, *inputs, run_inputs=None):
+    """Convert with ``inputs`` as examples; compare on ``run_inputs`` (default the same)."""
+    module.eval()
+    model = fl.from_torch(module, inputs)
+    for xs in (inputs,) + tuple(run_inputs or ()):
+        with torch.no_grad():
+            want = module(*xs)
+        got = model(*_np(xs))
+        _compare(got, want)
+    return model
+
+
+def _randomize_bn(bn):
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        if bn.weight is not None:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    return bn
+
+
+class Fn(nn.Module):
+    """forward(x) = fn(x) (after an optional conv, so that the channels-last layout runs)."""
+
+    def __init__(self, fn, conv=False):
+        super().__init__()
+        self.fn = fn
+        self.conv = nn.Conv2d(3, 4, 3, padding=1) if conv else None
+
+    def forward(self, x):
+        if self.conv is not None:
+            x = self.conv(x)
+        return self.fn(x)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+# ------------------------------------------------------------------ dense and conv
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 7), (5, 3, 7)])
+def test_linear(any_backend, bias, shape):
+    model = check(nn.Linear(7, 5, bias=bias), torch.randn(*shape))
+    assert isinstance(model.layers[1], L.Dense)
+
+
+CONV2D = [
+    # cin, cout, k, stride, padding, dilation, groups, bias, (H, W)
+    (3, 8, 3, 1, 0, 1, 1, True, (7, 9)),
+    (3, 8, 3, 1, 1, 1, 1, False, (7, 9)),
+    (4, 6, 3, 2, 1, 1, 2, True, (8, 8)),
+    (4, 6, 3, 2, 1, 1, 2, True, (9, 7)),
+    (3, 5, (2, 4), 1, "same", 1, 1, True, (8, 8)),
+    (3, 5, 3, 1, "same", 2, 1, True, (10, 10)),
+    (3, 5, 3, 2, 2, 2, 1, True, (11, 12)),  # stride and dilation together
+    (4, 8, 3, 1, 1, 1, 4, True, (6, 6)),  # depthwise, multiplier 2
+    (3, 4, 1, 1, 0, 1, 1, True, (1, 1)),
+    (2, 3, (3, 1), (2, 1), (1, 0), 1, 1, True, (5, 4)),
+    (3, 4, 5, 3, "valid", 1, 1, True, (13, 13)),
+]
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p,d,g,bias,hw", CONV2D)
+def test_conv2d(any_backend, cin, cout, k, s, p, d, g, bias, hw):
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g, bias=bias)
+    model = check(conv, torch.randn(2, cin, *hw))
+    assert any(isinstance(layer, L.Conv2D) for layer in model.layers)
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p,d,g", [
+    (3, 5, 3, 1, 0, 1, 1), (4, 4, 3, 2, 1, 1, 2), (3, 6, 4, 1, "same", 1, 1),
+    (2, 4, 3, 2, 2, 2, 2), (5, 5, 1, 1, 0, 1, 5),
+])
+def test_conv1d(any_backend, cin, cout, k, s, p, d, g):
+    model = check(nn.Conv1d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g),
+                  torch.randn(3, cin, 11))
+    assert any(isinstance(layer, L.Conv1D) for layer in model.layers)
+
+
+# ------------------------------------------------------------------ normalization
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm(any_backend, affine):
+    check(_randomize_bn(nn.BatchNorm1d(5, affine=affine)), torch.randn(4, 5))
+    check(_randomize_bn(nn.BatchNorm1d(5, affine=affine)), torch.randn(4, 5, 7))
+    check(nn.Sequential(nn.Conv2d(3, 6, 3), _randomize_bn(nn.BatchNorm2d(6, affine=affine))),
+          torch.randn(2, 3, 6, 5))  # folded into the conv
+    check(_randomize_bn(nn.BatchNorm2d(3, affine=affine)), torch.randn(2, 3, 6, 5))  # alone
+
+
+@pytest.mark.parametrize("shape,affine", [((6,), True), ((4, 6), True), ((6,), False)])
+def test_layer_norm(any_backend, shape, affine):
+    ln = nn.LayerNorm(shape, elementwise_affine=affine, eps=1e-3)
+    if affine:
+        with torch.no_grad():
+            ln.weight.uniform_(0.5, 1.5)
+            ln.bias.uniform_(-1, 1)
+    check(ln, 3 * torch.randn(2, 3, 4, 6) + 1)
+
+
+# ------------------------------------------------------------------ activations
+
+ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(),
+               nn.Sigmoid(), nn.Softmax(dim=1), nn.Softmax(dim=-1), nn.LeakyReLU(0.2),
+               nn.LeakyReLU(), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Identity()]
+
+
+@pytest.mark.parametrize("act", ACT_MODULES, ids=lambda m: repr(m))
+@pytest.mark.parametrize("conv", [False, True])
+def test_activation_modules(any_backend, act, conv):
+    x = torch.randn(2, 3, 5, 4) * 3
+    check(Fn(act, conv=conv), x)
+
+
+ACT_CALLS = {
+    "F.relu": lambda x: F.relu(x),
+    "torch.relu": lambda x: torch.relu(x),
+    "Tensor.relu": lambda x: x.relu(),
+    "F.gelu": lambda x: F.gelu(x),
+    "F.gelu-tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "F.silu": lambda x: F.silu(x),
+    "torch.tanh": lambda x: torch.tanh(x),
+    "Tensor.tanh": lambda x: x.tanh(),
+    "torch.sigmoid": lambda x: torch.sigmoid(x),
+    "Tensor.sigmoid": lambda x: x.sigmoid(),
+    "F.softmax": lambda x: F.softmax(x, dim=1),
+    "torch.softmax": lambda x: torch.softmax(x, 2),
+    "Tensor.softmax": lambda x: x.softmax(-1),
+    "F.leaky_relu": lambda x: F.leaky_relu(x, 0.1),
+    "F.dropout": lambda x: F.dropout(x, 0.3, training=False),
+}
+
+
+@pytest.mark.parametrize("name", list(ACT_CALLS))
+@pytest.mark.parametrize("conv", [False, True])
+def test_activation_calls(any_backend, name, conv):
+    check(Fn(ACT_CALLS[name], conv=conv), torch.randn(2, 3, 5, 4) * 3)
+
+
+def test_activation_fused_into_layer():
+    model = fl.from_torch(nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2), nn.Tanh()),
+                          torch.randn(2, 4))
+    acts = [layer.activation for layer in model.layers if isinstance(layer, L.Dense)]
+    assert acts == ["gelu", "tanh"]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_batch_norm_folded_into_conv(any_backend, bias):
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, bias=bias), _randomize_bn(nn.BatchNorm2d(6)),
+                        nn.ReLU())
+    model = check(net, torch.randn(2, 3, 5, 5))
+    (conv,) = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
+    assert conv.activation == "relu" and conv.use_bias
+    labels = [row[0] for row in model._summary_rows()]
+    assert not any("scale_shift" in label or "activation" in label for label in labels), labels
+    seq = nn.Sequential(nn.Conv1d(3, 4, 3), _randomize_bn(nn.BatchNorm1d(4)), nn.SiLU())
+    check(seq, torch.randn(2, 3, 9))
+
+
+# ------------------------------------------------------------------ pooling and reshapes
+
+POOLS = [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, 2, ceil_mode=True),
+         nn.MaxPool2d(2, stride=1, dilation=2), nn.AvgPool2d(2), nn.AvgPool2d(3, 2, 1),
+         nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.AvgPool2d(3, 2, ceil_mode=True),
+         nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+         nn.AvgPool2d(2, divisor_override=3), nn.AdaptiveAvgPool2d(1),
+         nn.AdaptiveAvgPool2d((1, 1))]
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=lambda m: repr(m))
+@pytest.mark.parametrize("hw", [(7, 7), (8, 6), (3, 3)])
+def test_pooling(any_backend, pool, hw):
+    check(nn.Sequential(nn.Conv2d(3, 4, 1), pool), torch.randn(2, 3, *hw))
+
+
+def test_pooling_calls(any_backend):
+    check(Fn(lambda x: F.max_pool2d(x, 2), conv=True), torch.randn(2, 3, 6, 6))
+    check(Fn(lambda x: F.avg_pool2d(x, 3, 2, 1), conv=True), torch.randn(2, 3, 7, 6))
+    check(Fn(lambda x: F.adaptive_avg_pool2d(x, 1), conv=True), torch.randn(2, 3, 5, 6))
+
+
+RESHAPES = {
+    "Flatten": nn.Flatten(),
+    "Flatten(0,-2)": nn.Flatten(0, -2),
+    "torch.flatten": lambda x: torch.flatten(x, 1),
+    "torch.flatten-all": lambda x: torch.flatten(x),
+    "Tensor.flatten": lambda x: x.flatten(2),
+    "view(size(0), -1)": lambda x: x.view(x.size(0), -1),
+    "view(shape[0], C, -1)": lambda x: x.view(x.shape[0], 4, -1),
+    "reshape(-1, 10)": lambda x: x.reshape(-1, 10),
+    "reshape tuple": lambda x: x.reshape((x.size(0), 2, 2, -1)),
+    "torch.reshape": lambda x: torch.reshape(x, (-1, 4, 5)),
+    "contiguous view": lambda x: x.contiguous().view(x.size()[0], -1),
+    "permute": lambda x: x.permute(0, 2, 3, 1),
+    "transpose": lambda x: x.transpose(1, -1),
+    "index": lambda x: x[:, 1:3, ..., -1],
+    "index None": lambda x: x[:, None, 0],
+    "slice channels": lambda x: x[:, 1:3],  # slices stay in the channels-last layout
+    "slice spatial": lambda x: x[..., 1:, ::2],
+    "slice all": lambda x: x[1:, :-1, 2:4, :],
+    "global pool flatten": lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1),
+}
+
+
+@pytest.mark.parametrize("name", list(RESHAPES))
+def test_reshapes_after_conv(any_backend, name):
+    # after a conv the tensor is NHWC inside: each reshape must see PyTorch's C, H, W order
+    check(Fn(RESHAPES[name], conv=True), torch.randn(2, 3, 5, 4))
+
+
+def test_conv_flatten_linear(any_backend):
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(6 * 3 * 3, 10), nn.Softmax(dim=1))
+    check(net, torch.randn(4, 3, 8, 8))
+
+
+# ------------------------------------------------------------------ recurrent
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("layers,bidir,batch_first,bias", [
+    (1, False, True, True), (1, False, False, True), (2, True, True, True),
+    (2, True, False, False), (3, False, False, True), (1, True, True, True),
+])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_recurrent(any_backend, cls, layers, bidir, batch_first, bias, with_state):
+    rnn = cls(5, 6, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias)
+    x = torch.randn(3, 7, 5) if batch_first else torch.randn(7, 3, 5)
+    inputs = (x,)
+    if with_state:
+        h = torch.randn(layers * (2 if bidir else 1), 3, 6)
+        inputs = (x, (h, torch.randn_like(h)) if cls is nn.LSTM else h)
+    model = check(rnn, *inputs)
+    kinds = {type(layer) for layer in model.layers}
+    assert (L.Bidirectional in kinds) == bidir
+    assert (L.LSTM if cls is nn.LSTM else L.GRU) in kinds or bidir
+
+
+def test_recurrent_batch_is_free():
+    rnn = nn.LSTM(4, 5, num_layers=2)  # seq-first: the batch is axis 1
+    model = fl.from_torch(rnn, (torch.randn(6, 2, 4),))
+    for shape in [(6, 1, 4), (6, 5, 4)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            _compare(model(x.numpy()), rnn(x))
+    with pytest.raises(ValueError, match="predict splits every input along axis 0"):
+        model.predict(np.zeros((6, 2, 4), np.float32))
+    gru = nn.GRU(4, 5, batch_first=True)
+    batch_first = fl.from_torch(gru, (torch.randn(2, 6, 4),))
+    x = torch.randn(7, 6, 4)
+    with torch.no_grad():
+        _compare(batch_first.predict(x.numpy(), batch_size=3), gru(x))
+
+
+# ------------------------------------------------------------------ attention
+
+
+def _mha_case(batch_first, kdim=None):
+    mha = nn.MultiheadAttention(8, 2, batch_first=batch_first, kdim=kdim, vdim=kdim)
+    q = torch.randn(2, 5, 8)
+    k = torch.randn(2, 6, kdim or 8)
+    v = torch.randn(2, 6, kdim or 8)
+    if not batch_first:
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    return mha, q, k, v
+
+
+class MHA(nn.Module):
+    def __init__(self, mha, **kw):
+        super().__init__()
+        self.mha = mha
+        self.kw = kw
+
+    def forward(self, q, k, v, kpm, am):
+        return self.mha(q, k, v, key_padding_mask=kpm, attn_mask=am, **self.kw)
+
+
+def _masks(kind):
+    kpm = torch.zeros(2, 6, dtype=torch.bool)
+    kpm[0, 4:] = True
+    if kind.startswith("float"):  # a float padding mask too: -inf where blocked
+        kpm = torch.zeros(2, 6).masked_fill(kpm, float("-inf"))
+    if kind == "bool":
+        am = torch.rand(5, 6) > 0.6
+        am[:, 0] = False
+    elif kind == "float":
+        am = torch.randn(5, 6)
+    elif kind == "float-inf":
+        am = torch.triu(torch.full((5, 6), float("-inf")), diagonal=1)
+    else:  # per head (B * N, T, S)
+        am = torch.rand(4, 5, 6) > 0.6
+        am[..., 0] = False
+    return kpm, am
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("kdim", [None, 5])
+@pytest.mark.parametrize("need_weights,average", [(True, True), (True, False), (False, True)])
+def test_multihead_attention(any_backend, batch_first, kdim, need_weights, average):
+    mha, q, k, v = _mha_case(batch_first, kdim)
+    check(MHA(mha, need_weights=need_weights, average_attn_weights=average), q, k, v,
+          *_masks("bool"))
+
+
+@pytest.mark.parametrize("mask", ["bool", "float", "float-inf", "per-head"])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multihead_attention_masks(any_backend, mask, need_weights):
+    mha, q, k, v = _mha_case(True)
+    check(MHA(mha, need_weights=need_weights), q, k, v, *_masks(mask))
+
+
+def test_multihead_attention_plain_call(any_backend):
+    mha, q, k, v = _mha_case(False)
+    check(mha, q, k, v)
+    check(nn.MultiheadAttention(8, 4, bias=False, batch_first=True), q.transpose(0, 1),
+          k.transpose(0, 1), v.transpose(0, 1))
+
+
+class Encoder(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, mask, kpm):
+        return self.layer(x, src_mask=mask, src_key_padding_mask=kpm)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_transformer_encoder_layer(any_backend, norm_first, activation, batch_first):
+    layer = nn.TransformerEncoderLayer(8, 2, 16, activation=activation, norm_first=norm_first,
+                                       batch_first=batch_first)
+    x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
+    check(layer, x)
+    mask = torch.rand(5, 5) > 0.7
+    mask.fill_diagonal_(False)
+    kpm = torch.zeros(3, 5, dtype=torch.bool)
+    kpm[1, 3:] = True
+    check(Encoder(layer), x, mask, kpm)
+
+
+class Stack(nn.Module):
+    def __init__(self, enc):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, x, kpm):
+        return self.enc(x, src_key_padding_mask=kpm)
+
+
+@pytest.mark.parametrize("batch_first,norm_first", [(True, False), (False, False),
+                                                    (True, True)])
+@pytest.mark.parametrize("nested", [True, False])
+def test_transformer_encoder(any_backend, batch_first, norm_first, nested):
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=batch_first, norm_first=norm_first)
+    enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8), enable_nested_tensor=nested)
+    x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
+    check(enc, x)
+    at_end = torch.zeros(3, 5, dtype=torch.bool)
+    at_end[1, 3:] = True  # padding at the end: PyTorch's nested path zeroes those steps
+    inside = at_end.clone()
+    inside[2, 1] = True  # padding inside a row: no nested path
+    check(Stack(enc), x, at_end, run_inputs=[(x, inside)])
+    mask = torch.rand(5, 5) > 0.7
+    mask.fill_diagonal_(False)
+    check(enc, x, mask)
+
+
+# ------------------------------------------------------------------ embedding, merges
+
+
+def test_embedding_lstm_classifier(any_backend):
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 6, padding_idx=0)
+            self.lstm = nn.LSTM(6, 8, batch_first=True)
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, ids):
+            out, (h, c) = self.lstm(self.emb(ids))
+            return self.fc(out[:, -1]), h
+
+    ids = torch.randint(0, 20, (4, 9))
+    check(Classifier(), ids, run_inputs=[(torch.randint(0, 20, (1, 9)),)])
+
+
+MERGES = {
+    "x + y": lambda a, b: a + b,
+    "torch.add": lambda a, b: torch.add(a, b),
+    "torch.add alpha": lambda a, b: torch.add(a, b, alpha=0.5),
+    "Tensor.add": lambda a, b: a.add(b),
+    "x * y": lambda a, b: a * b,
+    "torch.mul": lambda a, b: torch.mul(a, b),
+    "x - y / 2": lambda a, b: a - b / 2,
+    "scalar": lambda a, b: 2 * a + 1 - b * 0.5,
+    "torch.cat": lambda a, b: torch.cat([a, b], dim=1),
+    "torch.cat -1": lambda a, b: torch.cat((a, b), -1),
+    "torch.concat": lambda a, b: torch.concat([a, b, a], dim=2),
+}
+
+
+class Merge(nn.Module):
+    def __init__(self, fn, conv_a, conv_b):
+        super().__init__()
+        self.fn = fn
+        self.a = nn.Conv2d(4, 4, 1) if conv_a else None
+        self.b = nn.Conv2d(4, 4, 1) if conv_b else None
+
+    def forward(self, x, y):
+        if self.a is not None:
+            x = self.a(x)
+        if self.b is not None:
+            y = self.b(y)
+        return self.fn(x, y)
+
+
+@pytest.mark.parametrize("name", list(MERGES))
+@pytest.mark.parametrize("conv_a,conv_b", [(False, False), (True, True), (True, False)])
+def test_merges(any_backend, name, conv_a, conv_b):
+    # layouts: both PyTorch's, both channels-last inside, or one of each
+    check(Merge(MERGES[name], conv_a, conv_b), torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5))
+
+
+class Buffered(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.register_buffer("shift", torch.randn(4, 1, 1))
+        self.scale = nn.Parameter(torch.randn(4, 3, 3))
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (y + self.shift) * self.scale, x[:, :2] * 3
+
+
+def test_constants_broadcast_in_either_layout(any_backend):
+    check(Buffered(), torch.randn(2, 3, 5, 5))
+
+
+# ------------------------------------------------------------------ a user's module
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.branch = nn.Conv2d(c, c // 2, 1)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        b = torch.sigmoid(self.branch(x))
+        y = torch.cat([y[:, : y.size(1) // 2] * b, y[:, y.size(1) // 2:]], dim=1)
+        return F.relu(y + x)
+
+
+class UserNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8),
+                                  nn.SiLU())
+        self.blocks = nn.Sequential(Block(8), Block(8))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(8, 5)
+        self.aux = nn.Linear(8 * 4 * 4, 2)
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, x):
+        f = self.blocks(self.stem(x))
+        logits = self.head(self.drop(torch.flatten(self.pool(f), 1)))
+        aux = self.aux(f.view(f.size(0), -1))
+        return {"logits": logits, "probs": logits.softmax(-1)}, [aux, F.gelu(aux)]
+
+
+def test_user_module(any_backend):
+    net = UserNet()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            _randomize_bn(m)
+    model = check(net, torch.randn(2, 3, 8, 8), run_inputs=[(torch.randn(5, 3, 8, 8),),
+                                                             (torch.randn(1, 3, 8, 8),)])
+    model.summary(print_fn=lambda s: None)
+    out = model.predict(np.random.default_rng(0).standard_normal((7, 3, 8, 8)).astype("f"),
+                        batch_size=3)
+    with torch.no_grad():
+        want = net.eval()(torch.from_numpy(
+            np.random.default_rng(0).standard_normal((7, 3, 8, 8)).astype("f")))
+    _compare(out, want)
+
+
+def test_keras_layers_used_where_they_match():
+    model = fl.from_torch(UserNet(), torch.randn(2, 3, 8, 8))
+    kinds = {type(layer) for layer in model.layers}
+    assert {L.Conv2D, L.Dense, L.Add, L.Multiply, L.Concatenate, L.Reshape, L.Permute} <= kinds
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.AvgPool2d(2),
+                        nn.AdaptiveAvgPool2d(1))
+    kinds = {type(layer) for layer in fl.from_torch(net, torch.randn(1, 3, 8, 8)).layers}
+    assert {L.ZeroPadding2D, L.MaxPooling2D, L.AveragePooling2D,
+            L.GlobalAveragePooling2D} <= kinds
+    emb = fl.from_torch(nn.Embedding(5, 3), torch.zeros(1, 4, dtype=torch.long))
+    assert any(isinstance(layer, L.Embedding) for layer in emb.layers)
+    with pytest.raises(ValueError):
+        emb(np.array([[0, 5]]))  # an id outside the table
+    # a merge that broadcasts over the batch axis (Keras's merges never do) stays an op
+    one = fl.from_torch(Merge(MERGES["x + y"], False, False),
+                        (torch.randn(2, 4, 3, 5), torch.randn(1, 4, 3, 5)))
+    assert not any(isinstance(layer, L.Add) for layer in one.layers)
+    x, y = torch.randn(3, 4, 3, 5), torch.randn(1, 4, 3, 5)
+    _compare(one(x.numpy(), y.numpy()), x + y)
+
+
+def test_training_mode_is_restored_and_stats_untouched():
+    net = UserNet().train()
+    before = [b.clone() for b in net.buffers()]
+    fl.from_torch(net, torch.randn(2, 3, 8, 8))
+    assert all(m.training for m in net.modules())
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffers()))
+
+
+def test_shapes_inferred_without_examples(any_backend):
+    net = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    model = fl.from_torch(net)
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        _compare(model(x.numpy()), net(x))
+    lstm = nn.LSTM(3, 4)
+    model = fl.from_torch(lstm)
+    x = torch.randn(7, 2, 3)
+    with torch.no_grad():
+        _compare(model(x.numpy()), lstm(x))
+    with pytest.raises(ValueError, match="example_inputs"):
+        fl.from_torch(nn.Conv2d(3, 4, 3))
+
+
+# ------------------------------------------------------------------ pickling, no torch
+
+
+def _child(code, tmp_path, *files):
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(code))
+    env = dict(os.environ, PYTHONPATH=SRC)
+    done = subprocess.run([sys.executable, str(script), *map(str, files)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+BLOCK_TORCH = """
+import sys
+sys.modules["torch"] = None  # any import of torch now fails
+try:
+    import torch  # noqa
+except ImportError:
+    pass
+else:
+    raise SystemExit("torch imported")
+"""
+
+
+def test_pickle_runs_without_torch(tmp_path):
+    net = UserNet().eval()
+    model = fl.from_torch(net, torch.randn(2, 3, 8, 8))
+    x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    want = model(x)
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+    np.save(tmp_path / "x.npy", x)
+    _child(BLOCK_TORCH + """
+import pickle, numpy as np
+import fastlayers as fl
+model = pickle.loads(open(sys.argv[1], "rb").read())
+(d, lst) = model(np.load(sys.argv[2]))
+np.savez(sys.argv[3], logits=d["logits"], probs=d["probs"], aux0=lst[0], aux1=lst[1])
+assert "torch" not in sys.modules or sys.modules["torch"] is None
+""", tmp_path, tmp_path / "model.pkl", tmp_path / "x.npy", tmp_path / "out.npz")
+    got = np.load(tmp_path / "out.npz")
+    d, lst = want
+    for key, ref in [("logits", d["logits"]), ("probs", d["probs"]), ("aux0", lst[0]),
+                     ("aux1", lst[1])]:
+        np.testing.assert_array_equal(got[key], ref)  # bitwise
+
+
+def test_pickle_and_deepcopy_in_process(any_backend):
+    rnn = nn.GRU(4, 5, num_layers=2, bidirectional=True)
+    model = fl.from_torch(rnn, (torch.randn(6, 2, 4),))
+    x = np.random.default_rng(2).standard_normal((6, 3, 4)).astype(np.float32)
+    out, h = model(x)
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        out2, h2 = clone(x)
+        np.testing.assert_array_equal(out2, out)
+        np.testing.assert_array_equal(h2, h)
+    assert isinstance(model, TorchModel)
+    assert len(model.get_weights()) == 2 * 2 * 3
+
+
+def test_import_fastlayers_does_not_import_torch(tmp_path):
+    out = _child("""
+import sys
+import fastlayers
+print("torch" in sys.modules)
+""", tmp_path)
+    assert out.strip() == "False"
+
+
+def test_from_torch_without_torch_names_the_extra(tmp_path):
+    out = _child(BLOCK_TORCH + """
+import fastlayers as fl
+try:
+    fl.from_torch(object())
+except ImportError as e:
+    print(e)
+""", tmp_path)
+    assert "fastlayers[torch]" in out
+
+
+# ------------------------------------------------------------------ errors
+
+
+class Unsupported(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.Hardswish())
+        self.conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
+        self.lstm = nn.LSTM(4, 4, proj_size=2)
+
+    def forward(self, x, img):
+        y = F.hardswish(self.layer3(x)).exp()
+        return torch.stack([y, y]), self.conv(img), self.lstm(x)
+
+
+def test_unsupported_lists_every_offender():
+    with pytest.raises(TorchConversionError) as info:
+        fl.from_torch(Unsupported(), (torch.randn(2, 4), torch.randn(1, 1, 4, 4)))
+    msg = str(info.value)
+    for part in ["layer3.1 (torch.nn.Hardswish)", "hardswish (torch.nn.functional.hardswish)",
+                 "exp (Tensor.exp)", "stack (torch.stack)",
+                 "conv (torch.nn.Conv2d): padding_mode='reflect'",
+                 "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
+        assert part in msg, (part, msg)
+    assert isinstance(info.value, NotImplementedError)
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        fl.from_torch(lambda x: x)
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(TorchConversionError, match="could not trace Branchy"):
+        fl.from_torch(Branchy(), torch.randn(2, 3))
+    model = fl.from_torch(nn.Linear(3, 2), torch.randn(2, 3))
+    with pytest.raises(ValueError, match="expected 1 positional inputs, got 2"):
+        model(np.zeros((2, 3), "f"), np.zeros((2, 3), "f"))
+    with pytest.raises(ValueError, match="expected shape"):
+        model(np.zeros((2, 4), "f"))
+    with pytest.raises(ValueError, match="2 example inputs"):
+        fl.from_torch(Fn(torch.relu), (torch.randn(2, 3), torch.randn(2, 3)))
+
+
+def test_predict_batches_and_checks(capsys):
+    net = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    model = fl.from_torch(net, torch.randn(1, 3))
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        _compare(model.predict(x.numpy(), batch_size=2, verbose=1), net(x))
+    assert "3/3" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.predict(x.numpy(), batch_size=0)
+    two = fl.from_torch(Merge(MERGES["x + y"], False, False),
+                        (torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5)))
+    with pytest.raises(ValueError, match="same batch size"):
+        two.predict((np.zeros((2, 4, 3, 5), "f"), np.zeros((3, 4, 3, 5), "f")))
+    assert two.predict((np.ones((3, 4, 3, 5), "f"), np.ones((3, 4, 3, 5), "f"))).shape == (
+        3, 4, 3, 5)
