@@ -231,6 +231,33 @@ def test_matmul(backend):
                                        atol=1e-5)
     with pytest.raises(ValueError, match="do not chain"):
         fl.matmul(np.ones((2, 3)), np.ones((4, 2)))
+
+
+@pytest.mark.parametrize("m", [1, 31, 32, 33, 47])  # 32 rows and fewer read b in place
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batched_matmul_equals_its_entries(m, backend):
+    # Each batch entry of a batched product has the bits of that entry's 2-D product (on C++,
+    # one fl::gemm per entry in _core.matmul_batched; broadcast batch axes included).
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((3, 1, m, 19)).astype(np.float32)
+    b = rng.standard_normal((2, 19, 17)).astype(np.float32)
+    with fl.use_backend(backend):
+        got = fl.matmul(a, b)
+        for i in range(3):
+            for j in range(2):
+                np.testing.assert_array_equal(got[i, j], fl.matmul(a[i, 0], b[j]))
+    np.testing.assert_allclose(got, np.matmul(a.astype(np.float64), b), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="a NumPy-only run has no compiled core")
+def test_core_batched_matmul_refuses_what_does_not_align():
+    core = fl._backend._core
+    with pytest.raises(ValueError, match="do not align"):
+        core.matmul_batched(np.ones((2, 3, 4), np.float32), np.ones((3, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="do not align"):
+        core.matmul_batched(np.ones((2, 3, 4), np.float32), np.ones((2, 5, 5), np.float32))
+    with pytest.raises((ValueError, TypeError)):
+        core.matmul_batched(np.ones((3, 4), np.float32), np.ones((4, 5), np.float32))
     with pytest.raises(ValueError, match="do not broadcast"):
         fl.matmul(np.ones((2, 2, 3)), np.ones((3, 3, 2)))
     with pytest.raises(ValueError, match="rank"):

@@ -107,6 +107,11 @@ def dense_unpacked(
 def matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """a @ b, packing b on the call (for tests)."""
 
+def matmul_batched(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """a (B, M, K) @ b (B, K, N) -> (B, M, N): one product per batch entry, in C++."""
+
 class PackedConv:
     """A Conv2D kernel (kh, kw, C // groups, F) packed once: one GEMM operand
     (kh*kw*cg, F // groups) per group, bias (F,) folded in."""

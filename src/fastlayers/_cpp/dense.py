@@ -37,7 +37,8 @@ def matmul(a):
     """matmul on checked arguments (``_validation.MatmulArgs``): a (..., M, K) @ b (..., K, N).
 
     A 2-D b is one product over all rows of a; otherwise one product per broadcast batch
-    entry. b is read in place for a few rows of a (packed per call for more).
+    entry, looped in C++ (``_core.matmul_batched``). b is read in place for a few rows of a
+    (packed per call for more).
     """
     core = _backend._core
     m, k, n = a.a.shape[-2], a.a.shape[-1], a.b.shape[-1]
@@ -46,10 +47,6 @@ def matmul(a):
         y = core.dense_unpacked(rows, np.ascontiguousarray(a.b), None, 0)
         return y.reshape(a.a.shape[:-1] + (n,))
     nb = math.prod(a.batch)  # not -1: a size-0 axis makes -1 ambiguous
-    a3 = np.broadcast_to(a.a, a.batch + (m, k)).reshape(nb, m, k)
-    b3 = np.broadcast_to(a.b, a.batch + (k, n)).reshape(nb, k, n)
-    y = np.empty((a3.shape[0], m, n), np.float32)
-    for i in range(a3.shape[0]):
-        y[i] = core.dense_unpacked(np.ascontiguousarray(a3[i]), np.ascontiguousarray(b3[i]),
-                                   None, 0)
-    return y.reshape(a.batch + (m, n))
+    a3 = np.ascontiguousarray(np.broadcast_to(a.a, a.batch + (m, k)).reshape(nb, m, k))
+    b3 = np.ascontiguousarray(np.broadcast_to(a.b, a.batch + (k, n)).reshape(nb, k, n))
+    return core.matmul_batched(a3, b3).reshape(a.batch + (m, n))
