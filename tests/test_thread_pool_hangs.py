@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import NUMPY_ONLY
+from conftest import NUMPY_ONLY, SANITIZER_RUN
 
 pytestmark = pytest.mark.skipif(NUMPY_ONLY, reason="the C++ thread pool is not in this run")
 
@@ -61,6 +61,7 @@ def test_resizing_the_pool_while_threads_compute():
     assert resizes >= 1 and calls == 120 and mismatches == 0
 
 
+@pytest.mark.skipif(SANITIZER_RUN, reason="a sanitizer's shadow memory needs the address space")
 def test_no_threads_to_be_had():
     # An 4 GB stack per thread inside a 3 GB address space: the OS refuses every new thread,
     # so each region runs on the caller alone; LSTM's input projection nests a GEMM region.
