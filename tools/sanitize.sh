@@ -14,6 +14,7 @@
 #   tools/sanitize.sh --python PY     # the Python that has numpy, pytest, hypothesis, pybind11
 #                                     # (default: python3)
 #   tools/sanitize.sh -- -k attention # the rest goes to pytest
+#   SANITIZE_JOBS=1 tools/sanitize.sh # build with one job (default: nproc)
 #
 # Needs gcc or clang with the sanitizer runtimes (libasan/libubsan or libtsan) and cmake. The
 # build trees go to build-sanitize-<kind>/ in the repository root (delete them to rebuild from
@@ -47,17 +48,16 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$kind" = asan ]; then
-    flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
+    flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g1"
     runtime_lib=libasan.so
     export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 else
-    flags="-fsanitize=thread -fno-omit-frame-pointer -g"
+    flags="-fsanitize=thread -fno-omit-frame-pointer -g1"
     runtime_lib=libtsan.so
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 fi
-jobs=$(nproc 2>/dev/null || echo 2)
-[ "$jobs" -gt 2 ] || jobs=2
+jobs=${SANITIZE_JOBS:-$(nproc 2>/dev/null || echo 2)}  # build and ctest parallelism
 cxx=${CXX:-c++}
 status=0
 summary=()
