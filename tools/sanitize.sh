@@ -21,8 +21,9 @@
 # scratch). The Python package is not installed anywhere: the instrumented _core is copied next
 # to a copy of src/fastlayers in the build tree and found through PYTHONPATH.
 #
-# Python is not built with the sanitizer, so the runtime is preloaded (LD_PRELOAD) and leak
-# detection is off (CPython keeps its interned objects until exit; LeakSanitizer would report
+# Python is not built with the sanitizer, so the runtime is preloaded (LD_PRELOAD, with
+# libstdc++), huge allocations return NULL (NumPy then raises MemoryError, as without ASan:
+# tests/test_absurd_arguments.py asks for terabytes) and leak detection is off (CPython keeps its interned objects until exit; LeakSanitizer would report
 # them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,7 @@ done
 if [ "$kind" = asan ]; then
     flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g1"
     runtime_lib=libasan.so
-    export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+    export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 else
     flags="-fsanitize=thread -fno-omit-frame-pointer -g1"
@@ -107,6 +108,11 @@ if [ "$cpp_only" = 0 ]; then
         echo "sanitize.sh: $runtime_lib not found by $cxx -print-file-name" >&2
         exit 2
     fi
+    # The C++ runtime too: the sanitizer intercepts __cxa_throw and must find the real one
+    # at startup, but python itself does not link libstdc++ (without this, the first C++
+    # exception aborts with "CHECK failed ... real___cxa_throw").
+    stdcxx=$("$cxx" -print-file-name=libstdc++.so)
+    [ -e "$stdcxx" ] && runtime="$runtime $stdcxx"
     echo "== [$kind] Python suite (LD_PRELOAD=$runtime)"
     # The instrumented package first on the path; the suite checks that it imports this copy.
     if (cd "$root" && LD_PRELOAD="$runtime" PYTHONPATH="$stage" FASTLAYERS_SANITIZER_RUN=1 \
