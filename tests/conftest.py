@@ -19,6 +19,9 @@ import fastlayers
 from fastlayers import _backend
 
 NUMPY_ONLY = os.environ.get("FASTLAYERS_TEST_NUMPY_ONLY", "") not in ("", "0")
+# tools/sanitize.sh runs the suite on an ASan/TSan build: the tests that measure memory or
+# limit the address space measure the sanitizer's shadow memory instead, and skip.
+SANITIZER_RUN = os.environ.get("FASTLAYERS_SANITIZER_RUN", "") not in ("", "0")
 
 # Ops the C++ path serves (for at least the plain case). Tests run "cpp" only for
 # these; tests/test_runtime.py checks that every other op raises NotImplementedError

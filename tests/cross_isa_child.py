@@ -103,6 +103,24 @@ def main():
     out["sdpa_mask"] = f.scaled_dot_product_attention(qs, ks, vs,
                                                       mask=rng.random((40, 300)) > 0.5)
     out["sdpa_decode"] = f.scaled_dot_product_attention(qs[:, :, :1], ks, vs)
+    # Special values: rows redone by the exact path (csrc/ops/attention_exact.cpp) - a NaN value
+    # in a key some rows may not attend, a +inf logit, fully masked rows - keep their bits too.
+    vn, kn = vs.copy(), ks.copy()
+    vn[:, :, 7, 3] = np.nan
+    kn[:, 1, 11, :] = np.inf
+    special_mask = rng.random((40, 300)) > 0.5
+    special_mask[5] = False
+    out["sdpa_special_causal"] = f.scaled_dot_product_attention(qs, kn, vn, is_causal=True)
+    out["sdpa_special_mask"] = f.scaled_dot_product_attention(qs, kn, vn, mask=special_mask)
+    out["sdpa_special_decode"] = f.scaled_dot_product_attention(qs[:, :, :4], kn, vn,
+                                                                mask=special_mask[:4])
+    o, s = f.attention(qs[0], vn[0], kn[0], use_causal_mask=True, return_attention_scores=True)
+    out["luong_special"], out["luong_special_w"] = o, s
+    sx = randn(rng, 30, 70)
+    sx[3, 5] = np.inf
+    sx[4, :] = -np.inf
+    sx[7, 9] = np.nan
+    out["softmax_special"] = f.softmax(sx)
     dq, n, hk = 24, 3, 8
     kw = dict(
         query_kernel=randn(rng, dq, n, hk, scale=1 / math.sqrt(dq)),

@@ -117,6 +117,9 @@ def elementwise(name: str, x) -> np.ndarray:
 
 def _softmax_1d(row):
     m = max(row) if not any(math.isnan(v) for v in row) else NAN
+    if math.isinf(m):  # docs/semantics.md §15: the entries at m = +-inf share the weight
+        hits = [1.0 if v == m else 0.0 for v in row]
+        return [h / sum(hits) for h in hits]
     e = [math.exp(v - m) for v in row]
     s = math.fsum(e)
     return [v / s for v in e]

@@ -100,13 +100,19 @@ def test_numpy_integer_axis(backend, rng):
 
 
 def numpy_formula(x, axis=-1):
-    """exp(x - max) / sum in float64 on the float32 input: IEEE NaN/Inf propagation
-    as NumPy gives it (a NaN or +inf anywhere in a slice makes the whole slice NaN,
-    an all -inf slice is NaN, -inf entries next to finite ones give 0)."""
+    """exp(x - max) / sum in float64 on the float32 input, with the policy of
+    docs/semantics.md §15: a NaN anywhere in a slice makes the whole slice NaN; when the
+    max is +inf (or the slice is all -inf) the entries equal to the max share the weight
+    equally (the limit), where exp(x - max) would give inf - inf = NaN; -inf entries next
+    to finite ones give 0."""
     x = np.asarray(x, F32).astype(np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
     with np.errstate(invalid="ignore", over="ignore"):
-        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-        return e / np.sum(e, axis=axis, keepdims=True)
+        e = np.exp(x - m)
+        e = e / np.sum(e, axis=axis, keepdims=True)
+    hits = (x == m).astype(np.float64)
+    limit = hits / np.sum(hits, axis=axis, keepdims=True)
+    return np.where(np.isinf(m), limit, e)
 
 
 def _special_rows(n, rng):
@@ -171,6 +177,7 @@ def test_special_values_on_a_moved_axis(backend, rng):
     assert_close(got, expected, k=17)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     assert np.isnan(got[:, 0, 1]).all() and not np.isnan(got[:, 1, 1]).any()
+    assert got[0, 1, 2] == 1.0 and (np.delete(got[:, 1, 2], 0) == 0).all()  # +inf: the limit
 
 
 # ----------------------------------------------------------------------- empty

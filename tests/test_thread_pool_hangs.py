@@ -16,7 +16,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import NUMPY_ONLY
+from conftest import NUMPY_ONLY, SANITIZER_RUN
 
 pytestmark = pytest.mark.skipif(NUMPY_ONLY, reason="the C++ thread pool is not in this run")
 
@@ -100,6 +100,7 @@ _NO_THREADS_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.skipif(SANITIZER_RUN, reason="a sanitizer's shadow memory needs the address space")
 def test_no_threads_to_be_had():
     # An 4 GB stack per thread inside a 3 GB address space: the OS refuses every new thread,
     # so each region runs on the caller alone; LSTM's input projection nests a GEMM region.

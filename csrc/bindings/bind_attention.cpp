@@ -64,7 +64,10 @@ View<T> view4(const py::handle& h, const char* arg, bool writable) {
         if (a.shape(i) > 1 && (a.strides(i) < 0 || a.strides(i) % item != 0)) {
             fail(false, arg, "must have non-negative strides, multiples of its item size");
         }
-        if (a.shape(i) > 1) extent += (a.shape(i) - 1) * a.strides(i);
+        if (a.shape(i) > 1) {
+            extent = checked_add(extent, checked_mul(a.shape(i) - 1, a.strides(i), "attention", arg),
+                                 "attention", arg);
+        }
     }
     if (!empty && a.shape(3) > 1 && a.strides(3) != item) {
         fail(false, arg, "must have a contiguous last dim");

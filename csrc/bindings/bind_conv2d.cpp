@@ -43,9 +43,14 @@ PackedConv make_packed_conv(const py::handle& kernel_in, const py::handle& bias_
 // x (N, H, W, C); kernel: a (kh, kw, cg, F) array (packed for this call, with `bias`) or a
 // PackedConv (then bias must be None and groups must match it).
 py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::handle& bias_in,
-                 std::array<int64_t, 2> strides, std::array<int64_t, 2> dilation,
-                 std::array<int64_t, 4> pads, int64_t groups, int activation_id) {
+                 const py::handle& strides_in, const py::handle& dilation_in,
+                 const py::handle& pads_in, const py::handle& groups_in, int activation_id) {
     const FloatArrayC x = require_f32(x_in, "conv2d", "x", 4);
+    const std::array<int64_t, 2> strides = int64_args<2>(strides_in, "conv2d", "strides");
+    const std::array<int64_t, 2> dilation = int64_args<2>(dilation_in, "conv2d", "dilation");
+    const std::array<int64_t, 4> pads = int64_args<4>(pads_in, "conv2d", "pads");
+    const int64_t groups = int64_arg(groups_in, "conv2d", "groups");
+    if (groups < 1) throw py::value_error("conv2d: groups must be >= 1, got " + std::to_string(groups));
     const ActFn act = act_kernel_from_id(activation_id, "conv2d", "activation_id");
     PackedConv local;
     const PackedConv* w = nullptr;
@@ -83,7 +88,7 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
     for (int64_t v : pads) {
         if (v < 0) throw py::value_error("conv2d: pads must be >= 0");
     }
-    if (s.c != w->cg() * groups) {
+    if (s.c != checked_mul(w->cg(), groups, "conv2d", "channels per group * groups")) {
         throw py::value_error("conv2d: x has " + std::to_string(s.c) +
                               " channels, the kernel expects " +
                               std::to_string(w->cg() * groups) + " (" + std::to_string(w->cg()) +
@@ -91,17 +96,30 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
     }
     s.pad_top = pads[0];
     s.pad_left = pads[2];
-    const int64_t eff_h = (s.kh - 1) * s.dh + 1, eff_w = (s.kw - 1) * s.dw + 1;
-    const int64_t hp = s.h + pads[0] + pads[1], wp = s.w + pads[2] + pads[3];
+    const char* op = "conv2d";
+    const int64_t eff_h = checked_add(checked_mul(s.kh - 1, s.dh, op, "the dilated kernel height"),
+                                      1, op, "the dilated kernel height");
+    const int64_t eff_w = checked_add(checked_mul(s.kw - 1, s.dw, op, "the dilated kernel width"),
+                                      1, op, "the dilated kernel width");
+    const int64_t hp = checked_add(checked_add(s.h, pads[0], op, "the padded height"), pads[1],
+                                   op, "the padded height");
+    const int64_t wp = checked_add(checked_add(s.w, pads[2], op, "the padded width"), pads[3],
+                                   op, "the padded width");
     if (hp < eff_h || wp < eff_w) {
         throw py::value_error("conv2d: the padded input is smaller than the dilated kernel");
     }
     s.oh = (hp - eff_h) / s.sh + 1;
     s.ow = (wp - eff_w) / s.sw + 1;
+    // The output must be addressable: N * OH * OW * F elements.
+    checked_mul(checked_mul(checked_mul(s.n, s.oh, op, "the output size"), s.ow, op,
+                            "the output size"),
+                s.f, op, "the output size");
     FloatArrayC y = new_f32({s.n, s.oh, s.ow, s.f});
     const float* xp = x.data();
     float* yp = y.mutable_data();
-    const int64_t macs = s.n * s.oh * s.ow * s.f * s.kh * s.kw * w->cg();
+    const double macs = static_cast<double>(s.n) * static_cast<double>(s.oh) *
+                        static_cast<double>(s.ow) * static_cast<double>(s.f) *
+                        static_cast<double>(s.kh * s.kw * w->cg());
     call_without_gil_if(macs >= kReleaseGilMinMacs,
                         [&] { conv2d_forward(xp, s, *w, yp, act); });
     return std::move(y);

@@ -57,7 +57,7 @@ py::array dense(const py::handle& x_in, const PackedB& w, int activation_id) {
     FloatArrayC y = new_f32({m, n});
     const float* xp = x.data();
     float* yp = y.mutable_data();
-    call_without_gil_if(m * n * k >= kReleaseGilMinMacs,
+    call_without_gil_if(static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= kReleaseGilMinMacs,
                         [&] { dense_forward(xp, m, k, w, yp, act); });
     return std::move(y);
 }
@@ -82,7 +82,7 @@ py::array dense_unpacked(const py::handle& x_in, const py::handle& kernel_in,
     const float* xp = x.data();
     const float* kp = kernel.data();
     float* yp = y.mutable_data();
-    call_without_gil_if(m * n * k >= kReleaseGilMinMacs,
+    call_without_gil_if(static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= kReleaseGilMinMacs,
                         [=] { gemm(xp, m, k, k, kp, n, n, bias, yp, n, Epilogue{act}); });
     return std::move(y);
 }
@@ -100,7 +100,7 @@ py::array matmul(const py::handle& a_in, const py::handle& b_in) {
     const float* ap = a.data();
     const float* bp = b.data();
     float* cp = c.mutable_data();
-    call_without_gil_if(m * n * k >= kReleaseGilMinMacs,
+    call_without_gil_if(static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= kReleaseGilMinMacs,
                         [=] { gemm(ap, m, k, k, bp, n, n, nullptr, cp, n); });
     return std::move(c);
 }

@@ -90,7 +90,9 @@ py::tuple lstm(const py::handle& x_in, const PackedGates& w_in, const PackedGate
         float* op_ = out.mutable_data();
         float* hp = h.mutable_data();
         float* cp = c.mutable_data();
-        call_without_gil_if(b * t * 4 * u * (f + u) >= kReleaseGilMinMacs, [&] {
+        call_without_gil_if(4.0 * static_cast<double>(b) * static_cast<double>(t) *
+                                static_cast<double>(u) * static_cast<double>(f + u) >=
+                            kReleaseGilMinMacs, [&] {
             lstm_forward(xp, b, t, f, w_in, w_rec, h0p, c0p, mask, return_sequences,
                          go_backwards, act, ract, op_, hp, cp);
         });
@@ -106,6 +108,7 @@ py::tuple lstm_cell(const py::handle& x_in, const py::handle& kernel_in,
     const int64_t b = x.shape(0), f = x.shape(1);
     const FloatArrayC rec = require_f32_shape(recurrent_in, op, "recurrent_kernel", {-1, -1});
     const int64_t u = rec.shape(0);
+    checked_mul(4, u, op, "4 * units");  // an empty (u, 0) array may claim any u
     if (rec.shape(1) != 4 * u) {
         throw py::value_error("lstm_cell: recurrent_kernel must have shape (u, 4u), got (" +
                               std::to_string(u) + ", " + std::to_string(rec.shape(1)) + ")");
@@ -127,7 +130,9 @@ py::tuple lstm_cell(const py::handle& x_in, const py::handle& kernel_in,
         const float* c0p = c0.data();
         float* hp = h.mutable_data();
         float* cp = c.mutable_data();
-        call_without_gil_if(b * 4 * u * (f + u) >= kReleaseGilMinMacs, [&] {
+        call_without_gil_if(4.0 * static_cast<double>(b) * static_cast<double>(u) *
+                                static_cast<double>(f + u) >=
+                            kReleaseGilMinMacs, [&] {
             lstm_cell_forward(xp, b, f, u, kp, rp, bias, h0p, c0p, act, ract, hp, cp);
         });
     }
@@ -174,7 +179,9 @@ py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates
         const float* h0p = h0.data();
         float* op_ = out.mutable_data();
         float* hp = h.mutable_data();
-        call_without_gil_if(b * t * 3 * u * (f + u) >= kReleaseGilMinMacs, [&] {
+        call_without_gil_if(3.0 * static_cast<double>(b) * static_cast<double>(t) *
+                                static_cast<double>(u) * static_cast<double>(f + u) >=
+                            kReleaseGilMinMacs, [&] {
             gru_forward(xp, b, t, f, w_in, w_rec, w_rec_h, h0p, mask, return_sequences,
                         go_backwards, reset_after, act, ract, op_, hp);
         });

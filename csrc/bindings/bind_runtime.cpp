@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <climits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,7 +77,16 @@ py::dict runtime_info() {
 
 void bind_runtime(py::module_& m) {
     // std::invalid_argument (n < 1) is translated to ValueError by pybind11.
-    m.def("set_num_threads", &set_num_threads, py::arg("n"),
+    m.def("set_num_threads",
+          [](const py::handle& n) {
+              const int64_t v = int64_arg(n, "set_num_threads", "n");
+              if (v < 1 || v > INT_MAX) {
+                  throw py::value_error("set_num_threads: n must be in [1, " +
+                                        std::to_string(INT_MAX) + "], got " + std::to_string(v));
+              }
+              set_num_threads(static_cast<int>(v));
+          },
+          py::arg("n"),
           "Set the number of threads used by the C++ kernels (>= 1). Joins surplus workers.");
     m.def(
         "get_num_threads",

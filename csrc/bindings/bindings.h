@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <array>
+#include <climits>
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
@@ -64,6 +66,79 @@ std::string shape_str(const T* dims, size_t n) {
 
 inline std::string shape_str(const pybind11::array& a) {
     return shape_str(a.shape(), static_cast<size_t>(a.ndim()));
+}
+
+// ---- Integer arguments and size arithmetic. Python ints are unbounded: an argument is taken
+// as a py::handle and converted here, so 2**64 is a ValueError naming the op and the argument
+// (not pybind11's "incompatible function arguments"); sizes computed from arguments are
+// multiplied and added with overflow checks (a ValueError instead of signed overflow).
+
+// A Python int (or NumPy integer; not a bool) as int64.
+inline int64_t int64_arg(const pybind11::handle& h, const char* op, const char* arg) {
+    namespace py = pybind11;
+    if (PyBool_Check(h.ptr()) || !PyIndex_Check(h.ptr())) {
+        throw py::type_error(std::string(op) + ": " + arg + " must be an int, got " +
+                             type_name(h));
+    }
+    py::object idx = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
+    if (!idx) throw py::error_already_set();
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(idx.ptr(), &overflow);
+    if (overflow != 0) {
+        throw py::value_error(std::string(op) + ": " + arg + " is out of the int64 range, got " +
+                              py::str(idx).cast<std::string>());
+    }
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return static_cast<int64_t>(v);
+}
+
+// A sequence of N ints (a tuple or list), each as int64_arg.
+template <size_t N>
+std::array<int64_t, N> int64_args(const pybind11::handle& h, const char* op, const char* arg) {
+    namespace py = pybind11;
+    if (!py::isinstance<py::tuple>(h) && !py::isinstance<py::list>(h)) {
+        throw py::type_error(std::string(op) + ": " + arg + " must be a tuple of " +
+                             std::to_string(N) + " ints, got " + type_name(h));
+    }
+    const py::sequence seq = py::reinterpret_borrow<py::sequence>(h);
+    if (seq.size() != N) {
+        throw py::value_error(std::string(op) + ": " + arg + " must have " + std::to_string(N) +
+                              " entries, got " + std::to_string(seq.size()));
+    }
+    std::array<int64_t, N> out{};
+    for (size_t i = 0; i < N; ++i) out[i] = int64_arg(seq[i], op, arg);
+    return out;
+}
+
+// a * b and a + b for sizes (a, b >= 0), or a ValueError: "<op>: <what> overflows int64".
+inline int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what) {
+    int64_t r = 0;
+#if defined(__GNUC__) || defined(__clang__)
+    const bool bad = __builtin_mul_overflow(a, b, &r);
+#else
+    const bool bad = a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a);
+    if (!bad) r = a * b;
+#endif
+    if (bad) {
+        throw pybind11::value_error(std::string(op) + ": " + what + " overflows int64 (" +
+                                    std::to_string(a) + " * " + std::to_string(b) + ")");
+    }
+    return r;
+}
+
+inline int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what) {
+    int64_t r = 0;
+#if defined(__GNUC__) || defined(__clang__)
+    const bool bad = __builtin_add_overflow(a, b, &r);
+#else
+    const bool bad = (b > 0 && a > INT64_MAX - b) || (b < 0 && a < INT64_MIN - b);
+    if (!bad) r = a + b;
+#endif
+    if (bad) {
+        throw pybind11::value_error(std::string(op) + ": " + what + " overflows int64 (" +
+                                    std::to_string(a) + " + " + std::to_string(b) + ")");
+    }
+    return r;
 }
 
 // `h` as a C-contiguous, aligned float32 array of any rank.

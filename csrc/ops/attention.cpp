@@ -92,6 +92,7 @@ struct Head {
     const uint8_t* mask;  // row t at mask + t*a.mask.st, or nullptr
     float* out;           // row t at out + t*out_st
     float* weights;       // row t at weights + t*S, or nullptr
+    int64_t b, h;         // batch and head (for the exact row)
 };
 
 class Runner {
@@ -153,6 +154,8 @@ class Runner {
                     hd.vp = pk + (a.additive ? 0 : d16_);
                     hd.mask = a.mask.data ? a.mask.at(b, h) : nullptr;
                     hd.out = a.out.at(b, h);
+                    hd.b = b;
+                    hd.h = h;
                     hd.weights = a.weights ? a.weights + bh * a.t * a.s : nullptr;
                     const int64_t r0 = qb * qrows_;
                     const int64_t rows = std::min(qrows_, a.t - r0);
@@ -178,22 +181,21 @@ class Runner {
   private:
     // Per-thread scratch, one uninitialized allocation: the score tile (rows of ld_ floats),
     // running max and sum per row, the max each key block used, the additive-score tanh
-    // buffer and the mean of v.
+    // buffer.
     struct Scratch {
         AlignedFloats buf;
-        float *scores, *m, *l, *block_max, *tanh_buf, *mean_v;
+        float *scores, *m, *l, *block_max, *tanh_buf;
         Scratch(const AttentionArgs& a, int64_t ld) {
             const int64_t nblocks = (a.s + kKeyBlock - 1) / kKeyBlock;
-            const int64_t sizes[6] = {a.weights ? 0 : kMaxQueryBlock * ld, kMaxQueryBlock,
+            const int64_t sizes[5] = {a.weights ? 0 : kMaxQueryBlock * ld, kMaxQueryBlock,
                                       kMaxQueryBlock, kMaxQueryBlock * nblocks,
-                                      a.additive ? kAdditiveKeys * a.d : 0,
-                                      a.dv};
+                                      a.additive ? kAdditiveKeys * a.d : 0};
             int64_t total = 0;
             for (int64_t n : sizes) total += round_up(n, 16);  // each part 64-byte aligned
             buf = alloc_aligned_floats(total);
-            float** parts[6] = {&scores, &m, &l, &block_max, &tanh_buf, &mean_v};
+            float** parts[5] = {&scores, &m, &l, &block_max, &tanh_buf};
             float* p = buf.get();
-            for (int i = 0; i < 6; ++i) {
+            for (int i = 0; i < 5; ++i) {
                 *parts[i] = p;
                 p += round_up(sizes[i], 16);
             }
@@ -329,47 +331,27 @@ class Runner {
             }
             visited = s0 + n;
         }
-        bool have_mean = false;
         for (int64_t r = 0; r < rows; ++r) {
             float* o = out + r * a.out.st;
-            float* wr = w ? w + r * a.s : nullptr;
-            if (!(l[r] == 0.0f)) {  // NaN too: a NaN or +inf score makes the row NaN
-                const float inv = 1.0f / l[r];
-                for (int64_t j = 0; j < a.dv; ++j) o[j] *= inv;
-                if (wr) {
-                    // Block b was exponentiated against its own max: weight = p * e^(m_b - m) / l.
-                    for (int64_t s0 = 0; s0 < visited; s0 += kKeyBlock) {
-                        const float mbr = mb[r * nblocks + s0 / kKeyBlock];
-                        const float f = mbr == m[r] ? inv : std::exp(mbr - m[r]) * inv;
-                        const int64_t e = std::min(visited, s0 + kKeyBlock);
-                        for (int64_t j = s0; j < e; ++j) wr[j] *= f;
-                    }
-                    std::fill(wr + visited, wr + a.s, 0.0f);  // right of the diagonal
-                }
-            } else if (a.rule == MaskRule::fused) {
-                // Every key masked: keras.ops.dot_product_attention puts -0.7 * FLT_MAX in all
-                // logits of the row, so it attends uniformly to all S keys.
-                if (!have_mean) {
-                    mean_values(hd, scr.mean_v);
-                    have_mean = true;
-                }
-                std::memcpy(o, scr.mean_v, sizeof(float) * a.dv);
-                if (wr) std::fill(wr, wr + a.s, 1.0f / static_cast<float>(a.s));
-            } else {
-                std::fill(o, o + a.dv, 0.0f);  // Softmax-layer rule: all weights are zero
-                if (wr) std::fill(wr, wr + a.s, 0.0f);
+            // A special value (NaN, inf, or no key kept: l = 0) shows in l or in the output:
+            // that row is computed again by the exact path (attention_exact.cpp, §15).
+            if (attention_row_suspect(l[r], o, a.dv)) {
+                attention_exact_row(a, hd.b, hd.h, r0 + r);
+                continue;
             }
-        }
-    }
-
-    // mean over the S rows of v, from the packed panels.
-    void mean_values(const Head& hd, float* mean) const {
-        const AttentionArgs& a = a_;
-        for (int64_t j = 0; j < a.dv; ++j) {
-            const float* col = hd.vp + (j / kNR) * a.s * kNR + j % kNR;
-            double acc = 0.0;
-            for (int64_t s = 0; s < a.s; ++s) acc += col[s * kNR];
-            mean[j] = static_cast<float>(acc / static_cast<double>(a.s));
+            float* wr = w ? w + r * a.s : nullptr;
+            const float inv = 1.0f / l[r];
+            for (int64_t j = 0; j < a.dv; ++j) o[j] *= inv;
+            if (wr) {
+                // Block b was exponentiated against its own max: weight = p * e^(m_b - m) / l.
+                for (int64_t s0 = 0; s0 < visited; s0 += kKeyBlock) {
+                    const float mbr = mb[r * nblocks + s0 / kKeyBlock];
+                    const float f = mbr == m[r] ? inv : std::exp(mbr - m[r]) * inv;
+                    const int64_t e = std::min(visited, s0 + kKeyBlock);
+                    for (int64_t j = s0; j < e; ++j) wr[j] *= f;
+                }
+                std::fill(wr + visited, wr + a.s, 0.0f);  // right of the diagonal
+            }
         }
     }
 

@@ -25,9 +25,9 @@
 //
 // Masks, the NaN rule and fully masked rows are those of the blocked driver (attention.cpp):
 // causal means key s <= t (top-left aligned), so under the fused and Softmax-layer rules only
-// keys [0, T) are visited; a NaN or +inf score of a kept key makes the row NaN (a NaN also
-// where every other key is masked), a fully masked row is mean(v) over all S keys (fused) or
-// zeros (Softmax layer). docs/semantics.md states the rules, docs/performance.md the design.
+// keys [0, T) are visited. A row whose sum or output shows a special value (NaN, inf, no key
+// kept) is computed again by attention_exact_row (attention_exact.cpp): the ±inf/NaN policy and
+// the fully masked rows. docs/semantics.md states the rules, docs/performance.md the design.
 #include "attention_decode.h"
 
 #include <algorithm>
@@ -88,16 +88,14 @@ class Decoder {
         GuidedRuns runs(tasks, workers);
         parallel_for(workers, 1, [&](int64_t, int64_t) {
             // Scratch: the score tile (T x kChunk, unless the weights rows hold the scores),
-            // m and l of a single-chunk head, the merge factors f_c and the mean of v.
-            const int64_t sizes[4] = {a.weights ? 0 : a.t * kChunk, 2 * a.t, chunks_, a.dv};
+            // m and l of a single-chunk head and the merge factors f_c.
+            const int64_t sizes[3] = {a.weights ? 0 : a.t * kChunk, 2 * a.t, chunks_};
             int64_t total = 0;
             for (int64_t n : sizes) total += round_up(n, 16);
             AlignedFloats buf = alloc_aligned_floats(total);
             float* tile = buf.get();
             float* ml = tile + round_up(sizes[0], 16);
             float* f = ml + round_up(sizes[1], 16);
-            float* mean = f + round_up(sizes[2], 16);
-            int64_t mean_bh = -1;  // the head whose mean of v `mean` holds
             int64_t t0 = 0, t1 = 0;
             while (runs.claim(&t0, &t1)) {
                 for (int64_t task = t0; task < t1; ++task) {
@@ -108,13 +106,13 @@ class Decoder {
                         chunk(bh, 0, tile, a.out.at(b, h), a.out.st, ml, ml + a.t);
                         f[0] = 1.0f;
                         for (int64_t r = 0; r < a.t; ++r)
-                            finish(bh, r, ml[a.t + r], f, mean, mean_bh);
+                            finish(bh, r, ml[a.t + r], f);
                         continue;
                     }
                     float* slot = parts.get() + task * slot_;
                     chunk(bh, c, tile, slot, a.dv, slot + a.t * a.dv, slot + a.t * (a.dv + 1));
                     if (done[bh].fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_)
-                        merge(bh, parts.get() + bh * chunks_ * slot_, f, mean, mean_bh);
+                        merge(bh, parts.get() + bh * chunks_ * slot_, f);
                 }
             }
         });
@@ -164,7 +162,7 @@ class Decoder {
 
     // Merges the chunks of head bh (slots of slot_ floats from p) into its output rows, in
     // chunk order (the chain in the file comment).
-    void merge(int64_t bh, const float* p, float* f, float* mean, int64_t& mean_bh) const {
+    void merge(int64_t bh, const float* p, float* f) const {
         const AttentionArgs& a = a_;
         const int64_t b = bh / a.heads, h = bh % a.heads;
         const int64_t mo = a.t * a.dv, lo = a.t * (a.dv + 1);  // m_c, l_c within a slot
@@ -187,53 +185,29 @@ class Decoder {
                     for (int64_t e = 0; e < a.dv; ++e) o[e] = o[e] + fc * oc[e];
                 }
             }
-            finish(bh, r, l, f, mean, mean_bh);
+            finish(bh, r, l, f);
         }
     }
 
     // Row r of head bh, whose output row holds the merged o and l its sum: normalise (and the
-    // weights, chunk c scaled by f[c] / l), or the fully masked row. mean holds the mean of v
-    // of head mean_bh (computed here when another head's is there).
-    void finish(int64_t bh, int64_t r, float l, const float* f, float* mean,
-                int64_t& mean_bh) const {
+    // weights, chunk c scaled by f[c] / l), or hand the row to the exact path.
+    void finish(int64_t bh, int64_t r, float l, const float* f) const {
         const AttentionArgs& a = a_;
         const int64_t b = bh / a.heads, h = bh % a.heads;
         float* o = a.out.at(b, h) + r * a.out.st;
+        // A special value (NaN, inf, or no key kept: l = 0) shows in l or in the output: that
+        // row is computed again by the exact path (attention_exact.cpp, §15).
+        if (attention_row_suspect(l, o, a.dv)) return attention_exact_row(a, b, h, r);
         float* w = a.weights ? a.weights + (bh * a.t + r) * a.s : nullptr;
-        if (!(l == 0.0f)) {  // NaN too: a NaN or +inf score makes the row NaN
-            const float inv = 1.0f / l;
-            for (int64_t e = 0; e < a.dv; ++e) o[e] *= inv;
-            if (w) {
-                for (int64_t c = 0; c < chunks_; ++c) {
-                    const float fc = f[c] * inv;
-                    const int64_t e = std::min(visible_, (c + 1) * kChunk);
-                    for (int64_t j = c * kChunk; j < e; ++j) w[j] *= fc;
-                }
-                std::fill(w + visible_, w + a.s, 0.0f);  // right of the causal diagonal
+        const float inv = 1.0f / l;
+        for (int64_t e = 0; e < a.dv; ++e) o[e] *= inv;
+        if (w) {
+            for (int64_t c = 0; c < chunks_; ++c) {
+                const float fc = f[c] * inv;
+                const int64_t e = std::min(visible_, (c + 1) * kChunk);
+                for (int64_t j = c * kChunk; j < e; ++j) w[j] *= fc;
             }
-        } else if (a.rule == MaskRule::fused) {
-            // Every key masked: keras.ops.dot_product_attention puts -0.7 * FLT_MAX in all
-            // logits of the row, so it attends uniformly to all S keys.
-            if (mean_bh != bh) {
-                mean_values(bh, mean);
-                mean_bh = bh;
-            }
-            std::memcpy(o, mean, sizeof(float) * a.dv);
-            if (w) std::fill(w, w + a.s, 1.0f / static_cast<float>(a.s));
-        } else {
-            std::fill(o, o + a.dv, 0.0f);  // Softmax-layer rule: all weights are zero
-            if (w) std::fill(w, w + a.s, 0.0f);
-        }
-    }
-
-    // mean over the S rows of v (in double, rows in order, as the blocked driver does).
-    void mean_values(int64_t bh, float* mean) const {
-        const AttentionArgs& a = a_;
-        const float* v = a.v.at(bh / a.heads, bh % a.heads);
-        for (int64_t e = 0; e < a.dv; ++e) {
-            double acc = 0.0;
-            for (int64_t s = 0; s < a.s; ++s) acc += v[s * a.v.st + e];
-            mean[e] = static_cast<float>(acc / static_cast<double>(a.s));
+            std::fill(w + visible_, w + a.s, 0.0f);  // right of the causal diagonal
         }
     }
 

@@ -21,4 +21,11 @@ bool attention_decode_applies(const AttentionArgs& args);
 // in chunk order. Bitwise identical for any thread count and with or without weights.
 void attention_decode_forward(const AttentionArgs& args);
 
+// The exact row (attention_exact.cpp): a row whose fast result shows a special value (sum l not
+// a positive finite number, or a non-finite unnormalized output in o[0..dv)) is suspect and is
+// computed again by attention_exact_row, which follows docs/semantics.md §15 (NaN reaches a row
+// only through a key it attends; +inf logits share the weight).
+bool attention_row_suspect(float l, const float* o, int64_t dv);
+void attention_exact_row(const AttentionArgs& args, int64_t b, int64_t h, int64_t t);
+
 }  // namespace fl

@@ -42,6 +42,7 @@
 #include "fastlayers/conv2d.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -120,8 +121,46 @@ int64_t conv2d_tile_pixels(int64_t k) {
     return std::min<int64_t>(240, std::max<int64_t>(48, t));
 }
 
+namespace {
+
+// a * b + c for non-negative sizes, false on int64 overflow.
+bool mul_add_fits(int64_t a, int64_t b, int64_t c, int64_t* r) {
+    if (a < 0 || b < 0 || c < 0) return false;
+    if (a != 0 && b > INT64_MAX / a) return false;
+    if (a * b > INT64_MAX - c) return false;
+    *r = a * b + c;
+    return true;
+}
+
+// The geometry's index arithmetic fits int64: the last tap of the last output row and column,
+// (o - 1) * stride + (k - 1) * dilation, the padded input extent, and N * OH * OW * F output
+// elements. The bindings check this first with messages naming the argument; a direct C++
+// caller gets std::invalid_argument.
+void check_geometry(const Conv2dShape& s) {
+    bool ok = s.n >= 0 && s.h >= 1 && s.w >= 1 && s.c >= 1 && s.sh >= 1 && s.sw >= 1 &&
+              s.dh >= 1 && s.dw >= 1 && s.pad_top >= 0 && s.pad_left >= 0 && s.oh >= 0 &&
+              s.ow >= 0 && s.kh >= 1 && s.kw >= 1;
+    int64_t tap = 0, last = 0, t = 0;
+    ok = ok && mul_add_fits(s.kh - 1, s.dh, 0, &tap) &&
+         mul_add_fits(std::max<int64_t>(s.oh - 1, 0), s.sh, tap, &last) &&
+         mul_add_fits(1, s.h, s.pad_top, &t) && mul_add_fits(s.kw - 1, s.dw, 0, &tap) &&
+         mul_add_fits(std::max<int64_t>(s.ow - 1, 0), s.sw, tap, &last) &&
+         mul_add_fits(1, s.w, s.pad_left, &t) && mul_add_fits(s.n, s.oh, 0, &t) &&
+         mul_add_fits(t, s.ow, 0, &t) && mul_add_fits(t, s.f, 0, &t) &&
+         mul_add_fits(s.h, s.w, 0, &t) && mul_add_fits(t, s.c, 0, &t) &&
+         mul_add_fits(t, std::max<int64_t>(s.n, 1), 0, &t);
+    if (!ok) {
+        throw std::invalid_argument(
+            "conv2d_forward: invalid geometry (sizes must be positive, strides and dilation >= "
+            "1, pads >= 0, and the index arithmetic must fit int64)");
+    }
+}
+
+}  // namespace
+
 void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                     ActFn act) {
+    check_geometry(s);
     if (s.groups != w.groups() || s.kh != w.kh() || s.kw != w.kw() || s.f != w.f() ||
         s.c != w.cg() * s.groups) {
         throw std::invalid_argument("conv2d_forward: the packed kernel (" +

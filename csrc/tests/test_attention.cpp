@@ -1081,6 +1081,45 @@ void test_attention_decode_nan_key() {
     }
 }
 
+// A NaN in value row j reaches exactly the rows that may attend key j (docs/semantics.md §15):
+// with a causal mask rows t >= j, whatever the kernel's blocks of rows (the flash driver scores
+// groups of 6 rows up to the group's last row, where p = 0 met 0 * NaN = NaN), and with an
+// explicit mask only the rows that keep key j. T = 20 and 100 (flash), 5 (decode).
+void test_attention_nan_value_follows_the_mask() {
+    for (int64_t t : {5, 20, 100}) {
+        for (int64_t j : {0, 3, 9, 17}) {
+            for (int causal = 0; causal < 2; ++causal) {
+                AttnCase c = make_case(t, 40, 8, 8, 0, causal != 0, 1, false, 901);
+                c.batch = 1;
+                c.heads = 1;
+                AttnData data(c);
+                data.v[j * data.ldv + 2] = kNaN;
+                auto keep = [&](int64_t r, int64_t s) -> uint8_t& {
+                    return data.mask[r * data.ldm + s];
+                };
+                for (int64_t r = 0; r < c.t; ++r)
+                    for (int64_t s = 0; s < c.s; ++s) keep(r, s) = causal ? 1 : (r + s) % 3 != 0;
+                std::vector<float> out(static_cast<size_t>(c.t * data.ldo), sentinel());
+                std::vector<float> w(static_cast<size_t>(c.t * c.s), sentinel());
+                fl::attention_forward(data.args(out.data(), w.data()));
+                for (int64_t r = 0; r < c.t; ++r) {
+                    const bool may = keep(r, j) != 0 && (!causal || j <= r);
+                    for (int64_t e = 0; e < c.dv; ++e) {
+                        const float o = out[r * data.ldo + e];
+                        const bool want_nan = may && e == 2;
+                        FLT_CHECK_MSG(want_nan ? std::isnan(o) : std::isfinite(o),
+                                      "T=%" PRId64 " NaN value %" PRId64 " causal=%d: row %" PRId64
+                                      " col %" PRId64 " = %g",
+                                      t, j, causal, r, e, o);
+                    }
+                    for (int64_t s = 0; s < c.s; ++s)  // the weights never see a value
+                        FLT_CHECK(std::isfinite(w[r * c.s + s]));
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 namespace fltest {
@@ -1118,6 +1157,7 @@ void register_attention_tests() {
     add_case("attention_decode_grid", test_attention_decode_grid);
     add_case("attention_decode_threads_bitwise", test_attention_decode_threads_bitwise);
     add_case("attention_decode_nan_key", test_attention_decode_nan_key);
+    add_case("attention_nan_value_follows_the_mask", test_attention_nan_value_follows_the_mask);
 }
 
 }  // namespace fltest

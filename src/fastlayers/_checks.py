@@ -50,7 +50,15 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
         )
     # Not np.ascontiguousarray: it turns a 0-d array into shape (1,). Native byte order and
     # alignment are what the C++ kernels require; a misaligned view is copied.
-    out = np.asarray(a, dtype=F32, order="C")
+    try:
+        out = np.asarray(a, dtype=F32, order="C")
+    except (ValueError, MemoryError) as exc:
+        # e.g. a 0-stride broadcast view of a huge shape: NumPy's own message ("iterator is
+        # too large", "Unable to allocate ...") names neither the op nor the argument.
+        raise ValueError(
+            f"{op}: {name} of shape {_shape(a)} is too large to convert to a float32 array "
+            f"({exc})"
+        ) from None
     return out if out.flags.aligned else out.copy()
 
 
@@ -109,8 +117,14 @@ def flag(value: Any, op: str, name: str) -> bool:
     return bool(value)
 
 
-def int_tuple(value: Any, op: str, name: str, n: int = 2, minimum: int = 1) -> tuple[int, ...]:
-    """An int or a sequence of ``n`` ints, each >= ``minimum``."""
+# The largest stride or dilation accepted (TensorFlow keeps them as int32 attributes).
+MAX_INT32 = 2**31 - 1
+
+
+def int_tuple(
+    value: Any, op: str, name: str, n: int = 2, minimum: int = 1, maximum: int | None = None
+) -> tuple[int, ...]:
+    """An int or a sequence of ``n`` ints, each in [``minimum``, ``maximum``]."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got bool")
     if isinstance(value, (int, np.integer)):
@@ -129,6 +143,8 @@ def int_tuple(value: Any, op: str, name: str, n: int = 2, minimum: int = 1) -> t
         )
     if any(v < minimum for v in items):
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and any(v > maximum for v in items):
+        raise ValueError(f"{op}: {name} must be <= {maximum}, got {value!r}")
     return items
 
 
@@ -160,7 +176,10 @@ def real_scalar(value: Any, op: str, name: str) -> float:
         raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
     if isinstance(value, complex) or np.iscomplexobj(value):
         raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a Python int beyond the float range
+        raise ValueError(f"{op}: {name} is too large for a float, got {value!r}") from None
 
 
 def broadcastable(mask_shape: Sequence[int], target: Sequence[int]) -> bool:
@@ -190,8 +209,8 @@ def conv2d_geometry(
     pads = (top, bottom, left, right) following the TensorFlow rule: the extra
     pixel of odd total padding goes at the bottom/right.
     """
-    sh, sw = int_tuple(strides, op, "strides")
-    dh, dw = int_tuple(dilation_rate, op, "dilation_rate")
+    sh, sw = int_tuple(strides, op, "strides", maximum=MAX_INT32)
+    dh, dw = int_tuple(dilation_rate, op, "dilation_rate", maximum=MAX_INT32)
     if not isinstance(padding, str):
         raise TypeError(f"{op}: padding must be 'valid' or 'same', got {type(padding).__name__}")
     pad = padding.lower()
@@ -226,6 +245,11 @@ def conv2d_geometry(
             f"{f}) for input channels {c} and groups {groups}"
         )
     eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if max(eff_h, eff_w) > MAX_INT32:
+        raise ValueError(
+            f"{op}: the dilated kernel {(eff_h, eff_w)} (kernel {(kh, kw)}, dilation_rate "
+            f"{(dh, dw)}) is larger than {MAX_INT32}"
+        )
     if pad == "valid":
         oh = (h - eff_h) // sh + 1 if h >= eff_h else 0
         ow = (w - eff_w) // sw + 1 if w >= eff_w else 0

@@ -14,14 +14,16 @@ namespace fl {
 
 // Softmax over the last axis.
 // x (rows, n) row-major, contiguous; y (rows, n) row-major, contiguous; x == y is allowed.
-// Same semantics as NumPy float32 `e = exp(x - x.max(-1, keepdims=True)); e / e.sum(-1, ...)`
-// for inf/NaN inputs (a row containing NaN or +inf, or made only of -inf, becomes all NaN).
+// Special values follow docs/semantics.md §15: a row holding a NaN is all NaN; otherwise, when
+// its largest value m is +inf (or every value is -inf), the entries equal to m share the weight
+// equally and the others get 0 (the limit), where NumPy's exp(x - max) would give NaN.
 // rows * n == 0 is a no-op.
 void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n);
 
 // Keras Softmax layer with a mask: keep (rows, n) contiguous bytes, nonzero = keep. Masked
-// logits are -1e9 during the softmax and 0 in y, so a fully masked row is all zeros. x == y is
-// allowed. Bitwise identical for any thread count.
+// logits are -1e9 during the softmax and 0 in y, so a fully masked row is all zeros; special
+// values among the kept entries as in softmax_lastdim. x == y is allowed. Bitwise identical for
+// any thread count.
 void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64_t rows,
                             int64_t n);
 

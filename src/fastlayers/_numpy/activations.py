@@ -44,6 +44,10 @@ def tanh(x):
 
 
 def softmax(x, axis=-1):
+    if x.size and not np.isfinite(x).all():  # the ±inf/NaN policy (docs/semantics.md §15)
+        from .attention import _policy_softmax
+
+        return np.moveaxis(_policy_softmax(np.moveaxis(x, axis, -1), None), -1, axis)
     # initial=-inf: an empty axis gives an empty result instead of a reduction error.
     e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     return e / np.sum(e, axis=axis, keepdims=True)

@@ -18,10 +18,83 @@ _FUSED_MASK_VALUE = F32(-0.7 * float(np.finfo(np.float32).max))
 
 
 def _stable_softmax(x, axis):
-    # Rows holding +inf (or only -inf) give NaN, as IEEE arithmetic says; no warning.
-    with np.errstate(invalid="ignore"):
-        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    """exp(x - max) / sum over `axis`, with the ±inf/NaN policy of docs/semantics.md §15."""
+    if not np.isfinite(x).all():
+        return np.moveaxis(_policy_softmax(np.moveaxis(x, axis, -1), None), -1, axis)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _policy_softmax(x, keep):
+    """Softmax over the last axis of the entries where `keep` (None: all), §15's policy.
+
+    Entries not kept get 0, and so does every entry of a row with none kept. A kept NaN makes
+    the row's kept entries NaN. When the largest kept value m is +inf, or every kept value is
+    -inf, the kept entries equal to m share the weight equally (the limit of the softmax, where
+    exp(x - max) would give inf - inf = NaN); otherwise exp(x - m) / sum.
+    """
+    k = np.ones(x.shape, bool) if keep is None else np.broadcast_to(keep, x.shape)
+    nan_row = (np.isnan(x) & k).any(axis=-1, keepdims=True)
+    xs = np.where(k & ~np.isnan(x), x, -np.inf).astype(x.dtype, copy=False)
+    m = np.max(xs, axis=-1, keepdims=True)
+    any_kept = k.any(axis=-1, keepdims=True)
+    at_inf = np.isinf(m) & any_kept
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.where(k & ~at_inf, np.exp(xs - np.where(at_inf, 0, m)), 0)
+    e = np.where(at_inf, (k & (xs == m)).astype(e.dtype), e)
+    total = np.sum(e, axis=-1, keepdims=True)
+    w = e / np.where(total == 0, 1, total)
+    w = np.where(nan_row & k, np.nan, w)
+    return w.astype(x.dtype, copy=False)
+
+
+def _attended_sum(weights, v, attended):
+    """sum over the attended keys j of weights[..., t, j] * v[..., j, :] (§15).
+
+    A key that is not attended contributes nothing, also when its value row holds NaN or inf
+    (a plain weights @ v would give 0 * NaN = NaN there). An attended one contributes as IEEE
+    arithmetic says, even with a zero weight.
+    """
+    finite = np.isfinite(v)
+    if finite.all():
+        return weights @ v
+    out = weights @ np.where(finite, v, 0).astype(v.dtype, copy=False)
+    bad = ~finite.all(axis=-1)  # (..., S): keys with a special value somewhere
+    idx = np.nonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))[0]
+    vb = v[..., idx, :]
+    vnf = np.where(np.isfinite(vb), 0, vb)[..., None, :, :]  # (..., 1, k, Dv)
+    ab = np.broadcast_to(attended, weights.shape)[..., idx][..., None]  # (..., T, k, 1)
+    with np.errstate(invalid="ignore"):
+        term = np.where(ab, weights[..., idx][..., None] * vnf, 0).sum(axis=-2)
+        return (out + term).astype(v.dtype, copy=False)
+
+
+def _attend(scores, v, allowed, rule):
+    """softmax(scores masked per `rule`) @ v, and the weights, with §15's policy.
+
+    scores (..., T, S) float32 (scaled), v (..., S, Dv), allowed broadcastable to scores (True =
+    may attend) or None. rule: "fused" (a fully masked row attends uniformly to all keys),
+    "subtract" (Keras Attention: masked scores lowered by 1e9; a fully masked row keeps them
+    all) or "softmax_layer" (a fully masked row has zero weights). Only called when a score or a
+    value is not finite; the finite case keeps Keras's own formulas in the callers.
+    """
+    a = np.ones(scores.shape, bool) if allowed is None else np.broadcast_to(allowed, scores.shape)
+    any_a = a.any(axis=-1, keepdims=True)
+    if rule == "fused":
+        logits = np.where(any_a, scores, F32(0))
+        attended = a | ~any_a
+    elif rule == "subtract":
+        with np.errstate(invalid="ignore"):
+            logits = np.where(a, scores, scores - F32(1e9))
+        attended = a | ~any_a
+    else:
+        logits, attended = scores, a
+    weights = _policy_softmax(logits.astype(F32, copy=False), attended)
+    return _attended_sum(weights, v, attended), weights
+
+
+def _all_finite(*arrays):
+    return all(np.isfinite(x).all() for x in arrays)
 
 
 def softmax(x, axis, mask):
@@ -33,7 +106,14 @@ def softmax(x, axis, mask):
         return np.zeros(x.shape, F32)
     if mask is not None:
         x = np.where(mask, x, _KERAS_MASK_VALUE)
-    if isinstance(axis, tuple) and len(axis) > 1:
+    if isinstance(axis, tuple) and len(axis) > 1 and not np.isfinite(x).all():
+        # §15's policy over the axes taken together: move them last and flatten them.
+        axes = [a % x.ndim for a in axis]
+        rest = [a for a in range(x.ndim) if a not in axes]
+        xt = np.transpose(x, rest + axes)
+        flat = _policy_softmax(xt.reshape(*xt.shape[: len(rest)], -1), None)
+        y = np.transpose(flat.reshape(xt.shape), np.argsort(rest + axes))
+    elif isinstance(axis, tuple) and len(axis) > 1:
         m = np.max(x, axis=axis, keepdims=True)
         lse = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
         y = np.exp(x - lse)
@@ -62,6 +142,11 @@ def _luong_mask(query_mask, value_mask, use_causal_mask, t_len, s_len):
 
 def _luong_finish(scores, value, query_mask, mask):
     """Masked softmax over S, weights @ value, zero the rows of masked queries."""
+    if not _all_finite(scores, value):
+        out, weights = _attend(scores, value, mask, "subtract")
+        if query_mask is not None:
+            out = out * query_mask[:, :, None]
+        return out.astype(F32, copy=False), weights
     if mask is not None:
         # Keras subtracts 1e9 from masked scores (in float32) rather than replacing them.
         scores = scores - F32(1e9) * (~mask).astype(F32)
@@ -129,6 +214,8 @@ def scaled_dot_product_attention(q, k, v, mask, is_causal, scale):
     if is_causal:
         causal = _causal(q.shape[-2], k.shape[-2])
         allowed = causal if allowed is None else allowed & causal
+    if not _all_finite(scores, v):
+        return _attend(scores.astype(F32, copy=False), v, allowed, "fused")[0]
     if allowed is not None:
         scores = np.where(allowed, scores, _FUSED_MASK_VALUE)
     weights = _stable_softmax(scores, axis=-1)
@@ -181,14 +268,19 @@ def multi_head_attention(
         c = _causal(query.shape[1], key.shape[1])[None, None]
         mask = c if mask is None else mask & c
 
-    if return_scores:
+    if not _all_finite(scores, v):
+        rule = "softmax_layer" if return_scores else "fused"
+        o, weights = _attend(scores.astype(F32, copy=False), v, mask, rule)
+    elif return_scores:
         weights = softmax(scores, -1, None if mask is None else np.broadcast_to(mask, scores.shape))
+        o = weights @ v
     else:
         if mask is not None:
             scores = np.where(mask, scores, _FUSED_MASK_VALUE)
         weights = _stable_softmax(scores, axis=-1).astype(F32, copy=False)
+        o = weights @ v
 
-    o = (weights @ v).transpose(0, 2, 1, 3)  # (B, T, N, Hv)
+    o = o.transpose(0, 2, 1, 3)  # (B, T, N, Hv)
     b, t_len = o.shape[:2]
     # Explicit sizes: a -1 cannot be inferred when B or T is 0.
     o = o.reshape(b, t_len, wo.shape[0] * wo.shape[1])

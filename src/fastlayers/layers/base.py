@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
@@ -181,7 +182,20 @@ class Layer:
     def _create_weights(self, input_shape: Any) -> None:
         specs = self._weight_specs(input_shape)
         rng = np.random.default_rng(self.seed)
-        values = [make(rng) for _, _, make in specs]
+        values = []
+        for name, shape, make in specs:
+            try:
+                values.append(make(rng))
+            except (ValueError, MemoryError, OverflowError) as exc:
+                size = math.prod(int(d) for d in shape)
+                if size * 4 < 2**40:  # not a size problem: the initializer's own error
+                    raise
+                # An absurd units / filters / heads: NumPy's "array is too big" or "Maximum
+                # allowed dimension exceeded" would name neither the layer nor the weight.
+                raise ValueError(
+                    f"{self._owner()}: weight {name!r} of shape {tuple(shape)} is too large "
+                    f"to create ({size} elements; {exc})"
+                ) from None
         for (name, shape, _), value in zip(specs, values):
             if value.shape != tuple(shape):  # a user initializer returning the wrong shape
                 raise ValueError(

@@ -1,0 +1,178 @@
+"""Absurd arguments on both paths: huge, negative and zero sizes, strides, dilation, padding,
+units, heads and thread counts, and huge 0-stride broadcast inputs. Each gives a clear
+ValueError or TypeError naming the op (or layer) - never a crash, a signed overflow, NumPy's
+"Maximum allowed dimension exceeded" or pybind11's "incompatible function arguments"
+(issue 14, defect 5). The compiled entry points (fastlayers._core) are checked on their own
+too: they are callable directly, without the Python checks in front."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, backends_for
+
+import fastlayers as fl
+from fastlayers import layers as L
+
+F32 = np.float32
+BACKENDS = backends_for("conv2d")
+X = np.ones((1, 5, 5, 2), F32)
+K = np.ones((3, 3, 2, 4), F32)
+Q = np.ones((1, 4, 8), F32)
+SEQ = np.ones((1, 3, 4), F32)
+LK, LR = np.ones((4, 8), F32), np.ones((2, 8), F32)
+
+
+def _huge(shape):
+    """A float32 0-stride view of an absurd shape (no memory behind it)."""
+    return np.broadcast_to(F32(1), shape)
+
+
+# (case id, callable, exception type, text the message must contain)
+FUNCTIONAL = [
+    ("conv_dilation_2**62", lambda: fl.conv2d(X, K, dilation_rate=(2**62, 1)), ValueError,
+     "conv2d: dilation_rate"),
+    ("conv_dilation_2**62_same",
+     lambda: fl.conv2d(X, K, dilation_rate=(2**62, 1), padding="same"), ValueError,
+     "conv2d: dilation_rate"),
+    ("conv_dilation_2**63", lambda: fl.conv2d(X, K, dilation_rate=2**63), ValueError,
+     "conv2d: dilation_rate"),
+    ("conv_dilation_-1", lambda: fl.conv2d(X, K, dilation_rate=(-1, 1)), ValueError,
+     "conv2d: dilation_rate"),
+    ("conv_dilation_0", lambda: fl.conv2d(X, K, dilation_rate=0), ValueError,
+     "conv2d: dilation_rate"),
+    ("conv_dilated_kernel_2**31",
+     lambda: fl.conv2d(X, np.ones((5, 1, 2, 4), F32), dilation_rate=(2**30, 1), padding="same"),
+     ValueError, "conv2d: the dilated kernel"),
+    ("conv_strides_2**62", lambda: fl.conv2d(X, K, strides=2**62), ValueError,
+     "conv2d: strides"),
+    ("conv_strides_2**64", lambda: fl.conv2d(X, K, strides=(2**64, 1)), ValueError,
+     "conv2d: strides"),
+    ("conv_strides_0", lambda: fl.conv2d(X, K, strides=0), ValueError, "conv2d: strides"),
+    ("conv_strides_-3", lambda: fl.conv2d(X, K, strides=(1, -3)), ValueError,
+     "conv2d: strides"),
+    ("conv_strides_float", lambda: fl.conv2d(X, K, strides=1.5), TypeError, "conv2d: strides"),
+    ("conv_padding_full", lambda: fl.conv2d(X, K, padding="full"), ValueError,
+     "conv2d: padding"),
+    ("conv_padding_int", lambda: fl.conv2d(X, K, padding=2**62), TypeError, "conv2d: padding"),
+    ("conv_groups_0", lambda: fl.conv2d(X, K, groups=0), ValueError, "conv2d: groups"),
+    ("conv_groups_-1", lambda: fl.conv2d(X, K, groups=-1), ValueError, "conv2d: groups"),
+    ("conv_groups_2**62", lambda: fl.conv2d(X, K, groups=2**62), ValueError, "conv2d"),
+    ("conv_groups_2**64", lambda: fl.conv2d(X, K, groups=2**64), ValueError, "conv2d"),
+    ("conv_huge_broadcast_x", lambda: fl.conv2d(_huge((1, 2**20, 2**20, 2)), K), ValueError,
+     "conv2d: x"),
+    ("dense_huge_broadcast_x", lambda: fl.dense(_huge((2**30, 2**20, 4)), LK), ValueError,
+     "dense: x"),
+    ("matmul_huge_broadcast", lambda: fl.matmul(_huge((2**40, 4, 8)), Q[0].T), ValueError,
+     "matmul: a"),
+    ("lstm_huge_broadcast_T", lambda: fl.lstm(_huge((1, 2**40, 4)), LK, LR), ValueError,
+     "lstm: x"),
+    ("gru_huge_broadcast_B", lambda: fl.gru(_huge((2**40, 3, 4)), np.ones((4, 6), F32),
+                                            np.ones((2, 6), F32)), ValueError, "gru: x"),
+    ("softmax_axis_2**62", lambda: fl.softmax(Q, 2**62), ValueError, "softmax: axis"),
+    ("softmax_huge_broadcast", lambda: fl.softmax(_huge((2**40, 2**10))), ValueError,
+     "softmax: x"),
+    ("sdpa_scale_10**400", lambda: fl.scaled_dot_product_attention(Q, Q, Q, scale=10**400),
+     ValueError, "scaled_dot_product_attention: scale"),
+    ("sdpa_scale_str", lambda: fl.scaled_dot_product_attention(Q, Q, Q, scale="1"), TypeError,
+     "scaled_dot_product_attention: scale"),
+    ("sdpa_huge_broadcast_q", lambda: fl.scaled_dot_product_attention(_huge((2**40, 4, 8)), Q, Q),
+     ValueError, "scaled_dot_product_attention: q"),
+    ("attention_scale_10**400", lambda: fl.attention(Q, Q, scale=10**400), ValueError,
+     "attention: scale"),
+    ("attention_huge_broadcast_v", lambda: fl.attention(Q, _huge((1, 2**40, 8))), ValueError,
+     "attention"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", FUNCTIONAL, ids=[c[0] for c in FUNCTIONAL])
+def test_functional_absurd_arguments(backend, case):
+    _, fn, exc, text = case
+    with fl.use_backend(backend), pytest.raises(exc) as info:
+        fn()
+    assert text in str(info.value)
+    assert "incompatible function arguments" not in str(info.value)
+
+
+LAYERS = [
+    ("Dense_units_2**62", lambda: L.Dense(2**62)(np.ones((2, 3), F32)), "Dense"),
+    ("Dense_units_-1", lambda: L.Dense(-1), "Dense: units"),
+    ("Dense_units_0", lambda: L.Dense(0), "Dense: units"),
+    ("Conv2D_filters_2**62", lambda: L.Conv2D(2**62, 3)(X), "Conv2D"),
+    ("Conv2D_kernel_2**62", lambda: L.Conv2D(2, 2**62)(X), "Conv2D"),
+    ("Conv2D_strides_2**64", lambda: L.Conv2D(2, 3, strides=2**64)(X), "strides"),
+    ("Conv2D_dilation_2**62", lambda: L.Conv2D(2, 3, dilation_rate=2**62)(X), "dilation_rate"),
+    ("LSTM_units_2**62", lambda: L.LSTM(2**62)(SEQ), "LSTM"),
+    ("LSTM_units_-2", lambda: L.LSTM(-2), "LSTM: units"),
+    ("GRU_units_0", lambda: L.GRU(0), "GRU: units"),
+    ("MHA_heads_0", lambda: L.MultiHeadAttention(0, 4), "MultiHeadAttention: num_heads"),
+    ("MHA_heads_2**62", lambda: L.MultiHeadAttention(2**62, 4)(SEQ, SEQ), "MultiHeadAttention"),
+    ("MHA_key_dim_2**62", lambda: L.MultiHeadAttention(2, 2**62)(SEQ, SEQ), "MultiHeadAttention"),
+    ("MHA_key_dim_-1", lambda: L.MultiHeadAttention(2, -1), "MultiHeadAttention: key_dim"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", LAYERS, ids=[c[0] for c in LAYERS])
+def test_layer_absurd_arguments(backend, case):
+    _, fn, text = case
+    with fl.use_backend(backend), pytest.raises(ValueError) as info:
+        fn()
+    assert text in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "n,exc", [(2**40, ValueError), (2**70, ValueError), (-1, ValueError), (0, ValueError),
+              (1.5, TypeError), ("2", TypeError)], ids=str)
+def test_set_num_threads_absurd(n, exc):
+    before = fl.get_num_threads()
+    with pytest.raises(exc, match="set_num_threads"):
+        fl.set_num_threads(n)
+    assert fl.get_num_threads() == before
+
+
+# ----------------------------------------------- the compiled entry points on their own
+
+CORE = [
+    ("strides_2**64", dict(strides=(2**64, 1)), "conv2d: strides"),
+    ("strides_-2**64", dict(strides=(1, -(2**64))), "conv2d: strides"),
+    ("strides_0", dict(strides=(0, 1)), "conv2d: strides"),
+    ("dilation_2**62", dict(dilation=(2**62, 1)), "conv2d: the dilated kernel height overflows"),
+    ("dilation_2**62_padded", dict(dilation=(2**62, 1), pads=(2**62, 2**62, 0, 0)),
+     "conv2d: the dilated kernel height overflows"),
+    ("dilation_2**63", dict(dilation=(1, 2**63)), "conv2d: dilation"),
+    ("pads_2**62", dict(pads=(2**62, 2**62, 0, 0)), "conv2d: the padded height overflows"),
+    ("pads_huge_output", dict(pads=(0, 2**40, 0, 2**40)), "conv2d: the output size overflows"),
+    ("pads_-1", dict(pads=(0, 0, -1, 0)), "conv2d: pads"),
+    ("pads_3", dict(pads=(0, 0, 0)), "conv2d: pads"),
+    ("pads_str", dict(pads="0000"), "conv2d: pads"),
+    ("groups_2**64", dict(groups=2**64), "conv2d: groups"),
+    ("groups_0", dict(groups=0), "conv2d: groups"),
+    ("groups_2**62", dict(groups=2**62), "groups"),
+]
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="needs the compiled core")
+@pytest.mark.parametrize("case", CORE, ids=[c[0] for c in CORE])
+def test_core_conv2d_absurd_arguments(case):
+    from fastlayers import _core
+
+    _, kw, text = case
+    args = dict(strides=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), groups=1)
+    args.update(kw)
+    with pytest.raises((ValueError, TypeError)) as info:
+        _core.conv2d(X, K, None, args["strides"], args["dilation"], args["pads"], args["groups"])
+    assert text in str(info.value)
+    assert "incompatible function arguments" not in str(info.value)
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="needs the compiled core")
+@pytest.mark.parametrize("n", [2**40, 2**70, -(2**70), 0])
+def test_core_set_num_threads_absurd(n):
+    from fastlayers import _core
+
+    before = _core.get_num_threads()
+    with pytest.raises(ValueError, match="set_num_threads"):
+        _core.set_num_threads(n)
+    assert _core.get_num_threads() == before

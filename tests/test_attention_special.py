@@ -1,0 +1,161 @@
+"""NaN and +-inf through every attention op and softmax, both paths (docs/semantics.md §15).
+
+A query row's output (and weights) is NaN exactly when a NaN reaches it: through its own
+query, or through a key or value row it may attend (the mask and the causal rule allow it;
+a fully masked row of the fused and subtract rules attends every key, §14). A NaN in a row
+it may not attend never reaches it, whatever block or chunk the kernels put the rows in.
+A +inf logit takes the weight (shared equally by several), never NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import backends_for, run_on
+
+import fastlayers as fl
+
+F32 = np.float32
+
+
+def _randn(rng, *shape):
+    return rng.standard_normal(shape).astype(F32)
+
+
+def _ops(rng, d):
+    """(name, fn(q, k, v, mask (T, S) bool or None, causal), rule) for every attention op.
+    rule: how a fully masked row treats the keys: "fused" (uniform over all keys whatever
+    the scores: a NaN value reaches it, a NaN key does not), "subtract" (scores lowered by
+    1e9, all kept: both reach it), "none" (zero weights: nothing reaches it)."""
+    n, h = 2, 3
+    wq, wk, wv = (_randn(rng, d, n, h) for _ in range(3))
+    wo = _randn(rng, n, h, d)
+
+    def mha(scores):
+        def f(q, k, v, mask, causal):
+            return fl.multi_head_attention(
+                q, v, k, query_kernel=wq, key_kernel=wk, value_kernel=wv, output_kernel=wo,
+                attention_mask=mask, use_causal_mask=causal, return_attention_scores=scores)
+        return f
+
+    def luong(fn, **kw):
+        def f(q, k, v, mask, causal):
+            vm = None if mask is None else mask[0][None]  # value_mask (B, S): row 0's mask
+            return fn(q, v, k, value_mask=vm, use_causal_mask=causal, **kw)
+        return f
+
+    return {
+        "sdpa": (lambda q, k, v, mask, causal: fl.scaled_dot_product_attention(
+            q, k, v, mask=mask, is_causal=causal), "fused"),
+        "attention": (luong(fl.attention, return_attention_scores=True), "subtract"),
+        "attention_concat": (luong(fl.attention, score_mode="concat"), "subtract"),
+        "additive": (luong(fl.additive_attention, return_attention_scores=True), "subtract"),
+        "mha": (mha(False), "fused"),
+        "mha_scores": (mha(True), "none"),
+    }
+
+
+def _outputs(res):
+    return list(res) if isinstance(res, tuple) else [res]
+
+
+def _allowed(name, mask, causal, t, s):
+    a = np.ones((t, s), bool)
+    if mask is not None:
+        a &= mask[0][None] if name in ("attention", "attention_concat", "additive") else mask
+    if causal:
+        a &= np.tril(np.ones((t, s), bool))
+    return a
+
+
+OPS = ["sdpa", "attention", "attention_concat", "additive", "mha", "mha_scores"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", backends_for("attention"))
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("t,s,j", [(20, 20, 9), (5, 300, 3), (100, 100, 50), (7, 600, 299)],
+                         ids=str)
+@pytest.mark.parametrize("where", ["k", "v"])
+def test_nan_reaches_exactly_the_rows_that_may_attend_it(backend, name, causal, masked, t, s,
+                                                         j, where, rng):
+    fn, rule = _ops(rng, 8)[name]
+    q, k, v = _randn(rng, 1, t, 8), _randn(rng, 1, s, 8), _randn(rng, 1, s, 8)
+    (k if where == "k" else v)[0, j, 1] = np.nan
+    mask = None
+    if masked:
+        mask = rng.random((t, s)) < 0.7
+        mask[:, j] = rng.random(t) < 0.5  # some rows may attend key j, some may not
+        mask[0] = mask[0] if name not in ("attention", "attention_concat", "additive") else (
+            rng.random(s) < 0.7)
+        mask[1, :] = False  # a fully masked row (value_mask ops: row 0's mask for all rows)
+    out = _outputs(run_on(backend, fn, q, k, v, mask, causal))
+    ref = _outputs(run_on("numpy", fn, q, k, v, mask, causal))
+    allowed = _allowed(name, mask, causal, t, s)
+    for row in range(t):
+        full = not allowed[row].any()
+        may = allowed[row, j] or (full and (rule == "subtract" or (rule, where) == ("fused", "v")))
+        got = np.isnan(out[0][0, row])
+        assert got.any() == may, (row, may)  # (a NaN in v column 1 reaches column 1 only)
+    for o, r in zip(out, ref):
+        np.testing.assert_array_equal(np.isnan(o), np.isnan(r))
+        np.testing.assert_allclose(o, r, rtol=2e-5, atol=2e-5, equal_nan=True)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", backends_for("attention"))
+@pytest.mark.parametrize("t,s", [(3, 5), (20, 20), (100, 300)], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_inf_logits_share_the_weight(backend, t, s, causal, rng):
+    """A +inf logit takes all the weight, two share it; a -inf one gets none; a row whose
+    logits are all -inf spreads its weight equally (the limit), on both paths."""
+    q, k, v = _randn(rng, 1, t, 4), _randn(rng, 1, s, 4), _randn(rng, 1, s, 4)
+    q[0, :, 1:] = 0.0
+    q[0, :, 0] = 1.0
+    k[0, :, 0] = rng.standard_normal(s)
+    k[0, 0, 0] = np.inf  # every row: key 0 has logit +inf
+    k[0, 2 % s, 0] = np.inf
+    out = run_on(backend, fl.scaled_dot_product_attention, q, k, v, is_causal=causal)
+    ref = run_on("numpy", fl.scaled_dot_product_attention, q, k, v, is_causal=causal)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    want = np.where(np.arange(t)[:, None] >= 2, (v[0, 0] + v[0, 2 % s]) / 2, v[0, 0])
+    if not causal:
+        want = np.broadcast_to((v[0, 0] + v[0, 2 % s]) / 2 if s > 2 else v[0, 0], want.shape)
+    np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-6)
+    # all logits -inf: uniform over the keys the row may attend
+    q2 = np.ones((1, t, 4), F32)
+    k2 = np.full((1, s, 4), -np.inf, F32)
+    out = run_on(backend, fl.scaled_dot_product_attention, q2, k2, v, is_causal=causal)
+    lim = np.arange(t)[:, None] >= np.arange(s)[None] if causal else np.ones((t, s), bool)
+    want = (lim / lim.sum(1, keepdims=True)) @ v[0].astype(np.float64)
+    np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", backends_for("softmax"))
+@pytest.mark.parametrize("n", [1, 5, 16, 33, 300])
+def test_masked_softmax_special_values(backend, n, rng):
+    """The softmax op with a mask: a masked NaN or +inf is dropped; a kept +inf takes the
+    weight; a kept NaN spoils its row's kept entries (masked ones stay 0)."""
+    x = _randn(rng, 6, n)
+    mask = np.ones((6, n), bool)
+    x[0, 0] = np.nan
+    mask[0, 0] = False
+    x[1, n - 1] = np.inf
+    mask[1, n - 1] = False
+    x[2, n // 2] = np.inf
+    x[3, 0] = np.nan
+    mask[3, n - 1] = n == 1
+    x[4, :] = -np.inf
+    got = run_on(backend, fl.softmax, x, -1, mask)
+    ref = run_on("numpy", fl.softmax, x, -1, mask)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6, equal_nan=True)
+    if n > 1:
+        assert np.isfinite(got[0]).all() and got[0, 0] == 0
+        assert np.isfinite(got[1]).all() and got[1, n - 1] == 0
+    assert got[2, n // 2] == 1.0 and got[2].sum() == 1.0
+    assert np.isnan(got[3, 0]) and (n == 1 or got[3, n - 1] == 0)
+    np.testing.assert_allclose(got[4], np.full(n, 1 / n), rtol=1e-6)
