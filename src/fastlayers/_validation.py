@@ -123,8 +123,10 @@ def check_matmul(a, b, transpose_b, *, op="matmul"):
             f"must equal b's {'last' if transpose_b else 'second-to-last'} axis "
             f"({b.shape[k_axis]})"
         )
-    try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    try:  # (equal batch axes, the usual case, skip NumPy's general rule)
+        batch = a.shape[:-2] if a.shape[:-2] == b.shape[:-2] else np.broadcast_shapes(
+            a.shape[:-2], b.shape[:-2]
+        )
     except ValueError:
         raise ValueError(
             f"{op}: the batch axes of a {a.shape[:-2]} and b {b.shape[:-2]} do not broadcast"

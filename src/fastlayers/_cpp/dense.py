@@ -47,6 +47,15 @@ def matmul(a):
         y = core.dense_unpacked(rows, np.ascontiguousarray(a.b), None, 0)
         return y.reshape(a.a.shape[:-1] + (n,))
     nb = math.prod(a.batch)  # not -1: a size-0 axis makes -1 ambiguous
-    a3 = np.ascontiguousarray(np.broadcast_to(a.a, a.batch + (m, k)).reshape(nb, m, k))
-    b3 = np.ascontiguousarray(np.broadcast_to(a.b, a.batch + (k, n)).reshape(nb, k, n))
-    return core.matmul_batched(a3, b3).reshape(a.batch + (m, n))
+    return core.matmul_batched(_batch3(a.a, a.batch, nb), _batch3(a.b, a.batch, nb)).reshape(
+        a.batch + (m, n)
+    )
+
+
+def _batch3(x, batch, nb):
+    """x (..., r, c) as a C-contiguous (nb, r, c): a view of a C-contiguous x whose batch axes
+    are ``batch`` already, else a copy (of x broadcast to them, or of a transposed view)."""
+    shape = (nb,) + x.shape[-2:]
+    if x.shape[:-2] != batch:
+        x = np.broadcast_to(x, batch + x.shape[-2:])
+    return np.ascontiguousarray(x.reshape(shape))
