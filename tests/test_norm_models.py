@@ -284,13 +284,18 @@ def test_no_fold_while_a_mask_flows(backend, rng):
     _random_bn_weights(seq, rng)
     inp = Input(shape=(6,), dtype="int32")
     fun = Model(inp, lstm(bn(dense(emb(inp)))))
+    # The pair inside a nested model, which receives the mask from the outer one.
+    inner = Sequential([Input(shape=(6, 4)), dense, bn])
+    nested = Model(inp, lstm(inner(emb(inp))))
     x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 0, 0, 0, 0], [7, 8, 9, 1, 2, 3]])
     with fl.use_backend(backend):
         h = bn(dense(emb(x)))
         want = lstm(h, mask=emb.compute_mask(x))
         unmasked = lstm(h)
-        for model in (seq, fun):
-            assert _folded_layers(model) == [dense.name]  # foldable, were no mask there
+        assert _folded_layers(inner) == [dense.name]
+        for model in (seq, fun, nested):
+            if model is not nested:
+                assert _folded_layers(model) == [dense.name]  # foldable, were no mask there
             got = model(x)
             np.testing.assert_array_equal(got, want)
             assert not np.allclose(got[:2], unmasked[:2])  # the mask mattered
