@@ -82,6 +82,20 @@ FUNCTIONAL = [
      "attention: scale"),
     ("attention_huge_broadcast_v", lambda: fl.attention(Q, _huge((1, 2**40, 8))), ValueError,
      "attention"),
+    # the merged ops
+    ("conv1d_dilation_2**62", lambda: fl.conv1d(SEQ, np.ones((3, 4, 2), F32),
+                                                dilation_rate=2**62), ValueError,
+     "conv1d: dilation_rate"),
+    ("conv1d_strides_2**64", lambda: fl.conv1d(SEQ, np.ones((3, 4, 2), F32), strides=2**64),
+     ValueError, "conv1d: strides"),
+    ("depthwise_dilation_2**62", lambda: fl.depthwise_conv2d(
+        X, np.ones((3, 3, 2, 1), F32), dilation_rate=2**62, padding="same"), ValueError,
+     "depthwise_conv2d: dilation_rate"),
+    ("depthwise_strides_2**64", lambda: fl.depthwise_conv2d(X, np.ones((3, 3, 2, 1), F32),
+                                                             strides=2**64), ValueError,
+     "depthwise_conv2d: strides"),
+    ("layer_norm_epsilon_10**400", lambda: fl.layer_norm(SEQ, epsilon=10**400), ValueError,
+     "layer_norm: epsilon"),
 ]
 
 
@@ -110,6 +124,19 @@ LAYERS = [
     ("MHA_heads_2**62", lambda: L.MultiHeadAttention(2**62, 4)(SEQ, SEQ), "MultiHeadAttention"),
     ("MHA_key_dim_2**62", lambda: L.MultiHeadAttention(2, 2**62)(SEQ, SEQ), "MultiHeadAttention"),
     ("MHA_key_dim_-1", lambda: L.MultiHeadAttention(2, -1), "MultiHeadAttention: key_dim"),
+    # the merged layers: sizes NumPy cannot allocate name the layer, not only NumPy's words
+    ("ZeroPadding2D_2**40", lambda: L.ZeroPadding2D(2**40)(X), "ZeroPadding2D 'zero_padding2d"),
+    ("ZeroPadding1D_2**62", lambda: L.ZeroPadding1D(2**62)(SEQ), "ZeroPadding1D 'zero_padding1d"),
+    ("RepeatVector_2**40", lambda: L.RepeatVector(2**40)(LR), "RepeatVector 'repeat_vector"),
+    ("RepeatVector_2**63", lambda: L.RepeatVector(2**63)(LR), "RepeatVector 'repeat_vector"),
+    ("Cropping2D_2**62", lambda: L.Cropping2D(2**62)(X), "Cropping2D"),
+    ("MaxPooling2D_2**62", lambda: L.MaxPooling2D(2**62)(X), "MaxPooling2D"),
+    ("Conv1D_filters_2**40", lambda: L.Conv1D(2**40, 3)(SEQ), "Conv1D"),
+    ("SeparableConv2D_multiplier_2**40",
+     lambda: L.SeparableConv2D(4, 3, depth_multiplier=2**40)(X), "SeparableConv2D"),
+    ("Embedding_2**40", lambda: L.Embedding(2**40, 2**40)(np.array([[1]])), "Embedding"),
+    ("GlobalAveragePooling1D_huge_broadcast",
+     lambda: L.GlobalAveragePooling1D()(_huge((2**20, 2**20, 2**10))), "GlobalAveragePooling1D"),
 ]
 
 

@@ -185,6 +185,70 @@ def test_conv2d(data):
     _compare(got, want, fan, magnitude=3 * (20 if act == "exponential" else 1))
 
 
+
+@settings(PROFILE)
+@given(st.data())
+def test_conv1d(data):
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 6))
+    groups = data.draw(st.sampled_from([g for g in (1, 2, 3, c) if c % g == 0]))
+    f = groups * data.draw(st.integers(1, 4))
+    k = data.draw(st.integers(1, 5))
+    dilated = data.draw(st.booleans())
+    strides = 1 if dilated else data.draw(st.integers(1, 3))
+    dilation = data.draw(st.integers(1, 3)) if dilated else 1
+    padding = data.draw(st.sampled_from(["valid", "same", "causal"]))
+    eff = (k - 1) * dilation + 1
+    t = data.draw(st.integers(eff if padding == "valid" else 1, eff + 8))
+    (x,) = data.draw(_inputs([(n, t, c)]))
+    fan = k * (c // groups)
+    kernel, bias = _weights(data.draw, [(k, c // groups, f), (f,)], fan)
+    act = data.draw(ACTS)
+    got, want = _both(fl.conv1d, x, kernel, bias if data.draw(st.booleans()) else None,
+                      strides=strides, padding=padding, dilation_rate=dilation, groups=groups,
+                      activation=act)
+    _compare(got, want, fan, magnitude=3 * (20 if act == "exponential" else 1))
+
+
+@settings(PROFILE)
+@given(st.data())
+def test_depthwise_conv2d(data):
+    n, c, m = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 6)), data.draw(
+        st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    dilated = data.draw(st.booleans())
+    strides = (1, 1) if dilated else (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    dilation = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))) if dilated else (1, 1)
+    padding = data.draw(st.sampled_from(["valid", "same"]))
+    eff_h, eff_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    h = data.draw(st.integers(eff_h if padding == "valid" else 1, eff_h + 8))
+    w = data.draw(st.integers(eff_w if padding == "valid" else 1, eff_w + 8))
+    (x,) = data.draw(_inputs([(n, h, w, c)]))
+    kernel, bias = _weights(data.draw, [(kh, kw, c, m), (c * m,)], kh * kw)
+    act = data.draw(ACTS)
+    got, want = _both(fl.depthwise_conv2d, x, kernel, bias if data.draw(st.booleans()) else None,
+                      strides=strides, padding=padding, dilation_rate=dilation, activation=act)
+    _compare(got, want, kh * kw, magnitude=3 * (20 if act == "exponential" else 1))
+
+
+@settings(PROFILE)
+@given(st.data())
+def test_layer_norm(data):
+    shape = tuple(data.draw(st.lists(st.integers(1, 9), min_size=1, max_size=4)))
+    nd = len(shape)
+    axes = sorted(data.draw(st.sets(st.integers(0, nd - 1), min_size=1, max_size=nd)))
+    given_axes = [a - nd if data.draw(st.booleans()) else a for a in axes]
+    (x,) = data.draw(_inputs([shape]))
+    sub = tuple(shape[a] for a in axes)
+    gamma, beta = _weights(data.draw, [sub, sub], 1)
+    epsilon = data.draw(st.sampled_from([1e-3, 1e-5, 0.5]))
+    got, want = _both(fl.layer_norm, x, gamma if data.draw(st.booleans()) else None,
+                      beta if data.draw(st.booleans()) else None,
+                      axis=given_axes if len(given_axes) > 1 else given_axes[0], epsilon=epsilon)
+    # mean and variance are sums over the k reduced entries; the output is (x - mean) * rstd
+    # * gamma + beta with |x| <= 3 for integer inputs and |gamma| <= ~4
+    k = math.prod(sub)
+    _compare(got, want, k, magnitude=12)
+
 def _recurrent_case(data, gates):
     b, t = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 7))
     f, u = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12))

@@ -3,7 +3,7 @@
 Whole models are compared with Keras 3 (tests/golden/make_models_masks.py wrote
 masks.npz and models_masks.npz; the latter's model files are also loaded by
 tests/test_load_keras.py). Each case is built here with fastlayers, layer for layer, and
-run on both paths. docs/semantics.md §17 states the rules.
+run on both paths. docs/semantics.md §22 states the rules.
 """
 
 from __future__ import annotations

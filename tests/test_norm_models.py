@@ -266,3 +266,36 @@ def test_fold_weights_formula(rng):
     np.testing.assert_allclose(kernel, dense.kernel * s, rtol=1e-6)
     np.testing.assert_allclose(bias, (dense.bias - mean.astype(F32)) * s + beta.astype(F32),
                                rtol=1e-6, atol=1e-7)
+
+
+# ---- a mask that flows: no fold ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_fold_while_a_mask_flows(backend, rng):
+    """Embedding(mask_zero) -> Dense -> BatchNormalization -> LSTM: the pair is in the plan,
+    but the executors must run it unfolded so that the mask still reaches the LSTM (a fold
+    would drop it: the LSTM would then read the padded steps)."""
+    from fastlayers.layers import LSTM, Embedding
+
+    emb, dense, bn, lstm = (Embedding(10, 4, mask_zero=True, seed=1), Dense(5, seed=2),
+                            BatchNormalization(), LSTM(3, seed=3))
+    seq = Sequential([Input(shape=(6,), dtype="int32"), emb, dense, bn, lstm])
+    _random_bn_weights(seq, rng)
+    inp = Input(shape=(6,), dtype="int32")
+    fun = Model(inp, lstm(bn(dense(emb(inp)))))
+    # The pair inside a nested model, which receives the mask from the outer one.
+    inner = Sequential([Input(shape=(6, 4)), dense, bn])
+    nested = Model(inp, lstm(inner(emb(inp))))
+    x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 0, 0, 0, 0], [7, 8, 9, 1, 2, 3]])
+    with fl.use_backend(backend):
+        h = bn(dense(emb(x)))
+        want = lstm(h, mask=emb.compute_mask(x))
+        unmasked = lstm(h)
+        assert _folded_layers(inner) == [dense.name]
+        for model in (seq, fun, nested):
+            if model is not nested:
+                assert _folded_layers(model) == [dense.name]  # foldable, were no mask there
+            got = model(x)
+            np.testing.assert_array_equal(got, want)
+            assert not np.allclose(got[:2], unmasked[:2])  # the mask mattered

@@ -305,7 +305,7 @@ def test_threads_follow_omp_num_threads_unless_fastlayers_says_otherwise():
     assert r.stdout.split()[0] == "3"
     default = _run(code, OMP_NUM_THREADS="")
     assert default.returncode == 0, default.stderr
-    for junk in ("0", "4,2", "many", "-1"):
+    for junk in ("0", "4,2", "many", "-1", "\u00b2"):  # "²" is isdigit() but no int
         r = _run(code, OMP_NUM_THREADS=junk)
         assert r.returncode == 0, r.stderr
         assert r.stdout == default.stdout, junk

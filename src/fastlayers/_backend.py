@@ -229,7 +229,7 @@ def _omp_threads() -> int | None:
     PyTorch and OpenBLAS do. It is another library's variable: a value fastlayers cannot use
     (a list such as "4,2", 0, garbage) is ignored rather than refused."""
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:  # not "²": no int
         return None
     return min(int(value), max_threads())
 

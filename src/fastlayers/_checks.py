@@ -6,8 +6,9 @@ naming the op (or layer), the argument, the shape seen and the shape expected.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,18 @@ def shape_is(a: np.ndarray, op: str, name: str, expected: tuple[int, ...], why: 
     if tuple(a.shape) != tuple(expected):
         reason = f" ({why})" if why else ""
         raise ValueError(f"{op}: {name} has shape {_shape(a)}, expected {tuple(expected)}{reason}")
+
+
+@contextlib.contextmanager
+def allocating(op: str, what: str) -> Iterator[None]:
+    """Around a NumPy call that makes a new array from sizes the user chose (a padding, a
+    repeat count): NumPy's errors for a size it cannot allocate ("array is too big",
+    "Maximum allowed dimension exceeded", "Unable to allocate ...", a C long overflow) name
+    neither the op nor the argument, so they become a ValueError that does."""
+    try:
+        yield
+    except (ValueError, MemoryError, OverflowError) as exc:
+        raise ValueError(f"{op}: {what} is too large to create ({exc})") from None
 
 
 def flag(value: Any, op: str, name: str) -> bool:

@@ -29,6 +29,9 @@ from ._checks import (
     activation as activation,
 )
 from ._checks import (
+    allocating as allocating,
+)
+from ._checks import (
     array as array,
 )
 from ._checks import (

@@ -91,7 +91,7 @@ def masks_emb_mha():
     e = layers.Embedding(VOCAB, 6, mask_zero=True)(inp)
     a = layers.MultiHeadAttention(num_heads=2, key_dim=3)(e, e)
     # Keras's MultiHeadAttention deletes the masks of the tensors it reads (at run time),
-    # so e is not read again after it (docs/semantics.md §17); a keeps e's mask.
+    # so e is not read again after it (docs/semantics.md §22); a keeps e's mask.
     c = layers.MultiHeadAttention(num_heads=1, key_dim=2, name="causal")(
         a, a, use_causal_mask=True)
     return Model(inp, [a, layers.Dense(2)(c)]), [x]

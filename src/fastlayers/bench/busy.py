@@ -1,13 +1,14 @@
 """``python -m fastlayers.bench.busy``: calls timed while another process keeps a core busy.
 
 Issue 14, defect 7: a web server, a Dask worker or a second model often shares the
-machine. This benchmark starts a busy-looping process (``--pin``: pinned to the last CPU
-this process may use; else left to the scheduler), then times, on 1 and 2 threads,
-the LSTM of the issue (batch 1, T 100, F 64, U 192) and conv-res (1 x 56 x 56 x 64,
-3x3, 64 filters, "same"; fastlayers.bench.cases) on fastlayers' C++ path and on
-PyTorch, with the same thread count on both. It reports the median of ``--repeats``
-single calls per (condition, call, threads, path), interleaved path by path, with a
-50 ms pause after each torch call (its OpenMP workers spin on after a call).
+machine. This benchmark starts a busy-looping process (condition ``busy-pinned``: pinned
+to the last CPU this process may use; ``busy``: left to the scheduler; ``quiet``: none),
+then times, on 1 and 2 threads, the LSTM of the issue (batch 1, T 100, F 64, U 192) and
+conv-res (1 x 56 x 56 x 64, 3x3, 64 filters, "same"; fastlayers.bench.cases) on
+fastlayers' C++ path and on PyTorch, with the same thread count on both. It reports the
+median of ``--repeats`` single calls per (condition, call, threads, path), interleaved
+path by path, with a 50 ms pause after each torch call (its OpenMP workers spin on after
+a call).
 
 The goal (issue 14): under load, no call at 2 threads is slower than at 1 thread, and
 none is slower than PyTorch's. This is a measurement, not a test: on a shared machine

@@ -76,7 +76,9 @@ class ZeroPadding1D(_Spatial):
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         cf = self.data_format == "channels_first"
         x = self._nhwc(inputs, cf)
-        return self._back(np.pad(x, ((0, 0), (0, 0), self.padding, (0, 0))), cf)
+        with V.allocating(self._owner(), f"the output of padding {self.padding}"):
+            y = np.pad(x, ((0, 0), (0, 0), self.padding, (0, 0)))
+        return self._back(y, cf)
 
 
 class ZeroPadding2D(_Spatial):
@@ -100,7 +102,9 @@ class ZeroPadding2D(_Spatial):
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         cf = self.data_format == "channels_first"
         x = self._nhwc(inputs, cf)
-        return self._back(np.pad(x, ((0, 0), *self.padding, (0, 0))), cf)
+        with V.allocating(self._owner(), f"the output of padding {self.padding}"):
+            y = np.pad(x, ((0, 0), *self.padding, (0, 0)))
+        return self._back(y, cf)
 
 
 def _crop(owner: str, x: np.ndarray, crops) -> np.ndarray:

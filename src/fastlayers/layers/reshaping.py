@@ -159,4 +159,5 @@ class RepeatVector(_Shape):
         V.rank(x, self._owner(), "inputs", 2, "(batch, features)")
         if not self.built:
             self.build(x.shape)
-        return np.ascontiguousarray(np.repeat(x[:, None, :], self.n, axis=1))
+        with V.allocating(self._owner(), f"the output of n={self.n} repeats"):
+            return np.ascontiguousarray(np.repeat(x[:, None, :], self.n, axis=1))

@@ -56,10 +56,6 @@ def disabled() -> Iterator[None]:
         _enabled[0] = before
 
 
-def is_enabled() -> bool:
-    return _enabled[0]
-
-
 def _linear(layer: Any) -> bool:
     return layer.activation is None or layer.activation == "linear"
 
