@@ -81,35 +81,34 @@ class Fold:
     def __init__(self, producer: Any, bn: Any) -> None:
         self.producer = producer
         self.bn = bn
-        self._source: tuple = ()
-        self.kernel: np.ndarray | None = None
-        self.bias: np.ndarray | None = None
-        self.packed: Any = None
+        # (source weight arrays, kernel, bias, packed), replaced as one tuple: a call running
+        # while another thread sets new weights sees one consistent fold, old or new.
+        self._state: tuple = ((), None, None, None)
 
-    def _refresh(self) -> None:
+    def _current(self) -> tuple:
+        state = self._state
         source = tuple(self.producer.weights) + tuple(self.bn.weights)
-        if len(source) == len(self._source) and all(
-            a is b for a, b in zip(source, self._source)
-        ):
-            return  # the same arrays as last time (weights are replaced, never edited)
+        if len(source) == len(state[0]) and all(a is b for a, b in zip(source, state[0])):
+            return state  # the same arrays as last time (weights are replaced, never edited)
         kernel, bias = fold_weights(self.producer, self.bn)
-        self.kernel, self.bias = kernel, bias
+        packed = None
         if _backend.core_available():
             if type(self.producer) is Dense:
-                self.packed = pack_dense(kernel, bias)
+                packed = pack_dense(kernel, bias)
             else:
-                self.packed = pack_conv2d(kernel, bias, self.producer.groups)
-        self._source = source
+                packed = pack_conv2d(kernel, bias, self.producer.groups)
+        self._state = state = (source, kernel, bias, packed)
+        return state
 
     def __call__(self, x: Any) -> np.ndarray:
-        self._refresh()
+        _, kernel, bias, packed = self._current()
         p = self.producer
         if type(p) is Dense:
-            a = V.check_dense(x, self.kernel, self.bias, "linear", op=p._owner(), x_name="inputs")
-            return F.run_dense(a, self.packed)
-        a = V.check_conv2d(x, self.kernel, self.bias, p.strides, p.padding, p.dilation_rate,
+            a = V.check_dense(x, kernel, bias, "linear", op=p._owner(), x_name="inputs")
+            return F.run_dense(a, packed)
+        a = V.check_conv2d(x, kernel, bias, p.strides, p.padding, p.dilation_rate,
                            p.groups, "linear", op=p._owner(), x_name="inputs")
-        return F.run_conv2d(a, self.packed)
+        return F.run_conv2d(a, packed)
 
 
 def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
