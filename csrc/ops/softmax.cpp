@@ -77,7 +77,9 @@ void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
     if (rows <= 0 || n <= 0) return;
     SoftmaxArgs args{x, y, n, kernels().softmax_rows};
     const int64_t min_rows = std::max<int64_t>(1, (kMinElementsPerTask + n - 1) / n);
-    parallel_for(rows, min_rows, softmax_task, &args);
+    // The callable overload: the in-place path allocates a row buffer per task, and a
+    // std::bad_alloc thrown on a pool worker must reach the caller, not std::terminate.
+    parallel_for(rows, min_rows, [&](int64_t r0, int64_t r1) { softmax_task(&args, r0, r1); });
 }
 
 // Keras Softmax layer with a mask: masked logits become -1e9, the row is normalized, and masked

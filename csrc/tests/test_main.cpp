@@ -547,6 +547,55 @@ void test_parallel_results_bitwise() {
     fl::set_num_threads(saved);
 }
 
+// Softmax with special values (docs/semantics.md §15), out of place and in place (x == y is
+// allowed and takes its own path: each row goes through a copy): the policy's values, and the
+// same bits both ways, for rows with +inf, only -inf, NaN, and finite rows around them.
+void test_softmax_special_values_in_place() {
+    const float inf = std::numeric_limits<float>::infinity();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const int64_t n = 37;  // a vector tail on every ISA
+    const int64_t rows = 6;
+    std::vector<float> x = random_values(static_cast<size_t>(rows * n), -5.0f, 5.0f, 11);
+    x[0 * n + 0] = inf;   // row 0: two +inf share the weight
+    x[0 * n + 36] = inf;
+    for (int64_t j = 0; j < n; ++j) x[1 * n + j] = -inf;  // row 1: only -inf, uniform
+    x[2 * n + 17] = nan;  // row 2: NaN, all NaN
+    x[3 * n + 3] = inf;   // row 3: +inf and NaN, all NaN
+    x[3 * n + 30] = nan;
+    x[4 * n + 5] = -inf;  // row 4: one -inf among finite values, the ordinary path
+    // row 5: finite
+    std::vector<float> y(x.size());
+    fl::softmax_lastdim(x.data(), y.data(), rows, n);
+    for (int64_t j = 0; j < n; ++j) {
+        CHECK(y[0 * n + j] == (j == 0 || j == 36 ? 0.5f : 0.0f));
+        CHECK(y[1 * n + j] == 1.0f / static_cast<float>(n));
+        CHECK(std::isnan(y[2 * n + j]) && std::isnan(y[3 * n + j]));
+        CHECK(std::isfinite(y[4 * n + j]) && std::isfinite(y[5 * n + j]));
+    }
+    CHECK(y[4 * n + 5] == 0.0f);
+    std::vector<float> z = x;
+    fl::softmax_lastdim(z.data(), z.data(), rows, n);
+    CHECK_MSG(std::memcmp(y.data(), z.data(), y.size() * sizeof(float)) == 0,
+              "softmax_lastdim in place differs from out of place");
+
+    // Masked: a masked NaN is ignored, kept +inf share the weight, masked entries are 0.
+    std::vector<uint8_t> keep(x.size(), 1);
+    keep[0 * n + 36] = 0;  // row 0: one +inf left
+    keep[2 * n + 17] = 0;  // row 2: its NaN masked, finite again
+    std::vector<float> ym(x.size());
+    fl::softmax_masked_lastdim(x.data(), keep.data(), ym.data(), rows, n);
+    for (int64_t j = 0; j < n; ++j) {
+        CHECK(ym[0 * n + j] == (j == 0 ? 1.0f : 0.0f));
+        CHECK(std::isfinite(ym[2 * n + j]));
+        CHECK(std::isnan(ym[3 * n + j]));
+    }
+    CHECK(ym[2 * n + 17] == 0.0f);
+    std::vector<float> zm = x;
+    fl::softmax_masked_lastdim(zm.data(), keep.data(), zm.data(), rows, n);
+    CHECK_MSG(std::memcmp(ym.data(), zm.data(), ym.size() * sizeof(float)) == 0,
+              "softmax_masked_lastdim in place differs from out of place");
+}
+
 void test_parallel_for_nested() {
     const int saved = fl::num_threads();
     fl::set_num_threads(3);
@@ -981,6 +1030,7 @@ int main(int argc, char** argv) {
     add_case("parallel_for_coverage", test_parallel_for_coverage);
     add_case("parallel_for_caller_claims", test_parallel_for_caller_claims);
     add_case("parallel_results_bitwise", test_parallel_results_bitwise);
+    add_case("softmax_special_values_in_place", test_softmax_special_values_in_place);
     add_case("parallel_for_nested", test_parallel_for_nested);
     add_case("parallel_for_exceptions", test_parallel_for_exceptions);
     add_case("guided_runs", test_guided_runs);
