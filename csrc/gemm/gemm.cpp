@@ -295,7 +295,9 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
     }
     const int64_t min_units =
         std::max<int64_t>(1, (cfg.min_macs_per_task + macs_per_unit - 1) / macs_per_unit);
-    parallel_for(units, min_units, gemm_task, &j);
+    // The callable overload: a task may grow its thread's A-pack buffer, and a std::bad_alloc
+    // thrown on a pool worker must reach the caller, not std::terminate.
+    parallel_for(units, min_units, [&](int64_t u0, int64_t u1) { gemm_task(&j, u0, u1); });
 }
 
 void gemm_packed(const float* a, int64_t m, int64_t lda, const PackedB& b, float* c, int64_t ldc,
