@@ -11,10 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+GOLDEN_DIR = Path(__file__).parent / "golden"
 
-def _read_all() -> dict[str, np.ndarray]:
+
+def read(paths) -> dict[str, np.ndarray]:
+    """The case arrays of the given .npz files (names in tests/golden/ or paths), merged; an
+    array name found in two files is an error."""
     arrays: dict[str, np.ndarray] = {}
-    for path in sorted((Path(__file__).parent / "golden").glob("models*.npz")):
+    for path in paths:
+        path = GOLDEN_DIR / path
         with np.load(path, allow_pickle=False) as data:
             for key in data.files:
                 if key.startswith("__"):
@@ -25,17 +30,23 @@ def _read_all() -> dict[str, np.ndarray]:
     return arrays
 
 
-GOLDEN = _read_all()
+def parts(arrays: dict[str, np.ndarray], case: str, part: str) -> list[np.ndarray]:
+    """The arrays ``<case>.<part>.0``, ``.1``, ... of ``arrays`` (part: weights, inputs or
+    out)."""
+    out, i = [], 0
+    while f"{case}.{part}.{i}" in arrays:
+        out.append(arrays[f"{case}.{part}.{i}"])
+        i += 1
+    return out
+
+
+GOLDEN = read(sorted(GOLDEN_DIR.glob("models*.npz")))
 CASES = sorted({k.split(".")[0] for k in GOLDEN})
 
 
 def golden(case: str, part: str) -> list[np.ndarray]:
-    """The arrays ``<case>.<part>.0``, ``.1``, ... (part: weights, inputs or out)."""
-    out, i = [], 0
-    while f"{case}.{part}.{i}" in GOLDEN:
-        out.append(GOLDEN[f"{case}.{part}.{i}"])
-        i += 1
-    return out
+    """The arrays ``<case>.<part>.0``, ``.1``, ... of the model cases."""
+    return parts(GOLDEN, case, part)
 
 
 def assert_keras_outputs(case: str, got) -> None:

@@ -16,6 +16,7 @@ import copy
 import pickle
 from pathlib import Path
 
+import golden_models
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY
@@ -26,26 +27,11 @@ from fastlayers import Model, Sequential
 from fastlayers import layers as L
 
 BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
-GOLDEN_DIR = Path(__file__).parent / "golden"
-
-
-def _read() -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for name in ("integ.npz", "models_integ.npz"):
-        with np.load(GOLDEN_DIR / name, allow_pickle=False) as data:
-            out.update({k: data[k] for k in data.files if not k.startswith("__")})
-    return out
-
-
-GOLDEN = _read()
+GOLDEN = golden_models.read(("integ.npz", "models_integ.npz"))
 
 
 def golden(case: str, part: str) -> list[np.ndarray]:
-    out, i = [], 0
-    while f"{case}.{part}.{i}" in GOLDEN:
-        out.append(GOLDEN[f"{case}.{part}.{i}"])
-        i += 1
-    return out
+    return golden_models.parts(GOLDEN, case, part)
 
 
 def _inputs(case: str):
@@ -243,7 +229,7 @@ def test_loaded_merge_mask_ops(suffix):
     loader rebuilds them (a legacy .h5 names no module: a Concatenate config without
     "trainable" is the op, with it the layer), and the loaded model pickles."""
     pytest.importorskip("h5py")
-    path = GOLDEN_DIR / "models" / f"integ_mask_ops{suffix}"
+    path = golden_models.GOLDEN_DIR / "models" / f"integ_mask_ops{suffix}"
     assert _loaded_mask_ops(path) == [
         "keras_any", "keras_concatenate", "keras_convert_to_tensor", "keras_expand_dims",
         "keras_full_like", "keras_logical_or", "keras_not_equal"]

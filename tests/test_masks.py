@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import pickle
-from pathlib import Path
 
+import golden_models
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY
@@ -21,26 +21,11 @@ from fastlayers import Input, Model, Sequential
 from fastlayers import layers as L
 
 BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
-GOLDEN_DIR = Path(__file__).parent / "golden"
-
-
-def _read() -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for name in ("masks.npz", "models_masks.npz"):
-        with np.load(GOLDEN_DIR / name, allow_pickle=False) as data:
-            out.update({k: data[k] for k in data.files if not k.startswith("__")})
-    return out
-
-
-GOLDEN = _read()
+GOLDEN = golden_models.read(("masks.npz", "models_masks.npz"))
 
 
 def golden(case: str, part: str) -> list[np.ndarray]:
-    out, i = [], 0
-    while f"{case}.{part}.{i}" in GOLDEN:
-        out.append(GOLDEN[f"{case}.{part}.{i}"])
-        i += 1
-    return out
+    return golden_models.parts(GOLDEN, case, part)
 
 
 VOCAB = 11
@@ -283,7 +268,7 @@ def test_layers_in_models_summary_pickle_and_copy():
 
 def test_loaded_mask_ops_pickle():
     pytest.importorskip("h5py")
-    mdl = fl.load_model(GOLDEN_DIR / "models" / "masks_masking_lstm.keras")
+    mdl = fl.load_model(golden_models.GOLDEN_DIR / "models" / "masks_masking_lstm.keras")
     x = golden("masks_masking_lstm", "inputs")[0]
     names = [type(x).__name__ for x in mdl.layers]
     assert "Masking" in names and "Sequential" in names

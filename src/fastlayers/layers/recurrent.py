@@ -116,10 +116,6 @@ class _RNN(Layer):
             )
         self._create_weights(sequences_shape)
 
-    def _run(self, sequences, initial_state, mask):  # pragma: no cover - LSTM and GRU
-        """Check the call (return_state=True) and run it: (output, *states)."""
-        raise NotImplementedError
-
     def _kept_states(self, a):
         """The checked arguments ``a`` with the states a stateful layer kept, if it has any."""
         batch = a.x.shape[0]
