@@ -23,7 +23,43 @@ from .initializers import check_initializer, weight_spec
 # ------------------------------------------------------------------------- Conv2D
 
 
-class Conv2D(Layer):
+class _GroupedConv(Layer):
+    """What Conv1D and Conv2D share: the channel axis, the grouped kernel
+    (*kernel_size, C // groups, filters) with its bias (filters,), and the build check."""
+
+    input_rank: int  # of the layer's input: 3 for Conv1D, 4 for Conv2D
+
+    def _channel_axis(self) -> int:
+        return 1 if self.data_format == "channels_first" else -1
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else input_shape[self._channel_axis()]
+        cg = None if c is None else c // self.groups
+        specs = [
+            weight_spec("kernel", (*self.kernel_size, cg, self.filters), self.kernel_initializer)
+        ]
+        if self.use_bias:
+            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def build(self, input_shape: Shape) -> None:
+        """Create kernel (*kernel_size, C // groups, filters) and bias (filters,)."""
+        input_shape = _shape_tuple(input_shape)
+        rank = self.input_rank
+        if len(input_shape) != rank:
+            raise ValueError(
+                f"{self._owner()}: input_shape must have rank {rank}, got {input_shape}"
+            )
+        c = input_shape[self._channel_axis()]
+        if c is None or c % self.groups:
+            raise ValueError(
+                f"{self._owner()}: the number of input channels ({c}) must be known and "
+                f"divisible by groups ({self.groups})"
+            )
+        self._create_weights(input_shape)
+
+
+class Conv2D(_GroupedConv):
     """2D convolution (Keras ``Conv2D``).
 
     Parameters
@@ -72,6 +108,7 @@ class Conv2D(Layer):
     call_weights = ("kernel", "bias")
     ignored_args = WEIGHT_TRAINING_ARGS
     unsupported_args = {"lora_rank": None, "lora_alpha": None}
+    input_rank = 4
 
     def __init__(
         self,
@@ -115,37 +152,12 @@ class Conv2D(Layer):
         self.activation = activation
         self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
-    def _channel_axis(self) -> int:
-        return 1 if self.data_format == "channels_first" else -1
-
-    def _weight_specs(self, input_shape):
-        c = None if input_shape is None else input_shape[self._channel_axis()]
-        cg = None if c is None else c // self.groups
-        specs = [
-            weight_spec("kernel", (*self.kernel_size, cg, self.filters), self.kernel_initializer)
-        ]
-        if self.use_bias:
-            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
-        return specs
 
     def _input_shape_from_weights(self, shapes):
         c = self._shape_of(shapes, 0, 4)[2] * self.groups
         return (
             (None, c, None, None) if self.data_format == "channels_first" else (None, None, None, c)
         )
-
-    def build(self, input_shape: Shape) -> None:
-        """Create kernel (kh, kw, C // groups, filters) and bias (filters,)."""
-        input_shape = _shape_tuple(input_shape)
-        if len(input_shape) != 4:
-            raise ValueError(f"{self._owner()}: input_shape must have rank 4, got {input_shape}")
-        c = input_shape[self._channel_axis()]
-        if c is None or c % self.groups:
-            raise ValueError(
-                f"{self._owner()}: the number of input channels ({c}) must be known and "
-                f"divisible by groups ({self.groups})"
-            )
-        self._create_weights(input_shape)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         channels_first = self.data_format == "channels_first"
@@ -163,8 +175,7 @@ class Conv2D(Layer):
             channels_first=channels_first,
             build=self._ready,
         )
-        y = F.run_conv2d(a, self._packed)
-        return np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if channels_first else y
+        return _channels_back(F.run_conv2d(a, self._packed), channels_first)
 
     def _pack(self):  # one GEMM operand per group, the bias folded in
         return pack_conv2d(self._weight("kernel"), self._weight("bias"), self.groups)
@@ -182,7 +193,7 @@ def _channels_back(y: np.ndarray, channels_first: bool) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if channels_first else y
 
 
-class Conv1D(Layer):
+class Conv1D(_GroupedConv):
     """1D (temporal) convolution (Keras ``Conv1D``).
 
     Parameters
@@ -221,6 +232,7 @@ class Conv1D(Layer):
     ignored_args = WEIGHT_TRAINING_ARGS
     unsupported_args = {"lora_rank": None, "lora_alpha": None}
     supports_masking = False
+    input_rank = 3
 
     def __init__(
         self,
@@ -263,35 +275,10 @@ class Conv1D(Layer):
         self.activation = activation
         self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
-    def _channel_axis(self) -> int:
-        return 1 if self.data_format == "channels_first" else -1
-
-    def _weight_specs(self, input_shape):
-        c = None if input_shape is None else input_shape[self._channel_axis()]
-        cg = None if c is None else c // self.groups
-        specs = [
-            weight_spec("kernel", (*self.kernel_size, cg, self.filters), self.kernel_initializer)
-        ]
-        if self.use_bias:
-            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
-        return specs
 
     def _input_shape_from_weights(self, shapes):
         c = self._shape_of(shapes, 0, 3)[1] * self.groups
         return (None, c, None) if self.data_format == "channels_first" else (None, None, c)
-
-    def build(self, input_shape: Shape) -> None:
-        """Create kernel (k, C // groups, filters) and bias (filters,)."""
-        input_shape = _shape_tuple(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(f"{self._owner()}: input_shape must have rank 3, got {input_shape}")
-        c = input_shape[self._channel_axis()]
-        if c is None or c % self.groups:
-            raise ValueError(
-                f"{self._owner()}: the number of input channels ({c}) must be known and "
-                f"divisible by groups ({self.groups})"
-            )
-        self._create_weights(input_shape)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         channels_first = self.data_format == "channels_first"
