@@ -217,7 +217,11 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
                                  first ? 0 : 1, c, j.ldc);
                     }
                     if (last && j.act) {
-                        for (int64_t r = 0; r < mr; ++r) j.act(c + r * j.ldc, nc);
+                        if (nc == j.ldc) {
+                            j.act(c, mr * nc);  // whole rows: one contiguous run (narrow C)
+                        } else {
+                            for (int64_t r = 0; r < mr; ++r) j.act(c + r * j.ldc, nc);
+                        }
                     }
                 }
             }
@@ -345,7 +349,9 @@ void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const f
     const auto block = [&](int64_t i0, int64_t i1, int64_t n0, int64_t w) {
         kt.gemm_rowb(i1 - i0, w, k, a + i0 * lda, lda, b + n0, ldb, bias ? bias + n0 : nullptr, 0,
                      c + i0 * ldc + n0, ldc);
-        if (ep.act) {
+        if (ep.act && w == ldc) {
+            ep.act(c + i0 * ldc, (i1 - i0) * w);  // whole rows: one contiguous run
+        } else if (ep.act) {
             for (int64_t i = i0; i < i1; ++i) ep.act(c + i * ldc + n0, w);
         }
     };

@@ -90,9 +90,7 @@ void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w
             float* yt = y + p0 * ch * mult;
             if (mult == 1) {
                 kernel(m, ch, taps, rows.data(), w.dw_kernel(), w.dw_bias(), yt, ch);
-                if (act) {
-                    for (int64_t r = 0; r < m; ++r) act(yt + r * ch, ch);
-                }
+                if (act) act(yt, m * ch);  // the m pixels' rows are contiguous
                 continue;
             }
             float* tile = plane_tile.data();

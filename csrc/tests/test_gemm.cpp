@@ -674,7 +674,7 @@ using GemmRowbFn = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, co
 // read past column n - 1 of the last row faults), NaN in B's row padding, sentinels around C.
 void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
     const int64_t ms[] = {1, 2, 3, 4, 5, 8, 9};
-    const int64_t ns[] = {1, 7, 8, 9, 16, 17, 31, 63, 64, 65, 100, 127, 128, 129};
+    const int64_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129};
     const int64_t ks[] = {0, 1, 5, 64, 129};
     std::mt19937 rng(17);
     int cases = 0;

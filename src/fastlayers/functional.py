@@ -84,6 +84,19 @@ def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarr
     return _np_dense.matmul(args.a, args.b)
 
 
+def _matmul_runner(a: Any, b: Any, *, transpose_b: bool = False) -> Any:
+    """The shape-plan runner of a matmul call (models/shape_plan.py), or None."""
+    if not _cpp("matmul"):
+        return None
+    run = _cpp_dense.matmul_runner(V.check_matmul(a, b, transpose_b))
+    if run is None or not transpose_b:
+        return run
+    return lambda a, b: run(a, np.swapaxes(b, -1, -2))
+
+
+matmul.__plan_runner__ = _matmul_runner  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- dense
 
 
@@ -113,6 +126,14 @@ def dense(
     return run_dense(V.check_dense(**locals()))
 
 
+def dense_runner(a: V.DenseArgs, packed: Any) -> Any:
+    """The shape-plan runner (models/shape_plan.py) of ``run_dense(a, packed)`` for a
+    layer's packed kernel: on the C++ path, else None."""
+    if packed is None or not _cpp("dense"):
+        return None
+    return _cpp_dense.dense_runner(a.x.shape, packed, a.activation)
+
+
 def run_dense(a: V.DenseArgs, packed: Any = None) -> np.ndarray:
     """dense on checked arguments; ``packed``: the layer's kernel from ``_cpp.dense.pack_dense``."""
     if _cpp("dense"):
@@ -134,7 +155,9 @@ def run_flatten(x: np.ndarray, original: Any) -> np.ndarray:
     """flatten on a checked x. A pure reshape: no arithmetic, so it is the same under every
     backend. The result never shares memory with the caller's array ``original``."""
     y = _np_dense.flatten(x)
-    return y.copy() if np.shares_memory(y, original) else y
+    # may_share_memory: a bounds test (np.shares_memory solves an exact, sometimes slow,
+    # problem); a false positive only costs a copy.
+    return y.copy() if np.may_share_memory(y, original) else y
 
 
 # -------------------------------------------------------------------------- conv2d
@@ -172,6 +195,12 @@ def conv2d(
     y : float32 array (N, OH, OW, F)
     """
     return run_conv2d(V.check_conv2d(**locals()))
+
+
+def conv2d_runner(a: V.Conv2DArgs, packed: Any) -> Any:
+    """The shape-plan runner (models/shape_plan.py) of ``run_conv2d(a, packed)`` for a
+    layer's packed kernel: on the C++ path, else None."""
+    return _cpp_conv2d.conv2d_runner(a, packed) if packed is not None and _cpp("conv2d") else None
 
 
 def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
@@ -407,6 +436,20 @@ def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None
     y : float32 array, the shape of x
     """
     return run_softmax(V.check_softmax(**locals()))
+
+
+def _softmax_runner(x: Any, axis: Any = -1, mask: Any = None) -> Any:
+    """The shape-plan runner of a softmax call (models/shape_plan.py): the last axis, no
+    mask, on the C++ path; else None."""
+    if mask is not None or not _cpp("softmax"):
+        return None
+    a = V.check_softmax(x, axis, None)
+    if a.axes != (a.x.ndim - 1,):
+        return None
+    return _cpp_softmax.lastdim_runner()
+
+
+softmax.__plan_runner__ = _softmax_runner  # type: ignore[attr-defined]
 
 
 def run_softmax(a: V.SoftmaxArgs) -> np.ndarray:

@@ -317,6 +317,19 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
                            const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                            int64_t ldc) {
     if (n <= 0 || m <= 0) return;
+    if (k > 0 && m <= 4 && n <= (m == 1 ? 32 : 16)) {
+        // One tile holds all of C: it stays in registers for all of k. Stored and reloaded
+        // every band, the masked store and the masked load of the same line do not forward,
+        // and x (1, 8192) @ W (8192, 2) took 3x its FMA chain's latency.
+        const int first = !load_c;
+        switch (m) {
+            case 1: gemm_rowb_band_avx2(1, 4, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
+            case 2: gemm_rowb_band_avx2(2, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
+            case 3: gemm_rowb_band_avx2(3, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
+            default: gemm_rowb_band_avx2(4, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
+        }
+        return;
+    }
     // Bands outside, row groups inside: a band of B (kRowbKB rows of the driver's column block)
     // is read from memory once and reused from L1 by every group of 4 rows of A.
     for (int64_t p0 = 0; p0 < k || (p0 == 0 && !load_c); p0 += FL_ROWB_KB) {

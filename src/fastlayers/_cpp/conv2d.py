@@ -12,6 +12,20 @@ def pack_conv2d(kernel, bias, groups):
     return _backend._core.PackedConv(kernel, bias, groups)
 
 
+def conv2d_runner(a, packed):
+    """:func:`conv2d` with a layer's packed kernel for inputs shaped as the checked ``a``,
+    as a function of x alone (a model's shape plan, models/shape_plan.py): the geometry
+    (strides, dilation, pads) computed once. Same calls, same bits."""
+    core = _backend._core
+    fused = fused_id(a.activation)
+    act, strides, dilation, pads, groups = a.activation, a.strides, a.dilation, a.pads, a.groups
+    if fused is not None:
+        return lambda x: core.conv2d(x, packed, None, strides, dilation, pads, groups, fused)
+    return lambda x: apply_after(
+        act, core.conv2d(x, packed, None, strides, dilation, pads, groups, 0)
+    )
+
+
 def conv2d(a, packed=None):
     """conv2d on checked arguments (``_validation.Conv2DArgs``): x (N, H, W, C) ->
     (N, OH, OW, F). ``packed`` is the layer's :func:`pack_conv2d`, or None (raw kernel)."""

@@ -33,6 +33,39 @@ def dense(a, packed=None):
     return y.reshape(a.x.shape[:-1] + (y.shape[-1],))  # glu halves the last axis
 
 
+def dense_runner(x_shape, packed, activation):
+    """:func:`dense` with a layer's packed kernel, for inputs of shape ``x_shape`` only, as a
+    function of x alone: the shape arithmetic done once (a model's shape plan,
+    models/shape_plan.py). Same calls, same bits."""
+    core = _backend._core
+    rows = (math.prod(x_shape[:-1]), x_shape[-1])
+    lead = tuple(x_shape[:-1])
+    fused = fused_id(activation)
+
+    def run(x):
+        y = core.dense(x.reshape(rows), packed, fused or 0)
+        if fused is None:
+            y = apply_after(activation, y)
+        return y.reshape(lead + (y.shape[-1],))
+
+    return run
+
+
+def matmul_runner(a_args):
+    """:func:`matmul` for arguments shaped as the checked ``a_args`` (``MatmulArgs``), as a
+    function of the two raw operands (b untransposed when ``transpose_b``): see
+    :func:`dense_runner`. None for a 2-D b (the general path is already one call)."""
+    if a_args.b.ndim == 2:
+        return None
+    core = _backend._core
+    batch = a_args.batch
+    nb = math.prod(batch)
+    out_shape = batch + (a_args.a.shape[-2], a_args.b.shape[-1])
+    return lambda a, b: core.matmul_batched(_batch3(a, batch, nb), _batch3(b, batch, nb)).reshape(
+        out_shape
+    )
+
+
 def matmul(a):
     """matmul on checked arguments (``_validation.MatmulArgs``): a (..., M, K) @ b (..., K, N).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import activations
@@ -21,7 +23,7 @@ def dense(x, kernel, bias, activation):
 
 def flatten(x):
     """(B, d1, ..., dn) -> (B, d1*...*dn) in row-major order; (B,) -> (B, 1)."""
-    return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
 def matmul(a, b):

@@ -228,6 +228,14 @@ class Layer:
         The C++ path packs the weights here (:meth:`_pack`), so that calls never repack them.
         """
         self._packed = self._pack() if _backend.core_available() else None
+        _weights_epoch[0] += 1  # the models' shape plans hold packed weights: drop them
+
+    def _runner(self, *args: Any, **kwargs: Any) -> Callable | None:
+        """For a model's shape plan (models/shape_plan.py): a function of arrays alone that
+        computes what ``call(*args, **kwargs)`` just computed, for arguments of the same
+        shapes and dtypes, skipping the checks; None (the default) when the layer offers
+        none for this call. Asked only after that call succeeded, with no mask involved."""
+        return None
 
     # ---- pickling and copying: weights and config travel, packed weights are rebuilt ------
     def __getstate__(self) -> dict[str, Any]:
@@ -235,6 +243,7 @@ class Layer:
         layout may depend on the ISA of the machine), so they are packed again on load."""
         state = self.__dict__.copy()
         state.pop("_packed", None)
+        state.pop("_shape_plans", None)  # a model's cache of closures (models/shape_plan.py)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -395,6 +404,15 @@ class Layer:
         if _symbolic.any_symbolic(args, kwargs):
             return _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
         return self.call(*args, **kwargs)
+
+
+_weights_epoch = [0]  # how many times any layer's weights were set
+
+
+def weights_epoch() -> int:
+    """A number that changes whenever any layer's weights are set (build, set_weights,
+    loading, unpickling): a model's shape plans are valid for one value of it."""
+    return _weights_epoch[0]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -177,6 +177,14 @@ class Conv2D(_GroupedConv):
         )
         return _channels_back(F.run_conv2d(a, self._packed), channels_first)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        if self.data_format == "channels_first" or self._packed is None:
+            return None
+        a = V.check_conv2d(inputs, None, None, self.strides, self.padding, self.dilation_rate,
+                           self.groups, self.activation, op=self._owner(), x_name="inputs",
+                           build=self._ready)
+        return F.conv2d_runner(a, self._packed)
+
     def _pack(self):  # one GEMM operand per group, the bias folded in
         return pack_conv2d(self._weight("kernel"), self._weight("bias"), self.groups)
 

@@ -105,6 +105,13 @@ class Dense(Layer):
         )
         return F.run_dense(a, self._packed)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        if self._packed is None:
+            return None
+        a = V.check_dense(inputs, None, None, self.activation, op=self._owner(),
+                          x_name="inputs", build=self._ready)
+        return F.dense_runner(a, self._packed)
+
     def _pack(self):  # the kernel with the bias folded in, for the C++ GEMM
         return pack_dense(self._weight("kernel"), self._weight("bias"))
 
@@ -162,6 +169,17 @@ class Flatten(Layer):
             build=self._ready,
         )
         return F.run_flatten(x, inputs)
+
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        if self.data_format == "channels_first" and np.ndim(inputs) > 2:
+            return None
+        shape = F.run_flatten(inputs[:0], inputs[:0]).shape[1:]  # the general rule, once
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return x.reshape((x.shape[0],) + shape)
+
+        run.returns_view = True  # type: ignore[attr-defined]  # see models/shape_plan.py
+        return run
 
 
 # ------------------------------------------------------------------------ Softmax

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import _masking
 from .. import _symbolic as S
 from ..layers.base import Layer
-from . import folding
+from . import folding, shape_plan
 from .base import BaseModel, InputLayer, input_masks
 from .functional import _shape_str
+
+_F32 = np.dtype(np.float32)
 
 
 class Sequential(BaseModel):
@@ -47,6 +51,7 @@ class Sequential(BaseModel):
                 f"{self._owner()}: add expects a fastlayers layer, got {type(layer).__name__}"
             )
         self._stack.append(layer)
+        self.__dict__.pop("_shape_plans", None)  # plans of the shorter stack
         if self._outputs:
             out = layer(self._outputs[-1])
             if not isinstance(out, S.SymbolicTensor):
@@ -75,30 +80,58 @@ class Sequential(BaseModel):
         return self._run_with_masks(x, mask)[0]
 
     def _run_with_masks(self, x: Any, mask: Any = None) -> tuple[Any, list[Any]]:
-        """The output and its implicit mask (in a one-element list)."""
+        """The output and its implicit mask (in a one-element list).
+
+        An input with the dtype, shape and layout of an earlier call runs that call's shape
+        plan instead (models/shape_plan.py): the same kernels without the checks."""
+        key = None
+        if mask is None and type(x) is np.ndarray:
+            dtype = _F32 if self._input is None else self._input.input_dtype
+            key = shape_plan.signature([x], [dtype])
+            plan = shape_plan.lookup(self, key)
+            if plan is not None:
+                return plan.run([x])[plan.output_id], [None]
         if self._input is not None:
             x = self._input.check(x)
         if mask is not None:
             (mask,) = input_masks(mask, [x], self._owner())
+        # A shape plan being recorded: one step per layer run, reading the id of its input.
+        steps: list | None = [] if key is not None else None
+        cur = 0
         folded = folding.sequential_plan(self)  # BatchNormalization folds (models/folding.py)
         skip = False  # the BatchNormalization after a producer that ran folded
         for i, layer in enumerate(self._stack):
+            x_in = x
             if skip:
                 skip = False  # its input is normalized already; no mask came in or goes out
+                continue
             elif i in folded and mask is None:
                 x = folded[i](x)  # the producer with the BatchNormalization folded in
                 skip = True
+                step = folded[i]
             elif mask is None and _masking.mask_free(layer):
                 # No mask comes in and none can come out: what _masked_call would do, less
                 # its bookkeeping (one None per output).
                 x = layer.call(x)
                 if isinstance(x, (list, tuple)) and len(x) != 1:
                     mask = [None] * len(x)
+                    steps = None
+                step = None if steps is None else layer._runner(x_in)
+                if step is None or (getattr(step, "returns_view", False) and cur == 0):
+                    step = layer.call  # the general call (which checks) in the plan
             else:
                 x, out_masks = layer._masked_call(
                     layer.call, (x,), {}, (_masking.Leaf(mask),), {}
                 )
                 mask = out_masks[0] if len(out_masks) == 1 else out_masks
+                steps = None  # masks: the general executor's business
+            if steps is not None:
+                steps.append((lambda v, f=step, j=cur: f(v[j]), (cur + 1,), False))
+                cur += 1
+        if steps is not None:
+            plan = shape_plan.Plan([0], steps)
+            plan.output_id = cur
+            shape_plan.store(self, key, plan)
         return x, [mask]
 
     def _summary_rows(self) -> list[tuple[str, str, int]]:

@@ -1,0 +1,263 @@
+"""Shape plans (fastlayers/models/shape_plan.py): a model called again with inputs of the same
+dtypes, shapes and layout runs the plan its first call recorded. The plan must give exactly
+the general executor's bits, and must never be used when anything it bound in has changed:
+weights, backend, folding, the inputs' dtype, shape or layout, a Sequential's stack.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY
+from golden_models import CASES, assert_keras_outputs, golden
+
+import fastlayers as fl
+from fastlayers import Input, Model, Sequential
+from fastlayers.layers import (
+    LSTM,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Embedding,
+    Flatten,
+    GlobalAveragePooling1D,
+    MaxPooling2D,
+)
+from fastlayers.models import folding, shape_plan
+
+pytestmark = pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(),
+                                reason="shape plans serve the C++ path only")
+
+HAVE_H5PY = importlib.util.find_spec("h5py") is not None
+F32 = np.float32
+
+
+def plans(model) -> dict:
+    return model.__dict__.get("_shape_plans", {})
+
+
+def runner_steps(model) -> int:
+    """How many steps of the model's plans run a runner (not a node's general call)."""
+    n = 0
+    for plan in plans(model).values():
+        n += sum(run.__name__ != "general" for run, _, _ in plan.steps)
+    return n
+
+
+def general(model, x):
+    with shape_plan.disabled():
+        return model(x)
+
+
+def assert_same(a, b) -> None:
+    a = a if isinstance(a, (list, tuple)) else [a]
+    b = b if isinstance(b, (list, tuple)) else [b]
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        assert u.shape == v.shape and u.dtype == v.dtype
+        np.testing.assert_array_equal(u, v)
+
+
+def seed_attention():
+    rng = np.random.default_rng(0)
+    q_in, k_in, v_in = Input((None, 32)), Input((None, 32)), Input((None, 32))
+    q, k, v = Dense(4)(q_in), Dense(4)(k_in), Dense(4)(v_in)
+    score = fl.matmul(q, k, transpose_b=True)
+    attention = fl.softmax(score)
+    model = Model([q_in, k_in, v_in], [score, attention, fl.matmul(attention, v)])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    xs = [rng.random((3, 16, 32), dtype=F32), rng.random((3, 7, 32), dtype=F32),
+          rng.random((3, 7, 32), dtype=F32)]
+    return model, xs
+
+
+def small_cnn(flatten_first=False):
+    rng = np.random.default_rng(1)
+    inp = Input((9, 11, 3))
+    x = Conv2D(5, 3, activation="relu", padding="same")(inp)
+    x = MaxPooling2D()(x)
+    x = Conv2D(7, 2, strides=2, activation="gelu")(x)
+    x = Dense(4, activation="tanh")(Flatten()(x))
+    model = Model(inp, Dense(3, activation="softmax")(x))
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    return model, rng.random((2, 9, 11, 3), dtype=F32)
+
+
+# ------------------------------------------------------------------------------- same bits
+
+
+def test_seed_attention_plan_runs_runners_and_gives_the_same_bits():
+    model, xs = seed_attention()
+    want = general(model, xs)
+    first = model(xs)  # records
+    assert len(plans(model)) == 1
+    assert runner_steps(model) == 6  # three Dense, two matmul, softmax: no general call
+    for _ in range(3):
+        assert_same(model(xs), want)
+    assert_same(first, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cnn_plan_same_bits_any_threads(threads):
+    model, x = small_cnn()
+    before = fl.get_num_threads()
+    fl.set_num_threads(threads)
+    try:
+        want = general(model, x)
+        model(x)
+        assert plans(model)
+        assert_same(model(x), want)
+        assert_same(model.predict(x, batch_size=1), np.concatenate([general(model, x[i:i + 1])
+                                                                   for i in range(2)]))
+    finally:
+        fl.set_num_threads(before)
+
+
+@pytest.mark.skipif(not HAVE_H5PY, reason='h5py is not installed (pip install "fastlayers[keras]")')
+@pytest.mark.parametrize("case", CASES)
+def test_every_golden_model_plan_equals_general(case):
+    """Every Keras fixture model: the calls after the first (plan, where one is recorded)
+    give the general executor's bits, and Keras's outputs within float32 rounding."""
+    from golden_models import GOLDEN_DIR
+
+    model = fl.load_model(GOLDEN_DIR / "models" / f"{case}.keras")
+    inputs = golden(case, "inputs")
+    x = inputs if len(inputs) > 1 else inputs[0]
+    with fl.use_backend("cpp"):
+        want = general(model, x)
+        for _ in range(3):
+            got = model(x)
+            assert_same(got, want)
+    assert_keras_outputs(case, got if isinstance(got, list) else [got] if not isinstance(
+        got, tuple) else list(got))
+
+
+# ------------------------------------------------------------------------ when plans apply
+
+
+def test_no_plan_for_other_dtypes_layouts_or_masks():
+    model, x = small_cnn()
+    model(x.astype(np.float64))
+    model(np.asfortranarray(x))
+    model(x[:, ::-1])
+    assert not plans(model)
+    model(x, mask=None)
+    assert len(plans(model)) == 1
+    # a shape of its own gets a plan of its own; at most MAX_PLANS are kept, newest last
+    for b in range(1, shape_plan.MAX_PLANS + 3):
+        model(np.ones((b, 9, 11, 3), F32))
+    assert len(plans(model)) == shape_plan.MAX_PLANS
+    assert list(plans(model))[-1][-1] == (shape_plan.MAX_PLANS + 2, 9, 11, 3)
+
+
+def test_masks_keep_the_general_executor():
+    ids = Input((6,), dtype="int32")
+    seq = LSTM(3, return_sequences=True)(Embedding(9, 4, mask_zero=True)(ids))
+    out = GlobalAveragePooling1D()(seq)
+    model = Model(ids, out)
+    x = np.array([[1, 2, 0, 0, 0, 0], [3, 4, 5, 6, 7, 8]], np.int32)
+    want = general(model, x)
+    assert_same(model(x), want)
+    assert_same(model(x), want)
+    assert not plans(model)  # Embedding's mask: never planned
+
+
+def test_plan_follows_set_weights_backend_and_folding():
+    model, x = small_cnn()
+    model(x)
+    model(x)
+    new = [w * F32(0.5) for w in model.get_weights()]
+    model.set_weights(new)
+    assert_same(model(x), general(model, x))
+    with fl.use_backend("numpy"):
+        got = model(x)
+    with fl.use_backend("numpy"), shape_plan.disabled():
+        want = model(x)
+    assert_same(got, want)
+
+    inp = Input((5,))
+    y = BatchNormalization()(Dense(4)(inp))
+    bn_model = Model(inp, Dense(2)(y))
+    rng = np.random.default_rng(3)
+    bn_model.set_weights([rng.random(w.shape).astype(F32) + F32(0.5)
+                          for w in bn_model.get_weights()])
+    xb = rng.random((3, 5), dtype=F32)
+    folded = bn_model(xb)
+    folded_again = bn_model(xb)  # the plan holds the folded pair
+    with folding.disabled():
+        unfolded = bn_model(xb)
+        unfolded_again = bn_model(xb)  # a plan of its own, not the folded one
+        assert_same(unfolded_again, general(bn_model, xb))
+    assert_same(folded_again, folded)
+    assert_same(unfolded_again, unfolded)
+    np.testing.assert_allclose(folded, unfolded, rtol=1e-5, atol=1e-5)
+
+
+def test_flatten_of_the_input_does_not_share_its_memory():
+    inp = Input((2, 3))
+    model = Model(inp, Flatten()(inp))
+    x = np.arange(12, dtype=F32).reshape(2, 2, 3)
+    for _ in range(3):
+        y = model(x)
+        assert not np.shares_memory(y, x)
+        assert_same(y, x.reshape(2, 6))
+
+
+def test_a_model_output_and_its_flatten_do_not_share_memory():
+    inp = Input((2, 3))
+    h = Dense(3)(inp)
+    model = Model(inp, [h, Flatten()(h)])
+    x = np.ones((2, 2, 3), F32)
+    for _ in range(3):
+        h_out, flat = model(x)
+        assert not np.shares_memory(h_out, flat)
+
+
+def test_wrong_inputs_still_raise_after_a_plan():
+    model, x = small_cnn()
+    model(x)
+    model(x)
+    with pytest.raises(ValueError, match="expected shape"):
+        model(np.ones((2, 9, 12, 3), F32))
+    with pytest.raises(TypeError):
+        model(np.array([["a"]]))
+
+
+def test_sequential_plan_and_add():
+    rng = np.random.default_rng(4)
+    model = Sequential([Input((4, 4, 2)), Flatten(), Dense(3, activation="relu")])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    x = rng.random((2, 4, 4, 2), dtype=F32)
+    want = general(model, x)
+    assert_same(model(x), want)
+    assert_same(model(x), want)
+    assert plans(model)
+    model.add(Dense(2))
+    assert not plans(model)
+    assert model(x).shape == (2, 2)
+    assert_same(model(x), general(model, x))
+
+
+def test_sequential_without_input_builds_then_plans():
+    model = Sequential([Dense(3), Dense(2, activation="sigmoid")])
+    x = np.random.default_rng(5).random((4, 6), dtype=F32)
+    first = model(x)  # builds the layers: the weights change while it runs
+    assert_same(model(x), first)
+    assert_same(model(x), first)
+    assert_same(first, general(model, x))
+
+
+def test_pickle_and_copy_leave_the_plans_behind():
+    import copy
+
+    model, xs = seed_attention()
+    want = model(xs)
+    model(xs)
+    assert plans(model)
+    for other in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert not plans(other)
+        assert_same(other(xs), want)
+        assert_same(other(xs), want)
