@@ -82,6 +82,12 @@ def main():
     out["layer_norm_plain"] = f.layer_norm(randn(rng, 4, 45))
     out["layer_norm_axes"] = f.layer_norm(randn(rng, 3, 7, 11), axis=[0, 2])
 
+    # pool2d (one plain C++ function for every ISA): max and average, valid and padded.
+    xp = randn(rng, 2, 13, 11, 17)
+    for average in (False, True):
+        out[f"pool_{average}"] = _core.pool2d(xp, (3, 2), (2, 3), (1, 1, 0, 1), average)
+        out[f"pool_valid_{average}"] = _core.pool2d(xp, (2, 2), (2, 2), (0, 0, 0, 0), average)
+
     # Attention ops.
     q, v, kk = randn(rng, 2, 9, 24), randn(rng, 2, 37, 24), randn(rng, 2, 37, 24)
     qm, vm = rng.random((2, 9)) > 0.2, rng.random((2, 37)) > 0.2

@@ -4,7 +4,8 @@ the rules, models built in code with Keras's weights, symbolic use, and bad argu
 
 Fixtures: tests/golden/convpool_layers.npz and models_convpool.npz (with the model files),
 made by tests/golden/make_models_convpool.py. The conv layers run on conv2d (C++ path when
-the core is there); pooling, padding and cropping run NumPy under every backend.
+the core is there); max and average pooling run the C++ pool2d or NumPy, bit for bit the
+same (tested below); global pooling, padding and cropping run NumPy under every backend.
 """
 
 from __future__ import annotations
@@ -130,10 +131,12 @@ def _naive_pool(x, pool, strides, padding, mode):
     ],
 )
 def test_pool2d_matches_the_rule(shape, pool, strides, padding, mode, rng, any_backend):
-    if padding == "valid" and (shape[1] < pool[0] or shape[2] < pool[1]):
-        pytest.skip("pool larger than the input: tested in test_bad_calls")
     x = rng.standard_normal(shape).astype(F32)
     cls = L.MaxPooling2D if mode == "max" else L.AveragePooling2D
+    if padding == "valid" and (shape[1] < pool[0] or shape[2] < pool[1]):
+        with pytest.raises(ValueError, match="smaller than pool_size"):
+            cls(pool, strides, padding)(x)
+        return
     got = cls(pool, strides, padding)(x)
     assert_close(got, _naive_pool(x, pool, strides, padding, mode), k=math.prod(pool))
 
@@ -152,6 +155,103 @@ def test_max_pool_padding_never_wins_and_nan_propagates():
     x[0, 0, 0, 0] = np.nan
     y = L.MaxPooling2D(2, padding="same")(x)
     assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 1, 1, 0])
+
+
+# ------------------------------------------------- pooling: C++ kernel = NumPy, bit for bit
+
+needs_core = pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(),
+                                reason="the C++ pool2d needs the compiled core")
+
+
+@needs_core
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize(
+    "shape, pool, strides",
+    [
+        ((1, 1, 1, 1), (1, 1), (1, 1)),
+        ((2, 30, 30, 32), (2, 2), (2, 2)),
+        ((1, 13, 11, 7), (3, 3), (2, 2)),
+        ((1, 9, 9, 17), (3, 2), (1, 3)),
+        ((3, 5, 8, 1), (5, 7), (4, 1)),
+        ((1, 2, 3, 31), (3, 4), (5, 6)),
+        ((2, 8, 8, 33), (8, 8), (8, 8)),
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pool2d_cpp_equals_numpy_bitwise(shape, pool, strides, padding, mode, threads, rng):
+    """Edge shapes (1, primes, vector widths +- 1, window = input, stride > window): the
+    C++ kernel folds the taps as the NumPy code does, so the bits are equal, specials too."""
+    x = rng.standard_normal(shape).astype(F32)
+    if padding == "valid" and (shape[1] < pool[0] or shape[2] < pool[1]):
+        for backend in ("cpp", "numpy"):
+            with fl.use_backend(backend), pytest.raises(ValueError, match="smaller than pool"):
+                (L.MaxPooling2D if mode == "max" else L.AveragePooling2D)(pool, strides,
+                                                                           padding)(x)
+        return
+    flat = x.reshape(-1)
+    flat[:: 7] = -0.0
+    flat[3:: 11] = np.inf
+    flat[5:: 13] = -np.inf
+    flat[1:: 17] = np.nan
+    layer = (L.MaxPooling2D if mode == "max" else L.AveragePooling2D)(pool, strides, padding)
+    before = fl.get_num_threads()
+    fl.set_num_threads(threads)
+    try:
+        with fl.use_backend("cpp"):
+            got = layer(x)
+    finally:
+        fl.set_num_threads(before)
+    with fl.use_backend("numpy"):
+        want = layer(x)
+    assert got.dtype == F32 and got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32) * ~np.isnan(got),
+                                  want.view(np.uint32) * ~np.isnan(want))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+@needs_core
+@pytest.mark.parametrize(
+    "args, err, match",
+    [
+        ((np.ones((1, 2, 2), F32), (1, 1), (1, 1), (0, 0, 0, 0), False), ValueError, "ndim"),
+        ((np.ones((1, 2, 2, 1)), (1, 1), (1, 1), (0, 0, 0, 0), False), TypeError, "float32"),
+        ((np.ones((1, 2, 2, 1), F32), (0, 1), (1, 1), (0, 0, 0, 0), False), ValueError, "pool"),
+        ((np.ones((1, 2, 2, 1), F32), (1, 1), (1, -1), (0, 0, 0, 0), False), ValueError,
+         "strides"),
+        ((np.ones((1, 2, 2, 1), F32), (1, 1), (1, 1), (0, -1, 0, 0), False), ValueError, "pads"),
+        ((np.ones((1, 2, 2, 1), F32), (3, 1), (1, 1), (0, 0, 0, 0), False), ValueError,
+         "smaller than the window"),
+        ((np.ones((1, 2, 2, 1), F32), (2**40, 1), (1, 1), (0, 0, 0, 0), True), ValueError,
+         "pool"),
+        ((np.ones((1, 2, 2, 1), F32), (1, 1), (1, 1), (2**70, 0, 0, 0), True), ValueError,
+         "pads"),
+        ((np.ones((1, 2, 2, 1), F32), (1, 1), (1,), (0, 0, 0, 0), True), ValueError, "strides"),
+        ((np.ones((1, 2, 2, 1), F32), (1, 1.5), (1, 1), (0, 0, 0, 0), True), TypeError, "pool"),
+        ((np.ones((1, 4, 2, 1), F32)[:, ::2], (1, 1), (1, 1), (0, 0, 0, 0), True), ValueError,
+         "contiguous"),
+    ],
+)
+def test_core_pool2d_rejects_bad_arguments(args, err, match):
+    from fastlayers import _core
+
+    with pytest.raises(err, match=match):
+        _core.pool2d(*args)
+
+
+@needs_core
+def test_core_pool2d_huge_pads_read_nothing_outside():
+    """Windows far outside the input read no memory (padding only): max gives -inf there,
+    average the zero-padding sum 0 divided by the count NumPy's formula gives (not positive
+    here: zero either way); the last window meets the input."""
+    from fastlayers import _core
+
+    x = np.ones((1, 2, 2, 3), F32)
+    for average, outside in ((False, -np.inf), (True, 0.0)):
+        y = _core.pool2d(x, (2, 2), (2**20, 2**20), (2**30, 0, 0, 0), average)
+        assert y.shape == (1, 1025, 1, 3)
+        np.testing.assert_array_equal(y[0, :1024], np.full((1024, 1, 3), outside, F32))
+        np.testing.assert_array_equal(y[0, 1024], np.ones((1, 3), F32))
 
 
 def test_global_average_pooling1d_mask_rules(rng):

@@ -65,9 +65,55 @@ py::array layer_norm_lastdim(const py::array& x_in, const py::object& gamma_in,
     return std::move(y);
 }
 
+py::array pool2d(const py::array& x_in, const py::handle& pool_in, const py::handle& strides_in,
+                 const py::handle& pads_in, bool average) {
+    const char* op = "pool2d";
+    const FloatArrayC x = require_f32(x_in, op, "x", 4);
+    const auto pool = int64_args<2>(pool_in, op, "pool");
+    const auto strides = int64_args<2>(strides_in, op, "strides");
+    const auto pads = int64_args<4>(pads_in, op, "pads");
+    constexpr int64_t kMaxArg = (int64_t(1) << 31) - 1;
+    for (int64_t v : {pool[0], pool[1], strides[0], strides[1]}) {
+        if (v < 1 || v > kMaxArg)
+            throw py::value_error("pool2d: pool and strides must be in [1, 2**31 - 1]");
+    }
+    for (int64_t v : pads) {
+        if (v < 0 || v > kMaxArg) throw py::value_error("pool2d: pads must be in [0, 2**31 - 1]");
+    }
+    fl::PoolGeometry g{};
+    g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
+    g.ph = pool[0], g.pw = pool[1], g.sh = strides[0], g.sw = strides[1];
+    g.top = pads[0], g.left = pads[2];
+    const int64_t hp = checked_add(checked_add(g.h, pads[0], op, "padded height"), pads[1], op,
+                                   "padded height");
+    const int64_t wp = checked_add(checked_add(g.w, pads[2], op, "padded width"), pads[3], op,
+                                   "padded width");
+    if (hp < g.ph || wp < g.pw) {
+        throw py::value_error("pool2d: the padded input " + std::to_string(hp) + " x " +
+                              std::to_string(wp) + " is smaller than the window");
+    }
+    g.oh = (hp - g.ph) / g.sh + 1;
+    g.ow = (wp - g.pw) / g.sw + 1;
+    checked_mul(checked_mul(checked_mul(g.n, g.oh, op, "output size"), g.ow, op, "output size"),
+                g.c, op, "output size");
+    FloatArrayC y = new_f32({g.n, g.oh, g.ow, g.c});
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    call_without_gil_if(static_cast<double>(y.size()) * static_cast<double>(g.ph * g.pw) >=
+                            static_cast<double>(kReleaseGilMinElements),
+                        [=] { fl::pool2d_nhwc(xp, g, average, yp); });
+    return std::move(y);
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
+    m.def("pool2d", &pool2d, py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("pads"),
+          py::arg("average"),
+          "Max (average=False) or average pooling of a C-contiguous float32 (n, h, w, c) array; "
+          "pool, strides: (rows, cols); pads: (top, bottom, left, right). Returns a new float32 "
+          "(n, oh, ow, c) array, oh = (h + top + bottom - pool rows) // stride rows + 1 "
+          "(fl::pool2d_nhwc: the taps in NumPy's order, the same bits as the NumPy path).");
     m.def("layer_norm_lastdim", &layer_norm_lastdim, py::arg("x"), py::arg("gamma") = py::none(),
           py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3,
           "LayerNormalization over the last axis of a C-contiguous float32 array (ndim >= 1); "

@@ -24,12 +24,14 @@ from ._cpp import attention as _cpp_attention
 from ._cpp import conv2d as _cpp_conv2d
 from ._cpp import dense as _cpp_dense
 from ._cpp import normalization as _cpp_normalization
+from ._cpp import pooling as _cpp_pooling
 from ._cpp import recurrent as _cpp_recurrent
 from ._cpp import softmax as _cpp_softmax
 from ._numpy import attention as _np_attention
 from ._numpy import conv2d as _np_conv2d
 from ._numpy import dense as _np_dense
 from ._numpy import normalization as _np_normalization
+from ._numpy import pooling as _np_pooling
 from ._numpy import recurrent as _np_recurrent
 
 ArrayLike = Any
@@ -208,6 +210,25 @@ def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
     if _cpp("conv2d"):
         return _cpp_conv2d.conv2d(a, packed)
     return _np_conv2d.conv2d(*a)
+
+
+# ------------------------------------------------------------------------- pooling
+
+
+def run_pool2d(x: np.ndarray, pool: tuple, strides: tuple, pads: tuple, out_hw: tuple,
+               average: bool) -> np.ndarray:
+    """Max or average pooling of a checked C-contiguous float32 x (N, H, W, C); pads (top,
+    bottom, left, right); out_hw the output size (layers/pooling.py computes the geometry).
+    Both paths fold the taps in the same order: the same bits (docs/semantics.md §21)."""
+    if _cpp("pool2d"):
+        return _cpp_pooling.pool2d(x, pool, strides, pads, average)
+    run = _np_pooling.avg_pool2d if average else _np_pooling.max_pool2d
+    return run(x, pool, strides, pads, out_hw)
+
+
+def pool2d_runner(pool: tuple, strides: tuple, pads: tuple, average: bool) -> Any:
+    """The shape-plan runner (models/shape_plan.py) of ``run_pool2d``: C++ only, else None."""
+    return _cpp_pooling.pool2d_runner(pool, strides, pads, average) if _cpp("pool2d") else None
 
 
 # ---------------------------------------------------- conv1d, depthwise_conv2d (convpool)

@@ -38,6 +38,23 @@ void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
                         int64_t rows, int64_t n, float epsilon);
 
+// Pooling windows over an NHWC input (csrc/ops/pooling.cpp): input (n, h, w, c), window
+// (ph, pw), strides (sh, sw), padding before the first row / column (top, left), output
+// (n, oh, ow, c). Window (i, j) covers input rows i * sh - top + [0, ph) and columns
+// j * sw - left + [0, pw); positions outside the input are padding.
+struct PoolGeometry {
+    int64_t n, h, w, c;
+    int64_t ph, pw, sh, sw, top, left;
+    int64_t oh, ow;
+};
+
+// Max pooling (average = false): padding is -inf, NaN propagates. Average pooling: the mean of
+// the input pixels a window covers (padding not counted). x (n, h, w, c) and y (n, oh, ow, c)
+// row-major contiguous, not overlapping. Taps are folded in row-major window order exactly as
+// fastlayers/_numpy/pooling.py does, so both paths give the same bits; plain C++, the same bits
+// on every ISA and for any thread count.
+void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y);
+
 // Dense: y = act(x · W + b), W and b pre-packed by fl::pack_b from a Keras kernel (K, N).
 // x (M, K) row-major contiguous; y (M, N) row-major contiguous, not overlapping x. act is an
 // in-place elementwise activation (nullptr = linear). K != w.k(): std::invalid_argument.

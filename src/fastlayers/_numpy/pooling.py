@@ -1,6 +1,7 @@
 """Max and average pooling in NumPy (docs/semantics.md §21).
 
-They have no C++ kernel: they run this code under every backend. Layout: x (N, H, W, C)
+The C++ kernel (csrc/ops/pooling.cpp) follows this code tap for tap: the same bits on both
+paths. Layout: x (N, H, W, C)
 NHWC; a 1D op is the 2D one with H = 1. The result is built tap by tap: for each offset in
 the window, one strided slice of the (padded) input is folded in with np.maximum / np.add,
 so no patch matrix is built.

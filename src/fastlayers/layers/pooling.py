@@ -1,7 +1,8 @@
 """Pooling layers: MaxPooling1D/2D, AveragePooling1D/2D and the global poolings.
 
-None of them has a C++ kernel: they run the NumPy code of ``fastlayers/_numpy/pooling.py``
-under every backend (docs/semantics.md §21).
+Max and average pooling run ``functional.run_pool2d``: the C++ kernel (csrc/ops/pooling.cpp)
+or ``fastlayers/_numpy/pooling.py``, which give the same bits. The global poolings are NumPy
+reductions under every backend (docs/semantics.md §21).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validation as V
+from .. import functional as F
 from .._numpy import pooling as P
 from .base import Layer, _bool
 from .core import _data_format
@@ -51,9 +53,18 @@ class _Pooling(Layer):
         self._create_weights(input_shape)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x, pool, strides, pads, out_hw = self._checked(inputs)
+        y = F.run_pool2d(x, pool, strides, pads, out_hw, self.mode == "average")
+        if self.rank == 1:
+            y = y[:, 0]
+        return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if self.cf else y
+
+    def _checked(self, inputs: Any) -> tuple:
+        """inputs checked and seen as (N, H, W, C) (a 1D input with H = 1), and the pooling
+        geometry: pool, strides, pads (top, bottom, left, right), output (OH, OW)."""
         owner = self._owner()
         x = V.array(inputs, owner, "inputs")
-        cf = self.data_format == "channels_first"
+        cf = self.cf
         if self.rank == 1:
             what = "(batch, channels, steps)" if cf else "(batch, steps, channels)"
         else:
@@ -61,7 +72,7 @@ class _Pooling(Layer):
         V.rank(x, owner, "inputs", self.rank + 2, what)
         self._ready(x.shape)
         if cf:
-            x = np.moveaxis(x, 1, -1)
+            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         if self.rank == 1:
             x = x[:, None]
         pool = (1, *self.pool_size) if self.rank == 1 else self.pool_size
@@ -78,11 +89,20 @@ class _Pooling(Layer):
         (oh, top, bottom), (ow, left, right) = (
             P.pool_geometry(s, p, st, self.padding) for s, p, st in zip(spatial, pool, strides)
         )
-        run = P.max_pool2d if self.mode == "max" else P.avg_pool2d
-        y = run(x, pool, strides, (top, bottom, left, right), (oh, ow))
-        if self.rank == 1:
-            y = y[:, 0]
-        return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if cf else y
+        return x, tuple(pool), tuple(strides), (top, bottom, left, right), (oh, ow)
+
+    @property
+    def cf(self) -> bool:
+        return self.data_format == "channels_first"
+
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        if self.cf:
+            return None
+        _, pool, strides, pads, out_hw = self._checked(inputs)
+        run = F.pool2d_runner(pool, strides, pads, self.mode == "average")
+        if run is None or self.rank == 2:
+            return run
+        return lambda x: run(x[:, None])[:, 0]
 
 
 _POOL_DOC = """{what} (Keras ``{name}``).
@@ -96,8 +116,8 @@ _POOL_DOC = """{what} (Keras ``{name}``).
         after (the TensorFlow rule). {pad_rule}
     data_format : "channels_last" (default), "channels_first" or None
 
-    Call: inputs {shape_in} -> float32 {shape_out}. No weights. Runs the NumPy code
-    (``_numpy/pooling.py``) under every backend: there is no C++ kernel.
+    Call: inputs {shape_in} -> float32 {shape_out}. No weights. The C++ kernel and the
+    NumPy code (``_numpy/pooling.py``) give the same bits.
     """
 
 _MAX_RULE = "Padding never wins the max (it is -inf)."

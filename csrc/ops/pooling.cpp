@@ -1,0 +1,97 @@
+// Max and average pooling over NHWC windows (Keras MaxPooling1D/2D, AveragePooling1D/2D).
+//
+// The NumPy path (fastlayers/_numpy/pooling.py) folds the window's taps into the result one
+// after the other in row-major window order, over an input padded with -inf (max) or 0
+// (average). This does the same per output pixel, so the two paths give the same bits:
+//   max:      y = tap(0, 0); then y = (y >= t || y is NaN) ? y : t for the other taps
+//             (NumPy's maximum: NaN propagates; padding, -inf, never wins);
+//   average:  y = tap(0, 0) + tap(0, 1) + ... in float32, padding taps adding 0, then
+//             y / (rows covered * columns covered), padding not counted.
+// Plain C++ compiled once with the baseline flags (docs/architecture.md §6): every ISA runs
+// the same instructions. Output rows are independent: the same bits for any thread count.
+// A window position outside the input reads nothing, so any geometry stays in bounds.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "fastlayers/ops.h"
+#include "fastlayers/runtime.h"
+
+namespace fl {
+namespace {
+
+constexpr int64_t kMinElementsPerTask = 16384;
+
+inline void fold_max(float* y, const float* t, int64_t c) {
+    for (int64_t k = 0; k < c; ++k) {
+        const float a = y[k], b = t[k];
+        y[k] = (a >= b || a != a) ? a : b;
+    }
+}
+
+inline void fold_pad_max(float* y, int64_t c) {
+    const float pad = -std::numeric_limits<float>::infinity();
+    for (int64_t k = 0; k < c; ++k) {
+        const float a = y[k];
+        y[k] = (a >= pad || a != a) ? a : pad;
+    }
+}
+
+// One output row (image b, output row i): ow pixels of c channels.
+void pool_row(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
+              float* y) {
+    const int64_t r0 = i * g.sh - g.top;
+    const int64_t rows_in = std::min(r0 + g.ph, g.h) - std::max<int64_t>(r0, 0);
+    for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t q0 = j * g.sw - g.left;
+        float* out = y + j * g.c;
+        bool first = true;
+        for (int64_t a = 0; a < g.ph; ++a) {
+            const int64_t r = r0 + a;
+            for (int64_t e = 0; e < g.pw; ++e) {
+                const int64_t q = q0 + e;
+                const bool inside = r >= 0 && r < g.h && q >= 0 && q < g.w;
+                const float* t = inside ? x + ((b * g.h + r) * g.w + q) * g.c : nullptr;
+                if (first) {
+                    first = false;
+                    if (t) {
+                        std::copy(t, t + g.c, out);
+                    } else {
+                        std::fill(out, out + g.c,
+                                  average ? 0.0f : -std::numeric_limits<float>::infinity());
+                    }
+                } else if (average) {
+                    if (t) {
+                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + t[k];
+                    } else {
+                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + 0.0f;
+                    }
+                } else if (t) {
+                    fold_max(out, t, g.c);
+                } else {
+                    fold_pad_max(out, g.c);
+                }
+            }
+        }
+        if (average) {
+            const int64_t cols_in = std::min(q0 + g.pw, g.w) - std::max<int64_t>(q0, 0);
+            const float count = static_cast<float>(rows_in) * static_cast<float>(cols_in);
+            for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] / count;
+        }
+    }
+}
+
+}  // namespace
+
+void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) {
+    const int64_t rows = g.n * g.oh;
+    const int64_t row_elems = g.ow * g.c * g.ph * g.pw;
+    if (rows <= 0 || g.ow <= 0 || g.c <= 0) return;
+    const int64_t min_rows = std::max<int64_t>(1, kMinElementsPerTask / std::max<int64_t>(1, row_elems));
+    parallel_for(rows, min_rows, [=, &g](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+            pool_row(g, x, t / g.oh, t % g.oh, average, y + t * g.ow * g.c);
+    });
+}
+
+}  // namespace fl
