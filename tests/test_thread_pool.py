@@ -185,3 +185,67 @@ def test_busy_core_benchmark_runs(capsys, restore_threads):
     assert len(rows) == 4  # 2 calls x 1 and 2 threads
     with pytest.raises(SystemExit):
         busy.main(["--conditions", "loud"])
+
+
+# ------------------------------------------------------------------- contention backoff
+
+
+@pytest.fixture
+def backoff_on():
+    core = _backend._core
+    core.set_contention_backoff(True)
+    yield core
+    core.set_contention_backoff(False)  # the suite runs with it off (conftest.py)
+
+
+def test_a_stalled_worker_sends_the_next_regions_to_the_caller(restore_threads, backoff_on):
+    """A worker that stalls while the caller waits (a descheduled thread on a busy host):
+    the next 8 regions run on the caller alone, then the pool is used again."""
+    core = backoff_on
+    fl.set_num_threads(2)
+    before = _stats()
+    assert core._debug_stalled_region(5000)  # the stalled chunk ran on the worker
+    after = _stats()
+    assert after["backoffs"] == before["backoffs"] + 1
+    for i in range(8):
+        assert core._debug_parallel_for(2) == (1, 1), i  # one call on the caller
+    assert _stats()["serial_by_backoff"] == after["serial_by_backoff"] + 8
+    regions = _stats()["regions"]
+    core._debug_parallel_for(2)
+    assert _stats()["regions"] == regions + 1  # the 9th region uses the pool again
+    assert _stats()["serial_by_backoff"] == after["serial_by_backoff"] + 8
+
+
+def test_a_short_wait_is_not_contention(restore_threads, backoff_on):
+    core = backoff_on
+    fl.set_num_threads(2)
+    before = _stats()
+    assert core._debug_stalled_region(20)  # 20 us: below the 0.2 ms floor
+    assert _stats()["backoffs"] == before["backoffs"]
+
+
+def test_backoff_off_keeps_every_region_on_the_pool(restore_threads):
+    core = _backend._core
+    assert core.contention_backoff() is False  # the suite's setting (conftest.py)
+    fl.set_num_threads(2)
+    before = _stats()
+    assert core._debug_stalled_region(5000)
+    core._debug_parallel_for(2)
+    after = _stats()
+    assert after["backoffs"] == before["backoffs"]
+    assert after["serial_by_backoff"] == before["serial_by_backoff"]
+    assert after["regions"] == before["regions"] + 2
+    with pytest.raises(TypeError, match="bool"):
+        core.set_contention_backoff(1)
+
+
+def test_results_keep_their_bits_while_backing_off(rng, restore_threads, backoff_on):
+    core = backoff_on
+    fl.set_num_threads(2)
+    x, k = randn(rng, 256, 512), randn(rng, 512, 512)
+    want = fl.dense(x, k)
+    assert core._debug_stalled_region(5000)
+    serial = _stats()["serial_by_backoff"]
+    got = fl.dense(x, k)  # now on the caller alone
+    assert _stats()["serial_by_backoff"] > serial
+    np.testing.assert_array_equal(got, want)
