@@ -191,6 +191,7 @@ def test_pool2d_cpp_equals_numpy_bitwise(shape, pool, strides, padding, mode, th
         return
     flat = x.reshape(-1)
     flat[:: 7] = -0.0
+    flat[2:: 7] = 0.0  # -0 / +0 ties: NumPy's maximum takes the second operand
     flat[3:: 11] = np.inf
     flat[5:: 13] = -np.inf
     flat[1:: 17] = np.nan
@@ -230,6 +231,8 @@ def test_pool2d_cpp_equals_numpy_bitwise(shape, pool, strides, padding, mode, th
         ((np.ones((1, 2, 2, 1), F32), (1, 1.5), (1, 1), (0, 0, 0, 0), True), TypeError, "pool"),
         ((np.ones((1, 4, 2, 1), F32)[:, ::2], (1, 1), (1, 1), (0, 0, 0, 0), True), ValueError,
          "contiguous"),
+        ((np.ones((1, 2, 2, 8), F32), (2**31 - 1, 2**31 - 1), (1, 1),
+          (2**31 - 1, 2**31 - 1, 2**31 - 1, 2**31 - 1), True), ValueError, "overflow"),
     ],
 )
 def test_core_pool2d_rejects_bad_arguments(args, err, match):
@@ -237,6 +240,29 @@ def test_core_pool2d_rejects_bad_arguments(args, err, match):
 
     with pytest.raises(err, match=match):
         _core.pool2d(*args)
+
+
+@needs_core
+@pytest.mark.parametrize("average", [False, True])
+def test_pool2d_signed_zero_ties_and_denormals(average):
+    """Ties of -0 and +0 follow NumPy (the later tap wins) on both paths. Denormals: the C++
+    kernel runs with FTZ/DAZ (docs/architecture.md §7) and counts them as zero; NumPy keeps
+    them (the documented difference, docs/semantics.md §21)."""
+    layer = (L.AveragePooling2D if average else L.MaxPooling2D)((1, 2))
+    zeros = np.array([[[[-0.0, 0.0], [0.0, -0.0]]]], F32).transpose(0, 1, 3, 2)  # (1,1,2,2)
+    for backend in ("cpp", "numpy"):
+        with fl.use_backend(backend):
+            y = layer(zeros)
+        assert y.shape == (1, 1, 1, 2)
+        if not average:
+            np.testing.assert_array_equal(np.signbit(y[0, 0, 0]), [False, True])
+    # (1, 1, 2, 1): a denormal, then 0 (max: under DAZ the denormal compares as 0 and the
+    # tie takes the later tap) or the denormal twice (average: the sum is flushed).
+    tiny = np.array([[[[1e-39], [1e-39 if average else 0.0]]]], F32)
+    with fl.use_backend("numpy"):
+        assert layer(tiny)[0, 0, 0, 0] == F32(1e-39)
+    with fl.use_backend("cpp"):
+        assert layer(tiny)[0, 0, 0, 0] == 0
 
 
 @needs_core

@@ -36,14 +36,14 @@ F32 = np.float32
 
 
 def plans(model) -> dict:
-    return model.__dict__.get("_shape_plans", {})
+    return shape_plan.plans_of(model)
 
 
 def runner_steps(model) -> int:
     """How many steps of the model's plans run a runner (not a node's general call)."""
     n = 0
     for plan in plans(model).values():
-        n += sum(run.__name__ != "general" for run, _, _ in plan.steps)
+        n += sum(shape_plan.is_runner_step(run) for run, _, _ in plan.steps)
     return n
 
 
@@ -86,18 +86,33 @@ def small_cnn(flatten_first=False):
     return model, rng.random((2, 9, 11, 3), dtype=F32)
 
 
+def makes_masks(model) -> bool:
+    """Whether a layer of the model (nested models included) creates an implicit mask: such
+    models are never planned."""
+    from fastlayers.layers import Masking
+
+    for layer in model.layers:
+        if isinstance(layer, Masking) or getattr(layer, "mask_zero", False):
+            return True
+        if hasattr(layer, "layers") and makes_masks(layer):
+            return True
+    return False
+
 # ------------------------------------------------------------------------------- same bits
 
 
 def test_seed_attention_plan_runs_runners_and_gives_the_same_bits():
     model, xs = seed_attention()
     want = general(model, xs)
-    first = model(xs)  # records
+    first = model(xs)  # the signature is seen
+    assert not plans(model)
+    second = model(xs)  # the second sighting records
     assert len(plans(model)) == 1
     assert runner_steps(model) == 6  # three Dense, two matmul, softmax: no general call
     for _ in range(3):
         assert_same(model(xs), want)
     assert_same(first, want)
+    assert_same(second, want)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -107,6 +122,7 @@ def test_cnn_plan_same_bits_any_threads(threads):
     fl.set_num_threads(threads)
     try:
         want = general(model, x)
+        model(x)
         model(x)
         assert plans(model)
         assert_same(model(x), want)
@@ -131,6 +147,11 @@ def test_every_golden_model_plan_equals_general(case):
         for _ in range(3):
             got = model(x)
             assert_same(got, want)
+    # The cases with no implicit mask run a recorded plan, and it runs runners.
+    if not makes_masks(model):
+        assert len(plans(model)) == 1
+        if any(type(layer) in (Dense, Conv2D, Flatten, MaxPooling2D) for layer in model.layers):
+            assert runner_steps(model) > 0
     assert_keras_outputs(case, got if isinstance(got, list) else [got] if not isinstance(
         got, tuple) else list(got))
 
@@ -140,17 +161,35 @@ def test_every_golden_model_plan_equals_general(case):
 
 def test_no_plan_for_other_dtypes_layouts_or_masks():
     model, x = small_cnn()
-    model(x.astype(np.float64))
-    model(np.asfortranarray(x))
-    model(x[:, ::-1])
+    for _ in range(2):
+        model(x.astype(np.float64))
+        model(np.asfortranarray(x))
+        model(x[:, ::-1])
     assert not plans(model)
     model(x, mask=None)
+    model(x)
     assert len(plans(model)) == 1
     # a shape of its own gets a plan of its own; at most MAX_PLANS are kept, newest last
     for b in range(1, shape_plan.MAX_PLANS + 3):
         model(np.ones((b, 9, 11, 3), F32))
+        model(np.ones((b, 9, 11, 3), F32))
     assert len(plans(model)) == shape_plan.MAX_PLANS
     assert list(plans(model))[-1][-1] == (shape_plan.MAX_PLANS + 2, 9, 11, 3)
+
+
+def test_shapes_that_keep_evicting_each_other_stop_the_recording():
+    inp = Input((3,))
+    model = Model(inp, Dense(2)(inp))
+    for _ in range(5):
+        for b in range(1, shape_plan.MAX_PLANS + 2):  # one shape more than the cache holds
+            x = np.ones((b, 3), F32)
+            assert_same(model(x), general(model, x))
+    evicted = model.__dict__["_shape_plans"]["evicted"]
+    assert evicted > 2 * shape_plan.MAX_PLANS
+    model(np.ones((99, 3), F32))
+    model(np.ones((99, 3), F32))
+    assert (99, 3) not in [k[-1] for k in plans(model)]
+    assert model.__dict__["_shape_plans"]["evicted"] == evicted
 
 
 def test_masks_keep_the_general_executor():
@@ -261,3 +300,111 @@ def test_pickle_and_copy_leave_the_plans_behind():
         assert not plans(other)
         assert_same(other(xs), want)
         assert_same(other(xs), want)
+
+
+# ------------------------------------------------- what the checks convert, and what changes
+
+
+def calls_equal_general(model, x, times=4):
+    want = general(model, x)
+    for _ in range(times):
+        assert_same(model(x), want)
+    return want
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int32"])
+def test_inputs_the_checks_convert_keep_the_general_call(dtype):
+    rng = np.random.default_rng(6)
+    i = Input((4,), dtype=dtype)
+    model = Model(i, fl.softmax(Dense(3)(i)))
+    x = (rng.random((2, 4)) * 5).astype(dtype)
+    calls_equal_general(model, x)
+    seq = Sequential([Input((4, 4, 2), dtype=dtype), Conv2D(3, 2), MaxPooling2D(), Flatten(),
+                      Dense(2)])
+    calls_equal_general(seq, (rng.random((2, 4, 4, 2)) * 5).astype(dtype))
+
+
+def test_op_constants_that_need_converting():
+    i = Input((3, 4))
+    w64 = np.random.default_rng(7).random((1, 4, 2))
+    model = Model(i, [fl.matmul(i, w64), fl.matmul(i, [[[1.0, 2.0]] * 4])])
+    calls_equal_general(model, np.ones((1, 3, 4), F32))
+
+
+class _Widen(fl.layers.Layer):
+    """A user's layer returning float64, or a Fortran-order float32 array."""
+
+    def __init__(self, fortran=False, **kwargs):
+        super().__init__(**kwargs)
+        self.fortran = fortran
+
+    def call(self, x):
+        return np.asfortranarray(x * 2) if self.fortran else x.astype(np.float64)
+
+
+class _Shrinks(fl.layers.Layer):
+    """A user's layer whose output shape depends on the values: keeps the rows whose sum is
+    positive (for the guards: the plan must notice and fall back)."""
+
+    def call(self, x):
+        return np.ascontiguousarray(x[:, : 1 + int(x.sum() > 0)])
+
+
+@pytest.mark.parametrize("fortran", [False, True])
+def test_custom_layer_outputs_that_need_converting(fortran):
+    i = Input((5, 4))
+    model = Model(i, Dense(3)(_Widen(fortran)(i)))
+    calls_equal_general(model, np.random.default_rng(8).random((2, 5, 4)).astype(F32))
+
+
+def test_value_dependent_shapes_fall_back_to_the_general_executor():
+    i = Input((4, 6))
+    model = Model(i, Dense(2)(_Shrinks()(i)))
+    pos, neg = np.ones((1, 4, 6), F32), -np.ones((1, 4, 6), F32)
+    calls_equal_general(model, neg)  # records with one row kept
+    assert plans(model)
+    assert_same(model(pos), general(model, pos))  # two rows: the guard trips
+    assert model(pos).shape == (1, 2, 2)
+
+
+def test_changed_layer_attributes_and_overridden_call():
+    rng = np.random.default_rng(9)
+    i = Input((5,))
+    d = Dense(3, activation="relu")
+    model = Model(i, d(i))
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    x = rng.standard_normal((4, 5)).astype(F32)
+    relu = calls_equal_general(model, x)
+    d.activation = "linear"  # the Keras habit: logits from the last layer
+    linear = calls_equal_general(model, x)
+    assert (linear < 0).any() and not (relu < 0).any()
+
+    class Doubled(Dense):
+        def call(self, inputs, training=None):
+            return super().call(inputs) * 2
+
+    i2 = Input((5,))
+    twice = Doubled(3)
+    m2 = Model(i2, twice(i2))
+    m2.set_weights(model.get_weights())
+    got = calls_equal_general(m2, x)
+    assert_same(got, linear * 2)
+
+
+def test_flatten_after_an_identity_layer_does_not_share_the_input():
+    from fastlayers.layers import Dropout
+
+    x = np.arange(24, dtype=F32).reshape(2, 3, 4)
+    i = Input((3, 4))
+    for model in (Model(i, Flatten()(Dropout(0.5)(i))),
+                  Sequential([Input((3, 4)), Dropout(0.5), Flatten()])):
+        for _ in range(3):
+            y = model(x)
+            assert not np.shares_memory(y, x)
+            assert_same(y, x.reshape(2, 12))
+    j = Input((3, 4))
+    h = Dense(2)(j)
+    two = Model(j, [Dropout(0.1)(h), Flatten()(h)])
+    for _ in range(3):
+        a, b = two(x)
+        assert not np.shares_memory(a, b)

@@ -193,35 +193,58 @@ def test_busy_core_benchmark_runs(capsys, restore_threads):
 @pytest.fixture
 def backoff_on():
     core = _backend._core
-    core.set_contention_backoff(True)
+    core.set_contention_backoff(True)  # also resets the length to 8 and clears serial regions
     yield core
     core.set_contention_backoff(False)  # the suite runs with it off (conftest.py)
 
 
-def test_a_stalled_worker_sends_the_next_regions_to_the_caller(restore_threads, backoff_on):
-    """A worker that stalls while the caller waits (a descheduled thread on a busy host):
-    the next 8 regions run on the caller alone, then the pool is used again."""
+def test_backoff_decisions(backoff_on):
+    """The rule, fed measurements directly (deterministic): a wait >= 0.2 ms over half the
+    region backs off 8 regions, doubling while contention repeats, at most 256; a clean
+    region of >= 0.4 ms resets the length, a shorter one proves nothing."""
+    note = backoff_on._debug_note_region
+    ms = 1_000_000
+    assert note(ms // 10, ms // 5) == 0  # 0.1 ms: under the floor
+    assert note(ms, 3 * ms) == 0  # a third of the region: not contention
+    assert note(ms, ms + 1) == 8
+    assert note(ms, ms + 1) == 16
+    assert note(3 * ms, 4 * ms) == 32
+    for want in (64, 128, 256, 256):
+        assert note(ms, ms) == want
+    assert note(0, ms // 10) == 256  # a short clean region: the length stays
+    assert note(0, ms) == 256  # counts are untouched by a clean region ...
+    assert note(ms, ms) == 8  # ... but the next contention starts again at 8
+    backoff_on.set_contention_backoff(False)
+    assert note(ms, ms) == 0  # off: no decision
+
+
+def test_a_backoff_runs_the_next_regions_on_the_caller(restore_threads, backoff_on):
     core = backoff_on
     fl.set_num_threads(2)
+    assert core._debug_note_region(1_000_000, 1_000_000) == 8
     before = _stats()
-    assert core._debug_stalled_region(5000)  # the stalled chunk ran on the worker
-    after = _stats()
-    assert after["backoffs"] == before["backoffs"] + 1
     for i in range(8):
-        assert core._debug_parallel_for(2) == (1, 1), i  # one call on the caller
-    assert _stats()["serial_by_backoff"] == after["serial_by_backoff"] + 8
-    regions = _stats()["regions"]
+        assert core._debug_parallel_for(2) == (1, 1), i  # one call, on the caller
+    after = _stats()
+    assert after["serial_by_backoff"] == before["serial_by_backoff"] + 8
+    assert after["regions"] == before["regions"]
     core._debug_parallel_for(2)
-    assert _stats()["regions"] == regions + 1  # the 9th region uses the pool again
-    assert _stats()["serial_by_backoff"] == after["serial_by_backoff"] + 8
+    assert _stats()["serial_by_backoff"] == after["serial_by_backoff"]  # the pool again
 
 
-def test_a_short_wait_is_not_contention(restore_threads, backoff_on):
+def test_a_stalled_worker_triggers_the_backoff(restore_threads, backoff_on):
+    """End to end: a worker that stalls 20 ms while the caller waits is contention. A loaded
+    machine can delay the worker's start so that the caller's wait is under half of the
+    region; so a few attempts, of which one must count."""
     core = backoff_on
     fl.set_num_threads(2)
-    before = _stats()
-    assert core._debug_stalled_region(20)  # 20 us: below the 0.2 ms floor
-    assert _stats()["backoffs"] == before["backoffs"]
+    before = _stats()["backoffs"]
+    for _ in range(5):
+        assert core._debug_stalled_region(20_000)  # the stalled chunk ran on the worker
+        if _stats()["backoffs"] > before:
+            break
+        core.set_contention_backoff(True)
+    assert _stats()["backoffs"] > before
 
 
 def test_backoff_off_keeps_every_region_on_the_pool(restore_threads):
@@ -244,8 +267,8 @@ def test_results_keep_their_bits_while_backing_off(rng, restore_threads, backoff
     fl.set_num_threads(2)
     x, k = randn(rng, 256, 512), randn(rng, 512, 512)
     want = fl.dense(x, k)
-    assert core._debug_stalled_region(5000)
+    assert core._debug_note_region(1_000_000, 1_000_000) == 8
     serial = _stats()["serial_by_backoff"]
-    got = fl.dense(x, k)  # now on the caller alone
+    got = fl.dense(x, k)  # on the caller alone
     assert _stats()["serial_by_backoff"] > serial
     np.testing.assert_array_equal(got, want)

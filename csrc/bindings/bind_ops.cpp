@@ -113,7 +113,8 @@ void bind_ops(py::module_& m) {
           "Max (average=False) or average pooling of a C-contiguous float32 (n, h, w, c) array; "
           "pool, strides: (rows, cols); pads: (top, bottom, left, right). Returns a new float32 "
           "(n, oh, ow, c) array, oh = (h + top + bottom - pool rows) // stride rows + 1 "
-          "(fl::pool2d_nhwc: the taps in NumPy's order, the same bits as the NumPy path).");
+          "(fl::pool2d_nhwc: the taps in NumPy's order, the same bits as the NumPy path except "
+          "that denormal inputs count as zero).");
     m.def("layer_norm_lastdim", &layer_norm_lastdim, py::arg("x"), py::arg("gamma") = py::none(),
           py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3,
           "LayerNormalization over the last axis of a C-contiguous float32 array (ndim >= 1); "

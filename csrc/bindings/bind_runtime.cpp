@@ -130,6 +130,15 @@ void bind_runtime(py::module_& m) {
     m.def("contention_backoff", [] { return contention_backoff(); },
           "Whether the contention backoff is on.");
     m.def(
+        "_debug_note_region",
+        [](int64_t wait_ns, int64_t total_ns) {
+            note_region_for_tests(wait_ns, total_ns);
+            return backoff_serial_left();
+        },
+        py::arg("wait_ns"), py::arg("total_ns"),
+        "Test hook: the backoff's decision for a region of total_ns in which the caller waited "
+        "wait_ns; returns the regions it will now run on the caller alone.");
+    m.def(
         "_debug_parallel_for",
         [](int64_t n) {
             // n chunks of one item (at most num_threads()), each recording the thread it ran

@@ -3,12 +3,15 @@
 // The NumPy path (fastlayers/_numpy/pooling.py) folds the window's taps into the result one
 // after the other in row-major window order, over an input padded with -inf (max) or 0
 // (average). This does the same per output pixel, so the two paths give the same bits:
-//   max:      y = tap(0, 0); then y = (y >= t || y is NaN) ? y : t for the other taps
-//             (NumPy's maximum: NaN propagates; padding, -inf, never wins);
+//   max:      y = tap(0, 0); then y = (y > t || y is NaN) ? y : t for the other taps
+//             (NumPy's maximum: NaN propagates, a tie takes the tap; padding, -inf, never
+//             wins);
 //   average:  y = tap(0, 0) + tap(0, 1) + ... in float32, padding taps adding 0, then
 //             y / (rows covered * columns covered), padding not counted.
 // Plain C++ compiled once with the baseline flags (docs/architecture.md §6): every ISA runs
 // the same instructions. Output rows are independent: the same bits for any thread count.
+// Like every kernel it runs with FTZ/DAZ (parallel_for): denormal inputs count as zero, where
+// NumPy keeps them - the one way the two paths differ.
 // A window position outside the input reads nothing, so any geometry stays in bounds.
 #include <algorithm>
 #include <cstdint>
@@ -25,7 +28,7 @@ constexpr int64_t kMinElementsPerTask = 16384;
 inline void fold_max(float* y, const float* t, int64_t c) {
     for (int64_t k = 0; k < c; ++k) {
         const float a = y[k], b = t[k];
-        y[k] = (a >= b || a != a) ? a : b;
+        y[k] = (a > b || a != a) ? a : b;  // a tie (-0 vs +0) takes the tap, as NumPy does
     }
 }
 
@@ -33,7 +36,7 @@ inline void fold_pad_max(float* y, int64_t c) {
     const float pad = -std::numeric_limits<float>::infinity();
     for (int64_t k = 0; k < c; ++k) {
         const float a = y[k];
-        y[k] = (a >= pad || a != a) ? a : pad;
+        y[k] = (a > pad || a != a) ? a : pad;
     }
 }
 
@@ -85,9 +88,12 @@ void pool_row(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool 
 
 void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) {
     const int64_t rows = g.n * g.oh;
-    const int64_t row_elems = g.ow * g.c * g.ph * g.pw;
     if (rows <= 0 || g.ow <= 0 || g.c <= 0) return;
-    const int64_t min_rows = std::max<int64_t>(1, kMinElementsPerTask / std::max<int64_t>(1, row_elems));
+    // Taps per output row, in double: ow * c * ph * pw may exceed int64 for absurd windows.
+    const double row_taps = static_cast<double>(g.ow) * static_cast<double>(g.c) *
+                            static_cast<double>(g.ph) * static_cast<double>(g.pw);
+    const int64_t min_rows =
+        row_taps >= kMinElementsPerTask ? 1 : static_cast<int64_t>(kMinElementsPerTask / row_taps);
     parallel_for(rows, min_rows, [=, &g](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t)
             pool_row(g, x, t / g.oh, t % g.oh, average, y + t * g.ow * g.c);

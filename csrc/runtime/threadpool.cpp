@@ -182,6 +182,7 @@ int64_t now_ns() {
 // True when the backoff says: run this region on the caller alone (and counts it).
 bool backoff_serial() {
     if (g_serial_left.load(std::memory_order_relaxed) <= 0) return false;
+    if (!g_backoff_enabled.load(std::memory_order_relaxed)) return false;
     if (g_serial_left.fetch_sub(1, std::memory_order_relaxed) <= 0) return false;  // raced
     g_stat_serial.fetch_add(1, std::memory_order_relaxed);
     return true;
@@ -195,7 +196,9 @@ void note_region(int64_t wait_ns, int64_t total_ns) {
         g_serial_left.store(len, std::memory_order_relaxed);
         g_backoff_len.store(std::min(2 * len, kBackoffMax), std::memory_order_relaxed);
         g_stat_backoffs.fetch_add(1, std::memory_order_relaxed);
-    } else {
+    } else if (total_ns >= 2 * kStallMinNs) {
+        // A region long enough to have shown contention ran cleanly: back to the first length
+        // (a short region proves nothing, so it leaves the length alone).
         g_backoff_len.store(kBackoffFirst, std::memory_order_relaxed);
     }
 }
@@ -744,5 +747,9 @@ void set_contention_backoff(bool on) {
 }
 
 bool contention_backoff() { return g_backoff_enabled.load(std::memory_order_relaxed); }
+
+void note_region_for_tests(int64_t wait_ns, int64_t total_ns) { note_region(wait_ns, total_ns); }
+
+int backoff_serial_left() { return std::max(0, g_serial_left.load(std::memory_order_relaxed)); }
 
 }  // namespace fl

@@ -112,7 +112,9 @@ def _current() -> str:
 class use_backend:  # noqa: N801 - used as a function: ``with use_backend("numpy"):``
     """Context manager that sets the backend for the calls inside the ``with`` block (in
     the thread or task that entered it). A class, not a generator: entering and leaving
-    cost about a quarter as much (it wraps single small calls in the benchmarks)."""
+    cost about a quarter as much (it wraps single small calls in the benchmarks). Write
+    ``with use_backend(...)`` where it is needed; one object is not meant to be entered by
+    several threads at once (as with contextlib's context managers)."""
 
     __slots__ = ("_name", "_tokens")
 

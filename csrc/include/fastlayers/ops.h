@@ -51,8 +51,8 @@ struct PoolGeometry {
 // Max pooling (average = false): padding is -inf, NaN propagates. Average pooling: the mean of
 // the input pixels a window covers (padding not counted). x (n, h, w, c) and y (n, oh, ow, c)
 // row-major contiguous, not overlapping. Taps are folded in row-major window order exactly as
-// fastlayers/_numpy/pooling.py does, so both paths give the same bits; plain C++, the same bits
-// on every ISA and for any thread count.
+// fastlayers/_numpy/pooling.py does, so both paths give the same bits (denormal inputs aside:
+// FTZ/DAZ); plain C++, the same bits on every ISA and for any thread count.
 void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y);
 
 // Dense: y = act(x · W + b), W and b pre-packed by fl::pack_b from a Keras kernel (K, N).

@@ -192,6 +192,10 @@ PoolStats pool_stats();
 // are the same either way (they do not depend on the thread count).
 void set_contention_backoff(bool on);
 bool contention_backoff();
+// Test hooks: feed the backoff one region's measurement (the caller waited wait_ns of a region
+// of total_ns), and read how many regions it will still run serially.
+void note_region_for_tests(int64_t wait_ns, int64_t total_ns);
+int backoff_serial_left();
 
 // Runs fn(ctx, tid, nthreads) once on each of nthreads threads *at the same time*: the caller is
 // tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the

@@ -228,7 +228,12 @@ class Layer:
         The C++ path packs the weights here (:meth:`_pack`), so that calls never repack them.
         """
         self._packed = self._pack() if _backend.core_available() else None
-        _weights_epoch[0] += 1  # the models' shape plans hold packed weights: drop them
+        _layers_epoch[0] += 1  # the models' shape plans hold packed weights: drop them
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name[:1] != "_":  # config a shape plan may have bound in (models/shape_plan.py)
+            _layers_epoch[0] += 1
 
     def _runner(self, *args: Any, **kwargs: Any) -> Callable | None:
         """For a model's shape plan (models/shape_plan.py): a function of arrays alone that
@@ -244,6 +249,7 @@ class Layer:
         state = self.__dict__.copy()
         state.pop("_packed", None)
         state.pop("_shape_plans", None)  # a model's cache of closures (models/shape_plan.py)
+        state.pop("_reader_counts", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -406,13 +412,14 @@ class Layer:
         return self.call(*args, **kwargs)
 
 
-_weights_epoch = [0]  # how many times any layer's weights were set
+_layers_epoch = [0]  # how many times any layer's weights or public attributes were set
 
 
-def weights_epoch() -> int:
+def layers_epoch() -> int:
     """A number that changes whenever any layer's weights are set (build, set_weights,
-    loading, unpickling): a model's shape plans are valid for one value of it."""
-    return _weights_epoch[0]
+    loading, unpickling) or a public attribute of a layer is assigned (``activation``,
+    ``strides``, ...): a model's shape plans are valid for one value of it."""
+    return _layers_epoch[0]
 
 
 def _same(a: Any, b: Any) -> bool:

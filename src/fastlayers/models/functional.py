@@ -118,20 +118,24 @@ class Model(BaseModel):
 
         Inputs with the dtypes, shapes and layout of an earlier call run that call's shape
         plan instead (models/shape_plan.py): the same kernels without the checks."""
-        key = None
+        record = False
         if mask is None:
             plain = self._plain_inputs(inputs)
             key = shape_plan.signature(plain, self._input_dtypes()) if plain else None
-            plan = shape_plan.lookup(self, key)
+            plan, record = shape_plan.lookup(self, key)
             if plan is not None:
-                values = plan.run(plain)
-                return S.substitute(self._output_struct, values), [None] * len(self.outputs)
+                try:
+                    values = plan.run(plain)
+                    return S.substitute(self._output_struct, values), [None] * len(self.outputs)
+                except shape_plan.Stale:  # an intermediate unlike the recorded one
+                    shape_plan.drop(self, key)
         arrays = self._match_inputs(inputs)
         values: dict[int, Any] = {t.id: a for t, a in zip(self.inputs, arrays)}
         masks: dict[int, Any] = {
             t.id: m for t, m in zip(self.inputs, input_masks(mask, self.inputs, self._owner()))
         }
-        steps: list | None = [] if key is not None else None  # a shape plan, being recorded
+        steps: list | None = [] if record else None  # a shape plan, being recorded
+        fresh: set[int] = set()  # tensors that are new arrays made by a runner
         folded = folding.functional_plan(self)  # BatchNormalization folds (models/folding.py)
         through: set[int] = set()  # outputs of producers that ran folded
         for node in self._nodes:
@@ -153,8 +157,12 @@ class Model(BaseModel):
                     if any(masks.get(t.id) is not None for t in node.outputs):
                         steps = None  # an implicit mask: the general executor's business
                     else:
-                        owned = not any(t.id in self._boundary_ids() for t in node.inputs)
-                        steps.append(shape_plan.node_step(node, values, owned))
+                        step = shape_plan.node_step(node, values, self._fresh_test(fresh))
+                        steps.append(step)
+                        if shape_plan.is_runner_step(step[0]) and not getattr(
+                            step[0], "returns_view", False
+                        ):
+                            fresh.update(t.id for t in node.outputs)
             for t, v in zip(node.outputs, outs):
                 values[t.id] = v
         if steps is not None:
@@ -173,9 +181,20 @@ class Model(BaseModel):
     def _input_dtypes(self) -> list[np.dtype]:
         return [_input_layer_of(t).input_dtype for t in self.inputs]
 
-    def _boundary_ids(self) -> set[int]:
-        """The ids of the model's input and output tensors."""
-        return {t.id for t in self.inputs} | {t.id for t in self.outputs}
+    def _fresh_test(self, fresh: set[int]) -> Any:
+        """For shape_plan.node_step: whether a tensor is a new array made by a runner, read
+        by one node only and not a model output (a view of it cannot alias anything the
+        caller sees)."""
+        readers = self.__dict__.get("_reader_counts")
+        if readers is None:
+            readers = {}
+            for node in self._nodes:
+                for t in node.inputs:
+                    readers[t.id] = readers.get(t.id, 0) + 1
+            for t in self.outputs:
+                readers[t.id] = readers.get(t.id, 0) + 1  # an output counts as a reader
+            self.__dict__["_reader_counts"] = readers
+        return lambda tid: tid in fresh and readers.get(tid, 0) == 1
 
     def _match_inputs(self, inputs: Any) -> list[Any]:
         n = len(self.inputs)

@@ -84,20 +84,24 @@ class Sequential(BaseModel):
 
         An input with the dtype, shape and layout of an earlier call runs that call's shape
         plan instead (models/shape_plan.py): the same kernels without the checks."""
-        key = None
+        record = False
         if mask is None and type(x) is np.ndarray:
             dtype = _F32 if self._input is None else self._input.input_dtype
             key = shape_plan.signature([x], [dtype])
-            plan = shape_plan.lookup(self, key)
+            plan, record = shape_plan.lookup(self, key)
             if plan is not None:
-                return plan.run([x])[plan.output_id], [None]
+                try:
+                    return plan.run([x])[plan.output_id], [None]
+                except shape_plan.Stale:  # an intermediate unlike the recorded one
+                    shape_plan.drop(self, key)
         if self._input is not None:
             x = self._input.check(x)
         if mask is not None:
             (mask,) = input_masks(mask, [x], self._owner())
         # A shape plan being recorded: one step per layer run, reading the id of its input.
-        steps: list | None = [] if key is not None else None
+        steps: list | None = [] if record else None
         cur = 0
+        fresh = False  # the current x is a new array made by a runner (views of it are safe)
         folded = folding.sequential_plan(self)  # BatchNormalization folds (models/folding.py)
         skip = False  # the BatchNormalization after a producer that ran folded
         for i, layer in enumerate(self._stack):
@@ -109,6 +113,7 @@ class Sequential(BaseModel):
                 x = folded[i](x)  # the producer with the BatchNormalization folded in
                 skip = True
                 step = folded[i]
+                fresh = False
             elif mask is None and _masking.mask_free(layer):
                 # No mask comes in and none can come out: what _masked_call would do, less
                 # its bookkeeping (one None per output).
@@ -116,15 +121,23 @@ class Sequential(BaseModel):
                 if isinstance(x, (list, tuple)) and len(x) != 1:
                     mask = [None] * len(x)
                     steps = None
-                step = None if steps is None else layer._runner(x_in)
-                if step is None or (getattr(step, "returns_view", False) and cur == 0):
-                    step = layer.call  # the general call (which checks) in the plan
+                step = None
+                if steps is not None:
+                    step = shape_plan.runner_of(None, layer, (x_in,), {})
+                    if step is not None and getattr(step, "returns_view", False) and not fresh:
+                        step = None
+                fresh = step is not None and not getattr(step, "returns_view", False)
+                step = layer.call if step is None else shape_plan.guarded(step, (x_in,))
             else:
+                mask_in = mask
                 x, out_masks = layer._masked_call(
                     layer.call, (x,), {}, (_masking.Leaf(mask),), {}
                 )
                 mask = out_masks[0] if len(out_masks) == 1 else out_masks
-                steps = None  # masks: the general executor's business
+                if mask_in is not None or any(m is not None for m in out_masks):
+                    steps = None  # masks: the general executor's business
+                step = layer.call  # no mask in or out (as a Model's plan runs such a node)
+                fresh = False
             if steps is not None:
                 steps.append((lambda v, f=step, j=cur: f(v[j]), (cur + 1,), False))
                 cur += 1

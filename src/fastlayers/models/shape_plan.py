@@ -6,27 +6,30 @@ types, ranks, shapes, the activation name, the weights, the backend. On small in
 checks cost more than the arithmetic (the seed's attention model is six nodes on a few
 hundred numbers: its kernels take about 10 us, the checks several times that).
 
-A plan is what one general run learned, kept for the calls that would learn it again. After
-a general run in which no implicit mask appeared, each node is asked for a *runner*: a
-function of arrays alone that makes the C++ call the general path made, with what the
-checks computed for these shapes bound in (reshapes, strides, pads, the packed weights, the
-activation id). A node that offers none (a NumPy-only layer, a folded pair, a nested model)
-keeps its general call in the plan. The plan then serves every later call whose inputs are
-arrays of the same dtypes and shapes, C-contiguous and aligned, under the same backend,
-with no weights replaced anywhere since: for such a call every check would pass the same
-way and compute the same values, so the runners give the same bits as the general path.
-Intermediate shapes follow from the input shapes (no layer's output shape depends on
-values), and layers whose checks depend on values (Embedding's id range) offer no runner.
+A plan is what one general run learned, kept for the calls that would learn it again. The
+second time a model sees the same input signature, its general run is recorded: after each
+node ran (no implicit mask anywhere), the node is asked for a *runner*, a function of arrays
+alone that makes the C++ call the general path made, with what the checks computed for
+these shapes bound in (reshapes, strides, pads, the packed weights, the activation id). A
+runner is used only if every array it was recorded with was already what the checks hand on
+unchanged (a C-contiguous, aligned float32 ndarray), and it re-checks the class, dtype,
+shape and layout of its arrays on every call (a few attribute reads): if an intermediate
+ever differs (a custom layer whose output depends on values), the plan is dropped and the
+call runs the general executor. A node that offers no runner (a NumPy-only layer, a folded
+pair, a nested model, a subclass that overrides ``call``) keeps its general call in the plan.
 
-Plans are a cache: never pickled, dropped when any layer's weights change
-(:func:`fastlayers.layers.base.weights_epoch`), at most :data:`MAX_PLANS` per model (a
-model fed many sequence lengths keeps the latest). ``disabled()`` turns them off (tests
-compare both executors bit for bit). docs/architecture.md §14.
+A plan serves the calls whose inputs are arrays of the same dtypes and shapes, C-contiguous
+and aligned, under the same backend, with no layer's weights or public attributes set
+anywhere since (:func:`fastlayers.layers.base.layers_epoch`). Plans are a cache: never
+pickled, at most :data:`MAX_PLANS` per model; a model whose signatures keep evicting each
+other stops recording. ``disabled()`` turns plans off in a block (tests compare both
+executors bit for bit). docs/architecture.md §14.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -37,28 +40,36 @@ from .. import _symbolic as S
 from ..layers import base as layer_base
 from . import folding
 
-MAX_PLANS = 8
-_enabled = [True]
+MAX_PLANS = 16
+_F32 = np.dtype(np.float32)
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("shape_plans", default=True)
 
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Run models with the general executor only inside the block (tests, comparisons)."""
-    before = _enabled[0]
-    _enabled[0] = False
+    """Run models with the general executor only inside the block (tests, comparisons); the
+    block's setting applies to the thread or task that entered it."""
+    token = _enabled.set(False)
     try:
         yield
     finally:
-        _enabled[0] = before
+        _enabled.reset(token)
+
+
+class Stale(Exception):
+    """A runner met arrays unlike the ones it was recorded with: drop the plan."""
 
 
 def signature(arrays: list[Any], dtypes: list[np.dtype]) -> tuple | None:
     """The key of a plan for these model inputs, or None when they cannot use one: each
     must be an ndarray of exactly its input's dtype, C-contiguous and aligned (what the
     input check would hand on unchanged)."""
-    if not _enabled[0] or not _backend.core_available() or _backend._current() == "numpy":
+    if not _enabled.get() or not _backend.core_available():
         return None
-    key = [_backend._current(), layer_base.weights_epoch(), folding._enabled[0]]
+    backend = _backend._current()
+    if backend == "numpy":
+        return None
+    key = [backend, layer_base.layers_epoch(), folding._enabled[0]]
     for a, dtype in zip(arrays, dtypes):
         if type(a) is not np.ndarray or a.dtype != dtype:
             return None
@@ -81,6 +92,7 @@ class Plan:
         self.output_id: int | None = None  # a Sequential's result
 
     def run(self, arrays: list[np.ndarray]) -> dict[int, Any]:
+        """The values of every tensor; raises :class:`Stale` if a runner's guard failed."""
         values = dict(zip(self.input_ids, arrays))
         for run, out_ids, many in self.steps:
             out = run(values)
@@ -92,30 +104,111 @@ class Plan:
         return values
 
 
-def lookup(model: Any, key: tuple | None) -> Plan | None:
+# ------------------------------------------------------------------- the cache on a model
+
+
+def lookup(model: Any, key: tuple | None) -> tuple[Plan | None, bool]:
+    """(the plan for ``key`` or None, whether to record one on this call): a signature is
+    recorded the second time it is seen, and not at all once the model's plans have
+    evicted each other more than ``2 * MAX_PLANS`` times (its shapes keep changing)."""
     if key is None:
-        return None
-    plans = model.__dict__.get("_shape_plans")
-    return None if plans is None else plans.get(key)
+        return None, False
+    cache = model.__dict__.get("_shape_plans")
+    if cache is None:
+        cache = model.__dict__.setdefault("_shape_plans", {"plans": {}, "seen": {}, "evicted": 0})
+    plan = cache["plans"].get(key)
+    if plan is not None:
+        return plan, False
+    if cache["evicted"] > 2 * MAX_PLANS:
+        return None, False
+    seen = cache["seen"]
+    if key in seen:
+        return None, True
+    if len(seen) >= 4 * MAX_PLANS:
+        seen.clear()
+    seen[key] = True
+    return None, False
 
 
 def store(model: Any, key: tuple, plan: Plan) -> None:
-    plans = model.__dict__.setdefault("_shape_plans", {})
+    cache = model.__dict__.get("_shape_plans")
+    if cache is None:
+        return
+    plans = cache["plans"]
     while len(plans) >= MAX_PLANS:
-        plans.pop(next(iter(plans)))  # the oldest
+        try:
+            plans.pop(next(iter(plans)), None)  # the oldest; another thread may race us
+        except (StopIteration, RuntimeError):
+            break
+        cache["evicted"] += 1
     plans[key] = plan
+
+
+def drop(model: Any, key: tuple) -> None:
+    cache = model.__dict__.get("_shape_plans")
+    if cache is not None:
+        cache["plans"].pop(key, None)
+
+
+def plans_of(model: Any) -> dict:
+    """The model's plans by key (for tests and inspection)."""
+    cache = model.__dict__.get("_shape_plans")
+    return {} if cache is None else cache["plans"]
 
 
 # ------------------------------------------------------------------ steps from a general run
 
 
+def plain_f32(a: Any) -> bool:
+    """Whether ``a`` is what the checks hand to the C++ path unchanged."""
+    if type(a) is not np.ndarray or a.dtype != _F32:
+        return False
+    flags = a.flags
+    return flags.c_contiguous and flags.aligned
+
+
 def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict) -> Callable | None:
     """The runner the layer (``layer._runner``) or the public op (its ``__plan_runner__``)
-    offers for a call with these array arguments, or None."""
+    offers for a call with these array arguments, or None. A layer subclass that overrides
+    ``call`` without its own ``_runner`` gets none: the runner would skip the override."""
+    if not all(plain_f32(a) for a in args):
+        return None
     if layer is not None:
+        owner = next(c for c in type(layer).__mro__ if "_runner" in c.__dict__)
+        if type(layer).call is not owner.__dict__.get("call", owner.call):
+            return None
         return layer._runner(*args, **kwargs)
     factory = getattr(fn, "__plan_runner__", None)
     return None if factory is None else factory(*args, **kwargs)
+
+
+def guarded(runner: Callable, args: tuple) -> Callable:
+    """``runner`` that first checks its array arguments are of the class, dtype, shape and
+    layout they had when it was recorded (raises :class:`Stale` otherwise)."""
+    shapes = tuple(a.shape for a in args)
+    if len(args) == 1:
+        shape0 = shapes[0]
+
+        def run1(x: Any) -> Any:
+            if x.__class__ is not np.ndarray or x.shape != shape0 or x.dtype != _F32 or not (
+                x.flags.c_contiguous
+            ):
+                raise Stale
+            return runner(x)
+
+        run1.returns_view = getattr(runner, "returns_view", False)  # type: ignore[attr-defined]
+        return run1
+
+    def run(*xs: Any) -> Any:
+        for x, shape in zip(xs, shapes):
+            if x.__class__ is not np.ndarray or x.shape != shape or x.dtype != _F32 or not (
+                x.flags.c_contiguous
+            ):
+                raise Stale
+        return runner(*xs)
+
+    run.returns_view = getattr(runner, "returns_view", False)  # type: ignore[attr-defined]
+    return run
 
 
 def _general(node: S.Node) -> Callable[[dict], list]:
@@ -125,11 +218,13 @@ def _general(node: S.Node) -> Callable[[dict], list]:
     return general
 
 
-def node_step(node: S.Node, values: dict[int, Any], owned: bool) -> tuple[Callable, tuple, bool]:
-    """The plan step of a node that ran plainly (no mask): its runner on the tensors it
-    reads when it offers one, else its general call. ``values`` holds the arrays of the
-    recording run. ``owned``: the node's inputs are none of the model's inputs or outputs,
-    so a runner that returns a view of its input (Flatten, Reshape) is allowed."""
+def node_step(node: S.Node, values: dict[int, Any],
+              fresh: Callable[[int], bool]) -> tuple[Callable, tuple, bool]:
+    """The plan step of a node that ran plainly (no mask): its guarded runner on the tensors
+    it reads when it offers one, else its general call. ``values`` holds the arrays of the
+    recording run. ``fresh(tensor_id)``: whether that tensor is a new array that only this
+    node reads and that is no model output, so that a runner returning a view of it
+    (Flatten) cannot make an output share memory with an input or another output."""
     out_ids = tuple(t.id for t in node.outputs)
     many = node.structure is not None
     flat = node._flat
@@ -138,18 +233,26 @@ def node_step(node: S.Node, values: dict[int, Any], owned: bool) -> tuple[Callab
         return general
     args, kwargs = node._arguments(values)
     runner = runner_of(node.fn, node.layer, args, kwargs)
-    if runner is None or (getattr(runner, "returns_view", False) and not owned):
+    if runner is None:
         return general
+    if getattr(runner, "returns_view", False) and not all(fresh(a.id) for sym, a in flat if sym):
+        return general
+    run = guarded(runner, args)
     ids = tuple(a.id for sym, a in flat if sym)
-    consts = [None if sym else a for sym, a in flat]
     if ids and len(ids) == len(flat):  # the usual case: every argument is a tensor
         if len(ids) == 1:
             i0 = ids[0]
-            return (lambda v: runner(v[i0])), out_ids, many
-        return (lambda v: runner(*[v[i] for i in ids])), out_ids, many
+            return (lambda v: run(v[i0])), out_ids, many
+        return (lambda v: run(*[v[i] for i in ids])), out_ids, many
     syms = [(sym, a.id if sym else None) for sym, a in flat]
+    consts = [None if sym else a for sym, a in flat]
 
-    def run(v: dict[int, Any]) -> Any:
-        return runner(*[v[i] if sym else c for (sym, i), c in zip(syms, consts)])
+    def run_mixed(v: dict[int, Any]) -> Any:
+        return run(*[v[i] if sym else c for (sym, i), c in zip(syms, consts)])
 
-    return run, out_ids, many
+    return run_mixed, out_ids, many
+
+
+def is_runner_step(run: Callable) -> bool:
+    """Whether a recorded step runs a runner (not a node's general call)."""
+    return getattr(run, "__name__", "") != "general"
