@@ -335,13 +335,12 @@ class Runner {
             float* o = out + r * a.out.st;
             // A special value (NaN, inf, or no key kept: l = 0) shows in l or in the output:
             // that row is computed again by the exact path (attention_exact.cpp, §15).
-            if (attention_row_suspect(l[r], o, a.dv)) {
+            if (attention_normalize_row(l[r], o, a.dv)) {
                 attention_exact_row(a, hd.b, hd.h, r0 + r);
                 continue;
             }
             float* wr = w ? w + r * a.s : nullptr;
             const float inv = 1.0f / l[r];
-            for (int64_t j = 0; j < a.dv; ++j) o[j] *= inv;
             if (wr) {
                 // Block b was exponentiated against its own max: weight = p * e^(m_b - m) / l.
                 for (int64_t s0 = 0; s0 < visited; s0 += kKeyBlock) {

@@ -197,10 +197,9 @@ class Decoder {
         float* o = a.out.at(b, h) + r * a.out.st;
         // A special value (NaN, inf, or no key kept: l = 0) shows in l or in the output: that
         // row is computed again by the exact path (attention_exact.cpp, §15).
-        if (attention_row_suspect(l, o, a.dv)) return attention_exact_row(a, b, h, r);
+        if (attention_normalize_row(l, o, a.dv)) return attention_exact_row(a, b, h, r);
         float* w = a.weights ? a.weights + (bh * a.t + r) * a.s : nullptr;
         const float inv = 1.0f / l;
-        for (int64_t e = 0; e < a.dv; ++e) o[e] *= inv;
         if (w) {
             for (int64_t c = 0; c < chunks_; ++c) {
                 const float fc = f[c] * inv;

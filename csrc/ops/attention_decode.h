@@ -22,10 +22,12 @@ bool attention_decode_applies(const AttentionArgs& args);
 void attention_decode_forward(const AttentionArgs& args);
 
 // The exact row (attention_exact.cpp): a row whose fast result shows a special value (sum l not
-// a positive finite number, or a non-finite unnormalized output in o[0..dv)) is suspect and is
-// computed again by attention_exact_row, which follows docs/semantics.md §15 (NaN reaches a row
-// only through a key it attends; +inf logits share the weight).
-bool attention_row_suspect(float l, const float* o, int64_t dv);
+// a positive finite number, or a non-finite output in o[0..dv)) is suspect and is computed again
+// by attention_exact_row, which follows docs/semantics.md §15 (NaN reaches a row only through a
+// key it attends; +inf logits share the weight). attention_normalize_row divides the row's
+// unnormalized output o[0..dv) by l (o[j] *= 1/l) and returns whether the row is suspect (then
+// o is left for attention_exact_row to overwrite).
+bool attention_normalize_row(float l, float* o, int64_t dv);
 void attention_exact_row(const AttentionArgs& args, int64_t b, int64_t h, int64_t t);
 
 }  // namespace fl
