@@ -394,3 +394,13 @@ SOFTMAX_BAD = [
 def test_softmax_bad_inputs(any_backend, kwargs, exc, fragment):
     with pytest.raises(exc, match=re.escape(fragment)):
         fl.softmax(**{"x": _X, **kwargs})
+
+
+def test_softmax_over_an_axis_of_one(any_backend):
+    """A row of one element (attention over a single key): exactly 1, also at +-inf (the
+    policy of docs/semantics.md §15); NaN stays NaN. The C++ path has a shortcut for it."""
+    x = np.array([[0.5], [-3e38], [np.inf], [-np.inf], [np.nan], [0.0]], np.float32)
+    with fl.use_backend(any_backend):
+        y = fl.softmax(np.repeat(x[None], 5000, axis=0))  # (5000, 6, 1): threads too
+    want = np.array([1, 1, 1, 1, np.nan, 1], np.float32)[None, :, None]
+    np.testing.assert_array_equal(y, np.broadcast_to(want, y.shape))
