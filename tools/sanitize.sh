@@ -22,11 +22,12 @@
 # to a copy of src/fastlayers in the build tree and found through PYTHONPATH.
 #
 # Python is not built with the sanitizer, so the runtime is preloaded (LD_PRELOAD, with
-# libstdc++), huge allocations return NULL (NumPy then raises MemoryError, as without ASan:
-# tests/test_absurd_arguments.py asks for terabytes) and leak detection is off (CPython keeps its interned objects until exit; LeakSanitizer would report
-# them). CPython's small objects come from its own arenas, which ASan does not see; with
-# PYTHONMALLOC=malloc in the environment they go through malloc too (the whole suite takes about
-# 3x as long).
+# libstdc++), huge allocations return NULL under ASan and TSan (NumPy then raises MemoryError,
+# as without a sanitizer: tests/test_absurd_arguments.py asks for terabytes) and leak detection
+# is off (CPython keeps its interned objects until exit; LeakSanitizer would report them).
+# CPython's small objects come from its own arenas, which ASan does not see; with
+# PYTHONMALLOC=malloc in the environment they go through malloc too (the whole suite takes
+# about 3x as long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -59,7 +60,7 @@ else
     flags="-fsanitize=thread -fno-omit-frame-pointer -g1"
     runtime_lib=libtsan.so
     # tools/tsan.supp: reports inside third-party libraries only (each one explained there).
-    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tools/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1:suppressions=$root/tools/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 fi
 # Every report also goes to a file of its own (build-sanitize-<kind>/reports/report.<pid>):
 # pytest captures a test's stderr, and a report that stops the process inside a test would be
