@@ -22,9 +22,12 @@
 # to a copy of src/fastlayers in the build tree and found through PYTHONPATH.
 #
 # Python is not built with the sanitizer, so the runtime is preloaded (LD_PRELOAD, with
-# libstdc++), huge allocations return NULL (NumPy then raises MemoryError, as without ASan:
-# tests/test_absurd_arguments.py asks for terabytes) and leak detection is off (CPython keeps its interned objects until exit; LeakSanitizer would report
-# them).
+# libstdc++), huge allocations return NULL under ASan and TSan (NumPy then raises MemoryError,
+# as without a sanitizer: tests/test_absurd_arguments.py asks for terabytes) and leak detection
+# is off (CPython keeps its interned objects until exit; LeakSanitizer would report them).
+# CPython's small objects come from its own arenas, which ASan does not see; with
+# PYTHONMALLOC=malloc in the environment they go through malloc too (the whole suite takes
+# about 3x as long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -56,7 +59,20 @@ if [ "$kind" = asan ]; then
 else
     flags="-fsanitize=thread -fno-omit-frame-pointer -g1"
     runtime_lib=libtsan.so
-    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+    # tools/tsan.supp: reports inside third-party libraries only (each one explained there).
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1:suppressions=$root/tools/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+fi
+# Every report also goes to a file of its own (build-sanitize-<kind>/reports/report.<pid>):
+# pytest captures a test's stderr, and a report that stops the process inside a test would be
+# lost with the capture (the run then only says FAILED); a test's child process writes there
+# too. The reports among them are printed at the end, and any of them fails the run.
+reports="$root/build-sanitize-$kind/reports"
+rm -rf "$reports" && mkdir -p "$reports"
+if [ "$kind" = asan ]; then
+    export ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$reports/report"
+    export UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$reports/report"
+else
+    export TSAN_OPTIONS="$TSAN_OPTIONS:log_path=$reports/report"
 fi
 jobs=${SANITIZE_JOBS:-$(nproc 2>/dev/null || echo 2)}  # build and ctest parallelism
 cxx=${CXX:-c++}
@@ -126,6 +142,22 @@ if [ "$cpp_only" = 0 ]; then
         summary+=("Python suite under $kind: FAILED (see the output above)")
         status=1
     fi
+fi
+
+# A report has a SUMMARY line (UBSan: "runtime error:"); files with only warnings (ASan's
+# "failed to allocate" when a test asks for terabytes and gets NULL) are not reports.
+found=$(find "$reports" -type f -size +0 -exec grep -l -e "SUMMARY: " -e "runtime error:" {} + |
+        sort || true)
+if [ -n "$found" ]; then
+    for f in $found; do
+        echo
+        echo "== [$kind] sanitizer report $f"
+        cat "$f"
+    done
+    summary+=("sanitizer reports: $(echo "$found" | wc -l) (printed above, kept in $reports)")
+    status=1
+else
+    summary+=("sanitizer reports: none")
 fi
 
 echo

@@ -37,6 +37,7 @@
 #include <string>
 
 #include "../runtime/dispatch.h"
+#include "../runtime/scratch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/runtime.h"
 #include "gemm_internal.h"
@@ -166,14 +167,10 @@ void pack_a_block(const float* a, int64_t lda, int64_t i0, int64_t i1, int64_t p
 }
 
 // A per-thread packing buffer, grown on demand and kept (pool threads live for the process).
+// Under ASan the floats beyond this call's request are poisoned (runtime/scratch.h).
 float* a_pack_buffer(int64_t floats) {
-    thread_local AlignedFloats buf;
-    thread_local int64_t cap = 0;
-    if (floats > cap) {
-        buf = alloc_aligned_floats(floats);
-        cap = floats;
-    }
-    return buf.get();
+    thread_local GrowingScratch buf;
+    return buf.get(floats);
 }
 
 // C[m0:m1, n0:n1]; n0 is a multiple of 16.

@@ -21,6 +21,7 @@
 #include <limits>
 
 #include "../runtime/dispatch.h"
+#include "../runtime/scratch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
@@ -179,27 +180,22 @@ class Runner {
     }
 
   private:
-    // Per-thread scratch, one uninitialized allocation: the score tile (rows of ld_ floats),
-    // running max and sum per row, the max each key block used, the additive-score tanh
-    // buffer.
+    // Per-thread scratch, one uninitialized allocation (parts 64-byte aligned, with poisoned
+    // red zones between them under ASan: runtime/scratch.h): the score tile (rows of ld_
+    // floats), running max and sum per row, the max each key block used, the additive-score
+    // tanh buffer.
     struct Scratch {
-        AlignedFloats buf;
+        ScratchParts<5> buf;
         float *scores, *m, *l, *block_max, *tanh_buf;
-        Scratch(const AttentionArgs& a, int64_t ld) {
-            const int64_t nblocks = (a.s + kKeyBlock - 1) / kKeyBlock;
-            const int64_t sizes[5] = {a.weights ? 0 : kMaxQueryBlock * ld, kMaxQueryBlock,
-                                      kMaxQueryBlock, kMaxQueryBlock * nblocks,
-                                      a.additive ? kAdditiveKeys * a.d : 0};
-            int64_t total = 0;
-            for (int64_t n : sizes) total += round_up(n, 16);  // each part 64-byte aligned
-            buf = alloc_aligned_floats(total);
-            float** parts[5] = {&scores, &m, &l, &block_max, &tanh_buf};
-            float* p = buf.get();
-            for (int i = 0; i < 5; ++i) {
-                *parts[i] = p;
-                p += round_up(sizes[i], 16);
-            }
-        }
+        Scratch(const AttentionArgs& a, int64_t ld)
+            : buf({a.weights ? 0 : kMaxQueryBlock * ld, kMaxQueryBlock, kMaxQueryBlock,
+                   kMaxQueryBlock * ((a.s + kKeyBlock - 1) / kKeyBlock),
+                   a.additive ? kAdditiveKeys * a.d : 0}),
+              scores(buf[0]),
+              m(buf[1]),
+              l(buf[2]),
+              block_max(buf[3]),
+              tanh_buf(buf[4]) {}
     };
 
     // Raw scores of query rows [r0, r0+rows) against keys [s0, s0+n) into sc (row stride ld).

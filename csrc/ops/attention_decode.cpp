@@ -39,6 +39,7 @@
 #include <memory>
 
 #include "../runtime/dispatch.h"
+#include "../runtime/scratch.h"
 #include "fastlayers/gemm.h"
 #include "fastlayers/runtime.h"
 
@@ -88,14 +89,12 @@ class Decoder {
         GuidedRuns runs(tasks, workers);
         parallel_for(workers, 1, [&](int64_t, int64_t) {
             // Scratch: the score tile (T x kChunk, unless the weights rows hold the scores),
-            // m and l of a single-chunk head and the merge factors f_c.
-            const int64_t sizes[3] = {a.weights ? 0 : a.t * kChunk, 2 * a.t, chunks_};
-            int64_t total = 0;
-            for (int64_t n : sizes) total += round_up(n, 16);
-            AlignedFloats buf = alloc_aligned_floats(total);
-            float* tile = buf.get();
-            float* ml = tile + round_up(sizes[0], 16);
-            float* f = ml + round_up(sizes[1], 16);
+            // m and l of a single-chunk head and the merge factors f_c (parts 64-byte
+            // aligned, with poisoned red zones between them under ASan: runtime/scratch.h).
+            const ScratchParts<3> buf({a.weights ? 0 : a.t * kChunk, 2 * a.t, chunks_});
+            float* tile = buf[0];
+            float* ml = buf[1];
+            float* f = buf[2];
             int64_t t0 = 0, t1 = 0;
             while (runs.claim(&t0, &t1)) {
                 for (int64_t task = t0; task < t1; ++task) {

@@ -26,6 +26,7 @@
 #include "fastlayers/runtime.h"
 #include "gemm/gemm_internal.h"
 #include "runtime/dispatch.h"
+#include "runtime/scratch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 
@@ -795,11 +796,60 @@ void test_packed_b_layout() {
     FLT_CHECK(empty.k() == 0 && empty.n() == 0 && empty.panels() == 0);
 }
 
+// runtime/scratch.h: parts are aligned, disjoint and usable over their whole size; in an ASan
+// build (tools/sanitize.sh) the float right after each part, and a grown buffer's floats beyond
+// the current request, are poisoned, so a kernel running past its part is reported there.
+bool poisoned(const float* p) {
+#if defined(FL_ASAN)
+    return __asan_address_is_poisoned(p) != 0;
+#else
+    (void)p;
+    return false;
+#endif
+}
+
+void test_scratch_parts() {
+    const int64_t sizes[4] = {37, 0, 16, 5};
+    const fl::ScratchParts<4> parts(sizes);
+    for (size_t i = 0; i < 4; ++i) {
+        FLT_CHECK(reinterpret_cast<uintptr_t>(parts[i]) % 64 == 0);
+        for (int64_t j = 0; j < sizes[i]; ++j) parts[i][j] = static_cast<float>(i);  // usable
+        if (i + 1 < 4) FLT_CHECK(parts[i] + sizes[i] <= parts[i + 1]);
+        if (sizes[i] > 0) FLT_CHECK(!poisoned(parts[i] + sizes[i] - 1));
+    }
+    for (size_t i = 0; i < 4; ++i)
+        for (int64_t j = 0; j < sizes[i]; ++j) FLT_CHECK(parts[i][j] == static_cast<float>(i));
+    if (fl::kScratchRedzone > 0) {
+        for (size_t i = 0; i < 4; ++i) {
+            FLT_CHECK(poisoned(parts[i] + sizes[i]));  // the first float past each part
+            FLT_CHECK(poisoned(parts[i] + sizes[i] + fl::kScratchRedzone - 1));
+        }
+    } else {  // outside ASan: the drivers' layout, parts at multiples of 16 floats
+        FLT_CHECK(parts[1] == parts[0] + 48 && parts[2] == parts[1] && parts[3] == parts[2] + 16);
+        FLT_CHECK(parts.total() == 48 + 16 + 16);
+    }
+
+    fl::GrowingScratch grow;
+    float* a = grow.get(40);
+    for (int64_t j = 0; j < 40; ++j) a[j] = 1.0f;
+    float* b = grow.get(10);  // kept: the same storage, only the first 10 floats handed out
+    FLT_CHECK(a == b);
+    b[9] = 2.0f;
+    if (fl::kScratchRedzone > 0) FLT_CHECK(poisoned(b + 10) && poisoned(b + 39));
+    float* c = grow.get(40);
+    FLT_CHECK(c == a && !poisoned(c + 39));
+    c[39] = 3.0f;
+    float* d = grow.get(100);  // grown
+    for (int64_t j = 0; j < 100; ++j) d[j] = 4.0f;
+    FLT_CHECK(!poisoned(d + 99));
+}
+
 }  // namespace
 
 namespace fltest {
 
 void register_gemm_tests() {
+    add_case("scratch_parts", test_scratch_parts);
     for (const GemmIsa& g : gemm_kernels_built()) {
         const std::string isa = fl::isa_name(g.isa);
         if (!fltest::isa_supported(g.isa)) {
