@@ -408,3 +408,45 @@ def test_flatten_after_an_identity_layer_does_not_share_the_input():
     for _ in range(3):
         a, b = two(x)
         assert not np.shares_memory(a, b)
+
+
+def test_new_weights_clear_the_plans_and_recording_goes_on():
+    """Each set_weights drops the model's old plans (their packed weights with them) without
+    counting evictions, so a model whose weights change keeps getting plans."""
+    rng = np.random.default_rng(10)
+    i = Input((6,))
+    model = Model(i, Dense(4)(i))
+    x = rng.random((2, 6), dtype=F32)
+    for _ in range(3 * shape_plan.MAX_PLANS):
+        model.set_weights([rng.standard_normal(w.shape).astype(F32)
+                           for w in model.get_weights()])
+        calls_equal_general(model, x, times=3)
+        assert len(plans(model)) == 1
+    assert model.__dict__["_shape_plans"]["evicted"] == 0
+
+
+def test_a_stateful_layer_elsewhere_leaves_plans_alone():
+    from fastlayers.layers import LSTM as LSTMLayer
+
+    i = Input((6,))
+    model = Model(i, Dense(4)(i))
+    x = np.ones((2, 6), F32)
+    stateful = LSTMLayer(3, stateful=True)
+    seq = np.ones((1, 2, 5), F32)
+    for _ in range(4):
+        model(x)
+        stateful(seq)  # assigns its states on every call
+    assert len(plans(model)) == 1
+
+
+def test_a_signature_whose_plan_went_stale_is_not_recorded_again():
+    i = Input((4, 6))
+    model = Model(i, Dense(2)(_Shrinks()(i)))
+    pos, neg = np.ones((1, 4, 6), F32), -np.ones((1, 4, 6), F32)
+    model(neg)
+    model(neg)  # records
+    assert plans(model)
+    model(pos)  # the guard trips: dropped
+    for _ in range(3):
+        assert_same(model(pos), general(model, pos))
+    assert not plans(model)

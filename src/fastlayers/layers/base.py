@@ -232,7 +232,10 @@ class Layer:
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if name[:1] != "_":  # config a shape plan may have bound in (models/shape_plan.py)
+        # A config attribute of a built layer changed (``layer.activation = "linear"``): a
+        # shape plan may have bound the old value in (models/shape_plan.py). Not during
+        # construction, and not for run-time state such as a stateful RNN's ``states``.
+        if name in self.config_keys and self.__dict__.get("built"):
             _layers_epoch[0] += 1
 
     def _runner(self, *args: Any, **kwargs: Any) -> Callable | None:
@@ -417,8 +420,9 @@ _layers_epoch = [0]  # how many times any layer's weights or public attributes w
 
 def layers_epoch() -> int:
     """A number that changes whenever any layer's weights are set (build, set_weights,
-    loading, unpickling) or a public attribute of a layer is assigned (``activation``,
-    ``strides``, ...): a model's shape plans are valid for one value of it."""
+    loading, unpickling) or a config attribute of a built layer is assigned
+    (``activation``, ``strides``, ...): a model's shape plans are valid for one value of
+    it. Process-wide: a change anywhere clears every model's plans on its next call."""
     return _layers_epoch[0]
 
 

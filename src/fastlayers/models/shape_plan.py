@@ -19,11 +19,13 @@ call runs the general executor. A node that offers no runner (a NumPy-only layer
 pair, a nested model, a subclass that overrides ``call``) keeps its general call in the plan.
 
 A plan serves the calls whose inputs are arrays of the same dtypes and shapes, C-contiguous
-and aligned, under the same backend, with no layer's weights or public attributes set
+and aligned, under the same backend, with no layer's weights or config attributes set
 anywhere since (:func:`fastlayers.layers.base.layers_epoch`). Plans are a cache: never
-pickled, at most :data:`MAX_PLANS` per model; a model whose signatures keep evicting each
-other stops recording. ``disabled()`` turns plans off in a block (tests compare both
-executors bit for bit). docs/architecture.md §14.
+pickled, at most :data:`MAX_PLANS` per model, all dropped when the weights, a layer's
+config, the backend or folding change; a model whose signatures keep evicting each other
+stops recording, and a signature whose plan failed a guard is not recorded again.
+``disabled()`` turns plans off in a block (tests compare both executors bit for bit).
+docs/architecture.md §14.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def signature(arrays: list[Any], dtypes: list[np.dtype]) -> tuple | None:
     backend = _backend._current()
     if backend == "numpy":
         return None
-    key = [backend, layer_base.layers_epoch(), folding._enabled[0]]
+    key = [backend, layer_base.layers_epoch(), folding._enabled[0]]  # the cache's "context"
     for a, dtype in zip(arrays, dtypes):
         if type(a) is not np.ndarray or a.dtype != dtype:
             return None
@@ -114,12 +116,15 @@ def lookup(model: Any, key: tuple | None) -> tuple[Plan | None, bool]:
     if key is None:
         return None, False
     cache = model.__dict__.get("_shape_plans")
-    if cache is None:
-        cache = model.__dict__.setdefault("_shape_plans", {"plans": {}, "seen": {}, "evicted": 0})
+    if cache is None or cache["context"] != key[:3]:
+        # New weights, layer config, backend or folding setting: every plan is stale. Start
+        # afresh (not evictions: a model whose weights change keeps recording).
+        cache = {"context": key[:3], "plans": {}, "seen": {}, "evicted": 0, "failed": set()}
+        model.__dict__["_shape_plans"] = cache
     plan = cache["plans"].get(key)
     if plan is not None:
         return plan, False
-    if cache["evicted"] > 2 * MAX_PLANS:
+    if cache["evicted"] > 2 * MAX_PLANS or key in cache["failed"]:
         return None, False
     seen = cache["seen"]
     if key in seen:
@@ -145,9 +150,14 @@ def store(model: Any, key: tuple, plan: Plan) -> None:
 
 
 def drop(model: Any, key: tuple) -> None:
+    """A guard failed: forget the plan and never record this signature again (its
+    intermediates vary with the values). The nodes the plan ran before the failure run
+    again in the general executor: a custom layer's side effects happen twice on that
+    one call."""
     cache = model.__dict__.get("_shape_plans")
     if cache is not None:
         cache["plans"].pop(key, None)
+        cache["failed"].add(key)
 
 
 def plans_of(model: Any) -> dict:
