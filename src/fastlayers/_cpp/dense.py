@@ -28,9 +28,14 @@ def dense(a, packed=None):
         y = core.dense_unpacked(x2, a.kernel, a.bias, fused or 0)
     else:
         y = core.dense(x2, packed, fused or 0)
+    return _finish(y, fused, a.activation, a.x.shape[:-1])
+
+
+def _finish(y, fused, activation, lead):
+    """The core's rows y (M, N): the activation it could not fuse, then the leading axes."""
     if fused is None:
-        y = apply_after(a.activation, y)
-    return y.reshape(a.x.shape[:-1] + (y.shape[-1],))  # glu halves the last axis
+        y = apply_after(activation, y)
+    return y.reshape(lead + (y.shape[-1],))  # glu halves the last axis
 
 
 def dense_runner(x_shape, packed, activation):
@@ -43,10 +48,7 @@ def dense_runner(x_shape, packed, activation):
     fused = fused_id(activation)
 
     def run(x):
-        y = core.dense(x.reshape(rows), packed, fused or 0)
-        if fused is None:
-            y = apply_after(activation, y)
-        return y.reshape(lead + (y.shape[-1],))
+        return _finish(core.dense(x.reshape(rows), packed, fused or 0), fused, activation, lead)
 
     return run
 

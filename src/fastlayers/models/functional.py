@@ -159,9 +159,7 @@ class Model(BaseModel):
                     else:
                         step = shape_plan.node_step(node, values, self._fresh_test(fresh))
                         steps.append(step)
-                        if shape_plan.is_runner_step(step[0]) and not getattr(
-                            step[0], "returns_view", False
-                        ):
+                        if shape_plan.makes_fresh(step[0]):
                             fresh.update(t.id for t in node.outputs)
             for t, v in zip(node.outputs, outs):
                 values[t.id] = v
@@ -179,7 +177,13 @@ class Model(BaseModel):
         return None
 
     def _input_dtypes(self) -> list[np.dtype]:
-        return [_input_layer_of(t).input_dtype for t in self.inputs]
+        """The Inputs' dtypes (fixed with the graph: computed once, every call reads them)."""
+        dtypes = self.__dict__.get("_in_dtypes")
+        if dtypes is None:
+            dtypes = self.__dict__["_in_dtypes"] = [
+                _input_layer_of(t).input_dtype for t in self.inputs
+            ]
+        return dtypes
 
     def _fresh_test(self, fresh: set[int]) -> Any:
         """For shape_plan.node_step: whether a tensor is a new array made by a runner, read

@@ -126,7 +126,7 @@ class Sequential(BaseModel):
                     step = shape_plan.runner_of(None, layer, (x_in,), {})
                     if step is not None and getattr(step, "returns_view", False) and not fresh:
                         step = None
-                fresh = step is not None and not getattr(step, "returns_view", False)
+                fresh = shape_plan.makes_fresh(step)
                 step = layer.call if step is None else shape_plan.guarded(step, (x_in,))
             else:
                 mask_in = mask

@@ -266,3 +266,9 @@ def node_step(node: S.Node, values: dict[int, Any],
 def is_runner_step(run: Callable) -> bool:
     """Whether a recorded step runs a runner (not a node's general call)."""
     return getattr(run, "__name__", "") != "general"
+
+
+def makes_fresh(run: Callable | None) -> bool:
+    """Whether a runner returns a new array (the C++ calls do), not a view of its input:
+    a view runner after it cannot alias anything the caller sees."""
+    return run is not None and is_runner_step(run) and not getattr(run, "returns_view", False)
