@@ -61,6 +61,14 @@ else
     runtime_lib=libtsan.so
     # tools/tsan.supp: reports inside third-party libraries only (each one explained there).
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1:suppressions=$root/tools/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+    # OpenBLAS (NumPy's matmul) on one thread: its worker threads are not built with TSan, so
+    # every word they write into a NumPy result races, for TSan, with the next read of it. Each
+    # such race is suppressed (tools/tsan.supp), but TSan first looks the address up in its list
+    # of racy addresses seen so far (a linear scan), so a large result costs time quadratic in
+    # its size: the 2048x2048 GEMM of tests/benchmarks/ (4M floats) ran for over 20 minutes
+    # without finishing; on one thread it takes 1.6 s. fastlayers does not read this variable, and
+    # its own thread pool is what this run checks.
+    export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 fi
 # Every report also goes to a file of its own (build-sanitize-<kind>/reports/report.<pid>):
 # pytest captures a test's stderr, and a report that stops the process inside a test would be
