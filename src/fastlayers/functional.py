@@ -375,6 +375,16 @@ def run_recurrent(a: V.RecurrentArgs, packed: Any = None):
     return (out, *states)
 
 
+def recurrent_runner(a: V.RecurrentArgs, packed: Any, return_state: bool) -> Any:
+    """For a layer's repeated calls (models/shape_plan.py, ``Layer.__call__``): what
+    :func:`run_recurrent` computes on ``a`` (no mask, zero initial states), as a function
+    of sequences of ``a.x``'s shape alone, returning (out, *states) when ``return_state``,
+    else out. None off the C++ path."""
+    if packed is None or not _cpp(a.cell, _cpp_recurrent.unsupported(a)):
+        return None
+    return _cpp_recurrent.runner(a, packed, return_state)
+
+
 @_symbolic.symbolic_op
 def lstm_cell(
     x_t: ArrayLike,

@@ -68,6 +68,41 @@ def lstm(a, packed=None):
     return core.lstm(a.x, *packed, h0, c0, a.mask, a.return_sequences, a.go_backwards, act, ract)
 
 
+def runner(a, packed, return_state):
+    """:func:`run` with the layer's ``packed`` weights and zero initial states for sequences
+    shaped as ``a.x``, as a function of them alone (see ``functional.recurrent_runner``):
+    the activation ids and flags looked up once. Same calls, same bits."""
+    core = _backend._core
+    ids = _backend.cpp_activation_ids()
+    act, ract = ids[a.activation], ids[a.recurrent_activation]
+    seqs, backwards = a.return_sequences, a.go_backwards
+    zeros = np.zeros((a.x.shape[0], a.recurrent_kernel.shape[0]), np.float32)
+    zeros.flags.writeable = False  # read by every call, written by none (h0, c0 are inputs)
+    if a.cell == "lstm":
+        w_in, w_rec = packed
+
+        def run(x):
+            return core.lstm(x, w_in, w_rec, zeros, zeros, None, seqs, backwards, act, ract)
+    else:
+        w_in, w_rec, w_rec_h = packed
+        reset_after = a.reset_after
+
+        def run(x):
+            return core.gru(x, w_in, w_rec, w_rec_h, zeros, None, seqs, backwards, reset_after,
+                            act, ract)
+
+    if not return_state:
+        return lambda x: run(x)[0]
+
+    def run_with_states(x):
+        out, *states = run(x)
+        if states[0] is out:  # as functional.run_recurrent: never one array twice
+            states[0] = states[0].copy()
+        return (out, *states)
+
+    return run_with_states
+
+
 def lstm_cell(a):
     """One LSTM step on checked arguments (``_validation.LSTMCellArgs``) -> (h, c).
 

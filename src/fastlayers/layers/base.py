@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 import re
@@ -15,6 +16,10 @@ from .. import _validation as V
 from .initializers import check_initializer
 
 F32 = np.float32
+_F32_DTYPE = np.dtype(np.float32)  # native float32 arrays share it: ``a.dtype is _F32_DTYPE``
+# Whether repeated calls may skip the checks: a layer's direct calls (``Layer.__call__``) and
+# a model's shape plans (models/shape_plan.py). ``shape_plan.disabled()`` clears it in a block.
+fast_calls: contextvars.ContextVar[bool] = contextvars.ContextVar("fast_calls", default=True)
 Shape = tuple[Optional[int], ...]
 
 # ------------------------------------------------------------------------- helpers
@@ -229,6 +234,7 @@ class Layer:
         """
         self._packed = self._pack() if _backend.core_available() else None
         _layers_epoch[0] += 1  # the models' shape plans hold packed weights: drop them
+        self.__dict__.pop("_direct", None)  # this layer's own runner holds the old ones
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -252,6 +258,8 @@ class Layer:
         state = self.__dict__.copy()
         state.pop("_packed", None)
         state.pop("_shape_plans", None)  # a model's cache of closures (models/shape_plan.py)
+        state.pop("_direct", None)  # the runner of direct calls (__call__)
+        state.pop("_direct_seen", None)
         state.pop("_reader_counts", None)
         return state
 
@@ -409,10 +417,64 @@ class Layer:
         Masks: arrays carry no mask, so a direct call gets only the masks passed to it
         (``mask=...``); inside a ``Model`` or ``Sequential`` the implicit masks flow from
         layer to layer as in Keras (docs/semantics.md §22 (Masks)).
+
+        Called again and again with one float32 array of one shape (C-contiguous), the layer
+        skips the checks from the third call on where it offers a runner: the same C++
+        call, the same bits (docs/architecture.md §14, "Direct layer calls").
         """
         if _symbolic.any_symbolic(args, kwargs):
             return _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
-        return self.call(*args, **kwargs)
+        if len(args) != 1 or kwargs:
+            return self.call(*args, **kwargs)
+        x = args[0]
+        direct = self.__dict__.get("_direct")
+        if direct is not None and x.__class__ is np.ndarray and x.shape == direct[0]:
+            flags = x.flags
+            if (
+                x.dtype is _F32_DTYPE and flags.c_contiguous and flags.aligned
+                and direct[1] == _layers_epoch[0] and direct[2] == _backend._current()
+                and fast_calls.get()
+            ):
+                run = direct[3]
+                return self.call(x) if run is None else run(x)
+        out = self.call(x)
+        self._note_direct_call(x)
+        return out
+
+    def _note_direct_call(self, x: Any) -> None:
+        """After a plain call ``layer(x)`` succeeded: the second call in a row with an array of
+        the same shape (float32, C-contiguous, aligned), backend and :func:`layers_epoch`
+        keeps the layer's runner (:meth:`_offered_runner`) for the calls that follow, so
+        that they skip the checks (or the fact that it offers none, so they do not ask
+        again). One signature per layer; any other call goes the general way.
+        docs/architecture.md §14."""
+        if x.__class__ is not np.ndarray or x.dtype is not _F32_DTYPE or _backend._core is None:
+            return
+        if not fast_calls.get():
+            return
+        flags = x.flags
+        backend = _backend._current()
+        if backend == "numpy" or not (flags.c_contiguous and flags.aligned):
+            return
+        key = (x.shape, _layers_epoch[0], backend)
+        if self.__dict__.get("_direct_seen") != key:
+            self.__dict__["_direct_seen"] = key  # (not __setattr__: no config attribute)
+            return
+        try:
+            run = self._offered_runner(x)
+        except Exception:  # noqa: BLE001 - a cache: the call itself succeeded
+            run = None
+        if getattr(run, "returns_view", False):
+            run = None  # the runner returns a view where the call may not (Flatten)
+        self.__dict__["_direct"] = key + (run,)
+
+    def _offered_runner(self, *args: Any, **kwargs: Any) -> Callable | None:
+        """:meth:`_runner` for these arguments, or None when a subclass overrides ``call``
+        without its own ``_runner`` (the runner would skip the override)."""
+        owner = next(c for c in type(self).__mro__ if "_runner" in c.__dict__)
+        if type(self).call is not owner.__dict__.get("call", owner.call):
+            return None
+        return self._runner(*args, **kwargs)
 
 
 _layers_epoch = [0]  # how many times any layer's weights or public attributes were set

@@ -141,19 +141,7 @@ class _RNN(Layer):
         default, or the kept states of a stateful layer. mask: bool (batch, timesteps).
         Returns output, or (output, *states) if return_state.
         """
-        a = self._check(
-            sequences,
-            None,
-            None,
-            None,
-            initial_state=initial_state,
-            mask=mask,
-            return_state=True,
-            **{name: getattr(self, name) for name in self.call_options},
-            op=self._owner(),
-            x_name="sequences",
-            build=self._ready,
-        )
+        a = self._checked(sequences, initial_state, mask)
         if self.stateful:
             if initial_state is None:
                 a = self._kept_states(a)
@@ -171,6 +159,28 @@ class _RNN(Layer):
         if self.stateful:
             self.states = [np.array(s, dtype=F32, copy=True) for s in states]
         return (out, *states) if self.return_state else out
+
+    def _checked(self, sequences: Any, initial_state: Any, mask: Any) -> V.RecurrentArgs:
+        return self._check(
+            sequences,
+            None,
+            None,
+            None,
+            initial_state=initial_state,
+            mask=mask,
+            return_state=True,
+            **{name: getattr(self, name) for name in self.call_options},
+            op=self._owner(),
+            x_name="sequences",
+            build=self._ready,
+        )
+
+    def _runner(self, sequences: Any, initial_state: Any = None, mask: Any = None,
+                training: Any = None) -> Any:
+        if initial_state is not None or mask is not None or self.stateful:
+            return None
+        a = self._checked(sequences, None, None)
+        return F.recurrent_runner(a, self._packed, self.return_state)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         """As Keras's RNN: the output keeps the (first) mask if return_sequences, else has

@@ -31,7 +31,6 @@ docs/architecture.md §14.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -44,13 +43,14 @@ from . import folding
 
 MAX_PLANS = 16
 _F32 = np.dtype(np.float32)
-_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("shape_plans", default=True)
+_enabled = layer_base.fast_calls  # shared with the layers' direct calls (Layer.__call__)
 
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Run models with the general executor only inside the block (tests, comparisons); the
-    block's setting applies to the thread or task that entered it."""
+    """Run models with the general executor, and layers called directly with their checked
+    ``call``, only inside the block (tests, comparisons); the block's setting applies to the
+    thread or task that entered it."""
     token = _enabled.set(False)
     try:
         yield
@@ -184,10 +184,7 @@ def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict) -> Callable | None
     if not all(plain_f32(a) for a in args):
         return None
     if layer is not None:
-        owner = next(c for c in type(layer).__mro__ if "_runner" in c.__dict__)
-        if type(layer).call is not owner.__dict__.get("call", owner.call):
-            return None
-        return layer._runner(*args, **kwargs)
+        return layer._offered_runner(*args, **kwargs)
     factory = getattr(fn, "__plan_runner__", None)
     return None if factory is None else factory(*args, **kwargs)
 

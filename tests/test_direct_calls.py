@@ -1,0 +1,261 @@
+"""A layer called directly again and again (``layer(x)``, Layer.__call__): from the third call
+with an array of the same shape it runs the runner a model's shape plan would use (the
+checks skipped, docs/architecture.md §14). It must give exactly the checked call's bits, and
+must never be used when anything it bound in has changed: weights, a config attribute, the
+backend, the input's dtype, shape or layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY
+
+import fastlayers as fl
+from fastlayers.layers import (
+    GRU,
+    LSTM,
+    AveragePooling2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPooling2D,
+)
+from fastlayers.models import shape_plan
+
+pytestmark = pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(),
+                                reason="direct calls skip the checks on the C++ path only")
+
+F32 = np.float32
+
+
+def randomize(layer, seed=0):
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.standard_normal(w.shape).astype(F32) * F32(0.3)
+                       for w in layer.get_weights()])
+
+
+def checked(layer, x):
+    """The general call: every argument checked."""
+    with shape_plan.disabled():
+        return layer(x)
+
+
+def as_list(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def assert_same(a, b) -> None:
+    a, b = as_list(a), as_list(b)
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        assert type(u) is np.ndarray and u.shape == v.shape and u.dtype == v.dtype
+        np.testing.assert_array_equal(u, v)
+
+
+def direct_runner(layer):
+    """The runner the layer's direct calls use now (None: the checked call; absent: none)."""
+    entry = layer.__dict__.get("_direct")
+    return None if entry is None else entry[3]
+
+
+def calls_equal_checked(layer, x, times=4):
+    """``times`` direct calls, each with the checked call's bits; returns the last."""
+    want = checked(layer, x)
+    for _ in range(times):
+        got = layer(x)
+        assert_same(got, want)
+    return got
+
+
+RUNNER_CASES = {
+    "dense-relu": (lambda: Dense(7, activation="relu"), (5, 11)),
+    "dense-3d": (lambda: Dense(4, activation="tanh"), (2, 3, 6)),
+    "dense-1x1": (lambda: Dense(1), (1, 1)),
+    "conv-same": (lambda: Conv2D(5, 3, padding="same", activation="relu"), (2, 7, 6, 3)),
+    "conv-stride": (lambda: Conv2D(4, 2, strides=2), (1, 9, 9, 2)),
+    "maxpool": (lambda: MaxPooling2D(2), (2, 7, 7, 3)),
+    "avgpool": (lambda: AveragePooling2D(3, strides=2, padding="same"), (1, 9, 8, 5)),
+    "lstm-last": (lambda: LSTM(6), (3, 5, 4)),
+    "lstm-seq-back": (lambda: LSTM(5, return_sequences=True, go_backwards=True), (2, 7, 3)),
+    "lstm-state": (lambda: LSTM(4, return_state=True), (2, 3, 5)),
+    "lstm-seq-state": (lambda: LSTM(3, return_sequences=True, return_state=True), (1, 1, 2)),
+    "gru-after": (lambda: GRU(5, return_sequences=True), (2, 6, 3)),
+    "gru-before": (lambda: GRU(4, reset_after=False, return_state=True), (3, 4, 2)),
+    "gru-hard": (lambda: GRU(3, recurrent_activation="hard_sigmoid"), (1, 13, 5)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUNNER_CASES))
+def test_runner_calls_give_the_checked_bits(case):
+    make, shape = RUNNER_CASES[case]
+    layer = make()
+    x = np.random.default_rng(1).standard_normal(shape).astype(F32)
+    layer(x)
+    if layer.get_weights():
+        randomize(layer)
+    calls_equal_checked(layer, x)
+    assert direct_runner(layer) is not None  # the runner, not the checked call, ran
+    # another batch of the same shape: computed afresh, not remembered
+    y = np.random.default_rng(2).standard_normal(shape).astype(F32)
+    assert_same(layer(y), checked(layer, y))
+
+
+def test_return_state_never_returns_one_array_twice():
+    layer = LSTM(4, return_state=True)
+    x = np.ones((2, 3, 5), F32)
+    for _ in range(4):
+        out, h, c = layer(x)
+    assert direct_runner(layer) is not None
+    assert not np.shares_memory(out, h)
+    np.testing.assert_array_equal(out, h)
+
+
+def test_flatten_output_never_shares_the_input():
+    layer = Flatten()
+    x = np.arange(24, dtype=F32).reshape(2, 3, 4)
+    for _ in range(4):
+        out = layer(x)
+        assert out.shape == (2, 12) and not np.shares_memory(out, x)
+    assert direct_runner(layer) is None  # its runner returns a view: the checked call runs
+
+
+def test_new_weights_and_attributes_are_used_at_once():
+    layer = Dense(3, activation="relu")
+    x = np.random.default_rng(3).standard_normal((4, 5)).astype(F32)
+    layer(x)
+    randomize(layer, 1)
+    first = calls_equal_checked(layer, x)
+    randomize(layer, 2)  # set_weights: the runner's packed kernel is stale
+    second = layer(x)
+    assert_same(second, checked(layer, x))
+    assert not np.array_equal(first, second)
+    calls_equal_checked(layer, x)
+    layer.activation = "linear"
+    linear = layer(x)
+    assert (linear < 0).any() and not (second < 0).any()
+    assert_same(linear, checked(layer, x))
+    calls_equal_checked(layer, x)
+
+
+def test_the_backend_in_force_decides():
+    layer = Dense(6, activation="gelu")
+    x = np.random.default_rng(4).standard_normal((3, 8)).astype(F32)
+    calls_equal_checked(layer, x)
+    assert direct_runner(layer) is not None
+    with fl.use_backend("numpy"):
+        want = fl.dense(x, *layer.get_weights(), activation="gelu")
+        for _ in range(3):
+            got = layer(x)
+            np.testing.assert_array_equal(got, want)  # the NumPy path, not the runner
+    np.testing.assert_allclose(layer(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_other_shapes_dtypes_and_layouts_take_the_checked_call():
+    layer = Dense(3)
+    x = np.random.default_rng(5).standard_normal((4, 5)).astype(F32)
+    calls_equal_checked(layer, x)
+    recorded = layer.__dict__["_direct"]
+    for other in (x[:3], x.astype(np.float64), np.asfortranarray(x), x.tolist(),
+                  x.astype(">f4")):
+        want = checked(layer, other)
+        assert_same(layer(other), want)
+        np.testing.assert_allclose(want, checked(layer, np.asarray(other, F32)), rtol=1e-6)
+    assert layer.__dict__["_direct"] is recorded  # one signature kept; the others did not evict it
+    with pytest.raises(ValueError):
+        layer(np.ones((4, 6), F32))  # wrong inputs still get the checked call's error
+    with pytest.raises(ValueError):
+        layer(np.ones((4, 5, 0), F32))
+
+
+def test_kwargs_masks_and_initial_states_take_the_checked_call():
+    layer = LSTM(3, return_sequences=True)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 5, 4)).astype(F32)
+    calls_equal_checked(layer, x)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    masked = layer(x, mask=mask)
+    np.testing.assert_array_equal(masked[0, 3:], np.repeat(masked[0, 2:3], 2, axis=0))
+    h0 = rng.standard_normal((2, 3)).astype(F32)
+    c0 = rng.standard_normal((2, 3)).astype(F32)
+    started = layer(x, initial_state=[h0, c0])
+    with shape_plan.disabled():
+        assert_same(started, layer(x, initial_state=[h0, c0]))
+    assert not np.array_equal(started, layer(x))
+
+
+def test_stateful_layers_keep_their_states_moving():
+    layer = LSTM(3, stateful=True)
+    x = np.random.default_rng(7).standard_normal((2, 4, 5)).astype(F32)
+    twin = LSTM(3, stateful=True)
+    layer(x)
+    twin(x)
+    twin.set_weights(layer.get_weights())
+    twin.reset_states()
+    layer.reset_states()
+    outs = [layer(x) for _ in range(5)]
+    with shape_plan.disabled():
+        wants = [twin(x) for _ in range(5)]
+    for got, want in zip(outs, wants):
+        assert_same(got, want)
+    assert not np.array_equal(outs[0], outs[-1])  # each call starts where the last ended
+    assert direct_runner(layer) is None
+
+
+def test_a_subclass_that_overrides_call_keeps_its_call():
+    class Doubled(Dense):
+        def call(self, inputs, training=None):
+            return super().call(inputs) * 2
+
+    layer = Doubled(3)
+    plain = Dense(3)
+    x = np.random.default_rng(8).standard_normal((2, 4)).astype(F32)
+    layer(x)
+    plain(x)
+    randomize(layer)
+    plain.set_weights(layer.get_weights())
+    for _ in range(4):
+        assert_same(layer(x), plain(x) * 2)
+    assert direct_runner(layer) is None
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_copies_leave_the_runner_behind(how):
+    layer = Conv2D(3, 3, activation="relu")
+    x = np.random.default_rng(9).standard_normal((1, 6, 6, 2)).astype(F32)
+    layer(x)
+    randomize(layer)
+    want = calls_equal_checked(layer, x)
+    twin = pickle.loads(pickle.dumps(layer)) if how == "pickle" else copy.deepcopy(layer)
+    assert "_direct" not in twin.__dict__ and "_direct_seen" not in twin.__dict__
+    assert_same(calls_equal_checked(twin, x), want)
+    assert direct_runner(twin) is not None and direct_runner(twin) is not direct_runner(layer)
+
+
+def test_threads_calling_one_layer_agree():
+    layer = GRU(8, return_sequences=True)
+    rng = np.random.default_rng(10)
+    xs = [rng.standard_normal((2, 9, 4)).astype(F32) for _ in range(4)]
+    layer(xs[0])
+    randomize(layer)
+    wants = [checked(layer, x) for x in xs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(200):
+                np.testing.assert_array_equal(layer(xs[k]), wants[k])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert direct_runner(layer) is not None
