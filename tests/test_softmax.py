@@ -404,3 +404,18 @@ def test_softmax_over_an_axis_of_one(any_backend):
         y = fl.softmax(np.repeat(x[None], 5000, axis=0))  # (5000, 6, 1): threads too
     want = np.array([1, 1, 1, 1, np.nan, 1], np.float32)[None, :, None]
     np.testing.assert_array_equal(y, np.broadcast_to(want, y.shape))
+
+
+@pytest.mark.parametrize("shape", [(1,), (64,), (1, 64), (3, 17), (2, 3, 33), (2, 1, 3, 1025)],
+                         ids=str)
+def test_the_plain_call_shortcut_gives_the_checked_bits(any_backend, shape, rng):
+    """``fl.softmax(x)`` on a C-contiguous float32 array skips the checks (functional.softmax);
+    the same axis spelled as a tuple takes them. Same bits, on every backend."""
+    x = rng.standard_normal(shape).astype(F32)
+    got = fl.softmax(x)
+    want = fl.softmax(x, (x.ndim - 1,))
+    assert got.dtype == F32 and got.shape == x.shape and not np.shares_memory(got, x)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(fl.softmax(x, np.int64(-1)), want)
+    with pytest.raises(ValueError, match=re.escape("softmax: x must have rank >= 1")):
+        fl.softmax(np.zeros((), F32))

@@ -185,8 +185,10 @@ void attention(const py::handle& q_in, const py::handle& k_in, const py::handle&
 }  // namespace
 
 void bind_attention(py::module_& m) {
+    // Every argument may be passed by position: fastlayers/_cpp/attention.py does (pybind11
+    // matches keyword arguments by name, about 16K instructions per call on a small head).
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
-          py::kw_only(), py::arg("weights") = py::none(), py::arg("mask") = py::none(),
+          py::arg("weights") = py::none(), py::arg("mask") = py::none(),
           py::arg("causal") = false, py::arg("rule") = 0, py::arg("scale") = 1.0f,
           py::arg("additive") = false, py::arg("pre") = 1.0f, py::arg("post") = 1.0f,
           py::arg("add_w") = py::none(),

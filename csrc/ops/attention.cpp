@@ -38,8 +38,11 @@ constexpr int64_t kKeyBlock = 256;   // 256 x D keys (64 KiB at D = 64) stay in 
 constexpr int64_t kAdditiveKeys = 64;  // keys per vector-tanh call in the additive scores
 constexpr int64_t kNR = kGemmNR;       // packed panel width (16)
 // Short sequences prefetch the next head's rows when q, k, v and out of a head take at most
-// this many bytes.
+// kPrefetchBytes, and those of all heads more than kPrefetchMinTotal: below that the rows are
+// in cache after the first call, and the prefetch loop is pure cost (a fifth of the driver's
+// instructions at B 4, H 1, T 16, S 1, D 4).
 constexpr int64_t kPrefetchBytes = 256 * 1024;
+constexpr int64_t kPrefetchMinTotal = 1024 * 1024;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -104,8 +107,11 @@ class Runner {
         qrows_ = a.t <= kMaxQueryBlock ? std::max<int64_t>(1, a.t) : kQueryBlock;
         v16_ = round_up(a.dv, kNR) * a.s;
         // One query block per head, and the next head's rows fit in L2 beside this one's.
-        prefetch_next_ = a.t <= kMaxQueryBlock && !a.additive &&
-                         (a.s + a.t) * (a.d + a.dv) * int64_t{sizeof(float)} <= kPrefetchBytes;
+        const int64_t head_bytes = (a.s + a.t) * (a.d + a.dv) * int64_t{sizeof(float)};
+        prefetch_next_ = a.t <= kMaxQueryBlock && !a.additive && head_bytes <= kPrefetchBytes &&
+                         static_cast<double>(head_bytes) * static_cast<double>(a.batch) *
+                                 static_cast<double>(a.heads) >
+                             static_cast<double>(kPrefetchMinTotal);
     }
 
     void run() {

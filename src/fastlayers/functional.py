@@ -35,6 +35,7 @@ from ._numpy import pooling as _np_pooling
 from ._numpy import recurrent as _np_recurrent
 
 ArrayLike = Any
+_F32_DTYPE = np.dtype(np.float32)  # native float32 arrays share it: ``x.dtype is _F32_DTYPE``
 
 __all__ = [
     "matmul",
@@ -466,7 +467,16 @@ def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None
     -------
     y : float32 array, the shape of x
     """
-    return run_softmax(V.check_softmax(**locals()))
+    if (
+        x.__class__ is np.ndarray and x.dtype is _F32_DTYPE and axis.__class__ is int
+        and axis == -1 and mask is None and x.ndim and _backend._core is not None
+    ):
+        # The usual call on an array the checks would pass unchanged: what they and
+        # run_softmax would do, without their cost (they are most of a small call's time).
+        flags = x.flags
+        if flags.c_contiguous and flags.aligned and _backend._current() != "numpy":
+            return _cpp_softmax.lastdim(x)
+    return run_softmax(V.check_softmax(x, axis, mask))
 
 
 def _softmax_runner(x: Any, axis: Any = -1, mask: Any = None) -> Any:
@@ -625,7 +635,7 @@ def scaled_dot_product_attention(
     -------
     output : float32 array (..., T, Dv)
     """
-    a = V.check_scaled_dot_product_attention(**locals())
+    a = V.check_scaled_dot_product_attention(q, k, v, mask, is_causal, scale)
     if _cpp("scaled_dot_product_attention"):
         return _cpp_attention.scaled_dot_product_attention(a)
     return _np_attention.scaled_dot_product_attention(*a)

@@ -12,14 +12,15 @@ from .. import _backend
 RULE_FUSED, RULE_SUBTRACT, RULE_SOFTMAX_LAYER = 0, 1, 2
 
 
-def run_attention(q, k, v, mask, causal, rule, want_weights, heads_last=False, **score):
+def run_attention(q, k, v, mask, causal, rule, want_weights, heads_last=False, *,
+                  scale=1.0, additive=False, pre=1.0, post=1.0, add_w=None):
     """Run ``_core.attention`` on (B, H, rows, cols) views.
 
     ``mask`` is a bool array broadcastable to (B, H, T, S) or None. Returns
     (out (B, H, T, Dv), weights (B, H, T, S) or None); with ``heads_last`` ``out`` is a
     view of (B, T, H, Dv) memory, the layout multi-head attention's output projection
-    reads. ``score`` holds the score arguments of ``_core.attention`` (scale, or
-    additive/pre/post/add_w).
+    reads. The score arguments are those of ``_core.attention``: dot scores
+    ``scale * q.k``, or ``additive`` ones ``post * sum(add_w * tanh(pre * (q + k)))``.
     """
     b, h, t_len, _ = q.shape
     s_len, dv = v.shape[2], v.shape[3]
@@ -32,8 +33,9 @@ def run_attention(q, k, v, mask, causal, rule, want_weights, heads_last=False, *
         mask = np.broadcast_to(mask, (b, h, t_len, s_len))
         if s_len > 1 and mask.strides[3] != 1:
             mask = np.ascontiguousarray(mask)
+    # by position: keyword matching costs more than the kernels of a small head
     _backend._core.attention(
-        q, k, v, out, weights=weights, mask=mask, causal=causal, rule=rule, **score
+        q, k, v, out, weights, mask, causal, rule, scale, additive, pre, post, add_w
     )
     return out, weights
 
@@ -75,23 +77,25 @@ def scaled_dot_product_attention(a):
     The leading dims become (B, H): the last one is H, the others merge into B (a view
     of the C-contiguous arrays validation returns).
     """
-    lead = a.q.shape[:-2]
+    q, k, v, mask = a.q, a.k, a.v, a.mask
+    if q.ndim == 4:  # already (B, H, T, D): no views to make
+        return run_attention(q, k, v, mask, a.causal, RULE_FUSED, False, scale=a.scale)[0]
+    lead = q.shape[:-2]
     bh = (math.prod(lead[:-1]), lead[-1]) if lead else (1, 1)
-    t_len, s_len = a.q.shape[-2], a.k.shape[-2]
-    mask = a.mask
+    t_len, s_len = q.shape[-2], k.shape[-2]
     if mask is not None:
         mask = np.broadcast_to(mask, lead + (t_len, s_len)).reshape(bh + (t_len, s_len))
     out, _ = run_attention(
-        a.q.reshape(bh + a.q.shape[-2:]),
-        a.k.reshape(bh + a.k.shape[-2:]),
-        a.v.reshape(bh + a.v.shape[-2:]),
+        q.reshape(bh + q.shape[-2:]),
+        k.reshape(bh + k.shape[-2:]),
+        v.reshape(bh + v.shape[-2:]),
         mask,
         a.causal,
         RULE_FUSED,
         False,
         scale=a.scale,
     )
-    return out.reshape(lead + (t_len, a.v.shape[-1]))
+    return out.reshape(lead + (t_len, v.shape[-1]))
 
 
 def pack_multi_head_attention(kernels, biases, pack=True):

@@ -31,6 +31,11 @@ def softmax(a):
     return np.ascontiguousarray(y.transpose(np.argsort(order)))
 
 
+def lastdim(x):
+    """softmax over the last axis of a C-contiguous, aligned float32 array, no mask."""
+    return _backend._core.softmax_lastdim(x, None)
+
+
 def lastdim_runner():
     """softmax over the last axis without a mask, as a function of x alone (a model's shape
     plan, models/shape_plan.py): the call :func:`softmax` makes for it."""
