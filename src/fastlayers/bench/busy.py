@@ -7,8 +7,8 @@ then times, on 1 and 2 threads, the LSTM of the issue (batch 1, T 100, F 64, U 1
 conv-res (1 x 56 x 56 x 64, 3x3, 64 filters, "same"; fastlayers.bench.cases) on
 fastlayers' C++ path and on PyTorch, with the same thread count on both. It reports the
 median of ``--repeats`` single calls per (condition, call, threads, path), interleaved
-path by path, with a 50 ms pause after each torch call (its OpenMP workers spin on after
-a call).
+path by path, each after a 50 ms pause (torch's OpenMP workers spin on after a call; the
+same pause before every call gives each path the same cold start).
 
 The goal (issue 14): under load, no call at 2 threads is slower than at 1 thread, and
 none is slower than PyTorch's. This is a measurement, not a test: on a shared machine
@@ -62,6 +62,9 @@ def _stop_busy(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
+PAUSE = 0.05  # seconds before each timed call
+
+
 def _time_call(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -87,9 +90,12 @@ def measure(case, threads: int, repeats: int, torch_mod) -> dict[str, float]:
     samples: dict[str, list[float]] = {p: [] for p in runners}
     for _ in range(repeats):
         for p, r in runners.items():
+            # The same pause before every call of every path, so that each call starts from
+            # the same state: torch's OpenMP workers done spinning, caches and clocks as the
+            # load left them. (A pause after torch's calls only timed fastlayers cold and
+            # torch right behind it, warm: conv-res at 1 thread 3.2 ms against 2.5.)
+            time.sleep(PAUSE)
             samples[p].append(_time_call(r))
-            if p == "torch":
-                time.sleep(0.05)
     return {p: statistics.median(s) for p, s in samples.items()}
 
 
