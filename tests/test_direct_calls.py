@@ -259,3 +259,79 @@ def test_threads_calling_one_layer_agree():
         t.join()
     assert not errors, errors[0]
     assert direct_runner(layer) is not None
+
+
+# ------------------------------------------------------------- ops called directly: sdpa
+
+
+def sdpa_checked(q, k, v, **kw):
+    with shape_plan.disabled():
+        return fl.scaled_dot_product_attention(q, k, v, **kw)
+
+
+@pytest.mark.parametrize("shapes", [
+    ((4, 1, 16, 4), (4, 1, 1, 4), (4, 1, 1, 4)),    # the seed's shape: B 4, H 1, T 16, S 1
+    ((2, 3, 7, 5), (2, 3, 9, 5), (2, 3, 9, 6)),     # Dv != D
+    ((5, 8), (13, 8), (13, 3)),                      # no leading dims
+    ((2, 2, 2, 17, 16), (2, 2, 2, 17, 16), (2, 2, 2, 17, 16)),  # two batch dims
+], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_calls_again_give_the_checked_bits(shapes, causal):
+    rng = np.random.default_rng(11)
+    q, k, v = (rng.standard_normal(s).astype(F32) for s in shapes)
+    want = sdpa_checked(q, k, v, is_causal=causal)
+    for _ in range(4):
+        got = fl.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        assert_same(got, want)
+    kept = fl.functional._sdpa_direct[0]
+    assert kept is not None and kept[0][:3] == shapes  # the runner served the last calls
+    q2 = rng.standard_normal(shapes[0]).astype(F32)  # new values, same shapes
+    assert_same(fl.scaled_dot_product_attention(q2, k, v, is_causal=causal),
+                sdpa_checked(q2, k, v, is_causal=causal))
+
+
+def test_sdpa_other_arguments_take_the_checked_call():
+    rng = np.random.default_rng(12)
+    q, k, v = (rng.standard_normal((2, 2, 6, 4)).astype(F32) for _ in range(3))
+    for _ in range(3):
+        fl.scaled_dot_product_attention(q, k, v)
+    kept = fl.functional._sdpa_direct[0]
+    mask = np.tril(np.ones((6, 6), bool))
+    assert_same(fl.scaled_dot_product_attention(q, k, v, mask=mask),
+                sdpa_checked(q, k, v, is_causal=True))  # a lower-triangular mask is causal
+    assert_same(fl.scaled_dot_product_attention(q, k, v, scale=0.25),
+                sdpa_checked(q, k, v, scale=0.25))
+    assert not np.array_equal(fl.scaled_dot_product_attention(q, k, v, scale=0.25),
+                              fl.scaled_dot_product_attention(q, k, v))
+    for other in (q.astype(np.float64), np.asfortranarray(q), q[:, :, ::2]):
+        np.testing.assert_allclose(fl.scaled_dot_product_attention(other, k, v),
+                                   sdpa_checked(np.ascontiguousarray(other, F32), k, v),
+                                   rtol=1e-6, atol=1e-7)
+    assert fl.functional._sdpa_direct[0] is kept
+    with pytest.raises(TypeError, match="is_causal must be a bool"):
+        fl.scaled_dot_product_attention(q, k, v, is_causal=1)
+    with pytest.raises(ValueError, match="expected"):
+        fl.scaled_dot_product_attention(q, k[..., :3], v)  # D differs: the checks still run
+    causal = sdpa_checked(q, k, v, is_causal=True)
+    assert_same(fl.scaled_dot_product_attention(q, k, v, is_causal=True), causal)
+    assert not np.array_equal(causal, fl.scaled_dot_product_attention(q, k, v))
+    for _ in range(3):
+        fl.scaled_dot_product_attention(q, k, v)
+    with fl.use_backend("numpy"):
+        ref = fl.scaled_dot_product_attention(q, k, v, scale=0.5)  # the default: 1 / sqrt(4)
+        for _ in range(3):
+            np.testing.assert_array_equal(fl.scaled_dot_product_attention(q, k, v), ref)
+    assert not np.array_equal(fl.scaled_dot_product_attention(q, k, v), ref)  # C++ differs
+    np.testing.assert_allclose(fl.scaled_dot_product_attention(q, k, v), ref, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_sdpa_against_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    q, k, v = (rng.standard_normal((4, 1, 16, 4)).astype(F32) for _ in range(3))
+    want = torch.nn.functional.scaled_dot_product_attention(
+        torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), is_causal=True).numpy()
+    for _ in range(4):
+        got = fl.scaled_dot_product_attention(q, k, v, is_causal=True)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

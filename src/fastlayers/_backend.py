@@ -104,6 +104,12 @@ def get_backend() -> str:
     return _current()
 
 
+# Whether repeated calls may skip the checks: direct layer calls (``Layer.__call__``), direct
+# op calls (functional.py) and models' shape plans (models/shape_plan.py), all on the C++
+# path. ``models.shape_plan.disabled()`` clears it in a block (docs/architecture.md §14).
+fast_calls: contextvars.ContextVar[bool] = contextvars.ContextVar("fast_calls", default=True)
+
+
 def _current() -> str:
     block = _block_backend.get()
     return _process_backend[0] if block is None else block

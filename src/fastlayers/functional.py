@@ -635,10 +635,69 @@ def scaled_dot_product_attention(
     -------
     output : float32 array (..., T, Dv)
     """
+    plain = mask is None and scale is None and (is_causal is False or is_causal is True)
+    if plain:
+        key = _plain_f32_key(q, k, v, is_causal)
+        kept = _sdpa_direct[0]
+        if key is not None and kept is not None and kept[0] == key:
+            return kept[1](q, k, v)
     a = V.check_scaled_dot_product_attention(q, k, v, mask, is_causal, scale)
     if _cpp("scaled_dot_product_attention"):
-        return _cpp_attention.scaled_dot_product_attention(a)
+        out = _cpp_attention.scaled_dot_product_attention(a)
+        if plain and key is not None:
+            _keep_direct(_sdpa_direct, key, lambda: _cpp_attention.sdpa_runner(a))
+        return out
     return _np_attention.scaled_dot_product_attention(*a)
+
+
+# Direct calls of an op again and again with arrays of the same shapes (a decode loop): the
+# runner its shape plan would use, kept for one signature per op from the second sighting on
+# (as Layer.__call__ does for a layer; docs/architecture.md §14, "Direct op calls").
+_sdpa_direct: list = [None, None]  # [(key, runner) in use, key seen last]
+
+
+def _plain_f32_key(*arrays_and_flag: Any) -> tuple | None:
+    """The signature of arrays that are all C-contiguous aligned float32 ndarrays (and the
+    flag after them) under the backend in force, or None (then no runner is used or kept)."""
+    *arrays, flag = arrays_and_flag
+    if _backend._core is None or not _backend.fast_calls.get():
+        return None
+    shapes = []
+    for x in arrays:
+        if x.__class__ is not np.ndarray or x.dtype is not _F32_DTYPE:
+            return None
+        flags = x.flags
+        if not (flags.c_contiguous and flags.aligned):
+            return None
+        shapes.append(x.shape)
+    return (*shapes, flag, _backend._current())
+
+
+def _keep_direct(slot: list, key: tuple, make: Any) -> None:
+    """After a checked call with signature ``key`` succeeded on the C++ path: the second time
+    in a row, keep ``make()`` (the runner) for that signature."""
+    if slot[1] != key:
+        slot[1] = key
+        return
+    try:
+        run = make()
+    except Exception:  # noqa: BLE001 - a cache: the call itself succeeded
+        return
+    if run is not None:
+        slot[0] = (key, run)
+
+
+def _sdpa_runner(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: Any = False,
+                 scale: Any = None) -> Any:
+    """The shape-plan runner of an sdpa call (models/shape_plan.py): no mask, on the C++
+    path; else None."""
+    if mask is not None or not _cpp("scaled_dot_product_attention"):
+        return None
+    return _cpp_attention.sdpa_runner(V.check_scaled_dot_product_attention(q, k, v, None,
+                                                                           is_causal, scale))
+
+
+scaled_dot_product_attention.__plan_runner__ = _sdpa_runner  # type: ignore[attr-defined]
 
 
 @_symbolic.symbolic_op

@@ -98,6 +98,37 @@ def scaled_dot_product_attention(a):
     return out.reshape(lead + (t_len, v.shape[-1]))
 
 
+def sdpa_runner(a):
+    """:func:`scaled_dot_product_attention` for q, k, v of ``a``'s shapes (C-contiguous float32,
+    no mask) as a function of them alone: the views' shapes, the causal flag and the scale
+    bound in, the same ``_core.attention`` call (models/shape_plan.py, functional.py)."""
+    core = _backend._core
+    lead, t_len, dv = a.q.shape[:-2], a.q.shape[-2], a.v.shape[-1]
+    bh = (math.prod(lead[:-1]), lead[-1]) if lead else (1, 1)
+    shapes = [bh + x.shape[-2:] for x in (a.q, a.k, a.v)]
+    out4, out_shape = bh + (t_len, dv), lead + (t_len, dv)
+    causal, scale = a.causal, a.scale
+
+    if len(lead) == 2:  # already (B, H, T, D)
+
+        def run(q, k, v):
+            out = np.empty(out4, np.float32)
+            core.attention(q, k, v, out, None, None, causal, RULE_FUSED, scale, False, 1.0, 1.0,
+                           None)
+            return out
+
+        return run
+    qs, ks, vs = shapes
+
+    def run_views(q, k, v):
+        out = np.empty(out4, np.float32)
+        core.attention(q.reshape(qs), k.reshape(ks), v.reshape(vs), out, None, None, causal,
+                       RULE_FUSED, scale, False, 1.0, 1.0, None)
+        return out.reshape(out_shape)
+
+    return run_views
+
+
 def pack_multi_head_attention(kernels, biases, pack=True):
     """The four projections (query, key, value, output) for the C++ path, as functions
     x (rows, D) -> (rows, N*H): on ``_core.PackedDense`` (bias folded) when ``pack`` (a

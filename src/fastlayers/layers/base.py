@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import math
 import re
@@ -17,9 +16,6 @@ from .initializers import check_initializer
 
 F32 = np.float32
 _F32_DTYPE = np.dtype(np.float32)  # native float32 arrays share it: ``a.dtype is _F32_DTYPE``
-# Whether repeated calls may skip the checks: a layer's direct calls (``Layer.__call__``) and
-# a model's shape plans (models/shape_plan.py). ``shape_plan.disabled()`` clears it in a block.
-fast_calls: contextvars.ContextVar[bool] = contextvars.ContextVar("fast_calls", default=True)
 Shape = tuple[Optional[int], ...]
 
 # ------------------------------------------------------------------------- helpers
@@ -433,7 +429,7 @@ class Layer:
             if (
                 x.dtype is _F32_DTYPE and flags.c_contiguous and flags.aligned
                 and direct[1] == _layers_epoch[0] and direct[2] == _backend._current()
-                and fast_calls.get()
+                and _backend.fast_calls.get()
             ):
                 run = direct[3]
                 return self.call(x) if run is None else run(x)
@@ -450,7 +446,7 @@ class Layer:
         docs/architecture.md §14."""
         if x.__class__ is not np.ndarray or x.dtype is not _F32_DTYPE or _backend._core is None:
             return
-        if not fast_calls.get():
+        if not _backend.fast_calls.get():
             return
         flags = x.flags
         backend = _backend._current()

@@ -43,7 +43,7 @@ from . import folding
 
 MAX_PLANS = 16
 _F32 = np.dtype(np.float32)
-_enabled = layer_base.fast_calls  # shared with the layers' direct calls (Layer.__call__)
+_enabled = _backend.fast_calls  # shared with direct layer and op calls (docs/architecture.md §14)
 
 
 @contextlib.contextmanager
