@@ -262,11 +262,54 @@ def test_backoff_off_keeps_every_region_on_the_pool(restore_threads):
         core.set_contention_backoff(1)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threads, backoff_on):
+    """Batch 1, U 192 on 2 threads splits the units; sent to the caller alone by the backoff
+    (nth == 1) it takes the one-thread walk: the same bits as on the pool and on 1 thread."""
+    core = backoff_on
+    gates = 4 if cell == "lstm" else 3
+    x = randn(rng, 1, 40, 64)
+    k, r = randn(rng, 64, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
+    op = fl.lstm if cell == "lstm" else fl.gru
+    fl.set_num_threads(1)
+    one = op(x, k, r, return_sequences=True)
+    fl.set_num_threads(2)
+    core.set_contention_backoff(False)
+    pooled = op(x, k, r, return_sequences=True)
+    core.set_contention_backoff(True)
+    assert core._debug_note_region(1_000_000, 1_000_000) == 8
+    serial = _stats()["serial_by_backoff"]
+    alone = op(x, k, r, return_sequences=True)
+    assert _stats()["serial_by_backoff"] > serial
+    np.testing.assert_array_equal(pooled, one)
+    np.testing.assert_array_equal(alone, one)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_units_split_with_a_late_worker_keeps_its_bits(cell, rng, restore_threads):
+    """After a pause the worker sleeps, and waking it often takes longer than the input
+    projection: the caller then runs the steps alone (recurrent.h, Attendance), else shares
+    them. Either way, the bits of one thread."""
+    gates = 4 if cell == "lstm" else 3
+    x = randn(rng, 1, 30, 64)
+    k, r = randn(rng, 64, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
+    op = fl.lstm if cell == "lstm" else fl.gru
+    fl.set_num_threads(1)
+    want = op(x, k, r, return_sequences=True)
+    fl.set_num_threads(2)
+    for i in range(12):
+        if i % 2:
+            time.sleep(0.02)  # the worker goes to sleep: late for the next call
+        np.testing.assert_array_equal(op(x, k, r, return_sequences=True), want)
+
+
 def test_results_keep_their_bits_while_backing_off(rng, restore_threads, backoff_on):
     core = backoff_on
     fl.set_num_threads(2)
     x, k = randn(rng, 256, 512), randn(rng, 512, 512)
-    want = fl.dense(x, k)
+    core.set_contention_backoff(False)
+    want = fl.dense(x, k)  # on the pool (a loaded machine could make it back off itself)
+    core.set_contention_backoff(True)  # a fresh length: 8
     assert core._debug_note_region(1_000_000, 1_000_000) == 8
     serial = _stats()["serial_by_backoff"]
     got = fl.dense(x, k)  # on the caller alone

@@ -190,9 +190,26 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
                                                ? plan.threads
                                                : 1);
     SharedPhases work(shares.items());
+    rnn_detail::Attendance attendance;
     rnn_detail::RegionError error;
+    // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
+    // From step k0 on, with h of the previous step in hc.
+    auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn) {
+        const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
+        for (int64_t k = k0; k < steps; ++k) {
+            for (int64_t ci = 0; ci < walk.chunks; ++ci) {
+                const int64_t qc = walk.start(ci, k);
+                step_block(k, qc, walk.size(qc), b0, b1, hc, hn);
+            }
+            std::swap(hc, hn);
+        }
+    };
     parallel_region(plan.threads, [&](int tid, int nth) {
-        if (plan.mode == rnn_detail::SplitMode::units) {
+        // nth == 1: the region runs on the caller alone from the start (the pool's contention
+        // backoff, or no workers): the one-thread path below. The same bits either way.
+        if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
+            if (tid != 0 && !attendance.arrive()) return;  // the caller went on alone
+            const bool awake = tid == 0 && region_workers_were_awake();
             if (work.finished(steps)) return;  // this tid came late: all done by the others
             int sh;
             int64_t item, mine = 0;
@@ -211,6 +228,10 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
             float* hc = h;         // h of the previous step
             float* hn = h2.get();  // h of this step
             for (int64_t k = 0; k < steps; ++k) {
+                if (tid == 0 && awake && attendance.close_if_absent()) {  // see recurrent.h
+                    steps_alone(0, batch, k, hc, hn);
+                    return;
+                }
                 mine = 0;
                 while (work.claim(tid, k + 1, &sh, &item)) {
                     const int64_t qc = shares.walk(sh).start(item, k);
@@ -229,22 +250,14 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         s.threads = nth;
         int64_t b0, b1;
         rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         // Serial inside a multi-thread region; with one thread the GEMM engine may still use
         // the pool.
         error.run([&] {
-            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0, walk.q1, xwp, np);
+            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
+                                       rnn_detail::unit_blocks(u), xwp, np);
         });
         if (error.failed()) return;
-        float* hc = h;
-        float* hn = h2.get();
-        for (int64_t k = 0; k < steps; ++k) {
-            for (int64_t ci = 0; ci < walk.chunks; ++ci) {
-                const int64_t qc = walk.start(ci, k);
-                step_block(k, qc, walk.size(qc), b0, b1, hc, hn);
-            }
-            std::swap(hc, hn);
-        }
+        steps_alone(b0, b1, 0, h, h2.get());
     });
     error.rethrow_if_failed();
     if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <stdexcept>
@@ -169,6 +170,45 @@ class UnitShares {
 
   private:
     std::vector<ChunkWalk> walks_;
+};
+
+// Whether the other threads of a units split ever started. Each thread but the caller checks
+// in when it starts (arrive). When the region's workers were all awake (spinning) as it began
+// (fl::region_workers_were_awake), the caller asks close_if_absent at each step: once the
+// region has run for kAbsentAfterNs and no worker has started, that worker is runnable but
+// has no CPU (a busy host: it waits for a scheduler slice). A worker that had to be woken is
+// given its time: on the development VM a worker woken after a 50 ms pause had mostly not
+// started 0.2 ms into the call, yet joining later it still made the call faster (B 1, U 192:
+// 1.15 ms at 2 threads, 1.34 at 1). Closed, the caller runs the remaining steps alone in the
+// one-thread walk - the same bits, without the shares' smaller chunks and per-step
+// hand-offs, which made 2 threads 4-15 % slower than 1 at B 1, U 192-256 under a busy core -
+// and a worker arriving later returns at once.
+class Attendance {
+  public:
+    static constexpr int64_t kAbsentAfterNs = 200000;
+
+    // A worker starting: false if the caller already runs alone (then it must return).
+    bool arrive() {
+        int c = state_.load(std::memory_order_acquire);
+        while (c >= 0) {
+            if (state_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) return true;
+        }
+        return false;
+    }
+    // The caller: true if no worker has arrived within kAbsentAfterNs of the start; then none
+    // will join.
+    bool close_if_absent() {
+        if (state_.load(std::memory_order_relaxed) != 0) return false;
+        if (std::chrono::steady_clock::now() - start_ < std::chrono::nanoseconds(kAbsentAfterNs)) {
+            return false;
+        }
+        int expected = 0;
+        return state_.compare_exchange_strong(expected, -1, std::memory_order_acq_rel);
+    }
+
+  private:
+    std::atomic<int> state_{0};  // workers arrived, or -1: the caller runs alone
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 // The first exception thrown by a thread of a recurrent region (the input projection's GEMM may

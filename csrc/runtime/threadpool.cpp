@@ -72,6 +72,7 @@ thread_local bool t_in_region = false;
 // The calling thread of the current multi-thread region, and the time it waited there for other
 // threads (SharedPhases::wait adds to it): the contention backoff's measurement.
 thread_local bool t_region_caller = false;
+thread_local bool t_workers_awake = false;  // see fl::region_workers_were_awake
 thread_local int64_t t_caller_wait_ns = 0;
 
 // ---------------------------------------------------------------------------------------------
@@ -279,7 +280,9 @@ class ThreadPool {
         const uint64_t gen = ++gen_;
         claims_[0].store(gen, std::memory_order_relaxed);  // chunk 0 is the caller's, always
         const uint64_t ticket = (gen << 16) | static_cast<uint64_t>(k);
-        for (int64_t i = 1; i < k; ++i) signal(static_cast<size_t>(i), ticket);
+        bool awake = true;
+        for (int64_t i = 1; i < k; ++i) awake &= signal(static_cast<size_t>(i), ticket);
+        t_workers_awake = awake;
         g_stat_regions.fetch_add(1, std::memory_order_relaxed);
         g_stat_signalled.fetch_add(static_cast<uint64_t>(k - 1), std::memory_order_relaxed);
 
@@ -399,7 +402,8 @@ class ThreadPool {
         std::condition_variable cv;
     };
 
-    void signal(size_t i, uint64_t ticket) {
+    // Hands worker i its ticket; returns whether it was awake (not woken here).
+    bool signal(size_t i, uint64_t ticket) {
         Slot& s = slots_[i];
         // seq_cst store then load, against the worker's seq_cst store of `sleeping` then load
         // of `ticket`: one of the two sees the other's store, so no wake-up is lost.
@@ -407,7 +411,9 @@ class ThreadPool {
         if (s.sleeping.load(std::memory_order_seq_cst)) {
             { std::lock_guard<std::mutex> lk(s.m); }  // the worker is inside cv.wait now
             s.cv.notify_one();
+            return false;
         }
+        return true;
     }
 
     void wait_done() {
@@ -629,6 +635,8 @@ void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, in
     }
     pool_instance()->run(n, k, fn, ctx);
 }
+
+bool region_workers_were_awake() { return t_region_caller && t_workers_awake; }
 
 PoolStats pool_stats() {
     PoolStats s;

@@ -209,6 +209,12 @@ int backoff_serial_left();
 // LSTM/GRU unit split). FTZ/DAZ as in parallel_for. fn must not throw.
 void parallel_region(int max_threads, void (*fn)(void* ctx, int tid, int nthreads), void* ctx);
 
+// On the caller of a multi-thread region, inside it: whether every worker the region signalled
+// was awake (spinning for work) rather than asleep. An awake worker starts within
+// microseconds unless it has no CPU; waking a sleeping one can take much longer (a halted
+// vCPU). The LSTM/GRU units split uses it to tell a descheduled partner from a slow wake-up.
+bool region_workers_were_awake();
+
 // Convenience overload for any callable f(int tid, int nthreads) that does not throw.
 template <class F>
 void parallel_region(int max_threads, F&& f) {
