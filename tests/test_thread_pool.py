@@ -262,45 +262,55 @@ def test_backoff_off_keeps_every_region_on_the_pool(restore_threads):
         core.set_contention_backoff(1)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threads, backoff_on):
-    """Batch 1, U 192 on 2 threads splits the units; sent to the caller alone by the backoff
-    (nth == 1) it takes the one-thread walk: the same bits as on the pool and on 1 thread."""
-    core = backoff_on
+def _units_split_case(cell, rng, steps):
+    """An LSTM or GRU call that 2 threads split by units (batch 1, U 192), its arguments, and
+    its result on 1 thread."""
     gates = 4 if cell == "lstm" else 3
-    x = randn(rng, 1, 40, 64)
+    x = randn(rng, 1, steps, 64)
     k, r = randn(rng, 64, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
     op = fl.lstm if cell == "lstm" else fl.gru
     fl.set_num_threads(1)
     one = op(x, k, r, return_sequences=True)
     fl.set_num_threads(2)
+    return (lambda: op(x, k, r, return_sequences=True)), one
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threads, backoff_on):
+    """Sent to the caller alone by the backoff (nthreads == 1), a units split takes the
+    one-thread walk: the same bits as on the pool and on 1 thread."""
+    core = backoff_on
+    call, one = _units_split_case(cell, rng, 40)
     core.set_contention_backoff(False)
-    pooled = op(x, k, r, return_sequences=True)
+    pooled = call()
     core.set_contention_backoff(True)
     assert core._debug_note_region(1_000_000, 1_000_000) == 8
     serial = _stats()["serial_by_backoff"]
-    alone = op(x, k, r, return_sequences=True)
+    alone = call()
     assert _stats()["serial_by_backoff"] > serial
     np.testing.assert_array_equal(pooled, one)
     np.testing.assert_array_equal(alone, one)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrent_units_split_with_a_late_worker_keeps_its_bits(cell, rng, restore_threads):
-    """After a pause the worker sleeps, and waking it often takes longer than the input
-    projection: the caller then runs the steps alone (recurrent.h, Attendance), else shares
-    them. Either way, the bits of one thread."""
-    gates = 4 if cell == "lstm" else 3
-    x = randn(rng, 1, 30, 64)
-    k, r = randn(rng, 64, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
-    op = fl.lstm if cell == "lstm" else fl.gru
-    fl.set_num_threads(1)
-    want = op(x, k, r, return_sequences=True)
-    fl.set_num_threads(2)
-    for i in range(12):
-        if i % 2:
-            time.sleep(0.02)  # the worker goes to sleep: late for the next call
-        np.testing.assert_array_equal(op(x, k, r, return_sequences=True), want)
+def test_recurrent_units_split_with_a_busy_core_keeps_its_bits(cell, rng, restore_threads):
+    """With another process looping on a core, the worker of a units split is often runnable
+    but not running: the caller then closes the split and runs the remaining steps alone
+    (recurrent.h, Attendance), or the worker joins late, or after a pause it is woken. Every
+    schedule gives the bits of one thread."""
+    import subprocess
+    import sys
+
+    call, one = _units_split_case(cell, rng, 200)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        for i in range(30):
+            if i % 10 == 9:
+                time.sleep(0.02)  # the worker falls asleep: the next call wakes it
+            np.testing.assert_array_equal(call(), one)
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_results_keep_their_bits_while_backing_off(rng, restore_threads, backoff_on):
