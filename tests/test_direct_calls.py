@@ -63,6 +63,24 @@ def direct_runner(layer):
     return None if entry is None else entry[3]
 
 
+class Counting:
+    """Wraps a runner and counts its calls (to see which path a call took)."""
+
+    def __init__(self, run):
+        self.run, self.calls = run, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.run(*args)
+
+
+def count_direct_runner(layer) -> Counting:
+    entry = layer.__dict__["_direct"]
+    spy = Counting(entry[3])
+    layer.__dict__["_direct"] = entry[:3] + (spy,)
+    return spy
+
+
 def calls_equal_checked(layer, x, times=4):
     """``times`` direct calls, each with the checked call's bits; returns the last."""
     want = checked(layer, x)
@@ -146,13 +164,17 @@ def test_the_backend_in_force_decides():
     layer = Dense(6, activation="gelu")
     x = np.random.default_rng(4).standard_normal((3, 8)).astype(F32)
     calls_equal_checked(layer, x)
-    assert direct_runner(layer) is not None
+    spy = count_direct_runner(layer)
+    layer(x)
+    assert spy.calls == 1  # the runner serves the C++ path
     with fl.use_backend("numpy"):
         want = fl.dense(x, *layer.get_weights(), activation="gelu")
         for _ in range(3):
             got = layer(x)
-            np.testing.assert_array_equal(got, want)  # the NumPy path, not the runner
+            np.testing.assert_array_equal(got, want)  # the NumPy path ...
+    assert spy.calls == 1  # ... not the runner
     np.testing.assert_allclose(layer(x), want, rtol=1e-5, atol=1e-6)
+    assert spy.calls == 2
 
 
 def test_other_shapes_dtypes_and_layouts_take_the_checked_call():
@@ -220,6 +242,24 @@ def test_a_subclass_that_overrides_call_keeps_its_call():
     plain.set_weights(layer.get_weights())
     for _ in range(4):
         assert_same(layer(x), plain(x) * 2)
+    assert direct_runner(layer) is None
+
+
+def test_a_call_replaced_on_the_object_is_never_skipped():
+    layer = Dense(3)
+    x = np.random.default_rng(14).standard_normal((2, 4)).astype(F32)
+    layer(x)
+    real = layer.call
+    seen = []
+
+    def spy(*args, **kwargs):  # a patch or a mock on one layer object
+        seen.append(1)
+        return real(*args, **kwargs) * 0
+
+    layer.call = spy
+    for i in range(5):
+        assert not layer(x).any()
+        assert len(seen) == i + 1
     assert direct_runner(layer) is None
 
 
@@ -317,11 +357,16 @@ def test_sdpa_other_arguments_take_the_checked_call():
     assert not np.array_equal(causal, fl.scaled_dot_product_attention(q, k, v))
     for _ in range(3):
         fl.scaled_dot_product_attention(q, k, v)
+    key, run = fl.functional._sdpa_direct[0]
+    spy = Counting(run)
+    fl.functional._sdpa_direct[0] = (key, spy)
+    fl.scaled_dot_product_attention(q, k, v)
+    assert spy.calls == 1  # the runner serves the C++ path
     with fl.use_backend("numpy"):
         ref = fl.scaled_dot_product_attention(q, k, v, scale=0.5)  # the default: 1 / sqrt(4)
         for _ in range(3):
             np.testing.assert_array_equal(fl.scaled_dot_product_attention(q, k, v), ref)
-    assert not np.array_equal(fl.scaled_dot_product_attention(q, k, v), ref)  # C++ differs
+    assert spy.calls == 1  # the NumPy path, not the runner
     np.testing.assert_allclose(fl.scaled_dot_product_attention(q, k, v), ref, rtol=1e-5,
                                atol=1e-6)
 

@@ -292,6 +292,43 @@ def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threa
     np.testing.assert_array_equal(alone, one)
 
 
+UNITS_SPLIT_CALLS = {  # (op, keyword arguments)
+    "lstm": (fl.lstm, dict(return_sequences=True)),
+    "lstm-back-state": (fl.lstm, dict(go_backwards=True, return_state=True)),
+    "gru-after": (fl.gru, dict(return_sequences=True)),
+    "gru-before": (fl.gru, dict(reset_after=False, return_state=True)),
+}
+
+
+@pytest.fixture
+def close_units_split():
+    core = _backend._core
+    yield core._debug_units_split_close_at
+    core._debug_units_split_close_at(-1)
+
+
+@pytest.mark.parametrize("close_at", [0, 1, 4, 5, 8, 9, 100])
+@pytest.mark.parametrize("case", sorted(UNITS_SPLIT_CALLS))
+def test_units_split_closed_at_any_step_keeps_its_bits(case, close_at, rng, restore_threads,
+                                                      close_units_split):
+    """The workers of a units split never come (test hook): the caller takes their shares
+    step by step, then closes the split at step ``close_at`` (odd and even: the h buffers
+    swap) and runs the rest in the one-thread walk (100: never). The bits of one thread."""
+    op, kwargs = UNITS_SPLIT_CALLS[case]
+    gates = 4 if op is fl.lstm else 3
+    x = randn(rng, 1, 9, 24)  # batch 1, U 192: 2 threads split the units
+    k, r = randn(rng, 24, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
+    fl.set_num_threads(1)
+    want = op(x, k, r, **kwargs)
+    fl.set_num_threads(2)
+    close_units_split(close_at)
+    got = op(x, k, r, **kwargs)
+    want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_recurrent_units_split_with_a_busy_core_keeps_its_bits(cell, rng, restore_threads):
     """With another process looping on a core, the worker of a units split is often runnable

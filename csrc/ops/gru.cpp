@@ -238,6 +238,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
             if (tid != 0 && !attendance.arrive()) return;  // the caller went on alone
             const bool awake = tid == 0 && region_workers_were_awake();
+            if (tid == 0) attendance.start();
             if (work.finished(last_phase)) return;  // this tid came late: all done already
             int sh;
             int64_t item, mine = 0;
@@ -256,7 +257,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
             float* hc = h;         // h of the previous step
             float* hn = h2.get();  // h of this step
             for (int64_t k = 0; k < steps; ++k) {
-                if (tid == 0 && awake && attendance.close_if_absent()) {  // see recurrent.h
+                if (tid == 0 && attendance.close_at(k, awake)) {  // see recurrent.h
                     steps_alone(0, batch, k, hc, hn, tile);
                     return;
                 }

@@ -183,30 +183,47 @@ class UnitShares {
 // one-thread walk - the same bits, without the shares' smaller chunks and per-step
 // hand-offs, which made 2 threads 4-15 % slower than 1 at B 1, U 192-256 under a busy core -
 // and a worker arriving later returns at once.
+// Test hook (units_split_close_at_for_tests, fastlayers/ops.h): >= 0 makes every units split
+// close at that step, its workers never checking in.
+std::atomic<int64_t>& close_at_for_tests();
+
 class Attendance {
   public:
     static constexpr int64_t kAbsentAfterNs = 200000;
 
+    // The caller, as it enters the region: the time from which absence is counted (not the
+    // object's creation: the region may have waited for another thread's region first).
+    void start() { start_ = std::chrono::steady_clock::now(); }
+    // The caller, at the boundary before step k: whether to run the rest alone from here.
+    bool close_at(int64_t k, bool workers_awake) {
+        const int64_t forced = close_at_for_tests().load(std::memory_order_relaxed);
+        if (forced >= 0) return k == forced && close_now();
+        return workers_awake && close_if_absent();
+    }
+
     // A worker starting: false if the caller already runs alone (then it must return).
     bool arrive() {
+        if (close_at_for_tests().load(std::memory_order_relaxed) >= 0) return false;
         int c = state_.load(std::memory_order_acquire);
         while (c >= 0) {
             if (state_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) return true;
         }
         return false;
     }
-    // The caller: true if no worker has arrived within kAbsentAfterNs of the start; then none
-    // will join.
+  private:
+    // True if no worker has arrived within kAbsentAfterNs of start(); then none will join.
     bool close_if_absent() {
         if (state_.load(std::memory_order_relaxed) != 0) return false;
         if (std::chrono::steady_clock::now() - start_ < std::chrono::nanoseconds(kAbsentAfterNs)) {
             return false;
         }
+        return close_now();
+    }
+    bool close_now() {
         int expected = 0;
         return state_.compare_exchange_strong(expected, -1, std::memory_order_acq_rel);
     }
 
-  private:
     std::atomic<int> state_{0};  // workers arrived, or -1: the caller runs alone
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };

@@ -58,4 +58,15 @@ PackedGates pack_gates(const float* kernel, int64_t k, int64_t units, int gates,
     return p;
 }
 
+namespace rnn_detail {
+std::atomic<int64_t>& close_at_for_tests() {
+    static std::atomic<int64_t> step{-1};
+    return step;
+}
+}  // namespace rnn_detail
+
+void units_split_close_at_for_tests(int64_t step) {
+    rnn_detail::close_at_for_tests().store(step < 0 ? -1 : step, std::memory_order_relaxed);
+}
+
 }  // namespace fl

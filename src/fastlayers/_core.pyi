@@ -31,7 +31,6 @@ def attention(
     k: npt.NDArray[np.float32],
     v: npt.NDArray[np.float32],
     out: npt.NDArray[np.float32],
-    *,
     weights: npt.NDArray[np.float32] | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     causal: bool = False,
@@ -62,6 +61,10 @@ def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
 def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over."""
+
+def _debug_units_split_close_at(step: int) -> None:
+    """Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the
+    caller takes their shares, then closes the split at that step); -1 turns it off."""
 
 def _debug_parallel_for(n: int) -> tuple[int, int]:
     """Test hook: a parallel_for of n one-item chunks -> (chunks run, distinct threads)."""

@@ -95,6 +95,12 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
                   const float* c0, const uint8_t* mask, bool return_sequences, bool go_backwards,
                   Act act, Act recurrent_act, float* out, float* h, float* c);
 
+// Test hook: step >= 0 makes every LSTM/GRU units split (batch too small to split by rows)
+// run as if its workers never came: they return at once, and the caller computes the shares
+// itself until step `step`, then the rest in the one-thread walk (csrc/ops/recurrent.h,
+// Attendance). -1 (the default) turns it off. Bits are the same either way.
+void units_split_close_at_for_tests(int64_t step);
+
 // One LSTM step with the kernels as given (Keras LSTMCell; csrc/ops/lstm.cpp): x (B, F),
 // kernel (F, 4u) and recurrent_kernel (u, 4u) row-major contiguous, bias (4u,) or nullptr,
 // h0, c0 (B, u). Writes h, c (B, u) (h == h0 / c == c0 allowed). Up to 32 rows the kernels are

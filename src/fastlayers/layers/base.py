@@ -429,7 +429,7 @@ class Layer:
             if (
                 x.dtype is _F32_DTYPE and flags.c_contiguous and flags.aligned
                 and direct[1] == _layers_epoch[0] and direct[2] == _backend._current()
-                and _backend.fast_calls.get()
+                and _backend.fast_calls.get() and _backend._core is not None
             ):
                 run = direct[3]
                 return self.call(x) if run is None else run(x)
@@ -466,7 +466,10 @@ class Layer:
 
     def _offered_runner(self, *args: Any, **kwargs: Any) -> Callable | None:
         """:meth:`_runner` for these arguments, or None when a subclass overrides ``call``
-        without its own ``_runner`` (the runner would skip the override)."""
+        without its own ``_runner``, or ``call`` was replaced on this object (a patch, a spy):
+        the runner would skip it."""
+        if "call" in self.__dict__:
+            return None
         owner = next(c for c in type(self).__mro__ if "_runner" in c.__dict__)
         if type(self).call is not owner.__dict__.get("call", owner.call):
             return None
