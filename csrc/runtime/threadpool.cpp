@@ -20,9 +20,7 @@
 // it already started (a busy host: 3 runnable threads on 2 cores); the caller then waits up to a
 // scheduler time slice. The caller measures, per multi-thread region, how long it waited for
 // others after its own work (wait_done, SharedPhases::wait) against the region's length; when it
-// waited for more than half of a region of at least kStallMin, and every worker it signalled
-// had been awake (a worker that had to be woken may start late on an idle machine too: after a
-// pause, waking a halted vCPU can take longer than a short region), the next regions run on the
+// waited for more than half of a region of at least kStallMin, the next regions run on the
 // caller alone: 8 of them, doubling on each repeat up to 256, back to 8 after a region that ran
 // cleanly. A busy host then costs one slow region in hundreds, and a freed one gets its threads
 // back within that many regions. Results do not change: they are the same for any thread count.
@@ -282,7 +280,7 @@ class ThreadPool {
         const uint64_t gen = ++gen_;
         claims_[0].store(gen, std::memory_order_relaxed);  // chunk 0 is the caller's, always
         const uint64_t ticket = (gen << 16) | static_cast<uint64_t>(k);
-        bool awake = true;  // every signalled worker was spinning, none had to be woken
+        bool awake = true;
         for (int64_t i = 1; i < k; ++i) awake &= signal(static_cast<size_t>(i), ticket);
         t_workers_awake = awake;
         g_stat_regions.fetch_add(1, std::memory_order_relaxed);
@@ -308,9 +306,7 @@ class ThreadPool {
         const int64_t end = now_ns();
         t_in_region = false;
         t_region_caller = false;
-        // A worker that had to be woken may start late without any contention (waking an idle
-        // vCPU can take longer than a short region): only waits for awake workers count.
-        if (awake) note_region(t_caller_wait_ns + (end - waiting), end - start);
+        note_region(t_caller_wait_ns + (end - waiting), end - start);
     }
 
     // Runs claimed chunk i of the current region and counts it done.
