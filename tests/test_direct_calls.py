@@ -177,6 +177,19 @@ def test_the_backend_in_force_decides():
     assert spy.calls == 2
 
 
+def test_without_the_core_the_checked_call_runs(monkeypatch):
+    from fastlayers import _backend
+
+    layer = Dense(4, activation="relu")
+    x = np.random.default_rng(15).standard_normal((3, 5)).astype(F32)
+    c_result = calls_equal_checked(layer, x)
+    spy = count_direct_runner(layer)
+    monkeypatch.setattr(_backend, "_core", None)  # as in a NumPy-only install
+    got = layer(x)
+    assert spy.calls == 0
+    np.testing.assert_allclose(got, c_result, rtol=1e-5, atol=1e-6)
+
+
 def test_other_shapes_dtypes_and_layouts_take_the_checked_call():
     layer = Dense(3)
     x = np.random.default_rng(5).standard_normal((4, 5)).astype(F32)
@@ -359,7 +372,7 @@ def test_sdpa_other_arguments_take_the_checked_call():
         fl.scaled_dot_product_attention(q, k, v)
     key, run = fl.functional._sdpa_direct[0]
     spy = Counting(run)
-    fl.functional._sdpa_direct[0] = (key, spy)
+    fl.functional._sdpa_direct[0] = (key, spy)  # the real runner is put back below
     fl.scaled_dot_product_attention(q, k, v)
     assert spy.calls == 1  # the runner serves the C++ path
     with fl.use_backend("numpy"):
@@ -367,6 +380,9 @@ def test_sdpa_other_arguments_take_the_checked_call():
         for _ in range(3):
             np.testing.assert_array_equal(fl.scaled_dot_product_attention(q, k, v), ref)
     assert spy.calls == 1  # the NumPy path, not the runner
+    fl.scaled_dot_product_attention(q, k, v)
+    assert spy.calls == 2
+    fl.functional._sdpa_direct[0] = (key, run)
     np.testing.assert_allclose(fl.scaled_dot_product_attention(q, k, v), ref, rtol=1e-5,
                                atol=1e-6)
 

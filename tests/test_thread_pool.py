@@ -307,22 +307,27 @@ def close_units_split():
     core._debug_units_split_close_at(-1)
 
 
+@pytest.mark.parametrize("steps", [9, 10])
 @pytest.mark.parametrize("close_at", [0, 1, 4, 5, 8, 9, 100])
 @pytest.mark.parametrize("case", sorted(UNITS_SPLIT_CALLS))
-def test_units_split_closed_at_any_step_keeps_its_bits(case, close_at, rng, restore_threads,
-                                                      close_units_split):
+def test_units_split_closed_at_any_step_keeps_its_bits(case, close_at, steps, rng,
+                                                      restore_threads, close_units_split):
     """The workers of a units split never come (test hook): the caller takes their shares
     step by step, then closes the split at step ``close_at`` (odd and even: the h buffers
-    swap) and runs the rest in the one-thread walk (100: never). The bits of one thread."""
+    swap; an odd or even sequence length: the last h is copied or not) and runs the rest in
+    the one-thread walk (at or beyond the length: never). The bits of one thread."""
     op, kwargs = UNITS_SPLIT_CALLS[case]
     gates = 4 if op is fl.lstm else 3
-    x = randn(rng, 1, 9, 24)  # batch 1, U 192: 2 threads split the units
+    x = randn(rng, 1, steps, 24)  # batch 1, U 192: 2 threads split the units
     k, r = randn(rng, 24, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
     fl.set_num_threads(1)
     want = op(x, k, r, **kwargs)
     fl.set_num_threads(2)
+    closes = _backend._core._debug_units_split_closes()
     close_units_split(close_at)
     got = op(x, k, r, **kwargs)
+    closed = _backend._core._debug_units_split_closes() - closes
+    assert closed == (1 if close_at < steps else 0)  # the path under test did run
     want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
     assert len(got) == len(want)
     for g, w in zip(got, want):

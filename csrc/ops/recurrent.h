@@ -186,6 +186,8 @@ class UnitShares {
 // Test hook (units_split_close_at_for_tests, fastlayers/ops.h): >= 0 makes every units split
 // close at that step, its workers never checking in.
 std::atomic<int64_t>& close_at_for_tests();
+// How many units splits were closed (test hook: units_split_closes_for_tests).
+std::atomic<int64_t>& closes_for_tests();
 
 class Attendance {
   public:
@@ -197,8 +199,10 @@ class Attendance {
     // The caller, at the boundary before step k: whether to run the rest alone from here.
     bool close_at(int64_t k, bool workers_awake) {
         const int64_t forced = close_at_for_tests().load(std::memory_order_relaxed);
-        if (forced >= 0) return k == forced && close_now();
-        return workers_awake && close_if_absent();
+        const bool closed = forced >= 0 ? k == forced && close_now()
+                                        : workers_awake && close_if_absent();
+        if (closed) closes_for_tests().fetch_add(1, std::memory_order_relaxed);
+        return closed;
     }
 
     // A worker starting: false if the caller already runs alone (then it must return).

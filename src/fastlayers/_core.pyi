@@ -66,6 +66,9 @@ def _debug_units_split_close_at(step: int) -> None:
     """Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the
     caller takes their shares, then closes the split at that step); -1 turns it off."""
 
+def _debug_units_split_closes() -> int:
+    """Test hook: how many LSTM/GRU units splits have been closed so far."""
+
 def _debug_parallel_for(n: int) -> tuple[int, int]:
     """Test hook: a parallel_for of n one-item chunks -> (chunks run, distinct threads)."""
 

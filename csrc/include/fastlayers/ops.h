@@ -100,6 +100,8 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
 // itself until step `step`, then the rest in the one-thread walk (csrc/ops/recurrent.h,
 // Attendance). -1 (the default) turns it off. Bits are the same either way.
 void units_split_close_at_for_tests(int64_t step);
+// How many units splits have been closed so far (by the hook or by an absent worker).
+int64_t units_split_closes_for_tests();
 
 // One LSTM step with the kernels as given (Keras LSTMCell; csrc/ops/lstm.cpp): x (B, F),
 // kernel (F, 4u) and recurrent_kernel (u, 4u) row-major contiguous, bias (4u,) or nullptr,
