@@ -25,12 +25,20 @@ def _shape(a) -> str:
     return str(tuple(a.shape))
 
 
+def unchanged(x: Any) -> bool:
+    """Whether :func:`array` hands ``x`` on as it is: a C-contiguous, aligned ndarray (not a
+    subclass) of native float32, what the kernels take. Calls that skip the checks (shape
+    plans, direct layer and op calls) take only such arrays."""
+    if type(x) is not np.ndarray or x.dtype is not _F32_DTYPE:
+        return False
+    flags = x.flags
+    return flags.c_contiguous and flags.aligned
+
+
 def array(x: Any, op: str, name: str) -> np.ndarray:
     """Convert ``x`` to a C-contiguous float32 array or raise TypeError."""
-    if type(x) is np.ndarray and x.dtype is _F32_DTYPE:
-        flags = x.flags
-        if flags.c_contiguous and flags.aligned:
-            return x  # already what the kernels take (the common case: a layer's own weights)
+    if unchanged(x):
+        return x  # already what the kernels take (the common case: a layer's own weights)
     if x is None:
         raise TypeError(f"{op}: {name} is required, got None")
     if isinstance(x, np.ndarray):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _symbolic
+from . import _backend, _checks, _symbolic
 from . import _validation as V
 from ._cpp import attention as _cpp_attention
 from ._cpp import conv2d as _cpp_conv2d
@@ -35,7 +35,6 @@ from ._numpy import pooling as _np_pooling
 from ._numpy import recurrent as _np_recurrent
 
 ArrayLike = Any
-_F32_DTYPE = np.dtype(np.float32)  # native float32 arrays share it: ``x.dtype is _F32_DTYPE``
 
 __all__ = [
     "matmul",
@@ -468,14 +467,12 @@ def softmax(x: ArrayLike, axis: int | Sequence[int] = -1, mask: ArrayLike | None
     y : float32 array, the shape of x
     """
     if (
-        x.__class__ is np.ndarray and x.dtype is _F32_DTYPE and axis.__class__ is int
-        and axis == -1 and mask is None and x.ndim and _backend._core is not None
+        axis.__class__ is int and axis == -1 and mask is None and _backend._core is not None
+        and _checks.unchanged(x) and x.ndim and _backend._current() != "numpy"
     ):
         # The usual call on an array the checks would pass unchanged: what they and
         # run_softmax would do, without their cost (they are most of a small call's time).
-        flags = x.flags
-        if flags.c_contiguous and flags.aligned and _backend._current() != "numpy":
-            return _cpp_softmax.lastdim(x)
+        return _cpp_softmax.lastdim(x)
     return run_softmax(V.check_softmax(x, axis, mask))
 
 
@@ -664,10 +661,7 @@ def _plain_f32_key(*arrays_and_flag: Any) -> tuple | None:
         return None
     shapes = []
     for x in arrays:
-        if x.__class__ is not np.ndarray or x.dtype is not _F32_DTYPE:
-            return None
-        flags = x.flags
-        if not (flags.c_contiguous and flags.aligned):
+        if not _checks.unchanged(x):
             return None
         shapes.append(x.shape)
     return (*shapes, flag, _backend._current())

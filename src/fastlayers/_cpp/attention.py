@@ -71,6 +71,11 @@ def attention(a):
     return _luong(a, additive=True, pre=pre, post=a.concat_score_weight)
 
 
+def _batch_heads(lead):
+    """sdpa's leading dims as (B, H): the last one is H, the others merge into B."""
+    return (math.prod(lead[:-1]), lead[-1]) if lead else (1, 1)
+
+
 def scaled_dot_product_attention(a):
     """scaled_dot_product_attention on checked arguments (``_validation.SDPAArgs``).
 
@@ -81,7 +86,7 @@ def scaled_dot_product_attention(a):
     if q.ndim == 4:  # already (B, H, T, D): no views to make
         return run_attention(q, k, v, mask, a.causal, RULE_FUSED, False, scale=a.scale)[0]
     lead = q.shape[:-2]
-    bh = (math.prod(lead[:-1]), lead[-1]) if lead else (1, 1)
+    bh = _batch_heads(lead)
     t_len, s_len = q.shape[-2], k.shape[-2]
     if mask is not None:
         mask = np.broadcast_to(mask, lead + (t_len, s_len)).reshape(bh + (t_len, s_len))
@@ -104,8 +109,7 @@ def sdpa_runner(a):
     bound in, the same ``_core.attention`` call (models/shape_plan.py, functional.py)."""
     core = _backend._core
     lead, t_len, dv = a.q.shape[:-2], a.q.shape[-2], a.v.shape[-1]
-    bh = (math.prod(lead[:-1]), lead[-1]) if lead else (1, 1)
-    shapes = [bh + x.shape[-2:] for x in (a.q, a.k, a.v)]
+    bh = _batch_heads(lead)
     out4, out_shape = bh + (t_len, dv), lead + (t_len, dv)
     causal, scale = a.causal, a.scale
 
@@ -118,7 +122,7 @@ def sdpa_runner(a):
             return out
 
         return run
-    qs, ks, vs = shapes
+    qs, ks, vs = (bh + x.shape[-2:] for x in (a.q, a.k, a.v))
 
     def run_views(q, k, v):
         out = np.empty(out4, np.float32)

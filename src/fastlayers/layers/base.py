@@ -10,12 +10,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .. import _backend, _masking, _symbolic
+from .. import _backend, _checks, _masking, _symbolic
 from .. import _validation as V
 from .initializers import check_initializer
 
 F32 = np.float32
-_F32_DTYPE = np.dtype(np.float32)  # native float32 arrays share it: ``a.dtype is _F32_DTYPE``
 Shape = tuple[Optional[int], ...]
 
 # ------------------------------------------------------------------------- helpers
@@ -425,9 +424,8 @@ class Layer:
         x = args[0]
         direct = self.__dict__.get("_direct")
         if direct is not None and x.__class__ is np.ndarray and x.shape == direct[0]:
-            flags = x.flags
             if (
-                x.dtype is _F32_DTYPE and flags.c_contiguous and flags.aligned
+                _checks.unchanged(x)
                 and direct[1] == _layers_epoch[0] and direct[2] == _backend._current()
                 and _backend.fast_calls.get() and _backend._core is not None
             ):
@@ -444,13 +442,10 @@ class Layer:
         that they skip the checks (or the fact that it offers none, so they do not ask
         again). One signature per layer; any other call goes the general way.
         docs/architecture.md §14."""
-        if x.__class__ is not np.ndarray or x.dtype is not _F32_DTYPE or _backend._core is None:
+        if _backend._core is None or not _backend.fast_calls.get() or not _checks.unchanged(x):
             return
-        if not _backend.fast_calls.get():
-            return
-        flags = x.flags
         backend = _backend._current()
-        if backend == "numpy" or not (flags.c_contiguous and flags.aligned):
+        if backend == "numpy":
             return
         key = (x.shape, _layers_epoch[0], backend)
         if self.__dict__.get("_direct_seen") != key:

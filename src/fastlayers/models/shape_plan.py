@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _checks
 from .. import _symbolic as S
 from ..layers import base as layer_base
 from . import folding
@@ -169,19 +169,11 @@ def plans_of(model: Any) -> dict:
 # ------------------------------------------------------------------ steps from a general run
 
 
-def plain_f32(a: Any) -> bool:
-    """Whether ``a`` is what the checks hand to the C++ path unchanged."""
-    if type(a) is not np.ndarray or a.dtype != _F32:
-        return False
-    flags = a.flags
-    return flags.c_contiguous and flags.aligned
-
-
 def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict) -> Callable | None:
     """The runner the layer (``layer._runner``) or the public op (its ``__plan_runner__``)
     offers for a call with these array arguments, or None. A layer subclass that overrides
     ``call`` without its own ``_runner`` gets none: the runner would skip the override."""
-    if not all(plain_f32(a) for a in args):
+    if not all(_checks.unchanged(a) for a in args):
         return None
     if layer is not None:
         return layer._offered_runner(*args, **kwargs)
