@@ -214,6 +214,7 @@ class Attendance {
         }
         return false;
     }
+
   private:
     // True if no worker has arrived within kAbsentAfterNs of start(); then none will join.
     bool close_if_absent() {
@@ -229,7 +230,7 @@ class Attendance {
     }
 
     std::atomic<int> state_{0};  // workers arrived, or -1: the caller runs alone
-    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point start_{};  // set by start()
 };
 
 // The first exception thrown by a thread of a recurrent region (the input projection's GEMM may
