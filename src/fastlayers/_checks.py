@@ -29,8 +29,11 @@ def unchanged(x: Any) -> bool:
     """Whether :func:`array` hands ``x`` on as it is: a C-contiguous, aligned ndarray (not a
     subclass) of native float32, what the kernels take. Calls that skip the checks (shape
     plans, direct layer and op calls) take only such arrays."""
-    if type(x) is not np.ndarray or x.dtype is not _F32_DTYPE:
+    if type(x) is not np.ndarray:
         return False
+    dtype = x.dtype
+    if dtype is not _F32_DTYPE and dtype != _F32_DTYPE:  # identity first: the usual case
+        return False  # (an equal dtype object, e.g. an unpickled array's, is float32 too)
     flags = x.flags
     return flags.c_contiguous and flags.aligned
 

@@ -423,10 +423,9 @@ class Layer:
             return self.call(*args, **kwargs)
         x = args[0]
         direct = self.__dict__.get("_direct")
-        if direct is not None and x.__class__ is np.ndarray and x.shape == direct[0]:
+        if direct is not None and _checks.unchanged(x) and x.shape == direct[0]:
             if (
-                _checks.unchanged(x)
-                and direct[1] == _layers_epoch[0] and direct[2] == _backend._current()
+                direct[1] == _layers_epoch[0] and direct[2] == _backend._current()
                 and _backend.fast_calls.get() and _backend._core is not None
             ):
                 run = direct[3]
