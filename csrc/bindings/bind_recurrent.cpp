@@ -215,6 +215,11 @@ void bind_recurrent(py::module_& m) {
         [](int64_t step) { units_split_close_at_for_tests(step); }, py::arg("step"),
         "Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the "
         "caller takes their shares, then closes the split at that step); -1 turns it off.");
+    m.def(
+        "_debug_units_split_leave_at",
+        [](int64_t step) { units_split_leave_at_for_tests(step); }, py::arg("step"),
+        "Test hook: step >= 0 makes every LSTM/GRU units split ask its workers to leave at that "
+        "step (as after a stalled phase); -1 turns it off.");
     m.def("_debug_units_split_closes", [] { return units_split_closes_for_tests(); },
           "Test hook: how many LSTM/GRU units splits have been closed so far.");
     m.def("lstm", &lstm, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),

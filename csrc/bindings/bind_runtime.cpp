@@ -109,11 +109,13 @@ void bind_runtime(py::module_& m) {
             d["chunks_taken_over"] = s.chunks_taken_over;
             d["backoffs"] = s.backoffs;
             d["serial_by_backoff"] = s.serial_by_backoff;
+            d["late_workers_called"] = s.late_workers_called;
             return d;
         },
         "Counters of the thread pool since the process started: regions (run on more than one "
         "thread), workers_signalled, worker_wakeups, chunks_taken_over, backoffs (contended "
-        "regions), serial_by_backoff (regions the contention backoff ran on the caller alone).");
+        "regions), serial_by_backoff (regions the contention backoff ran on the caller alone), "
+        "late_workers_called (late workers moved onto the caller's CPU).");
     m.def(
         "set_contention_backoff",
         [](const py::handle& on) {

@@ -209,7 +209,6 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                                                : 1);
     SharedPhases work(shares.items());
     const int64_t per_step = reset_after ? 1 : 2;  // phases per step
-    const int64_t last_phase = steps * per_step;
     rnn_detail::Attendance attendance;
     rnn_detail::RegionError error;
     // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
@@ -236,49 +235,22 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         // nth == 1: the region runs on the caller alone from the start (the pool's contention
         // backoff, or no workers): the one-thread path below. The same bits either way.
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
-            if (tid != 0 && !attendance.arrive()) return;  // the caller went on alone
-            const bool awake = tid == 0 && region_workers_were_awake();
-            if (tid == 0) attendance.start();
-            if (work.finished(last_phase)) return;  // this tid came late: all done already
-            int sh;
-            int64_t item, mine = 0;
-            while (work.claim(tid, 0, &sh, &item)) {
-                const int64_t qc = shares.walk(sh).start(item, 0);
-                const int64_t nqc = shares.walk(sh).size(qc);
-                error.run([&] {
+            rnn_detail::run_units_split(
+                tid, shares, work, attendance, error, steps, per_step, h, h2.get(),
+                [&](int64_t qc, int64_t nqc) {
                     rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
                                                xwp, np);
-                });
-                ++mine;
-            }
-            work.done(0, mine);
-            work.wait(0);
-            if (error.failed()) return;
-            float* hc = h;         // h of the previous step
-            float* hn = h2.get();  // h of this step
-            for (int64_t k = 0; k < steps; ++k) {
-                if (tid == 0 && attendance.close_at(k, awake)) {  // see recurrent.h
-                    steps_alone(0, batch, k, hc, hn, tile);
-                    return;
-                }
-                for (int64_t ph = 0; ph < per_step; ++ph) {
-                    const int64_t phase = 1 + k * per_step + ph;
-                    mine = 0;
-                    while (work.claim(tid, phase, &sh, &item)) {
-                        const int64_t qc = shares.walk(sh).start(item, k);
-                        const int64_t nqc = shares.walk(sh).size(qc);
-                        if (ph == 0) {
-                            phase_a(k, qc, nqc, 0, batch, hc, hn, tile);
-                        } else {
-                            phase_b(k, qc, nqc, 0, batch, hc, hn, tile);
-                        }
-                        ++mine;
+                },
+                [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
+                    if (ph == 0) {
+                        phase_a(k, qc, nqc, 0, batch, hc, hn, tile);
+                    } else {
+                        phase_b(k, qc, nqc, 0, batch, hc, hn, tile);
                     }
-                    work.done(phase, mine);
-                    work.wait(phase);  // phase B reads all of rh; step k+1 all of h'
-                }
-                std::swap(hc, hn);
-            }
+                },
+                [&](int64_t k, float* hc, float* hn) {
+                    steps_alone(0, batch, k, hc, hn, tile);
+                });
             return;
         }
         // Rows split (or one thread): this tid's rows, all units, no waiting for anyone.

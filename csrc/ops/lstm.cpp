@@ -208,41 +208,16 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         // nth == 1: the region runs on the caller alone from the start (the pool's contention
         // backoff, or no workers): the one-thread path below. The same bits either way.
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
-            if (tid != 0 && !attendance.arrive()) return;  // the caller went on alone
-            const bool awake = tid == 0 && region_workers_were_awake();
-            if (tid == 0) attendance.start();
-            if (work.finished(steps)) return;  // this tid came late: all done by the others
-            int sh;
-            int64_t item, mine = 0;
-            while (work.claim(tid, 0, &sh, &item)) {
-                const int64_t qc = shares.walk(sh).start(item, 0);
-                const int64_t nqc = shares.walk(sh).size(qc);
-                error.run([&] {
+            rnn_detail::run_units_split(
+                tid, shares, work, attendance, error, steps, 1, h, h2.get(),
+                [&](int64_t qc, int64_t nqc) {
                     rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
                                                xwp, np);
-                });
-                ++mine;
-            }
-            work.done(0, mine);
-            work.wait(0);
-            if (error.failed()) return;
-            float* hc = h;         // h of the previous step
-            float* hn = h2.get();  // h of this step
-            for (int64_t k = 0; k < steps; ++k) {
-                if (tid == 0 && attendance.close_at(k, awake)) {  // see recurrent.h
-                    steps_alone(0, batch, k, hc, hn);
-                    return;
-                }
-                mine = 0;
-                while (work.claim(tid, k + 1, &sh, &item)) {
-                    const int64_t qc = shares.walk(sh).start(item, k);
-                    step_block(k, qc, shares.walk(sh).size(qc), 0, batch, hc, hn);
-                    ++mine;
-                }
-                work.done(k + 1, mine);
-                work.wait(k + 1);  // every thread's h' feeds every unit of the next step
-                std::swap(hc, hn);
-            }
+                },
+                [&](int64_t k, int64_t, int64_t qc, int64_t nqc, float* hc, float* hn) {
+                    step_block(k, qc, nqc, 0, batch, hc, hn);
+                },
+                [&](int64_t k, float* hc, float* hn) { steps_alone(0, batch, k, hc, hn); });
             return;
         }
         // Rows split (or one thread): this tid's rows, all units, no waiting for anyone (a tid

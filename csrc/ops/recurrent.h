@@ -172,37 +172,64 @@ class UnitShares {
     std::vector<ChunkWalk> walks_;
 };
 
-// Whether the other threads of a units split ever started. Each thread but the caller checks
-// in when it starts (arrive). When the region's workers were all awake (spinning) as it began
-// (fl::region_workers_were_awake), the caller asks close_if_absent at each step: once the
-// region has run for kAbsentAfterNs and no worker has started, that worker is runnable but
-// has no CPU (a busy host: it waits for a scheduler slice). A worker that had to be woken is
-// given its time: on the development VM a worker woken after a 50 ms pause had mostly not
-// started 0.2 ms into the call, yet joining later it still made the call faster (B 1, U 192:
-// 1.15 ms at 2 threads, 1.34 at 1). Closed, the caller runs the remaining steps alone in the
-// one-thread walk - the same bits, without the shares' smaller chunks and per-step
-// hand-offs, which made 2 threads 4-15 % slower than 1 at B 1, U 192-256 under a busy core -
-// and a worker arriving later returns at once.
-// Test hook (units_split_close_at_for_tests, fastlayers/ops.h): >= 0 makes every units split
-// close at that step, its workers never checking in.
+// Whether the other threads of a units split take part, and when the caller should run the
+// rest of the sequence alone (docs/architecture.md §7). Each thread but the caller checks in
+// when it starts (arrive) and out when it returns (depart). The caller closes the split at a
+// step boundary, when no worker is inside, in two cases:
+//   absent   the region's workers were all awake (spinning, fl::region_workers_were_awake) as
+//            it began, and none has started kAbsentAfterNs into it: that worker is runnable but
+//            has no CPU (a busy host: it waits for a scheduler slice). A worker that had to be
+//            woken is given its time: woken after a pause it may start late and still make the
+//            call faster (B 1, U 192: 1.15 ms at 2 threads, 1.34 at 1).
+//   stalled  the caller waited kStall for a step's phase: a worker was descheduled in the
+//            middle of a chunk (a step's chunk is a few microseconds of work; a scheduler slice
+//            is milliseconds). The worker is called onto the caller's CPU to finish it and asked
+//            to leave; it returns before its next step, and the caller claims every chunk
+//            until it has.
+// Closed, the caller runs the remaining steps alone in the one-thread walk - the same bits,
+// without the shares' smaller chunks and per-step hand-offs, which made 2 threads 4-56 %
+// slower than 1 at B 1, U 192-256 under a busy core - and a worker arriving later returns at
+// once.
+// Test hooks (fastlayers/ops.h): close_at_for_tests() >= 0 makes every units split close at that
+// step, its workers never checking in; leave_at_for_tests() >= 0 makes the caller ask the
+// workers to leave at that step (they check in as usual).
 std::atomic<int64_t>& close_at_for_tests();
+std::atomic<int64_t>& leave_at_for_tests();
 // How many units splits were closed (test hook: units_split_closes_for_tests).
 std::atomic<int64_t>& closes_for_tests();
 
 class Attendance {
   public:
     static constexpr int64_t kAbsentAfterNs = 200000;
+    static constexpr std::chrono::microseconds kStall{100};
 
     // The caller, as it enters the region: the time from which absence is counted (not the
     // object's creation: the region may have waited for another thread's region first).
     void start() { start_ = std::chrono::steady_clock::now(); }
     // The caller, at the boundary before step k: whether to run the rest alone from here.
     bool close_at(int64_t k, bool workers_awake) {
+        if (leave_at_for_tests().load(std::memory_order_relaxed) == k) ask_to_leave();
         const int64_t forced = close_at_for_tests().load(std::memory_order_relaxed);
-        const bool closed = forced >= 0 ? k == forced && close_now()
-                                        : workers_awake && close_if_absent();
+        const bool closed =
+            forced >= 0 ? k == forced && close_now()
+                        : (leaving() || (workers_awake && absent_too_long())) && close_now();
         if (closed) closes_for_tests().fetch_add(1, std::memory_order_relaxed);
         return closed;
+    }
+    // The caller, having waited kStall for the others to finish a step's phase: a worker is
+    // descheduled in the middle of a chunk. It is called onto the caller's CPU to finish it
+    // (fl::call_late_workers_here) and asked to leave.
+    void stalled() {
+        ask_to_leave();
+        call_late_workers_here();
+    }
+    // The caller: spins for at most `patience` until no worker is inside; returns whether none is.
+    bool departed_within(std::chrono::nanoseconds patience) const {
+        const auto start = std::chrono::steady_clock::now();
+        while (state_.load(std::memory_order_acquire) > 0) {
+            if (std::chrono::steady_clock::now() - start > patience) return false;
+        }
+        return true;
     }
 
     // A worker starting: false if the caller already runs alone (then it must return).
@@ -214,22 +241,27 @@ class Attendance {
         }
         return false;
     }
+    // A worker that arrived, returning (after its last chunk is counted done).
+    void depart() { state_.fetch_sub(1, std::memory_order_acq_rel); }
+    // Whether the caller asked the workers to leave (a worker checks before each step).
+    bool leaving() const { return leave_.load(std::memory_order_relaxed); }
 
   private:
-    // True if no worker has arrived within kAbsentAfterNs of start(); then none will join.
-    bool close_if_absent() {
-        if (state_.load(std::memory_order_relaxed) != 0) return false;
-        if (std::chrono::steady_clock::now() - start_ < std::chrono::nanoseconds(kAbsentAfterNs)) {
-            return false;
-        }
-        return close_now();
+    void ask_to_leave() { leave_.store(true, std::memory_order_relaxed); }
+    // True if no worker has arrived within kAbsentAfterNs of start().
+    bool absent_too_long() const {
+        return state_.load(std::memory_order_relaxed) == 0 &&
+               std::chrono::steady_clock::now() - start_ >=
+                   std::chrono::nanoseconds(kAbsentAfterNs);
     }
+    // Closes the split if no worker is inside; none can arrive afterwards.
     bool close_now() {
         int expected = 0;
         return state_.compare_exchange_strong(expected, -1, std::memory_order_acq_rel);
     }
 
-    std::atomic<int> state_{0};  // workers arrived, or -1: the caller runs alone
+    std::atomic<int> state_{0};  // workers inside the split, or -1: the caller runs alone
+    std::atomic<bool> leave_{false};
     std::chrono::steady_clock::time_point start_{};  // set by start()
 };
 
@@ -256,6 +288,84 @@ class RegionError {
     std::atomic<bool> failed_{false};
     std::exception_ptr error_;
 };
+
+// One thread's part of a units split (see the top of this file): phase 0 is the input
+// projection, then each step has `per_step` phases; a phase's items are the shares' chunks,
+// claimed own share first, and every thread waits for a phase to be done before the next.
+//   project(qc, nqc)                 the input projection of unit blocks [qc, qc + nqc)
+//   phase(k, ph, qc, nqc, hc, hn)    phase ph of step k for those unit blocks
+//   alone(k, hc, hn)                 steps k.. on the caller alone (the one-thread walk)
+// h and h2 hold h of alternate steps; after an odd number of steps the last one is in h2.
+template <class Project, class Phase, class Alone>
+void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
+                     Attendance& attendance, RegionError& error, int64_t steps,
+                     int64_t per_step, float* h, float* h2, const Project& project,
+                     const Phase& phase, const Alone& alone) {
+    const bool caller = tid == 0;
+    if (!caller && !attendance.arrive()) return;  // the caller went on alone
+    struct Depart {
+        Attendance* a;
+        ~Depart() {
+            if (a) a->depart();
+        }
+    } depart{caller ? nullptr : &attendance};
+    const bool awake = caller && region_workers_were_awake();
+    if (caller) attendance.start();
+    if (work.finished(steps * per_step)) return;  // this tid came late: all done already
+    // Whether the caller ran every item of the last step's phases itself (its partners had no
+    // CPU). Then it claims in the one-thread walk's order: shares backwards on odd steps, where
+    // ChunkWalk reverses each share's chunks, so that the chunks used last in a step, still
+    // cached, come first in the next (the shares' order instead cost B 1, U 256 GRU calls 37 %
+    // under a busy core).
+    bool ran_alone = false, ran_all = true;
+    // Claims and runs the items of phase p, then waits for the others' (timed on the caller
+    // for the steps' phases: see Attendance).
+    auto run_phase = [&](int64_t p, bool timed, bool backwards, auto&& body) {
+        int sh;
+        int64_t item, mine = 0;
+        while (work.claim(tid, p, &sh, &item, backwards)) {
+            body(sh, item);
+            ++mine;
+        }
+        ran_all = ran_all && mine == work.items_per_phase();
+        work.done(p, mine);
+        if (caller && timed && !work.wait_for(p, Attendance::kStall)) attendance.stalled();
+        work.wait(p);
+    };
+    run_phase(0, false, false, [&](int sh, int64_t item) {
+        const int64_t qc = shares.walk(sh).start(item, 0);
+        const int64_t nqc = shares.walk(sh).size(qc);
+        error.run([&] { project(qc, nqc); });
+    });
+    if (error.failed()) return;
+    // The region ends when its workers have returned: one that has not soon after the last
+    // step has no CPU, and is called onto the caller's (see Attendance::stalled).
+    struct CallLate {
+        Attendance* a;
+        ~CallLate() {
+            if (a && !a->departed_within(Attendance::kStall)) call_late_workers_here();
+        }
+    } call_late{caller ? &attendance : nullptr};
+    float* hc = h;   // h of the previous step
+    float* hn = h2;  // h of this step
+    for (int64_t k = 0; k < steps; ++k) {
+        if (caller && attendance.close_at(k, awake)) {
+            alone(k, hc, hn);
+            return;
+        }
+        if (!caller && attendance.leaving()) return;  // the caller claims the rest
+        const bool backwards = ran_alone && (k & 1);
+        ran_all = true;
+        for (int64_t ph = 0; ph < per_step; ++ph) {
+            run_phase(1 + k * per_step + ph, true, backwards, [&](int sh, int64_t item) {
+                const int64_t qc = shares.walk(sh).start(item, k);
+                phase(k, ph, qc, shares.walk(sh).size(qc), hc, hn);
+            });
+        }
+        ran_alone = ran_all;
+        std::swap(hc, hn);
+    }
+}
 
 }  // namespace rnn_detail
 }  // namespace fl

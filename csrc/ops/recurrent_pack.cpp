@@ -63,6 +63,10 @@ std::atomic<int64_t>& close_at_for_tests() {
     static std::atomic<int64_t> step{-1};
     return step;
 }
+std::atomic<int64_t>& leave_at_for_tests() {
+    static std::atomic<int64_t> step{-1};
+    return step;
+}
 std::atomic<int64_t>& closes_for_tests() {
     static std::atomic<int64_t> closes{0};
     return closes;
@@ -75,6 +79,10 @@ int64_t units_split_closes_for_tests() {
 
 void units_split_close_at_for_tests(int64_t step) {
     rnn_detail::close_at_for_tests().store(step < 0 ? -1 : step, std::memory_order_relaxed);
+}
+
+void units_split_leave_at_for_tests(int64_t step) {
+    rnn_detail::leave_at_for_tests().store(step < 0 ? -1 : step, std::memory_order_relaxed);
 }
 
 }  // namespace fl

@@ -166,6 +166,7 @@ std::atomic<uint64_t> g_stat_taken_over{0};  // chunks run by a thread other tha
 
 std::atomic<uint64_t> g_stat_backoffs{0};     // regions that made later ones run serially
 std::atomic<uint64_t> g_stat_serial{0};       // regions run on the caller alone by the backoff
+std::atomic<uint64_t> g_stat_called_here{0};  // late workers moved to the caller's CPU
 
 // The contention backoff (see the top of this file).
 constexpr int64_t kStallMinNs = 200000;  // a wait shorter than this is never contention
@@ -276,12 +277,17 @@ class ThreadPool {
         fn_ = fn;
         ctx_ = ctx;
         n_ = n;
+        region_k_ = k;
         remaining_.store(k, std::memory_order_relaxed);
         const uint64_t gen = ++gen_;
         claims_[0].store(gen, std::memory_order_relaxed);  // chunk 0 is the caller's, always
         const uint64_t ticket = (gen << 16) | static_cast<uint64_t>(k);
+        const int here = current_cpu();
         bool awake = true;
-        for (int64_t i = 1; i < k; ++i) awake &= signal(static_cast<size_t>(i), ticket);
+        for (int64_t i = 1; i < k; ++i) {
+            keep_off(static_cast<size_t>(i), here);
+            awake &= signal(static_cast<size_t>(i), ticket);
+        }
         t_workers_awake = awake;
         g_stat_regions.fetch_add(1, std::memory_order_relaxed);
         g_stat_signalled.fetch_add(static_cast<uint64_t>(k - 1), std::memory_order_relaxed);
@@ -398,9 +404,77 @@ class ThreadPool {
     struct alignas(64) Slot {
         std::atomic<uint64_t> ticket{0};
         std::atomic<bool> sleeping{false};
+        std::atomic<bool> kept_off{false};  // keep_off or call_here narrowed its CPU mask
+        std::atomic<bool> inside{false};    // the worker is inside a region (call_here)
         std::mutex m;
         std::condition_variable cv;
     };
+
+    static int current_cpu() {
+#if defined(__linux__)
+        return sched_getcpu();
+#else
+        return -1;
+#endif
+    }
+
+    // A sleeping worker is woken off the CPU the caller runs on: Linux often wakes a thread on
+    // the CPU of the thread that wakes it (or on its own last CPU, the same one after a region
+    // it never joined), and there it waits until the caller stops computing. On the 2-vCPU
+    // development VM, after a 5 ms pause, a woken worker sat queued behind the caller, the
+    // other CPU idle, in 7 of 12 regions (docs/architecture.md §7). The worker's CPU mask
+    // loses the caller's CPU until it wakes, when it gets its whole mask back (see
+    // worker_main: pinned for longer, it could not be moved to the caller's CPU when the
+    // caller waits for it, and under a busy core waited out the other process's time slice).
+    void keep_off(size_t i, int cpu) {
+#if defined(__linux__)
+        Slot& s = slots_[i];
+        if (cpu < 0 || cpu >= CPU_SETSIZE || !s.sleeping.load(std::memory_order_relaxed)) return;
+        cpu_set_t mask = allowed_;
+        if (!CPU_ISSET(cpu, &mask)) return;
+        CPU_CLR(cpu, &mask);
+        if (CPU_COUNT(&mask) == 0) return;
+        if (pthread_setaffinity_np((*workers_)[i - 1].native_handle(), sizeof(mask), &mask) == 0) {
+            s.kept_off.store(true, std::memory_order_relaxed);
+        }
+#else
+        (void)i;
+        (void)cpu;
+#endif
+    }
+
+  public:
+    // fl::call_late_workers_here: on the caller of the running region (region lock held).
+    void call_here() {
+#if defined(__linux__)
+        const int cpu = current_cpu();
+        if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed_)) return;
+        cpu_set_t mask;
+        CPU_ZERO(&mask);
+        CPU_SET(cpu, &mask);
+        for (int64_t i = 1; i < region_k_; ++i) {
+            Slot& s = slots_[static_cast<size_t>(i)];
+            if (!s.inside.load(std::memory_order_acquire)) continue;
+            if (pthread_setaffinity_np((*workers_)[static_cast<size_t>(i) - 1].native_handle(),
+                                       sizeof(mask), &mask) == 0) {
+                s.kept_off.store(true, std::memory_order_relaxed);
+                g_stat_called_here.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+#endif
+    }
+
+  private:
+    // The worker's side of keep_off and call_here, once awake or done: its whole mask back.
+    void rejoin(Slot& s) {
+#if defined(__linux__)
+        if (s.kept_off.exchange(false, std::memory_order_relaxed)) {
+            pthread_setaffinity_np(pthread_self(), sizeof(allowed_), &allowed_);
+        }
+#else
+        (void)s;
+#endif
+    }
 
     // Hands worker i its ticket; returns whether it was awake (not woken here).
     bool signal(size_t i, uint64_t ticket) {
@@ -436,6 +510,10 @@ class ThreadPool {
         wanted = std::max(0, wanted);
         if (static_cast<int>(workers_->size()) == wanted) return;
         join_all();
+#if defined(__linux__)
+        CPU_ZERO(&allowed_);
+        if (sched_getaffinity(0, sizeof(allowed_), &allowed_) != 0) CPU_ZERO(&allowed_);
+#endif
         slots_.reset(new Slot[static_cast<size_t>(wanted) + 1]);
         claims_.reset(new std::atomic<uint64_t>[static_cast<size_t>(wanted) + 1]);
         for (int i = 0; i <= wanted; ++i) claims_[i].store(0, std::memory_order_relaxed);
@@ -487,6 +565,7 @@ class ThreadPool {
         uint64_t seen = 0;  // a fresh slot's ticket
         for (;;) {
             const uint64_t ticket = wait_ticket(slot, seen);
+            rejoin(slot);
             seen = ticket;
             if (stop_.load(std::memory_order_relaxed)) return;  // ordered by the ticket load
             g_stat_wakeups.fetch_add(1, std::memory_order_relaxed);
@@ -496,8 +575,11 @@ class ThreadPool {
             // Own chunk first. A claim that fails means the chunk was taken over (or, when this
             // thread is late, the region is over): then only unstarted chunks are looked for,
             // and of a finished region there are none.
+            slot.inside.store(true, std::memory_order_release);
             if (claim(index, gen)) run_chunk(index, k, /*on_caller=*/false);
             take_over(index, gen, k, /*on_caller=*/false);
+            slot.inside.store(false, std::memory_order_relaxed);
+            rejoin(slot);
         }
     }
 
@@ -527,11 +609,15 @@ class ThreadPool {
     std::atomic<bool> stop_{false};
     bool locked_for_fork_ = false;
     bool shut_down_ = false;
+#if defined(__linux__)
+    cpu_set_t allowed_;  // the creating thread's CPUs when the workers were made (keep_off)
+#endif
 
     // The current region (see run_locked()).
     void (*fn_)(void*, int64_t, int64_t) = nullptr;
     void* ctx_ = nullptr;
     int64_t n_ = 0;
+    int64_t region_k_ = 0;  // chunks of the current region (call_here)
 };
 
 ThreadPool* pool_instance();
@@ -638,11 +724,16 @@ void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, in
 
 bool region_workers_were_awake() { return t_region_caller && t_workers_awake; }
 
+void call_late_workers_here() {
+    if (t_region_caller) pool_instance()->call_here();
+}
+
 PoolStats pool_stats() {
     PoolStats s;
     s.regions = g_stat_regions.load(std::memory_order_relaxed);
     s.backoffs = g_stat_backoffs.load(std::memory_order_relaxed);
     s.serial_by_backoff = g_stat_serial.load(std::memory_order_relaxed);
+    s.late_workers_called = g_stat_called_here.load(std::memory_order_relaxed);
     s.workers_signalled = g_stat_signalled.load(std::memory_order_relaxed);
     s.worker_wakeups = g_stat_wakeups.load(std::memory_order_relaxed);
     s.chunks_taken_over = g_stat_taken_over.load(std::memory_order_relaxed);
@@ -669,10 +760,10 @@ SharedPhases::SharedPhases(const std::vector<int64_t>& sizes)
     }
 }
 
-bool SharedPhases::claim(int tid, int64_t phase, int* share, int64_t* item) {
+bool SharedPhases::claim(int tid, int64_t phase, int* share, int64_t* item, bool backwards) {
     const int own = (tid % nshares_ + nshares_) % nshares_;
     for (int j = 0; j < nshares_; ++j) {
-        const int s = (own + j) % nshares_;
+        const int s = backwards ? nshares_ - 1 - j : (own + j) % nshares_;
         Share& sh = shares_[s];
         // A share's counter runs on over the phases: phase p's items are [p*size, (p+1)*size).
         // When phase p opens every item of the earlier phases is claimed, so next >= p*size.
@@ -697,6 +788,17 @@ void SharedPhases::done(int64_t phase, int64_t count) {
     if (now >= (phase + 1) * total_ && sleepers_.load(std::memory_order_seq_cst) > 0) {
         { std::lock_guard<std::mutex> lk(m_); }  // a sleeper is inside cv_.wait now
         cv_.notify_all();
+    }
+}
+
+bool SharedPhases::wait_for(int64_t phase, std::chrono::nanoseconds patience) const {
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned i = 1;; ++i) {
+        if (finished(phase)) return true;
+        cpu_relax();
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() - start > patience) {
+            return finished(phase);
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -182,6 +183,7 @@ struct PoolStats {
     uint64_t chunks_taken_over = 0;  // chunks (or tids) run by a thread other than their own
     uint64_t backoffs = 0;           // contended regions that sent later regions to the caller
     uint64_t serial_by_backoff = 0;  // regions the contention backoff ran on the caller alone
+    uint64_t late_workers_called = 0;  // workers call_late_workers_here moved (see there)
 };
 PoolStats pool_stats();
 
@@ -214,6 +216,14 @@ void parallel_region(int max_threads, void (*fn)(void* ctx, int tid, int nthread
 // microseconds unless it has no CPU; waking a sleeping one can take much longer (a halted
 // vCPU). The LSTM/GRU units split uses it to tell a descheduled partner from a slow wake-up.
 bool region_workers_were_awake();
+
+// On the caller of a multi-thread region, inside it, once it knows its workers have nothing
+// left but to finish what they started (or to return): moves every worker of the region that is
+// still inside it onto the caller's CPU until it leaves the region (Linux; elsewhere nothing).
+// A worker that has no CPU of its own - descheduled by another process on a busy host - then
+// runs as soon as the caller waits, instead of after the other process's time slice. Call it
+// only when a worker is known to be late: one that is running loses its core's caches.
+void call_late_workers_here();
 
 // Convenience overload for any callable f(int tid, int nthreads) that does not throw.
 template <class F>
@@ -259,19 +269,25 @@ class SpinBarrier {
 //         work.done(p, mine);
 //         work.wait(p);   // every item of phase p done; its writes are visible
 //     }
-// A thread must not claim in phase p+1 before wait(p) returned.
+// A thread must not claim in phase p+1 before wait(p) returned. A thread that runs a phase alone
+// may ask for the shares in reverse order (backwards): the last share's items first.
 class SharedPhases {
   public:
     explicit SharedPhases(const std::vector<int64_t>& sizes);
     SharedPhases(const SharedPhases&) = delete;
     SharedPhases& operator=(const SharedPhases&) = delete;
-    // The next unclaimed item of `phase` (own share first); false when all are claimed.
-    bool claim(int tid, int64_t phase, int* share, int64_t* item);
+    // The next unclaimed item of `phase`: own share first, then the shares after it; with
+    // `backwards`, from the last share to the first instead. False when all are claimed.
+    bool claim(int tid, int64_t phase, int* share, int64_t* item, bool backwards = false);
+    // Items per phase (over all shares).
+    int64_t items_per_phase() const { return total_; }
     // `count` items of `phase` that this thread claimed are done (call once per phase).
     void done(int64_t phase, int64_t count);
     // Returns once every item of `phase` is done: spins (offering the CPU now and then) for the
     // pool's spin budget, then sleeps.
     void wait(int64_t phase);
+    // Spins for at most `patience` until every item of `phase` is done; returns whether it is.
+    bool wait_for(int64_t phase, std::chrono::nanoseconds patience) const;
     // Every item of `phase` (and so of every earlier phase) is done.
     bool finished(int64_t phase) const;
 
