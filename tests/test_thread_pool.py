@@ -367,3 +367,41 @@ def test_results_keep_their_bits_while_backing_off(rng, restore_threads, backoff
     got = fl.dense(x, k)  # on the caller alone
     assert _stats()["serial_by_backoff"] > serial
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture
+def leave_units_split():
+    core = _backend._core
+    yield core._debug_units_split_leave_at
+    core._debug_units_split_leave_at(-1)
+
+
+@pytest.mark.parametrize("steps", [9, 10])
+@pytest.mark.parametrize("leave_at", [0, 1, 4, 5])
+@pytest.mark.parametrize("case", sorted(UNITS_SPLIT_CALLS))
+def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, rng,
+                                                    restore_threads, leave_units_split):
+    """At step ``leave_at`` the caller of a units split acts as after a stalled phase (test
+    hook): it calls its worker onto its own CPU and asks it to leave; the worker returns
+    before its next step, wherever it is, and the caller closes the split at the first step
+    boundary with nobody inside, then runs the rest alone. The bits of one thread, whatever
+    the schedule; over 5 calls the close happens (a worker would have to be descheduled for
+    the whole rest of every call to prevent it)."""
+    op, kwargs = UNITS_SPLIT_CALLS[case]
+    gates = 4 if op is fl.lstm else 3
+    x = randn(rng, 1, steps, 24)  # batch 1, U 192: 2 threads split the units
+    k, r = randn(rng, 24, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
+    fl.set_num_threads(1)
+    want = op(x, k, r, **kwargs)
+    want = want if isinstance(want, tuple) else (want,)
+    fl.set_num_threads(2)
+    closes = _backend._core._debug_units_split_closes()
+    leave_units_split(leave_at)
+    for _ in range(5):
+        got = op(x, k, r, **kwargs)
+        got = got if isinstance(got, tuple) else (got,)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    assert _backend._core._debug_units_split_closes() > closes
+

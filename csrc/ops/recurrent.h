@@ -191,8 +191,8 @@ class UnitShares {
 // slower than 1 at B 1, U 192-256 under a busy core - and a worker arriving later returns at
 // once.
 // Test hooks (fastlayers/ops.h): close_at_for_tests() >= 0 makes every units split close at that
-// step, its workers never checking in; leave_at_for_tests() >= 0 makes the caller ask the
-// workers to leave at that step (they check in as usual).
+// step, its workers never checking in; leave_at_for_tests() >= 0 makes the caller act at that
+// step as after a stall (call the workers over, ask them to leave; they check in as usual).
 std::atomic<int64_t>& close_at_for_tests();
 std::atomic<int64_t>& leave_at_for_tests();
 // How many units splits were closed (test hook: units_split_closes_for_tests).
@@ -208,7 +208,7 @@ class Attendance {
     void start() { start_ = std::chrono::steady_clock::now(); }
     // The caller, at the boundary before step k: whether to run the rest alone from here.
     bool close_at(int64_t k, bool workers_awake) {
-        if (leave_at_for_tests().load(std::memory_order_relaxed) == k) ask_to_leave();
+        if (leave_at_for_tests().load(std::memory_order_relaxed) == k) stalled();
         const int64_t forced = close_at_for_tests().load(std::memory_order_relaxed);
         const bool closed =
             forced >= 0 ? k == forced && close_now()
@@ -350,6 +350,15 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
     float* hn = h2;  // h of this step
     for (int64_t k = 0; k < steps; ++k) {
         if (caller && attendance.close_at(k, awake)) {
+            // Nobody else is inside now, and nobody can come in. A worker asked to leave
+            // returns at the top of a step, so the steps it ran while this thread was held up
+            // before the close (called onto this CPU, it may preempt this thread) are whole:
+            // resume at the first step not done. Running one twice would add its recurrent
+            // products to the gate sums twice.
+            while (k < steps && work.finished((k + 1) * per_step)) {
+                std::swap(hc, hn);
+                ++k;
+            }
             alone(k, hc, hn);
             return;
         }

@@ -849,6 +849,34 @@ void test_shared_phases_takeover() {
     }
 }
 
+// SharedPhases on one thread: claim visits its own share and then the ones after it, or with
+// `backwards` the last share first (the order a units split's caller uses alone on odd steps);
+// wait_for gives up after its patience on an unfinished phase and returns at once on a finished
+// one.
+void test_shared_phases_claim_order_and_wait_for() {
+    const std::vector<int64_t> sizes = {2, 0, 3};
+    fl::SharedPhases work(sizes);
+    CHECK(work.items_per_phase() == 5);
+    auto order = [&](int tid, int64_t phase, bool backwards) {
+        std::vector<int64_t> got;  // share * 10 + item
+        int sh;
+        int64_t item;
+        while (work.claim(tid, phase, &sh, &item, backwards)) got.push_back(sh * 10 + item);
+        return got;
+    };
+    CHECK((order(2, 0, false) == std::vector<int64_t>{20, 21, 22, 0, 1}));
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(!work.wait_for(0, std::chrono::microseconds(200)));  // claimed, not done
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::microseconds(200));
+    work.done(0, 5);
+    CHECK(work.wait_for(0, std::chrono::hours(1)));
+    CHECK((order(0, 1, true) == std::vector<int64_t>{20, 21, 22, 0, 1}));
+    work.done(1, 5);
+    CHECK((order(2, 2, true) == std::vector<int64_t>{20, 21, 22, 0, 1}));  // own share ignored
+    work.done(2, 5);
+    CHECK(work.finished(2) && !work.finished(3));
+}
+
 // A region of k chunks on a big pool hands itself to the k-1 workers that own a chunk, and no
 // other worker leaves its wait (pool_stats counts both).
 void test_region_wakes_only_what_it_needs() {
@@ -1054,6 +1082,7 @@ int main(int argc, char** argv) {
     add_case("parallel_for_concurrent_callers", test_parallel_for_concurrent_callers);
     add_case("parallel_region_and_barrier", test_parallel_region_and_barrier);
     add_case("shared_phases_takeover", test_shared_phases_takeover);
+    add_case("shared_phases_claim_order_and_wait_for", test_shared_phases_claim_order_and_wait_for);
     add_case("region_wakes_only_what_it_needs", test_region_wakes_only_what_it_needs);
     add_case("pack_gates_layout", test_pack_gates_layout);
     add_case("set_num_threads_invalid", test_set_num_threads_invalid);

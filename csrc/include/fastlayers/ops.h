@@ -100,9 +100,10 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
 // itself until step `step`, then the rest in the one-thread walk (csrc/ops/recurrent.h,
 // Attendance). -1 (the default) turns it off. Bits are the same either way.
 void units_split_close_at_for_tests(int64_t step);
-// Test hook: step >= 0 makes the caller of every units split ask its workers to leave at step
-// `step` (as after a stalled phase): they return before their next step, and the caller closes
-// the split at the first step boundary where none is left. -1 (the default) turns it off.
+// Test hook: step >= 0 makes the caller of every units split act at step `step` as after a
+// stalled phase: it calls its workers onto its CPU and asks them to leave; they return before
+// their next step, and the caller closes the split at the first step boundary where none is
+// left. -1 (the default) turns it off.
 void units_split_leave_at_for_tests(int64_t step);
 // How many units splits have been closed so far (by the hooks, an absent worker or a stall).
 int64_t units_split_closes_for_tests();
