@@ -12,7 +12,10 @@
 // own chunk, then any chunk nobody has started, so a worker that is not woken yet, or queued
 // behind another process on a busy host, has its chunk run by a thread that is free instead of
 // being waited for. Completion is an atomic count of chunks that the caller spins on, then
-// sleeps on. If the OS refuses to start a worker, the pool keeps the ones it got, lowers
+// sleeps on. A sleeping worker is woken with the caller's CPU out of its CPU mask (Linux
+// queues a woken thread on the waker's CPU too often), and restores the mask once awake; a
+// caller that knows its workers are late calls them onto its own CPU (call_late_workers_here;
+// docs/architecture.md §7). If the OS refuses to start a worker, the pool keeps the ones it got, lowers
 // num_threads() to match and leaves a one-time report for the Python bindings (a worker never
 // calls into Python).
 //
