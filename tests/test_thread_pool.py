@@ -9,6 +9,7 @@ on a 2-core machine make late and descheduled workers (and so takeovers) common.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -373,20 +374,23 @@ def test_results_keep_their_bits_while_backing_off(rng, restore_threads, backoff
 def leave_units_split():
     core = _backend._core
     yield core._debug_units_split_leave_at
-    core._debug_units_split_leave_at(-1)
+    core._debug_units_split_leave_at(-1, 0)
 
 
+@pytest.mark.parametrize("delay_us", [0, 3000])
 @pytest.mark.parametrize("steps", [9, 10])
 @pytest.mark.parametrize("leave_at", [0, 1, 4, 5])
 @pytest.mark.parametrize("case", sorted(UNITS_SPLIT_CALLS))
-def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, rng,
+def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, delay_us, rng,
                                                     restore_threads, leave_units_split):
     """At step ``leave_at`` the caller of a units split acts as after a stalled phase (test
-    hook): it calls its worker onto its own CPU and asks it to leave; the worker returns
-    before its next step, wherever it is, and the caller closes the split at the first step
-    boundary with nobody inside, then runs the rest alone. The bits of one thread, whatever
-    the schedule; over 5 calls the close happens (a worker would have to be descheduled for
-    the whole rest of every call to prevent it)."""
+    hook), after sleeping ``delay_us`` while its worker runs on (and may finish steps the
+    caller must not run again): it calls its worker onto its own CPU and asks it to leave;
+    the worker returns before its next step, and the caller closes the split at the first
+    step boundary with nobody inside, then runs the rest alone. The bits of one thread,
+    whatever the schedule; over 5 calls the close happens (a worker would have to be
+    descheduled for the whole rest of every call to prevent it). The C++ test
+    units_split_runs_each_block_once checks the same schedules block by block."""
     op, kwargs = UNITS_SPLIT_CALLS[case]
     gates = 4 if op is fl.lstm else 3
     x = randn(rng, 1, steps, 24)  # batch 1, U 192: 2 threads split the units
@@ -396,7 +400,7 @@ def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, rng,
     want = want if isinstance(want, tuple) else (want,)
     fl.set_num_threads(2)
     closes = _backend._core._debug_units_split_closes()
-    leave_units_split(leave_at)
+    leave_units_split(leave_at, delay_us)
     for _ in range(5):
         got = op(x, k, r, **kwargs)
         got = got if isinstance(got, tuple) else (got,)
@@ -405,3 +409,56 @@ def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, rng,
             np.testing.assert_array_equal(g, w)
     assert _backend._core._debug_units_split_closes() > closes
 
+
+
+_AFFINITY_CHILD = r"""
+import os, sys, numpy as np
+import fastlayers as fl
+from fastlayers import _backend
+core = _backend._core
+fl.set_num_threads(2)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((1, 40, 24)).astype(np.float32)
+k = (rng.standard_normal((24, 4 * 192)) * 0.1).astype(np.float32)
+r = (rng.standard_normal((192, 4 * 192)) * 0.1).astype(np.float32)
+conv_x = rng.standard_normal((1, 24, 24, 32)).astype(np.float32)
+conv_k = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+fl.lstm(x, k, r)  # the worker exists
+caller_cpus, worker_cpus = {int(sys.argv[1])}, {int(sys.argv[2])}
+me = os.getpid()
+tids = [int(t) for t in os.listdir("/proc/self/task")]
+for t in tids:
+    os.sched_setaffinity(t, caller_cpus if t == me else worker_cpus)
+core._debug_units_split_leave_at(3, 0)  # call_here: the worker onto the caller's CPU
+for i in range(20):
+    fl.lstm(x, k, r)
+    fl.conv2d(conv_x, conv_k, padding="same")
+    if i % 5 == 4:
+        import time; time.sleep(0.02)  # the worker falls asleep: keep_off on the next wake
+core._debug_units_split_leave_at(-1, 0)
+bad = {t: os.sched_getaffinity(t) for t in tids
+       if os.path.exists(f"/proc/self/task/{t}")
+       and os.sched_getaffinity(t) != (caller_cpus if t == me else worker_cpus)}
+print("moved", bad)
+sys.exit(1 if bad else 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and 2 CPUs")
+@pytest.mark.parametrize("worker_cpu", ["same", "other"])
+def test_the_pool_keeps_the_cpu_masks_it_was_given(worker_cpu):
+    """The pool narrows a worker's CPU mask for a while (off the caller's CPU when it wakes
+    it, onto the caller's when the worker is late) but only ever from the mask the thread has,
+    and gives that mask back: with every thread pinned by the user (worker on the caller's
+    CPU, or on another one), after LSTM calls that call the worker over and conv calls that
+    wake it after pauses, every thread still has the mask it was given."""
+    import subprocess
+    import sys
+
+    cpus = sorted(os.sched_getaffinity(0))
+    caller = cpus[0]
+    worker = caller if worker_cpu == "same" else cpus[1]
+    out = subprocess.run([sys.executable, "-c", _AFFINITY_CHILD, str(caller), str(worker)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

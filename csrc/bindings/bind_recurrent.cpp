@@ -217,9 +217,11 @@ void bind_recurrent(py::module_& m) {
         "caller takes their shares, then closes the split at that step); -1 turns it off.");
     m.def(
         "_debug_units_split_leave_at",
-        [](int64_t step) { units_split_leave_at_for_tests(step); }, py::arg("step"),
-        "Test hook: step >= 0 makes every LSTM/GRU units split ask its workers to leave at that "
-        "step (as after a stalled phase); -1 turns it off.");
+        [](int64_t step, int64_t delay_us) { units_split_leave_at_for_tests(step, delay_us); },
+        py::arg("step"), py::arg("delay_us") = 0,
+        "Test hook: step >= 0 makes the caller of every LSTM/GRU units split act at that step as "
+        "after a stalled phase (call its workers onto its CPU, ask them to leave), after "
+        "sleeping delay_us microseconds while its workers run on; -1 turns it off.");
     m.def("_debug_units_split_closes", [] { return units_split_closes_for_tests(); },
           "Test hook: how many LSTM/GRU units splits have been closed so far.");
     m.def("lstm", &lstm, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),

@@ -24,6 +24,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fastlayers/gemm.h"
@@ -192,9 +193,11 @@ class UnitShares {
 // once.
 // Test hooks (fastlayers/ops.h): close_at_for_tests() >= 0 makes every units split close at that
 // step, its workers never checking in; leave_at_for_tests() >= 0 makes the caller act at that
-// step as after a stall (call the workers over, ask them to leave; they check in as usual).
+// step as after a stall (call the workers over, ask them to leave; they check in as usual),
+// after sleeping leave_delay_us_for_tests() microseconds (its workers meanwhile run on).
 std::atomic<int64_t>& close_at_for_tests();
 std::atomic<int64_t>& leave_at_for_tests();
+std::atomic<int64_t>& leave_delay_us_for_tests();  // the caller sleeps this long first
 // How many units splits were closed (test hook: units_split_closes_for_tests).
 std::atomic<int64_t>& closes_for_tests();
 
@@ -203,12 +206,28 @@ class Attendance {
     static constexpr int64_t kAbsentAfterNs = 200000;
     static constexpr std::chrono::microseconds kStall{100};
 
+    // How long the caller waits for a step's phase before it calls the phase stalled: kStall,
+    // or 4 of its own chunks of this phase (`spent` on `chunks`) if longer - a chunk streams
+    // 64 units' slice of the recurrent kernel, about 0.1 ms from memory at B 1, U 1024, and a
+    // partner in the middle of one is not late.
+    static std::chrono::nanoseconds patience(std::chrono::steady_clock::duration spent,
+                                             int64_t chunks) {
+        const std::chrono::nanoseconds per_chunk =
+            chunks > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(spent) / chunks
+                       : std::chrono::nanoseconds(0);
+        return std::max<std::chrono::nanoseconds>(kStall, 4 * per_chunk);
+    }
+
     // The caller, as it enters the region: the time from which absence is counted (not the
     // object's creation: the region may have waited for another thread's region first).
     void start() { start_ = std::chrono::steady_clock::now(); }
     // The caller, at the boundary before step k: whether to run the rest alone from here.
     bool close_at(int64_t k, bool workers_awake) {
-        if (leave_at_for_tests().load(std::memory_order_relaxed) == k) stalled();
+        if (leave_at_for_tests().load(std::memory_order_relaxed) == k) {
+            const int64_t delay = leave_delay_us_for_tests().load(std::memory_order_relaxed);
+            if (delay > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay));
+            stalled();
+        }
         const int64_t forced = close_at_for_tests().load(std::memory_order_relaxed);
         const bool closed =
             forced >= 0 ? k == forced && close_now()
@@ -226,8 +245,9 @@ class Attendance {
     // The caller: spins for at most `patience` until no worker is inside; returns whether none is.
     bool departed_within(std::chrono::nanoseconds patience) const {
         const auto start = std::chrono::steady_clock::now();
-        while (state_.load(std::memory_order_acquire) > 0) {
+        for (unsigned i = 1; state_.load(std::memory_order_acquire) > 0; ++i) {
             if (std::chrono::steady_clock::now() - start > patience) return false;
+            if ((i & 63) == 0) std::this_thread::yield();  // it may be queued on this CPU
         }
         return true;
     }
@@ -321,6 +341,9 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
     // Claims and runs the items of phase p, then waits for the others' (timed on the caller
     // for the steps' phases: see Attendance).
     auto run_phase = [&](int64_t p, bool timed, bool backwards, auto&& body) {
+        timed = timed && caller;
+        const auto t0 = timed ? std::chrono::steady_clock::now()
+                              : std::chrono::steady_clock::time_point();
         int sh;
         int64_t item, mine = 0;
         while (work.claim(tid, p, &sh, &item, backwards)) {
@@ -329,7 +352,10 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
         }
         ran_all = ran_all && mine == work.items_per_phase();
         work.done(p, mine);
-        if (caller && timed && !work.wait_for(p, Attendance::kStall)) attendance.stalled();
+        if (timed && !work.wait_for(p, Attendance::patience(
+                                           std::chrono::steady_clock::now() - t0, mine))) {
+            attendance.stalled();
+        }
         work.wait(p);
     };
     run_phase(0, false, false, [&](int sh, int64_t item) {

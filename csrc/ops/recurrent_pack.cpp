@@ -67,6 +67,10 @@ std::atomic<int64_t>& leave_at_for_tests() {
     static std::atomic<int64_t> step{-1};
     return step;
 }
+std::atomic<int64_t>& leave_delay_us_for_tests() {
+    static std::atomic<int64_t> us{0};
+    return us;
+}
 std::atomic<int64_t>& closes_for_tests() {
     static std::atomic<int64_t> closes{0};
     return closes;
@@ -81,7 +85,9 @@ void units_split_close_at_for_tests(int64_t step) {
     rnn_detail::close_at_for_tests().store(step < 0 ? -1 : step, std::memory_order_relaxed);
 }
 
-void units_split_leave_at_for_tests(int64_t step) {
+void units_split_leave_at_for_tests(int64_t step, int64_t delay_us) {
+    rnn_detail::leave_delay_us_for_tests().store(delay_us < 0 ? 0 : delay_us,
+                                                 std::memory_order_relaxed);
     rnn_detail::leave_at_for_tests().store(step < 0 ? -1 : step, std::memory_order_relaxed);
 }
 

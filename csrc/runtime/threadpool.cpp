@@ -62,6 +62,9 @@
 #if defined(__linux__)
 #include <sched.h>
 #endif
+#if defined(__linux__) && !defined(__ANDROID__)
+#define FL_POOL_AFFINITY 1  // pthread_{get,set}affinity_np, sched_getcpu (keep_off, call_here)
+#endif
 #if !defined(_WIN32)
 #include <pthread.h>
 #endif
@@ -407,14 +410,19 @@ class ThreadPool {
     struct alignas(64) Slot {
         std::atomic<uint64_t> ticket{0};
         std::atomic<bool> sleeping{false};
-        std::atomic<bool> kept_off{false};  // keep_off or call_here narrowed its CPU mask
-        std::atomic<bool> inside{false};    // the worker is inside a region (call_here)
+        std::atomic<bool> inside{false};  // the worker is inside a region (call_here)
+#if defined(FL_POOL_AFFINITY)
+        std::mutex affinity_m;  // guards the three below (keep_off, call_here, rejoin)
+        bool kept_off = false;  // the worker's mask is narrowed from `own`
+        int off_cpu = -1;       // ... by keep_off, without this CPU
+        cpu_set_t own;          // its mask before that
+#endif
         std::mutex m;
         std::condition_variable cv;
     };
 
     static int current_cpu() {
-#if defined(__linux__)
+#if defined(FL_POOL_AFFINITY)
         return sched_getcpu();
 #else
         return -1;
@@ -426,20 +434,23 @@ class ThreadPool {
     // it never joined), and there it waits until the caller stops computing. On the 2-vCPU
     // development VM, after a 5 ms pause, a woken worker sat queued behind the caller, the
     // other CPU idle, in 7 of 12 regions (docs/architecture.md §7). The worker's CPU mask
-    // loses the caller's CPU until it wakes, when it gets its whole mask back (see
-    // worker_main: pinned for longer, it could not be moved to the caller's CPU when the
-    // caller waits for it, and under a busy core waited out the other process's time slice).
+    // loses the caller's CPU until it wakes, when it gets its own mask back (see worker_main:
+    // pinned for longer, it could not be moved to the caller's CPU when the caller waits for
+    // it, and under a busy core waited out the other process's time slice). Masks are only
+    // ever narrowed from the worker's own (whatever the user set with taskset or
+    // sched_setaffinity), never widened.
     void keep_off(size_t i, int cpu) {
-#if defined(__linux__)
+#if defined(FL_POOL_AFFINITY)
+        if (cpu < 0 || cpu >= CPU_SETSIZE) return;
         Slot& s = slots_[i];
-        if (cpu < 0 || cpu >= CPU_SETSIZE || !s.sleeping.load(std::memory_order_relaxed)) return;
-        cpu_set_t mask = allowed_;
-        if (!CPU_ISSET(cpu, &mask)) return;
-        CPU_CLR(cpu, &mask);
-        if (CPU_COUNT(&mask) == 0) return;
-        if (pthread_setaffinity_np((*workers_)[i - 1].native_handle(), sizeof(mask), &mask) == 0) {
-            s.kept_off.store(true, std::memory_order_relaxed);
-        }
+        if (!s.sleeping.load(std::memory_order_relaxed)) return;
+        std::lock_guard<std::mutex> lk(s.affinity_m);
+        if (s.kept_off && s.off_cpu == cpu) return;  // narrowed so already
+        narrow(i, [cpu](const cpu_set_t& own, cpu_set_t* to) {
+            *to = own;
+            CPU_CLR(cpu, to);
+        });
+        if (s.kept_off) s.off_cpu = cpu;
 #else
         (void)i;
         (void)cpu;
@@ -449,18 +460,22 @@ class ThreadPool {
   public:
     // fl::call_late_workers_here: on the caller of the running region (region lock held).
     void call_here() {
-#if defined(__linux__)
+#if defined(FL_POOL_AFFINITY)
         const int cpu = current_cpu();
-        if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed_)) return;
-        cpu_set_t mask;
-        CPU_ZERO(&mask);
-        CPU_SET(cpu, &mask);
+        if (cpu < 0 || cpu >= CPU_SETSIZE) return;
         for (int64_t i = 1; i < region_k_; ++i) {
             Slot& s = slots_[static_cast<size_t>(i)];
+            // Under the slot's lock: a worker clears `inside` before it takes the lock in
+            // rejoin, so either it is seen gone here, or its rejoin undoes what is done here.
+            std::lock_guard<std::mutex> lk(s.affinity_m);
             if (!s.inside.load(std::memory_order_acquire)) continue;
-            if (pthread_setaffinity_np((*workers_)[static_cast<size_t>(i) - 1].native_handle(),
-                                       sizeof(mask), &mask) == 0) {
-                s.kept_off.store(true, std::memory_order_relaxed);
+            const bool moved = narrow(static_cast<size_t>(i), [cpu](const cpu_set_t& own,
+                                                                    cpu_set_t* to) {
+                CPU_ZERO(to);
+                if (CPU_ISSET(cpu, &own)) CPU_SET(cpu, to);
+            });
+            if (moved) {
+                s.off_cpu = -1;
                 g_stat_called_here.fetch_add(1, std::memory_order_relaxed);
             }
         }
@@ -468,11 +483,31 @@ class ThreadPool {
     }
 
   private:
-    // The worker's side of keep_off and call_here, once awake or done: its whole mask back.
+#if defined(FL_POOL_AFFINITY)
+    // Sets worker i's mask to what `target(own, &to)` makes of its own mask (read from the
+    // thread the first time, kept until rejoin); an empty result or no change does nothing.
+    // Returns whether the mask was changed. The slot's affinity lock is held.
+    template <class Target>
+    bool narrow(size_t i, const Target& target) {
+        Slot& s = slots_[i];
+        const pthread_t h = (*workers_)[i - 1].native_handle();
+        if (!s.kept_off && pthread_getaffinity_np(h, sizeof(s.own), &s.own) != 0) return false;
+        cpu_set_t to;
+        target(s.own, &to);
+        if (CPU_COUNT(&to) == 0 || CPU_EQUAL(&to, &s.own)) return false;
+        if (pthread_setaffinity_np(h, sizeof(to), &to) != 0) return false;
+        s.kept_off = true;
+        return true;
+    }
+#endif
+
+    // The worker's side of keep_off and call_here, once awake or done: its own mask back.
     void rejoin(Slot& s) {
-#if defined(__linux__)
-        if (s.kept_off.exchange(false, std::memory_order_relaxed)) {
-            pthread_setaffinity_np(pthread_self(), sizeof(allowed_), &allowed_);
+#if defined(FL_POOL_AFFINITY)
+        std::lock_guard<std::mutex> lk(s.affinity_m);
+        if (s.kept_off) {
+            pthread_setaffinity_np(pthread_self(), sizeof(s.own), &s.own);
+            s.kept_off = false;
         }
 #else
         (void)s;
@@ -513,10 +548,6 @@ class ThreadPool {
         wanted = std::max(0, wanted);
         if (static_cast<int>(workers_->size()) == wanted) return;
         join_all();
-#if defined(__linux__)
-        CPU_ZERO(&allowed_);
-        if (sched_getaffinity(0, sizeof(allowed_), &allowed_) != 0) CPU_ZERO(&allowed_);
-#endif
         slots_.reset(new Slot[static_cast<size_t>(wanted) + 1]);
         claims_.reset(new std::atomic<uint64_t>[static_cast<size_t>(wanted) + 1]);
         for (int i = 0; i <= wanted; ++i) claims_[i].store(0, std::memory_order_relaxed);
@@ -581,7 +612,7 @@ class ThreadPool {
             slot.inside.store(true, std::memory_order_release);
             if (claim(index, gen)) run_chunk(index, k, /*on_caller=*/false);
             take_over(index, gen, k, /*on_caller=*/false);
-            slot.inside.store(false, std::memory_order_relaxed);
+            slot.inside.store(false, std::memory_order_release);
             rejoin(slot);
         }
     }
@@ -612,9 +643,6 @@ class ThreadPool {
     std::atomic<bool> stop_{false};
     bool locked_for_fork_ = false;
     bool shut_down_ = false;
-#if defined(__linux__)
-    cpu_set_t allowed_;  // the creating thread's CPUs when the workers were made (keep_off)
-#endif
 
     // The current region (see run_locked()).
     void (*fn_)(void*, int64_t, int64_t) = nullptr;
@@ -799,8 +827,9 @@ bool SharedPhases::wait_for(int64_t phase, std::chrono::nanoseconds patience) co
     for (unsigned i = 1;; ++i) {
         if (finished(phase)) return true;
         cpu_relax();
-        if ((i & 63) == 0 && std::chrono::steady_clock::now() - start > patience) {
-            return finished(phase);
+        if ((i & 63) == 0) {
+            if (std::chrono::steady_clock::now() - start > patience) return finished(phase);
+            std::this_thread::yield();  // a partner queued on this CPU may run
         }
     }
 }

@@ -2,6 +2,7 @@
 // ukernels/vmath/vmath.h): bit for bit the same ISA's act kernels applied gate by gate (the
 // drivers' generic path), and close to a float64 reference. Unit counts around the 8-lane
 // vector and the 16-unit block: 1, 7, 8, 9, 16, 17, 33, 64.
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../ops/recurrent.h"
 #include "fastlayers/runtime.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
@@ -144,11 +146,75 @@ void test_gru_gates(const GateKernels& k) {
     }
 }
 
+// The units-split driver (recurrent.h, run_units_split) on 2 threads, with bodies that only
+// count: whatever the schedule - a worker asked to leave at step `leave_at` (test hook), the
+// caller sleeping `delay_us` first while the worker runs on (it may finish whole steps before
+// the close: the caller must not run them again), one or two phases per step, an odd or even
+// number of steps - every input-projection block and every (step, phase, unit block) runs
+// exactly once, and each step sees the h buffers of its parity.
+void test_units_split_runs_each_block_once() {
+    using namespace fl::rnn_detail;
+    const int saved = fl::num_threads();
+    const bool backoff = fl::contention_backoff();
+    fl::set_num_threads(2);
+    fl::set_contention_backoff(false);
+    const int64_t u = 192, nq = unit_blocks(u);
+    float h[1], h2[1];
+    for (int64_t per_step : {1, 2})
+        for (int64_t steps : {9, 10})
+            for (int64_t leave_at : {-1, 0, 1, 4, 7})
+                for (int64_t delay_us : {0, 3000}) {
+                    if (leave_at < 0 && delay_us > 0) continue;
+                    fl::units_split_leave_at_for_tests(leave_at, delay_us);
+                    const UnitShares shares(u, 2);
+                    fl::SharedPhases work(shares.items());
+                    Attendance attendance;
+                    RegionError error;
+                    std::vector<std::atomic<int>> proj(static_cast<size_t>(nq));
+                    std::vector<std::atomic<int>> runs(static_cast<size_t>(steps * per_step * nq));
+                    std::atomic<int> wrong_h{0};
+                    auto count = [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc,
+                                     const float* hc, const float* hn) {
+                        if (hc != ((k & 1) ? h2 : h) || hn != ((k & 1) ? h : h2)) ++wrong_h;
+                        for (int64_t q = qc; q < qc + nqc; ++q)
+                            ++runs[static_cast<size_t>((k * per_step + ph) * nq + q)];
+                    };
+                    fl::parallel_region(2, [&](int tid, int) {
+                        run_units_split(
+                            tid, shares, work, attendance, error, steps, per_step, h, h2,
+                            [&](int64_t qc, int64_t nqc) {
+                                for (int64_t q = qc; q < qc + nqc; ++q) ++proj[static_cast<size_t>(q)];
+                            },
+                            [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc,
+                                float* hn) { count(k, ph, qc, nqc, hc, hn); },
+                            [&](int64_t k0, float* hc, float* hn) {
+                                for (int64_t k = k0; k < steps; ++k) {
+                                    for (int64_t ph = 0; ph < per_step; ++ph)
+                                        count(k, ph, 0, nq, hc, hn);
+                                    std::swap(hc, hn);
+                                }
+                            });
+                    });
+                    int bad = 0;
+                    for (auto& c : proj) bad += c.load() != 1;
+                    for (auto& c : runs) bad += c.load() != 1;
+                    FLT_CHECK_MSG(bad == 0 && wrong_h.load() == 0,
+                                  "per_step %d steps %d leave_at %d delay %d: %d blocks not run "
+                                  "once, %d with the wrong h buffers",
+                                  int(per_step), int(steps), int(leave_at), int(delay_us), bad,
+                                  wrong_h.load());
+                }
+    fl::units_split_leave_at_for_tests(-1, 0);
+    fl::set_contention_backoff(backoff);
+    fl::set_num_threads(saved);
+}
+
 }  // namespace
 
 namespace fltest {
 
 void register_recurrent_tests() {
+    add_case("units_split_runs_each_block_once", test_units_split_runs_each_block_once);
     for (const GateKernels& k : gate_kernels()) {
         if (!fltest::isa_supported(k.id)) continue;
         add_case("lstm_gates_" + k.isa, [k] { test_lstm_gates(k); });

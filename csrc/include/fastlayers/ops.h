@@ -101,10 +101,11 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
 // Attendance). -1 (the default) turns it off. Bits are the same either way.
 void units_split_close_at_for_tests(int64_t step);
 // Test hook: step >= 0 makes the caller of every units split act at step `step` as after a
-// stalled phase: it calls its workers onto its CPU and asks them to leave; they return before
+// stalled phase, after sleeping delay_us microseconds (its workers run on meanwhile, and may
+// finish steps): it calls its workers onto its CPU and asks them to leave; they return before
 // their next step, and the caller closes the split at the first step boundary where none is
 // left. -1 (the default) turns it off.
-void units_split_leave_at_for_tests(int64_t step);
+void units_split_leave_at_for_tests(int64_t step, int64_t delay_us = 0);
 // How many units splits have been closed so far (by the hooks, an absent worker or a stall).
 int64_t units_split_closes_for_tests();
 
