@@ -301,6 +301,26 @@ UNITS_SPLIT_CALLS = {  # (op, keyword arguments)
 }
 
 
+def _units_split_call(case, steps, rng):
+    """A call of UNITS_SPLIT_CALLS[case] that 2 threads split by units (batch 1, U 192, F 24,
+    `steps` steps; the pool is left at 2 threads) and its result on 1 thread."""
+    op, kwargs = UNITS_SPLIT_CALLS[case]
+    gates = 4 if op is fl.lstm else 3
+    x = randn(rng, 1, steps, 24)
+    k, r = randn(rng, 24, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
+    fl.set_num_threads(1)
+    want = op(x, k, r, **kwargs)
+    fl.set_num_threads(2)
+    return (lambda: op(x, k, r, **kwargs)), want
+
+
+def _assert_same_outputs(got, want):
+    got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 @pytest.fixture
 def close_units_split():
     core = _backend._core
@@ -317,22 +337,13 @@ def test_units_split_closed_at_any_step_keeps_its_bits(case, close_at, steps, rn
     step by step, then closes the split at step ``close_at`` (odd and even: the h buffers
     swap; an odd or even sequence length: the last h is copied or not) and runs the rest in
     the one-thread walk (at or beyond the length: never). The bits of one thread."""
-    op, kwargs = UNITS_SPLIT_CALLS[case]
-    gates = 4 if op is fl.lstm else 3
-    x = randn(rng, 1, steps, 24)  # batch 1, U 192: 2 threads split the units
-    k, r = randn(rng, 24, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
-    fl.set_num_threads(1)
-    want = op(x, k, r, **kwargs)
-    fl.set_num_threads(2)
+    call, want = _units_split_call(case, steps, rng)
     closes = _backend._core._debug_units_split_closes()
     close_units_split(close_at)
-    got = op(x, k, r, **kwargs)
+    got = call()
     closed = _backend._core._debug_units_split_closes() - closes
     assert closed == (1 if close_at < steps else 0)  # the path under test did run
-    want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    _assert_same_outputs(got, want)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -391,22 +402,11 @@ def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, dela
     whatever the schedule; over 5 calls the close happens (a worker would have to be
     descheduled for the whole rest of every call to prevent it). The C++ test
     units_split_runs_each_block_once checks the same schedules block by block."""
-    op, kwargs = UNITS_SPLIT_CALLS[case]
-    gates = 4 if op is fl.lstm else 3
-    x = randn(rng, 1, steps, 24)  # batch 1, U 192: 2 threads split the units
-    k, r = randn(rng, 24, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
-    fl.set_num_threads(1)
-    want = op(x, k, r, **kwargs)
-    want = want if isinstance(want, tuple) else (want,)
-    fl.set_num_threads(2)
+    call, want = _units_split_call(case, steps, rng)
     closes = _backend._core._debug_units_split_closes()
     leave_units_split(leave_at, delay_us)
     for _ in range(5):
-        got = op(x, k, r, **kwargs)
-        got = got if isinstance(got, tuple) else (got,)
-        assert len(got) == len(want)
-        for g, w in zip(got, want):
-            np.testing.assert_array_equal(g, w)
+        _assert_same_outputs(call(), want)
     assert _backend._core._debug_units_split_closes() > closes
 
 
