@@ -392,6 +392,7 @@ class ThreadPool {
         slots_.release();
         slots_.reset(new Slot[1]);
         locked_for_fork_ = false;
+        region_k_ = 0;  // a fork inside a region: no worker of it exists here (call_here)
         stop_.store(false);
         remaining_.store(0);
         caller_sleeping_.store(false);
@@ -446,11 +447,11 @@ class ThreadPool {
         if (!s.sleeping.load(std::memory_order_relaxed)) return;
         std::lock_guard<std::mutex> lk(s.affinity_m);
         if (s.kept_off && s.off_cpu == cpu) return;  // narrowed so already
-        narrow(i, [cpu](const cpu_set_t& own, cpu_set_t* to) {
+        const bool narrowed = narrow(i, [cpu](const cpu_set_t& own, cpu_set_t* to) {
             *to = own;
             CPU_CLR(cpu, to);
         });
-        if (s.kept_off) s.off_cpu = cpu;
+        if (narrowed) s.off_cpu = cpu;
 #else
         (void)i;
         (void)cpu;
