@@ -60,11 +60,17 @@ def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
 def pool_stats() -> dict[str, int]:
-    """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over."""
+    """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
+    backoffs, serial_by_backoff, late_workers_called."""
 
 def _debug_units_split_close_at(step: int) -> None:
     """Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the
     caller takes their shares, then closes the split at that step); -1 turns it off."""
+
+def _debug_units_split_leave_at(step: int, delay_us: int = 0) -> None:
+    """Test hook: step >= 0 makes the caller of every LSTM/GRU units split act at that step as
+    after a stalled phase (call its workers onto its CPU, ask them to leave), after sleeping
+    delay_us microseconds while its workers run on; -1 turns it off."""
 
 def _debug_units_split_closes() -> int:
     """Test hook: how many LSTM/GRU units splits have been closed so far."""
