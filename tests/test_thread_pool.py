@@ -424,7 +424,8 @@ r = (rng.standard_normal((192, 4 * 192)) * 0.1).astype(np.float32)
 conv_x = rng.standard_normal((1, 24, 24, 32)).astype(np.float32)
 conv_k = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
 fl.lstm(x, k, r)  # the worker exists
-caller_cpus, worker_cpus = {int(sys.argv[1])}, {int(sys.argv[2])}
+caller_cpus = {int(sys.argv[1])}
+worker_cpus = {int(c) for c in sys.argv[2].split(",")}
 me = os.getpid()
 tids = [int(t) for t in os.listdir("/proc/self/task")]
 for t in tids:
@@ -436,6 +437,7 @@ for i in range(20):
     if i % 5 == 4:
         import time; time.sleep(0.02)  # the worker falls asleep: keep_off on the next wake
 core._debug_units_split_leave_at(-1, 0)
+import time; time.sleep(0.05)  # a worker signalled last has woken and taken its mask back
 bad = {t: os.sched_getaffinity(t) for t in tids
        if os.path.exists(f"/proc/self/task/{t}")
        and os.sched_getaffinity(t) != (caller_cpus if t == me else worker_cpus)}
@@ -446,19 +448,21 @@ sys.exit(1 if bad else 0)
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux and 2 CPUs")
-@pytest.mark.parametrize("worker_cpu", ["same", "other"])
-def test_the_pool_keeps_the_cpu_masks_it_was_given(worker_cpu):
+@pytest.mark.parametrize("worker_cpus", ["same", "other", "both"])
+def test_the_pool_keeps_the_cpu_masks_it_was_given(worker_cpus):
     """The pool narrows a worker's CPU mask for a while (off the caller's CPU when it wakes
     it, onto the caller's when the worker is late) but only ever from the mask the thread has,
-    and gives that mask back: with every thread pinned by the user (worker on the caller's
-    CPU, or on another one), after LSTM calls that call the worker over and conv calls that
-    wake it after pauses, every thread still has the mask it was given."""
+    and gives that mask back: with every thread pinned by the user - the caller to one CPU,
+    the worker to the same one, another one, or both (then the pool does narrow it, both
+    ways, and must restore it) - after LSTM calls that call the worker over and conv calls
+    that wake it after pauses, every thread still has the mask it was given."""
     import subprocess
     import sys
 
     cpus = sorted(os.sched_getaffinity(0))
     caller = cpus[0]
-    worker = caller if worker_cpu == "same" else cpus[1]
-    out = subprocess.run([sys.executable, "-c", _AFFINITY_CHILD, str(caller), str(worker)],
+    worker = {"same": [caller], "other": [cpus[1]], "both": [caller, cpus[1]]}[worker_cpus]
+    out = subprocess.run([sys.executable, "-c", _AFFINITY_CHILD, str(caller),
+                          ",".join(map(str, worker))],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

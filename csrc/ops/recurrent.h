@@ -182,15 +182,15 @@ class UnitShares {
 //            has no CPU (a busy host: it waits for a scheduler slice). A worker that had to be
 //            woken is given its time: woken after a pause it may start late and still make the
 //            call faster (B 1, U 192: 1.15 ms at 2 threads, 1.34 at 1).
-//   stalled  the caller waited kStall for a step's phase: a worker was descheduled in the
+//   stalled  the caller waited its patience (kStall, or 4 of its own chunks) for a step's phase: a worker was descheduled in the
 //            middle of a chunk (a step's chunk is a few microseconds of work; a scheduler slice
 //            is milliseconds). The worker is called onto the caller's CPU to finish it and asked
 //            to leave; it returns before its next step, and the caller claims every chunk
 //            until it has.
 // Closed, the caller runs the remaining steps alone in the one-thread walk - the same bits,
-// without the shares' smaller chunks and per-step hand-offs, which made 2 threads 4-56 %
-// slower than 1 at B 1, U 192-256 under a busy core - and a worker arriving later returns at
-// once.
+// without the shares' smaller chunks and per-step hand-offs (2 threads were 4-15 % slower
+// than 1 at B 1, U 192-256 under a busy core before these rules) - and a worker arriving
+// later returns at once.
 // Test hooks (fastlayers/ops.h): close_at_for_tests() >= 0 makes every units split close at that
 // step, its workers never checking in; leave_at_for_tests() >= 0 makes the caller act at that
 // step as after a stall (call the workers over, ask them to leave; they check in as usual),
@@ -236,7 +236,7 @@ class Attendance {
         if (closed) closes_for_tests().fetch_add(1, std::memory_order_relaxed);
         return closed;
     }
-    // The caller, having waited kStall for the others to finish a step's phase: a worker is
+    // The caller, having waited its patience for the others to finish a step's phase: a worker is
     // descheduled in the middle of a chunk. It is called onto the caller's CPU to finish it
     // (fl::call_late_workers_here) and asked to leave.
     void stalled() {
@@ -365,16 +365,20 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
         error.run([&] { project(qc, nqc); });
     });
     if (error.failed()) return;
-    // The region ends when its workers have returned. After the last phase a running worker
+    // The region ends when its workers have returned. After the last phase a worker that spins
     // has only to see it finished and return (a microsecond); one still inside kLeaveTime
     // later has no CPU, and is called onto the caller's (see Attendance::stalled) - waiting
-    // longer made B 1, T 100, U 192 calls up to 6 % slower at 2 threads under a busy core.
+    // 0.1 ms made B 1, T 100, U 192 calls up to 6 % slower at 2 threads under a busy core. A
+    // worker asleep in the phase wait is given kStall: its wake-up takes tens of microseconds.
     struct CallLate {
         Attendance* a;
+        SharedPhases* w;
         ~CallLate() {
-            if (a && !a->departed_within(Attendance::kLeaveTime)) call_late_workers_here();
+            if (!a) return;
+            const auto patience = w->has_sleepers() ? Attendance::kStall : Attendance::kLeaveTime;
+            if (!a->departed_within(patience)) call_late_workers_here();
         }
-    } call_late{caller ? &attendance : nullptr};
+    } call_late{caller ? &attendance : nullptr, &work};
     float* hc = h;   // h of the previous step
     float* hn = h2;  // h of this step
     for (int64_t k = 0; k < steps; ++k) {

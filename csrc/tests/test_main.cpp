@@ -854,9 +854,9 @@ void test_shared_phases_takeover() {
 // wait_for gives up after its patience on an unfinished phase and returns at once on a finished
 // one.
 void test_shared_phases_claim_order_and_wait_for() {
-    const std::vector<int64_t> sizes = {2, 0, 3};
+    const std::vector<int64_t> sizes = {2, 2, 3};
     fl::SharedPhases work(sizes);
-    CHECK(work.items_per_phase() == 5);
+    CHECK(work.items_per_phase() == 7);
     auto order = [&](int tid, int64_t phase, bool backwards) {
         std::vector<int64_t> got;  // share * 10 + item
         int sh;
@@ -864,16 +864,19 @@ void test_shared_phases_claim_order_and_wait_for() {
         while (work.claim(tid, phase, &sh, &item, backwards)) got.push_back(sh * 10 + item);
         return got;
     };
-    CHECK((order(2, 0, false) == std::vector<int64_t>{20, 21, 22, 0, 1}));
+    CHECK((order(2, 0, false) == std::vector<int64_t>{20, 21, 22, 0, 1, 10, 11}));
     const auto t0 = std::chrono::steady_clock::now();
     CHECK(!work.wait_for(0, std::chrono::microseconds(200)));  // claimed, not done
     CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::microseconds(200));
-    work.done(0, 5);
+    CHECK(!work.has_sleepers());
+    work.done(0, 7);
     CHECK(work.wait_for(0, std::chrono::hours(1)));
-    CHECK((order(0, 1, true) == std::vector<int64_t>{20, 21, 22, 0, 1}));
-    work.done(1, 5);
-    CHECK((order(2, 2, true) == std::vector<int64_t>{20, 21, 22, 0, 1}));  // own share ignored
-    work.done(2, 5);
+    CHECK((order(1, 1, false) == std::vector<int64_t>{10, 11, 20, 21, 22, 0, 1}));
+    work.done(1, 7);
+    // Backwards: the last share first, whatever the thread's own (forwards, tid 1 starts with
+    // share 1, as just checked).
+    CHECK((order(1, 2, true) == std::vector<int64_t>{20, 21, 22, 10, 11, 0, 1}));
+    work.done(2, 7);
     CHECK(work.finished(2) && !work.finished(3));
 }
 

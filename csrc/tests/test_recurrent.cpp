@@ -160,12 +160,15 @@ void test_units_split_runs_each_block_once() {
     fl::set_contention_backoff(false);
     const int64_t u = 192, nq = unit_blocks(u);
     float h[1], h2[1];
+    int64_t delayed_runs = 0;
+    const int64_t closes_before = fl::units_split_closes_for_tests();
     for (int64_t per_step : {1, 2})
         for (int64_t steps : {9, 10})
             for (int64_t leave_at : {-1, 0, 1, 4, 7})
                 for (int64_t delay_us : {0, 3000}) {
                     if (leave_at < 0 && delay_us > 0) continue;
                     fl::units_split_leave_at_for_tests(leave_at, delay_us);
+                    delayed_runs += delay_us > 0;
                     const UnitShares shares(u, 2);
                     fl::SharedPhases work(shares.items());
                     Attendance attendance;
@@ -205,6 +208,11 @@ void test_units_split_runs_each_block_once() {
                                   wrong_h.load());
                 }
     fl::units_split_leave_at_for_tests(-1, 0);
+    // The hook did act: a caller held up 3 ms closes the split (the worker has finished and
+    // left, or never came) in (nearly) every delayed run; none at all would mean it never fired.
+    FLT_CHECK_MSG(fl::units_split_closes_for_tests() - closes_before >= delayed_runs / 2,
+                  "%d closes in %d delayed runs",
+                  int(fl::units_split_closes_for_tests() - closes_before), int(delayed_runs));
     fl::set_contention_backoff(backoff);
     fl::set_num_threads(saved);
 }

@@ -281,6 +281,8 @@ class SharedPhases {
     bool claim(int tid, int64_t phase, int* share, int64_t* item, bool backwards = false);
     // Items per phase (over all shares).
     int64_t items_per_phase() const { return total_; }
+    // Whether a thread sleeps in wait() (or is being woken from it).
+    bool has_sleepers() const { return sleepers_.load(std::memory_order_seq_cst) > 0; }
     // `count` items of `phase` that this thread claimed are done (call once per phase).
     void done(int64_t phase, int64_t count);
     // Returns once every item of `phase` is done: spins (offering the CPU now and then) for the
