@@ -141,13 +141,14 @@ constexpr std::chrono::microseconds kSpinBudget(50);
 // waiting for work: on a busy host the caller may be queued on this very CPU, and spinning
 // would keep it off until the budget ran out).
 template <class Pred>
-bool spin_until(Pred pred, bool yield = false) {
+bool spin_until(Pred pred, bool yield = false,
+                std::chrono::nanoseconds budget = kSpinBudget) {
     const auto start = std::chrono::steady_clock::now();
     for (unsigned i = 1;; ++i) {
         if (pred()) return true;
         cpu_relax();
         if ((i & 63) == 0) {
-            if (std::chrono::steady_clock::now() - start > kSpinBudget) return false;
+            if (std::chrono::steady_clock::now() - start > budget) return false;
             if (yield) std::this_thread::yield();
         }
     }
@@ -824,15 +825,9 @@ void SharedPhases::done(int64_t phase, int64_t count) {
 }
 
 bool SharedPhases::wait_for(int64_t phase, std::chrono::nanoseconds patience) const {
-    const auto start = std::chrono::steady_clock::now();
-    for (unsigned i = 1;; ++i) {
-        if (finished(phase)) return true;
-        cpu_relax();
-        if ((i & 63) == 0) {
-            if (std::chrono::steady_clock::now() - start > patience) return finished(phase);
-            std::this_thread::yield();  // a partner queued on this CPU may run
-        }
-    }
+    // Yielding: a partner queued on this CPU may run.
+    return spin_until([&] { return finished(phase); }, /*yield=*/true, patience) ||
+           finished(phase);
 }
 
 bool SharedPhases::finished(int64_t phase) const {
