@@ -437,10 +437,14 @@ for i in range(20):
     if i % 5 == 4:
         import time; time.sleep(0.02)  # the worker falls asleep: keep_off on the next wake
 core._debug_units_split_leave_at(-1, 0)
-import time; time.sleep(0.05)  # a worker signalled last has woken and taken its mask back
-bad = {t: os.sched_getaffinity(t) for t in tids
-       if os.path.exists(f"/proc/self/task/{t}")
-       and os.sched_getaffinity(t) != (caller_cpus if t == me else worker_cpus)}
+import time
+def moved():
+    return {t: os.sched_getaffinity(t) for t in tids
+            if os.path.exists(f"/proc/self/task/{t}")
+            and os.sched_getaffinity(t) != (caller_cpus if t == me else worker_cpus)}
+deadline = time.monotonic() + 5  # a worker signalled last takes its mask back once it runs
+while (bad := moved()) and time.monotonic() < deadline:
+    time.sleep(0.01)
 print("moved", bad)
 sys.exit(1 if bad else 0)
 """
