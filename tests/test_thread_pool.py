@@ -188,79 +188,29 @@ def test_busy_core_benchmark_runs(capsys, restore_threads):
         busy.main(["--conditions", "loud"])
 
 
-# ------------------------------------------------------------------- contention backoff
+# ------------------------------------------------------------- regions on the caller alone
 
 
 @pytest.fixture
-def backoff_on():
+def run_alone():
+    """The test hook that sends the next regions to the calling thread alone (nthreads == 1),
+    as a region started inside a region does, or one whose thread count was lowered by another
+    Python thread after the op planned its split."""
     core = _backend._core
-    core.set_contention_backoff(True)  # also resets the length to 8 and clears serial regions
-    yield core
-    core.set_contention_backoff(False)  # the suite runs with it off (conftest.py)
+    yield core._debug_run_next_regions_alone
+    core._debug_run_next_regions_alone(0)
 
 
-def test_backoff_decisions(backoff_on):
-    """The rule, fed measurements directly (deterministic): a wait >= 0.2 ms over half the
-    region backs off 8 regions, doubling while contention repeats, at most 256; a clean
-    region of >= 0.4 ms resets the length, a shorter one proves nothing."""
-    note = backoff_on._debug_note_region
-    ms = 1_000_000
-    assert note(ms // 10, ms // 5) == 0  # 0.1 ms: under the floor
-    assert note(ms, 3 * ms) == 0  # a third of the region: not contention
-    assert note(ms, ms + 1) == 8
-    assert note(ms, ms + 1) == 16
-    assert note(3 * ms, 4 * ms) == 32
-    for want in (64, 128, 256, 256):
-        assert note(ms, ms) == want
-    assert note(0, ms // 10) == 256  # a short clean region: the length stays
-    assert note(0, ms) == 256  # counts are untouched by a clean region ...
-    assert note(ms, ms) == 8  # ... but the next contention starts again at 8
-    backoff_on.set_contention_backoff(False)
-    assert note(ms, ms) == 0  # off: no decision
-
-
-def test_a_backoff_runs_the_next_regions_on_the_caller(restore_threads, backoff_on):
-    core = backoff_on
+def test_regions_sent_to_the_caller_alone(restore_threads, run_alone):
     fl.set_num_threads(2)
-    assert core._debug_note_region(1_000_000, 1_000_000) == 8
+    run_alone(3)
     before = _stats()
-    for i in range(8):
-        assert core._debug_parallel_for(2) == (1, 1), i  # one call, on the caller
-    after = _stats()
-    assert after["serial_by_backoff"] == before["serial_by_backoff"] + 8
-    assert after["regions"] == before["regions"]
-    core._debug_parallel_for(2)
-    assert _stats()["serial_by_backoff"] == after["serial_by_backoff"]  # the pool again
-
-
-def test_a_stalled_worker_triggers_the_backoff(restore_threads, backoff_on):
-    """End to end: a worker that stalls 20 ms while the caller waits is contention. A loaded
-    machine can delay the worker's start so that the caller's wait is under half of the
-    region; so a few attempts, of which one must count."""
-    core = backoff_on
-    fl.set_num_threads(2)
-    before = _stats()["backoffs"]
-    for _ in range(5):
-        assert core._debug_stalled_region(20_000)  # the stalled chunk ran on the worker
-        if _stats()["backoffs"] > before:
-            break
-        core.set_contention_backoff(True)
-    assert _stats()["backoffs"] > before
-
-
-def test_backoff_off_keeps_every_region_on_the_pool(restore_threads):
-    core = _backend._core
-    assert core.contention_backoff() is False  # the suite's setting (conftest.py)
-    fl.set_num_threads(2)
-    before = _stats()
-    assert core._debug_stalled_region(5000)
-    core._debug_parallel_for(2)
-    after = _stats()
-    assert after["backoffs"] == before["backoffs"]
-    assert after["serial_by_backoff"] == before["serial_by_backoff"]
-    assert after["regions"] == before["regions"] + 2
-    with pytest.raises(TypeError, match="bool"):
-        core.set_contention_backoff(1)
+    for i in range(3):
+        assert _backend._core._debug_parallel_for(2) == (1, 1), i  # one call, on the caller
+    assert _stats()["regions"] == before["regions"]
+    # The pool again (whether the worker or the caller runs chunk 1 depends on who is first).
+    assert _backend._core._debug_parallel_for(2)[0] == 2
+    assert _stats()["regions"] == before["regions"] + 1
 
 
 def _units_split_case(cell, rng, steps):
@@ -277,18 +227,16 @@ def _units_split_case(cell, rng, steps):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threads, backoff_on):
-    """Sent to the caller alone by the backoff (nthreads == 1), a units split takes the
-    one-thread walk: the same bits as on the pool and on 1 thread."""
-    core = backoff_on
+def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threads, run_alone):
+    """A units split planned for 2 threads whose region runs on the caller alone (nthreads ==
+    1) takes the one-thread walk: the same bits as on the pool and on 1 thread."""
     call, one = _units_split_case(cell, rng, 40)
-    core.set_contention_backoff(False)
     pooled = call()
-    core.set_contention_backoff(True)
-    assert core._debug_note_region(1_000_000, 1_000_000) == 8
-    serial = _stats()["serial_by_backoff"]
+    run_alone(1000)
+    regions = _stats()["regions"]
     alone = call()
-    assert _stats()["serial_by_backoff"] > serial
+    run_alone(0)
+    assert _stats()["regions"] == regions  # no region used the pool
     np.testing.assert_array_equal(pooled, one)
     np.testing.assert_array_equal(alone, one)
 
@@ -367,17 +315,16 @@ def test_recurrent_units_split_with_a_busy_core_keeps_its_bits(cell, rng, restor
         busy.wait()
 
 
-def test_results_keep_their_bits_while_backing_off(rng, restore_threads, backoff_on):
-    core = backoff_on
+def test_results_keep_their_bits_on_the_caller_alone(rng, restore_threads, run_alone):
     fl.set_num_threads(2)
     x, k = randn(rng, 256, 512), randn(rng, 512, 512)
-    core.set_contention_backoff(False)
-    want = fl.dense(x, k)  # on the pool (a loaded machine could make it back off itself)
-    core.set_contention_backoff(True)  # a fresh length: 8
-    assert core._debug_note_region(1_000_000, 1_000_000) == 8
-    serial = _stats()["serial_by_backoff"]
+    regions = _stats()["regions"]
+    want = fl.dense(x, k)  # on the pool
+    assert _stats()["regions"] > regions
+    run_alone(1000)
+    regions = _stats()["regions"]
     got = fl.dense(x, k)  # on the caller alone
-    assert _stats()["serial_by_backoff"] > serial
+    assert _stats()["regions"] == regions
     np.testing.assert_array_equal(got, want)
 
 

@@ -107,39 +107,17 @@ void bind_runtime(py::module_& m) {
             d["workers_signalled"] = s.workers_signalled;
             d["worker_wakeups"] = s.worker_wakeups;
             d["chunks_taken_over"] = s.chunks_taken_over;
-            d["backoffs"] = s.backoffs;
-            d["serial_by_backoff"] = s.serial_by_backoff;
             d["late_workers_called"] = s.late_workers_called;
             return d;
         },
         "Counters of the thread pool since the process started: regions (run on more than one "
-        "thread), workers_signalled, worker_wakeups, chunks_taken_over, backoffs (contended "
-        "regions), serial_by_backoff (regions the contention backoff ran on the caller alone), "
+        "thread), workers_signalled, worker_wakeups, chunks_taken_over, "
         "late_workers_called (late workers moved onto the caller's CPU).");
     m.def(
-        "set_contention_backoff",
-        [](const py::handle& on) {
-            if (!PyBool_Check(on.ptr()))
-                throw py::type_error("set_contention_backoff: on must be a bool, got " +
-                                     type_name(on));
-            set_contention_backoff(on.ptr() == Py_True);
-        },
-        py::arg("on"),
-        "Turn the contention backoff on (the default) or off: after a multi-thread region in "
-        "which the caller waited for the other threads for more than half of it (a worker "
-        "descheduled by a busy host), the next regions run on the calling thread alone "
-        "(docs/architecture.md §7). Results do not depend on it.");
-    m.def("contention_backoff", [] { return contention_backoff(); },
-          "Whether the contention backoff is on.");
-    m.def(
-        "_debug_note_region",
-        [](int64_t wait_ns, int64_t total_ns) {
-            note_region_for_tests(wait_ns, total_ns);
-            return backoff_serial_left();
-        },
-        py::arg("wait_ns"), py::arg("total_ns"),
-        "Test hook: the backoff's decision for a region of total_ns in which the caller waited "
-        "wait_ns; returns the regions it will now run on the caller alone.");
+        "_debug_run_next_regions_alone",
+        [](int n) { run_next_regions_alone_for_tests(n); }, py::arg("n"),
+        "Test hook: the next n parallel regions run on the calling thread alone (as a region "
+        "started inside a region does), whatever the thread count; results must not change.");
     m.def(
         "_debug_parallel_for",
         [](int64_t n) {
@@ -160,36 +138,6 @@ void bind_runtime(py::module_& m) {
         },
         py::arg("n"),
         "Test hook: a parallel_for of n one-item chunks; returns (chunks run, distinct threads).");
-    m.def(
-        "_debug_stalled_region",
-        [](int64_t stall_us) {
-            // A 2-chunk region whose chunk 1 runs on a worker that then stalls for stall_us
-            // while the caller, done with chunk 0, waits: what a descheduled worker looks like
-            // to the caller. Returns whether chunk 1 ran on a worker (it always should: chunk 0
-            // waits up to 10 s for chunk 1 to start before it returns).
-            std::atomic<int> started{0};
-            std::atomic<bool> on_worker{false};
-            const std::thread::id caller = std::this_thread::get_id();
-            {
-                py::gil_scoped_release release;
-                parallel_for(2, 1, [&](int64_t begin, int64_t end) {
-                    if (end - begin == 2) return;  // one thread, or backing off: no region
-                    if (begin == 0) {
-                        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-                        while (!started.load() && std::chrono::steady_clock::now() < until)
-                            std::this_thread::yield();
-                        return;
-                    }
-                    started.store(1);
-                    on_worker.store(std::this_thread::get_id() != caller);
-                    std::this_thread::sleep_for(std::chrono::microseconds(stall_us));
-                });
-            }
-            return on_worker.load();
-        },
-        py::arg("stall_us"),
-        "Test hook: a region in which a worker stalls stall_us while the caller waits for it; "
-        "returns whether the stalled chunk ran on a worker.");
     m.def("default_num_threads", &default_num_threads,
           "Number of CPUs this process may run on (the default thread count).");
     m.def(

@@ -232,8 +232,9 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     };
     parallel_region(plan.threads, [&](int tid, int nth) {
         float tile[kGemmMR * kTileLd];
-        // nth == 1: the region runs on the caller alone from the start (the pool's contention
-        // backoff, or no workers): the one-thread path below. The same bits either way.
+        // nth == 1: the region runs on the caller alone from the start (started inside a
+        // region, or the thread count lowered meanwhile): the one-thread path below. The same
+        // bits either way.
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
             rnn_detail::run_units_split(
                 tid, shares, work, attendance, error, steps, per_step, h, h2.get(),

@@ -19,15 +19,6 @@
 // num_threads() to match and leaves a one-time report for the Python bindings (a worker never
 // calls into Python).
 //
-// Contention backoff: claiming cannot help when a worker is descheduled in the middle of a chunk
-// it already started (a busy host: 3 runnable threads on 2 cores); the caller then waits up to a
-// scheduler time slice. The caller measures, per multi-thread region, how long it waited for
-// others after its own work (wait_done, SharedPhases::wait) against the region's length; when it
-// waited for more than half of a region of at least kStallMin, the next regions run on the
-// caller alone: 8 of them, doubling on each repeat up to 256, back to 8 after a region that ran
-// cleanly. A busy host then costs one slow region in hundreds, and a freed one gets its threads
-// back within that many regions. Results do not change: they are the same for any thread count.
-//
 // Determinism: the split of [0, n) is a pure function of (n, min_per_task, threads), every chunk
 // runs with FTZ/DAZ on, and callers give chunks disjoint outputs, so results are bitwise
 // identical for any thread count.
@@ -75,11 +66,9 @@ namespace {
 // True on pool workers always, and on a calling thread while it runs a parallel region: a
 // parallel_for issued there runs serially instead of deadlocking on the region lock.
 thread_local bool t_in_region = false;
-// The calling thread of the current multi-thread region, and the time it waited there for other
-// threads (SharedPhases::wait adds to it): the contention backoff's measurement.
+// The calling thread of the current multi-thread region.
 thread_local bool t_region_caller = false;
 thread_local bool t_workers_awake = false;  // see fl::region_workers_were_awake
-thread_local int64_t t_caller_wait_ns = 0;
 
 // ---------------------------------------------------------------------------------------------
 // Denormal control. FTZ/DAZ is per thread (MXCSR on x86, FPCR on AArch64): workers set it once,
@@ -171,45 +160,15 @@ std::atomic<uint64_t> g_stat_signalled{0};   // workers handed a region
 std::atomic<uint64_t> g_stat_wakeups{0};     // times a worker left its wait with a new region
 std::atomic<uint64_t> g_stat_taken_over{0};  // chunks run by a thread other than their owner
 
-std::atomic<uint64_t> g_stat_backoffs{0};     // regions that made later ones run serially
-std::atomic<uint64_t> g_stat_serial{0};       // regions run on the caller alone by the backoff
 std::atomic<uint64_t> g_stat_called_here{0};  // late workers moved to the caller's CPU
 
-// The contention backoff (see the top of this file).
-constexpr int64_t kStallMinNs = 200000;  // a wait shorter than this is never contention
-constexpr int kBackoffFirst = 8, kBackoffMax = 256;
-std::atomic<bool> g_backoff_enabled{true};
-std::atomic<int> g_backoff_len{kBackoffFirst};  // serial regions after the next contended one
-std::atomic<int> g_serial_left{0};              // serial regions still to run
+// Test hook (run_next_regions_alone_for_tests): regions still to run on the caller alone.
+std::atomic<int> g_alone_left{0};
 
-int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-// True when the backoff says: run this region on the caller alone (and counts it).
-bool backoff_serial() {
-    if (g_serial_left.load(std::memory_order_relaxed) <= 0) return false;
-    if (!g_backoff_enabled.load(std::memory_order_relaxed)) return false;
-    if (g_serial_left.fetch_sub(1, std::memory_order_relaxed) <= 0) return false;  // raced
-    g_stat_serial.fetch_add(1, std::memory_order_relaxed);
-    return true;
-}
-
-// After a multi-thread region of `total_ns` in which the caller waited `wait_ns` for the others.
-void note_region(int64_t wait_ns, int64_t total_ns) {
-    if (!g_backoff_enabled.load(std::memory_order_relaxed)) return;
-    if (wait_ns >= kStallMinNs && 2 * wait_ns > total_ns) {
-        const int len = g_backoff_len.load(std::memory_order_relaxed);
-        g_serial_left.store(len, std::memory_order_relaxed);
-        g_backoff_len.store(std::min(2 * len, kBackoffMax), std::memory_order_relaxed);
-        g_stat_backoffs.fetch_add(1, std::memory_order_relaxed);
-    } else if (total_ns >= 2 * kStallMinNs) {
-        // A region long enough to have shown contention ran cleanly: back to the first length
-        // (a short region proves nothing, so it leaves the length alone).
-        g_backoff_len.store(kBackoffFirst, std::memory_order_relaxed);
-    }
+// True when the test hook says: run this region on the caller alone.
+bool alone_for_tests() {
+    if (g_alone_left.load(std::memory_order_relaxed) <= 0) return false;
+    return g_alone_left.fetch_sub(1, std::memory_order_relaxed) > 0;
 }
 
 std::atomic<bool> g_start_failed{false};        // the OS refused a worker at least once
@@ -301,8 +260,6 @@ class ThreadPool {
 
         t_in_region = true;
         t_region_caller = true;
-        t_caller_wait_ns = 0;
-        const int64_t start = now_ns();
         try {
             run_chunk(0, k, /*on_caller=*/true);
             take_over(0, gen, k, /*on_caller=*/true);
@@ -314,12 +271,9 @@ class ThreadPool {
             t_region_caller = false;
             throw;
         }
-        const int64_t waiting = now_ns();
         wait_done();
-        const int64_t end = now_ns();
         t_in_region = false;
         t_region_caller = false;
-        note_region(t_caller_wait_ns + (end - waiting), end - start);
     }
 
     // Runs claimed chunk i of the current region and counts it done.
@@ -707,7 +661,7 @@ void set_num_threads(int n) {
 void parallel_region(int max_threads, void (*fn)(void*, int, int), void* ctx) {
     FlushDenormalsScope ftz;
     const int k = std::min(max_threads, num_threads());
-    if (t_in_region || k <= 1 || backoff_serial()) {
+    if (t_in_region || k <= 1 || alone_for_tests()) {
         fn(ctx, 0, 1);
         return;
     }
@@ -748,7 +702,7 @@ void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, in
         return;
     }
     const int64_t k = std::min<int64_t>(num_threads(), n / min_per_task);
-    if (k <= 1 || backoff_serial()) {
+    if (k <= 1 || alone_for_tests()) {
         fn(ctx, 0, n);
         return;
     }
@@ -764,8 +718,6 @@ void call_late_workers_here() {
 PoolStats pool_stats() {
     PoolStats s;
     s.regions = g_stat_regions.load(std::memory_order_relaxed);
-    s.backoffs = g_stat_backoffs.load(std::memory_order_relaxed);
-    s.serial_by_backoff = g_stat_serial.load(std::memory_order_relaxed);
     s.late_workers_called = g_stat_called_here.load(std::memory_order_relaxed);
     s.workers_signalled = g_stat_signalled.load(std::memory_order_relaxed);
     s.worker_wakeups = g_stat_wakeups.load(std::memory_order_relaxed);
@@ -836,12 +788,6 @@ bool SharedPhases::finished(int64_t phase) const {
 
 void SharedPhases::wait(int64_t phase) {
     if (finished(phase)) return;
-    struct Timed {  // the caller's wait counts for the contention backoff
-        int64_t start = t_region_caller ? now_ns() : 0;
-        ~Timed() {
-            if (start) t_caller_wait_ns += now_ns() - start;
-        }
-    } timed;
     auto passed = [&] { return finished(phase); };
     if (spin_until(passed, /*yield=*/true)) return;
     std::unique_lock<std::mutex> lk(m_);
@@ -878,16 +824,8 @@ bool GuidedRuns::claim(int64_t* begin, int64_t* end) {
     return true;
 }
 
-void set_contention_backoff(bool on) {
-    g_backoff_enabled.store(on, std::memory_order_relaxed);
-    if (!on) g_serial_left.store(0, std::memory_order_relaxed);
-    g_backoff_len.store(kBackoffFirst, std::memory_order_relaxed);
+void run_next_regions_alone_for_tests(int n) {
+    g_alone_left.store(std::max(0, n), std::memory_order_relaxed);
 }
-
-bool contention_backoff() { return g_backoff_enabled.load(std::memory_order_relaxed); }
-
-void note_region_for_tests(int64_t wait_ns, int64_t total_ns) { note_region(wait_ns, total_ns); }
-
-int backoff_serial_left() { return std::max(0, g_serial_left.load(std::memory_order_relaxed)); }
 
 }  // namespace fl

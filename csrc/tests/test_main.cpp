@@ -1029,11 +1029,6 @@ int main(int argc, char** argv) {
         }
     }
 
-    // The pool's contention backoff would send regions to the caller alone after one that
-    // waited on a descheduled worker: on a loaded machine the pool tests below would then see
-    // fewer regions than they ran. tests/test_thread_pool.py tests the backoff.
-    fl::set_contention_backoff(false);
-
     if (expect_isa) {
         // A run per ISA is registered for every ISA built (CMakeLists.txt); on a CPU without
         // this one, the run reports itself skipped to ctest (exit 77) instead of passing.

@@ -155,9 +155,7 @@ void test_gru_gates(const GateKernels& k) {
 void test_units_split_runs_each_block_once() {
     using namespace fl::rnn_detail;
     const int saved = fl::num_threads();
-    const bool backoff = fl::contention_backoff();
     fl::set_num_threads(2);
-    fl::set_contention_backoff(false);
     const int64_t u = 192, nq = unit_blocks(u);
     float h[1], h2[1];
     int64_t delayed_runs = 0;
@@ -214,7 +212,6 @@ void test_units_split_runs_each_block_once() {
     FLT_CHECK_MSG(fl::units_split_closes_for_tests() - closes_before >= delayed_runs / 2,
                   "%d closes in %d delayed runs",
                   int(fl::units_split_closes_for_tests() - closes_before), int(delayed_runs));
-    fl::set_contention_backoff(backoff);
     fl::set_num_threads(saved);
 }
 

@@ -61,7 +61,10 @@ def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
 def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
-    backoffs, serial_by_backoff, late_workers_called."""
+    late_workers_called."""
+
+def _debug_run_next_regions_alone(n: int) -> None:
+    """Test hook: the next n parallel regions run on the calling thread alone."""
 
 def _debug_units_split_close_at(step: int) -> None:
     """Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the

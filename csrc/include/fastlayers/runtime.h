@@ -181,23 +181,14 @@ struct PoolStats {
     uint64_t workers_signalled = 0;  // workers handed a region (k-1 for a region of k chunks)
     uint64_t worker_wakeups = 0;     // times a worker left its wait with a new region
     uint64_t chunks_taken_over = 0;  // chunks (or tids) run by a thread other than their own
-    uint64_t backoffs = 0;           // contended regions that sent later regions to the caller
-    uint64_t serial_by_backoff = 0;  // regions the contention backoff ran on the caller alone
     uint64_t late_workers_called = 0;  // workers call_late_workers_here moved (see there)
 };
 PoolStats pool_stats();
 
-// The contention backoff (csrc/runtime/threadpool.cpp, docs/architecture.md §7): when the
-// caller of a multi-thread region waited for the other threads for more than half of it (and at
-// least 0.2 ms: a worker descheduled by a busy host), the next regions run on the caller alone
-// (8, doubling on repeats up to 256). On by default; off, every region uses the pool. Results
-// are the same either way (they do not depend on the thread count).
-void set_contention_backoff(bool on);
-bool contention_backoff();
-// Test hooks: feed the backoff one region's measurement (the caller waited wait_ns of a region
-// of total_ns), and read how many regions it will still run serially.
-void note_region_for_tests(int64_t wait_ns, int64_t total_ns);
-int backoff_serial_left();
+// Test hook: the next n regions (parallel_region, parallel_for) run on the calling thread alone,
+// as a region started inside a region does (nthreads == 1), whatever num_threads() says. The
+// results must not change (tests/test_thread_pool.py).
+void run_next_regions_alone_for_tests(int n);
 
 // Runs fn(ctx, tid, nthreads) once on each of nthreads threads *at the same time*: the caller is
 // tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the
