@@ -259,7 +259,8 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
 // walking all k rows of a narrow column strip, at a stride of ldb, measured 2x slower: every
 // row a new page for the prefetchers), and C is stored once per band instead of once per step
 // (a store per FMA halved the speed). Each C element is the same FMA chain as in the packed
-// kernels, only stored between bands (a float store is exact).
+// kernels, only stored between bands (a float store is exact). A C of one tile skips the bands
+// (see fl_gemm_rowb_f32_avx2).
 #define FL_ROWB_KB 8
 
 FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64_t p0,
@@ -269,16 +270,16 @@ FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64
     for (int64_t j = 0; j < n; j += 8 * NV) {
         const int64_t cols = n - j < 8 * NV ? n - j : 8 * NV;
         const int full = cols == 8 * NV;
-        __m256i mask[4];
-        FL_GEMM_UNROLL(4)
+        __m256i mask[8];
+        FL_GEMM_UNROLL(8)
         for (int v = 0; v < NV; ++v) {
             const int64_t r = cols - 8 * v;
             mask[v] = gemm_lane_mask_avx2(r < 0 ? 0 : (r > 8 ? 8 : r));
         }
-        __m256 acc[4][4];
+        __m256 acc[4][8];
         FL_GEMM_UNROLL(4)
         for (int i = 0; i < MR; ++i) {
-            FL_GEMM_UNROLL(4)
+            FL_GEMM_UNROLL(8)
             for (int v = 0; v < NV; ++v) {
                 const float* src = !first ? c + i * ldc + j + 8 * v : (bias ? bias + j + 8 * v : 0);
                 acc[i][v] = src == 0 ? _mm256_setzero_ps()
@@ -288,20 +289,20 @@ FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64
         }
         for (int64_t p = p0; p < p0 + kb; ++p) {
             const float* bp = b + p * ldb + j;
-            __m256 bv[4];
-            FL_GEMM_UNROLL(4)
+            __m256 bv[8];
+            FL_GEMM_UNROLL(8)
             for (int v = 0; v < NV; ++v)
                 bv[v] = full ? _mm256_loadu_ps(bp + 8 * v) : _mm256_maskload_ps(bp + 8 * v, mask[v]);
             FL_GEMM_UNROLL(4)
             for (int i = 0; i < MR; ++i) {
                 const __m256 ai = _mm256_broadcast_ss(a + i * lda + p);
-                FL_GEMM_UNROLL(4)
+                FL_GEMM_UNROLL(8)
                 for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
             }
         }
         FL_GEMM_UNROLL(4)
         for (int i = 0; i < MR; ++i) {
-            FL_GEMM_UNROLL(4)
+            FL_GEMM_UNROLL(8)
             for (int v = 0; v < NV; ++v) {
                 if (full) {
                     _mm256_storeu_ps(c + i * ldc + j + 8 * v, acc[i][v]);
@@ -317,15 +318,39 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
                            const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                            int64_t ldc) {
     if (n <= 0 || m <= 0) return;
-    if (k > 0 && m <= 4 && n <= (m == 1 ? 32 : 16)) {
-        // One tile holds all of C: it stays in registers for all of k. Stored and reloaded
-        // every band, the masked store and the masked load of the same line do not forward,
-        // and x (1, 8192) @ W (8192, 2) took 3x its FMA chain's latency.
+    // One tile holds all of C (up to 4 rows x 64, 32, 24 or 16 columns): it stays in registers
+    // for all of k, with 8 or 9 independent chains, and B is read once, row after row. Stored
+    // and reloaded every band, the masked store and the masked load of the same line do not
+    // forward, and x (1, 8192) @ W (8192, 2) took 3x its FMA chain's latency; for one row
+    // against 64 columns of short rows (decode attention's P.V, T = 1, Dv = 64: k = 256 keys
+    // in L2) the band round trips made it 1.65x slower (2-vCPU Zen 3, thread CPU time, best of
+    // 200). Several whole-k tiles per row group, each walking all of B's rows for its columns,
+    // were 1.1-1.8x faster than the bands with B in L2 but slower streaming from memory (B1 H8
+    // T4 S4096 decode: 2.2-3.8 ms against 1.8-2.2), so wider C keeps the bands.
+    if (k > 0 && m <= 4 && n <= (m == 1 ? 64 : m == 2 ? 32 : m == 3 ? 24 : 16)) {
         const int first = !load_c;
         switch (m) {
-            case 1: gemm_rowb_band_avx2(1, 4, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
-            case 2: gemm_rowb_band_avx2(2, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
-            case 3: gemm_rowb_band_avx2(3, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
+            case 1:
+                if (n > 32) {
+                    gemm_rowb_band_avx2(1, 8, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
+                } else {
+                    gemm_rowb_band_avx2(1, 4, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
+                }
+                break;
+            case 2:
+                if (n > 16) {
+                    gemm_rowb_band_avx2(2, 4, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
+                } else {
+                    gemm_rowb_band_avx2(2, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
+                }
+                break;
+            case 3:
+                if (n > 16) {
+                    gemm_rowb_band_avx2(3, 3, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
+                } else {
+                    gemm_rowb_band_avx2(3, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
+                }
+                break;
             default: gemm_rowb_band_avx2(4, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
         }
         return;
