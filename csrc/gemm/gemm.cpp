@@ -159,10 +159,11 @@ void pack_a_block(const float* a, int64_t lda, int64_t i0, int64_t i1, int64_t p
             kernels().pack_t16(src, lda, mr, kc, dst);
             dst += pitch * kc;
         } else {
-            for (int64_t i = 0; i < mr; ++i) {
-                float* d = dst + i;
-                for (int64_t p = 0; p < kc; ++p) d[p * mr] = src[i * lda + p];
-            }
+            // Column by column: the writes are sequential, the mr rows mr read streams. Row by
+            // row (every write mr floats after the last) it took 5.7 % of the samples of a
+            // 1024^3 product on AVX2 (Zen 3), this order 2.9 % (6 rows unrolled: no better).
+            for (int64_t p = 0; p < kc; ++p)
+                for (int64_t i = 0; i < mr; ++i) dst[p * mr + i] = src[i * lda + p];
             dst += mr * kc;
         }
         ic += mr;
