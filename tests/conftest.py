@@ -62,6 +62,18 @@ def cpp_serves(fn, *args, **kwargs) -> bool:
     return True
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _contention_backoff_off():
+    """The thread pool's units-split backoff (docs/architecture.md §7) sends LSTM/GRU units
+    splits to the calling thread alone after one where the caller waited on a descheduled
+    worker: on a loaded test machine it would quietly turn multi-thread tests into
+    single-thread ones. The suite runs with it off; tests/test_thread_pool.py turns it on where
+    it tests it."""
+    if _backend._core is not None:
+        _backend._core.set_contention_backoff(False)
+    yield
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -213,6 +213,124 @@ def test_regions_sent_to_the_caller_alone(restore_threads, run_alone):
     assert _stats()["regions"] == before["regions"] + 1
 
 
+# ------------------------------------------------------------------ units-split backoff
+
+
+@pytest.fixture
+def backoff_on():
+    core = _backend._core
+    core.set_contention_backoff(True)  # also resets the length to 8 and clears pending ones
+    yield core
+    core.set_contention_backoff(False)  # the suite runs with it off (conftest.py)
+
+
+def test_backoff_decisions(backoff_on):
+    """The rule, fed measurements directly (deterministic): a wait >= 0.2 ms over half the
+    units split backs off 8 units splits, doubling while contention repeats, at most 64; a
+    clean one of >= 0.4 ms resets the length, a shorter one proves nothing."""
+    note = backoff_on._debug_note_region
+    ms = 1_000_000
+    assert note(ms // 10, ms // 5) == 0  # 0.1 ms: under the floor
+    assert note(ms, 3 * ms) == 0  # a third of the region: not contention
+    assert note(ms, ms + 1) == 8
+    assert note(ms, ms + 1) == 16
+    assert note(3 * ms, 4 * ms) == 32
+    for want in (64, 64):
+        assert note(ms, ms) == want
+    assert note(0, ms // 10) == 64  # a short clean region: the length stays
+    assert note(0, ms) == 64  # counts are untouched by a clean region ...
+    assert note(ms, ms) == 8  # ... but the next contention starts again at 8
+    backoff_on.set_contention_backoff(False)
+    assert note(ms, ms) == 0  # off: no decision
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_backoff_runs_the_next_units_splits_alone(cell, rng, restore_threads, backoff_on):
+    """After a contended units split the next 8 run on the caller alone (the same bits), then
+    the pool again; plain regions meanwhile still use the pool."""
+    core = backoff_on
+    call, one = _units_split_case(cell, rng, 12)
+    assert core._debug_note_region(1_000_000, 1_000_000) == 8
+    before = _stats()
+    assert core._debug_parallel_for(2)[0] == 2  # a plain region: on the pool, not counted
+    assert _stats()["regions"] == before["regions"] + 1
+    assert _stats()["serial_by_backoff"] == before["serial_by_backoff"]
+    for i in range(8):
+        np.testing.assert_array_equal(call(), one, err_msg=str(i))
+    after = _stats()
+    # (The calls' other regions, such as packing the weights, are not units splits.)
+    assert after["serial_by_backoff"] == before["serial_by_backoff"] + 8
+    np.testing.assert_array_equal(call(), one)  # the pool again
+    assert _stats()["serial_by_backoff"] == after["serial_by_backoff"]
+
+
+def test_a_units_split_sent_alone_keeps_its_projection_on_the_caller(rng, restore_threads,
+                                                                     backoff_on):
+    """A units split the backoff sends to the caller alone runs its input projection's GEMM
+    on the caller too (fl::RunAloneScope): no region of the call uses the pool (on it, the
+    worker met the same busy core). The layer holds its weights packed, so its call has no
+    other region."""
+    core = backoff_on
+    layer = fl.layers.LSTM(192, return_sequences=True)
+    x = randn(rng, 1, 12, 64)
+    fl.set_num_threads(1)
+    one = layer(x)
+    fl.set_num_threads(2)
+    before = _stats()
+    pooled = layer(x)
+    assert _stats()["regions"] > before["regions"]
+    assert core._debug_note_region(1_000_000, 1_000_000) == 8
+    before = _stats()
+    alone = layer(x)
+    assert _stats()["serial_by_backoff"] == before["serial_by_backoff"] + 1
+    assert _stats()["regions"] == before["regions"]
+    np.testing.assert_array_equal(pooled, one)
+    np.testing.assert_array_equal(alone, one)
+
+
+def test_a_stalled_units_split_triggers_the_backoff(restore_threads, backoff_on):
+    """End to end: a worker that stalls 20 ms inside a SharedPhases phase while the caller
+    waits is contention. A loaded machine can delay the worker's start so that the caller's
+    wait is under half of the region; so a few attempts, of which one must count."""
+    core = backoff_on
+    fl.set_num_threads(2)
+    before = _stats()["backoffs"]
+    for _ in range(5):
+        assert core._debug_stalled_region(20_000, True)  # the stalled item ran on the worker
+        if _stats()["backoffs"] > before:
+            break
+        core.set_contention_backoff(True)
+    assert _stats()["backoffs"] > before
+
+
+def test_a_stalled_plain_region_does_not_back_off(restore_threads, backoff_on):
+    """A parallel_for whose worker stalls 20 ms while the caller waits triggers nothing: plain
+    regions neither trigger the backoff nor follow it (claiming serves them better)."""
+    core = backoff_on
+    fl.set_num_threads(2)
+    before = _stats()
+    for _ in range(3):
+        assert core._debug_stalled_region(20_000, False)
+    after = _stats()
+    assert after["backoffs"] == before["backoffs"]
+    assert after["regions"] == before["regions"] + 3
+
+
+def test_backoff_off_keeps_every_units_split_on_the_pool(restore_threads):
+    core = _backend._core
+    assert core.contention_backoff() is False  # the suite's setting (conftest.py)
+    fl.set_num_threads(2)
+    before = _stats()
+    assert core._debug_stalled_region(5000, True)
+    core._debug_parallel_for(2)
+    after = _stats()
+    assert after["backoffs"] == before["backoffs"]
+    assert after["serial_by_backoff"] == before["serial_by_backoff"]
+    assert after["regions"] == before["regions"] + 2
+    with pytest.raises(TypeError, match="bool"):
+        core.set_contention_backoff(1)
+
+
 def _units_split_case(cell, rng, steps):
     """An LSTM or GRU call that 2 threads split by units (batch 1, U 192), its arguments, and
     its result on 1 thread."""

@@ -108,11 +108,39 @@ void bind_runtime(py::module_& m) {
             d["worker_wakeups"] = s.worker_wakeups;
             d["chunks_taken_over"] = s.chunks_taken_over;
             d["late_workers_called"] = s.late_workers_called;
+            d["backoffs"] = s.backoffs;
+            d["serial_by_backoff"] = s.serial_by_backoff;
             return d;
         },
         "Counters of the thread pool since the process started: regions (run on more than one "
         "thread), workers_signalled, worker_wakeups, chunks_taken_over, "
-        "late_workers_called (late workers moved onto the caller's CPU).");
+        "late_workers_called (late workers moved onto the caller's CPU), backoffs (contended "
+        "LSTM/GRU units splits), serial_by_backoff (units splits the backoff ran on the caller "
+        "alone).");
+    m.def(
+        "set_contention_backoff",
+        [](const py::handle& on) {
+            if (!PyBool_Check(on.ptr()))
+                throw py::type_error("set_contention_backoff: on must be a bool, got " +
+                                     type_name(on));
+            set_contention_backoff(on.ptr() == Py_True);
+        },
+        py::arg("on"),
+        "Turn the units-split backoff on (the default) or off: after an LSTM/GRU units split in "
+        "which the caller waited for the other threads for more than half of it (a worker "
+        "descheduled by a busy host), the next units splits run on the calling thread alone "
+        "(docs/architecture.md §7). Results do not depend on it.");
+    m.def("contention_backoff", [] { return contention_backoff(); },
+          "Whether the units-split backoff is on.");
+    m.def(
+        "_debug_note_region",
+        [](int64_t wait_ns, int64_t total_ns) {
+            note_region_for_tests(wait_ns, total_ns);
+            return backoff_serial_left();
+        },
+        py::arg("wait_ns"), py::arg("total_ns"),
+        "Test hook: the backoff's decision for a units split of total_ns in which the caller "
+        "waited wait_ns; returns the units splits it will now run on the caller alone.");
     m.def(
         "_debug_run_next_regions_alone",
         [](int n) { run_next_regions_alone_for_tests(n); }, py::arg("n"),
@@ -138,6 +166,56 @@ void bind_runtime(py::module_& m) {
         },
         py::arg("n"),
         "Test hook: a parallel_for of n one-item chunks; returns (chunks run, distinct threads).");
+    m.def(
+        "_debug_stalled_region",
+        [](int64_t stall_us, bool phases) {
+            // A 2-thread region whose second part runs on a worker that then stalls for stall_us
+            // while the caller, done with its own, waits: what a descheduled worker looks like
+            // to the caller. With phases, the two parts are the two items of one SharedPhases
+            // phase (a units split), else the two chunks of a parallel_for. Returns whether the
+            // stalled part ran on a worker (it always should: the caller's part waits up to
+            // 10 s for it to start before it returns).
+            std::atomic<int> started{0};
+            std::atomic<bool> on_worker{false};
+            const std::thread::id caller = std::this_thread::get_id();
+            const auto wait_start = [&] {
+                const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                while (!started.load() && std::chrono::steady_clock::now() < until)
+                    std::this_thread::yield();
+            };
+            const auto stall = [&] {
+                started.store(1);
+                on_worker.store(std::this_thread::get_id() != caller);
+                std::this_thread::sleep_for(std::chrono::microseconds(stall_us));
+            };
+            py::gil_scoped_release release;
+            if (phases) {
+                SharedPhases work({1, 1});
+                parallel_region(2, [&](int tid, int nth) {
+                    if (nth < 2) return;
+                    int share = 0;
+                    int64_t item = 0, mine = 0;
+                    while (work.claim(tid, 0, &share, &item)) {
+                        if (share == 0) wait_start();
+                        else stall();
+                        ++mine;
+                    }
+                    work.done(0, mine);
+                    if (tid == 0) work.wait(0);
+                });
+            } else {
+                parallel_for(2, 1, [&](int64_t begin, int64_t end) {
+                    if (end - begin == 2) return;  // one thread: no region
+                    if (begin == 0) wait_start();
+                    else stall();
+                });
+            }
+            return on_worker.load();
+        },
+        py::arg("stall_us"), py::arg("phases"),
+        "Test hook: a region in which a worker stalls stall_us while the caller waits for it "
+        "(phases: in a SharedPhases phase, as in a units split; else a parallel_for); returns "
+        "whether the stalled part ran on a worker.");
     m.def("default_num_threads", &default_num_threads,
           "Number of CPUs this process may run on (the default thread count).");
     m.def(

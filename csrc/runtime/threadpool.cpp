@@ -19,6 +19,17 @@
 // num_threads() to match and leaves a one-time report for the Python bindings (a worker never
 // calls into Python).
 //
+// Units-split backoff: in an LSTM/GRU units split the threads share every step (SharedPhases),
+// and a partner descheduled in the middle of a step's item holds the caller until its CPU is
+// back, step after step. The caller measures, per such region, how long it waited for the others
+// (SharedPhases::wait, and wait_done after its own work) against the region's length; when it
+// waited for more than half of a region of at least kStallMin, the next units splits run on the
+// caller alone (the LSTM/GRU drivers ask units_split_backoff() before each): 8 of them, doubling
+// on each repeat up to 64, back to 8 after a units split that ran cleanly. Other regions neither
+// trigger it nor follow it: there, claiming lets the caller take over whatever a late thread has
+// not started (docs/architecture.md §7 has the measurements). Results do not change: they are
+// the same for any thread count.
+//
 // Determinism: the split of [0, n) is a pure function of (n, min_per_task, threads), every chunk
 // runs with FTZ/DAZ on, and callers give chunks disjoint outputs, so results are bitwise
 // identical for any thread count.
@@ -66,9 +77,14 @@ namespace {
 // True on pool workers always, and on a calling thread while it runs a parallel region: a
 // parallel_for issued there runs serially instead of deadlocking on the region lock.
 thread_local bool t_in_region = false;
-// The calling thread of the current multi-thread region.
+// Set by fl::RunAloneScope: regions started on this thread run on it alone.
+thread_local bool t_alone = false;
+// The calling thread of the current multi-thread region; whether it waited in SharedPhases there
+// (a units split) and for how long: the units-split backoff's measurement.
 thread_local bool t_region_caller = false;
 thread_local bool t_workers_awake = false;  // see fl::region_workers_were_awake
+thread_local bool t_region_phases = false;
+thread_local int64_t t_caller_wait_ns = 0;
 
 // ---------------------------------------------------------------------------------------------
 // Denormal control. FTZ/DAZ is per thread (MXCSR on x86, FPCR on AArch64): workers set it once,
@@ -161,6 +177,36 @@ std::atomic<uint64_t> g_stat_wakeups{0};     // times a worker left its wait wit
 std::atomic<uint64_t> g_stat_taken_over{0};  // chunks run by a thread other than their owner
 
 std::atomic<uint64_t> g_stat_called_here{0};  // late workers moved to the caller's CPU
+std::atomic<uint64_t> g_stat_backoffs{0};     // contended units splits
+std::atomic<uint64_t> g_stat_serial{0};       // units splits the backoff ran on the caller alone
+
+// The units-split backoff (see the top of this file).
+constexpr int64_t kStallMinNs = 200000;  // a wait shorter than this is never contention
+constexpr int kBackoffFirst = 8, kBackoffMax = 64;
+std::atomic<bool> g_backoff_enabled{true};
+std::atomic<int> g_backoff_len{kBackoffFirst};  // units splits alone after the next contended one
+std::atomic<int> g_serial_left{0};              // units splits still to run alone
+
+int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// After a units split of `total_ns` in which the caller waited `wait_ns` for the others.
+void note_region(int64_t wait_ns, int64_t total_ns) {
+    if (!g_backoff_enabled.load(std::memory_order_relaxed)) return;
+    if (wait_ns >= kStallMinNs && 2 * wait_ns > total_ns) {
+        const int len = g_backoff_len.load(std::memory_order_relaxed);
+        g_serial_left.store(len, std::memory_order_relaxed);
+        g_backoff_len.store(std::min(2 * len, kBackoffMax), std::memory_order_relaxed);
+        g_stat_backoffs.fetch_add(1, std::memory_order_relaxed);
+    } else if (total_ns >= 2 * kStallMinNs) {
+        // Long enough to have shown contention, and clean: back to the first length (a short
+        // region proves nothing, so it leaves the length alone).
+        g_backoff_len.store(kBackoffFirst, std::memory_order_relaxed);
+    }
+}
 
 // Test hook (run_next_regions_alone_for_tests): regions still to run on the caller alone.
 std::atomic<int> g_alone_left{0};
@@ -260,6 +306,9 @@ class ThreadPool {
 
         t_in_region = true;
         t_region_caller = true;
+        t_region_phases = false;
+        t_caller_wait_ns = 0;
+        const int64_t start = now_ns();
         try {
             run_chunk(0, k, /*on_caller=*/true);
             take_over(0, gen, k, /*on_caller=*/true);
@@ -271,9 +320,12 @@ class ThreadPool {
             t_region_caller = false;
             throw;
         }
+        const int64_t waiting = now_ns();
         wait_done();
+        const int64_t end = now_ns();
         t_in_region = false;
         t_region_caller = false;
+        if (t_region_phases) note_region(t_caller_wait_ns + (end - waiting), end - start);
     }
 
     // Runs claimed chunk i of the current region and counts it done.
@@ -661,7 +713,7 @@ void set_num_threads(int n) {
 void parallel_region(int max_threads, void (*fn)(void*, int, int), void* ctx) {
     FlushDenormalsScope ftz;
     const int k = std::min(max_threads, num_threads());
-    if (t_in_region || k <= 1 || alone_for_tests()) {
+    if (t_in_region || t_alone || k <= 1 || alone_for_tests()) {
         fn(ctx, 0, 1);
         return;
     }
@@ -697,7 +749,8 @@ void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, in
     if (n <= 0) return;
     min_per_task = std::max<int64_t>(min_per_task, 1);
     FlushDenormalsScope ftz;
-    if (t_in_region) {  // nested inside a chunk: the pool is busy with our parent region
+    // Nested inside a chunk (the pool is busy with our parent region), or in a RunAloneScope.
+    if (t_in_region || t_alone) {
         fn(ctx, 0, n);
         return;
     }
@@ -715,9 +768,25 @@ void call_late_workers_here() {
     if (t_region_caller) pool_instance()->call_here();
 }
 
+RunAloneScope::RunAloneScope(bool on) : prev_(t_alone) {
+    if (on) t_alone = true;
+}
+
+RunAloneScope::~RunAloneScope() { t_alone = prev_; }
+
+bool units_split_backoff() {
+    if (g_serial_left.load(std::memory_order_relaxed) <= 0) return false;
+    if (!g_backoff_enabled.load(std::memory_order_relaxed)) return false;
+    if (g_serial_left.fetch_sub(1, std::memory_order_relaxed) <= 0) return false;  // raced
+    g_stat_serial.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
 PoolStats pool_stats() {
     PoolStats s;
     s.regions = g_stat_regions.load(std::memory_order_relaxed);
+    s.backoffs = g_stat_backoffs.load(std::memory_order_relaxed);
+    s.serial_by_backoff = g_stat_serial.load(std::memory_order_relaxed);
     s.late_workers_called = g_stat_called_here.load(std::memory_order_relaxed);
     s.workers_signalled = g_stat_signalled.load(std::memory_order_relaxed);
     s.worker_wakeups = g_stat_wakeups.load(std::memory_order_relaxed);
@@ -787,7 +856,14 @@ bool SharedPhases::finished(int64_t phase) const {
 }
 
 void SharedPhases::wait(int64_t phase) {
+    if (t_region_caller) t_region_phases = true;  // a units split: the backoff judges it
     if (finished(phase)) return;
+    struct Timed {  // the caller's wait counts for the units-split backoff
+        int64_t start = t_region_caller ? now_ns() : 0;
+        ~Timed() {
+            if (start) t_caller_wait_ns += now_ns() - start;
+        }
+    } timed;
     auto passed = [&] { return finished(phase); };
     if (spin_until(passed, /*yield=*/true)) return;
     std::unique_lock<std::mutex> lk(m_);
@@ -823,6 +899,18 @@ bool GuidedRuns::claim(int64_t* begin, int64_t* end) {
     *end = p + len;
     return true;
 }
+
+void set_contention_backoff(bool on) {
+    g_backoff_enabled.store(on, std::memory_order_relaxed);
+    if (!on) g_serial_left.store(0, std::memory_order_relaxed);
+    g_backoff_len.store(kBackoffFirst, std::memory_order_relaxed);
+}
+
+bool contention_backoff() { return g_backoff_enabled.load(std::memory_order_relaxed); }
+
+void note_region_for_tests(int64_t wait_ns, int64_t total_ns) { note_region(wait_ns, total_ns); }
+
+int backoff_serial_left() { return std::max(0, g_serial_left.load(std::memory_order_relaxed)); }
 
 void run_next_regions_alone_for_tests(int n) {
     g_alone_left.store(std::max(0, n), std::memory_order_relaxed);

@@ -61,7 +61,7 @@ def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
 def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
-    late_workers_called."""
+    late_workers_called, backoffs, serial_by_backoff."""
 
 def _debug_run_next_regions_alone(n: int) -> None:
     """Test hook: the next n parallel regions run on the calling thread alone."""

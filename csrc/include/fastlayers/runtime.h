@@ -182,8 +182,39 @@ struct PoolStats {
     uint64_t worker_wakeups = 0;     // times a worker left its wait with a new region
     uint64_t chunks_taken_over = 0;  // chunks (or tids) run by a thread other than their own
     uint64_t late_workers_called = 0;  // workers call_late_workers_here moved (see there)
+    uint64_t backoffs = 0;           // contended units splits that sent later ones to the caller
+    uint64_t serial_by_backoff = 0;  // units splits the backoff ran on the caller alone
 };
 PoolStats pool_stats();
+
+// The units-split backoff (csrc/runtime/threadpool.cpp, docs/architecture.md §7): when the
+// caller of an LSTM/GRU units split (a region whose threads share its steps through
+// SharedPhases) waited for the others for more than half of it, and at least 0.2 ms (a worker
+// descheduled by a busy host), the next units splits run on the caller alone (8, doubling on
+// repeats up to 64). units_split_backoff() is asked by the drivers before each units split:
+// true means run this one alone (and counts it). Other regions neither trigger it nor follow
+// it. On by default; results are the same either way (they do not depend on the thread count).
+bool units_split_backoff();
+// While an object built with on = true lives, parallel_for and parallel_region called on this
+// thread run on it alone, as if nested in a region. The LSTM/GRU drivers hold one around a units
+// split the backoff sends to the caller alone, so that the input projection's GEMM inside it
+// stays on the caller too (on the pool, its worker met the same busy core).
+class RunAloneScope {
+  public:
+    explicit RunAloneScope(bool on);
+    ~RunAloneScope();
+    RunAloneScope(const RunAloneScope&) = delete;
+    RunAloneScope& operator=(const RunAloneScope&) = delete;
+
+  private:
+    bool prev_;
+};
+void set_contention_backoff(bool on);
+bool contention_backoff();
+// Test hooks: feed the backoff one units split's measurement (the caller waited wait_ns of a
+// region of total_ns), and read how many units splits it will still run alone.
+void note_region_for_tests(int64_t wait_ns, int64_t total_ns);
+int backoff_serial_left();
 
 // Test hook: the next n regions (parallel_region, parallel_for) run on the calling thread alone,
 // as a region started inside a region does (nthreads == 1), whatever num_threads() says. The
