@@ -329,30 +329,16 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
     // T4 S4096 decode: 2.2-3.8 ms against 1.8-2.2), so wider C keeps the bands.
     if (k > 0 && m <= 4 && n <= (m == 1 ? 64 : m == 2 ? 32 : m == 3 ? 24 : 16)) {
         const int first = !load_c;
-        switch (m) {
-            case 1:
-                if (n > 32) {
-                    gemm_rowb_band_avx2(1, 8, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
-                } else {
-                    gemm_rowb_band_avx2(1, 4, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
-                }
-                break;
-            case 2:
-                if (n > 16) {
-                    gemm_rowb_band_avx2(2, 4, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
-                } else {
-                    gemm_rowb_band_avx2(2, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
-                }
-                break;
-            case 3:
-                if (n > 16) {
-                    gemm_rowb_band_avx2(3, 3, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
-                } else {
-                    gemm_rowb_band_avx2(3, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc);
-                }
-                break;
-            default: gemm_rowb_band_avx2(4, 2, n, 0, k, a, lda, b, ldb, bias, first, c, ldc); break;
-        }
+#define FL_ROWB_WHOLE(MR, NV) \
+    gemm_rowb_band_avx2(MR, NV, n, 0, k, a, lda, b, ldb, bias, first, c, ldc)
+        if (m == 1 && n > 32) FL_ROWB_WHOLE(1, 8);
+        else if (m == 1) FL_ROWB_WHOLE(1, 4);
+        else if (m == 2 && n > 16) FL_ROWB_WHOLE(2, 4);
+        else if (m == 2) FL_ROWB_WHOLE(2, 2);
+        else if (m == 3 && n > 16) FL_ROWB_WHOLE(3, 3);
+        else if (m == 3) FL_ROWB_WHOLE(3, 2);
+        else FL_ROWB_WHOLE(4, 2);
+#undef FL_ROWB_WHOLE
         return;
     }
     // Bands outside, row groups inside: a band of B (kRowbKB rows of the driver's column block)
