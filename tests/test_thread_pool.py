@@ -219,7 +219,8 @@ def test_regions_sent_to_the_caller_alone(restore_threads, run_alone):
 @pytest.fixture
 def backoff_on():
     core = _backend._core
-    core.set_contention_backoff(True)  # also resets the length to 8 and clears pending ones
+    # Resets the length to 8; none is pending (turning it off, as the suite runs, clears them).
+    core.set_contention_backoff(True)
     yield core
     core.set_contention_backoff(False)  # the suite runs with it off (conftest.py)
 
@@ -277,7 +278,9 @@ def test_a_units_split_sent_alone_keeps_its_projection_on_the_caller(rng, restor
     one = layer(x)
     fl.set_num_threads(2)
     before = _stats()
+    core.set_contention_backoff(False)  # a loaded machine could make this call back off itself
     pooled = layer(x)
+    core.set_contention_backoff(True)  # a fresh length: 8, none pending
     assert _stats()["regions"] > before["regions"]
     assert core._debug_note_region(1_000_000, 1_000_000) == 8
     before = _stats()
