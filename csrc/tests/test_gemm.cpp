@@ -675,16 +675,21 @@ using GemmRowbFn = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, co
 // read past column n - 1 of the last row faults), NaN in B's row padding, sentinels around C.
 void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
     const int64_t ms[] = {1, 2, 3, 4, 5, 8, 9};
-    const int64_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129};
+    // n: each side of every whole-k tile limit (AVX2: 1 x 64 with 8 vectors from 33, 2 x 32
+    // with 4 from 17, 3 x 24 with 3 from 17, 4 x 16) and of the vectors; 40: whole vectors
+    // then fully masked ones. ldb: just past n, and far (B's rows on different pages).
+    const int64_t ns[] = {1,  2,  7,  8,  9,  15, 16, 17,  23,  24,  25,  31,
+                          32, 33, 40, 63, 64, 65, 100, 127, 128, 129};
     const int64_t ks[] = {0, 1, 5, 64, 129};
     std::mt19937 rng(17);
     int cases = 0;
     for (int64_t m : ms)
         for (int64_t n : ns)
             for (int64_t k : ks)
-                for (int mode = 0; mode < 3; ++mode) {
+                for (int mode = 0; mode < 4; ++mode) {
                     if (fltest::case_failures() > 20) return;
-                    const int64_t lda = k + 2, ldb = n + 3, ldc = n + 5;
+                    if (mode == 3 && (k == 0 || k == 129)) continue;  // far ldb: a few k
+                    const int64_t lda = k + 2, ldb = mode == 3 ? n + 4099 : n + 3, ldc = n + 5;
                     std::vector<float> a(static_cast<size_t>(m * lda + 1), kNaN);
                     for (int64_t i = 0; i < m; ++i)
                         for (int64_t p = 0; p < k; ++p) a[i * lda + p] = uniform(rng);
@@ -698,13 +703,15 @@ void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
                     for (int64_t i = 0; i < m; ++i)
                         for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = uniform(rng);
                     const std::vector<float> before(cbuf);
-                    fn(m, n, k, a.data(), lda, b.data(), ldb, mode == 1 ? bias.data() : nullptr,
+                    // mode 0: C = A.B, 1: bias + A.B, 2: C += A.B, 3: bias + A.B, far ldb
+                    const bool with_bias = mode == 1 || mode == 3;
+                    fn(m, n, k, a.data(), lda, b.data(), ldb, with_bias ? bias.data() : nullptr,
                        mode == 2, c, ldc);
                     for (int64_t i = 0; i < m; ++i)
                         for (int64_t j = 0; j < n; ++j) {
                             const float init = mode == 0   ? 0.0f
-                                               : mode == 1 ? bias[j]
-                                                           : before[(i + 1) * ldc + 2 + j];
+                                               : mode == 2 ? before[(i + 1) * ldc + 2 + j]
+                                                           : bias[j];
                             const float want = chain(init, a.data() + i * lda, 1, b.data() + j, ldb, k);
                             FLT_CHECK_MSG(fltest::float_bits(c[i * ldc + j]) == fltest::float_bits(want),
                                           "%s rowb m=%" PRId64 " n=%" PRId64 " k=%" PRId64
