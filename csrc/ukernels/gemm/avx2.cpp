@@ -289,6 +289,20 @@ FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64
         }
         for (int64_t p = p0; p < p0 + kb; ++p) {
             const float* bp = b + p * ldb + j;
+            if (MR == 1) {
+                // One row: each vector of B next to its FMA. Loaded all at once (below), the
+                // masked loads of a partial 1 x 8 tile (no FMA takes one as its memory operand)
+                // kept 8 vectors live beside 8 accumulators and the masks, and GCC spilled 6 of
+                // them to the stack and back every step.
+                const __m256 a0 = _mm256_broadcast_ss(a + p);
+                FL_GEMM_UNROLL(8)
+                for (int v = 0; v < NV; ++v) {
+                    const __m256 bv = full ? _mm256_loadu_ps(bp + 8 * v)
+                                           : _mm256_maskload_ps(bp + 8 * v, mask[v]);
+                    acc[0][v] = _mm256_fmadd_ps(a0, bv, acc[0][v]);
+                }
+                continue;
+            }
             __m256 bv[8];
             FL_GEMM_UNROLL(8)
             for (int v = 0; v < NV; ++v)
@@ -319,8 +333,8 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
                            int64_t ldc) {
     if (n <= 0 || m <= 0) return;
     // One tile holds all of C (up to 4 rows x 64, 32, 24 or 16 columns): it stays in registers
-    // for all of k, with 8 or 9 independent chains, and B is read once, row after row. Stored
-    // and reloaded every band, the masked store and the masked load of the same line do not
+    // for all of k, with up to 8 or 9 independent chains, and B is read once, row after row.
+    // Stored and reloaded every band, the masked store and the masked load of the same line do not
     // forward, and x (1, 8192) @ W (8192, 2) took 3x its FMA chain's latency; for one row
     // against 64 columns of short rows (decode attention's P.V, T = 1, Dv = 64: k = 256 keys
     // in L2) the band round trips made it 1.65x slower (2-vCPU Zen 3, thread CPU time, best of
