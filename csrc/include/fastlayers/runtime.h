@@ -110,7 +110,8 @@ void set_num_threads(int n);
 // chunk (including on the calling thread, restored afterwards), again so that results do not
 // depend on which thread computed them. A parallel_for issued from inside a chunk of a
 // multi-threaded region runs serially on that thread (one that ran as a single chunk holds no
-// pool resources, so a parallel_for inside it may still use the pool). Regions issued
+// pool resources, so a parallel_for inside it may still use the pool, unless a RunAloneScope
+// is in force on that thread: then every region it issues runs on it alone). Regions issued
 // concurrently from several threads are serialized.
 // fn must not throw (use the template overload below for callables that may).
 void parallel_for(int64_t n, int64_t min_per_task,
@@ -223,14 +224,15 @@ void run_next_regions_alone_for_tests(int n);
 
 // Runs fn(ctx, tid, nthreads) once on each of nthreads threads *at the same time*: the caller is
 // tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the
-// OS refused to create threads; 1 when called from inside a parallel region, then on the calling
-// thread alone). Because every tid has a thread of its own, the threads may wait for each other
-// (SpinBarrier). Tids are claimed like parallel_for chunks: a thread whose own tid has returned
-// runs any tid whose worker has not started it yet (never tid 0, which the caller holds), so a
-// body that does not wait for the others is never held up by a late worker. Bodies that meet at
-// a barrier are never taken over: no tid returns before every tid has reached the barrier. Work that must not wait for a
-// descheduled partner claims its pieces through SharedPhases instead of meeting at a barrier (the
-// LSTM/GRU unit split). FTZ/DAZ as in parallel_for. fn must not throw.
+// OS refused to create threads; 1 when called from inside a parallel region or a RunAloneScope,
+// then on the calling thread alone). Because every tid has a thread of its own, the threads may
+// wait for each other (SpinBarrier). Tids are claimed like parallel_for chunks: a thread whose own
+// tid has returned runs any tid whose worker has not started it yet (never tid 0, which the caller
+// holds), so a body that does not wait for the others is never held up by a late worker. Bodies
+// that meet at a barrier are never taken over: no tid returns before every tid has reached the
+// barrier. Work that must not wait for a descheduled partner claims its pieces through SharedPhases
+// instead of meeting at a barrier (the LSTM/GRU unit split). FTZ/DAZ as in parallel_for. fn must
+// not throw.
 void parallel_region(int max_threads, void (*fn)(void* ctx, int tid, int nthreads), void* ctx);
 
 // On the caller of a multi-thread region, inside it: whether every worker the region signalled
