@@ -191,22 +191,16 @@ def test_busy_core_benchmark_runs(capsys, restore_threads):
 # ------------------------------------------------------------- regions on the caller alone
 
 
-@pytest.fixture
-def run_alone():
-    """The test hook that sends the next regions to the calling thread alone (nthreads == 1),
-    as a region started inside a region does, or one whose thread count was lowered by another
-    Python thread after the op planned its split."""
+def test_regions_sent_to_the_caller_alone(restore_threads):
+    """In a RunAloneScope (here through the test hook) every region runs on the calling
+    thread alone (nthreads == 1), as a region started inside a region does; outside it, the
+    pool again."""
     core = _backend._core
-    yield core._debug_run_next_regions_alone
-    core._debug_run_next_regions_alone(0)
-
-
-def test_regions_sent_to_the_caller_alone(restore_threads, run_alone):
     fl.set_num_threads(2)
-    run_alone(3)
     before = _stats()
     for i in range(3):
-        assert _backend._core._debug_parallel_for(2) == (1, 1), i  # one call, on the caller
+        # One call, on the caller.
+        assert core._debug_run_alone(lambda: core._debug_parallel_for(2)) == (1, 1), i
     assert _stats()["regions"] == before["regions"]
     # The pool again (whether the worker or the caller runs chunk 1 depends on who is first).
     assert _backend._core._debug_parallel_for(2)[0] == 2
@@ -348,15 +342,13 @@ def _units_split_case(cell, rng, steps):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threads, run_alone):
+def test_recurrent_units_split_run_alone_keeps_its_bits(cell, rng, restore_threads):
     """A units split planned for 2 threads whose region runs on the caller alone (nthreads ==
     1) takes the one-thread walk: the same bits as on the pool and on 1 thread."""
     call, one = _units_split_case(cell, rng, 40)
     pooled = call()
-    run_alone(1000)
     regions = _stats()["regions"]
-    alone = call()
-    run_alone(0)
+    alone = _backend._core._debug_run_alone(call)
     assert _stats()["regions"] == regions  # no region used the pool
     np.testing.assert_array_equal(pooled, one)
     np.testing.assert_array_equal(alone, one)
@@ -436,15 +428,14 @@ def test_recurrent_units_split_with_a_busy_core_keeps_its_bits(cell, rng, restor
         busy.wait()
 
 
-def test_results_keep_their_bits_on_the_caller_alone(rng, restore_threads, run_alone):
+def test_results_keep_their_bits_on_the_caller_alone(rng, restore_threads):
     fl.set_num_threads(2)
     x, k = randn(rng, 256, 512), randn(rng, 512, 512)
     regions = _stats()["regions"]
     want = fl.dense(x, k)  # on the pool
     assert _stats()["regions"] > regions
-    run_alone(1000)
     regions = _stats()["regions"]
-    got = fl.dense(x, k)  # on the caller alone
+    got = _backend._core._debug_run_alone(lambda: fl.dense(x, k))  # on the caller alone
     assert _stats()["regions"] == regions
     np.testing.assert_array_equal(got, want)
 

@@ -142,10 +142,15 @@ void bind_runtime(py::module_& m) {
         "Test hook: the backoff's decision for a units split of total_ns in which the caller "
         "waited wait_ns; returns the units splits it will now run on the caller alone.");
     m.def(
-        "_debug_run_next_regions_alone",
-        [](int n) { run_next_regions_alone_for_tests(n); }, py::arg("n"),
-        "Test hook: the next n parallel regions run on the calling thread alone (as a region "
-        "started inside a region does), whatever the thread count; results must not change.");
+        "_debug_run_alone",
+        [](const py::function& fn) {
+            const RunAloneScope alone(true);
+            return fn();
+        },
+        py::arg("fn"),
+        "Test hook: calls fn() with a RunAloneScope on this thread, so every region the ops "
+        "inside start runs on this thread alone (nthreads == 1), as in a units split the "
+        "backoff sends to the caller; returns fn's result, which must not change.");
     m.def(
         "_debug_parallel_for",
         [](int64_t n) {

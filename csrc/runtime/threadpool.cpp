@@ -209,15 +209,6 @@ void note_region(int64_t wait_ns, int64_t total_ns) {
     }
 }
 
-// Test hook (run_next_regions_alone_for_tests): regions still to run on the caller alone.
-std::atomic<int> g_alone_left{0};
-
-// True when the test hook says: run this region on the caller alone.
-bool alone_for_tests() {
-    if (g_alone_left.load(std::memory_order_relaxed) <= 0) return false;
-    return g_alone_left.fetch_sub(1, std::memory_order_relaxed) > 0;
-}
-
 std::atomic<bool> g_start_failed{false};        // the OS refused a worker at least once
 std::atomic<bool> g_start_warning_pending{false};  // ... and nobody has taken the report yet
 std::mutex g_start_warning_mu;
@@ -714,7 +705,7 @@ void set_num_threads(int n) {
 void parallel_region(int max_threads, void (*fn)(void*, int, int), void* ctx) {
     FlushDenormalsScope ftz;
     const int k = std::min(max_threads, num_threads());
-    if (t_in_region || t_alone || k <= 1 || alone_for_tests()) {
+    if (t_in_region || t_alone || k <= 1) {
         fn(ctx, 0, 1);
         return;
     }
@@ -756,7 +747,7 @@ void parallel_for(int64_t n, int64_t min_per_task, void (*fn)(void*, int64_t, in
         return;
     }
     const int64_t k = std::min<int64_t>(num_threads(), n / min_per_task);
-    if (k <= 1 || alone_for_tests()) {
+    if (k <= 1) {
         fn(ctx, 0, n);
         return;
     }
@@ -912,9 +903,5 @@ bool contention_backoff() { return g_backoff_enabled.load(std::memory_order_rela
 void note_region_for_tests(int64_t wait_ns, int64_t total_ns) { note_region(wait_ns, total_ns); }
 
 int backoff_serial_left() { return std::max(0, g_serial_left.load(std::memory_order_relaxed)); }
-
-void run_next_regions_alone_for_tests(int n) {
-    g_alone_left.store(std::max(0, n), std::memory_order_relaxed);
-}
 
 }  // namespace fl

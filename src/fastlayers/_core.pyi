@@ -4,7 +4,7 @@ Array arguments must already be float32, C-contiguous, aligned and in native byt
 order (fastlayers/_validation.py converts them); the core never copies silently.
 """
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -63,8 +63,8 @@ def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
     late_workers_called, backoffs, serial_by_backoff."""
 
-def _debug_run_next_regions_alone(n: int) -> None:
-    """Test hook: the next n parallel regions run on the calling thread alone."""
+def _debug_run_alone(fn: Callable[[], Any]) -> Any:
+    """Test hook: calls fn() with every parallel region it starts run on this thread alone."""
 
 def _debug_units_split_close_at(step: int) -> None:
     """Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the

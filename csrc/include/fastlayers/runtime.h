@@ -217,11 +217,6 @@ bool contention_backoff();
 void note_region_for_tests(int64_t wait_ns, int64_t total_ns);
 int backoff_serial_left();
 
-// Test hook: the next n regions (parallel_region, parallel_for) run on the calling thread alone,
-// as a region started inside a region does (nthreads == 1), whatever num_threads() says. The
-// results must not change (tests/test_thread_pool.py).
-void run_next_regions_alone_for_tests(int n);
-
 // Runs fn(ctx, tid, nthreads) once on each of nthreads threads *at the same time*: the caller is
 // tid 0, pool workers are 1..nthreads-1, nthreads = min(max_threads, num_threads()) (fewer if the
 // OS refused to create threads; 1 when called from inside a parallel region or a RunAloneScope,
