@@ -205,6 +205,13 @@ def test_regions_sent_to_the_caller_alone(restore_threads):
     # The pool again (whether the worker or the caller runs chunk 1 depends on who is first).
     assert _backend._core._debug_parallel_for(2)[0] == 2
     assert _stats()["regions"] == before["regions"] + 1
+    # Nested scopes, and a scope left by an exception, restore the flag.
+    inner = lambda: core._debug_run_alone(lambda: core._debug_parallel_for(2))  # noqa: E731
+    assert core._debug_run_alone(inner) == (1, 1)
+    with pytest.raises(ZeroDivisionError):
+        core._debug_run_alone(lambda: 1 / 0)
+    assert core._debug_parallel_for(2)[0] == 2
+    assert _stats()["regions"] == before["regions"] + 2
 
 
 # ------------------------------------------------------------------ units-split backoff
