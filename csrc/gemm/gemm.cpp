@@ -330,7 +330,7 @@ void pack_task(void* ctx, int64_t begin, int64_t end) {
 
 namespace {
 
-// Few rows: B is read in place (KernelTable::gemm_rowb), streamed once in bands of 8 rows, each
+// Few rows: B is read in place (KernelTable::gemm_rowb), streamed once in bands of rows, each
 // thread over its own blocks of columns: up to 1024 wide (long runs of B's rows in address
 // order, a band in L1) while the C block stays under kRowbCFloats (L2). Packing B costs about as
 // much as the product with tens of rows (it reads and writes all of B, into a fresh buffer whose
@@ -344,7 +344,7 @@ void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const f
                       int64_t ldb, const float* bias, float* c, int64_t ldc, Epilogue ep) {
     const KernelTable& kt = kernels();
     const int64_t threads = std::max<int64_t>(1, num_threads());
-    // Column block: a band of 8 rows of B (<= 32 KiB) stays in L1, the C block in L2.
+    // Column block: a band of B (the kernel's: at most 32 KiB) stays in L1, the C block in L2.
     const int64_t cap = std::max<int64_t>(64, std::min<int64_t>(1024, kRowbCFloats / m) / 64 * 64);
     // Columns [n0, n0 + w) of rows [i0, i1).
     const auto block = [&](int64_t i0, int64_t i1, int64_t n0, int64_t w) {

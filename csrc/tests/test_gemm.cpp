@@ -680,7 +680,7 @@ void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
     // then fully masked ones. ldb: just past n, and far (B's rows on different pages).
     const int64_t ns[] = {1,  2,  7,  8,  9,  15, 16, 17,  23,  24,  25,  31,
                           32, 33, 40, 63, 64, 65, 100, 127, 128, 129};
-    const int64_t ks[] = {0, 1, 5, 64, 129};
+    const int64_t ks[] = {0, 1, 5, 64, 129, 300};  // bands: 8 rows of B for n >= 512, up to 256 for small n
     std::mt19937 rng(17);
     int cases = 0;
     for (int64_t m : ms)

@@ -252,16 +252,26 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
     }
 }
 
-// GEMM with a row-major B (contract in ukernels.h). B is swept in bands of kRowbKB rows: for
-// each band and group of MR rows, tiles of MR rows x NV vectors of 8 columns go left to right,
-// each loading its C tile (or its init on the first band), running the band's kRowbKB steps in
-// registers and storing it back. So B is read once, as kRowbKB sequential row streams (a tile
-// walking all k rows of a narrow column strip, at a stride of ldb, measured 2x slower: every
-// row a new page for the prefetchers), and C is stored once per band instead of once per step
-// (a store per FMA halved the speed). Each C element is the same FMA chain as in the packed
-// kernels, only stored between bands (a float store is exact). A C of one tile skips the bands
-// (see fl_gemm_rowb_f32_avx2).
+// GEMM with a row-major B (contract in ukernels.h). B is swept in bands of rows: for each band
+// and group of MR rows, tiles of MR rows x NV vectors of 8 columns go left to right, each loading
+// its C tile (or its init on the first band), running the band's steps in registers and storing
+// it back. So B is read once, as sequential row streams (a tile walking all k rows of a narrow
+// column strip, at a stride of ldb, measured 2x slower: every row a new page for the
+// prefetchers), and C is stored once per band instead of once per step (a store per FMA halved
+// the speed). Each C element is the same FMA chain as in the packed kernels, only stored between
+// bands (a float store is exact). A C of one tile skips the bands (see fl_gemm_rowb_f32_avx2).
+//
+// Band height (rowb_band_rows): 8 rows for n >= 512 (a band of up to 1024 columns, 32 KiB, in
+// L1), else as many rows as make 4096 floats (16 KiB), a multiple of 8, at most 256. With short
+// rows, 8-row bands stored and reloaded C every 8 FMAs: decode attention's P.V at T = 4, Dv = 64
+// (4 x 64 C, 256 keys in L2; C++ micro-benchmark, thread CPU time) ran 3.7 us in 8-row bands and
+// 1.75-1.9 us in 64-row ones (39K -> 22K instructions); streaming 8 MB of V, 364-372 us against
+// 325-332 us. Bands of 8192 floats measured the same as 4096, of 2048 slower.
 #define FL_ROWB_KB 8
+static inline int64_t rowb_band_rows(int64_t n) {
+    const int64_t r = (4096 / (n > 0 ? n : 1)) & ~int64_t{7};
+    return r < FL_ROWB_KB ? FL_ROWB_KB : r > 256 ? 256 : r;
+}
 
 FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64_t p0,
                                     int64_t kb, const float* a, int64_t lda, const float* b,
@@ -355,10 +365,11 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
 #undef FL_ROWB_WHOLE
         return;
     }
-    // Bands outside, row groups inside: a band of B (kRowbKB rows of the driver's column block)
+    // Bands outside, row groups inside: a band of B (rowb_band_rows of the driver's column block)
     // is read from memory once and reused from L1 by every group of 4 rows of A.
-    for (int64_t p0 = 0; p0 < k || (p0 == 0 && !load_c); p0 += FL_ROWB_KB) {
-        const int64_t kb = k - p0 < FL_ROWB_KB ? k - p0 : FL_ROWB_KB;  // 0 when k == 0
+    const int64_t band = rowb_band_rows(n);
+    for (int64_t p0 = 0; p0 < k || (p0 == 0 && !load_c); p0 += band) {
+        const int64_t kb = k - p0 < band ? k - p0 : band;  // 0 when k == 0
         const int first = p0 == 0 && !load_c;
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
             const float* ai = a + i0 * lda;
