@@ -517,7 +517,9 @@ float dot_chain(const float* a, const float* b, int64_t k) {
 void test_dot_rows_kernel(const DotIsa& ki) {
     const int64_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
     const int64_t ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 100, 256, 257};
-    const int64_t ks[] = {0, 1, 3, 8, 15, 16, 17, 31, 32, 33, 64, 65, 100};
+    // 24, 40: a tail of exactly 8 after whole blocks (the lanes 8-15 pass of the AVX2 2 x 4 tile
+    // then takes only fma(0, 0, acc)).
+    const int64_t ks[] = {0, 1, 3, 8, 15, 16, 17, 24, 31, 32, 33, 40, 64, 65, 100};
     std::mt19937 rng(4242);
     std::uniform_real_distribution<float> u(-2.0f, 2.0f);
     int64_t cases = 0;
@@ -613,6 +615,25 @@ void test_dot_rows_special(const DotIsa& ki) {
         FLT_CHECK(std::isnan(c[i * n + 8]));  // inf - inf
         FLT_CHECK(fltest::float_bits(c[i * n + 9]) == 0u);
         FLT_CHECK(std::isfinite(c[i * n + 10]));
+    }
+    // Signed zeros: every product is -1e-60, which rounds to -0, so a lane that only takes real
+    // products ends at -0, and a lane that also takes the tail's fma(0, 0, acc) ends at +0. The
+    // tree's sum is -0 only if all 16 lanes are -0: k a multiple of 16 gives -0, any other k +0.
+    for (int64_t kz : {8, 16, 24, 32, 40, 41}) {
+        for (int64_t mz : {1, 2, 3}) {
+            const int64_t nz = 5;
+            std::vector<float> az(static_cast<size_t>(mz * kz), 1e-30f);
+            std::vector<float> bz(static_cast<size_t>(nz * kz), -1e-30f);
+            std::vector<float> cz(static_cast<size_t>(mz * nz), kNaN);
+            ki.fn(mz, nz, kz, az.data(), kz, bz.data(), kz, cz.data(), nz);
+            const uint32_t want = kz % 16 == 0 ? 0x80000000u : 0u;
+            for (int64_t q = 0; q < mz * nz; ++q)
+                FLT_CHECK_MSG(fltest::float_bits(cz[q]) == want &&
+                                  fltest::float_bits(cz[q]) ==
+                                      fltest::float_bits(dot_chain(az.data(), bz.data(), kz)),
+                              "%s dot_rows signed zero m=%" PRId64 " k=%" PRId64 ": bits %08x",
+                              fl::isa_name(ki.isa), mz, kz, fltest::float_bits(cz[q]));
+        }
     }
 }
 

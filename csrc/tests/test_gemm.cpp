@@ -677,10 +677,12 @@ void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
     const int64_t ms[] = {1, 2, 3, 4, 5, 8, 9};
     // n: each side of every whole-k tile limit (AVX2: 1 x 64 with 8 vectors from 33, 2 x 32
     // with 4 from 17, 3 x 24 with 3 from 17, 4 x 16) and of the vectors; 40: whole vectors
-    // then fully masked ones. ldb: just past n, and far (B's rows on different pages).
+    // then fully masked ones; 300: 8-row bands (every n > 256). ldb: just past n, and far (B's
+    // rows on different pages). k = 300: several bands for every n, and more than the 256-row
+    // cap for n <= 16.
     const int64_t ns[] = {1,  2,  7,  8,  9,  15, 16, 17,  23,  24,  25,  31,
-                          32, 33, 40, 63, 64, 65, 100, 127, 128, 129};
-    const int64_t ks[] = {0, 1, 5, 64, 129, 300};  // bands: 8 rows of B for n >= 512, up to 256 for small n
+                          32, 33, 40, 63, 64, 65, 100, 127, 128, 129, 300};
+    const int64_t ks[] = {0, 1, 5, 64, 129, 300};
     std::mt19937 rng(17);
     int cases = 0;
     for (int64_t m : ms)

@@ -84,7 +84,7 @@ FL_DOT_AI __m128 dot4_avx2(const float* a0, const float* a1, const float* a2, co
                           _mm256_add_ps(lo3, hi3));
 }
 
-// The contract's tree (h = 4, 2, 1) for eight 16-lane sums u0..u7, each given as w = lanes 0-7 +
+// The contract's tree (h = 4, 2, 1) for eight 16-lane sums u0..u7, each given as its lanes 0-7 +
 // lanes 8-15 (the h = 8 step, done by the caller), every addition with the lower lane first.
 // Returns [u0 u2 u4 u6 | u1 u3 u5 u7]: the caller passes its outputs o0..o7 as
 // u = (o0, o4, o1, o5, o2, o6, o3, o7), so that the result is [o0 o1 o2 o3 | o4 o5 o6 o7].
@@ -127,7 +127,9 @@ FL_DOT_AI void dot_pass2x4_avx2(const float* a0, const float* a1, const float* c
             acc[j] = _mm256_fmadd_ps(x0, y, acc[j]);
             acc[4 + j] = _mm256_fmadd_ps(x1, y, acc[4 + j]);
         }
-    } else if (tail > 0) {
+    } else if (OFF == 8 && tail > 0) {
+        // The hi lanes of a last block of at most 8: all past k, they take fma(0, 0, acc) as the
+        // contract says. Not removable: it turns a -0 lane into +0 (see test_dot_rows_special).
         const __m256 z = _mm256_setzero_ps();
         for (int q = 0; q < 8; ++q) acc[q] = _mm256_fmadd_ps(z, z, acc[q]);
     }
@@ -142,16 +144,14 @@ FL_DOT_AI void dot_pass2x4_avx2(const float* a0, const float* a1, const float* c
 // tiles before, which read each key once per pair (instructions per output: 27.6 -> 25.8).
 FL_DOT_AI void dot_tile2x4_avx2(const float* a, int64_t lda, const float* const* bj, int64_t w,
                                 int64_t full, int64_t tail, float* c, int64_t ldc) {
-    alignas(32) float lo[8 * 8];
-    __m256 acc[8];
-    dot_pass2x4_avx2<0>(a, a + lda, bj, full, tail, acc);
-    for (int q = 0; q < 8; ++q) _mm256_store_ps(lo + 8 * q, acc[q]);
-    dot_pass2x4_avx2<8>(a, a + lda, bj, full, tail, acc);
+    __m256 lo[8], hi[8];
+    dot_pass2x4_avx2<0>(a, a + lda, bj, full, tail, lo);
+    dot_pass2x4_avx2<8>(a, a + lda, bj, full, tail, hi);
     // h = 8, in the order dot_tree8 wants: u = (o0, o4, o1, o5, o2, o6, o3, o7).
     __m256 u[8];
     for (int q = 0; q < 4; ++q) {
-        u[2 * q] = _mm256_add_ps(_mm256_load_ps(lo + 8 * q), acc[q]);
-        u[2 * q + 1] = _mm256_add_ps(_mm256_load_ps(lo + 8 * (q + 4)), acc[q + 4]);
+        u[2 * q] = _mm256_add_ps(lo[q], hi[q]);
+        u[2 * q + 1] = _mm256_add_ps(lo[q + 4], hi[q + 4]);
     }
     const __m256 r = dot_tree8_avx2(u);  // [row 0: keys 0..3 | row 1: keys 0..3]
     if (w == 4) {

@@ -261,16 +261,17 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
 // the speed). Each C element is the same FMA chain as in the packed kernels, only stored between
 // bands (a float store is exact). A C of one tile skips the bands (see fl_gemm_rowb_f32_avx2).
 //
-// Band height (rowb_band_rows): 8 rows for n >= 512 (a band of up to 1024 columns, 32 KiB, in
-// L1), else as many rows as make 4096 floats (16 KiB), a multiple of 8, at most 256. With short
-// rows, 8-row bands stored and reloaded C every 8 FMAs: decode attention's P.V at T = 4, Dv = 64
-// (4 x 64 C, 256 keys in L2; C++ micro-benchmark, thread CPU time) ran 3.7 us in 8-row bands and
-// 1.75-1.9 us in 64-row ones (39K -> 22K instructions); streaming 8 MB of V, 364-372 us against
-// 325-332 us. Bands of 8192 floats measured the same as 4096, of 2048 slower.
-#define FL_ROWB_KB 8
+// Band height (rowb_band_rows): as many rows as make kRowbBandFloats (16 KiB) of B, rounded down
+// to a multiple of 8, between 8 and 256 rows; so 8 rows for every n > 256 (up to 32 KiB of a
+// 1024-column block in L1) and more for narrow B. With short rows, 8-row bands stored and
+// reloaded C every 8 FMAs: decode attention's P.V at T = 4, Dv = 64 (a 4 x 64 C over 256 keys
+// in L2; C++ micro-benchmark, thread CPU time) took 3.7 us in 8-row bands and 1.75-1.9 us in
+// 64-row ones (39K -> 22K instructions); streaming 8 MB of V, 8-row bands 364-372 us, 64-row
+// bands 325-332 us. Bands of 32 KiB measured the same as 16 KiB, of 8 KiB slower.
+static const int64_t kRowbMinRows = 8, kRowbMaxRows = 256, kRowbBandFloats = 4096;
 static inline int64_t rowb_band_rows(int64_t n) {
-    const int64_t r = (4096 / (n > 0 ? n : 1)) & ~int64_t{7};
-    return r < FL_ROWB_KB ? FL_ROWB_KB : r > 256 ? 256 : r;
+    const int64_t r = (kRowbBandFloats / (n > 0 ? n : 1)) / 8 * 8;
+    return r < kRowbMinRows ? kRowbMinRows : r > kRowbMaxRows ? kRowbMaxRows : r;
 }
 
 FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64_t p0,
