@@ -5,9 +5,10 @@
 //
 // Loop nest per thread, over its own rows [m0, m1) and columns [n0, n1) (BLIS's five loops,
 // reordered because B is packed once, ahead of time, and A is not):
-//   for ic0 in M by MC             A block MC x KC (packed, see below) stays in L2
+//   for ic0 in M by MC             A block MC x KC (packed, see below), in L2 if it fits
 //     for pc in K by KC
 //       for jc in N by NC          B block KC x NC streams from L3 into L2, once per ic0
+//                                  (MC, KC, NC from the L2 size: default_config, n_block)
 //         for ic in MC by MR       micro-kernel: MR rows x NC columns x KC; its MR x KC slice
 //                                  of A stays in L1 while 16-wide B panels stream from L2
 //                                  (MR = KernelTable::gemm_mr: 6, 14 on AVX-512; remainders
@@ -74,29 +75,44 @@ int64_t l2_cache_bytes() {
 // guest: 32 KiB L1d, 1 MiB L2): KC = 512, MC = 240, NC = 256 ran 1024^3 and 2048^3 at 100-106
 // GFLOP/s on one core, against 89-100 with BLIS's Zen 3 values KC = 256, MC = 144; larger
 // blocks mean fewer C round trips (K/KC) and fewer B re-reads from L3 (M/MC). NC = 128..1024
-// made little difference; 256 keeps the B block (KC x NC = 512 KiB) within L2. With a smaller
-// L2 (512 KiB on Zen 2/3 and many Intel cores) the A block would not fit, so there we keep
-// BLIS's Zen 3 choice KC = 256, MC = 144. Swept on a Zen 3 guest (512 KiB L2, 1024^3, one
-// core, thread CPU time, configurations interleaved, 15 rounds): KC 256..512 x MC 144..240 at
-// NC 256 all gave 91-92 GFLOP/s (90 % of the core's peak), NC 512 or 1024 2-3 % less; the
-// kernel, not the blocking, sets the rate there.
+// made little difference; 256 keeps the B block (KC x NC = 512 KiB) within L2.
 // MC is a multiple of the kernel's row block (KernelTable::gemm_mr): 240 with 6-row blocks,
 // 238 with the 14-row AVX-512 blocks. For those (Zen 5, 48 KiB L1d, 1 MiB L2) a sweep of
 // KC = 256..1024, MC = 112..1022, NC = 128..1024 on 1024^3 stayed within the noise of the
 // shared machine (160-193 GFLOP/s per core by thread CPU time; the 14 x 512 A micro-panel
 // stays in L1 and the B block in L2 as before; only KC = 256 was consistently lower, by
 // 5-10%), so the same KC and NC apply.
+// With a smaller L2 (512 KiB on Zen 2/3 and many Intel cores) the B block must shrink. Every K
+// block after the first starts each C tile's chains from C itself, which by then has left L2
+// (an MC x N strip of C is larger than it), and the kernel's FMAs wait on those loads. So there
+// K is blocked as little as the L1 allows (KC up to 1024: a 6 x 1024 A micro-panel is 24 KiB)
+// and N is blocked instead, NC = 256 KiB of B / KC' (64 columns at K >= 1024, 256 at K <= 256).
+// Measured on a Zen 3 guest (512 KiB L2), one core, thread CPU time, in one process with the
+// blockings alternating (16-30 rounds; median of the per-round time ratios, lower quartile in
+// brackets), against KC = 256, MC = 144, NC = 256: 1024^3 1.05-1.06x (1.04), 2048^3 1.04x
+// (1.02), 256 x 1024 x 1024 1.04x (1.04) and 1.06x on 2 threads, 64 x 784 x 512 1.05x (1.04),
+// 64 x 512 x 2048 1.03x (1.02). NC = 64 also for K = 64 measured 0.95x on 3200 x 64 x 512,
+// hence NC from the B block, not fixed. MC = 24..144 measured alike at 1024^3; MC = 48 lost 17 %
+// at 2048^3 (B, 16 MiB, re-read from L3 for every MC rows), so MC stays 144.
 GemmConfig default_config() {
     const int64_t l2 = l2_cache_bytes();
     const int64_t mr = kernels().gemm_mr;
     GemmConfig c;
     const bool big_l2 = l2 >= (int64_t(1) << 20);
-    c.kc = big_l2 ? 512 : 256;
+    c.kc = big_l2 ? 512 : 1024;
     c.mc = std::max<int64_t>(1, (big_l2 ? 240 : 144) / mr) * mr;
     c.nc = 256;
+    c.b_block_floats = big_l2 ? 512 * 256 : 65536;  // 512 KiB, 256 KiB
     c.pack_a = true;
     c.min_macs_per_task = int64_t(1) << 16;
     return c;
+}
+
+int64_t n_block(const GemmConfig& cfg, int64_t k) {
+    const int64_t nc = std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
+    const int64_t rows = std::max<int64_t>(1, std::min(k, std::max<int64_t>(cfg.kc, 1)));
+    const int64_t fit = cfg.b_block_floats / rows / kGemmNR * kGemmNR;
+    return std::max<int64_t>(kGemmNR, std::min(nc, fit));
 }
 
 GemmConfig& config() {
@@ -125,6 +141,7 @@ struct GemmJob {
     GemmKernel kernel;
     int64_t mr;  // rows per register block (KernelTable::gemm_mr)
     int64_t kc, nc, mc;
+    int64_t nc_max;  // the configured N block before n_block narrows it for a long K
     bool pack_a;
     bool split_n;
     int64_t unit;  // rows (split_n false) or columns (split_n true) per unit of the split
@@ -183,10 +200,11 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
     const bool one_row_block = m1 - m0 <= j.mr;
     const int64_t kc_step = one_row_block ? j.k : j.kc;
     const int64_t nc_step = one_row_block ? n1 - n0 : j.nc;
-    // Pack A when its block is reused over several N blocks: the copy then costs ~16/N of
-    // the work, and a contiguous block cannot alias in L1/L2 (lda = 2048 floats put every row
-    // of A in the same cache sets).
-    const bool pack_a = j.pack_a && !one_row_block && n1 - n0 > nc_step;
+    // Pack A when its block is reused over more than nc_max columns (several N blocks): the copy
+    // then costs ~16/N of the work, and a contiguous block cannot alias in L1/L2 (lda = 2048
+    // floats put every row of A in the same cache sets). (nc_max, not the N block: with a small
+    // L2 and a long K the N block is 64, and packing for every N over 64 was not measured.)
+    const bool pack_a = j.pack_a && !one_row_block && n1 - n0 > j.nc_max;
     const int64_t pitch = a_panel_pitch(j.mr);
     // Blocks of an MC block: at most mc/mr + 1 (block_rows splits the last one in two).
     const int64_t a_floats =
@@ -279,7 +297,8 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
     j.kernel = kernels().gemm;
     j.mr = kernels().gemm_mr;
     j.kc = std::max<int64_t>(cfg.kc, 1);
-    j.nc = std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
+    j.nc = gemm_detail::n_block(cfg, k);
+    j.nc_max = std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
     j.mc = std::max<int64_t>(cfg.mc / j.mr, 1) * j.mr;
     j.pack_a = cfg.pack_a;
 

@@ -10,15 +10,20 @@ namespace fl {
 namespace gemm_detail {
 
 struct GemmConfig {
-    int64_t kc;                 // K block (floats of a panel row block kept hot per pass)
-    int64_t nc;                 // N block (multiple of 16): kc x nc of B stays in L2
+    int64_t kc;                 // K block, at most (floats of a panel row block kept hot per pass)
+    int64_t nc;                 // N block, at most (multiple of 16)
+    int64_t b_block_floats;     // the B block KC' x NC' that stays in L2 (see n_block)
     int64_t mc;                 // M block (rounded to the kernel's row block, 6 or 14)
-    bool pack_a;                // pack A blocks that are reused over several N blocks
+    bool pack_a;                // pack A blocks that are reused over more than nc columns
     int64_t min_macs_per_task;  // below this much work per thread, fewer threads
 };
 
 GemmConfig& config();
 GemmConfig default_config();
+
+// The N block of a product with inner size k: the widest multiple of 16 columns, at most
+// cfg.nc (and at least 16), whose B block (min(k, kc) rows) fits in cfg.b_block_floats.
+int64_t n_block(const GemmConfig& cfg, int64_t k);
 
 }  // namespace gemm_detail
 }  // namespace fl

@@ -560,15 +560,42 @@ void test_gemm_driver_default_blocking() {
 void test_gemm_driver_block_boundaries() {
     const fl::gemm_detail::GemmConfig cfg = fl::gemm_detail::config();
     const int64_t mc = cfg.mc, kc = cfg.kc, nc = cfg.nc;
-    std::printf("  blocking: MC=%" PRId64 " KC=%" PRId64 " NC=%" PRId64 "\n", mc, kc, nc);
+    // The N block of a product with K >= KC (narrower than NC when the L2 is small).
+    const int64_t nb = fl::gemm_detail::n_block(cfg, kc);
+    std::printf("  blocking: MC=%" PRId64 " KC=%" PRId64 " NC=%" PRId64 " (%" PRId64
+                " at K >= KC)\n",
+                mc, kc, nc, nb);
     uint32_t seed = 3000;
     for (const DriverCase& dc :
          {DriverCase{mc - 1, nc + 1, kc + 1}, DriverCase{mc, nc, kc},
           DriverCase{mc + 1, nc - 1, kc - 1}, DriverCase{2 * mc + 7, 2 * nc + 16, 2 * kc + 3},
-          DriverCase{mc + 5, 3 * nc + 1, 5}}) {
+          DriverCase{mc + 5, 3 * nc + 1, 5}, DriverCase{13, nb + 1, kc},
+          DriverCase{mc + 1, 2 * nb - 1, kc + 1}, DriverCase{7, nc + 16, kc - 1}}) {
         check_driver_case(dc, true, test_act, seed++);
         if (fltest::case_failures() > 20) return;
     }
+}
+
+// n_block: the widest multiple of 16 columns up to NC whose min(K, KC) x NC block of B fits in
+// b_block_floats, at least 16.
+void test_gemm_n_block() {
+    fl::gemm_detail::GemmConfig cfg{};
+    cfg.kc = 1024;
+    cfg.nc = 256;
+    cfg.b_block_floats = 65536;
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 1024) == 64);
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 4096) == 64);   // K blocked at KC
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 784) == 80);    // 65536 / 784 = 83.6
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 256) == 256);
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 64) == 256);    // at most NC
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 0) == 256);     // K = 0 still gets a block
+    cfg.b_block_floats = 100;
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 1024) == 16);   // at least one panel
+    cfg.b_block_floats = 512 * 256;
+    cfg.kc = 512;
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 2048) == 256);  // the 1 MiB L2 blocking: NC 256
+    cfg.nc = 40;
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 8) == 32);      // NC rounded down to panels
 }
 
 // A GEMM issued from inside a parallel region (as the conv and attention drivers will) runs
@@ -604,6 +631,8 @@ void test_gemm_driver_small_blocking() {
         for (int64_t nc : {16, 48}) {
             cfg.kc = kc;
             cfg.nc = nc;
+            // NC narrowed by the B block for every K past 2 (kc 7, 16: 32 and 16 columns), or not.
+            cfg.b_block_floats = nc == 48 ? 7 * 32 : saved.b_block_floats;
             cfg.min_macs_per_task = 1;
             for (const DriverCase& dc :
                  {DriverCase{1, 100, 20}, DriverCase{7, 33, 15}, DriverCase{19, 64, 16},
@@ -902,6 +931,7 @@ void register_gemm_tests() {
     add_case("gemm_driver_default_blocking", test_gemm_driver_default_blocking);
     add_case("gemm_driver_small_blocking", test_gemm_driver_small_blocking);
     add_case("gemm_driver_block_boundaries", test_gemm_driver_block_boundaries);
+    add_case("gemm_n_block", test_gemm_n_block);
     add_case("gemm_nested_in_parallel_region", test_gemm_nested_in_parallel_region);
     add_case("gemm_convenience_and_transposed_pack", test_gemm_convenience_and_transposed_pack);
     add_case("dense_forward", test_dense_forward);
