@@ -15,7 +15,8 @@
 //                                  are split as in block_rows)
 //           after the last K block: act() on the MR finished row segments (hot in L1)
 // A is packed (one k-major micro-panel per register block) only when its block is reused over
-// several NC blocks: the copy then costs ~16/N of the arithmetic and removes the cache-set
+// more than the configured NC (256) columns: the copy then costs ~16/N of the arithmetic and
+// removes the cache-set
 // aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread that owns a single row
 // block (small batches) skips K and N blocking altogether: B is used once, so blocking would
 // only add C round trips; the kernel then streams the weights once with the widest register
@@ -82,24 +83,27 @@ int64_t l2_cache_bytes() {
 // shared machine (160-193 GFLOP/s per core by thread CPU time; the 14 x 512 A micro-panel
 // stays in L1 and the B block in L2 as before; only KC = 256 was consistently lower, by
 // 5-10%), so the same KC and NC apply.
-// With a smaller L2 (512 KiB on Zen 2/3 and many Intel cores) the B block must shrink. Every K
-// block after the first starts each C tile's chains from C itself, which by then has left L2
-// (an MC x N strip of C is larger than it), and the kernel's FMAs wait on those loads. So there
-// K is blocked as little as the L1 allows (KC up to 1024: a 6 x 1024 A micro-panel is 24 KiB)
-// and N is blocked instead, NC = 256 KiB of B / KC' (64 columns at K >= 1024, 256 at K <= 256).
+// With a smaller L2 (512 KiB on Zen 2/3 and many Intel cores) the B block is 256 KiB, and its
+// shape matters. Every K block after the first starts each C tile's chains from C itself, which
+// by then has left L2 (an MC x N strip of C is larger than it), and the kernel's FMAs wait on
+// those loads. So with 6-row blocks K is blocked as little as the L1 allows (KC up to 1024: a
+// 6 x 1024 A micro-panel is 24 KiB) and N is blocked instead, NC = 256 KiB of B / KC' (64
+// columns at K >= 1024, 256 at K <= 256); the A block (144 x 1024) then streams from L3.
 // Measured on a Zen 3 guest (512 KiB L2), one core, thread CPU time, in one process with the
-// blockings alternating (16-30 rounds; median of the per-round time ratios, lower quartile in
-// brackets), against KC = 256, MC = 144, NC = 256: 1024^3 1.05-1.06x (1.04), 2048^3 1.04x
-// (1.02), 256 x 1024 x 1024 1.04x (1.04) and 1.06x on 2 threads, 64 x 784 x 512 1.05x (1.04),
-// 64 x 512 x 2048 1.03x (1.02). NC = 64 also for K = 64 measured 0.95x on 3200 x 64 x 512,
-// hence NC from the B block, not fixed. MC = 24..144 measured alike at 1024^3; MC = 48 lost 17 %
-// at 2048^3 (B, 16 MiB, re-read from L3 for every MC rows), so MC stays 144.
+// blockings alternating (16-30 rounds; median of the per-round ratios old time / new time,
+// lower quartile in brackets), against KC = 256, MC = 144, NC = 256: 1024^3 1.05-1.06x (1.04),
+// 2048^3 1.04x (1.02), 256 x 1024 x 1024 1.04x (1.04) and 1.06x on 2 threads, 64 x 784 x 512
+// 1.05x (1.04), 64 x 512 x 2048 1.03x (1.02). NC = 64 also for K = 64 measured 0.95x on
+// 3200 x 64 x 512, hence NC from the B block, not fixed. MC = 24..144 measured alike at
+// 1024^3; MC = 48 lost 17 % at 2048^3 (B, 16 MiB, re-read from L3 for every MC rows), so MC
+// stays 144. AVX-512's 14-row blocks (16-row A panels: 64 KiB at KC = 1024, more than its L1)
+// keep KC = 256 with a small L2 (and NC 256); not measured there.
 GemmConfig default_config() {
     const int64_t l2 = l2_cache_bytes();
     const int64_t mr = kernels().gemm_mr;
     GemmConfig c;
     const bool big_l2 = l2 >= (int64_t(1) << 20);
-    c.kc = big_l2 ? 512 : 1024;
+    c.kc = big_l2 ? 512 : mr > 8 ? 256 : 1024;
     c.mc = std::max<int64_t>(1, (big_l2 ? 240 : 144) / mr) * mr;
     c.nc = 256;
     c.b_block_floats = big_l2 ? 512 * 256 : 65536;  // 512 KiB, 256 KiB
@@ -203,12 +207,16 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
     // Pack A when its block is reused over more than nc_max columns (several N blocks): the copy
     // then costs ~16/N of the work, and a contiguous block cannot alias in L1/L2 (lda = 2048
     // floats put every row of A in the same cache sets). (nc_max, not the N block: with a small
-    // L2 and a long K the N block is 64, and packing for every N over 64 was not measured.)
+    // L2 and a long K the N block is 64, and packing A for every N over 64 measured 0.84-0.96x
+    // on 1024 x 1024 x 256, 256 x 1024 x 128 and 64 x 1024 x 256.)
     const bool pack_a = j.pack_a && !one_row_block && n1 - n0 > j.nc_max;
     const int64_t pitch = a_panel_pitch(j.mr);
     // Blocks of an MC block: at most mc/mr + 1 (block_rows splits the last one in two).
-    const int64_t a_floats =
-        pitch ? (std::min(j.mc, m1 - m0) / j.mr + 2) * pitch * kc_step : std::min(j.mc, m1 - m0) * kc_step;
+    // (Sized for the K block actually used: KC = 1024 would otherwise reserve 576 KiB per thread
+    // for a K = 64 product.)
+    const int64_t kc_max = std::max<int64_t>(1, std::min(kc_step, j.k));
+    const int64_t rows = std::min(j.mc, m1 - m0);
+    const int64_t a_floats = pitch ? (rows / j.mr + 2) * pitch * kc_max : rows * kc_max;
     float* abuf = pack_a ? a_pack_buffer(a_floats) : nullptr;
     for (int64_t ic0 = m0; ic0 < m1; ic0 += j.mc) {
         const int64_t ic1 = std::min(ic0 + j.mc, m1);

@@ -568,7 +568,7 @@ void test_gemm_driver_block_boundaries() {
     uint32_t seed = 3000;
     for (const DriverCase& dc :
          {DriverCase{mc - 1, nc + 1, kc + 1}, DriverCase{mc, nc, kc},
-          DriverCase{mc + 1, nc - 1, kc - 1}, DriverCase{2 * mc + 7, 2 * nc + 16, 2 * kc + 3},
+          DriverCase{mc + 1, nc - 1, kc - 1}, DriverCase{mc + 7, 2 * nc + 16, 2 * kc + 3},
           DriverCase{mc + 5, 3 * nc + 1, 5}, DriverCase{13, nb + 1, kc},
           DriverCase{mc + 1, 2 * nb - 1, kc + 1}, DriverCase{7, nc + 16, kc - 1}}) {
         check_driver_case(dc, true, test_act, seed++);
@@ -596,6 +596,13 @@ void test_gemm_n_block() {
     FLT_CHECK(fl::gemm_detail::n_block(cfg, 2048) == 256);  // the 1 MiB L2 blocking: NC 256
     cfg.nc = 40;
     FLT_CHECK(fl::gemm_detail::n_block(cfg, 8) == 32);      // NC rounded down to panels
+    cfg.nc = 0;
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 8) == 16);      // degenerate settings: one panel
+    cfg.nc = 256;
+    cfg.kc = 0;
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 100) == 256);   // KC <= 0 taken as 1 row
+    cfg.b_block_floats = -5;
+    FLT_CHECK(fl::gemm_detail::n_block(cfg, 100) == 16);
 }
 
 // A GEMM issued from inside a parallel region (as the conv and attention drivers will) runs
@@ -631,7 +638,8 @@ void test_gemm_driver_small_blocking() {
         for (int64_t nc : {16, 48}) {
             cfg.kc = kc;
             cfg.nc = nc;
-            // NC narrowed by the B block for every K past 2 (kc 7, 16: 32 and 16 columns), or not.
+            // nc 48: a B block of 224 floats narrows NC to 32 columns from K = 5 and to 16 from
+            // K = 8 (K = 15..20 here: 16 columns); nc 16: the default B block, NC unchanged.
             cfg.b_block_floats = nc == 48 ? 7 * 32 : saved.b_block_floats;
             cfg.min_macs_per_task = 1;
             for (const DriverCase& dc :
