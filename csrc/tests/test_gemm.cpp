@@ -719,7 +719,7 @@ void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
     // cap for n <= 16.
     const int64_t ns[] = {1,  2,  7,  8,  9,  15, 16, 17,  23,  24,  25,  31,
                           32, 33, 40, 63, 64, 65, 100, 127, 128, 129, 300};
-    const int64_t ks[] = {0, 1, 5, 64, 129, 300};
+    const int64_t ks[] = {0, 1, 2, 3, 5, 10, 11, 64, 129, 300};  // 2, 3, 10, 11: every remainder of the k loop unrolled by 4
     std::mt19937 rng(17);
     int cases = 0;
     for (int64_t m : ms)

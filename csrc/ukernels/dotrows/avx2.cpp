@@ -24,7 +24,7 @@
 
 // Keeps a loaded vector in a register: without it GCC folds the load into each FMA that uses it,
 // and a key vector used by two queries is loaded twice.
-#if defined(__GNUC__)
+#if defined(__GNUC__) || defined(__clang__)
 #define FL_DOT_IN_REGISTER(v) __asm__("" : "+x"(v))
 #else
 #define FL_DOT_IN_REGISTER(v) (void)0
