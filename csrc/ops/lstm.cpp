@@ -204,10 +204,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
             std::swap(hc, hn);
         }
     };
-    // A units split may be sent to the caller alone by the units-split backoff (a partner kept
-    // the caller waiting in recent ones: fl::units_split_backoff, docs/architecture.md §7).
-    // Then its input projection runs on the caller too (RunAloneScope).
-    const RunAloneScope alone(plan.mode == rnn_detail::SplitMode::units && units_split_backoff());
+    const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
     parallel_region(plan.threads, [&](int tid, int nth) {
         // nth == 1: the region runs on the caller alone from the start (the backoff, started
         // inside a region, or the thread count lowered meanwhile): the one-thread path below.

@@ -134,6 +134,14 @@ inline Split plan_split(int64_t batch, int64_t u, int64_t macs_per_row_step) {
     return s;
 }
 
+// Whether this region runs on the caller alone because of the units-split backoff (a partner kept
+// the caller waiting in recent units splits: fl::units_split_backoff, docs/architecture.md §7).
+// Asked once per region, only for a units split (the backoff counts what it sends alone); the
+// drivers hold a RunAloneScope with the answer, so the input projection runs on the caller too.
+inline bool units_split_alone(const Split& s) {
+    return s.mode == SplitMode::units && units_split_backoff();
+}
+
 // Rows [b0, b1) of thread tid in rows mode (balanced: 32 rows on 2 threads are 16 + 16, not
 // 18 + 14 in whole 6-row blocks - the slower thread sets the time), else all rows.
 inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int64_t* b1) {
