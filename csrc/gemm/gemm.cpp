@@ -16,8 +16,7 @@
 //           after the last K block: act() on the MR finished row segments (hot in L1)
 // A is packed (one k-major micro-panel per register block) only when its block is reused over
 // more than the configured NC (256) columns: the copy then costs ~16/N of the arithmetic and
-// removes the cache-set
-// aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread that owns a single row
+// removes the cache-set aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread that owns a single row
 // block (small batches) skips K and N blocking altogether: B is used once, so blocking would
 // only add C round trips; the kernel then streams the weights once with the widest register
 // tile for the row count (strip_width).
@@ -112,8 +111,12 @@ GemmConfig default_config() {
     return c;
 }
 
+int64_t nc_columns(const GemmConfig& cfg) {
+    return std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
+}
+
 int64_t n_block(const GemmConfig& cfg, int64_t k) {
-    const int64_t nc = std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
+    const int64_t nc = nc_columns(cfg);
     const int64_t rows = std::max<int64_t>(1, std::min(k, std::max<int64_t>(cfg.kc, 1)));
     const int64_t fit = cfg.b_block_floats / rows / kGemmNR * kGemmNR;
     return std::max<int64_t>(kGemmNR, std::min(nc, fit));
@@ -306,7 +309,7 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
     j.mr = kernels().gemm_mr;
     j.kc = std::max<int64_t>(cfg.kc, 1);
     j.nc = gemm_detail::n_block(cfg, k);
-    j.nc_max = std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
+    j.nc_max = gemm_detail::nc_columns(cfg);
     j.mc = std::max<int64_t>(cfg.mc / j.mr, 1) * j.mr;
     j.pack_a = cfg.pack_a;
 

@@ -21,6 +21,9 @@ struct GemmConfig {
 GemmConfig& config();
 GemmConfig default_config();
 
+// The configured N block in whole 16-column panels (at least one).
+int64_t nc_columns(const GemmConfig& cfg);
+
 // The N block of a product with inner size k: the widest multiple of 16 columns, at most
 // cfg.nc (and at least 16), whose B block (min(k, kc) rows) fits in cfg.b_block_floats.
 int64_t n_block(const GemmConfig& cfg, int64_t k);

@@ -312,12 +312,16 @@ class ThreadPool {
             t_region_caller = false;
             throw;
         }
-        const int64_t waiting = now_ns();
+        // Only a units split (the caller waited in SharedPhases during its own part) is timed.
+        const bool timed = t_region_phases;
+        const int64_t waiting = timed ? now_ns() : 0;
         wait_done();
-        const int64_t end = now_ns();
         t_in_region = false;
         t_region_caller = false;
-        if (t_region_phases) note_region(t_caller_wait_ns + (end - waiting), end - start);
+        if (timed) {
+            const int64_t end = now_ns();
+            note_region(t_caller_wait_ns + (end - waiting), end - start);
+        }
     }
 
     // Runs claimed chunk i of the current region and counts it done.

@@ -638,8 +638,9 @@ void test_gemm_driver_small_blocking() {
         for (int64_t nc : {16, 48}) {
             cfg.kc = kc;
             cfg.nc = nc;
-            // nc 48: a B block of 224 floats narrows NC to 32 columns from K = 5 and to 16 from
-            // K = 8 (K = 15..20 here: 16 columns); nc 16: the default B block, NC unchanged.
+            // nc 48: a B block of 224 floats narrows NC by the block's rows, min(K, KC): to 32
+            // columns from 5 rows, to 16 from 8 (so 48 columns at KC 1, 32 at KC 7, 16 at KC 16
+            // for K >= 16); nc 16: the default B block, NC unchanged.
             cfg.b_block_floats = nc == 48 ? 7 * 32 : saved.b_block_floats;
             cfg.min_macs_per_task = 1;
             for (const DriverCase& dc :
