@@ -518,8 +518,8 @@ void test_dot_rows_kernel(const DotIsa& ki) {
     const int64_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
     const int64_t ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 100, 256, 257};
     // 24, 40: a tail of exactly 8 after whole blocks (the lanes 8-15 pass of the AVX2 2 x 4 tile
-    // then takes only fma(0, 0, acc)).
-    const int64_t ks[] = {0, 1, 3, 8, 15, 16, 17, 24, 31, 32, 33, 40, 64, 65, 100};
+    // then takes only fma(0, 0, acc)). 32, 64, 128: the AVX2 kernel's unrolled copies.
+    const int64_t ks[] = {0, 1, 3, 8, 15, 16, 17, 24, 31, 32, 33, 40, 64, 65, 100, 128};
     std::mt19937 rng(4242);
     std::uniform_real_distribution<float> u(-2.0f, 2.0f);
     int64_t cases = 0;
@@ -619,7 +619,7 @@ void test_dot_rows_special(const DotIsa& ki) {
     // Signed zeros: every product is -1e-60, which rounds to -0, so a lane that only takes real
     // products ends at -0, and a lane that also takes the tail's fma(0, 0, acc) ends at +0. The
     // tree's sum is -0 only if all 16 lanes are -0: k a multiple of 16 gives -0, any other k +0.
-    for (int64_t kz : {8, 16, 24, 32, 40, 41}) {
+    for (int64_t kz : {8, 16, 24, 32, 40, 41, 64, 128}) {
         for (int64_t mz : {1, 2, 3}) {
             const int64_t nz = 5;
             std::vector<float> az(static_cast<size_t>(mz * kz), 1e-30f);
@@ -643,7 +643,7 @@ void test_dot_rows_isas_agree() {
     const std::vector<DotIsa> all = dot_kernels_built();
     std::mt19937 rng(7);
     std::normal_distribution<float> g(0.0f, 3.0f);
-    for (int64_t k : {64, 128, 80, 200, 7}) {
+    for (int64_t k : {64, 128, 32, 80, 200, 7}) {
         for (int64_t m : {1, 4, 6, 8}) {
             const int64_t n = 256;
             std::vector<float> a(static_cast<size_t>(m * k)), b(static_cast<size_t>(n * k));
