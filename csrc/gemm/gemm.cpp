@@ -87,23 +87,28 @@ int64_t l2_cache_bytes() {
 // by then has left L2 (an MC x N strip of C is larger than it), and the kernel's FMAs wait on
 // those loads. So with 6-row blocks K is blocked as little as the L1 allows (KC up to 1024: a
 // 6 x 1024 A micro-panel is 24 KiB) and N is blocked instead, NC = 256 KiB of B / KC' (64
-// columns at K >= 1024, 256 at K <= 256); the A block (144 x 1024) then streams from L3.
+// columns at K >= 1024, 256 at K <= 256); the A block (288 x 1024) then streams from L3.
 // Measured on a Zen 3 guest (512 KiB L2), one core, thread CPU time, in one process with the
 // blockings alternating (16-30 rounds; median of the per-round ratios old time / new time,
 // lower quartile in brackets), against KC = 256, MC = 144, NC = 256: 1024^3 1.05-1.06x (1.04),
 // 2048^3 1.04x (1.02), 256 x 1024 x 1024 1.04x (1.04) and 1.06x on 2 threads, 64 x 784 x 512
 // 1.05x (1.04), 64 x 512 x 2048 1.03x (1.02). NC = 64 also for K = 64 measured 0.95x on
 // 3200 x 64 x 512, hence NC from the B block, not fixed. MC = 24..144 measured alike at
-// 1024^3; MC = 48 lost 17 % at 2048^3 (B, 16 MiB, re-read from L3 for every MC rows), so MC
-// stays 144. AVX-512's 14-row blocks (16-row A panels: 64 KiB at KC = 1024, more than its L1)
-// keep KC = 256 with a small L2 (and NC 256); not measured there.
+// 1024^3; MC = 48 lost 17 % at 2048^3: the B blocks are re-read from L3 (or memory: B is 16
+// MiB) for every MC rows, and the first row block of each waits on them. So MC is 288 with
+// this blocking: against 144, in-process alternation as above, 2048^3 1.03-1.07x on one core
+// (five runs) and 1.02x on two, 1024^3 1.02-1.03x (1.02x on two), 256 x 1024 x 1024 1.03x,
+// 3200 x 256 x 2048, 3200 x 64 x 512, 6272 x 576 x 64 and 1024 x 1024 x 256 0.99-1.01x (ties);
+// MC = 432 tied at 2048^3 and lost 2 % on 1024 x 1024 x 256. AVX-512's 14-row blocks
+// (16-row A panels: 64 KiB at KC = 1024, more than its L1) keep KC = 256 and MC = 140 with a
+// small L2 (and NC 256); not measured there.
 GemmConfig default_config() {
     const int64_t l2 = l2_cache_bytes();
     const int64_t mr = kernels().gemm_mr;
     GemmConfig c;
     const bool big_l2 = l2 >= (int64_t(1) << 20);
     c.kc = big_l2 ? 512 : mr > 8 ? 256 : 1024;
-    c.mc = std::max<int64_t>(1, (big_l2 ? 240 : 144) / mr) * mr;
+    c.mc = std::max<int64_t>(1, (big_l2 ? 240 : mr > 8 ? 144 : 288) / mr) * mr;
     c.nc = 256;
     c.b_block_floats = big_l2 ? 512 * 256 : 65536;  // 512 KiB, 256 KiB
     c.pack_a = true;
