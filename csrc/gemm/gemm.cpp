@@ -101,10 +101,9 @@ int64_t l2_cache_bytes() {
 // 3200 x 256 x 2048, 3200 x 64 x 512, 6272 x 576 x 64 and 1024 x 1024 x 256 0.99-1.01x (ties);
 // MC = 432 tied at 2048^3 and lost 2 % on 1024 x 1024 x 256. AVX-512's 14-row blocks
 // (16-row A panels: 64 KiB at KC = 1024, more than its L1) keep KC = 256 and MC = 140 with a
-// small L2 (and NC 256); not measured there.
-GemmConfig default_config() {
-    const int64_t l2 = l2_cache_bytes();
-    const int64_t mr = kernels().gemm_mr;
+// small L2 (and NC 256); not measured there. (The scalar and NEON kernels have 6-row blocks
+// too and take the same values; measured only on AVX2.)
+GemmConfig config_for(int64_t l2, int64_t mr) {
     GemmConfig c;
     const bool big_l2 = l2 >= (int64_t(1) << 20);
     c.kc = big_l2 ? 512 : mr > 8 ? 256 : 1024;
@@ -115,6 +114,8 @@ GemmConfig default_config() {
     c.min_macs_per_task = int64_t(1) << 16;
     return c;
 }
+
+GemmConfig default_config() { return config_for(l2_cache_bytes(), kernels().gemm_mr); }
 
 int64_t nc_columns(const GemmConfig& cfg) {
     return std::max<int64_t>(cfg.nc / kGemmNR, 1) * kGemmNR;
@@ -220,7 +221,7 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
     const bool pack_a = j.pack_a && !one_row_block && n1 - n0 > j.nc_max;
     const int64_t pitch = a_panel_pitch(j.mr);
     // Blocks of an MC block: at most mc/mr + 1 (block_rows splits the last one in two).
-    // (Sized for the K block actually used: KC = 1024 would otherwise reserve 576 KiB per thread
+    // (Sized for the K block actually used: KC = 1024 would otherwise reserve 1.1 MiB per thread
     // for a K = 64 product.)
     const int64_t kc_max = std::max<int64_t>(1, std::min(kc_step, j.k));
     const int64_t rows = std::min(j.mc, m1 - m0);

@@ -638,7 +638,7 @@ void test_dot_rows_special(const DotIsa& ki) {
 }
 
 // Every ISA gives the scalar kernel's bits on long random rows (the decode driver's shapes:
-// up to 8 rows of A against 256 keys of D = 64, 128 and odd widths).
+// up to 8 rows of A against 256 keys of D = 64, 128, 32 and odd widths).
 void test_dot_rows_isas_agree() {
     const std::vector<DotIsa> all = dot_kernels_built();
     std::mt19937 rng(7);

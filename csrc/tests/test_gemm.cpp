@@ -576,6 +576,27 @@ void test_gemm_driver_block_boundaries() {
     }
 }
 
+// The blocking chosen for each L2 size and register block height (gemm.cpp, default_config).
+void test_gemm_config_for() {
+    using fl::gemm_detail::config_for;
+    struct Want {
+        int64_t l2, mr, kc, mc, nc, b_block;
+    };
+    for (const Want& w : {Want{512 << 10, 6, 1024, 288, 256, 65536},    // Zen 2/3: AVX2
+                          Want{0, 6, 1024, 288, 256, 65536},            // L2 unknown: small
+                          Want{512 << 10, 14, 256, 140, 256, 65536},    // AVX-512, small L2
+                          Want{1 << 20, 6, 512, 240, 256, 512 * 256},   // Zen 4: AVX2
+                          Want{1 << 20, 14, 512, 238, 256, 512 * 256},  // Zen 4/5: AVX-512
+                          Want{2 << 20, 14, 512, 238, 256, 512 * 256}}) {
+        const fl::gemm_detail::GemmConfig c = config_for(w.l2, w.mr);
+        FLT_CHECK_MSG(c.kc == w.kc && c.mc == w.mc && c.nc == w.nc && c.b_block_floats == w.b_block,
+                      "config_for(%" PRId64 ", %" PRId64 "): kc %" PRId64 " mc %" PRId64
+                      " nc %" PRId64 " b_block %" PRId64,
+                      w.l2, w.mr, c.kc, c.mc, c.nc, c.b_block_floats);
+        FLT_CHECK(c.mc % w.mr == 0 && c.pack_a);
+    }
+}
+
 // n_block: the widest multiple of 16 columns up to NC whose min(K, KC) x NC block of B fits in
 // b_block_floats, at least 16.
 void test_gemm_n_block() {
@@ -941,6 +962,7 @@ void register_gemm_tests() {
     add_case("gemm_driver_small_blocking", test_gemm_driver_small_blocking);
     add_case("gemm_driver_block_boundaries", test_gemm_driver_block_boundaries);
     add_case("gemm_n_block", test_gemm_n_block);
+    add_case("gemm_config_for", test_gemm_config_for);
     add_case("gemm_nested_in_parallel_region", test_gemm_nested_in_parallel_region);
     add_case("gemm_convenience_and_transposed_pack", test_gemm_convenience_and_transposed_pack);
     add_case("dense_forward", test_dense_forward);
