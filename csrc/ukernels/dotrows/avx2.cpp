@@ -200,7 +200,7 @@ void fl_dot_rows_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64
     if (m <= 0 || n <= 0) return;
     // Head sizes 32, 64 and 128 get unrolled copies: decode attention's q.k at T = 4, D = 64
     // (C++ micro-benchmark, thread CPU time, alternating with the loop in one process) took
-    // 15-22 % less time with the keys in L2 and 14-18 % less streaming them from L3 (B1 H8
+    // 15-22 % less time with the keys in L2 and 14-19 % less streaming them from L3 (B1 H8
     // S1024), the whole decode chunk (q.k, softmax, P.V) 2-9 % less; with 256 keys in L2 at
     // T = 2, 4, 8, D = 128 took 14-17 % less, D = 32 13-31 % less. Other k measured 0-2 %
     // slower in the loop copy (k = 48, 80, 200; at k = 80 0.5 % more instructions: register
