@@ -213,7 +213,10 @@ def test_header_items():
 def test_compute_bound_ids_are_cases():
     ids = {c.id for c in all_cases()}
     assert COMPUTE_BOUND_IDS <= ids
-    for memory_bound in ("dense-1", "conv-seed", "lstm-b1", "gru-b1", "lstm-seed", "attn-seed"):
+    for memory_bound in (
+        "dense-1", "conv-seed", "lstm-b1", "gru-b1", "lstm-seed", "attn-seed", "decode-t1",
+        "decode-t4",
+    ):
         assert memory_bound not in COMPUTE_BOUND_IDS
 
 
