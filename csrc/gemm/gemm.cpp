@@ -97,12 +97,12 @@ int64_t l2_cache_bytes() {
 // 1024^3; MC = 48 lost 17 % at 2048^3: the B blocks are re-read from L3 (or memory: B is 16
 // MiB) for every MC rows, and the first row block of each waits on them. So MC is 288 with
 // this blocking: against 144, in-process alternation as above, 2048^3 1.03-1.07x on one core
-// (five runs) and 1.02x on two, 1024^3 1.02-1.03x (1.02x on two), 256 x 1024 x 1024 1.03x,
-// 3200 x 256 x 2048, 3200 x 64 x 512, 6272 x 576 x 64 and 1024 x 1024 x 256 0.99-1.01x (ties);
-// MC = 432 tied at 2048^3 and lost 2 % on 1024 x 1024 x 256. AVX-512's 14-row blocks
-// (16-row A panels: 64 KiB at KC = 1024, more than its L1) keep KC = 256 and MC = 140 with a
-// small L2 (and NC 256); not measured there. (The scalar and NEON kernels have 6-row blocks
-// too and take the same values; measured only on AVX2.)
+// (four runs) and 1.02x on two, 1024^3 1.02-1.03x (1.02x on two, one run 0.98x), 256 x 1024
+// x 1024 1.03x, 3200 x 256 x 2048, 3200 x 64 x 512, 6272 x 576 x 64 and 1024 x 1024 x 256
+// 0.99-1.01x (ties); MC = 432 tied at 2048^3 and lost 2 % on 1024 x 1024 x 256. AVX-512's
+// 14-row blocks (16-row A panels: 64 KiB at KC = 1024, more than its L1) keep KC = 256 and
+// MC = 140 with a small L2 (and NC 256); not measured there. (The scalar and NEON kernels have
+// 6-row blocks too and take the same values; measured only on AVX2.)
 GemmConfig config_for(int64_t l2, int64_t mr) {
     GemmConfig c;
     const bool big_l2 = l2 >= (int64_t(1) << 20);
