@@ -19,9 +19,9 @@ struct GemmConfig {
 };
 
 GemmConfig& config();
-// The blocking for a per-core L2 of l2_bytes (0: unknown) and kernels of mr-row register blocks
+// The blocking for a per-core L2 of l2 bytes (0: unknown) and kernels of mr-row register blocks
 // (KernelTable::gemm_mr); default_config() asks it for this machine's.
-GemmConfig config_for(int64_t l2_bytes, int64_t mr);
+GemmConfig config_for(int64_t l2, int64_t mr);
 GemmConfig default_config();
 
 // The configured N block in whole 16-column panels (at least one).

@@ -576,7 +576,7 @@ void test_gemm_driver_block_boundaries() {
     }
 }
 
-// The blocking chosen for each L2 size and register block height (gemm.cpp, default_config).
+// The blocking chosen for each L2 size and register block height (gemm.cpp, config_for).
 void test_gemm_config_for() {
     using fl::gemm_detail::config_for;
     struct Want {
