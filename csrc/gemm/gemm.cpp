@@ -16,10 +16,10 @@
 //           after the last K block: act() on the MR finished row segments (hot in L1)
 // A is packed (one k-major micro-panel per register block) only when its block is reused over
 // more than the configured NC (256) columns: the copy then costs ~16/N of the arithmetic and
-// removes the cache-set aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread that owns a single row
-// block (small batches) skips K and N blocking altogether: B is used once, so blocking would
-// only add C round trips; the kernel then streams the weights once with the widest register
-// tile for the row count (strip_width).
+// removes the cache-set aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread
+// that owns a single row block (small batches) skips K and N blocking altogether: B is used
+// once, so blocking would only add C round trips; the kernel then streams the weights once with
+// the widest register tile for the row count (strip_width).
 //
 // Summation order: the kernel starts each element's chain from the bias (first K block) or
 // from the value stored in C (later K blocks), so C[i][j] is one FMA chain over p = 0..K-1
@@ -106,8 +106,9 @@ int64_t l2_cache_bytes() {
 GemmConfig config_for(int64_t l2, int64_t mr) {
     GemmConfig c;
     const bool big_l2 = l2 >= (int64_t(1) << 20);
-    c.kc = big_l2 ? 512 : mr > 8 ? 256 : 1024;
-    c.mc = std::max<int64_t>(1, (big_l2 ? 240 : mr > 8 ? 144 : 288) / mr) * mr;
+    const bool tall_blocks = mr > 8;  // AVX-512's 14-row register blocks
+    c.kc = big_l2 ? 512 : tall_blocks ? 256 : 1024;
+    c.mc = std::max<int64_t>(1, (big_l2 ? 240 : tall_blocks ? 144 : 288) / mr) * mr;
     c.nc = 256;
     c.b_block_floats = big_l2 ? 512 * 256 : 65536;  // 512 KiB, 256 KiB
     c.pack_a = true;

@@ -738,10 +738,10 @@ void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
     // with 4 from 17, 3 x 24 with 3 from 17, 4 x 16) and of the vectors; 40: whole vectors
     // then fully masked ones; 300: 8-row bands (every n > 256). ldb: just past n, and far (B's
     // rows on different pages). k = 300: several bands for every n, and more than the 256-row
-    // cap for n <= 16.
+    // cap for n <= 16. k = 2, 3, 10, 11: every remainder of the band loop unrolled by 4.
     const int64_t ns[] = {1,  2,  7,  8,  9,  15, 16, 17,  23,  24,  25,  31,
                           32, 33, 40, 63, 64, 65, 100, 127, 128, 129, 300};
-    const int64_t ks[] = {0, 1, 2, 3, 5, 10, 11, 64, 129, 300};  // 2, 3, 10, 11: every remainder of the k loop unrolled by 4
+    const int64_t ks[] = {0, 1, 2, 3, 5, 10, 11, 64, 129, 300};
     std::mt19937 rng(17);
     int cases = 0;
     for (int64_t m : ms)

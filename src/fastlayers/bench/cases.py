@@ -398,7 +398,7 @@ def all_cases() -> list[Case]:
         # Added (docs/benchmarks.md §7): issue 6's short sequences with many heads.
         _sdpa_case("attn-64", 8, 16, 64, 64, 64),
         # Added (docs/benchmarks.md §7): decode, a few queries over a long key sequence (the
-        # decode driver; memory-bound: K and V are read once per call).
+        # decode driver; bound by bandwidth: K and V are read once per call).
         _sdpa_case("decode-t1", 1, 8, 1, 4096, 64),
         _sdpa_case("decode-t4", 1, 8, 4, 1024, 64),
         # Added (docs/benchmarks.md §7): the softmax inside attn-256, and a tiny call (overhead).
