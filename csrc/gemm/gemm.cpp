@@ -8,7 +8,7 @@
 //   for ic0 in M by MC             A block MC x KC (packed, see below), in L2 if it fits
 //     for pc in K by KC
 //       for jc in N by NC          B block KC x NC streams from L3 into L2, once per ic0
-//                                  (MC, KC, NC from the L2 size: default_config, n_block)
+//                                  (MC, KC, NC from the L2 size: config_for, n_block)
 //         for ic in MC by MR       micro-kernel: MR rows x NC columns x KC; its MR x KC slice
 //                                  of A stays in L1 while 16-wide B panels stream from L2
 //                                  (MR = KernelTable::gemm_mr: 6, 14 on AVX-512; remainders

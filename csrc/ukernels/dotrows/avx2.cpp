@@ -12,7 +12,8 @@
 //   accumulators, the 8 outputs reduced by one tree (dot_tile2x4_avx2);
 // - a last single row of A: 1 x 4, both chains in one pass, 4 outputs per tree (dot4_avx2).
 // The pair tile's loop has copies for k = 32, 64 and 128 (dot_pairs_avx2<K>), fully unrolled.
-// Rows of B past the last (n - 1) point at row n - 1 and are not stored.
+// Rows of B past the last (n - 1) point at a valid row (n - 1 in the pair tile, the first of
+// the group in the single-row one) and are not stored.
 #include <immintrin.h>
 
 #include "../ukernels.h"
