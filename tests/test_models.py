@@ -249,6 +249,37 @@ def test_batched_matmul_equals_its_entries(m, backend):
     np.testing.assert_allclose(got, np.matmul(a.astype(np.float64), b), rtol=1e-5, atol=1e-5)
 
 
+# fl::gemm_batched's branches: many small products split over the threads (few rows read b in
+# place in one column block; more than that block's 512 columns at 32 rows, or more than 32
+# rows, go through fl::gemm), a batch of one, k = 0, and few products of >= 1M multiply-adds
+# each split by fl::gemm.
+@pytest.mark.parametrize(
+    "nb, m, k, n",
+    [(3000, 8, 8, 1), (67, 3, 5, 7), (40, 32, 9, 512), (9, 32, 3, 513), (30, 33, 17, 16),
+     (1, 5, 4, 3), (12, 4, 0, 6), (3, 96, 128, 96), (2, 128, 64, 129)],
+)
+@pytest.mark.skipif(NUMPY_ONLY, reason="a NumPy-only run has no compiled core")
+def test_batched_matmul_bits_on_any_thread_count(nb, m, k, n):
+    rng = np.random.default_rng(nb * 1000 + m)
+    a = rng.standard_normal((nb, m, k)).astype(np.float32)
+    b = rng.standard_normal((nb, k, n)).astype(np.float32)
+    old = fl.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            fl.set_num_threads(threads)
+            outs.append(fl.matmul(a, b))
+        fl.set_num_threads(1)
+        entries = [fl.matmul(a[i], b[i]) for i in range(nb)]
+    finally:
+        fl.set_num_threads(old)
+    for got in outs:
+        assert got.shape == (nb, m, n)
+        for i in range(nb):
+            np.testing.assert_array_equal(got[i], entries[i])
+    np.testing.assert_allclose(outs[0], np.matmul(a.astype(np.float64), b), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(NUMPY_ONLY, reason="a NumPy-only run has no compiled core")
 def test_core_batched_matmul_refuses_what_does_not_align():
     core = fl._backend._core

@@ -105,10 +105,10 @@ py::array matmul(const py::handle& a_in, const py::handle& b_in) {
     return std::move(c);
 }
 
-// A batch of products: a (B, M, K) @ b (B, K, N) -> (B, M, N), one fl::gemm per entry (each
-// reads its b in place for up to 32 rows, as dense_unpacked does), the loop in C++ without the
-// GIL: a batched matmul from Python paid one binding call and two array copies per entry (the
-// seed article's attention, B x (T, D) @ (D, T), ran 5x slower than NumPy's matmul).
+// A batch of products: a (B, M, K) @ b (B, K, N) -> (B, M, N) by fl::gemm_batched (each entry
+// with the bits of fl::gemm, the batch split over threads), in C++ without the GIL: a batched
+// matmul from Python paid one binding call and two array copies per entry (the seed article's
+// attention, B x (T, D) @ (D, T), ran 5x slower than NumPy's matmul).
 py::array matmul_batched(const py::handle& a_in, const py::handle& b_in) {
     const FloatArrayC a = require_f32(a_in, "matmul", "a", 3);
     const FloatArrayC b = require_f32(b_in, "matmul", "b", 3);
@@ -123,10 +123,9 @@ py::array matmul_batched(const py::handle& a_in, const py::handle& b_in) {
     const float* ap = a.data();
     const float* bp = b.data();
     float* cp = c.mutable_data();
-    call_without_gil_if(nb * m * n * k >= kReleaseGilMinMacs, [=] {
-        for (int64_t i = 0; i < nb; ++i)
-            gemm(ap + i * m * k, m, k, k, bp + i * k * n, n, n, nullptr, cp + i * m * n, n);
-    });
+    call_without_gil_if(static_cast<double>(nb) * static_cast<double>(m) * static_cast<double>(n) *
+                                static_cast<double>(k) >= kReleaseGilMinMacs,
+                        [=] { gemm_batched(nb, ap, m, k, bp, n, cp); });
     return std::move(c);
 }
 

@@ -376,13 +376,20 @@ namespace {
 // packed path (bias, then p in order), hence the same bits.
 constexpr int64_t kRowbMaxM = 32;
 constexpr int64_t kRowbCFloats = 16384;  // 64 KiB of C per block
+// Matrix-vector products of up to this many elements of A go through A^T (gemm_batched).
+constexpr int64_t kSmallMatvec = 256;
+
+// Widest column block of C for m rows (a multiple of 64, 64..1024).
+inline int64_t rowb_column_cap(int64_t m) {
+    return std::max<int64_t>(64, std::min<int64_t>(1024, kRowbCFloats / m) / 64 * 64);
+}
 
 void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n,
                       int64_t ldb, const float* bias, float* c, int64_t ldc, Epilogue ep) {
     const KernelTable& kt = kernels();
     const int64_t threads = std::max<int64_t>(1, num_threads());
     // Column block: a band of B (the kernel's: at most 32 KiB) stays in L1, the C block in L2.
-    const int64_t cap = std::max<int64_t>(64, std::min<int64_t>(1024, kRowbCFloats / m) / 64 * 64);
+    const int64_t cap = rowb_column_cap(m);
     // Columns [n0, n0 + w) of rows [i0, i1).
     const auto block = [&](int64_t i0, int64_t i1, int64_t n0, int64_t w) {
         kt.gemm_rowb(i1 - i0, w, k, a + i0 * lda, lda, b + n0, ldb, bias ? bias + n0 : nullptr, 0,
@@ -420,6 +427,76 @@ void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const f
 }
 
 }  // namespace
+
+// A batch of products (fastlayers.matmul with batch axes). Entries are split over the threads
+// unless they are few and each large enough to split by itself: a split of the batch needs no
+// synchronization inside it, where fl::gemm per entry opened a region (and, under 32 rows,
+// walked its column blocks) for every product - (1000, 8, 8) @ (1000, 8, 1) took 160 us on one
+// thread against NumPy's 65. Inside a chunk each product is computed by one thread: few-row
+// products whose C fits one column block go straight to the row-major-B kernel (the block
+// gemm_row_major_b would make), the others through fl::gemm, whose region then runs serially.
+// Either way each output is the chain fl::gemm computes, so the bits do not depend on the split.
+void gemm_batched(int64_t batch, const float* a, int64_t m, int64_t k, const float* b, int64_t n,
+                  float* c) {
+    if (batch <= 0 || m <= 0 || n <= 0 || k < 0) return;
+    // Multiply-adds per product (a double: no overflow for any shape that fits in memory).
+    const double macs = static_cast<double>(m) * static_cast<double>(n) *
+                        static_cast<double>(std::max<int64_t>(k, 1));
+    const int64_t threads = std::max<int64_t>(1, num_threads());
+    // Few large products (each >= 1M multiply-adds and fewer than 4 per thread): one at a time,
+    // each split by fl::gemm (a split of 3 products over 2 threads would leave one idle).
+    if (batch < 4 * threads && macs >= 1048576.0) {
+        for (int64_t i = 0; i < batch; ++i)
+            gemm(a + i * m * k, m, k, k, b + i * k * n, n, n, nullptr, c + i * m * n, n);
+        return;
+    }
+    const KernelTable& kt = kernels();
+    const bool direct = m <= kRowbMaxM && n <= rowb_column_cap(m);
+    // Tasks of at least 64K multiply-adds (a thread's wake-up costs more than a smaller one).
+    const int64_t grain = macs >= 65536.0 ? 1 : static_cast<int64_t>(65536.0 / macs);
+    if (n == 1 && m * k <= kSmallMatvec) {
+        // Matrix times vector: C_i (m x 1) is also the row b_i^T (1 x k) times A_i^T (k x m), the
+        // same products in the same order (fma(x, y, c) == fma(y, x, c)), so the same bits.
+        // A_i^T is copied out up to 64 rows of A_i at a time, as a k x 32 or k x 64 row-major
+        // block, for the one-row kernel: its whole-k tile holds those outputs as 4 or 8
+        // independent 8-lane chains of full vectors (the padding columns, zero or left from an
+        // earlier block, only feed outputs that are dropped), stored to a scratch row and the
+        // w real ones copied out. Down the other way a tile held 1 useful column of 16 behind
+        // masked loads and stores, slow on AMD (docs/performance.md §3). The copy is scalar: past
+        // kSmallMatvec elements of A_i it cost more than it saved ((256, 32, 32) @ (256, 32, 1):
+        // 1.3x slower; (64, 16, 4) @ (64, 4, 1) 3.5x faster, one thread, Zen 3).
+        constexpr int64_t kCols = 64;
+        parallel_for(batch, grain, [&](int64_t i0, int64_t i1) {
+            AlignedFloats buf = alloc_aligned_floats(k * kCols + kCols);
+            float* t = buf.get();
+            float* row = t + k * kCols;
+            std::fill(t, t + k * kCols + kCols, 0.0f);
+            for (int64_t i = i0; i < i1; ++i) {
+                for (int64_t r0 = 0; r0 < m; r0 += kCols) {
+                    const int64_t w = std::min(kCols, m - r0);
+                    const int64_t ld = w <= kCols / 2 ? kCols / 2 : kCols;
+                    const float* src = a + (i * m + r0) * k;
+                    for (int64_t r = 0; r < w; ++r)
+                        for (int64_t p = 0; p < k; ++p) t[p * ld + r] = src[r * k + p];
+                    kt.gemm_rowb(1, ld, k, b + i * k, k, t, ld, nullptr, 0, row, ld);
+                    std::copy(row, row + w, c + i * m + r0);
+                }
+            }
+        });
+        return;
+    }
+    parallel_for(batch, grain, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+            const float* ai = a + i * m * k;
+            const float* bi = b + i * k * n;
+            float* ci = c + i * m * n;
+            if (direct)
+                kt.gemm_rowb(m, n, k, ai, k, bi, n, nullptr, 0, ci, n);
+            else
+                gemm(ai, m, k, k, bi, n, n, nullptr, ci, n);
+        }
+    });
+}
 
 void gemm(const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n, int64_t ldb,
           const float* bias, float* c, int64_t ldc, Epilogue ep) {

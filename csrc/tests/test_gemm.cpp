@@ -649,6 +649,52 @@ void test_gemm_nested_in_parallel_region() {
                       fltest::float_bits(chain(0.0f, a.data() + i * k, 1, w.data() + j, n, k)));
 }
 
+// gemm_batched: every entry's outputs are the chains of fl::gemm (0, then p in order), on 1 to 3
+// threads, through each branch - many small products split over the threads (read in place in
+// one column block, or through fl::gemm past 512 columns at 32 rows or past 32 rows), one
+// product, k = 0, and a few products of >= 1M multiply-adds split one at a time.
+void test_gemm_batched() {
+    struct Case {
+        int64_t nb, m, k, n;
+    };
+    const int saved = fl::num_threads();
+    uint32_t seed = 300;
+    for (const Case& cs : {Case{3000, 8, 8, 1}, Case{67, 3, 5, 7}, Case{40, 32, 9, 512},
+                           Case{9, 32, 3, 513}, Case{30, 33, 17, 16}, Case{1, 5, 4, 3},
+                           Case{12, 4, 0, 6}, Case{3, 96, 128, 96}, Case{2, 128, 64, 129}}) {
+        std::mt19937 rng(seed++);
+        std::vector<float> a(static_cast<size_t>(cs.nb * cs.m * cs.k));
+        std::vector<float> b(static_cast<size_t>(cs.nb * cs.k * cs.n));
+        for (float& v : a) v = uniform(rng);
+        for (float& v : b) v = uniform(rng);
+        for (int threads = 1; threads <= 3; ++threads) {
+            fl::set_num_threads(threads);
+            std::vector<float> c(static_cast<size_t>(cs.nb * cs.m * cs.n), sentinel());
+            fl::gemm_batched(cs.nb, a.data(), cs.m, cs.k, b.data(), cs.n, c.data());
+            int bad = 0;
+            for (int64_t e = 0; e < cs.nb && bad < 5; ++e) {
+                const float* ae = a.data() + e * cs.m * cs.k;
+                const float* be = b.data() + e * cs.k * cs.n;
+                for (int64_t i = 0; i < cs.m; ++i) {
+                    for (int64_t j = 0; j < cs.n; ++j) {
+                        const float want = chain(0.0f, ae + i * cs.k, 1, be + j, cs.n, cs.k);
+                        const float got = c[static_cast<size_t>((e * cs.m + i) * cs.n + j)];
+                        if (fltest::float_bits(got) != fltest::float_bits(want) && bad++ < 5) {
+                            FLT_CHECK_MSG(false,
+                                          "gemm_batched nb %lld m %lld k %lld n %lld, %d threads:"
+                                          " entry %lld (%lld, %lld) %.9g, chain %.9g",
+                                          (long long)cs.nb, (long long)cs.m, (long long)cs.k,
+                                          (long long)cs.n, threads, (long long)e, (long long)i,
+                                          (long long)j, got, want);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    fl::set_num_threads(saved);
+}
+
 // Tiny blocks and a tiny threading threshold: every KC / NC boundary and many thread chunks on
 // small matrices.
 void test_gemm_driver_small_blocking() {
@@ -964,6 +1010,7 @@ void register_gemm_tests() {
     add_case("gemm_n_block", test_gemm_n_block);
     add_case("gemm_config_for", test_gemm_config_for);
     add_case("gemm_nested_in_parallel_region", test_gemm_nested_in_parallel_region);
+    add_case("gemm_batched", test_gemm_batched);
     add_case("gemm_convenience_and_transposed_pack", test_gemm_convenience_and_transposed_pack);
     add_case("dense_forward", test_dense_forward);
 }
