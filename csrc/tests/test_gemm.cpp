@@ -650,18 +650,21 @@ void test_gemm_nested_in_parallel_region() {
 }
 
 // gemm_batched: every entry's outputs are the chains of fl::gemm (0, then p in order), on 1 to 3
-// threads, through each branch - many small products split over the threads (read in place in
-// one column block, or through fl::gemm past 512 columns at 32 rows or past 32 rows), one
-// product, k = 0, and a few products of >= 1M multiply-adds split one at a time.
+// threads, through each branch - small matrix-vector products as b^T A^T (A^T in one block of
+// 32 or 64 columns, or two), other products split over the threads (read in place in one column
+// block, or through fl::gemm past 512 columns at 32 rows or past 32 rows), one product, k = 0,
+// and a few products of >= 1M multiply-adds split one at a time.
 void test_gemm_batched() {
     struct Case {
         int64_t nb, m, k, n;
     };
     const int saved = fl::num_threads();
     uint32_t seed = 300;
-    for (const Case& cs : {Case{3000, 8, 8, 1}, Case{67, 3, 5, 7}, Case{40, 32, 9, 512},
+    for (const Case& cs : {Case{3000, 8, 8, 1}, Case{50, 100, 2, 1}, Case{10, 40, 5, 1},
+                           Case{20, 40, 9, 1}, Case{67, 3, 5, 7}, Case{40, 32, 9, 512},
                            Case{9, 32, 3, 513}, Case{30, 33, 17, 16}, Case{1, 5, 4, 3},
-                           Case{12, 4, 0, 6}, Case{3, 96, 128, 96}, Case{2, 128, 64, 129}}) {
+                           Case{12, 4, 0, 6}, Case{5, 7, 0, 1}, Case{3, 96, 128, 96},
+                           Case{2, 128, 64, 129}}) {
         std::mt19937 rng(seed++);
         std::vector<float> a(static_cast<size_t>(cs.nb * cs.m * cs.k));
         std::vector<float> b(static_cast<size_t>(cs.nb * cs.k * cs.n));
