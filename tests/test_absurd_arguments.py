@@ -203,3 +203,36 @@ def test_core_set_num_threads_absurd(n):
     with pytest.raises(ValueError, match="set_num_threads"):
         _core.set_num_threads(n)
     assert _core.get_num_threads() == before
+
+
+# Python ints beyond int64 (and NumPy uint64) where a size or count is taken: a clear
+# ValueError, not OverflowError / MemoryError (fuzz campaign, defect 7).
+@pytest.mark.parametrize("target", [(2**70,), (2**32, 2**32), (-1, 2**70), (np.uint64(2**63),)],
+                         ids=str)
+def test_reshape_huge_target_shape(target):
+    with pytest.raises(ValueError, match="Reshape 'reshape.*cannot reshape"):
+        L.Reshape(target)(np.ones((2, 3), F32))
+
+
+def _small_model():
+    return fl.Sequential([fl.Input(shape=(3,)), L.Dense(2)])
+
+
+@pytest.mark.parametrize("batch_size", [2**70, np.uint64(2**63), np.int64(2**62)], ids=str)
+def test_predict_huge_batch_size_is_one_batch(batch_size):
+    model = _small_model()
+    x = np.ones((5, 3), F32)
+    np.testing.assert_array_equal(model.predict(x, batch_size=batch_size), model(x))
+
+
+@pytest.mark.parametrize("line_length", [2**40, 2**70, np.uint64(2**63), 10_001, 0, -5, 1.5,
+                                         "80"], ids=str)
+def test_summary_absurd_line_length(line_length):
+    with pytest.raises(ValueError, match="line_length must be"):
+        _small_model().summary(print_fn=lambda s: None, line_length=line_length)
+
+
+def test_summary_line_length_widens_the_table():
+    lines = []
+    _small_model().summary(print_fn=lines.append, line_length=np.int64(120))
+    assert len(lines[0].splitlines()[1]) == 120

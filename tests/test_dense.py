@@ -135,6 +135,22 @@ def test_dense_callable_activation(backend, rng):
     assert_close(y, want, k=9, magnitude=2 * _magnitude(x, kernel, bias))
 
 
+@pytest.mark.parametrize("backend", DENSE)
+def test_dense_callable_activation_must_keep_the_shape(backend, rng):
+    x, kernel, bias = _weights(rng, (2,), 4, 3)
+
+    def first_column(t):
+        return t[..., :1]
+
+    with pytest.raises(ValueError, match=r"activation 'first_column' returned shape \(2, 1\) "
+                                         r"for an input of shape \(2, 3\)"):
+        run_on(backend, fl.dense, x, kernel, bias, activation=first_column)
+    with pytest.raises(ValueError, match="returned shape"):  # it was broadcast silently
+        run_on(backend, fl.dense, x, kernel, bias, activation=lambda t: t[..., :1])
+    with pytest.raises(ValueError, match="returned shape"):
+        fl.layers.Activation(first_column)(x)
+
+
 # ------------------------------------------------------------------------------ dtypes
 
 

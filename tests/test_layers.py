@@ -965,6 +965,23 @@ def test_unsupported_or_bad_constructor_arguments():
     with pytest.raises(NotImplementedError, match="attention_axes"):
         L.MultiHeadAttention(2, 3, attention_axes=(2,))
     assert L.MultiHeadAttention(2, 3, attention_axes=-2).attention_axes == (1,)
+    # wrong types and values are TypeError / ValueError, not NotImplementedError
+    for bad in ("nope", 1.5, object(), float("nan"), [2.0], True):
+        with pytest.raises(TypeError, match="MultiHeadAttention: output_shape must be an int"):
+            L.MultiHeadAttention(2, 3, output_shape=bad)
+    for bad in (0, (-1,), [0, 3]):
+        with pytest.raises(ValueError, match="MultiHeadAttention: output_shape"):
+            L.MultiHeadAttention(2, 3, output_shape=bad)
+    with pytest.raises(ValueError, match="output_shape must not be empty"):
+        L.MultiHeadAttention(2, 3, output_shape=())
+    assert L.MultiHeadAttention(2, 3, output_shape=[np.int64(5)]).output_shape == 5
+    for bad in ("nope", -0.5, 1j, (1, "2"), False):
+        with pytest.raises(TypeError, match="MultiHeadAttention: attention_axes must be an int"):
+            L.MultiHeadAttention(2, 3, attention_axes=bad)
+    with pytest.raises(ValueError, match="attention_axes must not be empty"):
+        L.MultiHeadAttention(2, 3, attention_axes=[])
+    with pytest.raises(NotImplementedError, match="attention_axes"):
+        L.MultiHeadAttention(2, 3, attention_axes=(1, 2))  # valid in Keras (rank-4 inputs)
     with pytest.raises(ValueError, match="sliding_window"):
         L.MultiHeadAttention(2, 3, sliding_window=0)
     with pytest.raises(TypeError, match="seed"):

@@ -477,3 +477,115 @@ def test_importing_fastlayers_does_not_import_h5py():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- damaged files and malformed configs (fuzz campaign, defect 9) ------------------------
+# Each is a ValueError naming the file and what is wrong, chained from the low-level error.
+
+
+def test_a_directory_is_not_a_model_file(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        fl.load_model(tmp_path)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        Sequential([Input(shape=(3,)), Dense(2)]).load_weights(tmp_path)
+
+
+def _set(path: list, value):
+    """An edit for _rewrite_config: cfg[path[0]][path[1]]... = value."""
+    def edit(cfg):
+        for key in path[:-1]:
+            cfg = cfg[key]
+        cfg[path[-1]] = value
+    return edit
+
+
+MALFORMED = [  # (case id, edit of seed_dense's config.json, message fragment)
+    ("output_layers_short", _set(["config", "output_layers"], ["dense_1", 0]),
+     "a tensor reference is"),
+    ("input_layers_short", _set(["config", "input_layers"], ["input_layer", 0]),
+     "a tensor reference is"),
+    ("output_layers_str", _set(["config", "output_layers"], "dense_1"),
+     "input_layers / output_layers hold"),
+    ("output_layers_unknown", _set(["config", "output_layers"], ["nope", 0, 0]),
+     "a node the config does not make"),
+    ("output_tensor_index", _set(["config", "output_layers"], ["dense_1", 0, 3]),
+     "names output 3 of a node with 1 output"),
+    ("no_layers", lambda cfg: cfg["config"].pop("layers"), "needs 'layers'"),
+    ("layer_config_list", _set(["config", "layers", 1, "config"], []),
+     "the config of layer 'Dense' must be an object"),
+    ("model_config_list", _set(["config"], []), "the config of Functional"),
+    ("keras_history_short",
+     _set(["config", "layers", 2, "inbound_nodes", 0, "args", 0, "config", "keras_history"],
+          ["dense", 0]), "a tensor reference is"),
+    ("inbound_kwargs_int", _set(["config", "layers", 2, "inbound_nodes", 0, "kwargs"], 5),
+     "an inbound node's kwargs must be an object"),
+    ("inbound_nodes_dict", _set(["config", "layers", 2, "inbound_nodes"], {}),
+     "inbound_nodes of 'flatten' must be a list"),
+    ("dtype_config_float", _set(["config", "layers", 1, "config", "dtype", "config"], 1.5),
+     "the config of dtype"),
+]
+
+
+@needs_h5py
+@pytest.mark.parametrize("case", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_configs_are_value_errors(tmp_path, case):
+    _, edit, text = case
+    path = _rewrite_config(tmp_path, "seed_dense", edit)
+    with pytest.raises(ValueError, match="malformed Keras config") as info:
+        fl.load_model(path)
+    assert str(path) in str(info.value) and text in str(info.value)
+
+
+def _zip(path: Path, config: bytes, weights: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", config)
+        zf.writestr("model.weights.h5", weights)
+    return path
+
+
+@needs_h5py
+def test_damaged_files_are_value_errors(tmp_path):
+    keras_file = MODELS / "seed_dense.keras"
+    with zipfile.ZipFile(keras_file) as zf:
+        config, weights = zf.read("config.json"), zf.read("model.weights.h5")
+    h5 = (MODELS / "seed_dense.h5").read_bytes()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    crc = bytearray(_zip(tmp_path / "crc.keras", config, weights).read_bytes())
+    crc[crc.index(b'"units"') + 1] ^= 0x20  # "Units": the stored CRC no longer matches
+    cases = {  # file name -> (bytes, message fragment)
+        "crc.keras": (bytes(crc), "BadZipFile"),
+        "deep.keras": (_zip(tmp_path / "d.keras", deep, weights).read_bytes(),
+                       "config.json is not valid JSON"),
+        "weights_garbage.keras": (_zip(tmp_path / "g.keras", config, b"x" * 500).read_bytes(),
+                                  "not a valid Keras file"),
+        "weights_empty.keras": (_zip(tmp_path / "e.keras", config, b"").read_bytes(),
+                                "not a valid Keras file"),
+        "signature_garbage.h5": (b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8,
+                                 "not a valid Keras file"),
+        "truncated.h5": (h5[: len(h5) // 2], "not a valid Keras file"),
+    }
+    for name, (data, text) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError) as info:
+            fl.load_model(path)
+        assert str(path) in str(info.value) and text in str(info.value), name
+        assert info.value.__cause__ is not None, name  # chained from the reader's error
+    with pytest.raises(ValueError, match="truncated.h5"):
+        Sequential([Input(shape=(3,)), Dense(2)]).load_weights(tmp_path / "truncated.h5")
+
+
+@needs_h5py
+def test_bit_flipped_h5_files_load_or_raise_clear_errors(tmp_path):
+    data = (MODELS / "seed_dense.h5").read_bytes()
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        flipped = bytearray(data)
+        for i in rng.integers(0, len(data), 4):
+            flipped[i] ^= 1 << int(rng.integers(8))
+        path = tmp_path / f"flip{k}.h5"
+        path.write_bytes(bytes(flipped))
+        try:
+            fl.load_model(path)
+        except (ValueError, NotImplementedError):
+            pass  # anything else (KeyError, OSError, RuntimeError from h5py) fails the test

@@ -364,6 +364,20 @@ def test_bad_weights_name_the_weight():
     with pytest.raises(ValueError, match="expected 3 arrays"):
         norm.set_weights([np.ones(3), np.ones(3)])
     assert Normalization(mean=1.0, variance=1.0).get_weights() == []
+    given = Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 9.0])
+    with pytest.raises(ValueError, match="expected 0 arrays"):
+        given.set_weights([np.ones(3)])
+    given.set_weights([])  # no weights: nothing to set (it was an IndexError)
+    np.testing.assert_allclose(given(np.ones((2, 3), np.float32)), [[0.0, -0.5, -2 / 3]] * 2,
+                               rtol=1e-6)
+    # alpha needs an axis per shared axis (it was an IndexError for a 0-d alpha)
+    with pytest.raises(ValueError, match="'alpha' has shape .*expected rank >= 1"):
+        PReLU().set_weights([np.float32(0.1)])
+    with pytest.raises(ValueError, match=r"'alpha' has shape \(4,\), expected rank >= 2"):
+        PReLU(shared_axes=[2]).set_weights([np.ones(4)])
+    prelu = PReLU(shared_axes=[1])
+    prelu.set_weights([np.full((1, 3), 0.5)])
+    np.testing.assert_allclose(prelu(-np.ones((2, 4, 3), np.float32)), -0.5)
 
 
 # ----------------------------------------------------------------- models and symbols

@@ -288,5 +288,11 @@ ROW_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})
 def apply(name, x):
     """Apply a validated activation (a Keras name or a callable) to a float32 array."""
     if callable(name):
-        return np.asarray(name(x), dtype=F32)
+        y = np.asarray(name(x), dtype=F32)
+        if y.shape != x.shape:  # NumPy would broadcast it silently into what follows
+            raise ValueError(
+                f"activation {getattr(name, '__name__', name)!r} returned shape {y.shape} for "
+                f"an input of shape {x.shape}; a callable activation must keep the shape"
+            )
+        return y
     return np.asarray(ACTIVATIONS[name](x), dtype=F32)

@@ -16,6 +16,7 @@ and arguments that would change the result.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -131,8 +132,23 @@ class Unsupported(Exception):
     """One reason a model cannot be loaded (collected, then reported together)."""
 
 
+class Malformed(ValueError):
+    """A config of the wrong structure (what Keras never writes)."""
+
+    def __init__(self, what: str):
+        super().__init__(f"malformed Keras config: {what}")
+
+
+def _object(value: Any, what: str) -> dict:
+    """``value``, checked to be a JSON object (a dict)."""
+    if not isinstance(value, dict):
+        raise Malformed(f"{what} must be an object, got {value!r:.80}")
+    return value
+
+
 def _keras_name(cfg: dict) -> str:
-    return cfg.get("config", {}).get("name") or cfg.get("name") or "?"
+    config = cfg.get("config")
+    return (config.get("name") if isinstance(config, dict) else None) or cfg.get("name") or "?"
 
 
 def _is_tensor(obj: Any) -> bool:
@@ -154,7 +170,7 @@ def _dtype_ok(value: Any) -> bool:
     if value is None:
         return True
     if isinstance(value, dict):  # a DTypePolicy
-        value = value.get("config", {}).get("name")
+        value = _object(value.get("config", {}), f"the config of dtype {value!r:.80}").get("name")
     return value in ("float32", None)
 
 
@@ -441,9 +457,17 @@ def build_model(cfg: dict) -> Any:
 def _build(cfg: dict, problems: list[str]) -> Any:
     """Make every layer (collecting what cannot be made), then wire the graph; None when
     anything (here or before) could not be made."""
-    inner = cfg["config"]
+    inner = _object(cfg.get("config"), f"the config of {cfg.get('class_name')} "
+                    f"{_keras_name(cfg)!r}")
+    layers = inner.get("layers")
+    if not isinstance(layers, list):
+        raise Malformed(f"{cfg.get('class_name')} {_keras_name(cfg)!r} needs 'layers', a list "
+                        f"of layer configs, got {layers!r:.80}")
+    for sub in layers:
+        _object(sub, "a layer entry in 'layers'")
+        _object(sub.get("config", {}), f"the config of layer {sub.get('class_name')!r}")
     made: dict[str, Any] = {}
-    for sub in inner.get("layers", []):
+    for sub in layers:
         name = _keras_name(sub)
         why = _check_origin(sub)
         if why is not None:
@@ -520,20 +544,30 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
             continue
         if sub["class_name"] in ("Functional", "Model"):
             nested.add(name)
-        for k, node in enumerate(sub.get("inbound_nodes", [])):
+        nodes = sub.get("inbound_nodes", [])
+        if not isinstance(nodes, (list, tuple)):
+            raise Malformed(f"the inbound_nodes of {name!r} must be a list, got {nodes!r:.80}")
+        for k, node in enumerate(nodes):
             keras2 = keras2 or not isinstance(node, dict)
             pending.append((name, k, node))
 
     def tensor(history: Any, endpoint: bool = False) -> Any:
-        name, node_index, tensor_index = history[0], int(history[1]), int(history[2])
+        name, node_index, tensor_index = _history(history)
         if name in nested and (endpoint or keras2):
             # A functional model's node 0 is the one its construction made, so Keras
             # counts its calls from 1 in input_layers / output_layers (and, in Keras 2
             # configs, in the nodes too; Keras 3 nodes count only the calls).
             node_index -= 1
         if (name, node_index) not in outputs:
-            raise KeyError(name)
-        return outputs[(name, node_index)][tensor_index]
+            if endpoint:
+                raise Malformed(f"input_layers / output_layers name {history}, a node the "
+                                "config does not make")
+            raise KeyError(name)  # not made yet: the node waits
+        made_here = outputs[(name, node_index)]
+        if tensor_index >= len(made_here):
+            raise Malformed(f"{history} names output {tensor_index} of a node with "
+                            f"{len(made_here)} output(s)")
+        return made_here[tensor_index]
 
     def resolve(obj: Any) -> Any:
         if _is_tensor(obj):
@@ -565,19 +599,39 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
                 f"Keras config: cannot connect the nodes of {sorted({p[0] for p in pending})} "
                 "(they read tensors no layer makes)"
             )
-    ins = _endpoints(inner.get("input_layers"), lambda h: tensor(h, endpoint=True))
-    outs = _endpoints(inner.get("output_layers"), lambda h: tensor(h, endpoint=True))
+    if inner.get("input_layers") is None or inner.get("output_layers") is None:
+        raise ValueError("Keras config: a functional model needs input_layers and output_layers")
+    ins = _endpoints(inner["input_layers"], functools.partial(tensor, endpoint=True))
+    outs = _endpoints(inner["output_layers"], functools.partial(tensor, endpoint=True))
     return Model(ins, outs, name=inner.get("name"))
+
+
+def _history(history: Any) -> tuple[str, int, int]:
+    """A tensor reference (keras_history, an endpoint): [layer_name, node_index,
+    tensor_index], checked."""
+    if not (isinstance(history, (list, tuple)) and len(history) == 3
+            and isinstance(history[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                    for i in history[1:])):
+        raise Malformed(f"a tensor reference is [layer_name, node_index, tensor_index], got "
+                        f"{history!r:.80}")
+    return history[0], history[1], history[2]
 
 
 def _node_call(node: Any, resolve: Callable) -> tuple[list, dict]:
     """The arguments of one inbound node: Keras 3 {"args", "kwargs"}, or Keras 2's list of
     [layer_name, node_index, tensor_index, kwargs] entries."""
     if isinstance(node, dict):
-        args = resolve(node.get("args", []))
-        kwargs = resolve(node.get("kwargs", {}))
+        args, kwargs = node.get("args", []), node.get("kwargs", {})
+        if not isinstance(args, (list, tuple)):
+            raise Malformed(f"an inbound node's args must be a list, got {args!r:.80}")
+        args, kwargs = resolve(args), resolve(_object(kwargs, "an inbound node's kwargs"))
     else:
-        entries = list(node)
+        if not isinstance(node, (list, tuple)) or not all(isinstance(e, (list, tuple))
+                                                          for e in node):
+            raise Malformed(f"a Keras 2 inbound node is a list of [layer_name, node_index, "
+                            f"tensor_index, kwargs] lists, got {node!r:.80}")
+        entries = node
         tensors = [resolve({"class_name": "__keras_tensor__",
                             "config": {"keras_history": e[:3]}}) for e in entries]
         kwargs = {}
@@ -602,10 +656,11 @@ def _call(obj: Any, name: str, args: list, kwargs: dict) -> Any:
 
 def _endpoints(spec: Any, tensor: Callable) -> Any:
     """input_layers / output_layers: one [name, node, tensor], a list of them, or a dict."""
-    if spec is None:
-        raise ValueError("Keras config: a functional model needs input_layers and output_layers")
     if isinstance(spec, dict):
         return {k: _endpoints(v, tensor) for k, v in spec.items()}
-    if len(spec) == 3 and isinstance(spec[0], str):
-        return tensor(spec)
-    return [_endpoints(s, tensor) for s in spec]
+    if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], str):
+        return tensor(spec)  # one [name, node, tensor] (checked there)
+    if isinstance(spec, (list, tuple)):
+        return [_endpoints(s, tensor) for s in spec]
+    raise Malformed(f"input_layers / output_layers hold [layer_name, node_index, "
+                    f"tensor_index] lists, got {spec!r:.80}")

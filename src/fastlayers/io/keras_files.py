@@ -28,11 +28,14 @@ Optimizer state is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import io as _stdio
 import json
 import os
 import re
 import zipfile
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -40,7 +43,7 @@ import numpy as np
 from .. import layers as L
 from ..models import Model, Sequential
 from ..models.base import BaseModel, InputLayer
-from .keras_config import build_model
+from .keras_config import Malformed, build_model
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -60,9 +63,46 @@ def _path(path: Any) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected a file path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a directory, not a Keras model or weights file")
+    if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is not a regular file (a Keras model or weights file)")
     return path
+
+
+# What a damaged or foreign file makes the readers raise below the clear checks: the zip
+# reader's BadZipFile / zlib.error / EOFError, h5py's OSError, RuntimeError and KeyError,
+# and KeyError, IndexError, AttributeError, TypeError, RecursionError from a config of the
+# wrong structure. NotImplementedError and RecursionError are RuntimeErrors; the first is a
+# clear error, passed on with ValueError, ImportError (no h5py) and PermissionError.
+_LOW_LEVEL = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, KeyError,
+              IndexError, AttributeError, TypeError)
+
+
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """Turn the low-level errors of reading ``path`` into one ValueError naming the file
+    (chained from the original); the clear errors pass through unchanged."""
+    try:
+        yield
+    except Malformed as exc:  # found where the config is read: it gets the file's name
+        raise ValueError(f"{path!r}: {exc}") from exc
+    except (ValueError, NotImplementedError, PermissionError):
+        raise
+    except _LOW_LEVEL as exc:
+        raise ValueError(
+            f"{path!r} is not a valid Keras file (corrupt, or a malformed config): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _json(raw: bytes | str, path: str, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; too deep
+        raise ValueError(f"{path!r}: {what} is not valid JSON ({exc})") from exc
 
 
 def _is_hdf5(path: str) -> bool:
@@ -81,9 +121,15 @@ def load_model(path: Any) -> BaseModel:
     A model with layers fastlayers cannot run (Lambda, custom classes, layers it does not
     have) or with arguments that change the result and are not supported raises one
     ``NotImplementedError`` that lists every such layer; nothing is loaded partly.
-    Needs h5py (``pip install "fastlayers[keras]"``).
+    Needs h5py (``pip install "fastlayers[keras]"``). A file that is damaged or whose
+    config has the wrong structure raises ValueError naming the file.
     """
     path = _path(path)
+    with _reading(path):
+        return _load_model(path)
+
+
+def _load_model(path: str) -> BaseModel:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -92,7 +138,7 @@ def load_model(path: Any) -> BaseModel:
                     f"{path!r} is a zip file but not a Keras model: it needs config.json and "
                     f"model.weights.h5, it has {sorted(names)}"
                 )
-            config = json.loads(zf.read("config.json"))
+            config = _json(zf.read("config.json"), path, "its config.json")
             weights = zf.read("model.weights.h5")
         h5py = _h5py()
         model = build_model(config)
@@ -108,9 +154,7 @@ def load_model(path: Any) -> BaseModel:
                     f"{path!r} holds no model config (a weights-only file?); build the model "
                     "and call model.load_weights(path)"
                 )
-            if isinstance(raw, bytes):
-                raw = raw.decode("utf-8")
-            model = build_model(json.loads(raw))
+            model = build_model(_json(raw, path, "its model_config"))
             _load_legacy(model, f["model_weights"] if "model_weights" in f else f)
         return model
     raise ValueError(f"{path!r} is neither a .keras (zip) file nor an HDF5 (.h5) file")
@@ -120,6 +164,11 @@ def load_weights(model: BaseModel, path: Any) -> None:
     """Set the weights of ``model`` from a Keras weights file: ``.weights.h5`` (Keras 3),
     a legacy ``.h5`` weights or model file, or the weights inside a ``.keras`` file."""
     path = _path(path)
+    with _reading(path):
+        _load_weights(model, path)
+
+
+def _load_weights(model: BaseModel, path: str) -> None:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             if "model.weights.h5" not in zf.namelist():

@@ -51,6 +51,7 @@ from ..layers import (
     ZeroPadding1D,
     ZeroPadding2D,
 )
+from ..layers.base import _positive_int
 from ..models.base import BaseModel, _Progress
 from ..models.functional import Input, Model
 
@@ -380,12 +381,7 @@ class TorchModel(BaseModel):
                 raise ValueError(f"{owner}: output {t.name!r} has no batch axis to join "
                                  "batches on; call the model on the whole arrays instead")
             out_axes.append(free[0])
-        if batch_size is None:
-            batch_size = 32
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-            batch_size < 1
-        ):
-            raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+        batch_size = 32 if batch_size is None else _positive_int(batch_size, owner, "batch_size")
         xs = tuple(x) if isinstance(x, tuple) and len(self.input_template) > 1 else (x,)
         arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
         n = arrays[0].shape[0] if arrays[0].ndim else 0

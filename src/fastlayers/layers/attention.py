@@ -164,6 +164,17 @@ class AdditiveAttention(_LuongAttention):
         self._create_weights([_shape_tuple(s) for s in input_shape])
 
 
+def _ints(value: Any, owner: str, name: str) -> tuple[int, ...]:
+    """An int or a non-empty list/tuple of ints, as a tuple of ints."""
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               for v in items):
+        raise TypeError(f"{owner}: {name} must be an int or a tuple of ints, got {value!r}")
+    if not items:
+        raise ValueError(f"{owner}: {name} must not be empty")
+    return tuple(int(v) for v in items)
+
+
 class MultiHeadAttention(Layer):
     """Multi-head attention (Keras ``MultiHeadAttention``) on rank-3 inputs.
 
@@ -256,22 +267,21 @@ class MultiHeadAttention(Layer):
         if flash_attention and self.dropout > 0:
             raise ValueError(f"{owner}: dropout is not supported when flash attention is enabled")
         self.flash_attention = flash_attention
+        # Wrong types and values raise TypeError / ValueError; valid Keras values fastlayers
+        # does not run (several output axes, attention over other axes) NotImplementedError.
         if output_shape is not None:
-            dims = (output_shape,) if isinstance(output_shape, (int, np.integer)) else output_shape
-            if not isinstance(dims, (list, tuple)) or len(dims) != 1:
+            dims = [_positive_int(d, owner, "output_shape")
+                    for d in _ints(output_shape, owner, "output_shape")]
+            if len(dims) != 1:
                 raise NotImplementedError(
                     f"{owner}: output_shape must be an int or a 1-tuple in fastlayers, got "
                     f"{output_shape!r}"
                 )
-            output_shape = _positive_int(dims[0], owner, "output_shape")
+            output_shape = dims[0]
         self.output_shape = output_shape
         if attention_axes is not None:
-            axes = (
-                (attention_axes,)
-                if isinstance(attention_axes, (int, np.integer))
-                else (attention_axes)
-            )
-            if not isinstance(axes, (list, tuple)) or [int(a) % 3 for a in axes] != [1]:
+            axes = _ints(attention_axes, owner, "attention_axes")
+            if [a % 3 for a in axes] != [1]:
                 raise NotImplementedError(
                     f"{owner}: only attention over the time axis of rank-3 inputs is supported "
                     f"(attention_axes None or (1,)), got {attention_axes!r}"

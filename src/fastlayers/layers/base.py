@@ -320,7 +320,7 @@ class Layer:
             arrays.append(np.array(a, dtype=F32, order="C", copy=True))
         shapes = [a.shape for a in arrays]
         input_shape = self._input_shape
-        if not self.built:
+        if not self.built and names:  # a layer without weights has no shape to infer
             input_shape = self._input_shape_from_weights(shapes)
         expected = [tuple(shape) for _, shape, _ in self._weight_specs(input_shape)]
         for i, (name, got, want) in enumerate(zip(names, shapes, expected)):

@@ -236,8 +236,8 @@ class Activation(Layer):
         if not self.built:
             self.build(x.shape)
         act = self.activation
-        if callable(act):
-            return np.asarray(act(x), dtype=np.float32)
+        if callable(act):  # its result keeps the inputs' shape, as Keras's output shape says
+            return _np_act.apply(act, x)
         if act == "softmax":  # the softmax op, which C++ serves too
             V.min_rank(x, owner, "inputs", 1)
             return F.softmax(x, axis=-1)

@@ -549,6 +549,14 @@ class PReLU(Layer):
         return [weight_spec("alpha", shape, self.alpha_initializer)]
 
     def _input_shape_from_weights(self, shapes):
+        # alpha has one axis per input axis after the batch axis (inputs have rank >= 2),
+        # including the shared ones
+        rank = max([1, *(self.shared_axes or [])])
+        if len(shapes[0]) < rank:
+            raise ValueError(
+                f"{self._owner()}: weight 0 'alpha' has shape {shapes[0]}, expected rank >= "
+                f"{rank} (shared_axes={self.shared_axes})"
+            )
         return (None, *shapes[0])
 
     def build(self, input_shape: Any) -> None:

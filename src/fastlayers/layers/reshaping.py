@@ -8,6 +8,7 @@ in Keras 3 (``supports_masking`` is False: an implicit mask stops at them), and 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -74,8 +75,9 @@ class Reshape(_Shape):
         self.target_shape = target_shape
 
     def _resolved(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
-        size = int(np.prod(sample_shape, dtype=np.int64))
-        known = int(np.prod([d for d in self.target_shape if d != -1], dtype=np.int64))
+        # Python ints: exact for any target_shape (np.prod overflows, or wraps in int64)
+        size = math.prod(sample_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
         if -1 in self.target_shape:
             if known == 0 or size % known:
                 raise ValueError(

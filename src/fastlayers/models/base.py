@@ -16,7 +16,10 @@ import numpy as np
 from .. import _checks as C
 from .. import _masking
 from .. import _symbolic as S
-from ..layers.base import Layer
+from ..layers.base import Layer, _positive_int
+
+# The widest summary table (characters per line) summary() makes.
+MAX_LINE_LENGTH = 10_000
 
 
 class InputLayer(Layer):
@@ -156,13 +159,9 @@ class BaseModel(Layer):
         ``x`` has the structure ``model(x)`` takes. ``verbose`` (1, True or "auto")
         prints a progress bar to stderr.
         """
-        if batch_size is None:
-            batch_size = 32
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-            batch_size < 1
-        ):
-            raise ValueError(f"{self._owner()}: batch_size must be a positive int, got "
-                             f"{batch_size!r}")
+        # a Python int: a NumPy one (np.uint64(2**63)) would overflow in the step arithmetic
+        batch_size = 32 if batch_size is None else _positive_int(batch_size, self._owner(),
+                                                                  "batch_size")
         if isinstance(x, (list, tuple)) and numbers_only(x):
             x = np.asarray(x)  # one input given as nested lists of numbers
         arrays = _leaves(x)
@@ -199,13 +198,19 @@ class BaseModel(Layer):
 
     def summary(self, print_fn: Any = None, line_length: int | None = None) -> None:
         """Print a Keras-like table: each layer with its output shape and parameter count,
-        then the totals. ``print_fn`` (default ``print``) receives the whole text."""
+        then the totals. ``print_fn`` (default ``print``) receives the whole text;
+        ``line_length`` (an int in [1, MAX_LINE_LENGTH]) widens the first column to make
+        lines that long."""
         rows = self._summary_rows()
         heads = ("Layer (type)", "Output Shape", "Param #")
         w0 = max([len(heads[0])] + [len(r[0]) for r in rows]) + 2
         w1 = max([len(heads[1])] + [len(r[1]) for r in rows]) + 2
         w2 = max([len(heads[2])] + [len(f"{r[2]:,}") for r in rows]) + 2
         if line_length is not None:
+            line_length = _positive_int(line_length, self._owner(), "line_length")
+            if line_length > MAX_LINE_LENGTH:
+                raise ValueError(f"{self._owner()}: line_length must be <= {MAX_LINE_LENGTH}, "
+                                 f"got {line_length}")
             w0 = max(w0, line_length - w1 - w2)
         rule = "-" * (w0 + w1 + w2)
         lines = [f'Model: "{self.name}"', rule,
