@@ -7,6 +7,10 @@ too: they are callable directly, without the Python checks in front."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, backends_for
@@ -131,6 +135,10 @@ LAYERS = [
     ("RepeatVector_2**63", lambda: L.RepeatVector(2**63)(LR), "RepeatVector 'repeat_vector"),
     ("Cropping2D_2**62", lambda: L.Cropping2D(2**62)(X), "Cropping2D"),
     ("MaxPooling2D_2**62", lambda: L.MaxPooling2D(2**62)(X), "MaxPooling2D"),
+    ("MaxPooling2D_2**70_same", lambda: L.MaxPooling2D(2**70, padding="same")(X),
+     "MaxPooling2D: pool_size must be <= 2147483647"),
+    ("AveragePooling1D_strides_2**31", lambda: L.AveragePooling1D(2, strides=2**31)(SEQ),
+     "AveragePooling1D: strides must be <= 2147483647"),
     ("Conv1D_filters_2**40", lambda: L.Conv1D(2**40, 3)(SEQ), "Conv1D"),
     ("SeparableConv2D_multiplier_2**40",
      lambda: L.SeparableConv2D(4, 3, depth_multiplier=2**40)(X), "SeparableConv2D"),
@@ -147,6 +155,43 @@ def test_layer_absurd_arguments(backend, case):
     with fl.use_backend(backend), pytest.raises(ValueError) as info:
         fn()
     assert text in str(info.value)
+
+
+# Pooling windows far larger than the input with padding "same": the window is clipped to
+# the input on both paths, so the cost does not grow with pool_size. Run in a child with a
+# timeout, so that a regression (hours of work) fails instead of hanging the suite.
+_POOL_CHILD = """
+import numpy as np, fastlayers as fl
+from fastlayers import layers as L
+x4 = np.arange(75, dtype=np.float32).reshape(1, 5, 5, 3) - 30
+x3 = np.arange(42, dtype=np.float32).reshape(2, 7, 3) - 20
+for backend in {backends}:
+    with fl.use_backend(backend):
+        cases = [
+            (L.MaxPooling2D(2**20, padding="same")(x4), x4.max(axis=(1, 2), keepdims=True)),
+            (L.AveragePooling2D(2**31 - 1, padding="same")(x4),
+             x4.mean(axis=(1, 2), keepdims=True)),
+            (L.MaxPooling1D(2**24, padding="same")(x3), x3.max(axis=1, keepdims=True)),
+            (L.AveragePooling1D(2**31 - 1, strides=1, padding="same")(x3)[:, :1],
+             x3.mean(axis=1, keepdims=True)),
+            (L.MaxPooling2D((2**30, 3), strides=(1, 2), padding="same")(x4)[:, 2:3, :1],
+             x4[:, :, :2].max(axis=(1, 2), keepdims=True)),
+        ]
+        for got, want in cases:
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        y = L.MaxPooling1D(2**24, padding="same")(fl.Input((5, 3)))
+        assert y.shape == (None, 1, 3), y.shape
+print("ok")
+"""
+
+
+def test_pooling_huge_window_same_padding():
+    path = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (path, os.environ.get("PYTHONPATH")) if p))
+    r = subprocess.run([sys.executable, "-c", _POOL_CHILD.format(backends=BACKENDS)], env=env,
+                       capture_output=True, text=True, timeout=60, cwd=os.path.dirname(path))
+    assert r.returncode == 0 and r.stdout.split() == ["ok"], r.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,9 @@ from ._checks import (  # re-exported: layers and activations use them too
     F32 as F32,
 )
 from ._checks import (
+    MAX_INT32 as MAX_INT32,
+)
+from ._checks import (
     activation as activation,
 )
 from ._checks import (

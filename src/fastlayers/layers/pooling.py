@@ -42,9 +42,15 @@ class _Pooling(Layer):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.pool_size = V.int_tuple(pool_size, owner, "pool_size", n=self.rank)
+        # At most 2**31 - 1, as conv2d's strides (TensorFlow's int32 attributes): the C++
+        # kernel takes no more, and the NumPy path would fail on it in np.pad.
+        self.pool_size = V.int_tuple(
+            pool_size, owner, "pool_size", n=self.rank, maximum=V.MAX_INT32
+        )
         self.strides = (
-            self.pool_size if strides is None else V.int_tuple(strides, owner, "strides", self.rank)
+            self.pool_size
+            if strides is None
+            else V.int_tuple(strides, owner, "strides", self.rank, maximum=V.MAX_INT32)
         )
         self.padding = _padding(padding, owner)
         self.data_format = _data_format(data_format, owner)
