@@ -145,6 +145,31 @@ LAYERS = [
     ("Embedding_2**40", lambda: L.Embedding(2**40, 2**40)(np.array([[1]])), "Embedding"),
     ("GlobalAveragePooling1D_huge_broadcast",
      lambda: L.GlobalAveragePooling1D()(_huge((2**20, 2**20, 2**10))), "GlobalAveragePooling1D"),
+    # weights beyond the size limit of arrays: refused before the initializer allocates
+    ("Conv2D_kernel_2**31_same", lambda: L.Conv2D(4, (2**31, 1), padding="same")(X),
+     "Conv2D 'conv2d"),
+    ("DepthwiseConv2D_kernel_2**31_same",
+     lambda: L.DepthwiseConv2D((2**31, 1), padding="same")(X), "weight 'kernel' of shape"),
+    ("SeparableConv2D_kernel_2**31_same",
+     lambda: L.SeparableConv2D(4, (1, 2**31), padding="same")(X),
+     "weight 'depthwise_kernel' of shape (1, 2147483648, 2, 1) is too large"),
+    ("LSTM_units_2**31", lambda: L.LSTM(2**31)(SEQ), "weight 'kernel' of shape (4, 8589934592)"),
+    ("Conv2D_build_channels_first_2**31",
+     lambda: L.Conv2D(4, 3, data_format="channels_first").build((None, 2**31, 2**31, 3)),
+     "weight 'kernel' of shape (3, 3, 2147483648, 4) is too large"),
+    ("PReLU_build_2**31", lambda: L.PReLU().build((None, 2**31, 2**31, 3)),
+     "PReLU 'p_re_lu"),
+    # Embedding: the index range check would scan a huge broadcast view element by element
+    ("Embedding_huge_broadcast_indices",
+     lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**40))),
+     "inputs of shape (2, 1099511627776) is too large"),
+    ("Embedding_huge_output",
+     lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**31))),
+     "the output for inputs of shape (2, 2147483648) is too large"),
+    # predict checks the size up front, as a call does: not after 67M batches
+    ("predict_huge_broadcast_x",
+     lambda: fl.Sequential([fl.Input((3,)), L.Dense(2)]).predict(_huge((2**31, 3))),
+     "x of shape (2147483648, 3) is too large"),
 ]
 
 

@@ -25,6 +25,24 @@ def _shape(a) -> str:
     return str(tuple(a.shape))
 
 
+# The most elements an array argument, or a weight, may have (16 GiB of float32): larger
+# ones are refused before any work (docs/semantics.md §1). Without it a 0-stride broadcast
+# view of an absurd shape would be copied, scanned or batched element by element (hours),
+# or fail inside NumPy with a MemoryError that names neither the op nor the argument.
+MAX_ELEMENTS = 2**32
+
+
+def elements(n: int, op: str, what: str) -> None:
+    """ValueError if ``n``, the element count of ``what``, exceeds :data:`MAX_ELEMENTS`."""
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{op}: {what} is too large ({n} elements; at most 2**32 are accepted)")
+
+
+def size(a: np.ndarray, op: str, name: str) -> None:
+    """ValueError if the array argument ``a`` has more than :data:`MAX_ELEMENTS` elements."""
+    elements(a.size, op, f"{name} of shape {_shape(a)}")
+
+
 def unchanged(x: Any) -> bool:
     """Whether :func:`array` hands ``x`` on as it is: a C-contiguous, aligned ndarray (not a
     subclass) of native float32, what the kernels take. Calls that skip the checks (shape
@@ -60,6 +78,7 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
         raise TypeError(
             f"{op}: {name} must have a real (bool, int or float) dtype, got dtype {a.dtype}"
         )
+    size(a, op, name)
     # Not np.ascontiguousarray: it turns a 0-d array into shape (1,). Native byte order and
     # alignment are what the C++ kernels require; a misaligned view is copied.
     try:
@@ -91,6 +110,7 @@ def real_array(x: Any, op: str, name: str, what: str = "an array of real numbers
             raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{op}: {name} must be {what}, got dtype {a.dtype}")
+    size(a, op, name)
     return a
 
 
