@@ -7,6 +7,7 @@ too: they are callable directly, without the Python checks in front."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -180,6 +181,56 @@ def test_layer_absurd_arguments(backend, case):
     with fl.use_backend(backend), pytest.raises(ValueError) as info:
         fn()
     assert text in str(info.value)
+
+
+# Masks given as huge broadcast views: their shape and size are checked before the mask is
+# converted to bool or copied (which would allocate terabytes, or gigabytes and then fail).
+_R = lambda *shape: np.ones(shape, F32)  # noqa: E731
+_MB = lambda shape: np.broadcast_to(True, shape)  # noqa: E731
+MASKS = [
+    ("lstm", lambda m: fl.lstm(_R(2, 5, 3), _R(3, 16), _R(4, 16), mask=m), (5,),
+     "lstm: mask"),
+    ("gru", lambda m: fl.gru(_R(2, 5, 3), _R(3, 12), _R(4, 12), mask=m), (5,), "gru: mask"),
+    ("softmax", lambda m: fl.softmax(_R(2, 3, 4), mask=m), (3, 4), "softmax: mask"),
+    ("attention_query_mask", lambda m: fl.attention(_R(2, 3, 4), _R(2, 5, 4), query_mask=m),
+     (3,), "attention: query_mask"),
+    ("additive_attention_value_mask",
+     lambda m: fl.additive_attention(_R(2, 3, 4), _R(2, 5, 4), value_mask=m), (5,),
+     "additive_attention: value_mask"),
+    ("sdpa", lambda m: fl.scaled_dot_product_attention(_R(2, 3, 4), _R(2, 5, 4), _R(2, 5, 6),
+                                                       mask=m), (3, 5),
+     "scaled_dot_product_attention: mask"),
+    ("LSTM", lambda m: L.LSTM(4)(_R(2, 5, 3), mask=m), (5,), "LSTM 'lstm"),
+    ("GRU", lambda m: L.GRU(4)(_R(2, 5, 3), mask=m), (5,), "GRU 'gru"),
+    ("Bidirectional", lambda m: L.Bidirectional(L.LSTM(2))(_R(2, 5, 3), mask=m), (5,),
+     "mask"),
+    ("Softmax", lambda m: L.Softmax()(_R(2, 5, 3), mask=m), (5, 3), "mask"),
+    ("TimeDistributed", lambda m: L.TimeDistributed(L.Dense(2))(_R(2, 5, 3), mask=m), (5,),
+     "TimeDistributed 'time_distributed"),
+    ("GlobalAveragePooling1D", lambda m: L.GlobalAveragePooling1D()(_R(2, 5, 3), mask=m), (5,),
+     "GlobalAveragePooling1D 'global_average_pooling1d"),
+    ("MultiHeadAttention",
+     lambda m: L.MultiHeadAttention(2, 3)(_R(2, 3, 4), _R(2, 5, 4), attention_mask=m), (3, 5),
+     "MultiHeadAttention 'multi_head_attention"),
+    ("MultiHeadAttention_value_mask",
+     lambda m: L.MultiHeadAttention(2, 3)(_R(2, 3, 4), _R(2, 5, 4), value_mask=m), (5,),
+     "MultiHeadAttention 'multi_head_attention"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lead", [2**40, 2**31, 2**28], ids=lambda n: f"lead_{n}")
+@pytest.mark.parametrize("case", MASKS, ids=[c[0] for c in MASKS])
+def test_huge_broadcast_masks(backend, lead, case):
+    """2**40 and 2**31 rows: beyond the size limit ("too large"); 2**28 rows (over 2**30
+    elements): under it, a wrong shape, refused before the 1+ GiB copy (the test would
+    take seconds and gigabytes otherwise)."""
+    _, fn, tail, text = case
+    with fl.use_backend(backend), pytest.raises(ValueError) as info:
+        fn(_MB((lead, *tail)))
+    message = str(info.value)
+    assert text in message and str(lead) in message
+    assert ("too large" in message) == (lead * math.prod(tail) > 2**32)
 
 
 # Pooling windows far larger than the input with padding "same": the window is clipped to

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,12 +114,27 @@ def real_array(x: Any, op: str, name: str, what: str = "an array of real numbers
     return a
 
 
-def bool_mask(mask: Any, op: str, name: str, threshold: bool = False) -> np.ndarray:
+def bool_mask(
+    mask: Any,
+    op: str,
+    name: str,
+    threshold: bool = False,
+    *,
+    shape: tuple[int, ...] | None = None,
+    why: str = "",
+    check: Callable[[tuple[int, ...]], None] | None = None,
+) -> np.ndarray:
     """Convert a mask to bool. Non-bool masks mean ``mask != 0``, or ``mask > 0.5``
-    when ``threshold`` (the Keras Softmax rule)."""
+    when ``threshold`` (the Keras Softmax rule). The mask's shape is checked before it is
+    converted or copied (a wrong shape, e.g. a huge broadcast view, costs no work): it must
+    be ``shape`` (``why`` says what that is), and ``check(mask_shape)`` must pass."""
     if isinstance(mask, (str, bytes, dict, set)):
         raise TypeError(f"{op}: {name} must be a boolean array, got {type(mask).__name__}")
     m = real_array(mask, op, name, "a bool or numeric array")
+    if shape is not None:
+        shape_is(m, op, name, shape, why)
+    if check is not None:
+        check(m.shape)
     if m.dtype.kind != "b":
         m = m > 0.5 if threshold else m != 0
     return np.ascontiguousarray(m, dtype=bool)
@@ -234,6 +249,19 @@ def broadcastable(mask_shape: Sequence[int], target: Sequence[int]) -> bool:
         if m != 1 and m != t:
             return False
     return True
+
+
+def broadcasts_to(
+    target: Sequence[int], op: str, name: str, what: str
+) -> Callable[[tuple[int, ...]], None]:
+    """A shape check (``bool_mask``'s ``check``): the shape must broadcast to ``target``
+    (``what`` names it in the message)."""
+
+    def check(shape: tuple[int, ...]) -> None:
+        if not broadcastable(shape, target):
+            raise ValueError(f"{op}: {name} of shape {shape} does not broadcast to {what}")
+
+    return check
 
 
 # ----------------------------------------------------------------------- conv2d geometry

@@ -321,13 +321,9 @@ class GlobalAveragePooling1D(_GlobalPooling):
         if mask is None:
             return super().call(x)
         owner = self._owner()
-        m = V.bool_mask(mask, owner, "mask")
         steps = 2 if self.data_format == "channels_first" else 1
-        if m.shape != (x.shape[0], x.shape[steps]):
-            raise ValueError(
-                f"{owner}: mask has shape {m.shape}, expected (batch, steps) = "
-                f"{(x.shape[0], x.shape[steps])}"
-            )
+        m = V.bool_mask(mask, owner, "mask", shape=(x.shape[0], x.shape[steps]),
+                        why="(batch, steps)")
         m = m[:, None, :] if steps == 2 else m[:, :, None]
         total = np.where(m, x, np.float32(0)).sum(
             axis=steps, keepdims=self.keepdims, dtype=np.float32

@@ -248,13 +248,15 @@ def input_masks(mask: Any, inputs: Sequence[Any], owner: str) -> list[Any]:
             continue
         if np.ndim(m) == 0 and not isinstance(m, (str, bytes)):
             raise ValueError(f"{owner}: a mask needs a batch axis, got {m!r}")
-        m = C.bool_mask(m, owner, "mask")
         shape = getattr(x, "shape", None)
-        if shape is not None and (m.ndim > len(shape) or any(
-                want is not None and got != want for got, want in zip(m.shape, shape))):
-            raise ValueError(f"{owner}: mask has shape {m.shape}, which does not fit an input "
-                             f"of shape {tuple(shape)} (expected its leading dimensions)")
-        out.append(m)
+
+        def fits(mask_shape, shape=shape):
+            if shape is not None and (len(mask_shape) > len(shape) or any(
+                    want is not None and got != want for got, want in zip(mask_shape, shape))):
+                raise ValueError(f"{owner}: mask has shape {mask_shape}, which does not fit an "
+                                 f"input of shape {tuple(shape)} (expected its leading dimensions)")
+
+        out.append(C.bool_mask(m, owner, "mask", check=fits))
     return out
 
 
