@@ -7,6 +7,11 @@ too: they are callable directly, without the Python checks in front."""
 
 from __future__ import annotations
 
+import math
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, backends_for
@@ -131,12 +136,41 @@ LAYERS = [
     ("RepeatVector_2**63", lambda: L.RepeatVector(2**63)(LR), "RepeatVector 'repeat_vector"),
     ("Cropping2D_2**62", lambda: L.Cropping2D(2**62)(X), "Cropping2D"),
     ("MaxPooling2D_2**62", lambda: L.MaxPooling2D(2**62)(X), "MaxPooling2D"),
+    ("MaxPooling2D_2**70_same", lambda: L.MaxPooling2D(2**70, padding="same")(X),
+     "MaxPooling2D: pool_size must be <= 2147483647"),
+    ("AveragePooling1D_strides_2**31", lambda: L.AveragePooling1D(2, strides=2**31)(SEQ),
+     "AveragePooling1D: strides must be <= 2147483647"),
     ("Conv1D_filters_2**40", lambda: L.Conv1D(2**40, 3)(SEQ), "Conv1D"),
     ("SeparableConv2D_multiplier_2**40",
      lambda: L.SeparableConv2D(4, 3, depth_multiplier=2**40)(X), "SeparableConv2D"),
     ("Embedding_2**40", lambda: L.Embedding(2**40, 2**40)(np.array([[1]])), "Embedding"),
     ("GlobalAveragePooling1D_huge_broadcast",
      lambda: L.GlobalAveragePooling1D()(_huge((2**20, 2**20, 2**10))), "GlobalAveragePooling1D"),
+    # weights beyond the size limit of arrays: refused before the initializer allocates
+    ("Conv2D_kernel_2**31_same", lambda: L.Conv2D(4, (2**31, 1), padding="same")(X),
+     "Conv2D 'conv2d"),
+    ("DepthwiseConv2D_kernel_2**31_same",
+     lambda: L.DepthwiseConv2D((2**31, 1), padding="same")(X), "weight 'kernel' of shape"),
+    ("SeparableConv2D_kernel_2**31_same",
+     lambda: L.SeparableConv2D(4, (1, 2**31), padding="same")(X),
+     "weight 'depthwise_kernel' of shape (1, 2147483648, 2, 1) is too large"),
+    ("LSTM_units_2**31", lambda: L.LSTM(2**31)(SEQ), "weight 'kernel' of shape (4, 8589934592)"),
+    ("Conv2D_build_channels_first_2**31",
+     lambda: L.Conv2D(4, 3, data_format="channels_first").build((None, 2**31, 2**31, 3)),
+     "weight 'kernel' of shape (3, 3, 2147483648, 4) is too large"),
+    ("PReLU_build_2**31", lambda: L.PReLU().build((None, 2**31, 2**31, 3)),
+     "PReLU 'p_re_lu"),
+    # Embedding: the index range check would scan a huge broadcast view element by element
+    ("Embedding_huge_broadcast_indices",
+     lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**40))),
+     "inputs of shape (2, 1099511627776) is too large"),
+    ("Embedding_huge_output",
+     lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**31))),
+     "the output for inputs of shape (2, 2147483648) is too large"),
+    # predict checks the size up front, as a call does: not after 67M batches
+    ("predict_huge_broadcast_x",
+     lambda: fl.Sequential([fl.Input((3,)), L.Dense(2)]).predict(_huge((2**31, 3))),
+     "x of shape (2147483648, 3) is too large"),
 ]
 
 
@@ -147,6 +181,93 @@ def test_layer_absurd_arguments(backend, case):
     with fl.use_backend(backend), pytest.raises(ValueError) as info:
         fn()
     assert text in str(info.value)
+
+
+# Masks given as huge broadcast views: their shape and size are checked before the mask is
+# converted to bool or copied (which would allocate terabytes, or gigabytes and then fail).
+_R = lambda *shape: np.ones(shape, F32)  # noqa: E731
+_MB = lambda shape: np.broadcast_to(True, shape)  # noqa: E731
+MASKS = [
+    ("lstm", lambda m: fl.lstm(_R(2, 5, 3), _R(3, 16), _R(4, 16), mask=m), (5,),
+     "lstm: mask"),
+    ("gru", lambda m: fl.gru(_R(2, 5, 3), _R(3, 12), _R(4, 12), mask=m), (5,), "gru: mask"),
+    ("softmax", lambda m: fl.softmax(_R(2, 3, 4), mask=m), (3, 4), "softmax: mask"),
+    ("attention_query_mask", lambda m: fl.attention(_R(2, 3, 4), _R(2, 5, 4), query_mask=m),
+     (3,), "attention: query_mask"),
+    ("additive_attention_value_mask",
+     lambda m: fl.additive_attention(_R(2, 3, 4), _R(2, 5, 4), value_mask=m), (5,),
+     "additive_attention: value_mask"),
+    ("sdpa", lambda m: fl.scaled_dot_product_attention(_R(2, 3, 4), _R(2, 5, 4), _R(2, 5, 6),
+                                                       mask=m), (3, 5),
+     "scaled_dot_product_attention: mask"),
+    ("LSTM", lambda m: L.LSTM(4)(_R(2, 5, 3), mask=m), (5,), "LSTM 'lstm"),
+    ("GRU", lambda m: L.GRU(4)(_R(2, 5, 3), mask=m), (5,), "GRU 'gru"),
+    ("Bidirectional", lambda m: L.Bidirectional(L.LSTM(2))(_R(2, 5, 3), mask=m), (5,),
+     "mask"),
+    ("Softmax", lambda m: L.Softmax()(_R(2, 5, 3), mask=m), (5, 3), "mask"),
+    ("TimeDistributed", lambda m: L.TimeDistributed(L.Dense(2))(_R(2, 5, 3), mask=m), (5,),
+     "TimeDistributed 'time_distributed"),
+    ("GlobalAveragePooling1D", lambda m: L.GlobalAveragePooling1D()(_R(2, 5, 3), mask=m), (5,),
+     "GlobalAveragePooling1D 'global_average_pooling1d"),
+    ("MultiHeadAttention",
+     lambda m: L.MultiHeadAttention(2, 3)(_R(2, 3, 4), _R(2, 5, 4), attention_mask=m), (3, 5),
+     "MultiHeadAttention 'multi_head_attention"),
+    ("MultiHeadAttention_value_mask",
+     lambda m: L.MultiHeadAttention(2, 3)(_R(2, 3, 4), _R(2, 5, 4), value_mask=m), (5,),
+     "MultiHeadAttention 'multi_head_attention"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lead", [2**40, 2**31, 2**28], ids=lambda n: f"lead_{n}")
+@pytest.mark.parametrize("case", MASKS, ids=[c[0] for c in MASKS])
+def test_huge_broadcast_masks(backend, lead, case):
+    """2**40 and 2**31 rows: beyond the size limit ("too large"); 2**28 rows (over 2**30
+    elements): under it, a wrong shape, refused before the 1+ GiB copy (the test would
+    take seconds and gigabytes otherwise)."""
+    _, fn, tail, text = case
+    with fl.use_backend(backend), pytest.raises(ValueError) as info:
+        fn(_MB((lead, *tail)))
+    message = str(info.value)
+    assert text in message and str(lead) in message
+    assert ("too large" in message) == (lead * math.prod(tail) > 2**32)
+
+
+# Pooling windows far larger than the input with padding "same": the window is clipped to
+# the input on both paths, so the cost does not grow with pool_size. Run in a child with a
+# timeout, so that a regression (hours of work) fails instead of hanging the suite.
+_POOL_CHILD = """
+import numpy as np, fastlayers as fl
+from fastlayers import layers as L
+x4 = np.arange(75, dtype=np.float32).reshape(1, 5, 5, 3) - 30
+x3 = np.arange(42, dtype=np.float32).reshape(2, 7, 3) - 20
+for backend in {backends}:
+    with fl.use_backend(backend):
+        cases = [
+            (L.MaxPooling2D(2**20, padding="same")(x4), x4.max(axis=(1, 2), keepdims=True)),
+            (L.AveragePooling2D(2**31 - 1, padding="same")(x4),
+             x4.mean(axis=(1, 2), keepdims=True)),
+            (L.MaxPooling1D(2**24, padding="same")(x3), x3.max(axis=1, keepdims=True)),
+            (L.AveragePooling1D(2**31 - 1, strides=1, padding="same")(x3)[:, :1],
+             x3.mean(axis=1, keepdims=True)),
+            (L.MaxPooling2D((2**30, 3), strides=(1, 2), padding="same")(x4)[:, 2:3, :1],
+             x4[:, :, :2].max(axis=(1, 2), keepdims=True)),
+        ]
+        for got, want in cases:
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        y = L.MaxPooling1D(2**24, padding="same")(fl.Input((5, 3)))
+        assert y.shape == (None, 1, 3), y.shape
+print("ok")
+"""
+
+
+def test_pooling_huge_window_same_padding():
+    path = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (path, os.environ.get("PYTHONPATH")) if p))
+    r = subprocess.run([sys.executable, "-c", _POOL_CHILD.format(backends=BACKENDS)], env=env,
+                       capture_output=True, text=True, timeout=60, cwd=os.path.dirname(path))
+    assert r.returncode == 0 and r.stdout.split() == ["ok"], r.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

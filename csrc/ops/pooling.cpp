@@ -12,7 +12,10 @@
 // the same instructions. Output rows are independent: the same bits for any thread count.
 // Like every kernel it runs with FTZ/DAZ (parallel_for): denormal inputs count as zero, where
 // NumPy keeps them - the one way the two paths differ.
-// A window position outside the input reads nothing, so any geometry stays in bounds.
+// A window visits only its taps inside the input: a padding tap changes nothing (max: -inf
+// never wins, a NaN or -inf already there stays; average: adding 0 is the identity but for
+// -0 + 0 = +0, hence one "+ 0" for a window that covers padding). So the cost does not grow
+// with a window larger than the input, and any geometry stays in bounds.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -32,52 +35,37 @@ inline void fold_max(float* y, const float* t, int64_t c) {
     }
 }
 
-inline void fold_pad_max(float* y, int64_t c) {
-    const float pad = -std::numeric_limits<float>::infinity();
-    for (int64_t k = 0; k < c; ++k) {
-        const float a = y[k];
-        y[k] = (a > pad || a != a) ? a : pad;
-    }
-}
-
 // One output row (image b, output row i): ow pixels of c channels.
 void pool_row(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
               float* y) {
     const int64_t r0 = i * g.sh - g.top;
-    const int64_t rows_in = std::min(r0 + g.ph, g.h) - std::max<int64_t>(r0, 0);
+    const int64_t r_lo = std::max<int64_t>(r0, 0), r_hi = std::min(r0 + g.ph, g.h);
     for (int64_t j = 0; j < g.ow; ++j) {
         const int64_t q0 = j * g.sw - g.left;
+        const int64_t q_lo = std::max<int64_t>(q0, 0), q_hi = std::min(q0 + g.pw, g.w);
         float* out = y + j * g.c;
         bool first = true;
-        for (int64_t a = 0; a < g.ph; ++a) {
-            const int64_t r = r0 + a;
-            for (int64_t e = 0; e < g.pw; ++e) {
-                const int64_t q = q0 + e;
-                const bool inside = r >= 0 && r < g.h && q >= 0 && q < g.w;
-                const float* t = inside ? x + ((b * g.h + r) * g.w + q) * g.c : nullptr;
+        for (int64_t r = r_lo; r < r_hi; ++r) {
+            for (int64_t q = q_lo; q < q_hi; ++q) {
+                const float* t = x + ((b * g.h + r) * g.w + q) * g.c;
                 if (first) {
                     first = false;
-                    if (t) {
-                        std::copy(t, t + g.c, out);
-                    } else {
-                        std::fill(out, out + g.c,
-                                  average ? 0.0f : -std::numeric_limits<float>::infinity());
-                    }
+                    std::copy(t, t + g.c, out);
                 } else if (average) {
-                    if (t) {
-                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + t[k];
-                    } else {
-                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + 0.0f;
-                    }
-                } else if (t) {
-                    fold_max(out, t, g.c);
+                    for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + t[k];
                 } else {
-                    fold_pad_max(out, g.c);
+                    fold_max(out, t, g.c);
                 }
             }
         }
+        if (first) {  // no input pixel (never with the layers' pads): padding alone
+            std::fill(out, out + g.c, average ? 0.0f : -std::numeric_limits<float>::infinity());
+        }
         if (average) {
-            const int64_t cols_in = std::min(q0 + g.pw, g.w) - std::max<int64_t>(q0, 0);
+            const int64_t rows_in = r_hi - r_lo, cols_in = q_hi - q_lo;
+            if (rows_in < g.ph || cols_in < g.pw) {  // the padding taps' sum: -0 becomes +0
+                for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + 0.0f;
+            }
             const float count = static_cast<float>(rows_in) * static_cast<float>(cols_in);
             for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] / count;
         }
@@ -89,9 +77,10 @@ void pool_row(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool 
 void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) {
     const int64_t rows = g.n * g.oh;
     if (rows <= 0 || g.ow <= 0 || g.c <= 0) return;
-    // Taps per output row, in double: ow * c * ph * pw may exceed int64 for absurd windows.
+    // Taps per output row: a window visits at most the input's h x w pixels.
     const double row_taps = static_cast<double>(g.ow) * static_cast<double>(g.c) *
-                            static_cast<double>(g.ph) * static_cast<double>(g.pw);
+                            static_cast<double>(std::min(g.ph, g.h)) *
+                            static_cast<double>(std::min(g.pw, g.w));
     const int64_t min_rows =
         row_taps >= kMinElementsPerTask ? 1 : static_cast<int64_t>(kMinElementsPerTask / row_taps);
     parallel_for(rows, min_rows, [=, &g](int64_t t0, int64_t t1) {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,24 @@ _F32_DTYPE = np.dtype(np.float32)
 
 def _shape(a) -> str:
     return str(tuple(a.shape))
+
+
+# The most elements an array argument, or a weight, may have (16 GiB of float32): larger
+# ones are refused before any work (docs/semantics.md §1). Without it a 0-stride broadcast
+# view of an absurd shape would be copied, scanned or batched element by element (hours),
+# or fail inside NumPy with a MemoryError that names neither the op nor the argument.
+MAX_ELEMENTS = 2**32
+
+
+def elements(n: int, op: str, what: str) -> None:
+    """ValueError if ``n``, the element count of ``what``, exceeds :data:`MAX_ELEMENTS`."""
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{op}: {what} is too large ({n} elements; at most 2**32 are accepted)")
+
+
+def size(a: np.ndarray, op: str, name: str) -> None:
+    """ValueError if the array argument ``a`` has more than :data:`MAX_ELEMENTS` elements."""
+    elements(a.size, op, f"{name} of shape {_shape(a)}")
 
 
 def unchanged(x: Any) -> bool:
@@ -60,6 +78,7 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
         raise TypeError(
             f"{op}: {name} must have a real (bool, int or float) dtype, got dtype {a.dtype}"
         )
+    size(a, op, name)
     # Not np.ascontiguousarray: it turns a 0-d array into shape (1,). Native byte order and
     # alignment are what the C++ kernels require; a misaligned view is copied.
     try:
@@ -91,15 +110,31 @@ def real_array(x: Any, op: str, name: str, what: str = "an array of real numbers
             raise TypeError(f"{op}: {name} could not be converted to an array: {exc}") from None
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{op}: {name} must be {what}, got dtype {a.dtype}")
+    size(a, op, name)
     return a
 
 
-def bool_mask(mask: Any, op: str, name: str, threshold: bool = False) -> np.ndarray:
+def bool_mask(
+    mask: Any,
+    op: str,
+    name: str,
+    threshold: bool = False,
+    *,
+    shape: tuple[int, ...] | None = None,
+    why: str = "",
+    check: Callable[[tuple[int, ...]], None] | None = None,
+) -> np.ndarray:
     """Convert a mask to bool. Non-bool masks mean ``mask != 0``, or ``mask > 0.5``
-    when ``threshold`` (the Keras Softmax rule)."""
+    when ``threshold`` (the Keras Softmax rule). The mask's shape is checked before it is
+    converted or copied (a wrong shape, e.g. a huge broadcast view, costs no work): it must
+    be ``shape`` (``why`` says what that is), and ``check(mask_shape)`` must pass."""
     if isinstance(mask, (str, bytes, dict, set)):
         raise TypeError(f"{op}: {name} must be a boolean array, got {type(mask).__name__}")
     m = real_array(mask, op, name, "a bool or numeric array")
+    if shape is not None:
+        shape_is(m, op, name, shape, why)
+    if check is not None:
+        check(m.shape)
     if m.dtype.kind != "b":
         m = m > 0.5 if threshold else m != 0
     return np.ascontiguousarray(m, dtype=bool)
@@ -214,6 +249,19 @@ def broadcastable(mask_shape: Sequence[int], target: Sequence[int]) -> bool:
         if m != 1 and m != t:
             return False
     return True
+
+
+def broadcasts_to(
+    target: Sequence[int], op: str, name: str, what: str
+) -> Callable[[tuple[int, ...]], None]:
+    """A shape check (``bool_mask``'s ``check``): the shape must broadcast to ``target``
+    (``what`` names it in the message)."""
+
+    def check(shape: tuple[int, ...]) -> None:
+        if not broadcastable(shape, target):
+            raise ValueError(f"{op}: {name} of shape {shape} does not broadcast to {what}")
+
+    return check
 
 
 # ----------------------------------------------------------------------- conv2d geometry

@@ -26,6 +26,9 @@ from ._checks import (  # re-exported: layers and activations use them too
     F32 as F32,
 )
 from ._checks import (
+    MAX_INT32 as MAX_INT32,
+)
+from ._checks import (
     activation as activation,
 )
 from ._checks import (
@@ -273,8 +276,7 @@ def _check_recurrent(
     if u < 1:
         raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
     if mask is not None:
-        mask = C.bool_mask(mask, op, "mask")
-        C.shape_is(mask, op, "mask", x.shape[:2], "(batch, timesteps)")
+        mask = C.bool_mask(mask, op, "mask", shape=x.shape[:2], why="(batch, timesteps)")
     if cell == "gru":
         reset_after = C.flag(reset_after, op, "reset_after")
     bias = C.optional_array(bias, op, "bias")
@@ -372,9 +374,8 @@ def check_softmax(x, axis, mask, *, op="softmax", build: Build = None):
     if len(set(axes)) != len(axes):
         raise ValueError(f"{op}: axis has repeated entries: {axis!r}")
     if mask is not None:
-        mask = C.bool_mask(mask, op, "mask", threshold=True)
-        if not C.broadcastable(mask.shape, x.shape):
-            raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to x {x.shape}")
+        fits = C.broadcasts_to(x.shape, op, "mask", f"x {x.shape}")
+        mask = C.bool_mask(mask, op, "mask", threshold=True, check=fits)
         mask = np.broadcast_to(mask, x.shape)
     return SoftmaxArgs(x, axes, mask)
 
@@ -444,11 +445,13 @@ def _check_luong(
             f"{op}: query {query.shape} and key {key.shape} need a feature dimension >= 1"
         )
     if query_mask is not None:
-        query_mask = C.bool_mask(query_mask, op, "query_mask")
-        C.shape_is(query_mask, op, "query_mask", query.shape[:2], "(batch, Tq)")
+        query_mask = C.bool_mask(
+            query_mask, op, "query_mask", shape=query.shape[:2], why="(batch, Tq)"
+        )
     if value_mask is not None:
-        value_mask = C.bool_mask(value_mask, op, "value_mask")
-        C.shape_is(value_mask, op, "value_mask", value.shape[:2], "(batch, Tv)")
+        value_mask = C.bool_mask(
+            value_mask, op, "value_mask", shape=value.shape[:2], why="(batch, Tv)"
+        )
     causal = C.flag(use_causal_mask, op, "use_causal_mask")
     want_scores = C.flag(return_attention_scores, op, "return_attention_scores")
     common = (query, value, key, query_mask, value_mask, causal, want_scores)
@@ -508,10 +511,8 @@ def check_scaled_dot_product_attention(
     if q.shape[-1] < 1:
         raise ValueError(f"{op}: q must have a feature dim D >= 1, got {q.shape}")
     if mask is not None:
-        mask = C.bool_mask(mask, op, "mask")
         target = lead + (q.shape[-2], k.shape[-2])
-        if not C.broadcastable(mask.shape, target):
-            raise ValueError(f"{op}: mask of shape {mask.shape} does not broadcast to {target}")
+        mask = C.bool_mask(mask, op, "mask", check=C.broadcasts_to(target, op, "mask", f"{target}"))
     causal = C.flag(is_causal, op, "is_causal")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else C.real_scalar(scale, op, "scale")
     return SDPAArgs(q, k, v, mask, causal, scale)
@@ -590,16 +591,18 @@ def check_multi_head_attention(
             C.shape_is(bias, op, name, shape)
     mask = attention_mask
     if mask is not None:
-        mask = C.bool_mask(mask, op, "attention_mask")
-        if mask.shape not in ((b, t_len, s_len), (t_len, s_len)):
-            raise ValueError(
-                f"{op}: attention_mask has shape {mask.shape}, expected "
-                f"{(b, t_len, s_len)} or {(t_len, s_len)}"
-            )
+
+        def fits(shape):
+            if shape not in ((b, t_len, s_len), (t_len, s_len)):
+                raise ValueError(
+                    f"{op}: attention_mask has shape {shape}, expected "
+                    f"{(b, t_len, s_len)} or {(t_len, s_len)}"
+                )
+
+        mask = C.bool_mask(mask, op, "attention_mask", check=fits)
     for name, m in (("value_mask", value_mask), ("key_mask", key_mask)):
         if m is not None:
-            m = C.bool_mask(m, op, name)
-            C.shape_is(m, op, name, (b, s_len), "(batch, S)")
+            m = C.bool_mask(m, op, name, shape=(b, s_len), why="(batch, S)")
             mask = m[:, None, :] if mask is None else mask & m[:, None, :]
     if sliding_window is not None:
         band = np.abs(np.arange(t_len)[:, None] - np.arange(s_len)[None, :]) < sliding_window

@@ -4,7 +4,8 @@ The C++ kernel (csrc/ops/pooling.cpp) follows this code tap for tap: the same bi
 paths. Layout: x (N, H, W, C)
 NHWC; a 1D op is the 2D one with H = 1. The result is built tap by tap: for each offset in
 the window, one strided slice of the (padded) input is folded in with np.maximum / np.add,
-so no patch matrix is built.
+so no patch matrix is built. The offsets that read padding in every window are skipped
+(:func:`_clipped`): the work and the padding do not grow with a window larger than the input.
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ def pool_geometry(size: int, pool: int, stride: int, padding: str) -> tuple[int,
     return out, total // 2, total - total // 2
 
 
+def _clipped(size: int, pool: int, stride: int, out: int, before: int) -> tuple[int, int, int]:
+    """(taps, before, after) of one axis once the window offsets that read padding in
+    every window are dropped: offsets below ``before - (out - 1) * stride`` (left of the
+    input even in the last window) and from ``size + before`` on (right of it even in the
+    first). Each window keeps the input pixels it covers, in the same order; a dropped tap
+    changed nothing but the sign of a zero sum (see :func:`avg_pool2d`)."""
+    lo = max(0, before - (out - 1) * stride)
+    taps = min(pool, size + before) - lo
+    before -= lo
+    return taps, before, max(0, (out - 1) * stride + taps - before - size)
+
+
+def _geometry(x: np.ndarray, pool, strides, pads, out_hw):
+    """(taps, pads) of :func:`_clipped` for both axes: taps (rows, cols), pads (top,
+    bottom, left, right)."""
+    (th, top, bottom), (tw, left, right) = (
+        _clipped(size, p, s, o, before)
+        for size, p, s, o, before in zip(x.shape[1:3], pool, strides, out_hw, pads[::2])
+    )
+    return (th, tw), (top, bottom, left, right)
+
+
 def _taps(xp: np.ndarray, pool, strides, out_hw):
     """For each window offset (a, b), the strided slice of xp it meets:
     tap[n, i, j, c] = xp[n, i * sh + a, j * sw + b, c]."""
@@ -35,6 +58,7 @@ def _taps(xp: np.ndarray, pool, strides, out_hw):
 
 def max_pool2d(x: np.ndarray, pool, strides, pads, out_hw) -> np.ndarray:
     """Max over each window; padding is -inf, so it never wins (NaN propagates)."""
+    pool, pads = _geometry(x, pool, strides, pads, out_hw)
     top, bottom, left, right = pads
     xp = x
     if any(pads):
@@ -55,18 +79,24 @@ def _counts(size: int, pool: int, stride: int, out: int, before: int) -> np.ndar
 def avg_pool2d(x: np.ndarray, pool, strides, pads, out_hw) -> np.ndarray:
     """Mean over each window of the input pixels it covers: padding is not counted
     (Keras's rule on TensorFlow and JAX)."""
+    taps_hw, pads = _geometry(x, pool, strides, pads, out_hw)
     top, bottom, left, right = pads
     xp = x
     if any(pads):
         xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    taps = _taps(xp, pool, strides, out_hw)
+    taps = _taps(xp, taps_hw, strides, out_hw)
     y = np.array(next(taps), dtype=F32, order="C")
     for tap in taps:
         np.add(y, tap, out=y)
+    ch = _counts(x.shape[1], taps_hw[0], strides[0], out_hw[0], top)
+    cw = _counts(x.shape[2], taps_hw[1], strides[1], out_hw[1], left)
+    if taps_hw != tuple(pool):
+        # The dropped taps added 0: in a window that covers padding, a sum of -0 was +0
+        # (as on the C++ path, csrc/ops/pooling.cpp).
+        padded = (ch < pool[0])[:, None] | (cw < pool[1])[None, :]
+        np.add(y, F32(0), out=y, where=padded[None, :, :, None])
     if not any(pads):
-        y /= F32(pool[0] * pool[1])
+        y /= F32(taps_hw[0] * taps_hw[1])
         return y
-    ch = _counts(x.shape[1], pool[0], strides[0], out_hw[0], top)
-    cw = _counts(x.shape[2], pool[1], strides[1], out_hw[1], left)
     y /= (ch[:, None] * cw[None, :])[None, :, :, None]
     return y

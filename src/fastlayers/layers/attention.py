@@ -414,12 +414,15 @@ def _with_query_mask(query: Any, value: Any, query_mask: Any, attention_mask: An
     """attention_mask (B, T, S), (T, S) or None, ANDed with the query's implicit mask
     (B, T) as Keras's MultiHeadAttention._compute_attention_mask does ([B, T, 1])."""
     q_shape = np.shape(query)
-    m = C.bool_mask(query_mask, owner, "the query's mask")
-    if len(q_shape) < 2 or m.shape != tuple(q_shape[:2]):
-        raise ValueError(
-            f"{owner}: the query's mask has shape {m.shape}, expected (batch, T) = "
-            f"{tuple(q_shape[:2])}"
-        )
+
+    def fits(shape):
+        if len(q_shape) < 2 or shape != tuple(q_shape[:2]):
+            raise ValueError(
+                f"{owner}: the query's mask has shape {shape}, expected (batch, T) = "
+                f"{tuple(q_shape[:2])}"
+            )
+
+    m = C.bool_mask(query_mask, owner, "the query's mask", check=fits)
     v_shape = np.shape(value)
     if len(v_shape) != 3:
         return attention_mask  # the op's check reports the value

@@ -184,17 +184,16 @@ class Layer:
         rng = np.random.default_rng(self.seed)
         values = []
         for name, shape, make in specs:
+            what = f"weight {name!r} of shape {tuple(shape)}"
+            # An absurd units / filters / kernel size / input shape: refused before the
+            # initializer allocates (NumPy's MemoryError or "array is too big" would name
+            # neither the layer nor the weight), with the limit of array arguments.
+            _checks.elements(math.prod(int(d) for d in shape), self._owner(), what)
             try:
                 values.append(make(rng))
-            except (ValueError, MemoryError, OverflowError) as exc:
-                size = math.prod(int(d) for d in shape)
-                if size * 4 < 2**40:  # not a size problem: the initializer's own error
-                    raise
-                # An absurd units / filters / heads: NumPy's "array is too big" or "Maximum
-                # allowed dimension exceeded" would name neither the layer nor the weight.
+            except MemoryError as exc:  # below the limit, but more than this machine has
                 raise ValueError(
-                    f"{self._owner()}: weight {name!r} of shape {tuple(shape)} is too large "
-                    f"to create ({size} elements; {exc})"
+                    f"{self._owner()}: {what} is too large to create ({exc})"
                 ) from None
         for (name, shape, _), value in zip(specs, values):
             if value.shape != tuple(shape):  # a user initializer returning the wrong shape

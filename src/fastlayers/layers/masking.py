@@ -94,6 +94,8 @@ class Embedding(Layer):
         """The inputs as an intp array of indices in [0, input_dim), or a clear error."""
         owner = self._owner()
         x = C.real_array(inputs, owner, "inputs", "an array of integer indices")
+        # Before the range scan below: a huge 0-stride view would be scanned element by element.
+        C.elements(x.size * self.output_dim, owner, f"the output for inputs of shape {x.shape}")
         if x.dtype.kind == "f":
             finite = np.isfinite(x)
             if not finite.all() or (x != np.trunc(x)).any():

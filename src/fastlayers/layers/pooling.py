@@ -42,9 +42,15 @@ class _Pooling(Layer):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.pool_size = V.int_tuple(pool_size, owner, "pool_size", n=self.rank)
+        # At most 2**31 - 1, as conv2d's strides (TensorFlow's int32 attributes): the C++
+        # kernel takes no more, and the NumPy path would fail on it in np.pad.
+        self.pool_size = V.int_tuple(
+            pool_size, owner, "pool_size", n=self.rank, maximum=V.MAX_INT32
+        )
         self.strides = (
-            self.pool_size if strides is None else V.int_tuple(strides, owner, "strides", self.rank)
+            self.pool_size
+            if strides is None
+            else V.int_tuple(strides, owner, "strides", self.rank, maximum=V.MAX_INT32)
         )
         self.padding = _padding(padding, owner)
         self.data_format = _data_format(data_format, owner)
@@ -315,13 +321,9 @@ class GlobalAveragePooling1D(_GlobalPooling):
         if mask is None:
             return super().call(x)
         owner = self._owner()
-        m = V.bool_mask(mask, owner, "mask")
         steps = 2 if self.data_format == "channels_first" else 1
-        if m.shape != (x.shape[0], x.shape[steps]):
-            raise ValueError(
-                f"{owner}: mask has shape {m.shape}, expected (batch, steps) = "
-                f"{(x.shape[0], x.shape[steps])}"
-            )
+        m = V.bool_mask(mask, owner, "mask", shape=(x.shape[0], x.shape[steps]),
+                        why="(batch, steps)")
         m = m[:, None, :] if steps == 2 else m[:, :, None]
         total = np.where(m, x, np.float32(0)).sum(
             axis=steps, keepdims=self.keepdims, dtype=np.float32

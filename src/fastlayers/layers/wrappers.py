@@ -121,12 +121,15 @@ class TimeDistributed(Layer):
         b, t = x.shape[:2]
         kwargs: dict[str, Any] = {}
         if mask is not None:
-            m = V.bool_mask(mask, owner, "mask")
-            if m.ndim < 2 or m.shape[:2] != (b, t):
-                raise ValueError(
-                    f"{owner}: mask of shape {m.shape} does not fit inputs of shape {x.shape}: "
-                    f"its first two axes must be (batch, time) = ({b}, {t})"
-                )
+
+            def fits(shape):
+                if len(shape) < 2 or shape[:2] != (b, t):
+                    raise ValueError(
+                        f"{owner}: mask of shape {shape} does not fit inputs of shape "
+                        f"{x.shape}: its first two axes must be (batch, time) = ({b}, {t})"
+                    )
+
+            m = V.bool_mask(mask, owner, "mask", check=fits)
             if _takes_mask(self.layer):
                 kwargs["mask"] = m.reshape((b * t,) + m.shape[2:])
         y = self.layer(x.reshape((b * t,) + x.shape[2:]), **kwargs)

@@ -168,6 +168,8 @@ class BaseModel(Layer):
         if not arrays:
             raise ValueError(f"{self._owner()}: predict got no input arrays")
         arrays = [np.asarray(a) for a in arrays]
+        for a in arrays:  # up front, as a call checks its arguments: not after millions of batches
+            C.size(a, self._owner(), "x")
         n = arrays[0].shape[0] if arrays[0].ndim else 0
         for a in arrays:
             if a.ndim == 0 or a.shape[0] != n:
@@ -251,13 +253,15 @@ def input_masks(mask: Any, inputs: Sequence[Any], owner: str) -> list[Any]:
             continue
         if np.ndim(m) == 0 and not isinstance(m, (str, bytes)):
             raise ValueError(f"{owner}: a mask needs a batch axis, got {m!r}")
-        m = C.bool_mask(m, owner, "mask")
         shape = getattr(x, "shape", None)
-        if shape is not None and (m.ndim > len(shape) or any(
-                want is not None and got != want for got, want in zip(m.shape, shape))):
-            raise ValueError(f"{owner}: mask has shape {m.shape}, which does not fit an input "
-                             f"of shape {tuple(shape)} (expected its leading dimensions)")
-        out.append(m)
+
+        def fits(mask_shape, shape=shape):
+            if shape is not None and (len(mask_shape) > len(shape) or any(
+                    want is not None and got != want for got, want in zip(mask_shape, shape))):
+                raise ValueError(f"{owner}: mask has shape {mask_shape}, which does not fit an "
+                                 f"input of shape {tuple(shape)} (expected its leading dimensions)")
+
+        out.append(C.bool_mask(m, owner, "mask", check=fits))
     return out
 
 
