@@ -167,10 +167,6 @@ LAYERS = [
     ("Embedding_huge_output",
      lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**31))),
      "the output for inputs of shape (2, 2147483648) is too large"),
-    # predict checks the size up front, as a call does: not after 67M batches
-    ("predict_huge_broadcast_x",
-     lambda: fl.Sequential([fl.Input((3,)), L.Dense(2)]).predict(_huge((2**31, 3))),
-     "x of shape (2147483648, 3) is too large"),
 ]
 
 

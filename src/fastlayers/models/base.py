@@ -168,8 +168,6 @@ class BaseModel(Layer):
         if not arrays:
             raise ValueError(f"{self._owner()}: predict got no input arrays")
         arrays = [np.asarray(a) for a in arrays]
-        for a in arrays:  # up front, as a call checks its arguments: not after millions of batches
-            C.size(a, self._owner(), "x")
         n = arrays[0].shape[0] if arrays[0].ndim else 0
         for a in arrays:
             if a.ndim == 0 or a.shape[0] != n:
