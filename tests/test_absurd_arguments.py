@@ -17,7 +17,9 @@ import pytest
 from conftest import NUMPY_ONLY, backends_for
 
 import fastlayers as fl
+from fastlayers import _checks
 from fastlayers import layers as L
+from fastlayers._checks import MAX_ELEMENTS
 
 F32 = np.float32
 BACKENDS = backends_for("conv2d")
@@ -147,14 +149,14 @@ LAYERS = [
     ("GlobalAveragePooling1D_huge_broadcast",
      lambda: L.GlobalAveragePooling1D()(_huge((2**20, 2**20, 2**10))), "GlobalAveragePooling1D"),
     # weights beyond the size limit of arrays: refused before the initializer allocates
-    ("Conv2D_kernel_2**31_same", lambda: L.Conv2D(4, (2**31, 1), padding="same")(X),
+    ("Conv2D_kernel_2**40_same", lambda: L.Conv2D(4, (2**40, 1), padding="same")(X),
      "Conv2D 'conv2d"),
-    ("DepthwiseConv2D_kernel_2**31_same",
-     lambda: L.DepthwiseConv2D((2**31, 1), padding="same")(X), "weight 'kernel' of shape"),
-    ("SeparableConv2D_kernel_2**31_same",
-     lambda: L.SeparableConv2D(4, (1, 2**31), padding="same")(X),
-     "weight 'depthwise_kernel' of shape (1, 2147483648, 2, 1) is too large"),
-    ("LSTM_units_2**31", lambda: L.LSTM(2**31)(SEQ), "weight 'kernel' of shape (4, 8589934592)"),
+    ("DepthwiseConv2D_kernel_2**40_same",
+     lambda: L.DepthwiseConv2D((2**40, 1), padding="same")(X), "weight 'kernel' of shape"),
+    ("SeparableConv2D_kernel_2**40_same",
+     lambda: L.SeparableConv2D(4, (1, 2**40), padding="same")(X),
+     "weight 'depthwise_kernel' of shape (1, 1099511627776, 2, 1) is too large"),
+    ("LSTM_units_2**40", lambda: L.LSTM(2**40)(SEQ), "weight 'kernel' of shape (4, 4398046511104)"),
     ("Conv2D_build_channels_first_2**31",
      lambda: L.Conv2D(4, 3, data_format="channels_first").build((None, 2**31, 2**31, 3)),
      "weight 'kernel' of shape (3, 3, 2147483648, 4) is too large"),
@@ -165,8 +167,8 @@ LAYERS = [
      lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**40))),
      "inputs of shape (2, 1099511627776) is too large"),
     ("Embedding_huge_output",
-     lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**31))),
-     "the output for inputs of shape (2, 2147483648) is too large"),
+     lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**35))),
+     "the output for inputs of shape (2, 34359738368) is too large"),
 ]
 
 
@@ -218,15 +220,15 @@ MASKS = [
 @pytest.mark.parametrize("lead", [2**40, 2**31, 2**28], ids=lambda n: f"lead_{n}")
 @pytest.mark.parametrize("case", MASKS, ids=[c[0] for c in MASKS])
 def test_huge_broadcast_masks(backend, lead, case):
-    """2**40 and 2**31 rows: beyond the size limit ("too large"); 2**28 rows (over 2**30
-    elements): under it, a wrong shape, refused before the 1+ GiB copy (the test would
+    """2**40 rows: beyond the size limit ("too large"); 2**31 and 2**28 rows (over 2**30
+    elements): under it, a wrong shape, refused before the copy of gigabytes (the test would
     take seconds and gigabytes otherwise)."""
     _, fn, tail, text = case
     with fl.use_backend(backend), pytest.raises(ValueError) as info:
         fn(_MB((lead, *tail)))
     message = str(info.value)
     assert text in message and str(lead) in message
-    assert ("too large" in message) == (lead * math.prod(tail) > 2**32)
+    assert ("too large" in message) == (lead * math.prod(tail) > MAX_ELEMENTS)
 
 
 # Pooling windows far larger than the input with padding "same": the window is clipped to
@@ -353,3 +355,17 @@ def test_summary_line_length_widens_the_table():
     lines = []
     _small_model().summary(print_fn=lines.append, line_length=np.int64(120))
     assert len(lines[0].splitlines()[1]) == 120
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_size_limit_counts_only_what_is_converted(backend, monkeypatch, tmp_path):
+    # An array passed on as it is (float32, C-contiguous, aligned; an np.memmap too) costs
+    # nothing and is not counted; one that must be converted is (limit lowered to 50 here).
+    monkeypatch.setattr(_checks, "MAX_ELEMENTS", 50)
+    mm = np.memmap(tmp_path / "x.bin", dtype=np.float32, mode="w+", shape=(10, 8))
+    mm[:] = 1.0
+    kernel = np.ones((8, 3), np.float32)
+    with fl.use_backend(backend):
+        np.testing.assert_array_equal(fl.dense(mm, kernel), np.full((10, 3), 8.0, np.float32))
+        with pytest.raises(ValueError, match=r"x of shape \(10, 8\) is too large"):
+            fl.dense(np.ones((10, 8)), kernel)  # float64: converted, so counted

@@ -250,15 +250,15 @@ def test_batched_matmul_equals_its_entries(m, backend):
 
 
 # fl::gemm_batched's branches: small matrix-vector products as b^T A^T (A^T in one block of 32
-# or 64 columns, or two: 100 rows), larger ones and other small products split over the threads
-# (few rows read b in place in one column block; more than that block's 512 columns at 32 rows,
-# or more than 32 rows, go through fl::gemm), a batch of one, k = 0, and few products of >= 1M
-# multiply-adds each split by fl::gemm.
+# or 64 columns, or two: 80 and 100 rows), larger ones and other small products split over the
+# threads (few rows read b in place in one column block; more than that block's 512 columns at
+# 32 rows, or more than 32 rows, go through fl::gemm), a batch of one, k = 0, and few products
+# of >= 1M multiply-adds each split by fl::gemm.
 @pytest.mark.parametrize(
     "nb, m, k, n",
-    [(3000, 8, 8, 1), (50, 100, 2, 1), (10, 40, 5, 1), (20, 40, 9, 1), (67, 3, 5, 7),
-     (40, 32, 9, 512), (9, 32, 3, 513), (30, 33, 17, 16),
-     (1, 5, 4, 3), (12, 4, 0, 6), (5, 7, 0, 1), (3, 96, 128, 96), (2, 128, 64, 129)],
+    [(3000, 8, 8, 1), (50, 100, 2, 1), (7, 80, 3, 1), (10, 40, 5, 1), (20, 40, 9, 1),
+     (67, 3, 5, 7), (40, 32, 9, 512), (9, 32, 3, 513), (30, 33, 17, 16), (1, 5, 4, 3),
+     (12, 4, 0, 6), (5, 7, 0, 1), (3, 96, 128, 96), (2, 128, 64, 129)],
 )
 @pytest.mark.skipif(NUMPY_ONLY, reason="a NumPy-only run has no compiled core")
 def test_batched_matmul_bits_on_any_thread_count(nb, m, k, n):

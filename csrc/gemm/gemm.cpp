@@ -431,11 +431,12 @@ void gemm_row_major_b(const float* a, int64_t m, int64_t k, int64_t lda, const f
 // A batch of products (fastlayers.matmul with batch axes). Entries are split over the threads
 // unless they are few and each large enough to split by itself: a split of the batch needs no
 // synchronization inside it, where fl::gemm per entry opened a region (and, under 32 rows,
-// walked its column blocks) for every product - (1000, 8, 8) @ (1000, 8, 1) took 160 us on one
-// thread against NumPy's 65. Inside a chunk each product is computed by one thread: few-row
-// products whose C fits one column block go straight to the row-major-B kernel (the block
-// gemm_row_major_b would make), the others through fl::gemm, whose region then runs serially.
-// Either way each output is the chain fl::gemm computes, so the bits do not depend on the split.
+// walked its column blocks) for every product (docs/performance.md §3). Inside a chunk of a
+// multi-threaded region each product is computed by one thread: few-row products whose C fits
+// one column block go straight to the row-major-B kernel (the block gemm_row_major_b would
+// make), the others through fl::gemm (serial there; a region of one chunk may still let it use
+// the pool). Either way each output is the chain fl::gemm computes, so the bits do not depend
+// on the split.
 void gemm_batched(int64_t batch, const float* a, int64_t m, int64_t k, const float* b, int64_t n,
                   float* c) {
     if (batch <= 0 || m <= 0 || n <= 0 || k < 0) return;
@@ -456,10 +457,12 @@ void gemm_batched(int64_t batch, const float* a, int64_t m, int64_t k, const flo
     const int64_t grain = macs >= 65536.0 ? 1 : static_cast<int64_t>(65536.0 / macs);
     if (n == 1 && m * k <= kSmallMatvec) {
         // Matrix times vector: C_i (m x 1) is also the row b_i^T (1 x k) times A_i^T (k x m), the
-        // same products in the same order (fma(x, y, c) == fma(y, x, c)), so the same bits.
+        // same products in the same order (fma(x, y, c) == fma(y, x, c)), so the same bits -
+        // NaN payloads aside: with two NaN factors the hardware keeps the first one's payload.
         // A_i^T is copied out up to 64 rows of A_i at a time, as a k x 32 or k x 64 row-major
-        // block, for the one-row kernel: its whole-k tile holds those outputs as 4 or 8
-        // independent 8-lane chains of full vectors (the padding columns, zero or left from an
+        // block, for the one-row kernel: on AVX2 its whole-k tile holds those outputs as 4 or 8
+        // independent 8-lane chains of full vectors (AVX-512: 8-row bands of a 1 x 64 tile,
+        // unmeasured; results the same either way) (the padding columns, zero or left from an
         // earlier block, only feed outputs that are dropped), stored to a scratch row and the
         // w real ones copied out. Down the other way a tile held 1 useful column of 16 behind
         // masked loads and stores, slow on AMD (docs/performance.md §3). The copy is scalar: past

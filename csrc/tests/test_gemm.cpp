@@ -660,8 +660,9 @@ void test_gemm_batched() {
     };
     const int saved = fl::num_threads();
     uint32_t seed = 300;
-    for (const Case& cs : {Case{3000, 8, 8, 1}, Case{50, 100, 2, 1}, Case{10, 40, 5, 1},
-                           Case{20, 40, 9, 1}, Case{67, 3, 5, 7}, Case{40, 32, 9, 512},
+    for (const Case& cs : {Case{3000, 8, 8, 1}, Case{50, 100, 2, 1}, Case{7, 80, 3, 1},
+                           Case{10, 40, 5, 1}, Case{20, 40, 9, 1}, Case{67, 3, 5, 7},
+                           Case{40, 32, 9, 512},
                            Case{9, 32, 3, 513}, Case{30, 33, 17, 16}, Case{1, 5, 4, 3},
                            Case{12, 4, 0, 6}, Case{5, 7, 0, 1}, Case{3, 96, 128, 96},
                            Case{2, 128, 64, 129}}) {

@@ -25,17 +25,20 @@ def _shape(a) -> str:
     return str(tuple(a.shape))
 
 
-# The most elements an array argument, or a weight, may have (16 GiB of float32): larger
-# ones are refused before any work (docs/semantics.md §1). Without it a 0-stride broadcast
-# view of an absurd shape would be copied, scanned or batched element by element (hours),
-# or fail inside NumPy with a MemoryError that names neither the op nor the argument.
-MAX_ELEMENTS = 2**32
+# The most elements an array argument that must be converted or scanned, a weight or an
+# Embedding output may have (256 GiB of float32, beyond any one host's model): larger ones
+# are refused before any work (docs/semantics.md §1). Without it a 0-stride broadcast view of
+# an absurd shape would be copied or scanned element by element (hours), and an absurd
+# hyper-parameter would fail inside NumPy with a MemoryError that names neither the op nor
+# the argument. An array passed on as it is (float32, C-contiguous, aligned: an np.memmap
+# too) is not counted: it costs nothing.
+MAX_ELEMENTS = 2**36
 
 
 def elements(n: int, op: str, what: str) -> None:
     """ValueError if ``n``, the element count of ``what``, exceeds :data:`MAX_ELEMENTS`."""
     if n > MAX_ELEMENTS:
-        raise ValueError(f"{op}: {what} is too large ({n} elements; at most 2**32 are accepted)")
+        raise ValueError(f"{op}: {what} is too large ({n} elements; at most 2**36 are accepted)")
 
 
 def size(a: np.ndarray, op: str, name: str) -> None:
@@ -78,7 +81,9 @@ def array(x: Any, op: str, name: str) -> np.ndarray:
         raise TypeError(
             f"{op}: {name} must have a real (bool, int or float) dtype, got dtype {a.dtype}"
         )
-    size(a, op, name)
+    flags = a.flags
+    if not (a.dtype == F32 and flags.c_contiguous and flags.aligned):  # else shared, not copied
+        size(a, op, name)
     # Not np.ascontiguousarray: it turns a 0-d array into shape (1,). Native byte order and
     # alignment are what the C++ kernels require; a misaligned view is copied.
     try:

@@ -107,7 +107,8 @@ void gemm(const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int
 
 // A batch of products C_i (M, N) = A_i (M, K) · B_i (K, N), i < batch, each entry contiguous
 // and row-major: A_i at a + i*M*K, B_i at b + i*K*N, C_i at c + i*M*N. Each C_i has the bits
-// fl::gemm gives it (no bias, no activation); threads split the batch, or each large product.
+// fl::gemm gives it (no bias, no activation; NaN payloads may differ where both factors are
+// NaN); threads split the batch, or each large product.
 void gemm_batched(int64_t batch, const float* a, int64_t m, int64_t k, const float* b, int64_t n,
                   float* c);
 
