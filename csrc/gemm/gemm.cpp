@@ -453,8 +453,11 @@ void gemm_batched(int64_t batch, const float* a, int64_t m, int64_t k, const flo
     }
     const KernelTable& kt = kernels();
     const bool direct = m <= kRowbMaxM && n <= rowb_column_cap(m);
-    // Tasks of at least 64K multiply-adds (a thread's wake-up costs more than a smaller one).
-    const int64_t grain = macs >= 65536.0 ? 1 : static_cast<int64_t>(65536.0 / macs);
+    // Tasks of at least 64K multiply-adds (a thread's wake-up costs more than a smaller one),
+    // an entry counted as at least 512: its calls cost ~50-100 ns however small it is, and
+    // (1000, 8, 8) @ (1000, 8, 1) (57 us) ran as one task with 64 per entry.
+    const double cost = std::max(macs, 512.0);
+    const int64_t grain = cost >= 65536.0 ? 1 : static_cast<int64_t>(65536.0 / cost);
     if (n == 1 && m * k <= kSmallMatvec) {
         // Matrix times vector: C_i (m x 1) is also the row b_i^T (1 x k) times A_i^T (k x m), the
         // same products in the same order (fma(x, y, c) == fma(y, x, c)), so the same bits -
