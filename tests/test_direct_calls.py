@@ -387,6 +387,35 @@ def test_sdpa_other_arguments_take_the_checked_call():
                                atol=1e-6)
 
 
+# ------------------------------------------------------------- ops called directly: matmul
+
+
+@pytest.mark.parametrize("shapes, transpose_b", [
+    (((64, 16, 4), (64, 4, 1)), False),     # the seed article's attention product
+    (((5, 7, 3), (5, 6, 3)), True),         # queries times keys
+    (((2, 3, 4, 5), (3, 5, 2)), False),     # broadcast batch axes
+    (((4, 6, 5), (1, 5, 2)), False),        # a batch axis of 1 in b
+], ids=str)
+def test_matmul_calls_again_give_the_checked_bits(shapes, transpose_b):
+    rng = np.random.default_rng(14)
+    a, b = (rng.standard_normal(s).astype(F32) for s in shapes)
+    with shape_plan.disabled():
+        want = fl.matmul(a, b, transpose_b=transpose_b)
+    for _ in range(4):
+        assert_same(fl.matmul(a, b, transpose_b=transpose_b), want)
+    kept = fl.functional._matmul_direct[0]
+    assert kept is not None and kept[0][:3] == (*shapes, transpose_b)  # the runner served
+    a2 = rng.standard_normal(shapes[0]).astype(F32)  # new values, same shapes
+    with shape_plan.disabled():
+        want2 = fl.matmul(a2, b, transpose_b=transpose_b)
+    assert_same(fl.matmul(a2, b, transpose_b=transpose_b), want2)
+    other = np.asfortranarray(a2)  # another layout: the checked call (same values)
+    assert_same(fl.matmul(other, b, transpose_b=transpose_b), want2)
+    with pytest.raises(ValueError, match="do not chain"):
+        fl.matmul(a, b[..., :1, :] if not transpose_b else b[..., :1], transpose_b=transpose_b)
+    assert fl.functional._matmul_direct[0] is kept
+
+
 def test_sdpa_against_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(13)

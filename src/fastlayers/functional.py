@@ -80,10 +80,23 @@ def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarr
     -------
     y : float32 array (broadcast batch..., M, N)
     """
+    plain = transpose_b is False or transpose_b is True
+    if plain:  # called again with arrays of the same shapes: the kept runner (see _sdpa_direct)
+        key = _plain_f32_key(a, b, transpose_b)
+        kept = _matmul_direct[0]
+        if key is not None and kept is not None and kept[0] == key:
+            return kept[1](a, b)
     args = V.check_matmul(a, b, transpose_b)
     if _cpp("matmul"):
-        return _cpp_dense.matmul(args)
+        out = _cpp_dense.matmul(args)
+        if plain and key is not None:
+            _keep_direct(_matmul_direct, key, lambda: _matmul_runner(a, b, transpose_b=transpose_b))
+        return out
     return _np_dense.matmul(args.a, args.b)
+
+
+# Direct matmul calls with a batch of matrices (a 2-D b has no runner): as _sdpa_direct.
+_matmul_direct: list = [None, None]
 
 
 def _matmul_runner(a: Any, b: Any, *, transpose_b: bool = False) -> Any:
@@ -93,7 +106,7 @@ def _matmul_runner(a: Any, b: Any, *, transpose_b: bool = False) -> Any:
     run = _cpp_dense.matmul_runner(V.check_matmul(a, b, transpose_b))
     if run is None or not transpose_b:
         return run
-    return lambda a, b: run(a, np.swapaxes(b, -1, -2))
+    return lambda a, b: run(a, np.ascontiguousarray(np.swapaxes(b, -1, -2)))
 
 
 matmul.__plan_runner__ = _matmul_runner  # type: ignore[attr-defined]

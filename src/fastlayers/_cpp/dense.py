@@ -61,6 +61,8 @@ def matmul_runner(a_args):
         return None
     core = _backend._core
     batch = a_args.batch
+    if a_args.a.ndim == 3 and a_args.a.shape[:1] == a_args.b.shape[:1] == batch:
+        return core.matmul_batched  # (B, M, K) @ (B, K, N): the arrays as they are
     nb = math.prod(batch)
     out_shape = batch + (a_args.a.shape[-2], a_args.b.shape[-1])
     return lambda a, b: core.matmul_batched(_batch3(a, batch, nb), _batch3(b, batch, nb)).reshape(
