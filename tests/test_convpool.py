@@ -174,7 +174,8 @@ needs_core = pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(),
         ((1, 13, 11, 7), (3, 3), (2, 2)),
         ((1, 9, 9, 17), (3, 2), (1, 3)),
         ((3, 5, 8, 1), (5, 7), (4, 1)),
-        ((1, 2, 3, 31), (3, 4), (5, 6)),
+        ((1, 2, 3, 31), (3, 4), (5, 6)),  # window taller and wider than the input (clipped)
+        ((2, 6, 3, 9), (2, 5), (1, 2)),  # only wider
         ((2, 8, 8, 33), (8, 8), (8, 8)),
     ],
 )

@@ -12,10 +12,11 @@
 // the same instructions. Output rows are independent: the same bits for any thread count.
 // Like every kernel it runs with FTZ/DAZ (parallel_for): denormal inputs count as zero, where
 // NumPy keeps them - the one way the two paths differ.
-// A window visits only its taps inside the input: a padding tap changes nothing (max: -inf
-// never wins, a NaN or -inf already there stays; average: adding 0 is the identity but for
-// -0 + 0 = +0, hence one "+ 0" for a window that covers padding). So the cost does not grow
-// with a window larger than the input, and any geometry stays in bounds.
+// A window larger than the input visits only its taps inside it (pool_row_clipped): a padding
+// tap changes nothing (max: -inf never wins, a NaN or -inf already there stays; average:
+// adding 0 is the identity but for -0 + 0 = +0, hence one "+ 0" for a window that covers
+// padding), so the cost does not grow with the window. Either loop stays in bounds for any
+// geometry and gives the same bits.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -35,8 +36,63 @@ inline void fold_max(float* y, const float* t, int64_t c) {
     }
 }
 
-// One output row (image b, output row i): ow pixels of c channels.
-void pool_row(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
+inline void fold_pad_max(float* y, int64_t c) {
+    const float pad = -std::numeric_limits<float>::infinity();
+    for (int64_t k = 0; k < c; ++k) {
+        const float a = y[k];
+        y[k] = (a > pad || a != a) ? a : pad;
+    }
+}
+
+// One output row (image b, output row i): ow pixels of c channels, visiting every tap of each
+// window, padding included (a padding tap: -inf for max, + 0 for average).
+void pool_row_taps(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
+              float* y) {
+    const int64_t r0 = i * g.sh - g.top;
+    const int64_t rows_in = std::min(r0 + g.ph, g.h) - std::max<int64_t>(r0, 0);
+    for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t q0 = j * g.sw - g.left;
+        float* out = y + j * g.c;
+        bool first = true;
+        for (int64_t a = 0; a < g.ph; ++a) {
+            const int64_t r = r0 + a;
+            for (int64_t e = 0; e < g.pw; ++e) {
+                const int64_t q = q0 + e;
+                const bool inside = r >= 0 && r < g.h && q >= 0 && q < g.w;
+                const float* t = inside ? x + ((b * g.h + r) * g.w + q) * g.c : nullptr;
+                if (first) {
+                    first = false;
+                    if (t) {
+                        std::copy(t, t + g.c, out);
+                    } else {
+                        std::fill(out, out + g.c,
+                                  average ? 0.0f : -std::numeric_limits<float>::infinity());
+                    }
+                } else if (average) {
+                    if (t) {
+                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + t[k];
+                    } else {
+                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + 0.0f;
+                    }
+                } else if (t) {
+                    fold_max(out, t, g.c);
+                } else {
+                    fold_pad_max(out, g.c);
+                }
+            }
+        }
+        if (average) {
+            const int64_t cols_in = std::min(q0 + g.pw, g.w) - std::max<int64_t>(q0, 0);
+            const float count = static_cast<float>(rows_in) * static_cast<float>(cols_in);
+            for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] / count;
+        }
+    }
+}
+
+// The same, visiting only each window's taps inside the input (a padding tap changes nothing
+// but -0 + 0 = +0: one "+ 0" for an average window that covers padding), so that the cost
+// does not grow with a window larger than the input.
+void pool_row_clipped(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
               float* y) {
     const int64_t r0 = i * g.sh - g.top;
     const int64_t r_lo = std::max<int64_t>(r0, 0), r_hi = std::min(r0 + g.ph, g.h);
@@ -83,9 +139,18 @@ void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) 
                             static_cast<double>(std::min(g.pw, g.w));
     const int64_t min_rows =
         row_taps >= kMinElementsPerTask ? 1 : static_cast<int64_t>(kMinElementsPerTask / row_taps);
+    // Windows within the input take the tap loop: the clipped loop, the same bits, ran 9-12 %
+    // slower on them (Zen 3, (8, 56, 56, 64) 3x3/2 max and 2x2 average, (64, 13, 13, 64) 2x2
+    // max, alternating processes) although it executes 2 % fewer instructions.
+    const bool clip = g.ph > g.h || g.pw > g.w;
     parallel_for(rows, min_rows, [=, &g](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t)
-            pool_row(g, x, t / g.oh, t % g.oh, average, y + t * g.ow * g.c);
+        for (int64_t t = t0; t < t1; ++t) {
+            float* yt = y + t * g.ow * g.c;
+            if (clip)
+                pool_row_clipped(g, x, t / g.oh, t % g.oh, average, yt);
+            else
+                pool_row_taps(g, x, t / g.oh, t % g.oh, average, yt);
+        }
     });
 }
 
