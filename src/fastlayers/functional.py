@@ -80,8 +80,10 @@ def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarr
     -------
     y : float32 array (broadcast batch..., M, N)
     """
-    plain = transpose_b is False or transpose_b is True
-    if plain:  # called again with arrays of the same shapes: the kept runner (see _sdpa_direct)
+    # Called again with arrays of the same shapes: the kept runner (see _sdpa_direct). Only
+    # for a batch of matrices: a 2-D b has no runner (its checked call is one product already).
+    plain = (transpose_b is False or transpose_b is True) and type(b) is np.ndarray and b.ndim > 2
+    if plain:
         key = _plain_f32_key(a, b, transpose_b)
         kept = _matmul_direct[0]
         if key is not None and kept is not None and kept[0] == key:
