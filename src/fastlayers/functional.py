@@ -85,9 +85,9 @@ def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarr
     plain = (transpose_b is False or transpose_b is True) and type(b) is np.ndarray and b.ndim > 2
     if plain:
         key = _plain_f32_key(a, b, transpose_b)
-        kept = _matmul_direct[0]
-        if key is not None and kept is not None and kept[0] == key:
-            return kept[1](a, b)
+        run = _kept_runner(_matmul_direct, key)
+        if run is not None:
+            return run(a, b)
     args = V.check_matmul(a, b, transpose_b)
     if _cpp("matmul"):
         out = _cpp_dense.matmul(args)
@@ -650,9 +650,9 @@ def scaled_dot_product_attention(
     plain = mask is None and scale is None and (is_causal is False or is_causal is True)
     if plain:
         key = _plain_f32_key(q, k, v, is_causal)
-        kept = _sdpa_direct[0]
-        if key is not None and kept is not None and kept[0] == key:
-            return kept[1](q, k, v)
+        run = _kept_runner(_sdpa_direct, key)
+        if run is not None:
+            return run(q, k, v)
     a = V.check_scaled_dot_product_attention(q, k, v, mask, is_causal, scale)
     if _cpp("scaled_dot_product_attention"):
         out = _cpp_attention.scaled_dot_product_attention(a)
@@ -680,6 +680,12 @@ def _plain_f32_key(*arrays_and_flag: Any) -> tuple | None:
             return None
         shapes.append(x.shape)
     return (*shapes, flag, _backend._current())
+
+
+def _kept_runner(slot: list, key: tuple | None) -> Any:
+    """The runner kept in ``slot`` for signature ``key``, or None."""
+    kept = slot[0]
+    return kept[1] if key is not None and kept is not None and kept[0] == key else None
 
 
 def _keep_direct(slot: list, key: tuple, make: Any) -> None:
