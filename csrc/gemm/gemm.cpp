@@ -464,8 +464,8 @@ void gemm_batched(int64_t batch, const float* a, int64_t m, int64_t k, const flo
         // NaN payloads aside: with two NaN factors the hardware keeps the first one's payload.
         // A_i^T is copied out up to 64 rows of A_i at a time, as a k x 32 or k x 64 row-major
         // block, for the one-row kernel: on AVX2 its whole-k tile holds those outputs as 4 or 8
-        // independent 8-lane chains of full vectors (AVX-512: 8-row bands of a 1 x 64 tile,
-        // unmeasured; results the same either way) (the padding columns, zero or left from an
+        // independent 8-lane chains of full vectors (AVX-512: 2 or 4 chains of 16 lanes;
+        // results the same either way) (the padding columns, zero or left from an
         // earlier block, only feed outputs that are dropped), stored to a scratch row and the
         // w real ones copied out. Down the other way a tile held 1 useful column of 16 behind
         // masked loads and stores, slow on AMD (docs/performance.md §3). The copy is scalar: past

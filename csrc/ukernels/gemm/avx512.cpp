@@ -288,14 +288,23 @@ void fl_pack_t16_avx512(const float* src, int64_t ld, int64_t w, int64_t kc, flo
 #endif
 
 // GEMM with a row-major B (contract in ukernels.h). As in the AVX2 kernel, B is swept in bands
-// of FL_ROWB512_KB rows: for each band and group of rows, tiles of MR rows x NV vectors of 16
-// columns go left to right, each loading its C tile (or its init on the first band), running
-// the band's steps in registers and storing it back, so B is read once as a few sequential row
-// streams and C is stored once per band. Column tails use k-masked loads and stores. Each C
-// element is the same FMA chain as in the packed kernels, only stored between bands (a float
-// store is exact). Tiles: 4 x 64 (16 accumulators) for groups of 3-4 rows, 2 x 128 and
-// 1 x 128 (8 panels of chains) for 2 and 1 rows, 2 x 64 and 1 x 64 when n <= 64.
-#define FL_ROWB512_KB 8
+// of rows: for each band and group of rows, tiles of MR rows x NV vectors of 16 columns go left
+// to right, each loading its C tile (or its init on the first band), running the band's steps
+// in registers and storing it back, so B is read once as a few sequential row streams and C is
+// stored once per band. Column tails use k-masked loads and stores. Each C element is the same
+// FMA chain as in the packed kernels, only stored between bands (a float store is exact).
+// Tiles: up to 64 columns (4 vectors: 16 accumulators for 4 rows), only as many vectors as n
+// needs; a C of one tile (1-2 rows x up to 128 columns, 3-4 rows x up to 64) skips the bands
+// (see fl_gemm_rowb_f32_avx512).
+//
+// Band height: the AVX2 kernel's rule (rowb_band_rows_avx512 = as many rows as make 16 KiB of
+// B, a multiple of 8 between 8 and 256), so 8 rows for every n > 256 and 64 rows for decode
+// attention's Dv = 64 value rows, where 8-row bands stored and reloaded C every 8 FMAs
+// (measurements in docs/performance.md section 3).
+static inline int64_t rowb_band_rows_avx512(int64_t n) {
+    const int64_t r = (4096 / (n > 0 ? n : 1)) / 8 * 8;
+    return r < 8 ? 8 : r > 256 ? 256 : r;
+}
 
 FL_G512_AI void gemm_rowb_band_avx512(const int MR, const int NV, int64_t n, int64_t p0,
                                       int64_t kb, const float* a, int64_t lda, const float* b,
@@ -324,6 +333,17 @@ FL_G512_AI void gemm_rowb_band_avx512(const int MR, const int NV, int64_t n, int
         }
         for (int64_t p = p0; p < p0 + kb; ++p) {
             const float* bp = b + p * ldb + j;
+            if (MR == 1) {
+                // One row: each vector of B loaded next to its FMA (as in the AVX2 kernel).
+                const __m512 a0 = _mm512_set1_ps(a[p]);
+                FL_G512_UNROLL(8)
+                for (int v = 0; v < NV; ++v) {
+                    const __m512 bv = full ? _mm512_loadu_ps(bp + 16 * v)
+                                           : _mm512_maskz_loadu_ps(mask[v], bp + 16 * v);
+                    acc[0][v] = _mm512_fmadd_ps(a0, bv, acc[0][v]);
+                }
+                continue;
+            }
             __m512 bv[8];
             FL_G512_UNROLL(8)
             for (int v = 0; v < NV; ++v)
@@ -353,42 +373,64 @@ void fl_gemm_rowb_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, in
                              const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                              int64_t ldc) {
     if (n <= 0 || m <= 0) return;
+    // Vectors of 16 columns per tile: as many as n needs, at most 4 (64 columns); 8 for 1-2 rows
+    // when that covers all of n (the whole-k tiles below). Bands of 1-2 rows in 128-wide tiles
+    // streamed B from memory 10-25 % slower than in 64-wide ones (C++ micro-benchmark, Zen 4,
+    // 2026-12-03: x (1, 1024) @ (1024, 1024) 228-307 -> 202-237 us, (2, 784) @ (784, 512)
+    // 177-182 -> 135-143 us; the AVX2 kernel 218-253 and 134-136 us; with B in cache, mixed:
+    // (2, 1024) @ (1024, 1024) 118-130 -> 132-168 us, (2, 784) @ (784, 512) 44-46 -> 36-41).
+    const int64_t nv = (n + 15) / 16;
+    const int nv_wide = nv > 4 ? (n <= 128 ? 8 : 4) : static_cast<int>(nv);
+    const int nv_narrow = nv > 4 ? 4 : static_cast<int>(nv);
+#define FL_ROWB512_SWITCH_NV(MR, NVAR)          \
+    do {                                        \
+        if (NVAR == 1) FL_ROWB512_BAND(MR, 1);  \
+        else if (NVAR == 2) FL_ROWB512_BAND(MR, 2); \
+        else if (NVAR == 3) FL_ROWB512_BAND(MR, 3); \
+        else if (NVAR == 4) FL_ROWB512_BAND(MR, 4); \
+        else FL_ROWB512_BAND(MR, 8);            \
+    } while (0)
+    // One tile holds all of C (1 or 2 rows x up to 128 columns, 3 or 4 rows x up to 64): it
+    // stays in registers for all of k, with up to 16 independent chains, and B is read once,
+    // row after row (the AVX2 kernel's reasons: no C round trip per band).
+    if (k > 0 && m <= 4 && n <= (m <= 2 ? 128 : 64)) {
+        const int first = !load_c;
+#define FL_ROWB512_BAND(MR, NV) \
+    gemm_rowb_band_avx512(MR, NV, n, 0, k, a, lda, b, ldb, bias, first, c, ldc)
+        switch (m) {
+            case 1: FL_ROWB512_SWITCH_NV(1, nv_wide); break;
+            case 2: FL_ROWB512_SWITCH_NV(2, nv_wide); break;
+            case 3: FL_ROWB512_SWITCH_NV(3, nv_narrow); break;
+            default: FL_ROWB512_SWITCH_NV(4, nv_narrow); break;
+        }
+#undef FL_ROWB512_BAND
+        return;
+    }
     // Bands outside, row groups inside: a band of B is read from memory once and reused from
     // L1 by every group of 4 rows of A.
-    for (int64_t p0 = 0; p0 < k || (p0 == 0 && !load_c); p0 += FL_ROWB512_KB) {
-        const int64_t kb = k - p0 < FL_ROWB512_KB ? k - p0 : FL_ROWB512_KB;  // 0 when k == 0
+    const int64_t band = rowb_band_rows_avx512(n);
+    for (int64_t p0 = 0; p0 < k || (p0 == 0 && !load_c); p0 += band) {
+        const int64_t kb = k - p0 < band ? k - p0 : band;  // 0 when k == 0
         const int first = p0 == 0 && !load_c;
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
             const float* ai = a + i0 * lda;
             float* ci = c + i0 * ldc;
+#define FL_ROWB512_BAND(MR, NV) \
+    gemm_rowb_band_avx512(MR, NV, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc)
+            // Tiles only as wide as n needs: (32, 1) products of a batched matmul ran their one
+            // column in 4 x 64 tiles, 16 chains of which 4 were used (0.32 us per product now,
+            // 0.59 for the AVX2 kernel); the value rows of decode attention (Dv = 64) ran
+            // half-masked in 128-wide tiles (~185 us per 8 MiB of B against ~112 us for the AVX2
+            // kernel).
             switch (m - i0 < 4 ? m - i0 : 4) {
-                // 1 and 2 rows: 128 columns per tile, or 64 when B is that narrow (the value
-                // rows of decode attention, Dv = 64: a 128-wide tile there ran half-masked and
-                // took ~185 us per 8 MiB of B against ~112 us for the AVX2 kernel).
-                case 1:
-                    if (n <= 64)
-                        gemm_rowb_band_avx512(1, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
-                                              ldc);
-                    else
-                        gemm_rowb_band_avx512(1, 8, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
-                                              ldc);
-                    break;
-                case 2:
-                    if (n <= 64)
-                        gemm_rowb_band_avx512(2, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
-                                              ldc);
-                    else
-                        gemm_rowb_band_avx512(2, 8, n, p0, kb, ai, lda, b, ldb, bias, first, ci,
-                                              ldc);
-                    break;
-                case 3:
-                    gemm_rowb_band_avx512(3, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
-                    break;
-                default:
-                    gemm_rowb_band_avx512(4, 4, n, p0, kb, ai, lda, b, ldb, bias, first, ci, ldc);
-                    break;
+                case 1: FL_ROWB512_SWITCH_NV(1, nv_wide); break;
+                case 2: FL_ROWB512_SWITCH_NV(2, nv_wide); break;
+                case 3: FL_ROWB512_SWITCH_NV(3, nv_narrow); break;
+                default: FL_ROWB512_SWITCH_NV(4, nv_narrow); break;
             }
+#undef FL_ROWB512_BAND
         }
         if (k == 0) break;
     }
+#undef FL_ROWB512_SWITCH_NV
 }
