@@ -42,6 +42,15 @@ def main():
     for name in sorted(set(_core.activation_ids()) & set(f.activations.NAMES)):
         out[f"dense_{name}"] = f.dense(x, w, b, activation=name)
 
+    # Few rows read B in place (gemm_rowb: whole-k tiles, bands; tile widths per ISA), and
+    # batched products (gemm_batched: the matrix-vector path through A^T, direct rows).
+    for m in (1, 2, 3, 5):
+        for n in (1, 33, 130, 300):
+            out[f"dense_rowb_{m}_{n}"] = f.dense(randn(rng, m, 100), randn(rng, 100, n), None)
+    for a_shape, b_shape in (((7, 16, 4), (7, 4, 1)), ((5, 32, 32), (5, 32, 1)),
+                             ((6, 5, 20), (6, 20, 70)), ((3, 2, 300), (3, 300, 129))):
+        out[f"matmul_{a_shape}_{b_shape}"] = f.matmul(randn(rng, *a_shape), randn(rng, *b_shape))
+
     # conv2d with activations.
     xi = randn(rng, 2, 11, 13, 5)
     out["conv_gelu"] = f.conv2d(xi, randn(rng, 3, 3, 5, 7, scale=0.3), randn(rng, 7),
@@ -109,6 +118,10 @@ def main():
     out["sdpa_mask"] = f.scaled_dot_product_attention(qs, ks, vs,
                                                       mask=rng.random((40, 300)) > 0.5)
     out["sdpa_decode"] = f.scaled_dot_product_attention(qs[:, :, :1], ks, vs)
+    # Decode with a 64-wide head over 3 chunks of keys, 1 to 8 queries (dot_rows tiles).
+    kd, vd = randn(rng, 1, 2, 600, 64), randn(rng, 1, 2, 600, 64)
+    for t in (1, 2, 3, 8):
+        out[f"sdpa_decode64_{t}"] = f.scaled_dot_product_attention(randn(rng, 1, 2, t, 64), kd, vd)
     # Special values: rows redone by the exact path (csrc/ops/attention_exact.cpp) - a NaN value
     # in a key some rows may not attend, a +inf logit, fully masked rows - keep their bits too.
     vn, kn = vs.copy(), ks.copy()
