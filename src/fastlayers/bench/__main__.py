@@ -117,6 +117,13 @@ def measure(case, paths, repeats: int, target: float, threads: int | None = None
         else:  # the backend is set around the loop, so its switch is not timed
             r = functools.partial(case.call, case.inputs)
         with fl.use_backend(p if p not in PEERS else "auto"):
+            # One untimed call first: the call right after another path's sample is a cold one
+            # for every path (the other path freed its buffers, so the allocator hands back pages
+            # that fault in again - 450-610 faults, +1.5-3 ms for the cnn model at batch 64 on 2
+            # threads after PyTorch's calls - and threads that slept must wake), and with a few
+            # calls per sample it weighed on the median (model-cnn-b64, 2 threads: 10-12.6 ms
+            # measured against 3.3-4.5 ms called in a loop).
+            r()
             t0 = time.perf_counter()
             for _ in range(n):
                 r()
