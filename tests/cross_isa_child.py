@@ -45,7 +45,7 @@ def main():
     # Few rows read B in place (gemm_rowb: whole-k tiles, bands; tile widths per ISA), and
     # batched products (gemm_batched: the matrix-vector path through A^T, direct rows).
     for m in (1, 2, 3, 5):
-        for n in (1, 33, 130, 300):
+        for n in (1, 20, 33, 64, 100, 130, 300):
             out[f"dense_rowb_{m}_{n}"] = f.dense(randn(rng, m, 100), randn(rng, 100, n), None)
     for a_shape, b_shape in (((7, 16, 4), (7, 4, 1)), ((5, 32, 32), (5, 32, 1)),
                              ((6, 5, 20), (6, 20, 70)), ((3, 2, 300), (3, 300, 129))):

@@ -783,7 +783,9 @@ using GemmRowbFn = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, co
 // The row-major-B kernel per ISA against the fmaf chain: B and bias end at a guard page (so a
 // read past column n - 1 of the last row faults), NaN in B's row padding, sentinels around C.
 void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
-    const int64_t ms[] = {1, 2, 3, 4, 5, 8, 9};
+    // m: every row group of the band loop (a last group of 1, 2, 3 or 4 rows) and each whole-k
+    // tile height.
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     // n: each side of every whole-k tile limit (AVX2: 1 x 64 with 8 vectors from 33, 2 x 32
     // with 4 from 17, 3 x 24 with 3 from 17, 4 x 16; AVX-512: 1-2 rows x 128, 3-4 rows x 64,
     // 1-4 vectors or 8 from 65) and of the vectors; 40: whole vectors then fully masked ones;

@@ -83,7 +83,7 @@ FL_DOT_AI void dot_tile_avx512(const int MR, const int NR, int64_t n, int64_t k,
     __m512 acc[16];
     FL_DOT_UNROLL(16)
     for (int q = 0; q < 16; ++q) acc[q] = _mm512_setzero_ps();
-    // Keys in groups of 4 (rows j0 .. j0 + 3 of B outside, their blocks of 16 in order inside,
+    // Keys in groups of 4 (rows j0 + g .. j0 + g + 3 of B outside, their blocks of 16 in order inside,
     // the 4 keys in turn for each block), each block of B loaded as two 256-bit halves: the
     // same chains (each accumulator still takes its blocks in order), but keys streamed from
     // memory as fast as the AVX2 kernel. One row of A against 128 MiB of keys of 64 floats
@@ -96,6 +96,7 @@ FL_DOT_AI void dot_tile_avx512(const int MR, const int NR, int64_t n, int64_t k,
     const __mmask16 mk = static_cast<__mmask16>((1u << (k - full)) - 1u);
     FL_DOT_UNROLL(4)
     for (int g = 0; g < NR; g += 4) {
+        if (j0 + g >= n) break;  // keys past the last: not stored, their accumulators unused
         for (int64_t p = 0; p < full; p += 16) {
             __m512 av[4];
             FL_DOT_UNROLL(4)

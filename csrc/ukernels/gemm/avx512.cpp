@@ -373,21 +373,21 @@ void fl_gemm_rowb_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, in
                              const float* b, int64_t ldb, const float* bias, int load_c, float* c,
                              int64_t ldc) {
     if (n <= 0 || m <= 0) return;
-    // Vectors of 16 columns per tile: as many as n needs, at most 4 (64 columns); 8 for 1-2 rows
-    // when that covers all of n (the whole-k tiles below). Bands of 1-2 rows in 128-wide tiles
+    // Vectors of 16 columns per tile: as many as n needs, at most 4 (64 columns) in the bands;
+    // the whole-k tiles of 1-2 rows take 8 (128 columns). Bands of 1-2 rows in 128-wide tiles
     // streamed B from memory 10-25 % slower than in 64-wide ones (C++ micro-benchmark, Zen 4,
     // 2026-12-03: x (1, 1024) @ (1024, 1024) 228-307 -> 202-237 us, (2, 784) @ (784, 512)
     // 177-182 -> 135-143 us; the AVX2 kernel 218-253 and 134-136 us; with B in cache, mixed:
     // (2, 1024) @ (1024, 1024) 118-130 -> 132-168 us, (2, 784) @ (784, 512) 44-46 -> 36-41).
     const int64_t nv = (n + 15) / 16;
-    const int nv_wide = nv > 4 ? (n <= 128 ? 8 : 4) : static_cast<int>(nv);
+    const int nv_wide = nv > 4 ? 8 : static_cast<int>(nv);  // whole-k only: n <= 128
     const int nv_narrow = nv > 4 ? 4 : static_cast<int>(nv);
 #define FL_ROWB512_SWITCH_NV(MR, NVAR)          \
     do {                                        \
-        if (NVAR == 1) FL_ROWB512_BAND(MR, 1);  \
-        else if (NVAR == 2) FL_ROWB512_BAND(MR, 2); \
-        else if (NVAR == 3) FL_ROWB512_BAND(MR, 3); \
-        else if (NVAR == 4) FL_ROWB512_BAND(MR, 4); \
+        if ((NVAR) == 1) FL_ROWB512_BAND(MR, 1);  \
+        else if ((NVAR) == 2) FL_ROWB512_BAND(MR, 2); \
+        else if ((NVAR) == 3) FL_ROWB512_BAND(MR, 3); \
+        else if ((NVAR) == 4) FL_ROWB512_BAND(MR, 4); \
         else FL_ROWB512_BAND(MR, 8);            \
     } while (0)
     // One tile holds all of C (1 or 2 rows x up to 128 columns, 3 or 4 rows x up to 64): it
@@ -423,8 +423,8 @@ void fl_gemm_rowb_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, in
             // half-masked in 128-wide tiles (~185 us per 8 MiB of B against ~112 us for the AVX2
             // kernel).
             switch (m - i0 < 4 ? m - i0 : 4) {
-                case 1: FL_ROWB512_SWITCH_NV(1, nv_wide); break;
-                case 2: FL_ROWB512_SWITCH_NV(2, nv_wide); break;
+                case 1: FL_ROWB512_SWITCH_NV(1, nv_narrow); break;
+                case 2: FL_ROWB512_SWITCH_NV(2, nv_narrow); break;
                 case 3: FL_ROWB512_SWITCH_NV(3, nv_narrow); break;
                 default: FL_ROWB512_SWITCH_NV(4, nv_narrow); break;
             }
