@@ -788,7 +788,8 @@ void test_gemm_rowb_kernel(fl::Isa isa, GemmRowbFn fn) {
     const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     // n: each side of every whole-k tile limit (AVX2: 1 x 64 with 8 vectors from 33, 2 x 32
     // with 4 from 17, 3 x 24 with 3 from 17, 4 x 16; AVX-512: 1-2 rows x 128, 3-4 rows x 64,
-    // 1-4 vectors or 8 from 65) and of the vectors; 40: whole vectors then fully masked ones;
+    // 1-4 vectors or 8 from 65; AVX2, 2 rows of 33-64 row by row up to k x n = 16384: at
+    // n = 64, k 129 in and 300 out) and of the vectors; 40: whole vectors then fully masked ones;
     // 300: 8-row bands (every n > 256). ldb: just past n, and far (B's
     // rows on different pages). k = 300: several bands for every n, and more than the 256-row
     // cap for n <= 16. k = 2, 3, 10, 11: every remainder of the band loop unrolled by 4.

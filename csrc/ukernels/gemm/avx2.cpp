@@ -259,7 +259,8 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
 // column strip, at a stride of ldb, measured 2x slower: every row a new page for the
 // prefetchers), and C is stored once per band instead of once per step (a store per FMA halved
 // the speed). Each C element is the same FMA chain as in the packed kernels, only stored between
-// bands (a float store is exact). A C of one tile skips the bands (see fl_gemm_rowb_f32_avx2).
+// bands (a float store is exact). A C of one tile, and 2 rows of up to 64 columns, skip the bands
+// (see fl_gemm_rowb_f32_avx2).
 //
 // Band height (rowb_band_rows): as many rows as make kRowbBandFloats (16 KiB) of B, rounded down
 // to a multiple of 8, between 8 and 256 rows; so 8 rows for every n > 256 (up to 32 KiB of a
@@ -269,8 +270,9 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
 // 64-row ones (39K -> 22K instructions); streaming 8 MB of V, 8-row bands 364-372 us, 64-row
 // bands 325-332 us. Bands of 32 KiB measured the same as 16 KiB, of 8 KiB slower.
 static const int64_t kRowbMinRows = 8, kRowbMaxRows = 256, kRowbBandFloats = 4096;
-// Largest B (k x n floats, 256 KiB) that fl_gemm_rowb_f32_avx2 reads once per row of A (2 rows).
-static const int64_t kRowbRowByRowFloats = 65536;
+// Largest B (k x n floats, 64 KiB: the size measured) that fl_gemm_rowb_f32_avx2 reads once
+// per row of A (2 rows).
+static const int64_t kRowbRowByRowFloats = 16384;
 static inline int64_t rowb_band_rows(int64_t n) {
     const int64_t r = (kRowbBandFloats / (n > 0 ? n : 1)) / 8 * 8;
     return r < kRowbMinRows ? kRowbMinRows : r > kRowbMaxRows ? kRowbMaxRows : r;
@@ -372,23 +374,19 @@ void fl_gemm_rowb_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int6
 #undef FL_ROWB_WHOLE
         return;
     }
-    // 2 rows of up to 64 columns with B in L2 (decode attention's P.V at T = 2, Dv = 64, a
-    // chunk of 256 keys): the one-row whole-k tile for each row in turn. The first row streams
-    // B in address order, the second reads it again from cache, where the bands' 2 x 16 tiles
-    // walked each band at a 256-byte stride four times over. C++ micro-benchmark, Zen 4,
-    // 2026-12-03, B of 256 x 64 from memory: 6.9-7.9 -> 3.2-3.9 us (with B in cache 1.2-1.3 us
-    // either way). For 3-4 rows the rows' latency-bound chains add up: with B in cache 1.3-1.6
-    // -> 2.1-3.0 us, so they keep the bands.
+    // 2 rows of 33-64 columns (up to 32 fit the 2-row tile above) with a B of at most 64 KiB
+    // (decode attention's P.V at T = 2, Dv = 64, a chunk of 256 keys): the one-row whole-k
+    // tile for each row in turn. The first row reads B row after row, the second again from
+    // cache, where the bands' 2 x 16 tiles walked each band at a 256-byte stride four times
+    // over. C++ micro-benchmark, Zen 4, 2026-12-03, B of 256 x 64 from memory: 6.9-7.9 ->
+    // 3.2-3.9 us (with B in cache 1.2-1.3 us either way). For 3-4 rows the rows' latency-bound
+    // chains add up: with B in cache 1.3-1.6 -> 2.1-3.0 us, so they keep the bands. A larger B
+    // was not measured.
     if (k > 0 && m == 2 && n <= 64 && k * n <= kRowbRowByRowFloats) {
         const int first = !load_c;
-        for (int64_t i = 0; i < m; ++i) {
-            if (n > 32)
-                gemm_rowb_band_avx2(1, 8, n, 0, k, a + i * lda, lda, b, ldb, bias, first,
-                                    c + i * ldc, ldc);
-            else
-                gemm_rowb_band_avx2(1, 4, n, 0, k, a + i * lda, lda, b, ldb, bias, first,
-                                    c + i * ldc, ldc);
-        }
+        for (int64_t i = 0; i < 2; ++i)
+            gemm_rowb_band_avx2(1, 8, n, 0, k, a + i * lda, lda, b, ldb, bias, first, c + i * ldc,
+                                ldc);
         return;
     }
     // Bands outside, row groups inside: a band of B (rowb_band_rows of the driver's column block)
