@@ -37,14 +37,6 @@ inline void fold_max(float* y, const float* t, int64_t c) {
     }
 }
 
-inline void fold_pad_max(float* y, int64_t c) {
-    const float pad = -std::numeric_limits<float>::infinity();
-    for (int64_t k = 0; k < c; ++k) {
-        const float a = y[k];
-        y[k] = (a > pad || a != a) ? a : pad;
-    }
-}
-
 // One output row (image b, output row i): ow pixels of c channels, visiting every tap of each
 // window, padding included (a padding tap: -inf for max, + 0 for average).
 void pool_row_taps(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
@@ -77,9 +69,7 @@ void pool_row_taps(const PoolGeometry& g, const float* x, int64_t b, int64_t i, 
                     }
                 } else if (t) {
                     fold_max(out, t, g.c);
-                } else {
-                    fold_pad_max(out, g.c);
-                }
+                }  // a padding tap (-inf) leaves a max as it is
             }
         }
         if (average) {

@@ -28,6 +28,7 @@
 #include <immintrin.h>
 
 #include "../ukernels.h"
+#include "rowb_band.h"
 
 // Full unrolling of the tile loops (constant trip counts after inlining) is what lets the
 // compiler keep acc[][] in registers.
@@ -262,21 +263,17 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
 // bands (a float store is exact). A C of one tile, and 2 rows of up to 64 columns, skip the bands
 // (see fl_gemm_rowb_f32_avx2).
 //
-// Band height (rowb_band_rows): as many rows as make kRowbBandFloats (16 KiB) of B, rounded down
+// Band height (rowb_band_rows, rowb_band.h, shared with the AVX-512 kernel): as many rows as make kRowbBandFloats (16 KiB) of B, rounded down
 // to a multiple of 8, between 8 and 256 rows; so 8 rows for every n > 256 (up to 32 KiB of a
 // 1024-column block in L1) and more for narrow B. With short rows, 8-row bands stored and
 // reloaded C every 8 FMAs: decode attention's P.V at T = 4, Dv = 64 (a 4 x 64 C over 256 keys
 // in L2; C++ micro-benchmark, thread CPU time) took 3.7 us in 8-row bands and 1.75-1.9 us in
 // 64-row ones (39K -> 22K instructions); streaming 8 MB of V, 8-row bands 364-372 us, 64-row
 // bands 325-332 us. Bands of 32 KiB measured the same as 16 KiB, of 8 KiB slower.
-static const int64_t kRowbMinRows = 8, kRowbMaxRows = 256, kRowbBandFloats = 4096;
+//
 // Largest B (k x n floats, 64 KiB: the size measured) that fl_gemm_rowb_f32_avx2 reads once
 // per row of A (2 rows).
 static const int64_t kRowbRowByRowFloats = 16384;
-static inline int64_t rowb_band_rows(int64_t n) {
-    const int64_t r = (kRowbBandFloats / (n > 0 ? n : 1)) / 8 * 8;
-    return r < kRowbMinRows ? kRowbMinRows : r > kRowbMaxRows ? kRowbMaxRows : r;
-}
 
 FL_GEMM_AI void gemm_rowb_band_avx2(const int MR, const int NV, int64_t n, int64_t p0,
                                     int64_t kb, const float* a, int64_t lda, const float* b,

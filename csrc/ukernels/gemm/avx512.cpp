@@ -36,6 +36,7 @@
 #include <immintrin.h>
 
 #include "../ukernels.h"
+#include "rowb_band.h"
 
 #if defined(_MSC_VER) && !defined(__clang__)
 #define FL_G512_AI static __forceinline
@@ -297,14 +298,9 @@ void fl_pack_t16_avx512(const float* src, int64_t ld, int64_t w, int64_t kc, flo
 // needs; a C of one tile (1-2 rows x up to 128 columns, 3-4 rows x up to 64) skips the bands
 // (see fl_gemm_rowb_f32_avx512).
 //
-// Band height: the AVX2 kernel's rule (rowb_band_rows_avx512 = as many rows as make 16 KiB of
-// B, a multiple of 8 between 8 and 256), so 8 rows for every n > 256 and 64 rows for decode
-// attention's Dv = 64 value rows, where 8-row bands stored and reloaded C every 8 FMAs
-// (measurements in docs/performance.md section 3).
-static inline int64_t rowb_band_rows_avx512(int64_t n) {
-    const int64_t r = (4096 / (n > 0 ? n : 1)) / 8 * 8;
-    return r < 8 ? 8 : r > 256 ? 256 : r;
-}
+// Band height: rowb_band_rows (rowb_band.h), as in the AVX2 kernel: 8 rows for every n > 256
+// and 64 rows for decode attention's Dv = 64 value rows, where 8-row bands stored and
+// reloaded C every 8 FMAs.
 
 FL_G512_AI void gemm_rowb_band_avx512(const int MR, const int NV, int64_t n, int64_t p0,
                                       int64_t kb, const float* a, int64_t lda, const float* b,
@@ -408,7 +404,7 @@ void fl_gemm_rowb_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, in
     }
     // Bands outside, row groups inside: a band of B is read from memory once and reused from
     // L1 by every group of 4 rows of A.
-    const int64_t band = rowb_band_rows_avx512(n);
+    const int64_t band = rowb_band_rows(n);
     for (int64_t p0 = 0; p0 < k || (p0 == 0 && !load_c); p0 += band) {
         const int64_t kb = k - p0 < band ? k - p0 : band;  // 0 when k == 0
         const int first = p0 == 0 && !load_c;
