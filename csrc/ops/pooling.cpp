@@ -40,7 +40,7 @@ inline void fold_max(float* y, const float* t, int64_t c) {
 // One output row (image b, output row i): ow pixels of c channels, visiting every tap of each
 // window, padding included (a padding tap: -inf for max, + 0 for average).
 void pool_row_taps(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
-              float* y) {
+                   float* y) {
     const int64_t r0 = i * g.sh - g.top;
     const int64_t rows_in = std::min(r0 + g.ph, g.h) - std::max<int64_t>(r0, 0);
     for (int64_t j = 0; j < g.ow; ++j) {
@@ -83,8 +83,8 @@ void pool_row_taps(const PoolGeometry& g, const float* x, int64_t b, int64_t i, 
 // The same, visiting only each window's taps inside the input (a padding tap changes nothing
 // but -0 + 0 = +0: one "+ 0" for an average window that covers padding), so that the cost
 // does not grow with a window larger than the input.
-void pool_row_clipped(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
-              float* y) {
+void pool_row_clipped(const PoolGeometry& g, const float* x, int64_t b, int64_t i,
+                      bool average, float* y) {
     const int64_t r0 = i * g.sh - g.top;
     const int64_t r_lo = std::max<int64_t>(r0, 0), r_hi = std::min(r0 + g.ph, g.h);
     for (int64_t j = 0; j < g.ow; ++j) {

@@ -38,7 +38,9 @@ MAX_ELEMENTS = 2**36
 def elements(n: int, op: str, what: str) -> None:
     """ValueError if ``n``, the element count of ``what``, exceeds :data:`MAX_ELEMENTS`."""
     if n > MAX_ELEMENTS:
-        raise ValueError(f"{op}: {what} is too large ({n} elements; at most 2**36 are accepted)")
+        raise ValueError(
+            f"{op}: {what} is too large ({n} elements; at most {MAX_ELEMENTS} are accepted)"
+        )
 
 
 def size(a: np.ndarray, op: str, name: str) -> None:

@@ -260,12 +260,13 @@ void fl_pack_t16_avx2(const float* src, int64_t ld, int64_t w, int64_t kc, float
 // column strip, at a stride of ldb, measured 2x slower: every row a new page for the
 // prefetchers), and C is stored once per band instead of once per step (a store per FMA halved
 // the speed). Each C element is the same FMA chain as in the packed kernels, only stored between
-// bands (a float store is exact). A C of one tile, and 2 rows of up to 64 columns, skip the bands
-// (see fl_gemm_rowb_f32_avx2).
+// bands (a float store is exact). A C of one tile, and 2 rows of up to 64 columns with a B of
+// at most 64 KiB, skip the bands (see fl_gemm_rowb_f32_avx2).
 //
-// Band height (rowb_band_rows, rowb_band.h, shared with the AVX-512 kernel): as many rows as make kRowbBandFloats (16 KiB) of B, rounded down
-// to a multiple of 8, between 8 and 256 rows; so 8 rows for every n > 256 (up to 32 KiB of a
-// 1024-column block in L1) and more for narrow B. With short rows, 8-row bands stored and
+// Band height (rowb_band_rows in rowb_band.h, shared with the AVX-512 kernel): as many rows
+// as make kRowbBandFloats (16 KiB) of B, rounded down to a multiple of 8, between 8 and 256
+// rows; so 8 rows for every n > 256 (up to 32 KiB of a 1024-column block in L1) and more for
+// narrow B. With short rows, 8-row bands stored and
 // reloaded C every 8 FMAs: decode attention's P.V at T = 4, Dv = 64 (a 4 x 64 C over 256 keys
 // in L2; C++ micro-benchmark, thread CPU time) took 3.7 us in 8-row bands and 1.75-1.9 us in
 // 64-row ones (39K -> 22K instructions); streaming 8 MB of V, 8-row bands 364-372 us, 64-row

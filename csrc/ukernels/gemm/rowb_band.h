@@ -1,7 +1,8 @@
 // rowb_band.h: the band height of the row-major-B kernels (fl_gemm_rowb_f32_avx2 and _avx512),
-// shared so that both ISAs sweep B alike. A band is as many rows as make kRowbBandFloats
-// (16 KiB) of B, rounded down to a multiple of 8, between 8 and 256 rows; the measurements
-// behind it are in gemm/avx2.cpp and docs/performance.md section 3.
+// shared so that both ISAs sweep B alike; the rule and its measurements are described in
+// gemm/avx2.cpp. Included by ISA files: everything here must stay `static` (internal linkage,
+// a copy per ISA object), never a plain `inline` the linker could merge across ISA objects
+// (docs/architecture.md section 5).
 #pragma once
 
 #include <cstdint>
