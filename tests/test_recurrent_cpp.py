@@ -231,6 +231,51 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
     np.testing.assert_array_equal(last[0], results[0][0][:, -1])
 
 
+# Shapes whose input projection is cut into time chunks (csrc/ops/recurrent.h: a thread keeps
+# kXwChunkBytes = 256 KiB of it for its rows; the chunk is projected step by step when it has
+# more rows than steps, else row by row). B 3, u 64 on one thread: chunks of 85 steps (lstm)
+# or 113 (gru), row by row, a short last chunk; B 48 and 40, u 32: 10-12 steps step by step on
+# one thread, 21-25 steps of 24 or 20 rows on two (the rows split), row by row for B 40.
+CHUNK_SHAPES = [(3, 200, 5, 64), (48, 50, 7, 32), (40, 50, 7, 32)]
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("b,t,f,u", CHUNK_SHAPES)
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpp_projection_time_chunks_bitwise_step_by_step(
+    op, extra, bias, b, t, f, u, go_backwards, threads, rng, restore_threads
+):
+    """A sequence equals its steps called one by one, state carried (each such call projects
+    one step): the same bits whichever way the projection was cut into chunks."""
+    fl.set_num_threads(threads)
+    d, kw = _data(rng, _gates(op), b, t, f, u, bias(u), mask=False)
+    kw.update(extra, return_state=True)
+    out, *final = run_on(
+        "cpp", _call, op, d, return_sequences=True, go_backwards=go_backwards, **kw
+    )
+    state = kw.pop("initial_state")
+    for k in range(t):
+        step = {**d, "x": d["x"][:, [t - 1 - k if go_backwards else k]]}
+        o, *st = run_on("cpp", _call, op, step, initial_state=state, **kw)
+        np.testing.assert_array_equal(out[:, k], o, err_msg=f"step {k}")
+        state = st if op == "lstm" else st[0]
+    for a, e in zip(final, st):
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("b,t,f,u", CHUNK_SHAPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpp_projection_time_chunks_masked_match_numpy(
+    op, extra, bias, b, t, f, u, threads, rng, restore_threads
+):
+    fl.set_num_threads(threads)
+    d, kw = _data(rng, _gates(op), b, t, f, u, bias(u))
+    kw.update(extra, return_sequences=True, return_state=True, go_backwards=True)
+    _compare(op, d, kw)
+
+
 # --------------------------------------------------------------- edge cases
 
 

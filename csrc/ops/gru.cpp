@@ -15,7 +15,8 @@
 // Gate-interleaved packing (fastlayers/ops.h, PackedGates): unit block q (16 units) of xw is
 // the 48-column group [z r h], of h · R the group [z r h] (reset_after) or [z r] (reset_before).
 //
-// Work: one GEMM for the input projection of all steps, xw (B*T, N') (row b*T + t); per step,
+// Work: the input projection xw, GEMMs over the whole sequence (B*T, N') or over time chunks of
+// tc steps (B, tc, N') projected just before their steps (recurrent.h, StepChunks); per step,
 // per register block of rows (<= 6) and group of <= 4 unit blocks, one micro-kernel call into
 // a small per-thread tile, and the gate math of those rows and units right after it:
 //   reset_after:  hr = h · R + b_rec (kept apart from xw because the reset gate multiplies the
@@ -83,9 +84,13 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const int64_t np = w_in.w.n();      // N' = 48 * unit blocks
     const int64_t gw = 3 * kUnitBlock;  // xw columns of one unit block
     const int64_t rw = reset_after ? 3 * kUnitBlock : 2 * kUnitBlock;  // h · R columns of one
-    AlignedFloats xw = alloc_aligned_floats(batch * steps * np);       // (B*T, N')
-    AlignedFloats h2 = alloc_aligned_floats(bu);                       // the other h buffer
-    AlignedFloats rh;                                                  // (B, u), reset_before
+    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
+    // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
+    const rnn_detail::StepChunks chunks{steps, rnn_detail::chunk_steps(plan, batch, steps, np),
+                                        go_backwards};
+    AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
+    AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
+    AlignedFloats rh;                             // (B, u), reset_before
     if (!reset_after) rh = alloc_aligned_floats(bu);
     float* xwp = xw.get();
     float* rhp = rh.get();
@@ -94,6 +99,10 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const int64_t ps = w_rec.w.panel_stride();
 
     auto keep = [&](int64_t b, int64_t t) { return mask == nullptr || mask[b * steps + t] != 0; };
+    // Row b's xw at processing step k (time index t), unit block 0.
+    auto xw_row = [&](int64_t b, int64_t k, int64_t t) {
+        return xwp + (b * chunks.tc + t - chunks.t_lo(k)) * np;
+    };
     auto store_output = [&](int64_t b, int64_t k, int64_t j0, int64_t nv) {
         if (return_sequences) {
             std::memcpy(out + (b * steps + k) * u + (j0 - b * u), emitted + j0,
@@ -123,7 +132,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                 const bool kept = keep(b, t);
                 if (reset_after && kept && fused) {
                     const int64_t j0 = b * u + qc * kUnitBlock;
-                    const float* xr = xwp + (b * steps + t) * np + qc * gw;
+                    const float* xr = xw_row(b, k, t) + qc * gw;
                     fused(nu, tile + (b - rb) * kTileLd, xr, hc + j0, hn + j0);
                     std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
                     store_output(b, k, j0, nu);
@@ -133,7 +142,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                     const int64_t j0 = b * u + q * kUnitBlock;
                     const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
                     float* g = tile + (b - rb) * kTileLd + (q - qc) * rw;
-                    float* xr = xwp + (b * steps + t) * np + q * gw;
+                    float* xr = xw_row(b, k, t) + q * gw;
                     if (reset_after) {
                         if (kept) {
                             for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
@@ -182,7 +191,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                     const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
                     if (kept) {
                         float* cand = tile + (b - rb) * kTileLd + (q - qc) * kUnitBlock;
-                        const float* xr = xwp + (b * steps + t) * np + q * gw;
+                        const float* xr = xw_row(b, k, t) + q * gw;
                         const float* xh = xr + 2 * kUnitBlock;
                         for (int64_t j = 0; j < kUnitBlock; ++j) cand[j] = xh[j] + cand[j];
                         fa(cand, kUnitBlock);
@@ -200,7 +209,6 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         }
     };
 
-    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
     // Units split: fixed shares of unit blocks, their chunks claimed phase by phase through
     // fl::SharedPhases (phase 0: input projection; then per step phase A, and phase B for
     // reset_before), own share first (recurrent.h).
@@ -212,11 +220,20 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     rnn_detail::Attendance attendance;
     rnn_detail::RegionError error;
     // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
-    // From step k0 on, with h of the previous step in hc.
+    // From step k0 on, with h of the previous step in hc. With time chunks, each chunk's
+    // projection of these rows first (stops if it failed: the error is in `error`).
     auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn,
                            float* tile) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
+            if (chunks.tc < steps && chunks.starts(k)) {
+                error.run([&] {
+                    rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
+                                               rnn_detail::unit_blocks(u), chunks.t_lo(k),
+                                               chunks.count(k), chunks.tc, xwp, np);
+                });
+                if (error.failed()) return;
+            }
             for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                 const int64_t qc = walk.start(ci, k);
                 phase_a(k, qc, walk.size(qc), b0, b1, hc, hn, tile);
@@ -241,7 +258,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                 tid, shares, work, attendance, error, steps, per_step, h, h2.get(),
                 [&](int64_t qc, int64_t nqc) {
                     rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
-                                               xwp, np);
+                                               0, steps, steps, xwp, np);  // tc == steps
                 },
                 [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
                     if (ph == 0) {
@@ -260,11 +277,13 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         s.threads = nth;
         int64_t b0, b1;
         rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        error.run([&] {
-            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
-                                       rnn_detail::unit_blocks(u), xwp, np);
-        });
-        if (error.failed()) return;
+        if (chunks.tc == steps) {  // else steps_alone projects each time chunk
+            error.run([&] {
+                rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
+                                           rnn_detail::unit_blocks(u), 0, steps, steps, xwp, np);
+            });
+            if (error.failed()) return;
+        }
         steps_alone(b0, b1, 0, h, h2.get(), tile);
     });
     error.rethrow_if_failed();

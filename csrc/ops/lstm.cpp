@@ -10,7 +10,9 @@
 // Both kernels are gate-interleaved (fastlayers/ops.h, PackedGates): unit block q (16 units)
 // is one 64-column group [i f g o], N' = 64*ceil(u/16) columns in all.
 //
-// Work: one GEMM for the input projection of every step, xw (B*T, N') = x · W + b (row b*T + t).
+// Work: the input projection xw = x · W + b, GEMMs over many steps at a time: the whole sequence
+// (B*T, N'), or time chunks of tc steps (B, tc, N') that a thread projects for its rows just
+// before their steps, so that xw stays in L2 (recurrent.h, StepChunks; the same bits either way).
 // Per step, for each register block of rows (<= 6) and group of <= 4 unit blocks, one
 // micro-kernel call continues the FMA chains of xw[b, t] in place: z = xw[b, t] + h · R (chains
 // start from the stored xw, so no separate h · R buffer and no add pass); the gate math of
@@ -137,21 +139,26 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         act == Act::tanh && recurrent_act == Act::sigmoid ? kt.lstm_gates : nullptr;
     const int64_t np = w_rec.w.n();  // N' = 64 * unit blocks
     const int64_t gw = 4 * kUnitBlock;  // columns of one unit block
-    AlignedFloats xw = alloc_aligned_floats(batch * steps * np);  // (B*T, N')
-    AlignedFloats h2 = alloc_aligned_floats(bu);                  // the other h buffer
+    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 4 * u * u);
+    // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
+    const rnn_detail::StepChunks chunks{steps, rnn_detail::chunk_steps(plan, batch, steps, np),
+                                        go_backwards};
+    AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
+    AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
     float* xwp = xw.get();
     const float* rec = w_rec.w.data();
     const int64_t ps = w_rec.w.panel_stride();
-    const int64_t ldz = steps * np;  // between batch rows of xw at a fixed t
+    const int64_t ldz = chunks.tc * np;  // between batch rows of xw at a fixed t
 
     // One step of rows [r0, r1) and unit blocks [qc, qc + nqc): reads hc (every unit of those
     // rows), writes those units of c, hn, emitted and out only.
     auto step_block = [&](int64_t k, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
                           const float* hc, float* hn) {
         const int64_t t = go_backwards ? steps - 1 - k : k;
+        const int64_t tx = t - chunks.t_lo(k);  // t's row in the chunk
         for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
             mr = rnn_detail::block_rows(r1 - rb);
-            float* z = xwp + (rb * steps + t) * np + qc * gw;
+            float* z = xwp + (rb * chunks.tc + tx) * np + qc * gw;
             // z (mr, 64*nqc) += h[rb : rb+mr] · R[:, unit blocks qc ...]
             kt.gemm(mr, nqc * gw, u, hc + rb * u, u, 1, rec + 4 * qc * ps, ps, nullptr, 1, z,
                     ldz);
@@ -182,7 +189,6 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         }
     };
 
-    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 4 * u * u);
     // Units split: fixed shares of unit blocks (one per planned thread), cut into chunks that
     // are claimed phase by phase (phase 0: input projection, phase 1 + k: step k), own share
     // first, so a thread that is descheduled holds up the others by one chunk at most.
@@ -193,10 +199,19 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     rnn_detail::Attendance attendance;
     rnn_detail::RegionError error;
     // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
-    // From step k0 on, with h of the previous step in hc.
+    // From step k0 on, with h of the previous step in hc. With time chunks, each chunk's
+    // projection of these rows first (false if it failed: the error is in `error`).
     auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
+            if (chunks.tc < steps && chunks.starts(k)) {
+                error.run([&] {
+                    rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
+                                               rnn_detail::unit_blocks(u), chunks.t_lo(k),
+                                               chunks.count(k), chunks.tc, xwp, np);
+                });
+                if (error.failed()) return;
+            }
             for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                 const int64_t qc = walk.start(ci, k);
                 step_block(k, qc, walk.size(qc), b0, b1, hc, hn);
@@ -212,9 +227,9 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
             rnn_detail::run_units_split(
                 tid, shares, work, attendance, error, steps, 1, h, h2.get(),
-                [&](int64_t qc, int64_t nqc) {
+                [&](int64_t qc, int64_t nqc) {  // units split: tc == steps
                     rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
-                                               xwp, np);
+                                               0, steps, steps, xwp, np);
                 },
                 [&](int64_t k, int64_t, int64_t qc, int64_t nqc, float* hc, float* hn) {
                     step_block(k, qc, nqc, 0, batch, hc, hn);
@@ -229,12 +244,14 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         int64_t b0, b1;
         rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
         // Serial inside a multi-thread region; with one thread the GEMM engine may still use
-        // the pool.
-        error.run([&] {
-            rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
-                                       rnn_detail::unit_blocks(u), xwp, np);
-        });
-        if (error.failed()) return;
+        // the pool. In time chunks: steps_alone projects each chunk.
+        if (chunks.tc == steps) {
+            error.run([&] {
+                rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
+                                           rnn_detail::unit_blocks(u), 0, steps, steps, xwp, np);
+            });
+            if (error.failed()) return;
+        }
         steps_alone(b0, b1, 0, h, h2.get());
     });
     error.rethrow_if_failed();

@@ -82,19 +82,63 @@ struct ChunkWalk {
     int64_t size(int64_t qc) const { return std::min(kBlocksPerCall, q1 - qc); }
 };
 
-// The input projection of batch rows [b0, b1) and unit blocks [q0, q1), bias folded in:
-// xw (B*T, np) rows of those batch rows, columns of those unit blocks (gates * 16 per block).
-// x (B, T, F). Only these xw elements are written, so threads may split rows or unit blocks.
+// The input projection of batch rows [b0, b1), unit blocks [q0, q1) and time steps [t0, t0 + nt),
+// bias folded in, into xw laid out (B, tc, np): row b*tc + (t - t0), columns of those unit
+// blocks (gates * 16 per block). x (B, T, F). tc is the steps xw holds: the whole sequence
+// (tc = nt = T, one GEMM over the (B*T, F) matrix of all steps) or one time chunk (StepChunks).
+// A chunk is projected step by step (rows x[b0:b1, t], a strided matrix) when it has more rows
+// than steps, else row by row (the steps x[b, t0 : t0+nt]): whichever gives the GEMMs more rows.
+// Each element is the same FMA chain whichever way it is cut (bias, then x[.., f] · W[f, ..] for
+// f = 0, 1, ...), so the bits do not depend on tc. Only these xw elements are written, so
+// threads may split rows or unit blocks.
 inline void project_inputs(const float* x, int64_t steps, int64_t features,
                            const PackedGates& w_in, int64_t b0, int64_t b1, int64_t q0,
-                           int64_t q1, float* xw, int64_t np) {
+                           int64_t q1, int64_t t0, int64_t nt, int64_t tc, float* xw,
+                           int64_t np) {
     const int64_t gw = w_in.gates * kUnitBlock;
     const int64_t ps = w_in.w.panel_stride();
     const float* bias = w_in.w.bias();
-    gemm_packed_raw(x + b0 * steps * features, (b1 - b0) * steps, features, features,
-                    (q1 - q0) * gw, w_in.w.data() + w_in.gates * q0 * ps, ps,
-                    bias ? bias + q0 * gw : nullptr, xw + b0 * steps * np + q0 * gw, np);
+    auto project = [&](const float* a, int64_t m, int64_t lda, float* c, int64_t ldc) {
+        gemm_packed_raw(a, m, lda, features, (q1 - q0) * gw,
+                        w_in.w.data() + w_in.gates * q0 * ps, ps,
+                        bias ? bias + q0 * gw : nullptr, c + q0 * gw, ldc);
+    };
+    if (nt == steps) {  // tc == steps: rows b*T + t of x and of xw, one matrix
+        project(x + b0 * steps * features, (b1 - b0) * steps, features, xw + b0 * steps * np,
+                np);
+    } else if (b1 - b0 >= nt) {
+        for (int64_t t = t0; t < t0 + nt; ++t) {
+            project(x + (b0 * steps + t) * features, b1 - b0, steps * features,
+                    xw + (b0 * tc + t - t0) * np, tc * np);
+        }
+    } else {
+        for (int64_t b = b0; b < b1; ++b) {
+            project(x + (b * steps + t0) * features, nt, features, xw + b * tc * np, np);
+        }
+    }
 }
+
+// Bytes of xw (the input projection) a thread keeps for a time chunk of its rows: with the
+// recurrent kernel's slice and the gate tiles it stays in a 1 MiB L2 between the projection
+// and the steps that read it. The whole sequence's xw went to memory and back: B 32, T 100,
+// u 128 wrote 6.5 MiB, then read and rewrote it step by step (docs/performance.md §6).
+constexpr int64_t kXwChunkBytes = 256 << 10;
+
+// Which steps' projection xw holds, in processing order (go_backwards: t = T-1-k): chunks of
+// tc steps, chunk c = processing steps [c*tc, c*tc + tc). The whole sequence when tc == steps.
+struct StepChunks {
+    int64_t steps, tc;
+    bool backwards;
+    // Whether processing step k is the first of its chunk.
+    bool starts(int64_t k) const { return k % tc == 0; }
+    // Steps in the chunk of processing step k.
+    int64_t count(int64_t k) const { return std::min(tc, steps - k / tc * tc); }
+    // The lowest time index of that chunk: step k's xw rows are b*tc + (t - t_lo(k)).
+    int64_t t_lo(int64_t k) const {
+        const int64_t k0 = k / tc * tc;
+        return backwards ? steps - k0 - count(k) : k0;
+    }
+};
 
 // Start of part i when n items are cut into k parts whose sizes differ by at most one.
 inline int64_t part_begin(int64_t n, int64_t k, int64_t i) {
@@ -152,6 +196,19 @@ inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int
     }
     *b0 = part_begin(batch, s.threads, tid);
     *b1 = part_begin(batch, s.threads, tid + 1);
+}
+
+// Steps per time chunk of xw (StepChunks::tc) under a split. The whole sequence where its
+// projection is one GEMM that more than one thread may share: the units split (phase 0, cut by
+// unit blocks) and a one-thread plan on a multi-thread pool (the GEMM engine may use the pool).
+// Otherwise each thread projects its own rows chunk by chunk, kXwChunkBytes of them at a time.
+inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps, int64_t np) {
+    if (s.mode == SplitMode::units || (s.mode == SplitMode::one && num_threads() > 1)) {
+        return steps;
+    }
+    const int64_t rows = (batch + s.threads - 1) / s.threads;
+    const int64_t per_step = rows * np * static_cast<int64_t>(sizeof(float));
+    return std::clamp<int64_t>(kXwChunkBytes / std::max<int64_t>(per_step, 1), 1, steps);
 }
 
 // Rows of the next register block when `rem` rows remain: 6, except 7 = 4 + 3 (as the GEMM
