@@ -233,9 +233,10 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
 
 # Shapes whose input projection is cut into time chunks (csrc/ops/recurrent.h: a thread keeps
 # kXwChunkBytes = 256 KiB of it for its rows; the chunk is projected step by step when it has
-# more rows than steps, else row by row). B 3, u 64 on one thread: chunks of 85 steps (lstm)
-# or 113 (gru), row by row, a short last chunk; B 48 and 40, u 32: 10-12 steps step by step on
-# one thread, 21-25 steps of 24 or 20 rows on two (the rows split), row by row for B 40.
+# more rows than steps, else row by row). B 3, u 64: chunks of 85 steps (lstm) or 113 (gru), row
+# by row, a short last chunk, on one thread and in the units split on two (each thread projects
+# its unit blocks in a chunk's first step); B 48 and 40, u 32: 10-12 steps step by step on one
+# thread, 21-25 steps of 24 or 20 rows on two (the rows split), row by row for B 40.
 CHUNK_SHAPES = [(3, 200, 5, 64), (48, 50, 7, 32), (40, 50, 7, 32)]
 
 

@@ -210,8 +210,8 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     };
 
     // Units split: fixed shares of unit blocks, their chunks claimed phase by phase through
-    // fl::SharedPhases (phase 0: input projection; then per step phase A, and phase B for
-    // reset_before), own share first (recurrent.h).
+    // fl::SharedPhases (phase 0: the first time chunk's input projection; then per step phase
+    // A, and phase B for reset_before), own share first (recurrent.h).
     const rnn_detail::UnitShares shares(u, plan.mode == rnn_detail::SplitMode::units
                                                ? plan.threads
                                                : 1);
@@ -247,6 +247,12 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
             std::swap(hc, hn);
         }
     };
+    // Units split: the time chunk of processing step k, unit blocks [qc, qc + nqc), every row
+    // (run by the item of those unit blocks in the chunk's first step, before its step).
+    auto project_chunk = [&](int64_t k, int64_t qc, int64_t nqc) {
+        rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
+                                   chunks.t_lo(k), chunks.count(k), chunks.tc, xwp, np);
+    };
     const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
     parallel_region(plan.threads, [&](int tid, int nth) {
         float tile[kGemmMR * kTileLd];
@@ -257,11 +263,13 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
             rnn_detail::run_units_split(
                 tid, shares, work, attendance, error, steps, per_step, h, h2.get(),
                 [&](int64_t qc, int64_t nqc) {
-                    rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
-                                               0, steps, steps, xwp, np);  // tc == steps
+                    project_chunk(0, qc, nqc);
                 },
                 [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
                     if (ph == 0) {
+                        if (k > 0 && chunks.starts(k)) {
+                            error.run([&] { project_chunk(k, qc, nqc); });
+                        }
                         phase_a(k, qc, nqc, 0, batch, hc, hn, tile);
                     } else {
                         phase_b(k, qc, nqc, 0, batch, hc, hn, tile);

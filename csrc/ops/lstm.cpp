@@ -190,8 +190,9 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     };
 
     // Units split: fixed shares of unit blocks (one per planned thread), cut into chunks that
-    // are claimed phase by phase (phase 0: input projection, phase 1 + k: step k), own share
-    // first, so a thread that is descheduled holds up the others by one chunk at most.
+    // are claimed phase by phase (phase 0: the first time chunk's input projection, phase
+    // 1 + k: step k), own share first, so a thread that is descheduled holds up the others by
+    // one chunk at most.
     const rnn_detail::UnitShares shares(u, plan.mode == rnn_detail::SplitMode::units
                                                ? plan.threads
                                                : 1);
@@ -219,6 +220,12 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
             std::swap(hc, hn);
         }
     };
+    // Units split: the time chunk of processing step k, unit blocks [qc, qc + nqc), every row
+    // (run by the item of those unit blocks in the chunk's first step, before its step).
+    auto project_chunk = [&](int64_t k, int64_t qc, int64_t nqc) {
+        rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
+                                   chunks.t_lo(k), chunks.count(k), chunks.tc, xwp, np);
+    };
     const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
     parallel_region(plan.threads, [&](int tid, int nth) {
         // nth == 1: the region runs on the caller alone from the start (the backoff, started
@@ -227,11 +234,11 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
             rnn_detail::run_units_split(
                 tid, shares, work, attendance, error, steps, 1, h, h2.get(),
-                [&](int64_t qc, int64_t nqc) {  // units split: tc == steps
-                    rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
-                                               0, steps, steps, xwp, np);
+                [&](int64_t qc, int64_t nqc) {
+                    project_chunk(0, qc, nqc);
                 },
                 [&](int64_t k, int64_t, int64_t qc, int64_t nqc, float* hc, float* hn) {
+                    if (k > 0 && chunks.starts(k)) error.run([&] { project_chunk(k, qc, nqc); });
                     step_block(k, qc, nqc, 0, batch, hc, hn);
                 },
                 [&](int64_t k, float* hc, float* hn) { steps_alone(0, batch, k, hc, hn); });

@@ -8,10 +8,12 @@
 //   units  smaller batches with enough work per step (B = 1): the 16-unit blocks are cut into
 //          one fixed share per planned thread (a contiguous slice of the packed recurrent kernel
 //          that stays in its core's L2) and each share into chunks of kBlocksPerCall blocks.
-//          Phase by phase (the input projection, then each step: h of step t feeds every unit
-//          at t+1), the threads claim chunks through fl::SharedPhases - own share first, then
-//          any chunk a late or descheduled partner has not started - and wait for the phase to
-//          be done. Which thread computes a chunk never changes its bits.
+//          Phase by phase (the input projection of the first time chunk, then each step: h of
+//          step t feeds every unit at t+1; a later time chunk's projection is done by each item
+//          in the chunk's first step, before the step), the threads claim chunks through
+//          fl::SharedPhases - own share first, then any chunk a late or descheduled partner has
+//          not started - and wait for the phase to be done. Which thread computes a chunk never
+//          changes its bits.
 //   one    everything else (tiny layers, one thread).
 // Every element is computed the same way in each mode (one FMA chain per GEMM output, the
 // same elementwise gate math), so results are bitwise identical for any thread count.
@@ -198,15 +200,15 @@ inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int
     *b1 = part_begin(batch, s.threads, tid + 1);
 }
 
-// Steps per time chunk of xw (StepChunks::tc) under a split. The whole sequence where its
-// projection is one GEMM that more than one thread may share: the units split (phase 0, cut by
-// unit blocks) and a one-thread plan on a multi-thread pool (the GEMM engine may use the pool).
-// Otherwise each thread projects its own rows chunk by chunk, kXwChunkBytes of them at a time.
+// Steps per time chunk of xw (StepChunks::tc) under a split: kXwChunkBytes of a thread's rows
+// (the rows split, one thread) or of all rows (the units split: each thread projects the unit
+// blocks of its chunks, in the first step of each time chunk). The whole sequence for a
+// one-thread plan on a multi-thread pool: its projection is one GEMM, which may use the pool
+// (the layer is too small to split its steps, the projection may not be).
 inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps, int64_t np) {
-    if (s.mode == SplitMode::units || (s.mode == SplitMode::one && num_threads() > 1)) {
-        return steps;
-    }
-    const int64_t rows = (batch + s.threads - 1) / s.threads;
+    if (s.mode == SplitMode::one && num_threads() > 1) return steps;
+    const int64_t rows =
+        s.mode == SplitMode::units ? batch : (batch + s.threads - 1) / s.threads;
     const int64_t per_step = rows * np * static_cast<int64_t>(sizeof(float));
     return std::clamp<int64_t>(kXwChunkBytes / std::max<int64_t>(per_step, 1), 1, steps);
 }
@@ -376,9 +378,11 @@ class RegionError {
 };
 
 // One thread's part of a units split (see the top of this file): phase 0 is the input
-// projection, then each step has `per_step` phases; a phase's items are the shares' chunks,
-// claimed own share first, and every thread waits for a phase to be done before the next.
-//   project(qc, nqc)                 the input projection of unit blocks [qc, qc + nqc)
+// projection (of the first time chunk), then each step has `per_step` phases; a phase's items
+// are the shares' chunks, claimed own share first, and every thread waits for a phase to be
+// done before the next.
+//   project(qc, nqc)                 the input projection of unit blocks [qc, qc + nqc) (of the
+//                                    first time chunk; `phase` projects the later ones)
 //   phase(k, ph, qc, nqc, hc, hn)    phase ph of step k for those unit blocks
 //   alone(k, hc, hn)                 steps k.. on the caller alone (the one-thread walk)
 // h and h2 hold h of alternate steps; after an odd number of steps the last one is in h2.
