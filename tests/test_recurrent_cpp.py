@@ -231,13 +231,14 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
     np.testing.assert_array_equal(last[0], results[0][0][:, -1])
 
 
-# Shapes whose input projection is cut into time chunks (csrc/ops/recurrent.h: a thread keeps
-# kXwChunkBytes = 256 KiB of it for its rows; the chunk is projected step by step when it has
-# more rows than steps, else row by row). B 3, u 64: chunks of 85 steps (lstm) or 113 (gru), row
-# by row, a short last chunk, on one thread and in the units split on two (each thread projects
-# its unit blocks in a chunk's first step); B 48 and 40, u 32: 10-12 steps step by step on one
-# thread, 21-25 steps of 24 or 20 rows on two (the rows split), row by row for B 40.
-CHUNK_SHAPES = [(3, 200, 5, 64), (48, 50, 7, 32), (40, 50, 7, 32)]
+# Shapes whose input projection is cut into time chunks (csrc/ops/recurrent.h: kXwChunkBytes =
+# 256 KiB of xw per chunk; step by step when a chunk has at least as many rows as steps, else
+# row by row). B 3, u 64: 85 steps (lstm) or 113 (gru) a chunk, row by row with a short last
+# chunk, on one thread and in the units split on two (each thread projects its unit blocks in a
+# chunk's first step). B 48, u 32: on one thread 10 (lstm) or 14 (gru) steps, step by step; on
+# two, rows 24 + 24, lstm 21 steps step by step, gru 28 row by row. B 49: rows 25 + 24 (lstm).
+# B 40, u 32: lstm on two threads rows 20 + 20, 25 steps row by row; gru a units split, 17 steps.
+CHUNK_SHAPES = [(3, 200, 5, 64), (48, 50, 7, 32), (49, 50, 7, 32), (40, 50, 7, 32)]
 
 
 @pytest.mark.parametrize("op,extra,bias", VARIANTS)

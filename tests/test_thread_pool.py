@@ -400,8 +400,16 @@ def close_units_split():
     core._debug_units_split_close_at(-1)
 
 
-@pytest.mark.parametrize("steps", [9, 10])
-@pytest.mark.parametrize("close_at", [0, 1, 4, 5, 8, 9, 100])
+# Batch 1, U 192: the input projection comes in time chunks of 85 steps (lstm) or 113 (gru),
+# csrc/ops/recurrent.h, so 200 steps close around chunk starts: a later chunk not projected
+# yet (the caller projects it alone), or projected by the items of its first step.
+LONG_UNITS_SPLIT = [(200, at) for at in (84, 85, 86, 112, 113, 114, 170)]
+
+
+@pytest.mark.parametrize(
+    "steps,close_at",
+    [(s, at) for s in (9, 10) for at in (0, 1, 4, 5, 8, 9, 100)] + LONG_UNITS_SPLIT,
+)
 @pytest.mark.parametrize("case", sorted(UNITS_SPLIT_CALLS))
 def test_units_split_closed_at_any_step_keeps_its_bits(case, close_at, steps, rng,
                                                       restore_threads, close_units_split):
@@ -459,8 +467,10 @@ def leave_units_split():
 
 
 @pytest.mark.parametrize("delay_us", [0, 3000])
-@pytest.mark.parametrize("steps", [9, 10])
-@pytest.mark.parametrize("leave_at", [0, 1, 4, 5])
+@pytest.mark.parametrize(
+    "steps,leave_at",
+    [(s, at) for s in (9, 10) for at in (0, 1, 4, 5)] + [(200, 84), (200, 85), (200, 113)],
+)
 @pytest.mark.parametrize("case", sorted(UNITS_SPLIT_CALLS))
 def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, delay_us, rng,
                                                     restore_threads, leave_units_split):

@@ -1,6 +1,6 @@
 // GRU driver (Keras GRU, docs/semantics.md §7): gate blocks [z | r | h] of u columns each.
 //
-//   x    (B, T, F)  row-major contiguous, read as the (B*T, F) matrix of all steps
+//   x    (B, T, F)  row-major contiguous (rows b*T + t of a (B*T, F) matrix)
 //   w_in           the kernel (F, 3u) packed by pack_gates (3 gates) with the input bias folded
 //                  in (bias[0] if reset_after, else the whole (3u,) bias)
 //   reset_after = true:
@@ -86,8 +86,8 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const int64_t rw = reset_after ? 3 * kUnitBlock : 2 * kUnitBlock;  // h · R columns of one
     const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
     // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
-    const rnn_detail::StepChunks chunks{steps, rnn_detail::chunk_steps(plan, batch, steps, np),
-                                        go_backwards};
+    const rnn_detail::StepChunks chunks{
+        steps, rnn_detail::chunk_steps(plan, batch, steps, features, np), go_backwards};
     AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
     AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
     AlignedFloats rh;                             // (B, u), reset_before
@@ -99,10 +99,8 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const int64_t ps = w_rec.w.panel_stride();
 
     auto keep = [&](int64_t b, int64_t t) { return mask == nullptr || mask[b * steps + t] != 0; };
-    // Row b's xw at processing step k (time index t), unit block 0.
-    auto xw_row = [&](int64_t b, int64_t k, int64_t t) {
-        return xwp + (b * chunks.tc + t - chunks.t_lo(k)) * np;
-    };
+    // Row b's xw, unit block 0, for the time index tx = t - chunks.t_lo(k) in its chunk.
+    auto xw_row = [&](int64_t b, int64_t tx) { return xwp + (b * chunks.tc + tx) * np; };
     auto store_output = [&](int64_t b, int64_t k, int64_t j0, int64_t nv) {
         if (return_sequences) {
             std::memcpy(out + (b * steps + k) * u + (j0 - b * u), emitted + j0,
@@ -115,6 +113,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     auto phase_a = [&](int64_t k, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
                        const float* hc, float* hn, float* tile) {
         const int64_t t = go_backwards ? steps - 1 - k : k;
+        const int64_t tx = t - chunks.t_lo(k);  // t's row in the chunk
         // h' = z*h + (1-z)*cand for nv units at j0 of a kept row; records the emitted output.
         auto finish = [&](int64_t j0, int64_t nv, const float* zg, const float* cand) {
             for (int64_t j = 0; j < nv; ++j) {
@@ -132,7 +131,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                 const bool kept = keep(b, t);
                 if (reset_after && kept && fused) {
                     const int64_t j0 = b * u + qc * kUnitBlock;
-                    const float* xr = xw_row(b, k, t) + qc * gw;
+                    const float* xr = xw_row(b, tx) + qc * gw;
                     fused(nu, tile + (b - rb) * kTileLd, xr, hc + j0, hn + j0);
                     std::memcpy(emitted + j0, hn + j0, sizeof(float) * nu);
                     store_output(b, k, j0, nu);
@@ -142,7 +141,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                     const int64_t j0 = b * u + q * kUnitBlock;
                     const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
                     float* g = tile + (b - rb) * kTileLd + (q - qc) * rw;
-                    float* xr = xw_row(b, k, t) + q * gw;
+                    float* xr = xw_row(b, tx) + q * gw;
                     if (reset_after) {
                         if (kept) {
                             for (int64_t j = 0; j < 2 * kUnitBlock; ++j) g[j] += xr[j];
@@ -177,6 +176,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     auto phase_b = [&](int64_t k, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
                        const float* hc, float* hn, float* tile) {
         const int64_t t = go_backwards ? steps - 1 - k : k;
+        const int64_t tx = t - chunks.t_lo(k);  // t's row in the chunk
         const float* rec_h = w_rec_h->data();
         const int64_t ps_h = w_rec_h->panel_stride();
         for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
@@ -191,7 +191,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                     const int64_t nv = std::min(kUnitBlock, u - q * kUnitBlock);
                     if (kept) {
                         float* cand = tile + (b - rb) * kTileLd + (q - qc) * kUnitBlock;
-                        const float* xr = xw_row(b, k, t) + q * gw;
+                        const float* xr = xw_row(b, tx) + q * gw;
                         const float* xh = xr + 2 * kUnitBlock;
                         for (int64_t j = 0; j < kUnitBlock; ++j) cand[j] = xh[j] + cand[j];
                         fa(cand, kUnitBlock);
@@ -266,10 +266,11 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                     project_chunk(0, qc, nqc);
                 },
                 [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
+                    if (ph == 0 && k > 0 && chunks.starts(k)) {
+                        error.run([&] { project_chunk(k, qc, nqc); });
+                    }
+                    if (error.failed()) return;  // thrown on the caller once the region ends
                     if (ph == 0) {
-                        if (k > 0 && chunks.starts(k)) {
-                            error.run([&] { project_chunk(k, qc, nqc); });
-                        }
                         phase_a(k, qc, nqc, 0, batch, hc, hn, tile);
                     } else {
                         phase_b(k, qc, nqc, 0, batch, hc, hn, tile);

@@ -1,6 +1,6 @@
 // LSTM driver (Keras LSTM, docs/semantics.md §6): gate blocks [i | f | c | o] of u columns each.
 //
-//   x    (B, T, F)  row-major contiguous, read as the (B*T, F) matrix of all steps
+//   x    (B, T, F)  row-major contiguous (rows b*T + t of a (B*T, F) matrix)
 //   w_in           the kernel (F, 4u) packed by pack_gates, with the bias (4u,) folded in
 //   w_rec          the recurrent kernel (u, 4u) packed by pack_gates, no bias
 //   h0, c0 (B, u)  initial state;  mask (B, T) uint8 (0 = masked) or nullptr
@@ -141,8 +141,8 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     const int64_t gw = 4 * kUnitBlock;  // columns of one unit block
     const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 4 * u * u);
     // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
-    const rnn_detail::StepChunks chunks{steps, rnn_detail::chunk_steps(plan, batch, steps, np),
-                                        go_backwards};
+    const rnn_detail::StepChunks chunks{
+        steps, rnn_detail::chunk_steps(plan, batch, steps, features, np), go_backwards};
     AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
     AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
     float* xwp = xw.get();
@@ -201,7 +201,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     rnn_detail::RegionError error;
     // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
     // From step k0 on, with h of the previous step in hc. With time chunks, each chunk's
-    // projection of these rows first (false if it failed: the error is in `error`).
+    // projection of these rows first (stops if it failed: the error is in `error`).
     auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
@@ -239,6 +239,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
                 },
                 [&](int64_t k, int64_t, int64_t qc, int64_t nqc, float* hc, float* hn) {
                     if (k > 0 && chunks.starts(k)) error.run([&] { project_chunk(k, qc, nqc); });
+                    if (error.failed()) return;  // thrown on the caller once the region ends
                     step_block(k, qc, nqc, 0, batch, hc, hn);
                 },
                 [&](int64_t k, float* hc, float* hn) { steps_alone(0, batch, k, hc, hn); });

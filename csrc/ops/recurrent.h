@@ -88,8 +88,9 @@ struct ChunkWalk {
 // bias folded in, into xw laid out (B, tc, np): row b*tc + (t - t0), columns of those unit
 // blocks (gates * 16 per block). x (B, T, F). tc is the steps xw holds: the whole sequence
 // (tc = nt = T, one GEMM over the (B*T, F) matrix of all steps) or one time chunk (StepChunks).
-// A chunk is projected step by step (rows x[b0:b1, t], a strided matrix) when it has more rows
-// than steps, else row by row (the steps x[b, t0 : t0+nt]): whichever gives the GEMMs more rows.
+// A chunk is projected step by step (rows x[b0:b1, t], a strided matrix) when it has at least
+// as many rows as steps, else row by row (the steps x[b, t0 : t0+nt]): the GEMMs get the more
+// rows of the two.
 // Each element is the same FMA chain whichever way it is cut (bias, then x[.., f] · W[f, ..] for
 // f = 0, 1, ...), so the bits do not depend on tc. Only these xw elements are written, so
 // threads may split rows or unit blocks.
@@ -105,7 +106,7 @@ inline void project_inputs(const float* x, int64_t steps, int64_t features,
                         w_in.w.data() + w_in.gates * q0 * ps, ps,
                         bias ? bias + q0 * gw : nullptr, c + q0 * gw, ldc);
     };
-    if (nt == steps) {  // tc == steps: rows b*T + t of x and of xw, one matrix
+    if (tc == steps) {  // t0 == 0, nt == steps: rows b*T + t of x and of xw, one matrix
         project(x + b0 * steps * features, (b1 - b0) * steps, features, xw + b0 * steps * np,
                 np);
     } else if (b1 - b0 >= nt) {
@@ -122,9 +123,14 @@ inline void project_inputs(const float* x, int64_t steps, int64_t features,
 
 // Bytes of xw (the input projection) a thread keeps for a time chunk of its rows: with the
 // recurrent kernel's slice and the gate tiles it stays in a 1 MiB L2 between the projection
-// and the steps that read it. The whole sequence's xw went to memory and back: B 32, T 100,
-// u 128 wrote 6.5 MiB, then read and rewrote it step by step (docs/performance.md §6).
+// and the steps that read it. The whole sequence's xw went to memory and back once it outgrew
+// L3 (B 64, T 1000, u 128: 131 MB; docs/performance.md §6).
 constexpr int64_t kXwChunkBytes = 256 << 10;
+
+// The largest input kernel W (F x N' floats) projected in time chunks. Each chunk's GEMMs read
+// all of W again; a W that stays in L2 costs little, a larger one was slower chunked than as
+// one GEMM over the whole sequence (B 1 and 4, T 300, F = u = 1024, 16 MiB of W: 0.59-0.91x).
+constexpr int64_t kChunkedMaxWBytes = 512 << 10;
 
 // Which steps' projection xw holds, in processing order (go_backwards: t = T-1-k): chunks of
 // tc steps, chunk c = processing steps [c*tc, c*tc + tc). The whole sequence when tc == steps.
@@ -202,11 +208,14 @@ inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int
 
 // Steps per time chunk of xw (StepChunks::tc) under a split: kXwChunkBytes of a thread's rows
 // (the rows split, one thread) or of all rows (the units split: each thread projects the unit
-// blocks of its chunks, in the first step of each time chunk). The whole sequence for a
-// one-thread plan on a multi-thread pool: its projection is one GEMM, which may use the pool
-// (the layer is too small to split its steps, the projection may not be).
-inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps, int64_t np) {
+// blocks of its chunks, in the first step of each time chunk). The whole sequence when W is
+// larger than kChunkedMaxWBytes, and for a one-thread plan on a multi-thread pool: its
+// projection is one GEMM, which may use the pool (the layer is too small to split its steps,
+// the projection may not be).
+inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps, int64_t features,
+                           int64_t np) {
     if (s.mode == SplitMode::one && num_threads() > 1) return steps;
+    if (features * np * static_cast<int64_t>(sizeof(float)) > kChunkedMaxWBytes) return steps;
     const int64_t rows =
         s.mode == SplitMode::units ? batch : (batch + s.threads - 1) / s.threads;
     const int64_t per_step = rows * np * static_cast<int64_t>(sizeof(float));
@@ -356,7 +365,9 @@ class Attendance {
 // The first exception thrown by a thread of a recurrent region (the input projection's GEMM may
 // fail to allocate its packing buffer), kept so that it never escapes a pool thread and is
 // rethrown on the caller after the region; the threads check failed() once the projection is
-// done (units split: after its phase) so that none is left waiting for a partner that gave up.
+// done (units split: after its phase, and before each step item, as a later time chunk is
+// projected inside its first step's items) so that none is left waiting for a partner that gave
+// up and no step runs on a chunk that was not projected.
 class RegionError {
   public:
     template <class F>
