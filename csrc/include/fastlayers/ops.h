@@ -90,6 +90,9 @@ PackedGates pack_gates(const float* kernel, int64_t k, int64_t units, int gates,
 // and the final h, c (B, u) (h == h0 / c == c0 allowed). Masked steps keep the state and
 // repeat the last emitted output (zeros before the first unmasked step). Mismatched packed
 // shapes: std::invalid_argument. B == 0 does nothing. Bitwise identical for any thread count.
+// The input projection runs in time chunks between steps, so its std::bad_alloc (the GEMM's
+// packing buffer) may come after some steps: then out, h and c hold partial results (h0 / c0
+// too where they alias h / c).
 void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                   const PackedGates& w_in, const PackedGates& w_rec, const float* h0,
                   const float* c0, const uint8_t* mask, bool return_sequences, bool go_backwards,
