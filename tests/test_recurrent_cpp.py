@@ -236,7 +236,7 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
 # row by row). B 3, u 64: 85 steps (lstm) or 113 (gru) a chunk, row by row with a short last
 # chunk, on one thread and in the units split on two (each thread projects its unit blocks in a
 # chunk's first step). B 48, u 32: on one thread 10 (lstm) or 14 (gru) steps, step by step; on
-# two, rows 24 + 24, lstm 21 steps step by step, gru 28 row by row. B 49: rows 25 + 24 (lstm).
+# two, rows 24 + 24, lstm 21 steps step by step, gru 28 row by row. B 49: rows 25 + 24.
 # B 40, u 32: lstm on two threads rows 20 + 20, 25 steps row by row; gru a units split, 17 steps.
 CHUNK_SHAPES = [(3, 200, 5, 64), (48, 50, 7, 32), (49, 50, 7, 32), (40, 50, 7, 32)]
 

@@ -226,6 +226,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                            float* tile) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
+            if (error.failed()) return;  // (a partner's projection, in the units split)
             if (chunks.tc < steps && chunks.starts(k)) {
                 error.run([&] {
                     rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
@@ -266,6 +267,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                     project_chunk(0, qc, nqc);
                 },
                 [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
+                    if (error.failed()) return;  // thrown on the caller once the region ends
                     if (ph == 0 && k > 0 && chunks.starts(k)) {
                         error.run([&] { project_chunk(k, qc, nqc); });
                     }

@@ -205,6 +205,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
+            if (error.failed()) return;  // (a partner's projection, in the units split)
             if (chunks.tc < steps && chunks.starts(k)) {
                 error.run([&] {
                     rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
@@ -238,8 +239,9 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
                     project_chunk(0, qc, nqc);
                 },
                 [&](int64_t k, int64_t, int64_t qc, int64_t nqc, float* hc, float* hn) {
-                    if (k > 0 && chunks.starts(k)) error.run([&] { project_chunk(k, qc, nqc); });
                     if (error.failed()) return;  // thrown on the caller once the region ends
+                    if (k > 0 && chunks.starts(k)) error.run([&] { project_chunk(k, qc, nqc); });
+                    if (error.failed()) return;
                     step_block(k, qc, nqc, 0, batch, hc, hn);
                 },
                 [&](int64_t k, float* hc, float* hn) { steps_alone(0, batch, k, hc, hn); });

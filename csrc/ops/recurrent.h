@@ -122,14 +122,16 @@ inline void project_inputs(const float* x, int64_t steps, int64_t features,
 }
 
 // Bytes of xw (the input projection) a thread keeps for a time chunk of its rows: with the
-// recurrent kernel's slice and the gate tiles it stays in a 1 MiB L2 between the projection
-// and the steps that read it. The whole sequence's xw went to memory and back once it outgrew
-// L3 (B 64, T 1000, u 128: 131 MB; docs/performance.md §6).
+// recurrent kernel's slice, W (at most kChunkedMaxWBytes) and the gate tiles it stays in a
+// 1 MiB L2 between the projection and the steps that read it. The whole sequence's xw went to
+// memory and back once it outgrew L3 (B 64, T 1000, u 128: 131 MB; docs/performance.md §6).
 constexpr int64_t kXwChunkBytes = 256 << 10;
 
 // The largest input kernel W (F x N' floats) projected in time chunks. Each chunk's GEMMs read
 // all of W again; a W that stays in L2 costs little, a larger one was slower chunked than as
 // one GEMM over the whole sequence (B 1 and 4, T 300, F = u = 1024, 16 MiB of W: 0.59-0.91x).
+// Sizes between 512 KiB and 16 MiB were not measured (an LSTM with u = 256 is chunked up to
+// F = 128).
 constexpr int64_t kChunkedMaxWBytes = 512 << 10;
 
 // Which steps' projection xw holds, in processing order (go_backwards: t = T-1-k): chunks of

@@ -90,7 +90,7 @@ PackedGates pack_gates(const float* kernel, int64_t k, int64_t units, int gates,
 // and the final h, c (B, u) (h == h0 / c == c0 allowed). Masked steps keep the state and
 // repeat the last emitted output (zeros before the first unmasked step). Mismatched packed
 // shapes: std::invalid_argument. B == 0 does nothing. Bitwise identical for any thread count.
-// The input projection runs in time chunks between steps, so its std::bad_alloc (the GEMM's
+// The input projection may run in time chunks between steps, so its std::bad_alloc (the GEMM's
 // packing buffer) may come after some steps: then out, h and c hold partial results (h0 / c0
 // too where they alias h / c).
 void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
