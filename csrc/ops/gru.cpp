@@ -94,6 +94,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     if (!reset_after) rh = alloc_aligned_floats(bu);
     float* xwp = xw.get();
     float* rhp = rh.get();
+    const rnn_detail::InputProjection project{x, steps, features, &w_in, chunks, xwp, np};
     const float* rec = w_rec.w.data();
     const float* rec_bias = w_rec.w.bias();
     const int64_t ps = w_rec.w.panel_stride();
@@ -220,21 +221,17 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     rnn_detail::Attendance attendance;
     rnn_detail::RegionError error;
     // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
-    // From step k0 on, with h of the previous step in hc. With time chunks, each chunk's
-    // projection of these rows first (stops if it failed: the error is in `error`).
+    // From step k0 on, with h of the previous step in hc. Each time chunk's projection of these
+    // rows first, but the first chunk's if a units split's phase 0 projected it (projected0);
+    // stops after a failed projection (the error is in `error`).
     auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn,
-                           float* tile) {
+                           bool projected0, float* tile) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
-            if (error.failed()) return;  // (a partner's projection, in the units split)
-            if (chunks.tc < steps && chunks.starts(k)) {
-                error.run([&] {
-                    rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
-                                               rnn_detail::unit_blocks(u), chunks.t_lo(k),
-                                               chunks.count(k), chunks.tc, xwp, np);
-                });
-                if (error.failed()) return;
+            if (chunks.starts(k) && !(k == 0 && projected0)) {
+                error.run([&] { project(k, b0, b1, 0, rnn_detail::unit_blocks(u)); });
             }
+            if (error.failed()) return;
             for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                 const int64_t qc = walk.start(ci, k);
                 phase_a(k, qc, walk.size(qc), b0, b1, hc, hn, tile);
@@ -248,12 +245,6 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
             std::swap(hc, hn);
         }
     };
-    // Units split: the time chunk of processing step k, unit blocks [qc, qc + nqc), every row
-    // (run by the item of those unit blocks in the chunk's first step, before its step).
-    auto project_chunk = [&](int64_t k, int64_t qc, int64_t nqc) {
-        rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
-                                   chunks.t_lo(k), chunks.count(k), chunks.tc, xwp, np);
-    };
     const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
     parallel_region(plan.threads, [&](int tid, int nth) {
         float tile[kGemmMR * kTileLd];
@@ -262,16 +253,9 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         // The same bits either way.
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
             rnn_detail::run_units_split(
-                tid, shares, work, attendance, error, steps, per_step, h, h2.get(),
-                [&](int64_t qc, int64_t nqc) {
-                    project_chunk(0, qc, nqc);
-                },
+                tid, shares, work, attendance, error, chunks, per_step, h, h2.get(),
+                [&](int64_t k, int64_t qc, int64_t nqc) { project(k, 0, batch, qc, qc + nqc); },
                 [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
-                    if (error.failed()) return;  // thrown on the caller once the region ends
-                    if (ph == 0 && k > 0 && chunks.starts(k)) {
-                        error.run([&] { project_chunk(k, qc, nqc); });
-                    }
-                    if (error.failed()) return;  // thrown on the caller once the region ends
                     if (ph == 0) {
                         phase_a(k, qc, nqc, 0, batch, hc, hn, tile);
                     } else {
@@ -279,7 +263,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                     }
                 },
                 [&](int64_t k, float* hc, float* hn) {
-                    steps_alone(0, batch, k, hc, hn, tile);
+                    steps_alone(0, batch, k, hc, hn, true, tile);
                 });
             return;
         }
@@ -288,14 +272,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         s.threads = nth;
         int64_t b0, b1;
         rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        if (chunks.tc == steps) {  // else steps_alone projects each time chunk
-            error.run([&] {
-                rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
-                                           rnn_detail::unit_blocks(u), 0, steps, steps, xwp, np);
-            });
-            if (error.failed()) return;
-        }
-        steps_alone(b0, b1, 0, h, h2.get(), tile);
+        steps_alone(b0, b1, 0, h, h2.get(), false, tile);  // projects them too
     });
     error.rethrow_if_failed();
     if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there

@@ -146,6 +146,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
     AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
     float* xwp = xw.get();
+    const rnn_detail::InputProjection project{x, steps, features, &w_in, chunks, xwp, np};
     const float* rec = w_rec.w.data();
     const int64_t ps = w_rec.w.panel_stride();
     const int64_t ldz = chunks.tc * np;  // between batch rows of xw at a fixed t
@@ -200,32 +201,23 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     rnn_detail::Attendance attendance;
     rnn_detail::RegionError error;
     // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
-    // From step k0 on, with h of the previous step in hc. With time chunks, each chunk's
-    // projection of these rows first (stops if it failed: the error is in `error`).
-    auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn) {
+    // From step k0 on, with h of the previous step in hc. Each time chunk's projection of these
+    // rows first, but the first chunk's if a units split's phase 0 projected it (projected0);
+    // stops after a failed projection (the error is in `error`).
+    auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn,
+                           bool projected0) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
-            if (error.failed()) return;  // (a partner's projection, in the units split)
-            if (chunks.tc < steps && chunks.starts(k)) {
-                error.run([&] {
-                    rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
-                                               rnn_detail::unit_blocks(u), chunks.t_lo(k),
-                                               chunks.count(k), chunks.tc, xwp, np);
-                });
-                if (error.failed()) return;
+            if (chunks.starts(k) && !(k == 0 && projected0)) {
+                error.run([&] { project(k, b0, b1, 0, rnn_detail::unit_blocks(u)); });
             }
+            if (error.failed()) return;
             for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                 const int64_t qc = walk.start(ci, k);
                 step_block(k, qc, walk.size(qc), b0, b1, hc, hn);
             }
             std::swap(hc, hn);
         }
-    };
-    // Units split: the time chunk of processing step k, unit blocks [qc, qc + nqc), every row
-    // (run by the item of those unit blocks in the chunk's first step, before its step).
-    auto project_chunk = [&](int64_t k, int64_t qc, int64_t nqc) {
-        rnn_detail::project_inputs(x, steps, features, w_in, 0, batch, qc, qc + nqc,
-                                   chunks.t_lo(k), chunks.count(k), chunks.tc, xwp, np);
     };
     const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
     parallel_region(plan.threads, [&](int tid, int nth) {
@@ -234,17 +226,14 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         // The same bits either way.
         if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
             rnn_detail::run_units_split(
-                tid, shares, work, attendance, error, steps, 1, h, h2.get(),
-                [&](int64_t qc, int64_t nqc) {
-                    project_chunk(0, qc, nqc);
-                },
+                tid, shares, work, attendance, error, chunks, 1, h, h2.get(),
+                [&](int64_t k, int64_t qc, int64_t nqc) { project(k, 0, batch, qc, qc + nqc); },
                 [&](int64_t k, int64_t, int64_t qc, int64_t nqc, float* hc, float* hn) {
-                    if (error.failed()) return;  // thrown on the caller once the region ends
-                    if (k > 0 && chunks.starts(k)) error.run([&] { project_chunk(k, qc, nqc); });
-                    if (error.failed()) return;
                     step_block(k, qc, nqc, 0, batch, hc, hn);
                 },
-                [&](int64_t k, float* hc, float* hn) { steps_alone(0, batch, k, hc, hn); });
+                [&](int64_t k, float* hc, float* hn) {
+                    steps_alone(0, batch, k, hc, hn, true);
+                });
             return;
         }
         // Rows split (or one thread): this tid's rows, all units, no waiting for anyone (a tid
@@ -253,16 +242,9 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         s.threads = nth;
         int64_t b0, b1;
         rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        // Serial inside a multi-thread region; with one thread the GEMM engine may still use
-        // the pool. In time chunks: steps_alone projects each chunk.
-        if (chunks.tc == steps) {
-            error.run([&] {
-                rnn_detail::project_inputs(x, steps, features, w_in, b0, b1, 0,
-                                           rnn_detail::unit_blocks(u), 0, steps, steps, xwp, np);
-            });
-            if (error.failed()) return;
-        }
-        steps_alone(b0, b1, 0, h, h2.get());
+        // steps_alone projects them: serial inside a multi-thread region; with one thread the
+        // GEMM engine may still use the pool.
+        steps_alone(b0, b1, 0, h, h2.get(), false);
     });
     error.rethrow_if_failed();
     if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there

@@ -224,6 +224,21 @@ inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps, int64_t
     return std::clamp<int64_t>(kXwChunkBytes / std::max<int64_t>(per_step, 1), 1, steps);
 }
 
+// A driver's input projection (x, W and xw bound), time chunk by time chunk.
+struct InputProjection {
+    const float* x;
+    int64_t steps, features;
+    const PackedGates* w_in;
+    StepChunks chunks;
+    float* xw;
+    int64_t np;
+    // Rows [b0, b1) and unit blocks [q0, q1) of the time chunk of processing step k.
+    void operator()(int64_t k, int64_t b0, int64_t b1, int64_t q0, int64_t q1) const {
+        project_inputs(x, steps, features, *w_in, b0, b1, q0, q1, chunks.t_lo(k),
+                       chunks.count(k), chunks.tc, xw, np);
+    }
+};
+
 // Rows of the next register block when `rem` rows remain: 6, except 7 = 4 + 3 (as the GEMM
 // engine: a lone 1-row tile is the slowest per row).
 inline int64_t block_rows(int64_t rem) { return rem == 7 ? 4 : std::min<int64_t>(6, rem); }
@@ -391,19 +406,22 @@ class RegionError {
 };
 
 // One thread's part of a units split (see the top of this file): phase 0 is the input
-// projection (of the first time chunk), then each step has `per_step` phases; a phase's items
+// projection of the first time chunk, then each step has `per_step` phases; a phase's items
 // are the shares' chunks, claimed own share first, and every thread waits for a phase to be
-// done before the next.
-//   project(qc, nqc)                 the input projection of unit blocks [qc, qc + nqc) (of the
-//                                    first time chunk; `phase` projects the later ones)
+// done before the next. The first phase of a step that starts a later time chunk projects it,
+// each item its unit blocks before its step work; after a failed projection the items do
+// nothing (the error is rethrown on the caller after the region).
+//   project(k, qc, nqc)              the input projection of unit blocks [qc, qc + nqc), the
+//                                    time chunk of step k (chunks)
 //   phase(k, ph, qc, nqc, hc, hn)    phase ph of step k for those unit blocks
 //   alone(k, hc, hn)                 steps k.. on the caller alone (the one-thread walk)
 // h and h2 hold h of alternate steps; after an odd number of steps the last one is in h2.
 template <class Project, class Phase, class Alone>
 void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
-                     Attendance& attendance, RegionError& error, int64_t steps,
+                     Attendance& attendance, RegionError& error, const StepChunks& chunks,
                      int64_t per_step, float* h, float* h2, const Project& project,
                      const Phase& phase, const Alone& alone) {
+    const int64_t steps = chunks.steps;
     const bool caller = tid == 0;
     if (!caller && !attendance.arrive()) return;  // the caller went on alone
     struct Depart {
@@ -444,7 +462,7 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
     run_phase(0, false, false, [&](int sh, int64_t item) {
         const int64_t qc = shares.walk(sh).start(item, 0);
         const int64_t nqc = shares.walk(sh).size(qc);
-        error.run([&] { project(qc, nqc); });
+        error.run([&] { project(0, qc, nqc); });
     });
     if (error.failed()) return;
     // The region ends when its workers have returned. After the last phase a worker that spins
@@ -483,7 +501,10 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
         for (int64_t ph = 0; ph < per_step; ++ph) {
             run_phase(1 + k * per_step + ph, true, backwards, [&](int sh, int64_t item) {
                 const int64_t qc = shares.walk(sh).start(item, k);
-                phase(k, ph, qc, shares.walk(sh).size(qc), hc, hn);
+                const int64_t nqc = shares.walk(sh).size(qc);
+                if (ph == 0 && k > 0 && chunks.starts(k)) error.run([&] { project(k, qc, nqc); });
+                if (error.failed()) return;
+                phase(k, ph, qc, nqc, hc, hn);
             });
         }
         ran_alone = ran_all;

@@ -182,8 +182,9 @@ void test_units_split_runs_each_block_once() {
                     };
                     fl::parallel_region(2, [&](int tid, int) {
                         run_units_split(
-                            tid, shares, work, attendance, error, steps, per_step, h, h2,
-                            [&](int64_t qc, int64_t nqc) {
+                            tid, shares, work, attendance, error,
+                            StepChunks{steps, steps, false}, per_step, h, h2,
+                            [&](int64_t, int64_t qc, int64_t nqc) {
                                 for (int64_t q = qc; q < qc + nqc; ++q) ++proj[static_cast<size_t>(q)];
                             },
                             [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc,
