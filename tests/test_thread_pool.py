@@ -481,7 +481,8 @@ def test_units_split_left_at_any_step_keeps_its_bits(case, leave_at, steps, dela
     step boundary with nobody inside, then runs the rest alone. The bits of one thread,
     whatever the schedule; over 5 calls the close happens (a worker would have to be
     descheduled for the whole rest of every call to prevent it). The C++ test
-    units_split_runs_each_block_once checks the same schedules block by block."""
+    units_split_runs_each_block_once checks such schedules block by block (with projection
+    chunks of 4 steps)."""
     call, want = _units_split_call(case, steps, rng)
     closes = _backend._core._debug_units_split_closes()
     leave_units_split(leave_at, delay_us)

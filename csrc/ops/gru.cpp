@@ -94,7 +94,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     if (!reset_after) rh = alloc_aligned_floats(bu);
     float* xwp = xw.get();
     float* rhp = rh.get();
-    const rnn_detail::InputProjection project{x, steps, features, &w_in, chunks, xwp, np};
+    const rnn_detail::InputProjection project{x, features, &w_in, chunks, xwp, np};
     const float* rec = w_rec.w.data();
     const float* rec_bias = w_rec.w.bias();
     const int64_t ps = w_rec.w.panel_stride();
@@ -228,10 +228,11 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                            bool projected0, float* tile) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
+            if (error.failed()) return;  // this thread's projection or a partner's
             if (chunks.starts(k) && !(k == 0 && projected0)) {
                 error.run([&] { project(k, b0, b1, 0, rnn_detail::unit_blocks(u)); });
+                if (error.failed()) return;
             }
-            if (error.failed()) return;
             for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                 const int64_t qc = walk.start(ci, k);
                 phase_a(k, qc, walk.size(qc), b0, b1, hc, hn, tile);

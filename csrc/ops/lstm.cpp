@@ -146,7 +146,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
     AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
     float* xwp = xw.get();
-    const rnn_detail::InputProjection project{x, steps, features, &w_in, chunks, xwp, np};
+    const rnn_detail::InputProjection project{x, features, &w_in, chunks, xwp, np};
     const float* rec = w_rec.w.data();
     const int64_t ps = w_rec.w.panel_stride();
     const int64_t ldz = chunks.tc * np;  // between batch rows of xw at a fixed t
@@ -208,10 +208,11 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
                            bool projected0) {
         const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
         for (int64_t k = k0; k < steps; ++k) {
+            if (error.failed()) return;  // this thread's projection or a partner's
             if (chunks.starts(k) && !(k == 0 && projected0)) {
                 error.run([&] { project(k, b0, b1, 0, rnn_detail::unit_blocks(u)); });
+                if (error.failed()) return;
             }
-            if (error.failed()) return;
             for (int64_t ci = 0; ci < walk.chunks; ++ci) {
                 const int64_t qc = walk.start(ci, k);
                 step_block(k, qc, walk.size(qc), b0, b1, hc, hn);

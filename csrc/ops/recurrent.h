@@ -227,14 +227,14 @@ inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps, int64_t
 // A driver's input projection (x, W and xw bound), time chunk by time chunk.
 struct InputProjection {
     const float* x;
-    int64_t steps, features;
+    int64_t features;
     const PackedGates* w_in;
     StepChunks chunks;
     float* xw;
     int64_t np;
     // Rows [b0, b1) and unit blocks [q0, q1) of the time chunk of processing step k.
     void operator()(int64_t k, int64_t b0, int64_t b1, int64_t q0, int64_t q1) const {
-        project_inputs(x, steps, features, *w_in, b0, b1, q0, q1, chunks.t_lo(k),
+        project_inputs(x, chunks.steps, features, *w_in, b0, b1, q0, q1, chunks.t_lo(k),
                        chunks.count(k), chunks.tc, xw, np);
     }
 };
@@ -502,8 +502,11 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
             run_phase(1 + k * per_step + ph, true, backwards, [&](int sh, int64_t item) {
                 const int64_t qc = shares.walk(sh).start(item, k);
                 const int64_t nqc = shares.walk(sh).size(qc);
-                if (ph == 0 && k > 0 && chunks.starts(k)) error.run([&] { project(k, qc, nqc); });
                 if (error.failed()) return;
+                if (ph == 0 && k > 0 && chunks.starts(k)) {
+                    error.run([&] { project(k, qc, nqc); });
+                    if (error.failed()) return;
+                }
                 phase(k, ph, qc, nqc, hc, hn);
             });
         }

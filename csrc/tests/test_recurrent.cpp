@@ -150,8 +150,10 @@ void test_gru_gates(const GateKernels& k) {
 // count: whatever the schedule - a worker asked to leave at step `leave_at` (test hook), the
 // caller sleeping `delay_us` first while the worker runs on (it may finish whole steps before
 // the close: the caller must not run them again), one or two phases per step, an odd or even
-// number of steps - every input-projection block and every (step, phase, unit block) runs
-// exactly once, and each step sees the h buffers of its parity.
+// number of steps - every input-projection block (time chunks of 4 steps: the first in phase
+// 0, the later ones in their first step) and every (step, phase, unit block) runs exactly
+// once, each step after the projection of its chunk's block, and each step sees the h buffers
+// of its parity.
 void test_units_split_runs_each_block_once() {
     using namespace fl::rnn_detail;
     const int saved = fl::num_threads();
@@ -171,26 +173,35 @@ void test_units_split_runs_each_block_once() {
                     fl::SharedPhases work(shares.items());
                     Attendance attendance;
                     RegionError error;
-                    std::vector<std::atomic<int>> proj(static_cast<size_t>(nq));
+                    const StepChunks chunks{steps, 4, false};
+                    const int64_t nchunks = (steps + 3) / 4;
+                    std::vector<std::atomic<int>> proj(static_cast<size_t>(nchunks * nq));
+                    auto project = [&](int64_t k, int64_t qc, int64_t nqc) {
+                        for (int64_t q = qc; q < qc + nqc; ++q)
+                            ++proj[static_cast<size_t>(k / 4 * nq + q)];
+                    };
+                    std::atomic<int> unprojected{0};
                     std::vector<std::atomic<int>> runs(static_cast<size_t>(steps * per_step * nq));
                     std::atomic<int> wrong_h{0};
                     auto count = [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc,
                                      const float* hc, const float* hn) {
                         if (hc != ((k & 1) ? h2 : h) || hn != ((k & 1) ? h : h2)) ++wrong_h;
-                        for (int64_t q = qc; q < qc + nqc; ++q)
+                        for (int64_t q = qc; q < qc + nqc; ++q) {
                             ++runs[static_cast<size_t>((k * per_step + ph) * nq + q)];
+                            if (proj[static_cast<size_t>(k / 4 * nq + q)].load() != 1)
+                                ++unprojected;
+                        }
                     };
                     fl::parallel_region(2, [&](int tid, int) {
                         run_units_split(
                             tid, shares, work, attendance, error,
-                            StepChunks{steps, steps, false}, per_step, h, h2,
-                            [&](int64_t, int64_t qc, int64_t nqc) {
-                                for (int64_t q = qc; q < qc + nqc; ++q) ++proj[static_cast<size_t>(q)];
-                            },
+                            chunks, per_step, h, h2, project,
                             [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc,
                                 float* hn) { count(k, ph, qc, nqc, hc, hn); },
                             [&](int64_t k0, float* hc, float* hn) {
                                 for (int64_t k = k0; k < steps; ++k) {
+                                    // as the drivers' steps_alone: phase 0 did chunk 0
+                                    if (k > 0 && chunks.starts(k)) project(k, 0, nq);
                                     for (int64_t ph = 0; ph < per_step; ++ph)
                                         count(k, ph, 0, nq, hc, hn);
                                     std::swap(hc, hn);
@@ -200,11 +211,11 @@ void test_units_split_runs_each_block_once() {
                     int bad = 0;
                     for (auto& c : proj) bad += c.load() != 1;
                     for (auto& c : runs) bad += c.load() != 1;
-                    FLT_CHECK_MSG(bad == 0 && wrong_h.load() == 0,
+                    FLT_CHECK_MSG(bad == 0 && wrong_h.load() == 0 && unprojected.load() == 0,
                                   "per_step %d steps %d leave_at %d delay %d: %d blocks not run "
-                                  "once, %d with the wrong h buffers",
+                                  "once, %d with the wrong h buffers, %d before their projection",
                                   int(per_step), int(steps), int(leave_at), int(delay_us), bad,
-                                  wrong_h.load());
+                                  wrong_h.load(), unprojected.load());
                 }
     fl::units_split_leave_at_for_tests(-1, 0);
     // The hook did act: a caller held up 3 ms closes the split (the worker has finished and
