@@ -238,7 +238,18 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
 # chunk's first step). B 48, u 32: on one thread 10 (lstm) or 14 (gru) steps, step by step; on
 # two, rows 24 + 24, lstm 21 steps step by step, gru 28 row by row. B 49: rows 25 + 24.
 # B 40, u 32: lstm on two threads rows 20 + 20, 25 steps row by row; gru a units split, 17 steps.
-CHUNK_SHAPES = [(3, 200, 5, 64), (48, 50, 7, 32), (49, 50, 7, 32), (40, 50, 7, 32)]
+# B 4, u 512: 8 steps of 256 KiB raised to 16 (kMinChunkRows: fewer rows than 16), row by row,
+# on one thread and in the units split. B 2, F 300, u 512: the lstm's W (2.4 MiB) is over
+# kChunkedMaxWBytes, so one GEMM on one thread, but a units-split item's slice (300 KiB) is
+# not: chunks of 16 steps on two threads (the gru's W, 1.8 MiB, is chunked on both, 21 steps).
+CHUNK_SHAPES = [
+    (3, 200, 5, 64),
+    (48, 50, 7, 32),
+    (49, 50, 7, 32),
+    (40, 50, 7, 32),
+    (4, 40, 3, 512),
+    (2, 24, 300, 512),
+]
 
 
 @pytest.mark.parametrize("op,extra,bias", VARIANTS)

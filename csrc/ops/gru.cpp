@@ -87,7 +87,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
     // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
     const rnn_detail::StepChunks chunks{
-        steps, rnn_detail::chunk_steps(plan, batch, steps, features, np), go_backwards};
+        steps, rnn_detail::chunk_steps(plan, batch, steps, w_in), go_backwards};
     AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
     AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
     AlignedFloats rh;                             // (B, u), reset_before

@@ -127,12 +127,18 @@ inline void project_inputs(const float* x, int64_t steps, int64_t features,
 // memory and back once it outgrew L3 (B 64, T 1000, u 128: 131 MB; docs/performance.md §6).
 constexpr int64_t kXwChunkBytes = 256 << 10;
 
-// The largest input kernel W (F x N' floats) projected in time chunks. Each chunk's GEMMs read
-// all of W again; a W that stays in L2 costs little, a larger one was slower chunked than as
-// one GEMM over the whole sequence (B 1 and 4, T 300, F = u = 1024, 16 MiB of W: 0.59-0.91x).
-// Sizes between 512 KiB and 16 MiB were not measured (an LSTM with u = 256 is chunked up to
-// F = 128).
-constexpr int64_t kChunkedMaxWBytes = 512 << 10;
+// The largest input kernel W a chunk's GEMM reads (F x N' floats, or in the units split the
+// F x (kBlocksPerCall unit blocks) slice of an item) for which the projection is cut into time
+// chunks: each chunk's GEMMs read it again. Measured on Zen 4 (1 MiB of L2), chunked against one
+// GEMM over the whole sequence, alternating processes (docs/performance.md §6): up to 2 MiB no
+// shape was slower (0.99-1.29x, B 4 to 64, T 50 to 300, u 128 to 512); 4-8 MiB on one thread
+// 0.83-0.98x at B 2 to 12; 16 MiB with 4-row GEMMs 0.73x.
+constexpr int64_t kChunkedMaxWBytes = 2 << 20;
+
+// A chunk's GEMMs have at least this many rows (a thread's rows, or steps per chunk when it has
+// fewer rows) when the sequence has as many steps: with fewer rows each re-read of W does little
+// work (B 4, u 1024 on two threads: 4-step chunks, 4-row GEMMs, ran 0.94x the whole sequence).
+constexpr int64_t kMinChunkRows = 16;
 
 // Which steps' projection xw holds, in processing order (go_backwards: t = T-1-k): chunks of
 // tc steps, chunk c = processing steps [c*tc, c*tc + tc). The whole sequence when tc == steps.
@@ -210,18 +216,25 @@ inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int
 
 // Steps per time chunk of xw (StepChunks::tc) under a split: kXwChunkBytes of a thread's rows
 // (the rows split, one thread) or of all rows (the units split: each thread projects the unit
-// blocks of its chunks, in the first step of each time chunk). The whole sequence when W is
+// blocks of its chunks, in the first step of each time chunk), and at least kMinChunkRows steps
+// when there are fewer rows than that. The whole sequence when the W a chunk's GEMM reads is
 // larger than kChunkedMaxWBytes, and for a one-thread plan on a multi-thread pool: its
 // projection is one GEMM, which may use the pool (the layer is too small to split its steps,
 // the projection may not be).
-inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps, int64_t features,
-                           int64_t np) {
+inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps,
+                           const PackedGates& w_in) {
     if (s.mode == SplitMode::one && num_threads() > 1) return steps;
-    if (features * np * static_cast<int64_t>(sizeof(float)) > kChunkedMaxWBytes) return steps;
+    const int64_t np = w_in.w.n();
+    const int64_t cols = s.mode == SplitMode::units
+                             ? std::min(np, kBlocksPerCall * w_in.gates * kUnitBlock)
+                             : np;
+    const int64_t fbytes = static_cast<int64_t>(sizeof(float));
+    if (w_in.w.k() * cols * fbytes > kChunkedMaxWBytes) return steps;
     const int64_t rows =
         s.mode == SplitMode::units ? batch : (batch + s.threads - 1) / s.threads;
-    const int64_t per_step = rows * np * static_cast<int64_t>(sizeof(float));
-    return std::clamp<int64_t>(kXwChunkBytes / std::max<int64_t>(per_step, 1), 1, steps);
+    int64_t tc = kXwChunkBytes / std::max<int64_t>(rows * np * fbytes, 1);
+    if (rows < kMinChunkRows) tc = std::max(tc, kMinChunkRows);
+    return std::clamp<int64_t>(tc, 1, steps);
 }
 
 // A driver's input projection (x, W and xw bound), time chunk by time chunk.

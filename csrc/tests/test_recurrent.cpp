@@ -227,12 +227,52 @@ void test_units_split_runs_each_block_once() {
     fl::set_num_threads(saved);
 }
 
+// chunk_steps (recurrent.h): time chunks of kXwChunkBytes of a thread's rows, at least
+// kMinChunkRows steps when it has fewer rows, the whole sequence when the W a chunk's GEMM reads
+// (all of it, or a units-split item's slice) exceeds kChunkedMaxWBytes or for a one-thread plan
+// on a larger pool; the boundaries on both sides.
+void test_chunk_steps_rule() {
+    using namespace fl::rnn_detail;
+    const int saved = fl::num_threads();
+    // An LSTM input kernel of f features and u units, packed (zeros: only the shape counts).
+    auto packed = [](int64_t f, int64_t u) {
+        const std::vector<float> w(static_cast<size_t>(f * 4 * u), 0.0f);
+        return fl::pack_gates(w.data(), f, u, 4, nullptr);
+    };
+    const Split one{SplitMode::one, 1};
+    const Split rows2{SplitMode::rows, 2};
+    const Split units2{SplitMode::units, 2};
+    fl::set_num_threads(1);
+    // u 128: N' 512 columns, 2 KiB of W per feature; 1024 features are exactly 2 MiB.
+    const fl::PackedGates w2m = packed(1024, 128), w2m1 = packed(1025, 128);
+    FLT_CHECK(chunk_steps(one, 32, 100, w2m) == kXwChunkBytes / (32 * 512 * 4));  // 4 steps
+    FLT_CHECK(chunk_steps(one, 32, 100, w2m1) == 100);  // W over the limit: one GEMM
+    FLT_CHECK(chunk_steps(one, 1, 100, w2m) == 100);    // 128 steps a chunk, clamped
+    // u 512: N' 2048 columns, 8 KiB of xw per row and step.
+    const fl::PackedGates w512 = packed(8, 512);  // N' 2048
+    FLT_CHECK(chunk_steps(one, 4, 100, w512) == 16);  // 8 steps by bytes, raised to 16
+    FLT_CHECK(chunk_steps(one, 16, 100, w512) == 2);  // 16 rows: by bytes only
+    FLT_CHECK(chunk_steps(one, 4, 10, w512) == 10);
+    fl::set_num_threads(2);
+    FLT_CHECK(chunk_steps(one, 4, 100, w512) == 100);  // one-thread plan, two-thread pool
+    FLT_CHECK(chunk_steps(rows2, 32, 100, w512) == 2);  // 16 rows per thread
+    FLT_CHECK(chunk_steps(rows2, 64, 100, w2m1) == 100);
+    // Units split: an item reads the slice of 4 unit blocks, 256 columns, 1 KiB per feature.
+    const fl::PackedGates s2m = packed(2048, 512), s2m1 = packed(2049, 512);
+    FLT_CHECK(chunk_steps(units2, 4, 100, s2m) == 16);  // W 16 MiB, slice 2 MiB: chunked
+    FLT_CHECK(chunk_steps(units2, 4, 100, s2m1) == 100);
+    // u 128: the slice is 4 of 8 unit blocks, 1 MiB of a W just over 2 MiB: chunked.
+    FLT_CHECK(chunk_steps(units2, 4, 100, w2m1) == 32);
+    fl::set_num_threads(saved);
+}
+
 }  // namespace
 
 namespace fltest {
 
 void register_recurrent_tests() {
     add_case("units_split_runs_each_block_once", test_units_split_runs_each_block_once);
+    add_case("chunk_steps_rule", test_chunk_steps_rule);
     for (const GateKernels& k : gate_kernels()) {
         if (!fltest::isa_supported(k.id)) continue;
         add_case("lstm_gates_" + k.isa, [k] { test_lstm_gates(k); });
