@@ -289,6 +289,50 @@ def test_cpp_projection_time_chunks_masked_match_numpy(
     _compare(op, d, kw)
 
 
+@pytest.fixture
+def fail_projection_at():
+    core = _backend._core
+    yield core._debug_recurrent_projection_fail_at
+    core._debug_recurrent_projection_fail_at(-1)
+
+
+# (b, t, f, u, threads, failing steps): chunks of 85 (lstm) / 113 (gru) steps on one thread and
+# in the units split on two (B 3, u 64); the rows split (B 48, u 32: 24 + 24 rows, chunks of 21
+# or 28 steps); one GEMM over the whole sequence (B 2, F 300, u 512 on one thread: the lstm's W
+# is over kChunkedMaxWBytes). Failing chunk 0 (phase 0 of the units split), a later chunk, the
+# last step.
+PROJECTION_FAILURES = [
+    (3, 200, 5, 64, 1, (0, 100, 199)),
+    (3, 200, 5, 64, 2, (0, 100, 199)),
+    (48, 50, 7, 32, 2, (0, 30, 49)),
+    (2, 24, 300, 512, 1, (0, 23)),
+]
+
+
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("b,t,f,u,threads,fail_at", PROJECTION_FAILURES)
+def test_cpp_failed_projection_raises_and_leaves_the_pool_usable(
+    op, extra, bias, b, t, f, u, threads, fail_at, rng, restore_threads, fail_projection_at
+):
+    """The input projection's GEMM may fail to allocate (std::bad_alloc) in any time chunk, on
+    any thread: the call raises MemoryError on the caller (no hang: no thread waits for a
+    partner that gave up), and the next calls compute the right bits."""
+    fl.set_num_threads(threads)
+    d, kw = _data(rng, _gates(op), b, t, f, u, bias(u))
+    kw.update(extra, return_sequences=True, return_state=True, go_backwards=True)
+    want = run_on("cpp", _call, op, d, **kw)
+    for step in fail_at:
+        fail_projection_at(step)
+        with pytest.raises(MemoryError):
+            run_on("cpp", _call, op, d, **kw)
+        fail_projection_at(-1)
+        for a, e in zip(run_on("cpp", _call, op, d, **kw), want):
+            np.testing.assert_array_equal(a, e)
+    fail_projection_at(t)  # no such step: nothing fails
+    for a, e in zip(run_on("cpp", _call, op, d, **kw), want):
+        np.testing.assert_array_equal(a, e)
+
+
 # --------------------------------------------------------------- edge cases
 
 

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -237,6 +238,10 @@ inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps,
     return std::clamp<int64_t>(tc, 1, steps);
 }
 
+// Test hook (fastlayers/ops.h, recurrent_projection_fail_at_for_tests): >= 0 makes the input
+// projection of the time chunk holding that processing step throw std::bad_alloc, every call.
+std::atomic<int64_t>& projection_fail_at_for_tests();
+
 // A driver's input projection (x, W and xw bound), time chunk by time chunk.
 struct InputProjection {
     const float* x;
@@ -247,6 +252,9 @@ struct InputProjection {
     int64_t np;
     // Rows [b0, b1) and unit blocks [q0, q1) of the time chunk of processing step k.
     void operator()(int64_t k, int64_t b0, int64_t b1, int64_t q0, int64_t q1) const {
+        const int64_t fail = projection_fail_at_for_tests().load(std::memory_order_relaxed);
+        const int64_t k0 = k / chunks.tc * chunks.tc;
+        if (fail >= k0 && fail < k0 + chunks.count(k)) throw std::bad_alloc();
         project_inputs(x, chunks.steps, features, *w_in, b0, b1, q0, q1, chunks.t_lo(k),
                        chunks.count(k), chunks.tc, xw, np);
     }
@@ -288,9 +296,9 @@ class UnitShares {
 //            has no CPU (a busy host: it waits for a scheduler slice). A worker that had to be
 //            woken is given its time: woken after a pause it may start late and still make the
 //            call faster (B 1, U 192: 1.15 ms at 2 threads, 1.34 at 1).
-//   stalled  the caller waited its patience (kStall, or 4 of its own chunks) for a step's phase: a worker was descheduled in the
-//            middle of a chunk (a step's chunk is a few microseconds of work; a scheduler slice
-//            is milliseconds). The worker is called onto the caller's CPU to finish it and asked
+//   stalled  the caller waited its patience (kStall, or 4 of its own chunks) for a step's
+//            phase: a worker was descheduled in the middle of a chunk (a step's chunk is a few
+//            microseconds of work; a scheduler slice is milliseconds). The worker is called onto the caller's CPU to finish it and asked
 //            to leave; it returns before its next step, and the caller claims every chunk
 //            until it has.
 // Closed, the caller runs the remaining steps alone in the one-thread walk - the same bits,

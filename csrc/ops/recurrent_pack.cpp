@@ -75,6 +75,10 @@ std::atomic<int64_t>& closes_for_tests() {
     static std::atomic<int64_t> closes{0};
     return closes;
 }
+std::atomic<int64_t>& projection_fail_at_for_tests() {
+    static std::atomic<int64_t> step{-1};
+    return step;
+}
 }  // namespace rnn_detail
 
 int64_t units_split_closes_for_tests() {
@@ -83,6 +87,11 @@ int64_t units_split_closes_for_tests() {
 
 void units_split_close_at_for_tests(int64_t step) {
     rnn_detail::close_at_for_tests().store(step < 0 ? -1 : step, std::memory_order_relaxed);
+}
+
+void recurrent_projection_fail_at_for_tests(int64_t step) {
+    rnn_detail::projection_fail_at_for_tests().store(step < 0 ? -1 : step,
+                                                     std::memory_order_relaxed);
 }
 
 void units_split_leave_at_for_tests(int64_t step, int64_t delay_us) {
