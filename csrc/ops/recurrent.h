@@ -298,9 +298,9 @@ class UnitShares {
 //            call faster (B 1, U 192: 1.15 ms at 2 threads, 1.34 at 1).
 //   stalled  the caller waited its patience (kStall, or 4 of its own chunks) for a step's
 //            phase: a worker was descheduled in the middle of a chunk (a step's chunk is a few
-//            microseconds of work; a scheduler slice is milliseconds). The worker is called onto the caller's CPU to finish it and asked
-//            to leave; it returns before its next step, and the caller claims every chunk
-//            until it has.
+//            microseconds of work; a scheduler slice is milliseconds). The worker is called
+//            onto the caller's CPU to finish it and asked to leave; it returns before its next
+//            step, and the caller claims every chunk until it has.
 // Closed, the caller runs the remaining steps alone in the one-thread walk - the same bits,
 // without the shares' smaller chunks and per-step hand-offs (2 threads were 4-15 % slower
 // than 1 at B 1, U 192-256 under a busy core before these rules) - and a worker arriving
