@@ -238,10 +238,11 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
 # chunk's first step). B 48, u 32: on one thread 10 (lstm) or 14 (gru) steps, step by step; on
 # two, rows 24 + 24, lstm 21 steps step by step, gru 28 row by row. B 49: rows 25 + 24.
 # B 40, u 32: lstm on two threads rows 20 + 20, 25 steps row by row; gru a units split, 17 steps.
-# B 4, u 512: 8 steps of 256 KiB raised to 16 (kMinChunkRows: fewer rows than 16), row by row,
-# on one thread and in the units split. B 2, F 300, u 512: the lstm's W (2.4 MiB) is over
-# kChunkedMaxWBytes, so one GEMM on one thread, but a units-split item's slice (300 KiB) is
-# not: chunks of 16 steps on two threads (the gru's W, 1.8 MiB, is chunked on both, 21 steps).
+# B 4, u 512: 8 (lstm) or 10 (gru) steps of 256 KiB raised to 16 (kMinChunkRows: fewer rows
+# than 16), row by row, on one thread and in the units split. B 2, F 300, u 512: the lstm's W
+# (2.34 MiB) is over kChunkedMaxWBytes, so one GEMM on one thread, but a units-split item's
+# slice (300 KiB) is not: chunks of 16 steps on two threads (the gru's W, 1.76 MiB, is chunked
+# on both, 21 steps).
 CHUNK_SHAPES = [
     (3, 200, 5, 64),
     (48, 50, 7, 32),
@@ -289,48 +290,108 @@ def test_cpp_projection_time_chunks_masked_match_numpy(
     _compare(op, d, kw)
 
 
-@pytest.fixture
-def fail_projection_at():
+@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+@pytest.mark.parametrize("close_at", [0, 17])
+def test_cpp_closed_units_split_projects_slices_same_bits(
+    op, extra, bias, close_at, rng, restore_threads
+):
+    """B 2, F 300, u 512 on two threads: a units split whose time chunks (16 steps, lstm; 21,
+    gru) are sized for its items' slices of W (300 KiB); closed (test hook), the caller projects
+    every unit block of the later chunks at once, slice by slice (recurrent.h, InputProjection:
+    the lstm's whole W, 2.34 MiB, is over kChunkedMaxWBytes). The bits of one thread."""
     core = _backend._core
-    yield core._debug_recurrent_projection_fail_at
-    core._debug_recurrent_projection_fail_at(-1)
+    d, kw = _data(rng, _gates(op), 2, 40, 300, 512, bias(512))
+    kw.update(extra, return_sequences=True, return_state=True, go_backwards=close_at > 0)
+    fl.set_num_threads(1)
+    want = run_on("cpp", _call, op, d, **kw)
+    fl.set_num_threads(2)
+    closes = core._debug_units_split_closes()
+    core._debug_units_split_close_at(close_at)
+    try:
+        got = run_on("cpp", _call, op, d, **kw)
+    finally:
+        core._debug_units_split_close_at(-1)
+    assert core._debug_units_split_closes() == closes + 1  # the split ran, and was closed
+    for a, e in zip(got, want):
+        np.testing.assert_array_equal(a, e)
 
 
 # (b, t, f, u, threads, failing steps): chunks of 85 (lstm) / 113 (gru) steps on one thread and
-# in the units split on two (B 3, u 64); the rows split (B 48, u 32: 24 + 24 rows, chunks of 21
-# or 28 steps); one GEMM over the whole sequence (B 2, F 300, u 512 on one thread: the lstm's W
-# is over kChunkedMaxWBytes). Failing chunk 0 (phase 0 of the units split), a later chunk, the
-# last step.
+# in the units split on two (B 3, u 64), so step 130 is in the second chunk of both; the rows
+# split (B 48, u 32: 24 + 24 rows, chunks of 21 or 28 steps); one GEMM over the whole sequence
+# (B 2, F 300, u 512 on one thread: the lstm's W is over kChunkedMaxWBytes; B 2, u 16 on two:
+# a one-thread plan on a two-thread pool). Failing chunk 0 (phase 0 of the units split), a
+# later chunk, the last step.
 PROJECTION_FAILURES = [
-    (3, 200, 5, 64, 1, (0, 100, 199)),
-    (3, 200, 5, 64, 2, (0, 100, 199)),
+    (3, 200, 5, 64, 1, (0, 130, 199)),
+    (3, 200, 5, 64, 2, (0, 130, 199)),
     (48, 50, 7, 32, 2, (0, 30, 49)),
     (2, 24, 300, 512, 1, (0, 23)),
+    (2, 10, 4, 16, 2, (0, 9)),
 ]
 
+# Runs in a subprocess (a hang fails the test instead of freezing the suite): for each variant,
+# direction and failing step, the call must raise MemoryError and the next call give the bits
+# of a call made before any failure. Prints the list of what went wrong (JSON).
+_PROJECTION_FAILURE_CHILD = """
+import json, sys
+import numpy as np, fastlayers as fl
+from fastlayers import _backend
+b, t, f, u, threads, fail_at = json.loads(sys.argv[1])
+hook = _backend._core._debug_recurrent_projection_fail_at
+rng = np.random.default_rng(0)
+fl.set_num_threads(threads)
+x = rng.standard_normal((b, t, f)).astype(np.float32)
+bad = []
+for op, gates, extra in (("lstm", 4, {}), ("gru", 3, {"reset_after": True}),
+                         ("gru", 3, {"reset_after": False})):
+    k = (rng.standard_normal((f, gates * u)) / np.sqrt(f)).astype(np.float32)
+    r = (rng.standard_normal((u, gates * u)) / np.sqrt(u)).astype(np.float32)
+    bias = np.zeros((2, 3 * u) if extra.get("reset_after") else (gates * u,), np.float32)
+    for backwards in (False, True):
+        def call():
+            with fl.use_backend("cpp"):
+                return getattr(fl, op)(x, k, r, bias, return_sequences=True, return_state=True,
+                                       go_backwards=backwards, **extra)
+        want = call()
+        name = f"{op}{extra} go_backwards={backwards}"
+        for step in list(fail_at) + [t]:  # step t: no such step, nothing fails
+            hook(step)
+            try:
+                call()
+                raised = False
+            except MemoryError:
+                raised = True
+            finally:
+                hook(-1)
+            if raised != (step < t):
+                bad.append(f"{name} step {step}: raised {raised}")
+            if any(not np.array_equal(a, e) for a, e in zip(call(), want)):
+                bad.append(f"{name} step {step}: other bits after it")
+print(json.dumps(bad))
+"""
 
-@pytest.mark.parametrize("op,extra,bias", VARIANTS)
+
 @pytest.mark.parametrize("b,t,f,u,threads,fail_at", PROJECTION_FAILURES)
-def test_cpp_failed_projection_raises_and_leaves_the_pool_usable(
-    op, extra, bias, b, t, f, u, threads, fail_at, rng, restore_threads, fail_projection_at
-):
-    """The input projection's GEMM may fail to allocate (std::bad_alloc) in any time chunk, on
-    any thread: the call raises MemoryError on the caller (no hang: no thread waits for a
-    partner that gave up), and the next calls compute the right bits."""
-    fl.set_num_threads(threads)
-    d, kw = _data(rng, _gates(op), b, t, f, u, bias(u))
-    kw.update(extra, return_sequences=True, return_state=True, go_backwards=True)
-    want = run_on("cpp", _call, op, d, **kw)
-    for step in fail_at:
-        fail_projection_at(step)
-        with pytest.raises(MemoryError):
-            run_on("cpp", _call, op, d, **kw)
-        fail_projection_at(-1)
-        for a, e in zip(run_on("cpp", _call, op, d, **kw), want):
-            np.testing.assert_array_equal(a, e)
-    fail_projection_at(t)  # no such step: nothing fails
-    for a, e in zip(run_on("cpp", _call, op, d, **kw), want):
-        np.testing.assert_array_equal(a, e)
+def test_cpp_failed_projection_raises_and_leaves_the_pool_usable(b, t, f, u, threads, fail_at):
+    """The input projection's GEMM may fail to allocate (std::bad_alloc, test hook) in any time
+    chunk, on any thread: the call raises MemoryError on the caller (no hang: no thread waits
+    for a partner that gave up; none lets the exception escape), and the next calls compute the
+    same bits. LSTM and GRU (both resets), both directions."""
+    import json
+    import subprocess
+    import sys
+
+    args = json.dumps([b, t, f, u, threads, list(fail_at)])
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", _PROJECTION_FAILURE_CHILD, args],
+            capture_output=True, text=True, timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("hung: no result within 120 s")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout) == []
 
 
 # --------------------------------------------------------------- edge cases

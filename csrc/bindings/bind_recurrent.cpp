@@ -226,7 +226,8 @@ void bind_recurrent(py::module_& m) {
         "_debug_recurrent_projection_fail_at",
         [](int64_t step) { recurrent_projection_fail_at_for_tests(step); }, py::arg("step"),
         "Test hook: step >= 0 makes the LSTM/GRU input projection of the time chunk holding that "
-        "processing step raise MemoryError (std::bad_alloc); -1 turns it off.");
+        "processing step (k = T-1-t with go_backwards) raise MemoryError (std::bad_alloc); -1 "
+        "turns it off.");
     m.def("_debug_units_split_closes", [] { return units_split_closes_for_tests(); },
           "Test hook: how many LSTM/GRU units splits have been closed so far.");
     m.def("lstm", &lstm, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),

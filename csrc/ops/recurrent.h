@@ -122,18 +122,20 @@ inline void project_inputs(const float* x, int64_t steps, int64_t features,
     }
 }
 
-// Bytes of xw (the input projection) a thread keeps for a time chunk of its rows: with the
-// recurrent kernel's slice, W (at most kChunkedMaxWBytes) and the gate tiles it stays in a
-// 1 MiB L2 between the projection and the steps that read it. The whole sequence's xw went to
+// Bytes of xw (the input projection) a thread keeps for a time chunk of its rows, unless
+// kMinChunkRows asks for more steps. With a small W it stays in L2 between the projection and
+// the steps that read it; with W or the chunk near the limits (2 MiB of W, or 16 steps of a
+// thread's 15 rows at u 1024: 3.75 MiB of xw) it is in L3. The whole sequence's xw went to
 // memory and back once it outgrew L3 (B 64, T 1000, u 128: 131 MB; docs/performance.md §6).
 constexpr int64_t kXwChunkBytes = 256 << 10;
 
 // The largest input kernel W a chunk's GEMM reads (F x N' floats, or in the units split the
 // F x (kBlocksPerCall unit blocks) slice of an item) for which the projection is cut into time
 // chunks: each chunk's GEMMs read it again. Measured on Zen 4 (1 MiB of L2), chunked against one
-// GEMM over the whole sequence, alternating processes (docs/performance.md §6): up to 2 MiB no
-// shape was slower (0.99-1.29x, B 4 to 64, T 50 to 300, u 128 to 512); 4-8 MiB on one thread
-// 0.83-0.98x at B 2 to 12; 16 MiB with 4-row GEMMs 0.73x.
+// GEMM over the whole sequence, alternating processes (docs/performance.md §6): up to 2 MiB
+// 0.97-1.36x (B 1 to 64, T 50 to 300, u 128 to 1024; the same code measured 0.98-1.39x in the
+// same runs, so only the gains of 1.15x and more are above the noise); 4-8 MiB on one thread
+// 0.83-0.98x at B 2 to 16; 16 MiB with 4-row GEMMs 0.73x.
 constexpr int64_t kChunkedMaxWBytes = 2 << 20;
 
 // A chunk's GEMMs have at least this many rows (a thread's rows, or steps per chunk when it has
@@ -148,13 +150,12 @@ struct StepChunks {
     bool backwards;
     // Whether processing step k is the first of its chunk.
     bool starts(int64_t k) const { return k % tc == 0; }
-    // Steps in the chunk of processing step k.
-    int64_t count(int64_t k) const { return std::min(tc, steps - k / tc * tc); }
-    // The lowest time index of that chunk: step k's xw rows are b*tc + (t - t_lo(k)).
-    int64_t t_lo(int64_t k) const {
-        const int64_t k0 = k / tc * tc;
-        return backwards ? steps - k0 - count(k) : k0;
-    }
+    // The first processing step of the chunk of processing step k.
+    int64_t first(int64_t k) const { return k / tc * tc; }
+    // Steps in that chunk.
+    int64_t count(int64_t k) const { return std::min(tc, steps - first(k)); }
+    // Its lowest time index: step k's xw rows are b*tc + (t - t_lo(k)).
+    int64_t t_lo(int64_t k) const { return backwards ? steps - first(k) - count(k) : first(k); }
 };
 
 // Start of part i when n items are cut into k parts whose sizes differ by at most one.
@@ -250,13 +251,26 @@ struct InputProjection {
     StepChunks chunks;
     float* xw;
     int64_t np;
-    // Rows [b0, b1) and unit blocks [q0, q1) of the time chunk of processing step k.
+    // Rows [b0, b1) and unit blocks [q0, q1) of the time chunk of processing step k. A units
+    // split sizes its time chunks for its items' slices of W (chunk_steps); when it runs on one
+    // thread (the backoff, a closed split) all unit blocks come at once, and are projected
+    // slice by slice as the items would be, so that no GEMM of a chunk reads more W than
+    // kChunkedMaxWBytes (all of W, 16 MiB at B 4, F = u = 1024, was 0.88-0.94x the whole
+    // sequence's one GEMM). The same bits either way.
     void operator()(int64_t k, int64_t b0, int64_t b1, int64_t q0, int64_t q1) const {
         const int64_t fail = projection_fail_at_for_tests().load(std::memory_order_relaxed);
-        const int64_t k0 = k / chunks.tc * chunks.tc;
-        if (fail >= k0 && fail < k0 + chunks.count(k)) throw std::bad_alloc();
-        project_inputs(x, chunks.steps, features, *w_in, b0, b1, q0, q1, chunks.t_lo(k),
-                       chunks.count(k), chunks.tc, xw, np);
+        if (fail >= chunks.first(k) && fail < chunks.first(k) + chunks.count(k)) {
+            throw std::bad_alloc();
+        }
+        const int64_t block_bytes =
+            features * w_in->gates * kUnitBlock * static_cast<int64_t>(sizeof(float));
+        const bool sliced =
+            chunks.tc < chunks.steps && (q1 - q0) * block_bytes > kChunkedMaxWBytes;
+        const int64_t step = sliced ? kBlocksPerCall : q1 - q0;
+        for (int64_t q = q0; q < q1; q += step) {
+            project_inputs(x, chunks.steps, features, *w_in, b0, b1, q, std::min(q + step, q1),
+                           chunks.t_lo(k), chunks.count(k), chunks.tc, xw, np);
+        }
     }
 };
 

@@ -86,7 +86,9 @@ void test_lstm_gates(const GateKernels& k) {
             }
         }
         for (int64_t j = 0; j < n; ++j) {
-            if (fltest::float_bits(c[j]) != fltest::float_bits(cg[j]) || fltest::float_bits(h[j]) != fltest::float_bits(hg[j])) ++bad_bits;
+            if (fltest::float_bits(c[j]) != fltest::float_bits(cg[j]) ||
+                fltest::float_bits(h[j]) != fltest::float_bits(hg[j]))
+                ++bad_bits;
             // float64 reference from the same inputs.
             const float* zb = z.data() + 64 * (j / 16) + j % 16;
             const double cr = sigmoid_ref(zb[16]) * double(c0[j]) +
@@ -257,12 +259,18 @@ void test_chunk_steps_rule() {
     FLT_CHECK(chunk_steps(one, 4, 100, w512) == 100);  // one-thread plan, two-thread pool
     FLT_CHECK(chunk_steps(rows2, 32, 100, w512) == 2);  // 16 rows per thread
     FLT_CHECK(chunk_steps(rows2, 64, 100, w2m1) == 100);
+    FLT_CHECK(chunk_steps(rows2, 20, 100, w512) == 16);  // 10 rows: 3 steps raised to 16
     // Units split: an item reads the slice of 4 unit blocks, 256 columns, 1 KiB per feature.
     const fl::PackedGates s2m = packed(2048, 512), s2m1 = packed(2049, 512);
     FLT_CHECK(chunk_steps(units2, 4, 100, s2m) == 16);  // W 16 MiB, slice 2 MiB: chunked
     FLT_CHECK(chunk_steps(units2, 4, 100, s2m1) == 100);
     // u 128: the slice is 4 of 8 unit blocks, 1 MiB of a W just over 2 MiB: chunked.
     FLT_CHECK(chunk_steps(units2, 4, 100, w2m1) == 32);
+    // u 32: 2 unit blocks, 128 columns, fewer than a slice of 4: all of W counts, 512 bytes a
+    // feature (4096 features are 2 MiB); 2 KiB of xw per step, 128 steps a chunk.
+    const fl::PackedGates n2m = packed(4096, 32), n2m1 = packed(4097, 32);
+    FLT_CHECK(chunk_steps(units2, 4, 1000, n2m) == 128);
+    FLT_CHECK(chunk_steps(units2, 4, 1000, n2m1) == 1000);
     fl::set_num_threads(saved);
 }
 

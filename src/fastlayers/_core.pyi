@@ -77,7 +77,8 @@ def _debug_units_split_leave_at(step: int, delay_us: int = 0) -> None:
 
 def _debug_recurrent_projection_fail_at(step: int) -> None:
     """Test hook: step >= 0 makes the LSTM/GRU input projection of the time chunk holding that
-    processing step raise MemoryError (std::bad_alloc); -1 turns it off."""
+    processing step (k = T-1-t with go_backwards) raise MemoryError (std::bad_alloc); -1 turns
+    it off."""
 
 def _debug_units_split_closes() -> int:
     """Test hook: how many LSTM/GRU units splits have been closed so far."""

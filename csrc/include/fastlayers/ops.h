@@ -109,10 +109,11 @@ void units_split_close_at_for_tests(int64_t step);
 // their next step, and the caller closes the split at the first step boundary where none is
 // left. -1 (the default) turns it off.
 void units_split_leave_at_for_tests(int64_t step, int64_t delay_us = 0);
-// Test hook: step >= 0 makes the LSTM/GRU input projection of the time chunk that holds
-// processing step `step` throw std::bad_alloc (as its GEMM would when it cannot allocate its
-// packing buffer), in every mode and on whichever thread projects it. -1 (the default) turns it
-// off.
+// Test hook: step >= 0 makes the input projection of lstm_forward / gru_forward for the time
+// chunk that holds processing step `step` (k = T-1-t for go_backwards) throw std::bad_alloc (as
+// its GEMM would when it cannot allocate its packing buffer), in every split and on whichever
+// thread projects it. lstm_cell_forward reaches it above 32 rows only (below, it reads its
+// weights in place, without a projection). -1 (the default) turns it off.
 void recurrent_projection_fail_at_for_tests(int64_t step);
 // How many units splits have been closed so far (by the hooks, an absent worker or a stall).
 int64_t units_split_closes_for_tests();
