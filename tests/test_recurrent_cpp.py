@@ -241,8 +241,8 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
 # B 4, u 512: 8 (lstm) or 10 (gru) steps of 256 KiB raised to 16 (kMinChunkRows: fewer rows
 # than 16), row by row, on one thread and in the units split. B 2, F 300, u 512: the lstm's W
 # (2.34 MiB) is over kChunkedMaxWBytes, so one GEMM on one thread, but a units-split item's
-# slice (300 KiB) is not: chunks of 16 steps on two threads (the gru's W, 1.76 MiB, is chunked
-# on both, 21 steps).
+# slice (300 KiB; the gru's 225 KiB) is not: chunks of 16 steps on two threads (the gru's W,
+# 1.76 MiB, is chunked on both, 21 steps).
 CHUNK_SHAPES = [
     (3, 200, 5, 64),
     (48, 50, 7, 32),
@@ -291,27 +291,35 @@ def test_cpp_projection_time_chunks_masked_match_numpy(
 
 
 @pytest.mark.parametrize("op,extra,bias", VARIANTS)
-@pytest.mark.parametrize("close_at", [0, 17])
-def test_cpp_closed_units_split_projects_slices_same_bits(
-    op, extra, bias, close_at, rng, restore_threads
+@pytest.mark.parametrize("alone", ["closed at 0", "closed at 17", "run alone"])
+def test_cpp_units_split_on_one_thread_projects_slices_same_bits(
+    op, extra, bias, alone, rng, restore_threads
 ):
-    """B 2, F 300, u 512 on two threads: a units split whose time chunks (16 steps, lstm; 21,
-    gru) are sized for its items' slices of W (300 KiB); closed (test hook), the caller projects
-    every unit block of the later chunks at once, slice by slice (recurrent.h, InputProjection:
-    the lstm's whole W, 2.34 MiB, is over kChunkedMaxWBytes). The bits of one thread."""
+    """B 2, F 400, u 530 (34 unit blocks: 8 slices of 4 and one of 2) on two threads: a units
+    split, whose time chunks (16 steps, lstm; 20, gru) are sized for its items' slices of W
+    (400 KiB, lstm; 300 KiB, gru). Run on one thread - closed by the test hook after the first
+    chunk's projection or within the second, or the whole region on the caller alone, as the
+    backoff does, from chunk 0 - the caller projects all unit blocks of a chunk at once, slice
+    by slice (recurrent.h, InputProjection: all of W, 3.3 or 2.5 MiB, is over
+    kChunkedMaxWBytes). The bits of one thread, and the slicing did happen."""
     core = _backend._core
-    d, kw = _data(rng, _gates(op), 2, 40, 300, 512, bias(512))
-    kw.update(extra, return_sequences=True, return_state=True, go_backwards=close_at > 0)
+    d, kw = _data(rng, _gates(op), 2, 40, 400, 530, bias(530))
+    kw.update(extra, return_sequences=True, return_state=True, go_backwards=alone != "run alone")
     fl.set_num_threads(1)
     want = run_on("cpp", _call, op, d, **kw)
     fl.set_num_threads(2)
     closes = core._debug_units_split_closes()
-    core._debug_units_split_close_at(close_at)
-    try:
-        got = run_on("cpp", _call, op, d, **kw)
-    finally:
-        core._debug_units_split_close_at(-1)
-    assert core._debug_units_split_closes() == closes + 1  # the split ran, and was closed
+    sliced = core._debug_recurrent_sliced_projections()
+    if alone == "run alone":
+        got = core._debug_run_alone(lambda: run_on("cpp", _call, op, d, **kw))
+    else:
+        core._debug_units_split_close_at(int(alone.split()[-1]))
+        try:
+            got = run_on("cpp", _call, op, d, **kw)
+        finally:
+            core._debug_units_split_close_at(-1)
+        assert core._debug_units_split_closes() == closes + 1  # the split ran, and was closed
+    assert core._debug_recurrent_sliced_projections() > sliced
     for a, e in zip(got, want):
         np.testing.assert_array_equal(a, e)
 
@@ -339,6 +347,7 @@ import numpy as np, fastlayers as fl
 from fastlayers import _backend
 b, t, f, u, threads, fail_at = json.loads(sys.argv[1])
 hook = _backend._core._debug_recurrent_projection_fail_at
+_backend._core.set_contention_backoff(False)  # as in the suite (conftest.py): no quiet 1 thread
 rng = np.random.default_rng(0)
 fl.set_num_threads(threads)
 x = rng.standard_normal((b, t, f)).astype(np.float32)
@@ -347,7 +356,8 @@ for op, gates, extra in (("lstm", 4, {}), ("gru", 3, {"reset_after": True}),
                          ("gru", 3, {"reset_after": False})):
     k = (rng.standard_normal((f, gates * u)) / np.sqrt(f)).astype(np.float32)
     r = (rng.standard_normal((u, gates * u)) / np.sqrt(u)).astype(np.float32)
-    bias = np.zeros((2, 3 * u) if extra.get("reset_after") else (gates * u,), np.float32)
+    bias = rng.standard_normal((2, 3 * u) if extra.get("reset_after") else (gates * u,))
+    bias = bias.astype(np.float32)
     for backwards in (False, True):
         def call():
             with fl.use_backend("cpp"):

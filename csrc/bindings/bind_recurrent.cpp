@@ -228,6 +228,10 @@ void bind_recurrent(py::module_& m) {
         "Test hook: step >= 0 makes the LSTM/GRU input projection of the time chunk holding that "
         "processing step (k = T-1-t with go_backwards) raise MemoryError (std::bad_alloc); -1 "
         "turns it off.");
+    m.def("_debug_recurrent_sliced_projections",
+          [] { return recurrent_sliced_projections_for_tests(); },
+          "Test hook: how many LSTM/GRU time-chunk projections were cut into slices of unit "
+          "blocks (a units split run on one thread).");
     m.def("_debug_units_split_closes", [] { return units_split_closes_for_tests(); },
           "Test hook: how many LSTM/GRU units splits have been closed so far.");
     m.def("lstm", &lstm, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),

@@ -123,7 +123,8 @@ inline void project_inputs(const float* x, int64_t steps, int64_t features,
 }
 
 // Bytes of xw (the input projection) a thread keeps for a time chunk of its rows, unless
-// kMinChunkRows asks for more steps. With a small W it stays in L2 between the projection and
+// kMinChunkRows asks for more steps or one step's rows take more (a chunk has at least one
+// step: 256 rows at u 1024 are 4 MiB). With a small W it stays in L2 between the projection and
 // the steps that read it; with W or the chunk near the limits (2 MiB of W, or 16 steps of a
 // thread's 15 rows at u 1024: 3.75 MiB of xw) it is in L3. The whole sequence's xw went to
 // memory and back once it outgrew L3 (B 64, T 1000, u 128: 131 MB; docs/performance.md §6).
@@ -132,10 +133,10 @@ constexpr int64_t kXwChunkBytes = 256 << 10;
 // The largest input kernel W a chunk's GEMM reads (F x N' floats, or in the units split the
 // F x (kBlocksPerCall unit blocks) slice of an item) for which the projection is cut into time
 // chunks: each chunk's GEMMs read it again. Measured on Zen 4 (1 MiB of L2), chunked against one
-// GEMM over the whole sequence, alternating processes (docs/performance.md §6): up to 2 MiB
-// 0.97-1.36x (B 1 to 64, T 50 to 300, u 128 to 1024; the same code measured 0.98-1.39x in the
-// same runs, so only the gains of 1.15x and more are above the noise); 4-8 MiB on one thread
-// 0.83-0.98x at B 2 to 16; 16 MiB with 4-row GEMMs 0.73x.
+// GEMM over the whole sequence, alternating processes (docs/performance.md §6): all of W up
+// to 2 MiB 0.99-1.36x (B 1 to 64, T 50 to 300, u 128 to 512); units-split slices of at most
+// 1 MiB of a 2-16 MiB W 0.97-1.36x; 4-8 MiB on one thread 0.83-0.98x at B 2 to 16; 16 MiB with
+// 4-row GEMMs 0.73x. Gains under about 1.15x are within the noise of those runs.
 constexpr int64_t kChunkedMaxWBytes = 2 << 20;
 
 // A chunk's GEMMs have at least this many rows (a thread's rows, or steps per chunk when it has
@@ -242,6 +243,9 @@ inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps,
 // Test hook (fastlayers/ops.h, recurrent_projection_fail_at_for_tests): >= 0 makes the input
 // projection of the time chunk holding that processing step throw std::bad_alloc, every call.
 std::atomic<int64_t>& projection_fail_at_for_tests();
+// How many chunk projections were cut into slices (fastlayers/ops.h, the test hook
+// recurrent_sliced_projections_for_tests).
+std::atomic<int64_t>& sliced_projections_for_tests();
 
 // A driver's input projection (x, W and xw bound), time chunk by time chunk.
 struct InputProjection {
@@ -255,8 +259,8 @@ struct InputProjection {
     // split sizes its time chunks for its items' slices of W (chunk_steps); when it runs on one
     // thread (the backoff, a closed split) all unit blocks come at once, and are projected
     // slice by slice as the items would be, so that no GEMM of a chunk reads more W than
-    // kChunkedMaxWBytes (all of W, 16 MiB at B 4, F = u = 1024, was 0.88-0.94x the whole
-    // sequence's one GEMM). The same bits either way.
+    // kChunkedMaxWBytes (all of W at once, 16 MiB per batch row at B 4, F = u = 1024, was
+    // 0.92-0.94x the whole sequence's one GEMM). The same bits either way.
     void operator()(int64_t k, int64_t b0, int64_t b1, int64_t q0, int64_t q1) const {
         const int64_t fail = projection_fail_at_for_tests().load(std::memory_order_relaxed);
         if (fail >= chunks.first(k) && fail < chunks.first(k) + chunks.count(k)) {
@@ -266,6 +270,7 @@ struct InputProjection {
             features * w_in->gates * kUnitBlock * static_cast<int64_t>(sizeof(float));
         const bool sliced =
             chunks.tc < chunks.steps && (q1 - q0) * block_bytes > kChunkedMaxWBytes;
+        if (sliced) sliced_projections_for_tests().fetch_add(1, std::memory_order_relaxed);
         const int64_t step = sliced ? kBlocksPerCall : q1 - q0;
         for (int64_t q = q0; q < q1; q += step) {
             project_inputs(x, chunks.steps, features, *w_in, b0, b1, q, std::min(q + step, q1),

@@ -79,6 +79,10 @@ std::atomic<int64_t>& projection_fail_at_for_tests() {
     static std::atomic<int64_t> step{-1};
     return step;
 }
+std::atomic<int64_t>& sliced_projections_for_tests() {
+    static std::atomic<int64_t> n{0};
+    return n;
+}
 }  // namespace rnn_detail
 
 int64_t units_split_closes_for_tests() {
@@ -87,6 +91,10 @@ int64_t units_split_closes_for_tests() {
 
 void units_split_close_at_for_tests(int64_t step) {
     rnn_detail::close_at_for_tests().store(step < 0 ? -1 : step, std::memory_order_relaxed);
+}
+
+int64_t recurrent_sliced_projections_for_tests() {
+    return rnn_detail::sliced_projections_for_tests().load(std::memory_order_relaxed);
 }
 
 void recurrent_projection_fail_at_for_tests(int64_t step) {

@@ -80,6 +80,10 @@ def _debug_recurrent_projection_fail_at(step: int) -> None:
     processing step (k = T-1-t with go_backwards) raise MemoryError (std::bad_alloc); -1 turns
     it off."""
 
+def _debug_recurrent_sliced_projections() -> int:
+    """Test hook: how many LSTM/GRU time-chunk projections were cut into slices of unit blocks
+    (a units split run on one thread)."""
+
 def _debug_units_split_closes() -> int:
     """Test hook: how many LSTM/GRU units splits have been closed so far."""
 

@@ -115,6 +115,9 @@ void units_split_leave_at_for_tests(int64_t step, int64_t delay_us = 0);
 // thread projects it. lstm_cell_forward reaches it above 32 rows only (below, it reads its
 // weights in place, without a projection). -1 (the default) turns it off.
 void recurrent_projection_fail_at_for_tests(int64_t step);
+// Test hook: how many LSTM/GRU time-chunk projections so far were cut into slices of unit
+// blocks because a units split runs on one thread (csrc/ops/recurrent.h, InputProjection).
+int64_t recurrent_sliced_projections_for_tests();
 // How many units splits have been closed so far (by the hooks, an absent worker or a stall).
 int64_t units_split_closes_for_tests();
 
