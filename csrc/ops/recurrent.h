@@ -139,6 +139,11 @@ constexpr int64_t kXwChunkBytes = 256 << 10;
 // 4-row GEMMs 0.73x. Gains under about 1.15x are within the noise of those runs.
 constexpr int64_t kChunkedMaxWBytes = 2 << 20;
 
+// Bytes of the input kernel W that one projection GEMM over `blocks` unit blocks reads.
+inline int64_t w_in_bytes(const PackedGates& w_in, int64_t blocks) {
+    return w_in.w.k() * blocks * w_in.gates * kUnitBlock * static_cast<int64_t>(sizeof(float));
+}
+
 // A chunk's GEMMs have at least this many rows (a thread's rows, or steps per chunk when it has
 // fewer rows) when the sequence has as many steps: with fewer rows each re-read of W does little
 // work (B 4, u 1024 on two threads: 4-step chunks, 4-row GEMMs, ran 0.94x the whole sequence).
@@ -227,15 +232,13 @@ inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int
 inline int64_t chunk_steps(const Split& s, int64_t batch, int64_t steps,
                            const PackedGates& w_in) {
     if (s.mode == SplitMode::one && num_threads() > 1) return steps;
-    const int64_t np = w_in.w.n();
-    const int64_t cols = s.mode == SplitMode::units
-                             ? std::min(np, kBlocksPerCall * w_in.gates * kUnitBlock)
-                             : np;
-    const int64_t fbytes = static_cast<int64_t>(sizeof(float));
-    if (w_in.w.k() * cols * fbytes > kChunkedMaxWBytes) return steps;
+    const int64_t nq = unit_blocks(w_in.units);
+    const int64_t blocks = s.mode == SplitMode::units ? std::min(nq, kBlocksPerCall) : nq;
+    if (w_in_bytes(w_in, blocks) > kChunkedMaxWBytes) return steps;
     const int64_t rows =
         s.mode == SplitMode::units ? batch : (batch + s.threads - 1) / s.threads;
-    int64_t tc = kXwChunkBytes / std::max<int64_t>(rows * np * fbytes, 1);
+    const int64_t per_step = rows * w_in.w.n() * static_cast<int64_t>(sizeof(float));
+    int64_t tc = kXwChunkBytes / std::max<int64_t>(per_step, 1);
     if (rows < kMinChunkRows) tc = std::max(tc, kMinChunkRows);
     return std::clamp<int64_t>(tc, 1, steps);
 }
@@ -263,13 +266,10 @@ struct InputProjection {
     // 0.92-0.94x the whole sequence's one GEMM). The same bits either way.
     void operator()(int64_t k, int64_t b0, int64_t b1, int64_t q0, int64_t q1) const {
         const int64_t fail = projection_fail_at_for_tests().load(std::memory_order_relaxed);
-        if (fail >= chunks.first(k) && fail < chunks.first(k) + chunks.count(k)) {
-            throw std::bad_alloc();
-        }
-        const int64_t block_bytes =
-            features * w_in->gates * kUnitBlock * static_cast<int64_t>(sizeof(float));
+        const int64_t k0 = chunks.first(k);
+        if (fail >= k0 && fail < k0 + chunks.count(k)) throw std::bad_alloc();
         const bool sliced =
-            chunks.tc < chunks.steps && (q1 - q0) * block_bytes > kChunkedMaxWBytes;
+            chunks.tc < chunks.steps && w_in_bytes(*w_in, q1 - q0) > kChunkedMaxWBytes;
         if (sliced) sliced_projections_for_tests().fetch_add(1, std::memory_order_relaxed);
         const int64_t step = sliced ? kBlocksPerCall : q1 - q0;
         for (int64_t q = q0; q < q1; q += step) {
