@@ -190,9 +190,10 @@ void fl_dwconv_f32_avx512(int64_t m, int64_t ch, int64_t taps, const float* cons
  *      b_panel_stride); bias: NULL or readable for ceil(n/16)*16 floats.
  *   C: element (i, j) at c[i*ldc + j]; only i < m, j < n is written (never read).
  *   No alignment is required. m, n, ks, kc >= 0. Register tiles on AVX2: 12 x 8 when n <= 8,
- *   else as fl_gemm_f32 (6 x 16 ...); on AVX-512: 24 x 16 when n <= 16, else 12 x 32 (rows
- *   in blocks of KernelTable::igemm_mr = 12 suit it best). There is no NEON file yet: on NEON the dispatch table has
- *   no igemm and conv2d expands patches for the NEON GEMM instead.
+ *   else as fl_gemm_f32 (6 x 16 ...); on AVX-512: 12 x 8 in ymm when n <= 8, 24 x 16 when
+ *   n <= 16, else 12 x 32 (rows in blocks of KernelTable::igemm_mr = 12 suit it best). There
+ *   is no NEON file yet: on NEON the dispatch table has no igemm and conv2d expands patches
+ *   for the NEON GEMM instead.
  */
 void fl_igemm_f32_scalar(int64_t m, int64_t n, int64_t ks, int64_t kc, const float* const* a,
                          const float* b, int64_t b_panel_stride, const float* bias, float* c,
