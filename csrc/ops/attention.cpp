@@ -40,7 +40,8 @@ constexpr int64_t kNR = kGemmNR;       // packed panel width (16)
 // Short sequences prefetch the next head's rows when q, k, v and out of a head take at most
 // kPrefetchBytes, and those of all heads more than kPrefetchMinTotal: below that the rows are
 // in cache after the first call, and the prefetch loop is pure cost (a fifth of the driver's
-// instructions at B 4, H 1, T 16, S 1, D 4).
+// instructions at B 4, H 1, T 16, S 1, D 4). Longer sequences (several query blocks per head)
+// prefetch the next head's k and v alone, when they take at most kPrefetchBytes.
 constexpr int64_t kPrefetchBytes = 256 * 1024;
 constexpr int64_t kPrefetchMinTotal = 1024 * 1024;
 
@@ -112,6 +113,10 @@ class Runner {
                          static_cast<double>(head_bytes) * static_cast<double>(a.batch) *
                                  static_cast<double>(a.heads) >
                              static_cast<double>(kPrefetchMinTotal);
+        // Several query blocks per head: the next head's k and v, while they fit in L2 beside
+        // this head's packed copy.
+        const int64_t kv_bytes = a.s * (a.d + a.dv) * int64_t{sizeof(float)};
+        prefetch_kv_ = a.t > kMaxQueryBlock && !a.additive && kv_bytes <= kPrefetchBytes;
     }
 
     void run() {
@@ -179,7 +184,20 @@ class Runner {
                         next.add(a.q.at(nb, nh), a.t, a.q.st, a.d, false);
                         next.add(a.out.at(nb, nh), a.t, a.out.st, a.dv, true);
                     }
-                    flash(hd, r0, rows, sc, ahead ? &next : nullptr);
+                    // Several query blocks per head: each block prefetches its share of the
+                    // next head's k and v rows, which this thread packs when its run reaches
+                    // that head; the packing read them from L3 or memory (its two packs were
+                    // 7.7 % of attn-256's time; with this 1.05-1.06x faster on 1 and 2 threads,
+                    // 1.02x at T = S = 512 and causal, Zen 4).
+                    const bool kv_ahead =
+                        prefetch_kv_ && bh + 1 < heads && t1 > (bh + 1) * qblocks;
+                    if (kv_ahead) {
+                        const int64_t nb = (bh + 1) / a.heads, nh = (bh + 1) % a.heads;
+                        const int64_t s0 = qb * a.s / qblocks, s1 = (qb + 1) * a.s / qblocks;
+                        next.add(a.k.at(nb, nh) + s0 * a.k.st, s1 - s0, a.k.st, a.d, false);
+                        next.add(a.v.at(nb, nh) + s0 * a.v.st, s1 - s0, a.v.st, a.dv, false);
+                    }
+                    flash(hd, r0, rows, sc, ahead || kv_ahead ? &next : nullptr, ahead);
                 }
             }
         });
@@ -250,10 +268,13 @@ class Runner {
     // Query rows [r0, r0+rows) of one head: key blocks with an online softmax. With weights
     // requested, each block's tile lives in the weights rows instead of the scratch tile and is
     // rescaled to the final max and sum at the end, so the output is bitwise the same with and
-    // without weights.
-    void flash(const Head& hd, int64_t r0, int64_t rows, Scratch& scr, Prefetcher* pf) const {
+    // without weights. pf: rows to prefetch meanwhile, a share per step; pf_gemm_steps: steps
+    // between GEMM calls of kGemmMR rows too (short sequences: the whole head's rows), else
+    // one step per query row of the softmax passes, the GEMMs whole.
+    void flash(const Head& hd, int64_t r0, int64_t rows, Scratch& scr, Prefetcher* pf,
+               bool pf_gemm_steps) const {
         const AttentionArgs& a = a_;
-        if (pf) pf->plan(2 * ((rows + kGemmMR - 1) / kGemmMR) + rows);
+        if (pf) pf->plan(pf_gemm_steps ? 2 * ((rows + kGemmMR - 1) / kGemmMR) + rows : rows);
         const float neg_inf = -std::numeric_limits<float>::infinity();
         // Subtracting 1e9 keeps masked keys in the softmax (Keras Attention); the other rules
         // drop them (-inf) and treat a row with no key left at the end.
@@ -288,7 +309,7 @@ class Runner {
             };
             // Rows per GEMM call: groups of kGemmMR on the diagonal (their widths differ) and
             // while prefetching (a step between calls), else the whole block at once.
-            const int64_t gs = diagonal || pf ? kGemmMR : rows;
+            const int64_t gs = diagonal || (pf && pf_gemm_steps) ? kGemmMR : rows;
             for (int64_t g = 0; g < rows; g += gs) {
                 scores(hd, r0 + g, std::min(gs, rows - g), s0, width(g), sc + g * ld, ld, scr);
                 if (pf) pf->step();
@@ -303,8 +324,9 @@ class Runner {
                 // Nothing to mask and a positive scale: the max logit is scale * max(x), and
                 // the scale is applied inside the exp pass (one pass over the row fewer).
                 const bool plain = keep == nullptr && lim == nr && a.scale > 0.0f;
-                const float mx = plain ? a.scale * kt_.row_max(x, nr)
-                                       : kt_.score_prep(x, nr, a.scale, keep, lim, masked, subtract);
+                const float mx =
+                    plain ? a.scale * kt_.row_max(x, nr)
+                          : kt_.score_prep(x, nr, a.scale, keep, lim, masked, subtract);
                 const float m_new = std::max(m[r], mx);
                 mb[r * nblocks + s0 / kKeyBlock] = m_new;
                 if (m_new == neg_inf) {  // no key of this row kept so far
@@ -362,6 +384,7 @@ class Runner {
     int64_t tile_ld_ = 0;  // row stride of the score tile: min(kKeyBlock, S rounded up)
     int64_t qrows_ = 0;    // query rows per task: T up to kMaxQueryBlock, else kQueryBlock
     bool prefetch_next_ = false;  // see the constructor
+    bool prefetch_kv_ = false;    // the next head's k and v, a share per query block
 };
 
 }  // namespace
