@@ -144,13 +144,14 @@ const char* init_name(int mode) {
 }
 
 // One kernel call on an m x n x k problem; `packed_a` selects the A layout (row-major with
-// lda = k + 3, or k-major with a column stride of m + 1), both with NaN in the gaps.
+// lda = k + 3, or `lda` when given; or k-major with a column stride of m + 1), both with NaN in
+// the gaps.
 void check_kernel_case(const GemmIsa& g, int64_t m, int64_t n, int64_t k, int mode, bool packed_a,
-                       uint32_t seed) {
+                       uint32_t seed, int64_t lda = 0) {
     std::mt19937 rng(seed);
 
     // A: element (i, p) at a[i*rs + p*cs]; the last element read is the buffer's last.
-    const int64_t rs = packed_a ? 1 : k + 3;
+    const int64_t rs = packed_a ? 1 : lda > 0 ? lda : k + 3;
     const int64_t cs = packed_a ? m + 1 : 1;
     const size_t a_len = k > 0 ? static_cast<size_t>((m - 1) * rs + (k - 1) * cs + 1) : 0;
     GuardedFloats a(a_len, kNaN);
@@ -225,9 +226,11 @@ void check_kernel_case(const GemmIsa& g, int64_t m, int64_t n, int64_t k, int mo
 void test_gemm_kernel_grid(const GemmIsa& g) {
     // Rows: every tile height of every ISA (AVX2 up to 6, AVX-512 up to 14) and the block
     // splits above them (15 -> 8 + 7, 20 -> 14 + 6, 29 -> 14 + 14 + 1); columns: tile edges +-1
-    // of the 16/32/48/64-wide tiles and of the 96/128-wide AVX-512 ones.
+    // of the 16/32/48/64-wide tiles and of the 96/128-wide AVX-512 ones, n <= 8 (AVX-512's
+    // ymm tiles).
     const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 20, 29};
-    const int64_t ns[] = {1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 97, 127, 128, 129};
+    const int64_t ns[] = {1,  3,  7,  8,  9,  15, 16,  17,  31,  32, 33,
+                          47, 48, 49, 63, 64, 65, 97, 127, 128, 129};
     const int64_t ks[] = {1, 2, 7, 16, 255, 256, 257};
     uint32_t seed = 1;
     int cases = 0;
@@ -240,6 +243,16 @@ void test_gemm_kernel_grid(const GemmIsa& g) {
                         check_kernel_case(g, m, n, k, mode, packed != 0, seed++);
                         ++cases;
                     }
+    // Row strides of 1024 and 3072 floats (4 KiB multiples: AVX-512 runs blocks of 7 rows) and
+    // 2048 + 512 (2 KiB apart: blocks of 14), with the n <= 8 ymm tiles and wider ones.
+    for (int64_t lda : {1024, 3072, 2560})
+        for (int64_t m : {1, 6, 7, 8, 12, 13, 14, 15, 20, 29})
+            for (int64_t n : {1, 8, 9, 33, 64})
+                for (int mode = 0; mode < 3; ++mode) {
+                    if (fltest::case_failures() > 20) return;
+                    check_kernel_case(g, m, n, 19, mode, false, seed++, lda);
+                    ++cases;
+                }
     std::printf("  %s: %d kernel cases\n", fl::isa_name(g.isa), cases);
 }
 

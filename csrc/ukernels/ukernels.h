@@ -105,7 +105,8 @@ void fl_gemm_f32_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t r
                       int load_c, float* c, int64_t ldc);
 #endif
 #if defined(FL_HAVE_AVX512)
-/* Register tiles up to 14 x 32 (m x 48 / 64 / 96 for shorter blocks); any m. */
+/* Register tiles up to 14 x 32 (m x 48 / 64 / 96 for shorter blocks, m x 8 in ymm when n <= 8,
+ * blocks of 7 rows when an in-place A's row stride is a multiple of 1024 floats); any m. */
 void fl_gemm_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
                         int64_t cs_a, const float* b, int64_t b_panel_stride, const float* bias,
                         int load_c, float* c, int64_t ldc);
