@@ -188,6 +188,9 @@ const std::vector<Case>& cases() {
         {1, 13, 7, 3, 3, 3, 23, 1, 2, 1, 1, 1, 1, 1, 1, 1},    // 23 filters, row chunks
         {3, 9, 9, 17, 3, 3, 33, 1, 2, 2, 1, 1, 1, 1, 1, 1},    // 33 filters, stride 2
         {1, 9, 8, 64, 1, 3, 129, 1, 1, 1, 1, 1, 0, 0, 1, 1},   // 129 filters: 1-lane tail
+        // Input pixels 4 KiB apart (sw * C = 1024): the kernel is called on 6 rows at a time.
+        {1, 6, 30, 512, 1, 1, 20, 1, 2, 2, 1, 1, 0, 0, 0, 0},  // 1x1 stride 2, 45 pixels
+        {1, 5, 9, 1024, 2, 2, 9, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 2x2, K = 4096, 9 filters
     };
     return v;
 }
