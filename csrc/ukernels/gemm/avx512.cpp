@@ -25,7 +25,7 @@
 //   m = 1      : 1 x 64   (4 panels, 4 chains: a single row is bound by streaming B, and 4
 //                panel streams ran (1, 784) x (784, 512) at 47-50 GFLOP/s against 44 with 8
 //                streams of a 1 x 128 tile and 47 for the AVX2 kernel)
-//   n <= 8     : m x 8 in ymm, m = 1..14 (see gemm_tile8_avx512)
+//   a last vector of 1-8 columns is a ymm register (gemm_tile_avx512, HALF)
 // Larger m is cut into blocks of 14 rows (of 7 when rows of A read in place are 4 KiB apart,
 // see fl_gemm_f32_avx512); a remainder that would leave a block of fewer than 6 rows is split
 // evenly instead (15 -> 8 + 7), so no block streams B for a single row. The k loop is unrolled
@@ -63,13 +63,21 @@ static inline __mmask16 gemm_lane_mask_avx512(int64_t r) {
 
 // One register tile: MR rows x NV vectors (= NV panels of 16 columns), starting at a panel
 // boundary. `mask` = valid lanes of vector NV-1 (non-zero); other lanes of it are neither read
-// nor written. RS1: rs_a == 1 (packed A), the row offsets become constants.
-FL_G512_AI void gemm_tile_avx512(const int MR, const int NV, const int RS1, int64_t k,
-                                 const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                                 int64_t ps, const float* bias, int load_c, float* c, int64_t ldc,
-                                 __mmask16 mask) {
+// nor written. RS1: rs_a == 1 (packed A), the row offsets become constants. HALF: vector NV-1
+// has at most 8 lanes and is a ymm register (the first half of its panel). On Zen 4 a zmm FMA
+// costs two ymm FMAs, so a half-empty zmm ran at half the rate (one core: dense 4096 x 512 -> 8
+// 617 us against 461 for the AVX2 kernel, 402-423 with the ymm; 512 x 512 -> 24 165 -> 125 us,
+// AVX2 141; -> 40 and -> 56 1.11x and 1.15x); full-width cores run both at the same rate. Same
+// chains either way.
+FL_G512_AI void gemm_tile_avx512(const int MR, const int NV, const int HALF, const int RS1,
+                                 int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                                 const float* b, int64_t ps, const float* bias, int load_c,
+                                 float* c, int64_t ldc, __mmask16 mask) {
+    const int NZ = HALF ? NV - 1 : NV;  // zmm vectors
     __m512 acc[14][8];
+    __m256 acch[14];
     const int partial = mask != (__mmask16)0xFFFF;
+    const __mmask8 mask8 = (__mmask8)mask;
     const int64_t rs = RS1 ? 1 : rs_a;
 
     // Chain start: C (continuing a K block), the bias row, or 0.
@@ -77,25 +85,32 @@ FL_G512_AI void gemm_tile_avx512(const int MR, const int NV, const int RS1, int6
         FL_G512_UNROLL(14)
         for (int i = 0; i < MR; ++i) {
             FL_G512_UNROLL(8)
-            for (int v = 0; v < NV; ++v) {
+            for (int v = 0; v < NZ; ++v) {
                 const float* src = c + i * ldc + v * 16;
                 acc[i][v] = (v == NV - 1 && partial) ? _mm512_maskz_loadu_ps(mask, src)
                                                      : _mm512_loadu_ps(src);
             }
+            if (HALF) acch[i] = _mm256_maskz_loadu_ps(mask8, c + i * ldc + NZ * 16);
         }
     } else if (bias) {
         FL_G512_UNROLL(8)
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < NZ; ++v) {
             // bias is padded like the panels, so a whole vector is readable.
             const __m512 bv = _mm512_loadu_ps(bias + v * 16);
             FL_G512_UNROLL(14)
             for (int i = 0; i < MR; ++i) acc[i][v] = bv;
         }
+        if (HALF) {
+            const __m256 bh = _mm256_loadu_ps(bias + NZ * 16);
+            FL_G512_UNROLL(14)
+            for (int i = 0; i < MR; ++i) acch[i] = bh;
+        }
     } else {
         FL_G512_UNROLL(14)
         for (int i = 0; i < MR; ++i) {
             FL_G512_UNROLL(8)
-            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+            for (int v = 0; v < NZ; ++v) acc[i][v] = _mm512_setzero_ps();
+            if (HALF) acch[i] = _mm256_setzero_ps();
         }
     }
 
@@ -109,13 +124,18 @@ FL_G512_AI void gemm_tile_avx512(const int MR, const int NV, const int RS1, int6
     FL_G512_UNROLL(4)
     for (int64_t p = 0; p < k; ++p) {
         __m512 bx[8];
+        __m256 bh = _mm256_setzero_ps();
         FL_G512_UNROLL(8)
-        for (int v = 0; v < NV; ++v) bx[v] = _mm512_loadu_ps(bp[v] + p * 16);
+        for (int v = 0; v < NZ; ++v) bx[v] = _mm512_loadu_ps(bp[v] + p * 16);
+        if (HALF) bh = _mm256_loadu_ps(bp[NZ] + p * 16);
         FL_G512_UNROLL(14)
         for (int i = 0; i < MR; ++i) {
             const __m512 ai = _mm512_set1_ps(ap[i * rs]);
             FL_G512_UNROLL(8)
-            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bx[v], acc[i][v]);
+            for (int v = 0; v < NZ; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bx[v], acc[i][v]);
+            // Its own broadcast: GCC 12 turns _mm512_castps512_ps256(ai) into a vextractf64x4
+            // (n = 8: 394 -> 720 us), a second load of the same float costs nothing here.
+            if (HALF) acch[i] = _mm256_fmadd_ps(_mm256_set1_ps(ap[i * rs]), bh, acch[i]);
         }
         ap += cs_a;
     }
@@ -123,74 +143,15 @@ FL_G512_AI void gemm_tile_avx512(const int MR, const int NV, const int RS1, int6
     FL_G512_UNROLL(14)
     for (int i = 0; i < MR; ++i) {
         FL_G512_UNROLL(8)
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < NZ; ++v) {
             float* dst = c + i * ldc + v * 16;
             if (v == NV - 1 && partial)
                 _mm512_mask_storeu_ps(dst, mask, acc[i][v]);
             else
                 _mm512_storeu_ps(dst, acc[i][v]);
         }
+        if (HALF) _mm256_mask_storeu_ps(c + i * ldc + NZ * 16, mask8, acch[i]);
     }
-}
-
-// n <= 8: one 8-column ymm vector per row, the first half of panel 0 (the tail of a wider
-// strip stays a masked zmm). On Zen 4 a zmm FMA costs two ymm FMAs, so a half-empty zmm tile
-// ran at half the rate (dense 4096 x 512 -> 8 on one core: 648 us against 461 for the AVX2
-// kernel); on full-width cores both run at the same rate. Same chain as gemm_tile_avx512.
-FL_G512_AI void gemm_tile8_avx512(const int MR, const int RS1, int64_t k, const float* a,
-                                  int64_t rs_a, int64_t cs_a, const float* b, const float* bias,
-                                  int load_c, float* c, int64_t ldc, __mmask8 mask) {
-    __m256 acc[14];
-    const int64_t rs = RS1 ? 1 : rs_a;
-    if (load_c) {
-        FL_G512_UNROLL(14)
-        for (int i = 0; i < MR; ++i) acc[i] = _mm256_maskz_loadu_ps(mask, c + i * ldc);
-    } else {
-        // bias is padded like the panels, so 8 floats are readable.
-        const __m256 init = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-        FL_G512_UNROLL(14)
-        for (int i = 0; i < MR; ++i) acc[i] = init;
-    }
-    const float* ap = a;
-    FL_G512_UNROLL(4)
-    for (int64_t p = 0; p < k; ++p) {
-        const __m256 bx = _mm256_loadu_ps(b + p * 16);
-        FL_G512_UNROLL(14)
-        for (int i = 0; i < MR; ++i)
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(ap[i * rs]), bx, acc[i]);
-        ap += cs_a;
-    }
-    FL_G512_UNROLL(14)
-    for (int i = 0; i < MR; ++i) _mm256_mask_storeu_ps(c + i * ldc, mask, acc[i]);
-}
-
-// One block of `rows` (1..14) rows of an n <= 8 product.
-FL_G512_AI void gemm_block8_avx512(const int RS1, int64_t rows, int64_t k, const float* a,
-                                   int64_t rs_a, int64_t cs_a, const float* b, const float* bias,
-                                   int load_c, float* c, int64_t ldc, __mmask8 mask) {
-#define FL_G512_ROWS8(MRC)                                                                 \
-    case MRC:                                                                              \
-        gemm_tile8_avx512(MRC, RS1, k, a, rs_a, cs_a, b, bias, load_c, c, ldc, mask);      \
-        break;
-    switch (rows) {
-        FL_G512_ROWS8(1)
-        FL_G512_ROWS8(2)
-        FL_G512_ROWS8(3)
-        FL_G512_ROWS8(4)
-        FL_G512_ROWS8(5)
-        FL_G512_ROWS8(6)
-        FL_G512_ROWS8(7)
-        FL_G512_ROWS8(8)
-        FL_G512_ROWS8(9)
-        FL_G512_ROWS8(10)
-        FL_G512_ROWS8(11)
-        FL_G512_ROWS8(12)
-        FL_G512_ROWS8(13)
-        default:
-            gemm_tile8_avx512(14, RS1, k, a, rs_a, cs_a, b, bias, load_c, c, ldc, mask);
-            break;
-    }
-#undef FL_G512_ROWS8
 }
 
 // MR rows, all n columns, in strips of NVMAX panels.
@@ -217,10 +178,16 @@ FL_G512_AI void gemm_rows_avx512(const int MR, const int NVMAX, const int RS1, i
                     _mm_prefetch((const char*)(cn + i * ldc + v * 16), _MM_HINT_T0);
             }
         }
+        // A last vector of at most 8 lanes runs as a ymm (gemm_tile_avx512, HALF).
+        const int half = rem - (nv - 1) * 16 <= 8;
 #define FL_G512_TILE_CASE(NVC)                                                             \
     if ((NVC) <= NVMAX && nv == (NVC)) {                                                   \
-        gemm_tile_avx512(MR, (NVC) <= NVMAX ? (NVC) : 1, RS1, k, a, rs_a, cs_a, bj, ps,    \
-                         biasj, load_c, cj, ldc, mask);                                    \
+        if (half)                                                                          \
+            gemm_tile_avx512(MR, (NVC) <= NVMAX ? (NVC) : 1, 1, RS1, k, a, rs_a, cs_a, bj, \
+                             ps, biasj, load_c, cj, ldc, mask);                            \
+        else                                                                               \
+            gemm_tile_avx512(MR, (NVC) <= NVMAX ? (NVC) : 1, 0, RS1, k, a, rs_a, cs_a, bj, \
+                             ps, biasj, load_c, cj, ldc, mask);                            \
         continue;                                                                          \
     }
         FL_G512_TILE_CASE(8)
@@ -278,13 +245,7 @@ void fl_gemm_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t
     while (m > 0) {
         // Blocks of mr rows; mr+1..mr+5 rows go as two near-equal blocks (8 + 7 ... 10 + 9).
         const int64_t rows = m <= mr ? m : m < mr + 6 ? (m + 1) / 2 : mr;
-        if (n <= 8) {
-            const __mmask8 mask8 = (__mmask8)(0xFFu >> (8 - n));
-            if (rs_a == 1)
-                gemm_block8_avx512(1, rows, k, a, 1, cs_a, b, bias, load_c, c, ldc, mask8);
-            else
-                gemm_block8_avx512(0, rows, k, a, rs_a, cs_a, b, bias, load_c, c, ldc, mask8);
-        } else if (rs_a == 1)
+        if (rs_a == 1)
             gemm_block_avx512(1, rows, n, k, a, 1, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
         else
             gemm_block_avx512(0, rows, n, k, a, rs_a, cs_a, b, b_panel_stride, bias, load_c, c,
