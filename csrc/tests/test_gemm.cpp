@@ -422,14 +422,14 @@ void check_igemm_case(const IgemmIsa& g, int64_t m, int64_t n, int64_t ks, int64
 }
 
 // Rows around the register tiles (AVX2: 6, and 12 when n <= 8; AVX-512: 12, 24 when n <= 16,
-// the ymm tiles of 24 and 12 rows when n <= 8, every short tile 1..11), columns around
-// 8/16/32/48/64 and the AVX-512 strips of 96 and 128, chunk shapes of a 1x1, an RGB kernel row
-// (9), a tap of 64 channels.
+// the ymm tiles of 12 rows when n <= 8, every short tile 1..11), columns around 8/16/32/48/64
+// and the AVX-512 strips of 96 and 128, last vectors of 1-8 columns (ymm on AVX-512: 24, 40,
+// 56, 72, 131 ...), chunk shapes of a 1x1, an RGB kernel row (9), a tap of 64 channels.
 void test_igemm_kernel_grid(const IgemmIsa& g) {
     const int64_t ms[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
                           12, 13, 18, 23, 24, 25, 36, 37, 47, 48};
-    const int64_t ns[] = {1,  3,  7,  8,  9,  15, 16, 17, 31, 32,  33,  47,
-                          48, 49, 63, 64, 65, 95, 96, 97, 127, 128, 129, 131};
+    const int64_t ns[] = {1,  3,  7,  8,  9,  15, 16, 17, 24,  31,  32,  33,  40,  47,
+                          48, 49, 56, 63, 64, 65, 72, 95, 96, 97, 127, 128, 129, 131};
     const int64_t chunk_shapes[][2] = {{1, 1}, {1, 7},  {3, 1},  {3, 9},
                                        {9, 3}, {2, 16}, {5, 17}, {9, 64}};
     uint32_t seed = 7;

@@ -13,6 +13,7 @@
 // One zmm vector = one 16-wide packed panel. Register tiles (up to 24 zmm accumulators of the
 // 32, plus the B vectors and a broadcast):
 //   n <= 8         : 12 x 8 in ymm (and m x 8 for the last m < 12 rows), see below
+//   a last vector of 1-8 columns (n = 24, 40 ...) is a ymm register (igemm_tile_avx512, HALF)
 //   n <= 16        : 24 x 16 while 24 rows remain (few filters: 24 chains instead of 12)
 //   m >= 12        : 12 x 32 (2 B loads + 12 broadcasts per step, 24 accumulators)
 //   m = 7..11      : m x 32;  m = 4, 5, 6 : m x 64;  m = 3 : 3 x 64;  m = 2 : 2 x 96;
@@ -40,25 +41,35 @@
 #endif
 
 // One register tile: MR rows x NV vectors of 16 columns (= NV panels), starting at a panel
-// boundary. `last` = lanes of vector NV-1 to store (columns beyond are never written).
-FL_IGEMM5_AI void igemm_tile_avx512(const int MR, const int NV, int64_t ks, int64_t kc,
-                                    const float* const* a, const float* b, int64_t ps,
+// boundary. `last` = lanes of vector NV-1 to store (columns beyond are never written). HALF:
+// vector NV-1 has at most 8 lanes and is a ymm register (as in gemm/avx512.cpp: a half-empty
+// zmm FMA costs a whole one on Zen 4).
+FL_IGEMM5_AI void igemm_tile_avx512(const int MR, const int NV, const int HALF, int64_t ks,
+                                    int64_t kc, const float* const* a, const float* b, int64_t ps,
                                     const float* bias, float* c, int64_t ldc, __mmask16 last) {
+    const int NZ = HALF ? NV - 1 : NV;  // zmm vectors
     __m512 acc[24][8];
+    __m256 acch[24];
 
     if (bias) {
         FL_IGEMM5_UNROLL(8)
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < NZ; ++v) {
             // bias is padded like the panels, so a whole vector is readable.
             const __m512 bv = _mm512_loadu_ps(bias + v * 16);
             FL_IGEMM5_UNROLL(24)
             for (int i = 0; i < MR; ++i) acc[i][v] = bv;
         }
+        if (HALF) {
+            const __m256 bh = _mm256_loadu_ps(bias + NZ * 16);
+            FL_IGEMM5_UNROLL(24)
+            for (int i = 0; i < MR; ++i) acch[i] = bh;
+        }
     } else {
         FL_IGEMM5_UNROLL(24)
         for (int i = 0; i < MR; ++i) {
             FL_IGEMM5_UNROLL(8)
-            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+            for (int v = 0; v < NZ; ++v) acc[i][v] = _mm512_setzero_ps();
+            if (HALF) acch[i] = _mm256_setzero_ps();
         }
     }
 
@@ -77,13 +88,16 @@ FL_IGEMM5_AI void igemm_tile_avx512(const int MR, const int NV, int64_t ks, int6
             FL_IGEMM5_UNROLL(4)
             for (int64_t p = 0; p < kc; ++p) {
                 __m512 bx[2];
+                __m256 bh = _mm256_setzero_ps();
                 FL_IGEMM5_UNROLL(2)
-                for (int v = 0; v < NV; ++v) bx[v] = _mm512_loadu_ps(bp[v] + p * 16);
+                for (int v = 0; v < NZ; ++v) bx[v] = _mm512_loadu_ps(bp[v] + p * 16);
+                if (HALF) bh = _mm256_loadu_ps(bp[NZ] + p * 16);
                 FL_IGEMM5_UNROLL(24)
                 for (int i = 0; i < MR; ++i) {
                     const __m512 ai = _mm512_set1_ps(ap[i][p]);
                     FL_IGEMM5_UNROLL(2)
-                    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bx[v], acc[i][v]);
+                    for (int v = 0; v < NZ; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bx[v], acc[i][v]);
+                    if (HALF) acch[i] = _mm256_fmadd_ps(_mm256_set1_ps(ap[i][p]), bh, acch[i]);
                 }
             }
         } else {
@@ -93,10 +107,16 @@ FL_IGEMM5_AI void igemm_tile_avx512(const int MR, const int NV, int64_t ks, int6
                 FL_IGEMM5_UNROLL(6)
                 for (int i = 0; i < MR; ++i) ai[i] = _mm512_set1_ps(ap[i][p]);
                 FL_IGEMM5_UNROLL(8)
-                for (int v = 0; v < NV; ++v) {
+                for (int v = 0; v < NZ; ++v) {
                     const __m512 bx = _mm512_loadu_ps(bp[v] + p * 16);
                     FL_IGEMM5_UNROLL(6)
                     for (int i = 0; i < MR; ++i) acc[i][v] = _mm512_fmadd_ps(ai[i], bx, acc[i][v]);
+                }
+                if (HALF) {
+                    const __m256 bh = _mm256_loadu_ps(bp[NZ] + p * 16);
+                    FL_IGEMM5_UNROLL(6)
+                    for (int i = 0; i < MR; ++i)
+                        acch[i] = _mm256_fmadd_ps(_mm256_set1_ps(ap[i][p]), bh, acch[i]);
                 }
             }
         }
@@ -107,13 +127,14 @@ FL_IGEMM5_AI void igemm_tile_avx512(const int MR, const int NV, int64_t ks, int6
     FL_IGEMM5_UNROLL(24)
     for (int i = 0; i < MR; ++i) {
         FL_IGEMM5_UNROLL(8)
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < NZ; ++v) {
             float* dst = c + i * ldc + v * 16;
             if (v == NV - 1)
                 _mm512_mask_storeu_ps(dst, last, acc[i][v]);
             else
                 _mm512_storeu_ps(dst, acc[i][v]);
         }
+        if (HALF) _mm256_mask_storeu_ps(c + i * ldc + NZ * 16, (__mmask8)last, acch[i]);
     }
 }
 
@@ -161,10 +182,19 @@ FL_IGEMM5_AI void igemm_rows_avx512(const int MR, const int NVMAX, int64_t n, in
         const float* bj = b + (j / 16) * ps;
         const float* biasj = bias ? bias + j : 0;
         float* cj = c + j;
+        // A last vector of at most 8 lanes runs as a ymm (igemm_tile_avx512, HALF) in the
+        // 12-row tiles; the short tiles of the last rows keep a masked zmm (each HALF
+        // instantiation grows the function, and the larger one ran the 64-filter 3x3 conv 2-4%
+        // slower).
+        const int half = MR == 12 && lanes <= 8;
 #define FL_IGEMM5_TILE_CASE(NVC)                                                           \
     if ((NVC) <= NVMAX && nv == (NVC)) {                                                   \
-        igemm_tile_avx512(MR, (NVC) <= NVMAX ? (NVC) : 1, ks, kc, a, bj, ps, biasj, cj, ldc, \
-                          last);                                                           \
+        if (half)                                                                          \
+            igemm_tile_avx512(MR, (NVC) <= NVMAX ? (NVC) : 1, 1, ks, kc, a, bj, ps, biasj, \
+                              cj, ldc, last);                                              \
+        else                                                                               \
+            igemm_tile_avx512(MR, (NVC) <= NVMAX ? (NVC) : 1, 0, ks, kc, a, bj, ps, biasj, \
+                              cj, ldc, last);                                              \
         continue;                                                                          \
     }
         FL_IGEMM5_TILE_CASE(8)
