@@ -133,10 +133,12 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     const auto kernel = kernels().igemm;
     const ChunkGeometry geo{s, cg, row_chunks, ks, kc, zero_row};
     // Consecutive pixels of an output row read input pixels sw*C floats apart. When that is a
-    // multiple of 1024 floats (4 KiB: 1x1 or 2x2 stride-2 convs with 512 or 1024 channels) all
-    // rows of a register tile share one L1 set, and AVX-512's 12- and 24-row tiles evicted
+    // multiple of 1024 floats (4 KiB: stride-2 convs with 512 channels, stride 1 or 2 with 1024)
+    // all rows of a register tile share one L1 set, and AVX-512's 12- and 24-row tiles evicted
     // their own lines every step (0.84-0.91x the AVX2 kernel on a Zen 4 core); the kernel is
-    // then called on 6 rows at a time (6 x 64 tiles). Same chains, same bits.
+    // then called on 6 rows at a time (6 x 64 tiles above 16 filters, 6 x 16 or 6 x 8 below).
+    // On every ISA: AVX2's 12 x 8 tile for 8 filters or fewer has 12 such rows too (that case
+    // was not measured). Same chains, same bits.
     const int64_t call_rows = (s.sw * s.c) % 1024 == 0 ? 6 : tile;
 
     // Guided self-scheduling (fl::GuidedRuns): each worker takes the next run of pixels, `tile`

@@ -191,6 +191,7 @@ const std::vector<Case>& cases() {
         // Input pixels 4 KiB apart (sw * C = 1024): the kernel is called on 6 rows at a time.
         {1, 6, 30, 512, 1, 1, 20, 1, 2, 2, 1, 1, 0, 0, 0, 0},  // 1x1 stride 2, 45 pixels
         {1, 5, 9, 1024, 2, 2, 9, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 2x2, K = 4096, 9 filters
+        {1, 5, 9, 1024, 2, 2, 20, 1, 1, 1, 1, 1, 0, 0, 0, 0},  // 20 filters: blocks of 16 + 4
     };
     return v;
 }

@@ -227,10 +227,11 @@ void test_gemm_kernel_grid(const GemmIsa& g) {
     // Rows: every tile height of every ISA (AVX2 up to 6, AVX-512 up to 14) and the block
     // splits above them (15 -> 8 + 7, 20 -> 14 + 6, 29 -> 14 + 14 + 1); columns: tile edges +-1
     // of the 16/32/48/64-wide tiles and of the 96/128-wide AVX-512 ones, and last vectors of
-    // 1-8 columns (AVX-512 runs them in ymm registers: n = 3, 8, 24, 40, 56, 72, 104 ...).
-    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 20, 29};
-    const int64_t ns[] = {1,  3,  7,  8,  9,  15, 16, 17, 24, 31,  32,  33,  40,
-                          47, 48, 49, 56, 63, 64, 65, 72, 97, 104, 127, 128, 129};
+    // 1-8 columns (AVX-512 runs them in ymm registers: n = 3, 8, 24, 40, 56, 72, 88 (the 2 x 96
+    // tile), 104 ...).
+    const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 20, 29};
+    const int64_t ns[] = {1,  3,  7,  8,  9,  15, 16, 17, 24,  31,  32,  33,  40, 47,
+                          48, 49, 56, 63, 64, 65, 72, 88, 97, 104, 127, 128, 129};
     const int64_t ks[] = {1, 2, 7, 16, 255, 256, 257};
     uint32_t seed = 1;
     int cases = 0;

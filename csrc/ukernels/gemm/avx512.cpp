@@ -66,7 +66,7 @@ static inline __mmask16 gemm_lane_mask_avx512(int64_t r) {
 // nor written. RS1: rs_a == 1 (packed A), the row offsets become constants. HALF: vector NV-1
 // has at most 8 lanes and is a ymm register (the first half of its panel). On Zen 4 a zmm FMA
 // costs two ymm FMAs, so a half-empty zmm ran at half the rate (one core: dense 4096 x 512 -> 8
-// 617 us against 461 for the AVX2 kernel, 402-423 with the ymm; 512 x 512 -> 24 165 -> 125 us,
+// 617 us against 461 for the AVX2 kernel, 391-423 with the ymm; 512 x 512 -> 24 165 -> 125 us,
 // AVX2 141; -> 40 and -> 56 1.11x and 1.15x); full-width cores run both at the same rate. Same
 // chains either way.
 FL_G512_AI void gemm_tile_avx512(const int MR, const int NV, const int HALF, const int RS1,
@@ -243,7 +243,8 @@ void fl_gemm_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t
     // 2 KiB apart, 14 rows spread over two sets and ran at full speed. Same chains either way.
     const int64_t mr = rs_a != 1 && rs_a % 1024 == 0 ? 7 : FL_G512_MR;
     while (m > 0) {
-        // Blocks of mr rows; mr+1..mr+5 rows go as two near-equal blocks (8 + 7 ... 10 + 9).
+        // Blocks of mr rows; mr+1..mr+5 rows go as two near-equal blocks (14-row blocks: 8 + 7
+        // ... 10 + 9; 7-row blocks: 4 + 4 ... 6 + 6).
         const int64_t rows = m <= mr ? m : m < mr + 6 ? (m + 1) / 2 : mr;
         if (rs_a == 1)
             gemm_block_avx512(1, rows, n, k, a, 1, cs_a, b, b_panel_stride, bias, load_c, c, ldc);
