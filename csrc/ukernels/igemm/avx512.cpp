@@ -169,9 +169,11 @@ FL_IGEMM5_AI void igemm_tile8_avx512(const int MR, int64_t ks, int64_t kc, const
     for (int i = 0; i < MR; ++i) _mm256_mask_storeu_ps(c + i * ldc, last, acc[i]);
 }
 
-// The 12-row tiles whose last vector is a ymm (1 or 2 vectors), out of line, so that the code
-// of the other tiles stays as it was without them (fl_igemm_f32_avx512 inlines everything
-// else; inlined, these grew it from 75 to 134 KB with HALF copies of every tile).
+// The 12-row tiles whose last vector is a ymm (1 or 2 vectors; igemm_rows_avx512 reaches them
+// only with MR = 12, NVMAX = 2), out of line, so that the code of the other tiles stays as it
+// was without them (fl_igemm_f32_avx512 inlines everything else: HALF copies of every tile
+// grew it from 75 to 134 KB and cost the 64-filter conv 2-4 %; these two alone, inlined, to
+// 78 KB).
 #if defined(_MSC_VER) && !defined(__clang__)
 __declspec(noinline)
 #else
