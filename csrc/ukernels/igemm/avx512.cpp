@@ -12,7 +12,7 @@
 //
 // One zmm vector = one 16-wide packed panel. Register tiles (up to 24 zmm accumulators of the
 // 32, plus the B vectors and a broadcast):
-//   n <= 8         : 12 x 8 in ymm (and m x 8 for the last m < 12 rows), see below
+//   n <= 8         : 12 x 8 in ymm (and m x 8 for the last m < 12 rows) (fl_igemm_f32_avx512)
 //   a last vector of 1-8 columns (n = 24, 40 ...) is a ymm register (igemm_tile_avx512, HALF)
 //   n <= 16        : 24 x 16 while 24 rows remain (few filters: 24 chains instead of 12)
 //   m >= 12        : 12 x 32 (2 B loads + 12 broadcasts per step, 24 accumulators)
@@ -138,37 +138,6 @@ FL_IGEMM5_AI void igemm_tile_avx512(const int MR, const int NV, const int HALF, 
     }
 }
 
-// n <= 8: one 8-column ymm vector per row (the first half of panel 0). On Zen 4 a zmm FMA
-// costs two ymm FMAs, so a half-empty zmm tile ran at half the rate; on full-width cores both
-// run at the same rate. 12 rows, not 24: 24 row pointers do not fit in the 16 general
-// registers, and the reloads made a 24 x 8 tile slower (1 x 32 x 32 x 3 conv with 8 filters,
-// one thread, Zen 4: 46 us with the zmm tile, 41 us with 24 x 8, 35.5 us with 12 x 8; the AVX2
-// kernel's 12 x 8 38 us). `last` = the n columns to store.
-FL_IGEMM5_AI void igemm_tile8_avx512(const int MR, int64_t ks, int64_t kc, const float* const* a,
-                                     const float* b, const float* bias, float* c, int64_t ldc,
-                                     __mmask8 last) {
-    __m256 acc[12];
-    const __m256 init = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-    FL_IGEMM5_UNROLL(12)
-    for (int i = 0; i < MR; ++i) acc[i] = init;
-    const float* bp = b;
-    for (int64_t t = 0; t < ks; ++t) {
-        const float* ap[12];
-        FL_IGEMM5_UNROLL(12)
-        for (int i = 0; i < MR; ++i) ap[i] = a[i * ks + t];
-        FL_IGEMM5_UNROLL(4)
-        for (int64_t p = 0; p < kc; ++p) {
-            const __m256 bx = _mm256_loadu_ps(bp + p * 16);
-            FL_IGEMM5_UNROLL(12)
-            for (int i = 0; i < MR; ++i)
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(ap[i][p]), bx, acc[i]);
-        }
-        bp += kc * 16;
-    }
-    FL_IGEMM5_UNROLL(12)
-    for (int i = 0; i < MR; ++i) _mm256_mask_storeu_ps(c + i * ldc, last, acc[i]);
-}
-
 // The 12-row tiles whose last vector is a ymm (1 or 2 vectors; igemm_rows_avx512 reaches them
 // only with MR = 12, NVMAX = 2), out of line, so that the code of the other tiles stays as it
 // was without them (fl_igemm_f32_avx512 inlines everything else: HALF copies of every tile
@@ -232,17 +201,23 @@ void fl_igemm_f32_avx512(int64_t m, int64_t n, int64_t ks, int64_t kc, const flo
     if (n <= 0) return;
     const int64_t ps = b_panel_stride;
     if (n <= 8) {
-        const __mmask8 last = (__mmask8)(0xFFu >> (8 - n));
+        // One 8-column ymm vector per row (igemm_tile_avx512 with NV = 1, HALF): on Zen 4 a
+        // zmm FMA costs two ymm FMAs, so a half-empty zmm tile ran at half the rate. 12 rows,
+        // not 24: 24 row pointers do not fit in the 16 general registers, and the reloads made
+        // a 24 x 8 tile slower (4 x 32 x 32 x 3 conv with 8 filters, one thread, Zen 4: 46 us
+        // with the zmm tile, 41 us with 24 x 8, 35.5 us with 12 x 8; the AVX2 kernel's 12 x 8
+        // 38 us).
+        const __mmask16 last = (__mmask16)(0xFFu >> (8 - n));
         while (m >= 12) {
-            igemm_tile8_avx512(12, ks, kc, a, b, bias, c, ldc, last);
+            igemm_tile_avx512(12, 1, 1, ks, kc, a, b, ps, bias, c, ldc, last);
             m -= 12;
             a += 12 * ks;
             c += 12 * ldc;
         }
         switch (m) {
-#define FL_IGEMM5_TILE8_CASE(R)                                  \
-    case R:                                                      \
-        igemm_tile8_avx512(R, ks, kc, a, b, bias, c, ldc, last); \
+#define FL_IGEMM5_TILE8_CASE(R)                                             \
+    case R:                                                                 \
+        igemm_tile_avx512(R, 1, 1, ks, kc, a, b, ps, bias, c, ldc, last);   \
         break;
             FL_IGEMM5_TILE8_CASE(1)
             FL_IGEMM5_TILE8_CASE(2)
