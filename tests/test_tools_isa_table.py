@@ -19,11 +19,23 @@ def tool():
     return mod
 
 
-def _run(isa, threads, cpp_s, numpy_s, torch_s=None, pct=None, peak=100.0):
-    """A bench JSON with one compute-bound case 'gemm-x' and one other case 'tiny'."""
-    paths = {"cpp": {"median_s": cpp_s, "percent_of_peak": pct}, "numpy": {"median_s": numpy_s}}
+def _stats(median_s, pct=None):
+    return {
+        "median_s": median_s,
+        "p10_s": median_s,
+        "p90_s": median_s,
+        "repeats": 1,
+        "gflops": 1.0,
+        "percent_of_peak": pct,
+    }
+
+
+def _run(isa, threads, cpp_s, numpy_s, torch_s=None, pct=None, peak=100.0, extra=None):
+    """A bench JSON (schema 1) with a compute-bound case 'gemm-x', a case 'tiny' and, if
+    given, a case `extra` (a compute-bound case timed like gemm-x)."""
+    paths = {"cpp": _stats(cpp_s, pct), "numpy": _stats(numpy_s)}
     if torch_s is not None:
-        paths["torch"] = {"median_s": torch_s}
+        paths["torch"] = _stats(torch_s)
     machine = {
         "cpu": "Test CPU",
         "isa": isa,
@@ -34,11 +46,27 @@ def _run(isa, threads, cpp_s, numpy_s, torch_s=None, pct=None, peak=100.0):
         "torch_cpu_capability": "AVX2",
         "peak_total_gflops": peak,
     }
-    cases = [
-        {"id": "gemm-x", "compute_bound": True, "paths": paths},
-        {"id": "tiny", "compute_bound": False, "paths": {"cpp": {"median_s": 2e-6}}},
-    ]
-    return {"machine": machine, "cases": cases}
+
+    def case(cid, bound, case_paths):
+        return {
+            "id": cid,
+            "op": "dense",
+            "shape": "s",
+            "flops": 1.0,
+            "compute_bound": bound,
+            "paths": case_paths,
+        }
+
+    cases = [case("gemm-x", True, paths), case("tiny", False, {"cpp": _stats(2e-6)})]
+    if extra:
+        cases.append(case(extra, True, paths))
+    return {
+        "schema_version": 1,
+        "date": "2026-12-04",
+        "mode": "full",
+        "machine": machine,
+        "cases": cases,
+    }
 
 
 def _write(out, rnd, isa, threads, data):
@@ -51,30 +79,35 @@ def _row(table, cid):
 
 
 def test_medians_ratios_and_isa_speed(tool, tmp_path):
-    # avx512: cpp 1, 2, 3 ms -> median 2 ms; numpy/cpp ratios 0.9, 1.5, 1.2 -> 1.2x;
-    # torch/cpp 3, 0.5, 1 -> 1.0x (median of the per-run ratios, not of the times).
-    for rnd, (cpp, npy, trc, pct) in enumerate(
-        [(1e-3, 0.9e-3, 3e-3, 80.0), (2e-3, 3e-3, 1e-3, 90.0), (3e-3, 3.6e-3, 3e-3, 70.0)], 1
-    ):
-        _write(tmp_path, rnd, "avx512", 1, _run("avx512", 1, cpp, npy, trc, pct, peak=200.0))
-        # avx2: 4 ms each run, numpy 2 ms (0.5x, bold), no torch path.
-        _write(tmp_path, rnd, "avx2", 1, _run("avx2", 1, 4e-3, 2e-3, None, 40.0, peak=100.0))
+    # avx512, rounds written out of order: cpp 1, 2, 6 ms -> median 2 ms (mean 3); numpy/cpp
+    # ratios 0.9, 1.5, 1.2 -> 1.2x; torch/cpp 3, 0.5, 0.5 -> 0.50x (the median of the per-run
+    # ratios; the median times would give 0.75x); % of peak 95, 72, 70 -> 72 %; peak 200, 150,
+    # 300 -> 200.
+    avx512 = [
+        (1e-3, 0.9e-3, 3e-3, 95.0, 200.0),
+        (2e-3, 3e-3, 1e-3, 72.0, 150.0),
+        (6e-3, 7.2e-3, 3e-3, 70.0, 300.0),
+    ]
+    for rnd, (cpp, npy, trc, pct, peak) in zip((3, 1, 2), avx512):
+        _write(tmp_path, rnd, "avx512", 1, _run("avx512", 1, cpp, npy, trc, pct, peak))
+        # avx2: 4 ms each run, numpy 2 ms (0.50x, bold), no torch path.
+        _write(tmp_path, rnd, "avx2", 1, _run("avx2", 1, 4e-3, 2e-3, None, 40.0))
+    for name in ("r1_avx2_t1.json.bak", "notes.md", "xr1_avx2_t1.json"):
+        (tmp_path / name).write_text("not a run")
     runs = tool.load_runs(tmp_path)
     assert sorted(runs) == [("avx2", 1), ("avx512", 1)]
-    assert [r["cases"][0]["paths"]["cpp"]["median_s"] for r in runs[("avx512", 1)]] == [
-        1e-3,
-        2e-3,
-        3e-3,
-    ]
+    # Round order: rounds 1, 2, 3 were the 2nd, 3rd and 1st tuples.
+    got = [r["cases"][0]["paths"]["cpp"]["median_s"] for r in runs[("avx512", 1)]]
+    assert got == [2e-3, 6e-3, 1e-3]
     table = tool.render(runs, ["avx512", "avx2"])
-    assert "median of 3 run(s); Test CPU" in table
+    assert "Test CPU; runs: avx512 3, avx2 3" in table
     assert "avx512 200.0, avx2 100.0" in table
     assert _row(table, "gemm-x") == [
         "gemm-x",
         "2.00 ms",
         "1.20x",
-        "1.00x",
-        "80 %",
+        "**0.50x**",
+        "72 %",
         "4.00 ms",
         "**0.50x**",
         "-",
@@ -83,8 +116,40 @@ def test_medians_ratios_and_isa_speed(tool, tmp_path):
     ]
     # Not compute-bound: no % of peak; peers not timed: "-"; equal times: 1.00x.
     assert _row(table, "tiny") == ["tiny", "2.0 us", "-", "-", "", "2.0 us", "-", "-", "", "1.00x"]
-    # The other order compares avx2 with avx512 (its time / theirs).
+    # The other order compares avx2 with avx512 (avx512's time / avx2's).
     assert _row(tool.render(runs, ["avx2", "avx512"]), "gemm-x")[-1] == "**0.50x**"
+
+
+def test_bold_is_what_prints_below_one(tool):
+    assert tool._fmt_ratio(0.996) == "1.00x"
+    assert tool._fmt_ratio(0.994) == "**0.99x**"
+    assert tool._fmt_ratio(1.0) == "1.00x"
+    assert tool._fmt_ratio(None) == "-"
+
+
+def test_uneven_runs_and_cases(tool, tmp_path):
+    """A level with fewer runs, and a case only one level (or one round) ran, are shown."""
+    _write(tmp_path, 1, "avx512", 1, _run("avx512", 1, 1e-3, 1e-3))
+    _write(tmp_path, 2, "avx512", 1, _run("avx512", 1, 1e-3, 1e-3, extra="late"))
+    _write(tmp_path, 1, "avx2", 1, _run("avx2", 1, 2e-3, 1e-3, extra="only-avx2"))
+    table = tool.render(tool.load_runs(tmp_path), ["avx512", "avx2"])
+    assert "runs: avx512 2, avx2 1" in table
+    assert _row(table, "late")[1:3] == ["1.00 ms", "1.00x"]
+    assert _row(table, "late")[5:] == ["-", "-", "-", "-", "-"]
+    assert _row(table, "only-avx2")[1:5] == ["-", "-", "-", "-"]
+    assert _row(table, "only-avx2")[5:7] == ["2.00 ms", "**0.50x**"]
+
+
+def test_load_refuses_what_is_not_a_run(tool, tmp_path, capsys):
+    (tmp_path / "r1_avx2_t1.json").write_text('{"cases": []}')
+    with pytest.raises(SystemExit) as exc:
+        tool.main(["--load", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "r1_avx2_t1.json" in capsys.readouterr().err
+    (tmp_path / "r1_avx2_t1.json").write_text("{truncated")
+    with pytest.raises(SystemExit):
+        tool.main(["--load", str(tmp_path)])
+    assert "not JSON" in capsys.readouterr().err
 
 
 def test_thread_counts_get_their_own_tables(tool, tmp_path):
@@ -107,11 +172,18 @@ def test_bad_arguments_are_refused(tool, tmp_path, capsys):
         ["--out", str(tmp_path), "--threads", "two"],
         ["--out", str(tmp_path), "--rounds", "0"],
         ["--out", str(tmp_path), "--paths", "numpy,torch"],
+        ["--out", str(tmp_path), "--threads", "1,1"],
     ):
         with pytest.raises(SystemExit) as exc:
             tool.main(argv)
         assert exc.value.code == 2, argv
-    assert "error:" in capsys.readouterr().err
+        assert "error:" in capsys.readouterr().err, argv
+    # --out must not hold runs already: they would mix into the new table.
+    _write(tmp_path, 1, "avx2", 1, _run("avx2", 1, 1e-3, 1e-3))
+    with pytest.raises(SystemExit) as exc:
+        tool.main(["--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "already holds runs" in capsys.readouterr().err
 
 
 def test_a_real_run_of_one_case(tool, tmp_path, capsys):
@@ -127,4 +199,15 @@ def test_a_real_run_of_one_case(tool, tmp_path, capsys):
     assert data["machine"]["isa"] == "scalar"
     assert [c["id"] for c in data["cases"]] == ["softmax-1x64"]
     row = _row(capsys.readouterr().out, "softmax-1x64")
-    assert row[0] == "softmax-1x64" and row[1].endswith("us") and row[2].endswith("x")
+    assert row[1].endswith(" us") and row[2].endswith("x") and row[3] == "-"
+
+
+def test_a_level_this_machine_does_not_run_stops_before_timing(tool, tmp_path, capsys):
+    import fastlayers as fl
+
+    if not fl.core_available():
+        pytest.skip("the compiled core is not installed")
+    argv = ["--out", str(tmp_path / "o"), "--isas", "sse9", "--threads", "1", "--rounds", "1"]
+    assert tool.main(argv + ["--only", "softmax-1x64", "--paths", "cpp"]) == 1
+    assert "FASTLAYERS_ISA=sse9 runs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing was timed

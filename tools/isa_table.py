@@ -12,12 +12,15 @@ median of a few runs, with the ratio of the ISA levels' times.
 Each round runs `python -m fastlayers.bench --no-models --full --json ...` once per thread
 count and ISA level (FASTLAYERS_ISA is read at import), the levels alternating, so a slow
 phase of the host hits them alike; each run is kept as <out>/r<round>_<isa>_t<threads>.json
-(the bench's own JSON, readable with `python -m fastlayers.bench --load`). A full run of
-three rounds, two ISA levels and two thread counts takes about 20 minutes.
+(the bench's own JSON, readable with `python -m fastlayers.bench --load`); --out must not
+already hold such files. Before the first round a short child per level checks that
+FASTLAYERS_ISA selects it on this machine. A round (two levels, two thread counts) took 4-8
+minutes on a 2-core Zen 4, so the default run takes 10-25 minutes.
 
 In the table a ratio is peer time / fastlayers time (> 1: fastlayers faster), the median of
-the runs' own ratios; times and % of peak are medians too. Ratios below 1.0x are bold. The
-last columns give the first ISA level's speed against each other one (its time / theirs).
+the runs' own ratios; times and % of peak are medians too. Ratios that print below 1.00x are
+bold. The last columns give the first ISA level's speed against each other level: the other
+level's median time / the first level's.
 """
 
 from __future__ import annotations
@@ -38,14 +41,21 @@ def run_path(out: Path, rnd: int, isa: str, threads: int) -> Path:
     return out / f"r{rnd}_{isa}_t{threads}.json"
 
 
+def run_files(out: Path) -> list[Path]:
+    """The run files (r<round>_<isa>_t<threads>.json) in out."""
+    return sorted(p for p in out.iterdir() if _RUN_NAME.match(p.name))
+
+
 def load_runs(out: Path) -> dict:
-    """{(isa, threads): [bench JSON of each round, in round order]} for every run file in out."""
+    """{(isa, threads): [bench JSON of each round, in round order]} for every run file in out,
+    each checked by fastlayers.bench.results.load (ValueError names a file that is not a run)."""
+    from fastlayers.bench import results
+
     found: dict = {}
-    for p in sorted(out.iterdir()):
+    for p in run_files(out):
         m = _RUN_NAME.match(p.name)
-        if m:
-            key = (m.group(2), int(m.group(3)))
-            found.setdefault(key, []).append((int(m.group(1)), json.loads(p.read_text())))
+        key = (m.group(2), int(m.group(3)))
+        found.setdefault(key, []).append((int(m.group(1)), results.load(str(p))))
     return {k: [d for _, d in sorted(v, key=lambda rv: rv[0])] for k, v in found.items()}
 
 
@@ -58,7 +68,7 @@ def _fmt_time(s: float) -> str:
 def _fmt_ratio(r: float | None) -> str:
     if r is None:
         return "-"
-    return f"**{r:.2f}x**" if r < 1.0 else f"{r:.2f}x"
+    return f"**{r:.2f}x**" if round(r, 2) < 1.0 else f"{r:.2f}x"
 
 
 def _median_ratio(cases: list, peer: str) -> float | None:
@@ -80,21 +90,26 @@ def render(runs: dict, isas: list[str]) -> str:
         if not have:
             continue
         first = runs[(have[0], threads)][0]["machine"]
-        peak = {
-            isa: statistics.median(r["machine"]["peak_total_gflops"] for r in runs[(isa, threads)])
-            for isa in have
-        }
-        peaks = ", ".join(f"{isa} {peak[isa]:.1f}" for isa in have)
-        nruns = min(len(runs[(isa, threads)]) for isa in have)
+        peaks, counts = [], []
+        for isa in have:
+            got = [r["machine"].get("peak_total_gflops") for r in runs[(isa, threads)]]
+            got = [g for g in got if g is not None]
+            peaks.append(f"{isa} {statistics.median(got):.1f}" if got else f"{isa} -")
+            counts.append(f"{isa} {len(runs[(isa, threads)])}")
         blas = (first.get("blas") or [{}])[0]
+        torch_v = first.get("versions", {}).get("torch")
+        torch = (
+            f"PyTorch {torch_v} (CPU capability {first.get('torch_cpu_capability')})"
+            if torch_v
+            else "PyTorch not installed"
+        )
         lines += [
             "",
-            f"### {threads} thread(s), median of {nruns} run(s); {first.get('cpu', '?')}",
+            f"### {threads} thread(s); {first.get('cpu', '?')}; runs: {', '.join(counts)}",
             "",
-            f"FMA peak probe (GFLOP/s): {peaks}. Peers: NumPy {first['versions'].get('numpy')} "
-            f"(BLAS {blas.get('internal_api', '?')} {blas.get('architecture', '?')}, pin "
-            f"{first.get('blas_pin', '?')}), PyTorch {first['versions'].get('torch')} "
-            f"(CPU capability {first.get('torch_cpu_capability')}).",
+            f"FMA peak probe (GFLOP/s): {', '.join(peaks)}. Peers: NumPy "
+            f"{first.get('versions', {}).get('numpy')} (BLAS {blas.get('internal_api', '?')} "
+            f"{blas.get('architecture', '?')}, pin {first.get('blas_pin', '?')}), {torch}.",
             "",
         ]
         head = ["shape"]
@@ -103,13 +118,17 @@ def render(runs: dict, isas: list[str]) -> str:
         head += [f"{have[0]} speed / {isa}" for isa in have[1:]]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|---|" + "---:|" * (len(head) - 1))
-        ids = [c["id"] for c in runs[(have[0], threads)][0]["cases"]]
+        ids = []  # every case of any run, in first-seen order
+        for isa in have:
+            for r in runs[(isa, threads)]:
+                ids += [c["id"] for c in r["cases"] if c["id"] not in ids]
         for cid in ids:
             row = [cid]
             times = {}
             for isa in have:
                 cases = [c for r in runs[(isa, threads)] for c in r["cases"] if c["id"] == cid]
-                cpp = [c["paths"]["cpp"]["median_s"] for c in cases if "cpp" in c["paths"]]
+                cases = [c for c in cases if "cpp" in c["paths"]]
+                cpp = [c["paths"]["cpp"]["median_s"] for c in cases]
                 if not cpp:
                     row += ["-"] * 4
                     continue
@@ -155,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.load is not None:
         if not args.load.is_dir():
             ap.error(f"--load: {args.load} is not a directory")
-        runs = load_runs(args.load)
+        try:
+            runs = load_runs(args.load)
+        except ValueError as exc:
+            ap.error(f"--load: {exc}")
         if not runs:
             ap.error(f"--load: no r<round>_<isa>_t<threads>.json files in {args.load}")
         print(render(runs, isas + sorted({i for i, _ in runs} - set(isas))))
@@ -166,8 +188,32 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--threads: comma-separated integers")
     if not threads or min(threads) < 1 or args.rounds < 1 or args.repeats < 1:
         ap.error("--threads, --rounds and --repeats must be at least 1")
+    if len(set(threads)) != len(threads):
+        ap.error("--threads: distinct thread counts")
     if "cpp" not in _csv(args.paths):
         ap.error("--paths must include cpp")
+    if args.out.is_dir() and run_files(args.out):
+        ap.error(f"--out: {args.out} already holds runs (print them with --load)")
+    for isa in isas:  # a few seconds each, rather than a whole run on the wrong level
+        probe = "import json, fastlayers as fl; print(json.dumps(fl.runtime_info()))"
+        proc = subprocess.run(
+            [sys.executable, "-c", probe],
+            env=dict(os.environ, FASTLAYERS_ISA=isa),
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            print(f"importing fastlayers with FASTLAYERS_ISA={isa} failed", file=sys.stderr)
+            return 1
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        if info.get("isa") != isa:
+            print(
+                f"FASTLAYERS_ISA={isa} runs {info.get('isa')} here (no compiled core: None; "
+                f"built: {info.get('isas_built')}, this CPU: {info.get('isas_supported')})",
+                file=sys.stderr,
+            )
+            return 1
     args.out.mkdir(parents=True, exist_ok=True)
     for rnd in range(1, args.rounds + 1):
         for t in threads:
