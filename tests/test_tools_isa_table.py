@@ -150,6 +150,20 @@ def test_load_refuses_what_is_not_a_run(tool, tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main(["--load", str(tmp_path)])
     assert "not JSON" in capsys.readouterr().err
+    # A run file the OS cannot read (here a directory with a run file's name): an argparse
+    # error naming it, not a traceback.
+    (tmp_path / "r1_avx2_t1.json").unlink()
+    (tmp_path / "r2_avx2_t1.json").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        tool.main(["--load", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "r2_avx2_t1.json" in capsys.readouterr().err
+
+
+def test_times_of_a_second_or_more_print_in_seconds(tool, tmp_path):
+    _write(tmp_path, 1, "avx2", 1, _run("avx2", 1, 2.5, 1.25))
+    table = tool.render(tool.load_runs(tmp_path), ["avx2"])
+    assert _row(table, "gemm-x")[1:3] == ["2.50 s", "**0.50x**"]
 
 
 def test_thread_counts_get_their_own_tables(tool, tmp_path):
@@ -162,6 +176,7 @@ def test_thread_counts_get_their_own_tables(tool, tmp_path):
 
 
 def test_bad_arguments_are_refused(tool, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
     for argv in (
         [],  # neither --out nor --load
         ["--out", str(tmp_path), "--load", str(tmp_path)],
@@ -173,6 +188,7 @@ def test_bad_arguments_are_refused(tool, tmp_path, capsys):
         ["--out", str(tmp_path), "--rounds", "0"],
         ["--out", str(tmp_path), "--paths", "numpy,torch"],
         ["--out", str(tmp_path), "--threads", "1,1"],
+        ["--out", str(tmp_path / "a-file")],  # exists, not a directory
     ):
         with pytest.raises(SystemExit) as exc:
             tool.main(argv)

@@ -59,12 +59,6 @@ def load_runs(out: Path) -> dict:
     return {k: [d for _, d in sorted(v, key=lambda rv: rv[0])] for k, v in found.items()}
 
 
-def _fmt_time(s: float) -> str:
-    if s >= 1.0:
-        return f"{s:.2f} s"
-    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} us"
-
-
 def _fmt_ratio(r: float | None) -> str:
     if r is None:
         return "-"
@@ -85,6 +79,8 @@ def _median_ratio(cases: list, peer: str) -> float | None:
 def render(runs: dict, isas: list[str]) -> str:
     """The markdown tables (one per thread count) of load_runs' result, ISA levels in `isas`
     order (the first one is compared with each other one)."""
+    from fastlayers.bench import report
+
     lines = []
     for threads in sorted({t for _, t in runs}):
         have = [isa for isa in isas if (isa, threads) in runs]
@@ -140,7 +136,7 @@ def render(runs: dict, isas: list[str]) -> str:
                     pct = [p for p in pct if p is not None]
                     peak = f"{statistics.median(pct):.0f} %" if pct else ""
                 row += [
-                    _fmt_time(times[isa]),
+                    report.fmt_time(times[isa]),
                     _fmt_ratio(_median_ratio(cases, "numpy")),
                     _fmt_ratio(_median_ratio(cases, "torch")),
                     peak,
@@ -177,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--load: {args.load} is not a directory")
         try:
             runs = load_runs(args.load)
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             ap.error(f"--load: {exc}")
         if not runs:
             ap.error(f"--load: no r<round>_<isa>_t<threads>.json files in {args.load}")
@@ -193,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--threads: distinct thread counts")
     if "cpp" not in _csv(args.paths):
         ap.error("--paths must include cpp")
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out: {args.out} exists and is not a directory")
     if args.out.is_dir() and run_files(args.out):
         ap.error(f"--out: {args.out} already holds runs (print them with --load)")
     for isa in isas:  # a few seconds each, rather than a whole run on the wrong level

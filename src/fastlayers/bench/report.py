@@ -47,7 +47,9 @@ def fmt_time(sec: float | None) -> str:
         return "-"
     if sec < 1e-3:
         return f"{sec * 1e6:.1f} us"
-    return f"{sec * 1e3:.2f} ms"
+    if sec < 1.0:
+        return f"{sec * 1e3:.2f} ms"
+    return f"{sec:.2f} s"
 
 
 def row_cells(
