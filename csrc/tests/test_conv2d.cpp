@@ -373,8 +373,10 @@ void check_dwconv_case(const DwIsa& g, int64_t m, int64_t ch, int64_t taps, bool
 void test_dwconv_kernel_grid(const DwIsa& g) {
     std::mt19937 rng(4321);
     const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};
-    const int64_t chs[] = {1, 5, 8, 15, 16, 17, 31, 32, 33, 40, 47, 48, 63, 64, 65, 79, 80, 96,
-                           112, 127, 128, 129, 200};
+    // Tails of 1-8 channels (a ymm in the AVX-512 kernel) and of 9-15 (a masked zmm), after
+    // 0, 16, 32 and 64-channel blocks.
+    const int64_t chs[] = {1, 5, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 63, 64, 65, 72,
+                           79, 80, 96, 112, 127, 128, 129, 200};
     const int64_t tapss[] = {1, 2, 9, 25};
     int cases = 0;
     for (int64_t m : ms)
