@@ -255,6 +255,21 @@ def test_several_axes(backend, axis, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS_ANY_CALL)
+@pytest.mark.parametrize("big", [1e4, 1e7, 3e38, -3e38], ids=str)
+def test_several_axes_with_large_logits(backend, big):
+    """Max-shifted over the joint extent (docs/semantics.md §12), not Keras's exp(x -
+    logsumexp(x)): at 1e7 that rounds the log-sum away and gives exp(-2) to every entry of a
+    2 x 3 slice (sum 0.81). Equal logits share the weight equally, whatever their size."""
+    x = np.full((2, 3, 4), big, F32)
+    x[1, 2, 3] = 0.5 * big if big > 0 else 1.1 * big  # far below the rest of slice 3
+    y = check(backend, x, (0, 1))
+    np.testing.assert_allclose(y[:, :, :3], 1 / 6, rtol=1e-6)
+    want3 = np.full((2, 3), 1 / 5, F32)
+    want3[1, 2] = 0.0
+    np.testing.assert_allclose(y[:, :, 3], want3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS_ANY_CALL)
 def test_one_element_axis_tuple_equals_int(backend, rng):
     x = rng.standard_normal((3, 4, 5)).astype(F32)
     np.testing.assert_array_equal(

@@ -113,11 +113,11 @@ def softmax(x, axis, mask):
         xt = np.transpose(x, rest + axes)
         flat = _policy_softmax(xt.reshape(*xt.shape[: len(rest)], -1), None)
         y = np.transpose(flat.reshape(xt.shape), np.argsort(rest + axes))
-    elif isinstance(axis, tuple) and len(axis) > 1:
-        m = np.max(x, axis=axis, keepdims=True)
-        lse = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
-        y = np.exp(x - lse)
     else:
+        # exp(x - max) / sum, also over several axes: Keras's layer computes
+        # exp(x - logsumexp(x)) there, whose float32 log-sum is rounded to the spacing of the
+        # max (1e7 logits: every weight of a 2 x 3 slice exp(-2), summing to 0.81);
+        # docs/semantics.md §12.
         y = _stable_softmax(x, axis)
     if mask is not None:
         y = np.where(mask, y, F32(0))
