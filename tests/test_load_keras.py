@@ -536,6 +536,18 @@ def test_malformed_configs_are_value_errors(tmp_path, case):
     assert str(path) in str(info.value) and text in str(info.value)
 
 
+@needs_h5py
+@pytest.mark.parametrize("layer, value", [(7, 2**31), (18, 10**29)], ids=["expand_dims", "any"])
+def test_an_axis_too_large_for_c_is_a_value_error(tmp_path, layer, value):
+    """An integer config value beyond C's int (OverflowError inside NumPy) is a ValueError
+    naming the file, like every other malformed config."""
+    out = _rewrite_config(tmp_path, "integ_mask_ops",
+                          _set(["config", "layers", layer, "config", "axis"], value))
+    with pytest.raises(ValueError, match="OverflowError") as info:
+        fl.load_model(out)
+    assert str(out) in str(info.value)
+
+
 def _zip(path: Path, config: bytes, weights: bytes) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("config.json", config)

@@ -75,10 +75,11 @@ def _path(path: Any) -> str:
 # What a damaged or foreign file makes the readers raise below the clear checks: the zip
 # reader's BadZipFile / zlib.error / EOFError, h5py's OSError, RuntimeError and KeyError,
 # and KeyError, IndexError, AttributeError, TypeError, RecursionError from a config of the
-# wrong structure. NotImplementedError and RecursionError are RuntimeErrors; the first is a
-# clear error, passed on with ValueError, ImportError (no h5py) and PermissionError.
+# wrong structure, OverflowError from an integer too large for C (an axis of 2**31).
+# NotImplementedError and RecursionError are RuntimeErrors; the first is a clear error, passed
+# on with ValueError, ImportError (no h5py) and PermissionError.
 _LOW_LEVEL = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, KeyError,
-              IndexError, AttributeError, TypeError)
+              IndexError, AttributeError, TypeError, OverflowError)
 
 
 @contextlib.contextmanager
