@@ -477,6 +477,24 @@ def test_empty_batch_and_empty_queries(op, backend, b, t, rng):
     assert only_out.dtype == out.dtype == w.dtype == F32
 
 
+@pytest.mark.parametrize("op,backend", op_backends(*ALL_OPS))
+def test_empty_batch_with_a_huge_causal_mask(op, backend, rng):
+    """B = 0 with T = S = 2**20: the causal mask (T x S, a TiB of bools) is never built, on
+    either path; the NumPy path raised MemoryError."""
+    n = 2**20
+    q, v, k = np.zeros((0, n, 4), F32), np.zeros((0, n, 3), F32), np.zeros((0, n, 4), F32)
+    f = getattr(fl, op)
+    if op == "scaled_dot_product_attention":
+        assert run_on(backend, f, q, k, v, is_causal=True).shape == (0, n, 3)
+        return
+    kw, dout = {}, 3
+    if op == "multi_head_attention":
+        kw, dout = make_mha(rng, 1, 1, 1, 4, 3, 4, 2, 3, 2, 6, True, None)[3], 6
+    kw["use_causal_mask"] = True
+    out, w = run_on(backend, f, q, v, k, return_attention_scores=True, **kw)
+    assert out.shape == (0, n, dout) and w.size == 0
+
+
 # ------------------------------------------------------------------ dtype / layout
 
 

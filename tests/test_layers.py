@@ -982,6 +982,9 @@ def test_unsupported_or_bad_constructor_arguments():
         L.MultiHeadAttention(2, 3, attention_axes=[])
     with pytest.raises(NotImplementedError, match="attention_axes"):
         L.MultiHeadAttention(2, 3, attention_axes=(1, 2))  # valid in Keras (rank-4 inputs)
+    for axes in ((4,), (-5,), (-3,), (0,)):  # not the time axis of a rank-3 input
+        with pytest.raises(NotImplementedError, match="attention_axes"):
+            L.MultiHeadAttention(2, 3, attention_axes=axes)
     with pytest.raises(ValueError, match="sliding_window"):
         L.MultiHeadAttention(2, 3, sliding_window=0)
     with pytest.raises(TypeError, match="seed"):

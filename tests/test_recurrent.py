@@ -384,6 +384,26 @@ def test_gru_empty_batch(backend, seq, reset_after, rng):
     assert h.shape == (0, 5) and h.dtype == F32
 
 
+@pytest.mark.parametrize("op", ["lstm", "gru"])
+@pytest.mark.parametrize("seq", [False, True])
+def test_empty_batch_runs_no_time_step(op, seq, monkeypatch):
+    """B = 0: the NumPy path returns at once rather than run T steps of nothing (T = 10**6
+    took ~20 s, and T = 2**31 hours); no gate is evaluated."""
+    import fastlayers._numpy.recurrent as np_rnn
+
+    def no_step(*args, **kwargs):
+        raise AssertionError("a time step ran for an empty batch")
+
+    monkeypatch.setattr(np_rnn.activations, "apply", no_step)
+    g = 4 if op == "lstm" else 3
+    x = np.zeros((0, 10**6, 3), F32)
+    kernel, rec = np.ones((3, g * 2), F32), np.ones((2, g * 2), F32)
+    with fl.use_backend("numpy"):
+        got = getattr(fl, op)(x, kernel, rec, return_sequences=seq, return_state=True)
+    assert got[0].shape == ((0, 10**6, 2) if seq else (0, 2))
+    assert all(s.shape == (0, 2) for s in got[1:])
+
+
 @pytest.mark.parametrize("backend", backends_for("lstm_cell"))
 def test_lstm_cell_empty_batch(backend, rng):
     d = make_rnn(rng, 4, 0, 1, 3, 2)

@@ -125,7 +125,10 @@ def softmax(x, axis, mask):
 
 
 def _causal(t_len, s_len):
-    """(T, S) lower triangle, top-left aligned: row i may attend to column j iff j <= i."""
+    """(T, S) lower triangle, top-left aligned: row i may attend to column j iff j <= i.
+
+    The callers skip it when the scores are empty (B = 0 or no heads): T x S may then be
+    far larger than memory, and nothing is masked."""
     return np.tril(np.ones((t_len, s_len), dtype=bool))
 
 
@@ -169,6 +172,7 @@ def attention(query, value, key, scale, score_mode, concat_weight, query_mask, v
     else:  # "concat": w * sum_d tanh(scale * (q_d + k_d))
         pre = F32(1) if scale is None else F32(scale)
         scores = F32(concat_weight) * _tanh_score_sum(query, key, pre, None)
+    causal = causal and scores.size > 0
     mask = _luong_mask(query_mask, value_mask, causal, query.shape[1], key.shape[1])
     return _luong_finish(scores.astype(F32, copy=False), value, query_mask, mask)
 
@@ -198,6 +202,7 @@ def additive_attention(query, value, key, scale, query_mask, value_mask, causal)
     scale is a (D,) vector or None (all ones). Returns (output, weights).
     """
     scores = _tanh_score_sum(query, key, None, scale)
+    causal = causal and scores.size > 0
     mask = _luong_mask(query_mask, value_mask, causal, query.shape[1], key.shape[1])
     return _luong_finish(scores.astype(F32, copy=False), value, query_mask, mask)
 
@@ -211,7 +216,7 @@ def scaled_dot_product_attention(q, k, v, mask, is_causal, scale):
     """
     scores = (q @ np.swapaxes(k, -1, -2)) * F32(scale)
     allowed = mask
-    if is_causal:
+    if is_causal and scores.size:
         causal = _causal(q.shape[-2], k.shape[-2])
         allowed = causal if allowed is None else allowed & causal
     if not _all_finite(scores, v):
@@ -264,7 +269,7 @@ def multi_head_attention(
     if attention_mask is not None:
         m = attention_mask if attention_mask.ndim == 3 else attention_mask[None]
         mask = m[:, None]
-    if causal:
+    if causal and scores.size:
         c = _causal(query.shape[1], key.shape[1])[None, None]
         mask = c if mask is None else mask & c
 

@@ -20,7 +20,11 @@ from . import activations
 F32 = np.float32
 
 
-def _time_order(t_len, go_backwards):
+def _time_order(t_len, go_backwards, b, u):
+    """The time steps in processing order; none when the state is empty (B = 0 or u = 0):
+    every step would compute nothing, and T may be huge."""
+    if b == 0 or u == 0:
+        return range(0)
     return range(t_len - 1, -1, -1) if go_backwards else range(t_len)
 
 
@@ -69,7 +73,7 @@ def lstm(
     h, c = h0, c0
     out = np.zeros((b, u), F32)  # previously emitted output
     seq = np.zeros((b, t_len, u), F32) if return_sequences else None
-    for k, t in enumerate(_time_order(t_len, go_backwards)):
+    for k, t in enumerate(_time_order(t_len, go_backwards, b, u)):
         z = xw[:, t] + h @ recurrent_kernel
         h_new, c_new = lstm_step(z, c, activation, recurrent_activation)
         if mask is None:
@@ -116,7 +120,7 @@ def gru(
     h = h0
     out = np.zeros((b, u), F32)
     seq = np.zeros((b, t_len, u), F32) if return_sequences else None
-    for k, t in enumerate(_time_order(t_len, go_backwards)):
+    for k, t in enumerate(_time_order(t_len, go_backwards, b, u)):
         x_z, x_r, x_h = xw[:, t, :u], xw[:, t, u : 2 * u], xw[:, t, 2 * u :]
         if reset_after:
             # The reset gate multiplies the recurrent term including its bias.

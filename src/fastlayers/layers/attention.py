@@ -281,7 +281,8 @@ class MultiHeadAttention(Layer):
         self.output_shape = output_shape
         if attention_axes is not None:
             axes = _ints(attention_axes, owner, "attention_axes")
-            if [a % 3 for a in axes] != [1]:
+            # 1 or -2 only: 4 (or -5) is the time axis of no rank-3 input (it was taken as 1).
+            if list(axes) not in ([1], [-2]):
                 raise NotImplementedError(
                     f"{owner}: only attention over the time axis of rank-3 inputs is supported "
                     f"(attention_axes None or (1,)), got {attention_axes!r}"
