@@ -167,6 +167,17 @@ def test_conv2d_matches_naive(backend, rng, case, bias):
 
 
 @pytest.mark.parametrize("backend", CONV)
+@pytest.mark.parametrize("dilation", [2**20, (2**20, 2**14), (2**14, 2**20)], ids=str)
+def test_same_padding_with_a_dilation_far_larger_than_the_image(backend, dilation, rng):
+    """Under "same" a dilation d pads by d on each side; only the centre tap meets the image.
+    The NumPy path no longer builds the padded image (terabytes here: MemoryError)."""
+    x = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 2)).astype(np.float32)
+    got = run_on(backend, fl.conv2d, x, k, padding="same", dilation_rate=dilation)
+    assert_close(got, x @ k[1, 1], k=3)  # the centre tap alone
+
+
+@pytest.mark.parametrize("backend", CONV)
 @pytest.mark.parametrize(
     "kw,out_hw",
     [({}, (3, 4)), (dict(padding="same"), (5, 6)), (dict(padding="same", strides=2), (3, 3))],

@@ -21,17 +21,22 @@ def conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, activation)
     top, bottom, left, right = pads
     fg = f // groups
 
-    # Zero padding; "same" puts the odd extra pixel at the bottom/right (TensorFlow rule).
-    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-
-    # im2col: for every kernel tap (a, b), the strided slice of input pixels it meets.
-    # cols[n, i, j, a*kw + b, ch] = xp[n, i*sh + a*dh, j*sw + b*dw, ch]
-    taps = [
-        xp[:, a * dh : a * dh + (oh - 1) * sh + 1 : sh, b * dw : b * dw + (ow - 1) * sw + 1 : sw, :]
-        for a in range(kh)
-        for b in range(kw)
-    ]
-    cols = np.stack(taps, axis=3)  # (N, OH, OW, kh*kw, C)
+    # im2col: for every kernel tap (a, b), the input pixels it meets, or the zero padding
+    # ("same" puts the odd extra pixel at the bottom/right, TensorFlow's rule):
+    # cols[n, i, j, a*kw + b, ch] = x[n, i*sh + a*dh - top, j*sw + b*dw - left, ch], or 0
+    # outside the image. Each tap copies only its in-image window into the zeros, so no padded
+    # copy of x is made (with a large dilation under "same" it would dwarf the output).
+    h, w = x.shape[1], x.shape[2]
+    cols = np.zeros((n, oh, ow, kh * kw, c), x.dtype)
+    for a in range(kh):
+        i0, i1 = _in_image(a * dh - top, sh, oh, h)
+        for b in range(kw):
+            j0, j1 = _in_image(b * dw - left, sw, ow, w)
+            if i0 < i1 and j0 < j1:
+                r0, c0 = i0 * sh + a * dh - top, j0 * sw + b * dw - left
+                cols[:, i0:i1, j0:j1, a * kw + b] = x[
+                    :, r0 : r0 + (i1 - i0 - 1) * sh + 1 : sh, c0 : c0 + (j1 - j0 - 1) * sw + 1 : sw
+                ]
     pixels = n * oh * ow
 
     if groups == 1:
@@ -48,3 +53,11 @@ def conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, activation)
     if bias is not None:
         y += bias
     return activations.apply(activation, y)
+
+
+def _in_image(offset, stride, out_len, in_len):
+    """The output positions [i0, i1) whose input position offset + i * stride lies in
+    [0, in_len), for one kernel tap along one axis."""
+    i0 = min(out_len, max(0, -(offset // stride)))  # ceil(-offset / stride), at least 0
+    i1 = max(i0, min(out_len, (in_len - 1 - offset) // stride + 1)) if in_len > 0 else i0
+    return i0, i1
