@@ -1076,3 +1076,55 @@ def test_layers_are_exported():
         obj = getattr(L, name)
         # Layer classes, and Keras's functional forms of the merge layers (add, dot, ...).
         assert isinstance(obj, type) or (name.islower() and callable(obj)), name
+
+
+# ------------------------------------------------- config attributes set after construction
+
+
+@pytest.mark.parametrize(
+    "make, name, value, fragment",
+    [
+        (lambda: L.MaxPooling2D(2), "pool_size", (0, 0), "pool_size"),
+        (lambda: L.AveragePooling2D(2), "strides", (-1, -1), "strides"),
+        (lambda: L.Conv2D(2, 3), "groups", 0, "groups"),
+        (lambda: L.Cropping2D(1), "cropping", -1, "cropping"),
+        (lambda: L.ZeroPadding2D(1), "padding", -2, "padding"),
+        (lambda: L.RepeatVector(2), "n", -1, "n"),
+        (lambda: L.Dense(3), "units", -5, "units"),
+        (lambda: L.Dense(3), "activation", "no-such-activation", "activation"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_bad_config_attribute_set_later_is_refused_at_once(make, name, value, fragment):
+    """The constructor's checks apply to a later assignment too (a pooling of (0, 0) raised
+    StopIteration at the call on the NumPy path, a negative cropping returned the input, and
+    so on); the attribute keeps its old value."""
+    layer = make()
+    before = getattr(layer, name)
+    with pytest.raises((ValueError, TypeError), match=fragment):
+        setattr(layer, name, value)
+    assert getattr(layer, name) == before
+
+
+def test_a_config_attribute_set_later_is_normalized_and_used(rng):
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    pool = L.MaxPooling2D(2)
+    pool.pool_size = 3  # normalized as the constructor does
+    assert pool.pool_size == (3, 3)
+    np.testing.assert_array_equal(pool(x), L.MaxPooling2D(3, strides=2)(x))
+
+    r = L.Rescaling(2.0)
+    r(x)
+    r.scale, r.offset = 5.0, 1.0  # were ignored: the constructor's arrays were used
+    np.testing.assert_array_equal(r(x), L.Rescaling(5.0, 1.0)(x))
+    assert r.get_config()["scale"] == 5.0
+
+    bn = L.BatchNormalization()
+    bn.build(x.shape)
+    w = [rng.uniform(0.5, 2.0, 3).astype(np.float32) for _ in range(4)]
+    bn.set_weights(w)
+    bn.epsilon = 0.5  # the scale and shift (and the packed kernel) are derived from it
+    fresh = L.BatchNormalization(epsilon=0.5)
+    fresh.build(x.shape)
+    fresh.set_weights(w)
+    np.testing.assert_array_equal(bn(x), fresh(x))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -230,13 +231,45 @@ class Layer:
         _layers_epoch[0] += 1  # the models' shape plans hold packed weights: drop them
         self.__dict__.pop("_direct", None)  # this layer's own runner holds the old ones
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Count the constructors running on an object (a subclass's __init__ calls its
+        # parent's), so that __setattr__ can tell construction from a later assignment.
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def __init__(self: Layer, *args: Any, **kw: Any) -> None:
+            d = self.__dict__
+            d["_init_depth"] = d.get("_init_depth", 0) + 1
+            try:
+                init(self, *args, **kw)
+            finally:
+                d["_init_depth"] -= 1
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
     def __setattr__(self, name: str, value: Any) -> None:
+        after_init = name in self.config_keys and not self.__dict__.get("_init_depth", 1)
+        if after_init:
+            # A config attribute set after construction (``pool.pool_size = (0, 0)``): checked
+            # and normalized as the constructor does, by a probe layer made from the new
+            # config, so a bad value is the constructor's clear error here rather than a
+            # failure (or a wrong result) at the next call.
+            probe = type(self).from_config({**self.get_config(), name: value})
+            value = probe.__dict__[name]
         object.__setattr__(self, name, value)
-        # A config attribute of a built layer changed (``layer.activation = "linear"``): a
-        # shape plan may have bound the old value in (models/shape_plan.py). Not during
-        # construction, and not for run-time state such as a stateful RNN's ``states``.
-        if name in self.config_keys and self.__dict__.get("built"):
-            _layers_epoch[0] += 1
+        if after_init:
+            self._config_changed(name)
+            # A shape plan may have bound the old value in (models/shape_plan.py). Not for
+            # run-time state such as a stateful RNN's ``states``.
+            if self.__dict__.get("built"):
+                _layers_epoch[0] += 1
+
+    def _config_changed(self, name: str) -> None:
+        """Hook called after the config attribute ``name`` was set on a constructed layer:
+        layers that derive state from it in the constructor or build refresh it here."""
 
     def _runner(self, *args: Any, **kwargs: Any) -> Callable | None:
         """For a model's shape plan (models/shape_plan.py): a function of arrays alone that

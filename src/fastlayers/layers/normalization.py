@@ -274,6 +274,10 @@ class BatchNormalization(Layer):
         self._affine = self.affine()
         super()._on_weights_set()
 
+    def _config_changed(self, name: str) -> None:
+        if name == "epsilon" and self.built:
+            self._on_weights_set()  # scale and shift (and the packed kernel) use epsilon
+
     def _pack(self):
         # x * scale + shift over the channels is a depthwise 1x1 convolution: kernel
         # (1, 1, 1, C) = scale, bias = shift, groups = C (the core's direct depthwise kernel).
@@ -639,6 +643,10 @@ class Rescaling(_NoWeights):
         self._scale = V.array(self.scale, owner, "scale")
         self._offset = V.array(self.offset, owner, "offset")
 
+    def _config_changed(self, name: str) -> None:
+        if name in ("scale", "offset"):
+            setattr(self, f"_{name}", V.array(getattr(self, name), self._owner(), name))
+
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         owner = self._owner()
         x = self._input(inputs)
@@ -712,6 +720,11 @@ class Normalization(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mean": self.input_mean, "variance": self.input_variance}
+
+    def _config_changed(self, name: str) -> None:
+        if name == "axis":  # the kept axes, as the constructor derives them
+            a = self.axis
+            self._keep = [] if a is None else list(a) if isinstance(a, list) else [a]
 
     def _kept(self, ndim: int) -> list[int]:
         return sorted(_positions(self._keep, ndim, self._owner()))
