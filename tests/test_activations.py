@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import fastlayers as fl
 from fastlayers import activations as A
 
 ROW = ("softmax", "log_softmax", "sparsemax", "glu")
@@ -357,3 +358,25 @@ BAD = [
 def test_bad_inputs(any_backend, fn, args, kwargs, exc, fragment):
     with pytest.raises(exc, match=re.escape(fragment)):
         fn(*args, **kwargs)
+
+
+_GLU_CALLS = [
+    lambda: fl.dense(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), activation="glu"),
+    lambda: fl.conv2d(
+        np.ones((1, 4, 4, 2), np.float32), np.ones((3, 3, 2, 3), np.float32), activation="glu"
+    ),
+    lambda: fl.layers.Activation("glu")(np.ones((2, 7), np.float32)),
+]
+
+
+@pytest.mark.parametrize("call", _GLU_CALLS, ids=["dense", "conv2d", "Activation"])
+def test_glu_as_a_layer_activation_needs_an_even_size(any_backend, call):
+    """An odd number of units or filters: a clear ValueError (it was NumPy's 'array split
+    does not result in an equal division')."""
+    if any_backend == "cpp" and call is _GLU_CALLS[-1]:
+        # Forcing C++ on an activation the core's table lacks is refused first (documented).
+        with fl.use_backend("cpp"), pytest.raises(NotImplementedError, match="'glu'"):
+            call()
+        return
+    with fl.use_backend(any_backend), pytest.raises(ValueError, match="glu activation needs"):
+        call()

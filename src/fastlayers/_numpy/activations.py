@@ -241,6 +241,10 @@ def sparsemax(x, axis=-1):
 
 def glu(x, axis=-1):
     """Gated linear unit: split ``axis`` in two halves a, b and return a * sigmoid(b)."""
+    if x.shape[axis] % 2:  # also reached as the activation of a layer (Dense units, filters)
+        raise ValueError(
+            f"the glu activation needs an even size on axis {axis}, got shape {x.shape}"
+        )
     a, b = np.split(x, 2, axis=axis)
     return (a * sigmoid(b)).astype(F32)
 
