@@ -189,6 +189,7 @@ def test_bad_arguments_are_refused(tool, tmp_path, capsys):
         ["--out", str(tmp_path), "--paths", "numpy,torch"],
         ["--out", str(tmp_path), "--threads", "1,1"],
         ["--out", str(tmp_path / "a-file")],  # exists, not a directory
+        ["--out", str(tmp_path / "a-file" / "sub")],  # a parent is not a directory
     ):
         with pytest.raises(SystemExit) as exc:
             tool.main(argv)

@@ -189,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--threads: distinct thread counts")
     if "cpp" not in _csv(args.paths):
         ap.error("--paths must include cpp")
-    if args.out.exists() and not args.out.is_dir():
-        ap.error(f"--out: {args.out} exists and is not a directory")
+    existing = next(p for p in (args.out, *args.out.parents) if p.exists())
+    if not existing.is_dir():
+        ap.error(f"--out: {existing} exists and is not a directory")
     if args.out.is_dir() and run_files(args.out):
         ap.error(f"--out: {args.out} already holds runs (print them with --load)")
     for isa in isas:  # a few seconds each, rather than a whole run on the wrong level
@@ -213,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. no permission
+        ap.error(f"--out: {exc}")
     for rnd in range(1, args.rounds + 1):
         for t in threads:
             for isa in isas:

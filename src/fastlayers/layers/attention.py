@@ -191,7 +191,7 @@ class MultiHeadAttention(Layer):
     use_bias : bool
     output_shape : int or (int,), optional
         Output features; defaults to the query's last dim.
-    attention_axes : None or (1,)
+    attention_axes : None, 1, -2, (1,) or (-2,)
         Only attention over the time axis of rank-3 inputs is supported.
     sliding_window : int, optional
         Query i attends only to keys j with |i - j| < sliding_window.
@@ -285,7 +285,7 @@ class MultiHeadAttention(Layer):
             if list(axes) not in ([1], [-2]):
                 raise NotImplementedError(
                     f"{owner}: only attention over the time axis of rank-3 inputs is supported "
-                    f"(attention_axes None or (1,)), got {attention_axes!r}"
+                    f"(attention_axes None, (1,) or (-2,)), got {attention_axes!r}"
                 )
             attention_axes = (1,)
         self.attention_axes = attention_axes

@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
@@ -252,20 +253,28 @@ class Layer:
 
     def __setattr__(self, name: str, value: Any) -> None:
         after_init = name in self.config_keys and not self.__dict__.get("_init_depth", 1)
-        if after_init:
-            # A config attribute set after construction (``pool.pool_size = (0, 0)``): checked
-            # and normalized as the constructor does, by a probe layer made from the new
-            # config, so a bad value is the constructor's clear error here rather than a
-            # failure (or a wrong result) at the next call.
-            probe = type(self).from_config({**self.get_config(), name: value})
-            value = probe.__dict__[name]
+        if after_init and type(self).__module__.startswith("fastlayers.") and not getattr(
+            _probing, "on", False
+        ):
+            # A config attribute of a fastlayers layer set after construction
+            # (``pool.pool_size = (0, 0)``): checked and normalized as the constructor does,
+            # by a probe layer made from the new config, so a bad value is the constructor's
+            # clear error here rather than a failure (or a wrong result) at the next call.
+            # Not for subclasses defined elsewhere (their constructor and get_config need not
+            # round-trip), and not inside a probe.
+            _probing.on = True
+            try:
+                config = {**self.get_config(), name: value, "name": self.name}
+                value = getattr(type(self).from_config(config), name)
+            finally:
+                _probing.on = False
         object.__setattr__(self, name, value)
         if after_init:
             self._config_changed(name)
-            # A shape plan may have bound the old value in (models/shape_plan.py). Not for
-            # run-time state such as a stateful RNN's ``states``.
-            if self.__dict__.get("built"):
-                _layers_epoch[0] += 1
+        # A shape plan may have bound the old value in (models/shape_plan.py). Not during
+        # construction, and not for run-time state such as a stateful RNN's ``states``.
+        if name in self.config_keys and self.__dict__.get("built"):
+            _layers_epoch[0] += 1
 
     def _config_changed(self, name: str) -> None:
         """Hook called after the config attribute ``name`` was set on a constructed layer:
@@ -292,6 +301,7 @@ class Layer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_init_depth", 0)  # a layer pickled before the counter
         if self.built and self._weight_values:
             for value in self._weight_values:
                 value.flags.writeable = False
@@ -501,6 +511,8 @@ class Layer:
             return None
         return self._runner(*args, **kwargs)
 
+
+_probing = threading.local()  # .on: Layer.__setattr__ is making a probe layer on this thread
 
 _layers_epoch = [0]  # how many times any layer's weights or public attributes were set
 
