@@ -1092,6 +1092,7 @@ def test_layers_are_exported():
         (lambda: L.RepeatVector(2), "n", -1, "n"),
         (lambda: L.Dense(3), "units", -5, "units"),
         (lambda: L.Dense(3), "activation", "no-such-activation", "activation"),
+        (lambda: L.Activation("relu"), "activation", "no-such-activation", "activation"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

@@ -222,6 +222,7 @@ class Activation(Layer):
     """
 
     supports_masking = True  # as Keras's Activation: the mask passes through
+    config_keys = ("activation",)
 
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -250,6 +251,3 @@ class Activation(Layer):
             V.min_rank(x, owner, "inputs", 1)
             return _np_act.ACTIVATIONS[act](x, axis=-1)
         return _np_act.ACTIVATIONS[act](x)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "activation": self.activation}
