@@ -640,12 +640,12 @@ class Rescaling(_NoWeights):
         owner = type(self).__name__
         self.scale = _numbers(scale, owner, "scale")
         self.offset = _numbers(offset, owner, "offset")
-        self._scale = V.array(self.scale, owner, "scale")
-        self._offset = V.array(self.offset, owner, "offset")
+        self._config_changed("scale")
+        self._config_changed("offset")
 
     def _config_changed(self, name: str) -> None:
-        if name in ("scale", "offset"):
-            setattr(self, f"_{name}", V.array(getattr(self, name), self._owner(), name))
+        if name in ("scale", "offset"):  # the float32 arrays call() applies
+            setattr(self, f"_{name}", V.array(getattr(self, name), type(self).__name__, name))
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         owner = self._owner()
@@ -688,14 +688,10 @@ class Normalization(Layer):
         owner = type(self).__name__
         if axis is None:
             self.axis: Any = None
-            axes: list[int] = []
         elif isinstance(axis, (list, tuple)):
             self.axis = [_int_axis(a, owner) for a in axis]
-            axes = list(self.axis)
         else:
             self.axis = _int_axis(axis, owner)
-            axes = [self.axis]
-        self._keep = axes
         self.invert = _bool(invert, owner, "invert")
         if (mean is None) != (variance is None):
             raise ValueError(f"{owner}: mean and variance must be given together (or neither)")
@@ -709,9 +705,9 @@ class Normalization(Layer):
                 raise ValueError(
                     f"{owner}: mean {m.shape} and variance {v.shape} must have the same shape"
                 )
-            if m.ndim > len(axes):
+            if m.ndim > len(self._keep):
                 raise ValueError(
-                    f"{owner}: mean has rank {m.ndim}, more than the {len(axes)} kept axes "
+                    f"{owner}: mean has rank {m.ndim}, more than the {len(self._keep)} kept axes "
                     f"(axis={axis!r})"
                 )
             if np.any(v < 0):
@@ -721,10 +717,11 @@ class Normalization(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mean": self.input_mean, "variance": self.input_variance}
 
-    def _config_changed(self, name: str) -> None:
-        if name == "axis":  # the kept axes, as the constructor derives them
-            a = self.axis
-            self._keep = [] if a is None else list(a) if isinstance(a, list) else [a]
+    @property
+    def _keep(self) -> list[int]:
+        """The kept axes as a list (axis None: none), whatever axis was set to last."""
+        a = self.axis
+        return [] if a is None else list(a) if isinstance(a, list) else [a]
 
     def _kept(self, ndim: int) -> list[int]:
         return sorted(_positions(self._keep, ndim, self._owner()))
