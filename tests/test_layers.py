@@ -1186,3 +1186,19 @@ def test_an_assignment_after_unpickling_an_older_layer_reaches_the_model(rng):
     assert (model(x) >= 0).all()
     with pytest.raises(ValueError, match="activation"):
         dense.activation = "no-such-activation"
+
+
+def test_normalization_axis_set_later_and_an_older_pickle(rng):
+    """The kept axes follow `axis` when it is assigned later, and a layer pickled when they
+    were a stored attribute (`_keep` in its state) uses its axis, not that stale entry."""
+    import pickle
+
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    n = L.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 9.0])  # axis -1: 4 features
+    n.axis = 1  # now 3 features, the mean's size
+    want = (x - np.array([1, 2, 3], np.float32)[:, None]) / np.array([1, 2, 3], np.float32)[:, None]
+    np.testing.assert_allclose(n(x), want, rtol=1e-6)
+    state = pickle.dumps(n)
+    old = pickle.loads(state)
+    old.__dict__["_keep"] = [-1]  # as an older version stored it
+    np.testing.assert_array_equal(old(x), n(x))

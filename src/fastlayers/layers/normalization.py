@@ -640,12 +640,16 @@ class Rescaling(_NoWeights):
         owner = type(self).__name__
         self.scale = _numbers(scale, owner, "scale")
         self.offset = _numbers(offset, owner, "offset")
-        self._config_changed("scale")
-        self._config_changed("offset")
+        self._derive("scale")
+        self._derive("offset")
+
+    def _derive(self, name: str) -> None:
+        """The float32 array call() applies for the attribute ``name`` (scale or offset)."""
+        setattr(self, f"_{name}", V.array(getattr(self, name), self._owner(), name))
 
     def _config_changed(self, name: str) -> None:
-        if name in ("scale", "offset"):  # the float32 arrays call() applies
-            setattr(self, f"_{name}", V.array(getattr(self, name), type(self).__name__, name))
+        if name in ("scale", "offset"):
+            self._derive(name)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         owner = self._owner()
