@@ -27,6 +27,7 @@ from .functional import (
     attention,
     conv1d,  # convpool
     conv2d,
+    conv2d_transpose,
     dense,
     depthwise_conv2d,  # convpool
     flatten,
@@ -54,6 +55,7 @@ __all__ = [
     "additive_attention",
     "attention",
     "conv2d",
+    "conv2d_transpose",
     "core_available",
     "dense",
     "flatten",

@@ -344,3 +344,82 @@ def conv2d_geometry(
         pw = max((ow - 1) * sw + eff_w - w, 0)
         pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
     return (sh, sw), (dh, dw), pads, (oh, ow), groups
+
+
+def conv_transpose_length(n: int, k: int, s: int, d: int, padding: str, op_pad: int | None):
+    """The output length of a transposed convolution along one axis, and the offset of
+    input step 0's first tap in it: input step i, tap t lands on output i * s + t * d -
+    offset (docs/semantics.md §25). Keras 3's rule (its JAX padding arguments; the TensorFlow
+    and torch backends agree)."""
+    ke = (k - 1) * d + 1
+    if padding == "valid":
+        extra = max(ke, s) - ke if op_pad is None else op_pad
+        return (n - 1) * s + ke + extra, 0
+    pad_len = s + ke - 2 if op_pad is None else ke + ke % 2 - 2 + op_pad
+    before = min(pad_len // 2 + pad_len % 2, ke - 1)
+    length = n * s if op_pad is None else (n - 1) * s + ke % 2 + op_pad
+    return length, ke - 1 - before
+
+
+def conv2d_transpose_geometry(
+    op: str,
+    x_shape: tuple[int, ...],
+    kernel_shape: tuple[int, ...],
+    strides,
+    padding,
+    output_padding,
+    dilation_rate,
+):
+    """Check conv2d_transpose arguments; return (strides, dilation, offsets, out_hw).
+
+    kernel_shape is Keras's (kh, kw, filters, in_channels); offsets = (top, left) as in
+    :func:`conv_transpose_length`.
+    """
+    sh, sw = int_tuple(strides, op, "strides", maximum=MAX_INT32)
+    dh, dw = int_tuple(dilation_rate, op, "dilation_rate", maximum=MAX_INT32)
+    if not isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be 'valid' or 'same', got {type(padding).__name__}")
+    pad = padding.lower()
+    if pad not in ("valid", "same"):
+        raise ValueError(f"{op}: padding must be 'valid' or 'same', got {padding!r}")
+    if (sh > 1 or sw > 1) and (dh > 1 or dw > 1):
+        raise ValueError(
+            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
+            f"got strides {(sh, sw)} and dilation_rate {(dh, dw)}"
+        )
+    if output_padding is None:
+        oph = opw = None
+    else:
+        oph, opw = int_tuple(output_padding, op, "output_padding", minimum=0)
+        if oph >= sh or opw >= sw:
+            raise ValueError(
+                f"{op}: output_padding must be smaller than strides in each dimension (as in "
+                f"Keras); got output_padding {(oph, opw)} and strides {(sh, sw)}"
+            )
+    _, h, w, c = x_shape
+    kh, kw, f, kc = kernel_shape
+    if h < 1 or w < 1 or c < 1:
+        raise ValueError(
+            f"{op}: x has an empty spatial or channel dimension, shape {tuple(x_shape)}"
+        )
+    if kh < 1 or kw < 1 or f < 1 or kc < 1:
+        raise ValueError(f"{op}: kernel has an empty dimension, shape {tuple(kernel_shape)}")
+    if kc != c:
+        raise ValueError(
+            f"{op}: kernel has shape {tuple(kernel_shape)}, expected ({kh}, {kw}, {f}, {c}): "
+            f"(kh, kw, filters, in_channels) for input channels {c}"
+        )
+    if max((kh - 1) * dh + 1, (kw - 1) * dw + 1) > MAX_INT32:
+        raise ValueError(
+            f"{op}: the dilated kernel (kernel {(kh, kw)}, dilation_rate {(dh, dw)}) is larger "
+            f"than {MAX_INT32}"
+        )
+    oh, top = conv_transpose_length(h, kh, sh, dh, pad, oph)
+    ow, left = conv_transpose_length(w, kw, sw, dw, pad, opw)
+    if oh < 1 or ow < 1:  # "same" with output_padding 0 and an even kernel can give 0 rows
+        raise ValueError(
+            f"{op}: the output would be empty ({(oh, ow)}) for input (H, W) = {(h, w)}, "
+            f"kernel {(kh, kw)}, strides {(sh, sw)}, padding {pad!r}, output_padding "
+            f"{output_padding!r}"
+        )
+    return (sh, sw), (dh, dw), (top, left), (oh, ow)

@@ -188,6 +188,56 @@ def check_conv2d(
     return Conv2DArgs(x, kernel, bias, strides, dilation, pads, out_hw, groups, act)
 
 
+class Conv2DTransposeArgs(NamedTuple):
+    x: Array  # (N, H, W, C)
+    kernel: Array  # (kh, kw, F, C): Keras's Conv2DTranspose layout
+    bias: OptArray  # (F,)
+    strides: tuple  # (sh, sw)
+    dilation: tuple  # (dh, dw)
+    offsets: tuple  # (top, left): input pixel (i, j), tap (a, b) -> (i*sh + a*dh - top, ...)
+    out_hw: tuple  # (OH, OW)
+    activation: Any
+
+
+def check_conv2d_transpose(
+    x,
+    kernel,
+    bias,
+    strides,
+    padding,
+    output_padding,
+    dilation_rate,
+    activation,
+    *,
+    op="conv2d_transpose",
+    x_name="x",
+    channels_first=False,
+    build: Build = None,
+):
+    """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC."""
+    x = C.array(x, op, x_name)
+    what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
+    C.rank(x, op, x_name, 4, what)
+    if build is not None:
+        kernel, bias = build(x.shape)
+    if channels_first:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 4, "(kh, kw, filters, in_channels)")
+    strides, dilation, offsets, out_hw = C.conv2d_transpose_geometry(
+        op, x.shape, kernel.shape, strides, padding, output_padding, dilation_rate
+    )
+    if bias is not None:
+        C.shape_is(bias, op, "bias", (kernel.shape[2],), "(filters,)")
+    n, h, w, _ = x.shape
+    kh, kw, f, _ = kernel.shape
+    C.elements(n * out_hw[0] * out_hw[1] * f, op, "the output")
+    C.elements(n * h * w * kh * kw * f, op, "the per-tap products (N*H*W, kh*kw*filters)")
+    return Conv2DTransposeArgs(x, kernel, bias, strides, dilation, offsets, out_hw, act)
+
+
 # ------------------------------------------------------------------- check_<op>: recurrent
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "conv2d",
     "conv1d",  # convpool
     "depthwise_conv2d",  # convpool
+    "conv2d_transpose",
     "lstm",
     "lstm_cell",
     "gru",
@@ -225,6 +226,56 @@ def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
     if _cpp("conv2d"):
         return _cpp_conv2d.conv2d(a, packed)
     return _np_conv2d.conv2d(*a)
+
+
+# ----------------------------------------------------------------- conv2d_transpose
+
+
+@_symbolic.symbolic_op
+def conv2d_transpose(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: int | tuple[int, int] = 1,
+    padding: str = "valid",
+    output_padding: int | tuple[int, int] | None = None,
+    dilation_rate: int | tuple[int, int] = 1,
+    activation: Any = None,
+) -> np.ndarray:
+    """Transposed 2D convolution on NHWC images (Keras ``Conv2DTranspose``, channels_last).
+
+    Each input pixel (i, j) adds ``x[n, i, j] @ kernel[a, b].T`` to output pixel
+    (i*sh + a*dh - top, j*sw + b*dw - left) for every tap (a, b): the gradient of a conv2d
+    with respect to its input, used to upsample in decoders and U-Nets.
+
+    Parameters
+    ----------
+    x : array (N, H, W, C)
+    kernel : array (kh, kw, F, C)
+        Keras's layout for this layer: filters before input channels.
+    bias : array (F,), optional
+    strides, dilation_rate : int or (int, int)
+        Strides > 1 together with dilation > 1 is rejected, as in Keras.
+    padding : ``"valid"`` or ``"same"``
+        Without output_padding, "valid" gives (H - 1)*sh + max(kh_eff, sh) rows and "same"
+        gives H*sh (kh_eff = (kh - 1)*dh + 1); docs/semantics.md §25 has the full rule.
+    output_padding : int, (int, int) or None
+        Extra rows/columns at the bottom/right; each must be smaller than its stride.
+    activation : str, callable or None
+
+    Returns
+    -------
+    y : float32 array (N, OH, OW, F)
+    """
+    return run_conv2d_transpose(V.check_conv2d_transpose(**locals()))
+
+
+def run_conv2d_transpose(a: V.Conv2DTransposeArgs, packed: Any = None) -> np.ndarray:
+    """conv2d_transpose on checked arguments; ``packed``: the layer's
+    ``_cpp.conv2d.pack_conv2d_transpose``."""
+    if _cpp("conv2d_transpose"):
+        return _cpp_conv2d.conv2d_transpose(a, packed)
+    return _np_conv2d.conv2d_transpose(*a)
 
 
 # ------------------------------------------------------------------------- pooling

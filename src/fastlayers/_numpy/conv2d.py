@@ -61,3 +61,65 @@ def _in_image(offset, stride, out_len, in_len):
     i0 = min(out_len, max(0, -(offset // stride)))  # ceil(-offset / stride), at least 0
     i1 = max(i0, min(out_len, (in_len - 1 - offset) // stride + 1)) if in_len > 0 else i0
     return i0, i1
+
+
+# ------------------------------------------------------------------- conv2d_transpose
+
+
+def conv2d_transpose(x, kernel, bias, strides, dilation, offsets, out_hw, activation):
+    """Transposed convolution (Keras ``Conv2DTranspose``; docs/semantics.md §25).
+
+    x (N, H, W, C), kernel (kh, kw, F, C), bias (F,) or None -> y (N, OH, OW, F). Input pixel
+    (i, j) seen through tap (a, b) adds x[n, i, j] @ kernel[a, b].T to output pixel
+    (i*sh + a*dh - top, j*sw + b*dw - left) when that lies inside the output.
+
+    Computed as one GEMM, every pixel times every tap's (C, F) matrix, then the taps'
+    products added into the output at their positions (col2im).
+    """
+    n, h, w, c = x.shape
+    kh, kw, f, _ = kernel.shape
+    # (C, kh*kw*F): column (a*kw + b)*F + f holds kernel[a, b, f, :].
+    wcat = kernel.transpose(3, 0, 1, 2).reshape(c, kh * kw * f)
+    taps = (x.reshape(n * h * w, c) @ wcat).reshape(n, h, w, kh, kw, f)
+    return finish_transpose(add_taps(taps, strides, dilation, offsets, out_hw), bias, activation)
+
+
+def add_taps(taps, strides, dilation, offsets, out_hw):
+    """col2im: y[n, i*sh + a*dh - top, j*sw + b*dw - left] += taps[n, i, j, a, b] over the
+    taps in row-major order (a, b), dropping what falls outside (OH, OW). Both paths run it
+    on their own products."""
+    n, h, w, kh, kw, f = taps.shape
+    sh, sw = strides
+    dh, dw = dilation
+    top, left = offsets
+    oh, ow = out_hw
+    y = np.zeros((n, oh, ow, f), np.float32)
+    for a in range(kh):
+        i0, i1 = _landing(a * dh - top, sh, h, oh)
+        for b in range(kw):
+            j0, j1 = _landing(b * dw - left, sw, w, ow)
+            if i0 < i1 and j0 < j1:
+                r0, c0 = i0 * sh + a * dh - top, j0 * sw + b * dw - left
+                rows = slice(r0, r0 + (i1 - i0 - 1) * sh + 1, sh)
+                cols = slice(c0, c0 + (j1 - j0 - 1) * sw + 1, sw)
+                y[:, rows, cols] += taps[:, i0:i1, j0:j1, a, b]
+    return y
+
+
+def finish_transpose(y, bias, activation):
+    """The bias after all taps (Keras adds it to the convolution's result), then the
+    activation."""
+    if bias is not None:
+        y += bias
+    return activations.apply(activation, y)
+
+
+def _landing(offset, stride, in_len, out_len):
+    """The input positions [i0, i1) whose output position offset + i * stride lies in
+    [0, out_len), for one kernel tap along one axis."""
+    i0 = max(0, -(offset // stride)) if offset < 0 else 0
+    if offset >= out_len:
+        return 0, 0
+    i1 = min(in_len, (out_len - 1 - offset) // stride + 1)
+    return i0, max(i0, i1)
+

@@ -86,6 +86,11 @@ LAYER_CLASSES: dict[str, type] = {
     "ZeroPadding2D": L.ZeroPadding2D,
     "Cropping1D": L.Cropping1D,
     "Cropping2D": L.Cropping2D,
+    # decoders: transposed convolution and upsampling
+    "Conv2DTranspose": L.Conv2DTranspose,
+    "Convolution2DTranspose": L.Conv2DTranspose,
+    "UpSampling1D": L.UpSampling1D,
+    "UpSampling2D": L.UpSampling2D,
     # masks (issue 12): the layers that make Keras's implicit masks
     "Embedding": L.Embedding,
     "Masking": L.Masking,

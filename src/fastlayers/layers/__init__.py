@@ -43,7 +43,7 @@ from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .base import Layer
 
 # convpool: Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, padding and cropping
-from .conv import Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D
+from .conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Flatten, Softmax
 from .initializers import (  # importable from here as before (not layer classes)
     INITIALIZERS as INITIALIZERS,
@@ -107,6 +107,7 @@ from .regularization import (
     SpatialDropout2D,
 )
 from .reshaping import Permute, RepeatVector, Reshape  # merge topic (issue 12)
+from .upsampling import UpSampling1D, UpSampling2D
 from .wrappers import TimeDistributed  # merge topic (issue 12)
 
 __all__ = [
@@ -165,6 +166,10 @@ __all__ = [
     "ZeroPadding2D",
     "Cropping1D",
     "Cropping2D",
+    # decoders: transposed convolution and upsampling
+    "Conv2DTranspose",
+    "UpSampling1D",
+    "UpSampling2D",
     # masks (issue 12)
     "Embedding",
     "Masking",

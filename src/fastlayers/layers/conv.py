@@ -1,4 +1,4 @@
-"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D."""
+"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import pack_conv2d
+from .._cpp.conv2d import pack_conv2d_transpose
+from .._numpy import activations as _np_act
 from .base import (
     WEIGHT_TRAINING_ARGS,
     Layer,
@@ -161,6 +163,7 @@ class Conv2D(_GroupedConv):
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         channels_first = self.data_format == "channels_first"
+        act, after = _split_activation(self)
         a = V.check_conv2d(
             inputs,
             None,
@@ -169,13 +172,13 @@ class Conv2D(_GroupedConv):
             self.padding,
             self.dilation_rate,
             self.groups,
-            self.activation,
+            act,
             op=self._owner(),
             x_name="inputs",
             channels_first=channels_first,
             build=self._ready,
         )
-        return _channels_back(F.run_conv2d(a, self._packed), channels_first)
+        return _activate_after(_channels_back(F.run_conv2d(a, self._packed), channels_first), after)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         if self.data_format == "channels_first" or self._packed is None:
@@ -199,6 +202,30 @@ class Conv2D(_GroupedConv):
 
 def _channels_back(y: np.ndarray, channels_first: bool) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if channels_first else y
+
+
+def _split_activation(layer: Layer) -> tuple[Any, Any]:
+    """(the activation the conv op runs, the one applied after the layout is restored).
+
+    Keras applies a layer's activation to its output in the layer's data_format. An
+    elementwise one gives the same values either way, so the op runs it (fused in the C++
+    epilogue). A row activation (softmax, log_softmax, sparsemax, glu: along the last axis)
+    or a callable must see channels_first output as (N, F, OH, OW), the width last, so it
+    runs afterwards (docs/semantics.md §21).
+    """
+    act = V.activation(layer.activation, layer._owner())
+    if layer.data_format == "channels_first" and (callable(act) or act in _np_act.ROW_ACTIVATIONS):
+        return None, act
+    return act, None
+
+
+def _activate_after(y: np.ndarray, act: Any) -> np.ndarray:
+    """``act`` from :func:`_split_activation` on the layer's output (None: nothing to do)."""
+    if act is None:
+        return y
+    if act == "softmax":  # the op, which C++ serves; the others as the C++ conv path runs them
+        return F.softmax(y, axis=-1)
+    return _np_act.apply(act, y)
 
 
 class Conv1D(_GroupedConv):
@@ -290,6 +317,7 @@ class Conv1D(_GroupedConv):
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         channels_first = self.data_format == "channels_first"
+        act, after = _split_activation(self)
         a = V.check_conv1d(
             inputs,
             None,
@@ -298,13 +326,14 @@ class Conv1D(_GroupedConv):
             self.padding,
             self.dilation_rate,
             self.groups,
-            self.activation,
+            act,
             op=self._owner(),
             x_name="inputs",
             channels_first=channels_first,
             build=self._ready,
         )
-        return _channels_back(F.run_conv2d(a, self._packed)[:, 0], channels_first)
+        y = _channels_back(F.run_conv2d(a, self._packed)[:, 0], channels_first)
+        return _activate_after(y, after)
 
     def _pack(self):
         kernel = self._weight("kernel")
@@ -464,8 +493,10 @@ class DepthwiseConv2D(_DepthwiseBase):
         return specs
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        a, _ = self._depthwise_args(inputs, self.activation)
-        return _channels_back(F.run_conv2d(a, self._packed), self.data_format == "channels_first")
+        act, after = _split_activation(self)
+        a, _ = self._depthwise_args(inputs, act)
+        y = _channels_back(F.run_conv2d(a, self._packed), self.data_format == "channels_first")
+        return _activate_after(y, after)
 
     def _pack(self):
         kernel = self._weight("kernel")
@@ -558,10 +589,11 @@ class SeparableConv2D(_DepthwiseBase):
         a, (_, pointwise, bias) = self._depthwise_args(inputs, None)  # no bias, linear
         packed = self._packed or (None, None)
         mid = F.run_conv2d(a, packed[0])
-        b = V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, self.activation,
+        act, after = _split_activation(self)
+        b = V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, act,
                            op=self._owner(), x_name="inputs")
         y = F.run_conv2d(b, packed[1])
-        return _channels_back(y, self.data_format == "channels_first")
+        return _activate_after(_channels_back(y, self.data_format == "channels_first"), after)
 
     def _pack(self):
         depthwise = self._weight("depthwise_kernel")
@@ -569,3 +601,156 @@ class SeparableConv2D(_DepthwiseBase):
             pack_conv2d(V.depthwise_kernel4(depthwise), None, depthwise.shape[2]),
             pack_conv2d(self._weight("pointwise_kernel"), self._weight("bias"), 1),
         )
+
+
+# ------------------------------------------------------------------ Conv2DTranspose
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2D convolution (Keras ``Conv2DTranspose``), the upsampling step of
+    decoders and U-Nets (docs/semantics.md §25).
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int, int)
+    strides : int or (int, int)
+    padding : "valid" or "same" (case-insensitive)
+        Without output_padding, "same" gives H * stride rows and "valid"
+        (H - 1) * stride + max(kernel, stride) (kernel dilated by dilation_rate).
+    output_padding : int, (int, int) or None
+        Rows/columns added at the bottom/right; each smaller than its stride.
+    data_format : "channels_last" (default; NHWC), "channels_first" (NCHW) or None
+        The kernel layout is the same for both.
+    dilation_rate : int or (int, int)
+        Strides > 1 together with dilation > 1 raise ValueError, as in Keras.
+    activation : str, callable or None
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+    kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
+        Training only; ignored.
+
+    Weights: ``kernel`` (kh, kw, filters, in_channels) (Keras's order for this layer:
+    filters first), then ``bias`` (filters,) if use_bias.
+
+    Call: ``layer(inputs)`` with inputs (N, H, W, C) (channels_last) or (N, C, H, W)
+    (channels_first); returns float32 (N, OH, OW, filters) or (N, filters, OH, OW). The
+    products run on the C++ GEMM when the core is there (weights packed once).
+    """
+
+    config_keys = (
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "output_padding",
+        "data_format",
+        "dilation_rate",
+        "activation",
+        "use_bias",
+        "kernel_initializer",
+        "bias_initializer",
+        "seed",
+    )
+    call_weights = ("kernel", "bias")
+    ignored_args = WEIGHT_TRAINING_ARGS
+    supports_masking = False
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = (1, 1),
+        padding: str = "valid",
+        output_padding: Any = None,
+        data_format: str | None = None,
+        dilation_rate: Any = (1, 1),
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.filters = _positive_int(filters, owner, "filters")
+        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size")
+        self.strides = V.int_tuple(strides, owner, "strides")
+        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f"{owner}: padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding.lower()
+        if output_padding is not None:
+            output_padding = V.int_tuple(output_padding, owner, "output_padding", minimum=0)
+            if any(p >= s for p, s in zip(output_padding, self.strides)):
+                raise ValueError(
+                    f"{owner}: output_padding must be smaller than strides in each dimension "
+                    f"(as in Keras); got output_padding {output_padding} and strides "
+                    f"{self.strides}"
+                )
+        self.output_padding = output_padding
+        self.data_format = _data_format(data_format, owner)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
+                f"Keras); got strides {self.strides} and dilation_rate {self.dilation_rate}"
+            )
+        V.activation(activation, owner)
+        self.activation = activation
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
+
+    def _channel_axis(self) -> int:
+        return 1 if self.data_format == "channels_first" else -1
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else input_shape[self._channel_axis()]
+        specs = [
+            weight_spec("kernel", (*self.kernel_size, self.filters, c), self.kernel_initializer)
+        ]
+        if self.use_bias:
+            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def build(self, input_shape: Shape) -> None:
+        """Create kernel (kh, kw, filters, C) and bias (filters,)."""
+        input_shape = _shape_tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(f"{self._owner()}: input_shape must have rank 4, got {input_shape}")
+        if input_shape[self._channel_axis()] is None:
+            raise ValueError(
+                f"{self._owner()}: the number of input channels must be known, got "
+                f"input_shape {input_shape}"
+            )
+        self._create_weights(input_shape)
+
+    def _input_shape_from_weights(self, shapes):
+        c = self._shape_of(shapes, 0, 4)[3]
+        return (
+            (None, c, None, None) if self.data_format == "channels_first" else (None, None, None, c)
+        )
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        channels_first = self.data_format == "channels_first"
+        act, after = _split_activation(self)
+        a = V.check_conv2d_transpose(
+            inputs,
+            None,
+            None,
+            self.strides,
+            self.padding,
+            self.output_padding,
+            self.dilation_rate,
+            act,
+            op=self._owner(),
+            x_name="inputs",
+            channels_first=channels_first,
+            build=self._ready,
+        )
+        y = _channels_back(F.run_conv2d_transpose(a, self._packed), channels_first)
+        return _activate_after(y, after)
+
+    def _pack(self):
+        return pack_conv2d_transpose(self._weight("kernel"))
+

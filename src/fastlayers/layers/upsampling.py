@@ -1,0 +1,81 @@
+"""Upsampling layers: UpSampling1D, UpSampling2D (docs/semantics.md §25).
+
+Data movement (nearest) or two multiply-adds per value (bilinear): the same NumPy code
+(``_numpy/resize.py``) under every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as V
+from .._numpy import resize
+from .core import _data_format
+from .padding import _Spatial
+
+_INTERPOLATIONS = ("nearest", "bilinear")
+
+
+class UpSampling1D(_Spatial):
+    """Each step repeated ``size`` times (Keras ``UpSampling1D``).
+
+    size : int. Call: (N, T, C) -> float32 (N, T * size, C).
+    """
+
+    rank = 1
+    config_keys = ("size",)
+
+    def __init__(self, size: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size = V.int_tuple(size, type(self).__name__, "size", n=1)[0]
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = self._nhwc(inputs, False)
+        with V.allocating(self._owner(), f"the output of upsampling by {self.size}"):
+            y = resize.upsample_nearest(x, (1, self.size))
+        return self._back(y, False)
+
+
+class UpSampling2D(_Spatial):
+    """Rows and columns enlarged by whole factors (Keras ``UpSampling2D``).
+
+    size : int or (rows, cols); data_format : "channels_last" (default), "channels_first" or
+    None; interpolation : "nearest" (repeat each pixel) or "bilinear" (half-pixel centres,
+    edges clamped; Keras's other resize methods raise NotImplementedError).
+    Call: (N, H, W, C) -> float32 (N, H * rows, W * cols, C).
+    """
+
+    config_keys = ("size", "data_format", "interpolation")
+
+    def __init__(
+        self,
+        size: Any = (2, 2),
+        data_format: str | None = None,
+        interpolation: str = "nearest",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.size = V.int_tuple(size, owner, "size")
+        self.data_format = _data_format(data_format, owner)
+        if not isinstance(interpolation, str):
+            raise TypeError(
+                f"{owner}: interpolation must be a string, got {type(interpolation).__name__}"
+            )
+        if interpolation.lower() not in _INTERPOLATIONS:
+            raise NotImplementedError(
+                f"{owner}: interpolation {interpolation!r} is not supported; fastlayers has "
+                f"{' and '.join(repr(i) for i in _INTERPOLATIONS)}"
+            )
+        self.interpolation = interpolation.lower()
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        cf = self.data_format == "channels_first"
+        x = self._nhwc(inputs, cf)
+        nearest = self.interpolation == "nearest"
+        run = resize.upsample_nearest if nearest else resize.upsample_bilinear
+        with V.allocating(self._owner(), f"the output of upsampling by {self.size}"):
+            y = run(np.ascontiguousarray(x), self.size)
+        return self._back(y, cf)
