@@ -58,6 +58,11 @@ def main():
     out["conv_silu_s2"] = f.conv2d(xi, randn(rng, 3, 3, 5, 19, scale=0.3), None, strides=2,
                                    activation="silu")
 
+    # conv2d_transpose: the per-tap products on the GEMM (tile edges: 3*3*19 = 171 columns).
+    out["convT_s2_same"] = f.conv2d_transpose(xi, randn(rng, 3, 3, 19, 5, scale=0.3),
+                                              randn(rng, 19), strides=2, padding="same",
+                                              activation="relu")
+
     # LSTM / GRU (fused gate kernels for tanh/sigmoid; other activations gate by gate).
     for bsz, units in ((1, 37), (3, 48), (2, 16)):
         xs = randn(rng, bsz, 20, 17)

@@ -105,6 +105,9 @@ def test_use_backend_is_per_thread():
 ALL_OPS = {
     "dense": lambda: fastlayers.dense(np.ones((2, 3)), np.ones((3, 4))),
     "conv2d": lambda: fastlayers.conv2d(np.ones((1, 4, 4, 2)), np.ones((3, 3, 2, 5))),
+    "conv2d_transpose": lambda: fastlayers.conv2d_transpose(
+        np.ones((1, 4, 4, 2)), np.ones((3, 3, 5, 2)), strides=2
+    ),
     "lstm": lambda: fastlayers.lstm(np.ones((1, 2, 3)), np.ones((3, 8)), np.ones((2, 8))),
     "lstm_cell": lambda: fastlayers.lstm_cell(
         np.ones((1, 3)), np.ones((1, 2)), np.ones((1, 2)), np.ones((3, 8)), np.ones((2, 8))

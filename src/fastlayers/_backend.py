@@ -29,6 +29,7 @@ CPP_OPS = frozenset(
         "dense",
         "matmul",
         "conv2d",
+        "conv2d_transpose",
         "lstm",
         "lstm_cell",
         "gru",

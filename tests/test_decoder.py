@@ -1,0 +1,400 @@
+"""Conv2DTranspose (and fl.conv2d_transpose), UpSampling1D and UpSampling2D: Keras fixtures at
+edge shapes on both paths, float64 references written from the rule, PyTorch's own
+conv_transpose2d and interpolate, models built in code with Keras's weights, symbolic use, and
+bad arguments. Also the conv layers' channels_first row activations (Keras applies them along
+the width).
+
+Fixtures: tests/golden/decoder_layers.npz and models_decoder.npz (with the model files, which
+tests/test_load_keras.py loads), made by tests/golden/make_models_decoder.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close, backends_for
+from golden_models import assert_keras_outputs, golden
+
+import fastlayers as fl
+from fastlayers import Input, Model, Sequential
+from fastlayers import layers as L
+
+F32 = np.float32
+HERE = Path(__file__).parent / "golden"
+BACKENDS = backends_for("conv2d_transpose")
+
+
+def _read_layer_cases():
+    with np.load(HERE / "decoder_layers.npz", allow_pickle=False) as data:
+        meta = json.loads(str(data["__cases__"]))
+        cases = {}
+        for name, m in meta.items():
+            shapes = [m["x"], *m["weights"], m["y"]]
+            ends = np.cumsum([math.prod(s) for s in shapes])
+            flat = data[name]
+            assert ends[-1] == flat.size, name
+            parts = [p.reshape(s) for p, s in zip(np.split(flat, ends[:-1]), shapes)]
+            cases[name] = (m, parts[0], parts[1:-1], parts[-1])
+    return cases
+
+
+LAYER_CASES = _read_layer_cases()
+
+
+# ------------------------------------------------------------------- Keras layer fixtures
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_layer_matches_keras(case, backend):
+    meta, x, weights, y = LAYER_CASES[case]
+    layer = getattr(L, meta["class_name"])(**meta["config"])
+    if weights:
+        layer.set_weights(weights)
+    with fl.use_backend(backend):
+        got = layer(x)
+    k = max([1] + [math.prod(w.shape) // w.shape[-2] for w in weights if w.ndim == 4])
+    assert_close(got, y, k=k, magnitude=float(np.abs(x).max()) + 1.0)
+    if meta["class_name"] == "Conv2DTranspose" and backend == "cpp":
+        assert layer._packed is not None  # packed once, used by the C++ path
+
+
+def test_fixture_cases_cover_the_edges():
+    names = set(LAYER_CASES)
+    assert {"ct_1x1_input", "ct_1ch_prime", "ct_17ch", "ct_outpad_same", "ct_dilated_same",
+            "ct_channels_first_softmax", "up2_bilinear_1px", "up1_size3_len1"} <= names
+    classes = {m["class_name"] for m, *_ in LAYER_CASES.values()}
+    assert {"Conv2DTranspose", "UpSampling2D", "UpSampling1D", "Conv2D"} <= classes
+
+
+# ----------------------------------------------------------- the rule, written as loops
+
+
+def _naive_transpose(x, kernel, bias, strides, padding, output_padding, dilation):
+    """float64 loops over every input pixel and tap, with the output size and offset from
+    Keras's rule (independent of fastlayers' geometry code)."""
+    n, h, w, c = x.shape
+    kh, kw, f, _ = kernel.shape
+
+    def axis(size, k, s, d, op):
+        ke = (k - 1) * d + 1
+        if padding == "valid":
+            return (size - 1) * s + ke + (max(ke, s) - ke if op is None else op), 0
+        total = s + ke - 2 if op is None else ke + ke % 2 - 2 + op
+        before = min((total + 1) // 2, ke - 1)
+        return (size * s if op is None else (size - 1) * s + ke % 2 + op), ke - 1 - before
+
+    ops = (None, None) if output_padding is None else output_padding
+    oh, top = axis(h, kh, strides[0], dilation[0], ops[0])
+    ow, left = axis(w, kw, strides[1], dilation[1], ops[1])
+    y = np.zeros((n, oh, ow, f))
+    xd, kd = x.astype(np.float64), kernel.astype(np.float64)
+    for i, j, a, b in itertools.product(range(h), range(w), range(kh), range(kw)):
+        r = i * strides[0] + a * dilation[0] - top
+        q = j * strides[1] + b * dilation[1] - left
+        if 0 <= r < oh and 0 <= q < ow:
+            y[:, r, q] += xd[:, i, j] @ kd[a, b].T
+    return y + (0.0 if bias is None else bias)
+
+
+GRID = [
+    # (input (N, H, W, C), kernel (kh, kw), filters, strides, padding, output_padding, dilation)
+    ((1, 1, 1, 1), (1, 1), 1, (1, 1), "valid", None, (1, 1)),
+    ((2, 5, 7, 3), (3, 3), 4, (2, 2), "same", None, (1, 1)),
+    ((1, 7, 5, 2), (4, 4), 3, (2, 2), "same", None, (1, 1)),
+    ((1, 3, 11, 5), (2, 3), 2, (3, 2), "valid", (2, 1), (1, 1)),
+    ((2, 4, 4, 1), (5, 5), 1, (3, 3), "same", (0, 2), (1, 1)),
+    ((1, 6, 5, 4), (3, 2), 3, (1, 1), "same", None, (2, 3)),
+    ((1, 2, 3, 2), (3, 3), 2, (1, 1), "valid", (0, 0), (3, 1)),
+    ((1, 13, 1, 3), (1, 3), 5, (2, 1), "same", (1, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape, ksize, f, strides, padding, op, dil", GRID)
+def test_op_matches_the_rule(shape, ksize, f, strides, padding, op, dil, backend, rng):
+    x = rng.standard_normal(shape).astype(F32)
+    kernel = rng.standard_normal((*ksize, f, shape[3])).astype(F32)
+    bias = rng.standard_normal(f).astype(F32)
+    want = _naive_transpose(x, kernel, bias, strides, padding, op, dil)
+    with fl.use_backend(backend):
+        got = fl.conv2d_transpose(x, kernel, bias, strides=strides, padding=padding,
+                                  output_padding=op, dilation_rate=dil)
+    assert_close(got, want, k=ksize[0] * ksize[1] * shape[3], magnitude=4.0)
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
+@pytest.mark.parametrize("c, f", [(1, 1), (7, 5), (16, 15), (17, 16), (16, 17), (33, 31)])
+def test_paths_agree_at_gemm_tile_edges(c, f, rng):
+    """Channels and kh*kw*filters columns around the GEMM tiles (16 floats a vector); the C++
+    layer (packed once), the C++ op (raw kernel) and NumPy agree, and the two C++ calls give
+    the same bits."""
+    x = rng.standard_normal((3, 6, 5, c)).astype(F32)
+    layer = L.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", seed=1)
+    layer.build(x.shape)
+    kernel, bias = layer.get_weights()
+    with fl.use_backend("cpp"):
+        packed = layer(x)
+        raw = fl.conv2d_transpose(x, kernel, bias, strides=2, padding="same", activation="relu")
+    with fl.use_backend("numpy"):
+        ref = layer(x)
+    np.testing.assert_array_equal(packed, raw)
+    assert_close(packed, ref, k=9 * c)
+    assert_close(ref, np.maximum(_naive_transpose(x, kernel, bias, (2, 2), "same", None, (1, 1)),
+                                 0), k=9 * c)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k, s, op, d", [(3, 2, 1, 1), (2, 2, 0, 1), (4, 3, 2, 1),
+                                         (3, 1, 0, 2), (1, 2, 1, 1)])
+def test_matches_torch_conv_transpose2d(k, s, op, d, backend, rng):
+    """PyTorch's own conv_transpose2d (padding 0) is Keras's "valid" with that output_padding;
+    its weight (in, out, kh, kw) is the Keras kernel transposed."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 5, 4, 3)).astype(F32)
+    kernel = rng.standard_normal((k, k, 6, 3)).astype(F32)
+    bias = rng.standard_normal(6).astype(F32)
+    want = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(x.transpose(0, 3, 1, 2).copy()),
+        torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()),
+        torch.from_numpy(bias), stride=s, output_padding=op, dilation=d,
+    ).numpy().transpose(0, 2, 3, 1)
+    with fl.use_backend(backend):
+        got = fl.conv2d_transpose(x, kernel, bias, strides=s, output_padding=op, dilation_rate=d)
+    assert_close(got, want, k=k * k * 3, magnitude=4.0)
+
+
+def test_valid_without_output_padding_covers_a_stride_larger_than_the_kernel(rng):
+    """Keras's "valid" output is (H - 1)*s + max(k, s): with k < s the last s - k rows get
+    no tap, only the bias."""
+    x = rng.standard_normal((1, 3, 2, 2)).astype(F32)
+    y = fl.conv2d_transpose(x, np.ones((1, 1, 1, 2), F32), np.array([7.0], F32), strides=3)
+    assert y.shape == (1, 9, 6, 1)
+    hit = np.zeros((9, 6), bool)
+    hit[::3, ::3] = True
+    np.testing.assert_array_equal(y[0, ~hit, 0], 7.0)
+    assert_close(y[0, ::3, ::3, 0], x.sum(-1)[0] + 7.0)
+
+
+# ---------------------------------------------------------------------------- UpSampling
+
+
+@pytest.mark.parametrize("size", [(2, 2), (1, 3), (4, 1), (3, 5)])
+@pytest.mark.parametrize("shape", [(2, 4, 5, 3), (1, 1, 1, 2), (1, 7, 2, 1)])
+def test_bilinear_matches_torch_interpolate(size, shape, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape).astype(F32)
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), scale_factor=size, mode="bilinear",
+        align_corners=False,
+    ).numpy().transpose(0, 2, 3, 1)
+    got = L.UpSampling2D(size, interpolation="bilinear")(x)
+    assert_close(got, want, magnitude=2.0)
+
+
+def test_nearest_repeats_each_pixel(rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(F32)
+    got = L.UpSampling2D((2, 3))(x)
+    np.testing.assert_array_equal(got, x.repeat(2, axis=1).repeat(3, axis=2))
+    np.testing.assert_array_equal(L.UpSampling1D(4)(x[:, 0]), x[:, 0].repeat(4, axis=1))
+    # channels_first is the same on the transposed layout
+    cf = L.UpSampling2D((2, 3), data_format="channels_first")(x.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(cf, got.transpose(0, 3, 1, 2))
+
+
+def test_bilinear_keeps_constants_and_interpolates_a_ramp():
+    """Interpolation weights sum to 1 (a constant stays exact), and the clamped edges repeat
+    the border value."""
+    x = np.full((1, 3, 4, 2), 0.3, F32)
+    np.testing.assert_array_equal(L.UpSampling2D(3, interpolation="bilinear")(x), F32(0.3))
+    ramp = np.arange(4, dtype=F32).reshape(1, 1, 4, 1)
+    y = L.UpSampling2D((1, 2), interpolation="bilinear")(ramp)[0, 0, :, 0]
+    np.testing.assert_allclose(y, [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------- models
+
+
+def _code_model(case):
+    if case == "decoder_unet":
+        inp = Input(shape=(8, 12, 3), name="image")
+        d1 = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
+        d2 = L.Conv2D(6, 3, padding="same", activation="relu")(L.MaxPooling2D(2)(d1))
+        b = L.Conv2D(8, 3, padding="same", activation="relu")(L.MaxPooling2D(2)(d2))
+        u2 = L.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu")(b)
+        u1 = L.UpSampling2D(2, interpolation="bilinear")(L.Concatenate()([u2, d2]))
+        h = L.Conv2D(4, 3, padding="same", activation="relu")(L.Concatenate()([u1, d1]))
+        return Model(inp, L.Conv2D(2, 1, activation="softmax")(h))
+    return Sequential(
+        [
+            Input(shape=(6, 6, 2)),
+            L.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
+            L.Flatten(),
+            L.Dense(3 * 3 * 5, activation="relu"),
+            L.Reshape((3, 3, 5)),
+            L.Conv2DTranspose(4, 3, strides=2, output_padding=1, activation="tanh"),
+            L.Conv2DTranspose(3, 2, dilation_rate=2, padding="same"),
+            L.UpSampling2D((1, 2)),
+            L.Conv2DTranspose(2, (2, 3), strides=(2, 1), padding="valid", use_bias=False),
+            L.Reshape((-1, 2)),
+            L.UpSampling1D(2),
+        ]
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["decoder_unet", "decoder_autoencoder"])
+def test_model_built_in_code_with_keras_weights(case, backend):
+    mdl = _code_model(case)
+    mdl.set_weights(golden(case, "weights"))
+    with fl.use_backend(backend):
+        assert_keras_outputs(case, mdl.predict(golden(case, "inputs")[0]))
+        assert_keras_outputs(case, mdl(golden(case, "inputs")[0]))  # the shape plan's run
+
+
+def test_symbolic_shapes_with_unknown_sizes(rng):
+    inp = Input(shape=(None, None, 3))
+    h = L.Conv2DTranspose(4, 3, strides=2, padding="same", seed=1)(inp)
+    h = L.UpSampling2D((1, 3), interpolation="bilinear")(h)
+    out = fl.conv2d_transpose(h, np.ones((2, 2, 5, 4), F32), strides=2)
+    assert h.shape == (None, None, None, 4) and out.shape == (None, None, None, 5)
+    mdl = Model(inp, out)
+    x = rng.standard_normal((2, 3, 4, 3)).astype(F32)
+    assert mdl(x).shape == (2, 12, 48, 5)
+    assert mdl(x[:1, :1, :2]).shape == (1, 4, 24, 5)
+
+
+@pytest.mark.parametrize("layer", [
+    L.Conv2DTranspose(3, (2, 3), strides=(2, 1), padding="same", output_padding=(1, 0),
+                      dilation_rate=1, activation="relu", use_bias=False, seed=3),
+    L.UpSampling2D((2, 3), data_format="channels_first", interpolation="bilinear"),
+    L.UpSampling1D(3),
+])
+def test_config_round_trip(layer):
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_keras_config_values_are_read():
+    from fastlayers.io.keras_config import Unsupported, make_layer
+
+    layer = make_layer({"class_name": "Conv2DTranspose", "config": {
+        "name": "up", "filters": 3, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same",
+        "output_padding": [1, 1], "data_format": "channels_last", "dilation_rate": [1, 1],
+        "activation": "linear", "use_bias": True, "kernel_regularizer": None}})
+    assert (layer.strides, layer.output_padding, layer.padding) == ((2, 2), (1, 1), "same")
+    layer = make_layer({"class_name": "UpSampling2D", "config": {
+        "name": "u", "size": [2, 2], "interpolation": "bilinear", "data_format": "channels_last"}})
+    assert layer.interpolation == "bilinear"
+    with pytest.raises(Unsupported, match="lanczos3"):
+        make_layer({"class_name": "UpSampling2D", "config": {"interpolation": "lanczos3"}})
+
+
+# ------------------------------------------------------------------------ bad arguments
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: L.Conv2DTranspose(0, 3), ValueError, "filters"),
+    (lambda: L.Conv2DTranspose(2, 3, padding="causal"), ValueError, "padding"),
+    (lambda: L.Conv2DTranspose(2, 3, strides=2, output_padding=2), ValueError, "output_padding"),
+    (lambda: L.Conv2DTranspose(2, 3, output_padding=-1), ValueError, "output_padding"),
+    (lambda: L.Conv2DTranspose(2, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
+    (lambda: L.Conv2DTranspose(2, 3, groups=2), TypeError, "groups"),
+    (lambda: L.UpSampling2D(0), ValueError, "size"),
+    (lambda: L.UpSampling2D((2, 2, 2)), ValueError, "size"),
+    (lambda: L.UpSampling2D(interpolation="bicubic"), NotImplementedError, "bicubic"),
+    (lambda: L.UpSampling2D(interpolation=3), TypeError, "interpolation"),
+    (lambda: L.UpSampling1D(2.5), TypeError, "size"),
+])
+def test_bad_constructor_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_bad_attribute_assignment_is_refused():
+    layer = L.Conv2DTranspose(2, 3, strides=2)
+    with pytest.raises(ValueError, match="output_padding"):
+        layer.output_padding = (2, 2)
+    assert layer.output_padding is None
+    up = L.UpSampling2D()
+    up.size = 3
+    assert up.size == (3, 3)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: fl.conv2d_transpose(np.ones((3, 3, 2)), np.ones((3, 3, 4, 2))), ValueError, "rank"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 3, 3, 2)), np.ones((3, 3, 4, 3))), ValueError,
+     "in_channels"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 3, 3, 2)), np.ones((3, 3, 4))), ValueError, "rank"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 3, 3, 2)), np.ones((3, 3, 4, 2)), np.ones(3)),
+     ValueError, "bias"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 3, 3, 2)), np.ones((3, 3, 4, 2)), padding=3),
+     TypeError, "padding"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 3, 3, 2)), np.ones((3, 3, 4, 2)), strides=2**30),
+     ValueError, "too large"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 1, 1, 2)), np.ones((2, 2, 4, 2)), padding="same",
+                                 output_padding=0), ValueError, "empty"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 0, 3, 2)), np.ones((3, 3, 4, 2))), ValueError,
+     "empty"),
+    (lambda: fl.conv2d_transpose(np.ones((1, 3, 3, 2)), np.ones((3, 3, 4, 2)), activation="nope"),
+     ValueError, "nope"),
+    (lambda: fl.conv2d_transpose(np.array([["a"]]), np.ones((3, 3, 4, 2))), TypeError, "x"),
+    (lambda: L.Conv2DTranspose(2, 3)(np.ones((1, 3, 3))), ValueError, "rank"),
+    (lambda: L.UpSampling2D()(np.ones((1, 3, 3))), ValueError, "rank"),
+    (lambda: L.UpSampling2D(2**20)(np.ones((1, 3, 3, 2))), ValueError, "too large"),
+    (lambda: L.UpSampling1D()(np.ones((1, 3))), ValueError, "rank"),
+])
+def test_bad_calls(call, error, match, any_backend):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_channels_must_match_the_weights(any_backend):
+    layer = L.Conv2DTranspose(2, 3)
+    layer(np.ones((1, 3, 3, 4), F32))
+    with pytest.raises(ValueError, match="in_channels"):
+        layer(np.ones((1, 3, 3, 5), F32))
+
+
+def test_empty_batch(any_backend):
+    assert L.Conv2DTranspose(4, 3, strides=2)(np.ones((0, 3, 3, 2), F32)).shape == (0, 7, 7, 4)
+    assert L.UpSampling2D(interpolation="bilinear")(np.ones((0, 3, 3, 2), F32)).shape == (
+        0, 6, 6, 2)
+
+
+# --------------------------------------- conv layers: channels_first and row activations
+
+
+@pytest.mark.parametrize("make", [
+    lambda act: L.Conv2D(4, 3, data_format="channels_first", activation=act, seed=1),
+    lambda act: L.Conv1D(4, 3, data_format="channels_first", activation=act, seed=1),
+    lambda act: L.DepthwiseConv2D(3, data_format="channels_first", activation=act, seed=1),
+    lambda act: L.SeparableConv2D(4, 3, data_format="channels_first", activation=act, seed=1),
+    lambda act: L.Conv2DTranspose(4, 3, data_format="channels_first", activation=act, seed=1),
+])
+@pytest.mark.parametrize("act", ["softmax", "log_softmax", "relu",
+                                 lambda t: t / (1.0 + np.abs(t).sum(-1, keepdims=True))])
+def test_channels_first_activation_acts_on_the_last_axis(make, act, rng, any_backend):
+    """Keras applies the activation to the (N, F, ...) output: a row activation or callable
+    runs along the width, not the filters (it ran over the filters before)."""
+    layer = make(act)
+    linear = type(layer).from_config({**layer.get_config(), "activation": None})
+    x = rng.standard_normal((2, 4, 6, 7) if "1D" not in type(layer).__name__ else (2, 4, 7))
+    x = x.astype(F32)
+    got = layer(x)
+    linear.set_weights(layer.get_weights())
+    z = linear(x)
+    if callable(act):
+        want = act(z)
+    elif act == "relu":
+        want = np.maximum(z, 0)
+    else:
+        shifted = z - z.max(-1, keepdims=True)
+        log = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        want = np.exp(log) if act == "softmax" else log
+    assert_close(got, want, k=8, magnitude=4.0)
