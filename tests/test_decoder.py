@@ -398,3 +398,89 @@ def test_channels_first_activation_acts_on_the_last_axis(make, act, rng, any_bac
         log = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
         want = np.exp(log) if act == "softmax" else log
     assert_close(got, want, k=8, magnitude=4.0)
+
+
+# ---------------------------------------------------------------- from_torch (torch extra)
+
+
+def _torch_check(module, x, backend):
+    """from_torch(module) against the module itself on x; returns the converted model."""
+    torch = pytest.importorskip("torch")
+    module.eval()
+    model = fl.from_torch(module, (x,))
+    with torch.no_grad():
+        want = module(x).numpy()
+    with fl.use_backend(backend):
+        got = model(x.numpy())
+    assert got.shape == want.shape and got.dtype == F32
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * max(1.0, np.abs(want).max()))
+    return model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cin, cout, k, s, p, op, d, bias", [
+    (3, 4, 3, 2, 1, 1, 1, True),  # the usual x2 upsampling: H -> 2H
+    (2, 5, 4, 2, 1, 0, 1, False),
+    (4, 3, (3, 2), (3, 1), (0, 1), (2, 0), 1, True),
+    (3, 2, 3, 1, 2, 0, 2, True),  # dilated, padding cropped
+    (1, 1, 1, 1, 0, 0, 1, True),
+])
+def test_from_torch_conv_transpose2d(cin, cout, k, s, p, op, d, bias, backend):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose2d(cin, cout, k, stride=s, padding=p, output_padding=op,
+                                    dilation=d, bias=bias)
+    model = _torch_check(conv, torch.randn(2, cin, 5, 7), backend)
+    assert any(isinstance(layer, L.Conv2DTranspose) for layer in model.layers)
+
+
+def _decoder_module(torch):
+    """ConvTranspose2d, nn.Upsample (bilinear), F.interpolate (nearest), a Conv2d."""
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(3, 4, 2, stride=2)
+            self.resize = torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+            self.out = torch.nn.Conv2d(4, 2, 3, padding=1)
+
+        def forward(self, x):
+            h = torch.relu(self.up(x))
+            h = self.resize(h)
+            h = torch.nn.functional.interpolate(h, scale_factor=(1, 3), mode="nearest")
+            return self.out(h)
+
+    return Decoder()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_from_torch_decoder(backend):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    model = _torch_check(_decoder_module(torch), torch.randn(2, 3, 3, 4), backend)
+    assert sum(isinstance(layer, L.UpSampling2D) for layer in model.layers) == 2
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda nn: nn.Upsample(scale_factor=1.5), "scale_factor=1.5"),
+    (lambda nn: nn.Upsample(scale_factor=2, mode="bicubic"), "mode='bicubic'"),
+    (lambda nn: nn.UpsamplingBilinear2d(scale_factor=2), "align_corners=True"),
+    (lambda nn: nn.ConvTranspose2d(4, 4, 3, groups=2), "groups=2"),
+    (lambda nn: nn.ConvTranspose2d(4, 2, 3, stride=2, dilation=2), "dilation"),
+])
+def test_from_torch_refuses_what_it_cannot_convert(make, match):
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match=match):
+        fl.from_torch(make(torch.nn), (torch.randn(1, 4, 3, 3),))
+
+
+def test_from_torch_upsample_to_a_size(rng):
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(rng.standard_normal((1, 2, 3, 4)).astype(F32))
+    _torch_check(torch.nn.Upsample(size=(6, 12)), x, "numpy")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match="size=\\(7, 12\\)"):
+        fl.from_torch(torch.nn.Upsample(size=(7, 12)), (x,))

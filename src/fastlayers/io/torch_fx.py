@@ -40,6 +40,8 @@ from ..layers import (
     Concatenate,
     Conv1D,
     Conv2D,
+    Conv2DTranspose,
+    Cropping2D,
     Dense,
     Embedding,
     GlobalAveragePooling2D,
@@ -48,6 +50,7 @@ from ..layers import (
     Permute,
     Reshape,
     Subtract,
+    UpSampling2D,
     ZeroPadding1D,
     ZeroPadding2D,
 )
@@ -593,6 +596,17 @@ class _Converter:
         if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
             if mod.padding_mode != "zeros":
                 no(f"padding_mode={mod.padding_mode!r}")
+        elif isinstance(mod, nn.ConvTranspose2d):
+            why = _conv_transpose_problem(mod)
+            if why:
+                no(why)
+        elif isinstance(mod, nn.Upsample):
+            why = _interpolate_problem(mod.mode, mod.align_corners, False)
+            if why:
+                no(why)
+            if mod.scale_factor is not None and _whole_factors(None, mod.scale_factor,
+                                                               (None, None)) is None:
+                no(f"scale_factor={mod.scale_factor!r} (whole factors only)")
         elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if not mod.track_running_stats or mod.running_mean is None:
                 no("track_running_stats=False (batch statistics at inference)")
@@ -633,7 +647,8 @@ class _Converter:
         known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
                  nn.LayerNorm, nn.GELU, nn.Softmax, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d,
                  nn.AdaptiveAvgPool2d, nn.Flatten, nn.LSTM, nn.GRU, nn.MultiheadAttention,
-                 nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding)
+                 nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
+                 nn.ConvTranspose2d, nn.Upsample)
         name = type(mod).__name__
         return isinstance(mod, known) or (
             getattr(nn, name, None) is type(mod) and (name in _ACT_MODULES
@@ -761,6 +776,11 @@ class _Converter:
             return self.conv2d(qual, mod, args[0])
         if isinstance(mod, nn.Conv1d):
             return self.conv1d(qual, mod, args[0])
+        if isinstance(mod, nn.ConvTranspose2d):
+            return self.conv_transpose2d(qual, mod, args[0])
+        if isinstance(mod, nn.Upsample):
+            return self.upsample(args[0], mod.size, mod.scale_factor, mod.mode,
+                                 mod.align_corners, what=f"{qual} ({name})")
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             return self.batch_norm(mod, args[0])
         if isinstance(mod, nn.LayerNorm):
@@ -872,6 +892,55 @@ class _Converter:
         pad = mod.padding if isinstance(mod.padding, str) else (int(mod.padding[0]),)
         return self._conv(qual, mod, t, kernel, (int(mod.kernel_size[0]),),
                           (int(mod.stride[0]),), (int(mod.dilation[0]),), pad)
+
+    def conv_transpose2d(self, qual: str, mod: Any, x: Any) -> _T:
+        """A Conv2DTranspose with "valid" padding and the module's output_padding, then
+        PyTorch's integer padding cropped from both sides (docs/semantics.md §24)."""
+        t = _to_cl(self._tensor(x, qual))
+        what = f"from_torch: {qual} (ConvTranspose2d)"
+        if t.ndim != 4:
+            raise TorchConversionError(f"{what} needs a 4-D (N, C, H, W) input, got rank {t.ndim}")
+        why = _conv_transpose_problem(mod)
+        if why:
+            raise TorchConversionError(f"{what}: {why} is not supported")
+        stride, dilation = _pair(mod.stride), _pair(mod.dilation)
+        pad, out_pad = _pair(mod.padding), _pair(mod.output_padding)
+        layer = self.layers.get(qual)
+        if layer is None:
+            layer = Conv2DTranspose(mod.out_channels, _pair(mod.kernel_size), strides=stride,
+                                    padding="valid", output_padding=out_pad,
+                                    dilation_rate=dilation, use_bias=mod.bias is not None,
+                                    name=self._layer_name(qual))
+            w = [_np(mod.weight).transpose(2, 3, 1, 0)]  # (C, F, kh, kw) -> (kh, kw, F, C)
+            if mod.bias is not None:
+                w.append(_np(mod.bias))
+            layer.set_weights(w)
+            self.layers[qual] = layer
+        y = layer(t.sym)
+        if any(pad):
+            y = Cropping2D(((pad[0], pad[0]), (pad[1], pad[1])))(y)
+        return _T(y, True)
+
+    def upsample(self, x: Any, size: Any, scale_factor: Any, mode: str, align_corners: Any,
+                 antialias: bool = False, what: str = "interpolate") -> _T:
+        """nn.Upsample / F.interpolate of a 4-D input by whole factors: UpSampling2D, with
+        "nearest", or "bilinear" without align_corners (half-pixel centres, as Keras)."""
+        t = _to_cl(self._tensor(x, what))
+        where = f"from_torch: {what}"
+        if t.ndim != 4:
+            raise TorchConversionError(f"{where} needs a 4-D (N, C, H, W) input, got rank "
+                                       f"{t.ndim}")
+        why = _interpolate_problem(mode, align_corners, antialias)
+        if why:
+            raise TorchConversionError(f"{where}: {why} is not supported")
+        factors = _whole_factors(size, scale_factor, t.sym.shape[1:3])
+        if factors is None:
+            raise TorchConversionError(
+                f"{where} with size={size!r}, scale_factor={scale_factor!r} is not supported: "
+                "only whole scale factors (or a size that is a whole multiple of a known "
+                "input size)"
+            )
+        return _T(UpSampling2D(factors, interpolation=mode)(t.sym), True)
 
     def batch_norm(self, mod: Any, x: Any) -> _T:
         t = self._tensor(x, "batch_norm")
@@ -1256,6 +1325,9 @@ class _Converter:
                 x, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
                 divisor_override),
             F.adaptive_avg_pool2d: self._adaptive_fn,
+            F.interpolate: lambda x, size=None, scale_factor=None, mode="nearest",
+            align_corners=None, recompute_scale_factor=None, antialias=False: self.upsample(
+                x, size, scale_factor, mode, align_corners, antialias),
             operator.add: lambda a, b: self.binary(a, b, "add"),
             operator.iadd: lambda a, b: self.binary(a, b, "add"),
             torch.add: self._torch_add,
@@ -1334,6 +1406,49 @@ class _Converter:
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
                       "transpose"})
+
+
+def _conv_transpose_problem(mod: Any) -> str | None:
+    """Why ``from_torch`` cannot convert this nn.ConvTranspose2d, or None."""
+    stride, dilation = _pair(mod.stride), _pair(mod.dilation)
+    out_pad = _pair(mod.output_padding)
+    if mod.groups != 1:
+        return f"groups={mod.groups}"
+    if mod.padding_mode != "zeros":
+        return f"padding_mode={mod.padding_mode!r}"
+    if max(stride) > 1 and max(dilation) > 1:
+        return f"stride {stride} with dilation {dilation} (Keras refuses both > 1)"
+    if any(o >= s for o, s in zip(out_pad, stride)):
+        return f"output_padding {out_pad} not smaller than the stride {stride} (Keras's rule)"
+    return None
+
+
+def _interpolate_problem(mode: str, align_corners: Any, antialias: Any) -> str | None:
+    """Why ``from_torch`` cannot convert this upsampling mode, or None: "nearest", and
+    "bilinear" without align_corners or antialias (half-pixel centres, as Keras) convert."""
+    if mode not in ("nearest", "bilinear"):
+        return f"mode={mode!r} (nearest or bilinear only)"
+    if mode == "bilinear" and align_corners:
+        return "align_corners=True"
+    if antialias:
+        return "antialias=True"
+    return None
+
+
+def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int] | None:
+    """The (rows, cols) factors of an nn.Upsample / F.interpolate, when they are whole
+    numbers >= 1; else None."""
+    if scale_factor is not None:
+        pair = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
+        if len(pair) != 2 or any(float(f) != int(f) or int(f) < 1 for f in pair):
+            return None
+        return (int(pair[0]), int(pair[1]))
+    pair = size if isinstance(size, (tuple, list)) else (size, size)
+    if size is None or len(pair) != 2 or any(d is None for d in in_hw):
+        return None
+    if any(int(o) < 1 or int(o) % d for o, d in zip(pair, in_hw)):
+        return None
+    return (int(pair[0]) // in_hw[0], int(pair[1]) // in_hw[1])
 
 
 def _pair_or_none(v: Any) -> Any:
