@@ -124,6 +124,20 @@ def test_core_conv2d_kernel_larger_than_input(rng, x_shape, k_shape, kw):
     _compare(x, k, b, **kw)
 
 
+@pytest.mark.parametrize("pads", [(0, 2, 0, 0), (0, 0, 0, 3), (0, 1, 0, 1), (1, 0, 0, 0)])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_core_conv2d_1x1_with_explicit_pads(rng, pads, groups):
+    """A 1x1 kernel with pads the caller chose (Conv2DTranspose's phases pad below and right):
+    the output has more pixels than x, so the no-copy 1x1 GEMM must not run. It did for
+    bottom/right pads, reading past the end of x."""
+    x, k, b = _data(rng, (2, 5, 4, 6), (1, 1, 6 // groups, 9))
+    top, bottom, left, right = pads
+    oh, ow = 5 + top + bottom, 4 + left + right
+    y = _backend._core.conv2d(x, k, b, (1, 1), (1, 1), pads, groups, 0)
+    want = np_conv2d.conv2d(x, k, b, (1, 1), (1, 1), pads, (oh, ow), groups, "linear")
+    assert_close(y, want, k=6)
+
+
 def test_core_conv2d_empty_batch():
     x = np.ones((0, 5, 6, 4), np.float32)
     k = np.ones((3, 3, 2, 6), np.float32)

@@ -176,8 +176,11 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
         return;
     }
 
-    // 1x1 stride 1: x is the A operand of every group (pads are zero for a 1x1 kernel).
-    if (s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_top == 0 && s.pad_left == 0) {
+    // 1x1 stride 1 without padding: x is the A operand of every group. (Keras's geometry never
+    // pads a 1x1 kernel, but a caller may: Conv2DTranspose's phases pad below and right, and
+    // then the output has more pixels than x.)
+    if (s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+        s.oh == s.h && s.ow == s.w) {
         const int64_t cg = w.cg();
         const int64_t fg = s.f / s.groups;
         for (int64_t g = 0; g < s.groups; ++g) {

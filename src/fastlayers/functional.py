@@ -266,6 +266,10 @@ def conv2d_transpose(
     Returns
     -------
     y : float32 array (N, OH, OW, F)
+
+    The NumPy path is one GEMM of every pixel by every tap's matrix, added into place
+    (col2im); the C++ path splits the output into stride phases, each a stride-1 conv2d of x
+    (docs/performance.md §5).
     """
     return run_conv2d_transpose(V.check_conv2d_transpose(**locals()))
 

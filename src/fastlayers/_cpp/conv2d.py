@@ -1,12 +1,11 @@
 """Conv2D on the C++ path (NHWC; elementwise activations fused in the GEMM's epilogue), and
-Conv2DTranspose: its products on the C++ GEMM, then the NumPy col2im."""
+Conv2DTranspose as one stride-1 conv2d per output phase."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _backend
-from .._numpy.conv2d import add_taps
 from .activations import activate, apply_after, fused_id
 
 
@@ -41,38 +40,81 @@ def conv2d(a, packed=None):
     return y if fused is not None else apply_after(a.activation, y)
 
 
-def pack_conv2d_transpose(kernel):
-    """A Conv2DTranspose kernel (kh, kw, F, C) as the GEMM operand (C, kh*kw*F) of every
-    pixel's per-tap products, packed once (``_core.PackedDense``, no bias: the bias is
-    added after the taps)."""
-    return _backend._core.PackedDense(_tap_matrix(kernel), None)
+def pack_conv2d_transpose(kernel, bias, strides):
+    """A Conv2DTranspose kernel (kh, kw, F, C) and bias, packed once as the stride-1
+    convolutions of its output phases (:func:`_phases`)."""
+    return [(ry, rx, pack_conv2d(sub, bias, 1), None)
+            for ry, rx, sub in _phases(kernel, strides)]
 
 
-def _tap_matrix(kernel):
-    """(kh, kw, F, C) -> (C, kh*kw*F): column (a*kw + b)*F + f holds kernel[a, b, f, :]."""
-    kh, kw, f, c = kernel.shape
-    return np.ascontiguousarray(kernel.transpose(3, 0, 1, 2).reshape(c, kh * kw * f))
+def _phases(kernel, strides):
+    """The output phases of a transposed convolution: [(ry, rx, sub-kernel)].
+
+    Output row oy takes input row i through tap a when oy + top = i*sh + a*dh. With a stride
+    (dh = 1 then), the rows with (oy + top) % sh == ry use only the taps a = ry, ry + sh, ...:
+    they are a stride-1 convolution of x with those taps reversed. With sh = 1 there is one
+    phase, all taps reversed (dilated by dh). sub is (Jy, Jx, C, F), conv2d's layout; a phase
+    with no taps (a stride larger than the kernel) is left out: its pixels get the bias only.
+    """
+    kh, kw, _, _ = kernel.shape
+    sh, sw = strides
+    out = []
+    for ry in range(min(sh, kh)):
+        ay = np.arange(ry, kh, sh)[::-1]
+        for rx in range(min(sw, kw)):
+            ax = np.arange(rx, kw, sw)[::-1]
+            sub = kernel[ay][:, ax].transpose(0, 1, 3, 2)
+            out.append((ry, rx, np.ascontiguousarray(sub)))
+    return out
+
+
+def _phase_span(n, taps, d, s, r, offset, out_len):
+    """Where phase r's convolution runs along one axis: (first output index, count, pad
+    before, pad after, first row of the convolution's result to keep), or None when the
+    phase has no output there.
+
+    Phase row q is output row q*s + r - offset and sums x[q - j*d] over its taps j (tap j
+    reversed in the sub-kernel): a stride-1 convolution of x padded by (taps - 1)*d.
+    """
+    first = -((r - offset) // s)  # the first q whose output row is >= 0
+    end = (out_len - 1 + offset - r) // s + 1
+    if end <= first:
+        return None
+    full = (taps - 1) * d
+    before = max(0, full - first)
+    skip = first - (full - before)  # rows of the convolution's result before q = first
+    after = max(0, skip + end - first - (n + before - full))
+    return first * s + r - offset, end - first, before, after, skip
 
 
 def conv2d_transpose(a, packed=None):
-    """conv2d_transpose on checked arguments (``_validation.Conv2DTransposeArgs``): the
-    products x (N*H*W, C) @ (C, kh*kw*F) on the core's GEMM (the layer's
-    :func:`pack_conv2d_transpose`, or the raw kernel read in place or packed per call), then
-    ``_numpy.conv2d.add_taps`` places them (memory-bound, kh*kw strided adds) and the bias and
-    activation follow as on the NumPy path, the activation on the core's kernel when it has
-    one (docs/performance.md §5)."""
+    """conv2d_transpose on checked arguments (``_validation.Conv2DTransposeArgs``): one
+    stride-1 core.conv2d per output phase (:func:`_phases`), each written into its rows and
+    columns of the output, the bias and an elementwise activation in the convolutions'
+    epilogue (docs/performance.md §5). ``packed`` is the layer's
+    :func:`pack_conv2d_transpose`, or None (the raw kernel, split per call)."""
     core = _backend._core
-    n, h, w, c = a.x.shape
+    n, h, w, _ = a.x.shape
     kh, kw, f, _ = a.kernel.shape
-    x2 = a.x.reshape(n * h * w, c)
+    (sh, sw), (dh, dw), (top, left), (oh, ow) = a.strides, a.dilation, a.offsets, a.out_hw
     if packed is None:
-        taps = core.dense_unpacked(x2, _tap_matrix(a.kernel), None, 0)
-    else:
-        taps = core.dense(x2, packed, 0)
-    y = add_taps(taps.reshape(n, h, w, kh, kw, f), a.strides, a.dilation, a.offsets, a.out_hw)
-    if a.bias is not None:
-        y += a.bias
+        packed = [(ry, rx, sub, a.bias) for ry, rx, sub in _phases(a.kernel, a.strides)]
+    complete = kh >= sh and kw >= sw  # every output pixel is in a phase with taps
+    fused = fused_id(a.activation) if complete else None
+    y = np.empty((n, oh, ow, f), np.float32)
+    if not complete:
+        y[...] = 0.0 if a.bias is None else a.bias
+    for ry, rx, kernel, bias in packed:
+        rows = _phase_span(h, (kh - ry + sh - 1) // sh, dh, sh, ry, top, oh)
+        cols = _phase_span(w, (kw - rx + sw - 1) // sw, dw, sw, rx, left, ow)
+        if rows is None or cols is None:
+            continue
+        oy, cy, ty, by, my = rows
+        ox, cx, tx, bx, mx = cols
+        z = core.conv2d(a.x, kernel, bias, (1, 1), (dh, dw), (ty, by, tx, bx), 1, fused or 0)
+        y[:, oy::sh, ox::sw] = z[:, my : my + cy, mx : mx + cx]
+    if fused is not None:
+        return y
     if fused_id(a.activation) is not None:
         return activate(y, a.activation)
     return apply_after(a.activation, y)
-

@@ -636,8 +636,8 @@ class Conv2DTranspose(Layer):
     filters first), then ``bias`` (filters,) if use_bias.
 
     Call: ``layer(inputs)`` with inputs (N, H, W, C) (channels_last) or (N, C, H, W)
-    (channels_first); returns float32 (N, OH, OW, filters) or (N, filters, OH, OW). The
-    products run on the C++ GEMM when the core is there (weights packed once).
+    (channels_first); returns float32 (N, OH, OW, filters) or (N, filters, OH, OW). On the
+    C++ path it runs as one stride-1 conv2d per output phase, their kernels packed once.
     """
 
     config_keys = (
@@ -751,6 +751,10 @@ class Conv2DTranspose(Layer):
         y = _channels_back(F.run_conv2d_transpose(a, self._packed), channels_first)
         return _activate_after(y, after)
 
-    def _pack(self):
-        return pack_conv2d_transpose(self._weight("kernel"))
+    def _pack(self):  # one conv2d per output phase, the bias folded in
+        return pack_conv2d_transpose(self._weight("kernel"), self._weight("bias"), self.strides)
+
+    def _config_changed(self, name: str) -> None:
+        if name == "strides" and self.built:  # the phases depend on the strides
+            self._on_weights_set()
 
