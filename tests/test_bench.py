@@ -231,6 +231,10 @@ def _expected_flops(case):
             out = case.call(d)
         kh, kw, c, _ = d["kernel"].shape
         return 2.0 * out.size * kh * kw * c
+    if case.op == "conv2d_transpose":  # every input pixel through every tap
+        n, h, w, c = d["x"].shape
+        kh, kw, f, _ = d["kernel"].shape
+        return 2.0 * n * h * w * c * kh * kw * f
     if case.op in ("lstm", "gru"):
         b, t, f = d["x"].shape
         u = d["recurrent_kernel"].shape[0]

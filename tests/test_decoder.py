@@ -326,6 +326,17 @@ def test_bad_attribute_assignment_is_refused():
     assert up.size == (3, 3)
 
 
+def test_strides_assigned_after_build_take_effect(rng, any_backend):
+    """The C++ path packs one kernel per stride phase: a new stride repacks them."""
+    x = rng.standard_normal((1, 3, 4, 2)).astype(F32)
+    layer = L.Conv2DTranspose(3, 3, strides=2, padding="same", seed=2)
+    assert layer(x).shape == (1, 6, 8, 3)
+    layer.strides = 3
+    kernel, bias = layer.get_weights()
+    want = _naive_transpose(x, kernel, bias, (3, 3), "same", None, (1, 1))
+    assert_close(layer(x), want, k=18, magnitude=4.0)
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda: fl.conv2d_transpose(np.ones((3, 3, 2)), np.ones((3, 3, 4, 2))), ValueError, "rank"),
     (lambda: fl.conv2d_transpose(np.ones((1, 3, 3, 2)), np.ones((3, 3, 4, 3))), ValueError,

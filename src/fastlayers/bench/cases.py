@@ -18,6 +18,7 @@ import numpy as np
 
 import fastlayers as fl
 from fastlayers import _backend
+from fastlayers._checks import conv_transpose_length
 
 from . import ort
 
@@ -79,6 +80,52 @@ class Case:
                 return None
             return self.ort_prepare(self.inputs, threads or fl.get_num_threads())
         raise ValueError(f"unknown path {path!r}")
+
+
+def _conv_transpose_case(cid, n, h, w, c, f, k, stride, padding, quick=True):
+    def make(rng):
+        d = {
+            "x": _rand(rng, n, h, w, c),
+            "kernel": _rand(rng, k, k, f, c, scale=1 / math.sqrt(k * k * c)),
+            "bias": _rand(rng, f),
+        }
+        d["layer"] = fl.layers.Conv2DTranspose(
+            f, k, strides=stride, padding=padding, activation="relu"
+        )
+        d["layer"].set_weights([d["kernel"], d["bias"]])
+        return d
+
+    def call(d):
+        return d["layer"](d["x"])
+
+    # PyTorch's ConvTranspose2d(padding=p, output_padding=op) is Keras's rule with the first
+    # output row at -p and (H - 1)*s - 2p + k + op rows: the same output when p is Keras's
+    # offset and op makes up the length (docs/semantics.md §25).
+    (oh, _), top = _transpose_geometry(h, k, stride, padding)
+    out_pad = oh - ((h - 1) * stride - 2 * top + k)
+
+    def torch_prepare(d):
+        if not 0 <= out_pad < stride:
+            raise ValueError(f"{cid}: no ConvTranspose2d computes Keras's {padding!r} here")
+        cl = torch.channels_last
+        x = torch.from_numpy(d["x"]).permute(0, 3, 1, 2).contiguous(memory_format=cl)
+        wt = torch.from_numpy(d["kernel"]).permute(3, 2, 0, 1).contiguous()  # (C, F, kh, kw)
+        b = torch.from_numpy(d["bias"])
+
+        def run():
+            y = F.conv_transpose2d(x, wt, b, stride=stride, padding=top, output_padding=out_pad)
+            return torch.relu(y).permute(0, 2, 3, 1)
+
+        return run
+
+    flops = 2.0 * n * h * w * c * f * k * k
+    desc = f"({n}, {h}, {w}, {c}) -> {f}, {k}x{k}, stride {stride}, {padding}"
+    return Case(cid, "conv2d_transpose", desc, flops, make, call, torch_prepare, quick)
+
+
+def _transpose_geometry(h, k, stride, padding):
+    length, top = conv_transpose_length(h, k, stride, 1, padding, None)
+    return (length, length), top
 
 
 def _first(out):
@@ -355,6 +402,8 @@ COMPUTE_BOUND_IDS = frozenset(
         "conv-b8",
         "conv-stem",
         "conv-dil",
+        "convT-k2",
+        "convT-k4",
         "conv-1x1",
         "lstm-b32",
         "lstm-b64",
@@ -401,6 +450,9 @@ def all_cases() -> list[Case]:
         # decode driver; bound by bandwidth: K and V are read once per call).
         _sdpa_case("decode-t1", 1, 8, 1, 4096, 64),
         _sdpa_case("decode-t4", 1, 8, 4, 1024, 64),
+        # Added (docs/benchmarks.md §7): transposed convolutions of U-Net decoders.
+        _conv_transpose_case("convT-k2", 1, 32, 32, 256, 128, 2, 2, "valid"),
+        _conv_transpose_case("convT-k4", 1, 64, 64, 64, 32, 4, 2, "same"),
         # Added (docs/benchmarks.md §7): the softmax inside attn-256, and a tiny call (overhead).
         _softmax_case("softmax-attn256", 8 * 8 * 256, 256),
         _softmax_case("softmax-1x64", 1, 64),
