@@ -7,6 +7,8 @@ tests/golden/make_golden_models.py) and one file per topic, ``models_<topic>.npz
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +59,23 @@ def assert_keras_outputs(case: str, got) -> None:
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.dtype == np.float32
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * max(1.0, float(np.abs(w).max())))
+
+
+def read_layer_cases(name: str) -> dict[str, tuple]:
+    """The single-layer cases of ``tests/golden/<name>`` (the layout of
+    make_models_convpool.py's ``convpool_layers.npz``): case -> (meta, x, weights, mask or
+    None, y)."""
+    with np.load(GOLDEN_DIR / name, allow_pickle=False) as data:
+        meta = json.loads(str(data["__cases__"]))
+        cases = {}
+        for case, m in meta.items():
+            shapes = [m["x"], *m["weights"]] + ([m["mask"]] if m["mask"] else []) + [m["y"]]
+            ends = np.cumsum([math.prod(s) for s in shapes])
+            flat = data[case]
+            assert ends[-1] == flat.size, case
+            parts = [p.reshape(s) for p, s in zip(np.split(flat, ends[:-1]), shapes)]
+            weights = parts[1 : 1 + len(m["weights"])]
+            mask = parts[-2].astype(bool) if m["mask"] else None
+            cases[case] = (m, parts[0], weights, mask, parts[-1])
+    return cases
+

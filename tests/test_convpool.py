@@ -10,14 +10,13 @@ same (tested below); global pooling, padding and cropping run NumPy under every 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, assert_close, backends_for
-from golden_models import assert_keras_outputs, golden
+from golden_models import assert_keras_outputs, golden, read_layer_cases
 
 import fastlayers as fl
 from fastlayers import Input, Model, Sequential
@@ -29,24 +28,7 @@ BACKENDS = backends_for("conv2d")
 CONV = ("Conv1D", "DepthwiseConv2D", "SeparableConv2D")
 
 
-def _read_layer_cases():
-    with np.load(HERE / "convpool_layers.npz", allow_pickle=False) as data:
-        meta = json.loads(str(data["__cases__"]))
-        cases = {}
-        for name, m in meta.items():
-            shapes = [m["x"], *m["weights"]] + ([m["mask"]] if m["mask"] else []) + [m["y"]]
-            ends = np.cumsum([math.prod(s) for s in shapes])
-            flat = data[name]
-            assert ends[-1] == flat.size, name
-            parts = [p.reshape(s) for p, s in zip(np.split(flat, ends[:-1]), shapes)]
-            x, y = parts[0], parts[-1]
-            weights = parts[1 : 1 + len(m["weights"])]
-            mask = parts[-2].astype(bool) if m["mask"] else None
-            cases[name] = (m, x, weights, mask, y)
-    return cases
-
-
-LAYER_CASES = _read_layer_cases()
+LAYER_CASES = read_layer_cases("convpool_layers.npz")
 
 
 def _make(meta):

@@ -11,39 +11,22 @@ tests/test_load_keras.py loads), made by tests/golden/make_models_decoder.py.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, assert_close, backends_for
-from golden_models import assert_keras_outputs, golden
+from golden_models import assert_keras_outputs, golden, read_layer_cases
 
 import fastlayers as fl
 from fastlayers import Input, Model, Sequential
 from fastlayers import layers as L
 
 F32 = np.float32
-HERE = Path(__file__).parent / "golden"
 BACKENDS = backends_for("conv2d_transpose")
 
 
-def _read_layer_cases():
-    with np.load(HERE / "decoder_layers.npz", allow_pickle=False) as data:
-        meta = json.loads(str(data["__cases__"]))
-        cases = {}
-        for name, m in meta.items():
-            shapes = [m["x"], *m["weights"], m["y"]]
-            ends = np.cumsum([math.prod(s) for s in shapes])
-            flat = data[name]
-            assert ends[-1] == flat.size, name
-            parts = [p.reshape(s) for p, s in zip(np.split(flat, ends[:-1]), shapes)]
-            cases[name] = (m, parts[0], parts[1:-1], parts[-1])
-    return cases
-
-
-LAYER_CASES = _read_layer_cases()
+LAYER_CASES = read_layer_cases("decoder_layers.npz")
 
 
 # ------------------------------------------------------------------- Keras layer fixtures
@@ -52,7 +35,7 @@ LAYER_CASES = _read_layer_cases()
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
 def test_layer_matches_keras(case, backend):
-    meta, x, weights, y = LAYER_CASES[case]
+    meta, x, weights, _, y = LAYER_CASES[case]
     layer = getattr(L, meta["class_name"])(**meta["config"])
     if weights:
         layer.set_weights(weights)

@@ -10,7 +10,10 @@ Output shapes are found by running the callable once on zeros, with every unknow
 dimension (None: the batch, a variable sequence length) set to 2, and once more with it
 set to 3 when there is any: a dimension that differs between the two runs is unknown in
 the output too. This also builds the layers (creates their weights), as calling a Keras
-layer on a Keras tensor does.
+layer on a Keras tensor does. The layers whose zero runs would cost real work on large
+known sizes (the convolutions, 2D pooling and upsampling) compute their output shape
+instead (``Layer._symbolic_output_shape``), when the only unknown dimension is the batch;
+they build themselves as the zero run would.
 
 When a model runs, :meth:`Node.run` can also carry Keras's implicit masks from node to
 node (``_masking``; docs/architecture.md §12 (Masks)).
@@ -236,6 +239,32 @@ def _as_outputs(out: Any, label: str) -> tuple[list[np.ndarray], type | None]:
     return arrays, structure
 
 
+def _layer_output_shape(layer: Any, args: tuple, kwargs: dict) -> tuple | None:
+    """The output shape a layer computes for a call on one float32 symbolic tensor (or a list
+    of them), known but for the batch (None: run it on zeros instead, which also reports
+    what is wrong)."""
+    if layer is None or kwargs or len(args) != 1:
+        return None
+    arg = args[0]
+    if isinstance(arg, SymbolicTensor):
+        tensors, shape = [arg], arg.shape
+    elif isinstance(arg, list) and arg and all(isinstance(t, SymbolicTensor) for t in arg):
+        tensors, shape = arg, [t.shape for t in arg]  # a merging layer's list of inputs
+    else:
+        return None
+    for t in tensors:
+        if len(t.shape) < 2 or any(d is None for d in t.shape[1:]) or t.dtype != np.float32:
+            return None
+    hook = getattr(layer, "_symbolic_output_shape", None)
+    if hook is None:
+        return None
+    try:
+        out = hook(shape)
+    except (ValueError, TypeError):
+        return None  # the zero run raises it again, with the context of the call
+    return None if out is None else tuple(out)
+
+
 def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
                   label: str) -> Any:
     """Record ``fn(*args, **kwargs)`` as a node and return its symbolic outputs.
@@ -243,6 +272,10 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
     ``label`` names the layer or op in errors and in the names of the outputs.
     """
     node = Node(fn, layer, args, kwargs, label)
+    shape = _layer_output_shape(layer, args, kwargs)
+    if shape is not None:
+        node.outputs = [SymbolicTensor(shape, np.dtype(np.float32), label, node, 0)]
+        return node.outputs[0]
     has_unknown = any(d is None for t in node.inputs for d in t.shape)
 
     def run(fill: int) -> tuple[list[np.ndarray], type | None]:

@@ -280,6 +280,14 @@ class Layer:
         """Hook called after the config attribute ``name`` was set on a constructed layer:
         layers that derive state from it in the constructor or build refresh it here."""
 
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        """The output shape of ``call`` on an input of ``shape`` (the batch may be None, the
+        rest is known), building the layer as a call would; None when the layer offers
+        none (the default), and then a model definition runs the layer on zeros instead
+        (``_symbolic.symbolic_call``). Defined by the layers whose zero runs cost real work
+        on large sizes; docs/architecture.md §2 (``_symbolic.py``)."""
+        return None
+
     def _runner(self, *args: Any, **kwargs: Any) -> Callable | None:
         """For a model's shape plan (models/shape_plan.py): a function of arrays alone that
         computes what ``call(*args, **kwargs)`` just computed, for arguments of the same

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import pack_conv2d
@@ -180,6 +181,15 @@ class Conv2D(_GroupedConv):
         )
         return _activate_after(_channels_back(F.run_conv2d(a, self._packed), channels_first), after)
 
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        got = _symbolic_geometry(self, shape)
+        if got is None:
+            return None
+        (kernel, _), nhwc = got
+        geometry = V.conv2d_geometry(self._owner(), nhwc, kernel.shape, self.strides,
+                                     self.padding, self.dilation_rate, self.groups)
+        return _symbolic_out(self, shape[0], geometry[3], self.filters)
+
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         if self.data_format == "channels_first" or self._packed is None:
             return None
@@ -226,6 +236,26 @@ def _activate_after(y: np.ndarray, act: Any) -> np.ndarray:
     if act == "softmax":  # the op, which C++ serves; the others as the C++ conv path runs them
         return F.softmax(y, axis=-1)
     return _np_act.apply(act, y)
+
+
+def _symbolic_geometry(layer: Layer, shape: tuple) -> tuple | None:
+    """For ``_symbolic_output_shape``: (the call weights after building as a zero run would,
+    the input shape as NHWC with the batch known) for a rank-4 input, or None when the
+    output shape cannot be computed here (an activation that may change it)."""
+    act = layer.activation
+    if len(shape) != 4 or callable(act) or (isinstance(act, str) and act.lower() == "glu"):
+        return None
+    concrete = (2 if shape[0] is None else shape[0], *shape[1:])
+    weights = layer._ready(concrete)
+    if layer.data_format == "channels_first":
+        concrete = (concrete[0], concrete[2], concrete[3], concrete[1])
+    return weights, concrete
+
+
+def _symbolic_out(layer: Layer, batch: Any, out_hw: tuple, filters: int) -> tuple:
+    if layer.data_format == "channels_first":
+        return (batch, filters, *out_hw)
+    return (batch, *out_hw, filters)
 
 
 class Conv1D(_GroupedConv):
@@ -498,6 +528,16 @@ class DepthwiseConv2D(_DepthwiseBase):
         y = _channels_back(F.run_conv2d(a, self._packed), self.data_format == "channels_first")
         return _activate_after(y, after)
 
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        got = _symbolic_geometry(self, shape)
+        if got is None:
+            return None
+        (kernel, _), nhwc = got
+        k4 = V.depthwise_kernel4(kernel)
+        geometry = V.conv2d_geometry(self._owner(), nhwc, k4.shape, self.strides, self.padding,
+                                     self.dilation_rate, kernel.shape[2])
+        return _symbolic_out(self, shape[0], geometry[3], k4.shape[3])
+
     def _pack(self):
         kernel = self._weight("kernel")
         return pack_conv2d(V.depthwise_kernel4(kernel), self._weight("bias"), kernel.shape[2])
@@ -594,6 +634,18 @@ class SeparableConv2D(_DepthwiseBase):
                            op=self._owner(), x_name="inputs")
         y = F.run_conv2d(b, packed[1])
         return _activate_after(_channels_back(y, self.data_format == "channels_first"), after)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        got = _symbolic_geometry(self, shape)
+        if got is None:
+            return None
+        (depthwise, pointwise, _), nhwc = got
+        k4 = V.depthwise_kernel4(depthwise)
+        geometry = V.conv2d_geometry(self._owner(), nhwc, k4.shape, self.strides, self.padding,
+                                     self.dilation_rate, depthwise.shape[2])
+        if pointwise.shape[2] != k4.shape[3]:
+            return None
+        return _symbolic_out(self, shape[0], geometry[3], self.filters)
 
     def _pack(self):
         depthwise = self._weight("depthwise_kernel")
@@ -750,6 +802,17 @@ class Conv2DTranspose(Layer):
         )
         y = _channels_back(F.run_conv2d_transpose(a, self._packed), channels_first)
         return _activate_after(y, after)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        got = _symbolic_geometry(self, shape)
+        if got is None:
+            return None
+        (kernel, _), nhwc = got
+        geometry = _checks.conv2d_transpose_geometry(
+            self._owner(), nhwc, kernel.shape, self.strides, self.padding, self.output_padding,
+            self.dilation_rate,
+        )
+        return _symbolic_out(self, shape[0], geometry[3], self.filters)
 
     def _pack(self):  # one conv2d per output phase, the bias folded in
         return pack_conv2d_transpose(self._weight("kernel"), self._weight("bias"), self.strides)

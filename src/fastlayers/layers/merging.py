@@ -334,6 +334,16 @@ class Concatenate(Layer):
             self.build([x.shape for x in xs])
         return np.concatenate(xs, axis=axis)
 
+    def _symbolic_output_shape(self, shapes: Any) -> tuple | None:
+        if not isinstance(shapes, list) or len({len(s) for s in shapes}) != 1:
+            return None
+        axis = self._axis(len(shapes[0]))
+        if axis == 0 or len({s[:axis] + s[axis + 1:] for s in shapes}) != 1:
+            return None  # a batch that adds up, or shapes the zero run refuses
+        if not self.built:
+            self.build([(2 if s[0] is None else s[0], *s[1:]) for s in shapes])
+        return (*shapes[0][:axis], sum(s[axis] for s in shapes), *shapes[0][axis + 1:])
+
     def compute_mask(self, inputs: Any, mask: Any = None) -> np.ndarray | None:
         if mask is None:
             return None

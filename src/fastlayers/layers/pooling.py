@@ -101,6 +101,20 @@ class _Pooling(Layer):
     def cf(self) -> bool:
         return self.data_format == "channels_first"
 
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if self.rank != 2 or len(shape) != 4:
+            return None
+        self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
+        spatial = shape[2:] if self.cf else shape[1:3]
+        channels = shape[1] if self.cf else shape[3]
+        if channels == 0 or 0 in spatial or (
+            self.padding == "valid" and any(s < p for s, p in zip(spatial, self.pool_size))
+        ):
+            return None  # the zero run says what is wrong
+        oh, ow = (P.pool_geometry(s, p, st, self.padding)[0]
+                  for s, p, st in zip(spatial, self.pool_size, self.strides))
+        return (shape[0], channels, oh, ow) if self.cf else (shape[0], oh, ow, channels)
+
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         if self.cf:
             return None

@@ -79,3 +79,13 @@ class UpSampling2D(_Spatial):
         with V.allocating(self._owner(), f"the output of upsampling by {self.size}"):
             y = run(np.ascontiguousarray(x), self.size)
         return self._back(y, cf)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if len(shape) != 4:
+            return None
+        self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
+        fh, fw = self.size
+        if self.data_format == "channels_first":
+            return (shape[0], shape[1], shape[2] * fh, shape[3] * fw)
+        return (shape[0], shape[1] * fh, shape[2] * fw, shape[3])
+

@@ -1,0 +1,139 @@
+"""Model definition without running the layers: the convolutions, 2D pooling, UpSampling2D and
+Concatenate compute their output shape on symbolic inputs known but for the batch
+(``Layer._symbolic_output_shape``) instead of running on zeros. Checked here: the shape equals
+the real output's for every Keras layer fixture of those classes, the layer is built exactly
+as a zero run builds it, no layer call happens, and what is wrong is still reported at
+definition (by the zero run the hook falls back to).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from golden_models import read_layer_cases
+
+import fastlayers as fl
+from fastlayers import Input, Model
+from fastlayers import layers as L
+
+F32 = np.float32
+HOOKED = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "MaxPooling2D",
+          "AveragePooling2D", "UpSampling2D"}
+CASES = {
+    f"{file}:{name}": case
+    for file in ("convpool_layers.npz", "decoder_layers.npz")
+    for name, case in read_layer_cases(file).items()
+    if case[0]["class_name"] in HOOKED
+}
+
+
+def _no_calls(layer):
+    """Make ``layer.call`` fail, so that a zero run during definition is caught."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{layer.name} was run during the model definition")
+
+    object.__setattr__(layer, "call", refuse)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shape_without_a_run_equals_the_real_output(case):
+    meta, x, weights, _, y = CASES[case]
+    layer = getattr(L, meta["class_name"])(**meta["config"])
+    _no_calls(layer)
+    sym = layer(Input(shape=x.shape[1:]))
+    assert sym.shape == (None, *y.shape[1:])
+    object.__delattr__(layer, "call")
+    if weights:
+        layer.set_weights(weights)
+    assert layer(x).shape == y.shape
+
+
+@pytest.mark.parametrize("make", [
+    lambda: L.Conv2D(4, 3, strides=2, padding="same", seed=5),
+    lambda: L.Conv2DTranspose(4, 3, strides=2, padding="same", seed=5),
+    lambda: L.SeparableConv2D(4, 3, depth_multiplier=2, seed=5),
+    lambda: L.DepthwiseConv2D(3, depth_multiplier=3, seed=5),
+])
+def test_weights_are_those_a_zero_run_makes(make):
+    """The hook builds the layer with the shape a zero run would use (batch 2), so seeded
+    initializers give the same weights as calling the layer on an array."""
+    defined, called = make(), make()
+    defined(Input(shape=(9, 7, 3)))
+    called(np.zeros((2, 9, 7, 3), F32))
+    for a, b in zip(defined.get_weights(), called.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_large_unet_is_defined_without_running_it():
+    """Defining a U-Net on 4096 x 4096 images used to run every layer on batches of 2 and 3
+    such images (GiB of zeros, seconds of convolutions)."""
+    inp = Input(shape=(4096, 4096, 3))
+    d1 = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    d2 = L.Conv2D(16, 3, padding="same", activation="relu")(L.MaxPooling2D(2)(d1))
+    u = L.Conv2DTranspose(8, 2, strides=2)(d2)
+    u2 = L.UpSampling2D(1, interpolation="bilinear")(L.AveragePooling2D(1)(u))
+    h = L.Concatenate()([u2, d1])
+    out = L.SeparableConv2D(2, 3, padding="same")(L.DepthwiseConv2D(3, padding="same")(h))
+    model = Model(inp, out)
+    for layer in model.layers:
+        _no_calls(layer)
+    assert out.shape == (None, 4096, 4096, 2)
+    assert h.shape == (None, 4096, 4096, 16)
+
+
+@pytest.mark.parametrize("define, match", [
+    (lambda: L.Conv2D(2, 5)(Input(shape=(3, 3, 1))), "smaller than"),
+    (lambda: L.MaxPooling2D(4)(Input(shape=(3, 8, 1))), "smaller than pool_size"),
+    (lambda: L.Conv2D(4, 3, groups=2)(Input(shape=(5, 5, 3))), "divisible"),
+    (lambda: L.Concatenate()([Input(shape=(4, 4, 2)), Input(shape=(5, 4, 2))]), "matching"),
+    (lambda: L.Conv2DTranspose(2, 2, padding="same", output_padding=0)(Input(shape=(1, 1, 2))),
+     "empty"),
+])
+def test_what_is_wrong_is_still_reported_at_definition(define, match):
+    with pytest.raises(ValueError, match=match):
+        define()
+
+
+def test_a_shared_layer_checks_its_channels():
+    conv = L.Conv2D(4, 3)
+    conv(Input(shape=(8, 8, 3)))
+    with pytest.raises(ValueError, match="expected"):
+        conv(Input(shape=(8, 8, 5)))
+
+
+def test_unknown_sizes_and_other_dtypes_still_run_on_zeros():
+    """The hook serves only shapes known but for the batch, of float32 tensors."""
+    seen = []
+
+    class Counting(L.Conv2D):
+        def call(self, inputs, training=None):
+            seen.append(inputs.shape)
+            return super().call(inputs, training)
+
+    Counting(2, 3, padding="same", seed=1)(Input(shape=(None, 6, 3)))
+    assert len(seen) == 2  # the unknown sizes as 2, then as 3
+    seen.clear()
+    Counting(2, 3, seed=1)(Input(shape=(6, 6, 3), dtype="int32"))
+    assert len(seen) == 2
+    seen.clear()
+    Counting(2, 3, seed=1)(Input(shape=(6, 6, 3)))
+    assert seen == []
+
+
+def test_concatenate_along_the_batch_axis_runs_on_zeros():
+    out = L.Concatenate(axis=0)([Input(shape=(3,)), Input(shape=(3,))])
+    assert out.shape == (None, 3)
+    x = np.ones((2, 3), F32)
+    assert Model([out.node.inputs[0], out.node.inputs[1]], out)([x, x]).shape == (4, 3)
+
+
+def test_models_still_match_keras_after_definition_by_shapes(rng):
+    x = rng.standard_normal((2, 10, 12, 3)).astype(F32)
+    inp = Input(shape=(10, 12, 3))
+    h = L.Conv2D(4, 3, padding="same", seed=1)(inp)
+    h = L.Concatenate()([L.UpSampling2D(2)(L.MaxPooling2D(2)(h)), h])
+    model = Model(inp, L.Conv2DTranspose(2, 3, strides=2, seed=2)(h))
+    want = model.layers[-1](np.concatenate(
+        [model.layers[3](model.layers[2](model.layers[1](x))), model.layers[1](x)], axis=-1))
+    with fl.use_backend("numpy"):
+        np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)
