@@ -1,9 +1,10 @@
-"""Model definition without running the layers: the convolutions, 2D pooling, UpSampling2D and
-Concatenate compute their output shape on symbolic inputs known but for the batch
-(``Layer._symbolic_output_shape``) instead of running on zeros. Checked here: the shape equals
-the real output's for every Keras layer fixture of those classes, the layer is built exactly
-as a zero run builds it, no layer call happens, and what is wrong is still reported at
-definition (by the zero run the hook falls back to).
+"""Model definition without running the layers: Dense, the convolutions, 2D pooling,
+UpSampling2D and Concatenate compute their output shape on symbolic inputs known but for the
+batch (``Layer._symbolic_output_shape``) instead of running on zeros. Checked here: the shape
+equals the real output's (every Keras layer fixture of the conv, pooling and upsampling
+classes; Dense and Concatenate on a few shapes), the layer is built exactly as a zero run
+builds it, no layer call happens, and what is wrong is still reported at definition (by the
+zero run the hook falls back to).
 """
 
 from __future__ import annotations
@@ -48,7 +49,26 @@ def test_shape_without_a_run_equals_the_real_output(case):
     assert layer(x).shape == y.shape
 
 
+@pytest.mark.parametrize("make, shapes", [
+    (lambda: L.Dense(5, activation="softmax", seed=1), [(7,)]),
+    (lambda: L.Dense(3, seed=1), [(4, 6, 7)]),
+    (lambda: L.Concatenate(), [(3, 4), (3, 2), (3, 1)]),
+    (lambda: L.Concatenate(axis=1), [(3, 4), (2, 4)]),
+    (lambda: L.Concatenate(axis=-2), [(5, 3, 4), (5, 1, 4)]),
+])
+def test_dense_and_concatenate_shapes(make, shapes, rng):
+    layer = make()
+    _no_calls(layer)
+    inputs = [Input(shape=s) for s in shapes]
+    sym = layer(inputs if len(inputs) > 1 else inputs[0])
+    object.__delattr__(layer, "call")
+    xs = [rng.standard_normal((2, *s)).astype(F32) for s in shapes]
+    real = layer(xs if len(xs) > 1 else xs[0])
+    assert sym.shape == (None, *real.shape[1:])
+
+
 @pytest.mark.parametrize("make", [
+    lambda: L.Dense(4, seed=5),
     lambda: L.Conv2D(4, 3, strides=2, padding="same", seed=5),
     lambda: L.Conv2DTranspose(4, 3, strides=2, padding="same", seed=5),
     lambda: L.SeparableConv2D(4, 3, depth_multiplier=2, seed=5),
@@ -58,6 +78,7 @@ def test_weights_are_those_a_zero_run_makes(make):
     """The hook builds the layer with the shape a zero run would use (batch 2), so seeded
     initializers give the same weights as calling the layer on an array."""
     defined, called = make(), make()
+    _no_calls(defined)
     defined(Input(shape=(9, 7, 3)))
     called(np.zeros((2, 9, 7, 3), F32))
     for a, b in zip(defined.get_weights(), called.get_weights()):

@@ -11,7 +11,8 @@ dimension (None: the batch, a variable sequence length) set to 2, and once more 
 set to 3 when there is any: a dimension that differs between the two runs is unknown in
 the output too. This also builds the layers (creates their weights), as calling a Keras
 layer on a Keras tensor does. The layers whose zero runs would cost real work on large
-known sizes (the convolutions, 2D pooling and upsampling) compute their output shape
+known sizes (Dense, the convolutions, 2D pooling, upsampling, Concatenate) compute their
+output shape
 instead (``Layer._symbolic_output_shape``), when the only unknown dimension is the batch;
 they build themselves as the zero run would.
 
