@@ -274,6 +274,24 @@ def broadcasts_to(
 # ----------------------------------------------------------------------- conv2d geometry
 
 
+def _strides_padding_dilation(op: str, strides, padding, dilation_rate):
+    """The arguments conv2d and conv2d_transpose share, checked: (strides, dilation, padding
+    in lower case)."""
+    sh, sw = int_tuple(strides, op, "strides", maximum=MAX_INT32)
+    dh, dw = int_tuple(dilation_rate, op, "dilation_rate", maximum=MAX_INT32)
+    if not isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be 'valid' or 'same', got {type(padding).__name__}")
+    pad = padding.lower()
+    if pad not in ("valid", "same"):
+        raise ValueError(f"{op}: padding must be 'valid' or 'same', got {padding!r}")
+    if (sh > 1 or sw > 1) and (dh > 1 or dw > 1):
+        raise ValueError(
+            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
+            f"got strides {(sh, sw)} and dilation_rate {(dh, dw)}"
+        )
+    return (sh, sw), (dh, dw), pad
+
+
 def conv2d_geometry(
     op: str,
     x_shape: tuple[int, ...],
@@ -288,23 +306,12 @@ def conv2d_geometry(
     pads = (top, bottom, left, right) following the TensorFlow rule: the extra
     pixel of odd total padding goes at the bottom/right.
     """
-    sh, sw = int_tuple(strides, op, "strides", maximum=MAX_INT32)
-    dh, dw = int_tuple(dilation_rate, op, "dilation_rate", maximum=MAX_INT32)
-    if not isinstance(padding, str):
-        raise TypeError(f"{op}: padding must be 'valid' or 'same', got {type(padding).__name__}")
-    pad = padding.lower()
-    if pad not in ("valid", "same"):
-        raise ValueError(f"{op}: padding must be 'valid' or 'same', got {padding!r}")
+    (sh, sw), (dh, dw), pad = _strides_padding_dilation(op, strides, padding, dilation_rate)
     if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
         raise TypeError(f"{op}: groups must be an int, got {type(groups).__name__}")
     groups = int(groups)
     if groups < 1:
         raise ValueError(f"{op}: groups must be >= 1, got {groups}")
-    if (sh > 1 or sw > 1) and (dh > 1 or dw > 1):
-        raise ValueError(
-            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
-            f"got strides {(sh, sw)} and dilation_rate {(dh, dw)}"
-        )
     _, h, w, c = x_shape
     kh, kw, cg, f = kernel_shape
     if h < 1 or w < 1 or c < 1:
@@ -375,18 +382,7 @@ def conv2d_transpose_geometry(
     kernel_shape is Keras's (kh, kw, filters, in_channels); offsets = (top, left) as in
     :func:`conv_transpose_length`.
     """
-    sh, sw = int_tuple(strides, op, "strides", maximum=MAX_INT32)
-    dh, dw = int_tuple(dilation_rate, op, "dilation_rate", maximum=MAX_INT32)
-    if not isinstance(padding, str):
-        raise TypeError(f"{op}: padding must be 'valid' or 'same', got {type(padding).__name__}")
-    pad = padding.lower()
-    if pad not in ("valid", "same"):
-        raise ValueError(f"{op}: padding must be 'valid' or 'same', got {padding!r}")
-    if (sh > 1 or sw > 1) and (dh > 1 or dw > 1):
-        raise ValueError(
-            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
-            f"got strides {(sh, sw)} and dilation_rate {(dh, dw)}"
-        )
+    (sh, sw), (dh, dw), pad = _strides_padding_dilation(op, strides, padding, dilation_rate)
     if output_padding is None:
         oph = opw = None
     else:

@@ -154,6 +154,24 @@ class Conv2DArgs(NamedTuple):
     activation: Any
 
 
+def _image_op_arrays(x, kernel, bias, activation, op, x_name, channels_first, build, layout):
+    """What conv2d and conv2d_transpose check first: x as a rank-4 float32 array (NHWC; a
+    channels_first x transposed), the layer built from its shape (``build``), the kernel
+    (rank 4, ``layout`` names its axes), the bias and the activation."""
+    x = C.array(x, op, x_name)
+    what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
+    C.rank(x, op, x_name, 4, what)
+    if build is not None:
+        kernel, bias = build(x.shape)
+    if channels_first:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 4, layout)
+    return x, kernel, bias, act
+
+
 def check_conv2d(
     x,
     kernel,
@@ -170,17 +188,10 @@ def check_conv2d(
     build: Build = None,
 ):
     """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC."""
-    x = C.array(x, op, x_name)
-    what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
-    C.rank(x, op, x_name, 4, what)
-    if build is not None:
-        kernel, bias = build(x.shape)
-    if channels_first:
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    kernel = C.array(kernel, op, "kernel")
-    bias = C.optional_array(bias, op, "bias")
-    act = C.activation(activation, op)
-    C.rank(kernel, op, "kernel", 4, "(kh, kw, in_channels // groups, filters)")
+    x, kernel, bias, act = _image_op_arrays(
+        x, kernel, bias, activation, op, x_name, channels_first, build,
+        "(kh, kw, in_channels // groups, filters)",
+    )
     geometry = C.conv2d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate, groups)
     if bias is not None:
         C.shape_is(bias, op, "bias", (kernel.shape[3],), "(filters,)")
@@ -215,17 +226,10 @@ def check_conv2d_transpose(
     build: Build = None,
 ):
     """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC."""
-    x = C.array(x, op, x_name)
-    what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
-    C.rank(x, op, x_name, 4, what)
-    if build is not None:
-        kernel, bias = build(x.shape)
-    if channels_first:
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    kernel = C.array(kernel, op, "kernel")
-    bias = C.optional_array(bias, op, "bias")
-    act = C.activation(activation, op)
-    C.rank(kernel, op, "kernel", 4, "(kh, kw, filters, in_channels)")
+    x, kernel, bias, act = _image_op_arrays(
+        x, kernel, bias, activation, op, x_name, channels_first, build,
+        "(kh, kw, filters, in_channels)",
+    )
     strides, dilation, offsets, out_hw = C.conv2d_transpose_geometry(
         op, x.shape, kernel.shape, strides, padding, output_padding, dilation_rate
     )

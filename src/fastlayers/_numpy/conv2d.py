@@ -55,11 +55,12 @@ def conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, activation)
     return activations.apply(activation, y)
 
 
-def _in_image(offset, stride, out_len, in_len):
-    """The output positions [i0, i1) whose input position offset + i * stride lies in
-    [0, in_len), for one kernel tap along one axis."""
-    i0 = min(out_len, max(0, -(offset // stride)))  # ceil(-offset / stride), at least 0
-    i1 = max(i0, min(out_len, (in_len - 1 - offset) // stride + 1)) if in_len > 0 else i0
+def _in_image(offset, stride, count, bound):
+    """The positions [i0, i1) of [0, count) for which offset + i * stride lies in [0, bound),
+    for one kernel tap along one axis: in im2col the output positions whose input pixel is in
+    the image; in col2im (conv2d_transpose) the input positions that land in the output."""
+    i0 = min(count, max(0, -(offset // stride)))  # ceil(-offset / stride), at least 0
+    i1 = max(i0, min(count, (bound - 1 - offset) // stride + 1)) if bound > 0 else i0
     return i0, i1
 
 
@@ -95,9 +96,9 @@ def add_taps(taps, strides, dilation, offsets, out_hw):
     oh, ow = out_hw
     y = np.zeros((n, oh, ow, f), np.float32)
     for a in range(kh):
-        i0, i1 = _landing(a * dh - top, sh, h, oh)
+        i0, i1 = _in_image(a * dh - top, sh, h, oh)
         for b in range(kw):
-            j0, j1 = _landing(b * dw - left, sw, w, ow)
+            j0, j1 = _in_image(b * dw - left, sw, w, ow)
             if i0 < i1 and j0 < j1:
                 r0, c0 = i0 * sh + a * dh - top, j0 * sw + b * dw - left
                 rows = slice(r0, r0 + (i1 - i0 - 1) * sh + 1, sh)
@@ -112,14 +113,3 @@ def finish_transpose(y, bias, activation):
     if bias is not None:
         y += bias
     return activations.apply(activation, y)
-
-
-def _landing(offset, stride, in_len, out_len):
-    """The input positions [i0, i1) whose output position offset + i * stride lies in
-    [0, out_len), for one kernel tap along one axis."""
-    i0 = max(0, -(offset // stride)) if offset < 0 else 0
-    if offset >= out_len:
-        return 0, 0
-    i1 = min(in_len, (out_len - 1 - offset) // stride + 1)
-    return i0, max(i0, i1)
-

@@ -62,6 +62,40 @@ class _GroupedConv(Layer):
         self._create_weights(input_shape)
 
 
+def _conv_arguments(layer: Layer, filters, kernel_size, strides, padding, data_format,
+                    dilation_rate, activation, *, rank: int = 2,
+                    paddings: tuple = ("valid", "same"), hint: str = "") -> None:
+    """Check and set what Conv1D, Conv2D and Conv2DTranspose take alike (``rank`` spatial
+    axes; ``paddings`` the accepted values, ``hint`` added to the message of a bad one)."""
+    owner = type(layer).__name__
+    layer.filters = _positive_int(filters, owner, "filters")
+    layer.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=rank)
+    layer.strides = V.int_tuple(strides, owner, "strides", n=rank)
+    layer.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=rank)
+    if not isinstance(padding, str) or padding.lower() not in paddings:
+        accepted = ", ".join(repr(p) for p in paddings[:-1]) + f" or {paddings[-1]!r}"
+        raise ValueError(f"{owner}: padding must be {accepted}, got {padding!r}{hint}")
+    layer.padding = padding.lower()
+    layer.data_format = _data_format(data_format, owner)
+    if max(layer.strides) > 1 and max(layer.dilation_rate) > 1:
+        raise ValueError(
+            f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
+            f"Keras); got strides {layer.strides} and dilation_rate {layer.dilation_rate}"
+        )
+    V.activation(activation, owner)
+    layer.activation = activation
+
+
+def _groups(layer: Layer, groups) -> int:
+    owner = type(layer).__name__
+    groups = _positive_int(groups, owner, "groups")
+    if layer.filters % groups:
+        raise ValueError(
+            f"{owner}: filters ({layer.filters}) must be divisible by groups ({groups})"
+        )
+    return groups
+
+
 class Conv2D(_GroupedConv):
     """2D convolution (Keras ``Conv2D``).
 
@@ -129,30 +163,9 @@ class Conv2D(_GroupedConv):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        owner = type(self).__name__
-        self.filters = _positive_int(filters, owner, "filters")
-        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size")
-        self.strides = V.int_tuple(strides, owner, "strides")
-        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate")
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(
-                f"{owner}: padding must be 'valid' or 'same', got {padding!r} "
-                "('causal' is for Conv1D only)"
-            )
-        self.padding = padding.lower()
-        self.data_format = _data_format(data_format, owner)
-        self.groups = _positive_int(groups, owner, "groups")
-        if self.filters % self.groups:
-            raise ValueError(
-                f"{owner}: filters ({self.filters}) must be divisible by groups ({self.groups})"
-            )
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
-                f"Keras); got strides {self.strides} and dilation_rate {self.dilation_rate}"
-            )
-        V.activation(activation, owner)
-        self.activation = activation
+        _conv_arguments(self, filters, kernel_size, strides, padding, data_format, dilation_rate,
+                        activation, hint=" ('causal' is for Conv1D only)")
+        self.groups = _groups(self, groups)
         self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
 
@@ -315,29 +328,9 @@ class Conv1D(_GroupedConv):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        owner = type(self).__name__
-        self.filters = _positive_int(filters, owner, "filters")
-        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=1)
-        self.strides = V.int_tuple(strides, owner, "strides", n=1)
-        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=1)
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same", "causal"):
-            raise ValueError(
-                f"{owner}: padding must be 'valid', 'same' or 'causal', got {padding!r}"
-            )
-        self.padding = padding.lower()
-        self.data_format = _data_format(data_format, owner)
-        self.groups = _positive_int(groups, owner, "groups")
-        if self.filters % self.groups:
-            raise ValueError(
-                f"{owner}: filters ({self.filters}) must be divisible by groups ({self.groups})"
-            )
-        if self.strides[0] > 1 and self.dilation_rate[0] > 1:
-            raise ValueError(
-                f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
-                f"Keras); got strides {self.strides} and dilation_rate {self.dilation_rate}"
-            )
-        V.activation(activation, owner)
-        self.activation = activation
+        _conv_arguments(self, filters, kernel_size, strides, padding, data_format, dilation_rate,
+                        activation, rank=1, paddings=("valid", "same", "causal"))
+        self.groups = _groups(self, groups)
         self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
 
@@ -727,13 +720,8 @@ class Conv2DTranspose(Layer):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.filters = _positive_int(filters, owner, "filters")
-        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size")
-        self.strides = V.int_tuple(strides, owner, "strides")
-        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate")
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f"{owner}: padding must be 'valid' or 'same', got {padding!r}")
-        self.padding = padding.lower()
+        _conv_arguments(self, filters, kernel_size, strides, padding, data_format, dilation_rate,
+                        activation)
         if output_padding is not None:
             output_padding = V.int_tuple(output_padding, owner, "output_padding", minimum=0)
             if any(p >= s for p, s in zip(output_padding, self.strides)):
@@ -743,14 +731,6 @@ class Conv2DTranspose(Layer):
                     f"{self.strides}"
                 )
         self.output_padding = output_padding
-        self.data_format = _data_format(data_format, owner)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
-                f"Keras); got strides {self.strides} and dilation_rate {self.dilation_rate}"
-            )
-        V.activation(activation, owner)
-        self.activation = activation
         self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
 
     def _channel_axis(self) -> int:
