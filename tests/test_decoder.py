@@ -291,6 +291,7 @@ def test_keras_config_values_are_read():
     (lambda: L.UpSampling2D(0), ValueError, "size"),
     (lambda: L.UpSampling2D((2, 2, 2)), ValueError, "size"),
     (lambda: L.UpSampling2D(interpolation="bicubic"), NotImplementedError, "bicubic"),
+    (lambda: L.UpSampling2D(interpolation="bogus"), ValueError, "unknown"),
     (lambda: L.UpSampling2D(interpolation=3), TypeError, "interpolation"),
     (lambda: L.UpSampling1D(2.5), TypeError, "size"),
 ])
@@ -478,3 +479,54 @@ def test_from_torch_upsample_to_a_size(rng):
 
     with pytest.raises(TorchConversionError, match="size=\\(7, 12\\)"):
         fl.from_torch(torch.nn.Upsample(size=(7, 12)), (x,))
+
+
+def test_from_torch_conv_transpose2d_output_size(rng):
+    """A call's output_size is PyTorch's way to pick the output_padding: converted to it
+    (a layer per output_padding, the weights shared), or refused when Keras cannot do it."""
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    class M(torch.nn.Module):
+        def __init__(self, size):
+            super().__init__()
+            self.size = size
+            self.up = torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.up(x, output_size=self.size(x))
+
+    x = torch.from_numpy(rng.standard_normal((2, 3, 5, 6)).astype(F32))
+    _torch_check(M(lambda x: [x.shape[2] * 2, x.shape[3] * 2]), x, "numpy")
+    _torch_check(M(lambda x: (9, 12)), x, "numpy")
+    with pytest.raises(TorchConversionError, match="output_size"):
+        fl.from_torch(M(lambda x: (13, 12)), (x,))
+
+
+def test_from_torch_conv_transpose2d_padding_that_leaves_nothing():
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match="1 \\(ConvTranspose2d\\).*leaves no output"):
+        fl.from_torch(torch.nn.Sequential(torch.nn.Identity(), torch.nn.ConvTranspose2d(
+            3, 4, 3, padding=2)), (torch.randn(2, 3, 2, 2),))
+
+
+def test_bilinear_infinities_follow_torch():
+    torch = pytest.importorskip("torch")
+    x = np.zeros((1, 3, 4, 1), F32)
+    x[0, 1, 1, 0] = np.inf
+    x[0, 2, 3, 0] = -np.inf
+    got = L.UpSampling2D(2, interpolation="bilinear")(x)
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), scale_factor=2, mode="bilinear",
+        align_corners=False).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got[~np.isnan(got)], want[~np.isnan(want)].astype(F32))
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_upsampling_returns_a_new_array(interpolation):
+    x = np.ones((1, 2, 2, 1), F32)
+    y = L.UpSampling2D(1, interpolation=interpolation)(x)
+    assert not np.shares_memory(x, y)

@@ -279,6 +279,9 @@ def run_conv2d_transpose(a: V.Conv2DTransposeArgs, packed: Any = None) -> np.nda
     ``_cpp.conv2d.pack_conv2d_transpose``."""
     if _cpp("conv2d_transpose"):
         return _cpp_conv2d.conv2d_transpose(a, packed)
+    n, h, w, _ = a.x.shape
+    kh, kw, f, _ = a.kernel.shape  # the NumPy path's products of every pixel and tap:
+    _checks.elements(n * h * w * kh * kw * f, "conv2d_transpose", "the array of per-tap products")
     return _np_conv2d.conv2d_transpose(*a)
 
 

@@ -87,8 +87,7 @@ def conv2d_transpose(x, kernel, bias, strides, dilation, offsets, out_hw, activa
 
 def add_taps(taps, strides, dilation, offsets, out_hw):
     """col2im: y[n, i*sh + a*dh - top, j*sw + b*dw - left] += taps[n, i, j, a, b] over the
-    taps in row-major order (a, b), dropping what falls outside (OH, OW). Both paths run it
-    on their own products."""
+    taps in row-major order (a, b), dropping what falls outside (OH, OW)."""
     n, h, w, kh, kw, f = taps.shape
     sh, sw = strides
     dh, dw = dilation

@@ -777,7 +777,7 @@ class _Converter:
         if isinstance(mod, nn.Conv1d):
             return self.conv1d(qual, mod, args[0])
         if isinstance(mod, nn.ConvTranspose2d):
-            return self.conv_transpose2d(qual, mod, args[0])
+            return self.conv_transpose2d(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Upsample):
             return self.upsample(args[0], mod.size, mod.scale_factor, mod.mode,
                                  mod.align_corners, what=f"{qual} ({name})")
@@ -893,9 +893,10 @@ class _Converter:
         return self._conv(qual, mod, t, kernel, (int(mod.kernel_size[0]),),
                           (int(mod.stride[0]),), (int(mod.dilation[0]),), pad)
 
-    def conv_transpose2d(self, qual: str, mod: Any, x: Any) -> _T:
-        """A Conv2DTranspose with "valid" padding and the module's output_padding, then
-        PyTorch's integer padding cropped from both sides (docs/semantics.md §24)."""
+    def conv_transpose2d(self, qual: str, mod: Any, x: Any, output_size: Any = None) -> _T:
+        """A Conv2DTranspose with "valid" padding and the module's output_padding (or the one
+        a call's ``output_size`` implies, as PyTorch computes it), then PyTorch's integer
+        padding cropped from both sides (docs/semantics.md §24)."""
         t = _to_cl(self._tensor(x, qual))
         what = f"from_torch: {qual} (ConvTranspose2d)"
         if t.ndim != 4:
@@ -905,17 +906,42 @@ class _Converter:
             raise TorchConversionError(f"{what}: {why} is not supported")
         stride, dilation = _pair(mod.stride), _pair(mod.dilation)
         pad, out_pad = _pair(mod.padding), _pair(mod.output_padding)
-        layer = self.layers.get(qual)
+        kernel, in_hw = _pair(mod.kernel_size), t.sym.shape[1:3]
+        # (H - 1)*s - 2p + d*(k - 1) + 1: the output without output_padding
+        least = [None if n is None else (n - 1) * s - 2 * p + d * (k - 1) + 1
+                 for n, s, p, d, k in zip(in_hw, stride, pad, dilation, kernel)]
+        if output_size is not None:
+            size = list(output_size)[-2:]
+            if len(size) != 2 or any(v is None or not isinstance(v, (int, np.integer))
+                                     for v in size + least):
+                raise TorchConversionError(
+                    f"{what}: output_size={output_size!r} is supported with sizes known at "
+                    "conversion only"
+                )
+            out_pad = tuple(int(v) - m for v, m in zip(size, least))
+            if any(o < 0 or o >= s for o, s in zip(out_pad, stride)):
+                raise TorchConversionError(
+                    f"{what}: output_size={output_size!r} needs output_padding {out_pad}, not in "
+                    f"[0, stride {stride}) (Keras's rule)"
+                )
+        if any(m is not None and m + o < 1 for m, o in zip(least, out_pad)):
+            raise TorchConversionError(
+                f"{what}: its padding {pad} leaves no output for an input of size {in_hw}"
+            )
+        key = qual if out_pad == _pair(mod.output_padding) else (
+            f"{qual}_output_padding_{out_pad[0]}_{out_pad[1]}"
+        )
+        layer = self.layers.get(key)
         if layer is None:
             layer = Conv2DTranspose(mod.out_channels, _pair(mod.kernel_size), strides=stride,
                                     padding="valid", output_padding=out_pad,
                                     dilation_rate=dilation, use_bias=mod.bias is not None,
-                                    name=self._layer_name(qual))
+                                    name=self._layer_name(key))
             w = [_np(mod.weight).transpose(2, 3, 1, 0)]  # (C, F, kh, kw) -> (kh, kw, F, C)
             if mod.bias is not None:
                 w.append(_np(mod.bias))
             layer.set_weights(w)
-            self.layers[qual] = layer
+            self.layers[key] = layer
         y = layer(t.sym)
         if any(pad):
             y = Cropping2D(((pad[0], pad[0]), (pad[1], pad[1])))(y)

@@ -16,6 +16,7 @@ from .core import _data_format
 from .padding import _Spatial
 
 _INTERPOLATIONS = ("nearest", "bilinear")
+_KERAS_ONLY = ("bicubic", "lanczos3", "lanczos5", "area")  # Keras's other resize methods
 
 
 class UpSampling1D(_Spatial):
@@ -43,7 +44,8 @@ class UpSampling2D(_Spatial):
 
     size : int or (rows, cols); data_format : "channels_last" (default), "channels_first" or
     None; interpolation : "nearest" (repeat each pixel) or "bilinear" (half-pixel centres,
-    edges clamped; Keras's other resize methods raise NotImplementedError).
+    edges clamped; Keras's other resize methods raise NotImplementedError, unknown names
+    ValueError).
     Call: (N, H, W, C) -> float32 (N, H * rows, W * cols, C).
     """
 
@@ -65,8 +67,10 @@ class UpSampling2D(_Spatial):
                 f"{owner}: interpolation must be a string, got {type(interpolation).__name__}"
             )
         if interpolation.lower() not in _INTERPOLATIONS:
-            raise NotImplementedError(
-                f"{owner}: interpolation {interpolation!r} is not supported; fastlayers has "
+            keras_has = interpolation.lower() in _KERAS_ONLY
+            raise (NotImplementedError if keras_has else ValueError)(
+                f"{owner}: interpolation {interpolation!r} is "
+                f"{'not supported' if keras_has else 'unknown'}; fastlayers has "
                 f"{' and '.join(repr(i) for i in _INTERPOLATIONS)}"
             )
         self.interpolation = interpolation.lower()
