@@ -501,6 +501,8 @@ def test_from_torch_conv_transpose2d_output_size(rng):
     _torch_check(M(lambda x: (9, 12)), x, "numpy")
     with pytest.raises(TorchConversionError, match="output_size"):
         fl.from_torch(M(lambda x: (13, 12)), (x,))
+    with pytest.raises(TorchConversionError, match="output_size"):  # PyTorch takes 2 or 4
+        fl.from_torch(M(lambda x: (2, 10, 12)), (x,))
 
 
 def test_from_torch_conv_transpose2d_padding_that_leaves_nothing():

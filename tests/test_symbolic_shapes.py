@@ -28,22 +28,25 @@ CASES = {
 }
 
 
-def _no_calls(layer):
-    """Make ``layer.call`` fail, so that a zero run during definition is caught."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"{layer.name} was run during the model definition")
+def _no_calls(monkeypatch, layer):
+    """Make the ``call`` of ``layer``'s class fail (patched where it is defined, so that the
+    hook still counts as the call's own), so that a zero run during definition is caught."""
+    owner = next(c for c in type(layer).__mro__ if "call" in c.__dict__)
 
-    object.__setattr__(layer, "call", refuse)
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{self.name} was run during the model definition")
+
+    monkeypatch.setattr(owner, "call", refuse)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_shape_without_a_run_equals_the_real_output(case):
+def test_shape_without_a_run_equals_the_real_output(case, monkeypatch):
     meta, x, weights, _, y = CASES[case]
     layer = getattr(L, meta["class_name"])(**meta["config"])
-    _no_calls(layer)
-    sym = layer(Input(shape=x.shape[1:]))
+    with monkeypatch.context() as m:
+        _no_calls(m, layer)
+        sym = layer(Input(shape=x.shape[1:]))
     assert sym.shape == (None, *y.shape[1:])
-    object.__delattr__(layer, "call")
     if weights:
         layer.set_weights(weights)
     assert layer(x).shape == y.shape
@@ -56,12 +59,12 @@ def test_shape_without_a_run_equals_the_real_output(case):
     (lambda: L.Concatenate(axis=1), [(3, 4), (2, 4)]),
     (lambda: L.Concatenate(axis=-2), [(5, 3, 4), (5, 1, 4)]),
 ])
-def test_dense_and_concatenate_shapes(make, shapes, rng):
+def test_dense_and_concatenate_shapes(make, shapes, rng, monkeypatch):
     layer = make()
-    _no_calls(layer)
     inputs = [Input(shape=s) for s in shapes]
-    sym = layer(inputs if len(inputs) > 1 else inputs[0])
-    object.__delattr__(layer, "call")
+    with monkeypatch.context() as m:
+        _no_calls(m, layer)
+        sym = layer(inputs if len(inputs) > 1 else inputs[0])
     xs = [rng.standard_normal((2, *s)).astype(F32) for s in shapes]
     real = layer(xs if len(xs) > 1 else xs[0])
     assert sym.shape == (None, *real.shape[1:])
@@ -74,18 +77,19 @@ def test_dense_and_concatenate_shapes(make, shapes, rng):
     lambda: L.SeparableConv2D(4, 3, depth_multiplier=2, seed=5),
     lambda: L.DepthwiseConv2D(3, depth_multiplier=3, seed=5),
 ])
-def test_weights_are_those_a_zero_run_makes(make):
+def test_weights_are_those_a_zero_run_makes(make, monkeypatch):
     """The hook builds the layer with the shape a zero run would use (batch 2), so seeded
     initializers give the same weights as calling the layer on an array."""
     defined, called = make(), make()
-    _no_calls(defined)
-    defined(Input(shape=(9, 7, 3)))
+    with monkeypatch.context() as m:
+        _no_calls(m, defined)
+        defined(Input(shape=(9, 7, 3)))
     called(np.zeros((2, 9, 7, 3), F32))
     for a, b in zip(defined.get_weights(), called.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_large_unet_is_defined_without_running_it():
+def test_a_large_unet_is_defined_without_running_it(monkeypatch):
     """Defining a U-Net on 4096 x 4096 images used to run every layer on batches of 2 and 3
     such images (GiB of zeros, seconds of convolutions)."""
     inp = Input(shape=(4096, 4096, 3))
@@ -97,7 +101,7 @@ def test_a_large_unet_is_defined_without_running_it():
     out = L.SeparableConv2D(2, 3, padding="same")(L.DepthwiseConv2D(3, padding="same")(h))
     model = Model(inp, out)
     for layer in model.layers:
-        _no_calls(layer)
+        _no_calls(monkeypatch, layer)
     assert out.shape == (None, 4096, 4096, 2)
     assert h.shape == (None, 4096, 4096, 16)
 
@@ -122,22 +126,23 @@ def test_a_shared_layer_checks_its_channels():
         conv(Input(shape=(8, 8, 5)))
 
 
-def test_unknown_sizes_and_other_dtypes_still_run_on_zeros():
+def test_unknown_sizes_and_other_dtypes_still_run_on_zeros(monkeypatch):
     """The hook serves only shapes known but for the batch, of float32 tensors."""
     seen = []
+    call = L.Conv2D.call
 
-    class Counting(L.Conv2D):
-        def call(self, inputs, training=None):
-            seen.append(inputs.shape)
-            return super().call(inputs, training)
+    def counting(self, inputs, training=None):
+        seen.append(inputs.shape)
+        return call(self, inputs, training)
 
-    Counting(2, 3, padding="same", seed=1)(Input(shape=(None, 6, 3)))
+    monkeypatch.setattr(L.Conv2D, "call", counting)
+    L.Conv2D(2, 3, padding="same", seed=1)(Input(shape=(None, 6, 3)))
     assert len(seen) == 2  # the unknown sizes as 2, then as 3
     seen.clear()
-    Counting(2, 3, seed=1)(Input(shape=(6, 6, 3), dtype="int32"))
+    L.Conv2D(2, 3, seed=1)(Input(shape=(6, 6, 3), dtype="int32"))
     assert len(seen) == 2
     seen.clear()
-    Counting(2, 3, seed=1)(Input(shape=(6, 6, 3)))
+    L.Conv2D(2, 3, seed=1)(Input(shape=(6, 6, 3)))
     assert seen == []
 
 
@@ -158,3 +163,47 @@ def test_models_still_match_keras_after_definition_by_shapes(rng):
         [model.layers[3](model.layers[2](model.layers[1](x))), model.layers[1](x)], axis=-1))
     with fl.use_backend("numpy"):
         np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_an_overridden_call_is_run_not_guessed():
+    """A subclass's own call (or one replaced on the object) may return another shape: the
+    hook of the class it derives from does not speak for it."""
+
+    class FirstTwo(L.Dense):
+        def call(self, inputs, training=None):
+            return super().call(inputs)[..., :2]
+
+    assert FirstTwo(5, seed=1)(Input(shape=(4,))).shape == (None, 2)
+    conv = L.Conv2D(4, 3, seed=1)
+    object.__setattr__(conv, "call", lambda x, training=None: np.zeros((len(x), 4), F32))
+    assert conv(Input(shape=(6, 6, 3))).shape == (None, 4)
+
+
+@pytest.mark.parametrize("act", ["glu ", " GLU", "\tglu"])
+def test_glu_in_any_spelling_halves_the_width(act):
+    assert L.Dense(4, activation=act, seed=1)(Input(shape=(3,))).shape == (None, 2)
+    assert L.Conv2D(4, 1, activation=act, seed=1)(Input(shape=(5, 5, 3))).shape == (
+        None, 5, 5, 2)
+
+
+def test_units_and_filters_assigned_after_build_follow_the_weights():
+    dense = L.Dense(3, seed=1)
+    dense(np.ones((2, 4), F32))
+    dense.units = 7  # the kernel stays (4, 3): a call still gives 3 columns
+    assert dense(np.ones((1, 4), F32)).shape == (1, 3)
+    assert dense(Input(shape=(4,))).shape == (None, 3)
+    conv = L.Conv2DTranspose(4, 3, seed=1)
+    conv(np.ones((1, 3, 3, 2), F32))
+    conv.filters = 8
+    assert conv(Input(shape=(3, 3, 2))).shape == (None, 5, 5, 4)
+
+
+def test_a_list_goes_to_the_zero_run_unless_the_layer_takes_one():
+    with pytest.raises(ValueError, match="rank"):
+        L.UpSampling2D()([Input(shape=(4, 4, 2)) for _ in range(4)])
+
+
+def test_sizes_beyond_the_limit_are_still_refused_at_definition():
+    with pytest.raises(ValueError, match="too large"):
+        L.UpSampling2D((100000, 100000))(Input(shape=(10, 10, 1)))
+

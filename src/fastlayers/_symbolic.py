@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -247,23 +248,30 @@ def _layer_output_shape(layer: Any, args: tuple, kwargs: dict) -> tuple | None:
     if layer is None or kwargs or len(args) != 1:
         return None
     arg = args[0]
+    offered = getattr(layer, "_offered_output_shape", None)
+    if offered is None:
+        return None
     if isinstance(arg, SymbolicTensor):
         tensors, shape = [arg], arg.shape
-    elif isinstance(arg, list) and arg and all(isinstance(t, SymbolicTensor) for t in arg):
+    elif (
+        layer._symbolic_list_input and isinstance(arg, list) and arg
+        and all(isinstance(t, SymbolicTensor) for t in arg)
+    ):
         tensors, shape = arg, [t.shape for t in arg]  # a merging layer's list of inputs
     else:
         return None
     for t in tensors:
         if len(t.shape) < 2 or any(d is None for d in t.shape[1:]) or t.dtype != np.float32:
             return None
-    hook = getattr(layer, "_symbolic_output_shape", None)
-    if hook is None:
-        return None
     try:
-        out = hook(shape)
+        out = offered(shape)
     except (ValueError, TypeError):
         return None  # the zero run raises it again, with the context of the call
-    return None if out is None else tuple(out)
+    from ._checks import MAX_ELEMENTS  # (here: this module imports only _masking at load)
+
+    if out is None or math.prod(2 if d is None else d for d in out) > MAX_ELEMENTS:
+        return None  # too large: the zero run says so, as before
+    return tuple(out)
 
 
 def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,

@@ -911,7 +911,8 @@ class _Converter:
         least = [None if n is None else (n - 1) * s - 2 * p + d * (k - 1) + 1
                  for n, s, p, d, k in zip(in_hw, stride, pad, dilation, kernel)]
         if output_size is not None:
-            size = list(output_size)[-2:]
+            size = list(output_size)
+            size = size[-2:] if len(size) in (2, 4) else []  # PyTorch takes 2 or 4 sizes
             if len(size) != 2 or any(v is None or not isinstance(v, (int, np.integer))
                                      for v in size + least):
                 raise TorchConversionError(

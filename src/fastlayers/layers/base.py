@@ -280,6 +280,9 @@ class Layer:
         """Hook called after the config attribute ``name`` was set on a constructed layer:
         layers that derive state from it in the constructor or build refresh it here."""
 
+    #: Whether _symbolic_output_shape takes the list of input shapes (Concatenate).
+    _symbolic_list_input = False
+
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         """The output shape of ``call`` on an input of ``shape`` (the batch may be None, the
         rest is known), building the layer as a call would; None when the layer offers
@@ -287,6 +290,17 @@ class Layer:
         (``_symbolic.symbolic_call``). Defined by the layers whose zero runs cost real work
         on large sizes; docs/architecture.md §2 (``_symbolic.py``)."""
         return None
+
+    def _offered_output_shape(self, shape: Any) -> tuple | None:
+        """:meth:`_symbolic_output_shape`, or None when a subclass overrides ``call`` without
+        its own hook, or ``call`` was replaced on this object: the hook would not know what
+        that call returns."""
+        if "call" in self.__dict__:
+            return None
+        owner = next(c for c in type(self).__mro__ if "_symbolic_output_shape" in c.__dict__)
+        if type(self).call is not owner.__dict__.get("call", owner.call):
+            return None
+        return self._symbolic_output_shape(shape)
 
     def _runner(self, *args: Any, **kwargs: Any) -> Callable | None:
         """For a model's shape plan (models/shape_plan.py): a function of arrays alone that

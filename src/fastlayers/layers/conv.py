@@ -201,7 +201,7 @@ class Conv2D(_GroupedConv):
         (kernel, _), nhwc = got
         geometry = V.conv2d_geometry(self._owner(), nhwc, kernel.shape, self.strides,
                                      self.padding, self.dilation_rate, self.groups)
-        return _symbolic_out(self, shape[0], geometry[3], self.filters)
+        return _symbolic_out(self, shape[0], geometry[3], kernel.shape[3])
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         if self.data_format == "channels_first" or self._packed is None:
@@ -255,8 +255,8 @@ def _symbolic_geometry(layer: Layer, shape: tuple) -> tuple | None:
     """For ``_symbolic_output_shape``: (the call weights after building as a zero run would,
     the input shape as NHWC with the batch known) for a rank-4 input, or None when the
     output shape cannot be computed here (an activation that may change it)."""
-    act = layer.activation
-    if len(shape) != 4 or callable(act) or (isinstance(act, str) and act.lower() == "glu"):
+    act = V.activation(layer.activation, layer._owner())
+    if len(shape) != 4 or callable(act) or act == "glu":
         return None
     concrete = (2 if shape[0] is None else shape[0], *shape[1:])
     weights = layer._ready(concrete)
@@ -638,7 +638,7 @@ class SeparableConv2D(_DepthwiseBase):
                                      self.dilation_rate, depthwise.shape[2])
         if pointwise.shape[2] != k4.shape[3]:
             return None
-        return _symbolic_out(self, shape[0], geometry[3], self.filters)
+        return _symbolic_out(self, shape[0], geometry[3], pointwise.shape[3])
 
     def _pack(self):
         depthwise = self._weight("depthwise_kernel")
@@ -792,7 +792,7 @@ class Conv2DTranspose(Layer):
             self._owner(), nhwc, kernel.shape, self.strides, self.padding, self.output_padding,
             self.dilation_rate,
         )
-        return _symbolic_out(self, shape[0], geometry[3], self.filters)
+        return _symbolic_out(self, shape[0], geometry[3], kernel.shape[2])
 
     def _pack(self):  # one conv2d per output phase, the bias folded in
         return pack_conv2d_transpose(self._weight("kernel"), self._weight("bias"), self.strides)

@@ -106,13 +106,13 @@ class Dense(Layer):
         return F.run_dense(a, self._packed)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
-        act = self.activation
-        if callable(act) or (isinstance(act, str) and act.lower() == "glu"):
+        act = V.activation(self.activation, self._owner())
+        if callable(act) or act == "glu":
             return None  # may change the shape: the zero run finds it
         kernel = self._ready((2 if shape[0] is None else shape[0], *shape[1:]))[0]
         if kernel.shape[0] != shape[-1]:
             return None
-        return (*shape[:-1], self.units)
+        return (*shape[:-1], kernel.shape[1])
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         if self._packed is None:

@@ -334,6 +334,8 @@ class Concatenate(Layer):
             self.build([x.shape for x in xs])
         return np.concatenate(xs, axis=axis)
 
+    _symbolic_list_input = True
+
     def _symbolic_output_shape(self, shapes: Any) -> tuple | None:
         if not isinstance(shapes, list) or len({len(s) for s in shapes}) != 1:
             return None

@@ -16,7 +16,8 @@ from .core import _data_format
 from .padding import _Spatial
 
 _INTERPOLATIONS = ("nearest", "bilinear")
-_KERAS_ONLY = ("bicubic", "lanczos3", "lanczos5", "area")  # Keras's other resize methods
+# Keras's other resize methods (and tf.keras 2's last two)
+_KERAS_ONLY = ("bicubic", "lanczos3", "lanczos5", "area", "gaussian", "mitchellcubic")
 
 
 class UpSampling1D(_Spatial):
