@@ -50,9 +50,11 @@ def test_layer_matches_keras(case, backend):
 def test_fixture_cases_cover_the_edges():
     names = set(LAYER_CASES)
     assert {"ct_1x1_input", "ct_1ch_prime", "ct_17ch", "ct_outpad_same", "ct_dilated_same",
-            "ct_channels_first_softmax", "up2_bilinear_1px", "up1_size3_len1"} <= names
+            "ct_channels_first_softmax", "up2_bilinear_1px", "up1_size3_len1", "ct1_len1_k1",
+            "ct1_channels_first_softmax"} <= names
     classes = {m["class_name"] for m, *_ in LAYER_CASES.values()}
-    assert {"Conv2DTranspose", "UpSampling2D", "UpSampling1D", "Conv2D"} <= classes
+    assert {"Conv2DTranspose", "Conv1DTranspose", "UpSampling2D", "UpSampling1D",
+            "Conv2D"} <= classes
 
 
 # ----------------------------------------------------------- the rule, written as loops
@@ -255,6 +257,8 @@ def test_symbolic_shapes_with_unknown_sizes(rng):
 @pytest.mark.parametrize("layer", [
     L.Conv2DTranspose(3, (2, 3), strides=(2, 1), padding="same", output_padding=(1, 0),
                       dilation_rate=1, activation="relu", use_bias=False, seed=3),
+    L.Conv1DTranspose(3, 4, strides=3, padding="same", output_padding=1, activation="tanh",
+                      data_format="channels_first", seed=3),
     L.UpSampling2D((2, 3), data_format="channels_first", interpolation="bilinear"),
     L.UpSampling1D(3),
 ])
@@ -288,6 +292,9 @@ def test_keras_config_values_are_read():
     (lambda: L.Conv2DTranspose(2, 3, output_padding=-1), ValueError, "output_padding"),
     (lambda: L.Conv2DTranspose(2, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
     (lambda: L.Conv2DTranspose(2, 3, groups=2), TypeError, "groups"),
+    (lambda: L.Conv1DTranspose(2, (3, 3)), ValueError, "kernel_size"),
+    (lambda: L.Conv1DTranspose(2, 3, strides=2, output_padding=2), ValueError, "output_padding"),
+    (lambda: L.Conv1DTranspose(2, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
     (lambda: L.UpSampling2D(0), ValueError, "size"),
     (lambda: L.UpSampling2D((2, 2, 2)), ValueError, "size"),
     (lambda: L.UpSampling2D(interpolation="bicubic"), NotImplementedError, "bicubic"),
@@ -343,6 +350,7 @@ def test_strides_assigned_after_build_take_effect(rng, any_backend):
     (lambda: L.UpSampling2D()(np.ones((1, 3, 3))), ValueError, "rank"),
     (lambda: L.UpSampling2D(2**20)(np.ones((1, 3, 3, 2))), ValueError, "too large"),
     (lambda: L.UpSampling1D()(np.ones((1, 3))), ValueError, "rank"),
+    (lambda: L.Conv1DTranspose(2, 3)(np.ones((1, 3, 3, 1))), ValueError, "rank"),
 ])
 def test_bad_calls(call, error, match, any_backend):
     with pytest.raises(error, match=match):
@@ -427,6 +435,19 @@ def test_from_torch_conv_transpose2d(cin, cout, k, s, p, op, d, bias, backend):
                                     dilation=d, bias=bias)
     model = _torch_check(conv, torch.randn(2, cin, 5, 7), backend)
     assert any(isinstance(layer, L.Conv2DTranspose) for layer in model.layers)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cin, cout, k, s, p, op, d", [
+    (3, 4, 3, 2, 1, 1, 1), (2, 5, 4, 3, 0, 2, 1), (3, 2, 3, 1, 2, 0, 2), (1, 1, 1, 1, 0, 0, 1),
+])
+def test_from_torch_conv_transpose1d(cin, cout, k, s, p, op, d, backend):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose1d(cin, cout, k, stride=s, padding=p, output_padding=op,
+                                    dilation=d)
+    model = _torch_check(conv, torch.randn(2, cin, 7), backend)
+    assert any(isinstance(layer, L.Conv1DTranspose) for layer in model.layers)
 
 
 def _decoder_module(torch):
@@ -532,3 +553,19 @@ def test_upsampling_returns_a_new_array(interpolation):
     x = np.ones((1, 2, 2, 1), F32)
     y = L.UpSampling2D(1, interpolation=interpolation)(x)
     assert not np.shares_memory(x, y)
+
+
+def test_conv1d_transpose_is_conv2d_transpose_of_height_1(rng, any_backend):
+    x = rng.standard_normal((2, 9, 3)).astype(F32)
+    one = L.Conv1DTranspose(4, 3, strides=2, padding="same", output_padding=1, seed=4)
+    y = one(x)
+    kernel, bias = one.get_weights()
+    two = fl.conv2d_transpose(x[:, None], kernel[None], bias, strides=(1, 2), padding="same",
+                              output_padding=(0, 1))
+    np.testing.assert_array_equal(y, two[:, 0])
+    one.strides = 3  # its phases are repacked for the new stride
+    want = fl.conv2d_transpose(x[:, None], kernel[None], bias, strides=(1, 3), padding="same",
+                               output_padding=(0, 1))
+    np.testing.assert_array_equal(one(x), want[:, 0])
+    assert one.get_config()["strides"] == (3,)
+

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Make the Keras fixtures of the decoder topic: Conv2DTranspose, UpSampling1D/2D.
+"""Make the Keras fixtures of the decoder topic: Conv2DTranspose, Conv1DTranspose,
+UpSampling1D/2D.
 
 Run by hand (never in CI) from the repository root, with Keras and torch installed
 (``pip install keras h5py torch==2.13.0``):
@@ -137,6 +138,18 @@ LAYERS = {
         "Conv2D",
         {"filters": 3, "kernel_size": 2, "data_format": "channels_first", "activation": "softmax"},
         (1, 2, 4, 5),
+    ),
+    "ct1_valid": ("Conv1DTranspose", _ct(3, 3), (2, 7, 2)),
+    "ct1_same_s2": ("Conv1DTranspose", _ct(4, 3, strides=2, padding="same"), (2, 5, 3)),
+    "ct1_outpad_s3": ("Conv1DTranspose", _ct(2, 4, strides=3, output_padding=2), (1, 4, 3)),
+    "ct1_dilated_same": (
+        "Conv1DTranspose", _ct(3, 3, dilation_rate=2, padding="same", activation="relu"), (1, 6, 2)
+    ),
+    "ct1_len1_k1": ("Conv1DTranspose", _ct(5, 1, strides=2), (3, 1, 4)),
+    "ct1_channels_first_softmax": (
+        "Conv1DTranspose",
+        _ct(3, 2, strides=2, data_format="channels_first", activation="softmax"),
+        (2, 4, 5),
     ),
     "up2_default": ("UpSampling2D", {}, (2, 3, 4, 2)),
     "up2_rect": ("UpSampling2D", {"size": (3, 1)}, (1, 2, 5, 3)),

@@ -89,6 +89,8 @@ LAYER_CLASSES: dict[str, type] = {
     # decoders: transposed convolution and upsampling
     "Conv2DTranspose": L.Conv2DTranspose,
     "Convolution2DTranspose": L.Conv2DTranspose,
+    "Conv1DTranspose": L.Conv1DTranspose,
+    "Convolution1DTranspose": L.Conv1DTranspose,
     "UpSampling1D": L.UpSampling1D,
     "UpSampling2D": L.UpSampling2D,
     # masks (issue 12): the layers that make Keras's implicit masks

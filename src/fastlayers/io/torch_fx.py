@@ -39,8 +39,10 @@ from ..layers import (
     Bidirectional,
     Concatenate,
     Conv1D,
+    Conv1DTranspose,
     Conv2D,
     Conv2DTranspose,
+    Cropping1D,
     Cropping2D,
     Dense,
     Embedding,
@@ -596,7 +598,7 @@ class _Converter:
         if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
             if mod.padding_mode != "zeros":
                 no(f"padding_mode={mod.padding_mode!r}")
-        elif isinstance(mod, nn.ConvTranspose2d):
+        elif isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
             why = _conv_transpose_problem(mod)
             if why:
                 no(why)
@@ -648,7 +650,7 @@ class _Converter:
                  nn.LayerNorm, nn.GELU, nn.Softmax, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d,
                  nn.AdaptiveAvgPool2d, nn.Flatten, nn.LSTM, nn.GRU, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
-                 nn.ConvTranspose2d, nn.Upsample)
+                 nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample)
         name = type(mod).__name__
         return isinstance(mod, known) or (
             getattr(nn, name, None) is type(mod) and (name in _ACT_MODULES
@@ -776,8 +778,8 @@ class _Converter:
             return self.conv2d(qual, mod, args[0])
         if isinstance(mod, nn.Conv1d):
             return self.conv1d(qual, mod, args[0])
-        if isinstance(mod, nn.ConvTranspose2d):
-            return self.conv_transpose2d(qual, mod, *args, **kwargs)
+        if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+            return self.conv_transpose(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Upsample):
             return self.upsample(args[0], mod.size, mod.scale_factor, mod.mode,
                                  mod.align_corners, what=f"{qual} ({name})")
@@ -893,28 +895,35 @@ class _Converter:
         return self._conv(qual, mod, t, kernel, (int(mod.kernel_size[0]),),
                           (int(mod.stride[0]),), (int(mod.dilation[0]),), pad)
 
-    def conv_transpose2d(self, qual: str, mod: Any, x: Any, output_size: Any = None) -> _T:
-        """A Conv2DTranspose with "valid" padding and the module's output_padding (or the one
-        a call's ``output_size`` implies, as PyTorch computes it), then PyTorch's integer
-        padding cropped from both sides (docs/semantics.md §24)."""
+    def conv_transpose(self, qual: str, mod: Any, x: Any, output_size: Any = None) -> _T:
+        """nn.ConvTranspose2d (1d): a Conv2DTranspose (Conv1DTranspose) with "valid" padding
+        and the module's output_padding (or the one a call's ``output_size`` implies, as
+        PyTorch computes it), then PyTorch's integer padding cropped from both sides
+        (docs/semantics.md §24)."""
+        rank = len(mod.kernel_size)
+        name = type(mod).__name__
         t = _to_cl(self._tensor(x, qual))
-        what = f"from_torch: {qual} (ConvTranspose2d)"
-        if t.ndim != 4:
-            raise TorchConversionError(f"{what} needs a 4-D (N, C, H, W) input, got rank {t.ndim}")
+        what = f"from_torch: {qual} ({name})"
+        if t.ndim != rank + 2:
+            layout = "(N, C, H, W)" if rank == 2 else "(N, C, L)"
+            raise TorchConversionError(
+                f"{what} needs a {rank + 2}-D {layout} input, got rank {t.ndim}"
+            )
         why = _conv_transpose_problem(mod)
         if why:
             raise TorchConversionError(f"{what}: {why} is not supported")
-        stride, dilation = _pair(mod.stride), _pair(mod.dilation)
-        pad, out_pad = _pair(mod.padding), _pair(mod.output_padding)
-        kernel, in_hw = _pair(mod.kernel_size), t.sym.shape[1:3]
-        # (H - 1)*s - 2p + d*(k - 1) + 1: the output without output_padding
+        stride, dilation, kernel = tuple(mod.stride), tuple(mod.dilation), tuple(mod.kernel_size)
+        pad, out_pad = tuple(mod.padding), tuple(mod.output_padding)
+        in_size = t.sym.shape[1 : 1 + rank]
+        # (n - 1)*s - 2p + d*(k - 1) + 1: the output without output_padding
         least = [None if n is None else (n - 1) * s - 2 * p + d * (k - 1) + 1
-                 for n, s, p, d, k in zip(in_hw, stride, pad, dilation, kernel)]
+                 for n, s, p, d, k in zip(in_size, stride, pad, dilation, kernel)]
         if output_size is not None:
             size = list(output_size)
-            size = size[-2:] if len(size) in (2, 4) else []  # PyTorch takes 2 or 4 sizes
-            if len(size) != 2 or any(v is None or not isinstance(v, (int, np.integer))
-                                     for v in size + least):
+            # PyTorch takes the spatial sizes, or those after N and C
+            size = size[-rank:] if len(size) in (rank, rank + 2) else []
+            if len(size) != rank or any(v is None or not isinstance(v, (int, np.integer))
+                                        for v in size + least):
                 raise TorchConversionError(
                     f"{what}: output_size={output_size!r} is supported with sizes known at "
                     "conversion only"
@@ -927,25 +936,28 @@ class _Converter:
                 )
         if any(m is not None and m + o < 1 for m, o in zip(least, out_pad)):
             raise TorchConversionError(
-                f"{what}: its padding {pad} leaves no output for an input of size {in_hw}"
+                f"{what}: its padding {pad} leaves no output for an input of size {in_size}"
             )
-        key = qual if out_pad == _pair(mod.output_padding) else (
-            f"{qual}_output_padding_{out_pad[0]}_{out_pad[1]}"
+        key = qual if out_pad == tuple(mod.output_padding) else (
+            f"{qual}_output_padding_{'_'.join(str(o) for o in out_pad)}"
         )
         layer = self.layers.get(key)
         if layer is None:
-            layer = Conv2DTranspose(mod.out_channels, _pair(mod.kernel_size), strides=stride,
-                                    padding="valid", output_padding=out_pad,
-                                    dilation_rate=dilation, use_bias=mod.bias is not None,
-                                    name=self._layer_name(key))
-            w = [_np(mod.weight).transpose(2, 3, 1, 0)]  # (C, F, kh, kw) -> (kh, kw, F, C)
+            cls = Conv2DTranspose if rank == 2 else Conv1DTranspose
+            layer = cls(mod.out_channels, kernel, strides=stride, padding="valid",
+                        output_padding=out_pad, dilation_rate=dilation,
+                        use_bias=mod.bias is not None, name=self._layer_name(key))
+            # (C, F, *k) -> (*k, F, C)
+            w = [_np(mod.weight).transpose(2, 3, 1, 0) if rank == 2
+                 else _np(mod.weight).transpose(2, 1, 0)]
             if mod.bias is not None:
                 w.append(_np(mod.bias))
             layer.set_weights(w)
             self.layers[key] = layer
         y = layer(t.sym)
         if any(pad):
-            y = Cropping2D(((pad[0], pad[0]), (pad[1], pad[1])))(y)
+            crop = Cropping2D(tuple((p, p) for p in pad)) if rank == 2 else Cropping1D(pad * 2)
+            y = crop(y)
         return _T(y, True)
 
     def upsample(self, x: Any, size: Any, scale_factor: Any, mode: str, align_corners: Any,
@@ -1436,9 +1448,9 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
 
 
 def _conv_transpose_problem(mod: Any) -> str | None:
-    """Why ``from_torch`` cannot convert this nn.ConvTranspose2d, or None."""
-    stride, dilation = _pair(mod.stride), _pair(mod.dilation)
-    out_pad = _pair(mod.output_padding)
+    """Why ``from_torch`` cannot convert this nn.ConvTranspose1d/2d, or None."""
+    stride, dilation = tuple(mod.stride), tuple(mod.dilation)
+    out_pad = tuple(mod.output_padding)
     if mod.groups != 1:
         return f"groups={mod.groups}"
     if mod.padding_mode != "zeros":

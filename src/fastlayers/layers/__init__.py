@@ -43,7 +43,14 @@ from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .base import Layer
 
 # convpool: Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, padding and cropping
-from .conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+from .conv import (
+    Conv1D,
+    Conv1DTranspose,
+    Conv2D,
+    Conv2DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+)
 from .core import Activation, Dense, Flatten, Softmax
 from .initializers import (  # importable from here as before (not layer classes)
     INITIALIZERS as INITIALIZERS,
@@ -168,6 +175,7 @@ __all__ = [
     "Cropping2D",
     # decoders: transposed convolution and upsampling
     "Conv2DTranspose",
+    "Conv1DTranspose",
     "UpSampling1D",
     "UpSampling2D",
     # masks (issue 12)

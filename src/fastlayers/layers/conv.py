@@ -1,4 +1,5 @@
-"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose."""
+"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose,
+Conv1DTranspose."""
 
 from __future__ import annotations
 
@@ -800,4 +801,95 @@ class Conv2DTranspose(Layer):
     def _config_changed(self, name: str) -> None:
         if name == "strides" and self.built:  # the phases depend on the strides
             self._on_weights_set()
+
+
+class Conv1DTranspose(Conv2DTranspose):
+    """Transposed 1D convolution (Keras ``Conv1DTranspose``): Conv2DTranspose on a height of 1
+    (docs/semantics.md §25).
+
+    Parameters as Conv2DTranspose, each an int or a 1-tuple: ``kernel_size``, ``strides``,
+    ``output_padding``, ``dilation_rate``; data_format "channels_last" ((batch, steps,
+    channels)) or "channels_first" ((batch, channels, steps)).
+
+    Weights: ``kernel`` (kernel_size, filters, in_channels), then ``bias`` (filters,) if
+    use_bias. Call: (N, T, C) -> float32 (N, T', filters) (or the channels_first layouts).
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        output_padding: Any = None,
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        owner = type(self).__name__
+        kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=1)
+        strides = V.int_tuple(strides, owner, "strides", n=1)
+        dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=1)
+        if output_padding is not None:
+            output_padding = V.int_tuple(output_padding, owner, "output_padding", n=1, minimum=0)
+        super().__init__(filters, (1, *kernel_size), (1, *strides), padding,
+                         None if output_padding is None else (0, *output_padding), data_format,
+                         (1, *dilation_rate), activation, use_bias, kernel_initializer,
+                         bias_initializer, **kwargs)
+        # The config keeps Keras's 1-tuples; the 2D forms above are what the checks saw.
+        self.kernel_size, self.strides = kernel_size, strides
+        self.dilation_rate, self.output_padding = dilation_rate, output_padding
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else input_shape[self._channel_axis()]
+        specs = [weight_spec("kernel", (*self.kernel_size, self.filters, c),
+                             self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def build(self, input_shape: Shape) -> None:
+        """Create kernel (kernel_size, filters, C) and bias (filters,)."""
+        input_shape = _shape_tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(f"{self._owner()}: input_shape must have rank 3, got {input_shape}")
+        if input_shape[self._channel_axis()] is None:
+            raise ValueError(
+                f"{self._owner()}: the number of input channels must be known, got "
+                f"input_shape {input_shape}"
+            )
+        self._create_weights(input_shape)
+
+    def _input_shape_from_weights(self, shapes):
+        c = self._shape_of(shapes, 0, 3)[2]
+        return (None, c, None) if self.data_format == "channels_first" else (None, None, c)
+
+    def _two_d(self):
+        """(strides, output_padding, dilation) of the Conv2DTranspose of height 1."""
+        op = None if self.output_padding is None else (0, *self.output_padding)
+        return (1, *self.strides), op, (1, *self.dilation_rate)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        channels_first = self.data_format == "channels_first"
+        act, after = _split_activation(self)
+        x = V.array(inputs, owner, "inputs")
+        what = "(batch, channels, steps)" if channels_first else "(batch, steps, channels)"
+        V.rank(x, owner, "inputs", 3, what)
+        kernel, bias = self._ready(x.shape)
+        if channels_first:
+            x = np.ascontiguousarray(x.transpose(0, 2, 1))
+        strides, out_pad, dilation = self._two_d()
+        a = V.check_conv2d_transpose(x[:, None], kernel[None], bias, strides, self.padding,
+                                     out_pad, dilation, act, op=owner, x_name="inputs")
+        y = _channels_back(F.run_conv2d_transpose(a, self._packed)[:, 0], channels_first)
+        return _activate_after(y, after)
+
+    def _pack(self):
+        return pack_conv2d_transpose(self._weight("kernel")[None], self._weight("bias"),
+                                     self._two_d()[0])
 
