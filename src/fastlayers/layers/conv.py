@@ -703,6 +703,7 @@ class Conv2DTranspose(Layer):
     call_weights = ("kernel", "bias")
     ignored_args = WEIGHT_TRAINING_ARGS
     supports_masking = False
+    input_rank = 4
 
     def __init__(
         self,
@@ -747,10 +748,13 @@ class Conv2DTranspose(Layer):
         return specs
 
     def build(self, input_shape: Shape) -> None:
-        """Create kernel (kh, kw, filters, C) and bias (filters,)."""
+        """Create kernel (*kernel_size, filters, C) and bias (filters,)."""
         input_shape = _shape_tuple(input_shape)
-        if len(input_shape) != 4:
-            raise ValueError(f"{self._owner()}: input_shape must have rank 4, got {input_shape}")
+        rank = self.input_rank
+        if len(input_shape) != rank:
+            raise ValueError(
+                f"{self._owner()}: input_shape must have rank {rank}, got {input_shape}"
+            )
         if input_shape[self._channel_axis()] is None:
             raise ValueError(
                 f"{self._owner()}: the number of input channels must be known, got "
@@ -759,10 +763,11 @@ class Conv2DTranspose(Layer):
         self._create_weights(input_shape)
 
     def _input_shape_from_weights(self, shapes):
-        c = self._shape_of(shapes, 0, 4)[3]
-        return (
-            (None, c, None, None) if self.data_format == "channels_first" else (None, None, None, c)
-        )
+        rank = self.input_rank
+        c = self._shape_of(shapes, 0, rank)[-1]  # kernel (*kernel_size, filters, C)
+        if self.data_format == "channels_first":
+            return (None, c) + (None,) * (rank - 2)
+        return (None,) * (rank - 1) + (c,)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         channels_first = self.data_format == "channels_first"
@@ -815,6 +820,8 @@ class Conv1DTranspose(Conv2DTranspose):
     use_bias. Call: (N, T, C) -> float32 (N, T', filters) (or the channels_first layouts).
     """
 
+    input_rank = 3
+
     def __init__(
         self,
         filters: int,
@@ -843,30 +850,6 @@ class Conv1DTranspose(Conv2DTranspose):
         # The config keeps Keras's 1-tuples; the 2D forms above are what the checks saw.
         self.kernel_size, self.strides = kernel_size, strides
         self.dilation_rate, self.output_padding = dilation_rate, output_padding
-
-    def _weight_specs(self, input_shape):
-        c = None if input_shape is None else input_shape[self._channel_axis()]
-        specs = [weight_spec("kernel", (*self.kernel_size, self.filters, c),
-                             self.kernel_initializer)]
-        if self.use_bias:
-            specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
-        return specs
-
-    def build(self, input_shape: Shape) -> None:
-        """Create kernel (kernel_size, filters, C) and bias (filters,)."""
-        input_shape = _shape_tuple(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(f"{self._owner()}: input_shape must have rank 3, got {input_shape}")
-        if input_shape[self._channel_axis()] is None:
-            raise ValueError(
-                f"{self._owner()}: the number of input channels must be known, got "
-                f"input_shape {input_shape}"
-            )
-        self._create_weights(input_shape)
-
-    def _input_shape_from_weights(self, shapes):
-        c = self._shape_of(shapes, 0, 3)[2]
-        return (None, c, None) if self.data_format == "channels_first" else (None, None, c)
 
     def _two_d(self):
         """(strides, output_padding, dilation) of the Conv2DTranspose of height 1."""
