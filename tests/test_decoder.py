@@ -357,6 +357,17 @@ def test_bad_calls(call, error, match, any_backend):
         call()
 
 
+def test_conv1d_transpose_messages_use_its_own_arguments(any_backend):
+    with pytest.raises(ValueError, match=r"output_padding \(1,\) and strides \(1,\)"):
+        L.Conv1DTranspose(2, 3, output_padding=1)
+    with pytest.raises(ValueError, match=r"strides \(2,\) and dilation_rate \(2,\)"):
+        L.Conv1DTranspose(2, 3, strides=2, dilation_rate=2)
+    layer = L.Conv1DTranspose(2, 3)
+    layer(np.ones((1, 4, 3), F32))
+    with pytest.raises(ValueError, match=r"2 channels, but the kernel \(3, 2, 3\)"):
+        layer(np.ones((1, 4, 2), F32))
+
+
 def test_channels_must_match_the_weights(any_backend):
     layer = L.Conv2DTranspose(2, 3)
     layer(np.ones((1, 3, 3, 4), F32))

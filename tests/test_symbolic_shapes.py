@@ -18,7 +18,8 @@ from fastlayers import Input, Model
 from fastlayers import layers as L
 
 F32 = np.float32
-HOOKED = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "MaxPooling2D",
+HOOKED = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Conv1DTranspose",
+          "MaxPooling2D",
           "AveragePooling2D", "UpSampling2D"}
 CASES = {
     f"{file}:{name}": case

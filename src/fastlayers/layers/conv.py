@@ -843,6 +843,16 @@ class Conv1DTranspose(Conv2DTranspose):
         dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=1)
         if output_padding is not None:
             output_padding = V.int_tuple(output_padding, owner, "output_padding", n=1, minimum=0)
+            if output_padding[0] >= strides[0]:  # (said here with the 1D values)
+                raise ValueError(
+                    f"{owner}: output_padding must be smaller than strides (as in Keras); got "
+                    f"output_padding {output_padding} and strides {strides}"
+                )
+        if strides[0] > 1 and dilation_rate[0] > 1:
+            raise ValueError(
+                f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
+                f"Keras); got strides {strides} and dilation_rate {dilation_rate}"
+            )
         super().__init__(filters, (1, *kernel_size), (1, *strides), padding,
                          None if output_padding is None else (0, *output_padding), data_format,
                          (1, *dilation_rate), activation, use_bias, kernel_initializer,
@@ -866,11 +876,33 @@ class Conv1DTranspose(Conv2DTranspose):
         kernel, bias = self._ready(x.shape)
         if channels_first:
             x = np.ascontiguousarray(x.transpose(0, 2, 1))
+        if x.shape[2] != kernel.shape[2]:
+            raise ValueError(
+                f"{owner}: inputs have {x.shape[2]} channels, but the kernel {kernel.shape} "
+                f"(kernel_size, filters, in_channels) was built for {kernel.shape[2]}"
+            )
         strides, out_pad, dilation = self._two_d()
         a = V.check_conv2d_transpose(x[:, None], kernel[None], bias, strides, self.padding,
                                      out_pad, dilation, act, op=owner, x_name="inputs")
         y = _channels_back(F.run_conv2d_transpose(a, self._packed)[:, 0], channels_first)
         return _activate_after(y, after)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        act = V.activation(self.activation, self._owner())
+        if len(shape) != 3 or callable(act) or act == "glu":
+            return None
+        kernel = self._ready((2 if shape[0] is None else shape[0], *shape[1:]))[0]
+        cf = self.data_format == "channels_first"
+        steps, channels = (shape[2], shape[1]) if cf else (shape[1], shape[2])
+        if channels != kernel.shape[2]:
+            return None
+        op = None if self.output_padding is None else self.output_padding[0]
+        length, _ = _checks.conv_transpose_length(steps, kernel.shape[0], self.strides[0],
+                                                  self.dilation_rate[0], self.padding, op)
+        if length < 1:
+            return None
+        f = kernel.shape[1]
+        return (shape[0], f, length) if cf else (shape[0], length, f)
 
     def _pack(self):
         return pack_conv2d_transpose(self._weight("kernel")[None], self._weight("bias"),
