@@ -27,18 +27,15 @@ by PyTorch with that rule (zero padding, window sums divided by the count of inp
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import sys
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from keras import Input, Model, Sequential, layers  # noqa: E402
+from keras_model_files import layer_cases, write_models, write_npz  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 F32 = np.float32
@@ -302,82 +299,27 @@ def _asymmetric_average(cls, cfg, shape):
     return any(a != b for a, b in pads), pool, strides
 
 
+def _torch_rule(cls, cfg, shape, x):
+    """For AveragePooling with asymmetric "same" padding: PyTorch's y with the rule of the
+    TensorFlow, JAX and NumPy backends (see the module docstring), else None."""
+    asym = _asymmetric_average(cls, cfg, shape)
+    if asym and asym[0]:
+        return torch_average_same(x, asym[1], asym[2]).astype(F32), "torch-tf-rule"
+    return None
+
+
 def make_layers() -> dict[str, np.ndarray]:
-    """One float32 array per case, ``<c>``: x, the weights (Keras order), the mask (as 0/1,
-    when the call takes one) and y, flattened and concatenated in that order; ``__cases__``
-    (JSON) gives per case the class name, the arguments, the shapes and ``ref``."""
-    out: dict[str, np.ndarray] = {}
-    cases = {}
-    for i, (name, spec) in enumerate(LAYERS.items()):
-        cls, cfg, shape = spec[:3]
-        mask = None if len(spec) < 4 else np.array(spec[3], dtype=bool)
-        rng = np.random.default_rng(1000 + i)
-        x = rng.standard_normal(shape).astype(F32)
-        layer = getattr(layers, cls)(**cfg)
-        layer.build(shape)
-        weights = [rng.uniform(-0.5, 0.5, w.shape).astype(F32) for w in layer.get_weights()]
-        layer.set_weights(weights)
-        y = layer(x) if mask is None else layer(x, mask=mask)
-        y = keras.ops.convert_to_numpy(y).astype(F32)
-        ref = "keras"
-        asym = _asymmetric_average(cls, cfg, shape)
-        if asym and asym[0]:
-            y, ref = torch_average_same(x, asym[1], asym[2]).astype(F32), "torch-tf-rule"
-        parts = [x, *weights] + ([] if mask is None else [mask.astype(F32)]) + [y]
-        cases[name] = {
-            "class_name": cls,
-            "config": cfg,
-            "ref": ref,
-            "x": x.shape,
-            "weights": [w.shape for w in weights],
-            "y": y.shape,
-            "mask": None if mask is None else mask.shape,
-        }
-        out[name] = np.concatenate([p.ravel() for p in parts])
-    out["__cases__"] = np.array(json.dumps(cases))
-    return out
+    """The cases of LAYERS (keras_model_files.layer_cases, seeds from 1000)."""
+    return layer_cases(LAYERS, 1000, _torch_rule)
 
 
 def make_models() -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    (HERE / "models").mkdir(exist_ok=True)
-    for name, make in MODELS.items():
-        keras.utils.set_random_seed(0)
-        model, inputs = make()
-        rng = np.random.default_rng(len(name) * 7919)
-        weights = [rng.uniform(-0.5, 0.5, w.shape).astype(F32) for w in model.get_weights()]
-        model.set_weights(weights)
-        result = model(inputs if len(inputs) > 1 else inputs[0])
-        outs = result if isinstance(result, (list, tuple)) else [result]
-        for i, w in enumerate(weights):
-            out[f"{name}.weights.{i}"] = w
-        for i, x in enumerate(inputs):
-            out[f"{name}.inputs.{i}"] = x
-        for i, y in enumerate(outs):
-            out[f"{name}.out.{i}"] = keras.ops.convert_to_numpy(y).astype(F32)
-        model.save(HERE / "models" / f"{name}.keras")
-        model.save(HERE / "models" / f"{name}.h5")  # Keras 3's legacy HDF5 writer
-        model.save_weights(HERE / "models" / f"{name}.weights.h5")
-    return out
+    return write_models(MODELS, HERE)
 
 
 def main() -> None:
-    versions = json.dumps(
-        {
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "argv": sys.argv[1:],
-        }
-    )
-    np.savez_compressed(
-        HERE / "models_convpool.npz", **make_models(), **{"__meta__.versions": np.array(versions)}
-    )
-    np.savez_compressed(
-        HERE / "convpool_layers.npz", **make_layers(), **{"__meta__.versions": np.array(versions)}
-    )
+    write_npz(HERE / "models_convpool.npz", make_models())
+    write_npz(HERE / "convpool_layers.npz", make_layers())
 
 
 if __name__ == "__main__":

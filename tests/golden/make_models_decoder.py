@@ -24,19 +24,15 @@ output_padding None/0/1/2, dilation 1-2).
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import sys
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from keras import Input, Model, Sequential, layers  # noqa: E402
+from keras_model_files import layer_cases, write_models, write_npz  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 F32 = np.float32
@@ -172,74 +168,18 @@ LAYERS = {
 
 
 def make_layers() -> dict[str, np.ndarray]:
-    """One float32 array per case, ``<c>``: x, the weights (Keras order) and y, flattened and
-    concatenated in that order; ``__cases__`` (JSON) gives per case the class name, the
-    arguments, the shapes and ``ref``."""
-    out: dict[str, np.ndarray] = {}
-    cases = {}
-    for i, (name, (cls, cfg, shape)) in enumerate(LAYERS.items()):
-        rng = np.random.default_rng(2000 + i)
-        x = rng.standard_normal(shape).astype(F32)
-        layer = getattr(layers, cls)(**cfg)
-        layer.build(shape)
-        weights = [rng.uniform(-0.5, 0.5, w.shape).astype(F32) for w in layer.get_weights()]
-        layer.set_weights(weights)
-        y = keras.ops.convert_to_numpy(layer(x)).astype(F32)
-        cases[name] = {
-            "class_name": cls,
-            "config": cfg,
-            "ref": "keras",
-            "x": x.shape,
-            "weights": [w.shape for w in weights],
-            "y": y.shape,
-            "mask": None,
-        }
-        out[name] = np.concatenate([p.ravel() for p in [x, *weights, y]])
-    out["__cases__"] = np.array(json.dumps(cases))
-    return out
+    """The cases of LAYERS (keras_model_files.layer_cases, seeds from 2000)."""
+    return layer_cases(LAYERS, 2000)
 
 
 def make_models() -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    (HERE / "models").mkdir(exist_ok=True)
-    for name, make in MODELS.items():
-        keras.utils.set_random_seed(0)
-        model, inputs = make()
-        rng = np.random.default_rng(len(name) * 7919)
-        weights = [rng.uniform(-0.5, 0.5, w.shape).astype(F32) for w in model.get_weights()]
-        model.set_weights(weights)
-        result = model(inputs if len(inputs) > 1 else inputs[0])
-        outs = result if isinstance(result, (list, tuple)) else [result]
-        for i, w in enumerate(weights):
-            out[f"{name}.weights.{i}"] = w
-        for i, x in enumerate(inputs):
-            out[f"{name}.inputs.{i}"] = x
-        for i, y in enumerate(outs):
-            out[f"{name}.out.{i}"] = keras.ops.convert_to_numpy(y).astype(F32)
-        model.save(HERE / "models" / f"{name}.keras")
-        model.save(HERE / "models" / f"{name}.h5")  # Keras 3's legacy HDF5 writer
-        model.save_weights(HERE / "models" / f"{name}.weights.h5")
-    return out
+    return write_models(MODELS, HERE)
 
 
 def main() -> None:
     warnings.simplefilter("ignore")  # Keras's legacy-format and conv-transpose notices
-    versions = json.dumps(
-        {
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "argv": sys.argv[1:],
-        }
-    )
-    np.savez_compressed(
-        HERE / "models_decoder.npz", **make_models(), **{"__meta__.versions": np.array(versions)}
-    )
-    np.savez_compressed(
-        HERE / "decoder_layers.npz", **make_layers(), **{"__meta__.versions": np.array(versions)}
-    )
+    write_npz(HERE / "models_decoder.npz", make_models())
+    write_npz(HERE / "decoder_layers.npz", make_layers())
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ from . import activations
 def conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, activation):
     n, _, _, c = x.shape
     kh, kw, cg, f = kernel.shape
-    sh, sw = strides
-    dh, dw = dilation
     oh, ow = out_hw
-    top, bottom, left, right = pads
+    top, _, left, _ = pads  # (bottom and right follow from out_hw)
     fg = f // groups
 
     # im2col: for every kernel tap (a, b), the input pixels it meets, or the zero padding
@@ -26,17 +24,10 @@ def conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, activation)
     # cols[n, i, j, a*kw + b, ch] = x[n, i*sh + a*dh - top, j*sw + b*dw - left, ch], or 0
     # outside the image. Each tap copies only its in-image window into the zeros, so no padded
     # copy of x is made (with a large dilation under "same" it would dwarf the output).
-    h, w = x.shape[1], x.shape[2]
     cols = np.zeros((n, oh, ow, kh * kw, c), x.dtype)
-    for a in range(kh):
-        i0, i1 = _in_image(a * dh - top, sh, oh, h)
-        for b in range(kw):
-            j0, j1 = _in_image(b * dw - left, sw, ow, w)
-            if i0 < i1 and j0 < j1:
-                r0, c0 = i0 * sh + a * dh - top, j0 * sw + b * dw - left
-                cols[:, i0:i1, j0:j1, a * kw + b] = x[
-                    :, r0 : r0 + (i1 - i0 - 1) * sh + 1 : sh, c0 : c0 + (j1 - j0 - 1) * sw + 1 : sw
-                ]
+    for a, b, (i, j), (r, q) in _tap_windows((kh, kw), strides, dilation, (top, left), out_hw,
+                                             x.shape[1:3]):
+        cols[:, i, j, a * kw + b] = x[:, r, q]
     pixels = n * oh * ow
 
     if groups == 1:
@@ -53,6 +44,25 @@ def conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, activation)
     if bias is not None:
         y += bias
     return activations.apply(activation, y)
+
+
+def _tap_windows(kernel_hw, strides, dilation, offsets, count_hw, bound_hw):
+    """For each kernel tap (a, b) in row-major order that reaches anything: (a, b, the
+    positions (i, j) of the [0, count) grid as slices, the positions (i*sh + a*dh - top,
+    j*sw + b*dw - left) they meet in the [0, bound) grid as strided slices). im2col walks it
+    with the output as the grid of positions and the image as the bound; col2im
+    (conv2d_transpose) the other way round."""
+    (kh, kw), (sh, sw), (dh, dw), (top, left) = kernel_hw, strides, dilation, offsets
+    for a in range(kh):
+        i0, i1 = _in_image(a * dh - top, sh, count_hw[0], bound_hw[0])
+        for b in range(kw):
+            j0, j1 = _in_image(b * dw - left, sw, count_hw[1], bound_hw[1])
+            if i0 < i1 and j0 < j1:
+                r0, c0 = i0 * sh + a * dh - top, j0 * sw + b * dw - left
+                yield a, b, (slice(i0, i1), slice(j0, j1)), (
+                    slice(r0, r0 + (i1 - i0 - 1) * sh + 1, sh),
+                    slice(c0, c0 + (j1 - j0 - 1) * sw + 1, sw),
+                )
 
 
 def _in_image(offset, stride, count, bound):
@@ -89,20 +99,10 @@ def add_taps(taps, strides, dilation, offsets, out_hw):
     """col2im: y[n, i*sh + a*dh - top, j*sw + b*dw - left] += taps[n, i, j, a, b] over the
     taps in row-major order (a, b), dropping what falls outside (OH, OW)."""
     n, h, w, kh, kw, f = taps.shape
-    sh, sw = strides
-    dh, dw = dilation
-    top, left = offsets
-    oh, ow = out_hw
-    y = np.zeros((n, oh, ow, f), np.float32)
-    for a in range(kh):
-        i0, i1 = _in_image(a * dh - top, sh, h, oh)
-        for b in range(kw):
-            j0, j1 = _in_image(b * dw - left, sw, w, ow)
-            if i0 < i1 and j0 < j1:
-                r0, c0 = i0 * sh + a * dh - top, j0 * sw + b * dw - left
-                rows = slice(r0, r0 + (i1 - i0 - 1) * sh + 1, sh)
-                cols = slice(c0, c0 + (j1 - j0 - 1) * sw + 1, sw)
-                y[:, rows, cols] += taps[:, i0:i1, j0:j1, a, b]
+    y = np.zeros((n, *out_hw, f), np.float32)
+    for a, b, (i, j), (r, q) in _tap_windows((kh, kw), strides, dilation, offsets, (h, w),
+                                             out_hw):
+        y[:, r, q] += taps[:, i, j, a, b]
     return y
 
 

@@ -177,23 +177,8 @@ class Conv2D(_GroupedConv):
         )
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        channels_first = self.data_format == "channels_first"
-        act, after = _split_activation(self)
-        a = V.check_conv2d(
-            inputs,
-            None,
-            None,
-            self.strides,
-            self.padding,
-            self.dilation_rate,
-            self.groups,
-            act,
-            op=self._owner(),
-            x_name="inputs",
-            channels_first=channels_first,
-            build=self._ready,
-        )
-        return _activate_after(_channels_back(F.run_conv2d(a, self._packed), channels_first), after)
+        return _call_image_conv(self, inputs, V.check_conv2d, F.run_conv2d, self.strides,
+                                self.padding, self.dilation_rate, self.groups)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         got = _symbolic_geometry(self, shape)
@@ -241,6 +226,18 @@ def _split_activation(layer: Layer) -> tuple[Any, Any]:
     if layer.data_format == "channels_first" and (callable(act) or act in _np_act.ROW_ACTIVATIONS):
         return None, act
     return act, None
+
+
+def _call_image_conv(layer: Layer, inputs: Any, check: Any, run: Any, *geometry: Any) -> Any:
+    """The call of Conv2D and Conv2DTranspose: ``check`` (``_validation.check_conv2d`` or
+    ``check_conv2d_transpose``) with the layer's ``geometry`` arguments and its weights,
+    ``run`` (``functional.run_conv2d[_transpose]``) with its packed weights, the layout back,
+    and a row activation after it (:func:`_split_activation`)."""
+    channels_first = layer.data_format == "channels_first"
+    act, after = _split_activation(layer)
+    a = check(inputs, None, None, *geometry, act, op=layer._owner(), x_name="inputs",
+              channels_first=channels_first, build=layer._ready)
+    return _activate_after(_channels_back(run(a, layer._packed), channels_first), after)
 
 
 def _activate_after(y: np.ndarray, act: Any) -> np.ndarray:
@@ -709,11 +706,11 @@ class Conv2DTranspose(Layer):
         self,
         filters: int,
         kernel_size: Any,
-        strides: Any = (1, 1),
+        strides: Any = 1,
         padding: str = "valid",
         output_padding: Any = None,
         data_format: str | None = None,
-        dilation_rate: Any = (1, 1),
+        dilation_rate: Any = 1,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
@@ -722,10 +719,12 @@ class Conv2DTranspose(Layer):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
+        rank = self.input_rank - 2  # spatial axes: 2, or 1 for Conv1DTranspose
         _conv_arguments(self, filters, kernel_size, strides, padding, data_format, dilation_rate,
-                        activation)
+                        activation, rank=rank)
         if output_padding is not None:
-            output_padding = V.int_tuple(output_padding, owner, "output_padding", minimum=0)
+            output_padding = V.int_tuple(output_padding, owner, "output_padding", n=rank,
+                                         minimum=0)
             if any(p >= s for p, s in zip(output_padding, self.strides)):
                 raise ValueError(
                     f"{owner}: output_padding must be smaller than strides in each dimension "
@@ -770,24 +769,9 @@ class Conv2DTranspose(Layer):
         return (None,) * (rank - 1) + (c,)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        channels_first = self.data_format == "channels_first"
-        act, after = _split_activation(self)
-        a = V.check_conv2d_transpose(
-            inputs,
-            None,
-            None,
-            self.strides,
-            self.padding,
-            self.output_padding,
-            self.dilation_rate,
-            act,
-            op=self._owner(),
-            x_name="inputs",
-            channels_first=channels_first,
-            build=self._ready,
-        )
-        y = _channels_back(F.run_conv2d_transpose(a, self._packed), channels_first)
-        return _activate_after(y, after)
+        return _call_image_conv(self, inputs, V.check_conv2d_transpose, F.run_conv2d_transpose,
+                                self.strides, self.padding, self.output_padding,
+                                self.dilation_rate)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         got = _symbolic_geometry(self, shape)
@@ -821,45 +805,6 @@ class Conv1DTranspose(Conv2DTranspose):
     """
 
     input_rank = 3
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: Any,
-        strides: Any = 1,
-        padding: str = "valid",
-        output_padding: Any = None,
-        data_format: str | None = None,
-        dilation_rate: Any = 1,
-        activation: Any = None,
-        use_bias: bool = True,
-        kernel_initializer: Any = "glorot_uniform",
-        bias_initializer: Any = "zeros",
-        **kwargs: Any,
-    ) -> None:
-        owner = type(self).__name__
-        kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=1)
-        strides = V.int_tuple(strides, owner, "strides", n=1)
-        dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=1)
-        if output_padding is not None:
-            output_padding = V.int_tuple(output_padding, owner, "output_padding", n=1, minimum=0)
-            if output_padding[0] >= strides[0]:  # (said here with the 1D values)
-                raise ValueError(
-                    f"{owner}: output_padding must be smaller than strides (as in Keras); got "
-                    f"output_padding {output_padding} and strides {strides}"
-                )
-        if strides[0] > 1 and dilation_rate[0] > 1:
-            raise ValueError(
-                f"{owner}: strides > 1 together with dilation_rate > 1 is not allowed (as in "
-                f"Keras); got strides {strides} and dilation_rate {dilation_rate}"
-            )
-        super().__init__(filters, (1, *kernel_size), (1, *strides), padding,
-                         None if output_padding is None else (0, *output_padding), data_format,
-                         (1, *dilation_rate), activation, use_bias, kernel_initializer,
-                         bias_initializer, **kwargs)
-        # The config keeps Keras's 1-tuples; the 2D forms above are what the checks saw.
-        self.kernel_size, self.strides = kernel_size, strides
-        self.dilation_rate, self.output_padding = dilation_rate, output_padding
 
     def _two_d(self):
         """(strides, output_padding, dilation) of the Conv2DTranspose of height 1."""
