@@ -1,5 +1,5 @@
-"""What the ``make_models_<topic>.py`` scripts share: writing Keras models and single layers
-as fixtures.
+"""Writing Keras models and single layers as fixtures: what make_models_convpool.py and
+make_models_decoder.py share (the older make_models_*.py scripts keep their own copies).
 
 Imported by those scripts (run by hand with Keras installed), never by the tests.
 """
@@ -102,4 +102,3 @@ def layer_cases(specs: dict[str, tuple], seed: int,
         out[name] = np.concatenate([p.ravel() for p in parts])
     out["__cases__"] = np.array(json.dumps(cases))
     return out
-

@@ -22,8 +22,9 @@ def conv2d(x, kernel, bias, strides, dilation, pads, out_hw, groups, activation)
     # im2col: for every kernel tap (a, b), the input pixels it meets, or the zero padding
     # ("same" puts the odd extra pixel at the bottom/right, TensorFlow's rule):
     # cols[n, i, j, a*kw + b, ch] = x[n, i*sh + a*dh - top, j*sw + b*dw - left, ch], or 0
-    # outside the image. Each tap copies only its in-image window into the zeros, so no padded
-    # copy of x is made (with a large dilation under "same" it would dwarf the output).
+    # outside the image (strides (sh, sw), dilation (dh, dw)). Each tap copies only its
+    # in-image window into the zeros (_tap_windows), so no padded copy of x is made (with a
+    # large dilation under "same" it would dwarf the output).
     cols = np.zeros((n, oh, ow, kh * kw, c), x.dtype)
     for a, b, (i, j), (r, q) in _tap_windows((kh, kw), strides, dilation, (top, left), out_hw,
                                              x.shape[1:3]):

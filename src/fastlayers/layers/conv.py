@@ -706,11 +706,11 @@ class Conv2DTranspose(Layer):
         self,
         filters: int,
         kernel_size: Any,
-        strides: Any = 1,
+        strides: Any = (1, 1),
         padding: str = "valid",
         output_padding: Any = None,
         data_format: str | None = None,
-        dilation_rate: Any = 1,
+        dilation_rate: Any = (1, 1),
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
@@ -726,10 +726,10 @@ class Conv2DTranspose(Layer):
             output_padding = V.int_tuple(output_padding, owner, "output_padding", n=rank,
                                          minimum=0)
             if any(p >= s for p, s in zip(output_padding, self.strides)):
+                each = " in each dimension" if rank > 1 else ""
                 raise ValueError(
-                    f"{owner}: output_padding must be smaller than strides in each dimension "
-                    f"(as in Keras); got output_padding {output_padding} and strides "
-                    f"{self.strides}"
+                    f"{owner}: output_padding must be smaller than strides{each} (as in "
+                    f"Keras); got output_padding {output_padding} and strides {self.strides}"
                 )
         self.output_padding = output_padding
         self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
@@ -805,6 +805,25 @@ class Conv1DTranspose(Conv2DTranspose):
     """
 
     input_rank = 3
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        output_padding: Any = None,
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:  # Conv2DTranspose's, with Keras's 1D defaults
+        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format,
+                         dilation_rate, activation, use_bias, kernel_initializer,
+                         bias_initializer, **kwargs)
 
     def _two_d(self):
         """(strides, output_padding, dilation) of the Conv2DTranspose of height 1."""
