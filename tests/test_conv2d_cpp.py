@@ -224,3 +224,118 @@ def test_core_conv2d_rejects_without_copying():
         core.conv2d(np.ones((1, 5, 5, 3), np.float32), k, None, *args)
     with pytest.raises(ValueError, match="activation_id"):
         core.conv2d(np.ones((1, 5, 5, 2), np.float32), k, None, (1, 1), (1, 1), (1, 1, 1, 1), 1, -1)
+
+
+# conv2d_into: the output written through a strided view (Conv2DTranspose's phases). Cases
+# cover each algorithm: indirect (tap and row chunks, column blocks), tiles (K > 4096: the
+# dense temporary), depthwise (groups == C), and the 1x1 kernel (no no-copy GEMM when placed).
+INTO_CASES = {
+    "indirect-taps": ((2, 9, 11, 24), (2, 2, 24, 20), 1),
+    "indirect-rows": ((1, 13, 14, 3), (3, 3, 3, 8), 1),
+    "indirect-columns": ((1, 6, 7, 64), (3, 3, 64, 130), 1),
+    "tiles": ((1, 5, 6, 520), (3, 3, 520, 9), 1),
+    "depthwise": ((2, 8, 9, 12), (3, 3, 1, 12), 12),
+    "one-by-one": ((2, 7, 5, 16), (1, 1, 16, 23), 1),
+    "grouped": ((1, 9, 10, 12), (2, 3, 4, 18), 3),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", list(INTO_CASES))
+def test_core_conv2d_into_strided_view_equals_conv2d(rng, case, threads):
+    """out = y[:, r::s, q::s][:, :OH, :OW] of a larger array: the view's elements get
+    conv2d's bits (pads (top, left) given, the bottom and right zero as far as OH and OW
+    reach), and no other element of y is written."""
+    x_shape, k_shape, groups = INTO_CASES[case]
+    x, k, b = _data(rng, x_shape, k_shape)
+    n, h, w, _ = x_shape
+    kh, kw, _, f = k_shape
+    top, left = 1, 0
+    oh, ow = h + top + 2 - kh + 1, w + left + 1 - kw + 1  # 2 rows and 1 column of zeros after
+    want = _backend._core.conv2d(x, k, b, (1, 1), (1, 1), (top, 2, left, 1), groups, 0)
+    packed = _backend._core.PackedConv(k, b, groups)
+    y = np.full((n, 2 * oh + 1, 3 * ow + 2, f + 3), np.nan, np.float32)
+    out = y[:, 1::2, 2::3, 1 : f + 1][:, :oh, :ow]
+    old = fl.get_num_threads()
+    try:
+        fl.set_num_threads(threads)
+        assert _backend._core.conv2d_into(out, x, packed, (1, 1), (1, 1), (top, left)) is None
+    finally:
+        fl.set_num_threads(old)
+    assert np.array_equal(out, want)
+    written = np.zeros(y.shape, bool)
+    written[:, 1::2, 2::3, 1 : f + 1][:, :oh, :ow] = True
+    assert np.isnan(y[~written]).all()
+
+
+@pytest.mark.parametrize("case", ["indirect-taps", "tiles", "depthwise"])
+def test_core_conv2d_into_strides_dilation_activation(rng, case):
+    x_shape, k_shape, groups = INTO_CASES[case]
+    x, k, b = _data(rng, x_shape, k_shape)
+    act_id = _backend.cpp_activation_ids()["tanh"]
+    want = _backend._core.conv2d(x, k, b, (2, 1), (1, 2), (1, 0, 2, 0), groups, act_id)
+    y = np.zeros((want.shape[0], want.shape[1], 2 * want.shape[2], want.shape[3]), np.float32)
+    packed = _backend._core.PackedConv(k, b, groups)
+    _backend._core.conv2d_into(y[:, :, ::2], x, packed, (2, 1), (1, 2), (1, 2), act_id)
+    assert np.array_equal(y[:, :, ::2], want)
+    assert not y[:, :, 1::2].any()
+
+
+def test_core_conv2d_into_dense_and_size_one_views(rng):
+    """A dense out, and views whose size-1 dimensions have strides that are never used."""
+    core = _backend._core
+    x, k, b = _data(rng, (1, 4, 1, 5), (2, 1, 5, 6))
+    packed = core.PackedConv(k, b)
+    want = core.conv2d(x, k, b, (1, 1), (1, 1), (0, 0, 0, 0), 1, 0)
+    out = np.empty_like(want)
+    core.conv2d_into(out, x, packed, (1, 1), (1, 1), (0, 0))
+    assert np.array_equal(out, want)
+    big = np.zeros((3, 3, 4, 8), np.float32)
+    view = big[1:2, :, 2:3, 1:7]  # N = 1 and OW = 1 taken from a larger array
+    core.conv2d_into(view, x[:, :3], packed, (1, 1), (1, 1), (0, 0))
+    assert np.array_equal(view, core.conv2d(x[:, :3], k, b, (1, 1), (1, 1), (0, 1, 0, 0), 1, 0))
+    assert np.count_nonzero(big) == np.count_nonzero(view)
+
+
+def test_core_conv2d_into_rejects_bad_arguments():
+    core = _backend._core
+    x = np.ones((1, 5, 5, 2), np.float32)
+    k = np.ones((3, 3, 2, 4), np.float32)
+    packed = core.PackedConv(k)
+    args = ((1, 1), (1, 1), (1, 1))
+    out = np.zeros((1, 5, 5, 4), np.float32)
+    with pytest.raises(TypeError, match="PackedConv"):
+        core.conv2d_into(out, x, k, *args)
+    with pytest.raises(TypeError, match="float32"):
+        core.conv2d_into(out.astype(np.float64), x, packed, *args)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        core.conv2d_into(out.tolist(), x, packed, *args)
+    with pytest.raises(ValueError, match="shape"):
+        core.conv2d_into(out[..., :3], x, packed, *args)
+    with pytest.raises(ValueError, match="shape"):
+        core.conv2d_into(np.zeros((2, 5, 5, 4), np.float32), x, packed, *args)
+    with pytest.raises(ValueError, match="shape"):
+        core.conv2d_into(out[:, :0], x, packed, *args)
+    with pytest.raises(ValueError, match="contiguous last dim"):
+        core.conv2d_into(np.zeros((1, 5, 5, 8), np.float32)[..., ::2], x, packed, *args)
+    with pytest.raises(ValueError, match="writable"):
+        ro = out.copy()
+        ro.flags.writeable = False
+        core.conv2d_into(ro, x, packed, *args)
+    with pytest.raises(ValueError, match="overlap one another"):
+        flat = np.zeros(200, np.float32)
+        strides = (400, 40, 8, 4)  # pixels 2 floats apart, 4 channels each
+        core.conv2d_into(np.lib.stride_tricks.as_strided(flat, (1, 5, 5, 4), strides), x,
+                         packed, *args)
+    with pytest.raises(ValueError, match="overlap x"):
+        both = np.zeros((2, 5, 5, 2), np.float32)  # out = (1, 5, 5, 4) on x's memory
+        core.conv2d_into(both.reshape(1, 5, 5, 4), both[1:], packed, *args)
+    with pytest.raises(ValueError, match="pads"):
+        core.conv2d_into(out, x, packed, (1, 1), (1, 1), (-1, 0))
+    with pytest.raises(ValueError, match="strides and dilation"):
+        core.conv2d_into(out, x, packed, (0, 1), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="channels"):
+        core.conv2d_into(out, np.ones((1, 5, 5, 3), np.float32), packed, *args)
+    with pytest.raises(ValueError, match="activation_id"):
+        core.conv2d_into(out, x, packed, *args, -1)
+    assert not out.any()

@@ -23,70 +23,6 @@ namespace {
 
 constexpr const char* kOp = "attention";
 
-[[noreturn]] void fail(bool type_error, const char* arg, const std::string& what) {
-    const std::string msg = std::string(kOp) + ": " + arg + " " + what;
-    if (type_error) throw py::type_error(msg);
-    throw py::value_error(msg);
-}
-
-// A checked rank-4 view: dtype (float32 for T = float, bool/uint8 for T = uint8_t), aligned,
-// non-negative strides, contiguous last dim. Also returns the shape and the byte range
-// [lo, hi) the view can touch (empty for an empty array), for the overlap check.
-template <class T>
-struct View {
-    Rows4<T> rows;
-    py::ssize_t shape[4] = {0, 0, 0, 0};
-    uintptr_t lo = 0, hi = 0;
-};
-
-template <class T>
-View<T> view4(const py::handle& h, const char* arg, bool writable) {
-    using Elem = std::remove_const_t<T>;
-    if (!py::isinstance<py::array>(h)) fail(true, arg, "must be a numpy.ndarray");
-    const py::array a = py::reinterpret_borrow<py::array>(h);
-    const bool is_float = std::is_same<Elem, float>::value;
-    const bool ok_dtype =
-        is_float ? a.dtype().equal(py::dtype::of<float>()) : is_mask_dtype(a.dtype());
-    if (!ok_dtype) {
-        fail(true, arg, std::string("must be a ") + (is_float ? "float32" : "bool") +
-                            " array, got dtype " + py::str(a.dtype()).cast<std::string>());
-    }
-    if (a.ndim() != 4) fail(false, arg, "must have ndim 4, got " + std::to_string(a.ndim()));
-    if (!is_aligned(a)) fail(false, arg, "must be aligned");
-    if (writable && !a.writeable()) fail(false, arg, "must be writable");
-    View<T> v;
-    const py::ssize_t item = a.itemsize();
-    const bool empty = a.size() == 0;  // the strides of an empty array are never used
-    py::ssize_t extent = 0;            // bytes from the first to the last element
-    for (int i = 0; i < 4; ++i) {
-        v.shape[i] = a.shape(i);
-        if (empty) continue;
-        if (a.shape(i) > 1 && (a.strides(i) < 0 || a.strides(i) % item != 0)) {
-            fail(false, arg, "must have non-negative strides, multiples of its item size");
-        }
-        if (a.shape(i) > 1) {
-            extent = checked_add(extent, checked_mul(a.shape(i) - 1, a.strides(i), "attention", arg),
-                                 "attention", arg);
-        }
-    }
-    if (!empty && a.shape(3) > 1 && a.strides(3) != item) {
-        fail(false, arg, "must have a contiguous last dim");
-    }
-    v.rows.data = static_cast<T*>(const_cast<void*>(a.data()));
-    v.rows.sb = a.strides(0) / item;
-    v.rows.sh = a.strides(1) / item;
-    v.rows.st = a.strides(2) / item;
-    if (!empty) {
-        v.lo = reinterpret_cast<uintptr_t>(a.data());
-        v.hi = v.lo + static_cast<uintptr_t>(extent + item);
-    }
-    return v;
-}
-
-bool overlap(uintptr_t lo1, uintptr_t hi1, uintptr_t lo2, uintptr_t hi2) {
-    return lo1 < hi2 && lo2 < hi1;
-}
-
 bool same_shape(const py::ssize_t* x, std::initializer_list<py::ssize_t> y) {
     int i = 0;
     for (py::ssize_t e : y)
@@ -98,10 +34,10 @@ void attention(const py::handle& q_in, const py::handle& k_in, const py::handle&
                const py::handle& out_in, const py::object& weights_in,
                const py::object& mask_in, bool causal, int rule, float scale, bool additive,
                float pre, float post, const py::object& add_w_in) {
-    const View<const float> q = view4<const float>(q_in, "q", false);
-    const View<const float> k = view4<const float>(k_in, "k", false);
-    const View<const float> v = view4<const float>(v_in, "v", false);
-    const View<float> out = view4<float>(out_in, "out", true);
+    const StridedView4<const float> q = strided_view4<const float>(kOp, q_in, "q", false);
+    const StridedView4<const float> k = strided_view4<const float>(kOp, k_in, "k", false);
+    const StridedView4<const float> v = strided_view4<const float>(kOp, v_in, "v", false);
+    const StridedView4<float> out = strided_view4<float>(kOp, out_in, "out", true);
     AttentionArgs a;
     a.q = q.rows;
     a.k = k.rows;
@@ -159,9 +95,9 @@ void attention(const py::handle& q_in, const py::handle& k_in, const py::handle&
         if (add_w.shape(0) != a.d) throw py::value_error("attention: add_w must have shape (D,)");
         a.add_w = add_w.data();
     }
-    View<const uint8_t> m;
+    StridedView4<const uint8_t> m;
     if (!mask_in.is_none()) {
-        m = view4<const uint8_t>(mask_in, "mask", false);
+        m = strided_view4<const uint8_t>(kOp, mask_in, "mask", false);
         if (!same_shape(m.shape, {a.batch, a.heads, a.t, a.s})) {
             throw py::value_error("attention: mask must have shape (B,H,T,S)");
         }
@@ -170,12 +106,12 @@ void attention(const py::handle& q_in, const py::handle& k_in, const py::handle&
     // Outputs are written while inputs are still read: they must not share memory.
     for (const auto& in : {std::make_pair(q.lo, q.hi), std::make_pair(k.lo, k.hi),
                            std::make_pair(v.lo, v.hi), std::make_pair(m.lo, m.hi)}) {
-        if (overlap(out.lo, out.hi, in.first, in.second) ||
-            overlap(w_lo, w_hi, in.first, in.second)) {
+        if (ranges_overlap(out.lo, out.hi, in.first, in.second) ||
+            ranges_overlap(w_lo, w_hi, in.first, in.second)) {
             throw py::value_error("attention: out and weights must not overlap the inputs");
         }
     }
-    if (overlap(out.lo, out.hi, w_lo, w_hi)) {
+    if (ranges_overlap(out.lo, out.hi, w_lo, w_hi)) {
         throw py::value_error("attention: out and weights must not overlap");
     }
     const double macs = static_cast<double>(a.batch) * a.heads * a.t * a.s * (a.d + a.dv);

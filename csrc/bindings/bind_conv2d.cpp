@@ -40,6 +40,47 @@ PackedConv make_packed_conv(const py::handle& kernel_in, const py::handle& bias_
     return packed;
 }
 
+// The shape of a conv of x by w, but for its output size (oh, ow), with the strides, dilation
+// and top/left pads checked (>= 1, >= 1, given).
+Conv2dShape input_shape(const char* op, const FloatArrayC& x, const PackedConv& w,
+                        const std::array<int64_t, 2>& strides,
+                        const std::array<int64_t, 2>& dilation, int64_t pad_top,
+                        int64_t pad_left) {
+    Conv2dShape s;
+    s.n = x.shape(0);
+    s.h = x.shape(1);
+    s.w = x.shape(2);
+    s.c = x.shape(3);
+    s.kh = w.kh();
+    s.kw = w.kw();
+    s.f = w.f();
+    s.groups = w.groups();
+    s.sh = strides[0];
+    s.sw = strides[1];
+    s.dh = dilation[0];
+    s.dw = dilation[1];
+    for (int64_t v : {s.sh, s.sw, s.dh, s.dw}) {
+        if (v < 1) {
+            throw py::value_error(std::string(op) + ": strides and dilation must be >= 1");
+        }
+    }
+    if (s.c != checked_mul(w.cg(), w.groups(), op, "channels per group * groups")) {
+        throw py::value_error(std::string(op) + ": x has " + std::to_string(s.c) +
+                              " channels, the kernel expects " +
+                              std::to_string(w.cg() * w.groups()) + " (" +
+                              std::to_string(w.cg()) + " per group x " +
+                              std::to_string(w.groups()) + " groups)");
+    }
+    s.pad_top = pad_top;
+    s.pad_left = pad_left;
+    return s;
+}
+
+double macs(const Conv2dShape& s, const PackedConv& w) {
+    return static_cast<double>(s.n) * static_cast<double>(s.oh) * static_cast<double>(s.ow) *
+           static_cast<double>(s.f) * static_cast<double>(s.kh * s.kw * w.cg());
+}
+
 // x (N, H, W, C); kernel: a (kh, kw, cg, F) array (packed for this call, with `bias`) or a
 // PackedConv (then bias must be None and groups must match it).
 py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::handle& bias_in,
@@ -69,33 +110,10 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
         local = make_packed_conv(kernel_in, bias_in, groups);
         w = &local;
     }
-    Conv2dShape s;
-    s.n = x.shape(0);
-    s.h = x.shape(1);
-    s.w = x.shape(2);
-    s.c = x.shape(3);
-    s.kh = w->kh();
-    s.kw = w->kw();
-    s.f = w->f();
-    s.groups = groups;
-    s.sh = strides[0];
-    s.sw = strides[1];
-    s.dh = dilation[0];
-    s.dw = dilation[1];
-    for (int64_t v : {s.sh, s.sw, s.dh, s.dw}) {
-        if (v < 1) throw py::value_error("conv2d: strides and dilation must be >= 1");
-    }
+    Conv2dShape s = input_shape("conv2d", x, *w, strides, dilation, pads[0], pads[2]);
     for (int64_t v : pads) {
         if (v < 0) throw py::value_error("conv2d: pads must be >= 0");
     }
-    if (s.c != checked_mul(w->cg(), groups, "conv2d", "channels per group * groups")) {
-        throw py::value_error("conv2d: x has " + std::to_string(s.c) +
-                              " channels, the kernel expects " +
-                              std::to_string(w->cg() * groups) + " (" + std::to_string(w->cg()) +
-                              " per group x " + std::to_string(groups) + " groups)");
-    }
-    s.pad_top = pads[0];
-    s.pad_left = pads[2];
     const char* op = "conv2d";
     const int64_t eff_h = checked_add(checked_mul(s.kh - 1, s.dh, op, "the dilated kernel height"),
                                       1, op, "the dilated kernel height");
@@ -117,12 +135,56 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
     FloatArrayC y = new_f32({s.n, s.oh, s.ow, s.f});
     const float* xp = x.data();
     float* yp = y.mutable_data();
-    const double macs = static_cast<double>(s.n) * static_cast<double>(s.oh) *
-                        static_cast<double>(s.ow) * static_cast<double>(s.f) *
-                        static_cast<double>(s.kh * s.kw * w->cg());
-    call_without_gil_if(macs >= kReleaseGilMinMacs,
+    call_without_gil_if(macs(s, *w) >= kReleaseGilMinMacs,
                         [&] { conv2d_forward(xp, s, *w, yp, act); });
     return std::move(y);
+}
+
+// conv2d writing into `out`, a float32 (N, OH, OW, F) view with contiguous channels (such as
+// y[:, r::s, q::s] of a C-contiguous y): x (N, H, W, C) C-contiguous, kernel a PackedConv
+// (groups and bias its own); pads (top, left): the input is zero beyond its bottom and right
+// edges, as far as out's OH and OW reach. Returns None.
+void conv2d_into(const py::handle& out_in, const py::handle& x_in, const py::handle& kernel_in,
+                 const py::handle& strides_in, const py::handle& dilation_in,
+                 const py::handle& pads_in, int activation_id) {
+    const char* op = "conv2d_into";
+    const FloatArrayC x = require_f32(x_in, op, "x", 4);
+    if (!py::isinstance<PackedConv>(kernel_in)) {
+        throw py::type_error(std::string(op) + ": kernel must be a PackedConv, got " +
+                             type_name(kernel_in));
+    }
+    const PackedConv& w = kernel_in.cast<const PackedConv&>();
+    const std::array<int64_t, 2> pads = int64_args<2>(pads_in, op, "pads");
+    if (pads[0] < 0 || pads[1] < 0) throw py::value_error("conv2d_into: pads must be >= 0");
+    Conv2dShape s = input_shape(op, x, w, int64_args<2>(strides_in, op, "strides"),
+                                int64_args<2>(dilation_in, op, "dilation"), pads[0], pads[1]);
+    const ActFn act = act_kernel_from_id(activation_id, op, "activation_id");
+    const StridedView4<float> out = strided_view4<float>(op, out_in, "out", true);
+    if (out.shape[0] != s.n || out.shape[3] != s.f || out.shape[1] < 1 || out.shape[2] < 1) {
+        throw py::value_error("conv2d_into: out must have shape (" + std::to_string(s.n) +
+                              ", OH >= 1, OW >= 1, " + std::to_string(s.f) + "), got " +
+                              shape_str(out.shape, 4));
+    }
+    s.oh = out.shape[1];
+    s.ow = out.shape[2];
+    if (s.n == 0) return;
+    const uintptr_t x_lo = reinterpret_cast<uintptr_t>(x.data());
+    if (ranges_overlap(out.lo, out.hi, x_lo, x_lo + static_cast<uintptr_t>(x.nbytes()))) {
+        throw py::value_error("conv2d_into: out must not overlap x");
+    }
+    // The strides of a dimension of size 1 are never used: given their dense values.
+    OutputPlacement place;
+    place.pixel = s.ow > 1 ? out.rows.st : s.f;
+    place.row = s.oh > 1 ? out.rows.sh : s.ow * place.pixel;
+    place.image = s.n > 1 ? out.rows.sb : s.oh * place.row;
+    if (place.pixel < s.f || place.row < (s.ow - 1) * place.pixel + s.f ||
+        place.image < (s.oh - 1) * place.row + (s.ow - 1) * place.pixel + s.f) {
+        throw py::value_error("conv2d_into: out's pixels must not overlap one another");
+    }
+    const float* xp = x.data();
+    float* yp = out.rows.data;
+    call_without_gil_if(macs(s, w) >= kReleaseGilMinMacs,
+                        [&] { conv2d_forward_into(xp, s, w, yp, place, act); });
 }
 
 }  // namespace
@@ -155,6 +217,13 @@ void bind_conv2d(py::module_& m) {
           "(bias None); strides (sh, sw); dilation (dh, dw); pads (top, bottom, left, right); "
           "activation_id 0 = linear, else an id of activation_ids(). Returns a new "
           "(N, OH, OW, F) float32 array.");
+    m.def("conv2d_into", &conv2d_into, py::arg("out"), py::arg("x"), py::arg("kernel"),
+          py::arg("strides"), py::arg("dilation"), py::arg("pads"),
+          py::arg("activation_id") = 0,
+          "conv2d writing into out, a float32 (N, OH, OW, F) view with contiguous channels and "
+          "non-overlapping pixels (such as y[:, r::s, q::s]): x (N, H, W, C) C-contiguous, not "
+          "overlapping out; kernel a PackedConv; strides, dilation; pads (top, left), the input "
+          "being zero below and right of it as far as OH and OW reach. Returns None.");
 }
 
 }  // namespace py_bindings

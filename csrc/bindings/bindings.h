@@ -14,10 +14,12 @@
 #include <initializer_list>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "fastlayers/activations.h"
+#include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 
 namespace fl {
@@ -231,6 +233,78 @@ inline const uint8_t* optional_mask(const pybind11::handle& h, const char* op,
     }
     *holder = m;
     return static_cast<const uint8_t*>(m.data());
+}
+
+[[noreturn]] inline void fail_arg(bool type_error, const char* op, const char* arg,
+                                  const std::string& what) {
+    namespace py = pybind11;
+    const std::string msg = std::string(op) + ": " + arg + " " + what;
+    if (type_error) throw py::type_error(msg);
+    throw py::value_error(msg);
+}
+
+// A checked rank-4 view for `op` (attention's inputs, conv2d_into's output): dtype (float32
+// for T = float, bool/uint8 for T = uint8_t), aligned, non-negative strides, contiguous last dim.
+// Also returns the shape and the byte range [lo, hi) the view can touch (empty for an empty
+// array), for the overlap check.
+template <class T>
+struct StridedView4 {
+    Rows4<T> rows;
+    pybind11::ssize_t shape[4] = {0, 0, 0, 0};
+    uintptr_t lo = 0, hi = 0;
+};
+
+template <class T>
+StridedView4<T> strided_view4(const char* op, const pybind11::handle& h, const char* arg,
+                              bool writable) {
+    namespace py = pybind11;
+    using Elem = std::remove_const_t<T>;
+    if (!py::isinstance<py::array>(h)) fail_arg(true, op, arg, "must be a numpy.ndarray");
+    const py::array a = py::reinterpret_borrow<py::array>(h);
+    const bool is_float = std::is_same<Elem, float>::value;
+    const bool ok_dtype =
+        is_float ? a.dtype().equal(py::dtype::of<float>()) : is_mask_dtype(a.dtype());
+    if (!ok_dtype) {
+        fail_arg(true, op, arg, std::string("must be a ") + (is_float ? "float32" : "bool") +
+                                    " array, got dtype " + py::str(a.dtype()).cast<std::string>());
+    }
+    if (a.ndim() != 4) {
+        fail_arg(false, op, arg, "must have ndim 4, got " + std::to_string(a.ndim()));
+    }
+    if (!is_aligned(a)) fail_arg(false, op, arg, "must be aligned");
+    if (writable && !a.writeable()) fail_arg(false, op, arg, "must be writable");
+    StridedView4<T> v;
+    const py::ssize_t item = a.itemsize();
+    const bool empty = a.size() == 0;  // the strides of an empty array are never used
+    py::ssize_t extent = 0;            // bytes from the first to the last element
+    for (int i = 0; i < 4; ++i) {
+        v.shape[i] = a.shape(i);
+        if (empty) continue;
+        if (a.shape(i) > 1 && (a.strides(i) < 0 || a.strides(i) % item != 0)) {
+            fail_arg(false, op, arg,
+                     "must have non-negative strides, multiples of its item size");
+        }
+        if (a.shape(i) > 1) {
+            extent = checked_add(extent, checked_mul(a.shape(i) - 1, a.strides(i), op, arg),
+                                 op, arg);
+        }
+    }
+    if (!empty && a.shape(3) > 1 && a.strides(3) != item) {
+        fail_arg(false, op, arg, "must have a contiguous last dim");
+    }
+    v.rows.data = static_cast<T*>(const_cast<void*>(a.data()));
+    v.rows.sb = a.strides(0) / item;
+    v.rows.sh = a.strides(1) / item;
+    v.rows.st = a.strides(2) / item;
+    if (!empty) {
+        v.lo = reinterpret_cast<uintptr_t>(a.data());
+        v.hi = v.lo + static_cast<uintptr_t>(extent + item);
+    }
+    return v;
+}
+
+inline bool ranges_overlap(uintptr_t lo1, uintptr_t hi1, uintptr_t lo2, uintptr_t hi2) {
+    return lo1 < hi2 && lo2 < hi1;
 }
 
 // A new C-contiguous float32 array (uninitialized) of the given shape / of a's shape.

@@ -158,9 +158,13 @@ void check_geometry(const Conv2dShape& s) {
 
 }  // namespace
 
-void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
-                    ActFn act) {
-    check_geometry(s);
+OutputPlacement dense_output(const Conv2dShape& s) {
+    return OutputPlacement{s.f, s.ow * s.f, s.oh * s.ow * s.f};
+}
+
+namespace {
+
+void check_kernel_matches(const Conv2dShape& s, const PackedConv& w) {
     if (s.groups != w.groups() || s.kh != w.kh() || s.kw != w.kw() || s.f != w.f() ||
         s.c != w.cg() * s.groups) {
         throw std::invalid_argument("conv2d_forward: the packed kernel (" +
@@ -169,6 +173,14 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
                                     ", groups " + std::to_string(w.groups()) +
                                     ") does not match the shape");
     }
+}
+
+}  // namespace
+
+void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
+                    ActFn act) {
+    check_geometry(s);
+    check_kernel_matches(s, w);
     const int64_t pixels = s.n * s.oh * s.ow;
     if (pixels <= 0 || s.f <= 0) return;
     if (w.depthwise()) {
@@ -192,9 +204,41 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
     }
 
     if (w.algo() == ConvAlgo::indirect) {
-        conv_detail::indirect_forward(x, s, w, y, act);
+        conv_detail::indirect_forward(x, s, w, y, dense_output(s), act);
     } else {
         conv_detail::tiles_forward(x, s, w, y, act);
+    }
+}
+
+void conv2d_forward_into(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
+                         OutputPlacement out, ActFn act) {
+    check_geometry(s);
+    check_kernel_matches(s, w);
+    const int64_t pixels = s.n * s.oh * s.ow;
+    if (pixels <= 0 || s.f <= 0) return;
+    if (out.pixel < s.f || out.row < (s.ow - 1) * out.pixel + s.f ||
+        out.image < (s.oh - 1) * out.row + (s.ow - 1) * out.pixel + s.f) {
+        throw std::invalid_argument("conv2d_forward_into: output pixels overlap");
+    }
+    const OutputPlacement dense = dense_output(s);
+    if (out.pixel == dense.pixel && out.row == dense.row && out.image == dense.image) {
+        conv2d_forward(x, s, w, y, act);
+    } else if (w.algo() == ConvAlgo::indirect) {
+        conv_detail::indirect_forward(x, s, w, y, out, act);
+    } else {
+        // Depthwise and tiles write densely: a temporary, then each pixel's F floats copied.
+        std::vector<float> tmp(static_cast<size_t>(pixels * s.f));
+        conv2d_forward(x, s, w, tmp.data(), act);
+        parallel_for(s.n * s.oh, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.ow * s.f)),
+                     [&](int64_t begin, int64_t end) {
+                         for (int64_t r = begin; r < end; ++r) {
+                             float* dst = y + (r / s.oh) * out.image + (r % s.oh) * out.row;
+                             const float* src = tmp.data() + r * s.ow * s.f;
+                             for (int64_t j = 0; j < s.ow; ++j) {
+                                 conv_detail::copy_floats(dst + j * out.pixel, src + j * s.f, s.f);
+                             }
+                         }
+                     });
     }
 }
 

@@ -89,6 +89,26 @@ void build_chunk_pointers(const ChunkGeometry& q, const float* xg, int64_t p0, i
     }
 }
 
+// Copies the m rows of n floats at src (pixels p0..p0+m-1, consecutive) to their places:
+// pixel (nb, i, j) at dst + nb*out.image + i*out.row + j*out.pixel.
+void place_rows(const Conv2dShape& s, const OutputPlacement& out, int64_t p0, int64_t m,
+                const float* src, int64_t n, float* dst) {
+    const int64_t per_image = s.oh * s.ow;
+    int64_t nb = p0 / per_image;
+    int64_t i = (p0 % per_image) / s.ow;
+    int64_t j = p0 % s.ow;
+    for (int64_t r = 0; r < m; ++r) {
+        copy_floats(dst + nb * out.image + i * out.row + j * out.pixel, src + r * n, n);
+        if (++j == s.ow) {
+            j = 0;
+            if (++i == s.oh) {
+                i = 0;
+                ++nb;
+            }
+        }
+    }
+}
+
 }  // namespace
 
 // The indirect path (kernels().igemm): no patch copy. Row i of A_g is read in place as ks
@@ -106,8 +126,12 @@ void build_chunk_pointers(const ChunkGeometry& q, const float* xg, int64_t p0, i
 // the finished rows. Which thread computes a tile does not change its bits. Extra memory per
 // thread: tile x ks pointers, plus tile x K floats of scratch for row chunks (touched only at
 // the edges).
+//
+// With an output placement other than dense (conv2d_forward_into), the kernel writes each column
+// block of a tile into a per-thread buffer (tile x nc floats, ldc = the block's width), the
+// activation runs on it, and each pixel's row is copied to its place while it is in L1.
 void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
-                      ActFn act) {
+                      OutputPlacement out, ActFn act) {
     const int64_t pixels = s.n * s.oh * s.ow;
     const int64_t cg = w.cg();
     const int64_t fg = s.f / s.groups;
@@ -146,9 +170,14 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     // a few blocks of each other even when one of them started late or was descheduled.
     GuidedRuns runs(pixels, workers, mr, tile);
 
+    const OutputPlacement dense = dense_output(s);
+    const bool placed =
+        out.pixel != dense.pixel || out.row != dense.row || out.image != dense.image;
+
     parallel_for(workers, 1, [&](int64_t, int64_t) {
         std::vector<const float*> ptrs(static_cast<size_t>(tile * ks));
         AlignedFloats scratch = row_chunks ? alloc_aligned_floats(tile * k) : AlignedFloats();
+        AlignedFloats block = placed ? alloc_aligned_floats(tile * nc) : AlignedFloats();
         const int64_t f = s.f;
         int64_t p0 = 0, p1 = 0;
         while (runs.claim(&p0, &p1)) {
@@ -158,17 +187,20 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
                 const PackedB& b = w.group(g);
                 for (int64_t j0 = 0; j0 < fg; j0 += nc) {
                     const int64_t n = std::min(nc, fg - j0);
-                    float* yt = y + p0 * f + g * fg + j0;
+                    // Rows of ldy floats at yt: y itself, or the block buffer when placed.
+                    float* yt = placed ? block.get() : y + p0 * f + g * fg + j0;
+                    const int64_t ldy = placed ? n : f;
                     for (int64_t r = 0; r < m; r += call_rows) {
                         kernel(std::min(call_rows, m - r), n, ks, kc, ptrs.data() + r * ks,
                                b.data() + (j0 / kGemmNR) * b.panel_stride(), b.panel_stride(),
-                               b.bias() ? b.bias() + j0 : nullptr, yt + r * f, f);
+                               b.bias() ? b.bias() + j0 : nullptr, yt + r * ldy, ldy);
                     }
-                    if (act && n == f) {
-                        act(yt, m * f);  // whole rows: one contiguous run (few filters)
+                    if (act && n == ldy) {
+                        act(yt, m * n);  // whole rows: one contiguous run
                     } else if (act) {
-                        for (int64_t r = 0; r < m; ++r) act(yt + r * f, n);
+                        for (int64_t r = 0; r < m; ++r) act(yt + r * ldy, n);
                     }
+                    if (placed) place_rows(s, out, p0, m, yt, n, y + g * fg + j0);
                 }
             }
         }

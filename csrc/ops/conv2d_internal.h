@@ -32,8 +32,9 @@ void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w
                        ActFn act);
 
 // ConvAlgo::indirect (conv2d_indirect.cpp).
+// Output pixels at `out` (dense_output(s) for conv2d_forward).
 void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
-                      ActFn act);
+                      OutputPlacement out, ActFn act);
 
 // ConvAlgo::tiles (conv2d_tiles.cpp).
 void tiles_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,

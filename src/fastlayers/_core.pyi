@@ -168,6 +168,19 @@ def conv2d(
     """NHWC conv of x (N, H, W, C) -> (N, OH, OW, F); pads (top, bottom, left, right);
     with a PackedConv, bias must be None. activation_id from activation_ids() (0 = linear)."""
 
+def conv2d_into(
+    out: npt.NDArray[np.float32],
+    x: npt.NDArray[np.float32],
+    kernel: PackedConv,
+    strides: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int],
+    activation_id: int = 0,
+) -> None:
+    """conv2d of x (N, H, W, C) written into out, a (N, OH, OW, F) view with contiguous
+    channels (such as y[:, r::s, q::s]); pads (top, left), x zero below and right of itself as
+    far as OH and OW reach."""
+
 class PackedGates:
     """A recurrent kernel (K, gates*u) packed once for lstm/gru, the gates of each 16-unit
     block side by side (16-wide K-major panels), with its bias (gates*u,) folded in."""

@@ -108,4 +108,21 @@ int64_t conv2d_tile_pixels(int64_t k);
 void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                     ActFn act);
 
+// Where conv2d_forward_into writes: output pixel (n, i, j) at y + n*image + i*row + j*pixel
+// floats, its F channels contiguous. Pixels must not overlap: pixel >= F, row >=
+// (OW - 1)*pixel + F, image >= (OH - 1)*row + (OW - 1)*pixel + F (as any view with positive
+// steps of a C-contiguous (..., F) array). dense_output(s) is conv2d_forward's own layout.
+struct OutputPlacement {
+    int64_t pixel = 0, row = 0, image = 0;
+};
+OutputPlacement dense_output(const Conv2dShape& s);
+
+// conv2d_forward writing its output pixels where `out` says instead of densely (a strided
+// view, such as the rows and columns of one output phase of a transposed convolution,
+// docs/performance.md §5). Same bits as conv2d_forward. The indirect algorithm writes each
+// finished register tile's rows in place from a per-thread buffer; the others compute into a
+// dense temporary (N*OH*OW*F floats) and copy it over. x must not overlap the output.
+void conv2d_forward_into(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
+                         OutputPlacement out, ActFn act);
+
 }  // namespace fl

@@ -42,9 +42,8 @@ def conv2d(a, packed=None):
 
 def pack_conv2d_transpose(kernel, bias, strides):
     """A Conv2DTranspose kernel (kh, kw, F, C) and bias, packed once as the stride-1
-    convolutions of its output phases (:func:`_phases`)."""
-    return [(ry, rx, pack_conv2d(sub, bias, 1), None)
-            for ry, rx, sub in _phases(kernel, strides)]
+    convolutions of its output phases (:func:`_phases`): [(ry, rx, PackedConv)]."""
+    return [(ry, rx, pack_conv2d(sub, bias, 1)) for ry, rx, sub in _phases(kernel, strides)]
 
 
 def _phases(kernel, strides):
@@ -89,30 +88,33 @@ def _phase_span(n, taps, d, s, r, offset, out_len):
 
 def conv2d_transpose(a, packed=None):
     """conv2d_transpose on checked arguments (``_validation.Conv2DTransposeArgs``): one
-    stride-1 core.conv2d per output phase (:func:`_phases`), each written into its rows and
-    columns of the output, the bias and an elementwise activation in the convolutions'
-    epilogue (docs/performance.md §5). ``packed`` is the layer's
-    :func:`pack_conv2d_transpose`, or None (the raw kernel, split per call)."""
+    stride-1 convolution per output phase (:func:`_phases`), each written by the core straight
+    into its rows and columns of the output (``core.conv2d_into`` on the strided view), the bias
+    and an elementwise activation in the convolutions' epilogue (docs/performance.md §5).
+    ``packed`` is the layer's :func:`pack_conv2d_transpose`, or None (packed per call)."""
     core = _backend._core
     n, h, w, _ = a.x.shape
     kh, kw, f, _ = a.kernel.shape
     (sh, sw), (dh, dw), (top, left), (oh, ow) = a.strides, a.dilation, a.offsets, a.out_hw
     if packed is None:
-        packed = [(ry, rx, sub, a.bias) for ry, rx, sub in _phases(a.kernel, a.strides)]
+        packed = pack_conv2d_transpose(a.kernel, a.bias, a.strides)
     complete = kh >= sh and kw >= sw  # every output pixel is in a phase with taps
     fused = fused_id(a.activation) if complete else None
     y = np.empty((n, oh, ow, f), np.float32)
     if not complete:
         y[...] = 0.0 if a.bias is None else a.bias
-    for ry, rx, kernel, bias in packed:
+    for ry, rx, kernel in packed:
         rows = _phase_span(h, (kh - ry + sh - 1) // sh, dh, sh, ry, top, oh)
         cols = _phase_span(w, (kw - rx + sw - 1) // sw, dw, sw, rx, left, ow)
         if rows is None or cols is None:
             continue
-        oy, cy, ty, by, my = rows
-        ox, cx, tx, bx, mx = cols
-        z = core.conv2d(a.x, kernel, bias, (1, 1), (dh, dw), (ty, by, tx, bx), 1, fused or 0)
-        y[:, oy::sh, ox::sw] = z[:, my : my + cy, mx : mx + cx]
+        oy, cy, ty, _, my = rows
+        ox, cx, tx, _, mx = cols
+        # The phase's rows from my on: x from row my on when there is no padding before
+        # (my > 0 only then); a copy only when that is not a contiguous view.
+        x = a.x if my == mx == 0 else np.ascontiguousarray(a.x[:, my:, mx:])
+        out = y[:, oy::sh, ox::sw][:, :cy, :cx]
+        core.conv2d_into(out, x, kernel, (1, 1), (dh, dw), (ty, tx), fused or 0)
     if fused is not None:
         return y
     if fused_id(a.activation) is not None:
