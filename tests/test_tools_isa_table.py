@@ -224,7 +224,15 @@ def test_a_level_this_machine_does_not_run_stops_before_timing(tool, tmp_path, c
 
     if not fl.core_available():
         pytest.skip("the compiled core is not installed")
-    argv = ["--out", str(tmp_path / "o"), "--isas", "sse9", "--threads", "1", "--rounds", "1"]
+    supported = fl.runtime_info()["isas_supported"]
+    missing = [i for i in ("avx2", "avx512", "neon") if i not in supported]
+    argv = ["--out", str(tmp_path / "o"), "--isas", missing[0], "--threads", "1", "--rounds", "1"]
     assert tool.main(argv + ["--only", "softmax-1x64", "--paths", "cpp"]) == 1
-    assert "FASTLAYERS_ISA=sse9 runs" in capsys.readouterr().err
+    assert f"FASTLAYERS_ISA={missing[0]} runs" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing was timed
+    # A name that is no ISA: fastlayers itself refuses to import.
+    argv[argv.index("--isas") + 1] = "sse9"
+    assert tool.main(argv + ["--only", "softmax-1x64", "--paths", "cpp"]) == 1
+    err = capsys.readouterr().err
+    assert "FASTLAYERS_ISA must be one of" in err and "with FASTLAYERS_ISA=sse9 failed" in err
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,7 @@ import contextvars
 import importlib
 import numbers
 import os
+import warnings
 
 BACKENDS = ("auto", "cpp", "numpy")
 
@@ -78,6 +79,27 @@ def _initial_backend() -> str:
     except ValueError as exc:
         raise ValueError(f"FASTLAYERS_BACKEND: {exc}") from None
 
+
+ISAS = ("scalar", "avx2", "avx512", "neon")
+
+
+def _check_isa_cap() -> None:
+    """FASTLAYERS_ISA, read by the core when it loaded: a name that is no ISA raises, as the
+    other FASTLAYERS_* variables do (the core alone would run its best ISA without a word); an
+    ISA this build or CPU lacks warns, and the best one runs (so that one setting, such as
+    avx512 in a test script, works on every machine)."""
+    if _core is None:
+        return
+    info = _core.runtime_info()
+    if not info["isa_cap_message"]:
+        return
+    cap = info["isa_cap"]
+    if cap.strip().lower() not in ISAS:
+        raise ValueError(f"FASTLAYERS_ISA must be one of {', '.join(ISAS)}, got {cap!r}")
+    warnings.warn(info["isa_cap_message"], RuntimeWarning, stacklevel=2)
+
+
+_check_isa_cap()
 
 # The process-wide setting (set_backend: every thread, also threads started later), and a
 # context variable for use_backend blocks (None outside them), so that a block in one thread
