@@ -162,6 +162,25 @@ def test_layer_norm(any_backend, shape, affine):
     check(ln, 3 * torch.randn(2, 3, 4, 6) + 1)
 
 
+@pytest.mark.parametrize("groups,channels,shape,affine", [
+    (4, 8, (2, 8, 5, 6), True),  # after a conv: channels last already
+    (3, 3, (2, 3, 7), True),  # instance normalization on a sequence (N, C, L)
+    (1, 6, (3, 6), True),  # (N, C): one group of all channels
+    (2, 6, (1, 6, 1, 1), False),
+])
+def test_group_norm(any_backend, groups, channels, shape, affine):
+    gn = nn.GroupNorm(groups, channels, affine=affine)
+    if affine:
+        with torch.no_grad():
+            gn.weight.uniform_(0.5, 1.5)
+            gn.bias.uniform_(-1, 1)
+    x = 3 * torch.randn(*shape) + 1
+    model = check(gn, x)
+    assert any(isinstance(layer, L.GroupNormalization) for layer in model.layers)
+    if len(shape) == 4:
+        check(nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), gn, nn.SiLU()), x)
+
+
 # ------------------------------------------------------------------ activations
 
 ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(),
@@ -281,7 +300,7 @@ def test_conv_flatten_linear(any_backend):
 # ------------------------------------------------------------------ recurrent
 
 
-@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
 @pytest.mark.parametrize("layers,bidir,batch_first,bias", [
     (1, False, True, True), (1, False, False, True), (2, True, True, True),
     (2, True, False, False), (3, False, False, True), (1, True, True, True),
@@ -297,7 +316,15 @@ def test_recurrent(any_backend, cls, layers, bidir, batch_first, bias, with_stat
     model = check(rnn, *inputs)
     kinds = {type(layer) for layer in model.layers}
     assert (L.Bidirectional in kinds) == bidir
-    assert (L.LSTM if cls is nn.LSTM else L.GRU) in kinds or bidir
+    assert {nn.LSTM: L.LSTM, nn.GRU: L.GRU, nn.RNN: L.SimpleRNN}[cls] in kinds or bidir
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_nonlinearity(any_backend, nonlinearity):
+    rnn = nn.RNN(4, 5, num_layers=2, nonlinearity=nonlinearity, batch_first=True)
+    model = check(rnn, torch.randn(2, 6, 4), run_inputs=[(torch.randn(3, 6, 4),)])
+    cells = [layer for layer in model.layers if isinstance(layer, L.SimpleRNN)]
+    assert len(cells) == 2 and {c.activation for c in cells} == {nonlinearity}
 
 
 def test_recurrent_batch_is_free():

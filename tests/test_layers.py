@@ -994,7 +994,7 @@ def test_unsupported_or_bad_constructor_arguments():
 def test_bidirectional_arguments():
     with pytest.raises(ValueError, match="merge_mode"):
         L.Bidirectional(L.LSTM(2), merge_mode="max")
-    with pytest.raises(ValueError, match="LSTM or GRU"):
+    with pytest.raises(ValueError, match="LSTM, GRU or SimpleRNN"):
         L.Bidirectional(L.Dense(2))
     with pytest.raises(ValueError, match="go_backwards"):
         L.Bidirectional(L.LSTM(2), backward_layer=L.LSTM(2))

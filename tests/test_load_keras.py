@@ -301,9 +301,9 @@ def test_unsupported_ops_and_wrapped_layers(tmp_path):
 
     def wrap_dense(cfg):
         bi = _layer_cfg(cfg, "bidirectional")["config"]
-        bi["layer"]["class_name"] = "SimpleRNN"
+        bi["layer"]["class_name"] = "ConvLSTM1D"
 
-    with pytest.raises(NotImplementedError, match="SimpleRNN"):
+    with pytest.raises(NotImplementedError, match="ConvLSTM1D"):
         fl.load_model(_rewrite_config(tmp_path, "mixed_layers", wrap_dense))
 
 

@@ -427,13 +427,13 @@ def test_time_distributed_of_an_unsupported_layer_is_listed(tmp_path):
         files = {n: zf.read(n) for n in zf.namelist()}
     cfg = json.loads(files["config.json"])
     td = next(x for x in cfg["config"]["layers"] if x["class_name"] == "TimeDistributed")
-    td["config"]["layer"]["class_name"] = "SimpleRNN"
+    td["config"]["layer"]["class_name"] = "ConvLSTM1D"
     files["config.json"] = json.dumps(cfg).encode()
     path = tmp_path / "bad.keras"
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-    with pytest.raises(NotImplementedError, match="TimeDistributed .*SimpleRNN"):
+    with pytest.raises(NotImplementedError, match="TimeDistributed .*ConvLSTM1D"):
         fl.load_model(path)
 
 

@@ -38,6 +38,7 @@ from .functional import (
     matmul,
     multi_head_attention,
     scaled_dot_product_attention,
+    simple_rnn,
     softmax,
 )
 from .io import load_model
@@ -75,6 +76,7 @@ __all__ = [
     "set_backend",
     "set_num_threads",
     "show_runtime",
+    "simple_rnn",
     "softmax",
     "use_backend",
     # convpool

@@ -243,19 +243,19 @@ def check_conv2d_transpose(
 
 
 class RecurrentArgs(NamedTuple):
-    cell: str  # "lstm" or "gru"
+    cell: str  # "lstm", "gru" or "simple_rnn"
     x: Array  # (B, T, F)
-    kernel: Array  # (F, G*u): G = 4 gates [i | f | c | o] (lstm), 3 [z | r | h] (gru)
+    kernel: Array  # (F, G*u): G = 4 gates [i | f | c | o] (lstm), 3 [z | r | h] (gru), 1
     recurrent_kernel: Array  # (u, G*u)
-    bias: OptArray  # lstm (4u,); gru (2, 3u) if reset_after else (3u,)
-    initial_state: tuple  # lstm (h0, c0), gru (h0,); each (B, u)
+    bias: OptArray  # lstm (4u,); gru (2, 3u) if reset_after else (3u,); simple_rnn (u,)
+    initial_state: tuple  # lstm (h0, c0), gru and simple_rnn (h0,); each (B, u)
     mask: OptArray  # bool (B, T)
     return_sequences: bool
     return_state: bool
     go_backwards: bool
     activation: Any  # elementwise: a Keras name or a callable
-    recurrent_activation: Any
-    reset_after: bool | None  # gru only (None for lstm)
+    recurrent_activation: Any  # None for simple_rnn
+    reset_after: bool | None  # gru only (None for lstm and simple_rnn)
 
 
 def _state(s, op, name, b, u):
@@ -265,11 +265,11 @@ def _state(s, op, name, b, u):
 
 
 def _initial_state(cell, initial_state, op, b, u):
-    """lstm: a list [h0, c0]; gru: h0 or [h0]. Zeros by default."""
+    """lstm: a list [h0, c0]; gru and simple_rnn: h0 or [h0]. Zeros by default."""
     if initial_state is None:
         h0 = np.zeros((b, u), F32)
         return (h0, np.zeros((b, u), F32)) if cell == "lstm" else (h0,)
-    if cell == "gru":
+    if cell != "lstm":
         if isinstance(initial_state, (list, tuple)):
             if len(initial_state) != 1:
                 raise ValueError(
@@ -308,7 +308,8 @@ def _check_recurrent(
     x_name="x",
     build: Build = None,
 ) -> RecurrentArgs:
-    """check_lstm and check_gru: they differ in the gate count, the bias and the states."""
+    """check_lstm, check_gru and check_simple_rnn: they differ in the gate count, the bias,
+    the states and the activations."""
     op = op or cell
     x = C.array(x, op, x_name)
     C.rank(x, op, x_name, 3, "(batch, timesteps, features)")
@@ -316,14 +317,15 @@ def _check_recurrent(
         raise ValueError(f"{op}: {x_name} must have at least one time step, got shape {x.shape}")
     if build is not None:
         kernel, recurrent_kernel, bias = build(x.shape)
-    gates = 4 if cell == "lstm" else 3
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[cell]
     kernel = C.array(kernel, op, "kernel")
     recurrent_kernel = C.array(recurrent_kernel, op, "recurrent_kernel")
-    why = f"(units, {gates} * units)"
+    columns = "units" if gates == 1 else f"{gates} * units"
+    why = f"(units, {columns})"
     C.rank(recurrent_kernel, op, "recurrent_kernel", 2, why)
     u = recurrent_kernel.shape[0]
     C.shape_is(recurrent_kernel, op, "recurrent_kernel", (u, gates * u), why)
-    C.shape_is(kernel, op, "kernel", (x.shape[2], gates * u), f"(features, {gates} * units)")
+    C.shape_is(kernel, op, "kernel", (x.shape[2], gates * u), f"(features, {columns})")
     if u < 1:
         raise ValueError(f"{op}: units must be >= 1, got recurrent_kernel {recurrent_kernel.shape}")
     if mask is not None:
@@ -335,6 +337,8 @@ def _check_recurrent(
         pass
     elif cell == "lstm":
         C.shape_is(bias, op, "bias", (4 * u,), "(4 * units,)")
+    elif cell == "simple_rnn":
+        C.shape_is(bias, op, "bias", (u,), "(units,)")
     elif reset_after:
         C.shape_is(bias, op, "bias", (2, 3 * u), "(2, 3 * units) with reset_after=True")
     else:
@@ -344,7 +348,9 @@ def _check_recurrent(
     return_state = C.flag(return_state, op, "return_state")
     go_backwards = C.flag(go_backwards, op, "go_backwards")
     act = C.activation(activation, op, "activation", elementwise=True)
-    ract = C.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
+    ract = None
+    if cell != "simple_rnn":
+        ract = C.activation(recurrent_activation, op, "recurrent_activation", elementwise=True)
     return RecurrentArgs(
         cell,
         x,
@@ -362,10 +368,13 @@ def _check_recurrent(
     )
 
 
-# check_lstm(x, kernel, recurrent_kernel, bias, *, <lstm's keywords>, op, x_name, build) and
-# check_gru(..., <gru's keywords (lstm's and reset_after)>, ...): one check, two cells.
+# check_lstm(x, kernel, recurrent_kernel, bias, *, <lstm's keywords>, op, x_name, build),
+# check_gru(..., <gru's keywords (lstm's and reset_after)>, ...) and check_simple_rnn (lstm's
+# without recurrent_activation): one check, three cells.
 check_lstm = functools.partial(_check_recurrent, cell="lstm", reset_after=None)
 check_gru = functools.partial(_check_recurrent, cell="gru")
+check_simple_rnn = functools.partial(_check_recurrent, cell="simple_rnn", reset_after=None,
+                                     recurrent_activation=None)
 
 
 class LSTMCellArgs(NamedTuple):

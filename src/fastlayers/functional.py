@@ -47,6 +47,7 @@ __all__ = [
     "lstm",
     "lstm_cell",
     "gru",
+    "simple_rnn",
     "softmax",
     "attention",
     "additive_attention",
@@ -421,9 +422,22 @@ def lstm(
 
 
 def run_recurrent(a: V.RecurrentArgs, packed: Any = None):
-    """lstm or gru (``a.cell``) on checked arguments; ``packed``: the layer's
-    ``_cpp.recurrent.pack_lstm`` or ``pack_gru``."""
-    if _cpp(a.cell, _cpp_recurrent.unsupported(a)):
+    """lstm, gru or simple_rnn (``a.cell``) on checked arguments; ``packed``: the layer's
+    ``_cpp.recurrent.pack_lstm`` or ``pack_gru`` (simple_rnn: NumPy under every backend,
+    the core has no kernel for it)."""
+    if a.cell == "simple_rnn":
+        out, *states = _np_recurrent.simple_rnn(
+            a.x,
+            a.kernel,
+            a.recurrent_kernel,
+            a.bias,
+            *a.initial_state,
+            a.mask,
+            a.return_sequences,
+            a.go_backwards,
+            a.activation,
+        )
+    elif _cpp(a.cell, _cpp_recurrent.unsupported(a)):
         out, *states = _cpp_recurrent.run(a, packed)
     else:
         numpy_cell = _np_recurrent.lstm if a.cell == "lstm" else _np_recurrent.gru
@@ -453,7 +467,8 @@ def recurrent_runner(a: V.RecurrentArgs, packed: Any, return_state: bool) -> Any
     :func:`run_recurrent` computes on ``a`` (no mask, zero initial states), as a function
     of sequences of ``a.x``'s shape alone, returning (out, *states) when ``return_state``,
     else out. None off the C++ path."""
-    if packed is None or not _cpp(a.cell, _cpp_recurrent.unsupported(a)):
+    if packed is None or a.cell == "simple_rnn" or not _cpp(a.cell,
+                                                             _cpp_recurrent.unsupported(a)):
         return None
     return _cpp_recurrent.runner(a, packed, return_state)
 
@@ -517,6 +532,44 @@ def gru(
     C++ path: as for :func:`lstm` (:class:`fastlayers.layers.GRU` packs once).
     """
     return run_recurrent(V.check_gru(**locals()))
+
+
+@_symbolic.symbolic_op
+def simple_rnn(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    recurrent_kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    initial_state: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    activation: Any = "tanh",
+):
+    """A fully connected recurrence (Keras ``SimpleRNN``; PyTorch ``nn.RNN``):
+    ``h_t = activation(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``.
+
+    Parameters
+    ----------
+    x : array (B, T, F)
+    kernel : array (F, u)
+    recurrent_kernel : array (u, u)
+    bias : array (u,), optional
+    initial_state : h0 (B, u) or [h0]; zeros by default
+    mask, return_sequences, go_backwards : as for :func:`lstm`
+    return_state : bool
+        Also return the final h.
+    activation : str or callable (elementwise), default "tanh"; None is linear
+
+    Returns
+    -------
+    output, or (output, h) if return_state; float32.
+
+    Computed in NumPy under every backend (the core has no SimpleRNN kernel yet).
+    """
+    return run_recurrent(V.check_simple_rnn(**locals()))
 
 
 # ------------------------------------------------------------------------- softmax

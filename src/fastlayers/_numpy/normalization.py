@@ -68,6 +68,26 @@ def layer_normalization(x, gamma, beta, axes, epsilon):
     return y.astype(F32, copy=False)
 
 
+def group_normalization(x, gamma, beta, groups, axis, epsilon):
+    """Keras GroupNormalization: the C channels on ``axis`` (not the batch axis) in ``groups``
+    groups of C / groups consecutive channels; per sample and group, the mean and the biased
+    variance over the group's channels and every other non-batch axis (float32, two passes),
+    then ``(x - mean) / sqrt(variance + epsilon) * gamma + beta`` per channel (gamma, beta
+    (C,) or None: 1 and 0)."""
+    xl = np.moveaxis(x, axis, -1)
+    c = xl.shape[-1]
+    grouped = xl.reshape(xl.shape[0], -1, groups, c // groups)  # (N, pixels, G, C / G)
+    mean = np.mean(grouped, axis=(1, 3), keepdims=True, dtype=F32)
+    centered = grouped - mean
+    variance = np.mean(np.square(centered), axis=(1, 3), keepdims=True, dtype=F32)
+    y = (centered * (F32(1.0) / np.sqrt(variance + F32(epsilon)))).reshape(xl.shape)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return np.ascontiguousarray(np.moveaxis(y.astype(F32, copy=False), -1, axis))
+
+
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras ``activations.relu`` with its three parameters (the ReLU layer).
 

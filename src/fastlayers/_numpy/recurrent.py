@@ -1,7 +1,8 @@
-"""LSTM and GRU in NumPy (docs/semantics.md §6, §7).
+"""LSTM, GRU and SimpleRNN in NumPy (docs/semantics.md §6, §7, §26).
 
 Shapes: x (B, T, F); kernel (F, G*u); recurrent_kernel (u, G*u) with G = 4 gates
-[i | f | c | o] for the LSTM and G = 3 gates [z | r | h] for the GRU; u units.
+[i | f | c | o] for the LSTM, G = 3 gates [z | r | h] for the GRU and G = 1 for the
+SimpleRNN; u units.
 
 The input projection of all time steps is one matmul; each step then does one
 matmul with the recurrent kernel and the gate math.
@@ -135,6 +136,40 @@ def gru(
             r = activations.apply(recurrent_activation, x_r + h @ r_r)
             cand = activations.apply(activation, x_h + (r * h) @ r_h)
         h_new = z * h + (F32(1) - z) * cand  # z weights the old state
+        if mask is None:
+            h, out = h_new, h_new
+        else:
+            keep = mask[:, t, None]
+            h = np.where(keep, h_new, h)
+            out = np.where(keep, h_new, out)
+        if seq is not None:
+            seq[:, k] = out
+    return (seq if return_sequences else out), h
+
+
+def simple_rnn(
+    x,
+    kernel,
+    recurrent_kernel,
+    bias,
+    h0,
+    mask,
+    return_sequences,
+    go_backwards,
+    activation,
+):
+    """Run Keras's SimpleRNN over x (B, T, F): h_t = activation(x_t @ W + b + h_{t-1} @ R),
+    the sums in that order, as Keras's SimpleRNNCell. Returns (outputs, h_T)."""
+    b, t_len, _ = x.shape
+    u = recurrent_kernel.shape[0]
+    xw = x @ kernel  # (B, T, u)
+    if bias is not None:
+        xw += bias
+    h = h0
+    out = np.zeros((b, u), F32)
+    seq = np.zeros((b, t_len, u), F32) if return_sequences else None
+    for k, t in enumerate(_time_order(t_len, go_backwards, b, u)):
+        h_new = activations.apply(activation, xw[:, t] + h @ recurrent_kernel)
         if mask is None:
             h, out = h_new, h_new
         else:

@@ -35,6 +35,7 @@ LAYER_CLASSES: dict[str, type] = {
     "Convolution2D": L.Conv2D,  # the Keras 2 alias
     "LSTM": L.LSTM,
     "GRU": L.GRU,
+    "SimpleRNN": L.SimpleRNN,
     "Bidirectional": L.Bidirectional,
     "Attention": L.Attention,
     "AdditiveAttention": L.AdditiveAttention,
@@ -99,6 +100,7 @@ LAYER_CLASSES: dict[str, type] = {
     # ---- norm (issue 12): normalization, activation and preprocessing layers ----
     "BatchNormalization": L.BatchNormalization,
     "LayerNormalization": L.LayerNormalization,
+    "GroupNormalization": L.GroupNormalization,
     "ReLU": L.ReLU,
     "LeakyReLU": L.LeakyReLU,
     "PReLU": L.PReLU,
@@ -503,11 +505,12 @@ def _make_any(sub: dict, problems: list[str]) -> Any:
         for key in ("layer", "backward_layer"):
             wrapped = sub.get("config", {}).get(key)
             if isinstance(wrapped, dict) and (
-                wrapped.get("class_name") not in ("LSTM", "GRU") or _check_origin(wrapped)
+                wrapped.get("class_name") not in ("LSTM", "GRU", "SimpleRNN")
+                or _check_origin(wrapped)
             ):
                 raise Unsupported(
                     f"wraps {wrapped.get('class_name')} {_keras_name(wrapped)!r} (fastlayers "
-                    "wraps its LSTM and GRU only)"
+                    "wraps its LSTM, GRU and SimpleRNN only)"
                 )
     return make_layer(sub)
 

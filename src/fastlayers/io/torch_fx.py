@@ -2,7 +2,8 @@
 
 The module is traced with ``torch.fx`` (so any ``nn.Module`` whose ``forward`` fx can trace
 works, not only ``nn.Sequential``), and each node of the graph becomes a fastlayers layer
-(``Dense``, ``Conv1D``, ``Conv2D``, ``LSTM``, ``GRU``, ``Bidirectional``, ``Embedding``, the
+(``Dense``, ``Conv1D``, ``Conv2D``, ``LSTM``, ``GRU``, ``SimpleRNN``, ``Bidirectional``,
+``Embedding``, the
 pooling, padding, merge and shape layers, where one computes what PyTorch does) or one of
 the small ops defined here, recorded on symbolic tensors into a functional ``Model``. The
 weights are converted to Keras layouts as docs/semantics.md §13 says; what converts and
@@ -47,10 +48,12 @@ from ..layers import (
     Dense,
     Embedding,
     GlobalAveragePooling2D,
+    GroupNormalization,
     MaxPooling2D,
     Multiply,
     Permute,
     Reshape,
+    SimpleRNN,
     Subtract,
     UpSampling2D,
     ZeroPadding1D,
@@ -612,7 +615,7 @@ class _Converter:
         elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if not mod.track_running_stats or mod.running_mean is None:
                 no("track_running_stats=False (batch statistics at inference)")
-        elif isinstance(mod, (nn.LSTM, nn.GRU)):
+        elif isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
             if getattr(mod, "proj_size", 0):
                 no(f"proj_size={mod.proj_size}")
         elif isinstance(mod, nn.MultiheadAttention):
@@ -647,8 +650,10 @@ class _Converter:
     def _module_known(self, mod: Any) -> bool:
         nn = self.nn
         known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
-                 nn.LayerNorm, nn.GELU, nn.Softmax, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d,
-                 nn.AdaptiveAvgPool2d, nn.Flatten, nn.LSTM, nn.GRU, nn.MultiheadAttention,
+                 nn.LayerNorm, nn.GroupNorm, nn.GELU, nn.Softmax, nn.LeakyReLU, nn.MaxPool2d,
+                 nn.AvgPool2d,
+                 nn.AdaptiveAvgPool2d, nn.Flatten, nn.LSTM, nn.GRU, nn.RNN,
+                 nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample)
         name = type(mod).__name__
@@ -787,6 +792,8 @@ class _Converter:
             return self.batch_norm(mod, args[0])
         if isinstance(mod, nn.LayerNorm):
             return self.layer_norm(mod, args[0])
+        if isinstance(mod, nn.GroupNorm):
+            return self.group_norm(qual, mod, args[0])
         if isinstance(mod, nn.MaxPool2d):
             return self.pool(args[0], "max", mod.kernel_size, mod.stride, mod.padding,
                              mod.dilation, mod.ceil_mode)
@@ -797,7 +804,7 @@ class _Converter:
             return self.global_avg(args[0])
         if isinstance(mod, nn.Flatten):
             return self.flatten(args[0], mod.start_dim, mod.end_dim)
-        if isinstance(mod, (nn.LSTM, nn.GRU)):
+        if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
             return self.recurrent(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.MultiheadAttention):
             return self.mha(qual, mod, *args, **kwargs)
@@ -993,6 +1000,22 @@ class _Converter:
         return _T(torch_layer_norm(t.sym, _np(mod.weight), _np(getattr(mod, "bias", None)),
                                    len(mod.normalized_shape), float(mod.eps)), False)
 
+    def group_norm(self, qual: str, mod: Any, x: Any) -> _T:
+        """``nn.GroupNorm`` on (N, C, *): GroupNormalization on the channels-last tensor
+        (the same groups of consecutive channels; PyTorch's epsilon)."""
+        t = self._tensor(x, qual)
+        if t.ndim >= 3:
+            t = _to_cl(t)
+        layer = self.layers.get(qual)
+        if layer is None:
+            layer = GroupNormalization(mod.num_groups, epsilon=float(mod.eps),
+                                       center=mod.affine, scale=mod.affine,
+                                       name=self._layer_name(qual))
+            if mod.affine:
+                layer.set_weights([_np(mod.weight), _np(mod.bias)])
+            self.layers[qual] = layer
+        return _T(layer(t.sym), t.cl)
+
     def pool(self, x: Any, kind: str, k: Any, s: Any, p: Any, d: Any = 1,
              ceil_mode: bool = False, count_include_pad: bool = True,
              divisor_override: Any = None) -> _T:
@@ -1153,6 +1176,7 @@ class _Converter:
     # ---- recurrent --------------------------------------------------------------------
     def recurrent(self, qual: str, mod: Any, x: Any, hx: Any = None) -> Any:
         is_lstm = isinstance(mod, self.nn.LSTM)
+        kind = "lstm" if is_lstm else "rnn" if isinstance(mod, self.nn.RNN) else "gru"
         t = _to_torch(self._tensor(x, qual))
         if t.ndim != 3:
             raise TorchConversionError(
@@ -1169,15 +1193,19 @@ class _Converter:
         finals: list[list[Any]] = [[] for _ in range(2 if is_lstm else 1)]
         for layer_i in range(nl):
             key = f"{qual}#{layer_i}"
-            cls = LSTM if is_lstm else GRU
             layer = self.layers.get(key)
             if layer is None:
                 base = f"{self._layer_name(qual)}_l{layer_i}"
-                cell = cls(hid, return_sequences=True, return_state=True, name=base)
-                weights = self._rnn_weights(mod, layer_i, "", is_lstm)
+                if kind == "rnn":  # nonlinearity "tanh" or "relu"
+                    cell = SimpleRNN(hid, mod.nonlinearity, return_sequences=True,
+                                     return_state=True, name=base)
+                else:
+                    cls = LSTM if is_lstm else GRU
+                    cell = cls(hid, return_sequences=True, return_state=True, name=base)
+                weights = self._rnn_weights(mod, layer_i, "", kind)
                 if dirs == 2:
                     layer = Bidirectional(cell, name=base + "_bidirectional")
-                    weights += self._rnn_weights(mod, layer_i, "_reverse", is_lstm)
+                    weights += self._rnn_weights(mod, layer_i, "_reverse", kind)
                 else:
                     layer = cell
                 layer.set_weights(weights)
@@ -1201,7 +1229,10 @@ class _Converter:
         return (_T(out, False), stacked[0])
 
     @staticmethod
-    def _rnn_weights(mod: Any, layer_i: int, suffix: str, is_lstm: bool) -> list[np.ndarray]:
+    def _rnn_weights(mod: Any, layer_i: int, suffix: str, kind: str) -> list[np.ndarray]:
+        """Keras's weights of layer ``layer_i`` of an nn.LSTM, GRU or RNN (``kind`` "lstm",
+        "gru" or "rnn"): the kernels transposed, the two biases summed (the GRU's kept apart
+        for reset_after, its gates reordered)."""
         def get(name: str) -> np.ndarray | None:
             p = getattr(mod, f"{name}_l{layer_i}{suffix}", None)
             return _np(p)
@@ -1212,7 +1243,7 @@ class _Converter:
         if b_ih is None:
             b_ih = np.zeros(g, F32)
             b_hh = np.zeros(g, F32)
-        if is_lstm:
+        if kind != "gru":  # the gates already in Keras's order
             return [w_ih.T.copy(), w_hh.T.copy(), (b_ih + b_hh).astype(F32)]
         h = g // 3
 
@@ -1509,7 +1540,7 @@ def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
         mod = gm.get_submodule(user.target)
         pos = [i for i, a in enumerate(user.args) if a is node]
         kw = [k for k, a in user.kwargs.items() if a is node]
-        if isinstance(mod, (nn.LSTM, nn.GRU)):
+        if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
             if pos == [0]:
                 return 0 if mod.batch_first else 1
             return 1  # an initial state (layers·dirs, B, H)
@@ -1651,7 +1682,7 @@ def _infer_input(torch: Any, gm: Any, node: Any) -> tuple[tuple, Any]:
                 return (mod.in_features,), np.float32
             if isinstance(mod, nn.Embedding):
                 return (None,), np.int64
-            if isinstance(mod, (nn.LSTM, nn.GRU)):
+            if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
                 return (None, mod.input_size), np.float32
             if isinstance(mod, nn.MultiheadAttention):
                 return (None, mod.embed_dim), np.float32

@@ -20,7 +20,8 @@ never per call.
 One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten,
 Softmax, Activation), conv (Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D), pooling
 (max, average and global poolings), padding (ZeroPadding1D/2D, Cropping1D/2D), recurrent
-(LSTM, GRU, Bidirectional), attention (Attention, AdditiveAttention, MultiHeadAttention),
+(LSTM, GRU, SimpleRNN, Bidirectional), attention (Attention, AdditiveAttention,
+MultiHeadAttention),
 merging (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot and the
 functional forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute,
 RepeatVector), wrappers (TimeDistributed), regularization (Dropout and the other layers
@@ -86,6 +87,7 @@ from .merging import (  # merge topic (issue 12): merging layers and their funct
 from .normalization import (  # norm (issue 12): normalization, activation, preprocessing
     ELU,
     BatchNormalization,
+    GroupNormalization,
     LayerNormalization,
     LeakyReLU,
     Normalization,
@@ -104,7 +106,7 @@ from .pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
-from .recurrent import GRU, LSTM, Bidirectional
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .regularization import (
     ActivityRegularization,
     Dropout,
@@ -124,6 +126,7 @@ __all__ = [
     "Conv2D",
     "LSTM",
     "GRU",
+    "SimpleRNN",
     "Bidirectional",
     "Attention",
     "AdditiveAttention",
@@ -184,6 +187,7 @@ __all__ = [
     # norm
     "BatchNormalization",
     "LayerNormalization",
+    "GroupNormalization",
     "ReLU",
     "LeakyReLU",
     "PReLU",

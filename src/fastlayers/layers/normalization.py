@@ -1,6 +1,6 @@
-"""Normalization layers (BatchNormalization, LayerNormalization), the activation layers
-with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preprocessing layers that are
-arithmetic at inference (Rescaling, Normalization).
+"""Normalization layers (BatchNormalization, LayerNormalization, GroupNormalization), the
+activation layers with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preprocessing layers
+that are arithmetic at inference (Rescaling, Normalization).
 
 What each computes is Keras 3's formula at inference (docs/semantics.md §23).
 LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy); BatchNormalization
@@ -35,6 +35,7 @@ F32 = np.float32
 __all__ = [
     "BatchNormalization",
     "LayerNormalization",
+    "GroupNormalization",
     "ReLU",
     "LeakyReLU",
     "PReLU",
@@ -414,6 +415,151 @@ class LayerNormalization(Layer):
         gamma = None if gamma is None else gamma.reshape(shape)
         beta = None if beta is None else beta.reshape(shape)
         return F.run_layer_norm(V.LayerNormArgs(x, gamma, beta, axes, self.epsilon))
+
+
+# ------------------------------------------------------------------ GroupNormalization
+
+
+class GroupNormalization(Layer):
+    """Group normalization (Keras ``GroupNormalization``; PyTorch ``nn.GroupNorm`` on
+    channels-last data).
+
+    The C channels on ``axis`` form ``groups`` groups of C / groups consecutive channels.
+    For each sample and group: the mean and the biased variance over the group's channels
+    and every other non-batch axis, then ``y = (x - mean) / sqrt(variance + epsilon) * gamma
+    + beta``, gamma and beta per channel, in float32. ``groups=-1`` (one channel per group)
+    is instance normalization; ``groups=1`` normalizes each sample over all its values.
+
+    Parameters
+    ----------
+    groups : int
+        A positive divisor of the channel count (default 32), or -1: as many groups as
+        channels (Keras then stores the channel count, as here after build).
+    axis : int
+        The channel axis (default -1); not the batch axis.
+    epsilon : float >= 0
+        Default 1e-3 (PyTorch's GroupNorm: 1e-5).
+    center, scale : bool
+        Whether the layer has ``beta`` and ``gamma``.
+    beta_initializer, gamma_initializer : str or callable
+    beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint : ignored
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+
+    Weights (Keras order): ``gamma`` (C,) if scale, ``beta`` (C,) if center.
+
+    Call: ``layer(inputs)`` on (batch, ..., C) (or C on ``axis``), rank >= 2; returns float32
+    of the inputs' shape. There is no C++ kernel: both backends compute with
+    fastlayers/_numpy/normalization.py (docs/semantics.md §23).
+    """
+
+    supports_masking = True  # Keras 3 passes the implicit mask through
+
+    config_keys = ("groups", "axis", "epsilon", "center", "scale", "beta_initializer",
+                   "gamma_initializer", "seed")
+    ignored_args = ("beta_regularizer", "gamma_regularizer", "beta_constraint",
+                    "gamma_constraint")
+
+    def __init__(
+        self,
+        groups: int = 32,
+        axis: int = -1,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        groups = _int_axis(groups, owner, "groups")
+        if groups < 1 and groups != -1:
+            raise ValueError(
+                f"{owner}: groups must be a positive integer, or -1 (one group per channel), "
+                f"got {groups}"
+            )
+        self.groups = groups
+        self.axis = _int_axis(axis, owner)
+        self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
+        self.center = _bool(center, owner, "center")
+        self.scale = _bool(scale, owner, "scale")
+        self.beta_initializer = _initializer(beta_initializer, owner, "beta_initializer")
+        self.gamma_initializer = _initializer(gamma_initializer, owner, "gamma_initializer")
+
+    def _weight_specs(self, input_shape):
+        c = None if input_shape is None else (input_shape[self.axis],)
+        specs = []
+        if self.scale:
+            specs.append(weight_spec("gamma", c, self.gamma_initializer))
+        if self.center:
+            specs.append(weight_spec("beta", c, self.beta_initializer))
+        return specs
+
+    def _input_shape_from_weights(self, shapes):
+        shape = [None] * max(2, _rank_for([self.axis]))
+        shape[self.axis] = self._shape_of(shapes, 0, 1)[0]
+        return tuple(shape)
+
+    def _channel_axis(self, ndim: int, what: str) -> int:
+        """The position of ``axis`` in an array of rank ``ndim`` (checked: not the batch)."""
+        (axis,) = _positions([self.axis], ndim, self._owner(), what)
+        if axis == 0:
+            raise ValueError(
+                f"{self._owner()}: axis {self.axis} is the batch axis of {what} of rank {ndim}"
+            )
+        return axis
+
+    def _check_groups(self, c: int) -> None:
+        if c < self.groups or c % self.groups:
+            raise ValueError(
+                f"{self._owner()}: groups ({self.groups}) must divide the number of channels "
+                f"({c})"
+            )
+
+    def build(self, input_shape: Any) -> None:
+        """Create gamma and beta, each (C,) with C = input_shape[axis]; groups=-1 becomes C."""
+        input_shape = tuple(input_shape)
+        c = input_shape[self._channel_axis(len(input_shape), "input_shape")]
+        if c is None:
+            raise ValueError(
+                f"{self._owner()}: build needs a known size on axis {self.axis}, got "
+                f"{input_shape}"
+            )
+        if self.groups == -1:
+            self.groups = int(c)
+        self._check_groups(int(c))
+        self._create_weights(input_shape)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if len(shape) < 2 or not -len(shape) <= self.axis < len(shape):
+            return None  # the zero run raises the call's error
+        self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
+        return shape
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        if x.ndim < 2:
+            raise ValueError(f"{owner}: inputs must have rank >= 2 (batch, ..., channels), "
+                             f"got shape {x.shape}")
+        axis = self._channel_axis(x.ndim, "inputs")
+        if not self.built:
+            self.build(x.shape)
+        gamma, beta = self._weight("gamma"), self._weight("beta")
+        w = gamma if gamma is not None else beta
+        c = x.shape[axis]
+        if w is not None and w.shape != (c,):
+            raise ValueError(
+                f"{owner}: inputs of shape {x.shape} have {c} channels on axis {self.axis}, "
+                f"the weights {w.shape[0]}"
+            )
+        if self.groups == -1:  # weights set before any build: set_weights builds without it
+            self.groups = int(c)
+        self._check_groups(c)
+        if x.size == 0:
+            return np.zeros(x.shape, F32)
+        return _np_norm.group_normalization(x, gamma, beta, self.groups, axis, self.epsilon)
 
 
 # ---------------------------------------------------------------- activation layers

@@ -1,4 +1,4 @@
-"""Recurrent layers: LSTM, GRU and the Bidirectional wrapper."""
+"""Recurrent layers: LSTM, GRU, SimpleRNN and the Bidirectional wrapper."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ from .initializers import check_initializer, initial_value, weight_spec
 
 
 class _RNN(Layer):
-    """What LSTM and GRU share: the constructor, weights, the call, masks, stateful states.
+    """What LSTM, GRU and SimpleRNN share: the constructor, weights, the call, masks,
+    stateful states.
 
     The arguments up to bias_initializer are positional, as in Keras; the rest are
-    keyword-only here (each subclass adds its own: LSTM unit_forget_bias, GRU reset_after).
+    keyword-only here (each subclass adds its own: LSTM unit_forget_bias, GRU reset_after;
+    SimpleRNN has no recurrent_activation).
     """
 
-    _gates = 0  # column blocks of kernel: 4 for LSTM, 3 for GRU
-    _num_states = 0  # 2 ([h, c]) for LSTM, 1 ([h]) for GRU
+    _gates = 0  # column blocks of kernel: 4 for LSTM, 3 for GRU, 1 for SimpleRNN
+    _num_states = 0  # 2 ([h, c]) for LSTM, 1 ([h]) for GRU and SimpleRNN
     config_keys = (
         "units",
         "activation",
@@ -75,9 +77,10 @@ class _RNN(Layer):
         owner = type(self).__name__
         self.units = _positive_int(units, owner, "units")
         V.activation(activation, owner, "activation", elementwise=True)
-        V.activation(recurrent_activation, owner, "recurrent_activation", elementwise=True)
+        if self._gates > 1:
+            V.activation(recurrent_activation, owner, "recurrent_activation", elementwise=True)
+            self.recurrent_activation = recurrent_activation
         self.activation = activation
-        self.recurrent_activation = recurrent_activation
         self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
         self.recurrent_initializer = check_initializer(
             recurrent_initializer, owner, "recurrent_initializer"
@@ -89,7 +92,7 @@ class _RNN(Layer):
         self.zero_output_for_mask = _bool(zero_output_for_mask, owner, "zero_output_for_mask")
         self.states: list[np.ndarray] | None = None
 
-    def _bias_spec(self):  # pragma: no cover - defined by LSTM and GRU
+    def _bias_spec(self):  # pragma: no cover - defined by each cell
         raise NotImplementedError
 
     def _weight_specs(self, input_shape):
@@ -303,6 +306,62 @@ class GRU(_RNN):
         return pack_gru(*self._call_weight_values, self.reset_after)
 
 
+class SimpleRNN(_RNN):
+    """Fully connected recurrence (Keras ``SimpleRNN``; PyTorch ``nn.RNN``):
+    ``h_t = activation(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``.
+
+    Parameters
+    ----------
+    units : int
+    activation : str or callable (elementwise)
+        Default "tanh"; None is linear.
+    use_bias : bool
+    kernel_initializer, recurrent_initializer, bias_initializer : str or callable
+        Defaults "glorot_uniform", "orthogonal", "zeros".
+    seed, return_sequences, go_backwards, stateful, zero_output_for_mask
+        As for :class:`LSTM`.
+    return_state : bool
+        Return (output, h).
+    dropout, recurrent_dropout, unroll, and the regularizers and constraints
+        Accepted and ignored.
+
+    Weights: ``kernel`` (features, u), ``recurrent_kernel`` (u, u), ``bias`` (u,).
+
+    Call: ``layer(sequences, initial_state=None, mask=None)``; initial_state is h0 or
+    [h0], each (batch, u). Computed in NumPy under every backend (the core has no SimpleRNN
+    kernel yet; docs/semantics.md §26).
+    """
+
+    _gates = 1
+    _num_states = 1
+    config_keys = tuple(k for k in _RNN.config_keys if k != "recurrent_activation")
+    call_options = ("return_sequences", "go_backwards", "activation")
+    _check = staticmethod(V.check_simple_rnn)
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        if "recurrent_activation" in kwargs:  # the message the base gives other unknown names
+            raise TypeError(f"{type(self).__name__}: unrecognized keyword arguments: "
+                            "['recurrent_activation'] (a SimpleRNN has no gates)")
+        super().__init__(units, activation, None, use_bias, kernel_initializer,
+                         recurrent_initializer, bias_initializer, **kwargs)
+
+    def _bias_spec(self):
+        shape = (self.units,)
+        return ("bias", shape, lambda rng: initial_value(self.bias_initializer, shape, rng))
+
+    def _pack(self):  # no C++ kernel: nothing to pack
+        return None
+
+
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 
 
@@ -314,7 +373,7 @@ def _deserialize(config: Any, owner: str) -> Layer:
         raise TypeError(
             f"{owner}: expected a layer or {{'class_name': ..., 'config': ...}}, got {config!r}"
         )
-    cls = {"LSTM": LSTM, "GRU": GRU}.get(config["class_name"])
+    cls = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}.get(config["class_name"])
     if cls is None:
         raise ValueError(f"{owner}: unsupported layer class {config['class_name']!r}")
     return cls.from_config(config["config"])
@@ -325,11 +384,11 @@ def _serialize(layer: Layer) -> dict[str, Any]:
 
 
 class Bidirectional(Layer):
-    """Bidirectional wrapper for LSTM and GRU (Keras ``Bidirectional``).
+    """Bidirectional wrapper for LSTM, GRU and SimpleRNN (Keras ``Bidirectional``).
 
     Parameters
     ----------
-    layer : LSTM or GRU
+    layer : LSTM, GRU or SimpleRNN
         As in Keras, the forward layer is a fresh copy made from ``layer``'s config
         (its weights are not copied), and unless ``backward_layer`` is given the
         backward layer is another copy with ``go_backwards=True``. If ``layer`` has a
@@ -338,7 +397,7 @@ class Bidirectional(Layer):
         How the two outputs combine; None returns both.
     weights : list of arrays, optional
         Initial weights (forward weights then backward weights).
-    backward_layer : LSTM or GRU, optional
+    backward_layer : LSTM, GRU or SimpleRNN, optional
         Used as is (not copied). It must have the opposite go_backwards and the same
         return_sequences, return_state and stateful as ``layer``.
 
@@ -365,12 +424,14 @@ class Bidirectional(Layer):
         owner = type(self).__name__
         layer = _deserialize(layer, owner)
         if not isinstance(layer, _RNN):
-            raise ValueError(f"{owner}: layer must be an LSTM or GRU, got {type(layer).__name__}")
+            raise ValueError(
+                f"{owner}: layer must be an LSTM, GRU or SimpleRNN, got {type(layer).__name__}"
+            )
         if backward_layer is not None:
             backward_layer = _deserialize(backward_layer, owner)
             if not isinstance(backward_layer, _RNN):
                 raise ValueError(
-                    f"{owner}: backward_layer must be an LSTM or GRU, got "
+                    f"{owner}: backward_layer must be an LSTM, GRU or SimpleRNN, got "
                     f"{type(backward_layer).__name__}"
                 )
         if merge_mode not in _MERGE_MODES:

@@ -109,7 +109,7 @@ def _compute_mask(layer: Any, inputs: Any, previous: Any) -> Any:
     if isinstance(layer, (L.Attention, L.AdditiveAttention)):  # convert_to_tensor(mask[0])
         q = previous[0] if isinstance(previous, (list, tuple)) and previous else None
         return None if q is None else MaskOp(_ndim(q), q)
-    if isinstance(layer, (L.LSTM, L.GRU, L.Bidirectional)):  # rnn.py, bidirectional.py
+    if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional)):  # rnn.py, bidir..py
         first = next((m for m in _leaves(previous) if m is not None), None)
         if not layer.return_sequences:
             return None

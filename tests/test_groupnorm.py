@@ -1,0 +1,183 @@
+"""GroupNormalization: Keras fixtures at edge shapes, a float64 reference written from the
+definition, PyTorch's own nn.GroupNorm through from_torch, models built in code with Keras's
+weights, symbolic use, and bad arguments. The layer has no C++ kernel: both backends compute
+with fastlayers/_numpy/normalization.py (the models' other layers change path).
+
+Fixtures: tests/golden/groupnorm_layers.npz and models_groupnorm.npz (with the model files,
+which tests/test_load_keras.py loads), made by tests/golden/make_models_groupnorm.py.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close
+from golden_models import assert_keras_outputs, golden, read_layer_cases
+
+import fastlayers as fl
+from fastlayers import Input, Model, Sequential
+from fastlayers import layers as L
+
+F32 = np.float32
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+LAYER_CASES = read_layer_cases("groupnorm_layers.npz")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_layer_matches_keras(case, backend):
+    meta, x, weights, _, y = LAYER_CASES[case]
+    layer = L.GroupNormalization(**meta["config"])
+    if weights:
+        layer.set_weights(weights)
+    with fl.use_backend(backend):
+        got = layer(x)
+    scale = max([1.0] + [float(np.abs(w).max()) for w in weights])
+    assert_close(got, y, k=x.size // x.shape[0], magnitude=4 * scale)
+
+
+def test_fixture_cases_cover_the_edges():
+    assert {"gn_image_instance", "gn_image_g1", "gn_one_pixel", "gn_vector", "gn_image_prime",
+            "gn_channels_first", "gn_axis_middle", "gn_no_affine", "gn_5d"} <= set(LAYER_CASES)
+
+
+def _reference(x, gamma, beta, groups, axis, epsilon):
+    """float64 loops over samples and groups, from the definition."""
+    x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+    c = x.shape[-1]
+    y = np.empty_like(x)
+    size = c // groups
+    for n in range(x.shape[0]):
+        for g in range(groups):
+            part = x[n, ..., g * size:(g + 1) * size]
+            mean = part.mean()
+            var = ((part - mean) ** 2).mean()
+            y[n, ..., g * size:(g + 1) * size] = (part - mean) / np.sqrt(var + epsilon)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return np.moveaxis(y, -1, axis)
+
+
+@pytest.mark.parametrize(
+    "shape,groups,axis",
+    [
+        ((1, 1, 1), 1, -1),  # one value per group: the output is beta
+        ((3, 2, 13), 13, -1),  # prime channels, instance normalization
+        ((2, 5, 7, 12), 3, -1),
+        ((2, 12, 5, 7), 4, 1),
+        ((4, 6), 6, 1),
+        ((1, 17, 16), 16, -1),  # tile sizes 16 and 17
+        ((2, 3, 3, 96), 32, -1),  # Keras's default groups
+    ],
+)
+def test_against_float64_reference(rng, shape, groups, axis):
+    x = (rng.standard_normal(shape) * 3 + 50).astype(F32)  # an offset the variance must survive
+    c = shape[axis]
+    gamma = rng.standard_normal(c).astype(F32)
+    beta = rng.standard_normal(c).astype(F32)
+    layer = L.GroupNormalization(groups, axis=axis, epsilon=1e-5)
+    layer.build(shape)
+    layer.set_weights([gamma, beta])
+    got = layer(x)
+    want = _reference(x, gamma.astype(np.float64), beta.astype(np.float64), groups, axis, 1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4 * max(1.0, np.abs(gamma).max()))
+
+
+def test_groups_minus_one_becomes_the_channel_count_and_round_trips(rng):
+    layer = L.GroupNormalization(-1, center=False)
+    x = rng.standard_normal((2, 4, 6)).astype(F32)
+    y = layer(x)
+    assert layer.groups == 6 and layer.get_config()["groups"] == 6
+    assert [w.shape for w in layer.get_weights()] == [(6,)]
+    again = L.GroupNormalization.from_config(layer.get_config())
+    again.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(again(x), y)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(layer))(x), y)
+    # Instance normalization: every (sample, channel) has mean 0 over the steps.
+    np.testing.assert_allclose(y.mean(axis=1), 0, atol=1e-6)
+
+
+def test_empty_batch_and_masks_pass_through(rng):
+    layer = L.GroupNormalization(2)
+    y = layer(np.zeros((0, 3, 4), F32))
+    assert y.shape == (0, 3, 4) and y.dtype == F32
+    assert layer.compute_mask(np.ones((2, 3, 4), F32), np.ones((2, 3), bool)) is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["groupnorm_convnet", "groupnorm_sequence"])
+def test_model_built_in_code_with_keras_weights(case, backend):
+    if case == "groupnorm_convnet":
+        inp = Input(shape=(7, 6, 3), name="image")
+        h = L.Conv2D(8, 3, padding="same")(inp)
+        h = L.Activation("silu")(L.GroupNormalization(groups=4)(h))
+        h = L.Conv2D(6, 3, strides=2, padding="same")(h)
+        h = L.GroupNormalization(groups=-1, epsilon=1e-5, center=False)(h)
+        h = L.GlobalAveragePooling2D()(L.Activation("relu")(h))
+        mdl = Model(inp, L.Dense(3, activation="softmax")(h))
+    else:
+        mdl = Sequential([
+            Input(shape=(9, 4)),
+            L.Conv1D(6, 3, padding="same"),
+            L.GroupNormalization(groups=2, scale=False),
+            L.Dense(5),
+            L.GroupNormalization(groups=1),
+        ])
+    mdl.set_weights(golden(case, "weights"))
+    with fl.use_backend(backend):
+        assert_keras_outputs(case, mdl.predict(golden(case, "inputs")[0]))
+
+
+def test_symbolic_definition_does_not_run_the_layer(monkeypatch):
+    inp = Input(shape=(4096, 4096, 8))
+    layer = L.GroupNormalization(4)
+    monkeypatch.setattr(L.GroupNormalization, "call", lambda *a, **k: 1 / 0)
+    out = layer(inp)
+    assert out.shape == (None, 4096, 4096, 8) and layer.built
+    assert [w.shape for w in layer.get_weights()] == [(8,), (8,)]
+
+
+def test_unknown_sizes():
+    inp = Input(shape=(None, None, 6))
+    out = L.GroupNormalization(3)(inp)
+    assert out.shape == (None, None, None, 6)
+    mdl = Model(inp, out)
+    assert mdl(np.ones((1, 2, 5, 6), F32)).shape == (1, 2, 5, 6)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="groups must be a positive integer, or -1"):
+        L.GroupNormalization(0)
+    with pytest.raises(ValueError, match="groups must be a positive integer, or -1"):
+        L.GroupNormalization(-2)
+    with pytest.raises(TypeError, match="groups must be an int"):
+        L.GroupNormalization(2.0)
+    with pytest.raises(TypeError, match="groups must be an int"):
+        L.GroupNormalization(True)
+    with pytest.raises(ValueError, match="epsilon"):
+        L.GroupNormalization(2, epsilon=-1.0)
+    x = np.ones((2, 3, 6), F32)
+    with pytest.raises(ValueError, match=r"groups \(4\) must divide the number of channels \(6\)"):
+        L.GroupNormalization(4)(x)
+    with pytest.raises(ValueError, match=r"groups \(8\) must divide"):
+        L.GroupNormalization(8)(x)
+    with pytest.raises(ValueError, match="batch axis"):
+        L.GroupNormalization(1, axis=0)(x)
+    with pytest.raises(ValueError, match="batch axis"):
+        L.GroupNormalization(1, axis=-3)(x)
+    with pytest.raises(ValueError, match="out of range"):
+        L.GroupNormalization(1, axis=3)(x)
+    with pytest.raises(ValueError, match="rank >= 2"):
+        L.GroupNormalization(1)(np.ones(6, F32))
+    with pytest.raises(TypeError):
+        L.GroupNormalization(1)(np.array(["a", "b"]).reshape(1, 2))
+    layer = L.GroupNormalization(3)
+    layer(x)
+    with pytest.raises(ValueError, match="9 channels on axis -1, the weights 6"):
+        layer(np.ones((2, 3, 9), F32))
+    with pytest.raises(ValueError, match="known size"):
+        L.GroupNormalization(2).build((2, 3, None))
