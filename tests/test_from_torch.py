@@ -181,6 +181,25 @@ def test_group_norm(any_backend, groups, channels, shape, affine):
         check(nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), gn, nn.SiLU()), x)
 
 
+@pytest.mark.parametrize("cls,shape", [(nn.InstanceNorm2d, (2, 4, 5, 3)),
+                                       (nn.InstanceNorm1d, (3, 6, 7))])
+@pytest.mark.parametrize("affine,running", [(False, False), (True, False), (True, True),
+                                            (False, True)])
+def test_instance_norm(any_backend, cls, shape, affine, running):
+    norm = cls(shape[1], affine=affine, track_running_stats=running)
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-1, 1)
+    if running:
+        _randomize_bn(norm)
+    model = check(norm, 2 * torch.randn(*shape) - 1)
+    kinds = {type(layer) for layer in model.layers}
+    assert (L.GroupNormalization in kinds) == (not running)
+    with pytest.raises(TorchConversionError, match="batched rank"):
+        fl.from_torch(cls(shape[1]), torch.randn(*shape[1:]))
+
+
 # ------------------------------------------------------------------ activations
 
 ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(),

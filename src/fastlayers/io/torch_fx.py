@@ -650,10 +650,9 @@ class _Converter:
     def _module_known(self, mod: Any) -> bool:
         nn = self.nn
         known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
-                 nn.LayerNorm, nn.GroupNorm, nn.GELU, nn.Softmax, nn.LeakyReLU, nn.MaxPool2d,
-                 nn.AvgPool2d,
-                 nn.AdaptiveAvgPool2d, nn.Flatten, nn.LSTM, nn.GRU, nn.RNN,
-                 nn.MultiheadAttention,
+                 nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.GELU,
+                 nn.Softmax, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                 nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample)
         name = type(mod).__name__
@@ -794,6 +793,8 @@ class _Converter:
             return self.layer_norm(mod, args[0])
         if isinstance(mod, nn.GroupNorm):
             return self.group_norm(qual, mod, args[0])
+        if isinstance(mod, (nn.InstanceNorm1d, nn.InstanceNorm2d)):
+            return self.instance_norm(qual, mod, args[0])
         if isinstance(mod, nn.MaxPool2d):
             return self.pool(args[0], "max", mod.kernel_size, mod.stride, mod.padding,
                              mod.dilation, mod.ceil_mode)
@@ -1000,21 +1001,35 @@ class _Converter:
         return _T(torch_layer_norm(t.sym, _np(mod.weight), _np(getattr(mod, "bias", None)),
                                    len(mod.normalized_shape), float(mod.eps)), False)
 
-    def group_norm(self, qual: str, mod: Any, x: Any) -> _T:
+    def group_norm(self, qual: str, mod: Any, x: Any, groups: int | None = None) -> _T:
         """``nn.GroupNorm`` on (N, C, *): GroupNormalization on the channels-last tensor
-        (the same groups of consecutive channels; PyTorch's epsilon)."""
+        (the same groups of consecutive channels; PyTorch's epsilon). ``groups`` -1: one per
+        channel (an InstanceNorm without running statistics)."""
         t = self._tensor(x, qual)
         if t.ndim >= 3:
             t = _to_cl(t)
         layer = self.layers.get(qual)
         if layer is None:
-            layer = GroupNormalization(mod.num_groups, epsilon=float(mod.eps),
-                                       center=mod.affine, scale=mod.affine,
-                                       name=self._layer_name(qual))
+            layer = GroupNormalization(mod.num_groups if groups is None else groups,
+                                       epsilon=float(mod.eps), center=mod.affine,
+                                       scale=mod.affine, name=self._layer_name(qual))
             if mod.affine:
                 layer.set_weights([_np(mod.weight), _np(mod.bias)])
             self.layers[qual] = layer
         return _T(layer(t.sym), t.cl)
+
+    def instance_norm(self, qual: str, mod: Any, x: Any) -> _T:
+        """``nn.InstanceNorm1d`` / ``2d`` on a batched (N, C, L) / (N, C, H, W): in eval mode
+        with running statistics the per-channel affine of a BatchNorm, else each sample's
+        channels normalized alone (GroupNormalization with one group per channel)."""
+        rank = 3 if isinstance(mod, self.nn.InstanceNorm1d) else 4
+        if self._tensor(x, qual).ndim != rank:
+            raise TorchConversionError(
+                f"from_torch: {qual} ({type(mod).__name__}) needs a batched rank-{rank} input"
+            )
+        if mod.track_running_stats and mod.running_mean is not None:
+            return self.batch_norm(mod, x)
+        return self.group_norm(qual, mod, x, groups=-1)
 
     def pool(self, x: Any, kind: str, k: Any, s: Any, p: Any, d: Any = 1,
              ceil_mode: bool = False, count_include_pad: bool = True,
