@@ -29,6 +29,27 @@ def _time_order(t_len, go_backwards, b, u):
     return range(t_len - 1, -1, -1) if go_backwards else range(t_len)
 
 
+def _scan(step, h0, t_len, mask, return_sequences, go_backwards):
+    """The time loop of a cell with one state (GRU, SimpleRNN): h = step(t, h) for t in
+    processing order, masked rows keeping h and repeating their last output. Returns
+    (outputs, h_T): outputs (B, T, u) in processing order if return_sequences, else (B, u)."""
+    b, u = h0.shape
+    h = h0
+    out = np.zeros((b, u), F32)  # previously emitted output
+    seq = np.zeros((b, t_len, u), F32) if return_sequences else None
+    for k, t in enumerate(_time_order(t_len, go_backwards, b, u)):
+        h_new = step(t, h)
+        if mask is None:
+            h, out = h_new, h_new
+        else:
+            keep = mask[:, t, None]
+            h = np.where(keep, h_new, h)
+            out = np.where(keep, h_new, out)
+        if seq is not None:
+            seq[:, k] = out
+    return (seq if return_sequences else out), h
+
+
 def lstm_step(z, c, activation, recurrent_activation):
     """Gate math of one LSTM step; z = x_t @ W + h @ R + b, shape (B, 4u). Returns (h, c)."""
     u = c.shape[-1]
@@ -106,7 +127,6 @@ def gru(
 
     bias is (2, 3u) [input bias; recurrent bias] if reset_after, else (3u,), or None.
     """
-    b, t_len, _ = x.shape
     u = recurrent_kernel.shape[0]
     xw = x @ kernel  # (B, T, 3u)
     b_in = b_rec = None
@@ -118,10 +138,8 @@ def gru(
     if b_in is not None:
         xw += b_in
     r_z, r_r, r_h = (recurrent_kernel[:, k * u : (k + 1) * u] for k in range(3))
-    h = h0
-    out = np.zeros((b, u), F32)
-    seq = np.zeros((b, t_len, u), F32) if return_sequences else None
-    for k, t in enumerate(_time_order(t_len, go_backwards, b, u)):
+
+    def step(t, h):
         x_z, x_r, x_h = xw[:, t, :u], xw[:, t, u : 2 * u], xw[:, t, 2 * u :]
         if reset_after:
             # The reset gate multiplies the recurrent term including its bias.
@@ -135,16 +153,9 @@ def gru(
             z = activations.apply(recurrent_activation, x_z + h @ r_z)
             r = activations.apply(recurrent_activation, x_r + h @ r_r)
             cand = activations.apply(activation, x_h + (r * h) @ r_h)
-        h_new = z * h + (F32(1) - z) * cand  # z weights the old state
-        if mask is None:
-            h, out = h_new, h_new
-        else:
-            keep = mask[:, t, None]
-            h = np.where(keep, h_new, h)
-            out = np.where(keep, h_new, out)
-        if seq is not None:
-            seq[:, k] = out
-    return (seq if return_sequences else out), h
+        return z * h + (F32(1) - z) * cand  # z weights the old state
+
+    return _scan(step, h0, x.shape[1], mask, return_sequences, go_backwards)
 
 
 def simple_rnn(
@@ -160,22 +171,11 @@ def simple_rnn(
 ):
     """Run Keras's SimpleRNN over x (B, T, F): h_t = activation(x_t @ W + b + h_{t-1} @ R),
     the sums in that order, as Keras's SimpleRNNCell. Returns (outputs, h_T)."""
-    b, t_len, _ = x.shape
-    u = recurrent_kernel.shape[0]
     xw = x @ kernel  # (B, T, u)
     if bias is not None:
         xw += bias
-    h = h0
-    out = np.zeros((b, u), F32)
-    seq = np.zeros((b, t_len, u), F32) if return_sequences else None
-    for k, t in enumerate(_time_order(t_len, go_backwards, b, u)):
-        h_new = activations.apply(activation, xw[:, t] + h @ recurrent_kernel)
-        if mask is None:
-            h, out = h_new, h_new
-        else:
-            keep = mask[:, t, None]
-            h = np.where(keep, h_new, h)
-            out = np.where(keep, h_new, out)
-        if seq is not None:
-            seq[:, k] = out
-    return (seq if return_sequences else out), h
+
+    def step(t, h):
+        return activations.apply(activation, xw[:, t] + h @ recurrent_kernel)
+
+    return _scan(step, h0, x.shape[1], mask, return_sequences, go_backwards)

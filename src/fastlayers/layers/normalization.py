@@ -111,6 +111,29 @@ def _rank_for(axes: list[int]) -> int:
     return ndim
 
 
+def _set_affine_args(layer: Layer, epsilon: Any, center: Any, scale: Any,
+                     beta_initializer: Any, gamma_initializer: Any) -> None:
+    """epsilon, center, scale and the beta / gamma initializers of a normalization layer,
+    checked and set on ``layer``."""
+    owner = type(layer).__name__
+    layer.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
+    layer.center = _bool(center, owner, "center")
+    layer.scale = _bool(scale, owner, "scale")
+    layer.beta_initializer = _initializer(beta_initializer, owner, "beta_initializer")
+    layer.gamma_initializer = _initializer(gamma_initializer, owner, "gamma_initializer")
+
+
+def _affine_specs(layer: Layer, shape: tuple | None) -> list:
+    """The weight specs of ``gamma`` (if scale) and ``beta`` (if center), both of ``shape``,
+    in Keras's order."""
+    specs = []
+    if layer.scale:
+        specs.append(weight_spec("gamma", shape, layer.gamma_initializer))
+    if layer.center:
+        specs.append(weight_spec("beta", shape, layer.beta_initializer))
+    return specs
+
+
 class _NoWeights(Layer):
     """A layer without weights: built by its first call."""
 
@@ -217,11 +240,7 @@ class BatchNormalization(Layer):
             axis = axis[0]  # Keras 2 configs store the axis as a one-element list
         self.axis = _int_axis(axis, owner)
         self.momentum = _real(momentum, owner, "momentum")
-        self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
-        self.center = _bool(center, owner, "center")
-        self.scale = _bool(scale, owner, "scale")
-        self.beta_initializer = _initializer(beta_initializer, owner, "beta_initializer")
-        self.gamma_initializer = _initializer(gamma_initializer, owner, "gamma_initializer")
+        _set_affine_args(self, epsilon, center, scale, beta_initializer, gamma_initializer)
         self.moving_mean_initializer = _initializer(
             moving_mean_initializer, owner, "moving_mean_initializer"
         )
@@ -231,11 +250,7 @@ class BatchNormalization(Layer):
 
     def _weight_specs(self, input_shape):
         c = None if input_shape is None else (input_shape[self.axis],)
-        specs = []
-        if self.scale:
-            specs.append(weight_spec("gamma", c, self.gamma_initializer))
-        if self.center:
-            specs.append(weight_spec("beta", c, self.beta_initializer))
+        specs = _affine_specs(self, c)
         specs.append(weight_spec("moving_mean", c, self.moving_mean_initializer))
         specs.append(weight_spec("moving_variance", c, self.moving_variance_initializer))
         return specs
@@ -361,11 +376,7 @@ class LayerNormalization(Layer):
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.axis = _axis_list(axis, owner)
-        self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
-        self.center = _bool(center, owner, "center")
-        self.scale = _bool(scale, owner, "scale")
-        self.beta_initializer = _initializer(beta_initializer, owner, "beta_initializer")
-        self.gamma_initializer = _initializer(gamma_initializer, owner, "gamma_initializer")
+        _set_affine_args(self, epsilon, center, scale, beta_initializer, gamma_initializer)
 
     def _axes(self) -> list[int]:
         """The axes as Keras keeps them after build: a sorted list."""
@@ -373,12 +384,7 @@ class LayerNormalization(Layer):
 
     def _weight_specs(self, input_shape):
         shape = None if input_shape is None else tuple(input_shape[a] for a in self._axes())
-        specs = []
-        if self.scale:
-            specs.append(weight_spec("gamma", shape, self.gamma_initializer))
-        if self.center:
-            specs.append(weight_spec("beta", shape, self.beta_initializer))
-        return specs
+        return _affine_specs(self, shape)
 
     def _input_shape_from_weights(self, shapes):
         axes = self._axes()
@@ -481,20 +487,10 @@ class GroupNormalization(Layer):
             )
         self.groups = groups
         self.axis = _int_axis(axis, owner)
-        self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
-        self.center = _bool(center, owner, "center")
-        self.scale = _bool(scale, owner, "scale")
-        self.beta_initializer = _initializer(beta_initializer, owner, "beta_initializer")
-        self.gamma_initializer = _initializer(gamma_initializer, owner, "gamma_initializer")
+        _set_affine_args(self, epsilon, center, scale, beta_initializer, gamma_initializer)
 
     def _weight_specs(self, input_shape):
-        c = None if input_shape is None else (input_shape[self.axis],)
-        specs = []
-        if self.scale:
-            specs.append(weight_spec("gamma", c, self.gamma_initializer))
-        if self.center:
-            specs.append(weight_spec("beta", c, self.beta_initializer))
-        return specs
+        return _affine_specs(self, None if input_shape is None else (input_shape[self.axis],))
 
     def _input_shape_from_weights(self, shapes):
         shape = [None] * max(2, _rank_for([self.axis]))
