@@ -200,6 +200,35 @@ def test_instance_norm(any_backend, cls, shape, affine, running):
         fl.from_torch(cls(shape[1]), torch.randn(*shape[1:]))
 
 
+class FunctionalNorms(nn.Module):
+    """F.group_norm and F.layer_norm with parameters, without, and with a computed weight."""
+
+    def __init__(self, computed=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.g_weight = nn.Parameter(torch.rand(6) + 0.5)
+        self.g_bias = nn.Parameter(torch.rand(6) - 0.5)
+        self.l_weight = nn.Parameter(torch.rand(5) + 0.5)
+        self.computed = computed
+
+    def forward(self, x):
+        h = self.conv(x)
+        weight = h[0, :, 0, 0] if self.computed else self.g_weight
+        a = F.group_norm(h, 3, weight, self.g_bias, eps=1e-4)
+        b = F.group_norm(h, 6)
+        c = F.layer_norm(x, (5,), self.l_weight)
+        d = F.layer_norm(x, [4, 5], eps=1e-3)
+        return a + b, c, d
+
+
+def test_functional_norms(any_backend):
+    model = check(FunctionalNorms(), 2 * torch.randn(2, 3, 4, 5) + 1)
+    assert sum(isinstance(layer, L.GroupNormalization) for layer in model.layers) == 2
+    with pytest.raises(TorchConversionError, match="weight must be a parameter or a constant, "
+                                                   "got a computed tensor"):
+        fl.from_torch(FunctionalNorms(computed=True), torch.randn(2, 3, 4, 5))
+
+
 # ------------------------------------------------------------------ activations
 
 ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(),

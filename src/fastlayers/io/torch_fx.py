@@ -541,6 +541,17 @@ def _bn_scale_shift(mod: Any) -> tuple[np.ndarray, np.ndarray]:
     return scale, shift
 
 
+def _check_constants(what: str, **arrays: Any) -> None:
+    """Refuse a function argument that must be known at conversion (a parameter, a buffer or
+    a constant: a NumPy array here) but is computed in the graph, or None."""
+    for name, value in arrays.items():
+        if value is not None and not isinstance(value, np.ndarray):
+            raise TorchConversionError(
+                f"from_torch: {what}'s {name} must be a parameter or a constant, got "
+                f"{'a computed tensor' if isinstance(value, _T) else type(value).__name__}"
+            )
+
+
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -792,7 +803,7 @@ class _Converter:
         if isinstance(mod, nn.LayerNorm):
             return self.layer_norm(mod, args[0])
         if isinstance(mod, nn.GroupNorm):
-            return self.group_norm(qual, mod, args[0])
+            return self._module_norm(qual, mod, args[0], mod.num_groups)
         if isinstance(mod, (nn.InstanceNorm1d, nn.InstanceNorm2d)):
             return self.instance_norm(qual, mod, args[0])
         if isinstance(mod, nn.MaxPool2d):
@@ -1001,22 +1012,32 @@ class _Converter:
         return _T(torch_layer_norm(t.sym, _np(mod.weight), _np(getattr(mod, "bias", None)),
                                    len(mod.normalized_shape), float(mod.eps)), False)
 
-    def group_norm(self, qual: str, mod: Any, x: Any, groups: int | None = None) -> _T:
-        """``nn.GroupNorm`` on (N, C, *): GroupNormalization on the channels-last tensor
-        (the same groups of consecutive channels; PyTorch's epsilon). ``groups`` -1: one per
-        channel (an InstanceNorm without running statistics)."""
-        t = self._tensor(x, qual)
+    def group_norm(self, x: Any, groups: int, eps: float, weight: Any, bias: Any,
+                   qual: str | None = None, what: str = "group_norm") -> _T:
+        """``nn.GroupNorm`` / ``F.group_norm`` on (N, C, *): GroupNormalization on the
+        channels-last tensor (the same groups of consecutive channels; PyTorch's eps), with
+        gamma = weight and beta = bias when given (arrays). ``groups`` -1: one per channel (an
+        instance norm). A module's layer is made once (``qual``), a function's per call."""
+        t = self._tensor(x, what)
         if t.ndim >= 3:
             t = _to_cl(t)
-        layer = self.layers.get(qual)
+        layer = self.layers.get(qual) if qual is not None else None
         if layer is None:
-            layer = GroupNormalization(mod.num_groups if groups is None else groups,
-                                       epsilon=float(mod.eps), center=mod.affine,
-                                       scale=mod.affine, name=self._layer_name(qual))
-            if mod.affine:
-                layer.set_weights([_np(mod.weight), _np(mod.bias)])
-            self.layers[qual] = layer
+            _check_constants(what, weight=weight, bias=bias)
+            layer = GroupNormalization(groups, epsilon=float(eps), center=bias is not None,
+                                       scale=weight is not None,
+                                       name=None if qual is None else self._layer_name(qual))
+            weights = [np.asarray(w, F32) for w in (weight, bias) if w is not None]
+            if weights:
+                layer.set_weights(weights)
+            if qual is not None:
+                self.layers[qual] = layer
         return _T(layer(t.sym), t.cl)
+
+    def _module_norm(self, qual: str, mod: Any, x: Any, groups: int) -> _T:
+        """group_norm with an nn.GroupNorm's or InstanceNorm's eps and affine weights."""
+        weight, bias = (_np(mod.weight), _np(mod.bias)) if mod.affine else (None, None)
+        return self.group_norm(x, groups, mod.eps, weight, bias, qual, qual)
 
     def instance_norm(self, qual: str, mod: Any, x: Any) -> _T:
         """``nn.InstanceNorm1d`` / ``2d`` on a batched (N, C, L) / (N, C, H, W): in eval mode
@@ -1029,7 +1050,16 @@ class _Converter:
             )
         if mod.track_running_stats and mod.running_mean is not None:
             return self.batch_norm(mod, x)
-        return self.group_norm(qual, mod, x, groups=-1)
+        return self._module_norm(qual, mod, x, -1)
+
+    def _layer_norm_fn(self, x: Any, normalized_shape: Any, weight: Any = None,
+                       bias: Any = None, eps: float = 1e-5) -> _T:
+        """``F.layer_norm``: over the last len(normalized_shape) axes, weight and bias arrays
+        (parameters or constants) or None."""
+        t = _to_torch(self._tensor(x, "layer_norm"))
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        _check_constants("layer_norm", weight=weight, bias=bias)
+        return _T(torch_layer_norm(t.sym, weight, bias, len(tuple(shape)), float(eps)), False)
 
     def pool(self, x: Any, kind: str, k: Any, s: Any, p: Any, d: Any = 1,
              ceil_mode: bool = False, count_include_pad: bool = True,
@@ -1410,6 +1440,9 @@ class _Converter:
                 x, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
                 divisor_override),
             F.adaptive_avg_pool2d: self._adaptive_fn,
+            F.layer_norm: self._layer_norm_fn,
+            F.group_norm: lambda x, num_groups, weight=None, bias=None, eps=1e-5: (
+                self.group_norm(x, num_groups, eps, weight, bias)),
             F.interpolate: lambda x, size=None, scale_factor=None, mode="nearest",
             align_corners=None, recompute_scale_factor=None, antialias=False: self.upsample(
                 x, size, scale_factor, mode, align_corners, antialias),
