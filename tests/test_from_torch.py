@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -233,7 +234,10 @@ def test_functional_norms(any_backend):
 
 ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(),
                nn.Sigmoid(), nn.Softmax(dim=1), nn.Softmax(dim=-1), nn.LeakyReLU(0.2),
-               nn.LeakyReLU(), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Identity()]
+               nn.LeakyReLU(), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Identity(),
+               nn.ReLU6(), nn.Hardswish(), nn.Hardsigmoid(), nn.Mish(), nn.Softsign(),
+               nn.SELU(), nn.LogSigmoid(), nn.Tanhshrink(), nn.ELU(), nn.CELU(), nn.Softplus(),
+               nn.Hardtanh(), nn.Hardshrink(), nn.Softshrink()]
 
 
 @pytest.mark.parametrize("act", ACT_MODULES, ids=lambda m: repr(m))
@@ -259,7 +263,29 @@ ACT_CALLS = {
     "Tensor.softmax": lambda x: x.softmax(-1),
     "F.leaky_relu": lambda x: F.leaky_relu(x, 0.1),
     "F.dropout": lambda x: F.dropout(x, 0.3, training=False),
+    "F.relu6": lambda x: F.relu6(x),
+    "F.hardswish": lambda x: F.hardswish(x),
+    "F.hardsigmoid": lambda x: F.hardsigmoid(x, inplace=False),
+    "F.mish": lambda x: F.mish(x),
+    "F.softsign": lambda x: F.softsign(x),
+    "F.selu": lambda x: F.selu(x),
+    "F.logsigmoid": lambda x: F.logsigmoid(x),
+    "F.elu": lambda x: F.elu(x, 1.0),
+    "F.softplus": lambda x: F.softplus(x, beta=1),
+    "F.hardtanh": lambda x: F.hardtanh(x, -1.0, 1.0),
 }
+
+
+@pytest.mark.parametrize("act,message", [
+    (nn.ELU(alpha=0.5), "alpha=0.5 (only 1.0)"), (nn.Softplus(beta=2), "beta=2"),
+    (nn.Hardtanh(0.0, 6.0), "min_val=0.0"), (nn.Hardshrink(0.3), "lambd=0.3"),
+    (lambda x: F.elu(x, 0.5), "elu with alpha=0.5 is not supported"),
+    (lambda x: F.softplus(x, 1, 10), "softplus with threshold=10"),
+    (lambda x: F.hardtanh(x, max_val=6.0), "hard_tanh with max_val=6.0"),
+])
+def test_activation_parameters_without_a_keras_equivalent(act, message):
+    with pytest.raises(TorchConversionError, match=re.escape(message)):
+        fl.from_torch(Fn(act), torch.randn(2, 3, 5, 4))
 
 
 @pytest.mark.parametrize("name", list(ACT_CALLS))

@@ -578,7 +578,18 @@ def _fn_name(torch: Any, fn: Any) -> str:
     return f"{mod_name}.{qual}" if mod_name else qual
 
 
-_ACT_MODULES = {"ReLU": "relu", "SiLU": "silu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+# Activation modules -> the Keras activation computing the same; those in _ACT_DEFAULTS only
+# with those attribute values (PyTorch's defaults, where the two libraries agree).
+_ACT_MODULES = {"ReLU": "relu", "SiLU": "silu", "Tanh": "tanh", "Sigmoid": "sigmoid",
+                "ReLU6": "relu6", "Hardswish": "hard_silu", "Hardsigmoid": "hard_sigmoid",
+                "Mish": "mish", "Softsign": "softsign", "SELU": "selu",
+                "LogSigmoid": "log_sigmoid", "Tanhshrink": "tanh_shrink", "ELU": "elu",
+                "CELU": "celu", "Softplus": "softplus", "Hardtanh": "hard_tanh",
+                "Hardshrink": "hard_shrink", "Softshrink": "soft_shrink"}
+_ACT_DEFAULTS = {"ELU": {"alpha": 1.0}, "CELU": {"alpha": 1.0},
+                 "Softplus": {"beta": 1.0, "threshold": 20.0},
+                 "Hardtanh": {"min_val": -1.0, "max_val": 1.0},
+                 "Hardshrink": {"lambd": 0.5}, "Softshrink": {"lambd": 0.5}}
 _IDENTITY_MODULES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
                      "Identity")
 
@@ -654,6 +665,10 @@ class _Converter:
                     or isinstance(act, (nn.ReLU, nn.GELU))):
                 no(f"activation={act!r} (relu or gelu only)")
             bad += self._module_problems(f"{qual}.self_attn", mod.self_attn)
+        elif type(mod).__name__ in _ACT_DEFAULTS and self._module_known(mod):
+            for attr, want in _ACT_DEFAULTS[type(mod).__name__].items():
+                if getattr(mod, attr) != want:
+                    no(f"{attr}={getattr(mod, attr)!r} (only {want!r})")
         elif not self._module_known(mod):
             bad.append(f"{qual} ({cls})")
         return bad
@@ -1426,6 +1441,16 @@ class _Converter:
             F.sigmoid: lambda x: self.activation(x, "sigmoid"),
             F.leaky_relu: lambda x, negative_slope=0.01, inplace=False: self.activation(
                 x, "leaky_relu", negative_slope),
+            F.relu6: self._act_fn("relu6"),
+            F.hardswish: self._act_fn("hard_silu"),
+            F.hardsigmoid: self._act_fn("hard_sigmoid"),
+            F.mish: self._act_fn("mish"),
+            F.softsign: self._act_fn("softsign"),
+            F.selu: self._act_fn("selu"),
+            F.logsigmoid: self._act_fn("log_sigmoid"),
+            F.elu: self._act_fn("elu", alpha=1.0),
+            F.softplus: self._act_fn("softplus", beta=1.0, threshold=20.0),
+            F.hardtanh: self._act_fn("hard_tanh", min_val=-1.0, max_val=1.0),
             F.softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmax(x, dim),
             torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim),
             F.dropout: lambda x, p=0.5, training=True, inplace=False: x,
@@ -1467,6 +1492,20 @@ class _Converter:
             return table.get(fn)
         except TypeError:  # an unhashable target
             return None
+
+    def _act_fn(self, name: str, **defaults: Any) -> Any:
+        """A handler for an activation function of torch.nn.functional that computes Keras's
+        ``name`` when its parameters (``defaults``, in PyTorch's order) keep these values."""
+        def run(x: Any, *args: Any, inplace: bool = False, **kwargs: Any) -> _T:
+            given = dict(zip(defaults, args), **kwargs)
+            for key, value in given.items():
+                if key not in defaults or value != defaults[key]:
+                    raise TorchConversionError(
+                        f"from_torch: {name} with {key}={value!r} is not supported"
+                        + (f" (only {defaults[key]!r})" if key in defaults else "")
+                    )
+            return self.activation(x, name)
+        return run
 
     def _adaptive_fn(self, x: Any, output_size: Any) -> _T:
         if _pair_or_none(output_size) != (1, 1):
