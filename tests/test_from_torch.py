@@ -230,6 +230,36 @@ def test_functional_norms(any_backend):
         fl.from_torch(FunctionalNorms(computed=True), torch.randn(2, 3, 4, 5))
 
 
+REDUCTIONS = {
+    "global mean": lambda x: x.mean((2, 3)),
+    "global mean keepdim": lambda x: torch.mean(x, dim=[-1, -2], keepdim=True) * 2,
+    "channel sum keepdim": lambda x: x.sum(dim=1, keepdim=True),
+    "channel amax": lambda x: torch.amax(x, 1),
+    "row mean": lambda x: x.mean(dim=2),  # keeps the channels of a 4-D map: via a transpose
+    "width amin": lambda x: x.amin(-1, True),
+    "batch sum": lambda x: torch.sum(x, 0),
+    "all": lambda x: torch.mean(x),
+}
+
+
+@pytest.mark.parametrize("name", list(REDUCTIONS))
+@pytest.mark.parametrize("conv", [False, True])
+def test_reductions(any_backend, name, conv):
+    check(Fn(REDUCTIONS[name], conv=conv), torch.randn(2, 3, 5, 4) * 3)
+
+
+def test_global_mean_reduces_the_channels_last_map_in_place():
+    model = fl.from_torch(Fn(REDUCTIONS["global mean"], conv=True), torch.randn(2, 3, 5, 4))
+    assert sum(isinstance(layer, L.Permute) for layer in model.layers) == 1  # the input's
+
+
+def test_reductions_refused():
+    with pytest.raises(TorchConversionError, match="dtype"):
+        fl.from_torch(Fn(lambda x: x.sum(1, dtype=torch.float64)), torch.randn(2, 3, 5, 4))
+    with pytest.raises(TorchConversionError, match="for rank 4"):
+        fl.from_torch(Fn(lambda x: x.mean(4)), torch.randn(2, 3, 5, 4))
+
+
 # ------------------------------------------------------------------ activations
 
 ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(),

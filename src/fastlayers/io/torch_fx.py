@@ -98,6 +98,16 @@ def torch_index(x, key):
     return np.ascontiguousarray(np.asarray(x)[key])
 
 
+_REDUCTIONS = {"mean": np.mean, "sum": np.sum, "amax": np.amax, "amin": np.amin}
+
+
+@S.symbolic_op
+def torch_reduce(x, op, axes, keepdims):
+    """``x.mean / sum / amax / amin(dim, keepdim)`` over ``axes`` of the stored array, float32
+    (a mean or sum accumulated as NumPy does, pairwise)."""
+    return np.asarray(_REDUCTIONS[op](np.asarray(x, F32), axis=axes, keepdims=keepdims), F32)
+
+
 @S.symbolic_op
 def torch_activation(x, name, negative_slope=0.01):
     """An elementwise activation by name (relu, gelu, gelu_tanh, silu, tanh, sigmoid,
@@ -1220,6 +1230,31 @@ class _Converter:
             return _T(torch_index(t.sym, key), False)
         raise TorchConversionError(f"from_torch: cannot index a {type(obj).__name__}")
 
+    def reduce(self, op: str, x: Any, dim: Any = None, keepdim: bool = False,
+               dtype: Any = None) -> _T:
+        """``mean``, ``sum``, ``amax``, ``amin`` over ``dim`` (an int, a list or tuple of ints,
+        or None: every axis). On a channels-last tensor the axes are mapped to the stored
+        layout (no copy), as long as the result is in PyTorch's order or keeps the layout:
+        global pooling x.mean((2, 3)) of an image is a reduction of the NHWC array."""
+        if dtype is not None:
+            raise TorchConversionError(f"from_torch: {op} with dtype={dtype!r}")
+        t = self._tensor(x, op)
+        r = t.ndim
+        dims = range(r) if dim is None or (isinstance(dim, (list, tuple)) and not dim) else (
+            dim if isinstance(dim, (list, tuple)) else (dim,))
+        if not all(isinstance(d, (int, np.integer)) for d in dims):
+            raise TorchConversionError(f"from_torch: {op} over dim={dim!r} (ints only)")
+        torch_axes = sorted({int(d) % r if -r <= int(d) < r else int(d) for d in dims})
+        if any(not 0 <= d < r for d in torch_axes):
+            raise TorchConversionError(f"from_torch: {op} over dim={dim!r} for rank {r}")
+        kept = r - len(torch_axes)
+        in_order = keepdim or 1 in torch_axes or kept <= 2  # the stored order is PyTorch's
+        if t.cl and 0 not in torch_axes and in_order:
+            axes = tuple(sorted(_axis_in_layout(t, d) for d in torch_axes))
+            return _T(torch_reduce(t.sym, op, axes, bool(keepdim)), t.cl and bool(keepdim))
+        t = _to_torch(t)
+        return _T(torch_reduce(t.sym, op, tuple(torch_axes), bool(keepdim)), False)
+
     def permute(self, x: Any, *dims: Any) -> _T:
         t = _to_torch(self._tensor(x, "permute"))
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
@@ -1481,6 +1516,10 @@ class _Converter:
             torch.mul: lambda a, b: self.binary(a, b, "mul"),
             operator.truediv: lambda a, b: self.binary(a, b, "div"),
             operator.floordiv: self._int_floordiv,
+            torch.mean: lambda x, *a, **k: self.reduce("mean", x, *a, **k),
+            torch.sum: lambda x, *a, **k: self.reduce("sum", x, *a, **k),
+            torch.amax: lambda x, *a, **k: self.reduce("amax", x, *a, **k),
+            torch.amin: lambda x, *a, **k: self.reduce("amin", x, *a, **k),
             torch.cat: lambda tensors, dim=0: self.cat(tensors, dim),
             torch.concat: lambda tensors, dim=0: self.cat(tensors, dim),
             operator.getitem: self.getitem,
@@ -1557,12 +1596,14 @@ class _Converter:
             return self.permute(x, *args)
         if name == "transpose":
             return self.transpose(x, *args)
+        if name in _REDUCTIONS:
+            return self.reduce(name, x, *args, **kwargs)
         raise TorchConversionError(f"from_torch: Tensor.{name}")  # pragma: no cover
 
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
-                      "transpose"})
+                      "transpose", *_REDUCTIONS})
 
 
 def _conv_transpose_problem(mod: Any) -> str | None:
