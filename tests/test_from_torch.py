@@ -818,12 +818,12 @@ except ImportError as e:
 class Unsupported(nn.Module):
     def __init__(self):
         super().__init__()
-        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.Hardswish())
+        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.PReLU())
         self.conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
         self.lstm = nn.LSTM(4, 4, proj_size=2)
 
     def forward(self, x, img):
-        y = F.hardswish(self.layer3(x)).exp()
+        y = F.softmin(self.layer3(x), 1).exp()
         return torch.stack([y, y]), self.conv(img), self.lstm(x)
 
 
@@ -831,7 +831,7 @@ def test_unsupported_lists_every_offender():
     with pytest.raises(TorchConversionError) as info:
         fl.from_torch(Unsupported(), (torch.randn(2, 4), torch.randn(1, 1, 4, 4)))
     msg = str(info.value)
-    for part in ["layer3.1 (torch.nn.Hardswish)", "hardswish (torch.nn.functional.hardswish)",
+    for part in ["layer3.1 (torch.nn.PReLU)", "softmin (torch.nn.functional.softmin)",
                  "exp (Tensor.exp)", "stack (torch.stack)",
                  "conv (torch.nn.Conv2d): padding_mode='reflect'",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
