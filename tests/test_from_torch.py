@@ -306,6 +306,24 @@ ACT_CALLS = {
 }
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (2, 3, 7), (4, 3)])
+@pytest.mark.parametrize("conv", [False, True])
+def test_prelu(any_backend, channels, shape, conv):
+    """One weight, or one per channel: of the input, or of the conv's channels-last output."""
+    if conv:
+        shape = (2, 3, 5, 4)
+    act = nn.PReLU(1 if channels == 1 else (4 if conv else shape[1]))
+    with torch.no_grad():
+        act.weight.uniform_(-0.5, 0.5)
+    check(Fn(act, conv=conv), torch.randn(*shape) * 3)
+
+
+def test_prelu_parameters_must_match_the_channels():
+    with pytest.raises(TorchConversionError, match="has 4 parameters"):
+        fl.from_torch(nn.PReLU(4), torch.randn(2, 3, 5))
+
+
 @pytest.mark.parametrize("act,message", [
     (nn.ELU(alpha=0.5), "alpha=0.5 (only 1.0)"), (nn.Softplus(beta=2), "beta=2"),
     (nn.Hardtanh(0.0, 6.0), "min_val=0.0"), (nn.Hardshrink(0.3), "lambd=0.3"),
@@ -818,7 +836,7 @@ except ImportError as e:
 class Unsupported(nn.Module):
     def __init__(self):
         super().__init__()
-        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.PReLU())
+        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.Softmin(1))
         self.conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
         self.lstm = nn.LSTM(4, 4, proj_size=2)
 
@@ -831,7 +849,7 @@ def test_unsupported_lists_every_offender():
     with pytest.raises(TorchConversionError) as info:
         fl.from_torch(Unsupported(), (torch.randn(2, 4), torch.randn(1, 1, 4, 4)))
     msg = str(info.value)
-    for part in ["layer3.1 (torch.nn.PReLU)", "softmin (torch.nn.functional.softmin)",
+    for part in ["layer3.1 (torch.nn.Softmin)", "softmin (torch.nn.functional.softmin)",
                  "exp (Tensor.exp)", "stack (torch.stack)",
                  "conv (torch.nn.Conv2d): padding_mode='reflect'",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:

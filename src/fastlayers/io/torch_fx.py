@@ -98,6 +98,17 @@ def torch_index(x, key):
     return np.ascontiguousarray(np.asarray(x)[key])
 
 
+@S.symbolic_op
+def torch_prelu(x, alpha, axis):
+    """``nn.PReLU``: x where x >= 0, else alpha * x, alpha (1,) or one per entry of ``axis``
+    (the channels) of the stored array."""
+    x = np.asarray(x, F32)
+    shape = [1] * x.ndim
+    if alpha.size > 1:
+        shape[axis] = alpha.size
+    return np.where(x >= 0, x, alpha.reshape(shape) * x).astype(F32)
+
+
 _REDUCTIONS = {"mean": np.mean, "sum": np.sum, "amax": np.amax, "amin": np.amin}
 
 
@@ -687,7 +698,8 @@ class _Converter:
         nn = self.nn
         known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
                  nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.GELU,
-                 nn.Softmax, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                 nn.Softmax, nn.LeakyReLU, nn.PReLU, nn.MaxPool2d, nn.AvgPool2d,
+                 nn.AdaptiveAvgPool2d,
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample)
@@ -812,6 +824,16 @@ class _Converter:
             return self.activation(args[0], "leaky_relu", mod.negative_slope)
         if isinstance(mod, nn.Softmax):
             return self.softmax(args[0], mod.dim)
+        if isinstance(mod, nn.PReLU):
+            t = self._tensor(args[0], qual)
+            alpha = _np(mod.weight).astype(F32)
+            if alpha.size > 1 and (t.ndim < 2 or t.sym.shape[_axis_in_layout(t, 1)] != alpha.size):
+                raise TorchConversionError(
+                    f"from_torch: {qual} (PReLU) has {alpha.size} parameters for an input of "
+                    f"shape {t.sym.shape} (channels on axis 1)"
+                )
+            axis = _axis_in_layout(t, 1) if t.ndim >= 2 else 0
+            return _T(torch_prelu(t.sym, alpha, axis), t.cl)
         if isinstance(mod, nn.Linear):
             return self.linear(qual, mod, args[0])
         if isinstance(mod, nn.Conv2d):
@@ -1733,7 +1755,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
         torch is not installed (``pip install "fastlayers[torch]"``).
     TorchConversionError
         (a NotImplementedError) listing every module and call that does not convert,
-        by qualified name, e.g. ``layer3.0.act (torch.nn.PReLU)``.
+        by qualified name, e.g. ``layer3.0.act (torch.nn.Softmin)``.
 
     What converts is listed in docs/semantics.md §24.
     """
