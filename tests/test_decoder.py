@@ -114,6 +114,38 @@ def test_op_matches_the_rule(shape, ksize, f, strides, padding, op, dil, backend
 
 
 @pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
+@pytest.mark.parametrize("shape, ksize, strides, op", [
+    ((1, 2, 3, 2), (2, 2), (2, 2), 0),
+    ((2, 3, 5, 3), (4, 3), (4, 3), 0),
+    ((1, 4, 6, 3), (4, 4), (4, 4), 1),
+    ((1, 5, 2, 4), (3, 2), (3, 5), 0),
+])
+def test_phases_that_start_inside_the_input(shape, ksize, strides, op, rng, monkeypatch):
+    """Keras's "same" offset with an explicit output_padding can put a phase's first output
+    row one row past its convolution's first row: the C++ path then reads x from that row on
+    (a copy of x without it). Each case reaches that branch (the spans are recorded)."""
+    from fastlayers._cpp import conv2d as cpp_conv2d
+
+    spans = []
+    real = cpp_conv2d._phase_span
+
+    def record(*args):
+        spans.append(real(*args))
+        return spans[-1]
+
+    monkeypatch.setattr(cpp_conv2d, "_phase_span", record)
+    x = rng.standard_normal(shape).astype(F32)
+    kernel = rng.standard_normal((*ksize, 5, shape[3])).astype(F32)
+    bias = rng.standard_normal(5).astype(F32)
+    with fl.use_backend("cpp"):
+        got = fl.conv2d_transpose(x, kernel, bias, strides=strides, padding="same",
+                                  output_padding=op, activation="tanh")
+    assert max(span[3] for span in spans if span is not None) > 0
+    want = np.tanh(_naive_transpose(x, kernel, bias, strides, "same", (op, op), (1, 1)))
+    assert_close(got, want, k=ksize[0] * ksize[1] * shape[3], magnitude=4.0)
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
 @pytest.mark.parametrize("c, f", [(1, 1), (7, 5), (16, 15), (17, 16), (16, 17), (33, 31)])
 def test_paths_agree_at_gemm_tile_edges(c, f, rng):
     """Channels and kh*kw*filters columns around the GEMM tiles (16 floats a vector); the C++

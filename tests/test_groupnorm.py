@@ -105,7 +105,8 @@ def test_empty_batch_and_masks_pass_through(rng):
     layer = L.GroupNormalization(2)
     y = layer(np.zeros((0, 3, 4), F32))
     assert y.shape == (0, 3, 4) and y.dtype == F32
-    assert layer.compute_mask(np.ones((2, 3, 4), F32), np.ones((2, 3), bool)) is not None
+    mask = rng.random((2, 3)) < 0.5
+    np.testing.assert_array_equal(layer.compute_mask(np.ones((2, 3, 4), F32), mask), mask)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -177,7 +178,11 @@ def test_bad_arguments():
         L.GroupNormalization(1)(np.array(["a", "b"]).reshape(1, 2))
     layer = L.GroupNormalization(3)
     layer(x)
-    with pytest.raises(ValueError, match="9 channels on axis -1, the weights 6"):
+    with pytest.raises(ValueError, match="9 channels on axis -1, the layer was built for 6"):
         layer(np.ones((2, 3, 9), F32))
+    plain = L.GroupNormalization(-1, center=False, scale=False)  # no weights to compare with
+    plain(np.ones((2, 4), F32))
+    with pytest.raises(ValueError, match="8 channels on axis -1, the layer was built for 4"):
+        plain(np.ones((2, 8), F32))
     with pytest.raises(ValueError, match="known size"):
         L.GroupNormalization(2).build((2, 3, None))

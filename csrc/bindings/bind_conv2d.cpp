@@ -42,7 +42,7 @@ PackedConv make_packed_conv(const py::handle& kernel_in, const py::handle& bias_
 
 // The shape of a conv of x by w, but for its output size (oh, ow), with the strides, dilation
 // and top/left pads checked (>= 1, >= 1, given).
-Conv2dShape input_shape(const char* op, const FloatArrayC& x, const PackedConv& w,
+Conv2dShape conv_shape(const char* op, const FloatArrayC& x, const PackedConv& w,
                         const std::array<int64_t, 2>& strides,
                         const std::array<int64_t, 2>& dilation, int64_t pad_top,
                         int64_t pad_left) {
@@ -110,7 +110,7 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
         local = make_packed_conv(kernel_in, bias_in, groups);
         w = &local;
     }
-    Conv2dShape s = input_shape("conv2d", x, *w, strides, dilation, pads[0], pads[2]);
+    Conv2dShape s = conv_shape("conv2d", x, *w, strides, dilation, pads[0], pads[2]);
     for (int64_t v : pads) {
         if (v < 0) throw py::value_error("conv2d: pads must be >= 0");
     }
@@ -156,8 +156,12 @@ void conv2d_into(const py::handle& out_in, const py::handle& x_in, const py::han
     const PackedConv& w = kernel_in.cast<const PackedConv&>();
     const std::array<int64_t, 2> pads = int64_args<2>(pads_in, op, "pads");
     if (pads[0] < 0 || pads[1] < 0) throw py::value_error("conv2d_into: pads must be >= 0");
-    Conv2dShape s = input_shape(op, x, w, int64_args<2>(strides_in, op, "strides"),
-                                int64_args<2>(dilation_in, op, "dilation"), pads[0], pads[1]);
+    Conv2dShape s = conv_shape(op, x, w, int64_args<2>(strides_in, op, "strides"),
+                               int64_args<2>(dilation_in, op, "dilation"), pads[0], pads[1]);
+    if (s.h < 1 || s.w < 1) {
+        throw py::value_error("conv2d_into: x must have a height and a width of at least 1, "
+                              "got shape " + shape_str(x));
+    }
     const ActFn act = act_kernel_from_id(activation_id, op, "activation_id");
     const StridedView4<float> out = strided_view4<float>(op, out_in, "out", true);
     if (out.shape[0] != s.n || out.shape[3] != s.f || out.shape[1] < 1 || out.shape[2] < 1) {
@@ -172,15 +176,12 @@ void conv2d_into(const py::handle& out_in, const py::handle& x_in, const py::han
     if (ranges_overlap(out.lo, out.hi, x_lo, x_lo + static_cast<uintptr_t>(x.nbytes()))) {
         throw py::value_error("conv2d_into: out must not overlap x");
     }
-    // The strides of a dimension of size 1 are never used: given their dense values.
+    // The strides of a dimension of size 1 are never used: given their dense values (overlapping
+    // pixels are refused by conv2d_forward_into, std::invalid_argument -> ValueError).
     OutputPlacement place;
     place.pixel = s.ow > 1 ? out.rows.st : s.f;
     place.row = s.oh > 1 ? out.rows.sh : s.ow * place.pixel;
     place.image = s.n > 1 ? out.rows.sb : s.oh * place.row;
-    if (place.pixel < s.f || place.row < (s.ow - 1) * place.pixel + s.f ||
-        place.image < (s.oh - 1) * place.row + (s.ow - 1) * place.pixel + s.f) {
-        throw py::value_error("conv2d_into: out's pixels must not overlap one another");
-    }
     const float* xp = x.data();
     float* yp = out.rows.data;
     call_without_gil_if(macs(s, w) >= kReleaseGilMinMacs,

@@ -218,7 +218,8 @@ void conv2d_forward_into(const float* x, const Conv2dShape& s, const PackedConv&
     if (pixels <= 0 || s.f <= 0) return;
     if (out.pixel < s.f || out.row < (s.ow - 1) * out.pixel + s.f ||
         out.image < (s.oh - 1) * out.row + (s.ow - 1) * out.pixel + s.f) {
-        throw std::invalid_argument("conv2d_forward_into: output pixels overlap");
+        throw std::invalid_argument(
+            "conv2d_forward_into: the output pixels must not overlap one another");
     }
     const OutputPlacement dense = dense_output(s);
     if (out.pixel == dense.pixel && out.row == dense.row && out.image == dense.image) {

@@ -84,19 +84,17 @@ ISAS = ("scalar", "avx2", "avx512", "neon")
 
 
 def _check_isa_cap() -> None:
-    """FASTLAYERS_ISA, read by the core when it loaded: a name that is no ISA raises, as the
-    other FASTLAYERS_* variables do (the core alone would run its best ISA without a word); an
-    ISA this build or CPU lacks warns, and the best one runs (so that one setting, such as
-    avx512 in a test script, works on every machine)."""
-    if _core is None:
-        return
-    info = _core.runtime_info()
-    if not info["isa_cap_message"]:
-        return
-    cap = info["isa_cap"]
-    if cap.strip().lower() not in ISAS:
+    """FASTLAYERS_ISA (the core reads it when it loads): a name that is no ISA raises, as the
+    other FASTLAYERS_* variables do, also without the core (the core alone would run its best
+    ISA without a word); an ISA this build or CPU lacks warns, and the best one runs (so that
+    one setting, such as avx512 in a test script, works on every machine). ``ISAS`` are the
+    names the core knows (csrc/runtime/dispatch.cpp)."""
+    cap = os.environ.get("FASTLAYERS_ISA", "")
+    if cap.strip() and cap.strip().lower() not in ISAS:
         raise ValueError(f"FASTLAYERS_ISA must be one of {', '.join(ISAS)}, got {cap!r}")
-    warnings.warn(info["isa_cap_message"], RuntimeWarning, stacklevel=2)
+    message = _core.runtime_info()["isa_cap_message"] if _core is not None else ""
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 _check_isa_cap()

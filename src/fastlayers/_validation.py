@@ -245,7 +245,7 @@ def check_conv2d_transpose(
 class RecurrentArgs(NamedTuple):
     cell: str  # "lstm", "gru" or "simple_rnn"
     x: Array  # (B, T, F)
-    kernel: Array  # (F, G*u): G = 4 gates [i | f | c | o] (lstm), 3 [z | r | h] (gru), 1
+    kernel: Array  # (F, G*u): G = 4 [i | f | c | o] (lstm), 3 [z | r | h] (gru), 1 (simple_rnn)
     recurrent_kernel: Array  # (u, G*u)
     bias: OptArray  # lstm (4u,); gru (2, 3u) if reset_after else (3u,); simple_rnn (u,)
     initial_state: tuple  # lstm (h0, c0), gru and simple_rnn (h0,); each (B, u)

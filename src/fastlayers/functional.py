@@ -467,8 +467,9 @@ def recurrent_runner(a: V.RecurrentArgs, packed: Any, return_state: bool) -> Any
     :func:`run_recurrent` computes on ``a`` (no mask, zero initial states), as a function
     of sequences of ``a.x``'s shape alone, returning (out, *states) when ``return_state``,
     else out. None off the C++ path."""
-    if packed is None or a.cell == "simple_rnn" or not _cpp(a.cell,
-                                                             _cpp_recurrent.unsupported(a)):
+    if packed is None or a.cell == "simple_rnn":
+        return None
+    if not _cpp(a.cell, _cpp_recurrent.unsupported(a)):
         return None
     return _cpp_recurrent.runner(a, packed, return_state)
 

@@ -67,13 +67,15 @@ def _phases(kernel, strides):
     return out
 
 
-def _phase_span(n, taps, d, s, r, offset, out_len):
+def _phase_span(taps, d, s, r, offset, out_len):
     """Where phase r's convolution runs along one axis: (first output index, count, pad
-    before, pad after, first row of the convolution's result to keep), or None when the
-    phase has no output there.
+    before, rows of x to skip), or None when the phase has no output there.
 
     Phase row q is output row q*s + r - offset and sums x[q - j*d] over its taps j (tap j
-    reversed in the sub-kernel): a stride-1 convolution of x padded by (taps - 1)*d.
+    reversed in the sub-kernel): a stride-1 convolution of x padded by (taps - 1)*d before
+    (and by zeros after, as far as the count reaches). Its first row kept, q = first, is
+    that convolution's row first - full + before: with a large offset the convolution starts
+    inside x, ``skip`` rows down, with no padding.
     """
     first = -((r - offset) // s)  # the first q whose output row is >= 0
     end = (out_len - 1 + offset - r) // s + 1
@@ -81,9 +83,8 @@ def _phase_span(n, taps, d, s, r, offset, out_len):
         return None
     full = (taps - 1) * d
     before = max(0, full - first)
-    skip = first - (full - before)  # rows of the convolution's result before q = first
-    after = max(0, skip + end - first - (n + before - full))
-    return first * s + r - offset, end - first, before, after, skip
+    skip = first - (full - before)  # > 0 only when before == 0
+    return first * s + r - offset, end - first, before, skip
 
 
 def conv2d_transpose(a, packed=None):
@@ -104,14 +105,14 @@ def conv2d_transpose(a, packed=None):
     if not complete:
         y[...] = 0.0 if a.bias is None else a.bias
     for ry, rx, kernel in packed:
-        rows = _phase_span(h, (kh - ry + sh - 1) // sh, dh, sh, ry, top, oh)
-        cols = _phase_span(w, (kw - rx + sw - 1) // sw, dw, sw, rx, left, ow)
+        rows = _phase_span((kh - ry + sh - 1) // sh, dh, sh, ry, top, oh)
+        cols = _phase_span((kw - rx + sw - 1) // sw, dw, sw, rx, left, ow)
         if rows is None or cols is None:
             continue
-        oy, cy, ty, _, my = rows
-        ox, cx, tx, _, mx = cols
-        # The phase's rows from my on: x from row my on when there is no padding before
-        # (my > 0 only then); a copy only when that is not a contiguous view.
+        oy, cy, ty, my = rows
+        ox, cx, tx, mx = cols
+        # x from row my and column mx on (a copy only when that is not a contiguous view).
+        # Keras's geometry skips at most one row or column, and only of an input with more.
         x = a.x if my == mx == 0 else np.ascontiguousarray(a.x[:, my:, mx:])
         out = y[:, oy::sh, ox::sw][:, :cy, :cx]
         core.conv2d_into(out, x, kernel, (1, 1), (dh, dw), (ty, tx), fused or 0)

@@ -3,9 +3,9 @@
 The module is traced with ``torch.fx`` (so any ``nn.Module`` whose ``forward`` fx can trace
 works, not only ``nn.Sequential``), and each node of the graph becomes a fastlayers layer
 (``Dense``, ``Conv1D``, ``Conv2D``, ``LSTM``, ``GRU``, ``SimpleRNN``, ``Bidirectional``,
-``Embedding``, the
-pooling, padding, merge and shape layers, where one computes what PyTorch does) or one of
-the small ops defined here, recorded on symbolic tensors into a functional ``Model``. The
+``Embedding``, the normalization, pooling, padding, merge and shape layers, where one
+computes what PyTorch does) or one of the small ops defined here, recorded on symbolic
+tensors into a functional ``Model``. The
 weights are converted to Keras layouts as docs/semantics.md §13 says; what converts and
 what does not is in docs/semantics.md §24.
 
@@ -1740,7 +1740,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
         One example per positional argument of ``forward`` (arguments left out keep
         their defaults). Their shapes fix every input axis but the batch axis, which
         stays free. Without examples, the shapes are inferred when each input goes
-        first to a Linear, LSTM/GRU, MultiheadAttention, TransformerEncoderLayer or
+        first to a Linear, LSTM/GRU/RNN, MultiheadAttention, TransformerEncoderLayer or
         Embedding; otherwise a ValueError asks for examples.
     name : str, optional
         The converted model's name.

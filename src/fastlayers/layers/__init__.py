@@ -21,11 +21,10 @@ One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten
 Softmax, Activation), conv (Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D), pooling
 (max, average and global poolings), padding (ZeroPadding1D/2D, Cropping1D/2D), recurrent
 (LSTM, GRU, SimpleRNN, Bidirectional), attention (Attention, AdditiveAttention,
-MultiHeadAttention),
-merging (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot and the
-functional forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute,
-RepeatVector), wrappers (TimeDistributed), regularization (Dropout and the other layers
-that are the identity at inference). A new family is a new module
+MultiHeadAttention), merging (Add, Subtract, Multiply, Average, Maximum, Minimum,
+Concatenate, Dot and the functional forms ``add``, ``concatenate``, ...), reshaping
+(Reshape, Permute, RepeatVector), wrappers (TimeDistributed), regularization (Dropout and
+the other layers that are the identity at inference). A new family is a new module
 whose layers subclass :class:`Layer`, declare ``config_keys`` (and, with weights,
 ``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the op's
 ``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.

@@ -525,6 +525,7 @@ class GroupNormalization(Layer):
         if self.groups == -1:
             self.groups = int(c)
         self._check_groups(int(c))
+        self._channels = int(c)  # what later calls must have, also without gamma and beta
         self._create_weights(input_shape)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
@@ -545,10 +546,11 @@ class GroupNormalization(Layer):
         gamma, beta = self._weight("gamma"), self._weight("beta")
         w = gamma if gamma is not None else beta
         c = x.shape[axis]
-        if w is not None and w.shape != (c,):
+        want = w.shape[0] if w is not None else getattr(self, "_channels", c)
+        if c != want:
             raise ValueError(
                 f"{owner}: inputs of shape {x.shape} have {c} channels on axis {self.axis}, "
-                f"the weights {w.shape[0]}"
+                f"the layer was built for {want}"
             )
         if self.groups == -1:  # weights set before any build: set_weights builds without it
             self.groups = int(c)

@@ -140,8 +140,8 @@ class _RNN(Layer):
     ):
         """Run over ``sequences`` (batch, timesteps, features).
 
-        initial_state: LSTM [h0, c0], GRU h0 or [h0], each (batch, units); zeros by
-        default, or the kept states of a stateful layer. mask: bool (batch, timesteps).
+        initial_state: LSTM [h0, c0], GRU and SimpleRNN h0 or [h0], each (batch, units);
+        zeros by default, or the kept states of a stateful layer. mask: bool (batch, timesteps).
         Returns output, or (output, *states) if return_state.
         """
         a = self._checked(sequences, initial_state, mask)
