@@ -338,4 +338,6 @@ def test_core_conv2d_into_rejects_bad_arguments():
         core.conv2d_into(out, np.ones((1, 5, 5, 3), np.float32), packed, *args)
     with pytest.raises(ValueError, match="activation_id"):
         core.conv2d_into(out, x, packed, *args, -1)
+    with pytest.raises(ValueError, match="x must have a height and a width of at least 1"):
+        core.conv2d_into(out, np.ones((1, 0, 5, 2), np.float32), packed, *args)
     assert not out.any()
