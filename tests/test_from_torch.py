@@ -182,6 +182,22 @@ def test_group_norm(any_backend, groups, channels, shape, affine):
         check(nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), gn, nn.SiLU()), x)
 
 
+class NormTwice(nn.Module):
+    """One weightless norm module on 4 and then 8 channels (PyTorch allows it)."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):
+        return self.norm(x), self.norm(torch.cat([x, x], 1))
+
+
+@pytest.mark.parametrize("norm", [nn.GroupNorm(2, 4, affine=False), nn.InstanceNorm2d(4)])
+def test_weightless_norm_on_two_channel_counts(any_backend, norm):
+    check(NormTwice(norm), torch.randn(2, 4, 3, 3))
+
+
 @pytest.mark.parametrize("cls,shape", [(nn.InstanceNorm2d, (2, 4, 5, 3)),
                                        (nn.InstanceNorm1d, (3, 6, 7))])
 @pytest.mark.parametrize("affine,running", [(False, False), (True, False), (True, True),
@@ -253,11 +269,38 @@ def test_global_mean_reduces_the_channels_last_map_in_place():
     assert sum(isinstance(layer, L.Permute) for layer in model.layers) == 1  # the input's
 
 
+REDUCTION_SPELLINGS = {
+    "axis": lambda x: x.sum(axis=1),
+    "torch axis tuple": lambda x: torch.mean(x, axis=(2, 3)),
+    "keepdims": lambda x: x.mean(1, keepdims=True),
+    "input keyword": lambda x: torch.sum(input=x, dim=1),
+    "dtype float32": lambda x: x.sum(1, dtype=torch.float32),
+}
+
+
+@pytest.mark.parametrize("name", list(REDUCTION_SPELLINGS))
+def test_reduction_spellings(any_backend, name):
+    check(Fn(REDUCTION_SPELLINGS[name], conv=True), torch.randn(2, 3, 5, 4))
+
+
+def test_integer_reductions_keep_integers(any_backend):
+    class Ids(nn.Module):
+        def forward(self, ids):
+            return ids.amax(1), ids.sum(1), torch.amin(ids, 0, keepdim=True)
+
+    model = fl.from_torch(Ids(), torch.zeros(2, 5, dtype=torch.long))
+    ids = torch.randint(0, 9, (3, 5))
+    for got, want in zip(model(ids.numpy()), Ids()(ids)):
+        assert got.dtype == np.int64 and np.array_equal(got, want.numpy())
+
+
 def test_reductions_refused():
     with pytest.raises(TorchConversionError, match="dtype"):
         fl.from_torch(Fn(lambda x: x.sum(1, dtype=torch.float64)), torch.randn(2, 3, 5, 4))
     with pytest.raises(TorchConversionError, match="for rank 4"):
         fl.from_torch(Fn(lambda x: x.mean(4)), torch.randn(2, 3, 5, 4))
+    with pytest.raises(TorchConversionError, match="names an axis twice"):
+        fl.from_torch(Fn(lambda x: x.sum((1, -3))), torch.randn(2, 3, 5, 4))
 
 
 # ------------------------------------------------------------------ activations
@@ -267,7 +310,7 @@ ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.
                nn.LeakyReLU(), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Identity(),
                nn.ReLU6(), nn.Hardswish(), nn.Hardsigmoid(), nn.Mish(), nn.Softsign(),
                nn.SELU(), nn.LogSigmoid(), nn.Tanhshrink(), nn.ELU(), nn.CELU(), nn.Softplus(),
-               nn.Hardtanh(), nn.Hardshrink(), nn.Softshrink()]
+               nn.Hardtanh(), nn.Hardtanh(0.0, 6.0), nn.Hardshrink(), nn.Softshrink()]
 
 
 @pytest.mark.parametrize("act", ACT_MODULES, ids=lambda m: repr(m))
@@ -303,6 +346,7 @@ ACT_CALLS = {
     "F.elu": lambda x: F.elu(x, 1.0),
     "F.softplus": lambda x: F.softplus(x, beta=1),
     "F.hardtanh": lambda x: F.hardtanh(x, -1.0, 1.0),
+    "F.hardtanh-relu6": lambda x: F.hardtanh(x, 0.0, max_val=6.0),
 }
 
 
@@ -325,15 +369,25 @@ def test_prelu_parameters_must_match_the_channels():
 
 
 @pytest.mark.parametrize("act,message", [
-    (nn.ELU(alpha=0.5), "alpha=0.5 (only 1.0)"), (nn.Softplus(beta=2), "beta=2"),
-    (nn.Hardtanh(0.0, 6.0), "min_val=0.0"), (nn.Hardshrink(0.3), "lambd=0.3"),
-    (lambda x: F.elu(x, 0.5), "elu with alpha=0.5 is not supported"),
-    (lambda x: F.softplus(x, 1, 10), "softplus with threshold=10"),
-    (lambda x: F.hardtanh(x, max_val=6.0), "hard_tanh with max_val=6.0"),
+    (nn.ELU(alpha=0.5), "alpha=0.5 (only alpha=1.0)"), (nn.Softplus(beta=2), "beta=2"),
+    (nn.Hardtanh(0.0, 5.0), "min_val=0.0, max_val=5.0 (only min_val=-1.0, max_val=1.0 or "
+                            "min_val=0.0, max_val=6.0)"),
+    (nn.Hardshrink(0.3), "lambd=0.3"),
+    (lambda x: F.elu(x, 0.5), "(torch.nn.functional.elu): alpha=0.5 (only alpha=1.0) is not "
+                              "supported"),
+    (lambda x: F.softplus(x, 1, 10), "beta=1, threshold=10 (only"),
+    (lambda x: F.hardtanh(x, max_val=6.0), "max_val=6.0 (only"),
 ])
 def test_activation_parameters_without_a_keras_equivalent(act, message):
     with pytest.raises(TorchConversionError, match=re.escape(message)):
         fl.from_torch(Fn(act), torch.randn(2, 3, 5, 4))
+
+
+def test_bad_function_arguments_are_listed_with_the_other_problems():
+    with pytest.raises(TorchConversionError) as info:
+        fl.from_torch(Fn(lambda x: F.softmin(F.elu(x, 0.3), 1)), torch.randn(2, 3, 5, 4))
+    msg = str(info.value)
+    assert "2 module(s) or call(s)" in msg and "alpha=0.3" in msg and "softmin" in msg
 
 
 @pytest.mark.parametrize("name", list(ACT_CALLS))

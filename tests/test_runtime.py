@@ -346,8 +346,9 @@ def test_isa_cap_name_is_checked_without_the_core():
     """Without the compiled core FASTLAYERS_ISA selects nothing, but a name that is no ISA is
     still refused (a typo would otherwise pass unseen until a machine with the core)."""
     no_core = "import sys\nsys.modules['fastlayers._core'] = None\nimport fastlayers as f\n"
-    r = _run(no_core + "print(f.core_available())", FASTLAYERS_ISA="sse9")
-    assert r.returncode != 0 and "FASTLAYERS_ISA must be one of" in r.stderr
+    for bad in ("sse9", " "):
+        r = _run(no_core + "print(f.core_available())", FASTLAYERS_ISA=bad)
+        assert r.returncode != 0 and "FASTLAYERS_ISA must be one of" in r.stderr
     r = _run(no_core + "print(f.core_available())", FASTLAYERS_ISA=" AVX2 ")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False" and "Warning" not in r.stderr

@@ -89,8 +89,8 @@ def _check_isa_cap() -> None:
     ISA without a word); an ISA this build or CPU lacks warns, and the best one runs (so that
     one setting, such as avx512 in a test script, works on every machine). ``ISAS`` are the
     names the core knows (csrc/runtime/dispatch.cpp)."""
-    cap = os.environ.get("FASTLAYERS_ISA", "")
-    if cap.strip() and cap.strip().lower() not in ISAS:
+    cap = os.environ.get("FASTLAYERS_ISA", "")  # empty: unset, as for the core
+    if cap and cap.strip().lower() not in ISAS:
         raise ValueError(f"FASTLAYERS_ISA must be one of {', '.join(ISAS)}, got {cap!r}")
     message = _core.runtime_info()["isa_cap_message"] if _core is not None else ""
     if message:

@@ -106,7 +106,8 @@ def torch_prelu(x, alpha, axis):
     shape = [1] * x.ndim
     if alpha.size > 1:
         shape[axis] = alpha.size
-    return np.where(x >= 0, x, alpha.reshape(shape) * x).astype(F32)
+    with np.errstate(invalid="ignore"):  # 0 * -inf: NaN, as in PyTorch, without a warning
+        return np.where(x >= 0, x, alpha.reshape(shape) * x).astype(F32)
 
 
 _REDUCTIONS = {"mean": np.mean, "sum": np.sum, "amax": np.amax, "amin": np.amin}
@@ -114,9 +115,15 @@ _REDUCTIONS = {"mean": np.mean, "sum": np.sum, "amax": np.amax, "amin": np.amin}
 
 @S.symbolic_op
 def torch_reduce(x, op, axes, keepdims):
-    """``x.mean / sum / amax / amin(dim, keepdim)`` over ``axes`` of the stored array, float32
-    (a mean or sum accumulated as NumPy does, pairwise)."""
-    return np.asarray(_REDUCTIONS[op](np.asarray(x, F32), axis=axes, keepdims=keepdims), F32)
+    """``x.mean / sum / amax / amin(dim, keepdim)`` over ``axes`` of the stored array: float32
+    for floats (a mean or sum accumulated as NumPy does, pairwise); for integers and booleans,
+    as PyTorch, a sum in int64 and a max or min in their own dtype."""
+    x = np.asarray(x)
+    if x.dtype.kind in "biu" and op != "mean":
+        x = x.astype(np.int64) if op == "sum" else x
+        return np.asarray(_REDUCTIONS[op](x, axis=axes, keepdims=keepdims))
+    return np.asarray(_REDUCTIONS[op](x.astype(F32, copy=False), axis=axes, keepdims=keepdims),
+                      F32)
 
 
 @S.symbolic_op
@@ -564,7 +571,7 @@ def _bn_scale_shift(mod: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_constants(what: str, **arrays: Any) -> None:
     """Refuse a function argument that must be known at conversion (a parameter, a buffer or
-    a constant: a NumPy array here) but is computed in the graph, or None."""
+    a constant: a NumPy array here; None is allowed) but is computed in the graph."""
     for name, value in arrays.items():
         if value is not None and not isinstance(value, np.ndarray):
             raise TorchConversionError(
@@ -599,18 +606,37 @@ def _fn_name(torch: Any, fn: Any) -> str:
     return f"{mod_name}.{qual}" if mod_name else qual
 
 
-# Activation modules -> the Keras activation computing the same; those in _ACT_DEFAULTS only
-# with those attribute values (PyTorch's defaults, where the two libraries agree).
+# Activation modules -> the Keras activation computing the same.
 _ACT_MODULES = {"ReLU": "relu", "SiLU": "silu", "Tanh": "tanh", "Sigmoid": "sigmoid",
                 "ReLU6": "relu6", "Hardswish": "hard_silu", "Hardsigmoid": "hard_sigmoid",
                 "Mish": "mish", "Softsign": "softsign", "SELU": "selu",
-                "LogSigmoid": "log_sigmoid", "Tanhshrink": "tanh_shrink", "ELU": "elu",
-                "CELU": "celu", "Softplus": "softplus", "Hardtanh": "hard_tanh",
-                "Hardshrink": "hard_shrink", "Softshrink": "soft_shrink"}
-_ACT_DEFAULTS = {"ELU": {"alpha": 1.0}, "CELU": {"alpha": 1.0},
-                 "Softplus": {"beta": 1.0, "threshold": 20.0},
-                 "Hardtanh": {"min_val": -1.0, "max_val": 1.0},
-                 "Hardshrink": {"lambd": 0.5}, "Softshrink": {"lambd": 0.5}}
+                "LogSigmoid": "log_sigmoid", "Tanhshrink": "tanh_shrink"}
+# Activation modules with parameters -> [(parameter values, Keras activation)]: those values
+# only (PyTorch's defaults where the two libraries agree, and Hardtanh(0, 6), MobileNet's relu6).
+_ACT_VARIANTS = {
+    "ELU": [({"alpha": 1.0}, "elu")],
+    "CELU": [({"alpha": 1.0}, "celu")],
+    "Softplus": [({"beta": 1.0, "threshold": 20.0}, "softplus")],
+    "Hardtanh": [({"min_val": -1.0, "max_val": 1.0}, "hard_tanh"),
+                 ({"min_val": 0.0, "max_val": 6.0}, "relu6")],
+    "Hardshrink": [({"lambd": 0.5}, "hard_shrink")],
+    "Softshrink": [({"lambd": 0.5}, "soft_shrink")],
+}
+
+
+def _variant(variants: list, values: dict) -> str | None:
+    """The Keras activation of the variant whose parameters ``values`` match, or None."""
+    for params, act in variants:
+        if all(values.get(k, v) == v for k, v in params.items()):
+            return act
+    return None
+
+
+def _variants_text(variants: list) -> str:
+    return " or ".join(", ".join(f"{k}={v!r}" for k, v in params.items())
+                       for params, _ in variants)
+
+
 _IDENTITY_MODULES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
                      "Identity")
 
@@ -686,13 +712,28 @@ class _Converter:
                     or isinstance(act, (nn.ReLU, nn.GELU))):
                 no(f"activation={act!r} (relu or gelu only)")
             bad += self._module_problems(f"{qual}.self_attn", mod.self_attn)
-        elif type(mod).__name__ in _ACT_DEFAULTS and self._module_known(mod):
-            for attr, want in _ACT_DEFAULTS[type(mod).__name__].items():
-                if getattr(mod, attr) != want:
-                    no(f"{attr}={getattr(mod, attr)!r} (only {want!r})")
+        elif type(mod).__name__ in _ACT_VARIANTS and self._module_known(mod):
+            variants = _ACT_VARIANTS[type(mod).__name__]
+            values = {k: getattr(mod, k) for params, _ in variants for k in params}
+            if _variant(variants, values) is None:
+                no(", ".join(f"{k}={v!r}" for k, v in values.items())
+                   + f" (only {_variants_text(variants)})")
         elif not self._module_known(mod):
             bad.append(f"{qual} ({cls})")
         return bad
+
+    def _activation_module(self, mod: Any) -> str | None:
+        """The Keras activation an activation module computes (exactly that class, with
+        parameters it has a variant for), or None."""
+        name = type(mod).__name__
+        if getattr(self.nn, name, None) is not type(mod):
+            return None
+        if name in _ACT_MODULES:
+            return _ACT_MODULES[name]
+        if name in _ACT_VARIANTS:
+            variants = _ACT_VARIANTS[name]
+            return _variant(variants, {k: getattr(mod, k) for p, _ in variants for k in p})
+        return None
 
     def _module_known(self, mod: Any) -> bool:
         nn = self.nn
@@ -705,8 +746,8 @@ class _Converter:
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample)
         name = type(mod).__name__
         return isinstance(mod, known) or (
-            getattr(nn, name, None) is type(mod) and (name in _ACT_MODULES
-                                                      or name in _IDENTITY_MODULES)
+            getattr(nn, name, None) is type(mod)
+            and (name in _ACT_MODULES or name in _ACT_VARIANTS or name in _IDENTITY_MODULES)
         )
 
     def check(self) -> None:
@@ -715,9 +756,16 @@ class _Converter:
                 self.problems += self._module_problems(node.target,
                                                        self.gm.get_submodule(node.target))
             elif node.op == "call_function":
-                if self._function_handler(node.target) is None:
+                handler = self._function_handler(node.target)
+                if handler is None:
                     self.problems.append(
                         f"{self._where(node)} ({_fn_name(self.torch, node.target)})")
+                elif hasattr(handler, "argument_problems"):
+                    bad = handler.argument_problems(node.args[1:], node.kwargs)
+                    if bad is not None:
+                        self.problems.append(f"{self._where(node)} "
+                                             f"({_fn_name(self.torch, node.target)}): {bad} "
+                                             "is not supported")
             elif node.op == "call_method":
                 if node.target not in _METHODS:
                     self.problems.append(f"{self._where(node)} (Tensor.{node.target})")
@@ -792,9 +840,9 @@ class _Converter:
         nn, torch, F = self.nn, self.torch, self.F
         if user.op == "call_module":
             sub = self.gm.get_submodule(user.target)
-            name = type(sub).__name__
-            if name in _ACT_MODULES and getattr(nn, name) is type(sub):
-                return _ACT_MODULES[name]
+            act = self._activation_module(sub)
+            if act is not None:
+                return act
             if isinstance(sub, nn.GELU) and sub.approximate == "none":
                 return "gelu"
             return None
@@ -816,8 +864,9 @@ class _Converter:
         name = type(mod).__name__
         if name in _IDENTITY_MODULES:
             return args[0]
-        if name in _ACT_MODULES and getattr(nn, name) is type(mod):
-            return self.activation(args[0], _ACT_MODULES[name])
+        act = self._activation_module(mod)
+        if act is not None:
+            return self.activation(args[0], act)
         if isinstance(mod, nn.GELU):
             return self.activation(args[0], "gelu_tanh" if mod.approximate == "tanh" else "gelu")
         if isinstance(mod, nn.LeakyReLU):
@@ -1082,9 +1131,12 @@ class _Converter:
         return _T(layer(t.sym), t.cl)
 
     def _module_norm(self, qual: str, mod: Any, x: Any, groups: int) -> _T:
-        """group_norm with an nn.GroupNorm's or InstanceNorm's eps and affine weights."""
-        weight, bias = (_np(mod.weight), _np(mod.bias)) if mod.affine else (None, None)
-        return self.group_norm(x, groups, mod.eps, weight, bias, qual, qual)
+        """group_norm with an nn.GroupNorm's or InstanceNorm's eps and affine weights. Without
+        weights, one layer per call: PyTorch lets such a module run on any channel count,
+        and a Keras layer is built for one."""
+        if not mod.affine:
+            return self.group_norm(x, groups, mod.eps, None, None, what=qual)
+        return self.group_norm(x, groups, mod.eps, _np(mod.weight), _np(mod.bias), qual, qual)
 
     def instance_norm(self, qual: str, mod: Any, x: Any) -> _T:
         """``nn.InstanceNorm1d`` / ``2d`` on a batched (N, C, L) / (N, C, H, W): in eval mode
@@ -1252,13 +1304,25 @@ class _Converter:
             return _T(torch_index(t.sym, key), False)
         raise TorchConversionError(f"from_torch: cannot index a {type(obj).__name__}")
 
-    def reduce(self, op: str, x: Any, dim: Any = None, keepdim: bool = False,
-               dtype: Any = None) -> _T:
-        """``mean``, ``sum``, ``amax``, ``amin`` over ``dim`` (an int, a list or tuple of ints,
-        or None: every axis). On a channels-last tensor the axes are mapped to the stored
-        layout (no copy), as long as the result is in PyTorch's order or keeps the layout:
-        global pooling x.mean((2, 3)) of an image is a reduction of the NHWC array."""
-        if dtype is not None:
+    def reduce(self, op: str, *args: Any, **kwargs: Any) -> _T:
+        """``mean``, ``sum``, ``amax``, ``amin`` (x, dim, keepdim; also PyTorch's aliases
+        ``input``, ``axis``, ``keepdims``) over ``dim``: an int, a list or tuple of ints, or
+        None (every axis). On a channels-last tensor the axes are mapped to the stored layout
+        (no copy), as long as the result is in PyTorch's order or keeps the layout: global
+        pooling x.mean((2, 3)) of an image is a reduction of the NHWC array."""
+        for alias, name in (("input", "x"), ("axis", "dim"), ("keepdims", "keepdim")):
+            if alias in kwargs:
+                kwargs[name] = kwargs.pop(alias)
+        try:
+            given = dict(zip(("x", "dim", "keepdim"), args), **kwargs)
+        except TypeError:  # one argument given twice
+            raise TorchConversionError(f"from_torch: {op} with arguments {args}, {kwargs}"
+                                       ) from None
+        x, dim, keepdim = given.pop("x", None), given.pop("dim", None), given.pop("keepdim", False)
+        dtype = given.pop("dtype", None)
+        if given or len(args) > 3:
+            raise TorchConversionError(f"from_torch: {op} with arguments {sorted(given)}")
+        if dtype is not None and dtype is not self.torch.float32:
             raise TorchConversionError(f"from_torch: {op} with dtype={dtype!r}")
         t = self._tensor(x, op)
         r = t.ndim
@@ -1266,9 +1330,12 @@ class _Converter:
             dim if isinstance(dim, (list, tuple)) else (dim,))
         if not all(isinstance(d, (int, np.integer)) for d in dims):
             raise TorchConversionError(f"from_torch: {op} over dim={dim!r} (ints only)")
-        torch_axes = sorted({int(d) % r if -r <= int(d) < r else int(d) for d in dims})
+        named = [int(d) % r if -r <= int(d) < r else int(d) for d in dims]
+        torch_axes = sorted(set(named))
         if any(not 0 <= d < r for d in torch_axes):
             raise TorchConversionError(f"from_torch: {op} over dim={dim!r} for rank {r}")
+        if len(torch_axes) != len(named):
+            raise TorchConversionError(f"from_torch: {op} over dim={dim!r} names an axis twice")
         kept = r - len(torch_axes)
         in_order = keepdim or 1 in torch_axes or kept <= 2  # the stored order is PyTorch's
         if t.cl and 0 not in torch_axes and in_order:
@@ -1498,16 +1565,16 @@ class _Converter:
             F.sigmoid: lambda x: self.activation(x, "sigmoid"),
             F.leaky_relu: lambda x, negative_slope=0.01, inplace=False: self.activation(
                 x, "leaky_relu", negative_slope),
-            F.relu6: self._act_fn("relu6"),
-            F.hardswish: self._act_fn("hard_silu"),
-            F.hardsigmoid: self._act_fn("hard_sigmoid"),
-            F.mish: self._act_fn("mish"),
-            F.softsign: self._act_fn("softsign"),
-            F.selu: self._act_fn("selu"),
-            F.logsigmoid: self._act_fn("log_sigmoid"),
-            F.elu: self._act_fn("elu", alpha=1.0),
-            F.softplus: self._act_fn("softplus", beta=1.0, threshold=20.0),
-            F.hardtanh: self._act_fn("hard_tanh", min_val=-1.0, max_val=1.0),
+            F.relu6: self._act_fn([({}, "relu6")]),
+            F.hardswish: self._act_fn([({}, "hard_silu")]),
+            F.hardsigmoid: self._act_fn([({}, "hard_sigmoid")]),
+            F.mish: self._act_fn([({}, "mish")]),
+            F.softsign: self._act_fn([({}, "softsign")]),
+            F.selu: self._act_fn([({}, "selu")]),
+            F.logsigmoid: self._act_fn([({}, "log_sigmoid")]),
+            F.elu: self._act_fn(_ACT_VARIANTS["ELU"]),
+            F.softplus: self._act_fn(_ACT_VARIANTS["Softplus"]),
+            F.hardtanh: self._act_fn(_ACT_VARIANTS["Hardtanh"]),
             F.softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmax(x, dim),
             torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim),
             F.dropout: lambda x, p=0.5, training=True, inplace=False: x,
@@ -1538,10 +1605,10 @@ class _Converter:
             torch.mul: lambda a, b: self.binary(a, b, "mul"),
             operator.truediv: lambda a, b: self.binary(a, b, "div"),
             operator.floordiv: self._int_floordiv,
-            torch.mean: lambda x, *a, **k: self.reduce("mean", x, *a, **k),
-            torch.sum: lambda x, *a, **k: self.reduce("sum", x, *a, **k),
-            torch.amax: lambda x, *a, **k: self.reduce("amax", x, *a, **k),
-            torch.amin: lambda x, *a, **k: self.reduce("amin", x, *a, **k),
+            torch.mean: lambda *a, **k: self.reduce("mean", *a, **k),
+            torch.sum: lambda *a, **k: self.reduce("sum", *a, **k),
+            torch.amax: lambda *a, **k: self.reduce("amax", *a, **k),
+            torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
             torch.cat: lambda tensors, dim=0: self.cat(tensors, dim),
             torch.concat: lambda tensors, dim=0: self.cat(tensors, dim),
             operator.getitem: self.getitem,
@@ -1554,18 +1621,30 @@ class _Converter:
         except TypeError:  # an unhashable target
             return None
 
-    def _act_fn(self, name: str, **defaults: Any) -> Any:
-        """A handler for an activation function of torch.nn.functional that computes Keras's
-        ``name`` when its parameters (``defaults``, in PyTorch's order) keep these values."""
-        def run(x: Any, *args: Any, inplace: bool = False, **kwargs: Any) -> _T:
-            given = dict(zip(defaults, args), **kwargs)
-            for key, value in given.items():
-                if key not in defaults or value != defaults[key]:
-                    raise TorchConversionError(
-                        f"from_torch: {name} with {key}={value!r} is not supported"
-                        + (f" (only {defaults[key]!r})" if key in defaults else "")
-                    )
-            return self.activation(x, name)
+    def _act_fn(self, variants: list) -> Any:
+        """A handler for an activation function of torch.nn.functional: Keras's activation of
+        the variant (parameter values in PyTorch's order, activation) its arguments match. Its
+        ``argument_problems`` lets ``check`` list bad arguments with the other problems."""
+        order = list(dict.fromkeys(k for params, _ in variants for k in params))
+
+        def values(args: tuple, kwargs: dict) -> dict:
+            return dict(zip(order, args), **{k: v for k, v in kwargs.items() if k != "inplace"})
+
+        def argument_problems(args: tuple, kwargs: dict) -> str | None:
+            given = values(args, kwargs)
+            unknown = [k for k in given if k not in order]
+            if not unknown and _variant(variants, given) is not None:
+                return None
+            shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            return f"{shown} (only {_variants_text(variants)})" if order else shown
+
+        def run(x: Any, *args: Any, **kwargs: Any) -> _T:
+            bad = argument_problems(args, kwargs)
+            if bad is not None:
+                raise TorchConversionError(f"from_torch: arguments {bad} are not supported")
+            return self.activation(x, _variant(variants, values(args, kwargs)))
+
+        run.argument_problems = argument_problems  # type: ignore[attr-defined]
         return run
 
     def _adaptive_fn(self, x: Any, output_size: Any) -> _T:
