@@ -71,21 +71,32 @@ def layer_normalization(x, gamma, beta, axes, epsilon):
 def group_normalization(x, gamma, beta, groups, axis, epsilon):
     """Keras GroupNormalization: the C channels on ``axis`` (not the batch axis) in ``groups``
     groups of C / groups consecutive channels; per sample and group, the mean and the biased
-    variance over the group's channels and every other non-batch axis (float32, two passes),
-    then ``(x - mean) / sqrt(variance + epsilon) * gamma + beta`` per channel (gamma, beta
-    (C,) or None: 1 and 0)."""
+    variance over the group's channels and every other non-batch axis (two passes, the sums
+    accumulated in float64), then ``(x - mean) * (gamma / sqrt(variance + epsilon)) + beta``
+    per channel (gamma, beta (C,) or None: 1 and 0), in float32.
+
+    The sums run over the pixels first, one channel per column (contiguous rows of C values),
+    then over each group's channels: a strided reduction over (pixels, channels of a group)
+    at once was 30-60x slower than PyTorch's GroupNorm."""
     xl = np.moveaxis(x, axis, -1)
-    c = xl.shape[-1]
-    grouped = xl.reshape(xl.shape[0], -1, groups, c // groups)  # (N, pixels, G, C / G)
-    mean = np.mean(grouped, axis=(1, 3), keepdims=True, dtype=F32)
-    centered = grouped - mean
-    variance = np.mean(np.square(centered), axis=(1, 3), keepdims=True, dtype=F32)
-    y = (centered * (F32(1.0) / np.sqrt(variance + F32(epsilon)))).reshape(xl.shape)
+    n, c = xl.shape[0], xl.shape[-1]
+    size = c // groups
+    rows = xl.reshape(n, -1, c)  # (N, pixels, C); a copy only when axis was not last
+    count = rows.shape[1] * size
+
+    def group_mean(per_channel):  # (N, C) sums -> (N, C): the mean of each channel's group
+        means = per_channel.reshape(n, groups, size).sum(axis=2) / count
+        return np.repeat(means.astype(F32), size, axis=1)
+
+    centered = rows - group_mean(rows.sum(axis=1, dtype=np.float64))[:, None, :]
+    variance = group_mean(np.square(centered).sum(axis=1, dtype=np.float64))
+    scale = F32(1.0) / np.sqrt(variance + F32(epsilon))
     if gamma is not None:
-        y = y * gamma
+        scale = scale * gamma
+    y = centered * scale[:, None, :]
     if beta is not None:
-        y = y + beta
-    return np.ascontiguousarray(np.moveaxis(y.astype(F32, copy=False), -1, axis))
+        y += beta
+    return np.ascontiguousarray(np.moveaxis(y.reshape(xl.shape), -1, axis))
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
