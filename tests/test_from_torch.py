@@ -283,6 +283,11 @@ def test_reduction_spellings(any_backend, name):
     check(Fn(REDUCTION_SPELLINGS[name], conv=True), torch.randn(2, 3, 5, 4))
 
 
+def test_softmax_of_a_full_reduction(any_backend):
+    check(Fn(lambda x: torch.softmax(x.mean(), -1) * x), torch.randn(2, 3, 5, 4))
+    check(Fn(lambda x: F.softmax(x.sum(), dim=0) + x.amax(), conv=True), torch.randn(2, 3, 5, 4))
+
+
 def test_integer_reductions_keep_integers(any_backend):
     class Ids(nn.Module):
         def forward(self, ids):
@@ -301,6 +306,8 @@ def test_reductions_refused():
         fl.from_torch(Fn(lambda x: x.mean(4)), torch.randn(2, 3, 5, 4))
     with pytest.raises(TorchConversionError, match="names an axis twice"):
         fl.from_torch(Fn(lambda x: x.sum((1, -3))), torch.randn(2, 3, 5, 4))
+    with pytest.raises(TorchConversionError, match="mean of a int64 tensor"):
+        fl.from_torch(Fn(lambda x: x.mean(1)), torch.zeros(2, 3, dtype=torch.long))
 
 
 # ------------------------------------------------------------------ activations

@@ -138,8 +138,11 @@ def torch_activation(x, name, negative_slope=0.01):
 
 @S.symbolic_op
 def torch_softmax(x, axis):
-    """Softmax over one axis (fastlayers.softmax)."""
-    return FL.softmax(np.asarray(x, F32), axis=axis)
+    """Softmax over one axis (fastlayers.softmax); axis None: a 0-d x as one element."""
+    x = np.asarray(x, F32)
+    if axis is None:
+        return FL.softmax(x.reshape(1), axis=0).reshape(())
+    return FL.softmax(x, axis=axis)
 
 
 @S.symbolic_op
@@ -940,6 +943,10 @@ class _Converter:
         t = self._tensor(x, "softmax")
         if dim is None:  # PyTorch's legacy implicit dim
             dim = 0 if t.ndim in (0, 1, 3) else 1
+        if t.ndim == 0:  # PyTorch takes dim 0 or -1 of a 0-d tensor as its one element
+            if int(dim) not in (0, -1):
+                raise TorchConversionError(f"from_torch: softmax over dim {dim} of a 0-d tensor")
+            return _T(torch_softmax(t.sym, None), t.cl)
         return _T(torch_softmax(t.sym, _axis_in_layout(t, int(dim))), t.cl)
 
     def linear(self, qual: str, mod: Any, x: Any) -> _T:
@@ -1325,6 +1332,8 @@ class _Converter:
         if dtype is not None and dtype is not self.torch.float32:
             raise TorchConversionError(f"from_torch: {op} with dtype={dtype!r}")
         t = self._tensor(x, op)
+        if op == "mean" and t.sym.dtype.kind != "f":  # PyTorch: "could not infer output dtype"
+            raise TorchConversionError(f"from_torch: mean of a {t.sym.dtype} tensor")
         r = t.ndim
         dims = range(r) if dim is None or (isinstance(dim, (list, tuple)) and not dim) else (
             dim if isinstance(dim, (list, tuple)) else (dim,))
