@@ -95,6 +95,14 @@ def main():
         out[f"layer_norm_{n}"] = f.layer_norm(xl, randn(rng, n), randn(rng, n), epsilon=1e-5)
     out["layer_norm_plain"] = f.layer_norm(randn(rng, 4, 45))
     out["layer_norm_axes"] = f.layer_norm(randn(rng, 3, 7, 11), axis=[0, 2])
+    # GroupNormalization (one plain C++ driver for every ISA): pixels around its 256-pixel
+    # chunks, channels first too.
+    for pixels in (1, 255, 257):
+        gn = f.layers.GroupNormalization(3, epsilon=1e-5)
+        gn.build((2, pixels, 12))
+        gn.set_weights([randn(rng, 12), randn(rng, 12)])
+        out[f"group_norm_{pixels}"] = gn(randn(rng, 2, pixels, 12) + F32(3.0))
+    out["group_norm_axis1"] = f.layers.GroupNormalization(2, axis=1)(randn(rng, 2, 4, 5, 3))
 
     # pool2d (one plain C++ function for every ISA): max and average, valid and padded.
     xp = randn(rng, 2, 13, 11, 17)

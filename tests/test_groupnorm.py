@@ -87,6 +87,65 @@ def test_against_float64_reference(rng, shape, groups, axis):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4 * max(1.0, np.abs(gamma).max()))
 
 
+@pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
+@pytest.mark.parametrize("shape,groups,axis,affine", [
+    ((1, 1, 1, 5), 5, -1, True),  # one value per group
+    ((2, 255, 6), 3, -1, True),  # pixels around the C++ driver's 256-pixel chunks
+    ((2, 256, 6), 2, -1, False),
+    ((3, 257, 7), 7, -1, True),
+    ((1, 9, 57, 32), 32, -1, True),  # 513 pixels, one channel per group
+    ((2, 12, 5, 7), 4, 1, True),  # channels first: moved last and back
+    ((4, 13), 1, 1, False),
+])
+def test_cpp_path_matches_numpy_and_threads_agree(rng, shape, groups, axis, affine):
+    """The C++ driver (csrc/ops/group_norm.cpp) against the NumPy path, with an offset mean;
+    the same bits for 1, 2 and 3 threads (fixed chunks merged in a fixed order)."""
+    x = (rng.standard_normal(shape) * 2 + 30).astype(F32)
+    layer = L.GroupNormalization(groups, axis=axis, center=affine, scale=affine)
+    layer.build(shape)
+    if affine:
+        c = shape[axis]
+        layer.set_weights([rng.standard_normal(c).astype(F32), rng.standard_normal(c).astype(F32)])
+    with fl.use_backend("numpy"):
+        want = layer(x)
+    old = fl.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            fl.set_num_threads(threads)
+            with fl.use_backend("cpp"):
+                outs.append(layer(x))
+    finally:
+        fl.set_num_threads(old)
+    assert_close(outs[0], want, k=x.size // x.shape[0], magnitude=8.0)
+    for got in outs[1:]:
+        assert np.array_equal(got, outs[0])
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
+def test_core_group_norm_rejects_bad_arguments():
+    from fastlayers import _backend
+
+    core = _backend._core
+    x = np.ones((2, 5, 6), np.float32)
+    with pytest.raises(ValueError, match=r"groups \(4\) must divide the number of channels"):
+        core.group_norm_nhwc(x, None, None, 4, 1e-3)
+    with pytest.raises(ValueError, match="groups"):
+        core.group_norm_nhwc(x, None, None, 0, 1e-3)
+    with pytest.raises(ValueError, match="epsilon"):
+        core.group_norm_nhwc(x, None, None, 2, -1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        core.group_norm_nhwc(x, np.ones(5, np.float32), None, 2, 1e-3)
+    with pytest.raises(ValueError, match="ndim"):
+        core.group_norm_nhwc(x[0], None, None, 2, 1e-3)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        core.group_norm_nhwc(np.ones((2, 5, 12), np.float32)[..., ::2], None, None, 2, 1e-3)
+    with pytest.raises(TypeError, match="float32"):
+        core.group_norm_nhwc(x.astype(np.float64), None, None, 2, 1e-3)
+    assert core.group_norm_nhwc(np.ones((0, 5, 6), np.float32), None, None, 2, 1e-3).shape == (
+        0, 5, 6)
+
+
 def test_groups_minus_one_becomes_the_channel_count_and_round_trips(rng):
     layer = L.GroupNormalization(-1, center=False)
     x = rng.standard_normal((2, 4, 6)).astype(F32)

@@ -65,6 +65,32 @@ py::array layer_norm_lastdim(const py::array& x_in, const py::object& gamma_in,
     return std::move(y);
 }
 
+py::array group_norm_nhwc(const py::array& x_in, const py::object& gamma_in,
+                          const py::object& beta_in, int64_t groups, double epsilon) {
+    const char* op = "group_norm_nhwc";
+    const FloatArrayC x = require_f32(x_in, op, "x", 3);
+    if (!(epsilon >= 0.0)) throw py::value_error("group_norm_nhwc: epsilon must be >= 0");
+    const int64_t n = x.shape(0), pixels = x.shape(1), c = x.shape(2);
+    if (groups < 1 || c % groups != 0) {
+        throw py::value_error("group_norm_nhwc: groups (" + std::to_string(groups) +
+                              ") must divide the number of channels (" + std::to_string(c) +
+                              ")");
+    }
+    FloatArrayC gamma, beta;
+    const float* gp = optional_f32_vector(gamma_in, op, "gamma", c, &gamma);
+    const float* bp = optional_f32_vector(beta_in, op, "beta", c, &beta);
+    FloatArrayC y = new_f32_like(x);
+    const int64_t size = static_cast<int64_t>(x.size());
+    if (size == 0) return std::move(y);
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    const float eps = static_cast<float>(epsilon);
+    call_without_gil_if(size >= kReleaseGilMinElements, [=] {
+        fl::group_norm_nhwc(xp, gp, bp, yp, n, pixels, c, groups, eps);
+    });
+    return std::move(y);
+}
+
 py::array pool2d(const py::array& x_in, const py::handle& pool_in, const py::handle& strides_in,
                  const py::handle& pads_in, bool average) {
     const char* op = "pool2d";
@@ -115,6 +141,12 @@ void bind_ops(py::module_& m) {
           "(n, oh, ow, c) array, oh = (h + top + bottom - pool rows) // stride rows + 1 "
           "(fl::pool2d_nhwc: the taps in NumPy's order, the same bits as the NumPy path except "
           "that denormal inputs count as zero).");
+    m.def("group_norm_nhwc", &group_norm_nhwc, py::arg("x"), py::arg("gamma") = py::none(),
+          py::arg("beta") = py::none(), py::arg("groups") = 1, py::arg("epsilon") = 1e-3,
+          "GroupNormalization of x (N, pixels, C) float32 C-contiguous: groups of C / groups "
+          "consecutive channels, statistics over each sample's group (fl::group_norm_nhwc: one "
+          "summation order, the same bits on every ISA and thread count); gamma, beta (C,) or "
+          "None. Returns a new array.");
     m.def("layer_norm_lastdim", &layer_norm_lastdim, py::arg("x"), py::arg("gamma") = py::none(),
           py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3,
           "LayerNormalization over the last axis of a C-contiguous float32 array (ndim >= 1); "

@@ -3,6 +3,7 @@
 // bits for 1 and 2 threads, in place (x == y), and for a row alone or in a batch; without
 // gamma/beta it is gamma = 1, beta = 0 exactly. The cross-ISA identity is checked from Python
 // (tests/test_runtime.py::test_isas_give_identical_bits runs this driver under every ISA).
+// Also the group_norm driver (csrc/ops/group_norm.cpp), the same kind of plain C++.
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -93,6 +94,63 @@ void test_layer_norm_bitwise() {
     fl::layer_norm_lastdim(nullptr, nullptr, nullptr, nullptr, 0, n, 1e-3f);  // no-op
 }
 
+// group_norm_nhwc (csrc/ops/group_norm.cpp): close to a float64 reference around its 256-pixel
+// chunks, with an offset mean, one and all channels per group; the same bits for 1, 2 and 3
+// threads.
+void test_group_norm_reference_and_threads() {
+    std::mt19937 g(9);
+    struct Case {
+        int64_t n, pixels, c, groups;
+    };
+    for (const Case& k : {Case{2, 1, 6, 3}, Case{1, 255, 8, 2}, Case{3, 256, 5, 5},
+                          Case{2, 257, 12, 1}, Case{1, 600, 7, 7}}) {
+        const int64_t size = k.n * k.pixels * k.c;
+        const std::vector<float> x = randn(g, size, 2.0f, 40.0f);
+        const std::vector<float> gamma = randn(g, k.c, 0.3f, 1.0f);
+        const std::vector<float> beta = randn(g, k.c, 1.0f, 0.0f);
+        const int before = fl::num_threads();
+        std::vector<std::vector<float>> ys;
+        for (int threads : {1, 2, 3}) {
+            fl::set_num_threads(threads);
+            ys.emplace_back(static_cast<size_t>(size));
+            fl::group_norm_nhwc(x.data(), gamma.data(), beta.data(), ys.back().data(), k.n,
+                                k.pixels, k.c, k.groups, 1e-5f);
+        }
+        fl::set_num_threads(before);
+        int differ = 0;
+        for (int64_t i = 0; i < size; ++i)
+            for (size_t t = 1; t < ys.size(); ++t)
+                differ += fltest::float_bits(ys[0][i]) != fltest::float_bits(ys[t][i]);
+        FLT_CHECK_MSG(differ == 0, "%d values differ between thread counts", differ);
+        const int64_t per = k.c / k.groups;
+        for (int64_t s = 0; s < k.n; ++s) {
+            for (int64_t grp = 0; grp < k.groups; ++grp) {
+                double mean = 0, var = 0;
+                const double count = static_cast<double>(k.pixels * per);
+                for (int64_t p = 0; p < k.pixels; ++p)
+                    for (int64_t ch = grp * per; ch < (grp + 1) * per; ++ch)
+                        mean += x[(s * k.pixels + p) * k.c + ch];
+                mean /= count;
+                for (int64_t p = 0; p < k.pixels; ++p)
+                    for (int64_t ch = grp * per; ch < (grp + 1) * per; ++ch) {
+                        const double d = x[(s * k.pixels + p) * k.c + ch] - mean;
+                        var += d * d;
+                    }
+                var /= count;
+                for (int64_t p = 0; p < k.pixels; ++p)
+                    for (int64_t ch = grp * per; ch < (grp + 1) * per; ++ch) {
+                        const int64_t i = (s * k.pixels + p) * k.c + ch;
+                        const double want =
+                            (x[i] - mean) / std::sqrt(var + 1e-5) * gamma[ch] + beta[ch];
+                        const double tol = 2e-5 * (1.0 + std::fabs(want)) + 1e-5 * 40.0;
+                        FLT_CHECK_MSG(std::fabs(ys[0][i] - want) <= tol, "%g vs %g",
+                                      static_cast<double>(ys[0][i]), want);
+                    }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 namespace fltest {
@@ -100,6 +158,7 @@ namespace fltest {
 void register_layer_norm_tests() {
     add_case("layer_norm_reference", test_layer_norm_reference);
     add_case("layer_norm_bitwise", test_layer_norm_bitwise);
+    add_case("group_norm_reference_and_threads", test_group_norm_reference_and_threads);
 }
 
 }  // namespace fltest

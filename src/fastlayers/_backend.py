@@ -39,6 +39,7 @@ CPP_OPS = frozenset(
         "additive_attention",
         "multi_head_attention",
         "layer_norm",
+        "group_norm",
     }
 )
 

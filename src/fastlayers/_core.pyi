@@ -17,6 +17,15 @@ def softmax_lastdim(
     mask: bool/uint8, C-contiguous, x's shape; False entries get -1e9 before and 0
     after the softmax (Keras Softmax layer)."""
 
+def group_norm_nhwc(
+    x: npt.NDArray[np.float32],
+    gamma: npt.NDArray[np.float32] | None = None,
+    beta: npt.NDArray[np.float32] | None = None,
+    groups: int = 1,
+    epsilon: float = 1e-3,
+) -> npt.NDArray[np.float32]:
+    """GroupNormalization of x (N, pixels, C): groups of C / groups consecutive channels."""
+
 def layer_norm_lastdim(
     x: npt.NDArray[np.float32],
     gamma: npt.NDArray[np.float32] | None = None,

@@ -38,6 +38,16 @@ void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
                         int64_t rows, int64_t n, float epsilon);
 
+// GroupNormalization of NHWC data (csrc/ops/group_norm.cpp): x and y (n, pixels, c) row-major
+// contiguous (not the same memory); groups divides c; gamma, beta (c,) or nullptr. Per sample
+// and group g of the c / groups consecutive channels: mean and biased variance over its pixels
+// and channels (two passes; float sums per chunk of 256 pixels, merged in double in a fixed
+// order), then y = (x - mean) * (inv * gamma[ch]) + beta[ch], inv = 1 / sqrt(var + epsilon),
+// in float32 without FMA. Plain C++ compiled once: identical bits on every ISA and for any
+// thread count. n * pixels * c == 0 is a no-op.
+void group_norm_nhwc(const float* x, const float* gamma, const float* beta, float* y,
+                     int64_t n, int64_t pixels, int64_t c, int64_t groups, float epsilon);
+
 // Pooling windows over an NHWC input (csrc/ops/pooling.cpp): input (n, h, w, c), window
 // (ph, pw), strides (sh, sw), padding before the first row / column (top, left), output
 // (n, oh, ow, c). Window (i, j) covers input rows i * sh - top + [0, ph) and columns

@@ -1,4 +1,5 @@
-"""LayerNormalization on the C++ path: the row driver (csrc/ops/layer_norm.cpp)."""
+"""LayerNormalization and GroupNormalization on the C++ path: the row driver
+(csrc/ops/layer_norm.cpp) and the NHWC group driver (csrc/ops/group_norm.cpp)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,13 @@ def layer_norm(a):
     y = core.layer_norm_lastdim(xm, gamma, beta, a.epsilon)
     y = y.reshape(tuple(x.shape[i] for i in order))
     return np.ascontiguousarray(y.transpose(np.argsort(order)))
+
+
+def group_norm(x, gamma, beta, groups, axis, epsilon):
+    """GroupNormalization of x with the channels on ``axis`` (checked: not the batch axis,
+    ``groups`` divides them): moved last (a copy only when they are not last already), the
+    other non-batch axes flattened into pixels, then the core's driver."""
+    xl = x if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(x, axis, -1))
+    rows = np.ascontiguousarray(xl).reshape(xl.shape[0], -1, xl.shape[-1])
+    y = _backend._core.group_norm_nhwc(rows, gamma, beta, groups, epsilon).reshape(xl.shape)
+    return y if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(y, -1, axis))

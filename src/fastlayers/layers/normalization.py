@@ -3,8 +3,9 @@ activation layers with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preproce
 that are arithmetic at inference (Rescaling, Normalization).
 
 What each computes is Keras 3's formula at inference (docs/semantics.md §23).
-LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy); BatchNormalization
-runs on the C++ path as a depthwise 1x1 convolution (its packed scale and shift). ReLU, LeakyReLU
+LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy), GroupNormalization
+the C++ NHWC driver (``group_norm``) or NumPy; BatchNormalization runs on the C++ path as a
+depthwise 1x1 convolution (its packed scale and shift). ReLU, LeakyReLU
 and ELU whose parameters are those of a Keras activation name in the core's table (relu,
 relu6, leaky_relu with slope 0.2, elu with alpha 1) run that kernel under "auto" and "cpp".
 The others compute with fastlayers/_numpy/normalization.py under every backend (the core
@@ -25,6 +26,7 @@ from .. import _validation as V
 from .. import functional as F
 from .._cpp import activations as _cpp_act
 from .._cpp import conv2d as _cpp_conv2d
+from .._cpp import normalization as _cpp_norm
 from .._cpp import pack_conv2d
 from .._numpy import normalization as _np_norm
 from .base import Layer, _bool
@@ -455,8 +457,10 @@ class GroupNormalization(Layer):
     Weights (Keras order): ``gamma`` (C,) if scale, ``beta`` (C,) if center.
 
     Call: ``layer(inputs)`` on (batch, ..., C) (or C on ``axis``), rank >= 2; returns float32
-    of the inputs' shape. There is no C++ kernel: both backends compute with
-    fastlayers/_numpy/normalization.py (docs/semantics.md §23).
+    of the inputs' shape. The C++ path runs one NHWC driver (csrc/ops/group_norm.cpp; the
+    channels moved last first when they are not), the NumPy path
+    fastlayers/_numpy/normalization.py; they agree to float32 rounding (docs/semantics.md
+    §23).
     """
 
     supports_masking = True  # Keras 3 passes the implicit mask through
@@ -557,6 +561,8 @@ class GroupNormalization(Layer):
         self._check_groups(c)
         if x.size == 0:
             return np.zeros(x.shape, F32)
+        if _backend.resolve("group_norm", None) == "cpp":
+            return _cpp_norm.group_norm(x, gamma, beta, self.groups, axis, self.epsilon)
         return _np_norm.group_normalization(x, gamma, beta, self.groups, axis, self.epsilon)
 
 
