@@ -298,6 +298,14 @@ def test_integer_reductions_keep_integers(any_backend):
     for got, want in zip(model(ids.numpy()), Ids()(ids)):
         assert got.dtype == np.int64 and np.array_equal(got, want.numpy())
 
+    class AsFloat(nn.Module):  # dtype=torch.float32: PyTorch's float result, also a mean
+        def forward(self, ids):
+            return ids.sum(1, dtype=torch.float32), ids.mean(1, dtype=torch.float32)
+
+    model = fl.from_torch(AsFloat(), torch.zeros(2, 5, dtype=torch.long))
+    for got, want in zip(model(ids.numpy()), AsFloat()(ids)):
+        assert got.dtype == np.float32 and np.allclose(got, want.numpy())
+
 
 def test_reductions_refused():
     with pytest.raises(TorchConversionError, match="dtype"):

@@ -122,6 +122,34 @@ def test_cpp_path_matches_numpy_and_threads_agree(rng, shape, groups, axis, affi
         assert np.array_equal(got, outs[0])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [0.1, 3.0, 12345.678, -2e36])
+def test_a_constant_group_gives_beta(backend, value):
+    """A constant group's mean is that constant exactly (sums in double, rounded once), so its
+    output is beta; a float32 sum of the group drifted (0.94 for 256 values of 12345.678) and
+    overflowed for 2e36."""
+    layer = L.GroupNormalization(4, epsilon=1e-3)
+    x = np.full((2, 300, 8), value, F32)
+    layer.build(x.shape)
+    beta = np.arange(8, dtype=F32)
+    layer.set_weights([np.full(8, 2.0, F32), beta])
+    with fl.use_backend(backend):
+        np.testing.assert_array_equal(layer(x), np.broadcast_to(beta, x.shape))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_large_offset_small_spread(rng, backend):
+    x = (1e4 + 1e-2 * rng.standard_normal((2, 700, 6))).astype(F32)
+    layer = L.GroupNormalization(3, epsilon=0.0, center=False, scale=False)
+    with fl.use_backend(backend):
+        got = layer(x)
+    want = _reference(x, None, None, 3, -1, 0.0)
+    # The mean is rounded to float32 once: up to half a float32 step at 1e4 (about 1e-3, a
+    # tenth of the spread) off, so the outputs are within a step over the spread, no more.
+    step = float(np.spacing(F32(1e4)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=step / float(x.std()) + 1e-3)
+
+
 @pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
 def test_core_group_norm_rejects_bad_arguments():
     from fastlayers import _backend

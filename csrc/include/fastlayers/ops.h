@@ -41,8 +41,8 @@ void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, f
 // GroupNormalization of NHWC data (csrc/ops/group_norm.cpp): x and y (n, pixels, c) row-major
 // contiguous (not the same memory); groups divides c; gamma, beta (c,) or nullptr. Per sample
 // and group g of the c / groups consecutive channels: mean and biased variance over its pixels
-// and channels (two passes; float sums per chunk of 256 pixels, merged in double in a fixed
-// order), then y = (x - mean) * (inv * gamma[ch]) + beta[ch], inv = 1 / sqrt(var + epsilon),
+// and channels (two passes; double sums per chunk of 256 pixels, merged in a fixed order),
+// then y = (x - mean) * (inv * gamma[ch]) + beta[ch], inv = 1 / sqrt(var + epsilon),
 // in float32 without FMA. Plain C++ compiled once: identical bits on every ISA and for any
 // thread count. n * pixels * c == 0 is a no-op.
 void group_norm_nhwc(const float* x, const float* gamma, const float* beta, float* y,

@@ -89,7 +89,7 @@ def group_normalization(x, gamma, beta, groups, axis, epsilon):
         return np.repeat(means.astype(F32), size, axis=1)
 
     centered = rows - group_mean(rows.sum(axis=1, dtype=np.float64))[:, None, :]
-    variance = group_mean(np.square(centered).sum(axis=1, dtype=np.float64))
+    variance = group_mean(np.square(centered, dtype=np.float64).sum(axis=1))
     scale = F32(1.0) / np.sqrt(variance + F32(epsilon))
     if gamma is not None:
         scale = scale * gamma

@@ -114,12 +114,13 @@ _REDUCTIONS = {"mean": np.mean, "sum": np.sum, "amax": np.amax, "amin": np.amin}
 
 
 @S.symbolic_op
-def torch_reduce(x, op, axes, keepdims):
+def torch_reduce(x, op, axes, keepdims, to_float=False):
     """``x.mean / sum / amax / amin(dim, keepdim)`` over ``axes`` of the stored array: float32
-    for floats (a mean or sum accumulated as NumPy does, pairwise); for integers and booleans,
-    as PyTorch, a sum in int64 and a max or min in their own dtype."""
+    for floats and with ``to_float`` (PyTorch's dtype=torch.float32; a mean or sum accumulated
+    as NumPy does, pairwise); otherwise, for integers and booleans, as PyTorch, a sum in int64
+    and a max or min in their own dtype."""
     x = np.asarray(x)
-    if x.dtype.kind in "biu" and op != "mean":
+    if x.dtype.kind in "biu" and op != "mean" and not to_float:
         x = x.astype(np.int64) if op == "sum" else x
         return np.asarray(_REDUCTIONS[op](x, axis=axes, keepdims=keepdims))
     return np.asarray(_REDUCTIONS[op](x.astype(F32, copy=False), axis=axes, keepdims=keepdims),
@@ -1332,8 +1333,10 @@ class _Converter:
         if dtype is not None and dtype is not self.torch.float32:
             raise TorchConversionError(f"from_torch: {op} with dtype={dtype!r}")
         t = self._tensor(x, op)
-        if op == "mean" and t.sym.dtype.kind != "f":  # PyTorch: "could not infer output dtype"
+        if op == "mean" and dtype is None and t.sym.dtype.kind != "f":
+            # PyTorch: "mean(): could not infer output dtype" unless a dtype is given
             raise TorchConversionError(f"from_torch: mean of a {t.sym.dtype} tensor")
+        to_float = dtype is not None
         r = t.ndim
         dims = range(r) if dim is None or (isinstance(dim, (list, tuple)) and not dim) else (
             dim if isinstance(dim, (list, tuple)) else (dim,))
@@ -1349,9 +1352,10 @@ class _Converter:
         in_order = keepdim or 1 in torch_axes or kept <= 2  # the stored order is PyTorch's
         if t.cl and 0 not in torch_axes and in_order:
             axes = tuple(sorted(_axis_in_layout(t, d) for d in torch_axes))
-            return _T(torch_reduce(t.sym, op, axes, bool(keepdim)), t.cl and bool(keepdim))
+            return _T(torch_reduce(t.sym, op, axes, bool(keepdim), to_float),
+                      t.cl and bool(keepdim))
         t = _to_torch(t)
-        return _T(torch_reduce(t.sym, op, tuple(torch_axes), bool(keepdim)), False)
+        return _T(torch_reduce(t.sym, op, tuple(torch_axes), bool(keepdim), to_float), False)
 
     def permute(self, x: Any, *dims: Any) -> _T:
         t = _to_torch(self._tensor(x, "permute"))
