@@ -228,13 +228,13 @@ void conv2d_forward_into(const float* x, const Conv2dShape& s, const PackedConv&
         conv_detail::indirect_forward(x, s, w, y, out, act);
     } else {
         // Depthwise and tiles write densely: a temporary, then each pixel's F floats copied.
-        std::vector<float> tmp(static_cast<size_t>(pixels * s.f));
-        conv2d_forward(x, s, w, tmp.data(), act);
+        const AlignedFloats tmp = alloc_aligned_floats(pixels * s.f);  // every float written
+        conv2d_forward(x, s, w, tmp.get(), act);
         parallel_for(s.n * s.oh, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.ow * s.f)),
                      [&](int64_t begin, int64_t end) {
                          for (int64_t r = begin; r < end; ++r) {
                              float* dst = y + (r / s.oh) * out.image + (r % s.oh) * out.row;
-                             const float* src = tmp.data() + r * s.ow * s.f;
+                             const float* src = tmp.get() + r * s.ow * s.f;
                              for (int64_t j = 0; j < s.ow; ++j) {
                                  conv_detail::copy_floats(dst + j * out.pixel, src + j * s.f, s.f);
                              }

@@ -35,7 +35,7 @@ def group_norm(x, gamma, beta, groups, axis, epsilon):
     """GroupNormalization of x with the channels on ``axis`` (checked: not the batch axis,
     ``groups`` divides them): moved last (a copy only when they are not last already), the
     other non-batch axes flattened into pixels, then the core's driver."""
-    xl = x if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(x, axis, -1))
-    rows = np.ascontiguousarray(xl).reshape(xl.shape[0], -1, xl.shape[-1])
+    xl = np.ascontiguousarray(np.moveaxis(x, axis, -1))  # no copy when already so
+    rows = xl.reshape(xl.shape[0], -1, xl.shape[-1])
     y = _backend._core.group_norm_nhwc(rows, gamma, beta, groups, epsilon).reshape(xl.shape)
     return y if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(y, -1, axis))
