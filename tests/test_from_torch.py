@@ -378,6 +378,15 @@ def test_prelu(any_backend, channels, shape, conv):
     check(Fn(act, conv=conv), torch.randn(*shape) * 3)
 
 
+def test_prelu_with_infinite_or_nan_weights(any_backend):
+    act = nn.PReLU(3)
+    with torch.no_grad():
+        act.weight.copy_(torch.tensor([float("inf"), float("nan"), 0.5]))
+    x = torch.tensor([[1.0, 2.0, -1.0], [-3.0, 0.0, 4.0]])
+    got = fl.from_torch(act, x)(x.numpy())
+    np.testing.assert_array_equal(got, act(x).detach().numpy())  # x > 0 stays x, 0 * nan is nan
+
+
 def test_prelu_parameters_must_match_the_channels():
     with pytest.raises(TorchConversionError, match="has 4 parameters"):
         fl.from_torch(nn.PReLU(4), torch.randn(2, 3, 5))

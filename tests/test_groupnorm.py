@@ -1,7 +1,8 @@
 """GroupNormalization: Keras fixtures at edge shapes, a float64 reference written from the
 definition, PyTorch's own nn.GroupNorm through from_torch, models built in code with Keras's
-weights, symbolic use, and bad arguments. The layer has no C++ kernel: both backends compute
-with fastlayers/_numpy/normalization.py (the models' other layers change path).
+weights, symbolic use, and bad arguments, on both paths: the C++ driver
+(csrc/ops/group_norm.cpp, also checked against NumPy at its chunk edges and for thread counts)
+and fastlayers/_numpy/normalization.py.
 
 Fixtures: tests/golden/groupnorm_layers.npz and models_groupnorm.npz (with the model files,
 which tests/test_load_keras.py loads), made by tests/golden/make_models_groupnorm.py.

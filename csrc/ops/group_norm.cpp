@@ -7,9 +7,10 @@
 // threads share:
 //   1. per chunk, per channel: the sum of its pixels in double, in pixel order;
 //   2. per sample, per group: the chunks' sums added in chunk order, then the group's channels
-//      in channel order -> mean (in double, then rounded: a constant group's mean is that
-//      constant, and a large offset costs no precision); the same for the squares, in double,
-//      of (x - mean) -> the biased variance (two passes over x, as for LayerNormalization);
+//      in channel order -> mean (in double, then rounded to float32: a constant group's mean
+//      is that constant; with a large offset the mean is off by at most half a float32 step
+//      of it, which x - mean keeps); the same for the squares, in double, of (x - mean) -> the
+//      biased variance (two passes over x, as for LayerNormalization);
 //   3. y = (x - mean) * (inv * gamma[c]) + beta[c], inv = 1 / sqrt(var + epsilon).
 // The chunks do not depend on the thread count, and their sums are merged in a fixed order,
 // so the bits do not either. Extra memory: samples x chunks x C doubles of partial sums.

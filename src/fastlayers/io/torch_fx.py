@@ -32,7 +32,6 @@ import numpy as np
 from .. import _symbolic as S
 from .. import functional as FL
 from .._numpy import activations as _act
-from .._numpy import normalization as _norm
 from ..layers import (
     GRU,
     LSTM,
@@ -101,15 +100,16 @@ def torch_index(x, key):
 
 @S.symbolic_op
 def torch_prelu(x, alpha, axis):
-    """``nn.PReLU`` (x where x >= 0, else alpha * x) as Keras's PReLU computes it
-    (``_numpy.normalization.prelu``: the same values, zeros' signs apart), alpha (1,) or one
-    per entry of ``axis`` (the channels) of the stored array."""
+    """``nn.PReLU`` as PyTorch's kernel computes it: x where x > 0, else alpha * x, alpha (1,)
+    or one per entry of ``axis`` (the channels) of the stored array. Not Keras's relu(x) -
+    alpha * relu(-x) (``_numpy.normalization.prelu``), which gives NaN for x > 0 when alpha is
+    inf or NaN."""
     x = np.asarray(x, F32)
     shape = [1] * x.ndim
     if alpha.size > 1:
         shape[axis] = alpha.size
-    with np.errstate(invalid="ignore"):  # 0 * inf: NaN, as in PyTorch, without a warning
-        return _norm.prelu(x, alpha.reshape(shape))
+    with np.errstate(invalid="ignore"):  # 0 * -inf: NaN, as in PyTorch, without a warning
+        return np.where(x > 0, x, alpha.reshape(shape) * x).astype(F32)
 
 
 _REDUCTIONS = {"mean": np.mean, "sum": np.sum, "amax": np.amax, "amin": np.amin}
