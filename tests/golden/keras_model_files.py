@@ -19,12 +19,13 @@ import torch
 F32 = np.float32
 
 
-def write_models(models: dict[str, Callable], here: Path) -> dict[str, np.ndarray]:
+def write_models(models: dict[str, Callable], here: Path,
+                 training: bool | None = None) -> dict[str, np.ndarray]:
     """Build each ``models[name]()`` -> (model, inputs), give it seeded uniform weights in
     [-0.5, 0.5], save it to ``here/models/<name>.keras``, ``.h5`` (Keras 3's legacy HDF5
     writer) and ``.weights.h5``, and return the arrays ``<name>.weights.<i>``,
-    ``<name>.inputs.<i>`` and ``<name>.out.<i>`` (Keras's outputs) in the layout of
-    make_golden_models.py."""
+    ``<name>.inputs.<i>`` and ``<name>.out.<i>`` (Keras's outputs, called with
+    ``training=training`` when it is given) in the layout of make_golden_models.py."""
     out: dict[str, np.ndarray] = {}
     (here / "models").mkdir(exist_ok=True)
     for name, make in models.items():
@@ -33,7 +34,8 @@ def write_models(models: dict[str, Callable], here: Path) -> dict[str, np.ndarra
         rng = np.random.default_rng(len(name) * 7919)
         weights = [rng.uniform(-0.5, 0.5, w.shape).astype(F32) for w in model.get_weights()]
         model.set_weights(weights)
-        result = model(inputs if len(inputs) > 1 else inputs[0])
+        call_kwargs = {} if training is None else {"training": training}
+        result = model(inputs if len(inputs) > 1 else inputs[0], **call_kwargs)
         outs = result if isinstance(result, (list, tuple)) else [result]
         for i, w in enumerate(weights):
             out[f"{name}.weights.{i}"] = w

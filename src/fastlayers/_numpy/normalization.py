@@ -1,7 +1,8 @@
 """NumPy reference of the normalization layers and the parameterized activation layers:
-BatchNormalization, LayerNormalization, Rescaling, Normalization, ReLU, LeakyReLU, PReLU,
-ELU. Each function takes checked float32 arrays and returns float32 arrays of the shape
-of ``x``; the formulas are Keras 3's (docs/semantics.md §23).
+BatchNormalization, LayerNormalization, GroupNormalization, RMSNormalization,
+UnitNormalization, Rescaling, Normalization, ReLU, LeakyReLU, PReLU, ELU. Each function
+takes checked float32 arrays and returns float32 arrays of the shape of ``x``; the
+formulas are Keras 3's (docs/semantics.md §23).
 """
 
 from __future__ import annotations
@@ -151,3 +152,33 @@ def normalization(x, mean, variance, invert):
     std = np.maximum(np.sqrt(variance), KERAS_EPSILON)
     y = mean + x * std if invert else (x - mean) / std
     return y.astype(F32, copy=False)
+
+
+def rms_normalization(x, scale, axes, epsilon):
+    """Keras RMSNormalization over ``axes`` of x: ``x * rsqrt(mean(x^2) + epsilon) * scale``.
+
+    The mean of the squares is summed in float64 (float32 squares overflow above ~1.8e19
+    and lose digits in long rows), its ``1 / sqrt(mean + epsilon)`` rounded to float32
+    once; then the two float32 products in Keras's order. ``scale`` has the shape of x
+    over ``axes`` (None: no scaling).
+    """
+    axes = tuple(axes)
+    mean_sq = np.mean(np.square(x, dtype=np.float64), axis=axes, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # epsilon 0, a zero row: NaN
+        inv = (1.0 / np.sqrt(mean_sq + float(F32(epsilon)))).astype(F32)
+        y = x * inv
+    if scale is not None:
+        shape = [1] * x.ndim
+        for a, d in zip(sorted(axes), scale.shape):
+            shape[a] = d
+        y = y * scale.reshape(shape)
+    return y.astype(F32, copy=False)
+
+
+def unit_normalization(x, axes):
+    """Keras UnitNormalization: ``x * min(rsqrt(sum(x^2)), 1e12)`` over ``axes`` (a zero
+    vector stays zero). The sum of squares in float64, the factor rounded to float32 once."""
+    sum_sq = np.sum(np.square(x, dtype=np.float64), axis=tuple(axes), keepdims=True)
+    with np.errstate(divide="ignore"):  # a zero vector: 1/0 = inf, then the 1e12 bound
+        inv = np.minimum(1.0 / np.sqrt(sum_sq), 1e12).astype(F32)
+    return (x * inv).astype(F32, copy=False)

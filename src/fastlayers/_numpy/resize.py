@@ -1,7 +1,8 @@
-"""Upsampling by whole factors (Keras ``UpSampling1D/2D``; docs/semantics.md §25).
+"""Upsampling by whole factors (Keras ``UpSampling1D/2D``; docs/semantics.md §25) and
+resizing to any size (Keras ``Resizing``, ``CenterCrop``; docs/semantics.md §27).
 
-Memory-bound data movement with at most two multiply-adds per output value, so there is no
-C++ kernel: every backend runs this code.
+Memory-bound data movement with a few multiply-adds per output value, so there is no C++
+kernel: every backend runs this code.
 """
 
 from __future__ import annotations
@@ -42,3 +43,98 @@ def _linear_axis(x, factor, axis):
     shape[axis] = pos.size
     t = (pos - lo).astype(np.float32).reshape(shape)
     return np.take(x, lo, axis=axis) * (1 - t) + np.take(x, hi, axis=axis) * t
+
+
+# ------------------------------------------------------------------ resizing to any size
+#
+# Keras's Resizing on the PyTorch backend is torch.nn.functional.interpolate (bilinear with
+# align_corners=False, "nearest" as "nearest-exact"); TensorFlow's and JAX's resizes give
+# the same samples. The source positions are computed in float32, as PyTorch computes them
+# for float32 images, with the scale in / out.
+
+
+def _nearest_taps(n_in: int, n_out: int):
+    """Source index of each output along an axis: floor((i + 0.5) * in / out), at most
+    in - 1 (the pixel whose extent holds the output pixel's centre)."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = np.floor((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale)
+    return np.minimum(src.astype(np.intp), n_in - 1)
+
+
+def _linear_taps(n_in: int, n_out: int):
+    """Two taps per output (indices (out, 2), weights (out, 2)): half-pixel centres
+    p = max((i + 0.5) * in / out - 0.5, 0), rows floor(p) and the next (clamped to the
+    last), weights 1 - t and t with t = p - floor(p)."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    # One rounding of (i + 0.5) * scale - 0.5, as PyTorch's fused multiply-add gives it: the
+    # product of two float32 is exact in float64.
+    centre = np.arange(n_out, dtype=np.float32) + np.float32(0.5)
+    src = (centre.astype(np.float64) * np.float64(scale) - 0.5).astype(np.float32)
+    src = np.maximum(src, np.float32(0.0))
+    lo = np.minimum(np.floor(src).astype(np.intp), n_in - 1)
+    t = np.clip(src - lo.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return np.stack([lo, hi], axis=1), np.stack([np.float32(1.0) - t, t], axis=1)
+
+
+def _antialias_taps(n_in: int, n_out: int):
+    """Taps of the triangle filter stretched over the scale when shrinking (PyTorch's and
+    TensorFlow's antialiased bilinear): output i is centred at c = (i + 0.5) * in / out in
+    input coordinates and takes the pixels j within the support s = max(in / out, 1) of c,
+    weighted by max(0, 1 - |j + 0.5 - c| / s) and normalized to sum 1. Returns indices and
+    weights (out, taps), padded with weight 0 where an output has fewer taps. The centre and
+    the filter's argument are rounded to float32 step by step, as PyTorch computes them (a
+    float64 centre moved outputs of a 39 -> 53 enlargement by up to 1e-5)."""
+    f32 = np.float32
+    scale = f32(n_in) / f32(n_out)
+    support = scale if scale >= 1.0 else f32(1.0)
+    invscale = f32(1.0) / scale if scale >= 1.0 else f32(1.0)
+    centre = scale * (np.arange(n_out, dtype=f32) + f32(0.5))
+    first = np.maximum((centre - support + f32(0.5)).astype(np.intp), 0)
+    end = np.minimum((centre + support + f32(0.5)).astype(np.intp), n_in)
+    taps = int(np.max(end - first))
+    j = first[:, None] + np.arange(taps)[None, :]
+    arg = (j.astype(f32) - centre[:, None] + f32(0.5)) * invscale
+    w = np.maximum(f32(0.0), f32(1.0) - np.abs(arg))
+    w[j >= end[:, None]] = 0.0
+    total = np.zeros((n_out, 1), f32)
+    for k in range(taps):  # summed in tap order, in float32
+        total[:, 0] += w[:, k]
+    w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+    return np.minimum(j, n_in - 1), w.astype(f32)
+
+
+def _apply_taps(x, idx, w, axis):
+    """sum_k x[idx[:, k]] * w[:, k] along ``axis``, the taps added in order; a tap of
+    weight 0 that pads an output's list is left out (so an inf there gives no NaN)."""
+    shape = [1] * x.ndim
+    shape[axis] = idx.shape[0]
+    y = None
+    for k in range(idx.shape[1]):
+        with np.errstate(invalid="ignore"):  # inf * 0 in a padding tap, dropped below
+            term = np.take(x, idx[:, k], axis=axis) * w[:, k].reshape(shape)
+        if k > 0 and not np.all(w[:, k]):
+            term = np.where(w[:, k].reshape(shape) != 0, term, np.float32(0.0))
+        y = term if y is None else y + term
+    return y
+
+
+def resize_images(x, size, interpolation, antialias=False):
+    """x (N, H, W, C) float32 resized to (N, size[0], size[1], C), H, W >= 1.
+
+    interpolation "nearest" (the input pixel whose extent holds each output pixel's
+    centre) or "bilinear" (half-pixel centres, edges clamped; with ``antialias`` the
+    triangle filter widens by the scale when shrinking, so every input pixel counts).
+    Columns first, then rows (PyTorch's order). Always a new array."""
+    y = x
+    for axis, n_out in ((2, size[1]), (1, size[0])):
+        n_in = y.shape[axis]
+        if interpolation == "nearest":
+            if n_in != n_out:
+                y = np.take(y, _nearest_taps(n_in, n_out), axis=axis)
+            continue
+        if n_in == n_out:
+            continue  # weights 1 and 0 everywhere: the input itself
+        taps = _antialias_taps if antialias else _linear_taps
+        y = _apply_taps(y, *taps(n_in, n_out), axis)
+    return y.copy() if y is x else y.astype(np.float32, copy=False)

@@ -107,6 +107,10 @@ LAYER_CLASSES: dict[str, type] = {
     "ELU": L.ELU,
     "Rescaling": L.Rescaling,
     "Normalization": L.Normalization,
+    "RMSNormalization": L.RMSNormalization,
+    "UnitNormalization": L.UnitNormalization,
+    # image preprocessing: Resizing, CenterCrop, the augmentations (identity at inference)
+    **{name: getattr(L, name) for name in L.preprocessing.__all__},
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 

@@ -24,7 +24,8 @@ Softmax, Activation), conv (Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D), p
 MultiHeadAttention), merging (Add, Subtract, Multiply, Average, Maximum, Minimum,
 Concatenate, Dot and the functional forms ``add``, ``concatenate``, ...), reshaping
 (Reshape, Permute, RepeatVector), wrappers (TimeDistributed), regularization (Dropout and
-the other layers that are the identity at inference). A new family is a new module
+the other layers that are the identity at inference), preprocessing (Resizing, CenterCrop
+and the random image augmentations, the identity at inference). A new family is a new module
 whose layers subclass :class:`Layer`, declare ``config_keys`` (and, with weights,
 ``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the op's
 ``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.
@@ -93,6 +94,8 @@ from .normalization import (  # norm (issue 12): normalization, activation, prep
     PReLU,
     ReLU,
     Rescaling,
+    RMSNormalization,
+    UnitNormalization,
 )
 from .padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D  # convpool
 from .pooling import (
@@ -104,6 +107,34 @@ from .pooling import (
     GlobalMaxPooling2D,
     MaxPooling1D,
     MaxPooling2D,
+)
+from .preprocessing import (
+    AugMix,
+    CenterCrop,
+    CutMix,
+    MixUp,
+    RandAugment,
+    RandomBrightness,
+    RandomColorDegeneration,
+    RandomColorJitter,
+    RandomContrast,
+    RandomElasticTransform,
+    RandomErasing,
+    RandomFlip,
+    RandomGaussianBlur,
+    RandomGrayscale,
+    RandomHue,
+    RandomInvert,
+    RandomPerspective,
+    RandomPosterization,
+    RandomRotation,
+    RandomSaturation,
+    RandomSharpness,
+    RandomShear,
+    RandomTranslation,
+    RandomZoom,
+    Resizing,
+    Solarization,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .regularization import (
@@ -193,4 +224,33 @@ __all__ = [
     "ELU",
     "Rescaling",
     "Normalization",
+    "RMSNormalization",
+    "UnitNormalization",
+    # image preprocessing: resizing, and the augmentations (identity at inference)
+    "Resizing",
+    "CenterCrop",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandomBrightness",
+    "RandomGrayscale",
+    "RandomHue",
+    "RandomSaturation",
+    "RandomSharpness",
+    "RandomShear",
+    "RandomErasing",
+    "RandomGaussianBlur",
+    "RandomPerspective",
+    "RandomInvert",
+    "RandomPosterization",
+    "RandomColorDegeneration",
+    "RandomColorJitter",
+    "RandomElasticTransform",
+    "Solarization",
+    "AugMix",
+    "RandAugment",
+    "CutMix",
+    "MixUp",
 ]

@@ -1,6 +1,7 @@
-"""Normalization layers (BatchNormalization, LayerNormalization, GroupNormalization), the
-activation layers with parameters (ReLU, LeakyReLU, PReLU, ELU) and the preprocessing layers
-that are arithmetic at inference (Rescaling, Normalization).
+"""Normalization layers (BatchNormalization, LayerNormalization, GroupNormalization,
+RMSNormalization, UnitNormalization), the activation layers with parameters (ReLU,
+LeakyReLU, PReLU, ELU) and the preprocessing layers that are arithmetic at inference
+(Rescaling, Normalization).
 
 What each computes is Keras 3's formula at inference (docs/semantics.md §23).
 LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy), GroupNormalization
@@ -38,6 +39,8 @@ __all__ = [
     "BatchNormalization",
     "LayerNormalization",
     "GroupNormalization",
+    "RMSNormalization",
+    "UnitNormalization",
     "ReLU",
     "LeakyReLU",
     "PReLU",
@@ -564,6 +567,123 @@ class GroupNormalization(Layer):
         if _backend.resolve("group_norm", None) == "cpp":
             return _cpp_norm.group_norm(x, gamma, beta, self.groups, axis, self.epsilon)
         return _np_norm.group_normalization(x, gamma, beta, self.groups, axis, self.epsilon)
+
+
+# ---------------------------------------------- RMSNormalization, UnitNormalization
+
+
+class _AxesNorm(Layer):
+    """A normalization over the axes in ``axis`` (an int or a list of ints, Keras sorts a
+    list): the checks of the axes, shared by RMSNormalization and UnitNormalization."""
+
+    def _axes(self) -> list[int]:
+        return sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
+
+    def _input(self, inputs: Any) -> tuple[np.ndarray, list[int]]:
+        """The inputs as float32 and the positions of the axes in them (built if not)."""
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        positions = _positions(self._axes(), x.ndim, owner)
+        if not self.built:
+            self.build(x.shape)
+        return x, positions
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        axes = self._axes()
+        if any(not -len(shape) <= a < len(shape) for a in axes):
+            return None  # the zero run raises the call's error
+        self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
+        return shape
+
+
+class RMSNormalization(_AxesNorm):
+    """Root-mean-square normalization (Keras ``RMSNormalization``; PyTorch ``nn.RMSNorm``).
+
+    Over the axes in ``axis``: ``y = x * rsqrt(mean(x^2) + epsilon) * scale``, with no
+    centring and no offset; the mean of the squares is summed in float64, the result is
+    float32 (docs/semantics.md §23).
+
+    Parameters
+    ----------
+    axis : int or list of ints
+        The normalized axes (default -1); Keras sorts a list, and so does the weight.
+    epsilon : float >= 0
+        Default 1e-6 (PyTorch's RMSNorm: the float32 machine epsilon when None).
+
+    Weights: ``scale`` of shape ``tuple(input_shape[a] for a in sorted(axis))``, ones by
+    default.
+
+    Call: ``layer(inputs)``; returns float32 of the inputs' shape. NumPy code under every
+    backend (fastlayers/_numpy/normalization.py).
+    """
+
+    config_keys = ("axis", "epsilon")
+
+    def __init__(self, axis: Any = -1, epsilon: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.axis = _axis_list(axis, owner)
+        self.epsilon = _real(epsilon, owner, "epsilon", minimum=0.0)
+
+    def _weight_specs(self, input_shape):
+        shape = None if input_shape is None else tuple(input_shape[a] for a in self._axes())
+        return [weight_spec("scale", shape, "ones")]
+
+    def _input_shape_from_weights(self, shapes):
+        axes = self._axes()
+        want = self._shape_of(shapes, 0, len(axes))
+        shape = [None] * _rank_for(axes)
+        for a, d in zip(axes, want):
+            shape[a] = d
+        return tuple(shape)
+
+    def build(self, input_shape: Any) -> None:
+        """Create ``scale``, of shape ``input_shape`` over the sorted axes."""
+        input_shape = tuple(input_shape)
+        _positions(self._axes(), len(input_shape), self._owner(), "input_shape")
+        if any(input_shape[a] is None for a in self._axes()):
+            raise ValueError(
+                f"{self._owner()}: build needs known sizes on axis {self.axis}, got "
+                f"{input_shape}"
+            )
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x, positions = self._input(inputs)
+        scale = self._weight("scale")
+        have = tuple(x.shape[a] for a in self._axes())
+        if scale.shape != have:
+            raise ValueError(
+                f"{self._owner()}: inputs of shape {x.shape} have {have} on axis {self.axis}, "
+                f"the weight 'scale' {scale.shape}"
+            )
+        # As in LayerNormalization: the weight is reshaped (not transposed) to the input's
+        # axes in position order.
+        scale = scale.reshape(tuple(x.shape[a] for a in sorted(positions)))
+        return _np_norm.rms_normalization(x, scale, positions, self.epsilon)
+
+
+class UnitNormalization(_AxesNorm):
+    """Scales each vector along ``axis`` to unit L2 norm (Keras ``UnitNormalization``).
+
+    ``y = x * min(rsqrt(sum(x^2)), 1e12)`` over the axes in ``axis`` (default -1; an int or
+    a list): a zero vector stays zero. The sum of squares is taken in float64, the result
+    is float32. No weights. Call: ``layer(inputs)``; returns float32 of the inputs' shape.
+    """
+
+    supports_masking = True  # as in Keras
+    config_keys = ("axis",)
+
+    def __init__(self, axis: Any = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.axis = _axis_list(axis, type(self).__name__)
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x, positions = self._input(inputs)
+        return _np_norm.unit_normalization(x, positions)
 
 
 # ---------------------------------------------------------------- activation layers

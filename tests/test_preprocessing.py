@@ -1,0 +1,419 @@
+"""The image preprocessing layers (Resizing, CenterCrop, the random augmentations) and
+RMSNormalization / UnitNormalization: Keras fixtures at edge shapes, PyTorch's own
+interpolate and RMSNorm, references written from the definitions, models built in code and
+symbolically, and bad arguments. These layers are NumPy code under every backend; the
+fixture cases still run under both.
+
+Fixtures: tests/golden/preprocessing_layers.npz and models_preprocessing.npz (with the model
+files, which tests/test_load_keras.py loads), made by
+tests/golden/make_models_preprocessing.py.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close
+from golden_models import read_layer_cases
+
+import fastlayers as fl
+from fastlayers import Input, Model, Sequential
+from fastlayers import layers as L
+from fastlayers.layers import preprocessing as P
+
+F32 = np.float32
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+LAYER_CASES = read_layer_cases("preprocessing_layers.npz")
+AUGMENTATIONS = [n for n in P.__all__ if n not in ("Resizing", "CenterCrop")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_layer_matches_keras(case, backend):
+    meta, x, weights, _, y = LAYER_CASES[case]
+    layer = getattr(L, meta["class_name"])(**meta["config"])
+    if weights:
+        layer.set_weights(weights)
+    with fl.use_backend(backend):
+        got = layer(x)
+    assert_close(got, y, k=16, magnitude=float(np.abs(x).max()))
+
+
+def test_fixture_cases_cover_the_edges():
+    classes = {m["class_name"] for m, *_ in LAYER_CASES.values()}
+    assert {"Resizing", "CenterCrop", "RMSNormalization", "UnitNormalization", "RandomFlip",
+            "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+            "RandomBrightness", "MixUp"} <= classes
+    assert {"resize_to_one_pixel", "resize_from_one_pixel", "resize_same_size",
+            "resize_single_image", "resize_channels_first", "resize_antialias_down",
+            "resize_pad_aspect_tall", "crop_smaller_resizes", "rms_one_feature",
+            "unit_one_feature"} <= set(LAYER_CASES)
+
+
+# ------------------------------------------------------------------------------ Resizing
+
+
+def _torch_resize(x, size, interpolation, antialias):
+    torch = pytest.importorskip("torch")
+    f = torch.nn.functional
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
+    if interpolation == "nearest":
+        y = f.interpolate(t, size=size, mode="nearest-exact")
+    else:
+        y = f.interpolate(t, size=size, mode="bilinear", align_corners=False,
+                          antialias=antialias)
+    return y.permute(0, 2, 3, 1).numpy()
+
+
+SIZES = [(1, 1, 5, 4), (5, 4, 1, 1), (7, 6, 7, 6), (17, 19, 8, 9), (8, 9, 17, 19),
+         (13, 3, 2, 31), (31, 37, 29, 41), (16, 16, 15, 17), (15, 17, 16, 16)]
+
+
+@pytest.mark.parametrize("interpolation,antialias",
+                         [("nearest", False), ("bilinear", False), ("bilinear", True)])
+@pytest.mark.parametrize("h,w,oh,ow", SIZES)
+def test_resize_matches_torch_interpolate(rng, h, w, oh, ow, interpolation, antialias):
+    """PyTorch's interpolate is what Keras's Resizing runs on the torch backend."""
+    x = rng.standard_normal((2, h, w, 3)).astype(F32)
+    layer = L.Resizing(oh, ow, interpolation=interpolation, antialias=antialias)
+    want = _torch_resize(x, (oh, ow), interpolation, antialias)
+    got = layer(x)
+    if interpolation == "nearest":
+        np.testing.assert_array_equal(got, want)  # pure data movement
+    else:
+        assert_close(got, want, k=4, magnitude=4.0)
+
+
+def _bilinear_reference(x, oh, ow):
+    """float64 loops from the definition: half-pixel centres, clamped edges."""
+    n, h, w, c = x.shape
+
+    def taps(n_in, n_out, i):
+        p = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        lo = min(int(np.floor(p)), n_in - 1)
+        return lo, min(lo + 1, n_in - 1), p - lo
+
+    y = np.zeros((n, oh, ow, c))
+    for i in range(oh):
+        r0, r1, tr = taps(h, oh, i)
+        for j in range(ow):
+            c0, c1, tc = taps(w, ow, j)
+            top = x[:, r0, c0] * (1 - tc) + x[:, r0, c1] * tc
+            bottom = x[:, r1, c0] * (1 - tc) + x[:, r1, c1] * tc
+            y[:, i, j] = top * (1 - tr) + bottom * tr
+    return y
+
+
+@pytest.mark.parametrize("h,w,oh,ow", SIZES)
+def test_bilinear_against_the_definition(rng, h, w, oh, ow):
+    x = rng.standard_normal((1, h, w, 2)).astype(F32)
+    got = L.Resizing(oh, ow)(x)
+    # The source positions are float32 (as in PyTorch): an error of up to half a float32
+    # step of the position (2e-6 near 40) times the difference of two neighbours.
+    step = float(np.spacing(np.float32(max(h, w))))
+    jumps = [np.abs(np.diff(x, axis=a)) for a in (1, 2)]
+    atol = 2e-6 + step * sum(float(j.max()) if j.size else 0.0 for j in jumps)
+    np.testing.assert_allclose(got, _bilinear_reference(x.astype(np.float64), oh, ow),
+                               rtol=0, atol=atol)
+
+
+def test_nearest_picks_the_pixel_holding_each_centre():
+    x = np.arange(7, dtype=F32).reshape(1, 1, 7, 1)
+    got = L.Resizing(1, 3, interpolation="nearest")(x)[0, 0, :, 0]
+    # centres of the 3 outputs at 7/6, 21/6, 35/6 input pixels: pixels 1, 3 and 5
+    np.testing.assert_array_equal(got, [1, 3, 5])
+
+
+def test_antialias_shrink_averages_every_input_pixel():
+    """Shrinking 4 -> 1 with antialias: the triangle of half-width 4 around the centre (2.0)
+    weighs the pixel centres 0.5, 1.5, 2.5, 3.5 by 1 - 1.5/4, 1 - 0.5/4, ... (5 : 7 : 7 : 5);
+    without antialias the two middle pixels only."""
+    x = np.array([1.0, 2.0, 4.0, 8.0], F32).reshape(1, 1, 4, 1)
+    aa = L.Resizing(1, 1, antialias=True)(x)[0, 0, 0, 0]
+    plain = L.Resizing(1, 1)(x)[0, 0, 0, 0]
+    assert aa == pytest.approx((1 * 5 + 2 * 7 + 4 * 7 + 8 * 5) / 24, rel=1e-6)
+    assert plain == pytest.approx(3.0, rel=1e-6)
+
+
+def test_resize_same_size_returns_the_input_values_and_a_new_array():
+    x = np.random.default_rng(0).standard_normal((2, 5, 6, 3)).astype(F32)
+    x[0, 1, 2, 0] = np.inf  # a neighbour of weight 0 must not turn into NaN
+    for antialias in (False, True):
+        y = L.Resizing(5, 6, antialias=antialias)(x)
+        np.testing.assert_array_equal(y, x)
+        assert not np.shares_memory(x, y)
+
+
+def test_resize_channels_first_and_single_images_agree_with_channels_last(rng):
+    x = rng.standard_normal((2, 9, 7, 3)).astype(F32)
+    want = L.Resizing(4, 11)(x)
+    cf = L.Resizing(4, 11, data_format="channels_first")(np.moveaxis(x, -1, 1))
+    np.testing.assert_array_equal(np.moveaxis(cf, 1, -1), want)
+    np.testing.assert_array_equal(L.Resizing(4, 11)(x[1]), want[1])
+
+
+def test_crop_to_aspect_ratio_crops_the_centre(rng):
+    x = rng.standard_normal((1, 6, 10, 2)).astype(F32)
+    # target 3 x 3: the centred 6 x 6 window (columns 2..7), then halved
+    want = L.Resizing(3, 3)(x[:, :, 2:8])
+    np.testing.assert_array_equal(L.Resizing(3, 3, crop_to_aspect_ratio=True)(x), want)
+
+
+def test_pad_to_aspect_ratio_pads_with_the_fill_value():
+    x = np.ones((1, 4, 8, 1), F32)
+    y = L.Resizing(8, 8, pad_to_aspect_ratio=True, fill_value=-1.0, interpolation="nearest")(x)
+    # padded to 8 x 8 (2 rows of -1 above and below), then kept at 8 x 8
+    np.testing.assert_array_equal(y[0, :, :, 0], np.repeat([-1, -1, 1, 1, 1, 1, -1, -1],
+                                                           8).reshape(8, 8))
+
+
+def test_empty_batch_gives_an_empty_output():
+    y = L.Resizing(3, 4)(np.zeros((0, 5, 6, 2), F32))
+    assert y.shape == (0, 3, 4, 2) and y.dtype == F32
+    assert L.CenterCrop(7, 8)(np.zeros((0, 5, 6, 2), F32)).shape == (0, 7, 8, 2)
+
+
+@pytest.mark.parametrize("layer", [L.Resizing(3, 4), L.CenterCrop(7, 8)])
+def test_images_without_pixels_are_refused(layer):
+    with pytest.raises(ValueError, match="cannot resize"):
+        layer(np.zeros((1, 0, 6, 2), F32))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, fragment",
+    [
+        ({"height": 0, "width": 3}, ValueError, "height must be >= 1"),
+        ({"height": 3, "width": -1}, ValueError, "width must be >= 1"),
+        ({"height": 2.5, "width": 3}, TypeError, "height must be an int"),
+        ({"height": True, "width": 3}, TypeError, "height must be an int"),
+        ({"height": 3, "width": 3, "interpolation": "bicubic"}, NotImplementedError,
+         "not supported"),
+        ({"height": 3, "width": 3, "interpolation": "cubic-ish"}, ValueError, "unknown"),
+        ({"height": 3, "width": 3, "interpolation": 1}, TypeError, "interpolation"),
+        ({"height": 3, "width": 3, "crop_to_aspect_ratio": True, "pad_to_aspect_ratio": True},
+         ValueError, "only one of"),
+        ({"height": 3, "width": 3, "fill_mode": "reflect"}, ValueError, "fill_mode"),
+        ({"height": 3, "width": 3, "fill_value": "zero"}, TypeError, "fill_value"),
+        ({"height": 3, "width": 3, "antialias": "yes"}, TypeError, "antialias"),
+        ({"height": 3, "width": 3, "data_format": "NHWC"}, ValueError, "data_format"),
+        ({"height": 3, "width": 3, "size": 2}, TypeError, "unrecognized"),
+    ],
+)
+def test_bad_resizing_arguments(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        L.Resizing(**kwargs)
+
+
+@pytest.mark.parametrize("layer", [L.Resizing(3, 4), L.CenterCrop(2, 2), L.RandomFlip()])
+@pytest.mark.parametrize("shape", [(5,), (4, 5), (1, 2, 3, 4, 5)])
+def test_inputs_of_the_wrong_rank_are_refused(layer, shape):
+    with pytest.raises(ValueError, match="must be images"):
+        layer(np.zeros(shape, F32))
+
+
+def test_non_numeric_inputs_are_refused():
+    with pytest.raises(TypeError):
+        L.Resizing(2, 2)(np.array([["a"]], dtype=object))
+
+
+# ---------------------------------------------------------------------------- CenterCrop
+
+
+def test_center_crop_takes_the_middle_window(rng):
+    x = rng.standard_normal((2, 9, 8, 3)).astype(F32)
+    np.testing.assert_array_equal(L.CenterCrop(4, 5)(x), x[:, 2:6, 1:6])
+    np.testing.assert_array_equal(L.CenterCrop(9, 8)(x), x)
+
+
+def test_center_crop_of_a_smaller_image_crops_to_the_aspect_ratio_then_resizes(rng):
+    x = rng.standard_normal((1, 6, 10, 2)).astype(F32)
+    want = L.Resizing(12, 12, crop_to_aspect_ratio=True)(x)
+    np.testing.assert_array_equal(L.CenterCrop(12, 12)(x), want)
+
+
+def test_bad_center_crop_arguments():
+    with pytest.raises(ValueError, match="height must be >= 1"):
+        L.CenterCrop(0, 3)
+    with pytest.raises(TypeError, match="width must be an int"):
+        L.CenterCrop(3, "3")
+
+
+# ------------------------------------------------------------------- random augmentations
+
+
+def _required(cls):
+    return {name: 0.1 for name, default in cls._args if default is P._REQUIRED}
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS)
+def test_augmentations_are_the_identity_at_inference(rng, name):
+    cls = getattr(L, name)
+    x = rng.uniform(0, 255, (2, 6, 5, 3)).astype(F32)
+    layer = cls(**_required(cls))
+    y = layer(x)
+    np.testing.assert_array_equal(y, x)
+    assert y.dtype == F32
+    np.testing.assert_array_equal(layer(x[0]), x[0])  # a single image
+    ints = layer(x.astype(np.uint8))
+    assert ints.dtype == F32 and np.array_equal(ints, x.astype(np.uint8).astype(F32))
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS)
+def test_augmentation_config_round_trips(name):
+    cls = getattr(L, name)
+    layer = cls(**_required(cls), name="aug", seed=7)
+    config = layer.get_config()
+    assert config["seed"] == 7 and config["name"] == "aug"
+    assert set(config) == {"name", *cls.config_keys}
+    assert cls(**config).get_config() == config
+    assert pickle.loads(pickle.dumps(layer)).get_config() == config
+
+
+def test_augmentation_arguments_bind_as_in_keras():
+    layer = L.RandomZoom(0.2, 0.1, "constant")
+    assert (layer.height_factor, layer.width_factor, layer.fill_mode) == (0.2, 0.1, "constant")
+    assert L.RandomContrast(0.3, (0, 1)).value_range == [0, 1]
+    assert L.RandomRotation(factor=(-0.1, 0.2)).factor == [-0.1, 0.2]
+
+
+@pytest.mark.parametrize(
+    "make, error, fragment",
+    [
+        (lambda: L.RandomRotation(), TypeError, "missing required arguments: \\['factor'\\]"),
+        (lambda: L.RandomTranslation(0.1), TypeError, "width_factor"),
+        (lambda: L.RandomFlip("horizontal", None, None, 4), TypeError, "at most 3"),
+        (lambda: L.RandomFlip("horizontal", mode="vertical"), TypeError, "multiple values"),
+        (lambda: L.RandomFlip("sideways"), ValueError, "mode must be one of"),
+        (lambda: L.RandomFlip(rate=0.5), TypeError, "unrecognized"),
+        (lambda: L.RandomRotation({"a": 1}), TypeError, "factor must be"),
+        (lambda: L.RandomRotation(0.1, data_format="HWC"), ValueError, "data_format"),
+        (lambda: L.RandomContrast(0.1, seed=1.5), TypeError, "seed"),
+    ],
+)
+def test_bad_augmentation_arguments(make, error, fragment):
+    with pytest.raises(error, match=fragment):
+        make()
+
+
+# ---------------------------------------------------------------------- RMSNormalization
+
+
+def _rms_reference(x, scale, axes, epsilon):
+    x64 = x.astype(np.float64)
+    ms = np.mean(x64 * x64, axis=tuple(axes), keepdims=True)
+    return x64 / np.sqrt(ms + epsilon) * scale
+
+
+@pytest.mark.parametrize("shape,axis", [((2, 5, 8), -1), ((3, 4, 5), [-2, -1]), ((4, 1), -1),
+                                        ((2, 16), -1), ((2, 17), -1), ((2, 6, 3), 1),
+                                        ((1, 3, 4, 7), [1, 3])])
+def test_rms_normalization_against_the_definition(rng, shape, axis):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(F32)
+    layer = L.RMSNormalization(axis=axis, epsilon=1e-5)
+    layer.build(shape)
+    axes = sorted([axis] if isinstance(axis, int) else axis)
+    scale = rng.uniform(0.5, 1.5, tuple(shape[a] for a in axes)).astype(F32)
+    layer.set_weights([scale])
+    bshape = [1] * len(shape)
+    for a in axes:
+        bshape[a] = shape[a]
+    want = _rms_reference(x, scale.reshape(bshape), axes, 1e-5)
+    np.testing.assert_allclose(layer(x), want, rtol=1e-6, atol=1e-6)
+
+
+def test_rms_normalization_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((3, 7, 12)).astype(F32)
+    norm = torch.nn.RMSNorm(12, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, 12).astype(F32)))
+        want = norm(torch.from_numpy(x)).numpy()
+    layer = L.RMSNormalization(epsilon=1e-6)
+    layer.set_weights([norm.weight.detach().numpy()])
+    assert_close(layer(x), want, k=12)
+
+
+def test_rms_normalization_of_huge_and_zero_rows():
+    x = np.array([[3e20, -4e20], [0.0, 0.0]], F32)  # float32 squares would overflow
+    y = L.RMSNormalization(epsilon=0.0)(x)
+    np.testing.assert_allclose(y[0], np.array([3, -4]) / np.sqrt(12.5), rtol=1e-6)
+    assert np.isnan(y[1]).all()  # 0 * rsqrt(0) = 0 * inf, as in Keras with epsilon 0
+    np.testing.assert_array_equal(L.RMSNormalization()(np.zeros((2, 3), F32)), 0.0)
+
+
+def test_rms_normalization_weight_and_axis_checks():
+    layer = L.RMSNormalization()
+    layer(np.ones((2, 4), F32))
+    assert [w.shape for w in layer.get_weights()] == [(4,)]
+    with pytest.raises(ValueError, match="the weight 'scale'"):
+        layer(np.ones((2, 5), F32))
+    with pytest.raises(ValueError, match="out of range"):
+        L.RMSNormalization(axis=3)(np.ones((2, 4), F32))
+    with pytest.raises(ValueError, match="epsilon"):
+        L.RMSNormalization(epsilon=-1.0)
+    with pytest.raises(TypeError, match="axis"):
+        L.RMSNormalization(axis="last")
+    with pytest.raises(ValueError, match="same axis twice"):
+        L.RMSNormalization(axis=[1, -1])(np.ones((2, 4), F32))
+    with pytest.raises(ValueError, match="known sizes"):
+        L.RMSNormalization().build((2, None))
+
+
+def test_rms_normalization_builds_from_set_weights():
+    layer = L.RMSNormalization(axis=[-2, -1])
+    layer.set_weights([np.full((3, 4), 2.0, F32)])
+    y = layer(np.ones((5, 3, 4), F32))
+    np.testing.assert_allclose(y, 2.0 / np.sqrt(1 + 1e-6), rtol=1e-7)
+
+
+# --------------------------------------------------------------------- UnitNormalization
+
+
+@pytest.mark.parametrize("shape,axis", [((2, 5, 8), -1), ((2, 3, 4, 5), [1, 2]), ((5, 1), -1),
+                                        ((3, 17), 0)])
+def test_unit_normalization_against_the_definition(rng, shape, axis):
+    x = rng.standard_normal(shape).astype(F32)
+    axes = tuple([axis] if isinstance(axis, int) else axis)
+    x64 = x.astype(np.float64)
+    want = x64 / np.sqrt(np.sum(x64 * x64, axis=axes, keepdims=True))
+    np.testing.assert_allclose(L.UnitNormalization(axis=axis)(x), want, rtol=1e-6, atol=1e-7)
+
+
+def test_unit_normalization_keeps_zero_vectors_and_huge_ones():
+    x = np.array([[0.0, 0.0], [3e30, 4e30], [np.nan, 1.0]], F32)
+    y = L.UnitNormalization()(x)
+    np.testing.assert_array_equal(y[0], [0.0, 0.0])
+    np.testing.assert_allclose(y[1], [0.6, 0.8], rtol=1e-6)
+    assert np.isnan(y[2]).all()
+    tiny = np.array([[1e-20, 0.0]], F32)  # 1 / norm = 1e20 is capped at 1e12
+    np.testing.assert_allclose(L.UnitNormalization()(tiny), [[1e-8, 0.0]], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------ in models
+
+
+def test_symbolic_models_infer_the_output_shapes(rng):
+    inp = Input((20, 24, 3))
+    h = L.RandomFlip("horizontal")(inp)
+    h = L.Resizing(16, 12)(h)
+    h = L.CenterCrop(10, 10)(h)
+    h = L.RMSNormalization()(h)
+    out = L.UnitNormalization()(h)
+    assert tuple(out.shape) == (None, 10, 10, 3)
+    model = Model(inp, out)
+    x = rng.uniform(0, 255, (2, 20, 24, 3)).astype(F32)
+    want = L.UnitNormalization()(L.RMSNormalization()(L.CenterCrop(10, 10)(
+        L.Resizing(16, 12)(x))))
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-6)
+    seq = Sequential([Input((9, 7, 2), batch_size=None),
+                      L.Resizing(5, 5, data_format="channels_first")])
+    assert seq(np.zeros((1, 9, 7, 2), F32)).shape == (1, 9, 5, 5)
+
+
+def test_layers_are_exported_and_loadable_by_name():
+    from fastlayers.io.keras_config import LAYER_CLASSES
+
+    for name in [*P.__all__, "RMSNormalization", "UnitNormalization"]:
+        assert name in L.__all__ and LAYER_CLASSES[name] is getattr(L, name)
