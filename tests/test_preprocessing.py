@@ -417,3 +417,85 @@ def test_layers_are_exported_and_loadable_by_name():
 
     for name in [*P.__all__, "RMSNormalization", "UnitNormalization"]:
         assert name in L.__all__ and LAYER_CLASSES[name] is getattr(L, name)
+
+
+# -------------------------------------------------------------------------- from_torch
+
+
+def _converted_matches(torch, module, x, atol=1e-6):
+    model = fl.from_torch(module.eval(), (x,))
+    want = module(x)
+    want = want if isinstance(want, tuple) else (want,)
+    got = model.predict(x.numpy())
+    got = list(got) if isinstance(got, (list, tuple)) else [got]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.detach().numpy(), rtol=1e-6, atol=atol)
+    return model
+
+
+def test_from_torch_rms_norm_module_and_function(rng):
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch.nn, "RMSNorm"):
+        pytest.skip("torch.nn.RMSNorm needs PyTorch 2.4")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.RMSNorm(6)
+            self.proj = torch.nn.Linear(6, 6)
+            self.plain = torch.nn.RMSNorm([4, 6], eps=1e-3, elementwise_affine=False)
+            with torch.no_grad():
+                self.norm.weight.uniform_(0.5, 1.5)
+
+        def forward(self, x):
+            h = torch.nn.functional.rms_norm(self.proj(self.norm(x)), (6,), eps=1e-5)
+            return self.plain(h)
+
+    torch.manual_seed(3)
+    model = _converted_matches(torch, Net(), torch.randn(3, 4, 6))
+    norms = [la for la in model.layers if isinstance(la, L.RMSNormalization)]
+    assert [n.epsilon for n in norms] == [pytest.approx(float(np.finfo(F32).eps)), 1e-5, 1e-3]
+
+
+def test_from_torch_interpolate_to_any_size(rng):
+    torch = pytest.importorskip("torch")
+    interp = torch.nn.functional.interpolate
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return (interp(x, size=(7, 5), mode="bilinear", antialias=True),
+                    interp(x, size=(7, 5), mode="nearest-exact"),
+                    interp(x, scale_factor=1.5, mode="bilinear", recompute_scale_factor=True),
+                    interp(x, size=(20, 24), mode="bilinear"),
+                    interp(x, scale_factor=2, mode="bilinear", antialias=True))
+
+    model = _converted_matches(torch, Net(), torch.randn(2, 3, 10, 12))
+    # size (20, 24) of a 10 x 12 input: whole factors, UpSampling2D
+    assert sum(isinstance(la, L.Resizing) for la in model.layers) == 4
+    assert sum(isinstance(la, L.UpSampling2D) for la in model.layers) == 1
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda nn: nn.Upsample(scale_factor=1.5, mode="bilinear"), "scale_factor=1.5"),
+    (lambda nn: nn.Upsample(size=(7, 5)), "legacy nearest"),
+    (lambda nn: nn.Upsample(size=(7, 5), mode="bicubic"), "mode='bicubic'"),
+])
+def test_from_torch_refuses_resizes_keras_computes_differently(make, match):
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match=match):
+        fl.from_torch(make(torch.nn), (torch.randn(1, 2, 10, 12),))
+
+
+def test_from_torch_rms_norm_of_the_wrong_axes():
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.rms_norm(x, (3,))
+
+    with pytest.raises(TorchConversionError, match="not the last axes"):
+        fl.from_torch(Net(), (torch.randn(2, 3, 4),))

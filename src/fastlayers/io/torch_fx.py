@@ -53,6 +53,8 @@ from ..layers import (
     Multiply,
     Permute,
     Reshape,
+    Resizing,
+    RMSNormalization,
     SimpleRNN,
     Subtract,
     UpSampling2D,
@@ -681,12 +683,13 @@ class _Converter:
             if why:
                 no(why)
         elif isinstance(mod, nn.Upsample):
-            why = _interpolate_problem(mod.mode, mod.align_corners, False)
+            why = _interpolate_problem(mod.mode, mod.align_corners)
             if why:
                 no(why)
-            if mod.scale_factor is not None and _whole_factors(None, mod.scale_factor,
-                                                               (None, None)) is None:
-                no(f"scale_factor={mod.scale_factor!r} (whole factors only)")
+            if (mod.scale_factor is not None and not mod.recompute_scale_factor
+                    and _whole_factors(None, mod.scale_factor, (None, None)) is None):
+                no(f"scale_factor={mod.scale_factor!r} (whole factors, or a size, or "
+                   "recompute_scale_factor=True)")
         elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if not mod.track_running_stats or mod.running_mean is None:
                 no("track_running_stats=False (batch statistics at inference)")
@@ -749,7 +752,7 @@ class _Converter:
                  nn.AdaptiveAvgPool2d,
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
-                 nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample)
+                 nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample, _rms_norm_classes(nn))
         name = type(mod).__name__
         return isinstance(mod, known) or (
             getattr(nn, name, None) is type(mod)
@@ -899,13 +902,17 @@ class _Converter:
             return self.conv_transpose(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Upsample):
             return self.upsample(args[0], mod.size, mod.scale_factor, mod.mode,
-                                 mod.align_corners, what=f"{qual} ({name})")
+                                 mod.align_corners, what=f"{qual} ({name})",
+                                 recompute_scale_factor=mod.recompute_scale_factor)
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             return self.batch_norm(mod, args[0])
         if isinstance(mod, nn.LayerNorm):
             return self.layer_norm(mod, args[0])
         if isinstance(mod, nn.GroupNorm):
             return self._module_norm(qual, mod, args[0], mod.num_groups)
+        if isinstance(mod, _rms_norm_classes(nn)):
+            return self.rms_norm(args[0], mod.normalized_shape, _np(mod.weight), mod.eps, qual,
+                                 f"{qual} ({name})")
         if isinstance(mod, (nn.InstanceNorm1d, nn.InstanceNorm2d)):
             return self.instance_norm(qual, mod, args[0])
         if isinstance(mod, nn.MaxPool2d):
@@ -1086,25 +1093,40 @@ class _Converter:
         return _T(y, True)
 
     def upsample(self, x: Any, size: Any, scale_factor: Any, mode: str, align_corners: Any,
-                 antialias: bool = False, what: str = "interpolate") -> _T:
-        """nn.Upsample / F.interpolate of a 4-D input by whole factors: UpSampling2D, with
-        "nearest", or "bilinear" without align_corners (half-pixel centres, as Keras)."""
+                 antialias: bool = False, what: str = "interpolate",
+                 recompute_scale_factor: Any = None) -> _T:
+        """nn.Upsample / F.interpolate of a 4-D input with "nearest", "nearest-exact" or
+        "bilinear" without align_corners (half-pixel centres, as Keras): UpSampling2D for
+        whole factors, else Resizing to the output size ("nearest-exact" is Keras's
+        "nearest"; PyTorch's legacy "nearest" converts for whole factors only)."""
         t = _to_cl(self._tensor(x, what))
         where = f"from_torch: {what}"
         if t.ndim != 4:
             raise TorchConversionError(f"{where} needs a 4-D (N, C, H, W) input, got rank "
                                        f"{t.ndim}")
-        why = _interpolate_problem(mode, align_corners, antialias)
+        why = _interpolate_problem(mode, align_corners)
         if why:
             raise TorchConversionError(f"{where}: {why} is not supported")
-        factors = _whole_factors(size, scale_factor, t.sym.shape[1:3])
-        if factors is None:
+        in_hw = t.sym.shape[1:3]
+        factors = _whole_factors(size, scale_factor, in_hw)
+        interpolation = "bilinear" if mode == "bilinear" else "nearest"
+        if factors is not None and not antialias:
+            return _T(UpSampling2D(factors, interpolation=interpolation)(t.sym), True)
+        out = _resize_output(size, scale_factor, in_hw, factors, recompute_scale_factor)
+        if mode == "nearest" or out is None:
             raise TorchConversionError(
-                f"{where} with size={size!r}, scale_factor={scale_factor!r} is not supported: "
-                "only whole scale factors (or a size that is a whole multiple of a known "
-                "input size)"
+                f"{where} with size={size!r}, scale_factor={scale_factor!r} is not supported "
+                "with " + (
+                    "mode='nearest' (PyTorch's legacy nearest): only whole scale factors (or a "
+                    "size that is a whole multiple of a known input size); 'nearest-exact', "
+                    "Keras's nearest, converts at any size" if mode == "nearest" else
+                    "a scale factor that is not whole: PyTorch samples at 1 / scale_factor, "
+                    "Keras's Resizing at in / out; a size, or recompute_scale_factor=True, "
+                    "converts"
+                )
             )
-        return _T(UpSampling2D(factors, interpolation=mode)(t.sym), True)
+        return _T(Resizing(*out, interpolation=interpolation, antialias=bool(antialias))(t.sym),
+                  True)
 
     def batch_norm(self, mod: Any, x: Any) -> _T:
         t = self._tensor(x, "batch_norm")
@@ -1169,6 +1191,33 @@ class _Converter:
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
         _check_constants("layer_norm", weight=weight, bias=bias)
         return _T(torch_layer_norm(t.sym, weight, bias, len(tuple(shape)), float(eps)), False)
+
+    def rms_norm(self, x: Any, normalized_shape: Any, weight: Any, eps: Any,
+                 qual: str | None = None, what: str = "rms_norm") -> _T:
+        """``nn.RMSNorm`` / ``F.rms_norm``: RMSNormalization over the last
+        len(normalized_shape) axes of the tensor in PyTorch's layout, scale = weight (ones
+        without); eps None is the float32 machine epsilon, as PyTorch takes it. A module's
+        layer is made once (``qual``), a function's per call."""
+        t = _to_torch(self._tensor(x, what))
+        layer = self.layers.get(qual) if qual is not None else None
+        if layer is None:
+            _check_constants(what, weight=weight)
+            shape = ((normalized_shape,) if isinstance(normalized_shape, int)
+                     else tuple(int(d) for d in normalized_shape))
+            n = len(shape)
+            if not 1 <= n <= t.ndim or tuple(t.sym.shape[t.ndim - n:]) != shape:
+                raise TorchConversionError(
+                    f"from_torch: {what}: normalized_shape {shape} is not the last axes of the "
+                    f"input {tuple(t.sym.shape)}"
+                )
+            eps = float(np.finfo(np.float32).eps) if eps is None else float(eps)
+            layer = RMSNormalization(axis=list(range(-n, 0)), epsilon=eps,
+                                     name=None if qual is None else self._layer_name(qual))
+            layer.set_weights([np.ones(shape, F32) if weight is None
+                               else np.asarray(weight, F32).reshape(shape)])
+            if qual is not None:
+                self.layers[qual] = layer
+        return _T(layer(t.sym), False)
 
     def pool(self, x: Any, kind: str, k: Any, s: Any, p: Any, d: Any = 1,
              ceil_mode: bool = False, count_include_pad: bool = True,
@@ -1605,11 +1654,14 @@ class _Converter:
                 divisor_override),
             F.adaptive_avg_pool2d: self._adaptive_fn,
             F.layer_norm: self._layer_norm_fn,
+            **({F.rms_norm: lambda x, normalized_shape, weight=None, eps=None: self.rms_norm(
+                x, normalized_shape, weight, eps)} if hasattr(F, "rms_norm") else {}),
             F.group_norm: lambda x, num_groups, weight=None, bias=None, eps=1e-5: (
                 self.group_norm(x, num_groups, eps, weight, bias)),
             F.interpolate: lambda x, size=None, scale_factor=None, mode="nearest",
             align_corners=None, recompute_scale_factor=None, antialias=False: self.upsample(
-                x, size, scale_factor, mode, align_corners, antialias),
+                x, size, scale_factor, mode, align_corners, antialias,
+                recompute_scale_factor=recompute_scale_factor),
             operator.add: lambda a, b: self.binary(a, b, "add"),
             operator.iadd: lambda a, b: self.binary(a, b, "add"),
             torch.add: self._torch_add,
@@ -1737,16 +1789,40 @@ def _conv_transpose_problem(mod: Any) -> str | None:
     return None
 
 
-def _interpolate_problem(mode: str, align_corners: Any, antialias: Any) -> str | None:
-    """Why ``from_torch`` cannot convert this upsampling mode, or None: "nearest", and
-    "bilinear" without align_corners or antialias (half-pixel centres, as Keras) convert."""
-    if mode not in ("nearest", "bilinear"):
-        return f"mode={mode!r} (nearest or bilinear only)"
+def _rms_norm_classes(nn: Any) -> tuple:
+    """nn.RMSNorm as a tuple for isinstance (empty before PyTorch 2.4, which added it)."""
+    return tuple(c for c in (getattr(nn, "RMSNorm", None),) if c is not None)
+
+
+def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
+    """Why ``from_torch`` cannot convert this resize mode, or None: "nearest",
+    "nearest-exact", and "bilinear" without align_corners (half-pixel centres, as Keras)."""
+    if mode not in ("nearest", "nearest-exact", "bilinear"):
+        return f"mode={mode!r} (nearest, nearest-exact or bilinear only)"
     if mode == "bilinear" and align_corners:
         return "align_corners=True"
-    if antialias:
-        return "antialias=True"
     return None
+
+
+def _resize_output(size: Any, scale_factor: Any, in_hw: tuple, factors: Any,
+                   recompute: Any) -> tuple[int, int] | None:
+    """The output (height, width) of an interpolate that Keras's Resizing computes alike
+    (source positions at in / out), or None: a size; whole factors of a known input size;
+    any scale factor with recompute_scale_factor=True (PyTorch then uses in / out too)."""
+    if size is not None:
+        pair = size if isinstance(size, (tuple, list)) else (size, size)
+        if len(pair) == 2 and all(int(o) >= 1 for o in pair):
+            return (int(pair[0]), int(pair[1]))
+        return None
+    if scale_factor is None or any(d is None for d in in_hw):
+        return None
+    if factors is not None:
+        return (in_hw[0] * factors[0], in_hw[1] * factors[1])
+    if not recompute:
+        return None
+    pair = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
+    out = tuple(int(math.floor(d * float(f))) for d, f in zip(in_hw, pair))
+    return out if len(out) == 2 and min(out) >= 1 else None
 
 
 def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int] | None:
