@@ -18,7 +18,8 @@ once. That is where the C++ path packs the weights (``_cpp.<family>.pack_<op>``)
 never per call.
 
 One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten,
-Softmax, Activation), conv (Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D), pooling
+Softmax, Activation), conv (Conv2D, Conv1D, the depthwise and separable convolutions, the
+transposed convolutions), pooling
 (max, average and global poolings), padding (ZeroPadding1D/2D, Cropping1D/2D), recurrent
 (LSTM, GRU, SimpleRNN, Bidirectional), attention (Attention, AdditiveAttention,
 MultiHeadAttention), merging (Add, Subtract, Multiply, Average, Maximum, Minimum,
@@ -49,7 +50,9 @@ from .conv import (
     Conv1DTranspose,
     Conv2D,
     Conv2DTranspose,
+    DepthwiseConv1D,
     DepthwiseConv2D,
+    SeparableConv1D,
     SeparableConv2D,
 )
 from .core import Activation, Dense, Flatten, Softmax
@@ -139,11 +142,14 @@ from .preprocessing import (
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .regularization import (
     ActivityRegularization,
+    AlphaDropout,
     Dropout,
     GaussianDropout,
     GaussianNoise,
+    Identity,
     SpatialDropout1D,
     SpatialDropout2D,
+    SpatialDropout3D,
 )
 from .reshaping import Permute, RepeatVector, Reshape  # merge topic (issue 12)
 from .upsampling import UpSampling1D, UpSampling2D
@@ -166,9 +172,12 @@ __all__ = [
     "Dropout",
     "SpatialDropout1D",
     "SpatialDropout2D",
+    "SpatialDropout3D",
     "GaussianNoise",
     "GaussianDropout",
+    "AlphaDropout",
     "ActivityRegularization",
+    "Identity",
     # merging, shape and wrapper layers
     "Add",
     "Subtract",
@@ -193,7 +202,9 @@ __all__ = [
     # convolution, pooling, padding and cropping
     "Conv1D",
     "DepthwiseConv2D",
+    "DepthwiseConv1D",
     "SeparableConv2D",
+    "SeparableConv1D",
     "MaxPooling1D",
     "MaxPooling2D",
     "AveragePooling1D",

@@ -1,5 +1,5 @@
-"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose,
-Conv1DTranspose."""
+"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D,
+SeparableConv1D, Conv2DTranspose, Conv1DTranspose."""
 
 from __future__ import annotations
 
@@ -374,12 +374,15 @@ class _DepthwiseBase(Layer):
     )
     supports_masking = False
 
+    rank = 2  # spatial axes: 1 for DepthwiseConv1D and SeparableConv1D
+
     def _init_depthwise(self, kernel_size, strides, padding, data_format, dilation_rate,
                         depth_multiplier, activation, use_bias, bias_initializer) -> None:
         owner = type(self).__name__
-        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size")
-        self.strides = V.int_tuple(strides, owner, "strides")
-        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate")
+        n = self.rank
+        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=n)
+        self.strides = V.int_tuple(strides, owner, "strides", n=n)
+        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=n)
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise ValueError(f"{owner}: padding must be 'valid' or 'same', got {padding!r}")
         self.padding = padding.lower()
@@ -401,34 +404,56 @@ class _DepthwiseBase(Layer):
 
     def build(self, input_shape: Shape) -> None:
         input_shape = _shape_tuple(input_shape)
-        if len(input_shape) != 4:
-            raise ValueError(f"{self._owner()}: input_shape must have rank 4, got {input_shape}")
+        rank = self.rank + 2
+        if len(input_shape) != rank:
+            raise ValueError(
+                f"{self._owner()}: input_shape must have rank {rank}, got {input_shape}"
+            )
         if input_shape[self._channel_axis()] is None:
             raise ValueError(f"{self._owner()}: the number of input channels must be known")
         self._create_weights(input_shape)
 
     def _input_shape_from_weights(self, shapes):
-        c = self._shape_of(shapes, 0, 4)[2]
+        c = self._shape_of(shapes, 0, self.rank + 2)[self.rank]
+        spatial = (None,) * self.rank
         if self.data_format == "channels_first":
-            return (None, c, None, None)
-        return (None, None, None, c)
+            return (None, c, *spatial)
+        return (None, *spatial, c)
+
+    def _two_d(self) -> tuple:
+        """(strides, dilation) of the 2D depthwise step (height 1 for the 1D layers)."""
+        if self.rank == 2:
+            return self.strides, self.dilation_rate
+        return (1, *self.strides), (1, *self.dilation_rate)
 
     def _depthwise_args(self, inputs, activation):
         """The Conv2DArgs of the depthwise step (the layer built on the first call), and the
-        layer's call weights."""
+        layer's call weights (the 1D layers: on a height-1 view of the steps, their kernels
+        given a height of 1)."""
         weights = []
+        x = inputs
+        if self.rank == 1:
+            x = V.array(inputs, self._owner(), "inputs")
+            cf = self.data_format == "channels_first"
+            what = "(batch, channels, steps)" if cf else "(batch, steps, channels)"
+            V.rank(x, self._owner(), "inputs", 3, what)
+            x = x[:, :, None] if cf else x[:, None]
 
         def build(shape):
+            if self.rank == 1:
+                shape = (shape[0], shape[1], shape[3]) if cf else (shape[0], *shape[2:])
             weights.extend(self._ready(shape))
-            return weights[0], (weights[1] if len(weights) == 2 else None)
+            kernel = weights[0] if self.rank == 2 else weights[0][None]
+            return kernel, (weights[1] if len(weights) == 2 else None)  # Separable: no bias
 
+        strides, dilation = self._two_d()
         a = V.check_depthwise_conv2d(
-            inputs,
+            x,
             None,
             None,
-            self.strides,
+            strides,
             self.padding,
-            self.dilation_rate,
+            dilation,
             activation,
             op=self._owner(),
             x_name="inputs",
@@ -436,6 +461,11 @@ class _DepthwiseBase(Layer):
             build=build,
         )
         return a, weights
+
+    def _back(self, y: np.ndarray) -> np.ndarray:
+        """NHWC conv2d output -> the layer's layout (the height of 1 dropped for 1D)."""
+        return _channels_back(y if self.rank == 2 else y[:, 0],
+                              self.data_format == "channels_first")
 
 
 class DepthwiseConv2D(_DepthwiseBase):
@@ -516,10 +546,11 @@ class DepthwiseConv2D(_DepthwiseBase):
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         act, after = _split_activation(self)
         a, _ = self._depthwise_args(inputs, act)
-        y = _channels_back(F.run_conv2d(a, self._packed), self.data_format == "channels_first")
-        return _activate_after(y, after)
+        return _activate_after(self._back(F.run_conv2d(a, self._packed)), after)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if self.rank == 1:
+            return None  # a zero run: the steps are cheap
         got = _symbolic_geometry(self, shape)
         if got is None:
             return None
@@ -531,6 +562,7 @@ class DepthwiseConv2D(_DepthwiseBase):
 
     def _pack(self):
         kernel = self._weight("kernel")
+        kernel = kernel if self.rank == 2 else kernel[None]
         return pack_conv2d(V.depthwise_kernel4(kernel), self._weight("bias"), kernel.shape[2])
 
 
@@ -610,23 +642,26 @@ class SeparableConv2D(_DepthwiseBase):
         cm = None if c is None else c * m
         specs = [
             weight_spec("depthwise_kernel", (*self.kernel_size, c, m), self.depthwise_initializer),
-            weight_spec("pointwise_kernel", (1, 1, cm, self.filters), self.pointwise_initializer),
+            weight_spec("pointwise_kernel", (*(1,) * self.rank, cm, self.filters),
+                        self.pointwise_initializer),
         ]
         if self.use_bias:
             specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
         return specs
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        a, (_, pointwise, bias) = self._depthwise_args(inputs, None)  # no bias, linear
+        a, weights = self._depthwise_args(inputs, None)  # no bias, linear
+        pointwise, bias = (weights[1] if self.rank == 2 else weights[1][None]), weights[2]
         packed = self._packed or (None, None)
         mid = F.run_conv2d(a, packed[0])
         act, after = _split_activation(self)
         b = V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, act,
                            op=self._owner(), x_name="inputs")
-        y = F.run_conv2d(b, packed[1])
-        return _activate_after(_channels_back(y, self.data_format == "channels_first"), after)
+        return _activate_after(self._back(F.run_conv2d(b, packed[1])), after)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if self.rank == 1:
+            return None  # a zero run: the steps are cheap
         got = _symbolic_geometry(self, shape)
         if got is None:
             return None
@@ -640,10 +675,82 @@ class SeparableConv2D(_DepthwiseBase):
 
     def _pack(self):
         depthwise = self._weight("depthwise_kernel")
+        pointwise = self._weight("pointwise_kernel")
+        if self.rank == 1:
+            depthwise, pointwise = depthwise[None], pointwise[None]
         return (
             pack_conv2d(V.depthwise_kernel4(depthwise), None, depthwise.shape[2]),
-            pack_conv2d(self._weight("pointwise_kernel"), self._weight("bias"), 1),
+            pack_conv2d(pointwise, self._weight("bias"), 1),
         )
+
+
+class DepthwiseConv1D(DepthwiseConv2D):
+    """Depthwise 1D convolution (Keras ``DepthwiseConv1D``): DepthwiseConv2D on a height of 1.
+
+    Parameters as DepthwiseConv2D, each of ``kernel_size``, ``strides``, ``dilation_rate`` an
+    int or a 1-tuple; padding "valid" or "same"; data_format "channels_last" ((batch, steps,
+    channels)) or "channels_first" ((batch, channels, steps)).
+
+    Weights: ``kernel`` (kernel_size, C, depth_multiplier), then ``bias``
+    (C * depth_multiplier,) if use_bias. Call: (N, T, C) -> float32 (N, T', C *
+    depth_multiplier) (or the channels_first layouts).
+    """
+
+    rank = 1
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:  # DepthwiseConv2D's, with Keras's 1D defaults
+        super().__init__(kernel_size, strides, padding, depth_multiplier, data_format,
+                         dilation_rate, activation, use_bias, depthwise_initializer,
+                         bias_initializer, **kwargs)
+
+
+class SeparableConv1D(SeparableConv2D):
+    """Depthwise separable 1D convolution (Keras ``SeparableConv1D``): SeparableConv2D on a
+    height of 1.
+
+    Parameters as SeparableConv2D, each of ``kernel_size``, ``strides``, ``dilation_rate``
+    an int or a 1-tuple; padding "valid" or "same"; data_format "channels_last" ((batch,
+    steps, channels)) or "channels_first" ((batch, channels, steps)).
+
+    Weights (Keras's order): ``depthwise_kernel`` (kernel_size, C, depth_multiplier),
+    ``pointwise_kernel`` (1, C * depth_multiplier, filters), then ``bias`` (filters,) if
+    use_bias. Call: (N, T, C) -> float32 (N, T', filters) (or the channels_first layouts).
+    """
+
+    rank = 1
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        depth_multiplier: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        pointwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:  # SeparableConv2D's, with Keras's 1D defaults
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         depth_multiplier, activation, use_bias, depthwise_initializer,
+                         pointwise_initializer, bias_initializer, **kwargs)
 
 
 # ------------------------------------------------------------------ Conv2DTranspose

@@ -1,5 +1,5 @@
-"""The regularization layers, identity at inference: Dropout, SpatialDropout1D/2D,
-GaussianNoise, GaussianDropout, ActivityRegularization.
+"""The regularization layers, identity at inference: Dropout, SpatialDropout1D/2D/3D,
+GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, and Identity.
 
 They exist so that Keras models holding them run (and load from files) unchanged. Each
 takes Keras's constructor arguments; the training-only ones are checked and kept in
@@ -19,11 +19,14 @@ from .base import Layer
 
 __all__ = [
     "ActivityRegularization",
+    "AlphaDropout",
     "Dropout",
     "GaussianDropout",
     "GaussianNoise",
+    "Identity",
     "SpatialDropout1D",
     "SpatialDropout2D",
+    "SpatialDropout3D",
 ]
 
 
@@ -81,6 +84,20 @@ class Dropout(_Identity):
                 "seed": self.seed}
 
 
+class Identity(_Identity):
+    """Keras ``Identity``: returns its input (as float32), the mask passed on."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+
+class AlphaDropout(Dropout):
+    """Keras ``AlphaDropout``: the identity at inference.
+
+    Parameters: rate in [0, 1], noise_shape (None or a tuple), seed.
+    """
+
+
 class _SpatialDropout(_Identity):
     _rank = 0
 
@@ -104,7 +121,7 @@ class _SpatialDropout(_Identity):
 
     def get_config(self) -> dict[str, Any]:
         config = {"name": self.name, "rate": self.rate, "seed": self.seed}
-        if self._rank == 4:
+        if self._rank >= 4:
             config["data_format"] = self.data_format
         return config
 
@@ -122,6 +139,12 @@ class SpatialDropout2D(_SpatialDropout):
     """Keras ``SpatialDropout2D``: the identity at inference; inputs of rank 4."""
 
     _rank = 4
+
+
+class SpatialDropout3D(_SpatialDropout):
+    """Keras ``SpatialDropout3D``: the identity at inference; inputs of rank 5."""
+
+    _rank = 5
 
 
 class GaussianNoise(_Identity):
