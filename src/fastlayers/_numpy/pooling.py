@@ -100,3 +100,29 @@ def avg_pool2d(x: np.ndarray, pool, strides, pads, out_hw) -> np.ndarray:
         return y
     y /= (ch[:, None] * cw[None, :])[None, :, :, None]
     return y
+
+
+def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive pooling windows along one axis: output i pools input
+    [floor(i * size / out), ceil((i + 1) * size / out)) (Keras's adaptive pooling layers run
+    PyTorch's op on its torch backend and the same windows on the others)."""
+    i = np.arange(out)
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
+    """Adaptive max or average pooling of x (N, *spatial, C) to (N, *output_size, C), one
+    spatial axis after the other (the windows are products of per-axis windows; an average of
+    equal-width averages is the average of the rectangle). Averages sum in float64."""
+    y = x
+    for axis, out in enumerate(output_size, start=1):
+        start, end = adaptive_windows(y.shape[axis], out)
+        parts = []
+        for s, e in zip(start, end):
+            window = np.take(y, np.arange(s, e), axis=axis)
+            if mode == "max":
+                parts.append(window.max(axis=axis, keepdims=True))
+            else:
+                parts.append(window.mean(axis=axis, keepdims=True, dtype=np.float64))
+        y = np.concatenate(parts, axis=axis)
+    return y.astype(F32, copy=False)

@@ -35,6 +35,10 @@ from .._numpy import activations as _act
 from ..layers import (
     GRU,
     LSTM,
+    AdaptiveAveragePooling1D,
+    AdaptiveAveragePooling2D,
+    AdaptiveMaxPooling1D,
+    AdaptiveMaxPooling2D,
     Add,
     AveragePooling2D,
     Bidirectional,
@@ -704,9 +708,9 @@ class _Converter:
         elif isinstance(mod, nn.MaxPool2d):
             if mod.return_indices:
                 no("return_indices=True")
-        elif isinstance(mod, nn.AdaptiveAvgPool2d):
-            if _pair_or_none(mod.output_size) != (1, 1):
-                no(f"output_size={mod.output_size!r} (only 1)")
+        elif isinstance(mod, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
+            if mod.return_indices:
+                no("return_indices=True")
         elif isinstance(mod, nn.Embedding):
             if mod.max_norm is not None:
                 no("max_norm (it renormalizes the table at lookup)")
@@ -749,7 +753,8 @@ class _Converter:
         known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
                  nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.GELU,
                  nn.Softmax, nn.LeakyReLU, nn.PReLU, nn.MaxPool2d, nn.AvgPool2d,
-                 nn.AdaptiveAvgPool2d,
+                 nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
+                 nn.AdaptiveMaxPool2d,
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample, _rms_norm_classes(nn))
@@ -921,8 +926,11 @@ class _Converter:
         if isinstance(mod, nn.AvgPool2d):
             return self.pool(args[0], "avg", mod.kernel_size, mod.stride, mod.padding, 1,
                              mod.ceil_mode, mod.count_include_pad, mod.divisor_override)
-        if isinstance(mod, nn.AdaptiveAvgPool2d):
-            return self.global_avg(args[0])
+        if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
+                            nn.AdaptiveMaxPool2d)):
+            kind = "max" if "Max" in name else "avg"
+            rank = 1 if name.endswith("1d") else 2
+            return self.adaptive(args[0], mod.output_size, kind, rank, f"{qual} ({name})")
         if isinstance(mod, nn.Flatten):
             return self.flatten(args[0], mod.start_dim, mod.end_dim)
         if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
@@ -1232,6 +1240,31 @@ class _Converter:
             return _T(cls(_pair(k), _pair(s), padding="valid")(t.sym), True)
         return _T(torch_pool2d(t.sym, kind, _pair(k), _pair(s), _pair(p), _pair(d),
                                bool(ceil_mode), bool(count_include_pad), divisor_override), True)
+
+    def adaptive(self, x: Any, output_size: Any, kind: str, rank: int, what: str) -> _T:
+        """``nn.AdaptiveAvgPool1d/2d``, ``nn.AdaptiveMaxPool1d/2d`` and their functions on a
+        batched input: the adaptive pooling layer of that rank on the channels-last tensor
+        (a 2-D average to 1 x 1: GlobalAveragePooling2D). A None in ``output_size`` keeps
+        that axis's size, as in PyTorch."""
+        t = self._tensor(x, what)
+        if t.ndim != rank + 2:
+            raise TorchConversionError(
+                f"from_torch: {what} needs a batched rank-{rank + 2} input, got rank {t.ndim}"
+            )
+        t = _to_cl(t)
+        sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * rank
+        in_sizes = t.sym.shape[1:1 + rank]
+        if len(sizes) != rank or any(o is None and d is None for o, d in zip(sizes, in_sizes)):
+            raise TorchConversionError(
+                f"from_torch: {what} with output_size={output_size!r} for an input of spatial "
+                f"size {tuple(in_sizes)}"
+            )
+        sizes = tuple(int(d if o is None else o) for o, d in zip(sizes, in_sizes))
+        if kind == "avg" and sizes == (1, 1):
+            return self.global_avg(x)
+        cls = {("avg", 1): AdaptiveAveragePooling1D, ("avg", 2): AdaptiveAveragePooling2D,
+               ("max", 1): AdaptiveMaxPooling1D, ("max", 2): AdaptiveMaxPooling2D}[kind, rank]
+        return _T(cls(sizes)(t.sym), True)
 
     def global_avg(self, x: Any) -> _T:
         t = _to_cl(self._tensor(x, "adaptive_avg_pool2d"))
@@ -1652,7 +1685,16 @@ class _Converter:
             count_include_pad=True, divisor_override=None: self.pool(
                 x, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
                 divisor_override),
-            F.adaptive_avg_pool2d: self._adaptive_fn,
+            F.adaptive_avg_pool1d: lambda x, output_size: self.adaptive(
+                x, output_size, "avg", 1, "adaptive_avg_pool1d"),
+            F.adaptive_avg_pool2d: lambda x, output_size: self.adaptive(
+                x, output_size, "avg", 2, "adaptive_avg_pool2d"),
+            F.adaptive_max_pool1d: lambda x, output_size, return_indices=False: self.adaptive(
+                x, output_size, "max", 1, "adaptive_max_pool1d") if not return_indices else
+            self._refuse("adaptive_max_pool1d with return_indices=True"),
+            F.adaptive_max_pool2d: lambda x, output_size, return_indices=False: self.adaptive(
+                x, output_size, "max", 2, "adaptive_max_pool2d") if not return_indices else
+            self._refuse("adaptive_max_pool2d with return_indices=True"),
             F.layer_norm: self._layer_norm_fn,
             **({F.rms_norm: lambda x, normalized_shape, weight=None, eps=None: self.rms_norm(
                 x, normalized_shape, weight, eps)} if hasattr(F, "rms_norm") else {}),
@@ -1714,12 +1756,8 @@ class _Converter:
         run.argument_problems = argument_problems  # type: ignore[attr-defined]
         return run
 
-    def _adaptive_fn(self, x: Any, output_size: Any) -> _T:
-        if _pair_or_none(output_size) != (1, 1):
-            raise TorchConversionError(
-                f"from_torch: adaptive_avg_pool2d with output_size={output_size!r} (only 1)"
-            )
-        return self.global_avg(x)
+    def _refuse(self, what: str) -> Any:
+        raise TorchConversionError(f"from_torch: {what} is not supported")
 
     def _int_floordiv(self, a: Any, b: Any) -> int:
         if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
@@ -1839,14 +1877,6 @@ def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int
     if any(int(o) < 1 or int(o) % d for o, d in zip(pair, in_hw)):
         return None
     return (int(pair[0]) // in_hw[0], int(pair[1]) // in_hw[1])
-
-
-def _pair_or_none(v: Any) -> Any:
-    if isinstance(v, int):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2:
-        return tuple(v)
-    return None
 
 
 def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:

@@ -17,19 +17,19 @@ only through ``build`` and ``set_weights``, which call :meth:`Layer._on_weights_
 once. That is where the C++ path packs the weights (``_cpp.<family>.pack_<op>``),
 never per call.
 
-One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten,
-Softmax, Activation), conv (Conv2D, Conv1D, the depthwise and separable convolutions, the
-transposed convolutions), pooling
-(max, average and global poolings), padding (ZeroPadding1D/2D, Cropping1D/2D), recurrent
-(LSTM, GRU, SimpleRNN, Bidirectional), attention (Attention, AdditiveAttention,
-MultiHeadAttention), merging (Add, Subtract, Multiply, Average, Maximum, Minimum,
-Concatenate, Dot and the functional forms ``add``, ``concatenate``, ...), reshaping
-(Reshape, Permute, RepeatVector), wrappers (TimeDistributed), regularization (Dropout and
-the other layers that are the identity at inference), preprocessing (Resizing, CenterCrop
-and the random image augmentations, the identity at inference). A new family is a new module
-whose layers subclass :class:`Layer`, declare ``config_keys`` (and, with weights,
-``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the op's
-``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.
+One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten, Softmax,
+Activation), conv (Conv2D, Conv1D, the depthwise and separable convolutions, the transposed
+convolutions), pooling (max, average, global and adaptive poolings), padding
+(ZeroPadding1D/2D, Cropping1D/2D), recurrent (LSTM, GRU, SimpleRNN, Bidirectional),
+attention (Attention, AdditiveAttention, MultiHeadAttention), merging (Add, Subtract,
+Multiply, Average, Maximum, Minimum, Concatenate, Dot and the functional forms ``add``,
+``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
+(TimeDistributed), regularization (Dropout and the other layers that are the identity at
+inference), preprocessing (Resizing, CenterCrop and the random image augmentations, the
+identity at inference). A new family is a new module whose layers subclass :class:`Layer`,
+declare ``config_keys`` (and, with weights, ``_weight_specs``, ``call_weights`` and
+``_pack``), check their call with the op's ``_validation.check_<op>`` and run
+``functional.run_<op>``; then it is imported here.
 
 >>> import numpy as np, fastlayers as fl
 >>> layer = fl.layers.Dense(4, activation="relu", seed=0)
@@ -102,6 +102,10 @@ from .normalization import (  # norm (issue 12): normalization, activation, prep
 )
 from .padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D  # convpool
 from .pooling import (
+    AdaptiveAveragePooling1D,
+    AdaptiveAveragePooling2D,
+    AdaptiveMaxPooling1D,
+    AdaptiveMaxPooling2D,
     AveragePooling1D,
     AveragePooling2D,
     GlobalAveragePooling1D,
@@ -213,6 +217,10 @@ __all__ = [
     "GlobalMaxPooling2D",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
+    "AdaptiveMaxPooling1D",
+    "AdaptiveMaxPooling2D",
+    "AdaptiveAveragePooling1D",
+    "AdaptiveAveragePooling2D",
     "ZeroPadding1D",
     "ZeroPadding2D",
     "Cropping1D",

@@ -1,8 +1,9 @@
-"""Pooling layers: MaxPooling1D/2D, AveragePooling1D/2D and the global poolings.
+"""Pooling layers: MaxPooling1D/2D, AveragePooling1D/2D, the global poolings and the
+adaptive poolings (AdaptiveMaxPooling1D/2D, AdaptiveAveragePooling1D/2D).
 
 Max and average pooling run ``functional.run_pool2d``: the C++ kernel (csrc/ops/pooling.cpp)
-or ``fastlayers/_numpy/pooling.py``, which give the same bits. The global poolings are NumPy
-reductions under every backend (docs/semantics.md §21).
+or ``fastlayers/_numpy/pooling.py``, which give the same bits. The global and adaptive
+poolings are NumPy reductions under every backend (docs/semantics.md §21).
 """
 
 from __future__ import annotations
@@ -349,3 +350,88 @@ class GlobalAveragePooling1D(_GlobalPooling):
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         """The mask stops here (as in Keras)."""
         return None
+
+
+class _AdaptivePooling(Layer):
+    """Pooling to a fixed output size, whatever the input's (Keras 3's adaptive pooling,
+    PyTorch's ``nn.AdaptiveAvgPool2d`` and friends): output i of an axis of n inputs pools
+    inputs floor(i n / out) ... ceil((i + 1) n / out) - 1 (windows of two sizes, which
+    overlap when out does not divide n)."""
+
+    rank = 2
+    mode = "max"
+    config_keys = ("output_size", "data_format")
+    supports_masking = False
+
+    def __init__(self, output_size: Any, data_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.output_size = V.int_tuple(output_size, owner, "output_size", n=self.rank)
+        self.data_format = _data_format(data_format, owner)
+
+    def build(self, input_shape: Any) -> None:
+        self._create_weights(input_shape)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        cf = self.data_format == "channels_first"
+        spatial = "steps" if self.rank == 1 else "height, width"
+        V.rank(x, owner, "inputs", self.rank + 2,
+               f"(batch, channels, {spatial})" if cf else f"(batch, {spatial}, channels)")
+        self._ready(x.shape)
+        x = np.moveaxis(x, 1, -1) if cf else x
+        if any(d == 0 for d in x.shape[1:-1]):
+            raise ValueError(f"{owner}: inputs has an empty spatial axis, shape {x.shape}")
+        y = P.adaptive_pool(x, self.output_size, self.mode)
+        return np.ascontiguousarray(np.moveaxis(y, -1, 1) if cf else y)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if len(shape) != self.rank + 2 or any(d == 0 for d in shape[1:]):
+            return None  # the zero run raises the call's error
+        if self.data_format == "channels_first":
+            return (shape[0], shape[1], *self.output_size)
+        return (shape[0], *self.output_size, shape[-1])
+
+
+_ADAPTIVE_DOC = """{what} to ``output_size`` (Keras ``{name}``; PyTorch ``{torch}``).
+
+    Parameters
+    ----------
+    output_size : int or tuple of {rank} ints >= 1
+    data_format : "channels_last" (default), "channels_first" or None
+
+    Output i along an axis of n inputs pools inputs floor(i n / out) to ceil((i + 1) n / out)
+    - 1, as PyTorch (and Keras) do. Call: {shape_in} -> float32 {shape_out}. No weights;
+    NumPy under every backend{extra}.
+    """
+
+
+class AdaptiveMaxPooling1D(_AdaptivePooling):
+    rank, mode = 1, "max"
+    __doc__ = _ADAPTIVE_DOC.format(
+        what="Max pooling", name="AdaptiveMaxPooling1D", torch="nn.AdaptiveMaxPool1d", rank=1,
+        shape_in="(N, T, C)", shape_out="(N, out, C)", extra="")
+
+
+class AdaptiveAveragePooling1D(_AdaptivePooling):
+    rank, mode = 1, "average"
+    __doc__ = _ADAPTIVE_DOC.format(
+        what="Average pooling", name="AdaptiveAveragePooling1D",
+        torch="nn.AdaptiveAvgPool1d", rank=1, shape_in="(N, T, C)", shape_out="(N, out, C)",
+        extra=" (sums in float64)")
+
+
+class AdaptiveMaxPooling2D(_AdaptivePooling):
+    rank, mode = 2, "max"
+    __doc__ = _ADAPTIVE_DOC.format(
+        what="Max pooling", name="AdaptiveMaxPooling2D", torch="nn.AdaptiveMaxPool2d", rank=2,
+        shape_in="(N, H, W, C)", shape_out="(N, out_h, out_w, C)", extra="")
+
+
+class AdaptiveAveragePooling2D(_AdaptivePooling):
+    rank, mode = 2, "average"
+    __doc__ = _ADAPTIVE_DOC.format(
+        what="Average pooling", name="AdaptiveAveragePooling2D",
+        torch="nn.AdaptiveAvgPool2d", rank=2, shape_in="(N, H, W, C)",
+        shape_out="(N, out_h, out_w, C)", extra=" (sums in float64)")

@@ -1,0 +1,158 @@
+"""The adaptive poolings (AdaptiveMaxPooling1D/2D, AdaptiveAveragePooling1D/2D): Keras
+fixtures at edge shapes, PyTorch's own adaptive pools and from_torch, a float64 reference
+from the definition, symbolic models, and bad arguments. NumPy under every backend; the
+fixture cases still run under both.
+
+Fixtures: tests/golden/adaptive_layers.npz and models_adaptive.npz (with the model files,
+which tests/test_load_keras.py loads), made by tests/golden/make_models_adaptive.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close
+from golden_models import read_layer_cases
+
+import fastlayers as fl
+from fastlayers import Input, Model
+from fastlayers import layers as L
+
+F32 = np.float32
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+LAYER_CASES = read_layer_cases("adaptive_layers.npz")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_layer_matches_keras(case, backend):
+    meta, x, _, _, y = LAYER_CASES[case]
+    layer = getattr(L, meta["class_name"])(**meta["config"])
+    with fl.use_backend(backend):
+        got = layer(x)
+    assert_close(got, y, k=16, magnitude=float(np.abs(x).max()))
+
+
+def test_fixture_cases_cover_the_edges():
+    assert {"avg2d_divides", "avg2d_uneven", "avg2d_larger", "avg2d_one", "max2d_larger",
+            "avg1d_one_step", "max1d_channels_first", "avg2d_channels_first"} <= set(LAYER_CASES)
+
+
+def _reference(x, out, mode):
+    """float64 loops over the output cells, from PyTorch's definition of the windows."""
+    n, h, w, c = x.shape
+    y = np.zeros((n, *out, c))
+    for i in range(out[0]):
+        r0, r1 = math.floor(i * h / out[0]), math.ceil((i + 1) * h / out[0])
+        for j in range(out[1]):
+            c0, c1 = math.floor(j * w / out[1]), math.ceil((j + 1) * w / out[1])
+            win = x[:, r0:r1, c0:c1]
+            y[:, i, j] = win.max(axis=(1, 2)) if mode == "max" else win.mean(axis=(1, 2))
+    return y
+
+
+@pytest.mark.parametrize("h,w,oh,ow", [(1, 1, 1, 1), (1, 1, 3, 2), (7, 7, 7, 7), (13, 17, 5, 4),
+                                       (16, 16, 15, 17), (31, 3, 2, 7), (224, 1, 7, 1)])
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_against_the_definition(rng, h, w, oh, ow, mode):
+    x = rng.standard_normal((2, h, w, 3)).astype(F32)
+    cls = L.AdaptiveMaxPooling2D if mode == "max" else L.AdaptiveAveragePooling2D
+    got = cls((oh, ow))(x)
+    want = _reference(x.astype(np.float64), (oh, ow), mode)
+    if mode == "max":
+        np.testing.assert_array_equal(got, want.astype(F32))
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_1d_is_2d_on_a_height_of_one(rng, mode):
+    x = rng.standard_normal((2, 19, 4)).astype(F32)
+    one = (L.AdaptiveMaxPooling1D if mode == "max" else L.AdaptiveAveragePooling1D)(7)
+    two = (L.AdaptiveMaxPooling2D if mode == "max" else L.AdaptiveAveragePooling2D)((1, 7))
+    np.testing.assert_array_equal(one(x), two(x[:, None])[:, 0])
+
+
+def test_special_values(rng):
+    x = rng.standard_normal((1, 4, 4, 2)).astype(F32)
+    x[0, 0, 0, 0] = np.nan
+    x[0, 3, 3, 1] = np.inf
+    avg = L.AdaptiveAveragePooling2D(2)(x)
+    assert np.isnan(avg[0, 0, 0, 0]) and avg[0, 1, 1, 1] == np.inf
+    assert np.isnan(L.AdaptiveMaxPooling2D(2)(x)[0, 0, 0, 0])  # NaN propagates, as in torch
+
+
+@pytest.mark.parametrize("make", [lambda: L.AdaptiveAveragePooling2D(3),
+                                  lambda: L.AdaptiveMaxPooling1D(2)])
+def test_empty_spatial_axes_and_wrong_ranks_are_refused(make):
+    layer = make()
+    rank = layer.rank + 2
+    with pytest.raises(ValueError, match="empty spatial axis"):
+        layer(np.zeros((1,) + (0,) * (rank - 2) + (3,), F32))
+    with pytest.raises(ValueError, match="rank"):
+        layer(np.zeros((2,) * (rank + 1), F32))
+
+
+@pytest.mark.parametrize("make, error, fragment", [
+    (lambda: L.AdaptiveAveragePooling2D(0), ValueError, "output_size"),
+    (lambda: L.AdaptiveAveragePooling2D((2, 3, 4)), ValueError, "output_size"),
+    (lambda: L.AdaptiveMaxPooling1D((2, 2)), ValueError, "output_size"),
+    (lambda: L.AdaptiveMaxPooling2D(2.5), TypeError, "output_size"),
+    (lambda: L.AdaptiveMaxPooling2D(2, data_format="NHWC"), ValueError, "data_format"),
+])
+def test_bad_arguments(make, error, fragment):
+    with pytest.raises(error, match=fragment):
+        make()
+
+
+def test_config_and_symbolic_model(rng):
+    layer = L.AdaptiveAveragePooling2D(3, name="grid")
+    assert layer.get_config() == {"name": "grid", "output_size": (3, 3),
+                                  "data_format": "channels_last"}
+    inp = Input((13, 11, 4))
+    out = L.Flatten()(L.AdaptiveMaxPooling2D((2, 5))(inp))
+    assert tuple(out.shape) == (None, 40)
+    x = rng.standard_normal((3, 13, 11, 4)).astype(F32)
+    np.testing.assert_array_equal(Model(inp, out).predict(x),
+                                  L.AdaptiveMaxPooling2D((2, 5))(x).reshape(3, 40))
+
+
+def test_from_torch_adaptive_pools(rng):
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.avg = torch.nn.AdaptiveAvgPool2d((5, None))
+            self.max = torch.nn.AdaptiveMaxPool2d(3)
+            self.gap = torch.nn.AdaptiveAvgPool2d(1)
+            self.avg1 = torch.nn.AdaptiveAvgPool1d(4)
+
+        def forward(self, x):
+            flat = x.flatten(2)
+            return (self.avg(x), self.max(x), self.gap(x),
+                    functional.adaptive_avg_pool2d(x, (7, 2)),
+                    functional.adaptive_max_pool1d(flat, 6), self.avg1(flat))
+
+    x = torch.from_numpy(rng.standard_normal((2, 3, 11, 9)).astype(F32))
+    net = Net()
+    model = fl.from_torch(net, (x,))
+    got = model.predict(x.numpy())
+    want = net(x)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda nn: nn.AdaptiveMaxPool2d(3, return_indices=True), "return_indices"),
+])
+def test_from_torch_refusals(make, match):
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match=match):
+        fl.from_torch(make(torch.nn), (torch.randn(1, 2, 8, 8),))
