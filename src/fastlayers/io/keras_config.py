@@ -30,6 +30,7 @@ from ..models import Input, Model, Sequential
 # Keras class name -> fastlayers layer class.
 LAYER_CLASSES: dict[str, type] = {
     "Dense": L.Dense,
+    "EinsumDense": L.EinsumDense,
     "Flatten": L.Flatten,
     "Conv2D": L.Conv2D,
     "Convolution2D": L.Conv2D,  # the Keras 2 alias

@@ -56,6 +56,7 @@ from .conv import (
     SeparableConv2D,
 )
 from .core import Activation, Dense, Flatten, Softmax
+from .einsum_dense import EinsumDense
 from .initializers import (  # importable from here as before (not layer classes)
     INITIALIZERS as INITIALIZERS,
 )
@@ -162,6 +163,7 @@ from .wrappers import TimeDistributed  # merge topic (issue 12)
 __all__ = [
     "Layer",
     "Dense",
+    "EinsumDense",
     "Flatten",
     "Conv2D",
     "LSTM",
