@@ -79,3 +79,17 @@ def read_layer_cases(name: str) -> dict[str, tuple]:
             cases[case] = (m, parts[0], weights, mask, parts[-1])
     return cases
 
+
+
+def run_layer_case(cases: dict[str, tuple], case: str, backend: str):
+    """The fastlayers layer of a single-layer case (its Keras class name and config, the
+    case's weights) called on the case's x under ``backend``: (output, Keras's y, x, weights)."""
+    import fastlayers as fl
+    from fastlayers import layers as L
+
+    meta, x, weights, _, y = cases[case]
+    layer = getattr(L, meta["class_name"])(**meta["config"])
+    if weights:
+        layer.set_weights(weights)
+    with fl.use_backend(backend):
+        return layer(x), y, x, weights

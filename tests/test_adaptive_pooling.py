@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, assert_close
-from golden_models import read_layer_cases
+from golden_models import read_layer_cases, run_layer_case
 
 import fastlayers as fl
 from fastlayers import Input, Model
@@ -28,10 +28,7 @@ LAYER_CASES = read_layer_cases("adaptive_layers.npz")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
 def test_layer_matches_keras(case, backend):
-    meta, x, _, _, y = LAYER_CASES[case]
-    layer = getattr(L, meta["class_name"])(**meta["config"])
-    with fl.use_backend(backend):
-        got = layer(x)
+    got, y, x, _ = run_layer_case(LAYER_CASES, case, backend)
     assert_close(got, y, k=16, magnitude=float(np.abs(x).max()))
 
 

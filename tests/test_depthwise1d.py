@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, assert_close
-from golden_models import read_layer_cases
+from golden_models import read_layer_cases, run_layer_case
 
 import fastlayers as fl
 from fastlayers import Input, Model
@@ -25,12 +25,7 @@ LAYER_CASES = read_layer_cases("depthwise1d_layers.npz")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
 def test_layer_matches_keras(case, backend):
-    meta, x, weights, _, y = LAYER_CASES[case]
-    layer = getattr(L, meta["class_name"])(**meta["config"])
-    if weights:
-        layer.set_weights(weights)
-    with fl.use_backend(backend):
-        got = layer(x)
+    got, y, x, weights = run_layer_case(LAYER_CASES, case, backend)
     k = max([1] + [int(np.prod(w.shape[:-1])) for w in weights])
     assert_close(got, y, k=k, magnitude=float(np.abs(x).max()))
 

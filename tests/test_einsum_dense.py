@@ -13,7 +13,7 @@ import pickle
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, assert_close
-from golden_models import read_layer_cases
+from golden_models import read_layer_cases, run_layer_case
 
 import fastlayers as fl
 from fastlayers import Input, Model
@@ -27,11 +27,7 @@ LAYER_CASES = read_layer_cases("einsum_dense_layers.npz")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
 def test_layer_matches_keras(case, backend):
-    meta, x, weights, _, y = LAYER_CASES[case]
-    layer = L.EinsumDense(**meta["config"])
-    layer.set_weights(weights)
-    with fl.use_backend(backend):
-        got = layer(x)
+    got, y, x, _ = run_layer_case(LAYER_CASES, case, backend)
     assert_close(got, y, k=32, magnitude=float(np.abs(x).max()))
 
 

@@ -163,8 +163,12 @@ def rms_normalization(x, scale, axes, epsilon):
     over ``axes`` (None: no scaling).
     """
     axes = tuple(axes)
+    if x.size == 0:
+        return np.zeros(x.shape, F32)
     mean_sq = np.mean(np.square(x, dtype=np.float64), axis=axes, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):  # epsilon 0, a zero row: NaN
+    # epsilon 0: a zero row gives 0 * inf = NaN and a tiny one a factor beyond float32
+    # (inf), as in Keras; no warnings.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = (1.0 / np.sqrt(mean_sq + float(F32(epsilon)))).astype(F32)
         y = x * inv
     if scale is not None:
@@ -179,6 +183,8 @@ def unit_normalization(x, axes):
     """Keras UnitNormalization: ``x * min(rsqrt(sum(x^2)), 1e12)`` over ``axes`` (a zero
     vector stays zero). The sum of squares in float64, the factor rounded to float32 once."""
     sum_sq = np.sum(np.square(x, dtype=np.float64), axis=tuple(axes), keepdims=True)
-    with np.errstate(divide="ignore"):  # a zero vector: 1/0 = inf, then the 1e12 bound
+    # A zero vector: 1/0 = inf, then the 1e12 bound; an infinite element: inf * 0 = NaN, as
+    # in Keras; no warnings.
+    with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.minimum(1.0 / np.sqrt(sum_sq), 1e12).astype(F32)
-    return (x * inv).astype(F32, copy=False)
+        return (x * inv).astype(F32, copy=False)

@@ -55,10 +55,11 @@ def _linear_axis(x, factor, axis):
 
 def _nearest_taps(n_in: int, n_out: int):
     """Source index of each output along an axis: floor((i + 0.5) * in / out), at most
-    in - 1 (the pixel whose extent holds the output pixel's centre)."""
-    scale = np.float32(n_in) / np.float32(n_out)
-    src = np.floor((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale)
-    return np.minimum(src.astype(np.intp), n_in - 1)
+    in - 1 (the pixel whose extent holds the output pixel's centre), in exact integer
+    arithmetic: floor((2i + 1) in / (2 out)). (PyTorch's float32 product can round across an
+    exact tie, e.g. output 117 of 2 -> 235; see docs/semantics.md §27.)"""
+    i = np.arange(n_out, dtype=np.int64)
+    return np.minimum(((2 * i + 1) * n_in) // (2 * n_out), n_in - 1).astype(np.intp)
 
 
 def _linear_taps(n_in: int, n_out: int):
@@ -96,25 +97,36 @@ def _antialias_taps(n_in: int, n_out: int):
     j = first[:, None] + np.arange(taps)[None, :]
     arg = (j.astype(f32) - centre[:, None] + f32(0.5)) * invscale
     w = np.maximum(f32(0.0), f32(1.0) - np.abs(arg))
-    w[j >= end[:, None]] = 0.0
+    valid = j < end[:, None]
+    w[~valid] = 0.0
     total = np.zeros((n_out, 1), f32)
     for k in range(taps):  # summed in tap order, in float32
         total[:, 0] += w[:, k]
     w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-    return np.minimum(j, n_in - 1), w.astype(f32)
+    return np.minimum(j, n_in - 1), w.astype(f32), valid
 
 
-def _apply_taps(x, idx, w, axis):
-    """sum_k x[idx[:, k]] * w[:, k] along ``axis``, the taps added in order; a tap of
-    weight 0 that pads an output's list is left out (so an inf there gives no NaN)."""
+def _apply_taps(x, idx, w, axis, valid=None):
+    """sum_k x[idx[:, k]] * w[:, k] along ``axis``, the taps added in order. Every tap of an
+    output counts, weight 0 included (x * 0 is NaN for an infinite x, as in PyTorch), except
+    the ones ``valid`` marks as padding of a shorter list. Outputs with many taps (a large
+    shrink) take one matrix product instead of a loop over the taps."""
+    n_out, taps = idx.shape
+    if taps > 32:
+        m = np.zeros((n_out, x.shape[axis]), np.float32)
+        rows = np.repeat(np.arange(n_out), taps).reshape(n_out, taps)
+        keep = np.ones_like(idx, bool) if valid is None else valid
+        m[rows[keep], idx[keep]] = w[keep]
+        y = np.tensordot(x, m, axes=([axis], [1]))  # the axis becomes the last one
+        return np.moveaxis(y, -1, axis)
     shape = [1] * x.ndim
-    shape[axis] = idx.shape[0]
+    shape[axis] = n_out
     y = None
-    for k in range(idx.shape[1]):
-        with np.errstate(invalid="ignore"):  # inf * 0 in a padding tap, dropped below
+    for k in range(taps):
+        with np.errstate(invalid="ignore"):  # inf * 0: NaN, as in PyTorch
             term = np.take(x, idx[:, k], axis=axis) * w[:, k].reshape(shape)
-        if k > 0 and not np.all(w[:, k]):
-            term = np.where(w[:, k].reshape(shape) != 0, term, np.float32(0.0))
+        if valid is not None and not np.all(valid[:, k]):
+            term = np.where(valid[:, k].reshape(shape), term, np.float32(0.0))
         y = term if y is None else y + term
     return y
 
@@ -130,11 +142,11 @@ def resize_images(x, size, interpolation, antialias=False):
     for axis, n_out in ((2, size[1]), (1, size[0])):
         n_in = y.shape[axis]
         if interpolation == "nearest":
-            if n_in != n_out:
+            if n_in != n_out:  # (the same size maps each pixel to itself)
                 y = np.take(y, _nearest_taps(n_in, n_out), axis=axis)
-            continue
-        if n_in == n_out:
-            continue  # weights 1 and 0 everywhere: the input itself
-        taps = _antialias_taps if antialias else _linear_taps
-        y = _apply_taps(y, *taps(n_in, n_out), axis)
+        elif antialias:
+            idx, w, valid = _antialias_taps(n_in, n_out)
+            y = _apply_taps(y, idx, w, axis, valid)
+        else:  # also at the same size: weights 1 and 0, as PyTorch computes them
+            y = _apply_taps(y, *_linear_taps(n_in, n_out), axis)
     return y.copy() if y is x else y.astype(np.float32, copy=False)

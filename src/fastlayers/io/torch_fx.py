@@ -690,10 +690,9 @@ class _Converter:
             why = _interpolate_problem(mod.mode, mod.align_corners)
             if why:
                 no(why)
-            if (mod.scale_factor is not None and not mod.recompute_scale_factor
-                    and _whole_factors(None, mod.scale_factor, (None, None)) is None):
-                no(f"scale_factor={mod.scale_factor!r} (whole factors, or a size, or "
-                   "recompute_scale_factor=True)")
+            why = _resize_arguments_problem(mod.size, mod.scale_factor, mod.mode, False)
+            if why:
+                no(why)
         elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if not mod.track_running_stats or mod.running_mean is None:
                 no("track_running_stats=False (batch statistics at inference)")
@@ -1112,7 +1111,8 @@ class _Converter:
         if t.ndim != 4:
             raise TorchConversionError(f"{where} needs a 4-D (N, C, H, W) input, got rank "
                                        f"{t.ndim}")
-        why = _interpolate_problem(mode, align_corners)
+        why = _interpolate_problem(mode, align_corners) or _resize_arguments_problem(
+            size, scale_factor, mode, antialias)
         if why:
             raise TorchConversionError(f"{where}: {why} is not supported")
         in_hw = t.sym.shape[1:3]
@@ -1128,8 +1128,8 @@ class _Converter:
                     "mode='nearest' (PyTorch's legacy nearest): only whole scale factors (or a "
                     "size that is a whole multiple of a known input size); 'nearest-exact', "
                     "Keras's nearest, converts at any size" if mode == "nearest" else
-                    "a scale factor that is not whole: PyTorch samples at 1 / scale_factor, "
-                    "Keras's Resizing at in / out; a size, or recompute_scale_factor=True, "
+                    "this scale factor: PyTorch samples at 1 / scale_factor, Keras's Resizing "
+                    "at in / out, which differ here; a size, or recompute_scale_factor=True, "
                     "converts"
                 )
             )
@@ -1842,25 +1842,44 @@ def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
     return None
 
 
+def _resize_arguments_problem(size: Any, scale_factor: Any, mode: str,
+                              antialias: Any) -> str | None:
+    """What PyTorch itself refuses in an interpolate's arguments (so a module that cannot
+    run does not convert), or None."""
+    if (size is None) == (scale_factor is None):
+        return "giving both size and scale_factor (or neither)"
+    if antialias and mode != "bilinear":
+        return f"antialias=True with mode={mode!r}"
+    for name, value in (("size", size), ("scale_factor", scale_factor)):
+        if value is None:
+            continue
+        pair = value if isinstance(value, (tuple, list)) else (value, value)
+        if len(pair) != 2 or any(v is None or float(v) <= 0 for v in pair):
+            return f"{name}={value!r} (two positive values, or one for both axes)"
+    return None
+
+
 def _resize_output(size: Any, scale_factor: Any, in_hw: tuple, factors: Any,
                    recompute: Any) -> tuple[int, int] | None:
     """The output (height, width) of an interpolate that Keras's Resizing computes alike
-    (source positions at in / out), or None: a size; whole factors of a known input size;
-    any scale factor with recompute_scale_factor=True (PyTorch then uses in / out too)."""
+    (source positions at in / out), or None: a size; a scale factor of a known input size
+    when PyTorch's 1 / scale_factor is in / out in float32 (whole factors, 0.5, ...), or with
+    recompute_scale_factor=True (PyTorch then uses in / out too). The output size is
+    floor(in * scale_factor), as PyTorch's."""
     if size is not None:
         pair = size if isinstance(size, (tuple, list)) else (size, size)
-        if len(pair) == 2 and all(int(o) >= 1 for o in pair):
-            return (int(pair[0]), int(pair[1]))
-        return None
-    if scale_factor is None or any(d is None for d in in_hw):
+        return (int(pair[0]), int(pair[1]))
+    if any(d is None for d in in_hw):
         return None
     if factors is not None:
         return (in_hw[0] * factors[0], in_hw[1] * factors[1])
-    if not recompute:
-        return None
     pair = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
     out = tuple(int(math.floor(d * float(f))) for d, f in zip(in_hw, pair))
-    return out if len(out) == 2 and min(out) >= 1 else None
+    if min(out) < 1:
+        return None
+    same = all(np.float32(1.0 / float(f)) == np.float32(d) / np.float32(o)
+               for d, f, o in zip(in_hw, pair, out))
+    return out if recompute or same else None
 
 
 def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int] | None:

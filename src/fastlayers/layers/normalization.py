@@ -116,6 +116,18 @@ def _rank_for(axes: list[int]) -> int:
     return ndim
 
 
+def _shape_over_axes(layer: Layer, shapes: list) -> tuple:
+    """An input shape (the smallest rank) whose sizes over ``layer._axes()`` are those of
+    the first weight, the rest unknown: set_weights's build of LayerNormalization and
+    RMSNormalization."""
+    axes = layer._axes()
+    want = layer._shape_of(shapes, 0, len(axes))
+    shape = [None] * _rank_for(axes)
+    for a, d in zip(axes, want):
+        shape[a] = d
+    return tuple(shape)
+
+
 def _set_affine_args(layer: Layer, epsilon: Any, center: Any, scale: Any,
                      beta_initializer: Any, gamma_initializer: Any) -> None:
     """epsilon, center, scale and the beta / gamma initializers of a normalization layer,
@@ -392,12 +404,7 @@ class LayerNormalization(Layer):
         return _affine_specs(self, shape)
 
     def _input_shape_from_weights(self, shapes):
-        axes = self._axes()
-        want = self._shape_of(shapes, 0, len(axes))
-        shape = [None] * _rank_for(axes)
-        for a, d in zip(axes, want):
-            shape[a] = d
-        return tuple(shape)
+        return _shape_over_axes(self, shapes)
 
     def build(self, input_shape: Any) -> None:
         """Create gamma and beta, of shape ``input_shape`` over the sorted axes."""
@@ -606,7 +613,10 @@ class RMSNormalization(_AxesNorm):
     Parameters
     ----------
     axis : int or list of ints
-        The normalized axes (default -1); Keras sorts a list, and so does the weight.
+        The normalized axes (default -1): the last axis or the last few. Keras sorts a
+        list, and so does the weight. Other axes raise NotImplementedError: Keras multiplies
+        the scale into the last axes by broadcasting and its torch backend normalizes the
+        last axes, so there Keras's result depends on its backend (or it fails).
     epsilon : float >= 0
         Default 1e-6 (PyTorch's RMSNorm: the float32 machine epsilon when None).
 
@@ -630,17 +640,12 @@ class RMSNormalization(_AxesNorm):
         return [weight_spec("scale", shape, "ones")]
 
     def _input_shape_from_weights(self, shapes):
-        axes = self._axes()
-        want = self._shape_of(shapes, 0, len(axes))
-        shape = [None] * _rank_for(axes)
-        for a, d in zip(axes, want):
-            shape[a] = d
-        return tuple(shape)
+        return _shape_over_axes(self, shapes)
 
     def build(self, input_shape: Any) -> None:
         """Create ``scale``, of shape ``input_shape`` over the sorted axes."""
         input_shape = tuple(input_shape)
-        _positions(self._axes(), len(input_shape), self._owner(), "input_shape")
+        self._check_trailing(len(input_shape), "input_shape")
         if any(input_shape[a] is None for a in self._axes()):
             raise ValueError(
                 f"{self._owner()}: build needs known sizes on axis {self.axis}, got "
@@ -648,8 +653,25 @@ class RMSNormalization(_AxesNorm):
             )
         self._create_weights(input_shape)
 
+    def _check_trailing(self, ndim: int, what: str) -> list[int]:
+        """The axes' positions, which must be the last ones (see the class docstring)."""
+        positions = _positions(self._axes(), ndim, self._owner(), what)
+        if sorted(positions) != list(range(ndim - len(positions), ndim)):
+            raise NotImplementedError(
+                f"{self._owner()}: axis {self.axis} is not the last axes of {what} of rank "
+                f"{ndim}; Keras multiplies the scale into the last axes and its torch backend "
+                "normalizes the last axes, so its result there depends on the backend"
+            )
+        if positions != sorted(positions):
+            raise NotImplementedError(
+                f"{self._owner()}: list the axes {self.axis} in increasing order; Keras sorts "
+                f"them to {self._axes()} and cannot apply the scale of that shape"
+            )
+        return positions
+
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         x, positions = self._input(inputs)
+        positions = self._check_trailing(x.ndim, "inputs")
         scale = self._weight("scale")
         have = tuple(x.shape[a] for a in self._axes())
         if scale.shape != have:
@@ -657,9 +679,6 @@ class RMSNormalization(_AxesNorm):
                 f"{self._owner()}: inputs of shape {x.shape} have {have} on axis {self.axis}, "
                 f"the weight 'scale' {scale.shape}"
             )
-        # As in LayerNormalization: the weight is reshaped (not transposed) to the input's
-        # axes in position order.
-        scale = scale.reshape(tuple(x.shape[a] for a in sorted(positions)))
         return _np_norm.rms_normalization(x, scale, positions, self.epsilon)
 
 

@@ -19,8 +19,9 @@ import numpy as np
 
 from .. import _validation as V
 from .._numpy import resize
-from .base import Layer, _bool
+from .base import Layer, _bool, _positive_int
 from .core import _data_format
+from .upsampling import interpolation_name
 
 __all__ = [
     "Resizing",
@@ -50,18 +51,6 @@ __all__ = [
     "CutMix",
     "MixUp",
 ]
-
-_INTERPOLATIONS = ("nearest", "bilinear")
-# Keras's other resize methods: refused as not supported (unknown names: ValueError).
-_KERAS_ONLY = ("bicubic", "lanczos3", "lanczos5", "area")
-
-
-def _size(value: Any, owner: str, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
-    return int(value)
 
 
 class _ImageLayer(Layer):
@@ -96,6 +85,15 @@ class _ImageLayer(Layer):
         first = rank - (2 if self.data_format == "channels_first" else 3)
         return first, first + 1
 
+    def _sized_output_shape(self, shape: tuple) -> tuple | None:
+        """The symbolic output shape of a layer whose images become (height, width)."""
+        if len(shape) not in (3, 4):
+            return None  # the zero run raises the call's error
+        out = list(shape)
+        i, j = self._spatial_axes(len(shape))
+        out[i], out[j] = self.height, self.width
+        return tuple(out)
+
 
 class Resizing(_ImageLayer):
     """Resizes images to ``(height, width)`` (Keras ``Resizing``).
@@ -124,6 +122,8 @@ class Resizing(_ImageLayer):
     data_format : "channels_last" (default), "channels_first" or None.
 
     Call: (N, H, W, C) or (H, W, C) -> float32 (N, height, width, C) or (height, width, C).
+    Integer images are rounded (half to even) and clipped to their type's range after the
+    resize, as Keras does (it returns them in that type; here as float32 values).
     """
 
     config_keys = ("height", "width", "interpolation", "crop_to_aspect_ratio",
@@ -145,20 +145,9 @@ class Resizing(_ImageLayer):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.height = _size(height, owner, "height")
-        self.width = _size(width, owner, "width")
-        if not isinstance(interpolation, str):
-            raise TypeError(
-                f"{owner}: interpolation must be a string, got {type(interpolation).__name__}"
-            )
-        if interpolation.lower() not in _INTERPOLATIONS:
-            keras_has = interpolation.lower() in _KERAS_ONLY
-            raise (NotImplementedError if keras_has else ValueError)(
-                f"{owner}: interpolation {interpolation!r} is "
-                f"{'not supported' if keras_has else 'unknown'}; fastlayers has "
-                f"{' and '.join(repr(i) for i in _INTERPOLATIONS)}"
-            )
-        self.interpolation = interpolation.lower()
+        self.height = _positive_int(height, owner, "height")
+        self.width = _positive_int(width, owner, "width")
+        self.interpolation = interpolation_name(interpolation, owner)
         self.crop_to_aspect_ratio = _bool(crop_to_aspect_ratio, owner, "crop_to_aspect_ratio")
         self.pad_to_aspect_ratio = _bool(pad_to_aspect_ratio, owner, "pad_to_aspect_ratio")
         if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
@@ -175,8 +164,15 @@ class Resizing(_ImageLayer):
         self.data_format = _data_format(data_format, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        dtype = getattr(inputs, "dtype", None)
         x, single = self._images(inputs)
-        return self._back(self._resize(x), single)
+        y = self._resize(x)
+        if dtype is not None and np.dtype(dtype).kind in "iu":
+            # Keras rounds the resized integer images (half to even) and casts them back
+            # with saturation; the values are returned as float32, as every output here.
+            info = np.iinfo(dtype)
+            y = np.clip(np.round(y), info.min, info.max).astype(np.float32)
+        return self._back(y, single)
 
     def _resize(self, x: np.ndarray) -> np.ndarray:
         n, h, w, c = x.shape
@@ -200,12 +196,7 @@ class Resizing(_ImageLayer):
             return resize.resize_images(x, (th, tw), self.interpolation, self.antialias)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
-        if len(shape) not in (3, 4):
-            return None  # the zero run raises the call's error
-        out = list(shape)
-        i, j = self._spatial_axes(len(shape))
-        out[i], out[j] = self.height, self.width
-        return tuple(out)
+        return self._sized_output_shape(shape)
 
 
 def _crop_to_aspect(x: np.ndarray, th: int, tw: int) -> np.ndarray:
@@ -237,8 +228,8 @@ class CenterCrop(_ImageLayer):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.height = _size(height, owner, "height")
-        self.width = _size(width, owner, "width")
+        self.height = _positive_int(height, owner, "height")
+        self.width = _positive_int(width, owner, "width")
         self.data_format = _data_format(data_format, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
@@ -257,7 +248,7 @@ class CenterCrop(_ImageLayer):
         return self._back(y, single)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
-        return Resizing._symbolic_output_shape(self, shape)
+        return self._sized_output_shape(shape)
 
 
 # ------------------------------------------------------ random augmentation layers
@@ -305,7 +296,7 @@ class _Augmentation(_ImageLayer):
                 value = _data_format(value, cls)
             else:
                 _check_augmentation_arg(value, cls, name)
-                value = list(value) if isinstance(value, tuple) else value
+                value = _plain(value)
             setattr(self, name, value)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -318,6 +309,14 @@ class _Augmentation(_ImageLayer):
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         return shape if len(shape) in (3, 4) else None
+
+
+def _plain(value: Any) -> Any:
+    """A config value as JSON would hold it: NumPy scalars as Python numbers, tuples as
+    lists."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_augmentation_arg(value: Any, owner: str, name: str) -> None:

@@ -20,6 +20,21 @@ _INTERPOLATIONS = ("nearest", "bilinear")
 _KERAS_ONLY = ("bicubic", "lanczos3", "lanczos5", "area", "gaussian", "mitchellcubic")
 
 
+def interpolation_name(value: Any, owner: str) -> str:
+    """A resize method fastlayers has ("nearest", "bilinear"; any case), lower-cased. Keras's
+    others raise NotImplementedError (a loaded model lists them), other names ValueError."""
+    if not isinstance(value, str):
+        raise TypeError(f"{owner}: interpolation must be a string, got {type(value).__name__}")
+    if value.lower() not in _INTERPOLATIONS:
+        keras_has = value.lower() in _KERAS_ONLY
+        raise (NotImplementedError if keras_has else ValueError)(
+            f"{owner}: interpolation {value!r} is "
+            f"{'not supported' if keras_has else 'unknown'}; fastlayers has "
+            f"{' and '.join(repr(i) for i in _INTERPOLATIONS)}"
+        )
+    return value.lower()
+
+
 class UpSampling1D(_Spatial):
     """Each step repeated ``size`` times (Keras ``UpSampling1D``).
 
@@ -63,18 +78,7 @@ class UpSampling2D(_Spatial):
         owner = type(self).__name__
         self.size = V.int_tuple(size, owner, "size")
         self.data_format = _data_format(data_format, owner)
-        if not isinstance(interpolation, str):
-            raise TypeError(
-                f"{owner}: interpolation must be a string, got {type(interpolation).__name__}"
-            )
-        if interpolation.lower() not in _INTERPOLATIONS:
-            keras_has = interpolation.lower() in _KERAS_ONLY
-            raise (NotImplementedError if keras_has else ValueError)(
-                f"{owner}: interpolation {interpolation!r} is "
-                f"{'not supported' if keras_has else 'unknown'}; fastlayers has "
-                f"{' and '.join(repr(i) for i in _INTERPOLATIONS)}"
-            )
-        self.interpolation = interpolation.lower()
+        self.interpolation = interpolation_name(interpolation, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         cf = self.data_format == "channels_first"
