@@ -41,6 +41,8 @@ LAYER_CLASSES: dict[str, type] = {
     "Attention": L.Attention,
     "AdditiveAttention": L.AdditiveAttention,
     "MultiHeadAttention": L.MultiHeadAttention,
+    "GroupQueryAttention": L.GroupQueryAttention,
+    "GroupedQueryAttention": L.GroupQueryAttention,
     "Softmax": L.Softmax,
     "Dropout": L.Dropout,
     "SpatialDropout1D": L.SpatialDropout1D,

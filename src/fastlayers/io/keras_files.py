@@ -269,8 +269,10 @@ def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndar
     if isinstance(layer, L.TimeDistributed):  # merge topic: the wrapped layer's own path
         return _layer_arrays(layer.layer, f, f"{path}/layer", used)
     if isinstance(layer, L.MultiHeadAttention):
+        # Keras's GroupedQueryAttention names its sub-layers with a leading underscore.
+        prefix = "_" if isinstance(layer, L.GroupQueryAttention) else ""
         return [a for part in ("query_dense", "key_dense", "value_dense", "output_dense")
-                for a in _vars(f, f"{path}/{part}", used)]
+                for a in _vars(f, f"{path}/{prefix}{part}", used)]
     return _vars(f, path, used)
 
 

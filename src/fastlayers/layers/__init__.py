@@ -21,9 +21,9 @@ One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten
 Activation), conv (Conv2D, Conv1D, the depthwise and separable convolutions, the transposed
 convolutions), pooling (max, average, global and adaptive poolings), padding
 (ZeroPadding1D/2D, Cropping1D/2D), recurrent (LSTM, GRU, SimpleRNN, Bidirectional),
-attention (Attention, AdditiveAttention, MultiHeadAttention), merging (Add, Subtract,
-Multiply, Average, Maximum, Minimum, Concatenate, Dot and the functional forms ``add``,
-``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
+attention (Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention), merging
+(Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot and the functional
+forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
 (TimeDistributed), regularization (Dropout and the other layers that are the identity at
 inference), preprocessing (Resizing, CenterCrop and the random image augmentations, the
 identity at inference). A new family is a new module whose layers subclass :class:`Layer`,
@@ -41,7 +41,7 @@ declare ``config_keys`` (and, with weights, ``_weight_specs``, ``call_weights`` 
 
 from __future__ import annotations
 
-from .attention import AdditiveAttention, Attention, MultiHeadAttention
+from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
 
 # convpool: Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, padding and cropping
@@ -173,6 +173,7 @@ __all__ = [
     "Attention",
     "AdditiveAttention",
     "MultiHeadAttention",
+    "GroupQueryAttention",
     "Softmax",
     "Activation",
     "Dropout",

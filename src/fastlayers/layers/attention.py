@@ -1,4 +1,4 @@
-"""Attention layers: Attention, AdditiveAttention, MultiHeadAttention."""
+"""Attention layers: Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention."""
 
 from __future__ import annotations
 
@@ -435,3 +435,94 @@ def _with_query_mask(query: Any, value: Any, query_mask: Any, attention_mask: An
     if a.shape not in (full, full[1:]):
         return attention_mask  # the op's check reports the shape
     return np.ascontiguousarray(a & rows)
+
+
+class GroupQueryAttention(MultiHeadAttention):
+    """Grouped-query attention (Keras ``GroupQueryAttention`` / ``GroupedQueryAttention``):
+    multi-head attention whose ``num_query_heads`` query heads share
+    ``num_key_value_heads`` key and value heads, query head u reading key/value head
+    u // (num_query_heads // num_key_value_heads) (docs/semantics.md §11).
+
+    Parameters
+    ----------
+    head_dim : int
+        Size of every head; the scores are scaled by 1/sqrt(head_dim).
+    num_query_heads, num_key_value_heads : int
+        The second divides the first.
+    dropout, use_bias, sliding_window, flash_attention, kernel_initializer,
+    bias_initializer, seed : as in :class:`MultiHeadAttention`.
+    use_gate : must be False.
+
+    Weights (Keras order): query/kernel (Dq, Nq, head_dim), query/bias (Nq, head_dim),
+    key/kernel (Dk, Nkv, head_dim), key/bias (Nkv, head_dim), value/kernel
+    (Dv, Nkv, head_dim), value/bias, attention_output/kernel (Nq, head_dim, Dq),
+    attention_output/bias (Dq,); without the biases if use_bias=False.
+
+    Call: as :class:`MultiHeadAttention` (masks, causal mask, attention scores
+    (B, Nq, T, S)); the output has the query's features (B, T, Dq). It runs as
+    MultiHeadAttention with each key and value head's projection repeated for its query
+    heads (Keras repeats the projected heads: the same numbers).
+    """
+
+    config_keys = ("head_dim", "num_query_heads", "num_key_value_heads", "dropout",
+                   "use_bias", "sliding_window", "kernel_initializer", "bias_initializer",
+                   "seed")
+
+    def __init__(
+        self,
+        head_dim: int,
+        num_query_heads: int,
+        num_key_value_heads: int,
+        dropout: float = 0.0,
+        use_bias: bool = True,
+        sliding_window: int | None = None,
+        flash_attention: Any = None,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        owner = type(self).__name__
+        mha_only = sorted(set(kwargs) & {"num_heads", "key_dim", "value_dim", "output_shape",
+                                         "attention_axes"})
+        if mha_only:
+            raise TypeError(f"{owner}: unrecognized keyword arguments: {mha_only}")
+        self.head_dim = _positive_int(head_dim, owner, "head_dim")
+        self.num_query_heads = _positive_int(num_query_heads, owner, "num_query_heads")
+        self.num_key_value_heads = _positive_int(num_key_value_heads, owner,
+                                                 "num_key_value_heads")
+        if self.num_query_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"{owner}: num_query_heads ({self.num_query_heads}) must be divisible by "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
+        super().__init__(self.num_query_heads, self.head_dim, None, dropout, use_bias, None,
+                         None, sliding_window, flash_attention, kernel_initializer,
+                         bias_initializer, **kwargs)
+
+    def _weight_specs(self, input_shape):
+        specs = super()._weight_specs(input_shape)
+        nkv, h = self.num_key_value_heads, self.head_dim
+        out = []
+        for name, shape, make in specs:
+            if name.startswith(("key/", "value/")):
+                shape = (shape[0], nkv, h) if name.endswith("kernel") else (nkv, h)
+                fans = (shape[0], nkv * h) if name.endswith("kernel") else None
+                init = self.kernel_initializer if name.endswith("kernel") else \
+                    self.bias_initializer
+                name, shape, make = weight_spec(name, shape, init, fans)
+            out.append((name, shape, make))
+        return out
+
+    def _on_weights_set(self) -> None:
+        # The call (and the C++ pack) sees multi-head weights: each key and value head's
+        # kernel and bias repeated for its num_query_heads // num_key_value_heads query heads.
+        r = self.num_query_heads // self.num_key_value_heads
+        expanded = []
+        for name in self.call_weights:  # from the layer's own weights (also after unpickling)
+            value = self._weight_map.get(name)
+            if value is not None and name.startswith(("key/", "value/")):
+                value = np.repeat(value, r, axis=1 if name.endswith("kernel") else 0)
+                value.flags.writeable = False
+            expanded.append(value)
+        self._call_weight_values = tuple(expanded)
+        super()._on_weights_set()

@@ -1,0 +1,125 @@
+"""GroupQueryAttention (Keras's GroupedQueryAttention): a float64 reference written from the
+definition (query head u reads key/value head u // (Nq / Nkv)), Keras itself when it is
+installed, masks and causal masks, the weights, and bad arguments, on both paths.
+
+Keras models holding the layer (tests/golden/make_models_gqa.py) are loaded by
+tests/test_load_keras.py.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close
+
+import fastlayers as fl
+from fastlayers import layers as L
+
+F32 = np.float32
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+
+
+def _reference(q, v, k, weights, nq, nkv, mask=None, causal=False):
+    """float64: the projections, the key/value heads repeated, softmax(q k^T / sqrt(h))
+    over the kept keys, the output projection."""
+    wq, bq, wk, bk, wv, bv, wo, bo = [w.astype(np.float64) for w in weights]
+    qh = np.einsum("btd,dnh->btnh", q, wq) + bq
+    kh = np.repeat(np.einsum("bsd,dnh->bsnh", k, wk) + bk, nq // nkv, axis=2)
+    vh = np.repeat(np.einsum("bsd,dnh->bsnh", v, wv) + bv, nq // nkv, axis=2)
+    scores = np.einsum("btnh,bsnh->bnts", qh, kh) / np.sqrt(wq.shape[-1])
+    keep = np.ones(scores.shape[-2:], bool) if mask is None else mask[:, None]
+    if causal:
+        keep = keep & np.tril(np.ones(scores.shape[-2:], bool))
+    scores = np.where(keep, scores, -np.inf)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True)
+    out = np.einsum("bnts,bsnh->btnh", p, vh)
+    return np.einsum("btnh,nhe->bte", out, wo) + bo, p
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nq,nkv,causal,masked", [(6, 2, False, False), (4, 4, True, False),
+                                                  (8, 1, False, True), (6, 3, True, True)])
+def test_against_the_definition(rng, backend, nq, nkv, causal, masked):
+    q = rng.standard_normal((2, 5, 7)).astype(F32)
+    v = rng.standard_normal((2, 6, 9)).astype(F32)
+    k = rng.standard_normal((2, 6, 11)).astype(F32)
+    layer = L.GroupQueryAttention(4, nq, nkv, seed=3)
+    layer.build(q.shape, v.shape, k.shape)
+    weights = [w * 2 for w in layer.get_weights()[:-1]] + [layer.get_weights()[-1] + 0.5]
+    layer.set_weights(weights)
+    mask = rng.random((2, 5, 6)) > 0.3 if masked else None
+    if masked:
+        mask[:, :, 0] = True  # no fully masked row (§14 covers those)
+    with fl.use_backend(backend):
+        out, scores = layer(q, v, k, attention_mask=mask, use_causal_mask=causal,
+                            return_attention_scores=True)
+    want, p = _reference(q.astype(np.float64), v.astype(np.float64), k.astype(np.float64),
+                         weights, nq, nkv, mask, causal)
+    assert_close(out, want.astype(F32), k=64, magnitude=4.0)
+    assert_close(scores, p.astype(F32), k=8)
+    assert scores.shape == (2, nq, 5, 6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_keras(rng, backend):
+    keras = pytest.importorskip("keras")
+    q = rng.standard_normal((2, 5, 8)).astype(F32)
+    v = rng.standard_normal((2, 7, 8)).astype(F32)
+    ref = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=6,
+                                           num_key_value_heads=2)
+    ref(q, v)
+    weights = [rng.standard_normal(w.shape).astype(F32) * 0.5 for w in ref.get_weights()]
+    ref.set_weights(weights)
+    want = keras.ops.convert_to_numpy(ref(q, v, use_causal_mask=True))
+    layer = L.GroupQueryAttention(4, 6, 2)
+    layer.set_weights(weights)
+    with fl.use_backend(backend):
+        got = layer(q, v, use_causal_mask=True)
+    assert_close(got, want, k=64, magnitude=4.0)
+
+
+def test_weights_config_and_pickle(rng):
+    layer = L.GroupQueryAttention(head_dim=3, num_query_heads=4, num_key_value_heads=2,
+                                  name="gqa")
+    layer.build((1, 2, 5), (1, 3, 6))
+    assert [w.shape for w in layer.get_weights()] == [
+        (5, 4, 3), (4, 3), (6, 2, 3), (2, 3), (6, 2, 3), (2, 3), (4, 3, 5), (5,)]
+    config = layer.get_config()
+    assert config == {"name": "gqa", "head_dim": 3, "num_query_heads": 4,
+                      "num_key_value_heads": 2, "dropout": 0.0, "use_bias": True,
+                      "sliding_window": None, "kernel_initializer": "glorot_uniform",
+                      "bias_initializer": "zeros", "seed": None}
+    q, v = rng.standard_normal((2, 2, 5)).astype(F32), rng.standard_normal((2, 3, 6))
+    again = pickle.loads(pickle.dumps(layer))
+    np.testing.assert_array_equal(again(q, v), layer(q, v))
+    fresh = L.GroupQueryAttention(**{k: v for k, v in config.items() if k != "name"})
+    fresh.set_weights(layer.get_weights())  # builds from the weights' shapes
+    np.testing.assert_array_equal(fresh(q, v), layer(q, v))
+
+
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    ({"head_dim": 4, "num_query_heads": 6, "num_key_value_heads": 4}, ValueError,
+     "divisible"),
+    ({"head_dim": 0, "num_query_heads": 2, "num_key_value_heads": 1}, ValueError, "head_dim"),
+    ({"head_dim": 4, "num_query_heads": 2, "num_key_value_heads": 1, "use_gate": True},
+     NotImplementedError, "use_gate"),
+    ({"head_dim": 4, "num_query_heads": 2, "num_key_value_heads": 1, "dropout": 2.0},
+     ValueError, "dropout"),
+    ({"head_dim": 4, "num_query_heads": 2, "num_key_value_heads": 1, "num_heads": 2},
+     TypeError, "unrecognized"),
+])
+def test_bad_arguments(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        L.GroupQueryAttention(**kwargs)
+
+
+def test_bad_calls():
+    layer = L.GroupQueryAttention(4, 2, 1)
+    with pytest.raises(ValueError, match="rank|shape"):
+        layer(np.zeros((2, 5), F32), np.zeros((2, 5), F32))
+    layer(np.zeros((2, 3, 5), F32), np.zeros((2, 4, 6), F32))
+    with pytest.raises(ValueError):
+        layer(np.zeros((2, 3, 7), F32), np.zeros((2, 4, 6), F32))
