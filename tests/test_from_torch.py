@@ -409,9 +409,9 @@ def test_activation_parameters_without_a_keras_equivalent(act, message):
 
 def test_bad_function_arguments_are_listed_with_the_other_problems():
     with pytest.raises(TorchConversionError) as info:
-        fl.from_torch(Fn(lambda x: F.softmin(F.elu(x, 0.3), 1)), torch.randn(2, 3, 5, 4))
+        fl.from_torch(Fn(lambda x: F.normalize(F.elu(x, 0.3), dim=1)), torch.randn(2, 3, 5, 4))
     msg = str(info.value)
-    assert "2 module(s) or call(s)" in msg and "alpha=0.3" in msg and "softmin" in msg
+    assert "2 module(s) or call(s)" in msg and "alpha=0.3" in msg and "normalize" in msg
 
 
 @pytest.mark.parametrize("name", list(ACT_CALLS))
@@ -914,12 +914,12 @@ except ImportError as e:
 class Unsupported(nn.Module):
     def __init__(self):
         super().__init__()
-        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.Softmin(1))
+        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.LocalResponseNorm(2))
         self.conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
         self.lstm = nn.LSTM(4, 4, proj_size=2)
 
     def forward(self, x, img):
-        y = F.softmin(self.layer3(x), 1).exp()
+        y = F.normalize(self.layer3(x), dim=1).exp()
         return torch.stack([y, y]), self.conv(img), self.lstm(x)
 
 
@@ -927,7 +927,8 @@ def test_unsupported_lists_every_offender():
     with pytest.raises(TorchConversionError) as info:
         fl.from_torch(Unsupported(), (torch.randn(2, 4), torch.randn(1, 1, 4, 4)))
     msg = str(info.value)
-    for part in ["layer3.1 (torch.nn.Softmin)", "softmin (torch.nn.functional.softmin)",
+    for part in ["layer3.1 (torch.nn.LocalResponseNorm)",
+                 "normalize (torch.nn.functional.normalize)",
                  "exp (Tensor.exp)", "stack (torch.stack)",
                  "conv (torch.nn.Conv2d): padding_mode='reflect'",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
@@ -969,3 +970,119 @@ def test_predict_batches_and_checks(capsys):
         two.predict((np.zeros((2, 4, 3, 5), "f"), np.zeros((3, 4, 3, 5), "f")))
     assert two.predict((np.ones((3, 4, 3, 5), "f"), np.ones((3, 4, 3, 5), "f"))).shape == (
         3, 4, 3, 5)
+
+
+# ------------------------------------------- 1-D pools, pads, shuffles, log-softmax & co.
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("make", [
+    lambda: nn.MaxPool1d(2),
+    lambda: nn.MaxPool1d(3, stride=2, padding=1),
+    lambda: nn.MaxPool1d(3, stride=2, dilation=2, ceil_mode=True),
+    lambda: nn.AvgPool1d(3, stride=2),
+    lambda: nn.AvgPool1d(3, stride=2, padding=1, count_include_pad=False),
+    lambda: nn.AvgPool1d(4, stride=3, padding=2, ceil_mode=True),
+    lambda: Fn(lambda x: F.max_pool1d(x, 3, 1, 1)),
+    lambda: Fn(lambda x: F.avg_pool1d(x, (2,), (2,))),
+], ids=range(8))
+def test_pool1d(make, conv):
+    pool = make()
+    module = nn.Sequential(nn.Conv1d(3, 4, 3), pool) if conv else pool
+    model = check(module, torch.randn(2, 3, 17), run_inputs=[(torch.randn(5, 3, 17),)])
+    kinds = {type(la).__name__ for la in model.layers}
+    if isinstance(pool, nn.MaxPool1d) and pool.padding == 0 and pool.dilation == 1 \
+            and not pool.ceil_mode:
+        assert "MaxPooling1D" in kinds  # Keras's own layer when it computes the same
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("make", [
+    lambda: nn.LogSoftmax(dim=1), lambda: nn.LogSoftmax(dim=-1), lambda: nn.Softmin(dim=1),
+    lambda: nn.Softmax2d(), lambda: Fn(lambda x: F.log_softmax(x, dim=2)),
+    lambda: Fn(lambda x: torch.log_softmax(x, -1)), lambda: Fn(lambda x: F.softmin(x, 1)),
+], ids=range(7))
+def test_log_softmax_softmin_softmax2d(make, conv):
+    x = torch.randn(2, 3, 5, 6) * 4
+    check(Fn(make(), conv=conv), x)
+
+
+def test_log_softmax_of_large_logits_stays_finite():
+    x = torch.tensor([[1000.0, 0.0, -1000.0]])
+    check(nn.LogSoftmax(dim=1), x)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_pads_1d(conv):
+    for pad in (nn.ReflectionPad1d((2, 1)), nn.ReplicationPad1d(3), nn.CircularPad1d(2),
+                nn.ZeroPad1d(2), nn.ConstantPad1d((0, 3), -1.0)):
+        module = nn.Sequential(nn.Conv1d(3, 4, 3), pad) if conv else pad
+        check(module, torch.randn(2, 3, 9))
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("make", [
+    lambda: nn.ZeroPad2d((1, 2, 3, 0)), lambda: nn.ConstantPad2d(1, 0.5),
+    lambda: nn.ReflectionPad2d(2), lambda: nn.ReplicationPad2d((1, 1, 2, 0)),
+    lambda: nn.CircularPad2d(1), lambda: nn.ZeroPad1d(2), lambda: nn.ConstantPad1d((0, 3), -1),
+    lambda: Fn(lambda x: F.pad(x, (1, 1, 0, 2), mode="reflect")),
+    lambda: Fn(lambda x: F.pad(x, (0, 0, 1, 2), value=3.0)),
+    lambda: Fn(lambda x: F.pad(x, (1, 1, 0, 0, 2, 0))),  # the channels too
+    lambda: Fn(lambda x: F.pad(x, (2, 2, 1, 1), mode="circular")),
+], ids=range(11))
+def test_pads(make, conv):
+    check(Fn(make(), conv=conv), torch.randn(2, 3, 5, 6))
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda x: F.pad(x, (1, 1), mode="reflect"), "reflect padding of 1 axes"),
+    (lambda x: F.pad(x, (6, 0, 0, 0), mode="reflect"), "PyTorch refuses it too"),
+    (lambda x: F.pad(x, (-1, 0)), "negative padding"),
+    (lambda x: F.pad(x, (1, 1, 1)), "pad \\(1, 1, 1\\)"),
+])
+def test_pads_refused(fn, match):
+    with pytest.raises(TorchConversionError, match=match):
+        fl.from_torch(Fn(fn), (torch.randn(1, 2, 4, 6),))
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_pixel_shuffle_and_channel_shuffle(conv):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1) if conv else None
+            self.up = nn.PixelShuffle(2)
+            self.down = nn.PixelUnshuffle(2)
+            self.shuffle = nn.ChannelShuffle(4)
+
+        def forward(self, x):
+            h = self.conv(x) if conv else x
+            return self.up(h), self.down(self.up(h)), self.shuffle(h), F.pixel_shuffle(h, 2)
+
+    x = torch.randn(2, 8, 4, 6) if not conv else torch.randn(2, 3, 4, 6)
+    check(Net(), x)
+
+
+def test_pixel_shuffle_refusals():
+    with pytest.raises(TorchConversionError, match="pixel_shuffle by 2"):
+        fl.from_torch(Fn(lambda x: F.pixel_shuffle(x, 2)), (torch.randn(1, 6, 4, 4),))
+    with pytest.raises(TorchConversionError, match="ChannelShuffle"):
+        fl.from_torch(nn.ChannelShuffle(4), (torch.randn(1, 6, 4, 4),))
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("make", [
+    lambda: nn.GLU(dim=1), lambda: nn.GLU(), lambda: Fn(lambda x: F.glu(x, 2)),
+    lambda: nn.Threshold(0.1, -2.0), lambda: Fn(lambda x: F.threshold(x, -0.5, 7.0)),
+    lambda: nn.RReLU(0.1, 0.3), lambda: nn.FeatureAlphaDropout(0.2),
+], ids=range(7))
+def test_glu_threshold_rrelu(make, conv):
+    x = torch.randn(2, 3 if conv else 4, 6, 8)
+    x[0, 0, 0, 0] = float("nan")
+    check(Fn(make(), conv=conv), x)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_unflatten(conv):
+    check(Fn(nn.Unflatten(1, (2, -1)), conv=conv), torch.randn(2, 3 if conv else 4, 3, 5))
+    check(nn.Unflatten(-1, (2, 3)), torch.randn(2, 5, 6))

@@ -40,6 +40,7 @@ from ..layers import (
     AdaptiveMaxPooling1D,
     AdaptiveMaxPooling2D,
     Add,
+    AveragePooling1D,
     AveragePooling2D,
     Bidirectional,
     Concatenate,
@@ -53,6 +54,7 @@ from ..layers import (
     Embedding,
     GlobalAveragePooling2D,
     GroupNormalization,
+    MaxPooling1D,
     MaxPooling2D,
     Multiply,
     Permute,
@@ -225,6 +227,86 @@ def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
         for b in range(kw):
             count += ones[a:a + (oh - 1) * sh + 1:sh, b:b + (ow - 1) * sw + 1:sw]
     return (acc / count[None, :, :, None]).astype(F32)
+
+
+@S.symbolic_op
+def torch_pool1d(x, kind, kernel, stride, padding, dilation=1, ceil_mode=False,
+                 count_include_pad=True):
+    """PyTorch's ``max_pool1d`` / ``avg_pool1d`` on an NLC array: torch_pool2d on a height
+    of 1."""
+    x = np.asarray(x, F32)[:, None]
+    return torch_pool2d(x, kind, (1, kernel), (1, stride), (0, padding), (1, dilation),
+                        ceil_mode, count_include_pad)[:, 0]
+
+
+@S.symbolic_op
+def torch_log_softmax(x, axis, negate=False):
+    """log_softmax over one axis (of -x for ``negate``: log of Softmin), as PyTorch computes
+    it: x - max - log(sum(exp(x - max))), the sum in float64."""
+    x = np.asarray(x, F32)
+    if negate:
+        x = -x
+    with np.errstate(invalid="ignore", over="ignore"):
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        total = np.sum(np.exp(shifted.astype(np.float64)), axis=axis, keepdims=True)
+        return (shifted - np.log(total)).astype(F32)
+
+
+@S.symbolic_op
+def torch_pad(x, widths, mode, value=0.0):
+    """``F.pad`` of the array as stored: ``widths`` (before, after) per axis; mode
+    "constant" (``value``), "reflect" (about the edge value, not repeating it), "replicate"
+    (the edge value) or "circular" (wrapping around)."""
+    x = np.asarray(x)
+    if mode == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=x.dtype.type(value))
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge",
+                                   "circular": "wrap"}[mode])
+
+
+@S.symbolic_op
+def torch_pixel_shuffle(x, r, inverse=False):
+    """``pixel_shuffle`` on NHWC: channel c * r * r + i * r + j of pixel (h, w) goes to pixel
+    (h * r + i, w * r + j), channel c (``inverse``: pixel_unshuffle, the way back)."""
+    x = np.asarray(x, F32)
+    n, h, w, c = x.shape
+    if inverse:
+        y = x.reshape(n, h // r, r, w // r, r, c).transpose(0, 1, 3, 5, 2, 4)
+        return np.ascontiguousarray(y).reshape(n, h // r, w // r, c * r * r)
+    y = x.reshape(n, h, w, c // (r * r), r, r).transpose(0, 1, 4, 2, 5, 3)
+    return np.ascontiguousarray(y).reshape(n, h * r, w * r, c // (r * r))
+
+
+@S.symbolic_op
+def torch_channel_shuffle(x, groups):
+    """``ChannelShuffle`` on the last (channel) axis: the C = g * m channels read as (g, m)
+    come out as (m, g)."""
+    x = np.asarray(x, F32)
+    g = groups
+    y = x.reshape(*x.shape[:-1], g, x.shape[-1] // g).swapaxes(-1, -2)
+    return np.ascontiguousarray(y).reshape(x.shape)
+
+
+@S.symbolic_op
+def torch_glu(x, axis):
+    """``glu``: the first half of ``axis`` times the sigmoid of the second."""
+    x = np.asarray(x, F32)
+    a, b = np.split(x, 2, axis=axis)
+    return (a * _act.ACTIVATIONS["sigmoid"](b)).astype(F32)
+
+
+@S.symbolic_op
+def torch_threshold(x, threshold, value):
+    """``Threshold``: x where x > threshold, else ``value`` (NaN stays NaN, as in PyTorch)."""
+    x = np.asarray(x, F32)
+    return np.where((x > F32(threshold)) | np.isnan(x), x, F32(value)).astype(F32)
+
+
+@S.symbolic_op
+def torch_unflatten(x, axis, sizes):
+    """``unflatten``: axis ``axis`` split into ``sizes`` (one may be -1)."""
+    x = np.asarray(x)
+    return x.reshape(*x.shape[:axis], *sizes, *x.shape[axis + 1:])
 
 
 @S.symbolic_op
@@ -592,6 +674,11 @@ def _check_constants(what: str, **arrays: Any) -> None:
             )
 
 
+def _single(v: Any) -> int:
+    """An int or a 1-tuple (a 1-D module's kernel_size, stride, ...) as an int."""
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -650,7 +737,7 @@ def _variants_text(variants: list) -> str:
 
 
 _IDENTITY_MODULES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
-                     "Identity")
+                     "FeatureAlphaDropout", "Identity")
 
 
 class _Converter:
@@ -704,7 +791,7 @@ class _Converter:
                 no("add_bias_kv=True")
             if mod.add_zero_attn:
                 no("add_zero_attn=True")
-        elif isinstance(mod, nn.MaxPool2d):
+        elif isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
             if mod.return_indices:
                 no("return_indices=True")
         elif isinstance(mod, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
@@ -756,7 +843,10 @@ class _Converter:
                  nn.AdaptiveMaxPool2d,
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
-                 nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample, _rms_norm_classes(nn))
+                 nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample, _rms_norm_classes(nn),
+                 nn.MaxPool1d, nn.AvgPool1d, nn.LogSoftmax, nn.Softmin, nn.Softmax2d,
+                 nn.RReLU, nn.GLU, nn.Threshold, _PAD_MODULES(nn), nn.PixelShuffle,
+                 nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unflatten)
         name = type(mod).__name__
         return isinstance(mod, known) or (
             getattr(nn, name, None) is type(mod)
@@ -886,6 +976,48 @@ class _Converter:
             return self.activation(args[0], "leaky_relu", mod.negative_slope)
         if isinstance(mod, nn.Softmax):
             return self.softmax(args[0], mod.dim)
+        if isinstance(mod, nn.Softmax2d):  # over the channels of (N, C, H, W) or (C, H, W)
+            return self.softmax(args[0], -3)
+        if isinstance(mod, nn.LogSoftmax):
+            return self.log_softmax(args[0], mod.dim, what=f"{qual} ({name})")
+        if isinstance(mod, nn.Softmin):
+            return self.softmin(args[0], mod.dim)
+        if isinstance(mod, nn.RReLU):  # eval: the mean slope
+            return self.activation(args[0], "leaky_relu", (mod.lower + mod.upper) / 2)
+        if isinstance(mod, nn.GLU):
+            t = self._tensor(args[0], qual)
+            return _T(torch_glu(t.sym, _axis_in_layout(t, mod.dim)), t.cl)
+        if isinstance(mod, nn.Threshold):
+            t = self._tensor(args[0], qual)
+            return _T(torch_threshold(t.sym, mod.threshold, mod.value), t.cl)
+        if isinstance(mod, _PAD_MODULES(nn)):
+            mode = ("constant" if "Pad" in name and ("Zero" in name or "Constant" in name)
+                    else "reflect" if "Reflection" in name else
+                    "replicate" if "Replication" in name else "circular")
+            return self.pad(args[0], mod.padding, mode, getattr(mod, "value", 0.0),
+                            f"{qual} ({name})")
+        if isinstance(mod, (nn.PixelShuffle, nn.PixelUnshuffle)):
+            inverse = isinstance(mod, nn.PixelUnshuffle)
+            r = mod.downscale_factor if inverse else mod.upscale_factor
+            return self.pixel_shuffle(args[0], r, inverse, f"{qual} ({name})")
+        if isinstance(mod, nn.ChannelShuffle):
+            t = _to_cl(self._tensor(args[0], qual))
+            c = t.sym.shape[-1]
+            if t.ndim < 3 or (c is not None and c % mod.groups):
+                raise TorchConversionError(
+                    f"from_torch: {qual} (ChannelShuffle) of {mod.groups} groups for an input "
+                    f"of shape {t.torch_shape}"
+                )
+            return _T(torch_channel_shuffle(t.sym, mod.groups), True)
+        if isinstance(mod, nn.Unflatten):
+            t = _to_torch(self._tensor(args[0], qual))
+            axis = mod.dim + t.ndim if mod.dim < 0 else mod.dim
+            return _T(torch_unflatten(t.sym, axis, tuple(mod.unflattened_size)), False)
+        if isinstance(mod, (nn.MaxPool1d, nn.AvgPool1d)):
+            kind = "max" if isinstance(mod, nn.MaxPool1d) else "avg"
+            return self.pool1d(args[0], kind, mod.kernel_size, mod.stride, mod.padding,
+                               getattr(mod, "dilation", 1), mod.ceil_mode,
+                               getattr(mod, "count_include_pad", True), f"{qual} ({name})")
         if isinstance(mod, nn.PReLU):
             t = self._tensor(args[0], qual)
             alpha = _np(mod.weight).astype(F32)
@@ -1240,6 +1372,93 @@ class _Converter:
             return _T(cls(_pair(k), _pair(s), padding="valid")(t.sym), True)
         return _T(torch_pool2d(t.sym, kind, _pair(k), _pair(s), _pair(p), _pair(d),
                                bool(ceil_mode), bool(count_include_pad), divisor_override), True)
+
+    def pool1d(self, x: Any, kind: str, k: Any, s: Any, p: Any, d: Any = 1,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               what: str = "pool1d") -> _T:
+        """``nn.MaxPool1d`` / ``nn.AvgPool1d`` and their functions on (N, C, L): Keras's
+        "valid" MaxPooling1D / AveragePooling1D without padding, dilation or ceil_mode, else
+        PyTorch's rule on NLC (torch_pool1d)."""
+        t = self._tensor(x, what)
+        if t.ndim != 3:
+            raise TorchConversionError(f"from_torch: {what} needs a batched 3-D input, got "
+                                       f"rank {t.ndim}")
+        t = _to_cl(t)
+        k, p, d = _single(k), _single(p), _single(d)
+        s = k if s is None or (isinstance(s, (list, tuple)) and not s) else _single(s)
+        if p == 0 and d == 1 and not ceil_mode:
+            cls = MaxPooling1D if kind == "max" else AveragePooling1D
+            return _T(cls(k, s, padding="valid")(t.sym), True)
+        return _T(torch_pool1d(t.sym, kind, k, s, p, d, bool(ceil_mode),
+                               bool(count_include_pad)), True)
+
+    def log_softmax(self, x: Any, dim: Any, negate: bool = False,
+                    what: str = "log_softmax") -> _T:
+        """``log_softmax`` over ``dim`` (PyTorch's numbering); ``negate``: of -x."""
+        t = self._tensor(x, what)
+        if dim is None:  # PyTorch's legacy implicit dim
+            dim = 0 if t.ndim in (0, 1, 3) else 1
+        if t.ndim == 0:
+            raise TorchConversionError(f"from_torch: {what} of a 0-d tensor")
+        return _T(torch_log_softmax(t.sym, _axis_in_layout(t, int(dim)), negate), t.cl)
+
+    def softmin(self, x: Any, dim: Any) -> _T:
+        t = self._tensor(x, "softmin")
+        if dim is None:
+            dim = 0 if t.ndim in (0, 1, 3) else 1
+        return _T(torch_softmax(torch_binary(t.sym, -1.0, "mul"),
+                                _axis_in_layout(t, int(dim))), t.cl)
+
+    def pad(self, x: Any, pad: Any, mode: str = "constant", value: Any = None,
+            what: str = "pad") -> _T:
+        """``F.pad`` and the padding modules: ``pad`` (before, after) pairs from the last
+        axis backwards, PyTorch's order; the tensor keeps its layout."""
+        t = self._tensor(x, what)
+        where = f"from_torch: {what}"
+        if mode not in ("constant", "reflect", "replicate", "circular"):
+            raise TorchConversionError(f"{where}: mode={mode!r} is not supported")
+        pad = tuple(int(v) for v in pad)
+        if len(pad) % 2 or len(pad) // 2 > t.ndim:
+            raise TorchConversionError(f"{where}: pad {pad} for a tensor of rank {t.ndim}")
+        if any(v < 0 for v in pad):
+            raise TorchConversionError(f"{where}: negative padding {pad} (cropping) is not "
+                                       "supported")
+        if mode != "constant" and not (len(pad) // 2 <= 3
+                                       and t.ndim - 2 <= len(pad) // 2 <= t.ndim - 1):
+            raise TorchConversionError(  # PyTorch's rule for the non-constant modes
+                f"{where}: {mode} padding of {len(pad) // 2} axes of a rank-{t.ndim} tensor "
+                "(PyTorch pads the last 1, 2 or 3 axes of a tensor with 1 or 2 more)"
+            )
+        widths = [(0, 0)] * t.ndim
+        for i in range(len(pad) // 2):
+            axis = _axis_in_layout(t, t.ndim - 1 - i)
+            before, after = pad[2 * i], pad[2 * i + 1]
+            size = t.sym.shape[axis]
+            if mode != "constant" and size is not None and (
+                    max(before, after) >= size if mode == "reflect" else
+                    max(before, after) > size):
+                raise TorchConversionError(
+                    f"{where}: {mode} padding {(before, after)} of an axis of size {size} "
+                    "(PyTorch refuses it too)"
+                )
+            widths[axis] = (before, after)
+        value = 0.0 if value is None else float(value)
+        return _T(torch_pad(t.sym, tuple(widths), mode, value), t.cl)
+
+    def pixel_shuffle(self, x: Any, r: int, inverse: bool, what: str) -> _T:
+        t = self._tensor(x, what)
+        if t.ndim != 4:
+            raise TorchConversionError(f"from_torch: {what} needs a batched 4-D input")
+        t = _to_cl(t)
+        h, w, c = t.sym.shape[1:]
+        r = int(r)
+        bad = (c is not None and c % (r * r)) if not inverse else (
+            any(d is not None and d % r for d in (h, w)))
+        if r < 1 or bad:
+            raise TorchConversionError(
+                f"from_torch: {what} by {r} of an input of shape {t.torch_shape}"
+            )
+        return _T(torch_pixel_shuffle(t.sym, r, inverse), True)
 
     def adaptive(self, x: Any, output_size: Any, kind: str, rank: int, what: str) -> _T:
         """``nn.AdaptiveAvgPool1d/2d``, ``nn.AdaptiveMaxPool1d/2d`` and their functions on a
@@ -1696,6 +1915,25 @@ class _Converter:
                 x, output_size, "max", 2, "adaptive_max_pool2d") if not return_indices else
             self._refuse("adaptive_max_pool2d with return_indices=True"),
             F.layer_norm: self._layer_norm_fn,
+            F.log_softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.log_softmax(
+                x, dim),
+            torch.log_softmax: lambda x, dim, dtype=None: self.log_softmax(x, dim),
+            F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmin(x, dim),
+            F.pad: lambda x, pad, mode="constant", value=None: self.pad(x, pad, mode, value),
+            F.pixel_shuffle: lambda x, upscale_factor: self.pixel_shuffle(
+                x, upscale_factor, False, "pixel_shuffle"),
+            F.pixel_unshuffle: lambda x, downscale_factor: self.pixel_shuffle(
+                x, downscale_factor, True, "pixel_unshuffle"),
+            F.glu: lambda x, dim=-1: self._glu_fn(x, dim),
+            F.threshold: lambda x, threshold, value, inplace=False: self._threshold_fn(
+                x, threshold, value),
+            F.max_pool1d: lambda x, kernel_size, stride=None, padding=0, dilation=1,
+            ceil_mode=False, return_indices=False: self.pool1d(
+                x, "max", kernel_size, stride, padding, dilation, ceil_mode) if not
+            return_indices else self._refuse("max_pool1d with return_indices=True"),
+            F.avg_pool1d: lambda x, kernel_size, stride=None, padding=0, ceil_mode=False,
+            count_include_pad=True: self.pool1d(x, "avg", kernel_size, stride, padding, 1,
+                                                ceil_mode, count_include_pad),
             **({F.rms_norm: lambda x, normalized_shape, weight=None, eps=None: self.rms_norm(
                 x, normalized_shape, weight, eps)} if hasattr(F, "rms_norm") else {}),
             F.group_norm: lambda x, num_groups, weight=None, bias=None, eps=1e-5: (
@@ -1755,6 +1993,14 @@ class _Converter:
 
         run.argument_problems = argument_problems  # type: ignore[attr-defined]
         return run
+
+    def _glu_fn(self, x: Any, dim: int) -> _T:
+        t = self._tensor(x, "glu")
+        return _T(torch_glu(t.sym, _axis_in_layout(t, int(dim))), t.cl)
+
+    def _threshold_fn(self, x: Any, threshold: float, value: float) -> _T:
+        t = self._tensor(x, "threshold")
+        return _T(torch_threshold(t.sym, float(threshold), float(value)), t.cl)
 
     def _refuse(self, what: str) -> Any:
         raise TorchConversionError(f"from_torch: {what} is not supported")
@@ -1825,6 +2071,13 @@ def _conv_transpose_problem(mod: Any) -> str | None:
     if any(o >= s for o, s in zip(out_pad, stride)):
         return f"output_padding {out_pad} not smaller than the stride {stride} (Keras's rule)"
     return None
+
+
+def _PAD_MODULES(nn: Any) -> tuple:  # noqa: N802 - a tuple of classes, like nn's names
+    """The 1-D and 2-D padding modules (constant, zero, reflection, replication, circular)."""
+    names = [f"{kind}Pad{d}d" for kind in ("Constant", "Zero", "Reflection", "Replication",
+                                           "Circular") for d in (1, 2)]
+    return tuple(getattr(nn, n) for n in names if hasattr(nn, n))
 
 
 def _rms_norm_classes(nn: Any) -> tuple:
