@@ -915,12 +915,12 @@ class Unsupported(nn.Module):
     def __init__(self):
         super().__init__()
         self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.LocalResponseNorm(2))
-        self.conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
+        self.pool = nn.MaxPool2d(2, return_indices=True)
         self.lstm = nn.LSTM(4, 4, proj_size=2)
 
     def forward(self, x, img):
         y = F.normalize(self.layer3(x), dim=1).exp()
-        return torch.stack([y, y]), self.conv(img), self.lstm(x)
+        return torch.stack([y, y]), self.pool(img), self.lstm(x)
 
 
 def test_unsupported_lists_every_offender():
@@ -930,7 +930,7 @@ def test_unsupported_lists_every_offender():
     for part in ["layer3.1 (torch.nn.LocalResponseNorm)",
                  "normalize (torch.nn.functional.normalize)",
                  "exp (Tensor.exp)", "stack (torch.stack)",
-                 "conv (torch.nn.Conv2d): padding_mode='reflect'",
+                 "pool (torch.nn.MaxPool2d): return_indices=True",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
         assert part in msg, (part, msg)
     assert isinstance(info.value, NotImplementedError)
@@ -1086,3 +1086,12 @@ def test_glu_threshold_rrelu(make, conv):
 def test_unflatten(conv):
     check(Fn(nn.Unflatten(1, (2, -1)), conv=conv), torch.randn(2, 3 if conv else 4, 3, 5))
     check(nn.Unflatten(-1, (2, 3)), torch.randn(2, 5, 6))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("kwargs", [{"padding": 1}, {"padding": 2, "stride": 2},
+                                    {"padding": "same", "dilation": 2}, {"padding": (1, 2)}])
+def test_conv_padding_modes(mode, kwargs):
+    """PyTorch pads with F.pad in the module's mode, then convolves without padding."""
+    check(nn.Conv2d(3, 4, 3, padding_mode=mode, **kwargs), torch.randn(2, 3, 9, 10))
+    check(nn.Conv1d(3, 4, 4, padding="same", padding_mode=mode), torch.randn(2, 3, 9))

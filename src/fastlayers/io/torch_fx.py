@@ -766,10 +766,7 @@ class _Converter:
         def no(what: str) -> None:
             bad.append(f"{qual} ({cls}): {what} is not supported")
 
-        if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
-            if mod.padding_mode != "zeros":
-                no(f"padding_mode={mod.padding_mode!r}")
-        elif isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+        if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
             why = _conv_transpose_problem(mod)
             if why:
                 no(why)
@@ -1146,23 +1143,35 @@ class _Converter:
             y = torch_index(y, (slice(None), *(slice(None, None, s) for s in stride)))
         return _T(y, True)
 
+    def _mode_padded(self, qual: str, mod: Any, x: Any) -> tuple[Any, bool]:
+        """A conv's input padded as its ``padding_mode`` says ("reflect", "replicate",
+        "circular": PyTorch pads with F.pad, then convolves unpadded), and whether it was."""
+        if mod.padding_mode == "zeros":
+            return x, False
+        pads = tuple(mod._reversed_padding_repeated_twice)  # PyTorch's own F.pad argument
+        return self.pad(x, pads, mod.padding_mode, None, f"{qual} (padding_mode)"), True
+
     def conv2d(self, qual: str, mod: Any, x: Any) -> _T:
+        x, padded = self._mode_padded(qual, mod, x)
         t = _to_cl(self._tensor(x, qual))
         if t.ndim != 4:
             raise TorchConversionError(f"from_torch: {qual} (Conv2d) needs a 4-D (N, C, H, W) "
                                        f"input, got rank {t.ndim}")
         kernel = _np(mod.weight).transpose(2, 3, 1, 0)
-        pad = mod.padding if isinstance(mod.padding, str) else _pair(mod.padding)
+        pad = (0, 0) if padded else mod.padding if isinstance(mod.padding, str) else \
+            _pair(mod.padding)
         return self._conv(qual, mod, t, kernel, _pair(mod.kernel_size), _pair(mod.stride),
                           _pair(mod.dilation), pad)
 
     def conv1d(self, qual: str, mod: Any, x: Any) -> _T:
+        x, padded = self._mode_padded(qual, mod, x)
         t = _to_cl(self._tensor(x, qual))
         if t.ndim != 3:
             raise TorchConversionError(f"from_torch: {qual} (Conv1d) needs a 3-D (N, C, L) "
                                        f"input, got rank {t.ndim}")
         kernel = _np(mod.weight).transpose(2, 1, 0)  # (F, C/g, k) -> (k, C/g, F)
-        pad = mod.padding if isinstance(mod.padding, str) else (int(mod.padding[0]),)
+        pad = (0,) if padded else mod.padding if isinstance(mod.padding, str) else \
+            (int(mod.padding[0]),)
         return self._conv(qual, mod, t, kernel, (int(mod.kernel_size[0]),),
                           (int(mod.stride[0]),), (int(mod.dilation[0]),), pad)
 
