@@ -601,3 +601,17 @@ def test_bit_flipped_h5_files_load_or_raise_clear_errors(tmp_path):
             fl.load_model(path)
         except (ValueError, NotImplementedError):
             pass  # anything else (KeyError, OSError, RuntimeError from h5py) fails the test
+
+
+def test_the_documented_class_list_is_the_loaders():
+    """docs/semantics.md §29 lists every Keras class name load_model reads (aliases in
+    brackets): the same set as the loader's table, no more, no less."""
+    import re
+
+    from fastlayers.io.keras_config import LAYER_CLASSES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "semantics.md").read_text()
+    section = doc.split("## 29. The Keras classes `load_model` reads", 1)[1]
+    listed = set(re.findall(r"`([A-Z][A-Za-z0-9]+)`", section.split("\n\n", 2)[2]))
+    assert listed == set(LAYER_CLASSES), (sorted(listed - set(LAYER_CLASSES)),
+                                          sorted(set(LAYER_CLASSES) - listed))
