@@ -211,6 +211,14 @@ def _check_origin(cfg: dict) -> str | None:
         return f"custom class registered as {registered!r}"
     if cls in MODEL_CLASSES or cls == "InputLayer":
         return None
+    if cls == "RNN" and module in (None, "keras.layers"):
+        cell = (cfg.get("config") or {}).get("cell")
+        name = cell.get("class_name") if isinstance(cell, dict) else None
+        if name not in _RNN_CELLS:
+            return (f"an RNN over a {name or 'custom'} cell (fastlayers has the RNN of "
+                    f"{', '.join(_RNN_CELLS)}: the LSTM, GRU and SimpleRNN layers)")
+        return _check_origin(cell) if cell.get("module") not in (None, "keras.layers") \
+            else None
     if _is_op(cfg):
         return None if cls in OPS else "Keras op without a fastlayers equivalent"
     if cls not in LAYER_CLASSES:
@@ -268,8 +276,26 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
     return kwargs
 
 
+# Keras's RNN(cell) of a built-in cell is that cell's layer: the same weights (saved under
+# the same "cell" path), the same arguments (the cell's and the RNN's).
+_RNN_CELLS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
+
+
+def _rnn_as_layer(cfg: dict) -> dict:
+    """An ``RNN(cell)`` config as the config of the cell's recurrent layer."""
+    config = dict(cfg.get("config") or {})
+    cell = config.pop("cell")
+    if config.pop("zero_output_for_mask", False):
+        raise Unsupported("zero_output_for_mask=True (masked steps repeat the last output here, "
+                          "as in Keras's LSTM, GRU and SimpleRNN layers)")
+    merged = {**_object(cell.get("config", {}), "the RNN's cell config"), **config}
+    return {"class_name": _RNN_CELLS[cell["class_name"]], "config": merged}
+
+
 def make_layer(cfg: dict) -> Any:
     """A fastlayers layer (unbuilt) from one Keras layer config."""
+    if cfg["class_name"] == "RNN":
+        cfg = _rnn_as_layer(cfg)
     cls = LAYER_CLASSES[cfg["class_name"]]
     kwargs = _layer_kwargs(cls, cfg)
     if cls is L.Bidirectional:

@@ -1,0 +1,70 @@
+"""Keras's ``RNN(cell)`` over its built-in cells, loaded as the LSTM, GRU and SimpleRNN
+layers (the models of tests/golden/make_models_rnn_cells.py are loaded and compared with
+Keras by tests/test_load_keras.py), and the RNNs fastlayers refuses, each with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastlayers as fl
+from fastlayers import layers as L
+
+keras = pytest.importorskip("keras")
+
+
+def _save(model, path):
+    model.save(path)
+    return path
+
+
+def test_rnn_of_a_cell_is_the_cells_layer(tmp_path):
+    inp = keras.Input((4, 3))
+    out = keras.layers.RNN(keras.layers.GRUCell(5, reset_after=True), go_backwards=True,
+                           name="backwards_gru")(inp)
+    path = _save(keras.Model(inp, out), tmp_path / "gru.keras")
+    model = fl.load_model(path)
+    layer = model.get_layer("backwards_gru")
+    assert isinstance(layer, L.GRU) and layer.units == 5 and layer.go_backwards
+    x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32)
+    want = keras.models.load_model(path).predict(x, verbose=0)
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_cells_are_refused_with_the_reason(tmp_path):
+    inp = keras.Input((4, 3))
+    cells = keras.layers.StackedRNNCells([keras.layers.LSTMCell(4), keras.layers.LSTMCell(2)])
+    path = _save(keras.Model(inp, keras.layers.RNN(cells)(inp)), tmp_path / "stacked.keras")
+    with pytest.raises(NotImplementedError, match="StackedRNNCells cell"):
+        fl.load_model(path)
+
+
+def test_zero_output_for_mask_is_refused(tmp_path):
+    inp = keras.Input((4, 3))
+    rnn = keras.layers.RNN(keras.layers.LSTMCell(2), zero_output_for_mask=True,
+                           return_sequences=True)
+    path = _save(keras.Model(inp, rnn(inp)), tmp_path / "zeros.keras")
+    with pytest.raises(NotImplementedError, match="zero_output_for_mask"):
+        fl.load_model(path)
+
+
+def test_a_custom_cell_is_refused(tmp_path):
+    path = tmp_path / "custom.keras"
+    inp = keras.Input((4, 3))
+    _save(keras.Model(inp, keras.layers.RNN(keras.layers.LSTMCell(2))(inp)), path)
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    rnn = next(c for c in config["config"]["layers"] if c["class_name"] == "RNN")
+    rnn["config"]["cell"]["module"] = "my_project.cells"
+    rnn["config"]["cell"]["class_name"] = "MyCell"
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    with pytest.raises(NotImplementedError, match="MyCell"):
+        fl.load_model(path)
