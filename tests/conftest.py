@@ -18,6 +18,10 @@ import pytest
 import fastlayers
 from fastlayers import _backend
 
+# Keras (an optional reference) on the PyTorch backend, the one the project installs: without
+# this Keras picks TensorFlow, fails to import, and the tests that compare with it skip.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 NUMPY_ONLY = os.environ.get("FASTLAYERS_TEST_NUMPY_ONLY", "") not in ("", "0")
 # tools/sanitize.sh runs the suite on an ASan/TSan build: the tests that measure memory or
 # limit the address space measure the sanitizer's shadow memory instead, and skip.

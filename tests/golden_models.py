@@ -80,7 +80,6 @@ def read_layer_cases(name: str) -> dict[str, tuple]:
     return cases
 
 
-
 def run_layer_case(cases: dict[str, tuple], case: str, backend: str):
     """The fastlayers layer of a single-layer case (its Keras class name and config, the
     case's weights) called on the case's x under ``backend``: (output, Keras's y, x, weights)."""

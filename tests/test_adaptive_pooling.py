@@ -73,11 +73,19 @@ def test_1d_is_2d_on_a_height_of_one(rng, mode):
 
 
 def test_special_values(rng):
+    import warnings
+
     x = rng.standard_normal((1, 4, 4, 2)).astype(F32)
+    x[0, 1, 1, 1] = -np.inf  # with the +inf below in one window: NaN, and no warning
     x[0, 0, 0, 0] = np.nan
     x[0, 3, 3, 1] = np.inf
-    avg = L.AdaptiveAveragePooling2D(2)(x)
+    x[0, 2, 2, 1] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        avg = L.AdaptiveAveragePooling2D(2)(x)
+        whole = L.AdaptiveAveragePooling2D(1)(x)
     assert np.isnan(avg[0, 0, 0, 0]) and avg[0, 1, 1, 1] == np.inf
+    assert np.isnan(whole[0, 0, 0, 1])
     assert np.isnan(L.AdaptiveMaxPooling2D(2)(x)[0, 0, 0, 0])  # NaN propagates, as in torch
 
 
@@ -104,6 +112,11 @@ def test_bad_arguments(make, error, fragment):
         make()
 
 
+def test_an_absurd_output_size_is_refused_by_name():
+    with pytest.raises(ValueError, match="AdaptiveMaxPooling2D.*too large"):
+        L.AdaptiveMaxPooling2D(200000)(np.zeros((1, 2, 2, 3), F32))  # > 2**36 outputs
+
+
 def test_config_and_symbolic_model(rng):
     layer = L.AdaptiveAveragePooling2D(3, name="grid")
     assert layer.get_config() == {"name": "grid", "output_size": (3, 3),
@@ -127,10 +140,11 @@ def test_from_torch_adaptive_pools(rng):
             self.max = torch.nn.AdaptiveMaxPool2d(3)
             self.gap = torch.nn.AdaptiveAvgPool2d(1)
             self.avg1 = torch.nn.AdaptiveAvgPool1d(4)
+            self.row = torch.nn.AdaptiveAvgPool2d((1, 5))
 
         def forward(self, x):
             flat = x.flatten(2)
-            return (self.avg(x), self.max(x), self.gap(x),
+            return (self.avg(x), self.max(x), self.gap(x), self.row(x),
                     functional.adaptive_avg_pool2d(x, (7, 2)),
                     functional.adaptive_max_pool1d(flat, 6), self.avg1(flat))
 
@@ -146,6 +160,7 @@ def test_from_torch_adaptive_pools(rng):
 
 @pytest.mark.parametrize("make, match", [
     (lambda nn: nn.AdaptiveMaxPool2d(3, return_indices=True), "return_indices"),
+    (lambda nn: nn.AdaptiveAvgPool2d((0, 2)), "output_size=\\(0, 2\\)"),
 ])
 def test_from_torch_refusals(make, match):
     torch = pytest.importorskip("torch")
@@ -153,3 +168,11 @@ def test_from_torch_refusals(make, match):
 
     with pytest.raises(TorchConversionError, match=match):
         fl.from_torch(make(torch.nn), (torch.randn(1, 2, 8, 8),))
+
+
+def test_from_torch_refuses_a_1d_pool_to_none():
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match="output_size=None"):
+        fl.from_torch(torch.nn.AdaptiveAvgPool1d(None), (torch.randn(1, 2, 8),))

@@ -116,8 +116,12 @@ def test_bad_inputs(make, x, error, fragment):
 def test_channels_changed_after_build():
     layer = L.DepthwiseConv1D(3)
     layer(np.zeros((1, 5, 3), F32))
-    with pytest.raises(ValueError, match="3 input channels|channels"):
+    with pytest.raises(ValueError, match="inputs have 4 channels, the layer was built for 3"):
         layer(np.zeros((1, 5, 4), F32))
+    two_d = L.SeparableConv2D(2, 3, data_format="channels_first")
+    two_d(np.zeros((1, 3, 5, 5), F32))
+    with pytest.raises(ValueError, match="inputs have 2 channels, the layer was built for 3"):
+        two_d(np.zeros((1, 2, 5, 5), F32))
 
 
 @pytest.mark.parametrize("make, error, fragment", [

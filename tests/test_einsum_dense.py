@@ -149,3 +149,30 @@ def test_bad_inputs_and_weights():
         L.EinsumDense("abc,bcd->abd", (None, 3)).build((2, None, 5))
     empty = L.EinsumDense("abc,cd->abd", (None, 6))(np.zeros((0, 3, 5), F32))
     assert empty.shape == (0, 3, 6)
+
+
+def test_default_kernel_has_keras_fans():
+    """glorot_uniform with Keras's fans: the input letters' sizes in, the output's out
+    ("abc,cde->abde" on 64 features to 8 x 8: limit sqrt(6 / (64 + 64)) = 0.2165)."""
+    layer = L.EinsumDense("abc,cde->abde", (None, 8, 8), seed=0)
+    layer.build((2, 3, 64))
+    kernel = layer.get_weights()[0]
+    assert 0.19 < np.abs(kernel).max() <= np.sqrt(6 / 128)
+
+
+def test_an_empty_contracted_axis_gives_the_bias(backend="numpy"):
+    layer = L.EinsumDense("abc,cd->abd", (None, 6), bias_axes="d")
+    layer.build((2, 3, 0))
+    layer.set_weights([np.zeros((0, 6), F32), np.arange(6, dtype=F32)])
+    y = layer(np.zeros((2, 3, 0), F32))
+    np.testing.assert_array_equal(y, np.broadcast_to(np.arange(6, dtype=F32), (2, 3, 6)))
+
+
+def test_left_ellipsis_keeps_the_leading_axes_in_order(rng):
+    inp = Input((3, 4, 5))
+    out = L.EinsumDense("...c,cd->...d", 7)(inp)
+    assert tuple(out.shape) == (None, 3, 4, 7)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(F32)
+    layer = Model(inp, out).layers[1]
+    np.testing.assert_allclose(Model(inp, out).predict(x), x @ layer.get_weights()[0],
+                               rtol=1e-5, atol=1e-6)

@@ -48,7 +48,8 @@ def test_against_the_definition(rng, backend, nq, nkv, causal, masked):
     k = rng.standard_normal((2, 6, 11)).astype(F32)
     layer = L.GroupQueryAttention(4, nq, nkv, seed=3)
     layer.build(q.shape, v.shape, k.shape)
-    weights = [w * 2 for w in layer.get_weights()[:-1]] + [layer.get_weights()[-1] + 0.5]
+    # every weight random, the biases too (a tiled instead of repeated key/value bias shows)
+    weights = [(rng.standard_normal(w.shape) * 0.5).astype(F32) for w in layer.get_weights()]
     layer.set_weights(weights)
     mask = rng.random((2, 5, 6)) > 0.3 if masked else None
     if masked:
@@ -123,3 +124,29 @@ def test_bad_calls():
     layer(np.zeros((2, 3, 5), F32), np.zeros((2, 4, 6), F32))
     with pytest.raises(ValueError):
         layer(np.zeros((2, 3, 7), F32), np.zeros((2, 4, 6), F32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_explicit_query_mask_is_used_as_keras_does(rng, backend):
+    """Keras's GroupedQueryAttention uses query_mask (MultiHeadAttention ignores it)."""
+    keras = pytest.importorskip("keras")
+    q = rng.standard_normal((2, 4, 6)).astype(F32)
+    v = rng.standard_normal((2, 3, 6)).astype(F32)
+    query_mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    ref = keras.layers.GroupQueryAttention(head_dim=3, num_query_heads=4,
+                                           num_key_value_heads=2)
+    ref(q, v)
+    weights = [rng.standard_normal(w.shape).astype(F32) * 0.5 for w in ref.get_weights()]
+    ref.set_weights(weights)
+    layer = L.GroupQueryAttention(3, 4, 2)
+    layer.set_weights(weights)
+    for scores in (False, True):
+        want = ref(q, v, query_mask=query_mask, return_attention_scores=scores)
+        with fl.use_backend(backend):
+            got = layer(q, v, query_mask=query_mask, return_attention_scores=scores)
+        want = [keras.ops.convert_to_numpy(w) for w in want] if scores else \
+            [keras.ops.convert_to_numpy(want)]
+        for g, w in zip(got if scores else [got], want):
+            assert_close(g, w, k=32, magnitude=4.0)
+    with fl.use_backend(backend):
+        assert not np.array_equal(layer(q, v, query_mask=query_mask), layer(q, v))

@@ -608,3 +608,10 @@ def test_augmentation_configs_hold_plain_numbers():
     config = L.RandomRotation(np.float32(0.25)).get_config()
     assert type(config["factor"]) is float
     assert L.RandomContrast((np.float64(0.1), 0.2)).get_config()["factor"] == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("layer", [L.Resizing(300000, 300000), L.CenterCrop(300000, 300000)])
+def test_an_absurd_size_is_refused_before_allocating(layer):
+    """More than the 2**36 elements any array may have: refused before NumPy allocates."""
+    with pytest.raises(ValueError, match="too large"):
+        layer(np.zeros((1, 2, 2, 3), F32))

@@ -122,7 +122,8 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
             window = np.take(y, np.arange(s, e), axis=axis)
             if mode == "max":
                 parts.append(window.max(axis=axis, keepdims=True))
-            else:
-                parts.append(window.mean(axis=axis, keepdims=True, dtype=np.float64))
+            else:  # +inf and -inf in one window: NaN, as in PyTorch, without a warning
+                with np.errstate(invalid="ignore"):
+                    parts.append(window.mean(axis=axis, keepdims=True, dtype=np.float64))
         y = np.concatenate(parts, axis=axis)
     return y.astype(F32, copy=False)

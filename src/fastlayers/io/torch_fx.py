@@ -1056,8 +1056,9 @@ class _Converter:
                              mod.ceil_mode, mod.count_include_pad, mod.divisor_override)
         if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
                             nn.AdaptiveMaxPool2d)):
-            kind = "max" if "Max" in name else "avg"
-            rank = 1 if name.endswith("1d") else 2
+            kind = "max" if isinstance(mod, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)) \
+                else "avg"
+            rank = 1 if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)) else 2
             return self.adaptive(args[0], mod.output_size, kind, rank, f"{qual} ({name})")
         if isinstance(mod, nn.Flatten):
             return self.flatten(args[0], mod.start_dim, mod.end_dim)
@@ -1482,7 +1483,9 @@ class _Converter:
         t = _to_cl(t)
         sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * rank
         in_sizes = t.sym.shape[1:1 + rank]
-        if len(sizes) != rank or any(o is None and d is None for o, d in zip(sizes, in_sizes)):
+        if (len(sizes) != rank or any(o is None and (d is None or rank == 1)
+                                      for o, d in zip(sizes, in_sizes))
+                or any(o is not None and int(o) < 1 for o in sizes)):
             raise TorchConversionError(
                 f"from_torch: {what} with output_size={output_size!r} for an input of spatial "
                 f"size {tuple(in_sizes)}"
@@ -1917,12 +1920,11 @@ class _Converter:
                 x, output_size, "avg", 1, "adaptive_avg_pool1d"),
             F.adaptive_avg_pool2d: lambda x, output_size: self.adaptive(
                 x, output_size, "avg", 2, "adaptive_avg_pool2d"),
+            # (with return_indices=True fx records *_with_indices, which does not convert)
             F.adaptive_max_pool1d: lambda x, output_size, return_indices=False: self.adaptive(
-                x, output_size, "max", 1, "adaptive_max_pool1d") if not return_indices else
-            self._refuse("adaptive_max_pool1d with return_indices=True"),
+                x, output_size, "max", 1, "adaptive_max_pool1d"),
             F.adaptive_max_pool2d: lambda x, output_size, return_indices=False: self.adaptive(
-                x, output_size, "max", 2, "adaptive_max_pool2d") if not return_indices else
-            self._refuse("adaptive_max_pool2d with return_indices=True"),
+                x, output_size, "max", 2, "adaptive_max_pool2d"),
             F.layer_norm: self._layer_norm_fn,
             F.log_softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.log_softmax(
                 x, dim),

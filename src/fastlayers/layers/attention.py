@@ -459,7 +459,9 @@ class GroupQueryAttention(MultiHeadAttention):
     attention_output/bias (Dq,); without the biases if use_bias=False.
 
     Call: as :class:`MultiHeadAttention` (masks, causal mask, attention scores
-    (B, Nq, T, S)); the output has the query's features (B, T, Dq). It runs as
+    (B, Nq, T, S)), except that an explicit ``query_mask`` (B, T) is used, as Keras's
+    GroupedQueryAttention does (the query's own mask when none is given); the output has
+    the query's features (B, T, Dq). It runs as
     MultiHeadAttention with each key and value head's projection repeated for its query
     heads (Keras repeats the projected heads: the same numbers).
     """
@@ -512,6 +514,15 @@ class GroupQueryAttention(MultiHeadAttention):
                 name, shape, make = weight_spec(name, shape, init, fans)
             out.append((name, shape, make))
         return out
+
+    def _attend(self, query: Any, value: Any, key: Any = None, query_mask: Any = None,
+                *args: Any, keras_query_mask: Any = None, **kwargs: Any):
+        # Unlike MultiHeadAttention, Keras's GroupedQueryAttention uses an explicit
+        # query_mask (the query's own mask only when none is given).
+        if query_mask is not None:
+            keras_query_mask = query_mask
+        return super()._attend(query, value, key, None, *args,
+                               keras_query_mask=keras_query_mask, **kwargs)
 
     def _on_weights_set(self) -> None:
         # The call (and the C++ pack) sees multi-head weights: each key and value head's

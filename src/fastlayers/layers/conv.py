@@ -443,6 +443,12 @@ class _DepthwiseBase(Layer):
             if self.rank == 1:
                 shape = (shape[0], shape[1], shape[3]) if cf else (shape[0], *shape[2:])
             weights.extend(self._ready(shape))
+            c = shape[self._channel_axis()]
+            if weights[0].shape[-2] != c:
+                raise ValueError(
+                    f"{self._owner()}: inputs have {c} channels, the layer was built for "
+                    f"{weights[0].shape[-2]}"
+                )
             kernel = weights[0] if self.rank == 2 else weights[0][None]
             return kernel, (weights[1] if len(weights) == 2 else None)  # Separable: no bias
 

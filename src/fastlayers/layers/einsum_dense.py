@@ -241,7 +241,11 @@ class EinsumDense(Layer):
                 specs.append(weight_spec("bias", None, self.bias_initializer))
             return specs
         kernel, bias, _ = self._shapes(tuple(input_shape))
-        specs = [weight_spec("kernel", kernel, self.kernel_initializer)]
+        # Keras's fans: the kernel's axes that are input letters, and those that are output
+        # letters (initializers' input_axes and output_axes).
+        fan_in = math.prod(d for c, d in zip(self._spec.w, kernel) if c in self._spec.x)
+        fan_out = math.prod(d for c, d in zip(self._spec.w, kernel) if c in self._spec.y)
+        specs = [weight_spec("kernel", kernel, self.kernel_initializer, (fan_in, fan_out))]
         if bias is not None:
             specs.append(weight_spec("bias", bias, self.bias_initializer))
         return specs
@@ -301,8 +305,8 @@ class EinsumDense(Layer):
         fuse = plan.fold_bias and not callable(act) and act not in _AXIS_ACTIVATIONS
         x2 = x.reshape(math.prod(x.shape[:plan.lead]), plan.k)
         b2 = self._flat_bias(plan) if plan.fold_bias else None
-        a = V.check_dense(x2, kernel.reshape(plan.k, -1), b2, act if fuse else None, op=owner,
-                          x_name="inputs")
+        a = V.check_dense(x2, kernel.reshape(plan.k, math.prod(plan.out_dims)), b2,
+                          act if fuse else None, op=owner, x_name="inputs")
         y = F.run_dense(a, self._packed if plan.fold_bias else None)
         y = y.reshape(*x.shape[:plan.lead], *plan.out_dims)
         if not plan.fold_bias and bias is not None:
@@ -340,7 +344,8 @@ class EinsumDense(Layer):
         plan = _dense_plan(spec, kernel.shape, None if bias is None else bias.shape, rank)
         if plan is None or not plan.fold_bias:
             return None
-        return pack_dense(kernel.reshape(plan.k, -1), self._flat_bias(plan))
+        return pack_dense(kernel.reshape(plan.k, math.prod(plan.out_dims)),
+                          self._flat_bias(plan))
 
 
 def _activate(y: np.ndarray, activation: Any, owner: str) -> np.ndarray:

@@ -8,10 +8,12 @@ poolings are NumPy reductions under every backend (docs/semantics.md §21).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from .. import _validation as V
 from .. import functional as F
 from .._numpy import pooling as P
@@ -383,7 +385,15 @@ class _AdaptivePooling(Layer):
         x = np.moveaxis(x, 1, -1) if cf else x
         if any(d == 0 for d in x.shape[1:-1]):
             raise ValueError(f"{owner}: inputs has an empty spatial axis, shape {x.shape}")
-        y = P.adaptive_pool(x, self.output_size, self.mode)
+        # The output and the one-axis-pooled intermediate, refused before NumPy allocates
+        # them (an absurd output_size could otherwise exhaust the memory).
+        n, c = x.shape[0], x.shape[-1]
+        out = self.output_size
+        _checks.elements(n * out[0] * math.prod(x.shape[2:-1]) * c, owner,
+                         f"the output of pooling to {out}")
+        _checks.elements(n * math.prod(out) * c, owner, f"the output of pooling to {out}")
+        with V.allocating(owner, f"the output of pooling to {out}"):
+            y = P.adaptive_pool(x, out, self.mode)
         return np.ascontiguousarray(np.moveaxis(y, -1, 1) if cf else y)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from .. import _validation as V
 from .._numpy import resize
 from .base import Layer, _bool, _positive_int
@@ -192,11 +193,21 @@ class Resizing(_ImageLayer):
                            constant_values=np.float32(self.fill_value))
         if x.shape[0] == 0:
             return np.zeros((0, th, tw, c), np.float32)
-        with V.allocating(self._owner(), f"the output of resizing to {th} x {tw}"):
-            return resize.resize_images(x, (th, tw), self.interpolation, self.antialias)
+        return _resized(self._owner(), x, (th, tw), self.interpolation, self.antialias)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         return self._sized_output_shape(shape)
+
+
+def _resized(owner: str, x: np.ndarray, size: tuple, interpolation: str,
+             antialias: bool) -> np.ndarray:
+    """resize.resize_images, its output and the columns-resized intermediate refused first
+    when too large (an absurd height or width could otherwise exhaust the memory)."""
+    n, h, _, c = x.shape
+    what = f"the output of resizing to {size[0]} x {size[1]}"
+    _checks.elements(n * max(h, size[0]) * size[1] * c, owner, what)
+    with V.allocating(owner, what):
+        return resize.resize_images(x, size, interpolation, antialias)
 
 
 def _crop_to_aspect(x: np.ndarray, th: int, tw: int) -> np.ndarray:
@@ -243,8 +254,7 @@ class CenterCrop(_ImageLayer):
             raise ValueError(f"{self._owner()}: cannot resize images of {h} x {w} pixels")
         if n == 0:
             return self._back(np.zeros((0, th, tw, c), np.float32), single)
-        with V.allocating(self._owner(), f"the output of resizing to {th} x {tw}"):
-            y = resize.resize_images(_crop_to_aspect(x, th, tw), (th, tw), "bilinear")
+        y = _resized(self._owner(), _crop_to_aspect(x, th, tw), (th, tw), "bilinear", False)
         return self._back(y, single)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
