@@ -113,17 +113,24 @@ def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
 def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
     """Adaptive max or average pooling of x (N, *spatial, C) to (N, *output_size, C), one
     spatial axis after the other (the windows are products of per-axis windows; an average of
-    equal-width averages is the average of the rectangle). Averages sum in float64."""
+    equal-width averages is the average of the rectangle). Averages sum in float64. An axis
+    that ``out`` divides has disjoint windows of in / out: one reshaped reduction (14 -> 7,
+    torchvision's VGG; the same windows and values; 8 x 14 x 14 x 512: 1.3 -> 0.7 ms)."""
     y = x
     for axis, out in enumerate(output_size, start=1):
-        start, end = adaptive_windows(y.shape[axis], out)
-        parts = []
-        for s, e in zip(start, end):
-            window = np.take(y, np.arange(s, e), axis=axis)
-            if mode == "max":
-                parts.append(window.max(axis=axis, keepdims=True))
-            else:  # +inf and -inf in one window: NaN, as in PyTorch, without a warning
-                with np.errstate(invalid="ignore"):
-                    parts.append(window.mean(axis=axis, keepdims=True, dtype=np.float64))
-        y = np.concatenate(parts, axis=axis)
-    return y.astype(F32, copy=False)
+        n_in = y.shape[axis]
+        with np.errstate(invalid="ignore"):  # +inf and -inf in one window: NaN, no warning
+            if n_in % out == 0:
+                split = y.reshape(*y.shape[:axis], out, n_in // out, *y.shape[axis + 1:])
+                y = (split.max(axis=axis + 1) if mode == "max"
+                     else split.mean(axis=axis + 1, dtype=np.float64))
+                continue
+            start, end = adaptive_windows(n_in, out)
+            parts = []
+            for s, e in zip(start, end):
+                index = (slice(None),) * axis + (slice(s, e),)
+                window = y[index]
+                parts.append(window.max(axis=axis, keepdims=True) if mode == "max"
+                             else window.mean(axis=axis, keepdims=True, dtype=np.float64))
+            y = np.concatenate(parts, axis=axis)
+    return y.astype(F32, copy=True) if y is x else y.astype(F32, copy=False)
