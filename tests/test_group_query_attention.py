@@ -150,3 +150,28 @@ def test_an_explicit_query_mask_is_used_as_keras_does(rng, backend):
             assert_close(g, w, k=32, magnitude=4.0)
     with fl.use_backend(backend):
         assert not np.array_equal(layer(q, v, query_mask=query_mask), layer(q, v))
+
+
+def test_dropout_survives_loading_from_a_file(tmp_path, rng):
+    """dropout > 0 sends a fully masked query row down Keras's softmax path (zero weights,
+    the output bias): the loader must keep it for GroupQueryAttention as for
+    MultiHeadAttention."""
+    keras = pytest.importorskip("keras")
+    q_in = keras.Input((4, 6))
+    m_in = keras.Input((4, 3))
+    v_in = keras.Input((3, 6))
+    att = keras.layers.GroupQueryAttention(head_dim=3, num_query_heads=4,
+                                           num_key_value_heads=2, dropout=0.3)
+    model = keras.Model([q_in, v_in, m_in], att(q_in, v_in, attention_mask=m_in))
+    weights = [rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()]
+    model.set_weights(weights)
+    path = tmp_path / "gqa.keras"
+    model.save(path)
+    q = rng.standard_normal((2, 4, 6)).astype(F32)
+    v = rng.standard_normal((2, 3, 6)).astype(F32)
+    mask = np.ones((2, 4, 3), F32)
+    mask[0, 1] = 0.0  # query row 1 of sample 0 attends to nothing
+    want = model.predict([q, v, mask], verbose=0)
+    loaded = fl.load_model(path)
+    assert [la.dropout for la in loaded.layers if isinstance(la, L.GroupQueryAttention)] == [0.3]
+    assert_close(loaded.predict([q, v, mask]), want, k=32, magnitude=4.0)

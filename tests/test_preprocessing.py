@@ -615,3 +615,22 @@ def test_an_absurd_size_is_refused_before_allocating(layer):
     """More than the 2**36 elements any array may have: refused before NumPy allocates."""
     with pytest.raises(ValueError, match="too large"):
         layer(np.zeros((1, 2, 2, 3), F32))
+
+
+def test_a_large_antialiased_shrink_keeps_infinities_in_their_windows():
+    """More than 32 taps per output (shrinking 40x) takes the output-by-output path: an inf
+    reaches only the outputs whose window holds it, as in PyTorch."""
+    x = np.arange(400, dtype=F32).reshape(1, 1, 400, 1)
+    x[0, 0, 5, 0] = np.inf
+    got = L.Resizing(1, 10, antialias=True)(x)
+    want = _torch_resize(x, (1, 10), "bilinear", True)
+    assert np.isinf(got[0, 0, 0, 0]) and np.isfinite(got[0, 0, 1:]).all()
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
+
+
+def test_resizing_takes_a_torch_tensor():
+    torch = pytest.importorskip("torch")
+    x = torch.arange(2 * 4 * 4 * 3, dtype=torch.uint8).reshape(2, 4, 4, 3)
+    got = L.Resizing(3, 3)(x)
+    np.testing.assert_array_equal(got, L.Resizing(3, 3)(x.numpy()))

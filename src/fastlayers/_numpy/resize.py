@@ -110,15 +110,18 @@ def _apply_taps(x, idx, w, axis, valid=None):
     """sum_k x[idx[:, k]] * w[:, k] along ``axis``, the taps added in order. Every tap of an
     output counts, weight 0 included (x * 0 is NaN for an infinite x, as in PyTorch), except
     the ones ``valid`` marks as padding of a shorter list. Outputs with many taps (a large
-    shrink) take one matrix product instead of a loop over the taps."""
+    shrink) are computed output by output, each a dot product over its contiguous window."""
     n_out, taps = idx.shape
     if taps > 32:
-        m = np.zeros((n_out, x.shape[axis]), np.float32)
-        rows = np.repeat(np.arange(n_out), taps).reshape(n_out, taps)
-        keep = np.ones_like(idx, bool) if valid is None else valid
-        m[rows[keep], idx[keep]] = w[keep]
-        y = np.tensordot(x, m, axes=([axis], [1]))  # the axis becomes the last one
-        return np.moveaxis(y, -1, axis)
+        counts = taps if valid is None else valid.sum(axis=1)
+        outs = []
+        with np.errstate(invalid="ignore"):  # inf * 0: NaN, as in PyTorch
+            for i in range(n_out):
+                first, m = int(idx[i, 0]), int(counts[i])
+                window = x[(slice(None),) * axis + (slice(first, first + m),)]
+                outs.append(np.expand_dims(np.tensordot(window, w[i, :m], axes=([axis], [0])),
+                                           axis))
+        return np.concatenate(outs, axis=axis)
     shape = [1] * x.ndim
     shape[axis] = n_out
     y = None

@@ -147,7 +147,7 @@ _INFERENCE_IRRELEVANT |= {
 # ... except where they matter: in MultiHeadAttention, dropout > 0 makes a fully masked
 # row attend to nothing (as in Keras).
 _KEEP: dict[type, tuple[str, ...]] = {
-    L.MultiHeadAttention: ("dropout",),
+    L.MultiHeadAttention: ("dropout",),  # and its subclass GroupQueryAttention
     L.Embedding: ("input_dim",),  # masks (issue 12): the vocabulary size, not Keras 2's
 }
 # Keys that must keep their default value (they change the result).
@@ -266,7 +266,8 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
             continue
         if key.endswith("activation"):
             value = _plain_activation(value)
-        keep = key not in _INFERENCE_IRRELEVANT or key in _KEEP.get(cls, ())
+        keep = key not in _INFERENCE_IRRELEVANT or any(
+            key in names for kept, names in _KEEP.items() if issubclass(cls, kept))
         if key in accepted and keep:
             kwargs[key] = value
         elif not keep:

@@ -633,6 +633,14 @@ def _same_batch(a: _T, b: _T) -> bool:
     return na is not None and na == nb
 
 
+def _legacy_dim(t: _T, dim: Any) -> Any:
+    """``dim``, or PyTorch's legacy implicit one for softmax-like calls when it is None: 0 for
+    tensors of rank 0, 1 and 3, else 1."""
+    if dim is None:
+        return 0 if t.ndim in (0, 1, 3) else 1
+    return dim
+
+
 def _axis_in_layout(t: _T, axis: int) -> int:
     """PyTorch's axis number -> the axis of the array as stored."""
     r = t.ndim
@@ -1088,8 +1096,7 @@ class _Converter:
 
     def softmax(self, x: Any, dim: Any) -> _T:
         t = self._tensor(x, "softmax")
-        if dim is None:  # PyTorch's legacy implicit dim
-            dim = 0 if t.ndim in (0, 1, 3) else 1
+        dim = _legacy_dim(t, dim)
         if t.ndim == 0:  # PyTorch takes dim 0 or -1 of a 0-d tensor as its one element
             if int(dim) not in (0, -1):
                 raise TorchConversionError(f"from_torch: softmax over dim {dim} of a 0-d tensor")
@@ -1406,18 +1413,17 @@ class _Converter:
                     what: str = "log_softmax") -> _T:
         """``log_softmax`` over ``dim`` (PyTorch's numbering); ``negate``: of -x."""
         t = self._tensor(x, what)
-        if dim is None:  # PyTorch's legacy implicit dim
-            dim = 0 if t.ndim in (0, 1, 3) else 1
         if t.ndim == 0:
             raise TorchConversionError(f"from_torch: {what} of a 0-d tensor")
-        return _T(torch_log_softmax(t.sym, _axis_in_layout(t, int(dim)), negate), t.cl)
+        axis = _axis_in_layout(t, int(_legacy_dim(t, dim)))
+        return _T(torch_log_softmax(t.sym, axis, negate), t.cl)
 
     def softmin(self, x: Any, dim: Any) -> _T:
         t = self._tensor(x, "softmin")
-        if dim is None:
-            dim = 0 if t.ndim in (0, 1, 3) else 1
-        return _T(torch_softmax(torch_binary(t.sym, -1.0, "mul"),
-                                _axis_in_layout(t, int(dim))), t.cl)
+        if t.ndim == 0:
+            raise TorchConversionError("from_torch: softmin of a 0-d tensor")
+        axis = _axis_in_layout(t, int(_legacy_dim(t, dim)))
+        return _T(torch_softmax(torch_binary(t.sym, -1.0, "mul"), axis), t.cl)
 
     def pad(self, x: Any, pad: Any, mode: str = "constant", value: Any = None,
             what: str = "pad") -> _T:

@@ -670,7 +670,7 @@ class RMSNormalization(_AxesNorm):
         return positions
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        x, positions = self._input(inputs)
+        x, _ = self._input(inputs)
         positions = self._check_trailing(x.ndim, "inputs")
         scale = self._weight("scale")
         have = tuple(x.shape[a] for a in self._axes())

@@ -390,7 +390,7 @@ class _AdaptivePooling(Layer):
         n, c = x.shape[0], x.shape[-1]
         out = self.output_size
         _checks.elements(n * out[0] * math.prod(x.shape[2:-1]) * c, owner,
-                         f"the output of pooling to {out}")
+                         f"the first axis pooled to {out[0]}")
         _checks.elements(n * math.prod(out) * c, owner, f"the output of pooling to {out}")
         with V.allocating(owner, f"the output of pooling to {out}"):
             y = P.adaptive_pool(x, out, self.mode)

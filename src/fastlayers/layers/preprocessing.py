@@ -165,10 +165,10 @@ class Resizing(_ImageLayer):
         self.data_format = _data_format(data_format, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        dtype = getattr(inputs, "dtype", None)
+        dtype = _integer_dtype(inputs)
         x, single = self._images(inputs)
         y = self._resize(x)
-        if dtype is not None and np.dtype(dtype).kind in "iu":
+        if dtype is not None:
             # Keras rounds the resized integer images (half to even) and casts them back
             # with saturation; the values are returned as float32, as every output here.
             info = np.iinfo(dtype)
@@ -188,6 +188,8 @@ class Resizing(_ImageLayer):
             ph = max(h, int(float(w * th) / tw))
             pw = max(w, int(float(h * tw) / th))
             top, left = int(float(ph - h) / 2), int(float(pw - w) / 2)
+            _checks.elements(n * (h + 2 * top) * (w + 2 * left) * c, self._owner(),
+                             "the padded images")
             with V.allocating(self._owner(), "the padded images"):
                 x = np.pad(x, ((0, 0), (top, top), (left, left), (0, 0)),
                            constant_values=np.float32(self.fill_value))
@@ -197,6 +199,16 @@ class Resizing(_ImageLayer):
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         return self._sized_output_shape(shape)
+
+
+def _integer_dtype(inputs: Any) -> np.dtype | None:
+    """The inputs' dtype if it is an integer one (also for a tensor of another library
+    that NumPy can read), else None."""
+    try:
+        dtype = inputs.dtype if isinstance(inputs, np.ndarray) else np.asarray(inputs).dtype
+    except (TypeError, ValueError, RuntimeError):
+        return None  # the input checks report what is wrong with it
+    return dtype if dtype.kind in "iu" else None
 
 
 def _resized(owner: str, x: np.ndarray, size: tuple, interpolation: str,

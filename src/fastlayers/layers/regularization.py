@@ -87,9 +87,6 @@ class Dropout(_Identity):
 class Identity(_Identity):
     """Keras ``Identity``: returns its input (as float32), the mask passed on."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-
 
 class AlphaDropout(Dropout):
     """Keras ``AlphaDropout``: the identity at inference.
