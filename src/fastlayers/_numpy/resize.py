@@ -24,25 +24,10 @@ def upsample_bilinear(x, factors):
     """Bilinear interpolation with half-pixel centres, no antialiasing: x (N, H, W, C) ->
     (N, H*fh, W*fw, C). Output row i samples input row p = max((i + 0.5) / fh - 0.5, 0):
     rows lo = floor(p) and hi = min(lo + 1, H - 1), weights 1 - t and t with t = p - lo
-    (what TensorFlow's, JAX's and PyTorch's resizes give when enlarging; the weights are
-    PyTorch's, so an inf gives inf or NaN where PyTorch's does). Rows first, then columns.
+    (what TensorFlow's, JAX's and PyTorch's resizes give when enlarging). The taps of
+    :func:`resize_images`: positions in float32 as PyTorch computes them, columns first.
     Always a new array."""
-    y = _linear_axis(x, factors[0], axis=1)
-    y = _linear_axis(y, factors[1], axis=2)
-    return y.copy() if y is x else y
-
-
-def _linear_axis(x, factor, axis):
-    length = x.shape[axis]
-    if factor == 1:
-        return x
-    pos = np.maximum((np.arange(length * factor, dtype=np.float64) + 0.5) / factor - 0.5, 0.0)
-    lo = np.floor(pos).astype(np.intp)  # <= length - 1: pos < length - 0.5
-    hi = np.minimum(lo + 1, length - 1)
-    shape = [1] * x.ndim
-    shape[axis] = pos.size
-    t = (pos - lo).astype(np.float32).reshape(shape)
-    return np.take(x, lo, axis=axis) * (1 - t) + np.take(x, hi, axis=axis) * t
+    return resize_images(x, (x.shape[1] * factors[0], x.shape[2] * factors[1]), "bilinear")
 
 
 # ------------------------------------------------------------------ resizing to any size
