@@ -1,6 +1,7 @@
 """Keras's ``RNN(cell)`` over its built-in cells, loaded as the LSTM, GRU and SimpleRNN
 layers (the models of tests/golden/make_models_rnn_cells.py are loaded and compared with
-Keras by tests/test_load_keras.py), and the RNNs fastlayers refuses, each with its reason.
+Keras by tests/test_load_keras.py; here zero_output_for_mask and Bidirectional, against the
+Keras model itself), and the RNNs fastlayers refuses, each with its reason.
 """
 
 from __future__ import annotations
@@ -43,13 +44,28 @@ def test_stacked_cells_are_refused_with_the_reason(tmp_path):
         fl.load_model(path)
 
 
-def test_zero_output_for_mask_is_refused(tmp_path):
-    inp = keras.Input((4, 3))
-    rnn = keras.layers.RNN(keras.layers.LSTMCell(2), zero_output_for_mask=True,
-                           return_sequences=True)
-    path = _save(keras.Model(inp, rnn(inp)), tmp_path / "zeros.keras")
-    with pytest.raises(NotImplementedError, match="zero_output_for_mask"):
-        fl.load_model(path)
+def test_zero_output_for_mask_and_bidirectional(tmp_path):
+    """RNN(cell, zero_output_for_mask=True) (masked steps output zeros), and RNN(cell) inside
+    Bidirectional (which sets it when returning sequences), on masked inputs."""
+    inp = keras.Input((5, 3))
+    h = keras.layers.Masking(0.0)(inp)
+    first = keras.layers.RNN(keras.layers.LSTMCell(4), zero_output_for_mask=True,
+                             return_sequences=True)(h)
+    h = keras.layers.Bidirectional(keras.layers.RNN(keras.layers.GRUCell(3),
+                                                    return_sequences=True))(first)
+    out = keras.layers.Bidirectional(keras.layers.RNN(keras.layers.SimpleRNNCell(2)),
+                                     merge_mode="sum")(h)
+    x = np.random.default_rng(1).standard_normal((3, 5, 3)).astype(np.float32)
+    x[0, 3:] = 0.0
+    x[2, 1:] = 0.0
+    model = keras.Model(inp, [first, h, out])  # masked steps of `first` are zeros
+    want = model.predict(x, verbose=0)
+    assert not np.any(want[0][2, 1:])
+    for suffix in (".keras", ".h5"):  # (Keras itself cannot read this .h5 back: NotEqual)
+        path = _save(model, tmp_path / f"masked{suffix}")
+        got = fl.load_model(path).predict(x)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
 def test_a_custom_cell_is_refused(tmp_path):

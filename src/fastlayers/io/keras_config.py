@@ -286,9 +286,6 @@ def _rnn_as_layer(cfg: dict) -> dict:
     """An ``RNN(cell)`` config as the config of the cell's recurrent layer."""
     config = dict(cfg.get("config") or {})
     cell = config.pop("cell")
-    if config.pop("zero_output_for_mask", False):
-        raise Unsupported("zero_output_for_mask=True (masked steps repeat the last output here, "
-                          "as in Keras's LSTM, GRU and SimpleRNN layers)")
     merged = {**_object(cell.get("config", {}), "the RNN's cell config"), **config}
     return {"class_name": _RNN_CELLS[cell["class_name"]], "config": merged}
 
@@ -549,12 +546,14 @@ def _make_any(sub: dict, problems: list[str]) -> Any:
         for key in ("layer", "backward_layer"):
             wrapped = sub.get("config", {}).get(key)
             if isinstance(wrapped, dict) and (
-                wrapped.get("class_name") not in ("LSTM", "GRU", "SimpleRNN")
+                wrapped.get("class_name") not in ("LSTM", "GRU", "SimpleRNN", "RNN")
                 or _check_origin(wrapped)
             ):
+                why = _check_origin(wrapped) if wrapped.get("class_name") == "RNN" else None
                 raise Unsupported(
-                    f"wraps {wrapped.get('class_name')} {_keras_name(wrapped)!r} (fastlayers "
-                    "wraps its LSTM, GRU and SimpleRNN only)"
+                    f"wraps {wrapped.get('class_name')} {_keras_name(wrapped)!r} (" + (
+                        why or "fastlayers wraps its LSTM, GRU and SimpleRNN only, or an RNN "
+                        "of their cells") + ")"
                 )
     return make_layer(sub)
 
