@@ -850,7 +850,7 @@ class _Converter:
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample, _rms_norm_classes(nn),
                  nn.MaxPool1d, nn.AvgPool1d, nn.LogSoftmax, nn.Softmin, nn.Softmax2d,
-                 nn.RReLU, nn.GLU, nn.Threshold, _PAD_MODULES(nn), nn.PixelShuffle,
+                 nn.RReLU, nn.GLU, nn.Threshold, *_pad_modules(nn), nn.PixelShuffle,
                  nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unflatten)
         name = type(mod).__name__
         return isinstance(mod, known) or (
@@ -995,11 +995,9 @@ class _Converter:
         if isinstance(mod, nn.Threshold):
             t = self._tensor(args[0], qual)
             return _T(torch_threshold(t.sym, mod.threshold, mod.value), t.cl)
-        if isinstance(mod, _PAD_MODULES(nn)):
-            mode = ("constant" if "Pad" in name and ("Zero" in name or "Constant" in name)
-                    else "reflect" if "Reflection" in name else
-                    "replicate" if "Replication" in name else "circular")
-            return self.pad(args[0], mod.padding, mode, getattr(mod, "value", 0.0),
+        pads = _pad_modules(nn)
+        if type(mod) in pads:
+            return self.pad(args[0], mod.padding, pads[type(mod)], getattr(mod, "value", 0.0),
                             f"{qual} ({name})")
         if isinstance(mod, (nn.PixelShuffle, nn.PixelUnshuffle)):
             inverse = isinstance(mod, nn.PixelUnshuffle)
@@ -2090,11 +2088,12 @@ def _conv_transpose_problem(mod: Any) -> str | None:
     return None
 
 
-def _PAD_MODULES(nn: Any) -> tuple:  # noqa: N802 - a tuple of classes, like nn's names
-    """The 1-D and 2-D padding modules (constant, zero, reflection, replication, circular)."""
-    names = [f"{kind}Pad{d}d" for kind in ("Constant", "Zero", "Reflection", "Replication",
-                                           "Circular") for d in (1, 2)]
-    return tuple(getattr(nn, n) for n in names if hasattr(nn, n))
+def _pad_modules(nn: Any) -> dict:
+    """The 1-D and 2-D padding modules -> their F.pad mode."""
+    modes = {"Constant": "constant", "Zero": "constant", "Reflection": "reflect",
+             "Replication": "replicate", "Circular": "circular"}
+    return {getattr(nn, f"{kind}Pad{d}d"): mode for kind, mode in modes.items()
+            for d in (1, 2) if hasattr(nn, f"{kind}Pad{d}d")}
 
 
 def _rms_norm_classes(nn: Any) -> tuple:

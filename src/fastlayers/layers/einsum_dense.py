@@ -82,16 +82,17 @@ def _parse(equation: Any, owner: str) -> _Spec:
 
 
 class _Plan(NamedTuple):
-    """A dense-like equation: inputs (..., *contracted) @ kernel (*contracted, *out)."""
+    """A dense-like equation as one matrix product: inputs (..., *contracted) reshaped to
+    (M, K) times ``kernel`` (K, N), N the product of ``out_dims``."""
 
-    lead: int  # leading input axes kept in the output (batch and free letters, the ellipsis)
-    k: int  # contracted size
+    contracted: int  # the number of trailing input axes summed over
+    kernel: np.ndarray  # (K, N), a view of the layer's kernel
+    bias: np.ndarray | None  # (N,): the bias over out_dims when folded, else None
     out_dims: tuple  # the kernel's output dims (the output's trailing axes)
-    fold_bias: bool  # the bias lives on out_dims only: folded into the GEMM
+    fold_bias: bool  # the bias (if any) lives on out_dims only: folded into the GEMM
 
 
-def _dense_plan(spec: _Spec, kernel_shape: tuple, bias_shape: tuple | None,
-                in_rank: int) -> _Plan | None:
+def _dense_plan(spec: _Spec, kernel: np.ndarray, bias: np.ndarray | None) -> _Plan | None:
     """The flattening that makes the einsum a matrix product, or None."""
     if spec.ellipsis == "right":
         return None
@@ -101,10 +102,14 @@ def _dense_plan(spec: _Spec, kernel_shape: tuple, bias_shape: tuple | None,
     if (spec.x != free + contracted or spec.w != contracted + outs or spec.y != free + outs
             or not contracted):
         return None
-    out_dims = tuple(kernel_shape[len(contracted):])
-    fold = bias_shape is None or len(bias_shape) <= len(outs)
-    return _Plan(in_rank - len(contracted), math.prod(kernel_shape[:len(contracted)]),
-                 out_dims, fold)
+    n = len(contracted)
+    out_dims = tuple(kernel.shape[n:])
+    fold = bias is None or bias.ndim <= len(outs)
+    flat_bias = None
+    if fold and bias is not None:
+        flat_bias = np.ascontiguousarray(np.broadcast_to(bias, out_dims).reshape(-1), F32)
+    k2 = kernel.reshape(math.prod(kernel.shape[:n]), math.prod(out_dims))
+    return _Plan(n, k2, flat_bias, out_dims, fold)
 
 
 class EinsumDense(Layer):
@@ -181,9 +186,13 @@ class EinsumDense(Layer):
         self.activation = activation
         self._init_weight_args(bias_axes is not None, kernel_initializer, bias_initializer)
 
+    _gemm: _Plan | None = None  # set with the weights (_on_weights_set)
+
     def _config_changed(self, name: str) -> None:
         if name == "equation":
             self._spec = _parse(self.equation, type(self).__name__)
+            if self.built:
+                self._on_weights_set()
 
     # ---- shapes (Keras's rules) -----------------------------------------------------------
     def _shapes(self, input_shape: tuple) -> tuple[tuple, tuple | None, tuple]:
@@ -294,7 +303,7 @@ class EinsumDense(Layer):
                 + f", the layer holds {kernel.shape}"
                 + (f" and {bias.shape}" if bias is not None else "")
             )
-        plan = self._plan(x.ndim)
+        plan = self._gemm
         if plan is None or x.size == 0:
             y = np.einsum(self.equation, x, kernel, optimize=True).astype(F32, copy=False)
             y = y if bias is None else y + bias
@@ -303,27 +312,20 @@ class EinsumDense(Layer):
         # a whole axis (softmax) or a callable runs after the reshape, on Keras's axes.
         act = V.activation(self.activation, owner)
         fuse = plan.fold_bias and not callable(act) and act not in _AXIS_ACTIVATIONS
-        x2 = x.reshape(math.prod(x.shape[:plan.lead]), plan.k)
-        b2 = self._flat_bias(plan) if plan.fold_bias else None
-        a = V.check_dense(x2, kernel.reshape(plan.k, math.prod(plan.out_dims)), b2,
-                          act if fuse else None, op=owner, x_name="inputs")
-        y = F.run_dense(a, self._packed if plan.fold_bias else None)
-        y = y.reshape(*x.shape[:plan.lead], *plan.out_dims)
+        lead = x.shape[:x.ndim - plan.contracted]
+        x2 = x.reshape(math.prod(lead), plan.kernel.shape[0])
+        a = V.check_dense(x2, plan.kernel, plan.bias, act if fuse else None, op=owner,
+                          x_name="inputs")
+        y = F.run_dense(a, self._packed).reshape(*lead, *plan.out_dims)
         if not plan.fold_bias and bias is not None:
             y = y + bias
         return y if fuse else _activate(np.ascontiguousarray(y, dtype=F32), act, owner)
 
-    def _plan(self, in_rank: int) -> _Plan | None:
-        kernel, bias = self._weight("kernel"), self._weight("bias")
-        return _dense_plan(self._spec, kernel.shape, None if bias is None else bias.shape,
-                           in_rank)
-
-    def _flat_bias(self, plan: _Plan) -> np.ndarray | None:
-        """The bias over the kernel's output axes, flattened to the GEMM's columns."""
-        bias = self._weight("bias")
-        if bias is None:
-            return None
-        return np.ascontiguousarray(np.broadcast_to(bias, plan.out_dims).reshape(-1), F32)
+    def _on_weights_set(self) -> None:
+        # The matrix-product form of the weights, made once per set_weights (the GEMM's
+        # packed copy below is made from it).
+        self._gemm = _dense_plan(self._spec, self._weight("kernel"), self._weight("bias"))
+        super()._on_weights_set()
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         try:
@@ -336,16 +338,16 @@ class EinsumDense(Layer):
         self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
         return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_gemm", None)  # views of the weights, made again on load
+        return state
+
     def _pack(self):  # the flattened kernel with the bias folded in, when dense-like
-        kernel = self._weight("kernel")
-        bias = self._weight("bias")
-        spec = self._spec
-        rank = len(spec.x) if spec.ellipsis is None else len(spec.x) + 1
-        plan = _dense_plan(spec, kernel.shape, None if bias is None else bias.shape, rank)
+        plan = self._gemm
         if plan is None or not plan.fold_bias:
             return None
-        return pack_dense(kernel.reshape(plan.k, math.prod(plan.out_dims)),
-                          self._flat_bias(plan))
+        return pack_dense(plan.kernel, plan.bias)
 
 
 def _activate(y: np.ndarray, activation: Any, owner: str) -> np.ndarray:
