@@ -141,6 +141,8 @@ def test_bad_inputs_and_weights():
         layer(np.zeros((2, 3, 4), F32))
     with pytest.raises(ValueError, match="output_shape"):
         L.EinsumDense("abc,cd->abd", (None, 6, 2))(np.zeros((2, 3, 5), F32))
+    with pytest.raises(ValueError, match="does not fit the output"):
+        L.EinsumDense("abc,cd->abd", (3,))(np.zeros((2, 3, 5), F32))
     with pytest.raises(ValueError, match="output_shape says"):
         L.EinsumDense("abc,cd->abd", (4, 6))(np.zeros((2, 3, 5), F32))
     with pytest.raises(ValueError, match="kernel must have 2 axes"):
@@ -176,3 +178,17 @@ def test_left_ellipsis_keeps_the_leading_axes_in_order(rng):
     layer = Model(inp, out).layers[1]
     np.testing.assert_allclose(Model(inp, out).predict(x), x @ layer.get_weights()[0],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_equation_then_new_weights():
+    """The equation changed on a built layer whose weights do not fit it: refused at a call
+    until set_weights gives weights that do."""
+    x = np.ones((2, 4, 3), F32)
+    layer = L.EinsumDense("abc,cd->abd", (4, 5), bias_axes="b", seed=0)
+    layer(x)
+    layer.equation = "abc,cde->abde"
+    layer.output_shape = (4, 5, 2)
+    with pytest.raises(ValueError, match="need kernel"):
+        layer(x)
+    layer.set_weights([np.ones((3, 5, 2), F32), np.zeros((4, 1, 1), F32)])
+    np.testing.assert_array_equal(layer(x), np.full((2, 4, 5, 2), 3.0, F32))

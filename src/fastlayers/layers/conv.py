@@ -374,10 +374,7 @@ class _DepthwiseBase(Layer):
     )
     supports_masking = False
 
-    # Spatial axes: 1 for DepthwiseConv1D and SeparableConv1D, which share the 2D layers'
-    # constructors (their default strides and dilation_rate are the int 1, which stands for
-    # 1 on every axis).
-    rank = 2
+    rank = 2  # spatial axes: 1 for DepthwiseConv1D and SeparableConv1D
 
     def _init_depthwise(self, kernel_size, strides, padding, data_format, dilation_rate,
                         depth_multiplier, activation, use_bias, bias_initializer) -> None:
@@ -524,11 +521,11 @@ class DepthwiseConv2D(_DepthwiseBase):
     def __init__(
         self,
         kernel_size: Any,
-        strides: Any = 1,
+        strides: Any = (1, 1),
         padding: str = "valid",
         depth_multiplier: int = 1,
         data_format: str | None = None,
-        dilation_rate: Any = 1,
+        dilation_rate: Any = (1, 1),
         activation: Any = None,
         use_bias: bool = True,
         depthwise_initializer: Any = "glorot_uniform",
@@ -621,10 +618,10 @@ class SeparableConv2D(_DepthwiseBase):
         self,
         filters: int,
         kernel_size: Any,
-        strides: Any = 1,
+        strides: Any = (1, 1),
         padding: str = "valid",
         data_format: str | None = None,
-        dilation_rate: Any = 1,
+        dilation_rate: Any = (1, 1),
         depth_multiplier: int = 1,
         activation: Any = None,
         use_bias: bool = True,
@@ -707,6 +704,24 @@ class DepthwiseConv1D(DepthwiseConv2D):
 
     rank = 1
 
+    def __init__(
+        self,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:  # DepthwiseConv2D's, with Keras's 1D defaults
+        super().__init__(kernel_size, strides, padding, depth_multiplier, data_format,
+                         dilation_rate, activation, use_bias, depthwise_initializer,
+                         bias_initializer, **kwargs)
+
 
 class SeparableConv1D(SeparableConv2D):
     """Depthwise separable 1D convolution (Keras ``SeparableConv1D``): SeparableConv2D on a
@@ -722,6 +737,26 @@ class SeparableConv1D(SeparableConv2D):
     """
 
     rank = 1
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        depth_multiplier: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        pointwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:  # SeparableConv2D's, with Keras's 1D defaults
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         depth_multiplier, activation, use_bias, depthwise_initializer,
+                         pointwise_initializer, bias_initializer, **kwargs)
 
 
 # ------------------------------------------------------------------ Conv2DTranspose

@@ -192,7 +192,12 @@ class EinsumDense(Layer):
         if name == "equation":
             self._spec = _parse(self.equation, type(self).__name__)
             if self.built:
-                self._on_weights_set()
+                try:
+                    self._on_weights_set()
+                except ValueError:
+                    # The weights do not fit the new equation (until set_weights): no
+                    # matrix-product form, and a call's shape check says what is wrong.
+                    self._gemm = self._packed = None
 
     # ---- shapes (Keras's rules) -----------------------------------------------------------
     def _shapes(self, input_shape: tuple) -> tuple[tuple, tuple | None, tuple]:
@@ -208,17 +213,16 @@ class EinsumDense(Layer):
         out = [input_shape[0], *self.output_shape]
         if spec.ellipsis == "left":
             out[1:1] = input_shape[1:elided]
-            x_dim = {c: input_shape[elided + i] for i, c in enumerate(spec.x)}
-            y_dim = {c: out[elided + i] for i, c in enumerate(spec.y)}
         else:
             out += list(input_shape[len(spec.x):])
-            x_dim = {c: input_shape[i] for i, c in enumerate(spec.x)}
-            y_dim = {c: out[i] for i, c in enumerate(spec.y)}
         if len(out) != len(spec.y) + max(elided, 0):
             raise ValueError(
                 f"{owner}: output_shape {self.output_shape} does not fit the output "
                 f"{spec.y!r} of {self.equation!r}"
             )
+        first = elided if spec.ellipsis == "left" else 0
+        x_dim = {c: input_shape[first + i] for i, c in enumerate(spec.x)}
+        y_dim = {c: out[first + i] for i, c in enumerate(spec.y)}
         for c, d in x_dim.items():
             if c in y_dim and y_dim[c] is not None and d is not None and y_dim[c] != d:
                 raise ValueError(
