@@ -95,6 +95,16 @@ def main():
         out[f"layer_norm_{n}"] = f.layer_norm(xl, randn(rng, n), randn(rng, n), epsilon=1e-5)
     out["layer_norm_plain"] = f.layer_norm(randn(rng, 4, 45))
     out["layer_norm_axes"] = f.layer_norm(randn(rng, 3, 7, 11), axis=[0, 2])
+    # RMSNormalization and UnitNormalization (one plain C++ row function, double sums): rows
+    # around the 8 lanes, a scale or not, a non-trailing unit axis (moved last).
+    for n in (1, 7, 8, 9, 17, 768):
+        rms = f.layers.RMSNormalization(epsilon=1e-5)
+        rms.build((5, n))
+        rms.set_weights([randn(rng, n)])
+        xr = randn(rng, 5, n, scale=2.0)
+        out[f"rms_norm_{n}"] = rms(xr)
+        out[f"unit_norm_{n}"] = f.layers.UnitNormalization()(xr)
+    out["unit_norm_axes"] = f.layers.UnitNormalization(axis=[0, 2])(randn(rng, 3, 7, 11))
     # GroupNormalization (one plain C++ driver for every ISA): pixels around its 256-pixel
     # chunks, channels first too.
     for pixels in (1, 255, 257):

@@ -65,6 +65,33 @@ py::array layer_norm_lastdim(const py::array& x_in, const py::object& gamma_in,
     return std::move(y);
 }
 
+// RMSNormalization (scale may be None) or, with unit, UnitNormalization over the last axis.
+py::array rms_norm_lastdim(const py::array& x_in, const py::object& scale_in, double epsilon,
+                           bool unit) {
+    const char* op = "rms_norm_lastdim";
+    const FloatArrayC x = require_f32(x_in, op, "x");
+    if (x.ndim() < 1) throw py::value_error("rms_norm_lastdim: x must have ndim >= 1, got 0");
+    if (!(epsilon >= 0.0)) throw py::value_error("rms_norm_lastdim: epsilon must be >= 0");
+    const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
+    FloatArrayC scale;
+    const float* sp = optional_f32_vector(scale_in, op, "scale", n, &scale);
+    if (unit && sp) throw py::value_error("rms_norm_lastdim: unit takes no scale");
+    FloatArrayC y = new_f32_like(x);
+    const int64_t size = static_cast<int64_t>(x.size());
+    if (size == 0) return std::move(y);
+    const int64_t rows = size / n;
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    const float eps = static_cast<float>(epsilon);
+    call_without_gil_if(size >= kReleaseGilMinElements, [=] {
+        if (unit)
+            fl::unit_norm_lastdim(xp, yp, rows, n);
+        else
+            fl::rms_norm_lastdim(xp, sp, yp, rows, n, eps);
+    });
+    return std::move(y);
+}
+
 py::array group_norm_nhwc(const py::array& x_in, const py::object& gamma_in,
                           const py::object& beta_in, int64_t groups, double epsilon) {
     const char* op = "group_norm_nhwc";
@@ -152,6 +179,13 @@ void bind_ops(py::module_& m) {
           "LayerNormalization over the last axis of a C-contiguous float32 array (ndim >= 1); "
           "gamma, beta: None or float32 (n,). Returns a new float32 array of x's shape "
           "(fl::layer_norm_lastdim: one summation order, the same bits on every ISA).");
+    m.def("rms_norm_lastdim", &rms_norm_lastdim, py::arg("x"), py::arg("scale") = py::none(),
+          py::arg("epsilon") = 1e-6, py::arg("unit") = false,
+          "RMSNormalization over the last axis of a C-contiguous float32 array (ndim >= 1): "
+          "x * (1 / sqrt(mean(x^2) + epsilon)) * scale, the squares summed in double; scale: "
+          "None or float32 (n,). unit=True: UnitNormalization, x * min(1 / sqrt(sum(x^2)), "
+          "1e12), no scale. Returns a new float32 array of x's shape (fl::rms_norm_lastdim: one "
+          "summation order, the same bits on every ISA).");
     m.def("softmax_lastdim", &softmax_lastdim, py::arg("x"), py::arg("mask") = py::none(),
           "Softmax over the last axis of a C-contiguous float32 array (ndim >= 1); returns a new "
           "float32 array of the same shape. mask (optional): bool/uint8, C-contiguous, x's shape; "

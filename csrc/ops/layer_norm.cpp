@@ -1,8 +1,9 @@
-// LayerNormalization over the last axis (Keras LayerNormalization, rms_scaling=False):
-// threads over rows; the row math is plain C++ compiled once with the baseline flags, not a
+// LayerNormalization, RMSNormalization and UnitNormalization over the last axis: threads over
+// rows; the row math is plain C++ compiled once with the baseline flags, not a
 // per-ISA kernel, so scalar, avx2 and avx512 runs execute the very same instructions and give
 // the same bits (docs/architecture.md §6). Rows are independent: the same bits for any
 // thread count and for a row alone or inside a batch.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -62,15 +63,73 @@ void layer_norm_row(const float* x, const float* gamma, const float* beta, float
     }
 }
 
-}  // namespace
+// The sum of v[j]^2 in double (a float32 square overflows above ~1.8e19, and long rows lose
+// digits): element j into lane j % 8 in increasing j, then the lanes as a fixed tree.
+double lane_sum_squares(const float* v, int64_t n) {
+    constexpr int kDoubleLanes = 8;
+    double acc[kDoubleLanes] = {0.0};
+    int64_t j = 0;
+    for (; j + kDoubleLanes <= n; j += kDoubleLanes)
+        for (int l = 0; l < kDoubleLanes; ++l) {
+            const double d = v[j + l];
+            acc[l] += d * d;
+        }
+    for (int l = 0; j < n; ++j, ++l) {
+        const double d = v[j];
+        acc[l] += d * d;
+    }
+    for (int width = kDoubleLanes / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+    return acc[0];
+}
 
-void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
-                        int64_t rows, int64_t n, float epsilon) {
+// y = (x * inv) * scale[j] (scale may be null), two float32 products in Keras's order.
+void scale_row(const float* x, float inv, const float* scale, float* y, int64_t n) {
+    if (scale) {
+        for (int64_t j = 0; j < n; ++j) y[j] = (x[j] * inv) * scale[j];
+    } else {
+        for (int64_t j = 0; j < n; ++j) y[j] = x[j] * inv;
+    }
+}
+
+// Rows of n elements, a few passes each: threads over rows with tasks of at least
+// kMinElementsPerTask elements.
+template <class RowFn>
+void over_rows(int64_t rows, int64_t n, RowFn row) {
     if (rows <= 0 || n <= 0) return;
     const int64_t min_rows = (kMinElementsPerTask + n - 1) / n;
     parallel_for(rows, min_rows < 1 ? 1 : min_rows, [=](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-            layer_norm_row(x + r * n, gamma, beta, y + r * n, n, epsilon);
+        for (int64_t r = r0; r < r1; ++r) row(r);
+    });
+}
+
+}  // namespace
+
+void rms_norm_lastdim(const float* x, const float* scale, float* y, int64_t rows, int64_t n,
+                      float epsilon) {
+    const double eps = static_cast<double>(epsilon), count = static_cast<double>(n);
+    over_rows(rows, n, [=](int64_t r) {
+        const float* xr = x + r * n;
+        const double mean_sq = lane_sum_squares(xr, n) / count;
+        const float inv = static_cast<float>(1.0 / std::sqrt(mean_sq + eps));
+        scale_row(xr, inv, scale, y + r * n, n);
+    });
+}
+
+void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
+    over_rows(rows, n, [=](int64_t r) {
+        const float* xr = x + r * n;
+        // A zero row: 1 / 0 = inf, bounded to 1e12; NaN stays NaN (std::min keeps its first
+        // argument when the comparison is false).
+        const double inv = std::min(1.0 / std::sqrt(lane_sum_squares(xr, n)), 1e12);
+        scale_row(xr, static_cast<float>(inv), nullptr, y + r * n, n);
+    });
+}
+
+void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
+                        int64_t rows, int64_t n, float epsilon) {
+    over_rows(rows, n, [=](int64_t r) {
+        layer_norm_row(x + r * n, gamma, beta, y + r * n, n, epsilon);
     });
 }
 

@@ -40,6 +40,8 @@ CPP_OPS = frozenset(
         "multi_head_attention",
         "layer_norm",
         "group_norm",
+        "rms_norm",
+        "unit_norm",
     }
 )
 

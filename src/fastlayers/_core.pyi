@@ -35,6 +35,15 @@ def layer_norm_lastdim(
     """LayerNormalization over the last axis of a C-contiguous float32 array of rank >= 1;
     gamma and beta (n,) or None. One summation order: the same bits on every ISA."""
 
+def rms_norm_lastdim(
+    x: npt.NDArray[np.float32],
+    scale: npt.NDArray[np.float32] | None = None,
+    epsilon: float = 1e-6,
+    unit: bool = False,
+) -> npt.NDArray[np.float32]:
+    """RMSNormalization over the last axis (squares summed in double), scale (n,) or None;
+    unit=True: UnitNormalization (no scale). The same bits on every ISA."""
+
 def attention(
     q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32],

@@ -38,6 +38,19 @@ void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
                         int64_t rows, int64_t n, float epsilon);
 
+// RMSNormalization over the last axis (Keras RMSNormalization, PyTorch RMSNorm;
+// csrc/ops/layer_norm.cpp): x, y (rows, n) row-major contiguous (x == y allowed), scale (n,) or
+// nullptr. Per row: S = the sum of x[j]^2 in double (element j into lane j % 8 in increasing j,
+// the lanes as a fixed tree), inv = (float)(1 / sqrt(S / n + (double)epsilon)),
+// y[j] = (x[j] * inv) * scale[j] in float32. Plain C++ compiled once: identical bits on every
+// ISA and for any thread count. rows * n == 0 is a no-op.
+void rms_norm_lastdim(const float* x, const float* scale, float* y, int64_t rows, int64_t n,
+                      float epsilon);
+
+// UnitNormalization over the last axis (Keras UnitNormalization): as rms_norm_lastdim with
+// inv = (float)min(1 / sqrt(S), 1e12) and no scale, so a zero row stays zero.
+void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n);
+
 // GroupNormalization of NHWC data (csrc/ops/group_norm.cpp): x and y (n, pixels, c) row-major
 // contiguous (not the same memory); groups divides c; gamma, beta (c,) or nullptr. Per sample
 // and group g of the c / groups consecutive channels: mean and biased variance over its pixels

@@ -1,5 +1,6 @@
-"""LayerNormalization and GroupNormalization on the C++ path: the row driver
-(csrc/ops/layer_norm.cpp) and the NHWC group driver (csrc/ops/group_norm.cpp)."""
+"""LayerNormalization, RMSNormalization, UnitNormalization and GroupNormalization on the C++
+path: the row drivers (csrc/ops/layer_norm.cpp) and the NHWC group driver
+(csrc/ops/group_norm.cpp)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,41 @@ from .. import _backend
 
 def layer_norm(a):
     """layer_norm on checked arguments (``_validation.LayerNormArgs``): the normalized axes
-    are moved last (a transpose only when they are not the last ones already) and flattened
-    into one, and gamma and beta into vectors, then the core's row driver runs."""
-    x, axes = a.x, a.axes
-    lead = [i for i in range(x.ndim) if i not in axes]
-    n = math.prod(x.shape[i] for i in axes)
+    moved last and flattened into one, gamma and beta into vectors, then the core's row
+    driver."""
+    n = math.prod(a.x.shape[i] for i in a.axes)
     gamma = None if a.gamma is None else a.gamma.reshape(n)
     beta = None if a.beta is None else a.beta.reshape(n)
-    core = _backend._core
-    if axes == tuple(range(x.ndim - len(axes), x.ndim)):
-        rows = x.reshape(math.prod(x.shape[: x.ndim - len(axes)]), n)
-        return core.layer_norm_lastdim(rows, gamma, beta, a.epsilon).reshape(x.shape)
+    return _over_last_axes(a.x, a.axes, lambda rows: _backend._core.layer_norm_lastdim(
+        rows, gamma, beta, a.epsilon))
+
+
+def _over_last_axes(x, axes, run):
+    """``run(rows)`` on x with ``axes`` moved last (a transpose only when they are not the last
+    ones already) and flattened into one: rows (..., n) -> the same shape; x's shape back."""
+    lead = [i for i in range(x.ndim) if i not in axes]
+    n = math.prod(x.shape[i] for i in axes)
+    if tuple(axes) == tuple(range(x.ndim - len(axes), x.ndim)):
+        return run(x.reshape(math.prod(x.shape[: x.ndim - len(axes)]), n)).reshape(x.shape)
     order = lead + list(axes)
-    xm = np.ascontiguousarray(x.transpose(order)).reshape(
-        tuple(x.shape[i] for i in lead) + (n,))
-    y = core.layer_norm_lastdim(xm, gamma, beta, a.epsilon)
-    y = y.reshape(tuple(x.shape[i] for i in order))
+    xm = np.ascontiguousarray(x.transpose(order)).reshape(math.prod(x.shape[i] for i in lead), n)
+    y = run(xm).reshape(tuple(x.shape[i] for i in order))
     return np.ascontiguousarray(y.transpose(np.argsort(order)))
+
+
+def rms_norm(x, scale, axes, epsilon):
+    """RMSNormalization of checked float32 x over its trailing ``axes`` (scale of x's shape
+    over them, or None): the core's row driver, the squares summed in double."""
+    n = math.prod(x.shape[i] for i in axes)
+    s = None if scale is None else scale.reshape(n)
+    return _over_last_axes(x, axes, lambda rows: _backend._core.rms_norm_lastdim(
+        rows, s, epsilon))
+
+
+def unit_norm(x, axes):
+    """UnitNormalization of checked float32 x over ``axes`` (any positions, moved last)."""
+    return _over_last_axes(x, sorted(axes), lambda rows: _backend._core.rms_norm_lastdim(
+        rows, None, 0.0, unit=True))
 
 
 def group_norm(x, gamma, beta, groups, axis, epsilon):

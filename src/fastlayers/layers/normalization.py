@@ -4,9 +4,10 @@ LeakyReLU, PReLU, ELU) and the preprocessing layers that are arithmetic at infer
 (Rescaling, Normalization).
 
 What each computes is Keras 3's formula at inference (docs/semantics.md §23).
-LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy), GroupNormalization
-the C++ NHWC driver (``group_norm``) or NumPy; BatchNormalization runs on the C++ path as a
-depthwise 1x1 convolution (its packed scale and shift). ReLU, LeakyReLU
+LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy), RMSNormalization
+and UnitNormalization the ``rms_norm`` and ``unit_norm`` row drivers or NumPy,
+GroupNormalization the C++ NHWC driver (``group_norm``) or NumPy; BatchNormalization runs on
+the C++ path as a depthwise 1x1 convolution (its packed scale and shift). ReLU, LeakyReLU
 and ELU whose parameters are those of a Keras activation name in the core's table (relu,
 relu6, leaky_relu with slope 0.2, elu with alpha 1) run that kernel under "auto" and "cpp".
 The others compute with fastlayers/_numpy/normalization.py under every backend (the core
@@ -623,8 +624,8 @@ class RMSNormalization(_AxesNorm):
     Weights: ``scale`` of shape ``tuple(input_shape[a] for a in sorted(axis))``, ones by
     default.
 
-    Call: ``layer(inputs)``; returns float32 of the inputs' shape. NumPy code under every
-    backend (fastlayers/_numpy/normalization.py).
+    Call: ``layer(inputs)``; returns float32 of the inputs' shape. The C++ row driver under
+    "auto" and "cpp", else fastlayers/_numpy/normalization.py.
     """
 
     config_keys = ("axis", "epsilon")
@@ -679,6 +680,8 @@ class RMSNormalization(_AxesNorm):
                 f"{self._owner()}: inputs of shape {x.shape} have {have} on axis {self.axis}, "
                 f"the weight 'scale' {scale.shape}"
             )
+        if _backend.resolve("rms_norm", None) == "cpp":
+            return _cpp_norm.rms_norm(x, scale, positions, self.epsilon)
         return _np_norm.rms_normalization(x, scale, positions, self.epsilon)
 
 
@@ -687,7 +690,8 @@ class UnitNormalization(_AxesNorm):
 
     ``y = x * min(rsqrt(sum(x^2)), 1e12)`` over the axes in ``axis`` (default -1; an int or
     a list): a zero vector stays zero. The sum of squares is taken in float64, the result
-    is float32. No weights. Call: ``layer(inputs)``; returns float32 of the inputs' shape.
+    is float32. No weights. Call: ``layer(inputs)``; returns float32 of the inputs' shape
+    (the C++ row driver under "auto" and "cpp", the axes moved last; else NumPy).
     """
 
     supports_masking = True  # as in Keras
@@ -702,6 +706,8 @@ class UnitNormalization(_AxesNorm):
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         x, positions = self._input(inputs)
+        if _backend.resolve("unit_norm", None) == "cpp":
+            return _cpp_norm.unit_norm(x, positions)
         return _np_norm.unit_normalization(x, positions)
 
 
