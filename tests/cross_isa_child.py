@@ -105,6 +105,12 @@ def main():
         out[f"rms_norm_{n}"] = rms(xr)
         out[f"unit_norm_{n}"] = f.layers.UnitNormalization()(xr)
     out["unit_norm_axes"] = f.layers.UnitNormalization(axis=[0, 2])(randn(rng, 3, 7, 11))
+    # Resizing's taps (one plain C++ resampler): channel counts 1-4 (unrolled) and 5, bilinear
+    # and antialiased, shrinking and enlarging.
+    for c in (1, 3, 4, 5):
+        xi = randn(rng, 2, 13, 17, c, scale=3.0)
+        for aa in (False, True):
+            out[f"resize_{c}_{aa}"] = f.layers.Resizing(7, 29, antialias=aa)(xi)
     # GroupNormalization (one plain C++ driver for every ISA): pixels around its 256-pixel
     # chunks, channels first too.
     for pixels in (1, 255, 257):

@@ -203,7 +203,7 @@ def test_valid_without_output_padding_covers_a_stride_larger_than_the_kernel(rng
 
 @pytest.mark.parametrize("size", [(2, 2), (1, 3), (4, 1), (3, 5)])
 @pytest.mark.parametrize("shape", [(2, 4, 5, 3), (1, 1, 1, 2), (1, 7, 2, 1)])
-def test_bilinear_matches_torch_interpolate(size, shape, rng):
+def test_bilinear_matches_torch_interpolate(size, shape, rng, any_backend):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal(shape).astype(F32)
     want = torch.nn.functional.interpolate(
@@ -224,7 +224,7 @@ def test_nearest_repeats_each_pixel(rng):
     np.testing.assert_array_equal(cf, got.transpose(0, 3, 1, 2))
 
 
-def test_bilinear_keeps_constants_and_interpolates_a_ramp():
+def test_bilinear_keeps_constants_and_interpolates_a_ramp(any_backend):
     """Interpolation weights sum to 1 (a constant stays exact), and the clamped edges repeat
     the border value."""
     x = np.full((1, 3, 4, 2), 0.3, F32)

@@ -69,7 +69,7 @@ SIZES = [(1, 1, 5, 4), (5, 4, 1, 1), (7, 6, 7, 6), (17, 19, 8, 9), (8, 9, 17, 19
 @pytest.mark.parametrize("interpolation,antialias",
                          [("nearest", False), ("bilinear", False), ("bilinear", True)])
 @pytest.mark.parametrize("h,w,oh,ow", SIZES)
-def test_resize_matches_torch_interpolate(rng, h, w, oh, ow, interpolation, antialias):
+def test_resize_matches_torch_interpolate(any_backend, rng, h, w, oh, ow, interpolation, antialias):
     """PyTorch's interpolate is what Keras's Resizing runs on the torch backend."""
     x = rng.standard_normal((2, h, w, 3)).astype(F32)
     layer = L.Resizing(oh, ow, interpolation=interpolation, antialias=antialias)
@@ -102,7 +102,7 @@ def _bilinear_reference(x, oh, ow):
 
 
 @pytest.mark.parametrize("h,w,oh,ow", SIZES)
-def test_bilinear_against_the_definition(rng, h, w, oh, ow):
+def test_bilinear_against_the_definition(any_backend, rng, h, w, oh, ow):
     x = rng.standard_normal((1, h, w, 2)).astype(F32)
     got = L.Resizing(oh, ow)(x)
     # The source positions are float32 (as in PyTorch): an error of up to half a float32
@@ -121,7 +121,7 @@ def test_nearest_picks_the_pixel_holding_each_centre():
     np.testing.assert_array_equal(got, [1, 3, 5])
 
 
-def test_antialias_shrink_averages_every_input_pixel():
+def test_antialias_shrink_averages_every_input_pixel(any_backend):
     """Shrinking 4 -> 1 with antialias: the triangle of half-width 4 around the centre (2.0)
     weighs the pixel centres 0.5, 1.5, 2.5, 3.5 by 1 - 1.5/4, 1 - 0.5/4, ... (5 : 7 : 7 : 5);
     without antialias the two middle pixels only."""
@@ -132,7 +132,7 @@ def test_antialias_shrink_averages_every_input_pixel():
     assert plain == pytest.approx(3.0, rel=1e-6)
 
 
-def test_resize_same_size_returns_the_input_values_and_a_new_array():
+def test_resize_same_size_returns_the_input_values_and_a_new_array(any_backend):
     x = np.random.default_rng(0).standard_normal((2, 5, 6, 3)).astype(F32)
     for interpolation, antialias in (("bilinear", False), ("bilinear", True),
                                      ("nearest", False)):
@@ -553,7 +553,7 @@ def test_nearest_source_index_is_exact_at_ties():
     assert _nearest_taps(2, 235)[117] == 1
 
 
-def test_infinities_reach_the_outputs_that_read_them_as_in_torch():
+def test_infinities_reach_the_outputs_that_read_them_as_in_torch(any_backend):
     """An inf in the window of an output makes it inf (weight > 0) or NaN (inf * 0), also
     for the taps of weight 0 inside the window, as PyTorch computes them."""
     x = np.arange(12, dtype=F32).reshape(1, 1, 12, 1)
@@ -617,7 +617,7 @@ def test_an_absurd_size_is_refused_before_allocating(layer):
         layer(np.zeros((1, 2, 2, 3), F32))
 
 
-def test_a_large_antialiased_shrink_keeps_infinities_in_their_windows():
+def test_a_large_antialiased_shrink_keeps_infinities_in_their_windows(any_backend):
     """More than 32 taps per output (shrinking 40x) takes the output-by-output path: an inf
     reaches only the outputs whose window holds it, as in PyTorch."""
     x = np.arange(400, dtype=F32).reshape(1, 1, 400, 1)

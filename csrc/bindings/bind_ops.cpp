@@ -5,7 +5,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -118,6 +121,63 @@ py::array group_norm_nhwc(const py::array& x_in, const py::object& gamma_in,
     return std::move(y);
 }
 
+// `h` as a C-contiguous int64 array of shape `shape` (kept alive by *holder).
+const int64_t* require_i64_shape(const py::handle& h, const char* op, const char* arg,
+                                 std::initializer_list<int64_t> shape, py::array* holder) {
+    using IntArrayC = py::array_t<int64_t, py::array::c_style>;
+    if (!py::isinstance<py::array>(h))
+        throw py::type_error(std::string(op) + ": " + arg + " must be a numpy.ndarray, got " +
+                             type_name(h));
+    const py::array a = py::reinterpret_borrow<py::array>(h);
+    if (!a.dtype().equal(py::dtype::of<int64_t>()))
+        throw py::type_error(std::string(op) + ": " + arg + " must be an int64 array, got dtype " +
+                             py::str(a.dtype()).cast<std::string>());
+    if (!IntArrayC::check_(a) || !is_aligned(a))
+        throw py::value_error(std::string(op) + ": " + arg + " must be C-contiguous and aligned");
+    if (a.ndim() != static_cast<py::ssize_t>(shape.size()) ||
+        !std::equal(shape.begin(), shape.end(), a.shape()))
+        throw py::value_error(std::string(op) + ": " + arg + " must have shape " +
+                              shape_str(shape.begin(), shape.size()) + ", got " + shape_str(a));
+    *holder = a;
+    return static_cast<const int64_t*>(a.data());
+}
+
+py::array resample_axis(const py::array& x_in, const py::handle& idx_in, const py::handle& w_in,
+                        const py::handle& count_in) {
+    const char* op = "resample_axis";
+    const FloatArrayC x = require_f32(x_in, op, "x", 3);
+    const FloatArrayC w = require_f32(w_in, op, "w", 2);
+    const int64_t outer = x.shape(0), n_in = x.shape(1), inner = x.shape(2);
+    const int64_t n_out = w.shape(0), taps = w.shape(1);
+    if (taps < 1) throw py::value_error("resample_axis: w must have at least one tap per output");
+    py::array idx_arr, count_arr;
+    const int64_t* idx = require_i64_shape(idx_in, op, "idx", {n_out, taps}, &idx_arr);
+    const int64_t* count = require_i64_shape(count_in, op, "count", {n_out}, &count_arr);
+    for (int64_t j = 0; j < n_out; ++j) {
+        if (count[j] < 1 || count[j] > taps)
+            throw py::value_error("resample_axis: count[" + std::to_string(j) + "] = " +
+                                  std::to_string(count[j]) + " is not in [1, " +
+                                  std::to_string(taps) + "]");
+        for (int64_t k = 0; k < count[j]; ++k) {
+            const int64_t i = idx[j * taps + k];
+            if (i < 0 || i >= n_in)
+                throw py::value_error("resample_axis: idx[" + std::to_string(j) + ", " +
+                                      std::to_string(k) + "] = " + std::to_string(i) +
+                                      " is outside the axis of length " + std::to_string(n_in));
+        }
+    }
+    checked_mul(checked_mul(outer, n_out, op, "output size"), inner, op, "output size");
+    FloatArrayC y = new_f32({outer, n_out, inner});
+    const float* xp = x.data();
+    const float* wp = w.data();
+    float* yp = y.mutable_data();
+    call_without_gil_if(static_cast<double>(y.size()) * static_cast<double>(taps) >=
+                            static_cast<double>(kReleaseGilMinElements),
+                        [=] { fl::resample_axis(xp, yp, outer, n_in, inner, n_out, taps, idx, wp,
+                                                count); });
+    return std::move(y);
+}
+
 py::array pool2d(const py::array& x_in, const py::handle& pool_in, const py::handle& strides_in,
                  const py::handle& pads_in, bool average) {
     const char* op = "pool2d";
@@ -168,6 +228,13 @@ void bind_ops(py::module_& m) {
           "(n, oh, ow, c) array, oh = (h + top + bottom - pool rows) // stride rows + 1 "
           "(fl::pool2d_nhwc: the taps in NumPy's order, the same bits as the NumPy path except "
           "that denormal inputs count as zero).");
+    m.def("resample_axis", &resample_axis, py::arg("x"), py::arg("idx"), py::arg("w"),
+          py::arg("count"),
+          "Resampling along the middle axis of a C-contiguous float32 (outer, n_in, inner) array "
+          "(Resizing's taps): output j = sum over k < count[j] of x[:, idx[j, k]] * w[j, k], in "
+          "tap order, float32, no FMA (fl::resample_axis); idx (n_out, taps) int64 in [0, n_in), "
+          "w (n_out, taps) float32, count (n_out,) int64 in [1, taps]. Returns a new float32 "
+          "(outer, n_out, inner) array, the same bits on every ISA.");
     m.def("group_norm_nhwc", &group_norm_nhwc, py::arg("x"), py::arg("gamma") = py::none(),
           py::arg("beta") = py::none(), py::arg("groups") = 1, py::arg("epsilon") = 1e-3,
           "GroupNormalization of x (N, pixels, C) float32 C-contiguous: groups of C / groups "

@@ -42,6 +42,7 @@ CPP_OPS = frozenset(
         "group_norm",
         "rms_norm",
         "unit_norm",
+        "resize",
     }
 )
 

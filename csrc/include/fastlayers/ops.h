@@ -61,6 +61,18 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n);
 void group_norm_nhwc(const float* x, const float* gamma, const float* beta, float* y,
                      int64_t n, int64_t pixels, int64_t c, int64_t groups, float epsilon);
 
+// Resampling along one axis (csrc/ops/resize.cpp; Keras Resizing, bilinear UpSampling2D):
+// x (outer, n_in, inner) -> y (outer, n_out, inner), row-major contiguous, not overlapping.
+// Output position j takes count[j] (1 <= count[j] <= taps) taps idx[j * taps + k] in
+// [0, n_in) with weights w[j * taps + k]:
+//   y = x[idx0] * w0; y = y + x[idxk] * wk for 0 < k < count[j]; y = y + 0 if count[j] < taps
+// in float32 without FMA, every counted tap included (weight 0 too: inf * 0 = NaN). Plain C++
+// compiled once: identical bits on every ISA and for any thread count. The caller checks the
+// indices and counts (the binding does). An empty x or y is a no-op.
+void resample_axis(const float* x, float* y, int64_t outer, int64_t n_in, int64_t inner,
+                   int64_t n_out, int64_t taps, const int64_t* idx, const float* w,
+                   const int64_t* count);
+
 // Pooling windows over an NHWC input (csrc/ops/pooling.cpp): input (n, h, w, c), window
 // (ph, pw), strides (sh, sw), padding before the first row / column (top, left), output
 // (n, oh, ow, c). Window (i, j) covers input rows i * sh - top + [0, ph) and columns

@@ -1,8 +1,11 @@
 """Upsampling by whole factors (Keras ``UpSampling1D/2D``; docs/semantics.md §25) and
 resizing to any size (Keras ``Resizing``, ``CenterCrop``; docs/semantics.md §27).
 
-Memory-bound data movement with a few multiply-adds per output value, so there is no C++
-kernel: every backend runs this code.
+The taps (which input pixels and weights make each output pixel) are computed here for
+both paths; the C++ path applies them with the core's ``resample_axis``
+(fastlayers/_cpp/resize.py, passed as ``apply_taps``), in the same order as
+:func:`_apply_taps`. Nearest-neighbour upsampling and resizing are gathers, NumPy on both
+paths.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ def upsample_nearest(x, factors):
     return y.reshape(n, h * fh, w * fw, c)
 
 
-def upsample_bilinear(x, factors):
+def upsample_bilinear(x, factors, apply_taps=None):
     """Bilinear interpolation with half-pixel centres, no antialiasing: x (N, H, W, C) ->
     (N, H*fh, W*fw, C). Output row i samples input row p = max((i + 0.5) / fh - 0.5, 0):
     rows lo = floor(p) and hi = min(lo + 1, H - 1), weights 1 - t and t with t = p - lo
     (what TensorFlow's, JAX's and PyTorch's resizes give when enlarging). The taps of
     :func:`resize_images`: positions in float32 as PyTorch computes them, columns first.
     Always a new array."""
-    return resize_images(x, (x.shape[1] * factors[0], x.shape[2] * factors[1]), "bilinear")
+    return resize_images(x, (x.shape[1] * factors[0], x.shape[2] * factors[1]), "bilinear",
+                         apply_taps=apply_taps)
 
 
 # ------------------------------------------------------------------ resizing to any size
@@ -119,13 +123,15 @@ def _apply_taps(x, idx, w, axis, valid=None):
     return y
 
 
-def resize_images(x, size, interpolation, antialias=False):
+def resize_images(x, size, interpolation, antialias=False, apply_taps=None):
     """x (N, H, W, C) float32 resized to (N, size[0], size[1], C), H, W >= 1.
 
     interpolation "nearest" (the input pixel whose extent holds each output pixel's
     centre) or "bilinear" (half-pixel centres, edges clamped; with ``antialias`` the
     triangle filter widens by the scale when shrinking, so every input pixel counts).
-    Columns first, then rows (PyTorch's order). Always a new array."""
+    Columns first, then rows (PyTorch's order). ``apply_taps`` (default :func:`_apply_taps`)
+    applies the bilinear taps along an axis, with its signature. Always a new array."""
+    apply_taps = _apply_taps if apply_taps is None else apply_taps
     y = x
     for axis, n_out in ((2, size[1]), (1, size[0])):
         n_in = y.shape[axis]
@@ -134,7 +140,7 @@ def resize_images(x, size, interpolation, antialias=False):
                 y = np.take(y, _nearest_taps(n_in, n_out), axis=axis)
         elif antialias:
             idx, w, valid = _antialias_taps(n_in, n_out)
-            y = _apply_taps(y, idx, w, axis, valid)
+            y = apply_taps(y, idx, w, axis, valid)
         else:  # also at the same size: weights 1 and 0, as PyTorch computes them
-            y = _apply_taps(y, *_linear_taps(n_in, n_out), axis)
+            y = apply_taps(y, *_linear_taps(n_in, n_out), axis)
     return y.copy() if y is x else y.astype(np.float32, copy=False)

@@ -6,8 +6,9 @@ Models often carry their preprocessing and augmentation inside (``Rescaling``, t
 ``RandomFlip`` and ``RandomRotation`` for training, ``Resizing`` to the network's size);
 these layers let such models load and run unchanged. Inputs are images, batched
 (N, H, W, C) or single (H, W, C) (channels first with ``data_format="channels_first"``),
-returned as float32. The resizes are NumPy code (fastlayers/_numpy/resize.py) under every
-backend: they move data, with a few multiply-adds per value.
+returned as float32. The resizes' taps are computed in fastlayers/_numpy/resize.py; the
+core's ``resample_axis`` applies the bilinear ones under "auto" and "cpp"
+(fastlayers/_cpp/resize.py), NumPy otherwise; nearest is a NumPy gather on both paths.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from .. import _checks
 from .. import _validation as V
+from .._cpp import resize as _cpp_resize
 from .._numpy import resize
 from .base import Layer, _bool, _positive_int
 from .core import _data_format
@@ -219,7 +221,7 @@ def _resized(owner: str, x: np.ndarray, size: tuple, interpolation: str,
     what = f"the output of resizing to {size[0]} x {size[1]}"
     _checks.elements(n * max(h, size[0]) * size[1] * c, owner, what)
     with V.allocating(owner, what):
-        return resize.resize_images(x, size, interpolation, antialias)
+        return resize.resize_images(x, size, interpolation, antialias, _cpp_resize.taps())
 
 
 def _crop_to_aspect(x: np.ndarray, th: int, tw: int) -> np.ndarray:

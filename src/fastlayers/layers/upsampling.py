@@ -1,7 +1,8 @@
 """Upsampling layers: UpSampling1D, UpSampling2D (docs/semantics.md §25).
 
-Data movement (nearest) or two multiply-adds per value (bilinear): the same NumPy code
-(``_numpy/resize.py``) under every backend.
+Data movement (nearest: NumPy under every backend) or two multiply-adds per value
+(bilinear: the taps of ``_numpy/resize.py``, applied by the core's ``resample_axis`` under
+"auto" and "cpp", ``_cpp/resize.py``, else by NumPy).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validation as V
+from .._cpp import resize as _cpp_resize
 from .._numpy import resize
 from .core import _data_format
 from .padding import _Spatial
@@ -84,9 +86,11 @@ class UpSampling2D(_Spatial):
         cf = self.data_format == "channels_first"
         x = self._nhwc(inputs, cf)
         nearest = self.interpolation == "nearest"
-        run = resize.upsample_nearest if nearest else resize.upsample_bilinear
         with V.allocating(self._owner(), f"the output of upsampling by {self.size}"):
-            y = run(np.ascontiguousarray(x), self.size)
+            if nearest:
+                y = resize.upsample_nearest(np.ascontiguousarray(x), self.size)
+            else:
+                y = resize.upsample_bilinear(x, self.size, _cpp_resize.taps())
         return self._back(y, cf)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
