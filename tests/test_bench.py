@@ -245,6 +245,25 @@ def _expected_flops(case):
         s = d["k"].shape[2]
         pairs = t * s if "causal" not in case.desc else t * (t + 1) / 2 + t * (s - t)
         return 4.0 * b * h * pairs * dim
+    if case.op == "rms_norm":
+        return 4.0 * d["x"].size
+    if case.op == "resize":  # a multiply-add per tap with a nonzero weight, per axis
+        with fastlayers.use_backend("numpy"):
+            out = case.call(d)
+        n, h, w, c = d["x"].shape
+        oh, ow = out.shape[1:3]
+
+        def taps(n_in, n_out):  # all outputs' taps: 2 each, or the antialias window's pixels
+            # (bounds in float64 here, float32 in the resize)
+            if "antialias" not in case.desc:
+                return 2 * n_out
+            scale = n_in / n_out
+            s = max(scale, 1.0)
+            centres = (np.arange(n_out) + 0.5) * scale
+            first = np.maximum((centres - s + 0.5).astype(int), 0)
+            return int(np.sum(np.minimum((centres + s + 0.5).astype(int), n_in) - first))
+
+        return 2.0 * n * c * (h * taps(w, ow) + ow * taps(h, oh))
     raise AssertionError(case.op)
 
 
@@ -258,6 +277,8 @@ def test_flop_counts(case):
     expected = _expected_flops(case)
     # The bench counts causal attention as half the T x S square: within 1/T of exact.
     rel = 1.0 / case.inputs["q"].shape[2] if "causal" in case.desc else 1e-12
+    if "antialias" in case.desc:  # the float32 window bounds can take a pixel more or less
+        rel = 0.02
     assert math.isclose(case.flops, expected, rel_tol=rel)
 
 

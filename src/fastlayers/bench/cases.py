@@ -19,6 +19,7 @@ import numpy as np
 import fastlayers as fl
 from fastlayers import _backend
 from fastlayers._checks import conv_transpose_length
+from fastlayers._numpy import resize
 
 from . import ort
 
@@ -385,6 +386,49 @@ def _softmax_case(cid, rows, n, quick=True):
     )
 
 
+def _rms_norm_case(cid, rows, n, quick=True):
+    def make(rng):
+        return {"x": _rand(rng, rows, n), "scale": _rand(rng, n) + F32(1.0)}
+
+    def call(d):
+        layer = d.get("layer")
+        if layer is None:
+            layer = d["layer"] = fl.layers.RMSNormalization(epsilon=1e-6)
+            layer.set_weights([d["scale"]])
+        return layer(d["x"])
+
+    def torch_prepare(d):
+        x, w = torch.from_numpy(d["x"]), torch.from_numpy(d["scale"])
+        return lambda: F.rms_norm(x, (n,), w, 1e-6)
+
+    # About 4 flops an element (square, add; multiply twice).
+    return Case(cid, "rms_norm", f"x ({rows}, {n}), last axis, scale", 4.0 * rows * n, make,
+                call, torch_prepare, quick)
+
+
+def _resize_case(cid, n, h, w, c, oh, ow, antialias, quick=True):
+    def make(rng):
+        return {"x": _rand(rng, n, h, w, c)}
+
+    def call(d):
+        return fl.layers.Resizing(oh, ow, antialias=antialias)(d["x"])
+
+    def torch_prepare(d):
+        x = torch.from_numpy(d["x"]).permute(0, 3, 1, 2)  # channels_last memory, as ours
+        return lambda: F.interpolate(x, size=(oh, ow), mode="bilinear", align_corners=False,
+                                     antialias=antialias).permute(0, 2, 3, 1)
+
+    def taps(n_in, n_out):  # the multiply-adds along an axis, all outputs
+        if not antialias:
+            return 2 * n_out
+        return int(resize._antialias_taps(n_in, n_out)[2].sum())
+
+    # A multiply-add per tap: columns on (n, h, ow, c), then rows on (n, oh, ow, c).
+    flops = 2.0 * n * c * (h * taps(w, ow) + ow * taps(h, oh))
+    desc = f"({n}, {h}, {w}, {c}) -> {oh}x{ow}, bilinear{', antialias' if antialias else ''}"
+    return Case(cid, "resize", desc, flops, make, call, torch_prepare, quick)
+
+
 # The shapes whose time the FMA units bound (enough multiply-adds per byte moved, inputs
 # reused from cache): every GEMM, dense with 64+ rows, the convs but the seed article's
 # 8-filter toy, the batched recurrent layers and long attention. dense-1, lstm-b1 and
@@ -456,4 +500,9 @@ def all_cases() -> list[Case]:
         # Added (docs/benchmarks.md §7): the softmax inside attn-256, and a tiny call (overhead).
         _softmax_case("softmax-attn256", 8 * 8 * 256, 256),
         _softmax_case("softmax-1x64", 1, 64),
+        # Added (docs/benchmarks.md §7): a transformer's RMSNormalization and an image model's
+        # input Resizing, plain and antialiased (memory-bound).
+        _rms_norm_case("rmsnorm-768", 32 * 128, 768),
+        _resize_case("resize-112", 4, 224, 224, 3, 112, 112, False),
+        _resize_case("resize-aa96", 4, 224, 224, 3, 96, 96, True),
     ]
