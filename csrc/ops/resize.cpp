@@ -47,10 +47,11 @@ template <int kInner>
 void resample_items(const float* x, float* y, int64_t n_in, int64_t inner, int64_t n_out,
                     int64_t taps, const int64_t* idx, const float* w, const int64_t* count,
                     int64_t i0, int64_t i1) {
+    int64_t o = i0 / n_out, j = i0 % n_out;  // item i = (o, j), stepped without dividing
     for (int64_t i = i0; i < i1; ++i) {
-        const int64_t o = i / n_out, j = i % n_out;
         resample_one<kInner>(x + o * n_in * inner, y + i * inner, inner, taps, idx + j * taps,
                              w + j * taps, count[j]);
+        if (++j == n_out) j = 0, ++o;
     }
 }
 

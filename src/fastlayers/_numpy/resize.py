@@ -10,6 +10,8 @@ paths.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -123,6 +125,17 @@ def _apply_taps(x, idx, w, axis, valid=None):
     return y
 
 
+@functools.lru_cache(maxsize=64)
+def _taps(kind: str, n_in: int, n_out: int):
+    """The taps of ``kind`` ("nearest", "linear", "antialias") for one axis, made once per
+    size pair (a model resizes its inputs to the same size call after call) and read-only."""
+    make = {"nearest": _nearest_taps, "linear": _linear_taps, "antialias": _antialias_taps}
+    made = make[kind](n_in, n_out)
+    for a in made if isinstance(made, tuple) else (made,):
+        a.setflags(write=False)
+    return made
+
+
 def resize_images(x, size, interpolation, antialias=False, apply_taps=None):
     """x (N, H, W, C) float32 resized to (N, size[0], size[1], C), H, W >= 1.
 
@@ -137,10 +150,10 @@ def resize_images(x, size, interpolation, antialias=False, apply_taps=None):
         n_in = y.shape[axis]
         if interpolation == "nearest":
             if n_in != n_out:  # (the same size maps each pixel to itself)
-                y = np.take(y, _nearest_taps(n_in, n_out), axis=axis)
+                y = np.take(y, _taps("nearest", n_in, n_out), axis=axis)
         elif antialias:
-            idx, w, valid = _antialias_taps(n_in, n_out)
+            idx, w, valid = _taps("antialias", n_in, n_out)
             y = apply_taps(y, idx, w, axis, valid)
         else:  # also at the same size: weights 1 and 0, as PyTorch computes them
-            y = apply_taps(y, *_linear_taps(n_in, n_out), axis)
+            y = apply_taps(y, *_taps("linear", n_in, n_out), axis)
     return y.copy() if y is x else y.astype(np.float32, copy=False)
