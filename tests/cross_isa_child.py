@@ -126,6 +126,13 @@ def main():
         out[f"pool_{average}"] = _core.pool2d(xp, (3, 2), (2, 3), (1, 1, 0, 1), average)
         out[f"pool_valid_{average}"] = _core.pool2d(xp, (2, 2), (2, 2), (0, 0, 0, 0), average)
 
+    # Adaptive pooling (plain C++): dividing and uneven windows, 1-D as a width of 1.
+    xa = randn(rng, 2, 13, 14, 5)
+    for average in (False, True):
+        out[f"adaptive_{average}"] = _core.adaptive_pool2d(xa, (5, 7), average)
+        out[f"adaptive_1d_{average}"] = _core.adaptive_pool2d(xa[:, :, :1].copy(), (4, 1),
+                                                             average)
+
     # Attention ops.
     q, v, kk = randn(rng, 2, 9, 24), randn(rng, 2, 37, 24), randn(rng, 2, 37, 24)
     qm, vm = rng.random((2, 9)) > 0.2, rng.random((2, 37)) > 0.2

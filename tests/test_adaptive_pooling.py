@@ -53,7 +53,7 @@ def _reference(x, out, mode):
 @pytest.mark.parametrize("h,w,oh,ow", [(1, 1, 1, 1), (1, 1, 3, 2), (7, 7, 7, 7), (13, 17, 5, 4),
                                        (16, 16, 15, 17), (31, 3, 2, 7), (224, 1, 7, 1)])
 @pytest.mark.parametrize("mode", ["max", "average"])
-def test_against_the_definition(rng, h, w, oh, ow, mode):
+def test_against_the_definition(any_backend, rng, h, w, oh, ow, mode):
     x = rng.standard_normal((2, h, w, 3)).astype(F32)
     cls = L.AdaptiveMaxPooling2D if mode == "max" else L.AdaptiveAveragePooling2D
     got = cls((oh, ow))(x)
@@ -65,14 +65,14 @@ def test_against_the_definition(rng, h, w, oh, ow, mode):
 
 
 @pytest.mark.parametrize("mode", ["max", "average"])
-def test_1d_is_2d_on_a_height_of_one(rng, mode):
+def test_1d_is_2d_on_a_height_of_one(any_backend, rng, mode):
     x = rng.standard_normal((2, 19, 4)).astype(F32)
     one = (L.AdaptiveMaxPooling1D if mode == "max" else L.AdaptiveAveragePooling1D)(7)
     two = (L.AdaptiveMaxPooling2D if mode == "max" else L.AdaptiveAveragePooling2D)((1, 7))
     np.testing.assert_array_equal(one(x), two(x[:, None])[:, 0])
 
 
-def test_special_values(rng):
+def test_special_values(any_backend, rng):
     import warnings
 
     x = rng.standard_normal((1, 4, 4, 2)).astype(F32)
@@ -87,6 +87,59 @@ def test_special_values(rng):
     assert np.isnan(avg[0, 0, 0, 0]) and avg[0, 1, 1, 1] == np.inf
     assert np.isnan(whole[0, 0, 0, 1])
     assert np.isnan(L.AdaptiveMaxPooling2D(2)(x)[0, 0, 0, 0])  # NaN propagates, as in torch
+
+
+_CLASSES = {("max", 1): L.AdaptiveMaxPooling1D, ("average", 1): L.AdaptiveAveragePooling1D,
+            ("max", 2): L.AdaptiveMaxPooling2D, ("average", 2): L.AdaptiveAveragePooling2D}
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no compiled core")
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("shape,out", [((2, 14, 14, 5), (7, 7)), ((1, 13, 17, 3), (5, 4)),
+                                       ((3, 7, 7, 1), (7, 7)), ((1, 5, 3, 17), (9, 8)),
+                                       ((2, 31, 29, 16), (1, 1)), ((2, 19, 4), (7,)),
+                                       ((1, 1, 2), (3,)), ((1, 224, 224, 3), (7, 7))])
+def test_cpp_gives_the_numpy_bits(rng, mode, shape, out):
+    """The same windows, the same float64 sums in the same order (rows, then columns), the
+    same max fold: identical results, the signs of zeros and NaN included, for 1 and 2
+    threads."""
+    x = rng.standard_normal(shape).astype(F32)
+    flat = x.reshape(-1)
+    flat[::7] = 0.0
+    flat[3::11] = -0.0
+    flat[5::97] = np.nan
+    flat[6::89] = np.inf
+    layer = _CLASSES[mode, len(out)](out)
+    with fl.use_backend("numpy"):
+        want = layer(x)
+    before = fl.get_num_threads()
+    try:
+        with fl.use_backend("cpp"):
+            got = [fl.set_num_threads(t) or layer(x) for t in (1, 2)]
+    finally:
+        fl.set_num_threads(before)
+    for g in got:
+        assert g.dtype == F32 and g.shape == want.shape
+        np.testing.assert_array_equal(g, want)
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(want))
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no compiled core")
+@pytest.mark.parametrize("args, error, match", [
+    ((np.ones((1, 2, 2, 3)), (1, 1), True), TypeError, "float32"),
+    ((np.ones((2, 2, 3), F32), (1, 1), True), ValueError, "ndim 4"),
+    ((np.ones((1, 2, 2, 3), F32), (0, 1), True), ValueError, "output_size must be >= 1"),
+    ((np.ones((1, 2, 2, 3), F32), (1, -4), False), ValueError, "output_size must be >= 1"),
+    ((np.ones((1, 0, 2, 3), F32), (1, 1), False), ValueError, "empty spatial axis"),
+    ((np.ones((1, 2, 2, 3), F32), (2**31, 1), False), ValueError, "below 2"),
+    ((np.ones((1, 2, 2, 3), F32), (2**30, 2**30), False), ValueError, "too big"),
+    ((np.ones((4, 1, 1, 2**20), F32), (2**30, 2**30), False), ValueError, "overflows int64"),
+    ((np.ones((1, 2, 2, 3), F32), (1, 2, 3), False), ValueError, "output_size"),
+    ((np.ones((1, 4, 2, 3), F32)[:, ::2], (1, 1), False), ValueError, "C-contiguous"),
+])
+def test_binding_refuses_bad_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        fl._backend._core.adaptive_pool2d(*args)
 
 
 @pytest.mark.parametrize("make", [lambda: L.AdaptiveAveragePooling2D(3),

@@ -218,9 +218,42 @@ py::array pool2d(const py::array& x_in, const py::handle& pool_in, const py::han
     return std::move(y);
 }
 
+py::array adaptive_pool2d(const py::array& x_in, const py::handle& out_in, bool average) {
+    const char* op = "adaptive_pool2d";
+    const FloatArrayC x = require_f32(x_in, op, "x", 4);
+    const auto out = int64_args<2>(out_in, op, "output_size");
+    const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
+    if (out[0] < 1 || out[1] < 1)
+        throw py::value_error("adaptive_pool2d: output_size must be >= 1, got (" +
+                              std::to_string(out[0]) + ", " + std::to_string(out[1]) + ")");
+    if (h < 1 || w < 1)
+        throw py::value_error("adaptive_pool2d: x has an empty spatial axis, shape " +
+                              shape_str(x));
+    // i * h in the window bounds stays within int64
+    constexpr int64_t kMaxSide = int64_t(1) << 31;
+    if (h >= kMaxSide || w >= kMaxSide || out[0] >= kMaxSide || out[1] >= kMaxSide)
+        throw py::value_error("adaptive_pool2d: sizes must be below 2**31");
+    checked_mul(checked_mul(checked_mul(n, out[0], op, "output size"), out[1], op,
+                            "output size"), c, op, "output size");
+    FloatArrayC y = new_f32({n, out[0], out[1], c});
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    const int64_t oh = out[0], ow = out[1];
+    call_without_gil_if(static_cast<int64_t>(x.size()) >= kReleaseGilMinElements, [=] {
+        fl::adaptive_pool2d_nhwc(xp, n, h, w, c, oh, ow, average, yp);
+    });
+    return std::move(y);
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
+    m.def("adaptive_pool2d", &adaptive_pool2d, py::arg("x"), py::arg("output_size"),
+          py::arg("average"),
+          "Adaptive max (average=False) or average pooling of a C-contiguous float32 (n, h, w, c) "
+          "array to (n, oh, ow, c): output (i, j) pools rows [floor(i h / oh), ceil((i + 1) h / "
+          "oh)) and the columns alike (fl::adaptive_pool2d_nhwc: averages in double, rows then "
+          "columns, the NumPy path's bits).");
     m.def("pool2d", &pool2d, py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("pads"),
           py::arg("average"),
           "Max (average=False) or average pooling of a C-contiguous float32 (n, h, w, c) array; "

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
@@ -142,6 +143,78 @@ void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) 
                 pool_row_clipped(g, x, t / g.oh, t % g.oh, average, yt);
             else
                 pool_row_taps(g, x, t / g.oh, t % g.oh, average, yt);
+        }
+    });
+}
+
+// Adaptive pooling (Keras AdaptiveMax/AveragePooling1D/2D, PyTorch's AdaptiveAvgPool2d ...):
+// output (i, j) pools input rows [floor(i h / oh), ceil((i + 1) h / oh)) and columns
+// [floor(j w / ow), ceil((j + 1) w / ow)). The NumPy path (fastlayers/_numpy/pooling.py) pools
+// the rows first, then the columns, and this does the same per output pixel, so the two give
+// the same bits (denormals aside, FTZ/DAZ):
+//   average: per column q of the window, s_q = 0 + x[r0, q] + x[r0 + 1, q] + ... in double
+//            (NumPy's float64 sum along an axis adds the rows in order, from 0), then
+//            y = (float)((0 + s_q0 + s_q1 + ...) / (rows * columns));
+//   max:     the fold of pool2d (NaN propagates) over each column's rows, then over the
+//            columns (NumPy's order, which decides between -0 and +0).
+// kB channels of an adaptive average window (rows x cols taps; row_stride and col_stride
+// between taps): the column sums and the window's sum kept in registers, in double, in the
+// order stated above.
+constexpr int kAvgBlock = 8;
+
+template <int kB>
+inline void adaptive_average_block(const float* xw, int64_t rows, int64_t cols,
+                                   int64_t row_stride, int64_t col_stride, double size,
+                                   float* out) {
+    double acc[kB] = {0.0};
+    for (int64_t q = 0; q < cols; ++q) {
+        double col[kB] = {0.0};
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* t = xw + r * row_stride + q * col_stride;
+            for (int j = 0; j < kB; ++j) col[j] += static_cast<double>(t[j]);
+        }
+        for (int j = 0; j < kB; ++j) acc[j] += col[j];
+    }
+    for (int j = 0; j < kB; ++j) out[j] = static_cast<float>(acc[j] / size);
+}
+
+void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                          int64_t oh, int64_t ow, bool average, float* y) {
+    const int64_t rows = n * oh;
+    if (rows <= 0 || ow <= 0 || c <= 0 || h <= 0 || w <= 0) return;
+    // Taps per output row: ow windows of at most ceil(h / oh) + 1 rows, ceil(w / ow) + 1 cols.
+    const double row_taps = static_cast<double>(ow) * static_cast<double>(c) *
+                            static_cast<double>(h / oh + 2) * static_cast<double>(w / ow + 2);
+    const int64_t min_rows =
+        row_taps >= kMinElementsPerTask ? 1 : static_cast<int64_t>(kMinElementsPerTask / row_taps);
+    parallel_for(rows, min_rows, [=](int64_t t0, int64_t t1) {
+        std::vector<float> colmax(average ? 0 : c);
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t b = t / oh, i = t % oh;
+            const int64_t r0 = i * h / oh, r1 = ((i + 1) * h + oh - 1) / oh;
+            for (int64_t j = 0; j < ow; ++j) {
+                const int64_t q0 = j * w / ow, q1 = ((j + 1) * w + ow - 1) / ow;
+                float* out = y + (t * ow + j) * c;
+                if (!average) {  // each column's rows, then the columns (ties: -0 vs +0)
+                    for (int64_t q = q0; q < q1; ++q) {
+                        const float* xq = x + ((b * h + r0) * w + q) * c;
+                        float* m = q == q0 ? out : colmax.data();
+                        std::copy(xq, xq + c, m);
+                        for (int64_t r = r0 + 1; r < r1; ++r)
+                            fold_max(m, x + ((b * h + r) * w + q) * c, c);
+                        if (q != q0) fold_max(out, m, c);
+                    }
+                    continue;
+                }
+                const double size = static_cast<double>(r1 - r0) * static_cast<double>(q1 - q0);
+                const float* xw = x + ((b * h + r0) * w + q0) * c;  // the window's first tap
+                int64_t k = 0;
+                for (; k + kAvgBlock <= c; k += kAvgBlock)
+                    adaptive_average_block<kAvgBlock>(xw + k, r1 - r0, q1 - q0, w * c, c, size,
+                                                      out + k);
+                for (; k < c; ++k)
+                    adaptive_average_block<1>(xw + k, r1 - r0, q1 - q0, w * c, c, size, out + k);
+            }
         }
     });
 }

@@ -43,6 +43,7 @@ CPP_OPS = frozenset(
         "rms_norm",
         "unit_norm",
         "resize",
+        "adaptive_pool",
     }
 )
 

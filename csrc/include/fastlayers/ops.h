@@ -61,6 +61,15 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n);
 void group_norm_nhwc(const float* x, const float* gamma, const float* beta, float* y,
                      int64_t n, int64_t pixels, int64_t c, int64_t groups, float epsilon);
 
+// Adaptive max or average pooling of NHWC x (n, h, w, c) to y (n, oh, ow, c), row-major
+// contiguous (csrc/ops/pooling.cpp): output (i, j) pools rows [floor(i h / oh),
+// ceil((i + 1) h / oh)) and columns [floor(j w / ow), ceil((j + 1) w / ow)). Average: the
+// sum of each column's rows, then of those, in double, divided by the window's size and
+// rounded once; max: NaN propagates. Plain C++ compiled once: identical bits on every ISA and thread count, and the
+// NumPy path's bits. oh, ow >= 1 when h, w >= 1; an empty x or y is a no-op.
+void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                          int64_t oh, int64_t ow, bool average, float* y);
+
 // Resampling along one axis (csrc/ops/resize.cpp; Keras Resizing, bilinear UpSampling2D):
 // x (outer, n_in, inner) -> y (outer, n_out, inner), row-major contiguous, not overlapping.
 // Output position j takes count[j] (1 <= count[j] <= taps) taps idx[j * taps + k] in

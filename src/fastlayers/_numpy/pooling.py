@@ -112,18 +112,21 @@ def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
 
 def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
     """Adaptive max or average pooling of x (N, *spatial, C) to (N, *output_size, C), one
-    spatial axis after the other (the windows are products of per-axis windows; an average of
-    equal-width averages is the average of the rectangle). Averages sum in float64. An axis
-    that ``out`` divides has disjoint windows of in / out: one reshaped reduction (14 -> 7,
-    torchvision's VGG; the same windows and values, about twice as fast)."""
+    spatial axis after the other (the windows are products of per-axis windows). An average
+    sums its window in float64, the first axis's inputs, then those sums along the next, and
+    divides once by the window's size (as PyTorch, which sums in double). An axis that ``out``
+    divides has disjoint windows of in / out: one reshaped reduction (14 -> 7, torchvision's
+    VGG; the same windows and values, about twice as fast)."""
     y = x
+    counts = []
     for axis, out in enumerate(output_size, start=1):
         n_in = y.shape[axis]
         with np.errstate(invalid="ignore"):  # +inf and -inf in one window: NaN, no warning
             if n_in % out == 0:
                 split = y.reshape(*y.shape[:axis], out, n_in // out, *y.shape[axis + 1:])
                 y = (split.max(axis=axis + 1) if mode == "max"
-                     else split.mean(axis=axis + 1, dtype=np.float64))
+                     else split.sum(axis=axis + 1, dtype=np.float64))
+                counts.append(np.full(out, n_in // out))
                 continue
             start, end = adaptive_windows(n_in, out)
             parts = []
@@ -131,6 +134,13 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
                 index = (slice(None),) * axis + (slice(s, e),)
                 window = y[index]
                 parts.append(window.max(axis=axis, keepdims=True) if mode == "max"
-                             else window.mean(axis=axis, keepdims=True, dtype=np.float64))
+                             else window.sum(axis=axis, keepdims=True, dtype=np.float64))
             y = np.concatenate(parts, axis=axis)
+            counts.append(end - start)
+    if mode != "max":  # the window sizes, (*output_size), broadcast over N and C
+        size = counts[0].astype(np.float64)
+        for c in counts[1:]:
+            size = np.multiply.outer(size, c)
+        with np.errstate(invalid="ignore"):
+            y /= size[..., None]  # in place: y is a float64 sum made above
     return y.astype(F32, copy=True) if y is x else y.astype(F32, copy=False)

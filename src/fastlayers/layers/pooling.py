@@ -2,8 +2,9 @@
 adaptive poolings (AdaptiveMaxPooling1D/2D, AdaptiveAveragePooling1D/2D).
 
 Max and average pooling run ``functional.run_pool2d``: the C++ kernel (csrc/ops/pooling.cpp)
-or ``fastlayers/_numpy/pooling.py``, which give the same bits. The global and adaptive
-poolings are NumPy reductions under every backend (docs/semantics.md §21).
+or ``fastlayers/_numpy/pooling.py``, which give the same bits. The adaptive poolings run the
+core's ``adaptive_pool2d`` under "auto" and "cpp", else NumPy, again with the same bits. The
+global poolings are NumPy reductions under every backend (docs/semantics.md §21).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks
+from .. import _backend, _checks
 from .. import _validation as V
 from .. import functional as F
+from .._cpp import pooling as _cpp_pooling
 from .._numpy import pooling as P
 from .base import Layer, _bool
 from .core import _data_format
@@ -393,7 +395,10 @@ class _AdaptivePooling(Layer):
                          f"the first axis pooled to {out[0]}")
         _checks.elements(n * math.prod(out) * c, owner, f"the output of pooling to {out}")
         with V.allocating(owner, f"the output of pooling to {out}"):
-            y = P.adaptive_pool(x, out, self.mode)
+            if _backend.resolve("adaptive_pool", None) == "cpp":
+                y = _cpp_pooling.adaptive_pool(x, out, self.mode)
+            else:
+                y = P.adaptive_pool(x, out, self.mode)
         return np.ascontiguousarray(np.moveaxis(y, -1, 1) if cf else y)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
