@@ -746,6 +746,95 @@ def check_conv1d(
     )
 
 
+def depth_geometry(op, d, kd, sd, dd, pad):
+    """Along the depth axis of a 3D convolution or pooling: (output depth, pad before, pad
+    after) for ``d`` inputs, a window of ``kd`` taps dilated by ``dd``, stride ``sd`` and
+    padding "valid" or "same" (the extra step of odd padding after, as TensorFlow)."""
+    eff = (kd - 1) * dd + 1
+    if pad == "valid":
+        if d < eff:
+            raise ValueError(
+                f"{op}: with padding 'valid' the input depth {d} is smaller than the dilated "
+                f"window {eff}; the output would be empty"
+            )
+        return (d - eff) // sd + 1, 0, 0
+    od = -(-d // sd)
+    total = max((od - 1) * sd + eff - d, 0)
+    return od, total // 2, total - total // 2
+
+
+def depth_stack(op, x, taps, od, sd, dd, pads, groups):
+    """x (N, D, H, W, C) as (N * od, H, W, taps * C): output depth step o reads input depths
+    o * sd + a * dd - pads[0], a < taps (zeros outside), stacked along the channels group by
+    group ([group][tap][channel of the group]), so that a 2D convolution with ``groups`` over
+    it is the 3D one (docs/semantics.md §30). A new array."""
+    n, d, h, w, c = x.shape
+    C.elements(n * od * h * w * taps * c, op, "the depth-stacked input")
+    with allocating(op, "the depth-stacked input"):
+        xp = np.pad(x, ((0, 0), pads, (0, 0), (0, 0), (0, 0))) if any(pads) else x
+        out = np.empty((n, od, h, w, groups, taps, c // groups), np.float32)
+        for a in range(taps):
+            first = a * dd
+            src = xp[:, first:first + (od - 1) * sd + 1:sd]
+            out[:, :, :, :, :, a, :] = src.reshape(n, od, h, w, groups, c // groups)
+    return out.reshape(n * od, h, w, taps * c)
+
+
+def conv3d_kernel4(kernel: np.ndarray) -> np.ndarray:
+    """A Conv3D kernel (kd, kh, kw, cg, F) as the conv2d kernel (kh, kw, kd * cg, F) of
+    :func:`depth_stack`'s channel order (a copy)."""
+    kd, kh, kw, cg, f = kernel.shape
+    return np.ascontiguousarray(kernel.transpose(1, 2, 0, 3, 4)).reshape(kh, kw, kd * cg, f)
+
+
+def check_conv3d(
+    x,
+    kernel,
+    bias,
+    strides,
+    padding,
+    dilation_rate,
+    groups,
+    activation,
+    *,
+    op="conv3d",
+    x_name="x",
+    channels_first=False,
+    build: Build = None,
+):
+    """Conv3D as a conv2d over the depth-stacked input (:func:`depth_stack`): (Conv2DArgs
+    with x (N * OD, H, W, kd * C) and kernel (kh, kw, kd * cg, F), OD). With channels_first,
+    x is (N, C, D, H, W)."""
+    x = C.array(x, op, x_name)
+    C.rank(x, op, x_name, 5, "(N, C, D, H, W)" if channels_first else
+           "(batch, depth, height, width, channels)")
+    if build is not None:
+        kernel, bias = build(x.shape)
+    x = _to_channels_last(x, channels_first)
+    kernel = C.array(kernel, op, "kernel")
+    bias = C.optional_array(bias, op, "bias")
+    act = C.activation(activation, op)
+    C.rank(kernel, op, "kernel", 5, "(kd, kh, kw, in_channels // groups, filters)")
+    sd, sh, sw = C.int_tuple(strides, op, "strides", n=3, maximum=C.MAX_INT32)
+    dd, dh, dw = C.int_tuple(dilation_rate, op, "dilation_rate", n=3, maximum=C.MAX_INT32)
+    kd, kh, kw, cg, f = kernel.shape
+    n, d, h, w, c = x.shape
+    # conv2d's checks (padding, groups, channels, the kernel's shape) on a depth slice first
+    C.conv2d_geometry(op, (n, h, w, c), (kh, kw, cg, f), (sh, sw), padding, (dh, dw), groups)
+    if max(sd, sh, sw) > 1 and max(dd, dh, dw) > 1:
+        raise ValueError(
+            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
+            f"got strides {(sd, sh, sw)} and dilation_rate {(dd, dh, dw)}"
+        )
+    if d < 1 or kd < 1:
+        raise ValueError(f"{op}: empty depth: inputs {x.shape}, kernel {kernel.shape}")
+    od, front, back = depth_geometry(op, d, kd, sd, dd, padding.lower())
+    stacked = depth_stack(op, x, kd, od, sd, dd, (front, back), int(groups))
+    args = _conv2d_args(op, stacked, conv3d_kernel4(kernel), bias, (sh, sw), padding,
+                        (dh, dw), groups, act)
+    return args, od
+
+
 def depthwise_kernel4(kernel: np.ndarray) -> np.ndarray:
     """A depthwise kernel (kh, kw, C, m) as a conv2d kernel (kh, kw, 1, C * m) for groups = C:
     output channel c * m + j reads input channel c (Keras's order). A view."""

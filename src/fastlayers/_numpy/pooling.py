@@ -102,6 +102,26 @@ def avg_pool2d(x: np.ndarray, pool, strides, pads, out_hw) -> np.ndarray:
     return y
 
 
+def pool_depth(x: np.ndarray, pool: int, stride: int, pads: tuple, out: int,
+               average: bool) -> np.ndarray:
+    """The depth step of 3D pooling: x (N, D, ...) (each depth slice pooled in 2D already)
+    -> (N, out, ...), output o over depths o * stride - pads[0] ... + pool - 1 inside [0, D).
+    Max: padding is -inf (it never wins; NaN propagates). Average: the mean of the covered
+    slices (padding not counted), summed in float32 in depth order."""
+    d = x.shape[1]
+    fill = np.float32(0.0) if average else np.float32(-np.inf)
+    xp = np.pad(x, ((0, 0), pads) + ((0, 0),) * (x.ndim - 2), constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(xp, pool, axis=1)[:, ::stride][:, :out]
+    if not average:
+        return np.ascontiguousarray(windows.max(axis=-1))
+    covered = np.pad(np.ones(d, np.float32), pads)
+    counts = np.lib.stride_tricks.sliding_window_view(covered, pool)[::stride][:out].sum(axis=1)
+    with np.errstate(invalid="ignore"):  # +inf and -inf in one window: NaN, no warning
+        total = windows.sum(axis=-1, dtype=np.float32)
+    shape = (1, out) + (1,) * (x.ndim - 2)
+    return np.ascontiguousarray(total / counts.reshape(shape), dtype=np.float32)
+
+
 def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch's adaptive pooling windows along one axis: output i pools input
     [floor(i * size / out), ceil((i + 1) * size / out)) (Keras's adaptive pooling layers run

@@ -42,20 +42,25 @@ from ..layers import (
     Add,
     AveragePooling1D,
     AveragePooling2D,
+    AveragePooling3D,
     Bidirectional,
     Concatenate,
     Conv1D,
     Conv1DTranspose,
     Conv2D,
     Conv2DTranspose,
+    Conv3D,
     Cropping1D,
     Cropping2D,
     Dense,
     Embedding,
     GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalMaxPooling3D,
     GroupNormalization,
     MaxPooling1D,
     MaxPooling2D,
+    MaxPooling3D,
     Multiply,
     Permute,
     Reshape,
@@ -66,6 +71,7 @@ from ..layers import (
     UpSampling2D,
     ZeroPadding1D,
     ZeroPadding2D,
+    ZeroPadding3D,
 )
 from ..layers.base import _positive_int
 from ..models.base import BaseModel, _Progress
@@ -691,6 +697,25 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _triple(v: Any) -> tuple[int, int, int]:
+    return (int(v),) * 3 if isinstance(v, int) else tuple(int(e) for e in v)
+
+
+def _pool3d_problem(mod: Any) -> str | None:
+    """Why a MaxPool3d / AvgPool3d converts not (Keras's "valid" 3D pooling only), or None."""
+    if _triple(mod.padding) != (0, 0, 0):
+        return f"padding={mod.padding!r} (0 only)"
+    if _triple(getattr(mod, "dilation", 1)) != (1, 1, 1):
+        return f"dilation={mod.dilation!r} (1 only)"
+    if mod.ceil_mode:
+        return "ceil_mode=True"
+    if getattr(mod, "return_indices", False):
+        return "return_indices=True"
+    if getattr(mod, "divisor_override", None):
+        return f"divisor_override={mod.divisor_override!r}"
+    return None
+
+
 def _public_name(torch: Any, cls: type) -> str:
     for mod_name, mod in (("torch.nn", torch.nn),):
         if getattr(mod, cls.__name__, None) is cls:
@@ -785,7 +810,19 @@ class _Converter:
             why = _resize_arguments_problem(mod.size, mod.scale_factor, mod.mode, False)
             if why:
                 no(why)
-        elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(mod, nn.Conv3d):
+            if mod.padding_mode != "zeros":
+                no(f"padding_mode={mod.padding_mode!r} (zeros only for Conv3d)")
+        elif isinstance(mod, (nn.MaxPool3d, nn.AvgPool3d)):
+            why = _pool3d_problem(mod)
+            if why:
+                no(why)
+        elif isinstance(mod, (nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)):
+            if _triple(mod.output_size) != (1, 1, 1):
+                no(f"output_size={mod.output_size!r} (1 only for the 3D adaptive pools)")
+            if getattr(mod, "return_indices", False):
+                no("return_indices=True")
+        elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
             if not mod.track_running_stats or mod.running_mean is None:
                 no("track_running_stats=False (batch statistics at inference)")
         elif isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
@@ -841,7 +878,9 @@ class _Converter:
 
     def _module_known(self, mod: Any) -> bool:
         nn = self.nn
-        known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
+        known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d,
+                 nn.BatchNorm3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d,
+                 nn.AdaptiveMaxPool3d,
                  nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.GELU,
                  nn.Softmax, nn.LeakyReLU, nn.PReLU, nn.MaxPool2d, nn.AvgPool2d,
                  nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
@@ -919,7 +958,7 @@ class _Converter:
         self.fold = self.fuse = None
         nn = self.nn
         mod = self.gm.get_submodule(node.target)
-        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             return []
         calls = [n for n in self.gm.graph.nodes
                  if n.op == "call_module" and n.target == node.target]
@@ -930,7 +969,8 @@ class _Converter:
         user = self._only_user(node)
         if user is not None and user.op == "call_module" and not isinstance(mod, nn.Linear):
             bn = self.gm.get_submodule(user.target)
-            kind = nn.BatchNorm1d if isinstance(mod, nn.Conv1d) else nn.BatchNorm2d
+            kind = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d,
+                    nn.Conv3d: nn.BatchNorm3d}[type(mod)]
             if isinstance(bn, kind) and bn.track_running_stats and bn.running_mean is not None:
                 self.fold = bn
                 done.append(user)
@@ -1037,13 +1077,25 @@ class _Converter:
             return self.conv2d(qual, mod, args[0])
         if isinstance(mod, nn.Conv1d):
             return self.conv1d(qual, mod, args[0])
+        if isinstance(mod, nn.Conv3d):
+            return self.conv3d(qual, mod, args[0])
+        if isinstance(mod, (nn.MaxPool3d, nn.AvgPool3d)):
+            return self.pool3d(qual, mod, args[0])
+        if isinstance(mod, (nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)):
+            t = _to_cl(self._tensor(args[0], qual))
+            if t.ndim != 5:
+                raise TorchConversionError(f"from_torch: {qual} ({name}) needs a batched 5-D "
+                                           f"input, got rank {t.ndim}")
+            cls = GlobalMaxPooling3D if isinstance(mod, nn.AdaptiveMaxPool3d) \
+                else GlobalAveragePooling3D
+            return _T(cls(keepdims=True)(t.sym), True)
         if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
             return self.conv_transpose(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Upsample):
             return self.upsample(args[0], mod.size, mod.scale_factor, mod.mode,
                                  mod.align_corners, what=f"{qual} ({name})",
                                  recompute_scale_factor=mod.recompute_scale_factor)
-        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
             return self.batch_norm(mod, args[0])
         if isinstance(mod, nn.LayerNorm):
             return self.layer_norm(mod, args[0])
@@ -1116,8 +1168,9 @@ class _Converter:
 
     def _conv(self, qual: str, mod: Any, t: _T, kernel: np.ndarray, ks: tuple, stride: tuple,
               dilation: tuple, padding: Any) -> _T:
-        """A Conv1D on an NLC or a Conv2D on an NHWC tensor (by len(ks)), with PyTorch's
-        integer padding (zero padding + "valid") and stride together with dilation."""
+        """A Conv1D on an NLC, a Conv2D on an NHWC or a Conv3D on an NDHWC tensor (by
+        len(ks)), with PyTorch's integer padding (zero padding + "valid") and stride together
+        with dilation."""
         rank = len(ks)
         x = t.sym
         if isinstance(padding, str):
@@ -1126,11 +1179,13 @@ class _Converter:
             pad_mode = "valid"
             if any(padding):
                 pads = tuple((p, p) for p in padding)
-                x = (ZeroPadding2D(pads) if rank == 2 else ZeroPadding1D(pads[0]))(x)
+                pad_cls = {1: lambda: ZeroPadding1D(pads[0]), 2: lambda: ZeroPadding2D(pads),
+                           3: lambda: ZeroPadding3D(pads)}[rank]
+                x = pad_cls()(x)
         both = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
         layer = self.layers.get(qual)
         if layer is None:
-            cls = Conv2D if rank == 2 else Conv1D
+            cls = {1: Conv1D, 2: Conv2D, 3: Conv3D}[rank]
             layer = cls(mod.out_channels, ks, strides=(1,) * rank if both else stride,
                         padding=pad_mode, dilation_rate=dilation, groups=mod.groups,
                         use_bias=mod.bias is not None or self.fold is not None,
@@ -1168,6 +1223,36 @@ class _Converter:
             _pair(mod.padding)
         return self._conv(qual, mod, t, kernel, _pair(mod.kernel_size), _pair(mod.stride),
                           _pair(mod.dilation), pad)
+
+    def conv3d(self, qual: str, mod: Any, x: Any) -> _T:
+        if mod.padding_mode != "zeros":
+            raise TorchConversionError(f"from_torch: {qual} (Conv3d): padding_mode="
+                                       f"{mod.padding_mode!r} is not supported")
+        t = _to_cl(self._tensor(x, qual))
+        if t.ndim != 5:
+            raise TorchConversionError(f"from_torch: {qual} (Conv3d) needs a 5-D (N, C, D, H, "
+                                       f"W) input, got rank {t.ndim}")
+        kernel = _np(mod.weight).transpose(2, 3, 4, 1, 0)  # (F, C/g, kd, kh, kw) -> Keras's
+        pad = mod.padding if isinstance(mod.padding, str) else _triple(mod.padding)
+        return self._conv(qual, mod, t, kernel, _triple(mod.kernel_size), _triple(mod.stride),
+                          _triple(mod.dilation), pad)
+
+    def pool3d(self, qual: str, mod: Any, x: Any) -> _T:
+        """nn.MaxPool3d / nn.AvgPool3d without padding, dilation or ceil_mode: Keras's
+        "valid" MaxPooling3D / AveragePooling3D on the channels-last tensor."""
+        name = type(mod).__name__
+        why = _pool3d_problem(mod)
+        if why:
+            raise TorchConversionError(f"from_torch: {qual} ({name}): {why} is not supported")
+        t = _to_cl(self._tensor(x, qual))
+        if t.ndim != 5:
+            raise TorchConversionError(f"from_torch: {qual} ({name}) needs a batched 5-D input, "
+                                       f"got rank {t.ndim}")
+        k = _triple(mod.kernel_size)
+        s = k if mod.stride is None or (isinstance(mod.stride, (list, tuple)) and not mod.stride) \
+            else _triple(mod.stride)
+        cls = MaxPooling3D if isinstance(mod, self.nn.MaxPool3d) else AveragePooling3D
+        return _T(cls(k, s, padding="valid")(t.sym), True)
 
     def conv1d(self, qual: str, mod: Any, x: Any) -> _T:
         x, padded = self._mode_padded(qual, mod, x)

@@ -18,9 +18,9 @@ once. That is where the C++ path packs the weights (``_cpp.<family>.pack_<op>``)
 never per call.
 
 One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten, Softmax,
-Activation), conv (Conv2D, Conv1D, the depthwise and separable convolutions, the transposed
-convolutions), pooling (max, average, global and adaptive poolings), padding
-(ZeroPadding1D/2D, Cropping1D/2D), recurrent (LSTM, GRU, SimpleRNN, Bidirectional),
+Activation), conv (Conv2D, Conv1D, Conv3D, the depthwise and separable convolutions, the
+transposed convolutions), pooling (max, average, global and adaptive poolings), padding
+(ZeroPadding1D/2D/3D, Cropping1D/2D/3D), recurrent (LSTM, GRU, SimpleRNN, Bidirectional),
 attention (Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention), merging
 (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot and the functional
 forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
@@ -50,6 +50,7 @@ from .conv import (
     Conv1DTranspose,
     Conv2D,
     Conv2DTranspose,
+    Conv3D,
     DepthwiseConv1D,
     DepthwiseConv2D,
     SeparableConv1D,
@@ -101,7 +102,14 @@ from .normalization import (  # norm (issue 12): normalization, activation, prep
     RMSNormalization,
     UnitNormalization,
 )
-from .padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D  # convpool
+from .padding import (  # convpool
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
+)
 from .pooling import (
     AdaptiveAveragePooling1D,
     AdaptiveAveragePooling2D,
@@ -109,12 +117,16 @@ from .pooling import (
     AdaptiveMaxPooling2D,
     AveragePooling1D,
     AveragePooling2D,
+    AveragePooling3D,
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
     GlobalMaxPooling1D,
     GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
     MaxPooling1D,
     MaxPooling2D,
+    MaxPooling3D,
 )
 from .preprocessing import (
     AugMix,
@@ -157,7 +169,7 @@ from .regularization import (
     SpatialDropout3D,
 )
 from .reshaping import Permute, RepeatVector, Reshape  # merge topic (issue 12)
-from .upsampling import UpSampling1D, UpSampling2D
+from .upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 from .wrappers import TimeDistributed  # merge topic (issue 12)
 
 __all__ = [
@@ -166,6 +178,7 @@ __all__ = [
     "EinsumDense",
     "Flatten",
     "Conv2D",
+    "Conv3D",
     "LSTM",
     "GRU",
     "SimpleRNN",
@@ -214,25 +227,32 @@ __all__ = [
     "SeparableConv1D",
     "MaxPooling1D",
     "MaxPooling2D",
+    "MaxPooling3D",
     "AveragePooling1D",
     "AveragePooling2D",
+    "AveragePooling3D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
     "AdaptiveMaxPooling1D",
     "AdaptiveMaxPooling2D",
     "AdaptiveAveragePooling1D",
     "AdaptiveAveragePooling2D",
     "ZeroPadding1D",
     "ZeroPadding2D",
+    "ZeroPadding3D",
     "Cropping1D",
     "Cropping2D",
+    "Cropping3D",
     # decoders: transposed convolution and upsampling
     "Conv2DTranspose",
     "Conv1DTranspose",
     "UpSampling1D",
     "UpSampling2D",
+    "UpSampling3D",
     # masks (issue 12)
     "Embedding",
     "Masking",

@@ -1,5 +1,5 @@
-"""Convolution layers: Conv2D, Conv1D, DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D,
-SeparableConv1D, Conv2DTranspose, Conv1DTranspose."""
+"""Convolution layers: Conv2D, Conv1D, Conv3D, DepthwiseConv2D, DepthwiseConv1D,
+SeparableConv2D, SeparableConv1D, Conv2DTranspose, Conv1DTranspose."""
 
 from __future__ import annotations
 
@@ -359,6 +359,102 @@ class Conv1D(_GroupedConv):
     def _pack(self):
         kernel = self._weight("kernel")
         return pack_conv2d(kernel[None], self._weight("bias"), self.groups)
+
+
+class Conv3D(_GroupedConv):
+    """3D convolution (Keras ``Conv3D``), over depth, height and width.
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int, int, int)
+    strides : int or (int, int, int)
+    padding : "valid" or "same" (case-insensitive)
+        "same" puts the extra step of odd padding after, on each axis.
+    data_format : "channels_last" (default; (N, D, H, W, C)), "channels_first"
+        ((N, C, D, H, W)) or None. The kernel layout is the same for both.
+    dilation_rate : int or (int, int, int)
+        Strides > 1 together with dilation > 1 raise ValueError, as in Keras.
+    groups : int
+        Input channels and filters must be divisible by it.
+    activation : str, callable or None
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+    seed : int, optional
+        Seeds the initializers (a fastlayers extension).
+    kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
+        Training only; ignored.
+    lora_rank, lora_alpha : must be None
+
+    Weights: ``kernel`` (kd, kh, kw, in_channels // groups, filters), then ``bias``
+    (filters,) if use_bias.
+
+    Call: ``layer(inputs)`` with inputs (N, D, H, W, C) -> float32 (N, OD, OH, OW, filters)
+    (or the channels_first layouts). Runs as one conv2d over the input's depth windows
+    stacked along the channels (kd times the input's memory; docs/semantics.md §30), on the
+    C++ path when available.
+    """
+
+    config_keys = Conv2D.config_keys
+    call_weights = ("kernel", "bias")
+    ignored_args = WEIGHT_TRAINING_ARGS
+    unsupported_args = {"lora_rank": None, "lora_alpha": None}
+    input_rank = 5
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = (1, 1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: Any = (1, 1, 1),
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _conv_arguments(self, filters, kernel_size, strides, padding, data_format, dilation_rate,
+                        activation, rank=3, hint=" ('causal' is for Conv1D only)")
+        self.groups = _groups(self, groups)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer)
+
+    def _input_shape_from_weights(self, shapes):
+        c = self._shape_of(shapes, 0, 5)[3] * self.groups
+        return (None, c, None, None, None) if self.data_format == "channels_first" else (
+            None, None, None, None, c)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        channels_first = self.data_format == "channels_first"
+        act, after = _split_activation(self)
+        a, od = V.check_conv3d(inputs, None, None, self.strides, self.padding,
+                               self.dilation_rate, self.groups, act, op=self._owner(),
+                               x_name="inputs", channels_first=channels_first,
+                               build=self._ready)
+        y = F.run_conv2d(a, self._packed)
+        y = y.reshape(a.x.shape[0] // od, od, *y.shape[1:])
+        return _activate_after(_channels_back(y, channels_first), after)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        act = V.activation(self.activation, self._owner())
+        if len(shape) != 5 or callable(act) or act == "glu":
+            return None
+        concrete = (2 if shape[0] is None else shape[0], *shape[1:])
+        kernel = self._ready(concrete)[0]
+        spatial = concrete[2:] if self.data_format == "channels_first" else concrete[1:4]
+        if 0 in spatial:
+            return None  # the zero run says what is wrong
+        out = [V.depth_geometry(self._owner(), size, k, s, d, self.padding)[0]
+               for size, k, s, d in zip(spatial, kernel.shape[:3], self.strides,
+                                        self.dilation_rate)]
+        return _symbolic_out(self, shape[0], tuple(out), kernel.shape[4])
+
+    def _pack(self):  # the conv2d of the depth-stacked input, one GEMM operand per group
+        return pack_conv2d(V.conv3d_kernel4(self._weight("kernel")), self._weight("bias"),
+                           self.groups)
 
 
 class _DepthwiseBase(Layer):

@@ -1,5 +1,5 @@
-"""Padding and cropping layers: ZeroPadding1D/2D, Cropping1D/2D (docs/semantics.md
-§21).
+"""Padding and cropping layers: ZeroPadding1D/2D/3D, Cropping1D/2D/3D (docs/semantics.md
+§21, §30).
 
 No arithmetic: they run the same NumPy code under every backend.
 """
@@ -20,17 +20,21 @@ def _pair(value: Any, owner: str, name: str) -> tuple[int, int]:
     return V.int_tuple(value, owner, name, n=2, minimum=0)
 
 
-def _pairs(value: Any, owner: str, name: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """int, (sym_h, sym_w) or ((top, bottom), (left, right)), as Keras reads them."""
+_AXES_NAMES = {2: "(top, bottom), (left, right)", 3: "(front, back), (top, bottom), (left, right)"}
+
+
+def _pairs(value: Any, owner: str, name: str, n: int = 2) -> tuple:
+    """int, one int per spatial axis (symmetric) or one (before, after) pair per axis, as
+    Keras reads them, for ``n`` spatial axes: a tuple of n pairs."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        p = _pair(value, owner, name)
-        return (p, p)
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        return (_pair(value, owner, name),) * n
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        sym = "height, width" if n == 2 else "depth, height, width"
         raise ValueError(
-            f"{owner}: {name} must be an int, a tuple of 2 ints (symmetric height, width) or "
-            f"a tuple of 2 tuples of 2 ints ((top, bottom), (left, right)), got {value!r}"
+            f"{owner}: {name} must be an int, a tuple of {n} ints (symmetric {sym}) or "
+            f"a tuple of {n} tuples of 2 ints ({_AXES_NAMES[n]}), got {value!r}"
         )
-    return (_pair(value[0], owner, f"{name}[0]"), _pair(value[1], owner, f"{name}[1]"))
+    return tuple(_pair(v, owner, f"{name}[{i}]") for i, v in enumerate(value))
 
 
 class _Spatial(Layer):
@@ -41,12 +45,16 @@ class _Spatial(Layer):
         self._create_weights(input_shape)
 
     def _nhwc(self, inputs: Any, cf: bool) -> np.ndarray:
+        """The inputs channels last, a 1D input with a height of 1: (N, H, W, C), or
+        (N, D, H, W, C) for the 3D layers."""
         owner = self._owner()
         x = V.array(inputs, owner, "inputs")
         if self.rank == 1:
             what = "(batch, channels, steps)" if cf else "(batch, steps, channels)"
-        else:
+        elif self.rank == 2:
             what = "(N, C, H, W)" if cf else "(batch, height, width, channels)"
+        else:
+            what = "(N, C, D, H, W)" if cf else "(batch, depth, height, width, channels)"
         V.rank(x, owner, "inputs", self.rank + 2, what)
         self._ready(x.shape)
         x = np.moveaxis(x, 1, -1) if cf else x
@@ -108,16 +116,16 @@ class ZeroPadding2D(_Spatial):
 
 
 def _crop(owner: str, x: np.ndarray, crops) -> np.ndarray:
-    """x (N, H, W, C) without crops ((top, bottom), (left, right)); ValueError if nothing
-    would remain (as in Keras)."""
-    for axis, (a, b) in zip((1, 2), crops):
+    """x (N, *spatial, C) without crops, one (before, after) pair per spatial axis;
+    ValueError if nothing would remain (as in Keras)."""
+    for axis, (a, b) in enumerate(crops, start=1):
         if a + b >= x.shape[axis]:
             raise ValueError(
                 f"{owner}: cropping {crops if len(crops) > 1 else crops[0]} must leave at least "
                 f"one pixel; inputs have {x.shape[axis]} along that axis"
             )
-    (t, b), (lft, r) = crops
-    return x[:, t : x.shape[1] - b, lft : x.shape[2] - r]
+    return x[(slice(None),) + tuple(slice(a, x.shape[i] - b)
+                                    for i, (a, b) in enumerate(crops, start=1))]
 
 
 class Cropping1D(_Spatial):
@@ -162,6 +170,64 @@ class Cropping2D(_Spatial):
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.cropping = _pairs(cropping, owner, "cropping")
+        self.data_format = _data_format(data_format, owner)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        cf = self.data_format == "channels_first"
+        x = self._nhwc(inputs, cf)
+        return self._back(_crop(self._owner(), x, self.cropping), cf)
+
+
+class ZeroPadding3D(_Spatial):
+    """Zeros around a volume (Keras ``ZeroPadding3D``).
+
+    padding : int, (sym_depth, sym_height, sym_width) or ((front, back), (top, bottom),
+    (left, right)) (default 1 everywhere); data_format : "channels_last" (default),
+    "channels_first" or None.
+    Call: (N, D, H, W, C) -> float32 (N, D + front + back, H + top + bottom, W + left +
+    right, C).
+    """
+
+    rank = 3
+    config_keys = ("padding", "data_format")
+
+    def __init__(
+        self, padding: Any = ((1, 1), (1, 1), (1, 1)), data_format: str | None = None,
+        **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.padding = _pairs(padding, owner, "padding", n=3)
+        self.data_format = _data_format(data_format, owner)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        cf = self.data_format == "channels_first"
+        x = self._nhwc(inputs, cf)
+        with V.allocating(self._owner(), f"the output of padding {self.padding}"):
+            y = np.pad(x, ((0, 0), *self.padding, (0, 0)))
+        return self._back(y, cf)
+
+
+class Cropping3D(_Spatial):
+    """Drop planes at the borders of a volume (Keras ``Cropping3D``).
+
+    cropping : int, (sym_depth, sym_height, sym_width) or ((front, back), (top, bottom),
+    (left, right)) (default 1 everywhere); data_format : "channels_last" (default),
+    "channels_first" or None.
+    Call: (N, D, H, W, C) -> float32 with each axis shortened by its pair; ValueError if an
+    axis would be left empty (as in Keras).
+    """
+
+    rank = 3
+    config_keys = ("cropping", "data_format")
+
+    def __init__(
+        self, cropping: Any = ((1, 1), (1, 1), (1, 1)), data_format: str | None = None,
+        **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.cropping = _pairs(cropping, owner, "cropping", n=3)
         self.data_format = _data_format(data_format, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:

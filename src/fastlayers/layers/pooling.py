@@ -224,6 +224,100 @@ class AveragePooling2D(_Pooling):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
+class _Pooling3D(_Pooling):
+    """Max or average pooling over depth, height and width: the 2D pooling of every depth
+    slice (``functional.run_pool2d``, C++ or NumPy), then the depth windows in NumPy (a
+    window is a box, so its max is the max of its slices' maxima and its mean the mean of
+    its slices' means over the same pixels; docs/semantics.md §30)."""
+
+    rank = 3
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        x = V.array(inputs, owner, "inputs")
+        V.rank(x, owner, "inputs", 5, "(N, C, D, H, W)" if self.cf else
+               "(batch, depth, height, width, channels)")
+        self._ready(x.shape)
+        if self.cf:
+            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        n, d, h, w, c = x.shape
+        if c == 0 or 0 in (d, h, w):
+            raise ValueError(f"{owner}: inputs has an empty spatial or channel axis")
+        if self.padding == "valid" and any(
+                s < p for s, p in zip((d, h, w), self.pool_size)):
+            raise ValueError(
+                f"{owner}: with padding 'valid' the input's spatial size {(d, h, w)} is smaller "
+                f"than pool_size {self.pool_size}; the output would be empty"
+            )
+        (od, front, back), (oh, top, bottom), (ow, left, right) = (
+            P.pool_geometry(s, p, st, self.padding)
+            for s, p, st in zip((d, h, w), self.pool_size, self.strides))
+        average = self.mode == "average"
+        slices = F.run_pool2d(x.reshape(n * d, h, w, c), self.pool_size[1:], self.strides[1:],
+                              (top, bottom, left, right), (oh, ow), average)
+        y = P.pool_depth(slices.reshape(n, d, oh, ow, c), self.pool_size[0], self.strides[0],
+                         (front, back), od, average)
+        return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if self.cf else y
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if len(shape) != 5:
+            return None
+        self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
+        spatial = shape[2:] if self.cf else shape[1:4]
+        channels = shape[1] if self.cf else shape[4]
+        if channels == 0 or 0 in spatial or any(s is None for s in spatial) or (
+            self.padding == "valid" and any(s < p for s, p in zip(spatial, self.pool_size))
+        ):
+            return None  # the zero run says what is wrong
+        out = tuple(P.pool_geometry(s, p, st, self.padding)[0]
+                    for s, p, st in zip(spatial, self.pool_size, self.strides))
+        return (shape[0], channels, *out) if self.cf else (shape[0], *out, channels)
+
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        return None
+
+
+class MaxPooling3D(_Pooling3D):
+    mode = "max"
+    __doc__ = _POOL_DOC.format(
+        what="3D max pooling",
+        name="MaxPooling3D",
+        rank=3,
+        default="(2, 2, 2)",
+        pad_rule=_MAX_RULE,
+        shape_in="(N, D, H, W, C)",
+        shape_out="(N, OD, OH, OW, C)",
+    ).replace("The C++ kernel and the\n    NumPy code (``_numpy/pooling.py``) give the same bits.",
+              "Each depth slice's 2D pooling runs the C++ kernel or NumPy, the depth\n"
+              "    windows NumPy.")
+
+    def __init__(
+        self,
+        pool_size: Any = (2, 2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+class AveragePooling3D(_Pooling3D):
+    mode = "average"
+    __doc__ = MaxPooling3D.__doc__.replace("3D max pooling", "3D average pooling").replace(
+        "MaxPooling3D", "AveragePooling3D").replace(_MAX_RULE, _AVG_RULE)
+
+    def __init__(
+        self,
+        pool_size: Any = (2, 2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
 # ------------------------------------------------------------------------ global pooling
 
 
@@ -316,6 +410,28 @@ class GlobalAveragePooling2D(_GlobalPooling):
         name="GlobalAveragePooling2D",
         shape_in="(N, H, W, C)",
         shape_keep="(N, 1, 1, C)",
+        extra="",
+    )
+
+
+class GlobalMaxPooling3D(_GlobalPooling):
+    rank, mode = 3, "max"
+    __doc__ = _GLOBAL_DOC.format(
+        what="Max over depth, height and width",
+        name="GlobalMaxPooling3D",
+        shape_in="(N, D, H, W, C)",
+        shape_keep="(N, 1, 1, 1, C)",
+        extra="",
+    )
+
+
+class GlobalAveragePooling3D(_GlobalPooling):
+    rank, mode = 3, "average"
+    __doc__ = _GLOBAL_DOC.format(
+        what="Mean over depth, height and width",
+        name="GlobalAveragePooling3D",
+        shape_in="(N, D, H, W, C)",
+        shape_keep="(N, 1, 1, 1, C)",
         extra="",
     )
 

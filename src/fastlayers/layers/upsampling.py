@@ -1,4 +1,4 @@
-"""Upsampling layers: UpSampling1D, UpSampling2D (docs/semantics.md §25).
+"""Upsampling layers: UpSampling1D, UpSampling2D, UpSampling3D (docs/semantics.md §25, §30).
 
 Data movement (nearest: NumPy under every backend) or two multiply-adds per value
 (bilinear: the taps of ``_numpy/resize.py``, applied by the core's ``resample_axis`` under
@@ -102,3 +102,33 @@ class UpSampling2D(_Spatial):
             return (shape[0], shape[1], shape[2] * fh, shape[3] * fw)
         return (shape[0], shape[1] * fh, shape[2] * fw, shape[3])
 
+
+
+class UpSampling3D(_Spatial):
+    """Depth, rows and columns enlarged by whole factors, each voxel repeated (Keras
+    ``UpSampling3D``).
+
+    size : int or (depth, rows, cols) (default 2 each); data_format : "channels_last"
+    (default), "channels_first" or None.
+    Call: (N, D, H, W, C) -> float32 (N, D * depth, H * rows, W * cols, C).
+    """
+
+    rank = 3
+    config_keys = ("size", "data_format")
+
+    def __init__(self, size: Any = (2, 2, 2), data_format: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.size = V.int_tuple(size, owner, "size", n=3)
+        self.data_format = _data_format(data_format, owner)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        cf = self.data_format == "channels_first"
+        x = self._nhwc(inputs, cf)
+        n, d, h, w, c = x.shape
+        fd, fh, fw = self.size
+        with V.allocating(self._owner(), f"the output of upsampling by {self.size}"):
+            y = np.empty((n, d, fd, h, fh, w, fw, c), np.float32)
+            y[...] = x[:, :, None, :, None, :, None, :]
+        return self._back(y.reshape(n, d * fd, h * fh, w * fw, c), cf)

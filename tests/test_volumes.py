@@ -1,0 +1,267 @@
+"""The 3D layers (Conv3D, MaxPooling3D, AveragePooling3D, GlobalMax/AveragePooling3D,
+ZeroPadding3D, Cropping3D, UpSampling3D): Keras fixtures at edge shapes on both paths,
+PyTorch's own conv3d and 3D pools, symbolic models, from_torch, and bad arguments.
+
+Fixtures: tests/golden/volume_layers.npz and models_volumes.npz (with the model files, which
+tests/test_load_keras.py loads), made by tests/golden/make_models_volumes.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY, assert_close
+from golden_models import read_layer_cases, run_layer_case
+
+import fastlayers as fl
+from fastlayers import Input, Model
+from fastlayers import layers as L
+
+F32 = np.float32
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+LAYER_CASES = read_layer_cases("volume_layers.npz")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_layer_matches_keras(case, backend):
+    got, y, x, weights = run_layer_case(LAYER_CASES, case, backend)
+    assert np.isfinite(y).all()
+    k = weights[0][..., 0].size if weights else 27
+    assert_close(got, y, k=k, magnitude=float(np.abs(x).max()))
+
+
+def test_fixture_cases_cover_the_edges():
+    assert {"conv3d_groups", "conv3d_dilated", "conv3d_same_strides", "conv3d_depth_one",
+            "conv3d_channels_first", "maxpool3d_same", "avgpool3d_same", "gavg3d_keepdims_cf",
+            "zeropad3d", "crop3d", "upsample3d"} <= set(LAYER_CASES)
+
+
+def _torch_same(x, kernel, strides, dilation, fill=0.0):
+    """x (N, C, D, H, W) padded with ``fill`` as Keras's "same" (the extra step after)."""
+    import torch
+
+    pads = []
+    for size, k, s, d in zip(x.shape[2:], kernel, strides, dilation):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    flat = [p for pair in reversed(pads) for p in pair]
+    return torch.nn.functional.pad(x, flat, value=fill)
+
+
+@pytest.mark.parametrize("shape,filters,kernel,strides,dilation,padding,groups", [
+    ((2, 5, 6, 7, 4), 3, (3, 3, 3), (1, 1, 1), (1, 1, 1), "valid", 1),
+    ((1, 9, 8, 7, 6), 4, (2, 3, 2), (2, 3, 1), (1, 1, 1), "same", 2),
+    ((2, 7, 5, 6, 3), 6, (3, 1, 2), (1, 1, 1), (3, 1, 2), "same", 3),
+    ((1, 1, 17, 16, 5), 2, (1, 3, 3), (1, 2, 2), (1, 1, 1), "valid", 1),
+    ((1, 4, 4, 4, 32), 33, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
+])
+def test_conv3d_matches_torch(any_backend, rng, shape, filters, kernel, strides, dilation,
+                              padding, groups):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape).astype(F32)
+    layer = L.Conv3D(filters, kernel, strides, padding, dilation_rate=dilation, groups=groups,
+                     bias_initializer="glorot_uniform", seed=3)
+    got = layer(x)
+    k, b = layer.get_weights()
+    xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3)
+    if padding == "same":
+        xt = _torch_same(xt, kernel, strides, dilation)
+    want = torch.nn.functional.conv3d(
+        xt, torch.from_numpy(k).permute(4, 3, 0, 1, 2), torch.from_numpy(b), stride=strides,
+        dilation=dilation, groups=groups).permute(0, 2, 3, 4, 1).numpy()
+    assert_close(got, want, k=int(np.prod(kernel)) * shape[-1] // groups,
+                 magnitude=float(np.abs(x).max()))
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("shape,pool,strides,padding", [
+    ((2, 5, 6, 7, 3), (2, 2, 2), None, "valid"),
+    ((1, 7, 5, 9, 2), (3, 2, 3), (2, 1, 2), "same"),
+    ((2, 4, 4, 4, 5), (3, 3, 3), (1, 1, 1), "same"),
+    ((1, 1, 6, 5, 4), (1, 3, 2), (1, 2, 2), "valid"),
+])
+def test_pooling3d_matches_torch(any_backend, rng, mode, shape, pool, strides, padding):
+    """PyTorch's pools on Keras's "same" windows: max pads -inf, the average counts only
+    the input voxels (count_include_pad=False), as Keras does."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape).astype(F32)
+    cls = L.MaxPooling3D if mode == "max" else L.AveragePooling3D
+    got = cls(pool, strides, padding)(x)
+    strides = pool if strides is None else strides
+    xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3)
+    if padding == "same":
+        padded = _torch_same(xt, pool, strides, (1, 1, 1),
+                             fill=-float("inf") if mode == "max" else 0.0)
+        if mode == "max":
+            want = torch.nn.functional.max_pool3d(padded, pool, strides)
+        else:  # the sum over the input voxels over their count
+            ones = _torch_same(torch.ones_like(xt[:1, :1]), pool, strides, (1, 1, 1))
+            want = (torch.nn.functional.avg_pool3d(padded, pool, strides)
+                    / torch.nn.functional.avg_pool3d(ones, pool, strides))
+    else:
+        f = torch.nn.functional.max_pool3d if mode == "max" else torch.nn.functional.avg_pool3d
+        want = f(xt, pool, strides)
+    assert_close(got, want.permute(0, 2, 3, 4, 1).numpy(), k=int(np.prod(pool)))
+
+
+def test_pooling3d_special_values(any_backend):
+    x = np.zeros((1, 4, 2, 2, 1), F32)
+    x[0, 0, 0, 0, 0] = np.nan
+    x[0, 2, 1, 1, 0] = np.inf
+    x[0, 3, 0, 0, 0] = -np.inf
+    mx = L.MaxPooling3D(2)(x)
+    av = L.AveragePooling3D(2)(x)
+    assert np.isnan(mx[0, 0, 0, 0, 0]) and mx[0, 1, 0, 0, 0] == np.inf
+    assert np.isnan(av[0, 0, 0, 0, 0]) and np.isnan(av[0, 1, 0, 0, 0])  # inf + -inf
+
+
+def test_upsampling_padding_cropping_are_exact(rng):
+    x = rng.standard_normal((2, 3, 4, 5, 2)).astype(F32)
+    up = L.UpSampling3D((2, 1, 3))(x)
+    np.testing.assert_array_equal(up, x.repeat(2, 1).repeat(3, 3))
+    pad = L.ZeroPadding3D(((1, 2), (0, 1), (2, 0)))(x)
+    np.testing.assert_array_equal(pad, np.pad(x, ((0, 0), (1, 2), (0, 1), (2, 0), (0, 0))))
+    np.testing.assert_array_equal(L.Cropping3D(((1, 2), (0, 1), (2, 0)))(pad), x)
+    cf = L.Cropping3D(1, data_format="channels_first")(np.ascontiguousarray(
+        np.moveaxis(x, -1, 1)))
+    np.testing.assert_array_equal(cf, np.moveaxis(x[:, 1:-1, 1:-1, 1:-1], -1, 1))
+    np.testing.assert_array_equal(L.GlobalMaxPooling3D()(x), x.max(axis=(1, 2, 3)))
+
+
+def test_symbolic_model_infers_the_shapes(rng):
+    inp = Input(shape=(6, 10, 9, 2))
+    shapes = []
+    h = inp
+    for layer in [L.Conv3D(4, 3, strides=(2, 1, 1), padding="same", activation="relu", seed=0),
+                  L.MaxPooling3D((1, 2, 2)), L.AveragePooling3D(3, strides=2, padding="same"),
+                  L.UpSampling3D(2), L.ZeroPadding3D(1), L.Cropping3D(((0, 1), (1, 0), (0, 0))),
+                  L.GlobalAveragePooling3D(keepdims=True)]:
+        h = layer(h)
+        shapes.append(tuple(h.shape))
+    assert shapes == [(None, 3, 10, 9, 4), (None, 3, 5, 4, 4), (None, 2, 3, 2, 4),
+                      (None, 4, 6, 4, 4), (None, 6, 8, 6, 4), (None, 5, 7, 6, 4),
+                      (None, 1, 1, 1, 4)]
+    model = Model(inp, h)
+    x = rng.standard_normal((2, 6, 10, 9, 2)).astype(F32)
+    y = model.predict(x)
+    assert y.shape == (2, 1, 1, 1, 4) and np.isfinite(y).all()
+    step = x
+    for layer in model.layers[1:]:
+        step = layer(step)
+    np.testing.assert_array_equal(y, step)
+
+
+def test_conv3d_config_weights_and_pickle(rng):
+    import pickle
+
+    layer = L.Conv3D(5, (1, 2, 3), padding="same", groups=1, seed=4)
+    x = rng.standard_normal((1, 2, 3, 4, 3)).astype(F32)
+    y = layer(x)
+    assert [w.shape for w in layer.get_weights()] == [(1, 2, 3, 3, 5), (5,)]
+    again = L.Conv3D.from_config(layer.get_config())
+    again.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(again(x), y)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(layer))(x), y)
+
+
+@pytest.mark.parametrize("make, error, fragment", [
+    (lambda: L.Conv3D(2, (3, 3)), ValueError, "kernel_size"),
+    (lambda: L.Conv3D(2, 3, padding="causal"), ValueError, "padding"),
+    (lambda: L.Conv3D(2, 3, strides=2, dilation_rate=2), ValueError, "dilation"),
+    (lambda: L.Conv3D(3, 3, groups=2), ValueError, "groups"),
+    (lambda: L.Conv3D(0, 3), ValueError, "filters"),
+    (lambda: L.MaxPooling3D((2, 2)), ValueError, "pool_size"),
+    (lambda: L.AveragePooling3D(2, padding="full"), ValueError, "padding"),
+    (lambda: L.ZeroPadding3D((1, 2)), ValueError, "padding"),
+    (lambda: L.Cropping3D(((1, 1), (1, 1))), ValueError, "cropping"),
+    (lambda: L.UpSampling3D((2, 2)), ValueError, "size"),
+    (lambda: L.UpSampling3D(2.5), TypeError, "size"),
+])
+def test_bad_arguments(make, error, fragment):
+    with pytest.raises(error, match=fragment):
+        make()
+
+
+@pytest.mark.parametrize("call, error, fragment", [
+    (lambda: L.Conv3D(2, 3)(np.ones((1, 4, 4, 4), F32)), ValueError, "rank"),
+    (lambda: L.Conv3D(2, 3)(np.ones((1, 2, 4, 4, 1), F32)), ValueError, "depth 2"),
+    (lambda: L.Conv3D(2, 3)(np.ones((1, 4, 2, 4, 1), F32)), ValueError, "smaller than"),
+    (lambda: L.Conv3D(2, 2, groups=2)(np.ones((1, 3, 3, 3, 3), F32)), ValueError, "groups"),
+    (lambda: L.Conv3D(2, 1)("volume"), TypeError, "Conv3D"),
+    (lambda: L.MaxPooling3D(3)(np.ones((1, 2, 4, 4, 1), F32)), ValueError, "smaller than"),
+    (lambda: L.AveragePooling3D(2)(np.ones((1, 0, 4, 4, 1), F32)), ValueError, "empty"),
+    (lambda: L.Cropping3D(((1, 1), (0, 0), (0, 0)))(np.ones((1, 2, 3, 3, 1), F32)),
+     ValueError, "at least one"),
+    (lambda: L.GlobalMaxPooling3D()(np.ones((1, 2, 2, 1), F32)), ValueError, "rank"),
+    (lambda: L.UpSampling3D(2)(np.ones((1, 2, 2, 1), F32)), ValueError, "rank"),
+])
+def test_bad_calls(any_backend, call, error, fragment):
+    with pytest.raises(error, match=fragment):
+        call()
+
+
+def test_an_absurd_depth_stack_is_refused_before_allocating():
+    """The depth-stacked input is kd times the input: 2**22 voxels through 2**15 depth taps
+    is more than the 2**36 elements any array may have, refused before NumPy allocates."""
+    layer = L.Conv3D(1, (2**15, 1, 1), padding="same", use_bias=False, seed=0)
+    with pytest.raises(ValueError, match="Conv3D.*the depth-stacked input is too large"):
+        layer(np.zeros((1, 2**22, 1, 1, 1), F32))
+
+
+# ------------------------------------------------------------------------------ from_torch
+
+
+def test_from_torch_converts_a_3d_network(rng):
+    """Conv3d (integer and "same" padding, stride, dilation, groups), BatchNorm3d folded into
+    the conv before it, MaxPool3d, AvgPool3d and AdaptiveAvgPool3d(1): PyTorch's outputs on
+    both paths."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.bn = nn.Conv3d(3, 8, 3, padding=1), nn.BatchNorm3d(8)
+            self.pool = nn.MaxPool3d((1, 2, 2))
+            self.c2 = nn.Conv3d(8, 6, 3, stride=(2, 1, 1), groups=2, bias=False)
+            self.c3 = nn.Conv3d(6, 4, 3, padding="same", dilation=(2, 1, 1))
+            self.avg, self.glob = nn.AvgPool3d(2), nn.AdaptiveAvgPool3d(1)
+            self.bn2 = nn.BatchNorm3d(4)
+            self.fc = nn.Linear(4, 5)
+
+        def forward(self, x):
+            h = self.pool(torch.relu(self.bn(self.c1(x))))
+            h = self.avg(self.c3(torch.relu(self.c2(h))))
+            return self.fc(self.glob(self.bn2(h)).flatten(1))
+
+    net = Net().eval()
+    with torch.no_grad():
+        for bn in (net.bn, net.bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = torch.from_numpy(rng.standard_normal((2, 3, 6, 10, 12)).astype(F32))
+    model = fl.from_torch(net, x)
+    with torch.no_grad():
+        want = net(x).numpy()
+    names = [type(layer).__name__ for layer in model.layers]
+    assert names.count("Conv3D") == 3 and "BatchNormalization" not in names
+    for backend in BACKENDS:
+        with fl.use_backend(backend):
+            assert_close(model.predict(x.numpy()), want, k=216, magnitude=4.0)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda nn: nn.Conv3d(2, 2, 3, padding=1, padding_mode="reflect"), "padding_mode"),
+    (lambda nn: nn.MaxPool3d(2, padding=1), "padding"),
+    (lambda nn: nn.AvgPool3d(2, ceil_mode=True), "ceil_mode"),
+    (lambda nn: nn.AdaptiveAvgPool3d(2), "output_size"),
+])
+def test_from_torch_refuses_what_it_cannot_convert(make, match):
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match=match):
+        fl.from_torch(torch.nn.Sequential(make(torch.nn)), torch.zeros(1, 2, 4, 4, 4))
