@@ -1,6 +1,7 @@
-"""The 3D layers (Conv3D, MaxPooling3D, AveragePooling3D, GlobalMax/AveragePooling3D,
-ZeroPadding3D, Cropping3D, UpSampling3D): Keras fixtures at edge shapes on both paths,
-PyTorch's own conv3d and 3D pools, symbolic models, from_torch, and bad arguments.
+"""The 3D layers (Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D,
+GlobalMax/AveragePooling3D, ZeroPadding3D, Cropping3D, UpSampling3D): Keras fixtures at edge
+shapes on both paths, PyTorch's own conv3d and 3D pools, symbolic models, from_torch, and bad
+arguments.
 
 Fixtures: tests/golden/volume_layers.npz and models_volumes.npz (with the model files, which
 tests/test_load_keras.py loads), made by tests/golden/make_models_volumes.py.
@@ -33,7 +34,8 @@ def test_layer_matches_keras(case, backend):
 
 def test_fixture_cases_cover_the_edges():
     assert {"conv3d_groups", "conv3d_dilated", "conv3d_same_strides", "conv3d_depth_one",
-            "conv3d_channels_first", "maxpool3d_same", "avgpool3d_same", "gavg3d_keepdims_cf",
+            "conv3d_channels_first", "convT3d_output_padding", "convT3d_stride_over_kernel",
+            "convT3d_channels_first", "maxpool3d_same", "avgpool3d_same", "gavg3d_keepdims_cf",
             "zeropad3d", "crop3d", "upsample3d"} <= set(LAYER_CASES)
 
 
@@ -265,3 +267,43 @@ def test_from_torch_refuses_what_it_cannot_convert(make, match):
 
     with pytest.raises(TorchConversionError, match=match):
         fl.from_torch(torch.nn.Sequential(make(torch.nn)), torch.zeros(1, 2, 4, 4, 4))
+
+
+@pytest.mark.parametrize("shape,filters,kernel,strides,padding,output_padding", [
+    ((2, 3, 4, 5, 3), 2, (3, 3, 3), (1, 1, 1), 0, 0),
+    ((1, 4, 3, 5, 4), 3, (2, 3, 2), (2, 1, 2), 0, (1, 0, 0)),
+    ((1, 3, 5, 4, 2), 4, (3, 3, 3), (2, 2, 2), 1, (1, 1, 0)),
+    ((1, 2, 3, 3, 33), 32, (2, 2, 2), (2, 2, 2), 0, 0),
+])
+def test_from_torch_conv_transpose3d(any_backend, rng, shape, filters, kernel, strides, padding,
+                                     output_padding):
+    """nn.ConvTranspose3d as Conv3DTranspose with "valid" padding and PyTorch's integer
+    padding cropped from both sides."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    mod = torch.nn.ConvTranspose3d(shape[-1], filters, kernel, strides, padding,
+                                   output_padding).eval()
+    x = torch.from_numpy(rng.standard_normal(shape).astype(F32)).permute(0, 4, 1, 2, 3)
+    model = fl.from_torch(torch.nn.Sequential(mod), x)
+    with torch.no_grad():
+        want = mod(x).numpy()
+    assert "Conv3DTranspose" in [type(layer).__name__ for layer in model.layers]
+    assert_close(model.predict(x.numpy()), want, k=int(np.prod(kernel)) * shape[-1],
+                 magnitude=float(x.abs().max()))
+
+
+def test_conv3d_transpose_bad_calls_and_shapes(any_backend):
+    layer = L.Conv3DTranspose(2, 2, strides=2)
+    with pytest.raises(ValueError, match="rank"):
+        layer(np.ones((1, 2, 2, 2), F32))
+    with pytest.raises(ValueError, match="output_padding"):
+        L.Conv3DTranspose(2, 2, strides=(2, 2, 1), output_padding=(1, 1, 1))
+    with pytest.raises(ValueError, match="dilation"):
+        L.Conv3DTranspose(2, 2, strides=(2, 1, 1), dilation_rate=(1, 1, 2))
+    with pytest.raises(ValueError, match="kernel_size"):
+        L.Conv3DTranspose(2, (2, 2))
+    y = layer(np.ones((1, 3, 1, 2, 4), F32))
+    assert y.shape == (1, 6, 2, 4, 2)
+    inp = Input(shape=(3, None, 2, 4))
+    assert tuple(L.Conv3DTranspose(2, 3, strides=2, padding="same")(inp).shape) == (
+        None, 6, None, 4, 2)

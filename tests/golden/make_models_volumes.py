@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Make the Keras fixtures of the 3D layers (Conv3D, MaxPooling3D, AveragePooling3D,
-GlobalMax/AveragePooling3D, ZeroPadding3D, Cropping3D, UpSampling3D).
+"""Make the Keras fixtures of the 3D layers (Conv3D, Conv3DTranspose, MaxPooling3D,
+AveragePooling3D, GlobalMax/AveragePooling3D, ZeroPadding3D, Cropping3D, UpSampling3D).
 
 Run by hand (never in CI) from the repository root, with Keras and torch installed
 (``pip install keras h5py torch==2.13.0``):
@@ -53,7 +53,8 @@ def volume_unet_block():
     p = layers.MaxPooling3D(2)(d)
     b = layers.Conv3D(4, 3, padding="same", activation="relu", dilation_rate=2)(p)
     u = layers.UpSampling3D(2)(b)
-    h = layers.Concatenate()([u, d])
+    t = layers.Conv3DTranspose(3, 2, strides=2, activation="relu")(b)
+    h = layers.Concatenate()([u, t, d])
     h = layers.ZeroPadding3D(((1, 0), (0, 1), (1, 1)))(h)
     h = layers.Cropping3D(((1, 0), (0, 1), (1, 1)))(h)
     return Model(inp, layers.Conv3D(1, 1, activation="sigmoid")(h)), [x]
@@ -81,6 +82,21 @@ LAYERS = {
     "conv3d_softmax_cf": (
         "Conv3D", {"filters": 3, "kernel_size": 1, "activation": "softmax", **CF},
         (1, 2, 3, 4, 5)),
+    "convT3d_valid": ("Conv3DTranspose", {"filters": 3, "kernel_size": 3}, (2, 3, 4, 5, 3)),
+    "convT3d_same_strides": (
+        "Conv3DTranspose", {"filters": 4, "kernel_size": (2, 3, 1), "strides": (2, 1, 3),
+                            "padding": "same"}, (2, 3, 4, 5, 2)),
+    "convT3d_output_padding": (
+        "Conv3DTranspose", {"filters": 2, "kernel_size": (3, 2, 2), "strides": 2,
+                            "output_padding": (1, 0, 1)}, (1, 3, 4, 5, 3)),
+    "convT3d_dilated": (
+        "Conv3DTranspose", {"filters": 3, "kernel_size": 2, "dilation_rate": (2, 1, 2),
+                            "padding": "same", "activation": "relu"}, (2, 3, 4, 5, 2)),
+    "convT3d_stride_over_kernel": (
+        "Conv3DTranspose", {"filters": 2, "kernel_size": 1, "strides": 3}, (1, 2, 2, 3, 2)),
+    "convT3d_channels_first": (
+        "Conv3DTranspose", {"filters": 2, "kernel_size": 3, "strides": (1, 2, 2),
+                            "padding": "same", **CF}, (1, 3, 2, 4, 5)),
     "maxpool3d_valid": ("MaxPooling3D", {"pool_size": 2}, (2, 5, 6, 7, 3)),
     "maxpool3d_same": (
         "MaxPooling3D", {"pool_size": (3, 2, 3), "strides": (2, 1, 2), "padding": "same"},

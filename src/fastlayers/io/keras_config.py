@@ -110,6 +110,8 @@ LAYER_CLASSES: dict[str, type] = {
     # volumes: the 3D convolution, pooling, padding, cropping and upsampling
     "Conv3D": L.Conv3D,
     "Convolution3D": L.Conv3D,
+    "Conv3DTranspose": L.Conv3DTranspose,
+    "Convolution3DTranspose": L.Conv3DTranspose,
     "MaxPooling3D": L.MaxPooling3D,
     "MaxPool3D": L.MaxPooling3D,
     "AveragePooling3D": L.AveragePooling3D,

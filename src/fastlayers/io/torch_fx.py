@@ -50,8 +50,10 @@ from ..layers import (
     Conv2D,
     Conv2DTranspose,
     Conv3D,
+    Conv3DTranspose,
     Cropping1D,
     Cropping2D,
+    Cropping3D,
     Dense,
     Embedding,
     GlobalAveragePooling2D,
@@ -799,7 +801,7 @@ class _Converter:
         def no(what: str) -> None:
             bad.append(f"{qual} ({cls}): {what} is not supported")
 
-        if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+        if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
             why = _conv_transpose_problem(mod)
             if why:
                 no(why)
@@ -887,7 +889,8 @@ class _Converter:
                  nn.AdaptiveMaxPool2d,
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
-                 nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Upsample, _rms_norm_classes(nn),
+                 nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Upsample,
+                 _rms_norm_classes(nn),
                  nn.MaxPool1d, nn.AvgPool1d, nn.LogSoftmax, nn.Softmin, nn.Softmax2d,
                  nn.RReLU, nn.GLU, nn.Threshold, *_pad_modules(nn), nn.PixelShuffle,
                  nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unflatten)
@@ -1089,7 +1092,7 @@ class _Converter:
             cls = GlobalMaxPooling3D if isinstance(mod, nn.AdaptiveMaxPool3d) \
                 else GlobalAveragePooling3D
             return _T(cls(keepdims=True)(t.sym), True)
-        if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+        if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
             return self.conv_transpose(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Upsample):
             return self.upsample(args[0], mod.size, mod.scale_factor, mod.mode,
@@ -1267,7 +1270,8 @@ class _Converter:
                           (int(mod.stride[0]),), (int(mod.dilation[0]),), pad)
 
     def conv_transpose(self, qual: str, mod: Any, x: Any, output_size: Any = None) -> _T:
-        """nn.ConvTranspose2d (1d): a Conv2DTranspose (Conv1DTranspose) with "valid" padding
+        """nn.ConvTranspose2d (1d, 3d): a Conv2DTranspose (Conv1DTranspose, Conv3DTranspose)
+        with "valid" padding
         and the module's output_padding (or the one a call's ``output_size`` implies, as
         PyTorch computes it), then PyTorch's integer padding cropped from both sides
         (docs/semantics.md §24)."""
@@ -1276,7 +1280,7 @@ class _Converter:
         t = _to_cl(self._tensor(x, qual))
         what = f"from_torch: {qual} ({name})"
         if t.ndim != rank + 2:
-            layout = "(N, C, H, W)" if rank == 2 else "(N, C, L)"
+            layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[rank]
             raise TorchConversionError(
                 f"{what} needs a {rank + 2}-D {layout} input, got rank {t.ndim}"
             )
@@ -1314,20 +1318,21 @@ class _Converter:
         )
         layer = self.layers.get(key)
         if layer is None:
-            cls = Conv2DTranspose if rank == 2 else Conv1DTranspose
+            cls = {1: Conv1DTranspose, 2: Conv2DTranspose, 3: Conv3DTranspose}[rank]
             layer = cls(mod.out_channels, kernel, strides=stride, padding="valid",
                         output_padding=out_pad, dilation_rate=dilation,
                         use_bias=mod.bias is not None, name=self._layer_name(key))
             # (C, F, *k) -> (*k, F, C)
-            w = [_np(mod.weight).transpose(2, 3, 1, 0) if rank == 2
-                 else _np(mod.weight).transpose(2, 1, 0)]
+            w = [_np(mod.weight).transpose(*range(2, 2 + rank), 1, 0)]
             if mod.bias is not None:
                 w.append(_np(mod.bias))
             layer.set_weights(w)
             self.layers[key] = layer
         y = layer(t.sym)
         if any(pad):
-            crop = Cropping2D(tuple((p, p) for p in pad)) if rank == 2 else Cropping1D(pad * 2)
+            pairs = tuple((p, p) for p in pad)
+            crop = {1: lambda: Cropping1D(pad * 2), 2: lambda: Cropping2D(pairs),
+                    3: lambda: Cropping3D(pairs)}[rank]()
             y = crop(y)
         return _T(y, True)
 
@@ -2159,7 +2164,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
 
 
 def _conv_transpose_problem(mod: Any) -> str | None:
-    """Why ``from_torch`` cannot convert this nn.ConvTranspose1d/2d, or None."""
+    """Why ``from_torch`` cannot convert this nn.ConvTranspose1d/2d/3d, or None."""
     stride, dilation = tuple(mod.stride), tuple(mod.dilation)
     out_pad = tuple(mod.output_padding)
     if mod.groups != 1:

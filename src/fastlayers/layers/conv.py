@@ -1,5 +1,5 @@
 """Convolution layers: Conv2D, Conv1D, Conv3D, DepthwiseConv2D, DepthwiseConv1D,
-SeparableConv2D, SeparableConv1D, Conv2DTranspose, Conv1DTranspose."""
+SeparableConv2D, SeparableConv1D, Conv2DTranspose, Conv1DTranspose, Conv3DTranspose."""
 
 from __future__ import annotations
 
@@ -1081,3 +1081,107 @@ class Conv1DTranspose(Conv2DTranspose):
         return pack_conv2d_transpose(self._weight("kernel")[None], self._weight("bias"),
                                      self._two_d()[0])
 
+
+class Conv3DTranspose(Conv2DTranspose):
+    """Transposed 3D convolution (Keras ``Conv3DTranspose``), the upsampling step of 3D
+    U-Nets (docs/semantics.md §30).
+
+    Parameters as Conv2DTranspose, with three entries per axis for ``kernel_size``,
+    ``strides``, ``output_padding`` and ``dilation_rate``; ``data_format`` channels_last
+    ((N, D, H, W, C)) or channels_first ((N, C, D, H, W)).
+
+    Weights: ``kernel`` (kd, kh, kw, filters, in_channels), then ``bias`` (filters,) if
+    use_bias.
+
+    Call: inputs (N, D, H, W, C) -> float32 (N, OD, OH, OW, filters), each axis's length as
+    Conv2DTranspose's rule gives it. Runs as one Conv2DTranspose of every depth slice per
+    depth tap (C++ or NumPy), added into the output depths that tap reaches; then the bias
+    and the activation.
+    """
+
+    input_rank = 5
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = (1, 1, 1),
+        padding: str = "valid",
+        output_padding: Any = None,
+        data_format: str | None = None,
+        dilation_rate: Any = (1, 1, 1),
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format,
+                         dilation_rate, activation, use_bias, kernel_initializer,
+                         bias_initializer, **kwargs)
+
+    def _depth(self, d: int, kd: int) -> tuple[int, int]:
+        """(output depth, offset) of the depth axis (_checks.conv_transpose_length)."""
+        op = None if self.output_padding is None else self.output_padding[0]
+        return _checks.conv_transpose_length(d, kd, self.strides[0], self.dilation_rate[0],
+                                             self.padding, op)
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        channels_first = self.data_format == "channels_first"
+        act, after = _split_activation(self)
+        x = V.array(inputs, owner, "inputs")
+        V.rank(x, owner, "inputs", 5, "(N, C, D, H, W)" if channels_first else
+               "(batch, depth, height, width, channels)")
+        kernel, bias = self._ready(x.shape)
+        if channels_first:
+            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        n, d, h, w, c = x.shape
+        kd, f = kernel.shape[0], kernel.shape[3]
+        if d < 1:
+            raise ValueError(f"{owner}: inputs has an empty depth axis, shape {x.shape}")
+        od, front = self._depth(d, kd)
+        if od < 1:
+            raise ValueError(f"{owner}: the output would have no depth for an input depth {d}")
+        op2 = None if self.output_padding is None else self.output_padding[1:]
+        a = V.check_conv2d_transpose(x.reshape(n * d, h, w, c), kernel[0], None,
+                                     self.strides[1:], self.padding, op2,
+                                     self.dilation_rate[1:], None, op=owner, x_name="inputs")
+        oh, ow = a.out_hw
+        _checks.elements(n * od * oh * ow * f, owner, "the output")
+        sd, dd = self.strides[0], self.dilation_rate[0]
+        with V.allocating(owner, "the output"):
+            y = np.zeros((n, od, oh, ow, f), np.float32)
+            packed = self._packed or [None] * kd
+            for t in range(kd):  # input depth i, tap t -> output depth i * sd + t * dd - front
+                i0 = max(0, -(-(front - t * dd) // sd))
+                o0 = i0 * sd + t * dd - front
+                count = min(d - i0, (od - 1 - o0) // sd + 1) if o0 < od else 0
+                if count <= 0:
+                    continue
+                slices = F.run_conv2d_transpose(a._replace(kernel=kernel[t]), packed[t])
+                y[:, o0::sd][:, :count] += slices.reshape(n, d, oh, ow, f)[:, i0:i0 + count]
+        if bias is not None:
+            y += bias
+        y = _activate_after(y, act)
+        return _activate_after(_channels_back(y, channels_first), after)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        act = V.activation(self.activation, self._owner())
+        if len(shape) != 5 or callable(act) or act == "glu":
+            return None
+        concrete = (2 if shape[0] is None else shape[0], *shape[1:])
+        kernel = self._ready(concrete)[0]
+        spatial = concrete[2:] if self.data_format == "channels_first" else concrete[1:4]
+        ops = self.output_padding or (None, None, None)
+        out = tuple(_checks.conv_transpose_length(size, k, s, dl, self.padding, op)[0]
+                    for size, k, s, dl, op in zip(spatial, kernel.shape[:3], self.strides,
+                                                  self.dilation_rate, ops))
+        if min(out) < 1:
+            return None  # the zero run says what is wrong
+        return _symbolic_out(self, shape[0], out, kernel.shape[3])
+
+    def _pack(self):  # per depth tap, the Conv2DTranspose of its (kh, kw, F, C) kernel
+        kernel = self._weight("kernel")
+        return [pack_conv2d_transpose(kernel[t], None, self.strides[1:])
+                for t in range(kernel.shape[0])]
