@@ -232,6 +232,16 @@ class _Pooling3D(_Pooling):
 
     rank = 3
 
+    def __init__(
+        self,
+        pool_size: Any = (2, 2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         owner = self._owner()
         x = V.array(inputs, owner, "inputs")
@@ -291,31 +301,11 @@ class MaxPooling3D(_Pooling3D):
               "Each depth slice's 2D pooling runs the C++ kernel or NumPy, the depth\n"
               "    windows NumPy.")
 
-    def __init__(
-        self,
-        pool_size: Any = (2, 2, 2),
-        strides: Any = None,
-        padding: str = "valid",
-        data_format: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, **kwargs)
-
 
 class AveragePooling3D(_Pooling3D):
     mode = "average"
     __doc__ = MaxPooling3D.__doc__.replace("3D max pooling", "3D average pooling").replace(
         "MaxPooling3D", "AveragePooling3D").replace(_MAX_RULE, _AVG_RULE)
-
-    def __init__(
-        self,
-        pool_size: Any = (2, 2, 2),
-        strides: Any = None,
-        padding: str = "valid",
-        data_format: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 # ------------------------------------------------------------------------ global pooling
