@@ -99,6 +99,26 @@ def test_special_rows(backend):
     assert [e.shape for e in empty] == [(0, 4), (3, 0)]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_whose_factor_is_below_the_smallest_normal_float(backend):
+    """A norm above ~8.5e37 makes 1 / norm a float32 denormal, which the C++ kernels' FTZ
+    would flush to zero with the whole row: both paths multiply such rows in float64.
+    Results below the smallest normal float are flushed on the C++ path, kept by NumPy."""
+    x = np.array([[3e38, 1.0, 1.0, 1.0], [1e38] * 4, [-2e38, 2e38, 0.0, 1e30]], F32)
+    with fl.use_backend(backend):
+        rms = L.RMSNormalization(epsilon=0.0)(x)
+        unit = L.UnitNormalization()(x)
+    want_unit = _unit_ref(x, (1,))
+    want_rms = _rms_ref(x, (1,), None, 0.0)
+    normal = np.abs(want_unit) >= np.finfo(F32).tiny
+    np.testing.assert_allclose(unit[normal], want_unit[normal], rtol=3e-7)
+    np.testing.assert_allclose(rms[np.abs(want_rms) >= np.finfo(F32).tiny],
+                               want_rms[np.abs(want_rms) >= np.finfo(F32).tiny], rtol=3e-7)
+    assert unit[0, 0] == pytest.approx(1.0) and rms[1, 0] == pytest.approx(1.0)
+    tiny = ~normal & (want_unit != 0)
+    assert (np.abs(unit[tiny]) <= np.finfo(F32).tiny).all()
+
+
 @needs_core
 @pytest.mark.parametrize("n", [1, 9, 64, 300, 4099])
 def test_cpp_matches_numpy_and_keeps_its_bits(n, rng):

@@ -307,3 +307,27 @@ def test_conv3d_transpose_bad_calls_and_shapes(any_backend):
     inp = Input(shape=(3, None, 2, 4))
     assert tuple(L.Conv3DTranspose(2, 3, strides=2, padding="same")(inp).shape) == (
         None, 6, None, 4, 2)
+
+
+def test_huge_windows_dilations_and_upsampling_cost_no_memory(any_backend):
+    """A depth window or dilation far larger than the input pads nothing beyond the windows
+    that read the input (the 2D layers' rule), and a model definition with UpSampling3D
+    computes its shape instead of running the layer: each well under 10 MB traced."""
+    import tracemalloc
+
+    x = np.arange(8, dtype=F32).reshape(1, 2, 2, 2, 1)
+    tracemalloc.start()
+    try:
+        avg = L.AveragePooling3D((2**24, 1, 1), strides=1, padding="same")(x)
+        mx = L.MaxPooling3D((2**24, 1, 1), padding="same")(x)
+        conv = L.Conv3D(1, (3, 1, 1), dilation_rate=(2**22, 1, 1), padding="same",
+                        use_bias=False, kernel_initializer="ones")(x)
+        sym = L.UpSampling3D(2)(Input((32, 64, 64, 16)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, peak
+    np.testing.assert_array_equal(avg, np.broadcast_to(x.mean(axis=1, keepdims=True), x.shape))
+    np.testing.assert_array_equal(mx, x[:, 1:])
+    np.testing.assert_array_equal(conv, x)  # only the centre tap reads the input
+    assert tuple(sym.shape) == (None, 64, 128, 128, 16)

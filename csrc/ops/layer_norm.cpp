@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
@@ -83,12 +84,23 @@ double lane_sum_squares(const float* v, int64_t n) {
     return acc[0];
 }
 
-// y = (x * inv) * scale[j] (scale may be null), two float32 products in Keras's order.
-void scale_row(const float* x, float inv, const float* scale, float* y, int64_t n) {
+// y = (x * inv) * scale[j] (scale may be null), two float32 products in Keras's order, inv
+// rounded to float32 first. A row whose inv is below the smallest normal float (a norm above
+// ~8.5e37) multiplies in double instead: as a float32 denormal, inv would be flushed to zero
+// (the kernels run with FTZ/DAZ) and the row with it.
+void scale_row(const float* x, double inv, const float* scale, float* y, int64_t n) {
+    if (!(inv >= static_cast<double>(std::numeric_limits<float>::min()))) {
+        for (int64_t j = 0; j < n; ++j) {
+            const float v = static_cast<float>(static_cast<double>(x[j]) * inv);
+            y[j] = scale ? v * scale[j] : v;
+        }
+        return;
+    }
+    const float f = static_cast<float>(inv);
     if (scale) {
-        for (int64_t j = 0; j < n; ++j) y[j] = (x[j] * inv) * scale[j];
+        for (int64_t j = 0; j < n; ++j) y[j] = (x[j] * f) * scale[j];
     } else {
-        for (int64_t j = 0; j < n; ++j) y[j] = x[j] * inv;
+        for (int64_t j = 0; j < n; ++j) y[j] = x[j] * f;
     }
 }
 
@@ -111,8 +123,7 @@ void rms_norm_lastdim(const float* x, const float* scale, float* y, int64_t rows
     over_rows(rows, n, [=](int64_t r) {
         const float* xr = x + r * n;
         const double mean_sq = lane_sum_squares(xr, n) / count;
-        const float inv = static_cast<float>(1.0 / std::sqrt(mean_sq + eps));
-        scale_row(xr, inv, scale, y + r * n, n);
+        scale_row(xr, 1.0 / std::sqrt(mean_sq + eps), scale, y + r * n, n);
     });
 }
 
@@ -122,7 +133,7 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
         // A zero row: 1 / 0 = inf, bounded to 1e12; NaN stays NaN (std::min keeps its first
         // argument when the comparison is false).
         const double inv = std::min(1.0 / std::sqrt(lane_sum_squares(xr, n)), 1e12);
-        scale_row(xr, static_cast<float>(inv), nullptr, y + r * n, n);
+        scale_row(xr, inv, nullptr, y + r * n, n);
     });
 }
 

@@ -64,12 +64,15 @@ void resample_axis(const float* x, float* y, int64_t outer, int64_t n_in, int64_
     const int64_t macs = inner * taps;
     const int64_t min_items = (kMinMacsPerTask + macs - 1) / macs;
     parallel_for(outer * n_out, min_items < 1 ? 1 : min_items, [=](int64_t i0, int64_t i1) {
+        auto run = [&](auto items) {
+            items(x, y, n_in, inner, n_out, taps, idx, w, count, i0, i1);
+        };
         switch (inner) {
-            case 1: return resample_items<1>(x, y, n_in, inner, n_out, taps, idx, w, count, i0, i1);
-            case 2: return resample_items<2>(x, y, n_in, inner, n_out, taps, idx, w, count, i0, i1);
-            case 3: return resample_items<3>(x, y, n_in, inner, n_out, taps, idx, w, count, i0, i1);
-            case 4: return resample_items<4>(x, y, n_in, inner, n_out, taps, idx, w, count, i0, i1);
-            default: return resample_items<0>(x, y, n_in, inner, n_out, taps, idx, w, count, i0, i1);
+            case 1: return run(resample_items<1>);
+            case 2: return run(resample_items<2>);
+            case 3: return run(resample_items<3>);
+            case 4: return run(resample_items<4>);
+            default: return run(resample_items<0>);
         }
     });
 }

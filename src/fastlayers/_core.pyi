@@ -44,6 +44,33 @@ def rms_norm_lastdim(
     """RMSNormalization over the last axis (squares summed in double), scale (n,) or None;
     unit=True: UnitNormalization (no scale). The same bits on every ISA."""
 
+def resample_axis(
+    x: npt.NDArray[np.float32],
+    idx: npt.NDArray[np.int64],
+    w: npt.NDArray[np.float32],
+    count: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float32]:
+    """Resampling along the middle axis of x (outer, n_in, inner): output j is the sum over
+    k < count[j] of x[:, idx[j, k]] * w[j, k], in tap order, float32, no FMA (Resizing's
+    taps); idx (n_out, taps) in [0, n_in), count (n_out,) in [1, taps]. The same bits on every
+    ISA."""
+
+def adaptive_pool2d(
+    x: npt.NDArray[np.float32], output_size: tuple[int, int], average: bool
+) -> npt.NDArray[np.float32]:
+    """Adaptive max or average pooling of x (n, h, w, c) to (n, oh, ow, c) (PyTorch's
+    windows; averages summed in double, rows then columns, the NumPy path's bits)."""
+
+def pool2d(
+    x: npt.NDArray[np.float32],
+    pool: tuple[int, int],
+    strides: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    average: bool,
+) -> npt.NDArray[np.float32]:
+    """Max or average pooling of x (n, h, w, c); pads (top, bottom, left, right). The taps
+    in the NumPy path's order: the same bits."""
+
 def attention(
     q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32],

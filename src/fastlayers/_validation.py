@@ -767,16 +767,21 @@ def depth_stack(op, x, taps, od, sd, dd, pads, groups):
     """x (N, D, H, W, C) as (N * od, H, W, taps * C): output depth step o reads input depths
     o * sd + a * dd - pads[0], a < taps (zeros outside), stacked along the channels group by
     group ([group][tap][channel of the group]), so that a 2D convolution with ``groups`` over
-    it is the 3D one (docs/semantics.md §30). A new array."""
+    it is the 3D one (docs/semantics.md §30). A new array, of taps * od / D times the input's
+    size (the padding is never materialized)."""
     n, d, h, w, c = x.shape
     C.elements(n * od * h * w * taps * c, op, "the depth-stacked input")
     with allocating(op, "the depth-stacked input"):
-        xp = np.pad(x, ((0, 0), pads, (0, 0), (0, 0), (0, 0))) if any(pads) else x
-        out = np.empty((n, od, h, w, groups, taps, c // groups), np.float32)
-        for a in range(taps):
-            first = a * dd
-            src = xp[:, first:first + (od - 1) * sd + 1:sd]
-            out[:, :, :, :, :, a, :] = src.reshape(n, od, h, w, groups, c // groups)
+        out = np.zeros((n, od, h, w, groups, taps, c // groups), np.float32)
+        for a in range(taps):  # output o reads input i = o * sd + a * dd - pads[0] in [0, d)
+            first = a * dd - pads[0]
+            o0 = max(0, -(first // sd))  # the first o with o * sd + first >= 0
+            o1 = min(od, (d - 1 - first) // sd + 1) if d - 1 - first >= 0 else 0
+            if o1 <= o0:
+                continue
+            i0 = o0 * sd + first
+            src = x[:, i0:i0 + (o1 - o0 - 1) * sd + 1:sd]
+            out[:, o0:o1, :, :, :, a, :] = src.reshape(n, o1 - o0, h, w, groups, c // groups)
     return out.reshape(n * od, h, w, taps * c)
 
 

@@ -42,8 +42,9 @@ void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, f
 // csrc/ops/layer_norm.cpp): x, y (rows, n) row-major contiguous (x == y allowed), scale (n,) or
 // nullptr. Per row: S = the sum of x[j]^2 in double (element j into lane j % 8 in increasing j,
 // the lanes as a fixed tree), inv = (float)(1 / sqrt(S / n + (double)epsilon)),
-// y[j] = (x[j] * inv) * scale[j] in float32. Plain C++ compiled once: identical bits on every
-// ISA and for any thread count. rows * n == 0 is a no-op.
+// y[j] = (x[j] * inv) * scale[j] in float32; a row whose inv is below FLT_MIN multiplies x by
+// the double inv instead (FTZ would flush the denormal factor). Plain C++ compiled once:
+// identical bits on every ISA and for any thread count. rows * n == 0 is a no-op.
 void rms_norm_lastdim(const float* x, const float* scale, float* y, int64_t rows, int64_t n,
                       float epsilon);
 
@@ -65,8 +66,9 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
 // contiguous (csrc/ops/pooling.cpp): output (i, j) pools rows [floor(i h / oh),
 // ceil((i + 1) h / oh)) and columns [floor(j w / ow), ceil((j + 1) w / ow)). Average: the
 // sum of each column's rows, then of those, in double, divided by the window's size and
-// rounded once; max: NaN propagates. Plain C++ compiled once: identical bits on every ISA and thread count, and the
-// NumPy path's bits. oh, ow >= 1 when h, w >= 1; an empty x or y is a no-op.
+// rounded once; max: NaN propagates. Plain C++ compiled once: identical bits on every ISA
+// and thread count, and the NumPy path's bits. oh, ow >= 1 when h, w >= 1; an empty x or y
+// is a no-op.
 void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                           int64_t oh, int64_t ow, bool average, float* y);
 

@@ -169,14 +169,26 @@ def rms_normalization(x, scale, axes, epsilon):
     # epsilon 0: a zero row gives 0 * inf = NaN and a tiny one a factor beyond float32
     # (inf), as in Keras; no warnings.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inv = (1.0 / np.sqrt(mean_sq + float(F32(epsilon)))).astype(F32)
-        y = x * inv
+        y = _times_factor(x, 1.0 / np.sqrt(mean_sq + float(F32(epsilon))))
     if scale is not None:
         shape = [1] * x.ndim
         for a, d in zip(sorted(axes), scale.shape):
             shape[a] = d
         y = y * scale.reshape(shape)
     return y.astype(F32, copy=False)
+
+
+def _times_factor(x, inv):
+    """x times its vector's float64 factor ``inv`` (x's shape with the normalized axes kept
+    as 1): the factor rounded to float32, then one float32 product; vectors whose factor is
+    below the smallest normal float32 (a norm above ~8.5e37) multiply in float64, as the C++
+    path does (a denormal factor would be flushed to zero there)."""
+    small = ~(inv >= np.finfo(F32).tiny)  # NaN factors too: NaN either way
+    y = (x * inv.astype(F32)).astype(F32, copy=False)
+    if np.any(small):
+        exact = (x.astype(np.float64) * inv).astype(F32)
+        y = np.where(small, exact, y)
+    return y
 
 
 def unit_normalization(x, axes):
@@ -186,5 +198,4 @@ def unit_normalization(x, axes):
     # A zero vector: 1/0 = inf, then the 1e12 bound; an infinite element: inf * 0 = NaN, as
     # in Keras; no warnings.
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.minimum(1.0 / np.sqrt(sum_sq), 1e12).astype(F32)
-        return (x * inv).astype(F32, copy=False)
+        return _times_factor(x, np.minimum(1.0 / np.sqrt(sum_sq), 1e12))

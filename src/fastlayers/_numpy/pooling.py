@@ -109,13 +109,16 @@ def pool_depth(x: np.ndarray, pool: int, stride: int, pads: tuple, out: int,
     Max: padding is -inf (it never wins; NaN propagates). Average: the mean of the covered
     slices (padding not counted), summed in float32 in depth order."""
     d = x.shape[1]
+    # the window offsets that read padding in every window dropped (:func:`_clipped`), so
+    # the padding is at most the input's depth whatever the pool size
+    taps, before, after = _clipped(d, pool, stride, out, pads[0])
     fill = np.float32(0.0) if average else np.float32(-np.inf)
-    xp = np.pad(x, ((0, 0), pads) + ((0, 0),) * (x.ndim - 2), constant_values=fill)
-    windows = np.lib.stride_tricks.sliding_window_view(xp, pool, axis=1)[:, ::stride][:, :out]
+    xp = np.pad(x, ((0, 0), (before, after)) + ((0, 0),) * (x.ndim - 2), constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(xp, taps, axis=1)[:, ::stride][:, :out]
     if not average:
         return np.ascontiguousarray(windows.max(axis=-1))
-    covered = np.pad(np.ones(d, np.float32), pads)
-    counts = np.lib.stride_tricks.sliding_window_view(covered, pool)[::stride][:out].sum(axis=1)
+    covered = np.pad(np.ones(d, np.float32), (before, after))
+    counts = np.lib.stride_tricks.sliding_window_view(covered, taps)[::stride][:out].sum(axis=1)
     with np.errstate(invalid="ignore"):  # +inf and -inf in one window: NaN, no warning
         total = windows.sum(axis=-1, dtype=np.float32)
     shape = (1, out) + (1,) * (x.ndim - 2)

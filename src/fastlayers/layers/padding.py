@@ -60,6 +60,20 @@ class _Spatial(Layer):
         x = np.moveaxis(x, 1, -1) if cf else x
         return x[:, None] if self.rank == 1 else x
 
+    def _volume_shape(self, shape: tuple, axis_size) -> tuple | None:
+        """A 3D layer's symbolic output shape: ``axis_size(i, size)`` for spatial axis i (a
+        size below 1: None, and the zero run reports the problem), batch and channels kept."""
+        if len(shape) != 5:
+            return None
+        self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
+        first = 2 if self.data_format == "channels_first" else 1
+        out = list(shape)
+        for i in range(3):
+            out[first + i] = axis_size(i, shape[first + i])
+            if out[first + i] < 1:
+                return None
+        return tuple(out)
+
     def _back(self, y: np.ndarray, cf: bool) -> np.ndarray:
         y = y[:, 0] if self.rank == 1 else y
         return np.ascontiguousarray(np.moveaxis(y, -1, 1) if cf else y)
@@ -207,6 +221,9 @@ class ZeroPadding3D(_Spatial):
             y = np.pad(x, ((0, 0), *self.padding, (0, 0)))
         return self._back(y, cf)
 
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        return self._volume_shape(shape, lambda i, size: size + sum(self.padding[i]))
+
 
 class Cropping3D(_Spatial):
     """Drop planes at the borders of a volume (Keras ``Cropping3D``).
@@ -234,3 +251,6 @@ class Cropping3D(_Spatial):
         cf = self.data_format == "channels_first"
         x = self._nhwc(inputs, cf)
         return self._back(_crop(self._owner(), x, self.cropping), cf)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        return self._volume_shape(shape, lambda i, size: size - sum(self.cropping[i]))

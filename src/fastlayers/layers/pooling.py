@@ -263,10 +263,11 @@ class _Pooling3D(_Pooling):
             P.pool_geometry(s, p, st, self.padding)
             for s, p, st in zip((d, h, w), self.pool_size, self.strides))
         average = self.mode == "average"
-        slices = F.run_pool2d(x.reshape(n * d, h, w, c), self.pool_size[1:], self.strides[1:],
-                              (top, bottom, left, right), (oh, ow), average)
-        y = P.pool_depth(slices.reshape(n, d, oh, ow, c), self.pool_size[0], self.strides[0],
-                         (front, back), od, average)
+        with V.allocating(owner, f"the output of pooling by {self.pool_size}"):
+            slices = F.run_pool2d(x.reshape(n * d, h, w, c), self.pool_size[1:],
+                                  self.strides[1:], (top, bottom, left, right), (oh, ow), average)
+            y = P.pool_depth(slices.reshape(n, d, oh, ow, c), self.pool_size[0],
+                             self.strides[0], (front, back), od, average)
         return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if self.cf else y
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:

@@ -103,7 +103,6 @@ class UpSampling2D(_Spatial):
         return (shape[0], shape[1] * fh, shape[2] * fw, shape[3])
 
 
-
 class UpSampling3D(_Spatial):
     """Depth, rows and columns enlarged by whole factors, each voxel repeated (Keras
     ``UpSampling3D``).
@@ -132,3 +131,6 @@ class UpSampling3D(_Spatial):
             y = np.empty((n, d, fd, h, fh, w, fw, c), np.float32)
             y[...] = x[:, :, None, :, None, :, None, :]
         return self._back(y.reshape(n, d * fd, h * fh, w * fw, c), cf)
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        return self._volume_shape(shape, lambda i, size: size * self.size[i])
