@@ -175,3 +175,42 @@ def test_dropout_survives_loading_from_a_file(tmp_path, rng):
     loaded = fl.load_model(path)
     assert [la.dropout for la in loaded.layers if isinstance(la, L.GroupQueryAttention)] == [0.3]
     assert_close(loaded.predict([q, v, mask]), want, k=32, magnitude=4.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nq,nkv", [(6, 2), (4, 1), (3, 3), (8, 4)])
+def test_functional_op_takes_fewer_key_value_heads(rng, backend, nq, nkv):
+    """fl.multi_head_attention with key/value kernels of G heads (grouped-query attention)
+    is the op with each of those heads repeated for its nq / nkv query heads; the projection
+    runs once per key/value head. A G that does not divide the query heads is refused."""
+    b, t, s, d, h = 2, 5, 7, 12, 4
+    q, v = rng.standard_normal((b, t, d)).astype(F32), rng.standard_normal((b, s, d)).astype(F32)
+    wq = rng.standard_normal((d, nq, h)).astype(F32)
+    wo = rng.standard_normal((nq, h, d)).astype(F32)
+    wk, wv = rng.standard_normal((2, d, nkv, h)).astype(F32)
+    bk, bv = rng.standard_normal((2, nkv, h)).astype(F32)
+    r = nq // nkv
+    kw = dict(query_kernel=wq, output_kernel=wo, use_causal_mask=True,
+              return_attention_scores=True)
+    with fl.use_backend(backend):
+        got, got_w = fl.multi_head_attention(q, v, key_kernel=wk, value_kernel=wv,
+                                             key_bias=bk, value_bias=bv, **kw)
+        want, want_w = fl.multi_head_attention(
+            q, v, key_kernel=np.repeat(wk, r, axis=1), value_kernel=np.repeat(wv, r, axis=1),
+            key_bias=np.repeat(bk, r, axis=0), value_bias=np.repeat(bv, r, axis=0), **kw)
+        assert got.shape == (b, t, d) and got_w.shape == (b, nq, t, s)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_w, want_w, rtol=1e-5, atol=1e-6)
+        if nq > 1:
+            with pytest.raises(ValueError, match="kv_heads dividing num_heads"):
+                fl.multi_head_attention(q, v, key_kernel=wk[:, :1].repeat(nq + 1, axis=1),
+                                        value_kernel=wv[:, :1].repeat(nq + 1, axis=1), **kw)
+
+
+def test_the_layer_keeps_its_key_value_heads(rng):
+    """The layer's call weights are its own (G key/value heads): nothing repeated in memory."""
+    layer = L.GroupQueryAttention(head_dim=4, num_query_heads=6, num_key_value_heads=2)
+    x = rng.standard_normal((1, 3, 8)).astype(F32)
+    layer(x, x)
+    kernels = [w.shape for w in layer._call_weight_values[:4]]
+    assert kernels == [(8, 6, 4), (8, 2, 4), (8, 2, 4), (6, 4, 8)]

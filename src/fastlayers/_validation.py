@@ -582,8 +582,10 @@ class MHAArgs(NamedTuple):
     query: Array  # (B, T, Dq)
     value: Array  # (B, S, Dv)
     key: Array  # (B, S, Dk)
-    kernels: tuple  # (Dq, N, Hk), (Dk, N, Hk), (Dv, N, Hv), (N, Hv, Dout)
-    biases: tuple  # (N, Hk), (N, Hk), (N, Hv), (Dout,); each may be None
+    # (Dq, N, Hk), (Dk, G, Hk), (Dv, G, Hv), (N, Hv, Dout): G = N, or G key/value heads
+    # shared by N / G query heads each (grouped-query attention)
+    kernels: tuple
+    biases: tuple  # (N, Hk), (G, Hk), (G, Hv), (Dout,); each may be None
     mask: OptArray  # bool (B, T, S) or (T, S); True = may attend
     causal: bool
     return_scores: bool
@@ -591,8 +593,8 @@ class MHAArgs(NamedTuple):
 
 _MHA_KERNELS = (
     ("query_kernel", "(Dq, num_heads, key_dim)"),
-    ("key_kernel", "(Dk, num_heads, key_dim)"),
-    ("value_kernel", "(Dv, num_heads, value_dim)"),
+    ("key_kernel", "(Dk, kv_heads, key_dim), kv_heads dividing num_heads"),
+    ("value_kernel", "(Dv, kv_heads, value_dim), kv_heads dividing num_heads"),
     ("output_kernel", "(num_heads, value_dim, Dout)"),
 )
 
@@ -638,15 +640,17 @@ def check_multi_head_attention(
         C.rank(w, op, name, 3, what)
     wq, wk, wv, wo = kernels
     _, n, hk = wq.shape
-    hv, dout = wv.shape[2], wo.shape[2]
-    expected = ((dq, n, hk), (key.shape[2], n, hk), (value.shape[2], n, hv), (n, hv, dout))
-    for w, (name, what), shape in zip(kernels, _MHA_KERNELS, expected):
-        C.shape_is(w, op, name, shape, what)
+    hv, dout, g = wv.shape[2], wo.shape[2], wk.shape[1]
     if n < 1 or hk < 1 or hv < 1 or dout < 1:
         raise ValueError(f"{op}: num_heads, key_dim, value_dim and Dout must be >= 1")
+    if g < 1 or n % g:
+        g = n  # kv_heads must divide num_heads: the shape message names num_heads then
+    expected = ((dq, n, hk), (key.shape[2], g, hk), (value.shape[2], g, hv), (n, hv, dout))
+    for w, (name, what), shape in zip(kernels, _MHA_KERNELS, expected):
+        C.shape_is(w, op, name, shape, what)
     names = ("query_bias", "key_bias", "value_bias", "output_bias")
     biases = tuple(C.optional_array(bias, op, name) for bias, name in zip(biases, names))
-    for bias, name, shape in zip(biases, names, ((n, hk), (n, hk), (n, hv), (dout,))):
+    for bias, name, shape in zip(biases, names, ((n, hk), (g, hk), (g, hv), (dout,))):
         if bias is not None:
             C.shape_is(bias, op, name, shape)
     mask = attention_mask

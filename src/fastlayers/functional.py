@@ -850,9 +850,12 @@ def multi_head_attention(
     Parameters
     ----------
     query : array (B, T, Dq); value : array (B, S, Dv); key : array (B, S, Dk), optional
-    query_kernel : (Dq, N, key_dim); key_kernel : (Dk, N, key_dim)
-    value_kernel : (Dv, N, value_dim); output_kernel : (N, value_dim, Dout)
-    query_bias, key_bias : (N, key_dim); value_bias : (N, value_dim); output_bias : (Dout,)
+    query_kernel : (Dq, N, key_dim); key_kernel : (Dk, G, key_dim)
+    value_kernel : (Dv, G, value_dim); output_kernel : (N, value_dim, Dout)
+        G = N, or G key/value heads dividing N, each shared by N / G query heads
+        (grouped-query attention: query head u reads key/value head u // (N / G)).
+    query_bias : (N, key_dim); key_bias : (G, key_dim); value_bias : (G, value_dim);
+    output_bias : (Dout,)
     attention_mask : bool (B, T, S) or (T, S), optional; True = may attend
     use_causal_mask : bool
     return_attention_scores : bool

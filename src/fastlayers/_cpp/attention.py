@@ -138,8 +138,8 @@ def pack_multi_head_attention(kernels, biases, pack=True):
     x (rows, D) -> (rows, N*H): on ``_core.PackedDense`` (bias folded) when ``pack`` (a
     layer, packed once), else reading the kernels in place (a functional call, where
     packing would cost more than the few rows of a short sequence). The same bits either
-    way. kernels: (Dq, N, Hk), (Dk, N, Hk), (Dv, N, Hv), (N, Hv, E); biases to match or
-    None."""
+    way. kernels: (Dq, N, Hk), (Dk, G, Hk), (Dv, G, Hv), (N, Hv, E) (G key/value heads);
+    biases to match or None."""
     core = _backend._core
 
     def projection(w2, b):
@@ -171,18 +171,22 @@ def multi_head_attention(a, packed=None):
     hv, dout = wv.shape[2], wo.shape[2]
     b, t_len = a.query.shape[:2]
 
-    def project(x, p, h):  # (B, L, D) -> (B, N, L, h), a view of (B, L, N, h) memory
+    def project(x, p, heads, h):  # (B, L, D) -> (B, heads, L, h), a view of (B, L, heads, h)
         y = p(x.reshape(-1, x.shape[-1]))
-        return y.reshape(x.shape[0], x.shape[1], n, h).transpose(0, 2, 1, 3)
+        y = y.reshape(x.shape[0], x.shape[1], heads, h).transpose(0, 2, 1, 3)
+        # grouped-query attention: each key/value head repeated for its n / heads query
+        # heads, after the projection (computed once per key/value head)
+        return y if heads == n else np.repeat(y, n // heads, axis=1)
 
     pq, pk, pv, po = packed
+    g = a.kernels[1].shape[1]
     mask = a.mask
     if mask is not None:
         mask = mask[:, None] if mask.ndim == 3 else mask
     out, weights = run_attention(
-        project(a.query, pq, hk),
-        project(a.key, pk, hk),
-        project(a.value, pv, hv),
+        project(a.query, pq, n, hk),
+        project(a.key, pk, g, hk),
+        project(a.value, pv, g, hv),
         mask,
         a.causal,
         RULE_SOFTMAX_LAYER if a.return_scores else RULE_FUSED,

@@ -245,8 +245,10 @@ def multi_head_attention(
 ):
     """Keras MultiHeadAttention on rank-3 inputs (docs/semantics.md §11).
 
-    query (B, T, Dq), value (B, S, Dv), key (B, S, Dk); wq (Dq, N, H), wk (Dk, N, H),
-    wv (Dv, N, Hv), wo (N, Hv, Dout). Returns (output (B, T, Dout), weights (B, N, T, S)).
+    query (B, T, Dq), value (B, S, Dv), key (B, S, Dk); wq (Dq, N, H), wk (Dk, G, H),
+    wv (Dv, G, Hv), wo (N, Hv, Dout), G dividing N: key/value head j serves query heads
+    j * N/G ... (j + 1) * N/G - 1 (grouped-query attention; G = N is plain multi-head).
+    Returns (output (B, T, Dout), weights (B, N, T, S)).
 
     Fully masked rows follow Keras's two code paths: with return_scores (the
     softmax-layer path) their weights are all zero; without (the fused path) they
@@ -262,6 +264,9 @@ def multi_head_attention(
     q = project(query, wq, bq)
     k = project(key, wk, bk)
     v = project(value, wv, bv)
+    if k.shape[1] != q.shape[1]:  # each key/value head repeated for its query heads
+        r = q.shape[1] // k.shape[1]
+        k, v = np.repeat(k, r, axis=1), np.repeat(v, r, axis=1)
     q = q * F32(1.0 / np.sqrt(wq.shape[-1]))  # Keras scales the query, not the logits
     scores = q @ np.swapaxes(k, -1, -2)  # (B, N, T, S)
 

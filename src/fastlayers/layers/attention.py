@@ -461,9 +461,9 @@ class GroupQueryAttention(MultiHeadAttention):
     Call: as :class:`MultiHeadAttention` (masks, causal mask, attention scores
     (B, Nq, T, S)), except that an explicit ``query_mask`` (B, T) is used, as Keras's
     GroupedQueryAttention does (the query's own mask when none is given); the output has
-    the query's features (B, T, Dq). It runs as
-    MultiHeadAttention with each key and value head's projection repeated for its query
-    heads (Keras repeats the projected heads: the same numbers).
+    the query's features (B, T, Dq). It runs as MultiHeadAttention whose key and value
+    projections have num_key_value_heads heads, each projected head repeated for its query
+    heads (as Keras does).
     """
 
     config_keys = ("head_dim", "num_query_heads", "num_key_value_heads", "dropout",
@@ -523,17 +523,3 @@ class GroupQueryAttention(MultiHeadAttention):
             keras_query_mask = query_mask
         return super()._attend(query, value, key, None, *args,
                                keras_query_mask=keras_query_mask, **kwargs)
-
-    def _on_weights_set(self) -> None:
-        # The call (and the C++ pack) sees multi-head weights: each key and value head's
-        # kernel and bias repeated for its num_query_heads // num_key_value_heads query heads.
-        r = self.num_query_heads // self.num_key_value_heads
-        expanded = []
-        for name in self.call_weights:  # from the layer's own weights (also after unpickling)
-            value = self._weight_map.get(name)
-            if value is not None and name.startswith(("key/", "value/")):
-                value = np.repeat(value, r, axis=1 if name.endswith("kernel") else 0)
-                value.flags.writeable = False
-            expanded.append(value)
-        self._call_weight_values = tuple(expanded)
-        super()._on_weights_set()
