@@ -138,7 +138,7 @@ def test_unknown_sizes_and_other_dtypes_still_run_on_zeros(monkeypatch):
 
     monkeypatch.setattr(L.Conv2D, "call", counting)
     L.Conv2D(2, 3, padding="same", seed=1)(Input(shape=(None, 6, 3)))
-    assert len(seen) == 2  # the unknown sizes as 2, then as 3
+    assert len(seen) == 3  # the unknown sizes as 2, then as 3 and 9 (a spatial one unknown)
     seen.clear()
     L.Conv2D(2, 3, seed=1)(Input(shape=(6, 6, 3), dtype="int32"))
     assert len(seen) == 2
@@ -208,3 +208,35 @@ def test_sizes_beyond_the_limit_are_still_refused_at_definition():
     with pytest.raises(ValueError, match="too large"):
         L.UpSampling2D((100000, 100000))(Input(shape=(10, 10, 1)))
 
+
+
+@pytest.mark.parametrize("make, shape, want", [
+    # two neighbouring sizes give the same output here: the third one tells
+    (lambda: L.MaxPooling2D(2), (None, None, 3), (None, None, None, 3)),
+    (lambda: L.AveragePooling1D(3), (None, 4), (None, None, 4)),
+    (lambda: L.MaxPooling3D(2), (None, 8, 8, 3), (None, None, 4, 4, 3)),
+    # a valid 3x3 or 5x5 kernel refuses sizes 2 and 1: 8 is tried next
+    (lambda: L.Conv2D(4, 5, seed=0), (None, None, 3), (None, None, None, 4)),
+    (lambda: L.Conv2D(4, 3, strides=2, seed=0), (12, None, 3), (None, 5, None, 4)),
+])
+def test_unknown_spatial_sizes_stay_unknown(make, shape, want):
+    assert tuple(make()(Input(shape=shape)).shape) == want
+
+
+def test_a_model_with_unknown_image_sizes_runs_at_any_size(rng):
+    inp = Input(shape=(None, None, 3))
+    h = L.Conv2D(4, 3, activation="relu", seed=0)(inp)
+    h = L.MaxPooling2D(2)(h)
+    out = L.GlobalAveragePooling2D()(L.Conv2D(5, 5, seed=1)(h))
+    model = Model(inp, out)
+    for size in ((14, 15), (31, 20)):
+        x = rng.standard_normal((2, *size, 3)).astype(np.float32)
+        step = x
+        for layer in model.layers[1:]:
+            step = layer(step)
+        np.testing.assert_array_equal(model.predict(x), step)
+
+
+def test_sizes_no_try_fits_are_reported_with_the_sizes_tried():
+    with pytest.raises(ValueError, match="tried as 2, 1, 8 and 16"):
+        L.Conv2D(2, 17)(Input(shape=(None, None, 3)))

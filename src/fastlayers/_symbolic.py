@@ -297,17 +297,21 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
     except (ValueError, TypeError) as first:
         if not has_unknown:
             raise
-        # An unknown dimension that must match a fixed one of size 1 (a single key, say):
-        # try 1 before giving up, and report the error of the first attempt if that fails.
-        try:
-            arrays, structure = run(1)
-            fill = 1
-        except (ValueError, TypeError):
+        # An unknown dimension that must match a fixed one of size 1 (a single key, say), or
+        # be larger than a window (a valid convolution's kernel): try 1, 8 and 16 before
+        # giving up, and report the error of the first attempt if they all fail.
+        for fill in (1, 8, 16):
+            try:
+                arrays, structure = run(fill)
+                break
+            except (ValueError, TypeError):
+                continue
+        else:
             got = ", ".join(str(t.shape) for t in node.inputs)
             raise type(first)(
                 f"{first} (while calling {label} on symbolic inputs of shapes {got}; "
-                "unknown dimensions were tried as 2 and 1: give Input the fixed sizes you "
-                "know)"
+                "unknown dimensions were tried as 2, 1, 8 and 16: give Input the fixed sizes "
+                "you know)"
             ) from first
     out_shapes = [list(a.shape) for a in arrays]
     dtypes = [a.dtype for a in arrays]
@@ -315,16 +319,28 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         # Dimensions that follow an unknown input dimension change with it: run again with
         # another size and mark those that moved as unknown. If the second size is refused,
         # every dimension equal to the fill is taken as unknown.
+        # With an unknown size beyond the batch, a third, larger one catches what two
+        # neighbouring ones miss: a pooling window of 2 gives 1 for both 2 and 3 inputs (a
+        # third run that fails is not used).
         try:
             again, _ = run(fill + 1)
         except (ValueError, TypeError):
             again = None
+        later = None
+        if again is not None and any(d is None for t in node.inputs for d in t.shape[1:]):
+            try:
+                later, _ = run(fill + 7)
+            except (ValueError, TypeError):
+                later = None
+
+        def differs(other, i, k, d):
+            return (len(other) <= i or len(other[i].shape) != len(out_shapes[i])
+                    or other[i].shape[k] != d)
+
         for i, shape in enumerate(out_shapes):
             for k, d in enumerate(shape):
-                moved = (
-                    again is None or len(again) <= i or len(again[i].shape) != len(shape)
-                    or again[i].shape[k] != d
-                )
+                moved = again is None or differs(again, i, k, d) or (
+                    later is not None and differs(later, i, k, d))
                 if moved and (again is not None or d == fill):
                     shape[k] = None
     out_shapes = [tuple(s) for s in out_shapes]
