@@ -331,3 +331,16 @@ def test_huge_windows_dilations_and_upsampling_cost_no_memory(any_backend):
     np.testing.assert_array_equal(mx, x[:, 1:])
     np.testing.assert_array_equal(conv, x)  # only the centre tap reads the input
     assert tuple(sym.shape) == (None, 64, 128, 128, 16)
+
+
+def test_symbolic_3d_convolutions_check_the_input_channels():
+    """A layer built on 3 channels and called on a symbolic input of 4 is refused at the
+    definition (the zero run reports it), as Conv2D and Conv2DTranspose are."""
+    for layer in (L.Conv3D(2, 2, seed=0), L.Conv3DTranspose(2, 2, seed=0)):
+        layer(np.zeros((1, 2, 2, 2, 3), F32))
+        with pytest.raises(ValueError, match="kernel has shape"):
+            layer(Input(shape=(2, 2, 2, 4)))
+    with pytest.raises(ValueError, match="Conv3D.*inputs has an empty spatial"):
+        L.Conv3D(2, 1)(np.zeros((1, 2, 0, 2, 3), F32))
+    with pytest.raises(ValueError, match="Conv3DTranspose.*inputs has an empty spatial"):
+        L.Conv3DTranspose(2, 1)(np.zeros((1, 2, 0, 2, 3), F32))

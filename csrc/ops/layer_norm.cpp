@@ -85,9 +85,10 @@ double lane_sum_squares(const float* v, int64_t n) {
 }
 
 // y = (x * inv) * scale[j] (scale may be null), two float32 products in Keras's order, inv
-// rounded to float32 first. A row whose inv is below the smallest normal float (a norm above
-// ~8.5e37) multiplies in double instead: as a float32 denormal, inv would be flushed to zero
-// (the kernels run with FTZ/DAZ) and the row with it.
+// rounded to float32 first. A row whose inv is below the smallest normal float (a root mean
+// square, or for UnitNormalization a norm, above ~8.5e37) multiplies in double instead: as a
+// float32 denormal, inv would be flushed to zero (the kernels run with FTZ/DAZ) and the row
+// with it.
 void scale_row(const float* x, double inv, const float* scale, float* y, int64_t n) {
     if (!(inv >= static_cast<double>(std::numeric_limits<float>::min()))) {
         for (int64_t j = 0; j < n; ++j) {

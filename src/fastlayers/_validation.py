@@ -828,6 +828,9 @@ def check_conv3d(
     dd, dh, dw = C.int_tuple(dilation_rate, op, "dilation_rate", n=3, maximum=C.MAX_INT32)
     kd, kh, kw, cg, f = kernel.shape
     n, d, h, w, c = x.shape
+    if 0 in (d, h, w, c):
+        raise ValueError(f"{op}: {x_name} has an empty spatial or channel axis, shape {x.shape} "
+                         "(channels last)")
     # conv2d's checks (padding, groups, channels, the kernel's shape) on a depth slice first
     C.conv2d_geometry(op, (n, h, w, c), (kh, kw, cg, f), (sh, sw), padding, (dh, dw), groups)
     if max(sd, sh, sw) > 1 and max(dd, dh, dw) > 1:
@@ -835,8 +838,8 @@ def check_conv3d(
             f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
             f"got strides {(sd, sh, sw)} and dilation_rate {(dd, dh, dw)}"
         )
-    if d < 1 or kd < 1:
-        raise ValueError(f"{op}: empty depth: inputs {x.shape}, kernel {kernel.shape}")
+    if kd < 1:
+        raise ValueError(f"{op}: kernel has an empty dimension, shape {kernel.shape}")
     od, front, back = depth_geometry(op, d, kd, sd, dd, padding.lower())
     stacked = depth_stack(op, x, kd, od, sd, dd, (front, back), int(groups))
     args = _conv2d_args(op, stacked, conv3d_kernel4(kernel), bias, (sh, sw), padding,

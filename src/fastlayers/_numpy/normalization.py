@@ -181,8 +181,9 @@ def rms_normalization(x, scale, axes, epsilon):
 def _times_factor(x, inv):
     """x times its vector's float64 factor ``inv`` (x's shape with the normalized axes kept
     as 1): the factor rounded to float32, then one float32 product; vectors whose factor is
-    below the smallest normal float32 (a norm above ~8.5e37) multiply in float64, as the C++
-    path does (a denormal factor would be flushed to zero there)."""
+    below the smallest normal float32 (a norm, or a root mean square, above ~8.5e37)
+    multiply in float64, as the C++ path does (a denormal factor would be flushed to zero
+    there)."""
     small = ~(inv >= np.finfo(F32).tiny)  # NaN factors too: NaN either way
     y = (x * inv.astype(F32)).astype(F32, copy=False)
     if np.any(small):

@@ -361,6 +361,23 @@ class Conv1D(_GroupedConv):
         return pack_conv2d(kernel[None], self._weight("bias"), self.groups)
 
 
+def _volume_geometry(layer: Layer, shape: tuple, channels) -> tuple | None:
+    """For a 3D convolution's ``_symbolic_output_shape``: (the kernel after building as a
+    zero run would, the input's (D, H, W)), or None when the zero run must say what is wrong
+    or what comes out (not rank 5, an empty axis, input channels other than
+    ``channels(kernel)``, an activation that may change the shape)."""
+    act = V.activation(layer.activation, layer._owner())
+    if len(shape) != 5 or callable(act) or act == "glu":
+        return None
+    concrete = (2 if shape[0] is None else shape[0], *shape[1:])
+    kernel = layer._ready(concrete)[0]
+    cf = layer.data_format == "channels_first"
+    spatial = concrete[2:] if cf else concrete[1:4]
+    if 0 in spatial or concrete[1 if cf else 4] != channels(kernel):
+        return None
+    return kernel, spatial
+
+
 class Conv3D(_GroupedConv):
     """3D convolution (Keras ``Conv3D``), over depth, height and width.
 
@@ -439,14 +456,10 @@ class Conv3D(_GroupedConv):
         return _activate_after(_channels_back(y, channels_first), after)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
-        act = V.activation(self.activation, self._owner())
-        if len(shape) != 5 or callable(act) or act == "glu":
+        got = _volume_geometry(self, shape, lambda k: k.shape[3] * self.groups)
+        if got is None:
             return None
-        concrete = (2 if shape[0] is None else shape[0], *shape[1:])
-        kernel = self._ready(concrete)[0]
-        spatial = concrete[2:] if self.data_format == "channels_first" else concrete[1:4]
-        if 0 in spatial:
-            return None  # the zero run says what is wrong
+        kernel, spatial = got
         out = [V.depth_geometry(self._owner(), size, k, s, d, self.padding)[0]
                for size, k, s, d in zip(spatial, kernel.shape[:3], self.strides,
                                         self.dilation_rate)]
@@ -1138,8 +1151,9 @@ class Conv3DTranspose(Conv2DTranspose):
             x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         n, d, h, w, c = x.shape
         kd, f = kernel.shape[0], kernel.shape[3]
-        if d < 1:
-            raise ValueError(f"{owner}: inputs has an empty depth axis, shape {x.shape}")
+        if 0 in (d, h, w, c):
+            raise ValueError(f"{owner}: inputs has an empty spatial or channel axis, shape "
+                             f"{x.shape} (channels last)")
         od, front = self._depth(d, kd)
         if od < 1:
             raise ValueError(f"{owner}: the output would have no depth for an input depth {d}")
@@ -1167,12 +1181,10 @@ class Conv3DTranspose(Conv2DTranspose):
         return _activate_after(_channels_back(y, channels_first), after)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
-        act = V.activation(self.activation, self._owner())
-        if len(shape) != 5 or callable(act) or act == "glu":
+        got = _volume_geometry(self, shape, lambda k: k.shape[4])
+        if got is None:
             return None
-        concrete = (2 if shape[0] is None else shape[0], *shape[1:])
-        kernel = self._ready(concrete)[0]
-        spatial = concrete[2:] if self.data_format == "channels_first" else concrete[1:4]
+        kernel, spatial = got
         ops = self.output_padding or (None, None, None)
         out = tuple(_checks.conv_transpose_length(size, k, s, dl, self.padding, op)[0]
                     for size, k, s, dl, op in zip(spatial, kernel.shape[:3], self.strides,
