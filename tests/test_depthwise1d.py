@@ -163,3 +163,23 @@ def test_identity_layers_pass_their_input(rng):
         L.AlphaDropout(1.5)
     with pytest.raises(TypeError, match="unrecognized"):
         L.Identity(rate=0.1)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: L.Conv1D(2, 5)(np.ones((1, 3, 2), F32)), "input length 3 is smaller than the "
+     "dilated kernel 5"),
+    (lambda: fl.conv1d(np.ones((1, 3, 2), F32), np.ones((2, 2, 2), F32), dilation_rate=3),
+     "input length 3 is smaller than the dilated kernel 4"),
+    (lambda: L.DepthwiseConv1D(5, data_format="channels_first")(np.ones((1, 2, 3), F32)),
+     "input length 3 is smaller than the dilated kernel 5"),
+    (lambda: L.SeparableConv1D(2, 3, dilation_rate=2)(np.ones((1, 4, 2), F32)),
+     "input length 4 is smaller than the dilated kernel 5"),
+    (lambda: L.Conv1D(2, 2, dilation_rate=2**31)(np.ones((1, 3, 2), F32)),
+     r"dilation_rate must be <= 2147483647, got \(2147483648,\)"),
+])
+def test_1d_geometry_errors_speak_of_steps(any_backend, call, fragment):
+    """The 1-D layers run as 2-D convolutions on a height of 1; their errors still name the
+    input's length and the kernel's, not an (H, W) of the height-1 image."""
+    with pytest.raises(ValueError, match=fragment) as info:
+        call()
+    assert "(H, W)" not in str(info.value)

@@ -300,11 +300,13 @@ def conv2d_geometry(
     padding,
     dilation_rate,
     groups,
+    steps: bool = False,
 ):
     """Check conv2d arguments and return (strides, dilation, pads, out_hw, groups).
 
     pads = (top, bottom, left, right) following the TensorFlow rule: the extra
-    pixel of odd total padding goes at the bottom/right.
+    pixel of odd total padding goes at the bottom/right. ``steps``: the call is a 1-D
+    convolution on a height of 1, and the messages speak of its length and kernel.
     """
     (sh, sw), (dh, dw), pad = _strides_padding_dilation(op, strides, padding, dilation_rate)
     if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
@@ -332,17 +334,18 @@ def conv2d_geometry(
         )
     eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     if max(eff_h, eff_w) > MAX_INT32:
-        raise ValueError(
-            f"{op}: the dilated kernel {(eff_h, eff_w)} (kernel {(kh, kw)}, dilation_rate "
-            f"{(dh, dw)}) is larger than {MAX_INT32}"
-        )
+        what = (f"{eff_w} (kernel {kw}, dilation_rate {dw})" if steps else
+                f"{(eff_h, eff_w)} (kernel {(kh, kw)}, dilation_rate {(dh, dw)})")
+        raise ValueError(f"{op}: the dilated kernel {what} is larger than {MAX_INT32}")
     if pad == "valid":
         oh = (h - eff_h) // sh + 1 if h >= eff_h else 0
         ow = (w - eff_w) // sw + 1 if w >= eff_w else 0
         if oh <= 0 or ow <= 0:
+            what = (f"input length {w} is smaller than the dilated kernel {eff_w}" if steps else
+                    f"input (H, W) = {(h, w)} is smaller than the dilated kernel "
+                    f"{(eff_h, eff_w)}")
             raise ValueError(
-                f"{op}: with padding 'valid' the input (H, W) = {(h, w)} is smaller than the "
-                f"dilated kernel {(eff_h, eff_w)}; the output would be empty"
+                f"{op}: with padding 'valid' the {what}; the output would be empty"
             )
         pads = (0, 0, 0, 0)
     else:

@@ -681,14 +681,16 @@ def check_multi_head_attention(
 # --------------------------------------- check_<op>: conv1d, depthwise_conv2d (convpool)
 
 
-def _conv2d_args(op, x, kernel4, bias, strides, padding, dilation_rate, groups, act, pads=None):
+def _conv2d_args(op, x, kernel4, bias, strides, padding, dilation_rate, groups, act, pads=None,
+                 steps=False):
     """Conv2DArgs for an NHWC x and a conv2d kernel (kh, kw, cg, F), the geometry checked by
-    conv2d_geometry; ``pads`` (top, bottom, left, right) replaces the padding rule."""
+    conv2d_geometry; ``pads`` (top, bottom, left, right) replaces the padding rule; ``steps``:
+    a 1-D convolution on a height of 1 (its messages in 1-D terms)."""
     shape = x.shape
     if pads is not None:  # the geometry of the padded input, run "valid"
         shape = (shape[0], shape[1] + pads[0] + pads[1], shape[2] + pads[2] + pads[3], shape[3])
     strides, dilation, rule_pads, out_hw, groups = C.conv2d_geometry(
-        op, shape, kernel4.shape, strides, padding, dilation_rate, groups
+        op, shape, kernel4.shape, strides, padding, dilation_rate, groups, steps=steps
     )
     if bias is not None:
         C.shape_is(bias, op, "bias", (kernel4.shape[3],), "(filters,)")
@@ -727,8 +729,8 @@ def check_conv1d(
     bias = C.optional_array(bias, op, "bias")
     act = C.activation(activation, op)
     C.rank(kernel, op, "kernel", 3, "(kernel_size, in_channels // groups, filters)")
-    (s,) = C.int_tuple(strides, op, "strides", n=1)
-    (d,) = C.int_tuple(dilation_rate, op, "dilation_rate", n=1)
+    (s,) = C.int_tuple(strides, op, "strides", n=1, maximum=C.MAX_INT32)
+    (d,) = C.int_tuple(dilation_rate, op, "dilation_rate", n=1, maximum=C.MAX_INT32)
     if not isinstance(padding, str):
         raise TypeError(f"{op}: padding must be 'valid', 'same' or 'causal', got "
                         f"{type(padding).__name__}")
@@ -746,7 +748,7 @@ def check_conv1d(
     causal = (0, 0, d * (k - 1), 0) if pad == "causal" else None
     return _conv2d_args(
         op, x[:, None], kernel[None], bias, (1, s), "valid" if causal else pad, (1, d), groups,
-        act, pads=causal,
+        act, pads=causal, steps=True,
     )
 
 
@@ -867,9 +869,11 @@ def check_depthwise_conv2d(
     x_name="x",
     channels_first=False,
     build: Build = None,
+    steps: bool = False,
 ):
     """DepthwiseConv2D as conv2d with groups = C: Conv2DArgs with kernel (kh, kw, 1, C * m).
-    With channels_first, x is (N, C, H, W)."""
+    With channels_first, x is (N, C, H, W). ``steps``: a 1-D layer's call on a height of 1
+    (its messages in 1-D terms)."""
     x = C.array(x, op, x_name)
     what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
     C.rank(x, op, x_name, 4, what)
@@ -886,7 +890,8 @@ def check_depthwise_conv2d(
             f"{kernel.shape[1]}, {x.shape[3]}, depth_multiplier) for {x.shape[3]} input channels"
         )
     return _conv2d_args(
-        op, x, depthwise_kernel4(kernel), bias, strides, padding, dilation_rate, x.shape[3], act
+        op, x, depthwise_kernel4(kernel), bias, strides, padding, dilation_rate, x.shape[3], act,
+        steps=steps,
     )
 # ------------------------------------------------------------------- check_<op>: layer_norm
 

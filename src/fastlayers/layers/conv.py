@@ -574,6 +574,7 @@ class _DepthwiseBase(Layer):
             x_name="inputs",
             channels_first=self.data_format == "channels_first",
             build=build,
+            steps=self.rank == 1,
         )
         return a, weights
 
