@@ -411,7 +411,10 @@ def _resize_case(cid, n, h, w, c, oh, ow, antialias, quick=True):
         return {"x": _rand(rng, n, h, w, c)}
 
     def call(d):
-        return fl.layers.Resizing(oh, ow, antialias=antialias)(d["x"])
+        layer = d.get("layer")
+        if layer is None:  # made once, as a model holds it
+            layer = d["layer"] = fl.layers.Resizing(oh, ow, antialias=antialias)
+        return layer(d["x"])
 
     def torch_prepare(d):
         x = torch.from_numpy(d["x"]).permute(0, 3, 1, 2)  # channels_last memory, as ours
