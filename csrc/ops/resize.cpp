@@ -64,6 +64,18 @@ void resample_items(const float* x, float* y, int64_t n_in, int64_t inner, int64
     }
 }
 
+// run(resample_items<kInner, kPair>) for kInner = inner when it is 1-4, else the generic 0.
+template <bool kPair, class Run>
+void by_inner(int64_t inner, Run run) {
+    switch (inner) {
+        case 1: return run(resample_items<1, kPair>);
+        case 2: return run(resample_items<2, kPair>);
+        case 3: return run(resample_items<3, kPair>);
+        case 4: return run(resample_items<4, kPair>);
+        default: return run(resample_items<0, kPair>);
+    }
+}
+
 }  // namespace
 
 void resample_axis(const float* x, float* y, int64_t outer, int64_t n_in, int64_t inner,
@@ -79,22 +91,10 @@ void resample_axis(const float* x, float* y, int64_t outer, int64_t n_in, int64_
         auto run = [&](auto items) {
             items(x, y, n_in, inner, n_out, taps, idx, w, count, i0, i1);
         };
-        if (pair) {
-            switch (inner) {
-                case 1: return run(resample_items<1, true>);
-                case 2: return run(resample_items<2, true>);
-                case 3: return run(resample_items<3, true>);
-                case 4: return run(resample_items<4, true>);
-                default: return run(resample_items<0, true>);
-            }
-        }
-        switch (inner) {
-            case 1: return run(resample_items<1, false>);
-            case 2: return run(resample_items<2, false>);
-            case 3: return run(resample_items<3, false>);
-            case 4: return run(resample_items<4, false>);
-            default: return run(resample_items<0, false>);
-        }
+        if (pair)
+            by_inner<true>(inner, run);
+        else
+            by_inner<false>(inner, run);
     });
 }
 

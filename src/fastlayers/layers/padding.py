@@ -118,7 +118,7 @@ class ZeroPadding2D(_Spatial):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.padding = _pairs(padding, owner, "padding")
+        self.padding = _pairs(padding, owner, "padding", n=self.rank)
         self.data_format = _data_format(data_format, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
@@ -183,7 +183,7 @@ class Cropping2D(_Spatial):
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.cropping = _pairs(cropping, owner, "cropping")
+        self.cropping = _pairs(cropping, owner, "cropping", n=self.rank)
         self.data_format = _data_format(data_format, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
@@ -192,7 +192,7 @@ class Cropping2D(_Spatial):
         return self._back(_crop(self._owner(), x, self.cropping), cf)
 
 
-class ZeroPadding3D(_Spatial):
+class ZeroPadding3D(ZeroPadding2D):
     """Zeros around a volume (Keras ``ZeroPadding3D``).
 
     padding : int, (sym_depth, sym_height, sym_width) or ((front, back), (top, bottom),
@@ -203,29 +203,18 @@ class ZeroPadding3D(_Spatial):
     """
 
     rank = 3
-    config_keys = ("padding", "data_format")
 
     def __init__(
         self, padding: Any = ((1, 1), (1, 1), (1, 1)), data_format: str | None = None,
         **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        owner = type(self).__name__
-        self.padding = _pairs(padding, owner, "padding", n=3)
-        self.data_format = _data_format(data_format, owner)
-
-    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        cf = self.data_format == "channels_first"
-        x = self._nhwc(inputs, cf)
-        with V.allocating(self._owner(), f"the output of padding {self.padding}"):
-            y = np.pad(x, ((0, 0), *self.padding, (0, 0)))
-        return self._back(y, cf)
+        super().__init__(padding, data_format, **kwargs)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         return self._volume_shape(shape, lambda i, size: size + sum(self.padding[i]))
 
 
-class Cropping3D(_Spatial):
+class Cropping3D(Cropping2D):
     """Drop planes at the borders of a volume (Keras ``Cropping3D``).
 
     cropping : int, (sym_depth, sym_height, sym_width) or ((front, back), (top, bottom),
@@ -236,21 +225,12 @@ class Cropping3D(_Spatial):
     """
 
     rank = 3
-    config_keys = ("cropping", "data_format")
 
     def __init__(
         self, cropping: Any = ((1, 1), (1, 1), (1, 1)), data_format: str | None = None,
         **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        owner = type(self).__name__
-        self.cropping = _pairs(cropping, owner, "cropping", n=3)
-        self.data_format = _data_format(data_format, owner)
-
-    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        cf = self.data_format == "channels_first"
-        x = self._nhwc(inputs, cf)
-        return self._back(_crop(self._owner(), x, self.cropping), cf)
+        super().__init__(cropping, data_format, **kwargs)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         return self._volume_shape(shape, lambda i, size: size - sum(self.cropping[i]))

@@ -107,18 +107,20 @@ class _Pooling(Layer):
         return self.data_format == "channels_first"
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
-        if self.rank != 2 or len(shape) != 4:
+        """The 2D and 3D layers' output shape (the 1D ones run on zeros)."""
+        rank = self.rank
+        if rank == 1 or len(shape) != rank + 2:
             return None
         self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
-        spatial = shape[2:] if self.cf else shape[1:3]
-        channels = shape[1] if self.cf else shape[3]
+        spatial = shape[2:] if self.cf else shape[1:1 + rank]
+        channels = shape[1] if self.cf else shape[-1]
         if channels == 0 or 0 in spatial or (
             self.padding == "valid" and any(s < p for s, p in zip(spatial, self.pool_size))
         ):
             return None  # the zero run says what is wrong
-        oh, ow = (P.pool_geometry(s, p, st, self.padding)[0]
-                  for s, p, st in zip(spatial, self.pool_size, self.strides))
-        return (shape[0], channels, oh, ow) if self.cf else (shape[0], oh, ow, channels)
+        out = tuple(P.pool_geometry(s, p, st, self.padding)[0]
+                    for s, p, st in zip(spatial, self.pool_size, self.strides))
+        return (shape[0], channels, *out) if self.cf else (shape[0], *out, channels)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         if self.cf:
@@ -269,20 +271,6 @@ class _Pooling3D(_Pooling):
             y = P.pool_depth(slices.reshape(n, d, oh, ow, c), self.pool_size[0],
                              self.strides[0], (front, back), od, average)
         return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if self.cf else y
-
-    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
-        if len(shape) != 5:
-            return None
-        self._ready((2 if shape[0] is None else shape[0], *shape[1:]))
-        spatial = shape[2:] if self.cf else shape[1:4]
-        channels = shape[1] if self.cf else shape[4]
-        if channels == 0 or 0 in spatial or any(s is None for s in spatial) or (
-            self.padding == "valid" and any(s < p for s, p in zip(spatial, self.pool_size))
-        ):
-            return None  # the zero run says what is wrong
-        out = tuple(P.pool_geometry(s, p, st, self.padding)[0]
-                    for s, p, st in zip(spatial, self.pool_size, self.strides))
-        return (shape[0], channels, *out) if self.cf else (shape[0], *out, channels)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         return None
