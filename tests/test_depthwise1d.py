@@ -176,6 +176,12 @@ def test_identity_layers_pass_their_input(rng):
      "input length 4 is smaller than the dilated kernel 5"),
     (lambda: L.Conv1D(2, 2, dilation_rate=2**31)(np.ones((1, 3, 2), F32)),
      r"dilation_rate must be <= 2147483647, got \(2147483648,\)"),
+    (lambda: fl.conv1d(np.ones((1, 8, 4), F32), np.ones((2, 4, 2), F32), strides=2,
+                       dilation_rate=2), "got strides 2 and dilation_rate 2"),
+    (lambda: L.Conv1D(3, 2)(np.zeros((1, 0, 4), F32)),
+     r"empty steps or channel axis, shape \(1, 0, 4\)"),
+    (lambda: fl.conv1d(np.ones((1, 8, 4), F32), np.ones((0, 4, 2), F32)),
+     r"kernel has an empty dimension, shape \(0, 4, 2\)"),
 ])
 def test_1d_geometry_errors_speak_of_steps(any_backend, call, fragment):
     """The 1-D layers run as 2-D convolutions on a height of 1; their errors still name the

@@ -344,3 +344,11 @@ def test_symbolic_3d_convolutions_check_the_input_channels():
         L.Conv3D(2, 1)(np.zeros((1, 2, 0, 2, 3), F32))
     with pytest.raises(ValueError, match="Conv3DTranspose.*inputs has an empty spatial"):
         L.Conv3DTranspose(2, 1)(np.zeros((1, 2, 0, 2, 3), F32))
+
+
+@pytest.mark.parametrize("layer", [L.MaxPooling3D(2), L.AveragePooling3D(3, 2, "same"),
+                                   L.MaxPooling3D(2, data_format="channels_first")])
+def test_3d_pooling_computes_its_symbolic_shape(layer):
+    """The shape comes from the layer's hook, not from running it on zeros."""
+    shape = (None, 3, 8, 8, 8) if layer.data_format == "channels_first" else (None, 8, 8, 8, 3)
+    assert layer._offered_output_shape(shape) is not None

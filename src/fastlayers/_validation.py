@@ -738,6 +738,16 @@ def check_conv1d(
     if pad not in ("valid", "same", "causal"):
         raise ValueError(f"{op}: padding must be 'valid', 'same' or 'causal', got {padding!r}")
     k, cg, f = kernel.shape
+    # what conv2d_geometry would report of the height-1 image, in 1-D terms
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{op}: {x_name} has an empty steps or channel axis, shape {x.shape}")
+    if 0 in kernel.shape:
+        raise ValueError(f"{op}: kernel has an empty dimension, shape {kernel.shape}")
+    if s > 1 and d > 1:
+        raise ValueError(
+            f"{op}: strides > 1 together with dilation_rate > 1 is not allowed (as in Keras); "
+            f"got strides {s} and dilation_rate {d}"
+        )
     if isinstance(groups, (int, np.integer)) and not isinstance(groups, (bool, np.bool_)) \
             and groups >= 1 and cg * groups != x.shape[2]:
         raise ValueError(
