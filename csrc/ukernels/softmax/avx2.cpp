@@ -62,8 +62,8 @@ static void softmax_row_avx2(const float* x, float* y, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const __m256 e0 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
-        const __m256 e1 = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
+        const __m256 e0 = fl_exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        const __m256 e1 = fl_exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
         _mm256_storeu_ps(y + i, e0);
         _mm256_storeu_ps(y + i + 8, e1);
         s0 = _mm256_add_ps(s0, e0);
@@ -71,21 +71,21 @@ static void softmax_row_avx2(const float* x, float* y, int64_t n) {
     }
     // The rest (< 16 elements) into the lanes j % 16: s0 for the first 8, s1 for the others.
     if (n - i >= 8) {
-        const __m256 e = fl_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        const __m256 e = fl_exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
         _mm256_storeu_ps(y + i, e);
         s0 = _mm256_add_ps(s0, e);
         i += 8;
         if (i < n) {
             // exp of a masked-off lane (x = 0) is arbitrary, even inf/NaN: zero it before summing.
             const __m256i mask = fl_avx2_tail_mask(n - i);
-            __m256 t = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
+            __m256 t = fl_exp_nonpos_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
             t = _mm256_and_ps(t, _mm256_castsi256_ps(mask));
             _mm256_maskstore_ps(y + i, mask, t);
             s1 = _mm256_add_ps(s1, t);
         }
     } else if (i < n) {
         const __m256i mask = fl_avx2_tail_mask(n - i);
-        __m256 t = fl_exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
+        __m256 t = fl_exp_nonpos_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vmax));
         t = _mm256_and_ps(t, _mm256_castsi256_ps(mask));
         _mm256_maskstore_ps(y + i, mask, t);
         s0 = _mm256_add_ps(s0, t);
@@ -168,56 +168,34 @@ float fl_score_prep_avx2(float* x, int64_t n, float scale, const uint8_t* keep, 
     return hmax_avx2(_mm256_max_ps(m0, m1));
 }
 
-/* fl_exp_avx2 for x <= 0 (softmax arguments): the same bits there with fewer operations. For
- * -87.34 <= x <= 0, n = round(x * log2(e)) lies in [-126, 0], so 2^n is one normal float and
- * the two-step scaling and the upper clamp of fl_exp_avx2 are not needed; below that, 0. NaN
- * stays NaN (MAXPS returns its second operand, x). */
-static inline __m256 exp_nonpos_avx2(__m256 x) {
-    const __m256 under_x = _mm256_set1_ps(-0x1.5d589ep+6f);
-    const __m256 xc = _mm256_max_ps(under_x, x);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(0x1.715476p+0f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), r);
-    __m256 q = _mm256_set1_ps(0x1.6a2242p-10f);
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.123b0ep-7f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.5558f8p-5f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.55549p-3f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0x1.fffffcp-2f));
-    const __m256 p = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r); /* exp(r) - 1 */
-    const __m256 s = _mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
-    const __m256 y = _mm256_fmadd_ps(s, p, s);
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, under_x, _CMP_LT_OQ), y);
-}
-
 float fl_exp_shift_sum_avx2(float* x, int64_t n, float scale, float m) {
     const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-m);
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
-        const __m256 e0 = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
-        const __m256 e1 = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8), vs, vm));
+        const __m256 e0 = fl_exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
+        const __m256 e1 = fl_exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8), vs, vm));
         _mm256_storeu_ps(x + j, e0);
         _mm256_storeu_ps(x + j + 8, e1);
         s0 = _mm256_add_ps(s0, e0);
         s1 = _mm256_add_ps(s1, e1);
     }
     if (n - j >= 8) {
-        const __m256 e = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
+        const __m256 e = fl_exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
         _mm256_storeu_ps(x + j, e);
         s0 = _mm256_add_ps(s0, e);
         j += 8;
         if (j < n) {
             const __m256i mask = fl_avx2_tail_mask(n - j);
-            __m256 e1 = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_maskload_ps(x + j, mask), vs, vm));
+            const __m256 xt = _mm256_maskload_ps(x + j, mask);
+            __m256 e1 = fl_exp_nonpos_avx2(_mm256_fmadd_ps(xt, vs, vm));
             e1 = _mm256_and_ps(e1, _mm256_castsi256_ps(mask));
             _mm256_maskstore_ps(x + j, mask, e1);
             s1 = _mm256_add_ps(s1, e1);
         }
     } else if (j < n) {
         const __m256i mask = fl_avx2_tail_mask(n - j);
-        __m256 e = exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_maskload_ps(x + j, mask), vs, vm));
+        __m256 e = fl_exp_nonpos_avx2(_mm256_fmadd_ps(_mm256_maskload_ps(x + j, mask), vs, vm));
         e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
         _mm256_maskstore_ps(x + j, mask, e);
         s0 = _mm256_add_ps(s0, e);

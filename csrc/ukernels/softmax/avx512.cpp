@@ -79,14 +79,14 @@ static void softmax_row_avx512(const float* x, float* y, int64_t n) {
     __m512 s = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const __m512 e = fl_exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
+        const __m512 e = fl_exp_nonpos_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
         _mm512_storeu_ps(y + i, e);
         s = _mm512_add_ps(s, e);
     }
     if (i < n) {
         // Masked-off lanes keep their sum (adding exactly what the other ISAs add there: 0).
         const __mmask16 k = fl_avx512_tail_mask(n - i);
-        const __m512 e = fl_exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmax));
+        const __m512 e = fl_exp_nonpos_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmax));
         _mm512_mask_storeu_ps(y + i, k, e);
         s = _mm512_mask_add_ps(s, k, s, e);
     }
@@ -140,39 +140,19 @@ float fl_score_prep_avx512(float* x, int64_t n, float scale, const uint8_t* keep
     return hmax_avx512(_mm512_max_ps(m0, m1));
 }
 
-/* fl_exp_avx512 for x <= 0 (softmax arguments): the same bits there with fewer operations, as
- * exp_nonpos_avx2 (softmax/avx2.cpp) and fl_exp_nonpos_scalar, operation for operation. */
-static inline __m512 exp_nonpos_avx512(__m512 x) {
-    const __m512 under_x = _mm512_set1_ps(-0x1.5d589ep+6f);
-    const __m512 xc = _mm512_max_ps(under_x, x);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(0x1.715476p+0f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f), r);
-    __m512 q = _mm512_set1_ps(0x1.6a2242p-10f);
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0x1.123b0ep-7f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0x1.5558f8p-5f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0x1.55549p-3f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0x1.fffffcp-2f));
-    const __m512 p = _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r); /* exp(r) - 1 */
-    const __m512 s = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
-    const __m512 y = _mm512_fmadd_ps(s, p, s);
-    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, under_x, _CMP_LT_OQ), _mm512_setzero_ps());
-}
-
 float fl_exp_shift_sum_avx512(float* x, int64_t n, float scale, float m) {
     const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(-m);
     __m512 s = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
-        const __m512 e = exp_nonpos_avx512(_mm512_fmadd_ps(_mm512_loadu_ps(x + j), vs, vm));
+        const __m512 e = fl_exp_nonpos_avx512(_mm512_fmadd_ps(_mm512_loadu_ps(x + j), vs, vm));
         _mm512_storeu_ps(x + j, e);
         s = _mm512_add_ps(s, e);
     }
     if (j < n) {
         const __mmask16 k = fl_avx512_tail_mask(n - j);
-        const __m512 e = exp_nonpos_avx512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + j), vs, vm));
+        const __m512 xt = _mm512_maskz_loadu_ps(k, x + j);
+        const __m512 e = fl_exp_nonpos_avx512(_mm512_fmadd_ps(xt, vs, vm));
         _mm512_mask_storeu_ps(x + j, k, e);
         s = _mm512_mask_add_ps(s, k, s, e);
     }

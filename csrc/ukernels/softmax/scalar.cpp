@@ -36,7 +36,7 @@ static void softmax_row_scalar(const float* x, float* y, int64_t n) {
     // 16 partial sums, element i into s[i % 16] (the lanes of every SIMD ISA).
     float s[16] = {0.0f};
     for (int64_t i = 0; i < n; ++i) {
-        const float e = fl_exp_scalar(x[i] - m);
+        const float e = fl_exp_nonpos_scalar(x[i] - m);
         y[i] = e;
         s[i & 15] += e;
     }
