@@ -63,8 +63,10 @@ def main():
                                               randn(rng, 19), strides=2, padding="same",
                                               activation="relu")
 
-    # LSTM / GRU (fused gate kernels for tanh/sigmoid; other activations gate by gate).
-    for bsz, units in ((1, 37), (3, 48), (2, 16)):
+    # LSTM / GRU (fused gate kernels for tanh/sigmoid; other activations gate by gate). Batches
+    # 13 and 29 cut into register blocks of different sizes per ISA (6-row kernels 6 + 4 + 3 and
+    # 6 x 4 + 5; AVX-512 7 + 6 and 12 + 9 + 8: recurrent.h block_rows).
+    for bsz, units in ((1, 37), (3, 48), (2, 16), (13, 20), (29, 33)):
         xs = randn(rng, bsz, 20, 17)
         k = randn(rng, 17, 4 * units, scale=0.3)
         r = randn(rng, units, 4 * units, scale=0.3)
@@ -78,6 +80,7 @@ def main():
         bg = randn(rng, 2, 3 * units)
         out[f"gru_{bsz}_{units}"] = f.gru(xs, kg, rg, bg, return_sequences=True)
         out[f"gru_gelu_{bsz}_{units}"] = f.gru(xs, kg, rg, bg, activation="gelu")
+        out[f"gru_before_{bsz}_{units}"] = f.gru(xs, kg, rg, bg[0], reset_after=False)
         hn, cn = f.lstm_cell(xs[:, 0], randn(rng, bsz, units), randn(rng, bsz, units), k, r, bb)
         out[f"lstm_cell_{bsz}_{units}"] = np.concatenate([hn.ravel(), cn.ravel()])
 

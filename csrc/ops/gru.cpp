@@ -51,7 +51,7 @@ namespace {
 using rnn_detail::kUnitBlock;
 
 using rnn_detail::kBlocksPerCall;
-constexpr int64_t kTileLd = 3 * kUnitBlock * kBlocksPerCall;  // a 6 x 192 tile: 4.5 KiB
+constexpr int64_t kTileLd = 3 * kUnitBlock * kBlocksPerCall;  // tiles of up to 12 x 192: 9 KiB
 
 }  // namespace
 
@@ -123,7 +123,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
             std::memcpy(emitted + j0, hn + j0, sizeof(float) * nv);
         };
         for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
-            mr = rnn_detail::block_rows(r1 - rb);
+            mr = rnn_detail::block_rows(r1 - rb, kt.gemm_mr);
             // tile (mr, rw*nqc) = h[rb : rb+mr] · R[:, unit blocks qc ...] (+ b_rec)
             kt.gemm(mr, nqc * rw, u, hc + rb * u, u, 1, rec + (rw / kUnitBlock) * qc * ps, ps,
                     rec_bias ? rec_bias + qc * rw : nullptr, 0, tile, kTileLd);
@@ -181,7 +181,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         const float* rec_h = w_rec_h->data();
         const int64_t ps_h = w_rec_h->panel_stride();
         for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
-            mr = rnn_detail::block_rows(r1 - rb);
+            mr = rnn_detail::block_rows(r1 - rb, kt.gemm_mr);
             // tile (mr, 16*nqc) = rh[rb : rb+mr] · R_h[:, unit blocks qc ...]
             kt.gemm(mr, nqc * kUnitBlock, u, rhp + rb * u, u, 1, rec_h + qc * ps_h, ps_h,
                     nullptr, 0, tile, kTileLd);
@@ -248,7 +248,7 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     };
     const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
     parallel_region(plan.threads, [&](int tid, int nth) {
-        float tile[kGemmMR * kTileLd];
+        float tile[rnn_detail::kMaxBlockRows * kTileLd];
         // nth == 1: the region runs on the caller alone from the start (the backoff, started
         // inside a region, or the thread count lowered meanwhile): the one-thread path below.
         // The same bits either way.

@@ -158,7 +158,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         const int64_t t = go_backwards ? steps - 1 - k : k;
         const int64_t tx = t - chunks.t_lo(k);  // t's row in the chunk
         for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
-            mr = rnn_detail::block_rows(r1 - rb);
+            mr = rnn_detail::block_rows(r1 - rb, kt.gemm_mr);
             float* z = xwp + (rb * chunks.tc + tx) * np + qc * gw;
             // z (mr, 64*nqc) += h[rb : rb+mr] · R[:, unit blocks qc ...]
             kt.gemm(mr, nqc * gw, u, hc + rb * u, u, 1, rec + 4 * qc * ps, ps, nullptr, 1, z,
