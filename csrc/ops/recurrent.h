@@ -283,10 +283,12 @@ struct InputProjection {
 // Rows of the next register block when `rem` rows remain, for a kernel whose row block is `mr`
 // (KernelTable::gemm_mr). 6-row kernels: 6, except 7 = 4 + 3 (as the GEMM engine: a lone 1-row
 // tile is the slowest per row). The AVX-512 kernel (14): up to 12 rows, 13-17 as two near-equal
-// blocks, so each pass over the recurrent kernel's panels (streamed from L2) serves twice the
-// rows of a 6-row block: one Zen 4 core, B 32, U 128: LSTM and GRU 1-2 % faster; two cores
-// (16 or 8 rows each): B 16, U 256 LSTM 184 -> 198 GFLOP/s, GRU 184 -> 197, B 32, U 128 GRU
-// 181 -> 187. Every element is the same FMA chain in any block: the bits do not change.
+// blocks, so each pass over the recurrent kernel's panels (streamed from L2) serves up to twice
+// the rows of a 6-row block. Zen 4, alternating processes, 3 rounds, 1 and 2 threads: B 8 (one
+// 8-row block instead of 6 + 2) 5-6 % faster on one core (LSTM 5.41 -> 5.13 ms, GRU 4.04 ->
+// 3.81 at T 100, F 64, U 256; two cores 1.03-1.07x), B 16 to 64 with U 128 to 512 0.99-1.06x
+// (medians; the noise of this host).
+// Every element is the same FMA chain in any block: the bits do not change.
 constexpr int64_t kMaxBlockRows = 12;
 inline int64_t block_rows(int64_t rem, int64_t mr) {
     if (mr < kMaxBlockRows) return rem == 7 ? 4 : std::min<int64_t>(6, rem);
