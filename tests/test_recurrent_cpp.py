@@ -203,8 +203,8 @@ def test_cpp_bitwise_identical_for_1_and_2_threads(
 
 # Shapes for each way csrc/ops/recurrent.h splits a sequence over threads: hidden units
 # (B = 1..2, u >= 65: 16-unit blocks per thread, claimed step by step; 65, 129 and 157 leave a
-# partial last block), batch rows (B = 13: 7 + 6 rows, register blocks 4 + 3 and 6; u = 65),
-# and one thread (small layers).
+# partial last block), batch rows (B = 13: 7 + 6 rows, register blocks 4 + 3 and 6 with the
+# 6-row kernels, 7 and 6 with the AVX-512 one; u = 65), and one thread (small layers).
 SPLIT_SHAPES = [(1, 7, 16, 129), (2, 6, 8, 157), (1, 6, 4, 65), (13, 5, 6, 65), (1, 5, 3, 33)]
 
 

@@ -12,7 +12,7 @@
 //         for ic in MC by MR       micro-kernel: MR rows x NC columns x KC; its MR x KC slice
 //                                  of A stays in L1 while 16-wide B panels stream from L2
 //                                  (MR = KernelTable::gemm_mr: 6, 14 on AVX-512; remainders
-//                                  are split as in block_rows)
+//                                  are split as in gemm_block_rows)
 //           after the last K block: act() on the MR finished row segments (hot in L1)
 // A is packed (one k-major micro-panel per register block) only when its block is reused over
 // more than the configured NC (256) columns: the copy then costs ~16/N of the arithmetic and
@@ -161,18 +161,8 @@ struct GemmJob {
     int64_t unit;  // rows (split_n false) or columns (split_n true) per unit of the split
 };
 
-// Rows of the next register block when `rem` rows remain, for blocks of up to mr rows. With
-// mr = 6 (AVX2), 7 rows go as 4 + 3: a 1-row tile streams B at cache bandwidth, so 6 + 1 ran
-// M = 7 (K = N = 1024) at 88-92 GFLOP/s and 4 + 3 at 102 (8 rows stay 6 + 2: 4 + 4 measured
-// slower). With mr = 14 (AVX-512), mr + 1 .. mr + 5 rows go as two near-equal blocks (15 ->
-// 8 + 7), the split the kernel itself makes, so no block is left with fewer than 6 rows.
-inline int64_t block_rows(int64_t rem, int64_t mr) {
-    if (mr == 6) return rem == 7 ? 4 : std::min<int64_t>(6, rem);
-    return rem <= mr ? rem : rem < mr + 6 ? (rem + 1) / 2 : mr;
-}
-
 // Packs rows [i0, i1) x columns [p0, p0 + kc) of A into micro-panels, one per register block
-// (block_rows), back to back in block order, each `pitch * kc` floats: row i, column p of a
+// (gemm_block_rows), back to back in block order, each `pitch * kc` floats: row i, column p of a
 // block at offset p*pitch + i - k-major, as the kernel reads it (rs_a = 1, cs_a = pitch).
 // pitch is the block height (6 on AVX2) or 16 for blocks of up to 16 rows (AVX-512's 14-row
 // blocks): then the ISA's transposing B-panel pack does the copy with 16x16 register
@@ -184,7 +174,7 @@ void pack_a_block(const float* a, int64_t lda, int64_t i0, int64_t i1, int64_t p
                   int64_t block_mr, float* dst) {
     const int64_t pitch = a_panel_pitch(block_mr);
     for (int64_t ic = i0; ic < i1;) {
-        const int64_t mr = block_rows(i1 - ic, block_mr);
+        const int64_t mr = gemm_block_rows(i1 - ic, block_mr);
         const float* src = a + ic * lda + p0;
         if (pitch) {
             kernels().pack_t16(src, lda, mr, kc, dst);
@@ -221,7 +211,7 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
     // on 1024 x 1024 x 256, 256 x 1024 x 128 and 64 x 1024 x 256.)
     const bool pack_a = j.pack_a && !one_row_block && n1 - n0 > j.nc_max;
     const int64_t pitch = a_panel_pitch(j.mr);
-    // Blocks of an MC block: at most mc/mr + 1 (block_rows splits the last one in two).
+    // Blocks of an MC block: at most mc/mr + 1 (gemm_block_rows splits the last one in two).
     // (Sized for the K block actually used: KC = 1024 would otherwise reserve 1.1 MiB per thread
     // for a K = 64 product.)
     const int64_t kc_max = std::max<int64_t>(1, std::min(kc_step, j.k));
@@ -241,8 +231,8 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
                 const float* bj = j.b + (jc / kGemmNR) * j.ps + pc * kGemmNR;
                 const float* bias = first && j.bias ? j.bias + jc : nullptr;
                 const float* apanel = abuf;  // the blocks' panels, in pack_a_block's order
-                for (int64_t ic = ic0; ic < ic1; ic += block_rows(ic1 - ic, j.mr)) {
-                    const int64_t mr = block_rows(ic1 - ic, j.mr);
+                for (int64_t ic = ic0; ic < ic1; ic += gemm_block_rows(ic1 - ic, j.mr)) {
+                    const int64_t mr = gemm_block_rows(ic1 - ic, j.mr);
                     float* c = j.c + ic * j.ldc + jc;
                     if (pack_a) {
                         const int64_t cs = pitch ? pitch : mr;
@@ -330,7 +320,7 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
         macs_per_unit = m * std::max<int64_t>(k, 1) * j.unit;
     } else {
         // Half blocks on AVX-512: with 14-row units two threads would split 64 rows 42 + 22;
-        // with 7-row units 35 + 29 (block_rows maps any remainder to tiles of >= 7 rows).
+        // with 7-row units 35 + 29 (gemm_block_rows maps any remainder to tiles of >= 7 rows).
         j.unit = j.mr > 6 ? j.mr / 2 : j.mr;
         units = (m + j.unit - 1) / j.unit;
         macs_per_unit = n * std::max<int64_t>(k, 1) * j.unit;

@@ -321,12 +321,9 @@ class Runner {
                 const int64_t nr = width(r);
                 if (w && nr < n) std::fill(x + nr, x + n, 0.0f);  // weights right of the cut
                 const int64_t lim = limit(r0 + r, s0, nr);
-                // Nothing to mask and a positive scale: the max logit is scale * max(x), and
-                // the scale is applied inside the exp pass (one pass over the row fewer).
-                const bool plain = keep == nullptr && lim == nr && a.scale > 0.0f;
+                bool plain = false;  // the scale applied in the exp pass (score_row_max)
                 const float mx =
-                    plain ? a.scale * kt_.row_max(x, nr)
-                          : kt_.score_prep(x, nr, a.scale, keep, lim, masked, subtract);
+                    score_row_max(kt_, x, nr, a.scale, keep, lim, masked, subtract, &plain);
                 const float m_new = std::max(m[r], mx);
                 mb[r * nblocks + s0 / kKeyBlock] = m_new;
                 if (m_new == neg_inf) {  // no key of this row kept so far

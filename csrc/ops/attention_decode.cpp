@@ -135,12 +135,9 @@ class Decoder {
             const uint8_t* keep = mask ? mask + r * a.mask.st : nullptr;
             // Keys at or beyond lim are causally masked (row r sees keys s <= r).
             const int64_t lim = a.causal ? std::max<int64_t>(0, std::min(n, r + 1 - s0)) : n;
-            // Nothing to mask and a positive scale: the max logit is scale * max(x), and the
-            // scale is applied inside the exp pass.
-            const bool plain = keep == nullptr && lim == n && a.scale > 0.0f;
-            const float mx = plain ? a.scale * kt_.row_max(xr, n)
-                                   : kt_.score_prep(xr, n, a.scale, keep, lim, masked_,
-                                                    subtract_ ? 1 : 0);
+            bool plain = false;  // the scale applied in the exp pass (score_row_max)
+            const float mx = score_row_max(kt_, xr, n, a.scale, keep, lim, masked_,
+                                           subtract_, &plain);
             mc[r] = mx;
             if (mx == -std::numeric_limits<float>::infinity()) {  // no key of the chunk kept
                 // A NaN score is kept (masked ones are -inf) but skipped by the max: the row

@@ -2,8 +2,10 @@
 // attention_forward (csrc/ops/attention.cpp) for a few queries with dot scores.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
+#include "../runtime/dispatch.h"
 #include "fastlayers/ops.h"
 
 namespace fl {
@@ -29,5 +31,27 @@ void attention_decode_forward(const AttentionArgs& args);
 // o is left for attention_exact_row to overwrite).
 bool attention_normalize_row(float l, float* o, int64_t dv);
 void attention_exact_row(const AttentionArgs& args, int64_t b, int64_t h, int64_t t);
+
+// The max logit of score row x[0..n) for the exp pass (KernelTable::exp_shift_sum), in both
+// drivers. With nothing to mask (no keep row, lim == n) and a positive scale it is
+// scale * max(x), the row is left unscaled and *scaled_in_exp is set: the exp pass applies the
+// scale (one pass over the row fewer). Its argument fma(x, scale, -max) then exceeds 0 by up to
+// half an ulp of the max, at most 32 while |max| < 2^30, where the exp for x <= 0 still gives the
+// full exp's bits (docs/performance.md §8); a larger finite max takes score_prep, which scales
+// the row first so that every argument is <= 0 (before, a max of 2.5e9 gave exp(108) the
+// weight -1.1e-30). Else score_prep masks and scales the row and returns its max.
+inline float score_row_max(const KernelTable& kt, float* x, int64_t n, float scale,
+                           const uint8_t* keep, int64_t lim, float masked, bool subtract,
+                           bool* scaled_in_exp) {
+    if (keep == nullptr && lim == n && scale > 0.0f) {
+        const float mx = scale * kt.row_max(x, n);
+        if (!(std::fabs(mx) >= 0x1p30f) || std::isinf(mx)) {  // NaN and +-inf as before
+            *scaled_in_exp = true;
+            return mx;
+        }
+    }
+    *scaled_in_exp = false;
+    return kt.score_prep(x, n, scale, keep, lim, masked, subtract ? 1 : 0);
+}
 
 }  // namespace fl

@@ -17,8 +17,9 @@
 //
 // Work: the input projection xw, GEMMs over the whole sequence (B*T, N') or over time chunks of
 // tc steps (B, tc, N') projected just before their steps (recurrent.h, StepChunks); per step,
-// per register block of rows (<= 6) and group of <= 4 unit blocks, one micro-kernel call into
-// a small per-thread tile, and the gate math of those rows and units right after it:
+// per register block of rows (<= 6, <= 12 with the AVX-512 kernel: recurrent.h block_rows)
+// and group of <= 4 unit blocks, one micro-kernel call into a small per-thread tile, and the
+// gate math of those rows and units right after it:
 //   reset_after:  hr = h · R + b_rec (kept apart from xw because the reset gate multiplies the
 //                 recurrent candidate term with its bias): z, r = σ(xw + hr),
 //                 ĥ = act(xw_h + r ⊙ hr_h)

@@ -13,9 +13,10 @@
 // Work: the input projection xw = x · W + b, GEMMs over many steps at a time: the whole sequence
 // (B*T, N'), or time chunks of tc steps (B, tc, N') that a thread projects for its rows just
 // before their steps, so that xw stays in L2 (recurrent.h, StepChunks; the same bits either way).
-// Per step, for each register block of rows (<= 6) and group of <= 4 unit blocks, one
-// micro-kernel call continues the FMA chains of xw[b, t] in place: z = xw[b, t] + h · R (chains
-// start from the stored xw, so no separate h · R buffer and no add pass); the gate math of
+// Per step, for each register block of rows (<= 6, <= 12 with the AVX-512 kernel:
+// recurrent.h block_rows) and group of <= 4 unit blocks, one micro-kernel call continues the
+// FMA chains of xw[b, t] in place: z = xw[b, t] + h · R (chains start from the stored xw, so
+// no separate h · R buffer and no add pass); the gate math of
 // those rows and units follows at once, on the tile still in L1: i, f, o = σ(z), g = act(z),
 // c = f*c + i*g, h' = o*act(c) (for tanh / sigmoid one fused kernel, KernelTable::lstm_gates,
 // else the act kernels gate by gate - the same bits). h is double-buffered (h' of step t must

@@ -2,7 +2,7 @@
 // (fl::PackedGates, fastlayers/ops.h) and how a sequence's work is split over threads.
 //
 // Split (docs/performance.md §6): the whole sequence runs in one fl::parallel_region.
-//   rows   batches of two register blocks (6 rows) per thread or more: each thread owns a range
+//   rows   batches of 12 rows (two 6-row blocks) per thread or more: each thread owns a range
 //          of batch rows for the whole sequence - its rows' input projection and every step -
 //          and never waits for the others (a row's recurrence depends on that row only).
 //   units  smaller batches with enough work per step (B = 1): the 16-unit blocks are cut into
@@ -182,7 +182,7 @@ inline Split plan_split(int64_t batch, int64_t u, int64_t macs_per_row_step) {
     Split s;
     const int nt = num_threads();
     if (nt <= 1) return s;
-    // Rows: at least two 6-row register blocks per thread and 64K multiply-adds per step.
+    // Rows: at least 12 rows (two 6-row blocks) per thread and 64K multiply-adds per step.
     const int64_t row_grain =
         std::max<int64_t>(6, (int64_t(1) << 16) / std::max<int64_t>(macs_per_row_step, 1) + 1);
     if (batch >= 2 * row_grain) {
@@ -212,7 +212,7 @@ inline bool units_split_alone(const Split& s) {
 }
 
 // Rows [b0, b1) of thread tid in rows mode (balanced: 32 rows on 2 threads are 16 + 16, not
-// 18 + 14 in whole 6-row blocks - the slower thread sets the time), else all rows.
+// 18 + 14 in whole 6-row groups - the slower thread sets the time), else all rows.
 inline void thread_rows(const Split& s, int tid, int64_t batch, int64_t* b0, int64_t* b1) {
     if (s.mode != SplitMode::rows) {
         *b0 = 0;
@@ -281,18 +281,16 @@ struct InputProjection {
 };
 
 // Rows of the next register block when `rem` rows remain, for a kernel whose row block is `mr`
-// (KernelTable::gemm_mr). 6-row kernels: 6, except 7 = 4 + 3 (as the GEMM engine: a lone 1-row
-// tile is the slowest per row). The AVX-512 kernel (14): up to 12 rows, 13-17 as two near-equal
-// blocks, so each pass over the recurrent kernel's panels (streamed from L2) serves up to twice
-// the rows of a 6-row block. Zen 4, alternating processes, 3 rounds, 1 and 2 threads: B 8 (one
-// 8-row block instead of 6 + 2) 5-6 % faster on one core (LSTM 5.41 -> 5.13 ms, GRU 4.04 ->
-// 3.81 at T 100, F 64, U 256; two cores 1.03-1.07x), B 16 to 64 with U 128 to 512 0.99-1.06x
-// (medians; the noise of this host).
+// (KernelTable::gemm_mr): the GEMM driver's rule (gemm_block_rows) with blocks of 6 rows, or of
+// 12 with the AVX-512 kernel (14), so that each pass over the recurrent kernel's panels
+// (streamed from L2) serves up to twice the rows of a 6-row block. Zen 4, alternating
+// processes, 3 rounds, 1 and 2 threads: B 8 (one 8-row block instead of 6 + 2) 5-6 % faster on
+// one core (LSTM 5.41 -> 5.13 ms, GRU 4.04 -> 3.81 at T 100, F 64, U 256; two cores
+// 1.03-1.07x), B 16 to 64 with U 128 to 512 0.99-1.06x (medians; the noise of this host).
 // Every element is the same FMA chain in any block: the bits do not change.
 constexpr int64_t kMaxBlockRows = 12;
 inline int64_t block_rows(int64_t rem, int64_t mr) {
-    if (mr < kMaxBlockRows) return rem == 7 ? 4 : std::min<int64_t>(6, rem);
-    return rem <= kMaxBlockRows ? rem : rem < kMaxBlockRows + 6 ? (rem + 1) / 2 : kMaxBlockRows;
+    return gemm_block_rows(rem, mr < kMaxBlockRows ? 6 : kMaxBlockRows);
 }
 
 // The units split's fixed shares: `shares` contiguous runs of unit blocks whose sizes differ by

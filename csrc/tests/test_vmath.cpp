@@ -37,12 +37,13 @@ struct VmathIsa {
     ActFn act[fl::kNumActs];
     VecFn vsigmoid;
     VecFn vtanh;
+    VecFn vexp;
 };
 
 std::vector<VmathIsa> vmath_built() {
     std::vector<VmathIsa> v;
     {
-        VmathIsa s{fl::Isa::scalar, {}, fl_vsigmoid_scalar, fl_vtanh_scalar};
+        VmathIsa s{fl::Isa::scalar, {}, fl_vsigmoid_scalar, fl_vtanh_scalar, fl_vexp_scalar};
 #define FL_T_SCALAR(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
         FL_ACTIVATION_LIST(FL_T_SCALAR)
 #undef FL_T_SCALAR
@@ -50,7 +51,7 @@ std::vector<VmathIsa> vmath_built() {
     }
 #if defined(FL_HAVE_AVX2)
     {
-        VmathIsa s{fl::Isa::avx2, {}, fl_vsigmoid_avx2, fl_vtanh_avx2};
+        VmathIsa s{fl::Isa::avx2, {}, fl_vsigmoid_avx2, fl_vtanh_avx2, fl_vexp_avx2};
 #define FL_T_AVX2(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
         FL_ACTIVATION_LIST(FL_T_AVX2)
 #undef FL_T_AVX2
@@ -59,7 +60,7 @@ std::vector<VmathIsa> vmath_built() {
 #endif
 #if defined(FL_HAVE_AVX512)
     {
-        VmathIsa s{fl::Isa::avx512, {}, fl_vsigmoid_avx512, fl_vtanh_avx512};
+        VmathIsa s{fl::Isa::avx512, {}, fl_vsigmoid_avx512, fl_vtanh_avx512, fl_vexp_avx512};
 #define FL_T_AVX512(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
         FL_ACTIVATION_LIST(FL_T_AVX512)
 #undef FL_T_AVX512
@@ -68,7 +69,7 @@ std::vector<VmathIsa> vmath_built() {
 #endif
 #if defined(FL_HAVE_NEON)
     {
-        VmathIsa s{fl::Isa::neon, {}, fl_vsigmoid_neon, fl_vtanh_neon};
+        VmathIsa s{fl::Isa::neon, {}, fl_vsigmoid_neon, fl_vtanh_neon, fl_vexp_neon};
 #define FL_T_NEON(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_neon;
         FL_ACTIVATION_LIST(FL_T_NEON)
 #undef FL_T_NEON
@@ -317,6 +318,33 @@ void test_vsigmoid_vtanh(const VmathIsa& k) {
     }
 }
 
+// sigmoid = (x < 0 ? e : 1) / (1 + e), e = exp(-|x|): the kernels take e from the exp for
+// arguments <= 0 (fl_exp_nonpos_<isa>, fewer operations), which must give the bits of the full
+// exp (fl_vexp_<isa>) there. Every 4099th float bit pattern, both signs, and special values.
+void test_sigmoid_matches_full_exp(const VmathIsa& k) {
+    std::vector<float> x;
+    for (uint64_t u = 0; u <= 0xFFFFFFFFu; u += 4099) x.push_back(fltest::u2f(uint32_t(u)));
+    for (float v : {0.0f, -0.0f, kInf, -kInf, kNaN, 87.3365f, -87.3365f, 87.34f, -87.34f,
+                    88.8f, -88.8f, 1e-30f, -1e-30f, std::numeric_limits<float>::max(),
+                    std::numeric_limits<float>::lowest(), std::numeric_limits<float>::min()})
+        x.push_back(v);
+    const int64_t n = static_cast<int64_t>(x.size());
+    std::vector<float> neg(x.size()), e(x.size());
+    for (size_t i = 0; i < x.size(); ++i) neg[i] = -std::fabs(x[i]);
+    k.vexp(neg.data(), e.data(), n);
+    std::vector<float> got = x;
+    k.act[static_cast<int>(Act::sigmoid)](got.data(), n);
+    int64_t bad = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        const float num = std::signbit(x[i]) ? e[i] : 1.0f;
+        const float want = num / (1.0f + e[i]);
+        if (!same_result(got[i], want) && bad++ < 8)
+            FLT_CHECK_MSG(false, "%s sigmoid(%a) = %a, from fl_vexp %a", fl::isa_name(k.isa),
+                          x[i], got[i], want);
+    }
+    FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " of %" PRId64 " differ", fl::isa_name(k.isa), bad, n);
+}
+
 void test_act_names() {
     FLT_CHECK(fl::kNumActs == 26);
     for (int i = 0; i < fl::kNumActs; ++i) {
@@ -388,6 +416,8 @@ void register_vmath_tests() {
         add_case("vmath_act_exact_values_" + isa, [k] { test_act_exact_values(k); });
         add_case("vmath_act_random_" + isa, [k] { test_act_random(k); });
         add_case("vmath_vsigmoid_vtanh_" + isa, [k] { test_vsigmoid_vtanh(k); });
+        add_case("vmath_sigmoid_matches_full_exp_" + isa,
+                 [k] { test_sigmoid_matches_full_exp(k); });
     }
     add_case("vmath_act_names", test_act_names);
     add_case("vmath_act_dispatch_table", test_act_dispatch_table);

@@ -32,6 +32,17 @@ struct Epilogue {
 constexpr int64_t kGemmNR = 16;
 constexpr int64_t kGemmMR = 6;
 
+// Rows of the next register block when `rem` rows remain, for blocks of up to mr rows (the GEMM
+// driver's, and the recurrent steps', ops/recurrent.h). With mr = 6 (AVX2), 7 rows go as 4 + 3:
+// a 1-row tile streams B at cache bandwidth, so 6 + 1 ran M = 7 (K = N = 1024) at 88-92 GFLOP/s
+// and 4 + 3 at 102 (8 rows stay 6 + 2: 4 + 4 measured slower). With larger blocks (14 for the
+// AVX-512 GEMM), mr + 1 .. mr + 5 rows go as two near-equal blocks (15 -> 8 + 7), the split
+// the kernel itself makes, so no block is left with fewer than 6 rows.
+inline int64_t gemm_block_rows(int64_t rem, int64_t mr) {
+    if (mr == 6) return rem == 7 ? 4 : (rem < 6 ? rem : 6);
+    return rem <= mr ? rem : rem < mr + 6 ? (rem + 1) / 2 : mr;
+}
+
 // 64-byte aligned float storage.
 struct AlignedFloatDeleter {
     void operator()(float* p) const;
