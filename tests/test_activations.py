@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastlayers as fl
+from fastlayers import _backend
 from fastlayers import activations as A
 
 ROW = ("softmax", "log_softmax", "sparsemax", "glu")
@@ -43,6 +44,38 @@ def _expected(name, x):
 def test_names_cover_keras_and_aliases():
     assert set(ROW) | {"linear", "relu", "gelu", "swish", "hard_swish"} <= set(A.NAMES)
     assert set(A.NAMES) == set(naive.SCALAR) - {"gelu_tanh"} | set(ROW)
+
+
+@pytest.mark.skipif(not _backend.core_available(), reason="no compiled core")
+def test_cpp_activations_are_the_cores_table():
+    """fastlayers.activations takes the C++ path for exactly the core's elementwise table
+    (aliases included) and softmax; the row activations without a kernel refuse "cpp"."""
+    assert set(_backend.CPP_ACTIVATIONS) == set(_backend.cpp_activation_ids()) | {"softmax"}
+    assert set(_backend.CPP_ACTIVATIONS) <= set(ELEMENTWISE) | {"softmax"}
+    x = np.ones((2, 4), np.float32)
+    for name in ("log_softmax", "sparsemax", "glu"):
+        with pytest.raises(NotImplementedError, match=f"activations.{name}: the C"):
+            run_on("cpp", getattr(A, name), x)
+
+
+@pytest.mark.parametrize("backend,name", [c for c in _cases(ELEMENTWISE) if c[0] == "cpp"])
+def test_cpp_activation_is_the_dense_epilogue(backend, name, rng):
+    """On the C++ path activations.<name> runs the kernel that Dense fuses: the same bits as
+    Dense with an identity kernel (x * 1 + 0 is exact) and that activation (gelu_tanh, which
+    Dense does not take: the core's kernel itself), odd sizes and a 0-d input included."""
+    for shape in [(1, 37), (3, 5, 17), (2, 1000)]:
+        x = (rng.standard_normal(shape) * 4).astype(np.float32)
+        eye = np.eye(shape[-1], dtype=np.float32)
+        zero = np.zeros(shape[-1], np.float32)
+        got = run_on(backend, getattr(A, name), x)
+        if name == "gelu_tanh":  # not a Keras activation name: Dense has no such argument
+            want = _backend._core.activate(x, _backend.cpp_activation_ids()[name])
+        else:
+            want = run_on(backend, fl.dense, x, eye, zero, activation=name)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    y0 = run_on(backend, getattr(A, name), np.float32(0.75))
+    assert y0.shape == () and y0.dtype == np.float32
+    assert y0 == run_on(backend, getattr(A, name), np.array([0.75], np.float32))[0]
 
 
 # ------------------------------------------------------------------------ elementwise

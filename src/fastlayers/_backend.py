@@ -22,10 +22,21 @@ import warnings
 
 BACKENDS = ("auto", "cpp", "numpy")
 
+# The Keras activations the core runs (its elementwise table, aliases included, and softmax on
+# the row kernel); fastlayers.activations.<name> takes the C++ path for these. A test checks
+# the list against the core's table (_core.activation_ids()).
+CPP_ACTIVATIONS = (
+    "celu", "elu", "exponential", "gelu", "gelu_tanh", "hard_shrink", "hard_sigmoid",
+    "hard_silu", "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "mish",
+    "relu", "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softmax", "softplus",
+    "softsign", "sparse_plus", "sparse_sigmoid", "squareplus", "swish", "tanh", "tanh_shrink",
+)
+
 # The ops that have a C++ path (for at least their plain case). Each op still
 # decides per call, in fastlayers/functional.py (run_<op>), whether C++ serves that call.
 CPP_OPS = frozenset(
-    {
+    {f"activations.{name}" for name in CPP_ACTIVATIONS}
+    | {
         "softmax",
         "dense",
         "matmul",

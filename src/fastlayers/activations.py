@@ -5,6 +5,11 @@ shape. ``softmax``, ``log_softmax``, ``sparsemax`` and ``glu`` act along an axis
 (the last by default); the others are elementwise. Definitions follow Keras 3:
 ``gelu`` is the exact erf form (``gelu_tanh`` is the tanh approximation),
 ``leaky_relu`` has slope 0.2, ``hard_sigmoid`` is clip(x/6 + 1/2, 0, 1).
+
+The elementwise ones and ``softmax`` run on the C++ kernels (threaded, the same ones that
+Dense and Conv2D fuse; docs/performance.md §8) when the compiled core is there, else in
+NumPy (``fastlayers.use_backend("numpy")`` asks for NumPy); ``log_softmax``, ``sparsemax``
+and ``glu`` run in NumPy.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 
 from . import _backend
 from . import _validation as V
+from ._cpp import activations as _cpp_act
 from ._numpy import activations as _np_act
 
 NAMES = tuple(sorted(_np_act.ACTIVATIONS))
@@ -26,14 +32,20 @@ def get(name) -> Callable[[np.ndarray], np.ndarray]:
     return key if callable(key) else globals()[key]
 
 
+def _run_elementwise(name, x, impl):
+    """``impl(x)`` (NumPy) or the core's kernel for activation ``name`` on float32 array x."""
+    op = f"activations.{name}"
+    reason = None if name in _backend.CPP_ACTIVATIONS else "not implemented in C++ yet"
+    if _backend.resolve(op, reason) == "cpp":
+        return _cpp_act.activate(x, name)
+    return impl(x)
+
+
 def _elementwise(name):
     impl = _np_act.ACTIVATIONS[name]
 
     def fn(x):
-        op = f"activations.{name}"
-        x = V.array(x, op, "x")
-        _backend.resolve(op, "not implemented in C++ yet")
-        return impl(x)
+        return _run_elementwise(name, V.array(x, f"activations.{name}", "x"), impl)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Keras ``{name}`` activation, elementwise: float32 array in, same shape out."
@@ -53,7 +65,9 @@ def _along_axis(name):
             raise ValueError(f"{op}: axis {axis} is out of range for an input of rank {x.ndim}")
         if name == "glu" and x.shape[axis] % 2:
             raise ValueError(f"{op}: the size of axis {axis} must be even, got shape {x.shape}")
-        _backend.resolve(op, "not implemented in C++ yet")
+        reason = None if name in _backend.CPP_ACTIVATIONS else "not implemented in C++ yet"
+        if _backend.resolve(op, reason) == "cpp":  # softmax: the core's row kernel
+            return _cpp_act.softmax(x, axis)
         return impl(x, axis=axis)
 
     fn.__name__ = fn.__qualname__ = name
@@ -70,8 +84,7 @@ for _name in NAMES:
 def gelu_tanh(x):
     """GELU, tanh approximation (``keras.ops.gelu``'s default ``approximate=True``)."""
     x = V.array(x, "activations.gelu_tanh", "x")
-    _backend.resolve("activations.gelu_tanh", "not implemented in C++ yet")
-    return _np_act.gelu_tanh(x)
+    return _run_elementwise("gelu_tanh", x, _np_act.gelu_tanh)
 
 
 __all__ = ["get", "NAMES", "gelu_tanh", *NAMES]

@@ -39,5 +39,13 @@ def unsupported_elementwise(act, ract):
 
 
 def activate(x, act):
-    """An elementwise activation with a fused id, on the core's kernel: float32 x -> same shape."""
-    return _backend._core.activate(np.ascontiguousarray(x), fused_id(act))
+    """An elementwise activation with a fused id, on the core's kernel: float32 x -> same shape
+    (a 0-d x too: np.ascontiguousarray makes it 1-d)."""
+    return _backend._core.activate(np.ascontiguousarray(x), fused_id(act)).reshape(x.shape)
+
+
+def softmax(x, axis):
+    """softmax of float32 x (rank >= 1) along one axis, on the core's row kernel."""
+    xm = np.ascontiguousarray(np.moveaxis(x, axis, -1))
+    y = _backend._core.softmax_lastdim(xm, None)
+    return y if axis in (-1, x.ndim - 1) else np.ascontiguousarray(np.moveaxis(y, -1, axis))
