@@ -137,15 +137,17 @@ def test_sdpa_inf_logits_share_the_weight(backend, t, s, causal, rng):
 @pytest.mark.parametrize("t,s,j", [(1, 5, 0), (3, 40, 17), (20, 5, 4), (100, 300, 290)],
                          ids=str)
 @pytest.mark.parametrize("tie", [False, True])
-def test_sdpa_huge_finite_logits_take_the_weight(backend, t, s, j, tie, rng):
-    """Logits of 2.55e9 (scale 1/sqrt(96)): the largest takes all the weight (two tied ones
-    share it), exactly v's row, on both paths and in both C++ drivers (decode for t <= 8). The
-    C++ exp pass applies the scale itself only below 2^30 (attention_decode.h score_row_max):
-    above, fma(x, scale, -max) could exceed 0 by half an ulp of the max (up to 128 here), and
-    exp(108) came out as the weight -1.1e-30."""
+@pytest.mark.parametrize("logit", [2.50000138e10, 9.634372e9])
+def test_sdpa_huge_finite_logits_take_the_weight(backend, t, s, j, tie, logit, rng):
+    """Logits of 2.55e9 and 9.83e8 (scale 1/sqrt(96)): the largest takes all the weight (two
+    tied ones share it): v's row, on both paths and in both C++ drivers (decode for t <= 8).
+    The C++ exp pass applies the scale itself only below 2^30 (attention_decode.h
+    score_row_max): above, fma(x, scale, -max) could exceed 0 by half an ulp of the max (up to
+    128 at 2.55e9), and exp(108) came out as the weight -1.1e-30; at 9.83e8 the excess (up to
+    32, here 31.9996) is still exact in the exp, and the result equals v's row to rounding."""
     d = 96
     q = np.zeros((1, t, d), F32)
-    q[0, :, 0] = F32(2.50000138e10)
+    q[0, :, 0] = F32(logit)
     k = np.zeros((1, s, d), F32)
     k[0, :, 0] = 0.5
     k[0, j, 0] = 1.0
@@ -155,9 +157,12 @@ def test_sdpa_huge_finite_logits_take_the_weight(backend, t, s, j, tie, rng):
     out = run_on(backend, fl.scaled_dot_product_attention, q, k, v)
     if tie:
         want = (v[0, j] + v[0, j - 1]) * F32(0.5)
-        np.testing.assert_allclose(out[0], np.broadcast_to(want, (t, 4)), rtol=1e-6, atol=0)
-    else:
+        np.testing.assert_allclose(out[0], np.broadcast_to(want, (t, 4)), rtol=1e-6, atol=1e-7)
+    elif logit / np.sqrt(d) >= 2.0**30:  # scaled first: exp(0) = 1, every other weight 0
         np.testing.assert_array_equal(out[0], np.broadcast_to(v[0, j], (t, 4)))
+    else:
+        np.testing.assert_allclose(out[0], np.broadcast_to(v[0, j], (t, 4)), rtol=1e-6,
+                                   atol=1e-7)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

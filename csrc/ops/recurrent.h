@@ -2,9 +2,10 @@
 // (fl::PackedGates, fastlayers/ops.h) and how a sequence's work is split over threads.
 //
 // Split (docs/performance.md §6): the whole sequence runs in one fl::parallel_region.
-//   rows   batches of 12 rows (two 6-row blocks) per thread or more: each thread owns a range
-//          of batch rows for the whole sequence - its rows' input projection and every step -
-//          and never waits for the others (a row's recurrence depends on that row only).
+//   rows   batches of at least 12 rows, each thread at least 6 rows (row_grain): each thread
+//          owns a range of batch rows for the whole sequence - its rows' input projection and
+//          every step - and never waits for the others (a row's recurrence depends on that row
+//          only).
 //   units  smaller batches with enough work per step (B = 1): the 16-unit blocks are cut into
 //          one fixed share per planned thread (a contiguous slice of the packed recurrent kernel
 //          that stays in its core's L2) and each share into chunks of kBlocksPerCall blocks.
@@ -182,7 +183,8 @@ inline Split plan_split(int64_t batch, int64_t u, int64_t macs_per_row_step) {
     Split s;
     const int nt = num_threads();
     if (nt <= 1) return s;
-    // Rows: at least 12 rows (two 6-row blocks) per thread and 64K multiply-adds per step.
+    // Rows: at least 2 x row_grain (>= 12) rows in all, at least row_grain (>= 6) rows and 64K
+    // multiply-adds per thread and step.
     const int64_t row_grain =
         std::max<int64_t>(6, (int64_t(1) << 16) / std::max<int64_t>(macs_per_row_step, 1) + 1);
     if (batch >= 2 * row_grain) {

@@ -28,7 +28,9 @@ def runtime_info() -> dict[str, Any]:
         "core_available": _backend.core_available(),
         "core_error": _backend.CORE_ERROR,
         "num_threads": _backend.get_num_threads(),
-        "ops_in_cpp": sorted(_backend.CPP_OPS) if _backend.core_available() else [],
+        # the activations.<name> entries as one, "activations.*"
+        "ops_in_cpp": sorted({"activations.*" if op.startswith("activations.") else op
+                              for op in _backend.CPP_OPS}) if _backend.core_available() else [],
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "platform": f"{platform.system()} {platform.machine()}",

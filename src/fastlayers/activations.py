@@ -35,8 +35,8 @@ def get(name) -> Callable[[np.ndarray], np.ndarray]:
 def _run_elementwise(name, x, impl):
     """``impl(x)`` (NumPy) or the core's kernel for activation ``name`` on float32 array x."""
     op = f"activations.{name}"
-    reason = None if name in _backend.CPP_ACTIVATIONS else "not implemented in C++ yet"
-    if _backend.resolve(op, reason) == "cpp":
+    served = _backend._core is not None and _cpp_act.fused_id(name) is not None
+    if _backend.resolve(op, None if served else "not implemented in C++ yet") == "cpp":
         return _cpp_act.activate(x, name)
     return impl(x)
 
@@ -65,8 +65,8 @@ def _along_axis(name):
             raise ValueError(f"{op}: axis {axis} is out of range for an input of rank {x.ndim}")
         if name == "glu" and x.shape[axis] % 2:
             raise ValueError(f"{op}: the size of axis {axis} must be even, got shape {x.shape}")
-        reason = None if name in _backend.CPP_ACTIVATIONS else "not implemented in C++ yet"
-        if _backend.resolve(op, reason) == "cpp":  # softmax: the core's row kernel
+        reason = None if name == "softmax" else "not implemented in C++ yet"
+        if _backend.resolve(op, reason) == "cpp":  # the core's row kernel
             return _cpp_act.softmax(x, axis)
         return impl(x, axis=axis)
 

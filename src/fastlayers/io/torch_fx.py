@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .. import _symbolic as S
+from .. import activations as _fl_act
 from .. import functional as FL
 from .._numpy import activations as _act
 from ..layers import (
@@ -148,11 +149,13 @@ def torch_reduce(x, op, axes, keepdims, to_float=False):
 @S.symbolic_op
 def torch_activation(x, name, negative_slope=0.01):
     """An elementwise activation by name (relu, gelu, gelu_tanh, silu, tanh, sigmoid,
-    leaky_relu with PyTorch's ``negative_slope``), float32, on any layout."""
+    leaky_relu with PyTorch's ``negative_slope``), float32, on any layout: the
+    ``fastlayers.activations`` function (the C++ kernels where available), leaky_relu in
+    NumPy."""
     x = np.asarray(x, F32)
     if name == "leaky_relu":
         return np.where(x >= 0, x, x * F32(negative_slope)).astype(F32)
-    return _act.ACTIVATIONS[name](x) if name != "gelu_tanh" else _act.gelu_tanh(x)
+    return getattr(_fl_act, name)(x)
 
 
 @S.symbolic_op
