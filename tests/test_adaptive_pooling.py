@@ -229,3 +229,60 @@ def test_from_torch_refuses_a_1d_pool_to_none():
 
     with pytest.raises(TorchConversionError, match="output_size=None"):
         fl.from_torch(torch.nn.AdaptiveAvgPool1d(None), (torch.randn(1, 2, 8),))
+
+
+# --------------------------------------------------------------- the global poolings
+
+GLOBALS = [(L.GlobalAveragePooling1D, 1), (L.GlobalMaxPooling1D, 1),
+           (L.GlobalAveragePooling2D, 2), (L.GlobalMaxPooling2D, 2),
+           (L.GlobalAveragePooling3D, 3), (L.GlobalMaxPooling3D, 3)]
+
+
+@pytest.mark.parametrize("cls,rank", GLOBALS, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("c", [1, 7, 8, 16, 17, 33, 63, 64, 65, 257, 300])
+def test_global_pooling_paths_give_the_same_bits_and_torchs_values(cls, rank, c, rng):
+    """Channels last, the C++ kernels (every column width: vector blocks and masked tails)
+    give the NumPy path's bits: the float64 sum of the positions in order divided once, and
+    NumPy's maximum folded in order (NaN propagates; ties between -0 and +0 take the later);
+    both agree with PyTorch's mean (in float64) and amax; keepdims only reshapes."""
+    torch = pytest.importorskip("torch")
+    spatial = (7, 3, 2)[:rank]
+    x = (rng.standard_normal((3, *spatial, c)) * 4).astype(F32)
+    flat = x.reshape(3, -1, c)
+    flat[0, 2, 0] = np.nan
+    flat[1, :, -1] = -0.0
+    flat[1, 1::2, -1] = 0.0  # a column of zeros of both signs
+    flat[2, 1, c // 2] = np.inf
+    layer = cls()
+    results = {}
+    for b in BACKENDS:
+        with fl.use_backend(b):
+            results[b] = layer(x)
+    ref = results["numpy"]
+    assert ref.shape == (3, c) and ref.dtype == F32
+    for got in results.values():
+        np.testing.assert_array_equal(got.view(np.uint32)[~np.isnan(ref)],
+                                      ref.view(np.uint32)[~np.isnan(ref)])
+        assert np.array_equal(np.isnan(got), np.isnan(ref))
+    xt = torch.from_numpy(flat.astype(np.float64))
+    want = (xt.mean(dim=1) if "Average" in cls.__name__ else xt.amax(dim=1)).numpy()
+    np.testing.assert_allclose(ref, want.astype(F32), rtol=2e-7, atol=1e-7)
+    with fl.use_backend(BACKENDS[-1]):
+        kept = cls(keepdims=True)(x)
+    assert kept.shape == (3,) + (1,) * rank + (c,)
+    np.testing.assert_array_equal(kept.reshape(3, c), ref)
+
+
+def test_global_pooling_channels_first_and_empty_batch(rng):
+    """channels_first runs NumPy under every backend (the same definition, its float64 sum
+    in NumPy's pairwise order: equal after rounding to float32 but for a double rounding); an
+    empty batch or no channels give empty outputs of the right shape."""
+    x = rng.standard_normal((2, 5, 4, 3)).astype(F32)
+    for cls in (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D):
+        last = cls()(x)
+        first = cls(data_format="channels_first")(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        np.testing.assert_allclose(first, last, rtol=1e-7, atol=0)
+        for b in BACKENDS:
+            with fl.use_backend(b):
+                assert cls()(np.zeros((0, 4, 4, 3), F32)).shape == (0, 3)
+                assert cls()(np.zeros((2, 4, 4, 0), F32)).shape == (2, 0)

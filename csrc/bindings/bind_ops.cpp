@@ -245,9 +245,27 @@ py::array adaptive_pool2d(const py::array& x_in, const py::handle& out_in, bool 
     return std::move(y);
 }
 
+py::array global_pool(const py::array& x_in, bool average) {
+    const char* op = "global_pool";
+    const FloatArrayC x = require_f32(x_in, op, "x", 3);
+    const int64_t n = x.shape(0), pixels = x.shape(1), c = x.shape(2);
+    if (pixels < 1)
+        throw py::value_error("global_pool: x has no pixels, shape " + shape_str(x));
+    FloatArrayC y = new_f32({n, c});
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    call_without_gil_if(static_cast<int64_t>(x.size()) >= kReleaseGilMinElements,
+                        [=] { fl::global_pool_nhwc(xp, n, pixels, c, average, yp); });
+    return std::move(y);
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
+    m.def("global_pool", &global_pool, py::arg("x"), py::arg("average"),
+          "Global max (average=False) or average pooling of a C-contiguous float32 (n, pixels, "
+          "c) array to (n, c) (fl::global_pool_nhwc: the pixels in order, averages in double; "
+          "the NumPy path's bits).");
     m.def("adaptive_pool2d", &adaptive_pool2d, py::arg("x"), py::arg("output_size"),
           py::arg("average"),
           "Adaptive max (average=False) or average pooling of a C-contiguous float32 (n, h, w, c) "

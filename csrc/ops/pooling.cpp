@@ -23,6 +23,7 @@
 #include <limits>
 #include <vector>
 
+#include "../runtime/dispatch.h"
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 
@@ -215,6 +216,39 @@ void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64
                 for (; k < c; ++k)
                     adaptive_average_block<1>(xw + k, r1 - r0, q1 - q0, w * c, c, size, out + k);
             }
+        }
+    });
+}
+
+// Global pooling: tasks of (image, block of kGlobalBlock channels), each handing its block of
+// every pixel to the column kernels (sums or maxima held in registers over all the pixels).
+constexpr int64_t kGlobalBlock = 256;
+
+void global_pool_nhwc(const float* x, int64_t n, int64_t pixels, int64_t c, bool average,
+                      float* y) {
+    if (n <= 0 || c <= 0 || pixels <= 0) return;
+    const KernelTable& kt = kernels();
+    const int64_t blocks = (c + kGlobalBlock - 1) / kGlobalBlock;
+    const double task =
+        static_cast<double>(pixels) * static_cast<double>(std::min(c, kGlobalBlock));
+    const int64_t min_tasks =
+        task >= kMinElementsPerTask ? 1 : static_cast<int64_t>(kMinElementsPerTask / task);
+    parallel_for(n * blocks, min_tasks, [=, &kt](int64_t t0, int64_t t1) {
+        double acc[kGlobalBlock];
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t b = t / blocks, k0 = t % blocks * kGlobalBlock;
+            const int64_t nk = std::min(kGlobalBlock, c - k0);
+            const float* xb = x + b * pixels * c + k0;
+            float* out = y + b * c + k0;
+            if (!average) {
+                std::copy(xb, xb + nk, out);
+                kt.col_max_f32(xb + c, pixels - 1, nk, c, out);
+                continue;
+            }
+            std::fill(acc, acc + nk, 0.0);
+            kt.col_sum_f64(xb, pixels, nk, c, acc);
+            const double count = static_cast<double>(pixels);
+            for (int64_t k = 0; k < nk; ++k) out[k] = static_cast<float>(acc[k] / count);
         }
     });
 }

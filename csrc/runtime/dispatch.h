@@ -94,6 +94,11 @@ struct KernelTable {
     // (csrc/ops/attention_decode.cpp) for q . k over the keys in place.
     void (*dot_rows)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                      const float* b, int64_t ldb, float* c, int64_t ldc);
+
+    // Column sums in double and column maxima over rows read in place, the rows in order
+    // (fl_col_sum_f64_<isa>, fl_col_max_f32_<isa>, ukernels.h): the global poolings.
+    void (*col_sum_f64)(const float* x, int64_t rows, int64_t n, int64_t ld, double* acc);
+    void (*col_max_f32)(const float* x, int64_t rows, int64_t n, int64_t ld, float* m);
 };
 
 const KernelTable& kernels();

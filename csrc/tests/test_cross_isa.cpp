@@ -396,11 +396,87 @@ void test_sum_order(const EwIsa& k) {
     }
 }
 
+// Column reductions (colreduce/<isa>.cpp, the global poolings): every ISA against the chain
+// stated in ukernels.h, computed here - double sums of the rows in order, NumPy's maximum
+// folded over the rows - bit for bit, at every width 0..70 and wider ones (every block and
+// mask shape), rows 1..50 apart by more than the width, with NaN, +-inf, +-0, denormals and
+// FLT_MAX among normal values; the entries past the width must stay untouched.
+struct ColIsa {
+    fl::Isa isa;
+    void (*sum)(const float*, int64_t, int64_t, int64_t, double*);
+    void (*max)(const float*, int64_t, int64_t, int64_t, float*);
+};
+
+std::vector<ColIsa> col_built() {
+    std::vector<ColIsa> v{{fl::Isa::scalar, fl_col_sum_f64_scalar, fl_col_max_f32_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_col_sum_f64_avx2, fl_col_max_f32_avx2});
+#endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_col_sum_f64_avx512, fl_col_max_f32_avx512});
+#endif
+    return v;
+}
+
+void test_colreduce(const ColIsa& k) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    const float specials[] = {kNaN, kInf, -kInf, 0.0f, -0.0f, 1e-40f, -1e-40f,
+                              std::numeric_limits<float>::max()};
+    std::vector<int64_t> widths;
+    for (int64_t n = 0; n <= 70; ++n) widths.push_back(n);
+    for (int64_t n : {127, 128, 129, 255, 256, 300}) widths.push_back(n);
+    int64_t bad = 0;
+    for (int64_t rows : {1, 2, 3, 7, 50}) {
+        for (int64_t n : widths) {
+            const int64_t ld = n + 5;
+            std::vector<float> x(static_cast<size_t>(rows * ld));
+            for (float& v : x) v = dist(rng);
+            for (size_t i = 0; i < x.size(); i += 11) x[i] = specials[(i / 11) % 8];
+            if (rows == 3) {  // columns of -0, +0 and -1 in every order: ties between zeros
+                const float zeros[] = {-0.0f, 0.0f, -1.0f};
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t j = 0; j < n; ++j)
+                        x[static_cast<size_t>(r * ld + j)] = zeros[(r + j + j / 3) % 3];
+            }
+            std::vector<double> acc(static_cast<size_t>(n + 8), 0.5), want_acc(acc);
+            std::vector<float> m(static_cast<size_t>(n + 8), -7.0f), want_m(m);
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < n; ++j) {
+                    const float t = x[static_cast<size_t>(r * ld + j)];
+                    want_acc[j] += static_cast<double>(t);
+                    const float a = want_m[j];
+                    want_m[j] = (a > t || a != a) ? a : t;
+                }
+            k.sum(x.data(), rows, n, ld, acc.data());
+            k.max(x.data(), rows, n, ld, m.data());
+            for (int64_t j = 0; j < n + 8; ++j) {
+                uint64_t ga, wa;
+                std::memcpy(&ga, &acc[j], 8);
+                std::memcpy(&wa, &want_acc[j], 8);
+                const bool sum_ok = ga == wa || (acc[j] != acc[j] && want_acc[j] != want_acc[j]);
+                const bool max_ok = fltest::float_bits(m[j]) == fltest::float_bits(want_m[j]) ||
+                                    (m[j] != m[j] && want_m[j] != want_m[j]);
+                if ((!sum_ok || !max_ok) && bad++ < 8)
+                    FLT_CHECK_MSG(false, "%s colreduce rows=%" PRId64 " n=%" PRId64 " [%" PRId64
+                                         "]: sum %a (want %a), max %a (want %a)",
+                                  fl::isa_name(k.isa), rows, n, j, acc[j], want_acc[j], m[j],
+                                  want_m[j]);
+            }
+        }
+    }
+    FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " column results differ", fl::isa_name(k.isa), bad);
+}
+
 }  // namespace
 
 namespace fltest {
 
 void register_cross_isa_tests() {
+    for (const ColIsa& k : col_built()) {
+        if (!isa_supported(k.isa)) continue;  // reported below
+        add_case(std::string("colreduce_") + fl::isa_name(k.isa), [k] { test_colreduce(k); });
+    }
     const std::vector<EwIsa> isas = built();
     const EwIsa ref = isas[0];
     for (const EwIsa& k : isas) {

@@ -1,5 +1,5 @@
-"""Max and average pooling, fixed and adaptive, on the C++ path (``_core.pool2d`` and
-``_core.adaptive_pool2d``, csrc/ops/pooling.cpp).
+"""Max and average pooling, fixed, adaptive and global, on the C++ path (``_core.pool2d``,
+``_core.adaptive_pool2d`` and ``_core.global_pool``, csrc/ops/pooling.cpp).
 
 The kernels fold a window's taps in the order fastlayers/_numpy/pooling.py does, so both
 paths give the same bits (docs/semantics.md §21)."""
@@ -34,3 +34,9 @@ def adaptive_pool(x, output_size, mode):
     y = _backend._core.adaptive_pool2d(np.ascontiguousarray(x4, dtype=np.float32), size,
                                        mode == "average")
     return y[:, :, 0, :] if one_d else y
+
+
+def global_pool(x, mode):
+    """x (N, pixels, C) float32, channels last -> (N, C); mode "max" or "average"."""
+    return _backend._core.global_pool(np.ascontiguousarray(x, dtype=np.float32),
+                                      mode == "average")

@@ -167,3 +167,14 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             y /= size[..., None]  # in place: y is a float64 sum made above
     return y.astype(F32, copy=True) if y is x else y.astype(F32, copy=False)
+
+
+def global_pool(x: np.ndarray, mode: str, axis: int) -> np.ndarray:
+    """Global pooling of float32 x (N, pixels, C) (axis 1) or (N, C, pixels) (axis 2) over the
+    pixels. "average": the float64 sum divided once by the count; "max": NumPy's maximum
+    folded over the pixels (NaN propagates). Over axis 1 NumPy adds and folds the pixels in
+    order, as the C++ kernel (``_core.global_pool``) does, so the two give the same bits."""
+    if mode == "max":
+        return np.maximum.reduce(x, axis=axis)
+    total = x.sum(axis=axis, dtype=np.float64)
+    return (total / np.float64(x.shape[axis])).astype(np.float32)

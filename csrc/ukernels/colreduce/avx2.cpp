@@ -1,0 +1,114 @@
+// colreduce/avx2.cpp: fl_col_sum_f64_avx2 and fl_col_max_f32_avx2 (contract in
+// csrc/ukernels/ukernels.h): scalar.cpp's per-column chains, blocks of up to 32 columns held
+// in registers over all the rows (up to 8 ymm of doubles for the sums, 4 ymm of floats for
+// the maxima), the last vector of a block read and written with masked loads and stores
+// (masked-off lanes are neither read nor written). The same bits as scalar.cpp and
+// avx512.cpp.
+//
+// ISA: AVX2 (this file alone is compiled with -mavx2 -mfma). Selected by fl::kernels() when
+// active_isa() is avx2 (avx512 has its own).
+#include <immintrin.h>
+
+#include "../ukernels.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define FL_CR2_AI static inline __attribute__((always_inline))
+#else
+#define FL_CR2_AI static inline
+#endif
+
+// Lanes [0, r) set (r >= the lane count: all).
+static inline __m128i col_mask4_avx2(int64_t r) {
+    return _mm_cmpgt_epi32(_mm_set1_epi32((int)(r < 4 ? r : 4)), _mm_setr_epi32(0, 1, 2, 3));
+}
+static inline __m256i col_mask4d_avx2(int64_t r) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(r < 4 ? r : 4), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+static inline __m256i col_mask8_avx2(int64_t r) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(r < 8 ? r : 8)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// NV vectors of 4 columns (doubles), the last one with `last` (1..4) lanes.
+FL_CR2_AI void col_sum_block_avx2(const int NV, const float* x, int64_t rows, int64_t ld,
+                                  double* acc, int64_t last) {
+    const __m128i kf = col_mask4_avx2(last);
+    const __m256i kd = col_mask4d_avx2(last);
+    __m256d s[8];
+    for (int v = 0; v < NV - 1; ++v) s[v] = _mm256_loadu_pd(acc + 4 * v);
+    s[NV - 1] = _mm256_maskload_pd(acc + 4 * (NV - 1), kd);
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * ld;
+        for (int v = 0; v < NV - 1; ++v)
+            s[v] = _mm256_add_pd(s[v], _mm256_cvtps_pd(_mm_loadu_ps(xr + 4 * v)));
+        s[NV - 1] = _mm256_add_pd(s[NV - 1],
+                                  _mm256_cvtps_pd(_mm_maskload_ps(xr + 4 * (NV - 1), kf)));
+    }
+    for (int v = 0; v < NV - 1; ++v) _mm256_storeu_pd(acc + 4 * v, s[v]);
+    _mm256_maskstore_pd(acc + 4 * (NV - 1), kd, s[NV - 1]);
+}
+
+void fl_col_sum_f64_avx2(const float* x, int64_t rows, int64_t n, int64_t ld, double* acc) {
+    for (int64_t j = 0; j < n; j += 32) {
+        const int64_t rem = n - j < 32 ? n - j : 32;
+        const int nv = (int)((rem + 3) / 4);
+        const int64_t last = rem - 4 * (nv - 1);
+        switch (nv) {
+#define FL_CR2_SUM(NVC)                                                  \
+    case NVC:                                                            \
+        col_sum_block_avx2(NVC, x + j, rows, ld, acc + j, last);         \
+        break;
+            FL_CR2_SUM(1)
+            FL_CR2_SUM(2)
+            FL_CR2_SUM(3)
+            FL_CR2_SUM(4)
+            FL_CR2_SUM(5)
+            FL_CR2_SUM(6)
+            FL_CR2_SUM(7)
+            default:
+                col_sum_block_avx2(8, x + j, rows, ld, acc + j, last);
+                break;
+#undef FL_CR2_SUM
+        }
+    }
+}
+
+// m = (m > t || m is NaN) ? m : t, lane by lane.
+static inline __m256 col_max_step_avx2(__m256 m, __m256 t) {
+    const __m256 keep =
+        _mm256_or_ps(_mm256_cmp_ps(m, t, _CMP_GT_OQ), _mm256_cmp_ps(m, m, _CMP_UNORD_Q));
+    return _mm256_blendv_ps(t, m, keep);
+}
+
+// NV vectors of 8 columns, the last one with `last` (1..8) lanes.
+FL_CR2_AI void col_max_block_avx2(const int NV, const float* x, int64_t rows, int64_t ld,
+                                  float* m, int64_t last) {
+    const __m256i k = col_mask8_avx2(last);
+    __m256 s[4];
+    for (int v = 0; v < NV - 1; ++v) s[v] = _mm256_loadu_ps(m + 8 * v);
+    s[NV - 1] = _mm256_maskload_ps(m + 8 * (NV - 1), k);
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * ld;
+        for (int v = 0; v < NV - 1; ++v)
+            s[v] = col_max_step_avx2(s[v], _mm256_loadu_ps(xr + 8 * v));
+        s[NV - 1] = col_max_step_avx2(s[NV - 1], _mm256_maskload_ps(xr + 8 * (NV - 1), k));
+    }
+    for (int v = 0; v < NV - 1; ++v) _mm256_storeu_ps(m + 8 * v, s[v]);
+    _mm256_maskstore_ps(m + 8 * (NV - 1), k, s[NV - 1]);
+}
+
+void fl_col_max_f32_avx2(const float* x, int64_t rows, int64_t n, int64_t ld, float* m) {
+    for (int64_t j = 0; j < n; j += 32) {
+        const int64_t rem = n - j < 32 ? n - j : 32;
+        const int nv = (int)((rem + 7) / 8);
+        const int64_t last = rem - 8 * (nv - 1);
+        if (nv == 1)
+            col_max_block_avx2(1, x + j, rows, ld, m + j, last);
+        else if (nv == 2)
+            col_max_block_avx2(2, x + j, rows, ld, m + j, last);
+        else if (nv == 3)
+            col_max_block_avx2(3, x + j, rows, ld, m + j, last);
+        else
+            col_max_block_avx2(4, x + j, rows, ld, m + j, last);
+    }
+}

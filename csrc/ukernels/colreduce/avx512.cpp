@@ -1,0 +1,106 @@
+// colreduce/avx512.cpp: fl_col_sum_f64_avx512 and fl_col_max_f32_avx512 (contract in
+// csrc/ukernels/ukernels.h): scalar.cpp's per-column chains, blocks of up to 64 columns held
+// in registers over all the rows (up to 8 zmm of doubles for the sums, 4 zmm of floats for
+// the maxima), the last vector of a block k-masked (masked-off lanes are neither read nor
+// written). The same bits as scalar.cpp and avx2.cpp.
+//
+// ISA: AVX-512 F/BW/DQ/VL (this file alone is compiled with the -mavx512* flags). Selected by
+// fl::kernels() when active_isa() is avx512.
+#include <immintrin.h>
+
+#include "../ukernels.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define FL_CR512_AI static inline __attribute__((always_inline))
+#else
+#define FL_CR512_AI static inline
+#endif
+
+// Lanes [0, r) set, r in 1..16.
+static inline __mmask16 col_mask_avx512(int64_t r) {
+    return r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << r) - 1u);
+}
+
+// NV vectors of 8 columns (doubles), the last one with `last` lanes.
+FL_CR512_AI void col_sum_block_avx512(const int NV, const float* x, int64_t rows, int64_t ld,
+                                      double* acc, __mmask8 last) {
+    __m512d s[8];
+    for (int v = 0; v < NV; ++v)
+        s[v] = _mm512_maskz_loadu_pd(v == NV - 1 ? last : (__mmask8)0xFF, acc + 8 * v);
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * ld;
+        for (int v = 0; v < NV; ++v) {
+            const __mmask8 k = v == NV - 1 ? last : (__mmask8)0xFF;
+            s[v] = _mm512_add_pd(s[v], _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, xr + 8 * v)));
+        }
+    }
+    for (int v = 0; v < NV; ++v)
+        _mm512_mask_storeu_pd(acc + 8 * v, v == NV - 1 ? last : (__mmask8)0xFF, s[v]);
+}
+
+void fl_col_sum_f64_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, double* acc) {
+    for (int64_t j = 0; j < n; j += 64) {
+        const int64_t rem = n - j < 64 ? n - j : 64;
+        const int nv = (int)((rem + 7) / 8);
+        const __mmask8 last = (__mmask8)col_mask_avx512(rem - 8 * (nv - 1));
+        switch (nv) {
+#define FL_CR512_SUM(NVC)                                                   \
+    case NVC:                                                               \
+        col_sum_block_avx512(NVC, x + j, rows, ld, acc + j, last);          \
+        break;
+            FL_CR512_SUM(1)
+            FL_CR512_SUM(2)
+            FL_CR512_SUM(3)
+            FL_CR512_SUM(4)
+            FL_CR512_SUM(5)
+            FL_CR512_SUM(6)
+            FL_CR512_SUM(7)
+            default:
+                col_sum_block_avx512(8, x + j, rows, ld, acc + j, last);
+                break;
+#undef FL_CR512_SUM
+        }
+    }
+}
+
+// m = (m > t || m is NaN) ? m : t, lane by lane.
+static inline __m512 col_max_step_avx512(__m512 m, __m512 t) {
+    const __mmask16 keep =
+        _mm512_cmp_ps_mask(m, t, _CMP_GT_OQ) | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+    return _mm512_mask_blend_ps(keep, t, m);
+}
+
+// NV vectors of 16 columns, the last one with `last` lanes.
+FL_CR512_AI void col_max_block_avx512(const int NV, const float* x, int64_t rows, int64_t ld,
+                                      float* m, __mmask16 last) {
+    __m512 s[4];
+    for (int v = 0; v < NV; ++v)
+        s[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : (__mmask16)0xFFFF, m + 16 * v);
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * ld;
+        for (int v = 0; v < NV; ++v) {
+            const __mmask16 k = v == NV - 1 ? last : (__mmask16)0xFFFF;
+            s[v] = col_max_step_avx512(s[v], _mm512_maskz_loadu_ps(k, xr + 16 * v));
+        }
+    }
+    for (int v = 0; v < NV; ++v)
+        _mm512_mask_storeu_ps(m + 16 * v, v == NV - 1 ? last : (__mmask16)0xFFFF, s[v]);
+}
+
+void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, float* m) {
+    for (int64_t j = 0; j < n; j += 64) {
+        const int64_t rem = n - j < 64 ? n - j : 64;
+        const int nv = (int)((rem + 15) / 16);
+        const __mmask16 last = col_mask_avx512(rem - 16 * (nv - 1));
+        if (nv == 1)
+            col_max_block_avx512(1, x + j, rows, ld, m + j, last);
+        else if (nv == 2)
+            col_max_block_avx512(2, x + j, rows, ld, m + j, last);
+        else if (nv == 3)
+            col_max_block_avx512(3, x + j, rows, ld, m + j, last);
+        else
+            col_max_block_avx512(4, x + j, rows, ld, m + j, last);
+    }
+}
