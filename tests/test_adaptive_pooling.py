@@ -1,7 +1,8 @@
 """The adaptive poolings (AdaptiveMaxPooling1D/2D, AdaptiveAveragePooling1D/2D): Keras
 fixtures at edge shapes, PyTorch's own adaptive pools and from_torch, a float64 reference
-from the definition, symbolic models, and bad arguments. NumPy under every backend; the
-fixture cases still run under both.
+from the definition, symbolic models, and bad arguments; and the global poolings (C++ column
+kernels, channels last, with the NumPy path's bits). The adaptive ones run the core's
+adaptive_pool2d under "auto" and "cpp".
 
 Fixtures: tests/golden/adaptive_layers.npz and models_adaptive.npz (with the model files,
 which tests/test_load_keras.py loads), made by tests/golden/make_models_adaptive.py.
@@ -286,3 +287,24 @@ def test_global_pooling_channels_first_and_empty_batch(rng):
             with fl.use_backend(b):
                 assert cls()(np.zeros((0, 4, 4, 3), F32)).shape == (0, 3)
                 assert cls()(np.zeros((2, 4, 4, 0), F32)).shape == (2, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_global_pooling_one_channel_and_one_position_fold_in_order(backend):
+    """One channel, where NumPy's own reductions run over its contiguous inner loop (pairwise
+    sums, a vector maximum): both paths still add and compare the positions in order. A sum
+    whose order shows ([2^40, 2^-14 x 62, -2^40]), zero
+    ties of both signs (the later one wins), and one position; a mask of all True gives the
+    unmasked bits. In order, every 2^-14 is absorbed by 2^40 (below half its ulp in double)
+    and the mean is 0; NumPy's pairwise sum gave 5.3e-5."""
+    x = np.array([2.0**40] + [2.0**-14] * 62 + [-(2.0**40)], F32).reshape(1, 64, 1)
+    zeros = np.array([-0.0 if ch == "-" else 0.0 for ch in "----+-+--++-++-+-"], F32)
+    with fl.use_backend(backend):
+        avg = L.GlobalAveragePooling1D()(x)
+        mx = L.GlobalMaxPooling1D()(zeros.reshape(1, 17, 1))
+        one = L.GlobalMaxPooling2D()(np.array([[[[-0.0, 1.5, np.nan]]]], F32))
+        masked = L.GlobalAveragePooling1D()(x, mask=np.ones((1, 64), bool))
+    assert avg[0, 0] == 0 and not np.signbit(avg[0, 0])
+    assert mx[0, 0] == 0 and np.signbit(mx[0, 0])  # the last position is -0
+    assert np.signbit(one[0, 0]) and one[0, 1] == 1.5 and np.isnan(one[0, 2])
+    np.testing.assert_array_equal(masked.view(np.uint32), avg.view(np.uint32))

@@ -242,7 +242,7 @@ void global_pool_nhwc(const float* x, int64_t n, int64_t pixels, int64_t c, bool
             float* out = y + b * c + k0;
             if (!average) {
                 std::copy(xb, xb + nk, out);
-                kt.col_max_f32(xb + c, pixels - 1, nk, c, out);
+                if (pixels > 1) kt.col_max_f32(xb + c, pixels - 1, nk, c, out);
                 continue;
             }
             std::fill(acc, acc + nk, 0.0);

@@ -55,6 +55,7 @@ CPP_OPS = frozenset(
         "unit_norm",
         "resize",
         "adaptive_pool",
+        "global_pool",
     }
 )
 

@@ -175,6 +175,18 @@ def global_pool(x: np.ndarray, mode: str, axis: int) -> np.ndarray:
     folded over the pixels (NaN propagates). Over axis 1 NumPy adds and folds the pixels in
     order, as the C++ kernel (``_core.global_pool``) does, so the two give the same bits."""
     if mode == "max":
+        if axis == 1 and x.shape[2] == 1:  # see sum_in_order
+            return np.maximum.accumulate(x, axis=1)[:, -1]
         return np.maximum.reduce(x, axis=axis)
-    total = x.sum(axis=axis, dtype=np.float64)
+    total = sum_in_order(x) if axis == 1 else x.sum(axis=axis, dtype=np.float64)
     return (total / np.float64(x.shape[axis])).astype(np.float32)
+
+
+def sum_in_order(x: np.ndarray) -> np.ndarray:
+    """0 + x[:, 0] + x[:, 1] + ... of (N, P, C) x in float64, the positions in order. NumPy sums
+    an outer axis in order, but with one channel the positions are its contiguous inner loop,
+    which it sums pairwise (8 partial sums): accumulate keeps the order there ("+ 0.0" starts
+    from 0 as the C++ kernel does: -0 + 0 = +0)."""
+    if x.shape[2] == 1:
+        return np.add.accumulate(x, axis=1, dtype=np.float64)[:, -1] + 0.0
+    return x.sum(axis=1, dtype=np.float64)

@@ -4,7 +4,8 @@ adaptive poolings (AdaptiveMaxPooling1D/2D, AdaptiveAveragePooling1D/2D).
 Max and average pooling run ``functional.run_pool2d``: the C++ kernel (csrc/ops/pooling.cpp)
 or ``fastlayers/_numpy/pooling.py``, which give the same bits. The adaptive poolings run the
 core's ``adaptive_pool2d`` under "auto" and "cpp", else NumPy, again with the same bits. The
-global poolings are NumPy reductions under every backend (docs/semantics.md §21).
+global poolings run the core's ``global_pool`` (channels last) under "auto" and "cpp", else
+NumPy, with the same bits but for denormals (docs/semantics.md §21).
 """
 
 from __future__ import annotations
@@ -347,7 +348,7 @@ class _GlobalPooling(Layer):
         n, pixels = x.shape[0], math.prod(x.shape[a] for a in self._axes())
         if self.data_format == "channels_first":  # NumPy under every backend
             y = P.global_pool(x.reshape(n, x.shape[1], pixels), self.mode, axis=2)
-        elif _backend.resolve(self._owner(), None) == "cpp":
+        elif _backend.resolve("global_pool", None) == "cpp":
             y = _cpp_pooling.global_pool(x.reshape(n, pixels, x.shape[-1]), self.mode)
         else:
             y = P.global_pool(x.reshape(n, pixels, x.shape[-1]), self.mode, axis=1)
@@ -369,7 +370,7 @@ _GLOBAL_DOC = """{what} (Keras ``{name}``).
     Call: inputs {shape_in} -> float32 (N, C), or {shape_keep} with keepdims. No weights.
     The mean is the float64 sum over the positions divided once by their count; the max
     propagates NaN. Channels last runs on the C++ path when available (the NumPy path's
-    bits); channels_first in NumPy.{extra}
+    bits, denormals aside: the C++ kernels flush them); channels_first in NumPy.{extra}
     """
 
 
@@ -452,12 +453,14 @@ class GlobalAveragePooling1D(_GlobalPooling):
         m = V.bool_mask(mask, owner, "mask", shape=(x.shape[0], x.shape[steps]),
                         why="(batch, steps)")
         m = m[:, None, :] if steps == 2 else m[:, :, None]
-        total = np.where(m, x, np.float32(0)).sum(
-            axis=steps, keepdims=self.keepdims, dtype=np.float32
-        )
-        count = m.sum(axis=steps, keepdims=self.keepdims, dtype=np.float32)
+        # in float64 (channels last: the steps in order), divided once, as without a mask
+        kept = np.where(m, x, np.float32(0))
+        total = (P.sum_in_order(kept) if steps == 1
+                 else kept.sum(axis=steps, dtype=np.float64))
+        count = m.sum(axis=steps, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.ascontiguousarray(total / count, dtype=np.float32)
+            y = (total / count).astype(np.float32)
+        return np.ascontiguousarray(np.expand_dims(y, steps) if self.keepdims else y)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         """The mask stops here (as in Keras)."""
