@@ -172,21 +172,26 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
 def global_pool(x: np.ndarray, mode: str, axis: int) -> np.ndarray:
     """Global pooling of float32 x (N, pixels, C) (axis 1) or (N, C, pixels) (axis 2) over the
     pixels. "average": the float64 sum divided once by the count; "max": NumPy's maximum
-    folded over the pixels (NaN propagates). Over axis 1 NumPy adds and folds the pixels in
-    order, as the C++ kernel (``_core.global_pool``) does, so the two give the same bits."""
+    folded over the pixels (NaN propagates). Over axis 1 the pixels are folded in order
+    (:func:`fold_in_order`), as the C++ kernel (``_core.global_pool``) does, so the two give
+    the same bits."""
     if mode == "max":
-        if axis == 1 and x.shape[2] == 1:  # see sum_in_order
-            return np.maximum.accumulate(x, axis=1)[:, -1]
-        return np.maximum.reduce(x, axis=axis)
+        return fold_in_order(np.maximum, x) if axis == 1 else np.maximum.reduce(x, axis=axis)
     total = sum_in_order(x) if axis == 1 else x.sum(axis=axis, dtype=np.float64)
     return (total / np.float64(x.shape[axis])).astype(np.float32)
 
 
-def sum_in_order(x: np.ndarray) -> np.ndarray:
-    """0 + x[:, 0] + x[:, 1] + ... of (N, P, C) x in float64, the positions in order. NumPy sums
-    an outer axis in order, but with one channel the positions are its contiguous inner loop,
-    which it sums pairwise (8 partial sums): accumulate keeps the order there ("+ 0.0" starts
-    from 0 as the C++ kernel does: -0 + 0 = +0)."""
+def fold_in_order(ufunc, x: np.ndarray, dtype=None) -> np.ndarray:
+    """``ufunc`` folded over axis 1 of (N, P, C) x, the positions in order. NumPy reduces an
+    outer axis in order, but with one channel the positions are its contiguous inner loop,
+    which it reduces pairwise (sums: 8 partial sums; maxima: its vector loop): accumulate keeps
+    the order there."""
     if x.shape[2] == 1:
-        return np.add.accumulate(x, axis=1, dtype=np.float64)[:, -1] + 0.0
-    return x.sum(axis=1, dtype=np.float64)
+        return ufunc.accumulate(x, axis=1, dtype=dtype)[:, -1]
+    return ufunc.reduce(x, axis=1, dtype=dtype)
+
+
+def sum_in_order(x: np.ndarray) -> np.ndarray:
+    """0 + x[:, 0] + x[:, 1] + ... of (N, P, C) x in float64, the positions in order ("+ 0.0":
+    the C++ kernel starts from 0, so a sum of -0 alone is +0, as NumPy's reduce gives)."""
+    return fold_in_order(np.add, x, np.float64) + 0.0
