@@ -77,8 +77,9 @@ void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64
 // pixels in order. Average: 0 + x[0] + x[1] + ... in double, divided by `pixels` and rounded
 // once; max: y = x[0], then y = (y > t || y is NaN) ? y : t (NumPy's maximum). NumPy's float64
 // sum and maximum.reduce over that axis do the same (one channel: accumulate): the NumPy
-// path's bits, denormals aside (FTZ/DAZ here), on every ISA (KernelTable::col_sum_f64,
-// col_max_f32) and thread count. pixels >= 1; n * c == 0 is a no-op.
+// path's bits, denormals aside (FTZ/DAZ here) and a NaN's sign bit where NaNs of both signs
+// meet in a sum, on every ISA (KernelTable::col_sum_f64, col_max_f32) and thread count.
+// pixels >= 1; n * c == 0 is a no-op.
 void global_pool_nhwc(const float* x, int64_t n, int64_t pixels, int64_t c, bool average,
                       float* y);
 

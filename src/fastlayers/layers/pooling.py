@@ -370,7 +370,8 @@ _GLOBAL_DOC = """{what} (Keras ``{name}``).
     Call: inputs {shape_in} -> float32 (N, C), or {shape_keep} with keepdims. No weights.
     The mean is the float64 sum over the positions divided once by their count; the max
     propagates NaN. Channels last runs on the C++ path when available (the NumPy path's
-    bits, denormals aside: the C++ kernels flush them); channels_first in NumPy.{extra}
+    bits, denormals aside - the C++ kernels flush them - and a NaN's sign bit where NaNs of
+    both signs meet in a sum); channels_first in NumPy.{extra}
     """
 
 
