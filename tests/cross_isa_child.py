@@ -129,12 +129,15 @@ def main():
         out[f"pool_{average}"] = _core.pool2d(xp, (3, 2), (2, 3), (1, 1, 0, 1), average)
         out[f"pool_valid_{average}"] = _core.pool2d(xp, (2, 2), (2, 2), (0, 0, 0, 0), average)
 
-    # Adaptive pooling (plain C++): dividing and uneven windows, 1-D as a width of 1.
+    # Adaptive pooling (the average's windows on the per-ISA window kernel): dividing and
+    # uneven windows, 1-D as a width of 1, channel counts around the vector and block widths.
     xa = randn(rng, 2, 13, 14, 5)
     for average in (False, True):
         out[f"adaptive_{average}"] = _core.adaptive_pool2d(xa, (5, 7), average)
         out[f"adaptive_1d_{average}"] = _core.adaptive_pool2d(xa[:, :, :1].copy(), (4, 1),
                                                              average)
+    for c in (7, 65, 131):
+        out[f"adaptive_avg_c{c}"] = _core.adaptive_pool2d(randn(rng, 2, 9, 10, c), (4, 3), True)
 
     # Attention ops.
     q, v, kk = randn(rng, 2, 9, 24), randn(rng, 2, 37, 24), randn(rng, 2, 37, 24)

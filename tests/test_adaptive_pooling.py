@@ -99,7 +99,8 @@ _CLASSES = {("max", 1): L.AdaptiveMaxPooling1D, ("average", 1): L.AdaptiveAverag
 @pytest.mark.parametrize("shape,out", [((2, 14, 14, 5), (7, 7)), ((1, 13, 17, 3), (5, 4)),
                                        ((3, 7, 7, 1), (7, 7)), ((1, 5, 3, 17), (9, 8)),
                                        ((2, 31, 29, 16), (1, 1)), ((2, 19, 4), (7,)),
-                                       ((1, 1, 2), (3,)), ((1, 224, 224, 3), (7, 7))])
+                                       ((1, 1, 2), (3,)), ((1, 224, 224, 3), (7, 7)),
+                                       ((2, 14, 14, 70), (7, 7)), ((1, 9, 10, 131), (4, 3))])
 def test_cpp_gives_the_numpy_bits(rng, mode, shape, out):
     """The same windows, the same float64 sums in the same order (rows, then columns), the
     same max fold: identical results, the signs of zeros and NaN included, for 1 and 2

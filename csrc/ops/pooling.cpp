@@ -155,30 +155,11 @@ void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) 
 // the same bits (denormals aside, FTZ/DAZ):
 //   average: per column q of the window, s_q = 0 + x[r0, q] + x[r0 + 1, q] + ... in double
 //            (NumPy's float64 sum along an axis adds the rows in order, from 0), then
-//            y = (float)((0 + s_q0 + s_q1 + ...) / (rows * columns));
+//            y = (float)((0 + s_q0 + s_q1 + ...) / (rows * columns)), the per-ISA window
+//            kernel (KernelTable::window_mean_f32, ukernels/colreduce/), which holds up to 64
+//            channels' sums in registers over the window;
 //   max:     the fold of pool2d (NaN propagates) over each column's rows, then over the
 //            columns (NumPy's order, which decides between -0 and +0).
-// kB channels of an adaptive average window (rows x cols taps; row_stride and col_stride
-// between taps): the column sums and the window's sum kept in registers, in double, in the
-// order stated above.
-constexpr int kAvgBlock = 8;
-
-template <int kB>
-inline void adaptive_average_block(const float* xw, int64_t rows, int64_t cols,
-                                   int64_t row_stride, int64_t col_stride, double size,
-                                   float* out) {
-    double acc[kB] = {0.0};
-    for (int64_t q = 0; q < cols; ++q) {
-        double col[kB] = {0.0};
-        for (int64_t r = 0; r < rows; ++r) {
-            const float* t = xw + r * row_stride + q * col_stride;
-            for (int j = 0; j < kB; ++j) col[j] += static_cast<double>(t[j]);
-        }
-        for (int j = 0; j < kB; ++j) acc[j] += col[j];
-    }
-    for (int j = 0; j < kB; ++j) out[j] = static_cast<float>(acc[j] / size);
-}
-
 void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                           int64_t oh, int64_t ow, bool average, float* y) {
     const int64_t rows = n * oh;
@@ -188,7 +169,8 @@ void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64
                             static_cast<double>(h / oh + 2) * static_cast<double>(w / ow + 2);
     const int64_t min_rows =
         row_taps >= kMinElementsPerTask ? 1 : static_cast<int64_t>(kMinElementsPerTask / row_taps);
-    parallel_for(rows, min_rows, [=](int64_t t0, int64_t t1) {
+    const KernelTable& kt = kernels();
+    parallel_for(rows, min_rows, [=, &kt](int64_t t0, int64_t t1) {
         std::vector<float> colmax(average ? 0 : c);
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t b = t / oh, i = t % oh;
@@ -209,12 +191,7 @@ void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64
                 }
                 const double size = static_cast<double>(r1 - r0) * static_cast<double>(q1 - q0);
                 const float* xw = x + ((b * h + r0) * w + q0) * c;  // the window's first tap
-                int64_t k = 0;
-                for (; k + kAvgBlock <= c; k += kAvgBlock)
-                    adaptive_average_block<kAvgBlock>(xw + k, r1 - r0, q1 - q0, w * c, c, size,
-                                                      out + k);
-                for (; k < c; ++k)
-                    adaptive_average_block<1>(xw + k, r1 - r0, q1 - q0, w * c, c, size, out + k);
+                kt.window_mean_f32(xw, r1 - r0, q1 - q0, w * c, c, c, size, out);
             }
         }
     });

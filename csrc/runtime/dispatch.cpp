@@ -111,6 +111,7 @@ KernelTable make_table(Isa isa) {
     t.dot_rows = fl_dot_rows_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.col_sum_f64 = fl_col_sum_f64_scalar;  // also on NEON
     t.col_max_f32 = fl_col_max_f32_scalar;
+    t.window_mean_f32 = fl_window_mean_f32_scalar;
 #if defined(FL_HAVE_AVX2)
     // avx512 starts from the avx2 table and replaces the kernels it has its own version of.
     if (isa == Isa::avx2 || isa == Isa::avx512) {
@@ -135,6 +136,7 @@ KernelTable make_table(Isa isa) {
         t.dot_rows = fl_dot_rows_f32_avx2;
         t.col_sum_f64 = fl_col_sum_f64_avx2;
         t.col_max_f32 = fl_col_max_f32_avx2;
+        t.window_mean_f32 = fl_window_mean_f32_avx2;
     }
 #endif
 #if defined(FL_HAVE_AVX512)
@@ -162,6 +164,7 @@ KernelTable make_table(Isa isa) {
         t.dwconv = fl_dwconv_f32_avx512;
         t.col_sum_f64 = fl_col_sum_f64_avx512;
         t.col_max_f32 = fl_col_max_f32_avx512;
+        t.window_mean_f32 = fl_window_mean_f32_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

@@ -99,6 +99,11 @@ struct KernelTable {
     // (fl_col_sum_f64_<isa>, fl_col_max_f32_<isa>, ukernels.h): the global poolings.
     void (*col_sum_f64)(const float* x, int64_t rows, int64_t n, int64_t ld, double* acc);
     void (*col_max_f32)(const float* x, int64_t rows, int64_t n, int64_t ld, float* m);
+    // The mean of a window of rows x cols taps, each tap's channels summed in double, the rows
+    // of a column, then the columns (fl_window_mean_f32_<isa>, ukernels.h): the adaptive average
+    // poolings.
+    void (*window_mean_f32)(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                            int64_t col_ld, int64_t n, double size, float* out);
 };
 
 const KernelTable& kernels();

@@ -405,15 +405,19 @@ struct ColIsa {
     fl::Isa isa;
     void (*sum)(const float*, int64_t, int64_t, int64_t, double*);
     void (*max)(const float*, int64_t, int64_t, int64_t, float*);
+    void (*mean)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, double, float*);
 };
 
 std::vector<ColIsa> col_built() {
-    std::vector<ColIsa> v{{fl::Isa::scalar, fl_col_sum_f64_scalar, fl_col_max_f32_scalar}};
+    std::vector<ColIsa> v{{fl::Isa::scalar, fl_col_sum_f64_scalar, fl_col_max_f32_scalar,
+                           fl_window_mean_f32_scalar}};
 #if defined(FL_HAVE_AVX2)
-    v.push_back({fl::Isa::avx2, fl_col_sum_f64_avx2, fl_col_max_f32_avx2});
+    v.push_back({fl::Isa::avx2, fl_col_sum_f64_avx2, fl_col_max_f32_avx2,
+                 fl_window_mean_f32_avx2});
 #endif
 #if defined(FL_HAVE_AVX512)
-    v.push_back({fl::Isa::avx512, fl_col_sum_f64_avx512, fl_col_max_f32_avx512});
+    v.push_back({fl::Isa::avx512, fl_col_sum_f64_avx512, fl_col_max_f32_avx512,
+                 fl_window_mean_f32_avx512});
 #endif
     return v;
 }
@@ -468,6 +472,72 @@ void test_colreduce(const ColIsa& k) {
     FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " column results differ", fl::isa_name(k.isa), bad);
 }
 
+// Window means (the adaptive average poolings): every ISA against the chain of ukernels.h
+// computed here - each column's rows summed in double from 0, then the columns from 0, one
+// division, one rounding to float - bit for bit, for windows of 1-7 rows x 1-5 columns at
+// every channel count 0..70 and wider ones, taps apart by more than the channels (the gaps
+// hold NaN, which must not leak in), with the same special values as above; outputs past the
+// channel count must stay untouched.
+void test_window_mean(const ColIsa& k) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    const float specials[] = {kNaN, kInf, -kInf, 0.0f, -0.0f, 1e-40f, -1e-40f,
+                              std::numeric_limits<float>::max()};
+    std::vector<int64_t> widths;
+    for (int64_t n = 0; n <= 70; ++n) widths.push_back(n);
+    for (int64_t n : {127, 128, 129, 300, 512}) widths.push_back(n);
+    const int64_t shapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {3, 3}, {7, 5}, {2, 3}};
+    int64_t bad = 0;
+    for (const auto& shape : shapes) {
+        const int64_t rows = shape[0], cols = shape[1];
+        for (int64_t n : widths) {
+            const int64_t col_ld = n + 3, row_ld = cols * col_ld + 5;
+            std::vector<float> x(static_cast<size_t>(rows * row_ld), kNaN);
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t q = 0; q < cols; ++q)
+                    for (int64_t j = 0; j < n; ++j) {
+                        const size_t i = static_cast<size_t>(r * row_ld + q * col_ld + j);
+                        x[i] = i % 13 == 0 ? specials[(i / 13) % 8] : dist(rng);
+                    }
+            if (rows * cols == 2 && n > 0) {  // all-zero windows of both signs: 0 + -0 = +0
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t q = 0; q < cols; ++q)
+                        x[static_cast<size_t>(r * row_ld + q * col_ld)] = -0.0f;
+            }
+            if (rows == 2 && cols == 2 && n > 0) {
+                // The last channel: (2^60 + 1) + (-2^60 + 1) = 0 per column then across, but
+                // 1 summed tap by tap: the two sums must be grouped as stated.
+                const float taps[2][2] = {{0x1p60f, -0x1p60f}, {1.0f, 1.0f}};
+                for (int64_t r = 0; r < 2; ++r)
+                    for (int64_t q = 0; q < 2; ++q)
+                        x[static_cast<size_t>(r * row_ld + q * col_ld + n - 1)] = taps[r][q];
+            }
+            const double size = static_cast<double>(rows * cols);
+            std::vector<float> out(static_cast<size_t>(n + 8), -7.0f), want(out);
+            for (int64_t j = 0; j < n; ++j) {
+                double acc = 0.0;
+                for (int64_t q = 0; q < cols; ++q) {
+                    double col = 0.0;
+                    for (int64_t r = 0; r < rows; ++r)
+                        col += static_cast<double>(x[static_cast<size_t>(r * row_ld + q * col_ld + j)]);
+                    acc += col;
+                }
+                want[j] = static_cast<float>(acc / size);
+            }
+            k.mean(x.data(), rows, cols, row_ld, col_ld, n, size, out.data());
+            for (int64_t j = 0; j < n + 8; ++j) {
+                const bool ok = fltest::float_bits(out[j]) == fltest::float_bits(want[j]) ||
+                                (out[j] != out[j] && want[j] != want[j]);
+                if (!ok && bad++ < 8)
+                    FLT_CHECK_MSG(false, "%s window mean %" PRId64 "x%" PRId64 " n=%" PRId64
+                                         " [%" PRId64 "]: %a (want %a)",
+                                  fl::isa_name(k.isa), rows, cols, n, j, out[j], want[j]);
+            }
+        }
+    }
+    FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " window means differ", fl::isa_name(k.isa), bad);
+}
+
 }  // namespace
 
 namespace fltest {
@@ -476,6 +546,8 @@ void register_cross_isa_tests() {
     for (const ColIsa& k : col_built()) {
         if (!isa_supported(k.isa)) continue;  // reported below
         add_case(std::string("colreduce_") + fl::isa_name(k.isa), [k] { test_colreduce(k); });
+        add_case(std::string("window_mean_") + fl::isa_name(k.isa),
+                 [k] { test_window_mean(k); });
     }
     const std::vector<EwIsa> isas = built();
     const EwIsa ref = isas[0];

@@ -252,6 +252,27 @@ void fl_col_sum_f64_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, 
 void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, float* m);
 #endif
 
+/* Window means for the adaptive average poolings (csrc/ukernels/colreduce/<isa>.cpp): a window
+ * of rows x cols taps, tap (r, q) at x + r*row_ld + q*col_ld, each tap n floats (channels).
+ *   fl_window_mean_f32_<isa>: for j < n, with every step in double,
+ *     s_q    = 0 + x[0*row_ld + q*col_ld + j] + x[1*row_ld + q*col_ld + j] + ...  (rows in order)
+ *     out[j] = (float)((0 + s_0 + s_1 + ... + s_(cols-1)) / size)
+ *   (the NumPy path's order: each column's rows summed in float64, then the columns, one
+ *   division). The same bits on every ISA and however the channels are cut into vectors.
+ *   rows, cols >= 1, n >= 0; only j < n of a tap is read and of out written. A size that is
+ *   a power of two (1 x 1, 2 x 2 windows ...) may multiply by its reciprocal instead: exact,
+ *   the same bits (the SIMD kernels do; a division costs them more than the window's sums). */
+void fl_window_mean_f32_scalar(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                               int64_t col_ld, int64_t n, double size, float* out);
+#if defined(FL_HAVE_AVX2)
+void fl_window_mean_f32_avx2(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                             int64_t col_ld, int64_t n, double size, float* out);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_window_mean_f32_avx512(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                               int64_t col_ld, int64_t n, double size, float* out);
+#endif
+
 /* FMA peak probe (csrc/ukernels/probe/<isa>.cpp): runs `iters` steps of independent FMA chains
  * held in registers (enough chains to fill the FMA pipes), writes a value depending on every
  * chain to *sink and returns the number of floating-point operations done (2 per FMA lane).

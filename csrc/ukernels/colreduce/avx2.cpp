@@ -1,13 +1,15 @@
-// colreduce/avx2.cpp: fl_col_sum_f64_avx2 and fl_col_max_f32_avx2 (contract in
-// csrc/ukernels/ukernels.h): scalar.cpp's per-column chains, blocks of up to 32 columns held
-// in registers over all the rows (up to 8 ymm of doubles for the sums, 4 ymm of floats for
-// the maxima), the last vector of a block read and written with masked loads and stores
+// colreduce/avx2.cpp: fl_col_sum_f64_avx2, fl_col_max_f32_avx2 and fl_window_mean_f32_avx2
+// (contracts in csrc/ukernels/ukernels.h): scalar.cpp's per-column chains, blocks of up to 32
+// columns held in registers over all the rows (up to 8 ymm of doubles for the sums, 4 ymm of
+// floats for the maxima; 16 columns for the window means, whose column and window sums take
+// 4 ymm each), the last vector of a block read and written with masked loads and stores
 // (masked-off lanes are neither read nor written). The same bits as scalar.cpp and
 // avx512.cpp.
 //
 // ISA: AVX2 (this file alone is compiled with -mavx2 -mfma). Selected by fl::kernels() when
 // active_isa() is avx2 (avx512 has its own).
 #include <immintrin.h>
+#include <string.h>
 
 #include "../ukernels.h"
 
@@ -110,5 +112,73 @@ void fl_col_max_f32_avx2(const float* x, int64_t rows, int64_t n, int64_t ld, fl
             col_max_block_avx2(3, x + j, rows, ld, m + j, last);
         else
             col_max_block_avx2(4, x + j, rows, ld, m + j, last);
+    }
+}
+
+// Whether size (a window's tap count, >= 1) is a power of two: its mantissa bits are zero. The
+// mean then multiplies by 1 / size, which is exact (ukernels.h).
+static int window_size_is_pow2_avx2(double size) {
+    uint64_t bits;
+    memcpy(&bits, &size, sizeof bits);
+    return (bits & 0x000FFFFFFFFFFFFFull) == 0;
+}
+
+// A window mean of NV vectors of 4 channels; with PART, the last one has `last` (1..3) lanes,
+// read and written with masked loads and stores (a masked store is microcoded on AMD cores:
+// whole vectors take plain ones).
+FL_CR2_AI void window_mean_block_avx2(const int NV, const int PART, const float* x, int64_t rows,
+                                      int64_t cols, int64_t row_ld, int64_t col_ld, double size,
+                                      int pow2, float* out, int64_t last) {
+    const int NF = PART ? NV - 1 : NV;  // whole vectors
+    const __m128i kf = col_mask4_avx2(last);
+    __m256d acc[4], col[4];
+    for (int v = 0; v < NV; ++v) acc[v] = _mm256_setzero_pd();
+    for (int64_t q = 0; q < cols; ++q) {
+        for (int v = 0; v < NV; ++v) col[v] = _mm256_setzero_pd();
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* t = x + r * row_ld + q * col_ld;
+            for (int v = 0; v < NF; ++v)
+                col[v] = _mm256_add_pd(col[v], _mm256_cvtps_pd(_mm_loadu_ps(t + 4 * v)));
+            if (PART)
+                col[NF] = _mm256_add_pd(col[NF], _mm256_cvtps_pd(_mm_maskload_ps(t + 4 * NF, kf)));
+        }
+        for (int v = 0; v < NV; ++v) acc[v] = _mm256_add_pd(acc[v], col[v]);
+    }
+    const __m256d d = _mm256_set1_pd(pow2 ? 1.0 / size : size);
+    for (int v = 0; v < NV; ++v) {
+        const __m256d mean = pow2 ? _mm256_mul_pd(acc[v], d) : _mm256_div_pd(acc[v], d);
+        if (v < NF)
+            _mm_storeu_ps(out + 4 * v, _mm256_cvtpd_ps(mean));
+        else
+            _mm_maskstore_ps(out + 4 * v, kf, _mm256_cvtpd_ps(mean));
+    }
+}
+
+void fl_window_mean_f32_avx2(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                             int64_t col_ld, int64_t n, double size, float* out) {
+    const int pow2 = window_size_is_pow2_avx2(size);
+    for (int64_t j = 0; j < n; j += 16) {
+        const int64_t rem = n - j < 16 ? n - j : 16;
+        const int nv = (int)((rem + 3) / 4);
+        const int64_t last = rem - 4 * (nv - 1);
+        switch (nv * 2 + (last < 4)) {
+#define FL_CR2_MEAN(NVC, PARTC)                                                        \
+    case NVC * 2 + PARTC:                                                              \
+        window_mean_block_avx2(NVC, PARTC, x + j, rows, cols, row_ld, col_ld, size, pow2, \
+                               out + j, last);                                         \
+        break;
+            FL_CR2_MEAN(1, 0)
+            FL_CR2_MEAN(1, 1)
+            FL_CR2_MEAN(2, 0)
+            FL_CR2_MEAN(2, 1)
+            FL_CR2_MEAN(3, 0)
+            FL_CR2_MEAN(3, 1)
+            FL_CR2_MEAN(4, 1)
+            default:
+                window_mean_block_avx2(4, 0, x + j, rows, cols, row_ld, col_ld, size, pow2,
+                                       out + j, last);
+                break;
+#undef FL_CR2_MEAN
+        }
     }
 }

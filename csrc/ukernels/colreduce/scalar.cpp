@@ -1,6 +1,7 @@
 // colreduce/scalar.cpp: column sums in double and column maxima over rows read in place
 // (fl_col_sum_f64_<isa>, fl_col_max_f32_<isa>; contract in csrc/ukernels/ukernels.h), for the
-// global poolings (csrc/ops/pooling.cpp).
+// global poolings, and the window means of the adaptive average poolings
+// (fl_window_mean_f32_<isa>; csrc/ops/pooling.cpp).
 //
 // ISA: baseline (no extra flags). Selected by fl::kernels() (KernelTable::col_sum_f64,
 // col_max_f32) when no SIMD kernel can run (FASTLAYERS_ISA=scalar, and on NEON); also the
@@ -22,5 +23,30 @@ void fl_col_max_f32_scalar(const float* x, int64_t rows, int64_t n, int64_t ld, 
             const float a = m[j], t = xr[j];
             m[j] = (a > t || a != a) ? a : t; /* NaN stays; a tie takes the row's value */
         }
+    }
+}
+
+// Blocks of kMeanBlock channels: their column and window sums in locals, the taps in order.
+static const int64_t kMeanBlock = 8;
+
+static void window_mean_block_scalar(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                                     int64_t col_ld, int64_t n, double size, float* out) {
+    double acc[kMeanBlock] = {0.0};
+    for (int64_t q = 0; q < cols; ++q) {
+        double col[kMeanBlock] = {0.0};
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* t = x + r * row_ld + q * col_ld;
+            for (int64_t j = 0; j < n; ++j) col[j] += (double)t[j];
+        }
+        for (int64_t j = 0; j < n; ++j) acc[j] += col[j];
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] = (float)(acc[j] / size);
+}
+
+void fl_window_mean_f32_scalar(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                               int64_t col_ld, int64_t n, double size, float* out) {
+    for (int64_t j = 0; j < n; j += kMeanBlock) {
+        const int64_t nb = n - j < kMeanBlock ? n - j : kMeanBlock;
+        window_mean_block_scalar(x + j, rows, cols, row_ld, col_ld, nb, size, out + j);
     }
 }
