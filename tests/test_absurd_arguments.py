@@ -149,13 +149,14 @@ LAYERS = [
     ("GlobalAveragePooling1D_huge_broadcast",
      lambda: L.GlobalAveragePooling1D()(_huge((2**20, 2**20, 2**10))), "GlobalAveragePooling1D"),
     # weights beyond the size limit of arrays: refused before the initializer allocates
-    ("Conv2D_kernel_2**40_same", lambda: L.Conv2D(4, (2**40, 1), padding="same")(X),
+    # (kernel sizes up to 2**31 - 1: the constructors refuse larger ones, see below)
+    ("Conv2D_kernel_2**31_same", lambda: L.Conv2D(4, (2**31 - 1, 64), padding="same")(X),
      "Conv2D 'conv2d"),
-    ("DepthwiseConv2D_kernel_2**40_same",
-     lambda: L.DepthwiseConv2D((2**40, 1), padding="same")(X), "weight 'kernel' of shape"),
-    ("SeparableConv2D_kernel_2**40_same",
-     lambda: L.SeparableConv2D(4, (1, 2**40), padding="same")(X),
-     "weight 'depthwise_kernel' of shape (1, 1099511627776, 2, 1) is too large"),
+    ("DepthwiseConv2D_kernel_2**31_same",
+     lambda: L.DepthwiseConv2D((2**31 - 1, 64), padding="same")(X), "weight 'kernel' of shape"),
+    ("SeparableConv2D_kernel_2**31_same",
+     lambda: L.SeparableConv2D(4, (64, 2**31 - 1), padding="same")(X),
+     "weight 'depthwise_kernel' of shape (64, 2147483647, 2, 1) is too large"),
     ("LSTM_units_2**40", lambda: L.LSTM(2**40)(SEQ), "weight 'kernel' of shape (4, 4398046511104)"),
     ("Conv2D_build_channels_first_2**31",
      lambda: L.Conv2D(4, 3, data_format="channels_first").build((None, 2**31, 2**31, 3)),
@@ -169,6 +170,24 @@ LAYERS = [
     ("Embedding_huge_output",
      lambda: L.Embedding(10, 4)(np.broadcast_to(np.int64(1), (2, 2**35))),
      "the output for inputs of shape (2, 34359738368) is too large"),
+    # Sizes the kernels take as int32, refused by the constructors (a stride of 2**63 reached
+    # the transposed convolutions' weight packing: IndexError; fuzz campaign of 2026-12-05).
+    ("Conv2DTranspose_strides_2**63",
+     lambda: L.Conv2DTranspose(3, 3, strides=2**63), "strides must be <= 2147483647"),
+    ("Conv1DTranspose_strides_2**63",
+     lambda: L.Conv1DTranspose(3, 3, strides=2**63), "strides must be <= 2147483647"),
+    ("Conv3DTranspose_kernel_2**40",
+     lambda: L.Conv3DTranspose(3, 2**40), "kernel_size must be <= 2147483647"),
+    ("DepthwiseConv2D_dilation_2**63",
+     lambda: L.DepthwiseConv2D(3, dilation_rate=2**63), "dilation_rate must be <= 2147483647"),
+    # A fixed input size beyond the limit: the layer's symbolic call says so by name, before
+    # NumPy tries to allocate its zero run (a raw MemoryError; also from a model file's
+    # batch_shape).
+    ("Dense_on_Input_batch_2**35",
+     lambda: L.Dense(2)(fl.Input(shape=(5, 3), batch_size=2**35)),
+     "the input of shape (34359738368, 5, 3) is too large"),
+    ("Flatten_on_Input_2**36", lambda: L.Flatten()(fl.Input(shape=(2**36,))),
+     "the input of shape (None, 68719476736) is too large"),
 ]
 
 
@@ -335,6 +354,35 @@ def test_reshape_huge_target_shape(target):
 
 def _small_model():
     return fl.Sequential([fl.Input(shape=(3,)), L.Dense(2)])
+
+
+def test_predict_refuses_a_huge_input_as_a_call_does():
+    """predict checked nothing and ran batch after batch of a 0-stride view until memory ran
+    out (fuzz campaign of 2026-12-05); it applies model(x)'s limit to the whole input."""
+    model = _small_model()
+    x = _huge((2**40, 3))
+    with pytest.raises(ValueError, match="input 'input_layer.*too large"):
+        model(x)
+    with pytest.raises(ValueError, match=r"predict: input 0 of shape \(1099511627776, 3\) is too"):
+        model.predict(x)
+
+
+@pytest.mark.parametrize("batch_size, exc, text", [
+    (-1, ValueError, "batch_size must be a positive integer, got -1"),
+    (0, ValueError, "batch_size must be a positive integer, got 0"),
+    (True, ValueError, "batch_size must be a positive integer, got True"),
+    (2.0, ValueError, "batch_size must be a positive integer"),
+    (2**63, ValueError, "Input: batch_size 9223372036854775808 is too large"),
+], ids=str)
+def test_input_refuses_a_bad_batch_size(batch_size, exc, text):
+    """Input(batch_size=-1) built a model of shape (-1, ...) that refused every array."""
+    with pytest.raises(exc, match=text):
+        fl.Input(shape=(3,), batch_size=batch_size)
+
+
+def test_input_batch_size_of_numpy_int():
+    inp = fl.Input(shape=(3,), batch_size=np.int64(4))
+    assert inp.shape == (4, 3) and type(inp.shape[0]) is int
 
 
 @pytest.mark.parametrize("batch_size", [2**70, np.uint64(2**63), np.int64(2**62)], ids=str)

@@ -287,8 +287,19 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         return node.outputs[0]
     has_unknown = any(d is None for t in node.inputs for d in t.shape)
 
+    def zeros(t: SymbolicTensor, fill: int) -> np.ndarray:
+        # A fixed size beyond what the ops accept (Input(shape=(2**36,)), a batch_shape of
+        # 2**40 in a model file) is refused here by name, before NumPy tries to allocate it.
+        from ._checks import allocating, elements
+
+        shape = _concrete(t.shape, fill)
+        what = f"the input of shape {t.shape}"
+        elements(math.prod(shape), label, what)
+        with allocating(label, what):
+            return np.zeros(shape, t.dtype)
+
     def run(fill: int) -> tuple[list[np.ndarray], type | None]:
-        values = {t.id: np.zeros(_concrete(t.shape, fill), t.dtype) for t in node.inputs}
+        values = {t.id: zeros(t, fill) for t in node.inputs}
         return _as_outputs(fn(*substitute(args, values), **substitute(kwargs, values)), label)
 
     try:

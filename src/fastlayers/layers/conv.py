@@ -70,9 +70,13 @@ def _conv_arguments(layer: Layer, filters, kernel_size, strides, padding, data_f
     axes; ``paddings`` the accepted values, ``hint`` added to the message of a bad one)."""
     owner = type(layer).__name__
     layer.filters = _positive_int(filters, owner, "filters")
-    layer.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=rank)
-    layer.strides = V.int_tuple(strides, owner, "strides", n=rank)
-    layer.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=rank)
+    # Sizes the kernels take as int32 (an int64 stride such as 2**63 would otherwise reach the
+    # weight packing of the transposed convolutions, whose np.arange turns it into floats).
+    big = V.MAX_INT32
+    layer.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=rank, maximum=big)
+    layer.strides = V.int_tuple(strides, owner, "strides", n=rank, maximum=big)
+    layer.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=rank,
+                                      maximum=big)
     if not isinstance(padding, str) or padding.lower() not in paddings:
         accepted = ", ".join(repr(p) for p in paddings[:-1]) + f" or {paddings[-1]!r}"
         raise ValueError(f"{owner}: padding must be {accepted}, got {padding!r}{hint}")
@@ -489,9 +493,11 @@ class _DepthwiseBase(Layer):
                         depth_multiplier, activation, use_bias, bias_initializer) -> None:
         owner = type(self).__name__
         n = self.rank
-        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=n)
-        self.strides = V.int_tuple(strides, owner, "strides", n=n)
-        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=n)
+        big = V.MAX_INT32  # as _conv_arguments
+        self.kernel_size = V.int_tuple(kernel_size, owner, "kernel_size", n=n, maximum=big)
+        self.strides = V.int_tuple(strides, owner, "strides", n=n, maximum=big)
+        self.dilation_rate = V.int_tuple(dilation_rate, owner, "dilation_rate", n=n,
+                                         maximum=big)
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise ValueError(f"{owner}: padding must be 'valid' or 'same', got {padding!r}")
         self.padding = padding.lower()

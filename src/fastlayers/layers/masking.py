@@ -118,7 +118,9 @@ class Embedding(Layer):
         idx = self._indices(inputs)
         if not self.built:
             self.build(idx.shape)
-        return np.take(self._weight_map["embeddings"], idx, axis=0).astype(F32, copy=False)
+        table = self._weight_map["embeddings"]  # (its size was checked by _indices)
+        with C.allocating(self._owner(), f"the output of shape {idx.shape + table.shape[1:]}"):
+            return np.take(table, idx, axis=0).astype(F32, copy=False)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> np.ndarray | None:
         """``inputs != 0`` (bool, the inputs' shape) if mask_zero, else None."""

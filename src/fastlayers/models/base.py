@@ -29,6 +29,9 @@ class InputLayer(Layer):
     def __init__(self, shape: tuple, dtype: Any = None, name: str | None = None,
                  batch_size: int | None = None, **kwargs: Any):
         super().__init__(name=name, **kwargs)
+        if batch_size is not None:
+            batch_size = _positive_int(batch_size, "Input", "batch_size")
+            C.elements(batch_size, "Input", f"batch_size {batch_size}")
         self.shape = (batch_size,) + tuple(shape)
         self.input_dtype = np.dtype(np.float32 if dtype is None else dtype)
         if self.input_dtype.kind not in "fiub":
@@ -168,6 +171,8 @@ class BaseModel(Layer):
         if not arrays:
             raise ValueError(f"{self._owner()}: predict got no input arrays")
         arrays = [np.asarray(a) for a in arrays]
+        for i, a in enumerate(arrays):  # the limit model(x) applies, for the whole input
+            C.size(a, f"{self._owner()}.predict", f"input {i}")
         n = arrays[0].shape[0] if arrays[0].ndim else 0
         for a in arrays:
             if a.ndim == 0 or a.shape[0] != n:
