@@ -356,15 +356,20 @@ def _small_model():
     return fl.Sequential([fl.Input(shape=(3,)), L.Dense(2)])
 
 
-def test_predict_refuses_a_huge_input_as_a_call_does():
-    """predict checked nothing and ran batch after batch of a 0-stride view until memory ran
-    out (fuzz campaign of 2026-12-05); it applies model(x)'s limit to the whole input."""
+def test_predict_refuses_outputs_beyond_the_limit_after_one_batch():
+    """predict ran batch after batch of a 2**40-row 0-stride view, keeping every output, until
+    memory ran out (fuzz campaign of 2026-12-05). The input may stream (a memmap), but the
+    outputs are kept: their total, projected from the first batch, is limited."""
     model = _small_model()
     x = _huge((2**40, 3))
     with pytest.raises(ValueError, match="input 'input_layer.*too large"):
         model(x)
-    with pytest.raises(ValueError, match=r"predict: input 0 of shape \(1099511627776, 3\) is too"):
+    with pytest.raises(ValueError, match=r"predict: the output of 1099511627776 input rows "
+                                         r"is too large \(2199023255552 elements"):
         model.predict(x)
+    # a small broadcast view runs as its copy
+    x_ok = _huge((5, 3))
+    np.testing.assert_array_equal(model.predict(x_ok, batch_size=2), model(np.ones((5, 3), F32)))
 
 
 @pytest.mark.parametrize("batch_size, exc, text", [

@@ -6,6 +6,7 @@ arrays a model is called with.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -171,8 +172,6 @@ class BaseModel(Layer):
         if not arrays:
             raise ValueError(f"{self._owner()}: predict got no input arrays")
         arrays = [np.asarray(a) for a in arrays]
-        for i, a in enumerate(arrays):  # the limit model(x) applies, for the whole input
-            C.size(a, f"{self._owner()}.predict", f"input {i}")
         n = arrays[0].shape[0] if arrays[0].ndim else 0
         for a in arrays:
             if a.ndim == 0 or a.shape[0] != n:
@@ -191,6 +190,12 @@ class BaseModel(Layer):
             out = self(chunk)
             structure = out
             results.append(_leaves(out))
+            if step == 0 and hi > lo:
+                # The outputs all batches will have made, projected from the first: the input
+                # streams (a dataset in an np.memmap), but the results are kept (semantics §1).
+                per_row = sum(r.size for r in results[0]) / (hi - lo)
+                C.elements(math.ceil(per_row * n), f"{self._owner()}.predict",
+                           f"the output of {n} input rows")
             if bar is not None:
                 bar.update(step + 1)
         merged = [np.concatenate([r[i] for r in results], axis=0)
