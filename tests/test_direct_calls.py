@@ -21,6 +21,7 @@ from fastlayers.layers import (
     LSTM,
     AveragePooling2D,
     Conv2D,
+    Conv3D,
     Dense,
     Flatten,
     MaxPooling2D,
@@ -96,6 +97,14 @@ RUNNER_CASES = {
     "dense-1x1": (lambda: Dense(1), (1, 1)),
     "conv-same": (lambda: Conv2D(5, 3, padding="same", activation="relu"), (2, 7, 6, 3)),
     "conv-stride": (lambda: Conv2D(4, 2, strides=2), (1, 9, 9, 2)),
+    # Conv3D: the depth stacking planned once (depth taps past both ends with "same", a
+    # depth stride, a depth dilation, groups)
+    "conv3d-same": (lambda: Conv3D(4, 3, padding="same", activation="relu"), (2, 5, 6, 4, 3)),
+    "conv3d-stride": (lambda: Conv3D(3, (2, 3, 2), strides=(2, 1, 2)), (1, 7, 6, 6, 2)),
+    "conv3d-dilated-groups": (lambda: Conv3D(4, (3, 2, 2), dilation_rate=(2, 1, 1), groups=2,
+                                             padding="same"), (2, 6, 5, 4, 4)),
+    "conv3d-one-depth": (lambda: Conv3D(2, (1, 2, 2)), (3, 1, 4, 4, 1)),
+    "conv3d-even-same": (lambda: Conv3D(2, (2, 3, 3), padding="same"), (1, 4, 5, 5, 2)),
     "maxpool": (lambda: MaxPooling2D(2), (2, 7, 7, 3)),
     "avgpool": (lambda: AveragePooling2D(3, strides=2, padding="same"), (1, 9, 8, 5)),
     "lstm-last": (lambda: LSTM(6), (3, 5, 4)),

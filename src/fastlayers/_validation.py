@@ -788,16 +788,30 @@ def depth_stack(op, x, taps, od, sd, dd, pads, groups):
     n, d, h, w, c = x.shape
     C.elements(n * od * h * w * taps * c, op, "the depth-stacked input")
     with allocating(op, "the depth-stacked input"):
-        out = np.zeros((n, od, h, w, groups, taps, c // groups), np.float32)
-        for a in range(taps):  # output o reads input i = o * sd + a * dd - pads[0] in [0, d)
-            first = a * dd - pads[0]
-            o0 = max(0, -(first // sd))  # the first o with o * sd + first >= 0
-            o1 = min(od, (d - 1 - first) // sd + 1) if d - 1 - first >= 0 else 0
-            if o1 <= o0:
-                continue
+        return stack_depths(x, depth_copies(d, taps, od, sd, dd, pads[0]), od, taps, groups)
+
+
+def depth_copies(d, taps, od, sd, dd, front):
+    """What :func:`depth_stack` copies for an input depth d: (tap a, output steps [o0, o1),
+    the input slice i0 : i0 + (o1 - o0 - 1) * sd + 1 : sd) for every tap that reads any."""
+    copies = []
+    for a in range(taps):  # output o reads input i = o * sd + a * dd - front in [0, d)
+        first = a * dd - front
+        o0 = max(0, -(first // sd))  # the first o with o * sd + first >= 0
+        o1 = min(od, (d - 1 - first) // sd + 1) if d - 1 - first >= 0 else 0
+        if o1 > o0:
             i0 = o0 * sd + first
-            src = x[:, i0:i0 + (o1 - o0 - 1) * sd + 1:sd]
-            out[:, o0:o1, :, :, :, a, :] = src.reshape(n, o1 - o0, h, w, groups, c // groups)
+            copies.append((a, o0, o1, slice(i0, i0 + (o1 - o0 - 1) * sd + 1, sd)))
+    return tuple(copies)
+
+
+def stack_depths(x, copies, od, taps, groups):
+    """:func:`depth_stack`'s array from its :func:`depth_copies` (no checks: a layer's
+    direct-call runner keeps the copies of one input shape)."""
+    n, _, h, w, c = x.shape
+    out = np.zeros((n, od, h, w, groups, taps, c // groups), np.float32)
+    for a, o0, o1, src in copies:
+        out[:, o0:o1, :, :, :, a, :] = x[:, src].reshape(n, o1 - o0, h, w, groups, c // groups)
     return out.reshape(n * od, h, w, taps * c)
 
 

@@ -459,6 +459,29 @@ class Conv3D(_GroupedConv):
         y = y.reshape(a.x.shape[0] // od, od, *y.shape[1:])
         return _activate_after(_channels_back(y, channels_first), after)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """Direct calls (docs/architecture.md §14): the checks once, then per call the depth
+        stacking of this input shape (its copies planned here) and the conv2d runner."""
+        if self.data_format == "channels_first" or self._packed is None:
+            return None
+        a, od = V.check_conv3d(inputs, None, None, self.strides, self.padding,
+                               self.dilation_rate, self.groups, self.activation,
+                               op=self._owner(), x_name="inputs", build=self._ready)
+        conv = F.conv2d_runner(a, self._packed)
+        if conv is None:
+            return None
+        n, d = inputs.shape[:2]
+        kd, sd, dd, groups = self._weight("kernel").shape[0], self.strides[0], \
+            self.dilation_rate[0], self.groups
+        front = V.depth_geometry(self._owner(), d, kd, sd, dd, self.padding)[1]
+        copies = V.depth_copies(d, kd, od, sd, dd, front)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            y = conv(V.stack_depths(x, copies, od, kd, groups))
+            return y.reshape(n, od, *y.shape[1:])
+
+        return run
+
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         got = _volume_geometry(self, shape, lambda k: k.shape[3] * self.groups)
         if got is None:
