@@ -456,6 +456,43 @@ def test_pooling(any_backend, pool, hw):
     check(nn.Sequential(nn.Conv2d(3, 4, 1), pool), torch.randn(2, 3, *hw))
 
 
+def _pool_loop(x, kind, k, s, p, ceil_mode):
+    """PyTorch's pooling as padded taps folded in order (max: np.maximum; average without
+    padding: float32 sum, then the window's size), the reference of torch_pool2d."""
+    from fastlayers.io.torch_fx import _pool_geometry
+
+    n, h, w, c = x.shape
+    oh, eh = _pool_geometry(h, k, s, p, 1, ceil_mode)
+    ow, ew = _pool_geometry(w, k, s, p, 1, ceil_mode)
+    xp = np.pad(x, ((0, 0), (p, p + eh), (p, p + ew), (0, 0)),
+                constant_values=-np.inf if kind == "max" else 0.0)
+    acc = None
+    for a in range(k):
+        for b in range(k):
+            tap = xp[:, a:a + (oh - 1) * s + 1:s, b:b + (ow - 1) * s + 1:s]
+            acc = tap.copy() if acc is None else (np.maximum(acc, tap) if kind == "max"
+                                                   else acc + tap)
+    return acc if kind == "max" else acc / np.float32(k * k)
+
+
+@pytest.mark.parametrize("kind, k, s, p, ceil_mode", [
+    ("max", 3, 2, 1, False), ("max", 3, 2, 1, True), ("max", 2, 2, 0, False),
+    ("max", 3, 1, 1, False), ("avg", 2, 2, 0, False), ("avg", 3, 2, 0, False)])
+def test_torch_pool2d_gives_the_bits_of_its_taps(any_backend, kind, k, s, p, ceil_mode):
+    """torch_pool2d runs the pooling layers' op (C++ under auto) where it computes the same
+    thing: padded max pools and unpadded averages, bit for bit with the taps folded in order
+    (NaN, inf, zeros of both signs included)."""
+    from fastlayers.io.torch_fx import torch_pool2d
+
+    x = np.random.default_rng(5).standard_normal((2, 9, 8, 5)).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[::7], flat[3::11], flat[5::97], flat[6::89] = 0.0, -0.0, np.nan, np.inf
+    got = torch_pool2d(x, kind, (k, k), (s, s), (p, p), ceil_mode=ceil_mode)
+    want = _pool_loop(x, kind, k, s, p, ceil_mode)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
 def test_pooling_calls(any_backend):
     check(Fn(lambda x: F.max_pool2d(x, 2), conv=True), torch.randn(2, 3, 6, 6))
     check(Fn(lambda x: F.avg_pool2d(x, 3, 2, 1), conv=True), torch.randn(2, 3, 7, 6))
@@ -788,9 +825,9 @@ def test_keras_layers_used_where_they_match():
     model = fl.from_torch(UserNet(), torch.randn(2, 3, 8, 8))
     kinds = {type(layer) for layer in model.layers}
     assert {L.Conv2D, L.Dense, L.Add, L.Multiply, L.Concatenate, L.Reshape, L.Permute} <= kinds
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.AvgPool2d(2),
-                        nn.AdaptiveAvgPool2d(1))
-    kinds = {type(layer) for layer in fl.from_torch(net, torch.randn(1, 3, 8, 8)).layers}
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, stride=2), nn.MaxPool2d(2),
+                        nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(1))
+    kinds = {type(layer) for layer in fl.from_torch(net, torch.randn(1, 3, 16, 16)).layers}
     assert {L.ZeroPadding2D, L.MaxPooling2D, L.AveragePooling2D,
             L.GlobalAveragePooling2D} <= kinds
     emb = fl.from_torch(nn.Embedding(5, 3), torch.zeros(1, 4, dtype=torch.long))
@@ -803,6 +840,33 @@ def test_keras_layers_used_where_they_match():
     assert not any(isinstance(layer, L.Add) for layer in one.layers)
     x, y = torch.randn(3, 4, 3, 5), torch.randn(1, 4, 3, 5)
     _compare(one(x.numpy(), y.numpy()), x + y)
+
+
+@pytest.mark.parametrize("k, p, d, stride, same", [
+    (3, 1, 1, 1, True), (5, 2, 1, 1, True), (3, 2, 2, 1, True), ((3, 5), (1, 2), 1, 1, True),
+    (3, 1, 1, 2, False), (4, 1, 1, 1, False), (3, 2, 1, 1, False), ((3, 5), (1, 1), 1, 1, False),
+])
+def test_symmetric_stride_one_padding_is_keras_same(any_backend, k, p, d, stride, same):
+    """Stride 1 with p on both sides of an odd (dilated) kernel is Keras's "same": the
+    Conv2D pads itself, with no ZeroPadding2D copy of the input, and gives the bits of the
+    explicit zero padding (the padding taps are zeros in the same FMA chains). Other
+    paddings keep the ZeroPadding2D."""
+    conv = nn.Conv2d(3, 4, k, padding=p, dilation=d, stride=stride)
+    x = torch.randn(2, 3, 9, 8)
+    model = fl.from_torch(conv, x)
+    kinds = {type(layer) for layer in model.layers}
+    layer = next(layer for layer in model.layers if isinstance(layer, L.Conv2D))
+    assert (L.ZeroPadding2D not in kinds) == same
+    assert layer.padding == ("same" if same else "valid")
+    _compare(model(x.numpy()), conv(x))
+    if same:
+        xl = np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1))
+        ph, pw = (p, p) if isinstance(p, int) else p
+        ref = L.Conv2D(4, k, dilation_rate=d)
+        ref.build((None, 9 + 2 * ph, 8 + 2 * pw, 3))
+        ref.set_weights(layer.get_weights())
+        want = ref(np.pad(xl, ((0, 0), (ph, ph), (pw, pw), (0, 0))))
+        np.testing.assert_array_equal(layer(xl), want)
 
 
 def test_training_mode_is_restored_and_stats_untouched():

@@ -214,6 +214,13 @@ def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     ow, ew = _pool_geometry(w, kw, sw, pw, dw, ceil_mode)
     if oh < 1 or ow < 1:
         raise ValueError(f"torch_pool2d: input {h}x{w} too small for a {kh}x{kw} window")
+    if (dh, dw) == (1, 1) and (kind == "max" or (ph, pw, eh, ew) == (0, 0, 0, 0)
+                               and not divisor_override):
+        # The pooling layers' op (C++ under "auto"): the same taps folded in the same order
+        # with -inf padding, so the same bits as the loop below; an average without padding
+        # divides by the window's size as PyTorch does.
+        return FL.run_pool2d(np.ascontiguousarray(x), (kh, kw), (sh, sw),
+                             (ph, ph + eh, pw, pw + ew), (oh, ow), kind != "max")
     fill = -np.inf if kind == "max" else 0.0
     xp = np.pad(x, ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0)), constant_values=fill)
     acc = None
@@ -1181,6 +1188,12 @@ class _Converter:
         x = t.sym
         if isinstance(padding, str):
             pad_mode = padding  # "same" needs stride 1 in PyTorch: Keras's split then
+        elif all(s == 1 and 2 * p == d * (k - 1)
+                 for s, p, d, k in zip(stride, padding, dilation, ks)) and any(padding):
+            # Stride 1 and p on both sides of an odd dilated kernel: Keras's "same" pads the
+            # same (p, p), without the ZeroPadding layer's copy of the input. The padding taps
+            # are zeros in the same FMA chains either way: the same bits.
+            pad_mode = "same"
         else:
             pad_mode = "valid"
             if any(padding):
