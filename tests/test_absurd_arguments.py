@@ -385,6 +385,34 @@ def test_input_refuses_a_bad_batch_size(batch_size, exc, text):
         fl.Input(shape=(3,), batch_size=batch_size)
 
 
+def test_symbolic_zero_run_never_tries_a_refused_size_at_a_smaller_fill(monkeypatch):
+    """The zero run retries an unknown dimension at 1 when 2 fails; the size refusal must hold
+    for that retry too (the review of e9e246a: np.zeros((1, 2**36)) was attempted)."""
+    real, sizes = np.zeros, []
+
+    def spy(shape, *args, **kwargs):
+        sizes.append(math.prod(shape) if isinstance(shape, tuple) else shape)
+        return real(shape, *args, **kwargs)
+
+    monkeypatch.setattr(np, "zeros", spy)
+    with pytest.raises(ValueError, match="the input of shape .None, 68719476736. is too large"):
+        L.Flatten()(fl.Input(shape=(2**36,)))
+    assert max(sizes, default=0) < 2**30
+
+
+def test_embedding_names_itself_when_its_output_cannot_be_allocated(monkeypatch):
+    layer = L.Embedding(10, 4)
+    layer(np.array([[1]]))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 48.0 GiB")
+
+    monkeypatch.setattr(np, "take", no_memory)
+    with pytest.raises(ValueError, match=r"Embedding 'embedding.*: the output of shape "
+                                         r"\(2, 3, 4\) is too large to create"):
+        layer(np.ones((2, 3), np.int64))
+
+
 def test_input_batch_size_of_numpy_int():
     inp = fl.Input(shape=(3,), batch_size=np.int64(4))
     assert inp.shape == (4, 3) and type(inp.shape[0]) is int

@@ -127,6 +127,39 @@ def test_cpp_gives_the_numpy_bits(rng, mode, shape, out):
 
 
 @pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no compiled core")
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("shape,out", [((2, 41, 1, 1), (3, 1)), ((2, 1, 41, 1), (1, 3)),
+                                       ((2, 41, 1), (3,)), ((1, 16, 17, 1), (1, 1)),
+                                       ((2, 40, 1), (5,)), ((1, 16, 1, 3), (1, 1))])
+def test_one_channel_sums_in_order(rng, mode, shape, out):
+    """With one channel the summed axis is NumPy's contiguous inner loop, which it sums
+    pairwise: the NumPy path folds it in order, as the C++ kernels do (the review of
+    18967f2: [2**60, 1, ..., -2**60] gave 0.0625 against 0). Values that cancel make the
+    order show; zeros of both signs and NaN for the max."""
+    x = rng.standard_normal(shape).astype(F32)
+    flat = x.reshape(-1)
+    flat[::5] = F32(2.0**60)
+    flat[2::5] = F32(-2.0**60)
+    flat[3::13] = -0.0
+    flat[4::17] = 0.0
+    layer = _CLASSES[mode, len(out)](out)
+    with fl.use_backend("numpy"):
+        want = layer(x)
+    with fl.use_backend("cpp"):
+        got = layer(x)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_one_channel_window_of_sixteen_in_order(any_backend):
+    """The review's case: 2**60 + 1 - 2**60 over 16 taps in order is 0 (pairwise: 1/16)."""
+    x = np.zeros((1, 1, 16, 1), F32)
+    x[0, 0, 0], x[0, 0, 1], x[0, 0, 8] = 2.0**60, 1.0, -(2.0**60)
+    assert L.AdaptiveAveragePooling2D(1)(x)[0, 0, 0, 0] == 0.0
+    assert L.AdaptiveAveragePooling1D(1)(x[:, 0])[0, 0, 0] == 0.0
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no compiled core")
 @pytest.mark.parametrize("args, error, match", [
     ((np.ones((1, 2, 2, 3)), (1, 1), True), TypeError, "float32"),
     ((np.ones((2, 2, 3), F32), (1, 1), True), ValueError, "ndim 4"),

@@ -512,6 +512,22 @@ void test_window_mean(const ColIsa& k) {
                     for (int64_t q = 0; q < 2; ++q)
                         x[static_cast<size_t>(r * row_ld + q * col_ld + n - 1)] = taps[r][q];
             }
+            if (rows == 3 && cols == 3 && n >= 3) {
+                // Three more channels whose results show the order (the review of 18967f2:
+                // sums of a few normal floats are exact in double, whatever the order):
+                // (2^60, -2^60, 1) down a column (reversed rows give 0, not 1/9), the same
+                // along a row (reversed columns), and taps whose mean divided by 9 differs
+                // from the product with 1/9 (1.5929412 against 1.592941).
+                auto tap = [&](int64_t r, int64_t q, int64_t j) -> float& {
+                    return x[static_cast<size_t>(r * row_ld + q * col_ld + j)];
+                };
+                for (int64_t r = 0; r < 3; ++r)
+                    for (int64_t q = 0; q < 3; ++q)
+                        tap(r, q, 0) = tap(r, q, 1) = tap(r, q, 2) = 0.0f;
+                tap(0, 0, 0) = 0x1p60f, tap(1, 0, 0) = -0x1p60f, tap(2, 0, 0) = 1.0f;
+                tap(0, 0, 1) = 0x1p60f, tap(0, 1, 1) = -0x1p60f, tap(0, 2, 1) = 1.0f;
+                tap(0, 0, 2) = 0x1.cac45cp+3f, tap(1, 0, 2) = 0x1.4p-22f, tap(2, 0, 2) = 0x1p-49f;
+            }
             const double size = static_cast<double>(rows * cols);
             std::vector<float> out(static_cast<size_t>(n + 8), -7.0f), want(out);
             for (int64_t j = 0; j < n; ++j) {

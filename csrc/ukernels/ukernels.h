@@ -258,7 +258,9 @@ void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, 
  *     s_q    = 0 + x[0*row_ld + q*col_ld + j] + x[1*row_ld + q*col_ld + j] + ...  (rows in order)
  *     out[j] = (float)((0 + s_0 + s_1 + ... + s_(cols-1)) / size)
  *   (the NumPy path's order: each column's rows summed in float64, then the columns, one
- *   division). The same bits on every ISA and however the channels are cut into vectors.
+ *   division). The same bits on every ISA and however the channels are cut into vectors
+ *   (but a NaN's sign bit where NaNs of both signs meet in a sum: the compilers order the
+ *   operands of an add differently).
  *   rows, cols >= 1, n >= 0; only j < n of a tap is read and of out written. A size that is
  *   a power of two (1 x 1, 2 x 2 windows ...) may multiply by its reciprocal instead: exact,
  *   the same bits (the SIMD kernels do; a division costs them more than the window's sums). */

@@ -292,11 +292,12 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         # 2**40 in a model file) is refused here by name, before NumPy tries to allocate it.
         from ._checks import allocating, elements
 
-        shape = _concrete(t.shape, fill)
+        # (the check at fill 2 whatever the fill: the retry at fill 1 below must not let a
+        # refused size through at half of it)
         what = f"the input of shape {t.shape}"
-        elements(math.prod(shape), label, what)
+        elements(math.prod(_concrete(t.shape, 2)), label, what)
         with allocating(label, what):
-            return np.zeros(shape, t.dtype)
+            return np.zeros(_concrete(t.shape, fill), t.dtype)
 
     def run(fill: int) -> tuple[list[np.ndarray], type | None]:
         values = {t.id: zeros(t, fill) for t in node.inputs}

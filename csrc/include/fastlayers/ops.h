@@ -66,9 +66,10 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
 // contiguous (csrc/ops/pooling.cpp): output (i, j) pools rows [floor(i h / oh),
 // ceil((i + 1) h / oh)) and columns [floor(j w / ow), ceil((j + 1) w / ow)). Average: the
 // sum of each column's rows, then of those, in double, divided by the window's size and
-// rounded once; max: NaN propagates. Plain C++ compiled once: identical bits on every ISA
-// and thread count, and the NumPy path's bits. oh, ow >= 1 when h, w >= 1; an empty x or y
-// is a no-op.
+// rounded once (the per-ISA window kernel, KernelTable::window_mean_f32); max: NaN
+// propagates (plain C++ compiled once). Identical bits on every ISA and thread count, and the
+// NumPy path's bits, denormals aside (FTZ/DAZ here) and a NaN's sign bit where NaNs of both
+// signs meet in a sum. oh, ow >= 1 when h, w >= 1; an empty x or y is a no-op.
 void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                           int64_t oh, int64_t ow, bool average, float* y);
 

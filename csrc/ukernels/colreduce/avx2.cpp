@@ -3,8 +3,8 @@
 // columns held in registers over all the rows (up to 8 ymm of doubles for the sums, 4 ymm of
 // floats for the maxima; 16 columns for the window means, whose column and window sums take
 // 4 ymm each), the last vector of a block read and written with masked loads and stores
-// (masked-off lanes are neither read nor written). The same bits as scalar.cpp and
-// avx512.cpp.
+// (masked-off lanes are neither read nor written; the window means mask only a partial one).
+// The same bits as scalar.cpp and avx512.cpp.
 //
 // ISA: AVX2 (this file alone is compiled with -mavx2 -mfma). Selected by fl::kernels() when
 // active_isa() is avx2 (avx512 has its own).

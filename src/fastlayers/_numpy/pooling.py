@@ -147,8 +147,7 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
         with np.errstate(invalid="ignore"):  # +inf and -inf in one window: NaN, no warning
             if n_in % out == 0:
                 split = y.reshape(*y.shape[:axis], out, n_in // out, *y.shape[axis + 1:])
-                y = (split.max(axis=axis + 1) if mode == "max"
-                     else split.sum(axis=axis + 1, dtype=np.float64))
+                y = _reduce_in_order(mode, split, axis + 1)
                 counts.append(np.full(out, n_in // out))
                 continue
             start, end = adaptive_windows(n_in, out)
@@ -156,8 +155,7 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
             for s, e in zip(start, end):
                 index = (slice(None),) * axis + (slice(s, e),)
                 window = y[index]
-                parts.append(window.max(axis=axis, keepdims=True) if mode == "max"
-                             else window.sum(axis=axis, keepdims=True, dtype=np.float64))
+                parts.append(_reduce_in_order(mode, window, axis, keepdims=True))
             y = np.concatenate(parts, axis=axis)
             counts.append(end - start)
     if mode != "max":  # the window sizes, (*output_size), broadcast over N and C
@@ -167,6 +165,24 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             y /= size[..., None]  # in place: y is a float64 sum made above
     return y.astype(F32, copy=True) if y is x else y.astype(F32, copy=False)
+
+
+def _reduce_in_order(mode: str, a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    """The maximum, or the float64 sum, of ``a`` along ``axis`` with its elements folded in
+    order (the sum from 0): the adaptive poolings' order, which the C++ path follows. NumPy
+    reduces an outer axis that way, but when every axis after ``axis`` has size one (one
+    channel) ``axis`` is its contiguous inner loop, which it reduces pairwise (sums) or with
+    its vector loop (maxima: ties of -0 and +0, NaN signs): accumulate keeps the order there
+    (``+ 0.0``: a sum of -0 alone is +0, as from 0)."""
+    if all(d == 1 for d in a.shape[axis + 1:]):
+        if mode == "max":
+            total = np.maximum.accumulate(a, axis=axis).take([-1], axis=axis)
+        else:
+            total = np.add.accumulate(a, axis=axis, dtype=np.float64).take([-1], axis=axis) + 0.0
+        return total if keepdims else np.squeeze(total, axis=axis)
+    if mode == "max":
+        return a.max(axis=axis, keepdims=keepdims)
+    return a.sum(axis=axis, keepdims=keepdims, dtype=np.float64)
 
 
 def global_pool(x: np.ndarray, mode: str, axis: int) -> np.ndarray:

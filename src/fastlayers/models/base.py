@@ -161,7 +161,10 @@ class BaseModel(Layer):
         Keras) and concatenate the results along the batch axis.
 
         ``x`` has the structure ``model(x)`` takes. ``verbose`` (1, True or "auto")
-        prints a progress bar to stderr.
+        prints a progress bar to stderr. The input is converted one batch at a time (an
+        ``np.memmap`` larger than memory streams through), but the outputs are kept: after
+        the first batch, a ValueError if their total for all rows, projected from that
+        batch, would exceed 2**36 elements (docs/semantics.md §1).
         """
         # a Python int: a NumPy one (np.uint64(2**63)) would overflow in the step arithmetic
         batch_size = 32 if batch_size is None else _positive_int(batch_size, self._owner(),

@@ -33,7 +33,8 @@ def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
     name : str, optional
         The input's name (used by ``model({"name": array})`` and in ``summary()``).
     batch_size : int, optional
-        A fixed batch size; None (the default) lets any batch size through.
+        A fixed batch size, a positive int of at most 2**36 (the size limit, semantics
+        §1); None (the default) lets any batch size through.
     """
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
