@@ -161,9 +161,13 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     // all rows of a register tile share one L1 set, and AVX-512's 12- and 24-row tiles evicted
     // their own lines every step (0.84-0.91x the AVX2 kernel on a Zen 4 core); the kernel is
     // then called on 6 rows at a time (6 x 64 tiles above 16 filters, 6 x 16 or 6 x 8 below).
-    // On every ISA: AVX2's 12 x 8 tile for 8 filters or fewer has 12 such rows too (that case
-    // was not measured). Same chains, same bits.
-    const int64_t call_rows = (s.sw * s.c) % 1024 == 0 ? 6 : tile;
+    // 512 floats apart (2 KiB: stride 2 with 256 channels, stride 1 with 512) the rows share
+    // two sets, and the 24 x 16 tile of <= 16 filters (the column blocks of K >= 2048) put 12
+    // lines in each: calls of 12 rows (12 x 16 tiles) keep 6 per set. At most 6 rows per set
+    // in general. On every ISA: AVX2's 12 x 8 tile for 8 filters or fewer has 12 such rows too
+    // (that case was not measured). Same chains, same bits.
+    const int64_t row_floats = s.sw * s.c;
+    const int64_t call_rows = row_floats % 1024 == 0 ? 6 : row_floats % 512 == 0 ? 12 : tile;
 
     // Guided self-scheduling (fl::GuidedRuns): each worker takes the next run of pixels, `tile`
     // long while much remains, then shrinking to whole row blocks, so the workers finish within
