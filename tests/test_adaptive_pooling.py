@@ -132,17 +132,50 @@ def test_cpp_gives_the_numpy_bits(rng, mode, shape, out):
                                        ((2, 41, 1), (3,)), ((1, 16, 17, 1), (1, 1)),
                                        ((2, 40, 1), (5,)), ((1, 16, 1, 3), (1, 1))])
 def test_one_channel_sums_in_order(rng, mode, shape, out):
-    """With one channel the summed axis is NumPy's contiguous inner loop, which it sums
-    pairwise: the NumPy path folds it in order, as the C++ kernels do (the review of
-    18967f2: [2**60, 1, ..., -2**60] gave 0.0625 against 0). Values that cancel make the
-    order show; zeros of both signs and NaN for the max."""
+    """With one channel the summed axis is NumPy's contiguous inner loop, which it reduces
+    pairwise (sums) or with its vector loop (maxima): the NumPy path folds it in order, as the
+    C++ kernels do (the review of 18967f2: [2**60, 1, ..., -2**60] gave 0.0625 against 0).
+    Averages: values that cancel, and windows all -0 (the first image; in order from 0: +0).
+    Maxima: negative values with zeros of both signs (ties) and NaNs of both signs (which one
+    propagates)."""
     x = rng.standard_normal(shape).astype(F32)
     flat = x.reshape(-1)
-    flat[::5] = F32(2.0**60)
-    flat[2::5] = F32(-2.0**60)
-    flat[3::13] = -0.0
-    flat[4::17] = 0.0
+    if mode == "average":
+        flat[::5] = F32(2.0**60)
+        flat[2::5] = F32(-2.0**60)
+        flat[3::13] = -0.0
+        flat[4::17] = 0.0
+        x[0] = -0.0  # the first image: every window all -0
+    else:
+        np.negative(np.abs(flat), out=flat)
+        flat[::3] = -0.0
+        flat[1::3] = 0.0
+        flat[5::11] = np.nan
+        flat[7::13] = -np.nan
     layer = _CLASSES[mode, len(out)](out)
+    with fl.use_backend("numpy"):
+        want = layer(x)
+    with fl.use_backend("cpp"):
+        got = layer(x)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no compiled core")
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("shape,out", [((1, 3, 16, 16), (1, 1)), ((2, 5, 9, 17), (2, 3)),
+                                       ((2, 4, 33), (3,))])
+def test_channels_first_gives_the_numpy_bits(rng, mode, shape, out):
+    """channels_first hands the NumPy path a moved-axis view whose contiguous axis is W, which
+    NumPy reduced pairwise: it pools a C-contiguous copy (the review of 6e3fe68..3544603:
+    1/256 against 0 for 2**60, 1, -2**60 along W)."""
+    x = rng.standard_normal(shape).astype(F32)
+    x[..., ::5] = F32(2.0**60)
+    x[..., 2::5] = F32(-2.0**60)
+    if mode == "max":
+        x[..., 3::7] = np.nan
+        x[..., 4::7] = -np.nan
+    layer = _CLASSES[mode, len(out)](out, data_format="channels_first")
     with fl.use_backend("numpy"):
         want = layer(x)
     with fl.use_backend("cpp"):

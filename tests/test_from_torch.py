@@ -481,7 +481,8 @@ def _pool_loop(x, kind, k, s, p, ceil_mode):
 def test_torch_pool2d_gives_the_bits_of_its_taps(any_backend, kind, k, s, p, ceil_mode):
     """torch_pool2d runs the pooling layers' op (C++ under auto) where it computes the same
     thing: padded max pools and unpadded averages, bit for bit with the taps folded in order
-    (NaN, inf, zeros of both signs included)."""
+    (NaN, inf, zeros of both signs included; not denormals, which C++ flushes, nor a NaN's
+    sign where NaNs of both signs meet in an average: not in this data)."""
     from fastlayers.io.torch_fx import torch_pool2d
 
     x = np.random.default_rng(5).standard_normal((2, 9, 8, 5)).astype(np.float32)

@@ -534,8 +534,10 @@ void test_window_mean(const ColIsa& k) {
                 double acc = 0.0;
                 for (int64_t q = 0; q < cols; ++q) {
                     double col = 0.0;
-                    for (int64_t r = 0; r < rows; ++r)
-                        col += static_cast<double>(x[static_cast<size_t>(r * row_ld + q * col_ld + j)]);
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const size_t i = static_cast<size_t>(r * row_ld + q * col_ld + j);
+                        col += static_cast<double>(x[i]);
+                    }
                     acc += col;
                 }
                 want[j] = static_cast<float>(acc / size);

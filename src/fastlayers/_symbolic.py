@@ -292,10 +292,10 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         # 2**40 in a model file) is refused here by name, before NumPy tries to allocate it.
         from ._checks import allocating, elements
 
-        # (the check at fill 2 whatever the fill: the retry at fill 1 below must not let a
-        # refused size through at half of it)
+        # (at least at fill 2: the retry at fill 1 below must not let a size refused at 2
+        # through at half of it; the larger fills are checked as they are)
         what = f"the input of shape {t.shape}"
-        elements(math.prod(_concrete(t.shape, 2)), label, what)
+        elements(math.prod(_concrete(t.shape, max(fill, 2))), label, what)
         with allocating(label, what):
             return np.zeros(_concrete(t.shape, fill), t.dtype)
 

@@ -127,7 +127,8 @@ FL_CR512_AI void window_mean_block_avx512(const int NV, const float* x, int64_t 
             const float* t = x + r * row_ld + q * col_ld;
             for (int v = 0; v < NV; ++v) {
                 const __mmask8 k = v == NV - 1 ? last : (__mmask8)0xFF;
-                col[v] = _mm512_add_pd(col[v], _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, t + 8 * v)));
+                const __m256 tv = _mm256_maskz_loadu_ps(k, t + 8 * v);
+                col[v] = _mm512_add_pd(col[v], _mm512_cvtps_pd(tv));
             }
         }
         for (int v = 0; v < NV; ++v) acc[v] = _mm512_add_pd(acc[v], col[v]);

@@ -139,7 +139,10 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
     sums its window in float64, the first axis's inputs, then those sums along the next, and
     divides once by the window's size (as PyTorch, which sums in double). An axis that ``out``
     divides has disjoint windows of in / out: one reshaped reduction (14 -> 7, torchvision's
-    VGG; the same windows and values, about twice as fast)."""
+    VGG; the same windows and values, about twice as fast). x is made C-contiguous first: the
+    order of NumPy's reductions follows the memory layout (a channels_first layer hands a
+    moved-axis view, whose contiguous axis W NumPy would sum pairwise)."""
+    x = np.ascontiguousarray(x)
     y = x
     counts = []
     for axis, out in enumerate(output_size, start=1):
@@ -147,7 +150,7 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
         with np.errstate(invalid="ignore"):  # +inf and -inf in one window: NaN, no warning
             if n_in % out == 0:
                 split = y.reshape(*y.shape[:axis], out, n_in // out, *y.shape[axis + 1:])
-                y = _reduce_in_order(mode, split, axis + 1)
+                y = reduce_in_order(mode, split, axis + 1)
                 counts.append(np.full(out, n_in // out))
                 continue
             start, end = adaptive_windows(n_in, out)
@@ -155,7 +158,7 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
             for s, e in zip(start, end):
                 index = (slice(None),) * axis + (slice(s, e),)
                 window = y[index]
-                parts.append(_reduce_in_order(mode, window, axis, keepdims=True))
+                parts.append(reduce_in_order(mode, window, axis, keepdims=True))
             y = np.concatenate(parts, axis=axis)
             counts.append(end - start)
     if mode != "max":  # the window sizes, (*output_size), broadcast over N and C
@@ -167,9 +170,9 @@ def adaptive_pool(x: np.ndarray, output_size, mode: str) -> np.ndarray:
     return y.astype(F32, copy=True) if y is x else y.astype(F32, copy=False)
 
 
-def _reduce_in_order(mode: str, a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+def reduce_in_order(mode: str, a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
     """The maximum, or the float64 sum, of ``a`` along ``axis`` with its elements folded in
-    order (the sum from 0): the adaptive poolings' order, which the C++ path follows. NumPy
+    order (the sum from 0): the order of the adaptive and global poolings' C++ kernels. NumPy
     reduces an outer axis that way, but when every axis after ``axis`` has size one (one
     channel) ``axis`` is its contiguous inner loop, which it reduces pairwise (sums) or with
     its vector loop (maxima: ties of -0 and +0, NaN signs): accumulate keeps the order there
@@ -189,25 +192,10 @@ def global_pool(x: np.ndarray, mode: str, axis: int) -> np.ndarray:
     """Global pooling of float32 x (N, pixels, C) (axis 1) or (N, C, pixels) (axis 2) over the
     pixels. "average": the float64 sum divided once by the count; "max": NumPy's maximum
     folded over the pixels (NaN propagates). Over axis 1 the pixels are folded in order
-    (:func:`fold_in_order`), as the C++ kernel (``_core.global_pool``) does, so the two give
+    (:func:`reduce_in_order`), as the C++ kernel (``_core.global_pool``) does, so the two give
     the same bits."""
     if mode == "max":
-        return fold_in_order(np.maximum, x) if axis == 1 else np.maximum.reduce(x, axis=axis)
-    total = sum_in_order(x) if axis == 1 else x.sum(axis=axis, dtype=np.float64)
+        return reduce_in_order("max", x, 1) if axis == 1 else np.maximum.reduce(x, axis=axis)
+    total = (reduce_in_order("average", x, 1) if axis == 1
+             else x.sum(axis=axis, dtype=np.float64))
     return (total / np.float64(x.shape[axis])).astype(np.float32)
-
-
-def fold_in_order(ufunc, x: np.ndarray, dtype=None) -> np.ndarray:
-    """``ufunc`` folded over axis 1 of (N, P, C) x, the positions in order. NumPy reduces an
-    outer axis in order, but with one channel the positions are its contiguous inner loop,
-    which it reduces pairwise (sums: 8 partial sums; maxima: its vector loop): accumulate keeps
-    the order there."""
-    if x.shape[2] == 1:
-        return ufunc.accumulate(x, axis=1, dtype=dtype)[:, -1]
-    return ufunc.reduce(x, axis=1, dtype=dtype)
-
-
-def sum_in_order(x: np.ndarray) -> np.ndarray:
-    """0 + x[:, 0] + x[:, 1] + ... of (N, P, C) x in float64, the positions in order ("+ 0.0":
-    the C++ kernel starts from 0, so a sum of -0 alone is +0, as NumPy's reduce gives)."""
-    return fold_in_order(np.add, x, np.float64) + 0.0

@@ -217,8 +217,10 @@ def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     if (dh, dw) == (1, 1) and (kind == "max" or (ph, pw, eh, ew) == (0, 0, 0, 0)
                                and not divisor_override):
         # The pooling layers' op (C++ under "auto"): the same taps folded in the same order
-        # with -inf padding, so the same bits as the loop below; an average without padding
-        # divides by the window's size as PyTorch does.
+        # with -inf padding, so the same bits as the loop below (on C++ but for denormals,
+        # flushed there, and a NaN's sign where NaNs of both signs meet in an average, as for
+        # the pooling layers, semantics §21); an average without padding divides by the
+        # window's size as PyTorch does.
         return FL.run_pool2d(np.ascontiguousarray(x), (kh, kw), (sh, sw),
                              (ph, ph + eh, pw, pw + ew), (oh, ow), kind != "max")
     fill = -np.inf if kind == "max" else 0.0
@@ -1182,8 +1184,8 @@ class _Converter:
     def _conv(self, qual: str, mod: Any, t: _T, kernel: np.ndarray, ks: tuple, stride: tuple,
               dilation: tuple, padding: Any) -> _T:
         """A Conv1D on an NLC, a Conv2D on an NHWC or a Conv3D on an NDHWC tensor (by
-        len(ks)), with PyTorch's integer padding (zero padding + "valid") and stride together
-        with dilation."""
+        len(ks)), with PyTorch's integer padding ("same" where Keras pads the same, else zero
+        padding + "valid") and stride together with dilation."""
         rank = len(ks)
         x = t.sym
         if isinstance(padding, str):

@@ -456,7 +456,7 @@ class GlobalAveragePooling1D(_GlobalPooling):
         m = m[:, None, :] if steps == 2 else m[:, :, None]
         # in float64 (channels last: the steps in order), divided once, as without a mask
         kept = np.where(m, x, np.float32(0))
-        total = (P.sum_in_order(kept) if steps == 1
+        total = (P.reduce_in_order("average", kept, 1) if steps == 1
                  else kept.sum(axis=steps, dtype=np.float64))
         count = m.sum(axis=steps, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
