@@ -126,6 +126,16 @@ def test_cpp_gives_the_numpy_bits(rng, mode, shape, out):
         np.testing.assert_array_equal(np.signbit(g), np.signbit(want))
 
 
+def assert_paths_give_the_same_bits(layer, x):
+    """The layer's NumPy and C++ paths give the same values, NaN and zero signs included."""
+    with fl.use_backend("numpy"):
+        want = layer(x)
+    with fl.use_backend("cpp"):
+        got = layer(x)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
 @pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no compiled core")
 @pytest.mark.parametrize("mode", ["max", "average"])
 @pytest.mark.parametrize("shape,out", [((2, 41, 1, 1), (3, 1)), ((2, 1, 41, 1), (1, 3)),
@@ -152,13 +162,7 @@ def test_one_channel_sums_in_order(rng, mode, shape, out):
         flat[1::3] = 0.0
         flat[5::11] = np.nan
         flat[7::13] = -np.nan
-    layer = _CLASSES[mode, len(out)](out)
-    with fl.use_backend("numpy"):
-        want = layer(x)
-    with fl.use_backend("cpp"):
-        got = layer(x)
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    assert_paths_give_the_same_bits(_CLASSES[mode, len(out)](out), x)
 
 
 @pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no compiled core")
@@ -175,13 +179,8 @@ def test_channels_first_gives_the_numpy_bits(rng, mode, shape, out):
     if mode == "max":
         x[..., 3::7] = np.nan
         x[..., 4::7] = -np.nan
-    layer = _CLASSES[mode, len(out)](out, data_format="channels_first")
-    with fl.use_backend("numpy"):
-        want = layer(x)
-    with fl.use_backend("cpp"):
-        got = layer(x)
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    assert_paths_give_the_same_bits(
+        _CLASSES[mode, len(out)](out, data_format="channels_first"), x)
 
 
 def test_one_channel_window_of_sixteen_in_order(any_backend):
