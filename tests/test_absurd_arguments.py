@@ -132,8 +132,9 @@ LAYERS = [
     ("MHA_key_dim_2**62", lambda: L.MultiHeadAttention(2, 2**62)(SEQ, SEQ), "MultiHeadAttention"),
     ("MHA_key_dim_-1", lambda: L.MultiHeadAttention(2, -1), "MultiHeadAttention: key_dim"),
     # the merged layers: sizes NumPy cannot allocate name the layer, not only NumPy's words
-    ("ZeroPadding2D_2**40", lambda: L.ZeroPadding2D(2**40)(X), "ZeroPadding2D 'zero_padding2d"),
-    ("ZeroPadding1D_2**62", lambda: L.ZeroPadding1D(2**62)(SEQ), "ZeroPadding1D 'zero_padding1d"),
+    # (paddings up to 2**36: the constructors refuse larger ones, see below)
+    ("ZeroPadding2D_2**35", lambda: L.ZeroPadding2D(2**35)(X), "ZeroPadding2D 'zero_padding2d"),
+    ("ZeroPadding1D_2**36", lambda: L.ZeroPadding1D(2**36)(SEQ), "ZeroPadding1D 'zero_padding1d"),
     ("RepeatVector_2**40", lambda: L.RepeatVector(2**40)(LR), "RepeatVector 'repeat_vector"),
     ("RepeatVector_2**63", lambda: L.RepeatVector(2**63)(LR), "RepeatVector 'repeat_vector"),
     ("Cropping2D_2**62", lambda: L.Cropping2D(2**62)(X), "Cropping2D"),
@@ -186,6 +187,14 @@ LAYERS = [
     ("Dense_on_Input_batch_2**35",
      lambda: L.Dense(2)(fl.Input(shape=(5, 3), batch_size=2**35)),
      "the input of shape (34359738368, 5, 3) is too large"),
+    # Paddings beyond int64 made NumPy's pad raise a bare TypeError ("pad_width must be of
+    # integral type"); beyond 2**36 they could never be allocated (the review of 3235bd8)
+    ("ZeroPadding2D_2**63", lambda: L.ZeroPadding2D(2**63),
+     "ZeroPadding2D: padding must be <= 68719476736"),
+    ("ZeroPadding1D_pair_2**63", lambda: L.ZeroPadding1D((1, 2**63)),
+     "ZeroPadding1D: padding must be <= 68719476736"),
+    ("ZeroPadding3D_2**37", lambda: L.ZeroPadding3D(((0, 0), (2**37, 0), (0, 0))),
+     "ZeroPadding3D: padding[1] must be <= 68719476736"),
     ("Flatten_on_Input_2**36", lambda: L.Flatten()(fl.Input(shape=(2**36,))),
      "the input of shape (None, 68719476736) is too large"),
 ]

@@ -10,14 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks as C
 from .. import _validation as V
 from .base import Layer
 from .core import _data_format
 
 
 def _pair(value: Any, owner: str, name: str) -> tuple[int, int]:
-    """An int n -> (n, n), or a pair of ints >= 0."""
-    return V.int_tuple(value, owner, name, n=2, minimum=0)
+    """An int n -> (n, n), or a pair of ints in [0, 2**36] (more could never be allocated; an
+    int beyond int64 made NumPy's pad raise a bare TypeError that named neither)."""
+    return V.int_tuple(value, owner, name, n=2, minimum=0, maximum=C.MAX_ELEMENTS)
 
 
 _AXES_NAMES = {2: "(top, bottom), (left, right)", 3: "(front, back), (top, bottom), (left, right)"}
