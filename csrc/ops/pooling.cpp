@@ -159,7 +159,8 @@ void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) 
 //            kernel (KernelTable::window_mean_f32, ukernels/colreduce/), which holds up to 64
 //            channels' sums in registers over the window;
 //   max:     the fold of pool2d (NaN propagates) over each column's rows, then over the
-//            columns (NumPy's order, which decides between -0 and +0).
+//            columns (NumPy's order, which decides between -0 and +0), on the global
+//            poolings' per-ISA column kernel (KernelTable::col_max_f32).
 void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                           int64_t oh, int64_t ow, bool average, float* y) {
     const int64_t rows = n * oh;
@@ -179,13 +180,13 @@ void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64
                 const int64_t q0 = j * w / ow, q1 = ((j + 1) * w + ow - 1) / ow;
                 float* out = y + (t * ow + j) * c;
                 if (!average) {  // each column's rows, then the columns (ties: -0 vs +0)
+                    // The global poolings' column kernel folds as fold_max does, rows in order.
                     for (int64_t q = q0; q < q1; ++q) {
                         const float* xq = x + ((b * h + r0) * w + q) * c;
                         float* m = q == q0 ? out : colmax.data();
                         std::copy(xq, xq + c, m);
-                        for (int64_t r = r0 + 1; r < r1; ++r)
-                            fold_max(m, x + ((b * h + r) * w + q) * c, c);
-                        if (q != q0) fold_max(out, m, c);
+                        if (r1 - r0 > 1) kt.col_max_f32(xq + w * c, r1 - r0 - 1, c, w * c, m);
+                        if (q != q0) kt.col_max_f32(m, 1, c, c, out);
                     }
                     continue;
                 }

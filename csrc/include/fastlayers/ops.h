@@ -67,9 +67,10 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
 // ceil((i + 1) h / oh)) and columns [floor(j w / ow), ceil((j + 1) w / ow)). Average: the
 // sum of each column's rows, then of those, in double, divided by the window's size and
 // rounded once (the per-ISA window kernel, KernelTable::window_mean_f32); max: NaN
-// propagates (plain C++ compiled once). Identical bits on every ISA and thread count, and the
-// NumPy path's bits, denormals aside (FTZ/DAZ here) and a NaN's sign bit where NaNs of both
-// signs meet in a sum. oh, ow >= 1 when h, w >= 1; an empty x or y is a no-op.
+// propagates (the column kernel, KernelTable::col_max_f32). Identical bits on every ISA and
+// thread count, and the NumPy path's bits, denormals aside (FTZ/DAZ here) and a NaN's sign
+// bit where NaNs of both signs meet in a sum. oh, ow >= 1 when h, w >= 1; an empty x or y
+// is a no-op.
 void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                           int64_t oh, int64_t ow, bool average, float* y);
 
