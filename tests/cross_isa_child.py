@@ -138,6 +138,10 @@ def main():
                                                              average)
     for c in (7, 65, 131):
         out[f"adaptive_avg_c{c}"] = _core.adaptive_pool2d(randn(rng, 2, 9, 10, c), (4, 3), True)
+    # The max's column kernel: ties of -0 and +0 (which one a window keeps shows in the bits).
+    xz = np.where(randn(rng, 2, 9, 10, 19) > 0, F32(0.0), F32(-0.0)).astype(F32)
+    xz[0, ::3, ::2, ::5] = -1.0
+    out["adaptive_max_zeros"] = _core.adaptive_pool2d(xz, (4, 3), False)
 
     # Attention ops.
     q, v, kk = randn(rng, 2, 9, 24), randn(rng, 2, 37, 24), randn(rng, 2, 37, 24)

@@ -96,7 +96,8 @@ struct KernelTable {
                      const float* b, int64_t ldb, float* c, int64_t ldc);
 
     // Column sums in double and column maxima over rows read in place, the rows in order
-    // (fl_col_sum_f64_<isa>, fl_col_max_f32_<isa>, ukernels.h): the global poolings.
+    // (fl_col_sum_f64_<isa>, fl_col_max_f32_<isa>, ukernels.h): the global poolings, and
+    // the adaptive max's fold.
     void (*col_sum_f64)(const float* x, int64_t rows, int64_t n, int64_t ld, double* acc);
     void (*col_max_f32)(const float* x, int64_t rows, int64_t n, int64_t ld, float* m);
     // The mean of a window of rows x cols taps, each tap's channels summed in double, the rows

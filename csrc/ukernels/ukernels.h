@@ -233,13 +233,13 @@ void fl_dot_rows_f32_avx512(int64_t m, int64_t n, int64_t k, const float* a, int
 #endif
 
 /* Column reductions over rows read in place (csrc/ukernels/colreduce/<isa>.cpp), for the global
- * poolings: x[r*ld + j] for r < rows, j < n.
+ * poolings and the adaptive max: x[r*ld + j] for r < rows, j < n.
  *   fl_col_sum_f64_<isa>: acc[j] = acc[j] + (double)x[0*ld + j] + (double)x[1*ld + j] + ...,
  *     one double chain per column, rows in order.
  *   fl_col_max_f32_<isa>: m[j] = (m[j] > t || m[j] is NaN) ? m[j] : t for t = x[r*ld + j],
- *     rows in order (NaN propagates; a tie, -0 against +0, takes the row's value: NumPy's
- *     maximum).
- * The same bits on every ISA and however the columns are cut into vectors. Only j < n of a
+ *     rows in order (NaN propagates, the first NaN met with its sign; a tie, -0 against +0,
+ *     takes the row's value: NumPy's maximum).
+ * The same bits on every ISA (the maxima bit for bit, NaN signs included) and however the columns are cut into vectors. Only j < n of a
  * row is read, only acc[j] / m[j] for j < n is written; rows, n >= 0. */
 void fl_col_sum_f64_scalar(const float* x, int64_t rows, int64_t n, int64_t ld, double* acc);
 void fl_col_max_f32_scalar(const float* x, int64_t rows, int64_t n, int64_t ld, float* m);

@@ -1,7 +1,7 @@
 // colreduce/scalar.cpp: column sums in double and column maxima over rows read in place
 // (fl_col_sum_f64_<isa>, fl_col_max_f32_<isa>; contract in csrc/ukernels/ukernels.h), for the
-// global poolings, and the window means of the adaptive average poolings
-// (fl_window_mean_f32_<isa>; csrc/ops/pooling.cpp).
+// global poolings and the adaptive max, and the window means of the adaptive average
+// poolings (fl_window_mean_f32_<isa>; csrc/ops/pooling.cpp).
 //
 // ISA: baseline (no extra flags). Selected by fl::kernels() (KernelTable::col_sum_f64,
 // col_max_f32, window_mean_f32) when no SIMD kernel can run (FASTLAYERS_ISA=scalar, and on
