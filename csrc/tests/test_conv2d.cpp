@@ -196,6 +196,9 @@ const std::vector<Case>& cases() {
         {1, 5, 9, 512, 2, 2, 9, 1, 1, 1, 1, 1, 0, 0, 0, 0},    // 32 pixels: 12 + 12 + 8
         {1, 5, 9, 512, 2, 2, 20, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 20 filters: blocks of 16 + 4
         {2, 9, 11, 256, 3, 3, 12, 1, 2, 2, 1, 1, 1, 1, 1, 1},  // stride 2, 256 ch, 60 pixels
+        // K = 4680 (tiles under automatic): 243 pixels in 6 tiles of 41 and 40 pixels (48 is
+        // the tile size K asks for; the count is a multiple of the threads), across images.
+        {3, 9, 9, 520, 3, 3, 20, 1, 1, 1, 1, 1, 1, 1, 1, 1},
     };
     return v;
 }
