@@ -13,12 +13,13 @@ namespace conv_detail {
 
 // Depthwise (C == groups, multiplier m = F / C): y[p, c*m + j] = bias[c*m + j] + sum over taps
 // of xp[tap(p), c] * K[tap, c*m + j], by the direct kernel (kernels().dwconv) over tiles of
-// kDwTile pixels; each chunk builds the tile's kDwTile x taps row pointers (into x, or at a
-// zero row for padding taps, which then add fma(0, K, acc) as the GEMM path would), runs the
-// kernel and applies the activation to each finished pixel row. For m > 1 the kernel runs once
-// per plane j (the filters of channels c*m + j) into a kDwTile x C scratch tile, which is then
-// spread into y with stride m: the same FMA chain per output as the GEMM path, 6-9x faster
-// than it (1x56x56x64, m = 2 and 4; the grouped GEMM had N = m columns per group).
+// at most kDwTile pixels, balanced over the threads (PixelTiles); each chunk builds a tile's
+// pixels x taps row pointers (into x, or at a zero row for padding taps, which then add
+// fma(0, K, acc) as the GEMM path would), runs the kernel and applies the activation to each
+// finished pixel row. For m > 1 the kernel runs once per plane j (the filters of channels
+// c*m + j) into a kDwTile x C scratch tile, which is then spread into y with stride m: the
+// same FMA chain per output as the GEMM path, 6-9x faster than it (1x56x56x64, m = 2 and 4;
+// the grouped GEMM had N = m columns per group).
 void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                        ActFn act) {
     constexpr int64_t kDwTile = 64;
@@ -29,8 +30,9 @@ void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w
     std::vector<float> zeros(static_cast<size_t>(ch), 0.0f);
     const float* zero_row = zeros.data();
     const auto kernel = kernels().dwconv;
-    const int64_t tiles = (pixels + kDwTile - 1) / kDwTile;
-    const int64_t macs_per_tile = kDwTile * taps * ch * mult;
+    const PixelTiles pt(pixels, kDwTile, std::max<int64_t>(1, num_threads()), 1);
+    const int64_t tiles = pt.count;
+    const int64_t macs_per_tile = pt.largest() * taps * ch * mult;
     const int64_t min_tiles =
         std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_tile - 1) / macs_per_tile);
     const int64_t per_image = s.oh * s.ow;
@@ -38,8 +40,8 @@ void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w
         std::vector<const float*> rows(static_cast<size_t>(kDwTile * taps));
         std::vector<float> plane_tile(mult > 1 ? static_cast<size_t>(kDwTile * ch) : 0);
         for (int64_t t = begin; t < end; ++t) {
-            const int64_t p0 = t * kDwTile;
-            const int64_t m = std::min(kDwTile, pixels - p0);
+            const int64_t p0 = pt.start(t);
+            const int64_t m = pt.start(t + 1) - p0;
             // Shape fields in locals: the pointer stores below could alias `s` otherwise.
             const int64_t kh = s.kh, kw = s.kw, sh = s.sh, sw = s.sw, dh = s.dh, dw = s.dw;
             const int64_t h = s.h, wd = s.w, oh = s.oh, ow = s.ow;

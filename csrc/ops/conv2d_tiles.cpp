@@ -74,25 +74,17 @@ void tiles_forward(const float* x, const Conv2dShape& s, const PackedConv& w, fl
     const int64_t k = s.kh * s.kw * cg;
     const Epilogue ep{act};
 
-    // Tiles: from K (an L2 budget of patches), but a problem that fits one tile of at most 240
-    // pixels and 4 MiB is one tile: a single chunk lets the GEMM inside thread itself (over the
-    // filters when they outnumber the pixels, so each core streams half of the weights).
-    // Otherwise the tile count is a multiple of the thread count and the tiles' sizes differ by
-    // at most one pixel (the first pixels % tiles have one more), so that parallel_for's
-    // contiguous chunks of tiles carry the same work: (8, 7, 7, 512) -> 512, 3x3 (K = 4608,
-    // 48-pixel tiles) had run its 9 tiles as 5 + 4 on two threads, 240 + 152 pixels.
-    int64_t tiles = 1;
-    if (pixels > 240 || pixels * k > (int64_t(1) << 20)) {
-        const int64_t threads = std::max<int64_t>(1, num_threads());
-        const int64_t target = conv2d_tile_pixels(k);
-        tiles = (pixels + target - 1) / target;
-        tiles = (tiles + threads - 1) / threads * threads;
-        // At least 2 * kGemmMR pixels per tile (a tile streams all of the weights).
-        tiles = std::max<int64_t>(1, std::min(tiles, pixels / (2 * kGemmMR)));
-    }
-    const int64_t tile = (pixels + tiles - 1) / tiles;  // the largest tile
-    const int64_t base = pixels / tiles, extra = pixels % tiles;
-    auto tile_start = [&](int64_t t) { return t * base + std::min(t, extra); };
+    // Tiles: from K (an L2 budget of patches), at least 2 * kGemmMR pixels each (a tile streams
+    // all of the weights), balanced over the threads (PixelTiles). A problem that fits one tile
+    // of at most 240 pixels and 4 MiB is one tile: a single chunk lets the GEMM inside thread
+    // itself (over the filters when they outnumber the pixels, so each core streams half of
+    // the weights).
+    const bool one_tile = pixels <= 240 && pixels * k <= (int64_t(1) << 20);
+    const PixelTiles pt = one_tile ? PixelTiles(pixels, pixels, 1, 1)
+                                   : PixelTiles(pixels, conv2d_tile_pixels(k),
+                                                std::max<int64_t>(1, num_threads()), 2 * kGemmMR);
+    const int64_t tiles = pt.count;
+    const int64_t tile = pt.largest();
     const int64_t macs_per_tile = tile * k * s.f;
     const int64_t min_tiles =
         std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_tile - 1) / macs_per_tile);
@@ -101,8 +93,8 @@ void tiles_forward(const float* x, const Conv2dShape& s, const PackedConv& w, fl
     parallel_for(tiles, min_tiles, [&](int64_t begin, int64_t end) {
         AlignedFloats buf = alloc_aligned_floats(buf_floats);
         for (int64_t t = begin; t < end; ++t) {
-            const int64_t p0 = tile_start(t);
-            const int64_t m = tile_start(t + 1) - p0;
+            const int64_t p0 = pt.start(t);
+            const int64_t m = pt.start(t + 1) - p0;
             for (int64_t g = 0; g < s.groups; ++g) {
                 const PackedB& b = w.group(g);
                 expand_patches(x, s, cg, g, p0, m, buf.get());
