@@ -221,6 +221,14 @@ void bind_runtime(py::module_& m) {
         "Test hook: a region in which a worker stalls stall_us while the caller waits for it "
         "(phases: in a SharedPhases phase, as in a units split; else a parallel_for); returns "
         "whether the stalled part ran on a worker.");
+    m.def(
+        "empty_f32",
+        [](const std::vector<int64_t>& shape) {
+            return new_f32_shape(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+        },
+        py::arg("shape"),
+        "A new uninitialized C-contiguous float32 array; from 4 KiB on its data starts on a "
+        "64-byte boundary (bindings.h, new_f32_shape), as the core's own outputs do.");
     m.def("default_num_threads", &default_num_threads,
           "Number of CPUs this process may run on (the default thread count).");
     m.def(

@@ -11,7 +11,9 @@
 #include <climits>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -308,11 +310,41 @@ inline bool ranges_overlap(uintptr_t lo1, uintptr_t hi1, uintptr_t lo2, uintptr_
 }
 
 // A new C-contiguous float32 array (uninitialized) of the given shape / of a's shape.
+//
+// From kAlignedOutputBytes on, its data starts on a 64-byte boundary, owned by a capsule (the
+// array's base; NumPy's own allocation of a large array starts 16 bytes past a page, 16 bytes
+// into a cache line). The next op then reads whole 64-byte vectors that never straddle two
+// lines: a 3x3 depthwise conv over (1, 112, 112, 32) took 219 us from an aligned input and 262
+// from NumPy's, over (8, 14, 14, 512) 320 and 420 us (one Zen 4 core, AVX-512: every 64-byte
+// load of a pixel's channels crossed a line). Smaller arrays stay NumPy's (its cache is faster).
+constexpr int64_t kAlignedOutputBytes = 4096;
+
+inline FloatArrayC new_f32_shape(std::vector<pybind11::ssize_t> shape) {
+    // A size in bytes beyond int64, or one that cannot be allocated, is left to NumPy: its
+    // ValueError ("array is too big") or MemoryError names the shape.
+    int64_t n = 1;
+    for (pybind11::ssize_t d : shape) {
+        if (d < 0 || (d > 0 && n > INT64_MAX / int64_t{sizeof(float)} / d))
+            return FloatArrayC(std::move(shape));
+        n *= d;
+    }
+    if (n < kAlignedOutputBytes / int64_t{sizeof(float)}) return FloatArrayC(std::move(shape));
+    // malloc, as NumPy: its heap serves a repeated size without new page faults (the aligned
+    // operator new took 117 page faults per call of a 16 MiB softmax, NumPy's malloc none).
+    std::unique_ptr<void, void (*)(void*)> raw(
+        std::malloc(static_cast<size_t>(n) * sizeof(float) + 64), std::free);
+    if (!raw) return FloatArrayC(std::move(shape));
+    float* data = reinterpret_cast<float*>(
+        (reinterpret_cast<uintptr_t>(raw.get()) + 63) & ~static_cast<uintptr_t>(63));
+    pybind11::capsule owner(raw.get(), [](void* p) { std::free(p); });
+    raw.release();  // the capsule frees it from here on
+    return FloatArrayC(std::move(shape), data, owner);
+}
 inline FloatArrayC new_f32(std::initializer_list<int64_t> shape) {
-    return FloatArrayC(std::vector<pybind11::ssize_t>(shape.begin(), shape.end()));
+    return new_f32_shape(std::vector<pybind11::ssize_t>(shape.begin(), shape.end()));
 }
 inline FloatArrayC new_f32_like(const pybind11::array& a) {
-    return FloatArrayC(pybind11::array::ShapeContainer(a.shape(), a.shape() + a.ndim()));
+    return new_f32_shape(std::vector<pybind11::ssize_t>(a.shape(), a.shape() + a.ndim()));
 }
 
 // ---- Activations: ids of fastlayers/activations.h (activation_ids() in Python).

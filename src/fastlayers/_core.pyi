@@ -4,6 +4,7 @@ Array arguments must already be float32, C-contiguous, aligned and in native byt
 order (fastlayers/_validation.py converts them); the core never copies silently.
 """
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -104,6 +105,8 @@ def activate(x: npt.NDArray[np.float32], id: int) -> npt.NDArray[np.float32]:
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
+def empty_f32(shape: Sequence[int]) -> np.ndarray:
+    """A new uninitialized C-contiguous float32 array; 64-byte aligned from 4 KiB on."""
 def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
     late_workers_called, backoffs, serial_by_backoff."""

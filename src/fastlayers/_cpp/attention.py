@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from ._alloc import empty_f32
 
 # Mask rules of _core.attention (csrc/include/fastlayers/ops.h, MaskRule).
 RULE_FUSED, RULE_SUBTRACT, RULE_SOFTMAX_LAYER = 0, 1, 2
@@ -25,10 +26,10 @@ def run_attention(q, k, v, mask, causal, rule, want_weights, heads_last=False, *
     b, h, t_len, _ = q.shape
     s_len, dv = v.shape[2], v.shape[3]
     if heads_last:
-        out = np.empty((b, t_len, h, dv), np.float32).transpose(0, 2, 1, 3)
+        out = empty_f32((b, t_len, h, dv)).transpose(0, 2, 1, 3)
     else:
-        out = np.empty((b, h, t_len, dv), np.float32)
-    weights = np.empty((b, h, t_len, s_len), np.float32) if want_weights else None
+        out = empty_f32((b, h, t_len, dv))
+    weights = empty_f32((b, h, t_len, s_len)) if want_weights else None
     if mask is not None:
         mask = np.broadcast_to(mask, (b, h, t_len, s_len))
         if s_len > 1 and mask.strides[3] != 1:
@@ -116,7 +117,7 @@ def sdpa_runner(a):
     if len(lead) == 2:  # already (B, H, T, D)
 
         def run(q, k, v):
-            out = np.empty(out4, np.float32)
+            out = empty_f32(out4)
             core.attention(q, k, v, out, None, None, causal, RULE_FUSED, scale, False, 1.0, 1.0,
                            None)
             return out
@@ -125,7 +126,7 @@ def sdpa_runner(a):
     qs, ks, vs = (bh + x.shape[-2:] for x in (a.q, a.k, a.v))
 
     def run_views(q, k, v):
-        out = np.empty(out4, np.float32)
+        out = empty_f32(out4)
         core.attention(q.reshape(qs), k.reshape(ks), v.reshape(vs), out, None, None, causal,
                        RULE_FUSED, scale, False, 1.0, 1.0, None)
         return out.reshape(out_shape)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ._alloc import empty_f32
 from .activations import activate, apply_after, fused_id
 
 
@@ -101,7 +102,7 @@ def conv2d_transpose(a, packed=None):
         packed = pack_conv2d_transpose(a.kernel, a.bias, a.strides)
     complete = kh >= sh and kw >= sw  # every output pixel is in a phase with taps
     fused = fused_id(a.activation) if complete else None
-    y = np.empty((n, oh, ow, f), np.float32)
+    y = empty_f32((n, oh, ow, f))
     if not complete:
         y[...] = 0.0 if a.bias is None else a.bias
     for ry, rx, kernel in packed:

@@ -1,0 +1,23 @@
+"""Output arrays of the C++ path that Python allocates (the core allocates its own).
+
+From 4 KiB on they come from the core, 64-byte aligned, as the core's own outputs: NumPy starts
+a large array 16 bytes into a cache line, so that every 64-byte vector a later op loads from it
+straddles two lines (csrc/bindings/bindings.h, ``new_f32_shape``, has the measurements).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+
+_ALIGNED_MIN_FLOATS = 1024  # 4 KiB, kAlignedOutputBytes in bindings.h
+
+
+def empty_f32(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialized C-contiguous float32 array of ``shape``."""
+    if math.prod(shape) < _ALIGNED_MIN_FLOATS:
+        return np.empty(shape, np.float32)
+    return _backend._core.empty_f32(shape)

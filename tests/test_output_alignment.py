@@ -1,0 +1,121 @@
+"""Outputs of the C++ path from 4 KiB on start on a 64-byte boundary, and are freed.
+
+NumPy starts a large array 16 bytes into a cache line; the core allocates its outputs itself
+(csrc/bindings/bindings.h, ``new_f32_shape``) so that the next op's 64-byte loads never
+straddle two lines. The arrays are ordinary writable float32 arrays whose base is a capsule.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from conftest import SANITIZER_RUN
+
+import fastlayers as fl
+from fastlayers import _backend
+from fastlayers._cpp._alloc import empty_f32
+
+pytestmark = pytest.mark.skipif(not _backend.core_available(), reason="the C++ core's outputs")
+
+RNG = np.random.default_rng(0)
+
+
+def _unaligned(shape):
+    """A C-contiguous float32 array of random values whose data is 16 bytes into a line."""
+    size = int(np.prod(shape))
+    buf = np.empty(size + 32, np.float32)
+    start = ((16 - buf.ctypes.data % 64) % 64) // 4
+    a = buf[start:start + size].reshape(shape)
+    a[...] = RNG.standard_normal(shape, dtype=np.float32)
+    assert a.ctypes.data % 64 == 16
+    return a
+
+
+X = _unaligned((2, 9, 11, 24))
+SEQ = _unaligned((4, 9, 40))
+Q = _unaligned((2, 3, 33, 16))
+KERNEL = RNG.standard_normal((3, 3, 24, 20), dtype=np.float32)
+W = RNG.standard_normal((40, 64), dtype=np.float32)
+
+
+def _calls():
+    """Each call is built once (a layer's weights are made once), then run on both paths."""
+    dw = fl.layers.DepthwiseConv2D(3, padding="same")
+    convt = fl.layers.Conv2DTranspose(8, 3, strides=2)
+    ln = fl.layers.LayerNormalization()
+    lstm = fl.layers.LSTM(48, return_sequences=True)
+    mha = fl.layers.MultiHeadAttention(4, 16)
+    return {
+        "conv2d": lambda: fl.conv2d(X, KERNEL),
+        "depthwise": lambda: dw(X),
+        "conv2d_transpose": lambda: convt(X),
+        "dense": lambda: fl.dense(SEQ, W),
+        "relu": lambda: fl.activations.relu(X),
+        "softmax": lambda: fl.softmax(X),
+        "max_pool": lambda: fl.layers.MaxPooling2D(1)(X),
+        "layer_norm": lambda: ln(X),
+        "lstm": lambda: lstm(SEQ),
+        "sdpa": lambda: fl.scaled_dot_product_attention(Q, Q, Q),
+        "mha": lambda: mha(SEQ, SEQ),
+    }
+
+
+NAMES = sorted(_calls())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_outputs_of_4_kib_and_more_are_64_byte_aligned(name):
+    call = _calls()[name]
+    with fl.use_backend("cpp"):
+        y = call()
+    with fl.use_backend("numpy"):
+        want = call()
+    assert y.nbytes >= 4096
+    assert y.ctypes.data % 64 == 0, f"{name}: data at {y.ctypes.data % 64} bytes into a line"
+    assert y.dtype == np.float32 and y.flags.c_contiguous and y.flags.writeable
+    np.testing.assert_allclose(y, want, rtol=2e-4, atol=2e-5)
+    y[...] = 1.0  # an ordinary writable array
+    assert float(y.sum()) == y.size
+
+
+def test_empty_f32():
+    big = empty_f32((3, 1024))
+    assert big.shape == (3, 1024) and big.dtype == np.float32 and big.ctypes.data % 64 == 0
+    assert big.flags.c_contiguous and big.flags.writeable
+    small = empty_f32((2, 5))
+    assert small.shape == (2, 5) and small.dtype == np.float32
+    assert empty_f32((0, 4096)).shape == (0, 4096)
+    with pytest.raises(ValueError):
+        _backend._core.empty_f32((4096, -1))
+    with pytest.raises(ValueError):  # beyond int64 bytes: NumPy's own error
+        _backend._core.empty_f32((2**40, 2**40))
+
+
+FREE_CHILD = """
+import resource, numpy as np, fastlayers as fl
+x = np.ones((4, 128, 128, 64), np.float32)  # 16 MiB
+with fl.use_backend("cpp"):
+    fl.activations.relu(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(64):  # 1 GiB in all if the outputs were never freed
+        y = fl.activations.relu(x)
+        y[...] = 2.0  # touch every page
+        del y
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after)
+"""
+
+
+@pytest.mark.skipif(SANITIZER_RUN, reason="RSS includes the sanitizer's memory")
+def test_aligned_outputs_are_freed():
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fl.__file__)))
+    r = subprocess.run([sys.executable, "-c", FREE_CHILD], env=env, capture_output=True,
+                       text=True, timeout=300, cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r.stderr
+    before_kib, after_kib = (int(v) for v in r.stdout.split())
+    assert (after_kib - before_kib) * 1024 < 128 * 2**20, "the outputs' memory was not freed"
