@@ -92,8 +92,11 @@ def test_empty_f32():
     assert empty_f32((0, 4096)).shape == (0, 4096)
     with pytest.raises(ValueError):
         _backend._core.empty_f32((4096, -1))
-    with pytest.raises(ValueError):  # beyond int64 bytes: NumPy's own error
-        _backend._core.empty_f32((2**40, 2**40))
+    with pytest.raises(ValueError):  # 2**62 floats, 2**64 bytes: left to NumPy's own error
+        _backend._core.empty_f32((2**31, 2**31))
+    # The threshold: from 1024 floats (4 KiB) on, the core's own allocation (a capsule base).
+    assert type(_backend._core.empty_f32((1024,)).base).__name__ == "PyCapsule"
+    assert _backend._core.empty_f32((1023,)).base is None
 
 
 FREE_CHILD = """

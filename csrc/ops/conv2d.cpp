@@ -23,8 +23,9 @@
 //     (ConvAlgo::indirect, conv2d_indirect.cpp). At one thread it measured 1.08x (64
 //     channels, 3x3) to 1.9-2.3x (3 channels) faster than the expanded tiles below, 1.6-7x on
 //     grouped convs.
-//   * otherwise (ConvAlgo::tiles, conv2d_tiles.cpp) the pixels are cut into tiles of
-//     T = conv2d_tile_pixels(K) rows (48..240, about 256 KiB of patches); each parallel_for
+//   * otherwise (ConvAlgo::tiles, conv2d_tiles.cpp) the pixels are cut into tiles of at most
+//     T = conv2d_tile_pixels(K) rows (48..240, about 256 KiB of patches), balanced over the
+//     threads (PixelTiles, conv2d_internal.h); each parallel_for
 //     chunk (one per thread) owns one tile buffer (T x K floats, allocated once per call), and
 //     for each of its tiles and each group expands the patches into it (row-major, rs_a = K)
 //     and runs the GEMM on it while it is hot in L2, writing Y_g straight into y (ldc = F,

@@ -30,9 +30,10 @@ void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w
     std::vector<float> zeros(static_cast<size_t>(ch), 0.0f);
     const float* zero_row = zeros.data();
     const auto kernel = kernels().dwconv;
-    const PixelTiles pt(pixels, kDwTile, std::max<int64_t>(1, num_threads()), 1);
-    const int64_t tiles = pt.count;
-    const int64_t macs_per_tile = pt.largest() * taps * ch * mult;
+    // At least 8 pixels per tile (the kernel runs pixels in groups of 4), in units of 4.
+    const PixelTiles tiling(pixels, kDwTile, std::max<int64_t>(1, num_threads()), 8, 4);
+    const int64_t tiles = tiling.count;
+    const int64_t macs_per_tile = tiling.largest() * taps * ch * mult;
     const int64_t min_tiles =
         std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_tile - 1) / macs_per_tile);
     const int64_t per_image = s.oh * s.ow;
@@ -40,8 +41,8 @@ void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w
         std::vector<const float*> rows(static_cast<size_t>(kDwTile * taps));
         std::vector<float> plane_tile(mult > 1 ? static_cast<size_t>(kDwTile * ch) : 0);
         for (int64_t t = begin; t < end; ++t) {
-            const int64_t p0 = pt.start(t);
-            const int64_t m = pt.start(t + 1) - p0;
+            const int64_t p0 = tiling.start(t);
+            const int64_t m = tiling.start(t + 1) - p0;
             // Shape fields in locals: the pointer stores below could alias `s` otherwise.
             const int64_t kh = s.kh, kw = s.kw, sh = s.sh, sw = s.sw, dh = s.dh, dw = s.dw;
             const int64_t h = s.h, wd = s.w, oh = s.oh, ow = s.ow;

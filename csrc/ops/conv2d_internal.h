@@ -30,22 +30,36 @@ inline void zero_floats(float* dst, int64_t n) {
 
 // Pixel tiles for a parallel_for over tiles, which hands each thread one contiguous run of
 // them: `count` tiles of at most `target` pixels where possible, the count a multiple of the
-// thread count (when more than one tile) and the sizes differing by at most one pixel (the
-// first pixels % count tiles have one more), so that every thread's run carries the same
-// work. The tiles path's (8, 7, 7, 512) -> 512, 3x3 ran 9 tiles of 48 pixels as 240 + 152
-// pixels on two threads; the depthwise (8, 7, 7, 1024) 7 tiles of 64 as 256 + 136.
+// thread count (when more than one tile), and the tiles' sizes in whole units of `unit`
+// pixels (the GEMM's register rows) differing by at most one unit (the first ones have the
+// extra unit; only the last tile may end in a partial unit), so that every thread's run
+// carries the same work. Tiles have at least `min_pixels` pixels where there are that many,
+// and never more than `target` (rounded down to whole units, at least one).
+// The tiles path's (8, 7, 7, 512) -> 512, 3x3 ran 9 tiles of 48 pixels as 240 + 152 pixels on
+// two threads; the depthwise (8, 7, 7, 1024) 7 tiles of 64 as 256 + 136.
 struct PixelTiles {
-    int64_t count = 0, base = 0, extra = 0;  // no tile for no pixel
-    PixelTiles(int64_t pixels, int64_t target, int64_t threads, int64_t min_pixels) {
+    int64_t count = 0;  // no tile for no pixel
+    PixelTiles(int64_t pixels, int64_t target, int64_t threads, int64_t min_pixels,
+               int64_t unit)
+        : pixels_(pixels), unit_(std::max<int64_t>(1, unit)) {
         if (pixels <= 0) return;
-        count = (pixels + target - 1) / target;
+        const int64_t units = (pixels + unit_ - 1) / unit_;
+        const int64_t target_units = std::max<int64_t>(1, target / unit_);
+        const int64_t min_units = std::max<int64_t>(1, (min_pixels + unit_ - 1) / unit_);
+        const int64_t fewest = (units + target_units - 1) / target_units;  // none too large
+        count = fewest;
         if (count > 1 || threads > 1) count = (count + threads - 1) / threads * threads;
-        count = std::max<int64_t>(1, std::min(count, pixels / std::max<int64_t>(1, min_pixels)));
-        base = pixels / count;
-        extra = pixels % count;
+        count = std::max(fewest, std::min(count, units / min_units));
+        base_ = units / count;
+        extra_ = units % count;
     }
-    int64_t start(int64_t t) const { return t * base + std::min(t, extra); }
-    int64_t largest() const { return base + (extra > 0 ? 1 : 0); }
+    int64_t start(int64_t t) const {
+        return std::min(pixels_, (t * base_ + std::min(t, extra_)) * unit_);
+    }
+    int64_t largest() const { return (base_ + (extra_ > 0 ? 1 : 0)) * unit_; }
+
+  private:
+    int64_t pixels_ = 0, unit_ = 1, base_ = 0, extra_ = 0;
 };
 
 // ConvAlgo::depthwise (conv2d_depthwise.cpp).

@@ -63,9 +63,9 @@ void expand_patches(const float* x, const Conv2dShape& s, int64_t cg, int64_t g,
 
 }  // namespace
 
-// Tiles of T = conv2d_tile_pixels(K) pixels (see conv2d.cpp); each parallel_for chunk owns one
-// tile buffer and, for each of its tiles and each group, expands the patches into it and runs
-// the GEMM on it while it is hot in L2.
+// Tiles of at most T = conv2d_tile_pixels(K) pixels (see conv2d.cpp); each parallel_for chunk
+// owns one tile buffer and, for each of its tiles and each group, expands the patches into it
+// and runs the GEMM on it while it is hot in L2.
 void tiles_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                    ActFn act) {
     const int64_t pixels = s.n * s.oh * s.ow;
@@ -75,14 +75,15 @@ void tiles_forward(const float* x, const Conv2dShape& s, const PackedConv& w, fl
     const Epilogue ep{act};
 
     // Tiles: from K (an L2 budget of patches), at least 2 * kGemmMR pixels each (a tile streams
-    // all of the weights), balanced over the threads (PixelTiles). A problem that fits one tile
-    // of at most 240 pixels and 4 MiB is one tile: a single chunk lets the GEMM inside thread
-    // itself (over the filters when they outnumber the pixels, so each core streams half of
-    // the weights).
+    // all of the weights), balanced over the threads in units of kGemmMR rows (PixelTiles). A
+    // problem that fits one tile of at most 240 pixels and 4 MiB is one tile: a single chunk
+    // lets the GEMM inside thread itself (over the filters when they outnumber the pixels, so
+    // each core streams half of the weights).
     const bool one_tile = pixels <= 240 && pixels * k <= (int64_t(1) << 20);
-    const PixelTiles pt = one_tile ? PixelTiles(pixels, pixels, 1, 1)
+    const PixelTiles pt = one_tile ? PixelTiles(pixels, pixels, 1, 1, 1)
                                    : PixelTiles(pixels, conv2d_tile_pixels(k),
-                                                std::max<int64_t>(1, num_threads()), 2 * kGemmMR);
+                                                std::max<int64_t>(1, num_threads()), 2 * kGemmMR,
+                                                kGemmMR);
     const int64_t tiles = pt.count;
     const int64_t tile = pt.largest();
     const int64_t macs_per_tile = tile * k * s.f;

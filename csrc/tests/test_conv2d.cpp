@@ -17,6 +17,7 @@
 #include "fastlayers/conv2d.h"
 #include "fastlayers/runtime.h"
 #include "gemm/gemm_internal.h"
+#include "ops/conv2d_internal.h"
 #include "runtime/dispatch.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
@@ -409,7 +410,47 @@ void test_dwconv_kernel_grid(const DwIsa& g) {
 
 namespace fltest {
 
+// PixelTiles (ops/conv2d_internal.h): the tiles cover [0, pixels) in order, without gaps or
+// overlaps; sizes are whole units but for the last tile and differ by at most one unit; the
+// count is a multiple of the threads unless min_pixels capped it; no tile exceeds largest(),
+// and none is larger than the target (in units) or smaller than min_pixels where possible.
+void test_pixel_tiles() {
+    for (int64_t unit : {1, 4, 6})
+        for (int64_t threads = 1; threads <= 9; ++threads)
+            for (int64_t target : {12, 48, 64, 240})
+                for (int64_t pixels = 0; pixels <= 700; ++pixels) {
+                    const int64_t min_pixels = 2 * unit;
+                    const fl::conv_detail::PixelTiles pt(pixels, target, threads, min_pixels, unit);
+                    if (pixels == 0) {
+                        FLT_CHECK(pt.count == 0);
+                        continue;
+                    }
+                    FLT_CHECK(pt.count >= 1 && pt.start(0) == 0 && pt.start(pt.count) == pixels);
+                    const int64_t units = (pixels + unit - 1) / unit;
+                    const int64_t tu = std::max<int64_t>(1, target / unit);
+                    const bool capped = pt.count == std::max((units + tu - 1) / tu, units / 2);
+                    FLT_CHECK_MSG(pt.count == 1 || pt.count % threads == 0 || capped,
+                                  "count %lld, threads %lld", (long long)pt.count,
+                                  (long long)threads);
+                    int64_t lo = INT64_MAX, hi = 0;
+                    for (int64_t t = 0; t < pt.count; ++t) {
+                        const int64_t m = pt.start(t + 1) - pt.start(t);
+                        FLT_CHECK(m >= 1 && m <= pt.largest());
+                        if (t + 1 < pt.count) {
+                            FLT_CHECK(m % unit == 0);
+                            lo = std::min(lo, m);
+                        }
+                        hi = std::max(hi, m);
+                    }
+                    if (pt.count > 2) FLT_CHECK(hi - lo <= unit);
+                    FLT_CHECK(pt.largest() <= std::max(unit, target / unit * unit));
+                    if (pt.count > 1 && pt.count > (units + tu - 1) / tu)  // not at the target
+                        FLT_CHECK(lo >= min_pixels || pt.count == 2);
+                }
+}
+
 void register_conv2d_tests() {
+    add_case("pixel_tiles", test_pixel_tiles);
     add_case("conv2d_matches_fma_chain", test_conv2d_matches_fma_chain);
     add_case("conv2d_small_gemm_blocking", test_conv2d_small_gemm_blocking);
     add_case("conv2d_plan", test_conv2d_plan);

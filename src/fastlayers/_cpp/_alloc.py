@@ -21,3 +21,15 @@ def empty_f32(shape: tuple[int, ...]) -> np.ndarray:
     if math.prod(shape) < _ALIGNED_MIN_FLOATS:
         return np.empty(shape, np.float32)
     return _backend._core.empty_f32(shape)
+
+
+def contiguous_f32(a: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray`` of a float32 array, a copy of it into :func:`empty_f32`."""
+    return a if a.flags.c_contiguous else copy_f32(a)
+
+
+def copy_f32(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of a float32 array, into :func:`empty_f32`."""
+    out = empty_f32(a.shape)
+    np.copyto(out, a)
+    return out

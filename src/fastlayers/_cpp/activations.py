@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _backend
 from .._numpy import activations as _np_activations
+from ._alloc import contiguous_f32
 
 
 def fused_id(act):
@@ -48,4 +49,4 @@ def softmax(x, axis):
     """softmax of float32 x (rank >= 1) along one axis, on the core's row kernel."""
     xm = np.ascontiguousarray(np.moveaxis(x, axis, -1))
     y = _backend._core.softmax_lastdim(xm, None)
-    return y if axis in (-1, x.ndim - 1) else np.ascontiguousarray(np.moveaxis(y, -1, axis))
+    return y if axis in (-1, x.ndim - 1) else contiguous_f32(np.moveaxis(y, -1, axis))

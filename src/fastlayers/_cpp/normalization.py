@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from ._alloc import contiguous_f32
 
 
 def layer_norm(a):
@@ -32,7 +33,7 @@ def _over_last_axes(x, axes, run):
     order = lead + list(axes)
     xm = np.ascontiguousarray(x.transpose(order)).reshape(math.prod(x.shape[i] for i in lead), n)
     y = run(xm).reshape(tuple(x.shape[i] for i in order))
-    return np.ascontiguousarray(y.transpose(np.argsort(order)))
+    return contiguous_f32(y.transpose(np.argsort(order)))
 
 
 def rms_norm(x, scale, axes, epsilon):
@@ -57,4 +58,4 @@ def group_norm(x, gamma, beta, groups, axis, epsilon):
     xl = np.ascontiguousarray(np.moveaxis(x, axis, -1))  # no copy when already so
     rows = xl.reshape(xl.shape[0], -1, xl.shape[-1])
     y = _backend._core.group_norm_nhwc(rows, gamma, beta, groups, epsilon).reshape(xl.shape)
-    return y if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(y, -1, axis))
+    return y if axis == x.ndim - 1 else contiguous_f32(np.moveaxis(y, -1, axis))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ._alloc import copy_f32
 from .activations import unsupported_elementwise
 
 
@@ -61,7 +62,7 @@ def lstm(a, packed=None):
     h0, c0 = a.initial_state
     if packed is None and a.x.shape[1] == 1 and a.mask is None:
         h, c = core.lstm_cell(a.x[:, 0], a.kernel, a.recurrent_kernel, a.bias, h0, c0, act, ract)
-        out = h.reshape(h.shape[0], 1, h.shape[1]).copy() if a.return_sequences else h
+        out = copy_f32(h.reshape(h.shape[0], 1, h.shape[1])) if a.return_sequences else h
         return out, h, c
     if packed is None:
         packed = pack_lstm(a.kernel, a.recurrent_kernel, a.bias)

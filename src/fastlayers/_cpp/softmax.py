@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from ._alloc import contiguous_f32
 
 
 def softmax(a):
@@ -28,7 +29,7 @@ def softmax(a):
         mask = np.ascontiguousarray(mask.transpose(order)).reshape(rows_shape)
     y = core.softmax_lastdim(xm, mask)
     y = y.reshape(tuple(x.shape[i] for i in order))
-    return np.ascontiguousarray(y.transpose(np.argsort(order)))
+    return contiguous_f32(y.transpose(np.argsort(order)))
 
 
 def lastdim(x):
