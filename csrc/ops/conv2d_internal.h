@@ -31,7 +31,7 @@ inline void zero_floats(float* dst, int64_t n) {
 // Pixel tiles for a parallel_for over tiles, which hands each thread one contiguous run of
 // them: `count` tiles of at most `target` pixels where possible, the count a multiple of the
 // thread count (when more than one tile), and the tiles' sizes in whole units of `unit`
-// pixels (the GEMM's register rows) differing by at most one unit (the first ones have the
+// pixels (depthwise: the kernel's groups of 4) differing by at most one unit (the first have the
 // extra unit; only the last tile may end in a partial unit), so that every thread's run
 // carries the same work. Tiles have at least `min_pixels` pixels where there are that many,
 // and never more than `target` (rounded down to whole units, at least one).
