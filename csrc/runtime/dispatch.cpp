@@ -99,6 +99,8 @@ KernelTable make_table(Isa isa) {
     t.pack_t16 = fl_pack_t16_scalar;  // also on NEON
     t.gemm_rowb = fl_gemm_rowb_f32_scalar;  // also on NEON (fmaf is one instruction there)
     t.dwconv = fl_dwconv_f32_scalar;  // also on NEON (fmaf is one instruction there)
+    t.dwconv_row = fl_dwconv_row_f32_scalar;
+    t.dwconv_row_max_ch = 256;
     t.igemm = fl_igemm_f32_scalar;
     t.igemm_mr = 6;
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
@@ -125,6 +127,8 @@ KernelTable make_table(Isa isa) {
         t.pack_t16 = fl_pack_t16_avx2;
         t.gemm_rowb = fl_gemm_rowb_f32_avx2;
         t.dwconv = fl_dwconv_f32_avx2;
+        t.dwconv_row = fl_dwconv_row_f32_avx2;
+        t.dwconv_row_max_ch = 256;
         t.igemm = fl_igemm_f32_avx2;
 #define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
         FL_ACTIVATION_LIST(FL_SET_ACT_AVX2)
@@ -162,6 +166,8 @@ KernelTable make_table(Isa isa) {
         t.igemm = fl_igemm_f32_avx512;
         t.igemm_mr = 12;
         t.dwconv = fl_dwconv_f32_avx512;
+        t.dwconv_row = fl_dwconv_row_f32_avx512;
+        t.dwconv_row_max_ch = 512;
         t.col_sum_f64 = fl_col_sum_f64_avx512;
         t.col_max_f32 = fl_col_max_f32_avx512;
         t.window_mean_f32 = fl_window_mean_f32_avx512;

@@ -12,6 +12,8 @@
 #include "fastlayers/activations.h"
 #include "fastlayers/runtime.h"
 
+struct FlDwRow;  // csrc/ukernels/ukernels.h: a depthwise row segment's arguments
+
 namespace fl {
 
 struct KernelTable {
@@ -62,6 +64,16 @@ struct KernelTable {
     // * k[t*ch + c], one FMA chain per element in tap order (fl_dwconv_f32_<isa>, ukernels.h).
     void (*dwconv)(int64_t m, int64_t ch, int64_t taps, const float* const* rows, const float* k,
                    const float* bias, float* y, int64_t ldy);
+
+    // Depthwise conv (multiplier 1) along a segment of an output row, read straight from the
+    // input rows: y[o*ldy + c] = bias[c] + sum over the taps (a, b) of x(a, col0 + o*sw +
+    // b*dw)[c] * k[(a*kw + b)*ldk + c], one FMA chain per element in tap order, columns outside
+    // the input reading as 0 (fl_dwconv_row_f32_<isa>, FlDwRow, ukernels.h).
+    void (*dwconv_row)(const FlDwRow* p);
+    // The depthwise driver runs dwconv_row for images of at most this many channels, dwconv
+    // above (docs/performance.md §5: a pixel's channels past a few cache lines make the row
+    // kernel's passes over them slower than the per-pixel kernel's).
+    int64_t dwconv_row_max_ch;
 
     // Indirect GEMM (conv): C (m x n) = init + A · B with row i of A given as ks chunks of kc
     // floats at a[i*ks + t], one FMA chain per element in (t, p) order - the chain of gemm on

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -156,6 +157,17 @@ const std::vector<Case>& cases() {
         {2, 9, 10, 45, 3, 3, 45, 45, 2, 2, 1, 1, 0, 1, 0, 1},   // depthwise 32 + 8 + 5 channels
         {1, 12, 11, 40, 5, 5, 40, 40, 1, 1, 1, 1, 2, 2, 2, 2},  // depthwise 5x5, > 64 pixels
         {1, 9, 9, 16, 3, 3, 16, 16, 1, 1, 2, 2, 2, 2, 2, 2},    // depthwise dilated
+        // Depthwise row kernel: output rows of 17 (groups of 8, the last shifted back), 14 (7
+        // on AVX-512), 5 (one short group); 5x5 stride 2; rows cut by the tiles (3 threads).
+        {2, 5, 17, 24, 3, 3, 24, 24, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 4, 14, 40, 3, 3, 40, 40, 1, 1, 1, 1, 1, 1, 1, 1},
+        {3, 6, 5, 33, 3, 3, 33, 33, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 9, 28, 16, 5, 5, 16, 16, 2, 2, 1, 1, 2, 2, 2, 2},
+        {1, 7, 60, 8, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1},
+        // More channels than any ISA's row kernel takes (the per-pixel kernel); multiplier 2
+        // over 300 channels (per pixel on AVX2, rows on AVX-512).
+        {2, 5, 6, 520, 3, 3, 520, 520, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 6, 7, 300, 3, 3, 600, 300, 2, 1, 1, 1, 1, 1, 0, 1},
         {1, 8, 8, 6, 3, 3, 12, 6, 1, 1, 1, 1, 1, 1, 1, 1},      // depthwise multiplier 2 (GEMM)
         {1, 9, 10, 8, 3, 3, 16, 8, 1, 1, 1, 1, 1, 1, 1, 1},     // multiplier 2, direct planes
         {2, 11, 9, 45, 3, 3, 135, 45, 2, 1, 1, 1, 1, 1, 0, 1},  // multiplier 3, 32 + 8 + 5 ch
@@ -259,7 +271,7 @@ void test_conv2d_small_gemm_blocking() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Depthwise micro-kernels: fl_dwconv_f32_<isa>
+// Depthwise micro-kernels: fl_dwconv_f32_<isa> (per pixel) and fl_dwconv_row_f32_<isa>
 // ---------------------------------------------------------------------------------------------
 
 using DwFn = void (*)(int64_t, int64_t, int64_t, const float* const*, const float*, const float*,
@@ -277,6 +289,24 @@ std::vector<DwIsa> dwconv_kernels_built() {
 #endif
 #if defined(FL_HAVE_AVX512)
     v.push_back({fl::Isa::avx512, fl_dwconv_f32_avx512});
+#endif
+    return v;
+}
+
+using DwRowFn = void (*)(const FlDwRow*);
+
+struct DwRowIsa {
+    fl::Isa isa;
+    DwRowFn fn;
+};
+
+std::vector<DwRowIsa> dwrow_kernels_built() {
+    std::vector<DwRowIsa> v{{fl::Isa::scalar, fl_dwconv_row_f32_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_dwconv_row_f32_avx2});
+#endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_dwconv_row_f32_avx512});
 #endif
     return v;
 }
@@ -406,6 +436,128 @@ void test_dwconv_kernel_grid(const DwIsa& g) {
     std::printf("  %s: %d dwconv kernel cases\n", fl::isa_name(g.isa), cases);
 }
 
+// Geometry of one row-kernel call (FlDwRow): kh x kw taps, column stride and dilation.
+struct DwGeom {
+    int64_t kh, kw, sw, dw;
+};
+
+// One kernel call: w outputs from input column col0 over rows of `width` pixels, ch channels.
+// Pixels are ldx = ch + 3 floats apart (the gap NaN), each row starts after a pixel's worth of
+// NaN and ends at a guard page after its last pixel's ch channels; with `shared`, kernel row 1
+// reads the same row as row 0 (the driver points every padding row at one zero row). The taps
+// (ldk = ch + 5, gaps NaN) and the bias end at guard pages too; y has sentinels around every
+// row (ldy = ch + 2) and before it. Every output must equal the contract's fmaf chain (columns
+// outside [0, width) read as 0) bit for bit, and so the scalar kernel's; nothing outside y's
+// w x ch block may be written.
+void check_dwrow_case(const DwRowIsa& g, const DwGeom& geo, int64_t w, int64_t col0, int64_t width,
+                      int64_t ch, bool with_bias, bool shared, std::mt19937& rng) {
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    const int64_t ldx = ch + 3, ldk = ch + 5, ldy = ch + 2;
+    const size_t row_floats = static_cast<size_t>(ldx + (width - 1) * ldx + ch);
+    std::vector<std::unique_ptr<GuardedBuf>> bufs;
+    std::vector<const float*> rows(static_cast<size_t>(geo.kh));
+    for (int64_t a = 0; a < geo.kh; ++a) {
+        if (shared && a == 1) {
+            rows[1] = rows[0];
+            continue;
+        }
+        bufs.emplace_back(new GuardedBuf(row_floats));
+        float* r = bufs.back()->data() + ldx;  // a pixel of NaN before column 0
+        for (int64_t q = 0; q < width; ++q)
+            for (int64_t c = 0; c < ch; ++c) r[q * ldx + c] = dist(rng);
+        rows[static_cast<size_t>(a)] = r;
+    }
+    const int64_t taps = geo.kh * geo.kw;
+    GuardedBuf k(static_cast<size_t>((taps - 1) * ldk + ch));
+    for (int64_t t = 0; t < taps; ++t)
+        for (int64_t c = 0; c < ch; ++c) k.data()[t * ldk + c] = dist(rng);
+    GuardedBuf bias(static_cast<size_t>(ch));
+    for (int64_t c = 0; c < ch; ++c) bias.data()[c] = dist(rng) * 2.0f;
+    const float* bp = with_bias ? bias.data() : nullptr;
+
+    const float sentinel = -1234.5f;
+    std::vector<float> ybuf(static_cast<size_t>((w + 1) * ldy), sentinel);
+    std::vector<float> yref(ybuf);
+    FlDwRow args{w,     col0,          width, ch,   geo.kh, geo.kw, geo.sw, geo.dw,
+                 rows.data(), ldx, k.data(), ldk, bp,   ybuf.data() + ldy, ldy};
+    g.fn(&args);
+    args.y = yref.data() + ldy;
+    fl_dwconv_row_f32_scalar(&args);
+    const float* y = ybuf.data() + ldy;
+    int bad = 0;
+    for (int64_t o = 0; o < w && bad < 3; ++o)
+        for (int64_t c = 0; c < ch && bad < 3; ++c) {
+            float acc = bp ? bp[c] : 0.0f;
+            for (int64_t a = 0; a < geo.kh; ++a)
+                for (int64_t b = 0; b < geo.kw; ++b) {
+                    const int64_t q = col0 + o * geo.sw + b * geo.dw;
+                    const float xv = q >= 0 && q < width ? rows[a][q * ldx + c] : 0.0f;
+                    acc = std::fmaf(xv, k.data()[(a * geo.kw + b) * ldk + c], acc);
+                }
+            const float got = y[o * ldy + c];
+            if (fltest::float_bits(got) != fltest::float_bits(acc) ||
+                fltest::float_bits(got) != fltest::float_bits(yref[(o + 1) * ldy + c])) {
+                ++bad;
+                FLT_CHECK_MSG(false,
+                              "%s dwconv_row %lldx%lld s%lld d%lld w=%lld col0=%lld width=%lld "
+                              "ch=%lld bias=%d: y[%lld][%lld] = %.9g, chain = %.9g",
+                              fl::isa_name(g.isa), (long long)geo.kh, (long long)geo.kw,
+                              (long long)geo.sw, (long long)geo.dw, (long long)w,
+                              (long long)col0, (long long)width, (long long)ch, with_bias ? 1 : 0,
+                              (long long)o, (long long)c, got, acc);
+            }
+        }
+    for (int64_t i = 0; i < (w + 1) * ldy; ++i) {
+        const bool inside = i >= ldy && (i % ldy) < ch;
+        if (!inside && ybuf[static_cast<size_t>(i)] != sentinel) {
+            FLT_CHECK_MSG(false, "%s dwconv_row w=%lld ch=%lld: wrote outside y at %lld",
+                          fl::isa_name(g.isa), (long long)w, (long long)ch, (long long)i);
+            return;
+        }
+    }
+}
+
+// Segments around the output groups (8, 4, then single outputs below 4), channels around the
+// vector blocks (8 on AVX2; 16 and 32 on AVX-512) and their masked tails, the kernels with a
+// column walk of their own (3 and 5 wide, stride 1 and 2) and others (1x1, a dilated 2x3, a
+// 3x7 of stride 3, 1x2 of stride 2), each with the segment inside the input, reaching into the
+// left padding, and into the right padding.
+void test_dwrow_kernel_grid(const DwRowIsa& g) {
+    std::mt19937 rng(4321);
+    const int64_t ws[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23};
+    const int64_t chs[] = {1, 5, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 63, 64, 65, 72};
+    const DwGeom geos[] = {{3, 3, 1, 1}, {3, 3, 2, 1}, {5, 5, 1, 1}, {5, 5, 2, 1},
+                           {1, 1, 1, 1}, {2, 3, 1, 2}, {3, 7, 3, 1}, {1, 2, 2, 1}};
+    int cases = 0;
+    for (const DwGeom& geo : geos)
+        for (int64_t w : ws)
+            for (int64_t ch : chs)
+                for (int pad = 0; pad < 3; ++pad) {
+                    if (fltest::case_failures() > 20) return;
+                    // The columns the segment's taps span: [col0, col0 + span).
+                    const int64_t span = (w - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1;
+                    const int64_t left = pad == 1 ? (geo.kw - 1) * geo.dw / 2 + 1 : 0;
+                    const int64_t right = pad == 2 ? (geo.kw - 1) * geo.dw / 2 + 1 : 0;
+                    const int64_t col0 = pad == 0 ? 1 : -left;  // pad 0: column 0 unused
+                    const int64_t width = std::max<int64_t>(1, col0 + span - right + (pad == 0));
+                    check_dwrow_case(g, geo, w, col0, width, ch, cases % 2 == 0,
+                                     geo.kh > 1 && cases % 3 == 0, rng);
+                    ++cases;
+                }
+    // w == 0 or ch == 0 writes nothing.
+    float y = -1.0f;
+    const float one = 1.0f;
+    const float* r = &one;
+    FlDwRow none{0, 0, 1, 4, 1, 1, 1, 1, &r, 4, &one, 4, nullptr, &y, 4};
+    g.fn(&none);
+    none.w = 3;
+    none.ch = 0;
+    none.ldy = 0;
+    g.fn(&none);
+    FLT_CHECK(y == -1.0f);
+    std::printf("  %s: %d dwconv row kernel cases\n", fl::isa_name(g.isa), cases);
+}
+
 }  // namespace
 
 namespace fltest {
@@ -458,6 +610,11 @@ void register_conv2d_tests() {
         if (fltest::isa_supported(g.isa))
             add_case(std::string("dwconv_kernel_grid_") + fl::isa_name(g.isa),
                      [g] { test_dwconv_kernel_grid(g); });
+    }
+    for (const DwRowIsa& g : dwrow_kernels_built()) {
+        if (fltest::isa_supported(g.isa))
+            add_case(std::string("dwrow_kernel_grid_") + fl::isa_name(g.isa),
+                     [g] { test_dwrow_kernel_grid(g); });
     }
 }
 

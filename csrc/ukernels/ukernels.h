@@ -174,6 +174,45 @@ void fl_dwconv_f32_avx512(int64_t m, int64_t ch, int64_t taps, const float* cons
                           const float* k, const float* bias, float* y, int64_t ldy);
 #endif
 
+/* Depthwise conv row micro-kernel, depth multiplier 1 (csrc/ukernels/dwrow/<isa>.cpp): a
+ * segment of w consecutive output pixels of one output row, read straight from the input rows
+ * (no per-pixel pointers: a kernel that walks the row loads each input vector once for all the
+ * outputs whose taps cover it - for 3x3 stride 1, a third of the loads of fl_dwconv_f32). The
+ * same chain per output as fl_dwconv_f32, so the two give the same bits.
+ * For o < w, c < ch, y[o*ldy + c] is ONE fused-multiply-add chain:
+ *   acc = bias[c] (bias != NULL) or 0;
+ *   for a = 0 .. kh-1, then b = 0 .. kw-1: q = col0 + o*sw + b*dw,
+ *     acc = fma(q in [0, width) ? rows[a][q*ldx + c] : 0, k[(a*kw + b)*ldk + c], acc);
+ *   y[o*ldy + c] = acc.
+ * rows[a]: the input row of kernel row a at column 0, readable for (width-1)*ldx + ch floats
+ * (the driver points a padding row at zeros); nothing before it or past a pixel's ch channels
+ * is read. A column outside [0, width) is padding: its taps add fma(0, k, acc), as the GEMM
+ * path's zero-filled patches do, so every path and ISA gives bitwise the same results. No
+ * alignment required. There is no NEON file: NEON builds use the scalar kernel, whose fmaf is
+ * one instruction there. */
+typedef struct FlDwRow {
+    int64_t w;           /* output pixels in the segment, >= 1 */
+    int64_t col0;        /* input column of output 0's tap b = 0 (negative in the padding) */
+    int64_t width;       /* input columns */
+    int64_t ch;          /* channels to compute */
+    int64_t kh, kw;      /* kernel rows and columns */
+    int64_t sw, dw;      /* column stride and dilation, >= 1 */
+    const float* const* rows; /* kh row pointers */
+    int64_t ldx;         /* floats from one input pixel to the next */
+    const float* k;      /* (kh*kw) x ldk taps */
+    int64_t ldk;
+    const float* bias;   /* ch floats, or NULL */
+    float* y;            /* w pixels, ldy floats apart */
+    int64_t ldy;
+} FlDwRow;
+void fl_dwconv_row_f32_scalar(const FlDwRow* p);
+#if defined(FL_HAVE_AVX2)
+void fl_dwconv_row_f32_avx2(const FlDwRow* p);
+#endif
+#if defined(FL_HAVE_AVX512)
+void fl_dwconv_row_f32_avx512(const FlDwRow* p);
+#endif
+
 /* Indirect GEMM micro-kernel for convolution (csrc/ukernels/igemm/<isa>.cpp): the GEMM above
  * with A given through pointers instead of a matrix, K = ks*kc:
  *
