@@ -565,9 +565,12 @@ namespace fltest {
 // PixelTiles (ops/conv2d_internal.h): the tiles cover [0, pixels) in order, without gaps or
 // overlaps; sizes are whole units but for the last tile and differ by at most one unit; the
 // count is a multiple of the threads unless min_pixels capped it; no tile exceeds largest(),
-// and none is larger than the target (in units) or smaller than min_pixels where possible.
+// and none is larger than the target (in units) or smaller than min_pixels where possible; with
+// the count a multiple of the threads, each thread's run of count / threads tiles holds the
+// same number of units give or take one (the last run may end in a partial unit). Units of 28
+// are the row kernel's whole 28-pixel rows.
 void test_pixel_tiles() {
-    for (int64_t unit : {1, 4, 6})
+    for (int64_t unit : {1, 4, 6, 28})
         for (int64_t threads = 1; threads <= 9; ++threads)
             for (int64_t target : {12, 48, 64, 240})
                 for (int64_t pixels = 0; pixels <= 700; ++pixels) {
@@ -596,6 +599,22 @@ void test_pixel_tiles() {
                     }
                     if (pt.count > 2) FLT_CHECK(hi - lo <= unit);
                     FLT_CHECK(pt.largest() <= std::max(unit, target / unit * unit));
+                    if (pt.count % threads == 0) {
+                        const int64_t k = pt.count / threads;
+                        int64_t run_lo = INT64_MAX, run_hi = 0;
+                        for (int64_t r = 0; r < threads; ++r) {
+                            const int64_t len = pt.start((r + 1) * k) - pt.start(r * k);
+                            if (r + 1 < threads) run_lo = std::min(run_lo, len);
+                            run_hi = std::max(run_hi, len);
+                        }
+                        if (threads > 1)
+                            FLT_CHECK_MSG(run_hi - run_lo <= unit,
+                                          "runs of %lld to %lld pixels (unit %lld, %lld tiles, "
+                                          "%lld threads, %lld pixels)",
+                                          (long long)run_lo, (long long)run_hi, (long long)unit,
+                                          (long long)pt.count, (long long)threads,
+                                          (long long)pixels);
+                    }
                     if (pt.count > 1 && pt.count > (units + tu - 1) / tu)  // not at the target
                         FLT_CHECK(lo >= min_pixels || pt.count == 2);
                 }
