@@ -97,6 +97,10 @@ def test_empty_f32():
     # The threshold: from 1024 floats (4 KiB) on, the core's own allocation (a capsule base).
     assert type(_backend._core.empty_f32((1024,)).base).__name__ == "PyCapsule"
     assert _backend._core.empty_f32((1023,)).base is None
+    # The Python side reads the threshold from the core, so the two agree on both sides of it.
+    assert _backend._core.ALIGNED_OUTPUT_BYTES == 4096
+    assert type(empty_f32((32, 32)).base).__name__ == "PyCapsule"
+    assert empty_f32((1023,)).base is None
 
 
 FREE_CHILD = """

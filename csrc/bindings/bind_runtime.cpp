@@ -229,6 +229,8 @@ void bind_runtime(py::module_& m) {
         py::arg("shape"),
         "A new uninitialized C-contiguous float32 array; from 4 KiB on its data starts on a "
         "64-byte boundary (bindings.h, new_f32_shape), as the core's own outputs do.");
+    // The size from which outputs are 64-byte aligned (the Python side skips the call below it).
+    m.attr("ALIGNED_OUTPUT_BYTES") = kAlignedOutputBytes;
     m.def("default_num_threads", &default_num_threads,
           "Number of CPUs this process may run on (the default thread count).");
     m.def(

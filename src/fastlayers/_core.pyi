@@ -107,6 +107,8 @@ def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
 def empty_f32(shape: Sequence[int]) -> np.ndarray:
     """A new uninitialized C-contiguous float32 array; 64-byte aligned from 4 KiB on."""
+
+ALIGNED_OUTPUT_BYTES: int  # outputs from this size on start on a 64-byte boundary
 def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
     late_workers_called, backoffs, serial_by_backoff."""

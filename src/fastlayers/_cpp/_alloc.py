@@ -13,14 +13,13 @@ import numpy as np
 
 from .. import _backend
 
-_ALIGNED_MIN_FLOATS = 1024  # 4 KiB, kAlignedOutputBytes in bindings.h
-
 
 def empty_f32(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialized C-contiguous float32 array of ``shape``."""
-    if math.prod(shape) < _ALIGNED_MIN_FLOATS:
+    core = _backend._core
+    if math.prod(shape) * 4 < core.ALIGNED_OUTPUT_BYTES:  # the core would return np.empty's
         return np.empty(shape, np.float32)
-    return _backend._core.empty_f32(shape)
+    return core.empty_f32(shape)
 
 
 def contiguous_f32(a: np.ndarray) -> np.ndarray:
