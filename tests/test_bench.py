@@ -230,6 +230,8 @@ def _expected_flops(case):
         with fastlayers.use_backend("numpy"):
             out = case.call(d)
         kh, kw, c, _ = d["kernel"].shape
+        if "depthwise" in case.desc:  # kernel (kh, kw, C, 1): one channel per output
+            return 2.0 * out.size * kh * kw
         return 2.0 * out.size * kh * kw * c
     if case.op == "conv2d_transpose":  # every input pixel through every tap
         n, h, w, c = d["x"].shape

@@ -432,6 +432,39 @@ def _resize_case(cid, n, h, w, c, oh, ow, antialias, quick=True):
     return Case(cid, "resize", desc, flops, make, call, torch_prepare, quick)
 
 
+def _dwconv_case(cid, n, h, w, c, k, quick=True):
+    """A 3x3-style depthwise conv, 'same', multiplier 1, relu (MobileNet's blocks)."""
+
+    def make(rng):
+        d = {
+            "x": _rand(rng, n, h, w, c),
+            "kernel": _rand(rng, k, k, c, 1, scale=1 / k),
+            "bias": _rand(rng, c),
+        }
+        d["layer"] = fl.layers.DepthwiseConv2D(k, padding="same", activation="relu")
+        d["layer"].set_weights([d["kernel"], d["bias"]])
+        return d
+
+    def call(d):
+        return d["layer"](d["x"])
+
+    def torch_prepare(d):
+        cl = torch.channels_last
+        x = torch.from_numpy(d["x"]).permute(0, 3, 1, 2).contiguous(memory_format=cl)
+        wt = torch.from_numpy(d["kernel"]).permute(2, 3, 0, 1).contiguous()  # (c, 1, k, k)
+        b = torch.from_numpy(d["bias"])
+
+        def run():
+            y = torch.relu(F.conv2d(x, wt, b, padding=k // 2, groups=c))
+            return y.permute(0, 2, 3, 1)
+
+        return run
+
+    flops = 2.0 * n * h * w * c * k * k
+    desc = f"({n}, {h}, {w}, {c}), {k}x{k} depthwise, same"
+    return Case(cid, "conv2d", desc, flops, make, call, torch_prepare, quick)  # groups = C
+
+
 # The shapes whose time the FMA units bound (enough multiply-adds per byte moved, inputs
 # reused from cache): every GEMM, dense with 64+ rows, the convs but the seed article's
 # 8-filter toy, the batched recurrent layers and long attention. dense-1, lstm-b1 and
@@ -478,6 +511,10 @@ def all_cases() -> list[Case]:
         _conv_case("conv-stem", 1, 224, 224, 3, 32, 3, stride=2, padding="same"),
         _conv_case("conv-dil", 1, 56, 56, 64, 64, 3, padding="same", dilation=2),
         _conv_case("conv-1x1", 1, 28, 28, 256, 256, 1),
+        # Added (docs/benchmarks.md §7): MobileNet's depthwise convs, a large map with few
+        # channels and a batch of small maps with many.
+        _dwconv_case("dwconv-112", 1, 112, 112, 32, 3),
+        _dwconv_case("dwconv-14", 8, 14, 14, 512, 3),
         _lstm_case("lstm-seed", 4, 3, 2, 8),
         _lstm_case("lstm-b32", 32, 100, 64, 128),
         _lstm_case("lstm-b1", 1, 200, 128, 256),
