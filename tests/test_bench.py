@@ -215,7 +215,7 @@ def test_compute_bound_ids_are_cases():
     assert COMPUTE_BOUND_IDS <= ids
     for memory_bound in (
         "dense-1", "conv-seed", "lstm-b1", "gru-b1", "lstm-seed", "attn-seed", "decode-t1",
-        "decode-t4",
+        "decode-t4", "dwconv-112", "dwconv-14",
     ):
         assert memory_bound not in COMPUTE_BOUND_IDS
 

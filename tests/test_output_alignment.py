@@ -103,6 +103,24 @@ def test_empty_f32():
     assert empty_f32((1023,)).base is None
 
 
+def test_empty_f32_skips_the_core_below_the_threshold(monkeypatch):
+    """Below 4 KiB the Python side makes NumPy's array itself (no call into the core)."""
+    calls = []
+    core = _backend._core
+
+    class Core:
+        ALIGNED_OUTPUT_BYTES = core.ALIGNED_OUTPUT_BYTES
+
+        @staticmethod
+        def empty_f32(shape):
+            calls.append(shape)
+            return core.empty_f32(shape)
+
+    monkeypatch.setattr(_backend, "_core", Core)
+    assert empty_f32((1023,)).shape == (1023,) and calls == []
+    assert empty_f32((1024,)).shape == (1024,) and calls == [(1024,)]
+
+
 FREE_CHILD = """
 import resource, numpy as np, fastlayers as fl
 x = np.ones((4, 128, 128, 64), np.float32)  # 16 MiB

@@ -13,9 +13,10 @@
 //   * 1x1, stride 1 (pads are then always zero; the one choice made per call, since strides
 //     and pads are per call): A_g IS x, rows of lda = C starting at channel g*cg, so the GEMM
 //     reads x directly (no copy) and threads itself.
-//   * depthwise (cg == 1; multiplier fg == 1, or any fg with C >= 8): a direct kernel
-//     (kernels().dwconv) reads the patch rows through per-tile pointers, no GEMM
-//     (ConvAlgo::depthwise, conv2d_depthwise.cpp).
+//   * depthwise (cg == 1; multiplier fg == 1, or any fg with C >= 8): two direct kernels, no
+//     GEMM (ConvAlgo::depthwise, conv2d_depthwise.cpp): the row kernel (kernels().dwconv_row)
+//     over segments of output rows read from the input rows, or for many channels the
+//     per-pixel kernel (kernels().dwconv) through per-tile tap pointers.
 //   * K <= kIgemmMaxK (4096), where the ISA has an indirect kernel (not NEON yet): the indirect
 //     GEMM kernel (kernels().igemm) reads each patch row as a few chunks of x through per-tile
 //     pointers - kernel rows of kw*cg floats for few-channel convs, else single taps of cg

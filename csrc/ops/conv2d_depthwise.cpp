@@ -24,6 +24,22 @@ namespace fl {
 namespace conv_detail {
 namespace {
 
+// Tiles per task of parallel_for: at least 64 K multiply-adds.
+int64_t min_tiles_per_task(const PixelTiles& tiling, const Conv2dShape& s, int64_t mult) {
+    const int64_t macs_per_tile = tiling.largest() * s.kh * s.kw * s.c * mult;
+    return std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_tile - 1) / macs_per_tile);
+}
+
+// Plane jp of a multiplier-m conv: the m pixels' rows of C in `tile` into y (pixel rows of
+// C * m) with stride m, at channels c * m + jp.
+void spread_plane(const float* tile, int64_t m, int64_t ch, int64_t mult, int64_t jp, float* y) {
+    for (int64_t r = 0; r < m; ++r) {
+        float* yr = y + r * ch * mult + jp;
+        const float* tr = tile + r * ch;
+        for (int64_t c = 0; c < ch; ++c) yr[c * mult] = tr[c];
+    }
+}
+
 // The per-pixel kernel over tiles of at most kDwTile pixels: each chunk builds a tile's
 // pixels x taps row pointers (into x, or at a zero row for padding taps, which then add
 // fma(0, K, acc) as the GEMM path would), runs the kernel and applies the activation to each
@@ -41,9 +57,7 @@ void pixel_tiles_forward(const float* x, const Conv2dShape& s, const PackedConv&
     // At least 8 pixels per tile (the kernel runs pixels in groups of 4), in units of 4.
     const PixelTiles tiling(pixels, kDwTile, std::max<int64_t>(1, num_threads()), 8, 4);
     const int64_t tiles = tiling.count;
-    const int64_t macs_per_tile = tiling.largest() * taps * ch * mult;
-    const int64_t min_tiles =
-        std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_tile - 1) / macs_per_tile);
+    const int64_t min_tiles = min_tiles_per_task(tiling, s, mult);
     const int64_t per_image = s.oh * s.ow;
     parallel_for(tiles, min_tiles, [&](int64_t begin, int64_t end) {
         std::vector<const float*> rows(static_cast<size_t>(kDwTile * taps));
@@ -107,12 +121,8 @@ void pixel_tiles_forward(const float* x, const Conv2dShape& s, const PackedConv&
             float* tile = plane_tile.data();
             for (int64_t jp = 0; jp < mult; ++jp) {
                 kernel(m, ch, taps, rows.data(), w.dw_kernel(jp), w.dw_bias(jp), tile, ch);
-                for (int64_t r = 0; r < m; ++r) {
-                    if (act) act(tile + r * ch, ch);
-                    float* yr = yt + r * ch * mult + jp;
-                    const float* tr = tile + r * ch;
-                    for (int64_t c = 0; c < ch; ++c) yr[c * mult] = tr[c];
-                }
+                if (act) act(tile, m * ch);
+                spread_plane(tile, m, ch, mult, jp, yt);
             }
         }
     });
@@ -128,19 +138,20 @@ void row_segments_forward(const float* x, const Conv2dShape& s, const PackedConv
     const int64_t pixels = s.n * s.oh * s.ow;
     const int64_t ch = s.c;
     const int64_t mult = w.multiplier();
-    // Stands for an input row in the padding: the kernel reads up to s.w pixels of it.
-    std::vector<float> zeros(static_cast<size_t>(s.w * ch), 0.0f);
+    // Stands for an input row in the padding (the kernel reads up to s.w pixels of it); only
+    // made when some output row reaches one.
+    const bool padding_rows =
+        s.pad_top > 0 || (s.oh - 1) * s.sh + (s.kh - 1) * s.dh - s.pad_top >= s.h;
+    std::vector<float> zeros(padding_rows ? static_cast<size_t>(s.w * ch) : 0, 0.0f);
     const float* zero_row = zeros.data();
     const auto kernel = kernels().dwconv_row;
-    // Tiles of whole output rows where a row holds a group of 8 outputs (a row cut in two runs
-    // a shifted-back group more); shorter rows are cut anywhere, the tiles balanced to the pixel.
-    const int64_t unit = s.ow >= 8 ? s.ow : 1;
-    const PixelTiles tiling(pixels, std::max(kDwTile, unit), std::max<int64_t>(1, num_threads()),
-                            8, unit);
+    // Tiles of whole output rows when a row holds 8 to kDwTile outputs (a row cut in two runs
+    // one shifted-back group more); rows shorter or longer (a 1-D conv's single row) are cut
+    // anywhere, the tiles balanced to the pixel.
+    const int64_t unit = s.ow >= 8 && s.ow <= kDwTile ? s.ow : 1;
+    const PixelTiles tiling(pixels, kDwTile, std::max<int64_t>(1, num_threads()), 8, unit);
     const int64_t tiles = tiling.count;
-    const int64_t macs_per_tile = tiling.largest() * s.kh * s.kw * ch * mult;
-    const int64_t min_tiles =
-        std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_tile - 1) / macs_per_tile);
+    const int64_t min_tiles = min_tiles_per_task(tiling, s, mult);
     const int64_t per_image = s.oh * s.ow;
     parallel_for(tiles, min_tiles, [&](int64_t begin, int64_t end) {
         std::vector<const float*> rows(static_cast<size_t>(s.kh));
@@ -187,11 +198,7 @@ void row_segments_forward(const float* x, const Conv2dShape& s, const PackedConv
                         args.bias = w.dw_bias(jp);
                         kernel(&args);
                         if (act) act(tile, seg * ch);
-                        for (int64_t r = 0; r < seg; ++r) {
-                            float* yr = yseg + r * ch * mult + jp;
-                            const float* tr = tile + r * ch;
-                            for (int64_t c = 0; c < ch; ++c) yr[c * mult] = tr[c];
-                        }
+                        spread_plane(tile, seg, ch, mult, jp, yseg);
                     }
                 }
                 p += seg;

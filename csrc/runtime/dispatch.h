@@ -70,9 +70,10 @@ struct KernelTable {
     // b*dw)[c] * k[(a*kw + b)*ldk + c], one FMA chain per element in tap order, columns outside
     // the input reading as 0 (fl_dwconv_row_f32_<isa>, FlDwRow, ukernels.h).
     void (*dwconv_row)(const FlDwRow* p);
-    // The depthwise driver runs dwconv_row for images of at most this many channels, dwconv
-    // above (docs/performance.md §5: a pixel's channels past a few cache lines make the row
-    // kernel's passes over them slower than the per-pixel kernel's).
+    // The depthwise driver runs dwconv_row for images of at most this many channels (at most
+    // 64 when the column stride is above 1), dwconv above (docs/performance.md §5: a pixel's
+    // channels past a few cache lines make the row kernel's passes over them slower than the
+    // per-pixel kernel's).
     int64_t dwconv_row_max_ch;
 
     // Indirect GEMM (conv): C (m x n) = init + A · B with row i of A given as ks chunks of kc

@@ -158,15 +158,23 @@ const std::vector<Case>& cases() {
         {1, 12, 11, 40, 5, 5, 40, 40, 1, 1, 1, 1, 2, 2, 2, 2},  // depthwise 5x5, > 64 pixels
         {1, 9, 9, 16, 3, 3, 16, 16, 1, 1, 2, 2, 2, 2, 2, 2},    // depthwise dilated
         // Depthwise row kernel: output rows of 17 (groups of 8, the last shifted back), 14 (7
-        // on AVX-512), 5 (one short group); 5x5 stride 2; rows cut by the tiles (3 threads).
+        // on AVX-512), 5 (one short group, rows cut by the tiles at 2 and 3 threads); 5x5
+        // stride 2; one row of 300 (a 1-D conv: cut into tiles, no padding rows); multiplier
+        // 2 with rows of 7 cut by the tiles.
         {2, 5, 17, 24, 3, 3, 24, 24, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 4, 14, 40, 3, 3, 40, 40, 1, 1, 1, 1, 1, 1, 1, 1},
         {3, 6, 5, 33, 3, 3, 33, 33, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 7, 5, 20, 3, 3, 20, 20, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 9, 28, 16, 5, 5, 16, 16, 2, 2, 1, 1, 2, 2, 2, 2},
         {1, 7, 60, 8, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1},
-        // More channels than any ISA's row kernel takes (the per-pixel kernel); multiplier 2
-        // over 300 channels (per pixel on AVX2, rows on AVX-512).
+        {1, 1, 300, 16, 1, 3, 16, 16, 1, 1, 1, 1, 0, 0, 1, 1},
+        {1, 5, 7, 12, 3, 3, 24, 12, 1, 1, 1, 1, 1, 1, 1, 1},
+        // The per-pixel kernel: more channels than any ISA's row kernel takes; 72 channels,
+        // strided (stride 2, and dilation 2 with multiplier 2: the pointer shifts of interior
+        // pixels); multiplier 2 over 300 channels (per pixel on AVX2, rows on AVX-512).
         {2, 5, 6, 520, 3, 3, 520, 520, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 9, 12, 72, 3, 3, 72, 72, 2, 2, 1, 1, 0, 1, 0, 1},
+        {1, 9, 10, 72, 3, 3, 144, 72, 1, 2, 2, 2, 2, 2, 2, 2},
         {1, 6, 7, 300, 3, 3, 600, 300, 2, 1, 1, 1, 1, 1, 0, 1},
         {1, 8, 8, 6, 3, 3, 12, 6, 1, 1, 1, 1, 1, 1, 1, 1},      // depthwise multiplier 2 (GEMM)
         {1, 9, 10, 8, 3, 3, 16, 8, 1, 1, 1, 1, 1, 1, 1, 1},     // multiplier 2, direct planes
@@ -374,7 +382,7 @@ void check_dwconv_case(const DwIsa& g, int64_t m, int64_t ch, int64_t taps, bool
 
     const int64_t ldy = ch + 3;
     const float sentinel = -1234.5f;
-    std::vector<float> ybuf(static_cast<size_t>((m + 1) * ldy), sentinel);
+    std::vector<float> ybuf(static_cast<size_t>((m + 2) * ldy), sentinel);  // + a row after
     std::vector<float> yref(ybuf);
     float* y = ybuf.data() + ldy;
     g.fn(m, ch, taps, rows.data(), k.data(), bp, y, ldy);
@@ -395,8 +403,8 @@ void check_dwconv_case(const DwIsa& g, int64_t m, int64_t ch, int64_t taps, bool
                               with_bias ? 1 : 0, (long long)p, (long long)c, got, acc);
             }
         }
-    for (int64_t i = 0; i < (m + 1) * ldy; ++i) {
-        const bool inside = i >= ldy && (i % ldy) < ch;
+    for (int64_t i = 0; i < (m + 2) * ldy; ++i) {
+        const bool inside = i >= ldy && i < (m + 1) * ldy && (i % ldy) < ch;
         if (!inside && ybuf[i] != sentinel) {
             FLT_CHECK_MSG(false, "%s dwconv m=%lld ch=%lld taps=%lld: wrote outside y at %lld",
                           fl::isa_name(g.isa), (long long)m, (long long)ch, (long long)taps,
@@ -476,7 +484,7 @@ void check_dwrow_case(const DwRowIsa& g, const DwGeom& geo, int64_t w, int64_t c
     const float* bp = with_bias ? bias.data() : nullptr;
 
     const float sentinel = -1234.5f;
-    std::vector<float> ybuf(static_cast<size_t>((w + 1) * ldy), sentinel);
+    std::vector<float> ybuf(static_cast<size_t>((w + 2) * ldy), sentinel);  // + a row after
     std::vector<float> yref(ybuf);
     FlDwRow args{w,     col0,          width, ch,   geo.kh, geo.kw, geo.sw, geo.dw,
                  rows.data(), ldx, k.data(), ldk, bp,   ybuf.data() + ldy, ldy};
@@ -507,8 +515,8 @@ void check_dwrow_case(const DwRowIsa& g, const DwGeom& geo, int64_t w, int64_t c
                               (long long)o, (long long)c, got, acc);
             }
         }
-    for (int64_t i = 0; i < (w + 1) * ldy; ++i) {
-        const bool inside = i >= ldy && (i % ldy) < ch;
+    for (int64_t i = 0; i < (w + 2) * ldy; ++i) {
+        const bool inside = i >= ldy && i < (w + 1) * ldy && (i % ldy) < ch;
         if (!inside && ybuf[static_cast<size_t>(i)] != sentinel) {
             FLT_CHECK_MSG(false, "%s dwconv_row w=%lld ch=%lld: wrote outside y at %lld",
                           fl::isa_name(g.isa), (long long)w, (long long)ch, (long long)i);
@@ -545,16 +553,16 @@ void test_dwrow_kernel_grid(const DwRowIsa& g) {
                     ++cases;
                 }
     // w == 0 or ch == 0 writes nothing.
-    float y = -1.0f;
-    const float one = 1.0f;
-    const float* r = &one;
-    FlDwRow none{0, 0, 1, 4, 1, 1, 1, 1, &r, 4, &one, 4, nullptr, &y, 4};
+    float y[16];
+    std::fill(y, y + 16, -1.0f);
+    const float ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const float* r = ones;
+    FlDwRow none{0, 0, 4, 4, 1, 1, 1, 1, &r, 4, ones, 4, nullptr, y, 4};
     g.fn(&none);
     none.w = 3;
     none.ch = 0;
-    none.ldy = 0;
     g.fn(&none);
-    FLT_CHECK(y == -1.0f);
+    FLT_CHECK(std::all_of(y, y + 16, [](float v) { return v == -1.0f; }));
     std::printf("  %s: %d dwconv row kernel cases\n", fl::isa_name(g.isa), cases);
 }
 
@@ -572,9 +580,11 @@ namespace fltest {
 void test_pixel_tiles() {
     for (int64_t unit : {1, 4, 6, 28})
         for (int64_t threads = 1; threads <= 9; ++threads)
-            for (int64_t target : {12, 48, 64, 240})
+            for (int64_t target : {12, 48, 64, 128, 240})
                 for (int64_t pixels = 0; pixels <= 700; ++pixels) {
-                    const int64_t min_pixels = 2 * unit;
+                    // The drivers' minimum: 8 pixels (both depthwise paths; the row kernel's
+                    // units are whole rows), else two units.
+                    const int64_t min_pixels = unit == 28 || unit == 4 ? 8 : 2 * unit;
                     const fl::conv_detail::PixelTiles pt(pixels, target, threads, min_pixels, unit);
                     if (pixels == 0) {
                         FLT_CHECK(pt.count == 0);
@@ -583,7 +593,9 @@ void test_pixel_tiles() {
                     FLT_CHECK(pt.count >= 1 && pt.start(0) == 0 && pt.start(pt.count) == pixels);
                     const int64_t units = (pixels + unit - 1) / unit;
                     const int64_t tu = std::max<int64_t>(1, target / unit);
-                    const bool capped = pt.count == std::max((units + tu - 1) / tu, units / 2);
+                    const int64_t min_units = (min_pixels + unit - 1) / unit;
+                    const bool capped =
+                        pt.count == std::max((units + tu - 1) / tu, units / min_units);
                     FLT_CHECK_MSG(pt.count == 1 || pt.count % threads == 0 || capped,
                                   "count %lld, threads %lld", (long long)pt.count,
                                   (long long)threads);

@@ -97,8 +97,10 @@ int64_t conv2d_tile_pixels(int64_t k);
 // y (N, OH, OW, F) = conv(x (N, H, W, C)) by w.algo(); x and y C-contiguous, not overlapping.
 // The shape's kernel fields must match w (std::invalid_argument otherwise). N == 0 does
 // nothing. Extra memory: 1x1 stride-1 unpadded convs (not depthwise) run the GEMM on x itself;
-// depthwise: per-tile row pointers (threads x 64 x kh*kw pointers + one zero row of C floats,
-// and for multiplier > 1 a 64 x C tile per thread); indirect: per-tile chunk pointers (threads
+// depthwise: the row kernel, kh row pointers per thread, a zero row of W x C floats when
+// there are padding rows, and for multiplier > 1 a 128 x C tile per thread; the per-pixel
+// kernel, per-tile row pointers (threads x 64 x kh*kw pointers + a zero row of C floats, and
+// for multiplier > 1 a 64 x C tile per thread); indirect: per-tile chunk pointers (threads
 // x conv2d_tile_pixels(K) x kh*kw pointers, a zero row, and for C < 16 a scratch tile of
 // conv2d_tile_pixels(K) x K floats per thread of which only the rows clipped by the left/right
 // padding are written); tiles: one tile buffer per thread chunk, <= threads x

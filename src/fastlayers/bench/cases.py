@@ -467,7 +467,8 @@ def _dwconv_case(cid, n, h, w, c, k, quick=True):
 
 # The shapes whose time the FMA units bound (enough multiply-adds per byte moved, inputs
 # reused from cache): every GEMM, dense with 64+ rows, the convs but the seed article's
-# 8-filter toy, the batched recurrent layers and long attention. dense-1, lstm-b1 and
+# 8-filter toy and the depthwise ones (9 multiply-adds per input value read), the batched
+# recurrent layers and long attention. dense-1, lstm-b1 and
 # gru-b1 stream their weights from memory or L2 once per row or step, the decode shapes their
 # K and V once per call; attn-64's heads are short (64 x 64: per-head costs count); the seed
 # shapes and softmax measure per-call overhead and memory.
