@@ -25,6 +25,7 @@ from fastlayers.layers import (
     BatchNormalization,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Flatten,
     LayerNormalization,
     LeakyReLU,
@@ -58,7 +59,7 @@ def _folded_layers(model):
                       if isinstance(f, folding.Fold))
     nodes = {id(n): n for n in model._nodes}
     return sorted(nodes[k].layer.name for k in plan
-                  if type(nodes[k].layer).__name__ in ("Dense", "Conv2D"))
+                  if type(nodes[k].layer).__name__ in ("Dense", "Conv2D", "DepthwiseConv2D"))
 
 
 def assert_fold_equals_unfolded(model, x, backend, k=64):
@@ -299,3 +300,76 @@ def test_no_fold_while_a_mask_flows(backend, rng):
             got = model(x)
             np.testing.assert_array_equal(got, want)
             assert not np.allclose(got[:2], unmasked[:2])  # the mask mattered
+
+
+# ---- DepthwiseConv2D -> BatchNormalization (MobileNet's blocks) ------------------------------
+
+
+def test_fold_weights_formula_depthwise(rng):
+    """Output channel c * m + j of a depthwise conv is kernel[:, :, c, j]: scaled by s[c*m + j]."""
+    dw = DepthwiseConv2D(3, depth_multiplier=2, use_bias=False)
+    dw.build((1, 5, 5, 3))
+    dw.set_weights([rng.standard_normal((3, 3, 3, 2))])
+    bn = BatchNormalization(epsilon=0.01)
+    bn.build((1, 3, 3, 6))
+    gamma, beta, mean = rng.standard_normal((3, 6))
+    var = rng.uniform(0.5, 2.0, 6)
+    bn.set_weights([gamma, beta, mean, var])
+    kernel, bias = folding.fold_weights(dw, bn)
+    s = gamma.astype(F32).astype(np.float64) / np.sqrt(var.astype(F32).astype(np.float64) + 0.01)
+    want = dw.get_weights()[0].copy()
+    for c in range(3):
+        for j in range(2):
+            want[:, :, c, j] *= s[c * 2 + j]
+    np.testing.assert_allclose(kernel, want, rtol=1e-6)
+    np.testing.assert_allclose(bias, -mean.astype(F32) * s + beta.astype(F32), rtol=1e-6,
+                               atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sequential_folds_depthwise(backend, rng):
+    model = Sequential([
+        Input(shape=(7, 9, 4)),
+        DepthwiseConv2D(3, depth_multiplier=2, use_bias=False, padding="same"),
+        BatchNormalization(),  # folds
+        ReLU(max_value=6.0),
+        DepthwiseConv2D(3, strides=2, data_format="channels_first"),  # BN on axis -1 is W
+        BatchNormalization(),
+        DepthwiseConv2D(3, activation="relu"), BatchNormalization(),  # after relu
+    ])
+    _random_bn_weights(model, rng)
+    assert _folded_layers(model) == [model.layers[0].name]
+    assert_fold_equals_unfolded(model, rng.standard_normal((2, 7, 9, 4)).astype(F32), backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_depthwise_folds_match_keras(backend, rng, tmp_path):
+    """A MobileNet-style block written in Keras, saved and loaded: both DepthwiseConv2D ->
+    BatchNormalization pairs run folded and give Keras's outputs."""
+    keras = pytest.importorskip("keras")
+    L = keras.layers
+    inp = keras.Input((11, 13, 5))
+    h = L.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False, padding="same", name="dw1")(inp)
+    h = L.ReLU(6.0)(L.BatchNormalization(name="bn1")(h))
+    h = L.DepthwiseConv2D(3, strides=2, name="dw2")(L.ZeroPadding2D(((0, 1), (0, 1)))(h))
+    out = L.BatchNormalization(epsilon=1e-3, name="bn2")(h)
+    ref = keras.Model(inp, out)
+    weights = []
+    for w in ref.weights:
+        name = w.path.rsplit("/", 1)[-1]
+        if name == "moving_variance":
+            weights.append(rng.uniform(0.3, 2.0, w.shape))
+        elif name == "gamma":
+            weights.append(rng.uniform(0.5, 1.5, w.shape))
+        else:
+            weights.append(rng.uniform(-0.5, 0.5, w.shape))
+    for w, v in zip(ref.weights, weights):
+        w.assign(v.astype(F32))
+    path = tmp_path / "dw_bn.keras"
+    ref.save(path)
+    x = rng.standard_normal((2, 11, 13, 5)).astype(F32)
+    want = keras.ops.convert_to_numpy(ref(x))
+    model = fl.load_model(path)
+    assert _folded_layers(model) == ["dw1", "dw2"]
+    got = assert_fold_equals_unfolded(model, x, backend)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
