@@ -22,6 +22,7 @@ import fastlayers as fl
 from fastlayers import Input, Model, Sequential
 from fastlayers.layers import (
     ELU,
+    Activation,
     BatchNormalization,
     Conv2D,
     Dense,
@@ -371,5 +372,59 @@ def test_depthwise_folds_match_keras(backend, rng, tmp_path):
     want = keras.ops.convert_to_numpy(ref(x))
     model = fl.load_model(path)
     assert _folded_layers(model) == ["dw1", "dw2"]
+    assert len(_fused_activation_layers(model)) == 1  # the ReLU(6) after bn1
     got = assert_fold_equals_unfolded(model, x, backend)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ---- the activation layer after a folded pair runs in the producer's kernel -----------------
+
+
+def _fused_activation_layers(model):
+    """The names of the activation layers that run fused into a folded producer."""
+    plan = _plan(model)
+    if isinstance(model, Sequential):
+        return sorted(model.layers[i + 2].name for i, f in plan.items() if f.span == 3)
+    nodes = {id(n): n for n in model._nodes}
+    return sorted(nodes[k].layer.name for k in plan
+                  if type(nodes[k].layer).__name__ in ("ReLU", "Activation"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sequential_fuses_the_activation_after_a_fold(backend, rng):
+    model = Sequential([
+        Input(shape=(6, 7, 3)),
+        Conv2D(8, 3, padding="same"), BatchNormalization(), ReLU(max_value=6.0),  # relu6
+        DepthwiseConv2D(3, use_bias=False), BatchNormalization(), ReLU(threshold=0.1),  # no
+        Conv2D(4, 1), BatchNormalization(), Activation("swish"),  # fuses
+        Flatten(),
+        Dense(5), BatchNormalization(), ReLU(negative_slope=0.2),  # Keras's leaky_relu
+    ])
+    _random_bn_weights(model, rng)
+    assert _folded_layers(model) == sorted(model.layers[i].name for i in (0, 3, 6, 10))
+    assert _fused_activation_layers(model) == sorted(
+        model.layers[i].name for i in (2, 8, 12))
+    x = rng.standard_normal((2, 6, 7, 3)).astype(F32) * 3
+    got = assert_fold_equals_unfolded(model, x, backend)[0]
+    with fl.use_backend(backend), folding.disabled():
+        want = _layer_by_layer(x, *model.layers)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functional_fuses_only_a_sole_reader(backend, rng):
+    inp = Input(shape=(5, 5, 4))
+    conv_a, bn_a, relu_a = Conv2D(6, 3, padding="same"), BatchNormalization(), ReLU()
+    conv_b, bn_b, relu_b = Conv2D(6, 3, padding="same"), BatchNormalization(), ReLU()
+    conv_c, bn_c, act_c = Conv2D(6, 1), BatchNormalization(), Activation("softmax")
+    a = relu_a(bn_a(conv_a(inp)))  # fuses
+    normed = bn_b(conv_b(inp))  # the BatchNormalization's output is read twice: no fusion
+    b = relu_b(normed)
+    c = act_c(bn_c(conv_c(inp)))  # softmax is a row activation: not in the kernel
+    model = Model(inp, [a, b, normed, c])
+    _random_bn_weights(model, rng)
+    assert _folded_layers(model) == sorted([conv_a.name, conv_b.name, conv_c.name])
+    assert _fused_activation_layers(model) == [relu_a.name]
+    x = rng.standard_normal((2, 5, 5, 4)).astype(F32)
+    got = assert_fold_equals_unfolded(model, x, backend)
+    assert (got[0] >= 0).all() and (got[2] < 0).any()  # relu applied once, normed left alone

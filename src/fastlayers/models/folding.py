@@ -9,7 +9,9 @@ channel scaled) and the bias ``(b - moving_mean) * s + beta``. A model runs that
 instead of the pair: one GEMM pass, no second sweep over the activations. A
 DepthwiseConv2D's output channel ``c * m + j`` comes from ``kernel[:, :, c, j]``, so its
 kernel is scaled by ``s`` reshaped to (C, m); MobileNet's and EfficientNet's blocks are
-DepthwiseConv2D (no bias) then BatchNormalization, 17 of MobileNetV2's 52.
+DepthwiseConv2D (no bias) then BatchNormalization, 17 of MobileNetV2's 52. An elementwise
+activation layer right after the pair (``fused_activation``) becomes the folded layer's
+own activation, applied as the kernel finishes each tile (docs/architecture.md §13).
 
 A pair is folded when
 
@@ -42,9 +44,10 @@ from .. import _symbolic as S
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import pack_conv2d, pack_dense
+from .._numpy import activations as _np_act
 from ..layers.conv import Conv2D, DepthwiseConv2D
-from ..layers.core import Dense
-from ..layers.normalization import BatchNormalization
+from ..layers.core import Activation, Dense
+from ..layers.normalization import BatchNormalization, ReLU
 
 _enabled = [True]
 
@@ -76,6 +79,21 @@ def _out_channels(producer: Any) -> int:
     return kernel.shape[2] * kernel.shape[3]
 
 
+def fused_activation(layer: Any) -> str | None:
+    """The elementwise activation an activation layer applies, when the producer can apply it
+    as its own activation instead (in its kernel's epilogue where the core has it): a
+    ``ReLU`` that is relu, relu6 or Keras's leaky_relu, an ``Activation`` of an elementwise
+    name (not softmax and the other row activations, not a callable); else None."""
+    if type(layer) is ReLU:
+        name = layer._core_name()
+    elif type(layer) is Activation and isinstance(layer.activation, str):
+        name = layer.activation
+    else:
+        return None
+    elementwise = name in _np_act.ACTIVATIONS and name not in _np_act.ROW_ACTIVATIONS
+    return name if elementwise else None
+
+
 def foldable(producer: Any, bn: Any, out_ndim: int | None) -> bool:
     """Whether ``bn`` applied to the output (of rank ``out_ndim``, None if unknown) of
     ``producer`` folds into it."""
@@ -91,11 +109,15 @@ def foldable(producer: Any, bn: Any, out_ndim: int | None) -> bool:
 
 
 class Fold:
-    """A producer and the BatchNormalization folded into it; runs the pair as one layer."""
+    """A producer and the BatchNormalization folded into it, and the activation layer after
+    them when it fuses (``activation``, else "linear"); runs them as one layer. ``span``: how
+    many layers of a Sequential it stands for (2 or 3)."""
 
-    def __init__(self, producer: Any, bn: Any) -> None:
+    def __init__(self, producer: Any, bn: Any, activation: str = "linear") -> None:
         self.producer = producer
         self.bn = bn
+        self.activation = activation
+        self.span = 2 if activation == "linear" else 3
         # (source weight arrays, kernel, bias, packed), replaced as one tuple: a call running
         # while another thread sets new weights sees one consistent fold, old or new.
         self._state: tuple = ((), None, None, None)
@@ -120,15 +142,16 @@ class Fold:
     def __call__(self, x: Any) -> np.ndarray:
         _, kernel, bias, packed = self._current()
         p = self.producer
+        act = self.activation
         if type(p) is Dense:
-            a = V.check_dense(x, kernel, bias, "linear", op=p._owner(), x_name="inputs")
+            a = V.check_dense(x, kernel, bias, act, op=p._owner(), x_name="inputs")
             return F.run_dense(a, packed)
         if type(p) is Conv2D:
             a = V.check_conv2d(x, kernel, bias, p.strides, p.padding, p.dilation_rate,
-                               p.groups, "linear", op=p._owner(), x_name="inputs")
+                               p.groups, act, op=p._owner(), x_name="inputs")
         else:
             a = V.check_depthwise_conv2d(x, kernel, bias, p.strides, p.padding,
-                                         p.dilation_rate, "linear", op=p._owner(),
+                                         p.dilation_rate, act, op=p._owner(),
                                          x_name="inputs")
         return F.run_conv2d(a, packed)
 
@@ -162,19 +185,20 @@ def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _fold(model: Any, producer: Any, bn: Any) -> Fold:
+def _fold(model: Any, producer: Any, bn: Any, activation: str = "linear") -> Fold:
     folds = _CACHE.setdefault(model, {})
-    key = (id(producer), id(bn))
+    key = (id(producer), id(bn), activation)
     fold = folds.get(key)
     if fold is None or fold.producer is not producer or fold.bn is not bn:
-        fold = folds[key] = Fold(producer, bn)
+        fold = folds[key] = Fold(producer, bn, activation)
     return fold
 
 
 def sequential_plan(model: Any) -> dict[int, Callable]:
     """For a Sequential: {index of a producer in the stack: the folded pair, to run instead of
-    that layer and the BatchNormalization right after it}. The executor folds a pair only when
-    no implicit mask reaches the producer."""
+    that layer and the BatchNormalization right after it, and of the activation layer after
+    that when it fuses (the Fold's span)}. The executor folds a pair only when no implicit
+    mask reaches the producer."""
     if not _enabled[0]:
         return {}
     stack = model._stack
@@ -186,17 +210,20 @@ def sequential_plan(model: Any) -> dict[int, Callable]:
         ndim = len(outputs[i + 1].shape) if len(outputs) > i + 1 else (
             4 if type(producer) in (Conv2D, DepthwiseConv2D) else None)
         if foldable(producer, bn, ndim):
-            plan[i] = _fold(model, producer, bn)
-            i += 2
+            act = fused_activation(stack[i + 2]) if i + 2 < len(stack) else None
+            plan[i] = _fold(model, producer, bn, act or "linear")
+            i += plan[i].span
         else:
             i += 1
     return plan
 
 
-def _candidates(model: Any) -> list[tuple[Any, Any, int]]:
-    """(producer node, bn node, output rank) for every pair whose graph allows a fold: the
-    producer's one output is read by the BatchNormalization node alone, as its inputs, and
-    is not a model output. Computed once per model (its graph does not change)."""
+def _candidates(model: Any) -> list[tuple[Any, Any, int, Any]]:
+    """(producer node, bn node, output rank, activation node or None) for every pair whose
+    graph allows a fold: the producer's one output is read by the BatchNormalization node
+    alone, as its inputs, and is not a model output; the activation node, when the
+    BatchNormalization's output is likewise read by one node alone, with one input (whether
+    its layer fuses is asked per call). Computed once per model (its graph does not change)."""
     folds = _CACHE.setdefault(model, {})
     cached = folds.get("candidates")
     if cached is not None:
@@ -221,7 +248,15 @@ def _candidates(model: Any) -> list[tuple[Any, Any, int]]:
             continue
         if len(node.args) != 1 or not isinstance(node.args[0], S.SymbolicTensor):
             continue
-        pairs.append((node, user, len(t.shape)))
+        act_node = None
+        if len(user.outputs) == 1 and user.outputs[0].id not in outputs:
+            u = user.outputs[0]
+            after = readers.get(u.id, [])
+            if len(after) == 1 and [i.id for i in after[0].inputs] == [u.id] and (
+                len(after[0].args) == 1 and after[0].args[0] is u and not after[0].kwargs
+            ):
+                act_node = after[0]
+        pairs.append((node, user, len(t.shape), act_node))
     folds["candidates"] = pairs
     return pairs
 
@@ -233,14 +268,18 @@ def functional_plan(model: Any) -> dict[int, Callable]:
     if not _enabled[0]:
         return {}
     plan: dict[int, FoldStep] = {}
-    for node, bn_node, ndim in _candidates(model):
+    for node, bn_node, ndim, act_node in _candidates(model):
         if not foldable(node.layer, bn_node.layer, ndim):
             continue
-        fold = _fold(model, node.layer, bn_node.layer)
+        act = None if act_node is None else fused_activation(act_node.layer)
+        fold = _fold(model, node.layer, bn_node.layer, act or "linear")
         source = node.args[0]
+        produced = node.outputs[0]
         plan[id(node)] = FoldStep(lambda values, f=fold, t=source: [f(values[t.id])], None)
-        plan[id(bn_node)] = FoldStep(lambda values, t=node.outputs[0]: [values[t.id]],
-                                     node.outputs[0].id)
+        plan[id(bn_node)] = FoldStep(lambda values, t=produced: [values[t.id]], produced.id)
+        if act:  # the activation ran in the producer's kernel: its node passes the value on
+            plan[id(act_node)] = FoldStep(lambda values, t=bn_node.outputs[0]: [values[t.id]],
+                                          produced.id)
     return plan
 
 

@@ -103,15 +103,15 @@ class Sequential(BaseModel):
         cur = 0
         fresh = False  # the current x is a new array made by a runner (views of it are safe)
         folded = folding.sequential_plan(self)  # BatchNormalization folds (models/folding.py)
-        skip = False  # the BatchNormalization after a producer that ran folded
+        skip = 0  # the BatchNormalization (and fused activation) after a folded producer
         for i, layer in enumerate(self._stack):
             x_in = x
             if skip:
-                skip = False  # its input is normalized already; no mask came in or goes out
+                skip -= 1  # its input is normalized already; no mask came in or goes out
                 continue
             elif i in folded and mask is None:
                 x = folded[i](x)  # the producer with the BatchNormalization folded in
-                skip = True
+                skip = folded[i].span - 1
                 step = folded[i]
                 fresh = False
             elif mask is None and _masking.mask_free(layer):
