@@ -147,17 +147,18 @@ def test_loaded_models_fold_what_can_be_folded(backend):
 # ---- what does not fold -------------------------------------------------------------------
 
 
+def _random_weight(name, shape, rng):
+    """Seeded values for a weight by its name (the BatchNormalization statistics not trivial)."""
+    if name == "moving_variance":
+        return rng.uniform(0.3, 2.0, shape)
+    if name == "gamma":
+        return rng.uniform(0.5, 1.5, shape)
+    return rng.uniform(-0.5, 0.5, shape)
+
+
 def _random_bn_weights(model, rng):
-    weights = []
-    for layer in model.layers:
-        for name, w in zip(layer._weight_names(), layer.get_weights()):
-            if name == "moving_variance":
-                weights.append(rng.uniform(0.3, 2.0, w.shape))
-            elif name == "gamma":
-                weights.append(rng.uniform(0.5, 1.5, w.shape))
-            else:
-                weights.append(rng.uniform(-0.5, 0.5, w.shape))
-    model.set_weights(weights)
+    model.set_weights([_random_weight(name, w.shape, rng) for layer in model.layers
+                       for name, w in zip(layer._weight_names(), layer.get_weights())])
 
 
 def _layer_by_layer(x, *layers):
@@ -355,17 +356,8 @@ def test_depthwise_folds_match_keras(backend, rng, tmp_path):
     h = L.DepthwiseConv2D(3, strides=2, name="dw2")(L.ZeroPadding2D(((0, 1), (0, 1)))(h))
     out = L.BatchNormalization(epsilon=1e-3, name="bn2")(h)
     ref = keras.Model(inp, out)
-    weights = []
     for w in ref.weights:
-        name = w.path.rsplit("/", 1)[-1]
-        if name == "moving_variance":
-            weights.append(rng.uniform(0.3, 2.0, w.shape))
-        elif name == "gamma":
-            weights.append(rng.uniform(0.5, 1.5, w.shape))
-        else:
-            weights.append(rng.uniform(-0.5, 0.5, w.shape))
-    for w, v in zip(ref.weights, weights):
-        w.assign(v.astype(F32))
+        w.assign(_random_weight(w.path.rsplit("/", 1)[-1], w.shape, rng).astype(F32))
     path = tmp_path / "dw_bn.keras"
     ref.save(path)
     x = rng.standard_normal((2, 11, 13, 5)).astype(F32)
