@@ -1,4 +1,5 @@
-"""Folding a BatchNormalization into the Dense or Conv2D before it (fastlayers/models/folding.py).
+"""Folding a BatchNormalization into the Dense, Conv2D or DepthwiseConv2D before it, and the
+activation layer after it into the same layer (fastlayers/models/folding.py).
 
 The folded model must equal the unfolded one (``folding.disabled()``) within float32
 rounding and Keras's outputs (tests/golden/models_norm.npz, made by
@@ -406,17 +407,65 @@ def test_sequential_fuses_the_activation_after_a_fold(backend, rng):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_functional_fuses_only_a_sole_reader(backend, rng):
     inp = Input(shape=(5, 5, 4))
-    conv_a, bn_a, relu_a = Conv2D(6, 3, padding="same"), BatchNormalization(), ReLU()
+    conv_a, bn_a, act_a = Conv2D(6, 3, padding="same"), BatchNormalization(), Activation("swish")
     conv_b, bn_b, relu_b = Conv2D(6, 3, padding="same"), BatchNormalization(), ReLU()
     conv_c, bn_c, act_c = Conv2D(6, 1), BatchNormalization(), Activation("softmax")
-    a = relu_a(bn_a(conv_a(inp)))  # fuses
-    normed = bn_b(conv_b(inp))  # the BatchNormalization's output is read twice: no fusion
+    conv_d, bn_d, relu_d = Conv2D(6, 1), BatchNormalization(), ReLU(negative_slope=0.2)
+    conv_e, bn_e, relu_e, side = Conv2D(6, 1), BatchNormalization(), ReLU(), Dense(2)
+    a = act_a(bn_a(conv_a(inp)))  # fuses (swish twice would show)
+    normed = bn_b(conv_b(inp))  # a model output as well as the ReLU's input: no fusion
     b = relu_b(normed)
     c = act_c(bn_c(conv_c(inp)))  # softmax is a row activation: not in the kernel
-    model = Model(inp, [a, b, normed, c])
+    d = relu_d(bn_d(conv_d(inp)))  # fuses as leaky_relu (twice would show)
+    normed_e = bn_e(conv_e(inp))  # read by a ReLU and a Dense: no fusion
+    model = Model(inp, [a, b, normed, c, d, relu_e(normed_e), side(normed_e)])
     _random_bn_weights(model, rng)
-    assert _folded_layers(model) == sorted([conv_a.name, conv_b.name, conv_c.name])
-    assert _fused_activation_layers(model) == [relu_a.name]
+    assert _folded_layers(model) == sorted(
+        [conv_a.name, conv_b.name, conv_c.name, conv_d.name, conv_e.name])
+    assert _fused_activation_layers(model) == sorted([act_a.name, relu_d.name])
     x = rng.standard_normal((2, 5, 5, 4)).astype(F32)
-    got = assert_fold_equals_unfolded(model, x, backend)
-    assert (got[0] >= 0).all() and (got[2] < 0).any()  # relu applied once, normed left alone
+    for _ in range(3):  # the first call records a shape plan, the next ones replay it
+        got = assert_fold_equals_unfolded(model, x, backend)
+        with fl.use_backend(backend), folding.disabled():
+            want = [_layer_by_layer(x, conv_a, bn_a, act_a), _layer_by_layer(x, conv_b, bn_b)]
+            want.append(relu_b(want[1]))
+            want.append(_layer_by_layer(x, conv_d, bn_d, relu_d))
+            want.append(side(_layer_by_layer(x, conv_e, bn_e)))
+        for g, w in zip([got[0], got[2], got[1], got[4], got[6]], want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_shared_pair_folds_with_and_without_its_activation(backend, rng):
+    """One Dense + BatchNormalization called at two sites, a ReLU after one of them: two
+    folds of the same pair, one with the activation."""
+    in_a, in_b = Input(shape=(4,)), Input(shape=(4,))
+    dense, bn, relu = Dense(5), BatchNormalization(), ReLU(negative_slope=0.2)
+    model = Model([in_a, in_b], [relu(bn(dense(in_a))), bn(dense(in_b))])
+    _random_bn_weights(model, rng)
+    assert _fused_activation_layers(model) == [relu.name]
+    xa, xb = rng.standard_normal((2, 3, 4)).astype(F32)
+    for _ in range(2):
+        got = assert_fold_equals_unfolded(model, [xa, xb], backend)
+        with fl.use_backend(backend), folding.disabled():
+            np.testing.assert_allclose(got[0], _layer_by_layer(xa, dense, bn, relu), rtol=1e-5,
+                                       atol=1e-6)
+            np.testing.assert_allclose(got[1], _layer_by_layer(xb, dense, bn), rtol=1e-5,
+                                       atol=1e-6)
+        assert (got[1] < 0).any()  # the second site is not activated
+
+
+def test_an_unbuilt_activation_runs_once_as_a_layer(rng):
+    """A Sequential without an Input whose producer and BatchNormalization are built: the new
+    ReLU runs as a layer on the first call (and is built by it), fused from the second."""
+    dense, bn = Dense(3), BatchNormalization()
+    dense.build((None, 4))
+    bn.build((None, 3))
+    model = Sequential([dense, bn, ReLU()])
+    _random_bn_weights(model, rng)
+    assert _fused_activation_layers(model) == []
+    x = rng.standard_normal((2, 4)).astype(F32)
+    first = model(x)
+    assert model.built and model.layers[2].built
+    assert _fused_activation_layers(model) == [model.layers[2].name]
+    np.testing.assert_allclose(model(x), first, rtol=1e-5, atol=1e-6)

@@ -180,8 +180,10 @@ def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
             np.ascontiguousarray(bias, dtype=np.float32))
 
 
-# One dict per model: (id(producer), id(bn)) -> Fold. Weak, so that the cache neither keeps a
-# model alive nor travels with it (pickling, deepcopy).
+# One dict per model: (id(producer), id(bn), activation) -> Fold, and "candidates" -> the
+# graph's pairs (_candidates). Weak, so that the cache neither keeps a model alive nor travels
+# with it (pickling, deepcopy). A pair run with and without a fused activation (a shared
+# producer) has one Fold, with its own packed weights, per activation.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -210,7 +212,9 @@ def sequential_plan(model: Any) -> dict[int, Callable]:
         ndim = len(outputs[i + 1].shape) if len(outputs) > i + 1 else (
             4 if type(producer) in (Conv2D, DepthwiseConv2D) else None)
         if foldable(producer, bn, ndim):
-            act = fused_activation(stack[i + 2]) if i + 2 < len(stack) else None
+            # An activation layer not built yet runs as a layer once (it is then built).
+            nxt = stack[i + 2] if i + 2 < len(stack) else None
+            act = fused_activation(nxt) if nxt is not None and nxt.built else None
             plan[i] = _fold(model, producer, bn, act or "linear")
             i += plan[i].span
         else:
@@ -263,15 +267,17 @@ def _candidates(model: Any) -> list[tuple[Any, Any, int, Any]]:
 
 def functional_plan(model: Any) -> dict[int, Callable]:
     """For a functional Model: {id(node): f(values) -> the node's outputs} for the nodes
-    that run folded (the producer runs the folded layer, the BatchNormalization passes its
-    input, already normalized, through)."""
+    that run folded (the producer runs the folded layer, with the fused activation when
+    there is one; the BatchNormalization and the activation node pass their input, already
+    normalized and activated, through)."""
     if not _enabled[0]:
         return {}
     plan: dict[int, FoldStep] = {}
     for node, bn_node, ndim, act_node in _candidates(model):
         if not foldable(node.layer, bn_node.layer, ndim):
             continue
-        act = None if act_node is None else fused_activation(act_node.layer)
+        act = None if act_node is None or not act_node.layer.built else fused_activation(
+            act_node.layer)
         fold = _fold(model, node.layer, bn_node.layer, act or "linear")
         source = node.args[0]
         produced = node.outputs[0]
@@ -285,8 +291,9 @@ def functional_plan(model: Any) -> dict[int, Callable]:
 
 class FoldStep(NamedTuple):
     """One node of a functional plan: ``run(values)`` gives the node's outputs. ``after`` is
-    None for the folded producer, and for the BatchNormalization the id of the producer's
-    output tensor: the pass-through is right only if the producer ran folded. The executor
+    None for the folded producer, and for the BatchNormalization and a fused activation node
+    the id of the producer's output tensor: their pass-through is right only if the producer
+    ran folded. The executor
     folds a pair only when no implicit mask reaches the producer (docs/architecture.md §13),
     so the masks need no special case: none comes in, none goes out."""
 
