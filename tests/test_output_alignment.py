@@ -144,3 +144,29 @@ def test_aligned_outputs_are_freed():
     assert r.returncode == 0, r.stderr
     before_kib, after_kib = (int(v) for v in r.stdout.split())
     assert (after_kib - before_kib) * 1024 < 128 * 2**20, "the outputs' memory was not freed"
+
+
+@pytest.mark.parametrize("shape, pads", [
+    ((1, 112, 112, 96), ((0, 1), (0, 1))),  # MobileNet's pad before a stride-2 depthwise conv
+    ((2, 5, 7, 3), ((2, 1), (0, 3))),
+    ((1, 1, 9, 4), ((0, 0), (1, 2))),
+    ((0, 4, 4, 2), ((1, 1), (1, 1))),
+    ((1, 3, 3, 1), ((0, 0), (0, 0))),
+])
+def test_zero_padding_output_is_aligned_and_exact(shape, pads):
+    x = RNG.standard_normal(shape).astype(np.float32)
+    want = np.pad(x, ((0, 0), *pads, (0, 0)))
+    y = fl.layers.ZeroPadding2D(pads)(x)
+    assert y.dtype == np.float32 and y.shape == want.shape and y.flags.c_contiguous
+    np.testing.assert_array_equal(y, want)
+    if y.nbytes >= 4096:
+        assert y.ctypes.data % 64 == 0
+    rows = np.ascontiguousarray(x[:, 0])  # (N, steps, channels): the images' first rows
+    y1 = fl.layers.ZeroPadding1D(pads[1])(rows)
+    np.testing.assert_array_equal(y1, np.pad(rows, ((0, 0), pads[1], (0, 0))))
+
+
+def test_zero_padding_of_float64_stays_numpy():
+    x = RNG.standard_normal((2, 3, 4, 5))
+    y = fl.layers.ZeroPadding2D(1)(x)
+    np.testing.assert_array_equal(y, np.pad(x.astype(y.dtype), ((0, 0), (1, 1), (1, 1), (0, 0))))

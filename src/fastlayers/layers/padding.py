@@ -1,7 +1,9 @@
 """Padding and cropping layers: ZeroPadding1D/2D/3D, Cropping1D/2D/3D (docs/semantics.md
 §21, §30).
 
-No arithmetic: they run the same NumPy code under every backend.
+No arithmetic: they run the same NumPy code under every backend. A float32 padding's output is
+allocated by the core when it is loaded (64-byte aligned, as the core's own outputs: the conv
+that reads it next, a strided depthwise conv in MobileNet, then loads whole cache lines).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend
 from .. import _checks as C
 from .. import _validation as V
 from .base import Layer
@@ -37,6 +40,27 @@ def _pairs(value: Any, owner: str, name: str, n: int = 2) -> tuple:
             f"a tuple of {n} tuples of 2 ints ({_AXES_NAMES[n]}), got {value!r}"
         )
     return tuple(_pair(v, owner, f"{name}[{i}]") for i, v in enumerate(value))
+
+
+def _zero_pad(x: np.ndarray, pads: tuple) -> np.ndarray:
+    """``np.pad`` of x (N, *spatial, C) with zeros, one (before, after) pair per spatial axis.
+    A float32 x goes into an aligned array from the core (when loaded): its borders zeroed,
+    the interior copied once; np.pad's own (1, 112, 112, 96) -> (1, 113, 113, 96) took 0.5 ms
+    of MobileNetV2's 13 ms."""
+    if x.dtype != np.float32 or not _backend.core_available():
+        return np.pad(x, ((0, 0), *pads, (0, 0)))
+    from .._cpp._alloc import empty_f32
+
+    spatial = x.shape[1:-1]
+    y = empty_f32((x.shape[0], *(s + a + b for s, (a, b) in zip(spatial, pads)), x.shape[-1]))
+    everything = (slice(None),) * y.ndim
+    for axis, (a, b) in enumerate(pads, start=1):  # the border slabs (corners twice)
+        if a:
+            y[everything[:axis] + (slice(0, a),)] = 0.0
+        if b:
+            y[everything[:axis] + (slice(y.shape[axis] - b, None),)] = 0.0
+    y[(slice(None), *(slice(a, a + s) for s, (a, _) in zip(spatial, pads)))] = x
+    return y
 
 
 class _Spatial(Layer):
@@ -101,7 +125,7 @@ class ZeroPadding1D(_Spatial):
         cf = self.data_format == "channels_first"
         x = self._nhwc(inputs, cf)
         with V.allocating(self._owner(), f"the output of padding {self.padding}"):
-            y = np.pad(x, ((0, 0), (0, 0), self.padding, (0, 0)))
+            y = _zero_pad(x, ((0, 0), self.padding))
         return self._back(y, cf)
 
 
@@ -127,7 +151,7 @@ class ZeroPadding2D(_Spatial):
         cf = self.data_format == "channels_first"
         x = self._nhwc(inputs, cf)
         with V.allocating(self._owner(), f"the output of padding {self.padding}"):
-            y = np.pad(x, ((0, 0), *self.padding, (0, 0)))
+            y = _zero_pad(x, self.padding)
         return self._back(y, cf)
 
 
