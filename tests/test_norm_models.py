@@ -469,3 +469,28 @@ def test_an_unbuilt_activation_runs_once_as_a_layer(rng):
     assert model.built and model.layers[2].built
     assert _fused_activation_layers(model) == [model.layers[2].name]
     np.testing.assert_allclose(model(x), first, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sequential", [True, False])
+def test_fused_folds_replay_in_shape_plans(backend, sequential, rng):
+    """A model called again with one input shape replays a recorded plan, where a fold runs
+    as its runner (its checks done once): the same results on every replay, and new weights
+    (which drop the plan) are used at once."""
+    layers = [DepthwiseConv2D(3, use_bias=False, padding="same"), BatchNormalization(),
+              ReLU(max_value=6.0), Conv2D(5, 1), BatchNormalization(), Activation("swish"),
+              Flatten(), Dense(3), BatchNormalization()]
+    if sequential:
+        model = Sequential([Input(shape=(6, 6, 4)), *layers])
+    else:
+        inp = Input(shape=(6, 6, 4))
+        model = Model(inp, _layer_by_layer(inp, *layers))
+    _random_bn_weights(model, rng)
+    x = rng.standard_normal((2, 6, 6, 4)).astype(F32)
+    with fl.use_backend(backend):
+        for _ in range(2):
+            with folding.disabled():
+                want = _layer_by_layer(x, *layers)
+            for _ in range(4):  # recorded on the second call, replayed on the next ones
+                np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)
+            _random_bn_weights(model, rng)  # new weights: the next round must use them

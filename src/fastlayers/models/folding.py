@@ -139,6 +139,27 @@ class Fold:
         self._state = state = (source, kernel, bias, packed)
         return state
 
+    def runner(self, x: Any) -> Callable | None:
+        """A model's shape plan (models/shape_plan.py): this fold as a function of inputs
+        shaped as ``x`` alone, its checks and geometry done once (C++ path only; else
+        None). The plan is dropped when any weight is replaced (its key holds the layers'
+        epoch), so the packed weights it holds are never stale."""
+        _, kernel, bias, packed = self._current()
+        if packed is None:
+            return None
+        p, act = self.producer, self.activation
+        if type(p) is Dense:
+            return F.dense_runner(V.check_dense(x, kernel, bias, act, op=p._owner(),
+                                                x_name="inputs"), packed)
+        if type(p) is Conv2D:
+            a = V.check_conv2d(x, kernel, bias, p.strides, p.padding, p.dilation_rate,
+                               p.groups, act, op=p._owner(), x_name="inputs")
+        else:
+            a = V.check_depthwise_conv2d(x, kernel, bias, p.strides, p.padding,
+                                         p.dilation_rate, act, op=p._owner(),
+                                         x_name="inputs")
+        return F.conv2d_runner(a, packed)
+
     def __call__(self, x: Any) -> np.ndarray:
         _, kernel, bias, packed = self._current()
         p = self.producer
@@ -281,7 +302,8 @@ def functional_plan(model: Any) -> dict[int, Callable]:
         fold = _fold(model, node.layer, bn_node.layer, act or "linear")
         source = node.args[0]
         produced = node.outputs[0]
-        plan[id(node)] = FoldStep(lambda values, f=fold, t=source: [f(values[t.id])], None)
+        plan[id(node)] = FoldStep(lambda values, f=fold, t=source: [f(values[t.id])], None,
+                                  fold, source.id)
         plan[id(bn_node)] = FoldStep(lambda values, t=produced: [values[t.id]], produced.id)
         if act:  # the activation ran in the producer's kernel: its node passes the value on
             plan[id(act_node)] = FoldStep(lambda values, t=bn_node.outputs[0]: [values[t.id]],
@@ -299,3 +321,5 @@ class FoldStep(NamedTuple):
 
     run: Callable[[dict], list]
     after: int | None
+    fold: Fold | None = None  # the producer's step: its fold, and the id of the tensor it reads
+    source: int | None = None

@@ -50,6 +50,19 @@ def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
     return layer.output
 
 
+
+def _fold_plan_step(step: Any, values: dict, out_id: int) -> tuple:
+    """The shape-plan step of a node that ran folded: for the producer its fold's guarded
+    runner (checks done once) when it offers one, else the step as it ran."""
+    if step.fold is not None:
+        x = values[step.source]
+        runner = step.fold.runner(x)
+        if runner is not None:
+            run = shape_plan.guarded(runner, (x,))
+            src = step.source
+            return (lambda v: run(v[src])), (out_id,), False
+    return step.run, (out_id,), True
+
 class Model(BaseModel):
     """A model of the Keras functional API.
 
@@ -151,7 +164,7 @@ class Model(BaseModel):
                 for t in node.outputs:
                     masks[t.id] = None
                 if steps is not None:
-                    steps.append((step.run, tuple(t.id for t in node.outputs), True))
+                    steps.append(_fold_plan_step(step, values, node.outputs[0].id))
             else:
                 outs = node.run(values, masks)
                 if steps is not None:

@@ -113,6 +113,9 @@ class Sequential(BaseModel):
                 x = folded[i](x)  # the producer with the BatchNormalization folded in
                 skip = folded[i].span - 1
                 step = folded[i]
+                if steps is not None:  # its runner, the checks done once, for the plan
+                    runner = step.runner(x_in)
+                    step = step if runner is None else shape_plan.guarded(runner, (x_in,))
                 fresh = False
             elif mask is None and _masking.mask_free(layer):
                 # No mask comes in and none can come out: what _masked_call would do, less
