@@ -494,3 +494,53 @@ def test_fused_folds_replay_in_shape_plans(backend, sequential, rng):
             for _ in range(4):  # recorded on the second call, replayed on the next ones
                 np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)
             _random_bn_weights(model, rng)  # new weights: the next round must use them
+
+
+def _plans(model):
+    cache = model.__dict__.get("_shape_plans", {})
+    return len(cache.get("plans", {})), len(cache.get("failed", ()))
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_replays_run_the_folds_runners(sequential, rng, monkeypatch):
+    """From the third call with one input shape the plan's runners serve the folds (no
+    Fold.__call__); a float64 Input keeps its plan (the runner is not taken for an input the
+    checks would convert, as for any layer)."""
+    for dtype in ("float32", "float64"):
+        layers = [Conv2D(5, 3, padding="same"), BatchNormalization(), ReLU(),
+                  Flatten(), Dense(3), BatchNormalization()]
+        if sequential:
+            model = Sequential([Input(shape=(6, 6, 4), dtype=dtype), *layers])
+        else:
+            inp = Input(shape=(6, 6, 4), dtype=dtype)
+            model = Model(inp, _layer_by_layer(inp, *layers))
+        _random_bn_weights(model, rng)
+        x = rng.standard_normal((2, 6, 6, 4)).astype(dtype)
+        calls = []
+        real = folding.Fold.__call__
+        monkeypatch.setattr(folding.Fold, "__call__",
+                            lambda self, a, c=calls, r=real: c.append(1) or r(self, a))
+        with fl.use_backend("cpp"):
+            got = [model(x) for _ in range(5)]
+        monkeypatch.setattr(folding.Fold, "__call__", real)
+        assert _plans(model) == (1, 0), dtype
+        for g in got[1:]:
+            np.testing.assert_array_equal(g, got[0])
+        if dtype == "float32":
+            assert len(calls) == 2 * 2  # two folds, on the first two calls only
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_new_epsilon_is_folded_again(backend, rng):
+    dense, bn = Dense(3), BatchNormalization()
+    model = Sequential([Input(shape=(4,)), dense, bn])
+    _random_bn_weights(model, rng)
+    x = rng.standard_normal((2, 4)).astype(F32)
+    with fl.use_backend(backend):
+        for _ in range(3):
+            model(x)
+        bn.epsilon = 10.0
+        for _ in range(3):
+            with folding.disabled():
+                want = _layer_by_layer(x, dense, bn)
+            np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-6)

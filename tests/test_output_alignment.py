@@ -166,7 +166,11 @@ def test_zero_padding_output_is_aligned_and_exact(shape, pads):
     np.testing.assert_array_equal(y1, np.pad(rows, ((0, 0), pads[1], (0, 0))))
 
 
-def test_zero_padding_of_float64_stays_numpy():
+def test_zero_padding_converts_and_pads_channels_first():
+    """A float64 input is converted (as every layer converts); channels_first pads H and W."""
     x = RNG.standard_normal((2, 3, 4, 5))
     y = fl.layers.ZeroPadding2D(1)(x)
-    np.testing.assert_array_equal(y, np.pad(x.astype(y.dtype), ((0, 0), (1, 1), (1, 1), (0, 0))))
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, np.pad(x.astype(np.float32), ((0, 0), (1, 1), (1, 1), (0, 0))))
+    y = fl.layers.ZeroPadding2D(((1, 0), (0, 2)), data_format="channels_first")(x)
+    np.testing.assert_array_equal(y, np.pad(x.astype(np.float32), ((0, 0), (0, 0), (1, 0), (0, 2))))

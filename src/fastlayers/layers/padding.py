@@ -1,9 +1,10 @@
 """Padding and cropping layers: ZeroPadding1D/2D/3D, Cropping1D/2D/3D (docs/semantics.md
 §21, §30).
 
-No arithmetic: they run the same NumPy code under every backend. A float32 padding's output is
-allocated by the core when it is loaded (64-byte aligned, as the core's own outputs: the conv
-that reads it next, a strided depthwise conv in MobileNet, then loads whole cache lines).
+No arithmetic: they run the same NumPy code under every backend, except that a channels-last
+ZeroPadding's output is allocated by the core when it is loaded, under every backend (64-byte
+aligned, as the core's own outputs: the conv that reads it next, a strided depthwise conv in
+MobileNet, then loads whole cache lines).
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def _pairs(value: Any, owner: str, name: str, n: int = 2) -> tuple:
 
 def _zero_pad(x: np.ndarray, pads: tuple) -> np.ndarray:
     """``np.pad`` of x (N, *spatial, C) with zeros, one (before, after) pair per spatial axis.
-    A float32 x goes into an aligned array from the core (when loaded): its borders zeroed,
-    the interior copied once; np.pad's own (1, 112, 112, 96) -> (1, 113, 113, 96) took 0.5 ms
-    of MobileNetV2's 13 ms."""
+    x (float32: the layers convert their inputs) goes into an aligned array from the core
+    when it is loaded: its borders zeroed, the interior copied once. np.pad's own array starts
+    16 bytes into a cache line."""
     if x.dtype != np.float32 or not _backend.core_available():
         return np.pad(x, ((0, 0), *pads, (0, 0)))
     from .._cpp._alloc import empty_f32

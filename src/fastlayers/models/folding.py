@@ -39,7 +39,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _checks
 from .. import _symbolic as S
 from .. import _validation as V
 from .. import functional as F
@@ -118,15 +118,16 @@ class Fold:
         self.bn = bn
         self.activation = activation
         self.span = 2 if activation == "linear" else 3
-        # (source weight arrays, kernel, bias, packed), replaced as one tuple: a call running
-        # while another thread sets new weights sees one consistent fold, old or new.
-        self._state: tuple = ((), None, None, None)
+        # (source weight arrays, epsilon, kernel, bias, packed), replaced as one tuple: a call
+        # running while another thread sets new weights sees one consistent fold, old or new.
+        self._state: tuple = ((), None, None, None, None)
 
     def _current(self) -> tuple:
         state = self._state
         source = tuple(self.producer.weights) + tuple(self.bn.weights)
-        if len(source) == len(state[0]) and all(a is b for a, b in zip(source, state[0])):
-            return state  # the same arrays as last time (weights are replaced, never edited)
+        if (len(source) == len(state[0]) and all(a is b for a, b in zip(source, state[0]))
+                and state[1] == self.bn.epsilon):
+            return state  # the same arrays and epsilon as last time (arrays are replaced)
         kernel, bias = fold_weights(self.producer, self.bn)
         packed = None
         if _backend.core_available():
@@ -136,7 +137,7 @@ class Fold:
                 packed = pack_conv2d(kernel, bias, self.producer.groups)
             else:
                 packed = pack_conv2d(V.depthwise_kernel4(kernel), bias, kernel.shape[2])
-        self._state = state = (source, kernel, bias, packed)
+        self._state = state = (source, self.bn.epsilon, kernel, bias, packed)
         return state
 
     def runner(self, x: Any) -> Callable | None:
@@ -144,7 +145,9 @@ class Fold:
         shaped as ``x`` alone, its checks and geometry done once (C++ path only; else
         None). The plan is dropped when any weight is replaced (its key holds the layers'
         epoch), so the packed weights it holds are never stale."""
-        _, kernel, bias, packed = self._current()
+        if not _checks.unchanged(x):  # the checks would convert x: no runner (shape_plan)
+            return None
+        kernel, bias, packed = self._current()[2:]
         if packed is None:
             return None
         p, act = self.producer, self.activation
@@ -161,7 +164,7 @@ class Fold:
         return F.conv2d_runner(a, packed)
 
     def __call__(self, x: Any) -> np.ndarray:
-        _, kernel, bias, packed = self._current()
+        kernel, bias, packed = self._current()[2:]
         p = self.producer
         act = self.activation
         if type(p) is Dense:

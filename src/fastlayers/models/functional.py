@@ -50,7 +50,6 @@ def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
     return layer.output
 
 
-
 def _fold_plan_step(step: Any, values: dict, out_id: int) -> tuple:
     """The shape-plan step of a node that ran folded: for the producer its fold's guarded
     runner (checks done once) when it offers one, else the step as it ran."""
@@ -62,6 +61,7 @@ def _fold_plan_step(step: Any, values: dict, out_id: int) -> tuple:
             src = step.source
             return (lambda v: run(v[src])), (out_id,), False
     return step.run, (out_id,), True
+
 
 class Model(BaseModel):
     """A model of the Keras functional API.

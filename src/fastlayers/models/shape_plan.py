@@ -15,8 +15,10 @@ runner is used only if every array it was recorded with was already what the che
 unchanged (a C-contiguous, aligned float32 ndarray), and it re-checks the class, dtype,
 shape and layout of its arrays on every call (a few attribute reads): if an intermediate
 ever differs (a custom layer whose output depends on values), the plan is dropped and the
-call runs the general executor. A node that offers no runner (a NumPy-only layer, a folded
-pair, a nested model, a subclass that overrides ``call``) keeps its general call in the plan.
+call runs the general executor. A folded producer runs as its fold's runner
+(``folding.Fold.runner``), the BatchNormalization and fused activation after it as
+pass-throughs. A node that offers no runner (a NumPy-only layer, a nested model, a subclass
+that overrides ``call``) keeps its general call in the plan.
 
 A plan serves the calls whose inputs are arrays of the same dtypes and shapes, C-contiguous
 and aligned, under the same backend, with no layer's weights or config attributes set
