@@ -48,7 +48,7 @@ def _zero_pad(x: np.ndarray, pads: tuple) -> np.ndarray:
     x (float32: the layers convert their inputs) goes into an aligned array from the core
     when it is loaded: its borders zeroed, the interior copied once. np.pad's own array starts
     16 bytes into a cache line."""
-    if x.dtype != np.float32 or not _backend.core_available():
+    if not _backend.core_available():
         return np.pad(x, ((0, 0), *pads, (0, 0)))
     from .._cpp._alloc import empty_f32
 

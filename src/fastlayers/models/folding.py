@@ -147,37 +147,32 @@ class Fold:
         epoch), so the packed weights it holds are never stale."""
         if not _checks.unchanged(x):  # the checks would convert x: no runner (shape_plan)
             return None
-        kernel, bias, packed = self._current()[2:]
+        a, packed = self._checked(x)
         if packed is None:
             return None
-        p, act = self.producer, self.activation
-        if type(p) is Dense:
-            return F.dense_runner(V.check_dense(x, kernel, bias, act, op=p._owner(),
-                                                x_name="inputs"), packed)
-        if type(p) is Conv2D:
-            a = V.check_conv2d(x, kernel, bias, p.strides, p.padding, p.dilation_rate,
-                               p.groups, act, op=p._owner(), x_name="inputs")
-        else:
-            a = V.check_depthwise_conv2d(x, kernel, bias, p.strides, p.padding,
-                                         p.dilation_rate, act, op=p._owner(),
-                                         x_name="inputs")
-        return F.conv2d_runner(a, packed)
+        return F.dense_runner(a, packed) if type(self.producer) is Dense \
+            else F.conv2d_runner(a, packed)
 
     def __call__(self, x: Any) -> np.ndarray:
+        a, packed = self._checked(x)
+        return F.run_dense(a, packed) if type(self.producer) is Dense \
+            else F.run_conv2d(a, packed)
+
+    def _checked(self, x: Any) -> tuple:
+        """(the producer's checked arguments for x with the folded weights and the fused
+        activation, the packed weights or None)."""
         kernel, bias, packed = self._current()[2:]
-        p = self.producer
-        act = self.activation
+        p, act = self.producer, self.activation
         if type(p) is Dense:
             a = V.check_dense(x, kernel, bias, act, op=p._owner(), x_name="inputs")
-            return F.run_dense(a, packed)
-        if type(p) is Conv2D:
+        elif type(p) is Conv2D:
             a = V.check_conv2d(x, kernel, bias, p.strides, p.padding, p.dilation_rate,
                                p.groups, act, op=p._owner(), x_name="inputs")
         else:
             a = V.check_depthwise_conv2d(x, kernel, bias, p.strides, p.padding,
                                          p.dilation_rate, act, op=p._owner(),
                                          x_name="inputs")
-        return F.run_conv2d(a, packed)
+        return a, packed
 
 
 def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
