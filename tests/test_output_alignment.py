@@ -174,3 +174,88 @@ def test_zero_padding_converts_and_pads_channels_first():
     np.testing.assert_array_equal(y, np.pad(x.astype(np.float32), ((0, 0), (1, 1), (1, 1), (0, 0))))
     y = fl.layers.ZeroPadding2D(((1, 0), (0, 2)), data_format="channels_first")(x)
     np.testing.assert_array_equal(y, np.pad(x.astype(np.float32), ((0, 0), (0, 0), (1, 0), (0, 2))))
+
+
+# ---- the cache of recently freed output blocks (csrc/bindings/output_cache.cpp)
+
+@pytest.fixture
+def output_cache():
+    """The cache on, at its default limit, emptied before and after the test."""
+    core = _backend._core
+    limit, _ = core.output_cache_limit()
+    core.output_cache_limit(0)
+    core.output_cache_limit(limit)
+    yield core
+    core.output_cache_limit(0)
+    core.output_cache_limit(limit)
+
+
+def test_a_freed_output_block_serves_the_next_output_of_about_its_size(output_cache):
+    x = RNG.standard_normal((64, 1000)).astype(np.float32)
+    y = fl.activations.relu(x)
+    where = y.ctypes.data
+    del y
+    assert output_cache.output_cache_limit()[1] > x.nbytes  # kept, not freed
+    z = fl.activations.relu(x[:40])  # 62.5 % of the size: the same block
+    assert z.ctypes.data == where and z.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(z, np.maximum(x[:40], 0))
+    assert output_cache.output_cache_limit()[1] == 0
+    del z
+    w = fl.activations.relu(x[:30])  # under half the block: a new one, the block stays kept
+    assert w.ctypes.data != where
+    assert output_cache.output_cache_limit()[1] > x.nbytes
+    np.testing.assert_array_equal(w, np.maximum(x[:30], 0))
+
+
+def test_the_most_recently_freed_block_is_taken_first(output_cache):
+    x = RNG.standard_normal((16, 1024)).astype(np.float32)
+    a, b = fl.activations.relu(x), fl.activations.relu(x)
+    where_a, where_b = a.ctypes.data, b.ctypes.data
+    del b
+    del a  # freed last: taken first
+    c = fl.activations.relu(x)
+    d = fl.activations.relu(x)
+    assert (c.ctypes.data, d.ctypes.data) == (where_a, where_b)
+    np.testing.assert_array_equal(c, d)
+
+
+def test_output_cache_limit_frees_what_it_no_longer_allows(output_cache):
+    x = np.ones((16, 1024), np.float32)
+    arrays = [fl.activations.relu(x) for _ in range(4)]
+    del arrays
+    limit, held = output_cache.output_cache_limit()
+    assert held >= 4 * x.nbytes and limit >= held
+    assert output_cache.output_cache_limit(x.nbytes + 4096) == (limit, x.nbytes + 72)
+    assert output_cache.output_cache_limit(0) == (x.nbytes + 4096, 0)
+    y = fl.activations.relu(x)  # with the cache off, outputs are malloc'd and freed as before
+    del y
+    assert output_cache.output_cache_limit() == (0, 0)
+
+
+def test_output_cache_limit_rejects_bad_arguments():
+    core = _backend._core
+    for bad in ("1", 1.5, True):
+        with pytest.raises(TypeError, match="max_bytes must be an int or None"):
+            core.output_cache_limit(bad)
+    for bad in (-1, 2**70, -(2**70)):
+        with pytest.raises(ValueError, match=rf"max_bytes must be in \[0, 2\*\*63\), got {bad}"):
+            core.output_cache_limit(bad)
+
+
+def test_outputs_from_cached_blocks_never_overlap_live_ones(output_cache):
+    """Arrays of many sizes made and dropped in a random order: every live output keeps its
+    own values (no block is handed out twice), and every one is 64-byte aligned."""
+    rng = np.random.default_rng(3)
+    live = []
+    for step in range(400):
+        if live and rng.random() < 0.5:
+            y, fill = live.pop(int(rng.integers(len(live))))
+            assert (y == fill).all()
+            continue
+        n = int(rng.integers(1024, 40000))
+        y = fl.activations.relu(np.full(n, 0.0, np.float32))
+        assert y.ctypes.data % 64 == 0
+        y[...] = float(step)
+        live.append((y, float(step)))
+    for y, fill in live:
+        assert (y == fill).all()

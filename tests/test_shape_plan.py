@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
+import weakref
 
 import numpy as np
 import pytest
@@ -450,3 +451,64 @@ def test_a_signature_whose_plan_went_stale_is_not_recorded_again():
     for _ in range(3):
         assert_same(model(pos), general(model, pos))
     assert not plans(model)
+
+
+# ------------------------------------------------------------- intermediates freed early
+
+
+class _Probe(fl.layers.Layer):
+    """A user's layer (a general step in a plan) that notes a weak reference to its input and
+    whether the arrays noted by the probes before it are still alive when it runs."""
+
+    def __init__(self, log, **kwargs):
+        super().__init__(**kwargs)
+        self.log = log
+
+    def call(self, x):
+        self.log.append((self.name, [r() is not None for _, r in self.refs]))
+        self.refs.append((self.name, weakref.ref(x)))
+        return x * np.float32(1.5)
+
+
+def _probed(kind):
+    """Dense layers with probes between them; in the functional model a skip connection
+    (probe p1's input is also read by the Add at the end; p2's only by p2) and a second
+    output that a later node reads too (p3's input)."""
+    log, refs = [], []
+    probes = [_Probe(log, name=f"p{i}") for i in range(1, 4)]
+    for p in probes:
+        p.refs = refs
+    rng = np.random.default_rng(11)
+    if kind == "sequential":
+        model = Sequential([Input((6,)), Dense(64), probes[0], Dense(64), probes[1], Dense(64),
+                            probes[2], Dense(2)])
+    else:
+        i = Input((6,))
+        a = Dense(64)(i)
+        b = Dense(64)(probes[0](a))
+        c = Dense(64)(probes[1](b))
+        d = probes[2](c)
+        model = Model(i, [Dense(2)(fl.layers.Add()([d, a])), c])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    return model, log, refs, rng.random((256, 6), dtype=F32)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_a_plan_frees_each_intermediate_after_its_last_reader(kind):
+    model, log, refs, x = _probed(kind)
+    want = general(model, x)
+    model(x)
+    model(x)  # recorded
+    assert plans(model)
+    log.clear()
+    refs.clear()
+    got = model(x)  # the plan
+    assert_same(got, want)
+    names = [name for name, _ in log]
+    assert names == ["p1", "p2", "p3"]
+    alive = dict(log)
+    # When p2 runs, p1's input (Dense output a) has been dropped in the Sequential (p1 was
+    # its last reader); the functional model keeps it for the Add.
+    assert alive["p2"] == [kind == "functional"]
+    # When p3 runs, p2's input (b) is gone in both (p2 was its last reader).
+    assert alive["p3"] == [kind == "functional", False]

@@ -231,6 +231,30 @@ void bind_runtime(py::module_& m) {
         "64-byte boundary (bindings.h, new_f32_shape), as the core's own outputs do.");
     // The size from which outputs are 64-byte aligned (the Python side skips the call below it).
     m.attr("ALIGNED_OUTPUT_BYTES") = kAlignedOutputBytes;
+    m.def(
+        "output_cache_limit",
+        [](const py::object& max_bytes) {
+            size_t held = 0;
+            size_t before;
+            if (max_bytes.is_none()) {
+                before = output_cache_limit(SIZE_MAX, &held);  // a query
+            } else {
+                if (!py::isinstance<py::int_>(max_bytes) || py::isinstance<py::bool_>(max_bytes))
+                    throw py::type_error("output_cache_limit: max_bytes must be an int or None, "
+                                         "got " + type_name(max_bytes));
+                int overflow = 0;
+                const long long v = PyLong_AsLongLongAndOverflow(max_bytes.ptr(), &overflow);
+                if (overflow != 0 || v < 0)
+                    throw py::value_error("output_cache_limit: max_bytes must be in [0, 2**63), "
+                                          "got " + py::str(max_bytes).cast<std::string>());
+                before = output_cache_limit(static_cast<size_t>(v), &held);
+            }
+            return py::make_tuple(before, held);
+        },
+        py::arg("max_bytes") = py::none(),
+        "The cache of recently freed output blocks (bindings/output_cache.cpp): sets the bytes "
+        "it may keep (0 frees them all and keeps none) and returns (the previous limit, the "
+        "bytes it holds now); None only queries.");
     m.def("default_num_threads", &default_num_threads,
           "Number of CPUs this process may run on (the default thread count).");
     m.def(

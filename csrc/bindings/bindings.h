@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -319,6 +320,15 @@ inline bool ranges_overlap(uintptr_t lo1, uintptr_t hi1, uintptr_t lo2, uintptr_
 // load of a pixel's channels crossed a line). Smaller arrays stay NumPy's (its cache is faster).
 constexpr int64_t kAlignedOutputBytes = 4096;
 
+// The blocks behind those arrays (output_cache.cpp): a malloc'd block of at least `bytes` (the
+// most recently freed one of about that size, else a new one; nullptr if malloc fails; *got =
+// its size) and its return once the array that owned it is gone.
+void* output_block_take(size_t bytes, size_t* got);
+void output_block_give(void* raw);  // its size stored in its first sizeof(size_t) bytes
+// Sets the bytes the cache may hold (0: none; blocks beyond it are freed at once; SIZE_MAX:
+// unchanged) and returns the previous limit; *held = the bytes it holds afterwards.
+size_t output_cache_limit(size_t max_bytes, size_t* held);
+
 inline FloatArrayC new_f32_shape(std::vector<pybind11::ssize_t> shape) {
     // A size in bytes beyond int64, or one that cannot be allocated, is left to NumPy: its
     // ValueError ("array is too big") or MemoryError names the shape.
@@ -329,15 +339,21 @@ inline FloatArrayC new_f32_shape(std::vector<pybind11::ssize_t> shape) {
         n *= d;
     }
     if (n < kAlignedOutputBytes / int64_t{sizeof(float)}) return FloatArrayC(std::move(shape));
-    // malloc, as NumPy: its heap serves a repeated size without new page faults (the aligned
-    // operator new took 117 page faults per call of a 16 MiB softmax, NumPy's malloc none).
+    // malloc, as NumPy (its heap serves a repeated size without new page faults: the aligned
+    // operator new took 117 page faults per call of a 16 MiB softmax, NumPy's malloc none),
+    // through the cache of recently freed blocks (output_cache.cpp). The block's size is kept
+    // in its first bytes, before the data's 64-byte boundary.
+    size_t bytes = 0;
     std::unique_ptr<void, void (*)(void*)> raw(
-        std::malloc(static_cast<size_t>(n) * sizeof(float) + 64), std::free);
+        output_block_take(static_cast<size_t>(n) * sizeof(float) + 64 + sizeof(size_t), &bytes),
+        [](void* p) { output_block_give(p); });
     if (!raw) return FloatArrayC(std::move(shape));
+    std::memcpy(raw.get(), &bytes, sizeof bytes);
     float* data = reinterpret_cast<float*>(
-        (reinterpret_cast<uintptr_t>(raw.get()) + 63) & ~static_cast<uintptr_t>(63));
-    pybind11::capsule owner(raw.get(), [](void* p) { std::free(p); });
-    raw.release();  // the capsule frees it from here on
+        (reinterpret_cast<uintptr_t>(raw.get()) + sizeof(size_t) + 63) &
+        ~static_cast<uintptr_t>(63));
+    pybind11::capsule owner(raw.get(), [](void* p) { output_block_give(p); });
+    raw.release();  // the capsule gives it back from here on
     return FloatArrayC(std::move(shape), data, owner);
 }
 inline FloatArrayC new_f32(std::initializer_list<int64_t> shape) {

@@ -149,6 +149,7 @@ class Model(BaseModel):
             t.id: m for t, m in zip(self.inputs, input_masks(mask, self.inputs, self._owner()))
         }
         steps: list | None = [] if record else None  # a shape plan, being recorded
+        reads: list[tuple] = []  # the tensors each recorded step reads
         fresh: set[int] = set()  # tensors that are new arrays made by a runner
         folded = folding.functional_plan(self)  # BatchNormalization folds (models/folding.py)
         through: set[int] = set()  # outputs of producers that ran folded
@@ -165,6 +166,7 @@ class Model(BaseModel):
                     masks[t.id] = None
                 if steps is not None:
                     steps.append(_fold_plan_step(step, values, node.outputs[0].id))
+                    reads.append(tuple(t.id for t in node.inputs))
             else:
                 outs = node.run(values, masks)
                 if steps is not None:
@@ -173,12 +175,15 @@ class Model(BaseModel):
                     else:
                         step = shape_plan.node_step(node, values, self._fresh_test(fresh))
                         steps.append(step)
+                        reads.append(tuple(t.id for t in node.inputs))
                         if shape_plan.makes_fresh(step[0]):
                             fresh.update(t.id for t in node.outputs)
             for t, v in zip(node.outputs, outs):
                 values[t.id] = v
         if steps is not None:
-            shape_plan.store(self, key, shape_plan.Plan([t.id for t in self.inputs], steps))
+            plan = shape_plan.Plan([t.id for t in self.inputs], steps, reads,
+                                   keep=[t.id for t in self.outputs])
+            shape_plan.store(self, key, plan)
         return S.substitute(self._output_struct, values), [masks[t.id] for t in self.outputs]
 
     def _plain_inputs(self, inputs: Any) -> list[Any] | None:

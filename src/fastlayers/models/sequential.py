@@ -145,7 +145,7 @@ class Sequential(BaseModel):
                 steps.append((lambda v, f=step, j=cur: f(v[j]), (cur + 1,), False))
                 cur += 1
         if steps is not None:
-            plan = shape_plan.Plan([0], steps)
+            plan = shape_plan.Plan([0], steps, [(j,) for j in range(cur)], keep=[cur])
             plan.output_id = cur
             shape_plan.store(self, key, plan)
         return x, [mask]

@@ -86,26 +86,57 @@ def signature(arrays: list[Any], dtypes: list[np.dtype]) -> tuple | None:
 
 class Plan:
     """The steps of one specialized call: ``steps`` is a list of ``(run, out_ids, many)``
-    where ``run(values)`` gives the node's output (a sequence of outputs when ``many``)."""
+    where ``run(values)`` gives the node's output (a sequence of outputs when ``many``).
 
-    __slots__ = ("input_ids", "steps", "output_id")
+    ``reads`` (one tuple of tensor ids per step: what its ``run`` reads) and ``keep`` (the
+    ids the caller takes from the result: the model's outputs) let a run drop each tensor
+    after the last step that reads it, so that its array is freed while the call goes on:
+    the next layers' outputs then reuse memory that is still in cache, where a call that
+    held every intermediate to its end wrote each output into memory last touched a whole
+    call earlier (docs/performance.md §12)."""
 
-    def __init__(self, input_ids: list[int], steps: list[tuple[Callable, tuple, bool]]):
+    __slots__ = ("input_ids", "steps", "output_id", "frees")
+
+    def __init__(self, input_ids: list[int], steps: list[tuple[Callable, tuple, bool]],
+                 reads: list[tuple] | None = None, keep: Any = ()):
         self.input_ids = input_ids
         self.steps = steps
         self.output_id: int | None = None  # a Sequential's result
+        self.frees = None if reads is None else _last_uses(input_ids, steps, reads, set(keep))
 
     def run(self, arrays: list[np.ndarray]) -> dict[int, Any]:
-        """The values of every tensor; raises :class:`Stale` if a runner's guard failed."""
+        """The values of the kept tensors (of every tensor when the plan has no ``reads``);
+        raises :class:`Stale` if a runner's guard failed."""
         values = dict(zip(self.input_ids, arrays))
-        for run, out_ids, many in self.steps:
+        frees = self.frees
+        for k, (run, out_ids, many) in enumerate(self.steps):
             out = run(values)
             if many:
                 for i, v in zip(out_ids, out):
                     values[i] = v
             else:
                 values[out_ids[0]] = out
+            if frees is not None:
+                for i in frees[k]:
+                    del values[i]
         return values
+
+
+def _last_uses(input_ids: list[int], steps: list[tuple], reads: list[tuple],
+               keep: set[int]) -> list[tuple]:
+    """For each step, the tensors to drop after it: those it reads or makes that no later
+    step reads and the caller does not keep."""
+    last: dict[int, int] = {i: -1 for i in input_ids}
+    for k, ((_, out_ids, _), ids) in enumerate(zip(steps, reads)):
+        for i in ids:
+            last[i] = k
+        for i in out_ids:
+            last[i] = k
+    frees: list[list[int]] = [[] for _ in steps]
+    for i, k in last.items():
+        if i not in keep and k >= 0:
+            frees[k].append(i)
+    return [tuple(f) for f in frees]
 
 
 # ------------------------------------------------------------------- the cache on a model

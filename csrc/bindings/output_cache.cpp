@@ -1,0 +1,109 @@
+// The memory of the core's large float32 outputs (bindings.h, new_f32_shape): malloc'd blocks,
+// and the few most recently freed ones kept for the next outputs of about their size.
+//
+// Why: a model's layers allocate their outputs one after another; each is written once, read
+// by the next layer or two, and freed (models/shape_plan.py drops it after its last reader).
+// The block malloc hands back for the next output of a size is often one that has not been
+// touched for a whole forward pass, its lines evicted from L3 by the weights and activations
+// streamed since, so that every store of the kernel waits for a line from DRAM
+// (write-allocate). The block freed most recently was read a layer or two ago: still cached.
+// Measured in docs/performance.md §12.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "bindings.h"
+
+namespace fl {
+namespace py_bindings {
+namespace {
+
+struct Block {
+    void* raw;
+    size_t bytes;
+};
+
+// Up to kMaxBlocks blocks and max_bytes in all, the most recently freed last; a block serves
+// a request of at least half its size (so an array holds at most twice the memory it needs).
+constexpr int kMaxBlocks = 16;
+constexpr size_t kDefaultMaxBytes = size_t{32} << 20;
+
+struct Cache {
+    std::mutex mu;
+    Block blocks[kMaxBlocks];
+    int count = 0;
+    size_t bytes = 0;
+    size_t max_bytes = kDefaultMaxBytes;
+};
+
+Cache& cache() {
+    static Cache* c = new Cache();  // never destroyed: arrays may be freed at interpreter exit
+    return *c;
+}
+
+// Removes block i (the lock held).
+Block remove_at(Cache& c, int i) {
+    const Block b = c.blocks[i];
+    for (int j = i; j + 1 < c.count; ++j) c.blocks[j] = c.blocks[j + 1];
+    --c.count;
+    c.bytes -= b.bytes;
+    return b;
+}
+
+}  // namespace
+
+void* output_block_take(size_t bytes, size_t* got) {
+    Cache& c = cache();
+    {
+        std::lock_guard<std::mutex> lock(c.mu);
+        for (int i = c.count - 1; i >= 0; --i) {
+            if (c.blocks[i].bytes >= bytes && c.blocks[i].bytes / 2 <= bytes) {
+                const Block b = remove_at(c, i);
+                *got = b.bytes;
+                return b.raw;
+            }
+        }
+    }
+    *got = bytes;
+    return std::malloc(bytes);
+}
+
+void output_block_give(void* raw) {
+    size_t bytes;
+    std::memcpy(&bytes, raw, sizeof bytes);
+    Cache& c = cache();
+    void* evicted[kMaxBlocks + 1];
+    int n = 0;
+    {
+        std::lock_guard<std::mutex> lock(c.mu);
+        if (bytes > c.max_bytes) {
+            evicted[n++] = raw;
+        } else {
+            while (c.count == kMaxBlocks || (c.count > 0 && c.bytes + bytes > c.max_bytes))
+                evicted[n++] = remove_at(c, 0).raw;  // the oldest
+            c.blocks[c.count++] = Block{raw, bytes};
+            c.bytes += bytes;
+        }
+    }
+    for (int i = 0; i < n; ++i) std::free(evicted[i]);
+}
+
+size_t output_cache_limit(size_t max_bytes, size_t* held) {
+    Cache& c = cache();
+    void* evicted[kMaxBlocks];
+    int n = 0;
+    size_t before;
+    {
+        std::lock_guard<std::mutex> lock(c.mu);
+        before = c.max_bytes;
+        if (max_bytes != SIZE_MAX) c.max_bytes = max_bytes;
+        while (c.count > 0 && c.bytes > c.max_bytes) evicted[n++] = remove_at(c, 0).raw;
+        *held = c.bytes;
+    }
+    for (int i = 0; i < n; ++i) std::free(evicted[i]);
+    return before;
+}
+
+}  // namespace py_bindings
+}  // namespace fl
