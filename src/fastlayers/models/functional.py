@@ -153,6 +153,9 @@ class Model(BaseModel):
         fresh: set[int] = set()  # tensors that are new arrays made by a runner
         folded = folding.functional_plan(self)  # BatchNormalization folds (models/folding.py)
         through: set[int] = set()  # outputs of producers that ran folded
+        # Each value is dropped after its last reader (an output is never dropped), so that
+        # its memory returns while the call goes on (docs/architecture.md §8).
+        left = dict(self._readers())
         for node in self._nodes:
             step = folded.get(id(node))
             if step is not None and (
@@ -180,6 +183,11 @@ class Model(BaseModel):
                             fresh.update(t.id for t in node.outputs)
             for t, v in zip(node.outputs, outs):
                 values[t.id] = v
+            for t in node.inputs:
+                left[t.id] -= 1
+                if left[t.id] == 0:
+                    del values[t.id]
+                    masks.pop(t.id, None)
         if steps is not None:
             plan = shape_plan.Plan([t.id for t in self.inputs], steps, reads,
                                    keep=[t.id for t in self.outputs])
@@ -208,6 +216,12 @@ class Model(BaseModel):
         """For shape_plan.node_step: whether a tensor is a new array made by a runner, read
         by one node only and not a model output (a view of it cannot alias anything the
         caller sees)."""
+        readers = self._readers()
+        return lambda tid: tid in fresh and readers.get(tid, 0) == 1
+
+    def _readers(self) -> dict[int, int]:
+        """{tensor id: how many nodes read it, a model output counting as one more}
+        (fixed with the graph: computed once)."""
         readers = self.__dict__.get("_reader_counts")
         if readers is None:
             readers = {}
@@ -217,7 +231,7 @@ class Model(BaseModel):
             for t in self.outputs:
                 readers[t.id] = readers.get(t.id, 0) + 1  # an output counts as a reader
             self.__dict__["_reader_counts"] = readers
-        return lambda tid: tid in fresh and readers.get(tid, 0) == 1
+        return readers
 
     def _match_inputs(self, inputs: Any) -> list[Any]:
         n = len(self.inputs)
