@@ -35,6 +35,7 @@ from fastlayers.layers import (
     PReLU,
     ReLU,
     Rescaling,
+    ZeroPadding2D,
 )
 from fastlayers.models import folding
 
@@ -366,6 +367,7 @@ def test_depthwise_folds_match_keras(backend, rng, tmp_path):
     model = fl.load_model(path)
     assert _folded_layers(model) == ["dw1", "dw2"]
     assert len(_fused_activation_layers(model)) == 1  # the ReLU(6) after bn1
+    assert [p for p, _ in _padding_folds(model)] == ["dw2"]  # dw2 pads its input itself
     got = assert_fold_equals_unfolded(model, x, backend)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -377,7 +379,8 @@ def _fused_activation_layers(model):
     """The names of the activation layers that run fused into a folded producer."""
     plan = _plan(model)
     if isinstance(model, Sequential):
-        return sorted(model.layers[i + 2].name for i, f in plan.items() if f.span == 3)
+        return sorted(model.layers[i + f.span - 1].name for i, f in plan.items()
+                      if f.bn is not None and f.activation != "linear")
     nodes = {id(n): n for n in model._nodes}
     return sorted(nodes[k].layer.name for k in plan
                   if type(nodes[k].layer).__name__ in ("ReLU", "Activation"))
@@ -544,3 +547,116 @@ def test_a_new_epsilon_is_folded_again(backend, rng):
             with folding.disabled():
                 want = _layer_by_layer(x, dense, bn)
             np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-6)
+
+
+# ---- a ZeroPadding2D absorbed by the conv that alone reads it --------------------------------
+
+
+def _padding_folds(model):
+    """(producer name, its padding layer's name) of every fold that pads its input itself."""
+    plan = _plan(model)
+    folds = plan.values() if isinstance(model, Sequential) else (
+        s.fold for s in plan.values() if s.fold is not None)
+    return sorted((f.producer.name, f.pad.name) for f in folds if f.pad is not None)
+
+
+def _pad_then(pads, conv, bn=None, act=None, shape=(9, 10, 6)):
+    """Sequential [Input, ZeroPadding2D(pads), conv, (bn), (act)] and its layer-by-layer
+    twin's parts."""
+    pad = ZeroPadding2D(pads)
+    layers = [pad, conv] + [x for x in (bn, act) if x is not None]
+    return Sequential([Input(shape), *layers]), layers
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("pads, conv", [
+    (((0, 1), (0, 1)), lambda: DepthwiseConv2D(3, strides=2, use_bias=False)),  # MobileNet
+    (3, lambda: Conv2D(4, 7, strides=2, activation="relu")),  # ResNet's stem
+    (((2, 0), (1, 3)), lambda: Conv2D(5, (2, 3), dilation_rate=(2, 1))),
+    (((1, 1), (0, 0)), lambda: DepthwiseConv2D(3, depth_multiplier=2, activation="tanh")),
+])
+def test_a_padding_before_a_valid_conv_is_absorbed(backend, pads, conv, rng):
+    """No BatchNormalization: the conv alone pads (same weights, same bits as the padded copy:
+    a padding tap is fma(0, w, acc) either way)."""
+    model, layers = _pad_then(pads, conv())
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    assert _padding_folds(model) == [(layers[1].name, layers[0].name)]
+    x = rng.standard_normal((2, 9, 10, 6)).astype(F32)
+    with fl.use_backend(backend):
+        want = _layer_by_layer(x, *layers)
+        for _ in range(3):  # the general executor, then the recorded plan
+            np.testing.assert_array_equal(model(x), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_a_padding_before_a_folded_pair_is_absorbed(backend, depthwise, rng):
+    conv = DepthwiseConv2D(3, strides=2) if depthwise else Conv2D(6, 3, strides=2)
+    model, layers = _pad_then(((0, 1), (0, 1)), conv, BatchNormalization(), ReLU(6.0))
+    _random_bn_weights(model, rng)
+    assert _padding_folds(model) == [(layers[1].name, layers[0].name)]
+    assert _fused_activation_layers(model) == [layers[3].name]
+    x = rng.standard_normal((2, 9, 10, 6)).astype(F32)
+    with fl.use_backend(backend):
+        want = folding.Fold(conv, layers[2], "relu6")(_layer_by_layer(x, layers[0]))
+        for _ in range(3):
+            np.testing.assert_array_equal(model(x), want)
+    assert_fold_equals_unfolded(model, x, backend)
+
+
+def test_a_padding_makes_room_for_a_kernel_larger_than_the_input(rng):
+    model, layers = _pad_then(2, Conv2D(3, 5), shape=(1, 2, 4))
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    assert _padding_folds(model) == [(layers[1].name, layers[0].name)]
+    x = rng.standard_normal((3, 1, 2, 4)).astype(F32)
+    np.testing.assert_array_equal(model(x), _layer_by_layer(x, *layers))
+    assert model(x).shape == (3, 1, 2, 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_what_cannot_absorb_its_padding_pads_first(backend, rng):
+    """A padding read by two layers, a model output, a conv with 'same' padding, a
+    channels_first padding, a padding before a pooling layer: no absorption, same results."""
+    inp = Input((8, 8, 4))
+    shared = ZeroPadding2D(1)(inp)
+    a = Conv2D(3, 3)(shared)
+    b = DepthwiseConv2D(3)(shared)
+    out_pad = ZeroPadding2D(((0, 1), (0, 1)))(a)
+    c = Conv2D(2, 3)(out_pad)
+    d = Conv2D(2, 3, padding="same")(ZeroPadding2D(1)(b))
+    e = Conv2D(2, 3, data_format="channels_first")(
+        ZeroPadding2D(1, data_format="channels_first")(b))
+    f = fl.layers.MaxPooling2D(3, strides=2)(ZeroPadding2D(1)(a))
+    model = Model(inp, [c, out_pad, d, e, f])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    assert _padding_folds(model) == []
+    x = rng.standard_normal((2, 8, 8, 4)).astype(F32)
+    with fl.use_backend(backend):
+        got = model(x)
+        with folding.disabled():
+            want = model(x)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functional_absorbs_paddings_and_replays_them(backend, rng):
+    """MobileNetV2's stride-2 block shape: expand, pad, strided depthwise, project, with and
+    without BatchNormalization; a padding that a Model input feeds directly."""
+    inp = Input((12, 12, 4))
+    h = ZeroPadding2D(((0, 1), (0, 1)))(inp)
+    h = Conv2D(8, 3, strides=2, name="stem")(h)
+    h = ReLU(6.0)(BatchNormalization(name="bn0")(Conv2D(16, 1, name="expand")(h)))
+    h = ZeroPadding2D(((0, 1), (0, 1)), name="pad1")(h)
+    h = ReLU(6.0)(BatchNormalization(name="bn1")(DepthwiseConv2D(3, strides=2, name="dw")(h)))
+    out = BatchNormalization(name="bn2")(Conv2D(6, 1, name="project")(h))
+    model = Model(inp, out)
+    _random_bn_weights(model, rng)
+    names = [(p, z) for p, z in _padding_folds(model)]
+    assert [p for p, _ in names] == ["dw", "stem"] and ("dw", "pad1") in names
+    x = rng.standard_normal((2, 12, 12, 4)).astype(F32)
+    with fl.use_backend(backend):
+        first = model(x)
+        for _ in range(3):
+            np.testing.assert_array_equal(model(x), first)
+    assert_fold_equals_unfolded(model, x, backend)

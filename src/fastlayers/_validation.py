@@ -186,17 +186,17 @@ def check_conv2d(
     x_name="x",
     channels_first=False,
     build: Build = None,
+    pads=None,
 ):
-    """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC."""
+    """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC. ``pads``
+    (top, bottom, left, right): zeros around x first, the padding rule then applied to the
+    padded size (a ZeroPadding2D absorbed by a model's fold, models/folding.py)."""
     x, kernel, bias, act = _image_op_arrays(
         x, kernel, bias, activation, op, x_name, channels_first, build,
         "(kh, kw, in_channels // groups, filters)",
     )
-    geometry = C.conv2d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate, groups)
-    if bias is not None:
-        C.shape_is(bias, op, "bias", (kernel.shape[3],), "(filters,)")
-    strides, dilation, pads, out_hw, groups = geometry
-    return Conv2DArgs(x, kernel, bias, strides, dilation, pads, out_hw, groups, act)
+    return _conv2d_args(op, x, kernel, bias, strides, padding, dilation_rate, groups, act,
+                        pads=pads)
 
 
 class Conv2DTransposeArgs(NamedTuple):
@@ -684,17 +684,18 @@ def check_multi_head_attention(
 def _conv2d_args(op, x, kernel4, bias, strides, padding, dilation_rate, groups, act, pads=None,
                  steps=False):
     """Conv2DArgs for an NHWC x and a conv2d kernel (kh, kw, cg, F), the geometry checked by
-    conv2d_geometry; ``pads`` (top, bottom, left, right) replaces the padding rule; ``steps``:
-    a 1-D convolution on a height of 1 (its messages in 1-D terms)."""
+    conv2d_geometry; ``pads`` (top, bottom, left, right): zeros around x before the padding
+    rule, which then applies to the padded size (with "valid", the pads alone); ``steps``: a
+    1-D convolution on a height of 1 (its messages in 1-D terms)."""
     shape = x.shape
-    if pads is not None:  # the geometry of the padded input, run "valid"
+    if pads is not None:  # the geometry of the padded input
         shape = (shape[0], shape[1] + pads[0] + pads[1], shape[2] + pads[2] + pads[3], shape[3])
     strides, dilation, rule_pads, out_hw, groups = C.conv2d_geometry(
         op, shape, kernel4.shape, strides, padding, dilation_rate, groups, steps=steps
     )
     if bias is not None:
         C.shape_is(bias, op, "bias", (kernel4.shape[3],), "(filters,)")
-    pads = rule_pads if pads is None else pads
+    pads = rule_pads if pads is None else tuple(p + r for p, r in zip(pads, rule_pads))
     return Conv2DArgs(x, kernel4, bias, strides, dilation, pads, out_hw, groups, act)
 
 
@@ -894,10 +895,11 @@ def check_depthwise_conv2d(
     channels_first=False,
     build: Build = None,
     steps: bool = False,
+    pads=None,
 ):
     """DepthwiseConv2D as conv2d with groups = C: Conv2DArgs with kernel (kh, kw, 1, C * m).
     With channels_first, x is (N, C, H, W). ``steps``: a 1-D layer's call on a height of 1
-    (its messages in 1-D terms)."""
+    (its messages in 1-D terms). ``pads``: as for check_conv2d."""
     x = C.array(x, op, x_name)
     what = "(N, C, H, W)" if channels_first else "(batch, height, width, channels)"
     C.rank(x, op, x_name, 4, what)
@@ -915,7 +917,7 @@ def check_depthwise_conv2d(
         )
     return _conv2d_args(
         op, x, depthwise_kernel4(kernel), bias, strides, padding, dilation_rate, x.shape[3], act,
-        steps=steps,
+        pads=pads, steps=steps,
     )
 # ------------------------------------------------------------------- check_<op>: layer_norm
 

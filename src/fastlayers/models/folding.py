@@ -48,6 +48,7 @@ from .._numpy import activations as _np_act
 from ..layers.conv import Conv2D, DepthwiseConv2D
 from ..layers.core import Activation, Dense
 from ..layers.normalization import BatchNormalization, ReLU
+from ..layers.padding import ZeroPadding2D
 
 _enabled = [True]
 
@@ -108,27 +109,49 @@ def foldable(producer: Any, bn: Any, out_ndim: int | None) -> bool:
     return bn.channel_count() == _out_channels(producer)
 
 
-class Fold:
-    """A producer and the BatchNormalization folded into it, and the activation layer after
-    them when it fuses (``activation``, else "linear"); runs them as one layer. ``span``: how
-    many layers of a Sequential it stands for (2 or 3)."""
+def absorbs_padding(pad: Any, producer: Any) -> bool:
+    """Whether the ZeroPadding2D ``pad`` runs inside ``producer``, the conv that alone reads
+    its output: the conv then pads its input itself (explicit pads in the C++ conv, padding
+    columns read as zeros by its kernels) instead of reading a padded copy. Keras's
+    MobileNet, EfficientNet and ResNet pad this way before their strided convs."""
+    return (type(pad) is ZeroPadding2D and pad.built and pad.data_format == "channels_last"
+            and type(producer) in (Conv2D, DepthwiseConv2D) and producer.built
+            and producer.data_format == "channels_last" and producer.padding == "valid")
 
-    def __init__(self, producer: Any, bn: Any, activation: str = "linear") -> None:
+
+class Fold:
+    """A producer run as one layer with what surrounds it: the BatchNormalization folded
+    into it (``bn``, or None), the activation layer after them when it fuses
+    (``activation``; without a ``bn`` the producer's own activation), and the ZeroPadding2D
+    before it when it absorbs it (``pad``, or None: :func:`absorbs_padding`). ``span``: how
+    many layers of a Sequential it stands for."""
+
+    def __init__(self, producer: Any, bn: Any = None, activation: str = "linear",
+                 pad: Any = None) -> None:
         self.producer = producer
         self.bn = bn
-        self.activation = activation
-        self.span = 2 if activation == "linear" else 3
+        self.pad = pad
+        self.activation = activation if bn is not None else producer.activation
+        self.span = (1 + (bn is not None) + (bn is not None and activation != "linear")
+                     + (pad is not None))
         # (source weight arrays, epsilon, kernel, bias, packed), replaced as one tuple: a call
         # running while another thread sets new weights sees one consistent fold, old or new.
         self._state: tuple = ((), None, None, None, None)
 
     def _current(self) -> tuple:
         state = self._state
-        source = tuple(self.producer.weights) + tuple(self.bn.weights)
+        bn = self.bn
+        source = tuple(self.producer.weights) + (() if bn is None else tuple(bn.weights))
+        epsilon = None if bn is None else bn.epsilon
         if (len(source) == len(state[0]) and all(a is b for a, b in zip(source, state[0]))
-                and state[1] == self.bn.epsilon):
+                and state[1] == epsilon):
             return state  # the same arrays and epsilon as last time (arrays are replaced)
-        kernel, bias = fold_weights(self.producer, self.bn)
+        if bn is None:  # the producer's own weights, and its own packing of them
+            p = self.producer
+            state = (source, None, p._weight("kernel"), p._weight("bias"), p._packed)
+            self._state = state
+            return state
+        kernel, bias = fold_weights(self.producer, bn)
         packed = None
         if _backend.core_available():
             if type(self.producer) is Dense:
@@ -137,7 +160,7 @@ class Fold:
                 packed = pack_conv2d(kernel, bias, self.producer.groups)
             else:
                 packed = pack_conv2d(V.depthwise_kernel4(kernel), bias, kernel.shape[2])
-        self._state = state = (source, self.bn.epsilon, kernel, bias, packed)
+        self._state = state = (source, epsilon, kernel, bias, packed)
         return state
 
     def runner(self, x: Any) -> Callable | None:
@@ -163,15 +186,18 @@ class Fold:
         activation, the packed weights or None)."""
         kernel, bias, packed = self._current()[2:]
         p, act = self.producer, self.activation
+        pads = None
+        if self.pad is not None:  # ((top, bottom), (left, right)) -> (top, bottom, left, right)
+            pads = (*self.pad.padding[0], *self.pad.padding[1])
         if type(p) is Dense:
             a = V.check_dense(x, kernel, bias, act, op=p._owner(), x_name="inputs")
         elif type(p) is Conv2D:
             a = V.check_conv2d(x, kernel, bias, p.strides, p.padding, p.dilation_rate,
-                               p.groups, act, op=p._owner(), x_name="inputs")
+                               p.groups, act, op=p._owner(), x_name="inputs", pads=pads)
         else:
             a = V.check_depthwise_conv2d(x, kernel, bias, p.strides, p.padding,
                                          p.dilation_rate, act, op=p._owner(),
-                                         x_name="inputs")
+                                         x_name="inputs", pads=pads)
         return a, packed
 
 
@@ -206,35 +232,44 @@ def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _fold(model: Any, producer: Any, bn: Any, activation: str = "linear") -> Fold:
+def _fold(model: Any, producer: Any, bn: Any, activation: str = "linear",
+          pad: Any = None) -> Fold:
     folds = _CACHE.setdefault(model, {})
-    key = (id(producer), id(bn), activation)
+    key = (id(producer), id(bn), activation, id(pad))
     fold = folds.get(key)
-    if fold is None or fold.producer is not producer or fold.bn is not bn:
-        fold = folds[key] = Fold(producer, bn, activation)
+    if fold is None or fold.producer is not producer or fold.bn is not bn or fold.pad is not pad:
+        fold = folds[key] = Fold(producer, bn, activation, pad)
     return fold
 
 
 def sequential_plan(model: Any) -> dict[int, Callable]:
-    """For a Sequential: {index of a producer in the stack: the folded pair, to run instead of
-    that layer and the BatchNormalization right after it, and of the activation layer after
-    that when it fuses (the Fold's span)}. The executor folds a pair only when no implicit
-    mask reaches the producer."""
+    """For a Sequential: {index in the stack: the Fold to run instead of the layers from
+    there on (its span): a ZeroPadding2D the producer absorbs, the producer, the
+    BatchNormalization folded into it and the activation layer after that when it fuses}.
+    The executor runs a fold only when no implicit mask comes in."""
     if not _enabled[0]:
         return {}
     stack = model._stack
     outputs = model._outputs  # symbolic outputs (with an Input first), else []
     plan: dict[int, Callable] = {}
     i = 0
-    while i + 1 < len(stack):
-        producer, bn = stack[i], stack[i + 1]
-        ndim = len(outputs[i + 1].shape) if len(outputs) > i + 1 else (
+    while i < len(stack):
+        pad = None
+        if i + 1 < len(stack) and absorbs_padding(stack[i], stack[i + 1]):
+            pad = stack[i]
+        j = i + (pad is not None)  # the producer
+        producer = stack[j]
+        bn = stack[j + 1] if j + 1 < len(stack) else None
+        ndim = len(outputs[j + 1].shape) if len(outputs) > j + 1 else (
             4 if type(producer) in (Conv2D, DepthwiseConv2D) else None)
-        if foldable(producer, bn, ndim):
+        if bn is not None and foldable(producer, bn, ndim):
             # An activation layer not built yet runs as a layer once (it is then built).
-            nxt = stack[i + 2] if i + 2 < len(stack) else None
+            nxt = stack[j + 2] if j + 2 < len(stack) else None
             act = fused_activation(nxt) if nxt is not None and nxt.built else None
-            plan[i] = _fold(model, producer, bn, act or "linear")
+            plan[i] = _fold(model, producer, bn, act or "linear", pad)
+            i += plan[i].span
+        elif pad is not None:
+            plan[i] = _fold(model, producer, None, pad=pad)
             i += plan[i].span
         else:
             i += 1
@@ -284,37 +319,92 @@ def _candidates(model: Any) -> list[tuple[Any, Any, int, Any]]:
     return pairs
 
 
+def _pad_candidates(model: Any) -> dict[int, Any]:
+    """{id(producer node): the padding node before it} for every node whose one input is the
+    one output of a single-input node that nothing else reads and that is no model output
+    (whether the layers allow it, :func:`absorbs_padding`, is asked per call). Computed once
+    per model."""
+    folds = _CACHE.setdefault(model, {})
+    cached = folds.get("pads")
+    if cached is not None:
+        return cached
+    readers: dict[int, list[Any]] = {}
+    for node in model._nodes:
+        for t in node.inputs:
+            readers.setdefault(t.id, []).append(node)
+    outputs = {t.id for t in model.outputs}
+    pads = {}
+    for node in model._nodes:
+        if len(node.outputs) != 1 or len(node.args) != 1 or node.kwargs or not isinstance(
+                node.args[0], S.SymbolicTensor):
+            continue
+        t = node.outputs[0]
+        users = readers.get(t.id, [])
+        if t.id in outputs or len(users) != 1:
+            continue
+        user = users[0]
+        if len(user.args) == 1 and user.args[0] is t and not user.kwargs and (
+                [u.id for u in user.inputs] == [t.id]):
+            pads[id(user)] = node
+    folds["pads"] = pads
+    return pads
+
+
 def functional_plan(model: Any) -> dict[int, Callable]:
     """For a functional Model: {id(node): f(values) -> the node's outputs} for the nodes
-    that run folded (the producer runs the folded layer, with the fused activation when
-    there is one; the BatchNormalization and the activation node pass their input, already
-    normalized and activated, through)."""
+    that run folded: the producer runs the Fold (the folded layer, with the fused activation
+    when there is one, padding its input itself when it absorbs a ZeroPadding2D); the
+    BatchNormalization and the activation node pass their input, already normalized and
+    activated, through; an absorbed padding node passes its input on unpadded, for the
+    producer alone to read."""
     if not _enabled[0]:
         return {}
     plan: dict[int, FoldStep] = {}
+    pads = _pad_candidates(model)
+    done: set[int] = set()
+
+    def padding_of(node: Any) -> Any:
+        pad_node = pads.get(id(node))
+        return pad_node if pad_node is not None and absorbs_padding(pad_node.layer,
+                                                                    node.layer) else None
+
+    def add(node: Any, fold: Fold, pad_node: Any) -> None:
+        source = node.args[0]
+        plan[id(node)] = FoldStep(lambda values, f=fold, t=source: [f(values[t.id])],
+                                  None if pad_node is None else source.id, fold, source.id)
+        if pad_node is not None:  # the producer pads: the padding node hands x on as it is
+            plan[id(pad_node)] = FoldStep(
+                lambda values, t=pad_node.args[0]: [values[t.id]], None)
+        done.add(id(node))
+
     for node, bn_node, ndim, act_node in _candidates(model):
         if not foldable(node.layer, bn_node.layer, ndim):
             continue
         act = None if act_node is None or not act_node.layer.built else fused_activation(
             act_node.layer)
-        fold = _fold(model, node.layer, bn_node.layer, act or "linear")
-        source = node.args[0]
+        pad_node = padding_of(node)
+        fold = _fold(model, node.layer, bn_node.layer, act or "linear",
+                     None if pad_node is None else pad_node.layer)
+        add(node, fold, pad_node)
         produced = node.outputs[0]
-        plan[id(node)] = FoldStep(lambda values, f=fold, t=source: [f(values[t.id])], None,
-                                  fold, source.id)
         plan[id(bn_node)] = FoldStep(lambda values, t=produced: [values[t.id]], produced.id)
         if act:  # the activation ran in the producer's kernel: its node passes the value on
             plan[id(act_node)] = FoldStep(lambda values, t=bn_node.outputs[0]: [values[t.id]],
                                           produced.id)
+    for node in model._nodes:  # a padding absorbed by a producer with nothing folded into it
+        pad_node = padding_of(node) if id(node) not in done else None
+        if pad_node is not None:
+            add(node, _fold(model, node.layer, None, pad=pad_node.layer), pad_node)
     return plan
 
 
 class FoldStep(NamedTuple):
     """One node of a functional plan: ``run(values)`` gives the node's outputs. ``after`` is
-    None for the folded producer, and for the BatchNormalization and a fused activation node
-    the id of the producer's output tensor: their pass-through is right only if the producer
-    ran folded. The executor
-    folds a pair only when no implicit mask reaches the producer (docs/architecture.md §13),
+    None for a step that starts a fold (the folded producer, or the padding node it absorbs),
+    and else the id of the tensor whose step must have run folded for this one to be right:
+    the producer's output for the BatchNormalization and a fused activation node, the
+    padding node's output for a producer that pads (the padding passed x on unpadded). The
+    executor starts a fold only when no implicit mask comes in (docs/architecture.md §13),
     so the masks need no special case: none comes in, none goes out."""
 
     run: Callable[[dict], list]

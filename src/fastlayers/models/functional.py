@@ -152,7 +152,7 @@ class Model(BaseModel):
         reads: list[tuple] = []  # the tensors each recorded step reads
         fresh: set[int] = set()  # tensors that are new arrays made by a runner
         folded = folding.functional_plan(self)  # BatchNormalization folds (models/folding.py)
-        through: set[int] = set()  # outputs of producers that ran folded
+        through: set[int] = set()  # outputs of the nodes that ran folded (FoldStep.after)
         # Each value is dropped after its last reader (an output is never dropped), so that
         # its memory returns while the call goes on (docs/architecture.md §8).
         left = dict(self._readers())
@@ -163,8 +163,7 @@ class Model(BaseModel):
                 else all(masks.get(t.id) is None for t in node.inputs)
             ):
                 outs = step.run(values)
-                if step.after is None:
-                    through.update(t.id for t in node.outputs)
+                through.update(t.id for t in node.outputs)
                 for t in node.outputs:
                     masks[t.id] = None
                 if steps is not None:
