@@ -259,3 +259,26 @@ def test_outputs_from_cached_blocks_never_overlap_live_ones(output_cache):
         live.append((y, float(step)))
     for y, fill in live:
         assert (y == fill).all()
+
+
+@pytest.mark.parametrize("name, make, want", [
+    ("Add", lambda: fl.layers.Add(), lambda a, b, c: a + b + c),
+    ("Multiply", lambda: fl.layers.Multiply(), lambda a, b, c: a * b * c),
+    ("Average", lambda: fl.layers.Average(), lambda a, b, c: (a + b + c) / np.float32(3)),
+    ("Concatenate", lambda: fl.layers.Concatenate(axis=1),
+     lambda a, b, c: np.concatenate([a, np.broadcast_to(b, a.shape), c], axis=1)),
+])
+def test_merge_outputs_are_aligned_and_exact(name, make, want):
+    """The merge layers write NumPy's values into an array from the core (a residual Add in
+    a model then reads and writes cached memory): the same bits as NumPy's own chain, with
+    broadcasting, on either backend."""
+    a = _unaligned((2, 9, 11, 24))
+    b = RNG.standard_normal((2, 1, 11, 24)).astype(np.float32)
+    if name == "Concatenate":
+        b = np.ascontiguousarray(np.broadcast_to(b, a.shape))
+    c = RNG.standard_normal((2, 9, 11, 24)).astype(np.float32)
+    for backend in ("cpp", "numpy"):
+        with fl.use_backend(backend):
+            y = make()([a, b, c])
+        assert y.dtype == np.float32 and y.flags.c_contiguous and y.ctypes.data % 64 == 0
+        np.testing.assert_array_equal(y, want(a, b, c))

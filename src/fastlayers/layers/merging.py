@@ -20,7 +20,11 @@ mask.
 
 Which path runs: the elementwise layers and Concatenate are NumPy on every backend
 (memory-bound elementwise work with nothing for the C++ kernels to add); Dot's product is
-``fastlayers.matmul``, which runs in C++ where the backend allows.
+``fastlayers.matmul``, which runs in C++ where the backend allows. When the core is loaded,
+Add, Average, an unmasked Multiply and Concatenate write into an array the core allocates
+(:func:`_new_f32`): the same values, in memory that is 64-byte aligned and, inside a model,
+most likely still cached (docs/architecture.md §8; a residual Add's output is as large as a
+conv's).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend
 from .. import _validation as V
 from .. import functional as F
 from .base import Layer, _bool
@@ -101,6 +106,26 @@ def _expand_mask(owner: str, m: np.ndarray, x: np.ndarray, i: int) -> np.ndarray
             f"{owner}: mask[{i}] of shape {m.shape} does not fit inputs[{i}] of shape "
             f"{x.shape} (expected the input's shape without its last axis)"
         ) from None
+
+
+def _new_f32(shape: tuple) -> np.ndarray:
+    """An uninitialized float32 array: the core's (aligned, a recently freed block) when it
+    is loaded, else NumPy's."""
+    if not _backend.core_available():
+        return np.empty(shape, F32)
+    from .._cpp._alloc import empty_f32
+
+    return empty_f32(shape)
+
+
+def _chain_into(op: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """``op(...op(op(xs[0], xs[1]), xs[2])...)`` for two or more float32 arrays, into one new
+    array of their broadcast shape: the values of the chain of NumPy calls."""
+    out = _new_f32(np.broadcast_shapes(*(x.shape for x in xs)))
+    op(xs[0], xs[1], out=out)
+    for x in xs[2:]:
+        op(out, x, out=out)
+    return out
 
 
 class _Merge(Layer):
@@ -194,10 +219,7 @@ class Add(_Merge):
     """
 
     def _merge(self, xs, masks):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
+        return xs[0] if len(xs) == 1 else _chain_into(np.add, xs)
 
 
 class Subtract(_Merge):
@@ -222,6 +244,8 @@ class Multiply(_Merge):
     """
 
     def _merge(self, xs, masks):
+        if len(xs) > 1 and all(m is None for m in masks):
+            return _chain_into(np.multiply, xs)
         owner = self._owner()
         all_masked = all(m is not None for m in masks)
         out = out_mask = None
@@ -245,10 +269,10 @@ class Average(_Merge):
     """
 
     def _merge(self, xs, masks):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out / F32(len(xs))
+        if len(xs) == 1:
+            return xs[0] / F32(1)
+        out = _chain_into(np.add, xs)
+        return np.divide(out, F32(len(xs)), out=out)
 
 
 class Maximum(_Merge):
@@ -332,7 +356,8 @@ class Concatenate(Layer):
             )
         if not self.built:
             self.build([x.shape for x in xs])
-        return np.concatenate(xs, axis=axis)
+        shape = (*xs[0].shape[:axis], sum(x.shape[axis] for x in xs), *xs[0].shape[axis + 1:])
+        return np.concatenate(xs, axis=axis, out=_new_f32(shape))
 
     _symbolic_list_input = True
 
