@@ -660,3 +660,30 @@ def test_functional_absorbs_paddings_and_replays_them(backend, rng):
         for _ in range(3):
             np.testing.assert_array_equal(model(x), first)
     assert_fold_equals_unfolded(model, x, backend)
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_a_padding_fold_follows_the_convs_config_and_weights(sequential, rng):
+    """The conv that absorbs a padding keeps its own activation and weights: set after the
+    fold was made (and a plan recorded), they apply on the next call."""
+    pad, conv = ZeroPadding2D(((0, 1), (0, 1))), Conv2D(8, 3, strides=2)
+    if sequential:
+        model = Sequential([Input((9, 9, 3)), pad, conv])
+    else:
+        inp = Input((9, 9, 3))
+        model = Model(inp, conv(pad(inp)))
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    x = rng.standard_normal((2, 9, 9, 3)).astype(F32)
+    for _ in range(3):
+        model(x)
+    assert _padding_folds(model) == [(conv.name, pad.name)]
+    conv.activation = "relu"
+    np.testing.assert_array_equal(model(x), _layer_by_layer(x, pad, conv))
+    assert model(x).min() == 0.0
+    conv.set_weights([w * 2 for w in conv.get_weights()])
+    np.testing.assert_array_equal(model(x), _layer_by_layer(x, pad, conv))
+
+
+def test_a_fold_fuses_an_activation_only_after_a_batch_normalization():
+    with pytest.raises(ValueError, match="fuses only after a BatchNormalization"):
+        folding.Fold(Conv2D(2, 3), None, "relu6")

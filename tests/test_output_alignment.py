@@ -226,7 +226,7 @@ def test_output_cache_limit_frees_what_it_no_longer_allows(output_cache):
     limit, held = output_cache.output_cache_limit()
     assert held >= 4 * x.nbytes and limit >= held
     assert output_cache.output_cache_limit(x.nbytes + 4096) == (limit, x.nbytes + 72)
-    assert output_cache.output_cache_limit(0) == (x.nbytes + 4096, 0)
+    assert output_cache.output_cache_limit(np.int64(0)) == (x.nbytes + 4096, 0)
     y = fl.activations.relu(x)  # with the cache off, outputs are malloc'd and freed as before
     del y
     assert output_cache.output_cache_limit() == (0, 0)
@@ -234,10 +234,10 @@ def test_output_cache_limit_frees_what_it_no_longer_allows(output_cache):
 
 def test_output_cache_limit_rejects_bad_arguments():
     core = _backend._core
-    for bad in ("1", 1.5, True):
+    for bad in ("1", 1.5, True, np.bool_(True), np.float32(4096)):
         with pytest.raises(TypeError, match="max_bytes must be an int or None"):
             core.output_cache_limit(bad)
-    for bad in (-1, 2**70, -(2**70)):
+    for bad in (-1, 2**70, -(2**70), np.int64(-5)):
         with pytest.raises(ValueError, match=rf"max_bytes must be in \[0, 2\*\*63\), got {bad}"):
             core.output_cache_limit(bad)
 

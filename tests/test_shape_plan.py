@@ -515,3 +515,34 @@ def test_each_intermediate_is_freed_after_its_last_reader(kind, executor):
     assert alive["p2"] == [kind == "functional"]
     # When p3 runs, p2's input (b) is gone in both (p2 was its last reader).
     assert alive["p3"] == [kind == "functional", False]
+
+
+class _Two(fl.layers.Layer):
+    """A user's layer with two outputs, noting weak references to both."""
+
+    def __init__(self, refs, **kwargs):
+        super().__init__(**kwargs)
+        self.refs = refs
+
+    def call(self, x):
+        a, b = x * np.float32(2), x * np.float32(3)
+        self.refs.extend([("a", weakref.ref(a)), ("b", weakref.ref(b))])
+        return [a, b]
+
+
+@pytest.mark.parametrize("executor", ["plan", "general"])
+def test_an_output_nothing_reads_is_dropped_at_once(executor):
+    log, refs = [], []
+    probe = _Probe(log, name="p")
+    probe.refs = refs
+    i = Input((6,))
+    a, _unused = _Two(refs)(i)
+    model = Model(i, Dense(2)(probe(a)))
+    x = np.random.default_rng(12).random((4, 6), dtype=F32)
+    want = general(model, x)
+    model(x)
+    model(x)
+    log.clear()
+    refs.clear()
+    assert_same(model(x) if executor == "plan" else general(model, x), want)
+    assert log == [("p", [True, False])]  # the probe's input alive, the unused output gone

@@ -239,11 +239,17 @@ void bind_runtime(py::module_& m) {
             if (max_bytes.is_none()) {
                 before = output_cache_limit(SIZE_MAX, &held);  // a query
             } else {
-                if (!py::isinstance<py::int_>(max_bytes) || py::isinstance<py::bool_>(max_bytes))
+                // An int or anything that is one (a NumPy integer), not a bool.
+                py::object index;
+                if (!py::isinstance<py::bool_>(max_bytes)) {
+                    index = py::reinterpret_steal<py::object>(PyNumber_Index(max_bytes.ptr()));
+                    if (!index) PyErr_Clear();
+                }
+                if (!index)
                     throw py::type_error("output_cache_limit: max_bytes must be an int or None, "
                                          "got " + type_name(max_bytes));
                 int overflow = 0;
-                const long long v = PyLong_AsLongLongAndOverflow(max_bytes.ptr(), &overflow);
+                const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
                 if (overflow != 0 || v < 0)
                     throw py::value_error("output_cache_limit: max_bytes must be in [0, 2**63), "
                                           "got " + py::str(max_bytes).cast<std::string>());

@@ -11,7 +11,10 @@ DepthwiseConv2D's output channel ``c * m + j`` comes from ``kernel[:, :, c, j]``
 kernel is scaled by ``s`` reshaped to (C, m); MobileNet's and EfficientNet's blocks are
 DepthwiseConv2D (no bias) then BatchNormalization, 17 of MobileNetV2's 52. An elementwise
 activation layer right after the pair (``fused_activation``) becomes the folded layer's
-own activation, applied as the kernel finishes each tile (docs/architecture.md §13).
+own activation, applied as the kernel finishes each tile (docs/architecture.md §13). A
+ZeroPadding2D that only a "valid" Conv2D or DepthwiseConv2D reads (``absorbs_padding``)
+runs inside that conv, with or without a BatchNormalization after it: the conv pads as it
+reads instead of reading a padded copy.
 
 A pair is folded when
 
@@ -122,18 +125,20 @@ def absorbs_padding(pad: Any, producer: Any) -> bool:
 class Fold:
     """A producer run as one layer with what surrounds it: the BatchNormalization folded
     into it (``bn``, or None), the activation layer after them when it fuses
-    (``activation``; without a ``bn`` the producer's own activation), and the ZeroPadding2D
-    before it when it absorbs it (``pad``, or None: :func:`absorbs_padding`). ``span``: how
-    many layers of a Sequential it stands for."""
+    (``activation``, with a ``bn`` only; without one the producer's own activation applies,
+    read on every call), and the ZeroPadding2D before it when it absorbs it (``pad``, or
+    None: :func:`absorbs_padding`). ``span``: how many layers of a Sequential it stands
+    for."""
 
     def __init__(self, producer: Any, bn: Any = None, activation: str = "linear",
                  pad: Any = None) -> None:
+        if bn is None and activation != "linear":
+            raise ValueError("Fold: an activation layer fuses only after a BatchNormalization")
         self.producer = producer
         self.bn = bn
         self.pad = pad
-        self.activation = activation if bn is not None else producer.activation
-        self.span = (1 + (bn is not None) + (bn is not None and activation != "linear")
-                     + (pad is not None))
+        self.activation = activation
+        self.span = 1 + (bn is not None) + (activation != "linear") + (pad is not None)
         # (source weight arrays, epsilon, kernel, bias, packed), replaced as one tuple: a call
         # running while another thread sets new weights sees one consistent fold, old or new.
         self._state: tuple = ((), None, None, None, None)
@@ -185,7 +190,10 @@ class Fold:
         """(the producer's checked arguments for x with the folded weights and the fused
         activation, the packed weights or None)."""
         kernel, bias, packed = self._current()[2:]
-        p, act = self.producer, self.activation
+        p = self.producer
+        # Without a BatchNormalization the producer keeps its own activation (which may be
+        # set after the fold was made; the BatchNormalization folds need a linear one).
+        act = self.activation if self.bn is not None else p.activation
         pads = None
         if self.pad is not None:  # ((top, bottom), (left, right)) -> (top, bottom, left, right)
             pads = (*self.pad.padding[0], *self.pad.padding[1])
@@ -225,10 +233,11 @@ def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
             np.ascontiguousarray(bias, dtype=np.float32))
 
 
-# One dict per model: (id(producer), id(bn), activation) -> Fold, and "candidates" -> the
-# graph's pairs (_candidates). Weak, so that the cache neither keeps a model alive nor travels
-# with it (pickling, deepcopy). A pair run with and without a fused activation (a shared
-# producer) has one Fold, with its own packed weights, per activation.
+# One dict per model: (id(producer), id(bn), activation, id(pad)) -> Fold, "candidates" -> the
+# graph's pairs (_candidates) and "pads" -> its paddings before a producer (_pad_candidates).
+# Weak, so that the cache neither keeps a model alive nor travels with it (pickling,
+# deepcopy). A pair run with and without a fused activation (a shared producer) has one Fold,
+# with its own packed weights, per activation.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

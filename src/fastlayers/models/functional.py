@@ -181,7 +181,9 @@ class Model(BaseModel):
                         if shape_plan.makes_fresh(step[0]):
                             fresh.update(t.id for t in node.outputs)
             for t, v in zip(node.outputs, outs):
-                values[t.id] = v
+                if left.get(t.id, 0) > 0:  # else nothing reads it (an unused state output)
+                    values[t.id] = v
+            outs = v = None  # the values dict holds what is still read
             for t in node.inputs:
                 left[t.id] -= 1
                 if left[t.id] == 0:

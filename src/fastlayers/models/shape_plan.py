@@ -116,6 +116,7 @@ class Plan:
                     values[i] = v
             else:
                 values[out_ids[0]] = out
+            out = v = None  # the values dict holds what is still read
             if frees is not None:
                 for i in frees[k]:
                     del values[i]
