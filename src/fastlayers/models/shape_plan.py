@@ -95,7 +95,7 @@ class Plan:
     held every intermediate to its end wrote each output into memory last touched a whole
     call earlier (docs/performance.md §12)."""
 
-    __slots__ = ("input_ids", "steps", "output_id", "frees")
+    __slots__ = ("input_ids", "steps", "output_id", "frees", "_run_steps")
 
     def __init__(self, input_ids: list[int], steps: list[tuple[Callable, tuple, bool]],
                  reads: list[tuple] | None = None, keep: Any = ()):
@@ -103,23 +103,24 @@ class Plan:
         self.steps = steps
         self.output_id: int | None = None  # a Sequential's result
         self.frees = None if reads is None else _last_uses(input_ids, steps, reads, set(keep))
+        drops = self.frees or [()] * len(steps)
+        # What run() walks: (run, the output id or the ids, many, the ids to drop after it).
+        self._run_steps = [(run, out_ids if many else out_ids[0], many, drop)
+                           for (run, out_ids, many), drop in zip(steps, drops)]
 
     def run(self, arrays: list[np.ndarray]) -> dict[int, Any]:
         """The values of the kept tensors (of every tensor when the plan has no ``reads``);
         raises :class:`Stale` if a runner's guard failed."""
         values = dict(zip(self.input_ids, arrays))
-        frees = self.frees
-        for k, (run, out_ids, many) in enumerate(self.steps):
-            out = run(values)
+        for run, out_id, many, drop in self._run_steps:
             if many:
-                for i, v in zip(out_ids, out):
+                for i, v in zip(out_id, run(values)):
                     values[i] = v
+                v = None
             else:
-                values[out_ids[0]] = out
-            out = v = None  # the values dict holds what is still read
-            if frees is not None:
-                for i in frees[k]:
-                    del values[i]
+                values[out_id] = run(values)
+            for i in drop:  # the values dict holds what is still read
+                del values[i]
         return values
 
 
