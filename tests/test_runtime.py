@@ -180,6 +180,7 @@ def test_runtime_info_keys():
         "num_threads",
         "cpu_features",
         "package_path",
+        "output_cache",
     ):
         assert key in info
     assert info["version"] == fastlayers.__version__
@@ -446,3 +447,28 @@ def test_fma_peak_probe():
         assert 0.1 < gflops < 1e4, (isa, gflops)
     with pytest.raises(ValueError, match="sse9"):
         _core.fma_peak_probe("sse9", 0.01)
+
+
+def test_output_cache_limit_public_setter():
+    """fastlayers.set_output_cache_limit sets what the core keeps of freed outputs (0 frees
+    it all) and runtime_info reports it; bad values raise naming the function."""
+    before = fastlayers.runtime_info()["output_cache"]["limit"]
+    try:
+        if not fastlayers.core_available():
+            assert fastlayers.set_output_cache_limit(1 << 20) == 0
+            assert fastlayers.runtime_info()["output_cache"] == {"limit": 0, "held": 0}
+        else:
+            assert fastlayers.set_output_cache_limit(np.int64(1 << 20)) == before
+            y = fastlayers.activations.relu(np.ones((64, 1024), np.float32))
+            del y
+            info = fastlayers.runtime_info()["output_cache"]
+            assert info["limit"] == 1 << 20 and info["held"] > 64 * 1024 * 4 - 1
+            assert fastlayers.set_output_cache_limit(0) == 1 << 20
+            assert fastlayers.runtime_info()["output_cache"] == {"limit": 0, "held": 0}
+            assert fastlayers.set_output_cache_limit(2**80) == 0  # capped at 2**63 - 1
+    finally:
+        fastlayers.set_output_cache_limit(before)
+    for bad, exc in ((-1, ValueError), (1.5, TypeError), ("1", TypeError), (True, TypeError),
+                     (None, TypeError)):
+        with pytest.raises(exc, match="set_output_cache_limit: max_bytes"):
+            fastlayers.set_output_cache_limit(bad)

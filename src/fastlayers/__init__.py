@@ -19,6 +19,7 @@ from ._backend import (
     get_num_threads,
     set_backend,
     set_num_threads,
+    set_output_cache_limit,
     use_backend,
 )
 from ._runtime import runtime_info, show_runtime
@@ -75,6 +76,7 @@ __all__ = [
     "scaled_dot_product_attention",
     "set_backend",
     "set_num_threads",
+    "set_output_cache_limit",
     "show_runtime",
     "simple_rnn",
     "softmax",

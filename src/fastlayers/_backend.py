@@ -272,6 +272,28 @@ def get_num_threads() -> int:
     return _numpy_only_threads[0]
 
 
+def set_output_cache_limit(max_bytes: int) -> int:
+    """Set how much freed output memory the C++ path keeps for its next outputs, in bytes;
+    return the previous limit.
+
+    Outputs of 4 KiB and more are allocated by the core; when one is freed its memory is
+    kept (up to 16 blocks, 32 MiB by default) and the next output of about its size reuses
+    it, while it is still in the CPU's caches (a model's layers run 1.1-1.25x faster,
+    docs/architecture.md §8). ``0`` frees what is kept and keeps nothing from then on.
+    Without the compiled core there is nothing to keep: returns 0. ``max_bytes`` is an
+    integer >= 0 (ValueError otherwise; TypeError for a non-integer).
+    """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral):
+        raise TypeError(
+            f"set_output_cache_limit: max_bytes must be an int, got {type(max_bytes).__name__}"
+        )
+    if max_bytes < 0:
+        raise ValueError(f"set_output_cache_limit: max_bytes must be >= 0, got {max_bytes}")
+    if _core is None:
+        return 0
+    return int(_core.output_cache_limit(min(int(max_bytes), 2**63 - 1))[0])
+
+
 def _omp_threads() -> int | None:
     """``OMP_NUM_THREADS`` as a thread count, or None when unset or not a positive integer.
 

@@ -18,7 +18,9 @@ def runtime_info() -> dict[str, Any]:
     Keys: ``version``, ``backend``, ``core_available``, ``core_error`` (why the
     compiled core did not import, or None), ``isa`` (in use), ``isas_built``,
     ``isas_supported``, ``isa_cap`` (FASTLAYERS_ISA), ``num_threads``,
-    ``cpu_features``, ``compiler``, ``python``, ``numpy``, ``platform``, ``core_path``.
+    ``cpu_features``, ``compiler``, ``python``, ``numpy``, ``platform``, ``core_path``,
+    ``output_cache`` (the freed output memory kept for the next outputs: ``limit`` and
+    ``held`` bytes, :func:`fastlayers.set_output_cache_limit`).
     """
     from . import __version__
 
@@ -38,7 +40,8 @@ def runtime_info() -> dict[str, Any]:
     }
     core = _backend._core
     if core is None:
-        info.update(isa=None, isas_built=[], isas_supported=[], isa_cap=None, cpu_features={})
+        info.update(isa=None, isas_built=[], isas_supported=[], isa_cap=None, cpu_features={},
+                    output_cache={"limit": 0, "held": 0})
     else:
         ci = core.runtime_info()
         info.update(
@@ -51,6 +54,7 @@ def runtime_info() -> dict[str, Any]:
             compiler=ci["compiler"],
             build_type=ci["build_type"],
             core_path=getattr(core, "__file__", None),
+            output_cache=dict(zip(("limit", "held"), core.output_cache_limit())),
         )
     return info
 
