@@ -329,6 +329,17 @@ void output_block_give(void* raw);  // its size stored in its first sizeof(size_
 // unchanged) and returns the previous limit; *held = the bytes it holds afterwards.
 size_t output_cache_limit(size_t max_bytes, size_t* held);
 
+// From kStaggeredOutputBytes on, an output's data starts at one of these offsets into a page,
+// a different one than the previous output's (output_page_offset, bindings/output_cache.cpp).
+// Streaming kernels load x[i] and store y[i] in step; when x and y sit at the same offset
+// into their pages (NumPy's large arrays start 16 bytes into a page, and a block malloc maps
+// for a large output starts there too), the CPU takes each load for one that may depend on
+// the store before it with the same low 12 address bits ("4K aliasing"): a softmax over
+// (16384, 256) took 1.63 ms with its output 48 bytes from its input's page offset and
+// 1.38-1.42 ms with it 1-3 KiB away (one Zen 4 core).
+constexpr int64_t kStaggeredOutputBytes = int64_t{64} << 10;
+size_t output_page_offset();
+
 inline FloatArrayC new_f32_shape(std::vector<pybind11::ssize_t> shape) {
     // A size in bytes beyond int64, or one that cannot be allocated, is left to NumPy: its
     // ValueError ("array is too big") or MemoryError names the shape.
@@ -343,15 +354,21 @@ inline FloatArrayC new_f32_shape(std::vector<pybind11::ssize_t> shape) {
     // operator new took 117 page faults per call of a 16 MiB softmax, NumPy's malloc none),
     // through the cache of recently freed blocks (output_cache.cpp). The block's size is kept
     // in its first bytes, before the data's 64-byte boundary.
+    // Large outputs: the data at a chosen offset into a page (kStaggeredOutputBytes), so up to
+    // a page of slack plus the offset; else at the first 64-byte boundary after the size.
+    const bool staggered = n * int64_t{sizeof(float)} >= kStaggeredOutputBytes;
+    const size_t slack = staggered ? 2 * 4096 : 64;
     size_t bytes = 0;
     std::unique_ptr<void, void (*)(void*)> raw(
-        output_block_take(static_cast<size_t>(n) * sizeof(float) + 64 + sizeof(size_t), &bytes),
+        output_block_take(static_cast<size_t>(n) * sizeof(float) + slack + sizeof(size_t),
+                          &bytes),
         [](void* p) { output_block_give(p); });
     if (!raw) return FloatArrayC(std::move(shape));
     std::memcpy(raw.get(), &bytes, sizeof bytes);
+    const uintptr_t after_size = reinterpret_cast<uintptr_t>(raw.get()) + sizeof(size_t);
     float* data = reinterpret_cast<float*>(
-        (reinterpret_cast<uintptr_t>(raw.get()) + sizeof(size_t) + 63) &
-        ~static_cast<uintptr_t>(63));
+        staggered ? ((after_size + 4095) & ~static_cast<uintptr_t>(4095)) + output_page_offset()
+                  : (after_size + 63) & ~static_cast<uintptr_t>(63));
     pybind11::capsule owner(raw.get(), [](void* p) { output_block_give(p); });
     raw.release();  // the capsule gives it back from here on
     return FloatArrayC(std::move(shape), data, owner);

@@ -8,8 +8,10 @@
 // streamed since, so that every store of the kernel waits for a line from DRAM
 // (write-allocate). The block freed most recently was read a layer or two ago: still cached.
 // Measured in docs/performance.md §12.
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <cstring>
 #include <mutex>
 
@@ -103,6 +105,14 @@ size_t output_cache_limit(size_t max_bytes, size_t* held) {
     }
     for (int i = 0; i < n; ++i) std::free(evicted[i]);
     return before;
+}
+
+size_t output_page_offset() {
+    // Multiples of 512 bytes, at least 512 from NumPy's 16, each at least 512 from the next
+    // (the first comes after the last).
+    static constexpr size_t kOffsets[] = {1024, 2560, 512, 3072, 1536, 3584, 2048};
+    static std::atomic<unsigned> next{0};
+    return kOffsets[next.fetch_add(1, std::memory_order_relaxed) % std::size(kOffsets)];
 }
 
 }  // namespace py_bindings
