@@ -285,6 +285,31 @@ def sequential_plan(model: Any) -> dict[int, Callable]:
     return plan
 
 
+def _graph(model: Any) -> tuple[dict[int, list[Any]], set[int]]:
+    """(tensor id -> the nodes that read it, the ids of the model's outputs)."""
+    readers: dict[int, list[Any]] = {}
+    for node in model._nodes:
+        for t in node.inputs:
+            readers.setdefault(t.id, []).append(node)
+    return readers, {t.id for t in model.outputs}
+
+
+def _sole_reader(t: Any, graph: tuple, only_argument: bool = True) -> Any:
+    """The node that alone reads tensor ``t``, as its first argument and only input, when t
+    is not a model output (and, with ``only_argument``, as its one argument, no keywords);
+    else None."""
+    readers, outputs = graph
+    users = readers.get(t.id, [])
+    if t.id in outputs or len(users) != 1:
+        return None
+    user = users[0]
+    if not user.args or user.args[0] is not t or [u.id for u in user.inputs] != [t.id]:
+        return None
+    if only_argument and (len(user.args) != 1 or user.kwargs):
+        return None
+    return user
+
+
 def _candidates(model: Any) -> list[tuple[Any, Any, int, Any]]:
     """(producer node, bn node, output rank, activation node or None) for every pair whose
     graph allows a fold: the producer's one output is read by the BatchNormalization node
@@ -295,34 +320,20 @@ def _candidates(model: Any) -> list[tuple[Any, Any, int, Any]]:
     cached = folds.get("candidates")
     if cached is not None:
         return cached
-    readers: dict[int, list[Any]] = {}
-    for node in model._nodes:
-        for t in node.inputs:
-            readers.setdefault(t.id, []).append(node)
-    outputs = {t.id for t in model.outputs}
+    graph = _graph(model)
     pairs = []
     for node in model._nodes:
         if type(node.layer) not in _PRODUCERS or len(node.outputs) != 1:
             continue
         t = node.outputs[0]
-        users = readers.get(t.id, [])
-        if t.id in outputs or len(users) != 1:
-            continue
-        user = users[0]
-        if type(user.layer) is not BatchNormalization or not user.args or (
-            user.args[0] is not t or [u.id for u in user.inputs] != [t.id]
-        ):
+        user = _sole_reader(t, graph, only_argument=False)
+        if user is None or type(user.layer) is not BatchNormalization:
             continue
         if len(node.args) != 1 or not isinstance(node.args[0], S.SymbolicTensor):
             continue
         act_node = None
-        if len(user.outputs) == 1 and user.outputs[0].id not in outputs:
-            u = user.outputs[0]
-            after = readers.get(u.id, [])
-            if len(after) == 1 and [i.id for i in after[0].inputs] == [u.id] and (
-                len(after[0].args) == 1 and after[0].args[0] is u and not after[0].kwargs
-            ):
-                act_node = after[0]
+        if len(user.outputs) == 1:
+            act_node = _sole_reader(user.outputs[0], graph)
         pairs.append((node, user, len(t.shape), act_node))
     folds["candidates"] = pairs
     return pairs
@@ -337,23 +348,14 @@ def _pad_candidates(model: Any) -> dict[int, Any]:
     cached = folds.get("pads")
     if cached is not None:
         return cached
-    readers: dict[int, list[Any]] = {}
-    for node in model._nodes:
-        for t in node.inputs:
-            readers.setdefault(t.id, []).append(node)
-    outputs = {t.id for t in model.outputs}
+    graph = _graph(model)
     pads = {}
     for node in model._nodes:
         if len(node.outputs) != 1 or len(node.args) != 1 or node.kwargs or not isinstance(
                 node.args[0], S.SymbolicTensor):
             continue
-        t = node.outputs[0]
-        users = readers.get(t.id, [])
-        if t.id in outputs or len(users) != 1:
-            continue
-        user = users[0]
-        if len(user.args) == 1 and user.args[0] is t and not user.kwargs and (
-                [u.id for u in user.inputs] == [t.id]):
+        user = _sole_reader(node.outputs[0], graph)
+        if user is not None:
             pads[id(user)] = node
     folds["pads"] = pads
     return pads
