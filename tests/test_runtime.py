@@ -465,10 +465,18 @@ def test_output_cache_limit_public_setter():
             assert info["limit"] == 1 << 20 and info["held"] > 64 * 1024 * 4 - 1
             assert fastlayers.set_output_cache_limit(0) == 1 << 20
             assert fastlayers.runtime_info()["output_cache"] == {"limit": 0, "held": 0}
-            assert fastlayers.set_output_cache_limit(2**80) == 0  # capped at 2**63 - 1
+            assert fastlayers.set_output_cache_limit(2**80) == 0
+            assert fastlayers.runtime_info()["output_cache"]["limit"] == 2**63 - 1  # the cap
     finally:
         fastlayers.set_output_cache_limit(before)
     for bad, exc in ((-1, ValueError), (1.5, TypeError), ("1", TypeError), (True, TypeError),
                      (None, TypeError)):
         with pytest.raises(exc, match="set_output_cache_limit: max_bytes"):
             fastlayers.set_output_cache_limit(bad)
+
+
+def test_output_cache_limit_without_the_core(monkeypatch):
+    monkeypatch.setattr(_backend, "_core", None)
+    assert fastlayers.set_output_cache_limit(1 << 20) == 0
+    with pytest.raises(ValueError, match="set_output_cache_limit"):
+        fastlayers.set_output_cache_limit(-1)

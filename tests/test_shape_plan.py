@@ -542,7 +542,32 @@ def test_an_output_nothing_reads_is_dropped_at_once(executor):
     want = general(model, x)
     model(x)
     model(x)
+    assert plans(model)
     log.clear()
     refs.clear()
     assert_same(model(x) if executor == "plan" else general(model, x), want)
     assert log == [("p", [True, False])]  # the probe's input alive, the unused output gone
+
+
+class _Varying(fl.layers.Layer):
+    """A user's layer whose number of outputs is a setting: [x * 2, x * 3][:n]."""
+
+    n = 2
+
+    def call(self, x):
+        return [x * np.float32(2), x * np.float32(3)][: self.n]
+
+
+def test_a_step_whose_output_count_changes_drops_the_plan():
+    layer = _Varying()
+    i = Input((5,))
+    a, _unused = layer(i)
+    model = Model(i, Dense(2)(a))
+    x = np.random.default_rng(13).random((3, 5), dtype=F32)
+    want = general(model, x)
+    model(x)
+    model(x)
+    assert plans(model)
+    layer.n = 1  # the unused second output is gone: the general executor does not need it
+    assert_same(model(x), want)
+    assert not plans(model)

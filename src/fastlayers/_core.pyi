@@ -109,6 +109,9 @@ def empty_f32(shape: Sequence[int]) -> np.ndarray:
     """A new uninitialized C-contiguous float32 array; 64-byte aligned from 4 KiB on."""
 
 ALIGNED_OUTPUT_BYTES: int  # outputs from this size on start on a 64-byte boundary
+def output_cache_limit(max_bytes: int | None = None) -> tuple[int, int]:
+    """The freed output blocks kept for the next outputs (bindings/output_cache.cpp): sets
+    the bytes it may keep (0: none; None only queries); returns (previous limit, bytes held)."""
 def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
     late_workers_called, backoffs, serial_by_backoff."""

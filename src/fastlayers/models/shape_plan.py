@@ -114,9 +114,12 @@ class Plan:
         values = dict(zip(self.input_ids, arrays))
         for run, out_id, many, drop in self._run_steps:
             if many:
-                for i, v in zip(out_id, run(values)):
+                outs = run(values)
+                if len(outs) != len(out_id):  # a layer whose output count changed
+                    raise Stale
+                for i, v in zip(out_id, outs):
                     values[i] = v
-                v = None
+                outs = v = None
             else:
                 values[out_id] = run(values)
             for i in drop:  # the values dict holds what is still read
