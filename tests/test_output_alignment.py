@@ -282,6 +282,9 @@ def test_outputs_from_cached_blocks_never_overlap_live_ones(output_cache):
     ("Average", lambda: fl.layers.Average(), lambda a, b, c: (a + b + c) / np.float32(3)),
     ("Concatenate", lambda: fl.layers.Concatenate(axis=1),
      lambda a, b, c: np.concatenate([a, np.broadcast_to(b, a.shape), c], axis=1)),
+    ("Maximum", lambda: fl.layers.Maximum(), lambda a, b, c: np.maximum(np.maximum(a, b), c)),
+    ("Minimum", lambda: fl.layers.Minimum(), lambda a, b, c: np.minimum(np.minimum(a, b), c)),
+    ("Subtract", lambda: fl.layers.Subtract(), lambda a, b, c: a - b),  # two inputs
 ])
 def test_merge_outputs_are_aligned_and_exact(name, make, want):
     """The merge layers write NumPy's values into an array from the core (a residual Add in
@@ -292,9 +295,10 @@ def test_merge_outputs_are_aligned_and_exact(name, make, want):
     if name == "Concatenate":
         b = np.ascontiguousarray(np.broadcast_to(b, a.shape))
     c = RNG.standard_normal((2, 9, 11, 24)).astype(np.float32)
+    a[0, 0, 0, :3] = np.nan  # NaN propagates as in NumPy's own chain
     for backend in ("cpp", "numpy"):
         with fl.use_backend(backend):
-            y = make()([a, b, c])
+            y = make()([a, b] if name == "Subtract" else [a, b, c])
         assert y.dtype == np.float32 and y.flags.c_contiguous and y.ctypes.data % 64 == 0
         np.testing.assert_array_equal(y, want(a, b, c))
 

@@ -21,7 +21,8 @@ mask.
 Which path runs: the elementwise layers and Concatenate are NumPy on every backend
 (memory-bound elementwise work with nothing for the C++ kernels to add); Dot's product is
 ``fastlayers.matmul``, which runs in C++ where the backend allows. When the core is loaded,
-Add, Average, an unmasked Multiply and Concatenate write into an array the core allocates
+Add, Subtract, Average, Concatenate, and Multiply, Maximum and Minimum without masks, write
+into an array the core allocates
 (:func:`_new_f32`): the same values, in memory that is 64-byte aligned and, inside a model,
 most likely still cached (docs/architecture.md §8; a residual Add's output is as large as a
 conv's).
@@ -232,7 +233,7 @@ class Subtract(_Merge):
     _exactly = 2
 
     def _merge(self, xs, masks):
-        return xs[0] - xs[1]
+        return _chain_into(np.subtract, xs)
 
 
 class Multiply(_Merge):
@@ -284,6 +285,8 @@ class Maximum(_Merge):
     """
 
     def _merge(self, xs, masks):
+        if len(xs) > 1 and all(m is None for m in masks):
+            return _chain_into(np.maximum, xs)
         return _masked_extremum(np.maximum, self._owner(), xs, masks)
 
 
@@ -295,6 +298,8 @@ class Minimum(_Merge):
     """
 
     def _merge(self, xs, masks):
+        if len(xs) > 1 and all(m is None for m in masks):
+            return _chain_into(np.minimum, xs)
         return _masked_extremum(np.minimum, self._owner(), xs, masks)
 
 
