@@ -206,7 +206,10 @@ def test_sequential_folds_only_linear_last_axis_pairs(backend, rng):
         Flatten(), Dense(5), ReLU(), BatchNormalization(),
     ])
     _random_bn_weights(model, rng)
-    assert _folded_layers(model) == [model.layers[4].name]
+    # The Dense folds no BatchNormalization (a ReLU comes first) but takes the ReLU as its own
+    # activation (test_an_activation_right_after_a_producer_fuses).
+    assert _folded_layers(model) == sorted([model.layers[4].name, model.layers[8].name])
+    assert _plan(model)[8].bn is None and _plan(model)[8].activation == "relu"
     assert_fold_equals_unfolded(model, rng.standard_normal((2, 6, 6, 4)).astype(F32), backend)
 
 
@@ -684,6 +687,55 @@ def test_a_padding_fold_follows_the_convs_config_and_weights(sequential, rng):
     np.testing.assert_array_equal(model(x), _layer_by_layer(x, pad, conv))
 
 
-def test_a_fold_fuses_an_activation_only_after_a_batch_normalization():
-    with pytest.raises(ValueError, match="fuses only after a BatchNormalization"):
-        folding.Fold(Conv2D(2, 3), None, "relu6")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layers, fused", [
+    (lambda: [Conv2D(6, 3, padding="same"), ReLU(6.0)], "relu6"),
+    (lambda: [DepthwiseConv2D(3, depth_multiplier=2), Activation("gelu")], "gelu"),
+    (lambda: [ZeroPadding2D(((0, 1), (0, 1))), Conv2D(4, 3, strides=2), ReLU()], "relu"),
+    (lambda: [Flatten(), Dense(7), Activation("swish")], "swish"),
+])
+def test_an_activation_right_after_a_producer_fuses(backend, layers, fused, rng):
+    """No BatchNormalization: a linear producer takes the activation layer after it as its
+    own (applied as its kernel finishes each tile); the same bits as the two layers."""
+    layers = layers()
+    model = Sequential([Input((8, 9, 3)), *layers])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    folds = [f for f in _plan(model).values()]
+    assert len(folds) == 1 and folds[0].bn is None and folds[0].activation == fused
+    x = rng.standard_normal((2, 8, 9, 3)).astype(F32)
+    with fl.use_backend(backend):
+        want = _layer_by_layer(x, *layers)
+        for _ in range(3):  # the general executor, then the plan
+            np.testing.assert_array_equal(model(x), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_activation_fuses_only_after_a_linear_sole_producer(backend, rng):
+    """Not fused: after a producer with its own activation, after a channels_first conv, when
+    another node reads the producer's output, when the producer's output is a model output;
+    a producer whose activation is set later stops fusing."""
+    inp = Input((8, 8, 3))
+    a = Conv2D(4, 3, activation="tanh")(inp)
+    b = ReLU()(a)
+    c = Conv2D(4, 3, data_format="channels_first")(inp)
+    d = ReLU()(c)
+    e = Conv2D(4, 1, name="shared")(inp)
+    f = fl.layers.Add()([ReLU()(e), e])
+    g = Conv2D(4, 1, name="fuses")(inp)
+    h = ReLU()(g)
+    model = Model(inp, [b, d, f, h])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    assert _fused_activation_layers(model) == [h.node.layer.name]
+    x = rng.standard_normal((2, 8, 8, 3)).astype(F32)
+    with fl.use_backend(backend):
+        with folding.disabled():
+            want = model(x)
+        for _ in range(3):
+            for got, w in zip(model(x), want):
+                np.testing.assert_array_equal(got, w)
+        model.get_layer("fuses").activation = "sigmoid"  # ReLU(sigmoid(.)) from now on
+        assert _fused_activation_layers(model) == []
+        with folding.disabled():
+            want = model(x)
+        for got, w in zip(model(x), want):
+            np.testing.assert_array_equal(got, w)

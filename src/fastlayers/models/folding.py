@@ -14,7 +14,9 @@ activation layer right after the pair (``fused_activation``) becomes the folded 
 own activation, applied as the kernel finishes each tile (docs/architecture.md §13). A
 ZeroPadding2D that only a "valid" Conv2D or DepthwiseConv2D reads (``absorbs_padding``)
 runs inside that conv, with or without a BatchNormalization after it: the conv pads as it
-reads instead of reading a padded copy.
+reads instead of reading a padded copy. Without a BatchNormalization, an activation layer
+that alone reads a linear producer's output fuses into it the same way
+(``takes_activation``).
 
 A pair is folded when
 
@@ -122,18 +124,25 @@ def absorbs_padding(pad: Any, producer: Any) -> bool:
             and producer.data_format == "channels_last" and producer.padding == "valid")
 
 
+def takes_activation(producer: Any) -> bool:
+    """Whether the activation layer that alone reads ``producer``'s output (with no
+    BatchNormalization between them) can run as its activation: a built, linear Dense or
+    channels-last Conv2D or DepthwiseConv2D. A model converted from PyTorch has its
+    BatchNormalizations folded into the convs already, and a ReLU after each."""
+    return (type(producer) in _PRODUCERS and producer.built and _linear(producer)
+            and (type(producer) is Dense or producer.data_format == "channels_last"))
+
+
 class Fold:
     """A producer run as one layer with what surrounds it: the BatchNormalization folded
-    into it (``bn``, or None), the activation layer after them when it fuses
-    (``activation``, with a ``bn`` only; without one the producer's own activation applies,
-    read on every call), and the ZeroPadding2D before it when it absorbs it (``pad``, or
-    None: :func:`absorbs_padding`). ``span``: how many layers of a Sequential it stands
-    for."""
+    into it (``bn``, or None), the activation layer after them (or right after the producer,
+    without a ``bn``) when it fuses (``activation``, else "linear": the producer's own
+    activation, read on every call), and the ZeroPadding2D before it when it absorbs it
+    (``pad``, or None: :func:`absorbs_padding`). ``span``: how many layers of a Sequential
+    it stands for."""
 
     def __init__(self, producer: Any, bn: Any = None, activation: str = "linear",
                  pad: Any = None) -> None:
-        if bn is None and activation != "linear":
-            raise ValueError("Fold: an activation layer fuses only after a BatchNormalization")
         self.producer = producer
         self.bn = bn
         self.pad = pad
@@ -191,9 +200,11 @@ class Fold:
         activation, the packed weights or None)."""
         kernel, bias, packed = self._current()[2:]
         p = self.producer
-        # Without a BatchNormalization the producer keeps its own activation (which may be
-        # set after the fold was made; the BatchNormalization folds need a linear one).
-        act = self.activation if self.bn is not None else p.activation
+        # With nothing fused the producer keeps its own activation (which may be set after
+        # the fold was made; a fold with a BatchNormalization or a fused activation is only
+        # planned while it is linear).
+        fused = self.bn is not None or self.activation != "linear"
+        act = self.activation if fused else p.activation
         pads = None
         if self.pad is not None:  # ((top, bottom), (left, right)) -> (top, bottom, left, right)
             pads = (*self.pad.padding[0], *self.pad.padding[1])
@@ -234,7 +245,7 @@ def fold_weights(producer: Any, bn: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 # One dict per model: (id(producer), id(bn), activation, id(pad)) -> Fold, "candidates" -> the
-# graph's pairs (_candidates) and "pads" -> its paddings before a producer (_pad_candidates).
+# graph's pairs (_candidates) and "chains" -> its sole-reader pairs (_chains).
 # Weak, so that the cache neither keeps a model alive nor travels with it (pickling,
 # deepcopy). A pair run with and without a fused activation (a shared producer) has one Fold,
 # with its own packed weights, per activation.
@@ -254,7 +265,8 @@ def _fold(model: Any, producer: Any, bn: Any, activation: str = "linear",
 def sequential_plan(model: Any) -> dict[int, Callable]:
     """For a Sequential: {index in the stack: the Fold to run instead of the layers from
     there on (its span): a ZeroPadding2D the producer absorbs, the producer, the
-    BatchNormalization folded into it and the activation layer after that when it fuses}.
+    BatchNormalization folded into it and the activation layer after that when it fuses, or
+    without a BatchNormalization the activation layer right after the producer}.
     The executor runs a fold only when no implicit mask comes in."""
     if not _enabled[0]:
         return {}
@@ -268,17 +280,20 @@ def sequential_plan(model: Any) -> dict[int, Callable]:
             pad = stack[i]
         j = i + (pad is not None)  # the producer
         producer = stack[j]
-        bn = stack[j + 1] if j + 1 < len(stack) else None
+        nxt, nxt2 = (stack[k] if k < len(stack) else None for k in (j + 1, j + 2))
         ndim = len(outputs[j + 1].shape) if len(outputs) > j + 1 else (
             4 if type(producer) in (Conv2D, DepthwiseConv2D) else None)
-        if bn is not None and foldable(producer, bn, ndim):
-            # An activation layer not built yet runs as a layer once (it is then built).
-            nxt = stack[j + 2] if j + 2 < len(stack) else None
-            act = fused_activation(nxt) if nxt is not None and nxt.built else None
-            plan[i] = _fold(model, producer, bn, act or "linear", pad)
+        # An activation layer not built yet runs as a layer once (it is then built).
+        if nxt is not None and foldable(producer, nxt, ndim):  # nxt: a BatchNormalization
+            act = fused_activation(nxt2) if nxt2 is not None and nxt2.built else None
+            plan[i] = _fold(model, producer, nxt, act or "linear", pad)
             i += plan[i].span
-        elif pad is not None:
-            plan[i] = _fold(model, producer, None, pad=pad)
+            continue
+        act = None  # an activation layer right after the producer
+        if nxt is not None and nxt.built and takes_activation(producer):
+            act = fused_activation(nxt)
+        if pad is not None or act:
+            plan[i] = _fold(model, producer, None, act or "linear", pad)
             i += plan[i].span
         else:
             i += 1
@@ -339,26 +354,29 @@ def _candidates(model: Any) -> list[tuple[Any, Any, int, Any]]:
     return pairs
 
 
-def _pad_candidates(model: Any) -> dict[int, Any]:
-    """{id(producer node): the padding node before it} for every node whose one input is the
-    one output of a single-input node that nothing else reads and that is no model output
-    (whether the layers allow it, :func:`absorbs_padding`, is asked per call). Computed once
-    per model."""
+def _chains(model: Any) -> tuple[dict[int, Any], dict[int, Any]]:
+    """({id(node): the node before it}, {id(node): the node after it}) for every two nodes
+    where the second alone reads the first's one output, as its one argument (no
+    keywords), the first takes one tensor argument (no keywords), and that output is no
+    model output: a padding before a producer, an activation after one (whether the layers
+    allow it, :func:`absorbs_padding` and :func:`takes_activation`, is asked per call).
+    Computed once per model."""
     folds = _CACHE.setdefault(model, {})
-    cached = folds.get("pads")
+    cached = folds.get("chains")
     if cached is not None:
         return cached
     graph = _graph(model)
-    pads = {}
+    before, after = {}, {}
     for node in model._nodes:
         if len(node.outputs) != 1 or len(node.args) != 1 or node.kwargs or not isinstance(
                 node.args[0], S.SymbolicTensor):
             continue
         user = _sole_reader(node.outputs[0], graph)
         if user is not None:
-            pads[id(user)] = node
-    folds["pads"] = pads
-    return pads
+            before[id(user)] = node
+            after[id(node)] = user
+    folds["chains"] = before, after
+    return before, after
 
 
 def functional_plan(model: Any) -> dict[int, Callable]:
@@ -371,7 +389,7 @@ def functional_plan(model: Any) -> dict[int, Callable]:
     if not _enabled[0]:
         return {}
     plan: dict[int, FoldStep] = {}
-    pads = _pad_candidates(model)
+    pads, nexts = _chains(model)
     done: set[int] = set()
 
     def padding_of(node: Any) -> Any:
@@ -402,10 +420,23 @@ def functional_plan(model: Any) -> dict[int, Callable]:
         if act:  # the activation ran in the producer's kernel: its node passes the value on
             plan[id(act_node)] = FoldStep(lambda values, t=bn_node.outputs[0]: [values[t.id]],
                                           produced.id)
-    for node in model._nodes:  # a padding absorbed by a producer with nothing folded into it
-        pad_node = padding_of(node) if id(node) not in done else None
-        if pad_node is not None:
-            add(node, _fold(model, node.layer, None, pad=pad_node.layer), pad_node)
+    for node in model._nodes:  # no BatchNormalization: a padding, an activation, or both
+        if id(node) in done:
+            continue
+        pad_node = padding_of(node)
+        act_node = nexts.get(id(node))
+        act = None
+        if act_node is not None and act_node.layer is not None and act_node.layer.built and (
+                takes_activation(node.layer)):
+            act = fused_activation(act_node.layer)
+        if pad_node is None and act is None:
+            continue
+        add(node, _fold(model, node.layer, None, act or "linear",
+                        None if pad_node is None else pad_node.layer), pad_node)
+        if act:  # the activation ran in the producer's kernel: its node passes the value on
+            produced = node.outputs[0]
+            plan[id(act_node)] = FoldStep(lambda values, t=produced: [values[t.id]],
+                                          produced.id)
     return plan
 
 
