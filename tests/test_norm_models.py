@@ -383,7 +383,7 @@ def _fused_activation_layers(model):
     plan = _plan(model)
     if isinstance(model, Sequential):
         return sorted(model.layers[i + f.span - 1].name for i, f in plan.items()
-                      if f.bn is not None and f.activation != "linear")
+                      if f.activation != "linear")
     nodes = {id(n): n for n in model._nodes}
     return sorted(nodes[k].layer.name for k in plan
                   if type(nodes[k].layer).__name__ in ("ReLU", "Activation"))
@@ -716,14 +716,16 @@ def test_an_activation_fuses_only_after_a_linear_sole_producer(backend, rng):
     a producer whose activation is set later stops fusing."""
     inp = Input((8, 8, 3))
     a = Conv2D(4, 3, activation="tanh")(inp)
-    b = ReLU()(a)
+    b = Activation("tanh")(a)  # not idempotent: applied twice would show
     c = Conv2D(4, 3, data_format="channels_first")(inp)
-    d = ReLU()(c)
+    d = Activation("tanh")(c)
     e = Conv2D(4, 1, name="shared")(inp)
-    f = fl.layers.Add()([ReLU()(e), e])
+    f = fl.layers.Add()([Activation("tanh")(e), e])
+    o = Conv2D(4, 1, name="output")(inp)  # a model output itself
+    p = Activation("tanh")(o)
     g = Conv2D(4, 1, name="fuses")(inp)
     h = ReLU()(g)
-    model = Model(inp, [b, d, f, h])
+    model = Model(inp, [b, d, f, o, p, h])
     model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
     assert _fused_activation_layers(model) == [h.node.layer.name]
     x = rng.standard_normal((2, 8, 8, 3)).astype(F32)
@@ -739,3 +741,93 @@ def test_an_activation_fuses_only_after_a_linear_sole_producer(backend, rng):
             want = model(x)
         for got, w in zip(model(x), want):
             np.testing.assert_array_equal(got, w)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sequential_fuses_an_activation_only_after_a_linear_channels_last_producer(backend,
+                                                                                   rng):
+    model = Sequential([
+        Input((8, 8, 3)),
+        Conv2D(4, 3, activation="tanh"), Activation("tanh"),  # its own activation first
+        Conv2D(4, 1, data_format="channels_first"), Activation("tanh"),  # channels_first
+        Conv2D(4, 1), Activation("tanh"),  # fuses
+    ])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    assert _fused_activation_layers(model) == [model.layers[5].name]
+    x = rng.standard_normal((2, 8, 8, 3)).astype(F32)
+    with fl.use_backend(backend):
+        want = _layer_by_layer(x, *model.layers)
+        for _ in range(3):
+            np.testing.assert_array_equal(model(x), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("producer", [lambda: Dense(4), lambda: Conv2D(4, 1)])
+def test_a_mask_keeps_a_producer_and_its_activation_apart(backend, producer, rng):
+    """Masking -> producer -> Activation: the mask reaches the producer, which then runs as
+    a layer, and the activation after it must run too, also after a Conv2D, which passes no
+    mask on (the activation's pass-through would have skipped it)."""
+    inp = Input((5, 6, 3))
+    h = Activation("tanh")(producer()(fl.layers.Masking(0.0)(inp)))
+    model = Model(inp, h)
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    x = rng.standard_normal((2, 5, 6, 3)).astype(F32)
+    x[0, 2:] = 0.0
+    with fl.use_backend(backend):
+        with folding.disabled():
+            want = model(x)
+        for _ in range(3):
+            np.testing.assert_array_equal(model(x), want)
+
+
+def _replaced_call(layer):
+    """The layer with its call replaced on the object: it doubles the result."""
+    call = layer.call
+    layer.call = lambda *args, **kwargs: call(*args, **kwargs) * np.float32(2)
+    return layer
+
+
+@pytest.mark.parametrize("which", ["producer", "activation", "bn", "padding"])
+@pytest.mark.parametrize("sequential", [True, False])
+def test_a_call_replaced_on_a_layer_is_never_folded_away(which, sequential, rng):
+    layers = [ZeroPadding2D(1), Conv2D(4, 3), BatchNormalization(), ReLU()]
+    if which == "activation":
+        layers = [Conv2D(4, 3), ReLU()]
+    index = {"padding": 0, "producer": 1, "bn": 2, "activation": 1}[which]
+    _replaced_call(layers[index])
+    if sequential:
+        model = Sequential([Input((7, 7, 3)), *layers])
+    else:
+        inp = Input((7, 7, 3))
+        h = inp
+        for layer in layers:
+            h = layer(h)
+        model = Model(inp, h)
+    _random_bn_weights(model, rng)
+    x = rng.standard_normal((2, 7, 7, 3)).astype(F32)
+    with folding.disabled():
+        want = model(x)
+    for _ in range(3):
+        np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)
+    assert _own_call_untouched(model, layers[index])
+
+
+def _own_call_untouched(model, layer):
+    """No fold of the model's plan holds the layer whose call was replaced."""
+    plan = _plan(model)
+    folds = plan.values() if isinstance(model, Sequential) else (
+        s.fold for s in plan.values() if s.fold is not None)
+    return all(layer not in (f.producer, f.bn, f.pad) for f in folds) and (
+        layer.name not in _fused_activation_layers(model))
+
+
+def test_a_batch_normalization_followed_by_an_op_folds(rng):
+    """A folded pair whose output an op (no layer) reads: the op is not an activation."""
+    inp = Input((6, 6, 3))
+    model = Model(inp, fl.functional.flatten(BatchNormalization()(Conv2D(4, 3)(inp))))
+    _random_bn_weights(model, rng)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(F32)
+    assert len(_folded_layers(model)) == 1
+    with folding.disabled():
+        want = model(x)
+    np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)

@@ -72,6 +72,12 @@ def disabled() -> Iterator[None]:
 _PRODUCERS = (Dense, Conv2D, DepthwiseConv2D)
 
 
+def _own_call(layer: Any) -> bool:
+    """Whether ``layer.call`` was replaced on the object (a patch or a spy): such a layer
+    always runs its call, never inside a fold (as Layer._offered_runner offers no runner)."""
+    return "call" in getattr(layer, "__dict__", {})
+
+
 def _linear(layer: Any) -> bool:
     return layer.activation is None or layer.activation == "linear"
 
@@ -90,6 +96,8 @@ def fused_activation(layer: Any) -> str | None:
     as its own activation instead (in its kernel's epilogue where the core has it): a
     ``ReLU`` that is relu, relu6 or Keras's leaky_relu, an ``Activation`` of an elementwise
     name (not softmax and the other row activations, not a callable); else None."""
+    if _own_call(layer):
+        return None
     if type(layer) is ReLU:
         name = layer._core_name()
     elif type(layer) is Activation and isinstance(layer.activation, str):
@@ -104,6 +112,8 @@ def foldable(producer: Any, bn: Any, out_ndim: int | None) -> bool:
     """Whether ``bn`` applied to the output (of rank ``out_ndim``, None if unknown) of
     ``producer`` folds into it."""
     if type(producer) not in _PRODUCERS or type(bn) is not BatchNormalization:
+        return False
+    if _own_call(producer) or _own_call(bn):
         return False
     if not (producer.built and bn.built and _linear(producer)):
         return False
@@ -120,6 +130,7 @@ def absorbs_padding(pad: Any, producer: Any) -> bool:
     columns read as zeros by its kernels) instead of reading a padded copy. Keras's
     MobileNet, EfficientNet and ResNet pad this way before their strided convs."""
     return (type(pad) is ZeroPadding2D and pad.built and pad.data_format == "channels_last"
+            and not _own_call(pad) and not _own_call(producer)
             and type(producer) in (Conv2D, DepthwiseConv2D) and producer.built
             and producer.data_format == "channels_last" and producer.padding == "valid")
 
@@ -130,6 +141,7 @@ def takes_activation(producer: Any) -> bool:
     channels-last Conv2D or DepthwiseConv2D. A model converted from PyTorch has its
     BatchNormalizations folded into the convs already, and a ReLU after each."""
     return (type(producer) in _PRODUCERS and producer.built and _linear(producer)
+            and not _own_call(producer)
             and (type(producer) is Dense or producer.data_format == "channels_last"))
 
 
@@ -409,8 +421,9 @@ def functional_plan(model: Any) -> dict[int, Callable]:
     for node, bn_node, ndim, act_node in _candidates(model):
         if not foldable(node.layer, bn_node.layer, ndim):
             continue
-        act = None if act_node is None or not act_node.layer.built else fused_activation(
-            act_node.layer)
+        act = None  # an op node (no layer) or an unbuilt layer does not fuse
+        if act_node is not None and act_node.layer is not None and act_node.layer.built:
+            act = fused_activation(act_node.layer)
         pad_node = padding_of(node)
         fold = _fold(model, node.layer, bn_node.layer, act or "linear",
                      None if pad_node is None else pad_node.layer)
