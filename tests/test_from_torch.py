@@ -1160,3 +1160,26 @@ def test_conv_padding_modes(mode, kwargs):
     """PyTorch pads with F.pad in the module's mode, then convolves without padding."""
     check(nn.Conv2d(3, 4, 3, padding_mode=mode, **kwargs), torch.randn(2, 3, 9, 10))
     check(nn.Conv1d(3, 4, 4, padding="same", padding_mode=mode), torch.randn(2, 3, 9))
+
+
+def test_a_converted_model_records_and_replays_a_shape_plan():
+    """TorchModel calls its inner functional model with a list of one array per input: a
+    single-input model then records a shape plan as model(x) would (the checks once), with
+    the same bits as the general executor."""
+    if not fl.core_available():
+        pytest.skip("shape plans serve the C++ path only")
+    from fastlayers.models import shape_plan
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, 1, 1, groups=8), nn.ReLU6(), nn.Flatten()).eval()
+    x = torch.randn(2, 3, 9, 9)
+    model = fl.from_torch(net, x)
+    xn = x.numpy()
+    with shape_plan.disabled():
+        want = model(xn)
+    for _ in range(3):
+        np.testing.assert_array_equal(model(xn), want)
+    assert shape_plan.plans_of(model.inner)
+    with torch.no_grad():
+        np.testing.assert_allclose(want, net(x).numpy(), rtol=2e-5, atol=2e-5)

@@ -571,3 +571,17 @@ def test_a_step_whose_output_count_changes_drops_the_plan():
     layer.n = 1  # the unused second output is gone: the general executor does not need it
     assert_same(model(x), want)
     assert not plans(model)
+
+
+def test_a_single_input_given_as_a_list_records_a_plan():
+    model, x = small_cnn()
+    want = general(model, x)
+    for _ in range(3):
+        assert_same(model([x]), want)
+    assert len(plans(model)) == 1
+    assert_same(model(x), want)  # the same signature: the same plan
+    assert len(plans(model)) == 1
+    # Nested lists of numbers are one array (also with a batch of one, a list of one entry):
+    # the general path converts them.
+    assert_same(model(x.tolist()), want)
+    assert_same(model(x[:1].tolist()), general(model, x[:1]))

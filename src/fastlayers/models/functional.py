@@ -197,10 +197,12 @@ class Model(BaseModel):
 
     def _plain_inputs(self, inputs: Any) -> list[Any] | None:
         """The inputs as a list in input order when given as one array (one input) or a
-        list or tuple of one array per input, else None (the general path sorts it out)."""
+        list or tuple of one array per input (also of one: ``model([x])``, as a converted
+        PyTorch model calls its inner model), else None (the general path sorts it out;
+        signature() refuses entries that are not arrays, such as nested lists of numbers)."""
         if type(inputs) is np.ndarray:
             return [inputs] if len(self.inputs) == 1 else None
-        if type(inputs) in (list, tuple) and len(inputs) == len(self.inputs) > 1:
+        if type(inputs) in (list, tuple) and len(inputs) == len(self.inputs):
             return list(inputs)
         return None
 
