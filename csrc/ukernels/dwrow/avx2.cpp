@@ -23,20 +23,11 @@
 
 #include <algorithm>
 
+#include "../inline.h"
 #include "../ukernels.h"
 
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FL_DW2_AI static __forceinline
-#define FL_DW2_UNROLL(n)
-#else
-#define FL_DW2_AI static inline __attribute__((always_inline))
-#define FL_DW2_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
-#define FL_DW2_UNROLL(n) FL_DW2_PRAGMA(unroll n)
-#else
-#define FL_DW2_UNROLL(n) FL_DW2_PRAGMA(GCC unroll n)
-#endif
-#endif
+#define FL_DW2_AI FL_KERNEL_AI
+#define FL_DW2_UNROLL(n) FL_KERNEL_UNROLL(n)
 
 // The lanes below n (1-8) set.
 static inline __m256i dw2_mask(int64_t n) {

@@ -31,20 +31,11 @@
 
 #include <algorithm>
 
+#include "../inline.h"
 #include "../ukernels.h"
 
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FL_DW5_AI static __forceinline
-#define FL_DW5_UNROLL(n)
-#else
-#define FL_DW5_AI static inline __attribute__((always_inline))
-#define FL_DW5_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
-#define FL_DW5_UNROLL(n) FL_DW5_PRAGMA(unroll n)
-#else
-#define FL_DW5_UNROLL(n) FL_DW5_PRAGMA(GCC unroll n)
-#endif
-#endif
+#define FL_DW5_AI FL_KERNEL_AI
+#define FL_DW5_UNROLL(n) FL_KERNEL_UNROLL(n)
 
 // Input vector v (16 channels) of column q: zeros for a column outside the input.
 template <bool CHECK>

@@ -27,23 +27,14 @@
 // template: ISA files hold no shared inline code, see docs/architecture.md §5).
 #include <immintrin.h>
 
+#include "../inline.h"
 #include "../ukernels.h"
 #include "rowb_band.h"
 
 // Full unrolling of the tile loops (constant trip counts after inlining) is what lets the
 // compiler keep acc[][] in registers.
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FL_GEMM_AI static __forceinline
-#define FL_GEMM_UNROLL(n)
-#else
-#define FL_GEMM_AI static inline __attribute__((always_inline))
-#define FL_GEMM_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
-#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(unroll n)
-#else
-#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(GCC unroll n)
-#endif
-#endif
+#define FL_GEMM_AI FL_KERNEL_AI
+#define FL_GEMM_UNROLL(n) FL_KERNEL_UNROLL(n)
 
 // Lanes [0, r) set, r in 1..8.
 static inline __m256i gemm_lane_mask_avx2(int64_t r) {

@@ -37,21 +37,12 @@
 // template: ISA files hold no shared inline code, see docs/architecture.md).
 #include <immintrin.h>
 
+#include "../inline.h"
 #include "../ukernels.h"
 #include "rowb_band.h"
 
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FL_G512_AI static __forceinline
-#define FL_G512_UNROLL(n)
-#else
-#define FL_G512_AI static inline __attribute__((always_inline))
-#define FL_G512_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
-#define FL_G512_UNROLL(n) FL_G512_PRAGMA(unroll n)
-#else
-#define FL_G512_UNROLL(n) FL_G512_PRAGMA(GCC unroll n)
-#endif
-#endif
+#define FL_G512_AI FL_KERNEL_AI
+#define FL_G512_UNROLL(n) FL_KERNEL_UNROLL(n)
 
 // Rows of the main register tile.
 #define FL_G512_MR 14

@@ -15,22 +15,13 @@
 // not yet timed on ARM hardware.
 #include <arm_neon.h>
 
+#include "../inline.h"
 #include "../ukernels.h"
 
 // Full unrolling of the tile loops (constant trip counts after inlining) is what lets the
 // compiler keep acc[][] in registers.
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FL_GEMM_AI static __forceinline
-#define FL_GEMM_UNROLL(n)
-#else
-#define FL_GEMM_AI static inline __attribute__((always_inline))
-#define FL_GEMM_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
-#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(unroll n)
-#else
-#define FL_GEMM_UNROLL(n) FL_GEMM_PRAGMA(GCC unroll n)
-#endif
-#endif
+#define FL_GEMM_AI FL_KERNEL_AI
+#define FL_GEMM_UNROLL(n) FL_KERNEL_UNROLL(n)
 
 // One register tile: MR rows x NV vectors of 4 columns, starting at a panel boundary.
 // `last` = valid columns of vector NV-1 (1..4).

@@ -17,20 +17,11 @@
 // templates or shared inline code in ISA files, docs/architecture.md §5).
 #include <immintrin.h>
 
+#include "../inline.h"
 #include "../ukernels.h"
 
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FL_IGEMM_AI static __forceinline
-#define FL_IGEMM_UNROLL(n)
-#else
-#define FL_IGEMM_AI static inline __attribute__((always_inline))
-#define FL_IGEMM_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
-#define FL_IGEMM_UNROLL(n) FL_IGEMM_PRAGMA(unroll n)
-#else
-#define FL_IGEMM_UNROLL(n) FL_IGEMM_PRAGMA(GCC unroll n)
-#endif
-#endif
+#define FL_IGEMM_AI FL_KERNEL_AI
+#define FL_IGEMM_UNROLL(n) FL_KERNEL_UNROLL(n)
 
 // Lanes [0, r) set, r in 1..8.
 static inline __m256i igemm_lane_mask_avx2(int64_t r) {

@@ -25,20 +25,11 @@
 // templates or shared inline code in ISA files, docs/architecture.md §5).
 #include <immintrin.h>
 
+#include "../inline.h"
 #include "../ukernels.h"
 
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FL_IGEMM5_AI static __forceinline
-#define FL_IGEMM5_UNROLL(n)
-#else
-#define FL_IGEMM5_AI static inline __attribute__((always_inline))
-#define FL_IGEMM5_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
-#define FL_IGEMM5_UNROLL(n) FL_IGEMM5_PRAGMA(unroll n)
-#else
-#define FL_IGEMM5_UNROLL(n) FL_IGEMM5_PRAGMA(GCC unroll n)
-#endif
-#endif
+#define FL_IGEMM5_AI FL_KERNEL_AI
+#define FL_IGEMM5_UNROLL(n) FL_KERNEL_UNROLL(n)
 
 // One register tile: MR rows x NV vectors of 16 columns (= NV panels), starting at a panel
 // boundary. `last` = lanes of vector NV-1 to store (columns beyond are never written). HALF:
