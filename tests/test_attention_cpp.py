@@ -129,7 +129,10 @@ def test_f64_references_match_loop_references(causal, rng):
 
 # ------------------------------------------------------------ sdpa: shapes and tiles
 
-# (T, S, D, Dv, leading dims): T and S around the 48-row and 256-key blocks, T != S,
+# The blocks of the C++ driver (csrc/ops/attention.cpp): 48 query rows, 512 keys.
+QUERY_BLOCK, KEY_BLOCK = 48, 512
+
+# (T, S, D, Dv, leading dims): T and S around the 48-row and 512-key blocks, T != S,
 # D and Dv around the vector widths.
 SDPA_SHAPES = [
     (1, 1, 1, 1, ()),
@@ -151,6 +154,8 @@ SDPA_SHAPES = [
     (511, 2, 17, 3, ()),
     (513, 97, 64, 1, ()),
     (48, 513, 65, 65, ()),
+    (96, 512, 16, 16, ()),
+    (50, 1025, 8, 9, ()),
     (2, 5, 1, 64, (2, 3, 2)),
 ]
 
@@ -195,16 +200,16 @@ def _block_mask(kind, t, s):
     elif kind == "first_key":
         m[:, 0] = True
     elif kind == "block_boundary":
-        m[:, [255, 256]] = True
+        m[:, [KEY_BLOCK - 1, KEY_BLOCK]] = True
     elif kind == "last_block":
-        m[:, 512:] = True
+        m[:, 2 * KEY_BLOCK :] = True
     elif kind == "alternate_blocks":
-        m[0::2, :256] = True
-        m[1::2, 256:] = True
+        m[0::2, :KEY_BLOCK] = True
+        m[1::2, KEY_BLOCK:] = True
     elif kind == "rows_by_block":  # query block i may see key block i only
         for i in range(t):
-            j0 = (i // 48) * 256
-            m[i, j0 : j0 + 256] = True
+            j0 = (i // QUERY_BLOCK) * KEY_BLOCK
+            m[i, j0 : j0 + KEY_BLOCK] = True
     return m
 
 
@@ -217,8 +222,9 @@ def _block_mask(kind, t, s):
 def test_sdpa_allowed_keys_in_one_key_block(backend, kind, causal, rng):
     # Rows whose allowed keys all lie in a block after (or before) the blocks holding
     # the row maximum; with causal, many rows end up fully masked and must attend
-    # uniformly to all 600 keys, including the ones the causal mask would skip.
-    t, s = 145, 600
+    # uniformly to all S keys, including the ones the causal mask would skip. Three key
+    # blocks, the last one partial; query block 3 is allowed no key in rows_by_block.
+    t, s = 145, 2 * KEY_BLOCK + 176
     q, k, v = make_qkv(rng, (2,), t, s, 9, 5, scale=4.0)
     mask = _block_mask(kind, t, s)
     got = run_on(backend, fl.scaled_dot_product_attention, q, k, v, mask=mask, is_causal=causal)

@@ -917,14 +917,17 @@ AttnCase make_case(int64_t t, int64_t s, int64_t d, int64_t dv, int rule, bool c
     return c;
 }
 
-const int64_t kTS[] = {1, 5, 47, 48, 49, 255, 256, 257, 300};
+// Query rows around the 48-row blocks and the 96-row single block; keys around the 512-key
+// blocks of the online softmax (and the 256 of earlier builds).
+const int64_t kT[] = {1, 5, 47, 48, 49, 255, 256, 257, 300};
+const int64_t kS[] = {1, 5, 47, 48, 49, 256, 257, 511, 512, 513};
 const int64_t kDims[] = {1, 3, 16, 17};
 
 // Every (T, S) x rule x causal x mask x scoring, (D, Dv) cycling through the 16 pairs.
 void test_attention_ts_grid() {
     uint32_t idx = 0;
-    for (int64_t t : kTS)
-        for (int64_t s : kTS)
+    for (int64_t t : kT)
+        for (int64_t s : kS)
             for (int rule = 0; rule < 3; ++rule)
                 for (int causal = 0; causal < 2; ++causal)
                     for (int mask = 0; mask < 2; ++mask)
@@ -955,14 +958,14 @@ void test_attention_dim_grid() {
 }
 
 // Bitwise the same outputs and weights for 1, 2 and 3 threads (2 x 2 heads x 4 query blocks =
-// 16 tasks, uneven splits; S = 257 crosses a key block).
+// 16 tasks, uneven splits; S = 520 crosses a key block).
 void test_attention_threads_bitwise() {
     const int saved = fl::num_threads();
     for (int rule = 0; rule < 3; ++rule)
         for (int causal = 0; causal < 2; ++causal)
             for (int mask = 0; mask < 2; ++mask)
                 for (int additive = 0; additive < 2; ++additive) {
-                    AttnCase c = make_case(150, 257, 17, 16, rule, causal != 0, mask,
+                    AttnCase c = make_case(150, 520, 17, 16, rule, causal != 0, mask,
                                            additive != 0, 77 + rule * 8 + causal * 4 + mask * 2);
                     c.batch = 2;
                     c.heads = 2;
