@@ -696,6 +696,175 @@ def test_transformer_encoder(any_backend, batch_first, norm_first, nested):
     check(enc, x, mask)
 
 
+class SDPA(nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+
+    def forward(self, q, k, v, mask=None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **self.kw)
+
+
+def _sdpa_mask(kind, t, s):
+    if kind == "none":
+        return None
+    if kind == "bool":  # (T, S), broadcast over batch and heads; row 1 fully blocked
+        m = torch.rand(t, s) > 0.4
+        m[:, 0] = True
+        m[1] = False
+        return m
+    if kind == "bool-4d":  # (B, 1, T, S); one row fully blocked in one batch entry
+        m = torch.rand(2, 1, t, s) > 0.4
+        m[..., 0] = True
+        m[1, 0, t - 1] = False
+        return m
+    if kind == "bool-keys":  # (B, 1, 1, S): a padding mask, all keys of entry 1 blocked
+        m = torch.rand(2, 1, 1, s) > 0.3
+        m[0, ..., 0] = True
+        m[1] = False
+        return m
+    if kind == "float":
+        return torch.randn(t, s)
+    m = torch.randn(2, 3, t, s)  # float with -inf, one row all -inf
+    m[0, 1, 2] = float("-inf")
+    m[1, :, :, 1:3] = float("-inf")
+    return m
+
+
+@pytest.mark.parametrize("mask", ["none", "bool", "bool-4d", "bool-keys", "float", "float-inf"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("t,s", [(5, 5), (4, 7), (7, 3)])
+def test_scaled_dot_product_attention(any_backend, mask, causal, t, s):
+    # PyTorch's CPU kernels: boolean True = takes part, float masks added, is_causal top-left
+    # aligned (with a mask too), and 0 for a row left with no key.
+    q, k, v = torch.randn(2, 3, t, 8), torch.randn(2, 3, s, 8), torch.randn(2, 3, s, 5)
+    m = _sdpa_mask(mask, t, s)
+    if causal and m is not None:  # PyTorch refuses both (its math kernel raises)
+        with pytest.raises(TorchConversionError, match="both attn_mask and is_causal"):
+            fl.from_torch(SDPA(is_causal=True), (q, k, v, m))
+        return
+    check(SDPA(is_causal=causal), q, k, v, *(() if m is None else (m,)))
+
+
+@pytest.mark.parametrize("kw", [{"scale": 0.3}, {"enable_gqa": True}, {"scale": 2.0,
+                                                                        "enable_gqa": True}])
+def test_scaled_dot_product_attention_scale_and_gqa(any_backend, kw):
+    heads_kv = 2 if kw.get("enable_gqa") else 6
+    q = torch.randn(2, 6, 5, 8)
+    k, v = torch.randn(2, heads_kv, 9, 8), torch.randn(2, heads_kv, 9, 4)
+    check(SDPA(**kw), q, k, v, torch.rand(5, 9) > 0.3,
+          run_inputs=[(q[:1], k[:1], v[:1], torch.rand(5, 9) > 0.5)])
+
+
+def test_scaled_dot_product_attention_refusals():
+    q = torch.randn(1, 2, 3, 4)
+    with pytest.raises(TorchConversionError, match="dropout_p=0.1"):
+        fl.from_torch(SDPA(dropout_p=0.1), (q, q, q, torch.ones(3, 3, dtype=torch.bool)))
+    with pytest.raises(ValueError, match="enable_gqa with 3 query heads"):
+        fl.from_torch(SDPA(enable_gqa=True), (torch.randn(1, 3, 3, 4), q, q))
+
+
+class GPT(nn.Module):
+    """A decoder-only transformer written as nanoGPT writes one: token and position
+    embeddings (torch.arange on the input's device), fused q/k/v split, heads by view and
+    transpose, F.scaled_dot_product_attention(is_causal=True), a tanh-GELU MLP."""
+
+    class Block(nn.Module):
+        def __init__(self, d, h):
+            super().__init__()
+            self.h = h
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate="tanh"),
+                                     nn.Linear(4 * d, d))
+
+        def forward(self, x):
+            B, T, C = x.size()
+            q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
+            q, k, v = (z.view(B, T, self.h, C // self.h).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+            return x + self.mlp(self.ln2(x))
+
+    def __init__(self, vocab=50, ctx=16, d=32, h=4, n=2):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(ctx, d)
+        self.blocks = nn.ModuleList([GPT.Block(d, h) for _ in range(n)])
+        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        b, t = idx.size()
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x))
+
+
+def test_decoder_only_transformer(any_backend):
+    ids = torch.randint(0, 50, (3, 12))
+    model = check(GPT(), ids, run_inputs=[(torch.randint(0, 50, (1, 12)),)])
+    with pytest.raises(ValueError, match="expected shape"):  # the examples fix T
+        model(np.zeros((1, 11), np.int64))
+
+
+SPLITS = {  # (split, parts) of an axis of 5 (dim 1) or 7 (the last)
+    "Tensor.split": (lambda x: x.split(2, dim=1), 3),
+    "uneven": (lambda x: x.split(3, 1), 2),
+    "sections": (lambda x: torch.split(x, [1, 3, 1], dim=1), 3),
+    "last axis": (lambda x: x.split(4, dim=-1), 2),
+    "chunk": (lambda x: x.chunk(2, dim=1), 2),
+    "chunk uneven": (lambda x: torch.chunk(x, 3, -1), 3),
+    "chunk more than size": (lambda x: x.chunk(8, dim=1), 5),
+}
+
+
+@pytest.mark.parametrize("name", list(SPLITS))
+@pytest.mark.parametrize("conv", [False, True])
+def test_split_and_chunk(any_backend, name, conv):
+    # conv: the channels-last layout (dim 1 is the stored last axis)
+    split, parts = SPLITS[name]
+    module = Fn(lambda x: tuple(split(x)[i] * (i + 1) for i in range(parts)), conv)
+    if conv:
+        module.conv = nn.Conv2d(3, 5, 3, padding=1)
+    check(module, torch.randn(2, 3 if conv else 5, 5, 7))
+
+
+def test_split_refusals():
+    with pytest.raises(TorchConversionError, match="known only at run time"):
+        fl.from_torch(Fn(lambda x: x.split(1, dim=0)[0]), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match=r"split sections \[1, 1\]"):
+        fl.from_torch(Fn(lambda x: torch.split(x, [1, 1], dim=1)[0]), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="chunk"):
+        fl.from_torch(Fn(lambda x: x.chunk(2, dim=0)[0]), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="arange needs bounds known"):
+        fl.from_torch(Fn(lambda x: x + torch.arange(x.size(0))), torch.randn(2, 3))
+
+
+MATMULS = {
+    "x @ x^T": lambda x, w: x @ x.transpose(-1, -2),
+    "torch.matmul": lambda x, w: torch.matmul(x, w),
+    "Tensor.matmul": lambda x, w: x.matmul(w),
+    "constant @ x": lambda x, w: w.transpose(0, 1) @ x.transpose(-1, -2),
+    "vector": lambda x, w: x @ w[:, 0],
+}
+
+
+class MatMul(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.w = nn.Parameter(torch.randn(6, 3))
+
+    def forward(self, x):
+        return self.fn(x, self.w)
+
+
+@pytest.mark.parametrize("name", list(MATMULS))
+def test_matmul(any_backend, name):
+    check(MatMul(MATMULS[name]), torch.randn(2, 4, 6), run_inputs=[(torch.randn(1, 4, 6),)])
+
+
 # ------------------------------------------------------------------ embedding, merges
 
 

@@ -442,6 +442,59 @@ def torch_zero_padded(x, key_padding_mask, check_left_aligned=True):
     return np.where(keep[:, :, None], x, F32(0)).astype(F32)
 
 
+@S.symbolic_op
+def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
+    """``F.scaled_dot_product_attention`` as PyTorch's CPU kernels compute it in inference.
+
+    q (..., L, E), k (..., S, E), v (..., S, Ev), leading dims broadcasting. ``attn_mask``
+    broadcastable to (..., L, S): boolean (True = takes part) or float (added to the scaled
+    scores); a row left with no key gives 0, as PyTorch's CPU kernels return. ``is_causal``
+    (without a mask, which PyTorch refuses with it): query i sees keys j <= i (top-left
+    aligned). ``gqa``
+    (``enable_gqa``): each k and v head serves q.shape[-3] / k.shape[-3] query heads.
+    Returns (..., L, Ev) float32.
+    """
+    q, k, v = (np.asarray(a, F32) for a in (q, k, v))
+    if gqa and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        if k.shape[-3] == 0 or q.shape[-3] % k.shape[-3] or v.shape[-3] != k.shape[-3]:
+            raise ValueError(f"scaled_dot_product_attention: enable_gqa with {q.shape[-3]} "
+                             f"query heads and {k.shape[-3]} key, {v.shape[-3]} value heads")
+        rep = q.shape[-3] // k.shape[-3]
+        k, v = np.repeat(k, rep, axis=-3), np.repeat(v, rep, axis=-3)
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    q, k, v = (a if a.shape[:-2] == lead else
+               np.ascontiguousarray(np.broadcast_to(a, lead + a.shape[-2:])) for a in (q, k, v))
+    mask = None if attn_mask is None else np.asarray(attn_mask)
+    if mask is not None and is_causal:
+        raise ValueError("scaled_dot_product_attention: attn_mask with is_causal=True")
+    if mask is not None and mask.dtype != np.bool_:
+        # An additive mask: the scores are formed here; a row of -inf scores gives 0.
+        sc = F32(1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
+        scores = FL.matmul(q, k, transpose_b=True) * sc + mask.astype(F32)
+        top = scores.max(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            e = np.exp(scores - np.where(np.isneginf(top), F32(0), top))
+        total = e.sum(axis=-1, keepdims=True)
+        p = (e / np.where(total > 0, total, F32(1))).astype(F32)
+        return FL.matmul(p, v)
+    out = FL.scaled_dot_product_attention(q, k, v, mask=mask, is_causal=bool(is_causal),
+                                          scale=scale)
+    if mask is not None:
+        dead = ~mask.any(axis=-1, keepdims=True)  # (..., L or 1, 1)
+        if dead.any():  # fastlayers attends uniformly there (§14), PyTorch's CPU gives 0
+            out = np.where(dead, F32(0), out).astype(F32)
+    return out
+
+
+@S.symbolic_op
+def torch_matmul(a, b):
+    """``a @ b`` (``torch.matmul``): vectors as PyTorch takes them, batches broadcasting."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim >= 2 and b.ndim >= 2 and a.dtype == F32 and b.dtype == F32:
+        return FL.matmul(a, b)
+    return np.matmul(a, b).astype(np.result_type(a, b))
+
+
 # ------------------------------------------------------------------ the converted model
 
 
@@ -1144,6 +1197,15 @@ class _Converter:
         if isinstance(mod, nn.TransformerEncoder):
             return self.encoder(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Embedding):
+            if isinstance(args[0], np.ndarray):  # ids known at conversion (torch.arange)
+                ids = args[0]
+                if ids.dtype.kind not in "iu" or (ids.size and not (
+                        0 <= ids.min() and ids.max() < mod.num_embeddings)):
+                    raise TorchConversionError(
+                        f"from_torch: {qual} (Embedding) of constant ids outside "
+                        f"[0, {mod.num_embeddings}) or not integers"
+                    )
+                return _np(mod.weight)[ids]
             t = self._tensor(args[0], f"{qual} input")
             layer = self.layers.get(qual)
             if layer is None:
@@ -1708,7 +1770,7 @@ class _Converter:
         return _T(torch_cat([t.sym for t in ts], axis), ts[0].cl)
 
     def getitem(self, obj: Any, key: Any) -> Any:
-        if isinstance(obj, (tuple, list)):
+        if isinstance(obj, (tuple, list, np.ndarray)):  # np.ndarray: a parameter or buffer
             return obj[key]
         if isinstance(obj, _T):
             keys = key if isinstance(key, tuple) else (key,)
@@ -1990,6 +2052,102 @@ class _Converter:
             x = self.layer_norm(mod.norm, x)
         return x
 
+    def sdpa(self, query: Any, key: Any, value: Any, attn_mask: Any = None,
+             dropout_p: Any = 0.0, is_causal: Any = False, scale: Any = None,
+             enable_gqa: Any = False) -> _T:
+        """``F.scaled_dot_product_attention`` (see torch_sdpa)."""
+        bad = _sdpa_problems(attn_mask, dropout_p, is_causal, scale, enable_gqa)
+        if bad is not None:
+            raise TorchConversionError(f"from_torch: scaled_dot_product_attention with {bad}")
+        q, k, v = (_to_torch(self._tensor(x, f"scaled_dot_product_attention {what}")).sym
+                   for x, what in ((query, "query"), (key, "key"), (value, "value")))
+        mask = attn_mask
+        if isinstance(mask, _T):
+            mask = _to_torch(mask).sym
+        elif mask is not None and not isinstance(mask, np.ndarray):
+            raise TorchConversionError(
+                f"from_torch: scaled_dot_product_attention with an attn_mask of type "
+                f"{type(mask).__name__}"
+            )
+        return _T(torch_sdpa(q, k, v, mask, is_causal=bool(is_causal),
+                             scale=None if scale is None else float(scale),
+                             gqa=bool(enable_gqa)), False)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        if not isinstance(a, _T) and not isinstance(b, _T):
+            return np.matmul(a, b)  # constants
+        ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
+        return _T(torch_matmul(*ops), False)
+
+    def split(self, x: Any, split_size_or_sections: Any, dim: int = 0) -> tuple:
+        """``torch.split`` / ``Tensor.split``: slices of an axis whose size is known."""
+        t = self._tensor(x, "split")
+        shape = t.torch_shape
+        r = len(shape)
+        d = int(dim) + r if int(dim) < 0 else int(dim)
+        if not 0 <= d < r:
+            raise TorchConversionError(f"from_torch: split along dim={dim} of a rank-{r} tensor")
+        n = shape[d]
+        if n is None:
+            raise TorchConversionError(
+                "from_torch: split along an axis whose size is known only at run time"
+            )
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            size = int(split_size_or_sections)
+            if size <= 0 and n > 0:
+                raise TorchConversionError(f"from_torch: split with size {size}")
+            sizes = [min(size, n - i) for i in range(0, n, size)] if n else [0]
+        else:
+            sizes = [int(e) for e in split_size_or_sections]
+            if sum(sizes) != n or any(e < 0 for e in sizes):
+                raise TorchConversionError(
+                    f"from_torch: split sections {sizes} for an axis of size {n}"
+                )
+        parts, start = [], 0
+        for size in sizes:
+            key = (slice(None),) * d + (slice(start, start + size),)
+            parts.append(self.getitem(t, key))
+            start += size
+        return tuple(parts)
+
+    def chunk(self, x: Any, chunks: int, dim: int = 0) -> tuple:
+        """``torch.chunk``: PyTorch's pieces of ceil(n / chunks) (so maybe fewer)."""
+        t = self._tensor(x, "chunk")
+        chunks = int(chunks)
+        r = t.ndim
+        d = int(dim) + r if int(dim) < 0 else int(dim)
+        n = t.torch_shape[d] if 0 <= d < r else None
+        if chunks <= 0 or n is None:
+            raise TorchConversionError(
+                f"from_torch: chunk({chunks}, dim={dim}) of a tensor of shape "
+                f"{t.torch_shape} (chunks > 0, along an axis of known size)"
+            )
+        return self.split(t, max(1, -(-n // chunks)), d)
+
+    def arange(self, *args: Any, dtype: Any = None, device: Any = None, **kwargs: Any
+               ) -> np.ndarray:
+        """``torch.arange`` of sizes known at conversion: a constant."""
+        kwargs.pop("layout", None)
+        kwargs.pop("pin_memory", None)
+        kwargs.pop("requires_grad", None)
+        given = dict(zip(("start", "end", "step"), args if len(args) > 1 else (0, *args)))
+        given.update(kwargs)
+        values = [given.get("start", 0), given.get("end"), given.get("step", 1)]
+        if values[1] is None or not all(isinstance(v, (int, float, np.integer, np.floating))
+                                        for v in values):
+            raise TorchConversionError(
+                "from_torch: torch.arange needs bounds known at conversion (not the batch "
+                f"size), got {args}, {kwargs}"
+            )
+        if dtype is None:
+            exact = all(isinstance(v, (int, np.integer)) for v in values)
+            np_dtype = np.int64 if exact else np.float32
+        else:
+            np_dtype = _NP_DTYPES.get(str(dtype).replace("torch.", ""))
+            if np_dtype is None:
+                raise TorchConversionError(f"from_torch: torch.arange with dtype={dtype}")
+        return np.arange(*values).astype(np_dtype)
+
     # ---- functions and methods ------------------------------------------------------
     def _function_handler(self, fn: Any) -> Any:
         torch, F = self.torch, self.F
@@ -2079,6 +2237,13 @@ class _Converter:
             torch.sum: lambda *a, **k: self.reduce("sum", *a, **k),
             torch.amax: lambda *a, **k: self.reduce("amax", *a, **k),
             torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
+            F.scaled_dot_product_attention: self._sdpa_fn(),
+            operator.matmul: self.matmul,
+            torch.matmul: self.matmul,
+            torch.split: lambda tensor, split_size_or_sections, dim=0: self.split(
+                tensor, split_size_or_sections, dim),
+            torch.chunk: lambda x, chunks, dim=0: self.chunk(x, chunks, dim),
+            torch.arange: self.arange,
             torch.cat: lambda tensors, dim=0: self.cat(tensors, dim),
             torch.concat: lambda tensors, dim=0: self.cat(tensors, dim),
             operator.getitem: self.getitem,
@@ -2086,6 +2251,11 @@ class _Converter:
         }
         if hasattr(torch, "concatenate"):
             table[torch.concatenate] = lambda tensors, axis=0: self.cat(tensors, axis)
+        # fx's check that an argument left at its default None is None at run time
+        assert_none = getattr(getattr(torch.fx, "_symbolic_trace", None), "_assert_is_none",
+                              None)
+        if assert_none is not None:
+            table[assert_none] = lambda value, *args, **kwargs: None
         try:
             return table.get(fn)
         except TypeError:  # an unhashable target
@@ -2113,6 +2283,19 @@ class _Converter:
             if bad is not None:
                 raise TorchConversionError(f"from_torch: arguments {bad} are not supported")
             return self.activation(x, _variant(variants, values(args, kwargs)))
+
+        run.argument_problems = argument_problems  # type: ignore[attr-defined]
+        return run
+
+    def _sdpa_fn(self) -> Any:
+        """The handler of F.scaled_dot_product_attention, whose ``argument_problems`` lets
+        ``check`` list a dropout or a non-constant flag with the other problems."""
+        def run(*args: Any, **kwargs: Any) -> _T:
+            return self.sdpa(*args, **kwargs)
+
+        def argument_problems(args: tuple, kwargs: dict) -> str | None:
+            named = ("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+            return _sdpa_problems(*args[2:], **{k: v for k, v in kwargs.items() if k in named})
 
         run.argument_problems = argument_problems  # type: ignore[attr-defined]
         return run
@@ -2145,9 +2328,13 @@ class _Converter:
             return self.size(obj)
         if isinstance(obj, _T) and name == "ndim":
             return obj.ndim
+        if isinstance(obj, _T) and name == "device":
+            return None  # only passed on (torch.arange(..., device=x.device)): one device
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
 
     def method(self, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(x, np.ndarray):  # a parameter or buffer: computed at conversion
+            return _constant_method(name, x, *args, **kwargs)
         if name in ("relu", "sigmoid", "tanh"):
             return self.activation(x, name)
         if name == "softmax":
@@ -2173,12 +2360,57 @@ class _Converter:
             return self.transpose(x, *args)
         if name in _REDUCTIONS:
             return self.reduce(name, x, *args, **kwargs)
+        if name == "split":
+            return self.split(x, *args, **kwargs)
+        if name == "chunk":
+            return self.chunk(x, *args, **kwargs)
+        if name == "matmul":
+            return self.matmul(x, *args, **kwargs)
         raise TorchConversionError(f"from_torch: Tensor.{name}")  # pragma: no cover
 
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
-                      "transpose", *_REDUCTIONS})
+                      "transpose", "split", "chunk", "matmul", *_REDUCTIONS})
+
+
+def _constant_method(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+    """The shape methods of a tensor known at conversion (a parameter or a buffer)."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    if name == "transpose":
+        return np.swapaxes(x, *args)
+    if name == "permute":
+        return np.transpose(x, args)
+    if name in ("view", "reshape") and all(isinstance(a, (int, np.integer)) for a in args):
+        return np.reshape(x, args)
+    if name == "contiguous":
+        return x
+    if name == "size":
+        return x.shape if not args else x.shape[args[0]]
+    raise TorchConversionError(f"from_torch: Tensor.{name} of a parameter or buffer "
+                               f"with arguments {args}")
+
+
+# torch dtypes (by name) of constants built at conversion (torch.arange).
+_NP_DTYPES = {"int64": np.int64, "long": np.int64, "int32": np.int32, "int": np.int32,
+              "float32": np.float32, "float": np.float32}
+
+
+def _sdpa_problems(attn_mask: Any = None, dropout_p: Any = 0.0, is_causal: Any = False,
+                   scale: Any = None, enable_gqa: Any = False) -> str | None:
+    """What of these scaled_dot_product_attention arguments does not convert, or None."""
+    if not isinstance(dropout_p, (int, float)) or dropout_p != 0:
+        return (f"dropout_p={dropout_p!r} (PyTorch drops weights at random even in eval "
+                "mode; pass 0 outside training)")
+    for name, v in (("is_causal", is_causal), ("enable_gqa", enable_gqa)):
+        if not isinstance(v, bool):
+            return f"{name}={v!r} (a bool known at conversion)"
+    if scale is not None and not isinstance(scale, (int, float)):
+        return f"scale={scale!r} (a number known at conversion)"
+    if is_causal and attn_mask is not None:
+        return "both attn_mask and is_causal=True (PyTorch refuses them together)"
+    return None
 
 
 def _conv_transpose_problem(mod: Any) -> str | None:
@@ -2455,8 +2687,13 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
     fused: set[Any] = set()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if examples is not None and len(examples) < len(placeholders):
-        missing = [p.name for p in placeholders[len(examples):]]
-        raise ValueError(f"from_torch: no example input for {missing}")
+        # An argument left at its default None keeps a placeholder that only fx's
+        # _assert_is_none reads; any other one needs an example.
+        missing = [p.name for p in placeholders[len(examples):]
+                   if any(getattr(u.target, "__name__", "") != "_assert_is_none"
+                          for u in p.users)]
+        if missing:
+            raise ValueError(f"from_torch: no example input for {missing}")
 
     def load(a: Any) -> Any:
         return torch.fx.node.map_arg(a, lambda n: env[n])
@@ -2464,6 +2701,9 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             i = len(in_template)
+            if examples is not None and i >= len(examples):
+                env[node] = None  # left at its default None (checked above)
+                continue
             axis = _batch_axis(torch, gm, node)
 
             def make(ex: Any, label: str, axis: Any = axis) -> Any:
