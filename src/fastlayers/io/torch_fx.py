@@ -337,18 +337,11 @@ def torch_scale_shift(x, scale, shift):
 
 @S.symbolic_op
 def torch_layer_norm(x, weight, bias, naxes, eps):
-    """PyTorch ``LayerNorm`` over the last ``naxes`` axes (biased variance)."""
+    """PyTorch ``LayerNorm`` over the last ``naxes`` axes (biased variance): PyTorch's formula
+    is Keras's (``fastlayers.layer_norm``, C++ under ``auto``), with PyTorch's eps."""
     x = np.asarray(x, F32)
-    axes = tuple(range(x.ndim - naxes, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    centered = x - mean
-    var = (centered * centered).mean(axis=axes, keepdims=True)
-    y = centered / np.sqrt(var + F32(eps))
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y.astype(F32)
+    return FL.layer_norm(x, weight, bias, axis=tuple(range(x.ndim - naxes, x.ndim)),
+                         epsilon=float(eps))
 
 
 @S.symbolic_op
