@@ -22,6 +22,7 @@ it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import sys
@@ -167,16 +168,22 @@ def torch_softmax(x, axis):
     return FL.softmax(x, axis=axis)
 
 
+_NO_CONTEXT = contextlib.nullcontext()
+
+
 @S.symbolic_op
 def torch_binary(a, b, op):
-    """a + b, a - b, a * b or a / b with NumPy broadcasting; float32 unless both are ints."""
+    """a + b, a - b, a * b, a / b or a ** b with NumPy broadcasting; float32 unless both are
+    ints."""
     a = np.asarray(a)
     b = np.asarray(b)
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         a = a.astype(F32, copy=False)
         b = b.astype(F32, copy=False)
-    fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[op]
-    out = np.asarray(fn(a, b))
+    fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+          "pow": np.power}[op]
+    with np.errstate(all="ignore") if op == "pow" else _NO_CONTEXT:
+        out = np.asarray(fn(a, b))
     return out.astype(F32) if out.dtype.kind == "f" else out
 
 
@@ -477,6 +484,58 @@ def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
         if dead.any():  # fastlayers attends uniformly there (§14), PyTorch's CPU gives 0
             out = np.where(dead, F32(0), out).astype(F32)
     return out
+
+
+# Elementwise functions of one tensor: NumPy's, in float32 (neg and abs keep integers).
+_UNARY = {
+    "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
+    "rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "reciprocal": np.reciprocal,
+    "square": np.square, "sin": np.sin, "cos": np.cos, "log1p": np.log1p, "expm1": np.expm1,
+}
+
+
+@S.symbolic_op
+def torch_unary(x, name):
+    """``torch.<name>(x)`` elementwise (_UNARY): float32 (a float result of an integer
+    tensor too, as PyTorch's exp, sqrt, ... give); neg and abs keep integer dtypes. inf and
+    NaN as IEEE arithmetic gives them, without NumPy's warnings."""
+    x = np.asarray(x)
+    if x.dtype.kind in "iu" and name in ("neg", "abs"):
+        return _UNARY[name](x)
+    with np.errstate(all="ignore"):
+        return np.asarray(_UNARY[name](x.astype(F32, copy=False)), F32)
+
+
+@S.symbolic_op
+def torch_clamp(x, lo, hi):
+    """``torch.clamp(x, min, max)`` (either bound may be None): NaN stays NaN."""
+    x = np.asarray(x)
+    if lo is not None:
+        x = np.where(x < lo, x.dtype.type(lo), x)
+    if hi is not None:
+        x = np.where(x > hi, x.dtype.type(hi), x)
+    return np.ascontiguousarray(x)
+
+
+@S.symbolic_op
+def torch_compare(a, b, op):
+    """a == b, !=, <, <=, >, >= with broadcasting: a boolean tensor."""
+    fn = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+          "gt": np.greater, "ge": np.greater_equal}[op]
+    return np.asarray(fn(np.asarray(a), np.asarray(b)))
+
+
+@S.symbolic_op
+def torch_masked_fill(x, mask, value):
+    """``x.masked_fill(mask, value)``: value where the (broadcast) boolean mask is True."""
+    x = np.asarray(x)
+    return np.where(np.asarray(mask, bool), x.dtype.type(value), x)
+
+
+@S.symbolic_op
+def torch_cast(x, dtype):
+    """``x.float()``, ``x.type_as(y)``, ``x.to(dtype)``: x as float32, int64 or bool."""
+    return np.asarray(x).astype(dtype)
 
 
 @S.symbolic_op
@@ -1719,7 +1778,7 @@ class _Converter:
     def binary(self, a: Any, b: Any, op: str) -> Any:
         if not isinstance(a, _T) and not isinstance(b, _T):
             fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-                  "div": operator.truediv}[op]
+                  "div": operator.truediv, "pow": operator.pow}[op]
             if isinstance(a, _Dim) or isinstance(b, _Dim):
                 raise TorchConversionError(
                     "from_torch: arithmetic on a size known only at run time (the batch "
@@ -2072,6 +2131,52 @@ class _Converter:
         ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
         return _T(torch_matmul(*ops), False)
 
+    def unary(self, x: Any, name: str) -> Any:
+        """An elementwise function (_UNARY) of a tensor (its layout kept) or a constant."""
+        if isinstance(x, np.ndarray):
+            return torch_unary(x, name)
+        if isinstance(x, (int, float)) and name == "neg":
+            return -x  # a size or a number
+        t = self._tensor(x, name)
+        return _T(torch_unary(t.sym, name), t.cl)
+
+    def clamp(self, x: Any, min: Any = None, max: Any = None) -> Any:  # noqa: A002
+        if any(isinstance(v, (_T, np.ndarray)) for v in (min, max)):
+            raise TorchConversionError("from_torch: clamp with tensor bounds (numbers only)")
+        if min is None and max is None:
+            raise TorchConversionError("from_torch: clamp without min and max (PyTorch "
+                                       "refuses it)")
+        t = self._tensor(x, "clamp")
+        return _T(torch_clamp(t.sym, min, max), t.cl)
+
+    def compare(self, a: Any, b: Any, op: str) -> Any:
+        if not isinstance(a, _T) and not isinstance(b, _T):
+            return torch_compare(a, b, op)  # constants (a buffer's causal mask)
+        ops = [_to_torch(x).sym if isinstance(x, _T) else x for x in (a, b)]
+        return _T(torch_compare(*ops, op), False)
+
+    def masked_fill(self, x: Any, mask: Any, value: Any) -> _T:
+        if isinstance(value, (_T, np.ndarray)) and np.ndim(value) != 0:
+            raise TorchConversionError("from_torch: masked_fill with a tensor value")
+        t = _to_torch(self._tensor(x, "masked_fill"))
+        m = _to_torch(mask).sym if isinstance(mask, _T) else np.asarray(mask)
+        return _T(torch_masked_fill(t.sym, m, float(value) if t.sym.dtype.kind == "f"
+                                    else value), False)
+
+    def cast(self, x: Any, dtype: Any) -> Any:
+        """``.float()`` / ``.type_as(y)`` / ``.to(dtype)``: float32, int64 or bool."""
+        name = str(dtype).replace("torch.", "")
+        target = {"float32": F32, "float": F32, "int64": np.int64, "long": np.int64,
+                  "bool": np.bool_}.get(name)
+        if target is None:
+            raise TorchConversionError(f"from_torch: a cast to {dtype}")
+        if isinstance(x, np.ndarray):
+            return x.astype(target)
+        t = self._tensor(x, "cast")
+        if t.sym.dtype == target:
+            return t
+        return _T(torch_cast(t.sym, np.dtype(target)), t.cl)
+
     def split(self, x: Any, split_size_or_sections: Any, dim: int = 0) -> tuple:
         """``torch.split`` / ``Tensor.split``: slices of an axis whose size is known."""
         t = self._tensor(x, "split")
@@ -2231,6 +2336,16 @@ class _Converter:
             torch.amax: lambda *a, **k: self.reduce("amax", *a, **k),
             torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
             F.scaled_dot_product_attention: self._sdpa_fn(),
+            operator.neg: lambda x: self.unary(x, "neg"),
+            math.sqrt: self._math_sqrt,
+            operator.pow: lambda a, b: self.binary(a, b, "pow"),
+            torch.pow: lambda x, exponent: self.binary(x, exponent, "pow"),
+            torch.clamp: lambda x, min=None, max=None: self.clamp(x, min, max),
+            torch.clip: lambda x, min=None, max=None: self.clamp(x, min, max),
+            **{getattr(operator, op): (lambda a, b, op=op: self.compare(a, b, op))
+               for op in ("eq", "ne", "lt", "le", "gt", "ge")},
+            **{getattr(torch, name): (lambda x, name=name: self.unary(x, name))
+               for name in _UNARY},
             operator.matmul: self.matmul,
             torch.matmul: self.matmul,
             torch.split: lambda tensor, split_size_or_sections, dim=0: self.split(
@@ -2304,6 +2419,14 @@ class _Converter:
     def _refuse(self, what: str) -> Any:
         raise TorchConversionError(f"from_torch: {what} is not supported")
 
+    def _math_sqrt(self, x: Any) -> float:
+        """``math.sqrt`` of a size known at conversion (an attention scale)."""
+        if isinstance(x, (int, float, np.integer, np.floating)):
+            return math.sqrt(x)
+        raise TorchConversionError(
+            "from_torch: math.sqrt is supported on sizes known at conversion (Python numbers)"
+        )
+
     def _int_floordiv(self, a: Any, b: Any) -> int:
         if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
             return int(a) // int(b)
@@ -2326,8 +2449,8 @@ class _Converter:
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
 
     def method(self, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(x, np.ndarray):  # a parameter or buffer: computed at conversion
-            return _constant_method(name, x, *args, **kwargs)
+        if isinstance(x, np.ndarray) and name in _CONSTANT_METHODS:
+            return _constant_method(name, x, *args, **kwargs)  # a parameter or a buffer
         if name in ("relu", "sigmoid", "tanh"):
             return self.activation(x, name)
         if name == "softmax":
@@ -2359,12 +2482,36 @@ class _Converter:
             return self.chunk(x, *args, **kwargs)
         if name == "matmul":
             return self.matmul(x, *args, **kwargs)
+        if name in _UNARY:
+            return self.unary(x, name)
+        if name == "pow":
+            return self.binary(x, args[0] if args else kwargs["exponent"], "pow")
+        if name in ("clamp", "clip"):
+            return self.clamp(x, *args, **kwargs)
+        if name in ("clamp_min", "clamp_max"):
+            bound = args[0] if args else kwargs["min" if name == "clamp_min" else "max"]
+            return self.clamp(x, bound, None) if name == "clamp_min" else self.clamp(x, None,
+                                                                                  bound)
+        if name in ("eq", "ne", "lt", "le", "gt", "ge"):
+            return self.compare(x, args[0] if args else kwargs["other"], name)
+        if name == "masked_fill":
+            return self.masked_fill(x, *args, **kwargs)
+        if name == "float":
+            return self.cast(x, "float32")
+        if name == "type_as":
+            other = self._tensor(args[0] if args else kwargs["other"], "type_as")
+            return self.cast(x, other.sym.dtype)
         raise TorchConversionError(f"from_torch: Tensor.{name}")  # pragma: no cover
 
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
-                      "transpose", "split", "chunk", "matmul", *_REDUCTIONS})
+                      "transpose", "split", "chunk", "matmul", *_REDUCTIONS, *_UNARY, "pow",
+                      "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
+                      "ge", "masked_fill", "float", "type_as"})
+
+
+_CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "size")
 
 
 def _constant_method(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
