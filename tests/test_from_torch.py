@@ -899,6 +899,78 @@ def test_elementwise_arithmetic(any_backend, name, conv):
     check(Fn(ARITHMETIC[name], conv), torch.randn(2, 3, 5, 4))
 
 
+class TinyViT(nn.Module):
+    """A vision transformer as timm writes one: patches by a strided conv, flatten(2) and
+    transpose, a class token expanded to the batch (cls_token.expand(B, -1, -1)),
+    position embeddings, encoder layers, the class token's LayerNorm and head."""
+
+    def __init__(self, d=16, patch=4, img=16, classes=5):
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.randn(1, (img // patch) ** 2 + 1, d) * 0.1)
+        layer = nn.TransformerEncoderLayer(d, 4, 32, dropout=0.0, batch_first=True,
+                                           norm_first=True, activation="gelu")
+        self.blocks = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat((cls, x), dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def test_vision_transformer(any_backend):
+    check(TinyViT(), torch.randn(2, 3, 16, 16), run_inputs=[(torch.randn(3, 3, 16, 16),)])
+
+
+class ShapeOps(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.w = nn.Parameter(torch.randn(6, 4))
+        self.b = nn.Parameter(torch.randn(6))
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+SHAPE_OPS = {  # on x (B, 3, 4)
+    "unsqueeze / squeeze": lambda m, x: x.unsqueeze(1).unsqueeze(-1).squeeze(-1).squeeze(1),
+    "torch.unsqueeze / squeeze": lambda m, x: torch.squeeze(torch.unsqueeze(x, 2), 2) * 2,
+    "squeeze a size > 1 (no-op)": lambda m, x: x.squeeze(2),
+    "squeeze()": lambda m, x: x[:, :1].squeeze(1) + m.w[:1, :4].squeeze(),
+    "stack": lambda m, x: torch.stack([x, x * 2, -x], dim=1),
+    "stack -1": lambda m, x: torch.stack((x, x + 1), -1),
+    "F.linear": lambda m, x: F.linear(x, m.w, m.b),
+    "F.linear no bias": lambda m, x: F.linear(x, m.w),
+    "bmm": lambda m, x: torch.bmm(x, x.transpose(1, 2)),
+    "einsum": lambda m, x: torch.einsum("bij,kj->bik", x, m.w),
+    "einsum list": lambda m, x: torch.einsum("bij,bkj->bik", [x, x]),
+    "where": lambda m, x: torch.where(x > 0, x, x * 0.1),
+    "where scalar": lambda m, x: torch.where(x > 0, x, 0.0),
+    "expand": lambda m, x: m.b[:4].view(1, 1, 4).expand(x.size(0), 3, -1) + x,
+}
+
+
+@pytest.mark.parametrize("name", list(SHAPE_OPS))
+def test_shape_ops(any_backend, name):
+    check(ShapeOps(SHAPE_OPS[name]), torch.randn(2, 3, 4),
+          run_inputs=[(torch.randn(5, 3, 4),)])
+
+
+def test_shape_op_refusals():
+    with pytest.raises(TorchConversionError, match="squeeze\\(\\) of a tensor with an axis free"):
+        fl.from_torch(Fn(lambda x: x.squeeze()), torch.randn(1, 3))
+    with pytest.raises(TorchConversionError, match="squeeze of the axis free"):
+        fl.from_torch(Fn(lambda x: x.squeeze(0)), torch.randn(1, 3))
+    with pytest.raises(TorchConversionError, match="torch.where\\(condition\\)"):
+        fl.from_torch(Fn(lambda x: torch.where(x > 0)[0]), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="F.linear needs a 2-D parameter"):
+        fl.from_torch(Fn(lambda x: F.linear(x, x)), torch.randn(3, 3))
+
+
 def test_elementwise_refusals():
     with pytest.raises(TorchConversionError, match="clamp with tensor bounds"):
         fl.from_torch(Fn(lambda x: torch.clamp(x, min=x)), torch.randn(2, 3))
@@ -1252,7 +1324,7 @@ class Unsupported(nn.Module):
 
     def forward(self, x, img):
         y = F.normalize(self.layer3(x), dim=1).cumsum(1)
-        return torch.stack([y, y]), self.pool(img), self.lstm(x)
+        return torch.flip(y, [0]), self.pool(img), self.lstm(x)
 
 
 def test_unsupported_lists_every_offender():
@@ -1261,7 +1333,7 @@ def test_unsupported_lists_every_offender():
     msg = str(info.value)
     for part in ["layer3.1 (torch.nn.LocalResponseNorm)",
                  "normalize (torch.nn.functional.normalize)",
-                 "cumsum (Tensor.cumsum)", "stack (torch.stack)",
+                 "cumsum (Tensor.cumsum)", "flip (torch.flip)",
                  "pool (torch.nn.MaxPool2d): return_indices=True",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
         assert part in msg, (part, msg)

@@ -539,6 +539,35 @@ def torch_cast(x, dtype):
 
 
 @S.symbolic_op
+def torch_expand(x, *refs, spec):
+    """``x.expand(sizes)``: ``spec`` entries are ints, -1 (the size kept) or (j, axis), the
+    size of axis ``axis`` of ``refs[j - 1]`` at run time (a batch size read with
+    ``y.size(0)``), as in torch_reshape. A contiguous copy."""
+    x = np.asarray(x)
+    lead = len(spec) - x.ndim
+    shape = [x.shape[i - lead] if e == -1 else (e if isinstance(e, int) else
+                                                  refs[e[0] - 1].shape[e[1]])
+             for i, e in enumerate(spec)]
+    return np.ascontiguousarray(np.broadcast_to(x, shape))
+
+
+@S.symbolic_op
+def torch_where(cond, a, b):
+    """``torch.where(cond, a, b)`` with broadcasting: float32 when a or b is a float."""
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.where(np.asarray(cond, bool), a, b)
+    return out.astype(F32) if out.dtype.kind == "f" else out
+
+
+@S.symbolic_op
+def torch_einsum(equation, *operands):
+    """``torch.einsum(equation, *operands)`` (NumPy's einsum, float32 for floats)."""
+    xs = [np.asarray(x) for x in operands]
+    out = np.asarray(np.einsum(equation, *xs, optimize=len(xs) > 2))
+    return out.astype(F32) if out.dtype.kind == "f" else out
+
+
+@S.symbolic_op
 def torch_matmul(a, b):
     """``a @ b`` (``torch.matmul``): vectors as PyTorch takes them, batches broadcasting."""
     a, b = np.asarray(a), np.asarray(b)
@@ -2131,6 +2160,102 @@ class _Converter:
         ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
         return _T(torch_matmul(*ops), False)
 
+    def f_linear(self, x: Any, weight: Any, bias: Any = None) -> _T:
+        """``F.linear(x, weight, bias)`` with a parameter (or buffer) weight: a Dense layer
+        of its own."""
+        if not isinstance(weight, np.ndarray) or weight.ndim != 2 or not (
+                bias is None or isinstance(bias, np.ndarray)):
+            raise TorchConversionError(
+                "from_torch: F.linear needs a 2-D parameter or buffer as weight (and bias)"
+            )
+        t = _to_torch(self._tensor(x, "linear"))
+        layer = Dense(weight.shape[0], use_bias=bias is not None)
+        layer.set_weights([weight.T.astype(F32)] + ([bias.astype(F32)] if bias is not None
+                                                     else []))
+        return _T(layer(t.sym), False)
+
+    def einsum(self, equation: Any, *operands: Any) -> Any:
+        if len(operands) == 1 and isinstance(operands[0], (tuple, list)):
+            operands = tuple(operands[0])
+        if not isinstance(equation, str):
+            raise TorchConversionError("from_torch: einsum needs its equation first")
+        xs = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in operands]
+        if not any(isinstance(x, S.SymbolicTensor) for x in xs):
+            return torch_einsum(equation, *xs)
+        return _T(torch_einsum(equation, *xs), False)
+
+    def where(self, condition: Any, a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            raise TorchConversionError("from_torch: torch.where(condition) (nonzero) is not "
+                                       "supported; torch.where(condition, x, y) is")
+        ops = [_to_torch(v).sym if isinstance(v, _T) else v for v in (condition, a, b)]
+        if not any(isinstance(v, S.SymbolicTensor) for v in ops):
+            return torch_where(*ops)
+        return _T(torch_where(*ops), False)
+
+    def unsqueeze(self, x: Any, dim: int) -> _T:
+        t = _to_torch(self._tensor(x, "unsqueeze"))
+        r = t.ndim
+        d = int(dim) + r + 1 if int(dim) < 0 else int(dim)
+        if not 0 <= d <= r:
+            raise TorchConversionError(f"from_torch: unsqueeze({dim}) of a rank-{r} tensor")
+        return self.getitem(t, (slice(None),) * d + (None,))
+
+    def squeeze(self, x: Any, dim: Any = None) -> _T:
+        t = _to_torch(self._tensor(x, "squeeze"))
+        shape = t.torch_shape
+        if dim is None:
+            if any(d is None for d in shape):
+                raise TorchConversionError(
+                    "from_torch: squeeze() of a tensor with an axis free at run time (the "
+                    "batch: PyTorch drops it when it is 1); name the axes, squeeze(dim)"
+                )
+            dims = [i for i, d in enumerate(shape) if d == 1]
+        else:
+            dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
+            dims = [int(d) + len(shape) if int(d) < 0 else int(d) for d in dims]
+            if any(shape[d] is None for d in dims):
+                raise TorchConversionError(
+                    "from_torch: squeeze of the axis free at run time (the batch)"
+                )
+            dims = [d for d in dims if shape[d] == 1]
+        if not dims:
+            return t
+        return self.getitem(t, tuple(0 if i in dims else slice(None)
+                                     for i in range(len(shape))))
+
+    def stack(self, tensors: Any, dim: int = 0) -> _T:
+        ts = [self._tensor(x, "stack") for x in tensors]
+        r = ts[0].ndim
+        d = int(dim) + r + 1 if int(dim) < 0 else int(dim)
+        return self.cat([self.unsqueeze(t, d) for t in ts], d)
+
+    def expand(self, x: Any, *sizes: Any) -> _T:
+        """``x.expand(sizes)`` (-1 keeps a size; a size read from an input at run time, as
+        ViT's ``cls_token.expand(B, -1, -1)``): a broadcast copy."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        if isinstance(x, _T):
+            base: Any = _to_torch(x).sym
+        elif isinstance(x, np.ndarray):
+            base = x
+        else:
+            raise TorchConversionError(f"from_torch: expand of a {type(x).__name__}")
+        refs: list[Any] = []
+        spec: list[Any] = []
+        for e in sizes:
+            if isinstance(e, _Dim):
+                refs.append(_to_torch(e.t).sym)
+                spec.append((len(refs), e.axis))
+            elif isinstance(e, (int, np.integer)):
+                spec.append(int(e))
+            else:
+                raise TorchConversionError(f"from_torch: expand with a size of type "
+                                           f"{type(e).__name__}")
+        if not refs and isinstance(base, np.ndarray):
+            return torch_expand(base, spec=tuple(spec))
+        return _T(torch_expand(base, *refs, spec=tuple(spec)), False)
+
     def unary(self, x: Any, name: str) -> Any:
         """An elementwise function (_UNARY) of a tensor (its layout kept) or a constant."""
         if isinstance(x, np.ndarray):
@@ -2337,6 +2462,14 @@ class _Converter:
             torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
             F.scaled_dot_product_attention: self._sdpa_fn(),
             operator.neg: lambda x: self.unary(x, "neg"),
+            F.linear: lambda x, weight, bias=None: self.f_linear(x, weight, bias),
+            torch.bmm: self.matmul,
+            torch.einsum: self.einsum,
+            torch.where: lambda condition, input=None, other=None: self.where(  # noqa: A002
+                condition, input, other),
+            torch.stack: lambda tensors, dim=0: self.stack(tensors, dim),
+            torch.unsqueeze: lambda x, dim: self.unsqueeze(x, dim),
+            torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
             operator.pow: lambda a, b: self.binary(a, b, "pow"),
             torch.pow: lambda x, exponent: self.binary(x, exponent, "pow"),
@@ -2498,6 +2631,12 @@ class _Converter:
             return self.masked_fill(x, *args, **kwargs)
         if name == "float":
             return self.cast(x, "float32")
+        if name == "unsqueeze":
+            return self.unsqueeze(x, *args, **kwargs)
+        if name == "squeeze":
+            return self.squeeze(x, *args, **kwargs)
+        if name == "expand":
+            return self.expand(x, *args)
         if name == "type_as":
             other = self._tensor(args[0] if args else kwargs["other"], "type_as")
             return self.cast(x, other.sym.dtype)
@@ -2508,10 +2647,12 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
                       "transpose", "split", "chunk", "matmul", *_REDUCTIONS, *_UNARY, "pow",
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
-                      "ge", "masked_fill", "float", "type_as"})
+                      "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
+                      "expand"})
 
 
-_CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "size")
+_CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "size",
+                     "unsqueeze", "squeeze")
 
 
 def _constant_method(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
@@ -2528,6 +2669,13 @@ def _constant_method(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> Any
         return x
     if name == "size":
         return x.shape if not args else x.shape[args[0]]
+    if name == "unsqueeze":
+        return np.expand_dims(x, args[0] if args else kwargs["dim"])
+    if name == "squeeze":
+        dim = args[0] if args else kwargs.get("dim")
+        if dim is None:
+            return np.squeeze(x)
+        return np.squeeze(x, dim) if x.shape[dim] == 1 else x
     raise TorchConversionError(f"from_torch: Tensor.{name} of a parameter or buffer "
                                f"with arguments {args}")
 
