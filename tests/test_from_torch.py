@@ -662,7 +662,10 @@ def test_transformer_encoder_layer(any_backend, norm_first, activation, batch_fi
     layer = nn.TransformerEncoderLayer(8, 2, 16, activation=activation, norm_first=norm_first,
                                        batch_first=batch_first)
     x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
-    check(layer, x)
+    model = check(layer, x)
+    # the feed-forward activation runs in linear1's epilogue
+    assert [d.activation for d in model.layers if isinstance(d, L.Dense)] == [
+        activation, None]
     mask = torch.rand(5, 5) > 0.7
     mask.fill_diagonal_(False)
     kpm = torch.zeros(3, 5, dtype=torch.bool)

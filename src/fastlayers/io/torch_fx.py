@@ -2093,8 +2093,15 @@ class _Converter:
         )
 
         def ff(h: _T) -> _T:
-            h = self.linear(f"{qual}.linear1", mod.linear1, h)
-            h = self.activation(h, act_name)
+            if act_name in ("relu", "gelu"):
+                # in linear1's epilogue, as a Linear followed by the activation module is
+                self.fuse = act_name
+                try:
+                    h = self.linear(f"{qual}.linear1", mod.linear1, h)
+                finally:
+                    self.fuse = None
+            else:
+                h = self.activation(self.linear(f"{qual}.linear1", mod.linear1, h), act_name)
             return self.linear(f"{qual}.linear2", mod.linear2, h)
 
         def add(a: _T, b: _T) -> _T:
