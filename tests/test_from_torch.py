@@ -22,6 +22,8 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
+from torch_user_models import AssertsOnValues, NanoGPT  # noqa: E402
+
 import fastlayers as fl  # noqa: E402
 from fastlayers import layers as L  # noqa: E402
 from fastlayers.io.torch_fx import TorchConversionError, TorchModel  # noqa: E402
@@ -768,48 +770,19 @@ def test_scaled_dot_product_attention_refusals():
         fl.from_torch(SDPA(enable_gqa=True), (torch.randn(1, 3, 3, 4), q, q))
 
 
-class GPT(nn.Module):
-    """A decoder-only transformer written as nanoGPT writes one: token and position
-    embeddings (torch.arange on the input's device), fused q/k/v split, heads by view and
-    transpose, F.scaled_dot_product_attention(is_causal=True), a tanh-GELU MLP."""
-
-    class Block(nn.Module):
-        def __init__(self, d, h):
-            super().__init__()
-            self.h = h
-            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-            self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-            self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate="tanh"),
-                                     nn.Linear(4 * d, d))
-
-        def forward(self, x):
-            B, T, C = x.size()
-            q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
-            q, k, v = (z.view(B, T, self.h, C // self.h).transpose(1, 2) for z in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
-            return x + self.mlp(self.ln2(x))
-
-    def __init__(self, vocab=50, ctx=16, d=32, h=4, n=2):
-        super().__init__()
-        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(ctx, d)
-        self.blocks = nn.ModuleList([GPT.Block(d, h) for _ in range(n)])
-        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
-
-    def forward(self, idx):
-        b, t = idx.size()
-        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln(x))
-
-
-def test_decoder_only_transformer(any_backend):
+@pytest.mark.parametrize("flash", [True, False])
+def test_decoder_only_transformer(any_backend, flash):
     ids = torch.randint(0, 50, (3, 12))
-    model = check(GPT(), ids, run_inputs=[(torch.randint(0, 50, (1, 12)),)])
+    model = check(NanoGPT(flash), ids, run_inputs=[(torch.randint(0, 50, (1, 12)),)])
     with pytest.raises(ValueError, match="expected shape"):  # the examples fix T
         model(np.zeros((1, 11), np.int64))
+    with pytest.raises(ValueError, match="assert fails for the examples"):
+        fl.from_torch(NanoGPT(flash), torch.randint(0, 50, (1, 17)))
+
+
+def test_asserts_on_tensor_values_are_refused():
+    with pytest.raises(TorchConversionError, match="assert on tensor values"):
+        fl.from_torch(AssertsOnValues(), torch.randn(2, 3))
 
 
 class LlamaBlock(nn.Module):
@@ -818,7 +791,7 @@ class LlamaBlock(nn.Module):
     neg, cat), causal attention from @, a masked_fill of a tril buffer and softmax, and a
     SwiGLU MLP."""
 
-    def __init__(self, d=32, h=4, t=10):
+    def __init__(self, d=32, h=4, t=12):
         super().__init__()
         self.h = h
         self.wq, self.wk, self.wv, self.wo = (nn.Linear(d, d, bias=False) for _ in range(4))
@@ -846,12 +819,11 @@ class LlamaBlock(nn.Module):
         y = self.rms(x, self.g1)
         q, k, v = (w(y).view(b, t, self.h, c // self.h).transpose(1, 2)
                    for w in (self.wq, self.wk, self.wv))
-        q = q * self.cos + self.rotate_half(q) * self.sin
-        k = k * self.cos + self.rotate_half(k) * self.sin
+        cos, sin = self.cos[:t], self.sin[:t]  # buffers sliced by a size read from x
+        q = q * cos + self.rotate_half(q) * sin
+        k = k * cos + self.rotate_half(k) * sin
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(c // self.h))
-        # (nanoGPT's self.mask[:, :, :t, :t] does not trace: fx keeps buffers as tensors,
-        # which a size read from the input cannot slice)
-        att = att.masked_fill(self.mask == 0, float("-inf"))
+        att = att.masked_fill(self.mask[:, :, :t, :t] == 0, float("-inf"))
         y = (F.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(b, t, c)
         x = x + self.wo(y)
         y = self.rms(x, self.g2)

@@ -1869,16 +1869,25 @@ class _Converter:
                     cl_key = (full[0], *full[2:], full[1])
                     return _T(torch_index(obj.sym, cl_key), True)
             t = _to_torch(obj)
+            plain: list[Any] = []
             for k in keys:
                 if isinstance(k, slice):
                     ok = all(v is None or isinstance(v, int) for v in (k.start, k.stop, k.step))
+                elif isinstance(k, (list, tuple)):
+                    # one list of ints (nanoGPT's x[:, [-1], :]): NumPy's indexing is
+                    # PyTorch's; kept as an array (fx's immutable list would need torch)
+                    ok = all(isinstance(v, int) for v in k) and not any(
+                        isinstance(o, np.ndarray) for o in plain)
+                    k = np.asarray(k, np.intp)
                 else:
                     ok = k is None or k is Ellipsis or isinstance(k, int)
                 if not ok:
                     raise TorchConversionError(
                         f"from_torch: tensor indexing with {k!r} is not supported (ints, "
-                        "slices with int bounds, None and ... are)"
+                        "slices with int bounds, None, ... and one list of ints are)"
                     )
+                plain.append(k)
+            key = tuple(plain) if isinstance(key, tuple) else plain[0]
             return _T(torch_index(t.sym, key), False)
         raise TorchConversionError(f"from_torch: cannot index a {type(obj).__name__}")
 
@@ -2478,6 +2487,7 @@ class _Converter:
             torch.unsqueeze: lambda x, dim: self.unsqueeze(x, dim),
             torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
+            torch._assert: self._assert,
             operator.pow: lambda a, b: self.binary(a, b, "pow"),
             torch.pow: lambda x, exponent: self.binary(x, exponent, "pow"),
             torch.clamp: lambda x, min=None, max=None: self.clamp(x, min, max),
@@ -2559,6 +2569,18 @@ class _Converter:
     def _refuse(self, what: str) -> Any:
         raise TorchConversionError(f"from_torch: {what} is not supported")
 
+    def _assert(self, condition: Any, message: Any = None) -> None:
+        """``assert`` in a forward (traced as torch._assert): checked at conversion when it
+        is about sizes and numbers; an assert on tensor values is refused."""
+        if isinstance(condition, (_T, _Dim)):
+            raise TorchConversionError(
+                "from_torch: an assert on tensor values or on the batch size (checked only "
+                "at run time in PyTorch)"
+            )
+        if not bool(np.all(condition)):
+            raise ValueError(f"from_torch: the module's assert fails for the examples: "
+                             f"{message}")
+
     def _math_sqrt(self, x: Any) -> float:
         """``math.sqrt`` of a size known at conversion (an attention scale)."""
         if isinstance(x, (int, float, np.integer, np.floating)):
@@ -2584,6 +2606,8 @@ class _Converter:
             return self.size(obj)
         if isinstance(obj, _T) and name == "ndim":
             return obj.ndim
+        if isinstance(obj, np.ndarray) and name in ("shape", "ndim"):
+            return getattr(obj, name)  # of a parameter or buffer
         if isinstance(obj, _T) and name == "device":
             return None  # only passed on (torch.arange(..., device=x.device)): one device
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
@@ -2921,7 +2945,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
             traced = _wrap_leaf(torch, module, len(examples) if examples is not None else 1)
             concrete = None
         try:
-            gm = torch.fx.symbolic_trace(traced, concrete_args=concrete or None)
+            gm = _trace(torch, traced, concrete or None)
         except Exception as e:
             raise TorchConversionError(
                 f"from_torch: torch.fx could not trace {type(module).__name__}: {e}. The "
@@ -2933,6 +2957,44 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     finally:
         for m, flag in training.items():
             m.train(flag)
+
+
+def _in_assert(frame: Any) -> bool:
+    """Whether ``frame`` is testing the condition of an ``assert`` statement: its current
+    instruction (the conditional jump) is followed by loading AssertionError."""
+    import dis
+
+    insts = list(dis.get_instructions(frame.f_code))
+    for i, inst in enumerate(insts[:-1]):
+        if inst.offset == frame.f_lasti:
+            nxt = insts[i + 1]
+            return nxt.opname == "LOAD_ASSERTION_ERROR" or (
+                nxt.opname == "LOAD_GLOBAL" and nxt.argval == "AssertionError")
+    return False
+
+
+def _trace(torch: Any, root: Any, concrete: Any) -> Any:
+    """``torch.fx.symbolic_trace`` with asserts traced as ``torch._assert`` calls (a check
+    of a size, as nanoGPT's ``assert t <= block_size``, is then evaluated at conversion;
+    fx's own ``trace_asserts`` misses Python 3.11's bytecode) and buffers read as graph
+    attributes (so a size read from an input can slice one)."""
+    import inspect
+
+    class Tracer(torch.fx.Tracer):
+        proxy_buffer_attributes = True
+
+        def to_bool(self, obj: Any) -> bool:
+            frame = inspect.currentframe()
+            caller = frame.f_back.f_back if frame and frame.f_back else None  # Proxy.__bool__'s
+            if caller is not None and _in_assert(caller):
+                where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+                self.create_proxy("call_function", torch._assert, (obj, where), {})
+                return True
+            return super().to_bool(obj)
+
+    tracer = Tracer()
+    graph = tracer.trace(root, concrete_args=concrete)
+    return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
 def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:
