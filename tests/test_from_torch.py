@@ -714,10 +714,11 @@ class SDPA(nn.Module):
 def _sdpa_mask(kind, t, s):
     if kind == "none":
         return None
-    if kind == "bool":  # (T, S), broadcast over batch and heads; row 1 fully blocked
-        m = torch.rand(t, s) > 0.4
+    if kind == "bool":  # (T, S), broadcast over batch and heads; row 1 fully blocked, row 0
+        m = torch.rand(t, s) > 0.4  # too once the causal mask is applied
         m[:, 0] = True
         m[1] = False
+        m[0, 0], m[0, 1:] = False, True
         return m
     if kind == "bool-4d":  # (B, 1, T, S); one row fully blocked in one batch entry
         m = torch.rand(2, 1, t, s) > 0.4
@@ -742,13 +743,11 @@ def _sdpa_mask(kind, t, s):
 @pytest.mark.parametrize("t,s", [(5, 5), (4, 7), (7, 3)])
 def test_scaled_dot_product_attention(any_backend, mask, causal, t, s):
     # PyTorch's CPU kernels: boolean True = takes part, float masks added, is_causal top-left
-    # aligned (with a mask too), and 0 for a row left with no key.
-    q, k, v = torch.randn(2, 3, t, 8), torch.randn(2, 3, s, 8), torch.randn(2, 3, s, 5)
+    # aligned (with a mask too), and 0 for a row left with no key. (A mask with is_causal
+    # runs in PyTorch's default kernel, which needs Ev = E; its math kernel refuses them.)
+    ev = 8 if causal and mask != "none" else 5
+    q, k, v = torch.randn(2, 3, t, 8), torch.randn(2, 3, s, 8), torch.randn(2, 3, s, ev)
     m = _sdpa_mask(mask, t, s)
-    if causal and m is not None:  # PyTorch refuses both (its math kernel raises)
-        with pytest.raises(TorchConversionError, match="both attn_mask and is_causal"):
-            fl.from_torch(SDPA(is_causal=True), (q, k, v, m))
-        return
     check(SDPA(is_causal=causal), q, k, v, *(() if m is None else (m,)))
 
 
@@ -944,6 +943,97 @@ def test_shape_op_refusals():
         fl.from_torch(Fn(lambda x: torch.where(x > 0)[0]), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="F.linear needs a 2-D parameter"):
         fl.from_torch(Fn(lambda x: F.linear(x, x)), torch.randn(3, 3))
+
+
+def test_comparisons_in_pytorchs_dtype(any_backend):
+    # a float32 tensor against a Python float compares in float32 (0.1 is not float64's
+    # 0.1), an int64 tensor against a float in float32 (16777217 -> 16777216)
+    x = torch.full((2, 3), 0.1)
+    for fn in (lambda x: (x == 0.1).float(), lambda x: (x > 0.1).float() - (x >= 0.1).float(),
+               lambda x: x.masked_fill(x <= 0.1, -1.0), lambda x: torch.where(x < 0.1, 1.0, 2.0)):
+        check(Fn(fn), x)
+    ids = torch.full((2, 3), 16777217, dtype=torch.int64)
+    check(Fn(lambda i: (i > 16777216.5).float()), ids)
+
+
+def test_integer_elementwise(any_backend):
+    ids = torch.randint(-5, 9, (2, 6))
+    for fn in (lambda i: (i.clamp(min=0.5, max=7.5) * 1.0),  # promoted to float, as PyTorch
+               # int64 squares, exact where float32 would round: (i + 2^24 + 1)^2 - (2^24 + 1)^2
+               lambda i: (torch.square(i + 16777217) - 281475010265089).float(),
+               lambda i: i.masked_fill(i < 0, 3).float(),
+               lambda i: torch.where(i > 2, i, -i).float()):
+        check(Fn(fn), ids)
+
+
+class Constants(nn.Module):
+    """Shape and elementwise methods of parameters, in PyTorch's keyword forms."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.w = nn.Parameter(torch.randn(3, 4))
+        self.u = nn.Parameter(torch.randn(1, 4, 1))
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+CONSTANTS = {  # on x (B, 4, 3)
+    "size(dim=)": lambda m, x: x * m.w.size(dim=0) + m.w.size(1),
+    "squeeze((0, 2))": lambda m, x: x + m.u.squeeze((0, 2))[:, None],
+    "squeeze(dim)": lambda m, x: x + m.u.squeeze(0),
+    "squeeze()": lambda m, x: x + m.u.squeeze()[:, None],
+    "unsqueeze": lambda m, x: x + m.w.transpose(0, 1).unsqueeze(0),
+    "transpose(dim0=, dim1=)": lambda m, x: x + m.w.transpose(dim0=0, dim1=1),
+    "permute(dims=)": lambda m, x: x + m.w.permute(dims=(1, 0)),
+    "view(size=)": lambda m, x: x + m.w.view(size=(4, 3)),
+    "reshape": lambda m, x: x + m.w.reshape(4, 3),
+    "clamp": lambda m, x: x + m.w.clamp(min=0).T,
+    "clamp_min": lambda m, x: x + m.w.clamp_min(0.2).T,
+    "masked_fill": lambda m, x: x + m.w.masked_fill(m.w > 0, 0.0).T,
+    "masked_fill by x": lambda m, x: m.w.T.masked_fill(x > 0, 0.0),
+    "type_as": lambda m, x: (x > 0).type_as(m.w) * x,
+}
+
+
+@pytest.mark.parametrize("name", list(CONSTANTS))
+def test_methods_of_parameters(any_backend, name):
+    check(Constants(CONSTANTS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
+
+
+def test_keyword_forms_and_empty_chunks(any_backend):
+    check(Fn(lambda x: x.split(split_size=2, dim=1)[1] * 2), torch.randn(2, 5))
+    check(Fn(lambda x: x.matmul(other=x.transpose(0, 1))), torch.randn(3, 4))
+    # an empty axis: PyTorch gives `chunks` empty pieces
+    check(Fn(lambda x: torch.cat(x.chunk(3, dim=1), dim=-1) + 1), torch.randn(2, 0, 3))
+
+
+def test_more_refusals():
+    with pytest.raises(TorchConversionError, match="masked_fill with a tensor value"):
+        fl.from_torch(Fn(lambda x: x.masked_fill(x > 0, x.amax())), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="squeeze with dim=4"):
+        fl.from_torch(Fn(lambda x: x.squeeze(4)), torch.randn(2, 3, 1))
+    with pytest.raises(TorchConversionError, match="neg of a size known only at run time"):
+        fl.from_torch(Fn(lambda x: x * -x.size(0)), torch.randn(2, 3))
+
+    class TwoInputs(nn.Module):
+        def forward(self, x, y):
+            return x + y
+
+    with pytest.raises(ValueError, match=r"no example input for \['y'\]"):
+        fl.from_torch(TwoInputs(), (torch.randn(2, 3),))
+
+    class Positions(nn.Module):  # ids past the table: PyTorch's IndexError at run time
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(8, 4)
+
+        def forward(self, x):
+            return x + self.emb(torch.arange(x.size(1)))
+
+    with pytest.raises(TorchConversionError, match="constant ids outside"):
+        fl.from_torch(Positions(), torch.randn(2, 12, 4))
 
 
 def test_elementwise_refusals():

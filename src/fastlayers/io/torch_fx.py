@@ -22,7 +22,6 @@ it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import sys
@@ -168,9 +167,6 @@ def torch_softmax(x, axis):
     return FL.softmax(x, axis=axis)
 
 
-_NO_CONTEXT = contextlib.nullcontext()
-
-
 @S.symbolic_op
 def torch_binary(a, b, op):
     """a + b, a - b, a * b, a / b or a ** b with NumPy broadcasting; float32 unless both are
@@ -182,7 +178,7 @@ def torch_binary(a, b, op):
         b = b.astype(F32, copy=False)
     fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
           "pow": np.power}[op]
-    with np.errstate(all="ignore") if op == "pow" else _NO_CONTEXT:
+    with np.errstate(all="ignore"):  # inf and NaN as IEEE arithmetic gives them, silently
         out = np.asarray(fn(a, b))
     return out.astype(F32) if out.dtype.kind == "f" else out
 
@@ -448,9 +444,10 @@ def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
 
     q (..., L, E), k (..., S, E), v (..., S, Ev), leading dims broadcasting. ``attn_mask``
     broadcastable to (..., L, S): boolean (True = takes part) or float (added to the scaled
-    scores); a row left with no key gives 0, as PyTorch's CPU kernels return. ``is_causal``
-    (without a mask, which PyTorch refuses with it): query i sees keys j <= i (top-left
-    aligned). ``gqa``
+    scores); ``is_causal``: query i sees keys j <= i (top-left aligned), with the mask too
+    (PyTorch's default CPU kernel combines them; its math kernel, taken when E != Ev,
+    refuses the pair). A row left with no key gives 0, as PyTorch's CPU kernels return.
+    ``gqa``
     (``enable_gqa``): each k and v head serves q.shape[-3] / k.shape[-3] query heads.
     Returns (..., L, Ev) float32.
     """
@@ -465,12 +462,13 @@ def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
     q, k, v = (a if a.shape[:-2] == lead else
                np.ascontiguousarray(np.broadcast_to(a, lead + a.shape[-2:])) for a in (q, k, v))
     mask = None if attn_mask is None else np.asarray(attn_mask)
-    if mask is not None and is_causal:
-        raise ValueError("scaled_dot_product_attention: attn_mask with is_causal=True")
+    causal = np.tri(q.shape[-2], k.shape[-2], dtype=bool) if is_causal else None
     if mask is not None and mask.dtype != np.bool_:
         # An additive mask: the scores are formed here; a row of -inf scores gives 0.
         sc = F32(1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
         scores = FL.matmul(q, k, transpose_b=True) * sc + mask.astype(F32)
+        if causal is not None:
+            scores = np.where(causal, scores, F32(-np.inf))
         top = scores.max(axis=-1, keepdims=True)
         with np.errstate(invalid="ignore"):
             e = np.exp(scores - np.where(np.isneginf(top), F32(0), top))
@@ -480,13 +478,14 @@ def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
     out = FL.scaled_dot_product_attention(q, k, v, mask=mask, is_causal=bool(is_causal),
                                           scale=scale)
     if mask is not None:
-        dead = ~mask.any(axis=-1, keepdims=True)  # (..., L or 1, 1)
+        allowed = mask if causal is None else mask & causal
+        dead = ~allowed.any(axis=-1, keepdims=True)  # (..., L or 1, 1)
         if dead.any():  # fastlayers attends uniformly there (§14), PyTorch's CPU gives 0
             out = np.where(dead, F32(0), out).astype(F32)
     return out
 
 
-# Elementwise functions of one tensor: NumPy's, in float32 (neg and abs keep integers).
+# Elementwise functions of one tensor: NumPy's, in float32 (neg, abs, square keep integers).
 _UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
     "rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "reciprocal": np.reciprocal,
@@ -497,10 +496,10 @@ _UNARY = {
 @S.symbolic_op
 def torch_unary(x, name):
     """``torch.<name>(x)`` elementwise (_UNARY): float32 (a float result of an integer
-    tensor too, as PyTorch's exp, sqrt, ... give); neg and abs keep integer dtypes. inf and
+    tensor too, as PyTorch's exp, sqrt, ... give); neg, abs and square keep integers. inf and
     NaN as IEEE arithmetic gives them, without NumPy's warnings."""
     x = np.asarray(x)
-    if x.dtype.kind in "iu" and name in ("neg", "abs"):
+    if x.dtype.kind in "iu" and name in ("neg", "abs", "square"):
         return _UNARY[name](x)
     with np.errstate(all="ignore"):
         return np.asarray(_UNARY[name](x.astype(F32, copy=False)), F32)
@@ -508,8 +507,11 @@ def torch_unary(x, name):
 
 @S.symbolic_op
 def torch_clamp(x, lo, hi):
-    """``torch.clamp(x, min, max)`` (either bound may be None): NaN stays NaN."""
+    """``torch.clamp(x, min, max)`` (either bound may be None): NaN stays NaN; an integer
+    tensor with a float bound is clamped as float32, as PyTorch promotes it."""
     x = np.asarray(x)
+    if x.dtype.kind != "f" and any(isinstance(v, float) for v in (lo, hi)):
+        x = x.astype(F32)
     if lo is not None:
         x = np.where(x < lo, x.dtype.type(lo), x)
     if hi is not None:
@@ -517,12 +519,22 @@ def torch_clamp(x, lo, hi):
     return np.ascontiguousarray(x)
 
 
+def _promoted(a, b):
+    """a and b as arrays in the dtype PyTorch computes ``a op b`` in, for float32 models:
+    float32 when either is a float (a tensor or a Python number: PyTorch casts a Python
+    float to the tensor's float32, or an integer tensor to float32), else as they are."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return a.astype(F32, copy=False), b.astype(F32, copy=False)
+    return a, b
+
+
 @S.symbolic_op
 def torch_compare(a, b, op):
-    """a == b, !=, <, <=, >, >= with broadcasting: a boolean tensor."""
+    """a == b, !=, <, <=, >, >= with broadcasting, in PyTorch's dtype: a boolean tensor."""
     fn = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
           "gt": np.greater, "ge": np.greater_equal}[op]
-    return np.asarray(fn(np.asarray(a), np.asarray(b)))
+    return np.asarray(fn(*_promoted(a, b)))
 
 
 @S.symbolic_op
@@ -2170,7 +2182,8 @@ class _Converter:
                              scale=None if scale is None else float(scale),
                              gqa=bool(enable_gqa)), False)
 
-    def matmul(self, a: Any, b: Any) -> Any:
+    def matmul(self, a: Any, b: Any = None, *, other: Any = None) -> Any:
+        b = other if b is None else b
         if not isinstance(a, _T) and not isinstance(b, _T):
             return np.matmul(a, b)  # constants
         ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
@@ -2211,10 +2224,7 @@ class _Converter:
 
     def unsqueeze(self, x: Any, dim: int) -> _T:
         t = _to_torch(self._tensor(x, "unsqueeze"))
-        r = t.ndim
-        d = int(dim) + r + 1 if int(dim) < 0 else int(dim)
-        if not 0 <= d <= r:
-            raise TorchConversionError(f"from_torch: unsqueeze({dim}) of a rank-{r} tensor")
+        d = _dim(dim, t.ndim + 1, "unsqueeze")
         return self.getitem(t, (slice(None),) * d + (None,))
 
     def squeeze(self, x: Any, dim: Any = None) -> _T:
@@ -2229,7 +2239,7 @@ class _Converter:
             dims = [i for i, d in enumerate(shape) if d == 1]
         else:
             dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
-            dims = [int(d) + len(shape) if int(d) < 0 else int(d) for d in dims]
+            dims = [_dim(d, len(shape), "squeeze") for d in dims]
             if any(shape[d] is None for d in dims):
                 raise TorchConversionError(
                     "from_torch: squeeze of the axis free at run time (the batch)"
@@ -2242,8 +2252,7 @@ class _Converter:
 
     def stack(self, tensors: Any, dim: int = 0) -> _T:
         ts = [self._tensor(x, "stack") for x in tensors]
-        r = ts[0].ndim
-        d = int(dim) + r + 1 if int(dim) < 0 else int(dim)
+        d = _dim(dim, ts[0].ndim + 1, "stack")
         return self.cat([self.unsqueeze(t, d) for t in ts], d)
 
     def expand(self, x: Any, *sizes: Any) -> _T:
@@ -2278,6 +2287,9 @@ class _Converter:
             return torch_unary(x, name)
         if isinstance(x, (int, float)) and name == "neg":
             return -x  # a size or a number
+        if isinstance(x, _Dim):
+            raise TorchConversionError(f"from_torch: {name} of a size known only at run "
+                                       "time (the batch size)")
         t = self._tensor(x, name)
         return _T(torch_unary(t.sym, name), t.cl)
 
@@ -2287,6 +2299,8 @@ class _Converter:
         if min is None and max is None:
             raise TorchConversionError("from_torch: clamp without min and max (PyTorch "
                                        "refuses it)")
+        if isinstance(x, np.ndarray):
+            return torch_clamp(x, min, max)  # a parameter or buffer
         t = self._tensor(x, "clamp")
         return _T(torch_clamp(t.sym, min, max), t.cl)
 
@@ -2296,21 +2310,24 @@ class _Converter:
         ops = [_to_torch(x).sym if isinstance(x, _T) else x for x in (a, b)]
         return _T(torch_compare(*ops, op), False)
 
-    def masked_fill(self, x: Any, mask: Any, value: Any) -> _T:
-        if isinstance(value, (_T, np.ndarray)) and np.ndim(value) != 0:
-            raise TorchConversionError("from_torch: masked_fill with a tensor value")
-        t = _to_torch(self._tensor(x, "masked_fill"))
+    def masked_fill(self, x: Any, mask: Any, value: Any) -> Any:
+        if not isinstance(value, (int, float, bool, np.number)):
+            raise TorchConversionError("from_torch: masked_fill with a tensor value (a "
+                                       "number only)")
         m = _to_torch(mask).sym if isinstance(mask, _T) else np.asarray(mask)
-        return _T(torch_masked_fill(t.sym, m, float(value) if t.sym.dtype.kind == "f"
-                                    else value), False)
+        if isinstance(x, np.ndarray):  # a parameter or buffer
+            if not isinstance(m, S.SymbolicTensor):
+                return torch_masked_fill(x, m, value)
+            return _T(torch_masked_fill(x, m, value), False)
+        t = _to_torch(self._tensor(x, "masked_fill"))
+        return _T(torch_masked_fill(t.sym, m, value), False)
 
     def cast(self, x: Any, dtype: Any) -> Any:
         """``.float()`` / ``.type_as(y)`` / ``.to(dtype)``: float32, int64 or bool."""
-        name = str(dtype).replace("torch.", "")
-        target = {"float32": F32, "float": F32, "int64": np.int64, "long": np.int64,
-                  "bool": np.bool_}.get(name)
-        if target is None:
-            raise TorchConversionError(f"from_torch: a cast to {dtype}")
+        target = _np_dtype(dtype)
+        if target is None or target is np.int32:
+            raise TorchConversionError(f"from_torch: a cast to {dtype} (float32, int64 or "
+                                       "bool)")
         if isinstance(x, np.ndarray):
             return x.astype(target)
         t = self._tensor(x, "cast")
@@ -2318,14 +2335,14 @@ class _Converter:
             return t
         return _T(torch_cast(t.sym, np.dtype(target)), t.cl)
 
-    def split(self, x: Any, split_size_or_sections: Any, dim: int = 0) -> tuple:
+    def split(self, x: Any, split_size_or_sections: Any = None, dim: int = 0, *,
+              split_size: Any = None) -> tuple:
         """``torch.split`` / ``Tensor.split``: slices of an axis whose size is known."""
+        if split_size_or_sections is None:
+            split_size_or_sections = split_size  # Tensor.split's keyword
         t = self._tensor(x, "split")
         shape = t.torch_shape
-        r = len(shape)
-        d = int(dim) + r if int(dim) < 0 else int(dim)
-        if not 0 <= d < r:
-            raise TorchConversionError(f"from_torch: split along dim={dim} of a rank-{r} tensor")
+        d = _dim(dim, len(shape), "split")
         n = shape[d]
         if n is None:
             raise TorchConversionError(
@@ -2353,15 +2370,17 @@ class _Converter:
         """``torch.chunk``: PyTorch's pieces of ceil(n / chunks) (so maybe fewer)."""
         t = self._tensor(x, "chunk")
         chunks = int(chunks)
-        r = t.ndim
-        d = int(dim) + r if int(dim) < 0 else int(dim)
-        n = t.torch_shape[d] if 0 <= d < r else None
+        d = _dim(dim, t.ndim, "chunk")
+        n = t.torch_shape[d]
         if chunks <= 0 or n is None:
             raise TorchConversionError(
                 f"from_torch: chunk({chunks}, dim={dim}) of a tensor of shape "
                 f"{t.torch_shape} (chunks > 0, along an axis of known size)"
             )
-        return self.split(t, max(1, -(-n // chunks)), d)
+        if n == 0:  # PyTorch: `chunks` empty pieces
+            return tuple(self.getitem(t, (slice(None),) * d + (slice(0, 0),))
+                         for _ in range(chunks))
+        return self.split(t, -(-n // chunks), d)
 
     def arange(self, *args: Any, dtype: Any = None, device: Any = None, **kwargs: Any
                ) -> np.ndarray:
@@ -2382,7 +2401,7 @@ class _Converter:
             exact = all(isinstance(v, (int, np.integer)) for v in values)
             np_dtype = np.int64 if exact else np.float32
         else:
-            np_dtype = _NP_DTYPES.get(str(dtype).replace("torch.", ""))
+            np_dtype = _np_dtype(dtype)
             if np_dtype is None:
                 raise TorchConversionError(f"from_torch: torch.arange with dtype={dtype}")
         return np.arange(*values).astype(np_dtype)
@@ -2606,8 +2625,8 @@ class _Converter:
             return self.size(obj)
         if isinstance(obj, _T) and name == "ndim":
             return obj.ndim
-        if isinstance(obj, np.ndarray) and name in ("shape", "ndim"):
-            return getattr(obj, name)  # of a parameter or buffer
+        if isinstance(obj, np.ndarray) and name in ("shape", "ndim", "T", "dtype"):
+            return getattr(obj, name)  # of a parameter or buffer (x @ self.w.T)
         if isinstance(obj, _T) and name == "device":
             return None  # only passed on (torch.arange(..., device=x.device)): one device
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
@@ -2669,8 +2688,10 @@ class _Converter:
         if name == "expand":
             return self.expand(x, *args)
         if name == "type_as":
-            other = self._tensor(args[0] if args else kwargs["other"], "type_as")
-            return self.cast(x, other.sym.dtype)
+            other = args[0] if args else kwargs["other"]
+            dtype = other.dtype if isinstance(other, np.ndarray) else self._tensor(
+                other, "type_as").sym.dtype
+            return self.cast(x, dtype)
         raise TorchConversionError(f"from_torch: Tensor.{name}")  # pragma: no cover
 
 
@@ -2687,33 +2708,64 @@ _CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "s
 
 
 def _constant_method(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-    """The shape methods of a tensor known at conversion (a parameter or a buffer)."""
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        args = tuple(args[0])
+    """The shape methods of a tensor known at conversion (a parameter or a buffer), with
+    PyTorch's positional and keyword forms."""
+    def given(*names: str, default: Any = None) -> Any:
+        """The one argument, positional or by one of its keyword names."""
+        for n in names:
+            if n in kwargs:
+                return kwargs[n]
+        return args[0] if args else default
+
+    def sizes(*names: str) -> tuple:
+        """Sizes or dims given as separate arguments, as one sequence, or by keyword."""
+        seq = given(*names) if kwargs else (args[0] if len(args) == 1 else args)
+        return tuple(seq) if isinstance(seq, (tuple, list)) else (seq,)
+
     if name == "transpose":
-        return np.swapaxes(x, *args)
+        d0 = kwargs.get("dim0", args[0] if args else None)
+        d1 = kwargs.get("dim1", args[1] if len(args) > 1 else None)
+        return np.swapaxes(x, d0, d1)
     if name == "permute":
-        return np.transpose(x, args)
-    if name in ("view", "reshape") and all(isinstance(a, (int, np.integer)) for a in args):
-        return np.reshape(x, args)
+        return np.transpose(x, sizes("dims"))
+    if name in ("view", "reshape"):
+        shape = sizes("size", "shape")
+        if all(isinstance(a, (int, np.integer)) for a in shape):
+            return np.reshape(x, shape)
     if name == "contiguous":
         return x
     if name == "size":
-        return x.shape if not args else x.shape[args[0]]
+        dim = given("dim")
+        return x.shape if dim is None else x.shape[dim]
     if name == "unsqueeze":
-        return np.expand_dims(x, args[0] if args else kwargs["dim"])
+        return np.expand_dims(x, given("dim"))
     if name == "squeeze":
-        dim = args[0] if args else kwargs.get("dim")
-        if dim is None:
-            return np.squeeze(x)
-        return np.squeeze(x, dim) if x.shape[dim] == 1 else x
+        dim = given("dim")
+        dims = range(x.ndim) if dim is None else (
+            dim if isinstance(dim, (tuple, list)) else (dim,))
+        ones = tuple(d for d in dims if x.shape[d] == 1)  # other axes stay, as in PyTorch
+        return np.squeeze(x, ones) if ones else x
     raise TorchConversionError(f"from_torch: Tensor.{name} of a parameter or buffer "
-                               f"with arguments {args}")
+                               f"with arguments {args}, {kwargs}")
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).
 _NP_DTYPES = {"int64": np.int64, "long": np.int64, "int32": np.int32, "int": np.int32,
-              "float32": np.float32, "float": np.float32}
+              "float32": np.float32, "float": np.float32, "bool": np.bool_}
+
+
+def _np_dtype(dtype: Any) -> Any:
+    """The NumPy dtype of a torch or NumPy dtype (by name), or None if not converted."""
+    return _NP_DTYPES.get(str(dtype).replace("torch.", ""))
+
+
+def _dim(dim: Any, rank: int, what: str) -> int:
+    """PyTorch's dim (negative from the end) as an axis in [0, rank), or refused."""
+    d = int(dim) + rank if int(dim) < 0 else int(dim)
+    if not 0 <= d < rank:
+        raise TorchConversionError(f"from_torch: {what} with dim={dim} of a rank-{rank} "
+                                   "tensor")
+    return d
 
 
 def _sdpa_problems(attn_mask: Any = None, dropout_p: Any = 0.0, is_causal: Any = False,
@@ -2727,8 +2779,6 @@ def _sdpa_problems(attn_mask: Any = None, dropout_p: Any = 0.0, is_causal: Any =
             return f"{name}={v!r} (a bool known at conversion)"
     if scale is not None and not isinstance(scale, (int, float)):
         return f"scale={scale!r} (a number known at conversion)"
-    if is_causal and attn_mask is not None:
-        return "both attn_mask and is_causal=True (PyTorch refuses them together)"
     return None
 
 
