@@ -1002,6 +1002,29 @@ def test_methods_of_parameters(any_backend, name):
     check(Constants(CONSTANTS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
 
 
+CREATIONS = {  # on x (B, 4, 3); Constants has w (3, 4). (fx computes creations of constant
+    # sizes itself, and cannot call torch.zeros(x.size(0), 4, 3) with several proxies.)
+    "zeros of x's shape, batch included": lambda m, x: torch.zeros(x.shape) + 1,
+    "ones of x.size()": lambda m, x: x * torch.ones(x.size()) * 2,
+    "full int": lambda m, x: torch.full((x.size(0), 4, 3), 2) * x,
+    "full float keyword": lambda m, x: torch.full(size=x.shape, fill_value=0.5) + x,
+    "zeros_like": lambda m, x: torch.zeros_like(x) + x * 2,
+    "ones_like bool": lambda m, x: torch.ones_like(x > 0).float() + x,
+    "full_like": lambda m, x: torch.full_like(x, 0.25) * x,
+    "to dtype": lambda m, x: (x * 10).to(torch.long).to(torch.float32) * x,
+    "to device": lambda m, x: x.to(x.device) + 1,
+    "to other": lambda m, x: (x > 0).to(x) * x + (x * 10).to(torch.long).to(x),
+    "to dtype=": lambda m, x: (x > 0).to(dtype=torch.float32) - x,
+    "detach / clone": lambda m, x: x.detach().clone() * 3 + torch.clone(x),
+    "repeat": lambda m, x: x.repeat(1, 2, 1)[:, 1:5] + m.w.repeat(2, 1)[1:5, :3],
+}
+
+
+@pytest.mark.parametrize("name", list(CREATIONS))
+def test_creation_and_casts(any_backend, name):
+    check(Constants(CREATIONS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
+
+
 def test_keyword_forms_and_empty_chunks(any_backend):
     check(Fn(lambda x: x.split(split_size=2, dim=1)[1] * 2), torch.randn(2, 5))
     check(Fn(lambda x: x.matmul(other=x.transpose(0, 1))), torch.randn(3, 4))
@@ -1014,6 +1037,8 @@ def test_more_refusals():
         fl.from_torch(Fn(lambda x: x.masked_fill(x > 0, x.amax())), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="squeeze with dim=4"):
         fl.from_torch(Fn(lambda x: x.squeeze(4)), torch.randn(2, 3, 1))
+    with pytest.raises(TorchConversionError, match="repeat with fewer sizes"):
+        fl.from_torch(Fn(lambda x: x.repeat(2)), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="neg of a size known only at run time"):
         fl.from_torch(Fn(lambda x: x * -x.size(0)), torch.randn(2, 3))
 

@@ -564,6 +564,20 @@ def torch_expand(x, *refs, spec):
 
 
 @S.symbolic_op
+def torch_full(*refs, spec, value, dtype):
+    """``torch.full(size, value)`` (zeros, ones, ``*_like``): ``spec`` entries are ints or
+    (j, axis), the size of axis ``axis`` of ``refs[j - 1]`` at run time (the batch size)."""
+    shape = [e if isinstance(e, int) else refs[e[0] - 1].shape[e[1]] for e in spec]
+    return np.full(shape, value, dtype)
+
+
+@S.symbolic_op
+def torch_repeat(x, reps):
+    """``x.repeat(*reps)``: NumPy's tile (new leading axes for extra reps)."""
+    return np.tile(np.asarray(x), reps)
+
+
+@S.symbolic_op
 def torch_where(cond, a, b):
     """``torch.where(cond, a, b)`` with broadcasting: float32 when a or b is a float."""
     a, b = np.asarray(a), np.asarray(b)
@@ -2281,6 +2295,77 @@ class _Converter:
             return torch_expand(base, spec=tuple(spec))
         return _T(torch_expand(base, *refs, spec=tuple(spec)), False)
 
+    def _sizes(self, size: tuple, what: str) -> tuple[list, list]:
+        """A size given as ints and sizes read from inputs (one sequence or several
+        arguments) as torch_full's (refs, spec)."""
+        if len(size) == 1 and isinstance(size[0], (tuple, list)):
+            size = tuple(size[0])
+        refs: list[Any] = []
+        spec: list[Any] = []
+        for e in size:
+            if isinstance(e, _Dim):
+                refs.append(_to_torch(e.t).sym)
+                spec.append((len(refs), e.axis))
+            elif isinstance(e, (int, np.integer)) and int(e) >= 0:
+                spec.append(int(e))
+            else:
+                raise TorchConversionError(f"from_torch: {what} with a size {e!r}")
+        return refs, spec
+
+    def full(self, size: tuple, value: Any, dtype: Any = None, device: Any = None,
+             layout: Any = None, requires_grad: Any = False, pin_memory: Any = False, *,
+             infer: bool = False) -> Any:
+        """``torch.zeros / ones / full``: a constant, or an op when a size is read from an
+        input (``torch.zeros(x.size(0), 4)``). The dtype: float32, or with ``infer``
+        (torch.full) PyTorch's from the fill value (bool, int64 or float32)."""
+        if not isinstance(value, (int, float, bool, np.number)):
+            raise TorchConversionError("from_torch: torch.full with a tensor fill value")
+        if dtype is None:
+            np_dtype = F32
+            if infer and isinstance(value, (bool, np.bool_)):
+                np_dtype = np.bool_
+            elif infer and isinstance(value, (int, np.integer)):
+                np_dtype = np.int64
+        else:
+            np_dtype = _np_dtype(dtype)
+            if np_dtype is None:
+                raise TorchConversionError(f"from_torch: torch.full with dtype={dtype}")
+        refs, spec = self._sizes(size, "torch.zeros/ones/full")
+        if not refs:
+            return np.full(spec, value, np_dtype)
+        return _T(torch_full(*refs, spec=tuple(spec), value=value, dtype=np.dtype(np_dtype)),
+                  False)
+
+    def full_like(self, x: Any, value: Any, dtype: Any = None, **kwargs: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return np.full_like(x, value, dtype=_np_dtype(dtype) if dtype is not None else None)
+        t = _to_torch(self._tensor(x, "full_like"))
+        size = self.size(t)
+        return self.full(size, value, dtype=t.sym.dtype if dtype is None else dtype)
+
+    def to(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """``x.to(dtype)`` / ``x.to(device)`` / ``x.to(other)`` / keywords: a cast or x."""
+        dtype = kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, (_T, np.ndarray)):
+                dtype = a.sym.dtype if isinstance(a, _T) else a.dtype
+            elif a is not None and _np_dtype(a) is not None:
+                dtype = a
+        return x if dtype is None else self.cast(x, dtype)
+
+    def repeat(self, x: Any, *reps: Any) -> Any:
+        if len(reps) == 1 and isinstance(reps[0], (tuple, list)):
+            reps = tuple(reps[0])
+        if not all(isinstance(r, (int, np.integer)) and int(r) >= 0 for r in reps):
+            raise TorchConversionError(f"from_torch: repeat{tuple(reps)} (numbers only)")
+        if isinstance(x, np.ndarray):
+            return torch_repeat(x, tuple(int(r) for r in reps))
+        t = _to_torch(self._tensor(x, "repeat"))
+        if len(reps) < t.ndim:
+            raise TorchConversionError("from_torch: repeat with fewer sizes than the tensor "
+                                       "has axes (PyTorch refuses it)")
+        return _T(torch_repeat(t.sym, tuple(int(r) for r in reps)), False)
+
     def unary(self, x: Any, name: str) -> Any:
         """An elementwise function (_UNARY) of a tensor (its layout kept) or a constant."""
         if isinstance(x, np.ndarray):
@@ -2521,6 +2606,14 @@ class _Converter:
                 tensor, split_size_or_sections, dim),
             torch.chunk: lambda x, chunks, dim=0: self.chunk(x, chunks, dim),
             torch.arange: self.arange,
+            torch.zeros: lambda *size, **kw: self.full(size, 0, **kw),
+            torch.ones: lambda *size, **kw: self.full(size, 1, **kw),
+            torch.full: lambda size, fill_value, **kw: self.full((size,), fill_value, **kw,
+                                                                 infer=True),
+            torch.zeros_like: lambda x, **kw: self.full_like(x, 0, **kw),
+            torch.ones_like: lambda x, **kw: self.full_like(x, 1, **kw),
+            torch.full_like: lambda x, fill_value, **kw: self.full_like(x, fill_value, **kw),
+            torch.clone: lambda x, **kw: x,
             torch.cat: lambda tensors, dim=0: self.cat(tensors, dim),
             torch.concat: lambda tensors, dim=0: self.cat(tensors, dim),
             operator.getitem: self.getitem,
@@ -2647,8 +2740,12 @@ class _Converter:
             return self.size(x, *args, **kwargs)
         if name == "dim":
             return self._tensor(x, "dim").ndim
-        if name == "contiguous":
-            return x
+        if name in ("contiguous", "detach", "clone"):
+            return x  # a converted graph has no storage to share or gradients to keep
+        if name == "to":
+            return self.to(x, *args, **kwargs)
+        if name == "repeat":
+            return self.repeat(x, *args)
         if name in ("add", "mul", "sub", "div"):
             if name == "add" and ("alpha" in kwargs):
                 return self._torch_add(x, args[0], kwargs["alpha"])
@@ -2700,7 +2797,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "transpose", "split", "chunk", "matmul", *_REDUCTIONS, *_UNARY, "pow",
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
-                      "expand"})
+                      "expand", "detach", "clone", "to", "repeat"})
 
 
 _CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "size",
