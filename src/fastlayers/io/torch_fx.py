@@ -2272,32 +2272,20 @@ class _Converter:
     def expand(self, x: Any, *sizes: Any) -> _T:
         """``x.expand(sizes)`` (-1 keeps a size; a size read from an input at run time, as
         ViT's ``cls_token.expand(B, -1, -1)``): a broadcast copy."""
-        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
-            sizes = tuple(sizes[0])
         if isinstance(x, _T):
             base: Any = _to_torch(x).sym
         elif isinstance(x, np.ndarray):
             base = x
         else:
             raise TorchConversionError(f"from_torch: expand of a {type(x).__name__}")
-        refs: list[Any] = []
-        spec: list[Any] = []
-        for e in sizes:
-            if isinstance(e, _Dim):
-                refs.append(_to_torch(e.t).sym)
-                spec.append((len(refs), e.axis))
-            elif isinstance(e, (int, np.integer)):
-                spec.append(int(e))
-            else:
-                raise TorchConversionError(f"from_torch: expand with a size of type "
-                                           f"{type(e).__name__}")
+        refs, spec = self._sizes(sizes, "expand", keep=True)
         if not refs and isinstance(base, np.ndarray):
             return torch_expand(base, spec=tuple(spec))
         return _T(torch_expand(base, *refs, spec=tuple(spec)), False)
 
-    def _sizes(self, size: tuple, what: str) -> tuple[list, list]:
+    def _sizes(self, size: tuple, what: str, keep: bool = False) -> tuple[list, list]:
         """A size given as ints and sizes read from inputs (one sequence or several
-        arguments) as torch_full's (refs, spec)."""
+        arguments) as torch_full's and torch_expand's (refs, spec); ``keep``: -1 allowed."""
         if len(size) == 1 and isinstance(size[0], (tuple, list)):
             size = tuple(size[0])
         refs: list[Any] = []
@@ -2306,7 +2294,7 @@ class _Converter:
             if isinstance(e, _Dim):
                 refs.append(_to_torch(e.t).sym)
                 spec.append((len(refs), e.axis))
-            elif isinstance(e, (int, np.integer)) and int(e) >= 0:
+            elif isinstance(e, (int, np.integer)) and int(e) >= (-1 if keep else 0):
                 spec.append(int(e))
             else:
                 raise TorchConversionError(f"from_torch: {what} with a size {e!r}")
