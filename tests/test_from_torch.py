@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from torch_user_models import AssertsOnValues, NanoGPT  # noqa: E402
+from torch_user_models import AssertNot, AssertsOnBatch, AssertsOnValues, NanoGPT  # noqa: E402
 
 import fastlayers as fl  # noqa: E402
 from fastlayers import layers as L  # noqa: E402
@@ -777,6 +777,69 @@ def test_decoder_only_transformer(any_backend, flash):
         model(np.zeros((1, 11), np.int64))
     with pytest.raises(ValueError, match="assert fails for the examples"):
         fl.from_torch(NanoGPT(flash), torch.randint(0, 50, (1, 17)))
+
+
+def test_asserts_on_the_batch_size_are_left_to_run_time(any_backend):
+    x, y = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    check(AssertsOnBatch(), x, y, run_inputs=[(x[:1], y[:1])])
+    check(AssertNot(), x)
+    with pytest.raises(ValueError, match="assert fails for the examples"):
+        fl.from_torch(AssertNot(), torch.randn(2, 6, 3))  # not 6 > 5
+    with pytest.raises(ValueError, match="assert fails for the examples"):
+        fl.from_torch(AssertNot(), torch.randn(2, 4, 2))  # (4, 2) != (4, 3)
+    with pytest.raises(TorchConversionError, match="arithmetic on a size known only at run"):
+        fl.from_torch(Fn(lambda x: x * (x.size(0) == 2)), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="arithmetic on a size known only at run"):
+        fl.from_torch(Fn(lambda x: x * x.size(0)), torch.randn(2, 3))
+
+
+class Buffers(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.register_buffer("buf", torch.randn(4, 3))
+        self.register_buffer("ints", torch.arange(12).view(4, 3))
+        self.register_buffer("neg", torch.tensor(-2.5))
+        self.register_buffer("pe", torch.randn(1, 16, 3))
+        self.register_buffer("cube", torch.randn(4, 3, 2, 5))
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+BUFFERS = {  # on x (B, 4, 3): what reads buffers alone is PyTorch's; buffers sliced by sizes
+    "sum, softmax, gelu": lambda m, x: x + m.buf.sum() + m.buf.softmax(-1) + F.gelu(m.buf),
+    "flip, tril, long, //": lambda m, x: x * m.buf.flip(0) + (m.ints // 2).float() + m.buf[
+        :3, :3].tril().sum(),
+    "bool and ~": lambda m, x: x.masked_fill(~(m.buf > 0).bool(), 0.0),
+    "len and item in Python": lambda m, x: x * len(m.buf) + m.neg.item(),
+    "0-d fill value": lambda m, x: x.masked_fill(x > 0, m.neg),
+    "sliced by a size": lambda m, x: x + m.pe[:, : x.size(1)].transpose(1, 2)[..., :4].transpose(
+        1, 2)[:, :, :3],
+    "list and int index": lambda m, x: x + m.buf[[0, 2, 1, 3], 1][:, None],
+    # sliced by a size, so traced with buffers as graph attributes: what reads buffers alone
+    # (flip, sum: no converter of their own) is computed by PyTorch at conversion
+    "buffer math beside a slice by a size": lambda m, x: x + m.pe[:, : x.size(1)] + m.buf.flip(
+        0) * m.buf.sum(),
+    # a list and an int index of a buffer (PyTorch's rule, not NumPy's, which moves the
+    # list's axis first), the int read from x's size
+    "list and int index by a size": lambda m, x: x + m.cube[:, [0, 2], :, x.size(2) - 3]
+    .reshape(-1)[:12].reshape(4, 3) + m.pe[:, : x.size(1)],
+}
+
+
+@pytest.mark.parametrize("name", list(BUFFERS))
+def test_buffers(any_backend, name):
+    check(Buffers(BUFFERS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
+
+
+def test_list_indexing_refusals():
+    x = torch.randn(2, 3, 4, 5)
+    with pytest.raises(TorchConversionError, match="one list of ints without an int index"):
+        fl.from_torch(Fn(lambda x: x[:, [0, 2], :, 0]), x)  # NumPy would move the list's axis
+    with pytest.raises(TorchConversionError, match="one list of ints"):
+        fl.from_torch(Fn(lambda x: x[:, [True, False, True]]), x)
+    check(Fn(lambda x: x[:, [0, 2]] * 2), x)
 
 
 def test_asserts_on_tensor_values_are_refused():

@@ -102,3 +102,22 @@ class AssertsOnValues(nn.Module):
     def forward(self, x):
         assert x.sum() > -1e9
         return x
+
+
+class AssertsOnBatch(nn.Module):
+    """Asserts about the batch size, which PyTorch checks at run time (not at conversion)."""
+
+    def forward(self, x, y):
+        assert x.size(0) == y.size(0)
+        assert x.shape == y.shape, "same shapes"
+        assert x.size(0) <= 8
+        return x + y
+
+
+class AssertNot(nn.Module):
+    """``assert not``, and an assert on a tuple of sizes (Python's tuple comparison)."""
+
+    def forward(self, x):
+        assert not x.size(1) > 5
+        assert x.shape[1:] == (4, 3)
+        return x * 2

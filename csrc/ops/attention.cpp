@@ -35,9 +35,9 @@ constexpr int64_t kQueryBlock = 48;  // 8 micro-kernel row blocks of 6
 // Up to this many query rows run as one block (T = 64: one block instead of 48 + 16).
 constexpr int64_t kMaxQueryBlock = 2 * kQueryBlock;
 // Keys per online-softmax block: 512 x D keys (128 KiB at D = 64) and the score tile (48 x 512,
-// 96 KiB; 96 x 512 when T <= 96 runs as one block) stay in L2. Each block costs every row a rescale of its output and the P.V GEMM a
-// load of C; 512 against 256 keys: T = S = 512 to 2048 2-3 % faster on one core, 2-6 % on
-// two, causal too (docs/performance.md, section 7).
+// 96 KiB; 96 x 512 when T <= 96 runs as one block) stay in L2. Each block costs every row a
+// rescale of its output and the P.V GEMM a load of C; 512 against 256 keys: T = S = 512 to
+// 2048 2-3 % faster on one core, 2-6 % on two, causal too (docs/performance.md, section 7).
 constexpr int64_t kKeyBlock = 512;
 constexpr int64_t kAdditiveKeys = 64;  // keys per vector-tanh call in the additive scores
 constexpr int64_t kNR = kGemmNR;       // packed panel width (16)

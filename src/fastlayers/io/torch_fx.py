@@ -445,9 +445,9 @@ def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
     q (..., L, E), k (..., S, E), v (..., S, Ev), leading dims broadcasting. ``attn_mask``
     broadcastable to (..., L, S): boolean (True = takes part) or float (added to the scaled
     scores); ``is_causal``: query i sees keys j <= i (top-left aligned), with the mask too
-    (PyTorch's default CPU kernel combines them; its math kernel, taken when E != Ev,
-    refuses the pair). A row left with no key gives 0, as PyTorch's CPU kernels return.
-    ``gqa``
+    (PyTorch's default CPU kernel combines them; its other kernels - 3-D inputs, a 3-D mask,
+    broadcast k and v, E != Ev - refuse the pair). A row left with no key gives 0, as
+    PyTorch's CPU kernels return. ``gqa``
     (``enable_gqa``): each k and v head serves q.shape[-3] / k.shape[-3] query heads.
     Returns (..., L, Ev) float32.
     """
@@ -744,6 +744,11 @@ class _Dim:
         self.axis = axis
 
 
+class _Unknown:
+    """A comparison involving a size known only at run time (the batch size): an assert on
+    it is not checked at conversion; any other use is refused."""
+
+
 def _is_float(sym: S.SymbolicTensor) -> bool:
     return sym.dtype == np.float32
 
@@ -956,6 +961,7 @@ class _Converter:
         self.gm = graph_module
         self.layers: dict[str, Any] = {}  # one fastlayers layer per module (shared weights)
         self.problems: list[str] = []
+        self.constant = _constant_nodes(graph_module.graph)  # computed by PyTorch (_fold)
 
     # ---- names and checks ---------------------------------------------------------
     def _where(self, node: Any) -> str:
@@ -1074,6 +1080,8 @@ class _Converter:
 
     def check(self) -> None:
         for node in self.gm.graph.nodes:
+            if node in self.constant:
+                continue  # computed by PyTorch at conversion (_fold)
             if node.op == "call_module":
                 self.problems += self._module_problems(node.target,
                                                        self.gm.get_submodule(node.target))
@@ -1831,6 +1839,11 @@ class _Converter:
         return _Dim(t, dim) if shape[dim] is None else shape[dim]
 
     def binary(self, a: Any, b: Any, op: str) -> Any:
+        if isinstance(a, (_Dim, _Unknown)) or isinstance(b, (_Dim, _Unknown)):
+            raise TorchConversionError(
+                "from_torch: arithmetic on a size known only at run time (the batch size) is "
+                "not supported"
+            )
         if not isinstance(a, _T) and not isinstance(b, _T):
             fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
                   "div": operator.truediv, "pow": operator.pow}[op]
@@ -1877,8 +1890,17 @@ class _Converter:
         return _T(torch_cat([t.sym for t in ts], axis), ts[0].cl)
 
     def getitem(self, obj: Any, key: Any) -> Any:
-        if isinstance(obj, (tuple, list, np.ndarray)):  # np.ndarray: a parameter or buffer
+        if isinstance(obj, (tuple, list)):
             return obj[key]
+        if isinstance(obj, np.ndarray):  # a parameter or buffer, indexed as PyTorch indexes
+            keys = key if isinstance(key, tuple) else (key,)
+            if any(isinstance(k, _Dim) or (isinstance(k, slice) and any(
+                    isinstance(v, _Dim) for v in (k.start, k.stop, k.step))) for k in keys):
+                raise TorchConversionError(
+                    "from_torch: a parameter or buffer indexed by the batch size (known only "
+                    "at run time)"
+                )
+            return self.torch.from_numpy(np.array(obj))[key].numpy()
         if isinstance(obj, _T):
             keys = key if isinstance(key, tuple) else (key,)
             if obj.cl and all(isinstance(k, slice) or k is Ellipsis for k in keys) and (
@@ -1900,17 +1922,20 @@ class _Converter:
                 if isinstance(k, slice):
                     ok = all(v is None or isinstance(v, int) for v in (k.start, k.stop, k.step))
                 elif isinstance(k, (list, tuple)):
-                    # one list of ints (nanoGPT's x[:, [-1], :]): NumPy's indexing is
-                    # PyTorch's; kept as an array (fx's immutable list would need torch)
-                    ok = all(isinstance(v, int) for v in k) and not any(
-                        isinstance(o, np.ndarray) for o in plain)
-                    k = np.asarray(k, np.intp)
+                    # one list of ints and no int index (nanoGPT's x[:, [-1], :]): there
+                    # NumPy's indexing is PyTorch's (with an int too, NumPy moves the list's
+                    # axis first); kept as an array (fx's immutable list would need torch)
+                    ok = (all(isinstance(v, int) and not isinstance(v, bool) for v in k)
+                          and sum(isinstance(o, (list, tuple)) for o in keys) == 1
+                          and not any(isinstance(o, int) for o in keys))
+                    k = np.asarray(k, np.intp) if ok else k
                 else:
                     ok = k is None or k is Ellipsis or isinstance(k, int)
                 if not ok:
                     raise TorchConversionError(
                         f"from_torch: tensor indexing with {k!r} is not supported (ints, "
-                        "slices with int bounds, None, ... and one list of ints are)"
+                        "slices with int bounds, None, ... and one list of ints without an "
+                        "int index are)"
                     )
                 plain.append(k)
             key = tuple(plain) if isinstance(key, tuple) else plain[0]
@@ -2378,12 +2403,19 @@ class _Converter:
         return _T(torch_clamp(t.sym, min, max), t.cl)
 
     def compare(self, a: Any, b: Any, op: str) -> Any:
+        sizes = [v for v in (a, b) if isinstance(v, (tuple, list))]
+        if any(isinstance(v, (_Dim, _Unknown)) for v in (a, b, *(e for s in sizes for e in s))):
+            return _Unknown()  # the batch size (x.size(0) == y.size(0), x.shape == (B, 4))
+        if sizes or not any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
+            return getattr(operator, op)(a, b)  # Python's rules (tuples, numbers)
         if not isinstance(a, _T) and not isinstance(b, _T):
-            return torch_compare(a, b, op)  # constants (a buffer's causal mask)
+            return torch_compare(a, b, op)  # a constant and a number
         ops = [_to_torch(x).sym if isinstance(x, _T) else x for x in (a, b)]
         return _T(torch_compare(*ops, op), False)
 
     def masked_fill(self, x: Any, mask: Any, value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()  # a 0-d parameter or buffer
         if not isinstance(value, (int, float, bool, np.number)):
             raise TorchConversionError("from_torch: masked_fill with a tensor value (a "
                                        "number only)")
@@ -2580,6 +2612,7 @@ class _Converter:
             torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
             torch._assert: self._assert,
+            operator.not_: self._not,
             operator.pow: lambda a, b: self.binary(a, b, "pow"),
             torch.pow: lambda x, exponent: self.binary(x, exponent, "pow"),
             torch.clamp: lambda x, min=None, max=None: self.clamp(x, min, max),
@@ -2672,14 +2705,23 @@ class _Converter:
     def _assert(self, condition: Any, message: Any = None) -> None:
         """``assert`` in a forward (traced as torch._assert): checked at conversion when it
         is about sizes and numbers; an assert on tensor values is refused."""
+        if isinstance(condition, _Unknown):
+            return None  # about the batch size: PyTorch checks it at run time, not here
         if isinstance(condition, (_T, _Dim)):
             raise TorchConversionError(
-                "from_torch: an assert on tensor values or on the batch size (checked only "
-                "at run time in PyTorch)"
+                "from_torch: an assert on tensor values (checked only at run time in PyTorch)"
             )
         if not bool(np.all(condition)):
             raise ValueError(f"from_torch: the module's assert fails for the examples: "
                              f"{message}")
+
+    def _not(self, x: Any) -> Any:
+        """``not cond`` of a traced ``assert not cond`` (_trace)."""
+        if isinstance(x, _Unknown):
+            return x
+        if isinstance(x, (_T, _Dim)):
+            raise TorchConversionError("from_torch: `not` of a tensor or of the batch size")
+        return not bool(np.all(x))
 
     def _math_sqrt(self, x: Any) -> float:
         """``math.sqrt`` of a size known at conversion (an attention scale)."""
@@ -2795,12 +2837,12 @@ _CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "s
 def _constant_method(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
     """The shape methods of a tensor known at conversion (a parameter or a buffer), with
     PyTorch's positional and keyword forms."""
-    def given(*names: str, default: Any = None) -> Any:
-        """The one argument, positional or by one of its keyword names."""
+    def given(*names: str) -> Any:
+        """The one argument, positional or by one of its keyword names (None if absent)."""
         for n in names:
             if n in kwargs:
                 return kwargs[n]
-        return args[0] if args else default
+        return args[0] if args else None
 
     def sizes(*names: str) -> tuple:
         """Sizes or dims given as separate arguments, as one sequence, or by keyword."""
@@ -3094,41 +3136,105 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
             m.train(flag)
 
 
-def _in_assert(frame: Any) -> bool:
-    """Whether ``frame`` is testing the condition of an ``assert`` statement: its current
-    instruction (the conditional jump) is followed by loading AssertionError."""
+def _assert_test(frame: Any) -> bool | None:
+    """How ``frame`` uses the truth value it is taking, when that is an ``assert``'s test:
+    True for ``assert cond`` (the jump over the raise is taken when the value is true), False
+    for ``assert not cond``, None for anything else (an ``if``, a ``while``, ...). The test
+    is the next conditional jump - the current instruction on Python 3.9-3.12, the one after
+    TO_BOOL or COMPARE_OP on 3.13 - followed by loading AssertionError."""
     import dis
 
     insts = list(dis.get_instructions(frame.f_code))
-    for i, inst in enumerate(insts[:-1]):
-        if inst.offset == frame.f_lasti:
-            nxt = insts[i + 1]
-            return nxt.opname == "LOAD_ASSERTION_ERROR" or (
-                nxt.opname == "LOAD_GLOBAL" and nxt.argval == "AssertionError")
-    return False
+    at = next((i for i, inst in enumerate(insts) if inst.offset == frame.f_lasti), None)
+    if at is None:
+        return None
+    for inst, nxt in zip(insts[at:at + 3], insts[at + 1:at + 4]):
+        if "JUMP" in inst.opname and "_IF_" in inst.opname:
+            if not (nxt.opname == "LOAD_ASSERTION_ERROR"
+                    or (nxt.opname == "LOAD_GLOBAL" and nxt.argval == "AssertionError")):
+                return None
+            if inst.opname.endswith("IF_TRUE"):
+                return True
+            return False if inst.opname.endswith("IF_FALSE") else None
+        if inst.opname not in ("TO_BOOL", "COMPARE_OP", "EXTENDED_ARG", "NOT_TAKEN"):
+            return None
+    return None
+
+
+def _constant_nodes(graph: Any) -> set:
+    """The call nodes that read parameters and buffers only (no input of the module): fx
+    records them because buffers are graph attributes (_trace), and PyTorch itself computes
+    them at conversion (_fold), whatever they call."""
+    constant: set = set()
+    for node in graph.nodes:
+        if node.op == "get_attr" or (
+                node.op in ("call_function", "call_method", "call_module")
+                and node.all_input_nodes and all(n in constant for n in node.all_input_nodes)):
+            constant.add(node)
+    return constant
+
+
+def _fold(torch: Any, gm: Any, node: Any, load: Any) -> Any:
+    """A constant node (_constant_nodes) computed by PyTorch, as NumPy arrays."""
+    def to_torch(v: Any) -> Any:
+        return torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
+
+    def to_numpy(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().numpy()
+        if isinstance(v, torch.Size):
+            return tuple(v)
+        if isinstance(v, (tuple, list)):
+            return type(v)(to_numpy(e) for e in v)
+        return v
+
+    args = torch.fx.node.map_aggregate(load(node.args), to_torch)
+    kwargs = torch.fx.node.map_aggregate(load(node.kwargs), to_torch)
+    with torch.no_grad():
+        if node.op == "call_function":
+            out = node.target(*args, **kwargs)
+        elif node.op == "call_method":
+            out = getattr(args[0], node.target)(*args[1:], **kwargs)
+        else:
+            out = gm.get_submodule(node.target)(*args, **kwargs)
+    return to_numpy(out)
 
 
 def _trace(torch: Any, root: Any, concrete: Any) -> Any:
     """``torch.fx.symbolic_trace`` with asserts traced as ``torch._assert`` calls (a check
     of a size, as nanoGPT's ``assert t <= block_size``, is then evaluated at conversion;
-    fx's own ``trace_asserts`` misses Python 3.11's bytecode) and buffers read as graph
-    attributes (so a size read from an input can slice one)."""
+    fx's own ``trace_asserts`` misses Python 3.11's bytecode; _assert_test), and, when tracing
+    with buffers as tensors fails, with buffers as graph attributes (so a size read from an
+    input can slice one; what is computed from buffers alone is then PyTorch's, _fold)."""
     import inspect
 
     class Tracer(torch.fx.Tracer):
-        proxy_buffer_attributes = True
+        proxy_buffer_attributes = False
 
         def to_bool(self, obj: Any) -> bool:
             frame = inspect.currentframe()
             caller = frame.f_back.f_back if frame and frame.f_back else None  # Proxy.__bool__'s
-            if caller is not None and _in_assert(caller):
-                where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
-                self.create_proxy("call_function", torch._assert, (obj, where), {})
-                return True
-            return super().to_bool(obj)
+            test = None if caller is None else _assert_test(caller)
+            if test is None:
+                return super().to_bool(obj)
+            if not test:  # assert not cond: the trace goes on with cond false
+                obj = self.create_proxy("call_function", operator.not_, (obj,), {})
+            where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+            self.create_proxy("call_function", torch._assert, (obj, where), {})
+            return test
 
-    tracer = Tracer()
-    graph = tracer.trace(root, concrete_args=concrete)
+    # Buffers as tensors first (fx computes what reads them alone, as it always did: len(buf),
+    # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
+    # size read from the input, self.bias[:, :, :T, :T]).
+    try:
+        tracer = Tracer()
+        graph = tracer.trace(root, concrete_args=concrete)
+    except Exception as first:
+        tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
+        try:
+            graph = tracer.trace(root, concrete_args=concrete)
+        except Exception:
+            raise first from None
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
@@ -3228,6 +3334,8 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             for part in node.target.split("."):
                 obj = getattr(obj, part)
             env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+        elif node in conv.constant:
+            env[node] = _fold(torch, gm, node, load)
         elif node in fused:
             env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
         elif node.op == "call_module":
