@@ -22,7 +22,13 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from torch_user_models import AssertNot, AssertsOnBatch, AssertsOnValues, NanoGPT  # noqa: E402
+from torch_user_models import (  # noqa: E402
+    AssertNot,
+    AssertsOnBatch,
+    AssertsOnShapes,
+    AssertsOnValues,
+    NanoGPT,
+)
 
 import fastlayers as fl  # noqa: E402
 from fastlayers import layers as L  # noqa: E402
@@ -787,8 +793,16 @@ def test_asserts_on_the_batch_size_are_left_to_run_time(any_backend):
         fl.from_torch(AssertNot(), torch.randn(2, 6, 3))  # not 6 > 5
     with pytest.raises(ValueError, match="assert fails for the examples"):
         fl.from_torch(AssertNot(), torch.randn(2, 4, 2))  # (4, 2) != (4, 3)
-    with pytest.raises(TorchConversionError, match="arithmetic on a size known only at run"):
+    # a known size that differs fails a whole-shape assert at conversion
+    with pytest.raises(ValueError, match="assert fails for the examples"):
+        fl.from_torch(AssertsOnShapes(), (torch.randn(2, 4, 3), torch.randn(2, 4, 1)))
+    check(AssertsOnShapes(), x, y)
+    with pytest.raises(TorchConversionError, match="comparison with the batch size"):
         fl.from_torch(Fn(lambda x: x * (x.size(0) == 2)), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="comparison with the batch size"):
+        fl.from_torch(Fn(lambda x: torch.where(x.size(0) == 2, x, -x)), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="tensor compared with the batch size"):
+        fl.from_torch(Fn(lambda x: x.masked_fill(x > x.size(0), 0.0)), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="arithmetic on a size known only at run"):
         fl.from_torch(Fn(lambda x: x * x.size(0)), torch.randn(2, 3))
 
@@ -825,12 +839,29 @@ BUFFERS = {  # on x (B, 4, 3): what reads buffers alone is PyTorch's; buffers sl
     # list's axis first), the int read from x's size
     "list and int index by a size": lambda m, x: x + m.cube[:, [0, 2], :, x.size(2) - 3]
     .reshape(-1)[:12].reshape(4, 3) + m.pe[:, : x.size(1)],
+    # buffers as tensors while tracing, indexed by a size (Tensor.__getitem__)
+    "a buffer indexed by a size": lambda m, x: x + m.buf[x.size(1) - 3] + m.cube[
+        ..., x.size(2) - 1].sum(-1)[:, :, None][:, 0],
+    # a named tuple of results (max's values) computed by PyTorch at conversion
+    "max(0).values beside a slice by a size": lambda m, x: x + m.pe[:, : x.size(1)]
+    + m.buf.max(0).values,
 }
 
 
 @pytest.mark.parametrize("name", list(BUFFERS))
 def test_buffers(any_backend, name):
     check(Buffers(BUFFERS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
+
+
+def test_in_place_and_random_calls_on_buffers_are_refused():
+    # traced with buffers as graph attributes (the slice by a size): folding an in-place
+    # call would change a copy, a random one would be drawn once at conversion
+    for fn in (lambda m, x: x + m.pe[:, : x.size(1)] + m.buf.clone().mul_(2),
+               lambda m, x: x + m.pe[:, : x.size(1)] + torch.rand_like(m.buf)):
+        with pytest.raises(TorchConversionError, match="in-place or random"):
+            fl.from_torch(Buffers(fn), torch.randn(2, 4, 3))
+    with pytest.raises(TorchConversionError, match="indexed by the batch size"):
+        fl.from_torch(Buffers(lambda m, x: x + m.buf[x.size(0)]), torch.randn(2, 4, 3))
 
 
 def test_list_indexing_refusals():
@@ -1120,7 +1151,8 @@ def test_more_refusals():
         def forward(self, x):
             return x + self.emb(torch.arange(x.size(1)))
 
-    with pytest.raises(TorchConversionError, match="constant ids outside"):
+    with pytest.raises(TorchConversionError, match="emb.*computed by PyTorch at conversion.*"
+                                                   "index out of range"):
         fl.from_torch(Positions(), torch.randn(2, 12, 4))
 
 

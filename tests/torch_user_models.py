@@ -121,3 +121,11 @@ class AssertNot(nn.Module):
         assert not x.size(1) > 5
         assert x.shape[1:] == (4, 3)
         return x * 2
+
+
+class AssertsOnShapes(nn.Module):
+    """Whole-shape asserts: checked on the sizes the examples fix."""
+
+    def forward(self, x, y):
+        assert x.shape == y.shape, "same shapes"
+        return x + y

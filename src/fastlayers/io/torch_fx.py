@@ -746,7 +746,29 @@ class _Dim:
 
 class _Unknown:
     """A comparison involving a size known only at run time (the batch size): an assert on
-    it is not checked at conversion; any other use is refused."""
+    it is not checked at conversion; any other use is refused (_build)."""
+
+
+def _compare_sizes(a: Any, b: Any, op: str) -> Any:
+    """Two shapes (tuples of ints and run-time sizes) compared as Python compares tuples;
+    _Unknown only when the answer depends on a run-time size."""
+    if op not in ("eq", "ne"):
+        if any(isinstance(v, (_Dim, _Unknown)) for v in (*a, *b)):
+            return _Unknown()
+        return getattr(operator, op)(tuple(a), tuple(b))
+    equal: Any = len(a) == len(b)
+    if equal:
+        for u, v in zip(a, b):
+            if isinstance(u, _Dim) or isinstance(v, _Dim):
+                if not (isinstance(u, _Dim) and isinstance(v, _Dim) and u.t is v.t
+                        and u.axis == v.axis):
+                    equal = _Unknown()  # unless a known pair differs, below
+            elif u != v:
+                equal = False
+                break
+    if isinstance(equal, _Unknown) or op == "eq":
+        return equal
+    return not equal
 
 
 def _is_float(sym: S.SymbolicTensor) -> bool:
@@ -1312,15 +1334,6 @@ class _Converter:
         if isinstance(mod, nn.TransformerEncoder):
             return self.encoder(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Embedding):
-            if isinstance(args[0], np.ndarray):  # ids known at conversion (torch.arange)
-                ids = args[0]
-                if ids.dtype.kind not in "iu" or (ids.size and not (
-                        0 <= ids.min() and ids.max() < mod.num_embeddings)):
-                    raise TorchConversionError(
-                        f"from_torch: {qual} (Embedding) of constant ids outside "
-                        f"[0, {mod.num_embeddings}) or not integers"
-                    )
-                return _np(mod.weight)[ids]
             t = self._tensor(args[0], f"{qual} input")
             layer = self.layers.get(qual)
             if layer is None:
@@ -2403,11 +2416,15 @@ class _Converter:
         return _T(torch_clamp(t.sym, min, max), t.cl)
 
     def compare(self, a: Any, b: Any, op: str) -> Any:
-        sizes = [v for v in (a, b) if isinstance(v, (tuple, list))]
-        if any(isinstance(v, (_Dim, _Unknown)) for v in (a, b, *(e for s in sizes for e in s))):
-            return _Unknown()  # the batch size (x.size(0) == y.size(0), x.shape == (B, 4))
-        if sizes or not any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
-            return getattr(operator, op)(a, b)  # Python's rules (tuples, numbers)
+        if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+            return _compare_sizes(a, b, op)  # x.shape == y.shape, x.shape[1:] == (4, 3)
+        if any(isinstance(v, (_Dim, _Unknown)) for v in (a, b)):
+            if any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
+                raise TorchConversionError("from_torch: a tensor compared with the batch size "
+                                           "(known only at run time)")
+            return _Unknown()  # x.size(0) == y.size(0): left to run time
+        if not any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
+            return getattr(operator, op)(a, b)  # Python's rules (numbers)
         if not isinstance(a, _T) and not isinstance(b, _T):
             return torch_compare(a, b, op)  # a constant and a number
         ops = [_to_torch(x).sym if isinstance(x, _T) else x for x in (a, b)]
@@ -2770,6 +2787,8 @@ class _Converter:
             return self.size(x, *args, **kwargs)
         if name == "dim":
             return self._tensor(x, "dim").ndim
+        if name == "__getitem__":  # a buffer (a tensor while tracing) indexed by a size
+            return self.getitem(x, *args)
         if name in ("contiguous", "detach", "clone"):
             return x  # a converted graph has no storage to share or gradients to keep
         if name == "to":
@@ -2827,7 +2846,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "transpose", "split", "chunk", "matmul", *_REDUCTIONS, *_UNARY, "pow",
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
-                      "expand", "detach", "clone", "to", "repeat"})
+                      "expand", "detach", "clone", "to", "repeat", "__getitem__"})
 
 
 _CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "size",
@@ -3161,6 +3180,16 @@ def _assert_test(frame: Any) -> bool | None:
     return None
 
 
+def _refuse_unknown(torch: Any, args: Any, kwargs: Any) -> None:
+    """A comparison with the batch size (_Unknown) may only be asserted."""
+    found: list = []
+    torch.fx.node.map_aggregate((args, kwargs), lambda v: found.append(v) if isinstance(
+        v, _Unknown) else None)
+    if found:
+        raise TorchConversionError("from_torch: a comparison with the batch size (known "
+                                   "only at run time) used other than in an assert")
+
+
 def _constant_nodes(graph: Any) -> set:
     """The call nodes that read parameters and buffers only (no input of the module): fx
     records them because buffers are graph attributes (_trace), and PyTorch itself computes
@@ -3174,30 +3203,59 @@ def _constant_nodes(graph: Any) -> set:
     return constant
 
 
-def _fold(torch: Any, gm: Any, node: Any, load: Any) -> Any:
-    """A constant node (_constant_nodes) computed by PyTorch, as NumPy arrays."""
+def _foldable(torch: Any, args: Any, kwargs: Any) -> bool:
+    """Whether a call's arguments are known at conversion: a parameter or buffer (a NumPy
+    array here) and numbers, no tensor or size of the converted graph."""
+    leaves: list = []
+    torch.fx.node.map_aggregate((args, kwargs), leaves.append)
+    return any(isinstance(v, np.ndarray) for v in leaves) and not any(
+        isinstance(v, (_T, _Dim, _Unknown, S.SymbolicTensor)) for v in leaves)
+
+
+def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
+    """A call on values known at conversion (_constant_nodes, _foldable) computed by
+    PyTorch, as NumPy arrays (tuples of results keep their type: ``buf.max(0).values``).
+    In-place and random calls are refused: the first would change a copy that later reads
+    do not see, the second would be drawn once at conversion."""
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    if node.op != "call_module" and (
+            (name.endswith("_") and not name.endswith("__"))
+            or any(w in name for w in ("rand", "bernoulli", "normal", "multinomial",
+                                       "dropout", "poisson"))):
+        raise TorchConversionError(f"from_torch: {name} of a parameter or buffer (in-place or "
+                                   "random: not computed at conversion)")
+
+    def convert(v: Any, leaf: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            items = [convert(e, leaf) for e in v]
+            return type(v)(items) if hasattr(type(v), "n_fields") or type(v) in (
+                tuple, list) else tuple(items)
+        if isinstance(v, dict):
+            return {k: convert(e, leaf) for k, e in v.items()}
+        return leaf(v)
+
     def to_torch(v: Any) -> Any:
         return torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
 
     def to_numpy(v: Any) -> Any:
         if isinstance(v, torch.Tensor):
             return v.detach().cpu().numpy()
-        if isinstance(v, torch.Size):
-            return tuple(v)
-        if isinstance(v, (tuple, list)):
-            return type(v)(to_numpy(e) for e in v)
-        return v
+        return tuple(v) if isinstance(v, torch.Size) else v
 
-    args = torch.fx.node.map_aggregate(load(node.args), to_torch)
-    kwargs = torch.fx.node.map_aggregate(load(node.kwargs), to_torch)
-    with torch.no_grad():
-        if node.op == "call_function":
-            out = node.target(*args, **kwargs)
-        elif node.op == "call_method":
-            out = getattr(args[0], node.target)(*args[1:], **kwargs)
-        else:
-            out = gm.get_submodule(node.target)(*args, **kwargs)
-    return to_numpy(out)
+    args = convert(args, to_torch)
+    kwargs = convert(kwargs, to_torch)
+    try:
+        with torch.no_grad():
+            if node.op == "call_function":
+                out = node.target(*args, **kwargs)
+            elif node.op == "call_method":
+                out = getattr(args[0], node.target)(*args[1:], **kwargs)
+            else:
+                out = gm.get_submodule(node.target)(*args, **kwargs)
+    except Exception as e:  # PyTorch's own error, as it would raise it at run time
+        raise TorchConversionError(f"from_torch: {node.name}, computed by PyTorch at "
+                                   f"conversion on values known then, fails: {e}") from e
+    return to_numpy(out) if isinstance(out, torch.Size) else convert(out, to_numpy)
 
 
 def _trace(torch: Any, root: Any, concrete: Any) -> Any:
@@ -3226,6 +3284,7 @@ def _trace(torch: Any, root: Any, concrete: Any) -> Any:
     # Buffers as tensors first (fx computes what reads them alone, as it always did: len(buf),
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
     # size read from the input, self.bias[:, :, :T, :T]).
+    # (The forward then runs twice while tracing.)
     try:
         tracer = Tracer()
         graph = tracer.trace(root, concrete_args=concrete)
@@ -3233,8 +3292,11 @@ def _trace(torch: Any, root: Any, concrete: Any) -> Any:
         tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
         try:
             graph = tracer.trace(root, concrete_args=concrete)
-        except Exception:
-            raise first from None
+        except Exception as second:
+            if str(second) == str(first):
+                raise
+            raise RuntimeError(f"{first} (and with buffers as graph attributes: {second})"
+                               ) from None
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
@@ -3335,22 +3397,34 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 obj = getattr(obj, part)
             env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
         elif node in conv.constant:
-            env[node] = _fold(torch, gm, node, load)
+            env[node] = _fold(torch, gm, node, load(node.args), load(node.kwargs))
+        elif node not in fused and node.op in ("call_function", "call_method",
+                                               "call_module") and node.target not in (
+                torch._assert, operator.not_) and _foldable(
+                torch, load(node.args), load(node.kwargs)):
+            # a buffer indexed by a size known at conversion, and what is computed from it
+            env[node] = _fold(torch, gm, node, load(node.args), load(node.kwargs))
         elif node in fused:
             env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
         elif node.op == "call_module":
             mod = gm.get_submodule(node.target)
             fused.update(conv.plan_fusion(node))
             try:
-                env[node] = conv.call_module(node.target, mod, load(node.args),
-                                             load(node.kwargs))
+                args, kwargs = load(node.args), load(node.kwargs)
+                _refuse_unknown(torch, args, kwargs)
+                env[node] = conv.call_module(node.target, mod, args, kwargs)
             finally:
                 conv.fuse = conv.fold = None
         elif node.op == "call_function":
             fn = conv._function_handler(node.target)
-            env[node] = fn(*load(node.args), **load(node.kwargs))
+            args, kwargs = load(node.args), load(node.kwargs)
+            if node.target not in (torch._assert, operator.not_):
+                _refuse_unknown(torch, args, kwargs)
+            env[node] = fn(*args, **kwargs)
         elif node.op == "call_method":
-            env[node] = conv.method(node.target, *load(node.args), **load(node.kwargs))
+            args, kwargs = load(node.args), load(node.kwargs)
+            _refuse_unknown(torch, args, kwargs)
+            env[node] = conv.method(node.target, *args, **kwargs)
         elif node.op == "output":
             result = load(node.args[0])
     flat: list[Any] = []
