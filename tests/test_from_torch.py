@@ -845,6 +845,8 @@ BUFFERS = {  # on x (B, 4, 3): what reads buffers alone is PyTorch's; buffers sl
     # a named tuple of results (max's values) computed by PyTorch at conversion
     "max(0).values beside a slice by a size": lambda m, x: x + m.pe[:, : x.size(1)]
     + m.buf.max(0).values,
+    "F.normalize beside a slice by a size": lambda m, x: x + m.pe[:, : x.size(1)]
+    + F.normalize(m.buf, dim=-1),
 }
 
 

@@ -3203,6 +3203,13 @@ def _constant_nodes(graph: Any) -> set:
     return constant
 
 
+# PyTorch's random functions (their in-place forms end with "_" and are refused as such).
+_RANDOM = frozenset({"rand", "rand_like", "randn", "randn_like", "randint", "randint_like",
+                     "randperm", "bernoulli", "normal", "multinomial", "poisson", "dropout",
+                     "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                     "feature_alpha_dropout"})
+
+
 def _foldable(torch: Any, args: Any, kwargs: Any) -> bool:
     """Whether a call's arguments are known at conversion: a parameter or buffer (a NumPy
     array here) and numbers, no tensor or size of the converted graph."""
@@ -3219,9 +3226,7 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
     do not see, the second would be drawn once at conversion."""
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     if node.op != "call_module" and (
-            (name.endswith("_") and not name.endswith("__"))
-            or any(w in name for w in ("rand", "bernoulli", "normal", "multinomial",
-                                       "dropout", "poisson"))):
+            (name.endswith("_") and not name.endswith("__")) or name in _RANDOM):
         raise TorchConversionError(f"from_torch: {name} of a parameter or buffer (in-place or "
                                    "random: not computed at conversion)")
 
