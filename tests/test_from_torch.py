@@ -25,6 +25,7 @@ F = torch.nn.functional
 from torch_user_models import (  # noqa: E402
     AssertNot,
     AssertsOnBatch,
+    AssertsOnParameters,
     AssertsOnShapes,
     AssertsOnValues,
     NanoGPT,
@@ -793,6 +794,11 @@ def test_asserts_on_the_batch_size_are_left_to_run_time(any_backend):
         fl.from_torch(AssertNot(), torch.randn(2, 6, 3))  # not 6 > 5
     with pytest.raises(ValueError, match="assert fails for the examples"):
         fl.from_torch(AssertNot(), torch.randn(2, 4, 2))  # (4, 2) != (4, 3)
+    # asserts on a parameter's shape, checked at conversion
+    check(AssertsOnParameters(), x)
+    for bad in (AssertsOnParameters(rows=5), AssertsOnParameters(against_list=True)):
+        with pytest.raises(ValueError, match="assert fails for the examples"):
+            fl.from_torch(bad, x)
     # a known size that differs fails a whole-shape assert at conversion
     with pytest.raises(ValueError, match="assert fails for the examples"):
         fl.from_torch(AssertsOnShapes(), (torch.randn(2, 4, 3), torch.randn(2, 4, 1)))
@@ -847,6 +853,9 @@ BUFFERS = {  # on x (B, 4, 3): what reads buffers alone is PyTorch's; buffers sl
     + m.buf.max(0).values,
     "F.normalize beside a slice by a size": lambda m, x: x + m.pe[:, : x.size(1)]
     + F.normalize(m.buf, dim=-1),
+    # & of buffer comparisons (operator.and_ is not an in-place call), an eval dropout
+    "& and dropout(training=False) beside a slice": lambda m, x: x.masked_fill(
+        (m.buf > 0) & (m.ints > 3), 0.0) + m.pe[:, : x.size(1)] + F.dropout(m.buf, 0.1, False),
 }
 
 

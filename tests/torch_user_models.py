@@ -129,3 +129,20 @@ class AssertsOnShapes(nn.Module):
     def forward(self, x, y):
         assert x.shape == y.shape, "same shapes"
         return x + y
+
+
+class AssertsOnParameters(nn.Module):
+    """Asserts on a parameter's shape (known at conversion), and a shape against a list
+    (never equal in PyTorch: a torch.Size is a tuple)."""
+
+    def __init__(self, rows=4, against_list=False):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(rows, 3))
+        self.against_list = against_list
+
+    def forward(self, x):
+        assert not self.w.shape[0] > 5
+        assert self.w.shape[0] == 4, "four rows"
+        if self.against_list:
+            assert x.shape[1:] == [4, 3]
+        return x + self.w

@@ -2417,6 +2417,10 @@ class _Converter:
 
     def compare(self, a: Any, b: Any, op: str) -> Any:
         if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+            if isinstance(a, list) != isinstance(b, list):  # a shape is never a list
+                if op in ("eq", "ne"):
+                    return op == "ne"
+                raise TorchConversionError(f"from_torch: {op} of a tuple and a list")
             return _compare_sizes(a, b, op)  # x.shape == y.shape, x.shape[1:] == (4, 3)
         if any(isinstance(v, (_Dim, _Unknown)) for v in (a, b)):
             if any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
@@ -3196,18 +3200,29 @@ def _constant_nodes(graph: Any) -> set:
     them at conversion (_fold), whatever they call."""
     constant: set = set()
     for node in graph.nodes:
+        # (asserts and their `not` stay with the converter, which reports a failed one)
+        checks = node.op == "call_function" and (
+            node.target is operator.not_ or getattr(node.target, "__name__", "") == "_assert")
         if node.op == "get_attr" or (
-                node.op in ("call_function", "call_method", "call_module")
+                node.op in ("call_function", "call_method", "call_module") and not checks
                 and node.all_input_nodes and all(n in constant for n in node.all_input_nodes)):
             constant.add(node)
     return constant
 
 
-# PyTorch's random functions (their in-place forms end with "_" and are refused as such).
+# PyTorch's random functions (their in-place forms end with "_" and are refused as such),
+# and the dropouts, random only when training (their third argument, default true).
 _RANDOM = frozenset({"rand", "rand_like", "randn", "randn_like", "randint", "randint_like",
-                     "randperm", "bernoulli", "normal", "multinomial", "poisson", "dropout",
-                     "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-                     "feature_alpha_dropout"})
+                     "randperm", "bernoulli", "normal", "multinomial", "poisson"})
+_DROPOUT = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                      "feature_alpha_dropout"})
+
+
+def _dropout_training(args: Any, kwargs: Any) -> bool:
+    """Whether a dropout call (input, p, training, ...) drops: ``training`` true."""
+    if "training" in kwargs:
+        return bool(kwargs["training"])
+    return bool(args[2]) if len(args) > 2 else True
 
 
 def _foldable(torch: Any, args: Any, kwargs: Any) -> bool:
@@ -3225,8 +3240,10 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
     In-place and random calls are refused: the first would change a copy that later reads
     do not see, the second would be drawn once at conversion."""
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
-    if node.op != "call_module" and (
-            (name.endswith("_") and not name.endswith("__")) or name in _RANDOM):
+    in_place = (name.endswith("_") and not name.endswith("__") and getattr(
+        node.target, "__module__", None) not in ("_operator", "operator"))  # not and_, or_
+    random = name in _RANDOM or (name in _DROPOUT and _dropout_training(args, kwargs))
+    if node.op != "call_module" and (in_place or random):
         raise TorchConversionError(f"from_torch: {name} of a parameter or buffer (in-place or "
                                    "random: not computed at conversion)")
 
