@@ -419,9 +419,10 @@ def test_activation_parameters_without_a_keras_equivalent(act, message):
 
 def test_bad_function_arguments_are_listed_with_the_other_problems():
     with pytest.raises(TorchConversionError) as info:
-        fl.from_torch(Fn(lambda x: F.normalize(F.elu(x, 0.3), dim=1)), torch.randn(2, 3, 5, 4))
+        fl.from_torch(Fn(lambda x: F.local_response_norm(F.elu(x, 0.3), 2)),
+                      torch.randn(2, 3, 5, 4))
     msg = str(info.value)
-    assert "2 module(s) or call(s)" in msg and "alpha=0.3" in msg and "normalize" in msg
+    assert "2 module(s) or call(s)" in msg and "alpha=0.3" in msg and "local_response_norm" in msg
 
 
 @pytest.mark.parametrize("name", list(ACT_CALLS))
@@ -1167,6 +1168,27 @@ def test_more_refusals():
         fl.from_torch(Positions(), torch.randn(2, 12, 4))
 
 
+MORE_OPS = {  # on x (B, 3, 5, 4); conv: the channels-last layout
+    "F.normalize": lambda x: F.normalize(x, dim=1),
+    "F.normalize p=1, dim=-1": lambda x: F.normalize(x, p=1.0, dim=-1),
+    "F.normalize below eps": lambda x: F.normalize(x * 1e-14, dim=2) * 1e12 + F.normalize(
+        x * 0, dim=1),  # x / eps where the norm is below it, 0 for zeros
+    "torch.flip": lambda x: torch.flip(x, [1, 3]),
+    "Tensor.flip": lambda x: x.flip(2) - x.flip(dims=(1,)),
+    "torch.cumsum": lambda x: torch.cumsum(x, dim=1),
+    "Tensor.cumsum": lambda x: x.cumsum(-1),
+    "torch.roll": lambda x: torch.roll(x, 2, 1),
+    "Tensor.roll, two axes": lambda x: x.roll((1, -1), (2, 3)),
+    "roll flattened": lambda x: torch.roll(x, 3),
+}
+
+
+@pytest.mark.parametrize("name", list(MORE_OPS))
+@pytest.mark.parametrize("conv", [False, True])
+def test_normalize_flip_cumsum_roll(any_backend, name, conv):
+    check(Fn(MORE_OPS[name], conv), torch.randn(2, 3, 5, 4))
+
+
 def test_elementwise_refusals():
     with pytest.raises(TorchConversionError, match="clamp with tensor bounds"):
         fl.from_torch(Fn(lambda x: torch.clamp(x, min=x)), torch.randn(2, 3))
@@ -1519,8 +1541,8 @@ class Unsupported(nn.Module):
         self.lstm = nn.LSTM(4, 4, proj_size=2)
 
     def forward(self, x, img):
-        y = F.normalize(self.layer3(x), dim=1).cumsum(1)
-        return torch.flip(y, [0]), self.pool(img), self.lstm(x)
+        y = torch.topk(self.layer3(x), 2).values.argsort(1)
+        return torch.nonzero(y), self.pool(img), self.lstm(x)
 
 
 def test_unsupported_lists_every_offender():
@@ -1528,8 +1550,7 @@ def test_unsupported_lists_every_offender():
         fl.from_torch(Unsupported(), (torch.randn(2, 4), torch.randn(1, 1, 4, 4)))
     msg = str(info.value)
     for part in ["layer3.1 (torch.nn.LocalResponseNorm)",
-                 "normalize (torch.nn.functional.normalize)",
-                 "cumsum (Tensor.cumsum)", "flip (torch.flip)",
+                 "topk (torch.topk)", "argsort (Tensor.argsort)", "nonzero (torch.nonzero)",
                  "pool (torch.nn.MaxPool2d): return_indices=True",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
         assert part in msg, (part, msg)

@@ -578,6 +578,41 @@ def torch_repeat(x, reps):
 
 
 @S.symbolic_op
+def torch_normalize(x, p, axis, eps):
+    """``F.normalize``: x / max(||x||_p over ``axis``, eps), in float32 as PyTorch."""
+    x = np.asarray(x, F32)
+    with np.errstate(all="ignore"):
+        if p == 2:
+            norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+        elif p == 1:
+            norm = np.sum(np.abs(x), axis=axis, keepdims=True)
+        elif p == np.inf:
+            norm = np.max(np.abs(x), axis=axis, keepdims=True)
+        else:
+            norm = np.sum(np.abs(x) ** F32(p), axis=axis, keepdims=True) ** F32(1.0 / p)
+        return (x / np.maximum(norm, F32(eps))).astype(F32)
+
+
+@S.symbolic_op
+def torch_flip(x, axes):
+    """``torch.flip(x, dims)`` over the stored array's ``axes`` (a copy)."""
+    return np.ascontiguousarray(np.flip(np.asarray(x), axes))
+
+
+@S.symbolic_op
+def torch_cumsum(x, axis):
+    """``torch.cumsum(x, dim)``: float32 for floats, int64 for integers and booleans."""
+    x = np.asarray(x)
+    return np.cumsum(x, axis=axis, dtype=F32 if x.dtype.kind == "f" else np.int64)
+
+
+@S.symbolic_op
+def torch_roll(x, shifts, axes):
+    """``torch.roll(x, shifts, dims)`` (``axes`` None: over the flattened array)."""
+    return np.roll(np.asarray(x), shifts, axis=axes)
+
+
+@S.symbolic_op
 def torch_where(cond, a, b):
     """``torch.where(cond, a, b)`` with broadcasting: float32 when a or b is a float."""
     a, b = np.asarray(a), np.asarray(b)
@@ -2392,6 +2427,35 @@ class _Converter:
                                        "has axes (PyTorch refuses it)")
         return _T(torch_repeat(t.sym, tuple(int(r) for r in reps)), False)
 
+    def _axes(self, t: _T, dims: Any, what: str) -> tuple:
+        """PyTorch dims (an int or a sequence) as axes of the stored array."""
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        return tuple(_axis_in_layout(t, _dim(d, t.ndim, what)) for d in dims)
+
+    def normalize(self, x: Any, p: Any, dim: Any, eps: Any) -> _T:
+        t = self._tensor(x, "normalize")
+        if not isinstance(p, (int, float)) or p <= 0:
+            raise TorchConversionError(f"from_torch: normalize with p={p!r} (a number > 0)")
+        return _T(torch_normalize(t.sym, float(p), self._axes(t, dim, "normalize"),
+                                  float(eps)), t.cl)
+
+    def flip(self, x: Any, dims: Any) -> _T:
+        t = self._tensor(x, "flip")
+        return _T(torch_flip(t.sym, self._axes(t, dims, "flip")), t.cl)
+
+    def cumsum(self, x: Any, dim: Any, dtype: Any = None) -> _T:
+        if dtype is not None:
+            raise TorchConversionError(f"from_torch: cumsum with dtype={dtype}")
+        t = self._tensor(x, "cumsum")
+        return _T(torch_cumsum(t.sym, self._axes(t, dim, "cumsum")[0]), t.cl)
+
+    def roll(self, x: Any, shifts: Any, dims: Any = None) -> _T:
+        if dims is None:  # over the flattened tensor, in PyTorch's order
+            t = _to_torch(self._tensor(x, "roll"))
+            return _T(torch_roll(t.sym, shifts, None), False)
+        t = self._tensor(x, "roll")
+        return _T(torch_roll(t.sym, shifts, self._axes(t, dims, "roll")), t.cl)
+
     def unary(self, x: Any, name: str) -> Any:
         """An elementwise function (_UNARY) of a tensor (its layout kept) or a constant."""
         if isinstance(x, np.ndarray):
@@ -2629,6 +2693,11 @@ class _Converter:
             torch.where: lambda condition, input=None, other=None: self.where(  # noqa: A002
                 condition, input, other),
             torch.stack: lambda tensors, dim=0: self.stack(tensors, dim),
+            F.normalize: lambda input, p=2.0, dim=1, eps=1e-12, out=None: self.normalize(  # noqa: A002
+                input, p, dim, eps),
+            torch.flip: lambda input, dims: self.flip(input, dims),  # noqa: A002
+            torch.cumsum: lambda input, dim, dtype=None: self.cumsum(input, dim, dtype),  # noqa: A002
+            torch.roll: lambda input, shifts, dims=None: self.roll(input, shifts, dims),  # noqa: A002
             torch.unsqueeze: lambda x, dim: self.unsqueeze(x, dim),
             torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
@@ -2791,6 +2860,13 @@ class _Converter:
             return self.size(x, *args, **kwargs)
         if name == "dim":
             return self._tensor(x, "dim").ndim
+        if name == "flip":
+            return self.flip(x, args if len(args) != 1 else args[0]) if args else self.flip(
+                x, kwargs["dims"])
+        if name == "cumsum":
+            return self.cumsum(x, *args, **kwargs)
+        if name == "roll":
+            return self.roll(x, *args, **kwargs)
         if name == "__getitem__":  # a buffer (a tensor while tracing) indexed by a size
             return self.getitem(x, *args)
         if name in ("contiguous", "detach", "clone"):
@@ -2850,7 +2926,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "transpose", "split", "chunk", "matmul", *_REDUCTIONS, *_UNARY, "pow",
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
-                      "expand", "detach", "clone", "to", "repeat", "__getitem__"})
+                      "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",
+                      "cumsum", "roll"})
 
 
 _CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "size",
