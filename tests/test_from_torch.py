@@ -28,6 +28,7 @@ from torch_user_models import (  # noqa: E402
     AssertsOnParameters,
     AssertsOnShapes,
     AssertsOnValues,
+    AssertsShapeBelowList,
     NanoGPT,
 )
 
@@ -800,6 +801,8 @@ def test_asserts_on_the_batch_size_are_left_to_run_time(any_backend):
     for bad in (AssertsOnParameters(rows=5), AssertsOnParameters(against_list=True)):
         with pytest.raises(ValueError, match="assert fails for the examples"):
             fl.from_torch(bad, x)
+    with pytest.raises(TorchConversionError, match="lt of a tuple and a list"):
+        fl.from_torch(AssertsShapeBelowList(), x)
     # a known size that differs fails a whole-shape assert at conversion
     with pytest.raises(ValueError, match="assert fails for the examples"):
         fl.from_torch(AssertsOnShapes(), (torch.randn(2, 4, 3), torch.randn(2, 4, 1)))
@@ -869,9 +872,21 @@ def test_in_place_and_random_calls_on_buffers_are_refused():
     # traced with buffers as graph attributes (the slice by a size): folding an in-place
     # call would change a copy, a random one would be drawn once at conversion
     for fn in (lambda m, x: x + m.pe[:, : x.size(1)] + m.buf.clone().mul_(2),
-               lambda m, x: x + m.pe[:, : x.size(1)] + torch.rand_like(m.buf)):
+               lambda m, x: x + m.pe[:, : x.size(1)] + torch.rand_like(m.buf),
+               lambda m, x: x + m.pe[:, : x.size(1)] + F.gumbel_softmax(m.buf),
+               lambda m, x: x + m.pe[:, : x.size(1)] + F.rrelu(m.buf, training=True),
+               lambda m, x: x + m.pe[:, : x.size(1)] + F.dropout(m.buf, 0.5),
+               lambda m, x: x + m.pe[:, : x.size(1)] + torch.native_dropout(m.buf, 0.5, True)[0],
+               lambda m, x: x + m.pe[:, : x.size(1)] + torch.feature_dropout(m.buf, 0.5,
+                                                                               train=True)):
         with pytest.raises(TorchConversionError, match="in-place or random"):
             fl.from_torch(Buffers(fn), torch.randn(2, 4, 3))
+    # dropouts that do not train fold: the identity
+    check(Buffers(lambda m, x: x + m.pe[:, : x.size(1)] + torch.dropout(m.buf, 0.5, train=False)
+                  + F.rrelu(m.buf)), torch.randn(2, 4, 3))
+    # on a tensor, F.dropout's default training=True drops at random even in eval mode
+    with pytest.raises(TorchConversionError, match="training=True"):
+        fl.from_torch(Fn(lambda x: F.dropout(x, 0.5)), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="indexed by the batch size"):
         fl.from_torch(Buffers(lambda m, x: x + m.buf[x.size(0)]), torch.randn(2, 4, 3))
 
@@ -1180,6 +1195,9 @@ MORE_OPS = {  # on x (B, 3, 5, 4); conv: the channels-last layout
     "torch.roll": lambda x: torch.roll(x, 2, 1),
     "Tensor.roll, two axes": lambda x: x.roll((1, -1), (2, 3)),
     "roll flattened": lambda x: torch.roll(x, 3),
+    "F.normalize p=inf, p=3": lambda x: F.normalize(x, p=float("inf"), dim=1) + F.normalize(
+        x, p=3.0, dim=(2, 3)),
+    "Tensor.flip varargs": lambda x: x.flip(1, 3),
 }
 
 
@@ -1187,6 +1205,14 @@ MORE_OPS = {  # on x (B, 3, 5, 4); conv: the channels-last layout
 @pytest.mark.parametrize("conv", [False, True])
 def test_normalize_flip_cumsum_roll(any_backend, name, conv):
     check(Fn(MORE_OPS[name], conv), torch.randn(2, 3, 5, 4))
+
+
+def test_integer_cumsum_and_roll_refusal(any_backend):
+    # int64 sums, exact where float32 would round (2^24 + 1 is not a float32)
+    ids = torch.randint(0, 5, (2, 6))
+    check(Fn(lambda i: ((i + 16777217).cumsum(1) - 16777217 * torch.arange(1, 7)).float()), ids)
+    with pytest.raises(TorchConversionError, match="roll by _Dim"):
+        fl.from_torch(Fn(lambda x: x.roll(x.size(0), 1)), torch.randn(2, 3))
 
 
 def test_elementwise_refusals():

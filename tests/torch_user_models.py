@@ -146,3 +146,11 @@ class AssertsOnParameters(nn.Module):
         if self.against_list:
             assert x.shape[1:] == [4, 3]
         return x + self.w
+
+
+class AssertsShapeBelowList(nn.Module):
+    """An ordering of a shape against a list: a TypeError in Python and PyTorch."""
+
+    def forward(self, x):
+        assert x.shape[1:] < [5, 5]
+        return x

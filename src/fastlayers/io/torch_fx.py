@@ -2450,6 +2450,10 @@ class _Converter:
         return _T(torch_cumsum(t.sym, self._axes(t, dim, "cumsum")[0]), t.cl)
 
     def roll(self, x: Any, shifts: Any, dims: Any = None) -> _T:
+        for s in shifts if isinstance(shifts, (tuple, list)) else (shifts,):
+            if not isinstance(s, (int, np.integer)):
+                raise TorchConversionError(f"from_torch: roll by {type(s).__name__} (shifts "
+                                           "known at conversion only)")
         if dims is None:  # over the flattened tensor, in PyTorch's order
             t = _to_torch(self._tensor(x, "roll"))
             return _T(torch_roll(t.sym, shifts, None), False)
@@ -2623,7 +2627,7 @@ class _Converter:
             F.hardtanh: self._act_fn(_ACT_VARIANTS["Hardtanh"]),
             F.softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmax(x, dim),
             torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim),
-            F.dropout: lambda x, p=0.5, training=True, inplace=False: x,
+            F.dropout: self._dropout_fn(),
             torch.flatten: lambda x, start_dim=0, end_dim=-1: self.flatten(x, start_dim,
                                                                             end_dim),
             torch.reshape: lambda x, shape: self.reshape(x, (shape,)),
@@ -2764,6 +2768,24 @@ class _Converter:
             if bad is not None:
                 raise TorchConversionError(f"from_torch: arguments {bad} are not supported")
             return self.activation(x, _variant(variants, values(args, kwargs)))
+
+        run.argument_problems = argument_problems  # type: ignore[attr-defined]
+        return run
+
+    def _dropout_fn(self) -> Any:
+        """F.dropout: the identity when ``training`` is false (``training=self.training`` in
+        eval mode); with its default True PyTorch drops at random even in eval mode, which
+        ``check`` lists with the other problems."""
+        def run(x: Any, p: Any = 0.5, training: Any = True, inplace: Any = False) -> Any:
+            if training:
+                raise TorchConversionError("from_torch: F.dropout with training=True")
+            return x
+
+        def argument_problems(args: tuple, kwargs: dict) -> str | None:
+            if _dropout_training((None, *args), kwargs):
+                return ("training=True (PyTorch drops at random even in eval mode; pass "
+                        "training=self.training)")
+            return None
 
         run.argument_problems = argument_problems  # type: ignore[attr-defined]
         return run
@@ -3277,9 +3299,8 @@ def _constant_nodes(graph: Any) -> set:
     them at conversion (_fold), whatever they call."""
     constant: set = set()
     for node in graph.nodes:
-        # (asserts and their `not` stay with the converter, which reports a failed one)
-        checks = node.op == "call_function" and (
-            node.target is operator.not_ or getattr(node.target, "__name__", "") == "_assert")
+        # (asserts stay with the converter, which reports a failed one)
+        checks = node.op == "call_function" and getattr(node.target, "__name__", "") == "_assert"
         if node.op == "get_attr" or (
                 node.op in ("call_function", "call_method", "call_module") and not checks
                 and node.all_input_nodes and all(n in constant for n in node.all_input_nodes)):
@@ -3287,19 +3308,31 @@ def _constant_nodes(graph: Any) -> set:
     return constant
 
 
-# PyTorch's random functions (their in-place forms end with "_" and are refused as such),
-# and the dropouts, random only when training (their third argument, default true).
+# PyTorch's random functions (their in-place forms end with "_" and are refused as such).
 _RANDOM = frozenset({"rand", "rand_like", "randn", "randn_like", "randint", "randint_like",
-                     "randperm", "bernoulli", "normal", "multinomial", "poisson"})
-_DROPOUT = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-                      "feature_alpha_dropout"})
+                     "randperm", "bernoulli", "normal", "multinomial", "poisson",
+                     "gumbel_softmax"})
 
 
 def _dropout_training(args: Any, kwargs: Any) -> bool:
-    """Whether a dropout call (input, p, training, ...) drops: ``training`` true."""
-    if "training" in kwargs:
-        return bool(kwargs["training"])
+    """Whether a dropout call (input, p, training, ...) drops: its flag (``training``, or
+    ``train`` for torch.dropout and its kin), by default true."""
+    for key in ("training", "train"):
+        if key in kwargs:
+            return bool(kwargs[key])
     return bool(args[2]) if len(args) > 2 else True
+
+
+def _random_call(name: str, args: Any, kwargs: Any) -> bool:
+    """Whether a call draws random numbers: _RANDOM, any dropout while training, and
+    rrelu while training (F.rrelu(input, lower, upper, training=False))."""
+    if name in _RANDOM:
+        return True
+    if "dropout" in name:
+        return _dropout_training(args, kwargs)
+    if name == "rrelu":
+        return bool(kwargs.get("training", args[3] if len(args) > 3 else False))
+    return False
 
 
 def _foldable(torch: Any, args: Any, kwargs: Any) -> bool:
@@ -3319,7 +3352,7 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     in_place = (name.endswith("_") and not name.endswith("__") and getattr(
         node.target, "__module__", None) not in ("_operator", "operator"))  # not and_, or_
-    random = name in _RANDOM or (name in _DROPOUT and _dropout_training(args, kwargs))
+    random = _random_call(name, args, kwargs)
     if node.op != "call_module" and (in_place or random):
         raise TorchConversionError(f"from_torch: {name} of a parameter or buffer (in-place or "
                                    "random: not computed at conversion)")
