@@ -1857,26 +1857,8 @@ class _Converter:
 
     def reshape(self, x: Any, shape: Any) -> _T:
         t = _to_torch(self._tensor(x, "view/reshape"))
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        refs: list[_T] = []
-        spec: list[Any] = []
-        for e in shape:
-            if isinstance(e, _Dim):
-                src = _to_torch(e.t)
-                if src is t or src.sym is t.sym:
-                    spec.append((0, e.axis))
-                else:
-                    refs.append(src)
-                    spec.append((len(refs), e.axis))
-            elif isinstance(e, (int, np.integer)):
-                spec.append(int(e))
-            else:
-                raise TorchConversionError(
-                    f"from_torch: view/reshape with a size of type {type(e).__name__} "
-                    "(sizes must be ints or sizes read from tensors)"
-                )
-        return _T(_reshape(t.sym, tuple(spec), tuple(r.sym for r in refs)), False)
+        refs, spec = self._sizes(shape, "view/reshape", keep=True, own=t)
+        return _T(_reshape(t.sym, tuple(spec), tuple(refs)), False)
 
     def size(self, x: Any, dim: Any = None) -> Any:
         t = self._tensor(x, "size")
@@ -2271,8 +2253,6 @@ class _Converter:
 
     def matmul(self, a: Any, b: Any = None, *, other: Any = None) -> Any:
         b = other if b is None else b
-        if not isinstance(a, _T) and not isinstance(b, _T):
-            return np.matmul(a, b)  # constants
         ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
         return _T(torch_matmul(*ops), False)
 
@@ -2296,8 +2276,6 @@ class _Converter:
         if not isinstance(equation, str):
             raise TorchConversionError("from_torch: einsum needs its equation first")
         xs = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in operands]
-        if not any(isinstance(x, S.SymbolicTensor) for x in xs):
-            return torch_einsum(equation, *xs)
         return _T(torch_einsum(equation, *xs), False)
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
@@ -2305,8 +2283,6 @@ class _Converter:
             raise TorchConversionError("from_torch: torch.where(condition) (nonzero) is not "
                                        "supported; torch.where(condition, x, y) is")
         ops = [_to_torch(v).sym if isinstance(v, _T) else v for v in (condition, a, b)]
-        if not any(isinstance(v, S.SymbolicTensor) for v in ops):
-            return torch_where(*ops)
         return _T(torch_where(*ops), False)
 
     def unsqueeze(self, x: Any, dim: int) -> _T:
@@ -2356,17 +2332,24 @@ class _Converter:
             return torch_expand(base, spec=tuple(spec))
         return _T(torch_expand(base, *refs, spec=tuple(spec)), False)
 
-    def _sizes(self, size: tuple, what: str, keep: bool = False) -> tuple[list, list]:
+    def _sizes(self, size: tuple, what: str, keep: bool = False, own: _T | None = None
+               ) -> tuple[list, list]:
         """A size given as ints and sizes read from inputs (one sequence or several
-        arguments) as torch_full's and torch_expand's (refs, spec); ``keep``: -1 allowed."""
+        arguments) as torch_reshape's, torch_full's and torch_expand's (refs, spec): an int,
+        or (j, axis) for axis ``axis`` of refs[j - 1] at run time, j = 0 for ``own`` (the
+        tensor being reshaped); ``keep``: -1 allowed."""
         if len(size) == 1 and isinstance(size[0], (tuple, list)):
             size = tuple(size[0])
         refs: list[Any] = []
         spec: list[Any] = []
         for e in size:
             if isinstance(e, _Dim):
-                refs.append(_to_torch(e.t).sym)
-                spec.append((len(refs), e.axis))
+                src = _to_torch(e.t).sym
+                if own is not None and src is own.sym:
+                    spec.append((0, e.axis))
+                else:
+                    refs.append(src)
+                    spec.append((len(refs), e.axis))
             elif isinstance(e, (int, np.integer)) and int(e) >= (-1 if keep else 0):
                 spec.append(int(e))
             else:
@@ -2398,8 +2381,6 @@ class _Converter:
                   False)
 
     def full_like(self, x: Any, value: Any, dtype: Any = None, **kwargs: Any) -> Any:
-        if isinstance(x, np.ndarray):
-            return np.full_like(x, value, dtype=_np_dtype(dtype) if dtype is not None else None)
         t = _to_torch(self._tensor(x, "full_like"))
         size = self.size(t)
         return self.full(size, value, dtype=t.sym.dtype if dtype is None else dtype)
@@ -2461,9 +2442,8 @@ class _Converter:
         return _T(torch_roll(t.sym, shifts, self._axes(t, dims, "roll")), t.cl)
 
     def unary(self, x: Any, name: str) -> Any:
-        """An elementwise function (_UNARY) of a tensor (its layout kept) or a constant."""
-        if isinstance(x, np.ndarray):
-            return torch_unary(x, name)
+        """An elementwise function (_UNARY) of a tensor (its layout kept) or a number.
+        (Calls on parameters and buffers alone are computed by PyTorch, _build / _fold.)"""
         if isinstance(x, (int, float)) and name == "neg":
             return -x  # a size or a number
         if isinstance(x, _Dim):
@@ -2478,8 +2458,6 @@ class _Converter:
         if min is None and max is None:
             raise TorchConversionError("from_torch: clamp without min and max (PyTorch "
                                        "refuses it)")
-        if isinstance(x, np.ndarray):
-            return torch_clamp(x, min, max)  # a parameter or buffer
         t = self._tensor(x, "clamp")
         return _T(torch_clamp(t.sym, min, max), t.cl)
 
@@ -2497,8 +2475,6 @@ class _Converter:
             return _Unknown()  # x.size(0) == y.size(0): left to run time
         if not any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
             return getattr(operator, op)(a, b)  # Python's rules (numbers)
-        if not isinstance(a, _T) and not isinstance(b, _T):
-            return torch_compare(a, b, op)  # a constant and a number
         ops = [_to_torch(x).sym if isinstance(x, _T) else x for x in (a, b)]
         return _T(torch_compare(*ops, op), False)
 
@@ -2509,9 +2485,7 @@ class _Converter:
             raise TorchConversionError("from_torch: masked_fill with a tensor value (a "
                                        "number only)")
         m = _to_torch(mask).sym if isinstance(mask, _T) else np.asarray(mask)
-        if isinstance(x, np.ndarray):  # a parameter or buffer
-            if not isinstance(m, S.SymbolicTensor):
-                return torch_masked_fill(x, m, value)
+        if isinstance(x, np.ndarray):  # a parameter or buffer filled by a tensor's mask
             return _T(torch_masked_fill(x, m, value), False)
         t = _to_torch(self._tensor(x, "masked_fill"))
         return _T(torch_masked_fill(t.sym, m, value), False)
@@ -2867,8 +2841,6 @@ class _Converter:
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
 
     def method(self, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(x, np.ndarray) and name in _CONSTANT_METHODS:
-            return _constant_method(name, x, *args, **kwargs)  # a parameter or a buffer
         if name in ("relu", "sigmoid", "tanh"):
             return self.activation(x, name)
         if name == "softmax":
@@ -2950,52 +2922,6 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
                       "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",
                       "cumsum", "roll"})
-
-
-_CONSTANT_METHODS = ("transpose", "permute", "view", "reshape", "contiguous", "size",
-                     "unsqueeze", "squeeze")
-
-
-def _constant_method(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-    """The shape methods of a tensor known at conversion (a parameter or a buffer), with
-    PyTorch's positional and keyword forms."""
-    def given(*names: str) -> Any:
-        """The one argument, positional or by one of its keyword names (None if absent)."""
-        for n in names:
-            if n in kwargs:
-                return kwargs[n]
-        return args[0] if args else None
-
-    def sizes(*names: str) -> tuple:
-        """Sizes or dims given as separate arguments, as one sequence, or by keyword."""
-        seq = given(*names) if kwargs else (args[0] if len(args) == 1 else args)
-        return tuple(seq) if isinstance(seq, (tuple, list)) else (seq,)
-
-    if name == "transpose":
-        d0 = kwargs.get("dim0", args[0] if args else None)
-        d1 = kwargs.get("dim1", args[1] if len(args) > 1 else None)
-        return np.swapaxes(x, d0, d1)
-    if name == "permute":
-        return np.transpose(x, sizes("dims"))
-    if name in ("view", "reshape"):
-        shape = sizes("size", "shape")
-        if all(isinstance(a, (int, np.integer)) for a in shape):
-            return np.reshape(x, shape)
-    if name == "contiguous":
-        return x
-    if name == "size":
-        dim = given("dim")
-        return x.shape if dim is None else x.shape[dim]
-    if name == "unsqueeze":
-        return np.expand_dims(x, given("dim"))
-    if name == "squeeze":
-        dim = given("dim")
-        dims = range(x.ndim) if dim is None else (
-            dim if isinstance(dim, (tuple, list)) else (dim,))
-        ones = tuple(d for d in dims if x.shape[d] == 1)  # other axes stay, as in PyTorch
-        return np.squeeze(x, ones) if ones else x
-    raise TorchConversionError(f"from_torch: Tensor.{name} of a parameter or buffer "
-                               f"with arguments {args}, {kwargs}")
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).
@@ -3528,35 +3454,29 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             for part in node.target.split("."):
                 obj = getattr(obj, part)
             env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
-        elif node in conv.constant:
-            env[node] = _fold(torch, gm, node, load(node.args), load(node.kwargs))
-        elif node not in fused and node.op in ("call_function", "call_method",
-                                               "call_module") and node.target not in (
-                torch._assert, operator.not_) and _foldable(
-                torch, load(node.args), load(node.kwargs)):
-            # a buffer indexed by a size known at conversion, and what is computed from it
-            env[node] = _fold(torch, gm, node, load(node.args), load(node.kwargs))
         elif node in fused:
             env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
-        elif node.op == "call_module":
-            mod = gm.get_submodule(node.target)
-            fused.update(conv.plan_fusion(node))
-            try:
-                args, kwargs = load(node.args), load(node.kwargs)
-                _refuse_unknown(torch, args, kwargs)
-                env[node] = conv.call_module(node.target, mod, args, kwargs)
-            finally:
-                conv.fuse = conv.fold = None
-        elif node.op == "call_function":
-            fn = conv._function_handler(node.target)
+        elif node.op in ("call_function", "call_method", "call_module"):
             args, kwargs = load(node.args), load(node.kwargs)
-            if node.target not in (torch._assert, operator.not_):
+            checks = node.target in (torch._assert, operator.not_)
+            if node in conv.constant or (not checks and _foldable(torch, args, kwargs)):
+                # parameters and buffers alone, or with sizes known at conversion (a buffer
+                # indexed by x.size(1)): computed by PyTorch
+                env[node] = _fold(torch, gm, node, args, kwargs)
+                continue
+            if not checks:
                 _refuse_unknown(torch, args, kwargs)
-            env[node] = fn(*args, **kwargs)
-        elif node.op == "call_method":
-            args, kwargs = load(node.args), load(node.kwargs)
-            _refuse_unknown(torch, args, kwargs)
-            env[node] = conv.method(node.target, *args, **kwargs)
+            if node.op == "call_module":
+                fused.update(conv.plan_fusion(node))
+                try:
+                    env[node] = conv.call_module(node.target, gm.get_submodule(node.target),
+                                                 args, kwargs)
+                finally:
+                    conv.fuse = conv.fold = None
+            elif node.op == "call_function":
+                env[node] = conv._function_handler(node.target)(*args, **kwargs)
+            else:
+                env[node] = conv.method(node.target, *args, **kwargs)
         elif node.op == "output":
             result = load(node.args[0])
     flat: list[Any] = []
