@@ -1146,6 +1146,25 @@ def test_creation_and_casts(any_backend, name):
     check(Constants(CREATIONS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
 
 
+def test_casts_it_cannot_make_and_parameters_indexed_by_tensors_are_refused():
+    for dtype in (torch.int16, torch.float16, torch.uint8):
+        with pytest.raises(TorchConversionError, match="a cast to"):
+            fl.from_torch(Fn(lambda x, d=dtype: x.to(d).float()), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="indexed by a tensor"):
+        fl.from_torch(Constants(lambda m, x: m.w[(x > 0).to(torch.long)]), torch.randn(2, 3))
+
+
+def test_run_time_sizes_are_read_without_a_transpose():
+    # the batch size read from a channels-last conv output costs no transpose back
+    def layout_ops(fn):
+        model = fl.from_torch(Fn(fn, conv=True), torch.randn(2, 3, 5, 4))
+        return sum(type(layer).__name__ == "Permute" for layer in model.layers)
+
+    assert layout_ops(lambda y: y.view(y.size(0), -1)) == layout_ops(lambda y: y.flatten(1))
+    check(Fn(lambda y: torch.zeros_like(y) + y.view(y.size(0), -1).sum(), conv=True),
+          torch.randn(2, 3, 5, 4))
+
+
 def test_keyword_forms_and_empty_chunks(any_backend):
     check(Fn(lambda x: x.split(split_size=2, dim=1)[1] * 2), torch.randn(2, 5))
     check(Fn(lambda x: x.matmul(other=x.transpose(0, 1))), torch.randn(3, 4))
@@ -1211,7 +1230,7 @@ def test_integer_cumsum_and_roll_refusal(any_backend):
     # int64 sums, exact where float32 would round (2^24 + 1 is not a float32)
     ids = torch.randint(0, 5, (2, 6))
     check(Fn(lambda i: ((i + 16777217).cumsum(1) - 16777217 * torch.arange(1, 7)).float()), ids)
-    with pytest.raises(TorchConversionError, match="roll by _Dim"):
+    with pytest.raises(TorchConversionError, match="roll by a size known only at run time"):
         fl.from_torch(Fn(lambda x: x.roll(x.size(0), 1)), torch.randn(2, 3))
 
 

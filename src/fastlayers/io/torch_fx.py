@@ -100,12 +100,17 @@ def torch_permute(x, perm):
     return np.ascontiguousarray(np.transpose(np.asarray(x), perm))
 
 
+def _run_shape(spec, arrays):
+    """A size ``spec`` (ints, or (j, axis): the size of axis ``axis`` of ``arrays[j]`` at run
+    time) as ints; torch_reshape, torch_expand and torch_full pass (x or None, *refs)."""
+    return [e if isinstance(e, int) else arrays[e[0]].shape[e[1]] for e in spec]
+
+
 @S.symbolic_op
 def torch_reshape(x, *refs, spec):
     """``x.reshape(shape)``; ``spec`` entries are ints, -1, or (j, axis): the size of axis
     ``axis`` of ``(x, *refs)[j]`` at run time (a batch size read with ``x.size(0)``)."""
-    arrays = (x, *refs)
-    shape = [a if isinstance(a, int) else arrays[a[0]].shape[a[1]] for a in spec]
+    shape = _run_shape(spec, (x, *refs))
     return np.ascontiguousarray(np.reshape(np.asarray(x), shape))
 
 
@@ -557,9 +562,8 @@ def torch_expand(x, *refs, spec):
     ``y.size(0)``), as in torch_reshape. A contiguous copy."""
     x = np.asarray(x)
     lead = len(spec) - x.ndim
-    shape = [x.shape[i - lead] if e == -1 else (e if isinstance(e, int) else
-                                                  refs[e[0] - 1].shape[e[1]])
-             for i, e in enumerate(spec)]
+    shape = [x.shape[i - lead] if e == -1 else e
+             for i, e in enumerate(_run_shape(spec, (x, *refs)))]
     return np.ascontiguousarray(np.broadcast_to(x, shape))
 
 
@@ -567,8 +571,7 @@ def torch_expand(x, *refs, spec):
 def torch_full(*refs, spec, value, dtype):
     """``torch.full(size, value)`` (zeros, ones, ``*_like``): ``spec`` entries are ints or
     (j, axis), the size of axis ``axis`` of ``refs[j - 1]`` at run time (the batch size)."""
-    shape = [e if isinstance(e, int) else refs[e[0] - 1].shape[e[1]] for e in spec]
-    return np.full(shape, value, dtype)
+    return np.full(_run_shape(spec, (None, *refs)), value, dtype)
 
 
 @S.symbolic_op
@@ -601,9 +604,12 @@ def torch_flip(x, axes):
 
 @S.symbolic_op
 def torch_cumsum(x, axis):
-    """``torch.cumsum(x, dim)``: float32 for floats, int64 for integers and booleans."""
+    """``torch.cumsum(x, dim)``: for floats PyTorch's CPU sums in float64 and rounds each
+    result to float32 (the same values here); int64 for integers and booleans."""
     x = np.asarray(x)
-    return np.cumsum(x, axis=axis, dtype=F32 if x.dtype.kind == "f" else np.int64)
+    if x.dtype.kind == "f":
+        return np.cumsum(x, axis=axis, dtype=np.float64).astype(F32)
+    return np.cumsum(x, axis=axis, dtype=np.int64)
 
 
 @S.symbolic_op
@@ -1877,14 +1883,7 @@ class _Converter:
         if not isinstance(a, _T) and not isinstance(b, _T):
             fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
                   "div": operator.truediv, "pow": operator.pow}[op]
-            if isinstance(a, _Dim) or isinstance(b, _Dim):
-                raise TorchConversionError(
-                    "from_torch: arithmetic on a size known only at run time (the batch "
-                    "size) is not supported"
-                )
-            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-                return np.asarray(fn(a, b))
-            return fn(a, b)
+            return fn(a, b)  # numbers (sizes); constants are PyTorch's (_build)
         ta = a if isinstance(a, _T) else None
         tb = b if isinstance(b, _T) else None
         if ta is not None and tb is not None:
@@ -1924,6 +1923,9 @@ class _Converter:
             return obj[key]
         if isinstance(obj, np.ndarray):  # a parameter or buffer, indexed as PyTorch indexes
             keys = key if isinstance(key, tuple) else (key,)
+            if any(isinstance(k, _T) for k in keys):
+                raise TorchConversionError("from_torch: a parameter or buffer indexed by a "
+                                           "tensor (an Embedding does that lookup)")
             if any(isinstance(k, _Dim) or (isinstance(k, slice) and any(
                     isinstance(v, _Dim) for v in (k.start, k.stop, k.step))) for k in keys):
                 raise TorchConversionError(
@@ -2328,8 +2330,6 @@ class _Converter:
         else:
             raise TorchConversionError(f"from_torch: expand of a {type(x).__name__}")
         refs, spec = self._sizes(sizes, "expand", keep=True)
-        if not refs and isinstance(base, np.ndarray):
-            return torch_expand(base, spec=tuple(spec))
         return _T(torch_expand(base, *refs, spec=tuple(spec)), False)
 
     def _sizes(self, size: tuple, what: str, keep: bool = False, own: _T | None = None
@@ -2344,12 +2344,13 @@ class _Converter:
         spec: list[Any] = []
         for e in size:
             if isinstance(e, _Dim):
-                src = _to_torch(e.t).sym
-                if own is not None and src is own.sym:
-                    spec.append((0, e.axis))
+                # read where the tensor is stored (no transpose for a channels-last one)
+                axis = _axis_in_layout(e.t, e.axis)
+                if own is not None and e.t.sym is own.sym:
+                    spec.append((0, axis))
                 else:
-                    refs.append(src)
-                    spec.append((len(refs), e.axis))
+                    refs.append(e.t.sym)
+                    spec.append((len(refs), axis))
             elif isinstance(e, (int, np.integer)) and int(e) >= (-1 if keep else 0):
                 spec.append(int(e))
             else:
@@ -2381,7 +2382,7 @@ class _Converter:
                   False)
 
     def full_like(self, x: Any, value: Any, dtype: Any = None, **kwargs: Any) -> Any:
-        t = _to_torch(self._tensor(x, "full_like"))
+        t = self._tensor(x, "full_like")
         size = self.size(t)
         return self.full(size, value, dtype=t.sym.dtype if dtype is None else dtype)
 
@@ -2391,17 +2392,16 @@ class _Converter:
         for a in args:
             if isinstance(a, (_T, np.ndarray)):
                 dtype = a.sym.dtype if isinstance(a, _T) else a.dtype
-            elif a is not None and _np_dtype(a) is not None:
-                dtype = a
+            elif isinstance(a, self.torch.dtype):
+                dtype = a  # cast refuses the dtypes it does not convert (int16, float16, ...)
         return x if dtype is None else self.cast(x, dtype)
 
     def repeat(self, x: Any, *reps: Any) -> Any:
         if len(reps) == 1 and isinstance(reps[0], (tuple, list)):
             reps = tuple(reps[0])
         if not all(isinstance(r, (int, np.integer)) and int(r) >= 0 for r in reps):
-            raise TorchConversionError(f"from_torch: repeat{tuple(reps)} (numbers only)")
-        if isinstance(x, np.ndarray):
-            return torch_repeat(x, tuple(int(r) for r in reps))
+            raise TorchConversionError("from_torch: repeat by sizes known only at run time "
+                                       "(numbers only)")
         t = _to_torch(self._tensor(x, "repeat"))
         if len(reps) < t.ndim:
             raise TorchConversionError("from_torch: repeat with fewer sizes than the tensor "
@@ -2433,8 +2433,8 @@ class _Converter:
     def roll(self, x: Any, shifts: Any, dims: Any = None) -> _T:
         for s in shifts if isinstance(shifts, (tuple, list)) else (shifts,):
             if not isinstance(s, (int, np.integer)):
-                raise TorchConversionError(f"from_torch: roll by {type(s).__name__} (shifts "
-                                           "known at conversion only)")
+                raise TorchConversionError("from_torch: roll by a size known only at run time "
+                                           "(shifts known at conversion only)")
         if dims is None:  # over the flattened tensor, in PyTorch's order
             t = _to_torch(self._tensor(x, "roll"))
             return _T(torch_roll(t.sym, shifts, None), False)
@@ -2834,8 +2834,6 @@ class _Converter:
             return self.size(obj)
         if isinstance(obj, _T) and name == "ndim":
             return obj.ndim
-        if isinstance(obj, np.ndarray) and name in ("shape", "ndim", "T", "dtype"):
-            return getattr(obj, name)  # of a parameter or buffer (x @ self.w.T)
         if isinstance(obj, _T) and name == "device":
             return None  # only passed on (torch.arange(..., device=x.device)): one device
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
