@@ -523,6 +523,8 @@ RESHAPES = {
     "reshape(-1, 10)": lambda x: x.reshape(-1, 10),
     "reshape tuple": lambda x: x.reshape((x.size(0), 2, 2, -1)),
     "torch.reshape": lambda x: torch.reshape(x, (-1, 4, 5)),
+    "reshape(shape=)": lambda x: x.reshape(shape=(x.size(0), 4, -1)),
+    "view(size=)": lambda x: x.view(size=(-1, 20)),
     "contiguous view": lambda x: x.contiguous().view(x.size()[0], -1),
     "permute": lambda x: x.permute(0, 2, 3, 1),
     "transpose": lambda x: x.transpose(1, -1),
@@ -539,6 +541,24 @@ RESHAPES = {
 def test_reshapes_after_conv(any_backend, name):
     # after a conv the tensor is NHWC inside: each reshape must see PyTorch's C, H, W order
     check(Fn(RESHAPES[name], conv=True), torch.randn(2, 3, 5, 4))
+
+
+@pytest.mark.parametrize("fn,message", [
+    (lambda x: x.div(2.0, rounding_mode="floor"), "div with rounding_mode='floor'"),
+    (lambda x: torch.div(x, x + 9, rounding_mode="trunc"), "div with rounding_mode='trunc'"),
+])
+def test_division_rounding_refused(fn, message):
+    # floor and trunc division are not converted: refused, never computed as true division
+    with pytest.raises(TorchConversionError, match=re.escape(message)):
+        fl.from_torch(Fn(fn).eval(), torch.randn(2, 3))
+
+
+def test_arguments_a_handler_does_not_take():
+    # a call PyTorch accepts with an argument the converter does not know: named, not a bare
+    # TypeError from inside the converter
+    with pytest.raises(TorchConversionError,
+                       match=r"\(torch.cumsum\) with these arguments: .*'out'"):
+        fl.from_torch(Fn(lambda x: torch.cumsum(x, 1, out=None)).eval(), torch.randn(2, 3))
 
 
 def test_conv_flatten_linear(any_backend):
@@ -1322,6 +1342,14 @@ MERGES = {
     "torch.add": lambda a, b: torch.add(a, b),
     "torch.add alpha": lambda a, b: torch.add(a, b, alpha=0.5),
     "Tensor.add": lambda a, b: a.add(b),
+    "Tensor.add other= alpha": lambda a, b: a.add(other=b, alpha=2),
+    "Tensor.sub alpha": lambda a, b: a.sub(b, alpha=2),
+    "Tensor.sub number alpha": lambda a, b: a.sub(1.5, alpha=-3) + b,
+    "torch.sub alpha": lambda a, b: torch.sub(a, b, alpha=0.5),
+    "torch.sub keywords": lambda a, b: torch.sub(input=a, other=b, alpha=3),
+    "Tensor.mul other=": lambda a, b: a.mul(other=b),
+    "Tensor.div": lambda a, b: a.div(b.abs() + 1),
+    "torch.div": lambda a, b: torch.div(a, 4.0) + b,
     "x * y": lambda a, b: a * b,
     "torch.mul": lambda a, b: torch.mul(a, b),
     "x - y / 2": lambda a, b: a - b / 2,

@@ -2651,13 +2651,17 @@ class _Converter:
                 recompute_scale_factor=recompute_scale_factor),
             operator.add: lambda a, b: self.binary(a, b, "add"),
             operator.iadd: lambda a, b: self.binary(a, b, "add"),
-            torch.add: self._torch_add,
+            torch.add: lambda input, other, alpha=1: self._arith(  # noqa: A002
+                "add", input, other, alpha=alpha),
             operator.sub: lambda a, b: self.binary(a, b, "sub"),
-            torch.sub: lambda a, b: self.binary(a, b, "sub"),
+            torch.sub: lambda input, other, alpha=1: self._arith(  # noqa: A002
+                "sub", input, other, alpha=alpha),
             operator.mul: lambda a, b: self.binary(a, b, "mul"),
             operator.imul: lambda a, b: self.binary(a, b, "mul"),
-            torch.mul: lambda a, b: self.binary(a, b, "mul"),
+            torch.mul: lambda input, other: self.binary(input, other, "mul"),  # noqa: A002
             operator.truediv: lambda a, b: self.binary(a, b, "div"),
+            torch.div: lambda input, other, rounding_mode=None: self._arith(  # noqa: A002
+                "div", input, other, rounding_mode=rounding_mode),
             operator.floordiv: self._int_floordiv,
             torch.mean: lambda *a, **k: self.reduce("mean", *a, **k),
             torch.sum: lambda *a, **k: self.reduce("sum", *a, **k),
@@ -2824,10 +2828,15 @@ class _Converter:
             "from_torch: // is supported on sizes known at conversion (Python ints) only"
         )
 
-    def _torch_add(self, a: Any, b: Any, alpha: Any = 1) -> Any:
+    def _arith(self, op: str, a: Any, other: Any, alpha: Any = 1,
+               rounding_mode: Any = None) -> Any:
+        """torch.add / sub (a +- alpha * other, the product rounded first) and div, as
+        functions and as methods."""
+        if rounding_mode is not None:
+            self._refuse(f"{op} with rounding_mode={rounding_mode!r}")
         if alpha != 1:
-            b = self.binary(b, alpha, "mul")
-        return self.binary(a, b, "add")
+            other = self.binary(other, alpha, "mul")
+        return self.binary(a, other, op)
 
     def _getattr(self, obj: Any, name: str) -> Any:
         if isinstance(obj, _T) and name == "shape":
@@ -2845,7 +2854,11 @@ class _Converter:
             dim = args[0] if args else kwargs.get("dim")
             return self.softmax(x, dim)
         if name in ("view", "reshape"):
-            return self.reshape(x, args)
+            # x.view(2, 3), x.view((2, 3)), x.view(size=(2, 3)), x.reshape(shape=(2, 3))
+            keyword = "size" if name == "view" else "shape"
+            if args and kwargs or set(kwargs) - {keyword}:
+                raise TypeError(f"Tensor.{name}: the shape as arguments or as {keyword}=")
+            return self.reshape(x, args if args else kwargs[keyword])
         if name == "flatten":
             return self.flatten(x, *args, **kwargs)
         if name == "size":
@@ -2867,10 +2880,8 @@ class _Converter:
             return self.to(x, *args, **kwargs)
         if name == "repeat":
             return self.repeat(x, *args)
-        if name in ("add", "mul", "sub", "div"):
-            if name == "add" and ("alpha" in kwargs):
-                return self._torch_add(x, args[0], kwargs["alpha"])
-            return self.binary(x, args[0] if args else kwargs["other"], name)
+        if name in ("add", "sub", "mul", "div"):
+            return self._arith(name, x, *args, **kwargs)
         if name == "permute":
             return self.permute(x, *args)
         if name == "transpose":
@@ -3471,10 +3482,17 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                                                  args, kwargs)
                 finally:
                     conv.fuse = conv.fold = None
-            elif node.op == "call_function":
-                env[node] = conv._function_handler(node.target)(*args, **kwargs)
             else:
-                env[node] = conv.method(node.target, *args, **kwargs)
+                try:
+                    if node.op == "call_function":
+                        env[node] = conv._function_handler(node.target)(*args, **kwargs)
+                    else:
+                        env[node] = conv.method(node.target, *args, **kwargs)
+                except TypeError as e:  # arguments a handler does not take
+                    what = (_fn_name(torch, node.target) if node.op == "call_function"
+                            else f"Tensor.{node.target}")
+                    raise TorchConversionError(f"from_torch: {conv._where(node)} ({what}) "
+                                               f"with these arguments: {e}") from e
         elif node.op == "output":
             result = load(node.args[0])
     flat: list[Any] = []
