@@ -527,7 +527,13 @@ RESHAPES = {
     "view(size=)": lambda x: x.view(size=(-1, 20)),
     "contiguous view": lambda x: x.contiguous().view(x.size()[0], -1),
     "permute": lambda x: x.permute(0, 2, 3, 1),
+    "permute(dims=)": lambda x: x.permute(dims=(0, 3, 1, 2)),
     "transpose": lambda x: x.transpose(1, -1),
+    "transpose(dim0=, dim1=)": lambda x: x.transpose(dim0=2, dim1=1),
+    "flatten(start_dim=)": lambda x: x.flatten(start_dim=2),
+    "flatten(end_dim=)": lambda x: x.flatten(1, end_dim=2),
+    "expand(size=)": lambda x: x[:, :1].expand(size=(-1, 3, -1, -1)),
+    "repeat(repeats=)": lambda x: x.repeat(repeats=(1, 2, 1, 1)),
     "index": lambda x: x[:, 1:3, ..., -1],
     "index None": lambda x: x[:, None, 0],
     "slice channels": lambda x: x[:, 1:3],  # slices stay in the channels-last layout

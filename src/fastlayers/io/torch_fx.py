@@ -1844,13 +1844,13 @@ class _Converter:
         t = _to_cl(self._tensor(x, "adaptive_avg_pool2d"))
         return _T(GlobalAveragePooling2D(keepdims=True)(t.sym), True)
 
-    def flatten(self, x: Any, start: int = 0, end: int = -1) -> _T:
+    def flatten(self, x: Any, start_dim: int = 0, end_dim: int = -1) -> _T:
         t = _to_torch(self._tensor(x, "flatten"))
         r = t.ndim
         if r == 0:
             return _T(torch_reshape(t.sym, spec=(1,)), False)
-        start = start + r if start < 0 else start
-        end = end + r if end < 0 else end
+        start = start_dim + r if start_dim < 0 else start_dim
+        end = end_dim + r if end_dim < 0 else end_dim
         shape = t.sym.shape
         spec: list[Any] = []
         for i in range(start):
@@ -2025,10 +2025,10 @@ class _Converter:
             dims = tuple(dims[0])
         return _T(_permute(t.sym, tuple(int(d) % t.ndim for d in dims)), False)
 
-    def transpose(self, x: Any, d0: int, d1: int) -> _T:
+    def transpose(self, x: Any, dim0: int, dim1: int) -> _T:
         t = _to_torch(self._tensor(x, "transpose"))
         perm = list(range(t.ndim))
-        a, b = int(d0) % t.ndim, int(d1) % t.ndim
+        a, b = int(dim0) % t.ndim, int(dim1) % t.ndim
         perm[a], perm[b] = perm[b], perm[a]
         return _T(_permute(t.sym, tuple(perm)), False)
 
@@ -2853,12 +2853,13 @@ class _Converter:
         if name == "softmax":
             dim = args[0] if args else kwargs.get("dim")
             return self.softmax(x, dim)
+        if name in _SIZES_KEYWORD and not args and _SIZES_KEYWORD[name] in kwargs:
+            # x.view(size=(2, 3)) as x.view((2, 3)); x.permute(dims=...), x.expand(size=...)
+            args = (kwargs.pop(_SIZES_KEYWORD[name]),)
         if name in ("view", "reshape"):
-            # x.view(2, 3), x.view((2, 3)), x.view(size=(2, 3)), x.reshape(shape=(2, 3))
-            keyword = "size" if name == "view" else "shape"
-            if args and kwargs or set(kwargs) - {keyword}:
-                raise TypeError(f"Tensor.{name}: the shape as arguments or as {keyword}=")
-            return self.reshape(x, args if args else kwargs[keyword])
+            if kwargs:
+                raise TypeError(f"Tensor.{name} got unexpected keywords {sorted(kwargs)}")
+            return self.reshape(x, args)
         if name == "flatten":
             return self.flatten(x, *args, **kwargs)
         if name == "size":
@@ -2879,13 +2880,13 @@ class _Converter:
         if name == "to":
             return self.to(x, *args, **kwargs)
         if name == "repeat":
-            return self.repeat(x, *args)
+            return self.repeat(x, *args, **kwargs)
         if name in ("add", "sub", "mul", "div"):
             return self._arith(name, x, *args, **kwargs)
         if name == "permute":
-            return self.permute(x, *args)
+            return self.permute(x, *args, **kwargs)
         if name == "transpose":
-            return self.transpose(x, *args)
+            return self.transpose(x, *args, **kwargs)
         if name in _REDUCTIONS:
             return self.reduce(name, x, *args, **kwargs)
         if name == "split":
@@ -2915,7 +2916,7 @@ class _Converter:
         if name == "squeeze":
             return self.squeeze(x, *args, **kwargs)
         if name == "expand":
-            return self.expand(x, *args)
+            return self.expand(x, *args, **kwargs)
         if name == "type_as":
             other = args[0] if args else kwargs["other"]
             dtype = other.dtype if isinstance(other, np.ndarray) else self._tensor(
@@ -2923,6 +2924,10 @@ class _Converter:
             return self.cast(x, dtype)
         raise TorchConversionError(f"from_torch: Tensor.{name}")  # pragma: no cover
 
+
+# The keyword of the methods that take sizes as varargs or as one sequence.
+_SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand": "size",
+                  "repeat": "repeats"}
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
