@@ -24,7 +24,10 @@ from fastlayers.layers import (
     Conv3D,
     Dense,
     Flatten,
+    LayerNormalization,
     MaxPooling2D,
+    Permute,
+    Reshape,
 )
 from fastlayers.models import shape_plan
 
@@ -114,6 +117,12 @@ RUNNER_CASES = {
     "gru-after": (lambda: GRU(5, return_sequences=True), (2, 6, 3)),
     "gru-before": (lambda: GRU(4, reset_after=False, return_state=True), (3, 4, 2)),
     "gru-hard": (lambda: GRU(3, recurrent_activation="hard_sigmoid"), (1, 13, 5)),
+    "layernorm-last": (lambda: LayerNormalization(epsilon=1e-5), (3, 4, 7)),
+    "layernorm-two-axes": (lambda: LayerNormalization(axis=[-2, -1], center=False), (2, 5, 3)),
+    "layernorm-one": (lambda: LayerNormalization(scale=False), (1, 1)),
+    "reshape": (lambda: Reshape((-1, 2)), (3, 4, 5)),
+    "permute": (lambda: Permute((3, 1, 2)), (2, 3, 4, 5)),
+    "permute-size-one": (lambda: Permute((2, 1)), (2, 1, 6)),  # the transpose is contiguous
 }
 
 
@@ -125,8 +134,10 @@ def test_runner_calls_give_the_checked_bits(case):
     layer(x)
     if layer.get_weights():
         randomize(layer)
-    calls_equal_checked(layer, x)
+    got = calls_equal_checked(layer, x)
     assert direct_runner(layer) is not None  # the runner, not the checked call, ran
+    outs = got if isinstance(got, (list, tuple)) else [got]
+    assert not any(np.shares_memory(g, x) for g in outs)
     # another batch of the same shape: computed afresh, not remembered
     y = np.random.default_rng(2).standard_normal(shape).astype(F32)
     assert_same(layer(y), checked(layer, y))

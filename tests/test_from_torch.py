@@ -1797,6 +1797,47 @@ def test_conv_padding_modes(mode, kwargs):
     check(nn.Conv1d(3, 4, 4, padding="same", padding_mode=mode), torch.randn(2, 3, 9))
 
 
+class _SmallOps(nn.Module):
+    """LayerNorm, arithmetic with numbers on either side, permute and reshape: the small
+    ops of a converted transformer, whose plan runs runners for them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        y = self.norm(x + self.lin(x))
+        z = (2.0 - y) * 0.5 + y / 3 - y ** 2
+        w = z.permute(2, 0, 1).reshape(8, -1)  # the batch axis moved: torch_* ops
+        return z / 0.0, w, z.permute(0, 2, 1)
+
+
+def test_small_ops_of_a_converted_model_run_as_plan_runners():
+    if not fl.core_available() or fl.get_backend() == "numpy":
+        pytest.skip("shape plans serve the C++ path only")
+    from fastlayers.models import shape_plan
+
+    torch.manual_seed(1)
+    net = _SmallOps().eval()
+    x = torch.randn(3, 5, 8)
+    x[0, 0, 0] = 0.0
+    model = fl.from_torch(net, x)
+    xn = x.numpy()
+    with shape_plan.disabled():
+        want = model(xn)
+    for _ in range(3):
+        got = model(xn)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    (plan,) = shape_plan.plans_of(model.inner).values()
+    general = [run for run, _, _ in plan.steps if not shape_plan.is_runner_step(run)]
+    assert not general, f"{len(general)} of {len(plan.steps)} steps run the general call"
+    with torch.no_grad():
+        for g, w in zip(got, net(x)):
+            np.testing.assert_allclose(g, w.numpy(), rtol=2e-5, atol=2e-5)
+
+
 def test_a_converted_model_records_and_replays_a_shape_plan():
     """TorchModel calls its inner functional model with a list of one array per input: a
     single-input model then records a shape plan as model(x) would (the checks once), with

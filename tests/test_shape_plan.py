@@ -281,6 +281,70 @@ def test_sequential_plan_and_add():
     assert_same(model(x), general(model, x))
 
 
+def _shares_any(out, inputs) -> bool:
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return any(np.shares_memory(o, x) for o in outs for x in inputs)
+
+
+def test_merges_norms_and_shape_layers_run_as_runners():
+    """Merge layers (a list of tensors), LayerNormalization, Reshape and Permute run their
+    runners, with the general executor's bits; read straight from the model's inputs, no
+    output shares their memory."""
+    from fastlayers.layers import (
+        Add,
+        Average,
+        Concatenate,
+        LayerNormalization,
+        Maximum,
+        Minimum,
+        Multiply,
+        Permute,
+        Reshape,
+        Subtract,
+    )
+
+    rng = np.random.default_rng(11)
+    a, b, c = Input((3, 4)), Input((3, 4)), Input((1, 4))
+    merged = [Add()([a, b, c]), Subtract()([a, c]), Multiply()([c, b]), Maximum()([a, b]),
+              Minimum()([b, a, c]), Concatenate(axis=1)([a, c, b]), Average()([a, b])]
+    norms = [LayerNormalization()(a), LayerNormalization(axis=[1, 2], center=False)(b),
+             LayerNormalization(axis=1)(a)]  # the middle axis: no runner
+    shaped = [Reshape((4, 3))(a), Reshape((-1,))(b), Permute((2, 1))(c), Permute((2, 1))(a)]
+    model = Model([a, b, c], merged + norms + shaped)
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    xs = [rng.standard_normal((2, 3, 4), dtype=F32), rng.standard_normal((2, 3, 4), dtype=F32),
+          rng.standard_normal((2, 1, 4), dtype=F32)]
+    want = general(model, xs)
+    model(xs)
+    model(xs)
+    # all but Average (its division after the chain) and the norm over the middle axis
+    assert runner_steps(model) == len(merged) + len(norms) + len(shaped) - 2
+    for _ in range(2):
+        got = model(xs)
+        assert_same(got, want)
+        assert not _shares_any(got, xs)
+
+
+def test_layer_norm_op_with_constants_in_any_position():
+    """fl.layer_norm in a graph with gamma and beta as positional or keyword constants, or
+    gamma None and beta given: the plan's runner gives the general call's bits."""
+    rng = np.random.default_rng(12)
+    i = Input((5, 6))
+    gamma, beta = rng.standard_normal(6).astype(F32), rng.standard_normal(6).astype(F32)
+    outs = [fl.layer_norm(i, gamma, beta, -1, 1e-5), fl.layer_norm(i, None, beta),
+            fl.layer_norm(i, gamma=gamma, epsilon=0.5),
+            fl.layer_norm(i, np.ones((5, 6), F32), None, (1, 2)),
+            fl.layer_norm(i, axis=1)]  # the middle axis: the general call
+    model = Model(i, outs)
+    x = rng.standard_normal((3, 5, 6), dtype=F32)
+    want = general(model, x)
+    model(x)
+    model(x)
+    assert runner_steps(model) == 4
+    assert_same(model(x), want)
+    assert_same(model(x), want)
+
+
 def test_sequential_without_input_builds_then_plans():
     model = Sequential([Dense(3), Dense(2, activation="sigmoid")])
     x = np.random.default_rng(5).random((4, 6), dtype=F32)

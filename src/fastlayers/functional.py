@@ -918,6 +918,25 @@ def layer_norm(
     return run_layer_norm(V.check_layer_norm(**locals()))
 
 
+def _layer_norm_runner(x: Any, gamma: Any = None, beta: Any = None, axis: Any = -1,
+                       epsilon: Any = 1e-3) -> Any:
+    """The shape-plan runner of a layer_norm call (models/shape_plan.py): the normalized axes
+    last, on the C++ path; else None. It takes the call's positional arguments (gamma and
+    beta may be tensors of the graph)."""
+    if not _cpp("layer_norm") or not all(v is None or isinstance(v, np.ndarray)
+                                         for v in (gamma, beta)):
+        return None  # gamma or beta as a list: the call converts it, the runner would not
+    run = _cpp_normalization.layer_norm_runner(V.check_layer_norm(x, gamma, beta, axis,
+                                                                  epsilon))
+    if run is None:
+        return None
+    return lambda x, gamma=gamma, beta=beta, *_: run(x, gamma, beta)
+
+
+_layer_norm_runner.binds_constants = True  # type: ignore[attr-defined]  # axis, epsilon, None
+layer_norm.__plan_runner__ = _layer_norm_runner  # type: ignore[attr-defined]
+
+
 def run_layer_norm(a: V.LayerNormArgs) -> np.ndarray:
     """layer_norm on checked arguments."""
     if a.x.size == 0:

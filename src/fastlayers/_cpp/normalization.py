@@ -23,6 +23,27 @@ def layer_norm(a):
         rows, gamma, beta, a.epsilon))
 
 
+def layer_norm_runner(a):
+    """layer_norm over x's last axes as a function ``run(x, gamma, beta)`` of arrays of the
+    shapes in ``a`` (checked arguments; a model's shape plan, models/shape_plan.py): the core
+    call :func:`layer_norm` makes for them. None when the axes are not the last ones or x is
+    empty (those calls take other paths)."""
+    x = a.x
+    if tuple(a.axes) != tuple(range(x.ndim - len(a.axes), x.ndim)) or x.size == 0:
+        return None
+    n = math.prod(x.shape[i] for i in a.axes)
+    rows, shape, eps = x.size // n, x.shape, a.epsilon
+    core = _backend._core
+
+    def run(x, gamma, beta):
+        return core.layer_norm_lastdim(x.reshape(rows, n),
+                                       None if gamma is None else gamma.reshape(n),
+                                       None if beta is None else beta.reshape(n),
+                                       eps).reshape(shape)
+
+    return run
+
+
 def _over_last_axes(x, axes, run):
     """``run(rows)`` on x with ``axes`` moved last (a transpose only when they are not the last
     ones already) and flattened into one: rows (..., n) -> the same shape; x's shape back."""

@@ -100,6 +100,37 @@ def torch_permute(x, perm):
     return np.ascontiguousarray(np.transpose(np.asarray(x), perm))
 
 
+# Shape-plan runners of these ops (models/shape_plan.py; each ``op.__plan_runner__``): called
+# with a recorded call's arguments once its checks passed, they return a function of the same
+# arguments (float32 arrays the plan guards, constants as recorded) that computes the same
+# bits with less Python around it.
+
+
+def _view_runner(fn):
+    """``fn`` marked as possibly returning a view of its input (a plan runs it only on a new
+    array that nothing else reads)."""
+    fn.returns_view = True
+    return fn
+
+
+def _plan_runner(op, factory):
+    """``factory`` as ``op``'s runner factory; it takes the op's constants (numbers, None,
+    strings) as the op does (shape_plan.runner_of)."""
+    factory.binds_constants = True
+    op.__plan_runner__ = factory
+
+
+def _torch_permute_runner(x, perm):
+    def run(x, _perm):  # a copy, also where the op's transposed view is contiguous already
+        y = np.ascontiguousarray(np.transpose(x, perm))
+        return y if y.base is None else y.copy()
+
+    return run
+
+
+_plan_runner(torch_permute, _torch_permute_runner)
+
+
 def _run_shape(spec, arrays):
     """A size ``spec`` (ints, or (j, axis): the size of axis ``axis`` of ``arrays[j]`` at run
     time) as ints; torch_reshape, torch_expand and torch_full pass (x or None, *refs)."""
@@ -112,6 +143,14 @@ def torch_reshape(x, *refs, spec):
     ``axis`` of ``(x, *refs)[j]`` at run time (a batch size read with ``x.size(0)``)."""
     shape = _run_shape(spec, (x, *refs))
     return np.ascontiguousarray(np.reshape(np.asarray(x), shape))
+
+
+def _torch_reshape_runner(x, *refs, spec):
+    shape = tuple(_run_shape(spec, (x, *refs)))  # the refs' shapes are guarded
+    return _view_runner(lambda x, *_refs: x.reshape(shape))
+
+
+_plan_runner(torch_reshape, _torch_reshape_runner)
 
 
 @S.symbolic_op
@@ -181,11 +220,33 @@ def torch_binary(a, b, op):
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         a = a.astype(F32, copy=False)
         b = b.astype(F32, copy=False)
-    fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-          "pow": np.power}[op]
+    fn = _BINARY[op]
     with np.errstate(all="ignore"):  # inf and NaN as IEEE arithmetic gives them, silently
         out = np.asarray(fn(a, b))
     return out.astype(F32) if out.dtype.kind == "f" else out
+
+
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "pow": np.power}
+
+
+def _torch_binary_runner(a, b, op):
+    """float32 arrays, or one and a number: the number as the float32 scalar torch_binary
+    makes of it, bound."""
+    fn = _BINARY[op]
+    ca = None if isinstance(a, np.ndarray) else np.asarray(a).astype(F32)
+    cb = None if isinstance(b, np.ndarray) else np.asarray(b).astype(F32)
+    if ca is not None and cb is not None:
+        return None
+
+    def run(a, b, _op):
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(a if ca is None else ca, b if cb is None else cb), F32)
+
+    return run
+
+
+_plan_runner(torch_binary, _torch_binary_runner)
 
 
 @S.symbolic_op
@@ -350,6 +411,14 @@ def torch_layer_norm(x, weight, bias, naxes, eps):
     x = np.asarray(x, F32)
     return FL.layer_norm(x, weight, bias, axis=tuple(range(x.ndim - naxes, x.ndim)),
                          epsilon=float(eps))
+
+
+def _torch_layer_norm_runner(x, weight, bias, naxes, eps):
+    return FL.layer_norm.__plan_runner__(x, weight, bias, tuple(range(x.ndim - naxes, x.ndim)),
+                                         float(eps))
+
+
+_plan_runner(torch_layer_norm, _torch_layer_norm_runner)
 
 
 @S.symbolic_op

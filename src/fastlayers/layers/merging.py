@@ -37,6 +37,7 @@ import numpy as np
 from .. import _backend
 from .. import _validation as V
 from .. import functional as F
+from .._cpp._alloc import empty_f32
 from .base import Layer, _bool
 
 F32 = np.float32
@@ -114,15 +115,14 @@ def _new_f32(shape: tuple) -> np.ndarray:
     is loaded, else NumPy's."""
     if not _backend.core_available():
         return np.empty(shape, F32)
-    from .._cpp._alloc import empty_f32
-
     return empty_f32(shape)
 
 
-def _chain_into(op: Any, xs: list[np.ndarray]) -> np.ndarray:
+def _chain_into(op: Any, xs: list[np.ndarray], shape: tuple | None = None) -> np.ndarray:
     """``op(...op(op(xs[0], xs[1]), xs[2])...)`` for two or more float32 arrays, into one new
-    array of their broadcast shape: the values of the chain of NumPy calls."""
-    out = _new_f32(np.broadcast_shapes(*(x.shape for x in xs)))
+    array of their broadcast shape (``shape`` when known): the values of the chain of NumPy
+    calls."""
+    out = _new_f32(np.broadcast_shapes(*(x.shape for x in xs)) if shape is None else shape)
     op(xs[0], xs[1], out=out)
     for x in xs[2:]:
         op(out, x, out=out)
@@ -134,6 +134,18 @@ class _Merge(Layer):
 
     supports_masking = True
     _exactly: int | None = None  # the number of inputs the layer takes, if fixed
+    _chain: Any = None  # the ufunc _merge chains over two or more inputs without masks
+
+    def _runner(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): two or more arrays of one rank, no
+        mask - the chain of NumPy calls of ``_merge`` into a new array (so never a view of
+        an input), as a function of the arrays."""
+        op = self._chain
+        if op is None or mask is not None or len(inputs) < 2 or len(
+                {x.ndim for x in inputs}) > 1:
+            return None
+        shape = np.broadcast_shapes(*(x.shape for x in inputs))  # the guard fixes them
+        return lambda *xs: _chain_into(op, xs, shape)
 
     def build(self, input_shape: Any) -> None:
         self._create_weights(input_shape)
@@ -219,6 +231,8 @@ class Add(_Merge):
     returns float32 of the broadcast shape. No weights. NumPy on every backend.
     """
 
+    _chain = np.add
+
     def _merge(self, xs, masks):
         return xs[0] if len(xs) == 1 else _chain_into(np.add, xs)
 
@@ -231,6 +245,7 @@ class Subtract(_Merge):
     """
 
     _exactly = 2
+    _chain = np.subtract
 
     def _merge(self, xs, masks):
         return _chain_into(np.subtract, xs)
@@ -243,6 +258,8 @@ class Multiply(_Merge):
     all inputs are 0 (Keras's rule). Call: ``layer([x1, x2, ...], mask=None)``; returns
     float32 of the broadcast shape. No weights. NumPy on every backend.
     """
+
+    _chain = np.multiply
 
     def _merge(self, xs, masks):
         if len(xs) > 1 and all(m is None for m in masks):
@@ -284,6 +301,8 @@ class Maximum(_Merge):
     weights. NumPy on every backend.
     """
 
+    _chain = np.maximum
+
     def _merge(self, xs, masks):
         if len(xs) > 1 and all(m is None for m in masks):
             return _chain_into(np.maximum, xs)
@@ -296,6 +315,8 @@ class Minimum(_Merge):
     Call: ``layer([x1, x2, ...], mask=None)``; returns float32 of the broadcast shape. No
     weights. NumPy on every backend.
     """
+
+    _chain = np.minimum
 
     def _merge(self, xs, masks):
         if len(xs) > 1 and all(m is None for m in masks):
@@ -363,6 +384,20 @@ class Concatenate(Layer):
             self.build([x.shape for x in xs])
         shape = (*xs[0].shape[:axis], sum(x.shape[axis] for x in xs), *xs[0].shape[axis + 1:])
         return np.concatenate(xs, axis=axis, out=_new_f32(shape))
+
+    def _runner(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): no mask - the arrays concatenated
+        into a new array of the recorded shape, as ``call`` does."""
+        if mask is not None:
+            return None
+        axis = self._axis(inputs[0].ndim)
+        x0 = inputs[0]
+        shape = (*x0.shape[:axis], sum(x.shape[axis] for x in inputs), *x0.shape[axis + 1:])
+
+        def run(*xs: np.ndarray) -> np.ndarray:
+            return np.concatenate(xs, axis=axis, out=_new_f32(shape))
+
+        return run
 
     _symbolic_list_input = True
 

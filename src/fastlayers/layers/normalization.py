@@ -435,6 +435,20 @@ class LayerNormalization(Layer):
         beta = None if beta is None else beta.reshape(shape)
         return F.run_layer_norm(V.LayerNormArgs(x, gamma, beta, axes, self.epsilon))
 
+    def _runner(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): the normalized axes last, on the
+        C++ path - the core call of ``call`` with this layer's weights bound."""
+        if mask is not None or not F._cpp("layer_norm"):
+            return None
+        axes = tuple(sorted(_positions(self._axes(), inputs.ndim, self._owner())))
+        shape = tuple(inputs.shape[a] for a in axes)
+        gamma, beta = self._weight("gamma"), self._weight("beta")
+        gamma = None if gamma is None else gamma.reshape(shape)
+        beta = None if beta is None else beta.reshape(shape)
+        run = F._cpp_normalization.layer_norm_runner(
+            V.LayerNormArgs(inputs, gamma, beta, axes, self.epsilon))
+        return None if run is None else (lambda x: run(x, gamma, beta))
+
 
 # ------------------------------------------------------------------ GroupNormalization
 

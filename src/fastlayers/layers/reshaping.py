@@ -99,6 +99,12 @@ class Reshape(_Shape):
             self.build(x.shape)
         return self._own(x.reshape((x.shape[0],) + target), inputs)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): the copy in the recorded shape that
+        ``call`` makes."""
+        shape = (inputs.shape[0],) + self._resolved(inputs.shape[1:])
+        return lambda x: self._own(x.reshape(shape), x)
+
 
 class Permute(_Shape):
     """Keras ``Permute``: reorders the axes of each sample.
@@ -133,6 +139,11 @@ class Permute(_Shape):
         if not self.built:
             self.build(x.shape)
         return self._own(x.transpose((0,) + self.dims), inputs)
+
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): the transposed copy ``call`` makes."""
+        perm = (0,) + self.dims
+        return lambda x: self._own(x.transpose(perm), x)
 
 
 class RepeatVector(_Shape):

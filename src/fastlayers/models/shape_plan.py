@@ -207,16 +207,27 @@ def plans_of(model: Any) -> dict:
 # ------------------------------------------------------------------ steps from a general run
 
 
-def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict) -> Callable | None:
+def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict,
+              taken: tuple | None = None) -> Callable | None:
     """The runner the layer (``layer._runner``) or the public op (its ``__plan_runner__``)
-    offers for a call with these array arguments, or None. A layer subclass that overrides
-    ``call`` without its own ``_runner`` gets none: the runner would skip the override."""
-    if not all(_checks.unchanged(a) for a in args):
+    offers for a call with these arguments, or None. The runner is called with the same
+    positional arguments, the arrays changed for each call's. ``taken``: the positions that
+    hold arrays (default all), each of which must be one the checks hand on unchanged; the
+    others are an op's constants, the same on every call, passed only to a factory marked
+    ``binds_constants`` (it takes them as the op does, converting what needs converting).
+    A layer subclass that overrides ``call`` without its own ``_runner`` gets none: the
+    runner would skip the override."""
+    if taken is None:
+        taken = tuple(range(len(args)))
+    if not all(_checks.unchanged(args[k]) for k in taken):
         return None
     if layer is not None:
-        return layer._offered_runner(*args, **kwargs)
+        return layer._offered_runner(*args, **kwargs) if len(taken) == len(args) else None
     factory = getattr(fn, "__plan_runner__", None)
-    return None if factory is None else factory(*args, **kwargs)
+    if factory is None or len(taken) != len(args) and not getattr(factory, "binds_constants",
+                                                                  False):
+        return None
+    return factory(*args, **kwargs)
 
 
 def guarded(runner: Callable, args: tuple) -> Callable:
@@ -266,28 +277,59 @@ def node_step(node: S.Node, values: dict[int, Any],
     many = node.structure is not None
     flat = node._flat
     general = _general(node), out_ids, True
-    if flat is None or node.kwargs and node.layer is not None and set(node.kwargs) - {"training"}:
+    if node.kwargs and node.layer is not None and set(node.kwargs) - {"training"}:
         return general
-    args, kwargs = node._arguments(values)
-    runner = runner_of(node.fn, node.layer, args, kwargs)
+    if flat is None:
+        # A merge layer's [x1, x2, ...]: its runner takes the arrays as its arguments.
+        flat = _list_argument(node)
+        if flat is None:
+            return general
+        args = tuple(values[a.id] for _, a in flat)
+        taken = tuple(range(len(args)))
+        runner = node.layer._offered_runner(list(args), **node.kwargs) if all(
+            _checks.unchanged(a) for a in args) else None
+    else:
+        args, kwargs = node._arguments(values)
+        # The arrays among the arguments (tensors, and constants that are arrays) are guarded;
+        # an op's other constants (numbers, None, strings) are passed as they are.
+        taken = tuple(k for k, (sym, a) in enumerate(flat) if sym or isinstance(a, np.ndarray))
+        runner = runner_of(node.fn, node.layer, args, kwargs, taken)
     if runner is None:
         return general
     if getattr(runner, "returns_view", False) and not all(fresh(a.id) for sym, a in flat if sym):
         return general
-    run = guarded(runner, args)
     ids = tuple(a.id for sym, a in flat if sym)
     if ids and len(ids) == len(flat):  # the usual case: every argument is a tensor
+        run = guarded(runner, args)
         if len(ids) == 1:
             i0 = ids[0]
             return (lambda v: run(v[i0])), out_ids, many
         return (lambda v: run(*[v[i] for i in ids])), out_ids, many
-    syms = [(sym, a.id if sym else None) for sym, a in flat]
-    consts = [None if sym else a for sym, a in flat]
+    refs = [(sym, a.id if sym else a) for sym, a in flat]
+    shapes = [(k, args[k].shape) for k in taken]
 
     def run_mixed(v: dict[int, Any]) -> Any:
-        return run(*[v[i] if sym else c for (sym, i), c in zip(syms, consts)])
+        full = [v[a] if sym else a for sym, a in refs]
+        for k, shape in shapes:
+            x = full[k]
+            if x.__class__ is not np.ndarray or x.shape != shape or x.dtype != _F32 or not (
+                x.flags.c_contiguous
+            ):
+                raise Stale
+        return runner(*full)
 
     return run_mixed, out_ids, many
+
+
+def _list_argument(node: S.Node) -> tuple | None:
+    """``((True, tensor), ...)`` for a layer called on one list or tuple of tensors alone
+    (``Add()([x, y])``), whose runner takes those arrays as its arguments; else None."""
+    if node.layer is None or len(node.args) != 1 or not isinstance(node.args[0], (list, tuple)):
+        return None
+    items = node.args[0]
+    if not items or not all(isinstance(a, S.SymbolicTensor) for a in items):
+        return None
+    return tuple((True, a) for a in items)
 
 
 def is_runner_step(run: Callable) -> bool:
