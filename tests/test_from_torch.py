@@ -1072,6 +1072,8 @@ SHAPE_OPS = {  # on x (B, 3, 4)
     "where": lambda m, x: torch.where(x > 0, x, x * 0.1),
     "where scalar": lambda m, x: torch.where(x > 0, x, 0.0),
     "expand": lambda m, x: m.b[:4].view(1, 1, 4).expand(x.size(0), 3, -1) + x,
+    "unbind": lambda m, x: x.unbind(1)[2] * 2 + torch.unbind(x, dim=-2)[0],
+    "unbind -1": lambda m, x: torch.stack(x.unbind(-1)[::-1], dim=1),
 }
 
 
@@ -1081,7 +1083,43 @@ def test_shape_ops(any_backend, name):
           run_inputs=[(torch.randn(5, 3, 4),)])
 
 
+class ShiftedWindowAttention(nn.Module):
+    """Swin's shifted-window attention as its authors write it: a cyclic shift by roll, the
+    window partition (B, H, W, C) -> (B * nW, ws * ws, C) by view / permute, q, k, v by
+    unbind, a relative position bias parameter, and the window reverse, whose view reads B
+    from the input while the windows' first axis is B * nW."""
+
+    def __init__(self, d=16, ws=4, heads=2, shift=2):
+        super().__init__()
+        self.ws, self.heads, self.shift = ws, heads, shift
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.bias = nn.Parameter(torch.randn(heads, ws * ws, ws * ws) * 0.1)
+
+    def forward(self, x):  # (B, H, W, C)
+        B, H, W, C = x.shape
+        ws, s = self.ws, self.shift
+        x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        win = x.view(B, H // ws, ws, W // ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(
+            -1, ws * ws, C)
+        n = win.shape[0]
+        qkv = self.qkv(win).reshape(n, ws * ws, 3, self.heads, C // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q * (C // self.heads) ** -0.5) @ k.transpose(-2, -1) + self.bias.unsqueeze(0)
+        y = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(n, ws * ws, C)
+        y = self.proj(y).view(B, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5)
+        return torch.roll(y.reshape(B, H, W, C), shifts=(s, s), dims=(1, 2))
+
+
+def test_shifted_window_attention(any_backend):
+    check(ShiftedWindowAttention(), torch.randn(2, 8, 8, 16),
+          run_inputs=[(torch.randn(1, 8, 8, 16),), (torch.randn(3, 8, 8, 16),)])
+    check(ShiftedWindowAttention(d=8, ws=2, heads=1, shift=1), torch.randn(2, 6, 4, 8),
+          run_inputs=[(torch.randn(5, 6, 4, 8),)])
+
+
 def test_shape_op_refusals():
+    with pytest.raises(TorchConversionError, match="unbind along an axis whose size is known"):
+        fl.from_torch(Fn(lambda x: x.unbind(0)[0]).eval(), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="squeeze\\(\\) of a tensor with an axis free"):
         fl.from_torch(Fn(lambda x: x.squeeze()), torch.randn(1, 3))
     with pytest.raises(TorchConversionError, match="squeeze of the axis free"):

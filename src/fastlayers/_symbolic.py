@@ -319,6 +319,14 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
             except (ValueError, TypeError):
                 continue
         else:
+            # Unknown sizes that are not equal (a batch and a multiple of it): the op's own
+            # rule for its output, if it has one (``op.__symbolic_output__(*args, **kwargs)``
+            # -> (shape, dtype) or None).
+            hook = getattr(fn, "__symbolic_output__", None)
+            out = None if hook is None else hook(*args, **kwargs)
+            if out is not None:
+                node.outputs = [SymbolicTensor(out[0], out[1], label, node, 0)]
+                return node.outputs[0]
             got = ", ".join(str(t.shape) for t in node.inputs)
             raise type(first)(
                 f"{first} (while calling {label} on symbolic inputs of shapes {got}; "

@@ -145,6 +145,20 @@ def torch_reshape(x, *refs, spec):
     return np.ascontiguousarray(np.reshape(np.asarray(x), shape))
 
 
+def _torch_reshape_output(x, *refs, spec):
+    """The symbolic output of torch_reshape when zero runs cannot find it: a size read from
+    another tensor that is unknown (the batch) while x's unknown size is a multiple of it
+    (Swin's window reverse: windows (B * nW, ws * ws, C) viewed as (B, H/ws, W/ws, ws, ws,
+    C)). Those sizes stay unknown; with a -1 among them there is no answer (None)."""
+    dims = tuple(e if isinstance(e, int) else (x, *refs)[e[0]].shape[e[1]] for e in spec)
+    if None not in dims or -1 in dims:
+        return None
+    return dims, x.dtype
+
+
+torch_reshape.__symbolic_output__ = _torch_reshape_output
+
+
 def _torch_reshape_runner(x, *refs, spec):
     shape = tuple(_run_shape(spec, (x, *refs)))  # the refs' shapes are guarded
     return _view_runner(lambda x, *_refs: x.reshape(shape))
@@ -2603,6 +2617,18 @@ class _Converter:
             start += size
         return tuple(parts)
 
+    def unbind(self, x: Any, dim: int = 0) -> tuple:
+        """``torch.unbind`` / ``Tensor.unbind``: x[..., i, ...] for each i along an axis whose
+        size is known (Swin's ``q, k, v = qkv.unbind(0)``)."""
+        t = self._tensor(x, "unbind")
+        d = _dim(dim, t.ndim, "unbind")
+        n = t.torch_shape[d]
+        if n is None:
+            raise TorchConversionError(
+                "from_torch: unbind along an axis whose size is known only at run time"
+            )
+        return tuple(self.getitem(t, (slice(None),) * d + (i,)) for i in range(n))
+
     def chunk(self, x: Any, chunks: int, dim: int = 0) -> tuple:
         """``torch.chunk``: PyTorch's pieces of ceil(n / chunks) (so maybe fewer)."""
         t = self._tensor(x, "chunk")
@@ -2750,6 +2776,7 @@ class _Converter:
             torch.cumsum: lambda input, dim, dtype=None: self.cumsum(input, dim, dtype),  # noqa: A002
             torch.roll: lambda input, shifts, dims=None: self.roll(input, shifts, dims),  # noqa: A002
             torch.unsqueeze: lambda x, dim: self.unsqueeze(x, dim),
+            torch.unbind: lambda input, dim=0: self.unbind(input, dim),  # noqa: A002
             torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
             torch._assert: self._assert,
@@ -2962,6 +2989,8 @@ class _Converter:
             return self.split(x, *args, **kwargs)
         if name == "chunk":
             return self.chunk(x, *args, **kwargs)
+        if name == "unbind":
+            return self.unbind(x, *args, **kwargs)
         if name == "matmul":
             return self.matmul(x, *args, **kwargs)
         if name in _UNARY:
@@ -3004,7 +3033,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
                       "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",
-                      "cumsum", "roll"})
+                      "cumsum", "roll", "unbind"})
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).
