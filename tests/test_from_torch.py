@@ -1073,6 +1073,10 @@ SHAPE_OPS = {  # on x (B, 3, 4)
     "where scalar": lambda m, x: torch.where(x > 0, x, 0.0),
     "expand": lambda m, x: m.b[:4].view(1, 1, 4).expand(x.size(0), 3, -1) + x,
     "unbind": lambda m, x: x.unbind(1)[2] * 2 + torch.unbind(x, dim=-2)[0],
+    "new_zeros / new_ones / new_full": lambda m, x: (
+        x + x.new_zeros(x.size(0), 3, 4) + x.new_ones((1, 4)) * 2 + x.new_full((3, 1), 0.5)),
+    "addmm": lambda m, x: torch.addmm(m.b, x.reshape(-1, 4), m.w.T).view(x.size(0), 3, 6),
+    "addmm of tensors": lambda m, x: torch.addmm(x[:, 0], x[:, 1], m.w[:4, :4]),
     "unbind -1": lambda m, x: torch.stack(x.unbind(-1)[::-1], dim=1),
 }
 
@@ -1081,6 +1085,86 @@ SHAPE_OPS = {  # on x (B, 3, 4)
 def test_shape_ops(any_backend, name):
     check(ShapeOps(SHAPE_OPS[name]), torch.randn(2, 3, 4),
           run_inputs=[(torch.randn(5, 3, 4),)])
+
+
+class HFBertSelfAttention(nn.Module):
+    """BERT's self-attention as HuggingFace's modeling_bert writes it: the extended mask
+    (1.0 - mask[:, None, None, :].to(dtype=x.dtype)) * torch.finfo(x.dtype).min, heads by
+    x.size()[:-1] + (heads, head_size), matmul / math.sqrt, softmax, and the output dense,
+    residual and LayerNorm (eps 1e-12)."""
+
+    def __init__(self, d=32, heads=4):
+        super().__init__()
+        self.heads, self.head_size = heads, d // heads
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.dense, self.norm = nn.Linear(d, d), nn.LayerNorm(d, eps=1e-12)
+
+    def split_heads(self, x):
+        return x.view(x.size()[:-1] + (self.heads, self.head_size)).permute(0, 2, 1, 3)
+
+    def forward(self, hidden, attention_mask):
+        mask = attention_mask[:, None, None, :].to(dtype=hidden.dtype)
+        mask = (1.0 - mask) * torch.finfo(hidden.dtype).min
+        q, k = self.split_heads(self.query(hidden)), self.split_heads(self.key(hidden))
+        v = self.split_heads(self.value(hidden))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size) + mask
+        ctx = torch.matmul(nn.functional.softmax(scores, dim=-1), v)
+        ctx = ctx.permute(0, 2, 1, 3).contiguous()
+        ctx = ctx.view(ctx.size()[:-2] + (self.heads * self.head_size,))
+        return self.norm(self.dense(ctx) + hidden)
+
+
+class HFGPT2Attention(nn.Module):
+    """GPT-2's attention as HuggingFace's modeling_gpt2 writes it: Conv1D layers
+    (torch.addmm(bias, x.view(-1, x.size(-1)), weight)), a causal bool buffer sliced by the
+    query and key lengths, torch.where with a torch.full mask value of
+    torch.finfo(w.dtype).min in w's dtype and device."""
+
+    class Conv1D(nn.Module):
+        def __init__(self, nf, nx):
+            super().__init__()
+            self.nf = nf
+            self.weight = nn.Parameter(torch.randn(nx, nf) * 0.2)
+            self.bias = nn.Parameter(torch.randn(nf) * 0.1)
+
+        def forward(self, x):
+            size_out = x.size()[:-1] + (self.nf,)
+            return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
+
+    def __init__(self, d=32, heads=4, positions=16):
+        super().__init__()
+        self.d, self.heads = d, heads
+        self.c_attn = HFGPT2Attention.Conv1D(3 * d, d)
+        self.c_proj = HFGPT2Attention.Conv1D(d, d)
+        causal = torch.tril(torch.ones((positions, positions), dtype=torch.bool))
+        self.register_buffer("bias", causal.view(1, 1, positions, positions), persistent=False)
+
+    def forward(self, x):
+        q, k, v = self.c_attn(x).split(self.d, dim=2)
+        q, k, v = (t.view(t.size()[:-1] + (self.heads, self.d // self.heads)).permute(0, 2, 1, 3)
+                   for t in (q, k, v))
+        w = torch.matmul(q, k.transpose(-1, -2)) / torch.full(
+            [], v.size(-1) ** 0.5, dtype=q.dtype, device=q.device)
+        ql, kl = q.size(-2), k.size(-2)
+        causal = self.bias[:, :, kl - ql:kl, :kl]
+        mask_value = torch.full([], torch.finfo(w.dtype).min, dtype=w.dtype, device=w.device)
+        w = nn.functional.softmax(torch.where(causal, w.to(w.dtype), mask_value), dim=-1)
+        out = torch.matmul(w, v).permute(0, 2, 1, 3).contiguous()
+        return self.c_proj(out.view(out.size()[:-2] + (self.d,)))
+
+
+def test_huggingface_style_attention(any_backend):
+    masks = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    check(HFBertSelfAttention(), torch.randn(2, 7, 32), masks,
+          run_inputs=[(torch.randn(1, 7, 32), torch.tensor([[1, 1, 0, 1, 1, 1, 0]]))])
+    check(HFGPT2Attention(), torch.randn(2, 9, 32), run_inputs=[(torch.randn(3, 9, 32),)])
+    assert isinstance(torch.finfo(torch.float32), torch.finfo)  # the real one, restored
+
+
+def test_addmm_with_beta_or_alpha_refused():
+    with pytest.raises(TorchConversionError, match="addmm with beta=2"):
+        fl.from_torch(ShapeOps(lambda m, x: torch.addmm(m.b, x[:, 0], m.w[:, :4].T, beta=2)),
+                      torch.randn(2, 3, 4))
 
 
 class ShiftedWindowAttention(nn.Module):

@@ -22,9 +22,11 @@ it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -2464,6 +2466,22 @@ class _Converter:
         return _T(torch_full(*refs, spec=tuple(spec), value=value, dtype=np.dtype(np_dtype)),
                   False)
 
+    def new_full(self, x: Any, size: Any, value: Any, dtype: Any = None, **kwargs: Any) -> Any:
+        """``x.new_zeros / new_ones / new_full(size)``: torch.full with x's dtype."""
+        t = self._tensor(x, "new_full")
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
+        return self.full(size, value, dtype=t.sym.dtype if dtype is None else dtype, **kwargs)
+
+    def addmm(self, bias: Any, x: Any, weight: Any, *, beta: Any = 1, alpha: Any = 1) -> Any:
+        """``torch.addmm(bias, x, w)`` = bias + x @ w (GPT-2's Conv1D of HuggingFace): with
+        a parameter w (and bias), a Dense layer of its own, else a matmul and an add."""
+        if beta != 1 or alpha != 1:
+            self._refuse(f"addmm with beta={beta!r}, alpha={alpha!r}")
+        if isinstance(weight, np.ndarray) and weight.ndim == 2 and (
+                bias is None or isinstance(bias, np.ndarray) and bias.shape == weight.shape[1:]):
+            return self.f_linear(x, weight.T, bias)
+        return self.binary(bias, self.matmul(x, weight), "add")
+
     def full_like(self, x: Any, value: Any, dtype: Any = None, **kwargs: Any) -> Any:
         t = self._tensor(x, "full_like")
         size = self.size(t)
@@ -2777,6 +2795,7 @@ class _Converter:
             torch.roll: lambda input, shifts, dims=None: self.roll(input, shifts, dims),  # noqa: A002
             torch.unsqueeze: lambda x, dim: self.unsqueeze(x, dim),
             torch.unbind: lambda input, dim=0: self.unbind(input, dim),  # noqa: A002
+            torch.addmm: self.addmm,
             torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
             torch._assert: self._assert,
@@ -2941,6 +2960,8 @@ class _Converter:
             return obj.ndim
         if isinstance(obj, _T) and name == "device":
             return None  # only passed on (torch.arange(..., device=x.device)): one device
+        if isinstance(obj, _T) and name == "dtype":
+            return obj.sym.dtype  # passed on to .to(dtype=...), torch.full(..., dtype=...)
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
 
     def method(self, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -2991,6 +3012,13 @@ class _Converter:
             return self.chunk(x, *args, **kwargs)
         if name == "unbind":
             return self.unbind(x, *args, **kwargs)
+        if name in ("new_zeros", "new_ones"):
+            size = args if len(args) != 1 else args[0]
+            if not args:
+                size = kwargs.pop("size")
+            return self.new_full(x, size, 0 if name == "new_zeros" else 1, **kwargs)
+        if name == "new_full":
+            return self.new_full(x, *args, **kwargs)
         if name == "matmul":
             return self.matmul(x, *args, **kwargs)
         if name in _UNARY:
@@ -3033,7 +3061,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
                       "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",
-                      "cumsum", "roll", "unbind"})
+                      "cumsum", "roll", "unbind", "new_zeros", "new_ones", "new_full"})
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).
@@ -3455,19 +3483,40 @@ def _trace(torch: Any, root: Any, concrete: Any) -> Any:
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
     # size read from the input, self.bias[:, :, :T, :T]).
     # (The forward then runs twice while tracing.)
-    try:
-        tracer = Tracer()
-        graph = tracer.trace(root, concrete_args=concrete)
-    except Exception as first:
-        tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
+    with _finfo_of_traced_dtypes(torch):
         try:
+            tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
-        except Exception as second:
-            if str(second) == str(first):
-                raise
-            raise RuntimeError(f"{first} (and with buffers as graph attributes: {second})"
-                               ) from None
+        except Exception as first:
+            tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
+            try:
+                graph = tracer.trace(root, concrete_args=concrete)
+            except Exception as second:
+                if str(second) == str(first):
+                    raise
+                raise RuntimeError(f"{first} (and with buffers as graph attributes: {second})"
+                                   ) from None
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
+
+
+@contextlib.contextmanager
+def _finfo_of_traced_dtypes(torch: Any) -> Iterator[None]:
+    """While tracing, ``torch.finfo(x.dtype)`` of a traced tensor is float32's (HuggingFace's
+    ``(1.0 - mask) * torch.finfo(x.dtype).min``): the dtype is a proxy then, which the real
+    finfo refuses, and a converted model computes its floats in float32. Other arguments go
+    to the real finfo."""
+    real = torch.finfo
+
+    def finfo(type: Any = None) -> Any:  # noqa: A002 - torch.finfo's own parameter name
+        if isinstance(type, torch.fx.Proxy):
+            return real(torch.float32)
+        return real() if type is None else real(type)
+
+    torch.finfo = finfo
+    try:
+        yield
+    finally:
+        torch.finfo = real
 
 
 def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:
