@@ -737,6 +737,107 @@ def test_transformer_encoder(any_backend, batch_first, norm_first, nested):
     check(enc, x, mask)
 
 
+class Decoder(nn.Module):
+    """A decoder layer or stack called with every mask by keyword (causal tgt_mask as
+    nn.Transformer.generate_square_subsequent_mask makes it, or a bool one)."""
+
+    def __init__(self, dec, causal_flag=False):
+        super().__init__()
+        self.dec, self.causal_flag = dec, causal_flag
+
+    def forward(self, tgt, memory, tgt_mask, tgt_kpm, memory_kpm):
+        return self.dec(tgt, memory, tgt_mask=tgt_mask, tgt_key_padding_mask=tgt_kpm,
+                        memory_key_padding_mask=memory_kpm, tgt_is_causal=self.causal_flag)
+
+
+def _decoder_inputs(batch_first, t=5, s=7, b=3, e=8):
+    tgt = torch.randn(b, t, e) if batch_first else torch.randn(t, b, e)
+    memory = torch.randn(b, s, e) if batch_first else torch.randn(s, b, e)
+    tgt_kpm = torch.zeros(b, t, dtype=torch.bool)
+    tgt_kpm[1, 4:] = True
+    memory_kpm = torch.zeros(b, s, dtype=torch.bool)
+    memory_kpm[2, 3:] = True
+    return tgt, memory, tgt_kpm, memory_kpm
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_transformer_decoder_layer(any_backend, norm_first, activation, batch_first):
+    layer = nn.TransformerDecoderLayer(8, 2, 16, activation=activation, norm_first=norm_first,
+                                       batch_first=batch_first)
+    tgt, memory, tgt_kpm, memory_kpm = _decoder_inputs(batch_first)
+    check(layer, tgt, memory)
+    causal = nn.Transformer.generate_square_subsequent_mask(5)  # float: -inf above the diagonal
+    check(Decoder(layer, causal_flag=True), tgt, memory, causal, tgt_kpm, memory_kpm)
+    blocked = torch.rand(5, 5) > 0.6
+    blocked.fill_diagonal_(False)
+    check(Decoder(layer), tgt, memory, blocked, tgt_kpm, memory_kpm)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_transformer_decoder_and_transformer(any_backend, batch_first):
+    layer = nn.TransformerDecoderLayer(8, 2, 16, batch_first=batch_first)
+    dec = nn.TransformerDecoder(layer, 2, norm=nn.LayerNorm(8))
+    tgt, memory, tgt_kpm, memory_kpm = _decoder_inputs(batch_first)
+    causal = nn.Transformer.generate_square_subsequent_mask(5)
+    check(Decoder(dec), tgt, memory, causal, tgt_kpm, memory_kpm)
+    # the seq2seq model of PyTorch's translation tutorial: nn.Transformer between embeddings
+    net = Seq2Seq(batch_first)
+    src = torch.randint(0, 20, (3, 7) if batch_first else (7, 3))
+    tgt_ids = torch.randint(0, 20, (3, 5) if batch_first else (5, 3))
+    src_kpm = torch.zeros(3, 7, dtype=torch.bool)
+    src_kpm[0, 5:] = True
+    check(net, src, tgt_ids, causal, src_kpm, tgt_kpm,
+          run_inputs=[(src[:, :1] if not batch_first else src[:1], tgt_ids[:, :1] if not
+                       batch_first else tgt_ids[:1], causal, src_kpm[:1], tgt_kpm[:1])])
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, batch_first, vocab=20, d=8):
+        super().__init__()
+        self.src_emb, self.tgt_emb = nn.Embedding(vocab, d), nn.Embedding(vocab, d)
+        self.transformer = nn.Transformer(d, 2, 2, 2, 16, dropout=0.1, batch_first=batch_first)
+        self.generator = nn.Linear(d, vocab)
+
+    def forward(self, src, tgt, tgt_mask, src_kpm, tgt_kpm):
+        out = self.transformer(self.src_emb(src), self.tgt_emb(tgt), tgt_mask=tgt_mask,
+                               src_key_padding_mask=src_kpm, tgt_key_padding_mask=tgt_kpm,
+                               memory_key_padding_mask=src_kpm)
+        return self.generator(out)
+
+
+class SeqFirstTagger(nn.Module):
+    """Token ids (T, B) through an Embedding scaled by sqrt(d) into a seq-first LSTM: the
+    batch axis (1) is found through the Embedding and the scaling."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.rnn, self.out = nn.Embedding(30, 6), nn.LSTM(6, 5), nn.Linear(5, 3)
+
+    def forward(self, ids):
+        h, _ = self.rnn(self.emb(ids) * math.sqrt(6))
+        return self.out(h)
+
+
+def test_seq_first_ids_through_an_embedding(any_backend):
+    check(SeqFirstTagger(), torch.randint(0, 30, (7, 2)),
+          run_inputs=[(torch.randint(0, 30, (7, 5)),)])
+
+
+def test_transformer_decoder_causal_flag_needs_its_mask():
+    class Flagged(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.TransformerDecoderLayer(8, 2, 16, batch_first=True)
+
+        def forward(self, tgt, memory):
+            return self.layer(tgt, memory, tgt_is_causal=True)
+
+    with pytest.raises(TorchConversionError, match="tgt_is_causal needs tgt_mask"):
+        fl.from_torch(Flagged().eval(), (torch.randn(2, 3, 8), torch.randn(2, 4, 8)))
+
+
 class SDPA(nn.Module):
     def __init__(self, **kw):
         super().__init__()

@@ -1170,17 +1170,22 @@ class _Converter:
         elif isinstance(mod, nn.Embedding):
             if mod.max_norm is not None:
                 no("max_norm (it renormalizes the table at lookup)")
-        elif isinstance(mod, nn.TransformerEncoder):
+        elif isinstance(mod, nn.Transformer):
+            bad += self._module_problems(f"{qual}.encoder", mod.encoder)
+            bad += self._module_problems(f"{qual}.decoder", mod.decoder)
+        elif isinstance(mod, (nn.TransformerEncoder, nn.TransformerDecoder)):
             for i, sub in enumerate(mod.layers):
                 bad += self._module_problems(f"{qual}.layers.{i}", sub)
             if mod.norm is not None and not isinstance(mod.norm, nn.LayerNorm):
                 bad += self._module_problems(f"{qual}.norm", mod.norm)
-        elif isinstance(mod, nn.TransformerEncoderLayer):
+        elif isinstance(mod, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
             act = mod.activation
             if not (act in (self.F.relu, self.F.gelu)
                     or isinstance(act, (nn.ReLU, nn.GELU))):
                 no(f"activation={act!r} (relu or gelu only)")
             bad += self._module_problems(f"{qual}.self_attn", mod.self_attn)
+            if isinstance(mod, nn.TransformerDecoderLayer):
+                bad += self._module_problems(f"{qual}.multihead_attn", mod.multihead_attn)
         elif type(mod).__name__ in _ACT_VARIANTS and self._module_known(mod):
             variants = _ACT_VARIANTS[type(mod).__name__]
             values = {k: getattr(mod, k) for params, _ in variants for k in params}
@@ -1215,6 +1220,7 @@ class _Converter:
                  nn.AdaptiveMaxPool2d,
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
+                 nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Upsample,
                  _rms_norm_classes(nn),
                  nn.MaxPool1d, nn.AvgPool1d, nn.LogSoftmax, nn.Softmin, nn.Softmax2d,
@@ -1459,6 +1465,12 @@ class _Converter:
             return self.encoder_layer(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.TransformerEncoder):
             return self.encoder(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.TransformerDecoderLayer):
+            return self.decoder_layer(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.TransformerDecoder):
+            return self.decoder(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.Transformer):
+            return self.transformer(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Embedding):
             t = self._tensor(args[0], f"{qual} input")
             layer = self.layers.get(qual)
@@ -2241,58 +2253,117 @@ class _Converter:
             out = torch_permute(out, (1, 0, 2))
         return (_T(out, False), None if weights is None else _T(weights, False))
 
+    # ---- transformer layers: PyTorch's forward composed (eval: no dropout) --------------
+    def _sequence(self, x: Any, qual: str, batch_first: bool) -> _T:
+        """A layer's (B, T, E) or (T, B, E) input as a batch-first tensor."""
+        t = _to_torch(self._tensor(x, qual))
+        if t.ndim != 3:
+            raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
+        return t if batch_first else _T(torch_permute(t.sym, (1, 0, 2)), False)
+
+    def _attention_block(self, qual: str, mha: Any, h: _T, memory: _T, key_padding_mask: Any,
+                         attn_mask: Any) -> _T:
+        """``mha(h, memory, memory)`` on batch-first tensors, without weights (a layer's
+        _sa_block or _mha_block)."""
+        masks = [None if m is None else _to_torch(self._tensor(m, f"{qual} mask")).sym
+                 for m in (key_padding_mask, attn_mask)]
+        out = torch_multihead_attention(
+            h.sym, memory.sym, memory.sym, *masks, weights=self._mha_weights(mha),
+            num_heads=mha.num_heads, need_weights=False, average=True,
+        )
+        return _T(out, False)
+
+    def _feed_forward(self, qual: str, mod: Any, h: _T) -> _T:
+        """A layer's _ff_block: linear2(activation(linear1(h)))."""
+        act = mod.activation
+        act_name = "relu" if (act is self.F.relu or isinstance(act, self.nn.ReLU)) else (
+            "gelu_tanh" if getattr(act, "approximate", "none") == "tanh" else "gelu"
+        )
+        if act_name in ("relu", "gelu"):
+            # in linear1's epilogue, as a Linear followed by the activation module is
+            self.fuse = act_name
+            try:
+                h = self.linear(f"{qual}.linear1", mod.linear1, h)
+            finally:
+                self.fuse = None
+        else:
+            h = self.activation(self.linear(f"{qual}.linear1", mod.linear1, h), act_name)
+        return self.linear(f"{qual}.linear2", mod.linear2, h)
+
+    def _residual_blocks(self, mod: Any, x: _T, blocks: list) -> _T:
+        """x through (norm, block) pairs: x + block(norm(x)) each with norm_first, else
+        norm(x + block(x))."""
+        for norm, block in blocks:
+            if mod.norm_first:
+                x = self.binary(x, block(self.layer_norm(norm, x)), "add")
+            else:
+                x = self.layer_norm(norm, self.binary(x, block(x), "add"))
+        return x
+
     def encoder_layer(self, qual: str, mod: Any, src: Any, src_mask: Any = None,
                       src_key_padding_mask: Any = None, is_causal: bool = False) -> _T:
         if is_causal and src_mask is None:
             raise TorchConversionError(
                 f"from_torch: {qual}: is_causal needs src_mask (as in PyTorch)"
             )
-        x = _to_torch(self._tensor(src, qual))
-        if x.ndim != 3:
-            raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
         batch_first = mod.self_attn.batch_first
-        if not batch_first:
-            x = _T(torch_permute(x.sym, (1, 0, 2)), False)
+        x = self._sequence(src, qual, batch_first)
+        x = self._residual_blocks(mod, x, [
+            (mod.norm1, lambda h: self._attention_block(
+                f"{qual}.self_attn", mod.self_attn, h, h, src_key_padding_mask, src_mask)),
+            (mod.norm2, lambda h: self._feed_forward(qual, mod, h)),
+        ])
+        return x if batch_first else _T(torch_permute(x.sym, (1, 0, 2)), False)
 
-        def sa(h: _T) -> _T:
-            sub = mod.self_attn
-            masks = [None if m is None else _to_torch(self._tensor(m, f"{qual} mask")).sym
-                     for m in (src_key_padding_mask, src_mask)]
-            out = torch_multihead_attention(
-                h.sym, h.sym, h.sym, *masks, weights=self._mha_weights(sub),
-                num_heads=sub.num_heads, need_weights=False, average=True,
-            )
-            return _T(out, False)
+    def decoder_layer(self, qual: str, mod: Any, tgt: Any, memory: Any, tgt_mask: Any = None,
+                      memory_mask: Any = None, tgt_key_padding_mask: Any = None,
+                      memory_key_padding_mask: Any = None, tgt_is_causal: Any = False,
+                      memory_is_causal: Any = False) -> _T:
+        """``nn.TransformerDecoderLayer``: self-attention over tgt (tgt_mask, e.g.
+        nn.Transformer.generate_square_subsequent_mask), attention over memory, feed-forward,
+        each with its norm as norm_first says."""
+        for flag, mask, what in ((tgt_is_causal, tgt_mask, "tgt"),
+                                 (memory_is_causal, memory_mask, "memory")):
+            if flag and mask is None:
+                raise TorchConversionError(
+                    f"from_torch: {qual}: {what}_is_causal needs {what}_mask (as in PyTorch)")
+        batch_first = mod.self_attn.batch_first
+        x = self._sequence(tgt, qual, batch_first)
+        mem = self._sequence(memory, f"{qual} memory", batch_first)
+        x = self._residual_blocks(mod, x, [
+            (mod.norm1, lambda h: self._attention_block(
+                f"{qual}.self_attn", mod.self_attn, h, h, tgt_key_padding_mask, tgt_mask)),
+            (mod.norm2, lambda h: self._attention_block(
+                f"{qual}.multihead_attn", mod.multihead_attn, h, mem, memory_key_padding_mask,
+                memory_mask)),
+            (mod.norm3, lambda h: self._feed_forward(qual, mod, h)),
+        ])
+        return x if batch_first else _T(torch_permute(x.sym, (1, 0, 2)), False)
 
-        act_name = "relu" if (mod.activation is self.F.relu
-                              or isinstance(mod.activation, self.nn.ReLU)) else (
-            "gelu_tanh" if getattr(mod.activation, "approximate", "none") == "tanh" else "gelu"
-        )
+    def decoder(self, qual: str, mod: Any, tgt: Any, memory: Any, tgt_mask: Any = None,
+                memory_mask: Any = None, tgt_key_padding_mask: Any = None,
+                memory_key_padding_mask: Any = None, tgt_is_causal: Any = None,
+                memory_is_causal: Any = False) -> _T:
+        """``nn.TransformerDecoder``: its layers with the same masks, then its norm."""
+        x = tgt
+        for i, layer in enumerate(mod.layers):
+            x = self.decoder_layer(f"{qual}.layers.{i}", layer, x, memory, tgt_mask,
+                                   memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
+                                   bool(tgt_is_causal) and tgt_mask is not None,
+                                   bool(memory_is_causal))
+        return x if mod.norm is None else self.layer_norm(mod.norm, x)
 
-        def ff(h: _T) -> _T:
-            if act_name in ("relu", "gelu"):
-                # in linear1's epilogue, as a Linear followed by the activation module is
-                self.fuse = act_name
-                try:
-                    h = self.linear(f"{qual}.linear1", mod.linear1, h)
-                finally:
-                    self.fuse = None
-            else:
-                h = self.activation(self.linear(f"{qual}.linear1", mod.linear1, h), act_name)
-            return self.linear(f"{qual}.linear2", mod.linear2, h)
-
-        def add(a: _T, b: _T) -> _T:
-            return self.binary(a, b, "add")
-
-        if mod.norm_first:
-            x = add(x, sa(self.layer_norm(mod.norm1, x)))
-            x = add(x, ff(self.layer_norm(mod.norm2, x)))
-        else:
-            x = self.layer_norm(mod.norm1, add(x, sa(x)))
-            x = self.layer_norm(mod.norm2, add(x, ff(x)))
-        if not batch_first:
-            x = _T(torch_permute(x.sym, (1, 0, 2)), False)
-        return x
+    def transformer(self, qual: str, mod: Any, src: Any, tgt: Any, src_mask: Any = None,
+                    tgt_mask: Any = None, memory_mask: Any = None,
+                    src_key_padding_mask: Any = None, tgt_key_padding_mask: Any = None,
+                    memory_key_padding_mask: Any = None, src_is_causal: Any = None,
+                    tgt_is_causal: Any = None, memory_is_causal: Any = False) -> _T:
+        """``nn.Transformer``: its encoder on src, then its decoder on tgt and that memory."""
+        memory = self.encoder(f"{qual}.encoder", mod.encoder, src, src_mask,
+                              src_key_padding_mask, src_is_causal)
+        return self.decoder(f"{qual}.decoder", mod.decoder, tgt, memory, tgt_mask,
+                            memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
+                            tgt_is_causal, memory_is_causal)
 
     def encoder(self, qual: str, mod: Any, src: Any, mask: Any = None,
                 src_key_padding_mask: Any = None, is_causal: Any = None) -> _T:
@@ -3194,12 +3265,31 @@ def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int
 def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
     """The axis of input ``node`` that is the batch (left free in the converted model), from
     how the module uses it: seq-first recurrent and attention inputs and recurrent states
-    carry the batch on axis 1, an attention mask carries none."""
+    carry the batch on axis 1, an attention mask carries none; 0 when nothing says."""
+    axis = _batch_axis_used(torch, gm, node, 0)
+    return 0 if axis is _UNSEEN else axis
+
+
+_UNSEEN = object()  # _batch_axis_used: no use of the value says where its batch is
+
+# What a value may go through on its way to the layer that says where its batch is (token ids
+# through their Embedding, then scaled and added to positions, as a seq-first translation
+# model does): the leading axes stay where they are.
+_AXES_KEPT_BY = (operator.add, operator.sub, operator.mul, operator.truediv)
+
+
+def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
     nn = torch.nn
+    through = []
     for user in node.users:
+        if user.op == "call_function" and user.target in _AXES_KEPT_BY:
+            through.append(user)
         if user.op != "call_module":
             continue
         mod = gm.get_submodule(user.target)
+        if isinstance(mod, (nn.Embedding, nn.Dropout, nn.Identity, nn.LayerNorm)):
+            through.append(user)
+            continue
         pos = [i for i, a in enumerate(user.args) if a is node]
         kw = [k for k, a in user.kwargs.items() if a is node]
         if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
@@ -3214,16 +3304,38 @@ def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
             if "key_padding_mask" in used:
                 return 0
             return 0 if mod.batch_first else 1
-        if isinstance(mod, (nn.TransformerEncoderLayer, nn.TransformerEncoder)):
-            first = mod if isinstance(mod, nn.TransformerEncoderLayer) else mod.layers[0]
-            names = ["src", "src_mask" if first is mod else "mask", "src_key_padding_mask"]
+        names = _transformer_arguments(nn, mod)
+        if names is not None:
             used = [names[i] for i in pos if i < len(names)] + kw
-            if "src_mask" in used or "mask" in used:
-                return None
-            if "src_key_padding_mask" in used:
+            if any(n.endswith("key_padding_mask") for n in used):
                 return 0
+            if any(n.endswith("mask") for n in used):
+                return None  # an attention mask (T, S): no batch axis
+            first = mod.encoder.layers[0] if isinstance(mod, nn.Transformer) else (
+                mod.layers[0] if hasattr(mod, "layers") else mod)
             return 0 if first.self_attn.batch_first else 1
-    return 0
+    if depth < 8:
+        for user in through:
+            axis = _batch_axis_used(torch, gm, user, depth + 1)
+            if axis is not _UNSEEN:
+                return axis
+    return _UNSEEN
+
+
+def _transformer_arguments(nn: Any, mod: Any) -> list[str] | None:
+    """The positional argument names of a torch.nn transformer module's forward, or None for
+    other modules."""
+    if isinstance(mod, nn.TransformerEncoderLayer):
+        return ["src", "src_mask", "src_key_padding_mask"]
+    if isinstance(mod, nn.TransformerEncoder):
+        return ["src", "mask", "src_key_padding_mask"]
+    if isinstance(mod, (nn.TransformerDecoderLayer, nn.TransformerDecoder)):
+        return ["tgt", "memory", "tgt_mask", "memory_mask", "tgt_key_padding_mask",
+                "memory_key_padding_mask"]
+    if isinstance(mod, nn.Transformer):
+        return ["src", "tgt", "src_mask", "tgt_mask", "memory_mask", "src_key_padding_mask",
+                "tgt_key_padding_mask", "memory_key_padding_mask"]
+    return None
 
 
 def _to_numpy_input(torch: Any, x: Any) -> Any:
