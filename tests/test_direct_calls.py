@@ -20,6 +20,7 @@ from fastlayers.layers import (
     GRU,
     LSTM,
     AveragePooling2D,
+    Conv1D,
     Conv2D,
     Conv3D,
     Dense,
@@ -28,6 +29,9 @@ from fastlayers.layers import (
     MaxPooling2D,
     Permute,
     Reshape,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
 )
 from fastlayers.models import shape_plan
 
@@ -117,6 +121,13 @@ RUNNER_CASES = {
     "gru-after": (lambda: GRU(5, return_sequences=True), (2, 6, 3)),
     "gru-before": (lambda: GRU(4, reset_after=False, return_state=True), (3, 4, 2)),
     "gru-hard": (lambda: GRU(3, recurrent_activation="hard_sigmoid"), (1, 13, 5)),
+    "conv1d-same": (lambda: Conv1D(5, 3, padding="same", activation="relu"), (2, 9, 4)),
+    "conv1d-causal-dilated": (lambda: Conv1D(3, 3, padding="causal", dilation_rate=2),
+                              (1, 11, 2)),
+    "conv1d-stride-groups": (lambda: Conv1D(4, 2, strides=2, groups=2), (3, 7, 6)),
+    "zeropad1d": (lambda: ZeroPadding1D((2, 1)), (2, 5, 3)),
+    "zeropad2d": (lambda: ZeroPadding2D(((1, 0), (2, 3))), (1, 4, 3, 2)),
+    "zeropad3d": (lambda: ZeroPadding3D(1), (1, 2, 3, 2, 2)),
     "layernorm-last": (lambda: LayerNormalization(epsilon=1e-5), (3, 4, 7)),
     "layernorm-two-axes": (lambda: LayerNormalization(axis=[-2, -1], center=False), (2, 5, 3)),
     "layernorm-one": (lambda: LayerNormalization(scale=False), (1, 1)),

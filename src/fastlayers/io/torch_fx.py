@@ -364,7 +364,18 @@ def torch_pad(x, widths, mode, value=0.0):
     (the edge value) or "circular" (wrapping around)."""
     x = np.asarray(x)
     if mode == "constant":
-        return np.pad(x, widths, mode="constant", constant_values=x.dtype.type(value))
+        # np.pad's constant mode, without its overhead (20 us on a small array): the borders
+        # filled axis by axis (corners more than once), then x copied in
+        y = np.empty(tuple(s + a + b for s, (a, b) in zip(x.shape, widths)), x.dtype)
+        fill = x.dtype.type(value)
+        for axis, (a, b) in enumerate(widths):
+            lead = (slice(None),) * axis
+            if a:
+                y[lead + (slice(0, a),)] = fill
+            if b:
+                y[lead + (slice(y.shape[axis] - b, None),)] = fill
+        y[tuple(slice(a, a + s) for s, (a, _) in zip(x.shape, widths))] = x
+        return y
     return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge",
                                    "circular": "wrap"}[mode])
 

@@ -360,6 +360,17 @@ class Conv1D(_GroupedConv):
         y = _channels_back(F.run_conv2d(a, self._packed)[:, 0], channels_first)
         return _activate_after(y, after)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py), channels_last: the conv2d runner on
+        the (N, 1, T, C) view, as ``call`` runs it."""
+        if self.data_format == "channels_first" or self._packed is None:
+            return None
+        a = V.check_conv1d(inputs, None, None, self.strides, self.padding, self.dilation_rate,
+                           self.groups, _split_activation(self)[0], op=self._owner(),
+                           x_name="inputs", build=self._ready)
+        run = F.conv2d_runner(a, self._packed)
+        return None if run is None else (lambda x: run(x[:, None])[:, 0])
+
     def _pack(self):
         kernel = self._weight("kernel")
         return pack_conv2d(kernel[None], self._weight("bias"), self.groups)

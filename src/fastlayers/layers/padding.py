@@ -16,6 +16,7 @@ import numpy as np
 from .. import _backend
 from .. import _checks as C
 from .. import _validation as V
+from .._cpp._alloc import empty_f32
 from .base import Layer
 from .core import _data_format
 
@@ -50,8 +51,6 @@ def _zero_pad(x: np.ndarray, pads: tuple) -> np.ndarray:
     16 bytes into a cache line."""
     if not _backend.core_available():
         return np.pad(x, ((0, 0), *pads, (0, 0)))
-    from .._cpp._alloc import empty_f32
-
     spatial = x.shape[1:-1]
     y = empty_f32((x.shape[0], *(s + a + b for s, (a, b) in zip(spatial, pads)), x.shape[-1]))
     everything = (slice(None),) * y.ndim
@@ -129,6 +128,13 @@ class ZeroPadding1D(_Spatial):
             y = _zero_pad(x, ((0, 0), self.padding))
         return self._back(y, cf)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py), channels_last: ``call``'s padding."""
+        if self.data_format == "channels_first":
+            return None
+        pads = ((0, 0), self.padding)
+        return lambda x: _zero_pad(x[:, None], pads)[:, 0]
+
 
 class ZeroPadding2D(_Spatial):
     """Zeros around the image (Keras ``ZeroPadding2D``).
@@ -154,6 +160,13 @@ class ZeroPadding2D(_Spatial):
         with V.allocating(self._owner(), f"the output of padding {self.padding}"):
             y = _zero_pad(x, self.padding)
         return self._back(y, cf)
+
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py), channels_last: ``call``'s padding."""
+        if self.data_format == "channels_first":
+            return None
+        pads = self.padding
+        return lambda x: _zero_pad(x, pads)
 
 
 def _crop(owner: str, x: np.ndarray, crops) -> np.ndarray:
