@@ -1268,6 +1268,60 @@ def test_addmm_with_beta_or_alpha_refused():
                       torch.randn(2, 3, 4))
 
 
+EXTREMES = {  # after a conv (the channels-last layout) and without; int results as floats
+    "max(dim).values": lambda y: y.max(dim=1).values,
+    "max(dim).indices": lambda y: y.max(1).indices.float(),
+    "torch.max keepdim [0]": lambda y: torch.max(y, 2, keepdim=True)[0],
+    "torch.min(dim=-1)[1]": lambda y: torch.min(y, dim=-1)[1].float(),
+    "max()": lambda y: y.max() + y,
+    "min()": lambda y: torch.min(y) * y,
+    "argmax": lambda y: y.argmax(1).float(),
+    "argmax flat": lambda y: torch.argmax(y).float() + y,
+    "argmin keepdim": lambda y: y.argmin(dim=-1, keepdim=True).float(),
+    "maximum": lambda y: torch.maximum(y, y.flip(-1)),
+    "torch.max(y, other)": lambda y: torch.max(y, y * 2),
+    "Tensor.min(other)": lambda y: y.min(torch.zeros_like(y)),
+    "Tensor.maximum": lambda y: y.maximum(y.mean(1, keepdim=True)),
+}
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("name", list(EXTREMES))
+def test_max_min_argmax(any_backend, name, conv):
+    check(Fn(EXTREMES[name], conv=conv), torch.randn(2, 3, 5, 6),
+          run_inputs=[(torch.randn(3, 3, 5, 6),)])
+
+
+def test_max_indices_are_int64_and_follow_nans():
+    """Indices as PyTorch returns them: int64, the first extreme, a NaN's where one is."""
+    x = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, float("nan"), 5.0, float("nan")]])
+    net = Fn(lambda y: (torch.max(y, 1), y.argmin(1), torch.min(y, 0).indices)).eval()
+    got = fl.from_torch(net, x)(x.numpy())
+    (values, indices), argmin, min_indices = net(x)
+    for g, w in ((got[0][1], indices), (got[1], argmin), (got[2], min_indices)):
+        assert g.dtype == np.int64
+        np.testing.assert_array_equal(g, w.numpy())
+    np.testing.assert_array_equal(got[0][0], values.numpy())
+
+
+class TextCNN(nn.Module):
+    """Kim's CNN for sentences: an Embedding, Conv1d of several widths, max over time."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(30, 8)
+        self.convs = nn.ModuleList([nn.Conv1d(8, 6, k) for k in (2, 3, 4)])
+        self.fc = nn.Linear(18, 2)
+
+    def forward(self, ids):
+        x = self.emb(ids).transpose(1, 2)
+        return self.fc(torch.cat([torch.max(F.relu(c(x)), dim=2)[0] for c in self.convs], 1))
+
+
+def test_text_cnn(any_backend):
+    check(TextCNN(), torch.randint(0, 30, (3, 9)), run_inputs=[(torch.randint(0, 30, (1, 9)),)])
+
+
 class ShiftedWindowAttention(nn.Module):
     """Swin's shifted-window attention as its authors write it: a cyclic shift by roll, the
     window partition (B, H, W, C) -> (B * nW, ws * ws, C) by view / permute, q, k, v by

@@ -207,6 +207,43 @@ def torch_reduce(x, op, axes, keepdims, to_float=False):
 
 
 @S.symbolic_op
+def torch_max_dim(x, axis, keepdims, largest):
+    """``torch.max / min(x, dim, keepdim)``: (values, indices) along ``axis`` of the stored
+    array, the index of the first extreme as PyTorch returns it (of the first NaN, which
+    both propagate), int64; the values in x's dtype (float32 for floats)."""
+    x = np.asarray(x)
+    x = x.astype(F32, copy=False) if x.dtype.kind == "f" else x
+    pick, where = (np.max, np.argmax) if largest else (np.min, np.argmin)
+    values = np.asarray(pick(x, axis=axis, keepdims=keepdims))
+    return values, np.asarray(where(x, axis=axis, keepdims=keepdims)).astype(np.int64)
+
+
+@S.symbolic_op
+def torch_arg_extreme(x, axis, keepdims, largest):
+    """``torch.argmax / argmin(x, dim, keepdim)``: int64 indices of the first extreme along
+    ``axis`` of the stored array, or of the flattened array when axis is None (the
+    PyTorch-order flattening: the caller passes x in PyTorch's layout then)."""
+    x = np.asarray(x)
+    where = np.argmax if largest else np.argmin
+    if axis is None:
+        out = where(x.reshape(-1))
+        return np.asarray(out, np.int64).reshape((1,) * x.ndim if keepdims else ())
+    return np.asarray(where(x, axis=axis, keepdims=keepdims), np.int64)
+
+
+class _ValuesIndices(tuple):
+    """torch.max / min(x, dim)'s result: a pair with ``values`` and ``indices``."""
+
+    @property
+    def values(self) -> Any:
+        return self[0]
+
+    @property
+    def indices(self) -> Any:
+        return self[1]
+
+
+@S.symbolic_op
 def torch_activation(x, name, negative_slope=0.01):
     """An elementwise activation by name (relu, gelu, gelu_tanh, silu, tanh, sigmoid,
     leaky_relu with PyTorch's ``negative_slope``), float32, on any layout: the
@@ -229,8 +266,8 @@ def torch_softmax(x, axis):
 
 @S.symbolic_op
 def torch_binary(a, b, op):
-    """a + b, a - b, a * b, a / b or a ** b with NumPy broadcasting; float32 unless both are
-    ints."""
+    """a + b, a - b, a * b, a / b, a ** b, maximum or minimum with NumPy broadcasting;
+    float32 unless both are ints."""
     a = np.asarray(a)
     b = np.asarray(b)
     if a.dtype.kind == "f" or b.dtype.kind == "f":
@@ -243,7 +280,7 @@ def torch_binary(a, b, op):
 
 
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-           "pow": np.power}
+           "pow": np.power, "maximum": np.maximum, "minimum": np.minimum}
 
 
 def _torch_binary_runner(a, b, op):
@@ -983,6 +1020,19 @@ def _legacy_dim(t: _T, dim: Any) -> Any:
     if dim is None:
         return 0 if t.ndim in (0, 1, 3) else 1
     return dim
+
+
+def _reduction_axes(t: _T, torch_axes: list, keepdim: bool) -> tuple[_T, tuple, bool]:
+    """A reduction of PyTorch's ``torch_axes`` of t: (the tensor to reduce, its axes as
+    stored, whether the result is channels-last). A channels-last tensor is reduced in
+    place when the result is in PyTorch's order or keeps the layout (global pooling
+    x.mean((2, 3)) of an image), else after a transpose back."""
+    r = t.ndim
+    kept = r - len(torch_axes)
+    in_order = keepdim or 1 in torch_axes or kept <= 2  # the stored order is PyTorch's
+    if t.cl and 0 not in torch_axes and in_order:
+        return t, tuple(sorted(_axis_in_layout(t, d) for d in torch_axes)), keepdim
+    return _to_torch(t), tuple(sorted(torch_axes)), False
 
 
 def _axis_in_layout(t: _T, axis: int) -> int:
@@ -1990,7 +2040,8 @@ class _Converter:
             )
         if not isinstance(a, _T) and not isinstance(b, _T):
             fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-                  "div": operator.truediv, "pow": operator.pow}[op]
+                  "div": operator.truediv, "pow": operator.pow, "maximum": max,
+                  "minimum": min}[op]
             return fn(a, b)  # numbers (sizes); constants are PyTorch's (_build)
         ta = a if isinstance(a, _T) else None
         tb = b if isinstance(b, _T) else None
@@ -2118,14 +2169,41 @@ class _Converter:
             raise TorchConversionError(f"from_torch: {op} over dim={dim!r} for rank {r}")
         if len(torch_axes) != len(named):
             raise TorchConversionError(f"from_torch: {op} over dim={dim!r} names an axis twice")
-        kept = r - len(torch_axes)
-        in_order = keepdim or 1 in torch_axes or kept <= 2  # the stored order is PyTorch's
-        if t.cl and 0 not in torch_axes and in_order:
-            axes = tuple(sorted(_axis_in_layout(t, d) for d in torch_axes))
-            return _T(torch_reduce(t.sym, op, axes, bool(keepdim), to_float),
-                      t.cl and bool(keepdim))
-        t = _to_torch(t)
-        return _T(torch_reduce(t.sym, op, tuple(torch_axes), bool(keepdim), to_float), False)
+        t, axes, cl = _reduction_axes(t, torch_axes, bool(keepdim))
+        return _T(torch_reduce(t.sym, op, axes, bool(keepdim), to_float), cl)
+
+    def extreme(self, largest: bool, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """``torch.max / min`` and the methods: of everything (x), along a dim ((values,
+        indices), also by keyword; ``.values`` / ``.indices`` or [0] / [1]), or the
+        elementwise maximum / minimum with another tensor."""
+        name = "max" if largest else "min"
+        given = dict(zip(("dim", "keepdim"), args), **kwargs)
+        other = given.pop("other", None)
+        if isinstance(given.get("dim"), (_T, np.ndarray)):
+            other = given.pop("dim")
+        if other is not None:
+            if given:
+                self._refuse(f"{name} with arguments {sorted(given)}")
+            return self.binary(x, other, "maximum" if largest else "minimum")
+        dim, keepdim = given.pop("dim", None), bool(given.pop("keepdim", False))
+        if given:
+            self._refuse(f"{name} with arguments {sorted(given)}")
+        if dim is None:
+            return self.reduce("amax" if largest else "amin", x)
+        t = self._tensor(x, name)
+        t, axes, cl = _reduction_axes(t, [_dim(dim, t.ndim, name)], keepdim)
+        res = torch_max_dim(t.sym, axes[0], keepdim, largest)
+        return _ValuesIndices((_T(res[0], cl), _T(res[1], cl)))
+
+    def arg_extreme(self, largest: bool, x: Any, dim: Any = None, keepdim: Any = False) -> _T:
+        """``torch.argmax / argmin`` and the methods (dim None: the index into the tensor
+        flattened in PyTorch's order)."""
+        name = "argmax" if largest else "argmin"
+        t = self._tensor(x, name)
+        if dim is None:
+            return _T(torch_arg_extreme(_to_torch(t).sym, None, bool(keepdim), largest), False)
+        t, axes, cl = _reduction_axes(t, [_dim(dim, t.ndim, name)], bool(keepdim))
+        return _T(torch_arg_extreme(t.sym, axes[0], bool(keepdim), largest), cl)
 
     def permute(self, x: Any, *dims: Any) -> _T:
         t = _to_torch(self._tensor(x, "permute"))
@@ -2861,6 +2939,14 @@ class _Converter:
             torch.mean: lambda *a, **k: self.reduce("mean", *a, **k),
             torch.sum: lambda *a, **k: self.reduce("sum", *a, **k),
             torch.amax: lambda *a, **k: self.reduce("amax", *a, **k),
+            torch.max: lambda input, *a, **k: self.extreme(True, input, *a, **k),  # noqa: A002
+            torch.min: lambda input, *a, **k: self.extreme(False, input, *a, **k),  # noqa: A002
+            torch.maximum: lambda input, other: self.binary(input, other, "maximum"),  # noqa: A002
+            torch.minimum: lambda input, other: self.binary(input, other, "minimum"),  # noqa: A002
+            torch.argmax: lambda input, dim=None, keepdim=False: self.arg_extreme(  # noqa: A002
+                True, input, dim, keepdim),
+            torch.argmin: lambda input, dim=None, keepdim=False: self.arg_extreme(  # noqa: A002
+                False, input, dim, keepdim),
             torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
             F.scaled_dot_product_attention: self._sdpa_fn(),
             operator.neg: lambda x: self.unary(x, "neg"),
@@ -3042,6 +3128,8 @@ class _Converter:
             return obj.ndim
         if isinstance(obj, _T) and name == "device":
             return None  # only passed on (torch.arange(..., device=x.device)): one device
+        if isinstance(obj, _ValuesIndices) and name in ("values", "indices"):
+            return getattr(obj, name)
         if isinstance(obj, _T) and name == "dtype":
             return obj.sym.dtype  # passed on to .to(dtype=...), torch.full(..., dtype=...)
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
@@ -3088,6 +3176,12 @@ class _Converter:
             return self.transpose(x, *args, **kwargs)
         if name in _REDUCTIONS:
             return self.reduce(name, x, *args, **kwargs)
+        if name in ("max", "min"):
+            return self.extreme(name == "max", x, *args, **kwargs)
+        if name in ("argmax", "argmin"):
+            return self.arg_extreme(name == "argmax", x, *args, **kwargs)
+        if name in ("maximum", "minimum"):
+            return self.binary(x, args[0] if args else kwargs["other"], name)
         if name == "split":
             return self.split(x, *args, **kwargs)
         if name == "chunk":
@@ -3143,7 +3237,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
                       "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",
-                      "cumsum", "roll", "unbind", "new_zeros", "new_ones", "new_full"})
+                      "cumsum", "roll", "unbind", "new_zeros", "new_ones", "new_full", "max",
+                      "min", "argmax", "argmin", "maximum", "minimum"})
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).
