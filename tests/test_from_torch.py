@@ -1304,6 +1304,85 @@ def test_max_indices_are_int64_and_follow_nans():
     np.testing.assert_array_equal(got[0][0], values.numpy())
 
 
+TENSOR_OPS = {  # on y (B, C, 5, 6), after a conv or not; int and bool results as floats
+    "torch.transpose / permute": lambda y: torch.permute(torch.transpose(y, 1, 3), (0, 2, 1, 3)),
+    "t / T / mT": lambda y: (y[0, 0].t(), y[0, 0].T.T.T, y.mT, y[:, 0, 0].t()),
+    "view_as / reshape_as / expand_as": lambda y: (
+        y.reshape(-1).view_as(y), y.flatten(1).reshape_as(y), y[:, :1].expand_as(y)),
+    "type": lambda y: y.type(torch.int64).type(torch.float32),
+    "var / std": lambda y: (y.var(-1, keepdim=True), torch.std(y, dim=(1, 2), keepdim=True)),
+    "var unbiased=False / correction": lambda y: (
+        y.var(1, unbiased=False), torch.var(y, 1, correction=2), y.std(-1, False)),
+    "var_mean / std_mean / var()": lambda y: (
+        torch.var_mean(y, 2), torch.std_mean(y, (2, 3)), y.var()),
+    "prod / logsumexp": lambda y: (
+        y.prod(-1), torch.logsumexp(y, 1), y.logsumexp((2, 3), keepdim=True)),
+    "any / all": lambda y: ((y > 0).any(-1).float(), torch.all(y > -1, dim=1).float(),
+                            (y > 0).any().float()),
+    "norm / linalg.norm / vector_norm": lambda y: (
+        y.norm(dim=-1), torch.linalg.norm(y, dim=1), torch.norm(y, p=1, dim=-1),
+        torch.linalg.vector_norm(y, ord=float("inf"), dim=-1), y.norm()),
+    "sign / floor / ceil / round / trunc": lambda y: (
+        torch.sign(y), (y * 3).floor(), (y * 3).ceil(), torch.round(y * 4), torch.trunc(y * 2)),
+    "erf / atan / tan / log2 / exp2": lambda y: (
+        torch.erf(y), torch.atan(y), torch.tan(y / 4), torch.log2(y.abs() + 1), torch.exp2(y)),
+    "asin / acos / sinh / cosh / log10": lambda y: (
+        torch.asin(y.clamp(-1, 1)), y.clamp(-1, 1).acos(), y.sinh(), torch.cosh(y),
+        torch.log10(y.abs() + 1)),
+    "isnan / isinf / isfinite / logical_not / nan_to_num": lambda y: (
+        torch.isnan(y / y).float(), torch.isinf(1 / y).float(), (y / y).isfinite().float(),
+        torch.logical_not(y > 0).float(), torch.nan_to_num(y / y.round(), nan=2.0),
+        (1 / y).nan_to_num()),
+    "cosine_similarity": lambda y: (
+        F.cosine_similarity(y, y.flip(-1), dim=-1), F.cosine_similarity(y, y[:, :1], eps=1e-3)),
+    "one_hot": lambda y: F.one_hot(y.argmax(-1), 6).float(),
+    "tril / triu": lambda y: (torch.tril(y), y.triu(1), torch.triu(y, diagonal=-1)),
+    "gather / index_select": lambda y: (
+        y.gather(-1, y.argmax(-1, keepdim=True).expand(-1, -1, -1, 3)),
+        torch.index_select(y, 3, torch.tensor([0, 5, 2]))),
+    "index by a constant tensor": lambda y: y[:, :, torch.tensor([2, 0])] * 2,
+    "F.embedding": lambda y: F.embedding(y[:, 0].argmax(1), torch.arange(24.0).view(6, 4)),
+    "diff / outer": lambda y: (
+        torch.diff(y, dim=-1), torch.diff(y, n=2, dim=2), torch.outer(y[0, 0, 0], y[0, 0, 1])),
+    "clamp with tensor bounds": lambda y: (
+        y.clamp(min=y.mean(1, keepdim=True)), torch.clamp(y, y.mean(), y.abs())),
+    "log_softmax method / new_tensor": lambda y: (y.log_softmax(1),
+                                                 y + y.new_tensor([1.0, 2, 3, 4, 5, 6])),
+}
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("name", list(TENSOR_OPS))
+def test_more_tensor_ops(any_backend, name, conv):
+    x = torch.randn(2, 3, 5, 6)
+    x[0, 0, 0, :3] = 0.0  # signs, roundings and divisions meet zeros
+    check(Fn(TENSOR_OPS[name], conv=conv), x, run_inputs=[(torch.randn(3, 3, 5, 6),)])
+
+
+@pytest.mark.parametrize("fn,message", [
+    (lambda y: y.argsort(-1).float(), "argsort"),
+    (lambda y: y / y.numel(), "numel of a tensor with the batch axis"),
+    (lambda y: F.one_hot(y.argmax(-1)).float(), "one_hot with num_classes=-1"),
+    (lambda y: y.norm(p=3, dim=-1), "norm with p=3"),
+    (lambda y: torch.diff(y, prepend=y[..., :1]), "diff with prepend"),
+])
+def test_more_tensor_op_refusals(fn, message):
+    with pytest.raises(TorchConversionError, match=re.escape(message)):
+        fl.from_torch(Fn(fn).eval(), torch.randn(2, 3, 4))
+
+
+def test_gather_and_one_hot_check_their_indices_at_run_time():
+    one_hot = fl.from_torch(Fn(lambda ids: F.one_hot(ids, 4).float()).eval(),
+                            torch.tensor([[0, 3], [1, 2]]))
+    np.testing.assert_array_equal(one_hot(np.array([[3, 0]])), [[[0, 0, 0, 1], [1, 0, 0, 0]]])
+    with pytest.raises(ValueError, match="one_hot: class values must be in"):
+        one_hot(np.array([[4, 0]]))
+    gather = fl.from_torch(Fn(lambda i: (i * 1.5).gather(1, i)).eval(), torch.tensor([[0, 1]]))
+    np.testing.assert_array_equal(gather(np.array([[1, 1]])), [[1.5, 1.5]])
+    with pytest.raises(ValueError, match="out of range for size 2"):
+        gather(np.array([[0, 2]]))
+
+
 class TextCNN(nn.Module):
     """Kim's CNN for sentences: an Embedding, Conv1d of several widths, max over time."""
 
@@ -1538,8 +1617,6 @@ def test_integer_cumsum_and_roll_refusal(any_backend):
 
 
 def test_elementwise_refusals():
-    with pytest.raises(TorchConversionError, match="clamp with tensor bounds"):
-        fl.from_torch(Fn(lambda x: torch.clamp(x, min=x)), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="masked_fill with a tensor value"):
         fl.from_torch(Fn(lambda x: x.masked_fill(x > 0, x)), torch.randn(2, 3))
 

@@ -231,6 +231,99 @@ def torch_arg_extreme(x, axis, keepdims, largest):
     return np.asarray(where(x, axis=axis, keepdims=keepdims), np.int64)
 
 
+@S.symbolic_op
+def torch_stat(x, op, axes, keepdims, correction=1):
+    """``var`` / ``std`` (dividing by n - ``correction``, accumulated in float64),
+    ``prod``, ``logsumexp``, the vector norms ``norm1`` / ``norm2`` / ``norminf``, ``any``
+    and ``all`` over ``axes`` of the stored array: float32 for floats; a prod of integers
+    in int64 and any / all as bool, as PyTorch."""
+    x = np.asarray(x)
+    if op in ("any", "all"):
+        return np.asarray(getattr(np, op)(x, axis=axes, keepdims=keepdims))
+    if op == "prod" and x.dtype.kind in "biu":
+        return np.asarray(np.prod(x.astype(np.int64), axis=axes, keepdims=keepdims))
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if op in ("var", "std"):
+            n = math.prod(x.shape[a] for a in axes)
+            mean = x64.mean(axis=axes, keepdims=True)
+            out = ((x64 - mean) ** 2).sum(axis=axes, keepdims=keepdims) / (n - correction)
+            out = np.sqrt(out) if op == "std" else out
+        elif op == "prod":
+            out = np.prod(x64, axis=axes, keepdims=keepdims)
+        elif op == "logsumexp":
+            m = np.max(x64, axis=axes, keepdims=True)
+            m = np.where(np.isinf(m), 0.0, m)  # all -inf, or an inf: PyTorch's shift of 0
+            s = np.log(np.exp(x64 - m).sum(axis=axes, keepdims=True)) + m
+            out = s if keepdims else np.squeeze(s, axis=axes)
+        elif op == "norm1":
+            out = np.abs(x64).sum(axis=axes, keepdims=keepdims)
+        elif op == "norminf":
+            out = np.abs(x64).max(axis=axes, keepdims=keepdims)
+        else:  # norm2
+            out = np.sqrt((x64 * x64).sum(axis=axes, keepdims=keepdims))
+    return np.asarray(out, F32)
+
+
+@S.symbolic_op
+def torch_cosine_similarity(a, b, axis, eps):
+    """``F.cosine_similarity``: a·b / (max(‖a‖, eps) · max(‖b‖, eps)) along ``axis`` of the
+    broadcast shape, accumulated in float64."""
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    na = np.maximum(np.sqrt((a * a).sum(axis=axis)), eps)
+    nb = np.maximum(np.sqrt((b * b).sum(axis=axis)), eps)
+    return np.asarray((a * b).sum(axis=axis) / (na * nb), F32)
+
+
+@S.symbolic_op
+def torch_one_hot(ids, classes):
+    """``F.one_hot(ids, classes)``: int64 (..., classes); ids outside [0, classes) raise
+    ValueError, as PyTorch raises."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= classes):
+        raise ValueError(f"one_hot: class values must be in [0, {classes}), got values from "
+                         f"{ids.min()} to {ids.max()}")
+    return (ids[..., None] == np.arange(classes)).astype(np.int64)
+
+
+@S.symbolic_op
+def torch_tri(x, diagonal, upper):
+    """``torch.tril`` / ``triu``: zeros above (below) the diagonal of the last two axes."""
+    x = np.asarray(x)
+    return np.triu(x, diagonal) if upper else np.tril(x, diagonal)
+
+
+@S.symbolic_op
+def torch_take(x, index, axis, along):
+    """``torch.gather`` (``along``: index has x's rank; x is first cut to index's sizes on
+    the other axes, as PyTorch reads only those) and ``index_select`` (a 1-D index). An
+    index out of range raises ValueError."""
+    x, index = np.asarray(x), np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise ValueError(f"gather / index_select: the index must be integers, got {index.dtype}")
+    n = x.shape[axis]
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise ValueError(f"gather / index_select: an index out of range for size {n} "
+                         f"(from {index.min()} to {index.max()})")
+    if not along:
+        return np.take(x, index, axis=axis)
+    cut = tuple(slice(None) if a == axis else slice(0, s) for a, s in enumerate(index.shape))
+    return np.take_along_axis(x[cut], index.astype(np.intp), axis=axis)
+
+
+@S.symbolic_op
+def torch_nan_to_num(x, nan, posinf, neginf):
+    """``torch.nan_to_num``: NaN, +inf and -inf replaced (the infinities by the dtype's
+    largest and smallest values by default, as PyTorch)."""
+    return np.nan_to_num(np.asarray(x), nan=nan, posinf=posinf, neginf=neginf)
+
+
+@S.symbolic_op
+def torch_diff(x, n, axis):
+    """``torch.diff(x, n, dim)``: the n-th forward difference along ``axis``."""
+    return np.diff(np.asarray(x), n=n, axis=axis)
+
+
 class _ValuesIndices(tuple):
     """torch.max / min(x, dim)'s result: a pair with ``values`` and ``indices``."""
 
@@ -628,17 +721,29 @@ _UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
     "rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "reciprocal": np.reciprocal,
     "square": np.square, "sin": np.sin, "cos": np.cos, "log1p": np.log1p, "expm1": np.expm1,
+    "tan": np.tan, "atan": np.arctan, "asin": np.arcsin, "acos": np.arccos, "sinh": np.sinh,
+    "cosh": np.cosh, "log2": np.log2, "log10": np.log10, "exp2": np.exp2, "erf": _act.erf,
+    # PyTorch's sign of NaN is 0; round is half to even, as NumPy's
+    "sign": lambda x: np.where(x != x, x.dtype.type(0), np.sign(x)), "floor": np.floor,
+    "ceil": np.ceil, "trunc": np.trunc, "round": np.round,
+    "isnan": np.isnan, "isinf": np.isinf, "isfinite": np.isfinite,
+    "logical_not": np.logical_not,
 }
+_KEEP_INT = ("neg", "abs", "square", "sign", "floor", "ceil", "trunc", "round")
+_BOOL_UNARY = ("isnan", "isinf", "isfinite", "logical_not")
 
 
 @S.symbolic_op
 def torch_unary(x, name):
     """``torch.<name>(x)`` elementwise (_UNARY): float32 (a float result of an integer
-    tensor too, as PyTorch's exp, sqrt, ... give); neg, abs and square keep integers. inf and
-    NaN as IEEE arithmetic gives them, without NumPy's warnings."""
+    tensor too, as PyTorch's exp, sqrt, ... give); neg, abs, square and the roundings keep
+    integers; the predicates give bool. inf and NaN as IEEE arithmetic gives them, without
+    NumPy's warnings."""
     x = np.asarray(x)
-    if x.dtype.kind in "iu" and name in ("neg", "abs", "square"):
-        return _UNARY[name](x)
+    if name in _BOOL_UNARY:
+        return np.asarray(_UNARY[name](x))
+    if x.dtype.kind in "iu" and name in _KEEP_INT:
+        return np.asarray(_UNARY[name](x))
     with np.errstate(all="ignore"):
         return np.asarray(_UNARY[name](x.astype(F32, copy=False)), F32)
 
@@ -2108,6 +2213,9 @@ class _Converter:
                     cl_key = (full[0], *full[2:], full[1])
                     return _T(torch_index(obj.sym, cl_key), True)
             t = _to_torch(obj)
+            # a constant index tensor of ints (x[:, torch.tensor([0, 2])]) as the list it holds
+            keys = tuple(k.tolist() if isinstance(k, np.ndarray) and k.ndim == 1
+                         and k.dtype.kind in "iu" else k for k in keys)
             plain: list[Any] = []
             for k in keys:
                 if isinstance(k, slice):
@@ -2204,6 +2312,104 @@ class _Converter:
             return _T(torch_arg_extreme(_to_torch(t).sym, None, bool(keepdim), largest), False)
         t, axes, cl = _reduction_axes(t, [_dim(dim, t.ndim, name)], bool(keepdim))
         return _T(torch_arg_extreme(t.sym, axes[0], bool(keepdim), largest), cl)
+
+    def stat(self, op: str, x: Any, dim: Any = None, keepdim: Any = False,
+             correction: Any = 1) -> _T:
+        """torch_stat's reductions over PyTorch's ``dim`` (an int, a sequence, or None: all),
+        on the layout as stored where the result allows (_reduction_axes)."""
+        t = self._tensor(x, op)
+        dims = range(t.ndim) if dim is None or (isinstance(dim, (list, tuple)) and not dim) \
+            else (dim if isinstance(dim, (list, tuple)) else (dim,))
+        axes = sorted({_dim(d, t.ndim, op) for d in dims})
+        t, stored, cl = _reduction_axes(t, axes, bool(keepdim))
+        return _T(torch_stat(t.sym, op, stored, bool(keepdim), correction), cl)
+
+    def variance(self, op: str, x: Any, dim: Any = None, unbiased: Any = None,
+                 keepdim: Any = False, *, correction: Any = None, **kwargs: Any) -> Any:
+        """``var`` / ``std`` (dim, unbiased, keepdim, or correction=); ``var_mean`` /
+        ``std_mean`` give (that, the mean)."""
+        if isinstance(dim, bool):  # x.var(False): the old (unbiased) form without a dim
+            dim, unbiased = None, dim
+        if unbiased is not None and correction is not None:
+            self._refuse(f"{op} with both unbiased and correction")
+        c = correction if correction is not None else (0 if unbiased is False else 1)
+        if kwargs or not isinstance(c, (int, float)):
+            self._refuse(f"{op} with arguments {sorted(kwargs) or c!r}")
+        stat = op.split("_")[0]
+        out = self.stat(stat, x, dim, keepdim, float(c))
+        if op.endswith("_mean"):
+            return (out, self.reduce("mean", x, dim if dim is not None else [], keepdim))
+        return out
+
+    def norm(self, x: Any, p: Any = "fro", dim: Any = None, keepdim: Any = False,
+             dtype: Any = None) -> _T:
+        """``Tensor.norm`` / ``torch.norm`` / ``torch.linalg.norm`` / ``vector_norm`` as
+        vector norms over ``dim``: p 2 (or "fro", None), 1 or inf."""
+        op = {"fro": "norm2", None: "norm2", 2: "norm2", 1: "norm1",
+              math.inf: "norminf"}.get(p if not isinstance(p, float) or math.isinf(p)
+                                       else (int(p) if p in (1.0, 2.0) else p))
+        if op is None or dtype is not None:
+            self._refuse(f"norm with p={p!r}" + ("" if dtype is None else f", dtype={dtype}"))
+        return self.stat(op, x, dim, keepdim)
+
+    def cosine_similarity(self, x1: Any, x2: Any, dim: Any = 1, eps: Any = 1e-8) -> _T:
+        a, b = (_to_torch(self._tensor(v, "cosine_similarity")) for v in (x1, x2))
+        rank = max(a.ndim, b.ndim)
+        return _T(torch_cosine_similarity(a.sym, b.sym, _dim(dim, rank, "cosine_similarity"),
+                                          float(eps)), False)
+
+    def one_hot(self, x: Any, num_classes: Any = -1) -> _T:
+        if not isinstance(num_classes, int) or num_classes < 1:
+            self._refuse(f"one_hot with num_classes={num_classes!r} (the count, which "
+                         "PyTorch otherwise reads from the values)")
+        t = _to_torch(self._tensor(x, "one_hot"))
+        return _T(torch_one_hot(t.sym, num_classes), False)
+
+    def tri(self, upper: bool, x: Any, diagonal: Any = 0) -> _T:
+        t = _to_torch(self._tensor(x, "triu" if upper else "tril"))
+        return _T(torch_tri(t.sym, int(diagonal), upper), False)
+
+    def take(self, along: bool, x: Any, dim: Any, index: Any, **kwargs: Any) -> _T:
+        """``gather`` (along) / ``index_select``, the index a tensor or a constant."""
+        what = "gather" if along else "index_select"
+        if kwargs.pop("sparse_grad", False) or kwargs:
+            self._refuse(f"{what} with arguments {sorted(kwargs)}")
+        t = _to_torch(self._tensor(x, what))
+        idx = _to_torch(index).sym if isinstance(index, _T) else np.asarray(index)
+        return _T(torch_take(t.sym, idx, _dim(dim, t.ndim, what), along), False)
+
+    def f_embedding(self, ids: Any, weight: Any, padding_idx: Any = None, max_norm: Any = None,
+                    norm_type: Any = 2.0, scale_grad_by_freq: Any = False,
+                    sparse: Any = False) -> _T:
+        """``F.embedding(ids, weight)`` with a parameter weight: an Embedding layer."""
+        if not isinstance(weight, np.ndarray) or weight.ndim != 2 or max_norm is not None:
+            self._refuse("F.embedding with a weight that is not a 2-D parameter, or max_norm")
+        layer = Embedding(weight.shape[0], weight.shape[1])
+        layer.set_weights([weight.astype(F32)])
+        return _T(layer(_to_torch(self._tensor(ids, "embedding")).sym), False)
+
+    def diff(self, x: Any, n: Any = 1, dim: Any = -1, prepend: Any = None,
+             append: Any = None) -> _T:
+        if prepend is not None or append is not None or not isinstance(n, int) or n < 1:
+            self._refuse("diff with prepend, append or n < 1")
+        t = _to_torch(self._tensor(x, "diff"))
+        return _T(torch_diff(t.sym, n, _dim(dim, t.ndim, "diff")), False)
+
+    def like(self, kind: str, x: Any, other: Any) -> Any:
+        """``view_as`` / ``reshape_as`` / ``expand_as``: x to ``other``'s sizes."""
+        size = self.size(other)
+        return self.expand(x, *size) if kind == "expand" else self.reshape(x, size)
+
+    def nan_to_num(self, x: Any, nan: Any = 0.0, posinf: Any = None, neginf: Any = None) -> _T:
+        t = self._tensor(x, "nan_to_num")
+        return _T(torch_nan_to_num(t.sym, nan, posinf, neginf), t.cl)
+
+    def numel(self, x: Any) -> int:
+        size = self.size(x)
+        if any(isinstance(d, _Dim) for d in size):
+            raise TorchConversionError("from_torch: numel of a tensor with the batch axis "
+                                       "(arithmetic on a size known only at run time)")
+        return math.prod(size)
 
     def permute(self, x: Any, *dims: Any) -> _T:
         t = _to_torch(self._tensor(x, "permute"))
@@ -2714,11 +2920,14 @@ class _Converter:
         return _T(torch_unary(t.sym, name), t.cl)
 
     def clamp(self, x: Any, min: Any = None, max: Any = None) -> Any:  # noqa: A002
-        if any(isinstance(v, (_T, np.ndarray)) for v in (min, max)):
-            raise TorchConversionError("from_torch: clamp with tensor bounds (numbers only)")
         if min is None and max is None:
             raise TorchConversionError("from_torch: clamp without min and max (PyTorch "
                                        "refuses it)")
+        if any(isinstance(v, (_T, np.ndarray)) for v in (min, max)):
+            # tensor bounds: torch.minimum(torch.maximum(x, min), max), as PyTorch computes
+            if min is not None:
+                x = self.binary(x, min, "maximum")
+            return x if max is None else self.binary(x, max, "minimum")
         t = self._tensor(x, "clamp")
         return _T(torch_clamp(t.sym, min, max), t.cl)
 
@@ -2947,6 +3156,39 @@ class _Converter:
                 True, input, dim, keepdim),
             torch.argmin: lambda input, dim=None, keepdim=False: self.arg_extreme(  # noqa: A002
                 False, input, dim, keepdim),
+            **{getattr(torch, op): (lambda input, *a, op=op, **k: self.variance(  # noqa: A002
+                op, input, *a, **k)) for op in ("var", "std", "var_mean", "std_mean")},
+            torch.prod: lambda input, dim=None, keepdim=False, dtype=None: (  # noqa: A002
+                self.stat("prod", input, dim, keepdim) if dtype is None
+                else self._refuse("prod with a dtype")),
+            torch.logsumexp: lambda input, dim, keepdim=False: self.stat(  # noqa: A002
+                "logsumexp", input, dim, keepdim),
+            torch.any: lambda input, dim=None, keepdim=False: self.stat(  # noqa: A002
+                "any", input, dim, keepdim),
+            torch.all: lambda input, dim=None, keepdim=False: self.stat(  # noqa: A002
+                "all", input, dim, keepdim),
+            torch.norm: lambda input, p="fro", dim=None, keepdim=False, out=None, dtype=None: (  # noqa: A002
+                self.norm(input, p, dim, keepdim, dtype)),
+            torch.linalg.norm: lambda input, ord=None, dim=None, keepdim=False, dtype=None: (  # noqa: A002
+                self.norm(input, ord, dim, keepdim, dtype)),
+            torch.linalg.vector_norm: lambda x, ord=2, dim=None, keepdim=False, dtype=None: (
+                self.norm(x, ord, dim, keepdim, dtype)),
+            F.cosine_similarity: self.cosine_similarity,
+            F.one_hot: self.one_hot,
+            torch.tril: lambda input, diagonal=0: self.tri(False, input, diagonal),  # noqa: A002
+            torch.triu: lambda input, diagonal=0: self.tri(True, input, diagonal),  # noqa: A002
+            torch.gather: lambda input, dim, index, **k: self.take(  # noqa: A002
+                True, input, dim, index, **k),
+            torch.index_select: lambda input, dim, index: self.take(  # noqa: A002
+                False, input, dim, index),
+            F.embedding: self.f_embedding,
+            torch.diff: self.diff,
+            torch.outer: lambda input, vec2: self.binary(  # noqa: A002
+                self.unsqueeze(input, 1), self.unsqueeze(vec2, 0), "mul"),
+            torch.transpose: lambda input, dim0, dim1: self.transpose(input, dim0, dim1),  # noqa: A002
+            torch.permute: lambda input, dims: self.permute(input, dims),  # noqa: A002
+            torch.nan_to_num: lambda input, nan=0.0, posinf=None, neginf=None: (  # noqa: A002
+                self.nan_to_num(input, nan, posinf, neginf)),
             torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
             F.scaled_dot_product_attention: self._sdpa_fn(),
             operator.neg: lambda x: self.unary(x, "neg"),
@@ -3130,6 +3372,10 @@ class _Converter:
             return None  # only passed on (torch.arange(..., device=x.device)): one device
         if isinstance(obj, _ValuesIndices) and name in ("values", "indices"):
             return getattr(obj, name)
+        if isinstance(obj, _T) and name == "mT":
+            return self.transpose(obj, -2, -1)
+        if isinstance(obj, _T) and name == "T":
+            return obj if obj.ndim < 2 else self.permute(obj, tuple(range(obj.ndim))[::-1])
         if isinstance(obj, _T) and name == "dtype":
             return obj.sym.dtype  # passed on to .to(dtype=...), torch.full(..., dtype=...)
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
@@ -3182,6 +3428,34 @@ class _Converter:
             return self.arg_extreme(name == "argmax", x, *args, **kwargs)
         if name in ("maximum", "minimum"):
             return self.binary(x, args[0] if args else kwargs["other"], name)
+        if name in ("var", "std"):
+            return self.variance(name, x, *args, **kwargs)
+        if name in ("prod", "logsumexp", "any", "all"):
+            return self._function_handler(getattr(self.torch, name))(x, *args, **kwargs)
+        if name == "norm":
+            return self.norm(x, *args, **kwargs)
+        if name in ("tril", "triu"):
+            return self.tri(name == "triu", x, *args, **kwargs)
+        if name in ("gather", "index_select"):
+            return self.take(name == "gather", x, *args, **kwargs)
+        if name in ("view_as", "reshape_as", "expand_as"):
+            return self.like(name[:-3], x, *args, **kwargs)
+        if name == "t":
+            t = self._tensor(x, "t")
+            return t if t.ndim < 2 else self.transpose(t, 0, 1)
+        if name == "numel":
+            return self.numel(x)
+        if name == "type" and (args or kwargs):
+            return self.cast(x, args[0] if args else kwargs["dtype"])
+        if name == "log_softmax":
+            return self.log_softmax(x, args[0] if args else kwargs["dim"])
+        if name == "diff":
+            return self.diff(x, *args, **kwargs)
+        if name == "nan_to_num":
+            return self.nan_to_num(x, *args, **kwargs)
+        if name == "new_tensor":
+            dtype = self._tensor(x, "new_tensor").sym.dtype
+            return np.asarray(args[0] if args else kwargs["data"], dtype=dtype)
         if name == "split":
             return self.split(x, *args, **kwargs)
         if name == "chunk":
@@ -3238,7 +3512,10 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
                       "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",
                       "cumsum", "roll", "unbind", "new_zeros", "new_ones", "new_full", "max",
-                      "min", "argmax", "argmin", "maximum", "minimum"})
+                      "min", "argmax", "argmin", "maximum", "minimum", "var", "std", "prod",
+                      "logsumexp", "any", "all", "norm", "tril", "triu", "gather",
+                      "index_select", "view_as", "reshape_as", "expand_as", "t", "numel",
+                      "type", "log_softmax", "diff", "nan_to_num", "new_tensor"})
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).
