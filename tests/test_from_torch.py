@@ -69,15 +69,33 @@ def _compare(got, want, where="out"):
 
 
 def check(module, *inputs, run_inputs=None):
-    """Convert with ``inputs`` as examples; compare on ``run_inputs`` (default the same)."""
+    """Convert with ``inputs`` as examples; compare on ``run_inputs`` (default the same).
+    Then the examples twice more: the second sighting of their shapes records a shape plan,
+    the third runs it, with the first call's bits (the general executor's)."""
     module.eval()
     model = fl.from_torch(module, inputs)
+    first = None
     for xs in (inputs,) + tuple(run_inputs or ()):
         with torch.no_grad():
             want = module(*xs)
         got = model(*_np(xs))
         _compare(got, want)
+        first = got if first is None else first
+    for _ in range(2):
+        _same_bits(model(*_np(inputs)), first)
     return model
+
+
+def _same_bits(got, want, where="out"):
+    if isinstance(want, dict):
+        for key in want:
+            _same_bits(got[key], want[key], f"{where}[{key!r}]")
+    elif isinstance(want, (tuple, list)):
+        for i, (g, w) in enumerate(zip(got, want)):
+            _same_bits(g, w, f"{where}[{i}]")
+    elif want is not None:
+        assert got.dtype == want.dtype and got.shape == want.shape, where
+        np.testing.assert_array_equal(got, want, err_msg=f"{where}: the plan's bits")
 
 
 def _randomize_bn(bn):
@@ -825,6 +843,54 @@ def test_seq_first_ids_through_an_embedding(any_backend):
           run_inputs=[(torch.randint(0, 30, (7, 5)),)])
 
 
+class MemoryMasked(nn.Module):
+    def __init__(self, dec):
+        super().__init__()
+        self.dec = dec
+
+    def forward(self, tgt, memory, memory_mask):
+        return self.dec(tgt, memory, memory_mask=memory_mask)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_transformer_decoder_memory_mask(any_backend, kind):
+    dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, batch_first=True), 2)
+    tgt, memory, _, _ = _decoder_inputs(True)
+    mask = torch.rand(5, 7) > 0.6
+    mask[:, 0] = False  # every query keeps a key
+    if kind == "float":
+        mask = torch.zeros(5, 7).masked_fill(mask, float("-inf"))
+    check(MemoryMasked(dec), tgt, memory, mask)
+
+
+def test_transformer_refusals():
+    tf = nn.Transformer(8, 2, 1, 1, 16, batch_first=True, custom_decoder=nn.Identity())
+    with pytest.raises(TorchConversionError, match="a custom_encoder or custom_decoder"):
+        fl.from_torch(tf.eval(), (torch.randn(2, 3, 8), torch.randn(2, 4, 8)))
+
+    class CausalWithoutMask(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 1)
+
+        def forward(self, tgt, memory):
+            return self.dec(tgt, memory, tgt_is_causal=True)
+
+    with pytest.raises(TorchConversionError, match="tgt_is_causal needs tgt_mask"):
+        fl.from_torch(CausalWithoutMask().eval(), (torch.randn(4, 2, 8), torch.randn(3, 2, 8)))
+
+
+class ViewByAnotherBatch(nn.Module):
+    def forward(self, x, y):
+        return x.view(y.shape[0], 5)
+
+
+def test_a_view_no_batch_size_fits_is_refused_at_conversion():
+    # x (B, 6) viewed as (B', 5) with B' read from y: no batch sizes make 6 B = 5 B'
+    with pytest.raises(ValueError, match="cannot reshape"):
+        fl.from_torch(ViewByAnotherBatch().eval(), (torch.randn(2, 6), torch.randn(2, 3)))
+
+
 def test_transformer_decoder_causal_flag_needs_its_mask():
     class Flagged(nn.Module):
         def __init__(self):
@@ -1175,7 +1241,8 @@ SHAPE_OPS = {  # on x (B, 3, 4)
     "expand": lambda m, x: m.b[:4].view(1, 1, 4).expand(x.size(0), 3, -1) + x,
     "unbind": lambda m, x: x.unbind(1)[2] * 2 + torch.unbind(x, dim=-2)[0],
     "new_zeros / new_ones / new_full": lambda m, x: (
-        x + x.new_zeros(x.size(0), 3, 4) + x.new_ones((1, 4)) * 2 + x.new_full((3, 1), 0.5)),
+        x + x.new_zeros(x.size(0), 3, 4) + x.new_ones((1, 4)) * 2 + x.new_full((3, 1), 0.5)
+        + x.new_full(size=(4,), fill_value=2.0)),
     "addmm": lambda m, x: torch.addmm(m.b, x.reshape(-1, 4), m.w.T).view(x.size(0), 3, 6),
     "addmm of tensors": lambda m, x: torch.addmm(x[:, 0], x[:, 1], m.w[:4, :4]),
     "unbind -1": lambda m, x: torch.stack(x.unbind(-1)[::-1], dim=1),

@@ -377,6 +377,27 @@ def calls_equal_general(model, x, times=4):
     return want
 
 
+def test_layer_norm_keyword_constants_the_checks_convert():
+    """gamma / beta given by keyword as float64, float16, ints or a strided float32 array:
+    the checks convert them, so the general call serves every call."""
+    i = Input((5, 6))
+    f32 = np.arange(12, dtype=F32)[::2]  # strided
+    model = Model(i, [fl.layer_norm(i, gamma=np.linspace(0.5, 2, 6)),
+                      fl.layer_norm(i, beta=np.ones(6, np.float16)),
+                      fl.layer_norm(i, gamma=np.arange(6)), fl.layer_norm(i, gamma=f32)])
+    calls_equal_general(model, np.random.default_rng(13).standard_normal((2, 5, 6), dtype=F32))
+
+
+def test_layers_called_on_a_list_that_do_not_take_one():
+    """Only the merges and Concatenate get their list of inputs as a runner's arguments; a
+    layer called on a one-tensor list keeps its own rule."""
+    from fastlayers.layers import LayerNormalization
+
+    a = Input((3, 4))
+    model = Model(a, [LayerNormalization()([a]), Dense(2)([a])])
+    calls_equal_general(model, np.random.default_rng(14).standard_normal((2, 3, 4), dtype=F32))
+
+
 @pytest.mark.parametrize("dtype", ["float64", "int32"])
 def test_inputs_the_checks_convert_keep_the_general_call(dtype):
     rng = np.random.default_rng(6)

@@ -923,9 +923,9 @@ def _layer_norm_runner(x: Any, gamma: Any = None, beta: Any = None, axis: Any = 
     """The shape-plan runner of a layer_norm call (models/shape_plan.py): the normalized axes
     last, on the C++ path; else None. It takes the call's positional arguments (gamma and
     beta may be tensors of the graph)."""
-    if not _cpp("layer_norm") or not all(v is None or isinstance(v, np.ndarray)
+    if not _cpp("layer_norm") or not all(v is None or _checks.unchanged(v)
                                          for v in (gamma, beta)):
-        return None  # gamma or beta as a list: the call converts it, the runner would not
+        return None  # a gamma or beta the checks convert (a list, float64): the general call
     run = _cpp_normalization.layer_norm_runner(V.check_layer_norm(x, gamma, beta, axis,
                                                                   epsilon))
     if run is None:

@@ -26,6 +26,7 @@ from .. import functional as F
 from .. import layers as L
 from .._symbolic import symbolic_op
 from ..models import Input, Model, Sequential
+from . import keras_ops
 
 # Keras class name -> fastlayers layer class.
 LAYER_CLASSES: dict[str, type] = {
@@ -478,7 +479,14 @@ OPS: dict[str, Callable[[dict], Callable]] = {
     "OnesLike": _op_full_like(True),
     "Concatenate": _op_concatenate,
     "ConvertToTensor": _op_convert_to_tensor,
+    # the numpy-like ops a model's code calls on its tensors (x + y, x[:, 0], ops.mean, ...)
+    **{name: (lambda cfg, name=name: _keras_op(name, cfg)) for name in keras_ops.OPS},
 }
+
+
+def _keras_op(name: str, cfg: dict) -> Callable:
+    config = {k: v for k, v in cfg.get("config", {}).items() if k != "name"}
+    return lambda *args, **kwargs: keras_ops.keras_op(name, config, *args, **kwargs)
 
 
 class _Op:

@@ -26,6 +26,7 @@ import contextlib
 import math
 import operator
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -155,6 +156,10 @@ def _torch_reshape_output(x, *refs, spec):
     dims = tuple(e if isinstance(e, int) else (x, *refs)[e[0]].shape[e[1]] for e in spec)
     if None not in dims or -1 in dims:
         return None
+    known_in = math.prod(d for d in x.shape if d is not None)
+    known_out = math.prod(d for d in dims if d is not None)
+    if known_in and known_out and known_in % known_out and known_out % known_in:
+        return None  # no batch sizes make the sizes agree: the zero run's error stands
     return dims, x.dtype
 
 
@@ -1337,8 +1342,12 @@ class _Converter:
             if mod.max_norm is not None:
                 no("max_norm (it renormalizes the table at lookup)")
         elif isinstance(mod, nn.Transformer):
-            bad += self._module_problems(f"{qual}.encoder", mod.encoder)
-            bad += self._module_problems(f"{qual}.decoder", mod.decoder)
+            if not isinstance(mod.encoder, nn.TransformerEncoder) or not isinstance(
+                    mod.decoder, nn.TransformerDecoder):
+                no("a custom_encoder or custom_decoder")
+            else:
+                bad += self._module_problems(f"{qual}.encoder", mod.encoder)
+                bad += self._module_problems(f"{qual}.decoder", mod.decoder)
         elif isinstance(mod, (nn.TransformerEncoder, nn.TransformerDecoder)):
             for i, sub in enumerate(mod.layers):
                 bad += self._module_problems(f"{qual}.layers.{i}", sub)
@@ -2640,12 +2649,14 @@ class _Converter:
                 memory_key_padding_mask: Any = None, tgt_is_causal: Any = None,
                 memory_is_causal: Any = False) -> _T:
         """``nn.TransformerDecoder``: its layers with the same masks, then its norm."""
+        if tgt_is_causal and tgt_mask is None:
+            raise TorchConversionError(
+                f"from_torch: {qual}: tgt_is_causal needs tgt_mask (as in PyTorch)")
         x = tgt
         for i, layer in enumerate(mod.layers):
             x = self.decoder_layer(f"{qual}.layers.{i}", layer, x, memory, tgt_mask,
                                    memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
-                                   bool(tgt_is_causal) and tgt_mask is not None,
-                                   bool(memory_is_causal))
+                                   bool(tgt_is_causal), bool(memory_is_causal))
         return x if mod.norm is None else self.layer_norm(mod.norm, x)
 
     def transformer(self, qual: str, mod: Any, src: Any, tgt: Any, src_mask: Any = None,
@@ -2832,11 +2843,13 @@ class _Converter:
         return _T(torch_full(*refs, spec=tuple(spec), value=value, dtype=np.dtype(np_dtype)),
                   False)
 
-    def new_full(self, x: Any, size: Any, value: Any, dtype: Any = None, **kwargs: Any) -> Any:
+    def new_full(self, x: Any, size: Any, fill_value: Any, dtype: Any = None,
+                 **kwargs: Any) -> Any:
         """``x.new_zeros / new_ones / new_full(size)``: torch.full with x's dtype."""
         t = self._tensor(x, "new_full")
         size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
-        return self.full(size, value, dtype=t.sym.dtype if dtype is None else dtype, **kwargs)
+        return self.full(size, fill_value, dtype=t.sym.dtype if dtype is None else dtype,
+                         **kwargs)
 
     def addmm(self, bias: Any, x: Any, weight: Any, *, beta: Any = 1, alpha: Any = 1) -> Any:
         """``torch.addmm(bias, x, w)`` = bias + x @ w (GPT-2's Conv1D of HuggingFace): with
@@ -3694,9 +3707,12 @@ def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
                 return 0
             if any(n.endswith("mask") for n in used):
                 return None  # an attention mask (T, S): no batch axis
-            first = mod.encoder.layers[0] if isinstance(mod, nn.Transformer) else (
-                mod.layers[0] if hasattr(mod, "layers") else mod)
-            return 0 if first.self_attn.batch_first else 1
+            if isinstance(mod, nn.Transformer):
+                batch_first = mod.batch_first
+            else:
+                batch_first = (mod.layers[0] if hasattr(mod, "layers") else mod
+                               ).self_attn.batch_first
+            return 0 if batch_first else 1
     if depth < 8:
         for user in through:
             axis = _batch_axis_used(torch, gm, user, depth + 1)
@@ -3994,24 +4010,28 @@ def _trace(torch: Any, root: Any, concrete: Any) -> Any:
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
+_TRACING = threading.Lock()
+
+
 @contextlib.contextmanager
 def _finfo_of_traced_dtypes(torch: Any) -> Iterator[None]:
     """While tracing, ``torch.finfo(x.dtype)`` of a traced tensor is float32's (HuggingFace's
     ``(1.0 - mask) * torch.finfo(x.dtype).min``): the dtype is a proxy then, which the real
     finfo refuses, and a converted model computes its floats in float32. Other arguments go
     to the real finfo."""
-    real = torch.finfo
+    with _TRACING:  # one trace at a time (fx's tracing is not thread-safe either)
+        real = torch.finfo
 
-    def finfo(type: Any = None) -> Any:  # noqa: A002 - torch.finfo's own parameter name
-        if isinstance(type, torch.fx.Proxy):
-            return real(torch.float32)
-        return real() if type is None else real(type)
+        def finfo(type: Any = None) -> Any:  # noqa: A002 - torch.finfo's own parameter name
+            if isinstance(type, torch.fx.Proxy):
+                return real(torch.float32)
+            return real() if type is None else real(type)
 
-    torch.finfo = finfo
-    try:
-        yield
-    finally:
-        torch.finfo = real
+        torch.finfo = finfo
+        try:
+            yield
+        finally:
+            torch.finfo = real
 
 
 def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:

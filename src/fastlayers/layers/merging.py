@@ -135,6 +135,7 @@ class _Merge(Layer):
     supports_masking = True
     _exactly: int | None = None  # the number of inputs the layer takes, if fixed
     _chain: Any = None  # the ufunc _merge chains over two or more inputs without masks
+    _list_runner = True  # _runner takes the list of inputs (models/shape_plan.py)
 
     def _runner(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
         """A model's shape plan (models/shape_plan.py): two or more arrays of one rank, no
@@ -384,6 +385,8 @@ class Concatenate(Layer):
             self.build([x.shape for x in xs])
         shape = (*xs[0].shape[:axis], sum(x.shape[axis] for x in xs), *xs[0].shape[axis + 1:])
         return np.concatenate(xs, axis=axis, out=_new_f32(shape))
+
+    _list_runner = True  # _runner takes the list of inputs (models/shape_plan.py)
 
     def _runner(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
         """A model's shape plan (models/shape_plan.py): no mask - the arrays concatenated

@@ -230,6 +230,13 @@ def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict,
     return factory(*args, **kwargs)
 
 
+def _unlike(x: Any, shape: tuple) -> bool:
+    """Whether x is not what a runner was recorded with: a C-contiguous float32 ndarray of
+    this shape."""
+    return x.__class__ is not np.ndarray or x.shape != shape or x.dtype != _F32 or not (
+        x.flags.c_contiguous)
+
+
 def guarded(runner: Callable, args: tuple) -> Callable:
     """``runner`` that first checks its array arguments are of the class, dtype, shape and
     layout they had when it was recorded (raises :class:`Stale` otherwise)."""
@@ -238,9 +245,7 @@ def guarded(runner: Callable, args: tuple) -> Callable:
         shape0 = shapes[0]
 
         def run1(x: Any) -> Any:
-            if x.__class__ is not np.ndarray or x.shape != shape0 or x.dtype != _F32 or not (
-                x.flags.c_contiguous
-            ):
+            if _unlike(x, shape0):
                 raise Stale
             return runner(x)
 
@@ -249,9 +254,7 @@ def guarded(runner: Callable, args: tuple) -> Callable:
 
     def run(*xs: Any) -> Any:
         for x, shape in zip(xs, shapes):
-            if x.__class__ is not np.ndarray or x.shape != shape or x.dtype != _F32 or not (
-                x.flags.c_contiguous
-            ):
+            if _unlike(x, shape):
                 raise Stale
         return runner(*xs)
 
@@ -311,10 +314,7 @@ def node_step(node: S.Node, values: dict[int, Any],
     def run_mixed(v: dict[int, Any]) -> Any:
         full = [v[a] if sym else a for sym, a in refs]
         for k, shape in shapes:
-            x = full[k]
-            if x.__class__ is not np.ndarray or x.shape != shape or x.dtype != _F32 or not (
-                x.flags.c_contiguous
-            ):
+            if _unlike(full[k], shape):
                 raise Stale
         return runner(*full)
 
@@ -322,9 +322,11 @@ def node_step(node: S.Node, values: dict[int, Any],
 
 
 def _list_argument(node: S.Node) -> tuple | None:
-    """``((True, tensor), ...)`` for a layer called on one list or tuple of tensors alone
-    (``Add()([x, y])``), whose runner takes those arrays as its arguments; else None."""
-    if node.layer is None or len(node.args) != 1 or not isinstance(node.args[0], (list, tuple)):
+    """``((True, tensor), ...)`` for a layer that takes a list of inputs (a merge layer,
+    Concatenate: ``_list_runner``) called on one list or tuple of tensors alone
+    (``Add()([x, y])``); its runner takes those arrays as its arguments. Else None."""
+    if (node.layer is None or not getattr(node.layer, "_list_runner", False)
+            or len(node.args) != 1 or not isinstance(node.args[0], (list, tuple))):
         return None
     items = node.args[0]
     if not items or not all(isinstance(a, S.SymbolicTensor) for a in items):

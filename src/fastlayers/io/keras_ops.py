@@ -1,0 +1,225 @@
+"""The Keras 3 ops that a functional model's config records, run on arrays.
+
+Keras 3 records every ``keras.ops`` call on symbolic tensors as a node of the graph, saved
+with the module it comes from (``keras.src.ops.numpy``, ``.nn``, ``.math``, ``.core``,
+``.linalg``), its class name and its config: ``x + y`` is an ``Add`` node, ``x[:, 0]`` a
+``GetItem``, ``ops.mean(x, axis=1)`` a ``Mean`` with ``{"axis": 1}``. ``keras_op(name,
+config, *args)`` computes one of them as Keras does, with NumPy (the activations with
+``fastlayers.activations``, as the Keras layers with those activations run here);
+``OPS`` lists the names. Dtypes follow Keras's rules for float32 models: a float tensor or
+a Python float makes the result float32, ints stay ints, comparisons give bool. The
+loader (keras_config.py) builds one node per recorded op (docs/semantics.md §23).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import activations as _fl_act
+from .._numpy import activations as _act
+from .._symbolic import symbolic_op
+
+F32 = np.float32
+
+
+def _floats(*xs: Any) -> list[np.ndarray]:
+    """The operands as arrays, all float32 when any is a float (array or Python number)."""
+    arrays = [np.asarray(x) for x in xs]
+    if any(a.dtype.kind == "f" for a in arrays):
+        return [a.astype(F32, copy=False) for a in arrays]
+    return arrays
+
+
+def _binary(fn: Callable) -> Callable:
+    def run(config: dict, x: Any, y: Any) -> np.ndarray:
+        a, b = _floats(x, y)
+        with np.errstate(all="ignore"):
+            out = np.asarray(fn(a, b))
+        return out.astype(F32) if out.dtype.kind == "f" else out
+    return run
+
+
+def _unary(fn: Callable, keep_int: bool = False) -> Callable:
+    def run(config: dict, x: Any) -> np.ndarray:
+        a = np.asarray(x)
+        if keep_int and a.dtype.kind in "iu":
+            return np.asarray(fn(a))
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(a.astype(F32, copy=False)), F32)
+    return run
+
+
+def _activation(name: str) -> Callable:
+    fn = getattr(_fl_act, name)
+    return lambda config, x: fn(np.asarray(x, F32))
+
+
+def _reduction(fn: Callable) -> Callable:
+    def run(config: dict, x: Any) -> np.ndarray:
+        axis = config.get("axis")
+        axis = tuple(axis) if isinstance(axis, list) else axis
+        a = np.asarray(x)
+        a = a.astype(F32, copy=False) if a.dtype.kind == "f" else a
+        out = np.asarray(fn(a, axis=axis, keepdims=bool(config.get("keepdims", False))))
+        return out.astype(F32) if a.dtype == F32 else out
+    return run
+
+
+def _max_min(fn: Callable) -> Callable:
+    reduce = _reduction(fn)
+
+    def run(config: dict, x: Any) -> np.ndarray:
+        if config.get("initial") is not None:
+            raise ValueError("Keras max / min with an initial value is not supported")
+        return reduce(config, x)
+    return run
+
+
+def _variance(std: bool) -> Callable:
+    def run(config: dict, x: Any) -> np.ndarray:
+        axis = config.get("axis")
+        axis = tuple(axis) if isinstance(axis, list) else axis
+        a = np.asarray(x, np.float64)  # Keras's var: the population variance
+        out = np.var(a, axis=axis, keepdims=bool(config.get("keepdims", False)))
+        return np.asarray(np.sqrt(out) if std else out, F32)
+    return run
+
+
+def _arg(fn: Callable) -> Callable:
+    def run(config: dict, x: Any) -> np.ndarray:
+        out = fn(np.asarray(x), axis=config.get("axis"), keepdims=bool(config.get("keepdims")))
+        return np.asarray(out, np.int32)  # Keras's argmax / argmin dtype
+    return run
+
+
+def _norm(config: dict, x: Any) -> np.ndarray:
+    """``ops.norm(x, ord=None, axis)``: the 2-norm of vectors along one axis (or of x
+    flattened), in float64 then float32."""
+    if config.get("ord") not in (None, 2, "fro"):
+        raise ValueError(f"Keras norm with ord={config.get('ord')!r} is not supported")
+    axis = config.get("axis")
+    if isinstance(axis, list) and len(axis) == 1:
+        axis = axis[0]
+    if isinstance(axis, list):
+        raise ValueError("Keras norm over several axes (a matrix norm) is not supported")
+    a = np.asarray(x, np.float64)
+    keep = bool(config.get("keepdims", False))
+    if axis is None:
+        out = np.sqrt((a * a).sum())
+        return np.asarray(out.reshape((1,) * a.ndim) if keep else out, F32)
+    return np.asarray(np.sqrt((a * a).sum(axis=axis, keepdims=keep)), F32)
+
+
+def _item_key(key: Any) -> Any:
+    """A GetItem key as Keras serializes it: slices as {"class_name": "__slice__"}, a
+    list for a tuple of entries, ints, None and the ellipsis."""
+    if isinstance(key, dict):
+        kind = key.get("class_name")
+        if kind == "__slice__":
+            c = key.get("config", {})
+            return slice(c.get("start"), c.get("stop"), c.get("step"))
+        if kind == "__ellipsis__":
+            return Ellipsis
+        raise ValueError(f"Keras get_item with a key {key!r:.80}")
+    if isinstance(key, (list, tuple)):
+        return tuple(_item_key(k) for k in key)
+    if key is None or isinstance(key, int) or key is Ellipsis:
+        return key
+    raise ValueError(f"Keras get_item with a key {key!r:.80}")
+
+
+def _pad(config: dict, x: Any, constant_values: Any = None) -> np.ndarray:
+    mode = config.get("mode", "constant")
+    if mode != "constant":
+        raise ValueError(f"Keras pad in mode {mode!r} is not supported")
+    a = np.asarray(x)
+    return np.pad(a, config["pad_width"], constant_values=a.dtype.type(constant_values or 0))
+
+
+def _leaky_relu(config: dict, x: Any) -> np.ndarray:
+    a = np.asarray(x, F32)
+    return np.where(a >= 0, a, a * F32(config.get("negative_slope", 0.2))).astype(F32)
+
+
+def _gelu(config: dict, x: Any) -> np.ndarray:
+    a = np.asarray(x, F32)
+    return _fl_act.gelu_tanh(a) if config.get("approximate", True) else _fl_act.gelu(a)
+
+
+def _round(config: dict, x: Any) -> np.ndarray:
+    a = np.asarray(x)
+    out = np.round(a.astype(F32, copy=False) if a.dtype.kind == "f" else a,
+                   int(config.get("decimals", 0)))
+    return np.asarray(out)
+
+
+def _split(config: dict, x: Any) -> list[np.ndarray]:
+    sections = config["indices_or_sections"]
+    return [np.ascontiguousarray(p) for p in np.split(np.asarray(x), sections,
+                                                      axis=config.get("axis", 0))]
+
+
+OPS: dict[str, Callable[..., Any]] = {
+    # arithmetic (x + y, x * 2.0, ...), comparisons, logic
+    "Add": _binary(np.add), "Subtract": _binary(np.subtract), "Multiply": _binary(np.multiply),
+    "TrueDivide": _binary(np.true_divide), "Divide": _binary(np.true_divide),
+    "Power": _binary(np.power), "Maximum": _binary(np.maximum), "Minimum": _binary(np.minimum),
+    "Greater": _binary(np.greater), "GreaterEqual": _binary(np.greater_equal),
+    "Less": _binary(np.less), "LessEqual": _binary(np.less_equal), "Equal": _binary(np.equal),
+    "LogicalAnd": _binary(np.logical_and), "LogicalNot": _unary(np.logical_not, True),
+    # elementwise
+    "Absolute": _unary(np.abs, True), "Abs": _unary(np.abs, True),
+    "Negative": _unary(np.negative, True), "Square": _unary(np.square, True),
+    "Sign": _unary(np.sign, True), "Sqrt": _unary(np.sqrt), "Exp": _unary(np.exp),
+    "Log": _unary(np.log), "Expm1": _unary(np.expm1), "Log1p": _unary(np.log1p),
+    "Reciprocal": _unary(np.reciprocal), "Sin": _unary(np.sin), "Cos": _unary(np.cos),
+    "Tan": _unary(np.tan), "Tanh": _unary(np.tanh), "Floor": _unary(np.floor, True),
+    "Ceil": _unary(np.ceil, True), "Rsqrt": _unary(lambda a: 1 / np.sqrt(a)),
+    "Erf": _unary(_act.erf), "Round": _round,
+    "Clip": lambda config, x: np.asarray(np.clip(*_floats(x, config["x_min"],
+                                                           config["x_max"]))),
+    "Cast": lambda config, x: np.asarray(x).astype(np.dtype(config["dtype"])),
+    # activations (ops.nn), as the Keras layers' activations run here
+    **{name: _activation(fn) for name, fn in (
+        ("Sigmoid", "sigmoid"), ("Relu", "relu"), ("Silu", "silu"), ("Softplus", "softplus"),
+        ("HardSigmoid", "hard_sigmoid"), ("Mish", "mish"), ("Selu", "selu"),
+        ("Softsign", "softsign"), ("Relu6", "relu6"), ("HardSilu", "hard_silu"))},
+    "Gelu": _gelu, "LeakyRelu": _leaky_relu,
+    "Elu": lambda config, x: np.asarray(_act.elu(np.asarray(x, F32),
+                                                 F32(config.get("alpha", 1.0))), F32),
+    "LogSoftmax": lambda config, x: np.asarray(
+        _act.log_softmax(np.asarray(x, F32), axis=config.get("axis", -1)), F32),
+    # reductions
+    "Mean": _reduction(np.mean), "Sum": _reduction(np.sum), "Max": _max_min(np.max),
+    "Min": _max_min(np.min), "Var": _variance(False), "Std": _variance(True),
+    "Argmax": _arg(np.argmax), "Argmin": _arg(np.argmin), "Norm": _norm,
+    "Cumsum": lambda config, x: np.cumsum(*_floats(x), axis=config.get("axis")),
+    # shapes and indexing
+    "Reshape": lambda config, x: np.reshape(np.asarray(x), config["newshape"]).copy(),
+    "Transpose": lambda config, x: np.ascontiguousarray(np.transpose(np.asarray(x),
+                                                                     config.get("axes"))),
+    "Squeeze": lambda config, x: np.squeeze(np.asarray(x), config.get("axis")).copy(),
+    "Moveaxis": lambda config, x: np.ascontiguousarray(
+        np.moveaxis(np.asarray(x), config["source"], config["destination"])),
+    "Swapaxes": lambda config, x: np.ascontiguousarray(
+        np.swapaxes(np.asarray(x), config["axis1"], config["axis2"])),
+    "Tile": lambda config, x: np.tile(np.asarray(x), config["repeats"]),
+    "Repeat": lambda config, x: np.repeat(np.asarray(x), config["repeats"],
+                                          axis=config.get("axis")),
+    "Flip": lambda config, x: np.flip(np.asarray(x), config.get("axis")).copy(),
+    "Pad": _pad,
+    "Stack": lambda config, xs: np.stack(_floats(*xs), axis=config.get("axis", 0)),
+    "Split": _split,
+    "Take": lambda config, x, indices: np.take(np.asarray(x), np.asarray(indices),
+                                               axis=config.get("axis")),
+    "Where": lambda config, c, x, y: np.asarray(np.where(np.asarray(c), *_floats(x, y))),
+    "GetItem": lambda config, x, key: np.ascontiguousarray(np.asarray(x)[_item_key(key)]),
+}
+
+
+@symbolic_op
+def keras_op(name: str, config: dict, *args: Any, **kwargs: Any) -> Any:
+    """The Keras op ``name`` (a key of OPS) with its recorded ``config`` on arrays."""
+    return OPS[name](config, *args, **kwargs)
