@@ -489,7 +489,7 @@ def test_pooling(any_backend, pool, hw):
 def _pool_loop(x, kind, k, s, p, ceil_mode):
     """PyTorch's pooling as padded taps folded in order (max: np.maximum; average without
     padding: float32 sum, then the window's size), the reference of torch_pool2d."""
-    from fastlayers.io.torch_fx import _pool_geometry
+    from fastlayers.io.torch_ops import _pool_geometry
 
     n, h, w, c = x.shape
     oh, eh = _pool_geometry(h, k, s, p, 1, ceil_mode)
@@ -513,7 +513,7 @@ def test_torch_pool2d_gives_the_bits_of_its_taps(any_backend, kind, k, s, p, cei
     thing: padded max pools and unpadded averages, bit for bit with the taps folded in order
     (NaN, inf, zeros of both signs included; not denormals, which C++ flushes, nor a NaN's
     sign where NaNs of both signs meet in an average: not in this data)."""
-    from fastlayers.io.torch_fx import torch_pool2d
+    from fastlayers.io.torch_ops import torch_pool2d
 
     x = np.random.default_rng(5).standard_normal((2, 9, 8, 5)).astype(np.float32)
     flat = x.reshape(-1)
@@ -1995,6 +1995,18 @@ assert "torch" not in sys.modules or sys.modules["torch"] is None
     for key, ref in [("logits", d["logits"]), ("probs", d["probs"]), ("aux0", lst[0]),
                      ("aux1", lst[1])]:
         np.testing.assert_array_equal(got[key], ref)  # bitwise
+
+
+def test_models_pickled_when_the_ops_lived_in_torch_fx_still_load():
+    """A converted model's ops moved from io/torch_fx.py to io/torch_ops.py: a pickle that
+    names them in torch_fx (written before the move) loads them from there."""
+    model = fl.from_torch(_SmallOps().eval(), torch.randn(2, 3, 8))
+    old = pickle.dumps(model, protocol=2).replace(b"fastlayers.io.torch_ops\n",
+                                                  b"fastlayers.io.torch_fx\n")
+    assert b"fastlayers.io.torch_fx\ntorch_layer_norm" in old
+    x = np.random.default_rng(3).standard_normal((2, 3, 8)).astype(np.float32)
+    for got, want in zip(pickle.loads(old)(x), model(x)):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_pickle_and_deepcopy_in_process(any_backend):

@@ -1,0 +1,812 @@
+"""The ops of models converted by ``fastlayers.from_torch`` (io/torch_fx.py).
+
+Module-level functions, so that a converted model pickles them by name and unpickles and
+runs without PyTorch. Each takes and returns NumPy arrays in the layout the converter chose
+(channels-last after a convolution); decorated with ``symbolic_op``, a call on symbolic
+tensors records a node of the converted functional Model instead. Those that a model's
+shape plan can run without their checks name a runner factory (``_plan_runner``;
+models/shape_plan.py). What each computes, against PyTorch: docs/semantics.md §24.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _symbolic as S
+from .. import activations as _fl_act
+from .. import functional as FL
+from .._numpy import activations as _act
+
+F32 = np.float32
+
+
+@S.symbolic_op
+def torch_permute(x, perm):
+    """``x.permute(perm)`` as a contiguous array (layout changes at the model's edges)."""
+    return np.ascontiguousarray(np.transpose(np.asarray(x), perm))
+
+
+# Shape-plan runners of these ops (models/shape_plan.py; each ``op.__plan_runner__``): called
+# with a recorded call's arguments once its checks passed, they return a function of the same
+# arguments (float32 arrays the plan guards, constants as recorded) that computes the same
+# bits with less Python around it.
+
+
+def _view_runner(fn):
+    """``fn`` marked as possibly returning a view of its input (a plan runs it only on a new
+    array that nothing else reads)."""
+    fn.returns_view = True
+    return fn
+
+
+def _plan_runner(op, factory):
+    """``factory`` as ``op``'s runner factory; it takes the op's constants (numbers, None,
+    strings) as the op does (shape_plan.runner_of)."""
+    factory.binds_constants = True
+    op.__plan_runner__ = factory
+
+
+def _torch_permute_runner(x, perm):
+    def run(x, _perm):  # a copy, also where the op's transposed view is contiguous already
+        y = np.ascontiguousarray(np.transpose(x, perm))
+        return y if y.base is None else y.copy()
+
+    return run
+
+
+_plan_runner(torch_permute, _torch_permute_runner)
+
+
+def _run_shape(spec, arrays):
+    """A size ``spec`` (ints, or (j, axis): the size of axis ``axis`` of ``arrays[j]`` at run
+    time) as ints; torch_reshape, torch_expand and torch_full pass (x or None, *refs)."""
+    return [e if isinstance(e, int) else arrays[e[0]].shape[e[1]] for e in spec]
+
+
+@S.symbolic_op
+def torch_reshape(x, *refs, spec):
+    """``x.reshape(shape)``; ``spec`` entries are ints, -1, or (j, axis): the size of axis
+    ``axis`` of ``(x, *refs)[j]`` at run time (a batch size read with ``x.size(0)``)."""
+    shape = _run_shape(spec, (x, *refs))
+    return np.ascontiguousarray(np.reshape(np.asarray(x), shape))
+
+
+def _torch_reshape_output(x, *refs, spec):
+    """The symbolic output of torch_reshape when zero runs cannot find it: a size read from
+    another tensor that is unknown (the batch) while x's unknown size is a multiple of it
+    (Swin's window reverse: windows (B * nW, ws * ws, C) viewed as (B, H/ws, W/ws, ws, ws,
+    C)). Those sizes stay unknown; with a -1 among them there is no answer (None)."""
+    dims = tuple(e if isinstance(e, int) else (x, *refs)[e[0]].shape[e[1]] for e in spec)
+    if None not in dims or -1 in dims:
+        return None
+    known_in = math.prod(d for d in x.shape if d is not None)
+    known_out = math.prod(d for d in dims if d is not None)
+    if known_in and known_out and known_in % known_out and known_out % known_in:
+        return None  # no batch sizes make the sizes agree: the zero run's error stands
+    return dims, x.dtype
+
+
+torch_reshape.__symbolic_output__ = _torch_reshape_output
+
+
+def _torch_reshape_runner(x, *refs, spec):
+    shape = tuple(_run_shape(spec, (x, *refs)))  # the refs' shapes are guarded
+    return _view_runner(lambda x, *_refs: x.reshape(shape))
+
+
+_plan_runner(torch_reshape, _torch_reshape_runner)
+
+
+@S.symbolic_op
+def torch_index(x, key):
+    """``x[key]`` with basic indexing (ints, slices, None, Ellipsis), in PyTorch's layout."""
+    return np.ascontiguousarray(np.asarray(x)[key])
+
+
+@S.symbolic_op
+def torch_prelu(x, alpha, axis):
+    """``nn.PReLU`` as PyTorch's kernel computes it: x where x > 0, else alpha * x, alpha (1,)
+    or one per entry of ``axis`` (the channels) of the stored array. Not Keras's relu(x) -
+    alpha * relu(-x) (``_numpy.normalization.prelu``), which gives NaN for x > 0 when alpha is
+    inf or NaN."""
+    x = np.asarray(x, F32)
+    shape = [1] * x.ndim
+    if alpha.size > 1:
+        shape[axis] = alpha.size
+    with np.errstate(invalid="ignore"):  # 0 * -inf: NaN, as in PyTorch, without a warning
+        return np.where(x > 0, x, alpha.reshape(shape) * x).astype(F32)
+
+
+_REDUCTIONS = {"mean": np.mean, "sum": np.sum, "amax": np.amax, "amin": np.amin}
+
+
+@S.symbolic_op
+def torch_reduce(x, op, axes, keepdims, to_float=False):
+    """``x.mean / sum / amax / amin(dim, keepdim)`` over ``axes`` of the stored array: float32
+    for floats and with ``to_float`` (PyTorch's dtype=torch.float32; a mean or sum accumulated
+    as NumPy does, pairwise); otherwise, for integers and booleans, as PyTorch, a sum in int64
+    and a max or min in their own dtype."""
+    x = np.asarray(x)
+    if x.dtype.kind in "biu" and op != "mean" and not to_float:
+        x = x.astype(np.int64) if op == "sum" else x
+        return np.asarray(_REDUCTIONS[op](x, axis=axes, keepdims=keepdims))
+    return np.asarray(_REDUCTIONS[op](x.astype(F32, copy=False), axis=axes, keepdims=keepdims),
+                      F32)
+
+
+@S.symbolic_op
+def torch_max_dim(x, axis, keepdims, largest):
+    """``torch.max / min(x, dim, keepdim)``: (values, indices) along ``axis`` of the stored
+    array, the index of the first extreme as PyTorch returns it (of the first NaN, which
+    both propagate), int64; the values in x's dtype (float32 for floats)."""
+    x = np.asarray(x)
+    x = x.astype(F32, copy=False) if x.dtype.kind == "f" else x
+    pick, where = (np.max, np.argmax) if largest else (np.min, np.argmin)
+    values = np.asarray(pick(x, axis=axis, keepdims=keepdims))
+    return values, np.asarray(where(x, axis=axis, keepdims=keepdims)).astype(np.int64)
+
+
+@S.symbolic_op
+def torch_arg_extreme(x, axis, keepdims, largest):
+    """``torch.argmax / argmin(x, dim, keepdim)``: int64 indices of the first extreme along
+    ``axis`` of the stored array, or of the flattened array when axis is None (the
+    PyTorch-order flattening: the caller passes x in PyTorch's layout then)."""
+    x = np.asarray(x)
+    where = np.argmax if largest else np.argmin
+    if axis is None:
+        out = where(x.reshape(-1))
+        return np.asarray(out, np.int64).reshape((1,) * x.ndim if keepdims else ())
+    return np.asarray(where(x, axis=axis, keepdims=keepdims), np.int64)
+
+
+@S.symbolic_op
+def torch_stat(x, op, axes, keepdims, correction=1):
+    """``var`` / ``std`` (dividing by n - ``correction``, accumulated in float64),
+    ``prod``, ``logsumexp``, the vector norms ``norm1`` / ``norm2`` / ``norminf``, ``any``
+    and ``all`` over ``axes`` of the stored array: float32 for floats; a prod of integers
+    in int64 and any / all as bool, as PyTorch."""
+    x = np.asarray(x)
+    if op in ("any", "all"):
+        return np.asarray(getattr(np, op)(x, axis=axes, keepdims=keepdims))
+    if op == "prod" and x.dtype.kind in "biu":
+        return np.asarray(np.prod(x.astype(np.int64), axis=axes, keepdims=keepdims))
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if op in ("var", "std"):
+            n = math.prod(x.shape[a] for a in axes)
+            mean = x64.mean(axis=axes, keepdims=True)
+            out = ((x64 - mean) ** 2).sum(axis=axes, keepdims=keepdims) / (n - correction)
+            out = np.sqrt(out) if op == "std" else out
+        elif op == "prod":
+            out = np.prod(x64, axis=axes, keepdims=keepdims)
+        elif op == "logsumexp":
+            m = np.max(x64, axis=axes, keepdims=True)
+            m = np.where(np.isinf(m), 0.0, m)  # all -inf, or an inf: PyTorch's shift of 0
+            s = np.log(np.exp(x64 - m).sum(axis=axes, keepdims=True)) + m
+            out = s if keepdims else np.squeeze(s, axis=axes)
+        elif op == "norm1":
+            out = np.abs(x64).sum(axis=axes, keepdims=keepdims)
+        elif op == "norminf":
+            out = np.abs(x64).max(axis=axes, keepdims=keepdims)
+        else:  # norm2
+            out = np.sqrt((x64 * x64).sum(axis=axes, keepdims=keepdims))
+    return np.asarray(out, F32)
+
+
+@S.symbolic_op
+def torch_cosine_similarity(a, b, axis, eps):
+    """``F.cosine_similarity``: a·b / (max(‖a‖, eps) · max(‖b‖, eps)) along ``axis`` of the
+    broadcast shape, accumulated in float64."""
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    na = np.maximum(np.sqrt((a * a).sum(axis=axis)), eps)
+    nb = np.maximum(np.sqrt((b * b).sum(axis=axis)), eps)
+    return np.asarray((a * b).sum(axis=axis) / (na * nb), F32)
+
+
+@S.symbolic_op
+def torch_one_hot(ids, classes):
+    """``F.one_hot(ids, classes)``: int64 (..., classes); ids outside [0, classes) raise
+    ValueError, as PyTorch raises."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= classes):
+        raise ValueError(f"one_hot: class values must be in [0, {classes}), got values from "
+                         f"{ids.min()} to {ids.max()}")
+    return (ids[..., None] == np.arange(classes)).astype(np.int64)
+
+
+@S.symbolic_op
+def torch_tri(x, diagonal, upper):
+    """``torch.tril`` / ``triu``: zeros above (below) the diagonal of the last two axes."""
+    x = np.asarray(x)
+    return np.triu(x, diagonal) if upper else np.tril(x, diagonal)
+
+
+@S.symbolic_op
+def torch_take(x, index, axis, along):
+    """``torch.gather`` (``along``: index has x's rank; x is first cut to index's sizes on
+    the other axes, as PyTorch reads only those) and ``index_select`` (a 1-D index). An
+    index out of range raises ValueError."""
+    x, index = np.asarray(x), np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise ValueError(f"gather / index_select: the index must be integers, got {index.dtype}")
+    n = x.shape[axis]
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise ValueError(f"gather / index_select: an index out of range for size {n} "
+                         f"(from {index.min()} to {index.max()})")
+    if not along:
+        return np.take(x, index, axis=axis)
+    cut = tuple(slice(None) if a == axis else slice(0, s) for a, s in enumerate(index.shape))
+    return np.take_along_axis(x[cut], index.astype(np.intp), axis=axis)
+
+
+@S.symbolic_op
+def torch_nan_to_num(x, nan, posinf, neginf):
+    """``torch.nan_to_num``: NaN, +inf and -inf replaced (the infinities by the dtype's
+    largest and smallest values by default, as PyTorch)."""
+    return np.nan_to_num(np.asarray(x), nan=nan, posinf=posinf, neginf=neginf)
+
+
+@S.symbolic_op
+def torch_diff(x, n, axis):
+    """``torch.diff(x, n, dim)``: the n-th forward difference along ``axis``."""
+    return np.diff(np.asarray(x), n=n, axis=axis)
+
+
+class _ValuesIndices(tuple):
+    """torch.max / min(x, dim)'s result: a pair with ``values`` and ``indices``."""
+
+    @property
+    def values(self) -> Any:
+        return self[0]
+
+    @property
+    def indices(self) -> Any:
+        return self[1]
+
+
+@S.symbolic_op
+def torch_activation(x, name, negative_slope=0.01):
+    """An elementwise activation by name (relu, gelu, gelu_tanh, silu, tanh, sigmoid,
+    leaky_relu with PyTorch's ``negative_slope``), float32, on any layout: the
+    ``fastlayers.activations`` function (the C++ kernels where available), leaky_relu in
+    NumPy."""
+    x = np.asarray(x, F32)
+    if name == "leaky_relu":
+        return np.where(x >= 0, x, x * F32(negative_slope)).astype(F32)
+    return getattr(_fl_act, name)(x)
+
+
+@S.symbolic_op
+def torch_softmax(x, axis):
+    """Softmax over one axis (fastlayers.softmax); axis None: a 0-d x as one element."""
+    x = np.asarray(x, F32)
+    if axis is None:
+        return FL.softmax(x.reshape(1), axis=0).reshape(())
+    return FL.softmax(x, axis=axis)
+
+
+@S.symbolic_op
+def torch_binary(a, b, op):
+    """a + b, a - b, a * b, a / b, a ** b, maximum or minimum with NumPy broadcasting;
+    float32 unless both are ints."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        a = a.astype(F32, copy=False)
+        b = b.astype(F32, copy=False)
+    fn = _BINARY[op]
+    with np.errstate(all="ignore"):  # inf and NaN as IEEE arithmetic gives them, silently
+        out = np.asarray(fn(a, b))
+    return out.astype(F32) if out.dtype.kind == "f" else out
+
+
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "pow": np.power, "maximum": np.maximum, "minimum": np.minimum}
+
+
+def _torch_binary_runner(a, b, op):
+    """float32 arrays, or one and a number: the number as the float32 scalar torch_binary
+    makes of it, bound."""
+    fn = _BINARY[op]
+    ca = None if isinstance(a, np.ndarray) else np.asarray(a).astype(F32)
+    cb = None if isinstance(b, np.ndarray) else np.asarray(b).astype(F32)
+    if ca is not None and cb is not None:
+        return None
+
+    def run(a, b, _op):
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(a if ca is None else ca, b if cb is None else cb), F32)
+
+    return run
+
+
+_plan_runner(torch_binary, _torch_binary_runner)
+
+
+@S.symbolic_op
+def torch_cat(xs, axis):
+    """``torch.cat(xs, axis)``."""
+    return np.concatenate([np.asarray(x) for x in xs], axis=axis)
+
+
+@S.symbolic_op
+def torch_stack(xs, axis):
+    """``torch.stack(xs, axis)`` (the final states of stacked recurrent layers)."""
+    return np.stack([np.asarray(x) for x in xs], axis=axis)
+
+
+def _pool_geometry(n, k, s, p, d, ceil_mode):
+    eff = d * (k - 1) + 1
+    span = n + 2 * p - eff
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + p:  # the last window must start inside
+        out -= 1
+    extra = max(0, (out - 1) * s + eff - (n + 2 * p))
+    return out, extra
+
+
+@S.symbolic_op
+def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+    """PyTorch's ``max_pool2d`` / ``avg_pool2d`` on an NHWC array (padding symmetric, -inf
+    for max and 0 for avg; ``ceil_mode``; the average's divisor as PyTorch counts it)."""
+    x = np.asarray(x, F32)
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, eh = _pool_geometry(h, kh, sh, ph, dh, ceil_mode)
+    ow, ew = _pool_geometry(w, kw, sw, pw, dw, ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"torch_pool2d: input {h}x{w} too small for a {kh}x{kw} window")
+    if (dh, dw) == (1, 1) and (kind == "max" or (ph, pw, eh, ew) == (0, 0, 0, 0)
+                               and not divisor_override):
+        # The pooling layers' op (C++ under "auto"): the same taps folded in the same order
+        # with -inf padding, so the same bits as the loop below (on C++ but for denormals,
+        # flushed there, and a NaN's sign where NaNs of both signs meet in an average, as for
+        # the pooling layers, semantics §21); an average without padding divides by the
+        # window's size as PyTorch does.
+        return FL.run_pool2d(np.ascontiguousarray(x), (kh, kw), (sh, sw),
+                             (ph, ph + eh, pw, pw + ew), (oh, ow), kind != "max")
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.pad(x, ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0)), constant_values=fill)
+    acc = None
+    for a in range(kh):
+        for b in range(kw):
+            tap = xp[:, a * dh:a * dh + (oh - 1) * sh + 1:sh, b * dw:b * dw + (ow - 1) * sw + 1:sw]
+            acc = tap.copy() if acc is None else (np.maximum(acc, tap) if kind == "max"
+                                                   else acc + tap)
+    if kind == "max":
+        return np.ascontiguousarray(acc)
+    if divisor_override:
+        return (acc / F32(divisor_override)).astype(F32)
+    # PyTorch divides by the window's cells inside input + padding (count_include_pad), or
+    # inside the input only; cells added by ceil_mode past the padding never count.
+    ones = np.zeros((h + 2 * ph + eh, w + 2 * pw + ew), F32)
+    if count_include_pad:
+        ones[:h + 2 * ph, :w + 2 * pw] = 1
+    else:
+        ones[ph:ph + h, pw:pw + w] = 1
+    count = np.zeros((oh, ow), F32)
+    for a in range(kh):
+        for b in range(kw):
+            count += ones[a:a + (oh - 1) * sh + 1:sh, b:b + (ow - 1) * sw + 1:sw]
+    return (acc / count[None, :, :, None]).astype(F32)
+
+
+@S.symbolic_op
+def torch_pool1d(x, kind, kernel, stride, padding, dilation=1, ceil_mode=False,
+                 count_include_pad=True):
+    """PyTorch's ``max_pool1d`` / ``avg_pool1d`` on an NLC array: torch_pool2d on a height
+    of 1."""
+    x = np.asarray(x, F32)[:, None]
+    return torch_pool2d(x, kind, (1, kernel), (1, stride), (0, padding), (1, dilation),
+                        ceil_mode, count_include_pad)[:, 0]
+
+
+@S.symbolic_op
+def torch_log_softmax(x, axis, negate=False):
+    """log_softmax over one axis (of -x for ``negate``: log of Softmin), as PyTorch computes
+    it: x - max - log(sum(exp(x - max))), the sum in float64."""
+    x = np.asarray(x, F32)
+    if negate:
+        x = -x
+    with np.errstate(invalid="ignore", over="ignore"):
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        total = np.sum(np.exp(shifted.astype(np.float64)), axis=axis, keepdims=True)
+        return (shifted - np.log(total)).astype(F32)
+
+
+@S.symbolic_op
+def torch_pad(x, widths, mode, value=0.0):
+    """``F.pad`` of the array as stored: ``widths`` (before, after) per axis; mode
+    "constant" (``value``), "reflect" (about the edge value, not repeating it), "replicate"
+    (the edge value) or "circular" (wrapping around)."""
+    x = np.asarray(x)
+    if mode == "constant":
+        # np.pad's constant mode, without its overhead (20 us on a small array): the borders
+        # filled axis by axis (corners more than once), then x copied in
+        y = np.empty(tuple(s + a + b for s, (a, b) in zip(x.shape, widths)), x.dtype)
+        fill = x.dtype.type(value)
+        for axis, (a, b) in enumerate(widths):
+            lead = (slice(None),) * axis
+            if a:
+                y[lead + (slice(0, a),)] = fill
+            if b:
+                y[lead + (slice(y.shape[axis] - b, None),)] = fill
+        y[tuple(slice(a, a + s) for s, (a, _) in zip(x.shape, widths))] = x
+        return y
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge",
+                                   "circular": "wrap"}[mode])
+
+
+@S.symbolic_op
+def torch_pixel_shuffle(x, r, inverse=False):
+    """``pixel_shuffle`` on NHWC: channel c * r * r + i * r + j of pixel (h, w) goes to pixel
+    (h * r + i, w * r + j), channel c (``inverse``: pixel_unshuffle, the way back)."""
+    x = np.asarray(x, F32)
+    n, h, w, c = x.shape
+    if inverse:
+        y = x.reshape(n, h // r, r, w // r, r, c).transpose(0, 1, 3, 5, 2, 4)
+        return np.ascontiguousarray(y).reshape(n, h // r, w // r, c * r * r)
+    y = x.reshape(n, h, w, c // (r * r), r, r).transpose(0, 1, 4, 2, 5, 3)
+    return np.ascontiguousarray(y).reshape(n, h * r, w * r, c // (r * r))
+
+
+@S.symbolic_op
+def torch_channel_shuffle(x, groups):
+    """``ChannelShuffle`` on the last (channel) axis: the C = g * m channels read as (g, m)
+    come out as (m, g)."""
+    x = np.asarray(x, F32)
+    g = groups
+    y = x.reshape(*x.shape[:-1], g, x.shape[-1] // g).swapaxes(-1, -2)
+    return np.ascontiguousarray(y).reshape(x.shape)
+
+
+@S.symbolic_op
+def torch_glu(x, axis):
+    """``glu``: the first half of ``axis`` times the sigmoid of the second."""
+    x = np.asarray(x, F32)
+    a, b = np.split(x, 2, axis=axis)
+    return (a * _act.ACTIVATIONS["sigmoid"](b)).astype(F32)
+
+
+@S.symbolic_op
+def torch_threshold(x, threshold, value):
+    """``Threshold``: x where x > threshold, else ``value`` (NaN stays NaN, as in PyTorch)."""
+    x = np.asarray(x, F32)
+    return np.where((x > F32(threshold)) | np.isnan(x), x, F32(value)).astype(F32)
+
+
+@S.symbolic_op
+def torch_unflatten(x, axis, sizes):
+    """``unflatten``: axis ``axis`` split into ``sizes`` (one may be -1)."""
+    x = np.asarray(x)
+    return x.reshape(*x.shape[:axis], *sizes, *x.shape[axis + 1:])
+
+
+@S.symbolic_op
+def torch_scale_shift(x, scale, shift):
+    """x * scale + shift over the last axis: an eval-mode BatchNorm, folded per channel."""
+    return (np.asarray(x, F32) * scale + shift).astype(F32)
+
+
+@S.symbolic_op
+def torch_layer_norm(x, weight, bias, naxes, eps):
+    """PyTorch ``LayerNorm`` over the last ``naxes`` axes (biased variance): PyTorch's formula
+    is Keras's (``fastlayers.layer_norm``, C++ under ``auto``), with PyTorch's eps."""
+    x = np.asarray(x, F32)
+    return FL.layer_norm(x, weight, bias, axis=tuple(range(x.ndim - naxes, x.ndim)),
+                         epsilon=float(eps))
+
+
+def _torch_layer_norm_runner(x, weight, bias, naxes, eps):
+    return FL.layer_norm.__plan_runner__(x, weight, bias, tuple(range(x.ndim - naxes, x.ndim)),
+                                         float(eps))
+
+
+_plan_runner(torch_layer_norm, _torch_layer_norm_runner)
+
+
+@S.symbolic_op
+def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mask=None, *,
+                              weights, num_heads, need_weights, average):
+    """``nn.MultiheadAttention`` on batch-first inputs (B, T, E), (B, S, Ek), (B, S, Ev).
+
+    ``weights``: Keras-layout kernels (in, E) and biases (or None) "wq", "bq", "wk", "bk",
+    "wv", "bv", "wo", "bo". Masks follow PyTorch: boolean True = blocked, float = added to
+    the scores; ``key_padding_mask`` (B, S), ``attn_mask`` (T, S) or (B·N, T, S). Returns
+    the output (B, T, E), or (output, weights) with the weights averaged over heads
+    (B, T, S) when ``average``, else (B, N, T, S).
+    """
+    q = np.asarray(query, F32)
+    k = np.asarray(key, F32)
+    v = np.asarray(value, F32)
+    b, t, _ = q.shape
+    s = k.shape[1]
+    n = num_heads
+    w = weights
+    masks_bool = all(m is None or np.asarray(m).dtype == np.bool_
+                     for m in (key_padding_mask, attn_mask))
+    if masks_bool and (attn_mask is None or np.asarray(attn_mask).ndim == 2):
+        # Boolean masks shared by the heads: fastlayers' fused attention (Keras kernels,
+        # True = may attend).
+        e = w["wq"].shape[1]
+        hd = e // n
+        allowed = None
+        if attn_mask is not None:
+            allowed = np.broadcast_to(~np.asarray(attn_mask), (b, t, s))
+        if key_padding_mask is not None:
+            kp = ~np.asarray(key_padding_mask)[:, None, :]
+            allowed = kp if allowed is None else allowed & kp
+        if allowed is not None:
+            allowed = np.ascontiguousarray(np.broadcast_to(allowed, (b, t, s)))
+        out = FL.multi_head_attention(
+            q, v, k,
+            query_kernel=w["wq"].reshape(-1, n, hd), key_kernel=w["wk"].reshape(-1, n, hd),
+            value_kernel=w["wv"].reshape(-1, n, hd), output_kernel=w["wo"].reshape(n, hd, -1),
+            query_bias=None if w["bq"] is None else w["bq"].reshape(n, hd),
+            key_bias=None if w["bk"] is None else w["bk"].reshape(n, hd),
+            value_bias=None if w["bv"] is None else w["bv"].reshape(n, hd),
+            output_bias=w["bo"], attention_mask=allowed,
+            return_attention_scores=need_weights,
+        )
+        if not need_weights:
+            return out
+        out, scores = out
+        return out, (scores.mean(axis=1).astype(F32) if average else scores)
+    # Float (additive) or per-head masks: the scores are formed here.
+    qp = FL.dense(q, w["wq"], w["bq"])
+    kp_ = FL.dense(k, w["wk"], w["bk"])
+    vp = FL.dense(v, w["wv"], w["bv"])
+    e = qp.shape[-1]
+    hd = e // n
+    qh = qp.reshape(b, t, n, hd).transpose(0, 2, 1, 3) * F32(1.0 / math.sqrt(hd))
+    kh = kp_.reshape(b, s, n, hd).transpose(0, 2, 1, 3)
+    vh = vp.reshape(b, s, n, hd).transpose(0, 2, 1, 3)
+    scores = np.matmul(qh, kh.transpose(0, 1, 3, 2)).astype(F32)
+    for m, shape in ((attn_mask, None), (key_padding_mask, (b, 1, 1, s))):
+        if m is None:
+            continue
+        m = np.asarray(m)
+        add = np.where(m, F32(-np.inf), F32(0)) if m.dtype == np.bool_ else m.astype(F32)
+        if shape is not None:
+            add = add.reshape(shape)
+        elif add.ndim == 3:
+            add = add.reshape(b, n, t, s)
+        scores = scores + add
+    probs = _act.softmax(scores.astype(F32), axis=-1)
+    o = np.matmul(probs, vh).astype(F32).transpose(0, 2, 1, 3).reshape(b, t, e)
+    out = FL.dense(o, w["wo"], w["bo"])
+    if not need_weights:
+        return out
+    return out, (probs.mean(axis=1).astype(F32) if average else probs)
+
+
+@S.symbolic_op
+def torch_zero_padded(x, key_padding_mask, check_left_aligned=True):
+    """What ``nn.TransformerEncoder``'s nested-tensor path does to padded positions: x
+    (B, T, E) with the steps where ``key_padding_mask`` (B, T) is True set to 0 - only when
+    every row's padding is at its end (PyTorch's ``mask_check``; otherwise x unchanged)."""
+    x = np.asarray(x, F32)
+    pad = np.asarray(key_padding_mask)
+    pad = pad if pad.dtype == np.bool_ else pad != 0
+    keep = ~pad
+    if check_left_aligned and keep.size:
+        # left-aligned: once a step is padded, every later step is padded too
+        if np.any(keep[:, 1:] & ~keep[:, :-1]):
+            return x
+    return np.where(keep[:, :, None], x, F32(0)).astype(F32)
+
+
+@S.symbolic_op
+def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
+    """``F.scaled_dot_product_attention`` as PyTorch's CPU kernels compute it in inference.
+
+    q (..., L, E), k (..., S, E), v (..., S, Ev), leading dims broadcasting. ``attn_mask``
+    broadcastable to (..., L, S): boolean (True = takes part) or float (added to the scaled
+    scores); ``is_causal``: query i sees keys j <= i (top-left aligned), with the mask too
+    (PyTorch's default CPU kernel combines them; its other kernels - 3-D inputs, a 3-D mask,
+    broadcast k and v, E != Ev - refuse the pair). A row left with no key gives 0, as
+    PyTorch's CPU kernels return. ``gqa``
+    (``enable_gqa``): each k and v head serves q.shape[-3] / k.shape[-3] query heads.
+    Returns (..., L, Ev) float32.
+    """
+    q, k, v = (np.asarray(a, F32) for a in (q, k, v))
+    if gqa and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        if k.shape[-3] == 0 or q.shape[-3] % k.shape[-3] or v.shape[-3] != k.shape[-3]:
+            raise ValueError(f"scaled_dot_product_attention: enable_gqa with {q.shape[-3]} "
+                             f"query heads and {k.shape[-3]} key, {v.shape[-3]} value heads")
+        rep = q.shape[-3] // k.shape[-3]
+        k, v = np.repeat(k, rep, axis=-3), np.repeat(v, rep, axis=-3)
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    q, k, v = (a if a.shape[:-2] == lead else
+               np.ascontiguousarray(np.broadcast_to(a, lead + a.shape[-2:])) for a in (q, k, v))
+    mask = None if attn_mask is None else np.asarray(attn_mask)
+    causal = np.tri(q.shape[-2], k.shape[-2], dtype=bool) if is_causal else None
+    if mask is not None and mask.dtype != np.bool_:
+        # An additive mask: the scores are formed here; a row of -inf scores gives 0.
+        sc = F32(1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
+        scores = FL.matmul(q, k, transpose_b=True) * sc + mask.astype(F32)
+        if causal is not None:
+            scores = np.where(causal, scores, F32(-np.inf))
+        top = scores.max(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            e = np.exp(scores - np.where(np.isneginf(top), F32(0), top))
+        total = e.sum(axis=-1, keepdims=True)
+        p = (e / np.where(total > 0, total, F32(1))).astype(F32)
+        return FL.matmul(p, v)
+    out = FL.scaled_dot_product_attention(q, k, v, mask=mask, is_causal=bool(is_causal),
+                                          scale=scale)
+    if mask is not None:
+        allowed = mask if causal is None else mask & causal
+        dead = ~allowed.any(axis=-1, keepdims=True)  # (..., L or 1, 1)
+        if dead.any():  # fastlayers attends uniformly there (§14), PyTorch's CPU gives 0
+            out = np.where(dead, F32(0), out).astype(F32)
+    return out
+
+
+# Elementwise functions of one tensor: NumPy's, in float32 (neg, abs, square keep integers).
+_UNARY = {
+    "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
+    "rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "reciprocal": np.reciprocal,
+    "square": np.square, "sin": np.sin, "cos": np.cos, "log1p": np.log1p, "expm1": np.expm1,
+    "tan": np.tan, "atan": np.arctan, "asin": np.arcsin, "acos": np.arccos, "sinh": np.sinh,
+    "cosh": np.cosh, "log2": np.log2, "log10": np.log10, "exp2": np.exp2, "erf": _act.erf,
+    # PyTorch's sign of NaN is 0; round is half to even, as NumPy's
+    "sign": lambda x: np.where(x != x, x.dtype.type(0), np.sign(x)), "floor": np.floor,
+    "ceil": np.ceil, "trunc": np.trunc, "round": np.round,
+    "isnan": np.isnan, "isinf": np.isinf, "isfinite": np.isfinite,
+    "logical_not": np.logical_not,
+}
+_KEEP_INT = ("neg", "abs", "square", "sign", "floor", "ceil", "trunc", "round")
+_BOOL_UNARY = ("isnan", "isinf", "isfinite", "logical_not")
+
+
+@S.symbolic_op
+def torch_unary(x, name):
+    """``torch.<name>(x)`` elementwise (_UNARY): float32 (a float result of an integer
+    tensor too, as PyTorch's exp, sqrt, ... give); neg, abs, square and the roundings keep
+    integers; the predicates give bool. inf and NaN as IEEE arithmetic gives them, without
+    NumPy's warnings."""
+    x = np.asarray(x)
+    if name in _BOOL_UNARY:
+        return np.asarray(_UNARY[name](x))
+    if x.dtype.kind in "iu" and name in _KEEP_INT:
+        return np.asarray(_UNARY[name](x))
+    with np.errstate(all="ignore"):
+        return np.asarray(_UNARY[name](x.astype(F32, copy=False)), F32)
+
+
+@S.symbolic_op
+def torch_clamp(x, lo, hi):
+    """``torch.clamp(x, min, max)`` (either bound may be None): NaN stays NaN; an integer
+    tensor with a float bound is clamped as float32, as PyTorch promotes it."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f" and any(isinstance(v, float) for v in (lo, hi)):
+        x = x.astype(F32)
+    if lo is not None:
+        x = np.where(x < lo, x.dtype.type(lo), x)
+    if hi is not None:
+        x = np.where(x > hi, x.dtype.type(hi), x)
+    return np.ascontiguousarray(x)
+
+
+def _promoted(a, b):
+    """a and b as arrays in the dtype PyTorch computes ``a op b`` in, for float32 models:
+    float32 when either is a float (a tensor or a Python number: PyTorch casts a Python
+    float to the tensor's float32, or an integer tensor to float32), else as they are."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return a.astype(F32, copy=False), b.astype(F32, copy=False)
+    return a, b
+
+
+@S.symbolic_op
+def torch_compare(a, b, op):
+    """a == b, !=, <, <=, >, >= with broadcasting, in PyTorch's dtype: a boolean tensor."""
+    fn = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+          "gt": np.greater, "ge": np.greater_equal}[op]
+    return np.asarray(fn(*_promoted(a, b)))
+
+
+@S.symbolic_op
+def torch_masked_fill(x, mask, value):
+    """``x.masked_fill(mask, value)``: value where the (broadcast) boolean mask is True."""
+    x = np.asarray(x)
+    return np.where(np.asarray(mask, bool), x.dtype.type(value), x)
+
+
+@S.symbolic_op
+def torch_cast(x, dtype):
+    """``x.float()``, ``x.type_as(y)``, ``x.to(dtype)``: x as float32, int64 or bool."""
+    return np.asarray(x).astype(dtype)
+
+
+@S.symbolic_op
+def torch_expand(x, *refs, spec):
+    """``x.expand(sizes)``: ``spec`` entries are ints, -1 (the size kept) or (j, axis), the
+    size of axis ``axis`` of ``refs[j - 1]`` at run time (a batch size read with
+    ``y.size(0)``), as in torch_reshape. A contiguous copy."""
+    x = np.asarray(x)
+    lead = len(spec) - x.ndim
+    shape = [x.shape[i - lead] if e == -1 else e
+             for i, e in enumerate(_run_shape(spec, (x, *refs)))]
+    return np.ascontiguousarray(np.broadcast_to(x, shape))
+
+
+@S.symbolic_op
+def torch_full(*refs, spec, value, dtype):
+    """``torch.full(size, value)`` (zeros, ones, ``*_like``): ``spec`` entries are ints or
+    (j, axis), the size of axis ``axis`` of ``refs[j - 1]`` at run time (the batch size)."""
+    return np.full(_run_shape(spec, (None, *refs)), value, dtype)
+
+
+@S.symbolic_op
+def torch_repeat(x, reps):
+    """``x.repeat(*reps)``: NumPy's tile (new leading axes for extra reps)."""
+    return np.tile(np.asarray(x), reps)
+
+
+@S.symbolic_op
+def torch_normalize(x, p, axis, eps):
+    """``F.normalize``: x / max(||x||_p over ``axis``, eps), in float32 as PyTorch."""
+    x = np.asarray(x, F32)
+    with np.errstate(all="ignore"):
+        if p == 2:
+            norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+        elif p == 1:
+            norm = np.sum(np.abs(x), axis=axis, keepdims=True)
+        elif p == np.inf:
+            norm = np.max(np.abs(x), axis=axis, keepdims=True)
+        else:
+            norm = np.sum(np.abs(x) ** F32(p), axis=axis, keepdims=True) ** F32(1.0 / p)
+        return (x / np.maximum(norm, F32(eps))).astype(F32)
+
+
+@S.symbolic_op
+def torch_flip(x, axes):
+    """``torch.flip(x, dims)`` over the stored array's ``axes`` (a copy)."""
+    return np.ascontiguousarray(np.flip(np.asarray(x), axes))
+
+
+@S.symbolic_op
+def torch_cumsum(x, axis):
+    """``torch.cumsum(x, dim)``: for floats PyTorch's CPU sums in float64 and rounds each
+    result to float32 (the same values here); int64 for integers and booleans."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        return np.cumsum(x, axis=axis, dtype=np.float64).astype(F32)
+    return np.cumsum(x, axis=axis, dtype=np.int64)
+
+
+@S.symbolic_op
+def torch_roll(x, shifts, axes):
+    """``torch.roll(x, shifts, dims)`` (``axes`` None: over the flattened array)."""
+    return np.roll(np.asarray(x), shifts, axis=axes)
+
+
+@S.symbolic_op
+def torch_where(cond, a, b):
+    """``torch.where(cond, a, b)`` with broadcasting: float32 when a or b is a float."""
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.where(np.asarray(cond, bool), a, b)
+    return out.astype(F32) if out.dtype.kind == "f" else out
+
+
+@S.symbolic_op
+def torch_einsum(equation, *operands):
+    """``torch.einsum(equation, *operands)`` (NumPy's einsum, float32 for floats)."""
+    xs = [np.asarray(x) for x in operands]
+    out = np.asarray(np.einsum(equation, *xs, optimize=len(xs) > 2))
+    return out.astype(F32) if out.dtype.kind == "f" else out
+
+
+@S.symbolic_op
+def torch_matmul(a, b):
+    """``a @ b`` (``torch.matmul``): vectors as PyTorch takes them, batches broadcasting."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim >= 2 and b.ndim >= 2 and a.dtype == F32 and b.dtype == F32:
+        return FL.matmul(a, b)
+    return np.matmul(a, b).astype(np.result_type(a, b))
