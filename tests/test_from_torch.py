@@ -2000,6 +2000,10 @@ assert "torch" not in sys.modules or sys.modules["torch"] is None
 def test_models_pickled_when_the_ops_lived_in_torch_fx_still_load():
     """A converted model's ops moved from io/torch_fx.py to io/torch_ops.py: a pickle that
     names them in torch_fx (written before the move) loads them from there."""
+    from fastlayers.io import torch_fx, torch_ops
+
+    ops = [name for name in vars(torch_ops) if name.startswith("torch_")]
+    assert len(ops) > 40 and all(getattr(torch_fx, n) is getattr(torch_ops, n) for n in ops)
     model = fl.from_torch(_SmallOps().eval(), torch.randn(2, 3, 8))
     old = pickle.dumps(model, protocol=2).replace(b"fastlayers.io.torch_ops\n",
                                                   b"fastlayers.io.torch_fx\n")

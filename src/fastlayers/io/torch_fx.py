@@ -79,6 +79,9 @@ from ..layers import (
 from ..layers.base import _positive_int
 from ..models.base import BaseModel, _Progress
 from ..models.functional import Input, Model
+
+# Every op of converted models (torch_ops.py); models pickled when the ops lived in this
+# module name them here (tests/test_from_torch.py checks that each still resolves).
 from .torch_ops import (
     _REDUCTIONS,
     _UNARY,
@@ -140,18 +143,6 @@ F32 = np.float32
 
 class TorchConversionError(NotImplementedError):
     """A module uses layers or calls that ``from_torch`` cannot convert (all are listed)."""
-
-
-# The ops of converted models are in torch_ops.py. Models pickled before they moved there
-# name them as attributes of this module: found through __getattr__.
-
-
-def __getattr__(name: str) -> Any:
-    from . import torch_ops
-
-    if name.startswith("torch_") and hasattr(torch_ops, name):
-        return getattr(torch_ops, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------ the converted model
