@@ -1663,6 +1663,7 @@ MORE_OPS = {  # on x (B, 3, 5, 4); conv: the channels-last layout
     "torch.roll": lambda x: torch.roll(x, 2, 1),
     "Tensor.roll, two axes": lambda x: x.roll((1, -1), (2, 3)),
     "roll flattened": lambda x: torch.roll(x, 3),
+    "roll past the size, one axis twice": lambda x: x.roll((11, -7, 2), (-1, 1, -1)),
     "F.normalize p=inf, p=3": lambda x: F.normalize(x, p=float("inf"), dim=1) + F.normalize(
         x, p=3.0, dim=(2, 3)),
     "Tensor.flip varargs": lambda x: x.flip(1, 3),
@@ -2247,7 +2248,7 @@ class _SmallOps(nn.Module):
         y = self.norm(x + self.lin(x))
         z = (2.0 - y) * 0.5 + y / 3 - y ** 2
         w = z.permute(2, 0, 1).reshape(8, -1)  # the batch axis moved: torch_* ops
-        return z / 0.0, w, z.permute(0, 2, 1)
+        return z / 0.0, w, z.permute(0, 2, 1), torch.softmax(z @ z.transpose(1, 2), -1)
 
 
 def test_small_ops_of_a_converted_model_run_as_plan_runners():
