@@ -78,8 +78,27 @@ def test_keras_ops_load_and_predict_like_keras(saved, backend):
     for name, g, w in zip(names, got, want):
         w = np.asarray(w)
         assert g.shape == w.shape, name
-        assert g.dtype.kind == w.dtype.kind, f"{name}: {g.dtype} against Keras's {w.dtype}"
+        assert g.dtype == w.dtype, f"{name}: {g.dtype} against Keras's {w.dtype}"
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+def test_ops_on_int32_tensors_keep_keras_dtypes(tmp_path):
+    """An int32 input: + 1, * 2, maximum, ** 2, sum, cumsum, clip, where stay int32 (the
+    Python ints are weak, as in Keras); / and + 1.5, floor and mean give float32."""
+    i = keras.Input((3,), dtype="int32")
+    outs = [i + 1, i * 2, i - i, i / 2, i + 1.5, ops.maximum(i, 1), i > 1, ops.abs(i),
+            ops.sum(i, axis=-1), -i, i ** 2, ops.square(i), ops.sign(i), ops.floor(i),
+            ops.argmax(i, axis=-1), ops.cumsum(i, axis=-1), ops.max(i, axis=-1),
+            ops.clip(i, 0, 2), ops.where(i > 1, i, 0), ops.take(i, [0, 1], axis=1),
+            ops.mean(i, axis=-1)]
+    model = keras.Model(i, outs)
+    model.save(tmp_path / "int.keras")
+    x = np.array([[1, -2, 3], [0, 5, -7]], np.int32)
+    for k, (g, w) in enumerate(zip(fl.load_model(tmp_path / "int.keras")(x),
+                                   model.predict(x, verbose=0))):
+        w = np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape, (k, g.dtype, w.dtype)
+        np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=str(k))
 
 
 def test_a_transformer_block_with_residual_adds(tmp_path):

@@ -24,12 +24,18 @@ from .._symbolic import symbolic_op
 F32 = np.float32
 
 
-def _floats(*xs: Any) -> list[np.ndarray]:
-    """The operands as arrays, all float32 when any is a float (array or Python number)."""
-    arrays = [np.asarray(x) for x in xs]
-    if any(a.dtype.kind == "f" for a in arrays):
-        return [a.astype(F32, copy=False) for a in arrays]
-    return arrays
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float, bool))
+
+
+def _floats(*xs: Any) -> list[Any]:
+    """The operands, all float32 arrays when any is a float (an array or a Python number),
+    else arrays and Python ints (weak, as in Keras: an int32 tensor plus 1 stays int32)."""
+    if any(isinstance(x, float) or not _number(x) and np.asarray(x).dtype.kind == "f"
+           for x in xs):
+        return [np.asarray(x, F32) if _number(x) else np.asarray(x).astype(F32, copy=False)
+                for x in xs]
+    return [x if _number(x) else np.asarray(x) for x in xs]
 
 
 def _binary(fn: Callable) -> Callable:
@@ -56,14 +62,17 @@ def _activation(name: str) -> Callable:
     return lambda config, x: fn(np.asarray(x, F32))
 
 
-def _reduction(fn: Callable) -> Callable:
+def _reduction(fn: Callable, to_float: bool = False) -> Callable:
+    """A reduction over config's axis / keepdims: floats (and with ``to_float``, the mean,
+    every input) in float32, ints in their own dtype (a sum of int32 is int32, as Keras's)."""
     def run(config: dict, x: Any) -> np.ndarray:
         axis = config.get("axis")
         axis = tuple(axis) if isinstance(axis, list) else axis
         a = np.asarray(x)
-        a = a.astype(F32, copy=False) if a.dtype.kind == "f" else a
+        if to_float or a.dtype.kind == "f":
+            a = a.astype(F32, copy=False)
         out = np.asarray(fn(a, axis=axis, keepdims=bool(config.get("keepdims", False))))
-        return out.astype(F32) if a.dtype == F32 else out
+        return out.astype(a.dtype if a.dtype.kind != "b" else out.dtype)
     return run
 
 
@@ -173,10 +182,11 @@ OPS: dict[str, Callable[..., Any]] = {
     "Absolute": _unary(np.abs, True), "Abs": _unary(np.abs, True),
     "Negative": _unary(np.negative, True), "Square": _unary(np.square, True),
     "Sign": _unary(np.sign, True), "Sqrt": _unary(np.sqrt), "Exp": _unary(np.exp),
+    # (floor and ceil of ints are float32 in Keras)
     "Log": _unary(np.log), "Expm1": _unary(np.expm1), "Log1p": _unary(np.log1p),
     "Reciprocal": _unary(np.reciprocal), "Sin": _unary(np.sin), "Cos": _unary(np.cos),
-    "Tan": _unary(np.tan), "Tanh": _unary(np.tanh), "Floor": _unary(np.floor, True),
-    "Ceil": _unary(np.ceil, True), "Rsqrt": _unary(lambda a: 1 / np.sqrt(a)),
+    "Tan": _unary(np.tan), "Tanh": _unary(np.tanh), "Floor": _unary(np.floor),
+    "Ceil": _unary(np.ceil), "Rsqrt": _unary(lambda a: 1 / np.sqrt(a)),
     "Erf": _unary(_act.erf), "Round": _round,
     "Clip": lambda config, x: np.asarray(np.clip(*_floats(x, config["x_min"],
                                                            config["x_max"]))),
@@ -192,10 +202,12 @@ OPS: dict[str, Callable[..., Any]] = {
     "LogSoftmax": lambda config, x: np.asarray(
         _act.log_softmax(np.asarray(x, F32), axis=config.get("axis", -1)), F32),
     # reductions
-    "Mean": _reduction(np.mean), "Sum": _reduction(np.sum), "Max": _max_min(np.max),
+    "Mean": _reduction(np.mean, to_float=True), "Sum": _reduction(np.sum),
+    "Max": _max_min(np.max),
     "Min": _max_min(np.min), "Var": _variance(False), "Std": _variance(True),
     "Argmax": _arg(np.argmax), "Argmin": _arg(np.argmin), "Norm": _norm,
-    "Cumsum": lambda config, x: np.cumsum(*_floats(x), axis=config.get("axis")),
+    "Cumsum": lambda config, x: (lambda a: np.cumsum(a, axis=config.get("axis"),
+                                                      dtype=a.dtype))(np.asarray(*_floats(x))),
     # shapes and indexing
     "Reshape": lambda config, x: np.reshape(np.asarray(x), config["newshape"]).copy(),
     "Transpose": lambda config, x: np.ascontiguousarray(np.transpose(np.asarray(x),
