@@ -95,7 +95,7 @@ def _same_bits(got, want, where="out"):
             _same_bits(g, w, f"{where}[{i}]")
     elif want is not None:
         assert got.dtype == want.dtype and got.shape == want.shape, where
-        np.testing.assert_array_equal(got, want, err_msg=f"{where}: the plan's bits")
+        assert got.tobytes() == want.tobytes(), f"{where}: the plan's bits differ"
 
 
 def _randomize_bn(bn):
@@ -1388,7 +1388,9 @@ TENSOR_OPS = {  # on y (B, C, 5, 6), after a conv or not; int and bool results a
                             (y > 0).any().float()),
     "norm / linalg.norm / vector_norm": lambda y: (
         y.norm(dim=-1), torch.linalg.norm(y, dim=1), torch.norm(y, p=1, dim=-1),
-        torch.linalg.vector_norm(y, ord=float("inf"), dim=-1), y.norm()),
+        torch.linalg.vector_norm(y, ord=float("inf"), dim=-1), y.norm(),
+        torch.linalg.norm(y, dim=(2, 3)), torch.linalg.norm(y, "fro", dim=(1, 3)),
+        torch.linalg.norm(y[0, 0], 1, dim=0)),
     "sign / floor / ceil / round / trunc": lambda y: (
         torch.sign(y), (y * 3).floor(), (y * 3).ceil(), torch.round(y * 4), torch.trunc(y * 2)),
     "erf / atan / tan / log2 / exp2": lambda y: (
@@ -1426,8 +1428,33 @@ def test_more_tensor_ops(any_backend, name, conv):
     check(Fn(TENSOR_OPS[name], conv=conv), x, run_inputs=[(torch.randn(3, 3, 5, 6),)])
 
 
+def test_integer_and_bool_results_keep_pytorchs_dtypes():
+    """Each result with PyTorch's dtype and values exactly (check() compares float32 only)."""
+    net = Fn(lambda y: (
+        (y * 3).round().long().prod(-1), (y > 0).any(-1), torch.all(y > -2, dim=()),
+        torch.isnan(y / y), F.one_hot((y > 0).long().sum(-1), 4), y.argmax(1),
+        torch.max(y, -1).indices, (y * 2).long().sign(), (y * 2).long().floor(),
+        y.new_tensor([1, 2], dtype=torch.long) + (y > 0).long().sum(-1, keepdim=True),
+        y + y.new_tensor([0.5]),
+        torch.roll(y, 4, 1), torch.var(y, 1, correction=5), torch.std(y[:, :0], 1)))
+    x = torch.randn(3, 4)
+    x[0, 0] = 0.0
+    got = fl.from_torch(net.eval(), x)(x.numpy())
+    for i, (g, w) in enumerate(zip(got, net(x))):
+        w = w.numpy()
+        assert g.dtype == w.dtype and g.shape == w.shape, (i, g.dtype, w.dtype, g.shape, w.shape)
+        np.testing.assert_allclose(g, w, rtol=2e-6, err_msg=str(i))
+    y = np.random.default_rng(4).standard_normal((2, 4)).astype(np.float32)
+    rolled = fl.from_torch(Fn(lambda v: torch.roll(v, 4, 1)).eval(), torch.from_numpy(y))(y)
+    assert not np.shares_memory(rolled, y)  # a full turn is still a new array
+
+
 @pytest.mark.parametrize("fn,message", [
     (lambda y: y.argsort(-1).float(), "argsort"),
+    (lambda y: torch.linalg.norm(y, 2, dim=(1, 2)), "over two dims (a matrix norm"),
+    (lambda y: torch.linalg.norm(y[0], float("inf")), "over two dims (a matrix norm"),
+    (lambda y: y.var(dim=(1, -2)), "names an axis twice"),
+    (lambda y: y.log_softmax(1, dtype=torch.float64), "Tensor.log_softmax with dim=1"),
     (lambda y: y / y.numel(), "numel of a tensor with the batch axis"),
     (lambda y: F.one_hot(y.argmax(-1)).float(), "one_hot with num_classes=-1"),
     (lambda y: y.norm(p=3, dim=-1), "norm with p=3"),

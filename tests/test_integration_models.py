@@ -267,6 +267,8 @@ def test_mask_op_configs():
     assert not kc._is_op({"class_name": "Concatenate",
                           "config": {"name": "c", "axis": 1, "trainable": True}})
     assert not kc._is_op({"class_name": "Softmax", "config": {"name": "s", "axis": -1}})
+    assert kc._is_op({"class_name": "Add", "config": {"name": "a"}})  # Keras 3's legacy .h5
+    assert not kc._is_op({"class_name": "Add", "config": {"name": "a", "trainable": True}})
     assert kc._is_op({"class_name": "LogicalOr", "config": {"name": "o"}})
 
 

@@ -101,6 +101,37 @@ def test_ops_on_int32_tensors_keep_keras_dtypes(tmp_path):
         np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=str(k))
 
 
+def test_more_dtypes_and_configs(tmp_path):
+    """Bool and int inputs through logical_not, abs, relu; cumsum to a dtype; squeeze and
+    flip over several axes; a Frobenius norm over two axes."""
+    i = keras.Input((1, 1, 4))
+    k = keras.Input((4,), dtype="int32")
+    outs = [ops.logical_not(i > 0), ops.abs(i > 0), ops.relu(k - 2), ops.relu(i),
+            ops.cumsum(i * 3, axis=-1, dtype="int32"), ops.squeeze(i, axis=(1, 2)),
+            ops.flip(i, axis=(1, 3)), ops.norm(i, axis=(2, 3)), ops.norm(i, ord=2, axis=-1)]
+    model = keras.Model([i, k], outs)
+    model.save(tmp_path / "more.keras")
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((3, 1, 1, 4)).astype(np.float32),
+          np.array([[1, 2, 3, 4], [0, -5, 9, 2], [7, 7, 7, 7]], np.int32)]
+    for k_, (g, w) in enumerate(zip(fl.load_model(tmp_path / "more.keras")(xs),
+                                    model.predict(xs, verbose=0))):
+        w = np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape, (k_, g.dtype, w.dtype)
+        np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-6, err_msg=str(k_))
+
+
+def test_legacy_h5_ops_named_like_layers(tmp_path):
+    """Keras 3's legacy .h5 writer saves ops without their module: x * y + 1.0 and a reshape
+    are the Multiply / Add / Reshape ops there, not the layers of those names."""
+    i, j = keras.Input((4,)), keras.Input((4,))
+    model = keras.Model([i, j], [i * j + 1.0, ops.reshape(i, (-1, 2, 2)), ops.maximum(i, j)])
+    model.save(tmp_path / "ops.h5")
+    xs = [np.arange(8, dtype=np.float32).reshape(2, 4), np.full((2, 4), 0.5, np.float32)]
+    for g, w in zip(fl.load_model(tmp_path / "ops.h5")(xs), model.predict(xs, verbose=0)):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
 def test_a_transformer_block_with_residual_adds(tmp_path):
     i = keras.Input((7, 16))
     x = L.LayerNormalization()(i + L.MultiHeadAttention(2, 8)(i, i))
@@ -113,10 +144,20 @@ def test_a_transformer_block_with_residual_adds(tmp_path):
 
 
 def test_ops_without_an_equivalent_are_listed(tmp_path):
-    i = keras.Input((5,))
-    keras.Model(i, [ops.sort(i), i + 1]).save(tmp_path / "sort.keras")
-    with pytest.raises(NotImplementedError, match="Sort 'sort'.*without a fastlayers equivalent"):
+    i = keras.Input((5, 3))
+    keras.Model(i, [ops.sort(i), i + 1, ops.norm(i[:, 0], ord=2), ops.norm(i, ord=1, axis=1),
+                    ops.pad(i, ((0, 0), (1, 1), (0, 0)), mode="reflect")]).save(
+        tmp_path / "sort.keras")
+    with pytest.raises(NotImplementedError) as info:
         fl.load_model(tmp_path / "sort.keras")
+    text = str(info.value)
+    assert "4 problem(s)" in text and "Sort 'sort'" in text, text
+    assert "norm with ord=2, axis=None" in text and "norm with ord=1" in text, text
+    assert "pad in mode 'reflect'" in text, text
+    j = keras.Input((5,))
+    keras.Model(j, ops.where(j > 0)).save(tmp_path / "where.keras")
+    with pytest.raises(NotImplementedError, match="where\\(condition\\)"):
+        fl.load_model(tmp_path / "where.keras")
 
 
 def test_the_config_records_what_the_loader_reads(saved):

@@ -247,12 +247,13 @@ def _is_op(cfg: dict) -> bool:
     module = cfg.get("module") or ""
     if module:
         return module.startswith("keras.src.ops")
-    # Legacy .h5 configs have no module. Softmax and Concatenate are both a layer and an
-    # op: a layer's config always holds "trainable", an op's never does.
+    # Legacy .h5 configs have no module. Concatenate, Add, Multiply, Maximum, Reshape, ... are
+    # both a layer and an op: a layer's config always holds "trainable", an op's never does.
+    # (Softmax stays the layer, which computes what the op does.)
     cls = cfg.get("class_name")
     if cls not in OPS:
         return False
-    return cls not in LAYER_CLASSES or (cls == "Concatenate"
+    return cls not in LAYER_CLASSES or (cls != "Softmax"
                                         and "trainable" not in cfg.get("config", {}))
 
 
@@ -486,6 +487,9 @@ OPS: dict[str, Callable[[dict], Callable]] = {
 
 def _keras_op(name: str, cfg: dict) -> Callable:
     config = {k: v for k, v in cfg.get("config", {}).items() if k != "name"}
+    bad = keras_ops.problem(name, config)
+    if bad is not None:
+        raise Unsupported(bad)
     return lambda *args, **kwargs: keras_ops.keras_op(name, config, *args, **kwargs)
 
 

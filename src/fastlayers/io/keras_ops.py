@@ -48,9 +48,10 @@ def _binary(fn: Callable) -> Callable:
 
 
 def _unary(fn: Callable, keep_int: bool = False) -> Callable:
+    """fn elementwise: float32, or with ``keep_int`` ints (and bools) in their dtype."""
     def run(config: dict, x: Any) -> np.ndarray:
         a = np.asarray(x)
-        if keep_int and a.dtype.kind in "iu":
+        if keep_int and a.dtype.kind in "biu":
             return np.asarray(fn(a))
         with np.errstate(all="ignore"):
             return np.asarray(fn(a.astype(F32, copy=False)), F32)
@@ -76,14 +77,6 @@ def _reduction(fn: Callable, to_float: bool = False) -> Callable:
     return run
 
 
-def _max_min(fn: Callable) -> Callable:
-    reduce = _reduction(fn)
-
-    def run(config: dict, x: Any) -> np.ndarray:
-        if config.get("initial") is not None:
-            raise ValueError("Keras max / min with an initial value is not supported")
-        return reduce(config, x)
-    return run
 
 
 def _variance(std: bool) -> Callable:
@@ -104,15 +97,11 @@ def _arg(fn: Callable) -> Callable:
 
 
 def _norm(config: dict, x: Any) -> np.ndarray:
-    """``ops.norm(x, ord=None, axis)``: the 2-norm of vectors along one axis (or of x
-    flattened), in float64 then float32."""
-    if config.get("ord") not in (None, 2, "fro"):
-        raise ValueError(f"Keras norm with ord={config.get('ord')!r} is not supported")
+    """``ops.norm(x, ord=None or 2, axis)``: the 2-norm of vectors along one axis, or of x
+    flattened (ord None without an axis; problem() refuses the matrix norms), in float64
+    then float32."""
     axis = config.get("axis")
-    if isinstance(axis, list) and len(axis) == 1:
-        axis = axis[0]
-    if isinstance(axis, list):
-        raise ValueError("Keras norm over several axes (a matrix norm) is not supported")
+    axis = tuple(axis) if isinstance(axis, list) else axis  # two axes: the Frobenius norm
     a = np.asarray(x, np.float64)
     keep = bool(config.get("keepdims", False))
     if axis is None:
@@ -140,9 +129,6 @@ def _item_key(key: Any) -> Any:
 
 
 def _pad(config: dict, x: Any, constant_values: Any = None) -> np.ndarray:
-    mode = config.get("mode", "constant")
-    if mode != "constant":
-        raise ValueError(f"Keras pad in mode {mode!r} is not supported")
     a = np.asarray(x)
     return np.pad(a, config["pad_width"], constant_values=a.dtype.type(constant_values or 0))
 
@@ -177,10 +163,13 @@ OPS: dict[str, Callable[..., Any]] = {
     "Power": _binary(np.power), "Maximum": _binary(np.maximum), "Minimum": _binary(np.minimum),
     "Greater": _binary(np.greater), "GreaterEqual": _binary(np.greater_equal),
     "Less": _binary(np.less), "LessEqual": _binary(np.less_equal), "Equal": _binary(np.equal),
-    "LogicalAnd": _binary(np.logical_and), "LogicalNot": _unary(np.logical_not, True),
+    "LogicalAnd": _binary(np.logical_and),
+    "LogicalNot": lambda config, x: np.logical_not(np.asarray(x)),
     # elementwise
     "Absolute": _unary(np.abs, True), "Abs": _unary(np.abs, True),
     "Negative": _unary(np.negative, True), "Square": _unary(np.square, True),
+    "Relu": _unary(lambda a: np.maximum(a, a.dtype.type(0)), True),  # ints stay ints
+    "Relu6": _unary(lambda a: np.clip(a, a.dtype.type(0), a.dtype.type(6)), True),
     "Sign": _unary(np.sign, True), "Sqrt": _unary(np.sqrt), "Exp": _unary(np.exp),
     # (floor and ceil of ints are float32 in Keras)
     "Log": _unary(np.log), "Expm1": _unary(np.expm1), "Log1p": _unary(np.log1p),
@@ -193,9 +182,9 @@ OPS: dict[str, Callable[..., Any]] = {
     "Cast": lambda config, x: np.asarray(x).astype(np.dtype(config["dtype"])),
     # activations (ops.nn), as the Keras layers' activations run here
     **{name: _activation(fn) for name, fn in (
-        ("Sigmoid", "sigmoid"), ("Relu", "relu"), ("Silu", "silu"), ("Softplus", "softplus"),
-        ("HardSigmoid", "hard_sigmoid"), ("Mish", "mish"), ("Selu", "selu"),
-        ("Softsign", "softsign"), ("Relu6", "relu6"), ("HardSilu", "hard_silu"))},
+        ("Sigmoid", "sigmoid"), ("Silu", "silu"), ("Softplus", "softplus"),
+        ("HardSigmoid", "hard_sigmoid"), ("Selu", "selu"), ("Softsign", "softsign"),
+        ("HardSilu", "hard_silu"))},
     "Gelu": _gelu, "LeakyRelu": _leaky_relu,
     "Elu": lambda config, x: np.asarray(_act.elu(np.asarray(x, F32),
                                                  F32(config.get("alpha", 1.0))), F32),
@@ -203,16 +192,17 @@ OPS: dict[str, Callable[..., Any]] = {
         _act.log_softmax(np.asarray(x, F32), axis=config.get("axis", -1)), F32),
     # reductions
     "Mean": _reduction(np.mean, to_float=True), "Sum": _reduction(np.sum),
-    "Max": _max_min(np.max),
-    "Min": _max_min(np.min), "Var": _variance(False), "Std": _variance(True),
+    "Max": _reduction(np.max), "Min": _reduction(np.min), "Var": _variance(False),
+    "Std": _variance(True),
     "Argmax": _arg(np.argmax), "Argmin": _arg(np.argmin), "Norm": _norm,
-    "Cumsum": lambda config, x: (lambda a: np.cumsum(a, axis=config.get("axis"),
-                                                      dtype=a.dtype))(np.asarray(*_floats(x))),
+    "Cumsum": lambda config, x: (lambda a: np.cumsum(
+        a, axis=config.get("axis"), dtype=np.dtype(config.get("dtype") or a.dtype)))(
+        np.asarray(*_floats(x))),
     # shapes and indexing
     "Reshape": lambda config, x: np.reshape(np.asarray(x), config["newshape"]).copy(),
     "Transpose": lambda config, x: np.ascontiguousarray(np.transpose(np.asarray(x),
                                                                      config.get("axes"))),
-    "Squeeze": lambda config, x: np.squeeze(np.asarray(x), config.get("axis")).copy(),
+    "Squeeze": lambda config, x: np.squeeze(np.asarray(x), _axes(config.get("axis"))).copy(),
     "Moveaxis": lambda config, x: np.ascontiguousarray(
         np.moveaxis(np.asarray(x), config["source"], config["destination"])),
     "Swapaxes": lambda config, x: np.ascontiguousarray(
@@ -220,18 +210,40 @@ OPS: dict[str, Callable[..., Any]] = {
     "Tile": lambda config, x: np.tile(np.asarray(x), config["repeats"]),
     "Repeat": lambda config, x: np.repeat(np.asarray(x), config["repeats"],
                                           axis=config.get("axis")),
-    "Flip": lambda config, x: np.flip(np.asarray(x), config.get("axis")).copy(),
+    "Flip": lambda config, x: np.flip(np.asarray(x), _axes(config.get("axis"))).copy(),
     "Pad": _pad,
     "Stack": lambda config, xs: np.stack(_floats(*xs), axis=config.get("axis", 0)),
     "Split": _split,
     "Take": lambda config, x, indices: np.take(np.asarray(x), np.asarray(indices),
                                                axis=config.get("axis")),
-    "Where": lambda config, c, x, y: np.asarray(np.where(np.asarray(c), *_floats(x, y))),
+    "Where": lambda config, c, x=None, y=None: np.asarray(np.where(np.asarray(c),
+                                                                  *_floats(x, y))),
     "GetItem": lambda config, x, key: np.ascontiguousarray(np.asarray(x)[_item_key(key)]),
 }
+
+
+def _axes(axis: Any) -> Any:
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def problem(name: str, config: dict) -> str | None:
+    """Why the op ``name`` with this config does not load (the loader lists it with the
+    file's other problems), or None."""
+    if name == "Norm":
+        order, axis = config.get("ord"), config.get("axis")
+        if order not in (None, 2, "fro") or order == 2 and (
+                axis is None or isinstance(axis, list) and len(axis) > 1):
+            return f"norm with ord={order!r}, axis={axis!r} (vector 2-norms and Frobenius only)"
+    if name == "Pad" and config.get("mode", "constant") != "constant":
+        return f"pad in mode {config.get('mode')!r} (constant only)"
+    if name in ("Max", "Min") and config.get("initial") is not None:
+        return f"{name.lower()} with an initial value"
+    return None
 
 
 @symbolic_op
 def keras_op(name: str, config: dict, *args: Any, **kwargs: Any) -> Any:
     """The Keras op ``name`` (a key of OPS) with its recorded ``config`` on arrays."""
+    if name == "Where" and (len(args) < 3 or args[1] is None or args[2] is None):
+        raise NotImplementedError("Keras where(condition) (nonzero) is not supported")
     return OPS[name](config, *args, **kwargs)

@@ -1586,10 +1586,19 @@ class _Converter:
         """torch_stat's reductions over PyTorch's ``dim`` (an int, a sequence, or None: all),
         on the layout as stored where the result allows (_reduction_axes)."""
         t = self._tensor(x, op)
-        dims = range(t.ndim) if dim is None or (isinstance(dim, (list, tuple)) and not dim) \
-            else (dim if isinstance(dim, (list, tuple)) else (dim,))
-        axes = sorted({_dim(d, t.ndim, op) for d in dims})
-        t, stored, cl = _reduction_axes(t, axes, bool(keepdim))
+        empty = isinstance(dim, (list, tuple)) and not dim
+        if empty and op in ("any", "all", "logsumexp"):
+            # over no dim: PyTorch reduces nothing there (any / all: x != 0), every dim for
+            # the others
+            if op == "logsumexp":
+                self._refuse("logsumexp over dim=()")
+            return self.compare(t, 0, "ne")
+        dims = range(t.ndim) if dim is None or empty else (
+            dim if isinstance(dim, (list, tuple)) else (dim,))
+        axes = [_dim(d, t.ndim, op) for d in dims]
+        if len(set(axes)) != len(axes):
+            self._refuse(f"{op} over dim={dim!r}, which names an axis twice")
+        t, stored, cl = _reduction_axes(t, sorted(axes), bool(keepdim))
         return _T(torch_stat(t.sym, op, stored, bool(keepdim), correction), cl)
 
     def variance(self, op: str, x: Any, dim: Any = None, unbiased: Any = None,
@@ -1610,14 +1619,22 @@ class _Converter:
         return out
 
     def norm(self, x: Any, p: Any = "fro", dim: Any = None, keepdim: Any = False,
-             dtype: Any = None) -> _T:
-        """``Tensor.norm`` / ``torch.norm`` / ``torch.linalg.norm`` / ``vector_norm`` as
-        vector norms over ``dim``: p 2 (or "fro", None), 1 or inf."""
+             dtype: Any = None, matrix: bool = False) -> _T:
+        """``Tensor.norm`` / ``torch.norm`` / ``vector_norm`` as vector norms over ``dim``:
+        p 2 (or "fro", None), 1 or inf. ``matrix`` (``torch.linalg.norm``): over two dims, or
+        of a 2-D tensor without dim, PyTorch computes a matrix norm, of which only the
+        Frobenius one (ord None or "fro": the 2-norm of the entries) converts."""
         op = {"fro": "norm2", None: "norm2", 2: "norm2", 1: "norm1",
               math.inf: "norminf"}.get(p if not isinstance(p, float) or math.isinf(p)
                                        else (int(p) if p in (1.0, 2.0) else p))
         if op is None or dtype is not None:
             self._refuse(f"norm with p={p!r}" + ("" if dtype is None else f", dtype={dtype}"))
+        if matrix and p not in (None, "fro"):
+            two = (isinstance(dim, (list, tuple)) and len(dim) == 2) or (
+                dim is None and self._tensor(x, "norm").ndim == 2)
+            if two:
+                self._refuse(f"torch.linalg.norm with ord={p!r} over two dims (a matrix norm; "
+                             "ord None or 'fro' converts)")
         return self.stat(op, x, dim, keepdim)
 
     def cosine_similarity(self, x1: Any, x2: Any, dim: Any = 1, eps: Any = 1e-8) -> _T:
@@ -2442,7 +2459,7 @@ class _Converter:
             torch.norm: lambda input, p="fro", dim=None, keepdim=False, out=None, dtype=None: (  # noqa: A002
                 self.norm(input, p, dim, keepdim, dtype)),
             torch.linalg.norm: lambda input, ord=None, dim=None, keepdim=False, dtype=None: (  # noqa: A002
-                self.norm(input, ord, dim, keepdim, dtype)),
+                self.norm(input, ord, dim, keepdim, dtype, matrix=True)),
             torch.linalg.vector_norm: lambda x, ord=2, dim=None, keepdim=False, dtype=None: (
                 self.norm(x, ord, dim, keepdim, dtype)),
             F.cosine_similarity: self.cosine_similarity,
@@ -2720,14 +2737,22 @@ class _Converter:
         if name == "type" and (args or kwargs):
             return self.cast(x, args[0] if args else kwargs["dtype"])
         if name == "log_softmax":
-            return self.log_softmax(x, args[0] if args else kwargs["dim"])
+            dim = args[0] if args else kwargs.get("dim")
+            dtype = args[1] if len(args) > 1 else kwargs.get("dtype")
+            if dim is None or dtype not in (None, self.torch.float32):
+                self._refuse(f"Tensor.log_softmax with dim={dim!r}, dtype={dtype!r}")
+            return self.log_softmax(x, dim)
         if name == "diff":
             return self.diff(x, *args, **kwargs)
         if name == "nan_to_num":
             return self.nan_to_num(x, *args, **kwargs)
         if name == "new_tensor":
-            dtype = self._tensor(x, "new_tensor").sym.dtype
-            return np.asarray(args[0] if args else kwargs["data"], dtype=dtype)
+            dtype = kwargs.get("dtype")
+            np_dtype = self._tensor(x, "new_tensor").sym.dtype if dtype is None else _np_dtype(
+                dtype)
+            if np_dtype is None or set(kwargs) - {"data", "dtype", "device", "requires_grad"}:
+                self._refuse(f"Tensor.new_tensor with {kwargs}")
+            return np.asarray(args[0] if args else kwargs["data"], dtype=np_dtype)
         if name == "split":
             return self.split(x, *args, **kwargs)
         if name == "chunk":
@@ -2757,8 +2782,8 @@ class _Converter:
             return self.compare(x, args[0] if args else kwargs["other"], name)
         if name == "masked_fill":
             return self.masked_fill(x, *args, **kwargs)
-        if name == "float":
-            return self.cast(x, "float32")
+        if name in ("float", "long", "bool"):
+            return self.cast(x, {"float": "float32", "long": "int64", "bool": "bool"}[name])
         if name == "unsqueeze":
             return self.unsqueeze(x, *args, **kwargs)
         if name == "squeeze":
@@ -2787,7 +2812,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "min", "argmax", "argmin", "maximum", "minimum", "var", "std", "prod",
                       "logsumexp", "any", "all", "norm", "tril", "triu", "gather",
                       "index_select", "view_as", "reshape_as", "expand_as", "t", "numel",
-                      "type", "log_softmax", "diff", "nan_to_num", "new_tensor"})
+                      "type", "log_softmax", "diff", "nan_to_num", "new_tensor", "long",
+                      "bool"})
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).

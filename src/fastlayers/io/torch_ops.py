@@ -178,7 +178,7 @@ def torch_stat(x, op, axes, keepdims, correction=1):
         if op in ("var", "std"):
             n = math.prod(x.shape[a] for a in axes)
             mean = x64.mean(axis=axes, keepdims=True)
-            out = ((x64 - mean) ** 2).sum(axis=axes, keepdims=keepdims) / (n - correction)
+            out = ((x64 - mean) ** 2).sum(axis=axes, keepdims=keepdims) / max(n - correction, 0)
             out = np.sqrt(out) if op == "std" else out
         elif op == "prod":
             out = np.prod(x64, axis=axes, keepdims=keepdims)
@@ -810,7 +810,7 @@ def torch_roll(x, shifts, axes):
             to[axis], of[axis] = slice(0, s), slice(n - s, None)
             y[tuple(to)] = out[tuple(of)]
             out = y
-    return np.ascontiguousarray(out)
+    return out.copy() if out is x else np.ascontiguousarray(out)  # never x itself
 
 
 @S.symbolic_op
