@@ -8,7 +8,7 @@ config, *args)`` computes one of them as Keras does, with NumPy (the activations
 ``fastlayers.activations``, as the Keras layers with those activations run here);
 ``OPS`` lists the names. Dtypes follow Keras's rules for float32 models: a float tensor or
 a Python float makes the result float32, ints stay ints, comparisons give bool. The
-loader (keras_config.py) builds one node per recorded op (docs/semantics.md §23).
+loader (keras_config.py) builds one node per recorded op (docs/semantics.md §29).
 """
 
 from __future__ import annotations
