@@ -1436,7 +1436,9 @@ def test_integer_and_bool_results_keep_pytorchs_dtypes():
         torch.max(y, -1).indices, (y * 2).long().sign(), (y * 2).long().floor(),
         y.new_tensor([1, 2], dtype=torch.long) + (y > 0).long().sum(-1, keepdim=True),
         y + y.new_tensor([0.5]),
-        torch.roll(y, 4, 1), torch.var(y, 1, correction=5), torch.std(y[:, :0], 1)))
+        torch.roll(y, 4, 1), torch.var(y, 1, correction=5), torch.std(y[:, :0], 1),
+        y.bool(), (y * 3).long().any(dim=()), torch.all(y, dim=()), torch.sign(y > 0),
+        (y > 0).square()))
     x = torch.randn(3, 4)
     x[0, 0] = 0.0
     got = fl.from_torch(net.eval(), x)(x.numpy())
@@ -1454,7 +1456,9 @@ def test_integer_and_bool_results_keep_pytorchs_dtypes():
     (lambda y: torch.linalg.norm(y, 2, dim=(1, 2)), "over two dims (a matrix norm"),
     (lambda y: torch.linalg.norm(y[0], float("inf")), "over two dims (a matrix norm"),
     (lambda y: y.var(dim=(1, -2)), "names an axis twice"),
-    (lambda y: y.log_softmax(1, dtype=torch.float64), "Tensor.log_softmax with dim=1"),
+    (lambda y: y.log_softmax(1, dtype=torch.float64), "log_softmax with dtype=torch.float64"),
+    (lambda y: F.softmax(y, 1, dtype=torch.float64), "softmax with dtype=torch.float64"),
+    (lambda y: torch.log_softmax(y, 1, torch.float64), "log_softmax with dtype=torch.float64"),
     (lambda y: y / y.numel(), "numel of a tensor with the batch axis"),
     (lambda y: F.one_hot(y.argmax(-1)).float(), "one_hot with num_classes=-1"),
     (lambda y: y.norm(p=3, dim=-1), "norm with p=3"),

@@ -106,19 +106,28 @@ def test_more_dtypes_and_configs(tmp_path):
     flip over several axes; a Frobenius norm over two axes."""
     i = keras.Input((1, 1, 4))
     k = keras.Input((4,), dtype="int32")
+    v = keras.Input((2, 3, 4))
+    small = ops.cast(k * 0 + 100, "int8")
     outs = [ops.logical_not(i > 0), ops.abs(i > 0), ops.relu(k - 2), ops.relu(i),
             ops.cumsum(i * 3, axis=-1, dtype="int32"), ops.squeeze(i, axis=(1, 2)),
-            ops.flip(i, axis=(1, 3)), ops.norm(i, axis=(2, 3)), ops.norm(i, ord=2, axis=-1)]
-    model = keras.Model([i, k], outs)
+            ops.flip(v, axis=(1, 3)), ops.norm(v, axis=(1, 2)), ops.norm(i, ord=2, axis=-1),
+            ops.ceil(k), ops.relu6(k * 2), ops.sum(small, axis=-1), ops.cumsum(small, axis=-1),
+            ops.cumsum(k > 2, axis=-1), ops.sum(k > 2, axis=-1), (k > 2) + 1,
+            ops.square(k > 2), ops.sign(k > 2), ops.where(k > 2, 0, 1),
+            ops.matmul(k, ops.transpose(k)), ops.pad(i, ((0, 0), (0, 0), (0, 0), (1, 0)),
+                                                     constant_values=-0.0)]
+    model = keras.Model([i, k, v], outs)
     model.save(tmp_path / "more.keras")
     rng = np.random.default_rng(2)
     xs = [rng.standard_normal((3, 1, 1, 4)).astype(np.float32),
-          np.array([[1, 2, 3, 4], [0, -5, 9, 2], [7, 7, 7, 7]], np.int32)]
+          np.array([[1, 2, 3, 4], [0, -5, 9, 2], [7, 7, 7, 7]], np.int32),
+          rng.standard_normal((3, 2, 3, 4)).astype(np.float32)]
     for k_, (g, w) in enumerate(zip(fl.load_model(tmp_path / "more.keras")(xs),
                                     model.predict(xs, verbose=0))):
         w = np.asarray(w)
         assert g.dtype == w.dtype and g.shape == w.shape, (k_, g.dtype, w.dtype)
         np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-6, err_msg=str(k_))
+        assert np.array_equal(np.signbit(g), np.signbit(w)), k_  # -0.0 padding stays -0.0
 
 
 def test_legacy_h5_ops_named_like_layers(tmp_path):
@@ -154,6 +163,10 @@ def test_ops_without_an_equivalent_are_listed(tmp_path):
     assert "4 problem(s)" in text and "Sort 'sort'" in text, text
     assert "norm with ord=2, axis=None" in text and "norm with ord=1" in text, text
     assert "pad in mode 'reflect'" in text, text
+    keras.Model(i, [ops.max(i, axis=1, initial=0.0), ops.min(i, axis=1, initial=0.0)]).save(
+        tmp_path / "initial.keras")
+    with pytest.raises(NotImplementedError, match="max with an initial value"):
+        fl.load_model(tmp_path / "initial.keras")
     j = keras.Input((5,))
     keras.Model(j, ops.where(j > 0)).save(tmp_path / "where.keras")
     with pytest.raises(NotImplementedError, match="where\\(condition\\)"):

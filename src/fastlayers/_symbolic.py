@@ -328,11 +328,14 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
                 node.outputs = [SymbolicTensor(out[0], out[1], label, node, 0)]
                 return node.outputs[0]
             got = ", ".join(str(t.shape) for t in node.inputs)
-            raise type(first)(
-                f"{first} (while calling {label} on symbolic inputs of shapes {got}; "
-                "unknown dimensions were tried as 2, 1, 8 and 16: give Input the fixed sizes "
-                "you know)"
-            ) from first
+            message = (f"{first} (while calling {label} on symbolic inputs of shapes {got}; "
+                       "unknown dimensions were tried as 2, 1, 8 and 16: give Input the fixed "
+                       "sizes you know)")
+            try:
+                again = type(first)(message)
+            except TypeError:  # an exception class whose constructor takes other arguments
+                again = (ValueError if isinstance(first, ValueError) else TypeError)(message)
+            raise again from first
     out_shapes = [list(a.shape) for a in arrays]
     dtypes = [a.dtype for a in arrays]
     if has_unknown:

@@ -363,7 +363,11 @@ def _einsum(subscripts: str) -> Callable:
 
 
 def _op_matmul(cfg: dict) -> Callable:
-    return lambda x, y: F.matmul(x, y)
+    def matmul(x: Any, y: Any) -> Any:
+        if all(np.dtype(getattr(v, "dtype", np.float32)).kind == "f" for v in (x, y)):
+            return F.matmul(x, y)
+        return keras_ops.keras_int_matmul(x, y)  # ints stay ints, as in Keras
+    return matmul
 
 
 def _op_softmax(cfg: dict) -> Callable:
@@ -426,8 +430,12 @@ def keras_full_like(x: Any, fill: bool, dtype: Any = None) -> np.ndarray:
 
 @symbolic_op
 def keras_concatenate(xs: Any, axis: int = 0) -> np.ndarray:
-    """Keras's ``ops.concatenate`` as recorded in a graph (not the Concatenate layer)."""
-    return np.concatenate([np.asarray(x) for x in xs], axis=axis)
+    """Keras's ``ops.concatenate`` as recorded in a graph (not the Concatenate layer): float32
+    when any input is a float."""
+    arrays = [np.asarray(x) for x in xs]
+    if any(a.dtype.kind == "f" for a in arrays):
+        arrays = [a.astype(np.float32, copy=False) for a in arrays]
+    return np.concatenate(arrays, axis=axis)
 
 
 @symbolic_op

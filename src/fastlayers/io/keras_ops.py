@@ -35,7 +35,18 @@ def _floats(*xs: Any) -> list[Any]:
            for x in xs):
         return [np.asarray(x, F32) if _number(x) else np.asarray(x).astype(F32, copy=False)
                 for x in xs]
-    return [x if _number(x) else np.asarray(x) for x in xs]
+    out = [x if _number(x) else np.asarray(x) for x in xs]
+    if any(isinstance(x, int) and not isinstance(x, bool) for x in xs):
+        # a bool tensor with a Python int: int32 in Keras
+        out = [np.asarray(x, np.int32) if isinstance(x, np.ndarray) and x.dtype == np.bool_
+               else x for x in out]
+    return out
+
+
+def _accumulator(dtype: np.dtype) -> np.dtype:
+    """The dtype of Keras's sum or cumsum of ``dtype``: bools and ints narrower than 32 bits
+    add up in int32."""
+    return np.dtype(np.int32) if dtype.kind in "biu" and dtype.itemsize < 4 else dtype
 
 
 def _binary(fn: Callable) -> Callable:
@@ -72,8 +83,10 @@ def _reduction(fn: Callable, to_float: bool = False) -> Callable:
         a = np.asarray(x)
         if to_float or a.dtype.kind == "f":
             a = a.astype(F32, copy=False)
-        out = np.asarray(fn(a, axis=axis, keepdims=bool(config.get("keepdims", False))))
-        return out.astype(a.dtype if a.dtype.kind != "b" else out.dtype)
+        keep = bool(config.get("keepdims", False))
+        if fn is np.sum:
+            return np.asarray(np.sum(a, axis=axis, keepdims=keep, dtype=_accumulator(a.dtype)))
+        return np.asarray(fn(a, axis=axis, keepdims=keep)).astype(a.dtype)
     return run
 
 
@@ -130,7 +143,8 @@ def _item_key(key: Any) -> Any:
 
 def _pad(config: dict, x: Any, constant_values: Any = None) -> np.ndarray:
     a = np.asarray(x)
-    return np.pad(a, config["pad_width"], constant_values=a.dtype.type(constant_values or 0))
+    fill = 0 if constant_values is None else constant_values
+    return np.pad(a, config["pad_width"], constant_values=a.dtype.type(fill))
 
 
 def _leaky_relu(config: dict, x: Any) -> np.ndarray:
@@ -167,10 +181,12 @@ OPS: dict[str, Callable[..., Any]] = {
     "LogicalNot": lambda config, x: np.logical_not(np.asarray(x)),
     # elementwise
     "Absolute": _unary(np.abs, True), "Abs": _unary(np.abs, True),
-    "Negative": _unary(np.negative, True), "Square": _unary(np.square, True),
+    "Negative": _unary(np.negative, True),
+    "Square": _unary(lambda a: np.square(a.astype(_accumulator(a.dtype))), True),
     "Relu": _unary(lambda a: np.maximum(a, a.dtype.type(0)), True),  # ints stay ints
     "Relu6": _unary(lambda a: np.clip(a, a.dtype.type(0), a.dtype.type(6)), True),
-    "Sign": _unary(np.sign, True), "Sqrt": _unary(np.sqrt), "Exp": _unary(np.exp),
+    "Sign": _unary(lambda a: a.copy() if a.dtype == np.bool_ else np.sign(a), True),
+    "Sqrt": _unary(np.sqrt), "Exp": _unary(np.exp),
     # (floor and ceil of ints are float32 in Keras)
     "Log": _unary(np.log), "Expm1": _unary(np.expm1), "Log1p": _unary(np.log1p),
     "Reciprocal": _unary(np.reciprocal), "Sin": _unary(np.sin), "Cos": _unary(np.cos),
@@ -195,9 +211,9 @@ OPS: dict[str, Callable[..., Any]] = {
     "Max": _reduction(np.max), "Min": _reduction(np.min), "Var": _variance(False),
     "Std": _variance(True),
     "Argmax": _arg(np.argmax), "Argmin": _arg(np.argmin), "Norm": _norm,
-    "Cumsum": lambda config, x: (lambda a: np.cumsum(
-        a, axis=config.get("axis"), dtype=np.dtype(config.get("dtype") or a.dtype)))(
-        np.asarray(*_floats(x))),
+    "Cumsum": lambda config, x: (lambda a: np.cumsum(  # of bools in int32, as Keras's
+        a, axis=config.get("axis"), dtype=np.dtype(config.get("dtype") or (
+            np.int32 if a.dtype == np.bool_ else a.dtype))))(np.asarray(*_floats(x))),
     # shapes and indexing
     "Reshape": lambda config, x: np.reshape(np.asarray(x), config["newshape"]).copy(),
     "Transpose": lambda config, x: np.ascontiguousarray(np.transpose(np.asarray(x),
@@ -216,10 +232,18 @@ OPS: dict[str, Callable[..., Any]] = {
     "Split": _split,
     "Take": lambda config, x, indices: np.take(np.asarray(x), np.asarray(indices),
                                                axis=config.get("axis")),
-    "Where": lambda config, c, x=None, y=None: np.asarray(np.where(np.asarray(c),
-                                                                  *_floats(x, y))),
+    "Where": lambda config, c, x=None, y=None: np.asarray(np.where(np.asarray(c), *(
+        (np.int32(x), np.int32(y)) if all(isinstance(v, int) and not isinstance(v, bool)
+                                          for v in (x, y)) else _floats(x, y)))),
     "GetItem": lambda config, x, key: np.ascontiguousarray(np.asarray(x)[_item_key(key)]),
 }
+
+
+@symbolic_op
+def keras_int_matmul(x: Any, y: Any) -> np.ndarray:
+    """``ops.matmul`` with an integer operand: NumPy's exact integer product (float32 when
+    the other is a float), where fastlayers.matmul would compute in float32."""
+    return np.asarray(np.matmul(*_floats(x, y)))
 
 
 def _axes(axis: Any) -> Any:

@@ -921,7 +921,14 @@ class _Converter:
             return _T(torch_activation(t.sym, name, float(slope)), t.cl)
         return _T(torch_activation(t.sym, name), t.cl)
 
-    def softmax(self, x: Any, dim: Any) -> _T:
+    def _float32_only(self, what: str, dtype: Any) -> None:
+        """Refuses a softmax's ``dtype`` other than float32 (PyTorch would compute and
+        return another dtype)."""
+        if dtype is not None and dtype is not self.torch.float32:
+            self._refuse(f"{what} with dtype={dtype}")
+
+    def softmax(self, x: Any, dim: Any, dtype: Any = None) -> _T:
+        self._float32_only("softmax", dtype)
         t = self._tensor(x, "softmax")
         dim = _legacy_dim(t, dim)
         if t.ndim == 0:  # PyTorch takes dim 0 or -1 of a 0-d tensor as its one element
@@ -1278,8 +1285,9 @@ class _Converter:
                                bool(count_include_pad)), True)
 
     def log_softmax(self, x: Any, dim: Any, negate: bool = False,
-                    what: str = "log_softmax") -> _T:
+                    what: str = "log_softmax", dtype: Any = None) -> _T:
         """``log_softmax`` over ``dim`` (PyTorch's numbering); ``negate``: of -x."""
+        self._float32_only(what, dtype)
         t = self._tensor(x, what)
         if t.ndim == 0:
             raise TorchConversionError(f"from_torch: {what} of a 0-d tensor")
@@ -2370,8 +2378,9 @@ class _Converter:
             F.elu: self._act_fn(_ACT_VARIANTS["ELU"]),
             F.softplus: self._act_fn(_ACT_VARIANTS["Softplus"]),
             F.hardtanh: self._act_fn(_ACT_VARIANTS["Hardtanh"]),
-            F.softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmax(x, dim),
-            torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim),
+            F.softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmax(
+                x, dim, dtype),
+            torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim, dtype),
             F.dropout: self._dropout_fn(),
             torch.flatten: lambda x, start_dim=0, end_dim=-1: self.flatten(x, start_dim,
                                                                             end_dim),
@@ -2394,8 +2403,8 @@ class _Converter:
                 x, output_size, "max", 2, "adaptive_max_pool2d"),
             F.layer_norm: self._layer_norm_fn,
             F.log_softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.log_softmax(
-                x, dim),
-            torch.log_softmax: lambda x, dim, dtype=None: self.log_softmax(x, dim),
+                x, dim, dtype=dtype),
+            torch.log_softmax: lambda x, dim, dtype=None: self.log_softmax(x, dim, dtype=dtype),
             F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmin(x, dim),
             F.pad: lambda x, pad, mode="constant", value=None: self.pad(x, pad, mode, value),
             F.pixel_shuffle: lambda x, upscale_factor: self.pixel_shuffle(
@@ -2674,7 +2683,7 @@ class _Converter:
             return self.activation(x, name)
         if name == "softmax":
             dim = args[0] if args else kwargs.get("dim")
-            return self.softmax(x, dim)
+            return self.softmax(x, dim, args[1] if len(args) > 1 else kwargs.get("dtype"))
         if name in _SIZES_KEYWORD and not args and _SIZES_KEYWORD[name] in kwargs:
             # x.view(size=(2, 3)) as x.view((2, 3)); x.permute(dims=...), x.expand(size=...)
             args = (kwargs.pop(_SIZES_KEYWORD[name]),)
@@ -2738,10 +2747,10 @@ class _Converter:
             return self.cast(x, args[0] if args else kwargs["dtype"])
         if name == "log_softmax":
             dim = args[0] if args else kwargs.get("dim")
-            dtype = args[1] if len(args) > 1 else kwargs.get("dtype")
-            if dim is None or dtype not in (None, self.torch.float32):
-                self._refuse(f"Tensor.log_softmax with dim={dim!r}, dtype={dtype!r}")
-            return self.log_softmax(x, dim)
+            if dim is None:
+                self._refuse("Tensor.log_softmax without a dim")
+            return self.log_softmax(x, dim, dtype=args[1] if len(args) > 1
+                                    else kwargs.get("dtype"))
         if name == "diff":
             return self.diff(x, *args, **kwargs)
         if name == "nan_to_num":
