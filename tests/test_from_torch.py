@@ -1458,6 +1458,7 @@ def test_integer_and_bool_results_keep_pytorchs_dtypes():
     (lambda y: y.var(dim=(1, -2)), "names an axis twice"),
     (lambda y: y.log_softmax(1, dtype=torch.float64), "log_softmax with dtype=torch.float64"),
     (lambda y: F.softmax(y, 1, dtype=torch.float64), "softmax with dtype=torch.float64"),
+    (lambda y: F.softmin(y, 1, dtype=torch.float64), "softmin with dtype=torch.float64"),
     (lambda y: torch.log_softmax(y, 1, torch.float64), "log_softmax with dtype=torch.float64"),
     (lambda y: y / y.numel(), "numel of a tensor with the batch axis"),
     (lambda y: F.one_hot(y.argmax(-1)).float(), "one_hot with num_classes=-1"),

@@ -115,7 +115,9 @@ def test_more_dtypes_and_configs(tmp_path):
             ops.cumsum(k > 2, axis=-1), ops.sum(k > 2, axis=-1), (k > 2) + 1,
             ops.square(k > 2), ops.sign(k > 2), ops.where(k > 2, 0, 1),
             ops.matmul(k, ops.transpose(k)), ops.pad(i, ((0, 0), (0, 0), (0, 0), (1, 0)),
-                                                     constant_values=-0.0)]
+                                                     constant_values=-0.0),
+            ops.square(small), ops.matmul(small, ops.transpose(small)), ops.sum(small, axis=()),
+            ops.where(k > 2, True, 0)]
     model = keras.Model([i, k, v], outs)
     model.save(tmp_path / "more.keras")
     rng = np.random.default_rng(2)

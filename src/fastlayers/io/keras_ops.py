@@ -84,6 +84,8 @@ def _reduction(fn: Callable, to_float: bool = False) -> Callable:
         if to_float or a.dtype.kind == "f":
             a = a.astype(F32, copy=False)
         keep = bool(config.get("keepdims", False))
+        if axis == ():
+            return a.copy()  # over no axis: x itself, as Keras's torch backend returns it
         if fn is np.sum:
             return np.asarray(np.sum(a, axis=axis, keepdims=keep, dtype=_accumulator(a.dtype)))
         return np.asarray(fn(a, axis=axis, keepdims=keep)).astype(a.dtype)
@@ -182,7 +184,8 @@ OPS: dict[str, Callable[..., Any]] = {
     # elementwise
     "Absolute": _unary(np.abs, True), "Abs": _unary(np.abs, True),
     "Negative": _unary(np.negative, True),
-    "Square": _unary(lambda a: np.square(a.astype(_accumulator(a.dtype))), True),
+    "Square": _unary(lambda a: np.square(a.astype(np.int32) if a.dtype == np.bool_ else a),
+                     True),
     "Relu": _unary(lambda a: np.maximum(a, a.dtype.type(0)), True),  # ints stay ints
     "Relu6": _unary(lambda a: np.clip(a, a.dtype.type(0), a.dtype.type(6)), True),
     "Sign": _unary(lambda a: a.copy() if a.dtype == np.bool_ else np.sign(a), True),
@@ -233,8 +236,8 @@ OPS: dict[str, Callable[..., Any]] = {
     "Take": lambda config, x, indices: np.take(np.asarray(x), np.asarray(indices),
                                                axis=config.get("axis")),
     "Where": lambda config, c, x=None, y=None: np.asarray(np.where(np.asarray(c), *(
-        (np.int32(x), np.int32(y)) if all(isinstance(v, int) and not isinstance(v, bool)
-                                          for v in (x, y)) else _floats(x, y)))),
+        (np.int32(x), np.int32(y)) if all(isinstance(v, int) for v in (x, y)) and not all(
+            isinstance(v, bool) for v in (x, y)) else _floats(x, y)))),
     "GetItem": lambda config, x, key: np.ascontiguousarray(np.asarray(x)[_item_key(key)]),
 }
 
@@ -243,7 +246,10 @@ OPS: dict[str, Callable[..., Any]] = {
 def keras_int_matmul(x: Any, y: Any) -> np.ndarray:
     """``ops.matmul`` with an integer operand: NumPy's exact integer product (float32 when
     the other is a float), where fastlayers.matmul would compute in float32."""
-    return np.asarray(np.matmul(*_floats(x, y)))
+    a, b = _floats(x, y)
+    if a.dtype == b.dtype == np.int8:
+        a, b = a.astype(np.int32), b.astype(np.int32)  # Keras's int8 product is int32
+    return np.asarray(np.matmul(a, b))
 
 
 def _axes(axis: Any) -> Any:

@@ -2405,7 +2405,8 @@ class _Converter:
             F.log_softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.log_softmax(
                 x, dim, dtype=dtype),
             torch.log_softmax: lambda x, dim, dtype=None: self.log_softmax(x, dim, dtype=dtype),
-            F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmin(x, dim),
+            F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: (
+                self._float32_only("softmin", dtype), self.softmin(x, dim))[1],
             F.pad: lambda x, pad, mode="constant", value=None: self.pad(x, pad, mode, value),
             F.pixel_shuffle: lambda x, upscale_factor: self.pixel_shuffle(
                 x, upscale_factor, False, "pixel_shuffle"),

@@ -681,7 +681,7 @@ def torch_unary(x, name):
     x = np.asarray(x)
     if name in _BOOL_UNARY:
         return np.asarray(_UNARY[name](x))
-    if x.dtype == np.bool_ and name in ("sign", "square", "abs"):
+    if x.dtype == np.bool_ and name in ("sign", "square"):
         return x.astype(np.int64) if name == "square" else x.copy()  # PyTorch's dtypes
     if x.dtype.kind in "iu" and name in _KEEP_INT:
         return np.asarray(_UNARY[name](x))
