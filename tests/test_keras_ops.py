@@ -169,6 +169,10 @@ def test_ops_without_an_equivalent_are_listed(tmp_path):
         tmp_path / "initial.keras")
     with pytest.raises(NotImplementedError, match="max with an initial value"):
         fl.load_model(tmp_path / "initial.keras")
+    n = keras.Input((3,), dtype="int32")
+    keras.Model(n, ops.cast(n, "int8") + 1000).save(tmp_path / "wrap.keras")
+    with pytest.raises(NotImplementedError, match="outside its integer tensor's range"):
+        fl.load_model(tmp_path / "wrap.keras")
     j = keras.Input((5,))
     keras.Model(j, ops.where(j > 0)).save(tmp_path / "where.keras")
     with pytest.raises(NotImplementedError, match="where\\(condition\\)"):

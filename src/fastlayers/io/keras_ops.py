@@ -276,4 +276,9 @@ def keras_op(name: str, config: dict, *args: Any, **kwargs: Any) -> Any:
     """The Keras op ``name`` (a key of OPS) with its recorded ``config`` on arrays."""
     if name == "Where" and (len(args) < 3 or args[1] is None or args[2] is None):
         raise NotImplementedError("Keras where(condition) (nonzero) is not supported")
-    return OPS[name](config, *args, **kwargs)
+    try:
+        return OPS[name](config, *args, **kwargs)
+    except OverflowError as e:  # NumPy 2 refuses a Python int outside the tensor's dtype
+        raise NotImplementedError(
+            f"Keras {name} with a number outside its integer tensor's range (Keras wraps it "
+            f"around; not supported): {e}") from e
