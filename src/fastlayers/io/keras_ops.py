@@ -31,11 +31,10 @@ def _number(x: Any) -> bool:
 def _floats(*xs: Any) -> list[Any]:
     """The operands, all float32 arrays when any is a float (an array or a Python number),
     else arrays and Python ints (weak, as in Keras: an int32 tensor plus 1 stays int32)."""
-    if any(isinstance(x, float) or not _number(x) and np.asarray(x).dtype.kind == "f"
-           for x in xs):
-        return [np.asarray(x, F32) if _number(x) else np.asarray(x).astype(F32, copy=False)
-                for x in xs]
     out = [x if _number(x) else np.asarray(x) for x in xs]
+    if any(isinstance(x, float) or isinstance(x, np.ndarray) and x.dtype.kind == "f"
+           for x in out):
+        return [np.asarray(x, F32) if _number(x) else x.astype(F32, copy=False) for x in out]
     if any(isinstance(x, int) and not isinstance(x, bool) for x in xs):
         # a bool tensor with a Python int: int32 in Keras
         out = [np.asarray(x, np.int32) if isinstance(x, np.ndarray) and x.dtype == np.bool_

@@ -1818,10 +1818,7 @@ class _Converter:
     def mha(self, qual: str, mod: Any, query: Any, key: Any, value: Any,
             key_padding_mask: Any = None, need_weights: bool = True, attn_mask: Any = None,
             average_attn_weights: bool = True, is_causal: bool = False) -> Any:
-        if is_causal and attn_mask is None:
-            raise TorchConversionError(
-                f"from_torch: {qual}: is_causal needs attn_mask (as in PyTorch)"
-            )
+        self._needs_mask(qual, is_causal, attn_mask, "is_causal", "attn_mask")
         ts = []
         for v, what in ((query, "query"), (key, "key"), (value, "value")):
             t = _to_torch(self._tensor(v, f"{qual} {what}"))
@@ -1847,7 +1844,7 @@ class _Converter:
         t = _to_torch(self._tensor(x, qual))
         if t.ndim != 3:
             raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
-        return t if batch_first else _T(torch_permute(t.sym, (1, 0, 2)), False)
+        return self._to_layout(t, batch_first)  # (swapping T and B is its own inverse)
 
     def _attention_block(self, qual: str, mha: Any, h: _T, memory: _T, key_padding_mask: Any,
                          attn_mask: Any) -> _T:
@@ -1878,6 +1875,19 @@ class _Converter:
             h = self.activation(self.linear(f"{qual}.linear1", mod.linear1, h), act_name)
         return self.linear(f"{qual}.linear2", mod.linear2, h)
 
+    @staticmethod
+    def _needs_mask(qual: str, flag: Any, mask: Any, flag_name: str, mask_name: str) -> None:
+        """A causal hint without its mask: refused, as PyTorch refuses it."""
+        if flag and mask is None:
+            raise TorchConversionError(
+                f"from_torch: {qual}: {flag_name} needs {mask_name} (as in PyTorch)")
+
+    @staticmethod
+    def _to_layout(x: _T, batch_first: bool) -> _T:
+        """A batch-first result back in the layer's layout ((T, B, E) when not batch_first),
+        or a (T, B, E) input to batch-first."""
+        return x if batch_first else _T(torch_permute(x.sym, (1, 0, 2)), False)
+
     def _residual_blocks(self, mod: Any, x: _T, blocks: list) -> _T:
         """x through (norm, block) pairs: x + block(norm(x)) each with norm_first, else
         norm(x + block(x))."""
@@ -1890,10 +1900,7 @@ class _Converter:
 
     def encoder_layer(self, qual: str, mod: Any, src: Any, src_mask: Any = None,
                       src_key_padding_mask: Any = None, is_causal: bool = False) -> _T:
-        if is_causal and src_mask is None:
-            raise TorchConversionError(
-                f"from_torch: {qual}: is_causal needs src_mask (as in PyTorch)"
-            )
+        self._needs_mask(qual, is_causal, src_mask, "is_causal", "src_mask")
         batch_first = mod.self_attn.batch_first
         x = self._sequence(src, qual, batch_first)
         x = self._residual_blocks(mod, x, [
@@ -1901,7 +1908,7 @@ class _Converter:
                 f"{qual}.self_attn", mod.self_attn, h, h, src_key_padding_mask, src_mask)),
             (mod.norm2, lambda h: self._feed_forward(qual, mod, h)),
         ])
-        return x if batch_first else _T(torch_permute(x.sym, (1, 0, 2)), False)
+        return self._to_layout(x, batch_first)
 
     def decoder_layer(self, qual: str, mod: Any, tgt: Any, memory: Any, tgt_mask: Any = None,
                       memory_mask: Any = None, tgt_key_padding_mask: Any = None,
@@ -1910,11 +1917,8 @@ class _Converter:
         """``nn.TransformerDecoderLayer``: self-attention over tgt (tgt_mask, e.g.
         nn.Transformer.generate_square_subsequent_mask), attention over memory, feed-forward,
         each with its norm as norm_first says."""
-        for flag, mask, what in ((tgt_is_causal, tgt_mask, "tgt"),
-                                 (memory_is_causal, memory_mask, "memory")):
-            if flag and mask is None:
-                raise TorchConversionError(
-                    f"from_torch: {qual}: {what}_is_causal needs {what}_mask (as in PyTorch)")
+        self._needs_mask(qual, tgt_is_causal, tgt_mask, "tgt_is_causal", "tgt_mask")
+        self._needs_mask(qual, memory_is_causal, memory_mask, "memory_is_causal", "memory_mask")
         batch_first = mod.self_attn.batch_first
         x = self._sequence(tgt, qual, batch_first)
         mem = self._sequence(memory, f"{qual} memory", batch_first)
@@ -1926,16 +1930,14 @@ class _Converter:
                 memory_mask)),
             (mod.norm3, lambda h: self._feed_forward(qual, mod, h)),
         ])
-        return x if batch_first else _T(torch_permute(x.sym, (1, 0, 2)), False)
+        return self._to_layout(x, batch_first)
 
     def decoder(self, qual: str, mod: Any, tgt: Any, memory: Any, tgt_mask: Any = None,
                 memory_mask: Any = None, tgt_key_padding_mask: Any = None,
                 memory_key_padding_mask: Any = None, tgt_is_causal: Any = None,
                 memory_is_causal: Any = False) -> _T:
         """``nn.TransformerDecoder``: its layers with the same masks, then its norm."""
-        if tgt_is_causal and tgt_mask is None:
-            raise TorchConversionError(
-                f"from_torch: {qual}: tgt_is_causal needs tgt_mask (as in PyTorch)")
+        self._needs_mask(qual, tgt_is_causal, tgt_mask, "tgt_is_causal", "tgt_mask")
         x = tgt
         for i, layer in enumerate(mod.layers):
             x = self.decoder_layer(f"{qual}.layers.{i}", layer, x, memory, tgt_mask,
@@ -2355,6 +2357,17 @@ class _Converter:
 
     # ---- functions and methods ------------------------------------------------------
     def _function_handler(self, fn: Any) -> Any:
+        """The handler of a called function (check and _build ask it for every node), or
+        None; the table is built once per conversion."""
+        table = self.__dict__.get("_handlers")
+        if table is None:
+            table = self._handlers = self._handler_table()
+        try:
+            return table.get(fn)
+        except TypeError:  # an unhashable target
+            return None
+
+    def _handler_table(self) -> dict:
         torch, F = self.torch, self.F
         table = {
             F.relu: lambda x, inplace=False: self.activation(x, "relu"),
@@ -2543,10 +2556,7 @@ class _Converter:
                               None)
         if assert_none is not None:
             table[assert_none] = lambda value, *args, **kwargs: None
-        try:
-            return table.get(fn)
-        except TypeError:  # an unhashable target
-            return None
+        return table
 
     def _act_fn(self, variants: list) -> Any:
         """A handler for an activation function of torch.nn.functional: Keras's activation of
