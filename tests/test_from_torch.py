@@ -880,6 +880,29 @@ def test_transformer_refusals():
         fl.from_torch(CausalWithoutMask().eval(), (torch.randn(4, 2, 8), torch.randn(3, 2, 8)))
 
 
+@pytest.mark.parametrize("fn,message", [
+    (lambda m, x: m.enc(x, is_causal=True), "is_causal needs mask"),
+    (lambda m, x: m.enc.layers[0](x, is_causal=True), "is_causal needs src_mask"),
+    (lambda m, x: m.mha(x, x, x, is_causal=True, need_weights=False)[0],
+     "is_causal needs attn_mask"),
+    (lambda m, x: m.dec(x, x, memory_is_causal=True), "memory_is_causal needs memory_mask"),
+])
+def test_causal_hints_without_their_mask_are_refused(fn, message):
+    class Hinted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+            self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.dec = nn.TransformerDecoderLayer(8, 2, 16, batch_first=True)
+
+        def forward(self, x):
+            return fn(self, x)
+
+    with pytest.raises(TorchConversionError, match=re.escape(message)):
+        fl.from_torch(Hinted().eval(), torch.randn(2, 5, 8))
+
+
 class ViewByAnotherBatch(nn.Module):
     def forward(self, x, y):
         return x.view(y.shape[0], 5)

@@ -117,7 +117,7 @@ def test_more_dtypes_and_configs(tmp_path):
             ops.matmul(k, ops.transpose(k)), ops.pad(i, ((0, 0), (0, 0), (0, 0), (1, 0)),
                                                      constant_values=-0.0),
             ops.square(small), ops.matmul(small, ops.transpose(small)), ops.sum(small, axis=()),
-            ops.where(k > 2, True, 0)]
+            ops.where(k > 2, True, 0), ops.mean(k, axis=())]
     model = keras.Model([i, k, v], outs)
     model.save(tmp_path / "more.keras")
     rng = np.random.default_rng(2)
@@ -165,10 +165,11 @@ def test_ops_without_an_equivalent_are_listed(tmp_path):
     assert "4 problem(s)" in text and "Sort 'sort'" in text, text
     assert "norm with ord=2, axis=None" in text and "norm with ord=1" in text, text
     assert "pad in mode 'reflect'" in text, text
-    keras.Model(i, [ops.max(i, axis=1, initial=0.0), ops.min(i, axis=1, initial=0.0)]).save(
-        tmp_path / "initial.keras")
-    with pytest.raises(NotImplementedError, match="max with an initial value"):
+    keras.Model(i, [ops.max(i, axis=1, initial=0.0), ops.min(i, axis=1, initial=0.0),
+                    ops.std(i, axis=())]).save(tmp_path / "initial.keras")
+    with pytest.raises(NotImplementedError, match="max with an initial value") as info:
         fl.load_model(tmp_path / "initial.keras")
+    assert "std over axis=()" in str(info.value)
     n = keras.Input((3,), dtype="int32")
     keras.Model(n, ops.cast(n, "int8") + 1000).save(tmp_path / "wrap.keras")
     with pytest.raises(NotImplementedError, match="outside its integer tensor's range"):

@@ -1294,7 +1294,8 @@ class _Converter:
         axis = _axis_in_layout(t, int(_legacy_dim(t, dim)))
         return _T(torch_log_softmax(t.sym, axis, negate), t.cl)
 
-    def softmin(self, x: Any, dim: Any) -> _T:
+    def softmin(self, x: Any, dim: Any, dtype: Any = None) -> _T:
+        self._float32_only("softmin", dtype)
         t = self._tensor(x, "softmin")
         if t.ndim == 0:
             raise TorchConversionError("from_torch: softmin of a 0-d tensor")
@@ -1962,10 +1963,11 @@ class _Converter:
         """``nn.TransformerEncoder``: its layers, then its norm. With a key padding mask
         and no mask, PyTorch's inference path (``use_nested_tensor``) returns 0 at padded
         steps before the norm when the padding is at the end of every row; so does this."""
+        self._needs_mask(qual, is_causal, mask, "is_causal", "mask")
         x = src
         for i, layer in enumerate(mod.layers):
             x = self.encoder_layer(f"{qual}.layers.{i}", layer, x, mask, src_key_padding_mask,
-                                   bool(is_causal) and mask is not None)
+                                   bool(is_causal))
         nested = (getattr(mod, "use_nested_tensor", False)
                   and self.torch.backends.mha.get_fastpath_enabled()
                   and src_key_padding_mask is not None and mask is None)
@@ -2418,8 +2420,8 @@ class _Converter:
             F.log_softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.log_softmax(
                 x, dim, dtype=dtype),
             torch.log_softmax: lambda x, dim, dtype=None: self.log_softmax(x, dim, dtype=dtype),
-            F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: (
-                self._float32_only("softmin", dtype), self.softmin(x, dim))[1],
+            F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmin(
+                x, dim, dtype),
             F.pad: lambda x, pad, mode="constant", value=None: self.pad(x, pad, mode, value),
             F.pixel_shuffle: lambda x, upscale_factor: self.pixel_shuffle(
                 x, upscale_factor, False, "pixel_shuffle"),
