@@ -122,10 +122,10 @@ void place_rows(const Conv2dShape& s, const OutputPlacement& out, int64_t p0, in
 // the expanded patch would). Threads take tiles of at most `tile` pixels from a shared counter
 // (guided: smaller tiles near the end); for each tile a thread builds the pointers per group and
 // runs the kernel per column block of at most `nc` filters (K x nc of the packed weights,
-// <= 256 KiB, stays in L2 while the tile's rows stream past), then applies the activation to
-// the finished rows. Which thread computes a tile does not change its bits. Extra memory per
-// thread: tile x ks pointers, plus tile x K floats of scratch for row chunks (touched only at
-// the edges).
+// about 256 KiB and at least one register tile wide, stays in L2 while the tile's rows stream
+// past), then applies the activation to the finished rows. Which thread computes a tile does
+// not change its bits. Extra memory per thread: tile x ks pointers, plus tile x K floats of
+// scratch for row chunks (touched only at the edges).
 //
 // With an output placement other than dense (conv2d_forward_into), the kernel writes each column
 // block of a tile into a per-thread buffer (tile x nc floats, ldc = the block's width), the
@@ -139,9 +139,16 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     const bool row_chunks = s.groups == 1 && s.dw == 1 && cg < 16;
     const int64_t ks = row_chunks ? s.kh : s.kh * s.kw;
     const int64_t kc = row_chunks ? s.kw * cg : cg;
-    const int64_t nc = std::max<int64_t>(
-        kGemmNR, std::min<int64_t>((65536 / std::max<int64_t>(k, 1)) / kGemmNR * kGemmNR,
-                                   (fg + kGemmNR - 1) / kGemmNR * kGemmNR));
+    // Column block: the K x nc packed weights of a block (about 256 KiB) stay in L2 while the
+    // tile's rows stream past. nc is a multiple of the kernel's main tile width (igemm_nr: 16,
+    // or 32 on AVX-512), at least one tile, so K >= 2048 no longer gives blocks of 16 filters
+    // (nor 1024 < K < 1366 blocks of 48), which ran the AVX-512 kernel's 24 x 16 or 12 x 16
+    // tiles: one B load per 24 or 12 broadcasts. On a Xeon core 3x3 convs with 128-448
+    // channels ran 140-170 GFLOP/s with those blocks, 180-200 with blocks of 32 or 64
+    // (docs/performance.md §5). A block of 32 at K = 4096 is 512 KiB.
+    const int64_t nr = kernels().igemm_nr;
+    const int64_t fit = (65536 / std::max<int64_t>(k, 1)) / nr * nr;
+    const int64_t nc = std::min(std::max(nr, fit), (fg + kGemmNR - 1) / kGemmNR * kGemmNR);
     // Pixel runs are multiples of the kernel's row block (kernels().igemm_mr: 6, or 12 for the
     // AVX-512 tiles), so only the last run of the problem ends in a short register tile.
     const int64_t mr = kernels().igemm_mr;
@@ -162,8 +169,9 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     // their own lines every step (0.84-0.91x the AVX2 kernel on a Zen 4 core); the kernel is
     // then called on 6 rows at a time (6 x 64 tiles above 16 filters, 6 x 16 or 6 x 8 below).
     // 512 floats apart (2 KiB: stride 2 with 256 channels, stride 1 with 512) the rows share
-    // two sets, and the 24 x 16 tile of <= 16 filters (the column blocks of K >= 2048) put 12
-    // lines in each: calls of 12 rows (12 x 16 tiles) keep 6 per set. At most 6 rows per set
+    // two sets, and the 24 x 16 tile of <= 16 filters (column blocks of 16 filters, which K >=
+    // 2048 gave before the blocks above were rounded to 32) put 12 lines in each: calls of 12
+    // rows (12 x 16 tiles) keep 6 per set. At most 6 rows per set
     // in general. On every ISA: AVX2's 12 x 8 tile for 8 filters or fewer has 12 such rows too
     // (that case was not measured). Same chains, same bits.
     const int64_t row_floats = s.sw * s.c;

@@ -103,6 +103,7 @@ KernelTable make_table(Isa isa) {
     t.dwconv_row_max_ch = 256;
     t.igemm = fl_igemm_f32_scalar;
     t.igemm_mr = 6;
+    t.igemm_nr = 16;
 #define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
     FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
 #undef FL_SET_ACT_SCALAR
@@ -165,6 +166,7 @@ KernelTable make_table(Isa isa) {
         t.pack_t16 = fl_pack_t16_avx512;
         t.igemm = fl_igemm_f32_avx512;
         t.igemm_mr = 12;
+        t.igemm_nr = 32;
         t.dwconv = fl_dwconv_f32_avx512;
         t.dwconv_row = fl_dwconv_row_f32_avx512;
         t.dwconv_row_max_ch = 512;

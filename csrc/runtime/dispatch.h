@@ -85,6 +85,9 @@ struct KernelTable {
     // Row block of igemm's register tiles: the conv driver hands it pixel runs that are
     // multiples of this (6 on scalar and AVX2, 12 on AVX-512), so no run ends in a short tile.
     int64_t igemm_mr;
+    // Columns of igemm's main register tile (16 on scalar and AVX2, 32 on AVX-512): the conv
+    // driver's column blocks are multiples of it, so the kernel runs its main tile on them.
+    int64_t igemm_nr;
 
     // Elementwise activations in place: act[id](y, n) sets y[i] = act(y[i]) for i in [0, n),
     // id = static_cast<int>(fl::Act) (activations.h); act[Act::linear] does nothing.

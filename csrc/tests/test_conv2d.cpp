@@ -202,6 +202,12 @@ const std::vector<Case>& cases() {
         {1, 14, 13, 20, 3, 3, 10, 1, 1, 1, 2, 2, 2, 2, 2, 2},  // dilation 2
         {1, 11, 14, 16, 3, 5, 9, 1, 3, 3, 1, 1, 1, 1, 2, 2},   // stride 3, left pad
         {1, 9, 8, 64, 3, 3, 130, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // K*F > 64K: column blocks
+        // Column blocks rounded to the main tile's width (16, or 32 on AVX-512): K = 2304 with
+        // 72 filters (blocks of 16, or 32 + 32 + 8); K = 1152 with 80 (blocks of 48 + 32, or
+        // 32 + 32 + 16); K = 3600 with 48 (16s, or 32 + 16), 26 pixels.
+        {1, 5, 6, 256, 3, 3, 72, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 7, 6, 128, 3, 3, 80, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 2, 13, 400, 3, 3, 48, 1, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 5, 4, 520, 3, 3, 6, 1, 1, 1, 1, 1, 1, 1, 1, 1},    // K = 4680: im2col fallback
         // AVX-512 igemm tiles (row blocks of 12, 24 when F <= 16) through the driver.
         {1, 11, 9, 16, 3, 3, 16, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // 99 px, 16 filters: 24 x 16
@@ -212,10 +218,10 @@ const std::vector<Case>& cases() {
         // Input pixels 4 KiB apart (sw * C = 1024): the kernel is called on 6 rows at a time.
         {1, 6, 30, 512, 1, 1, 20, 1, 2, 2, 1, 1, 0, 0, 0, 0},  // 1x1 stride 2, 45 pixels
         {1, 5, 9, 1024, 2, 2, 9, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 2x2, K = 4096, 9 filters
-        {1, 5, 9, 1024, 2, 2, 20, 1, 1, 1, 1, 1, 0, 0, 0, 0},  // 20 filters: blocks of 16 + 4
+        {1, 5, 9, 1024, 2, 2, 20, 1, 1, 1, 1, 1, 0, 0, 0, 0},  // 20 filters: 16 + 4 (AVX2)
         // 2 KiB apart (sw * C = 512): calls of 12 rows instead of the 24 x 16 tile.
         {1, 5, 9, 512, 2, 2, 9, 1, 1, 1, 1, 1, 0, 0, 0, 0},    // 32 pixels: 12 + 12 + 8
-        {1, 5, 9, 512, 2, 2, 20, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 20 filters: blocks of 16 + 4
+        {1, 5, 9, 512, 2, 2, 20, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 20 filters: 16 + 4 (AVX2)
         {2, 9, 11, 256, 3, 3, 12, 1, 2, 2, 1, 1, 1, 1, 1, 1},  // stride 2, 256 ch, 60 pixels
         // K = 4680 (tiles under automatic): 243 pixels in 6 tiles of 41 and 40 pixels (48 is
         // the tile size K asks for; the count is a multiple of the threads), across images.
