@@ -112,6 +112,11 @@ RUNNER_CASES = {
                                              padding="same"), (2, 6, 5, 4, 4)),
     "conv3d-one-depth": (lambda: Conv3D(2, (1, 2, 2)), (3, 1, 4, 4, 1)),
     "conv3d-even-same": (lambda: Conv3D(2, (2, 3, 3), padding="same"), (1, 4, 5, 5, 2)),
+    # 16+ channels per group: the C++ runner reads x in place (no stacking)
+    "conv3d-in-place": (lambda: Conv3D(20, 3, strides=(2, 1, 1), padding="same",
+                                       activation="relu"), (2, 5, 6, 4, 16)),
+    "conv3d-in-place-groups": (lambda: Conv3D(6, (2, 3, 2), dilation_rate=(2, 1, 1), groups=2),
+                               (1, 6, 5, 4, 32)),
     "maxpool": (lambda: MaxPooling2D(2), (2, 7, 7, 3)),
     "avgpool": (lambda: AveragePooling2D(3, strides=2, padding="same"), (1, 9, 8, 5)),
     "lstm-last": (lambda: LSTM(6), (3, 5, 4)),

@@ -58,6 +58,11 @@ def _torch_same(x, kernel, strides, dilation, fill=0.0):
     ((2, 7, 5, 6, 3), 6, (3, 1, 2), (1, 1, 1), (3, 1, 2), "same", 3),
     ((1, 1, 17, 16, 5), 2, (1, 3, 3), (1, 2, 2), (1, 1, 1), "valid", 1),
     ((1, 4, 4, 4, 32), 33, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
+    # 16+ channels per group: the C++ path reads x in place (test_conv3d_in_place_*)
+    ((2, 6, 9, 10, 16), 40, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
+    ((1, 7, 8, 9, 32), 20, (3, 2, 3), (2, 2, 2), (1, 1, 1), "same", 2),
+    ((1, 9, 7, 8, 17), 31, (2, 3, 2), (1, 1, 1), (2, 1, 3), "valid", 1),
+    ((1, 1, 13, 11, 19), 16, (1, 3, 3), (1, 3, 2), (1, 1, 1), "same", 1),
 ])
 def test_conv3d_matches_torch(any_backend, rng, shape, filters, kernel, strides, dilation,
                               padding, groups):
@@ -75,6 +80,87 @@ def test_conv3d_matches_torch(any_backend, rng, shape, filters, kernel, strides,
         dilation=dilation, groups=groups).permute(0, 2, 3, 4, 1).numpy()
     assert_close(got, want, k=int(np.prod(kernel)) * shape[-1] // groups,
                  magnitude=float(np.abs(x).max()))
+
+
+IN_PLACE_CASES = [  # (shape, filters, kernel, strides, dilation, padding, groups)
+    ((2, 6, 9, 10, 16), 40, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
+    ((1, 7, 8, 9, 32), 20, (3, 2, 3), (2, 2, 2), (1, 1, 1), "same", 2),
+    ((1, 9, 7, 8, 17), 31, (2, 3, 2), (1, 1, 1), (2, 1, 3), "valid", 1),
+    ((1, 1, 13, 11, 19), 16, (1, 3, 3), (1, 3, 2), (1, 1, 1), "same", 1),
+    ((3, 4, 5, 6, 24), 7, (4, 2, 2), (1, 2, 1), (1, 1, 1), "same", 1),  # even depth, 7 filters
+]
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="the C++ path (FASTLAYERS_TEST_NUMPY_ONLY=1 asked none)")
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+@pytest.mark.parametrize("case", IN_PLACE_CASES)
+def test_conv3d_in_place_is_the_stacked_conv2d(rng, case, activation):
+    """With 16+ channels per group the C++ path reads x in place (functional.run_conv3d): the
+    bits of the conv2d of the depth-stacked input, on every ISA (the same chains), channels
+    first too, and from a layer's direct-call runner."""
+    from fastlayers import _validation as V
+    from fastlayers import functional as Fn
+    from fastlayers._cpp import conv2d as cpp_conv
+
+    shape, filters, kernel, strides, dilation, padding, groups = case
+    x = rng.standard_normal(shape).astype(F32)
+    layer = L.Conv3D(filters, kernel, strides, padding, dilation_rate=dilation, groups=groups,
+                     activation=activation, bias_initializer="glorot_uniform", seed=5)
+    with fl.use_backend("cpp"):
+        got = layer(x)
+        packed, kd = layer._packed, kernel[0]
+        # The path under test ran, where the ISA has an indirect GEMM (all but NEON).
+        assert cpp_conv.conv3d_reads_in_place(packed, kd) == packed.indirect
+        a, od, depth = V.check_conv3d(x, None, None, strides, padding, dilation, groups,
+                                      activation, build=layer._ready)
+        stacked = Fn.run_conv2d(a, packed).reshape(shape[0], od, *got.shape[2:])
+        np.testing.assert_array_equal(got, stacked)
+        cf = L.Conv3D(filters, kernel, strides, padding, data_format="channels_first",
+                      dilation_rate=dilation, groups=groups, activation=activation)
+        cf.build((None, shape[-1]) + shape[1:4])
+        cf.set_weights(layer.get_weights())
+        got_cf = cf(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
+        np.testing.assert_array_equal(got_cf, np.moveaxis(got, -1, 1))
+        runner = layer._runner(x)
+        assert runner is not None
+        np.testing.assert_array_equal(runner(x), got)
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="the C++ path (FASTLAYERS_TEST_NUMPY_ONLY=1 asked none)")
+def test_conv3d_in_place_refuses_bad_calls(rng):
+    """_core.conv3d's own checks: a clear ValueError or TypeError, never a crash."""
+    from fastlayers import _backend
+
+    core = _backend._core
+    kernel4 = rng.standard_normal((3, 3, 3 * 16, 8)).astype(F32)  # kd 3, cg 16
+    packed = core.PackedConv(kernel4, None, 1)
+    x = rng.standard_normal((1, 4, 5, 5, 16)).astype(F32)
+    good = dict(kd=3, strides=(1, 1, 1), dilation=(1, 1, 1), pads=(1, 1, 1, 1, 1, 1))
+    assert core.conv3d(x, packed, **good).shape == (1, 4, 5, 5, 8)
+    bad = [
+        (dict(kd=5), ValueError, "does not divide"),
+        (dict(kd=0), ValueError, "does not divide"),
+        (dict(kd=1), ValueError, "channels"),  # 48 stacked channels per tap, x has 16
+        (dict(strides=(1, 0, 1)), ValueError, ">= 1"),
+        (dict(dilation=(1, 1, -1)), ValueError, ">= 1"),
+        (dict(pads=(1, 1, 1, 1, -1, 1)), ValueError, ">= 0"),
+        (dict(pads=(0, 0, 0, 0, 0, 0), dilation=(3, 1, 1)), ValueError, "smaller"),
+        (dict(pads=(1, 1, 1)), (ValueError, TypeError), "pads"),
+    ]
+    for change, error, words in bad:
+        with pytest.raises(error, match=words):
+            core.conv3d(x, packed, **{**good, **change})
+    with pytest.raises(TypeError, match="PackedConv"):
+        core.conv3d(x, kernel4, **good)
+    with pytest.raises((ValueError, TypeError)):
+        core.conv3d(x[0], packed, **good)  # rank 4
+    with pytest.raises((ValueError, TypeError)):
+        core.conv3d(x.astype(np.float64), packed, **good)
+    if packed.indirect:
+        tiles = core.PackedConv(rng.standard_normal((3, 3, 3 * 520, 2)).astype(F32), None, 1)
+        assert not tiles.indirect  # K > 4096: the expanded tiles, not in place
+        with pytest.raises(ValueError, match="indirect"):
+            core.conv3d(np.zeros((1, 3, 3, 3, 520), F32), tiles, **good)
 
 
 @pytest.mark.parametrize("mode", ["max", "average"])

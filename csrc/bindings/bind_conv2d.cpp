@@ -140,6 +140,89 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
     return std::move(y);
 }
 
+// Conv3D on its depth-stacked conv2d's PackedConv (conv3d_forward): x (N, D, H, W, C),
+// strides / dilation (d, h, w), pads (front, back, top, bottom, left, right); kd, the kernel's
+// depth, since the PackedConv holds kd * cg stacked channels per group.
+py::array conv3d(const py::handle& x_in, const py::handle& kernel_in, int64_t kd,
+                 const py::handle& strides_in, const py::handle& dilation_in,
+                 const py::handle& pads_in, int activation_id) {
+    const char* op = "conv3d";
+    const FloatArrayC x = require_f32(x_in, op, "x", 5);
+    const std::array<int64_t, 3> strides = int64_args<3>(strides_in, op, "strides");
+    const std::array<int64_t, 3> dilation = int64_args<3>(dilation_in, op, "dilation");
+    const std::array<int64_t, 6> pads = int64_args<6>(pads_in, op, "pads");
+    const ActFn act = act_kernel_from_id(activation_id, op, "activation_id");
+    if (!py::isinstance<PackedConv>(kernel_in)) {
+        throw py::type_error("conv3d: kernel must be a PackedConv (the depth-stacked kernel)");
+    }
+    const PackedConv& w = kernel_in.cast<const PackedConv&>();
+    if (w.algo() != ConvAlgo::indirect) {
+        throw py::value_error("conv3d: the PackedConv does not run the indirect GEMM on this "
+                              "machine; run the conv2d of the depth-stacked input instead");
+    }
+    if (kd < 1 || w.cg() % kd != 0) {
+        throw py::value_error("conv3d: kd " + std::to_string(kd) + " does not divide the " +
+                              std::to_string(w.cg()) + " stacked channels per group");
+    }
+    Conv3dShape s;
+    s.n = x.shape(0);
+    s.d = x.shape(1);
+    s.h = x.shape(2);
+    s.w = x.shape(3);
+    s.c = x.shape(4);
+    s.kd = kd;
+    s.kh = w.kh();
+    s.kw = w.kw();
+    s.f = w.f();
+    s.groups = w.groups();
+    if (s.c != checked_mul(w.cg() / kd, w.groups(), op, "channels per group * groups")) {
+        throw py::value_error("conv3d: x has " + std::to_string(s.c) + " channels, the kernel "
+                              "expects " + std::to_string(w.cg() / kd * w.groups()));
+    }
+    const int64_t in[3] = {s.d, s.h, s.w}, taps[3] = {s.kd, s.kh, s.kw};
+    int64_t out[3] = {0, 0, 0};
+    for (int i = 0; i < 3; ++i) {
+        if (strides[i] < 1 || dilation[i] < 1) {
+            throw py::value_error("conv3d: strides and dilation must be >= 1");
+        }
+        if (pads[2 * i] < 0 || pads[2 * i + 1] < 0) {
+            throw py::value_error("conv3d: pads must be >= 0");
+        }
+        const int64_t eff = checked_add(checked_mul(taps[i] - 1, dilation[i], op,
+                                                    "the dilated kernel"),
+                                        1, op, "the dilated kernel");
+        const int64_t padded = checked_add(checked_add(in[i], pads[2 * i], op, "the padded size"),
+                                           pads[2 * i + 1], op, "the padded size");
+        if (padded < eff || in[i] < 1) {
+            throw py::value_error("conv3d: the padded input is smaller than the dilated kernel");
+        }
+        out[i] = (padded - eff) / strides[i] + 1;
+    }
+    s.sd = strides[0];
+    s.sh = strides[1];
+    s.sw = strides[2];
+    s.dd = dilation[0];
+    s.dh = dilation[1];
+    s.dw = dilation[2];
+    s.pad_front = pads[0];
+    s.pad_top = pads[2];
+    s.pad_left = pads[4];
+    s.od = out[0];
+    s.oh = out[1];
+    s.ow = out[2];
+    checked_mul(checked_mul(checked_mul(checked_mul(s.n, s.od, op, "the output size"), s.oh, op,
+                                        "the output size"),
+                            s.ow, op, "the output size"),
+                s.f, op, "the output size");
+    FloatArrayC y = new_f32({s.n, s.od, s.oh, s.ow, s.f});
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    const double m = static_cast<double>(s.n) * s.od * s.oh * s.ow * s.f * s.kh * s.kw * w.cg();
+    // (conv3d_forward's std::invalid_argument reaches Python as ValueError.)
+    call_without_gil_if(m >= kReleaseGilMinMacs, [&] { conv3d_forward(xp, s, w, yp, act); });
+    return std::move(y);
+}
+
 // conv2d writing into `out`, a float32 (N, OH, OW, F) view with contiguous channels (such as
 // y[:, r::s, q::s] of a C-contiguous y): x (N, H, W, C) C-contiguous, kernel a PackedConv
 // (groups and bias its own); pads (top, left): the input is zero beyond its bottom and right
@@ -204,6 +287,9 @@ void bind_conv2d(py::module_& m) {
         .def_property_readonly("groups", &PackedConv::groups)
         .def_property_readonly("has_bias", &PackedConv::has_bias)
         .def_property_readonly("nbytes", &PackedConv::nbytes, "Bytes of packed storage.")
+        .def_property_readonly(
+            "indirect", [](const PackedConv& p) { return p.algo() == ConvAlgo::indirect; },
+            "Whether it runs the indirect GEMM (which conv3d needs).")
         .def("__repr__", [](const PackedConv& p) {
             return "PackedConv(kernel_shape=(" + std::to_string(p.kh()) + ", " +
                    std::to_string(p.kw()) + ", " + std::to_string(p.cg()) + ", " +
@@ -218,6 +304,14 @@ void bind_conv2d(py::module_& m) {
           "(bias None); strides (sh, sw); dilation (dh, dw); pads (top, bottom, left, right); "
           "activation_id 0 = linear, else an id of activation_ids(). Returns a new "
           "(N, OH, OW, F) float32 array.");
+    m.def("conv3d", &conv3d, py::arg("x"), py::arg("kernel"), py::arg("kd"),
+          py::arg("strides"), py::arg("dilation"), py::arg("pads"),
+          py::arg("activation_id") = 0,
+          "Conv3D (NDHWC) with the PackedConv of its depth-stacked conv2d (kernel (kh, kw, "
+          "kd * cg, F), groups), reading x in place: x (N, D, H, W, C) float32 C-contiguous; "
+          "strides, dilation (d, h, w); pads (front, back, top, bottom, left, right). The "
+          "PackedConv must run the indirect GEMM. Returns a new (N, OD, OH, OW, F) float32 "
+          "array, bitwise the conv2d of the depth-stacked input.");
     m.def("conv2d_into", &conv2d_into, py::arg("out"), py::arg("x"), py::arg("kernel"),
           py::arg("strides"), py::arg("dilation"), py::arg("pads"),
           py::arg("activation_id") = 0,

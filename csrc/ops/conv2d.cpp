@@ -212,6 +212,44 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
     }
 }
 
+void conv3d_forward(const float* x, const Conv3dShape& s, const PackedConv& w, float* y,
+                    ActFn act) {
+    // Geometry: as check_geometry, per axis, with the index arithmetic within int64.
+    bool ok = s.n >= 0 && s.d >= 1 && s.h >= 1 && s.w >= 1 && s.c >= 1 && s.groups >= 1 &&
+              s.c % s.groups == 0 && s.od >= 0 && s.oh >= 0 && s.ow >= 0;
+    int64_t t = 0;
+    const int64_t in[3] = {s.d, s.h, s.w}, ks[3] = {s.kd, s.kh, s.kw},
+                  st[3] = {s.sd, s.sh, s.sw}, dl[3] = {s.dd, s.dh, s.dw},
+                  pad[3] = {s.pad_front, s.pad_top, s.pad_left}, out[3] = {s.od, s.oh, s.ow};
+    for (int i = 0; i < 3 && ok; ++i) {
+        int64_t tap = 0, last = 0;
+        ok = ks[i] >= 1 && st[i] >= 1 && dl[i] >= 1 && pad[i] >= 0 &&
+             mul_add_fits(ks[i] - 1, dl[i], 0, &tap) &&
+             mul_add_fits(std::max<int64_t>(out[i] - 1, 0), st[i], tap, &last) &&
+             mul_add_fits(1, in[i], pad[i], &t);
+    }
+    ok = ok && mul_add_fits(s.n, s.od, 0, &t) && mul_add_fits(t, s.oh, 0, &t) &&
+         mul_add_fits(t, s.ow, 0, &t) && mul_add_fits(t, s.f, 0, &t) &&
+         mul_add_fits(s.d, s.h, 0, &t) && mul_add_fits(t, s.w, 0, &t) &&
+         mul_add_fits(t, s.c, 0, &t) && mul_add_fits(t, std::max<int64_t>(s.n, 1), 0, &t);
+    if (!ok) {
+        throw std::invalid_argument(
+            "conv3d_forward: invalid geometry (sizes must be positive, strides and dilation >= "
+            "1, pads >= 0, channels divisible by groups, and the index arithmetic must fit "
+            "int64)");
+    }
+    if (w.algo() != ConvAlgo::indirect || s.groups != w.groups() || s.kh != w.kh() ||
+        s.kw != w.kw() || s.f != w.f() || w.cg() != s.kd * (s.c / s.groups)) {
+        throw std::invalid_argument(
+            "conv3d_forward: the packed kernel (" + std::to_string(w.kh()) + ", " +
+            std::to_string(w.kw()) + ", " + std::to_string(w.cg()) + ", " +
+            std::to_string(w.f()) + ", groups " + std::to_string(w.groups()) +
+            ") is not the indirect depth-stacked kernel of this Conv3D");
+    }
+    if (s.n * s.od * s.oh * s.ow <= 0 || s.f <= 0) return;
+    conv_detail::indirect_forward_3d(x, s, w, y, act);
+}
+
 void conv2d_forward_into(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                          OutputPlacement out, ActFn act) {
     check_geometry(s);

@@ -130,15 +130,27 @@ void place_rows(const Conv2dShape& s, const OutputPlacement& out, int64_t p0, in
 // With an output placement other than dense (conv2d_forward_into), the kernel writes each column
 // block of a tile into a per-thread buffer (tile x nc floats, ldc = the block's width), the
 // activation runs on it, and each pixel's row is copied to its place while it is in L1.
-void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
-                      OutputPlacement out, ActFn act) {
-    const int64_t pixels = s.n * s.oh * s.ow;
-    const int64_t cg = w.cg();
-    const int64_t fg = s.f / s.groups;
-    const int64_t k = s.kh * s.kw * cg;
-    const bool row_chunks = s.groups == 1 && s.dw == 1 && cg < 16;
-    const int64_t ks = row_chunks ? s.kh : s.kh * s.kw;
-    const int64_t kc = row_chunks ? s.kw * cg : cg;
+namespace {
+
+// What the driver needs of a convolution besides where its chunks are: the GEMM is, per group,
+// (pixels x ks*kc) . (ks*kc x fg), rows of A given as ks chunk pointers of kc floats.
+struct IndirectPlan {
+    int64_t pixels;      // output pixels (rows of A), all images
+    int64_t groups, fg;  // groups, filters per group
+    int64_t ks, kc;      // chunks per patch, floats per chunk
+    int64_t row_floats;  // floats of x between the inputs of consecutive output pixels
+    bool row_chunks;     // chunks may be expanded into scratch (tile x K floats per thread)
+};
+
+// The driver of every indirect convolution (see indirect_forward). pointers(g, p0, m, ptrs,
+// scratch) fills the chunk pointers of pixels [p0, p0 + m) of group g; with `placed`,
+// place(p0, m, src, n, col) copies the m finished rows of n floats at src to output column col
+// of those pixels; otherwise row p of the output is y + p*f.
+template <class Pointers, class Place>
+void run_indirect(const IndirectPlan& p, const PackedConv& w, float* y, ActFn act, bool placed,
+                  const Pointers& pointers, const Place& place) {
+    const int64_t fg = p.fg, f = p.fg * p.groups, ks = p.ks;
+    const int64_t k = p.ks * p.kc;
     // Column block: the K x nc packed weights of a block (about 256 KiB) stay in L2 while the
     // tile's rows stream past. nc is a multiple of the kernel's main tile width (igemm_nr: 16,
     // or 32 on AVX-512), at least one tile, so K >= 2048 no longer gives blocks of 16 filters
@@ -153,16 +165,13 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     // AVX-512 tiles), so only the last run of the problem ends in a short register tile.
     const int64_t mr = kernels().igemm_mr;
     const int64_t tile = std::max(mr, conv2d_tile_pixels(k) / mr * mr);
-    const int64_t blocks = (pixels + mr - 1) / mr;
-    const int64_t macs_per_block = mr * k * s.f;
+    const int64_t blocks = (p.pixels + mr - 1) / mr;
+    const int64_t macs_per_block = mr * k * f;
     const int64_t min_blocks =
         std::max<int64_t>(1, ((int64_t(1) << 16) + macs_per_block - 1) / macs_per_block);
     const int64_t workers =
         std::max<int64_t>(1, std::min<int64_t>(num_threads(), blocks / min_blocks));
-    std::vector<float> zeros(static_cast<size_t>(std::max<int64_t>(kc, 1)), 0.0f);
-    const float* zero_row = zeros.data();
     const auto kernel = kernels().igemm;
-    const ChunkGeometry geo{s, cg, row_chunks, ks, kc, zero_row};
     // Consecutive pixels of an output row read input pixels sw*C floats apart. When that is a
     // multiple of 1024 floats (4 KiB: stride-2 convs with 512 channels, stride 1 or 2 with 1024)
     // all rows of a register tile share one L1 set, and AVX-512's 12- and 24-row tiles evicted
@@ -171,31 +180,26 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     // 512 floats apart (2 KiB: stride 2 with 256 channels, stride 1 with 512) the rows share
     // two sets, and the 24 x 16 tile of <= 16 filters (column blocks of 16 filters, which K >=
     // 2048 gave before the blocks above were rounded to 32) put 12 lines in each: calls of 12
-    // rows (12 x 16 tiles) keep 6 per set. At most 6 rows per set
-    // in general. On every ISA: AVX2's 12 x 8 tile for 8 filters or fewer has 12 such rows too
-    // (that case was not measured). Same chains, same bits.
-    const int64_t row_floats = s.sw * s.c;
-    const int64_t call_rows = row_floats % 1024 == 0 ? 6 : row_floats % 512 == 0 ? 12 : tile;
+    // rows (12 x 16 tiles) keep 6 per set. At most 6 rows per set in general. On every ISA:
+    // AVX2's 12 x 8 tile for 8 filters or fewer has 12 such rows too (that case was not
+    // measured). Same chains, same bits.
+    const int64_t call_rows =
+        p.row_floats % 1024 == 0 ? 6 : p.row_floats % 512 == 0 ? 12 : tile;
 
     // Guided self-scheduling (fl::GuidedRuns): each worker takes the next run of pixels, `tile`
     // long while much remains, then shrinking to whole row blocks, so the workers finish within
     // a few blocks of each other even when one of them started late or was descheduled.
-    GuidedRuns runs(pixels, workers, mr, tile);
-
-    const OutputPlacement dense = dense_output(s);
-    const bool placed =
-        out.pixel != dense.pixel || out.row != dense.row || out.image != dense.image;
+    GuidedRuns runs(p.pixels, workers, mr, tile);
 
     parallel_for(workers, 1, [&](int64_t, int64_t) {
         std::vector<const float*> ptrs(static_cast<size_t>(tile * ks));
-        AlignedFloats scratch = row_chunks ? alloc_aligned_floats(tile * k) : AlignedFloats();
+        AlignedFloats scratch = p.row_chunks ? alloc_aligned_floats(tile * k) : AlignedFloats();
         AlignedFloats block = placed ? alloc_aligned_floats(tile * nc) : AlignedFloats();
-        const int64_t f = s.f;
         int64_t p0 = 0, p1 = 0;
         while (runs.claim(&p0, &p1)) {
             const int64_t m = p1 - p0;
-            for (int64_t g = 0; g < s.groups; ++g) {
-                build_chunk_pointers(geo, x + g * cg, p0, m, ptrs.data(), scratch.get());
+            for (int64_t g = 0; g < p.groups; ++g) {
+                pointers(g, p0, m, ptrs.data(), scratch.get());
                 const PackedB& b = w.group(g);
                 for (int64_t j0 = 0; j0 < fg; j0 += nc) {
                     const int64_t n = std::min(nc, fg - j0);
@@ -203,7 +207,7 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
                     float* yt = placed ? block.get() : y + p0 * f + g * fg + j0;
                     const int64_t ldy = placed ? n : f;
                     for (int64_t r = 0; r < m; r += call_rows) {
-                        kernel(std::min(call_rows, m - r), n, ks, kc, ptrs.data() + r * ks,
+                        kernel(std::min(call_rows, m - r), n, ks, p.kc, ptrs.data() + r * ks,
                                b.data() + (j0 / kGemmNR) * b.panel_stride(), b.panel_stride(),
                                b.bias() ? b.bias() + j0 : nullptr, yt + r * ldy, ldy);
                     }
@@ -212,11 +216,110 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
                     } else if (act) {
                         for (int64_t r = 0; r < m; ++r) act(yt + r * ldy, n);
                     }
-                    if (placed) place_rows(s, out, p0, m, yt, n, y + g * fg + j0);
+                    if (placed) place(p0, m, yt, n, g * fg + j0);
                 }
             }
         }
     });
+}
+
+// The chunk pointers of output pixels [p0, p0 + m) of group g (xg = x + g*cg) of a Conv3D
+// (conv3d_forward): chunk (a, b, e) of a pixel, at ptrs[r*ks + (a*kw + b)*kd + e], is the
+// C/groups floats of x at depth oz*sd + e*dd - front, row oy*sh + a*dh - top and column
+// ox*sw + b*dw - left, or the zero row where that is padding. A run of pixels on one output
+// row shares its depths and rows, so each (a, b, e) is handled for the whole run.
+void build_chunk_pointers_3d(const Conv3dShape& s, const float* xg, int64_t p0, int64_t m,
+                             const float** ptrs, const float* zero_row) {
+    const int64_t ks = s.kd * s.kh * s.kw;
+    const int64_t plane = s.oh * s.ow, per_image = s.od * plane;
+    const int64_t pixel = s.c, row_len = s.w * s.c, depth_len = s.h * row_len;
+    int64_t nb = p0 / per_image;
+    int64_t oz = (p0 % per_image) / plane;
+    int64_t oy = (p0 % plane) / s.ow;
+    int64_t ox = p0 % s.ow;
+    for (int64_t r = 0; r < m;) {
+        const int64_t seg = std::min(m - r, s.ow - ox);  // pixels r.. on this output row
+        const float* image = xg + nb * s.d * depth_len;
+        for (int64_t a = 0; a < s.kh; ++a) {
+            const int64_t row = oy * s.sh + a * s.dh - s.pad_top;
+            for (int64_t b = 0; b < s.kw; ++b) {
+                // Pixel ox + u reads column col + u*sw: inside x for u in [lo, hi).
+                const int64_t col = ox * s.sw + b * s.dw - s.pad_left;
+                int64_t lo = col >= 0 ? 0 : (-col + s.sw - 1) / s.sw;
+                int64_t hi = s.w - 1 - col >= 0 ? (s.w - 1 - col) / s.sw + 1 : 0;
+                lo = std::min(lo, seg);
+                hi = std::max(lo, std::min(hi, seg));
+                for (int64_t e = 0; e < s.kd; ++e) {
+                    const int64_t z = oz * s.sd + e * s.dd - s.pad_front;
+                    const float** dst = ptrs + r * ks + (a * s.kw + b) * s.kd + e;
+                    if (row < 0 || row >= s.h || z < 0 || z >= s.d) {
+                        for (int64_t u = 0; u < seg; ++u) dst[u * ks] = zero_row;
+                        continue;
+                    }
+                    const float* base = image + z * depth_len + row * row_len;
+                    for (int64_t u = 0; u < lo; ++u) dst[u * ks] = zero_row;
+                    for (int64_t u = lo; u < hi; ++u) dst[u * ks] = base + (col + u * s.sw) * pixel;
+                    for (int64_t u = hi; u < seg; ++u) dst[u * ks] = zero_row;
+                }
+            }
+        }
+        r += seg;
+        ox += seg;
+        if (ox == s.ow) {
+            ox = 0;
+            if (++oy == s.oh) {
+                oy = 0;
+                if (++oz == s.od) {
+                    oz = 0;
+                    ++nb;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
+                      OutputPlacement out, ActFn act) {
+    const int64_t cg = w.cg();
+    const bool row_chunks = s.groups == 1 && s.dw == 1 && cg < 16;
+    const int64_t ks = row_chunks ? s.kh : s.kh * s.kw;
+    const int64_t kc = row_chunks ? s.kw * cg : cg;
+    std::vector<float> zeros(static_cast<size_t>(std::max<int64_t>(kc, 1)), 0.0f);
+    const ChunkGeometry geo{s, cg, row_chunks, ks, kc, zeros.data()};
+    const IndirectPlan plan{s.n * s.oh * s.ow, s.groups, s.f / s.groups, ks, kc, s.sw * s.c,
+                            row_chunks};
+    const OutputPlacement dense = dense_output(s);
+    const bool placed =
+        out.pixel != dense.pixel || out.row != dense.row || out.image != dense.image;
+    run_indirect(
+        plan, w, y, act, placed,
+        [&](int64_t g, int64_t p0, int64_t m, const float** ptrs, float* scratch) {
+            build_chunk_pointers(geo, x + g * cg, p0, m, ptrs, scratch);
+        },
+        [&](int64_t p0, int64_t m, const float* src, int64_t n, int64_t col) {
+            place_rows(s, out, p0, m, src, n, y + col);
+        });
+}
+
+// Conv3D as the conv2d of its depth-stacked input (conv3d_forward), without the stack: the
+// packed kernel is the stacked conv2d's, (kh, kw, kd*cg, F), whose patch order (a, b, then the
+// kd*cg stacked channels: depth tap e, then channel) is the chunk order above, so the chains
+// are the stacked conv2d's on the tap-chunk path (kc = cg). cg here is per depth tap.
+void indirect_forward_3d(const float* x, const Conv3dShape& s, const PackedConv& w, float* y,
+                         ActFn act) {
+    const int64_t cg = s.c / s.groups;
+    std::vector<float> zeros(static_cast<size_t>(cg), 0.0f);
+    const float* zero_row = zeros.data();
+    const IndirectPlan plan{s.n * s.od * s.oh * s.ow, s.groups, s.f / s.groups,
+                            s.kd * s.kh * s.kw, cg, s.sw * s.c, false};
+    run_indirect(
+        plan, w, y, act, false,
+        [&](int64_t g, int64_t p0, int64_t m, const float** ptrs, float*) {
+            build_chunk_pointers_3d(s, x + g * cg, p0, m, ptrs, zero_row);
+        },
+        [](int64_t, int64_t, const float*, int64_t, int64_t) {});
 }
 
 }  // namespace conv_detail

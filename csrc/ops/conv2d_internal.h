@@ -82,6 +82,9 @@ void depthwise_forward(const float* x, const Conv2dShape& s, const PackedConv& w
 // Output pixels at `out` (dense_output(s) for conv2d_forward).
 void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                       OutputPlacement out, ActFn act);
+// Conv3D (conv3d_forward) on the same driver, chunk pointers into the 3D input.
+void indirect_forward_3d(const float* x, const Conv3dShape& s, const PackedConv& w, float* y,
+                         ActFn act);
 
 // ConvAlgo::tiles (conv2d_tiles.cpp).
 void tiles_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,

@@ -638,11 +638,115 @@ void test_pixel_tiles() {
                 }
 }
 
+// Conv3D read in place (fl::conv3d_forward) with the packed kernel of its depth-stacked
+// conv2d, (kh, kw, kd*cg, F): every output is the chain bias, then fmaf over the patch in
+// (a, b, e, c) order (kernel row, column, depth tap, channel) with zeros in the padding - the
+// stacked conv2d's order - bit for bit, at 1 and 3 threads; a kernel that is not the indirect
+// one, or does not match, is refused.
+void test_conv3d_in_place() {
+    struct C3 {
+        int64_t n, d, h, w, c, kd, kh, kw, f, groups, sd, sh, sw, dd, dh, dw, pf, pt, pl, od,
+            oh, ow;
+    };
+    const C3 cases[] = {
+        {2, 5, 6, 7, 16, 3, 3, 3, 20, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5, 6, 7},   // same
+        {1, 7, 8, 9, 32, 3, 2, 3, 20, 2, 2, 2, 2, 1, 1, 1, 1, 0, 1, 4, 4, 5},   // strides, groups
+        {1, 9, 7, 8, 17, 2, 3, 2, 31, 1, 1, 1, 1, 2, 1, 3, 0, 0, 0, 7, 5, 5},   // dilated, valid
+        {3, 4, 5, 6, 3, 4, 2, 2, 7, 1, 1, 2, 1, 1, 1, 1, 1, 0, 0, 4, 3, 6},     // 3 channels
+        {1, 1, 4, 30, 40, 1, 1, 3, 33, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 4, 30}, // > one tile
+        {1, 3, 2, 2, 2, 5, 3, 3, 6, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 3, 2, 2},     // kernel > x
+    };
+    std::mt19937 rng(77);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (const C3& q : cases) {
+        const int64_t cg = q.c / q.groups, fg = q.f / q.groups;
+        std::vector<float> x(q.n * q.d * q.h * q.w * q.c), k5(q.kd * q.kh * q.kw * cg * q.f),
+            bias(q.f);
+        for (float& v : x) v = u(rng);
+        for (float& v : k5) v = u(rng);
+        for (float& v : bias) v = u(rng);
+        // The stacked conv2d's kernel: row (a, b, e*cg + c) = the Conv3D kernel's (e, a, b, c).
+        std::vector<float> k4(k5.size());
+        for (int64_t e = 0; e < q.kd; ++e)
+            for (int64_t a = 0; a < q.kh; ++a)
+                for (int64_t b = 0; b < q.kw; ++b)
+                    for (int64_t c = 0; c < cg; ++c)
+                        for (int64_t o = 0; o < q.f; ++o)
+                            k4[(((a * q.kw + b) * q.kd + e) * cg + c) * q.f + o] =
+                                k5[(((e * q.kh + a) * q.kw + b) * cg + c) * q.f + o];
+        const fl::PackedConv w(k4.data(), q.kh, q.kw, q.kd * cg, q.f, q.groups, bias.data());
+        fl::Conv3dShape s;
+        s.n = q.n, s.d = q.d, s.h = q.h, s.w = q.w, s.c = q.c;
+        s.kd = q.kd, s.kh = q.kh, s.kw = q.kw, s.f = q.f, s.groups = q.groups;
+        s.sd = q.sd, s.sh = q.sh, s.sw = q.sw, s.dd = q.dd, s.dh = q.dh, s.dw = q.dw;
+        s.pad_front = q.pf, s.pad_top = q.pt, s.pad_left = q.pl;
+        s.od = q.od, s.oh = q.oh, s.ow = q.ow;
+        std::vector<float> want(q.n * q.od * q.oh * q.ow * q.f);
+        for (int64_t i = 0; i < q.n * q.od * q.oh * q.ow; ++i) {
+            const int64_t nb = i / (q.od * q.oh * q.ow), oz = i / (q.oh * q.ow) % q.od,
+                          oy = i / q.ow % q.oh, ox = i % q.ow;
+            for (int64_t o = 0; o < q.f; ++o) {
+                const int64_t g = o / fg;
+                float acc = bias[o];
+                for (int64_t a = 0; a < q.kh; ++a)
+                    for (int64_t b = 0; b < q.kw; ++b)
+                        for (int64_t e = 0; e < q.kd; ++e)
+                            for (int64_t c = 0; c < cg; ++c) {
+                                const int64_t z = oz * q.sd + e * q.dd - q.pf,
+                                              y = oy * q.sh + a * q.dh - q.pt,
+                                              xx = ox * q.sw + b * q.dw - q.pl;
+                                const bool in = z >= 0 && z < q.d && y >= 0 && y < q.h &&
+                                                xx >= 0 && xx < q.w;
+                                const float xv =
+                                    in ? x[(((nb * q.d + z) * q.h + y) * q.w + xx) * q.c +
+                                           g * cg + c]
+                                       : 0.0f;
+                                acc = std::fmaf(
+                                    xv, k5[(((e * q.kh + a) * q.kw + b) * cg + c) * q.f + o],
+                                    acc);
+                            }
+                want[i * q.f + o] = acc;
+            }
+        }
+        if (w.algo() != fl::ConvAlgo::indirect) {  // NEON: no indirect kernel, refused
+            bool threw = false;
+            try {
+                fl::conv3d_forward(x.data(), s, w, want.data(), nullptr);
+            } catch (const std::invalid_argument&) {
+                threw = true;
+            }
+            FLT_CHECK(threw);
+            continue;
+        }
+        for (int threads : {1, 3}) {
+            const int saved = fl::num_threads();
+            fl::set_num_threads(threads);
+            std::vector<float> got(want.size(), -7.0f);
+            fl::conv3d_forward(x.data(), s, w, got.data(), nullptr);
+            fl::set_num_threads(saved);
+            FLT_CHECK_MSG(std::memcmp(got.data(), want.data(), want.size() * 4) == 0,
+                          "conv3d case n %lld d %lld c %lld f %lld, %d threads",
+                          (long long)q.n, (long long)q.d, (long long)q.c, (long long)q.f,
+                          threads);
+        }
+        fl::Conv3dShape bad = s;
+        bad.kd += 1;  // the packed kernel's kd*cg no longer matches
+        bool threw = false;
+        try {
+            fl::conv3d_forward(x.data(), bad, w, want.data(), nullptr);
+        } catch (const std::invalid_argument&) {
+            threw = true;
+        }
+        FLT_CHECK(threw);
+    }
+}
+
 void register_conv2d_tests() {
     add_case("pixel_tiles", test_pixel_tiles);
     add_case("conv2d_matches_fma_chain", test_conv2d_matches_fma_chain);
     add_case("conv2d_small_gemm_blocking", test_conv2d_small_gemm_blocking);
     add_case("conv2d_plan", test_conv2d_plan);
+    add_case("conv3d_in_place", test_conv3d_in_place);
     for (const DwIsa& g : dwconv_kernels_built()) {
         if (fltest::isa_supported(g.isa))
             add_case(std::string("dwconv_kernel_grid_") + fl::isa_name(g.isa),

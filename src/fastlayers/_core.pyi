@@ -207,6 +207,9 @@ class PackedConv:
     def has_bias(self) -> bool: ...
     @property
     def nbytes(self) -> int: ...
+    @property
+    def indirect(self) -> bool:
+        """Whether it runs the indirect GEMM (which conv3d needs)."""
 
 def conv2d(
     x: npt.NDArray[np.float32],
@@ -233,6 +236,20 @@ def conv2d_into(
     """conv2d of x (N, H, W, C) written into out, a (N, OH, OW, F) view with contiguous
     channels (such as y[:, r::s, q::s]); pads (top, left), x zero below and right of itself as
     far as OH and OW reach."""
+
+def conv3d(
+    x: npt.NDArray[np.float32],
+    kernel: PackedConv,
+    kd: int,
+    strides: tuple[int, int, int],
+    dilation: tuple[int, int, int],
+    pads: tuple[int, int, int, int, int, int],
+    activation_id: int = 0,
+) -> npt.NDArray[np.float32]:
+    """Conv3D of x (N, D, H, W, C) -> (N, OD, OH, OW, F) with the PackedConv of its
+    depth-stacked conv2d (kernel (kh, kw, kd * cg, F); it must be indirect), reading x in
+    place; pads (front, back, top, bottom, left, right). Bitwise the conv2d of the
+    depth-stacked input."""
 
 class PackedGates:
     """A recurrent kernel (K, gates*u) packed once for lstm/gru, the gates of each 16-unit

@@ -837,10 +837,13 @@ def check_conv3d(
     x_name="x",
     channels_first=False,
     build: Build = None,
+    stack: bool = True,
 ):
     """Conv3D as a conv2d over the depth-stacked input (:func:`depth_stack`): (Conv2DArgs
-    with x (N * OD, H, W, kd * C) and kernel (kh, kw, kd * cg, F), OD). With channels_first,
-    x is (N, C, D, H, W)."""
+    with x (N * OD, H, W, kd * C) and kernel (kh, kw, kd * cg, F), OD, (depth pad before,
+    after)). With ``stack=False`` the args' x is the input itself, channels last (N, D, H, W,
+    C), for the C++ path that reads it in place (functional.run_conv3d). With
+    channels_first, x is (N, C, D, H, W)."""
     x = C.array(x, op, x_name)
     C.rank(x, op, x_name, 5, "(N, C, D, H, W)" if channels_first else
            "(batch, depth, height, width, channels)")
@@ -868,10 +871,15 @@ def check_conv3d(
     if kd < 1:
         raise ValueError(f"{op}: kernel has an empty dimension, shape {kernel.shape}")
     od, front, back = depth_geometry(op, d, kd, sd, dd, padding.lower())
-    stacked = depth_stack(op, x, kd, od, sd, dd, (front, back), int(groups))
-    args = _conv2d_args(op, stacked, conv3d_kernel4(kernel), bias, (sh, sw), padding,
-                        (dh, dw), groups, act)
-    return args, od
+    kernel4 = conv3d_kernel4(kernel)
+    strides2, dilation2, pads2, out_hw, groups = C.conv2d_geometry(
+        op, (n * od, h, w, kd * c), kernel4.shape, (sh, sw), padding, (dh, dw), groups)
+    if bias is not None:
+        C.shape_is(bias, op, "bias", (f,), "(filters,)")
+    if stack:
+        x = depth_stack(op, x, kd, od, sd, dd, (front, back), int(groups))
+    args = Conv2DArgs(x, kernel4, bias, strides2, dilation2, pads2, out_hw, groups, act)
+    return args, od, (front, back)
 
 
 def depthwise_kernel4(kernel: np.ndarray) -> np.ndarray:

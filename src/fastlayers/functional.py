@@ -229,6 +229,29 @@ def run_conv2d(a: V.Conv2DArgs, packed: Any = None) -> np.ndarray:
     return _np_conv2d.conv2d(*a)
 
 
+def conv3d_runner(a: V.Conv2DArgs, depth_pads: tuple, kd: int, sd: int, dd: int,
+                  packed: Any) -> Any:
+    """The shape-plan runner (models/shape_plan.py) of :func:`run_conv3d` where the C++ path
+    reads x in place, as a function of x alone; else None."""
+    if not (_cpp("conv2d") and _cpp_conv2d.conv3d_reads_in_place(packed, kd)):
+        return None
+    return lambda x: _cpp_conv2d.conv3d(a._replace(x=x), depth_pads, kd, sd, dd, packed)
+
+
+def run_conv3d(a: V.Conv2DArgs, od: int, depth_pads: tuple, kd: int, sd: int, dd: int,
+               packed: Any = None, op: str = "conv3d") -> np.ndarray:
+    """Conv3D on arguments checked by ``V.check_conv3d(..., stack=False)`` (x (N, D, H, W,
+    C), channels last) -> (N, OD, OH, OW, F): on the C++ path the indirect GEMM reads x in
+    place where it serves the layer's packed kernel, else the conv2d of the depth-stacked
+    input (docs/semantics.md §30). The same bits either way."""
+    if _cpp("conv2d") and _cpp_conv2d.conv3d_reads_in_place(packed, kd):
+        return _cpp_conv2d.conv3d(a, depth_pads, kd, sd, dd, packed)
+    n = a.x.shape[0]
+    stacked = V.depth_stack(op, a.x, kd, od, sd, dd, depth_pads, a.groups)
+    y = run_conv2d(a._replace(x=stacked), packed)
+    return y.reshape(n, od, *y.shape[1:])
+
+
 # ----------------------------------------------------------------- conv2d_transpose
 
 

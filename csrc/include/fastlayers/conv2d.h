@@ -127,4 +127,27 @@ OutputPlacement dense_output(const Conv2dShape& s);
 void conv2d_forward_into(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
                          OutputPlacement out, ActFn act);
 
+// ---------------------------------------------------------------------------- Conv3D
+// A Conv3D of x (N, D, H, W, C), NDHWC, kernel (kd, kh, kw, C/groups, F).
+struct Conv3dShape {
+    int64_t n = 0, d = 0, h = 0, w = 0, c = 0;  // input (N, D, H, W, C)
+    int64_t kd = 1, kh = 1, kw = 1, f = 0;      // kernel (kd, kh, kw, C/groups, F)
+    int64_t groups = 1;
+    int64_t sd = 1, sh = 1, sw = 1;  // strides
+    int64_t dd = 1, dh = 1, dw = 1;  // dilation
+    int64_t pad_front = 0, pad_top = 0, pad_left = 0;
+    int64_t od = 0, oh = 0, ow = 0;  // output size
+};
+
+// y (N, OD, OH, OW, F) = Conv3D(x), with w the packed kernel of the Conv3D as a conv2d over its
+// depth-stacked input: PackedConv(kernel (kh, kw, kd*cg, F) whose row (a, b, e*cg + c) is the
+// Conv3D kernel's (e, a, b, c), groups) - the layout docs/semantics.md §30 stacks the depths
+// in. Runs the indirect GEMM with chunk pointers into x itself (no stacked copy): the same
+// chains, so the same bits, as conv2d_forward on the stacked input. w.algo() must be
+// ConvAlgo::indirect and w must match s (std::invalid_argument otherwise); x and y
+// C-contiguous, not overlapping; N == 0 does nothing. Extra memory per thread: a tile of
+// conv2d_tile_pixels(K) x kd*kh*kw pointers and a zero row of C/groups floats.
+void conv3d_forward(const float* x, const Conv3dShape& s, const PackedConv& w, float* y,
+                    ActFn act);
+
 }  // namespace fl

@@ -41,6 +41,25 @@ def conv2d(a, packed=None):
     return y if fused is not None else apply_after(a.activation, y)
 
 
+def conv3d_reads_in_place(packed, kd):
+    """Whether :func:`conv3d` serves a Conv3D with the layer's depth-stacked ``packed``
+    kernel (kh, kw, kd * cg, F): it runs the indirect GEMM and cg >= 16. With fewer channels
+    per group the stacked conv2d is as fast or faster (its chunks are longer: 5.8 -> 6.4x
+    PyTorch at 3 channels, a tie at 8; docs/performance.md §11)."""
+    return packed is not None and packed.indirect and packed.kernel_shape[2] // kd >= 16
+
+
+def conv3d(a, depth_pads, kd, sd, dd, packed):
+    """Conv3D on checked arguments (``_validation.check_conv3d(stack=False)``: x (N, D, H,
+    W, C) channels last) read in place by the indirect GEMM: (N, OD, OH, OW, F), bitwise the
+    conv2d of the depth-stacked input."""
+    fused = fused_id(a.activation)
+    y = _backend._core.conv3d(a.x, packed, kd, (sd,) + tuple(a.strides),
+                              (dd,) + tuple(a.dilation), tuple(depth_pads) + tuple(a.pads),
+                              fused or 0)  # (its output depth is the checked od)
+    return y if fused is not None else apply_after(a.activation, y)
+
+
 def pack_conv2d_transpose(kernel, bias, strides):
     """A Conv2DTranspose kernel (kh, kw, F, C) and bias, packed once as the stride-1
     convolutions of its output phases (:func:`_phases`): [(ry, rx, PackedConv)]."""

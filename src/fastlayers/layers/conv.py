@@ -462,30 +462,35 @@ class Conv3D(_GroupedConv):
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         channels_first = self.data_format == "channels_first"
         act, after = _split_activation(self)
-        a, od = V.check_conv3d(inputs, None, None, self.strides, self.padding,
-                               self.dilation_rate, self.groups, act, op=self._owner(),
-                               x_name="inputs", channels_first=channels_first,
-                               build=self._ready)
-        y = F.run_conv2d(a, self._packed)
-        y = y.reshape(a.x.shape[0] // od, od, *y.shape[1:])
+        a, od, depth_pads = V.check_conv3d(inputs, None, None, self.strides, self.padding,
+                                           self.dilation_rate, self.groups, act,
+                                           op=self._owner(), x_name="inputs",
+                                           channels_first=channels_first, build=self._ready,
+                                           stack=False)
+        y = F.run_conv3d(a, od, depth_pads, self._weight("kernel").shape[0], self.strides[0],
+                         self.dilation_rate[0], self._packed, op=self._owner())
         return _activate_after(_channels_back(y, channels_first), after)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
-        """Direct calls (docs/architecture.md §14): the checks once, then per call the depth
-        stacking of this input shape (its copies planned here) and the conv2d runner."""
+        """Direct calls (docs/architecture.md §14): the checks once, then per call the C++
+        conv3d reading x in place, or the depth stacking of this input shape (its copies
+        planned here) and the conv2d runner."""
         if self.data_format == "channels_first" or self._packed is None:
             return None
-        a, od = V.check_conv3d(inputs, None, None, self.strides, self.padding,
-                               self.dilation_rate, self.groups, self.activation,
-                               op=self._owner(), x_name="inputs", build=self._ready)
+        a, od, depth_pads = V.check_conv3d(inputs, None, None, self.strides, self.padding,
+                                           self.dilation_rate, self.groups, self.activation,
+                                           op=self._owner(), x_name="inputs",
+                                           build=self._ready, stack=False)
+        kd, sd, dd, groups = self._weight("kernel").shape[0], self.strides[0], \
+            self.dilation_rate[0], self.groups
+        direct = F.conv3d_runner(a, depth_pads, kd, sd, dd, self._packed)
+        if direct is not None:
+            return direct
         conv = F.conv2d_runner(a, self._packed)
         if conv is None:
             return None
         n, d = inputs.shape[:2]
-        kd, sd, dd, groups = self._weight("kernel").shape[0], self.strides[0], \
-            self.dilation_rate[0], self.groups
-        front = V.depth_geometry(self._owner(), d, kd, sd, dd, self.padding)[1]
-        copies = V.depth_copies(d, kd, od, sd, dd, front)
+        copies = V.depth_copies(d, kd, od, sd, dd, depth_pads[0])
 
         def run(x: np.ndarray) -> np.ndarray:
             y = conv(V.stack_depths(x, copies, od, kd, groups))
