@@ -424,7 +424,8 @@ class Conv3D(_GroupedConv):
     Call: ``layer(inputs)`` with inputs (N, D, H, W, C) -> float32 (N, OD, OH, OW, filters)
     (or the channels_first layouts). Runs as one conv2d over the input's depth windows
     stacked along the channels (kd times the input's memory; docs/semantics.md §30), on the
-    C++ path when available.
+    C++ path when available; there, with 16 or more channels per group, the same convolution
+    reads the input in place (no stacked copy, the same bits).
     """
 
     config_keys = Conv2D.config_keys
