@@ -52,18 +52,23 @@ def _torch_same(x, kernel, strides, dilation, fill=0.0):
     return torch.nn.functional.pad(x, flat, value=fill)
 
 
+# 16+ channels per group: the C++ path reads x in place (test_conv3d_in_place_*).
+IN_PLACE_CASES = [  # (shape, filters, kernel, strides, dilation, padding, groups)
+    ((2, 6, 9, 10, 16), 40, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
+    ((1, 7, 8, 9, 32), 20, (3, 2, 3), (2, 2, 2), (1, 1, 1), "same", 2),
+    ((1, 9, 7, 8, 17), 31, (2, 3, 2), (1, 1, 1), (2, 1, 3), "valid", 1),
+    ((1, 1, 13, 11, 19), 16, (1, 3, 3), (1, 3, 2), (1, 1, 1), "same", 1),
+    ((3, 4, 5, 6, 24), 7, (4, 2, 2), (1, 2, 1), (1, 1, 1), "same", 1),  # even depth, 7 filters
+]
+
+
 @pytest.mark.parametrize("shape,filters,kernel,strides,dilation,padding,groups", [
     ((2, 5, 6, 7, 4), 3, (3, 3, 3), (1, 1, 1), (1, 1, 1), "valid", 1),
     ((1, 9, 8, 7, 6), 4, (2, 3, 2), (2, 3, 1), (1, 1, 1), "same", 2),
     ((2, 7, 5, 6, 3), 6, (3, 1, 2), (1, 1, 1), (3, 1, 2), "same", 3),
     ((1, 1, 17, 16, 5), 2, (1, 3, 3), (1, 2, 2), (1, 1, 1), "valid", 1),
     ((1, 4, 4, 4, 32), 33, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
-    # 16+ channels per group: the C++ path reads x in place (test_conv3d_in_place_*)
-    ((2, 6, 9, 10, 16), 40, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
-    ((1, 7, 8, 9, 32), 20, (3, 2, 3), (2, 2, 2), (1, 1, 1), "same", 2),
-    ((1, 9, 7, 8, 17), 31, (2, 3, 2), (1, 1, 1), (2, 1, 3), "valid", 1),
-    ((1, 1, 13, 11, 19), 16, (1, 3, 3), (1, 3, 2), (1, 1, 1), "same", 1),
-])
+] + IN_PLACE_CASES)
 def test_conv3d_matches_torch(any_backend, rng, shape, filters, kernel, strides, dilation,
                               padding, groups):
     torch = pytest.importorskip("torch")
@@ -80,15 +85,6 @@ def test_conv3d_matches_torch(any_backend, rng, shape, filters, kernel, strides,
         dilation=dilation, groups=groups).permute(0, 2, 3, 4, 1).numpy()
     assert_close(got, want, k=int(np.prod(kernel)) * shape[-1] // groups,
                  magnitude=float(np.abs(x).max()))
-
-
-IN_PLACE_CASES = [  # (shape, filters, kernel, strides, dilation, padding, groups)
-    ((2, 6, 9, 10, 16), 40, (3, 3, 3), (1, 1, 1), (1, 1, 1), "same", 1),
-    ((1, 7, 8, 9, 32), 20, (3, 2, 3), (2, 2, 2), (1, 1, 1), "same", 2),
-    ((1, 9, 7, 8, 17), 31, (2, 3, 2), (1, 1, 1), (2, 1, 3), "valid", 1),
-    ((1, 1, 13, 11, 19), 16, (1, 3, 3), (1, 3, 2), (1, 1, 1), "same", 1),
-    ((3, 4, 5, 6, 24), 7, (4, 2, 2), (1, 2, 1), (1, 1, 1), "same", 1),  # even depth, 7 filters
-]
 
 
 @pytest.mark.skipif(NUMPY_ONLY, reason="the C++ path (FASTLAYERS_TEST_NUMPY_ONLY=1 asked none)")
@@ -134,9 +130,21 @@ def test_conv3d_in_place_refuses_bad_calls(rng):
     core = _backend._core
     kernel4 = rng.standard_normal((3, 3, 3 * 16, 8)).astype(F32)  # kd 3, cg 16
     packed = core.PackedConv(kernel4, None, 1)
+    if not packed.indirect:  # no indirect kernel (NEON): Conv3D keeps the stacking
+        pytest.skip("this ISA has no indirect GEMM; _core.conv3d refuses every kernel here")
     x = rng.standard_normal((1, 4, 5, 5, 16)).astype(F32)
     good = dict(kd=3, strides=(1, 1, 1), dilation=(1, 1, 1), pads=(1, 1, 1, 1, 1, 1))
     assert core.conv3d(x, packed, **good).shape == (1, 4, 5, 5, 8)
+    assert core.conv3d(x[:0], packed, **good).shape == (0, 4, 5, 5, 8)
+    # A left pad near the int64 limit with a stride that leaves one output column, all of it
+    # padding: only zero rows are read, so the output is the bias (none: 0). The column range
+    # once overflowed here and wrote before the pointer table.
+    far = core.conv3d(x, packed, **{**good, "strides": (1, 1, 3 * 2**61),
+                                    "pads": (1, 1, 1, 1, 2**62, 0)})
+    assert far.shape == (1, 4, 5, 1, 8) and not far.any()
+    packed2 = core.PackedConv(rng.standard_normal((1, 1, 16, 4)).astype(F32), None, 1)
+    far2 = core.conv2d(x[0], packed2, None, (1, 3 * 2**61), (1, 1), (0, 0, 2**62, 0), 1, 0)
+    assert far2.shape == (4, 5, 1, 4) and not far2.any()  # conv2d's builder shares the range
     bad = [
         (dict(kd=5), ValueError, "does not divide"),
         (dict(kd=0), ValueError, "does not divide"),
@@ -146,6 +154,7 @@ def test_conv3d_in_place_refuses_bad_calls(rng):
         (dict(pads=(1, 1, 1, 1, -1, 1)), ValueError, ">= 0"),
         (dict(pads=(0, 0, 0, 0, 0, 0), dilation=(3, 1, 1)), ValueError, "smaller"),
         (dict(pads=(1, 1, 1)), (ValueError, TypeError), "pads"),
+        (dict(pads=(1, 1, 1, 1, 2**63 - 1, 2**63 - 1)), ValueError, "overflow|fit|size"),
     ]
     for change, error, words in bad:
         with pytest.raises(error, match=words):
@@ -156,11 +165,12 @@ def test_conv3d_in_place_refuses_bad_calls(rng):
         core.conv3d(x[0], packed, **good)  # rank 4
     with pytest.raises((ValueError, TypeError)):
         core.conv3d(x.astype(np.float64), packed, **good)
-    if packed.indirect:
-        tiles = core.PackedConv(rng.standard_normal((3, 3, 3 * 520, 2)).astype(F32), None, 1)
-        assert not tiles.indirect  # K > 4096: the expanded tiles, not in place
-        with pytest.raises(ValueError, match="indirect"):
-            core.conv3d(np.zeros((1, 3, 3, 3, 520), F32), tiles, **good)
+    with pytest.raises(ValueError, match="empty"):
+        core.conv3d(x[:, :, :0], packed, **good)
+    tiles = core.PackedConv(rng.standard_normal((3, 3, 3 * 520, 2)).astype(F32), None, 1)
+    assert not tiles.indirect  # K > 4096: the expanded tiles, not in place
+    with pytest.raises(ValueError, match="indirect"):
+        core.conv3d(np.zeros((1, 3, 3, 3, 520), F32), tiles, **good)
 
 
 @pytest.mark.parametrize("mode", ["max", "average"])

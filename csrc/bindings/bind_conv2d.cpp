@@ -179,6 +179,9 @@ py::array conv3d(const py::handle& x_in, const py::handle& kernel_in, int64_t kd
         throw py::value_error("conv3d: x has " + std::to_string(s.c) + " channels, the kernel "
                               "expects " + std::to_string(w.cg() / kd * w.groups()));
     }
+    if (s.d < 1 || s.h < 1 || s.w < 1 || s.c < 1) {
+        throw py::value_error("conv3d: x has an empty depth, height, width or channel axis");
+    }
     const int64_t in[3] = {s.d, s.h, s.w}, taps[3] = {s.kd, s.kh, s.kw};
     int64_t out[3] = {0, 0, 0};
     for (int i = 0; i < 3; ++i) {
@@ -193,7 +196,7 @@ py::array conv3d(const py::handle& x_in, const py::handle& kernel_in, int64_t kd
                                         1, op, "the dilated kernel");
         const int64_t padded = checked_add(checked_add(in[i], pads[2 * i], op, "the padded size"),
                                            pads[2 * i + 1], op, "the padded size");
-        if (padded < eff || in[i] < 1) {
+        if (padded < eff) {
             throw py::value_error("conv3d: the padded input is smaller than the dilated kernel");
         }
         out[i] = (padded - eff) / strides[i] + 1;

@@ -238,8 +238,10 @@ void conv3d_forward(const float* x, const Conv3dShape& s, const PackedConv& w, f
             "1, pads >= 0, channels divisible by groups, and the index arithmetic must fit "
             "int64)");
     }
+    int64_t stacked = 0;  // channels per group of the depth-stacked conv2d
     if (w.algo() != ConvAlgo::indirect || s.groups != w.groups() || s.kh != w.kh() ||
-        s.kw != w.kw() || s.f != w.f() || w.cg() != s.kd * (s.c / s.groups)) {
+        s.kw != w.kw() || s.f != w.f() || !mul_add_fits(s.kd, s.c / s.groups, 0, &stacked) ||
+        w.cg() != stacked) {
         throw std::invalid_argument(
             "conv3d_forward: the packed kernel (" + std::to_string(w.kh()) + ", " +
             std::to_string(w.kw()) + ", " + std::to_string(w.cg()) + ", " +

@@ -21,6 +21,17 @@ struct ChunkGeometry {
     const float* zero_row;
 };
 
+// The pixels u in [0, seg) of an output row segment whose chunk reads input columns
+// col + u*sw .. col + u*sw + span - 1 of a row of w: those u for which all of them are inside x
+// are [*lo, *hi) (written so that no step overflows, whatever the pad in col).
+void inside_columns(int64_t col, int64_t sw, int64_t span, int64_t w, int64_t seg, int64_t* lo,
+                    int64_t* hi) {
+    const int64_t first = col >= 0 ? 0 : (-col - 1) / sw + 1;   // first u with col + u*sw >= 0
+    const int64_t end = w - span - col >= 0 ? (w - span - col) / sw + 1 : 0;  // past the last
+    *lo = std::min(first, seg);
+    *hi = std::max(*lo, std::min(end, seg));
+}
+
 // The chunk pointers of output pixels [p0, p0 + m) of group g (xg = x + g*cg): chunk t of pixel
 // r at ptrs[r*ks + t]. A run of pixels on one output row shares its kernel rows, so each chunk
 // is handled for the whole run: in-bounds pixels (an interval of columns) get a pointer into x,
@@ -52,10 +63,8 @@ void build_chunk_pointers(const ChunkGeometry& q, const float* xg, int64_t p0, i
                 // Pixel j + u reads columns col + u*sw .. + span - 1, col = first column at u = 0;
                 // they are all inside x for u in [lo, hi).
                 const int64_t col = j * s.sw - s.pad_left + b * s.dw;
-                int64_t lo = col >= 0 ? 0 : (-col + s.sw - 1) / s.sw;
-                int64_t hi = wd - span - col >= 0 ? (wd - span - col) / s.sw + 1 : 0;
-                lo = std::min(lo, seg);
-                hi = std::max(lo, std::min(hi, seg));
+                int64_t lo = 0, hi = 0;
+                inside_columns(col, s.sw, span, wd, seg, &lo, &hi);
                 // Outside [lo, hi): the zero row (a padding tap), or the kernel row expanded
                 // with zeros where the padding clips it (ch == cg for row chunks).
                 const auto edge = [&](int64_t u) {
@@ -153,7 +162,7 @@ void run_indirect(const IndirectPlan& p, const PackedConv& w, float* y, ActFn ac
     const int64_t k = p.ks * p.kc;
     // Column block: the K x nc packed weights of a block (about 256 KiB) stay in L2 while the
     // tile's rows stream past. nc is a multiple of the kernel's main tile width (igemm_nr: 16,
-    // or 32 on AVX-512), at least one tile, so K >= 2048 no longer gives blocks of 16 filters
+    // or 32 on AVX-512), at least one tile, so K > 2048 no longer gives blocks of 16 filters
     // (nor 1024 < K < 1366 blocks of 48), which ran the AVX-512 kernel's 24 x 16 or 12 x 16
     // tiles: one B load per 24 or 12 broadcasts. On a Xeon core 3x3 convs with 128-448
     // channels ran 140-170 GFLOP/s with those blocks, 180-200 with blocks of 32 or 64
@@ -178,7 +187,7 @@ void run_indirect(const IndirectPlan& p, const PackedConv& w, float* y, ActFn ac
     // their own lines every step (0.84-0.91x the AVX2 kernel on a Zen 4 core); the kernel is
     // then called on 6 rows at a time (6 x 64 tiles above 16 filters, 6 x 16 or 6 x 8 below).
     // 512 floats apart (2 KiB: stride 2 with 256 channels, stride 1 with 512) the rows share
-    // two sets, and the 24 x 16 tile of <= 16 filters (column blocks of 16 filters, which K >=
+    // two sets, and the 24 x 16 tile of <= 16 filters (column blocks of 16 filters, which K >
     // 2048 gave before the blocks above were rounded to 32) put 12 lines in each: calls of 12
     // rows (12 x 16 tiles) keep 6 per set. At most 6 rows per set in general. On every ISA:
     // AVX2's 12 x 8 tile for 8 filters or fewer has 12 such rows too (that case was not
@@ -245,10 +254,8 @@ void build_chunk_pointers_3d(const Conv3dShape& s, const float* xg, int64_t p0, 
             for (int64_t b = 0; b < s.kw; ++b) {
                 // Pixel ox + u reads column col + u*sw: inside x for u in [lo, hi).
                 const int64_t col = ox * s.sw + b * s.dw - s.pad_left;
-                int64_t lo = col >= 0 ? 0 : (-col + s.sw - 1) / s.sw;
-                int64_t hi = s.w - 1 - col >= 0 ? (s.w - 1 - col) / s.sw + 1 : 0;
-                lo = std::min(lo, seg);
-                hi = std::max(lo, std::min(hi, seg));
+                int64_t lo = 0, hi = 0;
+                inside_columns(col, s.sw, 1, s.w, seg, &lo, &hi);
                 for (int64_t e = 0; e < s.kd; ++e) {
                     const int64_t z = oz * s.sd + e * s.dd - s.pad_front;
                     const float** dst = ptrs + r * ks + (a * s.kw + b) * s.kd + e;

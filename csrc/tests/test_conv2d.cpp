@@ -641,8 +641,8 @@ void test_pixel_tiles() {
 // Conv3D read in place (fl::conv3d_forward) with the packed kernel of its depth-stacked
 // conv2d, (kh, kw, kd*cg, F): every output is the chain bias, then fmaf over the patch in
 // (a, b, e, c) order (kernel row, column, depth tap, channel) with zeros in the padding - the
-// stacked conv2d's order - bit for bit, at 1 and 3 threads; a kernel that is not the indirect
-// one, or does not match, is refused.
+// stacked conv2d's order - bit for bit, at 1 and 3 threads. Refused: a kernel that does not
+// match, a bad geometry, and (where the ISA has no indirect kernel) any kernel.
 void test_conv3d_in_place() {
     struct C3 {
         int64_t n, d, h, w, c, kd, kh, kw, f, groups, sd, sh, sw, dd, dh, dw, pf, pt, pl, od,
@@ -729,15 +729,22 @@ void test_conv3d_in_place() {
                           (long long)q.n, (long long)q.d, (long long)q.c, (long long)q.f,
                           threads);
         }
-        fl::Conv3dShape bad = s;
-        bad.kd += 1;  // the packed kernel's kd*cg no longer matches
-        bool threw = false;
-        try {
-            fl::conv3d_forward(x.data(), bad, w, want.data(), nullptr);
-        } catch (const std::invalid_argument&) {
-            threw = true;
+        // Refused: a kernel whose kd*cg no longer matches, an output whose index arithmetic
+        // overflows int64, a stride of 0, a negative pad.
+        fl::Conv3dShape bad[4] = {s, s, s, s};
+        bad[0].kd += 1;
+        bad[1].od = INT64_MAX / 2;
+        bad[2].sh = 0;
+        bad[3].pad_front = -1;
+        for (const fl::Conv3dShape& b : bad) {
+            bool threw = false;
+            try {
+                fl::conv3d_forward(x.data(), b, w, want.data(), nullptr);
+            } catch (const std::invalid_argument&) {
+                threw = true;
+            }
+            FLT_CHECK(threw);
         }
-        FLT_CHECK(threw);
     }
 }
 

@@ -842,8 +842,9 @@ def check_conv3d(
     """Conv3D as a conv2d over the depth-stacked input (:func:`depth_stack`): (Conv2DArgs
     with x (N * OD, H, W, kd * C) and kernel (kh, kw, kd * cg, F), OD, (depth pad before,
     after)). With ``stack=False`` the args' x is the input itself, channels last (N, D, H, W,
-    C), for the C++ path that reads it in place (functional.run_conv3d). With
-    channels_first, x is (N, C, D, H, W)."""
+    C), for the C++ path that reads it in place (functional.run_conv3d): the Conv2DArgs then
+    hold the stacked conv2d's kernel and geometry beside a 5-D x. With channels_first, x is
+    (N, C, D, H, W)."""
     x = C.array(x, op, x_name)
     C.rank(x, op, x_name, 5, "(N, C, D, H, W)" if channels_first else
            "(batch, depth, height, width, channels)")

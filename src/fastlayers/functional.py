@@ -235,7 +235,7 @@ def conv3d_runner(a: V.Conv2DArgs, depth_pads: tuple, kd: int, sd: int, dd: int,
     reads x in place, as a function of x alone; else None."""
     if not (_cpp("conv2d") and _cpp_conv2d.conv3d_reads_in_place(packed, kd)):
         return None
-    return lambda x: _cpp_conv2d.conv3d(a._replace(x=x), depth_pads, kd, sd, dd, packed)
+    return _cpp_conv2d.conv3d_runner(a, depth_pads, kd, sd, dd, packed)
 
 
 def run_conv3d(a: V.Conv2DArgs, od: int, depth_pads: tuple, kd: int, sd: int, dd: int,

@@ -49,15 +49,24 @@ def conv3d_reads_in_place(packed, kd):
     return packed is not None and packed.indirect and packed.kernel_shape[2] // kd >= 16
 
 
-def conv3d(a, depth_pads, kd, sd, dd, packed):
-    """Conv3D on checked arguments (``_validation.check_conv3d(stack=False)``: x (N, D, H,
-    W, C) channels last) read in place by the indirect GEMM: (N, OD, OH, OW, F), bitwise the
-    conv2d of the depth-stacked input."""
+def conv3d_runner(a, depth_pads, kd, sd, dd, packed):
+    """Conv3D read in place by the indirect GEMM, as a function of x (N, D, H, W, C) alone,
+    for inputs shaped as the checked ``a`` (``_validation.check_conv3d(stack=False)``): the
+    geometry bound in, nothing of ``a`` kept (not its input). Returns (N, OD, OH, OW, F),
+    bitwise the conv2d of the depth-stacked input."""
+    core = _backend._core
     fused = fused_id(a.activation)
-    y = _backend._core.conv3d(a.x, packed, kd, (sd,) + tuple(a.strides),
-                              (dd,) + tuple(a.dilation), tuple(depth_pads) + tuple(a.pads),
-                              fused or 0)  # (its output depth is the checked od)
-    return y if fused is not None else apply_after(a.activation, y)
+    act = a.activation
+    strides, dilation = (sd,) + tuple(a.strides), (dd,) + tuple(a.dilation)
+    pads = tuple(depth_pads) + tuple(a.pads)  # (C++ computes the same output size)
+    if fused is not None:
+        return lambda x: core.conv3d(x, packed, kd, strides, dilation, pads, fused)
+    return lambda x: apply_after(act, core.conv3d(x, packed, kd, strides, dilation, pads, 0))
+
+
+def conv3d(a, depth_pads, kd, sd, dd, packed):
+    """:func:`conv3d_runner` called once on ``a.x``."""
+    return conv3d_runner(a, depth_pads, kd, sd, dd, packed)(a.x)
 
 
 def pack_conv2d_transpose(kernel, bias, strides):
