@@ -147,7 +147,8 @@ struct IndirectPlan {
     int64_t pixels;      // output pixels (rows of A), all images
     int64_t groups, fg;  // groups, filters per group
     int64_t ks, kc;      // chunks per patch, floats per chunk
-    int64_t row_floats;  // floats of x between the inputs of consecutive output pixels
+    uint64_t row_floats;  // floats of x between the inputs of consecutive output pixels
+                          // (modulo 2^64: only its remainders by 512 and 1024 are used)
     bool row_chunks;     // chunks may be expanded into scratch (tile x K floats per thread)
 };
 
@@ -295,8 +296,8 @@ void indirect_forward(const float* x, const Conv2dShape& s, const PackedConv& w,
     const int64_t kc = row_chunks ? s.kw * cg : cg;
     std::vector<float> zeros(static_cast<size_t>(std::max<int64_t>(kc, 1)), 0.0f);
     const ChunkGeometry geo{s, cg, row_chunks, ks, kc, zeros.data()};
-    const IndirectPlan plan{s.n * s.oh * s.ow, s.groups, s.f / s.groups, ks, kc, s.sw * s.c,
-                            row_chunks};
+    const IndirectPlan plan{s.n * s.oh * s.ow, s.groups, s.f / s.groups, ks, kc,
+                            uint64_t(s.sw) * uint64_t(s.c), row_chunks};
     const OutputPlacement dense = dense_output(s);
     const bool placed =
         out.pixel != dense.pixel || out.row != dense.row || out.image != dense.image;
@@ -320,7 +321,7 @@ void indirect_forward_3d(const float* x, const Conv3dShape& s, const PackedConv&
     std::vector<float> zeros(static_cast<size_t>(cg), 0.0f);
     const float* zero_row = zeros.data();
     const IndirectPlan plan{s.n * s.od * s.oh * s.ow, s.groups, s.f / s.groups,
-                            s.kd * s.kh * s.kw, cg, s.sw * s.c, false};
+                            s.kd * s.kh * s.kw, cg, uint64_t(s.sw) * uint64_t(s.c), false};
     run_indirect(
         plan, w, y, act, false,
         [&](int64_t g, int64_t p0, int64_t m, const float** ptrs, float*) {
