@@ -130,10 +130,12 @@ def test_conv3d_in_place_refuses_bad_calls(rng):
     core = _backend._core
     kernel4 = rng.standard_normal((3, 3, 3 * 16, 8)).astype(F32)  # kd 3, cg 16
     packed = core.PackedConv(kernel4, None, 1)
-    if not packed.indirect:  # no indirect kernel (NEON): Conv3D keeps the stacking
-        pytest.skip("this ISA has no indirect GEMM; _core.conv3d refuses every kernel here")
     x = rng.standard_normal((1, 4, 5, 5, 16)).astype(F32)
     good = dict(kd=3, strides=(1, 1, 1), dilation=(1, 1, 1), pads=(1, 1, 1, 1, 1, 1))
+    if not packed.indirect:  # no indirect kernel (NEON): every kernel is refused, by name
+        with pytest.raises(ValueError, match="indirect"):
+            core.conv3d(x, packed, **good)
+        return
     assert core.conv3d(x, packed, **good).shape == (1, 4, 5, 5, 8)
     assert core.conv3d(x[:0], packed, **good).shape == (0, 4, 5, 5, 8)
     # A left pad near the int64 limit with a stride that leaves one output column, all of it
