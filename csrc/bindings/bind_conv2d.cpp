@@ -76,6 +76,23 @@ Conv2dShape conv_shape(const char* op, const FloatArrayC& x, const PackedConv& w
     return s;
 }
 
+// One axis of a convolution of `in` inputs padded by before + after, a kernel of `taps` taps
+// dilated by `dilation`: {the dilated kernel's extent, the padded length}, each checked for
+// int64 overflow ("<op>: the dilated kernel <axis> overflows", "the padded <axis> ...").
+struct AxisExtent {
+    int64_t kernel, padded;
+};
+AxisExtent axis_extent(const char* op, const char* axis, int64_t in, int64_t before,
+                       int64_t after, int64_t taps, int64_t dilation) {
+    const std::string k = std::string("the dilated kernel ") + axis;
+    const std::string p = std::string("the padded ") + axis;
+    const int64_t kernel =
+        checked_add(checked_mul(taps - 1, dilation, op, k.c_str()), 1, op, k.c_str());
+    const int64_t padded =
+        checked_add(checked_add(in, before, op, p.c_str()), after, op, p.c_str());
+    return {kernel, padded};
+}
+
 double macs(const Conv2dShape& s, const PackedConv& w) {
     return static_cast<double>(s.n) * static_cast<double>(s.oh) * static_cast<double>(s.ow) *
            static_cast<double>(s.f) * static_cast<double>(s.kh * s.kw * w.cg());
@@ -115,19 +132,13 @@ py::array conv2d(const py::handle& x_in, const py::handle& kernel_in, const py::
         if (v < 0) throw py::value_error("conv2d: pads must be >= 0");
     }
     const char* op = "conv2d";
-    const int64_t eff_h = checked_add(checked_mul(s.kh - 1, s.dh, op, "the dilated kernel height"),
-                                      1, op, "the dilated kernel height");
-    const int64_t eff_w = checked_add(checked_mul(s.kw - 1, s.dw, op, "the dilated kernel width"),
-                                      1, op, "the dilated kernel width");
-    const int64_t hp = checked_add(checked_add(s.h, pads[0], op, "the padded height"), pads[1],
-                                   op, "the padded height");
-    const int64_t wp = checked_add(checked_add(s.w, pads[2], op, "the padded width"), pads[3],
-                                   op, "the padded width");
-    if (hp < eff_h || wp < eff_w) {
+    const AxisExtent eh = axis_extent(op, "height", s.h, pads[0], pads[1], s.kh, s.dh);
+    const AxisExtent ew = axis_extent(op, "width", s.w, pads[2], pads[3], s.kw, s.dw);
+    if (eh.padded < eh.kernel || ew.padded < ew.kernel) {
         throw py::value_error("conv2d: the padded input is smaller than the dilated kernel");
     }
-    s.oh = (hp - eff_h) / s.sh + 1;
-    s.ow = (wp - eff_w) / s.sw + 1;
+    s.oh = (eh.padded - eh.kernel) / s.sh + 1;
+    s.ow = (ew.padded - ew.kernel) / s.sw + 1;
     // The output must be addressable: N * OH * OW * F elements.
     checked_mul(checked_mul(checked_mul(s.n, s.oh, op, "the output size"), s.ow, op,
                             "the output size"),
@@ -183,6 +194,7 @@ py::array conv3d(const py::handle& x_in, const py::handle& kernel_in, int64_t kd
         throw py::value_error("conv3d: x has an empty depth, height, width or channel axis");
     }
     const int64_t in[3] = {s.d, s.h, s.w}, taps[3] = {s.kd, s.kh, s.kw};
+    const char* const axes[3] = {"depth", "height", "width"};
     int64_t out[3] = {0, 0, 0};
     for (int i = 0; i < 3; ++i) {
         if (strides[i] < 1 || dilation[i] < 1) {
@@ -191,15 +203,12 @@ py::array conv3d(const py::handle& x_in, const py::handle& kernel_in, int64_t kd
         if (pads[2 * i] < 0 || pads[2 * i + 1] < 0) {
             throw py::value_error("conv3d: pads must be >= 0");
         }
-        const int64_t eff = checked_add(checked_mul(taps[i] - 1, dilation[i], op,
-                                                    "the dilated kernel"),
-                                        1, op, "the dilated kernel");
-        const int64_t padded = checked_add(checked_add(in[i], pads[2 * i], op, "the padded size"),
-                                           pads[2 * i + 1], op, "the padded size");
-        if (padded < eff) {
+        const AxisExtent e =
+            axis_extent(op, axes[i], in[i], pads[2 * i], pads[2 * i + 1], taps[i], dilation[i]);
+        if (e.padded < e.kernel) {
             throw py::value_error("conv3d: the padded input is smaller than the dilated kernel");
         }
-        out[i] = (padded - eff) / strides[i] + 1;
+        out[i] = (e.padded - e.kernel) / strides[i] + 1;
     }
     s.sd = strides[0];
     s.sh = strides[1];
