@@ -147,6 +147,16 @@ def test_conv3d_in_place_refuses_bad_calls(rng):
     packed2 = core.PackedConv(rng.standard_normal((1, 1, 16, 4)).astype(F32), None, 1)
     far2 = core.conv2d(x[0], packed2, None, (1, 3 * 2**61), (1, 1), (0, 0, 2**62, 0), 1, 0)
     assert far2.shape == (4, 5, 1, 4) and not far2.any()  # conv2d's builder shares the range
+    # The same with 3 channels (kernel-row chunks, clipped ones expanded into scratch): a far
+    # left pad, and a stride of 2**62 whose second output column lies wholly in the padding.
+    k3 = core.PackedConv(rng.standard_normal((1, 3, 3, 4)).astype(F32), None, 1)
+    x3 = rng.standard_normal((1, 4, 5, 3)).astype(F32)
+    far3 = core.conv2d(x3, k3, None, (1, 3 * 2**61), (1, 1), (0, 0, 2**62, 0), 1, 0)
+    assert far3.shape == (1, 4, 1, 4) and not far3.any()
+    far4 = core.conv2d(x3, k3, None, (1, 2**62), (1, 1), (0, 0, 1, 2**62), 1, 0)
+    near = core.conv2d(x3, k3, None, (1, 1), (1, 1), (0, 0, 1, 1), 1, 0)
+    assert far4.shape == (1, 4, 2, 4) and not far4[:, :, 1].any()
+    np.testing.assert_array_equal(far4[:, :, 0], near[:, :, 0])
     bad = [
         (dict(kd=5), ValueError, "does not divide"),
         (dict(kd=0), ValueError, "does not divide"),

@@ -190,8 +190,8 @@ py::array conv3d(const py::handle& x_in, const py::handle& kernel_in, int64_t kd
         throw py::value_error("conv3d: x has " + std::to_string(s.c) + " channels, the kernel "
                               "expects " + std::to_string(w.cg() / kd * w.groups()));
     }
-    if (s.d < 1 || s.h < 1 || s.w < 1 || s.c < 1) {
-        throw py::value_error("conv3d: x has an empty depth, height, width or channel axis");
+    if (s.d < 1 || s.h < 1 || s.w < 1) {  // (no channels fails the channel count above)
+        throw py::value_error("conv3d: x has an empty depth, height or width axis");
     }
     const int64_t in[3] = {s.d, s.h, s.w}, taps[3] = {s.kd, s.kh, s.kw};
     const char* const axes[3] = {"depth", "height", "width"};

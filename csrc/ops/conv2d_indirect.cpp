@@ -77,7 +77,9 @@ void build_chunk_pointers(const ChunkGeometry& q, const float* xg, int64_t p0, i
                     const int64_t l = std::min<int64_t>(s.kw, std::max<int64_t>(0, -c0));
                     const int64_t e = std::max<int64_t>(l, std::min<int64_t>(s.kw, wd - c0));
                     zero_floats(d, l * cg);
-                    copy_floats(d + l * cg, xrow + (c0 + l) * ch, (e - l) * cg);
+                    // (nothing to copy when the padding covers the whole chunk: c0 + l may
+                    // then be far outside x, even beyond int64 once multiplied by ch)
+                    if (e > l) copy_floats(d + l * cg, xrow + (c0 + l) * ch, (e - l) * cg);
                     zero_floats(d + e * cg, (s.kw - e) * cg);
                     dst[u * ks] = d;
                 };
