@@ -64,6 +64,46 @@ def test_against_the_definition(rng, backend, nq, nkv, causal, masked):
     assert scores.shape == (2, nq, 5, 6)
 
 
+def _repeated_heads_layer(layer, nq, nkv):
+    """The same layer as plain multi-head attention: each key/value head's kernel and bias
+    repeated for its nq / nkv query heads (GroupQueryAttention with nkv = nq)."""
+    wq, bq, wk, bk, wv, bv, wo, bo = layer.get_weights()
+    r = nq // nkv
+    flat = L.GroupQueryAttention(layer.head_dim, nq, nq)
+    flat.set_weights([wq, bq, np.repeat(wk, r, axis=1), np.repeat(bk, r, axis=0),
+                      np.repeat(wv, r, axis=1), np.repeat(bv, r, axis=0), wo, bo])
+    return flat
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("t,s", [(1, 300), (2, 33), (3, 600), (9, 40)], ids=str)
+@pytest.mark.parametrize("nq,nkv", [(8, 2), (6, 3), (4, 1)])
+def test_shared_heads_give_the_bits_of_repeated_ones(rng, backend, t, s, nq, nkv):
+    """Few queries (the decode driver, which runs the query heads of a key/value head
+    together where their rows allow: T = 1 here, as the layer's heads-last views) and more:
+    on the C++ path the bits of the layer whose key/value heads are repeated, which reads no
+    head twice. (The NumPy path's projections are BLAS products of other widths there: close,
+    not bitwise.)"""
+    q = rng.standard_normal((2, t, 12)).astype(F32)
+    v = rng.standard_normal((2, s, 10)).astype(F32)
+    layer = L.GroupQueryAttention(8, nq, nkv, seed=5)
+    layer.build(q.shape, v.shape)
+    layer.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(F32)
+                       for w in layer.get_weights()])
+    flat = _repeated_heads_layer(layer, nq, nkv)
+    with fl.use_backend(backend):
+        for kw in ({}, {"return_attention_scores": True}):
+            got, want = layer(q, v, **kw), flat(q, v, **kw)
+            for g, w in zip(*((got, want) if kw else ((got,), (want,)))):
+                if backend == "cpp":
+                    np.testing.assert_array_equal(g, w)
+                else:
+                    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    want64, _ = _reference(q.astype(np.float64), v.astype(np.float64), v.astype(np.float64),
+                           layer.get_weights(), nq, nkv)
+    assert_close(layer(q, v), want64.astype(F32), k=64, magnitude=4.0)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_matches_keras(rng, backend):
     keras = pytest.importorskip("keras")

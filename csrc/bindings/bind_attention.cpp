@@ -2,7 +2,8 @@
 //
 // q, k, v and out are (batch, heads, rows, cols) float32 views whose last dim is contiguous;
 // the other strides are free (0 = broadcast), so the Python layer can pass a head-split
-// projection (B, T, N, H) transposed to (B, N, T, H) without a copy.
+// projection (B, T, N, H) transposed to (B, N, T, H) without a copy. k and v may have fewer
+// heads than q, a divisor of them (grouped-query attention, read in place).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -49,12 +50,19 @@ void attention(const py::handle& q_in, const py::handle& k_in, const py::handle&
     a.d = q.shape[3];
     a.s = k.shape[2];
     a.dv = v.shape[3];
-    if (!same_shape(k.shape, {a.batch, a.heads, a.s, a.d}) ||
-        !same_shape(v.shape, {a.batch, a.heads, a.s, a.dv}) ||
+    // Grouped-query attention: k and v may have G heads, G dividing H, each read by H / G
+    // consecutive query heads in place (Rows4::group).
+    const int64_t g = k.shape[1];
+    const bool grouped = g != a.heads;
+    if ((grouped && (g < 1 || a.heads % g != 0)) ||
+        !same_shape(k.shape, {a.batch, g, a.s, a.d}) ||
+        !same_shape(v.shape, {a.batch, g, a.s, a.dv}) ||
         !same_shape(out.shape, {a.batch, a.heads, a.t, a.dv})) {
         throw py::value_error(
-            "attention: expected q (B,H,T,D), k (B,H,S,D), v (B,H,S,Dv), out (B,H,T,Dv)");
+            "attention: expected q (B,H,T,D), k (B,G,S,D), v (B,G,S,Dv), out (B,H,T,Dv) with "
+            "G dividing H");
     }
+    if (grouped && a.heads > 0) a.k.group = a.v.group = a.heads / g;
     if (a.s < 1 || a.d < 1) throw py::value_error("attention: need S >= 1 and D >= 1");
     // Every output element must have its own address (threads write them concurrently).
     for (int i = 0; i < 3; ++i) {
@@ -129,7 +137,8 @@ void bind_attention(py::module_& m) {
           py::arg("additive") = false, py::arg("pre") = 1.0f, py::arg("post") = 1.0f,
           py::arg("add_w") = py::none(),
           "out[b,h] = softmax(scores(q[b,h], k[b,h]), masked) @ v[b,h] for rank-4 float32 views "
-          "(last dim contiguous). rule: 0 fused (-0.7*FLT_MAX), 1 subtract 1e9, 2 Softmax "
+          "(last dim contiguous); k and v may have G heads, G dividing H, each serving H/G "
+          "consecutive query heads. rule: 0 fused (-0.7*FLT_MAX), 1 subtract 1e9, 2 Softmax "
           "layer. Dot scores = scale*(q.k); additive = post*sum(add_w*tanh(pre*(q+k))). "
           "weights (B,H,T,S) C-contiguous, written if given. mask (B,H,T,S) bool view, last "
           "dim contiguous, True = attend.");

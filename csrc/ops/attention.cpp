@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "../runtime/dispatch.h"
 #include "../runtime/scratch.h"
@@ -140,10 +142,11 @@ class Runner {
         parallel_for(workers, 1, [&](int64_t, int64_t) {
             Scratch sc(a, tile_ld_);
             // k (dot scores only) and v of the current head, packed by this thread when its
-            // tasks reach the head: they stay in L2 for all its query blocks.
+            // tasks reach the head: they stay in L2 for all its query blocks, and for the next
+            // query heads that share them (grouped-query k and v, Rows4::group).
             const int64_t per_head = (a.additive ? 0 : d16_) + v16_;
             AlignedFloats packed = alloc_aligned_floats(std::max<int64_t>(1, per_head));
-            int64_t packed_bh = -1;
+            int64_t packed_kv = -1;
             int64_t t0 = 0, t1 = 0;
             while (runs.claim(&t0, &t1)) {
                 for (int64_t task = t0; task < t1; ++task) {
@@ -154,14 +157,16 @@ class Runner {
                     if (a.causal) qb = qb % 2 == 0 ? qb / 2 : qblocks - 1 - qb / 2;
                     const int64_t b = bh / a.heads, h = bh % a.heads;
                     float* pk = packed.get();
-                    if (bh != packed_bh) {
+                    // The stored k/v head: one for `group` consecutive query heads.
+                    const int64_t kv = b * a.heads + h / a.k.group;
+                    if (kv != packed_kv) {
                         // K^T (D x S, key s at k + s*st) into d16_ floats of 16-key
                         // panels; v (S x Dv) into 16-column panels of S rows.
                         if (!a.additive)
                             pack_b_panel(a.k.at(b, h), 1, a.k.st, a.d, a.s, pk, kNR * a.d);
                         pack_b_panel(a.v.at(b, h), a.v.st, 1, a.s, a.dv,
                                      pk + (a.additive ? 0 : d16_), a.s * kNR);
-                        packed_bh = bh;
+                        packed_kv = kv;
                     }
                     Head hd;
                     hd.q = a.q.at(b, h);
@@ -391,6 +396,14 @@ class Runner {
 }  // namespace
 
 void attention_forward(const AttentionArgs& args) {
+    if (args.k.group < 1 || args.v.group != args.k.group || args.q.group != 1 ||
+        args.out.group != 1 || args.mask.group != 1 ||
+        (args.heads > 0 && args.heads % args.k.group != 0)) {
+        throw std::invalid_argument(
+            "attention_forward: k and v must share one head group dividing the heads (got " +
+            std::to_string(args.k.group) + " and " + std::to_string(args.v.group) + " for " +
+            std::to_string(args.heads) + " heads); q, out and the mask have none");
+    }
     if (args.batch <= 0 || args.heads <= 0 || args.t <= 0) return;
     // Dv = 0: the output is empty, but asked-for weights must still be computed.
     if (args.dv <= 0 && args.weights == nullptr) return;

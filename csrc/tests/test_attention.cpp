@@ -40,6 +40,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -676,6 +677,7 @@ struct AttnCase {
     int mask_mode = 0;  // 0: none, 1: random keep bytes with fully masked rows
     bool additive = false, add_w = false;
     bool shared_kv = false;  // k and v broadcast over heads (sh = 0)
+    int64_t group = 1;       // grouped-query: k and v have heads / group heads (Rows4::group)
     float scale = 1.0f, pre = 1.0f, post = 1.0f;
     uint32_t seed = 1;
 };
@@ -692,7 +694,9 @@ struct AttnData {
     Guarded<uint8_t> mask;
     std::vector<float> add_w;
 
-    static size_t kv_heads(const AttnCase& c) { return c.shared_kv ? 1 : c.heads; }
+    static size_t kv_heads(const AttnCase& c) {
+        return c.shared_kv ? 1 : static_cast<size_t>(c.heads / c.group);
+    }
 
     explicit AttnData(const AttnCase& cs)
         : c(cs),
@@ -742,8 +746,8 @@ struct AttnData {
         a.dv = c.dv;
         const int64_t kvh = static_cast<int64_t>(kv_heads(c));
         a.q = {q.data(), c.heads * c.t * ldq, c.t * ldq, ldq};
-        a.k = {k.data(), kvh * c.s * ldk, c.shared_kv ? 0 : c.s * ldk, ldk};
-        a.v = {v.data(), kvh * c.s * ldv, c.shared_kv ? 0 : c.s * ldv, ldv};
+        a.k = {k.data(), kvh * c.s * ldk, c.shared_kv ? 0 : c.s * ldk, ldk, c.group};
+        a.v = {v.data(), kvh * c.s * ldv, c.shared_kv ? 0 : c.s * ldv, ldv, c.group};
         a.out = {out, c.heads * c.t * ldo, c.t * ldo, ldo};
         a.weights = weights;
         if (c.mask_mode) {
@@ -769,9 +773,9 @@ std::string describe(const AttnCase& c) {
     std::snprintf(buf, sizeof buf,
                   "B=%" PRId64 " H=%" PRId64 " T=%" PRId64 " S=%" PRId64 " D=%" PRId64
                   " Dv=%" PRId64 " rule=%s causal=%d mask=%d additive=%d add_w=%d shared_kv=%d "
-                  "scale=%g pre=%g post=%g",
+                  "group=%" PRId64 " scale=%g pre=%g post=%g",
                   c.batch, c.heads, c.t, c.s, c.d, c.dv, rule_name(c.rule), c.causal, c.mask_mode,
-                  c.additive, c.add_w, c.shared_kv, c.scale, c.pre, c.post);
+                  c.additive, c.add_w, c.shared_kv, c.group, c.scale, c.pre, c.post);
     return buf;
 }
 
@@ -797,7 +801,7 @@ void check_attention_case(const AttnCase& c) {
     for (int64_t b = 0; b < c.batch && bad < 6; ++b) {
         for (int64_t h = 0; h < c.heads && bad < 6; ++h) {
             const int64_t bh = b * c.heads + h;
-            const int64_t kvbh = b * kvh + (c.shared_kv ? 0 : h);
+            const int64_t kvbh = b * kvh + (c.shared_kv ? 0 : h / c.group);
             for (int64_t t = 0; t < c.t && bad < 6; ++t) {
                 const float* qr = data.q.data() + (bh * c.t + t) * data.ldq;
                 double err = 0.0;  // bound on the float error of a score of this row
@@ -1150,6 +1154,95 @@ void test_attention_nan_value_follows_the_mask() {
 
 namespace fltest {
 
+// Grouped-query k and v (Rows4::group: G stored heads, each read by H / G query heads): the
+// double reference of check_attention_case on both drivers (T <= 8 decode, T > 8 blocked) and
+// additive scores, then bitwise the output and weights of the same problem with k and v
+// repeated to H heads, for 1 and 3 threads (threads that take part of a group's heads pack
+// its k and v themselves).
+void test_attention_grouped() {
+    const int saved = fl::num_threads();
+    // (T, S, group): the decode driver runs the heads of a group together where group' * T <= 8
+    // (T 1 S 300 group 3, T 1 S 1100 group 6, T 2 group 2, T 3 group 2, T 4 group 6: 2 of 3)
+    // and apart otherwise (T 5 or 8 with group 2, and every causal or masked case).
+    const int64_t shapes[][3] = {{1, 300, 3}, {1, 1100, 6}, {2, 513, 2}, {3, 40, 2},
+                                 {4, 300, 6}, {5, 17, 2},   {8, 1100, 2}, {9, 40, 3},
+                                 {100, 257, 2}, {50, 64, 6}};
+    uint32_t idx = 700;
+    for (const auto& sh : shapes)
+        for (int rule = 0; rule < 3; ++rule)
+            for (int variant = 0; variant < 3; ++variant) {
+                const bool additive = variant == 2 && sh[0] > 8;
+                AttnCase c = make_case(sh[0], sh[1], 16, 17, rule, variant == 1, variant == 1,
+                                       additive, idx++);
+                c.batch = 2;
+                c.heads = 6;
+                c.shared_kv = false;
+                c.group = sh[2];
+                check_attention_case(c);
+                AttnData grouped(c);
+                AttnCase flat_case = c;
+                flat_case.group = 1;
+                AttnData flat(flat_case);
+                const int64_t g = c.heads / c.group;
+                for (int64_t b = 0; b < c.batch; ++b)
+                    for (int64_t h = 0; h < c.heads; ++h)
+                        for (int64_t s = 0; s < c.s; ++s) {
+                            const int64_t from = (b * g + h / c.group) * c.s + s;
+                            const int64_t to = (b * c.heads + h) * c.s + s;
+                            for (int64_t e = 0; e < c.d; ++e)
+                                flat.k[to * flat.ldk + e] = grouped.k[from * grouped.ldk + e];
+                            for (int64_t e = 0; e < c.dv; ++e)
+                                flat.v[to * flat.ldv + e] = grouped.v[from * grouped.ldv + e];
+                        }
+                for (size_t i = 0; i < flat.q.size(); ++i) flat.q[i] = grouped.q[i];
+                for (size_t i = 0; i < flat.mask.size(); ++i) flat.mask[i] = grouped.mask[i];
+                flat.add_w = grouped.add_w;
+                const size_t n_out = static_cast<size_t>(c.batch * c.heads * c.t * grouped.ldo);
+                const size_t n_w = static_cast<size_t>(c.batch * c.heads * c.t * c.s);
+                for (int threads : {1, 3}) {
+                    fl::set_num_threads(threads);
+                    std::vector<float> out_g(n_out, sentinel()), w_g(n_w, sentinel());
+                    std::vector<float> out_f(n_out, sentinel()), w_f(n_w, sentinel());
+                    fl::attention_forward(grouped.args(out_g.data(), w_g.data()));
+                    fl::attention_forward(flat.args(out_f.data(), w_f.data()));
+                    FLT_CHECK_MSG(
+                        std::memcmp(out_g.data(), out_f.data(), n_out * sizeof(float)) == 0 &&
+                            std::memcmp(w_g.data(), w_f.data(), n_w * sizeof(float)) == 0,
+                        "%s threads=%d: grouped k/v differ from the same k/v repeated",
+                        describe(c).c_str(), threads);
+                }
+            }
+    fl::set_num_threads(saved);
+}
+
+// Refused head groups: k's and v's differ, a group that does not divide the heads, a group on q.
+void test_attention_group_refused() {
+    AttnCase c = make_case(4, 9, 8, 8, 0, false, 0, false, 900);
+    c.batch = 1;
+    c.heads = 4;
+    c.shared_kv = false;
+    c.group = 2;
+    AttnData data(c);
+    std::vector<float> out(static_cast<size_t>(c.heads * c.t * data.ldo), sentinel());
+    const std::vector<float> untouched = out;
+    for (int which = 0; which < 4; ++which) {
+        fl::AttentionArgs a = data.args(out.data(), nullptr);
+        if (which == 0) a.v.group = 1;
+        if (which == 1) a.k.group = a.v.group = 3;
+        if (which == 2) a.q.group = 2;
+        if (which == 3) a.k.group = a.v.group = 0;
+        bool threw = false;
+        try {
+            fl::attention_forward(a);
+        } catch (const std::invalid_argument&) {
+            threw = true;
+        }
+        FLT_CHECK_MSG(threw, "bad head group %d was not refused", which);
+        FLT_CHECK_MSG(std::memcmp(out.data(), untouched.data(), out.size() * sizeof(float)) == 0,
+                      "bad head group %d wrote the output", which);
+    }
+}
+
 void register_attention_tests() {
     for (const RowIsa& k : row_kernels_built()) {
         const std::string isa = fl::isa_name(k.isa);
@@ -1184,6 +1277,8 @@ void register_attention_tests() {
     add_case("attention_decode_threads_bitwise", test_attention_decode_threads_bitwise);
     add_case("attention_decode_nan_key", test_attention_decode_nan_key);
     add_case("attention_nan_value_follows_the_mask", test_attention_nan_value_follows_the_mask);
+    add_case("attention_grouped", test_attention_grouped);
+    add_case("attention_group_refused", test_attention_group_refused);
 }
 
 }  // namespace fltest

@@ -549,7 +549,7 @@ class SDPAArgs(NamedTuple):
 
 
 def check_scaled_dot_product_attention(
-    q, k, v, mask, is_causal, scale, *, op="scaled_dot_product_attention"
+    q, k, v, mask, is_causal, scale, enable_gqa=False, *, op="scaled_dot_product_attention"
 ):
     q = C.array(q, op, "q")
     k = C.array(k, op, "k")
@@ -558,9 +558,23 @@ def check_scaled_dot_product_attention(
     C.min_rank(k, op, "k", 2, "(..., S, D)")
     C.min_rank(v, op, "v", 2, "(..., S, Dv)")
     lead = q.shape[:-2]
-    if k.shape[:-2] != lead or v.shape[:-2] != lead:
+    gqa = C.flag(enable_gqa, op, "enable_gqa")
+    if gqa and q.ndim >= 3 and k.shape[:-2] != lead:
+        # grouped-query attention: k and v have G heads (dim -3), G dividing q's H; query
+        # head h reads key/value head h // (H / G) (docs/semantics.md §11)
+        g = k.shape[-3] if k.ndim == q.ndim else 0
+        if (g < 1 or lead[-1] % g or k.shape[:-3] != lead[:-1]
+                or v.shape[:-2] != k.shape[:-2]):
+            raise ValueError(
+                f"{op}: with enable_gqa, k and v need the leading dims of q but for their "
+                f"head count (dim -3), one that divides q's: q {q.shape}, k {k.shape}, "
+                f"v {v.shape}"
+            )
+    elif k.shape[:-2] != lead or v.shape[:-2] != lead:
         raise ValueError(
             f"{op}: q {q.shape}, k {k.shape} and v {v.shape} must share their leading dims"
+            + ("" if gqa or q.ndim < 3 or k.ndim != q.ndim else
+               " (enable_gqa=True lets k and v have fewer heads, dim -3)")
         )
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(f"{op}: k has shape {k.shape}, expected (..., S, {q.shape[-1]}) like q")

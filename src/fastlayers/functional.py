@@ -759,6 +759,7 @@ def scaled_dot_product_attention(
     mask: ArrayLike | None = None,
     is_causal: bool = False,
     scale: float | None = None,
+    enable_gqa: bool = False,
 ) -> np.ndarray:
     """``softmax(q @ k^T * scale + mask) @ v`` over any leading (batch, head, ...) dims.
 
@@ -767,13 +768,17 @@ def scaled_dot_product_attention(
     q : array (..., T, D)
     k : array (..., S, D)
     v : array (..., S, Dv)
-        The leading dims of q, k and v must be equal.
+        The leading dims of q, k and v must be equal (but see ``enable_gqa``).
     mask : bool array broadcastable to (..., T, S), optional
         True = may attend (the opposite of PyTorch's boolean attn_mask).
     is_causal : bool
         Query i attends to keys j <= i (top-left aligned).
     scale : float, optional
         Default 1 / sqrt(D).
+    enable_gqa : bool
+        Grouped-query attention, as PyTorch's ``enable_gqa``: k and v may have G heads
+        (dim -3) where q has H, G dividing H; query head h reads key/value head
+        h // (H / G). The C++ path reads them in place (no repeated copy).
 
     A fully masked row attends uniformly to all keys (as keras.ops.dot_product_attention
     does); it is never NaN.
@@ -782,13 +787,14 @@ def scaled_dot_product_attention(
     -------
     output : float32 array (..., T, Dv)
     """
-    plain = mask is None and scale is None and (is_causal is False or is_causal is True)
+    plain = (mask is None and scale is None and (is_causal is False or is_causal is True)
+             and (enable_gqa is False or enable_gqa is True))
     if plain:
-        key = _plain_f32_key(q, k, v, is_causal)
+        key = _plain_f32_key(q, k, v, (is_causal, enable_gqa))
         run = _kept_runner(_sdpa_direct, key)
         if run is not None:
             return run(q, k, v)
-    a = V.check_scaled_dot_product_attention(q, k, v, mask, is_causal, scale)
+    a = V.check_scaled_dot_product_attention(q, k, v, mask, is_causal, scale, enable_gqa)
     if _cpp("scaled_dot_product_attention"):
         out = _cpp_attention.scaled_dot_product_attention(a)
         if plain and key is not None:
@@ -838,13 +844,13 @@ def _keep_direct(slot: list, key: tuple, make: Any) -> None:
 
 
 def _sdpa_runner(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: Any = False,
-                 scale: Any = None) -> Any:
+                 scale: Any = None, enable_gqa: Any = False) -> Any:
     """The shape-plan runner of an sdpa call (models/shape_plan.py): no mask, on the C++
     path; else None."""
     if mask is not None or not _cpp("scaled_dot_product_attention"):
         return None
-    return _cpp_attention.sdpa_runner(V.check_scaled_dot_product_attention(q, k, v, None,
-                                                                           is_causal, scale))
+    return _cpp_attention.sdpa_runner(V.check_scaled_dot_product_attention(
+        q, k, v, None, is_causal, scale, enable_gqa))
 
 
 scaled_dot_product_attention.__plan_runner__ = _sdpa_runner  # type: ignore[attr-defined]

@@ -205,13 +205,16 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
 // ---------------------------------------------------------------------------- attention
 
 // A rank-4 view (batch, head, row, column) of float32 data whose last dim is contiguous:
-// element (b, h, t, j) is at data[b*sb + h*sh + t*st + j]. Strides are in elements and may be 0
-// (broadcast) for b and h.
+// element (b, h, t, j) is at data[b*sb + (h / group)*sh + t*st + j]. Strides are in elements
+// and may be 0 (broadcast) for b and h. `group` > 1 shares one stored head among `group`
+// consecutive heads: grouped-query attention's k and v, G stored heads for H = G * group query
+// heads (docs/semantics.md §11), read in place instead of repeated.
 template <class T>
 struct Rows4 {
     T* data = nullptr;
     int64_t sb = 0, sh = 0, st = 0;
-    T* at(int64_t b, int64_t h) const { return data + b * sb + h * sh; }
+    int64_t group = 1;
+    T* at(int64_t b, int64_t h) const { return data + b * sb + (h / group) * sh; }
 };
 
 // How masked scores are treated (docs/semantics.md §9-§12, §14).
@@ -233,7 +236,9 @@ struct AttentionArgs {
     int64_t batch = 0, heads = 0;  // the output has batch x heads independent problems
     int64_t t = 0, s = 0;          // query rows, key rows (s >= 1)
     int64_t d = 0, dv = 0;         // query/key width, value width
-    Rows4<const float> q, k, v;    // (b, h, t, d), (b, h, s, d), (b, h, s, dv)
+    // (b, h, t, d), (b, h, s, d), (b, h, s, dv); k and v may share heads (Rows4::group, the
+    // same for both)
+    Rows4<const float> q, k, v;
     Rows4<float> out;              // (b, h, t, dv); must not overlap the inputs
     // Optional: weights (batch*heads, t, s) contiguous, written if given (the output does not
     // change).

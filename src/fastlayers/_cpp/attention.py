@@ -93,8 +93,10 @@ def scaled_dot_product_attention(a):
         mask = np.broadcast_to(mask, lead + (t_len, s_len)).reshape(bh + (t_len, s_len))
     out, _ = run_attention(
         q.reshape(bh + q.shape[-2:]),
-        k.reshape(bh + k.shape[-2:]),
-        v.reshape(bh + v.shape[-2:]),
+        # (B, G) for grouped-query k and v: _core.attention reads them in place for H / G
+        # query heads each
+        k.reshape(_batch_heads(k.shape[:-2]) + k.shape[-2:]),
+        v.reshape(_batch_heads(v.shape[:-2]) + v.shape[-2:]),
         mask,
         a.causal,
         RULE_FUSED,
@@ -123,7 +125,7 @@ def sdpa_runner(a):
             return out
 
         return run
-    qs, ks, vs = (bh + x.shape[-2:] for x in (a.q, a.k, a.v))
+    qs, ks, vs = (_batch_heads(x.shape[:-2]) + x.shape[-2:] for x in (a.q, a.k, a.v))
 
     def run_views(q, k, v):
         out = empty_f32(out4)
@@ -174,10 +176,9 @@ def multi_head_attention(a, packed=None):
 
     def project(x, p, heads, h):  # (B, L, D) -> (B, heads, L, h), a view of (B, L, heads, h)
         y = p(x.reshape(-1, x.shape[-1]))
-        y = y.reshape(x.shape[0], x.shape[1], heads, h).transpose(0, 2, 1, 3)
-        # grouped-query attention: each key/value head repeated for its n / heads query
-        # heads, after the projection (computed once per key/value head)
-        return y if heads == n else np.repeat(y, n // heads, axis=1)
+        # grouped-query attention (heads < n): _core.attention reads each key/value head in
+        # place for its n / heads query heads
+        return y.reshape(x.shape[0], x.shape[1], heads, h).transpose(0, 2, 1, 3)
 
     pq, pk, pv, po = packed
     g = a.kernels[1].shape[1]

@@ -212,8 +212,13 @@ def scaled_dot_product_attention(q, k, v, mask, is_causal, scale):
 
     q (..., T, D), k (..., S, D), v (..., S, Dv), mask broadcastable to (..., T, S).
     Masked logits are set to -0.7 * float32 max (keras.ops.dot_product_attention),
-    so a fully masked row attends uniformly instead of giving NaN.
+    so a fully masked row attends uniformly instead of giving NaN. k and v may have G
+    heads (dim -3) where q has H, G dividing H (grouped-query attention): each is
+    repeated for its H / G query heads.
     """
+    if k.shape[:-2] != q.shape[:-2]:
+        r = q.shape[-3] // k.shape[-3]
+        k, v = np.repeat(k, r, axis=-3), np.repeat(v, r, axis=-3)
     scores = (q @ np.swapaxes(k, -1, -2)) * F32(scale)
     allowed = mask
     if is_causal and scores.size:

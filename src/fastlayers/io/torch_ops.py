@@ -627,11 +627,20 @@ def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
             raise ValueError(f"scaled_dot_product_attention: enable_gqa with {q.shape[-3]} "
                              f"query heads and {k.shape[-3]} key, {v.shape[-3]} value heads")
         rep = q.shape[-3] // k.shape[-3]
-        k, v = np.repeat(k, rep, axis=-3), np.repeat(v, rep, axis=-3)
-    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    q, k, v = (a if a.shape[:-2] == lead else
-               np.ascontiguousarray(np.broadcast_to(a, lead + a.shape[-2:])) for a in (q, k, v))
+    else:
+        rep = 1
     mask = None if attn_mask is None else np.asarray(attn_mask)
+    # Grouped k and v go to fastlayers' sdpa as they are (read in place); repeated for an
+    # additive mask (scores formed here) or leading dims that broadcast.
+    grouped = rep > 1 and (mask is None or mask.dtype == np.bool_) and (
+        k.shape[:-3] == q.shape[:-3] and v.shape[:-3] == q.shape[:-3])
+    if rep > 1 and not grouped:
+        k, v = np.repeat(k, rep, axis=-3), np.repeat(v, rep, axis=-3)
+    if not grouped:
+        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        q, k, v = (a if a.shape[:-2] == lead else
+                   np.ascontiguousarray(np.broadcast_to(a, lead + a.shape[-2:]))
+                   for a in (q, k, v))
     causal = np.tri(q.shape[-2], k.shape[-2], dtype=bool) if is_causal else None
     if mask is not None and mask.dtype != np.bool_:
         # An additive mask: the scores are formed here; a row of -inf scores gives 0.
@@ -646,7 +655,7 @@ def torch_sdpa(q, k, v, attn_mask=None, *, is_causal, scale, gqa):
         p = (e / np.where(total > 0, total, F32(1))).astype(F32)
         return FL.matmul(p, v)
     out = FL.scaled_dot_product_attention(q, k, v, mask=mask, is_causal=bool(is_causal),
-                                          scale=scale)
+                                          scale=scale, enable_gqa=grouped)
     if mask is not None:
         allowed = mask if causal is None else mask & causal
         dead = ~allowed.any(axis=-1, keepdims=True)  # (..., L or 1, 1)
