@@ -223,7 +223,7 @@ class Decoder {
 // m heads' query rows and output rows at one stride (a head's rows right after the previous
 // head's: sh == T*st, or T == 1) and no mask or causal limit (both are indexed by the query
 // row); otherwise the heads run apart. (B 1, H 32, G 8, T 1, S 4096, D 128, Xeon, one thread:
-// 4.7 -> ms.)
+// 4.7 ms with the heads apart, 1.4 ms together; PyTorch 4.7 ms.)
 AttentionArgs merged_query_heads(const AttentionArgs& a) {
     const int64_t g = a.k.group;
     if (g <= 1 || a.causal || a.mask.data != nullptr) return a;
