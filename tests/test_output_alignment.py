@@ -221,6 +221,21 @@ def test_a_freed_output_block_serves_the_next_output_of_about_its_size(output_ca
     np.testing.assert_array_equal(w, np.maximum(x[:30], 0))
 
 
+def test_an_output_over_32_mib_is_kept_by_default(output_cache):
+    """The default limit (128 MiB) keeps a 40 MiB output's block: the next output of its
+    size reuses it instead of faulting in a fresh mapping page by page."""
+    limit, _ = output_cache.output_cache_limit()
+    assert limit == 128 << 20
+    x = np.ones((10, 1 << 20), np.float32)  # 40 MiB
+    y = fl.activations.relu(x)
+    where = _block(y)
+    del y
+    assert output_cache.output_cache_limit()[1] > x.nbytes
+    z = fl.activations.relu(x)
+    assert _block(z) == where
+    np.testing.assert_array_equal(z, x)
+
+
 def test_the_most_recently_freed_block_is_taken_first(output_cache):
     x = RNG.standard_normal((16, 1024)).astype(np.float32)
     a, b = fl.activations.relu(x), fl.activations.relu(x)

@@ -28,8 +28,13 @@ struct Block {
 
 // Up to kMaxBlocks blocks and max_bytes in all, the most recently freed last; a block serves
 // a request of at least half its size (so an array holds at most twice the memory it needs).
+// 128 MiB by default: a block larger than the limit is freed at once, and the next output of
+// its size is a fresh mmap whose every page faults on first touch, about 1 us per 4 KiB page
+// on the development VMs (a 32 MiB output: ~9 ms of page faults against ~1.6 ms to write it).
+// With 32 MiB, the (64, 128, 1024) output of a transformer's FFN never stayed (docs/
+// performance.md §12 item 10).
 constexpr int kMaxBlocks = 16;
-constexpr size_t kDefaultMaxBytes = size_t{32} << 20;
+constexpr size_t kDefaultMaxBytes = size_t{128} << 20;
 
 struct Cache {
     std::mutex mu;
