@@ -48,9 +48,13 @@ def repeated(x, h):
 
 
 # (lead, H, G, T, S, D, Dv): decode (T <= 8) and blocked (T > 8) drivers, S around the
-# 256-key chunks, a prime head count, G = 1 (multi-query) and G = H (plain attention).
+# 256-key chunks, a prime head count, G = 1 (multi-query) and G = H (plain attention). The
+# decode driver runs m query heads of a key/value head as one head of m*T rows where
+# m*T <= 8 for a divisor m of H/G > 1: the first three cases (T 1, m 2; T 2, m 4; T 4, m 2).
 CASES = [
     ((2,), 4, 2, 1, 300, 16, 16),
+    ((1,), 8, 2, 2, 300, 16, 16),
+    ((2,), 8, 4, 4, 257, 8, 8),
     ((1,), 6, 3, 5, 257, 8, 12),
     ((), 8, 1, 7, 31, 16, 16),
     ((2,), 6, 2, 9, 40, 16, 17),
@@ -111,11 +115,12 @@ def test_gqa_matches_torch(backend, case, causal, rng):
 def test_gqa_gives_the_bits_of_repeated_heads(backend, case, threads, rng):
     lead, h, g, t, s, d, dv = case
     q, k, v = grouped_qkv(rng, lead, h, g, t, s, d, dv)
-    mask = rng.random((t, s)) > 0.2
+    shared_mask = rng.random((t, s)) > 0.2  # one mask for every head (head stride 0)
+    head_mask = rng.random(lead + (h, t, s)) > 0.2  # one per head (rows that follow on)
     saved = fl.get_num_threads()
     fl.set_num_threads(threads)
     try:
-        for kw in ({}, {"is_causal": True}, {"mask": mask}):
+        for kw in ({}, {"is_causal": True}, {"mask": shared_mask}, {"mask": head_mask}):
             got = run_on(backend, fl.scaled_dot_product_attention, q, k, v, enable_gqa=True,
                          **kw)
             want = run_on(backend, fl.scaled_dot_product_attention, q, repeated(k, h),
@@ -142,7 +147,8 @@ def test_gqa_calls_again_take_the_runner_with_the_same_bits(backend, rng):
 
 
 @pytest.mark.parametrize("backend", backends_for(SDPA))
-def test_gqa_equal_heads_is_plain_attention(backend, rng):
+def test_gqa_flag_with_equal_heads_is_plain_attention(backend, rng):
+    """The flag with G = H (accepted, nothing shared): the plain call's bits."""
     q, k, v = grouped_qkv(rng, (2,), 4, 4, 6, 9, 8, 8)
     np.testing.assert_array_equal(
         run_on(backend, fl.scaled_dot_product_attention, q, k, v, enable_gqa=True),

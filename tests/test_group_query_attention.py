@@ -99,9 +99,10 @@ def test_shared_heads_give_the_bits_of_repeated_ones(rng, backend, t, s, nq, nkv
                     np.testing.assert_array_equal(g, w)
                 else:
                     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+        got = layer(q, v)
     want64, _ = _reference(q.astype(np.float64), v.astype(np.float64), v.astype(np.float64),
                            layer.get_weights(), nq, nkv)
-    assert_close(layer(q, v), want64.astype(F32), k=64, magnitude=4.0)
+    assert_close(got, want64.astype(F32), k=64, magnitude=4.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

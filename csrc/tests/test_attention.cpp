@@ -1163,7 +1163,9 @@ void test_attention_grouped() {
     const int saved = fl::num_threads();
     // (T, S, group): the decode driver runs the heads of a group together where group' * T <= 8
     // (T 1 S 300 group 3, T 1 S 1100 group 6, T 2 group 2, T 3 group 2, T 4 group 6: 2 of 3)
-    // and apart otherwise (T 5 or 8 with group 2, and every causal or masked case).
+    // and apart otherwise (T 5 or 8 with group 2, every causal case, and a mask at T > 1: the
+    // test's mask is shared by the heads, head stride 0). Variants: 0 plain, 1 causal and
+    // masked, 2 masked (decode) or additive scores (T > 8).
     const int64_t shapes[][3] = {{1, 300, 3}, {1, 1100, 6}, {2, 513, 2}, {3, 40, 2},
                                  {4, 300, 6}, {5, 17, 2},   {8, 1100, 2}, {9, 40, 3},
                                  {100, 257, 2}, {50, 64, 6}};
@@ -1172,8 +1174,9 @@ void test_attention_grouped() {
         for (int rule = 0; rule < 3; ++rule)
             for (int variant = 0; variant < 3; ++variant) {
                 const bool additive = variant == 2 && sh[0] > 8;
-                AttnCase c = make_case(sh[0], sh[1], 16, 17, rule, variant == 1, variant == 1,
-                                       additive, idx++);
+                AttnCase c = make_case(sh[0], sh[1], 16, 17, rule, variant == 1,
+                                       variant == 1 || (variant == 2 && !additive), additive,
+                                       idx++);
                 c.batch = 2;
                 c.heads = 6;
                 c.shared_kv = false;
@@ -1210,12 +1213,21 @@ void test_attention_grouped() {
                             std::memcmp(w_g.data(), w_f.data(), n_w * sizeof(float)) == 0,
                         "%s threads=%d: grouped k/v differ from the same k/v repeated",
                         describe(c).c_str(), threads);
+                    // Without weights (the decode driver's score tile instead of the rows).
+                    std::vector<float> out_n(n_out, sentinel());
+                    fl::attention_forward(grouped.args(out_n.data(), nullptr));
+                    FLT_CHECK_MSG(
+                        std::memcmp(out_n.data(), out_f.data(), n_out * sizeof(float)) == 0,
+                        "%s threads=%d: grouped k/v without weights differ from the same k/v "
+                        "repeated",
+                        describe(c).c_str(), threads);
                 }
             }
     fl::set_num_threads(saved);
 }
 
-// Refused head groups: k's and v's differ, a group that does not divide the heads, a group on q.
+// Refused head groups: k's and v's differ, one that does not divide the heads, a zero one, a
+// group on q, on out or on the mask.
 void test_attention_group_refused() {
     AttnCase c = make_case(4, 9, 8, 8, 0, false, 0, false, 900);
     c.batch = 1;
@@ -1225,12 +1237,14 @@ void test_attention_group_refused() {
     AttnData data(c);
     std::vector<float> out(static_cast<size_t>(c.heads * c.t * data.ldo), sentinel());
     const std::vector<float> untouched = out;
-    for (int which = 0; which < 4; ++which) {
+    for (int which = 0; which < 6; ++which) {
         fl::AttentionArgs a = data.args(out.data(), nullptr);
         if (which == 0) a.v.group = 1;
         if (which == 1) a.k.group = a.v.group = 3;
         if (which == 2) a.q.group = 2;
         if (which == 3) a.k.group = a.v.group = 0;
+        if (which == 4) a.out.group = 2;
+        if (which == 5) a.mask.group = 2;
         bool threw = false;
         try {
             fl::attention_forward(a);

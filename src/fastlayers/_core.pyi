@@ -89,8 +89,10 @@ def attention(
 ) -> None:
     """out[b, h] = softmax(scores(q[b, h], k[b, h]) masked) @ v[b, h], blocked (ops.h).
 
-    q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv), out (B, H, T, Dv): float32 views
-    with a contiguous last dim (other strides free; out must not overlap the inputs).
+    q (B, H, T, D), k (B, G, S, D), v (B, G, S, Dv), out (B, H, T, Dv): float32 views
+    with a contiguous last dim (other strides free; out must not overlap the inputs). G = H,
+    or G dividing H: each key/value head serves H / G consecutive query heads, read in
+    place (grouped-query attention).
     rule: 0 fused (-0.7 * FLT_MAX), 1 subtract 1e9, 2 Softmax layer. Dot scores are
     scale * q.k; additive scores post * sum(add_w * tanh(pre * (q + k))). weights
     (B, H, T, S) C-contiguous is written if given; mask (B, H, T, S) bool view, True =

@@ -214,7 +214,9 @@ struct Rows4 {
     T* data = nullptr;
     int64_t sb = 0, sh = 0, st = 0;
     int64_t group = 1;
-    T* at(int64_t b, int64_t h) const { return data + b * sb + (h / group) * sh; }
+    T* at(int64_t b, int64_t h) const {
+        return data + b * sb + (group == 1 ? h : h / group) * sh;
+    }
 };
 
 // How masked scores are treated (docs/semantics.md §9-§12, §14).
@@ -260,7 +262,8 @@ struct AttentionArgs {
 // thread: one head's k and v packed (S x (D + Dv) floats, padded) and a score tile of at most
 // 96 x 256 floats. Dot scores with T <= 8 (csrc/ops/attention_decode.cpp) read k and v in place
 // instead: a T x 256 tile per thread and, for S > 256, batch*heads*ceil(S/256) partial rows of
-// T x (Dv + 2) floats.
+// T x (Dv + 2) floats. Throws std::invalid_argument for a bad head group (k.group and v.group
+// must be equal and divide heads; q, out and mask must have group 1).
 void attention_forward(const AttentionArgs& args);
 
 }  // namespace fl

@@ -207,6 +207,15 @@ def additive_attention(query, value, key, scale, query_mask, value_mask, causal)
     return _luong_finish(scores.astype(F32, copy=False), value, query_mask, mask)
 
 
+def _shared_heads_repeated(k, v, heads):
+    """Grouped-query attention's k and v (..., G, S, ·): each head repeated for its
+    heads / G query heads (axis -3), so that query head h reads head h // (heads / G)."""
+    if k.ndim < 3 or k.shape[-3] == heads:
+        return k, v
+    r = heads // k.shape[-3]
+    return np.repeat(k, r, axis=-3), np.repeat(v, r, axis=-3)
+
+
 def scaled_dot_product_attention(q, k, v, mask, is_causal, scale):
     """softmax(q @ k^T * scale, masked) @ v over any leading dims.
 
@@ -216,9 +225,7 @@ def scaled_dot_product_attention(q, k, v, mask, is_causal, scale):
     heads (dim -3) where q has H, G dividing H (grouped-query attention): each is
     repeated for its H / G query heads.
     """
-    if k.shape[:-2] != q.shape[:-2]:
-        r = q.shape[-3] // k.shape[-3]
-        k, v = np.repeat(k, r, axis=-3), np.repeat(v, r, axis=-3)
+    k, v = _shared_heads_repeated(k, v, q.shape[-3] if q.ndim >= 3 else 1)
     scores = (q @ np.swapaxes(k, -1, -2)) * F32(scale)
     allowed = mask
     if is_causal and scores.size:
@@ -269,9 +276,7 @@ def multi_head_attention(
     q = project(query, wq, bq)
     k = project(key, wk, bk)
     v = project(value, wv, bv)
-    if k.shape[1] != q.shape[1]:  # each key/value head repeated for its query heads
-        r = q.shape[1] // k.shape[1]
-        k, v = np.repeat(k, r, axis=1), np.repeat(v, r, axis=1)
+    k, v = _shared_heads_repeated(k, v, q.shape[1])
     q = q * F32(1.0 / np.sqrt(wq.shape[-1]))  # Keras scales the query, not the logits
     scores = q @ np.swapaxes(k, -1, -2)  # (B, N, T, S)
 

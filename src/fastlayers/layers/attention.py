@@ -462,8 +462,8 @@ class GroupQueryAttention(MultiHeadAttention):
     (B, Nq, T, S)), except that an explicit ``query_mask`` (B, T) is used, as Keras's
     GroupedQueryAttention does (the query's own mask when none is given); the output has
     the query's features (B, T, Dq). It runs as MultiHeadAttention whose key and value
-    projections have num_key_value_heads heads, each projected head repeated for its query
-    heads (as Keras does).
+    projections have num_key_value_heads heads; each projected head serves its query heads
+    (the NumPy path repeats it, as Keras does; the C++ path reads it in place, same values).
     """
 
     config_keys = ("head_dim", "num_query_heads", "num_key_value_heads", "dropout",
