@@ -400,6 +400,64 @@ def test_from_torch_conv_transpose3d(any_backend, rng, shape, filters, kernel, s
                  magnitude=float(x.abs().max()))
 
 
+def _conv3d_transpose_by_taps(layer, x):
+    """Conv3DTranspose as the sum of its depth taps: zeros, each tap's Conv2DTranspose of every
+    depth slice added into the output depths it reaches, then the bias and the activation."""
+    from fastlayers import _validation as V
+    from fastlayers import functional as F
+
+    kernel, bias = layer.get_weights() if layer.use_bias else (layer.get_weights()[0], None)
+    n, d, h, w, c = x.shape
+    kd, f = kernel.shape[0], kernel.shape[3]
+    od, front = layer._depth(d, kd)
+    op2 = None if layer.output_padding is None else layer.output_padding[1:]
+    a = V.check_conv2d_transpose(x.reshape(n * d, h, w, c), kernel[0], None, layer.strides[1:],
+                                 layer.padding, op2, layer.dilation_rate[1:], None)
+    oh, ow = a.out_hw
+    sd, dd = layer.strides[0], layer.dilation_rate[0]
+    y = np.zeros((n, od, oh, ow, f), F32)
+    for t in range(kd):
+        for i in range(d):
+            o = i * sd + t * dd - front
+            if 0 <= o < od:
+                y[:, o] += F.run_conv2d_transpose(a._replace(kernel=kernel[t])).reshape(
+                    n, d, oh, ow, f)[:, i]
+    if bias is not None:
+        y += bias
+    return np.maximum(y, 0) if layer.activation is not None else y
+
+
+@pytest.mark.parametrize("shape,kernel,strides,padding,output_padding,use_bias,act", [
+    ((2, 3, 4, 5, 6), 2, 2, "valid", None, True, "relu"),   # taps within one stride
+    ((1, 4, 3, 3, 5), (2, 3, 1), (2, 1, 3), "valid", None, True, None),
+    ((1, 2, 3, 2, 4), 1, 3, "valid", None, True, None),      # depths no tap reaches
+    ((1, 2, 3, 2, 4), 1, 3, "valid", None, False, None),
+    ((1, 3, 2, 2, 3), (2, 2, 2), (3, 2, 2), "same", None, False, None),
+    ((1, 3, 2, 3, 3), 2, 2, "valid", (1, 1, 0), True, None),  # output padding: one more depth
+    ((1, 3, 3, 3, 2), 3, 2, "same", None, True, None),       # taps overlap: the added path
+], ids=str)
+def test_conv3d_transpose_gives_the_bits_of_its_taps_added(any_backend, rng, shape, kernel,
+                                                           strides, padding, output_padding,
+                                                           use_bias, act):
+    """Where each output depth gets one tap at most, the layer writes that tap's slices (and
+    the bias) instead of adding them into zeros: the same bits, signed zeros included (a
+    bias of -0 and +0 entries, inputs with zero channels)."""
+    x = rng.standard_normal(shape).astype(F32)
+    x[0, 0, 0, 0] = 0.0  # outputs of +0 and -0 products
+    layer = L.Conv3DTranspose(3, kernel, strides=strides, padding=padding,
+                              output_padding=output_padding, use_bias=use_bias,
+                              activation=act, seed=2)
+    layer.build(x.shape)
+    weights = layer.get_weights()
+    if use_bias:
+        weights[1] = np.array([-0.0, 0.0, 0.5], F32)
+    layer.set_weights(weights)
+    got = layer(x)
+    want = _conv3d_transpose_by_taps(layer, x)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_conv3d_transpose_bad_calls_and_shapes(any_backend):
     layer = L.Conv3DTranspose(2, 2, strides=2)
     with pytest.raises(ValueError, match="rank"):

@@ -1156,7 +1156,9 @@ class Conv3DTranspose(Conv2DTranspose):
     Call: inputs (N, D, H, W, C) -> float32 (N, OD, OH, OW, filters), each axis's length as
     Conv2DTranspose's rule gives it. Runs as one Conv2DTranspose of every depth slice per
     depth tap (C++ or NumPy), added into the output depths that tap reaches; then the bias
-    and the activation.
+    and the activation. Where the taps span less than a stride, each output depth gets one
+    tap at most: its slices are written with the bias instead (the same bits;
+    docs/semantics.md §30).
     """
 
     input_rank = 5
@@ -1211,8 +1213,17 @@ class Conv3DTranspose(Conv2DTranspose):
         oh, ow = a.out_hw
         _checks.elements(n * od * oh * ow * f, owner, "the output")
         sd, dd = self.strides[0], self.dilation_rate[0]
+        # Taps within one stride (a 2x2x2 kernel with strides 2, say): each output depth gets
+        # one tap at most, so a tap's slices are written (with the bias) instead of added
+        # into zeros. The same bits: (0 + s) + b is s + (b + 0) for every s and b, signed
+        # zeros included. One thread, Xeon: B 2, (4, 14, 14, 128) -> 64, 2x2x2, strides 2,
+        # 2.06 -> 1.92 ms; (1, 8, 28, 28, 64) -> 32 3.35 -> 2.84 ms.
+        disjoint = dd * (kd - 1) < sd
+        b0 = np.zeros(f, np.float32) if bias is None else bias + np.float32(0)
         with V.allocating(owner, "the output"):
-            y = np.zeros((n, od, oh, ow, f), np.float32)
+            y = np.empty((n, od, oh, ow, f), np.float32) if disjoint else \
+                np.zeros((n, od, oh, ow, f), np.float32)
+            covered = np.zeros(od, bool)
             packed = self._packed or [None] * kd
             for t in range(kd):  # input depth i, tap t -> output depth i * sd + t * dd - front
                 i0 = max(0, -(-(front - t * dd) // sd))
@@ -1221,8 +1232,15 @@ class Conv3DTranspose(Conv2DTranspose):
                 if count <= 0:
                     continue
                 slices = F.run_conv2d_transpose(a._replace(kernel=kernel[t]), packed[t])
-                y[:, o0::sd][:, :count] += slices.reshape(n, d, oh, ow, f)[:, i0:i0 + count]
-        if bias is not None:
+                part = slices.reshape(n, d, oh, ow, f)[:, i0:i0 + count]
+                if disjoint:
+                    np.add(part, b0, out=y[:, o0::sd][:, :count])
+                    covered[o0::sd][:count] = True
+                else:
+                    y[:, o0::sd][:, :count] += part
+        if disjoint:
+            y[:, ~covered] = b0  # depths no tap reaches: 0 + b
+        elif bias is not None:
             y += bias
         y = _activate_after(y, act)
         return _activate_after(_channels_back(y, channels_first), after)
