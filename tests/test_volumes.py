@@ -417,16 +417,18 @@ def _conv3d_transpose_by_taps(layer, x):
     sd, dd = layer.strides[0], layer.dilation_rate[0]
     y = np.zeros((n, od, oh, ow, f), F32)
     for t in range(kd):
+        slices = F.run_conv2d_transpose(a._replace(kernel=kernel[t])).reshape(n, d, oh, ow, f)
         for i in range(d):
             o = i * sd + t * dd - front
             if 0 <= o < od:
-                y[:, o] += F.run_conv2d_transpose(a._replace(kernel=kernel[t])).reshape(
-                    n, d, oh, ow, f)[:, i]
+                y[:, o] += slices[:, i]
     if bias is not None:
         y += bias
+    assert layer.activation in (None, "relu"), layer.activation
     return np.maximum(y, 0) if layer.activation is not None else y
 
 
+@pytest.mark.parametrize("specials", [False, True], ids=["plain", "specials"])
 @pytest.mark.parametrize("shape,kernel,strides,padding,output_padding,use_bias,act", [
     ((2, 3, 4, 5, 6), 2, 2, "valid", None, True, "relu"),   # taps within one stride
     ((1, 4, 3, 3, 5), (2, 3, 1), (2, 1, 3), "valid", None, True, None),
@@ -436,14 +438,29 @@ def _conv3d_transpose_by_taps(layer, x):
     ((1, 3, 2, 3, 3), 2, 2, "valid", (1, 1, 0), True, None),  # output padding: one more depth
     ((1, 3, 3, 3, 2), 3, 2, "same", None, True, None),       # taps overlap: the added path
 ], ids=str)
-def test_conv3d_transpose_gives_the_bits_of_its_taps_added(any_backend, rng, shape, kernel,
-                                                           strides, padding, output_padding,
-                                                           use_bias, act):
+def test_conv3d_transpose_gives_the_bits_of_its_taps_added(any_backend, rng, monkeypatch,
+                                                           shape, kernel, strides, padding,
+                                                           output_padding, use_bias, act,
+                                                           specials):
     """Where each output depth gets one tap at most, the layer writes that tap's slices (and
     the bias) instead of adding them into zeros: the same bits, signed zeros included (a
-    bias of -0 and +0 entries, inputs with zero channels)."""
+    bias of -0 and +0 entries; with ``specials`` each tap's Conv2DTranspose result gets -0,
+    +0, NaN, -inf and a denormal in some entries, which no real product gives here: its
+    chains start at +0)."""
+    from fastlayers import functional as F
+
+    if specials:
+        plain = F.run_conv2d_transpose
+
+        def with_specials(*args, **kwargs):
+            out = plain(*args, **kwargs).copy()
+            flat = out.reshape(-1)
+            values = np.array([-0.0, 0.0, np.nan, -np.inf, -1e-45], F32)
+            flat[::7][:len(flat[::7])] = np.resize(values, len(flat[::7]))
+            return out
+
+        monkeypatch.setattr(F, "run_conv2d_transpose", with_specials)
     x = rng.standard_normal(shape).astype(F32)
-    x[0, 0, 0, 0] = 0.0  # outputs of +0 and -0 products
     layer = L.Conv3DTranspose(3, kernel, strides=strides, padding=padding,
                               output_padding=output_padding, use_bias=use_bias,
                               activation=act, seed=2)

@@ -1217,7 +1217,7 @@ class Conv3DTranspose(Conv2DTranspose):
         # one tap at most, so a tap's slices are written (with the bias) instead of added
         # into zeros. The same bits: (0 + s) + b is s + (b + 0) for every s and b, signed
         # zeros included. One thread, Xeon: B 2, (4, 14, 14, 128) -> 64, 2x2x2, strides 2,
-        # 2.06 -> 1.92 ms; (1, 8, 28, 28, 64) -> 32 3.35 -> 2.84 ms.
+        # 2.06 -> 1.79-1.92 ms; (1, 8, 28, 28, 64) -> 32 3.35 -> 2.84-2.88 ms.
         disjoint = dd * (kd - 1) < sd
         b0 = np.zeros(f, np.float32) if bias is None else bias + np.float32(0)
         with V.allocating(owner, "the output"):
