@@ -134,23 +134,31 @@ bool mul_add_fits(int64_t a, int64_t b, int64_t c, int64_t* r) {
     return true;
 }
 
+// One spatial axis of a convolution: input length >= 1, output length >= 0, kernel taps, stride
+// and dilation >= 1, pad >= 0, and the index arithmetic of the last output's last tap and of
+// the padded length within int64.
+bool axis_fits(int64_t in, int64_t out, int64_t taps, int64_t stride, int64_t dilation,
+               int64_t pad) {
+    int64_t tap = 0, last = 0, padded = 0;
+    return in >= 1 && out >= 0 && taps >= 1 && stride >= 1 && dilation >= 1 && pad >= 0 &&
+           mul_add_fits(taps - 1, dilation, 0, &tap) &&
+           mul_add_fits(std::max<int64_t>(out - 1, 0), stride, tap, &last) &&
+           mul_add_fits(1, in, pad, &padded);
+}
+
 // The geometry's index arithmetic fits int64: the last tap of the last output row and column,
 // (o - 1) * stride + (k - 1) * dilation, the padded input extent, and N * OH * OW * F output
 // elements. The bindings check this first with messages naming the argument; a direct C++
 // caller gets std::invalid_argument.
 void check_geometry(const Conv2dShape& s) {
-    bool ok = s.n >= 0 && s.h >= 1 && s.w >= 1 && s.c >= 1 && s.sh >= 1 && s.sw >= 1 &&
-              s.dh >= 1 && s.dw >= 1 && s.pad_top >= 0 && s.pad_left >= 0 && s.oh >= 0 &&
-              s.ow >= 0 && s.kh >= 1 && s.kw >= 1;
-    int64_t tap = 0, last = 0, t = 0;
-    ok = ok && mul_add_fits(s.kh - 1, s.dh, 0, &tap) &&
-         mul_add_fits(std::max<int64_t>(s.oh - 1, 0), s.sh, tap, &last) &&
-         mul_add_fits(1, s.h, s.pad_top, &t) && mul_add_fits(s.kw - 1, s.dw, 0, &tap) &&
-         mul_add_fits(std::max<int64_t>(s.ow - 1, 0), s.sw, tap, &last) &&
-         mul_add_fits(1, s.w, s.pad_left, &t) && mul_add_fits(s.n, s.oh, 0, &t) &&
-         mul_add_fits(t, s.ow, 0, &t) && mul_add_fits(t, s.f, 0, &t) &&
-         mul_add_fits(s.h, s.w, 0, &t) && mul_add_fits(t, s.c, 0, &t) &&
-         mul_add_fits(t, std::max<int64_t>(s.n, 1), 0, &t);
+    int64_t t = 0;
+    const bool ok = s.n >= 0 && s.c >= 1 &&
+                    axis_fits(s.h, s.oh, s.kh, s.sh, s.dh, s.pad_top) &&
+                    axis_fits(s.w, s.ow, s.kw, s.sw, s.dw, s.pad_left) &&
+                    mul_add_fits(s.n, s.oh, 0, &t) && mul_add_fits(t, s.ow, 0, &t) &&
+                    mul_add_fits(t, s.f, 0, &t) && mul_add_fits(s.h, s.w, 0, &t) &&
+                    mul_add_fits(t, s.c, 0, &t) &&
+                    mul_add_fits(t, std::max<int64_t>(s.n, 1), 0, &t);
     if (!ok) {
         throw std::invalid_argument(
             "conv2d_forward: invalid geometry (sizes must be positive, strides and dilation >= "
@@ -215,19 +223,11 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
 void conv3d_forward(const float* x, const Conv3dShape& s, const PackedConv& w, float* y,
                     ActFn act) {
     // Geometry: as check_geometry, per axis, with the index arithmetic within int64.
-    bool ok = s.n >= 0 && s.d >= 1 && s.h >= 1 && s.w >= 1 && s.c >= 1 && s.groups >= 1 &&
-              s.c % s.groups == 0 && s.od >= 0 && s.oh >= 0 && s.ow >= 0;
     int64_t t = 0;
-    const int64_t in[3] = {s.d, s.h, s.w}, ks[3] = {s.kd, s.kh, s.kw},
-                  st[3] = {s.sd, s.sh, s.sw}, dl[3] = {s.dd, s.dh, s.dw},
-                  pad[3] = {s.pad_front, s.pad_top, s.pad_left}, out[3] = {s.od, s.oh, s.ow};
-    for (int i = 0; i < 3 && ok; ++i) {
-        int64_t tap = 0, last = 0;
-        ok = ks[i] >= 1 && st[i] >= 1 && dl[i] >= 1 && pad[i] >= 0 &&
-             mul_add_fits(ks[i] - 1, dl[i], 0, &tap) &&
-             mul_add_fits(std::max<int64_t>(out[i] - 1, 0), st[i], tap, &last) &&
-             mul_add_fits(1, in[i], pad[i], &t);
-    }
+    bool ok = s.n >= 0 && s.c >= 1 && s.groups >= 1 && s.c % s.groups == 0 &&
+              axis_fits(s.d, s.od, s.kd, s.sd, s.dd, s.pad_front) &&
+              axis_fits(s.h, s.oh, s.kh, s.sh, s.dh, s.pad_top) &&
+              axis_fits(s.w, s.ow, s.kw, s.sw, s.dw, s.pad_left);
     ok = ok && mul_add_fits(s.n, s.od, 0, &t) && mul_add_fits(t, s.oh, 0, &t) &&
          mul_add_fits(t, s.ow, 0, &t) && mul_add_fits(t, s.f, 0, &t) &&
          mul_add_fits(s.d, s.h, 0, &t) && mul_add_fits(t, s.w, 0, &t) &&
