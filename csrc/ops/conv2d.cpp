@@ -148,8 +148,8 @@ bool axis_fits(int64_t in, int64_t out, int64_t taps, int64_t stride, int64_t di
 
 // The geometry's index arithmetic fits int64: the last tap of the last output row and column,
 // (o - 1) * stride + (k - 1) * dilation, the padded input extent, N * OH * OW * F output
-// elements and N * H * W * C input elements. The bindings check this first with messages naming the argument; a direct C++
-// caller gets std::invalid_argument.
+// elements and N * H * W * C input elements. The bindings check this first with messages
+// naming the argument; a direct C++ caller gets std::invalid_argument.
 void check_geometry(const Conv2dShape& s) {
     int64_t t = 0;
     const bool ok = s.n >= 0 && s.c >= 1 &&
