@@ -701,6 +701,13 @@ class _Converter:
             return v
         raise TorchConversionError(f"from_torch: {what} must be a tensor, got {type(v).__name__}")
 
+    def _mask(self, m: Any, what: str) -> Any:
+        """An attention mask argument: None, the symbolic tensor of a traced value, or the
+        array of a constant (a registered buffer, a mask made from constants in forward)."""
+        if m is None or isinstance(m, np.ndarray):
+            return m
+        return _to_torch(self._tensor(m, what)).sym
+
     def _layer_name(self, qual: str) -> str:
         return qual
 
@@ -1508,8 +1515,10 @@ class _Converter:
                 else:
                     ok = k is None or k is Ellipsis or isinstance(k, int)
                 if not ok:
+                    what = ("a tensor (a boolean mask or computed indices: the result's "
+                            "shape would depend on the values)" if isinstance(k, _T) else repr(k))
                     raise TorchConversionError(
-                        f"from_torch: tensor indexing with {k!r} is not supported (ints, "
+                        f"from_torch: tensor indexing with {what} is not supported (ints, "
                         "slices with int bounds, None, ... and one list of ints without an "
                         "int index are)"
                     )
@@ -1828,8 +1837,7 @@ class _Converter:
                     f"from_torch: {qual} (MultiheadAttention) needs batched 3-D inputs"
                 )
             ts.append(t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2)))
-        masks = [None if m is None else _to_torch(self._tensor(m, f"{qual} mask")).sym
-                 for m in (key_padding_mask, attn_mask)]
+        masks = [self._mask(m, f"{qual} mask") for m in (key_padding_mask, attn_mask)]
         res = torch_multihead_attention(
             *ts, *masks, weights=self._mha_weights(mod), num_heads=mod.num_heads,
             need_weights=bool(need_weights), average=bool(average_attn_weights),
@@ -1851,8 +1859,7 @@ class _Converter:
                          attn_mask: Any) -> _T:
         """``mha(h, memory, memory)`` on batch-first tensors, without weights (a layer's
         _sa_block or _mha_block)."""
-        masks = [None if m is None else _to_torch(self._tensor(m, f"{qual} mask")).sym
-                 for m in (key_padding_mask, attn_mask)]
+        masks = [self._mask(m, f"{qual} mask") for m in (key_padding_mask, attn_mask)]
         out = torch_multihead_attention(
             h.sym, memory.sym, memory.sym, *masks, weights=self._mha_weights(mha),
             num_heads=mha.num_heads, need_weights=False, average=True,
@@ -2977,22 +2984,55 @@ _UNSEEN = object()  # _batch_axis_used: no use of the value says where its batch
 
 # What a value may go through on its way to the layer that says where its batch is (token ids
 # through their Embedding, then scaled and added to positions, as a seq-first translation
-# model does): the leading axes stay where they are.
+# model does; features through a Linear and an activation): the leading axes stay where they
+# are. Functions by name in torch and torch.nn.functional, methods by name, modules by class
+# name in torch.nn (_keeps_leading_axes).
 _AXES_KEPT_BY = (operator.add, operator.sub, operator.mul, operator.truediv)
+_ELEMENTWISE = frozenset({
+    "relu", "relu6", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", "elu", "selu", "celu",
+    "hardswish", "hardsigmoid", "hardtanh", "mish", "softplus", "softsign", "tanhshrink",
+    "logsigmoid", "dropout", "exp", "abs", "neg", "float", "contiguous", "clone", "detach",
+})
+_LAST_AXIS_FUNCTIONS = frozenset({"linear", "layer_norm", "rms_norm", "softmax", "log_softmax"})
+_KEEPING_MODULES = frozenset({
+    "Embedding", "Dropout", "Identity", "LayerNorm", "RMSNorm", "Linear", "ReLU", "ReLU6",
+    "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU", "ELU", "SELU", "CELU", "Hardswish",
+    "Hardsigmoid", "Hardtanh", "Mish", "Softplus", "Softsign", "Tanhshrink", "LogSigmoid",
+})
+
+
+def _keeps_leading_axes(torch: Any, gm: Any, user: Any, node: Any) -> bool:
+    """Whether fx node ``user`` gives a value whose leading axes are those of ``node`` (one of
+    its inputs): arithmetic, an elementwise function or method, or a last-axis layer taking
+    ``node`` first. A softmax or normalization over another axis keeps them too."""
+    if user.op == "call_function":
+        if user.target in _AXES_KEPT_BY:
+            return True
+        module = getattr(user.target, "__module__", "") or ""
+        name = getattr(user.target, "__name__", "")
+        in_torch = module.startswith("torch") or user.target is getattr(torch, name, None)
+        return (in_torch and (name in _ELEMENTWISE or name in _LAST_AXIS_FUNCTIONS)
+                and bool(user.args) and user.args[0] is node)
+    if user.op == "call_method":
+        return user.target in _ELEMENTWISE and bool(user.args) and user.args[0] is node
+    if user.op == "call_module":
+        mod = gm.get_submodule(user.target)
+        cls = type(mod)
+        return (cls.__name__ in _KEEPING_MODULES and getattr(torch.nn, cls.__name__, None) is cls
+                and bool(user.args) and user.args[0] is node)
+    return False
 
 
 def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
     nn = torch.nn
     through = []
     for user in node.users:
-        if user.op == "call_function" and user.target in _AXES_KEPT_BY:
+        if _keeps_leading_axes(torch, gm, user, node):
             through.append(user)
+            continue
         if user.op != "call_module":
             continue
         mod = gm.get_submodule(user.target)
-        if isinstance(mod, (nn.Embedding, nn.Dropout, nn.Identity, nn.LayerNorm)):
-            through.append(user)
-            continue
         pos = [i for i, a in enumerate(user.args) if a is node]
         kw = [k for k, a in user.kwargs.items() if a is node]
         if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
@@ -3301,7 +3341,7 @@ def _trace(torch: Any, root: Any, concrete: Any) -> Any:
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
     # size read from the input, self.bias[:, :, :T, :T]).
     # (The forward then runs twice while tracing.)
-    with _finfo_of_traced_dtypes(torch):
+    with _tracing_patches(torch):
         try:
             tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
@@ -3321,24 +3361,41 @@ _TRACING = threading.Lock()
 
 
 @contextlib.contextmanager
-def _finfo_of_traced_dtypes(torch: Any) -> Iterator[None]:
-    """While tracing, ``torch.finfo(x.dtype)`` of a traced tensor is float32's (HuggingFace's
-    ``(1.0 - mask) * torch.finfo(x.dtype).min``): the dtype is a proxy then, which the real
-    finfo refuses, and a converted model computes its floats in float32. Other arguments go
-    to the real finfo."""
+def _tracing_patches(torch: Any) -> Iterator[None]:
+    """What fx's trace of a forward needs from torch beyond fx itself, put back after it:
+
+    - ``torch.finfo(x.dtype)`` of a traced tensor is float32's (HuggingFace's
+      ``(1.0 - mask) * torch.finfo(x.dtype).min``): the dtype is a proxy then, which the real
+      finfo refuses, and a converted model computes its floats in float32. Other arguments go
+      to the real finfo.
+    - ``torch.ones(T, T)``, ``zeros`` and ``empty`` with sizes read from an input (a causal
+      mask's ``torch.ones(T, T)``): fx refuses the varargs form when a size is a proxy
+      ("ones() takes 1 positional argument but 2 were given") and traces the tuple form,
+      which is the same call; such a call is passed on as ``torch.ones((T, T))``."""
     with _TRACING:  # one trace at a time (fx's tracing is not thread-safe either)
-        real = torch.finfo
+        real_finfo = torch.finfo
 
         def finfo(type: Any = None) -> Any:  # noqa: A002 - torch.finfo's own parameter name
             if isinstance(type, torch.fx.Proxy):
-                return real(torch.float32)
-            return real() if type is None else real(type)
+                return real_finfo(torch.float32)
+            return real_finfo() if type is None else real_finfo(type)
 
+        def sized(real: Any) -> Any:
+            def factory(*size: Any, **kwargs: Any) -> Any:
+                if len(size) > 1 and any(isinstance(d, torch.fx.Proxy) for d in size):
+                    return real(tuple(size), **kwargs)
+                return real(*size, **kwargs)
+            return factory
+
+        saved = {n: getattr(torch, n) for n in ("finfo", "ones", "zeros", "empty")}
         torch.finfo = finfo
+        for n in ("ones", "zeros", "empty"):
+            setattr(torch, n, sized(saved[n]))
         try:
             yield
         finally:
-            torch.finfo = real
+            for n, f in saved.items():
+                setattr(torch, n, f)
 
 
 def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:
@@ -3381,6 +3438,19 @@ def _index_template(value: Any, inputs: list[Any]) -> Any:
     return next(i for i, t in enumerate(inputs) if t is value.sym)
 
 
+def _specialized_default(torch: Any, node: Any) -> tuple | None:
+    """(value,) for the placeholder of a forward argument that fx traced as its non-tensor
+    default (``forward(self, x, scale=2.0)`` with an example for x only: concrete_args), which
+    holds the default and is read only by an ``assert arg == default``; else None."""
+    if not node.args or not node.users:
+        return None
+    for user in node.users:
+        if user.op != "call_function" or user.target is not operator.eq or not all(
+                u.op == "call_function" and u.target is torch._assert for u in user.users):
+            return None
+    return (node.args[0],)
+
+
 def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> TorchModel:
     env: dict[Any, Any] = {}
     inputs: list[Any] = []
@@ -3388,11 +3458,14 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
     fused: set[Any] = set()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if examples is not None and len(examples) < len(placeholders):
-        # An argument left at its default None keeps a placeholder that only fx's
-        # _assert_is_none reads; any other one needs an example.
+        # An argument left at its default keeps a placeholder that only fx's checks read: for
+        # None, _assert_is_none; for another value (traced as a constant), an assert that it
+        # equals the default, which the placeholder holds (_specialized_default). Any other
+        # argument needs an example.
         missing = [p.name for p in placeholders[len(examples):]
-                   if any(getattr(u.target, "__name__", "") != "_assert_is_none"
-                          for u in p.users)]
+                   if _specialized_default(torch, p) is None
+                   and any(getattr(u.target, "__name__", "") != "_assert_is_none"
+                           for u in p.users)]
         if missing:
             raise ValueError(f"from_torch: no example input for {missing}")
 
@@ -3403,7 +3476,8 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
         if node.op == "placeholder":
             i = len(in_template)
             if examples is not None and i >= len(examples):
-                env[node] = None  # left at its default None (checked above)
+                default = _specialized_default(torch, node)  # left at its default (above)
+                env[node] = None if default is None else default[0]
                 continue
             axis = _batch_axis(torch, gm, node)
 
@@ -3449,24 +3523,34 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 continue
             if not checks:
                 _refuse_unknown(torch, args, kwargs)
-            if node.op == "call_module":
-                fused.update(conv.plan_fusion(node))
-                try:
-                    env[node] = conv.call_module(node.target, gm.get_submodule(node.target),
-                                                 args, kwargs)
-                finally:
-                    conv.fuse = conv.fold = None
-            else:
-                try:
-                    if node.op == "call_function":
-                        env[node] = conv._function_handler(node.target)(*args, **kwargs)
-                    else:
-                        env[node] = conv.method(node.target, *args, **kwargs)
-                except TypeError as e:  # arguments a handler does not take
-                    what = (_fn_name(torch, node.target) if node.op == "call_function"
-                            else f"Tensor.{node.target}")
-                    raise TorchConversionError(f"from_torch: {conv._where(node)} ({what}) "
-                                               f"with these arguments: {e}") from e
+            where = conv._where(node)
+            try:
+                if node.op == "call_module":
+                    fused.update(conv.plan_fusion(node))
+                    try:
+                        env[node] = conv.call_module(node.target, gm.get_submodule(node.target),
+                                                     args, kwargs)
+                    finally:
+                        conv.fuse = conv.fold = None
+                else:
+                    try:
+                        if node.op == "call_function":
+                            env[node] = conv._function_handler(node.target)(*args, **kwargs)
+                        else:
+                            env[node] = conv.method(node.target, *args, **kwargs)
+                    except TypeError as e:  # arguments a handler does not take
+                        what = (_fn_name(torch, node.target) if node.op == "call_function"
+                                else f"Tensor.{node.target}")
+                        raise TorchConversionError(f"from_torch: {where} ({what}) "
+                                                   f"with these arguments: {e}") from e
+            except TorchConversionError as e:
+                # Say where, when the handler's message does not (a module's qualified name,
+                # or the fx node of a call: "layers.0.h_2", the forward's variable h).
+                text = str(e)
+                qual = node.target if node.op == "call_module" else where
+                if qual not in text:
+                    raise TorchConversionError(f"{text} (at {where})") from e
+                raise
         elif node.op == "output":
             result = load(node.args[0])
     flat: list[Any] = []

@@ -1,0 +1,173 @@
+"""from_torch on patterns users write that an audit found failing (session 27): a seq-first
+input through a Linear before its recurrent layer, constant attention masks (buffers, masks
+made in forward), forward arguments left at a non-tensor default, torch.ones(T, T) with a
+size read from the input, and the message for boolean indexing. References: the modules
+themselves, in eval mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from test_from_torch import _np, check  # noqa: E402
+
+import fastlayers as fl  # noqa: E402
+from fastlayers.io.torch_fx import TorchConversionError  # noqa: E402
+
+
+class ProjectedSeqFirst(nn.Module):
+    """(T, B, 5) through a Linear and tanh into a seq-first LSTM or encoder: the batch is
+    axis 1, which the Linear and the activation keep where it is."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.inp = nn.Linear(5, 16)
+        self.kind = kind
+        if kind == "lstm":
+            self.body = nn.LSTM(16, 16)
+        else:
+            self.body = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32), 1,
+                                              enable_nested_tensor=False)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        if self.kind == "lstm":
+            return self.body(h)[0]
+        return self.body(nn.functional.relu(h))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "encoder"])
+def test_seq_first_batch_found_through_a_linear(any_backend, kind):
+    module = ProjectedSeqFirst(kind)
+    model = check(module, torch.randn(9, 2, 5), run_inputs=[(torch.randn(9, 3, 5),),
+                                                            (torch.randn(9, 1, 5),)])
+    with pytest.raises(ValueError, match=r"expected shape \(9, None, 5\)"):
+        model(np.zeros((5, 2, 5), np.float32))  # T is fixed by the example, B is free
+    # predict splits along axis 0, which is T here: refused, not split
+    with pytest.raises(ValueError, match="predict splits every input along axis 0"):
+        model.predict(np.zeros((9, 2, 5), np.float32), batch_size=4)
+
+
+def _causal(t, boolean):
+    m = nn.Transformer.generate_square_subsequent_mask(t)
+    return torch.isinf(m) if boolean else m
+
+
+class EncoderBufferMask(nn.Module):
+    def __init__(self, boolean, is_causal):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+        self.is_causal = is_causal
+        self.register_buffer("mask", _causal(6, boolean))
+
+    def forward(self, x):
+        return self.layer(x, src_mask=self.mask, is_causal=self.is_causal)
+
+
+class MhaBufferMask(nn.Module):
+    def __init__(self, boolean):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.register_buffer("mask", _causal(6, boolean))
+
+    def forward(self, x):
+        return self.mha(x, x, x, attn_mask=self.mask)
+
+
+class DecoderMaskInForward(nn.Module):
+    """The causal mask made in forward from the input's length (the usual decoder code)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerDecoderLayer(16, 2, 32, batch_first=True)
+
+    def forward(self, x, memory):
+        mask = nn.Transformer.generate_square_subsequent_mask(x.size(1))
+        return self.layer(x, memory, tgt_mask=mask, tgt_is_causal=True)
+
+
+class TriuOnes(nn.Module):
+    """A boolean causal mask from torch.ones(T, T) (the varargs form), T read from x."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+
+    def forward(self, x):
+        t = x.size(1)
+        mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        return self.layer(x, src_mask=mask) + torch.zeros(x.size(0), t, 1)
+
+
+@pytest.mark.parametrize("boolean", [False, True])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_encoder_layer_with_a_buffer_mask(any_backend, boolean, is_causal):
+    check(EncoderBufferMask(boolean, is_causal), torch.randn(2, 6, 16),
+          run_inputs=[(torch.randn(3, 6, 16),)])
+
+
+@pytest.mark.parametrize("boolean", [False, True])
+def test_mha_with_a_buffer_mask(any_backend, boolean):
+    check(MhaBufferMask(boolean), torch.randn(2, 6, 16), run_inputs=[(torch.randn(1, 6, 16),)])
+
+
+def test_decoder_mask_made_in_forward(any_backend):
+    check(DecoderMaskInForward(), torch.randn(2, 6, 16), torch.randn(2, 5, 16),
+          run_inputs=[(torch.randn(3, 6, 16), torch.randn(3, 5, 16))])
+
+
+def test_ones_with_sizes_read_from_the_input(any_backend):
+    check(TriuOnes(), torch.randn(2, 7, 16), run_inputs=[(torch.randn(4, 7, 16),)])
+    # the varargs factories are torch's own again after the conversion
+    assert torch.ones(2, 3).shape == (2, 3) and torch.zeros(4).shape == (4,)
+    assert torch.empty(1, 2, 3).shape == (1, 2, 3)
+
+
+class Defaults(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, scale: float = 2.0, return_input=False, mask=None):
+        h = self.fc(x) * scale
+        if mask is not None:
+            h = h.masked_fill(mask, 0.0)
+        return (h, x) if return_input else h
+
+
+class ReturnsInput(Defaults):
+    def forward(self, x, scale: float = 0.5, return_input=True):
+        return super().forward(x, scale, return_input)
+
+
+@pytest.mark.parametrize("cls", [Defaults, ReturnsInput])
+def test_forward_arguments_left_at_their_defaults(any_backend, cls):
+    model = check(cls(), torch.randn(2, 4), run_inputs=[(torch.randn(5, 4),)])
+    assert [t.name for t in model.inner.inputs] == ["x"]  # no input for the defaults
+
+
+def test_boolean_indexing_is_refused_by_name():
+    class Positive(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return h[h > 0]
+
+    with pytest.raises(TorchConversionError, match=r"with a tensor \(a boolean mask"):
+        fl.from_torch(Positive(), torch.randn(2, 8))
+
+
+def test_same_results_after_pickling_a_converted_default_argument_model():
+    import pickle
+
+    module = Defaults().eval()
+    model = fl.from_torch(module, torch.randn(2, 4))
+    x = torch.randn(3, 4)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again(_np(x)), model(_np(x)))
