@@ -45,7 +45,9 @@ def _elementwise(name):
     impl = _np_act.ACTIVATIONS[name]
 
     def fn(x):
-        return _run_elementwise(name, V.array(x, f"activations.{name}", "x"), impl)
+        y = _run_elementwise(name, V.array(x, f"activations.{name}", "x"), impl)
+        # A new array on both paths, never the caller's (linear's NumPy form is the identity).
+        return y.copy() if isinstance(x, np.ndarray) and np.may_share_memory(x, y) else y
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Keras ``{name}`` activation, elementwise: float32 array in, same shape out."

@@ -770,7 +770,10 @@ def scaled_dot_product_attention(
     v : array (..., S, Dv)
         The leading dims of q, k and v must be equal (but see ``enable_gqa``).
     mask : bool array broadcastable to (..., T, S), optional
-        True = may attend (the opposite of PyTorch's boolean attn_mask).
+        True = may attend, as PyTorch's boolean ``attn_mask`` of
+        ``F.scaled_dot_product_attention`` (``nn.MultiheadAttention``'s is the opposite). A
+        numeric mask means ``mask != 0``; it is not added to the scores, and a float mask with
+        negative values (PyTorch's additive form) raises ``ValueError``.
     is_causal : bool
         Query i attends to keys j <= i (top-left aligned).
     scale : float, optional
@@ -931,8 +934,9 @@ def layer_norm(
     Parameters
     ----------
     x : array of any rank >= 1
-    gamma, beta : arrays of x's shape over the normalized axes (in axis order), optional
-        None means 1 and 0.
+    gamma, beta : arrays of x's shape over the normalized axes, optional
+        In increasing axis order: axis=(2, 0) takes (x.shape[0], x.shape[2]). None means
+        1 and 0.
     axis : int or sequence of ints
         The normalized axes (default -1).
     epsilon : float >= 0

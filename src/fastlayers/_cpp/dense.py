@@ -63,11 +63,7 @@ def matmul_runner(a_args):
     batch = a_args.batch
     if a_args.a.ndim == 3 and a_args.a.shape[:1] == a_args.b.shape[:1] == batch:
         return core.matmul_batched  # (B, M, K) @ (B, K, N): the arrays as they are
-    nb = math.prod(batch)
-    out_shape = batch + (a_args.a.shape[-2], a_args.b.shape[-1])
-    return lambda a, b: core.matmul_batched(_batch3(a, batch, nb), _batch3(b, batch, nb)).reshape(
-        out_shape
-    )
+    return lambda a, b: _batched(a, b, batch)
 
 
 def matmul(a):
@@ -78,15 +74,48 @@ def matmul(a):
     (packed per call for more).
     """
     core = _backend._core
-    m, k, n = a.a.shape[-2], a.a.shape[-1], a.b.shape[-1]
-    if a.b.ndim == 2:
+    k, n = a.a.shape[-1], a.b.shape[-1]
+    if a.b.ndim == 2 or (a.a.shape[:-2] == a.batch and all(d == 1 for d in a.b.shape[:-2])):
+        # One b for every entry ((K, N), or (1, ..., 1, K, N)): one product over all rows of a,
+        # whose chains are the batched kernel's (the same bits), without copying b per entry.
         rows = np.ascontiguousarray(a.a).reshape(math.prod(a.a.shape[:-1]), k)  # not -1: K may be 0
-        y = core.dense_unpacked(rows, np.ascontiguousarray(a.b), None, 0)
+        y = core.dense_unpacked(rows, np.ascontiguousarray(a.b).reshape(k, n), None, 0)
         return y.reshape(a.a.shape[:-1] + (n,))
-    nb = math.prod(a.batch)  # not -1: a size-0 axis makes -1 ambiguous
-    return core.matmul_batched(_batch3(a.a, a.batch, nb), _batch3(a.b, a.batch, nb)).reshape(
-        a.batch + (m, n)
-    )
+    return _batched(a.a, a.b, a.batch)
+
+
+# Broadcast copies of the operands (_batch3) beyond this many bytes are made a slice of the
+# first batch axis at a time: (8192, 1, 1, 1) @ (8192, 1, 1) copied each operand 8192 times
+# over (three times the output's memory; at 2**16 entries the process was killed).
+_BROADCAST_CHUNK_BYTES = 64 << 20
+
+
+def _batched(a, b, batch):
+    """a (..., M, K) @ b (..., K, N) over the broadcast batch axes ``batch`` on the core's
+    batched products (each entry one fl::gemm chain, so a split changes no bit)."""
+    core = _backend._core
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    nb = math.prod(batch)  # not -1: a size-0 axis makes -1 ambiguous
+    copied = (nb * m * k if a.shape[:-2] != batch else 0) + (
+        nb * k * n if b.shape[:-2] != batch else 0)
+    if copied * 4 <= _BROADCAST_CHUNK_BYTES or batch[0] <= 1:
+        return core.matmul_batched(_batch3(a, batch, nb), _batch3(b, batch, nb)).reshape(
+            batch + (m, n)
+        )
+    rank = len(batch) + 2
+    a = a.reshape((1,) * (rank - a.ndim) + a.shape)
+    b = b.reshape((1,) * (rank - b.ndim) + b.shape)
+    step = max(1, _BROADCAST_CHUNK_BYTES // (copied * 4 // batch[0]))
+    out = np.empty(batch + (m, n), np.float32)
+    for i0 in range(0, batch[0], step):
+        i1 = min(batch[0], i0 + step)
+        sub = (i1 - i0,) + batch[1:]
+        part_a = a[i0:i1] if a.shape[0] != 1 else a
+        part_b = b[i0:i1] if b.shape[0] != 1 else b
+        nsub = math.prod(sub)
+        out[i0:i1] = core.matmul_batched(_batch3(part_a, sub, nsub),
+                                         _batch3(part_b, sub, nsub)).reshape(sub + (m, n))
+    return out
 
 
 def _batch3(x, batch, nb):

@@ -229,7 +229,11 @@ def sparsemax(x, axis=-1):
     """Euclidean projection onto the simplex along ``axis`` (Martins & Astudillo 2016)."""
     if x.shape[axis] == 0:
         return x
+    # Shifted by the row's max (the projection does not change): without it the support test
+    # below lost every element of [1e8, 1e8 + 16] and overflowed on [1e30, -1e30].
     x = np.moveaxis(x, axis, -1)
+    with np.errstate(invalid="ignore"):  # a row with +inf: inf - inf, NaN as before
+        x = (x - np.max(x, axis=-1, keepdims=True)).astype(F32)
     z = -np.sort(-x, axis=-1)  # descending
     k = np.arange(1, x.shape[-1] + 1, dtype=F32)
     cumsum = np.cumsum(z, axis=-1)
