@@ -198,6 +198,31 @@ def _is_tensor(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
 
 
+def _is_constant(obj: Any) -> bool:
+    """A constant argument of a graph node: Keras serializes a backend tensor as
+    {"class_name": "__tensor__"} and a NumPy array as "__numpy__", each with "value" and
+    "dtype" (the result of an eager call baked into the graph, e.g. a positional
+    embedding's ``Embedding(T, D)(ops.arange(T)[None])``)."""
+    return isinstance(obj, dict) and obj.get("class_name") in ("__tensor__", "__numpy__")
+
+
+def _constant(obj: dict) -> np.ndarray:
+    """The array of a constant argument (_is_constant): numeric and boolean dtypes only."""
+    config = _object(obj.get("config"), f"a {obj['class_name']} constant's config")
+    dtype = config.get("dtype")
+    try:
+        kind = np.dtype(dtype).kind if isinstance(dtype, str) else None
+    except TypeError:
+        kind = None
+    if kind not in ("b", "i", "u", "f"):
+        raise Malformed(f"a constant tensor argument has dtype {dtype!r}; numeric or bool "
+                        "dtypes are read")
+    try:
+        return np.asarray(config.get("value"), dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise Malformed(f"a constant tensor argument's value is not a {dtype} array: {e}") from e
+
+
 def _plain_activation(value: Any) -> Any:
     """A Keras activation as stored in a config: a name, or {"class_name": "function",
     "config": name} (some Keras versions), or a serialized object (unsupported)."""
@@ -661,6 +686,8 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
     def resolve(obj: Any) -> Any:
         if _is_tensor(obj):
             return tensor(obj["config"]["keras_history"])
+        if _is_constant(obj):
+            return _constant(obj)
         if isinstance(obj, list):
             return [resolve(o) for o in obj]
         if isinstance(obj, tuple):

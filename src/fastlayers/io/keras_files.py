@@ -20,8 +20,10 @@ How weights find their layers (as Keras finds them):
 * Legacy HDF5 files (``model_weights`` group, or the root of a legacy weights file) hold
   one group per top-level layer, named after it, with the arrays listed in order by the
   ``weight_names`` attribute (trainable weights first, as Keras's legacy writer does; a
-  nested model's group holds all its layers' weights). Layers are matched by name when
-  every name is found, otherwise in order, as Keras does.
+  nested model's group holds all its layers' weights: the trainable ones of every layer,
+  then the non-trainable ones - a frozen layer's, and the statistics of a trainable one,
+  ``Layer.non_trainable_weight_names``). Layers are matched by name when every name is
+  found, otherwise in order, as Keras does.
 
 Optimizer state is skipped.
 """
@@ -383,17 +385,24 @@ def _load_legacy(model: BaseModel, group: Any) -> None:
         g = group[name]
         arrays = [_array(g[w]) for w in _names(g.attrs, "weight_names")]
         leaves = _leaves(layer)
-        # Keras's legacy order: the trainable weights of every leaf, then the others.
-        ordered = [leaf for leaf, t in leaves if t] + [leaf for leaf, t in leaves if not t]
-        want = sum(len(leaf._weight_names()) for leaf in ordered)
-        if len(arrays) != want:
+        # Keras's legacy order (layer.trainable_weights + layer.non_trainable_weights): the
+        # trainable weights of every leaf, then the others - a trainable leaf's statistics
+        # (BatchNormalization's moving mean and variance) and all of a frozen leaf's, each
+        # leaf's in its own order.
+        slots: list[tuple[int, int]] = []  # (leaf, weight index) in the file's order
+        for trainable_pass in (True, False):
+            for i, (leaf, t) in enumerate(leaves):
+                for w, wname in enumerate(leaf._weight_names()):
+                    counted = t and wname not in leaf.non_trainable_weight_names
+                    if counted == trainable_pass:
+                        slots.append((i, w))
+        if len(arrays) != len(slots):
             raise ValueError(
-                f"weights file: {_owner(layer)} has {want} weights, the file's group {name!r} "
-                f"has {len(arrays)}"
+                f"weights file: {_owner(layer)} has {len(slots)} weights, the file's group "
+                f"{name!r} has {len(arrays)}"
             )
-        start = 0
-        for leaf in ordered:
-            n = len(leaf._weight_names())
-            plan.append((leaf, arrays[start:start + n]))
-            start += n
+        per_leaf: list[list[Any]] = [[None] * len(leaf._weight_names()) for leaf, _ in leaves]
+        for (i, w), arr in zip(slots, arrays):
+            per_leaf[i][w] = arr
+        plan.extend((leaf, values) for (leaf, _), values in zip(leaves, per_leaf))
     _apply(plan)

@@ -109,6 +109,10 @@ class Layer:
         "seed" in ``config_keys`` take it.
     """
 
+    #: The weights Keras creates with ``trainable=False`` (statistics, not parameters:
+    #: BatchNormalization's moving mean and variance). They order a legacy .h5 file's
+    #: nested-model weights (io/keras_files.py) and count as non-trainable in ``summary()``.
+    non_trainable_weight_names: frozenset[str] = frozenset()
     #: Keras constructor arguments that only matter in training: accepted and ignored.
     ignored_args: tuple[str, ...] = ()
     #: Keras constructor arguments fastlayers does not support: name -> the one value allowed.
@@ -408,6 +412,14 @@ class Layer:
         if not self.built:
             raise ValueError(f"{self._owner()}: the layer is not built yet")
         return int(sum(w.size for w in self._weight_values))
+
+    def _count_trainable_params(self) -> int:
+        """The weight values Keras counts as trainable: none for a frozen layer, else those
+        not in ``non_trainable_weight_names`` (the layer must be built)."""
+        if not self.trainable:
+            return 0
+        return int(sum(w.size for name, w in zip(self._weight_names(), self._weight_values)
+                       if name not in self.non_trainable_weight_names))
 
     # ---- config ---------------------------------------------------------------------
     #: The constructor arguments get_config returns (after "name"), each an attribute of the

@@ -214,6 +214,8 @@ class BatchNormalization(Layer):
     BatchNormalization after a linear Dense or Conv2D is folded into it instead.
     """
 
+    non_trainable_weight_names = frozenset({"moving_mean", "moving_variance"})
+
     supports_masking = True  # Keras 3 passes the implicit mask through
 
     config_keys = (
@@ -990,6 +992,8 @@ class Normalization(Layer):
 
     Call: ``layer(inputs)``; float32 of the inputs' shape.
     """
+
+    non_trainable_weight_names = frozenset({"mean", "variance", "count"})
 
     supports_masking = True  # Keras 3 passes the implicit mask through
 

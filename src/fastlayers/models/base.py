@@ -145,6 +145,14 @@ class BaseModel(Layer):
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights))
 
+    def _count_trainable_params(self) -> int:
+        """Keras's trainable count: none when frozen (a frozen model freezes its layers),
+        else its layers' (see Layer._count_trainable_params)."""
+        if not self.trainable:
+            return 0
+        return sum(layer._count_trainable_params() for layer in self._unique_weight_layers()
+                   if layer.built)
+
     def load_weights(self, path: Any) -> None:
         """Set the weights from a Keras weights file: ``.weights.h5`` (Keras 3, matched
         to the layers as Keras matches them: by layer name when the file's names are
@@ -232,10 +240,7 @@ class BaseModel(Layer):
             lines.append(f"{name:<{w0}}{shape:<{w1}}{params:>{w2},}")
         lines.append(rule)
         total = self.count_params()
-        trainable = sum(
-            layer.count_params() for layer in self._unique_weight_layers()
-            if layer.built and layer.trainable
-        )
+        trainable = self._count_trainable_params()
         lines += [f" Total params: {total:,}", f" Trainable params: {trainable:,}",
                   f" Non-trainable params: {total - trainable:,}", rule]
         (print_fn or print)("\n".join(lines))

@@ -1,0 +1,138 @@
+"""Keras files an audit as a Keras user found loading wrong (session 27), each saved by Keras
+itself and compared with Keras's own predictions on both paths:
+
+- a legacy .h5 file of a model that nests a model holding BatchNormalization (transfer
+  learning's backbone): Keras writes the nested model's trainable weights first, then its
+  non-trainable ones - the moving statistics of trainable BatchNormalization layers too;
+- a functional graph with constant tensor arguments (``inp + ops.convert_to_tensor(c)``, a
+  positional embedding computed eagerly from ``ops.arange``), serialized as "__tensor__";
+- ``summary()``'s trainable count, which leaves out the moving statistics as Keras does.
+
+Needs keras and h5py (the CI step that installs torch and keras runs it)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY
+
+import fastlayers as fl
+
+keras = pytest.importorskip("keras")
+if importlib.util.find_spec("h5py") is None:
+    pytest.skip('h5py is not installed (pip install "fastlayers[keras]")',
+                allow_module_level=True)
+
+L = keras.layers
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+
+
+def _randomize(model, seed=0):
+    """Weights and BatchNormalization statistics away from their initial values, so that a
+    weight read into the wrong slot changes the outputs."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _randomize(layer, seed + 1)
+            continue
+        new = []
+        for w in layer.weights:
+            name = w.path.split("/")[-1]
+            if name == "moving_variance":
+                new.append(rng.uniform(0.5, 2.0, w.shape))
+            elif name == "moving_mean":
+                new.append(rng.normal(0.3, 0.5, w.shape))
+            else:
+                new.append(rng.normal(0.0, 0.3, w.shape))
+        layer.set_weights([np.asarray(a, np.float32) for a in new])
+
+
+def _nested_bn_model(frozen_part):
+    feat = keras.Sequential([
+        keras.Input((8, 8, 3)), L.Conv2D(4, 3), L.BatchNormalization(), L.ReLU(),
+        L.Conv2D(5, 3), L.BatchNormalization(), L.BatchNormalization(), L.Flatten(),
+        L.Dense(6),
+    ], name="feat")
+    if frozen_part:
+        feat.layers[0].trainable = False  # a frozen conv, before trainable BNs
+        feat.layers[4].trainable = False  # a frozen BN between trainable ones
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, L.Dense(2)(L.BatchNormalization()(feat(inp))))
+    _randomize(model)
+    return model
+
+
+@pytest.mark.parametrize("frozen_part", [False, True])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_legacy_h5_nested_model_with_batch_norm(tmp_path, backend, frozen_part):
+    model = _nested_bn_model(frozen_part)
+    path = tmp_path / "nested_bn.h5"
+    model.save(path)
+    x = np.random.default_rng(1).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    with fl.use_backend(backend):
+        loaded = fl.load_model(path)
+        np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-4, atol=1e-5)
+        # load_weights reads the same file into a model built from the same file
+        again = fl.load_model(path)
+        again.set_weights([np.zeros_like(w) for w in again.get_weights()])
+        again.load_weights(path)
+        np.testing.assert_array_equal(again.predict(x), loaded.predict(x))
+
+
+def test_summary_counts_moving_statistics_as_non_trainable(tmp_path, capsys):
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3), L.BatchNormalization(),
+                              L.Dense(2, trainable=False), L.Normalization(mean=0.5,
+                                                                           variance=2.0)])
+    nested = keras.Sequential([keras.Input((4,)), model, L.BatchNormalization()])
+    for m, name in ((model, "flat"), (nested, "nested")):
+        path = tmp_path / f"{name}.keras"
+        m.save(path)
+        trainable = sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+        fl.load_model(path).summary()
+        out = capsys.readouterr().out
+        assert f"Total params: {m.count_params():,}" in out
+        assert f" Trainable params: {trainable:,}" in out
+        assert f"Non-trainable params: {m.count_params() - trainable:,}" in out
+
+
+def _constant_graph():
+    t, d = 6, 8
+    tokens = keras.Input((t,), dtype="int32")
+    feats = keras.Input((t, d))
+    # Keras computes this eagerly and stores the result as a "__tensor__" constant
+    positions = L.Embedding(t, d)(keras.ops.arange(t)[None, :])
+    x = L.Embedding(20, d)(tokens) + positions
+    offset = keras.ops.convert_to_tensor(np.linspace(-1, 1, t * d, dtype=np.float32).reshape(
+        1, t, d))
+    y = L.Dense(3)(x + feats * 2.0 + offset)
+    return keras.Model([tokens, feats], y), t, d
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functional_graph_with_constant_tensors(tmp_path, backend):
+    model, t, d = _constant_graph()
+    path = tmp_path / "constants.keras"
+    model.save(path)
+    rng = np.random.default_rng(2)
+    xs = [rng.integers(0, 20, (4, t)).astype(np.int32),
+          rng.standard_normal((4, t, d)).astype(np.float32)]
+    want = model.predict(xs, verbose=0)
+    with fl.use_backend(backend):
+        got = fl.load_model(path).predict(xs)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_tensor_of_an_unreadable_dtype_is_refused():
+    from fastlayers.io.keras_config import _constant
+
+    np.testing.assert_array_equal(
+        _constant({"class_name": "__numpy__", "config": {"value": [[1, 2]], "dtype": "int64"}}),
+        np.array([[1, 2]], np.int64))
+    with pytest.raises(ValueError, match="dtype 'string'"):
+        _constant({"class_name": "__tensor__", "config": {"value": ["a"], "dtype": "string"}})
+    with pytest.raises(ValueError, match="not a float32 array"):
+        _constant({"class_name": "__tensor__", "config": {"value": [[1], [2, 3]],
+                                                          "dtype": "float32"}})
