@@ -52,6 +52,7 @@ def _outputs(i, j):
         "expm1": ops.expm1(i), "log1p": ops.log1p(ops.abs(i)), "reciprocal": ops.reciprocal(i + 10),
         "leaky_relu": ops.leaky_relu(i), "elu": ops.elu(i, alpha=0.5), "softplus": ops.softplus(i),
         "hard_sigmoid": ops.hard_sigmoid(i), "matmul": ops.matmul(i, ops.transpose(j, (0, 2, 1))),
+        "stop_gradient": ops.stop_gradient(i),
     }
 
 

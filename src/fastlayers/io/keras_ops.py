@@ -197,6 +197,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "Tan": _unary(np.tan), "Tanh": _unary(np.tanh), "Floor": _unary(np.floor),
     "Ceil": _unary(np.ceil), "Rsqrt": _unary(lambda a: 1 / np.sqrt(a)),
     "Erf": _unary(_act.erf), "Round": _round,
+    "StopGradient": _unary(np.copy, True),  # the identity at inference
     "Clip": lambda config, x: np.asarray(np.clip(*_floats(x, config["x_min"],
                                                            config["x_max"]))),
     "Cast": lambda config, x: np.asarray(x).astype(np.dtype(config["dtype"])),
