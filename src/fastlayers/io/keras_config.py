@@ -560,7 +560,11 @@ def build_model(cfg: dict) -> Any:
     if problems:
         lines = "\n  ".join(problems)
         raise NotImplementedError(
-            f"fastlayers cannot load this model ({len(problems)} problem(s)):\n  {lines}"
+            f"fastlayers cannot load this model ({len(problems)} problem(s)):\n  {lines}\n"
+            "What loads is listed in docs/semantics.md §29. A Lambda written with keras.ops "
+            "calls can be replaced by those calls (the graph records them); a model "
+            "can also be built in code with fastlayers' layers and functions, and its "
+            "weights set with set_weights."
         )
     return model
 
