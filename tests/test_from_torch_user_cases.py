@@ -171,3 +171,112 @@ def test_same_results_after_pickling_a_converted_default_argument_model():
     x = torch.randn(3, 4)
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again(_np(x)), model(_np(x)))
+
+
+# ------------------------------------------------ in-place writes (a robustness audit)
+
+
+class InPlaceModule(nn.Module):
+    """z = act(y) with an inplace=True module, then y read again: PyTorch's y is z."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.act = act
+
+    def forward(self, x):
+        y = self.lin(x)
+        z = self.act(y)
+        return z + y
+
+
+@pytest.mark.parametrize("act", [
+    nn.ReLU(inplace=True), nn.ReLU6(inplace=True), nn.LeakyReLU(0.1, inplace=True),
+    nn.SiLU(inplace=True), nn.ELU(inplace=True), nn.Hardswish(inplace=True),
+    nn.Hardtanh(inplace=True), nn.Dropout(0.5, inplace=True),
+], ids=lambda m: type(m).__name__)
+def test_in_place_module_then_its_input_read(any_backend, act):
+    check(InPlaceModule(act), torch.randn(2, 8), run_inputs=[(torch.randn(5, 8),)])
+
+
+class Augmented(nn.Module):
+    """h op= f(h) with an alias of h kept from before (skip = h): PyTorch changes both."""
+
+    def __init__(self, op):
+        super().__init__()
+        self.op = op
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.a(x)
+        skip = h
+        g = self.b(h)
+        if self.op == "+":
+            h += g
+        elif self.op == "-":
+            h -= g
+        elif self.op == "*":
+            h *= g
+        else:
+            h /= g.abs() + 1.0
+        return h + skip, skip
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/"])
+def test_augmented_assignment_on_an_alias(any_backend, op):
+    check(Augmented(op), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
+
+
+class FunctionalInPlace(nn.Module):
+    def forward(self, x):
+        y = x * 2.0
+        nn.functional.relu(y, inplace=True)  # the result dropped: y itself changed
+        nn.functional.leaky_relu(y - 1.0, 0.2, True)  # a temporary: nothing else reads it
+        return y + 0.0
+
+
+def test_functional_in_place_result_dropped(any_backend):
+    check(FunctionalInPlace(), torch.randn(2, 8), run_inputs=[(torch.randn(4, 8),)])
+
+
+class SizeAugmented(nn.Module):
+    """+= on a size (a Python int in PyTorch): not a tensor, nothing is aliased."""
+
+    def forward(self, x):
+        n = x.size(1)
+        m = n
+        n += 2
+        return x[:, : n - 3] * m
+
+
+def test_augmented_assignment_on_a_size(any_backend):
+    check(SizeAugmented(), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
+
+
+class ViewThenInPlace(nn.Module):
+    def forward(self, x):
+        y = x * 1.0
+        v = y.view(-1, 4, 2)  # shares y's memory in PyTorch
+        y += 1.0
+        return v.sum(-1)
+
+
+class BufferInPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(8))
+
+    def forward(self, x):
+        self.count += 1.0
+        return x + self.count
+
+
+def test_in_place_writes_the_model_cannot_follow_are_refused():
+    with pytest.raises(TorchConversionError, match=r"in place, and view.*shares its memory"):
+        fl.from_torch(ViewThenInPlace(), torch.randn(2, 8))
+    with pytest.raises(TorchConversionError, match=r"writes its buffer\(s\) \[.count.\] in place"):
+        fl.from_torch(BufferInPlace(), torch.randn(2, 8))
+    module = BufferInPlace()
+    with pytest.raises(TorchConversionError):
+        fl.from_torch(module, torch.randn(2, 8))
+    assert torch.equal(module.count, torch.zeros(8))  # put back after the trace wrote it

@@ -2461,6 +2461,8 @@ class _Converter:
                 "sub", input, other, alpha=alpha),
             operator.mul: lambda a, b: self.binary(a, b, "mul"),
             operator.imul: lambda a, b: self.binary(a, b, "mul"),
+            operator.isub: lambda a, b: self.binary(a, b, "sub"),
+            operator.itruediv: lambda a, b: self.binary(a, b, "div"),
             torch.mul: lambda input, other: self.binary(input, other, "mul"),  # noqa: A002
             operator.truediv: lambda a, b: self.binary(a, b, "div"),
             torch.div: lambda input, other, rounding_mode=None: self._arith(  # noqa: A002
@@ -2987,7 +2989,8 @@ _UNSEEN = object()  # _batch_axis_used: no use of the value says where its batch
 # model does; features through a Linear and an activation): the leading axes stay where they
 # are. Functions by name in torch and torch.nn.functional, methods by name, modules by class
 # name in torch.nn (_keeps_leading_axes).
-_AXES_KEPT_BY = (operator.add, operator.sub, operator.mul, operator.truediv)
+_AXES_KEPT_BY = (operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd,
+                 operator.isub, operator.imul, operator.itruediv)
 _ELEMENTWISE = frozenset({
     "relu", "relu6", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", "elu", "selu", "celu",
     "hardswish", "hardsigmoid", "hardtanh", "mish", "softplus", "softsign", "tanhshrink",
@@ -3167,6 +3170,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
             # one call_module node (named "module") as inside a model.
             traced = _wrap_leaf(torch, module, len(examples) if examples is not None else 1)
             concrete = None
+        buffers = _buffer_bytes(module)
         try:
             gm = _trace(torch, traced, concrete or None)
         except Exception as e:
@@ -3174,6 +3178,13 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
                 f"from_torch: torch.fx could not trace {type(module).__name__}: {e}. The "
                 "forward must be traceable (no Python control flow on tensor values)."
             ) from e
+        finally:
+            changed = _restore_buffers(module, buffers)
+        if changed:
+            raise TorchConversionError(
+                f"from_torch: the forward of {type(module).__name__} writes its buffer(s) "
+                f"{changed} in place (the module would change from call to call; the buffers "
+                "are restored)")
         conv = _Converter(torch, module, gm)
         conv.check()
         return _build(torch, conv, gm, examples, name)
@@ -3368,6 +3379,8 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
       ``(1.0 - mask) * torch.finfo(x.dtype).min``): the dtype is a proxy then, which the real
       finfo refuses, and a converted model computes its floats in float32. Other arguments go
       to the real finfo.
+    - ``x += y`` (and ``-=``, ``*=``, ``/=``) on a traced tensor is recorded as the in-place
+      operator, not as ``x + y`` (_AUGMENTED).
     - ``torch.ones(T, T)``, ``zeros`` and ``empty`` with sizes read from an input (a causal
       mask's ``torch.ones(T, T)``): fx refuses the varargs form when a size is a proxy
       ("ones() takes 1 positional argument but 2 were given") and traces the tuple form,
@@ -3387,15 +3400,57 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
                 return real(*size, **kwargs)
             return factory
 
+        def in_place(op: Any) -> Any:
+            def method(self: Any, other: Any) -> Any:
+                return self.tracer.create_proxy("call_function", op, (self, other), {})
+            return method
+
         saved = {n: getattr(torch, n) for n in ("finfo", "ones", "zeros", "empty")}
+        proxy = torch.fx.Proxy
+        saved_proxy = {n: proxy.__dict__.get(n) for n, _ in _AUGMENTED}
         torch.finfo = finfo
         for n in ("ones", "zeros", "empty"):
             setattr(torch, n, sized(saved[n]))
+        for n, op in _AUGMENTED:
+            setattr(proxy, n, in_place(op))
         try:
             yield
         finally:
             for n, f in saved.items():
                 setattr(torch, n, f)
+            for n, f in saved_proxy.items():
+                if f is None:
+                    delattr(proxy, n)
+                else:
+                    setattr(proxy, n, f)
+
+
+# x += y on a traced tensor: fx's Proxy has no __iadd__, so Python falls back to __add__ and fx
+# records x + y, losing that PyTorch changed x itself (skip = h; h += f(h); h + skip reads
+# the new h twice). While tracing, these record the in-place operator (_written_in_place).
+_AUGMENTED = (("__iadd__", operator.iadd), ("__isub__", operator.isub),
+              ("__imul__", operator.imul), ("__itruediv__", operator.itruediv))
+
+
+def _buffer_bytes(module: Any) -> dict:
+    """Each buffer's tensor and a copy of its bytes: fx traces with buffers as real tensors, so
+    a forward that writes one in place (``self.count += 1``) writes it while tracing."""
+    return {name: (b, b.detach().cpu().numpy().tobytes())
+            for name, b in module.named_buffers() if b is not None}
+
+
+def _restore_buffers(module: Any, saved: dict) -> list[str]:
+    """The names of the buffers whose bytes changed since ``_buffer_bytes``, each put back."""
+    import torch
+
+    changed = []
+    for name, (b, raw) in saved.items():
+        if b.detach().cpu().numpy().tobytes() != raw:
+            changed.append(name)
+            old = np.frombuffer(raw, dtype=b.detach().cpu().numpy().dtype).reshape(b.shape)
+            with torch.no_grad():
+                b.copy_(torch.from_numpy(old.copy()))
+    return changed
 
 
 def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:
@@ -3436,6 +3491,79 @@ def _index_template(value: Any, inputs: list[Any]) -> Any:
     if isinstance(value, tuple):
         return tuple(_index_template(v, inputs) for v in value)
     return next(i for i, t in enumerate(inputs) if t is value.sym)
+
+
+# Calls that write their first argument in place (besides those with inplace=True): x += y.
+_IN_PLACE_OPERATORS = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
+# Calls whose result may share the memory of their first argument: a write to either changes
+# the other in PyTorch.
+_VIEW_METHODS = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "transpose", "permute",
+    "t", "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "select", "split", "chunk",
+    "unbind", "movedim", "moveaxis", "swapaxes", "diagonal", "contiguous", "detach",
+    "__getitem__",
+})
+
+
+def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:
+    """The fx node whose tensor ``node`` writes in place (``x += y``, ``F.relu(x,
+    inplace=True)``, a module made with ``inplace=True``), or None. (``Tensor.relu_`` and the
+    other ``*_`` methods are refused before this.)"""
+    if not node.args or not isinstance(node.args[0], torch.fx.Node):
+        return None
+    if node.op == "call_module":
+        inplace = getattr(gm.get_submodule(node.target), "inplace", False) is True
+        return node.args[0] if inplace else None
+    if node.op != "call_function":
+        return None
+    if node.target in _IN_PLACE_OPERATORS:
+        return node.args[0]
+    flag = node.kwargs.get("inplace")
+    if flag is None:
+        import inspect
+
+        try:  # passed by position: F.relu(x, True), F.dropout(x, 0.1, False, True)
+            flag = inspect.signature(node.target).bind(*node.args, **node.kwargs).arguments.get(
+                "inplace")
+        except (TypeError, ValueError):  # no signature (a builtin), or not bindable
+            flag = None
+    return node.args[0] if flag is True else None
+
+
+def _is_view(torch: Any, node: Any) -> bool:
+    if node.op == "call_method":
+        return node.target in _VIEW_METHODS
+    return node.op == "call_function" and (
+        node.target is operator.getitem
+        or getattr(node.target, "__name__", None) in _VIEW_METHODS
+        and node.target is getattr(torch, node.target.__name__, None))
+
+
+def _check_in_place(torch: Any, gm: Any, env: dict, node: Any, written: Any, where: str) -> None:
+    """Refuse an in-place write the converted model cannot follow: to a parameter or buffer
+    (PyTorch's module would change from call to call), or to a tensor that shares memory
+    with another one read later (a view of it made before, or the tensor it views)."""
+    if written.op == "get_attr":
+        raise TorchConversionError(
+            f"from_torch: {where} writes the parameter or buffer {written.target!r} in place "
+            "(the module would change from call to call)")
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    here = order[node]
+
+    def read_later(n: Any) -> bool:
+        return any(order[u] > here for u in n.users)
+
+    shared = [u for u in written.users
+              if u is not node and order[u] < here and _is_view(torch, u) and read_later(u)]
+    base = written.args[0] if written.args else None
+    if (_is_view(torch, written) and isinstance(base, torch.fx.Node)
+            and isinstance(env.get(base), _T) and read_later(base)):
+        shared.append(base)
+    if shared:
+        raise TorchConversionError(
+            f"from_torch: {where} writes {written.name} in place, and {shared[0].name}, which "
+            "shares its memory in PyTorch, is read after it; write it out of place "
+            "(y = f(x) rather than an in-place call or +=)")
 
 
 def _specialized_default(torch: Any, node: Any) -> tuple | None:
@@ -3551,6 +3679,12 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 if qual not in text:
                     raise TorchConversionError(f"{text} (at {where})") from e
                 raise
+            written = _written_in_place(torch, gm, node)
+            if written is not None and isinstance(env.get(written), (_T, np.ndarray)):
+                # PyTorch changed the tensor itself: what reads it from here on reads the
+                # result (y = l(x); z = relu_(y); z + y is 2·relu(l(x))).
+                _check_in_place(torch, gm, env, node, written, where)
+                env[written] = env[node]
         elif node.op == "output":
             result = load(node.args[0])
     flat: list[Any] = []
