@@ -280,3 +280,91 @@ def test_in_place_writes_the_model_cannot_follow_are_refused():
     with pytest.raises(TorchConversionError):
         fl.from_torch(module, torch.randn(2, 8))
     assert torch.equal(module.count, torch.zeros(8))  # put back after the trace wrote it
+
+
+# ------------------------------------------ the torchvision model zoo's patterns (an audit)
+
+
+def stochastic_depth(input, p, mode, training=True):  # noqa: A002 - torchvision's names
+    """A stand-in for torchvision.ops.stochastic_depth (not installed here): the same name,
+    module and fx.wrap, so fx records it as one call as in EfficientNet and ConvNeXt."""
+    if not training or p == 0.0:
+        return input
+    keep = torch.empty([input.shape[0]] + [1] * (input.ndim - 1)).bernoulli_(1.0 - p)
+    return input * keep / (1.0 - p)
+
+
+stochastic_depth.__module__ = "torchvision.ops.stochastic_depth"
+torch.fx.wrap("stochastic_depth")
+
+
+class Residual(nn.Module):
+    """ConvNeXt's block shape: x + stochastic_depth(f(x), p, "row", self.training)."""
+
+    def __init__(self, p=0.2):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.p = p
+
+    def forward(self, x):
+        return x + stochastic_depth(self.conv(x), self.p, "row", self.training)
+
+
+def test_stochastic_depth_in_eval_is_the_identity(any_backend):
+    check(Residual(), torch.randn(2, 4, 6, 6), run_inputs=[(torch.randn(3, 4, 6, 6),)])
+
+
+def test_stochastic_depth_in_training_is_refused():
+    class Training(Residual):
+        def forward(self, x):
+            return x + stochastic_depth(self.conv(x), self.p, "row", True)
+
+    with pytest.raises(TorchConversionError, match="stochastic_depth with training=True"):
+        fl.from_torch(Training(), torch.randn(1, 4, 6, 6))
+
+
+class SubclassedConvs(nn.Module):
+    """Conv subclasses defined outside torch.nn (fx traces into them: F.conv*d with the
+    module's parameters), and a weight-standardized conv (timm's StdConv2d: weights computed
+    from parameters in forward)."""
+
+    class Conv1(nn.Conv1d):
+        pass
+
+    class Conv3(nn.Conv3d):
+        pass
+
+    class StdConv2d(nn.Conv2d):
+        def forward(self, x):
+            w = self.weight
+            w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / (w.std(dim=(1, 2, 3), keepdim=True)
+                                                            + 1e-5)
+            return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding,
+                                        self.dilation, self.groups)
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = self.Conv1(4, 6, 3, stride=2, padding=1)
+        self.c2 = self.StdConv2d(4, 6, 3, padding="same", dilation=2, groups=2)
+        self.c3 = self.Conv3(4, 2, (1, 3, 3), padding=(0, 1, 1), bias=False)
+        self.w = nn.Parameter(torch.randn(6, 2, 3, 3))
+
+    def forward(self, x):
+        seq = self.c1(x.mean(dim=3))  # (N, C, H): a Conv1d
+        img = self.c2(x) + nn.functional.conv2d(x, self.w, None, (1, 1), 1, 1, 2)
+        vol = self.c3(x.unsqueeze(2).expand(-1, -1, 3, -1, -1))
+        return seq, img, vol
+
+
+def test_functional_and_subclassed_convs(any_backend):
+    check(SubclassedConvs(), torch.randn(2, 4, 7, 9), run_inputs=[(torch.randn(3, 4, 7, 9),)])
+
+
+class Swaps(nn.Module):
+    def forward(self, x):
+        return (torch.swapaxes(x, 1, 2), x.swapaxes(0, 2) * 1.0, torch.swapdims(x, -1, 1),
+                x.swapdims(1, 2).transpose(dim0=1, dim1=2))
+
+
+def test_swapaxes_and_swapdims(any_backend):
+    check(Swaps(), torch.randn(2, 3, 5), run_inputs=[(torch.randn(4, 3, 5),)])

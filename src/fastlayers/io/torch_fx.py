@@ -23,10 +23,12 @@ unpickles without it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import operator
 import sys
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -1720,6 +1722,19 @@ class _Converter:
             dims = tuple(dims[0])
         return _T(_permute(t.sym, tuple(int(d) % t.ndim for d in dims)), False)
 
+    def _swap(self, x: Any, *args: Any, **kwargs: Any) -> _T:
+        """transpose and its aliases swapaxes / swapdims, whose keywords differ (dim0 and
+        dim1, axis0 and axis1)."""
+        names = [("dim0", "dim1"), ("axis0", "axis1")]
+        for a, b in names:
+            if a in kwargs or b in kwargs:
+                rest = list(args) + [kwargs.pop(a, None), kwargs.pop(b, None)]
+                args = tuple(v for v in rest if v is not None)
+        if kwargs or len(args) != 2:
+            raise TorchConversionError(f"from_torch: transpose needs two dims, got {args} "
+                                       f"{kwargs}")
+        return self.transpose(x, *args)
+
     def transpose(self, x: Any, dim0: int, dim1: int) -> _T:
         t = _to_torch(self._tensor(x, "transpose"))
         perm = list(range(t.ndim))
@@ -2371,10 +2386,55 @@ class _Converter:
         table = self.__dict__.get("_handlers")
         if table is None:
             table = self._handlers = self._handler_table()
+        if (getattr(fn, "__name__", None) == "stochastic_depth"
+                and getattr(fn, "__module__", "") == "torchvision.ops.stochastic_depth"):
+            return self.stochastic_depth  # fx-wrapped by torchvision (torch need not import it)
         try:
             return table.get(fn)
         except TypeError:  # an unhashable target
             return None
+
+    def stochastic_depth(self, input: Any, p: Any, mode: Any,  # noqa: A002
+                         training: Any = True) -> Any:
+        """torchvision's ``stochastic_depth`` (EfficientNet, ConvNeXt, Swin): the identity in
+        eval mode (``StochasticDepth`` passes ``self.training``) or with p = 0; in training it
+        drops rows at random, which is refused."""
+        if training and float(p) != 0.0:
+            self._refuse(f"torchvision's stochastic_depth with training=True and p={p}")
+        return self._tensor(input, "stochastic_depth")
+
+    def f_conv(self, rank: int, x: Any, weight: Any, bias: Any = None, stride: Any = 1,
+               padding: Any = 0, dilation: Any = 1, groups: Any = 1) -> _T:
+        """``F.conv1d`` / ``conv2d`` / ``conv3d`` with a parameter (or buffer, or weights
+        computed from them, as a weight-standardized conv does) as weight: a Conv layer of its
+        own, as the nn module gets. A subclass of nn.Conv2d defined outside torch.nn is traced
+        into and reaches this call."""
+        what = f"F.conv{rank}d"
+        if not isinstance(weight, np.ndarray) or weight.ndim != rank + 2 or not (
+                bias is None or isinstance(bias, np.ndarray)):
+            raise TorchConversionError(
+                f"from_torch: {what} needs a {rank + 2}-D parameter or buffer as weight (and "
+                "bias), or one computed from them")
+        t = _to_cl(self._tensor(x, what))
+        if t.ndim != rank + 2:
+            raise TorchConversionError(f"from_torch: {what} needs a batched {rank + 2}-D input, "
+                                       f"got rank {t.ndim}")
+
+        def per_axis(v: Any) -> tuple:
+            if isinstance(v, (tuple, list)):
+                return tuple(int(e) for e in v) if len(v) == rank else tuple(int(v[0]) for _ in
+                                                                             range(rank))
+            return (int(v),) * rank
+
+        kernel = weight.transpose(*range(2, rank + 2), 1, 0).astype(F32)  # (k..., C/g, F)
+        self._f_convs = getattr(self, "_f_convs", 0) + 1
+        mod = types.SimpleNamespace(
+            out_channels=int(weight.shape[0]), groups=int(groups),
+            bias=None if bias is None else self.torch.from_numpy(np.array(bias, F32)))
+        pad = padding if isinstance(padding, str) else per_axis(padding)
+        return self._conv(f"{what}_{self._f_convs}", mod, t, kernel,
+                          tuple(int(k) for k in weight.shape[2:]), per_axis(stride),
+                          per_axis(dilation), pad)
 
     def _handler_table(self) -> dict:
         torch, F = self.torch, self.F
@@ -2516,6 +2576,13 @@ class _Converter:
             F.scaled_dot_product_attention: self._sdpa_fn(),
             operator.neg: lambda x: self.unary(x, "neg"),
             F.linear: lambda x, weight, bias=None: self.f_linear(x, weight, bias),
+            F.conv1d: functools.partial(self.f_conv, 1),
+            F.conv2d: functools.partial(self.f_conv, 2),
+            F.conv3d: functools.partial(self.f_conv, 3),
+            torch.swapaxes: lambda input, axis0, axis1: self.transpose(  # noqa: A002
+                input, axis0, axis1),
+            torch.swapdims: lambda input, dim0, dim1: self.transpose(  # noqa: A002
+                input, dim0, dim1),
             torch.bmm: self.matmul,
             torch.einsum: self.einsum,
             torch.where: lambda condition, input=None, other=None: self.where(  # noqa: A002
@@ -2738,8 +2805,8 @@ class _Converter:
             return self._arith(name, x, *args, **kwargs)
         if name == "permute":
             return self.permute(x, *args, **kwargs)
-        if name == "transpose":
-            return self.transpose(x, *args, **kwargs)
+        if name in ("transpose", "swapaxes", "swapdims"):
+            return self._swap(x, *args, **kwargs)
         if name in _REDUCTIONS:
             return self.reduce(name, x, *args, **kwargs)
         if name in ("max", "min"):
@@ -2835,7 +2902,8 @@ _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
-                      "transpose", "split", "chunk", "matmul", *_REDUCTIONS, *_UNARY, "pow",
+                      "transpose", "swapaxes", "swapdims", "split", "chunk", "matmul",
+                      *_REDUCTIONS, *_UNARY, "pow",
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
                       "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",
