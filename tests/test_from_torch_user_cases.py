@@ -368,3 +368,25 @@ class Swaps(nn.Module):
 
 def test_swapaxes_and_swapdims(any_backend):
     check(Swaps(), torch.randn(2, 3, 5), run_inputs=[(torch.randn(4, 3, 5),)])
+
+
+def test_bfloat16_is_refused_by_name():
+    module = nn.Sequential(nn.Linear(3, 2)).bfloat16()
+    with pytest.raises(TorchConversionError, match=r"bfloat16 tensors \(0.weight, 0.bias\).*"
+                                                   r"module.float\(\)"):
+        fl.from_torch(module, torch.randn(1, 3))
+    with pytest.raises(TorchConversionError, match=r"bfloat16 tensors \(an example input\)"):
+        fl.from_torch(nn.Linear(3, 2), torch.randn(1, 3).bfloat16())
+
+
+def test_buffers_with_nan_and_bool_are_not_taken_for_written():
+    class Buffers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", torch.tensor([float("nan"), 2.0]))
+            self.register_buffer("keep", torch.tensor([True, False]))
+
+        def forward(self, x):
+            return x * self.scale[1]
+
+    check(Buffers(), torch.randn(2, 3), run_inputs=[(torch.randn(4, 3),)])

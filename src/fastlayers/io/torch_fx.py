@@ -3155,6 +3155,27 @@ def _transformer_arguments(nn: Any, mod: Any) -> list[str] | None:
     return None
 
 
+def _refuse_bfloat16(torch: Any, module: Any, example_inputs: Any) -> None:
+    """bfloat16 has no NumPy dtype: a module or example holding it is refused by name (a
+    converted model computes in float32; float16 ones convert)."""
+    def leaves(x: Any) -> Iterator[Any]:
+        if isinstance(x, (tuple, list)):
+            for e in x:
+                yield from leaves(e)
+        elif isinstance(x, torch.Tensor):
+            yield x
+
+    named = [*module.named_parameters(), *module.named_buffers()]
+    where = [name for name, t in named if t is not None and t.dtype == torch.bfloat16]
+    if any(t.dtype == torch.bfloat16 for t in leaves(example_inputs or ())):
+        where.insert(0, "an example input")
+    if where:
+        raise TorchConversionError(
+            f"from_torch: bfloat16 tensors ({', '.join(where[:3])}"
+            f"{', ...' if len(where) > 3 else ''}) have no NumPy dtype; convert "
+            "module.float() with float32 examples (the converted model computes in float32)")
+
+
 def _to_numpy_input(torch: Any, x: Any) -> Any:
     if isinstance(x, (tuple, list)):
         return tuple(_to_numpy_input(torch, e) for e in x)
@@ -3213,6 +3234,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
                         f"{type(module).__name__}")
     if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
+    _refuse_bfloat16(torch, module, example_inputs)
     examples = None if example_inputs is None else [
         _to_numpy_input(torch, x) for x in example_inputs]
 
@@ -3244,7 +3266,9 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
         except Exception as e:
             raise TorchConversionError(
                 f"from_torch: torch.fx could not trace {type(module).__name__}: {e}. The "
-                "forward must be traceable (no Python control flow on tensor values)."
+                "forward must be traceable by torch.fx: no Python control flow (if, for, "
+                "while, int(), float()) on tensor values or on sizes read from an input "
+                "(x.shape[i] may be passed to calls and compared in an assert only)."
             ) from e
         finally:
             changed = _restore_buffers(module, buffers)
@@ -3501,23 +3525,25 @@ _AUGMENTED = (("__iadd__", operator.iadd), ("__isub__", operator.isub),
 
 
 def _buffer_bytes(module: Any) -> dict:
-    """Each buffer's tensor and a copy of its bytes: fx traces with buffers as real tensors, so
-    a forward that writes one in place (``self.count += 1``) writes it while tracing."""
-    return {name: (b, b.detach().cpu().numpy().tobytes())
-            for name, b in module.named_buffers() if b is not None}
+    """Each buffer and a copy of it: fx traces with buffers as real tensors, so a forward that
+    writes one in place (``self.count += 1``) writes it while tracing."""
+    return {name: (b, b.detach().clone()) for name, b in module.named_buffers() if b is not None}
 
 
 def _restore_buffers(module: Any, saved: dict) -> list[str]:
-    """The names of the buffers whose bytes changed since ``_buffer_bytes``, each put back."""
+    """The names of the buffers whose bytes changed since ``_buffer_bytes``, each put back
+    (bytes, not values: a NaN is equal to itself here)."""
     import torch
 
+    def raw(t: Any) -> Any:
+        return t.detach().reshape(-1).view(torch.uint8) if t.dtype != torch.bool else t.reshape(-1)
+
     changed = []
-    for name, (b, raw) in saved.items():
-        if b.detach().cpu().numpy().tobytes() != raw:
+    for name, (b, copy) in saved.items():
+        if b.shape != copy.shape or not torch.equal(raw(b), raw(copy)):
             changed.append(name)
-            old = np.frombuffer(raw, dtype=b.detach().cpu().numpy().dtype).reshape(b.shape)
             with torch.no_grad():
-                b.copy_(torch.from_numpy(old.copy()))
+                b.copy_(copy)
     return changed
 
 
