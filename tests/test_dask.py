@@ -11,6 +11,7 @@ fastlayers follows it (docs/scaling.md); the test checks that too.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,9 @@ from fastlayers.layers import LSTM, Dense
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-KERAS_FILE = Path(__file__).parent / "golden" / "models" / "conv_sequential.keras"
+MODELS = Path(__file__).parent / "golden" / "models"
+# (file, one input row's shape): a conv net, and an LSTM with several outputs.
+KERAS_FILES = [("conv_sequential.keras", (9, 9, 2)), ("seed_lstm.keras", (5, 2))]
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +90,44 @@ def test_map_blocks_matches_local_predict_bitwise(client):
     assert np.array_equal(got, expected)
 
 
-def test_client_map_with_a_keras_file_loaded_on_the_workers(client):
+@pytest.mark.parametrize("name, row", KERAS_FILES)
+def test_client_map_with_a_keras_file_loaded_on_the_workers(client, name, row):
     pytest.importorskip("h5py")
-    x = np.random.default_rng(2).standard_normal((3000, 9, 9, 2)).astype(np.float32)
-    local = fl.load_model(str(KERAS_FILE))
+    path = str(MODELS / name)
+    x = np.random.default_rng(2).standard_normal((3000, *row)).astype(np.float32)
+    local = fl.load_model(path)
     expected = local.predict(x)
-    # Each worker loads the file itself; the chunks are scattered, then predicted where
-    # they are.
-    model_future = client.submit(fl.load_model, str(KERAS_FILE), pure=False)
+    # A worker loads the file; the chunks are scattered, then predicted where they are (the
+    # model moves to the other worker).
+    model_future = client.submit(fl.load_model, path, pure=False)
     chunk_futures = client.scatter(np.array_split(x, 7))
     parts = client.map(
         type(local).predict, [model_future] * len(chunk_futures), chunk_futures, pure=False
     )
-    distributed.wait(parts)
+    distributed.wait(parts, timeout=120)  # a worker that cannot unpickle the model: no hang
     _assert_held_by_workers(client, client.who_has(parts))
-    got = np.concatenate(client.gather(parts))
-    assert got.shape == expected.shape == (3000, 3)
-    assert np.array_equal(got, expected)
+    got = client.gather(parts)
+    if isinstance(expected, list):  # several outputs: each joined over the chunks
+        got = [np.concatenate([part[i] for part in got]) for i in range(len(expected))]
+    else:
+        got, expected = [np.concatenate(got)], [expected]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.shape[0] == 3000
+        assert np.array_equal(g, e)
+
+
+def test_a_model_moved_between_workers(client):
+    """docs/scaling.md's LSTM model made on one worker and used on both: Dask sends its
+    weights in pickle's out-of-band buffers, which may arrive unaligned; the packed LSTM
+    gates refused those until layers copied them on unpickling (the gather then hung)."""
+    model = _lstm_model()
+    x = np.random.default_rng(3).standard_normal((3000, 12, 8)).astype(np.float32)
+    expected = model.predict(x)
+    model_future = client.submit(pickle.loads, pickle.dumps(model), pure=False)
+    chunk_futures = client.scatter(np.array_split(x, 10))
+    parts = client.map(type(model).predict, [model_future] * len(chunk_futures), chunk_futures,
+                       pure=False)
+    distributed.wait(parts, timeout=120)
+    _assert_held_by_workers(client, client.who_has(parts))
+    assert np.array_equal(np.concatenate(client.gather(parts)), expected)
