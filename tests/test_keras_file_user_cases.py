@@ -82,12 +82,30 @@ def test_legacy_h5_nested_model_with_batch_norm(tmp_path, backend, frozen_part):
         np.testing.assert_array_equal(again.predict(x), loaded.predict(x))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_legacy_h5_nested_time_distributed_batch_norm(tmp_path, backend):
+    inner = keras.Sequential([keras.Input((5, 4)), L.TimeDistributed(L.Dense(3)),
+                              L.TimeDistributed(L.BatchNormalization())], name="inner")
+    inp = keras.Input((5, 4))
+    model = keras.Model(inp, L.Flatten()(inner(inp)))
+    _randomize(inner)
+    path = tmp_path / "nested_td_bn.h5"
+    model.save(path)
+    x = np.random.default_rng(3).normal(size=(2, 5, 4)).astype(np.float32)
+    with fl.use_backend(backend):
+        got = fl.load_model(path).predict(x)
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
 def test_summary_counts_moving_statistics_as_non_trainable(tmp_path, capsys):
     model = keras.Sequential([keras.Input((4,)), L.Dense(3), L.BatchNormalization(),
                               L.Dense(2, trainable=False), L.Normalization(mean=0.5,
                                                                            variance=2.0)])
     nested = keras.Sequential([keras.Input((4,)), model, L.BatchNormalization()])
-    for m, name in ((model, "flat"), (nested, "nested")):
+    seq = keras.Input((5, 4))  # wrappers hold their layers' weights
+    x = L.TimeDistributed(L.BatchNormalization())(L.TimeDistributed(L.Dense(3))(seq))
+    wrapped = keras.Model(seq, L.BatchNormalization()(L.Bidirectional(L.LSTM(2))(x)))
+    for m, name in ((model, "flat"), (nested, "nested"), (wrapped, "wrapped")):
         path = tmp_path / f"{name}.keras"
         m.save(path)
         trainable = sum(int(np.prod(w.shape)) for w in m.trainable_weights)

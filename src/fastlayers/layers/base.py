@@ -424,7 +424,10 @@ class Layer:
         not in ``non_trainable_weight_names`` (the layer must be built)."""
         if not self.trainable:
             return 0
-        return int(sum(w.size for name, w in zip(self._weight_names(), self._weight_values)
+        names, values = self._weight_names(), self.weights
+        if len(names) != len(values):  # weights held elsewhere (a wrapper): all trainable
+            return self.count_params()
+        return int(sum(w.size for name, w in zip(names, values)
                        if name not in self.non_trainable_weight_names))
 
     # ---- config ---------------------------------------------------------------------

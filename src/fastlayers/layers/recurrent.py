@@ -530,6 +530,12 @@ class Bidirectional(Layer):
     def count_params(self) -> int:
         return self.forward_layer.count_params() + self.backward_layer.count_params()
 
+    def _count_trainable_params(self) -> int:
+        if not self.trainable:
+            return 0
+        return (self.forward_layer._count_trainable_params()
+                + self.backward_layer._count_trainable_params())
+
     # ---- call -------------------------------------------------------------------------
     def call(self, sequences, initial_state=None, mask=None, training=None):
         owner = self._owner()

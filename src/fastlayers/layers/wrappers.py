@@ -113,6 +113,14 @@ class TimeDistributed(Layer):
     def count_params(self) -> int:
         return self.layer.count_params()
 
+    @property
+    def non_trainable_weight_names(self) -> frozenset[str]:  # type: ignore[override]
+        """The wrapped layer's (the weights are its own: a legacy .h5 file orders them so)."""
+        return self.layer.non_trainable_weight_names
+
+    def _count_trainable_params(self) -> int:
+        return self.layer._count_trainable_params() if self.trainable else 0
+
     # ---- call ---------------------------------------------------------------------------
     def call(self, inputs: Any, mask: Any = None, training: Any = None) -> np.ndarray:
         owner = self._owner()
