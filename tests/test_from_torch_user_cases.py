@@ -120,10 +120,12 @@ def test_decoder_mask_made_in_forward(any_backend):
 
 
 def test_ones_with_sizes_read_from_the_input(any_backend):
+    saved = (torch.ones, torch.zeros, torch.empty, torch.finfo)
+    proxy_methods = {n: torch.fx.Proxy.__dict__.get(n) for n in ("__iadd__", "__imul__")}
     check(TriuOnes(), torch.randn(2, 7, 16), run_inputs=[(torch.randn(4, 7, 16),)])
-    # the varargs factories are torch's own again after the conversion
-    assert torch.ones(2, 3).shape == (2, 3) and torch.zeros(4).shape == (4,)
-    assert torch.empty(1, 2, 3).shape == (1, 2, 3)
+    # torch's own functions and fx's Proxy are put back after the conversion
+    assert (torch.ones, torch.zeros, torch.empty, torch.finfo) == saved
+    assert {n: torch.fx.Proxy.__dict__.get(n) for n in proxy_methods} == proxy_methods
 
 
 class Defaults(nn.Module):
@@ -271,6 +273,59 @@ class BufferInPlace(nn.Module):
         return x + self.count
 
 
+class Chained(nn.Module):
+    """In-place writes one after another, each read through an older name."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.lin(x)
+        skip = y
+        y += 1.0
+        y *= 2.0
+        z = self.relu(y)
+        z -= 0.5
+        return skip, y, z
+
+
+def test_chained_in_place_writes(any_backend):
+    check(Chained(), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
+
+
+class SharedThenWritten(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        y = x * 1.0
+        if self.how == "chunk":  # a view through a tuple
+            a, _ = y.chunk(2, dim=1)
+            a += 1.0
+            return y
+        if self.how == "view of view":
+            v = y.view(-1).view(2, -1)
+            y += 1.0
+            return v
+        if self.how == "cast":  # float() of a float32 tensor is the tensor itself
+            z = y.float()
+            z += 1.0
+            return y
+        z = self.drop(y)  # eval Dropout returns its input
+        z += 1.0
+        return y
+
+
+@pytest.mark.parametrize("how", ["chunk", "view of view", "cast", "dropout"])
+def test_in_place_write_to_shared_memory_is_refused(how):
+    with pytest.raises(TorchConversionError, match="shares its memory in PyTorch"):
+        fl.from_torch(SharedThenWritten(how), torch.randn(2, 8))
+
+
 def test_in_place_writes_the_model_cannot_follow_are_refused():
     with pytest.raises(TorchConversionError, match=r"in place, and view.*shares its memory"):
         fl.from_torch(ViewThenInPlace(), torch.randn(2, 8))
@@ -390,3 +445,26 @@ def test_buffers_with_nan_and_bool_are_not_taken_for_written():
             return x * self.scale[1]
 
     check(Buffers(), torch.randn(2, 3), run_inputs=[(torch.randn(4, 3),)])
+
+
+class BufferRebound(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.register_buffer("steps", torch.zeros(2))
+
+    def forward(self, x):
+        if self.how == "rebind":
+            self.steps = self.steps + 1.0
+        else:
+            self.steps.resize_(3)
+        return x + 1.0
+
+
+@pytest.mark.parametrize("how", ["rebind", "resize"])
+def test_buffers_rebound_or_resized_by_the_trace_are_put_back(how):
+    module = BufferRebound(how)
+    before = module.steps
+    with pytest.raises(TorchConversionError, match=r"writes its buffer\(s\) \['steps'\]"):
+        fl.from_torch(module, torch.randn(2, 2))
+    assert module.steps is before and torch.equal(module.steps, torch.zeros(2))

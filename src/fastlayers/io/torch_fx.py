@@ -2528,6 +2528,7 @@ class _Converter:
             torch.div: lambda input, other, rounding_mode=None: self._arith(  # noqa: A002
                 "div", input, other, rounding_mode=rounding_mode),
             operator.floordiv: self._int_floordiv,
+            operator.ifloordiv: self._int_floordiv,
             torch.mean: lambda *a, **k: self.reduce("mean", *a, **k),
             torch.sum: lambda *a, **k: self.reduce("sum", *a, **k),
             torch.amax: lambda *a, **k: self.reduce("amax", *a, **k),
@@ -2601,6 +2602,7 @@ class _Converter:
             torch._assert: self._assert,
             operator.not_: self._not,
             operator.pow: lambda a, b: self.binary(a, b, "pow"),
+            operator.ipow: lambda a, b: self.binary(a, b, "pow"),
             torch.pow: lambda x, exponent: self.binary(x, exponent, "pow"),
             torch.clamp: lambda x, min=None, max=None: self.clamp(x, min, max),
             torch.clip: lambda x, min=None, max=None: self.clamp(x, min, max),
@@ -3521,7 +3523,10 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
 # records x + y, losing that PyTorch changed x itself (skip = h; h += f(h); h + skip reads
 # the new h twice). While tracing, these record the in-place operator (_written_in_place).
 _AUGMENTED = (("__iadd__", operator.iadd), ("__isub__", operator.isub),
-              ("__imul__", operator.imul), ("__itruediv__", operator.itruediv))
+              ("__imul__", operator.imul), ("__itruediv__", operator.itruediv),
+              ("__ipow__", operator.ipow), ("__ifloordiv__", operator.ifloordiv),
+              ("__iand__", operator.iand), ("__ior__", operator.ior),
+              ("__ixor__", operator.ixor))
 
 
 def _buffer_bytes(module: Any) -> dict:
@@ -3531,8 +3536,9 @@ def _buffer_bytes(module: Any) -> dict:
 
 
 def _restore_buffers(module: Any, saved: dict) -> list[str]:
-    """The names of the buffers whose bytes changed since ``_buffer_bytes``, each put back
-    (bytes, not values: a NaN is equal to itself here)."""
+    """The names of the buffers the trace changed since ``_buffer_bytes`` - written in place
+    (bytes compared, so a NaN equals itself), resized, or replaced by another tensor
+    (``self.steps = self.steps + 1``) - each put back as it was."""
     import torch
 
     def raw(t: Any) -> Any:
@@ -3540,10 +3546,15 @@ def _restore_buffers(module: Any, saved: dict) -> list[str]:
 
     changed = []
     for name, (b, copy) in saved.items():
-        if b.shape != copy.shape or not torch.equal(raw(b), raw(copy)):
+        owner_name, _, attr = name.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        if owner._buffers.get(attr) is not b:
+            changed.append(name)
+            owner._buffers[attr] = b
+        elif b.shape != copy.shape or not torch.equal(raw(b), raw(copy)):
             changed.append(name)
             with torch.no_grad():
-                b.copy_(copy)
+                b.set_(copy)  # also undoes a resize_
     return changed
 
 
@@ -3588,15 +3599,20 @@ def _index_template(value: Any, inputs: list[Any]) -> Any:
 
 
 # Calls that write their first argument in place (besides those with inplace=True): x += y.
-_IN_PLACE_OPERATORS = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
-# Calls whose result may share the memory of their first argument: a write to either changes
-# the other in PyTorch.
+_IN_PLACE_OPERATORS = (operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                       operator.ipow, operator.ifloordiv, operator.iand, operator.ior,
+                       operator.ixor)
+# Calls whose result may share the memory of their first argument (a view, or the tensor
+# itself: x.float() of a float32 x, contiguous, an Identity or eval Dropout): a write to
+# either changes the other in PyTorch.
 _VIEW_METHODS = frozenset({
     "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "transpose", "permute",
     "t", "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "select", "split", "chunk",
-    "unbind", "movedim", "moveaxis", "swapaxes", "diagonal", "contiguous", "detach",
-    "__getitem__",
+    "unbind", "movedim", "moveaxis", "swapaxes", "swapdims", "diagonal", "contiguous",
+    "detach", "__getitem__", "float", "to", "type", "type_as", "tensor_split", "as_strided",
 })
+_SHARING_MODULES = frozenset({"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d",
+                              "AlphaDropout", "FeatureAlphaDropout", "Flatten", "Unflatten"})
 
 
 def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:
@@ -3624,40 +3640,52 @@ def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:
     return node.args[0] if flag is True else None
 
 
-def _is_view(torch: Any, node: Any) -> bool:
+def _shares(torch: Any, gm: Any, node: Any) -> bool:
+    """Whether ``node``'s result may share the memory of its first argument (_VIEW_METHODS,
+    _SHARING_MODULES, indexing)."""
     if node.op == "call_method":
         return node.target in _VIEW_METHODS
+    if node.op == "call_module":
+        return type(gm.get_submodule(node.target)).__name__ in _SHARING_MODULES
     return node.op == "call_function" and (
         node.target is operator.getitem
         or getattr(node.target, "__name__", None) in _VIEW_METHODS
         and node.target is getattr(torch, node.target.__name__, None))
 
 
-def _check_in_place(torch: Any, gm: Any, env: dict, node: Any, written: Any, where: str) -> None:
-    """Refuse an in-place write the converted model cannot follow: to a parameter or buffer
-    (PyTorch's module would change from call to call), or to a tensor that shares memory
-    with another one read later (a view of it made before, or the tensor it views)."""
-    if written.op == "get_attr":
-        raise TorchConversionError(
-            f"from_torch: {where} writes the parameter or buffer {written.target!r} in place "
-            "(the module would change from call to call)")
-    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict,
+                    where: str) -> None:
+    """Refuse an in-place write by ``node`` that the converted model cannot follow. ``group``
+    holds the nodes that are the written tensor itself (it, and the results of earlier
+    in-place writes to it), which _build points at the new value. Refused: a write to a
+    parameter or buffer (PyTorch's module would change from call to call), and a write when
+    a tensor that may share its memory (a view of it or of what it views, made before the
+    write, through any chain of views, casts that return their input, and indexing) is read
+    after it."""
+    for member in group:
+        if member.op == "get_attr":
+            raise TorchConversionError(
+                f"from_torch: {where} writes the parameter or buffer {member.target!r} in "
+                "place (the module would change from call to call)")
     here = order[node]
-
-    def read_later(n: Any) -> bool:
-        return any(order[u] > here for u in n.users)
-
-    shared = [u for u in written.users
-              if u is not node and order[u] < here and _is_view(torch, u) and read_later(u)]
-    base = written.args[0] if written.args else None
-    if (_is_view(torch, written) and isinstance(base, torch.fx.Node)
-            and isinstance(env.get(base), _T) and read_later(base)):
-        shared.append(base)
-    if shared:
-        raise TorchConversionError(
-            f"from_torch: {where} writes {written.name} in place, and {shared[0].name}, which "
-            "shares its memory in PyTorch, is read after it; write it out of place "
-            "(y = f(x) rather than an in-place call or +=)")
+    seen = set(group)
+    todo = list(group)
+    while todo:
+        n = todo.pop()
+        near = [u for u in n.users
+                if u is not node and order[u] < here and _shares(torch, gm, u)]
+        if _shares(torch, gm, n) and n.args and isinstance(n.args[0], torch.fx.Node):
+            near.append(n.args[0])
+        for m in near:
+            if m in seen:
+                continue
+            seen.add(m)
+            todo.append(m)
+            if any(order[u] > here for u in m.users):
+                raise TorchConversionError(
+                    f"from_torch: {where} writes {node.args[0].name} in place, and {m.name}, "
+                    "which shares its memory in PyTorch, is read after it; write it out of "
+                    "place (y = f(x) rather than an in-place call or +=)")
 
 
 def _specialized_default(torch: Any, node: Any) -> tuple | None:
@@ -3679,6 +3707,8 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
     in_template: list[Any] = []
     fused: set[Any] = set()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}  # for in-place writes
+    same: dict[Any, list] = {}  # a node -> the nodes that are its tensor (in-place results)
     if examples is not None and len(examples) < len(placeholders):
         # An argument left at its default keeps a placeholder that only fx's checks read: for
         # None, _assert_is_none; for another value (traced as a constant), an assert that it
@@ -3775,10 +3805,15 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 raise
             written = _written_in_place(torch, gm, node)
             if written is not None and isinstance(env.get(written), (_T, np.ndarray)):
-                # PyTorch changed the tensor itself: what reads it from here on reads the
-                # result (y = l(x); z = relu_(y); z + y is 2·relu(l(x))).
-                _check_in_place(torch, gm, env, node, written, where)
-                env[written] = env[node]
+                # PyTorch changed the tensor itself: what reads it, or an earlier in-place
+                # result of it, from here on reads the result (y = l(x); z = relu_(y);
+                # z + y is 2·relu(l(x)); z += 1 then changes y too).
+                group = same.get(written, [written])
+                _check_in_place(torch, gm, node, group, order, where)
+                group.append(node)
+                for member in group:
+                    same[member] = group
+                    env[member] = env[node]
         elif node.op == "output":
             result = load(node.args[0])
     flat: list[Any] = []
