@@ -114,6 +114,20 @@ def test_mha_with_a_buffer_mask(any_backend, boolean):
     check(MhaBufferMask(boolean), torch.randn(2, 6, 16), run_inputs=[(torch.randn(1, 6, 16),)])
 
 
+def test_constant_key_padding_mask_is_refused():
+    class Padded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(16, 4, batch_first=True)
+            self.register_buffer("pad", torch.zeros(2, 6, dtype=torch.bool))
+
+        def forward(self, x):
+            return self.mha(x, x, x, key_padding_mask=self.pad)[0]
+
+    with pytest.raises(TorchConversionError, match="key_padding_mask is a constant"):
+        fl.from_torch(Padded(), torch.randn(2, 6, 16))
+
+
 def test_decoder_mask_made_in_forward(any_backend):
     check(DecoderMaskInForward(), torch.randn(2, 6, 16), torch.randn(2, 5, 16),
           run_inputs=[(torch.randn(3, 6, 16), torch.randn(3, 5, 16))])

@@ -56,6 +56,22 @@ def test_activations_return_a_new_array(any_backend, rng, fn):
     np.testing.assert_array_equal(x, before)
 
 
+def test_activations_never_return_the_callers_memory(any_backend, rng):
+    class Wrapped:  # an array-like whose __array__ hands out its own buffer
+        def __init__(self, a):
+            self.a = a
+
+        def __array__(self, dtype=None, copy=None):
+            return self.a
+
+    held = rng.standard_normal((3, 4), dtype=np.float32)
+    for fn in (fl.activations.linear, fl.activations.relu):
+        assert not np.may_share_memory(fn(Wrapped(held)), held)
+    if any_backend == "numpy":  # sparsemax has no C++ path
+        empty = np.zeros((2, 0), np.float32)
+        assert fl.activations.sparsemax(empty) is not empty  # (no memory to share)
+
+
 def _sparsemax64(row):
     """The simplex projection in float64, by its definition (sort, support, threshold)."""
     z = np.sort(np.asarray(row, np.float64))[::-1]
@@ -114,15 +130,20 @@ def test_matmul_shared_b_is_the_batched_products(cpp, rng, a_shape, b_shape):
     ((37, 1, 1, 1), (37, 1, 1)),      # the audit's (n, 1, 1, 1) @ (n, 1, 1): an outer batch
     ((5, 1, 4, 3), (7, 3, 2)),
     ((1, 9, 4, 3), (11, 1, 3, 2)),
-    ((13, 4, 3), (3, 2)),
+    ((1, 6, 1, 4, 3), (5, 3, 2)),     # the first batch axis is 1: sliced along the second
 ])
 def test_matmul_broadcast_in_slices(cpp, rng, monkeypatch, a_shape, b_shape):
-    """Broadcast copies over the limit are made a slice of the first batch axis at a time:
-    the same bits as one call (each entry is its own chain)."""
+    """Broadcast copies over the limit are made a slice of the first batch axis longer than 1
+    at a time: the same bits as one call (each entry is its own chain)."""
     a = rng.standard_normal(a_shape, dtype=np.float32)
     b = rng.standard_normal(b_shape, dtype=np.float32)
     whole = fl.matmul(a, b)
+    core = fl._backend._core
+    batched = core.matmul_batched
+    calls = []
+    monkeypatch.setattr(core, "matmul_batched", lambda *args: calls.append(1) or batched(*args))
     monkeypatch.setattr(cpp_dense, "_BROADCAST_CHUNK_BYTES", 64)
     sliced = fl.matmul(a, b)
+    assert len(calls) > 1  # sliced indeed
     np.testing.assert_array_equal(sliced, whole)
     np.testing.assert_allclose(whole, np.matmul(a, b), rtol=1e-5, atol=1e-5)

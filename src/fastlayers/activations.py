@@ -45,9 +45,10 @@ def _elementwise(name):
     impl = _np_act.ACTIVATIONS[name]
 
     def fn(x):
-        y = _run_elementwise(name, V.array(x, f"activations.{name}", "x"), impl)
+        a = V.array(x, f"activations.{name}", "x")  # may be the caller's memory (a view)
+        y = _run_elementwise(name, a, impl)
         # A new array on both paths, never the caller's (linear's NumPy form is the identity).
-        return y.copy() if isinstance(x, np.ndarray) and np.may_share_memory(x, y) else y
+        return y.copy() if np.may_share_memory(a, y) else y
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Keras ``{name}`` activation, elementwise: float32 array in, same shape out."

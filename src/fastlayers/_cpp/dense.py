@@ -97,24 +97,29 @@ def _batched(a, b, batch):
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     nb = math.prod(batch)  # not -1: a size-0 axis makes -1 ambiguous
     copied = (nb * m * k if a.shape[:-2] != batch else 0) + (
-        nb * k * n if b.shape[:-2] != batch else 0)
-    if copied * 4 <= _BROADCAST_CHUNK_BYTES or batch[0] <= 1:
+        nb * k * n if b.shape[:-2] != batch else 0
+    )
+    # Slices of the first batch axis longer than 1 (those before it are 1).
+    axis = next((i for i, d in enumerate(batch) if d > 1), None)
+    if copied * 4 <= _BROADCAST_CHUNK_BYTES or axis is None:
         return core.matmul_batched(_batch3(a, batch, nb), _batch3(b, batch, nb)).reshape(
             batch + (m, n)
         )
     rank = len(batch) + 2
     a = a.reshape((1,) * (rank - a.ndim) + a.shape)
     b = b.reshape((1,) * (rank - b.ndim) + b.shape)
-    step = max(1, _BROADCAST_CHUNK_BYTES // (copied * 4 // batch[0]))
+    step = max(1, _BROADCAST_CHUNK_BYTES // (copied * 4 // batch[axis]))
     out = np.empty(batch + (m, n), np.float32)
-    for i0 in range(0, batch[0], step):
-        i1 = min(batch[0], i0 + step)
-        sub = (i1 - i0,) + batch[1:]
-        part_a = a[i0:i1] if a.shape[0] != 1 else a
-        part_b = b[i0:i1] if b.shape[0] != 1 else b
+    for i0 in range(0, batch[axis], step):
+        i1 = min(batch[axis], i0 + step)
+        at = (slice(None),) * axis + (slice(i0, i1),)
+        sub = batch[:axis] + (i1 - i0,) + batch[axis + 1 :]
+        part_a = a[at] if a.shape[axis] != 1 else a
+        part_b = b[at] if b.shape[axis] != 1 else b
         nsub = math.prod(sub)
-        out[i0:i1] = core.matmul_batched(_batch3(part_a, sub, nsub),
-                                         _batch3(part_b, sub, nsub)).reshape(sub + (m, n))
+        out[at] = core.matmul_batched(
+            _batch3(part_a, sub, nsub), _batch3(part_b, sub, nsub)
+        ).reshape(sub + (m, n))
     return out
 
 

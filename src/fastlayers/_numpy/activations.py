@@ -228,7 +228,7 @@ def sparse_sigmoid(x):
 def sparsemax(x, axis=-1):
     """Euclidean projection onto the simplex along ``axis`` (Martins & Astudillo 2016)."""
     if x.shape[axis] == 0:
-        return x
+        return x.copy()
     # Shifted by the row's max (the projection does not change): without it the support test
     # below lost every element of [1e8, 1e8 + 16] and overflowed on [1e30, -1e30].
     x = np.moveaxis(x, axis, -1)

@@ -703,10 +703,18 @@ class _Converter:
             return v
         raise TorchConversionError(f"from_torch: {what} must be a tensor, got {type(v).__name__}")
 
-    def _mask(self, m: Any, what: str) -> Any:
+    def _mask(self, m: Any, what: str, batched: bool = False) -> Any:
         """An attention mask argument: None, the symbolic tensor of a traced value, or the
-        array of a constant (a registered buffer, a mask made from constants in forward)."""
-        if m is None or isinstance(m, np.ndarray):
+        array of a constant (a registered buffer, a mask made from constants in forward). A
+        ``batched`` one (a key padding mask, (B, S)) may not be a constant: it would fix the
+        batch size the converted model leaves free."""
+        if m is None:
+            return m
+        if isinstance(m, np.ndarray):
+            if batched:
+                raise TorchConversionError(
+                    f"from_torch: {what} is a constant (a buffer, or made from constants), "
+                    "which fixes the batch size; pass it as an input, or compute it from one")
             return m
         return _to_torch(self._tensor(m, what)).sym
 
@@ -1852,7 +1860,8 @@ class _Converter:
                     f"from_torch: {qual} (MultiheadAttention) needs batched 3-D inputs"
                 )
             ts.append(t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2)))
-        masks = [self._mask(m, f"{qual} mask") for m in (key_padding_mask, attn_mask)]
+        masks = [self._mask(key_padding_mask, f"{qual} key_padding_mask", batched=True),
+                 self._mask(attn_mask, f"{qual} mask")]
         res = torch_multihead_attention(
             *ts, *masks, weights=self._mha_weights(mod), num_heads=mod.num_heads,
             need_weights=bool(need_weights), average=bool(average_attn_weights),
@@ -1874,7 +1883,8 @@ class _Converter:
                          attn_mask: Any) -> _T:
         """``mha(h, memory, memory)`` on batch-first tensors, without weights (a layer's
         _sa_block or _mha_block)."""
-        masks = [self._mask(m, f"{qual} mask") for m in (key_padding_mask, attn_mask)]
+        masks = [self._mask(key_padding_mask, f"{qual} key_padding_mask", batched=True),
+                 self._mask(attn_mask, f"{qual} mask")]
         out = torch_multihead_attention(
             h.sym, memory.sym, memory.sym, *masks, weights=self._mha_weights(mha),
             num_heads=mha.num_heads, need_weights=False, average=True,
@@ -2403,8 +2413,8 @@ class _Converter:
             self._refuse(f"torchvision's stochastic_depth with training=True and p={p}")
         return self._tensor(input, "stochastic_depth")
 
-    def f_conv(self, rank: int, x: Any, weight: Any, bias: Any = None, stride: Any = 1,
-               padding: Any = 0, dilation: Any = 1, groups: Any = 1) -> _T:
+    def f_conv(self, rank: int, input: Any, weight: Any, bias: Any = None,  # noqa: A002
+               stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: Any = 1) -> _T:
         """``F.conv1d`` / ``conv2d`` / ``conv3d`` with a parameter (or buffer, or weights
         computed from them, as a weight-standardized conv does) as weight: a Conv layer of its
         own, as the nn module gets. A subclass of nn.Conv2d defined outside torch.nn is traced
@@ -2415,7 +2425,7 @@ class _Converter:
             raise TorchConversionError(
                 f"from_torch: {what} needs a {rank + 2}-D parameter or buffer as weight (and "
                 "bias), or one computed from them")
-        t = _to_cl(self._tensor(x, what))
+        t = _to_cl(self._tensor(input, what))
         if t.ndim != rank + 2:
             raise TorchConversionError(f"from_torch: {what} needs a batched {rank + 2}-D input, "
                                        f"got rank {t.ndim}")
