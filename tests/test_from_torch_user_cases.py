@@ -335,6 +335,67 @@ class SharedThenWritten(nn.Module):
         return y
 
 
+class SharedThenWrittenMore(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        y = x * 1.0
+        if self.how == "F.dropout":  # returns its input in eval
+            h = nn.functional.dropout(y, 0.1, self.training)
+            h += 1.0
+            return y + h
+        if self.how == ".T":
+            v = y.T
+            v += 1.0
+            return y * 1.0
+        skip = y  # an earlier name of a tensor later written through a view
+        y += 1.0
+        v = y.view(-1)
+        v += 1.0
+        return skip * 1.0
+
+
+@pytest.mark.parametrize("how", ["F.dropout", ".T", "earlier name"])
+def test_in_place_write_to_shared_memory_is_refused_more(how):
+    with pytest.raises(TorchConversionError, match="shares its memory in PyTorch"):
+        fl.from_torch(SharedThenWrittenMore(how), torch.randn(2, 8))
+
+
+class SplitSlices(nn.Module):
+    """Slices of a split do not overlap: a write to one leaves the others (qkv.unbind, GLU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 16)
+
+    def forward(self, x):
+        q, k = self.qkv(x).view(-1, 2, 8).unbind(1)
+        q *= 0.5
+        a, g = k.chunk(2, -1)
+        g = nn.functional.silu(g, inplace=True)
+        a *= g
+        return q * 1.0, a  # (k itself changed: reading it after the writes is refused)
+
+
+def test_in_place_writes_to_split_slices(any_backend):
+    check(SplitSlices(), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
+
+
+class StridedBuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("every_other", torch.arange(8.0)[::2])
+
+    def forward(self, x):
+        return x + self.every_other
+
+
+def test_strided_buffer(any_backend):
+    check(StridedBuffer(), torch.randn(2, 4), run_inputs=[(torch.randn(3, 4),)])
+
+
 @pytest.mark.parametrize("how", ["chunk", "view of view", "cast", "dropout"])
 def test_in_place_write_to_shared_memory_is_refused(how):
     with pytest.raises(TorchConversionError, match="shares its memory in PyTorch"):

@@ -3552,7 +3552,8 @@ def _restore_buffers(module: Any, saved: dict) -> list[str]:
     import torch
 
     def raw(t: Any) -> Any:
-        return t.detach().reshape(-1).view(torch.uint8) if t.dtype != torch.bool else t.reshape(-1)
+        flat = t.detach().contiguous().reshape(-1)  # (a strided buffer: view needs stride 1)
+        return flat.view(torch.uint8) if t.dtype != torch.bool else flat
 
     changed = []
     for name, (b, copy) in saved.items():
@@ -3623,6 +3624,13 @@ _VIEW_METHODS = frozenset({
 })
 _SHARING_MODULES = frozenset({"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d",
                               "AlphaDropout", "FeatureAlphaDropout", "Flatten", "Unflatten"})
+# Functions that return their input in eval (torch.nn.functional's dropouts, torchvision's
+# stochastic_depth), and the attributes that are views (x.T: fx records getattr(x, "T")).
+_SHARING_FUNCTIONS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d",
+                                "alpha_dropout", "feature_alpha_dropout", "stochastic_depth"})
+_VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real"})
+# Calls whose results are slices that do not overlap (a write to one leaves the others).
+_SPLITS = frozenset({"split", "chunk", "unbind", "tensor_split"})
 
 
 def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:
@@ -3657,21 +3665,32 @@ def _shares(torch: Any, gm: Any, node: Any) -> bool:
         return node.target in _VIEW_METHODS
     if node.op == "call_module":
         return type(gm.get_submodule(node.target)).__name__ in _SHARING_MODULES
-    return node.op == "call_function" and (
-        node.target is operator.getitem
-        or getattr(node.target, "__name__", None) in _VIEW_METHODS
-        and node.target is getattr(torch, node.target.__name__, None))
+    if node.op != "call_function":
+        return False
+    name = getattr(node.target, "__name__", None)
+    module = getattr(node.target, "__module__", "") or ""
+    return (node.target is operator.getitem
+            or name in _VIEW_METHODS and node.target is getattr(torch, name, None)
+            or name in _SHARING_FUNCTIONS and module.startswith(("torch", "torchvision"))
+            or node.target is getattr and len(node.args) > 1
+            and node.args[1] in _VIEW_ATTRIBUTES)
 
 
-def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict,
+def _splits(node: Any) -> bool:
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", None)
+    return node.op in ("call_method", "call_function") and name in _SPLITS
+
+
+def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, same: dict,
                     where: str) -> None:
     """Refuse an in-place write by ``node`` that the converted model cannot follow. ``group``
     holds the nodes that are the written tensor itself (it, and the results of earlier
-    in-place writes to it), which _build points at the new value. Refused: a write to a
-    parameter or buffer (PyTorch's module would change from call to call), and a write when
-    a tensor that may share its memory (a view of it or of what it views, made before the
-    write, through any chain of views, casts that return their input, and indexing) is read
-    after it."""
+    in-place writes to it), which _build points at the new value; ``same`` maps each node
+    written in place so far to its group. Refused: a write to a parameter or buffer (PyTorch's
+    module would change from call to call), and a write when a tensor that may share its
+    memory (a view of it or of what it views, made before the write, through any chain of
+    views, casts that return their input, eval dropouts and indexing, and the earlier names
+    of those) is read after it. The other slices of a split do not overlap the written one."""
     for member in group:
         if member.op == "get_attr":
             raise TorchConversionError(
@@ -3679,23 +3698,26 @@ def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict,
                 "place (the module would change from call to call)")
     here = order[node]
     seen = set(group)
-    todo = list(group)
+    todo = [(member, "down") for member in group]
     while todo:
-        n = todo.pop()
-        near = [u for u in n.users
-                if u is not node and order[u] < here and _shares(torch, gm, u)]
+        n, came = todo.pop()
+        near = []
+        if not (came == "up" and _splits(n)):  # from a slice up to its split: not siblings
+            near += [(u, "down") for u in n.users
+                     if u is not node and order[u] < here and _shares(torch, gm, u)]
         if _shares(torch, gm, n) and n.args and isinstance(n.args[0], torch.fx.Node):
-            near.append(n.args[0])
-        for m in near:
-            if m in seen:
-                continue
-            seen.add(m)
-            todo.append(m)
-            if any(order[u] > here for u in m.users):
-                raise TorchConversionError(
-                    f"from_torch: {where} writes {node.args[0].name} in place, and {m.name}, "
-                    "which shares its memory in PyTorch, is read after it; write it out of "
-                    "place (y = f(x) rather than an in-place call or +=)")
+            near.append((n.args[0], "up"))
+        for m, way in near:
+            for alias in same.get(m, [m]):
+                if alias in seen:
+                    continue
+                seen.add(alias)
+                todo.append((alias, way))
+                if any(order[u] > here for u in alias.users):
+                    raise TorchConversionError(
+                        f"from_torch: {where} writes {node.args[0].name} in place, and "
+                        f"{alias.name}, which shares its memory in PyTorch, is read after it; "
+                        "write it out of place (y = f(x) rather than an in-place call or +=)")
 
 
 def _specialized_default(torch: Any, node: Any) -> tuple | None:
@@ -3819,7 +3841,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 # result of it, from here on reads the result (y = l(x); z = relu_(y);
                 # z + y is 2·relu(l(x)); z += 1 then changes y too).
                 group = same.get(written, [written])
-                _check_in_place(torch, gm, node, group, order, where)
+                _check_in_place(torch, gm, node, group, order, same, where)
                 group.append(node)
                 for member in group:
                     same[member] = group
