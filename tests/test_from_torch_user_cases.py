@@ -544,3 +544,23 @@ def test_buffers_rebound_or_resized_by_the_trace_are_put_back(how):
     with pytest.raises(TorchConversionError, match=r"writes its buffer\(s\) \['steps'\]"):
         fl.from_torch(module, torch.randn(2, 2))
     assert module.steps is before and torch.equal(module.steps, torch.zeros(2))
+
+
+def test_constant_outputs_are_refused_with_the_reason():
+    class Anchors(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.register_buffer("anchors", torch.arange(4.0))
+
+        def forward(self, x):
+            return self.lin(x), self.anchors * 2.0
+
+    class Width(nn.Module):
+        def forward(self, x):
+            return x * 2.0, x.shape[1]
+
+    with pytest.raises(TorchConversionError, match="an output of the module is a constant"):
+        fl.from_torch(Anchors(), torch.randn(2, 4))
+    with pytest.raises(TorchConversionError, match="is a int .a size or a number"):
+        fl.from_torch(Width(), torch.randn(2, 4))

@@ -3863,9 +3863,15 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             return [template(o) for o in obj]
         if isinstance(obj, dict):
             return {k: template(v) for k, v in obj.items()}
+        if isinstance(obj, np.ndarray):
+            why = ("a constant: a tensor computed from parameters and buffers alone, not from "
+                   "the inputs (keep it outside the converted model, e.g. read it from the "
+                   "module)")
+        else:
+            why = f"a {type(obj).__name__} (a size or a number known at conversion)"
         raise TorchConversionError(
-            f"from_torch: the module returns a {type(obj).__name__}; tensors, tuples, lists, "
-            "dicts and None are supported"
+            f"from_torch: an output of the module is {why}; outputs may be tensors computed "
+            "from the inputs, in tuples, lists and dicts, and None"
         )
 
     tmpl = template(result)
