@@ -130,11 +130,15 @@ def bool_mask(
     shape: tuple[int, ...] | None = None,
     why: str = "",
     check: Callable[[tuple[int, ...]], None] | None = None,
+    additive_refused: bool = False,
 ) -> np.ndarray:
     """Convert a mask to bool. Non-bool masks mean ``mask != 0``, or ``mask > 0.5``
     when ``threshold`` (the Keras Softmax rule). The mask's shape is checked before it is
     converted or copied (a wrong shape, e.g. a huge broadcast view, costs no work): it must
-    be ``shape`` (``why`` says what that is), and ``check(mask_shape)`` must pass."""
+    be ``shape`` (``why`` says what that is), and ``check(mask_shape)`` must pass. With
+    ``additive_refused`` a float mask with a negative value is a ValueError: that is
+    PyTorch's additive attn_mask (0 = attend, -inf = blocked), which ``!= 0`` would read
+    exactly inverted."""
     if isinstance(mask, (str, bytes, dict, set)):
         raise TypeError(f"{op}: {name} must be a boolean array, got {type(mask).__name__}")
     m = real_array(mask, op, name, "a bool or numeric array")
@@ -142,6 +146,12 @@ def bool_mask(
         shape_is(m, op, name, shape, why)
     if check is not None:
         check(m.shape)
+    if additive_refused and m.dtype.kind == "f" and bool(np.any(m < 0)):
+        raise ValueError(
+            f"{op}: {name} is boolean (True = may attend; a numeric mask means {name} != 0), "
+            f"but this float {name} has negative values, as PyTorch's additive attn_mask "
+            f"(0 = attend, -inf = blocked) has; pass {name}=(attn_mask == 0) for such a mask"
+        )
     if m.dtype.kind != "b":
         m = m > 0.5 if threshold else m != 0
     return np.ascontiguousarray(m, dtype=bool)

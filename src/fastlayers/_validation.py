@@ -586,17 +586,8 @@ def check_scaled_dot_product_attention(
         raise ValueError(f"{op}: q must have a feature dim D >= 1, got {q.shape}")
     if mask is not None:
         target = lead + (q.shape[-2], k.shape[-2])
-        raw = mask
-        mask = C.bool_mask(mask, op, "mask", check=C.broadcasts_to(target, op, "mask", f"{target}"))
-        values = np.asarray(raw)
-        if values.dtype.kind == "f" and bool(np.any(values < 0)):
-            # PyTorch's additive float attn_mask (0 = attend, -inf = blocked) would be read
-            # as "nonzero = attend": exactly inverted, so it is refused rather than guessed.
-            raise ValueError(
-                f"{op}: mask is boolean (True = may attend; a numeric mask means mask != 0), "
-                "but this float mask has negative values, as PyTorch's additive attn_mask "
-                "(0 = attend, -inf = blocked) has; pass mask=(attn_mask == 0) for such a mask"
-            )
+        mask = C.bool_mask(mask, op, "mask", check=C.broadcasts_to(target, op, "mask", f"{target}"),
+                           additive_refused=True)
     causal = C.flag(is_causal, op, "is_causal")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else C.real_scalar(scale, op, "scale")
     return SDPAArgs(q, k, v, mask, causal, scale)

@@ -3084,6 +3084,16 @@ _KEEPING_MODULES = frozenset({
 })
 
 
+def _torch_function_name(torch: Any, fn: Any) -> str | None:
+    """The name of a function of torch's (``torch.*``, ``torch.nn.functional.*``, a builtin
+    torch exports, torchvision's), or None for any other callable."""
+    name = getattr(fn, "__name__", None)
+    module = getattr(fn, "__module__", "") or ""
+    if name and (module.startswith("torch") or fn is getattr(torch, name, None)):
+        return name
+    return None
+
+
 def _keeps_leading_axes(torch: Any, gm: Any, user: Any, node: Any) -> bool:
     """Whether fx node ``user`` gives a value whose leading axes are those of ``node`` (one of
     its inputs): arithmetic, an elementwise function or method, or a last-axis layer taking
@@ -3091,10 +3101,8 @@ def _keeps_leading_axes(torch: Any, gm: Any, user: Any, node: Any) -> bool:
     if user.op == "call_function":
         if user.target in _AXES_KEPT_BY:
             return True
-        module = getattr(user.target, "__module__", "") or ""
-        name = getattr(user.target, "__name__", "")
-        in_torch = module.startswith("torch") or user.target is getattr(torch, name, None)
-        return (in_torch and (name in _ELEMENTWISE or name in _LAST_AXIS_FUNCTIONS)
+        name = _torch_function_name(torch, user.target)
+        return ((name in _ELEMENTWISE or name in _LAST_AXIS_FUNCTIONS)
                 and bool(user.args) and user.args[0] is node)
     if user.op == "call_method":
         return user.target in _ELEMENTWISE and bool(user.args) and user.args[0] is node
@@ -3647,7 +3655,8 @@ def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:
     if node.target in _IN_PLACE_OPERATORS:
         return node.args[0]
     flag = node.kwargs.get("inplace")
-    if flag is None:
+    if flag is None and getattr(node.target, "__module__", None) == "torch.nn.functional":
+        # (only torch.nn.functional's functions take inplace: no signature read for others)
         import inspect
 
         try:  # passed by position: F.relu(x, True), F.dropout(x, 0.1, False, True)
@@ -3667,11 +3676,9 @@ def _shares(torch: Any, gm: Any, node: Any) -> bool:
         return type(gm.get_submodule(node.target)).__name__ in _SHARING_MODULES
     if node.op != "call_function":
         return False
-    name = getattr(node.target, "__name__", None)
-    module = getattr(node.target, "__module__", "") or ""
+    name = _torch_function_name(torch, node.target)
     return (node.target is operator.getitem
-            or name in _VIEW_METHODS and node.target is getattr(torch, name, None)
-            or name in _SHARING_FUNCTIONS and module.startswith(("torch", "torchvision"))
+            or name in _VIEW_METHODS or name in _SHARING_FUNCTIONS
             or node.target is getattr and len(node.args) > 1
             and node.args[1] in _VIEW_ATTRIBUTES)
 

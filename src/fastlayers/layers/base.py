@@ -329,15 +329,11 @@ class Layer:
         self.__dict__.update(state)
         self.__dict__.setdefault("_init_depth", 0)  # a layer pickled before the counter
         if self.built and self._weight_values:
-            if not all(v.flags.aligned for v in self._weight_values):
-                # Pickle protocol 5 hands arrays over in out-of-band buffers, which may start
-                # at any byte (Dask's transfers between workers): the C++ packing needs
-                # float-aligned weights, so those are copied (then stored as set_weights does).
-                self._store([v if v.flags.aligned else np.array(v) for v in self._weight_values])
-                return
-            for value in self._weight_values:
-                value.flags.writeable = False
-            self._on_weights_set()
+            # Stored as set_weights stores them (read-only, packed). Pickle protocol 5 hands
+            # arrays over in out-of-band buffers, which may start at any byte (Dask's transfers
+            # between workers): the C++ packing needs float-aligned weights, so those are
+            # copied.
+            self._store([v if v.flags.aligned else np.array(v) for v in self._weight_values])
 
     #: The weights a call passes to its op's check_<op>, in the check's order (None for a
     #: weight the config leaves out).
