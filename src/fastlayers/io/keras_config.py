@@ -141,6 +141,16 @@ LAYER_CLASSES: dict[str, type] = {
     "UnitNormalization": L.UnitNormalization,
     # image preprocessing: Resizing, CenterCrop, the augmentations (identity at inference)
     **{name: getattr(L, name) for name in L.preprocessing.__all__},
+    # keras.applications' own layers (ConvNeXt); see _APPLICATION_MODULES
+    "LayerScale": L.LayerScale,
+    "StochasticDepth": L.StochasticDepth,
+}
+# The classes above that keras.applications defines outside keras.layers: only the module
+# that defines them (or none, in a legacy .h5 file) names them, not a user's class that
+# happens to share the name.
+_APPLICATION_MODULES = {
+    "LayerScale": "keras.src.applications.convnext",
+    "StochasticDepth": "keras.src.applications.convnext",
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -265,6 +275,8 @@ def _check_origin(cfg: dict) -> str | None:
         return None if cls in OPS else "Keras op without a fastlayers equivalent"
     if cls not in LAYER_CLASSES:
         return "no such layer in fastlayers"
+    if cls in _APPLICATION_MODULES and module not in (None, _APPLICATION_MODULES[cls]):
+        return f"a {cls} from module {module!r} (fastlayers has {_APPLICATION_MODULES[cls]}'s)"
     return None
 
 

@@ -26,9 +26,10 @@ attention (Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention
 forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
 (TimeDistributed), regularization (Dropout and the other layers that are the identity at
 inference), preprocessing (Resizing, CenterCrop and the random image augmentations, the
-identity at inference). A new family is a new module whose layers subclass :class:`Layer`,
-declare ``config_keys`` (and, with weights, ``_weight_specs``, ``call_weights`` and
-``_pack``), check their call with the op's ``_validation.check_<op>`` and run
+identity at inference), applications (the layers keras.applications' models define:
+ConvNeXt's LayerScale and StochasticDepth). A new family is a new module whose layers
+subclass :class:`Layer`, declare ``config_keys`` (and, with weights, ``_weight_specs``,
+``call_weights`` and ``_pack``), check their call with the op's ``_validation.check_<op>`` and run
 ``functional.run_<op>``; then it is imported here.
 
 >>> import numpy as np, fastlayers as fl
@@ -41,6 +42,7 @@ declare ``config_keys`` (and, with weights, ``_weight_specs``, ``call_weights`` 
 
 from __future__ import annotations
 
+from .applications import LayerScale, StochasticDepth  # keras.applications' own layers
 from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
 
@@ -191,6 +193,8 @@ __all__ = [
     "GroupQueryAttention",
     "Softmax",
     "Activation",
+    "LayerScale",
+    "StochasticDepth",
     "Dropout",
     "SpatialDropout1D",
     "SpatialDropout2D",

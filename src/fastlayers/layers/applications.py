@@ -1,0 +1,97 @@
+"""Layers that Keras's application models define for themselves: ConvNeXt's ``LayerScale``
+and ``StochasticDepth`` (``keras.applications.convnext``).
+
+They are not in ``keras.layers``, but every ``keras.applications.ConvNeXt*`` model holds
+them, so a ConvNeXt saved by Keras loads here unchanged (docs/semantics.md §29).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as V
+from .base import Layer, _positive_int
+from .initializers import weight_spec
+from .regularization import _Identity
+
+__all__ = ["LayerScale", "StochasticDepth"]
+
+
+def _real(value: Any, owner: str, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}")
+    if not np.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    return float(value)
+
+
+class LayerScale(Layer):
+    """ConvNeXt's ``LayerScale``: ``inputs * gamma``, a learned scale per channel.
+
+    Parameters
+    ----------
+    init_values : float
+        The initial value of every entry of ``gamma`` (Keras's ConvNeXt uses 1e-6).
+    projection_dim : int
+        The number of channels: the size of the inputs' last axis.
+
+    Weights: ``gamma`` of shape (projection_dim,).
+
+    Call: ``layer(inputs)`` with inputs of shape (..., projection_dim); float32 of the
+    inputs' shape. The scale broadcasts over every other axis, as Keras's ``x * gamma``.
+    """
+
+    supports_masking = True  # an elementwise product keeps the inputs' mask, as in Keras
+
+    config_keys = ("init_values", "projection_dim")
+
+    def __init__(self, init_values: float, projection_dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.init_values = _real(init_values, owner, "init_values")
+        self.projection_dim = _positive_int(projection_dim, owner, "projection_dim")
+
+    def _weight_specs(self, input_shape):
+        value = self.init_values
+        return [weight_spec("gamma", (self.projection_dim,),
+                            lambda shape, dtype=None: np.full(shape, value, np.float32))]
+
+    def _input_shape_from_weights(self, shapes):
+        return (None, self.projection_dim)
+
+    def build(self, input_shape: Any) -> None:
+        """Create ``gamma``, (projection_dim,), filled with ``init_values``."""
+        self._check_channels(tuple(input_shape), "input_shape")
+        self._create_weights(input_shape)
+
+    def _check_channels(self, shape: tuple, what: str) -> None:
+        if len(shape) < 1 or shape[-1] not in (None, self.projection_dim):
+            raise ValueError(
+                f"{self._owner()}: {what} {shape} must end in projection_dim = "
+                f"{self.projection_dim}"
+            )
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        x = V.array(inputs, self._owner(), "inputs")
+        self._check_channels(x.shape, "inputs of shape")
+        if not self.built:
+            self.build(x.shape)
+        return x * self._weight("gamma")
+
+
+class StochasticDepth(_Identity):
+    """ConvNeXt's ``StochasticDepth``: drops a residual branch in training, the identity at
+    inference. Parameters: drop_path_rate in [0, 1]."""
+
+    config_keys = ("drop_path_rate",)
+
+    def __init__(self, drop_path_rate: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        rate = _real(drop_path_rate, owner, "drop_path_rate")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{owner}: drop_path_rate must be in [0, 1], got {rate!r}")
+        self.drop_path_rate = rate
