@@ -133,6 +133,53 @@ def test_more_dtypes_and_configs(tmp_path):
         assert np.array_equal(np.signbit(g), np.signbit(w)), k_  # -0.0 padding stays -0.0
 
 
+def test_normalize_logsumexp_one_hot_sort_and_top_k(tmp_path):
+    """The ops of embedding and ranking heads: L2 and other normalizations, logsumexp, one-hot
+    codes of int inputs, sort, argsort and top_k (values and int32 indices), as Keras
+    computes them (no ties in the inputs: Keras leaves their order open)."""
+    i, n = keras.Input((5, 6)), keras.Input((4,), dtype="int32")
+    values, indices = ops.top_k(i, 3)
+    outs = [ops.normalize(i), ops.normalize(i, axis=1, order=1), ops.normalize(i, order=3),
+            ops.normalize(i, axis=[1, 2]), ops.normalize(i * 0.0, epsilon=1e-3),
+            ops.logsumexp(i, axis=-1), ops.logsumexp(i * 100.0, axis=(1, 2), keepdims=True),
+            ops.logsumexp(i, axis=1), ops.one_hot(n, 9), ops.one_hot(n, 9, axis=1),
+            ops.one_hot(n, 9, dtype="int32"), ops.sort(i), ops.sort(i, axis=1),
+            ops.argsort(i), ops.argsort(n, axis=-1), ops.sort(n), values, indices,
+            ops.top_k(n, 2)[1], ops.top_k(i, 6, sorted=True)[0]]
+    model = keras.Model([i, n], outs)
+    model.save(tmp_path / "heads.keras")
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((3, 5, 6)).astype(np.float32),
+          np.array([[1, 8, 3, -1], [0, 5, 2, 7], [6, 4, -3, 2]], np.int32)]
+    want = [keras.ops.convert_to_numpy(w) for w in model(xs)]
+    for backend in BACKENDS:
+        with fl.use_backend(backend):
+            got = fl.load_model(tmp_path / "heads.keras")(xs)
+        for k, (g, w, spec) in enumerate(zip(got, want, model.outputs)):
+            # the dtype Keras declares (top_k's indices: int32; its torch backend's are int64)
+            assert g.dtype == spec.dtype and g.shape == w.shape, (k, g.dtype, spec.dtype)
+            np.testing.assert_allclose(g, w, rtol=2e-6, atol=2e-6, err_msg=str(k))
+    # An index past num_classes: a row of zeros (Keras's backends but torch, which raises).
+    codes = fl.load_model(tmp_path / "heads.keras")(
+        [xs[0], np.array([[9, 100, 0, -5]] * 3, np.int32)])[8]
+    np.testing.assert_array_equal(codes[0], np.eye(9, dtype=np.float32)[[0, 0, 0, 0]] * [
+        [0], [0], [1], [0]])
+
+
+def test_top_k_with_nan_and_bad_k(tmp_path):
+    """torch.topk ranks NaN above every number; a k past the axis is a clear error."""
+    from fastlayers.io import keras_ops
+
+    x = np.array([[1.0, np.nan, np.inf, -2.0]], np.float32)
+    values, indices = keras_ops.OPS["TopK"]({"k": 3}, x)
+    import torch
+    ref = torch.topk(torch.from_numpy(x), 3)
+    np.testing.assert_array_equal(values, ref.values.numpy())
+    np.testing.assert_array_equal(indices, ref.indices.numpy())
+    with pytest.raises(ValueError, match="top_k with k=5"):
+        keras_ops.OPS["TopK"]({"k": 5}, x)
+
+
 def test_legacy_h5_ops_named_like_layers(tmp_path):
     """Keras 3's legacy .h5 writer saves ops without their module: x * y + 1.0 and a reshape
     are the Multiply / Add / Reshape ops there, not the layers of those names."""
@@ -157,13 +204,16 @@ def test_a_transformer_block_with_residual_adds(tmp_path):
 
 def test_ops_without_an_equivalent_are_listed(tmp_path):
     i = keras.Input((5, 3))
-    keras.Model(i, [ops.sort(i), i + 1, ops.norm(i[:, 0], ord=2), ops.norm(i, ord=1, axis=1),
-                    ops.pad(i, ((0, 0), (1, 1), (0, 0)), mode="reflect")]).save(
-        tmp_path / "sort.keras")
+    keras.Model(i, [ops.cumprod(i), i + 1, ops.norm(i[:, 0], ord=2), ops.norm(i, ord=1, axis=1),
+                    ops.pad(i, ((0, 0), (1, 1), (0, 0)), mode="reflect"),
+                    ops.normalize(i, axis=None, order=1), ops.logsumexp(i, axis=())]).save(
+        tmp_path / "cumprod.keras")
     with pytest.raises(NotImplementedError) as info:
-        fl.load_model(tmp_path / "sort.keras")
+        fl.load_model(tmp_path / "cumprod.keras")
     text = str(info.value)
-    assert "4 problem(s)" in text and "Sort 'sort'" in text, text
+    assert "6 problem(s)" in text and "Cumprod 'cumprod'" in text, text
+    assert "normalize with order=1 over axis=None" in text, text
+    assert "logsumexp over axis=()" in text, text
     assert "norm with ord=2, axis=None" in text and "norm with ord=1" in text, text
     assert "pad in mode 'reflect'" in text, text
     keras.Model(i, [ops.max(i, axis=1, initial=0.0), ops.min(i, axis=1, initial=0.0),

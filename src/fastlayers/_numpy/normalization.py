@@ -192,11 +192,12 @@ def _times_factor(x, inv):
     return y
 
 
-def unit_normalization(x, axes):
+def unit_normalization(x, axes, bound=1e12):
     """Keras UnitNormalization: ``x * min(rsqrt(sum(x^2)), 1e12)`` over ``axes`` (a zero
-    vector stays zero). The sum of squares in float64, the factor rounded to float32 once."""
+    vector stays zero); with ``bound = 1 / epsilon``, Keras's ``ops.normalize`` of order 2.
+    The sum of squares in float64, the factor rounded to float32 once."""
     sum_sq = np.sum(np.square(x, dtype=np.float64), axis=tuple(axes), keepdims=True)
-    # A zero vector: 1/0 = inf, then the 1e12 bound; an infinite element: inf * 0 = NaN, as
-    # in Keras; no warnings.
+    # A zero vector: 1/0 = inf, then the bound; an infinite element: inf * 0 = NaN, as in
+    # Keras; no warnings.
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _times_factor(x, np.minimum(1.0 / np.sqrt(sum_sq), 1e12))
+        return _times_factor(x, np.minimum(1.0 / np.sqrt(sum_sq), bound))

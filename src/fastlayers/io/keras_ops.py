@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import activations as _fl_act
 from .._numpy import activations as _act
+from .._numpy import normalization as _np_norm
 from .._symbolic import symbolic_op
 
 F32 = np.float32
@@ -95,6 +96,85 @@ def _reduction(fn: Callable, to_float: bool = False) -> Callable:
     return run
 
 
+def _logsumexp(config: dict, x: Any) -> np.ndarray:
+    """``ops.logsumexp``: log(sum(exp(x))) over the axes, shifted by the maximum (in float64,
+    so no finite input overflows), float32; an axis of -inf only gives -inf."""
+    a = np.asarray(x, np.float64)
+    axis = _axes(config.get("axis"))
+    top = np.max(a, axis=axis, keepdims=True) if a.size else np.zeros((1,) * a.ndim)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
+    if not config.get("keepdims", False):
+        out = out.reshape(np.sum(a, axis=axis).shape)
+    return np.asarray(out, F32)
+
+
+def _normalize(config: dict, x: Any) -> np.ndarray:
+    """``ops.normalize``: x / max(norm(x), epsilon) over the axes, as Keras computes it
+    (order 2: x * min(rsqrt(sum(x^2)), 1 / epsilon)); epsilon defaults to Keras's 1e-7.
+    Norms in float64; problem() refuses matrix norms."""
+    a = np.asarray(x, F32)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    axis, order = config.get("axis", -1), config.get("order", 2)
+    axes = tuple(range(a.ndim)) if axis is None else tuple(np.atleast_1d(axis).tolist())
+    eps = config.get("epsilon")
+    eps = 1e-7 if eps is None else float(eps)
+    if order == 2:
+        return _np_norm.unit_normalization(a, axes, 1.0 / eps)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = np.sum(np.abs(a.astype(np.float64)) ** order, axis=axes, keepdims=True)
+        return np.asarray(a / np.maximum(norm ** (1.0 / order), eps).astype(F32), F32)
+
+
+def _one_hot(config: dict, x: Any) -> np.ndarray:
+    """``ops.one_hot``: a new axis of num_classes (at ``axis``) with 1 at each index; an
+    index out of [0, num_classes) gives a row of zeros (Keras's torch backend raises for
+    one above the range, its other backends give zeros)."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"Keras one_hot of {a.dtype} values")
+    with np.errstate(invalid="ignore"):
+        index = np.trunc(a).astype(np.int64) if a.dtype.kind == "f" else a.astype(np.int64)
+    n = int(config["num_classes"])
+    out = (index[..., None] == np.arange(n)).astype(np.dtype(config.get("dtype") or "float32"))
+    axis = config.get("axis", -1)
+    return out if axis == -1 else np.ascontiguousarray(np.moveaxis(out, -1, axis))
+
+
+def _descending(a: np.ndarray) -> np.ndarray:
+    """The order of the last axis from the largest, NaN first (torch.topk's), ties by
+    position."""
+    if a.dtype.kind != "f":  # ~ reverses the order of ints (~v = -v - 1) and of bools
+        return np.argsort(~a, axis=-1, kind="stable")
+    order = np.argsort(-a, axis=-1, kind="stable")  # NaN last ...
+    nan_last = ~np.isnan(np.take_along_axis(a, order, axis=-1))
+    return np.take_along_axis(order, np.argsort(nan_last, axis=-1, kind="stable"), -1)
+
+
+def _top_k(config: dict, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``ops.top_k``: the k largest entries of the last axis, largest first, and their int32
+    indices (ties by position; Keras leaves their order open)."""
+    a = np.asarray(x)
+    a = a.astype(F32) if a.dtype.kind == "f" else a
+    k = config["k"]
+    if a.ndim == 0 or not 0 <= k <= a.shape[-1]:
+        raise ValueError(f"Keras top_k with k={k} of inputs of shape {a.shape}")
+    order = _descending(a)[..., :k]
+    return np.take_along_axis(a, order, axis=-1), order.astype(np.int32)
+
+
+def _sorted(config: dict, x: Any, indices: bool) -> np.ndarray:
+    """``ops.sort`` / ``ops.argsort`` (int32, stable) along ``axis``; None: flattened."""
+    a = np.asarray(x)
+    a = a.astype(F32) if a.dtype.kind == "f" else a
+    axis = config.get("axis", -1)
+    if axis is None:
+        a, axis = a.reshape(-1), -1
+    if indices:
+        return np.argsort(a, axis=axis, kind="stable").astype(np.int32)
+    return np.sort(a, axis=axis, kind="stable")
 
 
 def _variance(std: bool) -> Callable:
@@ -216,6 +296,9 @@ OPS: dict[str, Callable[..., Any]] = {
     "Max": _reduction(np.max), "Min": _reduction(np.min), "Var": _variance(False),
     "Std": _variance(True),
     "Argmax": _arg(np.argmax), "Argmin": _arg(np.argmin), "Norm": _norm,
+    "Logsumexp": _logsumexp, "Normalize": _normalize, "OneHot": _one_hot, "TopK": _top_k,
+    "Sort": lambda config, x: _sorted(config, x, False),
+    "Argsort": lambda config, x: _sorted(config, x, True),
     "Cumsum": lambda config, x: (lambda a: np.cumsum(  # of bools in int32, as Keras's
         a, axis=config.get("axis"), dtype=np.dtype(config.get("dtype") or (
             np.int32 if a.dtype == np.bool_ else a.dtype))))(np.asarray(*_floats(x))),
@@ -262,6 +345,15 @@ def problem(name: str, config: dict) -> str | None:
         if order not in (None, 2, "fro") or order == 2 and (
                 axis is None or isinstance(axis, list) and len(axis) > 1):
             return f"norm with ord={order!r}, axis={axis!r} (vector 2-norms and Frobenius only)"
+    if name == "Normalize":
+        order, axis = config.get("order", 2), config.get("axis", -1)
+        if order != 2 and (axis is None or isinstance(axis, list) and len(axis) > 1):
+            return f"normalize with order={order!r} over axis={axis!r} (a matrix norm)"
+    if name == "OneHot" and (config.get("sparse") or config.get("axis", -1) < -1):
+        return (f"one_hot with sparse={config.get('sparse')!r}, axis={config.get('axis')!r} "
+                "(dense outputs, axis -1 or >= 0)")
+    if name == "Logsumexp" and config.get("axis") in ((), []):
+        return "logsumexp over axis=()"
     if name == "Pad" and config.get("mode", "constant") != "constant":
         return f"pad in mode {config.get('mode')!r} (constant only)"
     if name in ("Max", "Min") and config.get("initial") is not None:
