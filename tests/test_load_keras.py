@@ -290,13 +290,13 @@ def test_inference_irrelevant_arguments_are_dropped(tmp_path):
 def test_unsupported_ops_and_wrapped_layers(tmp_path):
     def edit(cfg):
         _layer_cfg(cfg, "einsum")["config"]["subscripts"] = "btd,bsd->b"
-        _layer_cfg(cfg, "matmul")["class_name"] = "Sort"
-        _layer_cfg(cfg, "matmul")["registered_name"] = "Sort"
+        _layer_cfg(cfg, "matmul")["class_name"] = "Cumprod"
+        _layer_cfg(cfg, "matmul")["registered_name"] = "Cumprod"
 
     with pytest.raises(NotImplementedError) as info:
         fl.load_model(_rewrite_config(tmp_path, "seed_attention", edit))
     text = str(info.value)
-    assert "Sort 'matmul'" in text and "without a fastlayers equivalent" in text
+    assert "Cumprod 'matmul'" in text and "without a fastlayers equivalent" in text
     assert "Einsum 'einsum'" in text and "btd,bsd->b" in text
 
     def wrap_dense(cfg):
