@@ -74,6 +74,12 @@ def test_bad_arguments(cls, kwargs, exc):
         cls(**kwargs)
 
 
+def test_spatial_dropout_data_format_as_keras_standardizes_it():
+    """Keras lower-cases data_format and makes None channels_last (its default)."""
+    assert SpatialDropout2D(0.1, data_format="Channels_First").data_format == "channels_first"
+    assert SpatialDropout2D(0.1).get_config()["data_format"] == "channels_last"
+
+
 def test_spatial_dropout_checks_the_rank():
     with pytest.raises(ValueError, match="rank 4"):
         SpatialDropout2D(0.1)(np.ones((2, 3, 4), np.float32))

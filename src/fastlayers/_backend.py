@@ -40,8 +40,10 @@ CPP_OPS = frozenset(
         "softmax",
         "dense",
         "matmul",
-        "conv2d",
+        "conv2d",  # with conv1d, depthwise_conv2d and separable convs, on the same kernels
         "conv2d_transpose",
+        "conv3d",  # Conv3D: the indirect GEMM over the depth-stacked input
+        "pool2d",  # the max and average pooling layers
         "lstm",
         "lstm_cell",
         "gru",

@@ -39,13 +39,6 @@ def affine(x, scale, shift, axis):
     return (x * s + b).astype(F32, copy=False)
 
 
-def batch_normalization(x, mean, variance, gamma, beta, axis, epsilon):
-    """Keras BatchNormalization at inference (moving statistics): x of any rank, the
-    per-channel vectors (C,) along ``axis``."""
-    scale, shift = batch_norm_affine(mean, variance, gamma, beta, epsilon)
-    return affine(x, scale, shift, axis)
-
-
 def layer_normalization(x, gamma, beta, axes, epsilon):
     """Keras LayerNormalization (rms_scaling=False) over the sorted ``axes`` of x.
 

@@ -34,7 +34,6 @@ from .cases import F, torch
 F32 = np.float32
 FASTLAYERS_PATHS = ("numpy", "cpp")
 KERAS_PATHS = ("keras", "keras-predict")
-MODEL_PATHS = ("numpy", "cpp", "keras", "keras-predict", "torch")
 
 _KERAS: list[Any] = []  # [module or None, error or None], filled on first use
 
@@ -386,7 +385,6 @@ class BuiltModel:
 
     fl_model: Any
     keras_model: Any
-    keras_error: str | None
     weights_by_layer: dict[str, list[np.ndarray]]
 
 
@@ -398,7 +396,7 @@ def build(spec: ModelSpec, seed: int = 0) -> BuiltModel:
     if spec.name in _BUILT:
         return _BUILT[spec.name]
     rng = np.random.default_rng(seed)
-    keras, error = keras_module()
+    keras, _ = keras_module()
     kmodel = None
     if keras is not None:
         keras.utils.set_random_seed(seed)
@@ -414,7 +412,7 @@ def build(spec: ModelSpec, seed: int = 0) -> BuiltModel:
         model = spec.build(_fl_namespace())
         model.set_weights(_perturbed(model.get_weights(), rng))
         by_layer = {layer.name: layer.get_weights() for layer in model.layers}
-    _BUILT[spec.name] = BuiltModel(model, kmodel, error, by_layer)
+    _BUILT[spec.name] = BuiltModel(model, kmodel, by_layer)
     return _BUILT[spec.name]
 
 

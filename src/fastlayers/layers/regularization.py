@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _validation as V
 from .base import Layer
+from .core import _data_format
 
 __all__ = [
     "ActivityRegularization",
@@ -103,12 +104,7 @@ class _SpatialDropout(_Identity):
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.rate = _rate(rate, owner, "rate")
-        if data_format is not None and data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                f"{owner}: data_format must be 'channels_last', 'channels_first' or None, got "
-                f"{data_format!r}"
-            )
-        self.data_format = data_format
+        self.data_format = _data_format(data_format, owner)  # as Keras: lower case, None last
         self.seed = _seed_or_none(seed, owner)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:

@@ -84,7 +84,6 @@ class Model(BaseModel):
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any):
         # Keras 3 names functional models "functional", "functional_1", ...
         super().__init__(name=name if name is not None else _auto_name("Functional"), **kwargs)
-        self._input_struct = inputs
         self._output_struct = outputs
         self.inputs = _tensor_list(inputs, "inputs")
         self.outputs = _tensor_list(outputs, "outputs")
