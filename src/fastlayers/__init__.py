@@ -1,4 +1,4 @@
-"""fastlayers: fast CPU inference for dense, conv2d, LSTM/GRU and attention layers.
+"""fastlayers: fast CPU inference for Keras and PyTorch models and their layers.
 
 Keras 3 semantics and weight layouts, float32, batch first, NHWC images. Each op
 runs on compiled C++ kernels when they serve the call and on a readable NumPy

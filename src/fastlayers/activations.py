@@ -41,6 +41,18 @@ def _run_elementwise(name, x, impl):
     return impl(x)
 
 
+# The parameters Keras's functions take, fixed here at Keras's defaults (a string activation
+# means them, as keras.activations.get does; docs/semantics.md §2).
+_FIXED = {
+    "relu": "negative_slope=0, no max_value, threshold=0",
+    "leaky_relu": "negative_slope=0.2",
+    "elu": "alpha=1", "celu": "alpha=1",
+    "gelu": "approximate=False, the exact erf form; gelu_tanh is the tanh one",
+    "hard_shrink": "threshold=0.5", "soft_shrink": "threshold=0.5",
+    "squareplus": "b=4",
+}
+
+
 def _elementwise(name):
     impl = _np_act.ACTIVATIONS[name]
 
@@ -51,7 +63,9 @@ def _elementwise(name):
         return y.copy() if np.may_share_memory(a, y) else y
 
     fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"Keras ``{name}`` activation, elementwise: float32 array in, same shape out."
+    fixed = f" With Keras's defaults: {_FIXED[name]}." if name in _FIXED else ""
+    fn.__doc__ = (f"Keras ``{name}`` activation, elementwise: float32 array in, same shape "
+                  f"out.{fixed} (docs/semantics.md §2)")
     return fn
 
 

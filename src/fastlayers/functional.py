@@ -681,7 +681,7 @@ def attention(
     score_mode : ``"dot"`` or ``"concat"``
         concat: ``scores = w * sum_d tanh(scale * (q_d + k_d))``.
     concat_score_weight : float, optional
-        w for score_mode="concat" (default 1.0, the Keras initial value).
+        w for score_mode="concat"; None (the default) means 1.0, the Keras initial value.
     query_mask : bool (B, Tq), optional; masked query rows of the output are zero
     value_mask : bool (B, Tv), optional; masked keys get 1e9 subtracted from their scores
     use_causal_mask : bool
