@@ -154,3 +154,24 @@ def test_constant_tensor_of_an_unreadable_dtype_is_refused():
     with pytest.raises(ValueError, match="not a float32 array"):
         _constant({"class_name": "__tensor__", "config": {"value": [[1], [2, 3]],
                                                           "dtype": "float32"}})
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_a_model_first_called_on_one_batch_runs_on_any(tmp_path, fmt):
+    """A Sequential without an Input is built by its first batch, whose size Keras writes into
+    the saved InputLayer's batch_shape (so does keras.Input(batch_size=...)); Keras runs the
+    loaded model on any batch, and so does fastlayers (session 28's Keras fuzzing)."""
+    rng = np.random.default_rng(0)
+    seq = keras.Sequential([L.Dense(8, activation="relu"), L.Dense(1)])
+    seq(rng.normal(size=(4, 4)).astype(np.float32))  # as fit(batch_size=4) or predict would
+    inp = keras.Input((4,), batch_size=2)
+    functional = keras.Model(inp, L.Dense(3)(inp))
+    for name, model in (("seq", seq), ("functional", functional)):
+        path = str(tmp_path / f"{name}.{fmt}")
+        model.save(path)
+        loaded = fl.load_model(path)
+        for n in (1, 3, 10, 40):
+            x = rng.normal(size=(n, 4)).astype(np.float32)
+            want = keras.ops.convert_to_numpy(model(x))
+            np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(loaded(x), want, rtol=1e-5, atol=1e-6)

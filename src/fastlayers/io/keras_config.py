@@ -643,8 +643,9 @@ def _input(sub: dict) -> Any:
     shape = config.get("batch_shape", config.get("batch_input_shape"))
     if shape is None:
         raise Unsupported("an InputLayer without batch_shape")
-    return Input(shape=tuple(shape[1:]), batch_size=shape[0], dtype=config.get("dtype"),
-                 name=config.get("name"))
+    # The batch size is left open: Keras records the first batch a model without an Input saw
+    # (or keras.Input's batch_size), and runs the loaded model on any batch all the same.
+    return Input(shape=tuple(shape[1:]), dtype=config.get("dtype"), name=config.get("name"))
 
 
 def _sequential(inner: dict, made: dict[str, Any]) -> Any:
@@ -654,7 +655,7 @@ def _sequential(inner: dict, made: dict[str, Any]) -> Any:
         obj = made[_keras_name(sub)]
         shape = sub.get("config", {}).get("batch_input_shape")
         if i == 0 and sub["class_name"] != "InputLayer" and shape is not None:
-            stack.append(Input(shape=tuple(shape[1:]), batch_size=shape[0]))  # Keras 2 form
+            stack.append(Input(shape=tuple(shape[1:])))  # Keras 2 form; any batch, as _input
         if isinstance(obj, _Op):
             raise NotImplementedError(f"Sequential: op {obj.name!r} inside a Sequential model")
         stack.append(obj)
