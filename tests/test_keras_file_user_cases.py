@@ -175,3 +175,45 @@ def test_a_model_first_called_on_one_batch_runs_on_any(tmp_path, fmt):
             want = keras.ops.convert_to_numpy(model(x))
             np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(loaded(x), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_a_mixed_precision_model_loads_and_computes_in_float32(tmp_path, policy, fmt):
+    """A model trained under a mixed-precision policy keeps float32 variables: it loads, and
+    computes what the same model with the float32 policy computes (Keras's half-precision
+    compute is within its rounding of that)."""
+    def build():
+        i = keras.Input((8, 8, 3))
+        x = L.Conv2D(4, 3, activation="relu")(i)
+        x = L.BatchNormalization()(x)
+        x = L.LSTM(5)(L.Reshape((36, 4))(x))
+        return keras.Model(i, L.Dense(3, activation="softmax", dtype="float32")(x))
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        mixed = build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    _randomize(mixed, seed=4)
+    full = build()
+    full.set_weights(mixed.get_weights())
+    path = str(tmp_path / f"mixed.{fmt}")
+    mixed.save(path)
+    x = np.random.default_rng(3).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    got = fl.load_model(path).predict(x)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(full(x)), rtol=1e-5, atol=1e-6)
+    half = keras.ops.convert_to_numpy(mixed(x))
+    np.testing.assert_allclose(got, half, atol=0.05)  # bfloat16 keeps 8 bits
+
+
+def test_a_half_precision_policy_is_refused_by_name(tmp_path):
+    keras.mixed_precision.set_global_policy("float16")
+    try:
+        i = keras.Input((4,))
+        model = keras.Model(i, L.Dense(2)(i))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.save(tmp_path / "half.keras")
+    with pytest.raises(NotImplementedError, match="dtype='float16'"):
+        fl.load_model(tmp_path / "half.keras")

@@ -244,12 +244,20 @@ def _plain_activation(value: Any) -> Any:
     return value
 
 
-def _dtype_ok(value: Any) -> bool:
-    if value is None:
-        return True
+# Mixed precision keeps the variables in float32 and computes in half precision; fastlayers
+# computes such layers in float32 (docs/semantics.md §29).
+_FLOAT32_VARIABLES = ("float32", "mixed_float16", "mixed_bfloat16", None)
+
+
+def _dtype_name(value: Any) -> Any:
+    """A layer's dtype as its name: a DTypePolicy's, or the value itself."""
     if isinstance(value, dict):  # a DTypePolicy
-        value = _object(value.get("config", {}), f"the config of dtype {value!r:.80}").get("name")
-    return value in ("float32", None)
+        return _object(value.get("config", {}), f"the config of dtype {value!r:.80}").get("name")
+    return value
+
+
+def _dtype_ok(value: Any) -> bool:
+    return _dtype_name(value) in _FLOAT32_VARIABLES
 
 
 def _check_origin(cfg: dict) -> str | None:
@@ -317,7 +325,8 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
             continue
         if key == "dtype":
             if not _dtype_ok(value):
-                raise Unsupported(f"dtype={value!r} (fastlayers computes in float32)")
+                raise Unsupported(f"dtype={_dtype_name(value)!r} (fastlayers computes in float32 "
+                                  "and reads float32 variables; mixed precision loads)")
             continue
         if key.endswith("activation"):
             value = _plain_activation(value)
