@@ -564,3 +564,52 @@ def test_constant_outputs_are_refused_with_the_reason():
         fl.from_torch(Anchors(), torch.randn(2, 4))
     with pytest.raises(TorchConversionError, match="is a int .a size or a number"):
         fl.from_torch(Width(), torch.randn(2, 4))
+
+
+class PerHeadMask(nn.Module):
+    """MultiheadAttention with a per-head (B·N, T, S) attn_mask, given or held in a buffer."""
+
+    def __init__(self, buffer_batch=None):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        if buffer_batch is not None:
+            blocked = torch.rand(buffer_batch * 2, 5, 5, generator=torch.Generator().manual_seed(1))
+            blocked = blocked > 0.7
+            blocked[..., 0] = False  # every query keeps a key
+            self.register_buffer("mask", blocked)
+
+    def forward(self, q, mask=None):
+        mask = self.mask if mask is None else mask
+        return self.attn(q, q, q, attn_mask=mask, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 7])
+def test_per_head_attention_masks_at_any_example_batch(batch):
+    """The zero runs' batch sizes (2, 1, 8, 16) do not fit a fixed B·N; the batch of 3, 4 or
+    7 converted only with the op's own output rule (session 28's torch fuzzing)."""
+    torch.manual_seed(batch)
+    q = torch.randn(batch, 5, 8)
+    check(PerHeadMask(), q, torch.randn(batch * 2, 5, 5))
+    model = check(PerHeadMask(buffer_batch=batch), q)
+    with pytest.raises(ValueError, match=rf"per-head attn_mask of shape \({2 * batch}, 5, 5\)"):
+        model(np.zeros((batch + 1, 5, 8), np.float32))
+
+
+class RowsChange(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x):
+        return torch.cat([x, 2 * x], 0) if self.kind == "cat" else x[1:]
+
+
+@pytest.mark.parametrize("kind", ["cat", "slice"])
+def test_predict_refuses_a_module_that_changes_the_batch_rows(kind):
+    """predict runs in batches; a cat or slice along the batch gives other rows per batch,
+    which it refuses rather than join (the whole call is right)."""
+    x = torch.randn(5, 3)
+    model = check(RowsChange(kind), x)
+    np.testing.assert_allclose(model.predict(x.numpy()), RowsChange(kind)(x).numpy())  # 1 batch
+    with pytest.raises(ValueError, match="mixes the samples of a batch"):
+        model.predict(x.numpy(), batch_size=2)

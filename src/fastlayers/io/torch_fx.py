@@ -220,7 +220,12 @@ class TorchModel(BaseModel):
         """Run in batches of ``batch_size`` (default 32) along axis 0 of every input and
         join the results along each output's batch axis (axis 1 for the (layers, B, H)
         states of recurrent layers). ``x`` is one array, or a tuple with one entry per
-        positional input. Returns the module's structure."""
+        positional input. Returns the module's structure.
+
+        As Keras's ``predict``, this takes each sample's outputs to depend on that sample
+        alone. A module that computes across the batch (a softmax, cumsum, mean or flip over
+        it) gives other numbers in batches: call the model on the whole arrays. One that
+        changes the number of rows (a cat or slice along the batch) is refused."""
         owner = self._owner()
         fixed = [t.name for t in self.inner.inputs if not t.shape or t.shape[0] is not None]
         if fixed:
@@ -249,6 +254,14 @@ class TorchModel(BaseModel):
         results = []
         for step, lo in enumerate(starts):
             results.append(self.inner([a[lo:lo + batch_size] for a in arrays]))
+            rows = min(batch_size, n - lo)
+            for out, axis, t in zip(results[-1], out_axes, self.inner.outputs):
+                if len(starts) > 1 and out.shape[axis] != rows:
+                    raise ValueError(
+                        f"{owner}: output {t.name!r} has {out.shape[axis]} rows on its batch "
+                        f"axis for a batch of {rows}: the module mixes the samples of a batch "
+                        "(a cat or slice along it), so predict cannot run it in batches; call "
+                        "the model on the whole arrays instead")
             if bar is not None:
                 bar.update(step + 1)
         flat = [np.concatenate([r[i] for r in results], axis=axis)

@@ -582,6 +582,10 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
         if shape is not None:
             add = add.reshape(shape)
         elif add.ndim == 3:
+            if add.shape != (b * n, t, s):
+                raise ValueError(
+                    f"torch MultiheadAttention: a per-head attn_mask of shape {add.shape} needs "
+                    f"(batch * num_heads, T, S) = ({b} * {n}, {t}, {s})")
             add = add.reshape(b, n, t, s)
         scores = scores + add
     probs = _act.softmax(scores.astype(F32), axis=-1)
@@ -590,6 +594,20 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
     if not need_weights:
         return out
     return out, (probs.mean(axis=1).astype(F32) if average else probs)
+
+
+def _torch_multihead_attention_output(query, key, value, key_padding_mask=None, attn_mask=None,
+                                      *, weights, num_heads, need_weights, average):
+    """The symbolic output of torch_multihead_attention when zero runs cannot find it: a
+    per-head attn_mask (B·N, T, S) of fixed size (an input or a buffer) with the batch left
+    free, which the zero runs' batch sizes do not fit (B·N is 6 for a batch of 3, say). The
+    output is (B, T, E) all the same; a batch the mask does not fit raises when called."""
+    if need_weights or len(getattr(attn_mask, "shape", ())) != 3:
+        return None
+    return (query.shape[0], query.shape[1], weights["wo"].shape[1]), np.dtype(np.float32)
+
+
+torch_multihead_attention.__symbolic_output__ = _torch_multihead_attention_output
 
 
 @S.symbolic_op
