@@ -613,3 +613,31 @@ def test_predict_refuses_a_module_that_changes_the_batch_rows(kind):
     np.testing.assert_allclose(model.predict(x.numpy()), RowsChange(kind)(x).numpy())  # 1 batch
     with pytest.raises(ValueError, match="mixes the samples of a batch"):
         model.predict(x.numpy(), batch_size=2)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, batch_first, by_keyword):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, kdim=6, vdim=5, batch_first=batch_first)
+        self.by_keyword = by_keyword
+
+    def forward(self, q, k, v):
+        if self.by_keyword:
+            return self.attn(q, key=k, value=v, need_weights=False)[0]
+        return self.attn(q, k, v, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("by_keyword", [False, True])
+def test_cross_attention_converts_without_examples(batch_first, by_keyword):
+    """Key and value inputs take their widths (kdim, vdim) from the MultiheadAttention they
+    feed, as the query takes embed_dim (only the query did before)."""
+    module = CrossAttention(batch_first, by_keyword).eval()
+    model = fl.from_torch(module)
+    q, k, v = torch.randn(3, 4, 8), torch.randn(3, 7, 6), torch.randn(3, 7, 5)
+    if not batch_first:
+        q, k, v = (t.transpose(0, 1).contiguous() for t in (q, k, v))
+    with torch.no_grad():
+        want = module(q, k, v).numpy()
+    np.testing.assert_allclose(model(q.numpy(), k.numpy(), v.numpy()), want, rtol=1e-5,
+                               atol=1e-6)

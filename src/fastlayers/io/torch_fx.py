@@ -3604,6 +3604,14 @@ def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:
 def _infer_input(torch: Any, gm: Any, node: Any) -> tuple[tuple, Any]:
     nn = torch.nn
     for user in node.users:
+        if user.op == "call_module":
+            mod = gm.get_submodule(user.target)
+            if isinstance(mod, nn.MultiheadAttention):  # query, key or value
+                widths = {"query": mod.embed_dim, "key": mod.kdim, "value": mod.vdim}
+                names = [n for n, a in zip(widths, user.args) if a is node] + [
+                    n for n, a in user.kwargs.items() if a is node and n in widths]
+                if names:
+                    return (None, widths[names[0]]), np.float32
         if user.op == "call_module" and user.args and user.args[0] is node:
             mod = gm.get_submodule(user.target)
             if isinstance(mod, nn.Linear):
@@ -3612,8 +3620,6 @@ def _infer_input(torch: Any, gm: Any, node: Any) -> tuple[tuple, Any]:
                 return (None,), np.int64
             if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
                 return (None, mod.input_size), np.float32
-            if isinstance(mod, nn.MultiheadAttention):
-                return (None, mod.embed_dim), np.float32
             if isinstance(mod, nn.TransformerEncoderLayer):
                 return (None, mod.linear1.in_features), np.float32
             if isinstance(mod, nn.TransformerEncoder):
