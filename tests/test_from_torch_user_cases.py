@@ -641,3 +641,43 @@ def test_cross_attention_converts_without_examples(batch_first, by_keyword):
         want = module(q, k, v).numpy()
     np.testing.assert_allclose(model(q.numpy(), k.numpy(), v.numpy()), want, rtol=1e-5,
                                atol=1e-6)
+
+
+class MaskLogic(nn.Module):
+    """Masks combined as PyTorch code combines them: ~, &, |, ^ and torch.logical_*."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x, keep, ids):
+        pad = ~keep  # (B, S), True = blocked
+        both = pad | (x.sum(-1) > 3.0)
+        either = torch.logical_and(~pad, keep) ^ keep
+        blocked = both & ~either & (torch.arange(x.shape[1]) > 0)  # key 0 stays: no NaN rows
+        out = self.attn(x, x, x, key_padding_mask=blocked, need_weights=False)[0]
+        return (out, ~ids, keep.logical_or(pad), ids & 6, torch.bitwise_xor(ids, 3),
+                torch.logical_xor(x > 0, keep[..., None]), ids | -4)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpp"])
+def test_mask_logic_converts(backend):
+    torch.manual_seed(0)
+    keep = torch.rand(3, 5) > 0.3
+    inputs = (torch.randn(3, 5, 8), keep, torch.randint(-9, 9, (3, 5)))
+    module = MaskLogic().eval()
+    model = fl.from_torch(module, inputs)
+    with torch.no_grad():
+        want = [w.numpy() for w in module(*inputs)]
+    with fl.use_backend(backend):
+        got = model(*_np(inputs))
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.dtype == w.dtype and g.shape == w.shape, (i, g.dtype, w.dtype)
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6, err_msg=str(i))
+    with pytest.raises(TorchConversionError, match="float tensor"):  # ~x of a float x
+        fl.from_torch(Invert().eval(), (torch.randn(2, 3),))
+
+
+class Invert(nn.Module):
+    def forward(self, x):
+        return ~x

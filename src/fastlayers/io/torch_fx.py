@@ -85,6 +85,7 @@ from ..models.functional import Input, Model
 # Every op of converted models (torch_ops.py); models pickled when the ops lived in this
 # module name them here (tests/test_from_torch.py checks that each still resolves).
 from .torch_ops import (
+    _LOGICAL,
     _REDUCTIONS,
     _UNARY,
     _ValuesIndices,
@@ -1453,7 +1454,10 @@ class _Converter:
         if not isinstance(a, _T) and not isinstance(b, _T):
             fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
                   "div": operator.truediv, "pow": operator.pow, "maximum": max,
-                  "minimum": min}[op]
+                  "minimum": min, "bitwise_and": operator.and_, "bitwise_or": operator.or_,
+                  "bitwise_xor": operator.xor, "logical_and": lambda x, y: bool(x and y),
+                  "logical_or": lambda x, y: bool(x or y),
+                  "logical_xor": lambda x, y: bool(x) != bool(y)}[op]
             return fn(a, b)  # numbers (sizes); constants are PyTorch's (_build)
         ta = a if isinstance(a, _T) else None
         tb = b if isinstance(b, _T) else None
@@ -2599,6 +2603,12 @@ class _Converter:
             torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
             F.scaled_dot_product_attention: self._sdpa_fn(),
             operator.neg: lambda x: self.unary(x, "neg"),
+            operator.invert: lambda x: self.unary(x, "bitwise_not"),  # ~mask
+            **{fn: (lambda a, b, op=op: self.binary(a, b, op)) for fn, op in (
+                (operator.and_, "bitwise_and"), (operator.or_, "bitwise_or"),
+                (operator.xor, "bitwise_xor"))},
+            **{getattr(torch, op): (lambda input, other, op=op: self.binary(  # noqa: A002
+                input, other, op)) for op in _LOGICAL},
             F.linear: lambda x, weight, bias=None: self.f_linear(x, weight, bias),
             F.conv1d: functools.partial(self.f_conv, 1),
             F.conv2d: functools.partial(self.f_conv, 2),
@@ -2895,6 +2905,8 @@ class _Converter:
             return self.unary(x, name)
         if name == "pow":
             return self.binary(x, args[0] if args else kwargs["exponent"], "pow")
+        if name in _LOGICAL:
+            return self.binary(x, args[0] if args else kwargs["other"], name)
         if name in ("clamp", "clip"):
             return self.clamp(x, *args, **kwargs)
         if name in ("clamp_min", "clamp_max"):
@@ -2928,7 +2940,7 @@ _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
                       "transpose", "swapaxes", "swapdims", "split", "chunk", "matmul",
-                      *_REDUCTIONS, *_UNARY, "pow",
+                      *_REDUCTIONS, *_UNARY, *_LOGICAL, "pow",
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
                       "expand", "detach", "clone", "to", "repeat", "__getitem__", "flip",

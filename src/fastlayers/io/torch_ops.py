@@ -299,9 +299,12 @@ _plan_runner(torch_softmax, _torch_softmax_runner)
 @S.symbolic_op
 def torch_binary(a, b, op):
     """a + b, a - b, a * b, a / b, a ** b, maximum or minimum with NumPy broadcasting;
-    float32 unless both are ints."""
+    float32 unless both are ints. a & b, a | b, a ^ b of bools or ints (``bitwise_*``, as
+    PyTorch: a float operand is an error) and ``logical_*`` (bool results)."""
     a = np.asarray(a)
     b = np.asarray(b)
+    if op.startswith("bitwise") and "f" in (a.dtype.kind, b.dtype.kind):
+        raise TypeError(f"torch {op} of a float tensor (PyTorch refuses it too)")
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         a = a.astype(F32, copy=False)
         b = b.astype(F32, copy=False)
@@ -311,13 +314,20 @@ def torch_binary(a, b, op):
     return out.astype(F32) if out.dtype.kind == "f" else out
 
 
-_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-           "pow": np.power, "maximum": np.maximum, "minimum": np.minimum}
+_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+               "pow": np.power, "maximum": np.maximum, "minimum": np.minimum}
+# & | ^ of bool or integer tensors (masks), and torch.logical_and / or / xor (bool results)
+_LOGICAL = {"bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or,
+            "bitwise_xor": np.bitwise_xor, "logical_and": np.logical_and,
+            "logical_or": np.logical_or, "logical_xor": np.logical_xor}
+_BINARY = {**_ARITHMETIC, **_LOGICAL}
 
 
 def _torch_binary_runner(a, b, op):
     """float32 arrays, or one and a number: the number as the float32 scalar torch_binary
     makes of it, bound."""
+    if op not in _ARITHMETIC:
+        return None  # bool results: the general executor
     fn = _BINARY[op]
     ca = None if isinstance(a, np.ndarray) else np.asarray(a).astype(F32)
     cb = None if isinstance(b, np.ndarray) else np.asarray(b).astype(F32)
@@ -693,10 +703,10 @@ _UNARY = {
     "sign": lambda x: np.where(x != x, x.dtype.type(0), np.sign(x)), "floor": np.floor,
     "ceil": np.ceil, "trunc": np.trunc, "round": np.round,
     "isnan": np.isnan, "isinf": np.isinf, "isfinite": np.isfinite,
-    "logical_not": np.logical_not,
+    "logical_not": np.logical_not, "bitwise_not": np.invert,  # ~mask
 }
 _KEEP_INT = ("neg", "abs", "square", "sign", "floor", "ceil", "trunc", "round")
-_BOOL_UNARY = ("isnan", "isinf", "isfinite", "logical_not")
+_AS_IS = ("isnan", "isinf", "isfinite", "logical_not", "bitwise_not")  # no cast
 
 
 @S.symbolic_op
@@ -706,7 +716,9 @@ def torch_unary(x, name):
     integers; the predicates give bool. inf and NaN as IEEE arithmetic gives them, without
     NumPy's warnings."""
     x = np.asarray(x)
-    if name in _BOOL_UNARY:
+    if name == "bitwise_not" and x.dtype.kind == "f":
+        raise TypeError("torch bitwise_not (~) of a float tensor (PyTorch refuses it too)")
+    if name in _AS_IS:
         return np.asarray(_UNARY[name](x))
     if x.dtype == np.bool_ and name in ("sign", "square"):
         return x.astype(np.int64) if name == "square" else x.copy()  # PyTorch's dtypes
