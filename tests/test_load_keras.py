@@ -239,7 +239,7 @@ def test_arguments_that_change_the_result_are_refused(tmp_path):
     def edit(cfg):
         _layer_cfg(cfg, "shared")["config"]["lora_rank"] = 4
         _layer_cfg(cfg, "head2")["config"]["time_major"] = True
-        _layer_cfg(cfg, "head1")["config"]["dtype"] = "mixed_float16"
+        _layer_cfg(cfg, "head1")["config"]["dtype"] = "float16"
         _layer_cfg(cfg, "attention")["config"]["surprise"] = 1
 
     path = _rewrite_config(tmp_path, "shared_nested_multi", edit)
@@ -249,7 +249,7 @@ def test_arguments_that_change_the_result_are_refused(tmp_path):
     assert "4 problem(s)" in text
     assert "Dense 'shared'" in text and "lora_rank" in text
     assert "LSTM 'head2'" in text and "time_major" in text
-    assert "Dense 'head1'" in text and "mixed_float16" in text
+    assert "Dense 'head1'" in text and "float16" in text
     assert "Attention 'attention'" in text and "surprise" in text
 
 
