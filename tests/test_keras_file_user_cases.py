@@ -217,3 +217,37 @@ def test_a_half_precision_policy_is_refused_by_name(tmp_path):
     model.save(tmp_path / "half.keras")
     with pytest.raises(NotImplementedError, match="dtype='float16'"):
         fl.load_model(tmp_path / "half.keras")
+
+
+def test_a_graph_deeper_than_pythons_recursion_limit(tmp_path):
+    """EfficientNetB7 is 816 layers deep and EfficientNetV2L 1031; the graph walks were
+    recursive and such files were reported as corrupt (session 28's keras.applications
+    audit). A chain of 1000 layers with skips and a mask: it loads, predicts as Keras does,
+    pickles, and a fastlayers model 3000 deep builds and pickles too."""
+    import pickle
+    import sys
+
+    tokens = keras.Input((6,), dtype="int32")
+    x = L.Embedding(20, 4, mask_zero=True)(tokens)
+    for _ in range(700):  # a plain chain: the walks from the output go 700 layers down
+        x = L.Activation("tanh")(x)
+    for k in range(100):
+        y = L.Activation("tanh")(x)
+        y = L.Dense(4)(y) if k % 50 == 0 else L.Activation("linear")(y)
+        x = L.Add()([x, y])
+    model = keras.Model(tokens, L.LSTM(3)(x))
+    assert sys.getrecursionlimit() < 2 * len(model.layers)
+    path = str(tmp_path / "deep.keras")
+    model.save(path)
+    ids = np.array([[3, 5, 0, 0, 7, 1], [2, 0, 0, 0, 0, 0]], np.int32)
+    loaded = fl.load_model(path)
+    want = keras.ops.convert_to_numpy(model(ids))
+    np.testing.assert_allclose(loaded.predict(ids), want, rtol=1e-4, atol=1e-5)
+    again = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(again.predict(ids), loaded.predict(ids))
+    inp = fl.Input((4,))
+    out = inp
+    for _ in range(3000):
+        out = fl.layers.ReLU()(out)
+    deep = pickle.loads(pickle.dumps(fl.Model(inp, out)))
+    np.testing.assert_array_equal(deep(np.full((1, 4), -1.0, np.float32)), 0.0)

@@ -97,6 +97,14 @@ class Model(BaseModel):
         self._layers = _layers_of(self.inputs, self.outputs)
         self.built = True
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The nodes first, in their order (each after the nodes it reads): pickle then finds
+        every node's inputs already written, and its recursion stays as shallow as one node
+        however deep the graph. (From the outputs it went back layer by layer, and a graph
+        600 layers deep passed Python's recursion limit.)"""
+        state = super().__getstate__()
+        return {"_nodes": state.pop("_nodes"), **state}
+
     # ---- structure ------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
@@ -295,37 +303,47 @@ def _tensor_list(struct: Any, what: str) -> list[S.SymbolicTensor]:
 
 def _topological_nodes(inputs: list[S.SymbolicTensor],
                        outputs: list[S.SymbolicTensor]) -> list[S.Node]:
-    """The nodes between inputs and outputs, each after the nodes it depends on."""
+    """The nodes between inputs and outputs, each after the nodes it depends on: a
+    depth-first walk from the outputs, a node listed once its inputs' nodes are (with a
+    stack of its own, not Python's: an EfficientNetV2L is 1031 layers deep)."""
     input_ids = {t.id for t in inputs}
     order: list[S.Node] = []
     done: set[int] = set()
     active: set[int] = set()
 
-    def visit_tensor(t: S.SymbolicTensor) -> None:
+    def node_of(t: S.SymbolicTensor) -> S.Node | None:
+        """The node computing t, or None for one of the model's inputs."""
         if t.id in input_ids:
-            return
+            return None
         if _is_input(t):
             raise ValueError(
                 f"Model: the graph is disconnected: {t.node.layer.name!r} is needed to "
                 f"compute the outputs but is not among the model's inputs"
             )
-        visit_node(t.node)
-
-    def visit_node(node: S.Node) -> None:
-        key = id(node)
-        if key in done:
-            return
-        if key in active:  # cannot happen with tensors made once, but never loop
-            raise ValueError("Model: the graph has a cycle")
-        active.add(key)
-        for t in node.inputs:
-            visit_tensor(t)
-        active.discard(key)
-        done.add(key)
-        order.append(node)
+        return t.node
 
     for t in outputs:
-        visit_tensor(t)
+        root = node_of(t)
+        if root is None or id(root) in done:
+            continue
+        stack = [(root, 0)]  # (node, index of the next input to visit)
+        active.add(id(root))
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                child = node_of(node.inputs[i])
+                if child is None or id(child) in done:
+                    continue
+                if id(child) in active:  # cannot happen with tensors made once; never loop
+                    raise ValueError("Model: the graph has a cycle")
+                active.add(id(child))
+                stack.append((child, 0))
+            else:
+                stack.pop()
+                active.discard(id(node))
+                done.add(id(node))
+                order.append(node)
     return order
 
 
@@ -357,27 +375,35 @@ def _layers_of(inputs: list[S.SymbolicTensor], outputs: list[S.SymbolicTensor]) 
             return node.parents
         return extra.get(id(node), node.inputs)
 
-    def visit(item: Any) -> None:
-        if isinstance(item, _mask_graph.MaskOp):
-            node = item
-        else:
-            node = item.node
+    def enter(item: Any) -> Any:
+        """Number ``item``'s node when first met; (node, the parents to visit) or None."""
+        node = item if isinstance(item, _mask_graph.MaskOp) else item.node
         if node is None or id(node) in finished:
-            return
+            return None
         key = key_of(node)
         owners[key] = None if isinstance(node, _mask_graph.MaskOp) else node.layer
         first_seen.setdefault(key, len(first_seen))
         if isinstance(node, _mask_graph.MaskOp) or item.id not in input_ids:
-            for parent in parents_of(node):
-                visit(parent)
-        finished.add(id(node))
-        post_order.append(node)
+            return node, list(parents_of(node))
+        return node, []
 
     def node_of(item: Any) -> Any:
         return item if isinstance(item, _mask_graph.MaskOp) else item.node
 
-    for t in outputs:
-        visit(t)
+    for t in outputs:  # depth-first, each node finished after its parents (a stack of its own)
+        top = enter(t)
+        stack = [] if top is None else [(*top, 0)]
+        while stack:
+            node, parents, i = stack[-1]
+            if i < len(parents):
+                stack[-1] = (node, parents, i + 1)
+                below = enter(parents[i])
+                if below is not None:
+                    stack.append((*below, 0))
+            else:
+                stack.pop()
+                finished.add(id(node))
+                post_order.append(node)
     node_depth: dict[int, int] = {}
     op_depth: dict[int, int] = {}
     for node in reversed(post_order):
