@@ -100,6 +100,29 @@ def test_convnext_config_has_the_application_layers(convnext_files):
     assert modules["LayerScale"] == "keras.src.applications.convnext"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_inception_resnet_blocks_match_keras(tmp_path, fmt, backend):
+    """keras.applications' own Inception-ResNet blocks (each ends in a CustomScaleLayer:
+    x + branch * scale), as InceptionResNetV2 stacks them, on a small input."""
+    from keras.src.applications.inception_resnet_v2 import inception_resnet_block
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((9, 7, 24))
+    x = inception_resnet_block(inp, 0.17, "block35", 1)
+    x = inception_resnet_block(x, 0.1, "block17", 2)
+    x = inception_resnet_block(x, 1.0, "block8", 3, activation=None)
+    model = keras.Model(inp, x)
+    _randomize(model)
+    path = str(tmp_path / f"irv2.{fmt}")
+    model.save(path)
+    x = np.random.default_rng(2).normal(size=(2, 9, 7, 24)).astype(np.float32)
+    loaded = fl.load_model(path)
+    assert sum(type(la).__name__ == "CustomScaleLayer" for la in loaded.layers) == 3
+    got = run_on(backend, loaded.predict, x)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x)), rtol=1e-4, atol=1e-4)
+
+
 # ---- the layers on their own ------------------------------------------------------------
 
 
@@ -187,3 +210,28 @@ def test_a_users_layer_scale_is_not_taken_for_keras_s(tmp_path):
     model.save(path)
     with pytest.raises(NotImplementedError, match="LayerScale"):
         fl.load_model(path)
+
+
+@pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 3, 4)), ((1, 5), (1, 5)),
+                                    ((2, 3, 4), (1, 4)), ((3, 1), (3, 7))])
+def test_custom_scale_layer_against_keras(shapes):
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    rng = np.random.default_rng(4)
+    a, b = (rng.normal(size=s).astype(np.float32) for s in shapes)
+    want = keras.ops.convert_to_numpy(CustomScaleLayer(0.17)([a, b]))
+    got = fl.layers.CustomScaleLayer(0.17)([a, b])
+    np.testing.assert_array_equal(got, want)  # the same float32 product and sum
+
+
+def test_custom_scale_layer_bad_inputs():
+    layer = fl.layers.CustomScaleLayer(0.5)
+    assert layer.get_config() == {"name": layer.name, "scale": 0.5}
+    with pytest.raises(ValueError, match="list of two"):
+        layer(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="list of two"):
+        layer([np.ones((2, 3), np.float32)] * 3)
+    with pytest.raises(ValueError, match="broadcast"):
+        layer([np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)])
+    with pytest.raises(TypeError):
+        fl.layers.CustomScaleLayer("0.5")

@@ -141,9 +141,10 @@ LAYER_CLASSES: dict[str, type] = {
     "UnitNormalization": L.UnitNormalization,
     # image preprocessing: Resizing, CenterCrop, the augmentations (identity at inference)
     **{name: getattr(L, name) for name in L.preprocessing.__all__},
-    # keras.applications' own layers (ConvNeXt); see _APPLICATION_MODULES
+    # keras.applications' own layers (ConvNeXt, InceptionResNetV2); see _APPLICATION_MODULES
     "LayerScale": L.LayerScale,
     "StochasticDepth": L.StochasticDepth,
+    "CustomScaleLayer": L.CustomScaleLayer,
 }
 # The classes above that keras.applications defines outside keras.layers: only the module
 # that defines them (or none, in a legacy .h5 file) names them, not a user's class that
@@ -151,6 +152,7 @@ LAYER_CLASSES: dict[str, type] = {
 _APPLICATION_MODULES = {
     "LayerScale": "keras.src.applications.convnext",
     "StochasticDepth": "keras.src.applications.convnext",
+    "CustomScaleLayer": "keras.src.applications.inception_resnet_v2",
 }
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 

@@ -27,10 +27,10 @@ forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector)
 (TimeDistributed), regularization (Dropout and the other layers that are the identity at
 inference), preprocessing (Resizing, CenterCrop and the random image augmentations, the
 identity at inference), applications (the layers keras.applications' models define:
-ConvNeXt's LayerScale and StochasticDepth). A new family is a new module whose layers
-subclass :class:`Layer`, declare ``config_keys`` (and, with weights, ``_weight_specs``,
-``call_weights`` and ``_pack``), check their call with the op's ``_validation.check_<op>`` and run
-``functional.run_<op>``; then it is imported here.
+ConvNeXt's LayerScale and StochasticDepth, InceptionResNetV2's CustomScaleLayer). A new
+family is a new module whose layers subclass :class:`Layer`, declare ``config_keys`` (and,
+with weights, ``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the
+op's ``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.
 
 >>> import numpy as np, fastlayers as fl
 >>> layer = fl.layers.Dense(4, activation="relu", seed=0)
@@ -42,7 +42,11 @@ subclass :class:`Layer`, declare ``config_keys`` (and, with weights, ``_weight_s
 
 from __future__ import annotations
 
-from .applications import LayerScale, StochasticDepth  # keras.applications' own layers
+from .applications import (  # keras.applications' own layers
+    CustomScaleLayer,
+    LayerScale,
+    StochasticDepth,
+)
 from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
 
@@ -195,6 +199,7 @@ __all__ = [
     "Activation",
     "LayerScale",
     "StochasticDepth",
+    "CustomScaleLayer",
     "Dropout",
     "SpatialDropout1D",
     "SpatialDropout2D",

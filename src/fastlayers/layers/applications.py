@@ -1,8 +1,9 @@
 """Layers that Keras's application models define for themselves: ConvNeXt's ``LayerScale``
-and ``StochasticDepth`` (``keras.applications.convnext``).
+and ``StochasticDepth`` (``keras.applications.convnext``) and InceptionResNetV2's
+``CustomScaleLayer`` (``keras.applications.inception_resnet_v2``).
 
-They are not in ``keras.layers``, but every ``keras.applications.ConvNeXt*`` model holds
-them, so a ConvNeXt saved by Keras loads here unchanged (docs/semantics.md §29).
+They are not in ``keras.layers``, but those ``keras.applications`` models hold them, so
+such a model saved by Keras loads here unchanged (docs/semantics.md §29).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .base import Layer, _positive_int
 from .initializers import weight_spec
 from .regularization import _Identity
 
-__all__ = ["LayerScale", "StochasticDepth"]
+__all__ = ["CustomScaleLayer", "LayerScale", "StochasticDepth"]
 
 
 def _real(value: Any, owner: str, name: str) -> float:
@@ -95,3 +96,40 @@ class StochasticDepth(_Identity):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{owner}: drop_path_rate must be in [0, 1], got {rate!r}")
         self.drop_path_rate = rate
+
+
+class CustomScaleLayer(Layer):
+    """InceptionResNetV2's ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale``, a block's
+    residual branch scaled and added to its input.
+
+    Parameters
+    ----------
+    scale : float
+
+    No weights. Call: ``layer([x, residual])`` with two arrays that broadcast together
+    (NumPy's rule, as Keras's ``+``); float32 of the broadcast shape. The product is float32
+    with ``scale`` rounded to float32, as Keras's torch backend multiplies.
+    """
+
+    config_keys = ("scale",)
+
+    def __init__(self, scale: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = _real(scale, type(self).__name__, "scale")
+
+    def call(self, inputs: Any, training: Any = None) -> np.ndarray:
+        owner = self._owner()
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"{owner}: takes a list of two arrays [x, residual], got "
+                             f"{type(inputs).__name__}"
+                             + (f" of {len(inputs)}" if isinstance(inputs, (list, tuple))
+                                else ""))
+        x, residual = (V.array(v, owner, f"inputs[{i}]") for i, v in enumerate(inputs))
+        try:
+            np.broadcast_shapes(x.shape, residual.shape)
+        except ValueError:
+            raise ValueError(f"{owner}: inputs of shapes {x.shape} and {residual.shape} do not "
+                             "broadcast together") from None
+        if not self.built:
+            self.build(x.shape)
+        return x + residual * np.float32(self.scale)
