@@ -123,6 +123,35 @@ def test_inception_resnet_blocks_match_keras(tmp_path, fmt, backend):
     np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x)), rtol=1e-4, atol=1e-4)
 
 
+APPLICATIONS = {  # small but whole keras.applications models (a few seconds each)
+    "MobileNetV3Small": lambda: keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), weights=None, classes=5, classifier_activation=None),
+    "EfficientNetV2B0": lambda: keras.applications.EfficientNetV2B0(
+        input_shape=(32, 32, 3), weights=None, classes=5, classifier_activation="softmax"),
+    "MobileNetV2-avg": lambda: keras.applications.MobileNetV2(
+        input_shape=(40, 32, 3), alpha=0.35, weights=None, include_top=False, pooling="avg"),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_applications_match_keras(tmp_path, name, backend):
+    """Whole models as keras.applications builds them (preprocessing, squeeze-excite, hard
+    swish, fused MBConv, depthwise convs, global pooling), every weight random, through a
+    .keras file."""
+    keras.utils.set_random_seed(11)
+    model = APPLICATIONS[name]()
+    _randomize(model)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    x = np.random.default_rng(5).uniform(0, 255, (2,) + model.input_shape[1:]).astype(
+        np.float32)
+    want = keras.ops.convert_to_numpy(model(x))
+    got = run_on(backend, fl.load_model(path).predict, x)
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+
+
 # ---- the layers on their own ------------------------------------------------------------
 
 
