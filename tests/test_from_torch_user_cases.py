@@ -681,3 +681,21 @@ def test_mask_logic_converts(backend):
 class Invert(nn.Module):
     def forward(self, x):
         return ~x
+
+
+class Unflattens(nn.Module):
+    """Heads split with Tensor.unflatten (a -1 among the sizes) and torch.unflatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(12, 12)
+        self.split = nn.Unflatten(1, (2, 2))
+
+    def forward(self, x):
+        h = self.proj(x).unflatten(-1, (3, -1))  # (B, T, 3, 4)
+        g = torch.unflatten(x, 2, (2, 6))
+        return h.transpose(1, 2), g.sum(-1), self.split(x)
+
+
+def test_unflatten_method_and_function():
+    check(Unflattens(), torch.randn(3, 4, 12))

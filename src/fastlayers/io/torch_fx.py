@@ -855,9 +855,7 @@ class _Converter:
                 )
             return _T(torch_channel_shuffle(t.sym, mod.groups), True)
         if isinstance(mod, nn.Unflatten):
-            t = _to_torch(self._tensor(args[0], qual))
-            axis = mod.dim + t.ndim if mod.dim < 0 else mod.dim
-            return _T(torch_unflatten(t.sym, axis, tuple(mod.unflattened_size)), False)
+            return self.unflatten(args[0], mod.dim, mod.unflattened_size, qual)
         if isinstance(mod, (nn.MaxPool1d, nn.AvgPool1d)):
             kind = "max" if isinstance(mod, nn.MaxPool1d) else "avg"
             return self.pool1d(args[0], kind, mod.kernel_size, mod.stride, mod.padding,
@@ -1483,6 +1481,13 @@ class _Converter:
         if ta is not None:
             return _T(torch_binary(t.sym, other, op), t.cl)
         return _T(torch_binary(other, t.sym, op), t.cl)
+
+    def unflatten(self, x: Any, dim: int, sizes: Any, what: str = "unflatten") -> _T:
+        """``x.unflatten(dim, sizes)``, ``torch.unflatten`` and ``nn.Unflatten``: axis ``dim``
+        (in PyTorch's order) split into ``sizes`` (one of them may be -1)."""
+        t = _to_torch(self._tensor(x, what))
+        axis = int(dim) + t.ndim if int(dim) < 0 else int(dim)
+        return _T(torch_unflatten(t.sym, axis, tuple(int(v) for v in sizes)), False)
 
     def cat(self, xs: Any, dim: int = 0) -> _T:
         ts = [self._tensor(x, "cat") for x in xs]
@@ -2491,6 +2496,8 @@ class _Converter:
                 x, dim, dtype),
             torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim, dtype),
             F.dropout: self._dropout_fn(),
+            torch.unflatten: lambda input, dim, sizes: self.unflatten(  # noqa: A002
+                input, dim, sizes),
             torch.flatten: lambda x, start_dim=0, end_dim=-1: self.flatten(x, start_dim,
                                                                             end_dim),
             torch.reshape: lambda x, shape: self.reshape(x, (shape,)),
@@ -2817,6 +2824,8 @@ class _Converter:
             return self.reshape(x, args)
         if name == "flatten":
             return self.flatten(x, *args, **kwargs)
+        if name == "unflatten":
+            return self.unflatten(x, *args, **kwargs)
         if name == "size":
             return self.size(x, *args, **kwargs)
         if name == "dim":
@@ -2938,6 +2947,7 @@ _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand
                   "repeat": "repeats"}
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
+                      "unflatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
                       "transpose", "swapaxes", "swapdims", "split", "chunk", "matmul",
                       *_REDUCTIONS, *_UNARY, *_LOGICAL, "pow",
