@@ -699,3 +699,38 @@ class Unflattens(nn.Module):
 
 def test_unflatten_method_and_function():
     check(Unflattens(), torch.randn(3, 4, 12))
+
+
+class CornerResize(nn.Module):
+    """Bilinear resizes with align_corners=True, as segmentation heads (DeepLab, PSPNet code)
+    write them: to a size, by a scale factor, and nn.UpsamplingBilinear2d."""
+
+    def __init__(self, size, scale):
+        super().__init__()
+        self.size, self.scale = size, scale
+        self.up = nn.UpsamplingBilinear2d(scale_factor=2)
+
+    def forward(self, x):
+        f = nn.functional
+        a = f.interpolate(x, size=self.size, mode="bilinear", align_corners=True)
+        b = f.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=True)
+        return a, b, self.up(x)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpp"])
+@pytest.mark.parametrize("hw, size, scale", [
+    ((7, 5), (13, 29), 2.5), ((16, 16), (5, 3), 0.5), ((1, 9), (4, 1), 1.7),
+    ((11, 13), (11, 13), 3.0),
+])
+def test_bilinear_align_corners_matches_torch(backend, hw, size, scale):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *hw)
+    module = CornerResize(size, scale).eval()
+    model = fl.from_torch(module, (x,))
+    with torch.no_grad():
+        want = [w.numpy() for w in module(x)]
+    with fl.use_backend(backend):
+        got = model(x.numpy())
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-6)

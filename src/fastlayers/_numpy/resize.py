@@ -69,6 +69,20 @@ def _linear_taps(n_in: int, n_out: int):
     return np.stack([lo, hi], axis=1), np.stack([np.float32(1.0) - t, t], axis=1)
 
 
+def _corner_taps(n_in: int, n_out: int):
+    """The taps of PyTorch's ``align_corners=True`` (not a Keras mode: ``from_torch``'s
+    interpolate): the first and last pixels' centres map onto each other, so output i samples
+    p = i * (in - 1) / (out - 1) (0 for a single output), the scale a float32 quotient and p
+    a float32 product as PyTorch computes them; rows floor(p) and the next (clamped), weights
+    1 - t and t."""
+    scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0.0)
+    src = np.arange(n_out, dtype=np.float32) * scale
+    lo = np.minimum(np.floor(src).astype(np.intp), n_in - 1)
+    t = np.clip(src - lo.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return np.stack([lo, hi], axis=1), np.stack([np.float32(1.0) - t, t], axis=1)
+
+
 def _antialias_taps(n_in: int, n_out: int):
     """Taps of the triangle filter stretched over the scale when shrinking (PyTorch's and
     TensorFlow's antialiased bilinear): output i is centred at c = (i + 0.5) * in / out in
@@ -127,21 +141,25 @@ def _apply_taps(x, idx, w, axis, valid=None):
 
 @functools.lru_cache(maxsize=64)
 def _taps(kind: str, n_in: int, n_out: int):
-    """The taps of ``kind`` ("nearest", "linear", "antialias") for one axis, made once per
-    size pair (a model resizes its inputs to the same size call after call) and read-only."""
-    make = {"nearest": _nearest_taps, "linear": _linear_taps, "antialias": _antialias_taps}
+    """The taps of ``kind`` ("nearest", "linear", "antialias", "corners") for one axis, made
+    once per size pair (a model resizes its inputs to the same size call after call) and
+    read-only."""
+    make = {"nearest": _nearest_taps, "linear": _linear_taps, "antialias": _antialias_taps,
+            "corners": _corner_taps}
     made = make[kind](n_in, n_out)
     for a in made if isinstance(made, tuple) else (made,):
         a.setflags(write=False)
     return made
 
 
-def resize_images(x, size, interpolation, antialias=False, apply_taps=None):
+def resize_images(x, size, interpolation, antialias=False, apply_taps=None,
+                  align_corners=False):
     """x (N, H, W, C) float32 resized to (N, size[0], size[1], C), H, W >= 1.
 
     interpolation "nearest" (the input pixel whose extent holds each output pixel's
     centre) or "bilinear" (half-pixel centres, edges clamped; with ``antialias`` the
-    triangle filter widens by the scale when shrinking, so every input pixel counts).
+    triangle filter widens by the scale when shrinking, so every input pixel counts; with
+    ``align_corners``, PyTorch's mode that maps the corner pixels onto each other).
     Columns first, then rows (PyTorch's order). ``apply_taps`` (default :func:`_apply_taps`)
     applies the bilinear taps along an axis, with its signature. Always a new array."""
     apply_taps = _apply_taps if apply_taps is None else apply_taps
@@ -154,6 +172,8 @@ def resize_images(x, size, interpolation, antialias=False, apply_taps=None):
         elif antialias:
             idx, w, valid = _taps("antialias", n_in, n_out)
             y = apply_taps(y, idx, w, axis, valid)
+        elif align_corners:
+            y = apply_taps(y, *_taps("corners", n_in, n_out), axis)
         else:  # also at the same size: weights 1 and 0, as PyTorch computes them
             y = apply_taps(y, *_taps("linear", n_in, n_out), axis)
     return y.copy() if y is x else y.astype(np.float32, copy=False)

@@ -124,6 +124,7 @@ from .torch_ops import (
     torch_reduce,
     torch_repeat,
     torch_reshape,
+    torch_resize_corners,
     torch_roll,
     torch_scale_shift,
     torch_sdpa,
@@ -1158,7 +1159,8 @@ class _Converter:
         """nn.Upsample / F.interpolate of a 4-D input with "nearest", "nearest-exact" or
         "bilinear" without align_corners (half-pixel centres, as Keras): UpSampling2D for
         whole factors, else Resizing to the output size ("nearest-exact" is Keras's
-        "nearest"; PyTorch's legacy "nearest" converts for whole factors only)."""
+        "nearest"; PyTorch's legacy "nearest" converts for whole factors only); bilinear
+        with align_corners: torch_resize_corners to the output size."""
         t = _to_cl(self._tensor(x, what))
         where = f"from_torch: {what}"
         if t.ndim != 4:
@@ -1169,6 +1171,15 @@ class _Converter:
         if why:
             raise TorchConversionError(f"{where}: {why} is not supported")
         in_hw = t.sym.shape[1:3]
+        if align_corners:  # bilinear (checked): any size, every scale factor
+            if antialias:
+                raise TorchConversionError(f"{where}: antialias with align_corners=True is not "
+                                           "supported")
+            out = _corner_output(size, scale_factor, in_hw)
+            if out is None:
+                raise TorchConversionError(f"{where}: the output size of align_corners=True "
+                                           "with an input size known only at run time")
+            return _T(torch_resize_corners(t.sym, out), True)
         factors = _whole_factors(size, scale_factor, in_hw)
         interpolation = "bilinear" if mode == "bilinear" else "nearest"
         if factors is not None and not antialias:
@@ -3025,12 +3036,23 @@ def _rms_norm_classes(nn: Any) -> tuple:
 
 def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
     """Why ``from_torch`` cannot convert this resize mode, or None: "nearest",
-    "nearest-exact", and "bilinear" without align_corners (half-pixel centres, as Keras)."""
+    "nearest-exact", and "bilinear" (with or without align_corners)."""
     if mode not in ("nearest", "nearest-exact", "bilinear"):
         return f"mode={mode!r} (nearest, nearest-exact or bilinear only)"
-    if mode == "bilinear" and align_corners:
-        return "align_corners=True"
+    if align_corners and mode != "bilinear":
+        return f"align_corners=True with mode={mode!r} (PyTorch refuses it)"
     return None
+
+
+def _corner_output(size: Any, scale_factor: Any, in_hw: Any) -> tuple[int, int] | None:
+    """The output size of an align_corners resize: ``size``, or floor(in * scale_factor) per
+    axis (PyTorch's; the sampling positions come from the sizes alone), None if unknown."""
+    if size is not None:
+        return tuple(int(v) for v in (size if isinstance(size, (tuple, list)) else (size,) * 2))
+    factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
+    if any(d is None for d in in_hw):
+        return None
+    return tuple(int(math.floor(d * float(f))) for d, f in zip(in_hw, factors))
 
 
 def _resize_arguments_problem(size: Any, scale_factor: Any, mode: str,

@@ -18,7 +18,9 @@ import numpy as np
 from .. import _symbolic as S
 from .. import activations as _fl_act
 from .. import functional as FL
+from .._cpp import resize as _cpp_resize
 from .._numpy import activations as _act
+from .._numpy import resize as _np_resize
 
 F32 = np.float32
 
@@ -495,6 +497,15 @@ def torch_threshold(x, threshold, value):
     """``Threshold``: x where x > threshold, else ``value`` (NaN stays NaN, as in PyTorch)."""
     x = np.asarray(x, F32)
     return np.where((x > F32(threshold)) | np.isnan(x), x, F32(value)).astype(F32)
+
+
+@S.symbolic_op
+def torch_resize_corners(x, size):
+    """``F.interpolate(mode="bilinear", align_corners=True)`` of an NHWC float32 x to
+    ``size`` (out_h, out_w): the corner pixels' centres map onto each other (no Keras mode
+    does this); the taps applied by the core's ``resample_axis`` on the C++ path."""
+    return _np_resize.resize_images(np.asarray(x, F32), size, "bilinear",
+                                    apply_taps=_cpp_resize.taps(), align_corners=True)
 
 
 @S.symbolic_op
