@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY, run_on
+from keras_weights import randomize
 
 import fastlayers as fl
 
@@ -27,33 +28,6 @@ from keras.src.applications.convnext import ConvNeXt  # noqa: E402  (the models'
 BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
 
 
-def _randomize(model, seed=0):
-    """Every weight away from its initial value (LayerScale's gamma starts at 1e-6, which
-    would hide a wrong branch), BatchNormalization statistics included."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            _randomize(layer, seed + 1)
-            continue
-        new = []
-        for w in layer.weights:
-            name = w.path.split("/")[-1]
-            if name == "moving_variance":
-                new.append(rng.uniform(0.5, 2.0, w.shape))
-            elif name == "moving_mean":
-                new.append(rng.normal(0.3, 0.5, w.shape))
-            elif type(layer).__name__ == "LayerScale":
-                new.append(rng.uniform(0.3, 1.5, w.shape))
-            elif name in ("gamma", "scale"):
-                new.append(rng.uniform(0.5, 1.5, w.shape))
-            elif name in ("mean", "variance", "count"):  # Normalization's statistics
-                new.append(np.asarray(w))
-            else:
-                fan_in = int(np.prod(w.shape[:-1])) if len(w.shape) > 1 else 16
-                new.append(rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), w.shape))
-        layer.set_weights([np.asarray(a, np.float32) for a in new])
-
-
 def _small_convnext(drop_path_rate):
     """ConvNeXt as keras.applications builds it, with one block per stage and narrow
     channels so that the test stays small; ``drop_path_rate > 0`` puts StochasticDepth
@@ -62,7 +36,7 @@ def _small_convnext(drop_path_rate):
     model = ConvNeXt(depths=[1, 2, 1, 1], projection_dims=[8, 16, 24, 32],
                      drop_path_rate=drop_path_rate, input_shape=(32, 40, 3), weights=None,
                      classes=5, classifier_activation="softmax", name="convnext_small_test")
-    _randomize(model)
+    randomize(model, scaled=True)
     return model
 
 
@@ -113,7 +87,7 @@ def test_inception_resnet_blocks_match_keras(tmp_path, fmt, backend):
     x = inception_resnet_block(x, 0.1, "block17", 2)
     x = inception_resnet_block(x, 1.0, "block8", 3, activation=None)
     model = keras.Model(inp, x)
-    _randomize(model)
+    randomize(model, scaled=True)
     path = str(tmp_path / f"irv2.{fmt}")
     model.save(path)
     x = np.random.default_rng(2).normal(size=(2, 9, 7, 24)).astype(np.float32)
@@ -141,7 +115,7 @@ def test_applications_match_keras(tmp_path, name, backend):
     .keras file."""
     keras.utils.set_random_seed(11)
     model = APPLICATIONS[name]()
-    _randomize(model)
+    randomize(model, scaled=True)
     path = str(tmp_path / "model.keras")
     model.save(path)
     x = np.random.default_rng(5).uniform(0, 255, (2,) + model.input_shape[1:]).astype(

@@ -17,6 +17,7 @@ import importlib.util
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY
+from keras_weights import randomize
 
 import fastlayers as fl
 
@@ -27,26 +28,6 @@ if importlib.util.find_spec("h5py") is None:
 
 L = keras.layers
 BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
-
-
-def _randomize(model, seed=0):
-    """Weights and BatchNormalization statistics away from their initial values, so that a
-    weight read into the wrong slot changes the outputs."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            _randomize(layer, seed + 1)
-            continue
-        new = []
-        for w in layer.weights:
-            name = w.path.split("/")[-1]
-            if name == "moving_variance":
-                new.append(rng.uniform(0.5, 2.0, w.shape))
-            elif name == "moving_mean":
-                new.append(rng.normal(0.3, 0.5, w.shape))
-            else:
-                new.append(rng.normal(0.0, 0.3, w.shape))
-        layer.set_weights([np.asarray(a, np.float32) for a in new])
 
 
 def _nested_bn_model(frozen_part):
@@ -60,7 +41,7 @@ def _nested_bn_model(frozen_part):
         feat.layers[4].trainable = False  # a frozen BN between trainable ones
     inp = keras.Input((8, 8, 3))
     model = keras.Model(inp, L.Dense(2)(L.BatchNormalization()(feat(inp))))
-    _randomize(model)
+    randomize(model)
     return model
 
 
@@ -88,7 +69,7 @@ def test_legacy_h5_nested_time_distributed_batch_norm(tmp_path, backend):
                               L.TimeDistributed(L.BatchNormalization())], name="inner")
     inp = keras.Input((5, 4))
     model = keras.Model(inp, L.Flatten()(inner(inp)))
-    _randomize(inner)
+    randomize(inner)
     path = tmp_path / "nested_td_bn.h5"
     model.save(path)
     x = np.random.default_rng(3).normal(size=(2, 5, 4)).astype(np.float32)
@@ -195,7 +176,7 @@ def test_a_mixed_precision_model_loads_and_computes_in_float32(tmp_path, policy,
         mixed = build()
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    _randomize(mixed, seed=4)
+    randomize(mixed, seed=4)
     full = build()
     full.set_weights(mixed.get_weights())
     path = str(tmp_path / f"mixed.{fmt}")
