@@ -567,11 +567,13 @@ def test_constant_outputs_are_refused_with_the_reason():
 
 
 class PerHeadMask(nn.Module):
-    """MultiheadAttention with a per-head (B·N, T, S) attn_mask, given or held in a buffer."""
+    """MultiheadAttention with a per-head (B·N, T, S) attn_mask, given or held in a buffer;
+    the attention weights returned too (averaged or per head), or not."""
 
-    def __init__(self, buffer_batch=None):
+    def __init__(self, buffer_batch=None, weights=None):
         super().__init__()
         self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.weights = weights
         if buffer_batch is not None:
             blocked = torch.rand(buffer_batch * 2, 5, 5, generator=torch.Generator().manual_seed(1))
             blocked = blocked > 0.7
@@ -580,17 +582,21 @@ class PerHeadMask(nn.Module):
 
     def forward(self, q, mask=None):
         mask = self.mask if mask is None else mask
-        return self.attn(q, q, q, attn_mask=mask, need_weights=False)[0]
+        if self.weights is None:
+            return self.attn(q, q, q, attn_mask=mask, need_weights=False)[0]
+        return self.attn(q, q, q, attn_mask=mask, average_attn_weights=self.weights == "mean")
 
 
+@pytest.mark.parametrize("weights", [None, "mean", "heads"])
 @pytest.mark.parametrize("batch", [1, 3, 4, 7])
-def test_per_head_attention_masks_at_any_example_batch(batch):
+def test_per_head_attention_masks_at_any_example_batch(batch, weights):
     """The zero runs' batch sizes (2, 1, 8, 16) do not fit a fixed B·N; the batch of 3, 4 or
-    7 converted only with the op's own output rule (session 28's torch fuzzing)."""
+    7 converted only with the op's own output rule (session 28's torch fuzzing), which
+    gives the attention weights' shapes too (need_weights, PyTorch's default)."""
     torch.manual_seed(batch)
     q = torch.randn(batch, 5, 8)
-    check(PerHeadMask(), q, torch.randn(batch * 2, 5, 5))
-    model = check(PerHeadMask(buffer_batch=batch), q)
+    check(PerHeadMask(weights=weights), q, torch.randn(batch * 2, 5, 5))
+    model = check(PerHeadMask(buffer_batch=batch, weights=weights), q)
     with pytest.raises(ValueError, match=rf"per-head attn_mask of shape \({2 * batch}, 5, 5\)"):
         model(np.zeros((batch + 1, 5, 8), np.float32))
 
@@ -599,20 +605,37 @@ class RowsChange(nn.Module):
     def __init__(self, kind):
         super().__init__()
         self.kind = kind
+        self.lin = nn.Linear(3, 4)
 
     def forward(self, x):
-        return torch.cat([x, 2 * x], 0) if self.kind == "cat" else x[1:]
+        if self.kind == "cat":
+            return torch.cat([x, 2 * x], 0)
+        if self.kind == "slice":
+            return x[:3]
+        return self.lin(x).reshape(-1, 2)  # (B, 4) -> (2B, 2): two rows a sample
 
 
-@pytest.mark.parametrize("kind", ["cat", "slice"])
-def test_predict_refuses_a_module_that_changes_the_batch_rows(kind):
-    """predict runs in batches; a cat or slice along the batch gives other rows per batch,
-    which it refuses rather than join (the whole call is right)."""
-    x = torch.randn(5, 3)
-    model = check(RowsChange(kind), x)
-    np.testing.assert_allclose(model.predict(x.numpy()), RowsChange(kind)(x).numpy())  # 1 batch
+def test_predict_refuses_a_module_whose_rows_do_not_follow_the_batch():
+    """predict runs in batches; x[:3] gives 3 rows for a batch of 4, which it refuses rather
+    than join (the whole call is right). (A cat along the batch gives 2 rows a sample, as a
+    reshape(-1, ...) does, and cannot be told apart: the docs say so.)"""
+    x = torch.randn(10, 3)
+    model = check(RowsChange("slice"), x)
+    np.testing.assert_allclose(model.predict(x.numpy()), x[:3].numpy())  # 1 batch: right
     with pytest.raises(ValueError, match="mixes the samples of a batch"):
-        model.predict(x.numpy(), batch_size=2)
+        model.predict(x.numpy(), batch_size=4)
+
+
+def test_predict_joins_outputs_with_whole_rows_per_sample():
+    """logits.reshape(-1, V) of (B, T, V): T rows a sample join as the whole call's."""
+    module = RowsChange("flat").eval()
+    x = torch.randn(10, 3)
+    model = check(module, x)
+    with torch.no_grad():
+        want = module(x).numpy()
+    for batch_size in (1, 3, 4, 10):
+        np.testing.assert_allclose(model.predict(x.numpy(), batch_size=batch_size), want,
+                                   rtol=1e-6, atol=1e-6)
 
 
 class CrossAttention(nn.Module):

@@ -238,3 +238,23 @@ def test_custom_scale_layer_bad_inputs():
         layer([np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)])
     with pytest.raises(TypeError):
         fl.layers.CustomScaleLayer("0.5")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_masks_stop_at_layer_scale_and_pass_stochastic_depth(tmp_path, backend):
+    """Keras's LayerScale keeps Layer's default (no masking: the mask stops there);
+    StochasticDepth returns its input, mask and all. An LSTM after each shows which."""
+    from keras.src.applications.convnext import LayerScale
+    from keras.src.applications.convnext import StochasticDepth as KerasStochasticDepth
+
+    tokens = keras.Input((5,), dtype="int32")
+    embedded = keras.layers.Embedding(6, 4, mask_zero=True)(tokens)
+    outs = [keras.layers.LSTM(3)(LayerScale(0.5, 4)(embedded)),
+            keras.layers.LSTM(3)(KerasStochasticDepth(0.2)(embedded))]
+    model = keras.Model(tokens, outs)
+    model.save(tmp_path / "masks.keras")
+    ids = np.array([[1, 2, 0, 0, 0], [3, 0, 4, 5, 0]], np.int32)
+    loaded = fl.load_model(tmp_path / "masks.keras")
+    got = run_on(backend, loaded, ids)
+    for g, w in zip(got, model(ids)):
+        np.testing.assert_allclose(g, keras.ops.convert_to_numpy(w), rtol=1e-5, atol=1e-6)

@@ -240,3 +240,12 @@ def test_the_config_records_what_the_loader_reads(saved):
     recorded = {c["class_name"] for c in config["config"]["layers"]
                 if str(c.get("module", "")).startswith("keras.src.ops")}
     assert recorded - set(keras_ops.OPS) <= {"ExpandDims", "Matmul"}  # the older op table
+
+
+def test_sort_and_argsort_of_a_scalar():
+    from fastlayers.io import keras_ops
+
+    x = np.float32(2.5)
+    assert keras_ops.OPS["Sort"]({"axis": -1}, x) == x
+    assert keras_ops.OPS["Argsort"]({"axis": -1}, x).dtype == np.int32
+    assert keras_ops.OPS["Argsort"]({"axis": -1}, x) == 0

@@ -249,7 +249,7 @@ def test_arguments_that_change_the_result_are_refused(tmp_path):
     assert "4 problem(s)" in text
     assert "Dense 'shared'" in text and "lora_rank" in text
     assert "LSTM 'head2'" in text and "time_major" in text
-    assert "Dense 'head1'" in text and "float16" in text
+    assert "Dense 'head1'" in text and "dtype='float16'" in text
     assert "Attention 'attention'" in text and "surprise" in text
 
 

@@ -321,12 +321,17 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         else:
             # Unknown sizes that are not equal (a batch and a multiple of it): the op's own
             # rule for its output, if it has one (``op.__symbolic_output__(*args, **kwargs)``
-            # -> (shape, dtype) or None).
+            # -> (shape, dtype), a list of those for an op returning a tuple, or None).
             hook = getattr(fn, "__symbolic_output__", None)
             out = None if hook is None else hook(*args, **kwargs)
             if out is not None:
-                node.outputs = [SymbolicTensor(out[0], out[1], label, node, 0)]
-                return node.outputs[0]
+                several = isinstance(out, list)
+                specs = list(out) if several else [out]
+                node.structure = tuple if several else None
+                node.outputs = [
+                    SymbolicTensor(shape, dtype, f"{label}:{i}" if several else label, node, i)
+                    for i, (shape, dtype) in enumerate(specs)]
+                return tuple(node.outputs) if several else node.outputs[0]
             got = ", ".join(str(t.shape) for t in node.inputs)
             message = (f"{first} (while calling {label} on symbolic inputs of shapes {got}; "
                        "unknown dimensions were tried as 2, 1, 8 and 16: give Input the fixed "

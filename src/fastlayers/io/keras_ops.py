@@ -113,7 +113,8 @@ def _logsumexp(config: dict, x: Any) -> np.ndarray:
 def _normalize(config: dict, x: Any) -> np.ndarray:
     """``ops.normalize``: x / max(norm(x), epsilon) over the axes, as Keras computes it
     (order 2: x * min(rsqrt(sum(x^2)), 1 / epsilon)); epsilon defaults to Keras's 1e-7.
-    Norms in float64; problem() refuses matrix norms."""
+    The norms are summed in float64 (Keras's in float32: the results agree to float32
+    rounding); problem() refuses matrix norms."""
     a = np.asarray(x, F32)
     if a.ndim == 0:
         a = a.reshape(1)
@@ -170,6 +171,8 @@ def _sorted(config: dict, x: Any, indices: bool) -> np.ndarray:
     a = np.asarray(x)
     a = a.astype(F32) if a.dtype.kind == "f" else a
     axis = config.get("axis", -1)
+    if a.ndim == 0:  # a scalar: itself, its index 0 (as Keras's torch backend)
+        return np.zeros((), np.int32) if indices else a.copy()
     if axis is None:
         a, axis = a.reshape(-1), -1
     if indices:

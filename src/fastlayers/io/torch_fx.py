@@ -226,8 +226,11 @@ class TorchModel(BaseModel):
 
         As Keras's ``predict``, this takes each sample's outputs to depend on that sample
         alone. A module that computes across the batch (a softmax, cumsum, mean or flip over
-        it) gives other numbers in batches: call the model on the whole arrays. One that
-        changes the number of rows (a cat or slice along the batch) is refused."""
+        it) gives other numbers in batches: call the model on the whole arrays. Outputs with
+        a fixed number of rows per sample (``logits.reshape(-1, V)``) join as the whole call's;
+        one whose rows do not follow the batch's (a slice along it shorter than a batch) is
+        refused. (A slice of ``batch_size`` rows or more, or a cat along the batch, cannot
+        be told apart from those: call such a model on the whole arrays.)"""
         owner = self._owner()
         fixed = [t.name for t in self.inner.inputs if not t.shape or t.shape[0] is not None]
         if fixed:
@@ -254,16 +257,25 @@ class TorchModel(BaseModel):
         bar = None if verbose in (0, False, None, "silent") else _Progress(len(starts),
                                                                             sys.stderr)
         results = []
+        per_row: list[Any] = [None] * len(out_axes)  # each output's rows per input row
         for step, lo in enumerate(starts):
             results.append(self.inner([a[lo:lo + batch_size] for a in arrays]))
             rows = min(batch_size, n - lo)
-            for out, axis, t in zip(results[-1], out_axes, self.inner.outputs):
-                if len(starts) > 1 and out.shape[axis] != rows:
+            for i, (out, axis, t) in enumerate(zip(results[-1], out_axes, self.inner.outputs)):
+                # Rows in a fixed whole ratio to the batch's join as the whole call's would
+                # (logits.reshape(-1, V) of (B, T, V): T rows a sample); any other count means
+                # the module moves rows across samples (a cat, a slice along the batch).
+                got = out.shape[axis]
+                if len(starts) == 1 or rows == 0:
+                    continue
+                if per_row[i] is None:  # the first batch sets the ratio (0: none)
+                    per_row[i] = got // rows if got and got % rows == 0 else 0
+                if per_row[i] == 0 or got != per_row[i] * rows:
                     raise ValueError(
-                        f"{owner}: output {t.name!r} has {out.shape[axis]} rows on its batch "
-                        f"axis for a batch of {rows}: the module mixes the samples of a batch "
-                        "(a cat or slice along it), so predict cannot run it in batches; call "
-                        "the model on the whole arrays instead")
+                        f"{owner}: output {t.name!r} has {got} rows on its batch axis for a "
+                        f"batch of {rows}: the module mixes the samples of a batch (a slice or "
+                        "cat along it), so predict cannot run it in batches; call the model "
+                        "on the whole arrays instead")
             if bar is not None:
                 bar.update(step + 1)
         flat = [np.concatenate([r[i] for r in results], axis=axis)

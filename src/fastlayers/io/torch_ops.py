@@ -622,10 +622,16 @@ def _torch_multihead_attention_output(query, key, value, key_padding_mask=None, 
     """The symbolic output of torch_multihead_attention when zero runs cannot find it: a
     per-head attn_mask (B·N, T, S) of fixed size (an input or a buffer) with the batch left
     free, which the zero runs' batch sizes do not fit (B·N is 6 for a batch of 3, say). The
-    output is (B, T, E) all the same; a batch the mask does not fit raises when called."""
-    if need_weights or len(getattr(attn_mask, "shape", ())) != 3:
+    output is (B, T, E) all the same, with the weights (B, T, S) averaged or (B, N, T, S);
+    a batch the mask does not fit raises when called."""
+    if len(getattr(attn_mask, "shape", ())) != 3:
         return None
-    return (query.shape[0], query.shape[1], weights["wo"].shape[1]), np.dtype(np.float32)
+    b, t, s = query.shape[0], query.shape[1], key.shape[1]
+    f32 = np.dtype(np.float32)
+    out = ((b, t, weights["wo"].shape[1]), f32)
+    if not need_weights:
+        return out
+    return [out, ((b, t, s) if average else (b, num_heads, t, s), f32)]
 
 
 torch_multihead_attention.__symbolic_output__ = _torch_multihead_attention_output
@@ -717,7 +723,7 @@ _UNARY = {
     "logical_not": np.logical_not, "bitwise_not": np.invert,  # ~mask
 }
 _KEEP_INT = ("neg", "abs", "square", "sign", "floor", "ceil", "trunc", "round")
-_AS_IS = ("isnan", "isinf", "isfinite", "logical_not", "bitwise_not")  # no cast
+_KEEP_DTYPE = ("isnan", "isinf", "isfinite", "logical_not", "bitwise_not")  # not cast
 
 
 @S.symbolic_op
@@ -729,7 +735,7 @@ def torch_unary(x, name):
     x = np.asarray(x)
     if name == "bitwise_not" and x.dtype.kind == "f":
         raise TypeError("torch bitwise_not (~) of a float tensor (PyTorch refuses it too)")
-    if name in _AS_IS:
+    if name in _KEEP_DTYPE:
         return np.asarray(_UNARY[name](x))
     if x.dtype == np.bool_ and name in ("sign", "square"):
         return x.astype(np.int64) if name == "square" else x.copy()  # PyTorch's dtypes

@@ -45,7 +45,8 @@ class LayerScale(Layer):
     inputs' shape. The scale broadcasts over every other axis, as Keras's ``x * gamma``.
     """
 
-    supports_masking = True  # an elementwise product keeps the inputs' mask, as in Keras
+    # (supports_masking stays False: Keras's LayerScale keeps Layer's default, so a mask
+    # stops there, and the layers after it see none)
 
     config_keys = ("init_values", "projection_dim")
 
