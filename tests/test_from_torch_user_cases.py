@@ -757,3 +757,35 @@ def test_bilinear_align_corners_matches_torch(backend, hw, size, scale):
     for g, w in zip(got, want):
         assert g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-6)
+
+
+class Permutes(nn.Module):
+    """Every permutation of a conv's output (stored channels-last inside the converted
+    model), and transposes, some followed by ops that read the layout: a LayerNorm over the
+    last axis, a conv, a reshape. ConvNeXt's blocks permute NCHW -> NHWC and back."""
+
+    def __init__(self, rank):
+        super().__init__()
+        conv = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}[rank]
+        self.rank = rank
+        self.conv = conv(3, 4, 1)
+        self.back = conv(4, 2, 1)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):
+        import itertools
+
+        h = self.conv(x)
+        outs = [h.permute(*p) + 0.0 for p in itertools.permutations(range(self.rank))]
+        last = h.permute(0, *range(2, self.rank), 1)  # channels last, as ConvNeXt
+        normed = self.norm(last).permute(0, self.rank - 1, *range(1, self.rank - 1))
+        outs += [self.back(normed), h.transpose(1, -1).flatten(1), h.transpose(0, 1) * 2.0,
+                 normed.reshape(normed.shape[0], -1)]
+        return tuple(outs)
+
+
+@pytest.mark.parametrize("rank", [3, 4, 5])
+def test_permutes_of_channels_last_tensors(rank):
+    torch.manual_seed(rank)
+    shape = {3: (2, 3, 7), 4: (2, 3, 5, 6), 5: (2, 3, 3, 4, 5)}[rank]
+    check(Permutes(rank), torch.randn(*shape))

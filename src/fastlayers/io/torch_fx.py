@@ -366,6 +366,21 @@ def _to_torch(t: _T) -> _T:
     return _T(_permute(t.sym, (0, r - 1, *range(1, r - 1))), False)
 
 
+def _permuted(t: _T, dims: tuple) -> _T:
+    """``t.permute(dims)`` (PyTorch's axes) from the layout t is stored in: no copy where
+    that layout already is the result's, in PyTorch's order or channels-last (a stored NHWC
+    tensor's permute(0, 2, 3, 1) is itself, and so is the permute(0, 3, 1, 2) back: ConvNeXt's
+    blocks and LayerNorm2d), else one transpose of the stored axes."""
+    r = t.ndim
+    stored = (0, *range(2, r), 1) if t.cl else tuple(range(r))  # PyTorch axis of each
+    take = tuple(stored.index(d) for d in dims)  # result axis i is stored axis take[i]
+    if take == tuple(range(r)):
+        return _T(t.sym, False)
+    if r >= 3 and tuple(take[c] for c in (0, *range(2, r), 1)) == tuple(range(r)):
+        return _T(t.sym, True)  # the result, channels-last, is t's storage
+    return _T(_permute(t.sym, take), False)
+
+
 def _to_cl(t: _T) -> _T:
     if t.cl or t.ndim < 3:
         return t
@@ -1770,10 +1785,10 @@ class _Converter:
         return math.prod(size)
 
     def permute(self, x: Any, *dims: Any) -> _T:
-        t = _to_torch(self._tensor(x, "permute"))
+        t = self._tensor(x, "permute")
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        return _T(_permute(t.sym, tuple(int(d) % t.ndim for d in dims)), False)
+        return _permuted(t, tuple(int(d) % t.ndim for d in dims))
 
     def _swap(self, x: Any, *args: Any, **kwargs: Any) -> _T:
         """transpose and its aliases swapaxes / swapdims, whose keywords differ (dim0 and
@@ -1789,11 +1804,11 @@ class _Converter:
         return self.transpose(x, *args)
 
     def transpose(self, x: Any, dim0: int, dim1: int) -> _T:
-        t = _to_torch(self._tensor(x, "transpose"))
+        t = self._tensor(x, "transpose")
         perm = list(range(t.ndim))
         a, b = int(dim0) % t.ndim, int(dim1) % t.ndim
         perm[a], perm[b] = perm[b], perm[a]
-        return _T(_permute(t.sym, tuple(perm)), False)
+        return _permuted(t, tuple(perm))
 
     # ---- recurrent --------------------------------------------------------------------
     def recurrent(self, qual: str, mod: Any, x: Any, hx: Any = None) -> Any:
