@@ -789,3 +789,37 @@ def test_permutes_of_channels_last_tensors(rank):
     torch.manual_seed(rank)
     shape = {3: (2, 3, 7), 4: (2, 3, 5, 6), 5: (2, 3, 3, 4, 5)}[rank]
     check(Permutes(rank), torch.randn(*shape))
+
+
+class FoldsTheBatch(nn.Module):
+    def forward(self, x):
+        return x.reshape(2, -1)  # the batch folded into the columns
+
+
+def test_predict_refuses_the_batch_folded_into_another_axis():
+    x = torch.randn(4, 6)
+    model = check(FoldsTheBatch(), x)
+    with pytest.raises(ValueError, match="mixes the samples of a batch"):
+        model.predict(x.numpy(), batch_size=2)
+
+
+class SameTensorTwice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y.permute(0, 2, 3, 1), y.permute(0, 2, 3, 1), x, x.permute(0, 1, 2, 3)
+
+
+def test_outputs_never_share_memory():
+    """Two permutes of one stored tensor are that tensor (no copy inside the model); as
+    outputs, each is an array of its own, and so is an input returned."""
+    x = torch.randn(2, 3, 5, 4)
+    given = x.numpy()
+    arrays = list(check(SameTensorTwice(), x)(given))
+    assert not any(np.shares_memory(a, given) for a in arrays)
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            assert not np.shares_memory(arrays[i], arrays[j]), (i, j)

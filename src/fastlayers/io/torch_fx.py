@@ -97,6 +97,7 @@ from .torch_ops import (
     torch_channel_shuffle,
     torch_clamp,
     torch_compare,
+    torch_copy,
     torch_cosine_similarity,
     torch_cumsum,
     torch_diff,
@@ -268,8 +269,11 @@ class TorchModel(BaseModel):
                 got = out.shape[axis]
                 if len(starts) == 1 or rows == 0:
                     continue
-                if per_row[i] is None:  # the first batch sets the ratio (0: none)
-                    per_row[i] = got // rows if got and got % rows == 0 else 0
+                if per_row[i] is None:  # the first batch sets the ratio (0: none); rows
+                    # folded into another axis join on axis 0 only (x.reshape(2, -1) of a
+                    # (B, 6) x joins on axis 1, where its columns are not the batch's)
+                    whole = got and got % rows == 0 and (axis == 0 or got == rows)
+                    per_row[i] = got // rows if whole else 0
                 if per_row[i] == 0 or got != per_row[i] * rows:
                     raise ValueError(
                         f"{owner}: output {t.name!r} has {got} rows on its batch axis for a "
@@ -3974,11 +3978,12 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
     tmpl = template(result)
     if not flat:
         raise TorchConversionError("from_torch: the module returns no tensor")
-    # Outputs that are inputs or repeated need a node of their own in a Model.
+    # Outputs that are inputs or repeated need a node of their own in a Model, and a copy
+    # of their own: a caller who writes into one output changes no other, nor an input.
     seen: set[int] = set()
     for i, t in enumerate(flat):
         if t.id in seen or t.node is None or t in inputs:
-            flat[i] = torch_index(t, ...)
+            flat[i] = torch_copy(t)
         seen.add(flat[i].id)
     inner = Model(inputs, flat, name=(name + "_graph") if name else None)
     return TorchModel(inner, tmpl, tuple(in_template), name=name)

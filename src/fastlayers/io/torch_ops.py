@@ -109,6 +109,14 @@ def torch_index(x, key):
 
 
 @S.symbolic_op
+def torch_copy(x):
+    """A new array holding x: a converted model's output that is one of its inputs or
+    another of its outputs (two permutes of one stored tensor are that tensor), so that no
+    output shares memory with an input or another output."""
+    return np.array(x, copy=True)
+
+
+@S.symbolic_op
 def torch_prelu(x, alpha, axis):
     """``nn.PReLU`` as PyTorch's kernel computes it: x where x > 0, else alpha * x, alpha (1,)
     or one per entry of ``axis`` (the channels) of the stored array. Not Keras's relu(x) -
