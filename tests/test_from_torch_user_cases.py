@@ -823,3 +823,20 @@ def test_outputs_never_share_memory():
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
             assert not np.shares_memory(arrays[i], arrays[j]), (i, j)
+
+
+class EinsumAttention(nn.Module):
+    """Attention written with einsum, as MaxViT and many hand-written blocks write it (the
+    batched matrix products run as fastlayers.matmul); other forms stay NumPy's einsum."""
+
+    def forward(self, q, k, v):
+        scores = torch.einsum("B G H I D, B G H J D -> B G H I J", q, k) * 0.25
+        out = torch.einsum("bghij,bghjd->bghid", scores.softmax(-1), v)
+        return (out, torch.einsum("bghid->bgdhi", out), torch.einsum("...id,...jd->...ij", q, k),
+                torch.einsum("bghid,bghid->bghi", q, q))
+
+
+def test_einsum_attention():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 2, n, 8) for n in (5, 7, 7))
+    check(EinsumAttention(), q, k, v)
