@@ -840,3 +840,14 @@ def test_einsum_attention():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 2, n, 8) for n in (5, 7, 7))
     check(EinsumAttention(), q, k, v)
+
+
+def test_einsum_stretching_a_summed_axis_of_one():
+    """einsum lets a summed letter have size 1 in one operand (matmul does not): NumPy's."""
+    from fastlayers.io.torch_ops import torch_einsum
+
+    rng = np.random.default_rng(0)
+    for eq, sa, sb in [("li,Ci->lC", (3, 1), (4, 6)), ("bij,bjk->bik", (2, 3, 1), (2, 4, 5))]:
+        a, b = (rng.standard_normal(s).astype(np.float32) for s in (sa, sb))
+        want = torch.einsum(eq, torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        np.testing.assert_allclose(torch_einsum(eq, a, b), want, rtol=1e-5, atol=1e-6)

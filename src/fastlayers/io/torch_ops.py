@@ -917,7 +917,9 @@ def torch_einsum(equation, *operands):
     xs = [np.asarray(x) for x in operands]
     if len(xs) == 2 and all(x.dtype == F32 for x in xs):
         transposed = _matmul_form(equation)
-        if transposed is not None:
+        # (einsum stretches a summed axis of size 1 in one operand; matmul does not)
+        if transposed is not None and (
+                xs[0].shape[-1] == xs[1].shape[-1 if transposed else -2]):
             return FL.matmul(xs[0], xs[1], transpose_b=transposed)
     out = np.asarray(np.einsum(equation, *xs, optimize=len(xs) > 2))
     return out.astype(F32) if out.dtype.kind == "f" else out
