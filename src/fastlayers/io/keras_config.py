@@ -27,6 +27,7 @@ from .. import layers as L
 from .._symbolic import symbolic_op
 from ..models import Input, Model, Sequential
 from . import keras_ops
+from ._einsum import matmul_form
 
 # Keras class name -> fastlayers layer class.
 LAYER_CLASSES: dict[str, type] = {
@@ -393,21 +394,10 @@ def _wrapped_layer(inner: Any) -> Any:
 def _einsum(subscripts: str) -> Callable:
     """A fastlayers op for an einsum that is a (batched) matrix product: "...ik,...kj->...ij"
     or "...ik,...jk->...ij" with the same batch letters everywhere."""
-    try:
-        lhs, out = subscripts.replace(" ", "").split("->")
-        a, b = lhs.split(",")
-    except ValueError:
-        raise Unsupported(f"einsum {subscripts!r}") from None
-    n = len(a)
-    if not (n >= 2 and len(b) == n and len(out) == n and a[:-2] == b[:-2] == out[:-2]
-            and len(set(a)) == n and "." not in subscripts):
+    transposed = matmul_form(subscripts)
+    if transposed is None:
         raise Unsupported(f"einsum {subscripts!r} (only batched matrix products)")
-    i, k = a[-2], a[-1]
-    if out[-2:] == i + b[-1] and b[-2] == k and b[-1] not in a:
-        return lambda x, y: F.matmul(x, y)
-    if out[-2:] == i + b[-2] and b[-1] == k and b[-2] not in a:
-        return lambda x, y: F.matmul(x, y, transpose_b=True)
-    raise Unsupported(f"einsum {subscripts!r} (only batched matrix products)")
+    return lambda x, y: F.matmul(x, y, transpose_b=transposed)
 
 
 def _op_matmul(cfg: dict) -> Callable:

@@ -219,6 +219,25 @@ class TorchModel(BaseModel):
         flat = self.inner(self._flat_inputs(inputs))
         return self._rebuild(list(flat))
 
+    def _check_batch_rows(self, outs: list, out_axes: list, rows: int, per_row: list) -> None:
+        """predict's test of one batch's outputs: rows in a fixed whole ratio to the batch's
+        (``per_row``, set by the first batch; 0: none) join as the whole call's would
+        (logits.reshape(-1, V) of (B, T, V): T rows a sample); any other count means the
+        module moves rows across samples (a cat, a slice along the batch). Rows folded into
+        another axis join on axis 0 only: x.reshape(2, -1) of a (B, 6) x joins on axis 1,
+        where its columns are not the batch's."""
+        for i, (out, axis, t) in enumerate(zip(outs, out_axes, self.inner.outputs)):
+            got = out.shape[axis]
+            if per_row[i] is None:
+                whole = got and got % rows == 0 and (axis == 0 or got == rows)
+                per_row[i] = got // rows if whole else 0
+            if per_row[i] == 0 or got != per_row[i] * rows:
+                raise ValueError(
+                    f"{self._owner()}: output {t.name!r} has {got} rows on its batch axis for "
+                    f"a batch of {rows}: the module mixes the samples of a batch (a slice or "
+                    "cat along it), so predict cannot run it in batches; call the model on "
+                    "the whole arrays instead")
+
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
         """Run in batches of ``batch_size`` (default 32) along axis 0 of every input and
         join the results along each output's batch axis (axis 1 for the (layers, B, H)
@@ -262,24 +281,8 @@ class TorchModel(BaseModel):
         for step, lo in enumerate(starts):
             results.append(self.inner([a[lo:lo + batch_size] for a in arrays]))
             rows = min(batch_size, n - lo)
-            for i, (out, axis, t) in enumerate(zip(results[-1], out_axes, self.inner.outputs)):
-                # Rows in a fixed whole ratio to the batch's join as the whole call's would
-                # (logits.reshape(-1, V) of (B, T, V): T rows a sample); any other count means
-                # the module moves rows across samples (a cat, a slice along the batch).
-                got = out.shape[axis]
-                if len(starts) == 1 or rows == 0:
-                    continue
-                if per_row[i] is None:  # the first batch sets the ratio (0: none); rows
-                    # folded into another axis join on axis 0 only (x.reshape(2, -1) of a
-                    # (B, 6) x joins on axis 1, where its columns are not the batch's)
-                    whole = got and got % rows == 0 and (axis == 0 or got == rows)
-                    per_row[i] = got // rows if whole else 0
-                if per_row[i] == 0 or got != per_row[i] * rows:
-                    raise ValueError(
-                        f"{owner}: output {t.name!r} has {got} rows on its batch axis for a "
-                        f"batch of {rows}: the module mixes the samples of a batch (a slice or "
-                        "cat along it), so predict cannot run it in batches; call the model "
-                        "on the whole arrays instead")
+            if len(starts) > 1 and rows:  # (one call: the whole call's outputs as they are)
+                self._check_batch_rows(results[-1], out_axes, rows, per_row)
             if bar is not None:
                 bar.update(step + 1)
         flat = [np.concatenate([r[i] for r in results], axis=axis)
@@ -1206,10 +1209,11 @@ class _Converter:
             if antialias:
                 raise TorchConversionError(f"{where}: antialias with align_corners=True is not "
                                            "supported")
-            out = _corner_output(size, scale_factor, in_hw)
+            # (the sampling positions follow from the sizes alone, so any scale factor)
+            out = _resize_output(size, scale_factor, in_hw, None, recompute=True)
             if out is None:
-                raise TorchConversionError(f"{where}: the output size of align_corners=True "
-                                           "with an input size known only at run time")
+                raise TorchConversionError(f"{where}: align_corners=True with an output size "
+                                           "below 1 or one known only at run time")
             return _T(torch_resize_corners(t.sym, out), True)
         factors = _whole_factors(size, scale_factor, in_hw)
         interpolation = "bilinear" if mode == "bilinear" else "nearest"
@@ -3073,17 +3077,6 @@ def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
     if align_corners and mode != "bilinear":
         return f"align_corners=True with mode={mode!r} (PyTorch refuses it)"
     return None
-
-
-def _corner_output(size: Any, scale_factor: Any, in_hw: Any) -> tuple[int, int] | None:
-    """The output size of an align_corners resize: ``size``, or floor(in * scale_factor) per
-    axis (PyTorch's; the sampling positions come from the sizes alone), None if unknown."""
-    if size is not None:
-        return tuple(int(v) for v in (size if isinstance(size, (tuple, list)) else (size,) * 2))
-    factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
-    if any(d is None for d in in_hw):
-        return None
-    return tuple(int(math.floor(d * float(f))) for d, f in zip(in_hw, factors))
 
 
 def _resize_arguments_problem(size: Any, scale_factor: Any, mode: str,

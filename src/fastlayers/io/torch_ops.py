@@ -21,6 +21,7 @@ from .. import functional as FL
 from .._cpp import resize as _cpp_resize
 from .._numpy import activations as _act
 from .._numpy import resize as _np_resize
+from ._einsum import matmul_form
 
 F32 = np.float32
 
@@ -887,27 +888,6 @@ def torch_where(cond, a, b):
     return out.astype(F32) if out.dtype.kind == "f" else out
 
 
-def _matmul_form(equation: str) -> bool | None:
-    """For an einsum of two operands that is a batched matrix product with the same batch
-    letters everywhere: False for "...ik,...kj->...ij", True for "...ik,...jk->...ij" (the
-    second operand transposed, as attention's q k^T); else None."""
-    try:
-        lhs, out = equation.replace(" ", "").split("->")
-        a, b = lhs.split(",")
-    except ValueError:
-        return None
-    n = len(a)
-    if (n < 2 or len(b) != n or len(out) != n or "." in equation or len(set(a)) != n
-            or a[:-2] != b[:-2] or a[:-2] != out[:-2] or out[-2] != a[-2]):
-        return None
-    k = a[-1]
-    if b[-2:] == k + out[-1] and out[-1] not in a:
-        return False
-    if b[-2:] == out[-1] + k and out[-1] not in a:
-        return True
-    return None
-
-
 @S.symbolic_op
 def torch_einsum(equation, *operands):
     """``torch.einsum(equation, *operands)``: a batched matrix product of two float32
@@ -916,7 +896,7 @@ def torch_einsum(equation, *operands):
     floats."""
     xs = [np.asarray(x) for x in operands]
     if len(xs) == 2 and all(x.dtype == F32 for x in xs):
-        transposed = _matmul_form(equation)
+        transposed = matmul_form(equation)
         # (einsum stretches a summed axis of size 1 in one operand; matmul does not)
         if transposed is not None and (
                 xs[0].shape[-1] == xs[1].shape[-1 if transposed else -2]):
