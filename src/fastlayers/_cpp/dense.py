@@ -59,29 +59,18 @@ def matmul_runner(a_args):
     :func:`dense_runner`. None for a 2-D b (the general path is already one call)."""
     if a_args.b.ndim == 2:
         return None
-    core = _backend._core
-    batch = a_args.batch
-    if a_args.a.ndim == 3 and a_args.a.shape[:1] == a_args.b.shape[:1] == batch:
-        return core.matmul_batched  # (B, M, K) @ (B, K, N): the arrays as they are
-    return lambda a, b: _batched(a, b, batch)
+    return _matmul_plan(a_args.a.shape, a_args.b.shape, a_args.batch)
 
 
 def matmul(a):
     """matmul on checked arguments (``_validation.MatmulArgs``): a (..., M, K) @ b (..., K, N).
 
-    A 2-D b is one product over all rows of a; otherwise one product per broadcast batch
-    entry, looped in C++ (``_core.matmul_batched``). b is read in place for a few rows of a
-    (packed per call for more).
+    A b shared by every entry is one product over all rows of a; otherwise one product per
+    broadcast batch entry, looped in C++ (``_core.matmul_batched``). b is read in place for
+    a few rows of a (packed per call for more).
     """
-    core = _backend._core
-    k, n = a.a.shape[-1], a.b.shape[-1]
-    if a.b.ndim == 2 or (a.a.shape[:-2] == a.batch and all(d == 1 for d in a.b.shape[:-2])):
-        # One b for every entry ((K, N), or (1, ..., 1, K, N)): one product over all rows of a,
-        # whose chains are the batched kernel's (the same bits), without copying b per entry.
-        rows = np.ascontiguousarray(a.a).reshape(math.prod(a.a.shape[:-1]), k)  # not -1: K may be 0
-        y = core.dense_unpacked(rows, np.ascontiguousarray(a.b).reshape(k, n), None, 0)
-        return y.reshape(a.a.shape[:-1] + (n,))
-    return _batched(a.a, a.b, a.batch)
+    run = _matmul_plan(a.a.shape, a.b.shape, a.batch)
+    return run(np.ascontiguousarray(a.a), np.ascontiguousarray(a.b))  # (a transposed b)
 
 
 # Broadcast copies of the operands (_batch3) beyond this many bytes are made a slice of the
@@ -90,26 +79,44 @@ def matmul(a):
 _BROADCAST_CHUNK_BYTES = 64 << 20
 
 
-def _batched(a, b, batch):
-    """a (..., M, K) @ b (..., K, N) over the broadcast batch axes ``batch`` on the core's
-    batched products (each entry one fl::gemm chain, so a split changes no bit)."""
+def _matmul_plan(a_shape, b_shape, batch):
+    """The call computing a (..., M, K) @ b (..., K, N) for operands of these shapes over the
+    broadcast batch axes ``batch``, the shape arithmetic done once (each entry is one
+    fl::gemm chain whichever call computes it: the same bits)."""
     core = _backend._core
-    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
+    if len(b_shape) == 2 or (a_shape[:-2] == batch and all(d == 1 for d in b_shape[:-2])):
+        # One b for every entry ((K, N), or (1, ..., 1, K, N)): one product over all rows of
+        # a, without copying b per entry.
+        rows = math.prod(a_shape[:-1])  # not -1: K may be 0
+        out_shape = a_shape[:-1] + (n,)
+        return lambda a, b: core.dense_unpacked(
+            np.ascontiguousarray(a).reshape(rows, k), np.ascontiguousarray(b).reshape(k, n),
+            None, 0).reshape(out_shape)
+    if len(a_shape) == 3 and a_shape[:1] == b_shape[:1] == batch:
+        return core.matmul_batched  # (B, M, K) @ (B, K, N): the arrays as they are
     nb = math.prod(batch)  # not -1: a size-0 axis makes -1 ambiguous
-    copied = (nb * m * k if a.shape[:-2] != batch else 0) + (
-        nb * k * n if b.shape[:-2] != batch else 0
+    copied = (nb * m * k if a_shape[:-2] != batch else 0) + (
+        nb * k * n if b_shape[:-2] != batch else 0
     )
     # Slices of the first batch axis longer than 1 (those before it are 1).
     axis = next((i for i, d in enumerate(batch) if d > 1), None)
+    out_shape = batch + (m, n)
     if copied * 4 <= _BROADCAST_CHUNK_BYTES or axis is None:
-        return core.matmul_batched(_batch3(a, batch, nb), _batch3(b, batch, nb)).reshape(
-            batch + (m, n)
-        )
+        return lambda a, b: core.matmul_batched(
+            _batch3(a, batch, nb), _batch3(b, batch, nb)).reshape(out_shape)
+    step = max(1, _BROADCAST_CHUNK_BYTES // (copied * 4 // batch[axis]))
+    return lambda a, b: _chunked(a, b, batch, axis, step, out_shape)
+
+
+def _chunked(a, b, batch, axis, step, out_shape):
+    """a @ b over the batch axes ``batch``, ``step`` entries of batch axis ``axis`` at a
+    time, so that no broadcast copy exceeds _BROADCAST_CHUNK_BYTES."""
+    core = _backend._core
     rank = len(batch) + 2
     a = a.reshape((1,) * (rank - a.ndim) + a.shape)
     b = b.reshape((1,) * (rank - b.ndim) + b.shape)
-    step = max(1, _BROADCAST_CHUNK_BYTES // (copied * 4 // batch[axis]))
-    out = np.empty(batch + (m, n), np.float32)
+    out = np.empty(out_shape, np.float32)
     for i0 in range(0, batch[axis], step):
         i1 = min(batch[axis], i0 + step)
         at = (slice(None),) * axis + (slice(i0, i1),)
@@ -119,7 +126,7 @@ def _batched(a, b, batch):
         nsub = math.prod(sub)
         out[at] = core.matmul_batched(
             _batch3(part_a, sub, nsub), _batch3(part_b, sub, nsub)
-        ).reshape(sub + (m, n))
+        ).reshape(sub + out_shape[-2:])
     return out
 
 

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import functools
 
+
+@functools.lru_cache(maxsize=256)  # a converted model's einsum calls it on every call
 def matmul_form(equation: str) -> bool | None:
     """For an einsum of two operands that is a batched matrix product with the same batch
     letters everywhere (spaces ignored): False for "...ik,...kj->...ij", True for

@@ -3717,8 +3717,7 @@ _VIEW_METHODS = frozenset({
     "unbind", "movedim", "moveaxis", "swapaxes", "swapdims", "diagonal", "contiguous",
     "detach", "__getitem__", "float", "to", "type", "type_as", "tensor_split", "as_strided",
 })
-_SHARING_MODULES = frozenset({"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d",
-                              "AlphaDropout", "FeatureAlphaDropout", "Flatten", "Unflatten"})
+_SHARING_MODULES = frozenset({*_IDENTITY_MODULES, "Flatten", "Unflatten"})
 # Functions that return their input in eval (torch.nn.functional's dropouts, torchvision's
 # stochastic_depth), and the attributes that are views (x.T: fx records getattr(x, "T")).
 _SHARING_FUNCTIONS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d",

@@ -8,7 +8,6 @@ such a model saved by Keras loads here unchanged (docs/semantics.md §29).
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -16,17 +15,10 @@ import numpy as np
 from .. import _validation as V
 from .base import Layer, _positive_int
 from .initializers import weight_spec
-from .regularization import _Identity
+from .normalization import _real
+from .regularization import _Identity, _rate
 
 __all__ = ["CustomScaleLayer", "LayerScale", "StochasticDepth"]
-
-
-def _real(value: Any, owner: str, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}")
-    if not np.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
-    return float(value)
 
 
 class LayerScale(Layer):
@@ -92,11 +84,7 @@ class StochasticDepth(_Identity):
 
     def __init__(self, drop_path_rate: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        owner = type(self).__name__
-        rate = _real(drop_path_rate, owner, "drop_path_rate")
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"{owner}: drop_path_rate must be in [0, 1], got {rate!r}")
-        self.drop_path_rate = rate
+        self.drop_path_rate = _rate(drop_path_rate, type(self).__name__, "drop_path_rate")
 
 
 class CustomScaleLayer(Layer):
