@@ -701,6 +701,52 @@ def test_multihead_attention_plain_call(any_backend):
           k.transpose(0, 1), v.transpose(0, 1))
 
 
+@pytest.mark.parametrize("mask", ["bool", "float"])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multihead_attention_packed_projections_keep_the_bits(mask, need_weights):
+    """A converted MultiheadAttention packs its projections for the C++ path on first use
+    (MultiheadAttentionWeights): the bits are those of the same weights read in place (a
+    plain dict), on both mask branches of the op, before and after a pickle, which keeps
+    the arrays alone."""
+    from fastlayers.io import torch_ops
+
+    rng = np.random.default_rng(3)
+    e, n = 24, 3
+    w = {f"w{c}": rng.standard_normal((e, e), dtype=np.float32) / 5 for c in "qkvo"}
+    w.update({f"b{c}": rng.standard_normal(e, dtype=np.float32) for c in "qkvo"})
+    packed = torch_ops.MultiheadAttentionWeights(w)
+    q, k, v = (rng.standard_normal((2, t, e), dtype=np.float32) for t in (17, 13, 13))
+    kpm = np.zeros((2, 13), bool)
+    kpm[1, 9:] = True
+    am = rng.random((17, 13)) > 0.7
+    am[:, 0] = False
+    if mask == "float":
+        am = np.where(am, np.float32(-1e4), np.float32(0.5))
+        kpm = np.where(kpm, np.float32(-np.inf), np.float32(0))
+
+    def run(weights):
+        return torch_ops.torch_multihead_attention(
+            q, k, v, kpm, am, weights=weights, num_heads=n, need_weights=need_weights,
+            average=False)
+
+    want = run(dict(w))
+    for weights in (packed, pickle.loads(pickle.dumps(packed))):
+        assert weights._packed is None
+        got = run(weights)
+        assert (weights._packed is not None) == fl.core_available()
+        for g, r in zip(*(x if need_weights else (x,) for x in (got, want))):
+            np.testing.assert_array_equal(g, r)
+    with torch.no_grad():  # and PyTorch's
+        ref = nn.MultiheadAttention(e, n, batch_first=True).eval()
+        ref.in_proj_weight.copy_(torch.from_numpy(np.concatenate([w[f"w{c}"].T for c in "qkv"])))
+        ref.in_proj_bias.copy_(torch.from_numpy(np.concatenate([w[f"b{c}"] for c in "qkv"])))
+        ref.out_proj.weight.copy_(torch.from_numpy(w["wo"].T))
+        ref.out_proj.bias.copy_(torch.from_numpy(w["bo"]))
+        out = ref(*(torch.from_numpy(x) for x in (q, k, v)), key_padding_mask=torch.from_numpy(kpm),
+                  attn_mask=torch.from_numpy(am), need_weights=False)[0]
+    _compare(got[0] if need_weights else got, out)
+
+
 class Encoder(nn.Module):
     def __init__(self, layer):
         super().__init__()

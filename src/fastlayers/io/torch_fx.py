@@ -88,6 +88,7 @@ from .torch_ops import (
     _LOGICAL,
     _REDUCTIONS,
     _UNARY,
+    MultiheadAttentionWeights,
     _ValuesIndices,
     torch_activation,
     torch_arg_extreme,
@@ -1912,9 +1913,9 @@ class _Converter:
             bq, bk, bv = b[:e], b[e:2 * e], b[2 * e:]
         else:
             bq = bk = bv = None
-        return {"wq": wq.T.copy(), "bq": bq, "wk": wk.T.copy(), "bk": bk,
-                "wv": wv.T.copy(), "bv": bv, "wo": _np(mod.out_proj.weight).T.copy(),
-                "bo": _np(mod.out_proj.bias)}
+        return MultiheadAttentionWeights(
+            wq=wq.T.copy(), bq=bq, wk=wk.T.copy(), bk=bk, wv=wv.T.copy(), bv=bv,
+            wo=_np(mod.out_proj.weight).T.copy(), bo=_np(mod.out_proj.bias))
 
     def mha(self, qual: str, mod: Any, query: Any, key: Any, value: Any,
             key_padding_mask: Any = None, need_weights: bool = True, attn_mask: Any = None,

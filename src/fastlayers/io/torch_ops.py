@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend
 from .. import _symbolic as S
+from .. import _validation as V
 from .. import activations as _fl_act
 from .. import functional as FL
+from .._cpp import attention as _cpp_attention
 from .._cpp import resize as _cpp_resize
 from .._numpy import activations as _act
 from .._numpy import resize as _np_resize
@@ -547,16 +550,51 @@ def _torch_layer_norm_runner(x, weight, bias, naxes, eps):
 _plan_runner(torch_layer_norm, _torch_layer_norm_runner)
 
 
+class MultiheadAttentionWeights(dict):
+    """One ``nn.MultiheadAttention``'s weights in Keras layout: kernels (in, E) "wq", "wk",
+    "wv", "wo" and biases (or None) "bq", "bk", "bv", "bo". On the C++ path the four
+    projections are packed on first use (:meth:`projections`) and kept with the dict, as a
+    layer keeps its packed weights; a pickle holds the arrays alone."""
+
+    _packed: Any = None
+
+    def projections(self, num_heads: int) -> Any:
+        """``_cpp.attention.pack_multi_head_attention``'s four functions x (rows, in) ->
+        (rows, out) for these weights, or None when the C++ core is not available."""
+        if self._packed is None and _backend.core_available():
+            e = self["wq"].shape[1]
+            hd = e // num_heads
+            kernels = (self["wq"].reshape(-1, num_heads, hd),
+                       self["wk"].reshape(-1, num_heads, hd),
+                       self["wv"].reshape(-1, num_heads, hd),
+                       self["wo"].reshape(num_heads, hd, -1))
+            biases = tuple(self[k] for k in ("bq", "bk", "bv", "bo"))
+            self._packed = _cpp_attention.pack_multi_head_attention(kernels, biases)
+        return self._packed
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (dict(self),))
+
+
+def _mha_projections(weights: dict, num_heads: int) -> Any:
+    """The packed projections of ``weights`` when attention runs on the C++ path, else None
+    (also for a plain dict: a model converted before the weights had their own class)."""
+    if not isinstance(weights, MultiheadAttentionWeights):
+        return None
+    cpp = _backend.resolve("multi_head_attention", None) == "cpp"
+    return weights.projections(num_heads) if cpp else None
+
+
 @S.symbolic_op
 def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mask=None, *,
                               weights, num_heads, need_weights, average):
     """``nn.MultiheadAttention`` on batch-first inputs (B, T, E), (B, S, Ek), (B, S, Ev).
 
-    ``weights``: Keras-layout kernels (in, E) and biases (or None) "wq", "bq", "wk", "bk",
-    "wv", "bv", "wo", "bo". Masks follow PyTorch: boolean True = blocked, float = added to
-    the scores; ``key_padding_mask`` (B, S), ``attn_mask`` (T, S) or (B·N, T, S). Returns
-    the output (B, T, E), or (output, weights) with the weights averaged over heads
-    (B, T, S) when ``average``, else (B, N, T, S).
+    ``weights``: a :class:`MultiheadAttentionWeights` (or a dict of the same keys). Masks
+    follow PyTorch: boolean True = blocked, float = added to the scores;
+    ``key_padding_mask`` (B, S), ``attn_mask`` (T, S) or (B·N, T, S). Returns the output
+    (B, T, E), or (output, weights) with the weights averaged over heads (B, T, S) when
+    ``average``, else (B, N, T, S).
     """
     q = np.asarray(query, F32)
     k = np.asarray(key, F32)
@@ -565,13 +603,14 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
     s = k.shape[1]
     n = num_heads
     w = weights
+    e = w["wq"].shape[1]
+    hd = e // n
+    packed = _mha_projections(w, n)
     masks_bool = all(m is None or np.asarray(m).dtype == np.bool_
                      for m in (key_padding_mask, attn_mask))
     if masks_bool and (attn_mask is None or np.asarray(attn_mask).ndim == 2):
         # Boolean masks shared by the heads: fastlayers' fused attention (Keras kernels,
         # True = may attend).
-        e = w["wq"].shape[1]
-        hd = e // n
         allowed = None
         if attn_mask is not None:
             allowed = np.broadcast_to(~np.asarray(attn_mask), (b, t, s))
@@ -580,26 +619,26 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
             allowed = kp if allowed is None else allowed & kp
         if allowed is not None:
             allowed = np.ascontiguousarray(np.broadcast_to(allowed, (b, t, s)))
-        out = FL.multi_head_attention(
+        checked = V.check_multi_head_attention(
             q, v, k,
-            query_kernel=w["wq"].reshape(-1, n, hd), key_kernel=w["wk"].reshape(-1, n, hd),
-            value_kernel=w["wv"].reshape(-1, n, hd), output_kernel=w["wo"].reshape(n, hd, -1),
-            query_bias=None if w["bq"] is None else w["bq"].reshape(n, hd),
-            key_bias=None if w["bk"] is None else w["bk"].reshape(n, hd),
-            value_bias=None if w["bv"] is None else w["bv"].reshape(n, hd),
-            output_bias=w["bo"], attention_mask=allowed,
-            return_attention_scores=need_weights,
+            w["wq"].reshape(-1, n, hd), w["wk"].reshape(-1, n, hd), w["wv"].reshape(-1, n, hd),
+            w["wo"].reshape(n, hd, -1),
+            None if w["bq"] is None else w["bq"].reshape(n, hd),
+            None if w["bk"] is None else w["bk"].reshape(n, hd),
+            None if w["bv"] is None else w["bv"].reshape(n, hd),
+            w["bo"], allowed, False, need_weights,
         )
+        out = FL.run_multi_head_attention(checked, packed)
         if not need_weights:
             return out
         out, scores = out
         return out, (scores.mean(axis=1).astype(F32) if average else scores)
     # Float (additive) or per-head masks: the scores are formed here.
-    qp = FL.dense(q, w["wq"], w["bq"])
-    kp_ = FL.dense(k, w["wk"], w["bk"])
-    vp = FL.dense(v, w["wv"], w["bv"])
-    e = qp.shape[-1]
-    hd = e // n
+    if packed is None:
+        qp, kp_, vp = (FL.dense(x, w["w" + c], w["b" + c]) for x, c in ((q, "q"), (k, "k"),
+                                                                         (v, "v")))
+    else:
+        qp, kp_, vp = (p(x.reshape(-1, x.shape[-1])) for x, p in zip((q, k, v), packed))
     qh = qp.reshape(b, t, n, hd).transpose(0, 2, 1, 3) * F32(1.0 / math.sqrt(hd))
     kh = kp_.reshape(b, s, n, hd).transpose(0, 2, 1, 3)
     vh = vp.reshape(b, s, n, hd).transpose(0, 2, 1, 3)
@@ -620,7 +659,8 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
         scores = scores + add
     probs = _act.softmax(scores.astype(F32), axis=-1)
     o = np.matmul(probs, vh).astype(F32).transpose(0, 2, 1, 3).reshape(b, t, e)
-    out = FL.dense(o, w["wo"], w["bo"])
+    out = FL.dense(o, w["wo"], w["bo"]) if packed is None else packed[3](o.reshape(b * t, e))
+    out = out.reshape(b, t, -1)
     if not need_weights:
         return out
     return out, (probs.mean(axis=1).astype(F32) if average else probs)
