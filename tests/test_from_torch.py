@@ -1398,6 +1398,91 @@ def test_huggingface_style_attention(any_backend):
     assert isinstance(torch.finfo(torch.float32), torch.finfo)  # the real one, restored
 
 
+class ShapeIdioms(nn.Module):
+    """What current HuggingFace code (transformers 4.48+) does with what the examples fix:
+    a star-unpacked shape ``(*x.shape[:-1], -1, d)``, a loop over ``x.chunk()``, branches
+    on a rank and a dtype, and on sizes (a channel check, padding to a multiple of 4),
+    and ``int(math.ceil(...))`` of a size."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(12, 12)
+        self.channels = 12
+        self.register_buffer("positions", torch.arange(40.0).reshape(1, 40, 1) / 40)
+
+    def forward(self, x, mask):
+        if x.dtype != self.lin.weight.dtype:
+            x = x.to(self.lin.weight.dtype)
+        if x.shape[-1] != self.channels:
+            raise ValueError("channels")
+        if mask.ndim == 2:
+            mask = mask[:, :, None]
+        t = x.shape[1]
+        h = self.lin(x) * mask + self.positions[:, :t]
+        heads = h.view(*h.shape[:-1], -1, 4).transpose(1, 2)  # (B, 3, T, 4)
+        parts = [p * (i + 1) for i, p in enumerate(heads.chunk(3, dim=1))]
+        h = torch.cat([*parts], dim=1).transpose(1, 2).reshape(*h.shape)
+        if t % 4 != 0:
+            h = nn.functional.pad(h, (0, 0, 0, 4 - t % 4))
+        n = int(math.ceil(t / 4) * 4)
+        return h.reshape(h.shape[0], n // 4, 48)
+
+
+@pytest.mark.parametrize("t", [7, 8])
+def test_what_the_examples_fix_is_known_while_tracing(any_backend, t):
+    x, mask = torch.randn(2, t, 12), (torch.rand(2, t) > 0.3).float()
+    check(ShapeIdioms(), x, mask, run_inputs=[(torch.randn(3, t, 12), torch.ones(3, t))])
+
+
+class BatchBranch(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        if self.how == "if":
+            if x.shape[0] > 1:
+                return x * 2
+            return x
+        if self.how == "int":
+            return x.reshape(int(x.shape[0]), -1)
+        if x.sum() > 0:  # "value": a tensor's values decide
+            return x
+        return -x
+
+
+def test_branches_on_the_batch_size_or_values_are_refused():
+    x = torch.randn(2, 3, 4)
+    for how in ("if", "int"):
+        with pytest.raises(TorchConversionError, match="decides on the batch size"):
+            fl.from_torch(BatchBranch(how), x)
+    # the trace's error says where in the forward it came from
+    with pytest.raises(TorchConversionError, match=r"test_from_torch\.py:\d+: if x\.sum\(\) > 0"):
+        fl.from_torch(BatchBranch("value"), x)
+    # without examples nothing is fixed while tracing: the star-unpacked shape is refused
+    with pytest.raises(TorchConversionError, match="could not trace"):
+        fl.from_torch(Fn(lambda x: nn.functional.linear(x, torch.ones(4, 4)).view(
+            *x.shape[:-1], 2, 2)))
+
+
+class WritesItsParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        w = self.w
+        w.mul_(2)
+        return x * w
+
+
+def test_the_examples_run_leaves_the_module_unchanged():
+    module = WritesItsParameter()
+    with pytest.raises(TorchConversionError):
+        fl.from_torch(module, torch.randn(2, 4))
+    assert torch.equal(module.w.detach(), torch.ones(4))
+
+
 def test_addmm_with_beta_or_alpha_refused():
     with pytest.raises(TorchConversionError, match="addmm with beta=2"):
         fl.from_torch(ShapeOps(lambda m, x: torch.addmm(m.b, x[:, 0], m.w[:, :4].T, beta=2)),

@@ -727,6 +727,8 @@ class _Converter:
                                                        self.gm.get_submodule(node.target))
             elif node.op == "call_function":
                 handler = self._function_handler(node.target)
+                if handler is None and _plain_call(node):
+                    continue  # size arithmetic, computed at conversion (_build)
                 if handler is None:
                     self.problems.append(
                         f"{self._where(node)} ({_fn_name(self.torch, node.target)})")
@@ -2687,6 +2689,7 @@ class _Converter:
             torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
             torch._assert: self._assert,
+            _specialized: self._specialized,
             operator.not_: self._not,
             operator.pow: lambda a, b: self.binary(a, b, "pow"),
             operator.ipow: lambda a, b: self.binary(a, b, "pow"),
@@ -2805,6 +2808,20 @@ class _Converter:
         if not bool(np.all(condition)):
             raise ValueError(f"from_torch: the module's assert fails for the examples: "
                              f"{message}")
+
+    def _specialized(self, value: Any, expected: Any, where: str) -> None:
+        """A branch, int() or float() the trace decided with the examples' sizes (_trace):
+        refused when it depends on the batch size, else checked."""
+        leaves: list = []
+        self.torch.fx.node.map_aggregate(value, leaves.append)
+        if any(isinstance(v, (_Dim, _Unknown)) for v in leaves):
+            raise TorchConversionError(
+                f"from_torch: {where or 'the forward'} decides on the batch size (an if, "
+                "int() or float() of it), which the converted model leaves free")
+        if any(isinstance(v, (_T, S.SymbolicTensor)) for v in leaves):
+            raise TorchConversionError(
+                f"from_torch: {where or 'the forward'} decides on tensor values")
+        _specialized(value, expected, where)
 
     def _not(self, x: Any) -> Any:
         """``not cond`` of a traced ``assert not cond`` (_trace)."""
@@ -3286,11 +3303,20 @@ def _to_numpy_input(torch: Any, x: Any) -> Any:
     return np.asarray(x)
 
 
+def _to_torch_example(torch: Any, examples: Any) -> Any:
+    """The examples as the converted model takes them (``_to_numpy_input``), as tensors."""
+    if isinstance(examples, (tuple, list)):
+        return tuple(_to_torch_example(torch, e) for e in examples)
+    return torch.from_numpy(np.array(examples))
+
+
 def from_torch(module: Any, example_inputs: Any = None, name: str | None = None) -> TorchModel:
     """Convert a PyTorch ``nn.Module`` to a fastlayers model that runs without PyTorch.
 
     The module is traced with ``torch.fx`` (its ``forward`` must be traceable: no Python
-    control flow on tensor values); its parameters and buffers are read in eval mode
+    control flow on tensor values or on the batch size; what the examples fix, such as a
+    shape's length, ranks, dtypes and the other sizes, may be used in Python code, see
+    docs/semantics.md §24); its parameters and buffers are read in eval mode
     (BatchNorm running statistics, Dropout as identity). The converted model is called
     like the module, with arrays in PyTorch's layouts (NCHW images, NCL sequences,
     (T, B, F) for seq-first recurrent layers), and returns the module's output structure
@@ -3357,20 +3383,23 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
             concrete = {p.name: p.default for p in params[len(examples):]
                         if p.default is not p.empty}
         traced = module
+        names = [p.name for p in params]
         if torch.fx.Tracer().is_leaf_module(module, ""):
             # fx would trace into a torch.nn module's own forward: wrap it, so that it is
             # one call_module node (named "module") as inside a model.
             traced = _wrap_leaf(torch, module, len(examples) if examples is not None else 1)
             concrete = None
+            names = [f"a{i}" for i in range(len(examples) if examples is not None else 1)]
         buffers = _buffer_bytes(module)
         try:
-            gm = _trace(torch, traced, concrete or None)
+            gm = _trace(torch, traced, concrete or None, None if examples is None else dict(
+                zip(names, _to_torch_example(torch, examples))))
         except Exception as e:
             raise TorchConversionError(
-                f"from_torch: torch.fx could not trace {type(module).__name__}: {e}. The "
-                "forward must be traceable by torch.fx: no Python control flow (if, for, "
-                "while, int(), float()) on tensor values or on sizes read from an input "
-                "(x.shape[i] may be passed to calls and compared in an assert only)."
+                f"from_torch: torch.fx could not trace {type(module).__name__}: "
+                f"{_located(e)}. The forward must be traceable by torch.fx: no Python "
+                "control flow (if, for, while, int(), float()) on tensor values, or on sizes "
+                "when no example inputs fix them (docs/semantics.md §24)."
             ) from e
         finally:
             changed = _restore_buffers(module, buffers)
@@ -3519,22 +3548,33 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
     return to_numpy(out) if isinstance(out, torch.Size) else convert(out, to_numpy)
 
 
-def _trace(torch: Any, root: Any, concrete: Any) -> Any:
+def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -> Any:
     """``torch.fx.symbolic_trace`` with asserts traced as ``torch._assert`` calls (a check
     of a size, as nanoGPT's ``assert t <= block_size``, is then evaluated at conversion;
     fx's own ``trace_asserts`` misses Python 3.11's bytecode; _assert_test), and, when tracing
     with buffers as tensors fails, with buffers as graph attributes (so a size read from an
-    input can slice one; what is computed from buffers alone is then PyTorch's, _fold)."""
+    input can slice one; what is computed from buffers alone is then PyTorch's, _fold).
+
+    ``examples`` (forward's parameter name -> example tensor) are run through the trace as it
+    is recorded (_ExampleRun), so that what the examples fix is known while tracing: the
+    length of a shape (``(*x.shape[:-1], -1, d)``, ``for t in x.chunk(3)``) and a condition
+    on ranks and dtypes alone (``if mask.ndim == 2``, ``if x.dtype != w.dtype``), which is
+    the same for every input the converted model takes."""
     import inspect
 
     class Tracer(torch.fx.Tracer):
         proxy_buffer_attributes = False
 
         def to_bool(self, obj: Any) -> bool:
+            static = run.static_value(obj)
+            if static is not None:
+                return bool(static[0])
             frame = inspect.currentframe()
             caller = frame.f_back.f_back if frame and frame.f_back else None  # Proxy.__bool__'s
             test = None if caller is None else _assert_test(caller)
             if test is None:
+                if run.sized_value(obj) is not None:
+                    return run.specialize(self, obj, bool, caller)
                 return super().to_bool(obj)
             if not test:  # assert not cond: the trace goes on with cond false
                 obj = self.create_proxy("call_function", operator.not_, (obj,), {})
@@ -3542,24 +3582,262 @@ def _trace(torch: Any, root: Any, concrete: Any) -> Any:
             self.create_proxy("call_function", torch._assert, (obj, where), {})
             return test
 
+        def iter(self, obj: Any) -> Iterator:
+            n = run.length(obj)
+            if n is None:
+                return super().iter(obj)
+            return iter([obj[i] for i in range(n)])
+
+        def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any,
+                         *rest: Any, **kw: Any) -> Any:
+            proxy = super().create_proxy(kind, target, args, kwargs, *rest, **kw)
+            run.record(self, proxy.node, args, kwargs)
+            return proxy
+
+        def proxy(self, node: Any) -> Any:
+            return Proxy(node, self)
+
+        # While the examples run (_ExampleRun.record), module calls and parameters are
+        # PyTorch's own, not recorded.
+        def call_module(self, m: Any, forward: Any, args: Any, kwargs: Any) -> Any:
+            if run.busy:
+                return forward(*args, **kwargs)
+            return super().call_module(m, forward, args, kwargs)
+
+        def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict) -> Any:
+            if run.busy:
+                return attr_val
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def length(proxy: Any) -> int:  # len() of a shape or a tuple the examples fix
+        n = run.length(proxy)
+        if n is None:
+            return torch.fx.Proxy.__len__(proxy)
+        return n
+
+    def number(kind: Any) -> Any:  # int() or float() of a size (guarded)
+        def convert(proxy: Any) -> Any:
+            if run.sized_value(proxy) is None:
+                raise TypeError(f"{kind.__name__}() of a traced value: the examples do not "
+                                "fix it (a tensor's values)")
+            frame = inspect.currentframe()
+            return run.specialize(proxy.tracer, proxy, kind, frame.f_back if frame else None)
+        return convert
+
+    class Proxy(torch.fx.Proxy):
+        __len__ = length
+        __int__ = number(int)
+        __float__ = number(float)
+
+        def __getattr__(self, k: str) -> Any:
+            return Attribute(self, k)
+
+    class Attribute(torch.fx.proxy.Attribute):
+        __len__ = length
+        __int__ = number(int)
+        __float__ = number(float)
+
     # Buffers as tensors first (fx computes what reads them alone, as it always did: len(buf),
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
     # size read from the input, self.bias[:, :, :T, :T]).
     # (The forward then runs twice while tracing.)
     with _tracing_patches(torch):
         try:
+            run = _ExampleRun(torch, examples)
             tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
         except Exception as first:
+            run = _ExampleRun(torch, examples)
             tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
             try:
                 graph = tracer.trace(root, concrete_args=concrete)
             except Exception as second:
                 if str(second) == str(first):
                     raise
-                raise RuntimeError(f"{first} (and with buffers as graph attributes: {second})"
-                                   ) from None
+                raise RuntimeError(f"{_located(first)} (and with buffers as graph attributes: "
+                                   f"{_located(second)})") from None
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
+
+
+class _ExampleRun:
+    """The examples run alongside a trace: each recorded node's value on them (what PyTorch
+    computes, on copies of the parameters and buffers), and whether it is *static*: fixed by
+    the ranks and dtypes of the inputs alone (``x.ndim``, ``x.dim()``, ``x.dtype`` and what
+    is computed from those and constants), so the same for every input of the converted
+    model, whatever its batch size. Sizes are not static (the batch's is free), nor is
+    anything read from a tensor's values. Without examples nothing is known."""
+
+    _STATIC_ATTRS = frozenset({"ndim", "dtype"})
+    # dtypes a converted model computes in, so a condition on them holds at run time too
+    _DTYPES = ("float32", "int64", "int32", "bool")
+
+    def __init__(self, torch: Any, examples: dict | None) -> None:
+        self.torch = torch
+        self.examples = examples
+        self.values: dict = {}  # node -> its value on the examples
+        self.static: set = set()
+        self.sized: set = set()  # plain values from sizes, ranks, dtypes and constants
+        self.busy = False  # computing a value (the tracer records nothing meanwhile)
+
+    def _value(self, a: Any) -> Any:
+        if isinstance(a, self.torch.fx.Proxy):
+            return self.values[a.node]  # KeyError: not known
+        if isinstance(a, self.torch.fx.Node):
+            return self.values[a]
+        return a
+
+    def record(self, tracer: Any, node: Any, args: Any, kwargs: Any) -> None:
+        if self.examples is None or node.op == "output":
+            return
+        torch = self.torch
+        self.busy = True
+        try:
+            args = torch.fx.node.map_aggregate(args, self._value)
+            kwargs = torch.fx.node.map_aggregate(kwargs, self._value)
+            with torch.no_grad():
+                if node.op == "placeholder":
+                    value = self.examples[node.target]
+                elif node.op == "get_attr":
+                    value = tracer.root
+                    for part in node.target.split("."):
+                        value = getattr(value, part)
+                    if isinstance(value, torch.Tensor):
+                        value = value.detach().clone()  # a later in-place op writes the copy
+                elif node.op == "call_function":
+                    value = node.target(*args, **kwargs)
+                elif node.op == "call_method":
+                    value = getattr(args[0], node.target)(*args[1:], **kwargs)
+                else:  # call_module
+                    value = tracer.root.get_submodule(node.target)(*args, **kwargs)
+        except Exception:  # not known (an input without an example, a failing call)
+            return
+        finally:
+            self.busy = False
+        self.values[node] = value
+        if self._is_sized(node, value):
+            self.sized.add(node)
+            node.meta["fl_sized"] = True  # the converter computes it in Python (_plain_call)
+            if self._is_static(node, value):
+                self.static.add(node)
+
+    def _is_static(self, node: Any, value: Any) -> bool:
+        torch = self.torch
+        if isinstance(value, torch.dtype):
+            if str(value).rpartition(".")[2] not in self._DTYPES:
+                return False
+        elif isinstance(value, (torch.Tensor, torch.Size)) or not isinstance(
+                value, (bool, int, float, str)):
+            return False
+        if node.op == "call_method" and node.target == "dim":
+            return True
+        if (node.op == "call_function" and node.target is getattr
+                and node.args[1] in self._STATIC_ATTRS):
+            return True
+        if node.op != "call_function" or getattr(node.target, "__module__", None) not in (
+                "_operator", "operator"):
+            return False
+        inputs = node.all_input_nodes
+        return bool(inputs) and all(n in self.static for n in inputs)
+
+    def _is_sized(self, node: Any, value: Any) -> bool:
+        """Whether ``value`` is a plain value (a number, a shape, a dtype, ...) computed from
+        sizes, ranks, dtypes and constants alone, never from a tensor's values."""
+        torch = self.torch
+
+        def plain(v: Any) -> bool:
+            if isinstance(v, (tuple, list)):
+                return all(plain(e) for e in v)
+            return isinstance(v, (bool, int, float, str, torch.dtype, torch.Size)) or v is None
+
+        if not plain(value):
+            return False
+        if node.op == "call_method":
+            return node.target in ("size", "dim") and isinstance(
+                self.values.get(node.args[0]), torch.Tensor)
+        if node.op != "call_function":
+            return False
+        if node.target is getattr:
+            return node.args[1] in ("shape", "ndim", "dtype") and isinstance(
+                self.values.get(node.args[0]), torch.Tensor)
+        module = getattr(node.target, "__module__", None) or ""
+        if module not in ("_operator", "operator", "math", "builtins"):
+            return False
+        inputs = node.all_input_nodes
+        return bool(inputs) and all(n in self.sized for n in inputs)
+
+    def sized_value(self, obj: Any) -> tuple | None:
+        """(value,) of a proxy that is a plain value computed from sizes (_is_sized)."""
+        if not isinstance(obj, self.torch.fx.Proxy) or obj.node not in self.sized:
+            return None
+        return (self.values[obj.node],)
+
+    def specialize(self, tracer: Any, obj: Any, kind: Any, frame: Any) -> Any:
+        """``kind(value)`` of a sized proxy (a branch's truth value, int(), float()): the
+        trace goes on with the examples' value, and records a guard (_specialized) that the
+        conversion checks: it refuses a value that depends on the batch size, which the
+        converted model leaves free."""
+        value = kind(self.values[obj.node])
+        where = "" if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        tracer.create_proxy("call_function", _specialized, (obj, value, where), {})
+        return value
+
+    def static_value(self, obj: Any) -> tuple | None:
+        """(value,) of a proxy that is static, else None."""
+        if not isinstance(obj, self.torch.fx.Proxy) or obj.node not in self.static:
+            return None
+        return (self.values[obj.node],)
+
+    def length(self, obj: Any) -> int | None:
+        """The length of a proxy whose value on the examples is a shape or a tuple of
+        tensors (its length does not depend on the batch size), else None."""
+        value = self.values.get(obj.node) if isinstance(obj, self.torch.fx.Proxy) else None
+        if isinstance(value, self.torch.Size) or (
+                isinstance(value, (tuple, list))
+                and all(isinstance(v, self.torch.Tensor) for v in value)):
+            return len(value)
+        return None
+
+
+def _plain_call(node: Any) -> bool:
+    """Whether fx node ``node`` is arithmetic on sizes (operator, math or builtins on values
+    that the examples' run found computed from sizes, ranks and dtypes alone: ``w % 4``,
+    ``math.ceil(h / p)``), which the conversion computes in Python."""
+    module = getattr(node.target, "__module__", None) or ""
+    return (node.op == "call_function" and bool(node.meta.get("fl_sized"))
+            and module in ("_operator", "operator", "math", "builtins"))
+
+
+def _specialized(value: Any, expected: Any, where: str) -> None:
+    """The guard of a branch, int() or float() that the trace took with the examples' value
+    (_ExampleRun.specialize): ``value`` (computed from sizes) must be ``expected``."""
+    got = bool(value) if isinstance(expected, bool) else value
+    if got != expected:
+        raise TorchConversionError(
+            f"from_torch: {where or 'the forward'} decided on a size the examples fix, "
+            f"{expected!r} while tracing but {got!r} when converted")
+
+
+def _located(e: BaseException) -> str:
+    """``e``'s message with the line of the traced code it came from: the innermost frame
+    of its traceback outside torch and fastlayers (the user's or a library's forward)."""
+    import linecache
+    import os
+
+    import torch
+
+    skip = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, sys.modules[
+        __name__.partition(".")[0]]))
+    where = None
+    tb = e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not code.co_filename.startswith(skip) and not code.co_filename.startswith("<"):
+            where = (code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if where is None:
+        return str(e)
+    line = linecache.getline(*where).strip()
+    return f"{e} (at {where[0]}:{where[1]}: {line})"
 
 
 _TRACING = threading.Lock()
@@ -3893,15 +4171,25 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
         elif node.op in ("call_function", "call_method", "call_module"):
             args, kwargs = load(node.args), load(node.kwargs)
-            checks = node.target in (torch._assert, operator.not_)
+            checks = node.target in (torch._assert, operator.not_, _specialized)
             if node in conv.constant or (not checks and _foldable(torch, args, kwargs)):
                 # parameters and buffers alone, or with sizes known at conversion (a buffer
                 # indexed by x.size(1)): computed by PyTorch
                 env[node] = _fold(torch, gm, node, args, kwargs)
                 continue
+            where = conv._where(node)
+            if _plain_call(node) and conv._function_handler(node.target) is None:
+                leaves: list = []
+                torch.fx.node.map_aggregate((args, kwargs), leaves.append)
+                if any(isinstance(v, (_Dim, _Unknown, _T, S.SymbolicTensor, np.ndarray))
+                       for v in leaves):
+                    raise TorchConversionError(
+                        f"from_torch: {where} ({_fn_name(torch, node.target)}) of the batch "
+                        "size or of a tensor: only sizes known at conversion are supported")
+                env[node] = node.target(*args, **kwargs)
+                continue
             if not checks:
                 _refuse_unknown(torch, args, kwargs)
-            where = conv._where(node)
             try:
                 if node.op == "call_module":
                     fused.update(conv.plan_fusion(node))
