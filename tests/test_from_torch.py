@@ -1434,6 +1434,37 @@ def test_what_the_examples_fix_is_known_while_tracing(any_backend, t):
     check(ShapeIdioms(), x, mask, run_inputs=[(torch.randn(3, t, 12), torch.ones(3, t))])
 
 
+class HFMaskFunctions(nn.Module):
+    """How HuggingFace's masking_utils (transformers 5) makes a 4-D mask from a (B, S)
+    padding mask: index tensors from torch.arange, of the batch size too, broadcast by
+    None-indexing, the padding mask gathered with them (``padding_mask[batch_idx, kv_idx]``)
+    and expanded to the batch size; and GPT-2's sequence classification pooling, one row per
+    sample picked by index tensors (``logits[torch.arange(batch), last]``)."""
+
+    def forward(self, x, padding_mask, last):
+        b, s = padding_mask.shape
+        batch_idx = torch.arange(b, device=x.device)[:, None, None, None]
+        q_idx = torch.arange(s)[None, None, :, None]
+        kv_idx = torch.arange(s)[None, None, None, :]
+        allowed = (kv_idx <= q_idx) & padding_mask.bool()[batch_idx, kv_idx]
+        allowed = allowed.expand(b, -1, s, s)
+        scores = (x @ x.transpose(-1, -2))[:, None]
+        probs = torch.where(allowed, scores, torch.finfo(scores.dtype).min).softmax(-1)
+        out = (probs @ x[:, None])[:, 0]  # (B, S, D)
+        return out[torch.arange(b), last], out[:, torch.tensor([[0, 1], [2, 1]])]
+
+
+def test_index_tensors_and_arange_of_the_batch_size(any_backend):
+    def inputs(b):
+        mask = torch.ones(b, 6, dtype=torch.long)
+        mask[0, 4:] = 0
+        return torch.randn(b, 6, 5), mask, torch.randint(0, 6, (b,))
+
+    check(HFMaskFunctions(), *inputs(2), run_inputs=[inputs(3), inputs(1)])
+    with pytest.raises(TorchConversionError, match="boolean mask"):
+        fl.from_torch(Fn(lambda x: x[x > 0]), torch.randn(2, 3))
+
+
 class BatchBranch(nn.Module):
     def __init__(self, how):
         super().__init__()
@@ -1905,7 +1936,10 @@ def test_split_refusals():
     with pytest.raises(TorchConversionError, match="chunk"):
         fl.from_torch(Fn(lambda x: x.chunk(2, dim=0)[0]), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="arange needs bounds known"):
-        fl.from_torch(Fn(lambda x: x + torch.arange(x.size(0))), torch.randn(2, 3))
+        fl.from_torch(Fn(lambda x: x + torch.arange(x.size(0), 9)), torch.randn(2, 3))
+    # up to the batch size: an op (test_index_tensors_and_arange_of_the_batch_size)
+    check(Fn(lambda x: x * torch.arange(x.size(0))[:, None]), torch.randn(2, 3),
+          run_inputs=[(torch.randn(4, 3),)])
 
 
 MATMULS = {

@@ -176,7 +176,7 @@ def test_boolean_indexing_is_refused_by_name():
             return h[h > 0]
 
     # the message names the call's fx node when the handler's own text does not
-    with pytest.raises(TorchConversionError, match=r"with a tensor \(a boolean mask.*\(at getitem"):
+    with pytest.raises(TorchConversionError, match=r"bool tensor \(a boolean mask.*\(at getitem"):
         fl.from_torch(Positive(), torch.randn(2, 8))
 
 

@@ -85,12 +85,14 @@ from ..models.functional import Input, Model
 # Every op of converted models (torch_ops.py); models pickled when the ops lived in this
 # module name them here (tests/test_from_torch.py checks that each still resolves).
 from .torch_ops import (
+    _INDEX,
     _LOGICAL,
     _REDUCTIONS,
     _UNARY,
     MultiheadAttentionWeights,
     _ValuesIndices,
     torch_activation,
+    torch_arange,
     torch_arg_extreme,
     torch_binary,
     torch_cast,
@@ -106,6 +108,7 @@ from .torch_ops import (
     torch_expand,
     torch_flip,
     torch_full,
+    torch_gather_index,
     torch_glu,
     torch_index,
     torch_layer_norm,
@@ -1578,6 +1581,9 @@ class _Converter:
                     cl_key = (full[0], *full[2:], full[1])
                     return _T(torch_index(obj.sym, cl_key), True)
             t = _to_torch(obj)
+            if any(isinstance(k, _T) or (isinstance(k, np.ndarray) and k.ndim != 1)
+                   for k in keys):
+                return self._gather_index(t, keys)
             # a constant index tensor of ints (x[:, torch.tensor([0, 2])]) as the list it holds
             keys = tuple(k.tolist() if isinstance(k, np.ndarray) and k.ndim == 1
                          and k.dtype.kind in "iu" else k for k in keys)
@@ -1607,6 +1613,30 @@ class _Converter:
             key = tuple(plain) if isinstance(key, tuple) else plain[0]
             return _T(torch_index(t.sym, key), False)
         raise TorchConversionError(f"from_torch: cannot index a {type(obj).__name__}")
+
+    def _gather_index(self, t: _T, keys: tuple) -> _T:
+        """``t[keys]`` with integer index tensors, traced or constant (torch_gather_index);
+        a boolean one is refused (the result's shape would depend on the values)."""
+        key: list[Any] = []
+        indices = []
+        for k in keys:
+            if isinstance(k, _T):
+                if k.sym.dtype.kind not in "iu":
+                    raise TorchConversionError(
+                        f"from_torch: tensor indexing with a {k.sym.dtype} tensor (a boolean "
+                        "mask: the result's shape would depend on the values)")
+                indices.append(_to_torch(k).sym)
+                key.append(_INDEX)
+            elif isinstance(k, np.ndarray) and k.dtype.kind not in "iu":
+                raise TorchConversionError(
+                    f"from_torch: tensor indexing with a constant {k.dtype} array")
+            elif isinstance(k, (_Dim, _Unknown)) or (isinstance(k, slice) and not all(
+                    v is None or isinstance(v, (int, np.integer))
+                    for v in (k.start, k.stop, k.step))):
+                raise TorchConversionError(f"from_torch: tensor indexing with {k!r}")
+            else:
+                key.append(k)
+        return _T(torch_gather_index(t.sym, *indices, key=tuple(key)), False)
 
     def reduce(self, op: str, *args: Any, **kwargs: Any) -> _T:
         """``mean``, ``sum``, ``amax``, ``amin`` (x, dim, keepdim; also PyTorch's aliases
@@ -2445,6 +2475,15 @@ class _Converter:
         given = dict(zip(("start", "end", "step"), args if len(args) > 1 else (0, *args)))
         given.update(kwargs)
         values = [given.get("start", 0), given.get("end"), given.get("step", 1)]
+        if isinstance(values[1], _Dim) and all(isinstance(v, (int, np.integer))
+                                               for v in (values[0], values[2])):
+            # up to the batch size (HuggingFace's torch.arange(batch_size)): an op
+            np_dtype = np.int64 if dtype is None else _np_dtype(dtype)
+            if np_dtype is None:
+                raise TorchConversionError(f"from_torch: torch.arange with dtype={dtype}")
+            refs, spec = self._sizes((values[1],), "torch.arange")
+            return _T(torch_arange(*refs, spec=tuple(spec), start=int(values[0]),
+                                   step=int(values[2]), dtype=np.dtype(np_dtype)), False)
         if values[1] is None or not all(isinstance(v, (int, float, np.integer, np.floating))
                                         for v in values):
             raise TorchConversionError(

@@ -113,6 +113,30 @@ def torch_index(x, key):
 
 
 @S.symbolic_op
+def torch_gather_index(x, *indices, key):
+    """``x[key]`` with integer index tensors (advanced indexing, as HuggingFace's mask
+    functions ``padding_mask[batch_idx, kv_idx]`` do): ``key`` holds ints, slices, None,
+    Ellipsis, constant int arrays, and ``_INDEX`` where the next of ``indices`` goes. NumPy's
+    rules for integer arrays are PyTorch's: the index arrays broadcast, and their axes go
+    where the first one is, or first when slices separate them."""
+    it = iter(indices)
+    full = tuple(np.asarray(next(it)) if k is _INDEX else k for k in key)
+    return np.ascontiguousarray(np.asarray(x)[full])
+
+
+_INDEX = "<index tensor>"  # torch_gather_index: a place in the key that an input fills
+
+
+@S.symbolic_op
+def torch_arange(*refs, spec, start, step, dtype):
+    """``torch.arange(start, end, step)`` whose end is a size known only at run time (the
+    batch size: HuggingFace's ``torch.arange(batch_size)``); ``spec`` is (j, axis) as in
+    torch_full."""
+    (end,) = _run_shape(spec, (None, *refs))
+    return np.arange(start, end, step).astype(dtype)
+
+
+@S.symbolic_op
 def torch_copy(x):
     """A new array holding x: a converted model's output that is one of its inputs or
     another of its outputs (two permutes of one stored tensor are that tensor), so that no
