@@ -7,6 +7,7 @@ The reference of every case is the PyTorch module itself, called on the same inp
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import pickle
@@ -1465,6 +1466,49 @@ def test_index_tensors_and_arange_of_the_batch_size(any_backend):
         fl.from_torch(Fn(lambda x: x[x > 0]), torch.randn(2, 3))
 
 
+def _returns_tuple(forward):
+    """A decorator as HuggingFace's can_return_tuple: forward(self, *args, **kwargs)."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        return out if kwargs.get("return_dict", True) else tuple(out.values())
+
+    return wrapper
+
+
+class _Rotate(nn.Module):  # a module that is no submodule of the converted one (below)
+    def forward(self, x):
+        return torch.cat([-x[..., 2:], x[..., :2]], dim=-1)
+
+
+_ROTATE = _Rotate()
+
+
+class DecoratedForward(nn.Module):
+    """A forward behind a ``functools.wraps`` decorator, calling a module made from a
+    function outside the model (HuggingFace 5's apply_rotary_pos_emb under the kernels
+    package), casting a constant to a traced tensor's dtype, and returning a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.arange(4, dtype=torch.int64))
+
+    @_returns_tuple
+    def forward(self, x, mask=None):
+        h = _ROTATE(self.lin(x)) * self.scale.to(x.dtype)
+        if mask is not None:
+            h = h * mask[..., None]
+        return {"hidden": h, "pooled": h.mean(1)}
+
+
+def test_decorated_forwards_and_modules_outside_the_model(any_backend):
+    x, mask = torch.randn(2, 3, 4), torch.ones(2, 3)
+    check(DecoratedForward(), x, run_inputs=[(torch.randn(3, 3, 4),)])
+    check(DecoratedForward(), x, mask, run_inputs=[(torch.randn(1, 3, 4), torch.zeros(1, 3))])
+
+
 class BatchBranch(nn.Module):
     def __init__(self, how):
         super().__init__()
@@ -1804,6 +1848,8 @@ CREATIONS = {  # on x (B, 4, 3); Constants has w (3, 4). (fx computes creations 
     "to dtype=": lambda m, x: (x > 0).to(dtype=torch.float32) - x,
     "detach / clone": lambda m, x: x.detach().clone() * 3 + torch.clone(x),
     "repeat": lambda m, x: x.repeat(1, 2, 1)[:, 1:5] + m.w.repeat(2, 1)[1:5, :3],
+    # int32 computed as int64 (RoBERTa's position ids: mask.int(), cumsum, .long())
+    "int32 casts": lambda m, x: (x * 3).int().float() + (x > 0).int().cumsum(1).long(),
 }
 
 

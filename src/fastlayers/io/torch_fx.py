@@ -2395,11 +2395,15 @@ class _Converter:
         return _T(torch_masked_fill(t.sym, m, value), False)
 
     def cast(self, x: Any, dtype: Any) -> Any:
-        """``.float()`` / ``.type_as(y)`` / ``.to(dtype)``: float32, int64 or bool."""
+        """``.float()`` / ``.type_as(y)`` / ``.to(dtype)``: float32, int64 or bool. A cast to
+        int32 (``.int()``: RoBERTa's position ids) is one to int64, which holds the same
+        values (the converted model computes its integers in int64)."""
         target = _np_dtype(dtype)
-        if target is None or target is np.int32:
-            raise TorchConversionError(f"from_torch: a cast to {dtype} (float32, int64 or "
-                                       "bool)")
+        if target is np.int32:
+            target = np.int64
+        if target is None:
+            raise TorchConversionError(f"from_torch: a cast to {dtype} (float32, int64, int32 "
+                                       "or bool)")
         if isinstance(x, np.ndarray):
             return x.astype(target)
         t = self._tensor(x, "cast")
@@ -3029,8 +3033,9 @@ class _Converter:
             return self.compare(x, args[0] if args else kwargs["other"], name)
         if name == "masked_fill":
             return self.masked_fill(x, *args, **kwargs)
-        if name in ("float", "long", "bool"):
-            return self.cast(x, {"float": "float32", "long": "int64", "bool": "bool"}[name])
+        if name in ("float", "long", "int", "bool"):
+            return self.cast(x, {"float": "float32", "long": "int64", "int": "int64",
+                                 "bool": "bool"}[name])
         if name == "unsqueeze":
             return self.unsqueeze(x, *args, **kwargs)
         if name == "squeeze":
@@ -3062,7 +3067,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "logsumexp", "any", "all", "norm", "tril", "triu", "gather",
                       "index_select", "view_as", "reshape_as", "expand_as", "t", "numel",
                       "type", "log_softmax", "diff", "nan_to_num", "new_tensor", "long",
-                      "bool"})
+                      "int", "bool"})
 
 
 # torch dtypes (by name) of constants built at conversion (torch.arange).
@@ -3423,12 +3428,20 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
                         if p.default is not p.empty}
         traced = module
         names = [p.name for p in params]
+        count = len(examples) if examples is not None else 1
         if torch.fx.Tracer().is_leaf_module(module, ""):
             # fx would trace into a torch.nn module's own forward: wrap it, so that it is
             # one call_module node (named "module") as inside a model.
-            traced = _wrap_leaf(torch, module, len(examples) if examples is not None else 1)
+            names = [f"a{i}" for i in range(count)]
+            traced = _wrap_leaf(torch, module, names)
             concrete = None
-            names = [f"a{i}" for i in range(len(examples) if examples is not None else 1)]
+        elif _decorated(module.forward):
+            # fx traces a forward from its own code object, which a decorator's wrapper
+            # (forward(self, *args, **kwargs), as HuggingFace's can_return_tuple) does not
+            # describe: traced through a call of the module, as a user's wrapper would.
+            names = names[:count]
+            traced = _wrap_leaf(torch, module, names)
+            concrete = None
         buffers = _buffer_bytes(module)
         try:
             gm = _trace(torch, traced, concrete or None, None if examples is None else dict(
@@ -3564,7 +3577,11 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
         return leaf(v)
 
     def to_torch(v: Any) -> Any:
-        return torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
+        if isinstance(v, np.ndarray):
+            return torch.from_numpy(np.array(v))
+        if isinstance(v, np.dtype):  # a traced tensor's dtype (x.to(y.dtype) of a constant)
+            return getattr(torch, v.name, v)
+        return v
 
     def to_numpy(v: Any) -> Any:
         if isinstance(v, torch.Tensor):
@@ -3640,6 +3657,12 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         # PyTorch's own, not recorded.
         def call_module(self, m: Any, forward: Any, args: Any, kwargs: Any) -> Any:
             if run.busy:
+                return forward(*args, **kwargs)
+            try:
+                self.path_of_module(m)
+            except NameError:
+                # a module that is not the traced one's submodule (HuggingFace 5's functions
+                # made modules by the kernels package, apply_rotary_pos_emb): traced through
                 return forward(*args, **kwargs)
             return super().call_module(m, forward, args, kwargs)
 
@@ -3976,9 +3999,16 @@ def _restore_buffers(module: Any, saved: dict) -> list[str]:
     return changed
 
 
-def _wrap_leaf(torch: Any, module: Any, n: int) -> Any:
-    """A module whose forward(a0, ..., a{n-1}) calls ``module`` (a torch.nn leaf)."""
-    names = ", ".join(f"a{i}" for i in range(n))
+def _decorated(forward: Any) -> bool:
+    """Whether a bound ``forward`` is a decorator's wrapper of the function it describes
+    (``functools.wraps``: ``__wrapped__``)."""
+    return hasattr(getattr(forward, "__func__", forward), "__wrapped__")
+
+
+def _wrap_leaf(torch: Any, module: Any, names: list[str]) -> Any:
+    """A module whose forward(*names) calls ``module`` with them, positionally (a torch.nn
+    leaf, or a module whose forward is decorated)."""
+    names = ", ".join(names)
     scope: dict[str, Any] = {}
     exec(f"def forward(self, {names}):\n    return self.module({names})\n", scope)  # noqa: S102
     wrapper = type("Wrapped" + type(module).__name__, (torch.nn.Module,),

@@ -1,0 +1,151 @@
+"""from_torch on HuggingFace transformers models, against PyTorch's own outputs.
+
+Each model is built from a small config with random weights (no download), converted the
+way a user would (``fl.from_torch(model, (input_ids, attention_mask))``, the model itself,
+decorated forward and ModelOutput included), and compared with the model's outputs at the
+example batch, at other batch sizes, and with padding, on both paths. Skipped without
+transformers (CI installs it: .ci/run). What makes these convert: docs/semantics.md §24.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+transformers = pytest.importorskip("transformers")
+
+import fastlayers as fl  # noqa: E402
+
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+
+
+def _text(name, **config):
+    def build(attn):
+        model_cls = getattr(transformers, name)
+        cfg = model_cls.config_class(**{**SMALL, "vocab_size": 50, **config},
+                                     attn_implementation=attn)
+        return model_cls(cfg)
+    return build
+
+
+class _MaskByKeyword(torch.nn.Module):
+    """A user's wrapper of a model whose second positional argument is not the mask."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids, attention_mask=attention_mask).logits
+
+
+TEXT = {
+    "BertModel": _text("BertModel"),
+    "BertForSequenceClassification": _text("BertForSequenceClassification"),
+    "DistilBertModel": lambda attn: transformers.DistilBertModel(transformers.DistilBertConfig(
+        dim=32, n_layers=2, n_heads=4, hidden_dim=64, vocab_size=50, attn_implementation=attn)),
+    "RobertaModel": _text("RobertaModel"),
+    # forward(input_ids, past_key_values, ...): the mask goes by keyword (_MaskByKeyword)
+    "GPT2LMHeadModel": lambda attn: _MaskByKeyword(transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=50, n_positions=32,
+                                use_cache=False, attn_implementation=attn))),
+    "LlamaModel": _text("LlamaModel", num_key_value_heads=2, use_cache=False),
+    "T5EncoderModel": lambda attn: transformers.T5EncoderModel(transformers.T5Config(
+        d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=50,
+        attn_implementation=attn)),
+}
+
+VISION = {
+    "ViTForImageClassification": lambda attn: transformers.ViTForImageClassification(
+        transformers.ViTConfig(**SMALL, image_size=16, patch_size=4, num_labels=3,
+                               attn_implementation=attn)),
+    "CLIPVisionModel": lambda attn: transformers.CLIPVisionModel(transformers.CLIPVisionConfig(
+        **SMALL, image_size=16, patch_size=4, attn_implementation=attn)),
+    "SwinModel": lambda attn: transformers.SwinModel(transformers.SwinConfig(
+        image_size=16, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[2, 2],
+        window_size=4, attn_implementation=attn)),
+    "ConvNextModel": lambda attn: transformers.ConvNextModel(transformers.ConvNextConfig(
+        hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
+    "ResNetModel": lambda attn: transformers.ResNetModel(transformers.ResNetConfig(
+        hidden_sizes=[8, 16], depths=[1, 1], embedding_size=8)),
+}
+
+
+def _random_norms(model):
+    """Running statistics and affine weights away from their init, so a wrong one shows."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model
+
+
+def _compare(got, want):
+    if isinstance(want, dict):  # a ModelOutput: the converted model returns a dict
+        assert isinstance(got, dict) and list(got) == list(want.keys())
+        for key in want.keys():
+            _compare(got[key], want[key])
+        return
+    if isinstance(want, (tuple, list)):
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            _compare(g, w)
+        return
+    w = want.detach().numpy()
+    assert got.shape == w.shape
+    scale = max(1.0, float(np.abs(w).max()))
+    np.testing.assert_allclose(got, w, rtol=2e-5, atol=2e-5 * scale)
+
+
+def _check(model, examples, *others):
+    model.eval()
+    converted = fl.from_torch(model, examples)
+    for inputs in (examples, *others):
+        with torch.no_grad():
+            want = model(*inputs)
+        _compare(converted(*[t.numpy() for t in inputs]), want)
+    return converted
+
+
+def _ids(b, t=12):
+    g = torch.Generator().manual_seed(b)
+    ids = torch.randint(0, 50, (b, t), generator=g)
+    mask = torch.ones(b, t, dtype=torch.long)
+    mask[0, t - 3:] = 0  # padding at the end of the first row
+    return ids, mask
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", list(TEXT))
+def test_text_models_with_padding_masks(any_backend, name, attn):
+    torch.manual_seed(0)
+    _check(TEXT[name](attn), _ids(2), _ids(3), _ids(1))
+
+
+@pytest.mark.parametrize("name", ["BertModel", "DistilBertModel", "T5EncoderModel"])
+def test_text_models_without_masks(any_backend, name):
+    torch.manual_seed(0)
+    _check(TEXT[name]("eager"), (_ids(2)[0],), (_ids(3)[0],))
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", list(VISION))
+def test_vision_models(any_backend, name, attn):
+    torch.manual_seed(0)
+    model = _random_norms(VISION[name](attn))
+    _check(model, (torch.randn(2, 3, 16, 16),), (torch.randn(3, 3, 16, 16),))
+
+
+def test_decoders_without_a_mask_branch_on_the_batch_size():
+    """Llama and GPT-2 called without attention_mask expand their position ids when the
+    batch is not 1 (masking_utils): a decision on the batch size, refused with its place."""
+    torch.manual_seed(0)
+    with pytest.raises(fl.io.torch_fx.TorchConversionError,
+                       match=r"masking_utils\.py:\d+ decides on the batch size"):
+        fl.from_torch(TEXT["LlamaModel"]("eager").eval(), (_ids(2)[0],))
