@@ -1433,6 +1433,12 @@ class ShapeIdioms(nn.Module):
 def test_what_the_examples_fix_is_known_while_tracing(any_backend, t):
     x, mask = torch.randn(2, t, 12), (torch.rand(2, t) > 0.3).float()
     check(ShapeIdioms(), x, mask, run_inputs=[(torch.randn(3, t, 12), torch.ones(3, t))])
+    # float64 examples: the trace sees the float32 the converted model computes in, so
+    # `x.dtype != weight.dtype` is False there as in the model (no cast left in the graph)
+    module = ShapeIdioms().eval()
+    model = fl.from_torch(module, (x.double(), mask.double()))
+    with torch.no_grad():
+        _compare(model(x.double().numpy(), mask.double().numpy()), module(x, mask))
 
 
 class HFMaskFunctions(nn.Module):

@@ -3348,10 +3348,19 @@ def _to_numpy_input(torch: Any, x: Any) -> Any:
 
 
 def _to_torch_example(torch: Any, examples: Any) -> Any:
-    """The examples as the converted model takes them (``_to_numpy_input``), as tensors."""
+    """The examples (``_to_numpy_input``) as tensors of the dtypes the converted model's
+    inputs take (float32, bool or int64: _build), so that the dtypes seen while tracing
+    are those the converted model computes in."""
     if isinstance(examples, (tuple, list)):
         return tuple(_to_torch_example(torch, e) for e in examples)
-    return torch.from_numpy(np.array(examples))
+    return torch.from_numpy(np.array(examples, dtype=_input_dtype(examples)))
+
+
+def _input_dtype(example: np.ndarray) -> Any:
+    """The dtype of the converted model's input for an example: float32 for floats, bool,
+    else int64 (ids, indices)."""
+    kind = example.dtype.kind
+    return np.float32 if kind == "f" else np.bool_ if kind == "b" else np.int64
 
 
 def from_torch(module: Any, example_inputs: Any = None, name: str | None = None) -> TorchModel:
@@ -4211,8 +4220,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                     return tuple(make(e, f"{label}_{j}", axis) for j, e in enumerate(ex))
                 if ex.ndim == 0:
                     raise ValueError(f"from_torch: input {label!r} must have a batch axis")
-                dtype = (np.float32 if ex.dtype.kind == "f" else
-                         np.bool_ if ex.dtype == np.bool_ else np.int64)
+                dtype = _input_dtype(ex)
                 shape: list[Any] = list(ex.shape)
                 if axis is not None and axis < len(shape):
                     shape[axis] = None
