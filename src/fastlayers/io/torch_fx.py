@@ -2345,8 +2345,8 @@ class _Converter:
     def unary(self, x: Any, name: str) -> Any:
         """An elementwise function (_UNARY) of a tensor (its layout kept) or a number.
         (Calls on parameters and buffers alone are computed by PyTorch, _build / _fold.)"""
-        if isinstance(x, (int, float)) and name == "neg":
-            return -x  # a size or a number
+        if isinstance(x, (int, float)) and name in ("neg", "abs"):
+            return -x if name == "neg" else abs(x)  # a size or a number
         if isinstance(x, _Dim):
             raise TorchConversionError(f"from_torch: {name} of a size known only at run "
                                        "time (the batch size)")
@@ -2395,12 +2395,9 @@ class _Converter:
         return _T(torch_masked_fill(t.sym, m, value), False)
 
     def cast(self, x: Any, dtype: Any) -> Any:
-        """``.float()`` / ``.type_as(y)`` / ``.to(dtype)``: float32, int64 or bool. A cast to
-        int32 (``.int()``: RoBERTa's position ids) is one to int64, which holds the same
-        values (the converted model computes its integers in int64)."""
+        """``.float()`` / ``.type_as(y)`` / ``.to(dtype)``: float32, int64 or bool (int32 as
+        int64: _NP_DTYPES)."""
         target = _np_dtype(dtype)
-        if target is np.int32:
-            target = np.int64
         if target is None:
             raise TorchConversionError(f"from_torch: a cast to {dtype} (float32, int64, int32 "
                                        "or bool)")
@@ -2702,6 +2699,7 @@ class _Converter:
             torch.amin: lambda *a, **k: self.reduce("amin", *a, **k),
             F.scaled_dot_product_attention: self._sdpa_fn(),
             operator.neg: lambda x: self.unary(x, "neg"),
+            operator.abs: lambda x: self.unary(x, "abs"),  # abs(x): ModernBERT
             operator.invert: lambda x: self.unary(x, "bitwise_not"),  # ~mask
             **{fn: (lambda a, b, op=op: self.binary(a, b, op)) for fn, op in (
                 (operator.and_, "bitwise_and"), (operator.or_, "bitwise_or"),
@@ -2855,13 +2853,12 @@ class _Converter:
     def _specialized(self, value: Any, expected: Any, where: str) -> None:
         """A branch, int() or float() the trace decided with the examples' sizes (_trace):
         refused when it depends on the batch size, else checked."""
-        leaves: list = []
-        self.torch.fx.node.map_aggregate(value, leaves.append)
-        if any(isinstance(v, (_Dim, _Unknown)) for v in leaves):
+        batch, tensor = _run_time_leaves(self.torch, value)
+        if batch:
             raise TorchConversionError(
                 f"from_torch: {where or 'the forward'} decides on the batch size (an if, "
-                "int() or float() of it), which the converted model leaves free")
-        if any(isinstance(v, (_T, S.SymbolicTensor)) for v in leaves):
+                "int(), float() or str() of it), which the converted model leaves free")
+        if tensor:
             raise TorchConversionError(
                 f"from_torch: {where or 'the forward'} decides on tensor values")
         _specialized(value, expected, where)
@@ -3070,8 +3067,10 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "int", "bool"})
 
 
-# torch dtypes (by name) of constants built at conversion (torch.arange).
-_NP_DTYPES = {"int64": np.int64, "long": np.int64, "int32": np.int32, "int": np.int32,
+# torch dtypes (by name) of casts and of constants built at conversion (torch.arange).
+# int32 is computed as int64, which holds the same values (the converted model's integers
+# are int64: RoBERTa's mask.int() position ids; past 2**31 PyTorch's int32 would wrap).
+_NP_DTYPES = {"int64": np.int64, "long": np.int64, "int32": np.int64, "int": np.int64,
               "float32": np.float32, "float": np.float32, "bool": np.bool_}
 
 
@@ -3442,14 +3441,14 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
             # fx would trace into a torch.nn module's own forward: wrap it, so that it is
             # one call_module node (named "module") as inside a model.
             names = [f"a{i}" for i in range(count)]
-            traced = _wrap_leaf(torch, module, names)
+            traced = _wrap_call(torch, module, names)
             concrete = None
         elif _decorated(module.forward):
             # fx traces a forward from its own code object, which a decorator's wrapper
             # (forward(self, *args, **kwargs), as HuggingFace's can_return_tuple) does not
             # describe: traced through a call of the module, as a user's wrapper would.
             names = names[:count]
-            traced = _wrap_leaf(torch, module, names)
+            traced = _wrap_call(torch, module, names)
             concrete = None
         buffers = _buffer_bytes(module)
         try:
@@ -3695,10 +3694,18 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             return run.specialize(proxy.tracer, proxy, kind, frame.f_back if frame else None)
         return convert
 
+    def text(proxy: Any, spec: str = "") -> str:  # str() or a format of a size (guarded)
+        if run.sized_value(proxy) is None:
+            return format(repr(proxy), spec)  # fx's own: the node's name
+        frame = inspect.currentframe()
+        return format(run.specialize(proxy.tracer, proxy, str, frame.f_back if frame
+                                     else None), spec)
+
     class Proxy(torch.fx.Proxy):
         __len__ = length
         __int__ = number(int)
         __float__ = number(float)
+        __str__ = __format__ = text
 
         def __getattr__(self, k: str) -> Any:
             return Attribute(self, k)
@@ -3707,6 +3714,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         __len__ = length
         __int__ = number(int)
         __float__ = number(float)
+        __str__ = __format__ = text
 
     # Buffers as tensors first (fx computes what reads them alone, as it always did: len(buf),
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
@@ -3731,16 +3739,19 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
 
 
 class _ExampleRun:
-    """The examples run alongside a trace: each recorded node's value on them (what PyTorch
-    computes, on copies of the parameters and buffers), and whether it is *static*: fixed by
-    the ranks and dtypes of the inputs alone (``x.ndim``, ``x.dim()``, ``x.dtype`` and what
-    is computed from those and constants), so the same for every input of the converted
-    model, whatever its batch size. Sizes are not static (the batch's is free), nor is
-    anything read from a tensor's values. Without examples nothing is known."""
+    """The examples run alongside a trace: each recorded node's value on them, and whether
+    it is *static*: fixed by the ranks and dtypes of the inputs alone (``x.ndim``,
+    ``x.dim()``, ``x.dtype`` and what is computed from those and constants), so the same for
+    every input of the converted model, whatever its batch size; or *sized*: a plain value
+    computed from sizes too (guarded: ``specialize``). Nothing here may depend on a tensor's
+    values, so the examples run as PyTorch's fake tensors (shapes and dtypes, no data): no
+    memory for the intermediates, nothing written to the module, no random numbers drawn.
+    A value PyTorch cannot compute so (one that depends on data: ``nonzero``, ``.item()``)
+    is not known. Without examples nothing is known."""
 
     _STATIC_ATTRS = frozenset({"ndim", "dtype"})
     # dtypes a converted model computes in, so a condition on them holds at run time too
-    _DTYPES = ("float32", "int64", "int32", "bool")
+    _DTYPES = ("float32", "int64", "bool")
 
     def __init__(self, torch: Any, examples: dict | None) -> None:
         self.torch = torch
@@ -3749,6 +3760,16 @@ class _ExampleRun:
         self.static: set = set()
         self.sized: set = set()  # plain values from sizes, ranks, dtypes and constants
         self.busy = False  # computing a value (the tracer records nothing meanwhile)
+        if examples is not None:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            # (real tensors met on the way, the parameters, become fake as they are used)
+            self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+            self.examples = {k: torch.fx.node.map_aggregate(v, self._fake)
+                             for k, v in examples.items()}
+
+    def _fake(self, v: Any) -> Any:
+        return self.mode.from_tensor(v) if isinstance(v, self.torch.Tensor) else v
 
     def _value(self, a: Any) -> Any:
         if isinstance(a, self.torch.fx.Proxy):
@@ -3765,15 +3786,14 @@ class _ExampleRun:
         try:
             args = torch.fx.node.map_aggregate(args, self._value)
             kwargs = torch.fx.node.map_aggregate(kwargs, self._value)
-            with torch.no_grad():
+            with torch.no_grad(), self.mode:
                 if node.op == "placeholder":
                     value = self.examples[node.target]
                 elif node.op == "get_attr":
                     value = tracer.root
                     for part in node.target.split("."):
                         value = getattr(value, part)
-                    if isinstance(value, torch.Tensor):
-                        value = value.detach().clone()  # a later in-place op writes the copy
+                    value = self._fake(value)  # a later in-place op writes the fake
                 elif node.op == "call_function":
                     value = node.target(*args, **kwargs)
                 elif node.op == "call_method":
@@ -3804,8 +3824,7 @@ class _ExampleRun:
         if (node.op == "call_function" and node.target is getattr
                 and node.args[1] in self._STATIC_ATTRS):
             return True
-        if node.op != "call_function" or getattr(node.target, "__module__", None) not in (
-                "_operator", "operator"):
+        if node.op != "call_function":  # (one _is_sized accepted: Python on static values)
             return False
         inputs = node.all_input_nodes
         return bool(inputs) and all(n in self.static for n in inputs)
@@ -3830,8 +3849,7 @@ class _ExampleRun:
         if node.target is getattr:
             return node.args[1] in ("shape", "ndim", "dtype") and isinstance(
                 self.values.get(node.args[0]), torch.Tensor)
-        module = getattr(node.target, "__module__", None) or ""
-        if module not in ("_operator", "operator", "math", "builtins"):
+        if (getattr(node.target, "__module__", None) or "") not in _PYTHON_MODULES:
             return False
         inputs = node.all_input_nodes
         return bool(inputs) and all(n in self.sized for n in inputs)
@@ -3859,8 +3877,9 @@ class _ExampleRun:
         return (self.values[obj.node],)
 
     def length(self, obj: Any) -> int | None:
-        """The length of a proxy whose value on the examples is a shape or a tuple of
-        tensors (its length does not depend on the batch size), else None."""
+        """The length of a proxy whose value on the examples is a shape (its rank) or a tuple
+        of tensors, else None. (A tuple whose length depends on the batch size comes from a
+        split along the batch axis, which the conversion refuses.)"""
         value = self.values.get(obj.node) if isinstance(obj, self.torch.fx.Proxy) else None
         if isinstance(value, self.torch.Size) or (
                 isinstance(value, (tuple, list))
@@ -3869,23 +3888,37 @@ class _ExampleRun:
         return None
 
 
+# The modules of the Python functions that may compute on sizes (_ExampleRun._is_sized).
+_PYTHON_MODULES = frozenset({"_operator", "operator", "math", "builtins"})
+
+
 def _plain_call(node: Any) -> bool:
     """Whether fx node ``node`` is arithmetic on sizes (operator, math or builtins on values
     that the examples' run found computed from sizes, ranks and dtypes alone: ``w % 4``,
     ``math.ceil(h / p)``), which the conversion computes in Python."""
     module = getattr(node.target, "__module__", None) or ""
     return (node.op == "call_function" and bool(node.meta.get("fl_sized"))
-            and module in ("_operator", "operator", "math", "builtins"))
+            and module in _PYTHON_MODULES)
+
+
+def _run_time_leaves(torch: Any, value: Any) -> tuple[bool, bool]:
+    """Whether ``value`` (a converted argument, maybe nested) holds (a size known only at
+    run time, a tensor)."""
+    leaves: list = []
+    torch.fx.node.map_aggregate(value, leaves.append)
+    return (any(isinstance(v, (_Dim, _Unknown)) for v in leaves),
+            any(isinstance(v, (_T, S.SymbolicTensor, np.ndarray)) for v in leaves))
 
 
 def _specialized(value: Any, expected: Any, where: str) -> None:
-    """The guard of a branch, int() or float() that the trace took with the examples' value
-    (_ExampleRun.specialize): ``value`` (computed from sizes) must be ``expected``."""
-    got = bool(value) if isinstance(expected, bool) else value
+    """The guard of a branch, int(), float() or str() that the trace took with the examples'
+    value (_ExampleRun.specialize): ``value`` (computed from sizes, ranks and dtypes) must
+    give ``expected``."""
+    got = type(expected)(value)
     if got != expected:
         raise TorchConversionError(
-            f"from_torch: {where or 'the forward'} decided on a size the examples fix, "
-            f"{expected!r} while tracing but {got!r} when converted")
+            f"from_torch: {where or 'the forward'} decided on what the examples fix (a size, "
+            f"rank or dtype), {expected!r} while tracing but {got!r} when converted")
 
 
 def _located(e: BaseException) -> str:
@@ -4014,7 +4047,7 @@ def _decorated(forward: Any) -> bool:
     return hasattr(getattr(forward, "__func__", forward), "__wrapped__")
 
 
-def _wrap_leaf(torch: Any, module: Any, names: list[str]) -> Any:
+def _wrap_call(torch: Any, module: Any, names: list[str]) -> Any:
     """A module whose forward(*names) calls ``module`` with them, positionally (a torch.nn
     leaf, or a module whose forward is decorated)."""
     names = ", ".join(names)
@@ -4256,10 +4289,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 continue
             where = conv._where(node)
             if _plain_call(node) and conv._function_handler(node.target) is None:
-                leaves: list = []
-                torch.fx.node.map_aggregate((args, kwargs), leaves.append)
-                if any(isinstance(v, (_Dim, _Unknown, _T, S.SymbolicTensor, np.ndarray))
-                       for v in leaves):
+                if any(_run_time_leaves(torch, (args, kwargs))):
                     raise TorchConversionError(
                         f"from_torch: {where} ({_fn_name(torch, node.target)}) of the batch "
                         "size or of a tensor: only sizes known at conversion are supported")

@@ -116,15 +116,36 @@ def torch_index(x, key):
 def torch_gather_index(x, *indices, key):
     """``x[key]`` with integer index tensors (advanced indexing, as HuggingFace's mask
     functions ``padding_mask[batch_idx, kv_idx]`` do): ``key`` holds ints, slices, None,
-    Ellipsis, constant int arrays, and ``_INDEX`` where the next of ``indices`` goes. NumPy's
-    rules for integer arrays are PyTorch's: the index arrays broadcast, and their axes go
-    where the first one is, or first when slices separate them."""
+    Ellipsis, constant int arrays, and ``_INDEX`` where the next of ``indices`` goes. As in
+    PyTorch, an int selects its axis first; then NumPy's rules for the index arrays are
+    PyTorch's: they broadcast, and their axes go where the first one is, or first when
+    slices separate them. (NumPy would count an int as one of the index arrays:
+    ``x[:, 0, :, idx]`` would put idx's axes first.)"""
     it = iter(indices)
     full = tuple(np.asarray(next(it)) if k is _INDEX else k for k in key)
-    return np.ascontiguousarray(np.asarray(x)[full])
+    x = np.asarray(x)
+    if any(type(k) is int for k in full):
+        x = x[tuple(k if type(k) is int or k is Ellipsis else slice(None)
+                    for k in full if k is not None)]
+        full = tuple(k for k in full if type(k) is not int)
+    return np.ascontiguousarray(x[full])
 
 
-_INDEX = "<index tensor>"  # torch_gather_index: a place in the key that an input fills
+class _IndexSlot:
+    """torch_gather_index: a place in the key that an input fills. One instance, _INDEX,
+    compared by identity: a pickled model's key holds the same one (``__reduce__`` names
+    it), as a copy of a string marker would not be."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_INDEX"
+
+    def __repr__(self) -> str:
+        return "<index tensor>"
+
+
+_INDEX = _IndexSlot()
 
 
 @S.symbolic_op
