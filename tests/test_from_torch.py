@@ -1243,6 +1243,11 @@ ARITHMETIC = {
     "2 ** x": lambda x: 2 ** x,
     "torch.pow": lambda x: torch.pow(x, 3),
     "Tensor.pow": lambda x: x.pow(x * 0 + 2),
+    # PyTorch's scalar powers: 2 and 3 multiplied, +-0.5 by sqrt, -1 and -2 divided (GPT-2's
+    # gelu takes x ** 3.0); 2.5 NumPy's power
+    "scalar powers": lambda x: (torch.pow(x, 3.0) + x ** 2.0 + (x.abs() + 1) ** -0.5
+                                + (x.abs() + 1) ** -1 + (x.abs() + 1) ** -2.0
+                                + (x.abs() + 1) ** 2.5),
     "-x": lambda x: -x + 1,
     "clamp": lambda x: torch.clamp(x, min=-0.5, max=0.7),
     "clamp min": lambda x: x.clamp(min=0.1),
