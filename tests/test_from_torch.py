@@ -1875,6 +1875,13 @@ CREATIONS = {  # on x (B, 4, 3); Constants has w (3, 4). (fx computes creations 
     # int32 computed as int64 (RoBERTa's position ids: mask.int(), cumsum, .long())
     "int32 casts": lambda m, x: (x * 3).int().float() + (x > 0).int().cumsum(1).long(),
     "builtin abs": lambda m, x: abs(x - 0.5) * abs(x.shape[1] - 9),  # ModernBERT's abs()
+    # GPT-J's rotary tables, BLOOM's alibi scores
+    "repeat_interleave": lambda m, x: (x.repeat_interleave(2, dim=-1)[..., :3]
+                                       + torch.repeat_interleave(x, 3, dim=1)[:, ::3]),
+    "baddbmm": lambda m, x: (torch.baddbmm(x, x, x.transpose(1, 2)[:, :, :3], beta=0.5,
+                                           alpha=0.25)[:, :, :3]
+                             + x.baddbmm(x, x[:, :3] * 0 + 1) + torch.baddbmm(
+                                 x * float("nan"), x, x[:, :3], beta=0)),
 }
 
 

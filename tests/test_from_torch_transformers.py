@@ -41,7 +41,7 @@ class _MaskByKeyword(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask):
-        return self.model(input_ids, attention_mask=attention_mask).logits
+        return self.model(input_ids, attention_mask=attention_mask, use_cache=False)[0]
 
 
 TEXT = {
@@ -55,6 +55,14 @@ TEXT = {
         transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=50, n_positions=32,
                                 use_cache=False, attn_implementation=attn))),
     "LlamaModel": _text("LlamaModel", num_key_value_heads=2, use_cache=False),
+    # rotary tables by repeat_interleave
+    "GPTJModel": lambda attn: _MaskByKeyword(transformers.GPTJModel(transformers.GPTJConfig(
+        n_embd=32, n_layer=2, n_head=4, rotary_dim=4, vocab_size=50, n_positions=32,
+        bos_token_id=0, eos_token_id=0, attn_implementation=attn))),
+    # builtin abs() in its sliding-window mask
+    "ModernBertModel": _text("ModernBertModel", global_attn_every_n_layers=2,
+                             local_attention=8, pad_token_id=0, bos_token_id=1,
+                             eos_token_id=2, cls_token_id=1, sep_token_id=2),
     "T5EncoderModel": lambda attn: transformers.T5EncoderModel(transformers.T5Config(
         d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=50,
         attn_implementation=attn)),

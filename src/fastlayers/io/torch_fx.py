@@ -128,6 +128,7 @@ from .torch_ops import (
     torch_prelu,
     torch_reduce,
     torch_repeat,
+    torch_repeat_interleave,
     torch_reshape,
     torch_resize_corners,
     torch_roll,
@@ -2282,6 +2283,32 @@ class _Converter:
             return self.f_linear(x, weight.T, bias)
         return self.binary(bias, self.matmul(x, weight), "add")
 
+    def baddbmm(self, x: Any, batch1: Any, batch2: Any, *, beta: Any = 1,
+                alpha: Any = 1) -> Any:
+        """``torch.baddbmm(x, b1, b2, beta=, alpha=)`` = beta * x + alpha * (b1 @ b2)
+        (BLOOM's alibi scores); with beta 0, x is not read (PyTorch ignores even its NaN)."""
+        if not all(isinstance(v, (int, float)) for v in (beta, alpha)):
+            self._refuse(f"baddbmm with beta={beta!r}, alpha={alpha!r}")
+        product = self.matmul(batch1, batch2)
+        if alpha != 1:
+            product = self.binary(product, alpha, "mul")
+        if beta == 0:
+            return product
+        return self.binary(x if beta == 1 else self.binary(x, beta, "mul"), product, "add")
+
+    def repeat_interleave(self, x: Any, repeats: Any, dim: Any = None, *,
+                          output_size: Any = None) -> Any:
+        """``x.repeat_interleave(r, dim)`` with an int r along an axis the examples fix
+        (GPT-J's and CodeGen's rotary sin / cos): NumPy's repeat."""
+        t = _to_torch(self._tensor(x, "repeat_interleave"))
+        if dim is None or not isinstance(repeats, (int, np.integer)) or int(repeats) < 0:
+            self._refuse(f"repeat_interleave with repeats={repeats!r}, dim={dim!r} (an int "
+                         "number of repeats along one axis is)")
+        axis = _dim(dim, t.ndim, "repeat_interleave")
+        if t.torch_shape[axis] is None:
+            self._refuse("repeat_interleave along the batch axis")
+        return _T(torch_repeat_interleave(t.sym, int(repeats), axis), False)
+
     def full_like(self, x: Any, value: Any, dtype: Any = None, **kwargs: Any) -> Any:
         t = self._tensor(x, "full_like")
         size = self.size(t)
@@ -2727,6 +2754,8 @@ class _Converter:
             torch.unsqueeze: lambda x, dim: self.unsqueeze(x, dim),
             torch.unbind: lambda input, dim=0: self.unbind(input, dim),  # noqa: A002
             torch.addmm: self.addmm,
+            torch.baddbmm: self.baddbmm,
+            torch.repeat_interleave: self.repeat_interleave,
             torch.squeeze: lambda x, dim=None: self.squeeze(x, dim),
             math.sqrt: self._math_sqrt,
             torch._assert: self._assert,
@@ -3014,6 +3043,10 @@ class _Converter:
             return self.new_full(x, *args, **kwargs)
         if name == "matmul":
             return self.matmul(x, *args, **kwargs)
+        if name == "repeat_interleave":
+            return self.repeat_interleave(x, *args, **kwargs)
+        if name == "baddbmm":
+            return self.baddbmm(x, *args, **kwargs)
         if name in _UNARY:
             return self.unary(x, name)
         if name == "pow":
@@ -3064,7 +3097,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "logsumexp", "any", "all", "norm", "tril", "triu", "gather",
                       "index_select", "view_as", "reshape_as", "expand_as", "t", "numel",
                       "type", "log_softmax", "diff", "nan_to_num", "new_tensor", "long",
-                      "int", "bool"})
+                      "int", "bool", "repeat_interleave", "baddbmm"})
 
 
 # torch dtypes (by name) of casts and of constants built at conversion (torch.arange).

@@ -927,6 +927,13 @@ def torch_full(*refs, spec, value, dtype):
 
 
 @S.symbolic_op
+def torch_repeat_interleave(x, repeats, axis):
+    """``x.repeat_interleave(repeats, axis)``: each entry along ``axis`` ``repeats`` times
+    in a row (NumPy's repeat)."""
+    return np.repeat(np.asarray(x), repeats, axis=axis)
+
+
+@S.symbolic_op
 def torch_repeat(x, reps):
     """``x.repeat(*reps)``: NumPy's tile (new leading axes for extra reps)."""
     return np.tile(np.asarray(x), reps)
