@@ -1564,6 +1564,15 @@ def test_branches_on_the_batch_size_or_values_are_refused():
             *x.shape[:-1], 2, 2)))
 
 
+class _Cache:  # a value fx cannot record (HuggingFace's DynamicCache)
+    pass
+
+
+def test_an_output_fx_cannot_record_is_named():
+    with pytest.raises(TorchConversionError, match="use_cache=False"):
+        fl.from_torch(Fn(lambda x: (x * 2, _Cache())), torch.randn(2, 3))
+
+
 class WritesItsParameter(nn.Module):
     def __init__(self):
         super().__init__()

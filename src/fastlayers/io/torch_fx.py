@@ -3972,6 +3972,10 @@ def _located(e: BaseException) -> str:
             where = (code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
     if where is None:
+        if str(e).startswith("argument of type"):  # fx's create_arg, on a forward's output
+            return (f"{e} (torch.fx records tensors, numbers, strings and their tuples, lists "
+                    "and dicts; HuggingFace models return a DynamicCache unless called with "
+                    "use_cache=False)")
         return str(e)
     line = linecache.getline(*where).strip()
     return f"{e} (at {where[0]}:{where[1]}: {line})"
