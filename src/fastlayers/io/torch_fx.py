@@ -2289,6 +2289,12 @@ class _Converter:
         (BLOOM's alibi scores); with beta 0, x is not read (PyTorch ignores even its NaN)."""
         if not all(isinstance(v, (int, float)) for v in (beta, alpha)):
             self._refuse(f"baddbmm with beta={beta!r}, alpha={alpha!r}")
+        for b in (x, batch1, batch2):
+            dtype = b.sym.dtype if isinstance(b, _T) else np.asarray(b).dtype
+            if dtype != np.float32:
+                self._refuse(f"baddbmm of a {dtype} tensor (float32 ones are converted)")
+        if any((b.ndim if isinstance(b, _T) else np.ndim(b)) != 3 for b in (batch1, batch2)):
+            self._refuse("baddbmm of batches that are not 3-D (PyTorch refuses them)")
         product = self.matmul(batch1, batch2)
         if alpha != 1:
             product = self.binary(product, alpha, "mul")
@@ -2299,7 +2305,8 @@ class _Converter:
     def repeat_interleave(self, x: Any, repeats: Any, dim: Any = None, *,
                           output_size: Any = None) -> Any:
         """``x.repeat_interleave(r, dim)`` with an int r along an axis the examples fix
-        (GPT-J's and CodeGen's rotary sin / cos): NumPy's repeat."""
+        (GPT-J's and CodeGen's rotary sin / cos): NumPy's repeat. (``output_size``, a hint
+        of the result's length to PyTorch, is not needed.)"""
         t = _to_torch(self._tensor(x, "repeat_interleave"))
         if dim is None or not isinstance(repeats, (int, np.integer)) or int(repeats) < 0:
             self._refuse(f"repeat_interleave with repeats={repeats!r}, dim={dim!r} (an int "
@@ -2886,7 +2893,7 @@ class _Converter:
         if batch:
             raise TorchConversionError(
                 f"from_torch: {where or 'the forward'} decides on the batch size (an if, "
-                "int(), float() or str() of it), which the converted model leaves free")
+                "int() or float() of it), which the converted model leaves free")
         if tensor:
             raise TorchConversionError(
                 f"from_torch: {where or 'the forward'} decides on tensor values")
@@ -3727,18 +3734,10 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             return run.specialize(proxy.tracer, proxy, kind, frame.f_back if frame else None)
         return convert
 
-    def text(proxy: Any, spec: str = "") -> str:  # str() or a format of a size (guarded)
-        if run.sized_value(proxy) is None:
-            return format(repr(proxy), spec)  # fx's own: the node's name
-        frame = inspect.currentframe()
-        return format(run.specialize(proxy.tracer, proxy, str, frame.f_back if frame
-                                     else None), spec)
-
     class Proxy(torch.fx.Proxy):
         __len__ = length
         __int__ = number(int)
         __float__ = number(float)
-        __str__ = __format__ = text
 
         def __getattr__(self, k: str) -> Any:
             return Attribute(self, k)
@@ -3747,7 +3746,6 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         __len__ = length
         __int__ = number(int)
         __float__ = number(float)
-        __str__ = __format__ = text
 
     # Buffers as tensors first (fx computes what reads them alone, as it always did: len(buf),
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
@@ -3857,7 +3855,8 @@ class _ExampleRun:
         if (node.op == "call_function" and node.target is getattr
                 and node.args[1] in self._STATIC_ATTRS):
             return True
-        if node.op != "call_function":  # (one _is_sized accepted: Python on static values)
+        # Otherwise static only as a Python function (_is_sized checked that) of static values
+        if node.op != "call_function":
             return False
         inputs = node.all_input_nodes
         return bool(inputs) and all(n in self.static for n in inputs)
@@ -3936,17 +3935,17 @@ def _plain_call(node: Any) -> bool:
 
 def _run_time_leaves(torch: Any, value: Any) -> tuple[bool, bool]:
     """Whether ``value`` (a converted argument, maybe nested) holds (a size known only at
-    run time, a tensor)."""
+    run time, a traced tensor)."""
     leaves: list = []
     torch.fx.node.map_aggregate(value, leaves.append)
     return (any(isinstance(v, (_Dim, _Unknown)) for v in leaves),
-            any(isinstance(v, (_T, S.SymbolicTensor, np.ndarray)) for v in leaves))
+            any(isinstance(v, (_T, S.SymbolicTensor)) for v in leaves))
 
 
 def _specialized(value: Any, expected: Any, where: str) -> None:
-    """The guard of a branch, int(), float() or str() that the trace took with the examples'
-    value (_ExampleRun.specialize): ``value`` (computed from sizes, ranks and dtypes) must
-    give ``expected``."""
+    """The guard of a branch, int() or float() that the trace took with the examples' value
+    (_ExampleRun.specialize): ``value`` (computed from sizes, ranks and dtypes) must give
+    ``expected``."""
     got = type(expected)(value)
     if got != expected:
         raise TorchConversionError(
@@ -4326,7 +4325,8 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 continue
             where = conv._where(node)
             if _plain_call(node) and conv._function_handler(node.target) is None:
-                if any(_run_time_leaves(torch, (args, kwargs))):
+                if any(_run_time_leaves(torch, (args, kwargs))) or any(
+                        isinstance(v, np.ndarray) for v in (*args, *kwargs.values())):
                     raise TorchConversionError(
                         f"from_torch: {where} ({_fn_name(torch, node.target)}) of the batch "
                         "size or of a tensor: only sizes known at conversion are supported")

@@ -360,26 +360,27 @@ def torch_binary(a, b, op):
     """a + b, a - b, a * b, a / b, a ** b, maximum or minimum with NumPy broadcasting;
     float32 unless both are ints. a & b, a | b, a ^ b of bools or ints (``bitwise_*``, as
     PyTorch: a float operand is an error) and ``logical_*`` (bool results)."""
+    scalar = op == "pow" and isinstance(b, (int, float)) and not isinstance(b, bool)
     a = np.asarray(a)
+    b_number = b
     b = np.asarray(b)
     if op.startswith("bitwise") and "f" in (a.dtype.kind, b.dtype.kind):
         raise TypeError(f"torch {op} of a float tensor (PyTorch refuses it too)")
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         a = a.astype(F32, copy=False)
         b = b.astype(F32, copy=False)
-    fn = _BINARY[op]
     with np.errstate(all="ignore"):  # inf and NaN as IEEE arithmetic gives them, silently
-        out = np.asarray(fn(a, b))
+        out = np.asarray(_pow_scalar(a, b_number) if scalar else _BINARY[op](a, b))
     return out.astype(F32) if out.dtype.kind == "f" else out
 
 
-def _pow(a, b):
-    """a ** b. A float tensor to a scalar power as PyTorch's CPU kernel computes it: 2 and 3
-    by multiplication ((x * x) * x), 0.5 and -0.5 by sqrt, -1 and -2 by division; other
+def _pow_scalar(a, e):
+    """a ** e for a Python number e (not a 0-d tensor, which PyTorch raises with std::pow:
+    NumPy's power) as PyTorch's CPU kernel computes a float tensor to a scalar power: 2 and
+    3 by multiplication ((x * x) * x), 0.5 and -0.5 by sqrt, -1 and -2 by division; other
     powers by NumPy's power. (GPT-2's gelu takes x ** 3.0, which NumPy's power computes
     with powf, 55 ns an element here: 255 of a 560 ms forward.)"""
-    if b.ndim == 0 and a.dtype.kind == "f" and b.dtype.kind in "fiu":
-        e = float(b)
+    if a.dtype.kind == "f":
         one = a.dtype.type(1)
         if e == 2:
             return a * a
@@ -393,11 +394,11 @@ def _pow(a, b):
             return one / a
         if e == -2:
             return one / (a * a)
-    return np.power(a, b)
+    return np.power(a, np.asarray(e).astype(a.dtype) if a.dtype.kind == "f" else e)
 
 
 _ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-               "pow": _pow, "maximum": np.maximum, "minimum": np.minimum}
+               "pow": np.power, "maximum": np.maximum, "minimum": np.minimum}
 # & | ^ of bool or integer tensors (masks), and torch.logical_and / or / xor (bool results)
 _LOGICAL = {"bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or,
             "bitwise_xor": np.bitwise_xor, "logical_and": np.logical_and,
@@ -415,6 +416,14 @@ def _torch_binary_runner(a, b, op):
     cb = None if isinstance(b, np.ndarray) else np.asarray(b).astype(F32)
     if ca is not None and cb is not None:
         return None
+    if op == "pow" and cb is not None:  # a Python number as exponent: resolved once
+        e = b
+
+        def power(a, _b, _op):
+            with np.errstate(all="ignore"):
+                return np.asarray(_pow_scalar(a, e), F32)
+
+        return power
 
     def run(a, b, _op):
         with np.errstate(all="ignore"):
