@@ -3843,12 +3843,12 @@ class _ExampleRun:
                 self.static.add(node)
 
     def _is_static(self, node: Any, value: Any) -> bool:
+        """Of a sized node (_is_sized): whether ranks and dtypes alone fix it."""
         torch = self.torch
         if isinstance(value, torch.dtype):
             if str(value).rpartition(".")[2] not in self._DTYPES:
                 return False
-        elif isinstance(value, (torch.Tensor, torch.Size)) or not isinstance(
-                value, (bool, int, float, str)):
+        elif not isinstance(value, (bool, int, float, str)):  # a shape, a tuple of sizes
             return False
         if node.op == "call_method" and node.target == "dim":
             return True
@@ -3888,9 +3888,7 @@ class _ExampleRun:
 
     def sized_value(self, obj: Any) -> tuple | None:
         """(value,) of a proxy that is a plain value computed from sizes (_is_sized)."""
-        if not isinstance(obj, self.torch.fx.Proxy) or obj.node not in self.sized:
-            return None
-        return (self.values[obj.node],)
+        return self._known(obj, self.sized)
 
     def specialize(self, tracer: Any, obj: Any, kind: Any, frame: Any) -> Any:
         """``kind(value)`` of a sized proxy (a branch's truth value, int(), float()): the
@@ -3904,7 +3902,10 @@ class _ExampleRun:
 
     def static_value(self, obj: Any) -> tuple | None:
         """(value,) of a proxy that is static, else None."""
-        if not isinstance(obj, self.torch.fx.Proxy) or obj.node not in self.static:
+        return self._known(obj, self.static)
+
+    def _known(self, obj: Any, nodes: set) -> tuple | None:
+        if not isinstance(obj, self.torch.fx.Proxy) or obj.node not in nodes:
             return None
         return (self.values[obj.node],)
 
