@@ -639,18 +639,22 @@ class MultiheadAttentionWeights(dict):
         """``_cpp.attention.pack_multi_head_attention``'s four functions x (rows, in) ->
         (rows, out) for these weights, or None when the C++ core is not available."""
         if self._packed is None and _backend.core_available():
-            e = self["wq"].shape[1]
-            hd = e // num_heads
-            kernels = (self["wq"].reshape(-1, num_heads, hd),
-                       self["wk"].reshape(-1, num_heads, hd),
-                       self["wv"].reshape(-1, num_heads, hd),
-                       self["wo"].reshape(num_heads, hd, -1))
-            biases = tuple(self[k] for k in ("bq", "bk", "bv", "bo"))
-            self._packed = _cpp_attention.pack_multi_head_attention(kernels, biases)
+            self._packed = _cpp_attention.pack_multi_head_attention(
+                *_keras_mha_weights(self, num_heads))
         return self._packed
 
     def __reduce__(self) -> tuple:
         return (type(self), (dict(self),))
+
+
+def _keras_mha_weights(w: dict, n: int) -> tuple:
+    """(kernels, biases) of MHA weights ``w`` in fastlayers.multi_head_attention's shapes:
+    (in, n, hd) x 3 and (n, hd, out); (n, hd) x 3 and (out,), or None."""
+    hd = w["wq"].shape[1] // n
+    kernels = (w["wq"].reshape(-1, n, hd), w["wk"].reshape(-1, n, hd),
+               w["wv"].reshape(-1, n, hd), w["wo"].reshape(n, hd, -1))
+    biases = tuple(None if w[k] is None else w[k].reshape(n, hd) for k in ("bq", "bk", "bv"))
+    return kernels, biases + (w["bo"],)
 
 
 def _mha_projections(weights: dict, num_heads: int) -> Any:
@@ -696,15 +700,9 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
             allowed = kp if allowed is None else allowed & kp
         if allowed is not None:
             allowed = np.ascontiguousarray(np.broadcast_to(allowed, (b, t, s)))
-        checked = V.check_multi_head_attention(
-            q, v, k,
-            w["wq"].reshape(-1, n, hd), w["wk"].reshape(-1, n, hd), w["wv"].reshape(-1, n, hd),
-            w["wo"].reshape(n, hd, -1),
-            None if w["bq"] is None else w["bq"].reshape(n, hd),
-            None if w["bk"] is None else w["bk"].reshape(n, hd),
-            None if w["bv"] is None else w["bv"].reshape(n, hd),
-            w["bo"], allowed, False, need_weights,
-        )
+        kernels, biases = _keras_mha_weights(w, n)
+        checked = V.check_multi_head_attention(q, v, k, *kernels, *biases, allowed, False,
+                                               need_weights)
         out = FL.run_multi_head_attention(checked, packed)
         if not need_weights:
             return out
