@@ -159,7 +159,7 @@ def test_vision_models(any_backend, name, attn):
 
 
 def test_decoders_without_a_mask_branch_on_the_batch_size():
-    """Llama and GPT-2 called without attention_mask expand their position ids when the
+    """Llama called without attention_mask (GPT-2 too) expands its position ids when the
     batch is not 1 (masking_utils): a decision on the batch size, refused with its place."""
     torch.manual_seed(0)
     with pytest.raises(fl.io.torch_fx.TorchConversionError,

@@ -4326,8 +4326,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 continue
             where = conv._where(node)
             if _plain_call(node) and conv._function_handler(node.target) is None:
-                if any(_run_time_leaves(torch, (args, kwargs))) or any(
-                        isinstance(v, np.ndarray) for v in (*args, *kwargs.values())):
+                if any(_run_time_leaves(torch, (args, kwargs))):  # (arrays alone: folded)
                     raise TorchConversionError(
                         f"from_torch: {where} ({_fn_name(torch, node.target)}) of the batch "
                         "size or of a tensor: only sizes known at conversion are supported")
