@@ -1538,9 +1538,21 @@ class BatchBranch(nn.Module):
 
     def forward(self, x):
         if self.how == "if":
+            if x.shape[0] > 4:
+                return x * 2
+            return x
+        if self.how == "one":  # PyTorch computes another value at batch 1
             if x.shape[0] > 1:
                 return x * 2
             return x
+        if self.how == "squeeze":  # and another shape
+            if x.size(0) == 1:
+                return x[0]
+            return x
+        if self.how == "fails":  # PyTorch refuses batch 1
+            if 1 == x.shape[0]:
+                raise ValueError("two or more rows")
+            return x + 1
         if self.how == "int":
             return x.reshape(int(x.shape[0]), -1)
         if x.sum() > 0:  # "value": a tensor's values decide
@@ -1548,11 +1560,37 @@ class BatchBranch(nn.Module):
         return -x
 
 
+class ExpandUnlessOneRow(nn.Module):
+    """HuggingFace's masking code (masking_utils): position ids (1, T), expanded to the batch
+    unless it is 1, which computes the same at batch 1."""
+
+    def forward(self, x):
+        pos = torch.arange(x.shape[1]).unsqueeze(0)
+        if x.shape[0] != pos.shape[0]:
+            pos = pos.expand(x.shape[0], -1)
+        return x + pos.unsqueeze(-1).float()
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_a_test_of_batch_one_converts_on_the_path_of_two_rows(any_backend, rows):
+    """Converted from 1-row examples too (traced again with 2 rows), and run at 1-3 rows."""
+    check(ExpandUnlessOneRow(), torch.randn(rows, 5, 3),
+          run_inputs=[(torch.randn(1, 5, 3),), (torch.randn(3, 5, 3),)])
+
+
 def test_branches_on_the_batch_size_or_values_are_refused():
     x = torch.randn(2, 3, 4)
     for how in ("if", "int"):
         with pytest.raises(TorchConversionError, match="decides on the batch size"):
             fl.from_torch(BatchBranch(how), x)
+    # a test of whether the batch is 1 is converted on the path of 2 or more rows, and
+    # refused when that path computes otherwise at batch 1, which PyTorch is run on
+    for how, found in (("one", "other values"), ("squeeze", "outputs of other shapes"),
+                       ("fails", "fails on 1 row")):
+        for rows in (1, 2) if how != "fails" else (2,):  # (1 row fails while tracing)
+            with pytest.raises(TorchConversionError,
+                               match=rf"test_from_torch\.py:\d+ decide.*batch size is 1.*{found}"):
+                fl.from_torch(BatchBranch(how), torch.randn(rows, 3, 4))
     # the trace's error says where in the forward it came from
     with pytest.raises(TorchConversionError, match=r"test_from_torch\.py:\d+: if x\.sum\(\) > 0"):
         fl.from_torch(BatchBranch("value"), x)
@@ -1705,7 +1743,8 @@ TENSOR_OPS = {  # on y (B, C, 5, 6), after a conv or not; int and bool results a
     "index by a constant tensor": lambda y: y[:, :, torch.tensor([2, 0])] * 2,
     "F.embedding": lambda y: F.embedding(y[:, 0].argmax(1), torch.arange(24.0).view(6, 4)),
     "diff / outer": lambda y: (
-        torch.diff(y, dim=-1), torch.diff(y, n=2, dim=2), torch.outer(y[0, 0, 0], y[0, 0, 1])),
+        torch.diff(y, dim=-1), torch.diff(y, n=2, dim=2), torch.outer(y[0, 0, 0], y[0, 0, 1]),
+        torch.diff(y, prepend=y[..., :1] - 1), torch.diff(y, 2, 1, y[:, :2], y[:, -1:] * 3)),
     "clamp with tensor bounds": lambda y: (
         y.clamp(min=y.mean(1, keepdim=True)), torch.clamp(y, y.mean(), y.abs())),
     "log_softmax method / new_tensor": lambda y: (y.log_softmax(1),
@@ -1756,7 +1795,7 @@ def test_integer_and_bool_results_keep_pytorchs_dtypes():
     (lambda y: y / y.numel(), "numel of a tensor with the batch axis"),
     (lambda y: F.one_hot(y.argmax(-1)).float(), "one_hot with num_classes=-1"),
     (lambda y: y.norm(p=3, dim=-1), "norm with p=3"),
-    (lambda y: torch.diff(y, prepend=y[..., :1]), "diff with prepend"),
+    (lambda y: torch.diff(y, n=0), "diff with n < 1"),
 ])
 def test_more_tensor_op_refusals(fn, message):
     with pytest.raises(TorchConversionError, match=re.escape(message)):

@@ -158,10 +158,22 @@ def test_vision_models(any_backend, name, attn):
     _check(model, (torch.randn(2, 3, 16, 16),), (torch.randn(3, 3, 16, 16),))
 
 
-def test_decoders_without_a_mask_branch_on_the_batch_size():
-    """Llama called without attention_mask (GPT-2 too) expands its position ids when the
-    batch is not 1 (masking_utils): a decision on the batch size, refused with its place."""
+DECODERS = {
+    "LlamaModel": TEXT["LlamaModel"],
+    "Qwen2Model": _text("Qwen2Model", num_key_value_heads=2, use_cache=False),
+    "MistralModel": _text("MistralModel", num_key_value_heads=2, use_cache=False),
+    "GPT2LMHeadModel": lambda attn: transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        n_embd=32, n_layer=2, n_head=4, vocab_size=50, n_positions=32, use_cache=False,
+        attn_implementation=attn)),
+}
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_decoders_without_a_mask(any_backend, name, attn, rows):
+    """Called without attention_mask, decoders expand their position ids only when the batch
+    is not 1 (masking_utils): converted on the path of 2 or more rows, checked by from_torch
+    at batch 1, and compared here at 1-3 rows."""
     torch.manual_seed(0)
-    with pytest.raises(fl.io.torch_fx.TorchConversionError,
-                       match=r"masking_utils\.py:\d+ decides on the batch size"):
-        fl.from_torch(TEXT["LlamaModel"]("eager").eval(), (_ids(2)[0],))
+    _check(DECODERS[name](attn), (_ids(rows)[0],), (_ids(1)[0],), (_ids(3)[0],))

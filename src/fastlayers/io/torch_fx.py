@@ -155,6 +155,11 @@ class TorchConversionError(NotImplementedError):
     """A module uses layers or calls that ``from_torch`` cannot convert (all are listed)."""
 
 
+class _BatchOfOne(TorchConversionError):
+    """A branch on whether the batch size is 1, taken for 1 row by the trace of 1-row
+    examples: from_torch converts again from examples of 2 rows."""
+
+
 # ------------------------------------------------------------------ the converted model
 
 
@@ -331,6 +336,19 @@ class _Dim:
 class _Unknown:
     """A comparison involving a size known only at run time (the batch size): an assert on
     it is not checked at conversion; any other use is refused (_build)."""
+
+
+class _Assumed(_Unknown):
+    """A comparison of the batch size with 0 or 1 (``if batch_size != 1``, ``if
+    x.shape[0] > 1``), whose answer is ``value`` for every batch of 2 or more rows. A branch
+    on it is taken as for 2 or more rows; the converted model then computes that path at
+    any batch, and from_torch checks it against the module at batch 1
+    (_check_batch_of_one)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool):
+        self.value = value
 
 
 def _compare_sizes(a: Any, b: Any, op: str) -> Any:
@@ -596,6 +614,7 @@ class _Converter:
         self.layers: dict[str, Any] = {}  # one fastlayers layer per module (shared weights)
         self.problems: list[str] = []
         self.constant = _constant_nodes(graph_module.graph)  # computed by PyTorch (_fold)
+        self.assumed: list[str] = []  # where a branch took 2+ rows for the batch (_Assumed)
 
     # ---- names and checks ---------------------------------------------------------
     def _where(self, node: Any) -> str:
@@ -1805,8 +1824,12 @@ class _Converter:
 
     def diff(self, x: Any, n: Any = 1, dim: Any = -1, prepend: Any = None,
              append: Any = None) -> _T:
-        if prepend is not None or append is not None or not isinstance(n, int) or n < 1:
-            self._refuse("diff with prepend, append or n < 1")
+        if not isinstance(n, int) or n < 1:
+            self._refuse("diff with n < 1")
+        if any(isinstance(v, (int, float)) for v in (prepend, append)):
+            self._refuse("diff with a number to prepend or append (tensors only)")
+        if prepend is not None or append is not None:  # PyTorch's: cat along dim, then diff
+            x = self.cat([v for v in (prepend, x, append) if v is not None], dim)
         t = _to_torch(self._tensor(x, "diff"))
         return _T(torch_diff(t.sym, n, _dim(dim, t.ndim, "diff")), False)
 
@@ -2410,6 +2433,11 @@ class _Converter:
             if any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
                 raise TorchConversionError("from_torch: a tensor compared with the batch size "
                                            "(known only at run time)")
+            for u, v, apply in ((a, b, lambda x, y: (x, y)), (b, a, lambda x, y: (y, x))):
+                if (isinstance(u, _Dim) and isinstance(v, int) and not isinstance(v, bool)
+                        and v <= 1):
+                    # the batch against 0 or 1: the same answer for any batch of 2 or more
+                    return _Assumed(bool(getattr(operator, op)(*apply(2, v))))
             return _Unknown()  # x.size(0) == y.size(0): left to run time
         if not any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
             return getattr(operator, op)(a, b)  # Python's rules (numbers)
@@ -2888,7 +2916,15 @@ class _Converter:
 
     def _specialized(self, value: Any, expected: Any, where: str) -> None:
         """A branch, int() or float() the trace decided with the examples' sizes (_trace):
-        refused when it depends on the batch size, else checked."""
+        refused when it depends on the batch size, else checked. A test of whether the batch
+        is 0 or 1 (_Assumed) is taken as for 2 or more rows, and from_torch checks batch 1."""
+        if isinstance(value, _Assumed):
+            if type(expected)(value.value) != expected:
+                raise _BatchOfOne(
+                    f"from_torch: {where or 'the forward'} decides whether the batch size is 1, "
+                    "and the examples have 1 row: convert with examples of 2 or more rows")
+            self.assumed.append(where or "the forward")
+            return
         batch, tensor = _run_time_leaves(self.torch, value)
         if batch:
             raise TorchConversionError(
@@ -2901,6 +2937,8 @@ class _Converter:
 
     def _not(self, x: Any) -> Any:
         """``not cond`` of a traced ``assert not cond`` (_trace)."""
+        if isinstance(x, _Assumed):
+            return _Assumed(not x.value)
         if isinstance(x, _Unknown):
             return x
         if isinstance(x, (_T, _Dim)):
@@ -3461,59 +3499,143 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     training = {m: m.training for m in module.modules()}
     module.eval()
     try:
-        import inspect
-
-        params = [p for p in inspect.signature(module.forward).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        concrete = None
-        if examples is not None:
-            if len(examples) > len(params):
-                raise ValueError(
-                    f"from_torch: {len(examples)} example inputs for a forward with "
-                    f"{len(params)} positional arguments"
-                )
-            concrete = {p.name: p.default for p in params[len(examples):]
-                        if p.default is not p.empty}
-        traced = module
-        names = [p.name for p in params]
-        count = len(examples) if examples is not None else 1
-        if torch.fx.Tracer().is_leaf_module(module, ""):
-            # fx would trace into a torch.nn module's own forward: wrap it, so that it is
-            # one call_module node (named "module") as inside a model.
-            names = [f"a{i}" for i in range(count)]
-            traced = _wrap_call(torch, module, names)
-            concrete = None
-        elif _decorated(module.forward):
-            # fx traces a forward from its own code object, which a decorator's wrapper
-            # (forward(self, *args, **kwargs), as HuggingFace's can_return_tuple) does not
-            # describe: traced through a call of the module, as a user's wrapper would.
-            names = names[:count]
-            traced = _wrap_call(torch, module, names)
-            concrete = None
-        buffers = _buffer_bytes(module)
         try:
-            gm = _trace(torch, traced, concrete or None, None if examples is None else dict(
-                zip(names, _to_torch_example(torch, examples))))
-        except Exception as e:
-            raise TorchConversionError(
-                f"from_torch: torch.fx could not trace {type(module).__name__}: "
-                f"{_located(e)}. The forward must be traceable by torch.fx: no Python "
-                "control flow (if, for, while, int(), float()) on tensor values, or on sizes "
-                "when no example inputs fix them (docs/semantics.md §24)."
-            ) from e
-        finally:
-            changed = _restore_buffers(module, buffers)
-        if changed:
-            raise TorchConversionError(
-                f"from_torch: the forward of {type(module).__name__} writes its buffer(s) "
-                f"{changed} in place (the module would change from call to call; the buffers "
-                "are restored)")
-        conv = _Converter(torch, module, gm)
-        conv.check()
-        return _build(torch, conv, gm, examples, name)
+            model, conv, axes = _convert(torch, module, examples, name)
+        except _BatchOfOne as e:
+            # a branch on whether the batch is 1, which 1-row examples take for 1 row: the
+            # trace of 2 rows (the same examples twice) takes the path of any larger batch
+            axes = e.axes  # type: ignore[attr-defined]
+            model, conv, axes = _convert(torch, module, _take_rows(examples, axes, [0, 0]),
+                                         name)
+        if conv.assumed:
+            _check_batch_of_one(torch, module, model, _take_rows(examples, axes, [0]),
+                                conv.assumed)
+        return model
     finally:
         for m, flag in training.items():
             m.train(flag)
+
+
+def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
+    """(the converted model, its _Converter, the batch axis of each example input) of
+    ``module`` (in eval mode) traced with ``examples`` (from_torch)."""
+    import inspect
+
+    params = [p for p in inspect.signature(module.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    concrete = None
+    if examples is not None:
+        if len(examples) > len(params):
+            raise ValueError(
+                f"from_torch: {len(examples)} example inputs for a forward with "
+                f"{len(params)} positional arguments"
+            )
+        concrete = {p.name: p.default for p in params[len(examples):]
+                    if p.default is not p.empty}
+    traced = module
+    names = [p.name for p in params]
+    count = len(examples) if examples is not None else 1
+    if torch.fx.Tracer().is_leaf_module(module, ""):
+        # fx would trace into a torch.nn module's own forward: wrap it, so that it is
+        # one call_module node (named "module") as inside a model.
+        names = [f"a{i}" for i in range(count)]
+        traced = _wrap_call(torch, module, names)
+        concrete = None
+    elif _decorated(module.forward):
+        # fx traces a forward from its own code object, which a decorator's wrapper
+        # (forward(self, *args, **kwargs), as HuggingFace's can_return_tuple) does not
+        # describe: traced through a call of the module, as a user's wrapper would.
+        names = names[:count]
+        traced = _wrap_call(torch, module, names)
+        concrete = None
+    buffers = _buffer_bytes(module)
+    try:
+        gm = _trace(torch, traced, concrete or None, None if examples is None else dict(
+            zip(names, _to_torch_example(torch, examples))))
+    except Exception as e:
+        raise TorchConversionError(
+            f"from_torch: torch.fx could not trace {type(module).__name__}: "
+            f"{_located(e)}. The forward must be traceable by torch.fx: no Python "
+            "control flow (if, for, while, int(), float()) on tensor values, or on sizes "
+            "when no example inputs fix them (docs/semantics.md §24)."
+        ) from e
+    finally:
+        changed = _restore_buffers(module, buffers)
+    if changed:
+        raise TorchConversionError(
+            f"from_torch: the forward of {type(module).__name__} writes its buffer(s) "
+            f"{changed} in place (the module would change from call to call; the buffers "
+            "are restored)")
+    conv = _Converter(torch, module, gm)
+    conv.check()
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    axes = None if examples is None else [
+        _batch_axis(torch, gm, p) for p in placeholders[:len(examples)]]
+    try:
+        return _build(torch, conv, gm, examples, name), conv, axes
+    except _BatchOfOne as e:
+        e.axes = axes  # type: ignore[attr-defined]
+        raise
+
+
+def _take_rows(examples: list, axes: list, rows: list[int]) -> list:
+    """``examples`` with the given rows of each one's batch axis (``axes``, _batch_axis)."""
+    def take(ex: Any, axis: Any) -> Any:
+        if isinstance(ex, tuple):
+            return tuple(take(e, axis) for e in ex)
+        if axis is None or axis >= ex.ndim:
+            return ex
+        return np.take(ex, rows, axis=axis)
+
+    return [take(ex, axis) for ex, axis in zip(examples, axes)]
+
+
+def _check_batch_of_one(torch: Any, module: Any, model: TorchModel, examples: list,
+                        where: list[str]) -> None:
+    """The converted model against ``module`` on the examples' first row, for a model whose
+    forward decides whether the batch size is 1 (at ``where``), converted on the path of 2
+    or more rows (_Assumed). Nearly always that path computes the same at batch 1 (an
+    ``expand`` left out, a ``squeeze`` that changes nothing); a forward whose batch-1 path
+    computes something else is refused."""
+    buffers = _buffer_bytes(module)
+    try:
+        with torch.no_grad():
+            expected = module(*_to_torch_example(torch, examples))
+    except Exception as e:
+        raise TorchConversionError(
+            f"from_torch: {where[0]} decides whether the batch size is 1, and the module "
+            f"fails on 1 row of the examples, where the converted model would be checked: "
+            f"{type(e).__name__}: {e}") from e
+    finally:
+        _restore_buffers(module, buffers)
+    got = model(*examples)
+
+    def leaves(obj: Any) -> list:
+        if obj is None:
+            return []
+        if isinstance(obj, dict):  # also a HuggingFace ModelOutput
+            return [v for o in obj.values() for v in leaves(o)]
+        if isinstance(obj, (tuple, list)):
+            return [v for o in obj for v in leaves(o)]
+        if isinstance(obj, torch.Tensor):
+            obj = obj.detach().cpu().numpy()
+        return [np.asarray(obj, dtype=np.float64)]
+
+    want, have = leaves(expected), leaves(got)
+    if len(want) != len(have) or any(a.shape != b.shape for a, b in zip(want, have)):
+        found = "outputs of other shapes"
+    else:
+        found = ""
+        for a, b in zip(want, have):
+            finite = np.abs(a[np.isfinite(a)])
+            scale = 1.0 + (finite.max() if finite.size else 0.0)
+            if not np.allclose(b, a, rtol=0.0, atol=1e-3 * scale, equal_nan=True):
+                found = "other values"
+    if found:
+        raise TorchConversionError(
+            f"from_torch: {', '.join(dict.fromkeys(where))} decide(s) whether the batch size "
+            "is 1. The converted model computes the module's path for 2 or more rows at any batch, "
+            f"and at batch 1 that gives {found} than the module's own path: not converted")
 
 
 def _assert_test(frame: Any) -> bool | None:
@@ -4359,7 +4481,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 text = str(e)
                 qual = node.target if node.op == "call_module" else where
                 if qual not in text:
-                    raise TorchConversionError(f"{text} (at {where})") from e
+                    raise type(e)(f"{text} (at {where})") from e
                 raise
             written = _written_in_place(torch, gm, node)
             if written is not None and isinstance(env.get(written), (_T, np.ndarray)):
