@@ -1560,6 +1560,27 @@ class BatchBranch(nn.Module):
         return -x
 
 
+class TensorOfSizes(nn.Module):
+    """torch.tensor of sizes, and constant 0-d tensors as bounds (DeBERTa's attention)."""
+
+    def __init__(self, batch=False):
+        super().__init__()
+        self.batch = batch
+
+    def forward(self, x):
+        if self.batch:
+            return x / torch.tensor(x.size(0))
+        span = torch.tensor(min(max(x.size(1), x.size(2)), 3))
+        scale = torch.sqrt(torch.tensor(x.size(-1), dtype=torch.float) * 2)
+        return torch.clamp(x[:, 4 - span:4 + span] / scale, -span, span * 0.5)
+
+
+def test_torch_tensor_of_sizes(any_backend):
+    check(TensorOfSizes(), torch.randn(2, 7, 5), run_inputs=[(torch.randn(3, 7, 5) * 4,)])
+    with pytest.raises(TorchConversionError, match="decides on the batch size"):
+        fl.from_torch(TensorOfSizes(batch=True), torch.randn(2, 7, 5))
+
+
 class ExpandUnlessOneRow(nn.Module):
     """HuggingFace's masking code (masking_utils): position ids (1, T), expanded to the batch
     unless it is 1, which computes the same at batch 1."""

@@ -1573,6 +1573,7 @@ class _Converter:
     def getitem(self, obj: Any, key: Any) -> Any:
         if isinstance(obj, (tuple, list)):
             return obj[key]
+        key = _int_bounds(key)
         if isinstance(obj, np.ndarray):  # a parameter or buffer, indexed as PyTorch indexes
             keys = key if isinstance(key, tuple) else (key,)
             if any(isinstance(k, _T) for k in keys):
@@ -3856,6 +3857,24 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             return run.specialize(proxy.tracer, proxy, kind, frame.f_back if frame else None)
         return convert
 
+    real_tensor = torch.tensor
+
+    def tensor(data: Any, *args: Any, **kwargs: Any) -> Any:
+        # torch.tensor of sizes (DeBERTa's torch.tensor(q.size(-1), dtype=torch.float)), which
+        # fx cannot record: made of the examples' numbers, each guarded as int() is
+        leaves: list = []
+        torch.fx.node.map_aggregate(data, leaves.append)
+        proxies = [v for v in leaves if isinstance(v, torch.fx.Proxy)]
+        if proxies and all(run.sized_value(p) is not None
+                           and isinstance(run.sized_value(p)[0], (bool, int, float))
+                           for p in proxies):
+            frame = inspect.currentframe()
+            caller = frame.f_back if frame else None
+            data = torch.fx.node.map_aggregate(data, lambda v: run.specialize(
+                v.tracer, v, type(run.sized_value(v)[0]), caller) if isinstance(
+                    v, torch.fx.Proxy) else v)
+        return real_tensor(data, *args, **kwargs)
+
     class Proxy(torch.fx.Proxy):
         __len__ = length
         __int__ = number(int)
@@ -3874,6 +3893,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     # size read from the input, self.bias[:, :, :T, :T]).
     # (The forward then runs twice while tracing.)
     with _tracing_patches(torch):
+        torch.tensor = tensor
         try:
             run = _ExampleRun(torch, examples)
             tracer = Tracer()
@@ -3888,6 +3908,8 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
                     raise
                 raise RuntimeError(f"{_located(first)} (and with buffers as graph attributes: "
                                    f"{_located(second)})") from None
+        finally:
+            torch.tensor = real_tensor
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
@@ -3914,10 +3936,11 @@ class _ExampleRun:
         self.sized: set = set()  # plain values from sizes, ranks, dtypes and constants
         self.busy = False  # computing a value (the tracer records nothing meanwhile)
         if examples is not None:
-            from torch._subclasses.fake_tensor import FakeTensorMode
+            from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
             # (real tensors met on the way, the parameters, become fake as they are used)
             self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+            self.FakeTensor = FakeTensor
             self.examples = {k: torch.fx.node.map_aggregate(v, self._fake)
                              for k, v in examples.items()}
 
@@ -3931,14 +3954,26 @@ class _ExampleRun:
             return self.values[a]
         return a
 
+    def _scalar(self, a: Any) -> Any:
+        """An argument after the first as the fake run takes it: a constant 0-d tensor (not
+        traced: DeBERTa's ``span = torch.tensor(min(size, m))``, then ``x[m - span:m + span]``
+        and ``torch.clamp(p, 0, 2 * span - 1)``) as its Python number, which a fake tensor's
+        op cannot read, and which PyTorch's type promotion treats alike."""
+        a = self._value(a)
+        if (isinstance(a, self.torch.Tensor) and a.ndim == 0
+                and not isinstance(a, self.FakeTensor)):
+            return a.item()
+        return a
+
     def record(self, tracer: Any, node: Any, args: Any, kwargs: Any) -> None:
         if self.examples is None or node.op == "output":
             return
         torch = self.torch
         self.busy = True
         try:
-            args = torch.fx.node.map_aggregate(args, self._value)
-            kwargs = torch.fx.node.map_aggregate(kwargs, self._value)
+            args = torch.fx.node.map_aggregate(args[:1], self._value) + \
+                torch.fx.node.map_aggregate(args[1:], self._scalar)
+            kwargs = torch.fx.node.map_aggregate(kwargs, self._scalar)
             with torch.no_grad(), self.mode:
                 if node.op == "placeholder":
                     value = self.examples[node.target]
@@ -4054,6 +4089,22 @@ def _plain_call(node: Any) -> bool:
     module = getattr(node.target, "__module__", None) or ""
     return (node.op == "call_function" and bool(node.meta.get("fl_sized"))
             and module in _PYTHON_MODULES)
+
+
+def _int_bounds(key: Any) -> Any:
+    """An index whose slice bounds that are constant 0-d integer tensors (computed at
+    conversion: DeBERTa's ``x[m - span:m + span]``, span a torch.tensor of a size) are ints,
+    as PyTorch reads them."""
+    def bound(v: Any) -> Any:
+        if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
+            return int(v)
+        return v
+
+    if isinstance(key, tuple):
+        return tuple(_int_bounds(k) for k in key)
+    if isinstance(key, slice):
+        return slice(bound(key.start), bound(key.stop), bound(key.step))
+    return key
 
 
 def _run_time_leaves(torch: Any, value: Any) -> tuple[bool, bool]:
