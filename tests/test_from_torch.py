@@ -1560,6 +1560,50 @@ class BatchBranch(nn.Module):
         return -x
 
 
+class MergedHeads(nn.Module):
+    """Batch and heads merged into one axis (B * H, T, d), as DeBERTa v2 and older attention
+    code keep them, then split again by -1 or by the batch read back (size(0) // H), and
+    constants repeated to the merged axis by a size read at run time."""
+
+    def __init__(self, heads, split="-1"):
+        super().__init__()
+        self.heads, self.split = heads, split
+        self.rel = nn.Parameter(torch.randn(1, 5, 8))
+
+    def forward(self, x):  # (B, H, T, d)
+        y = x.reshape(-1, 5, 8)
+        rel = self.rel.repeat(y.size(0), 1, 1)  # one per merged row
+        z = torch.bmm(y, (y + rel).transpose(1, 2))
+        if self.split == "-1":
+            return z.view(-1, self.heads, 5, 5)
+        b = z.size(0) // self.heads
+        pos = self.rel.expand(self.heads, 5, 8).repeat(b, 1, 1)  # (B * H, 5, 8)
+        return (z @ pos).view(b * 1 + 0, self.heads * 5, 8)
+
+
+@pytest.mark.parametrize("heads", [1, 4, 12])
+@pytest.mark.parametrize("split", ["-1", "batch"])
+def test_batch_and_heads_merged_into_one_axis(any_backend, heads, split):
+    """Twelve heads failed to convert (the merged axis tried as 2, 1, 8 and 16 rows, none a
+    multiple of 12), four gave the split a fixed batch of 2 in the summary: unknown sizes
+    now carry their multiple of the batch (_symbolic.SymbolicTensor.mult)."""
+    module = MergedHeads(heads, split)
+    model = check(module, torch.randn(2, heads, 5, 8),
+                  run_inputs=[(torch.randn(1, heads, 5, 8),), (torch.randn(3, heads, 5, 8),)])
+    assert model.inner.outputs[0].shape[0] is None
+
+
+@pytest.mark.parametrize("fn,message", [
+    (lambda y: y.view(y.size(0) // 0, -1), "a positive int for //"),
+    (lambda y: y.view(y.size(0) / 2, -1), "arithmetic on a size known only at run time"),
+    (lambda y: y.view(3 - y.size(0), -1), "arithmetic on a size known only at run time"),
+    (lambda y: y.repeat(y.size(0) * 0.5, 1, 1), "an int for +, - and *"),
+])
+def test_arithmetic_on_the_batch_size_refused(fn, message):
+    with pytest.raises(TorchConversionError, match=re.escape(message)):
+        fl.from_torch(Fn(fn).eval(), torch.randn(2, 3, 4))
+
+
 class TensorOfSizes(nn.Module):
     """torch.tensor of sizes, and constant 0-d tensors as bounds (DeBERTa's attention)."""
 

@@ -44,6 +44,9 @@ class _MaskByKeyword(torch.nn.Module):
         return self.model(input_ids, attention_mask=attention_mask, use_cache=False)[0]
 
 
+_DEBERTA_V3 = dict(relative_attention=True, position_buckets=8, max_relative_positions=16,
+                   pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm")
+
 TEXT = {
     "BertModel": _text("BertModel"),
     "BertForSequenceClassification": _text("BertForSequenceClassification"),
@@ -66,6 +69,10 @@ TEXT = {
     # torch.tensor of a size, constant 0-d tensors as slice bounds and clamp limits
     "DebertaModel": _text("DebertaModel", relative_attention=True, max_relative_positions=16,
                           pos_att_type=["p2c", "c2p"]),
+    # DeBERTa v3's configuration: batch and heads merged into one axis, repeat(B*H // H)
+    "DebertaV2Model": _text("DebertaV2Model", **_DEBERTA_V3),
+    "DebertaV2ForSequenceClassification": _text("DebertaV2ForSequenceClassification",
+                                                num_labels=3, **_DEBERTA_V3),
     "T5EncoderModel": lambda attn: transformers.T5EncoderModel(transformers.T5Config(
         d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=50,
         attn_implementation=attn)),
@@ -80,6 +87,13 @@ VISION = {
     "SwinModel": lambda attn: transformers.SwinModel(transformers.SwinConfig(
         image_size=16, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[2, 2],
         window_size=4, attn_implementation=attn)),
+    "SiglipVisionModel": lambda attn: transformers.SiglipVisionModel(
+        transformers.SiglipVisionConfig(**SMALL, image_size=16, patch_size=4,
+                                        attn_implementation=attn)),
+    # unfolds patches with the batch times the patch area as one axis
+    "MobileViTModel": lambda attn: transformers.MobileViTModel(transformers.MobileViTConfig(
+        image_size=16, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64],
+        num_attention_heads=2)),
     "ConvNextModel": lambda attn: transformers.ConvNextModel(transformers.ConvNextConfig(
         hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
     "ResNetModel": lambda attn: transformers.ResNetModel(transformers.ResNetConfig(
@@ -87,7 +101,8 @@ VISION = {
 }
 
 
-_NO_ATTENTION = ("ConvNextModel", "ResNetModel")
+# no attention, or transformers refuses sdpa for it
+_NO_SDPA = ("ConvNextModel", "ResNetModel", "MobileViTModel")
 
 
 def _random_norms(model):
@@ -140,7 +155,8 @@ def _ids(b, t=12):
     return ids, mask
 
 
-_EAGER_ONLY = ("DebertaModel",)  # transformers refuses sdpa for it
+# transformers refuses sdpa for these
+_EAGER_ONLY = ("DebertaModel", "DebertaV2Model", "DebertaV2ForSequenceClassification")
 
 
 @pytest.mark.parametrize("name,attn", [(n, a) for n in TEXT for a in ("eager", "sdpa")
@@ -157,11 +173,21 @@ def test_text_models_without_masks(any_backend, name):
 
 
 @pytest.mark.parametrize("name,attn", [(n, a) for n in VISION for a in ("eager", "sdpa")
-                                       if a == "eager" or n not in _NO_ATTENTION])
+                                       if a == "eager" or n not in _NO_SDPA])
 def test_vision_models(any_backend, name, attn):
     torch.manual_seed(0)
     model = _random_norms(VISION[name](attn))
     _check(model, (torch.randn(2, 3, 16, 16),), (torch.randn(3, 3, 16, 16),))
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_wav2vec2_without_a_mask(any_backend, attn):
+    """Raw audio through Wav2Vec2's convolutional feature encoder and transformer."""
+    torch.manual_seed(0)
+    model = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(
+        **SMALL, conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, attn_implementation=attn))
+    _check(model, (torch.randn(2, 400),), (torch.randn(1, 400),), (torch.randn(3, 400),))
 
 
 DECODERS = {

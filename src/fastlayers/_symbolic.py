@@ -52,17 +52,24 @@ class SymbolicTensor:
         The node that produces this tensor (None for a model input).
     index : int
         Which output of ``node`` this is.
+    mult : tuple or None
+        For each unknown dimension, how many times the batch size it is (a converted
+        PyTorch model's batch and heads merged into one axis, (B * H, T, d), has 12 there for
+        12 heads); None: once, for all. (Read it with ``_mult``: a tensor pickled before it
+        existed has none.)
     """
 
-    __slots__ = ("shape", "dtype", "name", "node", "index", "id")
+    __slots__ = ("shape", "dtype", "name", "node", "index", "id", "mult")
 
-    def __init__(self, shape: tuple, dtype: Any, name: str, node: Node | None, index: int = 0):
+    def __init__(self, shape: tuple, dtype: Any, name: str, node: Node | None, index: int = 0,
+                 mult: tuple | None = None):
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.name = name
         self.node = node
         self.index = index
         self.id = next(_ids)
+        self.mult = mult if mult is not None and any(k != 1 for k in mult) else None
 
     @property
     def ndim(self) -> int:
@@ -223,8 +230,14 @@ def substitute(obj: Any, values: dict[int, Any]) -> Any:
     return _walk(obj, lambda t: values[t.id])
 
 
-def _concrete(shape: tuple, fill: int) -> tuple:
-    return tuple(fill if d is None else d for d in shape)
+def _concrete(shape: tuple, fill: int, mult: tuple | None = None) -> tuple:
+    """``shape`` with each unknown dimension ``fill`` times its multiple of the batch."""
+    return tuple((fill * (mult[i] if mult else 1)) if d is None else d
+                 for i, d in enumerate(shape))
+
+
+def _mult(t: SymbolicTensor) -> tuple | None:
+    return getattr(t, "mult", None)
 
 
 def _as_outputs(out: Any, label: str) -> tuple[list[np.ndarray], type | None]:
@@ -283,7 +296,10 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
     node = Node(fn, layer, args, kwargs, label)
     shape = _layer_output_shape(layer, args, kwargs)
     if shape is not None:
-        node.outputs = [SymbolicTensor(shape, np.dtype(np.float32), label, node, 0)]
+        # a layer keeps the batch axis: its multiple of the batch too
+        firsts = {(_mult(t) or (1,))[0] for t in node.inputs}
+        mult = (firsts.pop(),) + (1,) * (len(shape) - 1) if len(firsts) == 1 else None
+        node.outputs = [SymbolicTensor(shape, np.dtype(np.float32), label, node, 0, mult)]
         return node.outputs[0]
     has_unknown = any(d is None for t in node.inputs for d in t.shape)
 
@@ -295,9 +311,9 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         # (at least at fill 2: the retry at fill 1 below must not let a size refused at 2
         # through at half of it; the larger fills are checked as they are)
         what = f"the input of shape {t.shape}"
-        elements(math.prod(_concrete(t.shape, max(fill, 2))), label, what)
+        elements(math.prod(_concrete(t.shape, max(fill, 2), _mult(t))), label, what)
         with allocating(label, what):
-            return np.zeros(_concrete(t.shape, fill), t.dtype)
+            return np.zeros(_concrete(t.shape, fill, _mult(t)), t.dtype)
 
     def run(fill: int) -> tuple[list[np.ndarray], type | None]:
         values = {t.id: zeros(t, fill) for t in node.inputs}
@@ -361,6 +377,8 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
             except (ValueError, TypeError):
                 later = None
 
+        mults = [[1] * len(s) for s in out_shapes]
+
         def differs(other, i, k, d):
             return (len(other) <= i or len(other[i].shape) != len(out_shapes[i])
                     or other[i].shape[k] != d)
@@ -371,10 +389,17 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
                     later is not None and differs(later, i, k, d))
                 if moved and (again is not None or d == fill):
                     shape[k] = None
+                    # a multiple of the batch (fill) at both sizes: that many times it
+                    if (again is not None and d % fill == 0 and d > fill
+                            and not differs(again, i, k, d // fill * (fill + 1))):
+                        mults[i][k] = d // fill
+    else:
+        mults = [[1] * len(s) for s in out_shapes]
     out_shapes = [tuple(s) for s in out_shapes]
     node.structure = structure
     node.outputs = [
-        SymbolicTensor(s, dt, label if len(out_shapes) == 1 else f"{label}:{i}", node, i)
+        SymbolicTensor(s, dt, label if len(out_shapes) == 1 else f"{label}:{i}", node, i,
+                       tuple(mults[i]))
         for i, (s, dt) in enumerate(zip(out_shapes, dtypes))
     ]
     if structure is None:

@@ -129,6 +129,7 @@ from .torch_ops import (
     torch_reduce,
     torch_repeat,
     torch_repeat_interleave,
+    torch_repeat_sized,
     torch_reshape,
     torch_resize_corners,
     torch_roll,
@@ -324,13 +325,26 @@ class _T:
 
 
 class _Dim:
-    """A size unknown until run time: axis ``axis`` (PyTorch's numbering) of tensor ``t``."""
+    """A size unknown until run time: axis ``axis`` (PyTorch's numbering) of tensor ``t``,
+    then Python's integer ``ops`` on it in order, ((op, int), ...) with op "add", "sub",
+    "mul" or "floordiv" (DeBERTa's ``q.size(0) // heads``, the batch of a (B * heads, T, d)
+    tensor; torch_ops._run_shape computes them)."""
 
-    __slots__ = ("t", "axis")
+    __slots__ = ("t", "axis", "ops")
 
-    def __init__(self, t: _T, axis: int):
+    def __init__(self, t: _T, axis: int, ops: tuple = ()):
         self.t = t
         self.axis = axis
+        self.ops = ops
+
+    def then(self, op: str, k: Any) -> _Dim:
+        """This size, then ``op`` with the int ``k`` (refused for anything else)."""
+        if (not isinstance(k, (int, np.integer)) or isinstance(k, bool)
+                or (op == "floordiv" and k <= 0)):
+            raise TorchConversionError(
+                f"from_torch: {op} of a size known only at run time (the batch size) and "
+                f"{k!r} (a positive int for //, an int for +, - and *)")
+        return _Dim(self.t, self.axis, self.ops + ((op, int(k)),))
 
 
 class _Unknown:
@@ -363,7 +377,7 @@ def _compare_sizes(a: Any, b: Any, op: str) -> Any:
         for u, v in zip(a, b):
             if isinstance(u, _Dim) or isinstance(v, _Dim):
                 if not (isinstance(u, _Dim) and isinstance(v, _Dim) and u.t is v.t
-                        and u.axis == v.axis):
+                        and u.axis == v.axis and u.ops == v.ops):
                     equal = _Unknown()  # unless a known pair differs, below
             elif u != v:
                 equal = False
@@ -1516,6 +1530,10 @@ class _Converter:
         return _Dim(t, dim) if shape[dim] is None else shape[dim]
 
     def binary(self, a: Any, b: Any, op: str) -> Any:
+        if op in ("add", "sub", "mul") and isinstance(a, _Dim) and not isinstance(b, _T):
+            return a.then(op, b)  # x.size(0) * heads: computed at run time
+        if op in ("add", "mul") and isinstance(b, _Dim) and not isinstance(a, _T):
+            return b.then(op, a)
         if isinstance(a, (_Dim, _Unknown)) or isinstance(b, (_Dim, _Unknown)):
             raise TorchConversionError(
                 "from_torch: arithmetic on a size known only at run time (the batch size) is "
@@ -2255,10 +2273,11 @@ class _Converter:
                 # read where the tensor is stored (no transpose for a channels-last one)
                 axis = _axis_in_layout(e.t, e.axis)
                 if own is not None and e.t.sym is own.sym:
-                    spec.append((0, axis))
+                    j = 0
                 else:
                     refs.append(e.t.sym)
-                    spec.append((len(refs), axis))
+                    j = len(refs)
+                spec.append((j, axis, e.ops) if e.ops else (j, axis))
             elif isinstance(e, (int, np.integer)) and int(e) >= (-1 if keep else 0):
                 spec.append(int(e))
             else:
@@ -2358,14 +2377,21 @@ class _Converter:
     def repeat(self, x: Any, *reps: Any) -> Any:
         if len(reps) == 1 and isinstance(reps[0], (tuple, list)):
             reps = tuple(reps[0])
-        if not all(isinstance(r, (int, np.integer)) and int(r) >= 0 for r in reps):
-            raise TorchConversionError("from_torch: repeat by sizes known only at run time "
-                                       "(numbers only)")
-        t = _to_torch(self._tensor(x, "repeat"))
-        if len(reps) < t.ndim:
+        sized = any(isinstance(r, _Dim) for r in reps)
+        # (a constant repeated by a size read at run time: DeBERTa's relative position
+        # projections, repeat(q.size(0) // heads, 1, 1))
+        base = x if sized and isinstance(x, np.ndarray) else _to_torch(
+            self._tensor(x, "repeat")).sym
+        if len(reps) < base.ndim:
             raise TorchConversionError("from_torch: repeat with fewer sizes than the tensor "
                                        "has axes (PyTorch refuses it)")
-        return _T(torch_repeat(t.sym, tuple(int(r) for r in reps)), False)
+        if sized:
+            refs, spec = self._sizes(reps, "repeat")
+            return _T(torch_repeat_sized(base, *refs, spec=tuple(spec)), False)
+        if not all(isinstance(r, (int, np.integer)) and int(r) >= 0 for r in reps):
+            raise TorchConversionError(f"from_torch: repeat by {reps!r} (ints >= 0, or sizes "
+                                       "read from tensors)")
+        return _T(torch_repeat(base, tuple(int(r) for r in reps)), False)
 
     def _axes(self, t: _T, dims: Any, what: str) -> tuple:
         """PyTorch dims (an int or a sequence) as axes of the stored array."""
@@ -2435,8 +2461,8 @@ class _Converter:
                 raise TorchConversionError("from_torch: a tensor compared with the batch size "
                                            "(known only at run time)")
             for u, v, apply in ((a, b, lambda x, y: (x, y)), (b, a, lambda x, y: (y, x))):
-                if (isinstance(u, _Dim) and isinstance(v, int) and not isinstance(v, bool)
-                        and v <= 1):
+                if (isinstance(u, _Dim) and not u.ops and isinstance(v, int)
+                        and not isinstance(v, bool) and v <= 1):
                     # the batch against 0 or 1: the same answer for any batch of 2 or more
                     return _Assumed(bool(getattr(operator, op)(*apply(2, v))))
             return _Unknown()  # x.size(0) == y.size(0): left to run time
@@ -2954,9 +2980,11 @@ class _Converter:
             "from_torch: math.sqrt is supported on sizes known at conversion (Python numbers)"
         )
 
-    def _int_floordiv(self, a: Any, b: Any) -> int:
+    def _int_floordiv(self, a: Any, b: Any) -> Any:
         if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
             return int(a) // int(b)
+        if isinstance(a, _Dim):
+            return a.then("floordiv", b)  # q.size(0) // heads: computed at run time
         raise TorchConversionError(
             "from_torch: // is supported on sizes known at conversion (Python ints) only"
         )
@@ -4170,8 +4198,15 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
     - ``torch.ones(T, T)``, ``zeros`` and ``empty`` with sizes read from an input (a causal
       mask's ``torch.ones(T, T)``): fx refuses the varargs form when a size is a proxy
       ("ones() takes 1 positional argument but 2 were given") and traces the tuple form,
-      which is the same call; such a call is passed on as ``torch.ones((T, T))``."""
+      which is the same call; such a call is passed on as ``torch.ones((T, T))``.
+    - PyTorch's fake tensors do not log the errors of the calls they cannot compute: the
+      example run (_ExampleRun) expects some (a value that depends on data is not known)."""
+    import logging
+
     with _TRACING:  # one trace at a time (fx's tracing is not thread-safe either)
+        fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+        was_disabled = fake_log.disabled
+        fake_log.disabled = True
         real_finfo = torch.finfo
 
         def finfo(type: Any = None) -> Any:  # noqa: A002 - torch.finfo's own parameter name
@@ -4202,6 +4237,7 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
         try:
             yield
         finally:
+            fake_log.disabled = was_disabled
             for n, f in saved.items():
                 setattr(torch, n, f)
             for n, f in saved_proxy.items():

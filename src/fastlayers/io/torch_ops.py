@@ -66,10 +66,24 @@ def _torch_permute_runner(x, perm):
 _plan_runner(torch_permute, _torch_permute_runner)
 
 
+_SIZE_OPS = {"add": lambda v, k: v + k, "sub": lambda v, k: v - k,
+             "mul": lambda v, k: v * k, "floordiv": lambda v, k: v // k}
+
+
 def _run_shape(spec, arrays):
     """A size ``spec`` (ints, or (j, axis): the size of axis ``axis`` of ``arrays[j]`` at run
-    time) as ints; torch_reshape, torch_expand and torch_full pass (x or None, *refs)."""
-    return [e if isinstance(e, int) else arrays[e[0]].shape[e[1]] for e in spec]
+    time, or (j, axis, ops): that size, then Python's ((op, int), ...) on it in order, as
+    ``q.size(0) // heads``) as ints; torch_reshape, torch_expand and torch_full pass (x or
+    None, *refs)."""
+    def size(e):
+        if isinstance(e, int):
+            return e
+        v = arrays[e[0]].shape[e[1]]
+        for op, k in (e[2] if len(e) > 2 else ()):
+            v = _SIZE_OPS[op](v, k)
+        return v
+
+    return [size(e) for e in spec]
 
 
 @S.symbolic_op
@@ -943,6 +957,16 @@ def torch_repeat_interleave(x, repeats, axis):
 @S.symbolic_op
 def torch_repeat(x, reps):
     """``x.repeat(*reps)``: NumPy's tile (new leading axes for extra reps)."""
+    return np.tile(np.asarray(x), reps)
+
+
+@S.symbolic_op
+def torch_repeat_sized(x, *refs, spec):
+    """``x.repeat(*reps)`` where a count is a size read at run time (``spec`` as in
+    torch_reshape: DeBERTa's ``repeat(q.size(0) // heads, 1, 1)``)."""
+    reps = _run_shape(spec, (x, *refs))
+    if any(r < 0 for r in reps):
+        raise ValueError(f"torch_repeat_sized: a negative repeat count in {reps}")
     return np.tile(np.asarray(x), reps)
 
 
