@@ -1604,6 +1604,28 @@ def test_arithmetic_on_the_batch_size_refused(fn, message):
         fl.from_torch(Fn(fn).eval(), torch.randn(2, 3, 4))
 
 
+class OlderAttentionCode(nn.Module):
+    """What HuggingFace's older attention code does: checks a (B * H, T, T) scores axis
+    against bsz * H (XGLM, BLOOM), a constant of a traced tensor's dtype (GPT-Neo), torch.eye
+    of a size (XLNet), an sdpa flag computed from sizes (``q_length > 1 and ...``, false
+    here: fx passes the comparison itself, SegFormer)."""
+
+    def forward(self, x):  # (B, H, T, d)
+        b, h, t, d = x.shape
+        y = x.reshape(b * h, t, d)
+        s = torch.bmm(y, y.transpose(1, 2)) + torch.eye(t) * 2
+        if s.size() != (b * h, t, t):
+            raise ValueError("not reached")
+        s = torch.maximum(s, torch.tensor(torch.finfo(s.dtype).min, dtype=s.dtype))
+        q = s.view(b, h, t, t)
+        return F.scaled_dot_product_attention(q, q, q, is_causal=t > 8 and True)
+
+
+def test_older_attention_code(any_backend):
+    check(OlderAttentionCode(), torch.randn(2, 3, 4, 5),
+          run_inputs=[(torch.randn(1, 3, 4, 5),), (torch.randn(3, 3, 4, 5),)])
+
+
 class TensorOfSizes(nn.Module):
     """torch.tensor of sizes, and constant 0-d tensors as bounds (DeBERTa's attention)."""
 

@@ -73,6 +73,16 @@ TEXT = {
     "DebertaV2Model": _text("DebertaV2Model", **_DEBERTA_V3),
     "DebertaV2ForSequenceClassification": _text("DebertaV2ForSequenceClassification",
                                                 num_labels=3, **_DEBERTA_V3),
+    # a size check of (B * heads, T, S) scores; alibi of batch x heads
+    "BloomModel": lambda attn: _MaskByKeyword(transformers.BloomModel(transformers.BloomConfig(
+        hidden_size=32, n_layer=2, n_head=4, vocab_size=50, attn_implementation=attn))),
+    # torch.tensor(finfo.min, dtype=w.dtype)
+    "GPTNeoModel": lambda attn: _MaskByKeyword(transformers.GPTNeoModel(transformers.GPTNeoConfig(
+        hidden_size=32, num_layers=2, num_heads=4, vocab_size=50, window_size=4,
+        attention_types=[[["global", "local"], 1]], attn_implementation=attn))),
+    # torch.eye of a size
+    "XLNetModel": lambda attn: transformers.XLNetModel(transformers.XLNetConfig(
+        d_model=32, n_layer=2, n_head=4, d_inner=64, vocab_size=50, attn_implementation=attn)),
     "T5EncoderModel": lambda attn: transformers.T5EncoderModel(transformers.T5Config(
         d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=50,
         attn_implementation=attn)),
@@ -94,6 +104,10 @@ VISION = {
     "MobileViTModel": lambda attn: transformers.MobileViTModel(transformers.MobileViTConfig(
         image_size=16, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64],
         num_attention_heads=2)),
+    # is_causal = q_length > 1 and ...: a flag known at conversion
+    "SegformerModel": lambda attn: transformers.SegformerModel(transformers.SegformerConfig(
+        hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
+        sr_ratios=[2, 1, 1, 1], decoder_hidden_size=32, attn_implementation=attn)),
     "ConvNextModel": lambda attn: transformers.ConvNextModel(transformers.ConvNextConfig(
         hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
     "ResNetModel": lambda attn: transformers.ResNetModel(transformers.ResNetConfig(
@@ -156,7 +170,8 @@ def _ids(b, t=12):
 
 
 # transformers refuses sdpa for these
-_EAGER_ONLY = ("DebertaModel", "DebertaV2Model", "DebertaV2ForSequenceClassification")
+_EAGER_ONLY = ("DebertaModel", "DebertaV2Model", "DebertaV2ForSequenceClassification",
+               "BloomModel", "GPTNeoModel", "XLNetModel")
 
 
 @pytest.mark.parametrize("name,attn", [(n, a) for n in TEXT for a in ("eager", "sdpa")

@@ -365,6 +365,35 @@ class _Assumed(_Unknown):
         self.value = value
 
 
+def _batch_multiple(d: _Dim) -> int | None:
+    """k where run-time size ``d`` is k times the batch size for every batch (an axis of
+    batch x heads, SymbolicTensor.mult, times or exactly divided by ints), else None."""
+    mult = S._mult(d.t.sym)
+    k = mult[_axis_in_layout(d.t, d.axis)] if mult else 1
+    for op, c in d.ops:
+        if op == "mul":
+            k *= c
+        elif op == "floordiv" and k % c == 0:
+            k //= c
+        else:
+            return None  # + or -, or a division with a remainder for some batch sizes
+    return k
+
+
+def _same_size(u: Any, v: Any) -> bool:
+    """Whether two sizes, one of them known only at run time, are equal for every batch:
+    the same axis read the same way, or the same multiple of the batch of tensors computed
+    from the same inputs (XGLM checks that its (B * heads, T, S) scores have B * heads rows;
+    inputs of their own may be given other batch sizes)."""
+    if not (isinstance(u, _Dim) and isinstance(v, _Dim)):
+        return False
+    if u.t is v.t and u.axis == v.axis and u.ops == v.ops:
+        return True
+    k = _batch_multiple(u)
+    return (k is not None and k == _batch_multiple(v)
+            and _roots(u.t.sym) == _roots(v.t.sym))
+
+
 def _compare_sizes(a: Any, b: Any, op: str) -> Any:
     """Two shapes (tuples of ints and run-time sizes) compared as Python compares tuples;
     _Unknown only when the answer depends on a run-time size."""
@@ -376,8 +405,7 @@ def _compare_sizes(a: Any, b: Any, op: str) -> Any:
     if equal:
         for u, v in zip(a, b):
             if isinstance(u, _Dim) or isinstance(v, _Dim):
-                if not (isinstance(u, _Dim) and isinstance(v, _Dim) and u.t is v.t
-                        and u.axis == v.axis and u.ops == v.ops):
+                if not _same_size(u, v):
                     equal = _Unknown()  # unless a known pair differs, below
             elif u != v:
                 equal = False
@@ -2460,6 +2488,8 @@ class _Converter:
             if any(isinstance(v, (_T, np.ndarray)) for v in (a, b)):
                 raise TorchConversionError("from_torch: a tensor compared with the batch size "
                                            "(known only at run time)")
+            if op in ("eq", "ne") and _same_size(a, b):
+                return op == "eq"
             for u, v, apply in ((a, b, lambda x, y: (x, y)), (b, a, lambda x, y: (y, x))):
                 if (isinstance(u, _Dim) and not u.ops and isinstance(v, int)
                         and not isinstance(v, bool) and v <= 1):
@@ -2555,6 +2585,36 @@ class _Converter:
             return tuple(self.getitem(t, (slice(None),) * d + (slice(0, 0),))
                          for _ in range(chunks))
         return self.split(t, -(-n // chunks), d)
+
+    def tensor_of(self, data: Any, dtype: Any = None, device: Any = None,
+                  requires_grad: Any = False, pin_memory: Any = False) -> np.ndarray:
+        """``torch.tensor`` of numbers known at conversion, with a dtype fx records from a
+        traced tensor (GPT-Neo's ``torch.tensor(finfo.min, dtype=w.dtype)``): a constant, in
+        PyTorch's default dtypes (float32, int64, bool) unless given."""
+        leaves: list = []
+        self.torch.fx.node.map_aggregate(data, leaves.append)
+        if any(not isinstance(v, (bool, int, float, np.number)) for v in leaves):
+            self._refuse("torch.tensor of tensors or of the batch size (numbers known at "
+                         "conversion only)")
+        value = np.asarray(data)
+        np_dtype = _np_dtype(dtype) if dtype is not None else (
+            F32 if value.dtype.kind == "f" else np.bool_ if value.dtype.kind == "b"
+            else np.int64)
+        if np_dtype is None:
+            self._refuse(f"torch.tensor with dtype={dtype}")
+        return value.astype(np_dtype)
+
+    def eye(self, n: Any, m: Any = None, dtype: Any = None, **kwargs: Any) -> np.ndarray:
+        """``torch.eye`` of sizes known at conversion: a constant (float32 unless given)."""
+        kwargs.pop("device", None)
+        kwargs.pop("layout", None)
+        kwargs.pop("requires_grad", None)
+        kwargs.pop("pin_memory", None)
+        np_dtype = F32 if dtype is None else _np_dtype(dtype)
+        if kwargs or np_dtype is None or not all(
+                isinstance(v, (int, np.integer)) for v in (n, n if m is None else m)):
+            self._refuse(f"torch.eye of {n!r}, {m!r} with {dtype} (sizes known at conversion)")
+        return np.eye(int(n), None if m is None else int(m), dtype=np_dtype)
 
     def arange(self, *args: Any, dtype: Any = None, device: Any = None, **kwargs: Any
                ) -> np.ndarray:
@@ -2838,6 +2898,8 @@ class _Converter:
                 tensor, split_size_or_sections, dim),
             torch.chunk: lambda x, chunks, dim=0: self.chunk(x, chunks, dim),
             torch.arange: self.arange,
+            torch.tensor: self.tensor_of,
+            torch.eye: self.eye,
             torch.zeros: lambda *size, **kw: self.full(size, 0, **kw),
             torch.ones: lambda *size, **kw: self.full(size, 1, **kw),
             torch.full: lambda size, fill_value, **kw: self.full((size,), fill_value, **kw,
@@ -2911,8 +2973,12 @@ class _Converter:
             return self.sdpa(*args, **kwargs)
 
         def argument_problems(args: tuple, kwargs: dict) -> str | None:
+            # (a flag computed from sizes, HuggingFace's is_causal = q_length > 1 and ...,
+            # is known only at conversion, and checked there)
             named = ("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
-            return _sdpa_problems(*args[2:], **{k: v for k, v in kwargs.items() if k in named})
+            given = {**dict(zip(named, args[2:])), **kwargs}
+            return _sdpa_problems(**{k: v for k, v in given.items() if k in named and not (
+                isinstance(v, self.torch.fx.Node) and v.meta.get("fl_sized"))})
 
         run.argument_problems = argument_problems  # type: ignore[attr-defined]
         return run
