@@ -1626,6 +1626,43 @@ def test_older_attention_code(any_backend):
           run_inputs=[(torch.randn(1, 3, 4, 5),), (torch.randn(3, 3, 4, 5),)])
 
 
+class ItemAssignment(nn.Module):
+    """x[key] = value on constants built in forward from sizes (BEiT's relative position
+    index), and the refused cases."""
+
+    def __init__(self, how="index"):
+        super().__init__()
+        self.how = how
+        self.register_buffer("table", torch.arange(12.0))
+
+    def forward(self, x):  # (B, T, 4)
+        t = x.shape[1]
+        if self.how == "input":
+            x[:, 0] = 0.0
+            return x
+        if self.how == "buffer":
+            self.table[0] = 1.0
+            return x
+        coords = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(t), indexing="ij"))
+        rel = (coords[0] - coords[1]).contiguous()
+        view = rel[0]  # a view in PyTorch
+        rel[:, 0] += t - 1  # through getitem, iadd and setitem
+        index = torch.zeros(size=(t + 1,) * 2, dtype=rel.dtype)
+        index[1:, 1:] = rel
+        index[0, :] = 11
+        if self.how == "view":
+            return x * view[0]  # read after the write: PyTorch sees it through the view
+        return x + self.table[index.clamp(0, 11)][1:, 1:].sum(1)[:, None]
+
+
+def test_item_assignment_on_constants(any_backend):
+    check(ItemAssignment(), torch.randn(2, 5, 1), run_inputs=[(torch.randn(3, 5, 1),)])
+    for how, message in (("input", "computed from the inputs"), ("view", "a view in PyTorch"),
+                         ("buffer", "writes its buffer")):
+        with pytest.raises(TorchConversionError, match=message):
+            fl.from_torch(ItemAssignment(how), torch.randn(2, 5, 1))
+
+
 class TensorOfSizes(nn.Module):
     """torch.tensor of sizes, and constant 0-d tensors as bounds (DeBERTa's attention)."""
 

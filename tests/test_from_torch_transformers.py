@@ -108,6 +108,10 @@ VISION = {
     "SegformerModel": lambda attn: transformers.SegformerModel(transformers.SegformerConfig(
         hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
         sr_ratios=[2, 1, 1, 1], decoder_hidden_size=32, attn_implementation=attn)),
+    # its relative position index built in forward by item assignment
+    "BeitModel": lambda attn: transformers.BeitModel(transformers.BeitConfig(
+        **SMALL, image_size=16, patch_size=4, use_relative_position_bias=True,
+        attn_implementation=attn)),
     "ConvNextModel": lambda attn: transformers.ConvNextModel(transformers.ConvNextConfig(
         hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
     "ResNetModel": lambda attn: transformers.ResNetModel(transformers.ResNetConfig(

@@ -792,8 +792,8 @@ class _Converter:
                                                        self.gm.get_submodule(node.target))
             elif node.op == "call_function":
                 handler = self._function_handler(node.target)
-                if handler is None and _plain_call(node):
-                    continue  # size arithmetic, computed at conversion (_build)
+                if handler is None and (_plain_call(node) or node.target is operator.setitem):
+                    continue  # size arithmetic or x[key] = value, at conversion (_build)
                 if handler is None:
                     self.problems.append(
                         f"{self._where(node)} ({_fn_name(self.torch, node.target)})")
@@ -2899,9 +2899,13 @@ class _Converter:
             torch.chunk: lambda x, chunks, dim=0: self.chunk(x, chunks, dim),
             torch.arange: self.arange,
             torch.tensor: self.tensor_of,
+            # computed by PyTorch at conversion when their arguments are constants (_fold)
+            torch.meshgrid: lambda *a, **k: self._refuse(
+                "torch.meshgrid of tensors computed from the inputs (of constants only)"),
             torch.eye: self.eye,
-            torch.zeros: lambda *size, **kw: self.full(size, 0, **kw),
-            torch.ones: lambda *size, **kw: self.full(size, 1, **kw),
+            # (the size by position or as size=...: torch.zeros(size=(n, n)))
+            torch.zeros: lambda *size, **kw: self.full(size or (kw.pop("size"),), 0, **kw),
+            torch.ones: lambda *size, **kw: self.full(size or (kw.pop("size"),), 1, **kw),
             torch.full: lambda size, fill_value, **kw: self.full((size,), fill_value, **kw,
                                                                  infer=True),
             torch.zeros_like: lambda x, **kw: self.full_like(x, 0, **kw),
@@ -3974,6 +3978,11 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         __int__ = number(int)
         __float__ = number(float)
 
+        def __setitem__(self, key: Any, value: Any) -> None:
+            # x[key] = value: recorded as operator.setitem (in place), which the conversion
+            # computes on constants only (_set_item)
+            self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
         def __getattr__(self, k: str) -> Any:
             return Attribute(self, k)
 
@@ -4515,6 +4524,40 @@ def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, sa
                         "write it out of place (y = f(x) rather than an in-place call or +=)")
 
 
+def _set_item(torch: Any, node: Any, args: tuple, order: dict, where: str) -> None:
+    """``x[key] = value`` (fx node ``node``, its converted ``args``) on a constant, in place,
+    as PyTorch writes it: BEiT builds its relative position index so in forward, from
+    sizes known at conversion. Refused on a tensor computed from the inputs, on a parameter
+    or buffer (the module would change), and when a tensor taken from ``x`` before the write
+    (a view in PyTorch, which sees the write; a copy here) is read after it."""
+    target, key, value = args
+    leaves: list = []
+    torch.fx.node.map_aggregate((key, value), leaves.append)
+    if not isinstance(target, np.ndarray) or any(
+            isinstance(v, (_T, _Dim, _Unknown, S.SymbolicTensor)) for v in leaves):
+        raise TorchConversionError(
+            f"from_torch: {where}: item assignment (x[key] = value) on a tensor computed from "
+            "the inputs, or with the batch size (on constants computed at conversion only)")
+    base = node.args[0]
+    if base.op in ("get_attr", "placeholder"):
+        raise TorchConversionError(f"from_torch: {where}: item assignment on a parameter or "
+                                   "buffer (the module would change from call to call)")
+    taken = [u for u in base.users if u is not node and order[u] < order[node]]
+    seen: set = set()
+    while taken:
+        u = taken.pop()
+        if u in seen or u is node:
+            continue
+        seen.add(u)
+        if order[u] > order[node]:
+            raise TorchConversionError(
+                f"from_torch: {where}: item assignment on a tensor that something taken from it "
+                "before (a view in PyTorch, which sees the write) is read after")
+        taken.extend(u.users)
+    target[_int_bounds(key)] = value
+    return None
+
+
 def _specialized_default(torch: Any, node: Any) -> tuple | None:
     """(value,) for the placeholder of a forward argument that fx traced as its non-tensor
     default (``forward(self, x, scale=2.0)`` with an example for x only: concrete_args), which
@@ -4593,6 +4636,9 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
         elif node.op in ("call_function", "call_method", "call_module"):
             args, kwargs = load(node.args), load(node.kwargs)
+            if node.op == "call_function" and node.target is operator.setitem:
+                env[node] = _set_item(torch, node, args, order, conv._where(node))
+                continue
             checks = node.target in (torch._assert, operator.not_, _specialized)
             if node in conv.constant or (not checks and _foldable(torch, args, kwargs)):
                 # parameters and buffers alone, or with sizes known at conversion (a buffer
