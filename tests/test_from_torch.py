@@ -1663,6 +1663,43 @@ def test_item_assignment_on_constants(any_backend):
             fl.from_torch(ItemAssignment(how), torch.randn(2, 5, 1))
 
 
+class StepLoop(nn.Module):
+    """A recurrent cell called over the time steps in a Python loop (unrolled by the trace:
+    range() of a size the examples fix), with or without an initial state."""
+
+    def __init__(self, kind, state):
+        super().__init__()
+        self.kind, self.state = kind, state
+        self.cell = {"lstm": nn.LSTMCell(4, 6), "gru": nn.GRUCell(4, 6),
+                     "rnn": nn.RNNCell(4, 6, nonlinearity="relu")}[kind]
+
+    def forward(self, x):  # (B, T, 4)
+        h = torch.ones(x.size(0), 6) * 0.5 if self.state else None
+        if self.kind == "lstm" and self.state:
+            h = (h, -h)
+        outs = []
+        assert isinstance(range(2), range)  # still a type while tracing
+        for t in range(x.size(1)):
+            h = self.cell(x[:, t], h)
+            outs.append(h[0] if self.kind == "lstm" else h)
+        return torch.stack(outs, 1), h
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("state", [False, True])
+def test_recurrent_cells_in_a_loop(any_backend, kind, state):
+    check(StepLoop(kind, state), torch.randn(2, 5, 4), run_inputs=[(torch.randn(1, 5, 4),),
+                                                                   (torch.randn(3, 5, 4),)])
+
+
+def test_a_loop_over_the_batch_is_refused():
+    with pytest.raises(TorchConversionError,
+                       match=r"test_from_torch\.py:\d+ decides on the batch size \(an if, "
+                             r"int\(\), float\(\) or range"):
+        fl.from_torch(Fn(lambda x: torch.stack([x[i] * i for i in range(x.size(0))])),
+                      torch.randn(2, 5))
+
+
 class TensorOfSizes(nn.Module):
     """torch.tensor of sizes, and constant 0-d tensors as bounds (DeBERTa's attention)."""
 

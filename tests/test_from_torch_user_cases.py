@@ -612,18 +612,39 @@ class RowsChange(nn.Module):
             return torch.cat([x, 2 * x], 0)
         if self.kind == "slice":
             return x[:3]
+        if self.kind == "heads":  # (B, 4) -> (2B, 2) with the two halves first
+            return self.lin(x).view(-1, 2, 2).permute(1, 0, 2).reshape(-1, 2)
+        if self.kind == "pairs":  # (B, B): every sample against every other (CLIP's logits)
+            return x @ x.T
         return self.lin(x).reshape(-1, 2)  # (B, 4) -> (2B, 2): two rows a sample
 
 
 def test_predict_refuses_a_module_whose_rows_do_not_follow_the_batch():
     """predict runs in batches; x[:3] gives 3 rows for a batch of 4, which it refuses rather
-    than join (the whole call is right). (A cat along the batch gives 2 rows a sample, as a
-    reshape(-1, ...) does, and cannot be told apart: the docs say so.)"""
+    than join (the whole call is right)."""
     x = torch.randn(10, 3)
     model = check(RowsChange("slice"), x)
     np.testing.assert_allclose(model.predict(x.numpy()), x[:3].numpy())  # 1 batch: right
     with pytest.raises(ValueError, match="mixes the samples of a batch"):
         model.predict(x.numpy(), batch_size=4)
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("cat", "not one sample's rows after another"),
+    ("heads", "not one sample's rows after another"),
+    ("pairs", r"the batch size on axes \[0, 1\]"),
+])
+def test_predict_refuses_rows_that_do_not_hold_one_sample_after_another(kind, message):
+    """Two rows a sample, but the first batch's first two rows are not the first sample's
+    (a cat along the batch, the batch merged behind another axis), or an output whose
+    samples meet (B, B): refused where joining the batches would reorder or break it (the
+    first two were joined silently wrong; the third failed in NumPy's concatenate)."""
+    x = torch.randn(5, 3)
+    model = check(RowsChange(kind), x)
+    with pytest.raises(ValueError, match=message):
+        model.predict(x.numpy(), batch_size=2)
+    np.testing.assert_allclose(model.predict(x.numpy(), batch_size=5 if kind != "pairs" else 8),
+                               model(x.numpy()), rtol=1e-6, atol=1e-6)  # one batch: right
 
 
 def test_predict_joins_outputs_with_whole_rows_per_sample():

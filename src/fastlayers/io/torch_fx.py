@@ -22,6 +22,7 @@ unpickles without it.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import math
@@ -249,6 +250,27 @@ class TorchModel(BaseModel):
                     "cat along it), so predict cannot run it in batches; call the model on "
                     "the whole arrays instead")
 
+    def _check_sample_major(self, outs: list, first: list, per_row: list) -> None:
+        """predict's test of outputs with k > 1 rows a sample on axis 0: they join as the
+        whole call's only if each sample's k rows come together (logits.reshape(-1, V) of
+        (B, T, V)); with heads first, x.permute(2, 0, 1, 3).reshape(-1, T, d), the rows of
+        the samples alternate. The first batch's first k rows against the first sample's
+        own call (``first``: its inputs)."""
+        alone = self.inner(first)
+        for i, (out, k, t) in enumerate(zip(outs, per_row, self.inner.outputs)):
+            if k <= 1:
+                continue
+            want, got = alone[i], out[:k]
+            finite = np.abs(want[np.isfinite(want)])
+            scale = 1.0 + (float(finite.max()) if finite.size else 0.0)
+            if want.shape != got.shape or not np.allclose(got, want, rtol=1e-4,
+                                                          atol=1e-5 * scale, equal_nan=True):
+                raise ValueError(
+                    f"{self._owner()}: output {t.name!r} has {k} rows a sample, but not one "
+                    "sample's rows after another (the batch merged behind another axis, as "
+                    "heads first); predict cannot join it from batches: call the model on "
+                    "the whole arrays instead")
+
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
         """Run in batches of ``batch_size`` (default 32) along axis 0 of every input and
         join the results along each output's batch axis (axis 1 for the (layers, B, H)
@@ -258,10 +280,13 @@ class TorchModel(BaseModel):
         As Keras's ``predict``, this takes each sample's outputs to depend on that sample
         alone. A module that computes across the batch (a softmax, cumsum, mean or flip over
         it) gives other numbers in batches: call the model on the whole arrays. Outputs with
-        a fixed number of rows per sample (``logits.reshape(-1, V)``) join as the whole call's;
-        one whose rows do not follow the batch's (a slice along it shorter than a batch) is
-        refused. (A slice of ``batch_size`` rows or more, or a cat along the batch, cannot
-        be told apart from those: call such a model on the whole arrays.)"""
+        a fixed number of rows per sample (``logits.reshape(-1, V)``) join as the whole call's
+        when each sample's rows come together (checked on the first batch against its first
+        sample alone); refused: rows that do not follow the batch's (a slice along it shorter
+        than a batch), rows of the samples alternating (a cat along the batch, heads merged
+        in front of it), and an output with the batch on two axes ((B, B) similarities). (A
+        slice of ``batch_size`` rows or more cannot be told apart: call such a model on the
+        whole arrays.)"""
         owner = self._owner()
         fixed = [t.name for t in self.inner.inputs if not t.shape or t.shape[0] is not None]
         if fixed:
@@ -270,13 +295,6 @@ class TorchModel(BaseModel):
                 f"inputs {fixed} is not on axis 0 (seq-first layers, attention masks); call "
                 "the model on the whole arrays instead"
             )
-        out_axes = []
-        for t in self.inner.outputs:
-            free = [i for i, d in enumerate(t.shape) if d is None]
-            if len(free) != 1 and (not free or free[0] != 0):
-                raise ValueError(f"{owner}: output {t.name!r} has no batch axis to join "
-                                 "batches on; call the model on the whole arrays instead")
-            out_axes.append(free[0])
         batch_size = 32 if batch_size is None else _positive_int(batch_size, owner, "batch_size")
         xs = tuple(x) if isinstance(x, tuple) and len(self.input_template) > 1 else (x,)
         arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
@@ -285,6 +303,18 @@ class TorchModel(BaseModel):
             raise ValueError(f"{owner}: predict needs every input to have the same batch "
                              f"size; got shapes {[a.shape for a in arrays]}")
         starts = range(0, max(n, 1), batch_size)
+        out_axes = []
+        for t in self.inner.outputs:
+            free = [i for i, d in enumerate(t.shape) if d is None]
+            if not free:
+                raise ValueError(f"{owner}: output {t.name!r} has no batch axis to join "
+                                 "batches on; call the model on the whole arrays instead")
+            if len(free) > 1 and len(starts) > 1:
+                # CLIP's logits_per_image (B, B): every image against every text
+                raise ValueError(f"{owner}: output {t.name!r} has the batch size on axes "
+                                 f"{free} (its samples meet each other), so predict cannot "
+                                 "join it from batches; call the model on the whole arrays")
+            out_axes.append(free[0])
         bar = None if verbose in (0, False, None, "silent") else _Progress(len(starts),
                                                                             sys.stderr)
         results = []
@@ -294,6 +324,8 @@ class TorchModel(BaseModel):
             rows = min(batch_size, n - lo)
             if len(starts) > 1 and rows:  # (one call: the whole call's outputs as they are)
                 self._check_batch_rows(results[-1], out_axes, rows, per_row)
+                if step == 0 and rows > 1 and any(k > 1 for k in per_row):
+                    self._check_sample_major(results[-1], [a[:1] for a in arrays], per_row)
             if bar is not None:
                 bar.update(step + 1)
         flat = [np.concatenate([r[i] for r in results], axis=axis)
@@ -337,6 +369,10 @@ class _Dim:
         self.axis = axis
         self.ops = ops
 
+    def __repr__(self) -> str:  # in refusals: "torch.eye with <the batch size ...>"
+        ops = "".join(f" {_SIZE_SIGNS[op]} {k}" for op, k in self.ops)
+        return f"<the batch size, known only at run time (size({self.axis}){ops})>"
+
     def then(self, op: str, k: Any) -> _Dim:
         """This size, then ``op`` with the int ``k`` (refused for anything else)."""
         if (not isinstance(k, (int, np.integer)) or isinstance(k, bool)
@@ -345,6 +381,9 @@ class _Dim:
                 f"from_torch: {op} of a size known only at run time (the batch size) and "
                 f"{k!r} (a positive int for //, an int for +, - and *)")
         return _Dim(self.t, self.axis, self.ops + ((op, int(k)),))
+
+
+_SIZE_SIGNS = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//"}
 
 
 class _Unknown:
@@ -770,6 +809,7 @@ class _Converter:
                  nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
                  nn.AdaptiveMaxPool2d,
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
+                 nn.LSTMCell, nn.GRUCell, nn.RNNCell,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
                  nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Upsample,
@@ -1025,6 +1065,8 @@ class _Converter:
             return self.flatten(args[0], mod.start_dim, mod.end_dim)
         if isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
             return self.recurrent(qual, mod, *args, **kwargs)
+        if isinstance(mod, (nn.LSTMCell, nn.GRUCell, nn.RNNCell)):
+            return self.cell(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.MultiheadAttention):
             return self.mha(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.TransformerEncoderLayer):
@@ -1977,13 +2019,49 @@ class _Converter:
             return (_T(out, False), (stacked[0], stacked[1]))
         return (_T(out, False), stacked[0])
 
+    def cell(self, qual: str, mod: Any, x: Any, hx: Any = None) -> Any:
+        """nn.LSTMCell / GRUCell / RNNCell, one step: the Keras LSTM / GRU / SimpleRNN of
+        the same weights over a sequence of one step from the state ``hx`` (zeros when
+        None), its final state returned ((h, c) for the LSTM). A loop over time steps that
+        calls it (``for t in range(x.size(1))``) is unrolled by the trace."""
+        nn = self.nn
+        kind = ("lstm" if isinstance(mod, nn.LSTMCell) else
+                "gru" if isinstance(mod, nn.GRUCell) else "rnn")
+        t = _to_torch(self._tensor(x, qual))
+        if t.ndim != 2:
+            raise TorchConversionError(f"from_torch: {qual} ({type(mod).__name__}) needs a "
+                                       f"batched 2-D input, got rank {t.ndim}")
+        layer = self.layers.get(qual)
+        if layer is None:
+            name = self._layer_name(qual)
+            if kind == "rnn":
+                layer = SimpleRNN(mod.hidden_size, mod.nonlinearity, return_state=True,
+                                  name=name)
+            else:
+                layer = (LSTM if kind == "lstm" else GRU)(mod.hidden_size, return_state=True,
+                                                          name=name)
+            layer.set_weights(self._rnn_weights(mod, None, "", kind))
+            self.layers[qual] = layer
+        seq = Reshape((1, t.torch_shape[1]))(t.sym)
+        if hx is None:
+            res = layer(seq)
+        else:
+            parts = list(hx) if kind == "lstm" else [hx]
+            res = layer(seq, initial_state=[
+                _to_torch(self._tensor(p, f"{qual} state")).sym for p in parts])
+        if kind == "lstm":
+            return (_T(res[1], False), _T(res[2], False))
+        return _T(res[1], False)
+
     @staticmethod
-    def _rnn_weights(mod: Any, layer_i: int, suffix: str, kind: str) -> list[np.ndarray]:
+    def _rnn_weights(mod: Any, layer_i: int | None, suffix: str, kind: str
+                     ) -> list[np.ndarray]:
         """Keras's weights of layer ``layer_i`` of an nn.LSTM, GRU or RNN (``kind`` "lstm",
-        "gru" or "rnn"): the kernels transposed, the two biases summed (the GRU's kept apart
-        for reset_after, its gates reordered)."""
+        "gru" or "rnn"; None: of an LSTMCell, GRUCell or RNNCell): the kernels transposed,
+        the two biases summed (the GRU's kept apart for reset_after, its gates reordered)."""
         def get(name: str) -> np.ndarray | None:
-            p = getattr(mod, f"{name}_l{layer_i}{suffix}", None)
+            layer = "" if layer_i is None else f"_l{layer_i}"
+            p = getattr(mod, f"{name}{layer}{suffix}", None)
             return _np(p)
 
         w_ih, w_hh = get("weight_ih"), get("weight_hh")
@@ -2613,7 +2691,9 @@ class _Converter:
         np_dtype = F32 if dtype is None else _np_dtype(dtype)
         if kwargs or np_dtype is None or not all(
                 isinstance(v, (int, np.integer)) for v in (n, n if m is None else m)):
-            self._refuse(f"torch.eye of {n!r}, {m!r} with {dtype} (sizes known at conversion)")
+            sizes = f"{n!r}" if m is None else f"{n!r}, {m!r}"
+            self._refuse(f"torch.eye of {sizes}{'' if dtype is None else f' as {dtype}'} "
+                         "(sizes known at conversion, float32, int64 or bool)")
         return np.eye(int(n), None if m is None else int(m), dtype=np_dtype)
 
     def arange(self, *args: Any, dtype: Any = None, device: Any = None, **kwargs: Any
@@ -3026,7 +3106,8 @@ class _Converter:
         if batch:
             raise TorchConversionError(
                 f"from_torch: {where or 'the forward'} decides on the batch size (an if, "
-                "int() or float() of it), which the converted model leaves free")
+                "int(), float() or range() of it, or torch.tensor of it), which the "
+                "converted model leaves free")
         if tensor:
             raise TorchConversionError(
                 f"from_torch: {where or 'the forward'} decides on tensor values")
@@ -3769,7 +3850,8 @@ def _refuse_unknown(torch: Any, args: Any, kwargs: Any) -> None:
         v, _Unknown) else None)
     if found:
         raise TorchConversionError("from_torch: a comparison with the batch size (known "
-                                   "only at run time) used other than in an assert")
+                                   "only at run time) used other than in an assert or a "
+                                   "branch on whether it is 1")
 
 
 def _constant_nodes(graph: Any) -> set:
@@ -3947,12 +4029,14 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         return n
 
     def number(kind: Any) -> Any:  # int() or float() of a size (guarded)
-        def convert(proxy: Any) -> Any:
+        def convert(proxy: Any, caller: Any = None) -> Any:
             if run.sized_value(proxy) is None:
                 raise TypeError(f"{kind.__name__}() of a traced value: the examples do not "
                                 "fix it (a tensor's values)")
             frame = inspect.currentframe()
-            return run.specialize(proxy.tracer, proxy, kind, frame.f_back if frame else None)
+            if caller is None and frame is not None:
+                caller = frame.f_back
+            return run.specialize(proxy.tracer, proxy, kind, caller)
         return convert
 
     real_tensor = torch.tensor
@@ -3972,6 +4056,28 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
                 v.tracer, v, type(run.sized_value(v)[0]), caller) if isinstance(
                     v, torch.fx.Proxy) else v)
         return real_tensor(data, *args, **kwargs)
+
+    real_range = builtins.range
+
+    class RangeType(type):
+        # range() of sizes the examples fix (``for t in range(x.size(1))``: a loop over time
+        # steps, unrolled), each guarded as int() is; isinstance(r, range) still holds.
+        def __instancecheck__(cls, obj: Any) -> bool:
+            return isinstance(obj, real_range)
+
+        def __subclasscheck__(cls, sub: Any) -> bool:
+            return issubclass(sub, real_range)
+
+        def __call__(cls, *args: Any) -> Any:
+            if any(isinstance(a, torch.fx.Proxy) for a in args):
+                frame = inspect.currentframe()
+                caller = frame.f_back if frame else None
+                args = tuple(number(int)(a, caller) if isinstance(a, torch.fx.Proxy) else a
+                             for a in args)
+            return real_range(*args)
+
+    class range_of_sizes(metaclass=RangeType):  # noqa: N801 - builtins.range while tracing
+        pass
 
     class Proxy(torch.fx.Proxy):
         __len__ = length
@@ -3997,6 +4103,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     # (The forward then runs twice while tracing.)
     with _tracing_patches(torch):
         torch.tensor = tensor
+        builtins.range = range_of_sizes
         try:
             run = _ExampleRun(torch, examples)
             tracer = Tracer()
@@ -4013,6 +4120,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
                                    f"{_located(second)})") from None
         finally:
             torch.tensor = real_tensor
+            builtins.range = real_range
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
@@ -4653,9 +4761,9 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                         "size or of a tensor: only sizes known at conversion are supported")
                 env[node] = node.target(*args, **kwargs)
                 continue
-            if not checks:
-                _refuse_unknown(torch, args, kwargs)
             try:
+                if not checks:
+                    _refuse_unknown(torch, args, kwargs)
                 if node.op == "call_module":
                     fused.update(conv.plan_fusion(node))
                     try:

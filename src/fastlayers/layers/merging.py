@@ -123,9 +123,10 @@ def _chain_into(op: Any, xs: list[np.ndarray], shape: tuple | None = None) -> np
     array of their broadcast shape (``shape`` when known): the values of the chain of NumPy
     calls."""
     out = _new_f32(np.broadcast_shapes(*(x.shape for x in xs)) if shape is None else shape)
-    op(xs[0], xs[1], out=out)
-    for x in xs[2:]:
-        op(out, x, out=out)
+    with np.errstate(over="ignore"):  # inf, as IEEE (and PyTorch, silently) has it: two
+        op(xs[0], xs[1], out=out)     # masks of float32's lowest value added (GPT-Neo)
+        for x in xs[2:]:
+            op(out, x, out=out)
     return out
 
 
