@@ -16,6 +16,7 @@ and arguments that would change the result.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from typing import Any, Callable
@@ -182,6 +183,10 @@ _KEEP: dict[type, tuple[str, ...]] = {
 }
 # Keys that must keep their default value (they change the result).
 _MUST_BE = {"time_major": False, "causal": False, "sparse": False, "ragged": False}
+# Arguments tf.keras 2 writes into layers that do not take them in Keras 3, at values that
+# change nothing: groups=1 (DepthwiseConv2D, SeparableConv1D/2D, Conv1D/2DTranspose: every
+# tf.keras MobileNet, Xception, EfficientNet), noise_shape=None (SpatialDropout1D).
+_KERAS2_NO_OPS = {"groups": 1, "noise_shape": None}
 
 
 class Unsupported(Exception):
@@ -333,12 +338,19 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
             continue
         if key.endswith("activation"):
             value = _plain_activation(value)
+            if value == "hard_sigmoid" and _KERAS2_FILE.get():
+                raise Unsupported(
+                    f"{key}='hard_sigmoid' in a file Keras 2 wrote: Keras 2 computes it as "
+                    "clip(0.2 x + 0.5, 0, 1), Keras 3 and fastlayers as clip(x / 6 + 0.5, 0, "
+                    "1), so the results would differ")
         keep = key not in _INFERENCE_IRRELEVANT or any(
             key in names for kept, names in _KEEP.items() if issubclass(cls, kept))
         if key in accepted and keep:
             kwargs[key] = value
         elif not keep:
             continue  # no effect on inference once the weights are loaded
+        elif key in _KERAS2_NO_OPS and value == _KERAS2_NO_OPS[key]:
+            continue
         else:
             raise Unsupported(f"argument {key}={value!r} is not supported by fastlayers")
     return kwargs
@@ -554,9 +566,25 @@ class _Op:
 # ---- models ---------------------------------------------------------------------------
 
 
-def build_model(cfg: dict) -> Any:
-    """A fastlayers Model or Sequential from a Keras model config. Raises one
-    NotImplementedError listing everything fastlayers cannot run."""
+# Whether the config being built comes from a file Keras 2 (tf.keras) wrote (build_model).
+_KERAS2_FILE: contextvars.ContextVar[bool] = contextvars.ContextVar("keras2_file", default=False)
+
+
+def build_model(cfg: dict, keras_version: Any = None) -> Any:
+    """A fastlayers Model or Sequential from a Keras model config (``keras_version``: the
+    file's, when it says). Raises one NotImplementedError listing everything fastlayers
+    cannot run."""
+    if isinstance(keras_version, bytes):
+        keras_version = keras_version.decode(errors="replace")
+    major = str(keras_version or "3").split(".")[0]
+    token = _KERAS2_FILE.set(major.isdigit() and int(major) < 3)
+    try:
+        return _build_model(cfg)
+    finally:
+        _KERAS2_FILE.reset(token)
+
+
+def _build_model(cfg: dict) -> Any:
     if isinstance(cfg, dict) and cfg.get("class_name") not in MODEL_CLASSES and (
         _check_origin(cfg) or "").startswith("custom class"):
         raise NotImplementedError(
@@ -667,6 +695,7 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
     outputs: dict[tuple[str, int], Any] = {}  # (layer name, node index) -> call result
     pending = []  # (layer name, node index, node data), Keras's order
     nested: set[str] = set()  # nested functional models
+    sequential: set[str] = set()  # nested Sequential models
     keras2 = False  # Keras 2 stores nodes as lists of [layer, node, tensor, kwargs]
     for sub in inner.get("layers", []):
         name = _keras_name(sub)
@@ -676,6 +705,8 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
             continue
         if sub["class_name"] in ("Functional", "Model"):
             nested.add(name)
+        elif sub["class_name"] == "Sequential":
+            sequential.add(name)
         nodes = sub.get("inbound_nodes", [])
         if not isinstance(nodes, (list, tuple)):
             raise Malformed(f"the inbound_nodes of {name!r} must be a list, got {nodes!r:.80}")
@@ -685,10 +716,11 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
 
     def tensor(history: Any, endpoint: bool = False) -> Any:
         name, node_index, tensor_index = _history(history)
-        if name in nested and (endpoint or keras2):
+        if (name in nested and (endpoint or keras2)) or (name in sequential and keras2):
             # A functional model's node 0 is the one its construction made, so Keras
             # counts its calls from 1 in input_layers / output_layers (and, in Keras 2
-            # configs, in the nodes too; Keras 3 nodes count only the calls).
+            # configs, in the nodes too; Keras 3 nodes count only the calls). tf.keras 2
+            # counts a nested Sequential's calls from 1 too.
             node_index -= 1
         if (name, node_index) not in outputs:
             if endpoint:
@@ -737,6 +769,8 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
         raise ValueError("Keras config: a functional model needs input_layers and output_layers")
     ins = _endpoints(inner["input_layers"], functools.partial(tensor, endpoint=True))
     outs = _endpoints(inner["output_layers"], functools.partial(tensor, endpoint=True))
+    if isinstance(outs, list) and len(outs) == 1:
+        outs = outs[0]  # one output, listed (as tf.keras 2 lists every one): Keras returns it
     return Model(ins, outs, name=inner.get("name"))
 
 

@@ -142,9 +142,12 @@ def _load_model(path: str) -> BaseModel:
                     f"model.weights.h5, it has {sorted(names)}"
                 )
             config = _json(zf.read("config.json"), path, "its config.json")
+            meta = (_json(zf.read("metadata.json"), path, "its metadata.json")
+                    if "metadata.json" in names else {})
             weights = zf.read("model.weights.h5")
         h5py = _h5py()
-        model = build_model(config)
+        model = build_model(config, meta.get("keras_version") if isinstance(meta, dict)
+                            else None)
         with h5py.File(_stdio.BytesIO(weights), "r") as f:
             _load_keras3(model, f)
         return model
@@ -157,7 +160,8 @@ def _load_model(path: str) -> BaseModel:
                     f"{path!r} holds no model config (a weights-only file?); build the model "
                     "and call model.load_weights(path)"
                 )
-            model = build_model(_json(raw, path, "its model_config"))
+            model = build_model(_json(raw, path, "its model_config"),
+                                f.attrs.get("keras_version"))
             _load_legacy(model, f["model_weights"] if "model_weights" in f else f)
         return model
     raise ValueError(f"{path!r} is neither a .keras (zip) file nor an HDF5 (.h5) file")
@@ -271,8 +275,11 @@ def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndar
     if isinstance(layer, L.TimeDistributed):  # merge topic: the wrapped layer's own path
         return _layer_arrays(layer.layer, f, f"{path}/layer", used)
     if isinstance(layer, L.MultiHeadAttention):
-        # Keras's GroupedQueryAttention names its sub-layers with a leading underscore.
-        prefix = "_" if isinstance(layer, L.GroupQueryAttention) else ""
+        # Keras's GroupedQueryAttention names its sub-layers with a leading underscore, and
+        # so does tf.keras 2.13-2.15's MultiHeadAttention in the .keras files it writes.
+        group = f.get(path)
+        prefix = "_" if isinstance(layer, L.GroupQueryAttention) or (
+            group is not None and "query_dense" not in group and "_query_dense" in group) else ""
         return [a for part in ("query_dense", "key_dense", "value_dense", "output_dense")
                 for a in _vars(f, f"{path}/{prefix}{part}", used)]
     return _vars(f, path, used)
