@@ -568,14 +568,14 @@ def test_reshapes_after_conv(any_backend, name):
     check(Fn(RESHAPES[name], conv=True), torch.randn(2, 3, 5, 4))
 
 
-@pytest.mark.parametrize("fn,message", [
-    (lambda x: x.div(2.0, rounding_mode="floor"), "div with rounding_mode='floor'"),
-    (lambda x: torch.div(x, x + 9, rounding_mode="trunc"), "div with rounding_mode='trunc'"),
+@pytest.mark.parametrize("fn", [
+    lambda x: x.div(2.0, rounding_mode="floor"),
+    lambda x: torch.div(x, x + 9, rounding_mode="trunc"),
+    lambda x: x.div(-0.5, rounding_mode="trunc") + x.div(x.abs() + 1, rounding_mode="floor"),
 ])
-def test_division_rounding_refused(fn, message):
-    # floor and trunc division are not converted: refused, never computed as true division
-    with pytest.raises(TorchConversionError, match=re.escape(message)):
-        fl.from_torch(Fn(fn).eval(), torch.randn(2, 3))
+def test_division_rounding(any_backend, fn):
+    # floor and trunc division (refused before), as methods and functions
+    check(Fn(fn), torch.randn(2, 3) * 5, run_inputs=[(torch.randn(3, 3) * 5,)])
 
 
 def test_arguments_a_handler_does_not_take():
@@ -1628,7 +1628,7 @@ def test_older_attention_code(any_backend):
 
 class ItemAssignment(nn.Module):
     """x[key] = value on constants built in forward from sizes (BEiT's relative position
-    index), and the refused cases."""
+    index), on tensors computed from the input, and the refused cases."""
 
     def __init__(self, how="index"):
         super().__init__()
@@ -1637,12 +1637,23 @@ class ItemAssignment(nn.Module):
 
     def forward(self, x):  # (B, T, 4)
         t = x.shape[1]
-        if self.how == "input":
-            x[:, 0] = 0.0
-            return x
+        if self.how == "input":  # on tensors computed from the input: an op
+            y = x * 1.0
+            y[:, 0] = 0.0  # a slice
+            y[y > 1] = -1.0  # a boolean mask
+            rows = torch.arange(y.size(0))
+            y[rows, (rows + 1).clamp(max=t - 1)] = x[:, 0] * 2  # index tensors, a tensor value
+            z = x * 2
+            z[:, 1] += 3  # through a view, then written back (z[k] += v)
+            return y + z
         if self.how == "buffer":
             self.table[0] = 1.0
             return x
+        if self.how == "traced_view":  # a view taken before z[k] += v, read after it
+            z = x * 2
+            v = z[:, 2]
+            z[:, 1] += 3
+            return z + v[:, None]
         coords = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(t), indexing="ij"))
         rel = (coords[0] - coords[1]).contiguous()
         view = rel[0]  # a view in PyTorch
@@ -1655,9 +1666,13 @@ class ItemAssignment(nn.Module):
         return x + self.table[index.clamp(0, 11)][1:, 1:].sum(1)[:, None]
 
 
-def test_item_assignment_on_constants(any_backend):
-    check(ItemAssignment(), torch.randn(2, 5, 1), run_inputs=[(torch.randn(3, 5, 1),)])
-    for how, message in (("input", "computed from the inputs"), ("view", "a view in PyTorch"),
+def test_item_assignment(any_backend):
+    for how in ("index", "input"):
+        check(ItemAssignment(how), torch.randn(2, 5, 1) * 2,
+              run_inputs=[(torch.randn(3, 5, 1) * 2,), (torch.randn(1, 5, 1) * 2,)])
+    for how, message in (("view", "getitem_3, which shares its memory in PyTorch, is read "
+                                  "after it"),
+                         ("traced_view", "which shares its memory in PyTorch, is read after"),
                          ("buffer", "writes its buffer")):
         with pytest.raises(TorchConversionError, match=message):
             fl.from_torch(ItemAssignment(how), torch.randn(2, 5, 1))
@@ -1903,6 +1918,11 @@ TENSOR_OPS = {  # on y (B, C, 5, 6), after a conv or not; int and bool results a
         torch.index_select(y, 3, torch.tensor([0, 5, 2]))),
     "index by a constant tensor": lambda y: y[:, :, torch.tensor([2, 0])] * 2,
     "F.embedding": lambda y: F.embedding(y[:, 0].argmax(1), torch.arange(24.0).view(6, 4)),
+    "rounded division": lambda y: (
+        torch.div(y, 0.7, rounding_mode="floor"), torch.div(y, -0.7, rounding_mode="trunc"),
+        y // 0.3, torch.div((y * 4).long(), 3, rounding_mode="floor").float(),
+        torch.div((y * 4).long(), -3, rounding_mode="trunc").float(),
+        ((y * 4).long() // -3).float()),
     "diff / outer": lambda y: (
         torch.diff(y, dim=-1), torch.diff(y, n=2, dim=2), torch.outer(y[0, 0, 0], y[0, 0, 1]),
         torch.diff(y, prepend=y[..., :1] - 1), torch.diff(y, 2, 1, y[:, :2], y[:, -1:] * 3)),

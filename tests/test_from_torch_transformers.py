@@ -199,14 +199,31 @@ def test_vision_models(any_backend, name, attn):
     _check(model, (torch.randn(2, 3, 16, 16),), (torch.randn(3, 3, 16, 16),))
 
 
+def _audio(b, mask):
+    g = torch.Generator().manual_seed(b)
+    x = torch.randn(b, 400, generator=g)
+    if not mask:
+        return (x,)
+    m = torch.ones(b, 400, dtype=torch.long)
+    m[0, 300:] = 0  # the first row padded
+    x[0, 300:] = 0
+    return x, m
+
+
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize("name", ["Wav2Vec2Model", "HubertModel"])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_wav2vec2_without_a_mask(any_backend, attn):
-    """Raw audio through Wav2Vec2's convolutional feature encoder and transformer."""
+def test_audio_models(any_backend, name, attn, mask):
+    """Raw audio through the convolutional feature encoder and transformer; with a padding
+    mask, its frames' mask is built by item assignment, mask[(arange(b), lengths - 1)] = 1,
+    from lengths computed with torch.div(..., rounding_mode="floor")."""
     torch.manual_seed(0)
-    model = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(
+    model_cls = getattr(transformers, name)
+    model = model_cls(model_cls.config_class(
         **SMALL, conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3),
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, attn_implementation=attn))
-    _check(model, (torch.randn(2, 400),), (torch.randn(1, 400),), (torch.randn(3, 400),))
+        feat_extract_norm="layer", num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, attn_implementation=attn))
+    _check(model, _audio(2, mask), _audio(1, mask), _audio(3, mask))
 
 
 DECODERS = {

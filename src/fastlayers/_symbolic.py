@@ -55,8 +55,8 @@ class SymbolicTensor:
     mult : tuple or None
         For each unknown dimension, how many times the batch size it is (a converted
         PyTorch model's batch and heads merged into one axis, (B * H, T, d), has 12 there for
-        12 heads); None: once, for all. (Read it with ``_mult``: a tensor pickled before it
-        existed has none.)
+        12 heads), or 0 where it is no multiple of it (2B - 1 rows); None: once, for all.
+        (Read it with ``_mult``: a tensor pickled before it existed has none.)
     """
 
     __slots__ = ("shape", "dtype", "name", "node", "index", "id", "mult")
@@ -232,7 +232,7 @@ def substitute(obj: Any, values: dict[int, Any]) -> Any:
 
 def _concrete(shape: tuple, fill: int, mult: tuple | None = None) -> tuple:
     """``shape`` with each unknown dimension ``fill`` times its multiple of the batch."""
-    return tuple((fill * (mult[i] if mult else 1)) if d is None else d
+    return tuple((fill * ((mult[i] or 1) if mult else 1)) if d is None else d
                  for i, d in enumerate(shape))
 
 
@@ -389,10 +389,11 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
                     later is not None and differs(later, i, k, d))
                 if moved and (again is not None or d == fill):
                     shape[k] = None
-                    # a multiple of the batch (fill) at both sizes: that many times it
-                    if (again is not None and d % fill == 0 and d > fill
-                            and not differs(again, i, k, d // fill * (fill + 1))):
-                        mults[i][k] = d // fill
+                    # k times the batch (fill) at both sizes: k; any other size that moves
+                    # (2B - 1, B * B) has no multiple: 0
+                    whole = (again is not None and d % fill == 0
+                             and not differs(again, i, k, d // fill * (fill + 1)))
+                    mults[i][k] = d // fill if whole else 0
     else:
         mults = [[1] * len(s) for s in out_shapes]
     out_shapes = [tuple(s) for s in out_shapes]

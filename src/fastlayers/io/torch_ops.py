@@ -66,8 +66,9 @@ def _torch_permute_runner(x, perm):
 _plan_runner(torch_permute, _torch_permute_runner)
 
 
-_SIZE_OPS = {"add": lambda v, k: v + k, "sub": lambda v, k: v - k,
-             "mul": lambda v, k: v * k, "floordiv": lambda v, k: v // k}
+# Python's integer ops on a run-time size (a spec entry's ops): their sign, their function.
+_SIZE_OPS = {"add": ("+", lambda v, k: v + k), "sub": ("-", lambda v, k: v - k),
+             "mul": ("*", lambda v, k: v * k), "floordiv": ("//", lambda v, k: v // k)}
 
 
 def _run_shape(spec, arrays):
@@ -80,7 +81,7 @@ def _run_shape(spec, arrays):
             return e
         v = arrays[e[0]].shape[e[1]]
         for op, k in (e[2] if len(e) > 2 else ()):
-            v = _SIZE_OPS[op](v, k)
+            v = _SIZE_OPS[op][1](v, k)
         return v
 
     return [size(e) for e in spec]
@@ -160,6 +161,19 @@ class _IndexSlot:
 
 
 _INDEX = _IndexSlot()
+
+
+@S.symbolic_op
+def torch_index_put(x, value, *indices, key):
+    """``x[key] = value`` on a copy of x (PyTorch writes x itself; the converter points
+    what reads x afterwards at this result): ``key`` as torch_gather_index's, index tensors
+    (integer, or boolean masks) in the ``_INDEX`` slots; value a number or an array that
+    broadcasts to the indexed part, cast to x's dtype as PyTorch casts it."""
+    it = iter(indices)
+    full = tuple(np.asarray(next(it)) if k is _INDEX else k for k in key)
+    out = np.array(x, copy=True)
+    out[full] = np.asarray(value).astype(out.dtype, copy=False)
+    return out
 
 
 @S.symbolic_op
@@ -417,7 +431,22 @@ _ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.
 _LOGICAL = {"bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or,
             "bitwise_xor": np.bitwise_xor, "logical_and": np.logical_and,
             "logical_or": np.logical_or, "logical_xor": np.logical_xor}
-_BINARY = {**_ARITHMETIC, **_LOGICAL}
+
+
+def _trunc_divide(a, b):
+    """torch.div(a, b, rounding_mode="trunc"): the quotient rounded toward zero (integers
+    exactly, not through floats)."""
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return np.trunc(np.true_divide(a, b))
+    q = np.floor_divide(a, b)
+    return q + ((np.remainder(a, b) != 0) & ((a < 0) != (b < 0)))
+
+
+# torch.div with rounding_mode "floor" (NumPy's floor_divide: Python's rule, as PyTorch's
+# for floats and integers) or "trunc"; integers stay integers. (Not in _ARITHMETIC: the shape
+# plan's float32 runner does not take them.)
+_ROUNDED_DIV = {"floor_div": np.floor_divide, "trunc_div": _trunc_divide}
+_BINARY = {**_ARITHMETIC, **_LOGICAL, **_ROUNDED_DIV}
 
 
 def _torch_binary_runner(a, b, op):
