@@ -1649,6 +1649,10 @@ class ItemAssignment(nn.Module):
         if self.how == "buffer":
             self.table[0] = 1.0
             return x
+        if self.how == "through_view":  # a write through a view; the base read after it
+            z = x * 2
+            z[0][1] = 5.0
+            return z
         if self.how == "traced_view":  # a view taken before z[k] += v, read after it
             z = x * 2
             v = z[:, 2]
@@ -1673,6 +1677,7 @@ def test_item_assignment(any_backend):
     for how, message in (("view", "getitem_3, which shares its memory in PyTorch, is read "
                                   "after it"),
                          ("traced_view", "which shares its memory in PyTorch, is read after"),
+                         ("through_view", "which shares its memory in PyTorch, is read after"),
                          ("buffer", "writes its buffer")):
         with pytest.raises(TorchConversionError, match=message):
             fl.from_torch(ItemAssignment(how), torch.randn(2, 5, 1))
