@@ -232,3 +232,24 @@ def test_a_graph_deeper_than_pythons_recursion_limit(tmp_path):
         out = fl.layers.ReLU()(out)
     deep = pickle.loads(pickle.dumps(fl.Model(inp, out)))
     np.testing.assert_array_equal(deep(np.full((1, 4), -1.0, np.float32)), 0.0)
+
+
+@pytest.mark.parametrize("wrap", [list, tuple])
+def test_one_output_in_a_list_comes_back_alone_as_in_keras(tmp_path, wrap):
+    """Keras 3 returns a model's one output alone when it was given in a list or tuple
+    (Model(i, [y]): its unpack_singleton), from the call and from predict; so do fastlayers'
+    own Model and the loaded file (they returned a one-element list)."""
+    i = keras.Input((3,))
+    kmodel = keras.Model(i, wrap([keras.layers.Dense(2)(i)]))
+    randomize(kmodel)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    want = kmodel.predict(x, verbose=0)
+    assert isinstance(want, np.ndarray)
+    kmodel.save(tmp_path / "m.keras")
+    fi = fl.Input((3,))
+    own = fl.Model(fi, wrap([fl.layers.Dense(2)(fi)]))
+    own.set_weights(kmodel.get_weights())
+    for model in (fl.load_model(tmp_path / "m.keras"), own):
+        for got in (model(x), model.predict(x, batch_size=2)):
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

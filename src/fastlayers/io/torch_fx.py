@@ -4889,4 +4889,5 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             flat[i] = torch_copy(t)
         seen.add(flat[i].id)
     inner = Model(inputs, flat, name=(name + "_graph") if name else None)
+    inner._unpack_single = False  # TorchModel rebuilds the module's structure from the list
     return TorchModel(inner, tmpl, tuple(in_template), name=name)

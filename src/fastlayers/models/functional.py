@@ -70,7 +70,7 @@ class Model(BaseModel):
     list (or dict) of them; ``outputs`` is one symbolic tensor or a list (or dict) of
     them, computed from the inputs by layers and fastlayers ops. ``model(x)`` takes
     arrays in the structure of ``inputs`` and returns arrays in the structure of
-    ``outputs``.
+    ``outputs``; one output given in a list or tuple comes back alone, as in Keras 3.
 
     Example::
 
@@ -130,8 +130,14 @@ class Model(BaseModel):
     # ---- calling --------------------------------------------------------------------
     def call(self, inputs: Any, mask: Any = None) -> Any:
         """Run the graph on ``inputs``; ``mask`` optionally gives the inputs' Keras masks
-        (one per input, in the inputs' order, None for none), as Keras's ``mask=``."""
-        return self._run_with_masks(inputs, mask)[0]
+        (one per input, in the inputs' order, None for none), as Keras's ``mask=``. One
+        output given in a list or tuple (``Model(i, [y])``) comes back alone, as Keras 3
+        returns it."""
+        out = self._run_with_masks(inputs, mask)[0]
+        if (isinstance(out, (list, tuple)) and len(out) == 1
+                and getattr(self, "_unpack_single", True)):
+            return out[0]
+        return out
 
     def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:
         """The outputs and their implicit masks (one per output, in ``self.outputs``
