@@ -232,8 +232,14 @@ class TorchModel(BaseModel):
             walk(tmpl, value, str(i))
         return flat
 
+    def _run_inner(self, flat_inputs: list) -> list:
+        """The inner Model's outputs as a list (one output comes back alone from a Model:
+        Keras's unpack_singleton; a model pickled before that was so has no opt-out flag)."""
+        out = self.inner(flat_inputs)
+        return [out] if len(self.inner.outputs) == 1 and not isinstance(out, list) else out
+
     def call(self, *inputs: Any) -> Any:
-        flat = self.inner(self._flat_inputs(inputs))
+        flat = self._run_inner(self._flat_inputs(inputs))
         return self._rebuild(list(flat))
 
     def _check_batch_rows(self, outs: list, out_axes: list, rows: int, per_row: list) -> None:
@@ -261,7 +267,7 @@ class TorchModel(BaseModel):
         (B, T, V)); with heads first, x.permute(2, 0, 1, 3).reshape(-1, T, d), the rows of
         the samples alternate. The first batch's first k rows against the first sample's
         own call (``first``: its inputs)."""
-        alone = self.inner(first)
+        alone = self._run_inner(first)
         for i, (out, k, t) in enumerate(zip(outs, per_row, self.inner.outputs)):
             if k <= 1:
                 continue
@@ -323,7 +329,7 @@ class TorchModel(BaseModel):
         results = []
         per_row: list[Any] = [None] * len(out_axes)  # each output's rows per input row
         for step, lo in enumerate(starts):
-            results.append(self.inner([a[lo:lo + batch_size] for a in arrays]))
+            results.append(self._run_inner([a[lo:lo + batch_size] for a in arrays]))
             rows = min(batch_size, n - lo)
             if len(starts) > 1 and rows:  # (one call: the whole call's outputs as they are)
                 self._check_batch_rows(results[-1], out_axes, rows, per_row)
@@ -4889,5 +4895,4 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             flat[i] = torch_copy(t)
         seen.add(flat[i].id)
     inner = Model(inputs, flat, name=(name + "_graph") if name else None)
-    inner._unpack_single = False  # TorchModel rebuilds the module's structure from the list
     return TorchModel(inner, tmpl, tuple(in_template), name=name)

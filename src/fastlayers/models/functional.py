@@ -134,10 +134,7 @@ class Model(BaseModel):
         output given in a list or tuple (``Model(i, [y])``) comes back alone, as Keras 3
         returns it."""
         out = self._run_with_masks(inputs, mask)[0]
-        if (isinstance(out, (list, tuple)) and len(out) == 1
-                and getattr(self, "_unpack_single", True)):
-            return out[0]
-        return out
+        return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
 
     def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:
         """The outputs and their implicit masks (one per output, in ``self.outputs``
