@@ -1653,6 +1653,19 @@ class ItemAssignment(nn.Module):
             z = x * 2
             z[0][1] = 5.0
             return z
+        if self.how == "const_index":  # z[:, idx] += v with a constant index tensor
+            z = x * 2
+            z[:, torch.tensor([1, 3, 1])] += 1.5
+            return z
+        if self.how == "int_beside":  # NumPy would move the indexed axis first
+            z = x * 2
+            z[0, torch.tensor([1, 3])] = x[0, :2] * 0 + 1
+            return z
+        if self.how == "long_alias":  # .long() of an int64 tensor is that tensor
+            z = (x > 0).long()
+            w = z.long()
+            w[:, 0] = 7
+            return x + z
         if self.how == "traced_view":  # a view taken before z[k] += v, read after it
             z = x * 2
             v = z[:, 2]
@@ -1671,13 +1684,15 @@ class ItemAssignment(nn.Module):
 
 
 def test_item_assignment(any_backend):
-    for how in ("index", "input"):
+    for how in ("index", "input", "const_index"):
         check(ItemAssignment(how), torch.randn(2, 5, 1) * 2,
               run_inputs=[(torch.randn(3, 5, 1) * 2,), (torch.randn(1, 5, 1) * 2,)])
     for how, message in (("view", "getitem_3, which shares its memory in PyTorch, is read "
                                   "after it"),
                          ("traced_view", "which shares its memory in PyTorch, is read after"),
                          ("through_view", "which shares its memory in PyTorch, is read after"),
+                         ("int_beside", "an int beside index arrays"),
+                         ("long_alias", "long, which shares its memory in PyTorch"),
                          ("buffer", "writes its buffer")):
         with pytest.raises(TorchConversionError, match=message):
             fl.from_torch(ItemAssignment(how), torch.randn(2, 5, 1))

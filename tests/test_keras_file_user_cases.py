@@ -253,3 +253,26 @@ def test_one_output_in_a_list_comes_back_alone_as_in_keras(tmp_path, wrap):
         for got in (model(x), model.predict(x, batch_size=2)):
             assert isinstance(got, np.ndarray)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_one_output_model_used_as_a_layer():
+    """Model(i, [y]) inside another model: its output is one tensor at graph time and at run
+    time, with masks flowing too (the masked path returned the list: a (1, B, ...) output)."""
+    i = fl.Input((5,))
+    e = fl.layers.Embedding(10, 4, mask_zero=True)(i)
+    inner = fl.Model(i, [e])
+    o = fl.Input((5,))
+    y = fl.layers.LSTM(3)(inner(o))
+    outer = fl.Model(o, fl.layers.Dense(2)(y))
+    x = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 6, 7]], np.float32)
+    k_i = keras.Input((5,))
+    k_inner = keras.Model(k_i, [keras.layers.Embedding(10, 4, mask_zero=True)(k_i)])
+    k_o = keras.Input((5,))
+    k_y = keras.layers.LSTM(3)(k_inner(k_o)[0])  # Keras: a list of one at graph time
+    k_outer = keras.Model(k_o, keras.layers.Dense(2)(k_y))
+    randomize(k_outer)
+    outer.set_weights(k_outer.get_weights())
+    want = k_outer.predict(x, verbose=0)
+    got = outer(x)
+    assert got.shape == want.shape == (2, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -1782,6 +1782,13 @@ class _Converter:
         keys = _int_bounds(key if isinstance(key, tuple) else (key,))
         if isinstance(value, (_Dim, _Unknown)):
             self._refuse("x[key] = value with the batch size as the value")
+        arrays = any(isinstance(k, (_T, list)) or (isinstance(k, np.ndarray) and k.ndim)
+                     for k in keys)
+        if (arrays and any(type(k) is int for k in keys)
+                and (isinstance(value, _T) or np.ndim(value) > 0)):
+            self._refuse("x[key] = an array with an int beside index arrays (NumPy, which "
+                         "runs the converted model, would place the indexed axes otherwise "
+                         "than PyTorch)")
         traced = [k for k in keys if isinstance(k, _T)] + (
             [value] if isinstance(value, _T) else [])
         if isinstance(x, np.ndarray) and not traced:
@@ -1793,9 +1800,6 @@ class _Converter:
             return out
         base = x if isinstance(x, np.ndarray) else _to_torch(self._tensor(x, "x[key] = value")).sym
         index, indices = self._index_key(keys, masks=True)
-        if indices and any(type(k) is int for k in index) and isinstance(value, _T):
-            self._refuse("x[key] = tensor with an int beside index tensors (NumPy, which runs "
-                         "the converted model, would place the indexed axes otherwise)")
         val = _to_torch(value).sym if isinstance(value, _T) else value
         return _T(torch_index_put(base, val, *indices, key=index), False)
 
@@ -4074,7 +4078,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         def call_module(self, m: Any, forward: Any, args: Any, kwargs: Any) -> Any:
             if run.busy:
                 return forward(*args, **kwargs)
-            sized_range(type(m).forward)
+            sized_range(type(m))
             try:
                 self.path_of_module(m)
             except NameError:
@@ -4125,15 +4129,23 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
 
     real_range = builtins.range
     ranged: list[dict] = []  # the module globals given range_of_sizes (taken back after)
+    packages: set[str] = set()
 
-    def sized_range(fn: Any) -> None:
-        # range() of sizes in the code of the module ``fn`` (a traced forward) is defined
-        # in: that module's name for range is range_of_sizes while tracing. (Not builtins:
-        # code elsewhere, in other threads too, keeps the type range.)
-        g = getattr(inspect.unwrap(getattr(fn, "__func__", fn)), "__globals__", None)
-        if g is not None and "range" not in g:
-            g["range"] = range_of_sizes
-            ranged.append(g)
+    def sized_range(cls: type) -> None:
+        # range() of sizes in the code of the package that defines the traced module class
+        # ``cls`` (its forward, and helpers anywhere in that package: transformers, or the
+        # user's own): those modules' name for range is range_of_sizes while tracing. (Not
+        # builtins: code elsewhere, in other threads too, keeps the type range.)
+        package = (getattr(cls, "__module__", None) or "").split(".")[0]
+        if not package or package in packages or package in ("torch", "builtins"):
+            return
+        packages.add(package)
+        for name, mod in list(sys.modules.items()):
+            g = getattr(mod, "__dict__", None)
+            if (name == package or name.startswith(package + ".")) and isinstance(g, dict) \
+                    and "range" not in g:
+                g["range"] = range_of_sizes
+                ranged.append(g)
 
     class RangeType(type):
         # range() of sizes the examples fix (``for t in range(x.size(1))``: a loop over time
@@ -4179,7 +4191,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     # (The forward then runs twice while tracing.)
     with _tracing_patches(torch):
         torch.tensor = tensor
-        sized_range(type(root).forward)
+        sized_range(type(root))
         try:
             run = _ExampleRun(torch, examples)
             tracer = Tracer()
@@ -4614,6 +4626,7 @@ _VIEW_METHODS = frozenset({
     "t", "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "select", "split", "chunk",
     "unbind", "movedim", "moveaxis", "swapaxes", "swapdims", "diagonal", "contiguous",
     "detach", "__getitem__", "float", "to", "type", "type_as", "tensor_split", "as_strided",
+    "long", "int", "bool", "double", "half",  # (the tensor itself when of that dtype)
 })
 _SHARING_MODULES = frozenset({*_IDENTITY_MODULES, "Flatten", "Unflatten"})
 # Functions that return their input in eval (torch.nn.functional's dropouts, torchvision's
@@ -4649,6 +4662,29 @@ def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:
         except (TypeError, ValueError):  # no signature (a builtin), or not bindable
             flag = None
     return node.args[0] if flag is True else None
+
+
+def _same_key(torch: Any, gm: Any, a: Any, b: Any) -> bool:
+    """Whether two fx index keys are the same: equal, but for constant index tensors, which
+    fx records once for each use (x[:, torch.tensor([1, 3])] += 1)."""
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_key(torch, gm, u, v) for u, v in zip(a, b))
+    if isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node):
+        if a is b:
+            return True
+        if a.op == b.op == "get_attr":
+            u, v = (_attr(gm, n.target) for n in (a, b))
+            return (isinstance(u, torch.Tensor) and isinstance(v, torch.Tensor)
+                    and u.shape == v.shape and u.dtype == v.dtype and bool(torch.equal(u, v)))
+        return False
+    return a == b
+
+
+def _attr(gm: Any, target: str) -> Any:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _shares(torch: Any, gm: Any, node: Any) -> bool:
@@ -4692,11 +4728,14 @@ def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, sa
     # x itself is then written with t's values: read after that, it is the write-back's
     # result, which _build gives it (the other views of x are still refused).
     back = next((u for u in node.users if u.target is operator.setitem
-                 and order[u] == here + 1 and len(u.args) == 3 and u.args[2] is node), None)
+                 and len(u.args) == 3 and u.args[2] is node), None)
     view = node.args[0]
-    if back is None or not (view.target is operator.getitem and view.args[0] is back.args[0]
-                            and view.args[1] == back.args[1]):
-        back = None
+    between = [] if back is None else [n for n in gm.graph.nodes
+                                       if here < order[n] < order[back]]
+    if back is None or any(n.op != "get_attr" for n in between) or not (
+            view.target is operator.getitem and view.args[0] is back.args[0]
+            and _same_key(torch, gm, view.args[1], back.args[1])):
+        back = None  # (only constants, the key's index tensors, made in between)
     seen = set(group)
     todo = [(member, "down") for member in group]
     while todo:

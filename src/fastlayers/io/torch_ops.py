@@ -433,9 +433,16 @@ _LOGICAL = {"bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or,
             "logical_or": np.logical_or, "logical_xor": np.logical_xor}
 
 
+def _floor_divide(a, b):
+    """torch.div(a, b, rounding_mode="floor") and a // b: NumPy's floor_divide, Python's
+    rule as PyTorch's for floats and integers. (An integer division by zero gives 0, where
+    PyTorch raises: the shapes of a converted model are found on arrays of zeros.)"""
+    return np.floor_divide(a, b)
+
+
 def _trunc_divide(a, b):
     """torch.div(a, b, rounding_mode="trunc"): the quotient rounded toward zero (integers
-    exactly, not through floats)."""
+    exactly, not through floats; by zero 0, as _floor_divide)."""
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         return np.trunc(np.true_divide(a, b))
     q = np.floor_divide(a, b)
@@ -445,7 +452,7 @@ def _trunc_divide(a, b):
 # torch.div with rounding_mode "floor" (NumPy's floor_divide: Python's rule, as PyTorch's
 # for floats and integers) or "trunc"; integers stay integers. (Not in _ARITHMETIC: the shape
 # plan's float32 runner does not take them.)
-_ROUNDED_DIV = {"floor_div": np.floor_divide, "trunc_div": _trunc_divide}
+_ROUNDED_DIV = {"floor_div": _floor_divide, "trunc_div": _trunc_divide}
 _BINARY = {**_ARITHMETIC, **_LOGICAL, **_ROUNDED_DIV}
 
 

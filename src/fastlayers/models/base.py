@@ -63,6 +63,12 @@ class InputLayer(Layer):
         return self.check(x)
 
 
+def _unpack_single(out: Any) -> Any:
+    """A model's outputs as Keras 3 returns them: one output given in a list or tuple
+    (``Model(i, [y])``) alone (its unpack_singleton)."""
+    return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
+
+
 class BaseModel(Layer):
     """Shared by ``Model`` and ``Sequential``. Subclasses provide ``layers``, ``call`` and
     ``_summary_rows``."""
@@ -86,7 +92,7 @@ class BaseModel(Layer):
         def run(inputs: Any, mask: Any = None) -> Any:
             out, masks = self._run_with_masks(inputs, mask)
             result.append(masks)
-            return out
+            return _unpack_single(out)  # as call returns it (the graph recorded that)
 
         out, _ = _masking.masked_call(self, fn, args, kwargs, margs, mkwargs, run=run)
         n = len(out) if isinstance(out, (list, tuple)) else 1

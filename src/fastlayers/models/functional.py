@@ -16,7 +16,7 @@ import numpy as np
 from .. import _symbolic as S
 from ..layers.base import Layer, _auto_name
 from . import _mask_graph, folding, shape_plan
-from .base import BaseModel, InputLayer, input_masks, numbers_only
+from .base import BaseModel, InputLayer, _unpack_single, input_masks, numbers_only
 
 
 def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
@@ -133,8 +133,7 @@ class Model(BaseModel):
         (one per input, in the inputs' order, None for none), as Keras's ``mask=``. One
         output given in a list or tuple (``Model(i, [y])``) comes back alone, as Keras 3
         returns it."""
-        out = self._run_with_masks(inputs, mask)[0]
-        return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
+        return _unpack_single(self._run_with_masks(inputs, mask)[0])
 
     def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:
         """The outputs and their implicit masks (one per output, in ``self.outputs``
