@@ -463,6 +463,14 @@ def test_output_cache_limit_public_setter():
             del y
             info = fastlayers.runtime_info()["output_cache"]
             assert info["limit"] == 1 << 20 and info["held"] > 64 * 1024 * 4 - 1
+            # one block over the limit is kept besides (the last freed), and reused
+            held = info["held"]
+            big = fastlayers.activations.relu(np.ones((1024, 1024), np.float32))  # 4 MiB
+            del big
+            assert fastlayers.runtime_info()["output_cache"]["held"] >= held + (4 << 20)
+            again = fastlayers.activations.relu(np.ones((1024, 1024), np.float32))
+            assert fastlayers.runtime_info()["output_cache"]["held"] < held + (4 << 20)
+            del again
             assert fastlayers.set_output_cache_limit(0) == 1 << 20
             assert fastlayers.runtime_info()["output_cache"] == {"limit": 0, "held": 0}
             assert fastlayers.set_output_cache_limit(2**80) == 0

@@ -281,8 +281,10 @@ def set_output_cache_limit(max_bytes: int) -> int:
     Outputs of 4 KiB and more are allocated by the core; when one is freed its memory is
     kept (up to 16 blocks, 128 MiB by default) and the next output of at least half its size
     reuses it, while it is still in the CPU's caches (docs/architecture.md §8; measured in
-    docs/performance.md §12 item 10). ``0`` frees what is kept and keeps nothing from then
-    on. Without the compiled core there is nothing to keep: returns 0. ``max_bytes`` is an
+    docs/performance.md §12 item 10). One block larger than the limit is kept besides, the
+    last freed (a language model's logits: a fresh mapping of that size page-faults on every
+    call). ``0`` frees what is kept and keeps nothing from then on. Without the compiled
+    core there is nothing to keep: returns 0. ``max_bytes`` is an
     integer >= 0 (ValueError otherwise; TypeError for a non-integer); values above 2**63 - 1
     are taken as 2**63 - 1.
     """
