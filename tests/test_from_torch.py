@@ -1661,6 +1661,21 @@ class ItemAssignment(nn.Module):
             z = x * 2
             z[0, torch.tensor([1, 3])] = x[0, :2] * 0 + 1
             return z
+        if self.how == "tuple_beside":  # a tuple is an index array too
+            z = x * 2
+            z[0, (1, 3)] = x[0, :2] * 0 + 1
+            return z
+        if self.how == "false_key":  # x[False] is not x[0]: no write-back
+            z = x * 2
+            t = z[0]
+            t += 1
+            z[False] = t
+            return z
+        if self.how == "long_copy":  # .long() of a float tensor is a copy
+            z = (x * 4).long()
+            w = x.long()
+            w += 1
+            return (z + w).float()
         if self.how == "long_alias":  # .long() of an int64 tensor is that tensor
             z = (x > 0).long()
             w = z.long()
@@ -1684,7 +1699,7 @@ class ItemAssignment(nn.Module):
 
 
 def test_item_assignment(any_backend):
-    for how in ("index", "input", "const_index"):
+    for how in ("index", "input", "const_index", "long_copy"):
         check(ItemAssignment(how), torch.randn(2, 5, 1) * 2,
               run_inputs=[(torch.randn(3, 5, 1) * 2,), (torch.randn(1, 5, 1) * 2,)])
     for how, message in (("view", "getitem_3, which shares its memory in PyTorch, is read "
@@ -1692,6 +1707,8 @@ def test_item_assignment(any_backend):
                          ("traced_view", "which shares its memory in PyTorch, is read after"),
                          ("through_view", "which shares its memory in PyTorch, is read after"),
                          ("int_beside", "an int beside index arrays"),
+                         ("tuple_beside", "an int beside index arrays"),
+                         ("false_key", "which shares its memory in PyTorch"),
                          ("long_alias", "long, which shares its memory in PyTorch"),
                          ("buffer", "writes its buffer")):
         with pytest.raises(TorchConversionError, match=message):

@@ -325,7 +325,8 @@ constexpr int64_t kAlignedOutputBytes = 4096;
 // its size) and its return once the array that owned it is gone.
 void* output_block_take(size_t bytes, size_t* got);
 void output_block_give(void* raw);  // its size stored in its first sizeof(size_t) bytes
-// Sets the bytes the cache may hold (0: none; blocks beyond it are freed at once; SIZE_MAX:
+// Sets the bytes the cache may hold (0: none, the one block over the limit that it keeps
+// besides freed too; the blocks beyond a smaller limit are freed at once; SIZE_MAX:
 // unchanged) and returns the previous limit; *held = the bytes it holds afterwards.
 size_t output_cache_limit(size_t max_bytes, size_t* held);
 

@@ -1782,7 +1782,7 @@ class _Converter:
         keys = _int_bounds(key if isinstance(key, tuple) else (key,))
         if isinstance(value, (_Dim, _Unknown)):
             self._refuse("x[key] = value with the batch size as the value")
-        arrays = any(isinstance(k, (_T, list)) or (isinstance(k, np.ndarray) and k.ndim)
+        arrays = any(isinstance(k, (_T, list, tuple)) or (isinstance(k, np.ndarray) and k.ndim)
                      for k in keys)
         if (arrays and any(type(k) is int for k in keys)
                 and (isinstance(value, _T) or np.ndim(value) > 0)):
@@ -4078,7 +4078,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         def call_module(self, m: Any, forward: Any, args: Any, kwargs: Any) -> Any:
             if run.busy:
                 return forward(*args, **kwargs)
-            sized_range(type(m))
+            sized_range(type(m), forward)
             try:
                 self.path_of_module(m)
             except NameError:
@@ -4131,12 +4131,17 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     ranged: list[dict] = []  # the module globals given range_of_sizes (taken back after)
     packages: set[str] = set()
 
-    def sized_range(cls: type) -> None:
-        # range() of sizes in the code of the package that defines the traced module class
-        # ``cls`` (its forward, and helpers anywhere in that package: transformers, or the
-        # user's own): those modules' name for range is range_of_sizes while tracing. (Not
-        # builtins: code elsewhere, in other threads too, keeps the type range.)
-        package = (getattr(cls, "__module__", None) or "").split(".")[0]
+    def sized_range(cls: type, forward: Any) -> None:
+        # range() of sizes in the code of the packages that define the traced module class
+        # ``cls`` and its ``forward`` (a base class's: inherited), helpers anywhere in them
+        # included (transformers, or the user's own): those modules' name for range is
+        # range_of_sizes while tracing. (Not builtins: code elsewhere, in other threads
+        # too, keeps the type range.)
+        code = inspect.unwrap(getattr(forward, "__func__", forward))
+        for owner in (cls, code):
+            inject((getattr(owner, "__module__", None) or "").split(".")[0])
+
+    def inject(package: str) -> None:
         if not package or package in packages or package in ("torch", "builtins"):
             return
         packages.add(package)
@@ -4191,7 +4196,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     # (The forward then runs twice while tracing.)
     with _tracing_patches(torch):
         torch.tensor = tensor
-        sized_range(type(root))
+        sized_range(type(root), type(root).forward)
         try:
             run = _ExampleRun(torch, examples)
             tracer = Tracer()
@@ -4628,6 +4633,10 @@ _VIEW_METHODS = frozenset({
     "detach", "__getitem__", "float", "to", "type", "type_as", "tensor_split", "as_strided",
     "long", "int", "bool", "double", "half",  # (the tensor itself when of that dtype)
 })
+# The dtype each cast method gives, as the converted model holds it (int32 as int64, float64
+# and float16 as float32: _NP_DTYPES); a tensor of another dtype is copied (_shares).
+_CAST_DTYPES = {"long": np.int64, "int": np.int64, "bool": np.bool_, "float": np.float32,
+                "double": np.float32, "half": np.float32}
 _SHARING_MODULES = frozenset({*_IDENTITY_MODULES, "Flatten", "Unflatten"})
 # Functions that return their input in eval (torch.nn.functional's dropouts, torchvision's
 # stochastic_depth), and the attributes that are views (x.T: fx records getattr(x, "T")).
@@ -4668,7 +4677,8 @@ def _same_key(torch: Any, gm: Any, a: Any, b: Any) -> bool:
     """Whether two fx index keys are the same: equal, but for constant index tensors, which
     fx records once for each use (x[:, torch.tensor([1, 3])] += 1)."""
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same_key(torch, gm, u, v) for u, v in zip(a, b))
+        return (isinstance(a, tuple) == isinstance(b, tuple) and len(a) == len(b)
+                and all(_same_key(torch, gm, u, v) for u, v in zip(a, b)))
     if isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node):
         if a is b:
             return True
@@ -4677,7 +4687,10 @@ def _same_key(torch: Any, gm: Any, a: Any, b: Any) -> bool:
             return (isinstance(u, torch.Tensor) and isinstance(v, torch.Tensor)
                     and u.shape == v.shape and u.dtype == v.dtype and bool(torch.equal(u, v)))
         return False
-    return a == b
+    if isinstance(a, slice) and isinstance(b, slice):
+        return all(_same_key(torch, gm, u, v) for u, v in ((a.start, b.start),
+                                                            (a.stop, b.stop), (a.step, b.step)))
+    return type(a) is type(b) and a == b  # (0 is not False: x[False] adds an axis)
 
 
 def _attr(gm: Any, target: str) -> Any:
@@ -4687,10 +4700,17 @@ def _attr(gm: Any, target: str) -> Any:
     return obj
 
 
-def _shares(torch: Any, gm: Any, node: Any) -> bool:
+def _shares(torch: Any, gm: Any, node: Any, env: dict | None = None) -> bool:
     """Whether ``node``'s result may share the memory of its first argument (_VIEW_METHODS,
-    _SHARING_MODULES, indexing)."""
+    _SHARING_MODULES, indexing). A cast method (``.long()``) shares only when its input
+    has that dtype already, as far as ``env`` (the converted values) tells."""
     if node.op == "call_method":
+        cast = _CAST_DTYPES.get(node.target)
+        if cast is not None and env is not None and node.args:
+            value = env.get(node.args[0])
+            dtype = value.sym.dtype if isinstance(value, _T) else getattr(value, "dtype", None)
+            if dtype is not None and np.dtype(dtype) != np.dtype(cast):
+                return False  # a copy in PyTorch
         return node.target in _VIEW_METHODS
     if node.op == "call_module":
         return type(gm.get_submodule(node.target)).__name__ in _SHARING_MODULES
@@ -4709,7 +4729,7 @@ def _splits(node: Any) -> bool:
 
 
 def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, same: dict,
-                    where: str) -> None:
+                    where: str, env: dict | None = None) -> None:
     """Refuse an in-place write by ``node`` that the converted model cannot follow. ``group``
     holds the nodes that are the written tensor itself (it, and the results of earlier
     in-place writes to it), which _build points at the new value; ``same`` maps each node
@@ -4743,8 +4763,8 @@ def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, sa
         near = []
         if not (came == "up" and _splits(n)):  # from a slice up to its split: not siblings
             near += [(u, "down") for u in n.users
-                     if u is not node and order[u] < here and _shares(torch, gm, u)]
-        if _shares(torch, gm, n) and n.args and isinstance(n.args[0], torch.fx.Node):
+                     if u is not node and order[u] < here and _shares(torch, gm, u, env)]
+        if _shares(torch, gm, n, env) and n.args and isinstance(n.args[0], torch.fx.Node):
             near.append((n.args[0], "up"))
         for m, way in near:
             for alias in same.get(m, [m]):
@@ -4890,7 +4910,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 # result of it, from here on reads the result (y = l(x); z = relu_(y);
                 # z + y is 2·relu(l(x)); z += 1 then changes y too).
                 group = same.get(written, [written])
-                _check_in_place(torch, gm, node, group, order, same, where)
+                _check_in_place(torch, gm, node, group, order, same, where, env)
                 group.append(node)
                 for member in group:
                     same[member] = group
