@@ -1685,8 +1685,7 @@ class _Converter:
             if any(isinstance(k, _T) for k in keys):
                 raise TorchConversionError("from_torch: a parameter or buffer indexed by a "
                                            "tensor (an Embedding does that lookup)")
-            if any(isinstance(k, _Dim) or (isinstance(k, slice) and any(
-                    isinstance(v, _Dim) for v in (k.start, k.stop, k.step))) for k in keys):
+            if _by_run_time_size(keys):
                 raise TorchConversionError(
                     "from_torch: a parameter or buffer indexed by the batch size (known only "
                     "at run time)"
@@ -1792,8 +1791,7 @@ class _Converter:
         traced = [k for k in keys if isinstance(k, _T)] + (
             [value] if isinstance(value, _T) else [])
         if isinstance(x, np.ndarray) and not traced:
-            if any(isinstance(k, (_Dim, _Unknown)) or (isinstance(k, slice) and any(
-                    isinstance(v, _Dim) for v in (k.start, k.stop, k.step))) for k in keys):
+            if _by_run_time_size(keys):
                 self._refuse("x[key] = value on a constant, by the batch size")
             out = np.array(x, copy=True)
             out[keys] = value
@@ -2725,9 +2723,8 @@ class _Converter:
         """``torch.tensor`` of numbers known at conversion, with a dtype fx records from a
         traced tensor (GPT-Neo's ``torch.tensor(finfo.min, dtype=w.dtype)``): a constant, in
         PyTorch's default dtypes (float32, int64, bool) unless given."""
-        leaves: list = []
-        self.torch.fx.node.map_aggregate(data, leaves.append)
-        if any(not isinstance(v, (bool, int, float, np.number)) for v in leaves):
+        if any(not isinstance(v, (bool, int, float, np.number))
+               for v in _leaves(self.torch, data)):
             self._refuse("torch.tensor of tensors or of the batch size (numbers known at "
                          "conversion only)")
         value = np.asarray(data)
@@ -3914,10 +3911,7 @@ def _assert_test(frame: Any) -> bool | None:
 
 def _refuse_unknown(torch: Any, args: Any, kwargs: Any) -> None:
     """A comparison with the batch size (_Unknown) may only be asserted."""
-    found: list = []
-    torch.fx.node.map_aggregate((args, kwargs), lambda v: found.append(v) if isinstance(
-        v, _Unknown) else None)
-    if found:
+    if any(isinstance(v, _Unknown) for v in _leaves(torch, (args, kwargs))):
         raise TorchConversionError("from_torch: a comparison with the batch size (known "
                                    "only at run time) used other than in an assert or a "
                                    "branch on whether it is 1")
@@ -3968,8 +3962,7 @@ def _random_call(name: str, args: Any, kwargs: Any) -> bool:
 def _foldable(torch: Any, args: Any, kwargs: Any) -> bool:
     """Whether a call's arguments are known at conversion: a parameter or buffer (a NumPy
     array here) and numbers, no tensor or size of the converted graph."""
-    leaves: list = []
-    torch.fx.node.map_aggregate((args, kwargs), leaves.append)
+    leaves = _leaves(torch, (args, kwargs))
     return any(isinstance(v, np.ndarray) for v in leaves) and not any(
         isinstance(v, (_T, _Dim, _Unknown, S.SymbolicTensor)) for v in leaves)
 
@@ -4114,9 +4107,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     def tensor(data: Any, *args: Any, **kwargs: Any) -> Any:
         # torch.tensor of sizes (DeBERTa's torch.tensor(q.size(-1), dtype=torch.float)), which
         # fx cannot record: made of the examples' numbers, each guarded as int() is
-        leaves: list = []
-        torch.fx.node.map_aggregate(data, leaves.append)
-        proxies = [v for v in leaves if isinstance(v, torch.fx.Proxy)]
+        proxies = [v for v in _leaves(torch, data) if isinstance(v, torch.fx.Proxy)]
         if proxies and all(run.sized_value(p) is not None
                            and isinstance(run.sized_value(p)[0], (bool, int, float))
                            for p in proxies):
@@ -4413,11 +4404,23 @@ def _int_bounds(key: Any) -> Any:
     return key
 
 
+def _leaves(torch: Any, value: Any) -> list:
+    """The leaves of ``value``: its values inside tuples, lists, dicts and slices."""
+    leaves: list = []
+    torch.fx.node.map_aggregate(value, leaves.append)
+    return leaves
+
+
+def _by_run_time_size(keys: tuple) -> bool:
+    """Whether an index uses a size known only at run time (as an index or a slice bound)."""
+    return any(isinstance(k, (_Dim, _Unknown)) or (isinstance(k, slice) and any(
+        isinstance(v, _Dim) for v in (k.start, k.stop, k.step))) for k in keys)
+
+
 def _run_time_leaves(torch: Any, value: Any) -> tuple[bool, bool]:
     """Whether ``value`` (a converted argument, maybe nested) holds (a size known only at
     run time, a traced tensor)."""
-    leaves: list = []
-    torch.fx.node.map_aggregate(value, leaves.append)
+    leaves = _leaves(torch, value)
     return (any(isinstance(v, (_Dim, _Unknown)) for v in leaves),
             any(isinstance(v, (_T, S.SymbolicTensor)) for v in leaves))
 
