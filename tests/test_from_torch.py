@@ -2622,6 +2622,67 @@ def test_pickle_and_deepcopy_in_process(any_backend):
     assert len(model.get_weights()) == 2 * 2 * 3
 
 
+class _TwoInTwoOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(6, 3)
+
+    def forward(self, x, y):
+        s = torch.tanh(self.a(x)) + self.b(y)
+        return s, s * x[:, :3]
+
+
+def test_converted_module_as_a_layer_of_a_model(any_backend):
+    """A TorchModel called on symbolic tensors is one layer of a functional Model or a
+    Sequential (it raised NotImplementedError); the composition matches the modules'."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    y = rng.standard_normal((5, 6)).astype(np.float32)
+    mod = _TwoInTwoOut().eval()
+    tm = fl.from_torch(mod, (torch.from_numpy(x[:2]), torch.from_numpy(y[:2])))
+    head = L.Dense(2, activation="relu")
+    head.build((None, 3))
+    head.set_weights([rng.standard_normal((3, 2)).astype(np.float32),
+                      rng.standard_normal(2).astype(np.float32)])
+    with torch.no_grad():
+        s, p = mod(torch.from_numpy(x), torch.from_numpy(y))
+    want_head = head(s.numpy())
+
+    ix, iy = fl.Input((4,)), fl.Input((6,))
+    out_s, out_p = tm(ix, iy)
+    assert tuple(out_s.shape) == (None, 3) and tuple(out_p.shape) == (None, 3)
+    model = fl.Model([ix, iy], [head(out_s), out_p])
+    got_head, got_p = model([x, y])
+    np.testing.assert_allclose(got_head, want_head, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_p, p.numpy(), rtol=1e-5, atol=1e-5)
+    assert "TorchModel" in _summary_text(model)
+
+    one = fl.from_torch(nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval(), torch.randn(2, 4))
+    seq = fl.Sequential([fl.Input((4,)), one, head])
+    with torch.no_grad():
+        want = head(one.inner(x))
+    np.testing.assert_array_equal(seq(x), want)
+    np.testing.assert_array_equal(seq.predict(x, batch_size=2, verbose=0), want)
+
+    # A Keras mask reaching it is not passed into the module, and none comes out.
+    emb = L.Embedding(10, 4, mask_zero=True)
+    ids = fl.Input((4,), dtype="int32")
+    seq_out = fl.from_torch(nn.Linear(4, 3).eval(), torch.randn(2, 4, 4))(emb(ids))
+    pooled = L.GlobalAveragePooling1D()(seq_out)
+    tokens = np.array([[1, 2, 0, 0], [3, 0, 0, 0]], np.int32)
+    got = fl.Model(ids, pooled)(tokens)
+    assert got.shape == (2, 3)
+    full = fl.Model(ids, seq_out)(tokens).mean(axis=1)
+    np.testing.assert_allclose(got, full, rtol=1e-6, atol=1e-6)
+
+
+def _summary_text(model):
+    lines = []
+    model.summary(print_fn=lines.append)
+    return "\n".join(lines)
+
+
 def test_import_fastlayers_does_not_import_torch(tmp_path):
     out = _child("""
 import sys

@@ -79,7 +79,7 @@ from ..layers import (
     ZeroPadding2D,
     ZeroPadding3D,
 )
-from ..layers.base import _positive_int
+from ..layers.base import Layer, _positive_int
 from ..models.base import BaseModel, _Progress
 from ..models.functional import Input, Model
 
@@ -179,6 +179,11 @@ class TorchModel(BaseModel):
     functional :class:`~fastlayers.Model` that computes it (flat list of outputs);
     ``layers``, ``get_weights``, ``summary`` and ``predict`` come from it.
     """
+
+    # Called as a layer of another model (``y = tm(fl.Input(...))``) it is one layer whose
+    # call is the module's: it neither takes nor makes Keras masks (a nested Keras model
+    # passes its inner graph's masks on; a PyTorch module has none), so Layer's masked call.
+    _masked_call = Layer._masked_call
 
     def __init__(self, inner: Model, template: Any, input_template: tuple = (),
                  name: str | None = None, **kwargs: Any):
