@@ -1157,6 +1157,60 @@ def test_in_place_and_random_calls_on_buffers_are_refused():
         fl.from_torch(Buffers(lambda m, x: x + m.buf[x.size(0)]), torch.randn(2, 4, 3))
 
 
+class Overwrites(nn.Module):
+    """A buffer written with copy_ inside the forward (HuggingFace's longrope RoPE), then
+    read; ``how`` picks what is written and whether it is read before the write."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.register_buffer("freq", torch.tensor([1.0, 2.0, 3.0]))
+        self.register_buffer("pe", torch.randn(1, 8, 3))
+        self.scale = nn.Parameter(torch.tensor([0.5, 1.5, 2.5]))
+
+    def forward(self, x):  # (B, T, 3)
+        t = x.size(1)
+        pos = torch.arange(t)
+        if self.how == "read_before":  # (its value would be what the last call wrote)
+            x = x * self.freq
+        if self.how == "parameter":
+            self.scale.copy_(self.freq)
+        elif self.how == "computed":
+            y = x * 2
+            y.copy_(x)
+            return y
+        elif self.how == "inputs":  # a value computed from x: the same shape
+            self.freq.copy_(x[0, 0].abs())
+        elif self.how == "cached":  # a plain attribute set by the forward, read after
+            self.cache = torch.where(pos.max() + 1 > 4, self.pe[0, 0] * 2, self.pe[0, 1])
+            self.freq.copy_(self.cache)
+        else:  # a 0-d value, broadcast as PyTorch's copy_ does; picked by the length
+            self.freq.copy_(torch.where(pos.max() + 1 > 4, torch.tensor(7.0), torch.tensor(0.5)))
+        return x * self.freq + self.pe[:, :t] + self.freq.sum()
+
+
+def test_buffer_overwritten_before_it_is_read(any_backend):
+    for how in ("constant", "cached", "inputs"):
+        for t in (3, 6):
+            module = Overwrites(how).eval()
+            check(module, torch.randn(2, t, 3), run_inputs=[(torch.randn(3, t, 3),)])
+            vars(module).pop("cache", None)  # (set by PyTorch's own calls in check)
+            before = module.freq.clone()
+            model = fl.from_torch(module, torch.randn(2, t, 3))
+            assert torch.equal(module.freq, before), "the module's buffer is restored"
+            assert "cache" not in vars(module), "the traced forward's attribute is removed"
+            if how == "inputs":  # (the first sample's first row: PyTorch's own result)
+                x = torch.randn(3, t, 3)
+                with torch.no_grad():
+                    want = module(x)
+                np.testing.assert_allclose(model(x.numpy()), want.numpy(), rtol=1e-6)
+    for how, message in (("read_before", "which the forward reads before it"),
+                         ("parameter", "into the parameter 'scale'"),
+                         ("computed", "into a computed tensor")):
+        with pytest.raises(TorchConversionError, match=message):
+            fl.from_torch(Overwrites(how), torch.randn(2, 4, 3))
+
+
 def test_list_indexing_refusals():
     x = torch.randn(2, 3, 4, 5)
     with pytest.raises(TorchConversionError, match="one list of ints without an int index"):

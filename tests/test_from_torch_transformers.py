@@ -245,3 +245,42 @@ def test_decoders_without_a_mask(any_backend, name, attn, rows):
     at batch 1, and compared here at 1-3 rows."""
     torch.manual_seed(0)
     _check(DECODERS[name](attn), (_ids(rows)[0],), (_ids(1)[0],), (_ids(3)[0],))
+
+
+def _phi3_longrope(attn):
+    return transformers.Phi3Model(transformers.Phi3Config(
+        **SMALL, vocab_size=50, num_key_value_heads=2, pad_token_id=0, use_cache=False,
+        max_position_embeddings=64, original_max_position_embeddings=16,
+        rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.3, 1.9, 2.4],
+                      "long_factor": [2.5, 3.5, 5.0, 7.0]},
+        attn_implementation=attn))
+
+
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("t", [12, 16, 17, 20])
+def test_phi3_longrope(any_backend, t, attn, mask):
+    """Phi-3's longrope RoPE writes its inv_freq buffer with the short or the long factors
+    (inv_freq.copy_(torch.where(seq_len > 16, long, short))) before every read of it, so
+    each call computes from what it wrote: converted at sequences up to the original length
+    and past it. Converting leaves the module as it was: its buffer, and the long factors'
+    tensor its first call caches as an attribute (a Proxy of the trace, before)."""
+    torch.manual_seed(0)
+    model = _phi3_longrope(attn).eval()
+    rotary = model.rotary_emb
+    before = rotary.inv_freq.clone()
+    pick = (lambda b: _ids(b, t)) if mask else (lambda b: _ids(b, t)[:1])
+    converted = fl.from_torch(model, pick(2))
+    assert torch.equal(rotary.inv_freq, before)
+    # (from_torch's check of a batch of one calls the module itself, which caches them)
+    assert not isinstance(getattr(rotary, "long_inv_freq", None), torch.fx.Proxy)
+    for inputs in (pick(2), pick(1), pick(3), pick(2)):
+        with torch.no_grad():
+            want = model(*inputs)
+        _compare(converted(*[x.numpy() for x in inputs]), want)
+    # once PyTorch has cached the long factors, converting again reads them
+    assert type(rotary.long_inv_freq) is torch.Tensor
+    again = fl.from_torch(model, pick(2))
+    with torch.no_grad():
+        want = model(*pick(3))
+    _compare(again(*[x.numpy() for x in pick(3)]), want)

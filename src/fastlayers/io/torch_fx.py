@@ -846,6 +846,11 @@ class _Converter:
 
     def check(self) -> None:
         for node in self.gm.graph.nodes:
+            if node.op == "call_method" and node.target == "copy_":
+                why = _overwrite_problem(self.torch, self.gm, node)
+                if why is not None:
+                    self.problems.append(f"{self._where(node)} (Tensor.copy_) {why}")
+                continue
             if node in self.constant:
                 continue  # computed by PyTorch at conversion (_fold)
             if node.op == "call_module":
@@ -3806,6 +3811,10 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
         ) from e
     finally:
         changed = _restore_buffers(module, buffers)
+    overwritten = {id(_attr(gm, n.args[0].target)) for n in gm.graph.nodes
+                   if n.op == "call_method" and n.target == "copy_"
+                   and _overwrite_problem(torch, gm, n) is None}
+    changed = [c for c in changed if id(buffers[c][0]) not in overwritten]
     if changed:
         raise TorchConversionError(
             f"from_torch: the forward of {type(module).__name__} writes its buffer(s) "
@@ -3927,11 +3936,23 @@ def _constant_nodes(graph: Any) -> set:
     records them because buffers are graph attributes (_trace), and PyTorch itself computes
     them at conversion (_fold), whatever they call."""
     constant: set = set()
+    computed: set = set()  # buffers overwritten with a value computed from the inputs
     for node in graph.nodes:
         # (asserts stay with the converter, which reports a failed one)
         checks = node.op == "call_function" and getattr(node.target, "__name__", "") == "_assert"
-        if node.op == "get_attr" or (
-                node.op in ("call_function", "call_method", "call_module") and not checks
+        if node.op == "get_attr":
+            if node.target not in computed:
+                constant.add(node)
+        elif node.op == "call_method" and node.target == "copy_" and node.args and getattr(
+                node.args[0], "op", None) == "get_attr":  # (_overwrite_problem)
+            dst = node.args[0]
+            if all(n in constant for n in node.all_input_nodes):
+                constant.add(node)
+                computed.discard(dst.target)
+            else:  # read from here on, the buffer holds a value of the converted graph
+                computed.add(dst.target)
+                constant.discard(dst)
+        elif (node.op in ("call_function", "call_method", "call_module") and not checks
                 and node.all_input_nodes and all(n in constant for n in node.all_input_nodes)):
             constant.add(node)
     return constant
@@ -4190,6 +4211,8 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
     # size read from the input, self.bias[:, :, :T, :T]).
     # (The forward then runs twice while tracing.)
+    saved = _attributes(root)
+    graph = None
     with _tracing_patches(torch):
         torch.tensor = tensor
         sized_range(type(root), type(root).forward)
@@ -4198,6 +4221,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
         except Exception as first:
+            _restore_attributes(saved)
             run = _ExampleRun(torch, examples)
             tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
             try:
@@ -4208,11 +4232,43 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
                 raise RuntimeError(f"{_located(first)} (and with buffers as graph attributes: "
                                    f"{_located(second)})") from None
         finally:
+            # (the constants fx itself set on the root for the graph stay: get_attr nodes)
+            _restore_attributes(saved, keep=[] if graph is None else [
+                n.target for n in graph.nodes if n.op == "get_attr"])
             torch.tensor = real_tensor
             for g in ranged:
                 if g.get("range") is range_of_sizes:
                     del g["range"]
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
+
+
+def _attributes(root: Any) -> list:
+    """Each module of ``root`` with a shallow copy of its attributes (_restore_attributes)."""
+    return [(m, dict(m.__dict__)) for m in root.modules()]
+
+
+def _restore_attributes(saved: list, keep: list | tuple = ()) -> None:
+    """Put back the plain attributes a traced forward set or added, but the ones named in
+    ``keep`` (qualified names from the root: the tensor constants fx sets on it for its
+    graph). HuggingFace's longrope RoPE caches ``self.long_inv_freq`` on its first call:
+    traced, that is a Proxy of the trace, which the module called afterwards (or traced
+    again) would compute with. (Parameters, buffers and submodules live in dicts kept here
+    as the same objects; _restore_buffers puts the buffers back.)"""
+    root = saved[0][0]
+    kept = set()
+    for name in keep:
+        owner, _, attr = name.rpartition(".")
+        try:
+            kept.add((id(root.get_submodule(owner) if owner else root), attr))
+        except AttributeError:
+            continue
+    for m, before in saved:
+        now = m.__dict__
+        for k in [k for k in now if k not in before and (id(m), k) not in kept]:
+            del now[k]
+        for k, v in before.items():
+            if k not in now or now[k] is not v:
+                now[k] = v
 
 
 class _ExampleRun:
@@ -4789,6 +4845,62 @@ def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, sa
                         "write it out of place (y = f(x) rather than an in-place call or +=)")
 
 
+def _overwrite_problem(torch: Any, gm: Any, node: Any) -> str | None:
+    """Why a ``Tensor.copy_`` node cannot be converted, or None when it overwrites a buffer
+    that the forward reads only after the write, as Phi-3's longrope RoPE does
+    (``self.inv_freq.copy_(torch.where(seq_len > original, long, short))``, then the rotary
+    embedding reads ``self.inv_freq``). Each call then computes from the value it wrote
+    itself, whatever the previous call left in the buffer, so the converted model computes
+    what PyTorch does: the later reads read the written value (_build). A write into a
+    parameter, a computed tensor, or a buffer read before it (that read would see what the
+    previous call wrote) is refused."""
+    dst = node.args[0] if node.args else None
+    if not (isinstance(dst, torch.fx.Node) and dst.op == "get_attr"):
+        return "into a computed tensor: write it out of place"
+    value = _attr(gm, dst.target)
+    if isinstance(value, torch.nn.Parameter) or not isinstance(value, torch.Tensor):
+        return (f"into the parameter {dst.target!r}: the module would change from call to "
+                "call")
+    if len(node.args) != 2 or set(node.kwargs) - {"non_blocking"}:
+        return "with these arguments"
+    for n in gm.graph.nodes:
+        if n is node:
+            return None
+        if n.op == "get_attr" and n.target == dst.target and any(
+                u is not node for u in n.users) and (n is not dst or _used_before(dst, node)):
+            break
+    return (f"into the buffer {dst.target!r}, which the forward reads before it: that read "
+            "would see what the previous call wrote")
+
+
+def _used_before(value: Any, node: Any) -> bool:
+    """Whether a node other than ``node`` that comes before it in the graph uses ``value``."""
+    before = node.prev
+    users = set(value.users) - {node}
+    while before.op != "root":
+        if before in users:
+            return True
+        before = before.prev
+    return False
+
+
+def _overwrite(conv: _Converter, old: np.ndarray, src: Any, where: str) -> Any:
+    """The value of a buffer after ``buffer.copy_(src)`` (_overwrite_problem): src broadcast
+    to the buffer's shape and cast to its dtype, as PyTorch's copy_ does."""
+    if isinstance(src, _T):
+        src = _to_torch(src)
+        if tuple(src.sym.shape) != old.shape:
+            raise TorchConversionError(
+                f"from_torch: {where} (Tensor.copy_) writes a tensor of shape "
+                f"{tuple(src.sym.shape)} into a buffer of shape {old.shape}: only the same "
+                "shape is supported for a value computed from the inputs")
+        return conv.cast(src, old.dtype) if np.dtype(src.sym.dtype) != old.dtype else src
+    try:
+        return np.array(np.broadcast_to(np.asarray(src), old.shape), dtype=old.dtype)
+    except ValueError as e:
+        raise TorchConversionError(f"from_torch: {where} (Tensor.copy_): {e}") from e
+
+
 def _specialized_default(torch: Any, node: Any) -> tuple | None:
     """(value,) for the placeholder of a forward argument that fx traced as its non-tensor
     default (``forward(self, x, scale=2.0)`` with an example for x only: concrete_args), which
@@ -4810,6 +4922,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     order = {n: i for i, n in enumerate(gm.graph.nodes)}  # for in-place writes
     same: dict[Any, list] = {}  # a node -> the nodes that are its tensor (in-place results)
+    overwritten: dict[str, Any] = {}  # a buffer's target -> what the forward wrote into it
     if examples is not None and len(examples) < len(placeholders):
         # An argument left at its default keeps a placeholder that only fx's checks read: for
         # None, _assert_is_none; for another value (traced as a constant), an assert that it
@@ -4859,10 +4972,17 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             env[node] = value
             in_template.append(_index_template(value, inputs))
         elif node.op == "get_attr":
+            if node.target in overwritten:  # read after the forward wrote it (_overwrite)
+                env[node] = overwritten[node.target]
+                continue
             obj = gm
             for part in node.target.split("."):
                 obj = getattr(obj, part)
             env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+        elif node.op == "call_method" and node.target == "copy_":  # checked: _overwrite_problem
+            dst = node.args[0]
+            overwritten[dst.target] = env[node] = env[dst] = _overwrite(
+                conv, env[dst], load(node.args[1]), conv._where(node))
         elif node in fused:
             env[node] = env[node.args[0]]  # folded into the layer before it (BN, activation)
         elif node.op in ("call_function", "call_method", "call_module"):
