@@ -1211,6 +1211,43 @@ def test_buffer_overwritten_before_it_is_read(any_backend):
             fl.from_torch(Overwrites(how), torch.randn(2, 4, 3))
 
 
+TOPK = {
+    "values and indices": lambda x: torch.topk(x, 3).values * torch.topk(x, 3).indices,
+    "smallest along dim 1, by keyword": lambda x: torch.topk(x, k=2, dim=1,
+                                                             largest=False)[0].sum(1),
+    # (unsorted: PyTorch's order is unspecified, so only what does not depend on it)
+    "method, unsorted": lambda x: x.topk(4, sorted=False)[0].sum(-1, keepdim=True)
+    - x.topk(1).values,
+    # a router: softmax, topk, the values divided in place by their sum (Mixtral's)
+    "router": lambda x: _router(x),
+    "on a conv's channels (channels-last inside)": lambda x: torch.topk(
+        nn.functional.conv2d(x[:, None, :3, :4], torch.ones(5, 1, 2, 2)), 2, dim=1).values,
+    # integers (distinct: of equal values PyTorch's choice is unspecified)
+    "integers": lambda x: torch.topk((x * 1e4).round().long(), 3)[0].float() * 1e-4,
+}
+
+
+def _router(x):
+    probs = torch.softmax(x, dim=-1)
+    top, index = torch.topk(probs, 2, dim=-1)
+    top /= top.sum(dim=-1, keepdim=True)
+    return top * index
+
+
+@pytest.mark.parametrize("name", list(TOPK))
+def test_topk(any_backend, name):
+    check(Fn(TOPK[name]), torch.randn(3, 6, 7), run_inputs=[(torch.randn(1, 6, 7),)])
+
+
+def test_topk_refusals_and_errors():
+    with pytest.raises(TorchConversionError, match="topk with a k that is not a number"):
+        fl.from_torch(Fn(lambda x: torch.topk(x, torch.tensor(2))[0]), torch.randn(2, 5))
+    # along the batch axis: k more than a batch's rows fails at run time, as in PyTorch
+    model = fl.from_torch(Fn(lambda x: torch.topk(x, 2, dim=0)[0]), torch.randn(3, 5))
+    with pytest.raises(ValueError, match="k = 2 is out of range for an axis of size 1"):
+        model(np.ones((1, 5), np.float32))
+
+
 def test_list_indexing_refusals():
     x = torch.randn(2, 3, 4, 5)
     with pytest.raises(TorchConversionError, match="one list of ints without an int index"):
@@ -2768,7 +2805,7 @@ class Unsupported(nn.Module):
         self.lstm = nn.LSTM(4, 4, proj_size=2)
 
     def forward(self, x, img):
-        y = torch.topk(self.layer3(x), 2).values.argsort(1)
+        y = torch.kthvalue(self.layer3(x), 2, keepdim=True).values.argsort(1)
         return torch.nonzero(y), self.pool(img), self.lstm(x)
 
 
@@ -2777,7 +2814,7 @@ def test_unsupported_lists_every_offender():
         fl.from_torch(Unsupported(), (torch.randn(2, 4), torch.randn(1, 1, 4, 4)))
     msg = str(info.value)
     for part in ["layer3.1 (torch.nn.LocalResponseNorm)",
-                 "topk (torch.topk)", "argsort (Tensor.argsort)", "nonzero (torch.nonzero)",
+                 "kthvalue (torch.kthvalue)", "argsort (Tensor.argsort)", "nonzero (torch.nonzero)",
                  "pool (torch.nn.MaxPool2d): return_indices=True",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
         assert part in msg, (part, msg)

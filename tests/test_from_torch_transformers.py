@@ -284,3 +284,51 @@ def test_phi3_longrope(any_backend, t, attn, mask):
     with torch.no_grad():
         want = model(*pick(3))
     _compare(again(*[x.numpy() for x in pick(3)]), want)
+
+
+def _moe(name, **experts):
+    def build(attn):
+        model_cls = getattr(transformers, name)
+        return model_cls(model_cls.config_class(
+            **SMALL, vocab_size=50, num_key_value_heads=2, pad_token_id=0, use_cache=False,
+            attn_implementation=attn, **experts))
+    return build
+
+
+MOE = {
+    "MixtralModel": _moe("MixtralModel", num_local_experts=4, num_experts_per_tok=2),
+    "MixtralForCausalLM": _moe("MixtralForCausalLM", num_local_experts=5,
+                               num_experts_per_tok=2),
+    # a shared expert beside the routed ones, behind a sigmoid gate
+    "Qwen2MoeModel": _moe("Qwen2MoeModel", num_experts=4, num_experts_per_tok=2,
+                          moe_intermediate_size=16, shared_expert_intermediate_size=32),
+    "Qwen3MoeModel": _moe("Qwen3MoeModel", num_experts=6, num_experts_per_tok=3,
+                          moe_intermediate_size=16, head_dim=8, norm_topk_prob=True),
+    "OlmoeModel": _moe("OlmoeModel", num_experts=4, num_experts_per_tok=2),
+    "GraniteMoeModel": _moe("GraniteMoeModel", num_local_experts=4, num_experts_per_tok=2),
+}
+
+
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", list(MOE))
+def test_mixture_of_experts_models(any_backend, name, attn, mask):
+    """Mixture-of-experts decoders: the router's softmax and torch.topk (its values divided
+    in place by their sum) convert as ops; the experts module, which routes tokens by their
+    values (nonzero, a loop over the experts hit), converts whole to layers.Experts."""
+    torch.manual_seed(0)
+    model = MOE[name](attn)
+    pick = (lambda b: _ids(b)) if mask else (lambda b: _ids(b)[:1])
+    converted = _check(model, pick(2), pick(1), pick(3))
+    kinds = [type(layer).__name__ for layer in converted.layers]
+    assert kinds.count("Experts") == SMALL["num_hidden_layers"]
+
+
+def test_experts_with_their_own_gate_are_refused():
+    """GPT-OSS's experts clamp and interleave their gate (_apply_gate): refused by name."""
+    model = transformers.GptOssModel(transformers.GptOssConfig(
+        **SMALL, vocab_size=50, num_key_value_heads=2, num_local_experts=4,
+        num_experts_per_tok=2, head_dim=8, use_cache=False))
+    with pytest.raises(fl.io.torch_fx.TorchConversionError,
+                       match=r"GptOssExperts\): its own gate \(GptOssExperts._apply_gate\)"):
+        fl.from_torch(model.eval(), _ids(2)[:1])

@@ -39,6 +39,7 @@ CPP_OPS = frozenset(
     | {
         "softmax",
         "dense",
+        "experts",  # layers.Experts: the dense GEMMs of each expert
         "matmul",
         "conv2d",  # with conv1d, depthwise_conv2d and separable convs, on the same kernels
         "conv2d_transpose",

@@ -980,3 +980,44 @@ def check_layer_norm(x, gamma, beta, axis, epsilon, *, op="layer_norm"):
         if w is not None:
             C.shape_is(w, op, name, want, f"x's shape over axes {axes}")
     return LayerNormArgs(x, gamma, beta, axes, eps)
+
+
+# ------------------------------------------------------- check_experts (mixture of experts)
+
+
+class ExpertsArgs(NamedTuple):
+    x: Array  # (N, H) float32: the tokens, leading axes flattened
+    index: Array  # (N, k) intp in [0, num_experts)
+    weights: Array  # (N, k) float32
+    activation: Any  # a Keras name
+    gated: bool
+    lead: tuple  # the leading axes of the inputs, for the output (lead + (H,))
+
+
+def check_experts(x, index, weights, *, hidden, num_experts, activation, gated, op="experts"):
+    """x (..., hidden) as float32; index (..., k) of integers in [0, num_experts) and
+    weights (..., k) of the same shape, whose leading axes are x's; flattened to rows."""
+    x = C.array(x, op, "x")
+    C.min_rank(x, op, "x", 1, "(..., hidden)")
+    if x.shape[-1] != hidden:
+        raise ValueError(f"{op}: x has shape {x.shape}; its last axis must be the experts' "
+                         f"input size {hidden}")
+    index = C.real_array(index, op, "index", "an array of integer expert numbers")
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must hold integers (expert numbers), got dtype "
+                        f"{index.dtype}")
+    weights = C.array(weights, op, "weights")
+    lead = x.shape[:-1]
+    if index.ndim != x.ndim or index.shape[:-1] != lead:
+        raise ValueError(f"{op}: index has shape {index.shape}, expected {lead + ('k',)}: "
+                         f"the leading axes of x {x.shape} and the k experts of each row")
+    C.shape_is(weights, op, "weights", index.shape, "index's shape: a weight per expert chosen")
+    if index.size:
+        lo, hi = index.min(), index.max()
+        if lo < 0 or hi >= num_experts:
+            raise ValueError(f"{op}: expert number {(lo if lo < 0 else hi).item()!r} is out of "
+                             f"range for {num_experts} experts (index must be in "
+                             f"[0, {num_experts}))")
+    rows = math.prod(lead)
+    return ExpertsArgs(x.reshape(rows, hidden), index.reshape(rows, index.shape[-1]).astype(
+        np.intp, copy=False), weights.reshape(rows, index.shape[-1]), activation, gated, lead)

@@ -23,6 +23,7 @@ from . import _validation as V
 from ._cpp import attention as _cpp_attention
 from ._cpp import conv2d as _cpp_conv2d
 from ._cpp import dense as _cpp_dense
+from ._cpp import experts as _cpp_experts
 from ._cpp import normalization as _cpp_normalization
 from ._cpp import pooling as _cpp_pooling
 from ._cpp import recurrent as _cpp_recurrent
@@ -30,6 +31,7 @@ from ._cpp import softmax as _cpp_softmax
 from ._numpy import attention as _np_attention
 from ._numpy import conv2d as _np_conv2d
 from ._numpy import dense as _np_dense
+from ._numpy import experts as _np_experts
 from ._numpy import normalization as _np_normalization
 from ._numpy import pooling as _np_pooling
 from ._numpy import recurrent as _np_recurrent
@@ -913,6 +915,20 @@ def run_multi_head_attention(a: V.MHAArgs, packed: Any = None):
             a.query, a.value, a.key, *a.kernels, *a.biases, a.mask, a.causal, a.return_scores
         )
     return _with_scores(out, weights, a.return_scores)
+
+
+# ------------------------------------------------------------------------- experts
+
+
+def run_experts(a: V.ExpertsArgs, weights: tuple, packed: Any = None) -> np.ndarray:
+    """The experts of a mixture-of-experts block (layers.Experts) on checked arguments:
+    ``weights`` (gate_up, gate_up_bias, down, down_bias), ``packed`` the layer's
+    ``_cpp.experts.pack_experts`` of them. x (N, H) -> (*lead, H)."""
+    if _cpp("experts", None if packed is not None else "weights not packed"):
+        y = _cpp_experts.experts(a, packed)
+    else:
+        y = _np_experts.experts(a.x, a.index, a.weights, *weights, a.activation, a.gated)
+    return y.reshape(a.lead + (a.x.shape[-1],))
 
 
 # ---------------------------------------------------------------------- layer_norm

@@ -60,6 +60,7 @@ from ..layers import (
     Cropping3D,
     Dense,
     Embedding,
+    Experts,
     GlobalAveragePooling2D,
     GlobalAveragePooling3D,
     GlobalMaxPooling3D,
@@ -143,6 +144,7 @@ from .torch_ops import (
     torch_stat,
     torch_take,
     torch_threshold,
+    torch_topk,
     torch_tri,
     torch_unary,
     torch_unflatten,
@@ -803,6 +805,8 @@ class _Converter:
             if _variant(variants, values) is None:
                 no(", ".join(f"{k}={v!r}" for k, v in values.items())
                    + f" (only {_variants_text(variants)})")
+        elif _is_experts(mod):
+            bad += [f"{qual} ({cls}): {why}" for why in self._experts_problems(mod)]
         elif not self._module_known(mod):
             bad.append(f"{qual} ({cls})")
         return bad
@@ -839,6 +843,8 @@ class _Converter:
                  nn.RReLU, nn.GLU, nn.Threshold, *_pad_modules(nn), nn.PixelShuffle,
                  nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unflatten)
         name = type(mod).__name__
+        if _is_experts(mod):
+            return True
         return isinstance(mod, known) or (
             getattr(nn, name, None) is type(mod)
             and (name in _ACT_MODULES or name in _ACT_VARIANTS or name in _IDENTITY_MODULES)
@@ -983,6 +989,8 @@ class _Converter:
         name = type(mod).__name__
         if name in _IDENTITY_MODULES:
             return args[0]
+        if _is_experts(mod):
+            return self.experts(qual, mod, *args, **kwargs)
         act = self._activation_module(mod)
         if act is not None:
             return self.activation(args[0], act)
@@ -2145,6 +2153,85 @@ class _Converter:
                 np.stack([order(b_ih), order(b_hh)])]
 
     # ---- attention ------------------------------------------------------------------
+    # HuggingFace's experts modules: the class names of activations they take (ACT2CLS),
+    # beside torch.nn's (_activation_module); each checked numerically (_experts_activation).
+    _HF_ACTIVATIONS = {"SiLUActivation": "silu", "GELUActivation": "gelu",
+                       "GELUTanh": "gelu_tanh", "NewGELUActivation": "gelu_tanh",
+                       "FastGELUActivation": "gelu_tanh"}
+
+    def _experts_activation(self, act: Any) -> Any:
+        """The fastlayers activation an experts module's ``act_fn`` computes, or None: a
+        torch.nn activation module, or one of HuggingFace's classes by name, in both cases
+        checked against fastlayers' on -30..30 (a parametrized variant would differ)."""
+        from .._numpy import activations
+
+        name = self._activation_module(act) if isinstance(act, self.nn.Module) else None
+        name = name or self._HF_ACTIVATIONS.get(type(act).__name__)
+        if name is None:
+            return None
+        if name == "gelu_tanh":  # not a Keras name: the function, which pickles by name
+            name = activations.gelu_tanh
+        x = np.linspace(-30, 30, 6001, dtype=np.float32)
+        with self.torch.no_grad():
+            got = act(self.torch.from_numpy(x)).numpy()
+        want = activations.apply(name, x)
+        return name if np.allclose(got, want, rtol=1e-5, atol=1e-6) else None
+
+    def _experts_problems(self, mod: Any) -> list[str]:
+        """What keeps a HuggingFace experts module (_is_experts) from converting."""
+        from transformers.integrations import moe
+
+        bad = []
+        if getattr(mod, "has_post_expert_norm", False):
+            bad.append("a norm after each expert (has_post_expert_norm) is not supported")
+        if getattr(type(mod), "_apply_gate", moe._default_apply_gate) is not \
+                moe._default_apply_gate:  # (GPT-OSS's clamped, interleaved gate)
+            bad.append(f"its own gate ({type(mod).__name__}._apply_gate) is not supported")
+        elif self._experts_activation(getattr(mod, "act_fn", None)) is None:
+            act = getattr(mod, "act_fn", None)
+            bad.append(f"the activation {type(act).__name__} is not supported")
+        return bad
+
+    def experts(self, qual: str, mod: Any, hidden_states: Any, top_k_index: Any,
+                top_k_weights: Any) -> _T:
+        """A HuggingFace experts module (Mixtral, Qwen2/3-MoE, OLMoE, ...): an ``Experts``
+        layer with its weights, each expert's kernels in the (input, output) layout."""
+        layer = self.layers.get(qual)
+        if layer is None:
+            gated, bias = bool(mod.has_gate), bool(mod.has_bias)
+            first = _np(mod.gate_up_proj if gated else mod.up_proj)
+            down = _np(mod.down_proj)
+            if not mod.is_transposed:  # (E, out, in) as nn.Linear's weights
+                first, down = first.transpose(0, 2, 1), down.transpose(0, 2, 1)
+            units = down.shape[1]
+            layer = Experts(first.shape[0], units, activation=self._experts_activation(
+                mod.act_fn), gated=gated, use_bias=bias, name=self._layer_name(qual))
+            weights = [first]
+            if bias:
+                weights.append(_np(mod.gate_up_proj_bias if gated else mod.up_proj_bias))
+            weights.append(down)
+            if bias:
+                weights.append(_np(mod.down_proj_bias))
+            try:
+                layer.set_weights(weights)
+            except ValueError as e:
+                raise TorchConversionError(f"from_torch: {qual}: {e}") from e
+            self.layers[qual] = layer
+        x, index, weights = (_to_torch(self._tensor(v, qual)).sym
+                             for v in (hidden_states, top_k_index, top_k_weights))
+        return _T(layer(x, index, weights), False)
+
+    def topk(self, x: Any, k: Any, dim: Any = -1, largest: Any = True, sorted: Any = True,  # noqa: A002
+             ) -> Any:
+        """``torch.topk`` and the method: (values, indices) along ``dim`` (``.values`` /
+        ``.indices`` or [0] / [1]), k known at conversion."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            self._refuse("topk with a k that is not a number known at conversion")
+        t = self._tensor(x, "topk")
+        res = torch_topk(t.sym, int(k), _axis_in_layout(t, _dim(dim, t.ndim, "topk")),
+                         bool(largest))
+        return _ValuesIndices((_T(res[0], t.cl), _T(res[1], t.cl)))
+
     def _mha_weights(self, mod: Any) -> dict[str, Any]:
         e = mod.embed_dim
         if mod.in_proj_weight is not None:
@@ -2953,6 +3040,7 @@ class _Converter:
             torch.minimum: lambda input, other: self.binary(input, other, "minimum"),  # noqa: A002
             torch.argmax: lambda input, dim=None, keepdim=False: self.arg_extreme(  # noqa: A002
                 True, input, dim, keepdim),
+            torch.topk: self.topk,
             torch.argmin: lambda input, dim=None, keepdim=False: self.arg_extreme(  # noqa: A002
                 False, input, dim, keepdim),
             **{getattr(torch, op): (lambda input, *a, op=op, **k: self.variance(  # noqa: A002
@@ -3283,6 +3371,8 @@ class _Converter:
             return self.extreme(name == "max", x, *args, **kwargs)
         if name in ("argmax", "argmin"):
             return self.arg_extreme(name == "argmax", x, *args, **kwargs)
+        if name == "topk":
+            return self.topk(x, *args, **kwargs)
         if name in ("maximum", "minimum"):
             return self.binary(x, args[0] if args else kwargs["other"], name)
         if name in ("var", "std"):
@@ -3390,7 +3480,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "logsumexp", "any", "all", "norm", "tril", "triu", "gather",
                       "index_select", "view_as", "reshape_as", "expand_as", "t", "numel",
                       "type", "log_softmax", "diff", "nan_to_num", "new_tensor", "long",
-                      "int", "bool", "repeat_interleave", "baddbmm"})
+                      "int", "bool", "repeat_interleave", "baddbmm", "topk"})
 
 
 # torch dtypes (by name) of casts and of constants built at conversion (torch.arange).
@@ -4060,6 +4150,11 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     class Tracer(torch.fx.Tracer):
         proxy_buffer_attributes = False
 
+        def is_leaf_module(self, m: Any, qualified_name: str) -> bool:
+            # HuggingFace's experts route tokens by their values (nonzero, a loop over the
+            # experts hit): one call, converted whole (_Converter.experts)
+            return _is_experts(m) or super().is_leaf_module(m, qualified_name)
+
         def to_bool(self, obj: Any) -> bool:
             static = run.static_value(obj)
             if static is not None:
@@ -4242,6 +4337,16 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
+def _is_experts(mod: Any) -> bool:
+    """Whether ``mod`` is a HuggingFace experts module: a class transformers decorates with
+    ``use_experts_implementation`` (MixtralExperts, Qwen2MoeExperts, OlmoeExperts, ...),
+    forward(hidden (N, H), top_k_index (N, k), top_k_weights (N, k)) with 3-D weights."""
+    return (type(mod).__module__.startswith("transformers.")
+            and all(hasattr(mod, a) for a in ("has_gate", "has_bias", "is_transposed",
+                                               "down_proj"))
+            and getattr(mod.down_proj, "ndim", 0) == 3)
+
+
 def _attributes(root: Any) -> list:
     """Each module of ``root`` with a shallow copy of its attributes (_restore_attributes)."""
     return [(m, dict(m.__dict__)) for m in root.modules()]
@@ -4345,7 +4450,11 @@ class _ExampleRun:
                 elif node.op == "call_method":
                     value = getattr(args[0], node.target)(*args[1:], **kwargs)
                 else:  # call_module
-                    value = tracer.root.get_submodule(node.target)(*args, **kwargs)
+                    module = tracer.root.get_submodule(node.target)
+                    if _is_experts(module):  # routes by values (nonzero): the tokens' shape
+                        value = torch.empty_like(args[0])
+                    else:
+                        value = module(*args, **kwargs)
         except Exception:  # not known (an input without an example, a failing call)
             return
         finally:
@@ -4708,7 +4817,9 @@ _SHARING_FUNCTIONS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d"
                                 "alpha_dropout", "feature_alpha_dropout", "stochastic_depth"})
 _VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real"})
 # Calls whose results are slices that do not overlap (a write to one leaves the others).
-_SPLITS = frozenset({"split", "chunk", "unbind", "tensor_split"})
+# Calls whose results are parts that do not overlap: the slices of a split, and the
+# (values, indices) of topk and of max / min along a dim (new tensors).
+_SPLITS = frozenset({"split", "chunk", "unbind", "tensor_split", "topk", "max", "min"})
 
 
 def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:

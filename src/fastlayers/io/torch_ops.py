@@ -237,6 +237,26 @@ def torch_max_dim(x, axis, keepdims, largest):
 
 
 @S.symbolic_op
+def torch_topk(x, k, axis, largest):
+    """``torch.topk(x, k, dim, largest)``: (values, int64 indices) of the k largest (or
+    smallest) along ``axis`` of the stored array, from the extreme on (PyTorch's sorted order;
+    its unsorted order is unspecified, this one is as good); of equal values the lower index
+    first (PyTorch does not specify which of them it picks: it may differ); NaN ranks above
+    every number, as in PyTorch's topk."""
+    x = np.asarray(x)
+    x = x.astype(F32, copy=False) if x.dtype.kind == "f" else x
+    if not 0 <= k <= x.shape[axis]:
+        raise ValueError(f"topk: k = {k} is out of range for an axis of size {x.shape[axis]}")
+    if x.dtype.kind == "f":
+        key = np.where(np.isnan(x), -np.inf if largest else np.inf, -x if largest else x)
+    else:
+        key = -x.astype(np.int64) if largest else x.astype(np.int64)
+    order = np.argsort(key, axis=axis, kind="stable")
+    index = np.take(order, np.arange(k), axis=axis)
+    return np.take_along_axis(x, index, axis=axis), index.astype(np.int64)
+
+
+@S.symbolic_op
 def torch_arg_extreme(x, axis, keepdims, largest):
     """``torch.argmax / argmin(x, dim, keepdim)``: int64 indices of the first extreme along
     ``axis`` of the stored array, or of the flattened array when axis is None (the

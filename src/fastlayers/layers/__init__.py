@@ -21,7 +21,8 @@ One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten
 Activation), conv (Conv2D, Conv1D, Conv3D, the depthwise and separable convolutions, the
 transposed convolutions), pooling (max, average, global and adaptive poolings), padding
 (ZeroPadding1D/2D/3D, Cropping1D/2D/3D), recurrent (LSTM, GRU, SimpleRNN, Bidirectional),
-attention (Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention), merging
+attention (Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention), experts
+(Experts: the expert MLPs of a mixture-of-experts block), merging
 (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot and the functional
 forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
 (TimeDistributed), regularization (Dropout and the other layers that are the identity at
@@ -65,6 +66,7 @@ from .conv import (
 )
 from .core import Activation, Dense, Flatten, Softmax
 from .einsum_dense import EinsumDense
+from .experts import Experts  # mixture-of-experts blocks (from_torch's MoE models)
 from .initializers import (  # importable from here as before (not layer classes)
     INITIALIZERS as INITIALIZERS,
 )
@@ -183,6 +185,7 @@ __all__ = [
     "Layer",
     "Dense",
     "EinsumDense",
+    "Experts",
     "Flatten",
     "Conv2D",
     "Conv3D",
