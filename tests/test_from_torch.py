@@ -1118,6 +1118,10 @@ BUFFERS = {  # on x (B, 4, 3): what reads buffers alone is PyTorch's; buffers sl
     # buffers as tensors while tracing, indexed by a size (Tensor.__getitem__)
     "a buffer indexed by a size": lambda m, x: x + m.buf[x.size(1) - 3] + m.cube[
         ..., x.size(2) - 1].sum(-1)[:, :, None][:, 0],
+    # a table's rows picked by integers computed from x: an Embedding's lookup
+    "rows of a buffer by a tensor": lambda m, x: x + m.buf[x.argmax(-1)],
+    "rows by positions repeated over the batch": lambda m, x: x + m.buf[
+        torch.arange(4).unsqueeze(0).repeat(x.size(0), 1)],
     # a named tuple of results (max's values) computed by PyTorch at conversion
     "max(0).values beside a slice by a size": lambda m, x: x + m.pe[:, : x.size(1)]
     + m.buf.max(0).values,
@@ -1155,6 +1159,19 @@ def test_in_place_and_random_calls_on_buffers_are_refused():
         fl.from_torch(Fn(lambda x: F.dropout(x, 0.5)), torch.randn(2, 3))
     with pytest.raises(TorchConversionError, match="indexed by the batch size"):
         fl.from_torch(Buffers(lambda m, x: x + m.buf[x.size(0)]), torch.randn(2, 4, 3))
+    # indexed by a tensor: a 2-D table's rows by integers only
+    for fn in (lambda m, x: x + m.cube[x.argmax(-1)][..., 0, 0],
+               lambda m, x: x + m.buf[x.argmax(-1), 1:][..., None],
+               lambda m, x: x + m.buf[x > 0][:1, :1].sum()):
+        with pytest.raises(TorchConversionError, match="indexed by a tensor other than"):
+            fl.from_torch(Buffers(fn), torch.randn(2, 4, 3))
+    # a row number out of range fails as the Embedding's lookup does (PyTorch's IndexError;
+    # PyTorch wraps a negative one, fastlayers refuses it)
+    model = fl.from_torch(Buffers(lambda m, x: m.buf[(x * 3).long()]), torch.rand(2, 4))
+    with pytest.raises(ValueError, match="out of range"):
+        model(np.full((1, 4), 2.0, np.float32))
+    with pytest.raises(ValueError, match="out of range"):
+        model(np.full((1, 4), -0.5, np.float32))
 
 
 class Overwrites(nn.Module):
@@ -2278,12 +2295,14 @@ def test_creation_and_casts(any_backend, name):
     check(Constants(CREATIONS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
 
 
-def test_casts_it_cannot_make_and_parameters_indexed_by_tensors_are_refused():
+def test_casts_it_cannot_make_and_parameters_indexed_by_tensors():
     for dtype in (torch.int16, torch.float16, torch.uint8):
         with pytest.raises(TorchConversionError, match="a cast to"):
             fl.from_torch(Fn(lambda x, d=dtype: x.to(d).float()), torch.randn(2, 3))
-    with pytest.raises(TorchConversionError, match="indexed by a tensor"):
-        fl.from_torch(Constants(lambda m, x: m.w[(x > 0).to(torch.long)]), torch.randn(2, 3))
+    # a 2-D parameter's rows by integers: an Embedding's lookup; other ranks are refused
+    check(Constants(lambda m, x: m.w[(x > 0).to(torch.long)]), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="indexed by a tensor other than"):
+        fl.from_torch(Constants(lambda m, x: m.u[(x > 0).to(torch.long)]), torch.randn(2, 3))
 
 
 def test_run_time_sizes_are_read_without_a_transpose():

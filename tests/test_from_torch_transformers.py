@@ -332,3 +332,34 @@ def test_experts_with_their_own_gate_are_refused():
     with pytest.raises(fl.io.torch_fx.TorchConversionError,
                        match=r"GptOssExperts\): its own gate \(GptOssExperts._apply_gate\)"):
         fl.from_torch(model.eval(), _ids(2)[:1])
+
+
+class _Seq2Seq(torch.nn.Module):
+    """A user's wrapper calling an encoder-decoder with both its inputs."""
+
+    def __init__(self, model, source):
+        super().__init__()
+        self.model, self.source = model, source
+
+    def forward(self, source, decoder_input_ids):
+        return self.model(**{self.source: source}, decoder_input_ids=decoder_input_ids,
+                          use_cache=False)[0]
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_whisper_encoder_and_decoder(any_backend, attn):
+    """The whole Whisper model, log-mel features and decoder tokens: its decoder's position
+    table is indexed by position ids repeated over the batch (self.weight[position_ids]),
+    an Embedding's lookup."""
+    torch.manual_seed(0)
+    model = transformers.WhisperModel(transformers.WhisperConfig(
+        d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8,
+        max_source_positions=16, vocab_size=50, pad_token_id=0, bos_token_id=1,
+        eos_token_id=2, decoder_start_token_id=1, attn_implementation=attn))
+
+    def inputs(b):
+        g = torch.Generator().manual_seed(b)
+        return torch.randn(b, 8, 32, generator=g), torch.randint(1, 50, (b, 5), generator=g)
+
+    _check(_Seq2Seq(model, "input_features"), inputs(2), inputs(1), inputs(3))

@@ -1700,9 +1700,16 @@ class _Converter:
         key = _int_bounds(key)
         if isinstance(obj, np.ndarray):  # a parameter or buffer, indexed as PyTorch indexes
             keys = key if isinstance(key, tuple) else (key,)
+            if (len(keys) == 1 and isinstance(keys[0], _T) and obj.ndim == 2
+                    and obj.dtype.kind == "f" and np.dtype(keys[0].sym.dtype).kind in "iu"):
+                # a table's rows picked by an integer tensor (Whisper's decoder positions,
+                # self.weight[position_ids]): the lookup of an Embedding (whose index must be
+                # in [0, rows): PyTorch's wraps a negative one)
+                return self.f_embedding(keys[0], obj)
             if any(isinstance(k, _T) for k in keys):
                 raise TorchConversionError("from_torch: a parameter or buffer indexed by a "
-                                           "tensor (an Embedding does that lookup)")
+                                           "tensor other than a 2-D table's rows by integers "
+                                           "(an Embedding does that lookup)")
             if _by_run_time_size(keys):
                 raise TorchConversionError(
                     "from_torch: a parameter or buffer indexed by the batch size (known only "
