@@ -200,6 +200,15 @@ def main():
     out["mha"], out["mha_w"] = o, s
     out["mha_causal"] = f.multi_head_attention(qc, v, kk, use_causal_mask=True, **kw)
 
+    # layers.Experts: each expert's rows through two packed GEMMs and the silu / gelu gate
+    # (tokens 37 over 5 experts: row counts around the register blocks of every ISA).
+    for act in ("silu", "gelu"):
+        experts = f.layers.Experts(5, 21, activation=act, use_bias=True, seed=3)
+        experts.build((None, 33))
+        index = np.stack([rng.permutation(5)[:2] for _ in range(37)])
+        out[f"experts_{act}"] = experts(randn(rng, 37, 33), index,
+                                        rng.random((37, 2)).astype(F32))
+
     buf = io.BytesIO()
     np.savez(buf, **out)
     sys.stdout.buffer.write(buf.getvalue())

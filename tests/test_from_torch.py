@@ -1183,6 +1183,7 @@ class Overwrites(nn.Module):
         self.how = how
         self.register_buffer("freq", torch.tensor([1.0, 2.0, 3.0]))
         self.register_buffer("pe", torch.randn(1, 8, 3))
+        self.register_buffer("view", self.freq[:2])
         self.scale = nn.Parameter(torch.tensor([0.5, 1.5, 2.5]))
 
     def forward(self, x):  # (B, T, 3)
@@ -1190,6 +1191,18 @@ class Overwrites(nn.Module):
         pos = torch.arange(t)
         if self.how == "read_before":  # (its value would be what the last call wrote)
             x = x * self.freq
+        if self.how == "view_before":  # a view taken before the write, read after it
+            view = self.freq[:2]
+            self.freq.copy_(x[0, 0].abs())
+            return x[..., :2] * view
+        if self.how == "registered_view":  # a buffer that is a view of the written one
+            self.freq.copy_(x[0, 0].abs())
+            return x[..., :2] * self.view
+        if self.how == "constant_after":  # a constant write runs while traced: no fx node
+            self.freq.copy_(x[0, 0].abs())
+            y = x * self.freq
+            self.freq.copy_(self.pe[0, 0] * 2)
+            return y + x * self.freq
         if self.how == "parameter":
             self.scale.copy_(self.freq)
         elif self.how == "computed":
@@ -1223,9 +1236,33 @@ def test_buffer_overwritten_before_it_is_read(any_backend):
                 np.testing.assert_allclose(model(x.numpy()), want.numpy(), rtol=1e-6)
     for how, message in (("read_before", "which the forward reads before it"),
                          ("parameter", "into the parameter 'scale'"),
-                         ("computed", "into a computed tensor")):
+                         ("computed", "into a computed tensor"),
+                         # from the review of 2026-12-06: each was converted, silently wrong
+                         ("view_before", "whose memory '_tensor_constant0' shares"),
+                         ("registered_view", "whose memory 'view' shares"),
+                         ("constant_after", "writes its buffer")):
         with pytest.raises(TorchConversionError, match=message):
             fl.from_torch(Overwrites(how), torch.randn(2, 4, 3))
+
+
+class FillsAttributes(nn.Module):
+    """A forward that fills a dict and a list attribute in place while traced."""
+
+    def __init__(self):
+        super().__init__()
+        self.stats, self.history = {"calls": 0}, [1]
+
+    def forward(self, x):
+        y = x * 2
+        self.stats["mean"] = y.mean()
+        self.history.append(y.shape[0])
+        return y
+
+
+def test_attributes_filled_in_place_are_put_back():
+    module = FillsAttributes()
+    fl.from_torch(module, torch.randn(2, 3))
+    assert module.stats == {"calls": 0} and module.history == [1]  # no Proxy left behind
 
 
 TOPK = {

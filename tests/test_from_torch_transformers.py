@@ -363,3 +363,37 @@ def test_whisper_encoder_and_decoder(any_backend, attn):
         return torch.randn(b, 8, 32, generator=g), torch.randint(1, 50, (b, 5), generator=g)
 
     _check(_Seq2Seq(model, "input_features"), inputs(2), inputs(1), inputs(3))
+
+
+@pytest.mark.parametrize("name", ["LlamaForCausalLM", "Qwen2Model", "GPT2LMHeadModel"])
+def test_decoders_with_their_default_use_cache(any_backend, name):
+    """A decoder as loaded (its config's use_cache=True, so PyTorch returns a KV cache besides
+    the logits) converts from input_ids alone, or with the mask where the forward takes it
+    second: traced as called with use_cache=False, its output without the cache."""
+    torch.manual_seed(0)
+    if name == "GPT2LMHeadModel":
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, vocab_size=50, n_positions=32))
+    else:
+        model = _text(name, num_key_value_heads=2)("sdpa")
+    model.eval()
+    assert model.config.use_cache
+    calls = [(_ids(2)[0],), (_ids(1)[0],), (_ids(3)[0],)]
+    if name != "GPT2LMHeadModel":
+        calls.append(_ids(3))
+    for examples in calls[:1] + calls[3:]:
+        converted = fl.from_torch(model, examples)
+        for inputs in calls[:3] if len(examples) == 1 else calls[3:]:
+            with torch.no_grad():
+                want = model(*inputs, use_cache=False)
+                assert "past_key_values" in model(*inputs)  # what the plain call gives
+            got = converted(*[x.numpy() for x in inputs])
+            _compare(got, want)
+
+
+def test_a_mask_where_the_forward_takes_its_cache():
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        n_embd=32, n_layer=2, n_head=4, vocab_size=50, n_positions=32)).eval()
+    with pytest.raises(ValueError, match=r"takes \(input_ids, cache, \.\.\.\) in that order, "
+                                         r"so example 2 would be its 'cache'"):
+        fl.from_torch(model, _ids(2))

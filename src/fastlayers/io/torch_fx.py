@@ -3882,6 +3882,20 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
     traced = module
     names = [p.name for p in params]
     count = len(examples) if examples is not None else 1
+    # A HuggingFace model is traced as called with use_cache=False: with its config's default
+    # (True for decoders) it returns a DynamicCache, which fx cannot record, and fastlayers
+    # has no KV cache to give (docs/semantics.md §24).
+    no_cache = examples is not None and _hf_cache_argument(module, count)
+    cache = [n for n in names[:count] if n in ("cache", "past_key_values")]
+    if cache and type(module).__module__.startswith("transformers."):
+        raise ValueError(
+            f"from_torch: {type(module).__name__}.forward takes ({', '.join(names[:count])}, "
+            f"...) in that order, so example {names.index(cache[0]) + 1} would be its "
+            f"{cache[0]!r} (a KV cache, which fastlayers does not have). Pass the attention "
+            "mask by keyword, through a wrapper: forward(self, ids, mask): return "
+            "self.model(ids, attention_mask=mask)")
+    if no_cache and concrete is not None:
+        concrete["use_cache"] = False
     if torch.fx.Tracer().is_leaf_module(module, ""):
         # fx would trace into a torch.nn module's own forward: wrap it, so that it is
         # one call_module node (named "module") as inside a model.
@@ -3893,7 +3907,7 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
         # (forward(self, *args, **kwargs), as HuggingFace's can_return_tuple) does not
         # describe: traced through a call of the module, as a user's wrapper would.
         names = names[:count]
-        traced = _wrap_call(torch, module, names)
+        traced = _wrap_call(torch, module, names, "use_cache=False" if no_cache else "")
         concrete = None
     buffers = _buffer_bytes(module)
     try:
@@ -3908,10 +3922,6 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
         ) from e
     finally:
         changed = _restore_buffers(module, buffers)
-    overwritten = {id(_attr(gm, n.args[0].target)) for n in gm.graph.nodes
-                   if n.op == "call_method" and n.target == "copy_"
-                   and _overwrite_problem(torch, gm, n) is None}
-    changed = [c for c in changed if id(buffers[c][0]) not in overwritten]
     if changed:
         raise TorchConversionError(
             f"from_torch: the forward of {type(module).__name__} writes its buffer(s) "
@@ -3960,9 +3970,10 @@ def _check_batch_of_one(torch: Any, module: Any, model: TorchModel, examples: li
     batch-1 path computes something else on the examples' rows is refused. (A test on
     data, not a proof: a batch-1 path that differs only for other values passes it.)"""
     buffers = _buffer_bytes(module)
+    extra = {"use_cache": False} if _hf_cache_argument(module, len(examples)) else {}
     try:
         with torch.no_grad():
-            expected = module(*_to_torch_example(torch, examples))
+            expected = module(*_to_torch_example(torch, examples), **extra)
     except Exception as e:
         raise TorchConversionError(
             f"from_torch: {where[0]} decides whether the batch size is 1, and the module "
@@ -4355,17 +4366,25 @@ def _is_experts(mod: Any) -> bool:
 
 
 def _attributes(root: Any) -> list:
-    """Each module of ``root`` with a shallow copy of its attributes (_restore_attributes)."""
-    return [(m, dict(m.__dict__)) for m in root.modules()]
+    """Each module of ``root`` with a shallow copy of its attributes, and a copy of the
+    contents of those that are dicts, lists or sets (_restore_attributes)."""
+    def contents(v: Any) -> Any:
+        return (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list)
+                else set(v) if isinstance(v, set) else None)
+
+    return [(m, dict(m.__dict__), {k: contents(v) for k, v in m.__dict__.items()
+                                   if not k.startswith("_") and contents(v) is not None})
+            for m in root.modules()]
 
 
 def _restore_attributes(saved: list, keep: list | tuple = ()) -> None:
-    """Put back the plain attributes a traced forward set or added, but the ones named in
-    ``keep`` (qualified names from the root: the tensor constants fx sets on it for its
-    graph). HuggingFace's longrope RoPE caches ``self.long_inv_freq`` on its first call:
-    traced, that is a Proxy of the trace, which the module called afterwards (or traced
-    again) would compute with. (Parameters, buffers and submodules live in dicts kept here
-    as the same objects; _restore_buffers puts the buffers back.)"""
+    """Put back the plain attributes a traced forward set or added (and the contents of the
+    dicts, lists and sets among them: ``self.stats["mean"] = y.mean()`` stored a Proxy), but
+    the ones named in ``keep`` (qualified names from the root: the tensor constants fx sets
+    on it for its graph). HuggingFace's longrope RoPE caches ``self.long_inv_freq`` on its
+    first call: traced, that is a Proxy of the trace, which the module called afterwards (or
+    traced again) would compute with. (Parameters, buffers and submodules live in dicts kept
+    here as the same objects; _restore_buffers puts the buffers back.)"""
     root = saved[0][0]
     kept = set()
     for name in keep:
@@ -4374,13 +4393,20 @@ def _restore_attributes(saved: list, keep: list | tuple = ()) -> None:
             kept.add((id(root.get_submodule(owner) if owner else root), attr))
         except AttributeError:
             continue
-    for m, before in saved:
+    for m, before, inside in saved:
         now = m.__dict__
         for k in [k for k in now if k not in before and (id(m), k) not in kept]:
             del now[k]
         for k, v in before.items():
             if k not in now or now[k] is not v:
                 now[k] = v
+        for k, items in inside.items():  # a dict, list or set the forward filled in place
+            container = now[k]
+            if isinstance(container, list):
+                container[:] = items
+            else:
+                container.clear()
+                container.update(items)
 
 
 class _ExampleRun:
@@ -4741,7 +4767,10 @@ def _restore_buffers(module: Any, saved: dict) -> list[str]:
         elif b.shape != copy.shape or not torch.equal(raw(b), raw(copy)):
             changed.append(name)
             with torch.no_grad():
-                b.set_(copy)  # also undoes a resize_
+                if b.shape == copy.shape:
+                    b.copy_(copy)  # in its own memory: views of it see the old values again
+                else:
+                    b.set_(copy)  # undoes a resize_
     return changed
 
 
@@ -4751,16 +4780,29 @@ def _decorated(forward: Any) -> bool:
     return hasattr(getattr(forward, "__func__", forward), "__wrapped__")
 
 
-def _wrap_call(torch: Any, module: Any, names: list[str]) -> Any:
+def _wrap_call(torch: Any, module: Any, names: list[str], keywords: str = "") -> Any:
     """A module whose forward(*names) calls ``module`` with them, positionally (a torch.nn
-    leaf, or a module whose forward is decorated)."""
+    leaf, or a module whose forward is decorated), and ``keywords`` ("use_cache=False")."""
     names = ", ".join(names)
+    call = ", ".join(part for part in (names, keywords) if part)
     scope: dict[str, Any] = {}
-    exec(f"def forward(self, {names}):\n    return self.module({names})\n", scope)  # noqa: S102
+    exec(f"def forward(self, {names}):\n    return self.module({call})\n", scope)  # noqa: S102
     wrapper = type("Wrapped" + type(module).__name__, (torch.nn.Module,),
                    {"forward": scope["forward"]})()
     wrapper.module = module
     return wrapper
+
+
+def _hf_cache_argument(module: Any, given: int) -> bool:
+    """Whether ``module`` is a HuggingFace model whose forward takes ``use_cache`` and the
+    examples (``given`` positional inputs) do not pass it."""
+    import inspect
+
+    if not (type(module).__module__.startswith("transformers.")
+            and getattr(getattr(module, "config", None), "use_cache", None) is not None):
+        return False
+    params = list(inspect.signature(module.forward).parameters)
+    return "use_cache" in params and "use_cache" not in params[:given]
 
 
 def _infer_input(torch: Any, gm: Any, node: Any) -> tuple[tuple, Any]:
@@ -4981,6 +5023,14 @@ def _overwrite_problem(torch: Any, gm: Any, node: Any) -> str | None:
                 "call")
     if len(node.args) != 2 or set(node.kwargs) - {"non_blocking"}:
         return "with these arguments"
+    memory = value.untyped_storage().data_ptr()
+    for n in gm.graph.nodes:
+        other = _attr(gm, n.target) if n.op == "get_attr" and n.target != dst.target else None
+        if isinstance(other, torch.Tensor) and other.untyped_storage().data_ptr() == memory:
+            # a view of the buffer made before the write (fx keeps it as a constant), or a
+            # buffer registered as one: PyTorch reads the written values through it
+            return (f"into the buffer {dst.target!r}, whose memory {n.target!r} shares (a "
+                    "view of it): reads through that would see the written values")
     for n in gm.graph.nodes:
         if n is node:
             return None
