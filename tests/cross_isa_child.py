@@ -42,6 +42,12 @@ def main():
     for name in sorted(set(_core.activation_ids()) & set(f.activations.NAMES)):
         out[f"dense_{name}"] = f.dense(x, w, b, activation=name)
 
+    # 8-14 rows of A 4 KiB apart against a B of more than 1 MiB: packed into one block on
+    # AVX-512 (csrc/gemm/gemm.cpp run_block), read in place elsewhere.
+    for m in (8, 11, 14):
+        out[f"dense_aliased_{m}"] = f.dense(randn(rng, m, 1024), randn(rng, 1024, 600, scale=0.05),
+                                            randn(rng, 600))
+
     # Few rows read B in place (gemm_rowb: whole-k tiles, bands; tile widths per ISA), and
     # batched products (gemm_batched: the matrix-vector path through A^T, direct rows).
     for m in (1, 2, 3, 5):

@@ -290,6 +290,23 @@ def test_dense_larger_problem_agrees_with_numpy_and_naive(backend, rng):
     np.testing.assert_array_equal(one, y)
 
 
+@pytest.mark.parametrize("backend", DENSE)
+@pytest.mark.parametrize("b", [7, 8, 13, 14])
+def test_dense_rows_4_kib_apart_against_a_large_kernel(backend, rng, b):
+    """8-14 rows of x 4 KiB apart (K = 1024) against a kernel of more than 1 MiB: on AVX-512
+    the C++ path packs them into one register block (csrc/gemm/gemm.cpp, run_block), which
+    reads them in place in blocks of at most 7 elsewhere; rows agree with the naive product,
+    on 1 and 2 threads alike."""
+    x, kernel, bias = _weights(rng, (b,), 1024, 333)
+    y = _check_dense(backend, x, kernel, bias)
+    threads = fl.get_num_threads()
+    try:
+        fl.set_num_threads(1 if threads > 1 else 2)
+        np.testing.assert_array_equal(run_on(backend, fl.dense, x, kernel, bias), y)
+    finally:
+        fl.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------- property test
 
 

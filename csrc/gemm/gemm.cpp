@@ -156,6 +156,7 @@ struct GemmJob {
     int64_t mr;  // rows per register block (KernelTable::gemm_mr)
     int64_t kc, nc, mc;
     int64_t nc_max;  // the configured N block before n_block narrows it for a long K
+    int64_t reread_floats;  // a B larger than this is not read twice by one row block
     bool pack_a;
     bool split_n;
     int64_t unit;  // rows (split_n false) or columns (split_n true) per unit of the split
@@ -209,7 +210,14 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
     // floats put every row of A in the same cache sets). (nc_max, not the N block: with a small
     // L2 and a long K the N block is 64, and packing A for every N over 64 measured 0.84-0.96x
     // on 1024 x 1024 x 256, 256 x 1024 x 128 and 64 x 1024 x 256.)
-    const bool pack_a = j.pack_a && !one_row_block && n1 - n0 > j.nc_max;
+    // A block of 8-14 rows of A read in place 4 KiB apart (K = 1024, 2048, ...) would run as
+    // two (the AVX-512 kernel cuts such strides into blocks of at most 7 rows, which keep
+    // their lines in L1), each streaming all of B: packed, it is one block and B is read once.
+    // Worth it when B is too large to stay in L2 between the two (docs/performance.md §2).
+    const bool aliased_rows = one_row_block && j.mr > 8 && m1 - m0 > j.mr / 2 &&
+                              j.lda % 1024 == 0 && j.k * (n1 - n0) > j.reread_floats;
+    const bool pack_a =
+        j.pack_a && (aliased_rows || (!one_row_block && n1 - n0 > j.nc_max));
     const int64_t pitch = a_panel_pitch(j.mr);
     // Blocks of an MC block: at most mc/mr + 1 (gemm_block_rows splits the last one in two).
     // (Sized for the K block actually used: KC = 1024 would otherwise reserve 1.1 MiB per thread
@@ -309,6 +317,7 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
     j.nc_max = gemm_detail::nc_columns(cfg);
     j.mc = std::max<int64_t>(cfg.mc / j.mr, 1) * j.mr;
     j.pack_a = cfg.pack_a;
+    j.reread_floats = 2 * cfg.b_block_floats;  // 1 MiB with a big L2, 512 KiB with a small one
 
     // Split over columns for short, wide problems (each core streams its share of B), over
     // rows otherwise (both cores share B from L3, each keeps its own rows of A hot).
