@@ -2839,6 +2839,35 @@ print("torch" in sys.modules)
     assert out.strip() == "False"
 
 
+def test_the_first_conversion_of_a_process_keeps_no_module_alive(tmp_path):
+    """torch.overrides and torch._dynamo cache their tables of torch's functions on first use;
+    computed while a trace had torch.tensor patched, they held the trace, and through it the
+    whole PyTorch model, for the life of the process (a 2 GB model stayed in memory after its
+    conversion), and torch.compile's table lacked torch.tensor."""
+    out = _child("""
+import gc, weakref
+import torch
+import fastlayers as fl
+class Module(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x):  # a torch function of a traced tensor: fx asks torch.overrides
+        return torch.tanh(self.lin(x)) + torch.tensor(x.shape[1])
+
+module = Module()
+model = fl.from_torch(module, torch.randn(2, 4))
+alive = weakref.ref(module.lin.weight)
+del module
+gc.collect()
+import torch._dynamo.trace_rules as rules
+print(alive() is None, model(torch.randn(2, 4).numpy()).shape,
+      torch.tensor in rules.get_torch_obj_rule_map())
+""", tmp_path)
+    assert out.strip() == "True (2, 3) True"
+
+
 def test_from_torch_without_torch_names_the_extra(tmp_path):
     out = _child(BLOCK_TORCH + """
 import fastlayers as fl

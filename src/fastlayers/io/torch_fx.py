@@ -4348,6 +4348,10 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             # (the constants fx itself set on the root for the graph stay: get_attr nodes)
             _restore_attributes(saved, keep=[] if graph is None else [
                 n.target for n in graph.nodes if n.op == "get_attr"])
+            # The patched torch.tensor and the Tracer refer to the example run, which refers
+            # to the graph and the module: a cache that kept one (_tracing_patches) keeps
+            # nothing else.
+            run = None
             torch.tensor = real_tensor
             for g in ranged:
                 if g.get("range") is range_of_sizes:
@@ -4688,6 +4692,21 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
     import logging
 
     with _TRACING:  # one trace at a time (fx's tracing is not thread-safe either)
+        # torch.overrides and torch._dynamo (which fx imports) compute their tables of
+        # torch's functions once, on first use, and keep them (functools.cache). Computed
+        # during a trace, they would hold the patched functions below in place of torch's
+        # own for good (torch.compile would then not know torch.tensor), and through
+        # _trace's torch.tensor the trace and the whole module converted: the first
+        # conversion in a process kept its PyTorch model alive (_trace drops that link too).
+        import torch._dynamo.trace_rules as rules
+
+        for table in (torch.overrides.get_ignored_functions,
+                      torch.overrides.get_default_nowrap_functions,
+                      torch.overrides.get_testing_overrides,
+                      torch.overrides._get_overridable_functions,
+                      torch.overrides._get_tensor_methods,
+                      rules.get_torch_obj_rule_map, rules.get_tensor_method):
+            table()
         fake_log = logging.getLogger("torch._subclasses.fake_tensor")
         was_disabled = fake_log.disabled
         fake_log.disabled = True
