@@ -6,6 +6,7 @@ The reference of every case is the PyTorch module itself, called on the same inp
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import math
@@ -1245,24 +1246,71 @@ def test_buffer_overwritten_before_it_is_read(any_backend):
             fl.from_torch(Overwrites(how), torch.randn(2, 4, 3))
 
 
+class BatchNormAfterCopy(nn.Module):
+    """copy_ into a buffer that a module converted whole reads (second review, 2026-12-06:
+    converted with the old running_mean, silently wrong)."""
+
+    def __init__(self, before):
+        super().__init__()
+        self.bn, self.before = nn.BatchNorm1d(4).eval(), before
+
+    def forward(self, x):
+        if self.before:
+            y = self.bn(x)
+            self.bn.running_mean.copy_(x.mean(0))
+            return y
+        self.bn.running_mean.copy_(x.mean(0))
+        return self.bn(x)
+
+
+def test_copy_into_a_buffer_a_whole_module_reads_is_refused():
+    for before in (False, True):
+        with pytest.raises(TorchConversionError, match="which the module 'bn' reads"):
+            fl.from_torch(BatchNormAfterCopy(before), torch.randn(3, 4))
+
+
+class _Fixed(dict):
+    """A dict whose contents cannot change (as a HuggingFace ModelOutput's update raises)."""
+
+    def update(self, *args, **kwargs):
+        raise RuntimeError("fixed")
+
+    def clear(self):
+        raise RuntimeError("fixed")
+
+
 class FillsAttributes(nn.Module):
-    """A forward that fills a dict and a list attribute in place while traced."""
+    """A forward that fills containers held as attributes in place while traced."""
 
     def __init__(self):
         super().__init__()
         self.stats, self.history = {"calls": 0}, [1]
+        self._memo, self.nested = {}, {"scale": []}
+        self.queue = collections.deque()
+        self.labels = _Fixed({0: "neg"})  # never written: left alone
 
     def forward(self, x):
         y = x * 2
         self.stats["mean"] = y.mean()
         self.history.append(y.shape[0])
+        self._memo["scale"] = y.sum()
+        self.nested["scale"].append(y.max())
+        self.queue.append(y.min())
         return y
 
 
 def test_attributes_filled_in_place_are_put_back():
     module = FillsAttributes()
+    check(module, torch.randn(2, 3))
+    for name in ("stats", "history", "_memo", "nested", "queue"):
+        vars(module)[name] = type(vars(module)[name])()  # what PyTorch's own calls wrote
+    module.stats["calls"], module.history[:] = 0, [1]
+    module.nested["scale"] = inner = []
     fl.from_torch(module, torch.randn(2, 3))
     assert module.stats == {"calls": 0} and module.history == [1]  # no Proxy left behind
+    assert module._memo == {} and module.nested == {"scale": []} and not module.queue
+    assert module.nested["scale"] is inner and dict(module.labels) == {0: "neg"}
+    module(torch.randn(2, 3))  # the module still runs
 
 
 TOPK = {

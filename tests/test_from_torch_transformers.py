@@ -397,3 +397,23 @@ def test_a_mask_where_the_forward_takes_its_cache():
     with pytest.raises(ValueError, match=r"takes \(input_ids, cache, \.\.\.\) in that order, "
                                          r"so example 2 would be its 'cache'"):
         fl.from_torch(model, _ids(2))
+
+
+def test_a_composite_model_whose_text_config_holds_use_cache():
+    """Gemma 3's image-and-text model takes use_cache, which only its text_config holds:
+    traced with use_cache=False too (second review, 2026-12-06)."""
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForConditionalGeneration(transformers.Gemma3Config(
+        text_config=dict(vocab_size=300, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=8, max_position_embeddings=64),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=4, image_size=28, patch_size=14),
+        mm_tokens_per_image=4, image_token_index=299, boi_token_index=297,
+        eoi_token_index=298)).eval()
+    assert getattr(model.config, "use_cache", None) is None
+    ids = torch.randint(1, 290, (2, 7), generator=torch.Generator().manual_seed(0))
+    converted = fl.from_torch(model, ids)
+    with torch.no_grad():
+        want = model(ids, use_cache=False)
+    _compare(converted(ids.numpy()), want)

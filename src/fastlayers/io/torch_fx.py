@@ -4327,9 +4327,9 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     saved = _attributes(root)
     graph = None
     with _tracing_patches(torch):
-        torch.tensor = tensor
-        sized_range(type(root), type(root).forward)
         try:
+            torch.tensor = tensor
+            sized_range(type(root), type(root).forward)
             run = _ExampleRun(torch, examples)
             tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
@@ -4369,26 +4369,75 @@ def _is_experts(mod: Any) -> bool:
             and getattr(mod.down_proj, "ndim", 0) == 3)
 
 
-def _attributes(root: Any) -> list:
-    """Each module of ``root`` with a shallow copy of its attributes, and a copy of the
-    contents of those that are dicts, lists or sets (_restore_attributes)."""
-    def contents(v: Any) -> Any:
-        return (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list)
-                else set(v) if isinstance(v, set) else None)
+class _Contents:
+    """A dict, list, set or deque attribute and what it held (_attributes)."""
 
-    return [(m, dict(m.__dict__), {k: contents(v) for k, v in m.__dict__.items()
-                                   if not k.startswith("_") and contents(v) is not None})
+    __slots__ = ("obj", "items")
+
+    def __init__(self, obj: Any, items: Any) -> None:
+        self.obj, self.items = obj, items
+
+
+def _contents(value: Any, depth: int = 0) -> Any:
+    """``value``, or for a container of exactly a built-in type (a dict, OrderedDict, list,
+    set or deque: not a subclass such as a HuggingFace ModelOutput, whose contents may be
+    fixed) a _Contents of it, those nested in it too (4 levels)."""
+    import collections
+
+    kind = type(value)
+    if depth > 4 or kind not in (dict, collections.OrderedDict, list, set, collections.deque):
+        return value
+    if kind is set:
+        return _Contents(value, list(value))
+    if isinstance(value, dict):
+        return _Contents(value, {k: _contents(v, depth + 1) for k, v in value.items()})
+    return _Contents(value, [_contents(v, depth + 1) for v in value])
+
+
+def _put_back(snap: Any) -> Any:
+    """The object _contents saw, with its contents put back where a trace changed them
+    (compared by identity: a trace's Proxies compare as traced values)."""
+    if not isinstance(snap, _Contents):
+        return snap
+    obj = snap.obj
+    if isinstance(obj, dict):
+        want = {k: _put_back(v) for k, v in snap.items.items()}
+        if list(obj) != list(want) or any(obj[k] is not v for k, v in want.items()):
+            obj.clear()
+            obj.update(want)
+    elif isinstance(obj, set):
+        if len(obj) != len(snap.items) or not all(
+                any(x is y for y in snap.items) for x in obj):
+            obj.clear()
+            obj.update(snap.items)
+    else:  # a list or a deque
+        want = [_put_back(v) for v in snap.items]
+        if len(obj) != len(want) or any(a is not b for a, b in zip(obj, want)):
+            obj.clear()
+            obj.extend(want)
+    return obj
+
+
+def _attributes(root: Any) -> list:
+    """Each module of ``root`` with a shallow copy of its attributes and the contents of the
+    containers among them (_contents), but torch.nn.Module's own bookkeeping (its parameter,
+    buffer, submodule and hook dicts: _restore_buffers checks the buffers)."""
+    import torch
+
+    own = set(torch.nn.Module().__dict__)
+    return [(m, dict(m.__dict__), {k: _contents(v) for k, v in m.__dict__.items()
+                                   if k not in own})
             for m in root.modules()]
 
 
 def _restore_attributes(saved: list, keep: list | tuple = ()) -> None:
-    """Put back the plain attributes a traced forward set or added (and the contents of the
-    dicts, lists and sets among them: ``self.stats["mean"] = y.mean()`` stored a Proxy), but
-    the ones named in ``keep`` (qualified names from the root: the tensor constants fx sets
-    on it for its graph). HuggingFace's longrope RoPE caches ``self.long_inv_freq`` on its
-    first call: traced, that is a Proxy of the trace, which the module called afterwards (or
-    traced again) would compute with. (Parameters, buffers and submodules live in dicts kept
-    here as the same objects; _restore_buffers puts the buffers back.)"""
+    """Put back the plain attributes a traced forward set or added, and the contents of the
+    dicts, lists, sets and deques among them (``self.stats["mean"] = y.mean()`` stored a
+    Proxy; ``self._memo``, nested containers too), but the ones named in ``keep`` (qualified
+    names from the root: the tensor constants fx sets on it for its graph). HuggingFace's
+    longrope RoPE caches ``self.long_inv_freq`` on its first call: traced, that is a Proxy of
+    the trace, which the module called afterwards (or traced again) would compute with.
+    Containers whose contents did not change are left alone."""
     root = saved[0][0]
     kept = set()
     for name in keep:
@@ -4404,13 +4453,8 @@ def _restore_attributes(saved: list, keep: list | tuple = ()) -> None:
         for k, v in before.items():
             if k not in now or now[k] is not v:
                 now[k] = v
-        for k, items in inside.items():  # a dict, list or set the forward filled in place
-            container = now[k]
-            if isinstance(container, list):
-                container[:] = items
-            else:
-                container.clear()
-                container.update(items)
+        for snap in inside.values():
+            _put_back(snap)
 
 
 class _ExampleRun:
@@ -4817,9 +4861,8 @@ def _hf_cache_argument(module: Any, given: int) -> bool:
     examples (``given`` positional inputs) do not pass it."""
     import inspect
 
-    if not (type(module).__module__.startswith("transformers.")
-            and getattr(getattr(module, "config", None), "use_cache", None) is not None):
-        return False
+    if not type(module).__module__.startswith("transformers."):
+        return False  # (a composite model's config may hold use_cache in its text_config)
     params = list(inspect.signature(module.forward).parameters)
     return "use_cache" in params and "use_cache" not in params[:given]
 
@@ -5050,6 +5093,14 @@ def _overwrite_problem(torch: Any, gm: Any, node: Any) -> str | None:
             # buffer registered as one: PyTorch reads the written values through it
             return (f"into the buffer {dst.target!r}, whose memory {n.target!r} shares (a "
                     "view of it): reads through that would see the written values")
+        if n.op == "call_module" and any(
+                t.untyped_storage().data_ptr() == memory
+                for t in gm.get_submodule(n.target).state_dict(keep_vars=True).values()
+                if isinstance(t, torch.Tensor)):
+            # a module converted whole (BatchNorm's running_mean) takes the buffer's value at
+            # conversion, not what the forward wrote before calling it
+            return (f"into the buffer {dst.target!r}, which the module {n.target!r} reads: "
+                    "converted with the value the buffer has at conversion")
     for n in gm.graph.nodes:
         if n is node:
             return None

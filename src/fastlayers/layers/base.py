@@ -185,6 +185,14 @@ class Layer:
         """
         self._create_weights(input_shape)
 
+    def _create_weights_for_last_dim(self, input_shape: Any) -> None:
+        """``build`` of a layer whose weights depend on its input's last axis alone (Dense,
+        Experts): that axis must be known."""
+        input_shape = _shape_tuple(input_shape)
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise ValueError(f"{self._owner()}: build needs a known last dim, got {input_shape}")
+        self._create_weights(input_shape)
+
     def _create_weights(self, input_shape: Any) -> None:
         specs = self._weight_specs(input_shape)
         rng = np.random.default_rng(self.seed)

@@ -17,7 +17,6 @@ from .base import (
     Layer,
     Shape,
     _positive_int,
-    _shape_tuple,
 )
 from .initializers import weight_spec
 
@@ -88,10 +87,7 @@ class Dense(Layer):
 
     def build(self, input_shape: Shape) -> None:
         """Create kernel (input_shape[-1], units) and bias (units,)."""
-        input_shape = _shape_tuple(input_shape)
-        if len(input_shape) < 1 or input_shape[-1] is None:
-            raise ValueError(f"{self._owner()}: build needs a known last dim, got {input_shape}")
-        self._create_weights(input_shape)
+        self._create_weights_for_last_dim(input_shape)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         a = V.check_dense(

@@ -13,7 +13,7 @@ from .. import _validation as V
 from .. import functional as F
 from .._checks import activation as _activation
 from .._cpp.experts import pack_experts
-from .base import Layer, _bool, _positive_int, _shape_tuple
+from .base import Layer, _bool, _positive_int
 from .initializers import weight_spec
 
 
@@ -82,10 +82,7 @@ class Experts(Layer):
 
     def build(self, input_shape: Any) -> None:
         """Create the weights for x of ``input_shape`` (..., H)."""
-        input_shape = _shape_tuple(input_shape)
-        if len(input_shape) < 1 or input_shape[-1] is None:
-            raise ValueError(f"{self._owner()}: build needs a known last dim, got {input_shape}")
-        self._create_weights(input_shape)
+        self._create_weights_for_last_dim(input_shape)
 
     def call(self, x: Any, index: Any, weights: Any) -> np.ndarray:
         owner = self._owner()
