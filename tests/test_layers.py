@@ -559,6 +559,29 @@ def test_get_set_weights_round_trip(kind, rng):
         np.testing.assert_array_equal(a, b)
 
 
+def test_set_weights_never_keeps_the_callers_memory(rng):
+    """set_weights copies float32 C-contiguous arrays, and views of other memory (rows of a
+    larger array, a buffer): only arrays its own conversion made are kept without a copy."""
+    cases = {
+        "float32 C": lambda base, raw: base[:3].copy(),
+        "rows of a larger array": lambda base, raw: base[:3],
+        "a buffer": lambda base, raw: np.frombuffer(raw, F32).reshape(3, 4),
+        "Fortran order": lambda base, raw: np.asfortranarray(base[:3]),
+        "float64": lambda base, raw: base[:3].astype(np.float64),
+    }
+    for name, make in cases.items():
+        base = rng.uniform(-1, 1, (6, 4)).astype(F32)
+        raw = bytearray(base[:3].tobytes())
+        kernel = make(base, raw)
+        layer = L.Dense(4, use_bias=False)
+        layer.set_weights([kernel])
+        want = base[:3].copy()
+        kernel[...] = 7
+        base[...] = 7
+        raw[:] = bytes(len(raw))
+        np.testing.assert_array_equal(layer.weights[0], want, err_msg=name)
+
+
 @pytest.mark.parametrize("kind", sorted(LAYER_FACTORIES))
 def test_set_weights_wrong_count_or_shape_names_the_layer(kind, rng):
     make, inputs = LAYER_FACTORIES[kind]

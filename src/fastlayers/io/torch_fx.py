@@ -599,6 +599,15 @@ def _np(tensor: Any) -> np.ndarray | None:
     return tensor.detach().cpu().numpy().astype(F32)
 
 
+def _np_view(tensor: Any) -> np.ndarray | None:
+    """_np without the copy when the tensor is float32 already: its memory, for arrays that
+    go straight to ``set_weights``, which copies them (a model's large kernels were copied
+    once more: 0.7 of 10.6 s of a 0.2 GB model's conversion)."""
+    if tensor is None:
+        return None
+    return tensor.detach().cpu().numpy().astype(F32, copy=False)
+
+
 def _bn_scale_shift(mod: Any) -> tuple[np.ndarray, np.ndarray]:
     """An eval-mode BatchNorm as y = x·scale + shift per channel (float64)."""
     mean = mod.running_mean.detach().cpu().numpy().astype(np.float64)
@@ -1118,7 +1127,7 @@ class _Converter:
             layer = self.layers.get(qual)
             if layer is None:
                 layer = Embedding(mod.num_embeddings, mod.embedding_dim, name=qual)
-                layer.set_weights([_np(mod.weight)])
+                layer.set_weights([_np_view(mod.weight)])
                 self.layers[qual] = layer
             return _T(layer(t.sym), False)
         raise TorchConversionError(f"from_torch: {qual} ({name}) is not supported")
@@ -1151,9 +1160,9 @@ class _Converter:
         if layer is None:
             layer = Dense(mod.out_features, use_bias=mod.bias is not None,
                           activation=self.fuse, name=self._layer_name(qual))
-            w = [_np(mod.weight).T]
+            w = [_np_view(mod.weight).T]
             if mod.bias is not None:
-                w.append(_np(mod.bias))
+                w.append(_np_view(mod.bias))
             layer.set_weights(w)
             self.layers[qual] = layer
         return _T(layer(t.sym), False)

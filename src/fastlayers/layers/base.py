@@ -395,7 +395,10 @@ class Layer:
         arrays = []
         for name, w in zip(names, weights):
             a = V.array(w, owner, f"weight {name!r}")
-            arrays.append(np.array(a, dtype=F32, order="C", copy=True))
+            # V.array gives w itself, or a view of its memory (a torch tensor's), when w is
+            # float32 and C-contiguous already, else a new array: copied only then (a
+            # converted model's transposed kernels were copied twice)
+            arrays.append(a if a is not w and a.flags.owndata else a.copy())
         shapes = [a.shape for a in arrays]
         input_shape = self._input_shape
         if not self.built and names:  # a layer without weights has no shape to infer
