@@ -1263,10 +1263,50 @@ class BatchNormAfterCopy(nn.Module):
         return self.bn(x)
 
 
+class LayerNormWeightAsBuffer(nn.Module):
+    """A LayerNorm whose weight is a non-persistent buffer, written before the LayerNorm
+    reads it (third review, 2026-12-06: not refused, silently wrong)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(4)
+        weight = self.ln.weight.detach().clone()
+        del self.ln.weight
+        self.ln.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, x):
+        self.ln.weight.copy_(x.mean(0))
+        return self.ln(x)
+
+
 def test_copy_into_a_buffer_a_whole_module_reads_is_refused():
     for before in (False, True):
         with pytest.raises(TorchConversionError, match="which the module 'bn' reads"):
             fl.from_torch(BatchNormAfterCopy(before), torch.randn(3, 4))
+    with pytest.raises(TorchConversionError, match="which the module 'ln' reads"):
+        fl.from_torch(LayerNormWeightAsBuffer(), torch.randn(3, 4))
+
+
+class CountsCalls(nn.Module):
+    """A tensor held as a plain attribute, written in place by the forward: that runs while
+    tracing, with no graph node (noticed by the second review, 2026-12-06: it was left
+    changed, and the converted model used the trace's value)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.count = torch.zeros(())
+
+    def forward(self, x):
+        self.count.add_(1)
+        return self.lin(x) * self.count
+
+
+def test_a_tensor_attribute_written_in_place_is_refused_and_put_back():
+    module = CountsCalls()
+    with pytest.raises(TorchConversionError, match=r"tensor attribute\(s\) \['count'\] in place"):
+        fl.from_torch(module, torch.randn(2, 3))
+    assert float(module.count) == 0.0
 
 
 class _Fixed(dict):
@@ -1287,6 +1327,8 @@ class FillsAttributes(nn.Module):
         self.stats, self.history = {"calls": 0}, [1]
         self._memo, self.nested = {}, {"scale": []}
         self.queue = collections.deque()
+        self.by_key, self.counts = collections.defaultdict(list), collections.Counter()
+        self.pair = ([], [])  # a tuple's lists (third review, 2026-12-06)
         self.labels = _Fixed({0: "neg"})  # never written: left alone
 
     def forward(self, x):
@@ -1296,20 +1338,25 @@ class FillsAttributes(nn.Module):
         self._memo["scale"] = y.sum()
         self.nested["scale"].append(y.max())
         self.queue.append(y.min())
+        self.by_key["k"].append(y)
+        self.counts["calls"] += 1
+        self.pair[0].append(y)
         return y
 
 
 def test_attributes_filled_in_place_are_put_back():
     module = FillsAttributes()
     check(module, torch.randn(2, 3))
-    for name in ("stats", "history", "_memo", "nested", "queue"):
+    for name in ("stats", "history", "_memo", "nested", "queue", "counts"):
         vars(module)[name] = type(vars(module)[name])()  # what PyTorch's own calls wrote
+    module.by_key, module.pair = collections.defaultdict(list), ([], [])
     module.stats["calls"], module.history[:] = 0, [1]
     module.nested["scale"] = inner = []
     fl.from_torch(module, torch.randn(2, 3))
     assert module.stats == {"calls": 0} and module.history == [1]  # no Proxy left behind
     assert module._memo == {} and module.nested == {"scale": []} and not module.queue
     assert module.nested["scale"] is inner and dict(module.labels) == {0: "neg"}
+    assert not module.by_key and not module.counts and module.pair == ([], [])
     module(torch.randn(2, 3))  # the module still runs
 
 

@@ -569,6 +569,14 @@ def test_set_weights_never_keeps_the_callers_memory(rng):
         "Fortran order": lambda base, raw: np.asfortranarray(base[:3]),
         "float64": lambda base, raw: base[:3].astype(np.float64),
     }
+    class Holder:  # hands out an array it keeps (as xarray does): third review, 2026-12-06
+        def __init__(self, a):
+            self.a = a
+
+        def __array__(self, dtype=None, copy=None):
+            return self.a
+
+    cases["an object's own array"] = lambda base, raw: Holder(base[:3].copy())
     for name, make in cases.items():
         base = rng.uniform(-1, 1, (6, 4)).astype(F32)
         raw = bytearray(base[:3].tobytes())
@@ -576,6 +584,9 @@ def test_set_weights_never_keeps_the_callers_memory(rng):
         layer = L.Dense(4, use_bias=False)
         layer.set_weights([kernel])
         want = base[:3].copy()
+        if isinstance(kernel, Holder):
+            assert kernel.a.flags.writeable  # left as it was
+            kernel = kernel.a
         kernel[...] = 7
         base[...] = 7
         raw[:] = bytes(len(raw))

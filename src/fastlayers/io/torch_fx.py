@@ -3919,6 +3919,7 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
         traced = _wrap_call(torch, module, names, "use_cache=False" if no_cache else "")
         concrete = None
     buffers = _buffer_bytes(module)
+    tensors = _tensor_attributes(module)
     try:
         gm = _trace(torch, traced, concrete or None, None if examples is None else dict(
             zip(names, _to_torch_example(torch, examples))))
@@ -3931,11 +3932,13 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
         ) from e
     finally:
         changed = _restore_buffers(module, buffers)
-    if changed:
+        written = _restore_tensors(tensors)
+    if changed or written:
+        what = " and ".join(([f"buffer(s) {changed}"] if changed else [])
+                            + ([f"tensor attribute(s) {written}"] if written else []))
         raise TorchConversionError(
-            f"from_torch: the forward of {type(module).__name__} writes its buffer(s) "
-            f"{changed} in place (the module would change from call to call; the buffers "
-            "are restored)")
+            f"from_torch: the forward of {type(module).__name__} writes its {what} in place "
+            "(the module would change from call to call; they are restored)")
     conv = _Converter(torch, module, gm)
     conv.check()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -4388,15 +4391,13 @@ class _Contents:
 
 
 def _contents(value: Any, depth: int = 0) -> Any:
-    """``value``, or for a container of exactly a built-in type (a dict, OrderedDict, list,
-    set or deque: not a subclass such as a HuggingFace ModelOutput, whose contents may be
-    fixed) a _Contents of it, those nested in it too (4 levels)."""
+    """``value``, or for a dict, list, set, deque or tuple (subclasses too: defaultdict,
+    Counter, OrderedDict) a _Contents of it, with those nested in it (8 levels)."""
     import collections
 
-    kind = type(value)
-    if depth > 4 or kind not in (dict, collections.OrderedDict, list, set, collections.deque):
+    if depth > 8 or not isinstance(value, (dict, list, set, collections.deque, tuple)):
         return value
-    if kind is set:
+    if isinstance(value, set):
         return _Contents(value, list(value))
     if isinstance(value, dict):
         return _Contents(value, {k: _contents(v, depth + 1) for k, v in value.items()})
@@ -4405,25 +4406,32 @@ def _contents(value: Any, depth: int = 0) -> Any:
 
 def _put_back(snap: Any) -> Any:
     """The object _contents saw, with its contents put back where a trace changed them
-    (compared by identity: a trace's Proxies compare as traced values)."""
+    (compared by identity: a trace's Proxies compare as traced values). A tuple's own items
+    cannot change, the containers in it can; a container that refuses (a HuggingFace
+    ModelOutput's update raises) is left as it is."""
     if not isinstance(snap, _Contents):
         return snap
     obj = snap.obj
-    if isinstance(obj, dict):
-        want = {k: _put_back(v) for k, v in snap.items.items()}
-        if list(obj) != list(want) or any(obj[k] is not v for k, v in want.items()):
-            obj.clear()
-            obj.update(want)
-    elif isinstance(obj, set):
-        if len(obj) != len(snap.items) or not all(
-                any(x is y for y in snap.items) for x in obj):
-            obj.clear()
-            obj.update(snap.items)
-    else:  # a list or a deque
-        want = [_put_back(v) for v in snap.items]
-        if len(obj) != len(want) or any(a is not b for a, b in zip(obj, want)):
-            obj.clear()
-            obj.extend(want)
+    try:
+        if isinstance(obj, dict):
+            want = {k: _put_back(v) for k, v in snap.items.items()}
+            if list(obj) != list(want) or any(obj[k] is not v for k, v in want.items()):
+                obj.clear()
+                obj.update(want)
+        elif isinstance(obj, set):
+            if {id(x) for x in obj} != {id(y) for y in snap.items}:
+                obj.clear()
+                obj.update(snap.items)
+        elif isinstance(obj, tuple):
+            for v in snap.items:
+                _put_back(v)
+        else:  # a list or a deque
+            want = [_put_back(v) for v in snap.items]
+            if len(obj) != len(want) or any(a is not b for a, b in zip(obj, want)):
+                obj.clear()
+                obj.extend(want)
+    except Exception:  # noqa: BLE001 - put back what can be; a fixed container stays
+        pass
     return obj
 
 
@@ -4819,6 +4827,35 @@ def _buffer_bytes(module: Any) -> dict:
     return {name: (b, b.detach().clone()) for name, b in module.named_buffers() if b is not None}
 
 
+def _tensor_attributes(module: Any) -> dict:
+    """Each tensor held as a plain attribute (not a parameter or buffer: ``self.count =
+    torch.zeros(())``) by its qualified name, with a copy of it (_restore_tensors)."""
+    import torch
+
+    return {(f"{prefix}.{k}" if prefix else k): (v, v.detach().clone())
+            for prefix, m in module.named_modules() for k, v in vars(m).items()
+            if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)}
+
+
+def _restore_tensors(saved: dict) -> list[str]:
+    """The names of the tensor attributes the trace wrote in place (``self.count.add_(1)``
+    runs while tracing: no graph node follows it), each put back."""
+    import torch
+
+    changed = []
+    for name, (t, copy) in saved.items():
+        if t.shape != copy.shape or not torch.equal(t, copy) and not (
+                t.is_floating_point() and torch.equal(t.isnan(), copy.isnan())
+                and torch.equal(t.nan_to_num(0), copy.nan_to_num(0))):
+            changed.append(name)
+            with torch.no_grad():
+                if t.shape == copy.shape:
+                    t.copy_(copy)
+                else:
+                    t.set_(copy)
+    return changed
+
+
 def _restore_buffers(module: Any, saved: dict) -> list[str]:
     """The names of the buffers the trace changed since ``_buffer_bytes`` - written in place
     (bytes compared, so a NaN equals itself), resized, or replaced by another tensor
@@ -5102,10 +5139,10 @@ def _overwrite_problem(torch: Any, gm: Any, node: Any) -> str | None:
             # buffer registered as one: PyTorch reads the written values through it
             return (f"into the buffer {dst.target!r}, whose memory {n.target!r} shares (a "
                     "view of it): reads through that would see the written values")
-        if n.op == "call_module" and any(
+        sub = gm.get_submodule(n.target) if n.op == "call_module" else None
+        if sub is not None and any(
                 t.untyped_storage().data_ptr() == memory
-                for t in gm.get_submodule(n.target).state_dict(keep_vars=True).values()
-                if isinstance(t, torch.Tensor)):
+                for t in [*sub.parameters(), *sub.buffers()]):  # (non-persistent ones too)
             # a module converted whole (BatchNorm's running_mean) takes the buffer's value at
             # conversion, not what the forward wrote before calling it
             return (f"into the buffer {dst.target!r}, which the module {n.target!r} reads: "

@@ -395,10 +395,12 @@ class Layer:
         arrays = []
         for name, w in zip(names, weights):
             a = V.array(w, owner, f"weight {name!r}")
-            # V.array gives w itself, or a view of its memory (a torch tensor's), when w is
-            # float32 and C-contiguous already, else a new array: copied only then (a
-            # converted model's transposed kernels were copied twice)
-            arrays.append(a if a is not w and a.flags.owndata else a.copy())
+            # For an ndarray w, V.array gives w itself (or a view of it) when w is float32 and
+            # C-contiguous already, else a new array, which is kept as it is (a converted
+            # model's transposed kernels were copied twice). Anything else (a torch tensor,
+            # an object whose __array__ hands out an array it keeps) is copied.
+            new = isinstance(w, np.ndarray) and a is not w and a.flags.owndata
+            arrays.append(a if new else a.copy())
         shapes = [a.shape for a in arrays]
         input_shape = self._input_shape
         if not self.built and names:  # a layer without weights has no shape to infer
