@@ -3035,6 +3035,11 @@ def test_predict_batches_and_checks(capsys):
         two.predict((np.zeros((2, 4, 3, 5), "f"), np.zeros((3, 4, 3, 5), "f")))
     assert two.predict((np.ones((3, 4, 3, 5), "f"), np.ones((3, 4, 3, 5), "f"))).shape == (
         3, 4, 3, 5)
+    # a list of the inputs, as Keras's predict takes them (it was "expected 2 positional
+    # inputs, got 1")
+    pair = [np.random.default_rng(1).standard_normal((5, 4, 3, 5)).astype("f") for _ in "ab"]
+    np.testing.assert_array_equal(two.predict(pair, batch_size=2),
+                                  two.predict(tuple(pair), batch_size=2))
 
 
 # ------------------------------------------- 1-D pools, pads, shuffles, log-softmax & co.

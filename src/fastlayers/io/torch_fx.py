@@ -291,7 +291,7 @@ class TorchModel(BaseModel):
         """Run in batches of ``batch_size`` (default 32) along axis 0 of every input and
         join the results along each output's batch axis (axis 1 for the (layers, B, H)
         states of recurrent layers). ``x`` is one array, or a tuple with one entry per
-        positional input. Returns the module's structure.
+        positional input (or a list of as many). Returns the module's structure.
 
         As Keras's ``predict``, this takes each sample's outputs to depend on that sample
         alone. A module that computes across the batch (a softmax, cumsum, mean or flip over
@@ -312,7 +312,10 @@ class TorchModel(BaseModel):
                 "the model on the whole arrays instead"
             )
         batch_size = 32 if batch_size is None else _positive_int(batch_size, owner, "batch_size")
-        xs = tuple(x) if isinstance(x, tuple) and len(self.input_template) > 1 else (x,)
+        # several inputs: a tuple, or a list of as many (Keras's predict takes a list)
+        several = len(self.input_template) > 1 and (isinstance(x, tuple) or isinstance(
+            x, list) and len(x) == len(self.input_template))
+        xs = tuple(x) if several else (x,)
         arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
         n = arrays[0].shape[0] if arrays[0].ndim else 0
         if any(a.ndim == 0 or a.shape[0] != n for a in arrays):
