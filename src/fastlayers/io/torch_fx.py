@@ -2218,8 +2218,8 @@ class _Converter:
         layer = self.layers.get(qual)
         if layer is None:
             gated, bias = bool(mod.has_gate), bool(mod.has_bias)
-            first = _np(mod.gate_up_proj if gated else mod.up_proj)
-            down = _np(mod.down_proj)
+            first = _np_view(mod.gate_up_proj if gated else mod.up_proj)
+            down = _np_view(mod.down_proj)
             if not mod.is_transposed:  # (E, out, in) as nn.Linear's weights
                 first, down = first.transpose(0, 2, 1), down.transpose(0, 2, 1)
             units = down.shape[1]
@@ -2227,10 +2227,10 @@ class _Converter:
                 mod.act_fn), gated=gated, use_bias=bias, name=self._layer_name(qual))
             weights = [first]
             if bias:
-                weights.append(_np(mod.gate_up_proj_bias if gated else mod.up_proj_bias))
+                weights.append(_np_view(mod.gate_up_proj_bias if gated else mod.up_proj_bias))
             weights.append(down)
             if bias:
-                weights.append(_np(mod.down_proj_bias))
+                weights.append(_np_view(mod.down_proj_bias))
             try:
                 layer.set_weights(weights)
             except ValueError as e:
@@ -3899,7 +3899,7 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
     # has no KV cache to give (docs/semantics.md §24).
     no_cache = examples is not None and _hf_cache_argument(module, count)
     cache = [n for n in names[:count] if n in ("cache", "past_key_values")]
-    if cache and type(module).__module__.startswith("transformers."):
+    if cache and _from_transformers(module):
         raise ValueError(
             f"from_torch: {type(module).__name__}.forward takes ({', '.join(names[:count])}, "
             f"...) in that order, so example {names.index(cache[0]) + 1} would be its "
@@ -4374,11 +4374,16 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 
+def _from_transformers(module: Any) -> bool:
+    """Whether ``module``'s class is HuggingFace transformers' own."""
+    return type(module).__module__.startswith("transformers.")
+
+
 def _is_experts(mod: Any) -> bool:
     """Whether ``mod`` is a HuggingFace experts module: a class transformers decorates with
     ``use_experts_implementation`` (MixtralExperts, Qwen2MoeExperts, OlmoeExperts, ...),
     forward(hidden (N, H), top_k_index (N, k), top_k_weights (N, k)) with 3-D weights."""
-    return (type(mod).__module__.startswith("transformers.")
+    return (_from_transformers(mod)
             and all(hasattr(mod, a) for a in ("has_gate", "has_bias", "is_transposed",
                                                "down_proj"))
             and getattr(mod.down_proj, "ndim", 0) == 3)
@@ -4840,35 +4845,36 @@ def _tensor_attributes(module: Any) -> dict:
             if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)}
 
 
+def _put_back_in_place(t: Any, copy: Any) -> bool:
+    """Whether tensor ``t`` differs from ``copy`` (bytes compared, so a NaN equals itself;
+    or resized), and if so put back: in its own memory, so its views see the old values
+    again (``set_`` only to undo a resize)."""
+    import torch
+
+    def raw(v: Any) -> Any:
+        flat = v.detach().contiguous().reshape(-1)  # (a strided tensor: view needs stride 1)
+        return flat.view(torch.uint8) if v.dtype != torch.bool else flat
+
+    if t.shape == copy.shape and torch.equal(raw(t), raw(copy)):
+        return False
+    with torch.no_grad():
+        if t.shape == copy.shape:
+            t.copy_(copy)
+        else:
+            t.set_(copy)
+    return True
+
+
 def _restore_tensors(saved: dict) -> list[str]:
     """The names of the tensor attributes the trace wrote in place (``self.count.add_(1)``
     runs while tracing: no graph node follows it), each put back."""
-    import torch
-
-    changed = []
-    for name, (t, copy) in saved.items():
-        if t.shape != copy.shape or not torch.equal(t, copy) and not (
-                t.is_floating_point() and torch.equal(t.isnan(), copy.isnan())
-                and torch.equal(t.nan_to_num(0), copy.nan_to_num(0))):
-            changed.append(name)
-            with torch.no_grad():
-                if t.shape == copy.shape:
-                    t.copy_(copy)
-                else:
-                    t.set_(copy)
-    return changed
+    return [name for name, (t, copy) in saved.items() if _put_back_in_place(t, copy)]
 
 
 def _restore_buffers(module: Any, saved: dict) -> list[str]:
-    """The names of the buffers the trace changed since ``_buffer_bytes`` - written in place
-    (bytes compared, so a NaN equals itself), resized, or replaced by another tensor
-    (``self.steps = self.steps + 1``) - each put back as it was."""
-    import torch
-
-    def raw(t: Any) -> Any:
-        flat = t.detach().contiguous().reshape(-1)  # (a strided buffer: view needs stride 1)
-        return flat.view(torch.uint8) if t.dtype != torch.bool else flat
-
+    """The names of the buffers the trace changed since ``_buffer_bytes`` - written in place,
+    resized, or replaced by another tensor (``self.steps = self.steps + 1``) - each put back
+    as it was (_put_back_in_place)."""
     changed = []
     for name, (b, copy) in saved.items():
         owner_name, _, attr = name.rpartition(".")
@@ -4876,13 +4882,8 @@ def _restore_buffers(module: Any, saved: dict) -> list[str]:
         if owner._buffers.get(attr) is not b:
             changed.append(name)
             owner._buffers[attr] = b
-        elif b.shape != copy.shape or not torch.equal(raw(b), raw(copy)):
+        elif _put_back_in_place(b, copy):
             changed.append(name)
-            with torch.no_grad():
-                if b.shape == copy.shape:
-                    b.copy_(copy)  # in its own memory: views of it see the old values again
-                else:
-                    b.set_(copy)  # undoes a resize_
     return changed
 
 
@@ -4910,7 +4911,7 @@ def _hf_cache_argument(module: Any, given: int) -> bool:
     examples (``given`` positional inputs) do not pass it."""
     import inspect
 
-    if not type(module).__module__.startswith("transformers."):
+    if not _from_transformers(module):
         return False  # (a composite model's config may hold use_cache in its text_config)
     params = list(inspect.signature(module.forward).parameters)
     return "use_cache" in params and "use_cache" not in params[:given]
