@@ -1307,6 +1307,13 @@ def test_a_tensor_attribute_written_in_place_is_refused_and_put_back():
     with pytest.raises(TorchConversionError, match=r"tensor attribute\(s\) \['count'\] in place"):
         fl.from_torch(module, torch.randn(2, 3))
     assert float(module.count) == 0.0
+    # tensors that cannot be compared as bytes (quantized, a conjugate view), left untouched:
+    # converted (the fourth review, 2026-12-06: a segfault and a bare RuntimeError)
+    for held in (torch.quantize_per_tensor(torch.randn(3), 0.1, 0, torch.qint8),
+                 torch.randn(3, dtype=torch.cfloat).conj()):
+        other = Fn(lambda x: x * 2)
+        other.held = held
+        check(other, torch.randn(2, 3))
 
 
 class _Fixed(dict):
@@ -3040,6 +3047,8 @@ def test_predict_batches_and_checks(capsys):
     pair = [np.random.default_rng(1).standard_normal((5, 4, 3, 5)).astype("f") for _ in "ab"]
     np.testing.assert_array_equal(two.predict(pair, batch_size=2),
                                   two.predict(tuple(pair), batch_size=2))
+    with pytest.raises(ValueError, match="expected 2 inputs, got a list of 3 arrays"):
+        two.predict(pair + pair[:1])
 
 
 # ------------------------------------------- 1-D pools, pads, shuffles, log-softmax & co.

@@ -313,8 +313,11 @@ class TorchModel(BaseModel):
             )
         batch_size = 32 if batch_size is None else _positive_int(batch_size, owner, "batch_size")
         # several inputs: a tuple, or a list of as many (Keras's predict takes a list)
-        several = len(self.input_template) > 1 and (isinstance(x, tuple) or isinstance(
-            x, list) and len(x) == len(self.input_template))
+        n_in = len(self.input_template)
+        if n_in > 1 and isinstance(x, list) and len(x) != n_in and all(
+                isinstance(a, np.ndarray) for a in x):
+            raise ValueError(f"{owner}: expected {n_in} inputs, got a list of {len(x)} arrays")
+        several = n_in > 1 and (isinstance(x, tuple) or isinstance(x, list) and len(x) == n_in)
         xs = tuple(x) if several else (x,)
         arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
         n = arrays[0].shape[0] if arrays[0].ndim else 0
@@ -4855,7 +4858,12 @@ def _put_back_in_place(t: Any, copy: Any) -> bool:
         flat = v.detach().contiguous().reshape(-1)  # (a strided tensor: view needs stride 1)
         return flat.view(torch.uint8) if v.dtype != torch.bool else flat
 
-    if t.shape == copy.shape and torch.equal(raw(t), raw(copy)):
+    def plain(v: Any) -> bool:  # (a quantized or conjugate view cannot be viewed as bytes)
+        return (v.layout == torch.strided and not v.is_quantized and not v.is_conj()
+                and not v.is_neg())
+
+    if t.shape == copy.shape and (torch.equal(raw(t), raw(copy)) if plain(t) and plain(copy)
+                                  else torch.equal(t, copy)):
         return False
     with torch.no_grad():
         if t.shape == copy.shape:
