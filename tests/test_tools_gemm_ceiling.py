@@ -1,0 +1,55 @@
+"""tools/gemm_ceiling.py: its table has a row per library and size, and it refuses bad arguments
+(the GFLOP/s themselves are measurements, never asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+_TOOL = Path(__file__).resolve().parent.parent / "tools" / "gemm_ceiling.py"
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("gemm_ceiling", _TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_table_rows(tool, capsys):
+    assert tool.main(["--sizes", "17,32", "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    libs = ["fastlayers", "numpy"]
+    try:
+        import torch  # noqa: F401
+
+        libs.append("torch")
+    except ImportError:
+        pass
+    for lib in libs:
+        for n in (17, 32):
+            row = re.search(rf"^\| {lib} \| {n} \| ([0-9.]+) \| [0-9]+-[0-9]+ \| ([0-9]+) % \|$",
+                            out, re.M)
+            assert row, f"no row for {lib} at n = {n} in:\n{out}"
+            assert float(row.group(1)) > 0
+    assert "| mkl |" not in out  # only with --mkl
+    assert re.search(r"FMA probe \(\w+, one core\): [0-9.]+ [0-9.]+ GFLOP/s", out)
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0"], ["--rounds", "0"], ["--sizes", "0"],
+                                  ["--sizes", "x"]])
+def test_bad_arguments(tool, argv):
+    with pytest.raises(SystemExit) as e:
+        tool.main(argv)
+    assert e.value.code == 2
+
+
+def test_missing_mkl_library(tool, capsys):
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--sizes", "8", "--rounds", "1", "--mkl", "/nonexistent/libmkl_rt.so"])
+    assert e.value.code == 2
+    assert "not a loadable MKL runtime library" in capsys.readouterr().err
