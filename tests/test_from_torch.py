@@ -2926,6 +2926,69 @@ def test_converted_module_as_a_layer_of_a_model(any_backend):
     np.testing.assert_allclose(got, full, rtol=1e-6, atol=1e-6)
 
 
+class _DictOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return {"main": self.a(x), "aux": (torch.tanh(self.b(x)), None)}
+
+
+def test_converted_module_returning_a_dict_as_a_layer(any_backend):
+    """A TorchModel whose module returns a dict (a HuggingFace ModelOutput), here with a
+    tuple holding a None inside, is one layer of a Model: the symbolic call returns that
+    structure of symbolic tensors (it raised 'must return arrays, got dict'), the model
+    matches the module's outputs, and it runs after a pickle and through predict."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    mod = _DictOut().eval()
+    tm = fl.from_torch(mod, torch.from_numpy(x[:2]))
+    inp = fl.Input((4,))
+    out = tm(inp)
+    assert list(out) == ["main", "aux"] and out["aux"][1] is None
+    assert tuple(out["main"].shape) == (None, 3) and tuple(out["aux"][0].shape) == (None, 2)
+    head = L.Dense(1)
+    joined = L.Concatenate()([out["main"], out["aux"][0]])
+    model = fl.Model(inp, [head(joined), out["aux"][0]])
+    with torch.no_grad():
+        want = mod(torch.from_numpy(x))
+    want_joined = np.concatenate([want["main"].numpy(), want["aux"][0].numpy()], axis=1)
+    for m in (model, pickle.loads(pickle.dumps(model))):
+        got_head, got_aux = m(x)
+        np.testing.assert_allclose(got_aux, want["aux"][0].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got_head, head(want_joined), rtol=1e-5, atol=1e-5)
+        got_head2, got_aux2 = m.predict(x, batch_size=2, verbose=0)  # (NumPy's BLAS: ulps)
+        np.testing.assert_allclose(got_head2, got_head, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got_aux2, got_aux, rtol=1e-6, atol=1e-6)
+    as_dict = fl.Model(inp, {"m": out["main"], "a": out["aux"][0]})(x)
+    np.testing.assert_allclose(as_dict["m"], want["main"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+class _KeyedLayer(L.Layer):
+    """A layer returning a dict, whose keys a test changes after the model is recorded."""
+
+    keys = ("p", "q")
+
+    def call(self, x):
+        return {k: x * (i + 1) for i, k in enumerate(self.keys)}
+
+
+def test_a_layer_whose_output_structure_changes_is_refused():
+    inp = fl.Input((3,))
+    layer = _KeyedLayer()
+    out = layer(inp)
+    model = fl.Model(inp, [out["q"], out["p"]])
+    x = np.ones((2, 3), np.float32)
+    q, p = model(x)
+    np.testing.assert_array_equal(q, 2 * x)
+    np.testing.assert_array_equal(p, x)
+    layer.keys = ("p", "r")
+    with pytest.raises(ValueError, match="returned dict where the model recorded"):
+        model(x)
+
+
 def _summary_text(model):
     lines = []
     model.summary(print_fn=lines.append)

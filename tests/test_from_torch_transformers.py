@@ -185,6 +185,25 @@ def test_text_models_with_padding_masks(any_backend, name, attn):
     _check(TEXT[name](attn), _ids(2), _ids(3), _ids(1))
 
 
+def test_a_model_output_as_a_layer_of_a_model(any_backend):
+    """A converted BERT (its forward returns a ModelOutput, a dict here) as the encoder of a
+    fastlayers Model, with a Dense head on its pooled output."""
+    torch.manual_seed(0)
+    bert = TEXT["BertModel"]("sdpa").eval()
+    ids, mask = _ids(2)
+    encoder = fl.from_torch(bert, (ids, mask))
+    in_ids, in_mask = fl.Input((12,), dtype="int64"), fl.Input((12,), dtype="int64")
+    outputs = encoder(in_ids, in_mask)
+    assert "last_hidden_state" in outputs and "pooler_output" in outputs
+    head = fl.layers.Dense(3, activation="softmax")
+    model = fl.Model([in_ids, in_mask], head(outputs["pooler_output"]))
+    ids3, mask3 = _ids(3)
+    with torch.no_grad():
+        pooled = bert(ids3, attention_mask=mask3)["pooler_output"].numpy()
+    got = model([ids3.numpy(), mask3.numpy()])
+    np.testing.assert_allclose(got, head(pooled), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["BertModel", "DistilBertModel", "T5EncoderModel"])
 def test_text_models_without_masks(any_backend, name):
     torch.manual_seed(0)

@@ -100,7 +100,9 @@ class Node:
     ``layer`` is the layer (or model) that was called, or None for a functional op, whose
     function is then ``fn``. ``inputs`` lists the symbolic tensors found in the arguments,
     in order; ``outputs`` the symbolic tensors it returned; ``structure`` says whether
-    the call returned one array, or a list or tuple of them.
+    the call returned one array (None), a list or tuple of them (``list``, ``tuple``), or a
+    nesting of dicts, lists and tuples (a :class:`Nested`: a converted PyTorch module that
+    returns a HuggingFace ``ModelOutput`` returns a dict).
     """
 
     __slots__ = ("fn", "layer", "args", "kwargs", "inputs", "outputs", "structure", "label",
@@ -113,7 +115,7 @@ class Node:
         self.kwargs = kwargs
         self.inputs = collect(args, kwargs)
         self.outputs: list[SymbolicTensor] = []
-        self.structure: type | None = None
+        self.structure: type | Nested | None = None
         self.label = label
         self._flat = _flat_plan(args, kwargs)
 
@@ -149,7 +151,13 @@ class Node:
                 self.fn, args, kwargs, _masking.mirror(self.args, as_leaf),
                 _masking.mirror(self.kwargs, as_leaf),
             )
-        outs = list(out) if self.structure is not None else [out]
+        structure = self.structure
+        if structure is None:
+            outs = [out]
+        elif structure.__class__ is Nested:
+            outs = structure.flatten(out, self.label)
+        else:
+            outs = list(out)
         if masks is not None:
             for i, t in enumerate(self.outputs):
                 masks[t.id] = None if out_masks is None or i >= len(out_masks) else out_masks[i]
@@ -240,8 +248,90 @@ def _mult(t: SymbolicTensor) -> tuple | None:
     return getattr(t, "mult", None)
 
 
-def _as_outputs(out: Any, label: str) -> tuple[list[np.ndarray], type | None]:
-    if isinstance(out, (list, tuple)):
+class Nested:
+    """The structure of a call's outputs that are not one array nor a flat list or tuple of
+    arrays: dicts, lists and tuples nested, arrays (and None) at the leaves. ``template`` is
+    that structure with each array replaced by its index in the flat list of outputs."""
+
+    __slots__ = ("template",)
+
+    def __init__(self, template: Any):
+        self.template = template
+
+    def __getstate__(self) -> Any:
+        return self.template
+
+    def __setstate__(self, template: Any) -> None:
+        self.template = template
+
+    @staticmethod
+    def of(out: Any) -> tuple[list[Any], Nested]:
+        """The leaves of ``out`` in order (dicts in their keys' order) and its structure."""
+        leaves: list[Any] = []
+
+        def walk(obj: Any) -> Any:
+            if isinstance(obj, dict):
+                return {k: walk(v) for k, v in obj.items()}
+            if isinstance(obj, list):
+                return [walk(v) for v in obj]
+            if isinstance(obj, tuple):  # a named tuple too: rebuilt as a plain tuple
+                return tuple(walk(v) for v in obj)
+            if obj is None:
+                return None
+            leaves.append(obj)
+            return len(leaves) - 1
+
+        return leaves, Nested(walk(out))
+
+    def flatten(self, out: Any, label: str) -> list[Any]:
+        """The leaves of ``out``, which must have this structure (else a ValueError)."""
+        leaves: list[Any] = []
+
+        def walk(tmpl: Any, obj: Any) -> None:
+            if isinstance(tmpl, dict):
+                if not isinstance(obj, dict) or list(obj) != list(tmpl):
+                    raise ValueError(self._changed(label, obj))
+                for k, v in tmpl.items():
+                    walk(v, obj[k])
+            elif isinstance(tmpl, (list, tuple)):
+                if not isinstance(obj, (list, tuple)) or len(obj) != len(tmpl):
+                    raise ValueError(self._changed(label, obj))
+                for t, o in zip(tmpl, obj):
+                    walk(t, o)
+            elif tmpl is None:
+                if obj is not None:
+                    raise ValueError(self._changed(label, obj))
+            else:
+                leaves.append(obj)
+
+        walk(self.template, out)
+        return leaves
+
+    def _changed(self, label: str, obj: Any) -> str:
+        return (f"{label}: returned {type(obj).__name__} where the model recorded the "
+                f"structure {self.template!r} (indices of its outputs)")
+
+    def __call__(self, leaves: list[Any]) -> Any:
+        """The structure with its leaves put back."""
+        def walk(tmpl: Any) -> Any:
+            if tmpl is None:
+                return None
+            if isinstance(tmpl, int):
+                return leaves[tmpl]
+            if isinstance(tmpl, dict):
+                return {k: walk(v) for k, v in tmpl.items()}
+            return type(tmpl)(walk(v) for v in tmpl)
+
+        return walk(self.template)
+
+
+def _as_outputs(out: Any, label: str) -> tuple[list[np.ndarray], type | Nested | None]:
+    if isinstance(out, dict) or (
+        isinstance(out, (list, tuple))
+        and any(o is None or isinstance(o, (list, tuple, dict)) for o in out)
+    ):
+        arrays, structure = Nested.of(out)
+    elif isinstance(out, (list, tuple)):
         arrays, structure = list(out), type(out)
     else:
         arrays, structure = [out], None

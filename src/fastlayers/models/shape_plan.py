@@ -280,6 +280,8 @@ def node_step(node: S.Node, values: dict[int, Any],
     many = node.structure is not None
     flat = node._flat
     general = _general(node), out_ids, True
+    if isinstance(node.structure, S.Nested):
+        return general  # a runner would return the nesting: the node's call flattens it
     if node.kwargs and node.layer is not None and set(node.kwargs) - {"training"}:
         return general
     if flat is None:
