@@ -6,13 +6,17 @@ themselves, in eval mode."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from test_from_torch import _np, check  # noqa: E402
+from test_from_torch import _np, _randomize_bn, check  # noqa: E402
 
 import fastlayers as fl  # noqa: E402
 from fastlayers.io.torch_fx import TorchConversionError  # noqa: E402
@@ -872,3 +876,182 @@ def test_einsum_stretching_a_summed_axis_of_one():
         a, b = (rng.standard_normal(s).astype(np.float32) for s in (sa, sb))
         want = torch.einsum(eq, torch.from_numpy(a), torch.from_numpy(b)).numpy()
         np.testing.assert_allclose(torch_einsum(eq, a, b), want, rtol=1e-5, atol=1e-6)
+
+
+# ---- session 32's audit: hooks, parametrized convs, replicate padding, messages ----------
+
+
+class _TwoLinears(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def _stale_weight_module(kind):
+    """A module whose Linear/Conv weight a pre-hook recomputes from other tensors before
+    each call, given another state by load_state_dict (so its .weight is stale until the
+    next forward)."""
+    def make():
+        torch.manual_seed(0)
+        if kind == "prune":
+            m = _TwoLinears()
+            torch.nn.utils.prune.l1_unstructured(m.fc1, "weight", amount=0.4)
+            return m
+        m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+        util = {"weight_norm": torch.nn.utils.weight_norm,
+                "spectral_norm": torch.nn.utils.spectral_norm}[kind]
+        util(m[0])
+        util(m[3])
+        return m
+
+    source, module = make(), make()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p))
+    if kind == "spectral_norm":  # its power-iteration vectors too
+        for name, b in source.named_buffers():
+            if name.endswith("weight_u"):
+                b.copy_(torch.nn.functional.normalize(torch.randn_like(b), dim=0))
+    module.load_state_dict(source.state_dict())
+    return module
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.nn.utils.weight_norm
+@pytest.mark.parametrize("kind", ["weight_norm", "spectral_norm", "prune"])
+def test_weights_recomputed_by_a_pre_hook_after_load_state_dict(any_backend, kind):
+    """Old-style weight_norm, spectral_norm and prune keep `weight` as a plain attribute that
+    a forward pre-hook recomputes before each call; after load_state_dict it still held the
+    constructor's value, which from_torch converted (an audit: 1.0-4.9 off on outputs of
+    scale 2-4.5). The hook now runs once before the weights are read."""
+    module = _stale_weight_module(kind)
+    x = torch.randn(2, 4) if kind == "prune" else torch.randn(2, 3, 6, 6)
+    stale = module[0].weight.clone() if kind != "prune" else module.fc1.weight.clone()
+    check(module, x, run_inputs=[(x[:1] * 3,)])
+    fresh = module[0].weight if kind != "prune" else module.fc1.weight
+    assert not torch.equal(stale, fresh)  # the case tested is the stale one
+
+
+@pytest.mark.parametrize("where", ["forward_hook", "pre_hook", "root"])
+def test_forward_hooks_fastlayers_would_not_run_are_refused(where):
+    """A forward hook or pre-hook on a torch.nn layer (one node of the trace) or on the
+    module converted (traced from its forward) was dropped silently (an audit: 0.36-0.66
+    off on outputs of scale 0.5-1.2)."""
+    module = _TwoLinears().eval()
+    if where == "forward_hook":
+        module.fc1.register_forward_hook(lambda m, i, o: o * 2)
+    elif where == "pre_hook":
+        module.fc1.register_forward_pre_hook(lambda m, i: (i[0] + 1,))
+    else:
+        module.register_forward_hook(lambda m, i, o: torch.softmax(o, -1))
+    what = "the module converted (_TwoLinears)" if where == "root" else "fc1 (Linear)"
+    with pytest.raises(TorchConversionError, match=re.escape(f"1 forward hook(s) on {what}")):
+        fl.from_torch(module, torch.randn(2, 4))
+
+
+def test_a_global_forward_hook_is_refused():
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: o)
+    try:
+        with pytest.raises(TorchConversionError, match="global forward hooks"):
+            fl.from_torch(_TwoLinears().eval(), torch.randn(2, 4))
+    finally:
+        handle.remove()
+
+
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x) + x
+
+
+def test_hooks_on_a_module_traced_through_are_kept(any_backend):
+    """fx runs the hooks of a module it traces into (a user's block): they convert."""
+    torch.manual_seed(1)
+    module = nn.Sequential(_Block(), nn.Linear(4, 2))
+    module[0].register_forward_hook(lambda m, i, o: o * 3)
+    module[0].register_forward_pre_hook(lambda m, i: (i[0] - 0.5,))
+    check(module, torch.randn(2, 4), run_inputs=[(torch.randn(5, 4),)])
+
+
+@pytest.mark.parametrize("after", ["relu", "batch_norm"])
+@pytest.mark.parametrize("rank", [1, 2])
+def test_a_parametrized_conv_before_a_layer(any_backend, rank, after):
+    """A conv under torch.nn.utils.parametrizations (ParametrizedConv2d, a subclass) with a
+    BatchNorm or an activation after it raised a KeyError on its class."""
+    torch.manual_seed(2)
+    conv = (nn.Conv1d if rank == 1 else nn.Conv2d)(3, 4, 3)
+    conv = torch.nn.utils.parametrizations.weight_norm(conv)
+    bn = (nn.BatchNorm1d if rank == 1 else nn.BatchNorm2d)(4)
+    _randomize_bn(bn)
+    module = nn.Sequential(conv, bn if after == "batch_norm" else nn.LeakyReLU(0.2))
+    shape = (2, 3, 9) if rank == 1 else (2, 3, 7, 7)
+    check(module, torch.randn(*shape), run_inputs=[(torch.randn(3, *shape[1:]),)])
+
+
+@pytest.mark.parametrize("pad", [(4, 5), (3, 0), (0, 7)])
+def test_replicate_padding_wider_than_the_axis(any_backend, pad):
+    """PyTorch's replicate mode pads by any width (the circular mode's limit was applied to
+    it: 'PyTorch refuses it too', which it does not)."""
+    check(nn.ReplicationPad1d(pad), torch.randn(1, 2, 3), run_inputs=[(torch.randn(4, 2, 3),)])
+    module = nn.Conv1d(2, 3, 3, padding="same", dilation=3, padding_mode="replicate")
+    check(module, torch.randn(1, 2, 3))
+    if max(pad) > 3:  # circular padding stays limited to the axis's size, as in PyTorch
+        with pytest.raises(TorchConversionError, match="circular padding"):
+            fl.from_torch(nn.CircularPad1d(pad), torch.randn(1, 2, 3))
+        with pytest.raises(RuntimeError):
+            nn.CircularPad1d(pad)(torch.randn(1, 2, 3))
+
+
+class _Pred(NamedTuple):
+    logits: torch.Tensor
+    emb: torch.Tensor
+
+
+@dataclasses.dataclass
+class _PredDC:
+    logits: torch.Tensor
+    emb: torch.Tensor
+
+
+class _Returns(nn.Module):
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+        self.lin = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.cls(self.lin(x), x * 2)
+
+
+@pytest.mark.parametrize("cls,kind", [(_Pred, "a NamedTuple"), (_PredDC, "a dataclass")])
+def test_a_named_tuple_or_dataclass_output_says_so(cls, kind):
+    with pytest.raises(TorchConversionError, match=f"{kind}, which a converted model does "
+                                                   "not return.*return a tuple or a dict"):
+        fl.from_torch(_Returns(cls).eval(), torch.randn(2, 6))
+
+
+class _Packed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+
+    def forward(self, x, lengths):
+        p = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                    enforce_sorted=False)
+        o, (h, c) = self.lstm(p)
+        return h
+
+
+def test_packed_sequences_and_dict_examples_say_so():
+    with pytest.raises(TorchConversionError, match="Packed sequences .* do not convert"):
+        fl.from_torch(_Packed().eval(), (torch.randn(2, 6, 4), torch.tensor([6, 3])))
+    with pytest.raises(TypeError, match="an example input is a dict"):
+        fl.from_torch(nn.Linear(4, 4).eval(), ({"x": torch.randn(2, 4)},))
+    with pytest.raises(TypeError, match="must be a tensor or an array"):
+        fl.from_torch(nn.Linear(4, 4).eval(), (object(),))

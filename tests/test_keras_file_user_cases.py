@@ -78,6 +78,56 @@ def test_legacy_h5_nested_time_distributed_batch_norm(tmp_path, backend):
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
 
 
+def _frozen_wrapper_model(kind, how, depth):
+    """A model nesting a frozen wrapper (built with trainable=False, or frozen after it was
+    built) before a trainable one of the same kind, ``depth`` models deep."""
+    frozen_arg = {"trainable": False} if how == "constructor" else {}
+    i = keras.Input((5, 4))
+    if kind == "mha":
+        a = L.MultiHeadAttention(2, 2, name="frozen", **frozen_arg)
+        h = L.MultiHeadAttention(2, 2, name="live")(L.Add()([i, a(i, i)]), i)
+    elif kind == "bidirectional":
+        a = L.Bidirectional(L.LSTM(2, return_sequences=True), name="frozen", **frozen_arg)
+        h = L.Bidirectional(L.LSTM(2, return_sequences=True), name="live")(a(i))
+    else:
+        a = L.TimeDistributed(L.Dense(4), name="frozen", **frozen_arg)
+        h = L.TimeDistributed(L.Dense(4), name="live")(a(i))
+    h = L.BatchNormalization(name="bn")(h)  # statistics after the trainable weights
+    if how == "setter":
+        a.trainable = False
+    model = keras.Model(i, h, name="sub")
+    for d in range(depth):
+        j = keras.Input((5, 4))
+        model = keras.Model(j, L.Dense(3, name=f"head{d}")(model(j)), name=f"outer{d}")
+    randomize(model)
+    return model
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("how", ["constructor", "setter"])
+@pytest.mark.parametrize("kind", ["mha", "bidirectional", "time_distributed"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_legacy_h5_nested_frozen_wrapper(tmp_path, backend, kind, how, depth):
+    """A wrapper built with trainable=False inside a nested model: Keras's legacy .h5 lists
+    its inner layers' weights with the trainable ones (their variables stay trainable), where
+    one frozen after it was built has them with the non-trainable ones - the same config.
+    fastlayers read the first as the second and loaded the weights into the wrong layers,
+    silently (an audit: differences of 0.35-1.9 on outputs of scale 0.3-1.1); the file's
+    weight names now settle the order."""
+    model = _frozen_wrapper_model(kind, how, depth)
+    path = tmp_path / "frozen_wrapper.h5"
+    model.save(path)
+    x = np.random.default_rng(5).normal(size=(3, 5, 4)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    with fl.use_backend(backend):
+        loaded = fl.load_model(path)
+        np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-4, atol=1e-5)
+        again = fl.load_model(path)
+        again.set_weights([np.zeros_like(w) for w in again.get_weights()])
+        again.load_weights(path)
+        np.testing.assert_array_equal(again.predict(x), loaded.predict(x))
+
+
 def test_summary_counts_moving_statistics_as_non_trainable(tmp_path, capsys):
     model = keras.Sequential([keras.Input((4,)), L.Dense(3), L.BatchNormalization(),
                               L.Dense(2, trainable=False), L.Normalization(mean=0.5,
@@ -276,3 +326,16 @@ def test_a_one_output_model_used_as_a_layer():
     got = outer(x)
     assert got.shape == want.shape == (2, 2)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_activation_given_as_a_lambda_says_so(tmp_path):
+    """A lambda activation is saved as its bytecode: it said "activation None (a serialized
+    object)", naming neither."""
+    inp = keras.Input((6,))
+    gelu_tanh = lambda x: keras.activations.gelu(x, approximate=True)  # noqa: E731
+    model = keras.Model(inp, L.Dense(4, activation=gelu_tanh)(inp))
+    path = tmp_path / "lambda_activation.keras"
+    model.save(path)
+    with pytest.raises(NotImplementedError, match=r"Dense 'dense.*': activation: a Python "
+                                                  r"lambda \(saved as its bytecode\)"):
+        fl.load_model(path)

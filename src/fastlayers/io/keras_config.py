@@ -248,7 +248,13 @@ def _plain_activation(value: Any) -> Any:
         inner = value.get("config")
         if value.get("class_name") in ("function", "builtin_function") and isinstance(inner, str):
             return inner
-        raise Unsupported(f"activation {value.get('class_name')!r} (a serialized object)")
+        if "class_name" not in value and "value" in value:  # a lambda, as its bytecode
+            raise Unsupported("activation: a Python lambda (saved as its bytecode), which "
+                              "fastlayers does not run; give the layer a Keras activation "
+                              "by name ('gelu', 'swish', ...)")
+        what = ".".join(str(p) for p in (value.get("module"), value.get("class_name")) if p)
+        raise Unsupported(f"activation {what or value!r}: a serialized object, not one of "
+                          "Keras's activations by name")
     return value
 
 

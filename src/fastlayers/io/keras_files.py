@@ -22,8 +22,9 @@ How weights find their layers (as Keras finds them):
   ``weight_names`` attribute (trainable weights first, as Keras's legacy writer does; a
   nested model's group holds all its layers' weights: the trainable ones of every layer,
   then the non-trainable ones - a frozen layer's, and the statistics of a trainable one,
-  ``Layer.non_trainable_weight_names``). Layers are matched by name when every name is
-  found, otherwise in order, as Keras does.
+  ``Layer.non_trainable_weight_names``; which layers count as trainable is read from the
+  weight names, ``<layer>/.../<variable>``, where they say: ``_leaves_as_named``). Layers
+  are matched by name when every name is found, otherwise in order, as Keras does.
 
 Optimizer state is skipped.
 """
@@ -373,6 +374,46 @@ def _leaves(layer: Any, trainable: bool = True) -> list[tuple[Any, bool]]:
     return [(layer, trainable)] if layer._weight_names() else []
 
 
+def _legacy_slots(leaves: list[tuple[Any, bool]]) -> list[tuple[int, int]]:
+    """(leaf, weight index) in Keras's legacy order (layer.trainable_weights +
+    layer.non_trainable_weights): the trainable weights of every leaf, then the others - a
+    trainable leaf's statistics (BatchNormalization's moving mean and variance) and all of a
+    frozen leaf's, each leaf's in its own order."""
+    slots: list[tuple[int, int]] = []
+    for trainable_pass in (True, False):
+        for i, (leaf, t) in enumerate(leaves):
+            for w, wname in enumerate(leaf._weight_names()):
+                counted = t and wname not in leaf.non_trainable_weight_names
+                if counted == trainable_pass:
+                    slots.append((i, w))
+    return slots
+
+
+def _leaves_as_named(leaves: list[tuple[Any, bool]],
+                     weight_names: list[str]) -> list[tuple[Any, bool]] | None:
+    """The leaves of a nested model's group with whether Keras counted each one's weights as
+    trainable, read from the file's weight names (``<leaf layer>/.../<variable>``), or None
+    when the names do not say (other names, or an order no flags give).
+
+    The config's ``trainable`` is not always what Keras counted: it counts each variable by
+    its own flag, and a layer built with ``trainable=False`` passes that to the variables it
+    makes itself but not to its sublayers'. So a MultiHeadAttention, Bidirectional or
+    TimeDistributed constructed frozen holds trainable variables (its inner Dense and LSTM
+    layers'), listed with the trainable ones, where ``layer.trainable = False`` set after it
+    was built freezes them all: the same config, two orders."""
+    owners = [n.split("/", 1)[0] for n in weight_names]
+    flags: list[bool] = []
+    p = 0
+    for leaf, _ in leaves:
+        k = sum(1 for w in leaf._weight_names() if w not in leaf.non_trainable_weight_names)
+        counted = k > 0 and owners[p:p + k] == [leaf.name] * k
+        flags.append(counted)
+        p += k if counted else 0
+    named = [(leaf, t) for (leaf, _), t in zip(leaves, flags)]
+    order = [named[i][0].name for i, _ in _legacy_slots(named)]
+    return named if order == owners else None
+
+
 def _load_legacy(model: BaseModel, group: Any) -> None:
     saved = [n for n in _names(group.attrs, "layer_names")
              if _names(group[n].attrs, "weight_names")]
@@ -390,19 +431,12 @@ def _load_legacy(model: BaseModel, group: Any) -> None:
     plan: list[tuple[Any, list[np.ndarray]]] = []
     for layer, name in pairs:
         g = group[name]
-        arrays = [_array(g[w]) for w in _names(g.attrs, "weight_names")]
+        weight_names = _names(g.attrs, "weight_names")
+        arrays = [_array(g[w]) for w in weight_names]
         leaves = _leaves(layer)
-        # Keras's legacy order (layer.trainable_weights + layer.non_trainable_weights): the
-        # trainable weights of every leaf, then the others - a trainable leaf's statistics
-        # (BatchNormalization's moving mean and variance) and all of a frozen leaf's, each
-        # leaf's in its own order.
-        slots: list[tuple[int, int]] = []  # (leaf, weight index) in the file's order
-        for trainable_pass in (True, False):
-            for i, (leaf, t) in enumerate(leaves):
-                for w, wname in enumerate(leaf._weight_names()):
-                    counted = t and wname not in leaf.non_trainable_weight_names
-                    if counted == trainable_pass:
-                        slots.append((i, w))
+        if len(leaves) > 1:  # a nested model's group: the names settle what counts trainable
+            leaves = _leaves_as_named(leaves, weight_names) or leaves
+        slots = _legacy_slots(leaves)
         if len(arrays) != len(slots):
             raise ValueError(
                 f"weights file: {_owner(layer)} has {len(slots)} weights, the file's group "

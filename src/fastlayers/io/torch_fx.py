@@ -883,7 +883,8 @@ class _Converter:
                     continue  # size arithmetic, computed at conversion (_build)
                 if handler is None:
                     self.problems.append(
-                        f"{self._where(node)} ({_fn_name(self.torch, node.target)})")
+                        f"{self._where(node)} ({_fn_name(self.torch, node.target)})"
+                        + _record_class_hint(node.target))
                 elif hasattr(handler, "argument_problems"):
                     bad = handler.argument_problems(node.args[1:], node.kwargs)
                     if bad is not None:
@@ -961,9 +962,11 @@ class _Converter:
         user = self._only_user(node)
         if user is not None and user.op == "call_module" and not isinstance(mod, nn.Linear):
             bn = self.gm.get_submodule(user.target)
-            kind = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d,
-                    nn.Conv3d: nn.BatchNorm3d}[type(mod)]
-            if isinstance(bn, kind) and bn.track_running_stats and bn.running_mean is not None:
+            # (isinstance: a subclass, torch's ParametrizedConv2d of a parametrized conv)
+            kind = next((b for c, b in ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d),
+                                        (nn.Conv3d, nn.BatchNorm3d)) if isinstance(mod, c)), None)
+            if (kind is not None and isinstance(bn, kind) and bn.track_running_stats
+                    and bn.running_mean is not None):
                 self.fold = bn
                 done.append(user)
                 tail = user
@@ -1561,9 +1564,10 @@ class _Converter:
             axis = _axis_in_layout(t, t.ndim - 1 - i)
             before, after = pad[2 * i], pad[2 * i + 1]
             size = t.sym.shape[axis]
-            if mode != "constant" and size is not None and (
-                    max(before, after) >= size if mode == "reflect" else
-                    max(before, after) > size):
+            # (reflect needs a wider axis, circular one as wide; replicate any but an empty one)
+            limit = {"reflect": size, "circular": size + 1, "replicate": 1 if size == 0 else None,
+                     "constant": None}[mode] if size is not None else None
+            if limit is not None and max(before, after) >= limit:
                 raise TorchConversionError(
                     f"{where}: {mode} padding {(before, after)} of an axis of size {size} "
                     "(PyTorch refuses it too)"
@@ -3781,7 +3785,20 @@ def _to_numpy_input(torch: Any, x: Any) -> Any:
         return tuple(_to_numpy_input(torch, e) for e in x)
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
-    return np.asarray(x)
+    if isinstance(x, dict):
+        raise TypeError(
+            "from_torch: an example input is a dict; a converted model takes arrays, and "
+            "tuples or lists of them, as positional arguments. Convert a wrapper: "
+            "forward(self, x, y): return self.model({'x': x, 'y': y})")
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"from_torch: an example input must be a tensor or an array (or a "
+                        f"tuple of them), got {type(x).__name__}") from e
+    if a.dtype == object:
+        raise TypeError(f"from_torch: an example input must be a tensor or an array (or a "
+                        f"tuple of them), got {type(x).__name__}")
+    return a
 
 
 def _to_torch_example(torch: Any, examples: Any) -> Any:
@@ -3859,6 +3876,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     training = {m: m.training for m in module.modules()}
     module.eval()
     try:
+        _run_or_refuse_hooks(torch, module)
         try:
             model, conv, axes = _convert(torch, module, examples, name)
         except _BatchOfOne as e:
@@ -3876,6 +3894,70 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     finally:
         for m, flag in training.items():
             m.train(flag)
+
+
+def _record_class_hint(target: Any) -> str:
+    """What to say of a call fx recorded that builds a NamedTuple or a dataclass (a forward
+    returning ``Pred(logits, emb)``), else ''."""
+    import dataclasses
+
+    if isinstance(target, type) and (
+            (issubclass(target, tuple) and hasattr(target, "_fields"))
+            or dataclasses.is_dataclass(target)):
+        kind = "a dataclass" if dataclasses.is_dataclass(target) else "a NamedTuple"
+        return (f": {kind}, which a converted model does not return (it returns arrays in "
+                "tuples, lists and dicts): return a tuple or a dict of the tensors instead")
+    return ""
+
+
+def _weight_hook(torch: Any, hook: Any) -> bool:
+    """Whether a forward pre-hook is one of torch's that recompute a weight from others
+    before each call (old-style ``weight_norm``, ``spectral_norm``, and ``prune``): it reads
+    no input and writes only that plain attribute."""
+    from torch.nn.utils import prune
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    return isinstance(hook, (WeightNorm, SpectralNorm, prune.BasePruningMethod))
+
+
+def _run_or_refuse_hooks(torch: Any, module: Any) -> None:
+    """The forward hooks of ``module`` (in eval mode) that the converted model would lose,
+    refused; torch's weight-recomputing pre-hooks (_weight_hook) run once first.
+
+    fx traces through ``Module.__call__`` of a module it traces into, hooks included, but a
+    torch.nn layer is one node (converted from its weights) and the module converted is
+    traced from its ``forward``: their hooks would not run. A weight that a pre-hook
+    recomputes before each call (``weight = g * v / |v|`` of old-style ``weight_norm``) is
+    stale until the next forward (after ``load_state_dict``, the constructor's), so the hook
+    runs here as that forward would run it (spectral_norm in eval mode: no power
+    iteration)."""
+    from torch.nn.modules import module as module_mod
+
+    problems = []
+    if module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks:
+        problems.append("global forward hooks (torch.nn.modules.module."
+                        "register_module_forward_hook / register_module_forward_pre_hook)")
+    tracer = torch.fx.Tracer()
+    for qual, m in module.named_modules():
+        pre, post = list(m._forward_pre_hooks.values()), list(m._forward_hooks.values())
+        if not pre and not post:
+            continue
+        weights = [h for h in pre if _weight_hook(torch, h)]
+        with torch.no_grad():
+            for hook in weights:
+                hook(m, ())
+        if qual and not (_is_experts(m) or tracer.is_leaf_module(m, qual)):
+            continue  # traced through its __call__: what its hooks do is recorded
+        others = len(pre) - len(weights) + len(post)
+        if others:
+            where = qual or "the module converted"
+            problems.append(f"{others} forward hook(s) on {where} ({type(m).__name__})")
+    if problems:
+        raise TorchConversionError(
+            f"from_torch: {'; '.join(problems)}: fastlayers converts what torch.nn layers and "
+            "the module's forward compute, and would not run these hooks. Remove them "
+            "(handle.remove()) or move what they do into a forward (docs/semantics.md §24)")
 
 
 def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
@@ -4739,7 +4821,16 @@ def _located(e: BaseException) -> str:
                     "use_cache=False)")
         return str(e)
     line = linecache.getline(*where).strip()
-    return f"{e} (at {where[0]}:{where[1]}: {line})"
+    hint = ""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("nn", "utils", "rnn.py")):
+            hint = (". Packed sequences (pack_padded_sequence) do not convert: run the "
+                    "recurrent layer on the padded batch (and mask or pick its outputs by "
+                    "length in NumPy), or convert it without the packing")
+            break
+        tb = tb.tb_next
+    return f"{e} (at {where[0]}:{where[1]}: {line}){hint}"
 
 
 _TRACING = threading.Lock()
