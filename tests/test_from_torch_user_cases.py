@@ -1055,3 +1055,120 @@ def test_packed_sequences_and_dict_examples_say_so():
         fl.from_torch(nn.Linear(4, 4).eval(), ({"x": torch.randn(2, 4)},))
     with pytest.raises(TypeError, match="must be a tensor or an array"):
         fl.from_torch(nn.Linear(4, 4).eval(), (object(),))
+
+
+class _InPlaceMethods(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x, mask):
+        y = self.lin(x)
+        z = y.mul_(2)  # z is y: reads of either see every later write
+        y.add_(1).relu_()
+        w = y.masked_fill_(mask, -3.0)
+        y.clamp_(-1, 2).sub_(0.25)
+        q = y.sigmoid_()
+        return y + z + w + q, (x * 0.5).exp_().tril_()
+
+
+def test_in_place_tensor_methods(any_backend):
+    """x.mul_(s), relu_(), masked_fill_, ... were refused ('Tensor.mul_'); they convert as
+    their out-of-place forms, whose result later reads of the tensor (and of the results of
+    earlier in-place calls on it) read, as `x += y` does."""
+    torch.manual_seed(3)
+    check(_InPlaceMethods(), torch.randn(3, 4), torch.rand(3, 4) > 0.5,
+          run_inputs=[(torch.randn(5, 4), torch.rand(5, 4) > 0.5)])
+
+
+class _WriteThroughView(nn.Module):
+    def forward(self, x):
+        v = x[:, :2]
+        v.mul_(3)
+        return x
+
+
+class _IntTimesFloat(nn.Module):
+    def forward(self, x):
+        i = x.long()
+        i.mul_(2.5)
+        return i
+
+
+def test_in_place_tensor_methods_refused_where_they_would_differ():
+    with pytest.raises(TorchConversionError, match="shares its memory in PyTorch"):
+        fl.from_torch(_WriteThroughView().eval(), torch.randn(2, 4))
+    with pytest.raises(TorchConversionError, match="mul_"):
+        fl.from_torch(_IntTimesFloat().eval(), torch.randn(2, 4))
+    with pytest.raises(TorchConversionError, match="Tensor.fill_"):
+        fl.from_torch(_FillsInPlace().eval(), torch.randn(2, 4))
+
+
+class _FillsInPlace(nn.Module):
+    def forward(self, x):
+        y = x * 2
+        y.fill_(1.0)
+        return y
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+_MORE_OPS = {
+    "movedim": lambda x: torch.movedim(x, 1, -1),
+    "movedim_pairs": lambda x: x.movedim((1, 2), (2, 1)) * 2,
+    "moveaxis": lambda x: torch.moveaxis(x, -1, 1),
+    "tile": lambda x: torch.tile(x, (1, 2, 3)),
+    "tile_fewer": lambda x: x.tile((2,)),
+    "tile_more": lambda x: torch.tile(x, (2, 1, 1, 1)),
+    "narrow": lambda x: x.narrow(2, 1, 2),
+    "narrow_negative": lambda x: torch.narrow(x, -1, -3, 2),
+    "select": lambda x: x.select(1, -1),
+    "select_fn": lambda x: torch.select(x, 2, 0),
+    "tensor_split_sections": lambda x: x.tensor_split(3, dim=-1),
+    "tensor_split_indices": lambda x: torch.tensor_split(x, [1, 3, 9], dim=2),
+    "tensor_split_backwards": lambda x: torch.tensor_split(x, (3, 1), 1),
+    "cumprod": lambda x: torch.cumprod(x, -1),
+    "cumprod_method": lambda x: (x * 0.5).cumprod(dim=1),
+    "lerp_scalar": lambda x: torch.lerp(x, x * 3, 0.75),
+    "lerp_tensor": lambda x: x.lerp(-x, torch.sigmoid(x)),
+    "addcmul": lambda x: torch.addcmul(x, x, x.flip(-1), value=0.5),
+    "addcdiv": lambda x: x.addcdiv(x, x.abs() + 1, value=-2),
+    "fmod": lambda x: torch.fmod(x * 3, 0.7),
+    "fmod_negative_divisor": lambda x: (x * 3).fmod(-0.7),
+    "remainder": lambda x: torch.remainder(x * 3, -0.7),
+    "mod_operator": lambda x: (x * 3) % 0.7,
+    "int_mod": lambda x: (((x * 10).long() % 3).float(), (x * 10).long().fmod(-3).float()),
+    "tile_batch": lambda x: torch.tile(x, (2, 1, 1)),
+    "atan2": lambda x: torch.atan2(x, x.flip(-1)),
+    "arctan2_zeros": lambda x: torch.arctan2(x * 0, x),
+    "in_place_forms": lambda x: (x * 1).cumprod_(1).lerp_(x, 0.3).fmod_(0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_MORE_OPS))
+def test_more_tensor_ops(any_backend, name):
+    """Ops an audit found refused in users' forwards: movedim/moveaxis, tile, narrow, select,
+    tensor_split, cumprod, lerp, addcmul/addcdiv, fmod, remainder (%) and atan2 (with their
+    in-place forms). Checked against PyTorch at another batch size too."""
+    torch.manual_seed(4)
+    check(_Fn(_MORE_OPS[name]), torch.randn(2, 3, 5), run_inputs=[(torch.randn(3, 3, 5),),
+                                                                  (torch.randn(1, 3, 5),)])
+
+
+@pytest.mark.parametrize("fn,match", [
+    (lambda x: x.narrow(2, 3, 4), "PyTorch refuses it too"),
+    (lambda x: x.narrow(0, -1, 1), "known at conversion"),         # from the batch's end
+    (lambda x: x.tensor_split(0, dim=1), "into 0 sections"),
+    (lambda x: x.movedim((1, 1), (0, 2)), "distinct"),
+    (lambda x: torch.addcmul(x, x, x, value=x), "a number"),
+])
+def test_more_tensor_ops_refused(fn, match):
+    with pytest.raises(TorchConversionError, match=match):
+        fl.from_torch(_Fn(fn).eval(), torch.randn(2, 3, 5))

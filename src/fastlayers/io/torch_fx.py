@@ -88,6 +88,7 @@ from ..models.functional import Input, Model
 # module name them here (tests/test_from_torch.py checks that each still resolves).
 from .torch_ops import (
     _INDEX,
+    _KEEP_DTYPE,
     _LOGICAL,
     _REDUCTIONS,
     _SIZE_OPS,
@@ -105,6 +106,7 @@ from .torch_ops import (
     torch_compare,
     torch_copy,
     torch_cosine_similarity,
+    torch_cumprod,
     torch_cumsum,
     torch_diff,
     torch_einsum,
@@ -116,6 +118,7 @@ from .torch_ops import (
     torch_index,
     torch_index_put,
     torch_layer_norm,
+    torch_lerp,
     torch_log_softmax,
     torch_masked_fill,
     torch_matmul,
@@ -892,7 +895,7 @@ class _Converter:
                                              f"({_fn_name(self.torch, node.target)}): {bad} "
                                              "is not supported")
             elif node.op == "call_method":
-                if node.target not in _METHODS:
+                if node.target not in _METHODS and node.target not in _IN_PLACE_METHODS:
                     self.problems.append(f"{self._where(node)} (Tensor.{node.target})")
         if self.problems:
             lines = "\n".join(f"  - {p}" for p in self.problems)
@@ -1670,7 +1673,8 @@ class _Converter:
                   "logical_or": lambda x, y: bool(x or y),
                   "logical_xor": lambda x, y: bool(x) != bool(y),
                   "floor_div": operator.floordiv,
-                  "trunc_div": lambda x, y: math.trunc(x / y)}[op]
+                  "trunc_div": lambda x, y: math.trunc(x / y), "fmod": math.fmod,
+                  "remainder": operator.mod, "atan2": math.atan2}[op]
             return fn(a, b)  # numbers (sizes); constants are PyTorch's (_build)
         ta = a if isinstance(a, _T) else None
         tb = b if isinstance(b, _T) else None
@@ -2496,6 +2500,105 @@ class _Converter:
         ops = [_to_torch(v).sym if isinstance(v, _T) else v for v in (condition, a, b)]
         return _T(torch_where(*ops), False)
 
+    # ---- views and copies composed of the ops above (movedim, tile, narrow, select,
+    # tensor_split) and elementwise functions of two or three tensors ------------------
+    def movedim(self, x: Any, source: Any, destination: Any) -> _T:
+        """``torch.movedim`` / ``moveaxis``: a permute that puts axes ``source`` at
+        ``destination``, the others keeping their order."""
+        t = self._tensor(x, "movedim")
+        src = list(source) if isinstance(source, (tuple, list)) else [source]
+        dst = list(destination) if isinstance(destination, (tuple, list)) else [destination]
+        src = [_dim(d, t.ndim, "movedim") for d in src]
+        dst = [_dim(d, t.ndim, "movedim") for d in dst]
+        if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise TorchConversionError(f"from_torch: movedim({source}, {destination}) (as "
+                                       "many distinct source dims as destinations)")
+        order: list[Any] = [None] * t.ndim
+        for s, d in zip(src, dst):
+            order[d] = s
+        rest = iter(i for i in range(t.ndim) if i not in src)
+        return _permuted(t, tuple(o if o is not None else next(rest) for o in order))
+
+    def tile(self, x: Any, *dims: Any) -> Any:
+        """``torch.tile``: repeat, with ones prepended to the repeats for a tensor of more
+        axes, or axes of size one prepended to the tensor for more repeats."""
+        reps = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        t = self._tensor(x, "tile")
+        for _ in range(len(reps) - t.ndim):
+            t = self.unsqueeze(t, 0)
+        return self.repeat(t, (1,) * (t.ndim - len(reps)) + tuple(reps))
+
+    def _along(self, t: _T, dim: Any, what: str) -> tuple[int, Any]:
+        d = _dim(dim, t.ndim, what)
+        return d, t.torch_shape[d]
+
+    def narrow(self, x: Any, dim: Any, start: Any, length: Any) -> Any:
+        """``torch.narrow``: x[..., start:start + length, ...] along ``dim`` (a negative start
+        counts from the end, of an axis whose size the examples fix)."""
+        t = self._tensor(x, "narrow")
+        d, n = self._along(t, dim, "narrow")
+        if not all(isinstance(v, (int, np.integer)) for v in (start, length)) or (
+                start < 0 and n is None):
+            raise TorchConversionError(f"from_torch: narrow({dim}, {start}, {length}) (start "
+                                       "and length known at conversion)")
+        start = int(start) + (n if start < 0 else 0)
+        if start < 0 or length < 0 or (n is not None and start + length > n):
+            raise TorchConversionError(f"from_torch: narrow({dim}, {start}, {length}) of an "
+                                       f"axis of size {n} (PyTorch refuses it too)")
+        return self.getitem(t, (slice(None),) * d + (slice(start, start + int(length)),))
+
+    def select(self, x: Any, dim: Any, index: Any) -> Any:
+        """``torch.select``: x[..., index, ...] along ``dim``."""
+        t = self._tensor(x, "select")
+        d, _ = self._along(t, dim, "select")
+        return self.getitem(t, (slice(None),) * d + (index,))
+
+    def tensor_split(self, x: Any, indices_or_sections: Any, dim: Any = 0) -> tuple:
+        """``torch.tensor_split``: ``sections`` pieces (the first n % sections one longer),
+        or the pieces between ``indices`` (Python's slices: clipped, maybe empty), along an
+        axis whose size the examples fix."""
+        t = self._tensor(x, "tensor_split")
+        d, n = self._along(t, dim, "tensor_split")
+        if n is None:
+            raise TorchConversionError("from_torch: tensor_split along an axis whose size is "
+                                       "known only at run time")
+        if isinstance(indices_or_sections, (int, np.integer)):
+            k = int(indices_or_sections)
+            if k <= 0:
+                raise TorchConversionError(f"from_torch: tensor_split into {k} sections")
+            sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+            bounds = [sum(sizes[:i]) for i in range(k + 1)]
+            pairs = list(zip(bounds[:-1], bounds[1:]))
+        else:
+            cuts = [int(i) for i in indices_or_sections]
+            pairs = list(zip([0, *cuts], [*cuts, n]))
+        return tuple(self.getitem(t, (slice(None),) * d + (slice(a, b),)) for a, b in pairs)
+
+    def cumprod(self, x: Any, dim: Any, dtype: Any = None) -> _T:
+        if dtype is not None:
+            raise TorchConversionError(f"from_torch: cumprod with dtype={dtype}")
+        t = self._tensor(x, "cumprod")
+        return _T(torch_cumprod(t.sym, self._axes(t, dim, "cumprod")[0]), t.cl)
+
+    def lerp(self, start: Any, end: Any, weight: Any) -> _T:
+        """``torch.lerp``: both forms of PyTorch's kernel (torch_lerp), on tensors as stored
+        in PyTorch's layout."""
+        ts = [_to_torch(v).sym if isinstance(v, _T) else (
+            np.asarray(v, F32) if isinstance(v, np.ndarray) else v)
+            for v in (self._tensor(start, "lerp"), end, weight)]
+        if isinstance(ts[2], (_Dim, _Unknown)) or isinstance(ts[1], (_Dim, _Unknown)):
+            raise TorchConversionError("from_torch: lerp by a size known only at run time")
+        return _T(torch_lerp(*ts), False)
+
+    def addc(self, name: str, x: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Any:
+        """``torch.addcmul`` / ``addcdiv``: x + value · t1 · t2 (or / t2), in the order of
+        PyTorch's kernel: (value · t1) · t2, then x +."""
+        if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
+            raise TorchConversionError(f"from_torch: {name} with value={value!r} (a number)")
+        scaled = self.binary(tensor1, float(value), "mul") if value != 1 else tensor1
+        both = self.binary(scaled, tensor2, "mul" if name == "addcmul" else "div")
+        return self.binary(x, both, "add")
+
     def unsqueeze(self, x: Any, dim: int) -> _T:
         t = _to_torch(self._tensor(x, "unsqueeze"))
         d = _dim(dim, t.ndim + 1, "unsqueeze")
@@ -3129,6 +3232,23 @@ class _Converter:
                 input, p, dim, eps),
             torch.flip: lambda input, dims: self.flip(input, dims),  # noqa: A002
             torch.cumsum: lambda input, dim, dtype=None: self.cumsum(input, dim, dtype),  # noqa: A002
+            torch.cumprod: lambda input, dim, dtype=None: self.cumprod(input, dim, dtype),  # noqa: A002
+            torch.movedim: self.movedim,
+            torch.moveaxis: self.movedim,
+            torch.tile: self.tile,
+            torch.narrow: self.narrow,
+            torch.select: self.select,
+            torch.tensor_split: self.tensor_split,
+            torch.lerp: self.lerp,
+            torch.addcmul: lambda input, tensor1, tensor2, *, value=1: self.addc(  # noqa: A002
+                "addcmul", input, tensor1, tensor2, value=value),
+            torch.addcdiv: lambda input, tensor1, tensor2, *, value=1: self.addc(  # noqa: A002
+                "addcdiv", input, tensor1, tensor2, value=value),
+            torch.fmod: lambda input, other: self.binary(input, other, "fmod"),  # noqa: A002
+            torch.remainder: lambda input, other: self.binary(input, other, "remainder"),  # noqa: A002
+            operator.mod: lambda a, b: self.binary(a, b, "remainder"),
+            torch.atan2: lambda input, other: self.binary(input, other, "atan2"),  # noqa: A002
+            torch.arctan2: lambda input, other: self.binary(input, other, "atan2"),  # noqa: A002
             torch.roll: lambda input, shifts, dims=None: self.roll(input, shifts, dims),  # noqa: A002
             torch.unsqueeze: lambda x, dim: self.unsqueeze(x, dim),
             torch.unbind: lambda input, dim=0: self.unbind(input, dim),  # noqa: A002
@@ -3350,6 +3470,13 @@ class _Converter:
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
 
     def method(self, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if name in _IN_PLACE_METHODS:  # x.mul_(s): x.mul(s), which later reads of x read
+            out = self.method(name[:-1], x, *args, **kwargs)
+            before, after = (v.sym.dtype if isinstance(v, _T) else None for v in (x, out))
+            if before != after:
+                raise TorchConversionError(
+                    f"from_torch: Tensor.{name} of a {before} tensor gives {after}")
+            return out
         if name in ("relu", "sigmoid", "tanh"):
             return self.activation(x, name)
         if name == "softmax":
@@ -3375,6 +3502,15 @@ class _Converter:
                 x, kwargs["dims"])
         if name == "cumsum":
             return self.cumsum(x, *args, **kwargs)
+        if name == "cumprod":
+            return self.cumprod(x, *args, **kwargs)
+        if name in ("movedim", "moveaxis", "tile", "narrow", "select", "tensor_split", "lerp"):
+            return getattr(self, {"moveaxis": "movedim"}.get(name, name))(x, *args, **kwargs)
+        if name in ("addcmul", "addcdiv"):
+            return self.addc(name, x, *args, **kwargs)
+        if name in ("fmod", "remainder", "atan2", "arctan2"):
+            other = args[0] if args else kwargs["other"]
+            return self.binary(x, other, "atan2" if name == "arctan2" else name)
         if name == "roll":
             return self.roll(x, *args, **kwargs)
         if name == "__getitem__":  # a buffer (a tensor while tracing) indexed by a size
@@ -3506,8 +3642,19 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "logsumexp", "any", "all", "norm", "tril", "triu", "gather",
                       "index_select", "view_as", "reshape_as", "expand_as", "t", "numel",
                       "type", "log_softmax", "diff", "nan_to_num", "new_tensor", "long",
-                      "int", "bool", "repeat_interleave", "baddbmm", "topk"})
+                      "int", "bool", "repeat_interleave", "baddbmm", "topk", "cumprod",
+                      "movedim", "moveaxis", "tile", "narrow", "select", "tensor_split",
+                      "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2"})
 
+
+# Tensor methods that write their tensor in place and convert as their out-of-place form
+# (x.mul_(s) as x.mul(s)), later reads of x reading the result (_written_in_place): those that
+# keep the tensor's shape and dtype (PyTorch refuses a result its dtype cannot hold).
+_IN_PLACE_METHODS = frozenset(f"{name}_" for name in (
+    "add", "sub", "mul", "div", "pow", "clamp", "clip", "clamp_min", "clamp_max",
+    "masked_fill", "relu", "sigmoid", "tanh", "tril", "triu", "nan_to_num", "cumprod",
+    "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2", "cumsum",
+    *(n for n in _UNARY if n not in _KEEP_DTYPE)))
 
 # torch dtypes (by name) of casts and of constants built at conversion (torch.arange).
 # int32 is computed as int64, which holds the same values (the converted model's integers
@@ -5084,13 +5231,15 @@ _SPLITS = frozenset({"split", "chunk", "unbind", "tensor_split", "topk", "max", 
 
 def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:
     """The fx node whose tensor ``node`` writes in place (``x += y``, ``F.relu(x,
-    inplace=True)``, a module made with ``inplace=True``), or None. (``Tensor.relu_`` and the
-    other ``*_`` methods are refused before this.)"""
+    inplace=True)``, a module made with ``inplace=True``, ``x.mul_(s)``: _IN_PLACE_METHODS),
+    or None. (The other ``*_`` methods are refused before this.)"""
     if not node.args or not isinstance(node.args[0], torch.fx.Node):
         return None
     if node.op == "call_module":
         inplace = getattr(gm.get_submodule(node.target), "inplace", False) is True
         return node.args[0] if inplace else None
+    if node.op == "call_method":
+        return node.args[0] if node.target in _IN_PLACE_METHODS else None
     if node.op != "call_function":
         return None
     if node.target in _IN_PLACE_OPERATORS:

@@ -470,9 +470,13 @@ def _trunc_divide(a, b):
 
 
 # torch.div with rounding_mode "floor" (NumPy's floor_divide: Python's rule, as PyTorch's
-# for floats and integers) or "trunc"; integers stay integers. (Not in _ARITHMETIC: the shape
+# for floats and integers) or "trunc"; integers stay integers. torch.fmod (the remainder of
+# the quotient truncated, C's fmod) and torch.remainder, a % b (of the floored quotient: the
+# sign of b), as PyTorch's kernels compute them (fmod, then + b where the signs differ; an
+# integer by zero gives 0 as _floor_divide); torch.atan2. (Not in _ARITHMETIC: the shape
 # plan's float32 runner does not take them.)
-_ROUNDED_DIV = {"floor_div": _floor_divide, "trunc_div": _trunc_divide}
+_ROUNDED_DIV = {"floor_div": _floor_divide, "trunc_div": _trunc_divide, "fmod": np.fmod,
+                "remainder": np.remainder, "atan2": np.arctan2}
 _BINARY = {**_ARITHMETIC, **_LOGICAL, **_ROUNDED_DIV}
 
 
@@ -1056,6 +1060,28 @@ def torch_cumsum(x, axis):
     if x.dtype.kind == "f":
         return np.cumsum(x, axis=axis, dtype=np.float64).astype(F32)
     return np.cumsum(x, axis=axis, dtype=np.int64)
+
+
+@S.symbolic_op
+def torch_cumprod(x, axis):
+    """``torch.cumprod(x, dim)``: as cumsum, PyTorch's CPU multiplies floats in float64 and
+    rounds each result to float32; int64 for integers and booleans."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        return np.cumprod(x, axis=axis, dtype=np.float64).astype(F32)
+    return np.cumprod(x, axis=axis, dtype=np.int64)
+
+
+@S.symbolic_op
+def torch_lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` as PyTorch's kernel computes it: start + weight ·
+    (end - start) where |weight| < 0.5, else end - (end - start) · (1 - weight); float32."""
+    start, end = np.asarray(start, F32), np.asarray(end, F32)
+    w = np.asarray(weight, F32)
+    with np.errstate(all="ignore"):
+        diff = end - start
+        return np.asarray(np.where(np.abs(w) < F32(0.5), start + w * diff,
+                                   end - diff * (F32(1) - w)), F32)
 
 
 @S.symbolic_op
