@@ -13,6 +13,7 @@ Needs keras and h5py (the CI step that installs torch and keras runs it)."""
 from __future__ import annotations
 
 import importlib.util
+import pickle
 
 import numpy as np
 import pytest
@@ -339,3 +340,96 @@ def test_an_activation_given_as_a_lambda_says_so(tmp_path):
     with pytest.raises(NotImplementedError, match=r"Dense 'dense.*': activation: a Python "
                                                   r"lambda \(saved as its bytecode\)"):
         fl.load_model(path)
+
+
+def _lora_model():
+    inp = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, lora_rank=2, name="conv")(inp)
+    x = L.Reshape((16, 4))(x)
+    x = L.EinsumDense("btc,cd->btd", output_shape=(16, 5), lora_rank=2, lora_alpha=3,
+                      name="einsum")(x)
+    x = L.Dense(3, lora_rank=1, name="dense")(L.Flatten()(x))
+    model = keras.Model(inp, x)
+    rng = np.random.default_rng(6)
+    for w in model.weights:  # the LoRA factors too (B starts at zeros, which would hide them)
+        w.assign(rng.normal(scale=0.3, size=w.shape).astype(np.float32))
+    return model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layers_with_lora_from_a_keras_file(tmp_path, backend):
+    """Dense, EinsumDense and Conv2D with lora_rank: a .keras file holds their kernels with
+    the LoRA update merged (Keras's save_own_variables), so they load as plain layers (they
+    were refused); a legacy .h5 file stores the factors apart, refused with that said."""
+    model = _lora_model()
+    x = np.random.default_rng(7).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    model.save(tmp_path / "lora.keras")
+    with fl.use_backend(backend):
+        got = fl.load_model(tmp_path / "lora.keras").predict(x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    model.save(tmp_path / "lora.h5")
+    with pytest.raises(NotImplementedError, match="lora_rank=2 in a legacy .h5 file"):
+        fl.load_model(tmp_path / "lora.h5")
+
+
+def _frame_encoder(kind):
+    if kind == "sequential":
+        return keras.Sequential([
+            keras.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(),
+            L.Conv2D(5, 3), L.GlobalAveragePooling2D()], name="frame_encoder")
+    inp = keras.Input((8, 8, 3))
+    a = L.Conv2D(4, 3, padding="same", name="conv_a")(inp)
+    b = L.BatchNormalization(name="bn")(L.Conv2D(4, 1, name="conv_b")(inp))
+    x = L.Add()([a, b])
+    out = L.Dense(6, name="proj")(L.GlobalMaxPooling2D()(x))
+    model = keras.Model(inp, out, name="frame_encoder")
+    model.get_layer("conv_b").trainable = False
+    return model
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_distributed_over_a_model(tmp_path, backend, kind, fmt):
+    """TimeDistributed(model): a frame encoder run on every frame of a video before an LSTM
+    (it was refused: 'fastlayers wraps single layers only'); in a .keras file the model's
+    weights sit under .../time_distributed/layer, in a legacy .h5 file in the wrapper's group,
+    trainable ones first as for a nested model."""
+    encoder = _frame_encoder(kind)
+    inp = keras.Input((5, 8, 8, 3))
+    model = keras.Model(inp, L.Dense(2)(L.LSTM(3)(L.TimeDistributed(encoder)(inp))))
+    randomize(model)
+    path = tmp_path / f"video.{fmt}"
+    model.save(path)
+    x = np.random.default_rng(8).normal(size=(2, 5, 8, 8, 3)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    with fl.use_backend(backend):
+        loaded = fl.load_model(path)
+        np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-4, atol=1e-5)
+        again = pickle.loads(pickle.dumps(loaded))
+        np.testing.assert_array_equal(again.predict(x), loaded.predict(x))
+        assert len(loaded.get_weights()) == len(model.get_weights())
+        for got, w in zip(loaded.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(got, np.asarray(w))
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_time_distributed_sentence_encoder(tmp_path, fmt):
+    """A hierarchical attention network's shape: a sentence encoder (its own Embedding with
+    mask_zero, a bidirectional GRU, masked pooling) run on every sentence of a document."""
+    words = keras.Input((7,), dtype="int32")
+    h = L.Bidirectional(L.GRU(4, return_sequences=True))(
+        L.Embedding(50, 8, mask_zero=True)(words))
+    sentence = keras.Model(words, L.GlobalAveragePooling1D()(h), name="sentence_encoder")
+    doc = keras.Input((4, 7), dtype="int32")
+    model = keras.Model(doc, L.Dense(3, activation="softmax")(
+        L.GRU(5)(L.TimeDistributed(sentence)(doc))))
+    randomize(model)
+    ids = np.random.default_rng(9).integers(1, 50, size=(3, 4, 7))
+    ids[:, :, 5:] = 0
+    ids[0, 2, 1:] = 0
+    path = tmp_path / f"han.{fmt}"
+    model.save(path)
+    np.testing.assert_allclose(fl.load_model(path).predict(ids), model.predict(ids, verbose=0),
+                               rtol=1e-4, atol=1e-6)

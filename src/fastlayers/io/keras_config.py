@@ -342,6 +342,14 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
                 raise Unsupported(f"dtype={_dtype_name(value)!r} (fastlayers computes in float32 "
                                   "and reads float32 variables; mixed precision loads)")
             continue
+        if key in ("lora_rank", "lora_alpha") and value is not None and "lora_rank" in getattr(
+                cls, "unsupported_args", {}):
+            if _LORA_MERGED.get():
+                continue  # a .keras file: Keras saved the kernel with LoRA's update merged
+            raise Unsupported(
+                f"{key}={value!r} in a legacy .h5 file, which stores LoRA's factors apart from "
+                "the kernel: save the model as .keras, where Keras merges them into the "
+                "kernel (that file loads)")
         if key.endswith("activation"):
             value = _plain_activation(value)
             if value == "hard_sigmoid" and _KERAS2_FILE.get():
@@ -394,13 +402,20 @@ def make_layer(cfg: dict) -> Any:
 
 
 def _wrapped_layer(inner: Any) -> Any:
-    """The layer a TimeDistributed config wraps (a layer fastlayers has, not a model)."""
+    """The layer a TimeDistributed config wraps: a layer fastlayers has, or a model (a
+    frame encoder applied to every frame of a video, a sentence encoder to every sentence)."""
     if not isinstance(inner, dict):
         raise Unsupported(f"wraps {inner!r} (not a layer config)")
     why = _check_origin(inner)
-    if why is None and (inner.get("class_name") in MODEL_CLASSES + ("InputLayer",)
-                        or _is_op(inner)):
-        why = "fastlayers wraps single layers only"
+    if why is None and (inner.get("class_name") == "InputLayer" or _is_op(inner)):
+        why = "fastlayers wraps layers and models only"
+    if why is None and inner.get("class_name") in MODEL_CLASSES:
+        problems: list[str] = []
+        model = _build(inner, problems)
+        if problems:
+            why = "; ".join(problems)
+        else:
+            return model
     if why is not None:
         raise Unsupported(f"wraps {inner.get('class_name')} {_keras_name(inner)!r}: {why}")
     return make_layer(inner)
@@ -574,19 +589,26 @@ class _Op:
 
 # Whether the config being built comes from a file Keras 2 (tf.keras) wrote (build_model).
 _KERAS2_FILE: contextvars.ContextVar[bool] = contextvars.ContextVar("keras2_file", default=False)
+# Whether its weights hold the kernels of LoRA layers merged (a .keras file: build_model).
+_LORA_MERGED: contextvars.ContextVar[bool] = contextvars.ContextVar("lora_merged", default=False)
 
 
-def build_model(cfg: dict, keras_version: Any = None) -> Any:
+def build_model(cfg: dict, keras_version: Any = None, lora_merged: bool = False) -> Any:
     """A fastlayers Model or Sequential from a Keras model config (``keras_version``: the
     file's, when it says). Raises one NotImplementedError listing everything fastlayers
-    cannot run."""
+    cannot run. ``lora_merged``: the weights come from a .keras file, whose kernels of
+    layers with ``lora_rank`` Keras saved with the LoRA update merged (``kernel +
+    lora_alpha / lora_rank · A·B``), so those layers load as plain ones; a legacy .h5 file
+    stores the factors apart (refused)."""
     if isinstance(keras_version, bytes):
         keras_version = keras_version.decode(errors="replace")
     major = str(keras_version or "3").split(".")[0]
     token = _KERAS2_FILE.set(major.isdigit() and int(major) < 3)
+    lora = _LORA_MERGED.set(bool(lora_merged))
     try:
         return _build_model(cfg)
     finally:
+        _LORA_MERGED.reset(lora)
         _KERAS2_FILE.reset(token)
 
 

@@ -148,7 +148,7 @@ def _load_model(path: str) -> BaseModel:
             weights = zf.read("model.weights.h5")
         h5py = _h5py()
         model = build_model(config, meta.get("keras_version") if isinstance(meta, dict)
-                            else None)
+                            else None, lora_merged=True)
         with h5py.File(_stdio.BytesIO(weights), "r") as f:
             _load_keras3(model, f)
         return model
@@ -294,6 +294,9 @@ def _assign_keras3(model: BaseModel, f: Any, path: str, used: set[str],
         if isinstance(layer, (Model, Sequential)):
             _assign_keras3(layer, f, sub, used, plan)
             continue
+        if isinstance(layer, L.TimeDistributed) and isinstance(layer.layer, (Model, Sequential)):
+            _assign_keras3(layer.layer, f, f"{sub}/layer", used, plan)  # a wrapped model
+            continue
         want = len(layer._weight_names())
         arrays = _layer_arrays(layer, f, sub, used)
         if len(arrays) != want:
@@ -368,6 +371,8 @@ def _leaves(layer: Any, trainable: bool = True) -> list[tuple[Any, bool]]:
     """The weight-holding layers inside ``layer`` with whether Keras counts their weights
     as trainable (a frozen model freezes all its layers)."""
     trainable = trainable and bool(getattr(layer, "trainable", True))
+    if isinstance(layer, L.TimeDistributed) and isinstance(layer.layer, (Model, Sequential)):
+        layer = layer.layer  # a wrapped model: its layers' weights, as a nested model's
     if isinstance(layer, (Model, Sequential)):
         return [leaf for sub in layer.layers if not isinstance(sub, InputLayer)
                 for leaf in _leaves(sub, trainable)]

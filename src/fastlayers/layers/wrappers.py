@@ -32,6 +32,12 @@ def _deserialize(config: Any, owner: str) -> Layer:
     )
 
 
+def _is_model(layer: Any) -> bool:
+    from ..models.base import BaseModel  # (models import the layers: looked up lazily)
+
+    return isinstance(layer, BaseModel)
+
+
 def _takes_mask(layer: Layer) -> bool:
     try:
         return "mask" in inspect.signature(layer.call).parameters
@@ -45,8 +51,9 @@ class TimeDistributed(Layer):
     Parameters
     ----------
     layer : Layer
-        The wrapped layer (used as is, not copied), e.g. ``Dense(8)`` or ``Conv2D(4, 3)``.
-        Anything else raises ValueError (as in Keras).
+        The wrapped layer (used as is, not copied), e.g. ``Dense(8)`` or ``Conv2D(4, 3)``,
+        or a ``Model`` / ``Sequential`` (a frame encoder run on every frame: it takes and
+        returns one array). Anything else raises ValueError (as in Keras).
 
     Call: ``layer(inputs, mask=None)`` with inputs (batch, time, ...), rank >= 3. The batch
     and time axes are merged, the wrapped layer runs once on (batch * time, ...) and the
@@ -100,8 +107,23 @@ class TimeDistributed(Layer):
     def get_weights(self) -> list[np.ndarray]:
         return self.layer.get_weights()
 
+    def _wrapped_leaves(self) -> list[tuple[str, Layer]]:
+        """(path, layer) of the layers holding weights inside a wrapped model, in its weight
+        order ('encoder/conv2d'); [("", the layer)] for a wrapped layer."""
+        def walk(layer: Any, path: str) -> list[tuple[str, Layer]]:
+            inner = getattr(layer, "layer", None) if isinstance(layer, TimeDistributed) else None
+            if inner is not None and _is_model(inner):
+                layer = inner
+            if not _is_model(layer):
+                return [(path, layer)]
+            return [leaf for sub in layer._unique_weight_layers()
+                    for leaf in walk(sub, f"{path}{sub.name}/")]
+
+        return walk(self.layer, "")
+
     def _weight_names(self) -> list[str]:
-        return self.layer._weight_names()
+        return [f"{path}{name}" for path, layer in self._wrapped_leaves()
+                for name in layer._weight_names()]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         self._check_weight_list(weights)
@@ -115,8 +137,10 @@ class TimeDistributed(Layer):
 
     @property
     def non_trainable_weight_names(self) -> frozenset[str]:  # type: ignore[override]
-        """The wrapped layer's (the weights are its own: a legacy .h5 file orders them so)."""
-        return self.layer.non_trainable_weight_names
+        """The wrapped layer's (the weights are its own: a legacy .h5 file orders them so);
+        of a wrapped model, its layers' as _weight_names names them."""
+        return frozenset(f"{path}{name}" for path, layer in self._wrapped_leaves()
+                         for name in layer.non_trainable_weight_names)
 
     def _count_trainable_params(self) -> int:
         return self.layer._count_trainable_params() if self.trainable else 0
