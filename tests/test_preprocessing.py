@@ -479,10 +479,52 @@ def test_from_torch_interpolate_to_any_size(rng):
     assert sum(isinstance(la, L.UpSampling2D) for la in model.layers) == 1
 
 
+def test_from_torch_legacy_nearest_off_whole_factors(rng):
+    """PyTorch's legacy "nearest" (F.interpolate's default mode) to a size that is no whole
+    multiple (a U-Net's interpolate(x, size=skip.shape[2:])), or by a fractional factor,
+    picks row min(floor(o · s), in - 1) in float32, s = in / out or 1 / scale_factor: it was
+    refused, Keras's rule being another."""
+    torch = pytest.importorskip("torch")
+    interp = torch.nn.functional.interpolate
+
+    class Net(torch.nn.Module):
+        def forward(self, x, skip):
+            return (interp(x, size=skip.shape[2:]), interp(x, size=(3, 2)),
+                    interp(x, scale_factor=1.5), interp(x, scale_factor=(0.7, 1.3)),
+                    interp(x, scale_factor=1.3, recompute_scale_factor=True))
+
+    x, skip = torch.randn(2, 3, 10, 9), torch.randn(2, 1, 13, 17)
+    model = fl.from_torch(Net().eval(), (x, skip))
+    for a, b in ((x, skip), (torch.randn(3, 3, 10, 9), torch.randn(3, 1, 13, 17))):
+        for g, w in zip(model(a.numpy(), b.numpy()), Net()(a, b)):
+            np.testing.assert_array_equal(g, w.numpy())  # values picked, not computed
+    assert not any(isinstance(la, L.Resizing) for la in model.layers)
+
+
+def test_from_torch_interpolate_of_a_sequence(rng):
+    """F.interpolate and nn.Upsample of a (N, C, L) input (audio, 1-D features): "linear"
+    (with or without align_corners), "nearest" and "nearest-exact", as (N, C, 1, L)."""
+    torch = pytest.importorskip("torch")
+    interp = torch.nn.functional.interpolate
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.Upsample(scale_factor=3, mode="linear")
+
+        def forward(self, x):
+            return (self.up(x), interp(x, size=13, mode="linear"),
+                    interp(x, size=13, mode="linear", align_corners=True),
+                    interp(x, scale_factor=0.5, mode="linear"), interp(x, size=11),
+                    interp(x, scale_factor=2), interp(x, size=7, mode="nearest-exact"))
+
+    _converted_matches(torch, Net(), torch.randn(2, 3, 8))
+
+
 @pytest.mark.parametrize("make, match", [
     # 10 rows * 1.25 = 12 rows: PyTorch samples at 1 / 1.25 = 0.8, Keras at 10 / 12
     (lambda nn: nn.Upsample(scale_factor=1.25, mode="bilinear"), "scale_factor=1.25"),
-    (lambda nn: nn.Upsample(size=(7, 5)), "legacy nearest"),
+    (lambda nn: nn.Upsample(size=(7, 5), mode="linear"), "3-D \\(N, C, L\\) one"),
     (lambda nn: nn.Upsample(size=(7, 5), mode="bicubic"), "mode='bicubic'"),
 ])
 def test_from_torch_refuses_resizes_keras_computes_differently(make, match):

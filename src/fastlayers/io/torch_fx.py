@@ -95,6 +95,7 @@ from .torch_ops import (
     _UNARY,
     MultiheadAttentionWeights,
     _ValuesIndices,
+    legacy_nearest_indices,
     torch_activation,
     torch_arange,
     torch_arg_extreme,
@@ -125,6 +126,7 @@ from .torch_ops import (
     torch_max_dim,
     torch_multihead_attention,
     torch_nan_to_num,
+    torch_nearest_index,
     torch_normalize,
     torch_one_hot,
     torch_pad,
@@ -1358,13 +1360,25 @@ class _Converter:
         """nn.Upsample / F.interpolate of a 4-D input with "nearest", "nearest-exact" or
         "bilinear" without align_corners (half-pixel centres, as Keras): UpSampling2D for
         whole factors, else Resizing to the output size ("nearest-exact" is Keras's
-        "nearest"; PyTorch's legacy "nearest" converts for whole factors only); bilinear
-        with align_corners: torch_resize_corners to the output size."""
-        t = _to_cl(self._tensor(x, what))
+        "nearest"; PyTorch's legacy "nearest" off whole factors picks its own source rows
+        and columns: torch_nearest_index); bilinear with align_corners: torch_resize_corners
+        to the output size. A 3-D (N, C, L) input ("linear", "nearest", "nearest-exact") is
+        resized as (N, C, 1, L)."""
         where = f"from_torch: {what}"
-        if t.ndim != 4:
-            raise TorchConversionError(f"{where} needs a 4-D (N, C, H, W) input, got rank "
-                                       f"{t.ndim}")
+        if self._tensor(x, what).ndim == 3 and mode in ("nearest", "nearest-exact", "linear"):
+            # (N, C, L): as (N, C, 1, L), its height kept (bilinear is then linear along L)
+            def pair(v: Any, one: Any) -> Any:
+                return None if v is None else (one, v[0] if isinstance(v, (tuple, list)) else v)
+
+            out = self.upsample(self.unsqueeze(x, 2), pair(size, 1), pair(scale_factor, 1.0),
+                                "bilinear" if mode == "linear" else mode, align_corners,
+                                antialias, what, recompute_scale_factor)
+            return self.squeeze(out, 2)
+        t = _to_cl(self._tensor(x, what))
+        if t.ndim != 4 or mode == "linear":
+            raise TorchConversionError(f"{where} needs a 4-D (N, C, H, W) input (or a 3-D "
+                                       f"(N, C, L) one for mode='linear', 'nearest' or "
+                                       f"'nearest-exact'), got rank {t.ndim}")
         why = _interpolate_problem(mode, align_corners) or _resize_arguments_problem(
             size, scale_factor, mode, antialias)
         if why:
@@ -1384,6 +1398,19 @@ class _Converter:
         interpolation = "bilinear" if mode == "bilinear" else "nearest"
         if factors is not None and not antialias:
             return _T(UpSampling2D(factors, interpolation=interpolation)(t.sym), True)
+        if mode == "nearest" and not any(d is None for d in in_hw):
+            # PyTorch's legacy nearest: source index min(floor(o · s), in - 1) per axis
+            sizes = size if isinstance(size, (tuple, list)) else (size, size)
+            scales = (scale_factor if isinstance(scale_factor, (tuple, list))
+                      else (scale_factor, scale_factor))
+            if size is None:
+                sizes = tuple(int(math.floor(d * float(f))) for d, f in zip(in_hw, scales))
+            if recompute_scale_factor or size is not None:
+                scales = (None, None)
+            if min(int(o) for o in sizes) >= 1:
+                rows, cols = (legacy_nearest_indices(d, int(o), None if f is None else float(f))
+                              for d, o, f in zip(in_hw, sizes, scales))
+                return _T(torch_nearest_index(t.sym, rows, cols), True)
         out = _resize_output(size, scale_factor, in_hw, factors, recompute_scale_factor)
         if mode == "nearest" or out is None:
             raise TorchConversionError(
@@ -3721,10 +3748,11 @@ def _rms_norm_classes(nn: Any) -> tuple:
 
 def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
     """Why ``from_torch`` cannot convert this resize mode, or None: "nearest",
-    "nearest-exact", and "bilinear" (with or without align_corners)."""
-    if mode not in ("nearest", "nearest-exact", "bilinear"):
-        return f"mode={mode!r} (nearest, nearest-exact or bilinear only)"
-    if align_corners and mode != "bilinear":
+    "nearest-exact", and "bilinear" or (of a 3-D input) "linear", with or without
+    align_corners."""
+    if mode not in ("nearest", "nearest-exact", "bilinear", "linear"):
+        return f"mode={mode!r} (nearest, nearest-exact, linear or bilinear only)"
+    if align_corners and mode not in ("bilinear", "linear"):
         return f"align_corners=True with mode={mode!r} (PyTorch refuses it)"
     return None
 

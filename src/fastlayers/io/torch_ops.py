@@ -1062,6 +1062,23 @@ def torch_cumsum(x, axis):
     return np.cumsum(x, axis=axis, dtype=np.int64)
 
 
+def legacy_nearest_indices(in_size, out_size, scale=None):
+    """The source index of each output index of PyTorch's legacy "nearest" resize along one
+    axis: min(floor(o · s), in - 1) in float32, s = 1 / scale_factor when one is given (and
+    not recomputed), else in / out (ATen's nearest_neighbor_compute_source_index)."""
+    s = np.float32(1.0 / scale) if scale else np.float32(in_size) / np.float32(out_size)
+    src = np.floor(np.arange(out_size, dtype=np.float32) * s).astype(np.int64)
+    return np.minimum(src, in_size - 1)
+
+
+@S.symbolic_op
+def torch_nearest_index(x, rows, cols):
+    """A channels-last (N, H, W, C) image resized by picking rows ``rows`` and columns
+    ``cols`` (legacy_nearest_indices): PyTorch's legacy "nearest" off whole factors."""
+    x = np.asarray(x)
+    return np.ascontiguousarray(x[:, rows][:, :, cols])
+
+
 @S.symbolic_op
 def torch_cumprod(x, axis):
     """``torch.cumprod(x, dim)``: as cumsum, PyTorch's CPU multiplies floats in float64 and
