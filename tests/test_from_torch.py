@@ -423,27 +423,39 @@ def test_prelu_parameters_must_match_the_channels():
         fl.from_torch(nn.PReLU(4), torch.randn(2, 3, 5))
 
 
-@pytest.mark.parametrize("act,message", [
-    (nn.ELU(alpha=0.5), "alpha=0.5 (only alpha=1.0)"), (nn.Softplus(beta=2), "beta=2"),
-    (nn.Hardtanh(0.0, 5.0), "min_val=0.0, max_val=5.0 (only min_val=-1.0, max_val=1.0 or "
-                            "min_val=0.0, max_val=6.0)"),
-    (nn.Hardshrink(0.3), "lambd=0.3"),
-    (lambda x: F.elu(x, 0.5), "(torch.nn.functional.elu): alpha=0.5 (only alpha=1.0) is not "
-                              "supported"),
-    (lambda x: F.softplus(x, 1, 10), "beta=1, threshold=10 (only"),
-    (lambda x: F.hardtanh(x, max_val=6.0), "max_val=6.0 (only"),
+@pytest.mark.parametrize("act", [
+    nn.ELU(alpha=0.5), nn.CELU(alpha=2.5), nn.Softplus(beta=2), nn.Softplus(beta=0.5,
+                                                                              threshold=3),
+    nn.Hardtanh(0.0, 5.0), nn.Hardtanh(-2.5, 0.5), nn.Hardshrink(0.3), nn.Softshrink(1.5),
+    lambda x: F.elu(x, 0.5), lambda x: F.celu(x, alpha=0.7), lambda x: F.softplus(x, 1, 10),
+    lambda x: F.hardtanh(x, max_val=6.0), lambda x: F.hardshrink(x, lambd=2.0),
+    lambda x: F.softshrink(x, 0.25),
 ])
-def test_activation_parameters_without_a_keras_equivalent(act, message):
+def test_activation_parameters_without_a_keras_equivalent(any_backend, act):
+    """Activation modules and functions at parameter values no Keras activation takes (they
+    were refused) run PyTorch's formula at those values (torch_param_activation), after a
+    conv too (channels-last)."""
+    torch.manual_seed(5)
+    check(Fn(act), torch.randn(2, 3, 5, 4) * 3, run_inputs=[(torch.randn(3, 3, 5, 4) * 3,)])
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), act if isinstance(act, nn.Module) else Fn(act))
+    check(conv, torch.randn(2, 3, 6, 6) * 3)
+
+
+@pytest.mark.parametrize("act,message", [
+    (nn.CELU(alpha=0.0), "alpha=0.0 (numbers, and not an alpha or beta of 0"),
+    (lambda x: F.softplus(x, beta=0), "beta=0 (numbers, and not an alpha or beta of 0"),
+])
+def test_activation_parameters_refused(act, message):
     with pytest.raises(TorchConversionError, match=re.escape(message)):
         fl.from_torch(Fn(act), torch.randn(2, 3, 5, 4))
 
 
 def test_bad_function_arguments_are_listed_with_the_other_problems():
     with pytest.raises(TorchConversionError) as info:
-        fl.from_torch(Fn(lambda x: F.local_response_norm(F.elu(x, 0.3), 2)),
+        fl.from_torch(Fn(lambda x: F.local_response_norm(F.celu(x, 0.0), 2)),
                       torch.randn(2, 3, 5, 4))
     msg = str(info.value)
-    assert "2 module(s) or call(s)" in msg and "alpha=0.3" in msg and "local_response_norm" in msg
+    assert "2 module(s) or call(s)" in msg and "alpha=0.0" in msg and "local_response_norm" in msg
 
 
 @pytest.mark.parametrize("name", list(ACT_CALLS))

@@ -130,6 +130,7 @@ from .torch_ops import (
     torch_normalize,
     torch_one_hot,
     torch_pad,
+    torch_param_activation,
     torch_permute,
     torch_pixel_shuffle,
     torch_pool1d,
@@ -724,6 +725,23 @@ def _variants_text(variants: list) -> str:
                        for params, _ in variants)
 
 
+_PARAM_RULE = "numbers, and not an alpha or beta of 0, which PyTorch's formula divides by"
+
+
+def _param_values(module: str, values: dict) -> tuple | None:
+    """The parameters of an activation module (in _ACT_VARIANTS' order, PyTorch's defaults
+    for those not given) as floats for torch_param_activation, or None when one is not a
+    number, or is an alpha or beta of 0 (a division by zero in PyTorch's formula)."""
+    order = list(dict.fromkeys(k for params, _ in _ACT_VARIANTS[module] for k in params))
+    defaults = _ACT_VARIANTS[module][0][0]
+    got = [values.get(k, defaults[k]) for k in order]
+    if not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in got):
+        return None
+    if module in ("CELU", "Softplus") and float(got[0]) == 0:
+        return None
+    return tuple(float(v) for v in got)
+
+
 _IDENTITY_MODULES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
                      "FeatureAlphaDropout", "Identity")
 
@@ -822,9 +840,9 @@ class _Converter:
         elif type(mod).__name__ in _ACT_VARIANTS and self._module_known(mod):
             variants = _ACT_VARIANTS[type(mod).__name__]
             values = {k: getattr(mod, k) for params, _ in variants for k in params}
-            if _variant(variants, values) is None:
+            if _param_values(type(mod).__name__, values) is None:
                 no(", ".join(f"{k}={v!r}" for k, v in values.items())
-                   + f" (only {_variants_text(variants)})")
+                   + f" ({_PARAM_RULE})")
         elif _is_experts(mod):
             bad += [f"{qual} ({cls}): {why}" for why in self._experts_problems(mod)]
         elif not self._module_known(mod):
@@ -1017,6 +1035,10 @@ class _Converter:
         act = self._activation_module(mod)
         if act is not None:
             return self.activation(args[0], act)
+        if name in _ACT_VARIANTS and getattr(nn, name, None) is type(mod):
+            variants = _ACT_VARIANTS[name]
+            return self.param_activation(args[0], name, {
+                k: getattr(mod, k) for p, _ in variants for k in p})
         if isinstance(mod, nn.GELU):
             return self.activation(args[0], "gelu_tanh" if mod.approximate == "tanh" else "gelu")
         if isinstance(mod, nn.LeakyReLU):
@@ -3113,9 +3135,12 @@ class _Converter:
             F.softsign: self._act_fn([({}, "softsign")]),
             F.selu: self._act_fn([({}, "selu")]),
             F.logsigmoid: self._act_fn([({}, "log_sigmoid")]),
-            F.elu: self._act_fn(_ACT_VARIANTS["ELU"]),
-            F.softplus: self._act_fn(_ACT_VARIANTS["Softplus"]),
-            F.hardtanh: self._act_fn(_ACT_VARIANTS["Hardtanh"]),
+            F.elu: self._act_fn(_ACT_VARIANTS["ELU"], "ELU"),
+            F.celu: self._act_fn(_ACT_VARIANTS["CELU"], "CELU"),
+            F.softplus: self._act_fn(_ACT_VARIANTS["Softplus"], "Softplus"),
+            F.hardtanh: self._act_fn(_ACT_VARIANTS["Hardtanh"], "Hardtanh"),
+            F.hardshrink: self._act_fn(_ACT_VARIANTS["Hardshrink"], "Hardshrink"),
+            F.softshrink: self._act_fn(_ACT_VARIANTS["Softshrink"], "Softshrink"),
             F.softmax: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmax(
                 x, dim, dtype),
             torch.softmax: lambda x, dim, dtype=None: self.softmax(x, dim, dtype),
@@ -3331,9 +3356,19 @@ class _Converter:
             table[assert_none] = lambda value, *args, **kwargs: None
         return table
 
-    def _act_fn(self, variants: list) -> Any:
+    def param_activation(self, x: Any, module: str, values: dict) -> _T:
+        """An activation module's formula at parameter values no Keras activation takes
+        (torch_param_activation), elementwise on the tensor as stored."""
+        params = _param_values(module, values)
+        if params is None:
+            raise TorchConversionError(f"from_torch: {module} with {values} ({_PARAM_RULE})")
+        t = self._tensor(x, module)
+        return _T(torch_param_activation(t.sym, module, params), t.cl)
+
+    def _act_fn(self, variants: list, module: str | None = None) -> Any:
         """A handler for an activation function of torch.nn.functional: Keras's activation of
-        the variant (parameter values in PyTorch's order, activation) its arguments match. Its
+        the variant (parameter values in PyTorch's order, activation) its arguments match,
+        else the module's own formula at those values (param_activation). Its
         ``argument_problems`` lets ``check`` list bad arguments with the other problems."""
         order = list(dict.fromkeys(k for params, _ in variants for k in params))
 
@@ -3343,16 +3378,21 @@ class _Converter:
         def argument_problems(args: tuple, kwargs: dict) -> str | None:
             given = values(args, kwargs)
             unknown = [k for k in given if k not in order]
-            if not unknown and _variant(variants, given) is not None:
+            if not unknown and (_variant(variants, given) is not None or (
+                    module is not None and _param_values(module, given) is not None)):
                 return None
             shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
-            return f"{shown} (only {_variants_text(variants)})" if order else shown
+            return f"{shown} ({_PARAM_RULE})" if order else shown
 
         def run(x: Any, *args: Any, **kwargs: Any) -> _T:
             bad = argument_problems(args, kwargs)
             if bad is not None:
                 raise TorchConversionError(f"from_torch: arguments {bad} are not supported")
-            return self.activation(x, _variant(variants, values(args, kwargs)))
+            given = values(args, kwargs)
+            act = _variant(variants, given)
+            if act is None and module is not None:
+                return self.param_activation(x, module, given)
+            return self.activation(x, act)
 
         run.argument_problems = argument_problems  # type: ignore[attr-defined]
         return run

@@ -1062,6 +1062,36 @@ def torch_cumsum(x, axis):
     return np.cumsum(x, axis=axis, dtype=np.int64)
 
 
+@S.symbolic_op
+def torch_param_activation(x, name, params):
+    """PyTorch's activation modules at other parameter values than Keras's activations
+    take, elementwise in float32 (``params`` in the module's order): ELU(alpha) x or
+    alpha·(eˣ − 1), CELU(alpha) x or alpha·(e^(x/alpha) − 1), Softplus(beta, threshold)
+    x where beta·x > threshold else log(1 + e^(beta·x)) / beta, Hardtanh(min_val, max_val)
+    a clip, Hardshrink(lambd) 0 on [−lambd, lambd] else x, Softshrink(lambd) x ∓ lambd
+    outside (−lambd, lambd) else 0. (The exponentials round as NumPy's: within an ulp or two
+    of PyTorch's vectorized ones.)"""
+    x = np.asarray(x, F32)
+    p = [F32(v) for v in params]
+    with np.errstate(all="ignore"):
+        if name == "ELU":
+            out = np.where(x > 0, x, p[0] * np.expm1(x))
+        elif name == "CELU":
+            out = np.where(x > 0, x, p[0] * np.expm1(x / p[0]))
+        elif name == "Softplus":
+            bx = x * p[0]
+            out = np.where(bx > p[1], x, np.log1p(np.exp(bx)) / p[0])
+        elif name == "Hardtanh":
+            out = np.minimum(np.maximum(x, p[0]), p[1])
+        elif name == "Hardshrink":
+            out = np.where((x >= -p[0]) & (x <= p[0]), F32(0), x)
+        elif name == "Softshrink":
+            out = np.where(x > p[0], x - p[0], np.where(x < -p[0], x + p[0], F32(0)))
+        else:
+            raise ValueError(f"torch_param_activation: unknown activation {name!r}")
+    return np.asarray(out, F32)
+
+
 def legacy_nearest_indices(in_size, out_size, scale=None):
     """The source index of each output index of PyTorch's legacy "nearest" resize along one
     axis: min(floor(o · s), in - 1) in float32, s = 1 / scale_factor when one is given (and
