@@ -1172,3 +1172,25 @@ def test_more_tensor_ops(any_backend, name):
 def test_more_tensor_ops_refused(fn, match):
     with pytest.raises(TorchConversionError, match=match):
         fl.from_torch(_Fn(fn).eval(), torch.randn(2, 3, 5))
+
+
+class _Varargs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x, *rest, scale=2.0):
+        out = self.lin(x) * scale
+        for r in rest:  # a loop over the examples given: unrolled
+            out = out + r.sum(-1, keepdim=True)
+        return out
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2])
+def test_a_forward_with_varargs(any_backend, extra):
+    """forward(self, x, *rest) was refused ('2 example inputs for a forward with 1 positional
+    arguments'); it is traced through a call with the examples, as many as given."""
+    torch.manual_seed(6)
+    examples = (torch.randn(2, 4),) + tuple(torch.randn(2, 5) for _ in range(extra))
+    others = (torch.randn(3, 4),) + tuple(torch.randn(3, 5) for _ in range(extra))
+    check(_Varargs(), *examples, run_inputs=[others])

@@ -4180,11 +4180,12 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
     ``module`` (in eval mode) traced with ``examples`` (from_torch)."""
     import inspect
 
-    params = [p for p in inspect.signature(module.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    signature = inspect.signature(module.forward).parameters.values()
+    params = [p for p in signature if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in signature)
     concrete = None
     if examples is not None:
-        if len(examples) > len(params):
+        if len(examples) > len(params) and not varargs:
             raise ValueError(
                 f"from_torch: {len(examples)} example inputs for a forward with "
                 f"{len(params)} positional arguments"
@@ -4208,7 +4209,14 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
             "self.model(ids, attention_mask=mask)")
     if no_cache and concrete is not None:
         concrete["use_cache"] = False
-    if torch.fx.Tracer().is_leaf_module(module, ""):
+    if varargs and examples is not None:
+        # forward(self, *inputs): fx traces a forward from its code object, whose *inputs
+        # it cannot bind to the examples; traced through a call with them, as a user's
+        # wrapper would call it
+        names = [f"a{i}" for i in range(count)]
+        traced = _wrap_call(torch, module, names)
+        concrete = None
+    elif torch.fx.Tracer().is_leaf_module(module, ""):
         # fx would trace into a torch.nn module's own forward: wrap it, so that it is
         # one call_module node (named "module") as inside a model.
         names = [f"a{i}" for i in range(count)]
