@@ -7,6 +7,7 @@ themselves, in eval mode."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import NamedTuple
 
@@ -1194,3 +1195,121 @@ def test_a_forward_with_varargs(any_backend, extra):
     examples = (torch.randn(2, 4),) + tuple(torch.randn(2, 5) for _ in range(extra))
     others = (torch.randn(3, 4),) + tuple(torch.randn(3, 5) for _ in range(extra))
     check(_Varargs(), *examples, run_inputs=[others])
+
+
+# ---- from the first review of session 32's change ---------------------------------------
+
+
+@pytest.mark.parametrize("shape,kwargs", [
+    ((2, 3, 3, 3), {"scale_factor": 1.3}),            # out == in: the input itself
+    ((2, 3, 5, 5), {"scale_factor": 2.1}),            # out == 2 in: o // 2
+    ((2, 3, 4, 6), {"scale_factor": (1.2, 1.5)}),
+    ((2, 3, 8, 8), {"scale_factor": 1.1}),
+    ((2, 3, 3), {"scale_factor": 1.3}),               # 1-D: no shortcut in PyTorch's kernel
+    ((2, 3, 5), {"scale_factor": 2.1}),
+])
+def test_legacy_nearest_when_the_output_is_once_or_twice_the_input(shape, kwargs):
+    """PyTorch's 2-D nearest kernel takes the input itself where out == in and o // 2 where
+    out == 2 in, whatever the scale factor; its 1-D one does not (the review: up to 9 off)."""
+    module = _Fn(lambda x: torch.nn.functional.interpolate(x, **kwargs))
+    x = torch.arange(math.prod(shape), dtype=torch.float32).reshape(shape)
+    model = fl.from_torch(module, x)
+    np.testing.assert_array_equal(model(x.numpy() * 2), module(x * 2).numpy())
+
+
+def test_integer_addcmul_and_round_decimals(any_backend):
+    """addcmul of int64 tensors by an int value stays int64 (it went through float32: 2**24 + 1
+    rounded); round's decimals were ignored (round(decimals=1) gave whole numbers)."""
+    class Ints(nn.Module):
+        def forward(self, x):
+            i = (x * 1000).long()
+            j = torch.addcmul(i, i, i, value=3)
+            i.addcmul_(i, i, value=-2)
+            return j, i
+
+    x = torch.tensor([[2.0**14, 3.5, -7.25]])
+    model = fl.from_torch(Ints(), x)
+    for got, want in zip(model(x.numpy()), Ints()(x)):
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want.numpy())
+    with pytest.raises(TorchConversionError, match="addcdiv of integer tensors"):
+        fl.from_torch(_Fn(lambda x: torch.addcdiv(x.long(), x.long(), x.long() + 1)), x)
+    check(_Fn(lambda x: (x.round(decimals=1), torch.round(x, decimals=2),
+                         (x * 100).round_(decimals=-1), x.round())),
+          torch.randn(3, 4) * 10, run_inputs=[(torch.randn(2, 4) * 10,)])
+
+
+class _Bigger(nn.Module):
+    def forward(self, x):
+        y = x[:, :, :1] * 1
+        y.add_(x)  # PyTorch: output with shape [B, 4, 1] doesn't match the broadcast shape
+        return y
+
+
+class _Expanded(nn.Module):
+    def forward(self, x):
+        e = x[:, :1].expand(-1, 4, 5)
+        e.mul_(2)  # PyTorch: more than one element refers to a single memory location
+        return e
+
+
+def test_in_place_writes_pytorch_refuses():
+    for module, match in ((_Bigger(), r"gives shape \(None, 4, 5\)"),
+                          (_Expanded(), "an expanded tensor")):
+        with pytest.raises(RuntimeError):
+            module(torch.randn(3, 4, 5))
+        with pytest.raises(TorchConversionError, match=match):
+            fl.from_torch(module, torch.randn(3, 4, 5))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: torch.tile(x, dims=(2, 1)),
+    lambda x: torch.tensor_split(x, sections=2, dim=1),
+    lambda x: x.tensor_split(indices=[1], dim=2),
+    lambda x: torch.lerp(input=x, end=x + 1, weight=0.5),
+    lambda x: torch.movedim(x, source=1, destination=2),
+    lambda x: torch.narrow(x, dim=2, start=1, length=3),
+    lambda x: x.select(dim=1, index=0),
+])
+def test_keyword_forms_of_the_new_ops(fn):
+    check(_Fn(fn), torch.randn(2, 3, 5))
+
+
+class _LazyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class _Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(4, 3)
+        self.aux = nn.Linear(4, 3)  # a head the forward never calls
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_lazy_modules_and_hooks_on_layers_never_called():
+    """An uninitialized LazyLinear was refused as a module with a forward hook (its own
+    initializing pre-hook); a hook on a layer the forward never calls refused the model."""
+    with pytest.raises(TorchConversionError, match=r"fc \(LazyLinear\) has not been initial"):
+        fl.from_torch(_LazyNet(), torch.randn(2, 4))
+    lazy = _LazyNet()
+    lazy(torch.randn(2, 4))  # initialized: converts
+    check(lazy, torch.randn(2, 4))
+    module = _Unused()
+    module.aux.register_forward_hook(lambda m, i, o: o * 2)
+    check(module, torch.randn(2, 4))
+    module.used.register_forward_hook(lambda m, i, o: o * 2)
+    with pytest.raises(TorchConversionError, match=r"1 forward hook\(s\) on used \(Linear\)"):
+        fl.from_torch(module, torch.randn(2, 4))
+
+
+def test_a_string_example_says_so():
+    with pytest.raises(TypeError, match="an array of numbers or bools"):
+        fl.from_torch(nn.Linear(4, 4).eval(), ("abc",))

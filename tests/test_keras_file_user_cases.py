@@ -433,3 +433,32 @@ def test_time_distributed_sentence_encoder(tmp_path, fmt):
     model.save(path)
     np.testing.assert_allclose(fl.load_model(path).predict(ids), model.predict(ids, verbose=0),
                                rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["mha", "bidirectional", "time_distributed"])
+def test_legacy_h5_frozen_wrapper_in_a_nested_sequential(tmp_path, kind):
+    """Inside a nested Sequential, Keras 3 writes the weight names with the Sequential's own
+    name first ('inner/td/tdd/kernel'): the names still decide (the first review found the
+    fix above falling back to the config's order there: weights swapped silently, or a
+    shape error)."""
+    x_in = keras.Input((5, 4))
+    if kind == "mha":
+        frozen = L.MultiHeadAttention(2, 2, name="frozen", trainable=False)
+        body = keras.Model(x_in, L.Add()([x_in, frozen(x_in, x_in)]), name="body")
+    elif kind == "bidirectional":
+        body = keras.Sequential([x_in, L.Bidirectional(L.LSTM(2, return_sequences=True),
+                                                       name="frozen", trainable=False)],
+                                name="body")
+    else:
+        body = keras.Sequential([x_in, L.TimeDistributed(L.Dense(4, name="tdd"), name="frozen",
+                                                         trainable=False)], name="body")
+    inner = keras.Sequential([keras.Input((5, 4)), L.Dense(4, name="pre"), body,
+                              L.Dense(4, name="post")], name="inner")
+    inp = keras.Input((5, 4))
+    model = keras.Model(inp, inner(inp))
+    randomize(model)
+    path = tmp_path / "nested_sequential.h5"
+    model.save(path)
+    x = np.random.default_rng(10).normal(size=(2, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(fl.load_model(path).predict(x), model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)

@@ -21,7 +21,12 @@ def tool():
 
 
 def test_table_rows(tool, capsys):
-    assert tool.main(["--sizes", "17,32", "--rounds", "2"]) == 0
+    import fastlayers as fl
+
+    before = fl.get_num_threads()
+    threads = 1 if before != 1 else 2
+    assert tool.main(["--sizes", "17,32", "--rounds", "2", "--threads", str(threads)]) == 0
+    assert fl.get_num_threads() == before  # put back: the tests that follow keep theirs
     out = capsys.readouterr().out
     libs = ["fastlayers", "numpy"]
     try:

@@ -26,6 +26,7 @@ probe of the run, times the thread count).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import statistics
@@ -112,17 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     import fastlayers as fl  # noqa: PLC0415
     from fastlayers import _core  # noqa: PLC0415
 
-    fl.set_num_threads(args.threads)
-    try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415
-
-        threadpool_limits(args.threads)
-    except ImportError:
-        print("threadpoolctl is not installed: numpy's BLAS runs on its own thread count")
     try:
         import torch  # noqa: PLC0415
-
-        torch.set_num_threads(args.threads)
     except ImportError:
         torch = None
     mkl = None
@@ -139,6 +131,41 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     probes: list[float] = []
     rates: dict[tuple[str, int], list[float]] = {}
+    with _threads(args.threads, fl, torch):
+        _measure(args, sizes, rng, fl, _core, isa, torch, mkl, probes, rates)
+    _report(args, isa, probes, rates)
+    return 0
+
+
+@contextlib.contextmanager
+def _threads(n: int, fl, torch):
+    """fastlayers, NumPy's BLAS and PyTorch on ``n`` threads, their settings put back after
+    (a test run that calls main() keeps its own)."""
+    before_fl = fl.get_num_threads()
+    before_torch = torch.get_num_threads() if torch is not None else None
+    limits = None
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+        limits = threadpool_limits(n)
+    except ImportError:
+        print("threadpoolctl is not installed: numpy's BLAS runs on its own thread count")
+    fl.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fl.set_num_threads(before_fl)
+        if torch is not None:
+            torch.set_num_threads(before_torch)
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+def _measure(args, sizes, rng, fl, _core, isa, torch, mkl, probes, rates) -> None:
+    import numpy as np  # noqa: PLC0415
+
     for rnd in range(args.rounds):
         probes.append(float(_core.fma_peak_probe(isa, 0.5)))
         for n in sizes:
@@ -156,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                 rates.setdefault((name, n), []).append(2 * n**3 / _median_call(fn, n_calls) / 1e9)
         print(f"round {rnd + 1}/{args.rounds} done", flush=True)
 
+
+def _report(args, isa, probes, rates) -> None:
     peak = max(probes) * args.threads
     print(f"\nFMA probe ({isa}, one core): {' '.join(f'{p:.1f}' for p in probes)} GFLOP/s; "
           f"the peak used: best x {args.threads} thread(s) = {peak:.1f}\n")
@@ -165,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(vals)
         print(f"| {name} | {n} | {med:.1f} | {min(vals):.0f}-{max(vals):.0f} | "
               f"{100 * med / peak:.0f} % |")
-    return 0
 
 
 if __name__ == "__main__":

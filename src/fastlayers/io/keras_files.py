@@ -397,8 +397,8 @@ def _legacy_slots(leaves: list[tuple[Any, bool]]) -> list[tuple[int, int]]:
 def _leaves_as_named(leaves: list[tuple[Any, bool]],
                      weight_names: list[str]) -> list[tuple[Any, bool]] | None:
     """The leaves of a nested model's group with whether Keras counted each one's weights as
-    trainable, read from the file's weight names (``<leaf layer>/.../<variable>``), or None
-    when the names do not say (other names, or an order no flags give).
+    trainable, read from the file's weight names (``[<models>/]<leaf layer>/.../<variable>``),
+    or None when the names do not say (other names, or an order no flags give).
 
     The config's ``trainable`` is not always what Keras counted: it counts each variable by
     its own flag, and a layer built with ``trainable=False`` passes that to the variables it
@@ -406,7 +406,12 @@ def _leaves_as_named(leaves: list[tuple[Any, bool]],
     TimeDistributed constructed frozen holds trainable variables (its inner Dense and LSTM
     layers'), listed with the trainable ones, where ``layer.trainable = False`` set after it
     was built freezes them all: the same config, two orders."""
-    owners = [n.split("/", 1)[0] for n in weight_names]
+    # The owner of a weight: the first part of its name that is a leaf's name (a Sequential
+    # writes its own name first, "inner/pre/kernel"; a model nested deeper, its path), else
+    # the first part (the names then say nothing: the order check below fails).
+    names = {leaf.name for leaf, _ in leaves}
+    owners = [next((p for p in n.split("/")[:-1] if p in names), n.split("/", 1)[0])
+              for n in weight_names]
     flags: list[bool] = []
     p = 0
     for leaf, _ in leaves:

@@ -143,6 +143,7 @@ from .torch_ops import (
     torch_reshape,
     torch_resize_corners,
     torch_roll,
+    torch_round_decimals,
     torch_scale_shift,
     torch_sdpa,
     torch_softmax,
@@ -1378,7 +1379,7 @@ class _Converter:
 
     def upsample(self, x: Any, size: Any, scale_factor: Any, mode: str, align_corners: Any,
                  antialias: bool = False, what: str = "interpolate",
-                 recompute_scale_factor: Any = None) -> _T:
+                 recompute_scale_factor: Any = None, one_d: bool = False) -> _T:
         """nn.Upsample / F.interpolate of a 4-D input with "nearest", "nearest-exact" or
         "bilinear" without align_corners (half-pixel centres, as Keras): UpSampling2D for
         whole factors, else Resizing to the output size ("nearest-exact" is Keras's
@@ -1392,9 +1393,16 @@ class _Converter:
             def pair(v: Any, one: Any) -> Any:
                 return None if v is None else (one, v[0] if isinstance(v, (tuple, list)) else v)
 
-            out = self.upsample(self.unsqueeze(x, 2), pair(size, 1), pair(scale_factor, 1.0),
-                                "bilinear" if mode == "linear" else mode, align_corners,
-                                antialias, what, recompute_scale_factor)
+            try:
+                out = self.upsample(self.unsqueeze(x, 2), pair(size, 1),
+                                    pair(scale_factor, 1.0),
+                                    "bilinear" if mode == "linear" else mode, align_corners,
+                                    antialias, what, recompute_scale_factor, one_d=True)
+            except TorchConversionError as e:
+                raise TorchConversionError(
+                    f"{where} of a 3-D (N, C, L) input with size={size!r}, scale_factor="
+                    f"{scale_factor!r}, mode={mode!r} (resized as (N, C, 1, L), where: {e})"
+                ) from e
             return self.squeeze(out, 2)
         t = _to_cl(self._tensor(x, what))
         if t.ndim != 4 or mode == "linear":
@@ -1430,7 +1438,8 @@ class _Converter:
             if recompute_scale_factor or size is not None:
                 scales = (None, None)
             if min(int(o) for o in sizes) >= 1:
-                rows, cols = (legacy_nearest_indices(d, int(o), None if f is None else float(f))
+                rows, cols = (legacy_nearest_indices(d, int(o), None if f is None else float(f),
+                                                     shortcuts=not one_d)
                               for d, o, f in zip(in_hw, sizes, scales))
                 return _T(torch_nearest_index(t.sym, rows, cols), True)
         out = _resize_output(size, scale_factor, in_hw, factors, recompute_scale_factor)
@@ -2568,9 +2577,13 @@ class _Converter:
         rest = iter(i for i in range(t.ndim) if i not in src)
         return _permuted(t, tuple(o if o is not None else next(rest) for o in order))
 
-    def tile(self, x: Any, *dims: Any) -> Any:
+    def tile(self, x: Any, *dims: Any, **kwargs: Any) -> Any:
         """``torch.tile``: repeat, with ones prepended to the repeats for a tensor of more
         axes, or axes of size one prepended to the tensor for more repeats."""
+        if "dims" in kwargs and not dims:
+            dims = (kwargs.pop("dims"),)
+        if kwargs:
+            raise TypeError(f"tile got unexpected keywords {sorted(kwargs)}")
         reps = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         t = self._tensor(x, "tile")
         for _ in range(len(reps) - t.ndim):
@@ -2602,10 +2615,16 @@ class _Converter:
         d, _ = self._along(t, dim, "select")
         return self.getitem(t, (slice(None),) * d + (index,))
 
-    def tensor_split(self, x: Any, indices_or_sections: Any, dim: Any = 0) -> tuple:
+    def tensor_split(self, x: Any, indices_or_sections: Any = None, dim: Any = 0, *,
+                     sections: Any = None, indices: Any = None) -> tuple:
         """``torch.tensor_split``: ``sections`` pieces (the first n % sections one longer),
         or the pieces between ``indices`` (Python's slices: clipped, maybe empty), along an
         axis whose size the examples fix."""
+        given = [v for v in (indices_or_sections, sections, indices) if v is not None]
+        if len(given) != 1 or (sections is not None and not isinstance(sections, int)):
+            raise TorchConversionError("from_torch: tensor_split needs one of "
+                                       "indices_or_sections, sections (an int) or indices")
+        indices_or_sections = given[0]
         t = self._tensor(x, "tensor_split")
         d, n = self._along(t, dim, "tensor_split")
         if n is None:
@@ -2630,8 +2649,8 @@ class _Converter:
         return _T(torch_cumprod(t.sym, self._axes(t, dim, "cumprod")[0]), t.cl)
 
     def lerp(self, start: Any, end: Any, weight: Any) -> _T:
-        """``torch.lerp``: both forms of PyTorch's kernel (torch_lerp), on tensors as stored
-        in PyTorch's layout."""
+        """``torch.lerp``: both forms of PyTorch's kernel (torch_lerp; it fuses their
+        multiply-adds: within an ulp), on tensors in PyTorch's layout."""
         ts = [_to_torch(v).sym if isinstance(v, _T) else (
             np.asarray(v, F32) if isinstance(v, np.ndarray) else v)
             for v in (self._tensor(start, "lerp"), end, weight)]
@@ -2640,11 +2659,16 @@ class _Converter:
         return _T(torch_lerp(*ts), False)
 
     def addc(self, name: str, x: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Any:
-        """``torch.addcmul`` / ``addcdiv``: x + value · t1 · t2 (or / t2), in the order of
-        PyTorch's kernel: (value · t1) · t2, then x +."""
+        """``torch.addcmul`` / ``addcdiv``: x + value · t1 · t2 (or / t2), as (value · t1) ·
+        t2, then x + (PyTorch's vectorized kernel fuses the last multiply-add: within an ulp);
+        integers stay integers."""
         if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
             raise TorchConversionError(f"from_torch: {name} with value={value!r} (a number)")
-        scaled = self.binary(tensor1, float(value), "mul") if value != 1 else tensor1
+        if name == "addcdiv" and all(isinstance(t, _T) and t.sym.dtype.kind in "iub"
+                                     for t in (tensor1, tensor2)):
+            raise TorchConversionError("from_torch: addcdiv of integer tensors (PyTorch "
+                                       "refuses it too)")
+        scaled = self.binary(tensor1, value, "mul") if value != 1 else tensor1
         both = self.binary(scaled, tensor2, "mul" if name == "addcmul" else "div")
         return self.binary(x, both, "add")
 
@@ -2861,9 +2885,17 @@ class _Converter:
         t = self._tensor(x, "roll")
         return _T(torch_roll(t.sym, shifts, self._axes(t, dims, "roll")), t.cl)
 
-    def unary(self, x: Any, name: str) -> Any:
-        """An elementwise function (_UNARY) of a tensor (its layout kept) or a number.
-        (Calls on parameters and buffers alone are computed by PyTorch, _build / _fold.)"""
+    def unary(self, x: Any, name: str, *, decimals: Any = 0) -> Any:
+        """An elementwise function (_UNARY) of a tensor (its layout kept) or a number; round
+        with ``decimals`` (torch_round_decimals). (Calls on parameters and buffers alone are
+        computed by PyTorch, _build / _fold.)"""
+        if decimals:
+            t = self._tensor(x, name)
+            if name != "round" or not isinstance(decimals, (int, np.integer)) or (
+                    t.sym.dtype.kind != "f"):
+                raise TorchConversionError(f"from_torch: {name} with decimals={decimals!r} "
+                                           "(round of a float tensor, by an int)")
+            return _T(torch_round_decimals(t.sym, int(decimals)), t.cl)
         if isinstance(x, (int, float)) and name in ("neg", "abs"):
             return -x if name == "neg" else abs(x)  # a size or a number
         if isinstance(x, _Dim):
@@ -3285,13 +3317,16 @@ class _Converter:
             torch.flip: lambda input, dims: self.flip(input, dims),  # noqa: A002
             torch.cumsum: lambda input, dim, dtype=None: self.cumsum(input, dim, dtype),  # noqa: A002
             torch.cumprod: lambda input, dim, dtype=None: self.cumprod(input, dim, dtype),  # noqa: A002
-            torch.movedim: self.movedim,
-            torch.moveaxis: self.movedim,
-            torch.tile: self.tile,
-            torch.narrow: self.narrow,
-            torch.select: self.select,
-            torch.tensor_split: self.tensor_split,
-            torch.lerp: self.lerp,
+            torch.movedim: lambda input, source, destination: self.movedim(  # noqa: A002
+                input, source, destination),
+            torch.moveaxis: lambda input, source, destination: self.movedim(  # noqa: A002
+                input, source, destination),
+            torch.tile: lambda input, dims: self.tile(input, dims),  # noqa: A002
+            torch.narrow: lambda input, dim, start, length: self.narrow(  # noqa: A002
+                input, dim, start, length),
+            torch.select: lambda input, dim, index: self.select(input, dim, index),  # noqa: A002
+            torch.tensor_split: lambda input, *a, **k: self.tensor_split(input, *a, **k),  # noqa: A002
+            torch.lerp: lambda input, end, weight: self.lerp(input, end, weight),  # noqa: A002
             torch.addcmul: lambda input, tensor1, tensor2, *, value=1: self.addc(  # noqa: A002
                 "addcmul", input, tensor1, tensor2, value=value),
             torch.addcdiv: lambda input, tensor1, tensor2, *, value=1: self.addc(  # noqa: A002
@@ -3319,8 +3354,8 @@ class _Converter:
             torch.clip: lambda x, min=None, max=None: self.clamp(x, min, max),
             **{getattr(operator, op): (lambda a, b, op=op: self.compare(a, b, op))
                for op in ("eq", "ne", "lt", "le", "gt", "ge")},
-            **{getattr(torch, name): (lambda x, name=name: self.unary(x, name))
-               for name in _UNARY},
+            **{getattr(torch, name): (lambda input, name=name, **k: self.unary(  # noqa: A002
+                input, name, **k)) for name in _UNARY},
             operator.matmul: self.matmul,
             torch.matmul: self.matmul,
             torch.split: lambda tensor, split_size_or_sections, dim=0: self.split(
@@ -3543,6 +3578,10 @@ class _Converter:
             if before != after:
                 raise TorchConversionError(
                     f"from_torch: Tensor.{name} of a {before} tensor gives {after}")
+            if isinstance(x, _T) and isinstance(out, _T) and x.torch_shape != out.torch_shape:
+                raise TorchConversionError(  # (a broadcast the tensor cannot hold)
+                    f"from_torch: Tensor.{name} of a tensor of shape {x.torch_shape} gives "
+                    f"shape {out.torch_shape} (PyTorch refuses it too)")
             return out
         if name in ("relu", "sigmoid", "tanh"):
             return self.activation(x, name)
@@ -3660,7 +3699,7 @@ class _Converter:
         if name == "baddbmm":
             return self.baddbmm(x, *args, **kwargs)
         if name in _UNARY:
-            return self.unary(x, name)
+            return self.unary(x, name, *args, **kwargs)  # (round's decimals; others refused)
         if name == "pow":
             return self.binary(x, args[0] if args else kwargs["exponent"], "pow")
         if name in _LOGICAL:
@@ -4010,9 +4049,10 @@ def _to_numpy_input(torch: Any, x: Any) -> Any:
     except (TypeError, ValueError) as e:
         raise TypeError(f"from_torch: an example input must be a tensor or an array (or a "
                         f"tuple of them), got {type(x).__name__}") from e
-    if a.dtype == object:
-        raise TypeError(f"from_torch: an example input must be a tensor or an array (or a "
-                        f"tuple of them), got {type(x).__name__}")
+    if a.dtype.kind not in "biuf":  # objects, strings, complex numbers, dates
+        raise TypeError(f"from_torch: an example input must be a tensor or an array of "
+                        f"numbers or bools (or a tuple of them), got {type(x).__name__} of "
+                        f"dtype {a.dtype}")
     return a
 
 
@@ -4091,15 +4131,15 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     training = {m: m.training for m in module.modules()}
     module.eval()
     try:
-        _run_or_refuse_hooks(torch, module)
+        hooked = _run_or_refuse_hooks(torch, module)
         try:
-            model, conv, axes = _convert(torch, module, examples, name)
+            model, conv, axes = _convert(torch, module, examples, name, hooked)
         except _BatchOfOne as e:
             # a branch on whether the batch is 1, which 1-row examples take for 1 row: the
             # trace of 2 rows (the same examples twice) takes the path of any larger batch
             axes = e.axes
             model, conv, axes = _convert(torch, module, _take_rows(examples, axes, [0, 0]),
-                                         name)
+                                         name, hooked)
         if conv.assumed:
             rows = _rows(examples, axes)
             for row in range(min(rows, 4)):  # (1-row examples were traced as 2: row 0)
@@ -4136,9 +4176,13 @@ def _weight_hook(torch: Any, hook: Any) -> bool:
     return isinstance(hook, (WeightNorm, SpectralNorm, prune.BasePruningMethod))
 
 
-def _run_or_refuse_hooks(torch: Any, module: Any) -> None:
-    """The forward hooks of ``module`` (in eval mode) that the converted model would lose,
-    refused; torch's weight-recomputing pre-hooks (_weight_hook) run once first.
+def _run_or_refuse_hooks(torch: Any, module: Any) -> dict[int, str]:
+    """The forward hooks of ``module`` (in eval mode) that the converted model would lose:
+    those on the module itself and global ones refused here, those on its torch.nn layers
+    returned ({id(layer): what}) for _refuse_hooked, once the trace says which layers the
+    forward calls; torch's weight-recomputing pre-hooks (_weight_hook) run once first. An
+    uninitialized lazy module (LazyLinear: PyTorch's own pre-hook makes its weights on the
+    first call) is refused with that said.
 
     fx traces through ``Module.__call__`` of a module it traces into, hooks included, but a
     torch.nn layer is one node (converted from its weights) and the module converted is
@@ -4148,13 +4192,19 @@ def _run_or_refuse_hooks(torch: Any, module: Any) -> None:
     runs here as that forward would run it (spectral_norm in eval mode: no power
     iteration)."""
     from torch.nn.modules import module as module_mod
+    from torch.nn.modules.lazy import LazyModuleMixin
 
     problems = []
     if module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks:
         problems.append("global forward hooks (torch.nn.modules.module."
                         "register_module_forward_hook / register_module_forward_pre_hook)")
     tracer = torch.fx.Tracer()
+    hooked: dict[int, str] = {}
     for qual, m in module.named_modules():
+        if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params():
+            raise TorchConversionError(
+                f"from_torch: {qual or 'the module'} ({type(m).__name__}) has not been "
+                "initialized: call the module once on an input before converting it")
         pre, post = list(m._forward_pre_hooks.values()), list(m._forward_hooks.values())
         if not pre and not post:
             continue
@@ -4165,17 +4215,36 @@ def _run_or_refuse_hooks(torch: Any, module: Any) -> None:
         if qual and not (_is_experts(m) or tracer.is_leaf_module(m, qual)):
             continue  # traced through its __call__: what its hooks do is recorded
         others = len(pre) - len(weights) + len(post)
-        if others:
-            where = qual or "the module converted"
-            problems.append(f"{others} forward hook(s) on {where} ({type(m).__name__})")
+        if others and not qual:
+            problems.append(f"{others} forward hook(s) on the module converted "
+                            f"({type(m).__name__})")
+        elif others:  # refused if the trace calls it (_refuse_hooked)
+            hooked[id(m)] = f"{others} forward hook(s) on {qual} ({type(m).__name__})"
     if problems:
-        raise TorchConversionError(
-            f"from_torch: {'; '.join(problems)}: fastlayers converts what torch.nn layers and "
-            "the module's forward compute, and would not run these hooks. Remove them "
-            "(handle.remove()) or move what they do into a forward (docs/semantics.md §24)")
+        _refuse_hooks(problems)
+    return hooked
 
 
-def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
+def _refuse_hooks(problems: list[str]) -> None:
+    raise TorchConversionError(
+        f"from_torch: {'; '.join(problems)}: fastlayers converts what torch.nn layers and "
+        "the module's forward compute, and would not run these hooks. Remove them "
+        "(handle.remove()) or move what they do into a forward (docs/semantics.md §24)")
+
+
+def _refuse_hooked(gm: Any, hooked: dict[int, str]) -> None:
+    """Refuse the hooked layers (_run_or_refuse_hooks) that the trace ``gm`` calls (a hook
+    on a layer the forward never calls changes nothing)."""
+    if not hooked:
+        return
+    called = [hooked[id(gm.get_submodule(n.target))] for n in gm.graph.nodes
+              if n.op == "call_module" and id(gm.get_submodule(n.target)) in hooked]
+    if called:
+        _refuse_hooks(list(dict.fromkeys(called)))
+
+
+def _convert(torch: Any, module: Any, examples: Any, name: Any,
+             hooked: dict[int, str] | None = None) -> tuple:
     """(the converted model, its _Converter, the batch axis of each example input) of
     ``module`` (in eval mode) traced with ``examples`` (from_torch)."""
     import inspect
@@ -4250,6 +4319,7 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any) -> tuple:
         raise TorchConversionError(
             f"from_torch: the forward of {type(module).__name__} writes its {what} in place "
             "(the module would change from call to call; they are restored)")
+    _refuse_hooked(gm, hooked or {})
     conv = _Converter(torch, module, gm)
     conv.check()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -5403,6 +5473,11 @@ def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, sa
             raise TorchConversionError(
                 f"from_torch: {where} writes the parameter or buffer {member.target!r} in "
                 "place (the module would change from call to call)")
+        if (member.op == "call_method" and member.target in ("expand", "expand_as")) or (
+                member.op == "call_function" and member.target is torch.broadcast_to):
+            raise TorchConversionError(  # its elements share memory: PyTorch refuses the write
+                f"from_torch: {where} writes {member.name}, an expanded tensor, in place "
+                "(PyTorch refuses it too)")
     here = order[node]
     # x[k] += v: fx records t = x[k]; t += v; x[k] = t, the last node right after the write.
     # x itself is then written with t's values: read after that, it is the write-back's

@@ -1063,6 +1063,17 @@ def torch_cumsum(x, axis):
 
 
 @S.symbolic_op
+def torch_round_decimals(x, decimals):
+    """``torch.round(x, decimals=d)`` of a float tensor as PyTorch's kernel computes it in
+    float32: rint(x · 10^d) / 10^d, or rint(x / 10^-d) · 10^-d for d < 0."""
+    x = np.asarray(x, F32)
+    ten = F32(10.0 ** abs(int(decimals)))
+    with np.errstate(all="ignore"):
+        out = np.rint(x / ten) * ten if decimals < 0 else np.rint(x * ten) / ten
+    return np.asarray(out, F32)
+
+
+@S.symbolic_op
 def torch_param_activation(x, name, params):
     """PyTorch's activation modules at other parameter values than Keras's activations
     take, elementwise in float32 (``params`` in the module's order): ELU(alpha) x or
@@ -1092,10 +1103,16 @@ def torch_param_activation(x, name, params):
     return np.asarray(out, F32)
 
 
-def legacy_nearest_indices(in_size, out_size, scale=None):
+def legacy_nearest_indices(in_size, out_size, scale=None, shortcuts=True):
     """The source index of each output index of PyTorch's legacy "nearest" resize along one
     axis: min(floor(o · s), in - 1) in float32, s = 1 / scale_factor when one is given (and
-    not recomputed), else in / out (ATen's nearest_neighbor_compute_source_index)."""
+    not recomputed), else in / out (ATen's nearest_neighbor_compute_source_index). With
+    ``shortcuts`` (its 2-D kernel, ATen's nearest_idx; not the 1-D one) an output as long as
+    the input is the input, and one twice as long takes o // 2, whatever the scale factor."""
+    if shortcuts and out_size == in_size:
+        return np.arange(out_size, dtype=np.int64)
+    if shortcuts and out_size == 2 * in_size:
+        return np.arange(out_size, dtype=np.int64) // 2
     s = np.float32(1.0 / scale) if scale else np.float32(in_size) / np.float32(out_size)
     src = np.floor(np.arange(out_size, dtype=np.float32) * s).astype(np.int64)
     return np.minimum(src, in_size - 1)
