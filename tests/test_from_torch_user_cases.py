@@ -1297,7 +1297,7 @@ class _Unused(nn.Module):
 def test_lazy_modules_and_hooks_on_layers_never_called():
     """An uninitialized LazyLinear was refused as a module with a forward hook (its own
     initializing pre-hook); a hook on a layer the forward never calls refused the model."""
-    with pytest.raises(TorchConversionError, match=r"fc \(LazyLinear\) has not been initial"):
+    with pytest.raises(TorchConversionError, match=r"'fc' \(LazyLinear\) has not been initial"):
         fl.from_torch(_LazyNet(), torch.randn(2, 4))
     lazy = _LazyNet()
     lazy(torch.randn(2, 4))  # initialized: converts
@@ -1313,3 +1313,48 @@ def test_lazy_modules_and_hooks_on_layers_never_called():
 def test_a_string_example_says_so():
     with pytest.raises(TypeError, match="an array of numbers or bools"):
         fl.from_torch(nn.Linear(4, 4).eval(), ("abc",))
+
+
+# ---- from the second review -----------------------------------------------------------
+
+
+def test_parametrized_activations_at_the_edges(any_backend):
+    """Softshrink at another lambd kept NaN as 0; Hardtanh of an integer tensor clipped at
+    fractional bounds in float32 where PyTorch casts them toward zero and keeps int64;
+    addcmul of integers by a fractional value went through float32 (PyTorch casts the value:
+    0.5 is 0). Checked against PyTorch; what PyTorch refuses is refused."""
+    x = torch.tensor([[1.0, float("nan"), -2.0, 0.1, float("inf"), -float("inf")]])
+    check(_Fn(lambda x: (torch.nn.functional.softshrink(x, 0.3), nn.Softshrink(1.0)(x))), x)
+
+    class Ints(nn.Module):
+        def forward(self, x):
+            i = (x * 3).long()
+            return (torch.nn.functional.hardtanh(i, -2.5, 2.5), nn.Hardtanh(-1.7, 3.9)(i),
+                    torch.addcmul(i, i, i + 1, value=0.5), torch.addcmul(i, i, i, value=-1.5))
+
+    v = torch.tensor([[-3.0, -1.0, 0.0, 0.4, 1.0, 3.0]])
+    model = fl.from_torch(Ints(), v)
+    for got, want in zip(model(v.numpy()), Ints()(v)):
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want.numpy())
+    for fn, match in ((lambda x: torch.nn.functional.softshrink(x, -1.0), "negative lambd"),
+                      (lambda x: torch.nn.functional.hardtanh(x, 2.0, -2.0), "min_val > max"),
+                      (lambda x: torch.nn.functional.elu(x.long(), 0.5), "integer tensor")):
+        with pytest.raises((RuntimeError, ValueError, NotImplementedError)):
+            fn(v)  # PyTorch refuses it
+        with pytest.raises(TorchConversionError, match=match):
+            fl.from_torch(_Fn(fn), v)
+
+
+def test_an_expand_that_grows_nothing_may_be_written(any_backend):
+    """An in-place write to expand(-1, -1) or expand_as of the tensor's own shape (a plain
+    view: PyTorch writes it) was refused as an expanded tensor by the first review's fix."""
+    class SameShape(nn.Module):
+        def forward(self, x):
+            y = x.clone().expand(-1, -1)
+            y.mul_(2)
+            z = (x + 1).expand_as(x)
+            z.add_(1)
+            return y + z
+
+    check(SameShape(), torch.randn(2, 4), run_inputs=[(torch.randn(3, 4),)])

@@ -462,3 +462,23 @@ def test_legacy_h5_frozen_wrapper_in_a_nested_sequential(tmp_path, kind):
     x = np.random.default_rng(10).normal(size=(2, 5, 4)).astype(np.float32)
     np.testing.assert_allclose(fl.load_model(path).predict(x), model.predict(x, verbose=0),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_legacy_h5_names_where_a_layer_is_named_as_a_container(tmp_path):
+    """A Dense named 'blk' inside one nested Sequential, beside a Sequential named 'blk' whose
+    weights are written 'blk/x/kernel': the first leaf-named part of a name is then not its
+    owner, the last is (the second review: 123 off, silently, before both were tried)."""
+    x_in = keras.Input((5, 4))
+    deep = keras.Sequential([keras.Input((5, 4)), L.Dense(4, name="blk")], name="deep")
+    frozen = L.TimeDistributed(L.Dense(4, name="tdd"), name="frozen", trainable=False)
+    blk = keras.Sequential([x_in, L.Dense(4, name="x"), frozen, deep], name="blk")
+    inner = keras.Sequential([keras.Input((5, 4)), L.Dense(4, name="pre"), blk,
+                              L.Dense(4, name="post")], name="inner")
+    inp = keras.Input((5, 4))
+    model = keras.Model(inp, inner(inp))
+    randomize(model)
+    path = tmp_path / "named_as_a_container.h5"
+    model.save(path)
+    x = np.random.default_rng(11).normal(size=(2, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(fl.load_model(path).predict(x), model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)

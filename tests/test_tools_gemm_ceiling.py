@@ -23,10 +23,21 @@ def tool():
 def test_table_rows(tool, capsys):
     import fastlayers as fl
 
-    before = fl.get_num_threads()
+    def blas_threads():
+        try:
+            from threadpoolctl import threadpool_info
+        except ImportError:
+            return None
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+
+    before, blas_before = fl.get_num_threads(), blas_threads()
     threads = 1 if before != 1 else 2
     assert tool.main(["--sizes", "17,32", "--rounds", "2", "--threads", str(threads)]) == 0
-    assert fl.get_num_threads() == before  # put back: the tests that follow keep theirs
+    # put back: the tests that follow keep their settings
+    assert fl.get_num_threads() == before
+    if blas_before is not None:  # (the run may load more libraries: torch's OpenMP)
+        after = blas_threads()
+        assert {k: after[k] for k in blas_before} == blas_before
     out = capsys.readouterr().out
     libs = ["fastlayers", "numpy"]
     try:
@@ -46,7 +57,7 @@ def test_table_rows(tool, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--threads", "0"], ["--rounds", "0"], ["--sizes", "0"],
-                                  ["--sizes", "x"]])
+                                  ["--sizes", "x"], ["--threads", "100000"]])
 def test_bad_arguments(tool, argv):
     with pytest.raises(SystemExit) as e:
         tool.main(argv)

@@ -13,7 +13,8 @@ registers: `fastlayers._core.fma_peak_probe`):
   (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) as the bench does, since a user's numpy has none;
 - Intel MKL's `cblas_sgemm`, if given `--mkl PATH/libmkl_rt.so` (`pip install mkl` puts one
   in the environment's lib/ directory). MKL is nothing fastlayers depends on: it is here as
-  the CPU vendor's own GEMM, a ceiling to compare with.
+  the CPU vendor's own GEMM, a ceiling to compare with. (Its thread count is set for the
+  run and left so: the library is loaded for this tool alone.)
 
     python tools/gemm_ceiling.py                                  # 1 thread, 3 rounds
     python tools/gemm_ceiling.py --threads 2 --mkl ~/mkl/lib/libmkl_rt.so.3
@@ -101,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads < 1 or args.rounds < 1:
         ap.error("--threads and --rounds must be at least 1")
+    import fastlayers as fl  # noqa: PLC0415
+    from fastlayers._backend import max_threads  # noqa: PLC0415
+
+    if args.threads > max_threads():
+        ap.error(f"--threads {args.threads}: fastlayers runs at most {max_threads()} here")
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
@@ -110,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np  # noqa: PLC0415 (after the re-exec)
 
-    import fastlayers as fl  # noqa: PLC0415
     from fastlayers import _core  # noqa: PLC0415
 
     try:
@@ -145,15 +150,15 @@ def _threads(n: int, fl, torch):
     before_torch = torch.get_num_threads() if torch is not None else None
     limits = None
     try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+        fl.set_num_threads(n)  # (first: it refuses a count above _backend.max_threads())
+        try:
+            from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
-        limits = threadpool_limits(n)
-    except ImportError:
-        print("threadpoolctl is not installed: numpy's BLAS runs on its own thread count")
-    fl.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
-    try:
+            limits = threadpool_limits(n)
+        except ImportError:
+            print("threadpoolctl is not installed: numpy's BLAS runs on its own thread count")
+        if torch is not None:
+            torch.set_num_threads(n)
         yield
     finally:
         fl.set_num_threads(before_fl)

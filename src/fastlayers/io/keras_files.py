@@ -406,12 +406,31 @@ def _leaves_as_named(leaves: list[tuple[Any, bool]],
     TimeDistributed constructed frozen holds trainable variables (its inner Dense and LSTM
     layers'), listed with the trainable ones, where ``layer.trainable = False`` set after it
     was built freezes them all: the same config, two orders."""
-    # The owner of a weight: the first part of its name that is a leaf's name (a Sequential
-    # writes its own name first, "inner/pre/kernel"; a model nested deeper, its path), else
-    # the first part (the names then say nothing: the order check below fails).
+    # The owner of a weight is a part of its name that is a leaf's name: Keras writes
+    # "<container>/<leaf>/.../<variable>" ("inner/pre/kernel" in a Sequential, "frozen/query/
+    # kernel" for a wrapper's inner layer). Which part, when several are leaves' names, the
+    # names alone cannot say: both the first and the last are tried, and used only when the
+    # flags they give put the leaves in exactly the file's order, and agree if both do.
     names = {leaf.name for leaf, _ in leaves}
-    owners = [next((p for p in n.split("/")[:-1] if p in names), n.split("/", 1)[0])
-              for n in weight_names]
+
+    def owner(weight: str, last: bool) -> str:
+        parts = [p for p in weight.split("/")[:-1] if p in names]
+        return (parts[-1] if last else parts[0]) if parts else weight.split("/", 1)[0]
+
+    found = []
+    for last in (False, True):
+        named = _flags_in_order(leaves, [owner(w, last) for w in weight_names])
+        if named is not None:
+            found.append(named)
+    if not found or any([t for _, t in f] != [t for _, t in found[0]] for f in found):
+        return None
+    return found[0]
+
+
+def _flags_in_order(leaves: list[tuple[Any, bool]],
+                    owners: list[str]) -> list[tuple[Any, bool]] | None:
+    """The leaves with the trainable flags that give the file's order of owners (a leaf
+    counted trainable when its next weights in the trainable part are its own), or None."""
     flags: list[bool] = []
     p = 0
     for leaf, _ in leaves:

@@ -2664,10 +2664,17 @@ class _Converter:
         integers stay integers."""
         if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
             raise TorchConversionError(f"from_torch: {name} with value={value!r} (a number)")
-        if name == "addcdiv" and all(isinstance(t, _T) and t.sym.dtype.kind in "iub"
-                                     for t in (tensor1, tensor2)):
+        if name == "addcdiv" and all(
+                (isinstance(t, _T) and t.sym.dtype.kind in "iub")
+                or (isinstance(t, np.ndarray) and t.dtype.kind in "iub")
+                or isinstance(t, (int, np.integer)) for t in (tensor1, tensor2)):
             raise TorchConversionError("from_torch: addcdiv of integer tensors (PyTorch "
                                        "refuses it too)")
+        if isinstance(value, float) and all(
+                (isinstance(t, _T) and t.sym.dtype.kind in "iub")
+                or (isinstance(t, np.ndarray) and t.dtype.kind in "iub")
+                or isinstance(t, (int, np.integer)) for t in (x, tensor1, tensor2)):
+            value = int(value)  # PyTorch casts it to the integer tensors' type (toward zero)
         scaled = self.binary(tensor1, value, "mul") if value != 1 else tensor1
         both = self.binary(scaled, tensor2, "mul" if name == "addcmul" else "div")
         return self.binary(x, both, "add")
@@ -3398,6 +3405,13 @@ class _Converter:
         if params is None:
             raise TorchConversionError(f"from_torch: {module} with {values} ({_PARAM_RULE})")
         t = self._tensor(x, module)
+        refused = (
+            "of an integer tensor" if t.sym.dtype.kind in "iub" and module != "Hardtanh"
+            else "with min_val > max_val" if module == "Hardtanh" and params[0] > params[1]
+            else "with a negative lambd" if module == "Softshrink" and params[0] < 0 else None)
+        if refused:
+            raise TorchConversionError(f"from_torch: {module} {refused} (PyTorch refuses it "
+                                       "too)")
         return _T(torch_param_activation(t.sym, module, params), t.cl)
 
     def _act_fn(self, variants: list, module: str | None = None) -> Any:
@@ -4203,8 +4217,9 @@ def _run_or_refuse_hooks(torch: Any, module: Any) -> dict[int, str]:
     for qual, m in module.named_modules():
         if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params():
             raise TorchConversionError(
-                f"from_torch: {qual or 'the module'} ({type(m).__name__}) has not been "
-                "initialized: call the module once on an input before converting it")
+                f"from_torch: {repr(qual) if qual else 'the module'} ({type(m).__name__}) "
+                "has not been initialized: call the module once on an input before "
+                "converting it")
         pre, post = list(m._forward_pre_hooks.values()), list(m._forward_hooks.values())
         if not pre and not post:
             continue
@@ -5473,8 +5488,14 @@ def _check_in_place(torch: Any, gm: Any, node: Any, group: list, order: dict, sa
             raise TorchConversionError(
                 f"from_torch: {where} writes the parameter or buffer {member.target!r} in "
                 "place (the module would change from call to call)")
-        if (member.op == "call_method" and member.target in ("expand", "expand_as")) or (
-                member.op == "call_function" and member.target is torch.broadcast_to):
+        expanded = (member.op == "call_method" and member.target in ("expand", "expand_as")) or (
+            member.op == "call_function" and member.target is torch.broadcast_to)
+        src, out = ((env or {}).get(n) for n in (member.args[0] if member.args else None,
+                                                 member))
+        if expanded and isinstance(src, _T) and isinstance(out, _T) and (
+                src.torch_shape == out.torch_shape):
+            expanded = False  # an expand that grows nothing is the tensor itself
+        if expanded:
             raise TorchConversionError(  # its elements share memory: PyTorch refuses the write
                 f"from_torch: {where} writes {member.name}, an expanded tensor, in place "
                 "(PyTorch refuses it too)")

@@ -1079,16 +1079,20 @@ def torch_param_activation(x, name, params):
     take, elementwise in float32 (``params`` in the module's order): ELU(alpha) x or
     alpha·(eˣ − 1), CELU(alpha) x or alpha·(e^(x/alpha) − 1), Softplus(beta, threshold)
     x where beta·x > threshold else log(1 + e^(beta·x)) / beta, Hardtanh(min_val, max_val)
-    a clip, Hardshrink(lambd) 0 on [−lambd, lambd] else x, Softshrink(lambd) x ∓ lambd
-    outside (−lambd, lambd) else 0. (The exponentials round as NumPy's: within an ulp or two
-    of PyTorch's vectorized ones.)"""
-    x = np.asarray(x, F32)
+    a clip (of an integer tensor an integer one), Hardshrink(lambd) 0 on [−lambd, lambd] else
+    x, Softshrink(lambd) x ∓ lambd outside (−lambd, lambd) else 0. (The exponentials and
+    logarithms round as NumPy's: within a few ulps of PyTorch's vectorized ones.)"""
+    x = np.asarray(x)
+    if x.dtype.kind in "iub":  # Hardtanh alone (_Converter.param_activation): PyTorch's
+        lo, hi = (int(v) for v in params)  # integer clamp, its bounds cast toward zero
+        return np.minimum(np.maximum(x.astype(np.int64), lo), hi)
+    x = x.astype(F32, copy=False)
     p = [F32(v) for v in params]
     with np.errstate(all="ignore"):
         if name == "ELU":
             out = np.where(x > 0, x, p[0] * np.expm1(x))
-        elif name == "CELU":
-            out = np.where(x > 0, x, p[0] * np.expm1(x / p[0]))
+        elif name == "CELU":  # (x times 1 / alpha, as PyTorch's kernel)
+            out = np.where(x > 0, x, p[0] * np.expm1(x * (F32(1) / p[0])))
         elif name == "Softplus":
             bx = x * p[0]
             out = np.where(bx > p[1], x, np.log1p(np.exp(bx)) / p[0])
@@ -1096,8 +1100,8 @@ def torch_param_activation(x, name, params):
             out = np.minimum(np.maximum(x, p[0]), p[1])
         elif name == "Hardshrink":
             out = np.where((x >= -p[0]) & (x <= p[0]), F32(0), x)
-        elif name == "Softshrink":
-            out = np.where(x > p[0], x - p[0], np.where(x < -p[0], x + p[0], F32(0)))
+        elif name == "Softshrink":  # (x · 0 inside: NaN stays NaN, as PyTorch's)
+            out = np.where(x > p[0], x - p[0], np.where(x < -p[0], x + p[0], x * F32(0)))
         else:
             raise ValueError(f"torch_param_activation: unknown activation {name!r}")
     return np.asarray(out, F32)
