@@ -213,16 +213,8 @@ class TorchModel(BaseModel):
         return {"name": self.name}
 
     def _rebuild(self, flat: list[np.ndarray]) -> Any:
-        def walk(obj: Any) -> Any:
-            if obj is None:
-                return None
-            if isinstance(obj, int):
-                return flat[obj]
-            if isinstance(obj, dict):
-                return {k: walk(v) for k, v in obj.items()}
-            return type(obj)(walk(o) for o in obj)
-
-        return walk(self.template)
+        """The module's structure (``template``: indices into ``flat``) with the arrays."""
+        return S.Nested(self.template)(flat)
 
     def _flat_inputs(self, inputs: tuple) -> list[Any]:
         """The arguments, nested as the module takes them, as the inner model's list."""
