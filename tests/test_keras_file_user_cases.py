@@ -49,15 +49,18 @@ def _nested_bn_model(frozen_part):
 @pytest.mark.parametrize("frozen_part", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_legacy_h5_nested_model_with_batch_norm(tmp_path, backend, frozen_part):
-    model = _nested_bn_model(frozen_part)
-    path = tmp_path / "nested_bn.h5"
-    model.save(path)
     x = np.random.default_rng(1).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    _h5_loads_and_reloads(tmp_path / "nested_bn.h5", _nested_bn_model(frozen_part), x, backend)
+
+
+def _h5_loads_and_reloads(path, model, x, backend):
+    """``model`` saved as legacy .h5 at ``path`` loads with Keras's outputs on ``x``, and
+    load_weights reads the same file into a model built from it."""
+    model.save(path)
     want = model.predict(x, verbose=0)
     with fl.use_backend(backend):
         loaded = fl.load_model(path)
         np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-4, atol=1e-5)
-        # load_weights reads the same file into a model built from the same file
         again = fl.load_model(path)
         again.set_weights([np.zeros_like(w) for w in again.get_weights()])
         again.load_weights(path)
@@ -115,18 +118,9 @@ def test_legacy_h5_nested_frozen_wrapper(tmp_path, backend, kind, how, depth):
     fastlayers read the first as the second and loaded the weights into the wrong layers,
     silently (an audit: differences of 0.35-1.9 on outputs of scale 0.3-1.1); the file's
     weight names now settle the order."""
-    model = _frozen_wrapper_model(kind, how, depth)
-    path = tmp_path / "frozen_wrapper.h5"
-    model.save(path)
     x = np.random.default_rng(5).normal(size=(3, 5, 4)).astype(np.float32)
-    want = model.predict(x, verbose=0)
-    with fl.use_backend(backend):
-        loaded = fl.load_model(path)
-        np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-4, atol=1e-5)
-        again = fl.load_model(path)
-        again.set_weights([np.zeros_like(w) for w in again.get_weights()])
-        again.load_weights(path)
-        np.testing.assert_array_equal(again.predict(x), loaded.predict(x))
+    _h5_loads_and_reloads(tmp_path / "frozen_wrapper.h5", _frozen_wrapper_model(kind, how, depth),
+                          x, backend)
 
 
 def test_summary_counts_moving_statistics_as_non_trainable(tmp_path, capsys):
