@@ -1358,3 +1358,49 @@ def test_an_expand_that_grows_nothing_may_be_written(any_backend):
             return y + z
 
     check(SameShape(), torch.randn(2, 4), run_inputs=[(torch.randn(3, 4),)])
+
+
+_SORTS = {
+    "sort": lambda x: tuple(torch.sort(x, dim=-1)),  # (a pair comes back as a tuple)
+    "sort_descending_values": lambda x: x.sort(dim=1, descending=True).values,
+    "sort_stable_indices": lambda x: torch.sort(x.round(), dim=2, stable=True)[1],
+    "argsort": lambda x: torch.argsort(x, dim=1),
+    "argsort_descending": lambda x: x.round().argsort(dim=-1, descending=True, stable=True),
+    "argsort_ints": lambda x: (x * 2).long().argsort(dim=2, stable=True),
+    "take_along_dim": lambda x: torch.take_along_dim(x, x.argsort(-1), dim=-1),
+    "take_along_dim_broadcast": lambda x: x.take_along_dim(
+        torch.tensor([[[2], [0], [1]]]), dim=2),
+    "top_p_mask": lambda x: x.sort(dim=-1, descending=True)[0].softmax(-1).cumsum(-1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SORTS))
+def test_sort_argsort_take_along_dim(any_backend, name):
+    """sort, argsort and take_along_dim (refused before): topk of a whole axis, ties in
+    their order (PyTorch's stable sort), NaN last ascending and first descending; checked
+    against PyTorch with ties (rounded values), also after a conv (channels-last)."""
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 5) * 3
+    check(_Fn(_SORTS[name]), x, run_inputs=[(torch.randn(4, 3, 5) * 3,)])
+    conv = nn.Sequential(nn.Conv1d(3, 3, 1), _Fn(_SORTS[name]))
+    check(conv, x)
+
+
+def test_sort_of_nan_and_refusals():
+    x = torch.tensor([[3.0, float("nan"), -1.0, float("inf"), -float("inf"), 3.0]])
+    check(_Fn(lambda x: (*x.sort(descending=True), x.sort()[0], x.argsort(stable=True))), x)
+    with pytest.raises(TorchConversionError, match="sort along an axis whose size is known"):
+        fl.from_torch(_Fn(lambda x: x.sort(dim=0)), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="without a dim"):
+        fl.from_torch(_Fn(lambda x: torch.take_along_dim(x, x.argsort())), torch.randn(2, 3))
+    model = fl.from_torch(_Fn(lambda x: torch.take_along_dim(x, (x * 10).long(), dim=1)),
+                          torch.ones(2, 3) * 0.1)
+    with pytest.raises(ValueError, match="out of range"):
+        model(-np.ones((2, 3), np.float32))  # index -10: PyTorch raises too
+
+
+def test_topk_ranks_nan_above_inf():
+    """NaN and inf had the same key in topk (a tie kept in index order: inf before a later
+    NaN), where PyTorch ranks NaN above every number."""
+    x = torch.tensor([[float("inf"), float("nan"), 1.0, -float("inf")]])
+    check(_Fn(lambda x: (*x.topk(2), *x.topk(4, largest=False))), x)

@@ -150,6 +150,7 @@ from .torch_ops import (
     torch_stack,
     torch_stat,
     torch_take,
+    torch_take_along,
     torch_threshold,
     torch_topk,
     torch_tri,
@@ -2312,6 +2313,36 @@ class _Converter:
                          bool(largest))
         return _ValuesIndices((_T(res[0], t.cl), _T(res[1], t.cl)))
 
+    def sort(self, x: Any, dim: Any = -1, descending: Any = False, stable: Any = False, *,
+             values_only: bool = False) -> Any:
+        """``torch.sort`` and the method: (values, indices) along ``dim`` (an axis whose size
+        the examples fix), topk of all of it: of equal values the lower index first, as
+        PyTorch's stable sort (its unstable one does not say); NaN above every number, so
+        last ascending and first descending, as PyTorch."""
+        t = self._tensor(x, "sort")
+        d = _dim(dim, t.ndim, "sort")
+        n = t.torch_shape[d]
+        if n is None:
+            self._refuse("sort along an axis whose size is known only at run time (the batch)")
+        if t.sym.dtype == np.bool_:
+            self._refuse("sort of a bool tensor")
+        res = torch_topk(t.sym, n, _axis_in_layout(t, d), bool(descending))
+        return _ValuesIndices((_T(res[0], t.cl), _T(res[1], t.cl)))
+
+    def argsort(self, x: Any, dim: Any = -1, descending: Any = False,
+                stable: Any = False) -> _T:
+        """``torch.argsort``: sort's indices."""
+        return self.sort(x, dim, descending, stable)[1]
+
+    def take_along_dim(self, x: Any, indices: Any, dim: Any = None) -> _T:
+        """``torch.take_along_dim(x, indices, dim)`` with a dim: x and indices broadcast on
+        the other axes (torch_take_along); without one (over the flattened tensor) refused."""
+        if dim is None:
+            self._refuse("take_along_dim without a dim (over the flattened tensor)")
+        t = _to_torch(self._tensor(x, "take_along_dim"))
+        idx = _to_torch(indices).sym if isinstance(indices, _T) else np.asarray(indices)
+        return _T(torch_take_along(t.sym, idx, _dim(dim, t.ndim, "take_along_dim")), False)
+
     def _mha_weights(self, mod: Any) -> dict[str, Any]:
         e = mod.embed_dim
         if mod.in_proj_weight is not None:
@@ -3253,6 +3284,12 @@ class _Converter:
             torch.argmax: lambda input, dim=None, keepdim=False: self.arg_extreme(  # noqa: A002
                 True, input, dim, keepdim),
             torch.topk: self.topk,
+            torch.sort: lambda input, dim=-1, descending=False, stable=False: self.sort(  # noqa: A002
+                input, dim, descending, stable),
+            torch.argsort: lambda input, dim=-1, descending=False, stable=False: self.argsort(  # noqa: A002
+                input, dim, descending, stable),
+            torch.take_along_dim: lambda input, indices, dim=None: self.take_along_dim(  # noqa: A002
+                input, indices, dim),
             torch.argmin: lambda input, dim=None, keepdim=False: self.arg_extreme(  # noqa: A002
                 False, input, dim, keepdim),
             **{getattr(torch, op): (lambda input, *a, op=op, **k: self.variance(  # noqa: A002
@@ -3647,6 +3684,8 @@ class _Converter:
             return self.arg_extreme(name == "argmax", x, *args, **kwargs)
         if name == "topk":
             return self.topk(x, *args, **kwargs)
+        if name in ("sort", "argsort", "take_along_dim"):
+            return getattr(self, name)(x, *args, **kwargs)
         if name in ("maximum", "minimum"):
             return self.binary(x, args[0] if args else kwargs["other"], name)
         if name in ("var", "std"):
@@ -3756,7 +3795,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "type", "log_softmax", "diff", "nan_to_num", "new_tensor", "long",
                       "int", "bool", "repeat_interleave", "baddbmm", "topk", "cumprod",
                       "movedim", "moveaxis", "tile", "narrow", "select", "tensor_split",
-                      "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2"})
+                      "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2",
+                      "sort", "argsort", "take_along_dim"})
 
 
 # Tensor methods that write their tensor in place and convert as their out-of-place form
@@ -5379,7 +5419,7 @@ _VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real"})
 # Calls whose results are slices that do not overlap (a write to one leaves the others).
 # Calls whose results are parts that do not overlap: the slices of a split, and the
 # (values, indices) of topk and of max / min along a dim (new tensors).
-_SPLITS = frozenset({"split", "chunk", "unbind", "tensor_split", "topk", "max", "min"})
+_SPLITS = frozenset({"split", "chunk", "unbind", "tensor_split", "topk", "max", "min", "sort"})
 
 
 def _written_in_place(torch: Any, gm: Any, node: Any) -> Any:

@@ -247,11 +247,13 @@ def torch_topk(x, k, axis, largest):
     x = x.astype(F32, copy=False) if x.dtype.kind == "f" else x
     if not 0 <= k <= x.shape[axis]:
         raise ValueError(f"topk: k = {k} is out of range for an axis of size {x.shape[axis]}")
-    if x.dtype.kind == "f":
-        key = np.where(np.isnan(x), -np.inf if largest else np.inf, -x if largest else x)
-    else:
-        key = -x.astype(np.int64) if largest else x.astype(np.int64)
-    order = np.argsort(key, axis=axis, kind="stable")
+    if x.dtype.kind == "f":  # NaN first by a key of its own (it ties with no inf)
+        nan = np.isnan(x)
+        key = np.where(nan, F32(0), -x if largest else x)
+        order = np.lexsort((key, ~nan if largest else nan), axis=axis)
+    else:  # (~x: -x - 1, decreasing without overflow)
+        key = ~x.astype(np.int64) if largest else x.astype(np.int64)
+        order = np.argsort(key, axis=axis, kind="stable")
     index = np.take(order, np.arange(k), axis=axis)
     return np.take_along_axis(x, index, axis=axis), index.astype(np.int64)
 
@@ -347,6 +349,28 @@ def torch_take(x, index, axis, along):
         return np.take(x, index, axis=axis)
     cut = tuple(slice(None) if a == axis else slice(0, s) for a, s in enumerate(index.shape))
     return np.take_along_axis(x[cut], index.astype(np.intp), axis=axis)
+
+
+@S.symbolic_op
+def torch_take_along(x, index, axis):
+    """``torch.take_along_dim(x, index, dim)``: x and index broadcast against each other on
+    the other axes, then x's values at index along ``axis`` (torch_take's checks: an index
+    out of range, negative ones included, raises ValueError)."""
+    x, index = np.asarray(x), np.asarray(index)
+    if x.ndim != index.ndim:
+        raise ValueError(f"take_along_dim: an index of rank {index.ndim} for a tensor of rank "
+                         f"{x.ndim}")
+    try:
+        shape = np.broadcast_shapes(*(tuple(1 if a == axis else d for a, d in enumerate(s))
+                                      for s in (x.shape, index.shape)))
+    except ValueError as e:
+        raise ValueError(f"take_along_dim: shapes {x.shape} and {index.shape} do not "
+                         f"broadcast: {e}") from None
+
+    def spread(a):
+        return np.broadcast_to(a, shape[:axis] + (a.shape[axis],) + shape[axis + 1:])
+
+    return torch_take.__wrapped_op__(spread(x), spread(index), axis, True)
 
 
 @S.symbolic_op
