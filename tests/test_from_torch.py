@@ -66,7 +66,7 @@ def _compare(got, want, where="out"):
     assert isinstance(got, np.ndarray), f"{where}: {type(got)}"
     if w.dtype.kind in "iub":  # indices, masks: int64 (int32 too, as documented) or bool
         assert got.dtype == (np.bool_ if w.dtype.kind == "b" else np.int64), where
-        np.testing.assert_array_equal(got, w, err_msg=where)
+        np.testing.assert_array_equal(got, w, err_msg=where, strict=True)  # (shape too)
         return
     assert got.dtype == np.float32, f"{where}: dtype {got.dtype}"
     assert got.shape == w.shape, f"{where}: shape {got.shape} != {w.shape}"

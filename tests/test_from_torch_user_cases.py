@@ -1395,8 +1395,38 @@ def test_sort_of_nan_and_refusals():
         fl.from_torch(_Fn(lambda x: torch.take_along_dim(x, x.argsort())), torch.randn(2, 3))
     model = fl.from_torch(_Fn(lambda x: torch.take_along_dim(x, (x * 10).long(), dim=1)),
                           torch.ones(2, 3) * 0.1)
-    with pytest.raises(ValueError, match="out of range"):
-        model(-np.ones((2, 3), np.float32))  # index -10: PyTorch raises too
+    with pytest.raises(ValueError, match="take_along_dim: an index out of range"):
+        model(-np.ones((2, 3), np.float32))  # index -10: PyTorch 2.13 wraps it, silently
+
+
+class _SortedWrite(nn.Module):
+    def forward(self, x):
+        s = torch.sort(x, dim=-1)
+        s.values.mul_(2)  # fx records each s.values apart: the write must reach the pair
+        return s.values, s.indices
+
+
+class _TablePick(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("table", torch.randn(1, 3, 5))
+
+    def forward(self, x):
+        return torch.take_along_dim(self.table, x.argsort(-1), dim=2)
+
+
+def test_sort_pairs_written_in_place_and_constant_tables(any_backend):
+    """A write through s.values (or topk's, max's) was lost: the later s.values read the
+    unwritten node (the third review); it is refused as aliasing, as s[0] was. A buffer
+    picked by take_along_dim converts (it said 'must be a tensor, got ndarray'). A sort of
+    ties on an axis longer than 16, with stable=True, keeps PyTorch's index order."""
+    with pytest.raises(TorchConversionError, match="shares its memory"):
+        fl.from_torch(_SortedWrite(), torch.randn(2, 3))
+    torch.manual_seed(8)
+    check(_TablePick(), torch.randn(2, 3, 5), run_inputs=[(torch.randn(4, 3, 5),)])
+    ties = torch.tensor([[float(i % 2) for i in range(40)]] * 2)
+    check(_Fn(lambda x: (x.argsort(dim=-1, stable=True),
+                         x.sort(dim=-1, descending=True, stable=True)[1])), ties)
 
 
 def test_topk_ranks_nan_above_inf():

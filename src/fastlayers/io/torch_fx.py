@@ -2339,9 +2339,11 @@ class _Converter:
         the other axes (torch_take_along); without one (over the flattened tensor) refused."""
         if dim is None:
             self._refuse("take_along_dim without a dim (over the flattened tensor)")
-        t = _to_torch(self._tensor(x, "take_along_dim"))
+        # (a parameter or buffer, a NumPy array here, picked per sample by traced indices)
+        src = x if isinstance(x, np.ndarray) else _to_torch(self._tensor(x, "take_along_dim")).sym
         idx = _to_torch(indices).sym if isinstance(indices, _T) else np.asarray(indices)
-        return _T(torch_take_along(t.sym, idx, _dim(dim, t.ndim, "take_along_dim")), False)
+        return _T(torch_take_along(src, idx, _dim(dim, np.ndim(src) if isinstance(
+            src, np.ndarray) else len(src.shape), "take_along_dim")), False)
 
     def _mha_weights(self, mod: Any) -> dict[str, Any]:
         e = mod.embed_dim
@@ -5416,6 +5418,9 @@ _SHARING_MODULES = frozenset({*_IDENTITY_MODULES, "Flatten", "Unflatten"})
 _SHARING_FUNCTIONS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d",
                                 "alpha_dropout", "feature_alpha_dropout", "stochastic_depth"})
 _VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real"})
+# The parts of sort's, topk's and max / min's (values, indices): fx records each read of
+# s.values as a node of its own, so a write through one must count as a write to the pair.
+_PAIR_ATTRIBUTES = frozenset({"values", "indices"})
 # Calls whose results are slices that do not overlap (a write to one leaves the others).
 # Calls whose results are parts that do not overlap: the slices of a split, and the
 # (values, indices) of topk and of max / min along a dim (new tensors).
@@ -5497,7 +5502,7 @@ def _shares(torch: Any, gm: Any, node: Any, env: dict | None = None) -> bool:
     return (node.target is operator.getitem
             or name in _VIEW_METHODS or name in _SHARING_FUNCTIONS
             or node.target is getattr and len(node.args) > 1
-            and node.args[1] in _VIEW_ATTRIBUTES)
+            and (node.args[1] in _VIEW_ATTRIBUTES or node.args[1] in _PAIR_ATTRIBUTES))
 
 
 def _splits(node: Any) -> bool:

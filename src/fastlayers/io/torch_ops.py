@@ -355,7 +355,8 @@ def torch_take(x, index, axis, along):
 def torch_take_along(x, index, axis):
     """``torch.take_along_dim(x, index, dim)``: x and index broadcast against each other on
     the other axes, then x's values at index along ``axis`` (torch_take's checks: an index
-    out of range, negative ones included, raises ValueError)."""
+    out of range, negative ones included, raises ValueError, where PyTorch 2.13 wraps it
+    around the axis without a word)."""
     x, index = np.asarray(x), np.asarray(index)
     if x.ndim != index.ndim:
         raise ValueError(f"take_along_dim: an index of rank {index.ndim} for a tensor of rank "
@@ -370,7 +371,10 @@ def torch_take_along(x, index, axis):
     def spread(a):
         return np.broadcast_to(a, shape[:axis] + (a.shape[axis],) + shape[axis + 1:])
 
-    return torch_take.__wrapped_op__(spread(x), spread(index), axis, True)
+    try:
+        return torch_take.__wrapped_op__(spread(x), spread(index), axis, True)
+    except ValueError as e:  # (said as take_along_dim, not gather)
+        raise ValueError(str(e).replace("gather / index_select", "take_along_dim")) from None
 
 
 @S.symbolic_op
