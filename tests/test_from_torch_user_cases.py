@@ -1434,3 +1434,42 @@ def test_topk_ranks_nan_above_inf():
     NaN), where PyTorch ranks NaN above every number."""
     x = torch.tensor([[float("inf"), float("nan"), 1.0, -float("inf")]])
     check(_Fn(lambda x: (*x.topk(2), *x.topk(4, largest=False))), x)
+
+
+class _Bag(nn.Module):
+    def __init__(self, mode, padding_idx):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 4, mode=mode, padding_idx=padding_idx)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, ids):
+        return self.head(self.bag(ids))
+
+
+@pytest.mark.parametrize("padding_idx", [None, 0, 3])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_of_rows(any_backend, mode, padding_idx):
+    """nn.EmbeddingBag of 2-D ids, each row a bag (it was refused): the padding id left out
+    of the sum, the mean and its count, and the max; a bag of padding alone gives zeros."""
+    torch.manual_seed(9)
+    ids = torch.randint(0, 10, (3, 6))
+    ids[1, 2:] = 3
+    ids[2, :] = 0 if padding_idx is None else padding_idx  # (all padding: zeros)
+    check(_Bag(mode, padding_idx), ids, run_inputs=[(torch.randint(0, 10, (5, 6)),)])
+
+
+def test_embedding_bag_refusals():
+    class WithOffsets(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bag = nn.EmbeddingBag(10, 4)
+
+        def forward(self, ids, offsets):
+            return self.bag(ids, offsets)
+
+    with pytest.raises(TorchConversionError, match="offsets or per_sample_weights"):
+        fl.from_torch(WithOffsets(), (torch.randint(0, 10, (6,)), torch.tensor([0, 3])))
+    bag = _Bag("mean", None).eval()
+    model = fl.from_torch(bag, torch.randint(0, 10, (2, 4)))
+    with pytest.raises(ValueError, match="an id out of range for 10 rows"):
+        model(np.array([[1, 10, 2, 3]]))

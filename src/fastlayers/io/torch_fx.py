@@ -111,6 +111,7 @@ from .torch_ops import (
     torch_cumsum,
     torch_diff,
     torch_einsum,
+    torch_embedding_bag,
     torch_expand,
     torch_flip,
     torch_full,
@@ -811,6 +812,9 @@ class _Converter:
         elif isinstance(mod, nn.Embedding):
             if mod.max_norm is not None:
                 no("max_norm (it renormalizes the table at lookup)")
+        elif isinstance(mod, nn.EmbeddingBag):
+            if mod.max_norm is not None:
+                no("max_norm (it renormalizes the table at lookup)")
         elif isinstance(mod, nn.Transformer):
             if not isinstance(mod.encoder, nn.TransformerEncoder) or not isinstance(
                     mod.decoder, nn.TransformerDecoder):
@@ -868,6 +872,7 @@ class _Converter:
                  nn.Flatten, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention,
                  nn.LSTMCell, nn.GRUCell, nn.RNNCell,
                  nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Embedding,
+                 nn.EmbeddingBag,
                  nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer,
                  nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Upsample,
                  _rms_norm_classes(nn),
@@ -1152,6 +1157,8 @@ class _Converter:
             return self.decoder(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Transformer):
             return self.transformer(qual, mod, *args, **kwargs)
+        if isinstance(mod, nn.EmbeddingBag):
+            return self.embedding_bag(qual, mod, *args, **kwargs)
         if isinstance(mod, nn.Embedding):
             t = self._tensor(args[0], f"{qual} input")
             layer = self.layers.get(qual)
@@ -1161,6 +1168,21 @@ class _Converter:
                 self.layers[qual] = layer
             return _T(layer(t.sym), False)
         raise TorchConversionError(f"from_torch: {qual} ({name}) is not supported")
+
+    def embedding_bag(self, qual: str, mod: Any, ids: Any, offsets: Any = None,
+                      per_sample_weights: Any = None) -> _T:
+        """``nn.EmbeddingBag`` of a 2-D (bags, length) id tensor (each row a bag), in sum,
+        mean or max mode (torch_embedding_bag); 1-D ids with offsets, whose bags are not the
+        batch rows, and per-sample weights are refused."""
+        if offsets is not None or per_sample_weights is not None:
+            self._refuse(f"{qual} (EmbeddingBag) with offsets or per_sample_weights (2-D ids, "
+                         "each row a bag, convert)")
+        t = _to_torch(self._tensor(ids, f"{qual} input"))
+        if t.ndim != 2:
+            self._refuse(f"{qual} (EmbeddingBag) of a {t.ndim}-D input (2-D ids, each row a "
+                         "bag)")
+        return _T(torch_embedding_bag(t.sym, _np(mod.weight).astype(F32), mod.mode,
+                                      mod.padding_idx), False)
 
     def activation(self, x: Any, name: str, slope: float = 0.01) -> _T:
         t = self._tensor(x, name)

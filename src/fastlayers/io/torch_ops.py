@@ -378,6 +378,34 @@ def torch_take_along(x, index, axis):
 
 
 @S.symbolic_op
+def torch_embedding_bag(ids, table, mode, padding_idx):
+    """``nn.EmbeddingBag`` of a 2-D (bags, length) id tensor, each row a bag: the sum, mean
+    or max of its rows of ``table``, the ids equal to ``padding_idx`` left out (of the mean's
+    count too); a bag with none left gives zeros, as PyTorch's. An id out of [0, rows) raises
+    ValueError. Summed in float32, one row after another."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"EmbeddingBag: ids must be integers, got {ids.dtype}")
+    n = table.shape[0]
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise ValueError(f"EmbeddingBag: an id out of range for {n} rows (from {ids.min()} "
+                         f"to {ids.max()})")
+    rows = table[ids]  # (bags, length, dim)
+    keep = np.ones(ids.shape, bool) if padding_idx is None else ids != padding_idx
+    count = keep.sum(axis=1)
+    if mode == "max":
+        out = np.where(keep[..., None], rows, -np.inf).max(axis=1, initial=-np.inf)
+        return np.where(count[:, None] > 0, out, 0).astype(np.float32)
+    total = np.add.reduce(np.where(keep[..., None], rows, np.float32(0)), axis=1,
+                          dtype=np.float32)
+    if mode == "sum":
+        return total
+    with np.errstate(all="ignore"):
+        mean = total / count[:, None].astype(np.float32)
+    return np.where(count[:, None] > 0, mean, np.float32(0)).astype(np.float32)
+
+
+@S.symbolic_op
 def torch_nan_to_num(x, nan, posinf, neginf):
     """``torch.nan_to_num``: NaN, +inf and -inf replaced (the infinities by the dtype's
     largest and smallest values by default, as PyTorch)."""
