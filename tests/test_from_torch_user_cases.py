@@ -1454,8 +1454,9 @@ def test_embedding_bag_of_rows(any_backend, mode, padding_idx):
     torch.manual_seed(9)
     ids = torch.randint(0, 10, (3, 6))
     ids[1, 2:] = 3
-    ids[2, :] = 0 if padding_idx is None else padding_idx  # (all padding: zeros)
+    ids[2, :] = 0 if padding_idx is None else padding_idx  # (with a padding id: zeros)
     check(_Bag(mode, padding_idx), ids, run_inputs=[(torch.randint(0, 10, (5, 6)),)])
+    check(_Bag(mode, padding_idx), torch.tensor([[5], [3], [0]]))  # bags of one id
 
 
 def test_embedding_bag_refusals():
@@ -1471,5 +1472,16 @@ def test_embedding_bag_refusals():
         fl.from_torch(WithOffsets(), (torch.randint(0, 10, (6,)), torch.tensor([0, 3])))
     bag = _Bag("mean", None).eval()
     model = fl.from_torch(bag, torch.randint(0, 10, (2, 4)))
-    with pytest.raises(ValueError, match="an id out of range for 10 rows"):
-        model(np.array([[1, 10, 2, 3]]))
+    for bad in (10, -1):  # (never wrapped)
+        with pytest.raises(ValueError, match="an id out of range for 10 rows"):
+            model(np.array([[1, bad, 2, 3]]))
+    with pytest.raises(TorchConversionError, match="at least one id"):
+        fl.from_torch(bag, torch.zeros((2, 0), dtype=torch.long))
+
+
+def test_embedding_bag_padding_set_negative_after_construction(any_backend):
+    """padding_idx = -1 assigned to the module (the constructor would have made it 9):
+    PyTorch's kernel normalizes it at lookup; it was compared as -1, leaving nothing out."""
+    module = _Bag("mean", None)
+    module.bag.padding_idx = -1
+    check(module, torch.tensor([[9, 9, 1], [9, 9, 9], [2, 9, 3]]))

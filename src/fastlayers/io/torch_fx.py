@@ -1169,20 +1169,23 @@ class _Converter:
             return _T(layer(t.sym), False)
         raise TorchConversionError(f"from_torch: {qual} ({name}) is not supported")
 
-    def embedding_bag(self, qual: str, mod: Any, ids: Any, offsets: Any = None,
+    def embedding_bag(self, qual: str, mod: Any, input: Any, offsets: Any = None,  # noqa: A002
                       per_sample_weights: Any = None) -> _T:
         """``nn.EmbeddingBag`` of a 2-D (bags, length) id tensor (each row a bag), in sum,
         mean or max mode (torch_embedding_bag); 1-D ids with offsets, whose bags are not the
-        batch rows, and per-sample weights are refused."""
+        batch rows, per-sample weights and empty bags (PyTorch refuses them) are refused."""
         if offsets is not None or per_sample_weights is not None:
             self._refuse(f"{qual} (EmbeddingBag) with offsets or per_sample_weights (2-D ids, "
                          "each row a bag, convert)")
-        t = _to_torch(self._tensor(ids, f"{qual} input"))
-        if t.ndim != 2:
-            self._refuse(f"{qual} (EmbeddingBag) of a {t.ndim}-D input (2-D ids, each row a "
-                         "bag)")
-        return _T(torch_embedding_bag(t.sym, _np(mod.weight).astype(F32), mod.mode,
-                                      mod.padding_idx), False)
+        t = _to_torch(self._tensor(input, f"{qual} input"))
+        if t.ndim != 2 or t.torch_shape[1] == 0:
+            self._refuse(f"{qual} (EmbeddingBag) of an input of shape {t.torch_shape} (2-D ids, "
+                         "each row a bag of at least one id)")
+        pad = mod.padding_idx
+        if pad is not None and pad < 0:  # (set after the constructor, which normalizes it:
+            pad += mod.num_embeddings    # PyTorch's kernel normalizes it at lookup too)
+        return _T(torch_embedding_bag(t.sym, _np(mod.weight).astype(F32), mod.mode, pad),
+                  False)
 
     def activation(self, x: Any, name: str, slope: float = 0.01) -> _T:
         t = self._tensor(x, name)
