@@ -2338,8 +2338,7 @@ class _Converter:
                          bool(largest))
         return _ValuesIndices((_T(res[0], t.cl), _T(res[1], t.cl)))
 
-    def sort(self, x: Any, dim: Any = -1, descending: Any = False, stable: Any = False, *,
-             values_only: bool = False) -> Any:
+    def sort(self, x: Any, dim: Any = -1, descending: Any = False, stable: Any = False) -> Any:
         """``torch.sort`` and the method: (values, indices) along ``dim`` (an axis whose size
         the examples fix), topk of all of it: of equal values the lower index first, as
         PyTorch's stable sort (its unstable one does not say); NaN above every number, so
@@ -2367,8 +2366,8 @@ class _Converter:
         # (a parameter or buffer, a NumPy array here, picked per sample by traced indices)
         src = x if isinstance(x, np.ndarray) else _to_torch(self._tensor(x, "take_along_dim")).sym
         idx = _to_torch(indices).sym if isinstance(indices, _T) else np.asarray(indices)
-        return _T(torch_take_along(src, idx, _dim(dim, np.ndim(src) if isinstance(
-            src, np.ndarray) else len(src.shape), "take_along_dim")), False)
+        return _T(torch_take_along(src, idx, _dim(dim, len(src.shape), "take_along_dim")),
+                  False)
 
     def _mha_weights(self, mod: Any) -> dict[str, Any]:
         e = mod.embed_dim
@@ -2693,10 +2692,7 @@ class _Converter:
         return tuple(self.getitem(t, (slice(None),) * d + (slice(a, b),)) for a, b in pairs)
 
     def cumprod(self, x: Any, dim: Any, dtype: Any = None) -> _T:
-        if dtype is not None:
-            raise TorchConversionError(f"from_torch: cumprod with dtype={dtype}")
-        t = self._tensor(x, "cumprod")
-        return _T(torch_cumprod(t.sym, self._axes(t, dim, "cumprod")[0]), t.cl)
+        return self.cumsum(x, dim, dtype, op=torch_cumprod)
 
     def lerp(self, start: Any, end: Any, weight: Any) -> _T:
         """``torch.lerp``: both forms of PyTorch's kernel (torch_lerp; it fuses their
@@ -2714,16 +2710,14 @@ class _Converter:
         integers stay integers."""
         if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
             raise TorchConversionError(f"from_torch: {name} with value={value!r} (a number)")
-        if name == "addcdiv" and all(
-                (isinstance(t, _T) and t.sym.dtype.kind in "iub")
-                or (isinstance(t, np.ndarray) and t.dtype.kind in "iub")
-                or isinstance(t, (int, np.integer)) for t in (tensor1, tensor2)):
+        def integral(v: Any) -> bool:  # an integer (or bool) tensor, array or number
+            kind = (v.sym.dtype if isinstance(v, _T) else np.asarray(v).dtype).kind
+            return kind in "iub"
+
+        if name == "addcdiv" and integral(tensor1) and integral(tensor2):
             raise TorchConversionError("from_torch: addcdiv of integer tensors (PyTorch "
                                        "refuses it too)")
-        if isinstance(value, float) and all(
-                (isinstance(t, _T) and t.sym.dtype.kind in "iub")
-                or (isinstance(t, np.ndarray) and t.dtype.kind in "iub")
-                or isinstance(t, (int, np.integer)) for t in (x, tensor1, tensor2)):
+        if isinstance(value, float) and all(map(integral, (x, tensor1, tensor2))):
             value = int(value)  # PyTorch casts it to the integer tensors' type (toward zero)
         scaled = self.binary(tensor1, value, "mul") if value != 1 else tensor1
         both = self.binary(scaled, tensor2, "mul" if name == "addcmul" else "div")
@@ -2925,11 +2919,14 @@ class _Converter:
         t = self._tensor(x, "flip")
         return _T(torch_flip(t.sym, self._axes(t, dims, "flip")), t.cl)
 
-    def cumsum(self, x: Any, dim: Any, dtype: Any = None) -> _T:
+    def cumsum(self, x: Any, dim: Any, dtype: Any = None, op: Any = None) -> _T:
+        """``cumsum`` (or, with ``op`` torch_cumprod, ``cumprod``) along ``dim``."""
+        op = op or torch_cumsum
+        what = op.__name__.removeprefix("torch_")
         if dtype is not None:
-            raise TorchConversionError(f"from_torch: cumsum with dtype={dtype}")
-        t = self._tensor(x, "cumsum")
-        return _T(torch_cumsum(t.sym, self._axes(t, dim, "cumsum")[0]), t.cl)
+            raise TorchConversionError(f"from_torch: {what} with dtype={dtype}")
+        t = self._tensor(x, what)
+        return _T(op(t.sym, self._axes(t, dim, what)[0]), t.cl)
 
     def roll(self, x: Any, shifts: Any, dims: Any = None) -> _T:
         for s in shifts if isinstance(shifts, (tuple, list)) else (shifts,):
@@ -3678,9 +3675,8 @@ class _Converter:
                 x, kwargs["dims"])
         if name == "cumsum":
             return self.cumsum(x, *args, **kwargs)
-        if name == "cumprod":
-            return self.cumprod(x, *args, **kwargs)
-        if name in ("movedim", "moveaxis", "tile", "narrow", "select", "tensor_split", "lerp"):
+        if name in ("cumprod", "movedim", "moveaxis", "tile", "narrow", "select",
+                    "tensor_split", "lerp", "sort", "argsort", "take_along_dim"):
             return getattr(self, {"moveaxis": "movedim"}.get(name, name))(x, *args, **kwargs)
         if name in ("addcmul", "addcdiv"):
             return self.addc(name, x, *args, **kwargs)
@@ -3711,8 +3707,6 @@ class _Converter:
             return self.arg_extreme(name == "argmax", x, *args, **kwargs)
         if name == "topk":
             return self.topk(x, *args, **kwargs)
-        if name in ("sort", "argsort", "take_along_dim"):
-            return getattr(self, name)(x, *args, **kwargs)
         if name in ("maximum", "minimum"):
             return self.binary(x, args[0] if args else kwargs["other"], name)
         if name in ("var", "std"):

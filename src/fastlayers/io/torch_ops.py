@@ -1112,10 +1112,16 @@ def torch_flip(x, axes):
 def torch_cumsum(x, axis):
     """``torch.cumsum(x, dim)``: for floats PyTorch's CPU sums in float64 and rounds each
     result to float32 (the same values here); int64 for integers and booleans."""
+    return _cumulate(np.cumsum, x, axis)
+
+
+def _cumulate(fn, x, axis):
+    """np.cumsum / np.cumprod as PyTorch's CPU computes them: floats in float64, each result
+    rounded to float32; int64 for integers and booleans."""
     x = np.asarray(x)
     if x.dtype.kind == "f":
-        return np.cumsum(x, axis=axis, dtype=np.float64).astype(F32)
-    return np.cumsum(x, axis=axis, dtype=np.int64)
+        return fn(x, axis=axis, dtype=np.float64).astype(F32)
+    return fn(x, axis=axis, dtype=np.int64)
 
 
 @S.symbolic_op
@@ -1188,12 +1194,8 @@ def torch_nearest_index(x, rows, cols):
 
 @S.symbolic_op
 def torch_cumprod(x, axis):
-    """``torch.cumprod(x, dim)``: as cumsum, PyTorch's CPU multiplies floats in float64 and
-    rounds each result to float32; int64 for integers and booleans."""
-    x = np.asarray(x)
-    if x.dtype.kind == "f":
-        return np.cumprod(x, axis=axis, dtype=np.float64).astype(F32)
-    return np.cumprod(x, axis=axis, dtype=np.int64)
+    """``torch.cumprod(x, dim)``: as cumsum (_cumulate), products in float64 for floats."""
+    return _cumulate(np.cumprod, x, axis)
 
 
 @S.symbolic_op
