@@ -2692,7 +2692,7 @@ class _Converter:
         return tuple(self.getitem(t, (slice(None),) * d + (slice(a, b),)) for a, b in pairs)
 
     def cumprod(self, x: Any, dim: Any, dtype: Any = None) -> _T:
-        return self.cumsum(x, dim, dtype, op=torch_cumprod)
+        return self._cumulative("cumprod", torch_cumprod, x, dim, dtype)
 
     def lerp(self, start: Any, end: Any, weight: Any) -> _T:
         """``torch.lerp``: both forms of PyTorch's kernel (torch_lerp; it fuses their
@@ -2919,10 +2919,11 @@ class _Converter:
         t = self._tensor(x, "flip")
         return _T(torch_flip(t.sym, self._axes(t, dims, "flip")), t.cl)
 
-    def cumsum(self, x: Any, dim: Any, dtype: Any = None, op: Any = None) -> _T:
-        """``cumsum`` (or, with ``op`` torch_cumprod, ``cumprod``) along ``dim``."""
-        op = op or torch_cumsum
-        what = op.__name__.removeprefix("torch_")
+    def cumsum(self, x: Any, dim: Any, dtype: Any = None) -> _T:
+        return self._cumulative("cumsum", torch_cumsum, x, dim, dtype)
+
+    def _cumulative(self, what: str, op: Any, x: Any, dim: Any, dtype: Any) -> _T:
+        """``cumsum`` / ``cumprod`` (``op``: torch_cumsum / torch_cumprod) along ``dim``."""
         if dtype is not None:
             raise TorchConversionError(f"from_torch: {what} with dtype={dtype}")
         t = self._tensor(x, what)
