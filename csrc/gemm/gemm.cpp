@@ -14,6 +14,11 @@
 //                                  (MR = KernelTable::gemm_mr: 6, 14 on AVX-512; remainders
 //                                  are split as in gemm_block_rows)
 //           after the last K block: act() on the MR finished row segments (hot in L1)
+// A packed B too large to stay in L3 between row blocks (GemmConfig::b_stream_floats) is walked
+// in column slabs instead, K blocks outside row blocks (see run_block):
+//   for jc0 in N by slab           a KC x slab block of B (4 MiB) stays in L3
+//     for pc in K by KC
+//       for ic0 in M by MC         the same A packing and inner loops as above
 // A is packed (one k-major micro-panel per register block) only when its block is reused over
 // more than the configured NC (256) columns: the copy then costs ~16/N of the arithmetic and
 // removes the cache-set aliasing of a power-of-two lda (2048^3: 92 -> 96 GFLOP/s). A thread
@@ -112,6 +117,10 @@ GemmConfig config_for(int64_t l2, int64_t mr) {
     c.nc = 256;
     c.b_block_floats = big_l2 ? 512 * 256 : 65536;  // 512 KiB, 256 KiB
     c.pack_a = true;
+    // Column slabs for a B that leaves the L3 between row blocks (run_block), measured only on
+    // an Intel Xeon guest with 2 MiB of L2 (docs/performance.md §2), so enabled there alone.
+    c.b_stream_floats = l2 >= (int64_t(2) << 20) ? int64_t(3) << 20 : 0;  // 12 MiB of B
+    c.slab_floats = int64_t(1) << 20;  // 4 MiB: 2048 columns at KC 512
     c.min_macs_per_task = int64_t(1) << 16;
     return c;
 }
@@ -157,6 +166,8 @@ struct GemmJob {
     int64_t kc, nc, mc;
     int64_t nc_max;  // the configured N block before n_block narrows it for a long K
     int64_t reread_floats;  // a B larger than this is not read twice by one row block
+    int64_t stream_floats;  // a B larger than this is walked in column slabs (0: never)
+    int64_t slab_floats;    // a slab's KC x columns
     bool pack_a;
     bool split_n;
     int64_t unit;  // rows (split_n false) or columns (split_n true) per unit of the split
@@ -226,42 +237,74 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
     const int64_t rows = std::min(j.mc, m1 - m0);
     const int64_t a_floats = pitch ? (rows / j.mr + 2) * pitch * kc_max : rows * kc_max;
     float* abuf = pack_a ? a_pack_buffer(a_floats) : nullptr;
-    for (int64_t ic0 = m0; ic0 < m1; ic0 += j.mc) {
-        const int64_t ic1 = std::min(ic0 + j.mc, m1);
-        int64_t pc = 0;
-        do {  // at least once: K == 0 still writes act(bias)
-            const int64_t kc = std::min(kc_step, j.k - pc);
-            const bool first = pc == 0;
-            const bool last = pc + kc >= j.k;
-            if (pack_a) pack_a_block(j.a, j.lda, ic0, ic1, pc, kc, j.mr, abuf);
-            for (int64_t jc = n0; jc < n1; jc += nc_step) {
-                const int64_t nc = std::min(nc_step, n1 - jc);
-                const float* bj = j.b + (jc / kGemmNR) * j.ps + pc * kGemmNR;
-                const float* bias = first && j.bias ? j.bias + jc : nullptr;
-                const float* apanel = abuf;  // the blocks' panels, in pack_a_block's order
-                for (int64_t ic = ic0; ic < ic1; ic += gemm_block_rows(ic1 - ic, j.mr)) {
-                    const int64_t mr = gemm_block_rows(ic1 - ic, j.mr);
-                    float* c = j.c + ic * j.ldc + jc;
-                    if (pack_a) {
-                        const int64_t cs = pitch ? pitch : mr;
-                        j.kernel(mr, nc, kc, apanel, 1, cs, bj, j.ps, bias, first ? 0 : 1, c,
-                                 j.ldc);
-                        apanel += cs * kc;
+    // One unit of work: rows [ic0, ic1) x columns [jc0, jc1) over the K block [pc, pc + kc):
+    // A's block packed once, then each N block of B (KC x NC, in L2) swept by every register
+    // block of rows (its MR x KC slice of A in L1).
+    const auto unit = [&](int64_t ic0, int64_t ic1, int64_t pc, int64_t kc, int64_t jc0,
+                          int64_t jc1) {
+        const bool first = pc == 0;
+        const bool last = pc + kc >= j.k;
+        if (pack_a) pack_a_block(j.a, j.lda, ic0, ic1, pc, kc, j.mr, abuf);
+        for (int64_t jc = jc0; jc < jc1; jc += nc_step) {
+            const int64_t nc = std::min(nc_step, jc1 - jc);
+            const float* bj = j.b + (jc / kGemmNR) * j.ps + pc * kGemmNR;
+            const float* bias = first && j.bias ? j.bias + jc : nullptr;
+            const float* apanel = abuf;  // the blocks' panels, in pack_a_block's order
+            for (int64_t ic = ic0; ic < ic1; ic += gemm_block_rows(ic1 - ic, j.mr)) {
+                const int64_t mr = gemm_block_rows(ic1 - ic, j.mr);
+                float* c = j.c + ic * j.ldc + jc;
+                if (pack_a) {
+                    const int64_t cs = pitch ? pitch : mr;
+                    j.kernel(mr, nc, kc, apanel, 1, cs, bj, j.ps, bias, first ? 0 : 1, c, j.ldc);
+                    apanel += cs * kc;
+                } else {
+                    j.kernel(mr, nc, kc, j.a + ic * j.lda + pc, j.lda, 1, bj, j.ps, bias,
+                             first ? 0 : 1, c, j.ldc);
+                }
+                if (last && j.act) {
+                    if (nc == j.ldc) {
+                        j.act(c, mr * nc);  // whole rows: one contiguous run (narrow C)
                     } else {
-                        j.kernel(mr, nc, kc, j.a + ic * j.lda + pc, j.lda, 1, bj, j.ps, bias,
-                                 first ? 0 : 1, c, j.ldc);
-                    }
-                    if (last && j.act) {
-                        if (nc == j.ldc) {
-                            j.act(c, mr * nc);  // whole rows: one contiguous run (narrow C)
-                        } else {
-                            for (int64_t r = 0; r < mr; ++r) j.act(c + r * j.ldc, nc);
-                        }
+                        for (int64_t r = 0; r < mr; ++r) j.act(c + r * j.ldc, nc);
                     }
                 }
             }
+        }
+    };
+    // Every K block at least once: K == 0 still writes act(bias).
+    const auto k_blocks = [&](auto&& body) {
+        int64_t pc = 0;
+        do {
+            const int64_t kc = std::min(kc_step, j.k - pc);
+            body(pc, kc);
             pc += kc;
         } while (pc < j.k);
+    };
+    // Order of the loops. Row blocks outside K blocks (the default) keep an MC x N strip of C
+    // near the core between its K blocks, but read all of B once per row block: a B too large
+    // for the L3 then comes from memory each time, and the first register block of every
+    // B block waits on it. Such a B is walked in column slabs instead (KC x slab columns of it,
+    // 4 MiB, read from L3 by every row block), K blocks outside row blocks: C then makes the
+    // round trips, prefetched a tile ahead by the kernel. On the Xeon guest, one thread,
+    // alternating in one process: 2048^3 1.02-1.05x, 3072^3 1.05-1.06x, 2048 x 1024 x 4096
+    // 1.03x, 4096 x 4096 x 1024 1.04x; but 1536^3 (a 9 MiB B) 0.98x, hence the threshold.
+    // Either order computes every chain in the same order: the same bits.
+    const bool slabs = !one_row_block && j.stream_floats > 0 && j.k * (n1 - n0) > j.stream_floats;
+    if (!slabs) {
+        for (int64_t ic0 = m0; ic0 < m1; ic0 += j.mc) {
+            const int64_t ic1 = std::min(ic0 + j.mc, m1);
+            k_blocks([&](int64_t pc, int64_t kc) { unit(ic0, ic1, pc, kc, n0, n1); });
+        }
+        return;
+    }
+    const int64_t slab_cols = std::max<int64_t>(
+        kGemmNR, j.slab_floats / std::max<int64_t>(1, std::min(kc_step, j.k)) / kGemmNR * kGemmNR);
+    for (int64_t jc0 = n0; jc0 < n1; jc0 += slab_cols) {
+        const int64_t jc1 = std::min(jc0 + slab_cols, n1);
+        k_blocks([&](int64_t pc, int64_t kc) {
+            for (int64_t ic0 = m0; ic0 < m1; ic0 += j.mc)
+                unit(ic0, std::min(ic0 + j.mc, m1), pc, kc, jc0, jc1);
+        });
     }
 }
 
@@ -317,6 +360,8 @@ void gemm_packed_raw(const float* a, int64_t m, int64_t lda, int64_t k, int64_t 
     j.nc_max = gemm_detail::nc_columns(cfg);
     j.mc = std::max<int64_t>(cfg.mc / j.mr, 1) * j.mr;
     j.pack_a = cfg.pack_a;
+    j.stream_floats = cfg.b_stream_floats;
+    j.slab_floats = cfg.slab_floats;
     j.reread_floats = 2 * cfg.b_block_floats;  // 1 MiB with a big L2, 512 KiB with a small one
 
     // Split over columns for short, wide problems (each core streams its share of B), over

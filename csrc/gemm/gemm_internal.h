@@ -15,6 +15,9 @@ struct GemmConfig {
     int64_t b_block_floats;     // the B block KC' x NC' that stays in L2 (see n_block)
     int64_t mc;                 // M block (rounded to the kernel's row block, 6 or 14)
     bool pack_a;                // pack A blocks that are reused over more than nc columns
+    int64_t b_stream_floats;    // a packed B larger than this is walked in column slabs, K
+                                // blocks outside M blocks (0: never; see run_block)
+    int64_t slab_floats;        // such a slab's K block x columns (rounded to 16 columns)
     int64_t min_macs_per_task;  // below this much work per thread, fewer threads
 };
 

@@ -730,11 +730,20 @@ void test_gemm_driver_small_blocking() {
             // for K >= 16); nc 16: the default B block, NC unchanged.
             cfg.b_block_floats = nc == 48 ? 7 * 32 : saved.b_block_floats;
             cfg.min_macs_per_task = 1;
-            for (const DriverCase& dc :
-                 {DriverCase{1, 100, 20}, DriverCase{7, 33, 15}, DriverCase{19, 64, 16},
-                  DriverCase{40, 17, 17}, DriverCase{6, 130, 1}, DriverCase{25, 90, 0}}) {
-                check_driver_case(dc, true, test_act, seed++);
-                check_driver_case(dc, false, nullptr, seed++);
+            // Both loop orders: row blocks outside K blocks, and column slabs (of 32 columns at
+            // KC 1, 16 otherwise) with K blocks outside row blocks, for every B, there with M
+            // blocks of one register block (MC rounds up to the kernel's row block).
+            for (int64_t stream : {int64_t(0), int64_t(1)}) {
+                cfg.b_stream_floats = stream;
+                cfg.slab_floats = 32;
+                cfg.mc = stream ? 1 : saved.mc;
+                for (const DriverCase& dc :
+                     {DriverCase{1, 100, 20}, DriverCase{7, 33, 15}, DriverCase{19, 64, 16},
+                      DriverCase{40, 17, 17}, DriverCase{6, 130, 1}, DriverCase{25, 90, 0},
+                      DriverCase{47, 70, 50}}) {
+                    check_driver_case(dc, true, test_act, seed++);
+                    check_driver_case(dc, false, nullptr, seed++);
+                }
             }
         }
     }
