@@ -473,3 +473,38 @@ def test_legacy_h5_names_where_a_layer_is_named_as_a_container(tmp_path):
     frozen = L.TimeDistributed(L.Dense(4, name="tdd"), name="frozen", trainable=False)
     _h5_of_nested_matches(tmp_path, keras.Sequential([x_in, L.Dense(4, name="x"), frozen,
                                                       deep], name="blk"))
+
+
+@pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`")
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_normalization_with_rms_scaling(tmp_path, backend, fmt):
+    """LayerNormalization(rms_scaling=True), deprecated in Keras but in saved models: x /
+    sqrt(variance + epsilon) * gamma, not centered (it was refused). Keras gives it gamma
+    whatever ``scale`` says and never beta; axis lists, a large mean (where centering and
+    this form differ most) and both scale settings, against Keras's own predictions."""
+    inp = keras.Input((4, 6))
+    a = L.LayerNormalization(rms_scaling=True, epsilon=1e-2)(inp)
+    b = L.LayerNormalization(axis=[1, 2], rms_scaling=True, scale=False, center=True)(inp)
+    c = L.LayerNormalization(axis=-2, rms_scaling=True)(inp)
+    model = keras.Model(inp, [a, b, c])
+    randomize(model)
+    assert [len(layer.get_weights()) for layer in model.layers[1:]] == [1, 1, 1]
+    path = tmp_path / f"rms_scaling.{fmt}"
+    model.save(path)
+    x = (np.random.default_rng(3).normal(size=(3, 4, 6)) * 2 + 5).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    with fl.use_backend(backend):
+        loaded = fl.load_model(path)
+        got = loaded.predict(x)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+        assert [w.shape for w in loaded.get_weights()] == [(6,), (4, 6), (4,)]
+        again = pickle.loads(pickle.dumps(loaded))
+        for g, w in zip(again.predict(x), got):
+            np.testing.assert_array_equal(g, w)
+    # The centered form would be far off here: the test can tell them apart.
+    centered = fl.layers.LayerNormalization(epsilon=1e-2)
+    centered.build((None, 4, 6))
+    centered.set_weights([model.layers[1].get_weights()[0], np.zeros(6, np.float32)])
+    assert np.abs(centered(x) - want[0]).max() > 0.1

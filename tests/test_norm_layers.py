@@ -289,7 +289,7 @@ def test_softmax_layer_takes_keras_axis_lists_and_masks(backend, rng):
     (lambda: LayerNormalization(epsilon=-1.0), ValueError, "epsilon"),
     (lambda: LayerNormalization(axis=[]), ValueError, "axis"),
     (lambda: LayerNormalization(axis="last"), TypeError, "axis"),
-    (lambda: LayerNormalization(rms_scaling=True), NotImplementedError, "rms_scaling"),
+    (lambda: LayerNormalization(rms_scaling=1), TypeError, "rms_scaling"),
     (lambda: LayerNormalization(scale="yes"), TypeError, "scale"),
     (lambda: ReLU(max_value=-1.0), ValueError, "max_value"),
     (lambda: ReLU(negative_slope=-0.1), ValueError, "negative_slope"),

@@ -942,7 +942,8 @@ def layer_norm(
     axis: int | Sequence[int] = -1,
     epsilon: float = 1e-3,
 ) -> np.ndarray:
-    """Layer normalization (Keras ``LayerNormalization`` with rms_scaling=False).
+    """Layer normalization (Keras ``LayerNormalization`` with rms_scaling=False; the layer
+    also takes rms_scaling=True).
 
     Over the axes in ``axis``: ``mean``, the biased ``var = mean((x - mean)^2)``, then
     ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` in float32.

@@ -62,6 +62,27 @@ def layer_normalization(x, gamma, beta, axes, epsilon):
     return y.astype(F32, copy=False)
 
 
+def layer_normalization_rms_scaling(x, gamma, axes, epsilon):
+    """Keras LayerNormalization(rms_scaling=True) over the sorted ``axes`` of x (deprecated in
+    Keras, kept for the models saved with it).
+
+    Despite the name it divides by the standard deviation, not the root mean square, and does
+    not center: the biased variance over ``axes`` (two passes, in float32), then
+    ``x * (1 / sqrt(variance + epsilon)) * gamma`` in Keras's order; gamma has the shape of x
+    over ``axes`` (None: 1).
+    """
+    axes = tuple(axes)
+    mean = np.mean(x, axis=axes, keepdims=True, dtype=F32)
+    variance = np.mean(np.square(x - mean), axis=axes, keepdims=True, dtype=F32)
+    y = x * (F32(1.0) / np.sqrt(variance + F32(epsilon)))
+    if gamma is not None:
+        shape = [1] * x.ndim
+        for a in axes:
+            shape[a] = x.shape[a]
+        y = y * gamma.reshape(shape)
+    return y.astype(F32, copy=False)
+
+
 def group_normalization(x, gamma, beta, groups, axis, epsilon):
     """Keras GroupNormalization: the C channels on ``axis`` (not the batch axis) in ``groups``
     groups of C / groups consecutive channels; per sample and group, the mean and the biased

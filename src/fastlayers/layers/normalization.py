@@ -350,10 +350,15 @@ class BatchNormalization(Layer):
 
 
 class LayerNormalization(Layer):
-    """Layer normalization (Keras ``LayerNormalization``, rms_scaling=False).
+    """Layer normalization (Keras ``LayerNormalization``).
 
     Over the axes in ``axis``: ``mean`` and the biased ``variance = mean((x - mean)^2)``,
     then ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``, in float32.
+    With ``rms_scaling=True`` (deprecated in Keras, which warns that it scales by the
+    variance, not the root mean square): ``y = x / sqrt(variance + epsilon) * gamma``, not
+    centered, without ``beta`` and with ``gamma`` whatever ``scale`` says, as Keras computes
+    it; that form runs on the NumPy path only. For a true RMS normalization use
+    ``RMSNormalization``.
 
     Parameters
     ----------
@@ -367,21 +372,21 @@ class LayerNormalization(Layer):
     beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint : ignored
     seed : int, optional
         Seeds the initializers (a fastlayers extension).
-    rms_scaling : must be False (deprecated in Keras; RMSNormalization is another layer)
+    rms_scaling : bool
+        Default False; True is Keras's deprecated form above.
 
-    Weights (Keras order): ``gamma`` if scale, ``beta`` if center, each of shape
-    ``tuple(input_shape[a] for a in sorted(axis))``.
+    Weights (Keras order): ``gamma`` if scale or rms_scaling, ``beta`` if center and not
+    rms_scaling, each of shape ``tuple(input_shape[a] for a in sorted(axis))``.
 
     Call: ``layer(inputs)``; returns float32 of the inputs' shape.
     """
 
     supports_masking = True  # Keras 3 passes the implicit mask through
 
-    config_keys = ("axis", "epsilon", "center", "scale", "beta_initializer",
+    config_keys = ("axis", "epsilon", "center", "scale", "rms_scaling", "beta_initializer",
                    "gamma_initializer", "seed")
     ignored_args = ("beta_regularizer", "gamma_regularizer", "beta_constraint",
                     "gamma_constraint")
-    unsupported_args = {"rms_scaling": False}
 
     def __init__(
         self,
@@ -389,6 +394,7 @@ class LayerNormalization(Layer):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        rms_scaling: bool = False,
         beta_initializer: Any = "zeros",
         gamma_initializer: Any = "ones",
         **kwargs: Any,
@@ -397,6 +403,7 @@ class LayerNormalization(Layer):
         owner = type(self).__name__
         self.axis = _axis_list(axis, owner)
         _set_affine_args(self, epsilon, center, scale, beta_initializer, gamma_initializer)
+        self.rms_scaling = _bool(rms_scaling, owner, "rms_scaling")
 
     def _axes(self) -> list[int]:
         """The axes as Keras keeps them after build: a sorted list."""
@@ -404,13 +411,16 @@ class LayerNormalization(Layer):
 
     def _weight_specs(self, input_shape):
         shape = None if input_shape is None else tuple(input_shape[a] for a in self._axes())
+        if self.rms_scaling:  # Keras: gamma always, beta never
+            return [weight_spec("gamma", shape, self.gamma_initializer)]
         return _affine_specs(self, shape)
 
     def _input_shape_from_weights(self, shapes):
         return _shape_over_axes(self, shapes)
 
     def build(self, input_shape: Any) -> None:
-        """Create gamma and beta, of shape ``input_shape`` over the sorted axes."""
+        """Create gamma and beta (as the constructor says), of shape ``input_shape`` over the
+        sorted axes."""
         input_shape = tuple(input_shape)
         _positions(self._axes(), len(input_shape), self._owner(), "input_shape")
         self._create_weights(input_shape)
@@ -435,12 +445,16 @@ class LayerNormalization(Layer):
         shape = tuple(x.shape[a] for a in axes)
         gamma = None if gamma is None else gamma.reshape(shape)
         beta = None if beta is None else beta.reshape(shape)
+        if self.rms_scaling:
+            if x.size == 0:
+                return np.zeros(x.shape, np.float32)
+            return _np_norm.layer_normalization_rms_scaling(x, gamma, axes, self.epsilon)
         return F.run_layer_norm(V.LayerNormArgs(x, gamma, beta, axes, self.epsilon))
 
     def _runner(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         """A model's shape plan (models/shape_plan.py): the normalized axes last, on the
         C++ path - the core call of ``call`` with this layer's weights bound."""
-        if mask is not None or not F._cpp("layer_norm"):
+        if mask is not None or self.rms_scaling or not F._cpp("layer_norm"):
             return None
         axes = tuple(sorted(_positions(self._axes(), inputs.ndim, self._owner())))
         shape = tuple(inputs.shape[a] for a in axes)
