@@ -1346,6 +1346,25 @@ def test_parametrized_activations_at_the_edges(any_backend):
             fl.from_torch(_Fn(fn), v)
 
 
+def test_relu_of_an_integer_tensor_stays_integer(any_backend):
+    """relu of an int64 tensor is int64 in PyTorch (it came back float32: an index built from
+    it was refused as a float index), in each of its forms, and so is relu6."""
+    class Ints(nn.Module):
+        def forward(self, x, table):
+            i = x.long() - 2
+            r = torch.relu(i)
+            return (r, torch.nn.functional.relu(i), i.relu(), nn.ReLU()(i), nn.ReLU6()(i * 3),
+                    torch.nn.functional.relu6(i * 3), table[r], torch.relu(x - 2.5))
+
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0, 7.0]])
+    table = torch.randn(6, 2)
+    model = fl.from_torch(Ints(), (x, table))
+    want = Ints()(x, table)
+    for got, w in zip(model(x.numpy(), table.numpy()), want):
+        assert got.dtype == (np.float32 if w.dtype == torch.float32 else np.int64)
+        np.testing.assert_array_equal(got, w.numpy())
+
+
 def test_an_expand_that_grows_nothing_may_be_written(any_backend):
     """An in-place write to expand(-1, -1) or expand_as of the tensor's own shape (a plain
     view: PyTorch writes it) was refused as an expanded tensor by the first review's fix."""

@@ -249,3 +249,57 @@ def test_sort_and_argsort_of_a_scalar():
     assert keras_ops.OPS["Sort"]({"axis": -1}, x) == x
     assert keras_ops.OPS["Argsort"]({"axis": -1}, x).dtype == np.int32
     assert keras_ops.OPS["Argsort"]({"axis": -1}, x) == 0
+
+
+# The activation functions at parameters other than Keras's defaults (an audit as a drop-in
+# user: fastlayers.activations.leaky_relu(x, negative_slope=0.1) raised a bare TypeError).
+_PARAMETER_CASES = [
+    ("relu", (), {"negative_slope": 0.1}), ("relu", (), {"max_value": 6.0}),
+    ("relu", (0.3, 2.0, 0.5), {}), ("relu", (), {"threshold": 1.0}),
+    ("relu", (), {"negative_slope": 0.2}), ("relu", (0.0, 6.0), {"threshold": 0.0}),
+    ("leaky_relu", (0.1,), {}), ("leaky_relu", (), {"negative_slope": 0.0}),
+    ("elu", (), {"alpha": 0.5}), ("celu", (2.0,), {}), ("gelu", (), {"approximate": True}),
+    ("hard_shrink", (), {"threshold": 1.0}), ("soft_shrink", (0.25,), {}),
+    ("squareplus", (), {"b": 1.0}), ("threshold", (0.5, -7.0), {}),
+    ("relu", (), {}), ("gelu", (False,), {}),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs", _PARAMETER_CASES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_activation_functions_take_keras_parameters(backend, name, args, kwargs):
+    """Against keras.activations itself, at the same arguments: finite inputs, NaN, and +inf
+    but for gelu, whose limit there fastlayers gives where Keras gives NaN (as at -inf for
+    gelu and squareplus: docs/semantics.md §15, so -inf is left out)."""
+    rng = np.random.default_rng(len(name) + len(args) + len(kwargs))
+    special = [np.nan] if name == "gelu" else [np.nan, np.inf]
+    x = np.concatenate([rng.normal(size=61).astype(np.float32) * 4,
+                        np.float32([-1, -0.5, 0, 0.5, 1, 2, 6, 6.5, *special])])
+    want = np.asarray(getattr(keras.activations, name)(ops.convert_to_tensor(x), *args,
+                                                        **kwargs))
+    with fl.use_backend(backend):
+        got = getattr(fl.activations, name)(x, *args, **kwargs)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    np.testing.assert_allclose(got, want, rtol=3e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_activation_function_parameters_are_checked():
+    x = np.ones(3, np.float32)
+    A = fl.activations
+    for call, exc, match in [
+            (lambda: A.relu(x, foo=1), TypeError, "unexpected argument 'foo'"),
+            (lambda: A.relu(x, 1, 2, 3, 4), TypeError, "takes 4 positional arguments"),
+            (lambda: A.tanh(x, 1), TypeError, "takes 1 positional argument "),
+            (lambda: A.relu(x, 0.1, negative_slope=0.2), TypeError, "twice"),
+            (lambda: A.elu(x, alpha="a"), TypeError, "alpha must be a real number"),
+            (lambda: A.elu(x, alpha=float("nan")), ValueError, "alpha must be finite"),
+            (lambda: A.relu(x, max_value=float("inf")), ValueError, "max_value"),
+            (lambda: A.gelu(x, approximate=1), TypeError, "approximate must be a bool"),
+            (lambda: A.threshold(x, "a", 0.0), TypeError, "threshold must be a real")]:
+        with pytest.raises(exc, match=match):
+            call()
+    # The defaults given explicitly are the plain call, bit for bit (the core's kernel).
+    y = np.linspace(-3, 3, 37, dtype=np.float32)
+    np.testing.assert_array_equal(A.leaky_relu(y, 0.2), A.leaky_relu(y))
+    np.testing.assert_array_equal(A.relu(y, max_value=None), A.relu(y))

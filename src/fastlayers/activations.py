@@ -4,7 +4,11 @@ Each function converts x to float32 and returns a float32 array of the same
 shape. ``softmax``, ``log_softmax``, ``sparsemax`` and ``glu`` act along an axis
 (the last by default); the others are elementwise. Definitions follow Keras 3:
 ``gelu`` is the exact erf form (``gelu_tanh`` is the tanh approximation),
-``leaky_relu`` has slope 0.2, ``hard_sigmoid`` is clip(x/6 + 1/2, 0, 1).
+``leaky_relu`` has slope 0.2, ``hard_sigmoid`` is clip(x/6 + 1/2, 0, 1). As in
+``keras.activations``, the functions take Keras's parameters too (``relu(x,
+negative_slope=0.0, max_value=None, threshold=0.0)``, ``leaky_relu(x, negative_slope=0.2)``,
+``elu``/``celu`` ``alpha``, ``gelu`` ``approximate``, the shrinks' ``threshold``,
+``squareplus`` ``b``; and ``threshold(x, threshold, default_value)``).
 
 The elementwise ones and ``softmax`` run on the C++ kernels (threaded, the same ones that
 Dense and Conv2D fuse; docs/performance.md §8) when the compiled core is there, else in
@@ -19,9 +23,11 @@ from typing import Callable
 import numpy as np
 
 from . import _backend
+from . import _checks as C
 from . import _validation as V
 from ._cpp import activations as _cpp_act
 from ._numpy import activations as _np_act
+from ._numpy import normalization as _np_norm
 
 NAMES = tuple(sorted(_np_act.ACTIVATIONS))
 
@@ -41,32 +47,104 @@ def _run_elementwise(name, x, impl):
     return impl(x)
 
 
-# The parameters Keras's functions take, fixed here at Keras's defaults (a string activation
-# means them, as keras.activations.get does; docs/semantics.md §2).
-_FIXED = {
-    "relu": "negative_slope=0, no max_value, threshold=0",
-    "leaky_relu": "negative_slope=0.2",
-    "elu": "alpha=1", "celu": "alpha=1",
-    "gelu": "approximate=False, the exact erf form; gelu_tanh is the tanh one",
-    "hard_shrink": "threshold=0.5", "soft_shrink": "threshold=0.5",
-    "squareplus": "b=4",
+# The parameters Keras's functions take, in Keras's order, with Keras's defaults (a string
+# activation means the defaults, as keras.activations.get does; docs/semantics.md §2).
+_PARAMS = {
+    "relu": (("negative_slope", 0.0), ("max_value", None), ("threshold", 0.0)),
+    "leaky_relu": (("negative_slope", 0.2),),
+    "elu": (("alpha", 1.0),), "celu": (("alpha", 1.0),),
+    "gelu": (("approximate", False),),
+    "hard_shrink": (("threshold", 0.5),), "soft_shrink": (("threshold", 0.5),),
+    "squareplus": (("b", 4.0),),
 }
+
+
+def _bind(name, args, kwargs):
+    """The parameters of activation ``name`` from a call's extra arguments (Keras's names,
+    positional in Keras's order), checked: finite reals (max_value may be None), gelu's
+    ``approximate`` a bool."""
+    op = f"activations.{name}"
+    spec = _PARAMS.get(name, ())
+    if len(args) > len(spec):
+        plural = "s" if spec else ""
+        raise TypeError(f"{op} takes {len(spec) + 1} positional argument{plural} (x"
+                        + "".join(f", {k}" for k, _ in spec) + f"), got {len(args) + 1}")
+    values = dict(spec)
+    for (key, _), value in zip(spec, args):
+        values[key] = value
+    for key, value in kwargs.items():
+        if key not in values:
+            known = ", ".join(k for k, _ in spec) or "none"
+            raise TypeError(f"{op}: unexpected argument {key!r} (its parameters: {known})")
+        if key in dict(zip((k for k, _ in spec), args)):
+            raise TypeError(f"{op}: got {key!r} twice")
+        values[key] = value
+    for key, value in values.items():
+        if key == "approximate":
+            values[key] = C.flag(value, op, key)
+        elif value is not None or key != "max_value":
+            v = C.real_scalar(value, op, key)
+            if not np.isfinite(v):
+                raise ValueError(f"{op}: {key} must be finite, got {v}")
+            values[key] = v
+    return values
+
+
+def _with_parameters(name, x, p):
+    """Activation ``name`` at parameters ``p`` other than Keras's defaults: the core's kernel
+    where they name another activation it has (relu with max_value 6 is relu6, with slope 0.2
+    leaky_relu; gelu approximate is gelu_tanh), else the NumPy formula at those values."""
+    if name == "gelu":
+        return _run_elementwise("gelu_tanh", x, _np_act.gelu_tanh)
+    if name == "relu":
+        slope, top, t = p["negative_slope"], p["max_value"], p["threshold"]
+        if t == 0.0 and slope == 0.0 and top == 6.0:
+            return _run_elementwise("relu6", x, _np_act.relu6)
+        if t == 0.0 and slope == 0.2 and top is None:
+            return _run_elementwise("leaky_relu", x, _np_act.leaky_relu)
+        return _np_norm.relu(x, slope, top, t)
+    if name == "leaky_relu":
+        return _np_norm.leaky_relu(x, p["negative_slope"])
+    if name in ("elu", "celu"):
+        return _np_act.ACTIVATIONS[name](x, p["alpha"])
+    if name in ("hard_shrink", "soft_shrink"):
+        return _np_act.ACTIVATIONS[name](x, p["threshold"])
+    return _np_act.squareplus(x, p["b"])
 
 
 def _elementwise(name):
     impl = _np_act.ACTIVATIONS[name]
+    spec = _PARAMS.get(name, ())
 
-    def fn(x):
+    def fn(x, *args, **kwargs):
         a = V.array(x, f"activations.{name}", "x")  # may be the caller's memory (a view)
-        y = _run_elementwise(name, a, impl)
+        p = _bind(name, args, kwargs) if args or kwargs else None
+        if p is None or p == dict(spec):
+            y = _run_elementwise(name, a, impl)
+        else:
+            y = _with_parameters(name, a, p)
         # A new array on both paths, never the caller's (linear's NumPy form is the identity).
         return y.copy() if np.may_share_memory(a, y) else y
 
     fn.__name__ = fn.__qualname__ = name
-    fixed = f" With Keras's defaults: {_FIXED[name]}." if name in _FIXED else ""
-    fn.__doc__ = (f"Keras ``{name}`` activation, elementwise: float32 array in, same shape "
-                  f"out.{fixed} (docs/semantics.md §2)")
+    params = "".join(f", {k}={d!r}" for k, d in spec)
+    fn.__doc__ = (f"``{name}(x{params})``: Keras's ``{name}`` activation, elementwise: a "
+                  "float32 array in, the same shape out (docs/semantics.md §2)."
+                  + (" At other parameters than these defaults it runs Keras's formula in "
+                     "NumPy (but where they name another activation the core has)."
+                     if spec else ""))
     return fn
+
+
+def threshold(x, threshold, default_value):
+    """Keras ``activations.threshold``: ``x`` where x > threshold, else ``default_value``,
+    float32, elementwise, in NumPy. NaN stays NaN, as with Keras's torch backend (PyTorch's
+    ``F.threshold``; its NumPy backend gives the default value there)."""
+    op = "activations.threshold"
+    a = V.array(x, op, "x")
+    t = C.real_scalar(threshold, op, "threshold")
+    d = C.real_scalar(default_value, op, "default_value")
+    return np.where((a > np.float32(t)) | np.isnan(a), a, np.float32(d)).astype(np.float32)
 
 
 def _along_axis(name):
@@ -104,4 +182,4 @@ def gelu_tanh(x):
     return _run_elementwise("gelu_tanh", x, _np_act.gelu_tanh)
 
 
-__all__ = ["get", "NAMES", "gelu_tanh", *NAMES]
+__all__ = ["get", "NAMES", "gelu_tanh", "threshold", *NAMES]

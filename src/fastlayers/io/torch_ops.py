@@ -435,8 +435,12 @@ def torch_activation(x, name, negative_slope=0.01):
     """An elementwise activation by name (relu, gelu, gelu_tanh, silu, tanh, sigmoid,
     leaky_relu with PyTorch's ``negative_slope``), float32, on any layout: the
     ``fastlayers.activations`` function (the C++ kernels where available), leaky_relu in
-    NumPy."""
-    x = np.asarray(x, F32)
+    NumPy. relu and relu6 of an integer tensor stay integer, as in PyTorch."""
+    x = np.asarray(x)
+    if name in ("relu", "relu6") and x.dtype.kind in "iu":
+        y = np.maximum(x, x.dtype.type(0))
+        return np.minimum(y, x.dtype.type(6)) if name == "relu6" else y
+    x = x.astype(F32, copy=False)
     if name == "leaky_relu":
         return np.where(x >= 0, x, x * F32(negative_slope)).astype(F32)
     return getattr(_fl_act, name)(x)
