@@ -149,6 +149,15 @@ def test_dense_callable_activation_must_keep_the_shape(backend, rng):
         run_on(backend, fl.dense, x, kernel, bias, activation=lambda t: t[..., :1])
     with pytest.raises(ValueError, match="returned shape"):
         fl.layers.Activation(first_column)(x)
+    # What is not an array of numbers is named as the activation's result (it was NumPy's
+    # "could not convert string to float", which named neither).
+    def word(t):
+        return "x"
+
+    with pytest.raises(TypeError, match=r"activation 'word' returned str, not an array"):
+        run_on(backend, fl.dense, x, kernel, bias, activation=word)
+    with pytest.raises(TypeError, match="returned dict"):
+        fl.layers.Activation(lambda t: {"a": t})(x)
 
 
 # ------------------------------------------------------------------------------ dtypes

@@ -296,7 +296,14 @@ ROW_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})
 def apply(name, x):
     """Apply a validated activation (a Keras name or a callable) to a float32 array."""
     if callable(name):
-        y = np.asarray(name(x), dtype=F32)
+        out = name(x)
+        try:
+            y = np.asarray(out, dtype=F32)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"activation {getattr(name, '__name__', name)!r} returned "
+                f"{type(out).__name__}, not an array of numbers ({e})"
+            ) from None
         if y.shape != x.shape:  # NumPy would broadcast it silently into what follows
             raise ValueError(
                 f"activation {getattr(name, '__name__', name)!r} returned shape {y.shape} for "
