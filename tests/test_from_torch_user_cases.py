@@ -1514,3 +1514,106 @@ def test_cumulative_ops_of_integers_and_their_refusals(any_backend):
                       (lambda x: x.cumsum(1, None, None), "with these arguments")):
         with pytest.raises(TorchConversionError, match=match):
             fl.from_torch(_Fn(fn), torch.randn(2, 4))
+
+
+# ---- the scatter family and index_add / index_copy / index_fill (refused before) ---------
+
+
+class _Scatters(nn.Module):
+    """Each form once, on x (B, 4, 5), an index (B, 3, 5) into 0..3 and a source (B, 3, 5):
+    dims 1 and 2 (not the batch axis), constant and traced bases, in-place forms."""
+
+    def forward(self, x, idx, src):
+        one_hot = torch.zeros(x.shape[0], 3, 10).scatter_(2, idx[:, :, :1] % 10, 1.0)
+        d = x.clone()
+        d.scatter_add_(2, idx % 5, src)
+        e = x.clone()
+        e.index_add_(2, torch.tensor([4, 4, 0, 1, 4]), x, alpha=-2.0)
+        return (torch.zeros(x.shape[0], 4, 5).scatter(1, idx, src),
+                x.scatter(2, idx[:, :, :3] % 5, 2.5), x.scatter(1, idx, value=-1.0),
+                torch.scatter_add(x, 1, idx, src), d, one_hot,
+                x.scatter(1, idx, src, reduce="add"),
+                x.scatter(1, idx, src, reduce="multiply"),
+                *(x.scatter_reduce(1, idx, src, r, include_self=inc)
+                  for r in ("sum", "prod", "mean", "amax", "amin") for inc in (True, False)),
+                torch.scatter_reduce(x, 2, idx % 5, src, reduce="amax"),
+                x.index_add(1, torch.tensor([3, 0, 3]), src, alpha=0.5),
+                torch.index_add(x, 2, torch.tensor([4, 4, 0, 1, 4]), x), e,
+                x.index_fill(2, torch.tensor([1, -1]), -1.0),
+                torch.index_fill(x, 1, torch.tensor(2), 7.0),
+                x.index_copy(1, torch.tensor([2, 1, 0]), src),
+                torch.index_copy(x, 1, torch.tensor([2, 2, 0]), src))
+
+
+@pytest.mark.filterwarnings("ignore:The reduce argument of torch.scatter")
+def test_scatter_and_index_ops_match_pytorch(any_backend):
+    """Against PyTorch, bit for bit (the sums of repeated indices run in index order, as
+    PyTorch's CPU kernels add them), with indices that repeat, on another batch size too,
+    and with NaN in the source (amax / amin propagate it, as PyTorch)."""
+    torch.manual_seed(3)
+
+    def inputs(b):
+        idx = torch.randint(0, 4, (b, 3, 5))
+        idx[:, 0] = idx[:, 1]  # repeats
+        src = torch.randn(b, 3, 5)
+        src[0, 2, 1] = float("nan")
+        return torch.randn(b, 4, 5), idx, src
+
+    model = check(_Scatters(), *inputs(2), run_inputs=[inputs(3), inputs(1)])
+    x, idx, src = inputs(2)
+    for got, want in zip(model(*_np((x, idx, src))), _Scatters()(x, idx, src)):
+        np.testing.assert_array_equal(got, want.numpy())
+
+
+def test_scatter_of_integer_tensors_and_a_gnn_aggregation(any_backend):
+    """Integer tensors keep their dtype (a count per bucket, a max per bucket); message
+    passing as graph code writes it: messages gathered at the edges' sources, summed at
+    their destinations with index_add_ (here over a non-batch axis of nodes)."""
+    class Counts(nn.Module):
+        def forward(self, ids):
+            ones = torch.ones_like(ids)
+            counts = torch.zeros(ids.shape[0], 6, dtype=torch.long).scatter_add_(1, ids, ones)
+            top = torch.zeros(ids.shape[0], 6, dtype=torch.long).scatter_reduce(
+                1, ids, ids * 10, "amax", include_self=False)
+            return counts, top
+
+    ids = torch.tensor([[0, 5, 5, 2, 5], [1, 1, 1, 1, 0]])
+    check(Counts(), ids, run_inputs=[(torch.randint(0, 6, (3, 5)),)])
+
+    class MessagePassing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+            self.register_buffer("src", torch.tensor([0, 1, 2, 3, 4, 0, 2]))
+            self.register_buffer("dst", torch.tensor([1, 2, 3, 4, 0, 3, 3]))
+
+        def forward(self, h):  # h (B, nodes, features)
+            msg = self.lin(h).index_select(1, self.src)
+            agg = torch.zeros_like(h).index_add_(1, self.dst, msg)
+            return torch.relu(h + agg)
+
+    check(MessagePassing(), torch.randn(2, 5, 8), run_inputs=[(torch.randn(3, 5, 8),)])
+
+
+def test_scatter_refusals_say_what():
+    x = torch.randn(2, 4, 5)
+    idx = torch.zeros(2, 3, 5, dtype=torch.long)
+    for fn, match in [
+            (lambda x: x.scatter_reduce(1, idx, x[:, :3], "median"), "reduce='median'"),
+            (lambda x: x.scatter(1, idx, x[:, :3], reduce="divide"), "reduce='divide'"),
+            (lambda x: x.long().scatter_reduce(1, idx, x[:, :3].long(), "mean"), "mean of"),
+            (lambda x: x.scatter(1, idx, (x[:, :3] * 9).long()), "PyTorch refuses it too"),
+            (lambda x: x.index_fill(1, torch.tensor([0]), x[0, 0, 0]),
+             "index_fill with a tensor value"),
+            (lambda x: x.scatter(1, idx[0], x[:, :3]), "index of rank 2")]:
+        with pytest.raises(TorchConversionError, match=re.escape(match)):
+            fl.from_torch(_Fn(fn), x)
+    # An index out of range is PyTorch's RuntimeError there, a ValueError here.
+    model = fl.from_torch(_Fn2(), (x, idx))
+    with pytest.raises(ValueError, match="index out of range"):
+        model(x.numpy(), np.full((2, 3, 5), 4))
+
+
+class _Fn2(nn.Module):
+    def forward(self, x, idx):
+        return x.scatter_add(1, idx, x[:, :3])

@@ -118,6 +118,7 @@ from .torch_ops import (
     torch_gather_index,
     torch_glu,
     torch_index,
+    torch_index_add,
     torch_index_put,
     torch_layer_norm,
     torch_lerp,
@@ -146,6 +147,7 @@ from .torch_ops import (
     torch_roll,
     torch_round_decimals,
     torch_scale_shift,
+    torch_scatter,
     torch_sdpa,
     torch_softmax,
     torch_stack,
@@ -2079,6 +2081,122 @@ class _Converter:
         idx = _to_torch(index).sym if isinstance(index, _T) else np.asarray(index)
         return _T(torch_take(t.sym, idx, _dim(dim, t.ndim, what), along), False)
 
+    def _index_operand(self, index: Any, what: str) -> Any:
+        """An index argument: a traced tensor (in PyTorch's layout) or a constant array."""
+        if isinstance(index, _T):
+            idx = _to_torch(index).sym
+        elif isinstance(index, np.ndarray) or isinstance(index, (list, tuple)):
+            idx = np.asarray(index)
+        else:
+            self._refuse(f"{what} with an index of type {type(index).__name__}")
+        if idx.dtype.kind not in "iu":
+            raise TorchConversionError(f"from_torch: {what} with a {idx.dtype} index (PyTorch "
+                                       "takes int64 indices)")
+        return idx
+
+    def _base_operand(self, x: Any, what: str) -> Any:
+        """The tensor a scatter or index op writes into, in PyTorch's layout: traced, or a
+        constant (``torch.zeros(B, C).scatter_(1, ids, 1.0)``, computed at conversion)."""
+        if isinstance(x, np.ndarray):
+            return x
+        return _to_torch(self._tensor(x, what)).sym
+
+    def _source_operand(self, src: Any, dtype: Any, what: str, name: str) -> Any:
+        """A source argument of x's ``dtype``: a traced tensor, a constant array or a number
+        (PyTorch refuses a tensor of another dtype)."""
+        if isinstance(src, _T):
+            src = _to_torch(src).sym
+        elif isinstance(src, (bool, int, float)):
+            return src
+        elif not isinstance(src, np.ndarray):
+            self._refuse(f"{what} with a {name} of type {type(src).__name__}")
+        if src.dtype != dtype:
+            raise TorchConversionError(f"from_torch: {what} of a {dtype} tensor with a "
+                                       f"{src.dtype} {name} (PyTorch refuses it too)")
+        return src
+
+    def scatter(self, kind: str, x: Any, dim: Any, index: Any, *args: Any,
+                **kwargs: Any) -> _T:
+        """``scatter`` (src or value, optional ``reduce="add" | "multiply"``),
+        ``scatter_add`` and ``scatter_reduce`` (reduce, include_self): torch_scatter."""
+        base = self._base_operand(x, kind)
+        names = {"scatter": ("src",), "scatter_add": ("src",),
+                 "scatter_reduce": ("src", "reduce", "include_self")}[kind]
+        given = dict(zip(names, args))
+        if len(args) > len(names):
+            self._refuse(f"{kind} with {len(args) + 3} positional arguments")
+        if kind == "scatter" and "value" in kwargs:
+            given["src"] = kwargs.pop("value")
+        for key in list(kwargs):
+            if key in names or (kind == "scatter" and key == "reduce"):
+                given[key] = kwargs.pop(key)
+        if kwargs or "src" not in given:
+            self._refuse(f"{kind} with arguments {sorted(kwargs) or 'without a source'}")
+        reduce, include_self = None, True
+        if kind == "scatter_add":
+            reduce = "sum"
+        elif kind == "scatter" and given.get("reduce") is not None:
+            reduce = {"add": "sum", "multiply": "prod"}.get(given["reduce"])
+            if reduce is None:
+                self._refuse(f"scatter with reduce={given['reduce']!r} (add or multiply)")
+        elif kind == "scatter_reduce":
+            reduce = given.get("reduce")
+            if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+                self._refuse(f"scatter_reduce with reduce={reduce!r}")
+            include_self = given.get("include_self", True)
+            if not isinstance(include_self, bool):
+                self._refuse(f"scatter_reduce with include_self={include_self!r}")
+        dtype = base.dtype
+        if reduce == "mean" and dtype.kind != "f":
+            self._refuse(f"scatter_reduce mean of a {dtype} tensor")
+        if dtype == np.bool_ and reduce is not None:
+            self._refuse(f"{kind} of a bool tensor with a reduction")
+        axis = _dim(dim, base.ndim, kind)
+        idx = self._index_operand(index, kind)
+        if idx.ndim != base.ndim:
+            raise TorchConversionError(f"from_torch: {kind} with an index of rank {idx.ndim} "
+                                       f"for a tensor of rank {base.ndim} (PyTorch refuses it)")
+        src = self._source_operand(given["src"], dtype, kind, "source")
+        if not isinstance(src, (bool, int, float)) and src.ndim != base.ndim:
+            raise TorchConversionError(f"from_torch: {kind} with a source of rank {src.ndim} "
+                                       f"for a tensor of rank {base.ndim} (PyTorch refuses it)")
+        return _T(torch_scatter(base, idx, src, axis, reduce, include_self), False)
+
+    def index_add(self, mode: str, x: Any, dim: Any, index: Any, *args: Any,
+                  **kwargs: Any) -> _T:
+        """``index_add`` (source, alpha), ``index_copy`` (source) and ``index_fill`` (a
+        number): torch_index_add."""
+        what = f"index_{mode}"
+        base = self._base_operand(x, what)
+        key = "value" if mode == "fill" else "source"
+        names = (key, "alpha") if mode == "add" else (key,)
+        if len(args) > len(names):
+            self._refuse(f"{what} with {len(args) + 3} positional arguments")
+        given = dict(zip(names, args))
+        for k in list(kwargs):
+            if k in names:
+                given[k] = kwargs.pop(k)
+        if kwargs or key not in given:
+            self._refuse(f"{what} with arguments {sorted(kwargs) or 'without a ' + key}")
+        dtype = base.dtype
+        alpha = given.get("alpha", 1)
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or (
+                dtype.kind != "f" and not isinstance(alpha, int)):
+            self._refuse(f"{what} with alpha={alpha!r} (a number, an integer for an integer "
+                         "tensor)")
+        idx = self._index_operand(index, what)
+        if idx.ndim > 1:
+            raise TorchConversionError(f"from_torch: {what} with an index of rank {idx.ndim} "
+                                       "(PyTorch takes a vector)")
+        src = given[key]
+        if mode == "fill":
+            if isinstance(src, _T) or not isinstance(src, (bool, int, float)):
+                self._refuse("index_fill with a tensor value (a number only)")
+        else:
+            src = self._source_operand(src, dtype, what, "source")
+        axis = _dim(dim, base.ndim, what)
+        return _T(torch_index_add(base, idx, src, axis, alpha, mode), False)
+
     def f_embedding(self, ids: Any, weight: Any, padding_idx: Any = None, max_norm: Any = None,
                     norm_type: Any = 2.0, scale_grad_by_freq: Any = False,
                     sparse: Any = False) -> _T:
@@ -3342,6 +3460,18 @@ class _Converter:
                 True, input, dim, index, **k),
             torch.index_select: lambda input, dim, index: self.take(  # noqa: A002
                 False, input, dim, index),
+            torch.scatter: lambda input, dim, index, *a, **k: self.scatter(  # noqa: A002
+                "scatter", input, dim, index, *a, **k),
+            torch.scatter_add: lambda input, dim, index, *a, **k: self.scatter(  # noqa: A002
+                "scatter_add", input, dim, index, *a, **k),
+            torch.scatter_reduce: lambda input, dim, index, *a, **k: self.scatter(  # noqa: A002
+                "scatter_reduce", input, dim, index, *a, **k),
+            torch.index_add: lambda input, dim, index, *a, **k: self.index_add(  # noqa: A002
+                "add", input, dim, index, *a, **k),
+            torch.index_copy: lambda input, dim, index, *a, **k: self.index_add(  # noqa: A002
+                "copy", input, dim, index, *a, **k),
+            torch.index_fill: lambda input, dim, index, *a, **k: self.index_add(  # noqa: A002
+                "fill", input, dim, index, *a, **k),
             F.embedding: self.f_embedding,
             torch.diff: self.diff,
             torch.outer: lambda input, vec2: self.binary(  # noqa: A002
@@ -3720,6 +3850,10 @@ class _Converter:
             return self.tri(name == "triu", x, *args, **kwargs)
         if name in ("gather", "index_select"):
             return self.take(name == "gather", x, *args, **kwargs)
+        if name in ("scatter", "scatter_add", "scatter_reduce"):
+            return self.scatter(name, x, *args, **kwargs)
+        if name in ("index_add", "index_copy", "index_fill"):
+            return self.index_add(name[6:], x, *args, **kwargs)
         if name in ("view_as", "reshape_as", "expand_as"):
             return self.like(name[:-3], x, *args, **kwargs)
         if name == "t":
@@ -3818,7 +3952,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "int", "bool", "repeat_interleave", "baddbmm", "topk", "cumprod",
                       "movedim", "moveaxis", "tile", "narrow", "select", "tensor_split",
                       "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2",
-                      "sort", "argsort", "take_along_dim"})
+                      "sort", "argsort", "take_along_dim", "scatter", "scatter_add",
+                      "scatter_reduce", "index_add", "index_copy", "index_fill"})
 
 
 # Tensor methods that write their tensor in place and convert as their out-of-place form
@@ -3828,6 +3963,7 @@ _IN_PLACE_METHODS = frozenset(f"{name}_" for name in (
     "add", "sub", "mul", "div", "pow", "clamp", "clip", "clamp_min", "clamp_max",
     "masked_fill", "relu", "sigmoid", "tanh", "tril", "triu", "nan_to_num", "cumprod",
     "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2", "cumsum",
+    "scatter", "scatter_add", "scatter_reduce", "index_add", "index_copy", "index_fill",
     *(n for n in _UNARY if n not in _KEEP_DTYPE)))
 
 # torch dtypes (by name) of casts and of constants built at conversion (torch.arange).

@@ -351,6 +351,103 @@ def torch_take(x, index, axis, along):
     return np.take_along_axis(x[cut], index.astype(np.intp), axis=axis)
 
 
+_SCATTER_UFUNCS = {"sum": np.add, "prod": np.multiply, "amax": np.maximum, "amin": np.minimum}
+_SCATTER_IDENTITY = {"sum": 0, "mean": 0, "prod": 1, "amax": -np.inf, "amin": np.inf}
+
+
+@S.symbolic_op
+def torch_scatter(x, index, src, axis, reduce, include_self):
+    """PyTorch's scatter family on a copy of x (the converter points later reads of an
+    in-place form's tensor at it): for every position p of ``index`` (an integer array of
+    x's rank, no larger than x on the other axes, nor than src on any), the element of x at p
+    with its ``axis`` coordinate replaced by ``index[p]`` receives ``src[p]`` (src an array,
+    or one number for every position).
+
+    ``reduce`` None replaces (``scatter``; where positions meet, the last one in row-major
+    order of index wins, which PyTorch leaves unspecified); "sum", "prod", "amax", "amin"
+    and "mean" combine, in that order (``scatter_add`` is "sum", ``scatter_reduce`` takes
+    them all), starting from x's value (``include_self``) or from the scattered values
+    alone; the mean divides by the count, x's value counted when included. NaN propagates
+    through amax and amin. An index out of range raises ValueError."""
+    x, index, src = np.asarray(x), np.asarray(index), np.asarray(src)
+    if index.dtype.kind not in "iu":
+        raise ValueError(f"scatter: the index must be integers, got {index.dtype}")
+    if index.ndim != x.ndim or any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape))
+                                   if a != axis) or (src.ndim and (src.ndim != x.ndim or any(
+                                       i > d for i, d in zip(index.shape, src.shape)))):
+        raise ValueError(f"scatter: an index of shape {index.shape} for a tensor of shape "
+                         f"{x.shape} along dim {axis} and a source of shape {src.shape} (the "
+                         "index may not be larger than the tensor on the other dims, nor than "
+                         "the source on any)")
+    n = x.shape[axis]
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise ValueError(f"scatter: an index out of range for size {n} along dim {axis} "
+                         f"(from {index.min()} to {index.max()})")
+    out = np.array(x, copy=True)
+    if index.size == 0:
+        return out
+    where = list(np.indices(index.shape, sparse=True))
+    where[axis] = np.where(index < 0, index + n, index)
+    where = tuple(where)
+    if src.ndim:
+        src = src[tuple(slice(0, s) for s in index.shape)]
+    src = np.broadcast_to(src.astype(out.dtype, copy=False), index.shape)
+    if reduce is None:
+        out[where] = src
+        return out
+    if not include_self:
+        ident = _SCATTER_IDENTITY[reduce]
+        if out.dtype.kind in "iu" and reduce in ("amax", "amin"):
+            info = np.iinfo(out.dtype)
+            ident = info.min if reduce == "amax" else info.max
+        out[where] = ident
+    if reduce == "mean":
+        count = np.zeros(out.shape, np.int64)
+        np.add.at(count, where, 1)
+        np.add.at(out, where, src)
+        hit = count > 0
+        count += 1 if include_self else 0
+        out[hit] = out[hit] / count[hit].astype(out.dtype)
+        return out
+    with np.errstate(invalid="ignore", over="ignore"):
+        _SCATTER_UFUNCS[reduce].at(out, where, src)
+    return out
+
+
+@S.symbolic_op
+def torch_index_add(x, index, source, axis, alpha, mode):
+    """``index_add`` (mode "add": x's slices at ``index`` along ``axis`` plus alpha times
+    source's slices, in index order), ``index_copy`` ("copy": replaced; where an index repeats,
+    the last wins) and ``index_fill`` ("fill": source one number) on a copy of x; ``index`` a
+    1-D integer array (or a number). An index out of range raises ValueError."""
+    x = np.asarray(x)
+    index = np.asarray(index).reshape(-1)
+    if index.dtype.kind not in "iu":
+        raise ValueError(f"index_{mode}: the index must be integers, got {index.dtype}")
+    n = x.shape[axis]
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise ValueError(f"index_{mode}: an index out of range for size {n} along dim "
+                         f"{axis} (from {index.min()} to {index.max()})")
+    index = np.where(index < 0, index + n, index)
+    out = np.array(x, copy=True)
+    moved = np.moveaxis(out, axis, 0)  # a view: writes land in out
+    if mode == "fill":
+        moved[index] = np.asarray(source).astype(out.dtype)
+        return out
+    src = np.moveaxis(np.asarray(source), axis, 0)
+    if src.shape[0] != index.size or src.shape[1:] != moved.shape[1:]:
+        raise ValueError(f"index_{mode}: a source of shape {np.asarray(source).shape} for "
+                         f"{index.size} indices into shape {x.shape} along dim {axis}")
+    src = src.astype(out.dtype, copy=False)
+    if mode == "copy":
+        moved[index] = src
+    else:
+        if alpha != 1:
+            src = src * np.asarray(alpha).astype(out.dtype)
+        np.add.at(moved, index, src)
+    return out
+
+
 @S.symbolic_op
 def torch_take_along(x, index, axis):
     """``torch.take_along_dim(x, index, dim)``: x and index broadcast against each other on
