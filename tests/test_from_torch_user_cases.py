@@ -1617,3 +1617,60 @@ def test_scatter_refusals_say_what():
 class _Fn2(nn.Module):
     def forward(self, x, idx):
         return x.scatter_add(1, idx, x[:, :3])
+
+
+# ---- from an audit of whole architectures: a cast before seq-first layers ---------------
+
+
+class _SeqFirstTokens(nn.Module):
+    """PyTorch's nn.Transformer translation tutorial's encoder side: token ids (T, B) cast with
+    ``.long()`` (or another cast) before their Embedding, then seq-first layers."""
+
+    def __init__(self, cast, layer):
+        super().__init__()
+        self.cast, self.kind, self.emb = cast, layer, nn.Embedding(50, 16)
+        self.layer = {"encoder": nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0), 1, enable_nested_tensor=False),
+            "gru": nn.GRU(16, 8), "mha": nn.MultiheadAttention(16, 2)}[layer]
+
+    def forward(self, src):
+        h = self.emb(self.cast(src))
+        if self.kind == "mha":
+            return self.layer(h, h, h)[0]
+        if self.kind == "gru":
+            return self.layer(h)[0]
+        return self.layer(h)
+
+
+@pytest.mark.parametrize("layer", ["encoder", "gru", "mha"])
+@pytest.mark.parametrize("cast", ["long", "to_long", "type_long", "to_float32"])
+def test_a_cast_before_seq_first_layers_keeps_the_batch_on_axis_1(any_backend, cast, layer):
+    """The cast hid the batch axis: the converted model took the time axis as its batch, so
+    predict cut the sequences into pieces and returned wrong values, silently (0.46-0.92 off),
+    and other batch sizes were refused. Now the batch is axis 1, any batch size runs, and
+    predict is refused as for every seq-first input."""
+    casts = {"long": lambda s: s.long(), "to_long": lambda s: s.to(torch.long),
+             "type_long": lambda s: s.type(torch.long),
+             "to_float32": lambda s: s.to(torch.float32).long()}
+    torch.manual_seed(0)
+    module = _SeqFirstTokens(casts[cast], layer).eval()
+    model = check(module, torch.randint(0, 50, (7, 2)),
+                  run_inputs=[(torch.randint(0, 50, (7, 3)),), (torch.randint(0, 50, (7, 1)),)])
+    with pytest.raises(ValueError, match="not on axis 0"):
+        model.predict(np.zeros((7, 4), np.int64), batch_size=2)
+
+
+def test_a_seq_first_layer_whose_time_axis_would_be_the_batch_is_refused():
+    """Where the way to a seq-first layer goes through an op the search for the batch axis
+    does not follow, the model's free axis would be the layer's time axis: refused with a
+    message rather than a model whose predict mixes pieces of sequences."""
+    class Where(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(4, 3)
+
+        def forward(self, x):  # x (T, B, 4)
+            return self.gru(torch.where(x > 0, x, 0.5 * x))[0]
+
+    with pytest.raises(TorchConversionError, match="seq-first .*time axis"):
+        fl.from_torch(Where(), torch.randn(6, 2, 4))

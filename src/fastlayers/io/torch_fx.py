@@ -2270,6 +2270,8 @@ class _Converter:
                 f"from_torch: {qual} ({type(mod).__name__}) needs a batched 3-D input, got "
                 f"rank {t.ndim}"
             )
+        if not mod.batch_first:
+            _seq_first_batch(t, f"{qual} ({type(mod).__name__})")
         seq = t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2))
         dirs = 2 if mod.bidirectional else 1
         nl, hid = mod.num_layers, mod.hidden_size
@@ -2515,6 +2517,8 @@ class _Converter:
                 raise TorchConversionError(
                     f"from_torch: {qual} (MultiheadAttention) needs batched 3-D inputs"
                 )
+            if not mod.batch_first:
+                _seq_first_batch(t, f"{qual} {what}")
             ts.append(t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2)))
         masks = [self._mask(key_padding_mask, f"{qual} key_padding_mask", batched=True),
                  self._mask(attn_mask, f"{qual} mask")]
@@ -2533,6 +2537,8 @@ class _Converter:
         t = _to_torch(self._tensor(x, qual))
         if t.ndim != 3:
             raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
+        if not batch_first:
+            _seq_first_batch(t, qual)
         return self._to_layout(t, batch_first)  # (swapping T and B is its own inverse)
 
     def _attention_block(self, qual: str, mha: Any, h: _T, memory: _T, key_padding_mask: Any,
@@ -4096,6 +4102,24 @@ def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int
     return (int(pair[0]) // in_hw[0], int(pair[1]) // in_hw[1])
 
 
+def _seq_first_batch(t: _T, qual: str) -> None:
+    """Refuses a seq-first (T, B, ...) input whose free axis, the converted model's batch, is
+    its time axis: the model would then cut the sequences at predict's batch boundaries and run
+    each piece alone, silently wrong (an audit, December 2026: a cast that _batch_axis did not
+    follow). This happens where the way from the model's input to the layer goes through an
+    op that the search for the batch axis does not follow, or where PyTorch's own layer takes
+    a batch-first tensor as (T, B) (then the batches are its time steps)."""
+    shape = t.sym.shape
+    if len(shape) >= 2 and shape[0] is None and shape[1] is not None:
+        raise TorchConversionError(
+            f"from_torch: {qual} is seq-first (batch_first=False) and its input's time axis "
+            f"(axis 0) is the converted model's batch axis, with the batch (axis 1) fixed at "
+            f"{shape[1]}: the path from the model's input to this layer goes through an op "
+            "that does not say where the batch is, or the layer is fed a batch-first tensor. "
+            "Give the input its batch on axis 0 and use batch_first=True, or pass the input "
+            "straight to the layer's first op (docs/semantics.md §24)")
+
+
 def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
     """The axis of input ``node`` that is the batch (left free in the converted model), from
     how the module uses it: seq-first recurrent and attention inputs and recurrent states
@@ -4118,6 +4142,9 @@ _ELEMENTWISE = frozenset({
     "hardswish", "hardsigmoid", "hardtanh", "mish", "softplus", "softsign", "tanhshrink",
     "logsigmoid", "dropout", "exp", "abs", "neg", "float", "contiguous", "clone", "detach",
 })
+# Methods that keep the leading axes too: the casts (token ids cast with .long() before their
+# Embedding, as PyTorch's nn.Transformer translation tutorial does).
+_CASTS = frozenset({"long", "int", "bool", "half", "to", "type", "type_as"})
 _LAST_AXIS_FUNCTIONS = frozenset({"linear", "layer_norm", "rms_norm", "softmax", "log_softmax"})
 _KEEPING_MODULES = frozenset({
     "Embedding", "Dropout", "Identity", "LayerNorm", "RMSNorm", "Linear", "ReLU", "ReLU6",
@@ -4147,7 +4174,8 @@ def _keeps_leading_axes(torch: Any, gm: Any, user: Any, node: Any) -> bool:
         return ((name in _ELEMENTWISE or name in _LAST_AXIS_FUNCTIONS)
                 and bool(user.args) and user.args[0] is node)
     if user.op == "call_method":
-        return user.target in _ELEMENTWISE and bool(user.args) and user.args[0] is node
+        return ((user.target in _ELEMENTWISE or user.target in _CASTS)
+                and bool(user.args) and user.args[0] is node)
     if user.op == "call_module":
         mod = gm.get_submodule(user.target)
         cls = type(mod)
