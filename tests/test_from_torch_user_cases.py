@@ -1674,3 +1674,47 @@ def test_a_seq_first_layer_whose_time_axis_would_be_the_batch_is_refused():
 
     with pytest.raises(TorchConversionError, match="seq-first .*time axis"):
         fl.from_torch(Where(), torch.randn(6, 2, 4))
+
+
+class _ArchitecturePatterns(nn.Module):
+    """Patterns of whole architectures an audit found refused: Tensor.bmm (the PyTorch
+    chatbot tutorial's Luong attention), torch.mm, torch.meshgrid with a list (YOLOv5's
+    _make_grid), F.pairwise_distance (Siamese networks), and several constant index arrays
+    (DLRM's pairwise interactions Z[:, li, lj])."""
+
+    def __init__(self):
+        super().__init__()
+        li, lj = torch.tril_indices(4, 4, -1)
+        self.register_buffer("li", li)
+        self.register_buffer("lj", lj)
+
+    def forward(self, z, y):
+        ny, nx = y.shape[2], y.shape[3]
+        yv, xv = torch.meshgrid([torch.arange(ny), torch.arange(nx)], indexing="ij")
+        grid = torch.stack((xv, yv), 2).view(1, ny, nx, 2).float()
+        attn = torch.softmax(z.bmm(z.transpose(1, 2)), -1).bmm(z)
+        return (attn, z.bmm(mat2=z.transpose(1, 2))[:, self.li, self.lj],
+                y[:, torch.tensor([0, 2, 1]), :, torch.tensor([1, 1, 3])],
+                y[:, [0, 1], [2, 0]], y[:, self.li[:2], self.lj[:2], 1:3],
+                y.permute(0, 2, 3, 1)[..., :2] + grid,
+                torch.nn.functional.pairwise_distance(z[:, 0], z[:, 1]),
+                torch.nn.functional.pairwise_distance(z[:, 0], z[:, 2], p=1.0, eps=0.1,
+                                                      keepdim=True),
+                torch.mm(z[:, 0].T, z[:, 1]))
+
+
+def test_architecture_patterns_an_audit_found_refused(any_backend):
+    torch.manual_seed(5)
+    check(_ArchitecturePatterns(), torch.randn(2, 4, 5), torch.randn(2, 3, 4, 5),
+          run_inputs=[(torch.randn(3, 4, 5), torch.randn(3, 3, 4, 5))])
+
+
+def test_dividing_the_batch_size_says_how_to_write_it():
+    """Swin's reference window_reverse: B = int(windows.shape[0] / (H * W / ws / ws))."""
+    class Reverse(nn.Module):
+        def forward(self, windows):
+            b = int(windows.shape[0] / (4 * 4 / 2 / 2))
+            return windows.view(b, 4, 4, -1)
+
+    with pytest.raises(TorchConversionError, match="write it with //"):
+        fl.from_torch(Reverse(), torch.randn(8, 2, 2, 3))

@@ -1739,9 +1739,12 @@ class _Converter:
         if op in ("add", "mul") and isinstance(b, _Dim) and not isinstance(a, _T):
             return b.then(op, a)
         if isinstance(a, (_Dim, _Unknown)) or isinstance(b, (_Dim, _Unknown)):
+            hint = (" (a batch size divided: write it with //, as in B = windows.shape[0] // "
+                    "(H * W // ws // ws), or let view / reshape infer it with -1)"
+                    if op == "div" else "")
             raise TorchConversionError(
                 "from_torch: arithmetic on a size known only at run time (the batch size) is "
-                "not supported"
+                f"not supported ({op}){hint}"
             )
         if not isinstance(a, _T) and not isinstance(b, _T):
             fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
@@ -1839,6 +1842,15 @@ class _Converter:
             # a constant index tensor of ints (x[:, torch.tensor([0, 2])]) as the list it holds
             keys = tuple(k.tolist() if isinstance(k, np.ndarray) and k.ndim == 1
                          and k.dtype.kind in "iu" else k for k in keys)
+            lists = [k for k in keys if isinstance(k, (list, tuple))]
+            if (len(lists) > 1 and not any(type(k) is int for k in keys) and all(
+                    v and all(type(e) is int for e in v) for v in lists)):
+                # several constant index arrays and no int (DLRM's Z[:, li, lj]): NumPy's
+                # advanced indexing, which is PyTorch's without an int beside the arrays
+                # (adjacent arrays broadcast in place, separated ones move first in both)
+                return self._gather_index(t, tuple(
+                    np.asarray(k, np.int64) if isinstance(k, (list, tuple)) else k
+                    for k in keys))
             plain: list[Any] = []
             for k in keys:
                 if isinstance(k, slice):
@@ -2035,6 +2047,14 @@ class _Converter:
         if op.endswith("_mean"):
             return (out, self.reduce("mean", x, dim if dim is not None else [], keepdim))
         return out
+
+    def pairwise_distance(self, x1: Any, x2: Any, p: Any = 2.0, eps: Any = 1e-6,
+                          keepdim: Any = False) -> _T:
+        """``F.pairwise_distance``: PyTorch's ``norm(x1 - x2 + eps, p, dim=-1, keepdim)``."""
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+            self._refuse(f"pairwise_distance with eps={eps!r}")
+        diff = self.binary(self.binary(x1, x2, "sub"), float(eps), "add")
+        return self.norm(diff, p, -1, keepdim)
 
     def norm(self, x: Any, p: Any = "fro", dim: Any = None, keepdim: Any = False,
              dtype: Any = None, matrix: bool = False) -> _T:
@@ -2697,8 +2717,11 @@ class _Converter:
                              scale=None if scale is None else float(scale),
                              gqa=bool(enable_gqa)), False)
 
-    def matmul(self, a: Any, b: Any = None, *, other: Any = None) -> Any:
+    def matmul(self, a: Any, b: Any = None, *, other: Any = None, mat2: Any = None) -> Any:
+        """``matmul`` / ``bmm`` / ``mm`` (torch functions and Tensor methods; the second
+        operand by position, ``other=`` or ``mat2=``)."""
         b = other if b is None else b
+        b = mat2 if b is None else b
         ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
         return _T(torch_matmul(*ops), False)
 
@@ -3459,6 +3482,7 @@ class _Converter:
             torch.linalg.vector_norm: lambda x, ord=2, dim=None, keepdim=False, dtype=None: (
                 self.norm(x, ord, dim, keepdim, dtype)),
             F.cosine_similarity: self.cosine_similarity,
+            F.pairwise_distance: self.pairwise_distance,
             F.one_hot: self.one_hot,
             torch.tril: lambda input, diagonal=0: self.tri(False, input, diagonal),  # noqa: A002
             torch.triu: lambda input, diagonal=0: self.tri(True, input, diagonal),  # noqa: A002
@@ -3505,6 +3529,7 @@ class _Converter:
             torch.swapdims: lambda input, dim0, dim1: self.transpose(  # noqa: A002
                 input, dim0, dim1),
             torch.bmm: self.matmul,
+            torch.mm: self.matmul,
             torch.einsum: self.einsum,
             torch.where: lambda condition, input=None, other=None: self.where(  # noqa: A002
                 condition, input, other),
@@ -3563,6 +3588,9 @@ class _Converter:
             operator.setitem: self.set_item,
             # computed by PyTorch at conversion when their arguments are constants (_fold)
             torch.meshgrid: lambda *a, **k: self._refuse(
+                "torch.meshgrid of tensors computed from the inputs (of constants only)"),
+            # (torch.meshgrid([a, b]) with a list: fx records the call inside, _VF's)
+            torch._VF.meshgrid: lambda *a, **k: self._refuse(
                 "torch.meshgrid of tensors computed from the inputs (of constants only)"),
             torch.eye: self.eye,
             # (the size by position or as size=...: torch.zeros(size=(n, n)))
@@ -3899,7 +3927,7 @@ class _Converter:
             return self.new_full(x, size, 0 if name == "new_zeros" else 1, **kwargs)
         if name == "new_full":
             return self.new_full(x, *args, **kwargs)
-        if name == "matmul":
+        if name in ("matmul", "bmm", "mm"):
             return self.matmul(x, *args, **kwargs)
         if name == "repeat_interleave":
             return self.repeat_interleave(x, *args, **kwargs)
@@ -3946,6 +3974,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "unflatten",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
                       "transpose", "swapaxes", "swapdims", "split", "chunk", "matmul",
+                      "bmm", "mm",
                       *_REDUCTIONS, *_UNARY, *_LOGICAL, "pow",
                       "clamp", "clip", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt",
                       "ge", "masked_fill", "float", "type_as", "unsqueeze", "squeeze",
