@@ -41,6 +41,8 @@ LAYER_CLASSES: dict[str, type] = {
     "GRU": L.GRU,
     "SimpleRNN": L.SimpleRNN,
     "Bidirectional": L.Bidirectional,
+    "ConvLSTM1D": L.ConvLSTM1D,
+    "ConvLSTM2D": L.ConvLSTM2D,
     "Attention": L.Attention,
     "AdditiveAttention": L.AdditiveAttention,
     "MultiHeadAttention": L.MultiHeadAttention,

@@ -268,7 +268,7 @@ def _layer_paths(model: BaseModel, f: Any, path: str) -> list[tuple[Any, str]]:
 
 
 def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
-    if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN)):
+    if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN, L.ConvLSTM1D, L.ConvLSTM2D)):
         return _vars(f, f"{path}/cell", used)
     if isinstance(layer, L.Bidirectional):
         return (_vars(f, f"{path}/forward_layer/cell", used)

@@ -21,6 +21,7 @@ One module per family: base (:class:`Layer`), initializers, core (Dense, Flatten
 Activation), conv (Conv2D, Conv1D, Conv3D, the depthwise and separable convolutions, the
 transposed convolutions), pooling (max, average, global and adaptive poolings), padding
 (ZeroPadding1D/2D/3D, Cropping1D/2D/3D), recurrent (LSTM, GRU, SimpleRNN, Bidirectional),
+conv_recurrent (ConvLSTM1D, ConvLSTM2D),
 attention (Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention), experts
 (Experts: the expert MLPs of a mixture-of-experts block), merging
 (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot and the functional
@@ -64,6 +65,7 @@ from .conv import (
     SeparableConv1D,
     SeparableConv2D,
 )
+from .conv_recurrent import ConvLSTM1D, ConvLSTM2D
 from .core import Activation, Dense, Flatten, Softmax
 from .einsum_dense import EinsumDense
 from .experts import Experts  # mixture-of-experts blocks (from_torch's MoE models)
@@ -194,6 +196,8 @@ __all__ = [
     "GRU",
     "SimpleRNN",
     "Bidirectional",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
     "Attention",
     "AdditiveAttention",
     "MultiHeadAttention",
