@@ -1718,3 +1718,35 @@ def test_dividing_the_batch_size_says_how_to_write_it():
 
     with pytest.raises(TorchConversionError, match="write it with //"):
         fl.from_torch(Reverse(), torch.randn(8, 2, 2, 3))
+
+
+_BICUBIC = [dict(size=(13, 17)), dict(size=(5, 4)), dict(scale_factor=2),
+            dict(scale_factor=0.5), dict(size=(13, 17), align_corners=True),
+            dict(scale_factor=1.5, align_corners=True), dict(size=(1, 1)),
+            dict(scale_factor=3, recompute_scale_factor=True), dict(size=(8, 10))]
+
+
+@pytest.mark.parametrize("kw", _BICUBIC, ids=[str(k) for k in _BICUBIC])
+def test_bicubic_interpolate(any_backend, kw):
+    """F.interpolate(mode="bicubic") (ViT's interpolate_pos_encoding, super-resolution
+    models) converts as PyTorch computes it: Keys's cubic with A = -0.75, edges clamped,
+    half-pixel or corner-aligned positions (it was refused)."""
+    class Up(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return torch.nn.functional.interpolate(self.conv(x), mode="bicubic", **kw)
+
+    torch.manual_seed(2)
+    check(Up(), torch.randn(2, 3, 8, 10) * 3, run_inputs=[(torch.randn(3, 3, 8, 10),)])
+
+
+def test_bicubic_upsample_module_and_refusals(any_backend):
+    check(nn.Sequential(nn.Upsample(scale_factor=2, mode="bicubic")), torch.randn(2, 3, 5, 6))
+    for kw, match in [(dict(scale_factor=1.3), "not in / out"),
+                      (dict(size=(12, 12), antialias=True), "antialias")]:
+        with pytest.raises(TorchConversionError, match=match):
+            fl.from_torch(_Fn(lambda x, kw=kw: torch.nn.functional.interpolate(
+                x, mode="bicubic", **kw)), torch.randn(1, 2, 8, 8))

@@ -83,6 +83,38 @@ def _corner_taps(n_in: int, n_out: int):
     return np.stack([lo, hi], axis=1), np.stack([np.float32(1.0) - t, t], axis=1)
 
 
+def _cubic_taps(n_in: int, n_out: int, align_corners: bool = False):
+    """The taps of PyTorch's bicubic ``interpolate`` (not a Keras mode: Keras's "bicubic"
+    depends on its backend): four per output, rows floor(p) - 1 .. floor(p) + 2 clamped to
+    the image, weighted by Keys's cubic convolution with A = -0.75 at t = p - floor(p), as
+    PyTorch's ``get_cubic_upsample_coefficients``. p = (i + 0.5) * in / out - 0.5, not
+    clamped (one rounding, as for bilinear), or i * (in - 1) / (out - 1) with align_corners;
+    the weights in float32 in PyTorch's operation order."""
+    f32 = np.float32
+    i = np.arange(n_out, dtype=f32)
+    if align_corners:
+        scale = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0.0)
+        src = i * scale
+    else:
+        scale = f32(n_in) / f32(n_out)
+        src = ((i + f32(0.5)).astype(np.float64) * np.float64(scale) - 0.5).astype(f32)
+    lo = np.floor(src)
+    t = (src - lo).astype(f32)
+    a = f32(-0.75)
+
+    def near(x):  # |x| <= 1: ((A + 2) x - (A + 3)) x x + 1
+        return ((a + f32(2)) * x - (a + f32(3))) * x * x + f32(1)
+
+    def far(x):  # 1 < |x| < 2: ((A x - 5A) x + 8A) x - 4A
+        return ((a * x - f32(5) * a) * x + f32(8) * a) * x - f32(4) * a
+
+    w = np.stack([far(t + f32(1)), near(t), near(f32(1) - t), far((f32(1) - t) + f32(1))],
+                 axis=1).astype(f32)
+    base = lo.astype(np.intp)
+    idx = np.clip(base[:, None] + np.arange(-1, 3)[None, :], 0, n_in - 1)
+    return idx.astype(np.intp), w
+
+
 def _antialias_taps(n_in: int, n_out: int):
     """Taps of the triangle filter stretched over the scale when shrinking (PyTorch's and
     TensorFlow's antialiased bilinear): output i is centred at c = (i + 0.5) * in / out in
@@ -141,11 +173,13 @@ def _apply_taps(x, idx, w, axis, valid=None):
 
 @functools.lru_cache(maxsize=64)
 def _taps(kind: str, n_in: int, n_out: int):
-    """The taps of ``kind`` ("nearest", "linear", "antialias", "corners") for one axis, made
+    """The taps of ``kind`` ("nearest", "linear", "antialias", "corners", "cubic",
+    "cubic_corners") for one axis, made
     once per size pair (a model resizes its inputs to the same size call after call) and
     read-only."""
     make = {"nearest": _nearest_taps, "linear": _linear_taps, "antialias": _antialias_taps,
-            "corners": _corner_taps}
+            "corners": _corner_taps, "cubic": _cubic_taps,
+            "cubic_corners": lambda n_in, n_out: _cubic_taps(n_in, n_out, True)}
     made = make[kind](n_in, n_out)
     for a in made if isinstance(made, tuple) else (made,):
         a.setflags(write=False)
@@ -157,9 +191,10 @@ def resize_images(x, size, interpolation, antialias=False, apply_taps=None,
     """x (N, H, W, C) float32 resized to (N, size[0], size[1], C), H, W >= 1.
 
     interpolation "nearest" (the input pixel whose extent holds each output pixel's
-    centre) or "bilinear" (half-pixel centres, edges clamped; with ``antialias`` the
+    centre), "bilinear" (half-pixel centres, edges clamped; with ``antialias`` the
     triangle filter widens by the scale when shrinking, so every input pixel counts; with
-    ``align_corners``, PyTorch's mode that maps the corner pixels onto each other).
+    ``align_corners``, PyTorch's mode that maps the corner pixels onto each other) or
+    "bicubic" (PyTorch's, :func:`_cubic_taps`; with or without ``align_corners``).
     Columns first, then rows (PyTorch's order). ``apply_taps`` (default :func:`_apply_taps`)
     applies the bilinear taps along an axis, with its signature. Always a new array."""
     apply_taps = _apply_taps if apply_taps is None else apply_taps
@@ -169,6 +204,9 @@ def resize_images(x, size, interpolation, antialias=False, apply_taps=None,
         if interpolation == "nearest":
             if n_in != n_out:  # (the same size maps each pixel to itself)
                 y = np.take(y, _taps("nearest", n_in, n_out), axis=axis)
+        elif interpolation == "bicubic":
+            y = apply_taps(y, *_taps("cubic_corners" if align_corners else "cubic", n_in,
+                                     n_out), axis)
         elif antialias:
             idx, w, valid = _taps("antialias", n_in, n_out)
             y = apply_taps(y, idx, w, axis, valid)

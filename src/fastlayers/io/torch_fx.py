@@ -144,6 +144,7 @@ from .torch_ops import (
     torch_repeat_sized,
     torch_reshape,
     torch_resize_corners,
+    torch_resize_cubic,
     torch_roll,
     torch_round_decimals,
     torch_scale_shift,
@@ -1402,6 +1403,9 @@ class _Converter:
                  recompute_scale_factor: Any = None, one_d: bool = False) -> _T:
         """nn.Upsample / F.interpolate of a 4-D input with "nearest", "nearest-exact" or
         "bilinear" without align_corners (half-pixel centres, as Keras): UpSampling2D for
+        whole factors, else Resizing to the output size; "bicubic" (PyTorch's, with or
+        without align_corners): torch_resize_cubic. "nearest", "nearest-exact" or
+        "bilinear": UpSampling2D for
         whole factors, else Resizing to the output size ("nearest-exact" is Keras's
         "nearest"; PyTorch's legacy "nearest" off whole factors picks its own source rows
         and columns: torch_nearest_index); bilinear with align_corners: torch_resize_corners
@@ -1434,6 +1438,22 @@ class _Converter:
         if why:
             raise TorchConversionError(f"{where}: {why} is not supported")
         in_hw = t.sym.shape[1:3]
+        if mode == "bicubic":
+            if antialias:
+                raise TorchConversionError(f"{where}: bicubic with antialias=True (another "
+                                           "filter in PyTorch) is not supported")
+            # align_corners: the positions follow from the sizes alone (any scale factor);
+            # else PyTorch samples at 1 / scale_factor, which must be in / out (as bilinear)
+            out = _resize_output(size, scale_factor, in_hw,
+                                 _whole_factors(size, scale_factor, in_hw),
+                                 True if align_corners else recompute_scale_factor)
+            if out is None:
+                raise TorchConversionError(
+                    f"{where} with mode='bicubic', size={size!r}, scale_factor="
+                    f"{scale_factor!r}: PyTorch samples at 1 / scale_factor, which is not in / "
+                    "out here (or a size is known only at run time); a size, or "
+                    "recompute_scale_factor=True, converts")
+            return _T(torch_resize_cubic(t.sym, out, bool(align_corners)), True)
         if align_corners:  # bilinear (checked): any size, every scale factor
             if antialias:
                 raise TorchConversionError(f"{where}: antialias with align_corners=True is not "
@@ -4068,9 +4088,9 @@ def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
     """Why ``from_torch`` cannot convert this resize mode, or None: "nearest",
     "nearest-exact", and "bilinear" or (of a 3-D input) "linear", with or without
     align_corners."""
-    if mode not in ("nearest", "nearest-exact", "bilinear", "linear"):
-        return f"mode={mode!r} (nearest, nearest-exact, linear or bilinear only)"
-    if align_corners and mode not in ("bilinear", "linear"):
+    if mode not in ("nearest", "nearest-exact", "bilinear", "linear", "bicubic"):
+        return f"mode={mode!r} (nearest, nearest-exact, linear, bilinear or bicubic only)"
+    if align_corners and mode not in ("bilinear", "linear", "bicubic"):
         return f"align_corners=True with mode={mode!r} (PyTorch refuses it)"
     return None
 

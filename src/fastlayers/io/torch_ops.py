@@ -829,6 +829,17 @@ def torch_resize_corners(x, size):
 
 
 @S.symbolic_op
+def torch_resize_cubic(x, size, align_corners):
+    """``F.interpolate(mode="bicubic")`` of an NHWC float32 x to ``size`` (out_h, out_w):
+    PyTorch's Keys cubic (A = -0.75), edges clamped, with or without align_corners (Keras's
+    "bicubic" depends on its backend; this is PyTorch's alone); the taps applied by the
+    core's ``resample_axis`` on the C++ path."""
+    return _np_resize.resize_images(np.asarray(x, F32), size, "bicubic",
+                                    apply_taps=_cpp_resize.taps(),
+                                    align_corners=bool(align_corners))
+
+
+@S.symbolic_op
 def torch_unflatten(x, axis, sizes):
     """``unflatten``: axis ``axis`` split into ``sizes`` (one may be -1)."""
     x = np.asarray(x)
