@@ -286,8 +286,9 @@ void run_block(const GemmJob& j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
     // B block waits on it. Such a B is walked in column slabs instead (KC x slab columns of it,
     // 4 MiB, read from L3 by every row block), K blocks outside row blocks: C then makes the
     // round trips, prefetched a tile ahead by the kernel. On the Xeon guest, one thread,
-    // alternating in one process: 2048^3 1.02-1.05x, 3072^3 1.05-1.06x, 2048 x 1024 x 4096
-    // 1.03x, 4096 x 4096 x 1024 1.04x; but 1536^3 (a 9 MiB B) 0.98x, hence the threshold.
+    // alternating in one process (medians of per-round ratios; docs/performance.md §2):
+    // 2048^3 1.017x, 3072^3 1.037x, 2048 x 1024 x 4096 1.03x, 4096 x 4096 x 1024 1.04x; but
+    // 1536^3 (a 9 MiB B) 0.98x, hence the threshold.
     // Either order computes every chain in the same order: the same bits.
     const bool slabs = !one_row_block && j.stream_floats > 0 && j.k * (n1 - n0) > j.stream_floats;
     if (!slabs) {

@@ -70,13 +70,14 @@ def _bind(name, args, kwargs):
         raise TypeError(f"{op} takes {len(spec) + 1} positional argument{plural} (x"
                         + "".join(f", {k}" for k, _ in spec) + f"), got {len(args) + 1}")
     values = dict(spec)
+    positional = {key for (key, _), _ in zip(spec, args)}
     for (key, _), value in zip(spec, args):
         values[key] = value
     for key, value in kwargs.items():
         if key not in values:
             known = ", ".join(k for k, _ in spec) or "none"
             raise TypeError(f"{op}: unexpected argument {key!r} (its parameters: {known})")
-        if key in dict(zip((k for k, _ in spec), args)):
+        if key in positional:
             raise TypeError(f"{op}: got {key!r} twice")
         values[key] = value
     for key, value in values.items():
@@ -144,6 +145,8 @@ def threshold(x, threshold, default_value):
     a = V.array(x, op, "x")
     t = C.real_scalar(threshold, op, "threshold")
     d = C.real_scalar(default_value, op, "default_value")
+    if not (np.isfinite(t) and np.isfinite(d)):
+        raise ValueError(f"{op}: threshold and default_value must be finite, got {t}, {d}")
     return np.where((a > np.float32(t)) | np.isnan(a), a, np.float32(d)).astype(np.float32)
 
 

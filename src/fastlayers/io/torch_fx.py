@@ -308,6 +308,12 @@ class TorchModel(BaseModel):
         slice of ``batch_size`` rows or more cannot be told apart: call such a model on the
         whole arrays.)"""
         owner = self._owner()
+        refusal = getattr(self, "predict_refusal", None)  # (models pickled before it: None)
+        if refusal:
+            raise ValueError(
+                f"{owner}: predict splits every input along axis 0, but {refusal}: call the "
+                "model on the whole arrays instead (or give the layer batch_first inputs with "
+                "the batch on axis 0)")
         fixed = [t.name for t in self.inner.inputs if not t.shape or t.shape[0] is not None]
         if fixed:
             raise ValueError(
@@ -755,6 +761,9 @@ class _Converter:
         self.problems: list[str] = []
         self.constant = _constant_nodes(graph_module.graph)  # computed by PyTorch (_fold)
         self.assumed: list[str] = []  # where a branch took 2+ rows for the batch (_Assumed)
+        # seq-first layers whose time axis is the converted model's free axis: calls work,
+        # predict (which splits that axis) is refused (_seq_first_batch)
+        self.predict_refusals: list[str] = []
 
     # ---- names and checks ---------------------------------------------------------
     def _where(self, node: Any) -> str:
@@ -1868,6 +1877,20 @@ class _Converter:
                 # several constant index arrays and no int (DLRM's Z[:, li, lj]): NumPy's
                 # advanced indexing, which is PyTorch's without an int beside the arrays
                 # (adjacent arrays broadcast in place, separated ones move first in both)
+                try:
+                    np.broadcast_shapes(*(np.shape(v) for v in lists))
+                except ValueError:
+                    raise TorchConversionError(
+                        f"from_torch: tensor indexing with index arrays of lengths "
+                        f"{[len(v) for v in lists]}, which do not broadcast (PyTorch refuses "
+                        "them too)") from None
+                for axis, k in enumerate(keys):
+                    size = t.sym.shape[axis] if axis < t.ndim else None
+                    if isinstance(k, (list, tuple)) and size is not None and not all(
+                            -size <= e < size for e in k):
+                        raise TorchConversionError(
+                            f"from_torch: tensor indexing with {list(k)} on an axis of size "
+                            f"{size} (out of range: PyTorch refuses it too)")
                 return self._gather_index(t, tuple(
                     np.asarray(k, np.int64) if isinstance(k, (list, tuple)) else k
                     for k in keys))
@@ -2134,6 +2157,11 @@ class _Converter:
                                        "takes int64 indices)")
         return idx
 
+    def _meshgrid_of_inputs(self, *args: Any, **kwargs: Any) -> Any:
+        """torch.meshgrid of constants is computed at conversion (_fold); of tensors computed
+        from the inputs it is refused."""
+        self._refuse("torch.meshgrid of tensors computed from the inputs (of constants only)")
+
     def _base_operand(self, x: Any, what: str) -> Any:
         """The tensor a scatter or index op writes into, in PyTorch's layout: traced, or a
         constant (``torch.zeros(B, C).scatter_(1, ids, 1.0)``, computed at conversion)."""
@@ -2232,6 +2260,11 @@ class _Converter:
         if mode == "fill":
             if isinstance(src, _T) or not isinstance(src, (bool, int, float)):
                 self._refuse("index_fill with a tensor value (a number only)")
+            if dtype.kind in "iub" and (not math.isfinite(src) or src != int(src) or not (
+                    np.iinfo(np.int64).min <= int(src) <= np.iinfo(np.int64).max)):
+                raise TorchConversionError(  # (NaN would become int64's minimum)
+                    f"from_torch: index_fill of a {dtype} tensor with {src!r} (PyTorch refuses "
+                    "a value the dtype cannot hold)")
         else:
             src = self._source_operand(src, dtype, what, "source")
         axis = _dim(dim, base.ndim, what)
@@ -2311,7 +2344,7 @@ class _Converter:
                 f"rank {t.ndim}"
             )
         if not mod.batch_first:
-            _seq_first_batch(t, f"{qual} ({type(mod).__name__})")
+            self._seq_first_batch(t, f"{qual} ({type(mod).__name__})")
         seq = t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2))
         dirs = 2 if mod.bidirectional else 1
         nl, hid = mod.num_layers, mod.hidden_size
@@ -2558,7 +2591,7 @@ class _Converter:
                     f"from_torch: {qual} (MultiheadAttention) needs batched 3-D inputs"
                 )
             if not mod.batch_first:
-                _seq_first_batch(t, f"{qual} {what}")
+                self._seq_first_batch(t, f"{qual} {what}")
             ts.append(t.sym if mod.batch_first else torch_permute(t.sym, (1, 0, 2)))
         masks = [self._mask(key_padding_mask, f"{qual} key_padding_mask", batched=True),
                  self._mask(attn_mask, f"{qual} mask")]
@@ -2571,6 +2604,20 @@ class _Converter:
             out = torch_permute(out, (1, 0, 2))
         return (_T(out, False), None if weights is None else _T(weights, False))
 
+    def _seq_first_batch(self, t: _T, qual: str) -> None:
+        """Notes a seq-first (T, B, ...) input whose free axis, the converted model's batch,
+        is its time axis: an unbatched sentence viewed as (T, 1, E) (PyTorch's LSTM tagger
+        tutorial), a batch-first tensor fed to a seq-first layer, or a way from the input
+        that the search for the batch axis (_batch_axis) does not follow. Calls compute what
+        PyTorch computes; predict, which would cut the sequences at its batch boundaries and
+        run each piece alone (silently wrong: an audit, December 2026), is refused."""
+        shape = t.sym.shape
+        if len(shape) >= 2 and shape[0] is None and shape[1] is not None:
+            self.predict_refusals.append(
+                f"{qual} is seq-first (batch_first=False) and its input's axis 0, its time "
+                f"axis, is the converted model's free axis (axis 1, its batch, is fixed at "
+                f"{shape[1]})")
+
     # ---- transformer layers: PyTorch's forward composed (eval: no dropout) --------------
     def _sequence(self, x: Any, qual: str, batch_first: bool) -> _T:
         """A layer's (B, T, E) or (T, B, E) input as a batch-first tensor."""
@@ -2578,7 +2625,7 @@ class _Converter:
         if t.ndim != 3:
             raise TorchConversionError(f"from_torch: {qual} needs a batched 3-D input")
         if not batch_first:
-            _seq_first_batch(t, qual)
+            self._seq_first_batch(t, qual)
         return self._to_layout(t, batch_first)  # (swapping T and B is its own inverse)
 
     def _attention_block(self, qual: str, mha: Any, h: _T, memory: _T, key_padding_mask: Any,
@@ -3607,11 +3654,9 @@ class _Converter:
             torch.tensor: self.tensor_of,
             operator.setitem: self.set_item,
             # computed by PyTorch at conversion when their arguments are constants (_fold)
-            torch.meshgrid: lambda *a, **k: self._refuse(
-                "torch.meshgrid of tensors computed from the inputs (of constants only)"),
+            torch.meshgrid: self._meshgrid_of_inputs,
             # (torch.meshgrid([a, b]) with a list: fx records the call inside, _VF's)
-            torch._VF.meshgrid: lambda *a, **k: self._refuse(
-                "torch.meshgrid of tensors computed from the inputs (of constants only)"),
+            torch._VF.meshgrid: self._meshgrid_of_inputs,
             torch.eye: self.eye,
             # (the size by position or as size=...: torch.zeros(size=(n, n)))
             torch.zeros: lambda *size, **kw: self.full(size or (kw.pop("size"),), 0, **kw),
@@ -4151,24 +4196,6 @@ def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int
     return (int(pair[0]) // in_hw[0], int(pair[1]) // in_hw[1])
 
 
-def _seq_first_batch(t: _T, qual: str) -> None:
-    """Refuses a seq-first (T, B, ...) input whose free axis, the converted model's batch, is
-    its time axis: the model would then cut the sequences at predict's batch boundaries and run
-    each piece alone, silently wrong (an audit, December 2026: a cast that _batch_axis did not
-    follow). This happens where the way from the model's input to the layer goes through an
-    op that the search for the batch axis does not follow, or where PyTorch's own layer takes
-    a batch-first tensor as (T, B) (then the batches are its time steps)."""
-    shape = t.sym.shape
-    if len(shape) >= 2 and shape[0] is None and shape[1] is not None:
-        raise TorchConversionError(
-            f"from_torch: {qual} is seq-first (batch_first=False) and its input's time axis "
-            f"(axis 0) is the converted model's batch axis, with the batch (axis 1) fixed at "
-            f"{shape[1]}: the path from the model's input to this layer goes through an op "
-            "that does not say where the batch is, or the layer is fed a batch-first tensor. "
-            "Give the input its batch on axis 0 and use batch_first=True, or pass the input "
-            "straight to the layer's first op (docs/semantics.md §24)")
-
-
 def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
     """The axis of input ``node`` that is the batch (left free in the converted model), from
     how the module uses it: seq-first recurrent and attention inputs and recurrent states
@@ -4193,7 +4220,7 @@ _ELEMENTWISE = frozenset({
 })
 # Methods that keep the leading axes too: the casts (token ids cast with .long() before their
 # Embedding, as PyTorch's nn.Transformer translation tutorial does).
-_CASTS = frozenset({"long", "int", "bool", "half", "to", "type", "type_as"})
+_CASTS = frozenset({"long", "int", "bool", "to", "type", "type_as"})
 _LAST_AXIS_FUNCTIONS = frozenset({"linear", "layer_norm", "rms_norm", "softmax", "log_softmax"})
 _KEEPING_MODULES = frozenset({
     "Embedding", "Dropout", "Identity", "LayerNorm", "RMSNorm", "Linear", "ReLU", "ReLU6",
@@ -4233,12 +4260,46 @@ def _keeps_leading_axes(torch: Any, gm: Any, user: Any, node: Any) -> bool:
     return False
 
 
+def _moved_axis(torch: Any, user: Any, node: Any) -> Any:
+    """For a user that moves ``node``'s axes (``transpose`` / ``swapaxes`` / ``swapdims`` with
+    non-negative dims, ``permute``, ``t()``; functions and methods), a function from an axis of
+    the result to the axis of ``node`` it came from; else None."""
+    fn = user.target if user.op == "call_function" else None
+    name = user.target if user.op == "call_method" else _torch_function_name(torch, fn)
+    args = list(user.args)
+    if not args or args[0] is not node or user.kwargs:
+        return None
+    if name in ("transpose", "swapaxes", "swapdims") and len(args) == 3 and all(
+            isinstance(d, int) and d >= 0 for d in args[1:]):
+        a, b = args[1], args[2]
+        return lambda k: b if k == a else a if k == b else k
+    if name == "t" and len(args) == 1:
+        return lambda k: 1 - k if k in (0, 1) else k
+    if name == "permute":
+        dims = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
+        if dims and all(isinstance(d, int) and d >= 0 for d in dims):
+            return lambda k: dims[k] if k < len(dims) else None
+    return None
+
+
 def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
     nn = torch.nn
     through = []
+    moved = []  # (user, its axis -> node's axis)
+    weak = []  # what a batched matrix product says (its operands' axis 0), if nothing else
     for user in node.users:
         if _keeps_leading_axes(torch, gm, user, node):
             through.append(user)
+            continue
+        move = _moved_axis(torch, user, node)
+        if move is not None:
+            moved.append((user, move))
+            continue
+        name = (user.target if user.op == "call_method"
+                else _torch_function_name(torch, user.target) if user.op == "call_function"
+                else None)
+        if name == "bmm" and node in user.args[:2]:
+            weak.append(0)  # the chatbot tutorial's attn_weights.bmm(outputs.transpose(0, 1))
             continue
         if user.op != "call_module":
             continue
@@ -4275,7 +4336,11 @@ def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
             axis = _batch_axis_used(torch, gm, user, depth + 1)
             if axis is not _UNSEEN:
                 return axis
-    return _UNSEEN
+        for user, move in moved:
+            axis = _batch_axis_used(torch, gm, user, depth + 1)
+            if isinstance(axis, int) and move(axis) is not None:
+                return move(axis)
+    return weak[0] if weak else _UNSEEN
 
 
 def _transformer_arguments(nn: Any, mod: Any) -> list[str] | None:
@@ -6060,4 +6125,6 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             flat[i] = torch_copy(t)
         seen.add(flat[i].id)
     inner = Model(inputs, flat, name=(name + "_graph") if name else None)
-    return TorchModel(inner, tmpl, tuple(in_template), name=name)
+    model = TorchModel(inner, tmpl, tuple(in_template), name=name)
+    model.predict_refusal = "; ".join(dict.fromkeys(conv.predict_refusals)) or None
+    return model

@@ -368,7 +368,8 @@ def torch_scatter(x, index, src, axis, reduce, include_self):
     and "mean" combine, in that order (``scatter_add`` is "sum", ``scatter_reduce`` takes
     them all), starting from x's value (``include_self``) or from the scattered values
     alone; the mean divides by the count, x's value counted when included. NaN propagates
-    through amax and amin. An index out of range raises ValueError."""
+    through amax and amin. An index out of range, a negative one included (as PyTorch
+    refuses it), raises ValueError."""
     x, index, src = np.asarray(x), np.asarray(index), np.asarray(src)
     if index.dtype.kind not in "iu":
         raise ValueError(f"scatter: the index must be integers, got {index.dtype}")
@@ -380,14 +381,14 @@ def torch_scatter(x, index, src, axis, reduce, include_self):
                          "index may not be larger than the tensor on the other dims, nor than "
                          "the source on any)")
     n = x.shape[axis]
-    if index.size and (index.min() < -n or index.max() >= n):
+    if index.size and (index.min() < 0 or index.max() >= n):  # (PyTorch refuses -1 too)
         raise ValueError(f"scatter: an index out of range for size {n} along dim {axis} "
                          f"(from {index.min()} to {index.max()})")
     out = np.array(x, copy=True)
     if index.size == 0:
         return out
     where = list(np.indices(index.shape, sparse=True))
-    where[axis] = np.where(index < 0, index + n, index)
+    where[axis] = index
     where = tuple(where)
     if src.ndim:
         src = src[tuple(slice(0, s) for s in index.shape)]
@@ -419,13 +420,15 @@ def torch_index_add(x, index, source, axis, alpha, mode):
     """``index_add`` (mode "add": x's slices at ``index`` along ``axis`` plus alpha times
     source's slices, in index order), ``index_copy`` ("copy": replaced; where an index repeats,
     the last wins) and ``index_fill`` ("fill": source one number) on a copy of x; ``index`` a
-    1-D integer array (or a number). An index out of range raises ValueError."""
+    1-D integer array (or a number). An index out of range raises ValueError, a negative one
+    too but for index_fill, which counts it from the end (as PyTorch's three do)."""
     x = np.asarray(x)
     index = np.asarray(index).reshape(-1)
     if index.dtype.kind not in "iu":
         raise ValueError(f"index_{mode}: the index must be integers, got {index.dtype}")
     n = x.shape[axis]
-    if index.size and (index.min() < -n or index.max() >= n):
+    low = -n if mode == "fill" else 0  # (PyTorch's index_fill alone wraps a negative index)
+    if index.size and (index.min() < low or index.max() >= n):
         raise ValueError(f"index_{mode}: an index out of range for size {n} along dim "
                          f"{axis} (from {index.min()} to {index.max()})")
     index = np.where(index < 0, index + n, index)
