@@ -508,3 +508,49 @@ def test_layer_normalization_with_rms_scaling(tmp_path, backend, fmt):
     centered.build((None, 4, 6))
     centered.set_weights([model.layers[1].get_weights()[0], np.zeros(6, np.float32)])
     assert np.abs(centered(x) - want[0]).max() > 0.1
+
+
+# ---- an audit of the Keras-like API (the same code with fastlayers' imports) --------------
+
+
+@pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`")
+def test_sequential_as_keras_code_writes_it():
+    """input_shape on the first layer made no Input (the weights came after the first call,
+    so set_weights failed); build((None, n)) did nothing; get_config / from_config rebuilt an
+    empty model that passed its input through, silently; model(x, training=False) raised."""
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    km = keras.Sequential([L.Dense(4, input_shape=(5,), activation="relu"), L.Dense(2)])
+    randomize(km)
+    want = km.predict(x, verbose=0)
+    D = fl.layers.Dense
+    fm = fl.Sequential([D(4, input_shape=(5,), activation="relu"), D(2)])
+    fm.set_weights(km.get_weights())
+    np.testing.assert_allclose(fm.predict(x), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fm(x, training=False), want, rtol=1e-5, atol=1e-6)
+    assert fm.count_params() == km.count_params()
+    again = fl.Sequential.from_config(fm.get_config())
+    assert [type(x).__name__ for x in again.layers] == ["Dense", "Dense"] and again.built
+    again.set_weights(fm.get_weights())
+    np.testing.assert_array_equal(again(x), fm(x))
+    built = fl.Sequential([D(4, activation="relu"), D(2, input_dim=9)])  # (ignored: not first)
+    built.build((None, 5))
+    built.set_weights(km.get_weights())
+    np.testing.assert_allclose(built(x), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no 'layers'"):
+        fl.Sequential.from_config({"name": "s"})
+    with pytest.raises(TypeError, match="input_shape must be"):
+        D(4, input_shape="five")
+
+
+def test_a_weight_is_not_set_by_assignment():
+    """layer.kernel = array was accepted and ignored (the calls read the stored weights);
+    Keras's layers have no setter either."""
+    layer = fl.layers.Dense(2)
+    layer.build((None, 3))
+    with pytest.raises(AttributeError, match="set with set_weights"):
+        layer.kernel = np.zeros((3, 2), np.float32)
+    layer.set_weights([np.ones((3, 2), np.float32), np.zeros(2, np.float32)])
+    np.testing.assert_array_equal(layer(np.ones((1, 3), np.float32)), [[3.0, 3.0]])
+    from fastlayers.layers import Input, InputLayer  # as keras.layers has them
+
+    assert Input is fl.Input and InputLayer is fl.models.InputLayer

@@ -183,6 +183,17 @@ from .reshaping import Permute, RepeatVector, Reshape  # merge topic (issue 12)
 from .upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 from .wrappers import TimeDistributed  # merge topic (issue 12)
 
+
+def __getattr__(name: str):
+    """``Input`` and ``InputLayer`` also from here, as ``keras.layers`` has them (they live in
+    fastlayers.models, which imports this package)."""
+    if name in ("Input", "InputLayer"):
+        from .. import models  # noqa: PLC0415
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Layer",
     "Dense",

@@ -88,6 +88,18 @@ WEIGHT_TRAINING_ARGS = (
 _KERAS_BASE_IGNORED = ("autocast", "activity_regularizer", "input_shape", "input_dim")
 
 
+def _declared_shape(shape: Any, owner: str) -> tuple:
+    """A layer's ``input_shape`` (one sample's shape, None for a free axis) or
+    ``(input_dim,)``, checked."""
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    if not isinstance(dims, (tuple, list)) or not all(
+            d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0)
+            for d in dims):
+        raise TypeError(f"{owner}: input_shape must be a tuple of positive ints or None "
+                        f"(one sample's shape), got {shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
 class Layer:
     """Base class: naming, lazy build, weights in Keras order, config and repr.
 
@@ -100,8 +112,11 @@ class Layer:
     ----------
     name : str, optional
         Defaults to the snake_case class name with a counter (``dense``, ``dense_1``).
-    trainable, autocast, activity_regularizer, input_shape, input_dim
+    trainable, autocast, activity_regularizer
         Accepted for Keras compatibility; they do not affect inference.
+    input_shape, input_dim
+        One sample's shape (or its size): on the first layer of a ``Sequential`` it makes
+        the model's Input, as Keras 3 does; elsewhere ignored, as in Keras.
     dtype : None or "float32"
         fastlayers computes in float32, as Keras does by default.
     seed : int, optional
@@ -130,6 +145,13 @@ class Layer:
         cls = type(self).__name__
         if seed is not None and "seed" not in self.config_keys:
             kwargs["seed"] = seed  # only the layers with seed in their config take one
+        # Keras 3 still takes input_shape / input_dim on the first layer of a Sequential
+        # (with a warning): Sequential.add makes the Input from it.
+        declared = kwargs.get("input_shape")
+        if declared is None and kwargs.get("input_dim") is not None:
+            declared = (kwargs["input_dim"],)
+        if declared is not None:
+            self.__dict__["_declared_input_shape"] = _declared_shape(declared, cls)
         unsupported = {key: kwargs.pop(key) for key in self.unsupported_args if key in kwargs}
         unknown = sorted(set(kwargs) - set(self.ignored_args) - set(_KERAS_BASE_IGNORED))
         if unknown:
@@ -224,8 +246,11 @@ class Layer:
             value.flags.writeable = False  # weights change only through set_weights
         self._weight_values = values
         self._weight_map = dict(zip(self._weight_names(), values))
+        attrs = []
         for name, value in self._weight_map.items():
-            setattr(self, name.replace("/", "_"), value)
+            attrs.append(name.replace("/", "_"))
+            object.__setattr__(self, attrs[-1], value)  # (read-only to users: __setattr__)
+        self.__dict__["_weight_attrs"] = frozenset(attrs)
         self._call_weight_values = tuple(self._weight_map.get(n) for n in self.call_weights)
         self._on_weights_set()
 
@@ -264,6 +289,13 @@ class Layer:
         cls.__init__ = __init__  # type: ignore[method-assign]
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_weight_attrs", ()):
+            # (Keras's layers have no setter either; here the value would be ignored: the
+            # calls read the stored and packed weights)
+            raise AttributeError(
+                f"{self._owner()}: the weight {name!r} is set with set_weights (all of the "
+                f"layer's weights, in Keras's order: {list(self._weight_map)}), not by "
+                "assignment")
         after_init = name in self.config_keys and not self.__dict__.get("_init_depth", 1)
         if after_init and type(self).__module__.startswith("fastlayers.") and not getattr(
             _probing, "on", False

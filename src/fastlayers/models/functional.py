@@ -128,11 +128,11 @@ class Model(BaseModel):
         return rows
 
     # ---- calling --------------------------------------------------------------------
-    def call(self, inputs: Any, mask: Any = None) -> Any:
+    def call(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
         """Run the graph on ``inputs``; ``mask`` optionally gives the inputs' Keras masks
         (one per input, in the inputs' order, None for none), as Keras's ``mask=``. One
         output given in a list or tuple (``Model(i, [y])``) comes back alone, as Keras 3
-        returns it."""
+        returns it. ``training`` is accepted as Keras's and ignored (inference)."""
         return _unpack_single(self._run_with_masks(inputs, mask)[0])
 
     def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:

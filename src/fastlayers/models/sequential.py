@@ -50,6 +50,10 @@ class Sequential(BaseModel):
             raise TypeError(
                 f"{self._owner()}: add expects a fastlayers layer, got {type(layer).__name__}"
             )
+        declared = layer.__dict__.get("_declared_input_shape")
+        if declared is not None and self._input is None and not self._stack:
+            # Dense(4, input_shape=(5,)) first: the model's Input, as Keras 3 makes it
+            self.add(InputLayer(declared))
         self._stack.append(layer)
         self.__dict__.pop("_shape_plans", None)  # plans of the shorter stack
         if self._outputs:
@@ -74,10 +78,62 @@ class Sequential(BaseModel):
     def built(self, value: bool) -> None:
         pass  # derived from the layers
 
-    def call(self, x: Any, mask: Any = None) -> Any:
+    def call(self, x: Any, mask: Any = None, training: Any = None) -> Any:
         """Run the layers in turn on ``x``; ``mask`` optionally gives the Keras mask of
-        ``x``, which flows from layer to layer with the implicit masks."""
+        ``x``, which flows from layer to layer with the implicit masks. ``training`` is
+        accepted as Keras's and ignored (inference)."""
         return self._run_with_masks(x, mask)[0]
+
+    def build(self, input_shape: Any = None) -> None:
+        """Build the layers for inputs of ``input_shape`` (the batch axis first, as Keras's
+        ``build``), as starting the list with ``Input(input_shape[1:])`` would: weights, and
+        the output shapes for ``summary()``."""
+        if self._input is not None:
+            return
+        if input_shape is None:
+            raise ValueError(f"{self._owner()}: build needs an input_shape (batch axis first)")
+        shape = tuple(input_shape)
+        if len(shape) < 1:
+            raise ValueError(f"{self._owner()}: build needs the batch axis and a sample's "
+                             f"shape, got {input_shape!r}")
+        stack = self._stack
+        self._stack = []
+        self.add(InputLayer(shape[1:]))
+        for layer in stack:
+            self.add(layer)
+
+    def get_config(self) -> dict[str, Any]:
+        """The name and the layers (``{"class_name", "config"}`` each, an Input first when
+        the model has one), as Keras's; ``Sequential.from_config`` rebuilds the model
+        without its weights."""
+        layers = ([self._input] if self._input is not None else []) + self._stack
+        return {"name": self.name,
+                "layers": [{"class_name": type(x).__name__, "config": x.get_config()}
+                           for x in layers]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        from .. import layers as L  # noqa: PLC0415 (the layer classes, by class name)
+
+        config = dict(config)
+        entries = config.pop("layers", None)
+        if entries is None:
+            raise ValueError("Sequential.from_config: the config has no 'layers' (a config of "
+                             "Sequential.get_config)")
+        made = []
+        for entry in entries:
+            if isinstance(entry, Layer):
+                made.append(entry)
+                continue
+            name = entry.get("class_name") if isinstance(entry, dict) else None
+            klass = InputLayer if name == "InputLayer" else (
+                cls if name == "Sequential" else getattr(L, str(name), None))
+            if not (isinstance(klass, type) and issubclass(klass, Layer)):
+                raise ValueError(f"Sequential.from_config: unknown layer class {name!r} (a "
+                                 "fastlayers layer's config; Keras's configs load with "
+                                 "fastlayers.load_model)")
+            made.append(klass.from_config(entry["config"]))
+        return cls(made, **config)
 
     def _run_with_masks(self, x: Any, mask: Any = None) -> tuple[Any, list[Any]]:
         """The output and its implicit mask (in a one-element list).
