@@ -303,3 +303,58 @@ def test_activation_function_parameters_are_checked():
     y = np.linspace(-3, 3, 37, dtype=np.float32)
     np.testing.assert_array_equal(A.leaky_relu(y, 0.2), A.leaky_relu(y))
     np.testing.assert_array_equal(A.relu(y, max_value=None), A.relu(y))
+
+
+def _same_code(lib, dense, act):
+    """One model written once for Keras and for fastlayers: operators, indexing and
+    activation functions on symbolic tensors (an audit: each raised on fastlayers' tensors)."""
+    i, j = lib.Input((6, 4)), lib.Input((6, 4))
+    h = dense(4)(i)
+    return lib.Model([i, j], [
+        h + j, 2.0 * h, h - 1, 1 - h, h / 2, 3 / (abs(h) + 1), -h, abs(h), h ** 2, 2 ** h,
+        h[:, 0], h[..., 1:3], h[:, None, 0], h[:, ::2, -1], (h @ h[:, 0, :, None])[..., 0],
+        act.gelu(h), act.leaky_relu(h, negative_slope=0.1), act.softmax(h, axis=1),
+        act.relu(h, max_value=0.5)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_symbolic_tensor_operators_as_keras(backend):
+    import pickle
+
+    km = _same_code(keras, L.Dense, keras.activations)
+    fm = _same_code(fl, fl.layers.Dense, fl.activations)
+    rng = np.random.default_rng(2)
+    km.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in km.get_weights()])
+    fm.set_weights(km.get_weights())
+    x, y = rng.normal(size=(2, 3, 6, 4)).astype(np.float32)
+    want = km.predict([x, y], verbose=0)
+    with fl.use_backend(backend):
+        got = fm.predict([x, y], batch_size=2)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    again = pickle.loads(pickle.dumps(fm))
+    for g, w in zip(again([x, y]), fm([x, y])):
+        np.testing.assert_array_equal(g, w)
+    # Keras's dtype rules: a Python int is weak against an int tensor, a float is not.
+    ki, fi = keras.Input((3,), dtype="int32"), fl.Input((3,), dtype="int32")
+    ids = np.arange(6, dtype=np.int32).reshape(2, 3)
+    for g, w in zip(fl.Model(fi, [fi + 1, fi * 2.0, fi[:, 1], -fi])(ids),
+                    keras.Model(ki, [ki + 1, ki * 2.0, ki[:, 1], -ki]).predict(ids, verbose=0)):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+
+
+def test_symbolic_tensor_misuse_says_what():
+    i = fl.Input((3,))
+    with pytest.raises(TypeError, match="cannot be iterated"):
+        list(i)
+    with pytest.raises(TypeError, match="index arrays and masks are not supported"):
+        i[[0, 1]]
+    with pytest.raises(TypeError, match="no truth value"):
+        bool(i)
+    model = fl.Model(i, np.float32(3) * i[:, 1:])  # a NumPy scalar defers to the tensor
+    np.testing.assert_array_equal(model(np.ones((2, 3), np.float32)), np.full((2, 2), 3.0))
+    with pytest.raises(ValueError, match="get_item"):
+        fl.Model(fl.Input((3,)), fl.Input((3,))[:, 5])

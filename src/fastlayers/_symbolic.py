@@ -93,6 +93,72 @@ class SymbolicTensor:
     def __bool__(self) -> bool:
         raise TypeError(f"{self!r} is symbolic: it has no truth value")
 
+    def __iter__(self) -> Any:  # (not by __getitem__ with 0, 1, 2, ... without end)
+        raise TypeError(f"{self!r} is symbolic: it cannot be iterated; index it (x[:, 0])")
+
+    # Arithmetic, indexing and @ on symbolic tensors, as on Keras's KerasTensors: each records
+    # the op Keras records for it (io/keras_ops.py: Keras's dtype rules, a Python int weak
+    # against an int tensor), or fastlayers.matmul; docs/semantics.md §29. (No == or !=: a
+    # tensor compares by identity, as the graph code needs.)
+    __array_ufunc__ = None  # np.float32(2) * x: NumPy defers to x.__rmul__
+
+    def _op(self, name: str, *args: Any) -> Any:
+        from .io.keras_ops import keras_op  # noqa: PLC0415 (keras_ops imports this module)
+
+        return keras_op(name, {}, *args)
+
+    def __add__(self, other: Any) -> Any:
+        return self._op("Add", self, other)
+
+    def __radd__(self, other: Any) -> Any:
+        return self._op("Add", other, self)
+
+    def __sub__(self, other: Any) -> Any:
+        return self._op("Subtract", self, other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return self._op("Subtract", other, self)
+
+    def __mul__(self, other: Any) -> Any:
+        return self._op("Multiply", self, other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return self._op("Multiply", other, self)
+
+    def __truediv__(self, other: Any) -> Any:
+        return self._op("TrueDivide", self, other)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return self._op("TrueDivide", other, self)
+
+    def __pow__(self, other: Any) -> Any:
+        return self._op("Power", self, other)
+
+    def __rpow__(self, other: Any) -> Any:
+        return self._op("Power", other, self)
+
+    def __neg__(self) -> Any:
+        return self._op("Negative", self)
+
+    def __abs__(self) -> Any:
+        return self._op("Absolute", self)
+
+    def __matmul__(self, other: Any) -> Any:
+        from .functional import matmul  # noqa: PLC0415
+
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        from .functional import matmul  # noqa: PLC0415
+
+        return matmul(other, self)
+
+    def __getitem__(self, key: Any) -> Any:
+        from .functional import _item_key, get_item  # noqa: PLC0415
+
+        _item_key(key)  # (a bad key's error before the node is recorded)
+        return get_item(self, key)
+
 
 class Node:
     """One recorded call: ``fn(*args, **kwargs)`` with symbolic tensors among the arguments.

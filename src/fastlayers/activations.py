@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _symbolic
 from . import _checks as C
 from . import _validation as V
 from ._cpp import activations as _cpp_act
@@ -137,6 +137,7 @@ def _elementwise(name):
     return fn
 
 
+@_symbolic.symbolic_op
 def threshold(x, threshold, default_value):
     """Keras ``activations.threshold``: ``x`` where x > threshold, else ``default_value``,
     float32, elementwise, in NumPy. NaN stays NaN, as with Keras's torch backend (PyTorch's
@@ -173,12 +174,15 @@ def _along_axis(name):
     return fn
 
 
+# Each function also takes a symbolic tensor (fastlayers.Input and what layers make of it):
+# it then records the call in the model being defined, as keras.activations.* does.
 for _name in NAMES:
-    globals()[_name] = (
+    globals()[_name] = _symbolic.symbolic_op(
         _along_axis(_name) if _name in _np_act.ROW_ACTIVATIONS else _elementwise(_name)
     )
 
 
+@_symbolic.symbolic_op
 def gelu_tanh(x):
     """GELU, tanh approximation (``keras.ops.gelu``'s default ``approximate=True``)."""
     x = V.array(x, "activations.gelu_tanh", "x")

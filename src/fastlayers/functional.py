@@ -67,6 +67,37 @@ def _cpp(op: str, unsupported: str | None = None) -> bool:
 # -------------------------------------------------------------------------- matmul
 
 
+def _item_key(key: Any) -> tuple:
+    """A basic index (ints, slices with int bounds, None, ...) as a tuple, checked."""
+    keys = key if isinstance(key, tuple) else (key,)
+    for k in keys:
+        ok = (k is None or k is Ellipsis
+              or isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+              or isinstance(k, slice) and all(
+                  v is None or isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                  for v in (k.start, k.stop, k.step)))
+        if not ok:
+            raise TypeError(
+                f"get_item: indices must be ints, slices with int bounds, None or ..., got "
+                f"{k!r} (index arrays and masks are not supported)")
+    if sum(k is Ellipsis for k in keys) > 1:
+        raise ValueError(f"get_item: an index can only have one ellipsis, got {key!r}")
+    return keys
+
+
+@_symbolic.symbolic_op
+def get_item(x: ArrayLike, key: Any) -> np.ndarray:
+    """``x[key]`` with basic indexing (NumPy's and Keras's: ints, slices, None, ...), a new
+    array of x's dtype. Symbolic tensors index with it (``inp[:, 0]`` in a model, as on
+    Keras's tensors). An index out of range is a ``ValueError``."""
+    keys = _item_key(key)
+    a = np.asarray(x)
+    try:
+        return np.array(a[keys], copy=True)
+    except IndexError as e:
+        raise ValueError(f"get_item: {key!r} of an array of shape {a.shape}: {e}") from None
+
+
 @_symbolic.symbolic_op
 def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarray:
     """Batched matrix product with NumPy broadcasting (``tf.matmul``, ``keras.ops.matmul``).
