@@ -32,6 +32,7 @@ from .functional import (
     dense,
     depthwise_conv2d,  # convpool
     flatten,
+    get_item,
     gru,
     layer_norm,
     lstm,
@@ -63,6 +64,7 @@ __all__ = [
     "flatten",
     "from_torch",
     "get_backend",
+    "get_item",
     "get_num_threads",
     "gru",
     "layers",
