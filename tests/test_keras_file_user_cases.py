@@ -554,3 +554,49 @@ def test_a_weight_is_not_set_by_assignment():
     from fastlayers.layers import Input, InputLayer  # as keras.layers has them
 
     assert Input is fl.Input and InputLayer is fl.models.InputLayer
+
+
+@pytest.mark.parametrize("outer_first", [False, True])
+def test_a_layer_shared_by_a_nested_model_and_its_outer_model_counts_once(outer_first):
+    """Its weights were listed twice (6 arrays and 60 parameters for Keras's 4 and 40), so
+    set_weights(keras_model.get_weights()) failed; they come where Keras lists them."""
+    def build(lib):
+        shared = lib.layers.Dense(4, name="sh")
+        a = lib.Input((4,))
+        y = shared(a) if outer_first else None
+        i = lib.Input((4,))
+        inner = lib.Model(i, lib.layers.Dense(4, name="in2")(shared(i)))
+        z = inner(a)
+        return lib.Model(a, lib.layers.Add()([z, shared(a) if y is None else y]))
+
+    km, fm = build(keras), build(fl)
+    randomize(km)
+    assert [w.shape for w in fm.get_weights()] == [w.shape for w in km.get_weights()]
+    assert fm.count_params() == km.count_params() == 40
+    fm.set_weights(km.get_weights())
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    np.testing.assert_allclose(fm(x), km.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: L.Dense(3, activation="relu"), (2, 5)),
+    (lambda: L.LSTM(4, return_sequences=True), (2, 6, 3)),
+    (lambda: L.Conv2D(2, 3, padding="same"), (1, 6, 5, 2)),
+    (lambda: L.LayerNormalization(epsilon=1e-2), (2, 7)),
+    (lambda: L.GRU(3, reset_after=False), (2, 4, 3)),
+])
+def test_a_layer_from_a_keras_layers_config(make, shape):
+    """fl.layers.X.from_config(keras_layer.get_config()) raised NumPy's 'entry not a 2- or
+    3- tuple' on the serialized dtype policy, then on the initializers: now read as
+    load_model reads them."""
+    k = make()
+    x = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    k(x)  # built
+    rng = np.random.default_rng(4)
+    k.set_weights([(rng.normal(size=w.shape) * 0.5).astype(np.float32) for w in k.get_weights()])
+    f = getattr(fl.layers, type(k).__name__).from_config(k.get_config())
+    f.build(x.shape)
+    f.set_weights(k.get_weights())
+    np.testing.assert_allclose(f(x), keras.ops.convert_to_numpy(k(x)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Dense.from_config: dtype="):
+        fl.layers.Dense.from_config({**L.Dense(2, dtype="float64").get_config()})

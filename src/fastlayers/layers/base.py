@@ -483,6 +483,17 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
+        """The layer of ``config``: its own ``get_config()``, or a Keras layer's (serialized
+        initializers and dtype policies, as ``keras_layer.get_config()`` gives them; read as
+        ``load_model`` reads them)."""
+        if any(isinstance(v, dict) and ("class_name" in v or "module" in v)
+               for v in config.values()):
+            from ..io.keras_config import Unsupported, _layer_kwargs  # noqa: PLC0415
+
+            try:
+                return cls(**_layer_kwargs(cls, {"class_name": cls.__name__, "config": config}))
+            except Unsupported as e:
+                raise ValueError(f"{cls.__name__}.from_config: {e}") from None
         return cls(**config)
 
     @classmethod

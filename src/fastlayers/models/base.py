@@ -121,13 +121,28 @@ class BaseModel(Layer):
     def _unique_weight_layers(self) -> list[Layer]:
         return [layer for layer in self.layers if not isinstance(layer, InputLayer)]
 
+    def _weight_layers(self, seen: set | None = None) -> list[Layer]:
+        """The layers holding this model's weights, in ``layers`` order with nested models
+        opened, each once: a layer used both inside a nested model and in this one has its
+        weights where it first comes, as Keras's ``weights`` (which skips the variables it
+        has listed) orders them."""
+        seen = set() if seen is None else seen
+        out: list[Layer] = []
+        for layer in self._unique_weight_layers():
+            if isinstance(layer, BaseModel):
+                out += layer._weight_layers(seen)
+            elif id(layer) not in seen:
+                seen.add(id(layer))
+                out.append(layer)
+        return out
+
     @property
     def weights(self) -> list[np.ndarray]:
-        return [w for layer in self._unique_weight_layers() for w in layer.weights]
+        return [w for layer in self._weight_layers() for w in layer.weights]
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of every weight, layer by layer in ``layers`` order (Keras's order)."""
-        return [w for layer in self._unique_weight_layers() for w in layer.get_weights()]
+        return [w for layer in self._weight_layers() for w in layer.get_weights()]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Set every weight from arrays in the order of ``get_weights``."""
@@ -136,7 +151,7 @@ class BaseModel(Layer):
                 f"{self._owner()}: set_weights expects a list of arrays, got "
                 f"{type(weights).__name__}"
             )
-        layers = self._unique_weight_layers()
+        layers = self._weight_layers()
         counts = [len(layer.weights) for layer in layers]
         if sum(counts) != len(weights):
             raise ValueError(
@@ -151,13 +166,21 @@ class BaseModel(Layer):
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights))
 
-    def _count_trainable_params(self) -> int:
+    def _count_trainable_params(self, seen: set | None = None) -> int:
         """Keras's trainable count: none when frozen (a frozen model freezes its layers),
-        else its layers' (see Layer._count_trainable_params)."""
+        else its layers' (see Layer._count_trainable_params), each layer once."""
+        seen = set() if seen is None else seen
         if not self.trainable:
+            seen.update(id(layer) for layer in self._weight_layers())
             return 0
-        return sum(layer._count_trainable_params() for layer in self._unique_weight_layers()
-                   if layer.built)
+        total = 0
+        for layer in self._unique_weight_layers():
+            if isinstance(layer, BaseModel):
+                total += layer._count_trainable_params(seen)
+            elif id(layer) not in seen:
+                seen.add(id(layer))
+                total += layer._count_trainable_params() if layer.built else 0
+        return total
 
     def load_weights(self, path: Any) -> None:
         """Set the weights from a Keras weights file: ``.weights.h5`` (Keras 3, matched
