@@ -600,3 +600,24 @@ def test_a_layer_from_a_keras_layers_config(make, shape):
     np.testing.assert_allclose(f(x), keras.ops.convert_to_numpy(k(x)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Dense.from_config: dtype="):
         fl.layers.Dense.from_config({**L.Dense(2, dtype="float64").get_config()})
+
+
+def test_model_shapes_pop_and_predict_on_batch_as_keras():
+    """input_shape, output_shape, predict_on_batch, Sequential.pop and
+    fastlayers.models.load_model, which Keras code uses (AttributeError before)."""
+    got = []
+    for lib in (keras, fl):
+        s = lib.Sequential([lib.Input((5,)), lib.layers.Dense(4), lib.layers.Dense(2)])
+        i, j = lib.Input((3, 4)), lib.Input((7,))
+        m = lib.Model([i, j], [lib.layers.Dense(2)(i), lib.layers.Dense(3)(j)])
+        row = [s.input_shape, s.output_shape, m.input_shape, m.output_shape]
+        s.pop()
+        row += [s.output_shape, len(s.layers),
+                np.asarray(s.predict_on_batch(np.ones((2, 5), np.float32))).shape]
+        got.append(row)
+    assert got[0] == got[1]
+    with pytest.raises(ValueError, match="pop on a model without layers"):
+        fl.Sequential().pop()
+    with pytest.raises(AttributeError, match="no input shape yet"):
+        _ = fl.Sequential([fl.layers.Dense(2)]).input_shape
+    assert fl.models.load_model is fl.load_model

@@ -117,6 +117,41 @@ class BaseModel(Layer):
             f"{self._owner()}: no layer named {name!r}; layers: {[x.name for x in layers]}"
         )
 
+    # ---- shapes and one-batch prediction, as Keras's models have them -----------------
+    def _symbolic_ends(self) -> tuple[list, list]:
+        """The model's symbolic inputs and outputs (empty before a Sequential knows them; a
+        converted PyTorch model's are its inner graph's)."""
+        graph = getattr(self, "inner", self)
+        return (list(getattr(graph, "inputs", []) or []),
+                list(getattr(graph, "outputs", []) or []))
+
+    @staticmethod
+    def _shapes(tensors: list) -> Any:
+        shapes = [t.shape for t in tensors]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def input_shape(self) -> Any:
+        """The input's shape (None for the batch and other free axes), or a list of them."""
+        ins, _ = self._symbolic_ends()
+        if not ins:
+            raise AttributeError(f"{self._owner()}: no input shape yet (start a Sequential "
+                                 "with an Input, or build it)")
+        return self._shapes(ins)
+
+    @property
+    def output_shape(self) -> Any:
+        """The output's shape, or a list of them."""
+        _, outs = self._symbolic_ends()
+        if not outs:
+            raise AttributeError(f"{self._owner()}: no output shape yet (start a Sequential "
+                                 "with an Input, or build it)")
+        return self._shapes(outs)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """The outputs for ``x`` in one call, as arrays (Keras's ``predict_on_batch``)."""
+        return self(x)
+
     # ---- weights: the layers' weights, layer by layer, in Keras order -----------------
     def _unique_weight_layers(self) -> list[Layer]:
         return [layer for layer in self.layers if not isinstance(layer, InputLayer)]

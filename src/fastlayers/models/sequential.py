@@ -71,6 +71,26 @@ class Sequential(BaseModel):
         return list(self._stack)
 
     @property
+    def inputs(self) -> list[S.SymbolicTensor]:
+        """The Input's tensor in a list (empty without an Input), as a Model's."""
+        return [self._input.output] if self._input is not None else []
+
+    @property
+    def outputs(self) -> list[S.SymbolicTensor]:
+        """The last layer's symbolic output in a list (empty without an Input)."""
+        return self._outputs[-1:] if self._input is not None and self._stack else []
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer (Keras's ``pop``)."""
+        if not self._stack:
+            raise ValueError(f"{self._owner()}: pop on a model without layers")
+        layer = self._stack.pop()
+        if len(self._outputs) > len(self._stack) + 1:
+            self._outputs.pop()
+        self.__dict__.pop("_shape_plans", None)  # plans of the longer stack
+        return layer
+
+    @property
     def built(self) -> bool:  # type: ignore[override]
         return all(layer.built for layer in self._stack)
 
