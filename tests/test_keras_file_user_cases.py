@@ -621,3 +621,38 @@ def test_model_shapes_pop_and_predict_on_batch_as_keras():
     with pytest.raises(AttributeError, match="no input shape yet"):
         _ = fl.Sequential([fl.layers.Dense(2)]).input_shape
     assert fl.models.load_model is fl.load_model
+
+
+@pytest.mark.parametrize("kind", ["model", "sequential"])
+def test_a_nested_model_called_with_training_false(kind):
+    """Keras's transfer-learning call, base(x, training=False), inside a graph: the outer
+    model built, then failed on every call (the review of the training= change)."""
+    def build(lib):
+        i = lib.Input((3,))
+        base = (lib.Model(i, lib.layers.Dense(2)(i)) if kind == "model"
+                else lib.Sequential([lib.Input((3,)), lib.layers.Dense(2)]))
+        j = lib.Input((3,))
+        return lib.Model(j, lib.layers.Dense(1)(base(j, training=False)))
+
+    km, fm = build(keras), build(fl)
+    randomize(km)
+    fm.set_weights(km.get_weights())
+    x = np.random.default_rng(5).normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_allclose(fm(x), km.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fm))(x), fm(x))
+
+
+def test_sequential_build_failures_and_repr():
+    D = fl.layers.Dense
+    s = fl.Sequential([D(4), fl.layers.Reshape((3, 3)), D(2)])
+    with pytest.raises(ValueError):
+        s.build((None, 5))  # 4 values do not reshape to (3, 3)
+    assert [type(x).__name__ for x in s.layers] == ["Dense", "Reshape", "Dense"]
+    ok = fl.Sequential([D(4), D(2)])
+    ok.build((None, 5))
+    with pytest.raises(ValueError, match="built already for inputs of shape"):
+        ok.build((None, 7))
+    assert repr(ok) == f"Sequential(name={ok.name!r}, layers={[x.name for x in ok.layers]})"
+    assert fl.Sequential([D(2, input_shape=np.array([5]))]).input_shape == (None, 5)
+    with pytest.raises(ValueError, match="load_model"):
+        fl.Sequential.from_config(keras.Sequential([keras.Input((5,)), L.Dense(2)]).get_config())

@@ -358,3 +358,18 @@ def test_symbolic_tensor_misuse_says_what():
     np.testing.assert_array_equal(model(np.ones((2, 3), np.float32)), np.full((2, 2), 3.0))
     with pytest.raises(ValueError, match="get_item"):
         fl.Model(fl.Input((3,)), fl.Input((3,))[:, 5])
+
+
+def test_symbolic_operators_with_numpy_scalars_and_integer_products():
+    """A NumPy scalar operand is weak, as Keras takes a Python number (int32 * np.int64(2)
+    stays int32; it was int64), and int32 @ int32 is int32 (it was float32), against Keras."""
+    rng = np.random.default_rng(6)
+    a = rng.integers(-5, 5, size=(2, 2, 3)).astype(np.int32)
+    b = rng.integers(-5, 5, size=(2, 3, 4)).astype(np.int32)
+    i, j = fl.Input((2, 3), dtype="int32"), fl.Input((3, 4), dtype="int32")
+    got = fl.Model([i, j], [i * np.int64(2), i + np.int32(1), i @ j])([a, b])
+    ki, kj = keras.Input((2, 3), dtype="int32"), keras.Input((3, 4), dtype="int32")
+    want = keras.Model([ki, kj], [ki * 2, ki + 1, ki @ kj]).predict([a, b], verbose=0)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype == np.int32
+        np.testing.assert_array_equal(g, w)

@@ -105,7 +105,10 @@ class SymbolicTensor:
     def _op(self, name: str, *args: Any) -> Any:
         from .io.keras_ops import keras_op  # noqa: PLC0415 (keras_ops imports this module)
 
-        return keras_op(name, {}, *args)
+        # A NumPy scalar operand as the Python number it holds: weak, as Keras takes it (an
+        # int32 tensor times np.int64(2) stays int32).
+        args = tuple(a.item() if isinstance(a, np.generic) else a for a in args)
+        return symbolic_call(keras_op, (name, {}, *args), {}, label=name.lower())
 
     def __add__(self, other: Any) -> Any:
         return self._op("Add", self, other)
@@ -144,20 +147,26 @@ class SymbolicTensor:
         return self._op("Absolute", self)
 
     def __matmul__(self, other: Any) -> Any:
-        from .functional import matmul  # noqa: PLC0415
-
-        return matmul(self, other)
+        return _matmul(self, other)
 
     def __rmatmul__(self, other: Any) -> Any:
-        from .functional import matmul  # noqa: PLC0415
-
-        return matmul(other, self)
+        return _matmul(other, self)
 
     def __getitem__(self, key: Any) -> Any:
         from .functional import _item_key, get_item  # noqa: PLC0415
 
         _item_key(key)  # (a bad key's error before the node is recorded)
         return get_item(self, key)
+
+
+def _matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` of symbolic tensors: fastlayers.matmul for floats; with an integer operand
+    NumPy's exact product, in Keras's dtype (int32 @ int32 is int32)."""
+    from .functional import matmul  # noqa: PLC0415
+    from .io.keras_ops import keras_int_matmul  # noqa: PLC0415
+
+    ints = any(np.dtype(getattr(v, "dtype", np.float32)).kind in "biu" for v in (a, b))
+    return (keras_int_matmul if ints else matmul)(a, b)
 
 
 class Node:

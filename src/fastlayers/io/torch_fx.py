@@ -1410,12 +1410,10 @@ class _Converter:
     def upsample(self, x: Any, size: Any, scale_factor: Any, mode: str, align_corners: Any,
                  antialias: bool = False, what: str = "interpolate",
                  recompute_scale_factor: Any = None, one_d: bool = False) -> _T:
-        """nn.Upsample / F.interpolate of a 4-D input with "nearest", "nearest-exact" or
-        "bilinear" without align_corners (half-pixel centres, as Keras): UpSampling2D for
-        whole factors, else Resizing to the output size; "bicubic" (PyTorch's, with or
-        without align_corners): torch_resize_cubic. "nearest", "nearest-exact" or
-        "bilinear": UpSampling2D for
-        whole factors, else Resizing to the output size ("nearest-exact" is Keras's
+        """nn.Upsample / F.interpolate of a 4-D input: "bicubic" (PyTorch's, with or without
+        align_corners) as torch_resize_cubic; "nearest", "nearest-exact" or "bilinear" without
+        align_corners (half-pixel centres, as Keras): UpSampling2D for whole factors, else
+        Resizing to the output size ("nearest-exact" is Keras's
         "nearest"; PyTorch's legacy "nearest" off whole factors picks its own source rows
         and columns: torch_nearest_index); bilinear with align_corners: torch_resize_corners
         to the output size. A 3-D (N, C, L) input ("linear", "nearest", "nearest-exact") is
@@ -4131,7 +4129,7 @@ def _rms_norm_classes(nn: Any) -> tuple:
 
 def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
     """Why ``from_torch`` cannot convert this resize mode, or None: "nearest",
-    "nearest-exact", and "bilinear" or (of a 3-D input) "linear", with or without
+    "nearest-exact", and "bilinear", "bicubic" or (of a 3-D input) "linear", with or without
     align_corners."""
     if mode not in ("nearest", "nearest-exact", "bilinear", "linear", "bicubic"):
         return f"mode={mode!r} (nearest, nearest-exact, linear, bilinear or bicubic only)"

@@ -92,6 +92,8 @@ def _declared_shape(shape: Any, owner: str) -> tuple:
     """A layer's ``input_shape`` (one sample's shape, None for a free axis) or
     ``(input_dim,)``, checked."""
     dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    if isinstance(dims, np.ndarray) and dims.ndim == 1 and dims.dtype.kind in "iu":
+        dims = tuple(int(d) for d in dims)
     if not isinstance(dims, (tuple, list)) or not all(
             d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0)
             for d in dims):
@@ -484,8 +486,10 @@ class Layer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
         """The layer of ``config``: its own ``get_config()``, or a Keras layer's (serialized
-        initializers and dtype policies, as ``keras_layer.get_config()`` gives them; read as
-        ``load_model`` reads them)."""
+        initializers and dtype policies, as ``keras_layer.get_config()`` gives them), read as
+        ``load_model`` reads it: the initializers, regularizers and constraints are not
+        read (the weights come with ``set_weights``), so the new layer's build draws them
+        with fastlayers' defaults."""
         if any(isinstance(v, dict) and ("class_name" in v or "module" in v)
                for v in config.values()):
             from ..io.keras_config import Unsupported, _layer_kwargs  # noqa: PLC0415

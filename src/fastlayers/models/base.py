@@ -89,7 +89,8 @@ class BaseModel(Layer):
         # supports_masking False, but its inner layers have set the outputs' masks).
         result: list[Any] = []
 
-        def run(inputs: Any, mask: Any = None) -> Any:
+        def run(inputs: Any, mask: Any = None, training: Any = None) -> Any:
+            # (training: Keras's transfer-learning call, inner(x, training=False); inference)
             out, masks = self._run_with_masks(inputs, mask)
             result.append(masks)
             return _unpack_single(out)  # as call returns it (the graph recorded that)

@@ -108,19 +108,26 @@ class Sequential(BaseModel):
         """Build the layers for inputs of ``input_shape`` (the batch axis first, as Keras's
         ``build``), as starting the list with ``Input(input_shape[1:])`` would: weights, and
         the output shapes for ``summary()``."""
-        if self._input is not None:
-            return
         if input_shape is None:
             raise ValueError(f"{self._owner()}: build needs an input_shape (batch axis first)")
         shape = tuple(input_shape)
         if len(shape) < 1:
             raise ValueError(f"{self._owner()}: build needs the batch axis and a sample's "
                              f"shape, got {input_shape!r}")
+        if self._input is not None:
+            if tuple(self._input.shape[1:]) != shape[1:]:
+                raise ValueError(f"{self._owner()}: built already for inputs of shape "
+                                 f"{self._input.shape}, got build({input_shape!r})")
+            return
         stack = self._stack
         self._stack = []
-        self.add(InputLayer(shape[1:]))
-        for layer in stack:
-            self.add(layer)
+        try:
+            self.add(InputLayer(shape[1:]))
+            for layer in stack:
+                self.add(layer)
+        except Exception:
+            self._stack, self._input, self._outputs = stack, None, []  # as before the call
+            raise
 
     def get_config(self) -> dict[str, Any]:
         """The name and the layers (``{"class_name", "config"}`` each, an Input first when
@@ -152,8 +159,16 @@ class Sequential(BaseModel):
                 raise ValueError(f"Sequential.from_config: unknown layer class {name!r} (a "
                                  "fastlayers layer's config; Keras's configs load with "
                                  "fastlayers.load_model)")
-            made.append(klass.from_config(entry["config"]))
+            try:
+                made.append(klass.from_config(entry["config"]))
+            except TypeError as e:
+                raise ValueError(f"Sequential.from_config: {name} of {entry['config']!r:.80}: "
+                                 f"{e} (a fastlayers config; Keras's models load with "
+                                 "fastlayers.load_model)") from None
         return cls(made, **config)
+
+    def __repr__(self) -> str:
+        return f"Sequential(name={self.name!r}, layers={[x.name for x in self._stack]})"
 
     def _run_with_masks(self, x: Any, mask: Any = None) -> tuple[Any, list[Any]]:
         """The output and its implicit mask (in a one-element list).
