@@ -2181,11 +2181,11 @@ class _Converter:
                                        f"{src.dtype} {name} (PyTorch refuses it too)")
         return src
 
-    def scatter(self, kind: str, x: Any, dim: Any, index: Any, *args: Any,
+    def scatter(self, kind: str, input: Any, dim: Any, index: Any, *args: Any,  # noqa: A002
                 **kwargs: Any) -> _T:
         """``scatter`` (src or value, optional ``reduce="add" | "multiply"``),
         ``scatter_add`` and ``scatter_reduce`` (reduce, include_self): torch_scatter."""
-        base = self._base_operand(x, kind)
+        base = self._base_operand(input, kind)
         names = {"scatter": ("src",), "scatter_add": ("src",),
                  "scatter_reduce": ("src", "reduce", "include_self")}[kind]
         given = dict(zip(names, args))
@@ -2228,12 +2228,12 @@ class _Converter:
                                        f"for a tensor of rank {base.ndim} (PyTorch refuses it)")
         return _T(torch_scatter(base, idx, src, axis, reduce, include_self), False)
 
-    def index_add(self, mode: str, x: Any, dim: Any, index: Any, *args: Any,
+    def index_add(self, mode: str, input: Any, dim: Any, index: Any, *args: Any,  # noqa: A002
                   **kwargs: Any) -> _T:
         """``index_add`` (source, alpha), ``index_copy`` (source) and ``index_fill`` (a
         number): torch_index_add."""
         what = f"index_{mode}"
-        base = self._base_operand(x, what)
+        base = self._base_operand(input, what)
         key = "value" if mode == "fill" else "source"
         names = (key, "alpha") if mode == "add" else (key,)
         if len(args) > len(names):
@@ -3555,18 +3555,12 @@ class _Converter:
                 True, input, dim, index, **k),
             torch.index_select: lambda input, dim, index: self.take(  # noqa: A002
                 False, input, dim, index),
-            torch.scatter: lambda input, dim, index, *a, **k: self.scatter(  # noqa: A002
-                "scatter", input, dim, index, *a, **k),
-            torch.scatter_add: lambda input, dim, index, *a, **k: self.scatter(  # noqa: A002
-                "scatter_add", input, dim, index, *a, **k),
-            torch.scatter_reduce: lambda input, dim, index, *a, **k: self.scatter(  # noqa: A002
-                "scatter_reduce", input, dim, index, *a, **k),
-            torch.index_add: lambda input, dim, index, *a, **k: self.index_add(  # noqa: A002
-                "add", input, dim, index, *a, **k),
-            torch.index_copy: lambda input, dim, index, *a, **k: self.index_add(  # noqa: A002
-                "copy", input, dim, index, *a, **k),
-            torch.index_fill: lambda input, dim, index, *a, **k: self.index_add(  # noqa: A002
-                "fill", input, dim, index, *a, **k),
+            torch.scatter: functools.partial(self.scatter, "scatter"),
+            torch.scatter_add: functools.partial(self.scatter, "scatter_add"),
+            torch.scatter_reduce: functools.partial(self.scatter, "scatter_reduce"),
+            torch.index_add: functools.partial(self.index_add, "add"),
+            torch.index_copy: functools.partial(self.index_add, "copy"),
+            torch.index_fill: functools.partial(self.index_add, "fill"),
             F.embedding: self.f_embedding,
             torch.diff: self.diff,
             torch.outer: lambda input, vec2: self.binary(  # noqa: A002
