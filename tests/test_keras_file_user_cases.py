@@ -557,7 +557,8 @@ def test_a_weight_is_not_set_by_assignment():
 
 
 @pytest.mark.parametrize("outer_first", [False, True])
-def test_a_layer_shared_by_a_nested_model_and_its_outer_model_counts_once(outer_first):
+def test_a_layer_shared_by_a_nested_model_and_its_outer_model_counts_once(tmp_path,
+                                                                          outer_first):
     """Its weights were listed twice (6 arrays and 60 parameters for Keras's 4 and 40), so
     set_weights(keras_model.get_weights()) failed; they come where Keras lists them."""
     def build(lib):
@@ -575,7 +576,15 @@ def test_a_layer_shared_by_a_nested_model_and_its_outer_model_counts_once(outer_
     assert fm.count_params() == km.count_params() == 40
     fm.set_weights(km.get_weights())
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
-    np.testing.assert_allclose(fm(x), km.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    want = km.predict(x, verbose=0)
+    np.testing.assert_allclose(fm(x), want, rtol=1e-5, atol=1e-5)
+    # Keras's weights file holds the shared layer once, under the nested model that lists
+    # it first: load_weights read it there, then failed on the outer model's use.
+    path = tmp_path / "shared.weights.h5"
+    km.save_weights(path)
+    again = build(fl)
+    again.load_weights(path)
+    np.testing.assert_allclose(again(x), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("make, shape", [

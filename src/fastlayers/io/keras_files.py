@@ -297,6 +297,8 @@ def _assign_keras3(model: BaseModel, f: Any, path: str, used: set[str],
         if isinstance(layer, L.TimeDistributed) and isinstance(layer.layer, (Model, Sequential)):
             _assign_keras3(layer.layer, f, f"{sub}/layer", used, plan)  # a wrapped model
             continue
+        if any(layer is done for done, _ in plan):
+            continue  # shared with a nested model read earlier: Keras saves a layer once
         want = len(layer._weight_names())
         arrays = _layer_arrays(layer, f, sub, used)
         if len(arrays) != want:
