@@ -37,6 +37,18 @@ from . import _masking
 _ids = itertools.count()
 
 
+def _keras_binary(name: str) -> tuple:
+    """The operator and its reflected form (``x + 1``, ``1 + x``) recording the Keras op
+    ``name`` (SymbolicTensor._op)."""
+    def op(self: Any, other: Any) -> Any:
+        return self._op(name, self, other)
+
+    def reflected(self: Any, other: Any) -> Any:
+        return self._op(name, other, self)
+
+    return op, reflected
+
+
 class SymbolicTensor:
     """A placeholder for an array inside a model definition.
 
@@ -110,35 +122,11 @@ class SymbolicTensor:
         args = tuple(a.item() if isinstance(a, np.generic) else a for a in args)
         return symbolic_call(keras_op, (name, {}, *args), {}, label=name.lower())
 
-    def __add__(self, other: Any) -> Any:
-        return self._op("Add", self, other)
-
-    def __radd__(self, other: Any) -> Any:
-        return self._op("Add", other, self)
-
-    def __sub__(self, other: Any) -> Any:
-        return self._op("Subtract", self, other)
-
-    def __rsub__(self, other: Any) -> Any:
-        return self._op("Subtract", other, self)
-
-    def __mul__(self, other: Any) -> Any:
-        return self._op("Multiply", self, other)
-
-    def __rmul__(self, other: Any) -> Any:
-        return self._op("Multiply", other, self)
-
-    def __truediv__(self, other: Any) -> Any:
-        return self._op("TrueDivide", self, other)
-
-    def __rtruediv__(self, other: Any) -> Any:
-        return self._op("TrueDivide", other, self)
-
-    def __pow__(self, other: Any) -> Any:
-        return self._op("Power", self, other)
-
-    def __rpow__(self, other: Any) -> Any:
-        return self._op("Power", other, self)
+    __add__, __radd__ = _keras_binary("Add")
+    __sub__, __rsub__ = _keras_binary("Subtract")
+    __mul__, __rmul__ = _keras_binary("Multiply")
+    __truediv__, __rtruediv__ = _keras_binary("TrueDivide")
+    __pow__, __rpow__ = _keras_binary("Power")
 
     def __neg__(self) -> Any:
         return self._op("Negative", self)
@@ -160,13 +148,10 @@ class SymbolicTensor:
 
 
 def _matmul(a: Any, b: Any) -> Any:
-    """``a @ b`` of symbolic tensors: fastlayers.matmul for floats; with an integer operand
-    NumPy's exact product, in Keras's dtype (int32 @ int32 is int32)."""
-    from .functional import matmul  # noqa: PLC0415
-    from .io.keras_ops import keras_int_matmul  # noqa: PLC0415
+    """``a @ b`` of symbolic tensors, as Keras's (keras_ops.keras_matmul)."""
+    from .io.keras_ops import keras_matmul  # noqa: PLC0415 (keras_ops imports this module)
 
-    ints = any(np.dtype(getattr(v, "dtype", np.float32)).kind in "biu" for v in (a, b))
-    return (keras_int_matmul if ints else matmul)(a, b)
+    return keras_matmul(a, b)
 
 
 class Node:

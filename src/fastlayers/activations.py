@@ -99,10 +99,9 @@ def _with_parameters(name, x, p):
         return _run_elementwise("gelu_tanh", x, _np_act.gelu_tanh)
     if name == "relu":
         slope, top, t = p["negative_slope"], p["max_value"], p["threshold"]
-        if t == 0.0 and slope == 0.0 and top == 6.0:
-            return _run_elementwise("relu6", x, _np_act.relu6)
-        if t == 0.0 and slope == 0.2 and top is None:
-            return _run_elementwise("leaky_relu", x, _np_act.leaky_relu)
+        named = _np_norm.relu_activation_name(slope, top, t)  # (the ReLU layer's rule)
+        if named is not None:
+            return _run_elementwise(named, x, _np_act.ACTIVATIONS[named])
         return _np_norm.relu(x, slope, top, t)
     if name == "leaky_relu":
         return _np_norm.leaky_relu(x, p["negative_slope"])
@@ -116,11 +115,12 @@ def _with_parameters(name, x, p):
 def _elementwise(name):
     impl = _np_act.ACTIVATIONS[name]
     spec = _PARAMS.get(name, ())
+    defaults = dict(spec)
 
     def fn(x, *args, **kwargs):
         a = V.array(x, f"activations.{name}", "x")  # may be the caller's memory (a view)
         p = _bind(name, args, kwargs) if args or kwargs else None
-        if p is None or p == dict(spec):
+        if p is None or p == defaults:
             y = _run_elementwise(name, a, impl)
         else:
             y = _with_parameters(name, a, p)

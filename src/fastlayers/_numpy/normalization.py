@@ -114,6 +114,19 @@ def group_normalization(x, gamma, beta, groups, axis, epsilon):
     return np.ascontiguousarray(np.moveaxis(y.reshape(xl.shape), -1, axis))
 
 
+def relu_activation_name(negative_slope=0.0, max_value=None, threshold=0.0):
+    """The Keras activation that ``relu`` at these parameters is, where there is one
+    ("relu", "relu6", "leaky_relu": the C++ kernels run those), else None."""
+    if threshold == 0.0 and negative_slope == 0.0:
+        if max_value is None:
+            return "relu"
+        if max_value == 6.0:
+            return "relu6"
+    if threshold == 0.0 and max_value is None and negative_slope == 0.2:
+        return "leaky_relu"
+    return None
+
+
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras ``activations.relu`` with its three parameters (the ReLU layer).
 

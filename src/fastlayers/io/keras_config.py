@@ -436,11 +436,7 @@ def _einsum(subscripts: str) -> Callable:
 
 
 def _op_matmul(cfg: dict) -> Callable:
-    def matmul(x: Any, y: Any) -> Any:
-        if all(np.dtype(getattr(v, "dtype", np.float32)).kind == "f" for v in (x, y)):
-            return F.matmul(x, y)
-        return keras_ops.keras_int_matmul(x, y)  # ints stay ints, as in Keras
-    return matmul
+    return keras_ops.keras_matmul
 
 
 def _op_softmax(cfg: dict) -> Callable:

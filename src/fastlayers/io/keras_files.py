@@ -287,18 +287,22 @@ def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndar
 
 
 def _assign_keras3(model: BaseModel, f: Any, path: str, used: set[str],
-                   plan: list[tuple[Any, list[np.ndarray]]]) -> None:
+                   plan: list[tuple[Any, list[np.ndarray]]], seen: set | None = None) -> None:
+    # seen: the ids of the layers read already. A layer shared with a nested model read
+    # earlier is read there alone (Keras saves a layer once; BaseModel._weight_layers).
+    seen = set() if seen is None else seen
     for layer, sub in _layer_paths(model, f, path):
         if isinstance(layer, InputLayer):
             continue
         if isinstance(layer, (Model, Sequential)):
-            _assign_keras3(layer, f, sub, used, plan)
+            _assign_keras3(layer, f, sub, used, plan, seen)
             continue
         if isinstance(layer, L.TimeDistributed) and isinstance(layer.layer, (Model, Sequential)):
-            _assign_keras3(layer.layer, f, f"{sub}/layer", used, plan)  # a wrapped model
+            _assign_keras3(layer.layer, f, f"{sub}/layer", used, plan, seen)  # a wrapped model
             continue
-        if any(layer is done for done, _ in plan):
-            continue  # shared with a nested model read earlier: Keras saves a layer once
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
         want = len(layer._weight_names())
         arrays = _layer_arrays(layer, f, sub, used)
         if len(arrays) != want:

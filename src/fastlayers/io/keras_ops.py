@@ -340,6 +340,17 @@ def keras_int_matmul(x: Any, y: Any) -> np.ndarray:
     return np.asarray(np.matmul(a, b))
 
 
+def keras_matmul(x: Any, y: Any) -> Any:
+    """``ops.matmul`` / ``x @ y`` as Keras computes it: fastlayers.matmul for floats; with an
+    integer or bool operand NumPy's exact product (keras_int_matmul: ints stay ints). Arrays
+    or symbolic tensors (each op records itself)."""
+    from .. import functional as F  # noqa: PLC0415 (functional's ops import this lazily)
+
+    if all(np.dtype(getattr(v, "dtype", np.float32)).kind == "f" for v in (x, y)):
+        return F.matmul(x, y)
+    return keras_int_matmul(x, y)
+
+
 def problem(name: str, config: dict) -> str | None:
     """Why the op ``name`` with this config does not load (the loader lists it with the
     file's other problems), or None."""

@@ -333,6 +333,13 @@ def torch_tri(x, diagonal, upper):
     return np.triu(x, diagonal) if upper else np.tril(x, diagonal)
 
 
+def _index_in_range(index, n, what, low=0, where=""):
+    """Raises ValueError for an index below ``low`` or at or past ``n``."""
+    if index.size and (index.min() < low or index.max() >= n):
+        raise ValueError(f"{what}: an index out of range for size {n}{where} "
+                         f"(from {index.min()} to {index.max()})")
+
+
 @S.symbolic_op
 def torch_take(x, index, axis, along):
     """``torch.gather`` (``along``: index has x's rank; x is first cut to index's sizes on
@@ -341,10 +348,7 @@ def torch_take(x, index, axis, along):
     x, index = np.asarray(x), np.asarray(index)
     if index.dtype.kind not in "iu":
         raise ValueError(f"gather / index_select: the index must be integers, got {index.dtype}")
-    n = x.shape[axis]
-    if index.size and (index.min() < 0 or index.max() >= n):
-        raise ValueError(f"gather / index_select: an index out of range for size {n} "
-                         f"(from {index.min()} to {index.max()})")
+    _index_in_range(index, x.shape[axis], "gather / index_select")
     if not along:
         return np.take(x, index, axis=axis)
     cut = tuple(slice(None) if a == axis else slice(0, s) for a, s in enumerate(index.shape))
@@ -373,17 +377,15 @@ def torch_scatter(x, index, src, axis, reduce, include_self):
     x, index, src = np.asarray(x), np.asarray(index), np.asarray(src)
     if index.dtype.kind not in "iu":
         raise ValueError(f"scatter: the index must be integers, got {index.dtype}")
-    if index.ndim != x.ndim or any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape))
-                                   if a != axis) or (src.ndim and (src.ndim != x.ndim or any(
-                                       i > d for i, d in zip(index.shape, src.shape)))):
+    beyond_x = any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis)
+    beyond_src = src.ndim and (src.ndim != x.ndim or any(
+        i > d for i, d in zip(index.shape, src.shape)))
+    if index.ndim != x.ndim or beyond_x or beyond_src:
         raise ValueError(f"scatter: an index of shape {index.shape} for a tensor of shape "
                          f"{x.shape} along dim {axis} and a source of shape {src.shape} (the "
                          "index may not be larger than the tensor on the other dims, nor than "
                          "the source on any)")
-    n = x.shape[axis]
-    if index.size and (index.min() < 0 or index.max() >= n):  # (PyTorch refuses -1 too)
-        raise ValueError(f"scatter: an index out of range for size {n} along dim {axis} "
-                         f"(from {index.min()} to {index.max()})")
+    _index_in_range(index, x.shape[axis], "scatter", where=f" along dim {axis}")  # (-1 too)
     out = np.array(x, copy=True)
     if index.size == 0:
         return out
@@ -428,9 +430,7 @@ def torch_index_add(x, index, source, axis, alpha, mode):
         raise ValueError(f"index_{mode}: the index must be integers, got {index.dtype}")
     n = x.shape[axis]
     low = -n if mode == "fill" else 0  # (PyTorch's index_fill alone wraps a negative index)
-    if index.size and (index.min() < low or index.max() >= n):
-        raise ValueError(f"index_{mode}: an index out of range for size {n} along dim "
-                         f"{axis} (from {index.min()} to {index.max()})")
+    _index_in_range(index, n, f"index_{mode}", low, where=f" along dim {axis}")
     index = np.where(index < 0, index + n, index)
     out = np.array(x, copy=True)
     moved = np.moveaxis(out, axis, 0)  # a view: writes land in out

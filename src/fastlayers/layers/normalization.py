@@ -767,14 +767,8 @@ class ReLU(_NoWeights):
         self.threshold = _real(threshold, owner, "threshold", 0.0)
 
     def _core_name(self) -> str | None:
-        if self.threshold == 0.0 and self.negative_slope == 0.0:
-            if self.max_value is None:
-                return "relu"
-            if self.max_value == 6.0:
-                return "relu6"
-        if self.threshold == 0.0 and self.max_value is None and self.negative_slope == 0.2:
-            return "leaky_relu"
-        return None
+        return _np_norm.relu_activation_name(self.negative_slope, self.max_value,
+                                             self.threshold)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         x = self._input(inputs)

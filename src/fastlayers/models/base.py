@@ -126,28 +126,24 @@ class BaseModel(Layer):
         return (list(getattr(graph, "inputs", []) or []),
                 list(getattr(graph, "outputs", []) or []))
 
-    @staticmethod
-    def _shapes(tensors: list) -> Any:
+    def _end_shapes(self, which: int, what: str) -> Any:
+        """The shape of the model's one input (which 0) or output (1), or a list of them."""
+        tensors = self._symbolic_ends()[which]
+        if not tensors:
+            raise AttributeError(f"{self._owner()}: no {what} shape yet (start a Sequential "
+                                 "with an Input, or build it)")
         shapes = [t.shape for t in tensors]
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def input_shape(self) -> Any:
         """The input's shape (None for the batch and other free axes), or a list of them."""
-        ins, _ = self._symbolic_ends()
-        if not ins:
-            raise AttributeError(f"{self._owner()}: no input shape yet (start a Sequential "
-                                 "with an Input, or build it)")
-        return self._shapes(ins)
+        return self._end_shapes(0, "input")
 
     @property
     def output_shape(self) -> Any:
         """The output's shape, or a list of them."""
-        _, outs = self._symbolic_ends()
-        if not outs:
-            raise AttributeError(f"{self._owner()}: no output shape yet (start a Sequential "
-                                 "with an Input, or build it)")
-        return self._shapes(outs)
+        return self._end_shapes(1, "output")
 
     def predict_on_batch(self, x: Any) -> Any:
         """The outputs for ``x`` in one call, as arrays (Keras's ``predict_on_batch``)."""

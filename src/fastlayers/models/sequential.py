@@ -80,8 +80,9 @@ class Sequential(BaseModel):
         """The last layer's symbolic output in a list (empty without an Input)."""
         return self._outputs[-1:] if self._input is not None and self._stack else []
 
-    def pop(self) -> Layer:
-        """Remove and return the last layer (Keras's ``pop``)."""
+    def pop(self, rebuild: bool = True) -> Layer:
+        """Remove and return the last layer (Keras's ``pop``; ``rebuild`` is accepted as
+        Keras's: the outputs are always those of the remaining layers)."""
         if not self._stack:
             raise ValueError(f"{self._owner()}: pop on a model without layers")
         layer = self._stack.pop()
