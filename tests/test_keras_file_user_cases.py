@@ -630,6 +630,15 @@ def test_model_shapes_pop_and_predict_on_batch_as_keras():
     with pytest.raises(AttributeError, match="no input shape yet"):
         _ = fl.Sequential([fl.layers.Dense(2)]).input_shape
     assert fl.models.load_model is fl.load_model
+    # pop after calls that recorded a shape plan: the plan of the longer stack is dropped
+    D = fl.layers.Dense
+    s = fl.Sequential([fl.Input((5,)), D(4, activation="relu"), D(3), D(2)])
+    x = np.random.default_rng(7).normal(size=(2, 5)).astype(np.float32)
+    for _ in range(3):
+        s(x)
+    s.pop(rebuild=False)
+    assert isinstance(s.layers[-1], D) and s(x).shape == (2, 3)
+    np.testing.assert_array_equal(s(x), s.layers[1](s.layers[0](x)))
 
 
 @pytest.mark.parametrize("kind", ["model", "sequential"])
@@ -657,6 +666,11 @@ def test_sequential_build_failures_and_repr():
     with pytest.raises(ValueError):
         s.build((None, 5))  # 4 values do not reshape to (3, 3)
     assert [type(x).__name__ for x in s.layers] == ["Dense", "Reshape", "Dense"]
+    with pytest.raises(AttributeError, match="no input shape yet"):
+        _ = s.input_shape  # (no Input left behind by the failed build)
+    s.layers[1].target_shape = (2, 2)
+    s.build((None, 5))  # builds now
+    assert s.output_shape == (None, 2, 2)
     ok = fl.Sequential([D(4), D(2)])
     ok.build((None, 5))
     with pytest.raises(ValueError, match="built already for inputs of shape"):

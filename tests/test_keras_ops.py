@@ -369,7 +369,17 @@ def test_symbolic_operators_with_numpy_scalars_and_integer_products():
     i, j = fl.Input((2, 3), dtype="int32"), fl.Input((3, 4), dtype="int32")
     got = fl.Model([i, j], [i * np.int64(2), i + np.int32(1), i @ j])([a, b])
     ki, kj = keras.Input((2, 3), dtype="int32"), keras.Input((3, 4), dtype="int32")
-    want = keras.Model([ki, kj], [ki * 2, ki + 1, ki @ kj]).predict([a, b], verbose=0)
+    want = keras.Model([ki, kj], [ki * np.int64(2), ki + np.int32(1), ki @ kj]).predict(
+        [a, b], verbose=0)
     for g, w in zip(got, want):
         assert g.dtype == w.dtype == np.int32
         np.testing.assert_array_equal(g, w)
+    # int8 wraps around as Keras's does (100 * 2 = -56), in int8
+    small = np.array([[1, -2, 100]], np.int8)
+    k8 = keras.Input((3,), dtype="int8")
+    want8 = keras.Model(k8, k8 * np.int64(2)).predict(small, verbose=0)
+    f8 = fl.Input((3,), dtype="int8")
+    got8 = fl.Model(f8, f8 * np.int64(2))(small)
+    assert got8.dtype == np.int8
+    np.testing.assert_array_equal(got8, want8.astype(np.int8))
+    np.testing.assert_array_equal(got8, [[2, -4, -56]])
