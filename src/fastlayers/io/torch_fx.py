@@ -114,6 +114,7 @@ from .torch_ops import (
     torch_embedding_bag,
     torch_expand,
     torch_flip,
+    torch_fold,
     torch_full,
     torch_gather_index,
     torch_glu,
@@ -160,7 +161,9 @@ from .torch_ops import (
     torch_tri,
     torch_unary,
     torch_unflatten,
+    torch_unfold,
     torch_where,
+    torch_windows,
     torch_zero_padded,
 )
 
@@ -890,7 +893,7 @@ class _Converter:
                  _rms_norm_classes(nn),
                  nn.MaxPool1d, nn.AvgPool1d, nn.LogSoftmax, nn.Softmin, nn.Softmax2d,
                  nn.RReLU, nn.GLU, nn.Threshold, *_pad_modules(nn), nn.PixelShuffle,
-                 nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unflatten)
+                 nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unflatten, nn.Unfold, nn.Fold)
         name = type(mod).__name__
         if _is_experts(mod):
             return True
@@ -1074,6 +1077,9 @@ class _Converter:
         if type(mod) in pads:
             return self.pad(args[0], mod.padding, pads[type(mod)], getattr(mod, "value", 0.0),
                             f"{qual} ({name})")
+        if isinstance(mod, (nn.Unfold, nn.Fold)):
+            return self.im2col(args[0], mod.kernel_size, mod.dilation, mod.padding, mod.stride,
+                               getattr(mod, "output_size", None), f"{qual} ({name})")
         if isinstance(mod, (nn.PixelShuffle, nn.PixelUnshuffle)):
             inverse = isinstance(mod, nn.PixelUnshuffle)
             r = mod.downscale_factor if inverse else mod.upscale_factor
@@ -1419,6 +1425,12 @@ class _Converter:
         to the output size. A 3-D (N, C, L) input ("linear", "nearest", "nearest-exact") is
         resized as (N, C, 1, L)."""
         where = f"from_torch: {what}"
+        if mode == "area":
+            why = _interpolate_problem(mode, align_corners)
+            if why or antialias:
+                raise TorchConversionError(f"{where}: {why or 'antialias with area'} is not "
+                                           "supported")
+            return self.area(x, size, scale_factor, what)
         if self._tensor(x, what).ndim == 3 and mode in ("nearest", "nearest-exact", "linear"):
             # (N, C, L): as (N, C, 1, L), its height kept (bilinear is then linear along L)
             def pair(v: Any, one: Any) -> Any:
@@ -1698,6 +1710,71 @@ class _Converter:
                 f"from_torch: {what} by {r} of an input of shape {t.torch_shape}"
             )
         return _T(torch_pixel_shuffle(t.sym, r, inverse), True)
+
+    def im2col(self, x: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+               stride: Any = 1, output_size: Any = None, what: str = "unfold") -> _T:
+        """``nn.Unfold`` / ``F.unfold`` of a batched (N, C, H, W) input (torch_unfold), or with
+        ``output_size``, ``nn.Fold`` / ``F.fold`` of an (N, C * kh * kw, L) one (torch_fold);
+        both in PyTorch's layout."""
+        t = _to_torch(self._tensor(x, what))
+        want = 3 if output_size is not None else 4
+        if t.ndim != want:
+            raise TorchConversionError(
+                f"from_torch: {what} needs a batched {want}-D input, got rank {t.ndim}")
+        try:
+            kernel, dil, pad, step = (_pair(v) for v in (kernel_size, dilation, padding, stride))
+        except (TypeError, ValueError, IndexError) as e:
+            raise TorchConversionError(f"from_torch: {what} with kernel_size, dilation, "
+                                       "padding and stride not ints or pairs of ints") from e
+        if min(kernel + dil + step) < 1 or min(pad) < 0:
+            raise TorchConversionError(
+                f"from_torch: {what} with kernel_size {kernel}, dilation {dil}, padding {pad}, "
+                f"stride {step} (positive sizes, padding of 0 or more)")
+        if output_size is None:
+            return _T(torch_unfold(t.sym, kernel, dil, pad, step), False)
+        try:
+            out = _pair(output_size)
+        except (TypeError, ValueError, IndexError) as e:
+            raise TorchConversionError(f"from_torch: {what} with output_size={output_size!r}"
+                                       " (an int or a pair of ints known at conversion)") from e
+        return _T(torch_fold(t.sym, out, kernel, dil, pad, step), False)
+
+    def windows(self, x: Any, dimension: Any, size: Any, step: Any) -> _T:
+        """``Tensor.unfold(dimension, size, step)``: sliding windows (torch_windows), in
+        PyTorch's layout."""
+        t = _to_torch(self._tensor(x, "unfold"))
+        if not all(isinstance(v, (int, np.integer)) for v in (dimension, size, step)):
+            raise TorchConversionError("from_torch: Tensor.unfold with a dimension, size or "
+                                       "step known only at run time")
+        if size < 0 or step < 1:
+            raise TorchConversionError(f"from_torch: Tensor.unfold with size {size} and step "
+                                       f"{step} (a size of 0 or more, a step of 1 or more)")
+        axis = _dim(dimension, t.ndim, "unfold")
+        return _T(torch_windows(t.sym, axis, int(size), int(step)), False)
+
+    def area(self, x: Any, size: Any, scale_factor: Any, what: str) -> _T:
+        """``interpolate(mode="area")`` of a 3-D or 4-D input: PyTorch's adaptive average
+        pooling to the output size, floor(in * scale_factor) per axis from a scale factor."""
+        t = self._tensor(x, what)
+        rank = t.ndim - 2
+        if rank not in (1, 2):
+            raise TorchConversionError(f"from_torch: {what} with mode='area' needs a 3-D or "
+                                       f"4-D input, got rank {t.ndim}")
+        if (size is None) == (scale_factor is None):
+            raise TorchConversionError(f"from_torch: {what} with mode='area' needs a size or "
+                                       "a scale_factor (one of them)")
+        if size is not None:
+            return self.adaptive(x, size, "avg", rank, what)
+        factors = (scale_factor if isinstance(scale_factor, (tuple, list))
+                   else (scale_factor,) * rank)
+        in_sizes = _to_cl(t).sym.shape[1:1 + rank]
+        if len(factors) != rank or any(d is None for d in in_sizes):
+            raise TorchConversionError(
+                f"from_torch: {what} with mode='area', scale_factor={scale_factor!r} of an "
+                f"input of spatial size {tuple(in_sizes)} (a factor per axis of a size known "
+                "at conversion)")
+        sizes = tuple(int(math.floor(d * float(f))) for d, f in zip(in_sizes, factors))
+        return self.adaptive(x, sizes, "avg", rank, what)
 
     def adaptive(self, x: Any, output_size: Any, kind: str, rank: int, what: str) -> _T:
         """``nn.AdaptiveAvgPool1d/2d``, ``nn.AdaptiveMaxPool1d/2d`` and their functions on a
@@ -3472,6 +3549,11 @@ class _Converter:
             F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: self.softmin(
                 x, dim, dtype),
             F.pad: lambda x, pad, mode="constant", value=None: self.pad(x, pad, mode, value),
+            F.unfold: lambda input, kernel_size, dilation=1, padding=0, stride=1: (  # noqa: A002
+                self.im2col(input, kernel_size, dilation, padding, stride)),
+            F.fold: lambda input, output_size, kernel_size, dilation=1, padding=0, stride=1: (  # noqa: A002
+                self.im2col(input, kernel_size, dilation, padding, stride, output_size,
+                            "fold")),
             F.pixel_shuffle: lambda x, upscale_factor: self.pixel_shuffle(
                 x, upscale_factor, False, "pixel_shuffle"),
             F.pixel_unshuffle: lambda x, downscale_factor: self.pixel_shuffle(
@@ -3907,6 +3989,8 @@ class _Converter:
             return self.binary(x, other, "atan2" if name == "arctan2" else name)
         if name == "roll":
             return self.roll(x, *args, **kwargs)
+        if name == "unfold":
+            return self.windows(x, *args, **kwargs)
         if name == "__getitem__":  # a buffer (a tensor while tracing) indexed by a size
             return self.getitem(x, *args)
         if name in ("contiguous", "detach", "clone"):
@@ -4045,7 +4129,7 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "movedim", "moveaxis", "tile", "narrow", "select", "tensor_split",
                       "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2",
                       "sort", "argsort", "take_along_dim", "scatter", "scatter_add",
-                      "scatter_reduce", "index_add", "index_copy", "index_fill"})
+                      "scatter_reduce", "index_add", "index_copy", "index_fill", "unfold"})
 
 
 # Tensor methods that write their tensor in place and convert as their out-of-place form
@@ -4123,10 +4207,11 @@ def _rms_norm_classes(nn: Any) -> tuple:
 
 def _interpolate_problem(mode: str, align_corners: Any) -> str | None:
     """Why ``from_torch`` cannot convert this resize mode, or None: "nearest",
-    "nearest-exact", and "bilinear", "bicubic" or (of a 3-D input) "linear", with or without
-    align_corners."""
-    if mode not in ("nearest", "nearest-exact", "bilinear", "linear", "bicubic"):
-        return f"mode={mode!r} (nearest, nearest-exact, linear, bilinear or bicubic only)"
+    "nearest-exact", "area", and "bilinear", "bicubic" or (of a 3-D input) "linear", with or
+    without align_corners."""
+    if mode not in ("nearest", "nearest-exact", "bilinear", "linear", "bicubic", "area"):
+        return (f"mode={mode!r} (nearest, nearest-exact, linear, bilinear, bicubic or area "
+                "only)")
     if align_corners and mode not in ("bilinear", "linear", "bicubic"):
         return f"align_corners=True with mode={mode!r} (PyTorch refuses it)"
     return None
@@ -5697,6 +5782,7 @@ _VIEW_METHODS = frozenset({
     "unbind", "movedim", "moveaxis", "swapaxes", "swapdims", "diagonal", "contiguous",
     "detach", "__getitem__", "float", "to", "type", "type_as", "tensor_split", "as_strided",
     "long", "int", "bool", "double", "half",  # (the tensor itself when of that dtype)
+    "unfold",  # (Tensor.unfold's windows overlap in its input's memory)
 })
 # The dtype each cast method gives, as the converted model holds it (int32 as int64, float64
 # and float16 as float32: _NP_DTYPES); a tensor of another dtype is copied (_shares).

@@ -1389,3 +1389,77 @@ def _torch_matmul_runner(a, b):
 
 
 _plan_runner(torch_matmul, _torch_matmul_runner)
+
+
+@S.symbolic_op
+def torch_windows(x, axis, size, step):
+    """``x.unfold(axis, size, step)`` (Tensor.unfold): the windows of ``size`` elements
+    every ``step`` along ``axis``, which keeps its place and counts the windows
+    ((n - size) // step + 1); the window's elements are a new last axis."""
+    x = np.asarray(x)
+    n = x.shape[axis]
+    if size > n:
+        raise ValueError(f"unfold: a window of {size} elements does not fit an axis of size "
+                         f"{n}")
+    starts = np.arange((n - size) // step + 1) * step
+    y = np.take(x, starts[:, None] + np.arange(size), axis=axis)  # (..., L, size, ...)
+    return np.ascontiguousarray(np.moveaxis(y, axis + 1, -1))
+
+
+def _patch_grid(hw, kernel, dilation, padding, stride, what):
+    """The (rows, cols) of patch positions of an im2col over an (h, w) image padded by
+    ``padding`` on each side, as PyTorch's unfold and fold count them."""
+    grid = tuple((d + 2 * p - q * (k - 1) - 1) // s + 1
+                 for d, k, q, p, s in zip(hw, kernel, dilation, padding, stride))
+    if min(grid) < 1:
+        raise ValueError(f"{what}: a {kernel} patch (dilation {dilation}) does not fit an "
+                         f"input of {tuple(hw)} padded by {padding}")
+    return grid
+
+
+def _patch_index(grid, kernel, dilation, stride):
+    """Row and column indices into the padded image, shaped (kh, kw, rows, cols)."""
+    (gh, gw), (kh, kw), (dh, dw), (sh, sw) = grid, kernel, dilation, stride
+    rows = (np.arange(kh) * dh)[:, None, None, None] + (np.arange(gh) * sh)[None, None, :, None]
+    cols = (np.arange(kw) * dw)[None, :, None, None] + (np.arange(gw) * sw)[None, None, None, :]
+    return rows, cols
+
+
+@S.symbolic_op
+def torch_unfold(x, kernel, dilation, padding, stride):
+    """``F.unfold`` / ``nn.Unfold`` (im2col) of an (N, C, H, W) array: (N, C * kh * kw, L),
+    row ``c * kh * kw + i * kw + j`` holding kernel tap (i, j) of channel c at each of the
+    L patch positions (row-major); zero padding."""
+    x = np.asarray(x)
+    n, c, h, w = x.shape
+    grid = _patch_grid((h, w), kernel, dilation, padding, stride, "unfold")
+    ph, pw = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    rows, cols = _patch_index(grid, kernel, dilation, stride)
+    y = xp[:, :, rows, cols]  # (N, C, kh, kw, rows, cols)
+    return np.ascontiguousarray(y).reshape(n, c * kernel[0] * kernel[1], grid[0] * grid[1])
+
+
+@S.symbolic_op
+def torch_fold(x, output_size, kernel, dilation, padding, stride):
+    """``F.fold`` / ``nn.Fold`` (col2im), the adjoint of torch_unfold: an (N, C * kh * kw, L)
+    array to (N, C, H, W) = ``output_size``, each column's taps added into their pixels
+    (overlaps summed, taps that fall in the padding dropped). Float32 sums in the order of
+    the taps (i, j), as PyTorch's CPU kernel adds them; the last digit may differ."""
+    x = np.asarray(x)
+    n, ck, length = x.shape
+    kh, kw = kernel
+    grid = _patch_grid(output_size, kernel, dilation, padding, stride, "fold")
+    if ck % (kh * kw) or length != grid[0] * grid[1]:
+        raise ValueError(f"fold: an input of shape {x.shape} does not hold {kh} x {kw} "
+                         f"patches of whole channels at the {grid[0] * grid[1]} positions of "
+                         f"an output of {tuple(output_size)}")
+    c = ck // (kh * kw)
+    (h, w), (ph, pw) = output_size, padding
+    cols = x.reshape(n, c, kh, kw, grid[0], grid[1])
+    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), x.dtype if x.dtype.kind == "f" else F32)
+    rows_at, cols_at = _patch_index(grid, kernel, dilation, stride)
+    for i in range(kh):
+        for j in range(kw):  # within one tap, the positions never overlap (stride >= 1)
+            out[:, :, rows_at[i, 0], cols_at[0, j]] += cols[:, :, i, j]
+    return np.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w])
