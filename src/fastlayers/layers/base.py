@@ -365,6 +365,9 @@ class Layer:
         state.pop("_direct", None)  # the runner of direct calls (__call__)
         state.pop("_direct_seen", None)
         state.pop("_reader_counts", None)
+        # the first symbolic call's node may belong to another graph than the one pickled: a
+        # model puts back those of its own graph (models/functional.py, __setstate__)
+        state.pop("_first_node", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -540,6 +543,31 @@ class Layer:
 
     _masked_call._default_masked_call = True  # type: ignore[attr-defined]  # mask_free
 
+    # ---- symbolic inputs and outputs -------------------------------------------------
+    @property
+    def input(self) -> Any:
+        """The symbolic tensor the layer was first called on in a model's graph (a list of
+        them if that call took several), as Keras's ``Layer.input``.
+
+        With ``output``, it picks a part of a model: ``fl.Model(model.input,
+        model.get_layer("pool").output)`` gives that layer's features."""
+        return self._first_call_tensors("inputs", "input")
+
+    @property
+    def output(self) -> Any:
+        """The symbolic tensor the layer's first call in a model's graph returned (a list of
+        them if it returned several), as Keras's ``Layer.output``."""
+        return self._first_call_tensors("outputs", "output")
+
+    def _first_call_tensors(self, which: str, what: str) -> Any:
+        node = self.__dict__.get("_first_node")
+        if node is None:
+            raise AttributeError(f"The layer {self.name!r} has never been called on symbolic "
+                                 f"tensors (fastlayers.Input and what layers make of it) and "
+                                 f"thus has no defined {what}.")
+        tensors = list(getattr(node, which))
+        return tensors[0] if len(tensors) == 1 else tensors
+
     # ---- calling --------------------------------------------------------------------
     def call(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -559,7 +587,10 @@ class Layer:
         call, the same bits (docs/architecture.md §14, "Direct layer calls").
         """
         if _symbolic.any_symbolic(args, kwargs):
-            return _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
+            out = _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
+            if "_first_node" not in self.__dict__:  # (input and output: Keras's first call)
+                self.__dict__["_first_node"] = _symbolic.collect(out)[0].node
+            return out
         if len(args) != 1 or kwargs:
             return self.call(*args, **kwargs)
         x = args[0]

@@ -39,8 +39,13 @@ class InputLayer(Layer):
             raise TypeError(f"Input: dtype must be a real numeric dtype, got {dtype!r}")
         node = S.Node(self.check, self, (), {}, self.name)
         node.outputs = [S.SymbolicTensor(self.shape, self.input_dtype, self.name, node, 0)]
-        self.output = node.outputs[0]
+        self.__dict__["_first_node"] = node  # its output: the input's tensor; its input: []
         self.built = True
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_first_node"] = self.__dict__["_first_node"]  # its own, made with it
+        return state
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "shape": self.shape[1:], "dtype": self.input_dtype.name,

@@ -84,6 +84,7 @@ class Model(BaseModel):
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any):
         # Keras 3 names functional models "functional", "functional_1", ...
         super().__init__(name=name if name is not None else _auto_name("Functional"), **kwargs)
+        self._input_struct = inputs
         self._output_struct = outputs
         self.inputs = _tensor_list(inputs, "inputs")
         self.outputs = _tensor_list(outputs, "outputs")
@@ -104,6 +105,26 @@ class Model(BaseModel):
         600 layers deep passed Python's recursion limit.)"""
         state = super().__getstate__()
         return {"_nodes": state.pop("_nodes"), **state}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_input_struct", self.inputs)  # (pickled before it was kept)
+        for node in self._nodes:  # the layers' first calls: those of this graph (Layer.output)
+            if node.layer is not None:
+                node.layer.__dict__.setdefault("_first_node", node)
+
+    @property
+    def input(self) -> Any:
+        """The inputs as the model was made with them (a tensor, a list or a dict), as Keras's
+        ``Model.input``."""
+        return self._input_struct
+
+    @property
+    def output(self) -> Any:
+        """The outputs as the model was made with them (a tensor, a list or a dict), as
+        Keras's ``Model.output``. ``fl.Model(model.input, model.get_layer(name).output)``
+        is the part of the model up to that layer."""
+        return self._output_struct
 
     # ---- structure ------------------------------------------------------------------
     @property

@@ -76,6 +76,24 @@ class Sequential(BaseModel):
         return [self._input.output] if self._input is not None else []
 
     @property
+    def input(self) -> S.SymbolicTensor:
+        """The Input's tensor (``model.inputs[0]``); an AttributeError without an Input.
+        Keras 3 has this only for functional models (Keras 2 had it for Sequential too)."""
+        return self._only(self.inputs, "input")
+
+    @property
+    def output(self) -> S.SymbolicTensor:
+        """The last layer's symbolic output (``model.outputs[0]``); an AttributeError without
+        an Input."""
+        return self._only(self.outputs, "output")
+
+    def _only(self, tensors: list[S.SymbolicTensor], what: str) -> S.SymbolicTensor:
+        if not tensors:
+            raise AttributeError(f"{self._owner()} has no {what}: it has no Input (give it "
+                                 "fastlayers.Input(shape) first, an input_shape, or build it)")
+        return tensors[0]
+
+    @property
     def outputs(self) -> list[S.SymbolicTensor]:
         """The last layer's symbolic output in a list (empty without an Input)."""
         return self._outputs[-1:] if self._input is not None and self._stack else []

@@ -1,0 +1,154 @@
+"""Layer.input / Layer.output and Model.input / Model.output: the symbolic tensors of a
+layer's first call in a graph, and the structures a model was made with, as Keras 3 has them.
+Their use: a model's part up to a layer (feature extraction),
+``fl.Model(model.input, model.get_layer(name).output)``, compared with the same code in
+Keras on a file Keras saved (the tests that need keras skip without it; the CI step that
+installs it runs them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+
+import numpy as np
+import pytest
+from conftest import NUMPY_ONLY
+
+import fastlayers as fl
+from fastlayers import layers
+
+BACKENDS = ["numpy"] if NUMPY_ONLY else ["numpy", "cpp"]
+
+
+def _small_model():
+    inp = fl.Input((8,), name="x")
+    h = layers.Dense(4, activation="relu", name="d1")(inp)
+    out = layers.Dense(2, name="d2")(h)
+    return fl.Model(inp, out), inp, h, out
+
+
+def test_input_and_output_are_the_first_call_tensors():
+    model, inp, h, out = _small_model()
+    assert model.input is inp and model.output is out
+    assert model.get_layer("d1").input is inp and model.get_layer("d1").output is h
+    assert model.layers[0].output is inp and model.layers[0].input == []  # the InputLayer
+    part = fl.Model(model.input, model.get_layer("d1").output)
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    w1, b1 = model.get_layer("d1").get_weights()
+    np.testing.assert_array_equal(part(x), fl.dense(x, w1, b1, activation="relu"))
+
+
+def test_a_shared_layer_gives_its_first_call():
+    inp = fl.Input((3,))
+    shared = layers.Dense(3)
+    first = shared(inp)
+    second = shared(first)
+    model = fl.Model(inp, [first, second])
+    assert shared.output is first and shared.input is inp
+    assert model.output == [first, second]
+
+
+def test_structures_are_kept():
+    a, b = fl.Input((3,), name="a"), fl.Input((2,), name="b")
+    cat = layers.Concatenate()([a, b])
+    model = fl.Model({"a": a, "b": b}, {"o": cat})
+    assert model.input == {"a": a, "b": b} and model.output == {"o": cat}
+    assert model.get_layer(cat.node.layer.name).input == [a, b]  # a call on two tensors
+    listed = fl.Model([a], [layers.Dense(1)(a)])
+    assert isinstance(listed.input, list) and isinstance(listed.output, list)
+
+
+def test_sequential_input_and_layer_outputs():
+    seq = fl.models.Sequential([fl.Input((8,)), layers.Dense(4, name="a"),
+                                layers.Dense(2, name="b")])
+    assert seq.input is seq.inputs[0] and seq.output is seq.outputs[0]
+    part = fl.Model(seq.input, seq.get_layer("a").output)
+    x = np.ones((2, 8), np.float32)
+    np.testing.assert_array_equal(part(x), seq.get_layer("a")(x))
+
+
+def test_never_called_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="'lone' has never been called on symbolic"):
+        _ = layers.Dense(3, name="lone").output
+    dense = layers.Dense(3)
+    dense(np.ones((1, 2), np.float32))  # a call on an array records no graph
+    assert not hasattr(dense, "input")
+    with pytest.raises(AttributeError, match="has no input: it has no Input"):
+        _ = fl.models.Sequential([layers.Dense(3)]).input
+    with pytest.raises(AttributeError, match="has no output"):
+        _ = fl.models.Sequential().output
+
+
+def test_after_pickling_the_layers_give_their_calls_in_the_model():
+    model, *_ = _small_model()
+    again = pickle.loads(pickle.dumps(model))
+    part = fl.Model(again.input, again.get_layer("d1").output)
+    want = fl.Model(model.input, model.get_layer("d1").output)
+    x = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    np.testing.assert_array_equal(part(x), want(x))
+    assert again.get_layer("d1").output in part.outputs
+    lone = pickle.loads(pickle.dumps(model.get_layer("d2")))  # a layer alone: no graph
+    assert not hasattr(lone, "output")
+
+
+# ---- against Keras, on files Keras saved -------------------------------------------------
+
+
+@pytest.fixture
+def keras():
+    keras = pytest.importorskip("keras")
+    if importlib.util.find_spec("h5py") is None:
+        pytest.skip('h5py is not installed (pip install "fastlayers[keras]")')
+    return keras
+
+
+def _keras_models(keras):
+    L = keras.layers
+    inp = keras.Input((12, 12, 3), name="img")
+    x = L.Conv2D(6, 3, activation="relu", name="c1")(inp)
+    x = L.BatchNormalization(name="bn")(x)
+    skip = L.Conv2D(6, 1, name="c2")(x)
+    x = L.Add(name="add")([L.Conv2D(6, 3, padding="same", name="c3")(x), skip])
+    pooled = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(3, activation="softmax", name="head")(pooled)
+    functional = keras.Model(inp, out)
+    seq = keras.Sequential([keras.Input((7, 5)), L.LSTM(4, return_sequences=True, name="l"),
+                            L.Dense(3, name="d"), L.GlobalMaxPooling1D(name="g")])
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    shared = L.Dense(5, name="shared")
+    two = keras.Model({"a": a, "b": b},
+                      L.Concatenate(name="cat")([shared(L.Dense(5, name="pa")(a)),
+                                                 shared(L.Dense(5, name="pb")(b))]))
+    return {"functional": (functional, ["c1", "bn", "add", "gap"]),
+            "sequential": (seq, ["l", "d"]), "two_inputs": (two, ["shared", "pb", "cat"])}
+
+
+def _inputs(model, rng, batch):
+    shapes = {t.name: t.shape[1:] for t in model.inputs}
+    xs = {k: rng.standard_normal((batch, *s)).astype(np.float32) for k, s in shapes.items()}
+    return xs if len(xs) > 1 else next(iter(xs.values()))
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parts_of_loaded_models_as_keras(tmp_path, keras, backend, fmt):
+    from keras_weights import randomize
+
+    rng = np.random.default_rng(2)
+    for name, (model, names) in _keras_models(keras).items():
+        randomize(model, rng)
+        path = tmp_path / f"{name}.{fmt}"
+        model.save(path)
+        loaded = fl.load_model(path)
+        for layer in names:
+            # (Keras 3 has no Sequential.input: its inputs[0])
+            k_in = model.inputs[0] if isinstance(model, keras.Sequential) else model.input
+            want_model = keras.Model(k_in, model.get_layer(layer).output)
+            part = fl.Model(loaded.input, loaded.get_layer(layer).output)
+            for batch in (1, 3):
+                x = _inputs(model, rng, batch)
+                want = np.asarray(want_model.predict(x, verbose=0))
+                with fl.use_backend(backend):
+                    got = part.predict(x)
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5,
+                                           err_msg=f"{name}: up to {layer} ({fmt})")
