@@ -152,3 +152,102 @@ def test_parts_of_loaded_models_as_keras(tmp_path, keras, backend, fmt):
                     got = part.predict(x)
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5,
                                            err_msg=f"{name}: up to {layer} ({fmt})")
+
+
+# ---- trainable_weights / non_trainable_weights, against Keras ---------------------------
+
+
+def test_trainable_weights_of_a_frozen_model():
+    inp = fl.Input((3,))
+    bn = layers.BatchNormalization()
+    model = fl.Model(inp, bn(layers.Dense(2)(inp)), trainable=False)
+    assert model.trainable_weights == [] and len(model.non_trainable_weights) == 6
+    assert bn.trainable is False  # Keras's Model(..., trainable=False) sets its layers
+    bn.trainable = True
+    assert [w.shape for w in bn.trainable_weights] == [(2,), (2,)]  # gamma, beta
+    assert [w.shape for w in bn.non_trainable_weights] == [(2,), (2,)]  # the statistics
+    assert model.trainable_weights == []  # the model asked is frozen
+    model.trainable = True  # sets every layer, as Keras's setter
+    assert len(model.trainable_weights) == 4 and model._count_trainable_params() == 12
+
+
+def test_trainable_weights_as_keras_through_freezing(tmp_path, keras):
+    L = keras.layers
+    inner = keras.Sequential([keras.Input((6,)), L.Dense(5, name="i1"),
+                              L.BatchNormalization(name="ibn")], name="inner")
+    inp = keras.Input((6,))
+    x = L.Bidirectional(L.LSTM(3), name="bi")(L.Reshape((5, 1))(inner(inp)))
+    shared = L.Dense(4, name="sh")
+    y = shared(shared(L.Dense(4)(x)))
+    y = L.TimeDistributed(L.BatchNormalization(), name="td")(L.Reshape((2, 2))(y))
+    km = keras.Model(inp, y)
+    km.save(tmp_path / "m.keras")
+    fm = fl.load_model(tmp_path / "m.keras")
+
+    def same(step):
+        pairs = [(km, fm), *zip(km.layers, fm.layers),
+                 (km.get_layer("inner").layers[1], fm.get_layer("inner").layers[1])]
+        for k, f in pairs:
+            for attr in ("trainable_weights", "non_trainable_weights"):
+                want = [tuple(w.shape) for w in getattr(k, attr)]
+                assert [w.shape for w in getattr(f, attr)] == want, (step, k.name, attr)
+        assert fm._count_trainable_params() == sum(int(np.prod(w.shape))
+                                                   for w in km.trainable_weights), step
+
+    def both(get, value):
+        get(km).trainable = value
+        get(fm).trainable = value
+
+    same("loaded")
+    for name in ("inner", "bi", "sh", "td"):
+        both(lambda m, name=name: m.get_layer(name), False)
+        same(f"{name} frozen")
+    both(lambda m: m, False)
+    same("model frozen")
+    both(lambda m: m, True)
+    same("model unfrozen")
+    both(lambda m: m.get_layer("inner"), False)
+    both(lambda m: m.get_layer("inner").layers[1], True)
+    same("inner frozen, its BatchNormalization not")
+    both(lambda m: m.get_layer("td"), False)
+    both(lambda m: m.get_layer("td").layer, True)
+    same("wrapper frozen, its layer not")
+
+
+def _frozen_layer(keras, kind, trainable):
+    L = keras.layers
+    return {
+        "bidirectional": lambda: L.Bidirectional(L.LSTM(3), trainable=trainable),
+        "time_distributed": lambda: L.TimeDistributed(L.BatchNormalization(),
+                                                      trainable=trainable),
+        "mha": lambda: L.MultiHeadAttention(2, 3, trainable=trainable),
+        "gqa": lambda: L.GroupQueryAttention(4, 2, 1, trainable=trainable),
+        "conv_lstm": lambda: L.ConvLSTM2D(2, 3, trainable=trainable),
+        "lstm": lambda: L.LSTM(3, trainable=trainable),
+        "dense": lambda: L.Dense(3, trainable=trainable),
+    }[kind]()
+
+
+@pytest.mark.parametrize("how", ["constructor", "setter", "setter then unfrozen"])
+@pytest.mark.parametrize("kind", ["bidirectional", "time_distributed", "mha", "gqa",
+                                  "conv_lstm", "lstm", "dense"])
+def test_trainable_weights_of_loaded_frozen_layers_as_keras(tmp_path, keras, kind, how):
+    # Keras's own load_model of the same file is the reference: a layer that keeps its
+    # variables in layers of its own (MultiHeadAttention, ConvLSTM2D) made with
+    # trainable=False leaves them trainable, and a file cannot tell the setter from that
+    inp = keras.Input((3, 5, 5, 2) if kind == "conv_lstm" else (5, 4))
+    layer = _frozen_layer(keras, kind, trainable=how != "constructor")
+    out = layer(inp, inp) if kind in ("mha", "gqa") else layer(inp)
+    model = keras.Model(inp, out)
+    if how != "constructor":
+        layer.trainable = False
+    if how == "setter then unfrozen":
+        layer.trainable = True
+    for fmt in ("keras", "h5"):
+        model.save(tmp_path / f"m.{fmt}")
+        want = keras.models.load_model(tmp_path / f"m.{fmt}", compile=False)
+        got = fl.load_model(tmp_path / f"m.{fmt}")
+        for k, f in ((want, got), (want.layers[1], got.layers[1])):
+            for attr in ("trainable_weights", "non_trainable_weights"):
+                assert [w.shape for w in getattr(f, attr)] == [
+                    tuple(w.shape) for w in getattr(k, attr)], (fmt, k.name, attr)

@@ -217,6 +217,8 @@ class MultiHeadAttention(Layer):
     output (B, T, Dout), or (output, scores (B, N, T, S)).
     """
 
+    _sublayer_variables = True  # Keras's query, key, value and output EinsumDense layers
+
     config_keys = (
         "num_heads",
         "key_dim",

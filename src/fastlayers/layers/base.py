@@ -315,6 +315,10 @@ class Layer:
             finally:
                 _probing.on = False
         object.__setattr__(self, name, value)
+        if name == "trainable" and not self.__dict__.get("_init_depth", 1):
+            self.__dict__["_variables_trainable"] = bool(value)  # (_sublayer_variables)
+            for layer in self._sublayers():  # as Keras's setter: the layers inside too
+                layer.trainable = value
         if after_init:
             self._config_changed(name)
         # A shape plan may have bound the old value in (models/shape_plan.py). Not during
@@ -465,16 +469,47 @@ class Layer:
             raise ValueError(f"{self._owner()}: the layer is not built yet")
         return int(sum(w.size for w in self._weight_values))
 
-    def _count_trainable_params(self) -> int:
-        """The weight values Keras counts as trainable: none for a frozen layer, else those
-        not in ``non_trainable_weight_names`` (the layer must be built)."""
+    def _sublayers(self) -> list[Layer]:
+        """The layers this one holds and calls (a model's, a wrapper's)."""
+        return []
+
+    #: Whether Keras's layer of this class keeps its variables in layers of its own, made in
+    #: its constructor (MultiHeadAttention's EinsumDense layers, ConvLSTM2D's cell): built
+    #: with ``trainable=False``, its variables stay trainable (a model lists them so); only
+    #: a later ``layer.trainable = ...`` sets them.
+    _sublayer_variables = False
+
+    def _trainable_mask(self) -> list[bool]:
+        """Per weight of ``weights``, its trainable flag as Keras keeps it on the variable:
+        none of a frozen layer's, else those not in ``non_trainable_weight_names``. A layer
+        holding other layers' weights gives theirs: the flags are the layers' own (setting
+        ``trainable`` sets those inside too), and only the layer or model asked
+        (``trainable_weights``) applies its own ``trainable`` on top, as Keras does."""
+        on = (self.__dict__.get("_variables_trainable", True) if self._sublayer_variables
+              else self.trainable)
+        names, count = self._weight_names(), len(self.weights)
+        if len(names) != count:  # weights held elsewhere, or not built: as they are
+            return [on] * count
+        return [on and name not in self.non_trainable_weight_names for name in names]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        """The weights Keras lists as trainable (not a BatchNormalization's moving statistics;
+        none of a layer with ``trainable = False``), in ``weights`` order."""
         if not self.trainable:
-            return 0
-        names, values = self._weight_names(), self.weights
-        if len(names) != len(values):  # weights held elsewhere (a wrapper): all trainable
-            return self.count_params()
-        return int(sum(w.size for name, w in zip(names, values)
-                       if name not in self.non_trainable_weight_names))
+            return []
+        return [w for w, t in zip(self.weights, self._trainable_mask()) if t]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        """The other weights, in ``weights`` order."""
+        if not self.trainable:
+            return self.weights
+        return [w for w, t in zip(self.weights, self._trainable_mask()) if not t]
+
+    def _count_trainable_params(self) -> int:
+        """The weight values Keras counts as trainable (``summary()``)."""
+        return int(sum(w.size for w in self.trainable_weights))
 
     # ---- config ---------------------------------------------------------------------
     #: The constructor arguments get_config returns (after "name"), each an attribute of the

@@ -42,6 +42,7 @@ def _activation_fn(act: Any) -> Any:
 class _ConvLSTM(Layer):
     """What ConvLSTM1D and ConvLSTM2D share (``rank`` spatial axes)."""
 
+    _sublayer_variables = True  # Keras's cell (made without the layer's trainable)
     rank = 2
     config_keys = (
         "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",

@@ -452,6 +452,9 @@ class Bidirectional(Layer):
             backward_layer = type(layer).from_config(config)
         self.backward_layer: _RNN = backward_layer
         fwd, bwd = self.forward_layer, self.backward_layer
+        fwd.trainable = layer.trainable  # (Keras's copies take it with the config)
+        if not self._custom_backward:
+            bwd.trainable = layer.trainable
         if fwd.go_backwards == bwd.go_backwards:
             raise ValueError(
                 f"{owner}: the forward and backward layers must have different go_backwards, "
@@ -530,11 +533,11 @@ class Bidirectional(Layer):
     def count_params(self) -> int:
         return self.forward_layer.count_params() + self.backward_layer.count_params()
 
-    def _count_trainable_params(self) -> int:
-        if not self.trainable:
-            return 0
-        return (self.forward_layer._count_trainable_params()
-                + self.backward_layer._count_trainable_params())
+    def _sublayers(self) -> list[Layer]:
+        return [self.forward_layer, self.backward_layer]
+
+    def _trainable_mask(self) -> list[bool]:
+        return self.forward_layer._trainable_mask() + self.backward_layer._trainable_mask()
 
     # ---- call -------------------------------------------------------------------------
     def call(self, sequences, initial_state=None, mask=None, training=None):

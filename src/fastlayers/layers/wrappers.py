@@ -142,8 +142,11 @@ class TimeDistributed(Layer):
         return frozenset(f"{path}{name}" for path, layer in self._wrapped_leaves()
                          for name in layer.non_trainable_weight_names)
 
-    def _count_trainable_params(self) -> int:
-        return self.layer._count_trainable_params() if self.trainable else 0
+    def _sublayers(self) -> list[Layer]:
+        return [self.layer]
+
+    def _trainable_mask(self) -> list[bool]:
+        return self.layer._trainable_mask()
 
     # ---- call ---------------------------------------------------------------------------
     def call(self, inputs: Any, mask: Any = None, training: Any = None) -> np.ndarray:

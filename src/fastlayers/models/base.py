@@ -203,21 +203,21 @@ class BaseModel(Layer):
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights))
 
-    def _count_trainable_params(self, seen: set | None = None) -> int:
-        """Keras's trainable count: none when frozen (a frozen model freezes its layers),
-        else its layers' (see Layer._count_trainable_params), each layer once."""
+    def _sublayers(self) -> list[Layer]:
+        return self._unique_weight_layers()
+
+    def _trainable_mask(self, seen: set | None = None) -> list[bool]:
+        """Its layers' flags (Layer._trainable_mask), each layer once, as ``_weight_layers``
+        lists them."""
         seen = set() if seen is None else seen
-        if not self.trainable:
-            seen.update(id(layer) for layer in self._weight_layers())
-            return 0
-        total = 0
+        mask: list[bool] = []
         for layer in self._unique_weight_layers():
             if isinstance(layer, BaseModel):
-                total += layer._count_trainable_params(seen)
+                mask += layer._trainable_mask(seen)
             elif id(layer) not in seen:
                 seen.add(id(layer))
-                total += layer._count_trainable_params() if layer.built else 0
-        return total
+                mask += layer._trainable_mask()
+        return mask
 
     def load_weights(self, path: Any) -> None:
         """Set the weights from a Keras weights file: ``.weights.h5`` (Keras 3, matched

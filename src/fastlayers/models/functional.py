@@ -97,6 +97,9 @@ class Model(BaseModel):
         self._nodes = _topological_nodes(self.inputs, self.outputs)
         self._layers = _layers_of(self.inputs, self.outputs)
         self.built = True
+        if "trainable" in kwargs:  # Keras's Model(..., trainable=False) sets its layers too
+            for layer in self._sublayers():
+                layer.trainable = self.trainable
 
     def __getstate__(self) -> dict[str, Any]:
         """The nodes first, in their order (each after the nodes it reads): pickle then finds
