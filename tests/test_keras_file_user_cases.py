@@ -679,3 +679,42 @@ def test_sequential_build_failures_and_repr():
     assert fl.Sequential([D(2, input_shape=np.array([5]))]).input_shape == (None, 5)
     with pytest.raises(ValueError, match="load_model"):
         fl.Sequential.from_config(keras.Sequential([keras.Input((5,)), L.Dense(2)]).get_config())
+
+
+# ---- an audit as a Keras user (session 34): dict inputs and outputs ----------------------
+
+
+def _dict_heads(K, L):
+    a, b = K.Input((3,), name="zeta"), K.Input((2,), name="alpha")
+    h = L.Dense(8, activation="relu", name="trunk")(L.Concatenate(name="cat")([a, b]))
+    # two heads of one shape, written in unsorted key order
+    return K.Model({"zeta": a, "alpha": b},
+                   {"score": L.Dense(1, name="s")(h), "aux": L.Dense(1, name="a")(h)})
+
+
+@pytest.mark.parametrize("how", ["set_weights", "load_weights"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dict_outputs_take_keras_weights_in_keras_order(tmp_path, backend, how):
+    # Keras lists a dict's tensors by sorted key (tree.flatten): model.inputs, model.outputs,
+    # and so the layers and get_weights. Listed in the dict's own order, the two heads
+    # swapped their weights without an error.
+    km = _dict_heads(keras, L)
+    randomize(km, np.random.default_rng(0))
+    fl.layers.Dense(3)  # a layer made before: the file's auto-names no longer match
+    fm = _dict_heads(fl, fl.layers)
+    assert [t.name for t in fm.inputs] == [t.name for t in km.inputs] == ["alpha", "zeta"]
+    assert [layer.name for layer in fm.layers] == [layer.name for layer in km.layers]
+    if how == "set_weights":
+        fm.set_weights(km.get_weights())
+    else:
+        km.save_weights(tmp_path / "m.weights.h5")
+        fm.load_weights(tmp_path / "m.weights.h5")
+    rng = np.random.default_rng(1)
+    x = {"zeta": rng.standard_normal((4, 3)).astype(np.float32),
+         "alpha": rng.standard_normal((4, 2)).astype(np.float32)}
+    want = {k: np.asarray(v.detach()) for k, v in km(x).items()}
+    with fl.use_backend(backend):
+        got = fm(x)
+    assert set(got) == {"score", "aux"}
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)

@@ -304,11 +304,21 @@ def _input_layer_of(t: S.SymbolicTensor) -> InputLayer:
     return t.node.layer  # type: ignore[return-value]
 
 
+def _sorted_keys(struct: dict, what: str) -> list:
+    try:
+        return sorted(struct)
+    except TypeError:
+        raise TypeError(f"Model: the keys of the {what} dict must be of one kind that "
+                        f"sorts (strings), got {list(struct)!r}") from None
+
+
 def _tensor_list(struct: Any, what: str) -> list[S.SymbolicTensor]:
     if isinstance(struct, S.SymbolicTensor):
         return [struct]
     if isinstance(struct, dict):
-        items = list(struct.values())
+        # in the order of the sorted keys, as Keras's tree.flatten lists them: the order of
+        # model.inputs / model.outputs, and so of the layers and of get_weights
+        items = [struct[k] for k in _sorted_keys(struct, what)]
     elif isinstance(struct, (list, tuple)):
         items = list(struct)
     else:
