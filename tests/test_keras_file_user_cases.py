@@ -716,5 +716,7 @@ def test_dict_outputs_take_keras_weights_in_keras_order(tmp_path, backend, how):
     with fl.use_backend(backend):
         got = fm(x)
     assert set(got) == {"score", "aux"}
+    with pytest.raises(ValueError, match="made with a dict of inputs; pass them as a dict"):
+        fm([x["alpha"], x["zeta"]])  # Keras refuses a list too
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)

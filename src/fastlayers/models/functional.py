@@ -282,6 +282,12 @@ class Model(BaseModel):
                 )
             arrays = [inputs[_input_layer_of(t).name] for t in self.inputs]
         elif isinstance(inputs, (list, tuple)) and inputs and (n > 1 or not numbers_only(inputs)):
+            if n > 1 and isinstance(self.__dict__.get("_input_struct"), dict):
+                # (Keras refuses this too; its order would be the sorted names, not the dict's)
+                raise ValueError(
+                    f"{self._owner()}: the model was made with a dict of inputs; pass them as "
+                    f"a dict by name {sorted(_input_layer_of(t).name for t in self.inputs)}, "
+                    f"not as a {type(inputs).__name__}")
             arrays = list(inputs)  # one entry per input
         else:
             arrays = [inputs]  # one input, as an array or as nested lists of numbers
