@@ -1823,3 +1823,111 @@ def test_bicubic_upsample_module_and_refusals(any_backend):
         with pytest.raises(TorchConversionError, match=match):
             fl.from_torch(_Fn(lambda x, kw=kw: torch.nn.functional.interpolate(
                 x, mode="bicubic", **kw)), torch.randn(1, 2, 8, 8))
+
+
+# ---- an audit as a PyTorch user (session 34) ----------------------------------------------
+
+
+class Noise(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        draws = {
+            "randn": lambda: torch.randn(4), "rand": lambda: torch.rand(1, 4),
+            "normal": lambda: torch.normal(0.0, 1.0, size=(4,)),
+            "randint": lambda: torch.randint(0, 3, (4,)).float(),
+            "randperm": lambda: torch.randperm(4).float(),
+            "normal_": lambda: torch.empty(4).normal_(),
+            "sized by the input": lambda: torch.randn(x.shape[1]),
+            "randn_like": lambda: torch.randn_like(x),
+        }
+        return x + 0.1 * draws[self.how]()
+
+
+@pytest.mark.parametrize("how", ["randn", "rand", "normal", "randint", "randperm", "normal_",
+                                 "sized by the input", "randn_like"])
+def test_random_draws_are_refused(how):
+    # with sizes known while tracing, fx drew them once and kept the draw as a constant: the
+    # converted model returned that one sample on every call
+    name = how.rstrip("_").split()[0] if how != "sized by the input" else "randn"
+    with pytest.raises(TorchConversionError, match=name):
+        fl.from_torch(Noise(how), torch.zeros(2, 4))
+    assert torch.empty(3).normal_().shape == (3,)  # torch's own functions are put back
+
+
+class SeqFirstLen(nn.Module):
+    """PyTorch's tutorial TransformerModel: a causal mask of len(src), src (T, B)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 1,
+                                         enable_nested_tensor=False)
+
+    def forward(self, src):
+        return self.enc(self.emb(src), nn.Transformer.generate_square_subsequent_mask(len(src)))
+
+
+class BatchLen(nn.Module):
+    def forward(self, x):
+        return x * len(x)
+
+
+def test_len_of_a_tensor(any_backend):
+    torch.manual_seed(0)
+    check(SeqFirstLen(), torch.randint(0, 20, (6, 3)),
+          run_inputs=[(torch.randint(0, 20, (6, 1)),), (torch.randint(0, 20, (6, 5)),)])
+    with pytest.raises(TorchConversionError, match="decides on the batch size"):
+        fl.from_torch(BatchLen(), torch.randn(3, 2))
+
+
+class PlainTable(nn.Module):
+    """A table kept as a plain attribute (register_buffer was meant), sliced by a size read
+    from the input, as many tutorials' positional encodings (and Llama's freqs_cis) are."""
+
+    def __init__(self):
+        super().__init__()
+        self.pe = torch.randn(1, 16, 4)
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x + self.pe[:, :x.size(1)])
+
+
+def test_a_plain_tensor_attribute_sliced_by_an_input_size(any_backend):
+    module = PlainTable()
+    check(module, torch.randn(2, 7, 4), run_inputs=[(torch.randn(3, 7, 4),)])
+    # put back as it was: a plain attribute, not a buffer, not in the state_dict
+    assert "pe" in vars(module) and "pe" not in module._buffers
+    assert list(module.state_dict()) == ["lin.weight", "lin.bias"]
+
+
+def test_wrappers_are_unwrapped_and_compiled_modules_refused_by_name(any_backend):
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval()
+    x = torch.randn(2, 4)
+    for wrapped in (nn.DataParallel(net), torch.compile(net)):
+        np.testing.assert_array_equal(fl.from_torch(wrapped, x)(x.numpy()),
+                                      fl.from_torch(net, x)(x.numpy()))
+    for scripted in (torch.jit.script(net), torch.jit.trace(net, x)):
+        with pytest.raises(TorchConversionError, match="TorchScript module"):
+            fl.from_torch(scripted, x)
+    exported = torch.export.export(net, (x,)).module()
+    with pytest.raises(TorchConversionError, match="torch.export program"):
+        fl.from_torch(exported, x)
+
+
+class CausalMha(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(x.size(1))  # a float mask
+        return self.mha(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+
+def test_an_empty_batch_through_attention_with_a_float_mask(any_backend):
+    model = check(CausalMha(), torch.randn(2, 5, 8))
+    assert model(np.zeros((0, 5, 8), np.float32)).shape == (0, 5, 8)

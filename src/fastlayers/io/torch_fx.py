@@ -4545,6 +4545,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch: module must be a torch.nn.Module, got "
                         f"{type(module).__name__}")
+    module = _unwrapped(torch, module)
     if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     _refuse_bfloat16(torch, module, example_inputs)
@@ -4572,6 +4573,56 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     finally:
         for m, flag in training.items():
             m.train(flag)
+
+
+def _unwrapped(torch: Any, module: Any) -> Any:
+    """The module a training or compiling wrapper holds (nn.DataParallel's and
+    DistributedDataParallel's ``module``, torch.compile's original), which is what runs; a
+    TorchScript module and torch.export's ``module()``, which torch.fx cannot trace, are
+    refused by name."""
+    nn = torch.nn
+    while True:
+        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            module = module.module
+        elif type(module).__name__ == "OptimizedModule" and isinstance(
+                getattr(module, "_orig_mod", None), nn.Module):
+            module = module._orig_mod
+        else:
+            break
+    if isinstance(module, torch.jit.ScriptModule):
+        raise TorchConversionError(
+            "from_torch: a TorchScript module (torch.jit.script, trace or load) holds compiled "
+            "code, which torch.fx cannot trace: convert the Python nn.Module it was made from "
+            "(with its state_dict loaded)")
+    if isinstance(module, torch.fx.GraphModule) and hasattr(module, "_in_spec"):
+        raise TorchConversionError(
+            "from_torch: the module of a torch.export program cannot be traced again by "
+            "torch.fx: convert the nn.Module that was exported")
+    return module
+
+
+@contextlib.contextmanager
+def _tensor_attributes_as_buffers(torch: Any, module: Any) -> Iterator[None]:
+    """Tensors kept as plain attributes of the module or its submodules (``self.pe = pe``
+    where ``register_buffer`` was meant, Llama's ``self.freqs_cis``) registered as
+    non-persistent buffers for _trace's second trace, then put back as they were: that trace
+    records them as graph attributes, as the buffers, so that a size read from an input can
+    slice one (``self.pe[:, :x.size(1)]``); as plain tensors fx's trace fails there."""
+    moved = []
+    for mod in module.modules():
+        for key, value in list(vars(mod).items()):
+            if (isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
+                    and not key.startswith("__") and key not in mod._buffers):
+                del mod.__dict__[key]
+                mod.register_buffer(key, value, persistent=False)
+                moved.append((mod, key, value))
+    try:
+        yield
+    finally:
+        for mod, key, value in moved:
+            mod._buffers.pop(key, None)
+            mod._non_persistent_buffers_set.discard(key)
+            mod.__dict__[key] = value
 
 
 def _record_class_hint(target: Any) -> str:
@@ -4889,6 +4940,14 @@ _RANDOM = frozenset({"rand", "rand_like", "randn", "randn_like", "randint", "ran
                      "gumbel_softmax"})
 
 
+# The random factories and in-place draws that fx would run while tracing when their arguments
+# are known (torch.randn(4), torch.empty(4).normal_()) and keep as constants (_tracing_patches).
+_RANDOM_FACTORIES = ("rand", "randn", "randint", "randperm", "normal", "bernoulli",
+                     "multinomial", "poisson", "rand_like", "randn_like", "randint_like")
+_RANDOM_IN_PLACE = ("normal_", "uniform_", "random_", "bernoulli_", "exponential_",
+                    "geometric_", "log_normal_", "cauchy_")
+
+
 def _dropout_training(args: Any, kwargs: Any) -> bool:
     """Whether a dropout call (input, p, training, ...) drops: its flag (``training``, or
     ``train`` for torch.dropout and its kin), by default true."""
@@ -5043,9 +5102,16 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
 
     def length(proxy: Any) -> int:  # len() of a shape or a tuple the examples fix
         n = run.length(proxy)
-        if n is None:
-            return torch.fx.Proxy.__len__(proxy)
-        return n
+        if n is not None:
+            return n
+        value = run.values.get(proxy.node)
+        if isinstance(value, torch.Tensor) and value.ndim >= 1:
+            # len(tensor) is its size(0), as int(x.size(0)): the examples' value, guarded (the
+            # tutorial's generate_square_subsequent_mask(len(src)) of a seq-first src)
+            frame = inspect.currentframe()
+            return run.specialize(proxy.tracer, proxy.size(0), int,
+                                  frame.f_back if frame else None)
+        return torch.fx.Proxy.__len__(proxy)
 
     def number(kind: Any) -> Any:  # int() or float() of a size (guarded)
         def convert(proxy: Any, caller: Any = None) -> Any:
@@ -5155,7 +5221,8 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             run = _ExampleRun(torch, examples)
             tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
             try:
-                graph = tracer.trace(root, concrete_args=concrete)
+                with _tensor_attributes_as_buffers(torch, root):
+                    graph = tracer.trace(root, concrete_args=concrete)
             except Exception as second:
                 if str(second) == str(first):
                     raise
@@ -5609,12 +5676,31 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
                 return self.tracer.create_proxy("call_function", op, (self, other), {})
             return method
 
-        saved = {n: getattr(torch, n) for n in ("finfo", "ones", "zeros", "empty")}
+        def drawn(name: str, real: Any) -> Any:
+            def draw(*args: Any, **kwargs: Any) -> Any:
+                if not any(isinstance(v, torch.fx.Proxy) for v in (*args, *kwargs.values())):
+                    raise TorchConversionError(
+                        f"from_torch: torch.{name} in forward draws random numbers, which a "
+                        "converted model cannot (it would return the one draw made while "
+                        "converting on every call)")
+                return real(*args, **kwargs)  # recorded by fx, then refused as random
+            return draw
+
+        saved = {n: getattr(torch, n) for n in ("finfo", "ones", "zeros", "empty",
+                                                 *_RANDOM_FACTORIES)}
+        # (torch.Tensor inherits them from TensorBase: put back by removing the patch)
+        saved_methods = {n: torch.Tensor.__dict__.get(n) for n in _RANDOM_IN_PLACE}
         proxy = torch.fx.Proxy
         saved_proxy = {n: proxy.__dict__.get(n) for n, _ in _AUGMENTED}
         torch.finfo = finfo
         for n in ("ones", "zeros", "empty"):
             setattr(torch, n, sized(saved[n]))
+        # (a draw with sizes known at conversion is made by fx while tracing and kept as a
+        # constant: refused here; torch.empty(4).normal_() too)
+        for n in _RANDOM_FACTORIES:
+            setattr(torch, n, drawn(n, saved[n]))
+        for n in saved_methods:
+            setattr(torch.Tensor, n, drawn(f"Tensor.{n}", getattr(torch.Tensor, n)))
         for n, op in _AUGMENTED:
             setattr(proxy, n, in_place(op))
         try:
@@ -5623,6 +5709,11 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
             fake_log.disabled = was_disabled
             for n, f in saved.items():
                 setattr(torch, n, f)
+            for n, f in saved_methods.items():
+                if f is None:
+                    delattr(torch.Tensor, n)
+                else:
+                    setattr(torch.Tensor, n, f)
             for n, f in saved_proxy.items():
                 if f is None:
                     delattr(proxy, n)

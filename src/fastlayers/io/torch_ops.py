@@ -980,7 +980,7 @@ def torch_multihead_attention(query, key, value, key_padding_mask=None, attn_mas
     probs = _act.softmax(scores.astype(F32), axis=-1)
     o = np.matmul(probs, vh).astype(F32).transpose(0, 2, 1, 3).reshape(b, t, e)
     out = FL.dense(o, w["wo"], w["bo"]) if packed is None else packed[3](o.reshape(b * t, e))
-    out = out.reshape(b, t, -1)
+    out = out.reshape(b, t, out.shape[-1])  # (not -1: an empty batch has size 0)
     if not need_weights:
         return out
     return out, (probs.mean(axis=1).astype(F32) if average else probs)
