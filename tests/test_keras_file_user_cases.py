@@ -720,3 +720,41 @@ def test_dict_outputs_take_keras_weights_in_keras_order(tmp_path, backend, how):
         fm([x["alpha"], x["zeta"]])  # Keras refuses a list too
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def _gqa_model(K, L):
+    i = K.Input((6, 8))
+    x = L.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2)(i, i)
+    return K.Model(i, L.Dense(2)(x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_file_of_an_auto_named_group_query_attention(tmp_path, backend):
+    # Keras's class is GroupedQueryAttention (exported as GroupQueryAttention): its
+    # auto-name, and so the file's path, is grouped_query_attention
+    km = _gqa_model(keras, L)
+    randomize(km, np.random.default_rng(0))
+    km.save_weights(tmp_path / "m.weights.h5")
+    fm = _gqa_model(fl, fl.layers)
+    assert fm.layers[1].name.startswith("grouped_query_attention")
+    fm.load_weights(tmp_path / "m.weights.h5")
+    x = np.random.default_rng(1).standard_normal((3, 6, 8)).astype(np.float32)
+    with fl.use_backend(backend):
+        got = fm(x)
+    np.testing.assert_allclose(got, np.asarray(km(x).detach()), rtol=1e-5, atol=1e-6)
+
+
+def test_keras_code_runs_with_fastlayers_layers_as_written():
+    # keras.layers' other names of the same classes, and its mixed-precision policies
+    # (weights in float32: computed in float32 here)
+    for alias in ("MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D",
+                  "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
+                  "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "Convolution1D",
+                  "Convolution2D", "Convolution3D", "SeparableConvolution1D",
+                  "SeparableConvolution2D", "Convolution2DTranspose",
+                  "Convolution3DTranspose"):
+        assert getattr(fl.layers, alias) is getattr(fl.layers, getattr(L, alias).__name__)
+    for policy in ("mixed_float16", "mixed_bfloat16", keras.DTypePolicy("mixed_float16")):
+        assert fl.layers.Dense(4, dtype=policy).units == 4
+    with pytest.raises(ValueError, match="computes in float32"):
+        fl.layers.Dense(4, dtype="float16")

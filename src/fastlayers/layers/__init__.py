@@ -183,6 +183,25 @@ from .reshaping import Permute, RepeatVector, Reshape  # merge topic (issue 12)
 from .upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 from .wrappers import TimeDistributed  # merge topic (issue 12)
 
+# Keras's other names of the same classes (keras.layers.MaxPool2D is MaxPooling2D, ...), so
+# that code written for keras.layers runs with fastlayers.layers as written.
+MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
+AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = (
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D)
+GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = (
+    GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D)
+Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
+SeparableConvolution1D, SeparableConvolution2D = SeparableConv1D, SeparableConv2D
+Convolution2DTranspose, Convolution3DTranspose = Conv2DTranspose, Conv3DTranspose
+_KERAS_ALIASES = [
+    "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D",
+    "GlobalMaxPool2D", "GlobalMaxPool3D", "Convolution1D", "Convolution2D", "Convolution3D",
+    "SeparableConvolution1D", "SeparableConvolution2D", "Convolution2DTranspose",
+    "Convolution3DTranspose",
+]
+
 
 def __getattr__(name: str):
     """``Input`` and ``InputLayer`` also from here, as ``keras.layers`` has them (they live in
@@ -324,4 +343,4 @@ __all__ = [
     "RandAugment",
     "CutMix",
     "MixUp",
-]
+] + _KERAS_ALIASES

@@ -468,6 +468,8 @@ class GroupQueryAttention(MultiHeadAttention):
     (the NumPy path repeats it, as Keras does; the C++ path reads it in place, same values).
     """
 
+    _keras_class_name = "GroupedQueryAttention"  # (exported by Keras as GroupQueryAttention)
+
     config_keys = ("head_dim", "num_query_heads", "num_key_value_heads", "dropout",
                    "use_bias", "sliding_window", "kernel_initializer", "bias_initializer",
                    "seed")

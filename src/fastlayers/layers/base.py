@@ -163,13 +163,17 @@ class Layer:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{cls}: name must be a str, got {type(name).__name__}")
         if dtype is not None:
+            policy = getattr(dtype, "name", dtype)
             try:  # a dtype, a dtype name, or a Keras DTypePolicy (which has .name)
-                is_f32 = np.dtype(getattr(dtype, "name", dtype)) == np.float32
+                # (Keras's mixed policies keep float32 weights: computed in float32 here, as a
+                # loaded file of such a model is)
+                is_f32 = policy in ("mixed_float16", "mixed_bfloat16") or (
+                    np.dtype(policy) == np.float32)
             except TypeError:
                 is_f32 = False
             if not is_f32:
                 raise ValueError(f"{cls}: fastlayers computes in float32; got dtype={dtype!r}")
-        self.name: str = name if name is not None else _auto_name(cls)
+        self.name: str = name if name is not None else _auto_name(self._keras_class_name or cls)
         self.trainable = _bool(trainable, cls, "trainable")
         self.seed: int | None = _seed(seed, cls)
         self.built = False
@@ -472,6 +476,9 @@ class Layer:
     def _sublayers(self) -> list[Layer]:
         """The layers this one holds and calls (a model's, a wrapper's)."""
         return []
+
+    #: The class name of Keras's layer when it differs (its auto-names: "grouped_query_attention").
+    _keras_class_name: str | None = None
 
     #: Whether Keras's layer of this class keeps its variables in layers of its own, made in
     #: its constructor (MultiHeadAttention's EinsumDense layers, ConvLSTM2D's cell): built
