@@ -758,3 +758,22 @@ def test_keras_code_runs_with_fastlayers_layers_as_written():
         assert fl.layers.Dense(4, dtype=policy).units == 4
     with pytest.raises(ValueError, match="computes in float32"):
         fl.layers.Dense(4, dtype="float16")
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_nested_model_with_dict_outputs_loads(tmp_path, backend, fmt):
+    # the config numbers the nested model's outputs by sorted key (keras_history [inner, 0,
+    # 1] is "q"): loading refused the file as malformed
+    ii = keras.Input((4,))
+    inner = keras.Model(ii, {"q": L.Dense(3)(ii), "p": L.Dense(2)(ii)}, name="inner")
+    i = keras.Input((4,))
+    o = inner(i)
+    km = keras.Model(i, L.Concatenate()([o["p"], o["q"]]))
+    randomize(km, np.random.default_rng(0))
+    km.save(tmp_path / f"m.{fmt}")
+    fm = fl.load_model(tmp_path / f"m.{fmt}")
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    with fl.use_backend(backend):
+        got = fm(x)
+    np.testing.assert_allclose(got, np.asarray(km(x).detach()), rtol=1e-5, atol=1e-6)

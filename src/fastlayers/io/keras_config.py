@@ -783,7 +783,11 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
             except KeyError:
                 continue
             out = _call(made[name], name, args, kwargs)
-            outputs[(name, k)] = list(out) if isinstance(out, (list, tuple)) else [out]
+            # (a nested model's dict of outputs by sorted key, as Keras's tree.flatten numbers
+            # them in keras_history)
+            outputs[(name, k)] = (list(out) if isinstance(out, (list, tuple))
+                                  else [out[key] for key in sorted(out)] if isinstance(out, dict)
+                                  else [out])
             pending.remove(item)
             progress = True
         if not progress:
