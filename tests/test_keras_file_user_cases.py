@@ -699,7 +699,7 @@ def test_dict_outputs_take_keras_weights_in_keras_order(tmp_path, backend, how):
     # and so the layers and get_weights. Listed in the dict's own order, the two heads
     # swapped their weights without an error.
     km = _dict_heads(keras, L)
-    randomize(km, np.random.default_rng(0))
+    randomize(km, seed=0)
     fl.layers.Dense(3)  # a layer made before: the file's auto-names no longer match
     fm = _dict_heads(fl, fl.layers)
     assert [t.name for t in fm.inputs] == [t.name for t in km.inputs] == ["alpha", "zeta"]
@@ -733,7 +733,7 @@ def test_weights_file_of_an_auto_named_group_query_attention(tmp_path, backend):
     # Keras's class is GroupedQueryAttention (exported as GroupQueryAttention): its
     # auto-name, and so the file's path, is grouped_query_attention
     km = _gqa_model(keras, L)
-    randomize(km, np.random.default_rng(0))
+    randomize(km, seed=0)
     km.save_weights(tmp_path / "m.weights.h5")
     fm = _gqa_model(fl, fl.layers)
     assert fm.layers[1].name.startswith("grouped_query_attention")
@@ -770,7 +770,7 @@ def test_a_nested_model_with_dict_outputs_loads(tmp_path, backend, fmt):
     i = keras.Input((4,))
     o = inner(i)
     km = keras.Model(i, L.Concatenate()([o["p"], o["q"]]))
-    randomize(km, np.random.default_rng(0))
+    randomize(km, seed=0)
     km.save(tmp_path / f"m.{fmt}")
     fm = fl.load_model(tmp_path / f"m.{fmt}")
     x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
