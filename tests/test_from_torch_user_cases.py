@@ -1931,3 +1931,25 @@ class CausalMha(nn.Module):
 def test_an_empty_batch_through_attention_with_a_float_mask(any_backend):
     model = check(CausalMha(), torch.randn(2, 5, 8))
     assert model(np.zeros((0, 5, 8), np.float32)).shape == (0, 5, 8)
+
+
+class DeviceAndDtype(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.lin(x.cpu()).double()
+        return h.data.half() * 2.0 + h.float()
+
+
+def test_cpu_data_double_and_half(any_backend):
+    # computed in float32 (a converted model's floats), as .float() is
+    torch.manual_seed(0)
+    module = DeviceAndDtype()
+    model = fl.from_torch(module, torch.randn(2, 4))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        want = module.lin(x) * 2.0 + module.lin(x)
+    np.testing.assert_allclose(model(x.numpy()), want.numpy(), rtol=1e-6, atol=1e-6)
+    assert model(x.numpy()).dtype == np.float32

@@ -3940,6 +3940,8 @@ class _Converter:
             return obj if obj.ndim < 2 else self.permute(obj, tuple(range(obj.ndim))[::-1])
         if isinstance(obj, _T) and name == "dtype":
             return obj.sym.dtype  # passed on to .to(dtype=...), torch.full(..., dtype=...)
+        if isinstance(obj, _T) and name == "data":
+            return obj  # the same values, without autograd (none here)
         raise TorchConversionError(f"from_torch: attribute {name!r} of a tensor")
 
     def method(self, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -4090,9 +4092,13 @@ class _Converter:
             return self.compare(x, args[0] if args else kwargs["other"], name)
         if name == "masked_fill":
             return self.masked_fill(x, *args, **kwargs)
-        if name in ("float", "long", "int", "bool"):
+        if name in ("float", "long", "int", "bool", "double", "half"):
+            # (float64 and float16 computed in float32, as every float here: _CAST_DTYPES)
             return self.cast(x, {"float": "float32", "long": "int64", "int": "int64",
-                                 "bool": "bool"}[name])
+                                 "bool": "bool", "double": "float32",
+                                 "half": "float32"}[name])
+        if name == "cpu":
+            return x  # a converted model's arrays are on the CPU
         if name == "unsqueeze":
             return self.unsqueeze(x, *args, **kwargs)
         if name == "squeeze":
@@ -4129,7 +4135,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "movedim", "moveaxis", "tile", "narrow", "select", "tensor_split",
                       "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2",
                       "sort", "argsort", "take_along_dim", "scatter", "scatter_add",
-                      "scatter_reduce", "index_add", "index_copy", "index_fill", "unfold"})
+                      "scatter_reduce", "index_add", "index_copy", "index_fill", "unfold",
+                      "double", "half", "cpu"})
 
 
 # Tensor methods that write their tensor in place and convert as their out-of-place form
@@ -5874,6 +5881,7 @@ _VIEW_METHODS = frozenset({
     "detach", "__getitem__", "float", "to", "type", "type_as", "tensor_split", "as_strided",
     "long", "int", "bool", "double", "half",  # (the tensor itself when of that dtype)
     "unfold",  # (Tensor.unfold's windows overlap in its input's memory)
+    "cpu",  # (the tensor itself on the CPU)
 })
 # The dtype each cast method gives, as the converted model holds it (int32 as int64, float64
 # and float16 as float32: _NP_DTYPES); a tensor of another dtype is copied (_shares).
