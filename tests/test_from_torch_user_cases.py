@@ -1953,3 +1953,35 @@ def test_cpu_data_double_and_half(any_backend):
         want = module.lin(x) * 2.0 + module.lin(x)
     np.testing.assert_allclose(model(x.numpy()), want.numpy(), rtol=1e-6, atol=1e-6)
     assert model(x.numpy()).dtype == np.float32
+
+
+class AttentionPool(nn.Module):
+    """Attention pooling over a padded set, an empty set pooled to zeros by the idiom
+    softmax(masked_fill(-inf)).nan_to_num(0); also a softmax over another axis, softmin and
+    a +inf score."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Linear(4, 1)
+
+    def forward(self, items, valid):
+        s = self.score(items).squeeze(-1).masked_fill(~valid, float("-inf"))
+        w = torch.softmax(s, dim=-1).nan_to_num(0.0)
+        pooled = (w.unsqueeze(-1) * items).sum(1)
+        return (pooled, torch.softmax(s.unsqueeze(2), dim=1), nn.functional.softmin(s, -1),
+                torch.softmax(s.masked_fill(items[..., 0] > 1.0, float("inf")), -1))
+
+
+def test_softmax_of_a_slice_at_infinity_is_nan_as_pytorch_gives_it(any_backend):
+    # fastlayers.softmax gives the limit there (uniform for only -inf, docs/semantics.md
+    # §15); a converted model gives PyTorch's NaN, so the idiom pools an empty set to zeros
+    torch.manual_seed(0)
+    items = torch.randn(3, 5, 4)
+    items[1, 2, 0] = 2.0  # a +inf score in row 1
+    valid = torch.tensor([[True, True, True, False, False], [False] * 5, [True] * 5])
+    model = check(AttentionPool(), items, valid)
+    pooled, over_axis1, softmin, with_inf = model(items.numpy(), valid.numpy())
+    assert np.array_equal(pooled[1], np.zeros(4, np.float32))
+    assert np.isnan(over_axis1[1]).all() and np.isnan(softmin[1]).all()
+    assert np.isnan(with_inf[1]).all() and not np.isnan(with_inf[0]).any()
+    assert not np.isnan(fl.softmax(np.full((1, 3), -np.inf, np.float32))).any()  # the op's rule

@@ -21,7 +21,7 @@ namespace fl {
 namespace py_bindings {
 namespace {
 
-py::array softmax_lastdim(const py::array& x_in, const py::object& mask_in) {
+py::array softmax_lastdim(const py::array& x_in, const py::object& mask_in, bool limits) {
     const char* op = "softmax_lastdim";
     const FloatArrayC x = require_f32(x_in, op, "x");
     if (x.ndim() < 1) throw py::value_error("softmax_lastdim: x must have ndim >= 1, got 0");
@@ -41,7 +41,7 @@ py::array softmax_lastdim(const py::array& x_in, const py::object& mask_in) {
         if (keep)
             fl::softmax_masked_lastdim(xp, keep, yp, rows, n);
         else
-            fl::softmax_lastdim(xp, yp, rows, n);
+            fl::softmax_lastdim(xp, yp, rows, n, limits);
     });
     return std::move(y);
 }
@@ -305,9 +305,12 @@ void bind_ops(py::module_& m) {
           "1e12), no scale. Returns a new float32 array of x's shape (fl::rms_norm_lastdim: one "
           "summation order, the same bits on every ISA).");
     m.def("softmax_lastdim", &softmax_lastdim, py::arg("x"), py::arg("mask") = py::none(),
+          py::arg("limits") = true,
           "Softmax over the last axis of a C-contiguous float32 array (ndim >= 1); returns a new "
           "float32 array of the same shape. mask (optional): bool/uint8, C-contiguous, x's shape; "
-          "False entries get -1e9 before and 0 after the softmax (Keras Softmax layer).");
+          "False entries get -1e9 before and 0 after the softmax (Keras Softmax layer). "
+          "limits=False (no mask): a row holding +inf, or only -inf, is NaN (PyTorch's rule), "
+          "not its limit.");
 }
 
 }  // namespace py_bindings

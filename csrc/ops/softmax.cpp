@@ -20,6 +20,7 @@ struct SoftmaxArgs {
     float* y;
     int64_t n;
     void (*rows_kernel)(const float*, float*, int64_t, int64_t, int64_t, int64_t);
+    bool limits;  // special_row for the rows the kernel made NaN, else they stay NaN
 };
 
 // The ±inf policy (docs/semantics.md §15) for a row the kernel made NaN (its sum was NaN: the
@@ -56,13 +57,20 @@ void softmax_task(void* ctx, int64_t row_begin, int64_t row_end) {
         // A row of one: exp(x - x) / exp(x - x) is exactly 1 (also the limit at +-inf, under
         // the policy of special_row), NaN for NaN - what the row kernel gives, at a tenth of
         // the cost (attention over a single key: the seed article's model).
-        for (int64_t r = row_begin; r < row_end; ++r)
-            a->y[r] = a->x[r] != a->x[r] ? std::numeric_limits<float>::quiet_NaN() : 1.0f;
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        for (int64_t r = row_begin; r < row_end; ++r) {
+            const float v = a->x[r];
+            a->y[r] = v != v || (!a->limits && (v == std::numeric_limits<float>::infinity() ||
+                                                v == -std::numeric_limits<float>::infinity()))
+                          ? nan
+                          : 1.0f;
+        }
         return;
     }
     if (a->x != a->y) {
         a->rows_kernel(a->x + row_begin * n, a->y + row_begin * n, row_end - row_begin, n, n, n);
         // A NaN sum makes the whole row NaN, so y[0] tells (one compare per row).
+        if (!a->limits) return;  // (PyTorch's rule: such a row is NaN)
         for (int64_t r = row_begin; r < row_end; ++r)
             if (a->y[r * n] != a->y[r * n]) special_row(a->x + r * n, nullptr, a->y + r * n, n);
         return;
@@ -72,7 +80,7 @@ void softmax_task(void* ctx, int64_t row_begin, int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; ++r) {
         float* yr = a->y + r * n;
         a->rows_kernel(yr, row.data(), 1, n, n, n);
-        if (row[0] != row[0]) special_row(yr, nullptr, row.data(), n);
+        if (a->limits && row[0] != row[0]) special_row(yr, nullptr, row.data(), n);
         std::copy(row.begin(), row.end(), yr);
     }
 }
@@ -81,9 +89,9 @@ void softmax_task(void* ctx, int64_t row_begin, int64_t row_end) {
 
 // x (rows, n) row-major -> y (rows, n) row-major; each row is independent, so rows are split
 // across threads and the result does not depend on the thread count.
-void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
+void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n, bool limits) {
     if (rows <= 0 || n <= 0) return;
-    SoftmaxArgs args{x, y, n, kernels().softmax_rows};
+    SoftmaxArgs args{x, y, n, kernels().softmax_rows, limits};
     const int64_t min_rows = std::max<int64_t>(1, (kMinElementsPerTask + n - 1) / n);
     // The callable overload: the in-place path allocates a row buffer per task, and a
     // std::bad_alloc thrown on a pool worker must reach the caller, not std::terminate.

@@ -578,6 +578,23 @@ void test_softmax_special_values_in_place() {
     CHECK_MSG(std::memcmp(y.data(), z.data(), y.size() * sizeof(float)) == 0,
               "softmax_lastdim in place differs from out of place");
 
+    // limits = false (PyTorch's rule, from_torch): the rows with +inf or only -inf are NaN,
+    // the others have the same bits as with the limits; in place too, and rows of one.
+    for (bool in_place : {false, true}) {
+        std::vector<float> w = x;
+        std::vector<float> out(x.size());
+        float* dst = in_place ? w.data() : out.data();
+        fl::softmax_lastdim(w.data(), dst, rows, n, false);
+        for (int64_t j = 0; j < n; ++j)
+            for (int64_t r = 0; r < 4; ++r) CHECK(std::isnan(dst[r * n + j]));
+        CHECK(std::memcmp(dst + 4 * n, y.data() + 4 * n, 2 * n * sizeof(float)) == 0);
+    }
+    const float ones[4] = {inf, -inf, nan, 2.5f};
+    float ones_y[4];
+    fl::softmax_lastdim(ones, ones_y, 4, 1, false);
+    CHECK(std::isnan(ones_y[0]) && std::isnan(ones_y[1]) && std::isnan(ones_y[2]));
+    CHECK(ones_y[3] == 1.0f);
+
     // Masked: a masked NaN is ignored, kept +inf share the weight, masked entries are 0.
     std::vector<uint8_t> keep(x.size(), 1);
     keep[0 * n + 36] = 0;  // row 0: one +inf left

@@ -11,12 +11,14 @@ import numpy as np
 import numpy.typing as npt
 
 def softmax_lastdim(
-    x: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_] | None = None
+    x: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_] | None = None,
+    limits: bool = True,
 ) -> npt.NDArray[np.float32]:
     """Softmax over the last axis of a C-contiguous float32 array of rank >= 1.
 
     mask: bool/uint8, C-contiguous, x's shape; False entries get -1e9 before and 0
-    after the softmax (Keras Softmax layer)."""
+    after the softmax (Keras Softmax layer). limits=False (no mask): a row holding +inf,
+    or only -inf, is NaN (PyTorch's rule), not its limit."""
 
 def group_norm_nhwc(
     x: npt.NDArray[np.float32],

@@ -17,8 +17,9 @@ namespace fl {
 // Special values follow docs/semantics.md §15: a row holding a NaN is all NaN; otherwise, when
 // its largest value m is +inf (or every value is -inf), the entries equal to m share the weight
 // equally and the others get 0 (the limit), where NumPy's exp(x - max) would give NaN.
+// limits = false: such rows are NaN, as PyTorch's softmax gives them (from_torch's models).
 // rows * n == 0 is a no-op.
-void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n);
+void softmax_lastdim(const float* x, float* y, int64_t rows, int64_t n, bool limits = true);
 
 // Keras Softmax layer with a mask: keep (rows, n) contiguous bytes, nonzero = keep. Masked
 // logits are -1e9 during the softmax and 0 in y, so a fully masked row is all zeros; special

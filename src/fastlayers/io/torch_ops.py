@@ -548,16 +548,30 @@ def torch_activation(x, name, negative_slope=0.01):
 
 @S.symbolic_op
 def torch_softmax(x, axis):
-    """Softmax over one axis (fastlayers.softmax); axis None: a 0-d x as one element."""
+    """Softmax over one axis as PyTorch computes it: fastlayers.softmax's values, but a slice
+    holding +inf, or only -inf, is NaN (PyTorch's inf - inf) where fastlayers gives the limit
+    (docs/semantics.md §15, §24: ``softmax(s.masked_fill(~valid, -inf)).nan_to_num(0)`` pools
+    an empty set to zeros). axis None: a 0-d x as one element."""
     x = np.asarray(x, F32)
     if axis is None:
-        return FL.softmax(x.reshape(1), axis=0).reshape(())
-    return FL.softmax(x, axis=axis)
+        return torch_softmax.__wrapped_op__(x.reshape(1), 0).reshape(())
+    if x.size == 0:
+        return np.empty(x.shape, F32)
+    if _backend.resolve("softmax", None) == "cpp":  # the row kernel, its NaN rows left NaN
+        last = axis in (-1, x.ndim - 1)
+        xm = x if last and x.flags.c_contiguous else np.ascontiguousarray(np.moveaxis(x, axis, -1))
+        y = _backend._core.softmax_lastdim(xm, None, False)
+        return y if last else np.ascontiguousarray(np.moveaxis(y, -1, axis))
+    with np.errstate(invalid="ignore"):  # NumPy's exp(x - max) / sum, as fastlayers' finite rows
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return (e / np.sum(e, axis=axis, keepdims=True)).astype(F32, copy=False)
 
 
 def _torch_softmax_runner(x, axis):
-    run = None if axis is None else FL.softmax.__plan_runner__(x, axis)
-    return None if run is None else (lambda x, _axis: run(x))
+    if axis not in (-1, x.ndim - 1) or _backend.resolve("softmax", None) != "cpp":
+        return None
+    core = _backend._core
+    return lambda x, _axis: core.softmax_lastdim(x, None, False)
 
 
 _plan_runner(torch_softmax, _torch_softmax_runner)
