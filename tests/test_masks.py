@@ -244,9 +244,10 @@ def test_multi_head_attention_reads_the_implicit_query_mask_only():
     ids = np.array([[1, 2, 0, 0], [3, 0, 4, 5]])
     inp = Input(shape=(4,), dtype="int32")
     qm = Input(shape=(4,), dtype="bool")
-    e = L.Embedding(6, 4, mask_zero=True, seed=1)(inp)
-    mha = L.MultiHeadAttention(2, 2, seed=2)
-    mdl = Model([inp, qm], [mha(e, e), mha(e, e, query_mask=qm)])
+    emb = L.Embedding(6, 4, mask_zero=True, seed=1)
+    e, e2 = emb(inp), emb(inp)  # (one tensor read twice would lose its mask after the first
+    mha = L.MultiHeadAttention(2, 2, seed=2)  # MultiHeadAttention call, as in Keras: below)
+    mdl = Model([inp, qm], [mha(e, e), mha(e2, e2, query_mask=qm)])
     a, b = mdl([ids, np.zeros((2, 4), bool)])
     np.testing.assert_array_equal(a, b)
     m = ids != 0

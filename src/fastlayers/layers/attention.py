@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks as C
-from .. import _masking
+from .. import _masking, _symbolic
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import pack_multi_head_attention
@@ -218,6 +218,13 @@ class MultiHeadAttention(Layer):
     """
 
     _sublayer_variables = True  # Keras's query, key, value and output EinsumDense layers
+    # Keras's call sets the masks of its query, value and key tensors to None (its own output
+    # gets the query's mask): a reader of those tensors after it sees no mask
+    _deletes_input_masks = True
+
+    def _mask_deleted_inputs(self, args: tuple, kwargs: dict) -> list:
+        given = [*args[:3], *(kwargs.get(k) for k in ("query", "value", "key"))]
+        return [t for t in given if isinstance(t, _symbolic.SymbolicTensor)]
 
     config_keys = (
         "num_heads",
@@ -468,6 +475,7 @@ class GroupQueryAttention(MultiHeadAttention):
     (the NumPy path repeats it, as Keras does; the C++ path reads it in place, same values).
     """
 
+    _deletes_input_masks = False  # (Keras's GroupedQueryAttention leaves them)
     _keras_class_name = "GroupedQueryAttention"  # (exported by Keras as GroupQueryAttention)
 
     config_keys = ("head_dim", "num_query_heads", "num_key_value_heads", "dropout",

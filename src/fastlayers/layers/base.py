@@ -477,6 +477,15 @@ class Layer:
         """The layers this one holds and calls (a model's, a wrapper's)."""
         return []
 
+    #: Whether Keras's call of this layer deletes the masks of some of its input tensors,
+    #: so that the layers reading them after it in a model see none (_mask_deleted_inputs).
+    _deletes_input_masks = False
+
+    def _mask_deleted_inputs(self, args: tuple, kwargs: dict) -> list:
+        """The symbolic tensors among a recorded call's arguments whose masks Keras's call
+        deletes (with ``_deletes_input_masks``)."""
+        return []
+
     #: The class name of Keras's layer when it differs (its auto-names: "grouped_query_attention").
     _keras_class_name: str | None = None
 

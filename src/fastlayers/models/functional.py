@@ -94,8 +94,14 @@ class Model(BaseModel):
                     f"Model: inputs must be tensors made by fastlayers.Input; {t!r} is the "
                     f"output of {t.node.label if t.node else 'nothing known'}"
                 )
-        self._nodes = _topological_nodes(self.inputs, self.outputs)
-        self._layers = _layers_of(self.inputs, self.outputs)
+        nodes = _topological_nodes(self.inputs, self.outputs)
+        self._layers, keras_order = _layers_of(self.inputs, self.outputs)
+        # run in Keras's order (also an order in which every node follows those it reads):
+        # the masks a MultiHeadAttention deletes are then gone for the same readers as there
+        ours = {id(n) for n in nodes}
+        self._nodes = [n for n in keras_order if id(n) in ours]
+        if len(self._nodes) != len(nodes):  # (cannot happen: the same walk from the outputs)
+            self._nodes = nodes
         self.built = True
         if "trainable" in kwargs:  # Keras's Model(..., trainable=False) sets its layers too
             for layer in self._sublayers():
@@ -204,6 +210,12 @@ class Model(BaseModel):
                     reads.append(tuple(t.id for t in node.inputs))
             else:
                 outs = node.run(values, masks)
+                if node.layer is not None and node.layer._deletes_input_masks:
+                    # Keras's MultiHeadAttention deletes the masks of its query, value and key
+                    # tensors when it runs: the nodes that read them later see none
+                    # (docs/semantics.md §22, "Keras behaviours")
+                    for t in node.layer._mask_deleted_inputs(node.args, node.kwargs):
+                        masks[t.id] = None
                 if steps is not None:
                     if any(masks.get(t.id) is not None for t in node.outputs):
                         steps = None  # an implicit mask: the general executor's business
@@ -389,8 +401,10 @@ def _topological_nodes(inputs: list[S.SymbolicTensor],
     return order
 
 
-def _layers_of(inputs: list[S.SymbolicTensor], outputs: list[S.SymbolicTensor]) -> list[Layer]:
-    """The layers in Keras's order, which fixes the order of ``get_weights``.
+def _layers_of(inputs: list[S.SymbolicTensor],
+               outputs: list[S.SymbolicTensor]) -> tuple[list[Layer], list[S.Node]]:
+    """The layers in Keras's order, which fixes the order of ``get_weights``, and the nodes in
+    the order Keras runs them.
 
     Keras (keras/src/ops/function.py, map_graph) walks the graph depth-first from the
     outputs, numbering each operation when it first meets it; the depth of a node is its
@@ -464,7 +478,13 @@ def _layers_of(inputs: list[S.SymbolicTensor], outputs: list[S.SymbolicTensor]) 
             op_depth[key] = 0
             first_seen[key] = -1
     order = sorted(op_depth, key=lambda k: (-op_depth[k], first_seen[k]))
-    return [owners[k] for k in order if owners[k] is not None]
+    layers = [owners[k] for k in order if owners[k] is not None]
+    # The order in which Keras's Functional runs the nodes: by decreasing depth, ties in the
+    # order map_graph first set their depths (node_depth's insertion order). It decides which
+    # reader of a tensor comes after a MultiHeadAttention that deleted its mask.
+    ids = {id(n): n for n in post_order}
+    runs = sorted(node_depth, key=lambda i: -node_depth[i])  # (stable: insertion order)
+    return layers, [ids[i] for i in runs if not isinstance(ids[i], _mask_graph.MaskOp)]
 
 
 def _shape_str(shapes: list[tuple]) -> str:
