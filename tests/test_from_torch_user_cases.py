@@ -1985,3 +1985,27 @@ def test_softmax_of_a_slice_at_infinity_is_nan_as_pytorch_gives_it(any_backend):
     assert np.isnan(over_axis1[1]).all() and np.isnan(softmin[1]).all()
     assert np.isnan(with_inf[1]).all() and not np.isnan(with_inf[0]).any()
     assert not np.isnan(fl.softmax(np.full((1, 3), -np.inf, np.float32))).any()  # the op's rule
+
+
+def test_other_threads_draw_random_numbers_while_a_module_converts():
+    # the random functions are patched for the whole process while one thread traces:
+    # only that thread's draws are refused
+    import threading
+
+    drawn, stop = [], threading.Event()
+
+    def draw():
+        while not stop.is_set():
+            drawn.append(torch.randn(3).shape == (3,) and torch.empty(2).normal_().shape == (2,))
+
+    t = threading.Thread(target=draw)
+    t.start()
+    try:
+        for _ in range(3):
+            with pytest.raises(TorchConversionError, match="randn"):
+                fl.from_torch(Noise("randn"), torch.zeros(2, 4))
+            fl.from_torch(SeqFirstLen(), torch.randint(0, 20, (6, 3)))
+    finally:
+        stop.set()
+        t.join()
+    assert drawn and all(drawn)

@@ -5683,9 +5683,13 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
                 return self.tracer.create_proxy("call_function", op, (self, other), {})
             return method
 
+        tracing_thread = threading.get_ident()
+
         def drawn(name: str, real: Any) -> Any:
             def draw(*args: Any, **kwargs: Any) -> Any:
-                if not any(isinstance(v, torch.fx.Proxy) for v in (*args, *kwargs.values())):
+                # (other threads draw as usual while this one traces: the patch is global)
+                if threading.get_ident() == tracing_thread and not any(
+                        isinstance(v, torch.fx.Proxy) for v in (*args, *kwargs.values())):
                     raise TorchConversionError(
                         f"from_torch: torch.{name} in forward draws random numbers, which a "
                         "converted model cannot (it would return the one draw made while "
