@@ -89,6 +89,18 @@ def test_after_pickling_the_layers_give_their_calls_in_the_model():
     assert again.get_layer("d1").output in part.outputs
     lone = pickle.loads(pickle.dumps(model.get_layer("d2")))  # a layer alone: no graph
     assert not hasattr(lone, "output")
+    # a shared layer keeps its first call; a Sequential its layers' calls
+    x = fl.Input((4,))
+    shared = layers.Dense(4, name="sh")
+    first = shared(x)
+    second = shared(layers.Dense(4, name="d1")(x))
+    again = pickle.loads(pickle.dumps(fl.Model(x, layers.Add()([second, first]))))
+    assert again.get_layer("sh").input is again.input
+    seq = fl.models.Sequential([fl.Input((8,)), layers.Dense(4, name="a"), layers.Dense(2)])
+    for copy_of in (pickle.loads(pickle.dumps(seq)), __import__("copy").deepcopy(seq)):
+        part = fl.Model(copy_of.input, copy_of.get_layer("a").output)
+        np.testing.assert_array_equal(part(np.ones((2, 8), np.float32)),
+                                      seq.get_layer("a")(np.ones((2, 8), np.float32)))
 
 
 # ---- against Keras, on files Keras saved -------------------------------------------------
@@ -162,12 +174,17 @@ def test_trainable_weights_of_a_frozen_model():
     bn = layers.BatchNormalization()
     model = fl.Model(inp, bn(layers.Dense(2)(inp)), trainable=False)
     assert model.trainable_weights == [] and len(model.non_trainable_weights) == 6
-    assert bn.trainable is False  # Keras's Model(..., trainable=False) sets its layers
-    bn.trainable = True
-    assert [w.shape for w in bn.trainable_weights] == [(2,), (2,)]  # gamma, beta
-    assert [w.shape for w in bn.non_trainable_weights] == [(2,), (2,)]  # the statistics
-    assert model.trainable_weights == []  # the model asked is frozen
-    model.trainable = True  # sets every layer, as Keras's setter
+    # Keras's constructor sets only the model's own flag (its setter is not called): the
+    # layers stay trainable, and a model around this one lists their weights
+    assert bn.trainable is True
+    outer_in = fl.Input((3,))
+    outer = fl.Model(outer_in, model(outer_in))
+    assert [w.shape for w in outer.trainable_weights] == [(3, 2), (2,), (2,), (2,)]
+    bn.trainable = False
+    assert [w.shape for w in bn.non_trainable_weights] == [(2,)] * 4
+    assert [w.shape for w in outer.trainable_weights] == [(3, 2), (2,)]
+    model.trainable = True  # the setter sets every layer, as Keras's
+    assert bn.trainable is True
     assert len(model.trainable_weights) == 4 and model._count_trainable_params() == 12
 
 

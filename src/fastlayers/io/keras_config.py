@@ -801,7 +801,14 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
     outs = _endpoints(inner["output_layers"], functools.partial(tensor, endpoint=True))
     if isinstance(outs, list) and len(outs) == 1:
         outs = outs[0]  # one output, listed (as tf.keras 2 lists every one): Keras returns it
-    return Model(ins, outs, name=inner.get("name"))
+    model = Model(ins, outs, name=inner.get("name"))
+    if not keras2:
+        # Keras 3's MultiHeadAttention deletes its inputs' masks when it runs (tf.keras 2's
+        # does not). A Keras 3 config holds the masks its single-argument calls recorded as
+        # explicit mask ops, so the deletion reaches the same readers as in Keras
+        # (docs/semantics.md §22; models/functional.py, _run_with_masks).
+        model.__dict__["_deletes_masks"] = True
+    return model
 
 
 def _history(history: Any) -> tuple[str, int, int]:

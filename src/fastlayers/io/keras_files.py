@@ -208,7 +208,7 @@ def _snake_case(name: str) -> str:
 def _keras_class(layer: Any) -> str:
     if isinstance(layer, Model):
         return "Functional"
-    return getattr(layer, "_keras_class_name", None) or type(layer).__name__
+    return type(layer).__dict__.get("_keras_class_name") or type(layer).__name__
 
 
 def _vars(f: Any, path: str, used: set[str]) -> list[np.ndarray]:

@@ -4616,14 +4616,19 @@ def _tensor_attributes_as_buffers(torch: Any, module: Any) -> Iterator[None]:
     records them as graph attributes, as the buffers, so that a size read from an input can
     slice one (``self.pe[:, :x.size(1)]``); as plain tensors fx's trace fails there."""
     moved = []
-    for mod in module.modules():
-        for key, value in list(vars(mod).items()):
-            if (isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
-                    and not key.startswith("__") and key not in mod._buffers):
-                del mod.__dict__[key]
-                mod.register_buffer(key, value, persistent=False)
-                moved.append((mod, key, value))
     try:
+        for mod in module.modules():
+            for key, value in list(vars(mod).items()):
+                if (isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
+                        and not key.startswith("__") and key not in mod._buffers
+                        and not hasattr(type(mod), key)):  # (register_buffer refuses those)
+                    del mod.__dict__[key]
+                    moved.append((mod, key, value))
+                    try:
+                        mod.register_buffer(key, value, persistent=False)
+                    except (KeyError, TypeError, AttributeError):  # left as it was
+                        moved.pop()
+                        mod.__dict__[key] = value
         yield
     finally:
         for mod, key, value in moved:
@@ -5683,12 +5688,14 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
                 return self.tracer.create_proxy("call_function", op, (self, other), {})
             return method
 
-        tracing_thread = threading.get_ident()
+        tracing = [threading.get_ident()]  # emptied when the trace ends
 
         def drawn(name: str, real: Any) -> Any:
             def draw(*args: Any, **kwargs: Any) -> Any:
-                # (other threads draw as usual while this one traces: the patch is global)
-                if threading.get_ident() == tracing_thread and not any(
+                # (other threads draw as usual while this one traces: the patch is global;
+                # and a reference kept after the trace, `from torch import randn` imported
+                # while tracing, draws as usual then)
+                if threading.get_ident() in tracing and not any(
                         isinstance(v, torch.fx.Proxy) for v in (*args, *kwargs.values())):
                     raise TorchConversionError(
                         f"from_torch: torch.{name} in forward draws random numbers, which a "
@@ -5717,6 +5724,7 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
         try:
             yield
         finally:
+            tracing.clear()
             fake_log.disabled = was_disabled
             for n, f in saved.items():
                 setattr(torch, n, f)

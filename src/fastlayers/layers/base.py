@@ -173,7 +173,8 @@ class Layer:
                 is_f32 = False
             if not is_f32:
                 raise ValueError(f"{cls}: fastlayers computes in float32; got dtype={dtype!r}")
-        self.name: str = name if name is not None else _auto_name(self._keras_class_name or cls)
+        keras_class = type(self).__dict__.get("_keras_class_name")  # (not a subclass's)
+        self.name: str = name if name is not None else _auto_name(keras_class or cls)
         self.trainable = _bool(trainable, cls, "trainable")
         self.seed: int | None = _seed(seed, cls)
         self.built = False

@@ -103,9 +103,6 @@ class Model(BaseModel):
         if len(self._nodes) != len(nodes):  # (cannot happen: the same walk from the outputs)
             self._nodes = nodes
         self.built = True
-        if "trainable" in kwargs:  # Keras's Model(..., trainable=False) sets its layers too
-            for layer in self._sublayers():
-                layer.trainable = self.trainable
 
     def __getstate__(self) -> dict[str, Any]:
         """The nodes first, in their order (each after the nodes it reads): pickle then finds
@@ -113,14 +110,22 @@ class Model(BaseModel):
         however deep the graph. (From the outputs it went back layer by layer, and a graph
         600 layers deep passed Python's recursion limit.)"""
         state = super().__getstate__()
-        return {"_nodes": state.pop("_nodes"), **state}
+        nodes = state.pop("_nodes")
+        # the layers' first calls that are nodes of this graph (Layer.output; a layer drops
+        # its own when pickled: it may belong to another graph), put back by __setstate__
+        ours = {id(n) for n in nodes}
+        firsts = [(n.layer, n) for n in (getattr(layer, "__dict__", {}).get("_first_node")
+                                         for layer in {id(n.layer): n.layer for n in nodes
+                                                       if n.layer is not None}.values())
+                  if n is not None and id(n) in ours]
+        return {"_nodes": nodes, **state, "_first_nodes": firsts}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        firsts = state.pop("_first_nodes", [])
         super().__setstate__(state)
         self.__dict__.setdefault("_input_struct", self.inputs)  # (pickled before it was kept)
-        for node in self._nodes:  # the layers' first calls: those of this graph (Layer.output)
-            if node.layer is not None:
-                node.layer.__dict__.setdefault("_first_node", node)
+        for layer, node in firsts:
+            layer.__dict__.setdefault("_first_node", node)
 
     @property
     def input(self) -> Any:
@@ -210,10 +215,14 @@ class Model(BaseModel):
                     reads.append(tuple(t.id for t in node.inputs))
             else:
                 outs = node.run(values, masks)
-                if node.layer is not None and node.layer._deletes_input_masks:
-                    # Keras's MultiHeadAttention deletes the masks of its query, value and key
-                    # tensors when it runs: the nodes that read them later see none
-                    # (docs/semantics.md §22, "Keras behaviours")
+                if (node.layer is not None and node.layer._deletes_input_masks
+                        and self.__dict__.get("_deletes_masks")):
+                    # In a model loaded from a Keras 3 file: Keras's MultiHeadAttention
+                    # deletes the masks of its query, value and key tensors when it runs, so
+                    # the nodes that read them later see none (docs/semantics.md §22). (Not
+                    # in a model built in code: there Keras's single-argument calls keep the
+                    # masks they recorded when the graph was built, which this executor
+                    # does not trace.)
                     for t in node.layer._mask_deleted_inputs(node.args, node.kwargs):
                         masks[t.id] = None
                 if steps is not None:
@@ -294,8 +303,10 @@ class Model(BaseModel):
                 )
             arrays = [inputs[_input_layer_of(t).name] for t in self.inputs]
         elif isinstance(inputs, (list, tuple)) and inputs and (n > 1 or not numbers_only(inputs)):
-            if n > 1 and isinstance(self.__dict__.get("_input_struct"), dict):
-                # (Keras refuses this too; its order would be the sorted names, not the dict's)
+            struct = self.__dict__.get("_input_struct")
+            if n > 1 and isinstance(struct, dict) and list(struct) != sorted(struct):
+                # (Keras refuses this too, and takes a list where the dict's keys are sorted:
+                # a list is matched in the sorted order, which is not the dict's here)
                 raise ValueError(
                     f"{self._owner()}: the model was made with a dict of inputs; pass them as "
                     f"a dict by name {sorted(_input_layer_of(t).name for t in self.inputs)}, "

@@ -65,6 +65,13 @@ class Sequential(BaseModel):
                 )
             self._outputs.append(out)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # the layers' calls on the Input's tensor, in order (Layer.output; a layer drops its
+        # own first call when pickled)
+        for t in self._outputs[1:]:
+            t.node.layer.__dict__.setdefault("_first_node", t.node)
+
     @property
     def layers(self) -> list[Layer]:
         """The layers, without the input (as Keras lists them for Sequential)."""
