@@ -751,8 +751,8 @@ def test_keras_code_runs_with_fastlayers_layers_as_written():
                   "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
                   "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "Convolution1D",
                   "Convolution2D", "Convolution3D", "SeparableConvolution1D",
-                  "SeparableConvolution2D", "Convolution2DTranspose",
-                  "Convolution3DTranspose"):
+                  "SeparableConvolution2D", "Convolution1DTranspose",
+                  "Convolution2DTranspose", "Convolution3DTranspose"):
         assert getattr(fl.layers, alias) is getattr(fl.layers, getattr(L, alias).__name__)
     for policy in ("mixed_float16", "mixed_bfloat16", keras.DTypePolicy("mixed_float16")):
         assert fl.layers.Dense(4, dtype=policy).units == 4

@@ -193,13 +193,14 @@ GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = (
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D)
 Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
 SeparableConvolution1D, SeparableConvolution2D = SeparableConv1D, SeparableConv2D
-Convolution2DTranspose, Convolution3DTranspose = Conv2DTranspose, Conv3DTranspose
+Convolution1DTranspose, Convolution2DTranspose, Convolution3DTranspose = (
+    Conv1DTranspose, Conv2DTranspose, Conv3DTranspose)
 _KERAS_ALIASES = [
     "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
     "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D",
     "GlobalMaxPool2D", "GlobalMaxPool3D", "Convolution1D", "Convolution2D", "Convolution3D",
-    "SeparableConvolution1D", "SeparableConvolution2D", "Convolution2DTranspose",
-    "Convolution3DTranspose",
+    "SeparableConvolution1D", "SeparableConvolution2D", "Convolution1DTranspose",
+    "Convolution2DTranspose", "Convolution3DTranspose",
 ]
 
 
