@@ -206,18 +206,9 @@ class BaseModel(Layer):
     def _sublayers(self) -> list[Layer]:
         return self._unique_weight_layers()
 
-    def _trainable_mask(self, seen: set | None = None) -> list[bool]:
-        """Its layers' flags (Layer._trainable_mask), each layer once, as ``_weight_layers``
-        lists them."""
-        seen = set() if seen is None else seen
-        mask: list[bool] = []
-        for layer in self._unique_weight_layers():
-            if isinstance(layer, BaseModel):
-                mask += layer._trainable_mask(seen)
-            elif id(layer) not in seen:
-                seen.add(id(layer))
-                mask += layer._trainable_mask()
-        return mask
+    def _trainable_mask(self) -> list[bool]:
+        """Its layers' flags (Layer._trainable_mask), in ``weights`` order."""
+        return [t for layer in self._weight_layers() for t in layer._trainable_mask()]
 
     def load_weights(self, path: Any) -> None:
         """Set the weights from a Keras weights file: ``.weights.h5`` (Keras 3, matched
