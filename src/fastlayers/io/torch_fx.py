@@ -90,6 +90,7 @@ from .torch_ops import (
     _INDEX,
     _KEEP_DTYPE,
     _LOGICAL,
+    _QUANTILE_METHODS,
     _REDUCTIONS,
     _SIZE_OPS,
     _UNARY,
@@ -99,9 +100,12 @@ from .torch_ops import (
     torch_activation,
     torch_arange,
     torch_arg_extreme,
+    torch_batch_stats_norm,
+    torch_bilinear,
     torch_binary,
     torch_cast,
     torch_cat,
+    torch_cdist,
     torch_channel_shuffle,
     torch_clamp,
     torch_compare,
@@ -123,10 +127,12 @@ from .torch_ops import (
     torch_index_put,
     torch_layer_norm,
     torch_lerp,
+    torch_local_response_norm,
     torch_log_softmax,
     torch_masked_fill,
     torch_matmul,
     torch_max_dim,
+    torch_median,
     torch_multihead_attention,
     torch_nan_to_num,
     torch_nearest_index,
@@ -139,6 +145,7 @@ from .torch_ops import (
     torch_pool1d,
     torch_pool2d,
     torch_prelu,
+    torch_quantile,
     torch_reduce,
     torch_repeat,
     torch_repeat_interleave,
@@ -629,15 +636,29 @@ def _np_view(tensor: Any) -> np.ndarray | None:
 
 def _bn_scale_shift(mod: Any) -> tuple[np.ndarray, np.ndarray]:
     """An eval-mode BatchNorm as y = x·scale + shift per channel (float64)."""
-    mean = mod.running_mean.detach().cpu().numpy().astype(np.float64)
-    var = mod.running_var.detach().cpu().numpy().astype(np.float64)
-    scale = 1.0 / np.sqrt(var + mod.eps)
-    if mod.weight is not None:
-        scale = scale * mod.weight.detach().cpu().numpy().astype(np.float64)
-    shift = -mean * scale
-    if mod.bias is not None:
-        shift = shift + mod.bias.detach().cpu().numpy().astype(np.float64)
+    def f64(tensor: Any) -> np.ndarray | None:
+        return None if tensor is None else tensor.detach().cpu().numpy().astype(np.float64)
+
+    return _scale_shift(f64(mod.running_mean), f64(mod.running_var), mod.eps, f64(mod.weight),
+                        f64(mod.bias))
+
+
+def _scale_shift(mean: np.ndarray, var: np.ndarray, eps: float, weight: np.ndarray | None,
+                 bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalization by running statistics, then weight and bias (None: 1 and 0), as
+    y = x·scale + shift per channel (float64)."""
+    scale = 1.0 / np.sqrt(np.asarray(var, np.float64) + eps)
+    if weight is not None:
+        scale = scale * np.asarray(weight, np.float64)
+    shift = -np.asarray(mean, np.float64) * scale
+    if bias is not None:
+        shift = shift + np.asarray(bias, np.float64)
     return scale, shift
+
+
+def _is_number(v: Any) -> bool:
+    """An int or float argument (not a bool, not a tensor)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _check_constants(what: str, **arrays: Any) -> None:
@@ -1101,15 +1122,7 @@ class _Converter:
                                getattr(mod, "dilation", 1), mod.ceil_mode,
                                getattr(mod, "count_include_pad", True), f"{qual} ({name})")
         if isinstance(mod, nn.PReLU):
-            t = self._tensor(args[0], qual)
-            alpha = _np(mod.weight).astype(F32)
-            if alpha.size > 1 and (t.ndim < 2 or t.sym.shape[_axis_in_layout(t, 1)] != alpha.size):
-                raise TorchConversionError(
-                    f"from_torch: {qual} (PReLU) has {alpha.size} parameters for an input of "
-                    f"shape {t.sym.shape} (channels on axis 1)"
-                )
-            axis = _axis_in_layout(t, 1) if t.ndim >= 2 else 0
-            return _T(torch_prelu(t.sym, alpha, axis), t.cl)
+            return self.prelu(args[0], _np(mod.weight), f"{qual} (PReLU)")
         if isinstance(mod, nn.Linear):
             return self.linear(qual, mod, args[0])
         if isinstance(mod, nn.Conv2d):
@@ -1518,11 +1531,148 @@ class _Converter:
                   True)
 
     def batch_norm(self, mod: Any, x: Any) -> _T:
-        t = self._tensor(x, "batch_norm")
+        scale, shift = _bn_scale_shift(mod)
+        return self._channel_affine(x, scale, shift, "batch_norm")
+
+    def _channel_affine(self, x: Any, scale: np.ndarray, shift: np.ndarray, what: str) -> _T:
+        """x·scale + shift per channel (axis 1 of PyTorch's (N, C, *) or (N, C)), on the
+        channels-last tensor."""
+        t = self._tensor(x, what)
+        if t.ndim < 2:
+            raise TorchConversionError(f"from_torch: {what} needs an input (N, C, *), got rank "
+                                       f"{t.ndim}")
         if t.ndim >= 3:
             t = _to_cl(t)
-        scale, shift = _bn_scale_shift(mod)
+        channels = t.sym.shape[-1]
+        if channels is not None and channels != scale.size:
+            raise TorchConversionError(f"from_torch: {what} has statistics for {scale.size} "
+                                       f"channels, the input has {channels}")
         return _T(torch_scale_shift(t.sym, scale.astype(F32), shift.astype(F32)), t.cl)
+
+    def f_batch_norm(self, x: Any, running_mean: Any, running_var: Any, weight: Any = None,
+                     bias: Any = None, training: Any = False, momentum: Any = 0.1,
+                     eps: Any = 1e-5) -> _T:
+        """``F.batch_norm``: with ``training`` false, the per-channel affine of the running
+        statistics (an eval-mode BatchNorm's); with it true, the batch's own statistics
+        (torch_batch_stats_norm; the running statistics are not updated, as a converted model
+        keeps no state)."""
+        _check_constants("batch_norm", running_mean=running_mean, running_var=running_var,
+                         weight=weight, bias=bias)
+        if not isinstance(training, bool) or not _is_number(eps):
+            self._refuse(f"batch_norm with training={training!r}, eps={eps!r}")
+        if not training:
+            if running_mean is None or running_var is None:
+                raise TorchConversionError("from_torch: batch_norm without training needs "
+                                           "running_mean and running_var, as PyTorch does")
+            return self._channel_affine(
+                x, *_scale_shift(running_mean, running_var, float(eps), weight, bias),
+                "batch_norm")
+        t = _to_torch(self._tensor(x, "batch_norm"))
+        if t.ndim < 2:
+            raise TorchConversionError(f"from_torch: batch_norm needs an input (N, C, *), got "
+                                       f"rank {t.ndim}")
+        return _T(torch_batch_stats_norm(t.sym, weight, bias, float(eps), False), False)
+
+    def f_instance_norm(self, x: Any, running_mean: Any = None, running_var: Any = None,
+                        weight: Any = None, bias: Any = None, use_input_stats: Any = True,
+                        momentum: Any = 0.1, eps: Any = 1e-5) -> _T:
+        """``F.instance_norm``: each sample's channels normalized by their own statistics
+        (GroupNormalization with one group per channel, as nn.InstanceNorm); with
+        ``use_input_stats`` false, the running statistics' affine (as batch_norm)."""
+        _check_constants("instance_norm", running_mean=running_mean, running_var=running_var,
+                         weight=weight, bias=bias)
+        if not isinstance(use_input_stats, bool) or not _is_number(eps):
+            self._refuse(f"instance_norm with use_input_stats={use_input_stats!r}, eps={eps!r}")
+        if not use_input_stats:
+            if running_mean is None or running_var is None:
+                raise TorchConversionError("from_torch: instance_norm with use_input_stats="
+                                           "False needs running_mean and running_var")
+            return self._channel_affine(
+                x, *_scale_shift(running_mean, running_var, float(eps), weight, bias),
+                "instance_norm")
+        if self._tensor(x, "instance_norm").ndim < 3:
+            raise TorchConversionError("from_torch: instance_norm needs an input (N, C, *) of "
+                                       "rank 3 or more")
+        return self.group_norm(x, -1, float(eps), weight, bias, what="instance_norm")
+
+    def prelu(self, x: Any, alpha: Any, what: str = "prelu") -> _T:
+        """``nn.PReLU`` / ``F.prelu``: alpha one number, or one per channel (axis 1)."""
+        _check_constants(what, weight=alpha)
+        alpha = np.asarray(alpha, F32).reshape(-1)
+        t = self._tensor(x, what)
+        if alpha.size > 1 and (t.ndim < 2 or t.sym.shape[_axis_in_layout(t, 1)] != alpha.size):
+            raise TorchConversionError(
+                f"from_torch: {what} has {alpha.size} parameters for an input of "
+                f"shape {t.sym.shape} (channels on axis 1)"
+            )
+        axis = _axis_in_layout(t, 1) if t.ndim >= 2 else 0
+        return _T(torch_prelu(t.sym, alpha, axis), t.cl)
+
+    def local_response_norm(self, x: Any, size: Any, alpha: Any = 1e-4, beta: Any = 0.75,
+                            k: Any = 1.0) -> _T:
+        """``F.local_response_norm`` (``nn.LocalResponseNorm`` traces into it) across the
+        channels of an (N, C, *) input, on the tensor as stored."""
+        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1
+                and all(_is_number(v) for v in (alpha, beta, k))):
+            self._refuse(f"local_response_norm with size={size!r}, alpha={alpha!r}, "
+                         f"beta={beta!r}, k={k!r}")
+        t = self._tensor(x, "local_response_norm")
+        if t.ndim < 3:
+            raise TorchConversionError("from_torch: local_response_norm needs an input "
+                                       f"(N, C, *) of rank 3 or more, got rank {t.ndim}")
+        return _T(torch_local_response_norm(t.sym, size, float(alpha), float(beta), float(k),
+                                            _axis_in_layout(t, 1)), t.cl)
+
+    def cdist(self, x1: Any, x2: Any, p: Any = 2.0,
+              compute_mode: Any = "use_mm_for_euclid_dist_if_necessary") -> _T:
+        """``torch.cdist``: p-norm distances between the rows of x1 (*, P, M) and x2
+        (*, R, M) (torch_cdist; every compute_mode gives its float64 result)."""
+        modes = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist",
+                 "donot_use_mm_for_euclid_dist")
+        if not _is_number(p) or p < 0 or compute_mode not in modes:
+            self._refuse(f"cdist with p={p!r}, compute_mode={compute_mode!r}")
+        a, b = (_to_torch(self._tensor(v, "cdist")) for v in (x1, x2))
+        return _T(torch_cdist(a.sym, b.sym, float(p)), False)
+
+    def f_bilinear(self, x1: Any, x2: Any, weight: Any, bias: Any = None) -> _T:
+        """``F.bilinear`` (``nn.Bilinear`` traces into it): torch_bilinear with the weight
+        (out, in1, in2) and bias (out,) known at conversion."""
+        _check_constants("bilinear", weight=weight, bias=bias)
+        if weight is None or weight.ndim != 3 or (bias is not None and
+                                                  bias.shape != weight.shape[:1]):
+            raise TorchConversionError(
+                f"from_torch: bilinear needs a weight (out, in1, in2) and a bias (out,), got "
+                f"{None if weight is None else weight.shape} and "
+                f"{None if bias is None else bias.shape}")
+        a, b = (_to_torch(self._tensor(v, "bilinear")) for v in (x1, x2))
+        return _T(torch_bilinear(a.sym, b.sym, weight.astype(F32),
+                                 None if bias is None else bias.astype(F32)), False)
+
+    def median(self, ignore_nan: bool, x: Any, dim: Any = None, keepdim: Any = False) -> Any:
+        """``torch.median`` / ``nanmedian`` and the methods: of everything (a 0-d value), or
+        along a dim ((values, indices); torch_median)."""
+        name = "nanmedian" if ignore_nan else "median"
+        t = self._tensor(x, name)
+        if dim is None:
+            return _T(torch_median(_to_torch(t).sym, None, False, ignore_nan), False)
+        t, axes, cl = _reduction_axes(t, [_dim(dim, t.ndim, name)], bool(keepdim))
+        res = torch_median(t.sym, axes[0], bool(keepdim), ignore_nan)
+        return _ValuesIndices((_T(res[0], cl), _T(res[1], cl)))
+
+    def quantile(self, ignore_nan: bool, x: Any, q: Any, dim: Any = None, keepdim: Any = False,
+                 *, interpolation: Any = "linear") -> _T:
+        """``torch.quantile`` / ``nanquantile`` and the methods (torch_quantile): q a number
+        or a 1-D tensor known at conversion."""
+        name = "nanquantile" if ignore_nan else "quantile"
+        if isinstance(q, _T) or interpolation not in _QUANTILE_METHODS or (
+                not _is_number(q) and np.asarray(q).ndim != 1):
+            self._refuse(f"{name} with q={q if not isinstance(q, _T) else 'a computed tensor'}"
+                         f", interpolation={interpolation!r} (q a number or a 1-D constant)")
+        q = float(q) if _is_number(q) else np.asarray(q, np.float64)
+        t = _to_torch(self._tensor(x, name))
+        axis = None if dim is None else _dim(dim, t.ndim, name)
+        return _T(torch_quantile(t.sym, q, axis, bool(keepdim), interpolation, ignore_nan),
+                  False)
 
     def layer_norm(self, mod: Any, x: Any) -> _T:
         t = _to_torch(self._tensor(x, "layer_norm"))
@@ -3630,6 +3780,16 @@ class _Converter:
                 self.norm(x, ord, dim, keepdim, dtype)),
             F.cosine_similarity: self.cosine_similarity,
             F.pairwise_distance: self.pairwise_distance,
+            F.batch_norm: self.f_batch_norm,
+            F.instance_norm: self.f_instance_norm,
+            F.prelu: lambda input, weight: self.prelu(input, weight),  # noqa: A002
+            F.local_response_norm: self.local_response_norm,
+            torch.cdist: self.cdist,
+            F.bilinear: self.f_bilinear,
+            torch.median: functools.partial(self.median, False),
+            torch.nanmedian: functools.partial(self.median, True),
+            torch.quantile: functools.partial(self.quantile, False),
+            torch.nanquantile: functools.partial(self.quantile, True),
             F.one_hot: self.one_hot,
             torch.tril: lambda input, diagonal=0: self.tri(False, input, diagonal),  # noqa: A002
             torch.triu: lambda input, diagonal=0: self.tri(True, input, diagonal),  # noqa: A002
@@ -3986,6 +4146,10 @@ class _Converter:
             return getattr(self, {"moveaxis": "movedim"}.get(name, name))(x, *args, **kwargs)
         if name in ("addcmul", "addcdiv"):
             return self.addc(name, x, *args, **kwargs)
+        if name in ("median", "nanmedian"):
+            return self.median(name == "nanmedian", x, *args, **kwargs)
+        if name in ("quantile", "nanquantile"):
+            return self.quantile(name == "nanquantile", x, *args, **kwargs)
         if name in ("fmod", "remainder", "atan2", "arctan2"):
             other = args[0] if args else kwargs["other"]
             return self.binary(x, other, "atan2" if name == "arctan2" else name)
@@ -4113,6 +4277,12 @@ class _Converter:
         raise TorchConversionError(f"from_torch: Tensor.{name}")  # pragma: no cover
 
 
+# torch.nn modules whose forward is one call of a function from_torch converts, traced into
+# that call rather than kept as a module call: its conversion (and its argument checks) is the
+# function's.
+_TRACED_INTO = frozenset({"CosineSimilarity", "PairwiseDistance", "LocalResponseNorm",
+                          "Bilinear"})
+
 # The keyword of the methods that take sizes as varargs or as one sequence.
 _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand": "size",
                   "repeat": "repeats"}
@@ -4136,7 +4306,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2",
                       "sort", "argsort", "take_along_dim", "scatter", "scatter_add",
                       "scatter_reduce", "index_add", "index_copy", "index_fill", "unfold",
-                      "double", "half", "cpu"})
+                      "double", "half", "cpu", "median", "nanmedian", "quantile",
+                      "nanquantile"})
 
 
 # Tensor methods that write their tensor in place and convert as their out-of-place form
@@ -4748,6 +4919,17 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
             )
         concrete = {p.name: p.default for p in params[len(examples):]
                     if p.default is not p.empty}
+        # Keyword-only arguments (forward(self, x, *, scale=2.0)) keep their defaults, as a
+        # positional one left out does; one without a default cannot be called without it.
+        keyword_only = [p for p in signature if p.kind == p.KEYWORD_ONLY]
+        required = [p.name for p in keyword_only if p.default is p.empty]
+        if required:
+            raise ValueError(
+                f"from_torch: {type(module).__name__}.forward has keyword-only arguments "
+                f"without defaults ({', '.join(required)}), which example inputs cannot "
+                "give: convert a wrapper whose forward passes them, e.g. forward(self, x): "
+                f"return self.model(x, {required[0]}=...)")
+        concrete.update({p.name: p.default for p in keyword_only})
     traced = module
     names = [p.name for p in params]
     count = len(examples) if examples is not None else 1
@@ -5058,7 +5240,11 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
 
         def is_leaf_module(self, m: Any, qualified_name: str) -> bool:
             # HuggingFace's experts route tokens by their values (nonzero, a loop over the
-            # experts hit): one call, converted whole (_Converter.experts)
+            # experts hit): one call, converted whole (_Converter.experts). The torch.nn
+            # modules whose forward is one functional call are traced into it (_TRACED_INTO).
+            if type(m).__name__ in _TRACED_INTO and getattr(torch.nn, type(m).__name__,
+                                                            None) is type(m):
+                return False
             return _is_experts(m) or super().is_leaf_module(m, qualified_name)
 
         def to_bool(self, obj: Any) -> bool:

@@ -11,6 +11,7 @@ models/shape_plan.py). What each computes, against PyTorch: docs/semantics.md §
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -1477,3 +1478,185 @@ def torch_fold(x, output_size, kernel, dilation, padding, stride):
         for j in range(kw):  # within one tap, the positions never overlap (stride >= 1)
             out[:, :, rows_at[i, 0], cols_at[0, j]] += cols[:, :, i, j]
     return np.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w])
+
+
+# ---- normalizations, distances and order statistics of functional PyTorch code -------------
+
+
+@S.symbolic_op
+def torch_batch_stats_norm(x, weight, bias, eps, per_sample):
+    """``F.batch_norm`` with batch statistics (``training=True``): x (N, C, *) in PyTorch's
+    layout, each channel normalized by the mean and biased variance over the batch and every
+    position; ``per_sample`` (``F.instance_norm``'s ``use_input_stats``, of a (N, C) input
+    too): over each sample's positions alone. Then weight and bias (C,) when given. Float64,
+    rounded once to float32. Too few values to take a variance of is a ``ValueError``, as
+    PyTorch raises."""
+    x64 = np.asarray(x, np.float64)
+    axes = tuple(range(2, x64.ndim)) if per_sample else (0, *range(2, x64.ndim))
+    count = math.prod(x64.shape[a] for a in axes)
+    if count <= 1 and x64.size:
+        raise ValueError(
+            f"{'instance_norm' if per_sample else 'batch_norm'}: expected more than 1 value per "
+            f"channel to take statistics of, got input shape {x64.shape}")
+    mean = x64.mean(axis=axes, keepdims=True)
+    centered = x64 - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)
+    y = centered / np.sqrt(var + eps)
+    shape = (1, -1) + (1,) * (x64.ndim - 2)
+    if weight is not None:
+        y = y * np.asarray(weight, np.float64).reshape(shape)
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64).reshape(shape)
+    return y.astype(F32)
+
+
+@S.symbolic_op
+def torch_local_response_norm(x, size, alpha, beta, k, axis):
+    """``nn.LocalResponseNorm`` / ``F.local_response_norm`` along the channel ``axis`` of the
+    stored array: x / (k + alpha · mean(x²))^beta, the mean over the ``size`` channels
+    c - size//2 ... c + (size-1)//2, zeros beyond the edges counted (PyTorch divides the
+    window's sum by ``size`` everywhere). Float64, rounded once."""
+    x64 = np.asarray(x, np.float64)
+    sq = np.moveaxis(x64 * x64, axis, -1)
+    c = sq.shape[-1]
+    padded = np.zeros(sq.shape[:-1] + (c + size,))
+    padded[..., size // 2 + 1: size // 2 + 1 + c] = sq
+    cum = np.cumsum(padded, axis=-1)  # cum[..., j]: sum of padded[..., :j + 1]
+    window = cum[..., size:size + c] - cum[..., :c]  # channels c - size//2 .. c + (size-1)//2
+    div = np.moveaxis(window, -1, axis) / size
+    return (x64 / (div * alpha + k) ** beta).astype(F32)
+
+
+# Rows of x1 per block of a direct cdist: the (rows, R, M) float64 differences stay near 32 MB.
+_CDIST_BLOCK_BYTES = 32 << 20
+# A p = 2 cdist of more multiply-adds than this takes the matrix-product form.
+_CDIST_DIRECT_MAX = 1 << 22
+
+
+@S.symbolic_op
+def torch_cdist(a, b, p):
+    """``torch.cdist(x1, x2, p)``: (*, P, M) and (*, R, M) -> (*, P, R), the batch axes
+    broadcast; the p-norm of each difference of rows, p = 0 counting the entries that differ,
+    p = inf their largest magnitude. Float64, rounded once: the differences themselves, or
+    for p = 2 above 4M multiply-adds sqrt(max(|a|² + |b|² - 2 a·b, 0)) (PyTorch's own form for
+    more than 25 rows, then exact to about 1e-8 of the norms)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"cdist: x1 {a.shape} and x2 {b.shape} must be (*, P, M) and "
+                         "(*, R, M) with the same M")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"cdist: the batch axes of x1 {a.shape} and x2 {b.shape} do not "
+                         "broadcast") from None
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:])
+    rows, cols, m = a.shape[-2], b.shape[-2], a.shape[-1]
+    n = math.prod(batch) * rows * cols * m
+    if p == 2 and n > _CDIST_DIRECT_MAX:
+        d2 = ((a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :]
+              - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
+        return np.sqrt(np.maximum(d2, 0.0)).astype(F32)
+    out = np.empty(batch + (rows, cols))
+    step = max(1, _CDIST_BLOCK_BYTES // max(1, 8 * math.prod(batch) * cols * m))
+    for r0 in range(0, rows, step):
+        d = np.abs(a[..., r0:r0 + step, None, :] - b[..., None, :, :])
+        if p == 0:
+            out[..., r0:r0 + step, :] = (d != 0).sum(-1)
+        elif p == 1:
+            out[..., r0:r0 + step, :] = d.sum(-1)
+        elif p == 2:
+            out[..., r0:r0 + step, :] = np.sqrt((d * d).sum(-1))
+        elif math.isinf(p):
+            out[..., r0:r0 + step, :] = d.max(-1, initial=0.0)
+        else:
+            out[..., r0:r0 + step, :] = (d ** p).sum(-1) ** (1.0 / p)
+    return out.astype(F32)
+
+
+@S.symbolic_op
+def torch_bilinear(a, b, weight, bias):
+    """``nn.Bilinear`` / ``F.bilinear``: y[..., o] = Σ_ij a[..., i] W[o, i, j] b[..., j]
+    (+ bias[o]) for a (*, in1), b (*, in2) with the same leading axes, W (out, in1, in2):
+    a · W as one float32 matrix product (*, out·in2), then the products with b summed."""
+    a = np.asarray(a, F32)
+    b = np.asarray(b, F32)
+    out, in1, in2 = weight.shape
+    if a.shape[:-1] != b.shape[:-1] or a.shape[-1:] != (in1,) or b.shape[-1:] != (in2,):
+        raise ValueError(f"bilinear: inputs {a.shape} and {b.shape} for a weight of shape "
+                         f"{weight.shape}: they must be (*, {in1}) and (*, {in2}) with the same "
+                         "leading axes")
+    lead = a.shape[:-1]
+    t = a.reshape(-1, in1) @ np.ascontiguousarray(weight.transpose(1, 0, 2)).reshape(
+        in1, out * in2)
+    y = np.einsum("noj,nj->no", t.reshape(-1, out, in2), b.reshape(-1, in2))
+    if bias is not None:
+        y = y + bias
+    return np.asarray(y, F32).reshape(lead + (out,))
+
+
+@S.symbolic_op
+def torch_median(x, axis, keepdims, ignore_nan):
+    """``torch.median`` / ``nanmedian``: the lower median (element (n - 1) // 2 in sorted
+    order) along ``axis`` of the stored array, or of all of it (axis None: a 0-d value);
+    NaN where the slice holds one (``ignore_nan``: of its other values, NaN where it has
+    none). Along an axis, (values, int64 indices): the index of the median element, of the
+    first NaN for a NaN result; of equal values the one a stable sort puts at that rank
+    (PyTorch leaves the choice among ties unspecified)."""
+    x = np.asarray(x)
+    x = x.astype(F32, copy=False) if x.dtype.kind == "f" else x
+    whole = axis is None
+    if whole:
+        x = x.reshape(-1)
+        axis = 0
+    n = x.shape[axis]
+    if n == 0:
+        raise ValueError("median: an empty axis has no median")
+    order = np.argsort(x, axis=axis, kind="stable")  # NaN last
+    if x.dtype.kind == "f":
+        nans = np.isnan(x).sum(axis=axis, keepdims=True)
+    else:
+        nans = np.zeros_like(np.take(x, [0], axis=axis), dtype=np.int64)
+    if ignore_nan:
+        rank = np.maximum(n - nans - 1, 0) // 2  # all NaN: rank 0, a NaN
+    else:
+        # a NaN anywhere: the first NaN (the stable sort's first after the numbers)
+        rank = np.where(nans > 0, n - nans, (n - 1) // 2)
+    idx = np.take_along_axis(order, rank, axis=axis)
+    values = np.take_along_axis(x, idx, axis=axis)
+    if whole:
+        return values.reshape(())
+    if not keepdims:
+        values, idx = np.squeeze(values, axis), np.squeeze(idx, axis)
+    return values, idx.astype(np.int64)
+
+
+_QUANTILE_METHODS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+@S.symbolic_op
+def torch_quantile(x, q, axis, keepdims, interpolation, ignore_nan):
+    """``torch.quantile`` / ``nanquantile``: NumPy's quantile of the same name (PyTorch's
+    ranks q·(n - 1), ties to even for "nearest"), along ``axis`` of the stored array or of
+    all of it (None), in float64 rounded once; a q array (1-D) puts its axis first. NaN
+    where a slice holds one (``ignore_nan``: of its other values). A q outside [0, 1] is a
+    ``ValueError``, as PyTorch raises."""
+    qs = np.asarray(q, np.float64)
+    if qs.size and (np.isnan(qs).any() or qs.min() < 0 or qs.max() > 1):
+        raise ValueError(f"quantile: q must be in [0, 1], got {q!r}")
+    x64 = np.asarray(x, np.float64)
+    rank = x64.ndim
+    whole = axis is None
+    if whole:
+        x64 = x64.reshape(-1)
+    if x64.shape[0 if whole else axis] == 0:
+        raise ValueError("quantile: an empty axis has no quantile")
+    fn = np.nanquantile if ignore_nan else np.quantile
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice: NaN, silently
+        out = fn(x64, qs, axis=0 if whole else axis, keepdims=keepdims and not whole,
+                 method=interpolation)
+    if whole and keepdims:  # every axis kept, of size 1, after q's
+        out = np.reshape(out, qs.shape + (1,) * rank)
+    return np.asarray(out, F32)

@@ -1,0 +1,272 @@
+"""from_torch of functional normalizations, distances and order statistics as hand-written
+models call them: F.batch_norm (running or batch statistics), F.instance_norm, F.prelu,
+nn.LocalResponseNorm / F.local_response_norm, torch.cdist, nn.Bilinear / F.bilinear,
+nn.CosineSimilarity, nn.PairwiseDistance, torch.median / nanmedian, torch.quantile /
+nanquantile, and forwards with keyword-only arguments. References: the modules themselves,
+in eval mode, on both paths (docs/semantics.md §24)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+from test_from_torch import check  # noqa: E402
+
+import fastlayers as fl  # noqa: E402
+from fastlayers.io.torch_fx import TorchConversionError  # noqa: E402
+
+
+class Conv(nn.Module):
+    """fn(conv(x), *rest) or fn(x, *rest): the conv makes the first input channels-last."""
+
+    def __init__(self, fn, channels=None):
+        super().__init__()
+        self.fn = fn
+        self.conv = nn.Conv2d(channels, channels, 1) if channels else nn.Identity()
+
+    def forward(self, x, *rest):
+        return self.fn(self.conv(x), *rest)
+
+
+class Stats(nn.Module):
+    """F.batch_norm / F.instance_norm with parameters and buffers of `c` channels."""
+
+    def __init__(self, c, fn, conv=False):
+        super().__init__()
+        g = torch.Generator().manual_seed(c)
+        self.register_buffer("mean", torch.randn(c, generator=g))
+        self.register_buffer("var", torch.rand(c, generator=g) + 0.5)
+        self.weight = nn.Parameter(torch.rand(c, generator=g) + 0.5)
+        self.bias = nn.Parameter(torch.randn(c, generator=g))
+        self.conv = nn.Conv2d(c, c, 1) if conv else nn.Identity()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self, self.conv(x))
+
+
+BATCH_NORMS = {
+    "eval": lambda m, x: F.batch_norm(x, m.mean, m.var, m.weight, m.bias, False, 0.1, 1e-3),
+    "eval, no affine": lambda m, x: F.batch_norm(x, m.mean, m.var),
+    "eval, by keyword": lambda m, x: F.batch_norm(x, m.mean, m.var, weight=m.weight,
+                                                  training=m.training, eps=0.5),
+    "batch statistics": lambda m, x: F.batch_norm(x, None, None, m.weight, m.bias, True),
+    "batch statistics, running ones given": lambda m, x: F.batch_norm(
+        x, m.mean.clone(), m.var.clone(), training=True, eps=1e-2),
+    "instance": lambda m, x: F.instance_norm(x),
+    "instance, affine": lambda m, x: F.instance_norm(x, weight=m.weight, bias=m.bias, eps=0.1),
+    "instance, running statistics": lambda m, x: F.instance_norm(
+        x, m.mean, m.var, m.weight, m.bias, use_input_stats=False),
+}
+
+
+# (PyTorch's instance_norm by the input's statistics takes (N, C, *) of rank 3 or more)
+@pytest.mark.parametrize("name,shape,conv", [
+    (name, shape, conv) for name in BATCH_NORMS
+    for shape, conv in [((4, 5), False), ((3, 5, 7), False), ((2, 5, 4, 3), False),
+                        ((2, 5, 4, 3), True)]
+    if len(shape) >= 3 or not name.startswith("instance") or "running" in name])
+def test_functional_batch_and_instance_norm(any_backend, name, shape, conv):
+    x = torch.randn(*shape) * 2 + 1
+    check(Stats(shape[1], BATCH_NORMS[name], conv), x,
+          run_inputs=[(torch.randn(1 + shape[0], *shape[1:]),)])
+
+
+def test_functional_norm_problems():
+    with pytest.raises(TorchConversionError, match="needs running_mean and running_var"):
+        fl.from_torch(Conv(lambda x: F.batch_norm(x, None, None)), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="statistics for 4 channels, the input has 3"):
+        fl.from_torch(Stats(4, lambda m, x: F.batch_norm(x[:, :3], m.mean, m.var)),
+                      torch.randn(2, 4))
+    with pytest.raises(TorchConversionError, match="running_mean must be a parameter"):
+        fl.from_torch(Conv(lambda x: F.batch_norm(x, x.mean(0), x.var(0) + 1)),
+                      torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="rank 3 or more"):
+        fl.from_torch(Conv(lambda x: F.instance_norm(x.flatten(1))), torch.randn(2, 3, 4))
+    # one value per channel: no batch variance (PyTorch raises too)
+    model = fl.from_torch(Conv(lambda x: F.batch_norm(x, None, None, training=True)),
+                          torch.randn(2, 3))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(np.ones((1, 3), np.float32))
+
+
+@pytest.mark.parametrize("channels,alpha", [(None, 1), (4, 1), (4, 4), (None, 4)])
+def test_functional_prelu(any_backend, channels, alpha):
+    class PReLU(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1) if channels else nn.Identity()
+            self.a = nn.Parameter(torch.linspace(-0.5, 0.5, alpha))
+
+        def forward(self, x):
+            return F.prelu(self.conv(x), self.a)
+
+    check(PReLU(), torch.randn(2, 4, 3, 5))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("shape,conv", [((2, 6, 4, 5), None), ((2, 6, 4, 5), 6),
+                                        ((3, 6, 7), None), ((2, 3, 2, 2, 2), None)])
+def test_local_response_norm(any_backend, size, shape, conv):
+    check(Conv(nn.LocalResponseNorm(size), conv), torch.randn(*shape) * 3)
+    check(Conv(lambda x: F.local_response_norm(x, size, alpha=0.3, beta=0.6, k=2.0), conv),
+          torch.randn(*shape) * 3)
+
+
+class Dist(nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+
+    def forward(self, x, y):
+        return torch.cdist(x, y, **self.kw)
+
+
+@pytest.mark.parametrize("kw", [{}, {"p": 1.0}, {"p": 0.0}, {"p": float("inf")}, {"p": 3.0},
+                                {"p": 0.5}, {"compute_mode": "use_mm_for_euclid_dist"}])
+@pytest.mark.parametrize("xs,ys", [((3, 5, 4), (3, 7, 4)), ((2, 1, 6, 3), (4, 5, 3)),
+                                   ((5, 1), (2, 1))])
+def test_cdist(any_backend, kw, xs, ys):
+    x = torch.randn(*xs).round(decimals=1)  # some equal entries (p = 0 counts the others)
+    y = torch.randn(*ys).round(decimals=1)
+    y.view(-1)[:2] = x.view(-1)[:2]
+    check(Dist(**kw), x, y, run_inputs=[(torch.randn(*xs), torch.randn(*ys))])
+
+
+def test_cdist_large_and_with_itself(any_backend):
+    """Above 4M multiply-adds a p = 2 cdist is sqrt(|a|² + |b|² - 2 a·b) in float64; the
+    distance of a row to itself stays near 0 (PyTorch's matrix-product form gives about as
+    much)."""
+    x, y = torch.randn(2, 130, 256), torch.randn(2, 140, 256)
+    check(Dist(), x, y)
+    x = torch.randn(1, 300, 64) * 10
+    model = fl.from_torch(Dist().eval(), (x, x))
+    got = model(x.numpy(), x.numpy())
+    want = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=2e-3)
+    assert np.abs(np.diagonal(got[0])).max() < 2e-3
+
+
+class Pairs(nn.Module):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = nn.Conv2d(6, 6, 1) if conv else nn.Identity()
+        self.cos = nn.CosineSimilarity(dim=1, eps=1e-3)
+        self.cos_last = nn.CosineSimilarity(dim=-1)
+        self.dist = nn.PairwiseDistance()
+        self.dist1 = nn.PairwiseDistance(p=1.0, eps=0.0, keepdim=True)
+
+    def forward(self, x, y):
+        x = self.conv(x)
+        return (self.cos(x, y), self.cos_last(x, y), self.dist(x, y), self.dist1(x, y),
+                self.dist(x.flatten(1), y.flatten(1)))
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_cosine_similarity_and_pairwise_distance_modules(any_backend, conv):
+    x, y = torch.randn(2, 6, 3, 4), torch.randn(2, 6, 3, 4)
+    y[0, :, 0, 0] = 0.0  # a zero vector: the eps of each
+    check(Pairs(conv), x, y)
+
+
+class Bilinear(nn.Module):
+    def __init__(self, bias, functional):
+        super().__init__()
+        self.bl = nn.Bilinear(5, 3, 4, bias=bias)
+        self.functional = functional
+
+    def forward(self, x, y):
+        if self.functional:
+            return F.bilinear(x, y, self.bl.weight * 2, self.bl.bias)
+        return self.bl(x, y)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize("lead", [(6,), (2, 7), (1,)])
+def test_bilinear(any_backend, bias, functional, lead):
+    check(Bilinear(bias, functional), torch.randn(*lead, 5), torch.randn(*lead, 3),
+          run_inputs=[(torch.randn(3, *lead[1:], 5), torch.randn(3, *lead[1:], 3))])
+
+
+ORDER_STATS = {
+    "median": lambda y: (y.median(), torch.median(y, 1).values, y.median(-1, True).values),
+    "median indices": lambda y: (torch.median(y, 2).indices, y.median(dim=1).indices),
+    "nanmedian": lambda y: (torch.nanmedian(y.masked_fill(y > 1, float("nan")), 1).values,
+                            y.masked_fill(y > 0.5, float("nan")).nanmedian()),
+    "median of a NaN slice": lambda y: torch.median(
+        y.masked_fill(y > 1.5, float("nan")), -1).values,
+    "median of integers": lambda y: (y * 3).long().median(1)[0].float(),
+    "quantile": lambda y: (torch.quantile(y, 0.3), y.quantile(0.25, dim=1),
+                           torch.quantile(y, 0.9, -1, keepdim=True),
+                           torch.quantile(y, 0.5, None, True)),
+    "quantile of several q": lambda y: (
+        torch.quantile(y, torch.tensor([0.1, 0.5, 1.0]), dim=2),
+        y.quantile(torch.tensor([0.0, 0.75]), keepdim=True)),
+    "quantile interpolations": lambda y: tuple(
+        torch.quantile(y, 0.35, 1, interpolation=m)
+        for m in ("linear", "lower", "higher", "midpoint", "nearest")),
+    "nanquantile": lambda y: (
+        torch.nanquantile(y.masked_fill(y > 1, float("nan")), 0.4, 1),
+        y.masked_fill(y > 0, float("nan")).nanquantile(torch.tensor([0.2, 0.8]), 2),
+        torch.quantile(y.masked_fill(y > 1, float("nan")), 0.4, 1)),
+}
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("name", list(ORDER_STATS))
+def test_order_statistics(any_backend, name, conv):
+    fn = ORDER_STATS[name]
+    check(Conv(fn, 3 if conv else None), torch.randn(2, 3, 5, 6),
+          run_inputs=[(torch.randn(3, 3, 5, 6),)])
+
+
+def test_order_statistic_problems():
+    with pytest.raises(TorchConversionError, match="quantile with q=a computed tensor"):
+        fl.from_torch(Conv(lambda y: y.quantile(y.mean().sigmoid())), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="interpolation='cubic'"):
+        fl.from_torch(Conv(lambda y: y.quantile(0.5, interpolation="cubic")),
+                      torch.randn(2, 3))
+    model = fl.from_torch(Conv(lambda y: y.median(1).values), torch.randn(2, 3))
+    np.testing.assert_array_equal(model(np.array([[3, 1, 2]], np.float32)), [2.0])
+
+
+@pytest.mark.parametrize("fn,message", [
+    (lambda x, y: torch.cdist(x, y, p=-1.0), "cdist with p=-1.0"),
+    (lambda x, y: torch.cdist(x, y, compute_mode="fast"), "compute_mode='fast'"),
+    (lambda x, y: F.local_response_norm(x, 0), "local_response_norm with size=0"),
+    (lambda x, y: F.local_response_norm(x[:, 0], 2), "rank 3 or more, got rank 2"),
+])
+def test_distance_and_lrn_problems(fn, message):
+    with pytest.raises(TorchConversionError, match=re.escape(message)):
+        fl.from_torch(Conv(fn), (torch.randn(2, 3, 4), torch.randn(2, 5, 4)))
+
+
+class KeywordOnly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x, y=None, *, scale=2.0, shift=None):
+        out = self.lin(x) * scale
+        if y is not None:
+            out = out + y
+        return out if shift is None else out + shift
+
+
+class KeywordRequired(nn.Module):
+    def forward(self, x, *, scale):
+        return x * scale
+
+
+def test_keyword_only_arguments_keep_their_defaults(any_backend):
+    check(KeywordOnly(), torch.randn(2, 4))
+    check(KeywordOnly(), torch.randn(2, 4), torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"keyword-only arguments without defaults \(scale\)"):
+        fl.from_torch(KeywordRequired(), torch.randn(2, 4))
