@@ -145,6 +145,8 @@ LAYER_CLASSES: dict[str, type] = {
     "UnitNormalization": L.UnitNormalization,
     # image preprocessing: Resizing, CenterCrop, the augmentations (identity at inference)
     **{name: getattr(L, name) for name in L.preprocessing.__all__},
+    # categorical preprocessing without a vocabulary: Discretization, CategoryEncoding
+    **{name: getattr(L, name) for name in L.categorical.__all__},
     # keras.applications' own layers (ConvNeXt, InceptionResNetV2); see _APPLICATION_MODULES
     "LayerScale": L.LayerScale,
     "StochasticDepth": L.StochasticDepth,

@@ -28,8 +28,9 @@ attention (Attention, AdditiveAttention, MultiHeadAttention, GroupQueryAttention
 forms ``add``, ``concatenate``, ...), reshaping (Reshape, Permute, RepeatVector), wrappers
 (TimeDistributed), regularization (Dropout and the other layers that are the identity at
 inference), preprocessing (Resizing, CenterCrop and the random image augmentations, the
-identity at inference), applications (the layers keras.applications' models define:
-ConvNeXt's LayerScale and StochasticDepth, InceptionResNetV2's CustomScaleLayer). A new
+identity at inference), categorical (Discretization, CategoryEncoding), applications (the
+layers keras.applications' models define: ConvNeXt's LayerScale and StochasticDepth,
+InceptionResNetV2's CustomScaleLayer). A new
 family is a new module whose layers subclass :class:`Layer`, declare ``config_keys`` (and,
 with weights, ``_weight_specs``, ``call_weights`` and ``_pack``), check their call with the
 op's ``_validation.check_<op>`` and run ``functional.run_<op>``; then it is imported here.
@@ -51,6 +52,7 @@ from .applications import (  # keras.applications' own layers
 )
 from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
+from .categorical import CategoryEncoding, Discretization
 
 # convpool: Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, padding and cropping
 from .conv import (
@@ -317,6 +319,9 @@ __all__ = [
     "Normalization",
     "RMSNormalization",
     "UnitNormalization",
+    # categorical preprocessing (no vocabulary)
+    "Discretization",
+    "CategoryEncoding",
     # image preprocessing: resizing, and the augmentations (identity at inference)
     "Resizing",
     "CenterCrop",
