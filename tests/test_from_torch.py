@@ -2274,7 +2274,7 @@ def test_integer_and_bool_results_keep_pytorchs_dtypes():
     (lambda y: torch.log_softmax(y, 1, torch.float64), "log_softmax with dtype=torch.float64"),
     (lambda y: y / y.numel(), "numel of a tensor with the batch axis"),
     (lambda y: F.one_hot(y.argmax(-1)).float(), "one_hot with num_classes=-1"),
-    (lambda y: y.norm(p=3, dim=-1), "norm with p=3"),
+    (lambda y: y.norm(p="nuc", dim=(1, 2)), "norm with p='nuc'"),
     (lambda y: torch.diff(y, n=0), "diff with n < 1"),
 ])
 def test_more_tensor_op_refusals(fn, message):

@@ -270,3 +270,135 @@ def test_keyword_only_arguments_keep_their_defaults(any_backend):
     check(KeywordOnly(), torch.randn(2, 4), torch.randn(2, 3))
     with pytest.raises(ValueError, match=r"keyword-only arguments without defaults \(scale\)"):
         fl.from_torch(KeywordRequired(), torch.randn(2, 4))
+
+
+# ---- found by an audit as a user (session 35): non-finite values, constants, defaults ------
+
+
+def test_local_response_norm_keeps_non_finite_values_to_their_windows(any_backend):
+    """A NaN or inf reaches only the channels whose window holds it, and a large square
+    does not swamp small ones further on (a running sum over channels did both)."""
+    x = torch.tensor([1.0, float("inf"), 2.0, 3.0, float("nan"), 4.0, 5.0, 0.5, 0.25])
+    y = torch.zeros(9)
+    y[0], y[6:] = 3e6, torch.tensor([0.01, 0.02, 0.01])
+    check(Conv(nn.LocalResponseNorm(3, alpha=1.0, k=1e-4)), torch.stack([
+        x.view(9, 1, 1).expand(9, 2, 2), y.view(9, 1, 1).expand(9, 2, 2)]))
+    check(Conv(nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)), torch.stack([x, y]).view(2, 9, 1))
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, 2.0, 3.0, float("inf")])
+def test_cdist_of_non_finite_values(any_backend, p):
+    """PyTorch's rules: NaN propagates, but for p = inf, whose running max skips it."""
+    x = torch.tensor([[[1.0, 2.0, 0.0], [float("inf"), 0.0, 1.0], [0.5, -1.0, 2.0]]])
+    y = torch.tensor([[[1.0, 5.0, 0.0], [float("nan"), 2.0, 1.0], [float("inf"), 0.0, 1.0],
+                       [float("nan")] * 3]])
+    want = Dist(p=p)(x, y).numpy()
+    got = fl.from_torch(Dist(p=p).eval(), (x, y))(x.numpy(), y.numpy())
+    # (check()'s tolerance scales with the largest value: inf here) NaN and inf where
+    # PyTorch has them, the finite values to float32 rounding
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite.any() and not finite.all()
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
+    np.testing.assert_array_equal(got[np.isinf(want)], want[np.isinf(want)])
+
+
+class Bank(nn.Module):
+    """Distances and cosines to a parameter bank (class centres, a VQ codebook, a cosine
+    classifier) and from a buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.centers = nn.Parameter(torch.randn(10, 8))
+        self.codebook = nn.Embedding(16, 8)
+        self.register_buffer("memory", torch.randn(6, 8))
+
+    def forward(self, z):
+        return (torch.cdist(z, self.centers), torch.cdist(z, self.codebook.weight).argmin(-1),
+                torch.cdist(self.memory.unsqueeze(0), z.unsqueeze(0), p=1.0)[0],
+                F.cosine_similarity(z.unsqueeze(1), self.centers.unsqueeze(0), dim=-1),
+                nn.CosineSimilarity(dim=-1)(self.memory[:1], z))
+
+
+def test_distances_to_parameters_and_buffers(any_backend):
+    check(Bank(), torch.randn(4, 8), run_inputs=[(torch.randn(7, 8),)])
+
+
+@pytest.mark.parametrize("module", [lambda: Conv(lambda x: F.instance_norm(x)),
+                                    lambda: nn.InstanceNorm1d(3)])
+def test_instance_norm_of_one_position_is_refused(module):
+    with pytest.raises(TorchConversionError, match="more than 1 spatial element"):
+        fl.from_torch(module(), torch.randn(2, 3, 1))
+
+
+def test_instance_norm_after_global_pooling_is_refused():
+    net = Conv(lambda x: F.instance_norm(F.adaptive_avg_pool2d(x, 1)))
+    with pytest.raises(TorchConversionError, match=r"\(None, 3, 1, 1\) has one per channel"):
+        fl.from_torch(net, torch.randn(2, 3, 4, 4))
+
+
+NORMS = {
+    "pairwise_distance p": lambda y: (nn.PairwiseDistance(p=3.0)(y[:, 0], y[:, 1]),
+                                      F.pairwise_distance(y[:, 0], y[:, 1], p=0.5),
+                                      F.pairwise_distance(y[:, 0], y[:, 2], p=0.0)),
+    "norm p": lambda y: (y.norm(p=3, dim=-1), torch.linalg.vector_norm(y, 0, dim=(1, 2)),
+                         torch.linalg.vector_norm(y, float("-inf"), dim=-1),
+                         torch.norm(y, p=-1.5, dim=1), y.norm(p=0.5)),
+}
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("name", list(NORMS))
+def test_norms_of_any_order(any_backend, name, conv):
+    x = torch.randn(2, 3, 5, 6)
+    x[0, 0, 0, :2] = 0.0  # zeros for p = 0 and negative orders
+    x[1, 1, 2, 3] = float("nan")
+    check(Conv(NORMS[name], 3 if conv else None), x)
+
+
+_SHIFT = torch.tensor([1.0, 2.0, 3.0])
+
+
+class Defaults(nn.Module):
+    """Defaults fx's concrete_args cannot hold: traced through a call of the module."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x, scales=(0.5, 2.0), *, shift=_SHIFT,
+                opts={"square": True}):  # noqa: B006 - a default read, never written
+        y = self.lin(x) * scales[0] + scales[1] + shift
+        return y * y if opts["square"] else y
+
+
+def test_tuple_tensor_and_dict_defaults(any_backend):
+    check(Defaults(), torch.randn(2, 4))
+
+
+def test_pytorch_argument_names(any_backend):
+    w = torch.randn(3, 5, 4)
+    check(Conv(lambda x: (
+        torch.median(input=x, dim=1).values, torch.nanmedian(input=x),
+        torch.quantile(input=x, q=0.3, dim=2), torch.cdist(x1=x, x2=x, p=1.0),
+        F.local_response_norm(input=x, size=3), F.batch_norm(input=x, running_mean=None,
+                                                            running_var=None, training=True),
+        F.instance_norm(input=x), F.bilinear(input1=x, input2=x[..., :4], weight=w))),
+        torch.randn(2, 6, 5))
+
+
+def test_quantile_out_of_range_is_refused_at_conversion():
+    with pytest.raises(TorchConversionError, match=r"needs q in \[0, 1\], got 1.5"):
+        fl.from_torch(Conv(lambda y: y.quantile(1.5, dim=1)), torch.randn(2, 3))
+    with pytest.raises(TorchConversionError, match="needs q in"):
+        fl.from_torch(Conv(lambda y: torch.nanquantile(y, torch.tensor([0.2, -0.1]))),
+                      torch.randn(2, 3))
+
+
+def test_shapes_are_checked_at_conversion():
+    with pytest.raises(TorchConversionError, match="with the same M, got"):
+        fl.from_torch(Dist(), (torch.randn(2, 3, 4), torch.randn(2, 5, 6)))
+    with pytest.raises(TorchConversionError, match=r"bilinear needs inputs \(\*, 5\) and "
+                                                   r"\(\*, 3\), got \(None, 4\)"):
+        fl.from_torch(Bilinear(True, False), (torch.randn(2, 4), torch.randn(2, 3)))

@@ -1549,13 +1549,14 @@ class _Converter:
                                        f"channels, the input has {channels}")
         return _T(torch_scale_shift(t.sym, scale.astype(F32), shift.astype(F32)), t.cl)
 
-    def f_batch_norm(self, x: Any, running_mean: Any, running_var: Any, weight: Any = None,
-                     bias: Any = None, training: Any = False, momentum: Any = 0.1,
-                     eps: Any = 1e-5) -> _T:
+    def f_batch_norm(self, input: Any, running_mean: Any, running_var: Any,  # noqa: A002
+                     weight: Any = None, bias: Any = None, training: Any = False,
+                     momentum: Any = 0.1, eps: Any = 1e-5) -> _T:
         """``F.batch_norm``: with ``training`` false, the per-channel affine of the running
         statistics (an eval-mode BatchNorm's); with it true, the batch's own statistics
         (torch_batch_stats_norm; the running statistics are not updated, as a converted model
         keeps no state)."""
+        x = input
         _check_constants("batch_norm", running_mean=running_mean, running_var=running_var,
                          weight=weight, bias=bias)
         if not isinstance(training, bool) or not _is_number(eps):
@@ -1573,12 +1574,14 @@ class _Converter:
                                        f"rank {t.ndim}")
         return _T(torch_batch_stats_norm(t.sym, weight, bias, float(eps), False), False)
 
-    def f_instance_norm(self, x: Any, running_mean: Any = None, running_var: Any = None,
-                        weight: Any = None, bias: Any = None, use_input_stats: Any = True,
-                        momentum: Any = 0.1, eps: Any = 1e-5) -> _T:
+    def f_instance_norm(self, input: Any, running_mean: Any = None,  # noqa: A002
+                        running_var: Any = None, weight: Any = None, bias: Any = None,
+                        use_input_stats: Any = True, momentum: Any = 0.1,
+                        eps: Any = 1e-5) -> _T:
         """``F.instance_norm``: each sample's channels normalized by their own statistics
         (GroupNormalization with one group per channel, as nn.InstanceNorm); with
         ``use_input_stats`` false, the running statistics' affine (as batch_norm)."""
+        x = input
         _check_constants("instance_norm", running_mean=running_mean, running_var=running_var,
                          weight=weight, bias=bias)
         if not isinstance(use_input_stats, bool) or not _is_number(eps):
@@ -1593,6 +1596,7 @@ class _Converter:
         if self._tensor(x, "instance_norm").ndim < 3:
             raise TorchConversionError("from_torch: instance_norm needs an input (N, C, *) of "
                                        "rank 3 or more")
+        self._spatial_values(x, "instance_norm")
         return self.group_norm(x, -1, float(eps), weight, bias, what="instance_norm")
 
     def prelu(self, x: Any, alpha: Any, what: str = "prelu") -> _T:
@@ -1608,10 +1612,11 @@ class _Converter:
         axis = _axis_in_layout(t, 1) if t.ndim >= 2 else 0
         return _T(torch_prelu(t.sym, alpha, axis), t.cl)
 
-    def local_response_norm(self, x: Any, size: Any, alpha: Any = 1e-4, beta: Any = 0.75,
-                            k: Any = 1.0) -> _T:
+    def local_response_norm(self, input: Any, size: Any, alpha: Any = 1e-4,  # noqa: A002
+                            beta: Any = 0.75, k: Any = 1.0) -> _T:
         """``F.local_response_norm`` (``nn.LocalResponseNorm`` traces into it) across the
         channels of an (N, C, *) input, on the tensor as stored."""
+        x = input
         if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1
                 and all(_is_number(v) for v in (alpha, beta, k))):
             self._refuse(f"local_response_norm with size={size!r}, alpha={alpha!r}, "
@@ -1631,10 +1636,14 @@ class _Converter:
                  "donot_use_mm_for_euclid_dist")
         if not _is_number(p) or p < 0 or compute_mode not in modes:
             self._refuse(f"cdist with p={p!r}, compute_mode={compute_mode!r}")
-        a, b = (_to_torch(self._tensor(v, "cdist")) for v in (x1, x2))
-        return _T(torch_cdist(a.sym, b.sym, float(p)), False)
+        a, b = (self._operand(v, "cdist") for v in (x1, x2))  # a memory bank may be a buffer
+        sa, sb = np.shape(a), np.shape(b)
+        if len(sa) < 2 or len(sb) < 2 or (None not in (sa[-1], sb[-1]) and sa[-1] != sb[-1]):
+            raise TorchConversionError(f"from_torch: cdist needs x1 (*, P, M) and x2 (*, R, M) "
+                                       f"with the same M, got {sa} and {sb}")
+        return _T(torch_cdist(a, b, float(p)), False)
 
-    def f_bilinear(self, x1: Any, x2: Any, weight: Any, bias: Any = None) -> _T:
+    def f_bilinear(self, input1: Any, input2: Any, weight: Any, bias: Any = None) -> _T:
         """``F.bilinear`` (``nn.Bilinear`` traces into it): torch_bilinear with the weight
         (out, in1, in2) and bias (out,) known at conversion."""
         _check_constants("bilinear", weight=weight, bias=bias)
@@ -1644,23 +1653,28 @@ class _Converter:
                 f"from_torch: bilinear needs a weight (out, in1, in2) and a bias (out,), got "
                 f"{None if weight is None else weight.shape} and "
                 f"{None if bias is None else bias.shape}")
-        a, b = (_to_torch(self._tensor(v, "bilinear")) for v in (x1, x2))
+        a, b = (_to_torch(self._tensor(v, "bilinear")) for v in (input1, input2))
+        if (a.sym.shape[-1:], b.sym.shape[-1:]) != (weight.shape[1:2], weight.shape[2:]):
+            raise TorchConversionError(
+                f"from_torch: bilinear needs inputs (*, {weight.shape[1]}) and "
+                f"(*, {weight.shape[2]}), got {a.sym.shape} and {b.sym.shape}")
         return _T(torch_bilinear(a.sym, b.sym, weight.astype(F32),
                                  None if bias is None else bias.astype(F32)), False)
 
-    def median(self, ignore_nan: bool, x: Any, dim: Any = None, keepdim: Any = False) -> Any:
+    def median(self, ignore_nan: bool, input: Any, dim: Any = None,  # noqa: A002
+               keepdim: Any = False) -> Any:
         """``torch.median`` / ``nanmedian`` and the methods: of everything (a 0-d value), or
         along a dim ((values, indices); torch_median)."""
         name = "nanmedian" if ignore_nan else "median"
-        t = self._tensor(x, name)
+        t = self._tensor(input, name)
         if dim is None:
             return _T(torch_median(_to_torch(t).sym, None, False, ignore_nan), False)
         t, axes, cl = _reduction_axes(t, [_dim(dim, t.ndim, name)], bool(keepdim))
         res = torch_median(t.sym, axes[0], bool(keepdim), ignore_nan)
         return _ValuesIndices((_T(res[0], cl), _T(res[1], cl)))
 
-    def quantile(self, ignore_nan: bool, x: Any, q: Any, dim: Any = None, keepdim: Any = False,
-                 *, interpolation: Any = "linear") -> _T:
+    def quantile(self, ignore_nan: bool, input: Any, q: Any, dim: Any = None,  # noqa: A002
+                 keepdim: Any = False, *, interpolation: Any = "linear") -> _T:
         """``torch.quantile`` / ``nanquantile`` and the methods (torch_quantile): q a number
         or a 1-D tensor known at conversion."""
         name = "nanquantile" if ignore_nan else "quantile"
@@ -1669,7 +1683,10 @@ class _Converter:
             self._refuse(f"{name} with q={q if not isinstance(q, _T) else 'a computed tensor'}"
                          f", interpolation={interpolation!r} (q a number or a 1-D constant)")
         q = float(q) if _is_number(q) else np.asarray(q, np.float64)
-        t = _to_torch(self._tensor(x, name))
+        if np.isnan(q).any() or np.min(q, initial=0.0) < 0 or np.max(q, initial=0.0) > 1:
+            raise TorchConversionError(f"from_torch: {name} needs q in [0, 1], got {q!r} "
+                                       "(PyTorch raises too)")
+        t = _to_torch(self._tensor(input, name))
         axis = None if dim is None else _dim(dim, t.ndim, name)
         return _T(torch_quantile(t.sym, q, axis, bool(keepdim), interpolation, ignore_nan),
                   False)
@@ -1720,7 +1737,19 @@ class _Converter:
             )
         if mod.track_running_stats and mod.running_mean is not None:
             return self.batch_norm(mod, x)
+        self._spatial_values(x, f"{qual} ({type(mod).__name__})")
         return self._module_norm(qual, mod, x, -1)
+
+    def _spatial_values(self, x: Any, what: str) -> None:
+        """An instance norm by the input's statistics needs more than one position per
+        channel (PyTorch raises for one): refused when the examples fix a single one."""
+        t = _to_torch(self._tensor(x, what))
+        sizes = t.sym.shape[2:]
+        if None not in sizes and math.prod(sizes) == 1:
+            raise TorchConversionError(
+                f"from_torch: {what} normalizes each channel over its positions, and the input "
+                f"{tuple(t.sym.shape)} has one per channel (PyTorch raises: expected more than "
+                "1 spatial element)")
 
     def _layer_norm_fn(self, x: Any, normalized_shape: Any, weight: Any = None,
                        bias: Any = None, eps: float = 1e-5) -> _T:
@@ -2280,7 +2309,7 @@ class _Converter:
         return _T(torch_arg_extreme(t.sym, axes[0], bool(keepdim), largest), cl)
 
     def stat(self, op: str, x: Any, dim: Any = None, keepdim: Any = False,
-             correction: Any = 1) -> _T:
+             correction: Any = 1, p: float = 2.0) -> _T:
         """torch_stat's reductions over PyTorch's ``dim`` (an int, a sequence, or None: all),
         on the layout as stored where the result allows (_reduction_axes)."""
         t = self._tensor(x, op)
@@ -2297,6 +2326,8 @@ class _Converter:
         if len(set(axes)) != len(axes):
             self._refuse(f"{op} over dim={dim!r}, which names an axis twice")
         t, stored, cl = _reduction_axes(t, sorted(axes), bool(keepdim))
+        if op == "normp":
+            return _T(torch_stat(t.sym, op, stored, bool(keepdim), correction, p), cl)
         return _T(torch_stat(t.sym, op, stored, bool(keepdim), correction), cl)
 
     def variance(self, op: str, x: Any, dim: Any = None, unbiased: Any = None,
@@ -2330,9 +2361,12 @@ class _Converter:
         p 2 (or "fro", None), 1 or inf. ``matrix`` (``torch.linalg.norm``): over two dims, or
         of a 2-D tensor without dim, PyTorch computes a matrix norm, of which only the
         Frobenius one (ord None or "fro": the 2-norm of the entries) converts."""
-        op = {"fro": "norm2", None: "norm2", 2: "norm2", 1: "norm1",
-              math.inf: "norminf"}.get(p if not isinstance(p, float) or math.isinf(p)
-                                       else (int(p) if p in (1.0, 2.0) else p))
+        op = {"fro": "norm2", None: "norm2", 2: "norm2", 1: "norm1", 0: "norm0",
+              math.inf: "norminf", -math.inf: "normninf"}.get(
+            p if not isinstance(p, float) or math.isinf(p)
+            else (int(p) if p in (0.0, 1.0, 2.0) else p))
+        if op is None and _is_number(p) and math.isfinite(p):
+            op = "normp"  # any other finite p: (Σ|x|^p)^(1/p)
         if op is None or dtype is not None:
             self._refuse(f"norm with p={p!r}" + ("" if dtype is None else f", dtype={dtype}"))
         if matrix and p not in (None, "fro"):
@@ -2341,13 +2375,22 @@ class _Converter:
             if two:
                 self._refuse(f"torch.linalg.norm with ord={p!r} over two dims (a matrix norm; "
                              "ord None or 'fro' converts)")
-        return self.stat(op, x, dim, keepdim)
+        return self.stat(op, x, dim, keepdim, p=float(p) if op == "normp" else 2.0)
 
     def cosine_similarity(self, x1: Any, x2: Any, dim: Any = 1, eps: Any = 1e-8) -> _T:
-        a, b = (_to_torch(self._tensor(v, "cosine_similarity")) for v in (x1, x2))
-        rank = max(a.ndim, b.ndim)
-        return _T(torch_cosine_similarity(a.sym, b.sym, _dim(dim, rank, "cosine_similarity"),
+        """``F.cosine_similarity`` (``nn.CosineSimilarity`` traces into it); either operand
+        may be a parameter or a buffer (a cosine classifier's class vectors)."""
+        a, b = (self._operand(v, "cosine_similarity") for v in (x1, x2))
+        rank = max(np.ndim(a), np.ndim(b))
+        return _T(torch_cosine_similarity(a, b, _dim(dim, rank, "cosine_similarity"),
                                           float(eps)), False)
+
+    def _operand(self, v: Any, what: str) -> Any:
+        """A traced tensor's symbolic value in PyTorch's layout, or a constant (a parameter,
+        a buffer: a NumPy array) as float32."""
+        if isinstance(v, np.ndarray):
+            return v.astype(F32) if v.dtype.kind == "f" else v
+        return _to_torch(self._tensor(v, what)).sym
 
     def one_hot(self, x: Any, num_classes: Any = -1) -> _T:
         if not isinstance(num_classes, int) or num_classes < 1:
@@ -4959,6 +5002,14 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
         # one call_module node (named "module") as inside a model.
         names = [f"a{i}" for i in range(count)]
         traced = _wrap_call(torch, module, names)
+        concrete = None
+    elif concrete and not all(v is None or isinstance(v, (bool, int, float, str))
+                              for v in concrete.values()):
+        # A default that is no plain constant (a tuple, a list, a tensor) cannot go into
+        # fx's concrete_args (it fails on them): traced through a call of the module with
+        # the examples, so that the forward itself takes its defaults.
+        names = names[:count]
+        traced = _wrap_call(torch, module, names, "use_cache=False" if no_cache else "")
         concrete = None
     elif _decorated(module.forward):
         # fx traces a forward from its own code object, which a decorator's wrapper

@@ -273,11 +273,13 @@ def torch_arg_extreme(x, axis, keepdims, largest):
 
 
 @S.symbolic_op
-def torch_stat(x, op, axes, keepdims, correction=1):
+def torch_stat(x, op, axes, keepdims, correction=1, p=2.0):
     """``var`` / ``std`` (dividing by n - ``correction``, accumulated in float64),
-    ``prod``, ``logsumexp``, the vector norms ``norm1`` / ``norm2`` / ``norminf``, ``any``
-    and ``all`` over ``axes`` of the stored array: float32 for floats; a prod of integers
-    in int64 and any / all as bool, as PyTorch."""
+    ``prod``, ``logsumexp``, the vector norms ``norm1`` / ``norm2`` / ``norminf``, ``norm0``
+    (the count of nonzero entries, NaN counted), ``normninf`` (the smallest magnitude) and
+    ``normp`` (any other finite p: (Σ|x|^p)^(1/p)), ``any`` and ``all`` over ``axes`` of the
+    stored array: float32 for floats; a prod of integers in int64 and any / all as bool, as
+    PyTorch."""
     x = np.asarray(x)
     if op in ("any", "all"):
         return np.asarray(getattr(np, op)(x, axis=axes, keepdims=keepdims))
@@ -301,6 +303,12 @@ def torch_stat(x, op, axes, keepdims, correction=1):
             out = np.abs(x64).sum(axis=axes, keepdims=keepdims)
         elif op == "norminf":
             out = np.abs(x64).max(axis=axes, keepdims=keepdims)
+        elif op == "norm0":
+            out = (x64 != 0).sum(axis=axes, keepdims=keepdims)
+        elif op == "normninf":
+            out = np.abs(x64).min(axis=axes, keepdims=keepdims)
+        elif op == "normp":
+            out = (np.abs(x64) ** p).sum(axis=axes, keepdims=keepdims) ** (1.0 / p)
         else:  # norm2
             out = np.sqrt((x64 * x64).sum(axis=axes, keepdims=keepdims))
     return np.asarray(out, F32)
@@ -1519,12 +1527,16 @@ def torch_local_response_norm(x, size, alpha, beta, k, axis):
     x64 = np.asarray(x, np.float64)
     sq = np.moveaxis(x64 * x64, axis, -1)
     c = sq.shape[-1]
-    padded = np.zeros(sq.shape[:-1] + (c + size,))
-    padded[..., size // 2 + 1: size // 2 + 1 + c] = sq
-    cum = np.cumsum(padded, axis=-1)  # cum[..., j]: sum of padded[..., :j + 1]
-    window = cum[..., size:size + c] - cum[..., :c]  # channels c - size//2 .. c + (size-1)//2
-    div = np.moveaxis(window, -1, axis) / size
-    return (x64 / (div * alpha + k) ** beta).astype(F32)
+    window = np.zeros_like(sq)
+    # each channel's sum over its window, added shift by shift (not a running sum, where one
+    # NaN or inf would reach every later channel and large squares swamp small ones)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for shift in range(-(size // 2), (size - 1) // 2 + 1):
+            lo, hi = max(0, -shift), min(c, c - shift)  # channels j whose j + shift exists
+            if lo < hi:
+                window[..., lo:hi] += sq[..., lo + shift:hi + shift]
+        div = np.moveaxis(window, -1, axis) / size
+        return (x64 / (div * alpha + k) ** beta).astype(F32)
 
 
 # Rows of x1 per block of a direct cdist: the (rows, R, M) float64 differences stay near 32 MB.
@@ -1536,8 +1548,9 @@ _CDIST_DIRECT_MAX = 1 << 22
 @S.symbolic_op
 def torch_cdist(a, b, p):
     """``torch.cdist(x1, x2, p)``: (*, P, M) and (*, R, M) -> (*, P, R), the batch axes
-    broadcast; the p-norm of each difference of rows, p = 0 counting the entries that differ,
-    p = inf their largest magnitude. Float64, rounded once: the differences themselves, or
+    broadcast; the p-norm of each difference of rows, p = 0 counting the entries that differ
+    (NaN where one is NaN), p = inf their largest magnitude (NaN ones skipped: PyTorch's
+    running max). Float64, rounded once: the differences themselves, or
     for p = 2 above 4M multiply-adds sqrt(max(|a|² + |b|² - 2 a·b, 0)) (PyTorch's own form for
     more than 25 rows, then exact to about 1e-8 of the norms)."""
     a = np.asarray(a, np.float64)
@@ -1561,17 +1574,19 @@ def torch_cdist(a, b, p):
     out = np.empty(batch + (rows, cols))
     step = max(1, _CDIST_BLOCK_BYTES // max(1, 8 * math.prod(batch) * cols * m))
     for r0 in range(0, rows, step):
-        d = np.abs(a[..., r0:r0 + step, None, :] - b[..., None, :, :])
-        if p == 0:
-            out[..., r0:r0 + step, :] = (d != 0).sum(-1)
-        elif p == 1:
-            out[..., r0:r0 + step, :] = d.sum(-1)
-        elif p == 2:
-            out[..., r0:r0 + step, :] = np.sqrt((d * d).sum(-1))
-        elif math.isinf(p):
-            out[..., r0:r0 + step, :] = d.max(-1, initial=0.0)
-        else:
-            out[..., r0:r0 + step, :] = (d ** p).sum(-1) ** (1.0 / p)
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = np.abs(a[..., r0:r0 + step, None, :] - b[..., None, :, :])
+            if p == 0:  # NaN where a difference is NaN, as PyTorch's min(ceil(|d|), 1)
+                out[..., r0:r0 + step, :] = np.where(np.isnan(d).any(-1), np.nan,
+                                                     (d != 0).sum(-1))
+            elif p == 1:
+                out[..., r0:r0 + step, :] = d.sum(-1)
+            elif p == 2:
+                out[..., r0:r0 + step, :] = np.sqrt((d * d).sum(-1))
+            elif math.isinf(p):  # NaN differences skipped, as PyTorch's running max skips
+                out[..., r0:r0 + step, :] = np.fmax.reduce(d, axis=-1, initial=0.0)
+            else:
+                out[..., r0:r0 + step, :] = (d ** p).sum(-1) ** (1.0 / p)
     return out.astype(F32)
 
 
