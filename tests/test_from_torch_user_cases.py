@@ -1479,17 +1479,68 @@ def test_embedding_bag_of_rows(any_backend, mode, padding_idx):
     check(_Bag(mode, padding_idx), torch.tensor([[5], [3], [0]]))  # bags of one id
 
 
-def test_embedding_bag_refusals():
-    class WithOffsets(nn.Module):
+class _Bags(nn.Module):
+    """DLRM's sparse features: 1-D ids cut into bags at offsets, with or without weights."""
+
+    def __init__(self, mode="sum", padding_idx=None, include_last=False, weighted=False):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 4, mode=mode, padding_idx=padding_idx,
+                                   include_last_offset=include_last)
+        self.weighted = weighted
+
+    def forward(self, ids, offsets, weights=None):
+        if self.weighted:
+            return self.bag(ids, offsets, per_sample_weights=weights)
+        return self.bag(ids, offsets)
+
+
+@pytest.mark.parametrize("padding_idx", [None, 3])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("include_last", [False, True])
+def test_embedding_bag_with_offsets(any_backend, mode, padding_idx, include_last):
+    """1-D ids and offsets (they were refused): empty bags, a bag of padding alone, other
+    batch sizes and id counts than the examples'."""
+    torch.manual_seed(4)
+    ids = torch.tensor([1, 3, 3, 7, 9, 0, 2, 3, 5])
+    offsets = torch.tensor([0, 2, 2, 4, 7] + ([9] if include_last else []))
+    more_ids = torch.randint(0, 10, (13,))
+    more = torch.tensor([0, 5, 6, 6, 6, 12] + ([13] if include_last else []))
+    check(_Bags(mode, padding_idx, include_last), ids, offsets,
+          run_inputs=[(more_ids, more), (ids[:1], torch.tensor([0, 1] if include_last else [0]))])
+
+
+def test_embedding_bag_with_per_sample_weights(any_backend):
+    torch.manual_seed(5)
+    check(_Bags(weighted=True), torch.randint(0, 10, (7,)), torch.tensor([0, 3, 3]),
+          torch.rand(7), run_inputs=[(torch.randint(0, 10, (4,)), torch.tensor([0, 1, 2, 3]),
+                                      torch.rand(4))])
+
+    class Rows(nn.Module):  # 2-D ids, each row a bag, weighted
         def __init__(self):
             super().__init__()
-            self.bag = nn.EmbeddingBag(10, 4)
+            self.bag = nn.EmbeddingBag(10, 4, mode="sum", padding_idx=2)
 
-        def forward(self, ids, offsets):
-            return self.bag(ids, offsets)
+        def forward(self, ids, weights):
+            return self.bag(ids, per_sample_weights=weights)
 
-    with pytest.raises(TorchConversionError, match="offsets or per_sample_weights"):
-        fl.from_torch(WithOffsets(), (torch.randint(0, 10, (6,)), torch.tensor([0, 3])))
+    check(Rows(), torch.randint(0, 10, (3, 5)), torch.randn(3, 5))
+
+
+def test_embedding_bag_refusals():
+    bags = _Bags().eval()
+    model = fl.from_torch(bags, (torch.randint(0, 10, (6,)), torch.tensor([0, 3])))
+    for offsets, message in [([1, 3], r"offsets\[0\] must be 0"),
+                             ([0, 4, 2], "must not decrease"), ([0, 7], "past the 6 ids"),
+                             ([[0, 3]], r"'offsets': expected shape \(None,\)")]:
+        with pytest.raises(ValueError, match=message):
+            model(np.arange(6), np.array(offsets))
+    with pytest.raises(ValueError, match="an id out of range for 10 rows"):
+        model(np.array([1, 2, 10]), np.array([0, 1]))
+    with pytest.raises(TorchConversionError, match="per_sample_weights in mode 'mean'"):
+        fl.from_torch(_Bags("mean", weighted=True),
+                      (torch.randint(0, 10, (6,)), torch.tensor([0, 3]), torch.rand(6)))
+    with pytest.raises(TorchConversionError, match="2-D ids with offsets"):
+        fl.from_torch(_Bags(), (torch.randint(0, 10, (2, 3)), torch.tensor([0, 3])))
     bag = _Bag("mean", None).eval()
     model = fl.from_torch(bag, torch.randint(0, 10, (2, 4)))
     for bad in (10, -1):  # (never wrapped)

@@ -116,6 +116,7 @@ from .torch_ops import (
     torch_diff,
     torch_einsum,
     torch_embedding_bag,
+    torch_embedding_bags,
     torch_expand,
     torch_flip,
     torch_fold,
@@ -1202,19 +1203,32 @@ class _Converter:
 
     def embedding_bag(self, qual: str, mod: Any, input: Any, offsets: Any = None,  # noqa: A002
                       per_sample_weights: Any = None) -> _T:
-        """``nn.EmbeddingBag`` of a 2-D (bags, length) id tensor (each row a bag), in sum,
-        mean or max mode (torch_embedding_bag); 1-D ids with offsets, whose bags are not the
-        batch rows, per-sample weights and empty bags (PyTorch refuses them) are refused."""
+        """``nn.EmbeddingBag`` in sum, mean or max mode: of a 2-D (bags, length) id tensor
+        (each row a bag; torch_embedding_bag), or of 1-D ids cut into bags at ``offsets`` (a
+        traced tensor or a constant), or with ``per_sample_weights`` (sum mode, as PyTorch;
+        torch_embedding_bags). The arguments PyTorch refuses are refused."""
+        pad = mod.padding_idx
+        if pad is not None and pad < 0:  # (set after the constructor, which normalizes it:
+            pad += mod.num_embeddings    # PyTorch's kernel normalizes it at lookup too)
         if offsets is not None or per_sample_weights is not None:
-            self._refuse(f"{qual} (EmbeddingBag) with offsets or per_sample_weights (2-D ids, "
-                         "each row a bag, convert)")
+            t = _to_torch(self._tensor(input, f"{qual} input"))
+            if (t.ndim == 1) != (offsets is not None) or t.ndim not in (1, 2):
+                self._refuse(f"{qual} (EmbeddingBag) of {t.ndim}-D ids "
+                             f"{'with' if offsets is not None else 'without'} offsets (1-D ids "
+                             "take offsets, 2-D ids none, as in PyTorch)")
+            if per_sample_weights is not None and mod.mode != "sum":
+                self._refuse(f"{qual} (EmbeddingBag) with per_sample_weights in mode "
+                             f"{mod.mode!r} (PyTorch takes them in mode 'sum' only)")
+            off = None if offsets is None else self._operand(offsets, f"{qual} offsets")
+            weights = None if per_sample_weights is None else self._operand(
+                per_sample_weights, f"{qual} per_sample_weights")
+            return _T(torch_embedding_bags(t.sym, off, weights, _np(mod.weight).astype(F32),
+                                           mod.mode, pad, bool(mod.include_last_offset)),
+                      False)
         t = _to_torch(self._tensor(input, f"{qual} input"))
         if t.ndim != 2 or t.torch_shape[1] == 0:
             self._refuse(f"{qual} (EmbeddingBag) of an input of shape {t.torch_shape} (2-D ids, "
                          "each row a bag of at least one id)")
-        pad = mod.padding_idx
-        if pad is not None and pad < 0:  # (set after the constructor, which normalizes it:
-            pad += mod.num_embeddings    # PyTorch's kernel normalizes it at lookup too)
         return _T(torch_embedding_bag(t.sym, _np(mod.weight).astype(F32), mod.mode, pad),
                   False)
 

@@ -514,6 +514,80 @@ def torch_embedding_bag(ids, table, mode, padding_idx):
     return np.where(count[:, None] > 0, mean, np.float32(0)).astype(np.float32)
 
 
+def _bag_bounds(ids, offsets, include_last):
+    """(starts, ends) of the bags of 1-D ids cut at ``offsets`` (the last bag running to the
+    end, or with ``include_last`` the offsets holding its end too); PyTorch's rules on offsets
+    as ValueErrors."""
+    offsets = np.asarray(offsets)
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise ValueError(f"EmbeddingBag: offsets must be a 1-D integer array, got shape "
+                         f"{offsets.shape} and dtype {offsets.dtype}")
+    n = ids.size
+    if offsets.size and offsets[0] != 0:
+        raise ValueError(f"EmbeddingBag: offsets[0] must be 0 (the first bag starts at the "
+                         f"first id), got {offsets[0]}")
+    if np.any(np.diff(offsets) < 0):
+        raise ValueError("EmbeddingBag: offsets must not decrease")
+    if offsets.size and offsets[-1] > n:
+        raise ValueError(f"EmbeddingBag: offsets[-1] = {offsets[-1]} is past the {n} ids")
+    if include_last:
+        return offsets[:-1], offsets[1:]
+    return offsets, np.append(offsets[1:], n).astype(offsets.dtype)
+
+
+@S.symbolic_op
+def torch_embedding_bags(ids, offsets, weights, table, mode, padding_idx, include_last):
+    """``nn.EmbeddingBag`` with ``offsets`` (1-D ids cut into bags at them, PyTorch's rules:
+    offsets[0] is 0, they do not decrease, ``include_last`` as the module's
+    ``include_last_offset``) or a 2-D (bags, length) id tensor with ``per_sample_weights``
+    (``weights``, the shape of the ids, sum mode only: each row times its weight, rounded,
+    then summed). The ids equal to ``padding_idx`` are left out (of the mean's count too), a
+    bag with none left gives zeros; rows are summed in float32 in id order (NumPy's
+    ``add.at``), the max propagates NaN. An id out of [0, rows) is a ValueError."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"EmbeddingBag: ids must be integers, got {ids.dtype}")
+    if weights is not None:
+        weights = np.asarray(weights, F32)
+        if weights.shape != ids.shape:
+            raise ValueError(f"EmbeddingBag: per_sample_weights of shape {weights.shape} for "
+                             f"ids of shape {ids.shape} (they must match)")
+        weights = weights.reshape(-1)
+    if ids.ndim == 2:
+        starts = np.arange(ids.shape[0]) * ids.shape[1]
+        ends = starts + ids.shape[1]
+        ids = ids.reshape(-1)
+    else:
+        starts, ends = _bag_bounds(ids, offsets, include_last)
+    rows_n, dim = table.shape
+    if ids.size and (ids.min() < 0 or ids.max() >= rows_n):
+        raise ValueError(f"EmbeddingBag: an id out of range for {rows_n} rows (from "
+                         f"{ids.min()} to {ids.max()})")
+    bags = starts.size
+    lengths = (ends - starts).astype(np.int64)
+    bag = np.repeat(np.arange(bags), lengths)
+    first = np.cumsum(lengths) - lengths  # where each bag begins among the selected ids
+    pos = np.arange(lengths.sum()) - np.repeat(first, lengths) + np.repeat(starts, lengths)
+    sel = ids[pos]
+    keep = slice(None) if padding_idx is None else sel != padding_idx
+    bag, sel = bag[keep], sel[keep]
+    rows = table[sel]
+    if weights is not None:
+        rows = rows * weights[pos][keep][:, None]
+    count = np.bincount(bag, minlength=bags)[:, None]
+    if mode == "max":
+        out = np.full((bags, dim), -np.inf, F32)
+        np.maximum.at(out, bag, rows)
+        return np.where(count > 0, out, F32(0)).astype(F32)
+    out = np.zeros((bags, dim), F32)
+    np.add.at(out, bag, rows.astype(F32))
+    if mode == "sum":
+        return out
+    with np.errstate(all="ignore"):
+        mean = out / count.astype(F32)
+    return np.where(count > 0, mean, F32(0)).astype(F32)
+
+
 @S.symbolic_op
 def torch_nan_to_num(x, nan, posinf, neginf):
     """``torch.nan_to_num``: NaN, +inf and -inf replaced (the infinities by the dtype's
