@@ -402,3 +402,31 @@ def test_shapes_are_checked_at_conversion():
     with pytest.raises(TorchConversionError, match=r"bilinear needs inputs \(\*, 5\) and "
                                                    r"\(\*, 3\), got \(None, 4\)"):
         fl.from_torch(Bilinear(True, False), (torch.randn(2, 4), torch.randn(2, 3)))
+
+
+class Scalars(nn.Module):
+    """float() / int() of one-element parameters and buffers (a learned temperature, a
+    stored count), also of a submodule's: their values, fixed at conversion."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.temperature = nn.Parameter(torch.tensor([0.25]))
+        self.register_buffer("keep", torch.tensor(3))
+        self.inner = nn.Module()
+        self.inner.scale = nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        y = self.lin(x)[:, :int(self.keep)] / float(self.temperature)
+        return y * float(self.inner.scale)
+
+
+def test_float_and_int_of_parameters(any_backend):
+    check(Scalars(), torch.randn(2, 4))
+
+
+def test_float_of_a_computed_value_says_what_converts():
+    net = Conv(lambda x: x * float(x.sum()))
+    with pytest.raises(TorchConversionError, match=r"float\(\) of a traced value.*\.item\(\) "
+                                                   "is computed at conversion"):
+        fl.from_torch(net, torch.randn(2, 3))

@@ -5379,8 +5379,16 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     def number(kind: Any) -> Any:  # int() or float() of a size (guarded)
         def convert(proxy: Any, caller: Any = None) -> Any:
             if run.sized_value(proxy) is None:
+                node = getattr(proxy, "node", None)
+                if node is not None and node.op == "get_attr":
+                    # float(self.scale) of a one-element parameter or buffer: its value, fixed
+                    # at conversion as every parameter is
+                    value = _raw_attribute(proxy.tracer.root, str(node.target))
+                    if isinstance(value, torch.Tensor) and value.numel() == 1:
+                        return kind(value.detach().item())
                 raise TypeError(f"{kind.__name__}() of a traced value: the examples do not "
-                                "fix it (a tensor's values)")
+                                "fix it (a tensor's values; of a value computed from "
+                                "parameters alone, .item() is computed at conversion)")
             frame = inspect.currentframe()
             if caller is None and frame is not None:
                 caller = frame.f_back
@@ -6382,6 +6390,22 @@ def _overwrite(conv: _Converter, old: np.ndarray, src: Any, where: str) -> Any:
         return np.array(np.broadcast_to(np.asarray(src), old.shape), dtype=old.dtype)
     except ValueError as e:
         raise TorchConversionError(f"from_torch: {where} (Tensor.copy_): {e}") from e
+
+
+def _raw_attribute(root: Any, target: str) -> Any:
+    """The parameter, buffer or attribute at the dotted ``target`` of module ``root``, read
+    from the modules' own dicts (while fx traces, attribute reads of modules return its
+    proxies); None if there is none."""
+    obj = root
+    for part in target.split("."):
+        d = getattr(obj, "__dict__", {})
+        for store in ("_parameters", "_buffers", "_modules"):
+            if part in d.get(store, {}):
+                obj = d[store][part]
+                break
+        else:
+            obj = d.get(part)
+    return obj
 
 
 def _specialized_default(torch: Any, node: Any) -> tuple | None:
