@@ -1563,6 +1563,26 @@ class _Converter:
                                        f"channels, the input has {channels}")
         return _T(torch_scale_shift(t.sym, scale.astype(F32), shift.astype(F32)), t.cl)
 
+    def _statistics_arguments(self, what: str, flag_name: str, flag: Any, eps: Any,
+                              weight: Any, bias: Any, running_mean: Any,
+                              running_var: Any) -> bool:
+        """Checks a functional batch or instance norm's arguments; returns ``flag``: whether
+        it normalizes by the input's own statistics (else by the running ones)."""
+        _check_constants(what, running_mean=running_mean, running_var=running_var,
+                         weight=weight, bias=bias)
+        if not isinstance(flag, bool) or not _is_number(eps):
+            self._refuse(f"{what} with {flag_name}={flag!r}, eps={eps!r}")
+        return flag
+
+    def _by_running_statistics(self, what: str, x: Any, running_mean: Any, running_var: Any,
+                               weight: Any, bias: Any, eps: Any) -> _T:
+        """The per-channel affine of running statistics (an eval-mode BatchNorm's)."""
+        if running_mean is None or running_var is None:
+            raise TorchConversionError(f"from_torch: {what} by running statistics needs "
+                                       "running_mean and running_var, as PyTorch does")
+        return self._channel_affine(
+            x, *_scale_shift(running_mean, running_var, float(eps), weight, bias), what)
+
     def f_batch_norm(self, input: Any, running_mean: Any, running_var: Any,  # noqa: A002
                      weight: Any = None, bias: Any = None, training: Any = False,
                      momentum: Any = 0.1, eps: Any = 1e-5) -> _T:
@@ -1571,22 +1591,15 @@ class _Converter:
         (torch_batch_stats_norm; the running statistics are not updated, as a converted model
         keeps no state)."""
         x = input
-        _check_constants("batch_norm", running_mean=running_mean, running_var=running_var,
-                         weight=weight, bias=bias)
-        if not isinstance(training, bool) or not _is_number(eps):
-            self._refuse(f"batch_norm with training={training!r}, eps={eps!r}")
-        if not training:
-            if running_mean is None or running_var is None:
-                raise TorchConversionError("from_torch: batch_norm without training needs "
-                                           "running_mean and running_var, as PyTorch does")
-            return self._channel_affine(
-                x, *_scale_shift(running_mean, running_var, float(eps), weight, bias),
-                "batch_norm")
+        if not self._statistics_arguments("batch_norm", "training", training, eps, weight,
+                                          bias, running_mean, running_var):
+            return self._by_running_statistics("batch_norm", x, running_mean, running_var,
+                                               weight, bias, eps)
         t = _to_torch(self._tensor(x, "batch_norm"))
         if t.ndim < 2:
             raise TorchConversionError(f"from_torch: batch_norm needs an input (N, C, *), got "
                                        f"rank {t.ndim}")
-        return _T(torch_batch_stats_norm(t.sym, weight, bias, float(eps), False), False)
+        return _T(torch_batch_stats_norm(t.sym, weight, bias, float(eps)), False)
 
     def f_instance_norm(self, input: Any, running_mean: Any = None,  # noqa: A002
                         running_var: Any = None, weight: Any = None, bias: Any = None,
@@ -1596,17 +1609,10 @@ class _Converter:
         (GroupNormalization with one group per channel, as nn.InstanceNorm); with
         ``use_input_stats`` false, the running statistics' affine (as batch_norm)."""
         x = input
-        _check_constants("instance_norm", running_mean=running_mean, running_var=running_var,
-                         weight=weight, bias=bias)
-        if not isinstance(use_input_stats, bool) or not _is_number(eps):
-            self._refuse(f"instance_norm with use_input_stats={use_input_stats!r}, eps={eps!r}")
-        if not use_input_stats:
-            if running_mean is None or running_var is None:
-                raise TorchConversionError("from_torch: instance_norm with use_input_stats="
-                                           "False needs running_mean and running_var")
-            return self._channel_affine(
-                x, *_scale_shift(running_mean, running_var, float(eps), weight, bias),
-                "instance_norm")
+        if not self._statistics_arguments("instance_norm", "use_input_stats", use_input_stats,
+                                          eps, weight, bias, running_mean, running_var):
+            return self._by_running_statistics("instance_norm", x, running_mean, running_var,
+                                               weight, bias, eps)
         if self._tensor(x, "instance_norm").ndim < 3:
             raise TorchConversionError("from_torch: instance_norm needs an input (N, C, *) of "
                                        "rank 3 or more")

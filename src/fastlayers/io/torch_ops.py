@@ -1566,20 +1566,16 @@ def torch_fold(x, output_size, kernel, dilation, padding, stride):
 
 
 @S.symbolic_op
-def torch_batch_stats_norm(x, weight, bias, eps, per_sample):
+def torch_batch_stats_norm(x, weight, bias, eps):
     """``F.batch_norm`` with batch statistics (``training=True``): x (N, C, *) in PyTorch's
     layout, each channel normalized by the mean and biased variance over the batch and every
-    position; ``per_sample`` (``F.instance_norm``'s ``use_input_stats``, of a (N, C) input
-    too): over each sample's positions alone. Then weight and bias (C,) when given. Float64,
-    rounded once to float32. Too few values to take a variance of is a ``ValueError``, as
-    PyTorch raises."""
+    position, then weight and bias (C,) when given. Float64, rounded once to float32. One
+    value per channel is a ``ValueError``, as PyTorch raises."""
     x64 = np.asarray(x, np.float64)
-    axes = tuple(range(2, x64.ndim)) if per_sample else (0, *range(2, x64.ndim))
-    count = math.prod(x64.shape[a] for a in axes)
-    if count <= 1 and x64.size:
-        raise ValueError(
-            f"{'instance_norm' if per_sample else 'batch_norm'}: expected more than 1 value per "
-            f"channel to take statistics of, got input shape {x64.shape}")
+    axes = (0, *range(2, x64.ndim))
+    if math.prod(x64.shape[a] for a in axes) <= 1 and x64.size:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel to take "
+                         f"statistics of, got input shape {x64.shape}")
     mean = x64.mean(axis=axes, keepdims=True)
     centered = x64 - mean
     var = (centered * centered).mean(axis=axes, keepdims=True)
