@@ -213,7 +213,8 @@ class Runner {
                         next.add(a.v.at(nb, nh) + s0 * a.v.st, s1 - s0, a.v.st, a.dv, false);
                     }
                     // Several query blocks per head: the next task's q rows, and its output
-                    // rows for writing. Without, each task's first GEMM met its q rows in L3
+                    // rows for writing. (ahead is for T <= 96 only, kv_ahead and q_ahead for
+                    // longer T: at most 4 ranges, the Prefetcher's limit.) Without, each task's first GEMM met its q rows in L3
                     // or memory (12 KiB at 48 x 64) and its output's first stores missed: on
                     // one Zen 4 core, alternating processes, 1.03x at attn-256 (B 8, H 8,
                     // T = S = 256, D 64), 1.02-1.03x at T = 512 and 1024, causal too, 1.05x

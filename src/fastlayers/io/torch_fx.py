@@ -1651,7 +1651,8 @@ class _Converter:
     def cdist(self, x1: Any, x2: Any, p: Any = 2.0,
               compute_mode: Any = "use_mm_for_euclid_dist_if_necessary") -> _T:
         """``torch.cdist``: p-norm distances between the rows of x1 (*, P, M) and x2
-        (*, R, M) (torch_cdist; every compute_mode gives its float64 result)."""
+        (*, R, M) (torch_cdist in float64; compute_mode picks the p = 2 form as PyTorch's
+        does, "if_necessary" by size)."""
         modes = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist",
                  "donot_use_mm_for_euclid_dist")
         if not _is_number(p) or p < 0 or compute_mode not in modes:
@@ -1661,7 +1662,9 @@ class _Converter:
         if len(sa) < 2 or len(sb) < 2 or (None not in (sa[-1], sb[-1]) and sa[-1] != sb[-1]):
             raise TorchConversionError(f"from_torch: cdist needs x1 (*, P, M) and x2 (*, R, M) "
                                        f"with the same M, got {sa} and {sb}")
-        return _T(torch_cdist(a, b, float(p)), False)
+        mm = {"use_mm_for_euclid_dist": True, "donot_use_mm_for_euclid_dist": False}.get(
+            compute_mode)
+        return _T(torch_cdist(a, b, float(p), mm), False)
 
     def f_bilinear(self, input1: Any, input2: Any, weight: Any, bias: Any = None) -> _T:
         """``F.bilinear`` (``nn.Bilinear`` traces into it): torch_bilinear with the weight
@@ -1699,10 +1702,11 @@ class _Converter:
         or a 1-D tensor known at conversion."""
         name = "nanquantile" if ignore_nan else "quantile"
         if isinstance(q, _T) or interpolation not in _QUANTILE_METHODS or (
-                not _is_number(q) and np.asarray(q).ndim != 1):
+                not _is_number(q) and np.asarray(q).ndim > 1):
             self._refuse(f"{name} with q={q if not isinstance(q, _T) else 'a computed tensor'}"
-                         f", interpolation={interpolation!r} (q a number or a 1-D constant)")
-        q = float(q) if _is_number(q) else np.asarray(q, np.float64)
+                         f", interpolation={interpolation!r} (q a number or a 0-D or 1-D "
+                         "constant)")
+        q = float(q) if _is_number(q) else np.asarray(q, np.float32)
         if np.isnan(q).any() or np.min(q, initial=0.0) < 0 or np.max(q, initial=0.0) > 1:
             raise TorchConversionError(f"from_torch: {name} needs q in [0, 1], got {q!r} "
                                        "(PyTorch raises too)")
@@ -2346,9 +2350,7 @@ class _Converter:
         if len(set(axes)) != len(axes):
             self._refuse(f"{op} over dim={dim!r}, which names an axis twice")
         t, stored, cl = _reduction_axes(t, sorted(axes), bool(keepdim))
-        if op == "normp":
-            return _T(torch_stat(t.sym, op, stored, bool(keepdim), correction, p), cl)
-        return _T(torch_stat(t.sym, op, stored, bool(keepdim), correction), cl)
+        return _T(torch_stat(t.sym, op, stored, bool(keepdim), correction, p), cl)
 
     def variance(self, op: str, x: Any, dim: Any = None, unbiased: Any = None,
                  keepdim: Any = False, *, correction: Any = None, **kwargs: Any) -> Any:
@@ -2378,9 +2380,10 @@ class _Converter:
     def norm(self, x: Any, p: Any = "fro", dim: Any = None, keepdim: Any = False,
              dtype: Any = None, matrix: bool = False) -> _T:
         """``Tensor.norm`` / ``torch.norm`` / ``vector_norm`` as vector norms over ``dim``:
-        p 2 (or "fro", None), 1 or inf. ``matrix`` (``torch.linalg.norm``): over two dims, or
-        of a 2-D tensor without dim, PyTorch computes a matrix norm, of which only the
-        Frobenius one (ord None or "fro": the 2-norm of the entries) converts."""
+        p 2 (or "fro", None), 1, inf, -inf, 0 or any other finite p (torch_stat).
+        ``matrix`` (``torch.linalg.norm``): over two dims, or of a 2-D tensor without dim,
+        PyTorch computes a matrix norm, of which only the Frobenius one (ord None or "fro":
+        the 2-norm of the entries) converts."""
         op = {"fro": "norm2", None: "norm2", 2: "norm2", 1: "norm1", 0: "norm0",
               math.inf: "norminf", -math.inf: "normninf"}.get(
             p if not isinstance(p, float) or math.isinf(p)

@@ -11,7 +11,6 @@ models/shape_plan.py). What each computes, against PyTorch: docs/semantics.md §
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -489,29 +488,8 @@ def torch_take_along(x, index, axis):
 @S.symbolic_op
 def torch_embedding_bag(ids, table, mode, padding_idx):
     """``nn.EmbeddingBag`` of a 2-D (bags, length) id tensor, each row a bag: the sum, mean
-    or max of its rows of ``table``, the ids equal to ``padding_idx`` left out (of the mean's
-    count too); a bag with none left gives zeros, as PyTorch's. An id out of [0, rows) raises
-    ValueError. Summed in float32, one row after another."""
-    ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu":
-        raise ValueError(f"EmbeddingBag: ids must be integers, got {ids.dtype}")
-    n = table.shape[0]
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        raise ValueError(f"EmbeddingBag: an id out of range for {n} rows (from {ids.min()} "
-                         f"to {ids.max()})")
-    rows = table[ids]  # (bags, length, dim)
-    keep = np.ones(ids.shape, bool) if padding_idx is None else ids != padding_idx
-    count = keep.sum(axis=1)
-    if mode == "max":
-        out = np.where(keep[..., None], rows, -np.inf).max(axis=1, initial=-np.inf)
-        return np.where(count[:, None] > 0, out, 0).astype(np.float32)
-    total = np.add.reduce(np.where(keep[..., None], rows, np.float32(0)), axis=1,
-                          dtype=np.float32)
-    if mode == "sum":
-        return total
-    with np.errstate(all="ignore"):
-        mean = total / count[:, None].astype(np.float32)
-    return np.where(count[:, None] > 0, mean, np.float32(0)).astype(np.float32)
+    or max of its rows of ``table`` (torch_embedding_bags' reduction, which see)."""
+    return torch_embedding_bags(ids, None, None, table, mode, padding_idx, False)
 
 
 def _bag_bounds(ids, offsets, include_last):
@@ -531,6 +509,11 @@ def _bag_bounds(ids, offsets, include_last):
     if offsets.size and offsets[-1] > n:
         raise ValueError(f"EmbeddingBag: offsets[-1] = {offsets[-1]} is past the {n} ids")
     if include_last:
+        # (PyTorch's contract: the last offset is the number of ids. It does not check it,
+        # and then its modes disagree: sum stops at the offset, max runs to the end.)
+        if offsets.size == 0 or offsets[-1] != n:
+            raise ValueError(f"EmbeddingBag: with include_last_offset the last offset must be "
+                             f"the number of ids, {n}; got offsets {offsets.tolist()[-3:]}")
         return offsets[:-1], offsets[1:]
     return offsets, np.append(offsets[1:], n).astype(offsets.dtype)
 
@@ -539,11 +522,12 @@ def _bag_bounds(ids, offsets, include_last):
 def torch_embedding_bags(ids, offsets, weights, table, mode, padding_idx, include_last):
     """``nn.EmbeddingBag`` with ``offsets`` (1-D ids cut into bags at them, PyTorch's rules:
     offsets[0] is 0, they do not decrease, ``include_last`` as the module's
-    ``include_last_offset``) or a 2-D (bags, length) id tensor with ``per_sample_weights``
-    (``weights``, the shape of the ids, sum mode only: each row times its weight, rounded,
-    then summed). The ids equal to ``padding_idx`` are left out (of the mean's count too), a
-    bag with none left gives zeros; rows are summed in float32 in id order (NumPy's
-    ``add.at``), the max propagates NaN. An id out of [0, rows) is a ValueError."""
+    ``include_last_offset``, the last offset then the number of ids) or a 2-D (bags, length)
+    id tensor, with ``per_sample_weights`` or not (``weights``, the shape of the ids, sum
+    mode only: each row times its weight, rounded, then summed). The ids equal to
+    ``padding_idx`` are left out (of the mean's count too), a bag with none left gives zeros;
+    rows are summed in float32 in id order (NumPy's ``add.at``), the max propagates NaN. An
+    id out of [0, rows) is a ValueError."""
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise ValueError(f"EmbeddingBag: ids must be integers, got {ids.dtype}")
@@ -586,6 +570,17 @@ def torch_embedding_bags(ids, offsets, weights, table, mode, padding_idx, includ
     with np.errstate(all="ignore"):
         mean = out / count.astype(F32)
     return np.where(count > 0, mean, F32(0)).astype(F32)
+
+
+def _torch_embedding_bags_output(ids, offsets, weights, table, mode, padding_idx,
+                                 include_last):
+    """The symbolic output of torch_embedding_bags when zero runs cannot give it (zero
+    offsets never end at the ids' count, which include_last_offset requires): (bags, dim),
+    the bags unknown."""
+    return (None, table.shape[1]), np.dtype(F32)
+
+
+torch_embedding_bags.__symbolic_output__ = _torch_embedding_bags_output
 
 
 @S.symbolic_op
@@ -1616,13 +1611,14 @@ _CDIST_DIRECT_MAX = 1 << 22
 
 
 @S.symbolic_op
-def torch_cdist(a, b, p):
+def torch_cdist(a, b, p, mm=None):
     """``torch.cdist(x1, x2, p)``: (*, P, M) and (*, R, M) -> (*, P, R), the batch axes
     broadcast; the p-norm of each difference of rows, p = 0 counting the entries that differ
     (NaN where one is NaN), p = inf their largest magnitude (NaN ones skipped: PyTorch's
-    running max). Float64, rounded once: the differences themselves, or
-    for p = 2 above 4M multiply-adds sqrt(max(|a|² + |b|² - 2 a·b, 0)) (PyTorch's own form for
-    more than 25 rows, then exact to about 1e-8 of the norms)."""
+    running max). Float64, rounded once: the differences themselves, or for p = 2 in the
+    matrix-product form sqrt(max(|a|² + |b|² - 2 a·b, 0)) (PyTorch's own form for more than
+    25 rows; in float64 exact to about 1e-8 of the norms) when ``mm`` says so (its
+    compute_mode: True always, False never) or, with ``mm`` None, above 4M multiply-adds."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-1]:
@@ -1637,7 +1633,7 @@ def torch_cdist(a, b, p):
     b = np.broadcast_to(b, batch + b.shape[-2:])
     rows, cols, m = a.shape[-2], b.shape[-2], a.shape[-1]
     n = math.prod(batch) * rows * cols * m
-    if p == 2 and n > _CDIST_DIRECT_MAX:
+    if p == 2 and (mm if mm is not None else n > _CDIST_DIRECT_MAX):
         d2 = ((a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :]
               - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
         return np.sqrt(np.maximum(d2, 0.0)).astype(F32)
@@ -1697,6 +1693,8 @@ def torch_median(x, axis, keepdims, ignore_nan):
         axis = 0
     n = x.shape[axis]
     if n == 0:
+        if whole and x.dtype.kind == "f":
+            return np.asarray(np.nan, x.dtype)  # (an empty batch: PyTorch's NaN)
         raise ValueError("median: an empty axis has no median")
     order = np.argsort(x, axis=axis, kind="stable")  # NaN last
     if x.dtype.kind == "f":
@@ -1722,26 +1720,42 @@ _QUANTILE_METHODS = ("linear", "lower", "higher", "midpoint", "nearest")
 
 @S.symbolic_op
 def torch_quantile(x, q, axis, keepdims, interpolation, ignore_nan):
-    """``torch.quantile`` / ``nanquantile``: NumPy's quantile of the same name (PyTorch's
-    ranks q·(n - 1), ties to even for "nearest"), along ``axis`` of the stored array or of
-    all of it (None), in float64 rounded once; a q array (1-D) puts its axis first. NaN
-    where a slice holds one (``ignore_nan``: of its other values). A q outside [0, 1] is a
-    ``ValueError``, as PyTorch raises."""
-    qs = np.asarray(q, np.float64)
+    """``torch.quantile`` / ``nanquantile`` as PyTorch computes them, along ``axis`` of the
+    stored array or of all of it (None): the values sorted (NaN last), the rank q·(n - 1)
+    in float32 (n the count of non-NaN values for nanquantile; a slice holding NaN takes the
+    last rank, so NaN, for quantile; an all-NaN slice rank 0), floored, ceiled or rounded
+    (ties to even) by ``interpolation``, and "linear" / "midpoint" as PyTorch's float32
+    lerp between the neighbours. A q array (1-D) puts its axis first. A q outside [0, 1] is
+    a ``ValueError``, as PyTorch raises."""
+    qs = np.asarray(q, F32)
     if qs.size and (np.isnan(qs).any() or qs.min() < 0 or qs.max() > 1):
         raise ValueError(f"quantile: q must be in [0, 1], got {q!r}")
-    x64 = np.asarray(x, np.float64)
-    rank = x64.ndim
+    x = np.asarray(x, F32)
+    rank = x.ndim
     whole = axis is None
-    if whole:
-        x64 = x64.reshape(-1)
-    if x64.shape[0 if whole else axis] == 0:
+    xs = np.sort(x.reshape(-1) if whole else np.moveaxis(x, axis, -1), axis=-1)
+    n = xs.shape[-1]
+    if n == 0:
         raise ValueError("quantile: an empty axis has no quantile")
-    fn = np.nanquantile if ignore_nan else np.quantile
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice: NaN, silently
-        out = fn(x64, qs, axis=0 if whole else axis, keepdims=keepdims and not whole,
-                 method=interpolation)
-    if whole and keepdims:  # every axis kept, of size 1, after q's
-        out = np.reshape(out, qs.shape + (1,) * rank)
+    nan = np.isnan(xs)
+    qv = qs.reshape(qs.shape + (1,) * xs.ndim)  # (Q, 1, ..., 1) or (1, ..., 1)
+    if ignore_nan:
+        count = (n - nan.sum(axis=-1, keepdims=True)).astype(F32)
+        ranks = np.maximum(qv * (count - F32(1)), F32(0))  # all NaN: rank 0, a NaN
+    else:
+        ranks = np.where(nan.any(axis=-1, keepdims=True), F32(n - 1), qv * F32(n - 1))
+    ranks = {"lower": np.floor, "higher": np.ceil, "nearest": np.round}.get(
+        interpolation, lambda r: r)(ranks).astype(F32)
+    xs = np.broadcast_to(xs, ranks.shape[:-1] + (n,))
+    below = ranks.astype(np.int64)
+    out = np.take_along_axis(xs, below, axis=-1)
+    if interpolation in ("linear", "midpoint"):
+        above = np.take_along_axis(xs, np.ceil(ranks).astype(np.int64), axis=-1)
+        w = np.full_like(ranks, 0.5) if interpolation == "midpoint" else ranks - below
+        with np.errstate(invalid="ignore"):
+            out = np.where(w < 0.5, out + w * (above - out), above - (above - out) * (1 - w))
+    out = out[..., 0]
+    if keepdims:
+        out = (np.reshape(out, qs.shape + (1,) * rank) if whole
+               else np.expand_dims(out, axis + qs.ndim))
     return np.asarray(out, F32)

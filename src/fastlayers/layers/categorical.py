@@ -42,11 +42,11 @@ def _ids(x: np.ndarray, depth: int, owner: str) -> np.ndarray:
             big = np.isfinite(x) & (x >= depth)
         if big.any():
             raise ValueError(f"{owner}: ids must be below {depth} (the number of tokens), got "
-                             f"{x[big].max()!r}")
+                             f"{float(x[big].max())}")
         x = np.where(np.isfinite(x), np.trunc(np.maximum(x, -1)), -1)
     elif x.size and x.max() >= depth:
         raise ValueError(f"{owner}: ids must be below {depth} (the number of tokens), got "
-                         f"{x.max()!r}")
+                         f"{int(x.max())}")
     return x.astype(np.int64)
 
 
