@@ -471,3 +471,23 @@ def test_embedding_bag_include_last_offset_must_end_at_the_ids():
     model = fl.from_torch(Bags(), (torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 2, 5])))
     with pytest.raises(ValueError, match="the last offset must be the number of ids, 5"):
         model(np.array([1, 2, 3, 4, 5]), np.array([0, 2, 3]))
+
+
+def test_a_split_batch_axis_is_refused_in_a_pytorch_users_words():
+    """A prototypical network's view(n_way, -1, d) of the support set's batch axis: the
+    error names the call and the batch axis, not the hint for fastlayers.Input."""
+    class Proto(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Linear(4, 6)
+
+        def forward(self, support, query):
+            z = self.enc(support)
+            return torch.cdist(self.enc(query), z.view(5, -1, z.size(-1)).mean(1))
+
+    with pytest.raises(ValueError) as info:
+        fl.from_torch(Proto(), (torch.randn(15, 4), torch.randn(7, 4)))
+    msg = str(info.value)
+    assert "view (Tensor.view): cannot reshape" in msg, msg
+    assert "fixes or splits the batch axis" in msg, msg
+    assert "give Input" not in msg

@@ -36,6 +36,10 @@ from . import _masking
 
 _ids = itertools.count()
 
+# The end of the error of a call that fails for every size tried for its unknown dimensions
+# (symbolic_call); from_torch, whose users make no Input, says it in its own words.
+UNKNOWN_SIZES_HINT = "give Input the fixed sizes you know"
+
 
 def _keras_binary(name: str) -> tuple:
     """The operator and its reflected form (``x + 1``, ``1 + x``) recording the Keras op
@@ -500,8 +504,7 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
                 return tuple(node.outputs) if several else node.outputs[0]
             got = ", ".join(str(t.shape) for t in node.inputs)
             message = (f"{first} (while calling {label} on symbolic inputs of shapes {got}; "
-                       "unknown dimensions were tried as 2, 1, 8 and 16: give Input the fixed "
-                       "sizes you know)")
+                       f"unknown dimensions were tried as 2, 1, 8 and 16: {UNKNOWN_SIZES_HINT})")
             try:
                 again = type(first)(message)
             except TypeError:  # an exception class whose constructor takes other arguments
