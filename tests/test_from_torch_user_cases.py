@@ -2107,3 +2107,38 @@ def test_what_tracing_patches_and_moves_is_put_back(any_backend):
     check(module, torch.randn(2, 5, 4), run_inputs=[(torch.randn(3, 5, 4),)])
     assert list(module._buffers) == ["tri"] and "table" in vars(module)
     assert "factor" in vars(module.scale) and not module.scale._buffers
+
+
+def test_embedding_bag_sums_in_id_order(any_backend):
+    """Each bag's rows are added one after another, as PyTorch's kernel adds them: the same
+    bits for long bags of one column (a pairwise sum over the bag differed by up to 1e-2 at
+    length 300 and values near 1e3)."""
+    torch.manual_seed(6)
+    bag = nn.EmbeddingBag(50, 1, mode="sum")
+    with torch.no_grad():
+        bag.weight.mul_(1000)
+    ids = torch.randint(0, 50, (4, 300))
+    model = fl.from_torch(bag.eval(), ids)
+    np.testing.assert_array_equal(model(ids.numpy()), bag(ids).detach().numpy())
+    offsets = torch.tensor([0, 7, 300, 1100])  # bags of 7, 293, 800 and 100 ids
+    flat = fl.from_torch(bag, (ids.view(-1), offsets))
+    np.testing.assert_array_equal(flat(ids.view(-1).numpy(), offsets.numpy()),
+                                  bag(ids.view(-1), offsets).detach().numpy())
+
+
+def test_embedding_bag_refusals_at_conversion_with_include_last_offset():
+    """The run that finds the output's shape cannot satisfy include_last_offset; the other
+    rules are still checked at conversion."""
+    class Floats(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bag = nn.EmbeddingBag(10, 3, include_last_offset=True)
+            self.register_buffer("offsets", torch.tensor([1, 2]))
+
+        def forward(self, ids, offsets=None):
+            return self.bag(ids, self.offsets if offsets is None else offsets)
+
+    with pytest.raises(ValueError, match=r"offsets\[0\] must be 0"):
+        fl.from_torch(Floats(), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="ids must be integers"):
+        fl.from_torch(Floats(), (torch.tensor([1.0, 2.0]), torch.tensor([0, 2])))

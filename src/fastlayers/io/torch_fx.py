@@ -6401,6 +6401,17 @@ def _overwrite(conv: _Converter, old: np.ndarray, src: Any, where: str) -> Any:
         raise TorchConversionError(f"from_torch: {where} (Tensor.copy_): {e}") from e
 
 
+def _batch_hint(text: str) -> str:
+    """A symbolic run's error (a call failing at every size tried for the unknown
+    dimensions) said for a PyTorch user, who makes no Input: the unknown dimension is the
+    batch axis."""
+    return text.replace(
+        S.UNKNOWN_SIZES_HINT,
+        "the unknown one is the batch axis, which a converted model leaves free; if the module "
+        "runs on the examples, this call fixes or splits the batch axis (a view(5, -1, d) of "
+        "it, say), which from_torch cannot convert")
+
+
 def _raw_attribute(root: Any, target: str) -> Any:
     """The parameter, buffer or attribute at the dotted ``target`` of module ``root``, read
     from the modules' own dicts (while fx traces, attribute reads of modules return its
@@ -6538,24 +6549,21 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                     except TypeError as e:  # arguments a handler does not take
                         what = (_fn_name(torch, node.target) if node.op == "call_function"
                                 else f"Tensor.{node.target}")
-                        raise TorchConversionError(f"from_torch: {where} ({what}) "
-                                                   f"with these arguments: {e}") from e
+                        raise TorchConversionError(f"from_torch: {where} ({what}) with these "
+                                                   f"arguments: {_batch_hint(str(e))}") from e
             except (ValueError, TypeError) as e:
                 if S.UNKNOWN_SIZES_HINT not in str(e):
                     raise
                 # A call that fails for every batch size tried: said for a PyTorch user, who
                 # makes no Input (the same exception type: the inputs may just not fit, as in
                 # PyTorch; or the call splits the batch axis, view(5, -1, d)).
-                what = (_fn_name(torch, node.target) if node.op == "call_function"
-                        else type(gm.get_submodule(node.target)).__name__
-                        if node.op == "call_module" else f"Tensor.{node.target}")
-                text = str(e).replace(
-                    S.UNKNOWN_SIZES_HINT,
-                    "the unknown one is the batch axis (axis 0 of the inputs: a converted model "
-                    "takes any batch size); if the module runs on the examples, this call fixes "
-                    "or splits the batch axis (a view(5, -1, d) of it, say), which from_torch "
-                    "cannot convert")
-                raise type(e)(f"from_torch: {where} ({what}): {text}") from e
+                if node.op == "call_module":
+                    qual, what = node.target, type(gm.get_submodule(node.target)).__name__
+                else:
+                    qual, what = where, (_fn_name(torch, node.target)
+                                         if node.op == "call_function"
+                                         else f"Tensor.{node.target}")
+                raise type(e)(f"from_torch: {qual} ({what}): {_batch_hint(str(e))}") from e
             except TorchConversionError as e:
                 # Say where, when the handler's message does not (a module's qualified name,
                 # or the fx node of a call: "layers.0.h_2", the forward's variable h).

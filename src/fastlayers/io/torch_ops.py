@@ -526,8 +526,8 @@ def torch_embedding_bags(ids, offsets, weights, table, mode, padding_idx, includ
     id tensor, with ``per_sample_weights`` or not (``weights``, the shape of the ids, sum
     mode only: each row times its weight, rounded, then summed). The ids equal to
     ``padding_idx`` are left out (of the mean's count too), a bag with none left gives zeros;
-    rows are summed in float32 in id order (NumPy's ``add.at``), the max propagates NaN. An
-    id out of [0, rows) is a ValueError."""
+    rows are summed in float32 in id order, the max propagates NaN. An id out of [0, rows)
+    is a ValueError."""
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise ValueError(f"EmbeddingBag: ids must be integers, got {ids.dtype}")
@@ -549,22 +549,26 @@ def torch_embedding_bags(ids, offsets, weights, table, mode, padding_idx, includ
                          f"{ids.min()} to {ids.max()})")
     bags = starts.size
     lengths = (ends - starts).astype(np.int64)
-    bag = np.repeat(np.arange(bags), lengths)
-    first = np.cumsum(lengths) - lengths  # where each bag begins among the selected ids
-    pos = np.arange(lengths.sum()) - np.repeat(first, lengths) + np.repeat(starts, lengths)
-    sel = ids[pos]
-    keep = slice(None) if padding_idx is None else sel != padding_idx
-    bag, sel = bag[keep], sel[keep]
-    rows = table[sel]
-    if weights is not None:
-        rows = rows * weights[pos][keep][:, None]
-    count = np.bincount(bag, minlength=bags)[:, None]
-    if mode == "max":
-        out = np.full((bags, dim), -np.inf, F32)
-        np.maximum.at(out, bag, rows)
+    maximum = mode == "max"
+    out = np.full((bags, dim), -np.inf if maximum else 0.0, F32)
+    count = np.zeros(bags, np.int64)
+    # Position k of every bag at once, k = 0, 1, ...: each bag's rows are combined in id
+    # order (PyTorch's), with one vectorized step per position rather than per id.
+    for k in range(int(lengths.max(initial=0))):
+        at = np.flatnonzero(lengths > k)
+        where = starts[at] + k
+        sel = ids[where]
+        if padding_idx is not None:
+            kept = sel != padding_idx
+            at, where, sel = at[kept], where[kept], sel[kept]
+        rows = table[sel]
+        if weights is not None:
+            rows = rows * weights[where][:, None]
+        out[at] = np.maximum(out[at], rows) if maximum else out[at] + rows
+        count[at] += 1
+    count = count[:, None]
+    if maximum:
         return np.where(count > 0, out, F32(0)).astype(F32)
-    out = np.zeros((bags, dim), F32)
-    np.add.at(out, bag, rows.astype(F32))
     if mode == "sum":
         return out
     with np.errstate(all="ignore"):
@@ -574,9 +578,17 @@ def torch_embedding_bags(ids, offsets, weights, table, mode, padding_idx, includ
 
 def _torch_embedding_bags_output(ids, offsets, weights, table, mode, padding_idx,
                                  include_last):
-    """The symbolic output of torch_embedding_bags when zero runs cannot give it (zero
-    offsets never end at the ids' count, which include_last_offset requires): (bags, dim),
-    the bags unknown."""
+    """The symbolic output of torch_embedding_bags with include_last_offset, whose zero runs
+    fail (zero offsets never end at the ids' count): (bags, dim), the bags unknown; None
+    (the zero run's error stands) for integer ids and offsets it refuses anyway."""
+    if not include_last or np.dtype(ids.dtype).kind not in "iu":
+        return None
+    if isinstance(offsets, np.ndarray):  # a buffer: its own rules, whatever the ids
+        if offsets.dtype.kind not in "iu" or offsets.ndim != 1 or (
+                offsets.size and offsets[0] != 0) or np.any(np.diff(offsets) < 0):
+            return None
+    elif np.dtype(offsets.dtype).kind not in "iu":
+        return None
     return (None, table.shape[1]), np.dtype(F32)
 
 
@@ -1634,9 +1646,10 @@ def torch_cdist(a, b, p, mm=None):
     rows, cols, m = a.shape[-2], b.shape[-2], a.shape[-1]
     n = math.prod(batch) * rows * cols * m
     if p == 2 and (mm if mm is not None else n > _CDIST_DIRECT_MAX):
-        d2 = ((a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :]
-              - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
-        return np.sqrt(np.maximum(d2, 0.0)).astype(F32)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as PyTorch
+            d2 = ((a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :]
+                  - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
+            return np.sqrt(np.maximum(d2, 0.0)).astype(F32)
     out = np.empty(batch + (rows, cols))
     step = max(1, _CDIST_BLOCK_BYTES // max(1, 8 * math.prod(batch) * cols * m))
     for r0 in range(0, rows, step):
