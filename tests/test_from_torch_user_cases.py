@@ -2142,3 +2142,34 @@ def test_embedding_bag_refusals_at_conversion_with_include_last_offset():
         fl.from_torch(Floats(), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="ids must be integers"):
         fl.from_torch(Floats(), (torch.tensor([1.0, 2.0]), torch.tensor([0, 2])))
+
+
+class _FunctionalBags(nn.Module):
+    """F.embedding_bag on a parameter table, as hand-written recommendation models call it."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(20, 4))
+
+    def forward(self, ids, offsets, weights, rows, csr):
+        bag = nn.functional.embedding_bag
+        return (bag(ids, self.table, offsets, mode="sum", per_sample_weights=weights),
+                bag(ids, self.table, offsets),  # mean, PyTorch's default
+                bag(rows, self.table, mode="max", padding_idx=-1),
+                bag(ids, self.table, csr, include_last_offset=True))
+
+
+def test_functional_embedding_bag(any_backend):
+    torch.manual_seed(7)
+    rows = torch.randint(0, 20, (3, 5))
+    rows[0] = 19  # padding alone (padding_idx -1: the last row of the table)
+    check(_FunctionalBags(), torch.randint(0, 20, (9,)), torch.tensor([0, 2, 2, 6]),
+          torch.rand(9), rows, torch.tensor([0, 2, 2, 6, 9]),
+          run_inputs=[(torch.randint(0, 20, (4,)), torch.tensor([0, 4]), torch.rand(4),
+                       torch.randint(0, 20, (2, 5)), torch.tensor([0, 1, 4]))])
+    class Renormed(_FunctionalBags):
+        def forward(self, rows):
+            return nn.functional.embedding_bag(rows, self.table, max_norm=1.0)
+
+    with pytest.raises(TorchConversionError, match="embedding_bag with a weight .* max_norm"):
+        fl.from_torch(Renormed(), torch.randint(0, 20, (2, 3)))

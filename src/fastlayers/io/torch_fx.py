@@ -1211,26 +1211,48 @@ class _Converter:
         if pad is not None and pad < 0:  # (set after the constructor, which normalizes it:
             pad += mod.num_embeddings    # PyTorch's kernel normalizes it at lookup too)
         if offsets is not None or per_sample_weights is not None:
-            t = _to_torch(self._tensor(input, f"{qual} input"))
-            if (t.ndim == 1) != (offsets is not None) or t.ndim not in (1, 2):
-                self._refuse(f"{qual} (EmbeddingBag) of {t.ndim}-D ids "
-                             f"{'with' if offsets is not None else 'without'} offsets (1-D ids "
-                             "take offsets, 2-D ids none, as in PyTorch)")
-            if per_sample_weights is not None and mod.mode != "sum":
-                self._refuse(f"{qual} (EmbeddingBag) with per_sample_weights in mode "
-                             f"{mod.mode!r} (PyTorch takes them in mode 'sum' only)")
-            off = None if offsets is None else self._operand(offsets, f"{qual} offsets")
-            weights = None if per_sample_weights is None else self._operand(
-                per_sample_weights, f"{qual} per_sample_weights")
-            return _T(torch_embedding_bags(t.sym, off, weights, _np(mod.weight).astype(F32),
-                                           mod.mode, pad, bool(mod.include_last_offset)),
-                      False)
+            return self._bags(f"{qual} (EmbeddingBag)", input, _np(mod.weight), mod.mode, pad,
+                              mod.include_last_offset, offsets, per_sample_weights)
         t = _to_torch(self._tensor(input, f"{qual} input"))
         if t.ndim != 2 or t.torch_shape[1] == 0:
             self._refuse(f"{qual} (EmbeddingBag) of an input of shape {t.torch_shape} (2-D ids, "
                          "each row a bag of at least one id)")
         return _T(torch_embedding_bag(t.sym, _np(mod.weight).astype(F32), mod.mode, pad),
                   False)
+
+    def _bags(self, what: str, ids: Any, table: np.ndarray, mode: str, pad: Any,
+              include_last: Any, offsets: Any, per_sample_weights: Any) -> _T:
+        """torch_embedding_bags of 1-D ids with offsets, or 2-D ids (each row a bag), the
+        offsets and per-sample weights traced or constants; PyTorch's refusals refused."""
+        t = _to_torch(self._tensor(ids, f"{what} input"))
+        if (t.ndim == 1) != (offsets is not None) or t.ndim not in (1, 2):
+            self._refuse(f"{what} of {t.ndim}-D ids "
+                         f"{'with' if offsets is not None else 'without'} offsets (1-D ids "
+                         "take offsets, 2-D ids none, as in PyTorch)")
+        if per_sample_weights is not None and mode != "sum":
+            self._refuse(f"{what} with per_sample_weights in mode {mode!r} (PyTorch takes them "
+                         "in mode 'sum' only)")
+        off = None if offsets is None else self._operand(offsets, f"{what} offsets")
+        weights = None if per_sample_weights is None else self._operand(
+            per_sample_weights, f"{what} per_sample_weights")
+        return _T(torch_embedding_bags(t.sym, off, weights, table.astype(F32), mode, pad,
+                                       bool(include_last)), False)
+
+    def f_embedding_bag(self, input: Any, weight: Any, offsets: Any = None,  # noqa: A002
+                        max_norm: Any = None, norm_type: Any = 2, scale_grad_by_freq: Any = False,
+                        mode: Any = "mean", sparse: Any = False, per_sample_weights: Any = None,
+                        include_last_offset: Any = False, padding_idx: Any = None) -> _T:
+        """``F.embedding_bag`` with a parameter or buffer table: nn.EmbeddingBag's
+        conversion (torch_embedding_bags)."""
+        if not isinstance(weight, np.ndarray) or weight.ndim != 2 or max_norm is not None or (
+                mode not in ("sum", "mean", "max")):
+            self._refuse(f"embedding_bag with a weight that is not a 2-D parameter or buffer, "
+                         f"max_norm, or mode={mode!r}")
+        pad = padding_idx
+        if pad is not None and pad < 0:  # (PyTorch counts it from the end of the table)
+            pad += weight.shape[0]
+        return self._bags("embedding_bag", input, weight, mode, pad, include_last_offset,
+                          offsets, per_sample_weights)
 
     def activation(self, x: Any, name: str, slope: float = 0.01) -> _T:
         t = self._tensor(x, name)
@@ -3870,6 +3892,7 @@ class _Converter:
             torch.index_copy: functools.partial(self.index_add, "copy"),
             torch.index_fill: functools.partial(self.index_add, "fill"),
             F.embedding: self.f_embedding,
+            F.embedding_bag: self.f_embedding_bag,
             torch.diff: self.diff,
             torch.outer: lambda input, vec2: self.binary(  # noqa: A002
                 self.unsqueeze(input, 1), self.unsqueeze(vec2, 0), "mul"),
