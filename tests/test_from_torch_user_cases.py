@@ -2171,5 +2171,24 @@ def test_functional_embedding_bag(any_backend):
         def forward(self, rows):
             return nn.functional.embedding_bag(rows, self.table, max_norm=1.0)
 
-    with pytest.raises(TorchConversionError, match="embedding_bag with a weight .* max_norm"):
+    with pytest.raises(TorchConversionError, match="embedding_bag with max_norm"):
         fl.from_torch(Renormed(), torch.randint(0, 20, (2, 3)))
+
+    class Bad(_FunctionalBags):
+        def __init__(self, ints=False, **kw):
+            super().__init__()
+            self.kw, self.use_ints = kw, ints
+            self.register_buffer("ints", torch.ones(20, 4, dtype=torch.long))
+
+        def forward(self, rows):
+            table = self.ints if self.use_ints else self.table
+            return nn.functional.embedding_bag(rows, table, **self.kw)
+
+    for kw, rows, message in [
+            ({"padding_idx": 25}, (2, 3), r"padding_idx 25 is not in \[-20, 20\)"),
+            ({"padding_idx": -21}, (2, 3), "padding_idx -21"),
+            ({"mode": "prod"}, (2, 3), "mode='prod'"),
+            ({}, (2, 0), "width 0"),
+            ({"ints": True}, (2, 3), "not a 2-D float parameter or buffer")]:
+        with pytest.raises(TorchConversionError, match=message):
+            fl.from_torch(Bad(**kw), torch.randint(0, 20, rows))

@@ -1244,13 +1244,24 @@ class _Converter:
                         include_last_offset: Any = False, padding_idx: Any = None) -> _T:
         """``F.embedding_bag`` with a parameter or buffer table: nn.EmbeddingBag's
         conversion (torch_embedding_bags)."""
-        if not isinstance(weight, np.ndarray) or weight.ndim != 2 or max_norm is not None or (
-                mode not in ("sum", "mean", "max")):
-            self._refuse(f"embedding_bag with a weight that is not a 2-D parameter or buffer, "
-                         f"max_norm, or mode={mode!r}")
+        if not isinstance(weight, np.ndarray) or weight.ndim != 2 or weight.dtype.kind != "f":
+            self._refuse("embedding_bag with a table that is not a 2-D float parameter or "
+                         "buffer")
+        if max_norm is not None:
+            self._refuse("embedding_bag with max_norm (it renormalizes the table at lookup)")
+        if mode not in ("sum", "mean", "max"):
+            self._refuse(f"embedding_bag with mode={mode!r}")
+        rows = weight.shape[0]
         pad = padding_idx
+        if pad is not None and not -rows <= pad < rows:
+            raise TorchConversionError(f"from_torch: embedding_bag's padding_idx {pad} is not "
+                                       f"in [-{rows}, {rows}) (PyTorch raises too)")
         if pad is not None and pad < 0:  # (PyTorch counts it from the end of the table)
-            pad += weight.shape[0]
+            pad += rows
+        t = self._tensor(input, "embedding_bag input")
+        if t.ndim == 2 and t.torch_shape[1] == 0:
+            self._refuse("embedding_bag of 2-D ids of width 0 (each row a bag of at least one "
+                         "id)")
         return self._bags("embedding_bag", input, weight, mode, pad, include_last_offset,
                           offsets, per_sample_weights)
 
