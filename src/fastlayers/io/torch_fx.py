@@ -98,6 +98,7 @@ from .torch_ops import (
     _ValuesIndices,
     legacy_nearest_indices,
     torch_activation,
+    torch_affine_grid,
     torch_arange,
     torch_arg_extreme,
     torch_batch_stats_norm,
@@ -123,6 +124,7 @@ from .torch_ops import (
     torch_full,
     torch_gather_index,
     torch_glu,
+    torch_grid_sample,
     torch_index,
     torch_index_add,
     torch_index_put,
@@ -1680,6 +1682,59 @@ class _Converter:
                                        f"(N, C, *) of rank 3 or more, got rank {t.ndim}")
         return _T(torch_local_response_norm(t.sym, size, float(alpha), float(beta), float(k),
                                             _axis_in_layout(t, 1)), t.cl)
+
+    def affine_grid(self, theta: Any, size: Any, align_corners: Any = None) -> _T:
+        """``F.affine_grid(theta, size)`` of a 2-D size (N, C, H, W): the sampling grid
+        (N, H, W, 2) of theta's affine transforms (torch_affine_grid), H and W known at
+        conversion (``x.size()`` of a model's input gives them), N theta's own."""
+        where = "from_torch: affine_grid"
+        if not isinstance(size, (tuple, list)) or len(size) != 4:
+            raise TorchConversionError(
+                f"{where} of size {size!r}: only a 2-D size (N, C, H, W) converts (a 3-D "
+                "grid for a 5-D input does not)")
+        n, _, h, w = size
+        if not all(isinstance(d, int) for d in (h, w)):
+            raise TorchConversionError(f"{where}: the output height and width must be known "
+                                       f"at conversion, got {h!r} and {w!r}")
+        if min(h, w) <= 0:
+            raise TorchConversionError(f"{where}: expected a non-zero, positive output size, "
+                                       f"got {tuple(size)!r} (PyTorch refuses it)")
+        if align_corners not in (None, True, False):
+            self._refuse(f"affine_grid with align_corners={align_corners!r}")
+        t = _to_torch(self._tensor(theta, "affine_grid"))
+        if t.ndim != 3 or tuple(t.sym.shape[1:]) != (2, 3) or not _is_float(t.sym):
+            raise TorchConversionError(
+                f"{where}: theta must be a float (N, 2, 3) tensor for a 2-D size, got "
+                f"{t.sym.dtype} {tuple(t.sym.shape)}")
+        batch = n if isinstance(n, int) else None  # a _Dim: the batch, theta's at run time
+        return _T(torch_affine_grid(t.sym, batch, h, w, bool(align_corners)), False)
+
+    def grid_sample(self, input: Any, grid: Any, mode: Any = "bilinear",  # noqa: A002
+                    padding_mode: Any = "zeros", align_corners: Any = None) -> _T:
+        """``F.grid_sample`` of a 4-D (N, C, H, W) input at a grid (N, H_out, W_out, 2):
+        torch_grid_sample on the channels-last input, every mode ("bilinear", "nearest",
+        "bicubic") and padding_mode ("zeros", "border", "reflection")."""
+        where = "from_torch: grid_sample"
+        if mode not in ("bilinear", "nearest", "bicubic"):
+            raise TorchConversionError(f"{where}: mode {mode!r} (PyTorch takes 'bilinear', "
+                                       "'nearest' or 'bicubic')")
+        if padding_mode not in ("zeros", "border", "reflection"):
+            raise TorchConversionError(f"{where}: padding_mode {padding_mode!r} (PyTorch "
+                                       "takes 'zeros', 'border' or 'reflection')")
+        if align_corners not in (None, True, False):
+            self._refuse(f"grid_sample with align_corners={align_corners!r}")
+        x = _to_cl(self._tensor(input, "grid_sample"))
+        g = _to_torch(self._tensor(grid, "grid_sample grid"))
+        if x.ndim != 4 or not _is_float(x.sym):
+            raise TorchConversionError(
+                f"{where} of a {x.sym.dtype} input of rank {x.ndim}: only a float 4-D "
+                "(N, C, H, W) input converts (a 5-D one does not)")
+        if g.ndim != 4 or g.sym.shape[-1] != 2 or not _is_float(g.sym):
+            raise TorchConversionError(
+                f"{where}: the grid must be a float (N, H_out, W_out, 2) tensor for a 4-D "
+                f"input, got {g.sym.dtype} {tuple(g.sym.shape)}")
+        return _T(torch_grid_sample(x.sym, g.sym, mode, padding_mode, bool(align_corners)),
+                  True)
 
     def cdist(self, x1: Any, x2: Any, p: Any = 2.0,
               compute_mode: Any = "use_mm_for_euclid_dist_if_necessary") -> _T:
@@ -3884,6 +3939,8 @@ class _Converter:
             F.prelu: lambda input, weight: self.prelu(input, weight),  # noqa: A002
             F.local_response_norm: self.local_response_norm,
             torch.cdist: self.cdist,
+            F.affine_grid: self.affine_grid,
+            F.grid_sample: self.grid_sample,
             F.bilinear: self.f_bilinear,
             torch.median: functools.partial(self.median, False),
             torch.nanmedian: functools.partial(self.median, True),

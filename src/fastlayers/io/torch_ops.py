@@ -1772,3 +1772,175 @@ def torch_quantile(x, q, axis, keepdims, interpolation, ignore_nan):
         out = (np.reshape(out, qs.shape + (1,) * rank) if whole
                else np.expand_dims(out, axis + qs.ndim))
     return np.asarray(out, F32)
+
+
+def _linspace_from_neg_one(k, align_corners):
+    """PyTorch's sample positions of one axis of ``F.affine_grid``, in float32: torch.linspace
+    (-1, 1, k) (its two halves counted from each end), scaled by (k - 1) / k without
+    align_corners; a single 0 for k 1."""
+    if k <= 1:
+        return np.zeros(k, F32)
+    step = (F32(1) - F32(-1)) / F32(k - 1)
+    i = np.arange(k)
+    half = k // 2
+    r = np.where(i < half, F32(-1) + step * i.astype(F32),
+                 F32(1) - step * (k - 1 - i).astype(F32)).astype(F32)
+    if not align_corners:
+        r = r * F32(k - 1) / F32(k)
+    return r
+
+
+@S.symbolic_op
+def torch_affine_grid(theta, batch, height, width, align_corners):
+    """``F.affine_grid(theta, (N, C, H, W))``: theta (N, 2, 3) -> the sampling grid
+    (N, H, W, 2) for ``torch_grid_sample``, each output pixel's normalized (x, y) in [-1, 1]
+    (pixel centres without align_corners, corner pixels' centres with it) mapped by its
+    affine transform: [x, y, 1] · thetaᵀ in float32. ``batch`` None: theta's; else N, which
+    theta must have (PyTorch's batched product refuses another)."""
+    theta = np.asarray(theta, F32)
+    if theta.ndim != 3 or theta.shape[1:] != (2, 3):
+        raise ValueError(f"affine_grid: theta must be (N, 2, 3) for a 2-D size, got shape "
+                         f"{theta.shape}")
+    if batch is not None and theta.shape[0] != batch:
+        raise ValueError(f"affine_grid: theta holds {theta.shape[0]} transforms for a size "
+                         f"with batch {batch}")
+    base = np.ones((height, width, 3), F32)
+    base[..., 0] = _linspace_from_neg_one(width, align_corners)
+    base[..., 1] = _linspace_from_neg_one(height, align_corners)[:, None]
+    grid = np.matmul(base.reshape(1, height * width, 3), theta.transpose(0, 2, 1))
+    return grid.reshape(theta.shape[0], height, width, 2).astype(F32, copy=False)
+
+
+def _fma(a, b, c):
+    """a·b + c rounded once to float32, as the fused multiply-add PyTorch's CPU kernels are
+    compiled to (a·b of two float32 values is exact in float64)."""
+    return (np.asarray(a, np.float64) * b + c).astype(F32)
+
+
+# grid_sample follows PyTorch's vectorized CPU kernel step by step, each a·b + c there a fused
+# multiply-add (_fma), so that positions, and the pixels that rounding picks, are PyTorch's.
+
+def _grid_positions(g, size, align_corners):
+    """Normalized grid coordinates (-1 and 1 the edges of the outer pixels, or their centres
+    with align_corners) -> source positions along an axis of ``size`` pixels:
+    (g + 1) · (size - 1) / 2, or (g + 1) · size / 2 - 1/2."""
+    if align_corners:
+        return (g + F32(1)) * F32((size - 1) / 2)
+    return _fma(g + F32(1), F32(size / 2), F32(-0.5))
+
+
+def _grid_padded(p, size, padding, align_corners):
+    """Source positions kept inside the image by ``padding`` ("border": clamped to
+    [0, size - 1], NaN to 0; "reflection": mirrored at the edges - the outer pixels' centres
+    with align_corners, their outer edges without - then clamped; "zeros": as they are)."""
+    if padding == "zeros":
+        return p
+    if padding == "reflection":
+        low = F32(0) if align_corners else F32(-0.5)
+        span2 = F32(2 * (size - 1)) if align_corners else F32(2 * size)
+        if span2 <= 0:  # one pixel with align_corners: no span to mirror in
+            return np.zeros_like(p)
+        d = np.abs(p - low)
+        extra = _fma(-np.trunc(d / span2), span2, d)  # d modulo the span, there and back
+        p = np.minimum(extra, span2 - extra) + low
+    return np.minimum(np.fmax(p, F32(0)), F32(size - 1))
+
+
+def _grid_index(p):
+    """Integer pixel indices of float positions that are whole already (truncated, as the
+    CPU kernel converts them); a non-finite or out-of-range position becomes an index so far
+    outside every image that its neighbours are outside too."""
+    ok = np.isfinite(p) & (np.abs(p) < 2.0 ** 31)
+    return np.where(ok, p, -2.0 ** 40).astype(np.int64)
+
+
+def _inside(i, size):
+    return (i >= 0) & (i < size)
+
+
+def _grid_gather(x, iy, ix, valid):
+    """x (N, H, W, C) at rows iy and columns ix, each (N, P): (N, P, C), 0 where not
+    ``valid``."""
+    n, h, w, c = x.shape
+    flat = np.where(valid, iy * w + ix, 0)
+    vals = np.take_along_axis(x.reshape(n, h * w, c), flat[..., None], axis=1)
+    return np.where(valid[..., None], vals, F32(0))
+
+
+def _weighted_sum(terms, fused=True):
+    """Σ value·weight over (value, weight) pairs in order, each step after the first one
+    fused multiply-add (or a product and a sum)."""
+    out = None
+    for v, wgt in terms:
+        out = v * wgt if out is None else _fma(v, wgt, out) if fused else out + v * wgt
+    return out
+
+
+def _cubic_weights(t):
+    """The four weights of PyTorch's Keys cubic (A = -0.75) at taps -1, 0, 1, 2 for
+    fractions t (N, P), as (N, P, 1) arrays, in float32 (PyTorch's compiled kernel fuses
+    some of these steps in a way not reproduced here: its bicubic results differ from these
+    in the last bits)."""
+    a = F32(-0.75)
+
+    def outer(v):  # 1 < v < 2
+        return ((a * v - F32(5) * a) * v + F32(8) * a) * v - F32(4) * a
+
+    def inner(v):  # v <= 1
+        return ((a + F32(2)) * v - (a + F32(3))) * v * v + F32(1)
+
+    return [c[..., None] for c in (outer(t + F32(1)), inner(t), inner(F32(1) - t),
+                                   outer(F32(2) - t))]
+
+
+@S.symbolic_op
+def torch_grid_sample(x, grid, mode, padding, align_corners):
+    """``F.grid_sample`` of an NHWC float32 x (N, H, W, C) at ``grid`` (N, Ho, Wo, 2) of
+    normalized (x, y) positions: (N, Ho, Wo, C), in float32 as PyTorch's CPU kernel (the
+    same bits in the bilinear and nearest modes; see _cubic_weights for bicubic).
+    ``mode`` "bilinear" (the 4 neighbours, weighted by the distances), "nearest" (the
+    position rounded, ties to even) or "bicubic" (16 taps, PyTorch's Keys cubic,
+    A = -0.75); ``padding`` "zeros" (taps outside the image read 0), "border" (positions
+    clamped to the image) or "reflection" (mirrored into it). A NaN or infinite position
+    gives NaN in the bicubic mode and in the bilinear one with zeros padding, reads 0 in the
+    nearest mode with zeros padding, and is clamped into the image (NaN to 0) with border
+    or reflection padding, as in PyTorch."""
+    x = np.asarray(x, F32)
+    grid = np.asarray(grid, F32)
+    if x.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != x.shape[0]:
+        raise ValueError(f"grid_sample: input {x.shape} (N, H, W, C) and grid {grid.shape} "
+                         "(N, H_out, W_out, 2) must be 4-D with the same N")
+    n, h, w, c = x.shape
+    ho, wo = grid.shape[1:3]
+    px = _grid_positions(grid[..., 0].reshape(n, -1), w, align_corners)
+    py = _grid_positions(grid[..., 1].reshape(n, -1), h, align_corners)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if mode == "bicubic":  # the taps' positions are padded one by one
+            x0, y0 = np.floor(px), np.floor(py)
+            wx, wy = _cubic_weights(px - x0), _cubic_weights(py - y0)
+            cols = [_grid_index(_grid_padded(x0 + F32(k), w, padding, align_corners))
+                    for k in (-1, 0, 1, 2)]
+            rows = []
+            for k in (-1, 0, 1, 2):
+                iy = _grid_index(_grid_padded(y0 + F32(k), h, padding, align_corners))
+                rows.append(_weighted_sum(
+                    ((_grid_gather(x, iy, ix, _inside(iy, h) & _inside(ix, w)), wx[j])
+                     for j, ix in enumerate(cols)), fused=False))
+            out = _weighted_sum(zip(rows, wy), fused=False)
+        else:
+            px = _grid_padded(px, w, padding, align_corners)
+            py = _grid_padded(py, h, padding, align_corners)
+            if mode == "nearest":
+                ix, iy = _grid_index(np.rint(px)), _grid_index(np.rint(py))
+                out = _grid_gather(x, iy, ix, _inside(ix, w) & _inside(iy, h))
+            else:  # bilinear: nw, ne, sw, se, each weighted by the opposite area
+                x0, y0 = np.floor(px), np.floor(py)
+                dx, dy = px - x0, py - y0
+                ex, sy = F32(1) - dx, F32(1) - dy
+                ix, iy = _grid_index(x0), _grid_index(y0)
+                out = _weighted_sum(
+                    (_grid_gather(x, iy + r, ix + q, _inside(iy + r, h) & _inside(ix + q, w)),
+                     wgt[..., None])
+                    for r, q, wgt in ((0, 0, sy * ex), (0, 1, sy * dx), (1, 0, dy * ex),
+                                      (1, 1, dy * dx)))
+    return out.reshape(n, ho, wo, c).astype(F32, copy=False)
