@@ -491,3 +491,49 @@ def test_a_split_batch_axis_is_refused_in_a_pytorch_users_words():
     assert "view (Tensor.view): cannot reshape" in msg, msg
     assert "fixes or splits the batch axis" in msg, msg
     assert "give Input" not in msg
+
+
+class SyncBnNet(nn.Module):
+    """Conv1d / Conv2d / Conv3d blocks and a head, as convert_sync_batchnorm leaves a model
+    trained with DistributedDataParallel: every BatchNorm a SyncBatchNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.c2 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.c1 = nn.Sequential(nn.Conv1d(8, 6, 3), nn.BatchNorm1d(6))
+        self.c3 = nn.Sequential(nn.Conv3d(2, 4, 1), nn.BatchNorm3d(4), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(6 * 8 + 4, 5), nn.BatchNorm1d(5))
+
+    def forward(self, x, v):
+        y = self.c2(x).mean(2)  # (N, 8, W)
+        y = self.c1(y).flatten(1)
+        z = self.c3(v).mean((2, 3, 4))
+        return self.head(torch.cat([y, z], 1))
+
+
+def test_sync_batch_norm_converts_as_batch_norm(any_backend):
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(SyncBnNet())
+    bns = [m for m in model.modules() if isinstance(m, nn.SyncBatchNorm)]
+    assert len(bns) == 4
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for bn in bns:
+            bn.running_mean.uniform_(-1, 1, generator=g)
+            bn.running_var.uniform_(0.5, 2, generator=g)
+            bn.weight.uniform_(0.5, 1.5, generator=g)
+            bn.bias.uniform_(-0.5, 0.5, generator=g)
+    check(model, torch.randn(2, 3, 5, 10), torch.randn(2, 2, 3, 4, 5),
+          run_inputs=[(torch.randn(3, 3, 5, 10), torch.randn(3, 2, 3, 4, 5))])
+    # one alone, after no conv, of rank 2 and 4
+    for shape in ((4, 7), (2, 7, 3, 5)):
+        bn = nn.SyncBatchNorm(7).eval()
+        with torch.no_grad():
+            bn.running_mean.uniform_(-1, 1, generator=g)
+            bn.running_var.uniform_(0.5, 2, generator=g)
+        check(bn, torch.randn(*shape))
+
+
+def test_sync_batch_norm_without_running_statistics_is_refused():
+    bn = nn.SyncBatchNorm(3, track_running_stats=False).eval()
+    with pytest.raises(TorchConversionError, match="track_running_stats=False"):
+        fl.from_torch(bn, torch.randn(2, 3, 4))

@@ -831,7 +831,8 @@ class _Converter:
                 no(f"output_size={mod.output_size!r} (1 only for the 3D adaptive pools)")
             if getattr(mod, "return_indices", False):
                 no("return_indices=True")
-        elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+                              nn.SyncBatchNorm)):
             if not mod.track_running_stats or mod.running_mean is None:
                 no("track_running_stats=False (batch statistics at inference)")
         elif isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
@@ -902,7 +903,7 @@ class _Converter:
     def _module_known(self, mod: Any) -> bool:
         nn = self.nn
         known = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d,
-                 nn.BatchNorm3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d,
+                 nn.BatchNorm3d, nn.SyncBatchNorm, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d,
                  nn.AdaptiveMaxPool3d,
                  nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.GELU,
                  nn.Softmax, nn.LeakyReLU, nn.PReLU, nn.MaxPool2d, nn.AvgPool2d,
@@ -1026,7 +1027,9 @@ class _Converter:
             # (isinstance: a subclass, torch's ParametrizedConv2d of a parametrized conv)
             kind = next((b for c, b in ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d),
                                         (nn.Conv3d, nn.BatchNorm3d)) if isinstance(mod, c)), None)
-            if (kind is not None and isinstance(bn, kind) and bn.track_running_stats
+            # (SyncBatchNorm, of any rank, computes BatchNorm's affine in eval mode)
+            if (kind is not None and isinstance(bn, (kind, nn.SyncBatchNorm))
+                    and bn.track_running_stats
                     and bn.running_mean is not None):
                 self.fold = bn
                 done.append(user)
@@ -1150,7 +1153,7 @@ class _Converter:
             return self.upsample(args[0], mod.size, mod.scale_factor, mod.mode,
                                  mod.align_corners, what=f"{qual} ({name})",
                                  recompute_scale_factor=mod.recompute_scale_factor)
-        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)):
             return self.batch_norm(mod, args[0])
         if isinstance(mod, nn.LayerNorm):
             return self.layer_norm(mod, args[0])
