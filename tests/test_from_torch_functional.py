@@ -7,6 +7,7 @@ in eval mode, on both paths (docs/semantics.md §24)."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -537,3 +538,35 @@ def test_sync_batch_norm_without_running_statistics_is_refused():
     bn = nn.SyncBatchNorm(3, track_running_stats=False).eval()
     with pytest.raises(TorchConversionError, match="track_running_stats=False"):
         fl.from_torch(bn, torch.randn(2, 3, 4))
+
+
+@pytest.mark.parametrize("dims,kw", [
+    (2, dict(norm_type=2, kernel_size=2)),
+    (2, dict(norm_type=3.0, kernel_size=(3, 2), stride=(1, 2))),
+    (2, dict(norm_type=1, kernel_size=3, stride=2, ceil_mode=True)),
+    (2, dict(norm_type=0.5, kernel_size=2)),
+    (2, dict(norm_type=float("inf"), kernel_size=3, stride=1)),
+    (2, dict(norm_type=-float("inf"), kernel_size=2)),
+    (1, dict(norm_type=2, kernel_size=3)),
+    (1, dict(norm_type=4.0, kernel_size=2, stride=1, ceil_mode=True)),
+    (1, dict(norm_type=float("inf"), kernel_size=5, stride=3, ceil_mode=True)),
+])
+@pytest.mark.parametrize("module", [False, True])
+def test_lp_pool(any_backend, dims, kw, module):
+    """nn.LPPool1d / LPPool2d and F.lp_pool1d / lp_pool2d, after a conv (channels-last) or
+    on the input; odd powers of negative values give NaN, as in PyTorch."""
+    shape = (2, 3, 7) if dims == 1 else (2, 3, 7, 6)
+    if module:
+        fn = (nn.LPPool1d if dims == 1 else nn.LPPool2d)(**kw)
+    else:
+        fn = Conv(functools.partial(F.lp_pool1d if dims == 1 else F.lp_pool2d, **kw))
+    x = torch.randn(*shape)
+    check(fn, x, run_inputs=[(torch.randn(1, *shape[1:]),)])
+    conv = nn.Conv1d(3, 3, 1) if dims == 1 else nn.Conv2d(3, 3, 1)
+    check(nn.Sequential(conv, fn), x)  # on the channels-last layout
+    check(nn.Sequential(conv, fn), x.abs())
+
+
+def test_lp_pool_refusals():
+    with pytest.raises(TorchConversionError, match="norm_type"):
+        fl.from_torch(Conv(lambda x: F.lp_pool2d(x, 0, 2)), torch.randn(1, 2, 4, 4))

@@ -1916,6 +1916,31 @@ class _Converter:
         return _T(torch_pool2d(t.sym, kind, _pair(k), _pair(s), _pair(p), _pair(d),
                                bool(ceil_mode), bool(count_include_pad), divisor_override), True)
 
+    def lp_pool(self, dims: int, input: Any, norm_type: Any, kernel_size: Any,  # noqa: A002
+                stride: Any = None, ceil_mode: Any = False) -> _T:
+        """``F.lp_pool1d`` / ``F.lp_pool2d`` (``nn.LPPool1d`` / ``2d`` trace into them) in
+        PyTorch's own steps: the p-th powers average-pooled (no padding), times the window
+        size, sign(out)·relu(|out|) to the power 1/p; p = ±inf the largest (or, negated, the
+        smallest) magnitude."""
+        what = f"lp_pool{dims}d"
+        if not _is_number(norm_type) or norm_type == 0:
+            self._refuse(f"{what} with norm_type={norm_type!r} (a nonzero number)")
+
+        def pool(v: Any, kind: str) -> _T:
+            if dims == 1:
+                return self.pool1d(v, kind, kernel_size, stride, 0, 1, ceil_mode, what=what)
+            return self.pool(v, kind, kernel_size, stride, 0, 1, ceil_mode)
+
+        if math.isinf(norm_type):
+            if norm_type > 0:
+                return pool(self.unary(input, "abs"), "max")
+            return self.unary(pool(self.unary(self.unary(input, "abs"), "neg"), "max"), "neg")
+        out = pool(self.binary(input, norm_type, "pow"), "avg")
+        out = self.binary(self.unary(out, "sign"),
+                          self.activation(self.unary(out, "abs"), "relu"), "mul")
+        size = _single(kernel_size) if dims == 1 else math.prod(_pair(kernel_size))
+        return self.binary(self.binary(out, size, "mul"), 1.0 / norm_type, "pow")
+
     def pool1d(self, x: Any, kind: str, k: Any, s: Any, p: Any, d: Any = 1,
                ceil_mode: bool = False, count_include_pad: bool = True,
                what: str = "pool1d") -> _T:
@@ -3943,6 +3968,8 @@ class _Converter:
             F.local_response_norm: self.local_response_norm,
             torch.cdist: self.cdist,
             F.affine_grid: self.affine_grid,
+            F.lp_pool1d: functools.partial(self.lp_pool, 1),
+            F.lp_pool2d: functools.partial(self.lp_pool, 2),
             F.grid_sample: self.grid_sample,
             F.bilinear: self.f_bilinear,
             torch.median: functools.partial(self.median, False),
@@ -4441,7 +4468,7 @@ class _Converter:
 # that call rather than kept as a module call: its conversion (and its argument checks) is the
 # function's.
 _TRACED_INTO = frozenset({"CosineSimilarity", "PairwiseDistance", "LocalResponseNorm",
-                          "Bilinear"})
+                          "Bilinear", "LPPool1d", "LPPool2d"})
 
 # The keyword of the methods that take sizes as varargs or as one sequence.
 _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand": "size",
