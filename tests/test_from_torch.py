@@ -3066,7 +3066,7 @@ except ImportError as e:
 class Unsupported(nn.Module):
     def __init__(self):
         super().__init__()
-        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.LPPool1d(2, 1))
+        self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.LPPool3d(2, 1))
         self.pool = nn.MaxPool2d(2, return_indices=True)
         self.lstm = nn.LSTM(4, 4, proj_size=2)
 
@@ -3079,7 +3079,7 @@ def test_unsupported_lists_every_offender():
     with pytest.raises(TorchConversionError) as info:
         fl.from_torch(Unsupported(), (torch.randn(2, 4), torch.randn(1, 1, 4, 4)))
     msg = str(info.value)
-    for part in ["layer3.1 (torch.nn.LPPool1d)",
+    for part in ["layer3.1 (torch.nn.LPPool3d)",
                  "kthvalue (torch.kthvalue)", "msort (Tensor.msort)", "nonzero (torch.nonzero)",
                  "pool (torch.nn.MaxPool2d): return_indices=True",
                  "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
