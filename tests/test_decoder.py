@@ -494,6 +494,72 @@ def test_from_torch_conv_transpose1d(cin, cout, k, s, p, op, d, backend):
     assert any(isinstance(layer, L.Conv1DTranspose) for layer in model.layers)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rank, cin, cout, k, s, p, op, d, groups, bias", [
+    (2, 4, 6, 3, 2, 1, 1, 1, 2, True),  # grouped
+    (2, 5, 5, 4, 2, 1, 0, 1, 5, False),  # depthwise x2 upsampling (CenterNet's IDAUp)
+    (2, 6, 3, (3, 2), (3, 1), (0, 1), (2, 0), 1, 3, True),  # one output channel per group
+    (2, 3, 2, 3, 2, 1, 1, 2, 1, True),  # a stride and a dilation (Keras refuses both)
+    (2, 2, 3, 3, 2, 0, (2, 1), (3, 1), 1, False),  # output_padding 2: below the dilation
+    (2, 7, 7, 1, 1, 0, 0, 1, 7, True),
+    (1, 4, 8, 3, 2, 1, 1, 1, 4, True),
+    (1, 3, 3, 4, 3, 2, 2, 2, 3, False),
+])
+def test_from_torch_conv_transpose_beyond_keras(rank, cin, cout, k, s, p, op, d, groups, bias,
+                                                backend):
+    """Groups, a stride with a dilation, and output_padding below the dilation but not the
+    stride: PyTorch's definition computed directly (torch_conv_transpose), after a conv
+    (channels-last) too."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    cls = torch.nn.ConvTranspose1d if rank == 1 else torch.nn.ConvTranspose2d
+    up = cls(cin, cout, k, stride=s, padding=p, output_padding=op, dilation=d, groups=groups,
+             bias=bias)
+    shape = (2, cin, 7) if rank == 1 else (2, cin, 5, 6)
+    _torch_check(up, torch.randn(*shape), backend)
+    conv = (torch.nn.Conv1d if rank == 1 else torch.nn.Conv2d)(cin, cin, 1)
+    _torch_check(torch.nn.Sequential(conv, torch.nn.ReLU(), up), torch.randn(*shape), backend)
+
+
+def test_from_torch_depthwise_bilinear_upsampling():
+    """CenterNet's IDAUp: a depthwise ConvTranspose2d(o, o, 2f, stride f, padding f // 2,
+    groups o) whose kernel is fixed to bilinear interpolation (fill_up_weights), with an
+    output_size as U-Nets pass to match a skip connection."""
+    torch = pytest.importorskip("torch")
+    import math
+
+    from test_from_torch import check
+
+    class Up(torch.nn.Module):
+        def __init__(self, o, f):
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(o, o, f * 2, stride=f, padding=f // 2,
+                                               output_padding=0, groups=o, bias=False)
+            w = self.up.weight.data
+            c = math.ceil(w.size(2) / 2)
+            c0 = (2 * c - 1 - c % 2) / (2. * c)
+            for i in range(w.size(2)):
+                for j in range(w.size(3)):
+                    w[0, 0, i, j] = (1 - abs(i / c - c0)) * (1 - abs(j / c - c0))
+            for ch in range(1, w.size(0)):
+                w[ch, 0] = w[0, 0]
+
+        def forward(self, x, skip):
+            return self.up(x, output_size=skip.size()) + skip
+
+    x = torch.randn(2, 16, 5, 7)
+    for f in (2, 4):
+        check(Up(16, f), x, torch.randn(2, 16, 5 * f, 7 * f))
+
+
+def test_from_torch_grouped_conv_transpose3d_is_refused():
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    with pytest.raises(TorchConversionError, match="groups=2"):
+        fl.from_torch(torch.nn.ConvTranspose3d(4, 4, 3, groups=2), (torch.randn(1, 4, 3, 3, 3),))
+
+
 def _decoder_module(torch):
     """ConvTranspose2d, nn.Upsample (bilinear), F.interpolate (nearest), a Conv2d."""
 
@@ -526,8 +592,6 @@ def test_from_torch_decoder(backend):
     (lambda nn: nn.Upsample(scale_factor=(2, 2, 2), mode="trilinear"), "mode='trilinear'"),
     (lambda nn: nn.Upsample(scale_factor=2, mode="nearest", align_corners=True),
      "align_corners=True with mode='nearest'"),  # (bilinear's converts)
-    (lambda nn: nn.ConvTranspose2d(4, 4, 3, groups=2), "groups=2"),
-    (lambda nn: nn.ConvTranspose2d(4, 2, 3, stride=2, dilation=2), "dilation"),
 ])
 def test_from_torch_refuses_what_it_cannot_convert(make, match):
     torch = pytest.importorskip("torch")

@@ -110,6 +110,7 @@ from .torch_ops import (
     torch_channel_shuffle,
     torch_clamp,
     torch_compare,
+    torch_conv_transpose,
     torch_copy,
     torch_cosine_similarity,
     torch_cumprod,
@@ -1446,15 +1447,26 @@ class _Converter:
                     "conversion only"
                 )
             out_pad = tuple(int(v) - m for v, m in zip(size, least))
-            if any(o < 0 or o >= s for o, s in zip(out_pad, stride)):
-                raise TorchConversionError(
-                    f"{what}: output_size={output_size!r} needs output_padding {out_pad}, not in "
-                    f"[0, stride {stride}) (Keras's rule)"
+            if any(o < 0 or o >= max(s, d) for o, s, d in zip(out_pad, stride, dilation)):
+                raise TorchConversionError(  # (PyTorch's rule, which it raises on)
+                    f"{what}: output_size={output_size!r} needs output_padding {out_pad}, not "
+                    f"in [0, max(stride {stride}, dilation {dilation}))"
                 )
+            if rank == 3 and not _keras_transposes(mod, out_pad):
+                raise TorchConversionError(
+                    f"{what}: output_size={output_size!r} needs output_padding {out_pad}, not "
+                    f"below the stride {stride} (Keras's rule, for ConvTranspose3d)")
         if any(m is not None and m + o < 1 for m, o in zip(least, out_pad)):
             raise TorchConversionError(
                 f"{what}: its padding {pad} leaves no output for an input of size {in_size}"
             )
+        if rank < 3 and not _keras_transposes(mod, out_pad):
+            if any(m is None for m in least):
+                raise TorchConversionError(f"{what}: an input size known only at run time")
+            out_size = tuple(m + o for m, o in zip(least, out_pad))
+            bias = None if mod.bias is None else _np(mod.bias).astype(F32)
+            return _T(torch_conv_transpose(t.sym, _np(mod.weight).astype(F32), bias, stride,
+                                           pad, dilation, out_size, mod.groups), True)
         key = qual if out_pad == tuple(mod.output_padding) else (
             f"{qual}_output_padding_{'_'.join(str(o) for o in out_pad)}"
         )
@@ -4542,14 +4554,25 @@ def _sdpa_problems(attn_mask: Any = None, dropout_p: Any = 0.0, is_causal: Any =
     return None
 
 
+def _keras_transposes(mod: Any, out_pad: tuple) -> bool:
+    """Whether a Keras Conv{1,2,3}DTranspose computes this nn.ConvTranspose with this
+    output_padding: no groups, not both a stride and a dilation above 1, output_padding
+    below the stride (Keras's rules)."""
+    return (mod.groups == 1 and not (max(mod.stride) > 1 and max(mod.dilation) > 1)
+            and all(o < s for o, s in zip(out_pad, mod.stride)))
+
+
 def _conv_transpose_problem(mod: Any) -> str | None:
-    """Why ``from_torch`` cannot convert this nn.ConvTranspose1d/2d/3d, or None."""
+    """Why ``from_torch`` cannot convert this nn.ConvTranspose1d/2d/3d, or None (the 1-D and
+    2-D ones Keras's layers do not compute are torch_conv_transpose)."""
     stride, dilation = tuple(mod.stride), tuple(mod.dilation)
     out_pad = tuple(mod.output_padding)
-    if mod.groups != 1:
-        return f"groups={mod.groups}"
     if mod.padding_mode != "zeros":
         return f"padding_mode={mod.padding_mode!r}"
+    if len(stride) < 3:
+        return None
+    if mod.groups != 1:
+        return f"groups={mod.groups} (of a ConvTranspose3d)"
     if max(stride) > 1 and max(dilation) > 1:
         return f"stride {stride} with dilation {dilation} (Keras refuses both > 1)"
     if any(o >= s for o, s in zip(out_pad, stride)):
