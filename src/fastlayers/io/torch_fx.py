@@ -110,6 +110,8 @@ from .torch_ops import (
     torch_channel_shuffle,
     torch_clamp,
     torch_compare,
+    torch_complex_binary,
+    torch_complex_unary,
     torch_conv_transpose,
     torch_copy,
     torch_cosine_similarity,
@@ -120,6 +122,7 @@ from .torch_ops import (
     torch_embedding_bag,
     torch_embedding_bags,
     torch_expand,
+    torch_fft,
     torch_flip,
     torch_fold,
     torch_full,
@@ -165,6 +168,7 @@ from .torch_ops import (
     torch_softmax,
     torch_stack,
     torch_stat,
+    torch_stft,
     torch_take,
     torch_take_along,
     torch_threshold,
@@ -408,6 +412,22 @@ class _T:
     def torch_shape(self) -> tuple:
         s = self.sym.shape
         return (s[0], s[-1], *s[1:-1]) if self.cl else s
+
+
+class _C:
+    """A complex tensor of the converted graph: float32 pairs, PyTorch's shape with a last
+    axis of 2 (real, imaginary), the layout of torch.view_as_real, always in PyTorch's axis
+    order. It is not a _T: only _Converter.complex_call takes it, and refuses what it does
+    not convert, so no other conversion can read the pairs' axis as data."""
+
+    __slots__ = ("sym",)
+
+    def __init__(self, sym: S.SymbolicTensor):
+        self.sym = sym
+
+    @property
+    def ndim(self) -> int:
+        return self.sym.ndim - 1
 
 
 class _Dim:
@@ -1750,6 +1770,154 @@ class _Converter:
                 f"input, got {g.sym.dtype} {tuple(g.sym.shape)}")
         return _T(torch_grid_sample(x.sym, g.sym, mode, padding_mode, bool(align_corners)),
                   True)
+
+    # ---- complex tensors (_C) ----------------------------------------------------------
+    def view_as_complex(self, input: Any) -> _C:  # noqa: A002
+        """``torch.view_as_complex`` of a float tensor whose last axis is 2 (a rotary
+        embedding's x.reshape(..., -1, 2))."""
+        t = _to_torch(self._tensor(input, "view_as_complex"))
+        if not _is_float(t.sym) or t.ndim < 2 or t.sym.shape[-1] != 2:
+            raise TorchConversionError(
+                "from_torch: view_as_complex needs a float tensor whose last axis is 2, got "
+                f"{t.sym.dtype} {tuple(t.sym.shape)}")
+        return _C(t.sym)
+
+    def fft(self, kind: str, input: Any, n: Any = None, dim: Any = -1,  # noqa: A002
+            norm: Any = None) -> Any:
+        """``torch.fft.fft`` / ``ifft`` / ``rfft`` / ``irfft`` of a real or complex tensor
+        along one axis (torch_fft, NumPy's FFT): complex results are _C, irfft's real."""
+        cx = isinstance(input, _C)
+        if cx:
+            sym, rank = input.sym, input.ndim
+        else:
+            t = _to_torch(self._tensor(input, kind))
+            if not _is_float(t.sym):
+                raise TorchConversionError(f"from_torch: {kind} of a {t.sym.dtype} tensor "
+                                           "(a float or complex one converts)")
+            sym, rank = t.sym, t.ndim
+        if kind == "rfft" and cx:
+            raise TorchConversionError("from_torch: rfft of a complex tensor (PyTorch "
+                                       "refuses it)")
+        if norm not in (None, "backward", "ortho", "forward") or not (
+                n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 1)):
+            self._refuse(f"{kind} with n={n!r}, norm={norm!r}")
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            self._refuse(f"{kind} with dim={dim!r} (one axis)")
+        axis = _dim(dim, rank, kind)
+        out = torch_fft(sym, kind, n, axis, norm, cx)
+        return _T(out, False) if kind == "irfft" else _C(out)
+
+    def stft(self, input: Any, n_fft: Any, hop_length: Any = None,  # noqa: A002
+             win_length: Any = None, window: Any = None, center: Any = True,
+             pad_mode: Any = "reflect", normalized: Any = False, onesided: Any = None,
+             return_complex: Any = None, align_to_window: Any = None) -> Any:
+        """``torch.stft`` of signals (B, L) with a constant window (a buffer, or made in
+        forward from constants: torch.hann_window(n)): (B, n_fft // 2 + 1, frames) complex
+        (_C), or its view_as_real pairs with return_complex=False (torch_stft)."""
+        t = _to_torch(self._tensor(input, "stft"))
+        if t.ndim != 2 or not _is_float(t.sym):
+            raise TorchConversionError("from_torch: stft of a float (B, L) batch of signals "
+                                       f"converts, got {t.sym.dtype} {tuple(t.sym.shape)}")
+        ok = isinstance(n_fft, int) and not isinstance(n_fft, bool) and n_fft >= 1
+        hop = n_fft // 4 if ok and hop_length is None else hop_length
+        win = n_fft if win_length is None else win_length
+        if not ok or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                             for v in (hop, win)) or win > n_fft:
+            raise TorchConversionError(
+                f"from_torch: stft with n_fft={n_fft!r}, hop_length={hop_length!r}, "
+                f"win_length={win_length!r} (whole numbers, win_length at most n_fft)")
+        if pad_mode not in ("reflect", "constant", "replicate", "circular") or (
+                align_to_window not in (None, False)) or return_complex is None:
+            self._refuse(f"stft with pad_mode={pad_mode!r}, align_to_window="
+                         f"{align_to_window!r}, return_complex={return_complex!r}")
+        _check_constants("stft", window=window)
+        w = np.ones(win, F32) if window is None else np.asarray(window, F32).reshape(-1)
+        if w.size != win:
+            raise TorchConversionError(f"from_torch: stft with a window of {w.size} values "
+                                       f"for win_length {win}")
+        left = (n_fft - win) // 2  # PyTorch centres a shorter window in zeros
+        full = np.zeros(n_fft, F32)
+        full[left:left + win] = w
+        out = torch_stft(t.sym, n_fft, hop, full, bool(center), pad_mode, bool(normalized),
+                         True if onesided is None else bool(onesided))
+        return _C(out) if return_complex else _T(out, False)
+
+    def complex_call(self, kind: str, target: Any, args: tuple, kwargs: dict,
+                     where: str) -> Any:
+        """A call with a complex tensor (_C) among its arguments: the arithmetic (add, sub,
+        mul, div), abs, angle, real, imag, conj, view_as_real, the FFTs, and the sizes of a
+        complex tensor; anything else is refused."""
+        torch = self.torch
+        name = target if kind == "call_method" else getattr(target, "__name__", str(target))
+        arith = {operator.mul: "mul", operator.add: "add", operator.sub: "sub",
+                 operator.truediv: "div", torch.mul: "mul", torch.add: "add", torch.sub: "sub",
+                 torch.div: "div"}
+        parts = {torch.abs: "abs", torch.angle: "angle", torch.real: "real",
+                 torch.imag: "imag", torch.conj: "conj"}
+        ffts = {torch.fft.fft: "fft", torch.fft.ifft: "ifft", torch.fft.irfft: "irfft"}
+        op = arith.get(target) if kind == "call_function" else (
+            target if target in ("mul", "add", "sub", "div") else None)
+        if op is not None and len(args) == 2 and not kwargs:
+            return self._complex_binary(args[0], args[1], op)
+        part = parts.get(target) if kind == "call_function" else (
+            target if target in ("abs", "angle", "conj") else None)
+        if part is not None and len(args) == 1 and not kwargs and isinstance(args[0], _C):
+            out = torch_complex_unary(args[0].sym, part)
+            return _C(out) if part == "conj" else _T(out, False)
+        if (target in (torch.resolve_conj, torch.resolve_neg) or target in (
+                "resolve_conj", "resolve_neg", "contiguous", "clone")) and len(args) == 1:
+            return args[0]  # (conj above is computed at once: nothing left to resolve)
+        if kind == "call_function" and target is torch.view_as_real and len(args) == 1:
+            return _T(args[0].sym, False)
+        if kind == "call_function" and target in ffts and isinstance(args[0], _C):
+            return self.fft(ffts[target], *args, **kwargs)
+        if target is getattr and len(args) == 2 and isinstance(args[0], _C):
+            c, attr = args
+            if attr in ("real", "imag"):
+                return _T(torch_complex_unary(c.sym, attr), False)
+            if attr == "shape":
+                return self.size(_T(c.sym, False))[:-1]
+            if attr == "ndim":
+                return c.ndim
+        if kind == "call_method" and target in ("size", "dim") and isinstance(args[0], _C):
+            if target == "dim":
+                return args[0].ndim
+            sizes = self.size(_T(args[0].sym, False))[:-1]
+            if not args[1:] and not kwargs:
+                return sizes
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            return sizes[_dim(dim, len(sizes), "size")]
+        raise TorchConversionError(
+            f"from_torch: {where} ({name}) of a complex tensor is not supported (complex "
+            "tensors convert through view_as_complex, view_as_real, +, -, *, /, abs, angle, "
+            "real, imag, conj, torch.fft.fft / ifft / rfft / irfft and torch.stft; return "
+            "torch.view_as_real(z) or z.abs() rather than a complex tensor)")
+
+    def _complex_binary(self, a: Any, b: Any, op: str) -> _C:
+        """a op b with a complex tensor: the other operand a complex tensor, a real tensor,
+        or a constant (a complex buffer such as a rotary embedding's freqs_cis, or a
+        number)."""
+        def operand(v: Any) -> tuple[Any, bool]:
+            if isinstance(v, _C):
+                return v.sym, True
+            if isinstance(v, _T):
+                t = _to_torch(v)
+                if not _is_float(t.sym):
+                    raise TorchConversionError(f"from_torch: {op} of a complex tensor and a "
+                                               f"{t.sym.dtype} one")
+                return t.sym, False
+            if isinstance(v, (bool, np.bool_)) or not isinstance(
+                    v, (int, float, complex, np.ndarray, np.number)):
+                raise TorchConversionError(f"from_torch: {op} of a complex tensor and a "
+                                           f"{type(v).__name__}")
+            arr = np.asarray(v)
+            if arr.dtype.kind not in "iufc":
+                raise TorchConversionError(f"from_torch: {op} of a complex tensor and a "
+                                           f"{arr.dtype} constant")
+            return arr.astype(np.complex64), False
+
+        (x, cx), (y, cy) = operand(a), operand(b)
+        return _C(torch_complex_binary(x, y, op, (cx, cy)))
 
     def cdist(self, x1: Any, x2: Any, p: Any = 2.0,
               compute_mode: Any = "use_mm_for_euclid_dist_if_necessary") -> _T:
@@ -3980,6 +4148,22 @@ class _Converter:
             F.local_response_norm: self.local_response_norm,
             torch.cdist: self.cdist,
             F.affine_grid: self.affine_grid,
+            torch.view_as_complex: self.view_as_complex,
+            # (these of a complex tensor are complex_call's; of a real one:)
+            torch.view_as_real: lambda input: self._refuse(  # noqa: A002
+                "view_as_real of a real tensor (PyTorch refuses it)"),
+            torch.real: lambda input: self._tensor(input, "real"),  # noqa: A002
+            torch.imag: lambda input: self._refuse(  # noqa: A002
+                "imag of a real tensor (PyTorch refuses it)"),
+            torch.angle: lambda input: self._refuse("angle of a real tensor"),  # noqa: A002
+            torch.conj: lambda input: self._tensor(input, "conj"),  # noqa: A002
+            torch.resolve_conj: lambda input: self._tensor(input, "resolve_conj"),  # noqa: A002
+            torch.resolve_neg: lambda input: self._tensor(input, "resolve_neg"),  # noqa: A002
+            torch.fft.fft: functools.partial(self.fft, "fft"),
+            torch.fft.ifft: functools.partial(self.fft, "ifft"),
+            torch.fft.rfft: functools.partial(self.fft, "rfft"),
+            torch.fft.irfft: functools.partial(self.fft, "irfft"),
+            torch.stft: self.stft,
             F.lp_pool1d: functools.partial(self.lp_pool, 1),
             F.lp_pool2d: functools.partial(self.lp_pool, 2),
             F.grid_sample: self.grid_sample,
@@ -4317,6 +4501,10 @@ class _Converter:
             return out
         if name in ("relu", "sigmoid", "tanh"):
             return self.activation(x, name)
+        if name in ("conj", "resolve_conj", "resolve_neg"):  # (of a complex one: complex_call)
+            return self._tensor(x, name)
+        if name == "angle":
+            self._refuse("angle of a real tensor")
         if name == "softmax":
             dim = args[0] if args else kwargs.get("dim")
             return self.softmax(x, dim, args[1] if len(args) > 1 else kwargs.get("dtype"))
@@ -4487,7 +4675,7 @@ _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand
                   "repeat": "repeats"}
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
-                      "unflatten",
+                      "unflatten", "conj", "resolve_conj", "resolve_neg", "angle",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
                       "transpose", "swapaxes", "swapdims", "split", "chunk", "matmul",
                       "bmm", "mm",
@@ -5386,7 +5574,7 @@ def _foldable(torch: Any, args: Any, kwargs: Any) -> bool:
     array here) and numbers, no tensor or size of the converted graph."""
     leaves = _leaves(torch, (args, kwargs))
     return any(isinstance(v, np.ndarray) for v in leaves) and not any(
-        isinstance(v, (_T, _Dim, _Unknown, S.SymbolicTensor)) for v in leaves)
+        isinstance(v, (_T, _C, _Dim, _Unknown, S.SymbolicTensor)) for v in leaves)
 
 
 def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
@@ -5991,7 +6179,7 @@ def _run_time_leaves(torch: Any, value: Any) -> tuple[bool, bool]:
     run time, a traced tensor)."""
     leaves = _leaves(torch, value)
     return (any(isinstance(v, (_Dim, _Unknown)) for v in leaves),
-            any(isinstance(v, (_T, S.SymbolicTensor)) for v in leaves))
+            any(isinstance(v, (_T, _C, S.SymbolicTensor)) for v in leaves))
 
 
 def _specialized(value: Any, expected: Any, where: str) -> None:
@@ -6667,6 +6855,9 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 env[node] = _fold(torch, gm, node, args, kwargs)
                 continue
             where = conv._where(node)
+            if any(isinstance(v, _C) for v in _leaves(torch, (args, kwargs))):
+                env[node] = conv.complex_call(node.op, node.target, args, kwargs, where)
+                continue
             if _plain_call(node) and conv._function_handler(node.target) is None:
                 if any(_run_time_leaves(torch, (args, kwargs))):  # (arrays alone: folded)
                     raise TorchConversionError(
@@ -6744,6 +6935,10 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             return [template(o) for o in obj]
         if isinstance(obj, dict):
             return {k: template(v) for k, v in obj.items()}
+        if isinstance(obj, _C):
+            raise TorchConversionError(
+                "from_torch: an output of the module is a complex tensor; a converted model "
+                "returns float32 arrays: return torch.view_as_real(z), or z.abs()")
         if isinstance(obj, np.ndarray):
             why = ("a constant: a tensor computed from parameters and buffers alone, not from "
                    "the inputs (keep it outside the converted model, e.g. read it from the "

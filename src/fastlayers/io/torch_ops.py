@@ -1977,3 +1977,95 @@ def torch_conv_transpose(x, weight, bias, stride, padding, dilation, out_hw, gro
     if bias is not None:
         y += bias
     return y[:, 0] if one_d else y
+
+
+# ---- complex tensors ----------------------------------------------------------------------
+# A converted complex tensor is stored as float32 pairs: PyTorch's shape with a last axis of
+# 2 (real, imaginary), the layout of torch.view_as_real (torch_fx._C). These ops take such
+# pairs (``cx`` says which operands are), compute in complex64 and return pairs, or real
+# float32 arrays.
+
+def _complex(a, is_pairs):
+    """An operand as complex64: float32 pairs viewed as complex; a real array or number, or
+    a complex constant, cast."""
+    if is_pairs:
+        a = np.ascontiguousarray(a, F32)
+        if a.shape[-1:] != (2,):
+            raise ValueError(f"complex op: expected (..., 2) pairs, got shape {a.shape}")
+        return a.view(np.complex64)[..., 0]
+    return np.asarray(a).astype(np.complex64)
+
+
+def _pairs(c):
+    """complex64 -> float32 pairs (..., 2)."""
+    c = np.ascontiguousarray(c, np.complex64)
+    return c.view(F32).reshape(c.shape + (2,))
+
+
+@S.symbolic_op
+def torch_complex_binary(a, b, op, cx):
+    """``a op b`` (op "add", "sub", "mul" or "div") of complex tensors as pairs and real
+    tensors or constants (``cx``: whether a and b are pairs), broadcast as PyTorch does, in
+    complex64: a rotary embedding's x · freqs_cis, a spectrum scaled by a filter."""
+    x, y = _complex(a, cx[0]), _complex(b, cx[1])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
+               "div": np.divide}[op](x, y)
+    return _pairs(out)
+
+
+_COMPLEX_PARTS = {"abs": np.abs, "angle": np.angle, "real": np.real, "imag": np.imag}
+
+
+@S.symbolic_op
+def torch_complex_unary(a, name):
+    """A function of a complex tensor given as pairs: "abs" (|z|, as hypot), "angle"
+    (atan2(im, re)), "real", "imag" (float32), or "conj" (pairs)."""
+    z = _complex(a, True)
+    if name == "conj":
+        return _pairs(np.conj(z))
+    return np.asarray(_COMPLEX_PARTS[name](z), F32)
+
+
+_FFTS = {"fft": np.fft.fft, "ifft": np.fft.ifft, "rfft": np.fft.rfft, "irfft": np.fft.irfft}
+
+
+@S.symbolic_op
+def torch_fft(x, kind, n, axis, norm, cx):
+    """``torch.fft.fft`` / ``ifft`` / ``rfft`` / ``irfft`` along ``axis`` (PyTorch's
+    numbering; the pairs' axis comes after it): x pairs when ``cx``, else real; ``n`` the
+    length (None: the axis's), ``norm`` "backward", "ortho" or "forward" (NumPy's meaning is
+    PyTorch's). irfft returns float32, the others pairs."""
+    z = _complex(x, True) if cx else np.asarray(x, F32)
+    if kind == "rfft" and np.iscomplexobj(z):
+        raise ValueError("rfft: the input must be real")
+    out = _FFTS[kind](z, n=n, axis=axis, norm=norm)
+    return np.asarray(out, F32) if kind == "irfft" else _pairs(out)
+
+
+@S.symbolic_op
+def torch_stft(x, n_fft, hop, window, center, pad_mode, normalized, onesided):
+    """``torch.stft(..., return_complex=True)`` of signals x (B, L): (B, freqs, frames) as
+    pairs. With ``center`` the signal is padded by n_fft // 2 on both sides in ``pad_mode``
+    (F.pad's: "reflect", "constant", "replicate" or "circular"); frame t is
+    x[t·hop : t·hop + n_fft] times ``window`` (n_fft values: the given one centred in zeros,
+    or ones), transformed by an FFT (the n_fft // 2 + 1 non-negative frequencies when
+    ``onesided``), times n_fft^-1/2 when ``normalized``."""
+    x = np.asarray(x, F32)
+    if x.ndim != 2:
+        raise ValueError(f"stft: expected signals (B, L), got shape {x.shape}")
+    if center:
+        p = n_fft // 2
+        if pad_mode == "reflect" and p >= x.shape[1]:
+            raise ValueError(f"stft: reflect padding of {p} needs more than {p} samples, "
+                             f"got {x.shape[1]}")
+        mode = {"reflect": "reflect", "constant": "constant", "replicate": "edge",
+                "circular": "wrap"}[pad_mode]
+        x = np.pad(x, ((0, 0), (p, p)), mode=mode)
+    if x.shape[1] < n_fft:
+        raise ValueError(f"stft: a signal of {x.shape[1]} samples (after padding) is shorter "
+                         f"than n_fft {n_fft}")
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=1)[:, ::hop]
+    spec = (np.fft.rfft if onesided else np.fft.fft)(frames * window, axis=-1,
+                                                       norm="ortho" if normalized else None)
+    return _pairs(np.swapaxes(spec, 1, 2))
