@@ -639,6 +639,37 @@ def test_rnn_nonlinearity(any_backend, nonlinearity):
     assert len(cells) == 2 and {c.activation for c in cells} == {nonlinearity}
 
 
+class ProjectedLstm(nn.Module):
+    """nn.LSTM(proj_size=P) as speech models use it, with or without an initial state."""
+
+    def __init__(self, state, **kw):
+        super().__init__()
+        self.lstm = nn.LSTM(6, 8, proj_size=3, **kw)
+        self.state = state
+
+    def forward(self, x, h0=None, c0=None):
+        return self.lstm(x, (h0, c0)) if self.state else self.lstm(x)
+
+
+@pytest.mark.parametrize("kw", [
+    {"batch_first": True}, {"num_layers": 2, "batch_first": True},
+    {"bidirectional": True, "batch_first": True}, {"num_layers": 2, "bidirectional": True},
+    {"bias": False, "batch_first": True},
+])
+@pytest.mark.parametrize("state", [False, True])
+def test_lstm_with_projections(any_backend, kw, state):
+    """h and the outputs have proj_size units, c hidden_size (torch_lstm_projected)."""
+    module = ProjectedLstm(state, **kw)
+    first = kw.get("batch_first", False)
+    layers = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+
+    def inputs(b):
+        x = torch.randn(b, 7, 6) if first else torch.randn(7, b, 6)
+        return (x, torch.randn(layers, b, 3), torch.randn(layers, b, 8)) if state else (x,)
+
+    check(module, *inputs(2), run_inputs=[inputs(1), inputs(3)])
+
+
 def test_recurrent_batch_is_free():
     rnn = nn.LSTM(4, 5, num_layers=2)  # seq-first: the batch is axis 1
     model = fl.from_torch(rnn, (torch.randn(6, 2, 4),))
@@ -3068,11 +3099,11 @@ class Unsupported(nn.Module):
         super().__init__()
         self.layer3 = nn.Sequential(nn.Linear(4, 4), nn.LPPool3d(2, 1))
         self.pool = nn.MaxPool2d(2, return_indices=True)
-        self.lstm = nn.LSTM(4, 4, proj_size=2)
+        self.lstm = nn.MultiheadAttention(4, 2, add_bias_kv=True)
 
     def forward(self, x, img):
         y = torch.kthvalue(self.layer3(x), 2, keepdim=True).values.msort()
-        return torch.nonzero(y), self.pool(img), self.lstm(x)
+        return torch.nonzero(y), self.pool(img), self.lstm(x, x, x)
 
 
 def test_unsupported_lists_every_offender():
@@ -3082,7 +3113,8 @@ def test_unsupported_lists_every_offender():
     for part in ["layer3.1 (torch.nn.LPPool3d)",
                  "kthvalue (torch.kthvalue)", "msort (Tensor.msort)", "nonzero (torch.nonzero)",
                  "pool (torch.nn.MaxPool2d): return_indices=True",
-                 "lstm (torch.nn.LSTM): proj_size=2", "6 module(s) or call(s)"]:
+                 "lstm (torch.nn.MultiheadAttention): add_bias_kv=True",
+                 "6 module(s) or call(s)"]:
         assert part in msg, (part, msg)
     assert isinstance(info.value, NotImplementedError)
 

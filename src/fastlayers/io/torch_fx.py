@@ -136,6 +136,7 @@ from .torch_ops import (
     torch_lerp,
     torch_local_response_norm,
     torch_log_softmax,
+    torch_lstm_projected,
     torch_masked_fill,
     torch_matmul,
     torch_max_dim,
@@ -856,9 +857,6 @@ class _Converter:
                               nn.SyncBatchNorm)):
             if not mod.track_running_stats or mod.running_mean is None:
                 no("track_running_stats=False (batch statistics at inference)")
-        elif isinstance(mod, (nn.LSTM, nn.GRU, nn.RNN)):
-            if getattr(mod, "proj_size", 0):
-                no(f"proj_size={mod.proj_size}")
         elif isinstance(mod, nn.MultiheadAttention):
             if mod.bias_k is not None:
                 no("add_bias_kv=True")
@@ -2939,6 +2937,10 @@ class _Converter:
         if hx is not None:
             parts = list(hx) if is_lstm else [hx]
             states = [_to_torch(self._tensor(p, f"{qual} state")).sym for p in parts]
+        if is_lstm and getattr(mod, "proj_size", 0):
+            out, h, c = self._projected_lstm(mod, seq, states)
+            out = out if mod.batch_first else torch_permute(out, (1, 0, 2))
+            return (_T(out, False), (_T(h, False), _T(c, False)))
         finals: list[list[Any]] = [[] for _ in range(2 if is_lstm else 1)]
         for layer_i in range(nl):
             key = f"{qual}#{layer_i}"
@@ -2976,6 +2978,34 @@ class _Converter:
         if is_lstm:
             return (_T(out, False), (stacked[0], stacked[1]))
         return (_T(out, False), stacked[0])
+
+    @staticmethod
+    def _projected_lstm(mod: Any, seq: Any, states: list) -> tuple:
+        """nn.LSTM with proj_size (batch-first ``seq``; ``states`` [h0, c0] or empty): each
+        layer and direction a torch_lstm_projected of PyTorch's weights, the directions'
+        outputs concatenated as the next layer's input; (outputs, h_n, c_n)."""
+        dirs = 2 if mod.bidirectional else 1
+        finals_h, finals_c = [], []
+        for layer_i in range(mod.num_layers):
+            outs = []
+            for d in range(dirs):
+                def get(name: str, d: int = d, layer_i: int = layer_i) -> Any:
+                    p = getattr(mod, f"{name}_l{layer_i}{'_reverse' if d else ''}", None)
+                    return None if p is None else _np(p).astype(F32)
+
+                w_ih = get("weight_ih")
+                bias = (get("bias_ih") + get("bias_hh") if mod.bias
+                        else np.zeros(w_ih.shape[0], F32))
+                k = layer_i * dirs + d
+                h0, c0 = ((torch_index(states[0], k), torch_index(states[1], k)) if states
+                          else (None, None))
+                res = torch_lstm_projected(seq, h0, c0, w_ih, get("weight_hh"), bias,
+                                           get("weight_hr"), bool(d))
+                outs.append(res[0])
+                finals_h.append(res[1])
+                finals_c.append(res[2])
+            seq = outs[0] if dirs == 1 else torch_cat(outs, 2)
+        return seq, torch_stack(finals_h, 0), torch_stack(finals_c, 0)
 
     def cell(self, qual: str, mod: Any, x: Any, hx: Any = None) -> Any:
         """nn.LSTMCell / GRUCell / RNNCell, one step: the Keras LSTM / GRU / SimpleRNN of

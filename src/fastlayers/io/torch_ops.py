@@ -2069,3 +2069,29 @@ def torch_stft(x, n_fft, hop, window, center, pad_mode, normalized, onesided):
     spec = (np.fft.rfft if onesided else np.fft.fft)(frames * window, axis=-1,
                                                        norm="ortho" if normalized else None)
     return _pairs(np.swapaxes(spec, 1, 2))
+
+
+@S.symbolic_op
+def torch_lstm_projected(x, h0, c0, w_ih, w_hh, bias, w_hr, reverse):
+    """One layer and direction of ``nn.LSTM(proj_size=P)`` (an LSTM with projections, as in
+    speech models), PyTorch's weights: x (B, T, F), h0 (B, P), c0 (B, U); w_ih (4U, F),
+    w_hh (4U, P), bias (4U,) (the two biases summed), w_hr (P, U). Each step, gates
+    [i f g o] = x_t·w_ihᵀ + h·w_hhᵀ + bias, c = σ(f)·c + σ(i)·tanh(g), h = (σ(o)·tanh(c))·w_hrᵀ;
+    the steps in reverse order for the backward direction (outputs at their own steps).
+    Returns (outputs (B, T, P), h (B, P), c (B, U)); the input projection is one product
+    for all steps, then a step at a time in NumPy."""
+    x = np.asarray(x, F32)
+    n, steps, _ = x.shape
+    p, u = w_hr.shape
+    h = np.zeros((n, p), F32) if h0 is None else np.asarray(h0, F32)
+    c = np.zeros((n, u), F32) if c0 is None else np.asarray(c0, F32)
+    xw = (x.reshape(n * steps, -1) @ w_ih.T + bias).reshape(n, steps, 4 * u)
+    out = np.empty((n, steps, p), F32)
+    w_hh_t, w_hr_t = np.ascontiguousarray(w_hh.T), np.ascontiguousarray(w_hr.T)
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        z = xw[:, t] + h @ w_hh_t
+        i, f, o = (_act.apply("sigmoid", z[:, k * u:(k + 1) * u]) for k in (0, 1, 3))
+        c = f * c + i * _act.apply("tanh", z[:, 2 * u:3 * u])
+        h = (o * _act.apply("tanh", c)) @ w_hr_t
+        out[:, t] = h
+    return out, h, c
