@@ -552,6 +552,27 @@ def test_from_torch_depthwise_bilinear_upsampling():
         check(Up(16, f), x, torch.randn(2, 16, 5 * f, 7 * f))
 
 
+def test_from_torch_conv_transpose_output_size_takes_pytorchs_rule():
+    """With output_size PyTorch allows output_padding below the stride only (the dilation
+    does not widen it, as it does for the module's own output_padding)."""
+    torch = pytest.importorskip("torch")
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(2, 2, 3, stride=1, dilation=3)
+
+        def forward(self, x):
+            return self.up(x, output_size=(12, 12))
+
+    x = torch.randn(1, 2, 5, 5)
+    with pytest.raises(ValueError):
+        M()(x)
+    with pytest.raises(TorchConversionError, match="output_size"):
+        fl.from_torch(M(), (x,))
+
+
 def test_from_torch_grouped_conv_transpose3d_is_refused():
     torch = pytest.importorskip("torch")
     from fastlayers.io.torch_fx import TorchConversionError

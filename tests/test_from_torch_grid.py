@@ -243,24 +243,81 @@ def test_bad_modes_are_refused_as_pytorch_refuses_them():
 def test_ops_check_their_inputs():
     """The converted model's ops raise a ValueError on arrays of the wrong shape."""
     x = np.zeros((2, 3, 4, 1), np.float32)
-    with pytest.raises(ValueError, match="same N"):
+    with pytest.raises(ValueError, match="batch of 2 and the grid's 3 differ"):
         torch_grid_sample(x, np.zeros((3, 2, 2, 2), np.float32), "bilinear", "zeros", False)
-    with pytest.raises(ValueError, match="same N"):
+    with pytest.raises(ValueError, match=r"last axis \(3,\)"):
         torch_grid_sample(x, np.zeros((2, 2, 2, 3), np.float32), "bilinear", "zeros", False)
-    with pytest.raises(ValueError, match="same N"):
+    with pytest.raises(ValueError, match="ranks 3 and 4"):
         torch_grid_sample(x[0], np.zeros((2, 2, 2, 2), np.float32), "bilinear", "zeros", False)
+    base = np.zeros((4, 5, 2), np.float32)
     with pytest.raises(ValueError, match=r"\(N, 2, 3\)"):
-        torch_affine_grid(np.zeros((2, 3, 2), np.float32), None, 4, 4, False)
+        torch_affine_grid(np.zeros((2, 3, 2), np.float32), base, None)
     with pytest.raises(ValueError, match="batch 3"):
-        torch_affine_grid(np.zeros((2, 2, 3), np.float32), 3, 4, 4, False)
+        torch_affine_grid(np.zeros((2, 2, 3), np.float32), base, 3)
 
 
 def test_a_fixed_batch_in_the_size_is_refused_as_fixing_the_batch_axis():
     """affine_grid(theta, (4, C, H, W)) runs in PyTorch at batch 4 alone; a converted model
     leaves the batch free, so the conversion says where the batch is fixed."""
-    module = Fn(lambda t: F.affine_grid(t, (4, 1, 5, 6), align_corners=False))
-    with pytest.raises(ValueError, match="fixes or splits the batch axis"):
-        fl.from_torch(module, (torch.randn(4, 2, 3),))
+    for n in (1, 4):
+        module = Fn(lambda t, n=n: F.affine_grid(t, (n, 1, 5, 6), align_corners=False))
+        with pytest.raises(TorchConversionError, match=f"batch {n} written in its size"):
+            fl.from_torch(module, (torch.randn(n, 2, 3),))
+
+
+class NearestWarp(nn.Module):
+    def __init__(self, out_hw, align_corners, padding):
+        super().__init__()
+        self.out_hw, self.align_corners, self.padding = out_hw, align_corners, padding
+
+    def forward(self, x, theta):
+        grid = F.affine_grid(theta, (x.size(0), x.size(1), *self.out_hw),
+                             align_corners=self.align_corners)
+        return F.grid_sample(x, grid, mode="nearest", padding_mode=self.padding,
+                             align_corners=self.align_corners)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_nearest_sampling_of_an_affine_grid_takes_pytorchs_side_of_ties(any_backend,
+                                                                        align_corners):
+    """Simple transforms (identity, zoom, shift) put positions exactly halfway between two
+    pixels, where the last bit of the grid decides which one is read: the grid's positions
+    are PyTorch's own (taken at conversion), so the pixels are PyTorch's."""
+    thetas = torch.tensor([[[1, 0, 0], [0, 1, 0]], [[0.5, 0, 0], [0, 0.5, 0]],
+                           [[2, 0, 0], [0, 2, 0]], [[1, 0, 0.25], [0, 1, -0.25]],
+                           [[0.8, 0, 0], [0, 1.25, 0]]])
+    for (h, w), out_hw in [((100, 100), (50, 75)), ((28, 28), (17, 40)), ((64, 48), (33, 25))]:
+        x = torch.randn(5, 1, h, w)
+        for padding in ("zeros", "border"):
+            model = check(NearestWarp(out_hw, align_corners, padding), x, thetas)
+            with torch.no_grad():
+                want = NearestWarp(out_hw, align_corners, padding)(x, thetas).numpy()
+            np.testing.assert_array_equal(model(x.numpy(), thetas.numpy()), want)
+
+
+class LinspaceWarp(nn.Module):
+    """A flow warp whose base grid is made in forward from torch.linspace of the sizes."""
+
+    def forward(self, x, flow):
+        n, c, h, w = x.shape
+        gy, gx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w),
+                                indexing="ij")
+        grid = torch.stack((gx, gy), -1)[None] + flow.permute(0, 2, 3, 1)
+        return F.grid_sample(x, grid, mode="nearest", align_corners=True)
+
+
+def test_a_base_grid_from_linspace(any_backend):
+    x, flow = torch.randn(2, 3, 8, 9), torch.randn(2, 2, 8, 9) * 0.1
+    check(LinspaceWarp(), x, flow, run_inputs=[(torch.randn(1, 3, 8, 9),
+                                                torch.randn(1, 2, 8, 9) * 0.1)])
+
+
+def test_an_empty_batch(any_backend):
+    x, grid = torch.randn(2, 3, 4, 5), _grid(2, 3, 6, 1)
+    module = Sample(3, False, align_corners=False)
+    model = check(module, x, grid)
+    got = model(np.zeros((0, 3, 4, 5), np.float32), np.zeros((0, 3, 6, 2), np.float32))
+    assert got.shape == (0, 3, 3, 6)
 
 
 def test_positions_past_the_integer_range_read_nothing(any_backend):

@@ -1465,15 +1465,11 @@ class _Converter:
                     "conversion only"
                 )
             out_pad = tuple(int(v) - m for v, m in zip(size, least))
-            if any(o < 0 or o >= max(s, d) for o, s, d in zip(out_pad, stride, dilation)):
-                raise TorchConversionError(  # (PyTorch's rule, which it raises on)
+            if any(o < 0 or o >= s for o, s in zip(out_pad, stride)):
+                raise TorchConversionError(  # (PyTorch's rule for output_size, and Keras's)
                     f"{what}: output_size={output_size!r} needs output_padding {out_pad}, not "
-                    f"in [0, max(stride {stride}, dilation {dilation}))"
+                    f"in [0, stride {stride})"
                 )
-            if rank == 3 and not _keras_transposes(mod, out_pad):
-                raise TorchConversionError(
-                    f"{what}: output_size={output_size!r} needs output_padding {out_pad}, not "
-                    f"below the stride {stride} (Keras's rule, for ConvTranspose3d)")
         if any(m is not None and m + o < 1 for m, o in zip(least, out_pad)):
             raise TorchConversionError(
                 f"{what}: its padding {pad} leaves no output for an input of size {in_size}"
@@ -1739,8 +1735,17 @@ class _Converter:
             raise TorchConversionError(
                 f"{where}: theta must be a float (N, 2, 3) tensor for a 2-D size, got "
                 f"{t.sym.dtype} {tuple(t.sym.shape)}")
-        batch = n if isinstance(n, int) else None  # a _Dim: the batch, theta's at run time
-        return _T(torch_affine_grid(t.sym, batch, h, w, bool(align_corners)), False)
+        if not isinstance(n, _Dim):  # theta's batch is the model's, which stays free
+            raise TorchConversionError(
+                f"{where} with the batch {n!r} written in its size fixes the batch axis, "
+                "which a converted model leaves free; take it from the input (x.size(), or "
+                "(x.size(0), C, H, W))")
+        # The normalized positions of the output pixels, from PyTorch itself (its linspace
+        # rounds by its vector width; a nearest sample exactly halfway between two pixels
+        # takes its side): the grid of the identity transform.
+        eye = self.torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+        base = self.F.affine_grid(eye, (1, 1, h, w), align_corners=bool(align_corners))
+        return _T(torch_affine_grid(t.sym, base[0].numpy(), None), False)
 
     def grid_sample(self, input: Any, grid: Any, mode: Any = "bilinear",  # noqa: A002
                     padding_mode: Any = "zeros", align_corners: Any = None) -> _T:
@@ -3975,6 +3980,23 @@ class _Converter:
                 raise TorchConversionError(f"from_torch: torch.arange with dtype={dtype}")
         return np.arange(*values).astype(np_dtype)
 
+    def linspace(self, start: Any, end: Any, steps: Any, *, dtype: Any = None,
+                 device: Any = None, **kwargs: Any) -> np.ndarray:
+        """``torch.linspace`` of numbers known at conversion (a flow warp's base grid): a
+        constant, computed by PyTorch itself (its last bits depend on its vector width)."""
+        for key in ("layout", "pin_memory", "requires_grad"):
+            kwargs.pop(key, None)
+        if kwargs or not all(_is_number(v) for v in (start, end)) or not (
+                isinstance(steps, (int, np.integer)) and steps >= 0):
+            raise TorchConversionError(
+                "from_torch: torch.linspace needs numbers known at conversion (not the batch "
+                f"size or a tensor), got {start!r}, {end!r}, {steps!r} {kwargs or ''}")
+        np_dtype = np.float32 if dtype is None else _np_dtype(dtype)
+        if np_dtype is None:
+            raise TorchConversionError(f"from_torch: torch.linspace with dtype={dtype}")
+        values = self.torch.linspace(float(start), float(end), int(steps))
+        return values.numpy().astype(np_dtype)
+
     # ---- functions and methods ------------------------------------------------------
     def _function_handler(self, fn: Any) -> Any:
         """The handler of a called function (check and _build ask it for every node), or
@@ -4298,6 +4320,7 @@ class _Converter:
                 tensor, split_size_or_sections, dim),
             torch.chunk: lambda x, chunks, dim=0: self.chunk(x, chunks, dim),
             torch.arange: self.arange,
+            torch.linspace: self.linspace,
             torch.tensor: self.tensor_of,
             operator.setitem: self.set_item,
             # computed by PyTorch at conversion when their arguments are constants (_fold)

@@ -1775,29 +1775,13 @@ def torch_quantile(x, q, axis, keepdims, interpolation, ignore_nan):
     return np.asarray(out, F32)
 
 
-def _linspace_from_neg_one(k, align_corners):
-    """PyTorch's sample positions of one axis of ``F.affine_grid``, in float32: torch.linspace
-    (-1, 1, k) (its two halves counted from each end), scaled by (k - 1) / k without
-    align_corners; a single 0 for k 1."""
-    if k <= 1:
-        return np.zeros(k, F32)
-    step = (F32(1) - F32(-1)) / F32(k - 1)
-    i = np.arange(k)
-    half = k // 2
-    r = np.where(i < half, F32(-1) + step * i.astype(F32),
-                 F32(1) - step * (k - 1 - i).astype(F32)).astype(F32)
-    if not align_corners:
-        r = r * F32(k - 1) / F32(k)
-    return r
-
-
 @S.symbolic_op
-def torch_affine_grid(theta, batch, height, width, align_corners):
+def torch_affine_grid(theta, base, batch):
     """``F.affine_grid(theta, (N, C, H, W))``: theta (N, 2, 3) -> the sampling grid
-    (N, H, W, 2) for ``torch_grid_sample``, each output pixel's normalized (x, y) in [-1, 1]
-    (pixel centres without align_corners, corner pixels' centres with it) mapped by its
-    affine transform: [x, y, 1] · thetaᵀ in float32. ``batch`` None: theta's; else N, which
-    theta must have (PyTorch's batched product refuses another)."""
+    (N, H, W, 2) for ``torch_grid_sample``: each output pixel's normalized position
+    [x, y, 1] (``base`` (H, W, 2): x and y from -1 to 1 at the outer pixels' centres, or
+    their outer edges without align_corners) times thetaᵀ, in float32. ``batch`` None:
+    theta's; else N, which theta must have (PyTorch's batched product refuses another)."""
     theta = np.asarray(theta, F32)
     if theta.ndim != 3 or theta.shape[1:] != (2, 3):
         raise ValueError(f"affine_grid: theta must be (N, 2, 3) for a 2-D size, got shape "
@@ -1805,11 +1789,11 @@ def torch_affine_grid(theta, batch, height, width, align_corners):
     if batch is not None and theta.shape[0] != batch:
         raise ValueError(f"affine_grid: theta holds {theta.shape[0]} transforms for a size "
                          f"with batch {batch}")
-    base = np.ones((height, width, 3), F32)
-    base[..., 0] = _linspace_from_neg_one(width, align_corners)
-    base[..., 1] = _linspace_from_neg_one(height, align_corners)[:, None]
-    grid = np.matmul(base.reshape(1, height * width, 3), theta.transpose(0, 2, 1))
-    return grid.reshape(theta.shape[0], height, width, 2).astype(F32, copy=False)
+    h, w = base.shape[:2]
+    xy1 = np.concatenate([base, np.ones((h, w, 1), F32)], axis=-1).reshape(1, h * w, 3)
+    with np.errstate(invalid="ignore", over="ignore"):
+        grid = np.matmul(xy1, theta.transpose(0, 2, 1))
+    return grid.reshape(theta.shape[0], h, w, 2).astype(F32, copy=False)
 
 
 def _fma(a, b, c):
@@ -1908,14 +1892,18 @@ def torch_grid_sample(x, grid, mode, padding, align_corners):
     or reflection padding, as in PyTorch."""
     x = np.asarray(x, F32)
     grid = np.asarray(grid, F32)
-    if x.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != x.shape[0]:
-        raise ValueError(f"grid_sample: input {x.shape} (N, H, W, C) and grid {grid.shape} "
-                         "(N, H_out, W_out, 2) must be 4-D with the same N")
+    if x.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2:
+        raise ValueError(f"grid_sample: needs a 4-D input and a 4-D grid (N, H_out, W_out, 2), "
+                         f"got ranks {x.ndim} and {grid.ndim}, the grid's last axis "
+                         f"{grid.shape[-1:]}")
+    if grid.shape[0] != x.shape[0]:
+        raise ValueError(f"grid_sample: the input's batch of {x.shape[0]} and the grid's "
+                         f"{grid.shape[0]} differ")
     n, h, w, c = x.shape
     ho, wo = grid.shape[1:3]
-    px = _grid_positions(grid[..., 0].reshape(n, -1), w, align_corners)
-    py = _grid_positions(grid[..., 1].reshape(n, -1), h, align_corners)
     with np.errstate(invalid="ignore", over="ignore"):
+        px = _grid_positions(grid[..., 0].reshape(n, ho * wo), w, align_corners)
+        py = _grid_positions(grid[..., 1].reshape(n, ho * wo), h, align_corners)
         if mode == "bicubic":  # the taps' positions are padded one by one
             x0, y0 = np.floor(px), np.floor(py)
             wx, wy = _cubic_weights(px - x0), _cubic_weights(py - y0)
