@@ -670,6 +670,19 @@ def test_lstm_with_projections(any_backend, kw, state):
     check(module, *inputs(2), run_inputs=[inputs(1), inputs(3)])
 
 
+def test_lstm_with_projections_checks_its_states_and_takes_an_empty_batch(any_backend):
+    module = ProjectedLstm(True, batch_first=True)
+    x, h0, c0 = torch.randn(2, 7, 6), torch.randn(1, 2, 3), torch.randn(1, 2, 8)
+    model = check(module, x, h0, c0)
+    for b in (1, 3):
+        with pytest.raises(ValueError, match="initial state h0"):
+            model(np.zeros((2, 7, 6), np.float32), np.zeros((1, b, 3), np.float32),
+                  np.zeros((1, 2, 8), np.float32))
+    empty = [np.zeros(s, np.float32) for s in ((0, 7, 6), (1, 0, 3), (1, 0, 8))]
+    out, (h, c) = model(*empty)
+    assert out.shape == (0, 7, 3) and h.shape == (1, 0, 3) and c.shape == (1, 0, 8)
+
+
 def test_recurrent_batch_is_free():
     rnn = nn.LSTM(4, 5, num_layers=2)  # seq-first: the batch is axis 1
     model = fl.from_torch(rnn, (torch.randn(6, 2, 4),))

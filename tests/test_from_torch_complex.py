@@ -212,7 +212,8 @@ def test_stft(any_backend, name):
     (lambda m, x: _z(x) * 2, "complex tensor; a converted model returns float32"),
     (lambda m, x: torch.view_as_real(torch.exp(_z(x))), r"exp.*of a complex tensor"),
     (lambda m, x: _z(x).sum(1).abs(), r"sum.*of a complex tensor"),
-    (lambda m, x: torch.view_as_real(_z(x)[:, 0]), r"getitem.*of a complex tensor"),
+    (lambda m, x: torch.view_as_real(_z(x)[:, torch.tensor([0, 2])]),
+     "indexing a complex tensor"),
     (lambda m, x: torch.stft(x[:, 0], 4, window=torch.hann_window(4) * x[:, 0, 0].mean(),
                              return_complex=True).abs(), "window must be a parameter"),
 ])
@@ -237,3 +238,128 @@ def test_stft_of_a_signal_shorter_than_its_padding_is_a_value_error():
     with pytest.raises(ValueError, match=r"\(B, L\)"):
         torch_stft(np.zeros((2, 3, 40), np.float32), 16, 4, window, True, "reflect", False,
                    True)
+
+
+# ---- from the audit: complex constants with real tensors, constants made in forward --------
+
+
+class Gain(nn.Module):
+    """A real tensor times a complex parameter (a learned complex gain per bin)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(16, dtype=torch.cfloat))
+        self.phi = nn.Parameter(torch.randn(16))
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+GAINS = {
+    "|x w|": lambda m, x: (x * m.w).abs(),
+    "ifft(x w).real": lambda m, x: torch.fft.ifft(x * m.w).real,
+    "|x e^(i phi) + x|^2": lambda m, x: (x * torch.exp(1j * m.phi) + x).abs() ** 2,
+    "|x + 2j|": lambda m, x: (x + 2j).abs(),
+    "x (1 + 1j) * conj(w)": lambda m, x: torch.view_as_real(x * (1 + 1j) * m.w.conj()),
+    "imag of conj(w) times x": lambda m, x: x * m.w.conj().imag,
+}
+
+
+@pytest.mark.parametrize("name", GAINS)
+def test_real_tensors_with_complex_constants(any_backend, name):
+    check(Gain(GAINS[name]), torch.randn(3, 16), run_inputs=[(torch.randn(1, 16),)])
+
+
+@pytest.mark.parametrize("fn", [lambda m, x: x * m.w, lambda m, x: x * 1j,
+                                lambda m, x: torch.where(x > 0, x, m.w).abs()])
+def test_complex_results_of_real_tensors_are_refused_where_they_do_not_convert(fn):
+    with pytest.raises(TorchConversionError, match="complex tensor"):
+        fl.from_torch(Gain(fn), torch.randn(3, 16))
+
+
+class NamedLikeAMethod(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conj = nn.Identity()
+
+    def forward(self, x):
+        return torch.view_as_real(self.conj(_z(x)))
+
+
+def test_a_module_applied_to_a_complex_tensor_is_refused_whatever_its_name():
+    with pytest.raises(TorchConversionError, match=r"conj \(Identity\) of a complex tensor"):
+        fl.from_torch(NamedLikeAMethod(), torch.randn(2, 4, 6))
+
+
+class RopeInForward(nn.Module):
+    """The rotary frequencies made in forward from the sequence length (torch.polar of
+    arange and outer), as some training code writes them."""
+
+    def forward(self, x):  # x (B, T, H, 8)
+        f = 1.0 / (10000.0 ** (torch.arange(0, 8, 2)[:4].float() / 8))
+        f = torch.outer(torch.arange(x.shape[1], device=x.device), f).float()
+        fc = torch.polar(torch.ones_like(f), f)
+        xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+        return torch.view_as_real(xc * fc[:, None, :]).flatten(3)
+
+
+def test_constants_made_in_forward(any_backend):
+    check(RopeInForward(), torch.randn(2, 6, 3, 8), run_inputs=[(torch.randn(1, 6, 3, 8),)])
+    for make in (lambda x: torch.hann_window(64, device=x.device),
+                 lambda x: torch.hann_window(64, dtype=x.dtype),
+                 lambda x: torch.blackman_window(64, periodic=False)):
+        check(Fn(lambda m, x, make=make: torch.stft(x, 64, 16, window=make(x),
+                                                     return_complex=True).abs()),
+              torch.randn(2, 400))
+    check(Fn(lambda m, x: x + torch.linspace(0, 1000, 10, dtype=torch.bfloat16)),
+          torch.randn(2, 10))
+
+
+class WhisperLogMel(nn.Module):
+    """OpenAI Whisper's log_mel_spectrogram: the last frame dropped from the complex stft,
+    the method form of stft."""
+
+    def __init__(self, method):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(400))
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("filters", torch.rand(20, 201, generator=g))
+        self.method = method
+
+    def forward(self, audio):
+        if self.method:
+            stft = audio.stft(400, 160, window=self.window, return_complex=True)
+        else:
+            stft = torch.stft(audio, 400, 160, window=self.window, return_complex=True)
+        magnitudes = stft[..., :-1].abs() ** 2
+        mel_spec = self.filters @ magnitudes
+        log_spec = torch.clamp(mel_spec, min=1e-10).log10()
+        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+        return (log_spec + 4.0) / 4.0
+
+
+@pytest.mark.parametrize("method", [False, True])
+def test_whisper_log_mel_spectrogram(any_backend, method):
+    check(WhisperLogMel(method), torch.randn(2, 4000))
+
+
+COMPLEX_INDEXES = {
+    "[..., :-1]": lambda z: z[..., :-1],
+    "[:, 1]": lambda z: z[:, 1],
+    "[:, None, ::2]": lambda z: z[:, None, ::2],
+    "[0]": lambda z: z[0],
+}
+
+
+@pytest.mark.parametrize("name", COMPLEX_INDEXES)
+def test_indexing_a_complex_tensor(any_backend, name):
+    index = COMPLEX_INDEXES[name]
+    check(Fn(lambda m, x: torch.view_as_real(index(_z(x)))), torch.randn(2, 4, 6))
+
+
+def test_a_signal_too_short_for_its_stft_is_refused_at_conversion():
+    module = Fn(lambda m, x: torch.stft(x, 32, 8, window=torch.hann_window(32),
+                                        return_complex=True).abs())
+    with pytest.raises(TorchConversionError, match="too short"):
+        fl.from_torch(module, torch.randn(2, 10))

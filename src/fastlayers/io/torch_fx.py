@@ -947,6 +947,7 @@ class _Converter:
         )
 
     def check(self) -> None:
+        static = _static_nodes(self.torch, self.gm.graph, self.constant)
         for node in self.gm.graph.nodes:
             if node.op == "call_method" and node.target == "copy_":
                 why = _overwrite_problem(self.torch, self.gm, node)
@@ -960,8 +961,8 @@ class _Converter:
                                                        self.gm.get_submodule(node.target))
             elif node.op == "call_function":
                 handler = self._function_handler(node.target)
-                if handler is None and _plain_call(node):
-                    continue  # size arithmetic, computed at conversion (_build)
+                if handler is None and (_plain_call(node) or node in static):
+                    continue  # size arithmetic, or constants: computed at conversion (_build)
                 if handler is None:
                     self.problems.append(
                         f"{self._where(node)} ({_fn_name(self.torch, node.target)})"
@@ -973,7 +974,8 @@ class _Converter:
                                              f"({_fn_name(self.torch, node.target)}): {bad} "
                                              "is not supported")
             elif node.op == "call_method":
-                if node.target not in _METHODS and node.target not in _IN_PLACE_METHODS:
+                if node.target not in _METHODS and node.target not in _IN_PLACE_METHODS and (
+                        node not in static):
                     self.problems.append(f"{self._where(node)} (Tensor.{node.target})")
         if self.problems:
             lines = "\n".join(f"  - {p}" for p in self.problems)
@@ -1838,6 +1840,14 @@ class _Converter:
         if w.size != win:
             raise TorchConversionError(f"from_torch: stft with a window of {w.size} values "
                                        f"for win_length {win}")
+        length = t.sym.shape[1]
+        pad = n_fft // 2 if center else 0
+        if length is not None and ((center and pad_mode == "reflect" and pad >= length)
+                                   or length + 2 * pad < n_fft):
+            raise TorchConversionError(
+                f"from_torch: stft of signals of {length} samples with n_fft {n_fft} "
+                f"(center={bool(center)}, pad_mode={pad_mode!r}): too short, as PyTorch "
+                "says too")
         left = (n_fft - win) // 2  # PyTorch centres a shorter window in zeros
         full = np.zeros(n_fft, F32)
         full[left:left + win] = w
@@ -1858,6 +1868,10 @@ class _Converter:
         parts = {torch.abs: "abs", torch.angle: "angle", torch.real: "real",
                  torch.imag: "imag", torch.conj: "conj"}
         ffts = {torch.fft.fft: "fft", torch.fft.ifft: "ifft", torch.fft.irfft: "irfft"}
+        if kind == "call_module":  # (its name may be a method's: self.conj = nn.Identity())
+            raise TorchConversionError(
+                f"from_torch: {where} ({type(self.gm.get_submodule(target)).__name__}) of a "
+                "complex tensor is not supported (a module takes real tensors)")
         op = arith.get(target) if kind == "call_function" else (
             target if target in ("mul", "add", "sub", "div") else None)
         if op is not None and len(args) == 2 and not kwargs:
@@ -1870,6 +1884,8 @@ class _Converter:
         if (target in (torch.resolve_conj, torch.resolve_neg) or target in (
                 "resolve_conj", "resolve_neg", "contiguous", "clone")) and len(args) == 1:
             return args[0]  # (conj above is computed at once: nothing left to resolve)
+        if target is operator.getitem and isinstance(args[0], _C) and len(args) == 2:
+            return self._complex_index(args[0], args[1])
         if kind == "call_function" and target is torch.view_as_real and len(args) == 1:
             return _T(args[0].sym, False)
         if kind == "call_function" and target in ffts and isinstance(args[0], _C):
@@ -1895,6 +1911,27 @@ class _Converter:
             "tensors convert through view_as_complex, view_as_real, +, -, *, /, abs, angle, "
             "real, imag, conj, torch.fft.fft / ifft / rfft / irfft and torch.stft; return "
             "torch.view_as_real(z) or z.abs() rather than a complex tensor)")
+
+    def _complex_index(self, c: _C, key: Any) -> _C:
+        """``z[key]`` of a complex tensor with basic indexing (ints, slices, None, one
+        Ellipsis: Whisper's stft[..., :-1]): the key spelled out over z's axes, then the
+        pairs' axis kept whole."""
+        key = key if isinstance(key, tuple) else (key,)
+        if not all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in key) or (
+                sum(k is Ellipsis for k in key) > 1):
+            self._refuse(f"indexing a complex tensor with {key!r} (ints, slices, None and "
+                         "one Ellipsis)")
+        used = sum(k is not None and k is not Ellipsis for k in key)
+        if used > c.ndim:
+            raise TorchConversionError(f"from_torch: an index of {used} axes for a complex "
+                                       f"tensor of rank {c.ndim}")
+        if Ellipsis in key:
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (c.ndim - used) + key[i + 1:]
+        else:
+            key = key + (slice(None),) * (c.ndim - used)
+        out = self.getitem(_T(c.sym, False), key + (slice(None),))
+        return _C(out.sym)
 
     def _complex_binary(self, a: Any, b: Any, op: str) -> _C:
         """a op b with a complex tensor: the other operand a complex tensor, a real tensor,
@@ -3997,6 +4034,23 @@ class _Converter:
         values = self.torch.linspace(float(start), float(end), int(steps))
         return values.numpy().astype(np_dtype)
 
+    def window(self, name: str, window_length: Any, *args: Any, dtype: Any = None,
+               device: Any = None, **kwargs: Any) -> np.ndarray:
+        """``torch.hann_window`` and the other window functions of numbers known at
+        conversion (``device=x.device``, ``dtype=x.dtype`` allowed): a constant, computed
+        by PyTorch itself."""
+        for key in ("layout", "pin_memory", "requires_grad"):
+            kwargs.pop(key, None)
+        values = (window_length, *args, *kwargs.values())
+        if not all(_is_number(v) or isinstance(v, bool) for v in values):
+            raise TorchConversionError(
+                f"from_torch: torch.{name} needs numbers known at conversion, got {values!r}")
+        np_dtype = np.float32 if dtype is None else _np_dtype(dtype)
+        if np_dtype is None or np.dtype(np_dtype).kind != "f":
+            raise TorchConversionError(f"from_torch: torch.{name} with dtype={dtype}")
+        return getattr(self.torch, name)(window_length, *args, **kwargs).numpy().astype(
+            np_dtype)
+
     # ---- functions and methods ------------------------------------------------------
     def _function_handler(self, fn: Any) -> Any:
         """The handler of a called function (check and _build ask it for every node), or
@@ -4321,6 +4375,11 @@ class _Converter:
             torch.chunk: lambda x, chunks, dim=0: self.chunk(x, chunks, dim),
             torch.arange: self.arange,
             torch.linspace: self.linspace,
+            torch.hann_window: functools.partial(self.window, "hann_window"),
+            torch.hamming_window: functools.partial(self.window, "hamming_window"),
+            torch.blackman_window: functools.partial(self.window, "blackman_window"),
+            torch.bartlett_window: functools.partial(self.window, "bartlett_window"),
+            torch.kaiser_window: functools.partial(self.window, "kaiser_window"),
             torch.tensor: self.tensor_of,
             operator.setitem: self.set_item,
             # computed by PyTorch at conversion when their arguments are constants (_fold)
@@ -4554,6 +4613,8 @@ class _Converter:
             return out
         if name in ("relu", "sigmoid", "tanh"):
             return self.activation(x, name)
+        if name == "stft":
+            return self.stft(x, *args, **kwargs)
         if name in ("conj", "resolve_conj", "resolve_neg"):  # (of a complex one: complex_call)
             return self._tensor(x, name)
         if name == "angle":
@@ -4728,7 +4789,7 @@ _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand
                   "repeat": "repeats"}
 
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
-                      "unflatten", "conj", "resolve_conj", "resolve_neg", "angle",
+                      "unflatten", "conj", "resolve_conj", "resolve_neg", "angle", "stft",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
                       "transpose", "swapaxes", "swapdims", "split", "chunk", "matmul",
                       "bmm", "mm",
@@ -5560,6 +5621,32 @@ def _refuse_unknown(torch: Any, args: Any, kwargs: Any) -> None:
                                    "branch on whether it is 1")
 
 
+# The factories whose calls of numbers alone make constants (their handlers, or PyTorch).
+_FACTORIES = ("arange", "linspace", "zeros", "ones", "full", "eye", "tensor", "hann_window",
+              "hamming_window", "blackman_window", "bartlett_window", "kaiser_window")
+
+
+def _static_nodes(torch: Any, graph: Any, constant: set) -> set:
+    """The nodes whose values are known at conversion, so that a call of them alone is
+    computed then (by PyTorch, _fold) and needs no converter: the constants (reads of
+    parameters and buffers), factories of numbers (torch.arange(8)), sizes (x.shape[1]),
+    ``x.device`` (one device), and calls of these alone (the frequencies of a rotary
+    embedding made in forward, torch.polar of them)."""
+    factories = {getattr(torch, name) for name in _FACTORIES}
+    static = set(constant)
+    for node in graph.nodes:
+        if node.op not in ("call_function", "call_method") or node.target is torch._assert:
+            continue
+        inputs = node.all_input_nodes
+        if node.meta.get("fl_sized") or (node.target is getattr and node.args[1:2] == (
+                "device",)):
+            static.add(node)
+        elif inputs and all(n in static for n in inputs) or (
+                not inputs and node.op == "call_function" and node.target in factories):
+            static.add(node)
+    return static
+
+
 def _constant_nodes(graph: Any) -> set:
     """The call nodes that read parameters and buffers only (no input of the module): fx
     records them because buffers are graph attributes (_trace), and PyTorch itself computes
@@ -5622,12 +5709,27 @@ def _random_call(name: str, args: Any, kwargs: Any) -> bool:
     return False
 
 
+def _is_complex(v: Any) -> bool:
+    """A complex tensor of the converted graph (_C), or a complex constant: a complex
+    parameter or buffer (a NumPy array here), or a Python complex number."""
+    return isinstance(v, (_C, complex, np.complexfloating)) or (
+        isinstance(v, np.ndarray) and v.dtype.kind == "c")
+
+
 def _foldable(torch: Any, args: Any, kwargs: Any) -> bool:
     """Whether a call's arguments are known at conversion: a parameter or buffer (a NumPy
     array here) and numbers, no tensor or size of the converted graph."""
     leaves = _leaves(torch, (args, kwargs))
     return any(isinstance(v, np.ndarray) for v in leaves) and not any(
         isinstance(v, (_T, _C, _Dim, _Unknown, S.SymbolicTensor)) for v in leaves)
+
+
+def _numpy_of(torch: Any, t: Any) -> np.ndarray:
+    """A constant tensor's values as a NumPy array: conj() and neg() resolved (lazy bits
+    NumPy cannot read), bfloat16 as the float32 of the same values (NumPy has no bfloat16;
+    the converted model computes in float32)."""
+    t = t.detach().cpu().resolve_conj().resolve_neg()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
 def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
@@ -5661,7 +5763,7 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
 
     def to_numpy(v: Any) -> Any:
         if isinstance(v, torch.Tensor):
-            return v.detach().cpu().numpy()
+            return _numpy_of(torch, v)
         return tuple(v) if isinstance(v, torch.Size) else v
 
     args = convert(args, to_torch)
@@ -6890,7 +6992,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
             obj = gm
             for part in node.target.split("."):
                 obj = getattr(obj, part)
-            env[node] = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+            env[node] = _numpy_of(torch, obj) if isinstance(obj, torch.Tensor) else obj
         elif node.op == "call_method" and node.target == "copy_":  # checked: _overwrite_problem
             dst = node.args[0]
             overwritten[dst.target] = env[node] = env[dst] = _overwrite(
@@ -6908,7 +7010,8 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 env[node] = _fold(torch, gm, node, args, kwargs)
                 continue
             where = conv._where(node)
-            if any(isinstance(v, _C) for v in _leaves(torch, (args, kwargs))):
+            if any(_is_complex(v) for v in _leaves(torch, (args, kwargs))):
+                # a complex tensor, or a complex constant with the converted graph's values
                 env[node] = conv.complex_call(node.op, node.target, args, kwargs, where)
                 continue
             if _plain_call(node) and conv._function_handler(node.target) is None:
@@ -6931,7 +7034,12 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 else:
                     try:
                         if node.op == "call_function":
-                            env[node] = conv._function_handler(node.target)(*args, **kwargs)
+                            handler = conv._function_handler(node.target)
+                            if handler is None:  # (static at check, but not foldable here)
+                                raise TorchConversionError(
+                                    f"from_torch: {where} ({_fn_name(torch, node.target)}) "
+                                    "of values known only at run time")
+                            env[node] = handler(*args, **kwargs)
                         else:
                             env[node] = conv.method(node.target, *args, **kwargs)
                     except TypeError as e:  # arguments a handler does not take

@@ -2069,11 +2069,17 @@ def torch_lstm_projected(x, h0, c0, w_ih, w_hh, bias, w_hr, reverse):
     Returns (outputs (B, T, P), h (B, P), c (B, U)); the input projection is one product
     for all steps, then a step at a time in NumPy."""
     x = np.asarray(x, F32)
-    n, steps, _ = x.shape
+    if x.ndim != 3 or x.shape[2] != w_ih.shape[1]:
+        raise ValueError(f"lstm: input of shape {x.shape}, expected (B, T, {w_ih.shape[1]})")
+    n, steps, features = x.shape
     p, u = w_hr.shape
     h = np.zeros((n, p), F32) if h0 is None else np.asarray(h0, F32)
     c = np.zeros((n, u), F32) if c0 is None else np.asarray(c0, F32)
-    xw = (x.reshape(n * steps, -1) @ w_ih.T + bias).reshape(n, steps, 4 * u)
+    for name, state, want in (("h0", h, (n, p)), ("c0", c, (n, u))):
+        if state.shape != want:
+            raise ValueError(f"lstm: the initial state {name} of a layer has shape "
+                             f"{state.shape}, expected {want} for an input of batch {n}")
+    xw = (x.reshape(n * steps, features) @ w_ih.T + bias).reshape(n, steps, 4 * u)
     out = np.empty((n, steps, p), F32)
     w_hh_t, w_hr_t = np.ascontiguousarray(w_hh.T), np.ascontiguousarray(w_hr.T)
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
