@@ -112,12 +112,12 @@ from .torch_ops import (
     torch_compare,
     torch_complex_binary,
     torch_complex_unary,
-    torch_conv_transpose,
     torch_copy,
     torch_cosine_similarity,
     torch_cumprod,
     torch_cumsum,
     torch_diff,
+    torch_dilate_pad,
     torch_einsum,
     torch_embedding_bag,
     torch_embedding_bags,
@@ -1477,12 +1477,7 @@ class _Converter:
                 f"{what}: its padding {pad} leaves no output for an input of size {in_size}"
             )
         if rank < 3 and not _keras_transposes(mod, out_pad):
-            if any(m is None for m in least):
-                raise TorchConversionError(f"{what}: an input size known only at run time")
-            out_size = tuple(m + o for m, o in zip(least, out_pad))
-            bias = None if mod.bias is None else _np(mod.bias).astype(F32)
-            return _T(torch_conv_transpose(t.sym, _np(mod.weight).astype(F32), bias, stride,
-                                           pad, dilation, out_size, mod.groups), True)
+            return _T(self._conv_transpose_as_conv(qual, mod, t.sym, out_pad), True)
         key = qual if out_pad == tuple(mod.output_padding) else (
             f"{qual}_output_padding_{'_'.join(str(o) for o in out_pad)}"
         )
@@ -1505,6 +1500,35 @@ class _Converter:
                     3: lambda: Cropping3D(pairs)}[rank]()
             y = crop(y)
         return _T(y, True)
+
+    def _conv_transpose_as_conv(self, qual: str, mod: Any, x: Any, out_pad: tuple) -> Any:
+        """A ConvTranspose1d / 2d Keras's layers do not compute (groups, a stride with a
+        dilation, output_padding not below the stride) as the convolution it is the gradient
+        of: x with stride - 1 zeros between its pixels and d·(k - 1) - p zeros around it
+        (output_padding more at the end; torch_dilate_pad), then a Conv1D / Conv2D of the
+        same groups and dilation, stride 1, each group's kernel flipped and transposed (a
+        depthwise one runs the C++ depthwise kernel)."""
+        rank, groups = len(mod.kernel_size), mod.groups
+        kernel, dilation = tuple(mod.kernel_size), tuple(mod.dilation)
+        pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o) for k, d, p, o in zip(
+            kernel, dilation, mod.padding, out_pad))
+        key = f"{qual}#conv_of_transpose"
+        layer = self.layers.get(key)
+        if layer is None:
+            w = _np(mod.weight).astype(F32)  # (C, F / groups, *kernel)
+            c, fg = w.shape[:2]
+            w = w.reshape(groups, c // groups, fg, *kernel)[(..., *(slice(None, None, -1),) * rank)]
+            # (G, C/G, F/G, *k) -> (*k, C/G, G, F/G) -> (*k, C/G, F)
+            w = w.transpose(*range(3, 3 + rank), 1, 0, 2).reshape(*kernel, c // groups,
+                                                                 groups * fg)
+            cls = Conv1D if rank == 1 else Conv2D
+            layer = cls(groups * fg, kernel, padding="valid", dilation_rate=dilation,
+                        groups=groups, use_bias=mod.bias is not None,
+                        name=self._layer_name(key))
+            layer.set_weights([np.ascontiguousarray(w)] + (
+                [] if mod.bias is None else [_np(mod.bias).astype(F32)]))
+            self.layers[key] = layer
+        return layer(torch_dilate_pad(x, tuple(mod.stride), pads))
 
     def upsample(self, x: Any, size: Any, scale_factor: Any, mode: str, align_corners: Any,
                  antialias: bool = False, what: str = "interpolate",

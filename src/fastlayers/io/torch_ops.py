@@ -23,7 +23,6 @@ from .. import functional as FL
 from .._cpp import attention as _cpp_attention
 from .._cpp import resize as _cpp_resize
 from .._numpy import activations as _act
-from .._numpy import conv2d as _np_conv2d
 from .._numpy import resize as _np_resize
 from ._einsum import matmul_form
 
@@ -1936,35 +1935,19 @@ def torch_grid_sample(x, grid, mode, padding, align_corners):
 
 
 @S.symbolic_op
-def torch_conv_transpose(x, weight, bias, stride, padding, dilation, out_hw, groups):
-    """``nn.ConvTranspose1d`` / ``2d`` as PyTorch defines it, for what Keras's layers do not
-    take (groups; a stride and a dilation both above 1; output_padding not below the
-    stride): x channels-last (N, H, W, C) (or (N, L, C) with 1-tuples of parameters),
-    PyTorch's weight (C, F / groups, *kernel). Each group's input pixels times its taps'
-    (C / groups, F / groups) matrices, one batched product, added into the output at
-    (i·s + a·d - p) (col2im, _numpy/conv2d.add_taps; ``out_hw`` the output size, which
-    output_padding extends at the end), then the bias."""
-    x = np.asarray(x, F32)
-    one_d = len(stride) == 1
-    if one_d:  # (N, L, C) as (N, 1, L, C)
-        x = x[:, None]
-        weight = weight[:, :, None]
-        stride, padding, dilation, out_hw = ((1, *stride), (0, *padding), (1, *dilation),
-                                             (1, *out_hw))
-    n, h, w, c = x.shape
-    cg, fg, kh, kw = weight.shape[0] // groups, weight.shape[1], *weight.shape[2:]
-    if x.ndim != 4 or c != weight.shape[0]:
-        raise ValueError(f"conv_transpose: an input of {c} channels for a weight of shape "
-                         f"{weight.shape} (C, F / groups, *kernel)")
-    xg = x.reshape(n * h * w, groups, cg).transpose(1, 0, 2)  # (G, NHW, C/G)
-    wg = weight.reshape(groups, cg, fg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(
-        groups, cg, kh * kw * fg)
-    taps = np.matmul(xg, wg).reshape(groups, n, h, w, kh, kw, fg)
-    taps = taps.transpose(1, 2, 3, 4, 5, 0, 6).reshape(n, h, w, kh, kw, groups * fg)
-    y = _np_conv2d.add_taps(taps, stride, dilation, padding, out_hw)
-    if bias is not None:
-        y += bias
-    return y[:, 0] if one_d else y
+def torch_dilate_pad(x, stride, pads):
+    """The input of a transposed convolution written as a convolution: x channels-last
+    (N, *spatial, C) with stride - 1 zeros between its pixels along each spatial axis, then
+    ``pads`` (before, after) zeros at the ends (a negative count crops instead)."""
+    x = np.asarray(x)
+    n, *spatial, c = x.shape
+    grown = [(size - 1) * s + 1 + max(b, 0) + max(a, 0) if size else max(b, 0) + max(a, 0)
+             for size, s, (b, a) in zip(spatial, stride, pads)]
+    out = np.zeros((n, *grown, c), x.dtype)
+    out[(slice(None), *(slice(max(b, 0), max(b, 0) + (size - 1) * s + 1, s)
+                        for size, s, (b, _) in zip(spatial, stride, pads)))] = x
+    crop = tuple(slice(max(-b, 0), g - max(-a, 0)) for g, (b, a) in zip(grown, pads))
+    return np.ascontiguousarray(out[(slice(None), *crop)])
 
 
 # ---- complex tensors ----------------------------------------------------------------------
