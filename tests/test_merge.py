@@ -285,6 +285,30 @@ def test_shape_layers_edge_shapes(backend):
         assert layer.compute_mask(_x(2, 4), np.ones((2,), bool)) is None
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_permute_of_layouts_on_both_paths(backend):
+    """NHWC <-> NCHW and other rotations large enough for the C++ path's blocked transpose
+    (functional.run_permute): the values of NumPy's transpose at tile edges (8 +- 1, primes),
+    a fresh C-contiguous array, other dtypes and non-rotations by NumPy."""
+    rng = np.random.default_rng(0)
+    with fl.use_backend(backend):
+        for shape, dims in [((2, 17, 31, 64), (3, 1, 2)), ((1, 64, 9, 127), (2, 3, 1)),
+                            ((3, 8, 8, 257), (3, 1, 2)), ((1, 7, 2048, 9), (3, 1, 2)),
+                            ((2, 128, 129), (2, 1)), ((1, 4096, 3), (2, 1)),
+                            ((2, 16, 23, 5, 11), (3, 4, 1, 2)), ((2, 40, 50, 60), (2, 1, 3))]:
+            x = rng.standard_normal(shape).astype(np.float32)
+            x.flat[::97] = np.nan
+            got = L.Permute(dims)(x)
+            np.testing.assert_array_equal(got, x.transpose((0,) + dims))
+            assert got.flags.c_contiguous and not np.shares_memory(got, x)
+        y = np.arange(2 * 64 * 65, dtype=np.float64).reshape(2, 64, 65)
+        np.testing.assert_array_equal(fl.functional.run_permute(y, (0, 2, 1)),
+                                      y.transpose(0, 2, 1))
+        strided = rng.standard_normal((2, 64, 130)).astype(np.float32)[:, :, ::2]
+        np.testing.assert_array_equal(fl.functional.run_permute(strided, (0, 2, 1)),
+                                      strided.transpose(0, 2, 1))
+
+
 # ---- TimeDistributed --------------------------------------------------------------------
 
 

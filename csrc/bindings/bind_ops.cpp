@@ -142,6 +142,17 @@ const int64_t* require_i64_shape(const py::handle& h, const char* op, const char
     return static_cast<const int64_t*>(a.data());
 }
 
+py::array transpose_batched(const py::array& x_in) {
+    const FloatArrayC x = require_f32(x_in, "transpose_batched", "x", 3);
+    const int64_t batch = x.shape(0), rows = x.shape(1), cols = x.shape(2);
+    FloatArrayC y = new_f32({batch, cols, rows});
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    call_without_gil_if(static_cast<int64_t>(x.size()) >= kReleaseGilMinElements,
+                        [=] { fl::transpose_batched(xp, yp, batch, rows, cols); });
+    return std::move(y);
+}
+
 py::array resample_axis(const py::array& x_in, const py::handle& idx_in, const py::handle& w_in,
                         const py::handle& count_in) {
     const char* op = "resample_axis";
@@ -279,6 +290,10 @@ void bind_ops(py::module_& m) {
           "(n, oh, ow, c) array, oh = (h + top + bottom - pool rows) // stride rows + 1 "
           "(fl::pool2d_nhwc: the taps in NumPy's order, the same bits as the NumPy path except "
           "that denormal inputs count as zero).");
+    m.def("transpose_batched", &transpose_batched, py::arg("x"),
+          "A C-contiguous float32 (batch, rows, cols) array transposed item by item: a new "
+          "(batch, cols, rows) array (fl::transpose_batched; the NCHW <-> NHWC copies at a "
+          "converted model's edges).");
     m.def("resample_axis", &resample_axis, py::arg("x"), py::arg("idx"), py::arg("w"),
           py::arg("count"),
           "Resampling along the middle axis of a C-contiguous float32 (outer, n_in, inner) array "

@@ -13,6 +13,7 @@ every argument it was called with, and nothing else (it is the op's first statem
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from ._cpp import normalization as _cpp_normalization
 from ._cpp import pooling as _cpp_pooling
 from ._cpp import recurrent as _cpp_recurrent
 from ._cpp import softmax as _cpp_softmax
+from ._cpp import transpose as _cpp_transpose
 from ._numpy import attention as _np_attention
 from ._numpy import conv2d as _np_conv2d
 from ._numpy import dense as _np_dense
@@ -343,6 +345,43 @@ def run_conv2d_transpose(a: V.Conv2DTransposeArgs, packed: Any = None) -> np.nda
 
 
 # ------------------------------------------------------------------------- pooling
+
+
+# ------------------------------------------------------------------------ permute
+
+# A batched transpose at least this large runs in C++ (smaller ones, and ones with fewer
+# than 8 rows or columns, NumPy copies as fast).
+_TRANSPOSE_MIN_ELEMENTS = 1 << 14
+
+
+def _batched_transpose_form(shape: tuple, perm: tuple) -> tuple | None:
+    """(batch, rows, cols) when ``x.transpose(perm)`` is each batch item's (rows, cols)
+    matrix transposed: the axes before k kept, the rest rotated (j..r-1 before k..j-1; NHWC
+    -> NCHW is (0, 3, 1, 2)), else None."""
+    r = len(perm)
+    k = 0
+    while k < r and perm[k] == k:
+        k += 1
+    if r - k < 2 or tuple(perm[k:]) != (*range(perm[k], r), *range(k, perm[k])):
+        return None
+    j = perm[k]
+    return math.prod(shape[:k]), math.prod(shape[k:j]), math.prod(shape[j:])
+
+
+def run_permute(x: np.ndarray, perm: tuple) -> np.ndarray:
+    """``x.transpose(perm)`` as a new C-contiguous array (never a view of x). A large float32
+    one that is a batched 2-D transpose (the NCHW <-> NHWC layout changes) runs on the C++
+    path's transpose_batched, blocked for the cache (docs/performance.md §14): the same
+    values."""
+    form = _batched_transpose_form(x.shape, perm)
+    if (form is not None and x.dtype == np.float32 and x.flags.c_contiguous
+            and x.size >= _TRANSPOSE_MIN_ELEMENTS and min(form[1:]) >= 8
+            and _backend.resolve("permute", None) == "cpp"):
+        b, rows, cols = form
+        y = _cpp_transpose.transpose_batched(x.reshape(b, rows, cols))
+        return y.reshape(tuple(x.shape[p] for p in perm))
+    y = np.ascontiguousarray(x.transpose(perm))
+    return y.copy() if np.shares_memory(y, x) else y
 
 
 def run_pool2d(x: np.ndarray, pool: tuple, strides: tuple, pads: tuple, out_hw: tuple,

@@ -98,6 +98,11 @@ void resample_axis(const float* x, float* y, int64_t outer, int64_t n_in, int64_
                    int64_t n_out, int64_t taps, const int64_t* idx, const float* w,
                    const int64_t* count);
 
+// dst (batch, cols, rows) = src (batch, rows, cols) transposed item by item (csrc/ops/
+// transpose.cpp): the NCHW <-> NHWC copies at a converted model's edges. Row-major contiguous,
+// not overlapping; the same bytes on every ISA and thread count. Empty: a no-op.
+void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols);
+
 // Pooling windows over an NHWC input (csrc/ops/pooling.cpp): input (n, h, w, c), window
 // (ph, pw), strides (sh, sw), padding before the first row / column (top, left), output
 // (n, oh, ow, c). Window (i, j) covers input rows i * sh - top + [0, ph) and columns

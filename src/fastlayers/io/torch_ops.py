@@ -32,7 +32,7 @@ F32 = np.float32
 @S.symbolic_op
 def torch_permute(x, perm):
     """``x.permute(perm)`` as a contiguous array (layout changes at the model's edges)."""
-    return np.ascontiguousarray(np.transpose(np.asarray(x), perm))
+    return FL.run_permute(np.asarray(x), tuple(perm))
 
 
 # Shape-plan runners of these ops (models/shape_plan.py; each ``op.__plan_runner__``): called
@@ -56,9 +56,10 @@ def _plan_runner(op, factory):
 
 
 def _torch_permute_runner(x, perm):
+    perm = tuple(perm)
+
     def run(x, _perm):  # a copy, also where the op's transposed view is contiguous already
-        y = np.ascontiguousarray(np.transpose(x, perm))
-        return y if y.base is None else y.copy()
+        return FL.run_permute(x, perm)
 
     return run
 
@@ -1801,8 +1802,8 @@ def _fma(a, b, c):
     return (np.asarray(a, np.float64) * b + c).astype(F32)
 
 
-# grid_sample follows PyTorch's vectorized CPU kernel step by step, each a·b + c there a fused
-# multiply-add (_fma), so that positions, and the pixels that rounding picks, are PyTorch's.
+# grid_sample's positions follow PyTorch's vectorized CPU kernel step by step, each a·b + c
+# there a fused multiply-add (_fma), so that the pixels that rounding picks are PyTorch's.
 
 def _grid_positions(g, size, align_corners):
     """Normalized grid coordinates (-1 and 1 the edges of the outer pixels, or their centres
@@ -1838,33 +1839,20 @@ def _grid_index(p):
     return np.where(ok, p, -2.0 ** 40).astype(np.int64)
 
 
-def _inside(i, size):
-    return (i >= 0) & (i < size)
-
-
-def _grid_gather(x, iy, ix, valid):
-    """x (N, H, W, C) at rows iy and columns ix, each (N, P): (N, P, C), 0 where not
-    ``valid``."""
-    n, h, w, c = x.shape
-    flat = np.where(valid, iy * w + ix, 0)
-    vals = np.take_along_axis(x.reshape(n, h * w, c), flat[..., None], axis=1)
-    return np.where(valid[..., None], vals, F32(0))
-
-
-def _weighted_sum(terms, fused=True):
-    """Σ value·weight over (value, weight) pairs in order, each step after the first one
-    fused multiply-add (or a product and a sum)."""
-    out = None
-    for v, wgt in terms:
-        out = v * wgt if out is None else _fma(v, wgt, out) if fused else out + v * wgt
-    return out
+def _grid_taps(n, h, w, iy, ix):
+    """Row indices into the images flattened to (N·H·W + 1, C) of pixels (iy, ix), each
+    (N, P): image n's pixel, or the zero row N·H·W after them where (iy, ix) is outside the
+    image (PyTorch's masked gather reads 0 there, and 0 · weight is still NaN for a NaN
+    weight)."""
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    flat = np.arange(n).reshape(-1, 1) * (h * w) + iy * w + ix
+    return np.where(inside, flat, n * h * w).reshape(-1)
 
 
 def _cubic_weights(t):
     """The four weights of PyTorch's Keys cubic (A = -0.75) at taps -1, 0, 1, 2 for
-    fractions t (N, P), as (N, P, 1) arrays, in float32 (PyTorch's compiled kernel fuses
-    some of these steps in a way not reproduced here: its bicubic results differ from these
-    in the last bits)."""
+    fractions t (N, P), in float32 (PyTorch's compiled kernel fuses some of these steps in a
+    way not reproduced here)."""
     a = F32(-0.75)
 
     def outer(v):  # 1 < v < 2
@@ -1873,15 +1861,15 @@ def _cubic_weights(t):
     def inner(v):  # v <= 1
         return ((a + F32(2)) * v - (a + F32(3))) * v * v + F32(1)
 
-    return [c[..., None] for c in (outer(t + F32(1)), inner(t), inner(F32(1) - t),
-                                   outer(F32(2) - t))]
+    return [outer(t + F32(1)), inner(t), inner(F32(1) - t), outer(F32(2) - t)]
 
 
 @S.symbolic_op
 def torch_grid_sample(x, grid, mode, padding, align_corners):
     """``F.grid_sample`` of an NHWC float32 x (N, H, W, C) at ``grid`` (N, Ho, Wo, 2) of
     normalized (x, y) positions: (N, Ho, Wo, C), in float32 as PyTorch's CPU kernel (the
-    same bits in the bilinear and nearest modes; see _cubic_weights for bicubic).
+    positions to its bits, and so the nearest pixels; the weighted sums without its fused
+    multiply-adds, within a few float32 steps).
     ``mode`` "bilinear" (the 4 neighbours, weighted by the distances), "nearest" (the
     position rounded, ties to even) or "bicubic" (16 taps, PyTorch's Keys cubic,
     A = -0.75); ``padding`` "zeros" (taps outside the image read 0), "border" (positions
@@ -1900,6 +1888,11 @@ def torch_grid_sample(x, grid, mode, padding, align_corners):
                          f"{grid.shape[0]} differ")
     n, h, w, c = x.shape
     ho, wo = grid.shape[1:3]
+    # the values: float32 taps over the images as rows (N·H·W + 1, C), the last row zeros
+    # (_grid_taps), added in PyTorch's order without its fused multiply-adds, by the core's
+    # resample_axis on the C++ path (the same bits as NumPy's)
+    rows = np.concatenate([x.reshape(n * h * w, c), np.zeros((1, c), F32)])
+    apply = _cpp_resize.taps() or _np_resize._apply_taps
     with np.errstate(invalid="ignore", over="ignore"):
         px = _grid_positions(grid[..., 0].reshape(n, ho * wo), w, align_corners)
         py = _grid_positions(grid[..., 1].reshape(n, ho * wo), h, align_corners)
@@ -1908,29 +1901,31 @@ def torch_grid_sample(x, grid, mode, padding, align_corners):
             wx, wy = _cubic_weights(px - x0), _cubic_weights(py - y0)
             cols = [_grid_index(_grid_padded(x0 + F32(k), w, padding, align_corners))
                     for k in (-1, 0, 1, 2)]
-            rows = []
-            for k in (-1, 0, 1, 2):
-                iy = _grid_index(_grid_padded(y0 + F32(k), h, padding, align_corners))
-                rows.append(_weighted_sum(
-                    ((_grid_gather(x, iy, ix, _inside(iy, h) & _inside(ix, w)), wx[j])
-                     for j, ix in enumerate(cols)), fused=False))
-            out = _weighted_sum(zip(rows, wy), fused=False)
+            ys = [_grid_index(_grid_padded(y0 + F32(k), h, padding, align_corners))
+                  for k in (-1, 0, 1, 2)]
+            # each of the 4 rows of taps summed along x (rows i of position p: 4p + i), then
+            # the 4 sums along y
+            idx = np.stack([np.stack([_grid_taps(n, h, w, iy, ix) for ix in cols], -1)
+                            for iy in ys], 1).reshape(-1, 4)
+            wxs = np.repeat(np.stack(wx, -1).reshape(-1, 1, 4), 4, axis=1).reshape(-1, 4)
+            across = apply(rows, idx, wxs, 0)
+            out = apply(across, np.arange(n * ho * wo * 4).reshape(-1, 4),
+                        np.stack(wy, -1).reshape(-1, 4), 0)
         else:
             px = _grid_padded(px, w, padding, align_corners)
             py = _grid_padded(py, h, padding, align_corners)
             if mode == "nearest":
-                ix, iy = _grid_index(np.rint(px)), _grid_index(np.rint(py))
-                out = _grid_gather(x, iy, ix, _inside(ix, w) & _inside(iy, h))
+                idx = _grid_taps(n, h, w, _grid_index(np.rint(py)), _grid_index(np.rint(px)))
+                out = rows[idx]
             else:  # bilinear: nw, ne, sw, se, each weighted by the opposite area
                 x0, y0 = np.floor(px), np.floor(py)
                 dx, dy = px - x0, py - y0
                 ex, sy = F32(1) - dx, F32(1) - dy
                 ix, iy = _grid_index(x0), _grid_index(y0)
-                out = _weighted_sum(
-                    (_grid_gather(x, iy + r, ix + q, _inside(iy + r, h) & _inside(ix + q, w)),
-                     wgt[..., None])
-                    for r, q, wgt in ((0, 0, sy * ex), (0, 1, sy * dx), (1, 0, dy * ex),
-                                      (1, 1, dy * dx)))
+                idx = np.stack([_grid_taps(n, h, w, iy + r, ix + q)
+                                for r, q in ((0, 0), (0, 1), (1, 0), (1, 1))], -1)
+                wts = np.stack([sy * ex, sy * dx, dy * ex, dy * dx], -1).reshape(-1, 4)
+                out = apply(rows, idx, wts.astype(F32), 0)
     return out.reshape(n, ho, wo, c).astype(F32, copy=False)
 
 

@@ -1,6 +1,7 @@
 """Shape layers: Reshape, Permute, RepeatVector (Keras 3; Flatten is in ``core``).
 
-They move values without arithmetic, so they run the same NumPy code on every backend.
+They move values without arithmetic: the same values on every backend (Permute's large
+NCHW <-> NHWC copies run the C++ path's blocked transpose, functional.run_permute).
 Their results never share memory with the caller's array. None of them supports masking
 in Keras 3 (``supports_masking`` is False: an implicit mask stops at them), and so here:
 ``compute_mask`` returns None (docs/semantics.md, "Shape layers").
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validation as V
+from .. import functional as FL
 from .base import Layer
 
 __all__ = ["Reshape", "Permute", "RepeatVector"]
@@ -138,12 +140,12 @@ class Permute(_Shape):
         V.rank(x, self._owner(), "inputs", len(self.dims) + 1, f"(dims={self.dims})")
         if not self.built:
             self.build(x.shape)
-        return self._own(x.transpose((0,) + self.dims), inputs)
+        return FL.run_permute(x, (0,) + self.dims)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         """A model's shape plan (models/shape_plan.py): the transposed copy ``call`` makes."""
         perm = (0,) + self.dims
-        return lambda x: self._own(x.transpose(perm), x)
+        return lambda x: FL.run_permute(x, perm)
 
 
 class RepeatVector(_Shape):
