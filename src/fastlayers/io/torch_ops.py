@@ -2045,7 +2045,8 @@ def torch_lstm_projected(x, h0, c0, w_ih, w_hh, bias, w_hr, reverse):
     [i f g o] = x_t·w_ihᵀ + h·w_hhᵀ + bias, c = σ(f)·c + σ(i)·tanh(g), h = (σ(o)·tanh(c))·w_hrᵀ;
     the steps in reverse order for the backward direction (outputs at their own steps).
     Returns (outputs (B, T, P), h (B, P), c (B, U)); the input projection is one product
-    for all steps, then a step at a time in NumPy."""
+    for all steps, then a step at a time: the products fastlayers' dense (the C++ GEMM on
+    that path), the gates its sigmoid and tanh, from Python."""
     x = np.asarray(x, F32)
     if x.ndim != 3 or x.shape[2] != w_ih.shape[1]:
         raise ValueError(f"lstm: input of shape {x.shape}, expected (B, T, {w_ih.shape[1]})")
@@ -2057,13 +2058,14 @@ def torch_lstm_projected(x, h0, c0, w_ih, w_hh, bias, w_hr, reverse):
         if state.shape != want:
             raise ValueError(f"lstm: the initial state {name} of a layer has shape "
                              f"{state.shape}, expected {want} for an input of batch {n}")
-    xw = (x.reshape(n * steps, features) @ w_ih.T + bias).reshape(n, steps, 4 * u)
-    out = np.empty((n, steps, p), F32)
     w_hh_t, w_hr_t = np.ascontiguousarray(w_hh.T), np.ascontiguousarray(w_hr.T)
+    xw = FL.dense(x.reshape(n * steps, features), np.ascontiguousarray(w_ih.T), bias)
+    xw = xw.reshape(n, steps, 4 * u)
+    out = np.empty((n, steps, p), F32)
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        z = xw[:, t] + h @ w_hh_t
-        i, f, o = (_act.apply("sigmoid", z[:, k * u:(k + 1) * u]) for k in (0, 1, 3))
-        c = f * c + i * _act.apply("tanh", z[:, 2 * u:3 * u])
-        h = (o * _act.apply("tanh", c)) @ w_hr_t
+        z = xw[:, t] + FL.dense(h, w_hh_t)
+        s = _fl_act.sigmoid(z)  # (g's too: one call; g takes tanh below)
+        c = s[:, u:2 * u] * c + s[:, :u] * _fl_act.tanh(np.ascontiguousarray(z[:, 2 * u:3 * u]))
+        h = FL.dense(s[:, 3 * u:] * _fl_act.tanh(c), w_hr_t)
         out[:, t] = h
     return out, h, c
