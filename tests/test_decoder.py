@@ -508,8 +508,8 @@ def test_from_torch_conv_transpose1d(cin, cout, k, s, p, op, d, backend):
 def test_from_torch_conv_transpose_beyond_keras(rank, cin, cout, k, s, p, op, d, groups, bias,
                                                 backend):
     """Groups, a stride with a dilation, and output_padding below the dilation but not the
-    stride: PyTorch's definition computed directly (torch_conv_transpose), after a conv
-    (channels-last) too."""
+    stride: the convolution a transposed one is the gradient of (the input dilated by zeros,
+    torch_dilate_pad, then a grouped Conv), after a conv (channels-last) too."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     cls = torch.nn.ConvTranspose1d if rank == 1 else torch.nn.ConvTranspose2d

@@ -363,3 +363,60 @@ def test_a_signal_too_short_for_its_stft_is_refused_at_conversion():
                                         return_complex=True).abs())
     with pytest.raises(TorchConversionError, match="too short"):
         fl.from_torch(module, torch.randn(2, 10))
+
+
+# ---- from the review: writes through complex views, keyword forms, complex inputs ---------
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, x: (lambda z: (torch.view_as_real(z).__setitem__((..., 1), 0), z.abs())[1])(
+        torch.fft.fft(x)),
+    lambda m, x: (lambda z: (z.imag.mul_(0), z.abs())[1])(torch.fft.fft(x)),
+    lambda m, x: (lambda y: (lambda z: (y.mul_(2), z.abs())[1])(
+        torch.view_as_complex(y.reshape(-1, 4, 2))))(x * 1),
+])
+def test_writes_through_complex_views_are_refused(fn):
+    """view_as_real, view_as_complex and imag share memory in PyTorch: a write through one
+    that the other is read after cannot be followed, and is refused as for real views."""
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        fn(None, x)
+    with pytest.raises(TorchConversionError, match="shares its memory"):
+        fl.from_torch(Fn(fn), x)
+
+
+KEYWORD_FORMS = {
+    "fft(input=z)": lambda m, x: torch.view_as_real(torch.fft.fft(input=_z(x))),
+    "abs(input=z)": lambda m, x: torch.abs(input=_z(x)),
+    "mul(z, other=w)": lambda m, x: torch.view_as_real(torch.mul(_z(x), other=_z(x))),
+    "view_as_real(input=z)": lambda m, x: torch.view_as_real(input=_z(x) + 1),
+    "add(z, w, alpha=1)": lambda m, x: torch.view_as_real(torch.add(_z(x), _z(x), alpha=1)),
+}
+
+
+@pytest.mark.parametrize("name", KEYWORD_FORMS)
+def test_complex_calls_by_keyword(any_backend, name):
+    check(Fn(KEYWORD_FORMS[name]), torch.randn(2, 4, 6))
+
+
+def test_complex_calls_with_arguments_they_do_not_take_are_refused_with_the_call():
+    fn = Fn(lambda m, x: torch.fft.irfft(torch.fft.rfft(x), out=None))
+    with pytest.raises(TorchConversionError, match=r"irfft.*with these arguments"):
+        fl.from_torch(fn, torch.randn(2, 8))
+    fn = Fn(lambda m, x: torch.view_as_real(torch.add(_z(x), _z(x), alpha=2)))
+    with pytest.raises(TorchConversionError, match="of a complex tensor"):
+        fl.from_torch(fn, torch.randn(2, 4, 6))
+
+
+def test_a_complex_example_input_is_refused_at_conversion():
+    with pytest.raises(TorchConversionError, match="complex example input"):
+        fl.from_torch(Fn(lambda m, z: z.abs()), torch.randn(2, 4, dtype=torch.cfloat))
+
+
+def test_random_draws_of_sizes_in_forward_are_listed_with_the_rest():
+    """A constant made in forward converts (computed at conversion), but not a random draw:
+    the check lists it with every other call that does not convert."""
+    fn = Fn(lambda m, x: torch.randn(x.shape[1]) + torch.special.i0(x))
+    with pytest.raises(TorchConversionError, match=r"2 module\(s\) or call\(s\)") as info:
+        fl.from_torch(fn, torch.randn(2, 5))
+    assert "randn" in str(info.value) and "i0" in str(info.value)

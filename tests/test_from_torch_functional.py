@@ -523,8 +523,12 @@ def test_sync_batch_norm_converts_as_batch_norm(any_backend):
             bn.running_var.uniform_(0.5, 2, generator=g)
             bn.weight.uniform_(0.5, 1.5, generator=g)
             bn.bias.uniform_(-0.5, 0.5, generator=g)
-    check(model, torch.randn(2, 3, 5, 10), torch.randn(2, 2, 3, 4, 5),
-          run_inputs=[(torch.randn(3, 3, 5, 10), torch.randn(3, 2, 3, 4, 5))])
+    converted = check(model, torch.randn(2, 3, 5, 10), torch.randn(2, 2, 3, 4, 5),
+                      run_inputs=[(torch.randn(3, 3, 5, 10), torch.randn(3, 2, 3, 4, 5))])
+    # the three after convs folded into them; the head's (after a Linear) an affine op
+    text = []
+    converted.summary(print_fn=text.append)
+    assert "\n".join(text).count("torch_scale_shift") == 1, text
     # one alone, after no conv, of rank 2 and 4
     for shape in ((4, 7), (2, 7, 3, 5)):
         bn = nn.SyncBatchNorm(7).eval()
@@ -570,3 +574,5 @@ def test_lp_pool(any_backend, dims, kw, module):
 def test_lp_pool_refusals():
     with pytest.raises(TorchConversionError, match="norm_type"):
         fl.from_torch(Conv(lambda x: F.lp_pool2d(x, 0, 2)), torch.randn(1, 2, 4, 4))
+    with pytest.raises(TorchConversionError, match=r"lp_pool2d needs a batched 4-D"):
+        fl.from_torch(nn.LPPool2d(2, 2), torch.randn(2, 4, 4))

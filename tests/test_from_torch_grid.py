@@ -236,7 +236,8 @@ def test_bad_modes_are_refused_as_pytorch_refuses_them():
     for kw in ({"mode": "area"}, {"padding_mode": "wrap"}):
         with pytest.raises(ValueError):
             F.grid_sample(x, g, **kw)
-        with pytest.raises((TorchConversionError, ValueError), match="mode"):
+        value = next(iter(kw.values()))
+        with pytest.raises((TorchConversionError, ValueError), match=f"mode.*{value}"):
             fl.from_torch(Fn(lambda a, b, kw=kw: F.grid_sample(a, b, **kw)), (x, g))
 
 

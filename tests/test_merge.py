@@ -309,6 +309,32 @@ def test_permute_of_layouts_on_both_paths(backend):
                                       strided.transpose(0, 2, 1))
 
 
+def test_permute_takes_the_batched_transpose_where_it_is_one(monkeypatch):
+    """functional.run_permute recognizes the rotations that are batched 2-D transposes and,
+    under "cpp", hands those (large, float32) to the core; other permutations are NumPy's."""
+    form = fl.functional._batched_transpose_form
+    assert form((2, 3, 4, 5), (0, 3, 1, 2)) == (2, 12, 5)  # NHWC -> NCHW
+    assert form((2, 3, 4, 5), (0, 2, 3, 1)) == (2, 3, 20)  # NCHW -> NHWC
+    assert form((2, 3, 4, 5), (1, 2, 3, 0)) == (1, 2, 60)  # the batch axis moves too
+    assert form((6, 7), (1, 0)) == (1, 6, 7)
+    for perm in [(0, 2, 1, 3), (0, 1, 2, 3), (1, 0, 2, 3), (2, 0, 1, 3), (0, 3, 2, 1)]:
+        assert form((2, 3, 4, 5), perm) is None, perm
+    if NUMPY_ONLY or not fl.core_available():
+        pytest.skip("the C++ core is not in this run")
+    calls = []
+    real = fl.functional._cpp_transpose.transpose_batched
+    monkeypatch.setattr(fl.functional._cpp_transpose, "transpose_batched",
+                        lambda x: calls.append(x.shape) or real(x))
+    x = np.random.default_rng(1).standard_normal((2, 32, 33, 16)).astype(np.float32)
+    with fl.use_backend("cpp"):
+        np.testing.assert_array_equal(L.Permute((3, 1, 2))(x), x.transpose(0, 3, 1, 2))
+        L.Permute((2, 1, 3))(x)  # not a rotation: NumPy
+        L.Permute((3, 1, 2))(x[:, :2, :2])  # too small: NumPy
+    with fl.use_backend("numpy"):
+        L.Permute((3, 1, 2))(x)
+    assert calls == [(2, 32 * 33, 16)]
+
+
 # ---- TimeDistributed --------------------------------------------------------------------
 
 

@@ -41,6 +41,7 @@ void register_attention_tests();
 void register_recurrent_tests();
 void register_cross_isa_tests();
 void register_layer_norm_tests();
+void register_transpose_tests();
 
 }  // namespace fltest
 

@@ -1108,6 +1108,7 @@ int main(int argc, char** argv) {
     fltest::register_recurrent_tests();
     fltest::register_cross_isa_tests();
     fltest::register_layer_norm_tests();
+    fltest::register_transpose_tests();
 
     int passed = 0, failed = 0;
     for (const TestCase& c : registry()) {

@@ -344,9 +344,6 @@ def run_conv2d_transpose(a: V.Conv2DTransposeArgs, packed: Any = None) -> np.nda
     return _np_conv2d.conv2d_transpose(*a)
 
 
-# ------------------------------------------------------------------------- pooling
-
-
 # ------------------------------------------------------------------------ permute
 
 # A batched transpose at least this large runs in C++ (smaller ones, and ones with fewer
@@ -382,6 +379,9 @@ def run_permute(x: np.ndarray, perm: tuple) -> np.ndarray:
         return y.reshape(tuple(x.shape[p] for p in perm))
     y = np.ascontiguousarray(x.transpose(perm))
     return y.copy() if np.shares_memory(y, x) else y
+
+
+# ------------------------------------------------------------------------- pooling
 
 
 def run_pool2d(x: np.ndarray, pool: tuple, strides: tuple, pads: tuple, out_hw: tuple,

@@ -947,7 +947,7 @@ class _Converter:
         )
 
     def check(self) -> None:
-        static = _static_nodes(self.torch, self.gm.graph, self.constant)
+        known = _known_at_conversion(self.torch, self.gm.graph, self.constant)
         for node in self.gm.graph.nodes:
             if node.op == "call_method" and node.target == "copy_":
                 why = _overwrite_problem(self.torch, self.gm, node)
@@ -961,7 +961,7 @@ class _Converter:
                                                        self.gm.get_submodule(node.target))
             elif node.op == "call_function":
                 handler = self._function_handler(node.target)
-                if handler is None and (_plain_call(node) or node in static):
+                if handler is None and (_plain_call(node) or node in known):
                     continue  # size arithmetic, or constants: computed at conversion (_build)
                 if handler is None:
                     self.problems.append(
@@ -975,7 +975,7 @@ class _Converter:
                                              "is not supported")
             elif node.op == "call_method":
                 if node.target not in _METHODS and node.target not in _IN_PLACE_METHODS and (
-                        node not in static):
+                        node not in known):
                     self.problems.append(f"{self._where(node)} (Tensor.{node.target})")
         if self.problems:
             lines = "\n".join(f"  - {p}" for p in self.problems)
@@ -1884,8 +1884,25 @@ class _Converter:
         """A call with a complex tensor (_C) among its arguments: the arithmetic (add, sub,
         mul, div), abs, angle, real, imag, conj, view_as_real, the FFTs, and the sizes of a
         complex tensor; anything else is refused."""
-        torch = self.torch
         name = target if kind == "call_method" else getattr(target, "__name__", str(target))
+        try:
+            return self._complex_call(kind, target, args, kwargs, where, name)
+        except TypeError as e:  # arguments a conversion does not take (out=, a typo)
+            raise TorchConversionError(f"from_torch: {where} ({name}) of a complex tensor "
+                                       f"with these arguments: {e}") from e
+
+    def _complex_call(self, kind: str, target: Any, args: tuple, kwargs: dict, where: str,
+                      name: str) -> Any:
+        """complex_call's dispatch; the tensor arguments by position or by PyTorch's names
+        (input, other)."""
+        torch = self.torch
+        kwargs = dict(kwargs)
+        if "input" in kwargs and kind == "call_function":
+            args = (kwargs.pop("input"), *args)
+        if "other" in kwargs and len(args) == 1:
+            args = (*args, kwargs.pop("other"))
+        if kwargs.get("alpha", 1) == 1:
+            kwargs.pop("alpha", None)
         arith = {operator.mul: "mul", operator.add: "add", operator.sub: "sub",
                  operator.truediv: "div", torch.mul: "mul", torch.add: "add", torch.sub: "sub",
                  torch.div: "div"}
@@ -1908,11 +1925,11 @@ class _Converter:
         if (target in (torch.resolve_conj, torch.resolve_neg) or target in (
                 "resolve_conj", "resolve_neg", "contiguous", "clone")) and len(args) == 1:
             return args[0]  # (conj above is computed at once: nothing left to resolve)
-        if target is operator.getitem and isinstance(args[0], _C) and len(args) == 2:
+        if target is operator.getitem and len(args) == 2 and isinstance(args[0], _C):
             return self._complex_index(args[0], args[1])
         if kind == "call_function" and target is torch.view_as_real and len(args) == 1:
             return _T(args[0].sym, False)
-        if kind == "call_function" and target in ffts and isinstance(args[0], _C):
+        if kind == "call_function" and target in ffts and args and isinstance(args[0], _C):
             return self.fft(ffts[target], *args, **kwargs)
         if target is getattr and len(args) == 2 and isinstance(args[0], _C):
             c, attr = args
@@ -1922,7 +1939,8 @@ class _Converter:
                 return self.size(_T(c.sym, False))[:-1]
             if attr == "ndim":
                 return c.ndim
-        if kind == "call_method" and target in ("size", "dim") and isinstance(args[0], _C):
+        if kind == "call_method" and target in ("size", "dim") and args and isinstance(
+                args[0], _C):
             if target == "dim":
                 return args[0].ndim
             sizes = self.size(_T(args[0].sym, False))[:-1]
@@ -2169,6 +2187,11 @@ class _Converter:
         what = f"lp_pool{dims}d"
         if not _is_number(norm_type) or norm_type == 0:
             self._refuse(f"{what} with norm_type={norm_type!r} (a nonzero number)")
+        rank = self._tensor(input, what).ndim
+        if rank != dims + 2:
+            layout = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
+            raise TorchConversionError(f"from_torch: {what} needs a batched {dims + 2}-D "
+                                       f"input {layout}, got rank {rank}")
 
         def pool(v: Any, kind: str) -> _T:
             if dims == 1:
@@ -4890,7 +4913,7 @@ def _keras_transposes(mod: Any, out_pad: tuple) -> bool:
 
 def _conv_transpose_problem(mod: Any) -> str | None:
     """Why ``from_torch`` cannot convert this nn.ConvTranspose1d/2d/3d, or None (the 1-D and
-    2-D ones Keras's layers do not compute are torch_conv_transpose)."""
+    2-D ones Keras's layers do not compute are _Converter._conv_transpose_as_conv)."""
     stride, dilation = tuple(mod.stride), tuple(mod.dilation)
     out_pad = tuple(mod.output_padding)
     if mod.padding_mode != "zeros":
@@ -5204,8 +5227,13 @@ def _to_torch_example(torch: Any, examples: Any) -> Any:
 
 def _input_dtype(example: np.ndarray) -> Any:
     """The dtype of the converted model's input for an example: float32 for floats, bool,
-    else int64 (ids, indices)."""
+    else int64 (ids, indices); a complex example is refused (a model's complex tensors are
+    made inside it, _C)."""
     kind = example.dtype.kind
+    if kind == "c":
+        raise TorchConversionError(
+            f"from_torch: a complex example input ({example.dtype}) is not supported; pass "
+            "torch.view_as_real(x) and make it complex in forward (torch.view_as_complex)")
     return np.float32 if kind == "f" else np.bool_ if kind == "b" else np.int64
 
 
@@ -5650,25 +5678,31 @@ _FACTORIES = ("arange", "linspace", "zeros", "ones", "full", "eye", "tensor", "h
               "hamming_window", "blackman_window", "bartlett_window", "kaiser_window")
 
 
-def _static_nodes(torch: Any, graph: Any, constant: set) -> set:
-    """The nodes whose values are known at conversion, so that a call of them alone is
-    computed then (by PyTorch, _fold) and needs no converter: the constants (reads of
-    parameters and buffers), factories of numbers (torch.arange(8)), sizes (x.shape[1]),
-    ``x.device`` (one device), and calls of these alone (the frequencies of a rotary
-    embedding made in forward, torch.polar of them)."""
+def _known_at_conversion(torch: Any, graph: Any, constant: set) -> set:
+    """The nodes whose values the conversion knows or computes, so that a call of them alone
+    is computed then (by PyTorch, _fold) and needs no converter of its own: the constants
+    (reads of parameters and buffers), factories of numbers (torch.arange(8)), sizes
+    (x.shape[1]: a batch size among them makes the call's handler, or its refusal at build,
+    decide), ``x.device`` (one device), and calls of these alone (the frequencies of a
+    rotary embedding made in forward, torch.polar of them). Not random draws or
+    uninitialized memory (torch.randn(n), torch.empty(n)): those the check lists."""
     factories = {getattr(torch, name) for name in _FACTORIES}
-    static = set(constant)
+    known = set(constant)
     for node in graph.nodes:
         if node.op not in ("call_function", "call_method") or node.target is torch._assert:
+            continue
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__",
+                                                                     "")
+        if _random_call(name, node.args, node.kwargs) or name in ("empty", "empty_like"):
             continue
         inputs = node.all_input_nodes
         if node.meta.get("fl_sized") or (node.target is getattr and node.args[1:2] == (
                 "device",)):
-            static.add(node)
-        elif inputs and all(n in static for n in inputs) or (
+            known.add(node)
+        elif inputs and all(n in known for n in inputs) or (
                 not inputs and node.op == "call_function" and node.target in factories):
-            static.add(node)
-    return static
+            known.add(node)
+    return known
 
 
 def _constant_nodes(graph: Any) -> set:
@@ -6673,6 +6707,9 @@ _VIEW_METHODS = frozenset({
     "long", "int", "bool", "double", "half",  # (the tensor itself when of that dtype)
     "unfold",  # (Tensor.unfold's windows overlap in its input's memory)
     "cpu",  # (the tensor itself on the CPU)
+    # complex views: view_as_real / view_as_complex reinterpret the same memory, conj and
+    # resolve_conj may return the tensor itself (_C)
+    "view_as_real", "view_as_complex", "conj", "resolve_conj", "resolve_neg",
 })
 # The dtype each cast method gives, as the converted model holds it (int32 as int64, float64
 # and float16 as float32: _NP_DTYPES); a tensor of another dtype is copied (_shares).
@@ -6683,7 +6720,7 @@ _SHARING_MODULES = frozenset({*_IDENTITY_MODULES, "Flatten", "Unflatten"})
 # stochastic_depth), and the attributes that are views (x.T: fx records getattr(x, "T")).
 _SHARING_FUNCTIONS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d",
                                 "alpha_dropout", "feature_alpha_dropout", "stochastic_depth"})
-_VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real"})
+_VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
 # The parts of sort's, topk's and max / min's (values, indices): fx records each read of
 # s.values as a node of its own, so a write through one must count as a write to the pair.
 _PAIR_ATTRIBUTES = frozenset({"values", "indices"})
@@ -7059,7 +7096,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                     try:
                         if node.op == "call_function":
                             handler = conv._function_handler(node.target)
-                            if handler is None:  # (static at check, but not foldable here)
+                            if handler is None:  # (known at check, but not foldable here)
                                 raise TorchConversionError(
                                     f"from_torch: {where} ({_fn_name(torch, node.target)}) "
                                     "of values known only at run time")
