@@ -309,9 +309,8 @@ def test_permute_of_layouts_on_both_paths(backend):
                                       strided.transpose(0, 2, 1))
 
 
-def test_permute_takes_the_batched_transpose_where_it_is_one(monkeypatch):
-    """functional.run_permute recognizes the rotations that are batched 2-D transposes and,
-    under "cpp", hands those (large, float32) to the core; other permutations are NumPy's."""
+def test_the_permutations_that_are_batched_transposes():
+    """functional.run_permute recognizes the rotations that are batched 2-D transposes."""
     form = fl.functional._batched_transpose_form
     assert form((2, 3, 4, 5), (0, 3, 1, 2)) == (2, 12, 5)  # NHWC -> NCHW
     assert form((2, 3, 4, 5), (0, 2, 3, 1)) == (2, 3, 20)  # NCHW -> NHWC
@@ -319,8 +318,12 @@ def test_permute_takes_the_batched_transpose_where_it_is_one(monkeypatch):
     assert form((6, 7), (1, 0)) == (1, 6, 7)
     for perm in [(0, 2, 1, 3), (0, 1, 2, 3), (1, 0, 2, 3), (2, 0, 1, 3), (0, 3, 2, 1)]:
         assert form((2, 3, 4, 5), perm) is None, perm
-    if NUMPY_ONLY or not fl.core_available():
-        pytest.skip("the C++ core is not in this run")
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not fl.core_available(), reason="no C++ core in this run")
+def test_permute_takes_the_core_transpose_where_it_is_one(monkeypatch):
+    """Under "cpp" a large float32 batched transpose goes to the core; other permutations,
+    small ones and the NumPy backend stay NumPy's."""
     calls = []
     real = fl.functional._cpp_transpose.transpose_batched
     monkeypatch.setattr(fl.functional._cpp_transpose, "transpose_batched",
