@@ -420,3 +420,13 @@ def test_random_draws_of_sizes_in_forward_are_listed_with_the_rest():
     with pytest.raises(TorchConversionError, match=r"2 module\(s\) or call\(s\)") as info:
         fl.from_torch(fn, torch.randn(2, 5))
     assert "randn" in str(info.value) and "i0" in str(info.value)
+
+
+def test_calls_of_known_numbers_without_a_converter_are_computed_at_conversion(any_backend):
+    """torch.logspace of a size the examples fix has no converter of its own: PyTorch
+    computes it when converting, as any call of known values."""
+    check(Fn(lambda m, x: x * torch.logspace(0, 1, x.shape[1])), torch.randn(2, 5),
+          run_inputs=[(torch.randn(3, 5),)])
+    with pytest.raises(TorchConversionError, match="known only at run time"):
+        fl.from_torch(Fn(lambda m, x: x[:, :1] * torch.logspace(0, 1, x.shape[0])),
+                      torch.randn(2, 5))

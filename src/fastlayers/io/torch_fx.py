@@ -7096,10 +7096,15 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                     try:
                         if node.op == "call_function":
                             handler = conv._function_handler(node.target)
-                            if handler is None:  # (known at check, but not foldable here)
-                                raise TorchConversionError(
-                                    f"from_torch: {where} ({_fn_name(torch, node.target)}) "
-                                    "of values known only at run time")
+                            if handler is None:  # known at check (_known_at_conversion)
+                                if any(_run_time_leaves(torch, (args, kwargs))):
+                                    raise TorchConversionError(
+                                        f"from_torch: {where} ({_fn_name(torch, node.target)}"
+                                        ") of values known only at run time (the batch size "
+                                        "or a tensor)")
+                                # numbers alone (torch.logspace(0, 1, x.shape[1])): PyTorch's
+                                env[node] = _fold(torch, gm, node, args, kwargs)
+                                continue
                             env[node] = handler(*args, **kwargs)
                         else:
                             env[node] = conv.method(node.target, *args, **kwargs)
