@@ -4064,40 +4064,6 @@ class _Converter:
                 raise TorchConversionError(f"from_torch: torch.arange with dtype={dtype}")
         return np.arange(*values).astype(np_dtype)
 
-    def linspace(self, start: Any, end: Any, steps: Any, *, dtype: Any = None,
-                 device: Any = None, **kwargs: Any) -> np.ndarray:
-        """``torch.linspace`` of numbers known at conversion (a flow warp's base grid): a
-        constant, computed by PyTorch itself (its last bits depend on its vector width)."""
-        for key in ("layout", "pin_memory", "requires_grad"):
-            kwargs.pop(key, None)
-        if kwargs or not all(_is_number(v) for v in (start, end)) or not (
-                isinstance(steps, (int, np.integer)) and steps >= 0):
-            raise TorchConversionError(
-                "from_torch: torch.linspace needs numbers known at conversion (not the batch "
-                f"size or a tensor), got {start!r}, {end!r}, {steps!r} {kwargs or ''}")
-        np_dtype = np.float32 if dtype is None else _np_dtype(dtype)
-        if np_dtype is None:
-            raise TorchConversionError(f"from_torch: torch.linspace with dtype={dtype}")
-        values = self.torch.linspace(float(start), float(end), int(steps))
-        return values.numpy().astype(np_dtype)
-
-    def window(self, name: str, window_length: Any, *args: Any, dtype: Any = None,
-               device: Any = None, **kwargs: Any) -> np.ndarray:
-        """``torch.hann_window`` and the other window functions of numbers known at
-        conversion (``device=x.device``, ``dtype=x.dtype`` allowed): a constant, computed
-        by PyTorch itself."""
-        for key in ("layout", "pin_memory", "requires_grad"):
-            kwargs.pop(key, None)
-        values = (window_length, *args, *kwargs.values())
-        if not all(_is_number(v) or isinstance(v, bool) for v in values):
-            raise TorchConversionError(
-                f"from_torch: torch.{name} needs numbers known at conversion, got {values!r}")
-        np_dtype = np.float32 if dtype is None else _np_dtype(dtype)
-        if np_dtype is None or np.dtype(np_dtype).kind != "f":
-            raise TorchConversionError(f"from_torch: torch.{name} with dtype={dtype}")
-        return getattr(self.torch, name)(window_length, *args, **kwargs).numpy().astype(
-            np_dtype)
-
     # ---- functions and methods ------------------------------------------------------
     def _function_handler(self, fn: Any) -> Any:
         """The handler of a called function (check and _build ask it for every node), or
@@ -4421,12 +4387,6 @@ class _Converter:
                 tensor, split_size_or_sections, dim),
             torch.chunk: lambda x, chunks, dim=0: self.chunk(x, chunks, dim),
             torch.arange: self.arange,
-            torch.linspace: self.linspace,
-            torch.hann_window: functools.partial(self.window, "hann_window"),
-            torch.hamming_window: functools.partial(self.window, "hamming_window"),
-            torch.blackman_window: functools.partial(self.window, "blackman_window"),
-            torch.bartlett_window: functools.partial(self.window, "bartlett_window"),
-            torch.kaiser_window: functools.partial(self.window, "kaiser_window"),
             torch.tensor: self.tensor_of,
             operator.setitem: self.set_item,
             # computed by PyTorch at conversion when their arguments are constants (_fold)
