@@ -3,7 +3,15 @@
 // a test case is a function, CHECK records a failure, main() prints "N passed, N failed".
 //
 // Usage: fl_tests [--expect-isa NAME] [--expect-cap-message] [--skip CASE]... [--only CASE]...
-//   (ctest runs it once plainly and once per FASTLAYERS_ISA setting, see CMakeLists.txt)
+//                 [--shard I/N]
+//   (ctest runs it once per FASTLAYERS_ISA setting, see CMakeLists.txt; --shard I/N runs the
+//   cases whose position among those selected is I modulo N, so that N processes share a slow
+//   run - the scalar one - over the cores)
+// A case named <name>_<isa> (gemm_kernel_grid_avx2, identity_act_avx512 ...) calls that ISA's
+// kernels by name, not through the dispatch table, so what it tests does not depend on
+// FASTLAYERS_ISA: with --expect-isa NAME only NAME's such cases run (each ISA's kernels are
+// tested once, in its own ctest run); without it, every supported ISA's. The other cases test
+// the drivers through the table, on the ISA the run selects.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -1027,6 +1035,7 @@ int main(int argc, char** argv) {
     bool expect_cap_message = false;
     std::vector<std::string> skip;  // e.g. fork_child_can_run_regions under qemu-user
     std::vector<std::string> only;  // run just these cases (e.g. the cap-message check)
+    int shard = 0, shards = 1;      // --shard I/N
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--expect-isa" && i + 1 < argc) {
@@ -1037,10 +1046,14 @@ int main(int argc, char** argv) {
             skip.push_back(argv[++i]);
         } else if (a == "--only" && i + 1 < argc) {
             only.push_back(argv[++i]);
+        } else if (a == "--shard" && i + 1 < argc &&
+                   std::sscanf(argv[i + 1], "%d/%d", &shard, &shards) == 2 && shards >= 1 &&
+                   shard >= 0 && shard < shards) {
+            ++i;
         } else {
             std::fprintf(stderr,
                          "usage: %s [--expect-isa NAME] [--expect-cap-message] [--skip CASE]... "
-                         "[--only CASE]...\n",
+                         "[--only CASE]... [--shard I/N]\n",
                          argv[0]);
             return 2;
         }
@@ -1110,25 +1123,53 @@ int main(int argc, char** argv) {
     fltest::register_layer_norm_tests();
     fltest::register_transpose_tests();
 
-    int passed = 0, failed = 0;
+    // The ISA whose kernels a case calls by name, from its name's suffix, or nullptr.
+    auto kernel_isa = [](const std::string& name) -> const char* {
+        for (const char* isa : {"scalar", "avx2", "avx512", "neon"}) {
+            const std::string suffix = std::string("_") + isa;
+            if (name.size() > suffix.size() &&
+                name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+                return isa;
+        }
+        return nullptr;
+    };
+    int passed = 0, failed = 0, other_runs = 0, other_shards = 0, position = 0;
     for (const TestCase& c : registry()) {
         if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
+        const char* case_isa = kernel_isa(c.name);
+        if (expect_isa && case_isa && std::strcmp(case_isa, expect_isa) != 0) {
+            ++other_runs;
+            continue;
+        }
+        if (position++ % shards != shard) {
+            ++other_shards;
+            continue;
+        }
         if (std::find(skip.begin(), skip.end(), c.name) != skip.end()) {
             std::printf("skip %s\n", c.name.c_str());
             continue;
         }
         g_case_name = c.name.c_str();
         g_case_failures = 0;
+        const auto t0 = std::chrono::steady_clock::now();
         c.fn();
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (g_case_failures == 0) {
             ++passed;
-            std::printf("ok   %s\n", c.name.c_str());
+            std::printf("ok   %s (%.2f s)\n", c.name.c_str(), secs);
         } else {
             ++failed;
-            std::printf("FAIL %s (%d failed checks)\n", c.name.c_str(), g_case_failures);
+            std::printf("FAIL %s (%d failed checks, %.2f s)\n", c.name.c_str(), g_case_failures,
+                        secs);
         }
         std::fflush(stdout);
     }
+    if (other_runs > 0)
+        std::printf("(%d cases of other ISAs' kernels are in those ISAs' runs)\n", other_runs);
+    if (shards > 1)
+        std::printf("(shard %d of %d: %d cases are in the other shards)\n", shard, shards,
+                    other_shards);
     std::printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
