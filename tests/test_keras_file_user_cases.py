@@ -868,3 +868,91 @@ def test_multi_head_attention_deletes_its_inputs_masks_as_keras(tmp_path, backen
     for g, w in zip(got if isinstance(got, list) else [got],
                     want if isinstance(want, list) else [want]):
         np.testing.assert_allclose(g, np.asarray(w), rtol=1e-4, atol=1e-5)
+
+
+def _assert_same_structure(got, want, rtol=1e-5, atol=1e-6):
+    """got and want are the same nesting of lists, tuples and dicts (dict keys equal), with
+    arrays that agree at the leaves."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want)
+        for k in want:
+            _assert_same_structure(got[k], want[k], rtol, atol)
+    elif isinstance(want, (list, tuple)):
+        assert isinstance(got, (list, tuple)) and len(got) == len(want)
+        for g, w in zip(got, want):
+            _assert_same_structure(g, w, rtol, atol)
+    else:
+        assert isinstance(got, np.ndarray) and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def _three_heads():
+    i = keras.Input((4,), name="x")
+    return i, L.Dense(2, name="a")(i), L.Dense(3, name="b")(i), L.Dense(1, name="c")(i)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", ["list", "dict", "tuple"])
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_nested_outputs_come_back_nested_as_in_keras(tmp_path, backend, shape, fmt):
+    """Outputs nested in lists and dicts (Model(i, [a, [b, c]]), {"head": a, "aux": [b, c]}):
+    Keras returns the same nesting from predict (tuples as lists once saved); the loaded model
+    did not load ("not a valid Keras file ... got list": model outputs had to be flat)."""
+    i, a, b, c = _three_heads()
+    outputs = {"list": [a, [b, c]], "dict": {"head": a, "aux": [b, c]},
+               "tuple": (a, (b, [c]))}[shape]
+    kmodel = keras.Model(i, outputs)
+    randomize(kmodel)
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    want = kmodel.predict(x, verbose=0)
+    kmodel.save(tmp_path / f"m.{fmt}")
+    model = fl.load_model(tmp_path / f"m.{fmt}")
+    assert [t.shape[-1] for t in model.outputs] == [t.shape[-1] for t in kmodel.outputs]
+    with fl.use_backend(backend):
+        for got in (model.predict(x, batch_size=2), model(x)):
+            _assert_same_structure(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nested_inputs_in_keras_order(tmp_path, backend):
+    """Inputs nested as Model([j, [k, m]], ...): called with the same nesting, or flat in
+    the order of model.inputs (Keras's tree.flatten), as Keras takes them."""
+    j, k, m = (keras.Input((4,), name=n) for n in "jkm")
+    kmodel = keras.Model([j, [k, m]], L.Concatenate()([L.Dense(2)(j), k, L.Dense(3)(m)]))
+    randomize(kmodel)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3)]
+    want = kmodel.predict([xs[0], [xs[1], xs[2]]], verbose=0)
+    kmodel.save(tmp_path / "m.keras")
+    model = fl.load_model(tmp_path / "m.keras")
+    with fl.use_backend(backend):
+        for given in ([xs[0], [xs[1], xs[2]]], xs):
+            np.testing.assert_allclose(model.predict(given), want, rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="expected 3 inputs"):
+            model.predict([xs[0], [xs[1]]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", ["list", "dict"])
+def test_a_model_with_nested_outputs_used_as_a_layer(tmp_path, backend, shape):
+    """An inner model with nested outputs called inside another: Keras numbers the inner
+    call's outputs in tree.flatten's order (dicts by sorted key) in keras_history, and the
+    masks of an Embedding(mask_zero) reach the poolings through them ("names output 2 of a
+    node with 2 output(s)": only the top level was counted)."""
+    ids = np.random.default_rng(2).integers(0, 6, (4, 7))
+    ids[0, 4:] = 0
+    i = keras.Input((7,), dtype="int32")
+    e = L.Embedding(6, 5, mask_zero=True)(i)
+    seq, dense = L.LSTM(3, return_sequences=True)(e), L.Dense(2)(e)
+    inner = keras.Model(i, [seq, [dense]] if shape == "list" else {"z": seq, "a": [dense]})
+    j = keras.Input((7,), dtype="int32")
+    o = inner(j)
+    first, second = (o[0], o[1][0]) if shape == "list" else (o["z"], o["a"][0])
+    pooled = [L.GlobalAveragePooling1D()(t) for t in (first, second)]
+    kmodel = keras.Model(j, [L.Concatenate()(pooled), o])
+    randomize(kmodel)
+    want = kmodel.predict(ids, verbose=0)
+    kmodel.save(tmp_path / "m.keras")
+    with fl.use_backend(backend):
+        _assert_same_structure(fl.load_model(tmp_path / "m.keras").predict(ids), want,
+                               rtol=1e-5, atol=1e-5)

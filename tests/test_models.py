@@ -297,3 +297,38 @@ def test_core_batched_matmul_refuses_what_does_not_align():
         fl.matmul(np.ones(3), np.ones((3, 2)))
     with pytest.raises(TypeError):
         fl.matmul(np.ones((2, 2), complex), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nested_inputs_and_outputs(backend):
+    """Inputs and outputs nested in lists, tuples and dicts, as Keras allows: model.inputs /
+    model.outputs flat in tree.flatten's order (dicts by sorted key), calls take the inputs
+    nested or flat and return the outputs' nesting; a model with nested outputs works as a
+    layer of another (its outputs indexed by that nesting)."""
+    rng = np.random.default_rng(0)
+    j, k, m = Input((4,), name="j"), Input((4,), name="k"), Input((2,), name="m")
+    da, db, dc = Dense(3), Dense(2), Dense(1)
+    a, b, c = da(j), db(k), dc(m)
+    model = Model([j, (k, [m])], {"head": a, "aux": [b, (c,)]})
+    assert [t.name for t in model.inputs] == ["j", "k", "m"]
+    assert [t.shape[-1] for t in model.outputs] == [2, 1, 3]  # aux (b, c), then head
+    xj, xk = (rng.standard_normal((5, 4)).astype(np.float32) for _ in range(2))
+    xm = rng.standard_normal((5, 2)).astype(np.float32)
+    with fl.use_backend(backend):
+        want = {"head": da(xj), "aux": [db(xk), (dc(xm),)]}
+        for given in ([xj, (xk, [xm])], [xj, xk, xm]):
+            got = model(given)
+            assert sorted(got) == ["aux", "head"] and isinstance(got["aux"][1], tuple)
+            np.testing.assert_array_equal(got["head"], want["head"])
+            np.testing.assert_array_equal(got["aux"][0], want["aux"][0])
+            np.testing.assert_array_equal(got["aux"][1][0], want["aux"][1][0])
+        with pytest.raises(ValueError, match="expected 3 inputs"):
+            model([xj, [xk]])
+        # as a layer: the nested outputs indexed by their nesting
+        x2 = [Input((4,)), Input((4,)), Input((2,))]
+        o = model([x2[0], (x2[1], [x2[2]])])
+        outer = Model(x2, fl.layers.Concatenate()([o["head"], o["aux"][1][0]]))
+        np.testing.assert_array_equal(
+            outer([xj, xk, xm]), np.concatenate([want["head"], want["aux"][1][0]], axis=-1))
+    with pytest.raises(TypeError, match="symbolic tensor"):
+        Model(j, [a, [b, "c"]])

@@ -27,6 +27,7 @@ from .. import functional as F
 from .. import layers as L
 from .._symbolic import symbolic_op
 from ..models import Input, Model, Sequential
+from ..models.functional import flatten_structure
 from . import keras_ops
 from ._einsum import matmul_form
 
@@ -785,11 +786,9 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
             except KeyError:
                 continue
             out = _call(made[name], name, args, kwargs)
-            # (a nested model's dict of outputs by sorted key, as Keras's tree.flatten numbers
-            # them in keras_history)
-            outputs[(name, k)] = (list(out) if isinstance(out, (list, tuple))
-                                  else [out[key] for key in sorted(out)] if isinstance(out, dict)
-                                  else [out])
+            # (a nested model's outputs, nested lists and dicts by sorted key, in the order
+            # in which Keras's tree.flatten numbers them in keras_history)
+            outputs[(name, k)] = flatten_structure(out, name)
             pending.remove(item)
             progress = True
         if not progress:

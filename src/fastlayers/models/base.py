@@ -101,8 +101,16 @@ class BaseModel(Layer):
             return _unpack_single(out)  # as call returns it (the graph recorded that)
 
         out, _ = _masking.masked_call(self, fn, args, kwargs, margs, mkwargs, run=run)
-        n = len(out) if isinstance(out, (list, tuple)) else 1
         masks = result[0] if result else []
+        struct = self.__dict__.get("_output_struct")
+        if isinstance(out, dict) or (isinstance(out, (list, tuple)) and any(
+                isinstance(o, (list, tuple, dict)) for o in out)):
+            # nested outputs (Model(i, [a, [b, c]])): the masks come in the order of
+            # self.outputs (tree.flatten's: dicts by sorted key), the node lists the outputs
+            # in the order of S.Nested.of (dicts in their keys' order)
+            by_id = {t.id: m for t, m in zip(self.outputs, masks)}
+            return out, [by_id.get(t.id) for t in S.Nested.of(struct)[0]]
+        n = len(out) if isinstance(out, (list, tuple)) else 1
         return out, (list(masks) + [None] * n)[:n]
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:

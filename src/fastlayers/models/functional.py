@@ -67,9 +67,11 @@ class Model(BaseModel):
     """A model of the Keras functional API.
 
     ``Model(inputs, outputs)``: ``inputs`` is one symbolic tensor from ``Input``, or a
-    list (or dict) of them; ``outputs`` is one symbolic tensor or a list (or dict) of
-    them, computed from the inputs by layers and fastlayers ops. ``model(x)`` takes
-    arrays in the structure of ``inputs`` and returns arrays in the structure of
+    list, tuple or dict of them (nested as Keras allows: ``[a, [b, c]]``); ``outputs`` is
+    one symbolic tensor or such a structure of them, computed from the inputs by layers
+    and fastlayers ops. ``model.inputs`` and ``model.outputs`` list them flat in Keras's
+    order (depth first, a dict's entries by sorted key). ``model(x)`` takes arrays in the
+    structure of ``inputs`` (or flat in that order) and returns arrays in the structure of
     ``outputs``; one output given in a list or tuple comes back alone, as in Keras 3.
 
     Example::
@@ -256,6 +258,8 @@ class Model(BaseModel):
         signature() refuses entries that are not arrays, such as nested lists of numbers)."""
         if type(inputs) is np.ndarray:
             return [inputs] if len(self.inputs) == 1 else None
+        if _is_nested(self.__dict__.get("_input_struct")):
+            return None  # the general path flattens them
         if type(inputs) in (list, tuple) and len(inputs) == len(self.inputs):
             return list(inputs)
         return None
@@ -292,7 +296,12 @@ class Model(BaseModel):
 
     def _match_inputs(self, inputs: Any) -> list[Any]:
         n = len(self.inputs)
-        if isinstance(inputs, dict):
+        struct = self.__dict__.get("_input_struct")
+        if _is_nested(struct) and isinstance(inputs, (list, tuple, dict)):
+            # inputs nested as the model's (Model([a, [b]], ...) called on [x, [y]]), or
+            # already flat: in the order of tree.flatten either way, as Keras takes them
+            arrays = flatten_structure(inputs, "inputs")
+        elif isinstance(inputs, dict):
             by_name = {_input_layer_of(t).name: t for t in self.inputs}
             missing = [k for k in by_name if k not in inputs]
             extra = [k for k in inputs if k not in by_name]
@@ -303,7 +312,6 @@ class Model(BaseModel):
                 )
             arrays = [inputs[_input_layer_of(t).name] for t in self.inputs]
         elif isinstance(inputs, (list, tuple)) and inputs and (n > 1 or not numbers_only(inputs)):
-            struct = self.__dict__.get("_input_struct")
             if n > 1 and isinstance(struct, dict) and list(struct) != sorted(struct):
                 # (Keras refuses this too, and takes a list where the dict's keys are sorted:
                 # a list is matched in the sorted order, which is not the dict's here)
@@ -341,20 +349,32 @@ def _sorted_keys(struct: dict, what: str) -> list:
                         f"sorts (strings), got {list(struct)!r}") from None
 
 
-def _tensor_list(struct: Any, what: str) -> list[S.SymbolicTensor]:
-    if isinstance(struct, S.SymbolicTensor):
-        return [struct]
+def flatten_structure(struct: Any, what: str) -> list[Any]:
+    """The leaves of nested lists, tuples and dicts in the order of Keras's tree.flatten:
+    depth first, a dict's values in the order of its sorted keys. That is the order of
+    model.inputs / model.outputs, and so of the layers and of get_weights."""
     if isinstance(struct, dict):
-        # in the order of the sorted keys, as Keras's tree.flatten lists them: the order of
-        # model.inputs / model.outputs, and so of the layers and of get_weights
-        items = [struct[k] for k in _sorted_keys(struct, what)]
-    elif isinstance(struct, (list, tuple)):
-        items = list(struct)
-    else:
+        return [leaf for k in _sorted_keys(struct, what)
+                for leaf in flatten_structure(struct[k], what)]
+    if isinstance(struct, (list, tuple)):
+        return [leaf for item in struct for leaf in flatten_structure(item, what)]
+    return [struct]
+
+
+def _is_nested(struct: Any) -> bool:
+    """Whether a list, tuple or dict holds another one (Model([a, [b, c]]))."""
+    items = struct.values() if isinstance(struct, dict) else struct
+    return isinstance(struct, (list, tuple, dict)) and any(
+        isinstance(item, (list, tuple, dict)) for item in items)
+
+
+def _tensor_list(struct: Any, what: str) -> list[S.SymbolicTensor]:
+    if not isinstance(struct, (S.SymbolicTensor, list, tuple, dict)):
         raise TypeError(
-            f"Model: {what} must be a symbolic tensor or a list of them, got "
-            f"{type(struct).__name__}"
+            f"Model: {what} must be a symbolic tensor, or lists, tuples or dicts of them "
+            f"(nested as Keras allows), got {type(struct).__name__}"
         )
+    items = flatten_structure(struct, what)
     if not items:
         raise ValueError(f"Model: {what} is empty")
     for t in items:
