@@ -677,8 +677,10 @@ def test_sequential_build_failures_and_repr():
         ok.build((None, 7))
     assert repr(ok) == f"Sequential(name={ok.name!r}, layers={[x.name for x in ok.layers]})"
     assert fl.Sequential([D(2, input_shape=np.array([5]))]).input_shape == (None, 5)
-    with pytest.raises(ValueError, match="load_model"):
-        fl.Sequential.from_config(keras.Sequential([keras.Input((5,)), L.Dense(2)]).get_config())
+    # a Keras Sequential's config is made as load_model makes it (it was refused)
+    made = fl.Sequential.from_config(
+        keras.Sequential([keras.Input((5,)), L.Dense(2)]).get_config())
+    assert [type(x).__name__ for x in made.layers] == ["Dense"] and made.input_shape == (None, 5)
 
 
 # ---- an audit as a Keras user (session 34): dict inputs and outputs ----------------------
@@ -956,3 +958,45 @@ def test_a_model_with_nested_outputs_used_as_a_layer(tmp_path, backend, shape):
     with fl.use_backend(backend):
         _assert_same_structure(fl.load_model(tmp_path / "m.keras").predict(ids), want,
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_live_keras_model_converts(backend):
+    """A Keras model object, not a file: load_model(keras_model) (Keras saves it to a
+    temporary .keras file), and Model / Sequential.from_config(keras_model.get_config())
+    followed by set_weights(keras_model.get_weights()). (from_config raised a bare
+    TypeError on a functional config, load_model asked for a file path.)"""
+    i = keras.Input((6, 4))
+    seq = L.LSTM(5, return_sequences=True)(i)
+    functional = keras.Model(i, [L.Dense(3)(L.GlobalAveragePooling1D()(seq)), seq])
+    sequential = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"),
+                                   L.BatchNormalization(), L.Dense(2)])
+    x = np.random.default_rng(3).standard_normal((2, 6, 4)).astype(np.float32)
+    for kmodel, cls, xin in ((functional, fl.Model, x), (sequential, fl.Sequential, x[:, 0])):
+        randomize(kmodel)
+        want = kmodel.predict(xin, verbose=0)
+        rebuilt = cls.from_config(kmodel.get_config())
+        rebuilt.set_weights(kmodel.get_weights())
+        with fl.use_backend(backend):
+            for model in (fl.load_model(kmodel), rebuilt):
+                assert isinstance(model, cls)
+                _assert_same_structure(model.predict(xin), want, atol=1e-5)
+
+
+def test_a_live_model_that_cannot_convert_says_why():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = L.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Subclassed()
+    sub(np.zeros((1, 3), np.float32))
+    with pytest.raises(NotImplementedError, match="Subclassed is a subclassed Keras model"):
+        fl.load_model(sub)
+    with pytest.raises(TypeError, match="or a Keras model, got Dense"):
+        fl.load_model(L.Dense(3))
+    with pytest.raises(ValueError, match="takes a Keras functional model's config"):
+        fl.Model.from_config({"name": "m"})

@@ -36,6 +36,7 @@ import io as _stdio
 import json
 import os
 import re
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -62,9 +63,9 @@ def _h5py() -> Any:
     return h5py
 
 
-def _path(path: Any) -> str:
+def _path(path: Any, what: str = "a file path (str or os.PathLike)") -> str:
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"expected a file path (str or os.PathLike), got {type(path).__name__}")
+        raise TypeError(f"expected {what}, got {type(path).__name__}")
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory, not a Keras model or weights file")
@@ -115,7 +116,8 @@ def _is_hdf5(path: str) -> bool:
 
 
 def load_model(path: Any) -> BaseModel:
-    """A fastlayers ``Model`` or ``Sequential`` from a Keras model file.
+    """A fastlayers ``Model`` or ``Sequential`` from a Keras model file, or from a Keras
+    model object (which Keras saves to a temporary ``.keras`` file, read as any other).
 
     Reads ``.keras`` files (a zip of config.json and model.weights.h5) and legacy
     ``.h5`` files (written by Keras 2 / tf.keras, or by Keras 3 for ``model.save("x.h5")``).
@@ -128,9 +130,39 @@ def load_model(path: Any) -> BaseModel:
     Needs h5py (``pip install "fastlayers[keras]"``). A file that is damaged or whose
     config has the wrong structure raises ValueError naming the file.
     """
-    path = _path(path)
+    if _is_keras_model(path):
+        return _load_live(path)
+    path = _path(path, "a file path (str or os.PathLike) or a Keras model")
     with _reading(path):
         return _load_model(path)
+
+
+def _is_keras_model(obj: Any) -> bool:
+    """Whether obj is a Keras (3, or tf.keras 2) model object, subclassed ones included."""
+    return callable(getattr(obj, "save", None)) and any(
+        (getattr(klass, "__module__", None) or "").split(".")[0] in ("keras", "tf_keras")
+        and klass.__name__ in ("Model", "Sequential", "Functional")
+        for klass in type(obj).__mro__)
+
+
+def _load_live(model: Any) -> BaseModel:
+    """load_model of a Keras model object: saved by Keras to a .keras file in a temporary
+    directory, then read from it (the path every test of the loader takes)."""
+    if (type(model).__module__ or "").split(".")[0] not in ("keras", "tf_keras"):
+        raise NotImplementedError(
+            f"fastlayers cannot load this model: {type(model).__name__} is a subclassed Keras "
+            "model (its call is Python code; its config holds no graph of layers). Functional "
+            "and Sequential models load; a subclassed one can be rebuilt in code with "
+            "fastlayers' layers and its weights set with set_weights.")
+    with tempfile.TemporaryDirectory(prefix="fastlayers-") as tmp:
+        path = os.path.join(tmp, "model.keras")
+        try:
+            model.save(path)
+        except Exception as e:  # noqa: BLE001 (Keras's own error, reported as such)
+            raise ValueError(f"load_model: Keras could not save the {type(model).__name__} "
+                             f"given ({type(e).__name__}: {e})") from e
+        with _reading(path):
+            return _load_model(path)
 
 
 def _load_model(path: str) -> BaseModel:

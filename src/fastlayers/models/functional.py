@@ -129,6 +129,32 @@ class Model(BaseModel):
         for layer, node in firsts:
             layer.__dict__.setdefault("_first_node", node)
 
+    def get_config(self) -> dict[str, Any]:
+        """The name only: the graph of a model built in code is not written as a config (a
+        model is copied with ``pickle``, its weights with ``get_weights``)."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Model:
+        """The model of a Keras functional model's config (``keras_model.get_config()``:
+        its layers, ``input_layers`` and ``output_layers``), made as ``load_model`` makes
+        it, without the weights::
+
+            model = fl.Model.from_config(keras_model.get_config())
+            model.set_weights(keras_model.get_weights())
+
+        What cannot be made raises as in ``load_model`` (NotImplementedError, listing it)."""
+        if not (isinstance(config, dict) and "layers" in config
+                and "input_layers" in config and "output_layers" in config):
+            raise ValueError(
+                "Model.from_config takes a Keras functional model's config (keras_model."
+                "get_config(): its 'layers', 'input_layers' and 'output_layers'); got "
+                f"{sorted(config) if isinstance(config, dict) else type(config).__name__}. "
+                "A fastlayers Model is copied with pickle.")
+        from ..io.keras_config import build_model  # noqa: PLC0415 (io imports models)
+
+        return build_model({"class_name": "Functional", "config": config})
+
     @property
     def input(self) -> Any:
         """The inputs as the model was made with them (a tensor, a list or a dict), as Keras's
