@@ -49,3 +49,45 @@ def test_limits_at_infinity(backend):
     np.testing.assert_array_equal(_on(backend, "sigmoid", VALUES[:2]), [0.0, 1.0])
     np.testing.assert_array_equal(_on(backend, "tanh", VALUES[:2]), [-1.0, 1.0])
     assert np.isnan(_on(backend, "silu", np.float32([np.nan]))[0])  # NaN stays NaN
+
+
+def _scatter_transpose(x, k, s, padding):
+    """conv_transpose as Keras computes it, in float64: each input pixel's products with each
+    tap added into the output (no tap multiplies anything but an input pixel)."""
+    n, h, w, _ = x.shape
+    kh, kw, f, _ = k.shape
+    full = np.zeros((n, (h - 1) * s + kh, (w - 1) * s + kw, f))
+    with np.errstate(invalid="ignore"):
+        for i in range(h):
+            for j in range(w):
+                for a in range(kh):
+                    for b in range(kw):
+                        full[:, i * s + a, j * s + b] += x[:, i, j].astype(float) @ k[a, b].T
+    if padding == "valid":
+        return full
+    top, left = max(kh - s, 0) // 2, max(kw - s, 0) // 2
+    return full[:, top:top + h * s, left:left + w * s]
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + ([] if NUMPY_ONLY else ["cpp"]))
+@pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_transposed_conv_with_a_non_finite_tap(backend, special, padding):
+    """An inf or NaN kernel tap reaches the outputs it touches and no others, as in Keras:
+    the C++ path's phase convolutions multiplied the zeros past the input's edges by it and
+    gave NaN at 3-5 of 36 outputs where Keras has a number (robustness audit, session 37)."""
+    rng = np.random.default_rng(0)
+    x = (np.abs(rng.standard_normal((2, 3, 4, 2))) + 0.1).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 2)).astype(np.float32)
+    k[2, 1, 0, 1] = special
+    want = _scatter_transpose(x, k, 2, padding)
+    with fl.use_backend(backend), np.errstate(invalid="ignore"):
+        got = fl.conv2d_transpose(x, k, strides=2, padding=padding)
+        layer = fl.layers.Conv2DTranspose(3, 3, strides=2, padding=padding, use_bias=False)
+        layer.build(x.shape)
+        layer.set_weights([k])
+        from_layer = layer(x)
+    for y in (got, from_layer):
+        assert y.shape == want.shape
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)  # (equal_nan by default)

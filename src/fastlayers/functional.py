@@ -335,8 +335,12 @@ def conv2d_transpose(
 
 def run_conv2d_transpose(a: V.Conv2DTransposeArgs, packed: Any = None) -> np.ndarray:
     """conv2d_transpose on checked arguments; ``packed``: the layer's
-    ``_cpp.conv2d.pack_conv2d_transpose``."""
-    if _cpp("conv2d_transpose"):
+    ``_cpp.conv2d.pack_conv2d_transpose``.
+
+    A kernel with inf or NaN taps runs on the NumPy path: the C++ phases are convolutions
+    that read zeros past the input's edges, and 0 * inf is NaN where Keras (a scatter of
+    each input pixel's products) has none (docs/semantics.md §15)."""
+    if _cpp("conv2d_transpose") and np.isfinite(a.kernel).all():
         return _cpp_conv2d.conv2d_transpose(a, packed)
     n, h, w, _ = a.x.shape
     kh, kw, f, _ = a.kernel.shape  # the NumPy path's products of every pixel and tap:
