@@ -191,3 +191,28 @@ def test_masked_softmax_special_values(backend, n, rng):
     assert got[2, n // 2] == 1.0 and got[2].sum() == 1.0
     assert np.isnan(got[3, 0]) and (n == 1 or got[3, n - 1] == 0)
     np.testing.assert_allclose(got[4], np.full(n, 1 / n), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", backends_for("multi_head_attention"))
+@pytest.mark.parametrize("scores", [False, True])
+def test_mha_scales_the_query_as_keras_does(backend, scores):
+    """Keras's MultiHeadAttention multiplies the projected query by 1/sqrt(key_dim), then
+    takes q.k. Scores whose q.k passes float32's max but whose scaled ones do not stay finite
+    there: the larger key takes all the weight. The C++ path scaled q.k after the product:
+    both scores +inf, weights tied at 0.5 / 0.5 (robustness audit, session 37)."""
+    key_dim = 4  # scale 0.5
+    q = np.zeros((1, 1, 4), np.float32)
+    q[0, 0, 0] = 2e19
+    k = np.zeros((1, 2, 4), np.float32)
+    k[0, 0, 0], k[0, 1, 0] = 2e19, 2.5e19  # q.k 4e38 and 5e38; scaled 2e38 and 2.5e38
+    v = np.zeros((1, 2, 4), np.float32)
+    v[0, 0, 1] = v[0, 1, 2] = 1.0
+    eye = np.eye(4, dtype=np.float32)
+    kw = dict(query_kernel=eye.reshape(4, 1, key_dim), key_kernel=eye.reshape(4, 1, key_dim),
+              value_kernel=eye.reshape(4, 1, 4), output_kernel=eye.reshape(1, 4, 4))
+    with fl.use_backend(backend), np.errstate(over="ignore"):
+        got = fl.multi_head_attention(q, v, k, return_attention_scores=scores, **kw)
+    out = got[0] if scores else got
+    np.testing.assert_array_equal(out[0, 0], [0.0, 0.0, 1.0, 0.0])
+    if scores:
+        np.testing.assert_array_equal(got[1][0, 0, 0], [0.0, 1.0])

@@ -174,8 +174,13 @@ def multi_head_attention(a, packed=None):
     hv, dout = wv.shape[2], wo.shape[2]
     b, t_len = a.query.shape[:2]
 
-    def project(x, p, heads, h):  # (B, L, D) -> (B, heads, L, h), a view of (B, L, heads, h)
+    def project(x, p, heads, h, scale=None):
+        # (B, L, D) -> (B, heads, L, h), a view of (B, L, heads, h)
         y = p(x.reshape(-1, x.shape[-1]))
+        if scale is not None:
+            # Keras scales the projected query by 1/sqrt(key_dim), not the scores: its
+            # roundings (and its overflows: q.k past float32's max where (q*s).k is not)
+            y *= np.float32(scale)
         # grouped-query attention (heads < n): _core.attention reads each key/value head in
         # place for its n / heads query heads
         return y.reshape(x.shape[0], x.shape[1], heads, h).transpose(0, 2, 1, 3)
@@ -186,7 +191,7 @@ def multi_head_attention(a, packed=None):
     if mask is not None:
         mask = mask[:, None] if mask.ndim == 3 else mask
     out, weights = run_attention(
-        project(a.query, pq, n, hk),
+        project(a.query, pq, n, hk, scale=1.0 / math.sqrt(hk)),
         project(a.key, pk, g, hk),
         project(a.value, pv, g, hv),
         mask,
@@ -194,7 +199,7 @@ def multi_head_attention(a, packed=None):
         RULE_SOFTMAX_LAYER if a.return_scores else RULE_FUSED,
         a.return_scores,
         heads_last=True,
-        scale=1.0 / math.sqrt(hk),
+        scale=1.0,  # (applied to the query above)
     )
     o = out.transpose(0, 2, 1, 3).reshape(b * t_len, n * hv)  # a view: heads_last memory
     return po(o).reshape(b, t_len, dout), weights
