@@ -939,6 +939,8 @@ def check_depthwise_conv2d(
             f"{op}: kernel has shape {kernel.shape}, expected ({kernel.shape[0]}, "
             f"{kernel.shape[1]}, {x.shape[3]}, depth_multiplier) for {x.shape[3]} input channels"
         )
+    if x.shape[3] == 0:  # (conv2d's check would name the groups, C, that the user never gave)
+        raise ValueError(f"{op}: x has no channels, shape {x.shape} (channels last)")
     return _conv2d_args(
         op, x, depthwise_kernel4(kernel), bias, strides, padding, dilation_rate, x.shape[3], act,
         pads=pads, steps=steps,
