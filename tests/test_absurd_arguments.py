@@ -106,7 +106,7 @@ FUNCTIONAL = [
     # (said "groups must be >= 1, got 0": conv2d's check, of an argument the user never gave)
     ("depthwise_no_channels", lambda: fl.depthwise_conv2d(
         np.zeros((2, 7, 7, 0), F32), np.zeros((3, 3, 0, 2), F32)), ValueError,
-     r"depthwise_conv2d: x has no channels, shape \(2, 7, 7, 0\)"),
+     "depthwise_conv2d: x has no channels, shape (2, 7, 7, 0)"),
 ]
 
 
