@@ -1000,3 +1000,32 @@ def test_a_live_model_that_cannot_convert_says_why():
         fl.load_model(L.Dense(3))
     with pytest.raises(ValueError, match="takes a Keras functional model's config"):
         fl.Model.from_config({"name": "m"})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_batch_renormalization_after_training(tmp_path, backend, fmt):
+    """BatchNormalization(renorm=True), trained a few steps so that its statistics moved:
+    the file holds 7 weights per layer (moving_stddev, renorm_mean, renorm_stddev after the
+    usual four) and Keras computes with moving_mean and moving_variance at inference, as
+    fastlayers does, folded into the Dense before it or alone after the ReLU (it was
+    refused)."""
+    rng = np.random.default_rng(4)
+    kmodel = keras.Sequential([keras.Input((6,)), L.Dense(8),
+                               L.BatchNormalization(renorm=True, momentum=0.5),
+                               L.ReLU(), L.BatchNormalization(renorm=True, momentum=0.5),
+                               L.Dense(3)])
+    kmodel.compile(optimizer="sgd", loss="mse")
+    x = (rng.standard_normal((64, 6)) * 3 + 1).astype(np.float32)
+    kmodel.fit(x, rng.standard_normal((64, 3)).astype(np.float32), epochs=3, batch_size=16,
+               verbose=0)
+    bn = kmodel.layers[1]
+    assert len(bn.get_weights()) == 7
+    assert not np.allclose(bn.moving_variance.numpy(), 1.0)  # the statistics moved
+    want = kmodel.predict(x[:9], verbose=0)
+    kmodel.save(tmp_path / f"m.{fmt}")
+    model = fl.load_model(tmp_path / f"m.{fmt}")
+    for got_w, want_w in zip(model.get_weights(), kmodel.get_weights()):
+        np.testing.assert_array_equal(got_w, want_w)
+    with fl.use_backend(backend):
+        np.testing.assert_allclose(model.predict(x[:9]), want, rtol=1e-5, atol=1e-5)

@@ -201,10 +201,15 @@ class BatchNormalization(Layer):
     beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
     renorm_clipping, renorm_momentum, synchronized
         Training only; ignored.
-    renorm : must be False (batch renormalization adds weights fastlayers does not hold)
+    renorm : bool
+        Batch renormalization (Keras's ``renorm``): it changes training only. The layer
+        holds its three extra statistics, so that a trained layer's weights load, and
+        computes with ``moving_mean`` and ``moving_variance`` as Keras does at inference
+        (Keras keeps ``moving_variance`` = relu(moving_stddev² − epsilon) as it trains).
 
     Weights (Keras order): ``gamma`` (C,) if scale, ``beta`` (C,) if center,
-    ``moving_mean`` (C,), ``moving_variance`` (C,); C = inputs.shape[axis].
+    ``moving_mean`` (C,), ``moving_variance`` (C,), and with renorm ``moving_stddev``,
+    ``renorm_mean``, ``renorm_stddev`` (C,) each; C = inputs.shape[axis].
 
     Call: ``layer(inputs, training=None, mask=None)``: any rank > axis; returns float32 of
     the inputs' shape. ``training`` and ``mask`` do not change the inference result.
@@ -214,7 +219,8 @@ class BatchNormalization(Layer):
     BatchNormalization after a linear Dense or Conv2D is folded into it instead.
     """
 
-    non_trainable_weight_names = frozenset({"moving_mean", "moving_variance"})
+    non_trainable_weight_names = frozenset(
+        {"moving_mean", "moving_variance", "moving_stddev", "renorm_mean", "renorm_stddev"})
 
     supports_masking = True  # Keras 3 passes the implicit mask through
 
@@ -228,6 +234,7 @@ class BatchNormalization(Layer):
         "gamma_initializer",
         "moving_mean_initializer",
         "moving_variance_initializer",
+        "renorm",
         "seed",
     )
     ignored_args = (
@@ -239,7 +246,6 @@ class BatchNormalization(Layer):
         "renorm_momentum",
         "synchronized",
     )
-    unsupported_args = {"renorm": False}
 
     def __init__(
         self,
@@ -252,10 +258,12 @@ class BatchNormalization(Layer):
         gamma_initializer: Any = "ones",
         moving_mean_initializer: Any = "zeros",
         moving_variance_initializer: Any = "ones",
+        renorm: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
+        self.renorm = _bool(renorm, owner, "renorm")
         if isinstance(axis, (list, tuple)) and len(axis) == 1:
             axis = axis[0]  # Keras 2 configs store the axis as a one-element list
         self.axis = _int_axis(axis, owner)
@@ -273,6 +281,10 @@ class BatchNormalization(Layer):
         specs = _affine_specs(self, c)
         specs.append(weight_spec("moving_mean", c, self.moving_mean_initializer))
         specs.append(weight_spec("moving_variance", c, self.moving_variance_initializer))
+        if self.renorm:  # statistics of training only (Keras's initial values by default)
+            specs.append(weight_spec("moving_stddev", c, "ones"))
+            specs.append(weight_spec("renorm_mean", c, self.moving_mean_initializer))
+            specs.append(weight_spec("renorm_stddev", c, "ones"))
         return specs
 
     def _input_shape_from_weights(self, shapes):
