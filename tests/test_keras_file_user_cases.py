@@ -1029,3 +1029,45 @@ def test_batch_renormalization_after_training(tmp_path, backend, fmt):
         np.testing.assert_array_equal(got_w, want_w)
     with fl.use_backend(backend):
         np.testing.assert_allclose(model.predict(x[:9]), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_spectral_normalization_after_training(tmp_path, backend, fmt):
+    """SpectralNormalization around Dense, EinsumDense, Conv1D, Conv2D and Conv2DTranspose
+    (a GAN generator's and discriminator's layers), trained so that each kernel was divided
+    by its spectral norm: Keras's inference call is the wrapped layer's with the kernel it
+    holds; the file holds [kernel, vector_u, bias] per wrapper (it was refused)."""
+    rng = np.random.default_rng(5)
+    sn = L.SpectralNormalization
+    i = keras.Input((8, 8, 3))
+    h = sn(L.Conv2D(4, 3, padding="same", activation="relu"))(i)
+    h = sn(L.Conv2DTranspose(3, 3, strides=2, padding="same", use_bias=False))(h)
+    h = L.Reshape((16 * 16, 3))(h)
+    h = sn(L.Conv1D(2, 3))(h)
+    h = sn(L.EinsumDense("btc,cd->bd", output_shape=(5,)))(h)
+    out = sn(L.Dense(4, activation="tanh"), power_iterations=2)(h)
+    kmodel = keras.Model(i, out)
+    kmodel.compile(optimizer="sgd", loss="mse")
+    x = rng.standard_normal((16, 8, 8, 3)).astype(np.float32)
+    kernel0 = kmodel.layers[-1].layer.kernel.numpy().copy()
+    kmodel.fit(x, rng.standard_normal((16, 4)).astype(np.float32), epochs=2, verbose=0)
+    assert not np.allclose(kmodel.layers[-1].layer.kernel.numpy(), kernel0)  # normalized
+    want = kmodel.predict(x, verbose=0)
+    kmodel.save(tmp_path / f"m.{fmt}")
+    model = fl.load_model(tmp_path / f"m.{fmt}")
+    assert [type(x).__name__ for x in model.layers].count("SpectralNormalization") == 5
+    for got_w, want_w in zip(model.get_weights(), kmodel.get_weights(), strict=True):
+        np.testing.assert_array_equal(got_w, want_w)
+    with fl.use_backend(backend):
+        np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_spectral_normalization_refusals(tmp_path):
+    """What Keras's wrapper takes and fastlayers does not (an Embedding, whose output Keras
+    casts to the ids' integer dtype) is refused by name when loading."""
+    ids = keras.Input((5,), dtype="int32")
+    kmodel = keras.Model(ids, L.SpectralNormalization(L.Embedding(10, 4))(ids))
+    kmodel.save(tmp_path / "m.keras")
+    with pytest.raises(NotImplementedError, match="SpectralNormalization of an Embedding"):
+        fl.load_model(tmp_path / "m.keras")

@@ -1236,3 +1236,44 @@ def test_normalization_axis_set_later_and_an_older_pickle(rng):
     old = pickle.loads(state)
     old.__dict__["_keep"] = [-1]  # as an older version stored it
     np.testing.assert_array_equal(old(x), n(x))
+
+
+def test_spectral_normalization_wraps_a_kernel_layer(rng):
+    """fl.layers.SpectralNormalization: the wrapped layer's call; weights [kernel, vector_u,
+    bias] (Keras's order), set and read through; bad wrapped layers and arguments refused;
+    pickled and rebuilt from its config."""
+    import pickle
+
+    from fastlayers.layers import LSTM, Dense, Embedding, SpectralNormalization
+
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    inner = Dense(4)
+    layer = SpectralNormalization(inner, power_iterations=2)
+    w = [rng.standard_normal((6, 4)).astype(np.float32),
+         rng.standard_normal((1, 4)).astype(np.float32),
+         rng.standard_normal(4).astype(np.float32)]
+    layer.set_weights(w)
+    assert layer.built and layer.count_params() == 6 * 4 + 4 + 4
+    for got, want in zip(layer.get_weights(), w, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(inner.get_weights()[0], w[0])
+    np.testing.assert_array_equal(layer(x), inner(x))
+    assert [a.shape for a in layer.non_trainable_weights] == [(1, 4)]
+    again = pickle.loads(pickle.dumps(layer))
+    np.testing.assert_array_equal(again(x), layer(x))
+    made = SpectralNormalization.from_config(layer.get_config())
+    made.set_weights(w)
+    np.testing.assert_array_equal(made(x), layer(x))
+    fresh = SpectralNormalization(Dense(2, use_bias=False))
+    fresh.build((None, 6))
+    assert [a.shape for a in fresh.get_weights()] == [(6, 2), (1, 2)]
+    with pytest.raises(ValueError, match="'vector_u' has shape"):
+        layer.set_weights([w[0], np.zeros((1, 5), np.float32), w[2]])
+    with pytest.raises(ValueError, match="expected 3 arrays"):
+        layer.set_weights(w[:2])
+    with pytest.raises(ValueError, match="has no 'kernel'"):
+        SpectralNormalization(LSTM(3))
+    with pytest.raises(NotImplementedError, match="Embedding"):
+        SpectralNormalization(Embedding(5, 2))
+    with pytest.raises(ValueError, match="power_iterations"):
+        SpectralNormalization(Dense(2), power_iterations=0)

@@ -73,6 +73,7 @@ LAYER_CLASSES: dict[str, type] = {
     "Permute": L.Permute,
     "RepeatVector": L.RepeatVector,
     "TimeDistributed": L.TimeDistributed,
+    "SpectralNormalization": L.SpectralNormalization,
     # convpool: Conv1D, depthwise/separable convolutions, pooling, padding, cropping
     "Conv1D": L.Conv1D,
     "Convolution1D": L.Conv1D,
@@ -400,6 +401,13 @@ def make_layer(cfg: dict) -> Any:
             kwargs["backward_layer"] = make_layer(cfg["config"]["backward_layer"])
     if cls is L.TimeDistributed:  # merge topic: the wrapped layer's config is nested
         kwargs["layer"] = _wrapped_layer(cfg["config"].get("layer"))
+    if cls is L.SpectralNormalization:
+        inner = cfg["config"].get("layer")
+        why = _check_origin(inner) if isinstance(inner, dict) else "not a layer config"
+        if why is not None or inner.get("class_name") not in LAYER_CLASSES:
+            what = inner.get("class_name") if isinstance(inner, dict) else repr(inner)
+            raise Unsupported(f"wraps {what} ({why or 'a layer fastlayers does not have'})")
+        kwargs["layer"] = make_layer(inner)
     try:
         return cls(**kwargs)
     except (NotImplementedError, ValueError, TypeError) as e:

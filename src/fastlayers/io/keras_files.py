@@ -307,6 +307,14 @@ def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndar
                 + _vars(f, f"{path}/backward_layer/cell", used))
     if isinstance(layer, L.TimeDistributed):  # merge topic: the wrapped layer's own path
         return _layer_arrays(layer.layer, f, f"{path}/layer", used)
+    if isinstance(layer, L.SpectralNormalization):
+        # the wrapped layer's own path; the wrapper's vars are [its kernel again, vector_u]
+        inner = _layer_arrays(layer.layer, f, f"{path}/layer", used)
+        own = _vars(f, path, used)
+        if not inner:
+            return []
+        k = layer._kernel_index()
+        return inner[:k + 1] + own[-1:] + inner[k + 1:]
     if isinstance(layer, L.MultiHeadAttention):
         # Keras's GroupedQueryAttention names its sub-layers with a leading underscore, and
         # so does tf.keras 2.13-2.15's MultiHeadAttention in the .keras files it writes.

@@ -183,7 +183,7 @@ from .regularization import (
 )
 from .reshaping import Permute, RepeatVector, Reshape  # merge topic (issue 12)
 from .upsampling import UpSampling1D, UpSampling2D, UpSampling3D
-from .wrappers import TimeDistributed  # merge topic (issue 12)
+from .wrappers import SpectralNormalization, TimeDistributed  # merge topic (issue 12)
 
 # Keras's other names of the same classes (keras.layers.MaxPool2D is MaxPooling2D, ...), so
 # that code written for keras.layers runs with fastlayers.layers as written.
@@ -269,6 +269,7 @@ __all__ = [
     "Reshape",
     "Permute",
     "RepeatVector",
+    "SpectralNormalization",
     "TimeDistributed",
     # convolution, pooling, padding and cropping
     "Conv1D",

@@ -1,4 +1,5 @@
-"""TimeDistributed: one layer applied to every time step (Keras 3 ``TimeDistributed``)."""
+"""TimeDistributed: one layer applied to every time step (Keras 3 ``TimeDistributed``), and
+SpectralNormalization (the layer it wraps, as Keras runs it at inference)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from .. import _validation as V
 from .base import Layer, Shape, _shape_tuple
 
-__all__ = ["TimeDistributed"]
+__all__ = ["SpectralNormalization", "TimeDistributed"]
 
 
 def _deserialize(config: Any, owner: str) -> Layer:
@@ -193,3 +194,142 @@ class TimeDistributed(Layer):
 
     def __repr__(self) -> str:
         return f"TimeDistributed(name={self.name!r}, layer={self.layer!r})"
+
+
+# The layers with a ``kernel`` that Keras's SpectralNormalization takes, by class name
+# (looked up lazily: the package imports this module). Keras also takes an Embedding (its
+# ``embeddings``), but casts the wrapper's output to its input's dtype, so it returns the
+# embeddings truncated to the ids' integer type: refused here rather than reproduced.
+_SPECTRAL_LAYERS = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
+                    "Conv2DTranspose", "Conv3DTranspose")
+
+
+class SpectralNormalization(Layer):
+    """A layer whose kernel was trained with spectral normalization (Keras
+    ``SpectralNormalization``), run as Keras runs it at inference: the wrapped layer, with
+    the kernel it holds.
+
+    Keras's wrapper divides the kernel by its largest singular value (estimated by power
+    iteration from ``vector_u``) and writes the result back into the wrapped layer's kernel
+    at each training step only; its inference call is the wrapped layer's. So a trained
+    model's file holds the normalized kernel, and fastlayers runs it as it is.
+
+    Parameters
+    ----------
+    layer : Layer
+        Dense, EinsumDense, a convolution or transposed convolution (the layers with a
+        ``kernel``; anything else raises ValueError, as in Keras). Used as is, not copied.
+        An Embedding raises NotImplementedError: Keras's wrapper casts its output to the
+        ids' integer dtype, which truncates the embeddings.
+    power_iterations : int >= 1
+        Training only (kept in the config).
+
+    Weights (Keras order): the wrapped layer's, with ``vector_u`` (1, kernel.shape[-1])
+    after its kernel: ``[kernel, vector_u, bias]`` for a Dense with a bias.
+
+    Call: ``layer(inputs)``: the wrapped layer's call and shapes.
+    """
+
+    non_trainable_weight_names = frozenset({"vector_u"})
+
+    def __init__(self, layer: Any, power_iterations: int = 1, **kwargs: Any) -> None:
+        owner = type(self).__name__
+        layer = _deserialize(layer, owner)
+        super().__init__(**kwargs)
+        if type(layer).__name__ == "Embedding":
+            raise NotImplementedError(
+                f"{owner} of an Embedding: Keras casts its output to the ids' integer dtype "
+                "(the embeddings truncated to integers); fastlayers does not reproduce that")
+        if _is_model(layer) or type(layer).__name__ not in _SPECTRAL_LAYERS:
+            raise ValueError(
+                f"{owner}: {type(layer).__name__} has no 'kernel' nor 'embeddings' "
+                f"(SpectralNormalization wraps {', '.join(_SPECTRAL_LAYERS)})")
+        if (isinstance(power_iterations, bool) or not isinstance(power_iterations, int)
+                or power_iterations < 1):
+            raise ValueError(f"{owner}: power_iterations must be an int >= 1, got "
+                             f"{power_iterations!r}")
+        self.layer: Layer = layer
+        self.power_iterations = power_iterations
+        self.__dict__["_vector_u"] = None
+
+    # ---- weights: the wrapped layer's, and vector_u after its kernel ---------------------
+    @property
+    def built(self) -> bool:  # type: ignore[override]
+        return self.layer.built and self.__dict__.get("_vector_u") is not None
+
+    @built.setter
+    def built(self, value: bool) -> None:  # the base constructor sets it; derived here
+        pass
+
+    def _kernel_index(self) -> int:
+        return self.layer._weight_names().index("kernel")
+
+    def _u_shape(self) -> tuple[int, int]:
+        return (1, int(self.layer.weights[self._kernel_index()].shape[-1]))
+
+    def build(self, input_shape: Shape) -> None:
+        """Build the wrapped layer, and draw ``vector_u`` as Keras does (a truncated normal,
+        stddev 0.02; it is read in training only)."""
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        rng = np.random.default_rng(self.seed)
+        u = np.clip(rng.normal(0.0, 0.02, self._u_shape()), -0.04, 0.04).astype(np.float32)
+        self._set_u(u)
+
+    def _set_u(self, u: np.ndarray) -> None:
+        u.flags.writeable = False
+        self.__dict__["_vector_u"] = u
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        if not self.built:
+            return []
+        inner, k = self.layer.weights, self._kernel_index()
+        return inner[:k + 1] + [self.__dict__["_vector_u"]] + inner[k + 1:]
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w.copy() for w in self.weights]
+
+    def _weight_names(self) -> list[str]:
+        names, k = self.layer._weight_names(), self._kernel_index()
+        return names[:k + 1] + ["vector_u"] + names[k + 1:]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        self._check_weight_list(weights)
+        k = self._kernel_index()
+        weights = list(weights)
+        try:
+            self.layer.set_weights(weights[:k + 1] + weights[k + 2:])
+        except ValueError as exc:
+            raise ValueError(f"{self._owner()}: {exc}") from None
+        u = V.array(weights[k + 1], self._owner(), "weight 'vector_u'").copy()
+        if u.shape != self._u_shape():
+            raise ValueError(f"{self._owner()}: weight {k + 1} 'vector_u' has shape {u.shape}, "
+                             f"expected {self._u_shape()}")
+        self._set_u(u)
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(f"{self._owner()}: the layer is not built yet")
+        return self.layer.count_params() + int(self.__dict__["_vector_u"].size)
+
+    def _sublayers(self) -> list[Layer]:
+        return [self.layer]
+
+    def _trainable_mask(self) -> list[bool]:
+        mask, k = self.layer._trainable_mask(), self._kernel_index()
+        return mask[:k + 1] + [False] + mask[k + 1:]
+
+    # ---- call and config ----------------------------------------------------------------
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        return self.layer(inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "layer": {"class_name": type(self.layer).__name__, "config": self.layer.get_config()},
+            "power_iterations": self.power_iterations,
+        }
+
+    def __repr__(self) -> str:
+        return f"SpectralNormalization(name={self.name!r}, layer={self.layer!r})"
