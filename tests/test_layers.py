@@ -1267,6 +1267,9 @@ def test_spectral_normalization_wraps_a_kernel_layer(rng):
     fresh = SpectralNormalization(Dense(2, use_bias=False))
     fresh.build((None, 6))
     assert [a.shape for a in fresh.get_weights()] == [(6, 2), (1, 2)]
+    i = fastlayers.Input((6,))  # built by its first (symbolic) call, as other layers
+    model = fastlayers.Model(i, SpectralNormalization(Dense(3))(i))
+    assert model.count_params() == 6 * 3 + 3 + 3 and len(model.non_trainable_weights) == 1
     with pytest.raises(ValueError, match="'vector_u' has shape"):
         layer.set_weights([w[0], np.zeros((1, 5), np.float32), w[2]])
     with pytest.raises(ValueError, match="expected 3 arrays"):

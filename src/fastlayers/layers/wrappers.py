@@ -322,7 +322,10 @@ class SpectralNormalization(Layer):
 
     # ---- call and config ----------------------------------------------------------------
     def call(self, inputs: Any, training: Any = None) -> Any:
-        return self.layer(inputs)
+        y = self.layer(inputs)  # (builds the wrapped layer on its first call)
+        if self.__dict__["_vector_u"] is None:
+            self.build(None)
+        return y
 
     def get_config(self) -> dict[str, Any]:
         return {
