@@ -323,7 +323,9 @@ def test_keras_config_values_are_read():
     (lambda: L.Conv2DTranspose(2, 3, strides=2, output_padding=2), ValueError, "output_padding"),
     (lambda: L.Conv2DTranspose(2, 3, output_padding=-1), ValueError, "output_padding"),
     (lambda: L.Conv2DTranspose(2, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
-    (lambda: L.Conv2DTranspose(2, 3, groups=2), TypeError, "groups"),
+    (lambda: L.Conv2DTranspose(4, 3, groups=3), ValueError, "groups must be >= 1 and divide"),
+    (lambda: L.Conv2DTranspose(4, 3, groups=2.0), TypeError, "groups must be an int"),
+    (lambda: L.Conv3DTranspose(4, 3, groups=2), ValueError, "and 1 in 3D"),
     (lambda: L.Conv1DTranspose(2, (3, 3)), ValueError, "kernel_size"),
     (lambda: L.Conv1DTranspose(2, 3, strides=2, output_padding=2), ValueError, "output_padding"),
     (lambda: L.Conv1DTranspose(2, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
@@ -507,8 +509,9 @@ def test_from_torch_conv_transpose1d(cin, cout, k, s, p, op, d, backend):
 ])
 def test_from_torch_conv_transpose_beyond_keras(rank, cin, cout, k, s, p, op, d, groups, bias,
                                                 backend):
-    """Groups, a stride with a dilation, and output_padding below the dilation but not the
-    stride: the convolution a transposed one is the gradient of (the input dilated by zeros,
+    """Groups (the transposed layers' groups extension: grouped phase convolutions), a stride
+    with a dilation, and output_padding below the dilation but not the stride (the
+    convolution a transposed one is the gradient of: the input dilated by zeros,
     torch_dilate_pad, then a grouped Conv), after a conv (channels-last) too."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -702,3 +705,47 @@ def test_conv1d_transpose_is_conv2d_transpose_of_height_1(rng, any_backend):
     np.testing.assert_array_equal(one(x), want[:, 0])
     assert one.get_config()["strides"] == (3,)
 
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("c, f, groups, k, s, padding", [
+    (5, 5, 5, 4, 2, "same"),  # depthwise x2 upsampling
+    (6, 9, 3, 3, 2, "valid"),
+    (4, 2, 2, 2, 3, "valid"),  # a kernel smaller than the stride: rows of bias only
+    (8, 8, 4, 3, 1, "same"),
+    (3, 6, 3, 5, 2, "same"),
+])
+def test_grouped_conv2d_transpose_is_its_groups_apart(backend, c, f, groups, k, s, padding):
+    """conv2d_transpose with groups (kernel (k, k, F / groups, C)) equals each group of input
+    channels transposed-convolved alone with its kernel slice, the results concatenated; the
+    layer and its 1-D form give the same; bias and activation after."""
+    rng = np.random.default_rng(c * 10 + groups)
+    x = rng.standard_normal((2, 5, 4, c)).astype(np.float32)
+    kernel = rng.standard_normal((k, k, f // groups, c)).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32)
+    cg = c // groups
+    with fl.use_backend(backend):
+        parts = [fl.conv2d_transpose(x[..., g * cg:(g + 1) * cg],
+                                     kernel[..., g * cg:(g + 1) * cg], strides=s,
+                                     padding=padding) for g in range(groups)]
+        want = np.maximum(np.concatenate(parts, axis=-1) + bias, 0)
+        got = fl.conv2d_transpose(x, kernel, bias, strides=s, padding=padding,
+                                  activation="relu", groups=groups)
+        layer = L.Conv2DTranspose(f, k, strides=s, padding=padding, activation="relu",
+                                  groups=groups)
+        layer.set_weights([kernel, bias])
+        from_layer = layer(x)
+        layer1 = L.Conv1DTranspose(f, k, strides=s, padding=padding, groups=groups)
+        layer1.set_weights([kernel[0], bias])
+        one_d = layer1(x[:, 0])
+        want1 = np.concatenate(
+            [fl.conv2d_transpose(x[:, :1, :, g * cg:(g + 1) * cg],
+                                 kernel[:1, ..., g * cg:(g + 1) * cg], strides=(1, s),
+                                 padding=padding) for g in range(groups)], axis=-1)[:, 0] + bias
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(from_layer, got)
+    np.testing.assert_allclose(one_d, want1, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="groups must be >= 1 and divide the"):
+        fl.conv2d_transpose(x, kernel, strides=s, groups=c + 1)
+    with pytest.raises(ValueError, match="bias"):
+        fl.conv2d_transpose(x, kernel, bias[:-1], strides=s, groups=groups)

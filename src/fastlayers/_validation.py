@@ -208,6 +208,7 @@ class Conv2DTransposeArgs(NamedTuple):
     offsets: tuple  # (top, left): input pixel (i, j), tap (a, b) -> (i*sh + a*dh - top, ...)
     out_hw: tuple  # (OH, OW)
     activation: Any
+    groups: int = 1  # kernel (kh, kw, F // groups, C) when above 1
 
 
 def check_conv2d_transpose(
@@ -224,19 +225,30 @@ def check_conv2d_transpose(
     x_name="x",
     channels_first=False,
     build: Build = None,
+    groups=1,
 ):
-    """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC."""
+    """With channels_first, x is (N, C, H, W) and comes back transposed to NHWC. ``groups``
+    (PyTorch's ConvTranspose2d groups): the kernel is (kh, kw, filters // groups, C), group g
+    of the input channels making group g of the filters."""
     x, kernel, bias, act = _image_op_arrays(
         x, kernel, bias, activation, op, x_name, channels_first, build,
+        "(kh, kw, filters // groups, in_channels)" if groups != 1 else
         "(kh, kw, filters, in_channels)",
     )
     strides, dilation, offsets, out_hw = C.conv2d_transpose_geometry(
         op, x.shape, kernel.shape, strides, padding, output_padding, dilation_rate
     )
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"{op}: groups must be an int, got {type(groups).__name__}")
+    groups = int(groups)
+    if groups < 1 or x.shape[3] % groups:
+        raise ValueError(f"{op}: groups must be >= 1 and divide the {x.shape[3]} input "
+                         f"channels, got {groups}")
+    f = kernel.shape[2] * groups
     if bias is not None:
-        C.shape_is(bias, op, "bias", (kernel.shape[2],), "(filters,)")
-    C.elements(x.shape[0] * out_hw[0] * out_hw[1] * kernel.shape[2], op, "the output")
-    return Conv2DTransposeArgs(x, kernel, bias, strides, dilation, offsets, out_hw, act)
+        C.shape_is(bias, op, "bias", (f,), "(filters,)")
+    C.elements(x.shape[0] * out_hw[0] * out_hw[1] * f, op, "the output")
+    return Conv2DTransposeArgs(x, kernel, bias, strides, dilation, offsets, out_hw, act, groups)
 
 
 # ------------------------------------------------------------------- check_<op>: recurrent

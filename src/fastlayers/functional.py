@@ -300,6 +300,7 @@ def conv2d_transpose(
     output_padding: int | tuple[int, int] | None = None,
     dilation_rate: int | tuple[int, int] = 1,
     activation: Any = None,
+    groups: int = 1,
 ) -> np.ndarray:
     """Transposed 2D convolution on NHWC images (Keras ``Conv2DTranspose``, channels_last).
 
@@ -310,7 +311,7 @@ def conv2d_transpose(
     Parameters
     ----------
     x : array (N, H, W, C)
-    kernel : array (kh, kw, F, C)
+    kernel : array (kh, kw, F, C), or (kh, kw, F // groups, C) with groups
         Keras's layout for this layer: filters before input channels.
     bias : array (F,), optional
     strides, dilation_rate : int or (int, int)
@@ -321,6 +322,10 @@ def conv2d_transpose(
     output_padding : int, (int, int) or None
         Extra rows/columns at the bottom/right; each must be smaller than its stride.
     activation : str, callable or None
+    groups : int
+        PyTorch's ``ConvTranspose2d`` groups (Keras's layer has none): group g of the
+        C // groups input channels makes group g of the F // groups filters, with
+        ``kernel[..., g*C//groups:(g+1)*C//groups]``.
 
     Returns
     -------

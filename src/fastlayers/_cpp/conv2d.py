@@ -69,13 +69,15 @@ def conv3d(a, depth_pads, kd, sd, dd, packed):
     return conv3d_runner(a, depth_pads, kd, sd, dd, packed)(a.x)
 
 
-def pack_conv2d_transpose(kernel, bias, strides):
-    """A Conv2DTranspose kernel (kh, kw, F, C) and bias, packed once as the stride-1
-    convolutions of its output phases (:func:`_phases`): [(ry, rx, PackedConv)]."""
-    return [(ry, rx, pack_conv2d(sub, bias, 1)) for ry, rx, sub in _phases(kernel, strides)]
+def pack_conv2d_transpose(kernel, bias, strides, groups=1):
+    """A Conv2DTranspose kernel (kh, kw, F, C), or (kh, kw, F // groups, C) with groups, and
+    bias, packed once as the stride-1 convolutions of its output phases (:func:`_phases`):
+    [(ry, rx, PackedConv)], each grouped as the transposed convolution is."""
+    return [(ry, rx, pack_conv2d(sub, bias, groups))
+            for ry, rx, sub in _phases(kernel, strides, groups)]
 
 
-def _phases(kernel, strides):
+def _phases(kernel, strides, groups=1):
     """The output phases of a transposed convolution: [(ry, rx, sub-kernel)].
 
     Output row oy takes input row i through tap a when oy + top = i*sh + a*dh. With a stride
@@ -83,15 +85,20 @@ def _phases(kernel, strides):
     they are a stride-1 convolution of x with those taps reversed. With sh = 1 there is one
     phase, all taps reversed (dilated by dh). sub is (Jy, Jx, C, F), conv2d's layout; a phase
     with no taps (a stride larger than the kernel) is left out: its pixels get the bias only.
+    With groups, kernel (kh, kw, F // groups, C): sub is conv2d's grouped layout (Jy, Jx,
+    C // groups, F), group g's filters after group g - 1's, each from its own input group.
     """
-    kh, kw, _, _ = kernel.shape
+    kh, kw, _, c = kernel.shape
     sh, sw = strides
+    cg = c // groups
     out = []
     for ry in range(min(sh, kh)):
         ay = np.arange(ry, kh, sh)[::-1]
         for rx in range(min(sw, kw)):
             ax = np.arange(rx, kw, sw)[::-1]
-            sub = kernel[ay][:, ax].transpose(0, 1, 3, 2)
+            taps = kernel[ay][:, ax]  # (Jy, Jx, F // groups, C)
+            sub = np.concatenate([taps[..., g * cg:(g + 1) * cg].transpose(0, 1, 3, 2)
+                                  for g in range(groups)], axis=-1)
             out.append((ry, rx, np.ascontiguousarray(sub)))
     return out
 
@@ -124,10 +131,11 @@ def conv2d_transpose(a, packed=None):
     ``packed`` is the layer's :func:`pack_conv2d_transpose`, or None (packed per call)."""
     core = _backend._core
     n, h, w, _ = a.x.shape
-    kh, kw, f, _ = a.kernel.shape
+    kh, kw, fg, _ = a.kernel.shape
+    f = fg * a.groups
     (sh, sw), (dh, dw), (top, left), (oh, ow) = a.strides, a.dilation, a.offsets, a.out_hw
     if packed is None:
-        packed = pack_conv2d_transpose(a.kernel, a.bias, a.strides)
+        packed = pack_conv2d_transpose(a.kernel, a.bias, a.strides, a.groups)
     complete = kh >= sh and kw >= sw  # every output pixel is in a phase with taps
     fused = fused_id(a.activation) if complete else None
     y = empty_f32((n, oh, ow, f))

@@ -78,7 +78,8 @@ def _in_image(offset, stride, count, bound):
 # ------------------------------------------------------------------- conv2d_transpose
 
 
-def conv2d_transpose(x, kernel, bias, strides, dilation, offsets, out_hw, activation):
+def conv2d_transpose(x, kernel, bias, strides, dilation, offsets, out_hw, activation,
+                     groups=1):
     """Transposed convolution (Keras ``Conv2DTranspose``; docs/semantics.md §25).
 
     x (N, H, W, C), kernel (kh, kw, F, C), bias (F,) or None -> y (N, OH, OW, F). Input pixel
@@ -87,7 +88,17 @@ def conv2d_transpose(x, kernel, bias, strides, dilation, offsets, out_hw, activa
 
     Computed as one GEMM, every pixel times every tap's (C, F) matrix, then the taps'
     products added into the output at their positions (col2im).
+
+    With ``groups`` (PyTorch's), kernel is (kh, kw, F // groups, C): each group of C // groups
+    input channels is transposed-convolved with its slice of the kernel alone, into its
+    group of F // groups filters.
     """
+    if groups > 1:
+        cg = x.shape[3] // groups
+        parts = [conv2d_transpose(x[..., g * cg:(g + 1) * cg], kernel[..., g * cg:(g + 1) * cg],
+                                  None, strides, dilation, offsets, out_hw, "linear")
+                 for g in range(groups)]
+        return finish_transpose(np.concatenate(parts, axis=-1), bias, activation)
     n, h, w, c = x.shape
     kh, kw, f, _ = kernel.shape
     # (C, kh*kw*F): column (a*kw + b)*F + f holds kernel[a, b, f, :].

@@ -1484,10 +1484,11 @@ class _Converter:
         layer = self.layers.get(key)
         if layer is None:
             cls = {1: Conv1DTranspose, 2: Conv2DTranspose, 3: Conv3DTranspose}[rank]
+            grouped = {} if mod.groups == 1 else {"groups": mod.groups}
             layer = cls(mod.out_channels, kernel, strides=stride, padding="valid",
                         output_padding=out_pad, dilation_rate=dilation,
-                        use_bias=mod.bias is not None, name=self._layer_name(key))
-            # (C, F, *k) -> (*k, F, C)
+                        use_bias=mod.bias is not None, name=self._layer_name(key), **grouped)
+            # (C, F / groups, *k) -> (*k, F / groups, C)
             w = [_np(mod.weight).transpose(*range(2, 2 + rank), 1, 0)]
             if mod.bias is not None:
                 w.append(_np(mod.bias))
@@ -1502,7 +1503,7 @@ class _Converter:
         return _T(y, True)
 
     def _conv_transpose_as_conv(self, qual: str, mod: Any, x: Any, out_pad: tuple) -> Any:
-        """A ConvTranspose1d / 2d Keras's layers do not compute (groups, a stride with a
+        """A ConvTranspose1d / 2d the transposed layers do not compute (a stride with a
         dilation, output_padding not below the stride) as the convolution it is the gradient
         of: x with stride - 1 zeros between its pixels and d·(k - 1) - p zeros around it
         (output_padding more at the end; torch_dilate_pad), then a Conv1D / Conv2D of the
@@ -4864,10 +4865,11 @@ def _sdpa_problems(attn_mask: Any = None, dropout_p: Any = 0.0, is_causal: Any =
 
 
 def _keras_transposes(mod: Any, out_pad: tuple) -> bool:
-    """Whether a Keras Conv{1,2,3}DTranspose computes this nn.ConvTranspose with this
-    output_padding: no groups, not both a stride and a dilation above 1, output_padding
-    below the stride (Keras's rules)."""
-    return (mod.groups == 1 and not (max(mod.stride) > 1 and max(mod.dilation) > 1)
+    """Whether fastlayers' Conv{1,2,3}DTranspose computes this nn.ConvTranspose with this
+    output_padding: not both a stride and a dilation above 1, output_padding below the
+    stride (Keras's rules), and groups in 1-D and 2-D only (the layers' extension)."""
+    return ((mod.groups == 1 or len(mod.stride) < 3)
+            and not (max(mod.stride) > 1 and max(mod.dilation) > 1)
             and all(o < s for o, s in zip(out_pad, mod.stride)))
 
 

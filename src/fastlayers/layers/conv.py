@@ -3,6 +3,7 @@ SeparableConv2D, SeparableConv1D, Conv2DTranspose, Conv1DTranspose, Conv3DTransp
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -943,9 +944,14 @@ class Conv2DTranspose(Layer):
         Seeds the initializers (a fastlayers extension).
     kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
         Training only; ignored.
+    groups : int
+        PyTorch's ``ConvTranspose2d`` groups, a fastlayers extension (Keras's layer has
+        none; ``from_torch`` uses it): dividing filters and the input channels; group g of
+        the input channels makes group g of the filters. Not on Conv3DTranspose.
 
     Weights: ``kernel`` (kh, kw, filters, in_channels) (Keras's order for this layer:
-    filters first), then ``bias`` (filters,) if use_bias.
+    filters first; (kh, kw, filters // groups, in_channels) with groups), then ``bias``
+    (filters,) if use_bias.
 
     Call: ``layer(inputs)`` with inputs (N, H, W, C) (channels_last) or (N, C, H, W)
     (channels_first); returns float32 (N, OH, OW, filters) or (N, filters, OH, OW). On the
@@ -964,6 +970,7 @@ class Conv2DTranspose(Layer):
         "use_bias",
         "kernel_initializer",
         "bias_initializer",
+        "groups",
         "seed",
     )
     call_weights = ("kernel", "bias")
@@ -984,6 +991,7 @@ class Conv2DTranspose(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        groups: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -991,6 +999,12 @@ class Conv2DTranspose(Layer):
         rank = self.input_rank - 2  # spatial axes: 2, or 1 for Conv1DTranspose
         _conv_arguments(self, filters, kernel_size, strides, padding, data_format, dilation_rate,
                         activation, rank=rank)
+        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+            raise TypeError(f"{owner}: groups must be an int, got {type(groups).__name__}")
+        if groups < 1 or self.filters % groups or (groups > 1 and rank > 2):
+            raise ValueError(f"{owner}: groups must be >= 1 and divide filters ({self.filters})"
+                             f"{'' if rank <= 2 else ', and 1 in 3D'}, got {groups}")
+        self.groups = int(groups)
         if output_padding is not None:
             output_padding = V.int_tuple(output_padding, owner, "output_padding", n=rank,
                                          minimum=0)
@@ -1009,7 +1023,8 @@ class Conv2DTranspose(Layer):
     def _weight_specs(self, input_shape):
         c = None if input_shape is None else input_shape[self._channel_axis()]
         specs = [
-            weight_spec("kernel", (*self.kernel_size, self.filters, c), self.kernel_initializer)
+            weight_spec("kernel", (*self.kernel_size, self.filters // self.groups, c),
+                        self.kernel_initializer)
         ]
         if self.use_bias:
             specs.append(weight_spec("bias", (self.filters,), self.bias_initializer))
@@ -1028,6 +1043,9 @@ class Conv2DTranspose(Layer):
                 f"{self._owner()}: the number of input channels must be known, got "
                 f"input_shape {input_shape}"
             )
+        if input_shape[self._channel_axis()] % self.groups:
+            raise ValueError(f"{self._owner()}: groups ({self.groups}) must divide the input "
+                             f"channels, got input_shape {input_shape}")
         self._create_weights(input_shape)
 
     def _input_shape_from_weights(self, shapes):
@@ -1038,9 +1056,10 @@ class Conv2DTranspose(Layer):
         return (None,) * (rank - 1) + (c,)
 
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        return _call_image_conv(self, inputs, V.check_conv2d_transpose, F.run_conv2d_transpose,
-                                self.strides, self.padding, self.output_padding,
-                                self.dilation_rate)
+        return _call_image_conv(
+            self, inputs, functools.partial(V.check_conv2d_transpose, groups=self.groups),
+            F.run_conv2d_transpose, self.strides, self.padding, self.output_padding,
+            self.dilation_rate)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         got = _symbolic_geometry(self, shape)
@@ -1051,10 +1070,11 @@ class Conv2DTranspose(Layer):
             self._owner(), nhwc, kernel.shape, self.strides, self.padding, self.output_padding,
             self.dilation_rate,
         )
-        return _symbolic_out(self, shape[0], geometry[3], kernel.shape[2])
+        return _symbolic_out(self, shape[0], geometry[3], kernel.shape[2] * self.groups)
 
     def _pack(self):  # one conv2d per output phase, the bias folded in
-        return pack_conv2d_transpose(self._weight("kernel"), self._weight("bias"), self.strides)
+        return pack_conv2d_transpose(self._weight("kernel"), self._weight("bias"), self.strides,
+                                     self.groups)
 
     def _config_changed(self, name: str) -> None:
         if name == "strides" and self.built:  # the phases depend on the strides
@@ -1088,11 +1108,12 @@ class Conv1DTranspose(Conv2DTranspose):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        groups: int = 1,
         **kwargs: Any,
     ) -> None:  # Conv2DTranspose's, with Keras's 1D defaults
         super().__init__(filters, kernel_size, strides, padding, output_padding, data_format,
                          dilation_rate, activation, use_bias, kernel_initializer,
-                         bias_initializer, **kwargs)
+                         bias_initializer, groups, **kwargs)
 
     def _two_d(self):
         """(strides, output_padding, dilation) of the Conv2DTranspose of height 1."""
@@ -1116,7 +1137,8 @@ class Conv1DTranspose(Conv2DTranspose):
             )
         strides, out_pad, dilation = self._two_d()
         a = V.check_conv2d_transpose(x[:, None], kernel[None], bias, strides, self.padding,
-                                     out_pad, dilation, act, op=owner, x_name="inputs")
+                                     out_pad, dilation, act, op=owner, x_name="inputs",
+                                     groups=self.groups)
         y = _channels_back(F.run_conv2d_transpose(a, self._packed)[:, 0], channels_first)
         return _activate_after(y, after)
 
@@ -1134,12 +1156,12 @@ class Conv1DTranspose(Conv2DTranspose):
                                                   self.dilation_rate[0], self.padding, op)
         if length < 1:
             return None
-        f = kernel.shape[1]
+        f = kernel.shape[1] * self.groups
         return (shape[0], f, length) if cf else (shape[0], length, f)
 
     def _pack(self):
         return pack_conv2d_transpose(self._weight("kernel")[None], self._weight("bias"),
-                                     self._two_d()[0])
+                                     self._two_d()[0], self.groups)
 
 
 class Conv3DTranspose(Conv2DTranspose):
