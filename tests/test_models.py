@@ -144,6 +144,41 @@ def test_predict_batches_and_concatenates(capsys):
         mdl.predict(x, batch_size=0)
 
 
+def test_predict_progress_and_verbose_values(capsys, monkeypatch):
+    """verbose as Keras takes it: 1 / True / "auto" a bar on stderr, redrawn at most every
+    0.1 s (it was redrawn for every batch: 625 updates for 20,000 rows), with an estimate of
+    the time left; 2 one line at the end; 0 / False / None / "silent" nothing; anything else
+    a ValueError (it was taken as 1)."""
+    from fastlayers.models import base
+
+    mdl = _small_model()
+    x = np.zeros((50, 3), np.float32)
+    clock = iter(np.arange(0.0, 100.0, 0.04))  # each batch "takes" 0.04 s
+    monkeypatch.setattr(base.time, "perf_counter", lambda: float(next(clock)))
+    mdl.predict(x, batch_size=1, verbose="auto")
+    err = capsys.readouterr().err
+    draws = err.count("\r")
+    assert err.endswith("50/50 [" + "=" * 30 + "] 2.0s\n")
+    assert 15 <= draws <= 25 and "ETA" in err  # every 0.1 s of 2 s, not 50 times
+    monkeypatch.undo()
+    mdl.predict(x, batch_size=7, verbose=2)
+    err = capsys.readouterr().err
+    assert err.startswith("8/8 - ") and err.count("\n") == 1 and "[" not in err
+    for quiet in (0, False, None, "silent"):
+        mdl.predict(x, verbose=quiet)
+    assert capsys.readouterr().err == ""
+    for bad in (3, -1, "bogus", 1.0):
+        with pytest.raises(ValueError, match="verbose must be"):
+            mdl.predict(x, verbose=bad)
+
+
+@pytest.mark.parametrize("bad", ["abc", None, np.array(["a", "b"]), [None, None]])
+def test_predict_of_something_not_an_array(bad):
+    """predict("abc") said the inputs' batch sizes differ (ValueError); it names the type."""
+    with pytest.raises(TypeError, match="predict takes arrays of real numbers"):
+        _small_model().predict(bad)
+
+
 def test_nested_lists_as_the_input_of_a_one_input_model():
     mdl = _small_model()
     rows = [[1.0, 2.0, 1.0], [0.5, -1.0, 2.0]]

@@ -233,11 +233,13 @@ class BaseModel(Layer):
         """Run the model over ``x`` in batches of ``batch_size`` (32 by default, as in
         Keras) and concatenate the results along the batch axis.
 
-        ``x`` has the structure ``model(x)`` takes. ``verbose`` (1, True or "auto")
-        prints a progress bar to stderr. The input is converted one batch at a time (an
-        ``np.memmap`` larger than memory streams through), but the outputs are kept: after
-        the first batch, a ValueError if their total for all rows, projected from that
-        batch, would exceed 2**36 elements (docs/semantics.md §1).
+        ``x`` has the structure ``model(x)`` takes. ``verbose``, as Keras's: 0, False,
+        None or "silent" (the default 0) print nothing; 1, True or "auto" a progress bar to
+        stderr (batches done, elapsed time and an estimate of the time left, redrawn at most
+        ten times a second); 2 one line when done. The input is converted one batch at a
+        time (an ``np.memmap`` larger than memory streams through), but the outputs are
+        kept: after the first batch, a ValueError if their total for all rows, projected
+        from that batch, would exceed 2**36 elements (docs/semantics.md §1).
         """
         # a Python int: a NumPy one (np.uint64(2**63)) would overflow in the step arithmetic
         batch_size = 32 if batch_size is None else _positive_int(batch_size, self._owner(),
@@ -247,7 +249,13 @@ class BaseModel(Layer):
         arrays = _leaves(x)
         if not arrays:
             raise ValueError(f"{self._owner()}: predict got no input arrays")
+        given = arrays
         arrays = [np.asarray(a) for a in arrays]
+        for a, g in zip(arrays, given):
+            if a.dtype.kind not in "biuf":  # (as the call would refuse it, before slicing)
+                raise TypeError(f"{self._owner()}: predict takes arrays of real numbers, got "
+                                f"{type(g).__name__}" + (f" of dtype {a.dtype}"
+                                                         if isinstance(g, np.ndarray) else ""))
         n = arrays[0].shape[0] if arrays[0].ndim else 0
         for a in arrays:
             if a.ndim == 0 or a.shape[0] != n:
@@ -255,9 +263,9 @@ class BaseModel(Layer):
                     f"{self._owner()}: predict needs every input to have the same batch size; "
                     f"got shapes {[b.shape for b in arrays]}"
                 )
-        show = verbose not in (0, False, None, "silent")
+        mode = _verbosity(verbose, self._owner())
         steps = max(1, -(-n // batch_size))
-        bar = _Progress(steps, sys.stderr) if show else None
+        bar = _Progress(steps, sys.stderr, one_line=mode == 2) if mode else None
         results: list[list[np.ndarray]] = []
         structure: Any = None
         for step in range(steps):
@@ -377,18 +385,45 @@ def _rebuild(template: Any, values: list[Any]) -> Any:
     return walk(template)
 
 
-class _Progress:
-    """A one-line progress bar: ``3/10 [=====>......] 0.4s``."""
+def _verbosity(verbose: Any, owner: str) -> int:
+    """predict's ``verbose`` as Keras takes it: 0 (0, False, None, "silent"), 1 (1, True,
+    "auto": the bar) or 2 (one line at the end); anything else is a ValueError."""
+    if verbose is None or isinstance(verbose, (bool, np.bool_)):
+        return int(bool(verbose))
+    if isinstance(verbose, str) and verbose in ("silent", "auto"):
+        return 0 if verbose == "silent" else 1
+    if isinstance(verbose, (int, np.integer)) and 0 <= verbose <= 2:
+        return int(verbose)
+    raise ValueError(f"{owner}: predict's verbose must be 0, 1, 2, True, False, None, "
+                     f"'auto' or 'silent', got {verbose!r}")
 
-    def __init__(self, total: int, stream: Any, width: int = 30):
+
+class _Progress:
+    """A one-line progress bar, ``3/10 [=====>......] 0.4s, ETA 0.9s``, redrawn at most every
+    ``interval`` seconds (and at the end); with ``one_line``, only the final ``10/10 - 1.3s``."""
+
+    def __init__(self, total: int, stream: Any, width: int = 30, interval: float = 0.1,
+                 one_line: bool = False):
         self.total, self.stream, self.width = total, stream, width
+        self.interval, self.one_line = interval, one_line
         self.start = time.perf_counter()
+        self.drawn = -float("inf")
 
     def update(self, done: int) -> None:
-        filled = int(self.width * done / self.total)
-        arrow = ">" if done < self.total else "="
-        bar = "=" * max(0, filled - 1) + (arrow if filled else "") + "." * (self.width - filled)
-        elapsed = time.perf_counter() - self.start
-        end = "\n" if done == self.total else ""
-        self.stream.write(f"\r{done}/{self.total} [{bar}] {elapsed:.1f}s{end}")
+        now = time.perf_counter()
+        last = done == self.total
+        if not last and (self.one_line or now - self.drawn < self.interval):
+            return
+        self.drawn = now
+        elapsed = now - self.start
+        if self.one_line:
+            self.stream.write(f"{done}/{self.total} - {elapsed:.1f}s\n")
+        else:
+            filled = int(self.width * done / self.total)
+            arrow = ">" if not last else "="
+            bar = ("=" * max(0, filled - 1) + (arrow if filled else "")
+                   + "." * (self.width - filled))
+            eta = "" if last or done == 0 else f", ETA {elapsed * (self.total - done) / done:.1f}s"
+            self.stream.write(f"\r{done}/{self.total} [{bar}] {elapsed:.1f}s{eta}"
+                              + ("\n" if last else ""))
         self.stream.flush()
