@@ -1280,3 +1280,18 @@ def test_spectral_normalization_wraps_a_kernel_layer(rng):
         SpectralNormalization(Embedding(5, 2))
     with pytest.raises(ValueError, match="power_iterations"):
         SpectralNormalization(Dense(2), power_iterations=0)
+
+
+def test_signatures_show_the_parameters():
+    """help() and IDEs see the constructors' and activations' parameters (LSTM and GRU
+    showed (*args, unit_forget_bias=True, **kwargs), gelu (x, *args, **kwargs))."""
+    import inspect
+
+    for cls, own in ((fastlayers.layers.LSTM, "unit_forget_bias"),
+                     (fastlayers.layers.GRU, "reset_after")):
+        params = inspect.signature(cls).parameters
+        assert list(params)[:2] == ["units", "activation"]
+        assert {"return_sequences", "go_backwards", own} <= set(params)
+    assert list(inspect.signature(fastlayers.activations.gelu).parameters) == ["x", "approximate"]
+    assert str(inspect.signature(fastlayers.activations.relu)) == (
+        "(x, negative_slope=0.0, max_value=None, threshold=0.0)")

@@ -251,7 +251,7 @@ def max_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Set the number of threads the C++ kernels use (the NumPy path uses NumPy's BLAS).
 
-    ``n`` is an integer from 1 to :func:`max_threads` (4 x the CPUs this process may use);
+    ``n`` is an integer from 1 to 4 x the CPUs this process may use (``_backend.max_threads()``);
     anything else raises ValueError (TypeError for a non-integer).
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):

@@ -18,6 +18,7 @@ and ``glu`` run in NumPy.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import numpy as np
@@ -128,6 +129,12 @@ def _elementwise(name):
         return y.copy() if np.may_share_memory(a, y) else y
 
     fn.__name__ = fn.__qualname__ = name
+    # What help() and IDEs show: Keras's parameters by name (the function takes them
+    # positionally in that order, or by keyword)
+    fn.__signature__ = inspect.Signature(
+        [inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
+           for k, d in spec])
     params = "".join(f", {k}={d!r}" for k, d in spec)
     fn.__doc__ = (f"``{name}(x{params})``: Keras's ``{name}`` activation, elementwise: a "
                   "float32 array in, the same shape out (docs/semantics.md §2)."

@@ -5234,7 +5234,7 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
         torch is not installed (``pip install "fastlayers[torch]"``).
     TorchConversionError
         (a NotImplementedError) listing every module and call that does not convert,
-        by qualified name, e.g. ``layer3.0.act (torch.nn.Softmin)``.
+        by qualified name, e.g. ``layer3.0.pool (torch.nn.FractionalMaxPool2d)``.
 
     What converts is listed in docs/semantics.md §24.
     """

@@ -229,7 +229,8 @@ def _masked_extremum(op: Any, owner: str, xs: list[np.ndarray],
 class Add(_Merge):
     """Keras ``Add``: the elementwise sum of a list of inputs (summed left to right).
 
-    Call: ``layer([x1, x2, ...])``, each (batch, ...), shapes as in the module docstring;
+    Call: ``layer([x1, x2, ...])``, each (batch, ...) with one batch size, the other axes
+    broadcasting as in NumPy (an input of lower rank gets size-1 axes after the batch axis);
     returns float32 of the broadcast shape. No weights. NumPy on every backend.
     """
 
@@ -242,8 +243,9 @@ class Add(_Merge):
 class Subtract(_Merge):
     """Keras ``Subtract``: ``inputs[0] - inputs[1]`` (exactly two inputs).
 
-    Call: ``layer([x1, x2])``; returns float32 of the broadcast shape. No weights. NumPy on
-    every backend.
+    Call: ``layer([x1, x2])``, each (batch, ...) with one batch size, the other axes
+    broadcasting as in NumPy (as Add); returns float32 of the broadcast shape. No weights. NumPy
+    on every backend.
     """
 
     _exactly = 2
@@ -257,8 +259,9 @@ class Multiply(_Merge):
     """Keras ``Multiply``: the elementwise product of a list of inputs.
 
     With masks, a masked entry counts as 1; when every input has a mask, entries masked in
-    all inputs are 0 (Keras's rule). Call: ``layer([x1, x2, ...], mask=None)``; returns
-    float32 of the broadcast shape. No weights. NumPy on every backend.
+    all inputs are 0 (Keras's rule). Call: ``layer([x1, x2, ...], mask=None)``, each
+    (batch, ...) with one batch size, the other axes broadcasting as in NumPy (as Add);
+    returns float32 of the broadcast shape. No weights. NumPy on every backend.
     """
 
     _chain = np.multiply
@@ -284,8 +287,9 @@ class Multiply(_Merge):
 class Average(_Merge):
     """Keras ``Average``: the sum of the inputs (left to right) divided by their number.
 
-    Call: ``layer([x1, x2, ...])``; returns float32 of the broadcast shape. No weights.
-    NumPy on every backend.
+    Call: ``layer([x1, x2, ...])``, each (batch, ...) with one batch size, the other axes
+    broadcasting as in NumPy (as Add); returns float32 of the broadcast shape. No weights. NumPy
+    on every backend.
     """
 
     def _merge(self, xs, masks):
@@ -299,8 +303,9 @@ class Maximum(_Merge):
     """Keras ``Maximum``: the elementwise maximum of a list of inputs.
 
     With masks, a masked entry is replaced by the value of the others (Keras's rule).
-    Call: ``layer([x1, x2, ...], mask=None)``; returns float32 of the broadcast shape. No
-    weights. NumPy on every backend.
+    Call: ``layer([x1, x2, ...], mask=None)``, each (batch, ...) with one batch size, the other
+    axes broadcasting as in NumPy (as Add); returns float32 of the broadcast shape. No weights.
+    NumPy on every backend.
     """
 
     _chain = np.maximum
@@ -314,8 +319,9 @@ class Maximum(_Merge):
 class Minimum(_Merge):
     """Keras ``Minimum``: the elementwise minimum of a list of inputs (masks as Maximum).
 
-    Call: ``layer([x1, x2, ...], mask=None)``; returns float32 of the broadcast shape. No
-    weights. NumPy on every backend.
+    Call: ``layer([x1, x2, ...], mask=None)``, each (batch, ...) with one batch size, the other
+    axes broadcasting as in NumPy (as Add); returns float32 of the broadcast shape. No weights.
+    NumPy on every backend.
     """
 
     _chain = np.minimum
@@ -554,40 +560,56 @@ def _l2_normalize(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def add(inputs: Any, **kwargs: Any) -> Any:
-    """``Add(**kwargs)(inputs)`` (Keras ``keras.layers.add``)."""
+    """``Add(**kwargs)(inputs)`` (Keras ``keras.layers.add``): ``inputs`` a list of
+    arrays (batch, ...) that broadcast as :class:`Add` says; returns float32 of the
+    broadcast shape."""
     return Add(**kwargs)(inputs)
 
 
 def subtract(inputs: Any, **kwargs: Any) -> Any:
-    """``Subtract(**kwargs)(inputs)`` (Keras ``keras.layers.subtract``)."""
+    """``Subtract(**kwargs)(inputs)`` (Keras ``keras.layers.subtract``): ``inputs`` a list of
+    arrays (batch, ...) that broadcast as :class:`Subtract` says; returns float32 of the
+    broadcast shape."""
     return Subtract(**kwargs)(inputs)
 
 
 def multiply(inputs: Any, **kwargs: Any) -> Any:
-    """``Multiply(**kwargs)(inputs)`` (Keras ``keras.layers.multiply``)."""
+    """``Multiply(**kwargs)(inputs)`` (Keras ``keras.layers.multiply``): ``inputs`` a list of
+    arrays (batch, ...) that broadcast as :class:`Multiply` says; returns float32 of the
+    broadcast shape."""
     return Multiply(**kwargs)(inputs)
 
 
 def average(inputs: Any, **kwargs: Any) -> Any:
-    """``Average(**kwargs)(inputs)`` (Keras ``keras.layers.average``)."""
+    """``Average(**kwargs)(inputs)`` (Keras ``keras.layers.average``): ``inputs`` a list of
+    arrays (batch, ...) that broadcast as :class:`Average` says; returns float32 of the
+    broadcast shape."""
     return Average(**kwargs)(inputs)
 
 
 def maximum(inputs: Any, **kwargs: Any) -> Any:
-    """``Maximum(**kwargs)(inputs)`` (Keras ``keras.layers.maximum``)."""
+    """``Maximum(**kwargs)(inputs)`` (Keras ``keras.layers.maximum``): ``inputs`` a list of
+    arrays (batch, ...) that broadcast as :class:`Maximum` says; returns float32 of the
+    broadcast shape."""
     return Maximum(**kwargs)(inputs)
 
 
 def minimum(inputs: Any, **kwargs: Any) -> Any:
-    """``Minimum(**kwargs)(inputs)`` (Keras ``keras.layers.minimum``)."""
+    """``Minimum(**kwargs)(inputs)`` (Keras ``keras.layers.minimum``): ``inputs`` a list of
+    arrays (batch, ...) that broadcast as :class:`Minimum` says; returns float32 of the
+    broadcast shape."""
     return Minimum(**kwargs)(inputs)
 
 
 def concatenate(inputs: Any, axis: int = -1, **kwargs: Any) -> Any:
-    """``Concatenate(axis, **kwargs)(inputs)`` (Keras ``keras.layers.concatenate``)."""
+    """``Concatenate(axis, **kwargs)(inputs)`` (Keras ``keras.layers.concatenate``):
+    ``inputs`` a list of arrays of one rank whose shapes agree but along ``axis``; returns
+    float32 with the sizes along ``axis`` added."""
     return Concatenate(axis=axis, **kwargs)(inputs)
 
 
 def dot(inputs: Any, axes: Any = -1, normalize: bool = False, **kwargs: Any) -> Any:
-    """``Dot(axes, normalize, **kwargs)(inputs)`` (Keras ``keras.layers.dot``)."""
+    """``Dot(axes, normalize, **kwargs)(inputs)`` (Keras ``keras.layers.dot``): ``inputs``
+    [x, y], each (batch, ...), rank >= 2; the batched dot product over ``axes`` (one axis
+    of each, or one for both), with ``normalize`` the cosine; shapes as :class:`Dot`."""
     return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

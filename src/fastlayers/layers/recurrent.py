@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -200,6 +201,16 @@ class _RNN(Layer):
     reset_state = reset_states
 
 
+def _rnn_signature(name: str, default: Any) -> inspect.Signature:
+    """_RNN.__init__'s signature with one more keyword-only parameter (LSTM's and GRU's
+    constructors take their own by keyword and pass the rest on)."""
+    sig = inspect.signature(_RNN.__init__)
+    params = list(sig.parameters.values())
+    extra = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                              annotation="bool")
+    return sig.replace(parameters=params[:-1] + [extra] + params[-1:])
+
+
 class LSTM(_RNN):
     """Long short-term memory layer (Keras ``LSTM``); gate blocks ordered [i | f | c | o].
 
@@ -243,6 +254,8 @@ class LSTM(_RNN):
     def __init__(self, *args: Any, unit_forget_bias: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unit_forget_bias = _bool(unit_forget_bias, type(self).__name__, "unit_forget_bias")
+
+    __init__.__signature__ = _rnn_signature("unit_forget_bias", True)  # what help() shows
 
     def _bias_spec(self):
         u = self.units
@@ -297,6 +310,8 @@ class GRU(_RNN):
     def __init__(self, *args: Any, reset_after: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reset_after = _bool(reset_after, type(self).__name__, "reset_after")
+
+    __init__.__signature__ = _rnn_signature("reset_after", True)  # what help() shows
 
     def _bias_spec(self):
         shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
