@@ -1295,3 +1295,49 @@ def test_signatures_show_the_parameters():
     assert list(inspect.signature(fastlayers.activations.gelu).parameters) == ["x", "approximate"]
     assert str(inspect.signature(fastlayers.activations.relu)) == (
         "(x, negative_slope=0.0, max_value=None, threshold=0.0)")
+
+
+def test_stacked_rnn_is_its_layers_one_after_the_other(rng):
+    """fl.layers.StackedRNN (Keras's RNN of StackedRNNCells): the cells' layers one after
+    the other over the whole sequence, the mask passed to each, go_backwards reversing the
+    time once; states as Keras nests them; zero_output_for_mask; bad arguments."""
+    from fastlayers.layers import GRU, LSTM, Dense, SimpleRNN, StackedRNN
+
+    x = rng.standard_normal((3, 7, 4)).astype(np.float32)
+    mask = np.ones((3, 7), bool)
+    mask[0, 5:] = False
+    mask[2, 2] = False
+    cells = [LSTM(5, name="a"), GRU(3, name="b"), SimpleRNN(2, name="c")]
+    stack = StackedRNN(cells, return_sequences=True, return_state=True, go_backwards=True,
+                       zero_output_for_mask=True)
+    stack.build(x.shape)
+    weights = [rng.standard_normal(w.shape).astype(np.float32) * 0.5
+               for w in stack.get_weights()]
+    stack.set_weights(weights)
+    out, (h1, c1), h2, h3 = stack(x, mask=mask)
+    # the same layers, one after the other on the reversed sequence
+    h, m, states, at = x[:, ::-1], mask[:, ::-1], [], 0
+    for cls, units in ((LSTM, 5), (GRU, 3), (SimpleRNN, 2)):
+        layer = cls(units, return_sequences=True, return_state=True)
+        n = len(layer._weight_names())
+        layer.set_weights(weights[at:at + n])
+        at += n
+        h, *st = layer(np.ascontiguousarray(h), mask=np.ascontiguousarray(m))
+        states += st
+    np.testing.assert_array_equal(out, np.where(m[:, :, None], h, 0.0))
+    for got, want in zip((h1, c1, h2, h3), states, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert stack.count_params() == sum(w.size for w in weights)
+    assert stack.compute_mask(x, mask) == [mask, None, None, None, None]
+    last, whole = StackedRNN(cells), StackedRNN(cells, return_sequences=True)
+    last.set_weights(weights)
+    whole.set_weights(weights)
+    np.testing.assert_array_equal(last(x, mask=mask), whole(x, mask=mask)[:, -1])
+    with pytest.raises(TypeError, match="non-empty list"):
+        StackedRNN(LSTM(2))
+    with pytest.raises(ValueError, match="LSTM, GRU or SimpleRNN"):
+        StackedRNN([LSTM(2), Dense(3)])
+    with pytest.raises(ValueError, match="names must differ"):
+        StackedRNN([LSTM(2, name="x"), GRU(2, name="x")])
+    with pytest.raises(ValueError, match="4 states"):
+        stack(x, initial_state=[np.zeros((3, 5), np.float32)])

@@ -36,11 +36,75 @@ def test_rnn_of_a_cell_is_the_cells_layer(tmp_path):
     np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
 
 
-def test_stacked_cells_are_refused_with_the_reason(tmp_path):
+def _flat(out):
+    return [a for o in out for a in _flat(o)] if isinstance(out, (list, tuple)) else [out]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpp"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_stacked_cells(tmp_path, backend, return_sequences, go_backwards, fmt):
+    """RNN(StackedRNNCells([LSTMCell, GRUCell, LSTMCell])) with a Masking layer's mask, its
+    states returned as Keras nests them ((output, [h, c], h, [h, c])), the sequence's mask
+    reaching a pooling after it (it was refused): a StackedRNN of the cells' layers."""
+    if backend == "cpp" and fl._backend._core is None:
+        pytest.skip("the C++ path is not in this run")
+    rng = np.random.default_rng(int(return_sequences) * 2 + int(go_backwards))
+    x = rng.standard_normal((3, 6, 4)).astype(np.float32)
+    x[0, 4:] = 0.0
+    x[1, 1] = 0.0  # a masked step inside the sequence
+    inp = keras.Input((6, 4))
+    cells = [keras.layers.LSTMCell(5), keras.layers.GRUCell(3, reset_after=False),
+             keras.layers.LSTMCell(2)]
+    out = keras.layers.RNN(keras.layers.StackedRNNCells(cells), return_state=True,
+                           return_sequences=return_sequences,
+                           go_backwards=go_backwards)(keras.layers.Masking(0.0)(inp))
+    pooled = (keras.layers.GlobalAveragePooling1D()(out[0]) if return_sequences
+              else keras.layers.Dense(2)(out[0]))
+    kmodel = keras.Model(inp, [pooled, out])
+    for w in kmodel.weights:
+        w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.5)
+    want = kmodel.predict(x, verbose=0)
+    model = fl.load_model(_save(kmodel, tmp_path / f"stacked.{fmt}"))
+    assert isinstance(model.get_layer(kmodel.layers[2].name), L.StackedRNN)
+    with fl.use_backend(backend):
+        got = model.predict(x)
+    assert isinstance(got[1][1], list) and isinstance(got[1][2], np.ndarray)  # [h, c], h
+    for a, b in zip(_flat(got), _flat(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_cells_initial_state_and_zero_output(tmp_path):
+    """initial_state per cell (nested as Keras takes it), zero_output_for_mask set, against
+    Keras."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    x[1, 3:] = 0.0
+    inp, h0, c0, g0 = (keras.Input((5, 3)), keras.Input((4,)), keras.Input((4,)),
+                       keras.Input((2,)))
+    rnn = keras.layers.RNN(keras.layers.StackedRNNCells(
+        [keras.layers.LSTMCell(4), keras.layers.SimpleRNNCell(2)]), return_sequences=True,
+        zero_output_for_mask=True)
+    kmodel = keras.Model([inp, h0, c0, g0], rnn(keras.layers.Masking(0.0)(inp),
+                                                initial_state=[[h0, c0], g0]))
+    for w in kmodel.weights:
+        w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.5)
+    xs = [x] + [rng.standard_normal((2, n)).astype(np.float32) for n in (4, 4, 2)]
+    want = kmodel.predict(xs, verbose=0)
+    model = fl.load_model(_save(kmodel, tmp_path / "stacked_init.keras"))
+    got = model.predict(xs)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_cells_refused_with_the_reason(tmp_path):
+    """A Bidirectional of a stack is refused (fastlayers' wraps LSTM, GRU, SimpleRNN)."""
     inp = keras.Input((4, 3))
-    cells = keras.layers.StackedRNNCells([keras.layers.LSTMCell(4), keras.layers.LSTMCell(2)])
-    path = _save(keras.Model(inp, keras.layers.RNN(cells)(inp)), tmp_path / "stacked.keras")
-    with pytest.raises(NotImplementedError, match="StackedRNNCells cell"):
+    stacked = keras.layers.RNN(keras.layers.StackedRNNCells(
+        [keras.layers.LSTMCell(4), keras.layers.LSTMCell(2)]))
+    path = _save(keras.Model(inp, keras.layers.Bidirectional(stacked)(inp)),
+                 tmp_path / "bidirectional_stacked.keras")
+    with pytest.raises(NotImplementedError, match="Bidirectional"):
         fl.load_model(path)
 
 

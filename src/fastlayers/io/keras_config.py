@@ -294,6 +294,18 @@ def _check_origin(cfg: dict) -> str | None:
     if cls == "RNN" and module in (None, "keras.layers"):
         cell = (cfg.get("config") or {}).get("cell")
         name = cell.get("class_name") if isinstance(cell, dict) else None
+        if name == "StackedRNNCells" and cell.get("module") in (None, "keras.layers"):
+            cells = (cell.get("config") or {}).get("cells")
+            if not isinstance(cells, list) or not cells:
+                return "a StackedRNNCells cell without cells"
+            for inner in cells:
+                inner_name = inner.get("class_name") if isinstance(inner, dict) else None
+                if inner_name not in _RNN_CELLS:
+                    return (f"a StackedRNNCells of a {inner_name or 'custom'} cell (fastlayers "
+                            f"stacks {', '.join(_RNN_CELLS)})")
+                if inner.get("module") not in (None, "keras.layers"):
+                    return _check_origin(inner)
+            return None
         if name not in _RNN_CELLS:
             return (f"an RNN over a {name or 'custom'} cell (fastlayers has the RNN of "
                     f"{', '.join(_RNN_CELLS)}: the LSTM, GRU and SimpleRNN layers)")
@@ -389,8 +401,29 @@ def _rnn_as_layer(cfg: dict) -> dict:
     return {"class_name": _RNN_CELLS[cell["class_name"]], "config": merged}
 
 
+def _stacked_rnn(cfg: dict) -> Any:
+    """An ``RNN(StackedRNNCells([...]))`` config as a StackedRNN of the cells' layers."""
+    config = dict(cfg.get("config") or {})
+    cell = config.pop("cell")
+    if config.get("stateful"):
+        raise Unsupported("stateful=True")
+    cells = [make_layer({"class_name": _RNN_CELLS[c["class_name"]],
+                         "config": _object(c.get("config", {}), "a stacked cell's config")})
+             for c in cell["config"]["cells"]]
+    try:
+        return L.StackedRNN(cells, name=config.get("name"),
+                            **{k: bool(config.get(k, False)) for k in (
+                                "return_sequences", "return_state", "go_backwards",
+                                "zero_output_for_mask")})
+    except (NotImplementedError, ValueError, TypeError) as e:
+        raise Unsupported(str(e)) from None
+
+
 def make_layer(cfg: dict) -> Any:
     """A fastlayers layer (unbuilt) from one Keras layer config."""
+    if cfg["class_name"] == "RNN" and (cfg.get("config") or {}).get("cell", {}).get(
+            "class_name") == "StackedRNNCells":
+        return _stacked_rnn(cfg)
     if cfg["class_name"] == "RNN":
         cfg = _rnn_as_layer(cfg)
     cls = LAYER_CLASSES[cfg["class_name"]]

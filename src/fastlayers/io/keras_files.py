@@ -302,6 +302,16 @@ def _layer_paths(model: BaseModel, f: Any, path: str) -> list[tuple[Any, str]]:
 def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
     if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN, L.ConvLSTM1D, L.ConvLSTM2D)):
         return _vars(f, f"{path}/cell", used)
+    if isinstance(layer, L.StackedRNN):
+        # RNN(StackedRNNCells): each cell's vars under cells/<its class, snake case, counted
+        # per class as Keras's object walk names them>: lstm_cell, lstm_cell_1, gru_cell ...
+        counts: dict[str, int] = {}
+        arrays = []
+        for c in layer.cells:
+            base = _snake_case(type(c).__name__ + "Cell")
+            n = counts[base] = counts.get(base, -1) + 1
+            arrays += _vars(f, f"{path}/cell/cells/{base}" + (f"_{n}" if n else ""), used)
+        return arrays
     if isinstance(layer, L.Bidirectional):
         return (_vars(f, f"{path}/forward_layer/cell", used)
                 + _vars(f, f"{path}/backward_layer/cell", used))

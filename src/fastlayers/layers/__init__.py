@@ -169,7 +169,7 @@ from .preprocessing import (
     Resizing,
     Solarization,
 )
-from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, StackedRNN
 from .regularization import (
     ActivityRegularization,
     AlphaDropout,
@@ -270,6 +270,7 @@ __all__ = [
     "Permute",
     "RepeatVector",
     "SpectralNormalization",
+    "StackedRNN",
     "TimeDistributed",
     # convolution, pooling, padding and cropping
     "Conv1D",

@@ -1,4 +1,5 @@
-"""Recurrent layers: LSTM, GRU, SimpleRNN and the Bidirectional wrapper."""
+"""Recurrent layers: LSTM, GRU, SimpleRNN, the Bidirectional wrapper, and StackedRNN (Keras's
+RNN of StackedRNNCells)."""
 
 from __future__ import annotations
 
@@ -630,3 +631,182 @@ class Bidirectional(Layer):
 
 def _remove_prefix(text: str, prefix: str) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+class StackedRNN(Layer):
+    """Keras's ``RNN(StackedRNNCells([...]))``: cells run one after the other at each time
+    step, as a stack of LSTM, GRU and SimpleRNN layers over the whole sequence.
+
+    Parameters
+    ----------
+    cells : list of LSTM, GRU or SimpleRNN
+        One layer per Keras cell, in order (a cell's arguments are its layer's: units,
+        activations, use_bias, unit_forget_bias, reset_after). Copies are made from their
+        configs (their weights are not copied, their return_sequences, return_state,
+        go_backwards and masking flags are set here).
+    return_sequences, return_state, go_backwards, zero_output_for_mask : bool
+        As Keras's RNN. With go_backwards the sequence is processed from its end and the
+        returned sequence is in processing order, as in Keras.
+
+    At inference the stack is the same as one layer after the other, each over the whole
+    sequence: at a masked step every cell keeps its state and repeats its previous output,
+    so the next cell, masked at that step too, never reads it.
+
+    Weights: each cell's (``kernel``, ``recurrent_kernel``, ``bias``), cell after cell.
+
+    Call: ``layer(sequences, initial_state=None, mask=None)`` with sequences (batch, time,
+    features), mask bool (batch, time), initial_state the cells' states in order, flat or one
+    entry per cell (an LSTM's [h, c]). Returns the last cell's output ((batch, time, units)
+    with return_sequences, else (batch, units)), or with return_state the tuple (output,
+    states of cell 0, states of cell 1, ...): an LSTM's as the list [h, c], a GRU's and a
+    SimpleRNN's as h alone, as Keras returns them.
+    """
+
+    _keras_class_name = "RNN"  # (Keras's layer: the paths of a .keras file's weights)
+    supports_masking = True
+
+    def __init__(self, cells: Any, return_sequences: bool = False, return_state: bool = False,
+                 go_backwards: bool = False, zero_output_for_mask: bool = False,
+                 **kwargs: Any) -> None:
+        owner = type(self).__name__
+        if isinstance(cells, (Layer, dict)) or not isinstance(cells, (list, tuple)) or not cells:
+            raise TypeError(f"{owner}: cells must be a non-empty list of LSTM, GRU or SimpleRNN "
+                            f"layers, got {type(cells).__name__}")
+        made = []
+        for cell in cells:
+            cell = _deserialize(cell, owner)
+            if not isinstance(cell, _RNN):
+                raise ValueError(f"{owner}: every cell must be an LSTM, GRU or SimpleRNN, got "
+                                 f"{type(cell).__name__}")
+            if cell.stateful:
+                raise NotImplementedError(f"{owner}: stateful cells are not supported")
+            config = cell.get_config()
+            config.update(return_sequences=True, return_state=True, go_backwards=False,
+                          zero_output_for_mask=False)
+            copy = type(cell).from_config(config)
+            copy.trainable = cell.trainable
+            made.append(copy)
+        names = [c.name for c in made]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{owner}: the cells' names must differ, got {names}")
+        super().__init__(**kwargs)
+        self.cells: list[_RNN] = made
+        self.return_sequences = _bool(return_sequences, owner, "return_sequences")
+        self.return_state = _bool(return_state, owner, "return_state")
+        self.go_backwards = _bool(go_backwards, owner, "go_backwards")
+        self.zero_output_for_mask = _bool(zero_output_for_mask, owner, "zero_output_for_mask")
+
+    # ---- weights: each cell's, in order ------------------------------------------------
+    @property
+    def built(self) -> bool:  # type: ignore[override]
+        return all(c.built for c in self.cells)
+
+    @built.setter
+    def built(self, value: bool) -> None:  # the base constructor sets it; derived here
+        pass
+
+    def build(self, sequences_shape: Shape) -> None:
+        """Build the cells: the first for ``sequences_shape``, each next one for the units of
+        the one before."""
+        shape = _shape_tuple(sequences_shape)
+        for cell in self.cells:
+            if not cell.built:
+                cell.build(shape)
+            shape = shape[:-1] + (cell.units,)
+        self._on_weights_set()
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return [w for c in self.cells for w in c.weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w for c in self.cells for w in c.get_weights()]
+
+    def _weight_names(self) -> list[str]:
+        return [f"{c.name}/{n}" for c in self.cells for n in c._weight_names()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        self._check_weight_list(weights)
+        weights = list(weights)
+        try:
+            for cell in self.cells:
+                n = len(cell._weight_names())
+                cell.set_weights(weights[:n])
+                weights = weights[n:]
+        except ValueError as exc:
+            raise ValueError(f"{self._owner()}: {exc}") from None
+        self._on_weights_set()
+
+    def count_params(self) -> int:
+        return sum(c.count_params() for c in self.cells)
+
+    def _sublayers(self) -> list[Layer]:
+        return list(self.cells)
+
+    def _trainable_mask(self) -> list[bool]:
+        return [m for c in self.cells for m in c._trainable_mask()]
+
+    @property
+    def non_trainable_weight_names(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset()
+
+    # ---- call -------------------------------------------------------------------------
+    def _initial_states(self, initial_state: Any) -> list[Any]:
+        """One entry per cell (None: zeros) from a flat or per-cell list."""
+        if initial_state is None:
+            return [None] * len(self.cells)
+        owner = self._owner()
+        if isinstance(initial_state, np.ndarray) or not isinstance(initial_state, (list, tuple)):
+            raise TypeError(f"{owner}: initial_state must be a list of the cells' states, got "
+                            f"{type(initial_state).__name__}")
+        flat = [s for entry in initial_state
+                for s in (entry if isinstance(entry, (list, tuple)) else [entry])]
+        n = sum(c._num_states for c in self.cells)
+        if len(flat) != n:
+            raise ValueError(f"{owner}: initial_state must hold the cells' {n} states (an "
+                             f"LSTM's h and c, a GRU's or SimpleRNN's h), got {len(flat)}")
+        out = []
+        for cell in self.cells:
+            out.append(flat[:cell._num_states])
+            flat = flat[cell._num_states:]
+        return out
+
+    def call(self, sequences: Any, initial_state: Any = None, mask: Any = None,
+             training: Any = None) -> Any:
+        owner = self._owner()
+        x = V.array(sequences, owner, "sequences")
+        V.rank(x, owner, "sequences", 3, "(batch, timesteps, features)")
+        if mask is not None:
+            mask = V.bool_mask(mask, owner, "mask", shape=x.shape[:2])
+        inits = self._initial_states(initial_state)
+        if self.go_backwards:  # processed from the end: each cell runs over the reversed time
+            x = np.ascontiguousarray(x[:, ::-1])
+            mask = None if mask is None else np.ascontiguousarray(mask[:, ::-1])
+        states: list[Any] = []
+        h = x
+        for cell, init in zip(self.cells, inits):
+            h, *st = cell(h, initial_state=init, mask=mask)
+            states.append(list(st) if cell._num_states > 1 else st[0])
+        out = h if self.return_sequences else np.ascontiguousarray(h[:, -1])
+        if self.zero_output_for_mask and mask is not None:  # (mask in processing order)
+            out = np.where(mask[:, :, None] if self.return_sequences else mask[:, -1:], out,
+                           F32(0))
+        return (out, *states) if self.return_state else out
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """As Keras's RNN: the output keeps the (first) mask if return_sequences, else has
+        none; the states have none."""
+        mask = _masking.flatten(mask)[0]
+        out = mask if self.return_sequences else None
+        if not self.return_state:
+            return out
+        return [out] + [None] * sum(c._num_states for c in self.cells)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "cells": [_serialize(c) for c in self.cells],
+                "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "zero_output_for_mask": self.zero_output_for_mask}
+
+    def __repr__(self) -> str:
+        return f"StackedRNN(name={self.name!r}, cells={[c.name for c in self.cells]})"
