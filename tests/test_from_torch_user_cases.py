@@ -2192,3 +2192,39 @@ def test_functional_embedding_bag(any_backend):
             ({"ints": True}, (2, 3), "not a 2-D float parameter or buffer")]:
         with pytest.raises(TorchConversionError, match=message):
             fl.from_torch(Bad(**kw), torch.randint(0, 20, rows))
+
+
+def test_an_input_of_another_kind_of_dtype_than_its_example_is_refused():
+    """A converted model's input takes the example's kind of dtype: a float input floats and
+    ints (cast), an integer one ints, a bool one bools. PyTorch computes something else for
+    another kind (a bool key_padding_mask blocks where a float one is added; float ids are
+    refused): the converted model cast them silently, 0.395 off for the bool mask of a model
+    converted with a float one (audit as a PyTorch user, session 37)."""
+    nn = torch.nn
+
+    class Attend(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x, kpm):
+            return self.m(x, x, x, key_padding_mask=kpm, need_weights=False)[0]
+
+    mod = Attend().eval()
+    x = torch.randn(2, 5, 8)
+    additive = torch.zeros(2, 5)
+    additive[0, 3:] = float("-inf")
+    model = fl.from_torch(mod, (x, additive))
+    with torch.no_grad():
+        want = mod(x, additive).numpy()
+    np.testing.assert_allclose(model(x.numpy(), additive.numpy().astype(np.float64)), want,
+                               rtol=1e-5, atol=1e-5)  # another float width: cast
+    with pytest.raises(TypeError, match="'kpm'.*float32 example.*got bool"):
+        model(x.numpy(), additive.isinf().numpy())
+    table = fl.from_torch(nn.Embedding(10, 3).eval(), torch.tensor([[1, 2]]))
+    np.testing.assert_array_equal(table(np.array([[1, 2]], np.int32)),
+                                  table(np.array([[1, 2]], np.int64)))
+    with pytest.raises(TypeError, match="int64 example.*got float64"):
+        table(np.array([[1.7, 2.2]]))
+    with pytest.raises(TypeError, match="got bool"):
+        table(np.array([[True, False]]))

@@ -6994,6 +6994,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 if axis is not None and axis < len(shape):
                     shape[axis] = None
                 inp = Input(tuple(shape[1:]), dtype=dtype, name=label, batch_size=shape[0])
+                inp.node.layer.accept_same_kind_only()
                 inputs.append(inp)
                 return _T(inp, False)
 
@@ -7004,6 +7005,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 if axis == 1:  # (T, B, F): seq-first
                     shape = (None,) + tuple(shape[1:]) if len(shape) > 1 else (None,)
                 inp = Input(shape, dtype=dtype, name=node.name)
+                inp.node.layer.accept_same_kind_only()
                 inputs.append(inp)
                 value = _T(inp, False)
             env[node] = value

@@ -62,7 +62,21 @@ class InputLayer(Layer):
             raise ValueError(
                 f"input {self.name!r}: expected shape {self.shape} (None = any), got {a.shape}"
             )
+        kinds = self.__dict__.get("_accepted_kinds")
+        if kinds is not None and a.dtype.kind not in kinds:
+            raise TypeError(
+                f"input {self.name!r}: the model was converted with a {self.input_dtype} example "
+                f"for it, got {a.dtype} (PyTorch computes something else for another kind of "
+                "dtype: a bool mask blocks where a float one is added, float ids are refused); "
+                "convert with an example of this dtype")
         return a.astype(self.input_dtype, copy=False)
+
+    def accept_same_kind_only(self) -> None:
+        """Refuse arrays of another kind than the input's dtype (from_torch's inputs, whose
+        meaning depends on it): a float input takes floats and ints (cast), an integer one
+        ints, a bool one bools."""
+        self.__dict__["_accepted_kinds"] = {"f": "fiu", "i": "iu", "u": "iu",
+                                            "b": "b"}[self.input_dtype.kind]
 
     def call(self, x: Any) -> np.ndarray:
         return self.check(x)
