@@ -436,3 +436,36 @@ def test_a_composite_model_whose_text_config_holds_use_cache():
     with torch.no_grad():
         want = model(ids, use_cache=False)
     _compare(converted(ids.numpy()), want)
+
+
+def test_a_wrapper_around_a_decoder_that_keeps_its_cache_default():
+    """A user's wrapper calling a GPT-2 or Llama LM without use_cache=False (their configs
+    default to True): the HuggingFace models inside are traced with their configs' use_cache
+    False (restored after). It failed with "cat must be a tensor, got ndarray" inside the
+    cache code (audit as a PyTorch user, session 37)."""
+    torch.manual_seed(0)
+    tiny = dict(vocab_size=100, num_hidden_layers=2, num_attention_heads=4)
+    lms = [transformers.GPT2LMHeadModel(transformers.GPT2Config(
+               n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=100)),
+           transformers.LlamaForCausalLM(transformers.LlamaConfig(
+               hidden_size=32, intermediate_size=64, num_key_value_heads=2, **tiny))]
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, lm):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, ids, mask):
+            return self.lm(ids, attention_mask=mask).logits
+
+    ids = torch.randint(0, 100, (2, 10))
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[1, :3] = 0
+    for lm in lms:
+        wrapper = Wrapper(lm.eval())
+        model = fl.from_torch(wrapper, (ids, mask))
+        assert lm.config.use_cache is True  # restored
+        with torch.no_grad():
+            want = wrapper(ids, mask).numpy()
+        np.testing.assert_allclose(model(ids.numpy(), mask.numpy()), want, rtol=1e-4,
+                                   atol=1e-5)

@@ -2228,3 +2228,29 @@ def test_an_input_of_another_kind_of_dtype_than_its_example_is_refused():
         table(np.array([[1.7, 2.2]]))
     with pytest.raises(TypeError, match="got bool"):
         table(np.array([[True, False]]))
+
+
+def test_bmm_and_mm_do_not_broadcast_and_pools_keep_pytorchs_padding_rule():
+    """torch.bmm / mm of operands PyTorch refuses (a batch of 1 against 3) raise instead of
+    broadcasting; a pool whose padding is above half its window is refused at conversion,
+    as PyTorch refuses it (it ran: a max pool's window of padding alone gave -inf)."""
+    nn = torch.nn
+    from fastlayers.io.torch_fx import TorchConversionError
+
+    class Bmm(nn.Module):
+        def forward(self, a, b):
+            return torch.bmm(a, b) + a.bmm(b)
+
+    model = fl.from_torch(Bmm(), (torch.randn(2, 3, 4), torch.randn(2, 4, 5)))
+    a = np.random.default_rng(0).standard_normal((3, 3, 4)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(model(a, b), 2 * (a @ b), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"bmm: expected \(b, n, m\) and \(b, m, p\)"):
+        model(a, b[:1])
+    for pool in (nn.MaxPool2d(2, padding=2), nn.AvgPool2d(3, padding=2),
+                 nn.MaxPool2d(3, 1, padding=2, dilation=2), nn.MaxPool1d(2, padding=2)):
+        x = torch.randn(1, 2, 8) if isinstance(pool, nn.MaxPool1d) else torch.randn(1, 2, 8, 8)
+        with pytest.raises(RuntimeError, match="pad(ding)? should be"):
+            pool(x)
+        with pytest.raises(TorchConversionError, match="above half its window"):
+            fl.from_torch(nn.Sequential(pool), (x,))

@@ -104,6 +104,7 @@ from .torch_ops import (
     torch_batch_stats_norm,
     torch_bilinear,
     torch_binary,
+    torch_bmm,
     torch_cast,
     torch_cat,
     torch_cdist,
@@ -2171,6 +2172,7 @@ class _Converter:
         t = _to_cl(self._tensor(x, f"{kind}_pool2d"))
         if t.ndim != 4:
             raise TorchConversionError(f"from_torch: {kind}_pool2d needs a 4-D input")
+        _pool_padding_fits(f"{kind}_pool2d", kind, _pair(k), _pair(p), _pair(d))
         s = k if s is None or (isinstance(s, (list, tuple)) and not s) else s
         if _pair(p) == (0, 0) and _pair(d) == (1, 1) and not ceil_mode and not divisor_override:
             # no padding, no dilation: Keras's "valid" pooling computes the same
@@ -2221,6 +2223,7 @@ class _Converter:
                                        f"rank {t.ndim}")
         t = _to_cl(t)
         k, p, d = _single(k), _single(p), _single(d)
+        _pool_padding_fits(what, kind, (k,), (p,), (d,))
         s = k if s is None or (isinstance(s, (list, tuple)) and not s) else _single(s)
         if p == 0 and d == 1 and not ceil_mode:
             cls = MaxPooling1D if kind == "max" else AveragePooling1D
@@ -3491,12 +3494,16 @@ class _Converter:
                              scale=None if scale is None else float(scale),
                              gqa=bool(enable_gqa)), False)
 
-    def matmul(self, a: Any, b: Any = None, *, other: Any = None, mat2: Any = None) -> Any:
+    def matmul(self, a: Any, b: Any = None, *, other: Any = None, mat2: Any = None,
+               strict: str | None = None) -> Any:
         """``matmul`` / ``bmm`` / ``mm`` (torch functions and Tensor methods; the second
-        operand by position, ``other=`` or ``mat2=``)."""
+        operand by position, ``other=`` or ``mat2=``); ``strict``: "bmm" or "mm", whose
+        operands do not broadcast (torch_bmm checks them at each new shape)."""
         b = other if b is None else b
         b = mat2 if b is None else b
         ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
+        if strict is not None:
+            return _T(torch_bmm(*ops, strict), False)
         return _T(torch_matmul(*ops), False)
 
     def f_linear(self, x: Any, weight: Any, bias: Any = None) -> _T:
@@ -4332,8 +4339,8 @@ class _Converter:
                 input, axis0, axis1),
             torch.swapdims: lambda input, dim0, dim1: self.transpose(  # noqa: A002
                 input, dim0, dim1),
-            torch.bmm: self.matmul,
-            torch.mm: self.matmul,
+            torch.bmm: functools.partial(self.matmul, strict="bmm"),
+            torch.mm: functools.partial(self.matmul, strict="mm"),
             torch.einsum: self.einsum,
             torch.where: lambda condition, input=None, other=None: self.where(  # noqa: A002
                 condition, input, other),
@@ -4744,7 +4751,7 @@ class _Converter:
         if name == "new_full":
             return self.new_full(x, *args, **kwargs)
         if name in ("matmul", "bmm", "mm"):
-            return self.matmul(x, *args, **kwargs)
+            return self.matmul(x, *args, strict=None if name == "matmul" else name, **kwargs)
         if name == "repeat_interleave":
             return self.repeat_interleave(x, *args, **kwargs)
         if name == "baddbmm":
@@ -4862,6 +4869,19 @@ def _sdpa_problems(attn_mask: Any = None, dropout_p: Any = 0.0, is_causal: Any =
     if scale is not None and not isinstance(scale, (int, float)):
         return f"scale={scale!r} (a number known at conversion)"
     return None
+
+
+def _pool_padding_fits(what: str, kind: str, k: tuple, p: tuple, d: tuple) -> None:
+    """PyTorch's rule for its pools: the padding at most half the window (kernel // 2,
+    undilated), or a TorchConversionError (PyTorch raises "pad should be smaller than or
+    equal to half of kernel size"; a max pool's window could then hold padding alone,
+    -inf)."""
+    del kind, d  # (the dilated window's own bound is weaker)
+    for kk, pp in zip(k, p):
+        if pp > kk // 2:
+            raise TorchConversionError(
+                f"from_torch: {what} with padding {p} above half its window {k}: PyTorch "
+                "refuses it ('pad should be smaller than or equal to half of kernel size')")
 
 
 def _keras_transposes(mod: Any, out_pad: tuple) -> bool:
@@ -5258,6 +5278,14 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
 
     training = {m: m.training for m in module.modules()}
     module.eval()
+    # HuggingFace models inside the module (a user's wrapper around a GPT-2 that does not
+    # pass use_cache=False) traced without a KV cache too: their configs' use_cache False
+    # while converting (restored after)
+    configs = {id(c): (c, c.use_cache) for m in module.modules() if _from_transformers(m)
+               for c in [getattr(m, "config", None)]
+               if c is not None and getattr(c, "use_cache", None) is True}
+    for config, _ in configs.values():
+        config.use_cache = False
     try:
         hooked = _run_or_refuse_hooks(torch, module)
         try:
@@ -5277,6 +5305,8 @@ def from_torch(module: Any, example_inputs: Any = None, name: str | None = None)
     finally:
         for m, flag in training.items():
             m.train(flag)
+        for config, flag in configs.values():
+            config.use_cache = flag
 
 
 def _unwrapped(torch: Any, module: Any) -> Any:

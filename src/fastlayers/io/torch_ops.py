@@ -1496,6 +1496,35 @@ def _torch_matmul_runner(a, b):
 _plan_runner(torch_matmul, _torch_matmul_runner)
 
 
+def _check_bmm(a, b, name):
+    """torch.bmm's and torch.mm's shapes (they do not broadcast): both 3-D with one batch,
+    or both 2-D, the inner sizes equal."""
+    want = 3 if name == "bmm" else 2
+    if (a.ndim != want or b.ndim != want or a.shape[-1] != b.shape[-2]
+            or (want == 3 and a.shape[0] != b.shape[0])):
+        what = "(b, n, m) and (b, m, p)" if want == 3 else "(n, m) and (m, p)"
+        raise ValueError(f"{name}: expected {what} (no broadcasting, as PyTorch's), got "
+                         f"{a.shape} and {b.shape}")
+
+
+@S.symbolic_op
+def torch_bmm(a, b, name):
+    """``torch.bmm`` / ``torch.mm`` (``name``): :func:`torch_matmul` of operands of exactly
+    PyTorch's shapes (a batch of 1 does not broadcast there)."""
+    a, b = np.asarray(a), np.asarray(b)
+    _check_bmm(a, b, name)
+    return torch_matmul(a, b)
+
+
+def _torch_bmm_runner(a, b, name):
+    _check_bmm(a, b, name)  # (each new signature records a plan: its shapes are checked)
+    run = _torch_matmul_runner(a, b)
+    return None if run is None else (lambda a, b, _name: run(a, b))
+
+
+_plan_runner(torch_bmm, _torch_bmm_runner)
+
+
 @S.symbolic_op
 def torch_windows(x, axis, size, step):
     """``x.unfold(axis, size, step)`` (Tensor.unfold): the windows of ``size`` elements
