@@ -2247,6 +2247,20 @@ def test_bmm_and_mm_do_not_broadcast_and_pools_keep_pytorchs_padding_rule():
     np.testing.assert_allclose(model(a, b), 2 * (a @ b), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"bmm: expected \(b, n, m\) and \(b, m, p\)"):
         model(a, b[:1])
+
+    class PerHead(nn.Module):  # bmm against a parameter: converts as before (review)
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, 4, 5))
+
+        def forward(self, x):
+            return torch.bmm(x, self.w)
+
+    per_head = PerHead()
+    with torch.no_grad():
+        np.testing.assert_allclose(fl.from_torch(per_head, torch.randn(3, 2, 4))(a[:, :2]),
+                                   per_head(torch.from_numpy(a[:, :2])).numpy(), rtol=1e-5,
+                                   atol=1e-5)
     for pool in (nn.MaxPool2d(2, padding=2), nn.AvgPool2d(3, padding=2),
                  nn.MaxPool2d(3, 1, padding=2, dilation=2), nn.MaxPool1d(2, padding=2)):
         x = torch.randn(1, 2, 8) if isinstance(pool, nn.MaxPool1d) else torch.randn(1, 2, 8, 8)

@@ -1274,7 +1274,7 @@ def test_spectral_normalization_wraps_a_kernel_layer(rng):
         layer.set_weights([w[0], np.zeros((1, 5), np.float32), w[2]])
     with pytest.raises(ValueError, match="expected 3 arrays"):
         layer.set_weights(w[:2])
-    with pytest.raises(ValueError, match="has no 'kernel'"):
+    with pytest.raises(ValueError, match="wrapping LSTM is not supported"):
         SpectralNormalization(LSTM(3))
     with pytest.raises(NotImplementedError, match="Embedding"):
         SpectralNormalization(Embedding(5, 2))

@@ -91,3 +91,20 @@ def test_transposed_conv_with_a_non_finite_tap(backend, special, padding):
         assert y.shape == want.shape
         np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)  # (equal_nan by default)
+    # the 1-D layer (a height of 1) and the 3-D one (a depth of 1: one 2-D transposed conv)
+    with fl.use_backend(backend), np.errstate(invalid="ignore"):
+        one = fl.layers.Conv1DTranspose(3, 3, strides=2, padding=padding, use_bias=False)
+        one.build((None, 4, 2))
+        one.set_weights([k[1]])
+        three = fl.layers.Conv3DTranspose(3, (1, 3, 3), strides=(1, 2, 2), padding=padding,
+                                          use_bias=False)
+        three.build((None, 1, 3, 4, 2))
+        three.set_weights([k[None]])
+        y1, y3 = one(x[:, 0]), three(x[:, None])[:, 0]
+    want1 = _scatter_transpose(x[:, :1], k[1:2], 2, padding)[:, 0]
+    if padding == "same":
+        want1 = _scatter_transpose(x[:, :1], k[1:2], 2, "valid")[:, 0, :8]
+    np.testing.assert_array_equal(np.isnan(y1), np.isnan(want1))
+    np.testing.assert_allclose(y1, want1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.isnan(y3), np.isnan(want))
+    np.testing.assert_allclose(y3, want, rtol=1e-5, atol=1e-5)

@@ -7,11 +7,12 @@
 //   (ctest runs it once per FASTLAYERS_ISA setting, see CMakeLists.txt; --shard I/N runs the
 //   cases whose position among those selected is I modulo N, so that N processes share a slow
 //   run - the scalar one - over the cores)
-// A case named <name>_<isa> (gemm_kernel_grid_avx2, identity_act_avx512 ...) calls that ISA's
+// A case whose name holds an ISA's name as a word (gemm_kernel_grid_avx2, identity_act_avx512_ftz;
+// the last such word when there are two: gemm_kernel_vs_scalar_avx2 is avx2's) calls that ISA's
 // kernels by name, not through the dispatch table, so what it tests does not depend on
 // FASTLAYERS_ISA: with --expect-isa NAME only NAME's such cases run (each ISA's kernels are
 // tested once, in its own ctest run); without it, every supported ISA's. The other cases test
-// the drivers through the table, on the ISA the run selects.
+// the drivers through the table, on the ISA the run selects, and never name an ISA.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -1123,15 +1124,20 @@ int main(int argc, char** argv) {
     fltest::register_layer_norm_tests();
     fltest::register_transpose_tests();
 
-    // The ISA whose kernels a case calls by name, from its name's suffix, or nullptr.
+    // The ISA whose kernels a case calls by name: the last word of its name (words split at
+    // '_') that names an ISA, or nullptr.
     auto kernel_isa = [](const std::string& name) -> const char* {
-        for (const char* isa : {"scalar", "avx2", "avx512", "neon"}) {
-            const std::string suffix = std::string("_") + isa;
-            if (name.size() > suffix.size() &&
-                name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-                return isa;
+        const char* found = nullptr;
+        size_t begin = 0;
+        while (begin <= name.size()) {
+            size_t end = name.find('_', begin);
+            if (end == std::string::npos) end = name.size();
+            const std::string word = name.substr(begin, end - begin);
+            for (const char* isa : {"scalar", "avx2", "avx512", "neon"})
+                if (word == isa) found = isa;
+            begin = end + 1;
         }
-        return nullptr;
+        return found;
     };
     int passed = 0, failed = 0, other_runs = 0, other_shards = 0, position = 0;
     for (const TestCase& c : registry()) {

@@ -655,6 +655,12 @@ def build_model(cfg: dict, keras_version: Any = None, lora_merged: bool = False)
 
 
 def _build_model(cfg: dict) -> Any:
+    inner = cfg.get("config") if isinstance(cfg, dict) else None
+    if (isinstance(inner, dict) and cfg.get("class_name") not in MODEL_CLASSES
+            and {"layers", "input_layers", "output_layers"} <= set(inner)):
+        # a keras.Model subclass made with the functional constructor (class M(keras.Model)
+        # called as M(inputs, outputs)): Keras saves its graph, as a Functional's
+        cfg = {**cfg, "class_name": "Functional"}
     if isinstance(cfg, dict) and cfg.get("class_name") not in MODEL_CLASSES and (
         _check_origin(cfg) or "").startswith("custom class"):
         raise NotImplementedError(

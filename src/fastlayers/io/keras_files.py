@@ -148,12 +148,9 @@ def _is_keras_model(obj: Any) -> bool:
 def _load_live(model: Any) -> BaseModel:
     """load_model of a Keras model object: saved by Keras to a .keras file in a temporary
     directory, then read from it (the path every test of the loader takes)."""
-    if (type(model).__module__ or "").split(".")[0] not in ("keras", "tf_keras"):
-        raise NotImplementedError(
-            f"fastlayers cannot load this model: {type(model).__name__} is a subclassed Keras "
-            "model (its call is Python code; its config holds no graph of layers). Functional "
-            "and Sequential models load; a subclassed one can be rebuilt in code with "
-            "fastlayers' layers and its weights set with set_weights.")
+    if not getattr(model, "built", True):
+        raise ValueError(f"load_model: the Keras {type(model).__name__} given is not built (it "
+                         "has no weights yet): give it an Input, or call it on data, first")
     with tempfile.TemporaryDirectory(prefix="fastlayers-") as tmp:
         path = os.path.join(tmp, "model.keras")
         try:

@@ -3498,11 +3498,14 @@ class _Converter:
                strict: str | None = None) -> Any:
         """``matmul`` / ``bmm`` / ``mm`` (torch functions and Tensor methods; the second
         operand by position, ``other=`` or ``mat2=``); ``strict``: "bmm" or "mm", whose
-        operands do not broadcast (torch_bmm checks them at each new shape)."""
+        operands do not broadcast: torch_bmm checks them at each new shape when both are
+        traced tensors. (Against a parameter or constant the batch stays free, as for any
+        op with one: the shapes are probed at batches of 2, 1, 8 and 16, not the
+        example's, and a batch of 1 broadcasts, as before.)"""
         b = other if b is None else b
         b = mat2 if b is None else b
         ops = [_to_torch(x).sym if isinstance(x, _T) else np.asarray(x) for x in (a, b)]
-        if strict is not None:
+        if strict is not None and isinstance(a, _T) and isinstance(b, _T):
             return _T(torch_bmm(*ops, strict), False)
         return _T(torch_matmul(*ops), False)
 

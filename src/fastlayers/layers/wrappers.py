@@ -201,7 +201,8 @@ class TimeDistributed(Layer):
 # ``embeddings``), but casts the wrapper's output to its input's dtype, so it returns the
 # embeddings truncated to the ids' integer type: refused here rather than reproduced.
 _SPECTRAL_LAYERS = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
-                    "Conv2DTranspose", "Conv3DTranspose")
+                    "Conv2DTranspose", "Conv3DTranspose", "DepthwiseConv1D",
+                    "DepthwiseConv2D")
 
 
 class SpectralNormalization(Layer):
@@ -217,8 +218,8 @@ class SpectralNormalization(Layer):
     Parameters
     ----------
     layer : Layer
-        Dense, EinsumDense, a convolution or transposed convolution (the layers with a
-        ``kernel``; anything else raises ValueError, as in Keras). Used as is, not copied.
+        Dense, EinsumDense, a convolution, transposed or depthwise convolution (the layers
+        with a ``kernel``; anything else raises ValueError). Used as is, not copied.
         An Embedding raises NotImplementedError: Keras's wrapper casts its output to the
         ids' integer dtype, which truncates the embeddings.
     power_iterations : int >= 1
@@ -242,14 +243,14 @@ class SpectralNormalization(Layer):
                 "(the embeddings truncated to integers); fastlayers does not reproduce that")
         if _is_model(layer) or type(layer).__name__ not in _SPECTRAL_LAYERS:
             raise ValueError(
-                f"{owner}: {type(layer).__name__} has no 'kernel' nor 'embeddings' "
-                f"(SpectralNormalization wraps {', '.join(_SPECTRAL_LAYERS)})")
-        if (isinstance(power_iterations, bool) or not isinstance(power_iterations, int)
-                or power_iterations < 1):
+                f"{owner}: wrapping {type(layer).__name__} is not supported (Keras's wrapper "
+                f"takes a layer with a 'kernel'; fastlayers wraps {', '.join(_SPECTRAL_LAYERS)})")
+        if (isinstance(power_iterations, (bool, np.bool_))
+                or not isinstance(power_iterations, (int, np.integer)) or power_iterations < 1):
             raise ValueError(f"{owner}: power_iterations must be an int >= 1, got "
                              f"{power_iterations!r}")
         self.layer: Layer = layer
-        self.power_iterations = power_iterations
+        self.power_iterations = int(power_iterations)
         self.__dict__["_vector_u"] = None
 
     # ---- weights: the wrapped layer's, and vector_u after its kernel ---------------------

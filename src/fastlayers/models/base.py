@@ -422,6 +422,7 @@ class _Progress:
         self.interval, self.one_line = interval, one_line
         self.start = time.perf_counter()
         self.drawn = -float("inf")
+        self.width_drawn = 0  # characters of the line drawn last (a shorter one pads them)
 
     def update(self, done: int) -> None:
         now = time.perf_counter()
@@ -438,6 +439,8 @@ class _Progress:
             bar = ("=" * max(0, filled - 1) + (arrow if filled else "")
                    + "." * (self.width - filled))
             eta = "" if last or done == 0 else f", ETA {elapsed * (self.total - done) / done:.1f}s"
-            self.stream.write(f"\r{done}/{self.total} [{bar}] {elapsed:.1f}s{eta}"
-                              + ("\n" if last else ""))
+            line = f"{done}/{self.total} [{bar}] {elapsed:.1f}s{eta}"
+            pad = " " * max(0, self.width_drawn - len(line))  # (over the longer line before)
+            self.width_drawn = len(line)
+            self.stream.write(f"\r{line}{pad}" + ("\n" if last else ""))
         self.stream.flush()

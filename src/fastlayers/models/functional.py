@@ -324,9 +324,21 @@ class Model(BaseModel):
         n = len(self.inputs)
         struct = self.__dict__.get("_input_struct")
         if _is_nested(struct) and isinstance(inputs, (list, tuple, dict)):
-            # inputs nested as the model's (Model([a, [b]], ...) called on [x, [y]]), or
-            # already flat: in the order of tree.flatten either way, as Keras takes them
-            arrays = flatten_structure(inputs, "inputs")
+            # inputs nested as the model's (Model([a, [b]], ...) called on [x, [y]]), a dict
+            # by input name, or flat in the order of model.inputs
+            names = [_input_layer_of(t).name for t in self.inputs]
+            if _matches_structure(inputs, struct):
+                arrays = flatten_structure(inputs, "inputs")
+            elif isinstance(inputs, dict) and sorted(inputs) == sorted(names):
+                arrays = [inputs[name] for name in names]
+            elif isinstance(inputs, (list, tuple)) and len(inputs) == n and not any(
+                    isinstance(i, dict) for i in inputs):
+                arrays = list(inputs)
+            else:
+                raise ValueError(
+                    f"{self._owner()}: the inputs must be nested as the model's "
+                    f"{_describe_structure(struct)}, or be a dict by input name or a flat "
+                    f"list in the order {names}; got {_describe_structure(inputs)}")
         elif isinstance(inputs, dict):
             by_name = {_input_layer_of(t).name: t for t in self.inputs}
             missing = [k for k in by_name if k not in inputs]
@@ -375,16 +387,49 @@ def _sorted_keys(struct: dict, what: str) -> list:
                         f"sorts (strings), got {list(struct)!r}") from None
 
 
-def flatten_structure(struct: Any, what: str) -> list[Any]:
+def flatten_structure(struct: Any, what: str, _in_dict: bool = False) -> list[Any]:
     """The leaves of nested lists, tuples and dicts in the order of Keras's tree.flatten:
     depth first, a dict's values in the order of its sorted keys. That is the order of
-    model.inputs / model.outputs, and so of the layers and of get_weights."""
+    model.inputs / model.outputs, and so of the layers and of get_weights.
+
+    A dict inside another dict (at any depth) whose keys are not in sorted order is refused:
+    Keras's backends order it differently (torch's tree keeps its insertion order, optree's
+    sorts it), and a file does not say which backend numbered its outputs."""
     if isinstance(struct, dict):
-        return [leaf for k in _sorted_keys(struct, what)
-                for leaf in flatten_structure(struct[k], what)]
+        keys = _sorted_keys(struct, what)
+        if _in_dict and keys != list(struct):
+            raise NotImplementedError(
+                f"Model: {what} holds a dict inside a dict with keys {list(struct)} not in "
+                "sorted order; Keras's backends flatten such a dict in different orders (torch "
+                "as inserted, JAX and TensorFlow sorted), so which output is which is "
+                "ambiguous. Give its keys in sorted order, or use a list")
+        return [leaf for k in keys for leaf in flatten_structure(struct[k], what, True)]
     if isinstance(struct, (list, tuple)):
-        return [leaf for item in struct for leaf in flatten_structure(item, what)]
+        return [leaf for item in struct for leaf in flatten_structure(item, what, _in_dict)]
     return [struct]
+
+
+def _matches_structure(given: Any, struct: Any) -> bool:
+    """Whether ``given`` is nested as ``struct`` (the same dict keys and list lengths; any
+    value where ``struct`` has a tensor but a dict)."""
+    if isinstance(struct, dict):
+        return (isinstance(given, dict) and set(given) == set(struct)
+                and all(_matches_structure(given[k], struct[k]) for k in struct))
+    if isinstance(struct, (list, tuple)):
+        return (isinstance(given, (list, tuple)) and len(given) == len(struct)
+                and all(_matches_structure(g, s) for g, s in zip(given, struct)))
+    return not isinstance(given, dict)
+
+
+def _describe_structure(struct: Any) -> str:
+    """A structure's shape for a message: [x, {'a': x, 'b': [x, x]}]."""
+    if isinstance(struct, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe_structure(v)}" for k, v in struct.items()) + "}"
+    if isinstance(struct, (list, tuple)) and not (struct and all(
+            isinstance(v, (int, float)) for v in struct)):
+        inner = ", ".join(_describe_structure(v) for v in struct)
+        return f"[{inner}]" if isinstance(struct, list) else f"({inner})"
+    return "x"
 
 
 def _is_nested(struct: Any) -> bool:

@@ -169,20 +169,33 @@ class Sequential(BaseModel):
         """The model of ``config``: its own ``get_config()``, or a Keras Sequential's
         (``keras_model.get_config()``, made as ``load_model`` makes it), without the
         weights (``set_weights`` sets them)."""
-        from .. import layers as L  # noqa: PLC0415 (the layer classes, by class name)
-
         config = dict(config)
         entries = config.get("layers")
         if entries is None:
             raise ValueError("Sequential.from_config: the config has no 'layers' (a config of "
                              "Sequential.get_config)")
+        from ..io.keras_config import build_model  # noqa: PLC0415 (io imports models)
+
         if isinstance(entries, list) and any(isinstance(e, dict) and "module" in e
                                              for e in entries):
             # Keras's serialized layers ({"module", "class_name", "config", ...})
-            from ..io.keras_config import build_model  # noqa: PLC0415 (io imports models)
-
             return build_model({"class_name": "Sequential", "config": config})
-        config.pop("layers")
+        try:
+            return cls._from_own_config(config)
+        except (TypeError, ValueError) as own:
+            # a Keras config written without "module" entries (tf.keras 2): Keras's reading
+            try:
+                return build_model({"class_name": "Sequential", "config": config})
+            except Exception:  # noqa: BLE001 (neither reading: the first error is the one)
+                raise own from None
+
+    @classmethod
+    def _from_own_config(cls, config: dict[str, Any]) -> Sequential:
+        """from_config of a config of Sequential.get_config."""
+        from .. import layers as L  # noqa: PLC0415 (the layer classes, by class name)
+
+        config = dict(config)
+        entries = config.pop("layers")
         made = []
         for entry in entries:
             if isinstance(entry, Layer):
