@@ -655,17 +655,19 @@ def build_model(cfg: dict, keras_version: Any = None, lora_merged: bool = False)
 
 
 def _build_model(cfg: dict) -> Any:
-    inner = cfg.get("config") if isinstance(cfg, dict) else None
-    if (isinstance(inner, dict) and cfg.get("class_name") not in MODEL_CLASSES
-            and {"layers", "input_layers", "output_layers"} <= set(inner)):
-        # a keras.Model subclass made with the functional constructor (class M(keras.Model)
-        # called as M(inputs, outputs)): Keras saves its graph, as a Functional's
-        cfg = {**cfg, "class_name": "Functional"}
     if isinstance(cfg, dict) and cfg.get("class_name") not in MODEL_CLASSES and (
         _check_origin(cfg) or "").startswith("custom class"):
+        inner = cfg.get("config")
+        graph = isinstance(inner, dict) and {"layers", "input_layers", "output_layers"} <= set(
+            inner)
+        why = ("a subclassed model made with the functional constructor: its config holds a "
+               "graph of layers, but its own call, which may differ from the graph, is Python "
+               "code; a model that does not override call loads when built as "
+               "keras.Model(inputs, outputs)" if graph else
+               "a subclassed model's config holds no graph of layers")
         raise NotImplementedError(
             f"fastlayers cannot load this model: {cfg.get('class_name')} {_keras_name(cfg)!r} "
-            f"is a {_check_origin(cfg)} (a subclassed model's config holds no graph of layers)"
+            f"is a {_check_origin(cfg)} ({why})"
         )
     if not isinstance(cfg, dict) or cfg.get("class_name") not in MODEL_CLASSES:
         raise ValueError(
