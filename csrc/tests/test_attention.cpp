@@ -927,19 +927,23 @@ const int64_t kT[] = {1, 5, 47, 48, 49, 255, 256, 257, 300};
 const int64_t kS[] = {1, 5, 47, 48, 49, 256, 257, 511, 512, 513};
 const int64_t kDims[] = {1, 3, 16, 17};
 
-// Every (T, S) x rule x causal x mask x scoring, (D, Dv) cycling through the 16 pairs.
-void test_attention_ts_grid() {
+// Every (T, S) x rule x causal x mask x scoring, (D, Dv) cycling through the 16 pairs; the T
+// of even (part 0) or odd (part 1) positions in kT, two cases of about the same cost (on the
+// scalar kernels about 30 s in all, which the runner's shards then share).
+void test_attention_ts_grid(int part) {
     uint32_t idx = 0;
-    for (int64_t t : kT)
+    for (size_t ti = 0; ti < sizeof(kT) / sizeof(kT[0]); ++ti)
         for (int64_t s : kS)
             for (int rule = 0; rule < 3; ++rule)
                 for (int causal = 0; causal < 2; ++causal)
                     for (int mask = 0; mask < 2; ++mask)
                         for (int additive = 0; additive < 2; ++additive) {
                             const int64_t d = kDims[idx % 4], dv = kDims[(idx / 4 + idx) % 4];
+                            const uint32_t seed = idx++;  // (the same cases as in one grid)
+                            if (static_cast<int>(ti % 2) != part) continue;
                             if (fltest::case_failures() > 40) return;
-                            check_attention_case(make_case(t, s, d, dv, rule, causal != 0, mask,
-                                                           additive != 0, idx++));
+                            check_attention_case(make_case(kT[ti], s, d, dv, rule, causal != 0,
+                                                           mask, additive != 0, seed));
                         }
 }
 
@@ -1274,7 +1278,8 @@ void register_attention_tests() {
         add_case("attn_exp_shift_matches_vexp_" + isa,
                  [k, step] { test_exp_nonpos_matches_vexp(k, step); });
     }
-    add_case("attention_ts_grid", test_attention_ts_grid);
+    add_case("attention_ts_grid_even_t", [] { test_attention_ts_grid(0); });
+    add_case("attention_ts_grid_odd_t", [] { test_attention_ts_grid(1); });
     add_case("attention_dim_grid", test_attention_dim_grid);
     add_case("attention_threads_bitwise", test_attention_threads_bitwise);
     for (const DotIsa& k : dot_kernels_built()) {
