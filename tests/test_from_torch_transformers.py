@@ -469,3 +469,21 @@ def test_a_wrapper_around_a_decoder_that_keeps_its_cache_default():
             want = wrapper(ids, mask).numpy()
         np.testing.assert_allclose(model(ids.numpy(), mask.numpy()), want, rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_inputs_whose_batches_disagree_say_so():
+    """A converted BertModel called with a mask of another batch than its ids (HuggingFace
+    broadcasts a (1, T) mask): the model follows the code traced for the examples, and its
+    mask indexing fails. A ValueError that says why, not a raw IndexError (audit as a
+    PyTorch user, session 37)."""
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+        intermediate_size=64)).eval()
+    model = fl.from_torch(bert, (torch.randint(0, 100, (2, 8)),
+                                 torch.ones(2, 8, dtype=torch.long)))
+    ids = np.random.default_rng(0).integers(0, 100, (3, 8))
+    assert model(ids, np.ones((3, 8), np.int64))["last_hidden_state"].shape == (3, 8, 32)
+    for batch in (1, 2):
+        with pytest.raises(ValueError, match="give the inputs the same batch sizes"):
+            model(ids, np.ones((batch, 8), np.int64))

@@ -140,11 +140,20 @@ def torch_gather_index(x, *indices, key):
     it = iter(indices)
     full = tuple(np.asarray(next(it)) if k is _INDEX else k for k in key)
     x = np.asarray(x)
-    if any(type(k) is int for k in full):
-        x = x[tuple(k if type(k) is int or k is Ellipsis else slice(None)
-                    for k in full if k is not None)]
-        full = tuple(k for k in full if type(k) is not int)
-    return np.ascontiguousarray(x[full])
+    try:
+        if any(type(k) is int for k in full):
+            x = x[tuple(k if type(k) is int or k is Ellipsis else slice(None)
+                        for k in full if k is not None)]
+            full = tuple(k for k in full if type(k) is not int)
+        return np.ascontiguousarray(x[full])
+    except IndexError as e:
+        # (HuggingFace's padding_mask[batch_idx, kv_idx] with a mask of another batch than
+        # the ids': PyTorch took another branch for such inputs than for the examples')
+        raise ValueError(
+            f"indexing a tensor of shape {x.shape} failed ({e}): the converted model follows "
+            "the code PyTorch ran for the example inputs, whose sizes agreed where these "
+            "do not (a mask of batch 1 for ids of batch 3, say); give the inputs the same "
+            "batch sizes as each other, or convert with examples shaped as these") from None
 
 
 class _IndexSlot:
