@@ -2172,7 +2172,7 @@ class _Converter:
         t = _to_cl(self._tensor(x, f"{kind}_pool2d"))
         if t.ndim != 4:
             raise TorchConversionError(f"from_torch: {kind}_pool2d needs a 4-D input")
-        _pool_padding_fits(f"{kind}_pool2d", kind, _pair(k), _pair(p), _pair(d))
+        _pool_padding_fits(f"{kind}_pool2d", _pair(k), _pair(p))
         s = k if s is None or (isinstance(s, (list, tuple)) and not s) else s
         if _pair(p) == (0, 0) and _pair(d) == (1, 1) and not ceil_mode and not divisor_override:
             # no padding, no dilation: Keras's "valid" pooling computes the same
@@ -2223,7 +2223,7 @@ class _Converter:
                                        f"rank {t.ndim}")
         t = _to_cl(t)
         k, p, d = _single(k), _single(p), _single(d)
-        _pool_padding_fits(what, kind, (k,), (p,), (d,))
+        _pool_padding_fits(what, (k,), (p,))
         s = k if s is None or (isinstance(s, (list, tuple)) and not s) else _single(s)
         if p == 0 and d == 1 and not ceil_mode:
             cls = MaxPooling1D if kind == "max" else AveragePooling1D
@@ -4874,12 +4874,11 @@ def _sdpa_problems(attn_mask: Any = None, dropout_p: Any = 0.0, is_causal: Any =
     return None
 
 
-def _pool_padding_fits(what: str, kind: str, k: tuple, p: tuple, d: tuple) -> None:
+def _pool_padding_fits(what: str, k: tuple, p: tuple) -> None:
     """PyTorch's rule for its pools: the padding at most half the window (kernel // 2,
     undilated), or a TorchConversionError (PyTorch raises "pad should be smaller than or
     equal to half of kernel size"; a max pool's window could then hold padding alone,
-    -inf)."""
-    del kind, d  # (the dilated window's own bound is weaker)
+    -inf). (The dilated window's own bound is weaker: it is not checked.)"""
     for kk, pp in zip(k, p):
         if pp > kk // 2:
             raise TorchConversionError(
