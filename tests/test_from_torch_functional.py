@@ -85,6 +85,14 @@ def test_functional_norm_problems():
     with pytest.raises(TorchConversionError, match="statistics for 4 channels, the input has 3"):
         fl.from_torch(Stats(4, lambda m, x: F.batch_norm(x[:, :3], m.mean, m.var)),
                       torch.randn(2, 4))
+    # a BatchNorm module after a conv of other channels (broken in PyTorch too) is not folded
+    # into the conv, so the message names the mismatch (it was NumPy's broadcast error)
+    for order in ((0, 1, 2), (0, 2, 1)):
+        parts = [nn.Conv2d(3, 8, 3), nn.BatchNorm2d(4), nn.ReLU()]
+        with pytest.raises(TorchConversionError,
+                           match="statistics for 4 channels, the input has 8"):
+            fl.from_torch(nn.Sequential(*(parts[i] for i in order)).eval(),
+                          torch.randn(1, 3, 8, 8))
     with pytest.raises(TorchConversionError, match="running_mean must be a parameter"):
         fl.from_torch(Conv(lambda x: F.batch_norm(x, x.mean(0), x.var(0) + 1)),
                       torch.randn(2, 3))

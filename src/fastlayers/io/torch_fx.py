@@ -1052,7 +1052,10 @@ class _Converter:
             # (SyncBatchNorm, of any rank, computes BatchNorm's affine in eval mode)
             if (kind is not None and isinstance(bn, (kind, nn.SyncBatchNorm))
                     and bn.track_running_stats
-                    and bn.running_mean is not None):
+                    and bn.running_mean is not None
+                    # (a BatchNorm of other channels than the conv's is not folded: the
+                    # op's own check then names it)
+                    and bn.running_mean.numel() == mod.out_channels):
                 self.fold = bn
                 done.append(user)
                 tail = user
