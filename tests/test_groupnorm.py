@@ -145,10 +145,22 @@ def test_large_offset_small_spread(rng, backend):
     with fl.use_backend(backend):
         got = layer(x)
     want = _reference(x, None, None, 3, -1, 0.0)
-    # The mean is rounded to float32 once: up to half a float32 step at 1e4 (about 1e-3, a
-    # tenth of the spread) off, so the outputs are within a step over the spread, no more.
-    step = float(np.spacing(F32(1e4)))
-    np.testing.assert_allclose(got, want, rtol=0, atol=step / float(x.std()) + 1e-3)
+    # x - mean is rounded once (the mean as hi + lo floats): a float32 mean was up to half a
+    # float32 step at 1e4 (about 5e-4, 5 % of the spread) off, and every output with it.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale", [1e-19, 1e20, 1e30])
+def test_extreme_spreads(rng, backend, scale):
+    """The variance and 1 / sqrt(var + epsilon) in double: a float32 variance overflowed for
+    deviations above ~1.8e19 (the output was beta), and squares of 1e-19 are below FLT_MIN."""
+    x = (scale * rng.standard_normal((2, 40, 6))).astype(F32)
+    layer = L.GroupNormalization(3, epsilon=0.0, center=False, scale=False)
+    with fl.use_backend(backend):
+        got = layer(x)
+    want = _reference(x, None, None, 3, -1, 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")

@@ -55,20 +55,44 @@ def test_layer_norm_against_float64(shape, axis, affine, backend, rng):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_layer_norm_large_offset_and_constant_rows(backend, rng):
-    # The two-pass variance stays exact to float32 rounding with |mean| >> std, where
-    # E[x^2] - E[x]^2 would lose every digit (the float32 mean is off by up to 3e-5, 3e-4 of
-    # a std); a constant row gives beta (epsilon > 0).
+    # The two-pass variance with x - mean rounded once (the mean as hi + lo floats) is
+    # accurate with |mean| >> std, where E[x^2] - E[x]^2 would lose every digit and a float32
+    # mean would shift the outputs by up to 3e-4 of a std; a constant row gives beta
+    # (epsilon > 0).
     x = (rng.standard_normal((4, 50)) * 0.1 + 1000.0).astype(F32)  # var 0.01, x² ~ 1e6
     x[3] = 7.0
     beta = rng.standard_normal(50).astype(F32)
     with fl.use_backend(backend):
         y = fl.layer_norm(x, None, beta)
-    np.testing.assert_allclose(y[:3], _ref(x[:3], (1,), None, beta, 1e-3), rtol=2e-3,
-                               atol=2e-3)
+    np.testing.assert_allclose(y[:3], _ref(x[:3], (1,), None, beta, 1e-3), rtol=1e-5,
+                               atol=1e-5)
     np.testing.assert_array_equal(y[3], beta)
     with fl.use_backend(backend):
         assert fl.layer_norm(np.zeros((0, 5), F32)).shape == (0, 5)
         assert fl.layer_norm(np.zeros((3, 0), F32)).shape == (3, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale, offset, n, eps", [
+    (1e-2, 1e4, 64, 1e-6),  # the float32 rounding of the mean was 5 % of the spread
+    (1e-19, 0.0, 8, 0.0),  # squares below FLT_MIN: flushed in float32, epsilon 0 gave inf
+    (1e-18, 0.0, 33, 0.0),
+    (1e20, 0.0, 17, 1e-3),  # squares above float32's max: the output was beta
+    (1e30, -3e30, 16, 1e-3),
+    (1.0, 100.0, 300_000, 1e-3),  # a long row: float32 sums lost digits
+])
+def test_layer_norm_accurate_at_extreme_scales(backend, rng, scale, offset, n, eps):
+    """Statistics in double and x - mean rounded once: within a few float32 steps of the
+    float64 result at any scale and offset (an audit measured 1.8e-3 relative error at 1e-18,
+    +-inf at 1e-19 with epsilon 0, beta at 1e20, and 900 steps on rows of 4e6 values)."""
+    x = (rng.standard_normal((3, n)) * scale + offset).astype(F32)
+    g = rng.uniform(0.5, 1.5, n).astype(F32)
+    b = rng.standard_normal(n).astype(F32)
+    with fl.use_backend(backend):
+        y = fl.layer_norm(x, g, b, epsilon=eps)
+    want = _ref(x, (1,), g, b, eps)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")

@@ -7,11 +7,13 @@
 // threads share:
 //   1. per chunk, per channel: the sum of its pixels in double, in pixel order;
 //   2. per sample, per group: the chunks' sums added in chunk order, then the group's channels
-//      in channel order -> mean (in double, then rounded to float32: a constant group's mean
-//      is that constant; with a large offset the mean is off by at most half a float32 step
-//      of it, which x - mean keeps); the same for the squares, in double, of (x - mean) -> the
-//      biased variance (two passes over x, as for LayerNormalization);
-//   3. y = (x - mean) * (inv * gamma[c]) + beta[c], inv = 1 / sqrt(var + epsilon).
+//      in channel order -> the mean in double, held as two floats hi + lo (hi its float32
+//      rounding): (x - hi) - lo is x - mean rounded once, since x - hi is exact for the x
+//      within a factor 2 of hi, so a large offset costs no accuracy (a constant group gives
+//      0); the same for the squares, in double, of those differences -> the biased variance
+//      (two passes over x, as for LayerNormalization, layer_norm.cpp);
+//   3. y = ((x - hi) - lo) * (inv * gamma[c]) + beta[c], inv = 1 / sqrt(var + epsilon) in
+//      double (a float32 variance overflowed for deviations above ~1.8e19), then float32.
 // The chunks do not depend on the thread count, and their sums are merged in a fixed order,
 // so the bits do not either. Extra memory: samples x chunks x C doubles of partial sums.
 #include <algorithm>
@@ -28,10 +30,10 @@ namespace {
 constexpr int64_t kChunk = 256;  // pixels per work item
 
 // partial[item * c + ch]: over the chunk's pixels, in pixel order, the double sum of
-// x[p, ch] (center nullptr) or of (x[p, ch] - center[s * c + ch])^2 (the difference in float,
-// its square in double).
+// x[p, ch] (hi nullptr) or of ((x[p, ch] - hi[s * c + ch]) - lo[s * c + ch])^2 (the
+// difference in float, its square in double).
 void chunk_sums(const float* x, int64_t n, int64_t pixels, int64_t c, int64_t chunks,
-                const float* center, double* partial) {
+                const float* hi, const float* lo, double* partial) {
     const int64_t min_items = std::max<int64_t>(1, 16384 / (kChunk * c));
     parallel_for(n * chunks, min_items, [=](int64_t i0, int64_t i1) {
         for (int64_t item = i0; item < i1; ++item) {
@@ -42,12 +44,13 @@ void chunk_sums(const float* x, int64_t n, int64_t pixels, int64_t c, int64_t ch
             std::fill(acc, acc + c, 0.0);
             for (int64_t p = p0; p < p1; ++p) {
                 const float* row = x + (s * pixels + p) * c;
-                if (center == nullptr) {
+                if (hi == nullptr) {
                     for (int64_t ch = 0; ch < c; ++ch) acc[ch] += row[ch];
                 } else {
-                    const float* mc = center + s * c;
+                    const float* mh = hi + s * c;
+                    const float* ml = lo + s * c;
                     for (int64_t ch = 0; ch < c; ++ch) {
-                        const double d = row[ch] - mc[ch];
+                        const double d = (row[ch] - mh[ch]) - ml[ch];
                         acc[ch] += d * d;
                     }
                 }
@@ -60,7 +63,7 @@ void chunk_sums(const float* x, int64_t n, int64_t pixels, int64_t c, int64_t ch
 // in double), then over its channels, / count; written once per channel of the group:
 // out[s * c + ch] (each channel gets its group's value).
 void group_values(const double* partial, int64_t n, int64_t c, int64_t groups, int64_t chunks,
-                  double count, float* out) {
+                  double count, double* out) {
     const int64_t size = c / groups;
     std::vector<double> per_channel(static_cast<size_t>(c));
     for (int64_t s = 0; s < n; ++s) {
@@ -73,8 +76,7 @@ void group_values(const double* partial, int64_t n, int64_t c, int64_t groups, i
             double sum = 0.0;
             for (int64_t ch = g * size; ch < (g + 1) * size; ++ch)
                 sum += per_channel[static_cast<size_t>(ch)];
-            std::fill(out + s * c + g * size, out + s * c + (g + 1) * size,
-                      static_cast<float>(sum / count));
+            std::fill(out + s * c + g * size, out + s * c + (g + 1) * size, sum / count);
         }
     }
 }
@@ -87,19 +89,25 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
     const int64_t chunks = (pixels + kChunk - 1) / kChunk;
     const double count = static_cast<double>(pixels) * static_cast<double>(c / groups);
     std::vector<double> partial(static_cast<size_t>(n * chunks * c));
-    std::vector<float> mean(static_cast<size_t>(n * c)), scale(mean.size());
-    chunk_sums(x, n, pixels, c, chunks, nullptr, partial.data());
-    group_values(partial.data(), n, c, groups, chunks, count, mean.data());
-    chunk_sums(x, n, pixels, c, chunks, mean.data(), partial.data());
-    group_values(partial.data(), n, c, groups, chunks, count, scale.data());  // the variance
+    std::vector<double> stat(static_cast<size_t>(n * c));  // the mean, then the variance
+    std::vector<float> hi(stat.size()), lo(stat.size()), scale(stat.size());
+    chunk_sums(x, n, pixels, c, chunks, nullptr, nullptr, partial.data());
+    group_values(partial.data(), n, c, groups, chunks, count, stat.data());
+    for (size_t i = 0; i < stat.size(); ++i) {
+        hi[i] = static_cast<float>(stat[i]);
+        lo[i] = static_cast<float>(stat[i] - static_cast<double>(hi[i]));
+    }
+    chunk_sums(x, n, pixels, c, chunks, hi.data(), lo.data(), partial.data());
+    group_values(partial.data(), n, c, groups, chunks, count, stat.data());
     for (int64_t s = 0; s < n; ++s) {
         for (int64_t ch = 0; ch < c; ++ch) {
-            float& v = scale[static_cast<size_t>(s * c + ch)];
-            const float inv = 1.0f / std::sqrt(v + epsilon);
-            v = gamma ? inv * gamma[ch] : inv;
+            const size_t i = static_cast<size_t>(s * c + ch);
+            const float inv = static_cast<float>(1.0 / std::sqrt(stat[i] + double{epsilon}));
+            scale[i] = gamma ? inv * gamma[ch] : inv;
         }
     }
-    const float* mc = mean.data();
+    const float* mh = hi.data();
+    const float* ml = lo.data();
     const float* sc = scale.data();
     const int64_t min_items = std::max<int64_t>(1, 16384 / (kChunk * c));
     parallel_for(n * chunks, min_items, [=](int64_t i0, int64_t i1) {
@@ -111,7 +119,7 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
                 const float* row = x + (s * pixels + p) * c;
                 float* out = y + (s * pixels + p) * c;
                 for (int64_t ch = 0; ch < c; ++ch) {
-                    float v = (row[ch] - mc[s * c + ch]) * sc[s * c + ch];
+                    float v = ((row[ch] - mh[s * c + ch]) - ml[s * c + ch]) * sc[s * c + ch];
                     if (beta) v = v + beta[ch];
                     out[ch] = v;
                 }

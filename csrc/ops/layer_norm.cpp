@@ -16,72 +16,71 @@ namespace {
 
 // A task should carry at least this many elements (three passes of a few ns per element).
 constexpr int64_t kMinElementsPerTask = 16384;
-constexpr int kLanes = 16;
 
-// The sum of v[0..n) in the project's canonical row order: element j goes into lane j % 16,
-// each lane adds its elements in increasing j, then the lanes are added as a fixed tree
-// (lane i += lane i + 8, then i + 4, i + 2, i + 1). No FMA: -ffp-contract=off.
-float lane_sum(const float* v, int64_t n) {
-    float acc[kLanes] = {0.0f};
+// The statistics are summed in double (element j into lane j % 8 in increasing j, then the
+// lanes as a fixed tree; -ffp-contract=off, no FMA). In float32 a long row lost digits, the
+// squares of deviations below ~1e-19 flushed to zero (FTZ: epsilon = 0 gave +-inf) and those
+// above ~1.8e19 overflowed (the output was beta).
+constexpr int kDoubleLanes = 8;
+
+template <class Term>
+double lane_sum_d(const float* v, int64_t n, Term term) {
+    double acc[kDoubleLanes] = {0.0};
     int64_t j = 0;
-    for (; j + kLanes <= n; j += kLanes)
-        for (int l = 0; l < kLanes; ++l) acc[l] += v[j + l];
-    for (int l = 0; j < n; ++j, ++l) acc[l] += v[j];
-    for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (; j + kDoubleLanes <= n; j += kDoubleLanes)
+        for (int l = 0; l < kDoubleLanes; ++l) acc[l] += term(v[j + l]);
+    for (int l = 0; j < n; ++j, ++l) acc[l] += term(v[j]);
+    for (int width = kDoubleLanes / 2; width >= 1; width /= 2)
         for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
     return acc[0];
 }
 
-// The sum of (v[j] - mean)^2 in the same order.
-float lane_sum_sq(const float* v, int64_t n, float mean) {
-    float acc[kLanes] = {0.0f};
-    int64_t j = 0;
-    for (; j + kLanes <= n; j += kLanes)
-        for (int l = 0; l < kLanes; ++l) {
-            const float d = v[j + l] - mean;
-            acc[l] += d * d;
-        }
-    for (int l = 0; j < n; ++j, ++l) {
-        const float d = v[j] - mean;
-        acc[l] += d * d;
-    }
-    for (int width = kLanes / 2; width >= 1; width /= 2)
-        for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
-    return acc[0];
-}
-
+// LayerNormalization of one row (docs/semantics.md, LayerNormalization). The mean is held as
+// two floats, hi + lo (hi the float32 rounding of the double mean): x - hi is exact for the
+// x within a factor 2 of hi (Sterbenz), so (x - hi) - lo is x - mean rounded once, however
+// large the offset. With the mean rounded to float32 alone, an offset of 1e4 over a spread
+// of 0.01 shifted every output by up to 5 %.
 void layer_norm_row(const float* x, const float* gamma, const float* beta, float* y, int64_t n,
                     float epsilon) {
-    const float count = static_cast<float>(n);
-    const float mean = lane_sum(x, n) / count;
-    const float var = lane_sum_sq(x, n, mean) / count;
-    const float inv = 1.0f / std::sqrt(var + epsilon);
-    for (int64_t j = 0; j < n; ++j) {
-        const float scale = gamma ? inv * gamma[j] : inv;
-        float v = (x[j] - mean) * scale;
-        if (beta) v = v + beta[j];
-        y[j] = v;
+    const double count = static_cast<double>(n);
+    const double mean = lane_sum_d(x, n, [](float v) { return static_cast<double>(v); }) / count;
+    const float hi = static_cast<float>(mean);
+    const float lo = static_cast<float>(mean - static_cast<double>(hi));
+    const double var = lane_sum_d(x, n, [hi, lo](float v) {
+                           const double d = (v - hi) - lo;
+                           return d * d;
+                       }) / count;
+    const double inv = 1.0 / std::sqrt(var + static_cast<double>(epsilon));
+    if (!(inv >= static_cast<double>(std::numeric_limits<float>::min())) && inv == inv) {
+        // inv below the smallest normal float (deviations near float32's max): as a float32
+        // denormal it would be flushed to zero (FTZ/DAZ), so this row multiplies in double.
+        for (int64_t j = 0; j < n; ++j) {
+            const double s = gamma ? inv * static_cast<double>(gamma[j]) : inv;
+            float v = static_cast<float>(static_cast<double>((x[j] - hi) - lo) * s);
+            if (beta) v = v + beta[j];
+            y[j] = v;
+        }
+        return;
+    }
+    const float f = static_cast<float>(inv);
+    if (gamma && beta) {
+        for (int64_t j = 0; j < n; ++j) y[j] = ((x[j] - hi) - lo) * (f * gamma[j]) + beta[j];
+    } else {
+        for (int64_t j = 0; j < n; ++j) {
+            float v = ((x[j] - hi) - lo) * (gamma ? f * gamma[j] : f);
+            if (beta) v = v + beta[j];
+            y[j] = v;
+        }
     }
 }
 
 // The sum of v[j]^2 in double (a float32 square overflows above ~1.8e19, and long rows lose
-// digits): element j into lane j % 8 in increasing j, then the lanes as a fixed tree.
+// digits).
 double lane_sum_squares(const float* v, int64_t n) {
-    constexpr int kDoubleLanes = 8;
-    double acc[kDoubleLanes] = {0.0};
-    int64_t j = 0;
-    for (; j + kDoubleLanes <= n; j += kDoubleLanes)
-        for (int l = 0; l < kDoubleLanes; ++l) {
-            const double d = v[j + l];
-            acc[l] += d * d;
-        }
-    for (int l = 0; j < n; ++j, ++l) {
-        const double d = v[j];
-        acc[l] += d * d;
-    }
-    for (int width = kDoubleLanes / 2; width >= 1; width /= 2)
-        for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
-    return acc[0];
+    return lane_sum_d(v, n, [](float x) {
+        const double d = x;
+        return d * d;
+    });
 }
 
 // y = (x * inv) * scale[j] (scale may be null), two float32 products in Keras's order, inv

@@ -42,15 +42,16 @@ def affine(x, scale, shift, axis):
 def layer_normalization(x, gamma, beta, axes, epsilon):
     """Keras LayerNormalization (rms_scaling=False) over the sorted ``axes`` of x.
 
-    mean and the biased variance ``mean((x - mean)^2)`` over ``axes`` in float32 (the
-    two-pass form), then ``(x - mean) * (gamma / sqrt(variance + epsilon)) + beta``;
-    gamma and beta have the shape of x over ``axes`` (None: 1 and 0).
+    The mean and the biased variance ``mean((x - mean)^2)`` over ``axes`` (the two-pass form),
+    then ``(x - mean) * (gamma / sqrt(variance + epsilon)) + beta``; gamma and beta have the
+    shape of x over ``axes`` (None: 1 and 0). The statistics are summed in float64 and
+    ``x - mean`` is rounded once (:func:`_centered`), so a large offset or a long row costs
+    no accuracy; the output is computed in float32.
     """
     axes = tuple(axes)
-    mean = np.mean(x, axis=axes, keepdims=True, dtype=F32)
-    centered = x - mean
-    variance = np.mean(np.square(centered), axis=axes, keepdims=True, dtype=F32)
-    inv = F32(1.0) / np.sqrt(variance + F32(epsilon))
+    centered = _centered(x, np.mean(x, axis=axes, keepdims=True, dtype=np.float64))
+    variance = np.mean(np.square(centered, dtype=np.float64), axis=axes, keepdims=True)
+    inv = (1.0 / np.sqrt(variance + float(epsilon))).astype(F32)
     shape = [1] * x.ndim
     for a in axes:
         shape[a] = x.shape[a]
@@ -60,6 +61,17 @@ def layer_normalization(x, gamma, beta, axes, epsilon):
     if beta is not None:
         y = y + beta.reshape(shape)
     return y.astype(F32, copy=False)
+
+
+def _centered(x, mean):
+    """``x - mean`` in float32 for a float64 mean, rounded once: the mean as two floats,
+    ``hi`` (its float32 rounding) and ``lo`` (the rest), and ``(x - hi) - lo``. ``x - hi`` is
+    exact where x is within a factor 2 of hi, so with a large offset (1e4 over a spread of
+    0.01) the result is not shifted by the float32 rounding of the mean (up to 5 % of the
+    spread there). The C++ kernels compute the same expression."""
+    hi = mean.astype(F32)
+    lo = (mean - hi).astype(F32)
+    return (x - hi) - lo
 
 
 def layer_normalization_rms_scaling(x, gamma, axes, epsilon):
@@ -101,11 +113,11 @@ def group_normalization(x, gamma, beta, groups, axis, epsilon):
 
     def group_mean(per_channel):  # (N, C) sums -> (N, C): the mean of each channel's group
         means = per_channel.reshape(n, groups, size).sum(axis=2) / count
-        return np.repeat(means.astype(F32), size, axis=1)
+        return np.repeat(means, size, axis=1)
 
-    centered = rows - group_mean(rows.sum(axis=1, dtype=np.float64))[:, None, :]
+    centered = _centered(rows, group_mean(rows.sum(axis=1, dtype=np.float64))[:, None, :])
     variance = group_mean(np.square(centered, dtype=np.float64).sum(axis=1))
-    scale = F32(1.0) / np.sqrt(variance + F32(epsilon))
+    scale = (1.0 / np.sqrt(variance + float(epsilon))).astype(F32)
     if gamma is not None:
         scale = scale * gamma
     y = centered * scale[:, None, :]
