@@ -1096,3 +1096,46 @@ def test_spectral_normalization_refusals(tmp_path):
     kmodel.save(tmp_path / "m.keras")
     with pytest.raises(NotImplementedError, match="SpectralNormalization of an Embedding"):
         fl.load_model(tmp_path / "m.keras")
+
+
+def _masked_encoder():
+    """Two MultiHeadAttention blocks on masked embeddings (Embedding(mask_zero=True), then
+    Add and LayerNormalization): Keras 3's first attention deletes the masks of its inputs
+    when it runs, so the second runs unmasked (docs/semantics.md §22)."""
+    ids = keras.Input((None,), dtype="int32")
+    x = L.Embedding(30, 8, mask_zero=True)(ids)
+    for i in range(2):
+        att = L.MultiHeadAttention(2, 4, name=f"mha{i}")(x, x)
+        x = L.LayerNormalization(name=f"ln{i}")(L.Add(name=f"add{i}")([x, att]))
+    out = L.Dense(3, name="head")(L.GlobalAveragePooling1D(name="pool")(x))
+    model = keras.Model(ids, out)
+    randomize(model)
+    return model
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_feature_extraction_keeps_the_attention_mask_deletion(tmp_path, backend, fmt):
+    """Sub-models over a loaded model's tensors (feature extraction, semantics §1) compute as
+    Keras's: the deletion of masks by Keras 3's MultiHeadAttention is a mark on the loaded
+    nodes (it was on the loaded model alone, and a sub-model ran the second attention masked:
+    1.4 off at the padded row's real tokens, 0.3 on the predictions; a Keras-user audit)."""
+    model = _masked_encoder()
+    path = tmp_path / f"enc.{fmt}"
+    model.save(path)
+    ids = np.array([[5, 6, 7, 0, 0], [1, 2, 3, 4, 9]], np.int32)
+    loaded = fl.load_model(path)
+    with fl.use_backend(backend):
+        for name in ("ln1", "pool"):
+            want = keras.Model(model.inputs, model.get_layer(name).output).predict(ids, verbose=0)
+            sub = fl.Model(loaded.inputs, loaded.get_layer(name).output)
+            np.testing.assert_allclose(sub.predict(ids), want, rtol=1e-5, atol=1e-5)
+        both = fl.Model(loaded.inputs, [loaded.get_layer("ln1").output, loaded.output])
+        got = both.predict(ids)
+        np.testing.assert_allclose(got[1], model.predict(ids, verbose=0), rtol=1e-5, atol=1e-5)
+        # the loaded model under a new head, and a pickled sub-model
+        inp = fl.Input((None,), dtype="int32")
+        head = fl.Model(inp, fl.layers.Dense(2)(loaded(inp)))
+        np.testing.assert_allclose(head(ids), head.layers[-1](loaded(ids)), rtol=1e-6)
+        again = pickle.loads(pickle.dumps(sub))
+        np.testing.assert_array_equal(again.predict(ids), sub.predict(ids))

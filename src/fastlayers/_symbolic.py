@@ -166,11 +166,14 @@ class Node:
     in order; ``outputs`` the symbolic tensors it returned; ``structure`` says whether
     the call returned one array (None), a list or tuple of them (``list``, ``tuple``), or a
     nesting of dicts, lists and tuples (a :class:`Nested`: a converted PyTorch module that
-    returns a HuggingFace ``ModelOutput`` returns a dict).
+    returns a HuggingFace ``ModelOutput`` returns a dict). ``deletes_masks`` is set on the
+    MultiHeadAttention calls read from a Keras 3 file, which delete their inputs' implicit
+    masks when they run, as Keras 3's do (docs/semantics.md §22); it belongs to the node, so
+    a model built over a loaded model's tensors (feature extraction) keeps it.
     """
 
     __slots__ = ("fn", "layer", "args", "kwargs", "inputs", "outputs", "structure", "label",
-                 "_flat")
+                 "_flat", "deletes_masks")
 
     def __init__(self, fn: Callable, layer: Any, args: tuple, kwargs: dict, label: str):
         self.fn = fn
@@ -182,6 +185,7 @@ class Node:
         self.structure: type | Nested | None = None
         self.label = label
         self._flat = _flat_plan(args, kwargs)
+        self.deletes_masks = False
 
     def _arguments(self, values: dict[int, Any]) -> tuple[tuple, dict]:
         """The call's arguments with each symbolic tensor replaced by its value."""

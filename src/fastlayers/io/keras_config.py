@@ -856,8 +856,11 @@ def _functional(inner: dict, made: dict[str, Any]) -> Any:
         # Keras 3's MultiHeadAttention deletes its inputs' masks when it runs (tf.keras 2's
         # does not). A Keras 3 config holds the masks its single-argument calls recorded as
         # explicit mask ops, so the deletion reaches the same readers as in Keras
-        # (docs/semantics.md §22; models/functional.py, _run_with_masks).
-        model.__dict__["_deletes_masks"] = True
+        # (docs/semantics.md §22; models/functional.py, _run_with_masks). The mark is on the
+        # nodes, so that a model built over these tensors (feature extraction) keeps it.
+        for node in model._nodes:
+            if node.layer is not None and node.layer._deletes_input_masks:
+                node.deletes_masks = True
     return model
 
 

@@ -243,14 +243,15 @@ class Model(BaseModel):
                     reads.append(tuple(t.id for t in node.inputs))
             else:
                 outs = node.run(values, masks)
-                if (node.layer is not None and node.layer._deletes_input_masks
-                        and self.__dict__.get("_deletes_masks")):
-                    # In a model loaded from a Keras 3 file: Keras's MultiHeadAttention
-                    # deletes the masks of its query, value and key tensors when it runs, so
-                    # the nodes that read them later see none (docs/semantics.md §22). (Not
-                    # in a model built in code: there Keras's single-argument calls keep the
-                    # masks they recorded when the graph was built, which this executor
-                    # does not trace.)
+                if node.layer is not None and node.layer._deletes_input_masks and (
+                        getattr(node, "deletes_masks", False)
+                        or self.__dict__.get("_deletes_masks")):  # (a pickle of 0.1.0's)
+                    # A node read from a Keras 3 file (Node.deletes_masks): Keras's
+                    # MultiHeadAttention deletes the masks of its query, value and key tensors
+                    # when it runs, so the nodes that read them later see none
+                    # (docs/semantics.md §22). (Not in a model built in code: there Keras's
+                    # single-argument calls keep the masks they recorded when the graph was
+                    # built, which this executor does not trace.)
                     for t in node.layer._mask_deleted_inputs(node.args, node.kwargs):
                         masks[t.id] = None
                 if steps is not None:
