@@ -824,7 +824,8 @@ MHA_BAD = [
     (
         dict(attention_mask=np.ones((2, 3, 4), bool)),
         ValueError,
-        f"{MHA}: attention_mask has shape (2, 3, 4), expected (2, 3, 5) or (3, 5)",
+        f"{MHA}: attention_mask has shape (2, 3, 4), expected (2, 3, 5), (3, 5) or a shape "
+        "that broadcasts to (2, 3, 5) such as (2, 1, 5)",
     ),
     (
         dict(attention_mask=np.ones((3, 3, 5), bool)),
@@ -832,6 +833,8 @@ MHA_BAD = [
         f"{MHA}: attention_mask has shape (3, 3, 5)",
     ),
     (dict(attention_mask=np.ones((2, 5), bool)), ValueError, f"{MHA}: attention_mask has shape"),
+    (dict(attention_mask=np.ones((2, 2, 5), bool)), ValueError, f"{MHA}: attention_mask has shape"),
+    (dict(attention_mask=np.ones((4,), bool)), ValueError, f"{MHA}: attention_mask has shape"),
     (
         dict(attention_mask=np.ones((2, 1, 3, 5), bool)),
         ValueError,

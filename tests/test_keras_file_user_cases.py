@@ -1139,3 +1139,72 @@ def test_feature_extraction_keeps_the_attention_mask_deletion(tmp_path, backend,
         np.testing.assert_allclose(head(ids), head.layers[-1](loaded(ids)), rtol=1e-6)
         again = pickle.loads(pickle.dumps(sub))
         np.testing.assert_array_equal(again.predict(ids), sub.predict(ids))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_attention_masks_that_broadcast_as_in_keras(tmp_path, backend):
+    """MultiHeadAttention takes any attention_mask that broadcasts to (B, T, S), as Keras does:
+    keras.io's padding mask (B, 1, S), a (1, T, S) or (S,) one. It was refused at predict
+    (Keras-user audit)."""
+    ids = keras.Input((None,), dtype="int32")
+    am = keras.Input((None,), dtype="int32")
+    x = L.Embedding(50, 16)(ids)
+    pad = keras.ops.cast(am, "bool")[:, None, :]
+    model = keras.Model([ids, am], L.MultiHeadAttention(2, 8)(x, x, attention_mask=pad))
+    randomize(model)
+    model.save(tmp_path / "pad.keras")
+    i = np.array([[3, 4, 5, 6], [7, 8, 0, 0]], np.int32)
+    m = (i != 0).astype(np.int32)
+    with fl.use_backend(backend):
+        got = fl.load_model(tmp_path / "pad.keras").predict([i, m])
+    np.testing.assert_allclose(got, model.predict([i, m], verbose=0), rtol=1e-5, atol=1e-5)
+    # the layer and the functional op: each broadcast shape gives the explicit (B, T, S) result
+    layer = L.MultiHeadAttention(2, 4)
+    q = np.random.default_rng(2).normal(size=(2, 3, 6)).astype(np.float32)
+    v = np.random.default_rng(3).normal(size=(2, 5, 6)).astype(np.float32)
+    layer(q, v)
+    rng = np.random.default_rng(5)
+    layer.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                       for w in layer.get_weights()])
+    ours = fl.layers.MultiHeadAttention(2, 4)
+    ours(q, v)
+    ours.set_weights(layer.get_weights())
+    full = np.random.default_rng(4).random((2, 3, 5)) > 0.3
+    full[:, :, 0] = True
+    for mask in (full[:, :1], full[:1], full[0, 0], full[1], full[:1, :1]):
+        explicit = np.broadcast_to(mask, full.shape)
+        want = layer(q, v, attention_mask=explicit).detach().cpu().numpy()
+        with fl.use_backend(backend):
+            np.testing.assert_allclose(ours(q, v, attention_mask=mask), want, rtol=1e-5,
+                                       atol=1e-5)
+            np.testing.assert_array_equal(ours(q, v, attention_mask=mask),
+                                          ours(q, v, attention_mask=explicit))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inputs_of_one_rank_more_or_less_as_in_keras(tmp_path, backend):
+    """Keras 3's functional models squeeze a last axis of 1 from an input of one rank more
+    (token ids (B, T, 1) for Input((None,))) and add one to an input of one rank less whose
+    last dimension is 1 (a column (B,) for Input((1,))): both were refused (Keras-user audit).
+    Other ranks are refused as before."""
+    col = keras.Sequential([keras.Input((1,), name="age"), L.Dense(2)])
+    randomize(col)
+    tok_in = keras.Input((None,), dtype="int32")
+    tok = keras.Model(tok_in, L.GlobalAveragePooling1D()(L.Embedding(10, 4)(tok_in)))
+    randomize(tok)
+    ages = np.array([23.0, 41.0, 35.0], np.float32)
+    ids = np.array([[1, 2, 3], [4, 5, 6]], np.int32)[..., None]
+    for model, x in ((col, ages), (tok, ids)):
+        model.save(tmp_path / "m.keras")
+        with fl.use_backend(backend):
+            loaded = fl.load_model(tmp_path / "m.keras")
+            np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0),
+                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(loaded(x), model.predict(x, verbose=0), rtol=1e-5,
+                                       atol=1e-6)
+    loaded = fl.load_model(tmp_path / "m.keras")  # tok: Input((None,))
+    with pytest.raises(ValueError, match=r"expected shape \(None, None\)"):
+        loaded.predict(np.ones((2, 3, 2), np.int32))  # a last axis of 2 is not squeezed
+    inp = fl.Input((4,))
+    with pytest.raises(ValueError, match=r"expected shape \(None, 4\)"):
+        fl.Model(inp, fl.layers.Dense(2)(inp))(np.ones(4, np.float32))

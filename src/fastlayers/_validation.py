@@ -683,14 +683,22 @@ def check_multi_head_attention(
     mask = attention_mask
     if mask is not None:
 
+        full = (b, t_len, s_len)
+
         def fits(shape):
-            if shape not in ((b, t_len, s_len), (t_len, s_len)):
+            # (B, T, S), (T, S) shared by the batch, or a shape that broadcasts to (B, T, S)
+            # as Keras's masks do: a padding mask (B, 1, S) for every query
+            if not (1 <= len(shape) <= 3 and all(
+                    got in (want, 1) for got, want in zip(shape[::-1], full[::-1]))):
                 raise ValueError(
-                    f"{op}: attention_mask has shape {shape}, expected "
-                    f"{(b, t_len, s_len)} or {(t_len, s_len)}"
+                    f"{op}: attention_mask has shape {shape}, expected {full}, "
+                    f"{(t_len, s_len)} or a shape that broadcasts to {full} such as "
+                    f"{(b, 1, s_len)}"
                 )
 
         mask = C.bool_mask(mask, op, "attention_mask", check=fits)
+        if mask.ndim < 3:
+            mask = np.ascontiguousarray(np.broadcast_to(mask, full[1:]))
     for name, m in (("value_mask", value_mask), ("key_mask", key_mask)):
         if m is not None:
             m = C.bool_mask(m, op, name, shape=(b, s_len), why="(batch, S)")

@@ -969,7 +969,9 @@ def multi_head_attention(
         (grouped-query attention: query head u reads key/value head u // (N / G)).
     query_bias : (N, key_dim); key_bias : (G, key_dim); value_bias : (G, value_dim);
     output_bias : (Dout,)
-    attention_mask : bool (B, T, S) or (T, S), optional; True = may attend
+    attention_mask : bool (B, T, S), optional; True = may attend. As in Keras, any shape
+        that broadcasts to (B, T, S) is taken too: (T, S) for every batch row, (B, 1, S)
+        (a padding mask) for every query.
     use_causal_mask : bool
     return_attention_scores : bool
         Also return the weights (B, N, T, S), not averaged over heads.

@@ -212,9 +212,11 @@ class MultiHeadAttention(Layer):
     Call: ``layer(query, value, key=None, query_mask=None, value_mask=None,
     key_mask=None, attention_mask=None, return_attention_scores=False,
     use_causal_mask=False)`` with query (B, T, Dq), value (B, S, Dv), key (B, S, Dk).
-    value_mask / key_mask (B, S) and attention_mask (B, T, S) or (T, S) are bool,
-    True = may attend. As in Keras, an explicit query_mask is ignored. Returns the
-    output (B, T, Dout), or (output, scores (B, N, T, S)).
+    value_mask / key_mask (B, S) and attention_mask (B, T, S) are bool, True = may
+    attend; attention_mask may also have any shape that broadcasts to (B, T, S), as in
+    Keras: (T, S) for every batch row, (B, 1, S) (padding) for every query. As in Keras,
+    an explicit query_mask is ignored. Returns the output (B, T, Dout), or (output, scores
+    (B, N, T, S)).
     """
 
     _sublayer_variables = True  # Keras's query, key, value and output EinsumDense layers
@@ -421,8 +423,9 @@ class MultiHeadAttention(Layer):
 
 def _with_query_mask(query: Any, value: Any, query_mask: Any, attention_mask: Any,
                      owner: str) -> Any:
-    """attention_mask (B, T, S), (T, S) or None, ANDed with the query's implicit mask
-    (B, T) as Keras's MultiHeadAttention._compute_attention_mask does ([B, T, 1])."""
+    """attention_mask (B, T, S), (T, S), a shape that broadcasts to (B, T, S), or None,
+    ANDed with the query's implicit mask (B, T) as Keras's
+    MultiHeadAttention._compute_attention_mask does ([B, T, 1])."""
     q_shape = np.shape(query)
 
     def fits(shape):
@@ -441,7 +444,7 @@ def _with_query_mask(query: Any, value: Any, query_mask: Any, attention_mask: An
     if attention_mask is None:
         return np.ascontiguousarray(rows)
     a = C.bool_mask(attention_mask, owner, "attention_mask")
-    if a.shape not in (full, full[1:]):
+    if a.ndim > 3 or any(got not in (want, 1) for got, want in zip(a.shape[::-1], full[::-1])):
         return attention_mask  # the op's check reports the shape
     return np.ascontiguousarray(a & rows)
 

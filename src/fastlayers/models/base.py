@@ -56,6 +56,8 @@ class InputLayer(Layer):
         if isinstance(x, S.SymbolicTensor):
             raise TypeError(f"input {self.name!r}: expected an array, got {x!r}")
         a = C.real_array(x, f"input {self.name!r}", "x")
+        if a.ndim != len(self.shape) and not self.__dict__.get("_accepted_kinds"):
+            a = _keras_rank_adjusted(a, self.shape)
         if a.ndim != len(self.shape) or any(
             want is not None and got != want for got, want in zip(a.shape, self.shape)
         ):
@@ -74,12 +76,25 @@ class InputLayer(Layer):
     def accept_same_kind_only(self) -> None:
         """Refuse arrays of another kind than the input's dtype (from_torch's inputs, whose
         meaning depends on it): a float input takes floats and ints (cast), an integer one
-        ints, a bool one bools."""
+        ints, a bool one bools. Such an input also takes its own rank only (no Keras rank
+        adjustment: PyTorch would compute something else)."""
         self.__dict__["_accepted_kinds"] = {"f": "fiu", "i": "iu", "u": "iu",
                                             "b": "b"}[self.input_dtype.kind]
 
     def call(self, x: Any) -> np.ndarray:
         return self.check(x)
+
+
+def _keras_rank_adjusted(a: np.ndarray, shape: tuple) -> np.ndarray:
+    """An array of one rank more or less than the input's, adjusted as Keras 3's functional
+    models do: a last axis of 1 squeezed (token ids of shape (B, T, 1) for Input((None,))), or
+    added where the input's last dimension is 1 (a column of shape (B,) for Input((1,)),
+    such as a DataFrame's column); any other rank is left for the shape check to refuse."""
+    if a.ndim == len(shape) + 1 and a.shape[-1] == 1:
+        return a[..., 0]
+    if a.ndim == len(shape) - 1 and shape[-1] == 1:
+        return a[..., None]
+    return a
 
 
 def _unpack_single(out: Any) -> Any:
