@@ -240,3 +240,29 @@ def test_a_model_with_unknown_image_sizes_runs_at_any_size(rng):
 def test_sizes_no_try_fits_are_reported_with_the_sizes_tried():
     with pytest.raises(ValueError, match="tried as 2, 1, 8 and 16"):
         L.Conv2D(2, 17)(Input(shape=(None, None, 3)))
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: L.Dense(2, name="d"), (None,)),  # the placeholder 2 was the kernel's input size
+    (lambda: L.Dense(3, name="d"), (5, None)),
+    (lambda: L.LSTM(3, name="d"), (None, None)),
+    (lambda: L.GRU(3, name="d"), (4, None)),
+    (lambda: L.LayerNormalization(name="d"), (7, None)),
+    (lambda: L.Conv1D(2, 3, name="d"), (9, None)),
+])
+def test_weights_of_an_unknown_dimension_are_refused_at_definition(make, shape):
+    """A layer whose weights depend on an unknown input dimension is refused where it is
+    called on symbolic inputs, as Keras refuses it; it was built for the placeholder size of
+    the zero run (Dense on Input((None,)) got a (2, 2) kernel and ran on random weights for
+    inputs of 2 features; a Keras-user audit). The layer is left unbuilt and still works on
+    an input of known sizes."""
+    layer = make()
+    with pytest.raises(ValueError, match="d: its weights depend on an input dimension that "
+                                         r"is unknown \(None\)"):
+        layer(Input(shape=shape))
+    assert not layer.built and layer.get_weights() == []
+    known = tuple(8 if d is None else d for d in shape)
+    out = layer(Input(shape=known))
+    assert layer.built and out.shape[0] is None
+    x = np.random.default_rng(0).normal(size=(2, *known)).astype(F32)
+    assert np.isfinite(layer(x)).all()

@@ -477,6 +477,8 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         values = {t.id: zeros(t, fill) for t in node.inputs}
         return _as_outputs(fn(*substitute(args, values), **substitute(kwargs, values)), label)
 
+    # a layer built by this call (its weights made for the sizes of the zero run)
+    builds = layer is not None and has_unknown and not getattr(layer, "built", True)
     try:
         arrays, structure = run(2)
         fill = 2
@@ -527,6 +529,8 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
             again, _ = run(fill + 1)
         except (ValueError, TypeError):
             again = None
+            if builds and getattr(layer, "built", False):
+                _refuse_weights_of_unknown_sizes(layer, node, label, run, fill)
         later = None
         if again is not None and any(d is None for t in node.inputs for d in t.shape[1:]):
             try:
@@ -563,6 +567,28 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
     if structure is None:
         return node.outputs[0]
     return structure(node.outputs)
+
+
+def _refuse_weights_of_unknown_sizes(layer: Any, node: Node, label: str,
+                                     run: Callable[[int], Any], fill: int) -> None:
+    """A layer that this symbolic call built, and that then failed at another size of the
+    unknown dimensions: if, built anew at that size, it runs, its weights depend on an unknown
+    dimension (Dense or LSTM on an unknown last axis) and were made for a placeholder size:
+    refused, as Keras refuses it, with the layer left unbuilt. Otherwise it is rebuilt at
+    ``fill`` and the call goes on."""
+    layer._unbuild()
+    try:
+        run(fill + 1)
+    except (ValueError, TypeError):
+        layer._unbuild()
+        run(fill)  # (it ran at fill before)
+        return
+    layer._unbuild()
+    got = ", ".join(str(t.shape) for t in node.inputs)
+    raise ValueError(
+        f"{label}: its weights depend on an input dimension that is unknown (None) in the "
+        f"input shapes {got}; {UNKNOWN_SIZES_HINT} (the last axis of a Dense or LSTM input, "
+        "the channels of a convolution's)")
 
 
 def symbolic_op(fn: Callable) -> Callable:

@@ -248,6 +248,19 @@ class Layer:
         self.built = True
         self._store(values)
 
+    def _unbuild(self) -> None:
+        """Back to the unbuilt state (no weights): a symbolic call that built the layer for
+        a placeholder size of an unknown dimension its weights depend on undoes it
+        (_symbolic.symbolic_call)."""
+        for attr in self.__dict__.pop("_weight_attrs", ()):
+            self.__dict__.pop(attr, None)
+        self.built = False
+        self._input_shape = None
+        self._weight_values = []
+        self._weight_map = {}
+        self._call_weight_values = ()
+        self._packed = None
+
     def _store(self, values: list[np.ndarray]) -> None:
         for value in values:
             value.flags.writeable = False  # weights change only through set_weights
