@@ -1208,3 +1208,28 @@ def test_inputs_of_one_rank_more_or_less_as_in_keras(tmp_path, backend):
     inp = fl.Input((4,))
     with pytest.raises(ValueError, match=r"expected shape \(None, 4\)"):
         fl.Model(inp, fl.layers.Dense(2)(inp))(np.ones(4, np.float32))
+
+
+def test_keras_inference_code_runs_as_written(tmp_path):
+    """The everyday calls of Keras inference code (a Keras-user audit found them refused):
+    load_model's compile / custom_objects / safe_mode, predict's steps (the first steps
+    batches, as Keras) and callbacks=None, and output_names (the layers making the
+    outputs)."""
+    i = keras.Input((3,), name="features")
+    model = keras.Model(i, [L.Dense(2, name="score")(i), L.Dense(1, name="aux")(i)])
+    randomize(model)
+    model.compile("adam", "mse")
+    model.save(tmp_path / "m.keras")
+    loaded = fl.load_model(tmp_path / "m.keras", compile=False, custom_objects={}, safe_mode=True)
+    assert loaded.output_names == model.output_names == ["score", "aux"]
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    for steps in (1, 2, 3, 9):
+        got = loaded.predict(x, batch_size=4, steps=steps, callbacks=None)
+        want = model.predict(x, batch_size=4, steps=steps, verbose=0)
+        assert [g.shape for g in got] == [w.shape for w in want]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="runs no Keras callbacks"):
+        loaded.predict(x, callbacks=[keras.callbacks.History()])
+    with pytest.raises(ValueError, match="steps"):
+        loaded.predict(x, steps=0)

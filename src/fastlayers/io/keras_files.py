@@ -115,9 +115,16 @@ def _is_hdf5(path: str) -> bool:
         return f.read(8) == _HDF5_SIGNATURE
 
 
-def load_model(path: Any) -> BaseModel:
+def load_model(path: Any, custom_objects: Any = None, compile: Any = True,  # noqa: A002
+               safe_mode: Any = True) -> BaseModel:
     """A fastlayers ``Model`` or ``Sequential`` from a Keras model file, or from a Keras
     model object (which Keras saves to a temporary ``.keras`` file, read as any other).
+
+    ``custom_objects``, ``compile`` and ``safe_mode`` are Keras's arguments, accepted so that
+    ``keras.models.load_model(path, compile=False)`` works as written, and they change
+    nothing: fastlayers compiles nothing (the training config is not read), runs its own
+    layers only (a custom class is refused whatever ``custom_objects`` holds), and never
+    runs code from a file (Lambda layers are refused, as Keras's safe mode does).
 
     Reads ``.keras`` files (a zip of config.json and model.weights.h5) and legacy
     ``.h5`` files (written by Keras 2 / tf.keras, or by Keras 3 for ``model.save("x.h5")``).

@@ -258,9 +258,14 @@ class BaseModel(Layer):
         load_weights(self, path)
 
     # ---- predict ----------------------------------------------------------------------
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> Any:
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0,
+                steps: int | None = None, callbacks: Any = None) -> Any:
         """Run the model over ``x`` in batches of ``batch_size`` (32 by default, as in
         Keras) and concatenate the results along the batch axis.
+
+        ``steps`` (an int >= 1, or None for all), as Keras's: the number of batches to run,
+        so the first ``steps * batch_size`` rows. ``callbacks`` must be None or empty:
+        fastlayers runs no Keras callbacks (a TypeError otherwise).
 
         ``x`` has the structure ``model(x)`` takes. ``verbose``, as Keras's: 0, False,
         None or "silent" (the default 0) print nothing; 1, True or "auto" a progress bar to
@@ -273,6 +278,11 @@ class BaseModel(Layer):
         # a Python int: a NumPy one (np.uint64(2**63)) would overflow in the step arithmetic
         batch_size = 32 if batch_size is None else _positive_int(batch_size, self._owner(),
                                                                   "batch_size")
+        if steps is not None:
+            steps = _positive_int(steps, self._owner(), "steps")
+        if callbacks is not None and (not isinstance(callbacks, (list, tuple)) or callbacks):
+            raise TypeError(f"{self._owner()}: predict runs no Keras callbacks; got "
+                            f"callbacks={callbacks!r} (pass None)")
         if isinstance(x, (list, tuple)) and numbers_only(x):
             x = np.asarray(x)  # one input given as nested lists of numbers
         arrays = _leaves(x)
@@ -293,6 +303,8 @@ class BaseModel(Layer):
                     f"got shapes {[b.shape for b in arrays]}"
                 )
         mode = _verbosity(verbose, self._owner())
+        if steps is not None:
+            n = min(n, steps * batch_size)
         steps = max(1, -(-n // batch_size))
         bar = _Progress(steps, sys.stderr, one_line=mode == 2) if mode else None
         results: list[list[np.ndarray]] = []

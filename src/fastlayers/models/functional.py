@@ -168,6 +168,13 @@ class Model(BaseModel):
         is the part of the model up to that layer."""
         return self._output_struct
 
+    @property
+    def output_names(self) -> list[str]:
+        """The names of the layers that make the outputs, in the order of ``outputs``, as
+        Keras's ``Model.output_names`` (an op's output: the op's label)."""
+        return [t.node.layer.name if t.node.layer is not None else t.node.label
+                for t in self.outputs]
+
     # ---- structure ------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
