@@ -56,6 +56,13 @@ def _hard_sigmoid(v: float) -> float:
     return min(max(v / 6.0 + 0.5, 0.0), 1.0)
 
 
+def _tanh_shrink(v: float) -> float:
+    # x - tanh(x); for |x| < 0.01 its Taylor series, where the difference cancels
+    if abs(v) < 0.01:
+        return v**3 / 3.0 - 2.0 * v**5 / 15.0 + 17.0 * v**7 / 315.0
+    return v - math.tanh(v)
+
+
 def _squareplus(v: float, b: float = 4.0) -> float:
     # (x + sqrt(x^2 + b)) / 2, written as b / (2 (sqrt(x^2 + b) - x)) for x < 0 so
     # that the reference itself does not cancel.
@@ -72,9 +79,8 @@ SCALAR = {
     "tanh": math.tanh,
     # Exact GELU, 0.5 x (1 + erf(x / sqrt 2)); erfc keeps it accurate for x << 0.
     "gelu": lambda v: 0.5 * v * math.erfc(-v / math.sqrt(2.0)),
-    "gelu_tanh": lambda v: (
-        0.5 * v * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
-    ),
+    # 0.5 x (1 + tanh z) = x sigmoid(2z): the sigmoid form does not cancel for x << 0
+    "gelu_tanh": lambda v: v * _sigmoid(2.0 * math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)),
     "silu": lambda v: v * _sigmoid(v),
     "elu": lambda v: v if v >= 0 else math.expm1(v),
     "selu": lambda v: SELU_SCALE * (v if v >= 0 else SELU_ALPHA * math.expm1(v)),
@@ -86,7 +92,7 @@ SCALAR = {
     "exponential": _exp,
     "celu": lambda v: max(v, 0.0) + math.expm1(min(v, 0.0)),
     "log_sigmoid": lambda v: -_softplus(-v),
-    "tanh_shrink": lambda v: v - math.tanh(v),
+    "tanh_shrink": lambda v: _tanh_shrink(v),
     "hard_tanh": lambda v: min(max(v, -1.0), 1.0),
     "soft_shrink": lambda v: v - 0.5 if v > 0.5 else (v + 0.5 if v < -0.5 else 0.0),
     "hard_shrink": lambda v: v if abs(v) > 0.5 else 0.0,

@@ -413,3 +413,25 @@ def test_glu_as_a_layer_activation_needs_an_even_size(any_backend, call):
         return
     with fl.use_backend(any_backend), pytest.raises(ValueError, match="glu activation needs"):
         call()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name, lo, hi", [
+    ("softplus", -87.33, -86.6),  # results in [FLT_MIN, 2 FLT_MIN): C++ flushed them to 0
+    ("log_sigmoid", 86.6, 87.33),
+    ("hard_sigmoid", -3.0, -2.99),  # x/6 + 0.5 cancels near -3 (NumPy path: 2.8e6 steps off)
+    ("hard_silu", -3.0, -2.99),
+    ("gelu_tanh", -9.0, -3.0),  # 0.5 x (1 + tanh z) cancels (NumPy path: 1.7e8 steps off)
+    ("tanh_shrink", 1e-6, 1e-2),  # x - tanh x cancels (NumPy path: 0 for 3.3e-13)
+])
+def test_relative_accuracy_where_the_formulas_cancel(name, lo, hi):
+    """Where the textbook formula loses the relative accuracy of a small result, both paths
+    stay within a few float32 steps of the float64 reference (a numerics audit found the
+    NumPy path up to 1.7e8 steps off, and the C++ softplus flushing results above FLT_MIN)."""
+    x = np.linspace(lo, hi, 1001, dtype=np.float32)
+    x = x[x != -3.0]  # (hard_sigmoid(-3) = 0 exactly)
+    want = _expected(name, x)
+    for backend in backends_for(f"activations.{name}"):
+        got = run_on(backend, getattr(A, name), x)
+        steps = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want).astype(np.float32))
+        assert steps.max() <= 8, (backend, float(steps.max()), x[np.argmax(steps)])

@@ -89,7 +89,10 @@ std::vector<float> grid_values() {
                          // branch points: gelu (1/sqrt2), tanh_shrink (1.5), expm1 (ln2/2),
                          // mish clamp (20), exp flush (87.34), gelu's exp flush (13.2)
                          0x1.6a09e6p-1f, 0x1.6a09e4p-1f, 1.5f, 1.4999999f, 0.34657359f, 9.0f,
-                         13.25f, 87.3365f, 1e-30f, 1e-40f /* denormal */, 1e30f, 3.4e38f};
+                         13.25f, 87.3365f, 1e-30f, 1e-40f /* denormal */, 1e30f, 3.4e38f,
+                         // softplus(-87) = 1.65e-38 in [FLT_MIN, 2 FLT_MIN) (log1p's u/(2+u)
+                         // is a denormal there: it was flushed to 0)
+                         87.0f, 86.9f};
     std::vector<float> v = {0.0f, -0.0f, kNaN};
     for (float p : pos) {
         v.push_back(p);
