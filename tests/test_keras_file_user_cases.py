@@ -1231,5 +1231,16 @@ def test_keras_inference_code_runs_as_written(tmp_path):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="runs no Keras callbacks"):
         loaded.predict(x, callbacks=[keras.callbacks.History()])
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return x[4 * i:4 * i + 4], None
+
+    got, want = loaded.predict(Batches()), model.predict(Batches(), verbose=0)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="steps"):
         loaded.predict(x, steps=0)

@@ -8,6 +8,8 @@ loads the weights with set_weights, and compares on both paths.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from conftest import NUMPY_ONLY
@@ -191,6 +193,62 @@ def test_nested_lists_as_the_input_of_a_one_input_model():
             np.testing.assert_array_equal(g, w)
 
 
+def test_predict_over_a_source_of_batches(capsys):
+    """predict takes what Keras's predict takes besides arrays: an indexable dataset (a
+    PyDataset's __len__ / __getitem__), a generator, an iterable (a DataLoader), batches
+    unpacked as Keras does ((x,), (x, y), (x, y, w)); steps stops a generator. They were
+    refused, or failed in NumPy (a Keras-user audit)."""
+    mdl = _small_model()
+    x = np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32)
+    want = mdl(x)
+    cuts = [x[0:4], x[4:8], x[8:10]]
+
+    class Dataset:  # keras.utils.PyDataset's protocol
+        def __len__(self):
+            return len(cuts)
+
+        def __getitem__(self, i):
+            return cuts[i], np.zeros(len(cuts[i]))  # (x, y)
+
+    class Loader:  # an iterable with a length, as a torch DataLoader
+        def __len__(self):
+            return len(cuts)
+
+        def __iter__(self):
+            return iter([(c,) for c in cuts])
+
+    sources = [Dataset(), (c for c in cuts), Loader(), iter([[c, None, None] for c in cuts])]
+    for source in sources:
+        got = mdl.predict(source)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    got = mdl.predict((c for c in cuts), steps=2)
+    np.testing.assert_array_equal(got[0], want[0][:8])
+    assert capsys.readouterr().err == ""
+    mdl.predict((c for c in cuts), verbose=1)
+    assert re.search(r"\r3 batches - [0-9.]+s\n$", capsys.readouterr().err)
+    mdl.predict(Dataset(), verbose=2)
+    assert capsys.readouterr().err.startswith("3/3 - ")
+    with pytest.raises(ValueError, match="no batches"):
+        mdl.predict(iter([]))
+    with pytest.raises(ValueError, match="a tuple of 4"):
+        mdl.predict(iter([(x, x, x, x)]))
+
+
+def test_inputs_as_lists_of_numbers_inside_containers():
+    """A dict or list of inputs may give an input as nested lists of numbers, in a call and
+    in predict (predict took the dict's lists apart: "same batch size; got shapes [(1,),
+    ...]"; [lists, array] failed in NumPy)."""
+    a, b = Input(shape=(2,), name="a"), Input(shape=(3,), name="b")
+    mdl = Model({"a": a, "b": b}, Dense(2, seed=3)(fl.layers.Concatenate()([a, b])))
+    xa = np.arange(8, dtype=np.float32).reshape(4, 2)
+    xb = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
+    want = mdl({"a": xa, "b": xb})
+    for inputs in ({"a": xa.tolist(), "b": xb.tolist()}, [xa.tolist(), xb], [xa, xb.tolist()]):
+        np.testing.assert_array_equal(mdl(inputs), want)
+        np.testing.assert_array_equal(mdl.predict(inputs, batch_size=3), want)
+
+
 def test_summary_lists_layers_shapes_and_params():
     mdl = _small_model()
     lines = []
@@ -199,6 +257,11 @@ def test_summary_lists_layers_shapes_and_params():
     assert "x (InputLayer)" in text and "(None, 3)" in text
     assert "(None, 5)" in text and "(None, 2)" in text
     assert f"Total params: {3 * 5 + 5 + 5 * 2 + 2:,}" in text
+    # Keras's other arguments run as written, and give the same table
+    again = []
+    mdl.summary(print_fn=again.append, expand_nested=True, show_trainable=True,
+                positions=[0.3, 0.6, 1.0], layer_range=None)
+    assert again == lines
 
 
 def test_weights_round_trip_and_order():

@@ -267,7 +267,12 @@ class BaseModel(Layer):
         so the first ``steps * batch_size`` rows. ``callbacks`` must be None or empty:
         fastlayers runs no Keras callbacks (a TypeError otherwise).
 
-        ``x`` has the structure ``model(x)`` takes. ``verbose``, as Keras's: 0, False,
+        ``x`` has the structure ``model(x)`` takes, or is a source of batches as Keras's
+        predict takes one: a ``keras.utils.PyDataset`` (or any object with ``__len__`` and
+        ``__getitem__`` giving batches), a generator or iterator, or another iterable such as
+        a ``torch.utils.data.DataLoader``. Each batch is unpacked as Keras does (a tuple or
+        list ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` gives ``x``; anything else is
+        ``x``), and ``batch_size`` is then not used. ``verbose``, as Keras's: 0, False,
         None or "silent" (the default 0) print nothing; 1, True or "auto" a progress bar to
         stderr (batches done, elapsed time and an estimate of the time left, redrawn at most
         ten times a second); 2 one line when done. The input is converted one batch at a
@@ -283,6 +288,9 @@ class BaseModel(Layer):
         if callbacks is not None and (not isinstance(callbacks, (list, tuple)) or callbacks):
             raise TypeError(f"{self._owner()}: predict runs no Keras callbacks; got "
                             f"callbacks={callbacks!r} (pass None)")
+        source = _batch_source(x)
+        if source is not None:
+            return self._predict_batches(*source, steps, _verbosity(verbose, self._owner()))
         if isinstance(x, (list, tuple)) and numbers_only(x):
             x = np.asarray(x)  # one input given as nested lists of numbers
         arrays = _leaves(x)
@@ -327,15 +335,48 @@ class BaseModel(Layer):
                   for i in range(len(results[0]))]
         return _rebuild(structure, merged)
 
+    def _predict_batches(self, batches: Any, total: int | None, steps: int | None,
+                         mode: int) -> Any:
+        """predict over a source of batches (_batch_source): the outputs of each batch's
+        ``x``, concatenated along the batch axis."""
+        if steps is not None:
+            total = steps if total is None else min(total, steps)
+        bar = _Progress(total, sys.stderr, one_line=mode == 2) if mode else None
+        results: list[list[np.ndarray]] = []
+        structure: Any = None
+        kept = 0
+        for batch in batches:
+            out = self(_unpack_x(batch, self._owner()))
+            structure = out
+            results.append(_leaves(out))
+            kept += sum(np.size(r) for r in results[-1])
+            C.elements(kept, f"{self._owner()}.predict", "the outputs of the batches so far")
+            if bar is not None:
+                bar.update(len(results))
+            if total is not None and len(results) >= total:
+                break
+        if not results:
+            raise ValueError(f"{self._owner()}: predict got no batches from the "
+                             f"{type(batches).__name__} given")
+        if bar is not None:
+            bar.finish(len(results))
+        merged = [np.concatenate([r[i] for r in results], axis=0)
+                  for i in range(len(results[0]))]
+        return _rebuild(structure, merged)
+
     # ---- summary ----------------------------------------------------------------------
     def _summary_rows(self) -> list[tuple[str, str, int]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def summary(self, print_fn: Any = None, line_length: int | None = None) -> None:
+    def summary(self, print_fn: Any = None, line_length: int | None = None, *,
+                positions: Any = None, expand_nested: bool = False,
+                show_trainable: bool = False, layer_range: Any = None) -> None:
         """Print a Keras-like table: each layer with its output shape and parameter count,
         then the totals. ``print_fn`` (default ``print``) receives the whole text;
         ``line_length`` (an int in [1, MAX_LINE_LENGTH]) widens the first column to make
-        lines that long."""
+        lines that long. Keras's other arguments (``positions``, ``expand_nested``,
+        ``show_trainable``, ``layer_range``) are accepted, so that Keras code runs as written,
+        and do not change the table."""
         rows = self._summary_rows()
         heads = ("Layer (type)", "Output Shape", "Param #")
         w0 = max([len(heads[0])] + [len(r[0]) for r in rows]) + 2
@@ -395,19 +436,68 @@ def input_masks(mask: Any, inputs: Sequence[Any], owner: str) -> list[Any]:
     return out
 
 
-def numbers_only(x: Any) -> bool:
-    """Whether x is (nested lists of) numbers - one input given as lists - rather than a
-    list of arrays, one per input (judged by its first leaf)."""
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.number, np.bool_))
+
+
+def _first_leaf_is_number(x: Any) -> bool:
     while isinstance(x, (list, tuple)) and x:
         x = x[0]
-    return isinstance(x, (int, float, np.number, np.bool_))
+    return _number(x)
+
+
+def numbers_only(x: Any) -> bool:
+    """Whether x is (nested lists of) numbers - one input given as lists - rather than a
+    list of inputs (arrays, or lists of numbers next to arrays): each of its entries is a
+    number or a list whose first leaf is one."""
+    return isinstance(x, (list, tuple)) and bool(x) and all(
+        _number(e) or (isinstance(e, (list, tuple)) and _first_leaf_is_number(e)) for e in x)
+
+
+def _is_container(obj: Any) -> bool:
+    """A dict, or a list or tuple of inputs or outputs (not one input given as numbers)."""
+    return isinstance(obj, dict) or (isinstance(obj, (list, tuple)) and bool(obj)
+                                     and not numbers_only(obj))
+
+
+def _batch_source(x: Any) -> tuple[Any, int | None] | None:
+    """(an iterator of batches, their number or None) when ``x`` is a source of batches for
+    predict, as Keras's predict takes them: an indexable dataset (``__len__`` and
+    ``__getitem__``: keras.utils.PyDataset, Sequence), a generator or iterator, or another
+    iterable (a torch DataLoader); None for arrays, array-likes (a torch tensor: ``shape``
+    or ``__array__``), lists, tuples and dicts, which predict cuts into batches itself."""
+    if isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)) or hasattr(x, "shape") or (
+            hasattr(x, "__array__")):
+        return None
+    if hasattr(x, "__len__") and hasattr(x, "__getitem__"):
+        n = len(x)
+        return (x[i] for i in range(n)), n
+    if hasattr(x, "__next__"):
+        return x, None
+    if hasattr(x, "__iter__"):
+        n = len(x) if hasattr(x, "__len__") else None
+        return iter(x), n
+    return None
+
+
+def _unpack_x(batch: Any, owner: str) -> Any:
+    """A batch's inputs, as Keras's predict unpacks a batch (``unpack_x_y_sample_weight``): a
+    list is a tuple, and a tuple of 1 to 3 is (x,), (x, y) or (x, y, sample_weight)."""
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple):
+        return batch
+    if not 1 <= len(batch) <= 3:
+        raise ValueError(f"{owner}: predict takes batches x, (x,), (x, y) or (x, y, "
+                         f"sample_weight), as Keras does; got a tuple of {len(batch)} (give "
+                         "several inputs as a tuple inside the batch: ((a, b),))")
+    return batch[0]
 
 
 def _leaves(obj: Any) -> list[Any]:
     if isinstance(obj, dict):
         return [v for k in obj for v in _leaves(obj[k])]
-    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], (np.ndarray, list, tuple,
-                                                                     dict)):
+    if _is_container(obj):
         return [v for o in obj for v in _leaves(o)]
     return [obj]
 
@@ -418,8 +508,7 @@ def _rebuild(template: Any, values: list[Any]) -> Any:
     def walk(obj: Any) -> Any:
         if isinstance(obj, dict):
             return {k: walk(obj[k]) for k in obj}
-        if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], (np.ndarray, list,
-                                                                         tuple, dict)):
+        if _is_container(obj):
             return type(obj)(walk(o) for o in obj)
         return next(it)
 
@@ -441,9 +530,11 @@ def _verbosity(verbose: Any, owner: str) -> int:
 
 class _Progress:
     """A one-line progress bar, ``3/10 [=====>......] 0.4s, ETA 0.9s``, redrawn at most every
-    ``interval`` seconds (and at the end); with ``one_line``, only the final ``10/10 - 1.3s``."""
+    ``interval`` seconds (and at the end); with ``one_line``, only the final ``10/10 - 1.3s``.
+    With ``total`` None (a generator's batches) a count, ``12 batches - 0.4s``, ended by
+    :meth:`finish`."""
 
-    def __init__(self, total: int, stream: Any, width: int = 30, interval: float = 0.1,
+    def __init__(self, total: int | None, stream: Any, width: int = 30, interval: float = 0.1,
                  one_line: bool = False):
         self.total, self.stream, self.width = total, stream, width
         self.interval, self.one_line = interval, one_line
@@ -451,14 +542,25 @@ class _Progress:
         self.drawn = -float("inf")
         self.width_drawn = 0  # characters of the line drawn last (a shorter one pads them)
 
-    def update(self, done: int) -> None:
+    def finish(self, done: int) -> None:
+        """The final line, unless ``update`` drew it (the total was not known, or fewer
+        batches came than it said)."""
+        if self.total is None or done < self.total:
+            self.update(done, last=True)
+
+    def update(self, done: int, last: bool | None = None) -> None:
         now = time.perf_counter()
-        last = done == self.total
+        if last is None:
+            last = done == self.total
         if not last and (self.one_line or now - self.drawn < self.interval):
             return
         self.drawn = now
         elapsed = now - self.start
-        if self.one_line:
+        if self.total is None:  # a count of batches, no bar
+            end = "\n" if last else ""
+            self.stream.write(("" if self.one_line else "\r") + f"{done} batches - "
+                              f"{elapsed:.1f}s{end}")
+        elif self.one_line:
             self.stream.write(f"{done}/{self.total} - {elapsed:.1f}s\n")
         else:
             filled = int(self.width * done / self.total)
