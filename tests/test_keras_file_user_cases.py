@@ -1244,3 +1244,59 @@ def test_keras_inference_code_runs_as_written(tmp_path):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="steps"):
         loaded.predict(x, steps=0)
+
+
+@keras.saving.register_keras_serializable(package="fltest")
+class _KerasScaleShift(keras.layers.Layer):
+    def __init__(self, power=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.power = power
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="random_normal", name="w")
+        self.b = self.add_weight(shape=(input_shape[-1],), initializer="random_normal", name="b")
+
+    def call(self, x):
+        return keras.ops.abs(x) ** self.power * self.w + self.b
+
+    def get_config(self):
+        return {**super().get_config(), "power": self.power}
+
+
+class _FlScaleShift(fl.layers.Layer):  # its port to NumPy, written the same way
+    def __init__(self, power=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.power = power
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), name="w")
+        self.b = self.add_weight(shape=(input_shape[-1],), name="b")
+
+    def call(self, x):
+        return np.abs(x) ** self.power * self.w + self.b
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("key", ["fltest>_KerasScaleShift", "_KerasScaleShift"])
+def test_a_custom_layer_loads_from_custom_objects(tmp_path, fmt, key):
+    """load_model's custom_objects gives a custom Keras layer's port to a fastlayers Layer
+    subclass (build and add_weight as in Keras): made from the file's config (power), its
+    weights read from the file, inside a model and nested. Without it, or with Keras's own
+    class, the refusal says what to pass."""
+    i = keras.Input((4,))
+    inner = keras.Sequential([keras.Input((4,)), _KerasScaleShift(3.0, name="ss2")], name="in")
+    model = keras.Model(i, L.Dense(2)(inner(_KerasScaleShift(2.0, name="ss")(i))))
+    randomize(model)
+    model.save(tmp_path / f"m.{fmt}")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    loaded = fl.load_model(tmp_path / f"m.{fmt}", custom_objects={key: _FlScaleShift})
+    assert loaded.get_layer("ss").power == 2.0
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(NotImplementedError, match=r"pass load_model custom_objects="
+                                                  r"\{'_KerasScaleShift': a subclass"):
+        fl.load_model(tmp_path / f"m.{fmt}")
+    with pytest.raises(NotImplementedError, match="not a subclass of fastlayers.layers.Layer"):
+        fl.load_model(tmp_path / f"m.{fmt}", custom_objects={key: _KerasScaleShift})
+    with pytest.raises(TypeError, match="custom_objects must be a dict"):
+        fl.load_model(tmp_path / f"m.{fmt}", custom_objects=[_FlScaleShift])

@@ -8,6 +8,7 @@ loads the weights with set_weights, and compares on both paths.
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import numpy as np
@@ -456,3 +457,49 @@ def test_nested_inputs_by_structure_by_name_or_flat(backend):
     with pytest.raises(NotImplementedError, match="dict inside a dict"):
         Model([z, y, x], {"o": {"y": y, "x": x}})
     Model([z, y, x], {"o": {"x": x, "y": y}})  # sorted keys: the same order on every backend
+
+
+class _ScaleShift(fl.layers.Layer):
+    """A custom layer written as in Keras: build makes its weights with add_weight."""
+
+    def __init__(self, power=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.power = power
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+        self.b = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="b",
+                                 trainable=False)
+
+    def call(self, x):
+        return np.abs(x) ** self.power * self.w + self.b
+
+
+def test_a_custom_layer_with_build_and_add_weight():
+    """Keras's way of writing a layer: build (called before the first call, with the input's
+    shape) and add_weight; its weights are those of its add_weight calls, in order, and
+    set_weights writes into the arrays its attributes hold. It failed with "no attribute 'b'"
+    (a Keras-user audit)."""
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    alone = _ScaleShift(2.0)
+    np.testing.assert_array_equal(alone(x), x**2)  # built on the first call: w 1, b 0
+    assert [w.shape for w in alone.get_weights()] == [(4,), (4,)]
+    inp = Input(shape=(4,))
+    layer = _ScaleShift(2.0, name="ss")
+    mdl = Model(inp, Dense(2, seed=1)(layer(inp)))
+    assert layer.built and mdl.count_params() == 8 + 10
+    layer.set_weights([np.full(4, 2.0, np.float32), np.full(4, 0.5, np.float32)])
+    np.testing.assert_allclose(layer.w, 2.0)  # the attribute sees set_weights
+    np.testing.assert_allclose(layer(x), 2 * x**2 + 0.5, rtol=1e-6)
+    np.testing.assert_allclose(mdl(x), mdl.layers[-1](2 * x**2 + 0.5), rtol=1e-6)
+    assert len(layer.trainable_weights) == 1 and len(layer.non_trainable_weights) == 1
+    again = pickle.loads(pickle.dumps(mdl))
+    np.testing.assert_array_equal(again(x), mdl(x))
+    with pytest.raises(ValueError, match="weight 1 'b' has shape"):
+        layer.set_weights([np.ones(4, np.float32), np.ones(3, np.float32)])
+    with pytest.raises(ValueError, match="exists already"):
+        layer.add_weight(shape=(1,), name="w")
+    with pytest.raises(ValueError, match="computes in float32"):
+        layer.add_weight(shape=(1,), dtype="float64", name="z")
+    with pytest.raises(ValueError, match="needs a known shape"):
+        _ScaleShift()(Input(shape=(None,)))

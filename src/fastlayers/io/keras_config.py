@@ -289,6 +289,8 @@ def _check_origin(cfg: dict) -> str | None:
         return f"custom class from module {module!r}"
     if registered not in (None, cls):
         return f"custom class registered as {registered!r}"
+    if ">" in str(cls):  # a legacy .h5 file writes the registered name as the class name
+        return f"custom class registered as {cls!r}"
     if cls in MODEL_CLASSES or cls == "InputLayer":
         return None
     if cls == "RNN" and module in (None, "keras.layers"):
@@ -633,23 +635,29 @@ class _Op:
 _KERAS2_FILE: contextvars.ContextVar[bool] = contextvars.ContextVar("keras2_file", default=False)
 # Whether its weights hold the kernels of LoRA layers merged (a .keras file: build_model).
 _LORA_MERGED: contextvars.ContextVar[bool] = contextvars.ContextVar("lora_merged", default=False)
+# load_model's custom_objects: a custom class's name -> the fastlayers Layer subclass to make.
+_CUSTOM: contextvars.ContextVar[dict | None] = contextvars.ContextVar("custom_objects",
+                                                                      default=None)
 
 
-def build_model(cfg: dict, keras_version: Any = None, lora_merged: bool = False) -> Any:
+def build_model(cfg: dict, keras_version: Any = None, lora_merged: bool = False,
+                custom_objects: dict | None = None) -> Any:
     """A fastlayers Model or Sequential from a Keras model config (``keras_version``: the
     file's, when it says). Raises one NotImplementedError listing everything fastlayers
     cannot run. ``lora_merged``: the weights come from a .keras file, whose kernels of
     layers with ``lora_rank`` Keras saved with the LoRA update merged (``kernel +
     lora_alpha / lora_rank · A·B``), so those layers load as plain ones; a legacy .h5 file
-    stores the factors apart (refused)."""
+    stores the factors apart (refused). ``custom_objects``: load_model's (_custom_layer)."""
     if isinstance(keras_version, bytes):
         keras_version = keras_version.decode(errors="replace")
     major = str(keras_version or "3").split(".")[0]
     token = _KERAS2_FILE.set(major.isdigit() and int(major) < 3)
     lora = _LORA_MERGED.set(bool(lora_merged))
+    custom = _CUSTOM.set(dict(custom_objects) if custom_objects else None)
     try:
         return _build_model(cfg)
     finally:
+        _CUSTOM.reset(custom)
         _LORA_MERGED.reset(lora)
         _KERAS2_FILE.reset(token)
 
@@ -704,6 +712,13 @@ def _build(cfg: dict, problems: list[str]) -> Any:
     for sub in layers:
         name = _keras_name(sub)
         why = _check_origin(sub)
+        if sub.get("class_name") not in MODEL_CLASSES and (
+                (why or "").startswith("custom class") or _custom_class(sub) is not None):
+            try:
+                made[name] = _custom_layer(sub, why or "a custom class")
+            except Unsupported as e:
+                problems.append(f"{sub.get('class_name')} {name!r}: {e}")
+            continue
         if why is not None:
             problems.append(f"{sub.get('class_name')} {name!r}: {why}")
             continue
@@ -716,6 +731,42 @@ def _build(cfg: dict, problems: list[str]) -> Any:
     if cfg["class_name"] == "Sequential":
         return _sequential(inner, made)
     return _functional(inner, made)
+
+
+def _custom_class(sub: dict) -> Any:
+    """What load_model's custom_objects gives for this layer config: by its registered name
+    ("package>Name"), its class name (a legacy .h5 file writes the registered name there), or
+    the class name alone; None if nothing."""
+    custom = _CUSTOM.get()
+    if not custom:
+        return None
+    name, registered = str(sub.get("class_name")), sub.get("registered_name")
+    for key in (registered, name, name.split(">")[-1]):
+        if key in custom:
+            return custom[key]
+    return None
+
+
+def _custom_layer(sub: dict, why: str) -> Any:
+    """A custom Keras layer made from load_model's ``custom_objects``: the fastlayers Layer
+    subclass given for its registered name or its class name (a port of its call to NumPy,
+    with Keras's build and add_weight), constructed from the config's arguments; its weights
+    are then read from the file in the order of its add_weight calls, as Keras saved them."""
+    from ..layers.base import Layer  # noqa: PLC0415 (keeps the module's imports as they were)
+
+    cls = _custom_class(sub)
+    if cls is None:
+        name = str(sub.get("class_name")).split(">")[-1]
+        raise Unsupported(f"{why} (pass load_model custom_objects={{{name!r}: a subclass of "
+                          "fastlayers.layers.Layer computing its call with NumPy})")
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise Unsupported(f"custom_objects gives {cls!r} for it, not a subclass of "
+                          "fastlayers.layers.Layer (fastlayers runs no Keras or TensorFlow code: "
+                          "port its call to NumPy, with build and add_weight as in Keras)")
+    try:
+        return cls(**_layer_kwargs(cls, sub))
+    except (NotImplementedError, ValueError, TypeError) as e:
+        raise Unsupported(f"{cls.__name__}(**its config) failed: {e}") from None
 
 
 def _make_any(sub: dict, problems: list[str]) -> Any:

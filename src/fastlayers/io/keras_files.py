@@ -120,11 +120,15 @@ def load_model(path: Any, custom_objects: Any = None, compile: Any = True,  # no
     """A fastlayers ``Model`` or ``Sequential`` from a Keras model file, or from a Keras
     model object (which Keras saves to a temporary ``.keras`` file, read as any other).
 
-    ``custom_objects``, ``compile`` and ``safe_mode`` are Keras's arguments, accepted so that
-    ``keras.models.load_model(path, compile=False)`` works as written, and they change
-    nothing: fastlayers compiles nothing (the training config is not read), runs its own
-    layers only (a custom class is refused whatever ``custom_objects`` holds), and never
-    runs code from a file (Lambda layers are refused, as Keras's safe mode does).
+    ``custom_objects`` maps the name of a custom Keras layer class (its class name or its
+    registered name) to a subclass of ``fastlayers.layers.Layer`` that computes its call with
+    NumPy, written as a Keras layer is (``build`` making its weights with ``add_weight``, in the
+    order the Keras layer makes them; ``__init__`` taking the config's arguments): the layer
+    is made from the file's config and its weights read from the file. Other custom classes
+    are refused. ``compile`` and ``safe_mode`` are Keras's arguments, accepted so that
+    ``keras.models.load_model(path, compile=False)`` works as written, and change nothing:
+    fastlayers compiles nothing (the training config is not read) and never runs code from a
+    file (Lambda layers are refused, as Keras's safe mode does).
 
     Reads ``.keras`` files (a zip of config.json and model.weights.h5) and legacy
     ``.h5`` files (written by Keras 2 / tf.keras, or by Keras 3 for ``model.save("x.h5")``).
@@ -137,11 +141,14 @@ def load_model(path: Any, custom_objects: Any = None, compile: Any = True,  # no
     Needs h5py (``pip install "fastlayers[keras]"``). A file that is damaged or whose
     config has the wrong structure raises ValueError naming the file.
     """
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError("load_model: custom_objects must be a dict (a class name -> a "
+                        f"fastlayers Layer subclass), got {type(custom_objects).__name__}")
     if _is_keras_model(path):
-        return _load_live(path)
+        return _load_live(path, custom_objects)
     path = _path(path, "a file path (str or os.PathLike) or a Keras model")
     with _reading(path):
-        return _load_model(path)
+        return _load_model(path, custom_objects)
 
 
 def _is_keras_model(obj: Any) -> bool:
@@ -152,7 +159,7 @@ def _is_keras_model(obj: Any) -> bool:
         for klass in type(obj).__mro__)
 
 
-def _load_live(model: Any) -> BaseModel:
+def _load_live(model: Any, custom_objects: dict | None = None) -> BaseModel:
     """load_model of a Keras model object: saved by Keras to a .keras file in a temporary
     directory, then read from it (the path every test of the loader takes)."""
     if not getattr(model, "built", True):
@@ -166,10 +173,10 @@ def _load_live(model: Any) -> BaseModel:
             raise ValueError(f"load_model: Keras could not save the {type(model).__name__} "
                              f"given ({type(e).__name__}: {e})") from e
         with _reading(path):
-            return _load_model(path)
+            return _load_model(path, custom_objects)
 
 
-def _load_model(path: str) -> BaseModel:
+def _load_model(path: str, custom_objects: dict | None = None) -> BaseModel:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -184,7 +191,7 @@ def _load_model(path: str) -> BaseModel:
             weights = zf.read("model.weights.h5")
         h5py = _h5py()
         model = build_model(config, meta.get("keras_version") if isinstance(meta, dict)
-                            else None, lora_merged=True)
+                            else None, lora_merged=True, custom_objects=custom_objects)
         with h5py.File(_stdio.BytesIO(weights), "r") as f:
             _load_keras3(model, f)
         return model
@@ -198,7 +205,7 @@ def _load_model(path: str) -> BaseModel:
                     "and call model.load_weights(path)"
                 )
             model = build_model(_json(raw, path, "its model_config"),
-                                f.attrs.get("keras_version"))
+                                f.attrs.get("keras_version"), custom_objects=custom_objects)
             _load_legacy(model, f["model_weights"] if "model_weights" in f else f)
         return model
     raise ValueError(f"{path!r} is neither a .keras (zip) file nor an HDF5 (.h5) file")

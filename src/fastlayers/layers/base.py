@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _backend, _checks, _masking, _symbolic
 from .. import _validation as V
-from .initializers import check_initializer
+from .initializers import check_initializer, initial_value
 
 F32 = np.float32
 Shape = tuple[Optional[int], ...]
@@ -100,6 +100,23 @@ def _declared_shape(shape: Any, owner: str) -> tuple:
         raise TypeError(f"{owner}: input_shape must be a tuple of positive ints or None "
                         f"(one sample's shape), got {shape!r}")
     return tuple(None if d is None else int(d) for d in dims)
+
+
+def _custom_build(cls: type) -> bool:
+    """Whether the nearest ``build`` of cls is defined outside fastlayers (a user's Keras-style
+    layer); fastlayers' own layers build inside their calls."""
+    for klass in cls.__mro__:
+        if "build" in klass.__dict__:
+            return not (klass.__module__ or "").startswith("fastlayers.")
+    return False
+
+
+def _shapes_of(x: Any) -> Any:
+    """The shape Keras's Layer.__call__ gives build: the first argument's (None for an
+    unknown size of a symbolic tensor), a list of them for a list or tuple."""
+    if isinstance(x, (list, tuple)) and x and not isinstance(x[0], (int, float)):
+        return [_shapes_of(e) for e in x]
+    return tuple(np.shape(x)) if not isinstance(x, _symbolic.SymbolicTensor) else x.shape
 
 
 class Layer:
@@ -195,8 +212,72 @@ class Layer:
         return []
 
     def _weight_names(self) -> list[str]:
-        """The weight names in Keras order. They depend on the config only."""
+        """The weight names in Keras order. They depend on the config only (a custom
+        layer's: those of its add_weight calls, in their order)."""
+        added = self.__dict__.get("_added")
+        if added is not None:
+            return [name for name, _, _ in added]
         return [name for name, _, _ in self._weight_specs(None)]
+
+    # ---- Keras-style custom layers: build() and add_weight() --------------------------
+    def add_weight(self, shape: Any = None, initializer: Any = None, dtype: Any = None,
+                   trainable: bool = True, autocast: bool = True, regularizer: Any = None,
+                   constraint: Any = None, aggregation: Any = "none",
+                   overwrite_with_gradient: bool = False, name: str | None = None
+                   ) -> np.ndarray:
+        """A weight of a custom layer, as Keras's ``Layer.add_weight`` makes one (call it in
+        the layer's ``build``, which fastlayers calls before the first call, with the input's
+        shape, as Keras does).
+
+        Returns a read-only float32 array of ``shape`` (default ``()``), drawn from
+        ``initializer`` (a Keras initializer name or a callable ``f(shape, dtype)``; default
+        "glorot_uniform", as Keras's for float weights). The layer's weights
+        (``get_weights`` / ``set_weights``) are its added weights in the order made;
+        ``set_weights`` writes into these arrays in place, so an attribute holding one
+        (``self.w = self.add_weight(...)``) sees the new values. ``trainable`` counts in
+        ``trainable_weights``; the other training arguments are accepted and ignored. Only
+        float32 (``dtype`` None or "float32") is computed.
+        """
+        owner = self._owner()
+        if dtype is not None and np.dtype(dtype) != np.float32:
+            raise ValueError(f"{owner}: add_weight computes in float32; got dtype={dtype!r}")
+        shape = () if shape is None else _shape_tuple(shape)
+        if any(d is None for d in shape):
+            raise ValueError(f"{owner}: add_weight needs a known shape, got {shape}")
+        added = self.__dict__.setdefault("_added", [])
+        if name is None:
+            name = "variable" if not added else f"variable_{len(added)}"
+        if any(n == name for n, _, _ in added):
+            raise ValueError(f"{owner}: add_weight: a weight named {name!r} exists already")
+        init = check_initializer("glorot_uniform" if initializer is None else initializer,
+                                 owner, "initializer")
+        rng = self.__dict__.setdefault("_added_rng", np.random.default_rng(self.seed))
+        _checks.elements(math.prod(shape), owner, f"weight {name!r} of shape {shape}")
+        value = initial_value(init, shape, rng)
+        if value.shape != shape:  # a callable initializer returning another shape
+            raise ValueError(f"{owner}: initial value of {name!r} has shape {value.shape}, "
+                             f"expected {shape}")
+        value.flags.writeable = False
+        added.append((name, value, _bool(trainable, owner, "trainable")))
+        self._weight_values = [v for _, v, _ in added]
+        self._weight_map = {n: v for n, v, _ in added}
+        return value
+
+    def _set_added_weights(self, weights: Sequence[Any]) -> None:
+        """set_weights of a layer whose weights come from add_weight: each array is written
+        into its weight in place (attributes holding it see the values)."""
+        owner = self._owner()
+        names = self._check_weight_list(weights)
+        new = [V.array(w, owner, f"weight {name!r}") for name, w in zip(names, weights)]
+        for i, (name, a, (_, have, _)) in enumerate(zip(names, new, self.__dict__["_added"])):
+            if a.shape != have.shape:
+                raise ValueError(f"{owner}: weight {i} {name!r} has shape {a.shape}, expected "
+                                 f"{have.shape}")
+        for a, (_, have, _) in zip(new, self.__dict__["_added"]):
+            have.flags.writeable = True
+            have[...] = a
+            have.flags.writeable = False
+        self._on_weights_set()
 
     def _input_shape_from_weights(self, shapes: list[tuple[int, ...]]) -> Any:
         """An input shape under which ``shapes`` are the layer's weight shapes."""
@@ -395,7 +476,9 @@ class Layer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("_init_depth", 0)  # a layer pickled before the counter
-        if self.built and self._weight_values:
+        if self.built and self._weight_values and "_added" not in state:
+            # (a custom layer's added weights are plain arrays its attributes share: as they
+            # came, no packing)
             # Stored as set_weights stores them (read-only, packed). Pickle protocol 5 hands
             # arrays over in out-of-band buffers, which may start at any byte (Dask's transfers
             # between workers): the C++ packing needs float-aligned weights, so those are
@@ -449,6 +532,9 @@ class Layer:
         weight); the arrays are copied to float32 C-contiguous. An unbuilt layer is
         built from the weight shapes.
         """
+        if self.__dict__.get("_added") is not None:
+            self._set_added_weights(weights)
+            return
         owner = self._owner()
         names = self._check_weight_list(weights)
         arrays = []
@@ -517,6 +603,9 @@ class Layer:
         (``trainable_weights``) applies its own ``trainable`` on top, as Keras does."""
         on = (self.__dict__.get("_variables_trainable", True) if self._sublayer_variables
               else self.trainable)
+        added = self.__dict__.get("_added")
+        if added is not None:  # a custom layer's add_weight(trainable=...)
+            return [on and t for _, _, t in added]
         names, count = self._weight_names(), len(self.weights)
         if len(names) != count:  # weights held elsewhere, or not built: as they are
             return [on] * count
@@ -651,6 +740,11 @@ class Layer:
         skips the checks from the third call on where it offers a runner: the same C++
         call, the same bits (docs/architecture.md §14, "Direct layer calls").
         """
+        if not self.built and _custom_build(type(self)):
+            # a custom layer's own build (Keras's Layer.__call__ calls it with the shape of
+            # the first argument, a list of shapes for a list): its add_weight calls
+            self.build(_shapes_of(args[0] if args else next(iter(kwargs.values()), None)))
+            self.built = True
         if _symbolic.any_symbolic(args, kwargs):
             out = _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
             if "_first_node" not in self.__dict__:  # (input and output: Keras's first call)
