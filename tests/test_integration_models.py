@@ -284,4 +284,5 @@ def test_bad_inputs_name_the_layer():
     td = _model("integ_td")
     ids, grid = golden("integ_td", "inputs")
     with pytest.raises(ValueError, match="input 'grid'"):
-        td([ids, grid[:, :, :, None]])  # the grid input has rank 3
+        # the grid input has rank 3 (a last axis of 1 would be squeezed, as Keras does)
+        td([ids, np.repeat(grid[:, :, :, None], 2, axis=-1)])
