@@ -487,3 +487,39 @@ def test_inputs_whose_batches_disagree_say_so():
     for batch in (1, 2):
         with pytest.raises(ValueError, match="give the inputs the same batch sizes"):
             model(ids, np.ones((batch, 8), np.int64))
+
+
+class _Penultimate(torch.nn.Module):
+    """SDXL's use of a CLIP text encoder: the penultimate layer's hidden states."""
+
+    def __init__(self, enc):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, ids):
+        return self.enc(ids, output_hidden_states=True).hidden_states[-2]
+
+
+def test_hidden_states_of_a_model_never_called_before(any_backend):
+    """transformers 5 installs its hidden-state capturing hooks on a model's first call and
+    marks the model. Traced first, the mark was put back and the hooks were not, so the next
+    call installed a second set: the converted model and the module itself gave another
+    layer's states (0.6 off; a PyTorch-user audit). The hooks the trace installed are
+    removed with the mark."""
+    import copy
+
+    torch.manual_seed(0)
+    enc = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=4, max_position_embeddings=16)).eval()
+    net = _Penultimate(enc).eval()
+    pristine = copy.deepcopy(net)
+    ids = torch.randint(0, 50, (2, 12))
+    converted = fl.from_torch(net, ids)
+    with torch.no_grad():
+        want = pristine(ids).numpy()
+        after = net(ids).numpy()
+        states = net.enc(ids, output_hidden_states=True).hidden_states
+    np.testing.assert_array_equal(after, want)  # the module is as it was
+    assert len(states) == 4
+    np.testing.assert_allclose(converted(ids.numpy()), want, rtol=1e-5, atol=1e-5)

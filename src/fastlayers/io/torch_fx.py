@@ -6142,7 +6142,8 @@ def _attributes(root: Any) -> list:
 
     own = set(torch.nn.Module().__dict__)
     return [(m, dict(m.__dict__), {k: _contents(v) for k, v in m.__dict__.items()
-                                   if k not in own})
+                                   if k not in own},
+             {k: list(v) for k, v in m.__dict__.items() if "hooks" in k and isinstance(v, dict)})
             for m in root.modules()]
 
 
@@ -6153,7 +6154,11 @@ def _restore_attributes(saved: list, keep: list | tuple = ()) -> None:
     names from the root: the tensor constants fx sets on it for its graph). HuggingFace's
     longrope RoPE caches ``self.long_inv_freq`` on its first call: traced, that is a Proxy of
     the trace, which the module called afterwards (or traced again) would compute with.
-    Containers whose contents did not change are left alone."""
+    Containers whose contents did not change are left alone. Hooks a traced forward
+    registered are removed: HuggingFace installs its hidden-state capturing hooks on a model's
+    first call and marks the model (an attribute, put back above), so a model first called by
+    the trace got a second set at its next call (hidden_states[-2] was another layer's,
+    in the converted model and in the module; a PyTorch-user audit)."""
     root = saved[0][0]
     kept = set()
     for name in keep:
@@ -6162,7 +6167,12 @@ def _restore_attributes(saved: list, keep: list | tuple = ()) -> None:
             kept.add((id(root.get_submodule(owner) if owner else root), attr))
         except AttributeError:
             continue
-    for m, before, inside in saved:
+    for m, before, inside, hooks in saved:
+        for k, keys in hooks.items():
+            registered = m.__dict__.get(k)
+            if isinstance(registered, dict) and len(registered) != len(keys):
+                for key in [key for key in registered if key not in set(keys)]:
+                    del registered[key]
         now = m.__dict__
         for k in [k for k in now if k not in before and (id(m), k) not in kept]:
             del now[k]
