@@ -2268,3 +2268,97 @@ def test_bmm_and_mm_do_not_broadcast_and_pools_keep_pytorchs_padding_rule():
             pool(x)
         with pytest.raises(TorchConversionError, match="above half its window"):
             fl.from_torch(nn.Sequential(pool), (x,))
+
+
+# ------------------------------------------- a PyTorch-user audit (session 38): what it refused
+
+
+class _Inner(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x, scale=1.0, **kw):
+        return self.fc(x) * scale
+
+
+class _PassesKwargs(nn.Module):  # OwlViT's and SAM's vision models: self.inner(x, **kwargs)
+    def __init__(self):
+        super().__init__()
+        self.inner = _Inner()
+
+    def forward(self, x, **kwargs):
+        return self.inner(x, **kwargs)
+
+
+class _RankArithmetic(nn.Module):  # LongT5's [(0, 0)] * x.ndim, Funnel's axis %= x.dim()
+    def forward(self, x):
+        pad = [(0, 0)] * x.ndim
+        pad[1] = (1, 1)
+        y = torch.nn.functional.pad(x, sum(pad[::-1], ()))
+        return y.sum(-1 % x.dim())
+
+
+class _DeviceType(nn.Module):  # HuggingFace's maybe_autocast(device_type=x.device.type)
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return x * 2 if x.device.type != "meta" else x
+
+
+class _Aliases(nn.Module):  # ConvBERT's torch.multiply, Falcon's torch.masked_fill, WavLM's
+    def forward(self, x):   # broadcast_to: PyTorch's aliases of ops that convert
+        y = torch.masked_fill(x, torch.greater(x, 0.5), -1.0)
+        y = (torch.multiply(y, 2) + torch.subtract(y, 1) - torch.divide(y, 3)
+             + torch.absolute(y) + torch.arctan(y) + torch.negative(y))
+        z = torch.gt(y, 0).float() + torch.less_equal(y, 0.1).float() + x.greater(0).float()
+        return torch.broadcast_to(y[:, :1], (x.shape[0], 5)) + y.multiply(2).clip(-1, 1) + z
+
+
+class _TableRows(nn.Module):  # M2M100's sinusoidal positions: table.index_select(0, ids)
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("table", torch.randn(20, 4), persistent=False)
+        self.w = nn.Parameter(torch.randn(20, 3))
+
+    def forward(self, ids):
+        return torch.cat([self.table.index_select(0, ids.view(-1)),
+                          torch.index_select(self.w, 0, ids.view(-1))], -1)
+
+
+@pytest.mark.parametrize("make, example", [
+    (_PassesKwargs, lambda: torch.randn(2, 4)),
+    (_RankArithmetic, lambda: torch.randn(2, 3, 4)),
+    (_DeviceType, lambda: torch.randn(2, 3)),
+    (_Aliases, lambda: torch.randn(2, 5)),
+    (_TableRows, lambda: torch.randint(0, 20, (2, 5))),
+])
+def test_modules_a_pytorch_user_audit_found_refused(any_backend, make, example):
+    x = example()
+    check(make(), x, run_inputs=[(x[:1],), (torch.cat([x, x, x]),)])
+
+
+def test_inputs_as_lists_and_tensors_that_require_grad():
+    """A one-input converted model takes nested lists as one array (a list was taken for a
+    list of inputs: (2, 3) became (1, 2, 3), and [1, 2, 3] silently got a batch axis), and
+    torch tensors that require grad (their values went to NumPy without a detach)."""
+    lin = nn.Linear(3, 2).eval()
+    model = fl.from_torch(lin, torch.randn(2, 3))
+    rows = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    with torch.no_grad():
+        want = lin(torch.tensor(rows)).numpy()
+    np.testing.assert_allclose(model(rows), want, rtol=1e-6)
+    np.testing.assert_allclose(model(torch.tensor(rows, requires_grad=True)), want, rtol=1e-6)
+    emb = fl.from_torch(nn.Embedding(10, 3).eval(), torch.tensor([[1, 2, 3]]))
+    with pytest.raises(ValueError, match=r"expected shape \(None, 3\).*got \(3,\)"):
+        emb([1, 2, 3])
+
+
+def test_a_random_draw_sized_by_the_input_is_refused_as_random():
+    """ViTMAE's torch.rand(batch, T): refused as a random draw (it failed in torch's argument
+    parsing, with advice about control flow)."""
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return x + torch.rand(x.size(0), x.size(1))
+
+    with pytest.raises(TorchConversionError, match=r"- rand \(torch.rand\)"):
+        fl.from_torch(Noisy(), torch.randn(2, 3))

@@ -204,6 +204,18 @@ class _BatchOfOne(TorchConversionError):
 # ------------------------------------------------------------------ the converted model
 
 
+
+def _input_array(value: Any) -> Any:
+    """One input of a converted model as an array: nested lists of numbers as one array (as
+    for an ndarray: a list was taken for a list of inputs, (2, 3) became (1, 2, 3)), a torch
+    tensor detached (one that requires grad cannot give its values to NumPy)."""
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value)
+    if type(value).__module__.split(".")[0] == "torch" and callable(getattr(value, "detach",
+                                                                             None)):
+        return value.detach().cpu().numpy()
+    return value
+
 class TorchModel(BaseModel):
     """A model converted by :func:`from_torch`: called like the PyTorch module.
 
@@ -251,7 +263,7 @@ class TorchModel(BaseModel):
 
         def walk(tmpl: Any, value: Any, where: str) -> None:
             if isinstance(tmpl, int):
-                flat[tmpl] = value
+                flat[tmpl] = _input_array(value)
                 return
             if not isinstance(value, (tuple, list)) or len(value) != len(tmpl):
                 raise ValueError(f"{self._owner()}: input {where} must be a tuple of "
@@ -809,11 +821,36 @@ class _Converter:
         self.gm = graph_module
         self.layers: dict[str, Any] = {}  # one fastlayers layer per module (shared weights)
         self.problems: list[str] = []
+        self._canonical_aliases()
         self.constant = _constant_nodes(graph_module.graph)  # computed by PyTorch (_fold)
         self.assumed: list[str] = []  # where a branch took 2+ rows for the batch (_Assumed)
         # seq-first layers whose time axis is the converted model's free axis: calls work,
         # predict (which splits that axis) is refused (_seq_first_batch)
         self.predict_refusals: list[str] = []
+
+    def _canonical_aliases(self) -> None:
+        """Rewrite the calls of PyTorch's aliases (torch.multiply, x.greater, torch.arctan,
+        torch.broadcast_to, ...) as calls of the ops they name, and a function that converts
+        as a method only (torch.masked_fill(x, m, v), torch.gt(x, y)) as that method of its
+        first argument, so that one handler serves each (a PyTorch-user audit found ConvBERT
+        refused for torch.multiply alone, Falcon with ALiBi for torch.masked_fill)."""
+        torch = self.torch
+        for node in self.gm.graph.nodes:
+            if node.op == "call_method" and node.target in _METHOD_ALIASES:
+                node.target = _METHOD_ALIASES[node.target]
+                continue
+            if node.op != "call_function":
+                continue
+            name = getattr(node.target, "__name__", None)
+            if name is None or getattr(torch, name, None) is not node.target:
+                continue
+            name = _METHOD_ALIASES.get(name, name)
+            canonical = getattr(torch, name, None)
+            if canonical is not None and self._function_handler(canonical) is not None:
+                node.target = canonical
+            elif (name in _METHODS and node.args and isinstance(node.args[0], torch.fx.Node)
+                  and (name != node.target.__name__ or name in _FUNCTIONS_AS_METHODS)):
+                node.op, node.target = "call_method", name
 
     # ---- names and checks ---------------------------------------------------------
     def _where(self, node: Any) -> str:
@@ -2821,6 +2858,13 @@ class _Converter:
         what = "gather" if along else "index_select"
         if kwargs.pop("sparse_grad", False) or kwargs:
             self._refuse(f"{what} with arguments {sorted(kwargs)}")
+        if not along and isinstance(x, np.ndarray) and isinstance(index, _T):
+            # rows of a parameter or buffer by a traced index (M2M100's sinusoidal positions,
+            # table.index_select(0, ids)): the lookup table[ids], an Embedding
+            if isinstance(dim, (int, np.integer)) and dim % max(1, x.ndim) == 0:
+                return self.getitem(x, index)
+            self._refuse(f"index_select of a parameter or buffer along dim {dim} by a traced "
+                         "index (along dim 0 it converts)")
         t = _to_torch(self._tensor(x, what))
         idx = _to_torch(index).sym if isinstance(index, _T) else np.asarray(index)
         return _T(torch_take(t.sym, idx, _dim(dim, t.ndim, what), along), False)
@@ -4809,6 +4853,21 @@ _TRACED_INTO = frozenset({"CosineSimilarity", "PairwiseDistance", "LocalResponse
 _SIZES_KEYWORD = {"view": "size", "reshape": "shape", "permute": "dims", "expand": "size",
                   "repeat": "repeats"}
 
+# PyTorch's NumPy-style aliases: the same function as the op each names (PyTorch's docs say
+# "Alias for ..."), rewritten to it before a conversion (_canonical_aliases).
+_METHOD_ALIASES = {
+    "multiply": "mul", "subtract": "sub", "divide": "div", "true_divide": "div",
+    "greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le",
+    "not_equal": "ne", "absolute": "abs", "negative": "neg", "clip": "clamp", "fix": "trunc",
+    "arctan": "atan", "arctan2": "atan2", "arcsin": "asin", "arccos": "acos",
+    "arctanh": "atanh", "arcsinh": "asinh", "arccosh": "acosh", "broadcast_to": "expand",
+}
+_METHOD_ALIASES.update({f"{a}_": f"{b}_" for a, b in list(_METHOD_ALIASES.items())
+                        if b != "expand"})
+# Functions converted as the Tensor method of the same arguments (the tensor first).
+_FUNCTIONS_AS_METHODS = ("masked_fill", "gt", "ge", "lt", "le", "eq", "ne")
+
+
 _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "flatten",
                       "unflatten", "conj", "resolve_conj", "resolve_neg", "angle", "stft",
                       "size", "dim", "contiguous", "add", "mul", "sub", "div", "permute",
@@ -5515,6 +5574,13 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
         names = [f"a{i}" for i in range(count)]
         traced = _wrap_call(torch, module, names)
         concrete = None
+    elif examples is not None and any(p.kind == p.VAR_KEYWORD for p in signature):
+        # forward(self, x, **kwargs): fx makes **kwargs one traced value, and a forward that
+        # passes it on (self.inner(x, **kwargs): OwlViT's and SAM's vision models) fails to
+        # iterate it; traced through a call with the examples, where kwargs is {}.
+        names = names[:count]
+        traced = _wrap_call(torch, module, names, "use_cache=False" if no_cache else "")
+        concrete = None
     elif torch.fx.Tracer().is_leaf_module(module, ""):
         # fx would trace into a torch.nn module's own forward: wrap it, so that it is
         # one call_module node (named "module") as inside a model.
@@ -6018,12 +6084,26 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
 
         def __getattr__(self, k: str) -> Any:
+            if k in ("ndim", "dim", "ndimension"):
+                # A tensor's rank is the example's at every call (a converted model's inputs
+                # keep their examples' ranks), so a plain int: [(0, 0)] * x.ndim (LongT5),
+                # axis %= x.dim() (Funnel) are Python arithmetic, not traced values.
+                value = run.values.get(self.node)
+                if isinstance(value, torch.Tensor):
+                    return value.ndim if k == "ndim" else (lambda: value.ndim)
             return Attribute(self, k)
 
     class Attribute(torch.fx.proxy.Attribute):
         __len__ = length
         __int__ = number(int)
         __float__ = number(float)
+
+        def __getattr__(self, k: str) -> Any:
+            if k == "type" and self.attr == "device":
+                # one device, the CPU: torch.autocast(device_type=x.device.type) (HuggingFace's
+                # maybe_autocast), if x.device.type == "mps"
+                return "cpu"
+            return Attribute(self, k)
 
     # Buffers as tensors first (fx computes what reads them alone, as it always did: len(buf),
     # buf.sum() in Python code); as graph attributes when that fails (a buffer sliced by a
@@ -6521,6 +6601,11 @@ def _tracing_patches(torch: Any) -> Iterator[None]:
                         f"from_torch: torch.{name} in forward draws random numbers, which a "
                         "converted model cannot (it would return the one draw made while "
                         "converting on every call)")
+                if name in ("rand", "randn") and len(args) > 1 and any(
+                        isinstance(v, torch.fx.Proxy) for v in args):
+                    # sizes read from the input (ViTMAE's torch.rand(batch, T)): fx records
+                    # the tuple form only (as for torch.ones), then refuses it as random
+                    return real(tuple(args), **kwargs)
                 return real(*args, **kwargs)  # recorded by fx, then refused as random
             return draw
 
