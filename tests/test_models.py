@@ -503,3 +503,30 @@ def test_a_custom_layer_with_build_and_add_weight():
         layer.add_weight(shape=(1,), dtype="float64", name="z")
     with pytest.raises(ValueError, match="needs a known shape"):
         _ScaleShift()(Input(shape=(None,)))
+
+
+def test_stateful_rnns_keep_their_states_through_a_model_definition():
+    """Defining a model runs each layer on zeros (symbolic shapes); a stateful RNN kept those
+    runs' states, so a layer with weights started its first real call from them (0.7-1.0 off)
+    and, in a model of open batch size, accepted batch 2 only (a concurrency audit). The
+    states are as before the definition: the zeros of reset_states, or none yet."""
+    x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype(np.float32)
+    ref = LSTM(4, return_sequences=True, seed=1)
+    ref(x)
+    ref.set_weights([w + 0.5 for w in ref.get_weights()])
+    lay = LSTM(4, return_sequences=True, stateful=True)
+    lay(x)
+    lay.set_weights(ref.get_weights())
+    lay.reset_states()
+    model = Sequential([Input(shape=(None, 3), batch_size=3), lay])
+    assert all(not s.any() for s in lay.states)
+    np.testing.assert_array_equal(model(x), ref(x))
+    for batch in (3, 5):  # the first call sets the batch size (not the zero run's 2)
+        gru = GRU(4, stateful=True)
+        bi = fl.layers.Bidirectional(LSTM(2, stateful=True))
+        inp = Input(shape=(None, 3))
+        open_batch = Model(inp, [gru(inp), bi(inp)])
+        assert gru.states is None and bi.forward_layer.states is None
+        out = open_batch(np.ones((batch, 4, 3), np.float32))
+        assert out[0].shape == (batch, 4) and gru.states[0].shape == (batch, 4)
+        assert bi.forward_layer.states[0].shape == (batch, 2)

@@ -473,9 +473,16 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         with allocating(label, what):
             return np.zeros(_concrete(t.shape, fill, _mult(t)), t.dtype)
 
+    kept = _kept_states(layer)
+
     def run(fill: int) -> tuple[list[np.ndarray], type | None]:
         values = {t.id: zeros(t, fill) for t in node.inputs}
-        return _as_outputs(fn(*substitute(args, values), **substitute(kwargs, values)), label)
+        try:
+            return _as_outputs(fn(*substitute(args, values), **substitute(kwargs, values)),
+                               label)
+        finally:
+            for owner, states in kept:  # the zero runs leave a stateful RNN's states as
+                owner.__dict__["states"] = states  # they were (zeros, or none yet)
 
     # a layer built by this call (its weights made for the sizes of the zero run)
     builds = layer is not None and has_unknown and not getattr(layer, "built", True)
@@ -567,6 +574,25 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
     if structure is None:
         return node.outputs[0]
     return structure(node.outputs)
+
+
+def _kept_states(layer: Any) -> list[tuple[Any, Any]]:
+    """(layer, its states) of the stateful RNNs in ``layer`` (itself, a Bidirectional's or a
+    nested model's layers): the zero runs of a symbolic call must not change them. A stateful
+    layer with weights started its first real call in a model from the zero run's states, and
+    one in a model of open batch size kept the zero run's batch of 2 (a concurrency audit)."""
+    kept, stack, seen = [], [layer], set()
+    while stack:
+        part = stack.pop()
+        if part is None or id(part) in seen:
+            continue
+        seen.add(id(part))
+        if getattr(part, "stateful", False) is True and "states" in getattr(part, "__dict__", {}):
+            kept.append((part, part.__dict__["states"]))
+        subs = getattr(part, "_sublayers", None)
+        if callable(subs):
+            stack.extend(subs())
+    return kept
 
 
 def _refuse_weights_of_unknown_sizes(layer: Any, node: Node, label: str,
