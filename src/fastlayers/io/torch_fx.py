@@ -224,7 +224,24 @@ class TorchModel(BaseModel):
     lists of arrays, None where the module returns None). ``model.inner`` is the
     functional :class:`~fastlayers.Model` that computes it (flat list of outputs);
     ``layers``, ``get_weights``, ``summary`` and ``predict`` come from it.
+
+    ``get_weights`` lists the weights of the layers the conversion made (Dense, Conv, LSTM,
+    Embedding, ...), not those it holds as constants of its ops (a LayerNorm's, a
+    MultiheadAttention's, a standalone BatchNorm's, a PReLU's), so it is not the module's
+    ``state_dict``; ``set_weights`` is refused: for new weights, load them into the PyTorch
+    module and convert it again.
     """
+
+    def set_weights(self, weights: Any) -> None:
+        """Refused: a converted model holds some of its module's parameters as constants of
+        its ops, which set_weights would leave as they were (a concurrency audit found a
+        model given another's weights 0.16 off, without a word). Load the weights into the
+        PyTorch module (``load_state_dict``) and convert it again with ``fl.from_torch``."""
+        raise NotImplementedError(
+            f"{self._owner()}: set_weights of a converted PyTorch module is refused (it would "
+            "reach only the layers the conversion made, not the parameters it holds as "
+            "constants: LayerNorm, MultiheadAttention, ...); load the new weights into the "
+            "module (load_state_dict) and convert it again with fl.from_torch")
 
     # Called as a layer of another model (``y = tm(fl.Input(...))``) it is one layer whose
     # call is the module's: it neither takes nor makes Keras masks (a nested Keras model
