@@ -86,6 +86,10 @@ void bind_runtime(py::module_& m) {
                   throw py::value_error("set_num_threads: n must be in [1, " +
                                         std::to_string(INT_MAX) + "], got " + std::to_string(v));
               }
+              // Without the GIL: resizing waits for a parallel region running in another
+              // thread, and holding the GIL froze every Python thread until it ended (0.2-0.8 s
+              // during a large LSTM; a concurrency audit).
+              py::gil_scoped_release release;
               set_num_threads(static_cast<int>(v));
           },
           py::arg("n"),

@@ -38,6 +38,7 @@ result is never stale. The model executors call :func:`functional_plan` /
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import weakref
 from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple
@@ -55,18 +56,19 @@ from ..layers.core import Activation, Dense
 from ..layers.normalization import BatchNormalization, ReLU
 from ..layers.padding import ZeroPadding2D
 
-_enabled = [True]
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("folding", default=True)
 
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Run models without folding inside the block (for tests and comparisons)."""
-    before = _enabled[0]
-    _enabled[0] = False
+    """Run models without folding inside the block (for tests and comparisons); the block's
+    setting applies to the thread or task that entered it (it was process-wide, and two
+    threads' overlapping blocks left folding off for good; a concurrency audit)."""
+    token = _enabled.set(False)
     try:
         yield
     finally:
-        _enabled[0] = before
+        _enabled.reset(token)
 
 
 _PRODUCERS = (Dense, Conv2D, DepthwiseConv2D)
@@ -280,7 +282,7 @@ def sequential_plan(model: Any) -> dict[int, Callable]:
     BatchNormalization folded into it and the activation layer after that when it fuses, or
     without a BatchNormalization the activation layer right after the producer}.
     The executor runs a fold only when no implicit mask comes in."""
-    if not _enabled[0]:
+    if not _enabled.get():
         return {}
     stack = model._stack
     outputs = model._outputs  # symbolic outputs (with an Input first), else []
@@ -398,7 +400,7 @@ def functional_plan(model: Any) -> dict[int, Callable]:
     BatchNormalization and the activation node pass their input, already normalized and
     activated, through; an absorbed padding node passes its input on unpadded, for the
     producer alone to read."""
-    if not _enabled[0]:
+    if not _enabled.get():
         return {}
     plan: dict[int, FoldStep] = {}
     pads, nexts = _chains(model)

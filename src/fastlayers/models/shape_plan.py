@@ -73,7 +73,7 @@ def signature(arrays: list[Any], dtypes: list[np.dtype]) -> tuple | None:
     backend = _backend._current()
     if backend == "numpy":
         return None
-    key = [backend, layer_base.layers_epoch(), folding._enabled[0]]  # the cache's "context"
+    key = [backend, layer_base.layers_epoch(), folding._enabled.get()]  # the cache's "context"
     for a, dtype in zip(arrays, dtypes):
         if type(a) is not np.ndarray or a.dtype != dtype:
             return None
