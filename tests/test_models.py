@@ -530,3 +530,37 @@ def test_stateful_rnns_keep_their_states_through_a_model_definition():
         out = open_batch(np.ones((batch, 4, 3), np.float32))
         assert out[0].shape == (batch, 4) and gru.states[0].shape == (batch, 4)
         assert bi.forward_layer.states[0].shape == (batch, 2)
+
+
+def test_folding_disabled_is_per_thread():
+    """folding.disabled() applies to the thread that entered it, as shape_plan.disabled():
+    it saved and restored one process-wide flag, so two threads' overlapping blocks left
+    folding off for good (a concurrency audit)."""
+    import threading
+
+    from fastlayers.models import folding
+
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a():
+        with folding.disabled():
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+
+    def b():
+        a_in.wait()
+        seen["other thread during A's block"] = folding._enabled.get()
+        with folding.disabled():
+            b_in.set()
+            a_out.wait()
+        seen["B after both blocks"] = folding._enabled.get()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"other thread during A's block": True, "B after both blocks": True}
+    assert folding._enabled.get()
