@@ -835,6 +835,8 @@ MHA_BAD = [
     (dict(attention_mask=np.ones((2, 5), bool)), ValueError, f"{MHA}: attention_mask has shape"),
     (dict(attention_mask=np.ones((2, 2, 5), bool)), ValueError, f"{MHA}: attention_mask has shape"),
     (dict(attention_mask=np.ones((4,), bool)), ValueError, f"{MHA}: attention_mask has shape"),
+    (dict(attention_mask=np.ones((1, 1, 1, 5), bool)), ValueError,
+     f"{MHA}: attention_mask has shape"),
     (
         dict(attention_mask=np.ones((2, 1, 3, 5), bool)),
         ValueError,

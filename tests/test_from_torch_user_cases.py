@@ -2375,3 +2375,29 @@ def test_set_weights_of_a_converted_module_is_refused():
     assert sum(w.size for w in model.get_weights()) < params  # the constants are not listed
     with pytest.raises(NotImplementedError, match="load_state_dict.*from_torch"):
         model.set_weights(model.get_weights())
+
+
+def test_review_converted_modules_inside_models_and_their_names():
+    """A model holding a converted module refuses set_weights too (it went to the module's
+    layers and left its LayerNorm constants: 2.6 off), a forward with **kwargs keeps its
+    layers' names (they had the tracing wrapper's "module." prefix), x.device.index is the
+    CPU's None (the CPU branch was not taken: 6.1 off; a review of session 38)."""
+    net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)).eval()
+    inp = fl.Input((3,))
+    outer = fl.Model(inp, fl.from_torch(net, torch.randn(2, 3))(inp))
+    with pytest.raises(NotImplementedError, match="converting the module again"):
+        outer.set_weights(outer.get_weights())
+    with pytest.raises(NotImplementedError, match="converting the module again"):
+        outer.load_weights("unused.weights.h5")
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _Inner()
+
+        def forward(self, x, **kwargs):
+            return self.inner(x, **kwargs) * (2.0 if x.device.index is None else 3.0)
+
+    module = Outer().eval()
+    model = check(module, torch.randn(2, 4))
+    assert model.get_layer("inner.fc") is not None

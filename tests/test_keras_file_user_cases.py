@@ -1171,7 +1171,7 @@ def test_attention_masks_that_broadcast_as_in_keras(tmp_path, backend):
     ours.set_weights(layer.get_weights())
     full = np.random.default_rng(4).random((2, 3, 5)) > 0.3
     full[:, :, 0] = True
-    for mask in (full[:, :1], full[:1], full[0, 0], full[1], full[:1, :1]):
+    for mask in (full[:, :1], full[:1], full[0, 0], full[1], full[:1, :1], full[0, 0, 0]):
         explicit = np.broadcast_to(mask, full.shape)
         want = layer(q, v, attention_mask=explicit).detach().cpu().numpy()
         with fl.use_backend(backend):
@@ -1259,6 +1259,9 @@ class _KerasScaleShift(keras.layers.Layer):
     def call(self, x):
         return keras.ops.abs(x) ** self.power * self.w + self.b
 
+    def compute_output_shape(self, input_shape):  # (TimeDistributed asks for it)
+        return input_shape
+
     def get_config(self):
         return {**super().get_config(), "power": self.power}
 
@@ -1300,3 +1303,70 @@ def test_a_custom_layer_loads_from_custom_objects(tmp_path, fmt, key):
         fl.load_model(tmp_path / f"m.{fmt}", custom_objects={key: _KerasScaleShift})
     with pytest.raises(TypeError, match="custom_objects must be a dict"):
         fl.load_model(tmp_path / f"m.{fmt}", custom_objects=[_FlScaleShift])
+
+
+@keras.saving.register_keras_serializable(package="fltest")
+class _KerasPositional(keras.layers.Layer):  # keras.io's PositionalEmbedding: its own input_dim
+    def __init__(self, sequence_length, input_dim, output_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.sequence_length, self.input_dim, self.output_dim = (
+            sequence_length, input_dim, output_dim)
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(self.input_dim, self.output_dim), name="table")
+        self.pos = self.add_weight(shape=(self.sequence_length, self.output_dim), name="pos")
+
+    def call(self, ids):
+        return keras.ops.take(self.table, ids, axis=0) + self.pos[: keras.ops.shape(ids)[-1]]
+
+    def get_config(self):
+        return {**super().get_config(), "sequence_length": self.sequence_length,
+                "input_dim": self.input_dim, "output_dim": self.output_dim}
+
+
+class _FlPositional(fl.layers.Layer):
+    def __init__(self, sequence_length, input_dim, output_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.sequence_length, self.input_dim, self.output_dim = (
+            sequence_length, input_dim, output_dim)
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(self.input_dim, self.output_dim), name="table")
+        self.pos = self.add_weight(shape=(self.sequence_length, self.output_dim), name="pos")
+        super().build(input_shape)
+
+    def call(self, ids):
+        return self.table[ids] + self.pos[: ids.shape[-1]]
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_review_custom_layers_take_their_whole_config_and_load_inside_wrappers(tmp_path, fmt):
+    """A custom layer's config goes to its port whole (input_dim was dropped as irrelevant
+    to inference, and the port refused), and custom_objects reaches a custom layer inside
+    TimeDistributed (a review of session 38)."""
+    ids = keras.Input((6,), dtype="int32")
+    frames = keras.Input((3, 4))
+    x = L.GlobalAveragePooling1D()(_KerasPositional(6, 20, 4, name="pe")(ids))
+    y = L.Flatten()(L.TimeDistributed(_KerasScaleShift(2.0, name="ss"))(frames))
+    model = keras.Model([ids, frames], L.Concatenate()([x, y]))
+    randomize(model)
+    model.save(tmp_path / f"m.{fmt}")
+    i = np.random.default_rng(0).integers(0, 20, (3, 6)).astype(np.int32)
+    f = np.random.default_rng(1).normal(size=(3, 3, 4)).astype(np.float32)
+    loaded = fl.load_model(tmp_path / f"m.{fmt}", custom_objects={
+        "_KerasPositional": _FlPositional, "_KerasScaleShift": _FlScaleShift})
+    np.testing.assert_allclose(loaded.predict([i, f]), model.predict([i, f], verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_review_reshape_of_unknown_sizes_then_dense_loads(tmp_path, fmt):
+    """Reshape((-1, 4, 2)) of (None, None, 4) then Dense loaded before the refusal of weights
+    of unknown dimensions, and loads again (Reshape's shape is computed, as Keras's)."""
+    i = keras.Input((None, 4))
+    model = keras.Model(i, L.Dense(3)(L.Reshape((-1, 4, 2))(i)))
+    randomize(model)
+    model.save(tmp_path / f"m.{fmt}")
+    x = np.random.default_rng(0).normal(size=(2, 6, 4)).astype(np.float32)
+    np.testing.assert_allclose(fl.load_model(tmp_path / f"m.{fmt}").predict(x),
+                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

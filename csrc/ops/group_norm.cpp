@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "fastlayers/ops.h"
@@ -99,16 +100,25 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
     }
     chunk_sums(x, n, pixels, c, chunks, hi.data(), lo.data(), partial.data());
     group_values(partial.data(), n, c, groups, chunks, count, stat.data());
+    // A sample with an inv below the smallest normal float (deviations near float32's max)
+    // multiplies in double: as a float32 denormal, FTZ would flush it to zero (layer_norm.cpp).
+    std::vector<double> inv_d(stat.size());
+    std::vector<char> wide(static_cast<size_t>(n), 0);
     for (int64_t s = 0; s < n; ++s) {
         for (int64_t ch = 0; ch < c; ++ch) {
             const size_t i = static_cast<size_t>(s * c + ch);
-            const float inv = static_cast<float>(1.0 / std::sqrt(stat[i] + double{epsilon}));
+            inv_d[i] = 1.0 / std::sqrt(stat[i] + double{epsilon});
+            if (inv_d[i] < static_cast<double>(std::numeric_limits<float>::min()))
+                wide[static_cast<size_t>(s)] = 1;
+            const float inv = static_cast<float>(inv_d[i]);
             scale[i] = gamma ? inv * gamma[ch] : inv;
         }
     }
     const float* mh = hi.data();
     const float* ml = lo.data();
     const float* sc = scale.data();
+    const double* id = inv_d.data();
+    const char* wd = wide.data();
     const int64_t min_items = std::max<int64_t>(1, 16384 / (kChunk * c));
     parallel_for(n * chunks, min_items, [=](int64_t i0, int64_t i1) {
         for (int64_t item = i0; item < i1; ++item) {
@@ -118,6 +128,17 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
             for (int64_t p = p0; p < p1; ++p) {
                 const float* row = x + (s * pixels + p) * c;
                 float* out = y + (s * pixels + p) * c;
+                if (wd[s]) {
+                    for (int64_t ch = 0; ch < c; ++ch) {
+                        const double f = gamma ? id[s * c + ch] * double{gamma[ch]}
+                                               : id[s * c + ch];
+                        const float d = (row[ch] - mh[s * c + ch]) - ml[s * c + ch];
+                        float v = static_cast<float>(static_cast<double>(d) * f);
+                        if (beta) v = v + beta[ch];
+                        out[ch] = v;
+                    }
+                    continue;
+                }
                 for (int64_t ch = 0; ch < c; ++ch) {
                     float v = ((row[ch] - mh[s * c + ch]) - ml[s * c + ch]) * sc[s * c + ch];
                     if (beta) v = v + beta[ch];

@@ -431,8 +431,10 @@ def _layer_output_shape(layer: Any, args: tuple, kwargs: dict) -> tuple | None:
         tensors, shape = arg, [t.shape for t in arg]  # a merging layer's list of inputs
     else:
         return None
+    unknown_ok = getattr(layer, "_symbolic_unknown_ok", False)  # (Reshape: -1 of None)
     for t in tensors:
-        if len(t.shape) < 2 or any(d is None for d in t.shape[1:]) or t.dtype != np.float32:
+        if len(t.shape) < 2 or t.dtype != np.float32 or (
+                any(d is None for d in t.shape[1:]) and not unknown_ok):
             return None
     try:
         out = offered(shape)
@@ -484,8 +486,10 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
             for owner, states in kept:  # the zero runs leave a stateful RNN's states as
                 owner.__dict__["states"] = states  # they were (zeros, or none yet)
 
-    # a layer built by this call (its weights made for the sizes of the zero run)
+    # a layer built by this call (its weights made for the sizes of the zero run), and the
+    # unbuilt layers inside it (a Bidirectional's, a nested model's)
     builds = layer is not None and has_unknown and not getattr(layer, "built", True)
+    fresh = _unbuilt_parts(layer) if builds else []
     try:
         arrays, structure = run(2)
         fill = 2
@@ -537,7 +541,7 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
         except (ValueError, TypeError):
             again = None
             if builds and getattr(layer, "built", False):
-                _refuse_weights_of_unknown_sizes(layer, node, label, run, fill)
+                _refuse_weights_of_unknown_sizes(fresh, node, label, run, fill)
         later = None
         if again is not None and any(d is None for t in node.inputs for d in t.shape[1:]):
             try:
@@ -595,26 +599,49 @@ def _kept_states(layer: Any) -> list[tuple[Any, Any]]:
     return kept
 
 
-def _refuse_weights_of_unknown_sizes(layer: Any, node: Node, label: str,
+def _unbuilt_parts(layer: Any) -> list[Any]:
+    """The unbuilt layers in ``layer`` (itself, a wrapper's, a nested model's layers; not
+    the models themselves, whose graphs stay): those a symbolic call builds."""
+    parts, stack, seen = [], [layer], set()
+    while stack:
+        part = stack.pop()
+        if part is None or id(part) in seen:
+            continue
+        seen.add(id(part))
+        subs = getattr(part, "_sublayers", None)
+        inner = subs() if callable(subs) else []
+        if not getattr(part, "built", True) and not hasattr(part, "_weight_layers"):
+            parts.append(part)
+        stack.extend(inner)
+    return parts
+
+
+def _refuse_weights_of_unknown_sizes(fresh: list[Any], node: Node, label: str,
                                      run: Callable[[int], Any], fill: int) -> None:
     """A layer that this symbolic call built, and that then failed at another size of the
-    unknown dimensions: if, built anew at that size, it runs, its weights depend on an unknown
-    dimension (Dense or LSTM on an unknown last axis) and were made for a placeholder size:
-    refused, as Keras refuses it, with the layer left unbuilt. Otherwise it is rebuilt at
-    ``fill`` and the call goes on."""
-    layer._unbuild()
+    unknown dimensions: if, its layers (``fresh``) built anew at that size, it runs, it
+    depends on an unknown dimension (Dense or LSTM on an unknown last axis, inside a wrapper
+    or a nested model too) and was built for a placeholder size: refused, as Keras refuses
+    it, with those layers left unbuilt. Otherwise they are rebuilt at ``fill`` and the call
+    goes on."""
+    for part in fresh:
+        part._unbuild()
     try:
         run(fill + 1)
     except (ValueError, TypeError):
-        layer._unbuild()
+        for part in fresh:
+            part._unbuild()
         run(fill)  # (it ran at fill before)
         return
-    layer._unbuild()
+    weighted = any(getattr(part, "_weight_values", None) for part in fresh)
+    for part in fresh:
+        part._unbuild()
     got = ", ".join(str(t.shape) for t in node.inputs)
+    what = "its weights depend on" if weighted else "it needs the size of"
     raise ValueError(
-        f"{label}: its weights depend on an input dimension that is unknown (None) in the "
-        f"input shapes {got}; {UNKNOWN_SIZES_HINT} (the last axis of a Dense or LSTM input, "
-        "the channels of a convolution's)")
+        f"{label}: {what} an input dimension that is unknown (None) in the input shapes "
+        f"{got}; {UNKNOWN_SIZES_HINT} (the last axis of a Dense or LSTM input, the channels "
+        "of a convolution's)")
 
 
 def symbolic_op(fn: Callable) -> Callable:

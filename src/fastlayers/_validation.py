@@ -613,7 +613,7 @@ class MHAArgs(NamedTuple):
     # shared by N / G query heads each (grouped-query attention)
     kernels: tuple
     biases: tuple  # (N, Hk), (G, Hk), (G, Hv), (Dout,); each may be None
-    mask: OptArray  # bool (B, T, S) or (T, S); True = may attend
+    mask: OptArray  # bool (B, T, S) or (T, S) (the given mask broadcast); True = may attend
     causal: bool
     return_scores: bool
 
@@ -688,7 +688,7 @@ def check_multi_head_attention(
         def fits(shape):
             # (B, T, S), (T, S) shared by the batch, or a shape that broadcasts to (B, T, S)
             # as Keras's masks do: a padding mask (B, 1, S) for every query
-            if not (1 <= len(shape) <= 3 and all(
+            if not (len(shape) <= 3 and all(
                     got in (want, 1) for got, want in zip(shape[::-1], full[::-1]))):
                 raise ValueError(
                     f"{op}: attention_mask has shape {shape}, expected {full}, "

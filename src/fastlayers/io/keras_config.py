@@ -455,6 +455,8 @@ def _wrapped_layer(inner: Any) -> Any:
     if not isinstance(inner, dict):
         raise Unsupported(f"wraps {inner!r} (not a layer config)")
     why = _check_origin(inner)
+    if (why or "").startswith("custom class") or _custom_class(inner) is not None:
+        return _custom_layer(inner, why or "a custom class")  # (load_model's custom_objects)
     if why is None and (inner.get("class_name") == "InputLayer" or _is_op(inner)):
         why = "fastlayers wraps layers and models only"
     if why is None and inner.get("class_name") in MODEL_CLASSES:
@@ -763,8 +765,18 @@ def _custom_layer(sub: dict, why: str) -> Any:
         raise Unsupported(f"custom_objects gives {cls!r} for it, not a subclass of "
                           "fastlayers.layers.Layer (fastlayers runs no Keras or TensorFlow code: "
                           "port its call to NumPy, with build and add_weight as in Keras)")
+    config = dict(sub.get("config") or {})
+    dtype = config.pop("dtype", None)
+    if dtype is not None and not _dtype_ok(dtype):
+        raise Unsupported(f"dtype={_dtype_name(dtype)!r} (fastlayers computes in float32)")
+    # Every argument the port's __init__ takes (all of them through **kwargs): the config is
+    # the custom class's own, so none is known to be irrelevant (input_dim, dropout, seed
+    # may be its own arguments); Keras's base arguments go to Layer, which takes them.
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        config = {k: v for k, v in config.items() if k in params}
     try:
-        return cls(**_layer_kwargs(cls, sub))
+        return cls(**config)
     except (NotImplementedError, ValueError, TypeError) as e:
         raise Unsupported(f"{cls.__name__}(**its config) failed: {e}") from None
 

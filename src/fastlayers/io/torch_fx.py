@@ -204,7 +204,6 @@ class _BatchOfOne(TorchConversionError):
 # ------------------------------------------------------------------ the converted model
 
 
-
 def _input_array(value: Any) -> Any:
     """One input of a converted model as an array: nested lists of numbers as one array (as
     for an ndarray: a list was taken for a list of inputs, (2, 3) became (1, 2, 3)), a torch
@@ -215,6 +214,7 @@ def _input_array(value: Any) -> Any:
                                                                              None)):
         return value.detach().cpu().numpy()
     return value
+
 
 class TorchModel(BaseModel):
     """A model converted by :func:`from_torch`: called like the PyTorch module.
@@ -255,6 +255,8 @@ class TorchModel(BaseModel):
         self.template = template
         self.input_template = input_template or tuple(range(len(inner.inputs)))
         self.built = True
+        for layer in inner._weight_layers():  # a model holding them refuses set_weights
+            layer.__dict__["_from_torch"] = True
 
     @property
     def layers(self):
@@ -1061,7 +1063,12 @@ class _Converter:
             return m
         return _to_torch(self._tensor(m, what)).sym
 
+    #: A prefix the layers' names leave out (the wrapper a forward was traced through).
+    name_prefix = ""
+
     def _layer_name(self, qual: str) -> str:
+        if self.name_prefix and qual.startswith(self.name_prefix):
+            return qual[len(self.name_prefix):]
         return qual
 
     #: The activation to fuse into the Dense or Conv2D being converted (set by _build).
@@ -5568,6 +5575,7 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
                 f"return self.model(x, {required[0]}=...)")
         concrete.update({p.name: p.default for p in keyword_only})
     traced = module
+    unwrapped_names = False
     names = [p.name for p in params]
     count = len(examples) if examples is not None else 1
     # A HuggingFace model is traced as called with use_cache=False: with its config's default
@@ -5594,10 +5602,12 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
     elif examples is not None and any(p.kind == p.VAR_KEYWORD for p in signature):
         # forward(self, x, **kwargs): fx makes **kwargs one traced value, and a forward that
         # passes it on (self.inner(x, **kwargs): OwlViT's and SAM's vision models) fails to
-        # iterate it; traced through a call with the examples, where kwargs is {}.
+        # iterate it; traced through a call with the examples, where kwargs is {}. (Its
+        # layers keep the module's own names: the wrapper's "module." is left out.)
         names = names[:count]
         traced = _wrap_call(torch, module, names, "use_cache=False" if no_cache else "")
         concrete = None
+        unwrapped_names = True
     elif torch.fx.Tracer().is_leaf_module(module, ""):
         # fx would trace into a torch.nn module's own forward: wrap it, so that it is
         # one call_module node (named "module") as inside a model.
@@ -5642,6 +5652,8 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
             "(the module would change from call to call; they are restored)")
     _refuse_hooked(gm, hooked or {})
     conv = _Converter(torch, module, gm)
+    if unwrapped_names:
+        conv.name_prefix = "module."
     conv.check()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     axes = None if examples is None else [
@@ -6116,10 +6128,10 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
         __float__ = number(float)
 
         def __getattr__(self, k: str) -> Any:
-            if k == "type" and self.attr == "device":
+            if k in ("type", "index") and self.attr == "device":
                 # one device, the CPU: torch.autocast(device_type=x.device.type) (HuggingFace's
-                # maybe_autocast), if x.device.type == "mps"
-                return "cpu"
+                # maybe_autocast), if x.device.type == "mps"; its index is None
+                return "cpu" if k == "type" else None
             return Attribute(self, k)
 
     # Buffers as tensors first (fx computes what reads them alone, as it always did: len(buf),

@@ -233,8 +233,8 @@ class Layer:
         ``initializer`` (a Keras initializer name or a callable ``f(shape, dtype)``; default
         "glorot_uniform", as Keras's for float weights). The layer's weights
         (``get_weights`` / ``set_weights``) are its added weights in the order made;
-        ``set_weights`` writes into these arrays in place, so an attribute holding one
-        (``self.w = self.add_weight(...)``) sees the new values. ``trainable`` counts in
+        ``set_weights`` puts the new arrays in the attributes that held the old ones
+        (``self.w = self.add_weight(...)``), so ``call`` reads them. ``trainable`` counts in
         ``trainable_weights``; the other training arguments are accepted and ignored. Only
         float32 (``dtype`` None or "float32") is computed.
         """
@@ -273,10 +273,16 @@ class Layer:
             if a.shape != have.shape:
                 raise ValueError(f"{owner}: weight {i} {name!r} has shape {a.shape}, expected "
                                  f"{have.shape}")
-        for a, (_, have, _) in zip(new, self.__dict__["_added"]):
-            have.flags.writeable = True
-            have[...] = a
-            have.flags.writeable = False
+        added = self.__dict__["_added"]
+        for i, (a, (name, have, trainable)) in enumerate(zip(new, added)):
+            value = np.array(a, dtype=np.float32, order="C")  # a copy, the layer's own
+            value.flags.writeable = False
+            added[i] = (name, value, trainable)
+            for attr, held in list(self.__dict__.items()):  # the attributes holding it
+                if held is have:
+                    self.__dict__[attr] = value
+        self._weight_values = [v for _, v, _ in added]
+        self._weight_map = {n: v for n, v, _ in added}
         self._on_weights_set()
 
     def _input_shape_from_weights(self, shapes: list[tuple[int, ...]]) -> Any:
@@ -291,8 +297,13 @@ class Layer:
         """Create the weights for inputs of ``input_shape`` with the default initializers.
 
         Dimensions may be None except those the weights depend on. Random initializers
-        draw from ``numpy.random.default_rng(self.seed)``.
+        draw from ``numpy.random.default_rng(self.seed)``. A custom layer whose ``build``
+        made weights with ``add_weight`` and then calls ``super().build(input_shape)`` (the
+        Keras idiom) keeps them.
         """
+        if self.__dict__.get("_added") is not None:
+            self.built = True
+            return
         self._create_weights(input_shape)
 
     def _create_weights_for_last_dim(self, input_shape: Any) -> None:
@@ -742,8 +753,15 @@ class Layer:
         """
         if not self.built and _custom_build(type(self)):
             # a custom layer's own build (Keras's Layer.__call__ calls it with the shape of
-            # the first argument, a list of shapes for a list): its add_weight calls
-            self.build(_shapes_of(args[0] if args else next(iter(kwargs.values()), None)))
+            # the first argument, a list of shapes for a list): its add_weight calls. A build
+            # that fails part-way is undone, so that a call on other inputs may build again.
+            before = dict(self.__dict__)
+            try:
+                self.build(_shapes_of(args[0] if args else next(iter(kwargs.values()), None)))
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+                raise
             self.built = True
         if _symbolic.any_symbolic(args, kwargs):
             out = _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)

@@ -94,6 +94,22 @@ class Reshape(_Shape):
             )
         return self.target_shape
 
+    # Its symbolic output shape is computed also for unknown sizes past the batch: the zero
+    # runs cannot tell a -1 that follows them from a size that equals the run's fill
+    # (Reshape((-1, 4, 2)) of (None, None, 4) is (None, None, 4, 2); the zero runs made it
+    # (None, 1, 4, None), and a Dense after it was refused: a review of session 38).
+    _symbolic_unknown_ok = True
+
+    def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
+        if not self.built:
+            self.build(tuple(shape))  # (as the zero run's call would)
+        sample = tuple(shape[1:])
+        if any(d is None for d in sample):
+            if -1 not in self.target_shape:
+                return None  # the zero run checks the sizes it can
+            return (shape[0],) + tuple(None if d == -1 else d for d in self.target_shape)
+        return (shape[0],) + self._resolved(sample)
+
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
         x = self._input(inputs)
         target = self._resolved(x.shape[1:])

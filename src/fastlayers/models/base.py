@@ -226,6 +226,7 @@ class BaseModel(Layer):
                 f"{type(weights).__name__}"
             )
         layers = self._weight_layers()
+        self._refuse_converted(layers)
         counts = [len(layer.weights) for layer in layers]
         if sum(counts) != len(weights):
             raise ValueError(
@@ -236,6 +237,17 @@ class BaseModel(Layer):
             if n:
                 layer.set_weights(list(weights[start:start + n]))
             start += n
+
+    def _refuse_converted(self, layers: list[Layer]) -> None:
+        """set_weights / load_weights of a model holding a converted PyTorch module (its
+        layers are marked by TorchModel): refused, as TorchModel.set_weights is, since the
+        module's parameters held as op constants would stay as they were."""
+        if any(layer.__dict__.get("_from_torch") for layer in layers):
+            raise NotImplementedError(
+                f"{self._owner()}: holds a module converted from PyTorch, whose weights are "
+                "set by converting the module again (load_state_dict, then fl.from_torch): "
+                "set_weights would leave the parameters it holds as op constants (LayerNorm, "
+                "MultiheadAttention, ...) as they were")
 
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights))
@@ -255,6 +267,7 @@ class BaseModel(Layer):
         Needs h5py (``pip install "fastlayers[keras]"``)."""
         from ..io import load_weights
 
+        self._refuse_converted(self._weight_layers())
         load_weights(self, path)
 
     # ---- predict ----------------------------------------------------------------------
@@ -264,7 +277,9 @@ class BaseModel(Layer):
         Keras) and concatenate the results along the batch axis.
 
         ``steps`` (an int >= 1, or None for all), as Keras's: the number of batches to run,
-        so the first ``steps * batch_size`` rows. ``callbacks`` must be None or empty:
+        so the first ``steps * batch_size`` rows; without a ``batch_size``, the batches are
+        ``ceil(rows / steps)`` rows, all rows (Keras's array adapter). ``callbacks`` must be
+        None or empty:
         fastlayers runs no Keras callbacks (a TypeError otherwise).
 
         ``x`` has the structure ``model(x)`` takes, or is a source of batches as Keras's
@@ -281,6 +296,7 @@ class BaseModel(Layer):
         from that batch, would exceed 2**36 elements (docs/semantics.md §1).
         """
         # a Python int: a NumPy one (np.uint64(2**63)) would overflow in the step arithmetic
+        given_batch = batch_size is not None
         batch_size = 32 if batch_size is None else _positive_int(batch_size, self._owner(),
                                                                   "batch_size")
         if steps is not None:
@@ -291,6 +307,11 @@ class BaseModel(Layer):
         source = _batch_source(x)
         if source is not None:
             return self._predict_batches(*source, steps, _verbosity(verbose, self._owner()))
+        n_inputs = len(self.inputs)
+        if isinstance(x, (list, tuple)) and n_inputs > 1 and len(x) == n_inputs:
+            # one entry per input, some given as nested lists of numbers (the call takes it so)
+            x = type(x)(np.asarray(e) if isinstance(e, (list, tuple)) and numbers_only(e)
+                        else e for e in x)
         if isinstance(x, (list, tuple)) and numbers_only(x):
             x = np.asarray(x)  # one input given as nested lists of numbers
         arrays = _leaves(x)
@@ -311,6 +332,8 @@ class BaseModel(Layer):
                     f"got shapes {[b.shape for b in arrays]}"
                 )
         mode = _verbosity(verbose, self._owner())
+        if steps is not None and not given_batch:
+            batch_size = max(1, -(-n // steps))
         if steps is not None:
             n = min(n, steps * batch_size)
         steps = max(1, -(-n // batch_size))
@@ -374,9 +397,13 @@ class BaseModel(Layer):
         """Print a Keras-like table: each layer with its output shape and parameter count,
         then the totals. ``print_fn`` (default ``print``) receives the whole text;
         ``line_length`` (an int in [1, MAX_LINE_LENGTH]) widens the first column to make
-        lines that long. Keras's other arguments (``positions``, ``expand_nested``,
+        lines that long. An int first argument is taken as ``line_length``, Keras's first
+        (``model.summary(100)``). Keras's other arguments (``positions``, ``expand_nested``,
         ``show_trainable``, ``layer_range``) are accepted, so that Keras code runs as written,
         and do not change the table."""
+        if isinstance(print_fn, (int, np.integer)) and not isinstance(print_fn, bool):
+            # Keras's first positional argument is line_length: model.summary(100)
+            print_fn, line_length = line_length if callable(line_length) else None, print_fn
         rows = self._summary_rows()
         heads = ("Layer (type)", "Output Shape", "Param #")
         w0 = max([len(heads[0])] + [len(r[0]) for r in rows]) + 2
@@ -466,7 +493,7 @@ def _batch_source(x: Any) -> tuple[Any, int | None] | None:
     ``__getitem__``: keras.utils.PyDataset, Sequence), a generator or iterator, or another
     iterable (a torch DataLoader); None for arrays, array-likes (a torch tensor: ``shape``
     or ``__array__``), lists, tuples and dicts, which predict cuts into batches itself."""
-    if isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)) or hasattr(x, "shape") or (
+    if isinstance(x, (np.ndarray, list, tuple, dict, str, bytes, range)) or hasattr(x, "shape") or (
             hasattr(x, "__array__")):
         return None
     if hasattr(x, "__len__") and hasattr(x, "__getitem__"):
@@ -475,7 +502,10 @@ def _batch_source(x: Any) -> tuple[Any, int | None] | None:
     if hasattr(x, "__next__"):
         return x, None
     if hasattr(x, "__iter__"):
-        n = len(x) if hasattr(x, "__len__") else None
+        try:
+            n = len(x) if hasattr(x, "__len__") else None
+        except TypeError:  # a DataLoader of an IterableDataset: no length
+            n = None
         return iter(x), n
     return None
 

@@ -214,7 +214,8 @@ class Model(BaseModel):
         record = False
         if mask is None:
             plain = self._plain_inputs(inputs)
-            key = shape_plan.signature(plain, self._input_dtypes()) if plain else None
+            key = shape_plan.signature(plain, self._input_dtypes(),
+                                       [len(t.shape) for t in self.inputs]) if plain else None
             plan, record = shape_plan.lookup(self, key)
             if plan is not None:
                 try:

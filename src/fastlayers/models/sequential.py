@@ -227,7 +227,8 @@ class Sequential(BaseModel):
         record = False
         if mask is None and type(x) is np.ndarray:
             dtype = _F32 if self._input is None else self._input.input_dtype
-            key = shape_plan.signature([x], [dtype])
+            key = shape_plan.signature([x], [dtype], [None if self._input is None
+                                                      else len(self._input.shape)])
             plan, record = shape_plan.lookup(self, key)
             if plan is not None:
                 try:

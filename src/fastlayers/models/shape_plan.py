@@ -64,18 +64,23 @@ class Stale(Exception):
     """A runner met arrays unlike the ones it was recorded with: drop the plan."""
 
 
-def signature(arrays: list[Any], dtypes: list[np.dtype]) -> tuple | None:
+def signature(arrays: list[Any], dtypes: list[np.dtype],
+              ranks: list[int | None] | None = None) -> tuple | None:
     """The key of a plan for these model inputs, or None when they cannot use one: each
-    must be an ndarray of exactly its input's dtype, C-contiguous and aligned (what the
-    input check would hand on unchanged)."""
+    must be an ndarray of exactly its input's dtype (and rank, where ``ranks`` gives it: an
+    array of another rank is adjusted by the input check, Keras's squeeze or expand, which a
+    plan would skip), C-contiguous and aligned (what the input check would hand on
+    unchanged)."""
     if not _enabled.get() or not _backend.core_available():
         return None
     backend = _backend._current()
     if backend == "numpy":
         return None
     key = [backend, layer_base.layers_epoch(), folding._enabled.get()]  # the cache's "context"
-    for a, dtype in zip(arrays, dtypes):
+    for i, (a, dtype) in enumerate(zip(arrays, dtypes)):
         if type(a) is not np.ndarray or a.dtype != dtype:
+            return None
+        if ranks is not None and ranks[i] is not None and a.ndim != ranks[i]:
             return None
         flags = a.flags
         if not (flags.c_contiguous and flags.aligned):
