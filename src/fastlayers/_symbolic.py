@@ -580,40 +580,36 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
     return structure(node.outputs)
 
 
-def _kept_states(layer: Any) -> list[tuple[Any, Any]]:
-    """(layer, its states) of the stateful RNNs in ``layer`` (itself, a Bidirectional's or a
-    nested model's layers): the zero runs of a symbolic call must not change them. A stateful
-    layer with weights started its first real call in a model from the zero run's states, and
-    one in a model of open batch size kept the zero run's batch of 2 (a concurrency audit)."""
-    kept, stack, seen = [], [layer], set()
-    while stack:
-        part = stack.pop()
-        if part is None or id(part) in seen:
-            continue
-        seen.add(id(part))
-        if getattr(part, "stateful", False) is True and "states" in getattr(part, "__dict__", {}):
-            kept.append((part, part.__dict__["states"]))
-        subs = getattr(part, "_sublayers", None)
-        if callable(subs):
-            stack.extend(subs())
-    return kept
-
-
-def _unbuilt_parts(layer: Any) -> list[Any]:
-    """The unbuilt layers in ``layer`` (itself, a wrapper's, a nested model's layers; not
-    the models themselves, whose graphs stay): those a symbolic call builds."""
+def _parts(layer: Any) -> list[Any]:
+    """``layer`` and the layers inside it (a wrapper's, a nested model's), each once."""
     parts, stack, seen = [], [layer], set()
     while stack:
         part = stack.pop()
         if part is None or id(part) in seen:
             continue
         seen.add(id(part))
+        parts.append(part)
         subs = getattr(part, "_sublayers", None)
-        inner = subs() if callable(subs) else []
-        if not getattr(part, "built", True) and not hasattr(part, "_weight_layers"):
-            parts.append(part)
-        stack.extend(inner)
+        if callable(subs):
+            stack.extend(subs())
     return parts
+
+
+def _kept_states(layer: Any) -> list[tuple[Any, Any]]:
+    """(layer, its states) of the stateful RNNs in ``layer`` (itself, a Bidirectional's or a
+    nested model's layers): the zero runs of a symbolic call must not change them. A stateful
+    layer with weights started its first real call in a model from the zero run's states, and
+    one in a model of open batch size kept the zero run's batch of 2 (a concurrency audit)."""
+    return [(part, part.__dict__["states"]) for part in _parts(layer)
+            if getattr(part, "stateful", False) is True
+            and "states" in getattr(part, "__dict__", {})]
+
+
+def _unbuilt_parts(layer: Any) -> list[Any]:
+    """The unbuilt layers in ``layer`` (itself, a wrapper's, a nested model's layers; not
+    the models themselves, whose graphs stay): those a symbolic call builds."""
+    return [part for part in _parts(layer)
+            if not getattr(part, "built", True) and not hasattr(part, "_weight_layers")]
 
 
 def _refuse_weights_of_unknown_sizes(fresh: list[Any], node: Node, label: str,
