@@ -2401,3 +2401,17 @@ def test_review_converted_modules_inside_models_and_their_names():
     module = Outer().eval()
     model = check(module, torch.randn(2, 4))
     assert model.get_layer("inner.fc") is not None
+
+
+def test_review2_a_layer_taken_from_a_converted_model_is_not_refused():
+    """The refusal of set_weights follows a converted module (TorchModel) inside a model,
+    not its layers: a Dense taken from a converted model into a model of its own keeps
+    set_weights; fl.io.load_weights of a converted model is refused as its method is."""
+    model = fl.from_torch(nn.Sequential(nn.Linear(3, 4)).eval(), torch.randn(2, 3))
+    dense = next(layer for layer in model.layers if layer.get_weights())
+    inp = fl.Input((3,))
+    own = fl.Model(inp, dense(inp))
+    own.set_weights([np.ones((3, 4), np.float32), np.zeros(4, np.float32)])
+    np.testing.assert_array_equal(own(np.ones((1, 3), np.float32)), np.full((1, 4), 3.0))
+    with pytest.raises(NotImplementedError, match="converting the module again"):
+        fl.io.load_weights(model, "unused.weights.h5")

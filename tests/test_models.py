@@ -650,3 +650,25 @@ def test_review_custom_layers_edge_cases():
     again.set_weights([np.full(1, 2.0, np.float32), np.full(4, 3.0, np.float32)])
     np.testing.assert_array_equal(again(x), 6 * x)
     np.testing.assert_array_equal(layer(x), x)  # the original is untouched
+
+
+class _ListHeld(fl.layers.Layer):
+    def build(self, input_shape):
+        self.ws = [self.add_weight(shape=(input_shape[-1],), name=f"w{i}", initializer="ones")
+                   for i in range(2)]
+
+    def call(self, x):
+        return x * self.ws[0] + self.ws[1]
+
+
+def test_review2_custom_weights_held_in_a_list_and_lazy_sequentials():
+    """set_weights writes into the added arrays, so weights held in a list (a Keras idiom)
+    see the new values (a copy put in the attributes left the list's old ones: 8.0 off); a
+    custom layer in a Sequential without an Input is built before its first call."""
+    x = np.ones((2, 3), np.float32)
+    layer = _ListHeld()
+    layer(x)
+    layer.set_weights([np.full(3, 2.0, np.float32), np.full(3, 5.0, np.float32)])
+    np.testing.assert_array_equal(layer(x), 2 * x + 5)
+    for model in (Sequential([_ListHeld()]), Sequential([Dense(3, seed=1), _ListHeld()])):
+        assert model(x).shape == (2, 3) and model.predict(x).shape == (2, 3)

@@ -294,3 +294,5 @@ def test_reshape_with_minus_one_of_unknown_sizes():
     x = np.random.default_rng(0).normal(size=(2, 6, 4)).astype(F32)
     assert model(x).shape == (2, 3, 4, 3)
     assert L.Reshape((-1, 4, 2))(Input(shape=(6, 4))).shape == (None, 3, 4, 2)
+    ids = L.Reshape((-1, 4, 2))(Input(shape=(None, 4), dtype="int32"))  # (any dtype)
+    assert ids.shape == (None, None, 4, 2) and ids.dtype == np.float32

@@ -431,9 +431,10 @@ def _layer_output_shape(layer: Any, args: tuple, kwargs: dict) -> tuple | None:
         tensors, shape = arg, [t.shape for t in arg]  # a merging layer's list of inputs
     else:
         return None
-    unknown_ok = getattr(layer, "_symbolic_unknown_ok", False)  # (Reshape: -1 of None)
+    # (Reshape: a -1 of unknown sizes; its output is float32 for any input dtype)
+    unknown_ok = getattr(layer, "_symbolic_unknown_ok", False)
     for t in tensors:
-        if len(t.shape) < 2 or t.dtype != np.float32 or (
+        if len(t.shape) < 2 or (t.dtype != np.float32 and not unknown_ok) or (
                 any(d is None for d in t.shape[1:]) and not unknown_ok):
             return None
     try:

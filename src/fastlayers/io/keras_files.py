@@ -214,6 +214,7 @@ def _load_model(path: str, custom_objects: dict | None = None) -> BaseModel:
 def load_weights(model: BaseModel, path: Any) -> None:
     """Set the weights of ``model`` from a Keras weights file: ``.weights.h5`` (Keras 3),
     a legacy ``.h5`` weights or model file, or the weights inside a ``.keras`` file."""
+    model._refuse_converted()  # (a model holding a converted PyTorch module)
     path = _path(path)
     with _reading(path):
         _load_weights(model, path)

@@ -232,6 +232,9 @@ class TorchModel(BaseModel):
     module and convert it again.
     """
 
+    #: A model holding this one refuses set_weights and load_weights too (BaseModel).
+    _refuses_set_weights = True
+
     def set_weights(self, weights: Any) -> None:
         """Refused: a converted model holds some of its module's parameters as constants of
         its ops, which set_weights would leave as they were (a concurrency audit found a
@@ -255,8 +258,6 @@ class TorchModel(BaseModel):
         self.template = template
         self.input_template = input_template or tuple(range(len(inner.inputs)))
         self.built = True
-        for layer in inner._weight_layers():  # a model holding them refuses set_weights
-            layer.__dict__["_from_torch"] = True
 
     @property
     def layers(self):

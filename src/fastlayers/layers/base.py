@@ -233,10 +233,10 @@ class Layer:
         ``initializer`` (a Keras initializer name or a callable ``f(shape, dtype)``; default
         "glorot_uniform", as Keras's for float weights). The layer's weights
         (``get_weights`` / ``set_weights``) are its added weights in the order made;
-        ``set_weights`` puts the new arrays in the attributes that held the old ones
-        (``self.w = self.add_weight(...)``), so ``call`` reads them. ``trainable`` counts in
-        ``trainable_weights``; the other training arguments are accepted and ignored. Only
-        float32 (``dtype`` None or "float32") is computed.
+        ``set_weights`` writes into these arrays in place, so every reference to one
+        (``self.w = self.add_weight(...)``, a list of them) sees the new values.
+        ``trainable`` counts in ``trainable_weights``; the other training arguments are
+        accepted and ignored. Only float32 (``dtype`` None or "float32") is computed.
         """
         owner = self._owner()
         if dtype is not None and np.dtype(dtype) != np.float32:
@@ -263,6 +263,27 @@ class Layer:
         self._weight_map = {n: v for n, v, _ in added}
         return value
 
+    def _build_custom(self, args: tuple, kwargs: dict) -> None:
+        """An unbuilt custom layer's own ``build`` (a Keras-style layer: Keras's
+        Layer.__call__ calls it with the shape of the first argument, a list of shapes for a
+        list), before its first call: its add_weight calls. A build that fails part-way is
+        undone, so that a call on other inputs may build again."""
+        if self.built or not _custom_build(type(self)):
+            return
+        before = dict(self.__dict__)
+        for key in ("_added", "_weight_values"):  # (lists build appends to)
+            if isinstance(before.get(key), list):
+                before[key] = list(before[key])
+        if isinstance(before.get("_weight_map"), dict):
+            before["_weight_map"] = dict(before["_weight_map"])
+        try:
+            self.build(_shapes_of(args[0] if args else next(iter(kwargs.values()), None)))
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        self.built = True
+
     def _set_added_weights(self, weights: Sequence[Any]) -> None:
         """set_weights of a layer whose weights come from add_weight: each array is written
         into its weight in place (attributes holding it see the values)."""
@@ -275,10 +296,17 @@ class Layer:
                                  f"{have.shape}")
         added = self.__dict__["_added"]
         for i, (a, (name, have, trainable)) in enumerate(zip(new, added)):
-            value = np.array(a, dtype=np.float32, order="C")  # a copy, the layer's own
+            try:  # in place: every reference to the weight (a list of them, a view) sees it
+                have.flags.writeable = True
+                have[...] = a
+                have.flags.writeable = False
+                continue
+            except ValueError:  # a read-only buffer (unpickled out of band): a copy, put in
+                pass  # the attributes that held the old array
+            value = np.array(a, dtype=np.float32, order="C")
             value.flags.writeable = False
             added[i] = (name, value, trainable)
-            for attr, held in list(self.__dict__.items()):  # the attributes holding it
+            for attr, held in list(self.__dict__.items()):
                 if held is have:
                     self.__dict__[attr] = value
         self._weight_values = [v for _, v, _ in added]
@@ -346,6 +374,12 @@ class Layer:
         (_symbolic.symbolic_call)."""
         for attr in self.__dict__.pop("_weight_attrs", ()):
             self.__dict__.pop(attr, None)
+        added = self.__dict__.pop("_added", None)  # a custom layer's add_weight weights
+        if added:
+            ids = {id(v) for _, v, _ in added}
+            for attr in [k for k, v in self.__dict__.items() if id(v) in ids]:
+                del self.__dict__[attr]
+        self.__dict__.pop("_added_rng", None)
         self.built = False
         self._input_shape = None
         self._weight_values = []
@@ -751,18 +785,7 @@ class Layer:
         skips the checks from the third call on where it offers a runner: the same C++
         call, the same bits (docs/architecture.md §14, "Direct layer calls").
         """
-        if not self.built and _custom_build(type(self)):
-            # a custom layer's own build (Keras's Layer.__call__ calls it with the shape of
-            # the first argument, a list of shapes for a list): its add_weight calls. A build
-            # that fails part-way is undone, so that a call on other inputs may build again.
-            before = dict(self.__dict__)
-            try:
-                self.build(_shapes_of(args[0] if args else next(iter(kwargs.values()), None)))
-            except BaseException:
-                self.__dict__.clear()
-                self.__dict__.update(before)
-                raise
-            self.built = True
+        self._build_custom(args, kwargs)
         if _symbolic.any_symbolic(args, kwargs):
             out = _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
             if "_first_node" not in self.__dict__:  # (input and output: Keras's first call)

@@ -225,8 +225,8 @@ class BaseModel(Layer):
                 f"{self._owner()}: set_weights expects a list of arrays, got "
                 f"{type(weights).__name__}"
             )
+        self._refuse_converted()
         layers = self._weight_layers()
-        self._refuse_converted(layers)
         counts = [len(layer.weights) for layer in layers]
         if sum(counts) != len(weights):
             raise ValueError(
@@ -238,11 +238,12 @@ class BaseModel(Layer):
                 layer.set_weights(list(weights[start:start + n]))
             start += n
 
-    def _refuse_converted(self, layers: list[Layer]) -> None:
-        """set_weights / load_weights of a model holding a converted PyTorch module (its
-        layers are marked by TorchModel): refused, as TorchModel.set_weights is, since the
-        module's parameters held as op constants would stay as they were."""
-        if any(layer.__dict__.get("_from_torch") for layer in layers):
+    def _refuse_converted(self) -> None:
+        """set_weights / load_weights of a model holding a converted PyTorch module (a
+        TorchModel, anywhere inside): refused, as TorchModel.set_weights is, since the
+        module's parameters held as op constants would stay as they were. (A layer taken
+        from a converted model into another is that layer alone: not refused.)"""
+        if any(getattr(part, "_refuses_set_weights", False) for part in S._parts(self)):
             raise NotImplementedError(
                 f"{self._owner()}: holds a module converted from PyTorch, whose weights are "
                 "set by converting the module again (load_state_dict, then fl.from_torch): "
@@ -267,7 +268,6 @@ class BaseModel(Layer):
         Needs h5py (``pip install "fastlayers[keras]"``)."""
         from ..io import load_weights
 
-        self._refuse_converted(self._weight_layers())
         load_weights(self, path)
 
     # ---- predict ----------------------------------------------------------------------

@@ -261,6 +261,7 @@ class Sequential(BaseModel):
             elif mask is None and _masking.mask_free(layer):
                 # No mask comes in and none can come out: what _masked_call would do, less
                 # its bookkeeping (one None per output).
+                layer._build_custom((x,), {})  # (a custom layer's own build, first)
                 x = layer.call(x)
                 if isinstance(x, (list, tuple)) and len(x) != 1:
                     mask = [None] * len(x)
@@ -274,6 +275,7 @@ class Sequential(BaseModel):
                 step = layer.call if step is None else shape_plan.guarded(step, (x_in,))
             else:
                 mask_in = mask
+                layer._build_custom((x,), {})
                 x, out_masks = layer._masked_call(
                     layer.call, (x,), {}, (_masking.Leaf(mask),), {}
                 )
