@@ -672,3 +672,19 @@ def test_review2_custom_weights_held_in_a_list_and_lazy_sequentials():
     np.testing.assert_array_equal(layer(x), 2 * x + 5)
     for model in (Sequential([_ListHeld()]), Sequential([Dense(3, seed=1), _ListHeld()])):
         assert model(x).shape == (2, 3) and model.predict(x).shape == (2, 3)
+
+
+def test_predict_of_a_namedtuple_of_inputs():
+    """A namedtuple of inputs, which a call takes, works in predict (rebuilding the batches
+    called the namedtuple on one iterable: TypeError; a review of session 38)."""
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "a b")
+    a, b = Input(shape=(2,), name="a"), Input(shape=(3,), name="b")
+    model = Model([a, b], Dense(2, seed=3)(fl.layers.Concatenate()([a, b])))
+    xa = np.arange(10, dtype=np.float32).reshape(5, 2)
+    xb = np.arange(15, dtype=np.float32).reshape(5, 3) / 7
+    want = model([xa, xb])
+    np.testing.assert_array_equal(model(Pair(xa, xb)), want)
+    np.testing.assert_array_equal(model.predict(Pair(xa, xb), batch_size=2), want)
+    np.testing.assert_array_equal(model.predict(Pair(xa.tolist(), xb), batch_size=2), want)

@@ -310,8 +310,8 @@ class BaseModel(Layer):
         n_inputs = len(self.inputs)
         if isinstance(x, (list, tuple)) and n_inputs > 1 and len(x) == n_inputs:
             # one entry per input, some given as nested lists of numbers (the call takes it so)
-            x = type(x)(np.asarray(e) if isinstance(e, (list, tuple)) and numbers_only(e)
-                        else e for e in x)
+            x = _same_kind(x, [np.asarray(e) if isinstance(e, (list, tuple)) and numbers_only(e)
+                               else e for e in x])
         if isinstance(x, (list, tuple)) and numbers_only(x):
             x = np.asarray(x)  # one input given as nested lists of numbers
         arrays = _leaves(x)
@@ -487,6 +487,14 @@ def _is_container(obj: Any) -> bool:
                                      and not numbers_only(obj))
 
 
+def _same_kind(seq: Any, items: list) -> Any:
+    """``items`` as a list, tuple or namedtuple like ``seq`` (a namedtuple takes its fields as
+    arguments, not one iterable)."""
+    if isinstance(seq, tuple) and hasattr(seq, "_fields"):
+        return type(seq)(*items)
+    return type(seq)(items)
+
+
 def _batch_source(x: Any) -> tuple[Any, int | None] | None:
     """(an iterator of batches, their number or None) when ``x`` is a source of batches for
     predict, as Keras's predict takes them: an indexable dataset (``__len__`` and
@@ -539,7 +547,7 @@ def _rebuild(template: Any, values: list[Any]) -> Any:
         if isinstance(obj, dict):
             return {k: walk(obj[k]) for k in obj}
         if _is_container(obj):
-            return type(obj)(walk(o) for o in obj)
+            return _same_kind(obj, [walk(o) for o in obj])
         return next(it)
 
     return walk(template)
