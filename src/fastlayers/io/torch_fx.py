@@ -90,6 +90,7 @@ from .torch_ops import (
     _INDEX,
     _KEEP_DTYPE,
     _LOGICAL,
+    _MORE_BINARY,
     _QUANTILE_METHODS,
     _REDUCTIONS,
     _SIZE_OPS,
@@ -115,6 +116,7 @@ from .torch_ops import (
     torch_complex_unary,
     torch_copy,
     torch_cosine_similarity,
+    torch_cumextreme,
     torch_cumprod,
     torch_cumsum,
     torch_diff,
@@ -137,6 +139,8 @@ from .torch_ops import (
     torch_lerp,
     torch_local_response_norm,
     torch_log_softmax,
+    torch_logcumsumexp,
+    torch_logit,
     torch_lstm_projected,
     torch_masked_fill,
     torch_matmul,
@@ -3925,6 +3929,69 @@ class _Converter:
     def cumsum(self, x: Any, dim: Any, dtype: Any = None) -> _T:
         return self._cumulative("cumsum", torch_cumsum, x, dim, dtype)
 
+    def logcumsumexp(self, x: Any, dim: Any) -> _T:
+        """``torch.logcumsumexp(x, dim)`` and the method (torch_logcumsumexp)."""
+        t = self._tensor(x, "logcumsumexp")
+        return _T(torch_logcumsumexp(t.sym, self._axes(t, dim, "logcumsumexp")[0]), t.cl)
+
+    def cum_extreme(self, largest: bool, x: Any, dim: Any) -> Any:
+        """``torch.cummax`` / ``cummin(x, dim)`` and the methods: (values, indices), as
+        ``.values`` / ``.indices`` or [0] / [1] (torch_cumextreme)."""
+        what = "cummax" if largest else "cummin"
+        t = self._tensor(x, what)
+        res = torch_cumextreme(t.sym, self._axes(t, dim, what)[0], largest)
+        return _ValuesIndices((_T(res[0], t.cl), _T(res[1], t.cl)))
+
+    def count_nonzero(self, x: Any, dim: Any = None) -> _T:
+        """``torch.count_nonzero(x, dim)`` and the method: int64 counts of the elements that
+        are not 0 (NaN counts) over ``dim`` (an int, a sequence, or None: all)."""
+        nonzero = self.compare(self._tensor(x, "count_nonzero"), 0, "ne")
+        return self.reduce("sum", nonzero, dim)
+
+    def logit(self, x: Any, eps: Any = None) -> _T:
+        """``torch.logit(x, eps)`` / ``torch.special.logit`` and the method (torch_logit)."""
+        if eps is not None and (isinstance(eps, bool) or not isinstance(
+                eps, (int, float, np.floating))):
+            self._refuse(f"logit with eps={eps!r} (a number known at conversion)")
+        t = self._tensor(x, "logit")
+        return _T(torch_logit(t.sym, None if eps is None else float(eps)), t.cl)
+
+    def at_least(self, rank: int, *tensors: Any) -> Any:
+        """``torch.atleast_1d`` / ``2d`` / ``3d``: each tensor with axes of size 1 added as
+        NumPy's atleast_*d adds them (a 1-D one becomes (1, n), then (1, n, 1); a 2-D one
+        (m, n, 1)); one tensor gives a tensor, several (or a sequence) a tuple."""
+        if len(tensors) == 1 and isinstance(tensors[0], (tuple, list)):
+            return tuple(self.at_least(rank, t) for t in tensors[0])
+        if len(tensors) != 1:
+            return tuple(self.at_least(rank, t) for t in tensors)
+        t = self._tensor(tensors[0], f"atleast_{rank}d")
+        if t.ndim == 0:
+            return self.reshape(t, ((1,) * rank,))
+        if rank >= 2 and t.ndim == 1:
+            t = self.unsqueeze(t, 0)
+        if rank == 3 and t.ndim == 2:
+            t = self.unsqueeze(t, 2)
+        return t
+
+    def stack_along(self, kind: str, tensors: Any) -> _T:
+        """``torch.hstack`` / ``vstack`` (``row_stack``) / ``dstack`` / ``column_stack``:
+        torch.cat of the tensors made at least 1-D (along axis 0 if they are 1-D, else 1),
+        2-D (axis 0) or 3-D (axis 2); column_stack makes a 0-D or 1-D tensor a column (n, 1),
+        then concatenates along axis 1."""
+        if not isinstance(tensors, (tuple, list)) or not tensors:
+            self._refuse(f"{kind} of {type(tensors).__name__} (a non-empty sequence of "
+                         "tensors)")
+        if kind == "column_stack":
+            ts = [self._tensor(x, kind) for x in tensors]
+            cols = [self.reshape(t, ((1, 1),)) if t.ndim == 0 else
+                    self.unsqueeze(t, 1) if t.ndim == 1 else t for t in ts]
+            return self.cat(cols, 1)
+        rank = {"hstack": 1, "vstack": 2, "row_stack": 2, "dstack": 3}[kind]
+        ts = [self.at_least(rank, x) for x in tensors]
+        dim = {"hstack": 0 if ts[0].ndim == 1 else 1, "vstack": 0, "row_stack": 0,
+               "dstack": 2}[kind]
+        return self.cat(ts, dim)
+
     def _cumulative(self, what: str, op: Any, x: Any, dim: Any, dtype: Any) -> _T:
         """``cumsum`` / ``cumprod`` (``op``: torch_cumsum / torch_cumprod) along ``dim``."""
         if dtype is not None:
@@ -4204,6 +4271,28 @@ class _Converter:
                           tuple(int(k) for k in weight.shape[2:]), per_axis(stride),
                           per_axis(dilation), pad)
 
+    def _special_table(self) -> dict:
+        """Handlers of torch.special's functions that have a counterpart here (the others,
+        gammaln, digamma, erfinv, the Bessel functions but i0, ..., are refused)."""
+        sp = self.torch.special
+        table = {
+            sp.expit: lambda input: self.activation(input, "sigmoid"),  # noqa: A002
+            sp.logit: lambda input, eps=None: self.logit(input, eps),  # noqa: A002
+            sp.logsumexp: lambda input, dim, keepdim=False: self.stat(  # noqa: A002
+                "logsumexp", input, dim, keepdim),
+            sp.softmax: lambda input, dim, dtype=None: self.softmax(input, dim, dtype),  # noqa: A002
+            sp.log_softmax: lambda input, dim, dtype=None: self.log_softmax(  # noqa: A002
+                input, dim, dtype=dtype),
+            sp.round: lambda input, decimals=0: self.unary(  # noqa: A002
+                input, "round", decimals=decimals),
+        }
+        for name in ("erf", "erfc", "expm1", "exp2", "log1p", "sinc", "i0", "ndtr", "entr"):
+            table[getattr(sp, name)] = lambda input, name=name: self.unary(input, name)  # noqa: A002
+        for name in ("xlogy", "xlog1py"):
+            table[getattr(sp, name)] = lambda input, other, name=name: self.binary(  # noqa: A002
+                input, other, name)
+        return table
+
     def _handler_table(self) -> dict:
         torch, F = self.torch, self.F
         table = {
@@ -4425,6 +4514,19 @@ class _Converter:
             torch.flip: lambda input, dims: self.flip(input, dims),  # noqa: A002
             torch.cumsum: lambda input, dim, dtype=None: self.cumsum(input, dim, dtype),  # noqa: A002
             torch.cumprod: lambda input, dim, dtype=None: self.cumprod(input, dim, dtype),  # noqa: A002
+            torch.logcumsumexp: lambda input, dim: self.logcumsumexp(input, dim),  # noqa: A002
+            torch.cummax: lambda input, dim: self.cum_extreme(True, input, dim),  # noqa: A002
+            torch.cummin: lambda input, dim: self.cum_extreme(False, input, dim),  # noqa: A002
+            torch.count_nonzero: lambda input, dim=None: self.count_nonzero(input, dim),  # noqa: A002
+            torch.logit: lambda input, eps=None: self.logit(input, eps),  # noqa: A002
+            **{getattr(torch, f"atleast_{r}d"): functools.partial(self.at_least, r)
+               for r in (1, 2, 3)},
+            **{getattr(torch, kind): (lambda tensors, kind=kind: self.stack_along(
+                kind, tensors)) for kind in ("hstack", "vstack", "row_stack", "dstack",
+                                             "column_stack") if hasattr(torch, kind)},
+            **{getattr(torch, op): (lambda input, other, op=op: self.binary(  # noqa: A002
+                input, other, op)) for op in _MORE_BINARY if hasattr(torch, op)},
+            **self._special_table(),
             torch.movedim: lambda input, source, destination: self.movedim(  # noqa: A002
                 input, source, destination),
             torch.moveaxis: lambda input, source, destination: self.movedim(  # noqa: A002
@@ -4741,9 +4843,17 @@ class _Converter:
             return self.median(name == "nanmedian", x, *args, **kwargs)
         if name in ("quantile", "nanquantile"):
             return self.quantile(name == "nanquantile", x, *args, **kwargs)
-        if name in ("fmod", "remainder", "atan2", "arctan2"):
+        if name in ("fmod", "remainder", "atan2", "arctan2", *_MORE_BINARY):
             other = args[0] if args else kwargs["other"]
             return self.binary(x, other, "atan2" if name == "arctan2" else name)
+        if name == "logit":
+            return self.logit(x, *args, **kwargs)
+        if name == "logcumsumexp":
+            return self.logcumsumexp(x, *args, **kwargs)
+        if name in ("cummax", "cummin"):
+            return self.cum_extreme(name == "cummax", x, *args, **kwargs)
+        if name == "count_nonzero":
+            return self.count_nonzero(x, *args, **kwargs)
         if name == "roll":
             return self.roll(x, *args, **kwargs)
         if name == "unfold":
@@ -4913,7 +5023,8 @@ _METHODS = frozenset({"relu", "sigmoid", "tanh", "softmax", "view", "reshape", "
                       "sort", "argsort", "take_along_dim", "scatter", "scatter_add",
                       "scatter_reduce", "index_add", "index_copy", "index_fill", "unfold",
                       "double", "half", "cpu", "median", "nanmedian", "quantile",
-                      "nanquantile"})
+                      "nanquantile", *_MORE_BINARY, "logit", "logcumsumexp", "cummax",
+                      "cummin", "count_nonzero"})
 
 
 # Tensor methods that write their tensor in place and convert as their out-of-place form
@@ -4924,6 +5035,7 @@ _IN_PLACE_METHODS = frozenset(f"{name}_" for name in (
     "masked_fill", "relu", "sigmoid", "tanh", "tril", "triu", "nan_to_num", "cumprod",
     "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2", "cumsum",
     "scatter", "scatter_add", "scatter_reduce", "index_add", "index_copy", "index_fill",
+    "fmax", "fmin", "hypot", "copysign", "xlogy", "logit",
     *(n for n in _UNARY if n not in _KEEP_DTYPE)))
 
 # torch dtypes (by name) of casts and of constants built at conversion (torch.arange).
@@ -5517,7 +5629,7 @@ def _run_or_refuse_hooks(torch: Any, module: Any) -> dict[int, str]:
                 hook(m, ())
         if qual and not (_is_experts(m) or tracer.is_leaf_module(m, qual)):
             continue  # traced through its __call__: what its hooks do is recorded
-        others = len(pre) - len(weights) + len(post)
+        others = _hook_count(torch, m)
         if others and not qual:
             problems.append(f"{others} forward hook(s) on the module converted "
                             f"({type(m).__name__})")
@@ -5526,6 +5638,13 @@ def _run_or_refuse_hooks(torch: Any, module: Any) -> dict[int, str]:
     if problems:
         _refuse_hooks(problems)
     return hooked
+
+
+def _hook_count(torch: Any, m: Any) -> int:
+    """The forward hooks and pre-hooks of ``m`` but torch's weight-recomputing ones
+    (_weight_hook)."""
+    pre = [h for h in m._forward_pre_hooks.values() if not _weight_hook(torch, h)]
+    return len(pre) + len(m._forward_hooks)
 
 
 def _refuse_hooks(problems: list[str]) -> None:
@@ -5632,9 +5751,10 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
         concrete = None
     buffers = _buffer_bytes(module)
     tensors = _tensor_attributes(module)
+    registered: dict[int, str] = {}  # layers the trace called with hooks the forward added
     try:
         gm = _trace(torch, traced, concrete or None, None if examples is None else dict(
-            zip(names, _to_torch_example(torch, examples))))
+            zip(names, _to_torch_example(torch, examples))), registered)
     except Exception as e:
         raise TorchConversionError(
             f"from_torch: torch.fx could not trace {type(module).__name__}: "
@@ -5651,7 +5771,7 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
         raise TorchConversionError(
             f"from_torch: the forward of {type(module).__name__} writes its {what} in place "
             "(the module would change from call to call; they are restored)")
-    _refuse_hooked(gm, hooked or {})
+    _refuse_hooked(gm, {**registered, **(hooked or {})})
     conv = _Converter(torch, module, gm)
     if unwrapped_names:
         conv.name_prefix = "module."
@@ -5933,7 +6053,8 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
     return to_numpy(out) if isinstance(out, torch.Size) else convert(out, to_numpy)
 
 
-def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -> Any:
+def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
+           registered: dict | None = None) -> Any:
     """``torch.fx.symbolic_trace`` with asserts traced as ``torch._assert`` calls (a check
     of a size, as nanoGPT's ``assert t <= block_size``, is then evaluated at conversion;
     fx's own ``trace_asserts`` misses Python 3.11's bytecode; _assert_test), and, when tracing
@@ -5944,8 +6065,17 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
     is recorded (_ExampleRun), so that what the examples fix is known while tracing: the
     length of a shape (``(*x.shape[:-1], -1, d)``, ``for t in x.chunk(3)``) and a condition
     on ranks and dtypes alone (``if mask.ndim == 2``, ``if x.dtype != w.dtype``), which is
-    the same for every input the converted model takes."""
+    the same for every input the converted model takes.
+
+    ``registered`` (if given) gets {id(layer): what} of each torch.nn layer (a call_module
+    node) that the trace called while it had forward hooks it did not have before the trace:
+    a forward that registers a hook on its first call (the hooks it registered are removed
+    afterwards, with the attributes it set: _restore_attributes), which the layer's node
+    would not run."""
     import inspect
+
+    before = {id(m): _hook_count(torch, m) for m in root.modules()}
+    found: dict[int, str] = {}
 
     class Tracer(torch.fx.Tracer):
         proxy_buffer_attributes = False
@@ -6003,6 +6133,12 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
                 # a module that is not the traced one's submodule (HuggingFace 5's functions
                 # made modules by the kernels package, apply_rotary_pos_emb): traced through
                 return forward(*args, **kwargs)
+            if self.is_leaf_module(m, self.path_of_module(m)):
+                added = _hook_count(torch, m) - before.get(id(m), 0)
+                if added > 0:
+                    found[id(m)] = (f"{added} forward hook(s) registered on "
+                                    f"{self.path_of_module(m)} ({type(m).__name__}) by the "
+                                    "forward while converting (its first call)")
             return super().call_module(m, forward, args, kwargs)
 
         def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict) -> Any:
@@ -6146,11 +6282,13 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             torch.tensor = tensor
             sized_range(type(root), type(root).forward)
             run = _ExampleRun(torch, examples)
+            found.clear()
             tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
         except Exception as first:
             _restore_attributes(saved)
             run = _ExampleRun(torch, examples)
+            found.clear()
             tracer = type("BufferTracer", (Tracer,), {"proxy_buffer_attributes": True})()
             try:
                 with _tensor_attributes_as_buffers(torch, root):
@@ -6172,6 +6310,8 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None) -
             for g in ranged:
                 if g.get("range") is range_of_sizes:
                     del g["range"]
+    if registered is not None:
+        registered.update(found)
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
 
 

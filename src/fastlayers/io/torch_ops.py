@@ -751,7 +751,26 @@ def _trunc_divide(a, b):
 # plan's float32 runner does not take them.)
 _ROUNDED_DIV = {"floor_div": _floor_divide, "trunc_div": _trunc_divide, "fmod": np.fmod,
                 "remainder": np.remainder, "atan2": np.arctan2}
-_BINARY = {**_ARITHMETIC, **_LOGICAL, **_ROUNDED_DIV}
+
+
+def _xlogy(x, y):
+    """torch.xlogy (and torch.special.xlogy): x · log(y), 0 where x is 0 unless y is NaN."""
+    return np.where((x == 0) & (y == y), 0, x * np.log(y))
+
+
+def _xlog1py(x, y):
+    """torch.special.xlog1py: x · log1p(y), 0 where x is 0 unless y is NaN."""
+    return np.where((x == 0) & (y == y), 0, x * np.log1p(y))
+
+
+# Elementwise functions of two tensors (NumPy's own where it exists: NaN, inf and the
+# roundings as PyTorch's within an ulp): fmax / fmin (a NaN operand loses, unlike maximum's),
+# hypot, logaddexp (log(e^a + e^b)), logaddexp2, copysign, xlogy, xlog1py. Integer operands
+# of fmax / fmin stay integers; the others give float32.
+_MORE_BINARY = {"fmax": np.fmax, "fmin": np.fmin, "hypot": np.hypot,
+                "logaddexp": np.logaddexp, "logaddexp2": np.logaddexp2,
+                "copysign": np.copysign, "xlogy": _xlogy, "xlog1py": _xlog1py}
+_BINARY = {**_ARITHMETIC, **_LOGICAL, **_ROUNDED_DIV, **_MORE_BINARY}
 
 
 def _torch_binary_runner(a, b, op):
@@ -1204,9 +1223,40 @@ _UNARY = {
     "ceil": np.ceil, "trunc": np.trunc, "round": np.round,
     "isnan": np.isnan, "isinf": np.isinf, "isfinite": np.isfinite,
     "logical_not": np.logical_not, "bitwise_not": np.invert,  # ~mask
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+    "erfc": _act._erfc,  # (relative error below 1.2e-7 where 1 - erf(x) would cancel)
+    "sinc": np.sinc,  # sin(pi x) / (pi x), 1 at 0
+    "deg2rad": np.deg2rad, "rad2deg": np.rad2deg,
+    "frac": lambda x: x - np.trunc(x),  # the sign of x, as PyTorch's
+    "sgn": lambda x: np.where(x != x, x.dtype.type(0), np.sign(x)),  # sign, of a real tensor
+    "positive": lambda x: x.copy(),
+    "i0": lambda x: np.i0(x.astype(np.float64)),  # (NumPy's i0 is float64's)
+    "signbit": np.signbit,
 }
-_KEEP_INT = ("neg", "abs", "square", "sign", "floor", "ceil", "trunc", "round")
-_KEEP_DTYPE = ("isnan", "isinf", "isfinite", "logical_not", "bitwise_not")  # not cast
+_KEEP_INT = ("neg", "abs", "square", "sign", "sgn", "floor", "ceil", "trunc", "round",
+             "positive", "frac")
+_KEEP_DTYPE = ("isnan", "isinf", "isfinite", "logical_not", "bitwise_not", "signbit")  # not cast
+
+
+def _logit(x):
+    """log(x / (1 - x)), as PyTorch's kernel computes it (torch_logit clamps first)."""
+    return np.log(x / (1 - x))
+
+
+def _entr(x):
+    """torch.special.entr: -x · log(x) for x > 0, 0 at 0, -inf below; NaN stays NaN."""
+    return np.where(x > 0, -x * np.log(np.where(x > 0, x, 1)),
+                    np.where(x == 0, 0, np.where(x < 0, -np.inf, x)))
+
+
+def _ndtr(x):
+    """torch.special.ndtr: the standard normal distribution function, erfc(-x / sqrt 2) / 2
+    (no cancellation in the left tail)."""
+    return 0.5 * _act._erfc(-x.astype(np.float64) * (1.0 / math.sqrt(2.0)))
+
+
+# torch.special's functions that are no torch.* function or Tensor method (torch_unary).
+_SPECIAL_UNARY = {"ndtr": _ndtr, "entr": _entr, "logit": _logit}
 
 
 @S.symbolic_op
@@ -1216,16 +1266,29 @@ def torch_unary(x, name):
     integers; the predicates give bool. inf and NaN as IEEE arithmetic gives them, without
     NumPy's warnings."""
     x = np.asarray(x)
+    fn = _UNARY[name] if name in _UNARY else _SPECIAL_UNARY[name]
     if name == "bitwise_not" and x.dtype.kind == "f":
         raise TypeError("torch bitwise_not (~) of a float tensor (PyTorch refuses it too)")
     if name in _KEEP_DTYPE:
-        return np.asarray(_UNARY[name](x))
-    if x.dtype == np.bool_ and name in ("sign", "square"):
+        return np.asarray(fn(x))
+    if x.dtype == np.bool_ and name in ("sign", "sgn", "square"):
         return x.astype(np.int64) if name == "square" else x.copy()  # PyTorch's dtypes
     if x.dtype.kind in "iu" and name in _KEEP_INT:
-        return np.asarray(_UNARY[name](x))
+        return np.asarray(fn(x)) if name != "frac" else np.zeros_like(x)
     with np.errstate(all="ignore"):
-        return np.asarray(_UNARY[name](x.astype(F32, copy=False)), F32)
+        return np.asarray(fn(x.astype(F32, copy=False)), F32)
+
+
+@S.symbolic_op
+def torch_logit(x, eps):
+    """``torch.logit(x, eps)``: log(x / (1 - x)) in float32, x clamped to [eps, 1 - eps]
+    first when eps is not None (then 0 and 1 give finite values; NaN stays NaN)."""
+    x = np.asarray(x).astype(F32, copy=False)
+    if eps is not None:
+        lo = F32(eps)
+        x = np.where(x < lo, lo, np.where(x > F32(1) - lo, F32(1) - lo, x))
+    with np.errstate(all="ignore"):
+        return np.asarray(_logit(x), F32)
 
 
 @S.symbolic_op
@@ -1419,6 +1482,41 @@ def torch_nearest_index(x, rows, cols):
     ``cols`` (legacy_nearest_indices): PyTorch's legacy "nearest" off whole factors."""
     x = np.asarray(x)
     return np.ascontiguousarray(x[:, rows][:, :, cols])
+
+
+@S.symbolic_op
+def torch_logcumsumexp(x, axis):
+    """``torch.logcumsumexp(x, dim)``: log(sum of exp(x) up to each index) along ``axis``,
+    as log-add-exp steps in float64, rounded to float32 (-inf terms add nothing; NaN
+    propagates)."""
+    x = np.asarray(x).astype(np.float64)
+    with np.errstate(all="ignore"):
+        return np.logaddexp.accumulate(x, axis=axis).astype(F32)
+
+
+@S.symbolic_op
+def torch_cumextreme(x, axis, largest):
+    """``torch.cummax`` / ``cummin(x, dim)`` along ``axis``: (the running maximum or
+    minimum, the index where it was taken), as PyTorch's kernel walks: an element equal to
+    the running value takes its place (the later index of a tie), and a NaN, once met, is the
+    running value from there on (the index of the latest NaN: a NaN takes the place of a
+    NaN, a number never does)."""
+    x = np.asarray(x)
+    n = x.shape[axis]
+    xm = np.moveaxis(x, axis, -1)
+    values = np.empty_like(xm)
+    index = np.empty(xm.shape, np.int64)
+    better = np.greater_equal if largest else np.less_equal
+    if n:
+        values[..., 0] = xm[..., 0]
+        index[..., 0] = 0
+        for i in range(1, n):  # (a walk along the axis: a loop of vector steps)
+            v, prev = xm[..., i], values[..., i - 1]
+            take = better(v, prev) | (v != v)
+            values[..., i] = np.where(take, v, prev)
+            index[..., i] = np.where(take, i, index[..., i - 1])
+    return (np.ascontiguousarray(np.moveaxis(values, -1, axis)),
+            np.ascontiguousarray(np.moveaxis(index, -1, axis)))
 
 
 @S.symbolic_op
