@@ -115,6 +115,11 @@ KernelTable make_table(Isa isa) {
     t.col_sum_f64 = fl_col_sum_f64_scalar;  // also on NEON
     t.col_max_f32 = fl_col_max_f32_scalar;
     t.window_mean_f32 = fl_window_mean_f32_scalar;
+    t.row_sum_f64 = fl_row_sum_f64_scalar;
+    t.row_sumsq_f64 = fl_row_sumsq_f64_scalar;
+    t.row_devsq_f64 = fl_row_devsq_f64_scalar;
+    t.row_norm_f32 = fl_row_norm_f32_scalar;
+    t.row_scale_f32 = fl_row_scale_f32_scalar;
 #if defined(FL_HAVE_AVX2)
     // avx512 starts from the avx2 table and replaces the kernels it has its own version of.
     if (isa == Isa::avx2 || isa == Isa::avx512) {
@@ -142,6 +147,11 @@ KernelTable make_table(Isa isa) {
         t.col_sum_f64 = fl_col_sum_f64_avx2;
         t.col_max_f32 = fl_col_max_f32_avx2;
         t.window_mean_f32 = fl_window_mean_f32_avx2;
+        t.row_sum_f64 = fl_row_sum_f64_avx2;
+        t.row_sumsq_f64 = fl_row_sumsq_f64_avx2;
+        t.row_devsq_f64 = fl_row_devsq_f64_avx2;
+        t.row_norm_f32 = fl_row_norm_f32_avx2;
+        t.row_scale_f32 = fl_row_scale_f32_avx2;
     }
 #endif
 #if defined(FL_HAVE_AVX512)
@@ -173,6 +183,11 @@ KernelTable make_table(Isa isa) {
         t.col_sum_f64 = fl_col_sum_f64_avx512;
         t.col_max_f32 = fl_col_max_f32_avx512;
         t.window_mean_f32 = fl_window_mean_f32_avx512;
+        t.row_sum_f64 = fl_row_sum_f64_avx512;
+        t.row_sumsq_f64 = fl_row_sumsq_f64_avx512;
+        t.row_devsq_f64 = fl_row_devsq_f64_avx512;
+        t.row_norm_f32 = fl_row_norm_f32_avx512;
+        t.row_scale_f32 = fl_row_scale_f32_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

@@ -121,6 +121,16 @@ struct KernelTable {
     // poolings.
     void (*window_mean_f32)(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
                             int64_t col_ld, int64_t n, double size, float* out);
+
+    // A row's sums in double in one lane order, and the float32 passes of the normalizations
+    // (fl_row_*_<isa>, ukernels.h): LayerNormalization, RMSNormalization, UnitNormalization
+    // (csrc/ops/layer_norm.cpp).
+    double (*row_sum_f64)(const float* x, int64_t n);
+    double (*row_sumsq_f64)(const float* x, int64_t n);
+    double (*row_devsq_f64)(const float* x, int64_t n, float hi, float lo);
+    void (*row_norm_f32)(const float* x, int64_t n, float hi, float lo, float f,
+                         const float* gamma, const float* beta, float* y);
+    void (*row_scale_f32)(const float* x, int64_t n, float f, const float* scale, float* y);
 };
 
 const KernelTable& kernels();

@@ -557,11 +557,130 @@ void test_window_mean(const ColIsa& k) {
     FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " window means differ", fl::isa_name(k.isa), bad);
 }
 
+// Row statistics and passes of the normalizations (rownorm/<isa>.cpp): every ISA against the
+// order stated in ukernels.h, computed here - element j into lane j % 32, then the fixed tree -
+// bit for bit, and the float passes against their formula, at every length 0..100 and longer
+// ones (every block and tail shape), with offsets up to 1e4, NaN, +-inf, +-0, denormals and
+// FLT_MAX among normal values. The floats past the row are NaN (a read past it would leak
+// in) and the outputs past it must stay untouched.
+struct RowIsa {
+    fl::Isa isa;
+    double (*sum)(const float*, int64_t);
+    double (*sumsq)(const float*, int64_t);
+    double (*devsq)(const float*, int64_t, float, float);
+    void (*norm)(const float*, int64_t, float, float, float, const float*, const float*, float*);
+    void (*scale)(const float*, int64_t, float, const float*, float*);
+};
+
+std::vector<RowIsa> row_built() {
+    std::vector<RowIsa> v{{fl::Isa::scalar, fl_row_sum_f64_scalar, fl_row_sumsq_f64_scalar,
+                           fl_row_devsq_f64_scalar, fl_row_norm_f32_scalar,
+                           fl_row_scale_f32_scalar}};
+#if defined(FL_HAVE_AVX2)
+    v.push_back({fl::Isa::avx2, fl_row_sum_f64_avx2, fl_row_sumsq_f64_avx2, fl_row_devsq_f64_avx2,
+                 fl_row_norm_f32_avx2, fl_row_scale_f32_avx2});
+#endif
+#if defined(FL_HAVE_AVX512)
+    v.push_back({fl::Isa::avx512, fl_row_sum_f64_avx512, fl_row_sumsq_f64_avx512,
+                 fl_row_devsq_f64_avx512, fl_row_norm_f32_avx512, fl_row_scale_f32_avx512});
+#endif
+    return v;
+}
+
+template <class Term>
+double lane_order_sum(const float* x, int64_t n, Term term) {
+    double acc[32] = {0.0};
+    for (int64_t j = 0; j < n; ++j) acc[j % 32] += term(x[j]);
+    for (int w = 16; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+bool same_double(double a, double b) {
+    uint64_t ua, ub;
+    std::memcpy(&ua, &a, 8);
+    std::memcpy(&ub, &b, 8);
+    return ua == ub || (a != a && b != b);
+}
+
+bool same_float(float a, float b) {
+    return fltest::float_bits(a) == fltest::float_bits(b) || (a != a && b != b);
+}
+
+void test_rownorm(const RowIsa& k) {
+    std::mt19937 rng(13);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    const float specials[] = {kNaN, kInf, -kInf, 0.0f, -0.0f, 1e-40f, -1e-40f,
+                              std::numeric_limits<float>::max()};
+    std::vector<int64_t> widths;
+    for (int64_t n = 0; n <= 100; ++n) widths.push_back(n);
+    for (int64_t n : {127, 128, 129, 255, 256, 257, 768, 1000}) widths.push_back(n);
+    int64_t bad = 0;
+    auto fail = [&bad](bool ok) { return !ok && bad++ < 8; };
+    for (float offset : {0.0f, 3.0f, 1e4f}) {
+        for (bool special : {false, true}) {
+            for (int64_t n : widths) {
+                std::vector<float> x(static_cast<size_t>(n + 40), kNaN);
+                std::vector<float> gamma(x.size(), kNaN), beta(x.size(), kNaN);
+                for (int64_t j = 0; j < n; ++j) {
+                    x[j] = offset + 2.0f * dist(rng);
+                    if (special && j % 7 == 3) x[j] = specials[(j / 7) % 8];
+                    gamma[j] = 1.0f + 0.3f * dist(rng);
+                    beta[j] = dist(rng);
+                }
+                const float hi = offset + 0.25f, lo = 1e-6f, f = 0.7f;
+                const double sums[3] = {k.sum(x.data(), n), k.sumsq(x.data(), n),
+                                        k.devsq(x.data(), n, hi, lo)};
+                const double want[3] = {
+                    lane_order_sum(x.data(), n, [](float v) { return (double)v; }),
+                    lane_order_sum(x.data(), n, [](float v) { return (double)v * (double)v; }),
+                    lane_order_sum(x.data(), n, [hi, lo](float v) {
+                        const double d = (double)((v - hi) - lo);
+                        return d * d;
+                    })};
+                for (int i = 0; i < 3; ++i)
+                    if (fail(same_double(sums[i], want[i])))
+                        FLT_CHECK_MSG(false, "%s rownorm sum %d n=%" PRId64 " offset %g: %a, want %a",
+                                      fl::isa_name(k.isa), i, n, offset, sums[i], want[i]);
+                for (int form = 0; form < 5; ++form) {
+                    // norm: gamma and beta, gamma alone, neither; scale: with and without
+                    const float* g = form == 0 || form == 1 ? gamma.data() : nullptr;
+                    const float* b = form == 0 ? beta.data() : nullptr;
+                    std::vector<float> y(x.size(), -7.0f);
+                    if (form < 3) {
+                        k.norm(x.data(), n, hi, lo, f, g, b, y.data());
+                    } else {
+                        k.scale(x.data(), n, f, form == 3 ? gamma.data() : nullptr, y.data());
+                    }
+                    for (int64_t j = 0; j < n + 40; ++j) {
+                        float w = -7.0f;
+                        if (j < n && form < 3) {
+                            w = ((x[j] - hi) - lo) * (g ? f * g[j] : f);
+                            if (b) w = w + b[j];
+                        } else if (j < n) {
+                            w = form == 3 ? (x[j] * f) * gamma[j] : x[j] * f;
+                        }
+                        if (fail(same_float(y[j], w)))
+                            FLT_CHECK_MSG(false, "%s rownorm pass %d n=%" PRId64 " [%" PRId64
+                                                 "]: %a, want %a",
+                                          fl::isa_name(k.isa), form, n, j, y[j], w);
+                    }
+                }
+            }
+        }
+    }
+    FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " rownorm results differ", fl::isa_name(k.isa), bad);
+}
+
 }  // namespace
 
 namespace fltest {
 
 void register_cross_isa_tests() {
+    for (const RowIsa& k : row_built()) {
+        if (!isa_supported(k.isa)) continue;  // reported below
+        add_case(std::string("rownorm_") + fl::isa_name(k.isa), [k] { test_rownorm(k); });
+    }
     for (const ColIsa& k : col_built()) {
         if (!isa_supported(k.isa)) continue;  // reported below
         add_case(std::string("colreduce_") + fl::isa_name(k.isa), [k] { test_colreduce(k); });

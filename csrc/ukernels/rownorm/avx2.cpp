@@ -1,0 +1,82 @@
+// rownorm/avx2.cpp: the row statistics and passes of the normalizations (contract in
+// csrc/ukernels/ukernels.h; scalar.cpp is the readable reference). The 32 double lanes are 8
+// ymm accumulators (lanes 4i..4i+3 in accumulator i); the tail and the lane tree are lanes.h's.
+// Compiled with -mavx2 -mfma; no FMA is used (the same separate roundings as scalar.cpp).
+#include <immintrin.h>
+
+#include "../ukernels.h"
+#include "lanes.h"
+
+using fl_rownorm::kLanes;
+
+namespace {
+
+// Sums term over a row: term4(4 floats) gives their 4 terms in double.
+template <class Term4, class Term>
+double row_sum_avx2(const float* x, int64_t n, Term4 term4, Term term) {
+    __m256d acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_pd();
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+        for (int i = 0; i < 8; ++i)
+            acc[i] = _mm256_add_pd(acc[i], term4(_mm_loadu_ps(x + j + 4 * i)));
+    }
+    alignas(32) double lanes[kLanes];
+    for (int i = 0; i < 8; ++i) _mm256_store_pd(lanes + 4 * i, acc[i]);
+    return fl_rownorm::finish_lanes(lanes, x, j, n, term);
+}
+
+}  // namespace
+
+double fl_row_sum_f64_avx2(const float* x, int64_t n) {
+    return row_sum_avx2(x, n, [](__m128 v) { return _mm256_cvtps_pd(v); }, fl_rownorm::term_x);
+}
+
+double fl_row_sumsq_f64_avx2(const float* x, int64_t n) {
+    return row_sum_avx2(
+        x, n,
+        [](__m128 v) {
+            const __m256d d = _mm256_cvtps_pd(v);
+            return _mm256_mul_pd(d, d);
+        },
+        fl_rownorm::term_sq);
+}
+
+double fl_row_devsq_f64_avx2(const float* x, int64_t n, float hi, float lo) {
+    const __m128 vh = _mm_set1_ps(hi), vl = _mm_set1_ps(lo);
+    return row_sum_avx2(
+        x, n,
+        [vh, vl](__m128 v) {
+            const __m256d d = _mm256_cvtps_pd(_mm_sub_ps(_mm_sub_ps(v, vh), vl));
+            return _mm256_mul_pd(d, d);
+        },
+        [hi, lo](float v) { return fl_rownorm::term_dev_sq(v, hi, lo); });
+}
+
+void fl_row_norm_f32_avx2(const float* x, int64_t n, float hi, float lo, float f,
+                          const float* gamma, const float* beta, float* y) {
+    const __m256 vh = _mm256_set1_ps(hi), vl = _mm256_set1_ps(lo), vf = _mm256_set1_ps(f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 s = gamma ? _mm256_mul_ps(vf, _mm256_loadu_ps(gamma + j)) : vf;
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), vh), vl), s);
+        if (beta) v = _mm256_add_ps(v, _mm256_loadu_ps(beta + j));
+        _mm256_storeu_ps(y + j, v);
+    }
+    for (; j < n; ++j) {
+        float v = ((x[j] - hi) - lo) * (gamma ? f * gamma[j] : f);
+        if (beta) v = v + beta[j];
+        y[j] = v;
+    }
+}
+
+void fl_row_scale_f32_avx2(const float* x, int64_t n, float f, const float* scale, float* y) {
+    const __m256 vf = _mm256_set1_ps(f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), vf);
+        if (scale) v = _mm256_mul_ps(v, _mm256_loadu_ps(scale + j));
+        _mm256_storeu_ps(y + j, v);
+    }
+    for (; j < n; ++j) y[j] = scale ? (x[j] * f) * scale[j] : x[j] * f;
+}

@@ -1,0 +1,41 @@
+// rownorm/lanes.h: the part of the row sums (fl_row_*_f64_<isa>, csrc/ukernels/ukernels.h)
+// that every ISA does alike, in scalar C++: the elements past the last whole block of kLanes,
+// each into its lane, and the fixed tree that adds the lanes up. Included by scalar.cpp,
+// avx2.cpp and avx512.cpp only (everything here is static inline: each file gets its own copy,
+// compiled with its flags; plain double additions, so the same bits in each).
+#pragma once
+#include <stdint.h>
+
+namespace fl_rownorm {
+
+// Element j of a row goes into lane j % kLanes: enough independent chains to hide the latency
+// of the double additions (4 zmm or 8 ymm accumulators).
+constexpr int kLanes = 32;
+
+// acc[l] += term(x[j]) for the tail elements j = j0, j0 + 1, ... < n (lane l = j - j0, as
+// j0 is a multiple of kLanes), then the lanes as a fixed tree: lane l += lane l + w for
+// w = 16, 8, 4, 2, 1. Returns the sum.
+template <class Term>
+static inline double finish_lanes(double* acc, const float* x, int64_t j0, int64_t n,
+                                  Term term) {
+    for (int64_t j = j0; j < n; ++j) acc[j - j0] += term(x[j]);
+    for (int w = kLanes / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+// The terms of the three sums (the SIMD files compute the same operations lane by lane):
+// x widened; x widened, squared; the deviation (x - hi) - lo rounded to float32 (hi + lo the
+// mean as two floats), widened, squared. No FMA (the files are compiled with
+// -ffp-contract=off).
+static inline double term_x(float v) { return (double)v; }
+static inline double term_sq(float v) {
+    const double d = v;
+    return d * d;
+}
+static inline double term_dev_sq(float v, float hi, float lo) {
+    const double d = (double)((v - hi) - lo);
+    return d * d;
+}
+
+}  // namespace fl_rownorm

@@ -1,0 +1,46 @@
+// rownorm/scalar.cpp: the row statistics and the row passes of LayerNormalization,
+// RMSNormalization and UnitNormalization (csrc/ops/layer_norm.cpp; contract in
+// csrc/ukernels/ukernels.h): fl_row_sum_f64_<isa>, fl_row_sumsq_f64_<isa>,
+// fl_row_devsq_f64_<isa>, fl_row_norm_f32_<isa>, fl_row_scale_f32_<isa>.
+//
+// ISA: baseline (no extra flags). Selected by fl::kernels() when no SIMD kernel can run
+// (FASTLAYERS_ISA=scalar, and on NEON); also the readable reference of what the SIMD files
+// compute, lane for lane.
+#include "../ukernels.h"
+#include "lanes.h"
+
+using fl_rownorm::kLanes;
+
+template <class Term>
+static double row_sum(const float* x, int64_t n, Term term) {
+    double acc[kLanes] = {0.0};
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) acc[l] += term(x[j + l]);
+    return fl_rownorm::finish_lanes(acc, x, j, n, term);
+}
+
+double fl_row_sum_f64_scalar(const float* x, int64_t n) {
+    return row_sum(x, n, fl_rownorm::term_x);
+}
+
+double fl_row_sumsq_f64_scalar(const float* x, int64_t n) {
+    return row_sum(x, n, fl_rownorm::term_sq);
+}
+
+double fl_row_devsq_f64_scalar(const float* x, int64_t n, float hi, float lo) {
+    return row_sum(x, n, [hi, lo](float v) { return fl_rownorm::term_dev_sq(v, hi, lo); });
+}
+
+void fl_row_norm_f32_scalar(const float* x, int64_t n, float hi, float lo, float f,
+                            const float* gamma, const float* beta, float* y) {
+    for (int64_t j = 0; j < n; ++j) {
+        float v = ((x[j] - hi) - lo) * (gamma ? f * gamma[j] : f);
+        if (beta) v = v + beta[j];
+        y[j] = v;
+    }
+}
+
+void fl_row_scale_f32_scalar(const float* x, int64_t n, float f, const float* scale, float* y) {
+    for (int64_t j = 0; j < n; ++j) y[j] = scale ? (x[j] * f) * scale[j] : x[j] * f;
+}
