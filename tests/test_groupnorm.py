@@ -165,6 +165,24 @@ def test_extreme_spreads(rng, backend, scale):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_small_gamma_at_large_spreads(rng, backend):
+    """1 / sqrt(var) a normal float but its product with a small gamma a denormal: the C++
+    path's float32 factor was flushed to zero (FTZ) and the output was beta. Multiplied in
+    double now."""
+    x = (1e36 * np.clip(rng.standard_normal((2, 40, 6)), -1.5, 1.5)).astype(F32)
+    layer = L.GroupNormalization(3, epsilon=1e-3)
+    layer.build(x.shape)
+    gamma = np.array([1.0, 1e-4, 2.0, -3e-5, 0.5, 1e-30], F32)
+    beta = np.array([-1.0, -0.6, -0.2, 0.2, 0.6, 0.0], F32)  # (gamma 1e-30: ~1e-30 out)
+    layer.set_weights([gamma, beta])
+    with fl.use_backend(backend):
+        got = layer(x)
+    want = _reference(x, gamma, beta, 3, -1, 1e-3)
+    assert np.all(got[..., [1, 3, 5]] != beta[[1, 3, 5]])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-35)
+
+
 @pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
 def test_core_group_norm_rejects_bad_arguments():
     from fastlayers import _backend

@@ -95,6 +95,26 @@ def test_layer_norm_accurate_at_extreme_scales(backend, rng, scale, offset, n, e
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale, gamma", [(1e36, 1e-4), (1e34, -3e-5), (3e37, 1e-30)])
+def test_layer_norm_small_gamma_at_large_deviations(backend, rng, scale, gamma):
+    """1 / sqrt(var) a normal float but its product with a small gamma a denormal: the C++
+    path's float32 factor was flushed to zero (FTZ) and the output was beta, where the true
+    one is ~ gamma * (x - mean) / std. Such a row multiplies in double now; the rows around
+    it (gamma of 1) are unchanged."""
+    n = 40
+    x = (np.clip(rng.standard_normal((3, n)), -1.5, 1.5) * scale).astype(F32)
+    g = rng.uniform(0.5, 1.5, n).astype(F32)
+    g[::7] = gamma
+    b = rng.standard_normal(n).astype(F32)
+    b[::7] = 0.0  # (gamma 1e-30 gives ~1e-30: below an ulp of a beta of order 1)
+    with fl.use_backend(backend):
+        y = fl.layer_norm(x, g, b, epsilon=1e-3)
+    want = _ref(x, (1,), g, b, 1e-3)
+    assert np.all(y[:, ::7] != 0.0)  # not flushed to beta
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * abs(gamma))
+
+
 @pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
 def test_layer_norm_cpp_bitwise_threads_and_rows(rng):
     x = rng.standard_normal((257, 300)).astype(F32)

@@ -100,17 +100,22 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
     }
     chunk_sums(x, n, pixels, c, chunks, hi.data(), lo.data(), partial.data());
     group_values(partial.data(), n, c, groups, chunks, count, stat.data());
-    // A sample with an inv below the smallest normal float (deviations near float32's max)
-    // multiplies in double: as a float32 denormal, FTZ would flush it to zero (layer_norm.cpp).
+    // A sample with an inv, or an inv * gamma[c], below the smallest normal float (deviations
+    // near float32's max; with a small gamma from about 1e34 on) multiplies in double: as a
+    // float32 denormal, FTZ would flush it to zero and the output would be beta
+    // (layer_norm.cpp).
     std::vector<double> inv_d(stat.size());
     std::vector<char> wide(static_cast<size_t>(n), 0);
     for (int64_t s = 0; s < n; ++s) {
         for (int64_t ch = 0; ch < c; ++ch) {
             const size_t i = static_cast<size_t>(s * c + ch);
             inv_d[i] = 1.0 / std::sqrt(stat[i] + double{epsilon});
-            if (inv_d[i] < static_cast<double>(std::numeric_limits<float>::min()))
-                wide[static_cast<size_t>(s)] = 1;
             const float inv = static_cast<float>(inv_d[i]);
+            const double factor =
+                std::fabs(static_cast<double>(inv) * (gamma ? double{gamma[ch]} : 1.0));
+            const double smallest = static_cast<double>(std::numeric_limits<float>::min());
+            if (inv_d[i] < smallest || (factor != 0.0 && factor < smallest))
+                wide[static_cast<size_t>(s)] = 1;
             scale[i] = gamma ? inv * gamma[ch] : inv;
         }
     }

@@ -27,17 +27,24 @@ constexpr int64_t kMinElementsPerTask = 16384;
 // x within a factor 2 of hi (Sterbenz), so (x - hi) - lo is x - mean rounded once, however
 // large the offset. With the mean rounded to float32 alone, an offset of 1e4 over a spread
 // of 0.01 shifted every output by up to 5 %.
+//
+// gamma_min: the smallest |gamma[j]| that is not 0 (1 without gamma), so that a row whose
+// float32 factor f * gamma[j] would be a denormal (flushed to zero under FTZ: the output was
+// beta, for deviations near 1e36 with gamma 1e-4) multiplies in double too.
 void layer_norm_row(const KernelTable& kt, const float* x, const float* gamma,
-                    const float* beta, float* y, int64_t n, float epsilon) {
+                    const float* beta, float* y, int64_t n, float epsilon, double gamma_min) {
     const double count = static_cast<double>(n);
     const double mean = kt.row_sum_f64(x, n) / count;
     const float hi = static_cast<float>(mean);
     const float lo = static_cast<float>(mean - static_cast<double>(hi));
     const double var = kt.row_devsq_f64(x, n, hi, lo) / count;
     const double inv = 1.0 / std::sqrt(var + static_cast<double>(epsilon));
-    if (!(inv >= static_cast<double>(std::numeric_limits<float>::min())) && inv == inv) {
-        // inv below the smallest normal float (deviations near float32's max): as a float32
-        // denormal it would be flushed to zero (FTZ/DAZ), so this row multiplies in double.
+    const double smallest = static_cast<double>(std::numeric_limits<float>::min());
+    if ((!(inv >= smallest) ||
+         static_cast<double>(static_cast<float>(inv)) * gamma_min < smallest) && inv == inv) {
+        // inv, or inv * gamma[j], below the smallest normal float (deviations near float32's
+        // max): as a float32 denormal it would be flushed to zero (FTZ/DAZ), so this row
+        // multiplies in double.
         for (int64_t j = 0; j < n; ++j) {
             const double s = gamma ? inv * static_cast<double>(gamma[j]) : inv;
             float v = static_cast<float>(static_cast<double>((x[j] - hi) - lo) * s);
@@ -104,8 +111,16 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
                         int64_t rows, int64_t n, float epsilon) {
     const KernelTable& kt = kernels();
+    double gamma_min = 1.0;
+    if (gamma) {
+        gamma_min = std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < n; ++j) {
+            const double g = std::fabs(static_cast<double>(gamma[j]));
+            if (g != 0.0 && g < gamma_min) gamma_min = g;  // (NaN: not smaller)
+        }
+    }
     over_rows(rows, n, [=, &kt](int64_t r) {
-        layer_norm_row(kt, x + r * n, gamma, beta, y + r * n, n, epsilon);
+        layer_norm_row(kt, x + r * n, gamma, beta, y + r * n, n, epsilon, gamma_min);
     });
 }
 

@@ -51,16 +51,33 @@ def layer_normalization(x, gamma, beta, axes, epsilon):
     axes = tuple(axes)
     centered = _centered(x, np.mean(x, axis=axes, keepdims=True, dtype=np.float64))
     variance = np.mean(np.square(centered, dtype=np.float64), axis=axes, keepdims=True)
-    inv = (1.0 / np.sqrt(variance + float(epsilon))).astype(F32)
+    inv = 1.0 / np.sqrt(variance + float(epsilon))
     shape = [1] * x.ndim
     for a in axes:
         shape[a] = x.shape[a]
-    if gamma is not None:
-        inv = inv * gamma.reshape(shape)
-    y = centered * inv
+    y = _scale_centered(centered, inv, None if gamma is None else gamma.reshape(shape))
     if beta is not None:
         y = y + beta.reshape(shape)
     return y.astype(F32, copy=False)
+
+
+def _scale_centered(centered, inv, gamma):
+    """``centered * (inv * gamma)`` in float32, the float64 ``inv`` (1 / the standard
+    deviation, broadcasting against ``gamma``; gamma None: 1) rounded to float32 first, as the
+    C++ kernels compute it. Where that factor is below the smallest normal float32 (deviations
+    beyond ~1e38, or near 1e36 with a gamma of 1e-4) it would keep only some of its digits, or
+    underflow to 0 and give beta (gamma 1e-30), so those elements multiply in float64, as the
+    C++ path does for their row."""
+    factor = inv.astype(F32) if gamma is None else inv.astype(F32) * gamma
+    y = centered * factor
+    smallest = np.finfo(F32).tiny
+    g = None if gamma is None else np.abs(gamma[gamma != 0])
+    bound = inv.min(initial=np.inf) * (1.0 if g is None else g.min(initial=np.inf))
+    if not bound < smallest:  # (the common case: no factor can be that small; NaN too)
+        return y
+    wide = inv if gamma is None else inv * gamma.astype(np.float64)
+    tiny = (np.abs(wide) < smallest) & (wide != 0)
+    return np.where(tiny, (centered.astype(np.float64) * wide).astype(F32), y)
 
 
 def _centered(x, mean):
@@ -117,10 +134,8 @@ def group_normalization(x, gamma, beta, groups, axis, epsilon):
 
     centered = _centered(rows, group_mean(rows.sum(axis=1, dtype=np.float64))[:, None, :])
     variance = group_mean(np.square(centered, dtype=np.float64).sum(axis=1))
-    scale = (1.0 / np.sqrt(variance + float(epsilon))).astype(F32)
-    if gamma is not None:
-        scale = scale * gamma
-    y = centered * scale[:, None, :]
+    inv = 1.0 / np.sqrt(variance + float(epsilon))  # (N, C)
+    y = _scale_centered(centered, inv[:, None, :], gamma)
     if beta is not None:
         y += beta
     return np.ascontiguousarray(np.moveaxis(y.reshape(xl.shape), -1, axis))
