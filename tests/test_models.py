@@ -688,3 +688,51 @@ def test_predict_of_a_namedtuple_of_inputs():
     np.testing.assert_array_equal(model(Pair(xa, xb)), want)
     np.testing.assert_array_equal(model.predict(Pair(xa, xb), batch_size=2), want)
     np.testing.assert_array_equal(model.predict(Pair(xa.tolist(), xb), batch_size=2), want)
+
+
+# ---- session 39: outputs that were the caller's arrays; duplicate layer names --------------
+
+
+def test_outputs_are_never_the_callers_arrays():
+    """An output that is an input (or an identity layer's output on it, or a view of it: a
+    Reshape) came back as the caller's own array: writing to the result wrote to the input
+    (a Keras-user audit). Keras returns new tensors; so does fastlayers now, and an output
+    computed from the input is not copied again."""
+    x_in = Input((6,))
+    flat = fl.layers.Reshape((2, 3))(x_in)
+    dense = Dense(2)(x_in)
+    model = Model(x_in, [x_in, fl.layers.Dropout(0.5)(x_in), flat, dense])
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    before = x.copy()
+    for _ in range(3):  # the general executor, then the shape plan recorded and run
+        outs = model(x)
+        for out in outs[:3]:
+            assert not np.may_share_memory(out, x)
+            out[...] = -1.0
+        np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(model(x)[0], x)
+    seq = Sequential([Input((6,)), fl.layers.Dropout(0.1)])
+    y = seq(x)
+    assert not np.may_share_memory(y, x)
+    np.testing.assert_array_equal(y, x)
+
+
+def test_duplicate_layer_names_are_refused_as_in_keras():
+    """Two distinct layers of one name in a model (two loaded copies of one file nested in a
+    model): get_layer gave the first. Keras refuses it, and so does fastlayers, for Model and
+    Sequential; one layer used twice is fine, and a renamed copy goes in."""
+    def sub(name):
+        i = Input((3,))
+        return Model(i, Dense(2)(i), name=name)
+
+    x = Input((3,))
+    a, b = sub("m"), sub("m")
+    with pytest.raises(ValueError, match="the name 'm' is used 2 times"):
+        Model(x, [a(x), b(x)])
+    b.name = "m_2"
+    model = Model(x, [a(x), b(x)])
+    assert model.get_layer("m_2") is b
+    with pytest.raises(ValueError, match="'q' is already the name of a layer"):
+        Sequential([Input((3,)), Dense(2, name="q"), Dense(2, name="q")])
+    shared = Dense(3, name="s")
+    assert len(Sequential([Input((3,)), shared, shared]).layers) == 2

@@ -17,6 +17,7 @@ and arguments that would change the result.
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import inspect
 from typing import Any, Callable
@@ -686,6 +687,10 @@ def _build_model(cfg: dict) -> Any:
         )
     problems: list[str] = []
     model = _build(cfg, problems)
+    if not problems:
+        # The config it was made from: get_config / to_json give it back (a model built in
+        # code has none; docs/semantics.md §29).
+        model.__dict__["_keras_config"] = copy.deepcopy(cfg)
     if problems:
         lines = "\n  ".join(problems)
         raise NotImplementedError(

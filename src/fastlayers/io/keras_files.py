@@ -211,6 +211,25 @@ def _load_model(path: str, custom_objects: dict | None = None) -> BaseModel:
     raise ValueError(f"{path!r} is neither a .keras (zip) file nor an HDF5 (.h5) file")
 
 
+def model_from_json(json_string: Any, custom_objects: Any = None) -> BaseModel:
+    """A fastlayers ``Model`` or ``Sequential`` from a Keras model's JSON (``to_json()`` of a
+    Keras 3 or tf.keras 2 model, or of a model loaded here), as Keras's
+    ``keras.models.model_from_json``: the architecture only; the weights come after, with
+    ``model.load_weights(path)`` (a ``.weights.h5`` or legacy ``.h5`` file) or
+    ``set_weights``. ``custom_objects`` as in :func:`load_model`. What cannot be made raises
+    as there (NotImplementedError, listing it); text that is not a model's JSON raises
+    ValueError."""
+    if not isinstance(json_string, (str, bytes, bytearray)):
+        raise TypeError(f"model_from_json takes the JSON text of a model (str), got "
+                        f"{type(json_string).__name__}")
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError("model_from_json: custom_objects must be a dict (a class name -> a "
+                        f"fastlayers Layer subclass), got {type(custom_objects).__name__}")
+    config = _json(json_string, "model_from_json", "the text")
+    version = config.get("keras_version") if isinstance(config, dict) else None
+    return build_model(config, version, custom_objects=custom_objects)
+
+
 def load_weights(model: BaseModel, path: Any) -> None:
     """Set the weights of ``model`` from a Keras weights file: ``.weights.h5`` (Keras 3),
     a legacy ``.h5`` weights or model file, or the weights inside a ``.keras`` file."""

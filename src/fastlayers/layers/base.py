@@ -612,6 +612,75 @@ class Layer:
             )
         return shapes[i]
 
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """The shape of the output for an input of ``input_shape``, as Keras's
+        ``compute_output_shape``: shapes with the batch dimension first, None for a size
+        that may vary (``layer.compute_output_shape((None, 10, 4))`` -> ``(None, 10, 8)``).
+
+        ``input_shape`` is one shape (a tuple or list of ints and None), or a list, tuple or
+        dict of them for a layer or model of several inputs (a merging layer's list, a
+        model's named inputs). The result has the structure of the output: a tuple for one
+        output, a tuple (list, dict) of tuples for several (an LSTM with
+        ``return_state=True``).
+
+        Computed as a model definition computes it (the layer called on symbolic inputs
+        of those shapes, float32, or int32 where the layer takes integers only, such as
+        Embedding), and the layer is left as it was: an unbuilt layer is not built by it, and
+        its ``input`` / ``output`` are not this call's. A shape the layer cannot take raises
+        the ValueError its call would."""
+        from .. import _symbolic
+        from ..models.functional import Input
+
+        def one(shape: Any) -> bool:
+            return isinstance(shape, (tuple, list)) and all(
+                d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool))
+                for d in shape)
+
+        def inputs(dtype: Any) -> Any:
+            def make(shape: Any) -> Any:
+                if not one(shape) or len(shape) < 1:
+                    raise TypeError(
+                        f"{self._owner()}: compute_output_shape takes a shape (a tuple of "
+                        f"ints or None, the batch first) or a list / dict of them, got "
+                        f"{shape!r}")
+                batch = None if shape[0] is None else int(shape[0])
+                return Input(tuple(shape[1:]), dtype=dtype, batch_size=batch or None)
+
+            if one(input_shape):
+                return make(input_shape)
+            if isinstance(input_shape, dict):
+                return {k: make(v) for k, v in input_shape.items()}
+            if isinstance(input_shape, (list, tuple)) and input_shape:
+                return [make(s) for s in input_shape]
+            return make(input_shape)
+
+        fresh = _symbolic._unbuilt_parts(self)
+        first = "_first_node" in self.__dict__
+        try:
+            try:
+                out = self(inputs(np.float32))
+            except TypeError:  # a layer of integer inputs (Embedding, CategoryEncoding)
+                for part in fresh:
+                    part._unbuild()
+                out = self(inputs(np.int32))
+        finally:
+            for part in fresh:
+                part._unbuild()
+            if not first:
+                self.__dict__.pop("_first_node", None)
+
+        def shape_of(t: Any) -> Any:
+            if isinstance(t, _symbolic.SymbolicTensor):
+                return tuple(t.shape)
+            if isinstance(t, dict):
+                return {k: shape_of(v) for k, v in t.items()}
+            if isinstance(t, (list, tuple)):
+                return type(t)(shape_of(v) for v in t) if type(t) in (list, tuple) else tuple(
+                    shape_of(v) for v in t)
+            return t
+
+        return shape_of(out)
+
     def count_params(self) -> int:
         """The number of weight values (the layer must be built)."""
         if not self.built:

@@ -8,14 +8,15 @@ from .base import BaseModel, InputLayer
 from .functional import Input, Model
 from .sequential import Sequential
 
-__all__ = ["BaseModel", "Input", "InputLayer", "Model", "Sequential", "load_model"]
+__all__ = ["BaseModel", "Input", "InputLayer", "Model", "Sequential", "load_model",
+           "model_from_json"]
 
 
 def __getattr__(name: str):
-    """``load_model`` also from here, as ``keras.models`` has it (it lives in
-    fastlayers.io, which imports this package)."""
-    if name == "load_model":
-        from ..io import load_model  # noqa: PLC0415
+    """``load_model`` and ``model_from_json`` also from here, as ``keras.models`` has them
+    (they live in fastlayers.io, which imports this package)."""
+    if name in ("load_model", "model_from_json"):
+        from .. import io  # noqa: PLC0415
 
-        return load_model
+        return getattr(io, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,8 @@ arrays a model is called with.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import sys
 import time
@@ -97,6 +99,22 @@ def _keras_rank_adjusted(a: np.ndarray, shape: tuple) -> np.ndarray:
     return a
 
 
+def _not_the_callers(out: Any, inputs: Any) -> Any:
+    """``out`` with every output array that may share memory with one of the caller's input
+    arrays copied: an output that is an input (``Model(x, [x, f(x)])``, an identity layer
+    between them) or a view of one (a Reshape) was the caller's own array, so writing to the
+    result wrote to the input (a Keras-user audit). Keras returns new tensors there."""
+    given = [a for a in _leaves(inputs) if isinstance(a, np.ndarray)]
+    if not given:
+        return out
+    leaves = _leaves(out)
+    fixed = [a.copy() if isinstance(a, np.ndarray) and any(
+        np.may_share_memory(a, g) for g in given) else a for a in leaves]
+    if all(f is a for f, a in zip(fixed, leaves)):
+        return out
+    return fixed[0] if not _is_container(out) else _rebuild(out, fixed)
+
+
 def _unpack_single(out: Any) -> Any:
     """A model's outputs as Keras 3 returns them: one output given in a list or tuple
     (``Model(i, [y])``) alone (its unpack_singleton)."""
@@ -110,6 +128,26 @@ class BaseModel(Layer):
     @property
     def layers(self) -> list[Layer]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The model's Keras config as JSON, as Keras's ``to_json``: ``{"module": "keras",
+        "class_name", "config": get_config(), "registered_name", ...}`` (``kwargs`` go to
+        ``json.dumps``). ``fastlayers.models.model_from_json`` and Keras's
+        ``keras.models.model_from_json`` read it back, without the weights.
+
+        Only a model made from a Keras config has one (``load_model``, ``model_from_json``,
+        ``from_config`` of a Keras config); a model built in code raises NotImplementedError
+        (its graph is not written as a Keras config: copy it with ``pickle``)."""
+        keras_config = self.__dict__.get("_keras_config")
+        if keras_config is None:
+            raise NotImplementedError(
+                f"{self._owner()}: to_json needs a Keras config, which only a model loaded from "
+                "a Keras file, JSON or config has (load_model, model_from_json, from_config); "
+                "the graph of a model built in code is not written as one: copy the model "
+                "with pickle, its weights with get_weights")
+        out = copy.deepcopy(keras_config)
+        out["config"] = self.get_config()
+        return json.dumps(out, **kwargs)
 
     # ---- masks: a nested model passes on the masks its own graph computes ----------------
     def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:

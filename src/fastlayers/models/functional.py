@@ -8,6 +8,7 @@ inputs, so the model computes exactly what the same calls would compute one by o
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,14 @@ import numpy as np
 from .. import _symbolic as S
 from ..layers.base import Layer, _auto_name
 from . import _mask_graph, folding, shape_plan
-from .base import BaseModel, InputLayer, _unpack_single, input_masks, numbers_only
+from .base import (
+    BaseModel,
+    InputLayer,
+    _not_the_callers,
+    _unpack_single,
+    input_masks,
+    numbers_only,
+)
 
 
 def Input(shape: Sequence[Any], dtype: Any = None, name: str | None = None,
@@ -98,6 +106,7 @@ class Model(BaseModel):
                 )
         nodes = _topological_nodes(self.inputs, self.outputs)
         self._layers, keras_order = _layers_of(self.inputs, self.outputs)
+        _refuse_duplicate_names(self._layers, self._owner())
         # run in Keras's order (also an order in which every node follows those it reads):
         # the masks a MultiHeadAttention deletes are then gone for the same readers as there
         ours = {id(n) for n in nodes}
@@ -130,9 +139,18 @@ class Model(BaseModel):
             layer.__dict__.setdefault("_first_node", node)
 
     def get_config(self) -> dict[str, Any]:
-        """The name only: the graph of a model built in code is not written as a config (a
-        model is copied with ``pickle``, its weights with ``get_weights``)."""
-        return {"name": self.name}
+        """A model loaded from a Keras file, JSON or config (``load_model``,
+        ``model_from_json``, ``from_config``): the Keras config it was made from (its
+        ``layers``, ``input_layers`` and ``output_layers``, which ``Model.from_config`` and
+        Keras's own take), under the model's current name. A model built in code: the name
+        only (its graph is not written as a config; a model is copied with ``pickle``, its
+        weights with ``get_weights``)."""
+        keras_config = self.__dict__.get("_keras_config")
+        if keras_config is None:
+            return {"name": self.name}
+        config = copy.deepcopy(keras_config.get("config", {}))
+        config["name"] = self.name
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:
@@ -203,7 +221,7 @@ class Model(BaseModel):
         (one per input, in the inputs' order, None for none), as Keras's ``mask=``. One
         output given in a list or tuple (``Model(i, [y])``) comes back alone, as Keras 3
         returns it. ``training`` is accepted as Keras's and ignored (inference)."""
-        return _unpack_single(self._run_with_masks(inputs, mask)[0])
+        return _unpack_single(_not_the_callers(self._run_with_masks(inputs, mask)[0], inputs))
 
     def _run_with_masks(self, inputs: Any, mask: Any = None) -> tuple[Any, list[Any]]:
         """The outputs and their implicit masks (one per output, in ``self.outputs``
@@ -510,6 +528,21 @@ def _topological_nodes(inputs: list[S.SymbolicTensor],
                 done.add(id(node))
                 order.append(node)
     return order
+
+
+def _refuse_duplicate_names(layers: list[Layer], owner: str) -> None:
+    """Two layers (distinct objects) of one name in a model are refused, as Keras refuses
+    them: ``get_layer`` and the weights by name could not tell them apart (two loaded copies
+    of one file, nested in one model, gave get_layer the first)."""
+    seen: dict[str, int] = {}
+    for layer in layers:
+        seen[layer.name] = seen.get(layer.name, 0) + 1
+    for name, count in seen.items():
+        if count > 1:
+            raise ValueError(
+                f"{owner}: the name {name!r} is used {count} times in the model; all layer "
+                f"names must be unique, as in Keras (rename one first: layer.name = "
+                f"'{name}_2')")
 
 
 def _layers_of(inputs: list[S.SymbolicTensor],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from .. import _masking
 from .. import _symbolic as S
 from ..layers.base import Layer
 from . import folding, shape_plan
-from .base import BaseModel, InputLayer, input_masks
+from .base import BaseModel, InputLayer, _not_the_callers, input_masks
 from .functional import _shape_str
 
 _F32 = np.dtype(np.float32)
@@ -50,6 +51,11 @@ class Sequential(BaseModel):
             raise TypeError(
                 f"{self._owner()}: add expects a fastlayers layer, got {type(layer).__name__}"
             )
+        if any(other is not layer and other.name == layer.name for other in self._stack):
+            raise ValueError(
+                f"{self._owner()}: the name {layer.name!r} is already the name of a layer of "
+                f"this model; all layer names must be unique, as in Keras (rename one first: "
+                f"layer.name = '{layer.name}_2')")
         declared = layer.__dict__.get("_declared_input_shape")
         if declared is not None and self._input is None and not self._stack:
             # Dense(4, input_shape=(5,)) first: the model's Input, as Keras 3 makes it
@@ -128,7 +134,7 @@ class Sequential(BaseModel):
         """Run the layers in turn on ``x``; ``mask`` optionally gives the Keras mask of
         ``x``, which flows from layer to layer with the implicit masks. ``training`` is
         accepted as Keras's and ignored (inference)."""
-        return self._run_with_masks(x, mask)[0]
+        return _not_the_callers(self._run_with_masks(x, mask)[0], x)
 
     def build(self, input_shape: Any = None) -> None:
         """Build the layers for inputs of ``input_shape`` (the batch axis first, as Keras's
@@ -158,7 +164,13 @@ class Sequential(BaseModel):
     def get_config(self) -> dict[str, Any]:
         """The name and the layers (``{"class_name", "config"}`` each, an Input first when
         the model has one), as Keras's; ``Sequential.from_config`` rebuilds the model
-        without its weights."""
+        without its weights. A model loaded from a Keras file, JSON or config: the Keras
+        config it was made from, under the model's current name."""
+        keras_config = self.__dict__.get("_keras_config")
+        if keras_config is not None:
+            config = copy.deepcopy(keras_config.get("config", {}))
+            config["name"] = self.name
+            return config
         layers = ([self._input] if self._input is not None else []) + self._stack
         return {"name": self.name,
                 "layers": [{"class_name": type(x).__name__, "config": x.get_config()}
