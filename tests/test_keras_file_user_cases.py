@@ -1370,3 +1370,169 @@ def test_review_reshape_of_unknown_sizes_then_dense_loads(tmp_path, fmt):
     x = np.random.default_rng(0).normal(size=(2, 6, 4)).astype(np.float32)
     np.testing.assert_allclose(fl.load_model(tmp_path / f"m.{fmt}").predict(x),
                                model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+# ---- session 39: custom layers that hold Keras layers (keras.io's TransformerBlock) ---------
+
+
+@keras.saving.register_keras_serializable(package="fltest")
+class _KerasTransformerBlock(keras.layers.Layer):  # keras.io's text classification example
+    def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim, self.num_heads, self.ff_dim, self.rate = (
+            embed_dim, num_heads, ff_dim, rate)
+        self.att = L.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+        self.ffn = keras.Sequential([L.Dense(ff_dim, activation="relu"), L.Dense(embed_dim)])
+        self.layernorm1 = L.LayerNormalization(epsilon=1e-6)
+        self.layernorm2 = L.LayerNormalization(epsilon=1e-6)
+        self.dropout1 = L.Dropout(rate)
+        self.dropout2 = L.Dropout(rate)
+
+    def call(self, inputs):
+        attn_output = self.dropout1(self.att(inputs, inputs))
+        out1 = self.layernorm1(inputs + attn_output)
+        return self.layernorm2(out1 + self.dropout2(self.ffn(out1)))
+
+    def get_config(self):
+        return {**super().get_config(), "embed_dim": self.embed_dim,
+                "num_heads": self.num_heads, "ff_dim": self.ff_dim, "rate": self.rate}
+
+
+class _FlTransformerBlock(fl.layers.Layer):  # its port: the same code, fastlayers' layers
+    def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim, self.num_heads, self.ff_dim, self.rate = (
+            embed_dim, num_heads, ff_dim, rate)
+        self.att = fl.layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+        self.ffn = fl.Sequential([fl.layers.Dense(ff_dim, activation="relu"),
+                                  fl.layers.Dense(embed_dim)])
+        self.layernorm1 = fl.layers.LayerNormalization(epsilon=1e-6)
+        self.layernorm2 = fl.layers.LayerNormalization(epsilon=1e-6)
+        self.dropout1 = fl.layers.Dropout(rate)
+        self.dropout2 = fl.layers.Dropout(rate)
+
+    def call(self, inputs):
+        attn_output = self.dropout1(self.att(inputs, inputs))
+        out1 = self.layernorm1(inputs + attn_output)
+        return self.layernorm2(out1 + self.dropout2(self.ffn(out1)))
+
+
+@keras.saving.register_keras_serializable(package="fltest")
+class _KerasMixed(keras.layers.Layer):  # own weights (one not trainable), a list of layers
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first = L.Dense(3)
+        self.blocks = [L.Dense(4), L.BatchNormalization(), L.Dense(4)]
+        self.norm = L.LayerNormalization()
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), name="scale")
+        self.stat = self.add_weight(shape=(2,), name="stat", trainable=False)
+
+    def call(self, x):
+        h = self.first(x * self.scale)
+        for block in self.blocks:
+            h = block(h)
+        return self.norm(h) + self.stat[0] * self.stat[1]
+
+
+class _FlMixed(fl.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first = fl.layers.Dense(3)
+        self.blocks = [fl.layers.Dense(4), fl.layers.BatchNormalization(), fl.layers.Dense(4)]
+        self.norm = fl.layers.LayerNormalization()
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), name="scale")
+        self.stat = self.add_weight(shape=(2,), name="stat", trainable=False)
+
+    def call(self, x):
+        h = self.first(x * self.scale)
+        for block in self.blocks:
+            h = block(h)
+        return self.norm(h) + self.stat[0] * self.stat[1]
+
+
+def _block_models():
+    tokens = keras.Input((10, 16))
+    pooled = L.GlobalAveragePooling1D()(_KerasTransformerBlock(16, 2, 32, name="tb")(tokens))
+    feats = keras.Input((5,))
+    mixed = _KerasMixed(name="mixed")(feats)
+    model = keras.Model([tokens, feats], L.Concatenate()([L.Dense(3)(pooled), mixed]))
+    randomize(model)
+    return model
+
+
+_PORTS = {"_KerasTransformerBlock": _FlTransformerBlock, "_KerasMixed": _FlMixed}
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_custom_layers_holding_layers_load_from_files(tmp_path, fmt):
+    """A custom Keras layer that holds Keras layers in its attributes (keras.io's
+    TransformerBlock: MultiHeadAttention, a Sequential, LayerNormalization; one with its own
+    weights and a list of layers) loads through a port that holds fastlayers' layers the
+    same way: the .keras file keeps their weights under the attributes' names (it did not
+    load: the port's layers were not tracked), the .h5 file in the layer's weights order.
+    Keras's predictions; the ports' weights are Keras's, in Keras's order."""
+    model = _block_models()
+    model.save(tmp_path / f"m.{fmt}")
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(3, 10, 16)).astype(np.float32),
+         rng.normal(size=(3, 5)).astype(np.float32)]
+    loaded = fl.load_model(tmp_path / f"m.{fmt}", custom_objects=_PORTS)
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+    for name in ("tb", "mixed"):
+        ours, theirs = loaded.get_layer(name), model.get_layer(name)
+        assert len(ours.weights) == len(theirs.weights)
+        for a, b in zip(ours.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert [w.shape for w in ours.trainable_weights] == [
+            tuple(w.shape) for w in theirs.trainable_weights]
+        assert ours.count_params() == theirs.count_params()
+    assert loaded.count_params() == model.count_params()
+    again = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(again.predict(x), loaded.predict(x))
+
+
+def test_custom_layers_holding_layers_take_keras_weights_in_code():
+    """The port in a model built in code: set_weights(keras_model.get_weights()) gives
+    Keras's predictions (the held layers' weights after the layer's own, in the order they
+    were assigned); trainable = False reaches the held layers."""
+    model = _block_models()
+    tokens, feats = fl.Input((10, 16)), fl.Input((5,))
+    pooled = fl.layers.GlobalAveragePooling1D()(_FlTransformerBlock(16, 2, 32, name="tb")(tokens))
+    mixed = _FlMixed(name="mixed")(feats)
+    ours = fl.Model([tokens, feats], fl.layers.Concatenate()([fl.layers.Dense(3)(pooled), mixed]))
+    ours.set_weights(model.get_weights())
+    rng = np.random.default_rng(1)
+    x = [rng.normal(size=(2, 10, 16)).astype(np.float32),
+         rng.normal(size=(2, 5)).astype(np.float32)]
+    np.testing.assert_allclose(ours.predict(x), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+    block = ours.get_layer("tb")
+    block.trainable = False
+    assert block.att.trainable is False and block.ffn.layers[0].trainable is False
+    assert block.trainable_weights == []
+    with pytest.raises(ValueError, match=r"expected 16 arrays \(its own 0, then its layers'\)"):
+        block.set_weights(block.get_weights()[:-1])
+    with pytest.raises(ValueError, match="needs it built"):
+        _FlTransformerBlock(16, 2, 32).set_weights([])
+
+
+def test_a_dense_inside_a_custom_layer_on_an_unknown_axis_is_refused():
+    """The unknown-dimension refusal reaches a layer a custom layer holds (its weights would
+    be made for the placeholder size of the definition's zero run)."""
+    class Holder(fl.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = fl.layers.Dense(2)
+
+        def call(self, x):
+            return self.inner(x)
+
+    holder = Holder()
+    with pytest.raises(ValueError, match="unknown"):
+        holder(fl.Input((None,)))
+    assert not holder.inner.built

@@ -541,7 +541,9 @@ def symbolic_call(fn: Callable, args: tuple, kwargs: dict, *, layer: Any = None,
             again, _ = run(fill + 1)
         except (ValueError, TypeError):
             again = None
-            if builds and getattr(layer, "built", False):
+            # (the layer, or a layer it holds: a custom layer without a build of its own
+            # is marked built only after its call)
+            if builds and any(getattr(part, "built", False) for part in fresh):
                 _refuse_weights_of_unknown_sizes(fresh, node, label, run, fill)
         later = None
         if again is not None and any(d is None for t in node.inputs for d in t.shape[1:]):

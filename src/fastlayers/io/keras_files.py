@@ -330,7 +330,37 @@ def _layer_paths(model: BaseModel, f: Any, path: str) -> list[tuple[Any, str]]:
     return out
 
 
+def _held_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
+    """The arrays of a custom layer holding layers (Layer._tracked_layers), in its weights
+    order: its own under ``<path>/vars``, then each held layer's under the attribute's name
+    (``<path>/att``; a list's layers under ``<path>/<attribute>/<class, snake case, counted
+    per class>``: Keras's object walk), a held model's as a nested model's."""
+    arrays = _vars(f, path, used)
+    seen: set[int] = set()
+    for attr, value in layer.__dict__.get("_tracked", {}).items():
+        items = [(value, f"{path}/{attr}")] if not isinstance(value, (list, tuple)) else []
+        counts: dict[str, int] = {}
+        for item in value if isinstance(value, (list, tuple)) else ():
+            base = _snake_case(_keras_class(item))
+            n = counts[base] = counts.get(base, -1) + 1
+            items.append((item, f"{path}/{attr}/{base}" + (f"_{n}" if n else "")))
+        for item, sub in items:
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, (Model, Sequential)):
+                plan: list[tuple[Any, list[np.ndarray]]] = []
+                _assign_keras3(item, f, sub, used, plan)
+                by_layer = {id(leaf): values for leaf, values in plan}
+                arrays += [a for leaf in item._weight_layers() for a in by_layer.get(id(leaf), [])]
+            else:
+                arrays += _layer_arrays(item, f, sub, used)
+    return arrays
+
+
 def _layer_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
+    if layer.__dict__.get("_tracked"):
+        return _held_arrays(layer, f, path, used)
     if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN, L.ConvLSTM1D, L.ConvLSTM2D)):
         return _vars(f, f"{path}/cell", used)
     if isinstance(layer, L.StackedRNN):
@@ -474,9 +504,12 @@ def _legacy_slots(leaves: list[tuple[Any, bool]]) -> list[tuple[int, int]]:
     slots: list[tuple[int, int]] = []
     for trainable_pass in (True, False):
         for i, (leaf, t) in enumerate(leaves):
-            for w, wname in enumerate(leaf._weight_names()):
-                counted = t and wname not in leaf.non_trainable_weight_names
-                if counted == trainable_pass:
+            # (a custom layer holding layers: each weight's own flag, its layers' included)
+            flags = (leaf._trainable_mask() if leaf.__dict__.get("_tracked") else
+                     [wname not in leaf.non_trainable_weight_names
+                      for wname in leaf._weight_names()])
+            for w, flag in enumerate(flags):
+                if (t and flag) == trainable_pass:
                     slots.append((i, w))
     return slots
 

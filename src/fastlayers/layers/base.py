@@ -111,6 +111,32 @@ def _custom_build(cls: type) -> bool:
     return False
 
 
+def _custom_composite(cls: type) -> bool:
+    """Whether instances of cls track the layers held in their attributes, as Keras's layers
+    do: a user's class written directly on ``Layer`` (not a subclass of one of fastlayers'
+    layers or models, which hold their inner layers their own way)."""
+    for klass in cls.__mro__:
+        if (klass.__module__ or "").startswith("fastlayers."):
+            return klass is Layer
+    return False
+
+
+def _held_layers(value: Any) -> bool:
+    """Whether an attribute value is what Keras tracks as sub-layers: a Layer, or a non-empty
+    list or tuple of Layers."""
+    if isinstance(value, Layer):
+        return True
+    return (isinstance(value, (list, tuple)) and bool(value)
+            and all(isinstance(v, Layer) for v in value))
+
+
+def _weight_names_of(layer: Any) -> list[str]:
+    """The weight names of a layer, or of a model's layers in its weights order."""
+    if hasattr(layer, "_weight_layers"):
+        return [n for sub in layer._weight_layers() for n in _weight_names_of(sub)]
+    return layer._weight_names()
+
+
 def _shapes_of(x: Any) -> Any:
     """The shape Keras's Layer.__call__ gives build: the first argument's (None for an
     unknown size of a symbolic tensor), a list of them for a list or tuple."""
@@ -216,8 +242,25 @@ class Layer:
         layer's: those of its add_weight calls, in their order)."""
         added = self.__dict__.get("_added")
         if added is not None:
-            return [name for name, _, _ in added]
-        return [name for name, _, _ in self._weight_specs(None)]
+            own = [name for name, _, _ in added]
+        else:
+            own = [name for name, _, _ in self._weight_specs(None)]
+        # a custom layer's sub-layers (its attributes, as Keras tracks them): theirs after
+        return own + [f"{sub.name}/{n}" for sub in self._tracked_layers()
+                      for n in _weight_names_of(sub)]
+
+    def _tracked_layers(self) -> list[Layer]:
+        """The layers a custom layer holds in its attributes (``self.att =
+        MultiHeadAttention(...)``, a list of layers), each once, in the order first assigned:
+        Keras's tracking order, which orders their weights after the layer's own."""
+        out: list[Layer] = []
+        seen: set[int] = set()
+        for value in self.__dict__.get("_tracked", {}).values():
+            for layer in ([value] if isinstance(value, Layer) else value):
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    out.append(layer)
+        return out
 
     # ---- Keras-style custom layers: build() and add_weight() --------------------------
     def add_weight(self, shape: Any = None, initializer: Any = None, dtype: Any = None,
@@ -288,7 +331,13 @@ class Layer:
         """set_weights of a layer whose weights come from add_weight: each array is written
         into its weight in place (attributes holding it see the values)."""
         owner = self._owner()
-        names = self._check_weight_list(weights)
+        names = [name for name, _, _ in self.__dict__["_added"]]  # (its own: not its layers')
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(f"{owner}: set_weights expects a list of arrays, got "
+                            f"{type(weights).__name__}")
+        if len(weights) != len(names):
+            raise ValueError(f"{owner}: set_weights expected {len(names)} arrays {names}, got "
+                             f"{len(weights)}")
         new = [V.array(w, owner, f"weight {name!r}") for name, w in zip(names, weights)]
         for i, (name, a, (_, have, _)) in enumerate(zip(names, new, self.__dict__["_added"])):
             if a.shape != have.shape:
@@ -312,6 +361,39 @@ class Layer:
         self._weight_values = [v for _, v, _ in added]
         self._weight_map = {n: v for n, v, _ in added}
         self._on_weights_set()
+
+    def _set_held_weights(self, weights: Sequence[Any], subs: list[Layer]) -> None:
+        """set_weights of a custom layer holding layers: its own weights first, then each held
+        layer's, in ``weights`` order; every count and shape is checked before any changes.
+        The layer must be built (called once, or in a model), as its held layers' weights
+        exist only then."""
+        owner = self._owner()
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(f"{owner}: set_weights expects a list of arrays, got "
+                            f"{type(weights).__name__}")
+        if not self.built:
+            raise ValueError(f"{owner}: set_weights of a layer holding other layers needs it "
+                             "built (call it once, or use it in a model, first)")
+        current = [list(self._weight_values)] + [sub.weights for sub in subs]
+        total = sum(len(c) for c in current)
+        if len(weights) != total:
+            raise ValueError(f"{owner}: set_weights expected {total} arrays (its own "
+                             f"{len(current[0])}, then its layers'), got {len(weights)}")
+        names = self._weight_names()
+        for i, (have, new) in enumerate(zip([w for c in current for w in c], weights)):
+            if np.shape(new) != have.shape:
+                raise ValueError(f"{owner}: weight {i} {names[i] if i < len(names) else ''!r} "
+                                 f"has shape {np.shape(new)}, expected {have.shape}")
+        start = 0
+        for part, target in zip(current, [None, *subs]):
+            values = list(weights[start:start + len(part)])
+            start += len(part)
+            if not values:
+                continue
+            if target is None:
+                self._set_added_weights(values)
+            else:
+                target.set_weights(values)
 
     def _input_shape_from_weights(self, shapes: list[tuple[int, ...]]) -> Any:
         """An input shape under which ``shapes`` are the layer's weight shapes."""
@@ -459,6 +541,17 @@ class Layer:
             finally:
                 _probing.on = False
         object.__setattr__(self, name, value)
+        if _custom_composite(type(self)):
+            # Keras tracks the layers a layer holds: their weights are the layer's too
+            # (after its own), a file keeps them under the attribute's name, and what is done
+            # to the layer (trainable, the checks of a model definition) reaches them.
+            tracked = self.__dict__.get("_tracked")
+            if _held_layers(value):
+                if tracked is None:
+                    tracked = self.__dict__["_tracked"] = {}
+                tracked[name] = value
+            elif tracked is not None:
+                tracked.pop(name, None)
         if name == "trainable" and not self.__dict__.get("_init_depth", 1):
             self.__dict__["_variables_trainable"] = bool(value)  # (_sublayer_variables)
             for layer in self._sublayers():  # as Keras's setter: the layers inside too
@@ -548,12 +641,15 @@ class Layer:
 
     @property
     def weights(self) -> list[np.ndarray]:
-        """The weights in Keras order, as read-only float32 arrays ([] before build)."""
-        return list(self._weight_values)
+        """The weights in Keras order, as read-only float32 arrays ([] before build); a custom
+        layer's own, then those of the layers it holds, as Keras orders them."""
+        subs = self._tracked_layers()
+        own = list(self._weight_values)
+        return own + [w for sub in subs for w in sub.weights] if subs else own
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights in Keras order ([] before build)."""
-        return [w.copy() for w in self._weight_values]
+        return [w.copy() for w in self.weights]
 
     def _check_weight_list(self, weights: Any) -> list[str]:
         """The weight names, once ``weights`` is checked to be a list of as many arrays."""
@@ -577,6 +673,10 @@ class Layer:
         weight); the arrays are copied to float32 C-contiguous. An unbuilt layer is
         built from the weight shapes.
         """
+        subs = self._tracked_layers()
+        if subs:
+            self._set_held_weights(weights, subs)
+            return
         if self.__dict__.get("_added") is not None:
             self._set_added_weights(weights)
             return
@@ -685,11 +785,12 @@ class Layer:
         """The number of weight values (the layer must be built)."""
         if not self.built:
             raise ValueError(f"{self._owner()}: the layer is not built yet")
-        return int(sum(w.size for w in self._weight_values))
+        return int(sum(w.size for w in self.weights))
 
     def _sublayers(self) -> list[Layer]:
-        """The layers this one holds and calls (a model's, a wrapper's)."""
-        return []
+        """The layers this one holds and calls (a model's, a wrapper's; those a custom layer
+        holds in its attributes)."""
+        return self._tracked_layers()
 
     #: Whether Keras's call of this layer deletes the masks of some of its input tensors,
     #: so that the layers reading them after it in a model see none (_mask_deleted_inputs).
@@ -718,6 +819,11 @@ class Layer:
         on = (self.__dict__.get("_variables_trainable", True) if self._sublayer_variables
               else self.trainable)
         added = self.__dict__.get("_added")
+        subs = self._tracked_layers()
+        if subs:  # a custom layer holding layers: its own flags, then theirs
+            own = [on and t for _, _, t in added] if added is not None else (
+                [on] * len(self._weight_values))
+            return own + [t for sub in subs for t in sub._trainable_mask()]
         if added is not None:  # a custom layer's add_weight(trainable=...)
             return [on and t for _, _, t in added]
         names, count = self._weight_names(), len(self.weights)
@@ -859,9 +965,12 @@ class Layer:
             out = _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
             if "_first_node" not in self.__dict__:  # (input and output: Keras's first call)
                 self.__dict__["_first_node"] = _symbolic.collect(out)[0].node
+            self._called_custom()
             return out
         if len(args) != 1 or kwargs:
-            return self.call(*args, **kwargs)
+            out = self.call(*args, **kwargs)
+            self._called_custom()
+            return out
         x = args[0]
         direct = self.__dict__.get("_direct")
         if direct is not None and _checks.unchanged(x) and x.shape == direct[0]:
@@ -872,8 +981,16 @@ class Layer:
                 run = direct[3]
                 return self.call(x) if run is None else run(x)
         out = self.call(x)
+        self._called_custom()
         self._note_direct_call(x)
         return out
+
+    def _called_custom(self) -> None:
+        """A custom layer is built once it has been called, as Keras's (whose default build
+        only marks it): a layer without a build of its own, holding layers that its call
+        built, then has its weights (set_weights, a file's)."""
+        if not self.built and _custom_composite(type(self)):
+            self.built = True
 
     def _note_direct_call(self, x: Any) -> None:
         """After a plain call ``layer(x)`` succeeded: the second call in a row with an array of
