@@ -1006,6 +1006,31 @@ def test_a_hook_the_forward_registers_on_its_first_call_is_refused(pre):
     assert not torch.allclose(hooked, plain)  # the hook is what the converted model lost
 
 
+def test_a_global_hook_the_forward_registers_is_refused_and_removed():
+    """A forward that registers a global module hook on its first call (a review): the
+    conversion succeeded and lost it (2.74 off), and left it registered while the module's
+    handle attribute was put back, so the module's next call registered a second one."""
+    from torch.nn.modules import module as module_mod
+
+    class Global(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.handle = None
+
+        def forward(self, x):
+            if self.handle is None:
+                self.handle = module_mod.register_module_forward_hook(
+                    lambda m, i, o: o * 2 if isinstance(m, nn.Linear) else o)
+            return self.fc(x)
+
+    module = Global().eval()
+    before = len(module_mod._global_forward_hooks)
+    with pytest.raises(TorchConversionError, match="1 global forward hook"):
+        fl.from_torch(module, torch.randn(2, 4))
+    assert len(module_mod._global_forward_hooks) == before and module.handle is None
+
+
 def test_a_hook_the_forward_registers_on_a_layer_it_does_not_call_converts(any_backend):
     """A hook registered on a layer the trace never calls changes nothing: converted."""
     class Other(_HooksOnFirstCall):
@@ -2576,3 +2601,32 @@ def test_review2_a_layer_taken_from_a_converted_model_is_not_refused():
     np.testing.assert_array_equal(own(np.ones((1, 3), np.float32)), np.full((1, 4), 3.0))
     with pytest.raises(NotImplementedError, match="converting the module again"):
         fl.io.load_weights(model, "unused.weights.h5")
+
+
+class _TiedHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(100, 16)
+        self.dense = nn.Linear(16, 16)
+
+    def forward(self, ids):  # the output projection tied to the embedding (F.linear)
+        return nn.functional.linear(torch.tanh(self.dense(self.embedding(ids))),
+                                    self.embedding.weight)
+
+
+def test_a_tied_head_converts_whatever_ran_before(any_backend):
+    """F.linear's Dense takes an auto-name ("dense") that the module's own `dense` has too;
+    a Model refuses two layers of one name (a review: the conversion failed in a fresh
+    process, where the name counter was still at 0). The later one gets a name of its own."""
+    from fastlayers.layers.base import _name_counts  # noqa: PLC0415
+
+    saved = dict(_name_counts)
+    _name_counts.clear()  # as in a fresh process
+    try:
+        torch.manual_seed(6)
+        model = check(_TiedHead().eval(), torch.randint(0, 100, (2, 5)),
+                      run_inputs=[(torch.randint(0, 100, (3, 5)),)])
+    finally:
+        _name_counts.update(saved)
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == len(names) and "dense" in names

@@ -181,6 +181,12 @@ def test_small_gamma_at_large_spreads(rng, backend):
     want = _reference(x, gamma, beta, 3, -1, 1e-3)
     assert np.all(got[..., [1, 3, 5]] != beta[[1, 3, 5]])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-35)
+    x[0, 0, 0] = np.nan  # a NaN sample next to it: the NumPy path's check was for all samples
+    with fl.use_backend(backend):
+        got = layer(x)
+    assert np.isnan(got[0, :, :2]).all()
+    np.testing.assert_allclose(got[1], _reference(x, gamma, beta, 3, -1, 1e-3)[1], rtol=1e-5,
+                               atol=1e-35)
 
 
 @pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")

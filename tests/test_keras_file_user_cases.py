@@ -1536,3 +1536,69 @@ def test_a_dense_inside_a_custom_layer_on_an_unknown_axis_is_refused():
     with pytest.raises(ValueError, match="unknown"):
         holder(fl.Input((None,)))
     assert not holder.inner.built
+
+
+def _tracking_forms(module, base):
+    """A custom layer holding layers in every form Keras tracks (a review of session 39):
+    an attribute assigned again (Keras moves it to the end), a deleted one (dropped), a list
+    filled after its assignment, a dict, a list mixing layers with numbers, a tuple, one layer
+    under two attributes (saved once, under the first name in sorted order); and weights of
+    its own made non-trainable first (Keras lists the trainable ones first)."""
+
+    class Forms(base):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.a = module.Dense(2)
+            self.b = module.Dense(2)
+            self.a = module.Dense(2)
+            self.blocks = []
+            self.blocks.append(module.Dense(2))
+            self.blocks.append(module.Dense(2))
+            self.d = {"y": module.Dense(2), "x": module.Dense(2)}
+            self.mixed = [3, module.Dense(2)]
+            self.shared = module.Dense(2)
+            self.again = self.shared
+            self.t = (module.Dense(2),)
+            self.tmp = module.Dense(2)
+            del self.tmp
+
+        def build(self, input_shape):
+            self.stat = self.add_weight(shape=(2,), name="stat", trainable=False,
+                                        initializer="random_normal")
+            self.w = self.add_weight(shape=(input_shape[-1],), name="w",
+                                     initializer="random_normal")
+
+        def call(self, x):
+            x = x * self.w
+            h = self.a(x) + self.b(x) + self.d["y"](x) + self.d["x"](x) + self.mixed[1](x)
+            for layer in self.blocks:
+                h = h + layer(x)
+            return h + self.shared(x) + self.again(x) + self.t[0](x) + self.stat
+
+    return Forms
+
+
+_KerasForms = keras.saving.register_keras_serializable(package="fltest")(
+    type("_KerasForms", (_tracking_forms(L, keras.layers.Layer),), {}))
+_FlForms = type("_FlForms", (_tracking_forms(fl.layers, fl.layers.Layer),), {})
+
+
+@pytest.mark.parametrize("route", ["keras", "h5", "set_weights"])
+def test_every_tracking_form_orders_and_loads_weights_as_keras(tmp_path, route):
+    i = keras.Input((3,))
+    model = keras.Model(i, _KerasForms(name="forms")(i))
+    randomize(model)
+    x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+    if route == "set_weights":
+        j = fl.Input((3,))
+        ours = fl.Model(j, _FlForms(name="forms")(j))
+        ours.set_weights(model.get_weights())
+    else:
+        model.save(tmp_path / f"m.{route}")
+        ours = fl.load_model(tmp_path / f"m.{route}", custom_objects={"_KerasForms": _FlForms})
+    theirs = model.get_layer("forms")
+    assert len(ours.get_layer("forms").weights) == len(theirs.weights) == 20
+    for a, b in zip(ours.get_layer("forms").get_weights(), theirs.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ours.predict(x), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)

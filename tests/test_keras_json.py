@@ -109,3 +109,27 @@ def test_a_model_built_in_code_has_no_json():
 def test_model_from_json_refuses_what_is_not_a_model(text, error, match):
     with pytest.raises(error, match=match):
         fl.models.model_from_json(text)
+
+
+def test_a_changed_loaded_model_no_longer_reports_its_file_config(rng):
+    """After pop / add or a renamed layer, the config a loaded model was made from no longer
+    describes it (a review: rebuilt from it, the old architecture took the weights and gave
+    other outputs): a Sequential gives its own config again, a Model its name, and to_json
+    says why it cannot."""
+    loaded = fl.load_model(_sequential())
+    assert "build_input_shape" in loaded.get_config()  # Keras's, as loaded
+    loaded.pop()
+    loaded.add(fl.layers.Dense(3, name="new_head"))
+    config = loaded.get_config()
+    assert [entry["config"]["name"] for entry in config["layers"]][-1] == "new_head"
+    rebuilt = fl.Sequential.from_config(config)
+    rebuilt.set_weights(loaded.get_weights())
+    x = _inputs(rng, "sequential")
+    np.testing.assert_array_equal(rebuilt.predict(x), loaded.predict(x))
+    with pytest.raises(NotImplementedError, match="renamed, added or removed since"):
+        loaded.to_json()
+    model = fl.load_model(_functional())
+    model.get_layer("conv").name = "conv_renamed"
+    assert model.get_config() == {"name": model.name}
+    with pytest.raises(NotImplementedError, match="renamed, added or removed since"):
+        model.to_json()

@@ -100,8 +100,8 @@ def test_layer_norm_accurate_at_extreme_scales(backend, rng, scale, offset, n, e
 def test_layer_norm_small_gamma_at_large_deviations(backend, rng, scale, gamma):
     """1 / sqrt(var) a normal float but its product with a small gamma a denormal: the C++
     path's float32 factor was flushed to zero (FTZ) and the output was beta, where the true
-    one is ~ gamma * (x - mean) / std. Such a row multiplies in double now; the rows around
-    it (gamma of 1) are unchanged."""
+    one is ~ gamma * (x - mean) / std. Such a row multiplies in double now, its elements of
+    gamma 1 too (all within float32 rounding of float64)."""
     n = 40
     x = (np.clip(rng.standard_normal((3, n)), -1.5, 1.5) * scale).astype(F32)
     g = rng.uniform(0.5, 1.5, n).astype(F32)
@@ -113,6 +113,23 @@ def test_layer_norm_small_gamma_at_large_deviations(backend, rng, scale, gamma):
     want = _ref(x, (1,), g, b, 1e-3)
     assert np.all(y[:, ::7] != 0.0)  # not flushed to beta
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * abs(gamma))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_norm_small_gamma_next_to_nan(backend, rng):
+    """The double multiplication of the rows that need it is decided per row: a NaN row in
+    the batch, or a NaN gamma entry, switched it off on the NumPy path for every row (2.3e-2
+    off where the row alone was 8.7e-8; a review)."""
+    x = (np.clip(rng.standard_normal((3, 16)), -1.5, 1.5) * 1e36).astype(F32)
+    x[0] = np.nan
+    g = np.ones(16, F32)
+    g[::4] = 1e-8
+    g[1] = np.nan
+    with fl.use_backend(backend):
+        y = fl.layer_norm(x, g, None, epsilon=1e-3)
+    want = _ref(x, (1,), g, None, 1e-3)
+    assert np.isnan(y[0]).all() and np.isnan(y[:, 1]).all()
+    np.testing.assert_allclose(y[1:], want[1:], rtol=1e-6, atol=0)  # (NaN where want is)
 
 
 @pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")

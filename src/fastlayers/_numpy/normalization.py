@@ -71,9 +71,11 @@ def _scale_centered(centered, inv, gamma):
     factor = inv.astype(F32) if gamma is None else inv.astype(F32) * gamma
     y = centered * factor
     smallest = np.finfo(F32).tiny
-    g = None if gamma is None else np.abs(gamma[gamma != 0])
-    bound = inv.min(initial=np.inf) * (1.0 if g is None else g.min(initial=np.inf))
-    if not bound < smallest:  # (the common case: no factor can be that small; NaN too)
+    g = None if gamma is None else np.abs(gamma)
+    # (NaN, in a row or in gamma, is left out of the bound: it must not hide another row)
+    bound = np.min(inv, initial=np.inf, where=~np.isnan(inv)) * (
+        1.0 if g is None else np.min(g, initial=np.inf, where=(g != 0) & ~np.isnan(g)))
+    if not bound < smallest:  # (the common case: no factor can be that small)
         return y
     wide = inv if gamma is None else inv * gamma.astype(np.float64)
     tiny = (np.abs(wide) < smallest) & (wide != 0)

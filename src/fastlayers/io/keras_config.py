@@ -691,6 +691,7 @@ def _build_model(cfg: dict) -> Any:
         # The config it was made from: get_config / to_json give it back (a model built in
         # code has none; docs/semantics.md §29).
         model.__dict__["_keras_config"] = copy.deepcopy(cfg)
+        model.__dict__["_keras_config_layers"] = model._layer_names_deep()  # (what it names)
     if problems:
         lines = "\n  ".join(problems)
         raise NotImplementedError(

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .. import layers as L
+from ..layers.base import _layers_held_by
 from ..models import Model, Sequential
 from ..models.base import BaseModel, InputLayer
 from .keras_config import Malformed, build_model
@@ -320,6 +321,12 @@ def _layer_paths(model: BaseModel, f: Any, path: str) -> list[tuple[Any, str]]:
     by_name = _group_names(f, path)
     if by_name and set(by_name) == {layer.name for layer in layers}:
         return [(layer, by_name[layer.name]) for layer in layers]
+    return _class_paths(layers, prefix)
+
+
+def _class_paths(layers: list[Any], prefix: str) -> list[tuple[Any, str]]:
+    """(layer, its group path) as Keras's object walk names the layers of a list: the class
+    in snake case, counted per class (``prefix/dense``, ``prefix/dense_1``, ...)."""
     counts: dict[str, int] = {}
     out = []
     for layer in layers:
@@ -332,29 +339,30 @@ def _layer_paths(model: BaseModel, f: Any, path: str) -> list[tuple[Any, str]]:
 
 def _held_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
     """The arrays of a custom layer holding layers (Layer._tracked_layers), in its weights
-    order: its own under ``<path>/vars``, then each held layer's under the attribute's name
-    (``<path>/att``; a list's layers under ``<path>/<attribute>/<class, snake case, counted
-    per class>``: Keras's object walk), a held model's as a nested model's."""
+    order: its own under ``<path>/vars``, then each held layer's where Keras's object walk
+    saved it: under the attribute's name (``<path>/att``), a container's layers under
+    ``<path>/<attribute>/<class, snake case, counted per class>``; the walk takes the
+    attributes in sorted order, so a layer held under two attributes is under the first of
+    them. A held model's arrays are read as a nested model's."""
     arrays = _vars(f, path, used)
-    seen: set[int] = set()
-    for attr, value in layer.__dict__.get("_tracked", {}).items():
-        items = [(value, f"{path}/{attr}")] if not isinstance(value, (list, tuple)) else []
-        counts: dict[str, int] = {}
-        for item in value if isinstance(value, (list, tuple)) else ():
-            base = _snake_case(_keras_class(item))
-            n = counts[base] = counts.get(base, -1) + 1
-            items.append((item, f"{path}/{attr}/{base}" + (f"_{n}" if n else "")))
-        for item, sub in items:
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            if isinstance(item, (Model, Sequential)):
-                plan: list[tuple[Any, list[np.ndarray]]] = []
-                _assign_keras3(item, f, sub, used, plan)
-                by_layer = {id(leaf): values for leaf, values in plan}
-                arrays += [a for leaf in item._weight_layers() for a in by_layer.get(id(leaf), [])]
-            else:
-                arrays += _layer_arrays(item, f, sub, used)
+    where: dict[int, str] = {}
+    tracked = layer.__dict__.get("_tracked", {})
+    for attr in sorted(tracked):
+        value = tracked[attr]
+        if isinstance(value, L.Layer):
+            where.setdefault(id(value), f"{path}/{attr}")
+            continue
+        for item, sub in _class_paths(_layers_held_by(value), f"{path}/{attr}"):
+            where.setdefault(id(item), sub)
+    for item in layer._tracked_layers():
+        sub = where[id(item)]
+        if isinstance(item, (Model, Sequential)):
+            plan: list[tuple[Any, list[np.ndarray]]] = []
+            _assign_keras3(item, f, sub, used, plan)
+            by_layer = {id(leaf): values for leaf, values in plan}
+            arrays += [a for leaf in item._weight_layers() for a in by_layer.get(id(leaf), [])]
+        else:
+            arrays += _layer_arrays(item, f, sub, used)
     return arrays
 
 

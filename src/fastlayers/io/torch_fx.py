@@ -5771,6 +5771,8 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
         raise TorchConversionError(
             f"from_torch: the forward of {type(module).__name__} writes its {what} in place "
             "(the module would change from call to call; they are restored)")
+    if -1 in registered:  # global hooks the forward registered
+        _refuse_hooks([registered.pop(-1)])
     _refuse_hooked(gm, {**registered, **(hooked or {})})
     conv = _Converter(torch, module, gm)
     if unwrapped_names:
@@ -6076,6 +6078,10 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
 
     before = {id(m): _hook_count(torch, m) for m in root.modules()}
     found: dict[int, str] = {}
+    from torch.nn.modules import module as module_mod
+
+    global_hooks = (module_mod._global_forward_hooks, module_mod._global_forward_pre_hooks)
+    global_before = [set(hooks) for hooks in global_hooks]
 
     class Tracer(torch.fx.Tracer):
         proxy_buffer_attributes = False
@@ -6310,6 +6316,18 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
             for g in ranged:
                 if g.get("range") is range_of_sizes:
                     del g["range"]
+    # Global module hooks the forward registered (on its first call, say): removed, as the
+    # module's own are (_restore_attributes), and refused by the caller (key -1): no layer
+    # node runs them.
+    added = 0
+    for hooks, keys in zip(global_hooks, global_before):
+        for key in [k for k in hooks if k not in keys]:
+            del hooks[key]
+            added += 1
+    if added:
+        found[-1] = (f"{added} global forward hook(s) (register_module_forward_hook / "
+                     "register_module_forward_pre_hook) registered by the forward while "
+                     "converting")
     if registered is not None:
         registered.update(found)
     return torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
@@ -7251,6 +7269,28 @@ def _specialized_default(torch: Any, node: Any) -> tuple | None:
     return (node.args[0],)
 
 
+def _unique_layer_names(inputs: list[Any], outputs: list[Any]) -> None:
+    """Give every layer of the converted graph a name of its own (a Model refuses two layers
+    of one name, as Keras does): the layers made for functional calls (F.linear's Dense,
+    F.embedding's Embedding, ...) take auto-names (``dense``) that a module of the same
+    attribute name (``self.dense``) has too. The first in Keras's order keeps its name (a
+    module's layers come before the calls that read their outputs), the others get the
+    first free ``<name>_<k>``."""
+    from ..models.functional import _layers_of
+
+    layers, _ = _layers_of(inputs, outputs)
+    taken = {layer.name for layer in layers}
+    seen: set[str] = set()
+    for layer in layers:
+        if layer.name in seen:
+            k = 1
+            while f"{layer.name}_{k}" in taken:
+                k += 1
+            layer.name = f"{layer.name}_{k}"
+            taken.add(layer.name)
+        seen.add(layer.name)
+
+
 def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> TorchModel:
     env: dict[Any, Any] = {}
     inputs: list[Any] = []
@@ -7451,6 +7491,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
         if t.id in seen or t.node is None or t in inputs:
             flat[i] = torch_copy(t)
         seen.add(flat[i].id)
+    _unique_layer_names(inputs, flat)
     inner = Model(inputs, flat, name=(name + "_graph") if name else None)
     model = TorchModel(inner, tmpl, tuple(in_template), name=name)
     model.predict_refusal = "; ".join(dict.fromkeys(conv.predict_refusals)) or None

@@ -122,12 +122,29 @@ def _custom_composite(cls: type) -> bool:
 
 
 def _held_layers(value: Any) -> bool:
-    """Whether an attribute value is what Keras tracks as sub-layers: a Layer, or a non-empty
-    list or tuple of Layers."""
+    """Whether an attribute value is what Keras tracks for sub-layers: a Layer, or a list,
+    tuple or dict holding one, or an empty list or dict (layers appended later count)."""
     if isinstance(value, Layer):
         return True
-    return (isinstance(value, (list, tuple)) and bool(value)
-            and all(isinstance(v, Layer) for v in value))
+    if isinstance(value, dict):
+        return not value or any(isinstance(v, Layer) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return (not value and isinstance(value, list)) or any(isinstance(v, Layer)
+                                                              for v in value)
+    return False
+
+
+def _layers_held_by(value: Any) -> list[Any]:
+    """The layers an attribute value holds (a tracked container's layers, in its order)."""
+    if isinstance(value, Layer):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value
+    return [v for v in items if isinstance(v, Layer)]
+
+
+#: Base-class bookkeeping a custom layer's attributes are never tracked under.
+_UNTRACKED = frozenset({"_weight_values", "_weight_map", "_input_shape", "_call_weight_values",
+                        "_packed", "_added"})
 
 
 def _weight_names_of(layer: Any) -> list[str]:
@@ -251,12 +268,15 @@ class Layer:
 
     def _tracked_layers(self) -> list[Layer]:
         """The layers a custom layer holds in its attributes (``self.att =
-        MultiHeadAttention(...)``, a list of layers), each once, in the order first assigned:
-        Keras's tracking order, which orders their weights after the layer's own."""
+        MultiHeadAttention(...)``, a list, tuple or dict holding layers), each once, in
+        Keras's tracking order, which orders their weights after the layer's own: by
+        attribute, in the order assigned (an attribute assigned again moves to the end, a
+        deleted one is dropped), a container's layers in its order (also those appended
+        after the assignment)."""
         out: list[Layer] = []
         seen: set[int] = set()
         for value in self.__dict__.get("_tracked", {}).values():
-            for layer in ([value] if isinstance(value, Layer) else value):
+            for layer in _layers_held_by(value):
                 if id(layer) not in seen:
                     seen.add(id(layer))
                     out.append(layer)
@@ -275,11 +295,12 @@ class Layer:
         Returns a read-only float32 array of ``shape`` (default ``()``), drawn from
         ``initializer`` (a Keras initializer name or a callable ``f(shape, dtype)``; default
         "glorot_uniform", as Keras's for float weights). The layer's weights
-        (``get_weights`` / ``set_weights``) are its added weights in the order made;
-        ``set_weights`` writes into these arrays in place, so every reference to one
-        (``self.w = self.add_weight(...)``, a list of them) sees the new values.
-        ``trainable`` counts in ``trainable_weights``; the other training arguments are
-        accepted and ignored. Only float32 (``dtype`` None or "float32") is computed.
+        (``get_weights`` / ``set_weights``) are its added weights in Keras's order: the
+        trainable ones in the order made, then the others; ``set_weights`` writes into these
+        arrays in place, so every reference to one (``self.w = self.add_weight(...)``, a list
+        of them) sees the new values. ``trainable`` counts in ``trainable_weights``; the
+        other training arguments are accepted and ignored. Only float32 (``dtype`` None or
+        "float32") is computed.
         """
         owner = self._owner()
         if dtype is not None and np.dtype(dtype) != np.float32:
@@ -301,7 +322,11 @@ class Layer:
             raise ValueError(f"{owner}: initial value of {name!r} has shape {value.shape}, "
                              f"expected {shape}")
         value.flags.writeable = False
-        added.append((name, value, _bool(trainable, owner, "trainable")))
+        entry = (name, value, _bool(trainable, owner, "trainable"))
+        # Keras's order: the trainable weights, then the others (each in the order made)
+        at = len(added) if not entry[2] else next(
+            (i for i, (_, _, t) in enumerate(added) if not t), len(added))
+        added.insert(at, entry)
         self._weight_values = [v for _, v, _ in added]
         self._weight_map = {n: v for n, v, _ in added}
         return value
@@ -546,12 +571,12 @@ class Layer:
             # (after its own), a file keeps them under the attribute's name, and what is done
             # to the layer (trainable, the checks of a model definition) reaches them.
             tracked = self.__dict__.get("_tracked")
-            if _held_layers(value):
+            if tracked is not None:
+                tracked.pop(name, None)  # (assigned again: to the end, as Keras's tracker)
+            if name not in _UNTRACKED and _held_layers(value):
                 if tracked is None:
                     tracked = self.__dict__["_tracked"] = {}
                 tracked[name] = value
-            elif tracked is not None:
-                tracked.pop(name, None)
         if name == "trainable" and not self.__dict__.get("_init_depth", 1):
             self.__dict__["_variables_trainable"] = bool(value)  # (_sublayer_variables)
             for layer in self._sublayers():  # as Keras's setter: the layers inside too
@@ -562,6 +587,12 @@ class Layer:
         # construction, and not for run-time state such as a stateful RNN's ``states``.
         if name in self.config_keys and self.__dict__.get("built"):
             _layers_epoch[0] += 1
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        tracked = self.__dict__.get("_tracked")
+        if tracked is not None:
+            tracked.pop(name, None)  # a deleted attribute's layers are no longer held
 
     def _config_changed(self, name: str) -> None:
         """Hook called after the config attribute ``name`` was set on a constructed layer:

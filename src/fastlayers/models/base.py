@@ -129,6 +129,23 @@ class BaseModel(Layer):
     def layers(self) -> list[Layer]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _layer_names_deep(self) -> list[Any]:
+        """Its layers' names, nested models' as nested lists (what a Keras config names)."""
+        return [[layer.name, layer._layer_names_deep()] if isinstance(layer, BaseModel)
+                else layer.name for layer in self.layers]
+
+    def _current_keras_config(self) -> dict[str, Any] | None:
+        """The Keras config the model was made from (io/keras_config.py keeps it), under the
+        model's current name, or None: none kept (a model built in code), or it no longer
+        describes the model (a layer renamed, added or removed since)."""
+        keras_config = self.__dict__.get("_keras_config")
+        if keras_config is None or (
+                self.__dict__.get("_keras_config_layers") != self._layer_names_deep()):
+            return None
+        config = copy.deepcopy(keras_config.get("config", {}))
+        config["name"] = self.name
+        return config
+
     def to_json(self, **kwargs: Any) -> str:
         """The model's Keras config as JSON, as Keras's ``to_json``: ``{"module": "keras",
         "class_name", "config": get_config(), "registered_name", ...}`` (``kwargs`` go to
@@ -136,17 +153,22 @@ class BaseModel(Layer):
         ``keras.models.model_from_json`` read it back, without the weights.
 
         Only a model made from a Keras config has one (``load_model``, ``model_from_json``,
-        ``from_config`` of a Keras config); a model built in code raises NotImplementedError
-        (its graph is not written as a Keras config: copy it with ``pickle``)."""
-        keras_config = self.__dict__.get("_keras_config")
-        if keras_config is None:
+        ``from_config`` of a Keras config), while its layers are those it was made with; a
+        model built in code, or one whose layers were renamed, added or removed since, raises
+        NotImplementedError (its graph is not written as a Keras config: copy it with
+        ``pickle``)."""
+        config = self._current_keras_config()
+        if config is None:
+            changed = self.__dict__.get("_keras_config") is not None
             raise NotImplementedError(
                 f"{self._owner()}: to_json needs a Keras config, which only a model loaded from "
-                "a Keras file, JSON or config has (load_model, model_from_json, from_config); "
-                "the graph of a model built in code is not written as one: copy the model "
+                "a Keras file, JSON or config has (load_model, model_from_json, from_config)"
+                + (", and only while its layers are those it was made with (one was renamed, "
+                   "added or removed since)" if changed else "")
+                + "; the graph of a model built in code is not written as one: copy the model "
                 "with pickle, its weights with get_weights")
-        out = copy.deepcopy(keras_config)
-        out["config"] = self.get_config()
+        out = copy.deepcopy(self.__dict__["_keras_config"])
+        out["config"] = config
         return json.dumps(out, **kwargs)
 
     # ---- masks: a nested model passes on the masks its own graph computes ----------------

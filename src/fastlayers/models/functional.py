@@ -8,7 +8,6 @@ inputs, so the model computes exactly what the same calls would compute one by o
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -142,15 +141,12 @@ class Model(BaseModel):
         """A model loaded from a Keras file, JSON or config (``load_model``,
         ``model_from_json``, ``from_config``): the Keras config it was made from (its
         ``layers``, ``input_layers`` and ``output_layers``, which ``Model.from_config`` and
-        Keras's own take), under the model's current name. A model built in code: the name
+        Keras's own take), under the model's current name, while its layers are those it was
+        made with. A model built in code (or one whose layers were renamed since): the name
         only (its graph is not written as a config; a model is copied with ``pickle``, its
         weights with ``get_weights``)."""
-        keras_config = self.__dict__.get("_keras_config")
-        if keras_config is None:
-            return {"name": self.name}
-        config = copy.deepcopy(keras_config.get("config", {}))
-        config["name"] = self.name
-        return config
+        config = self._current_keras_config()
+        return {"name": self.name} if config is None else config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -165,11 +164,10 @@ class Sequential(BaseModel):
         """The name and the layers (``{"class_name", "config"}`` each, an Input first when
         the model has one), as Keras's; ``Sequential.from_config`` rebuilds the model
         without its weights. A model loaded from a Keras file, JSON or config: the Keras
-        config it was made from, under the model's current name."""
-        keras_config = self.__dict__.get("_keras_config")
-        if keras_config is not None:
-            config = copy.deepcopy(keras_config.get("config", {}))
-            config["name"] = self.name
+        config it was made from, under the model's current name, while its layers are those
+        it was made with (after ``pop`` or ``add``, or a layer renamed: its own config)."""
+        config = self._current_keras_config()
+        if config is not None:
             return config
         layers = ([self._input] if self._input is not None else []) + self._stack
         return {"name": self.name,
