@@ -782,9 +782,13 @@ def _custom_layer(sub: dict, why: str) -> Any:
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         config = {k: v for k, v in config.items() if k in params}
     try:
-        return cls(**config)
+        layer = cls(**config)
     except (NotImplementedError, ValueError, TypeError) as e:
         raise Unsupported(f"{cls.__name__}(**its config) failed: {e}") from None
+    # Keras's class name (the port's may differ): a .keras file names the layer's group by it
+    # when the config has no name (io/keras_files.py, _keras_class)
+    layer.__dict__["_keras_class_loaded"] = str(sub.get("class_name")).split(">")[-1]
+    return layer
 
 
 def _make_any(sub: dict, problems: list[str]) -> Any:

@@ -272,7 +272,8 @@ def _snake_case(name: str) -> str:
 def _keras_class(layer: Any) -> str:
     if isinstance(layer, Model):
         return "Functional"
-    return type(layer).__dict__.get("_keras_class_name") or type(layer).__name__
+    return (layer.__dict__.get("_keras_class_loaded")  # a custom layer's port: Keras's class
+            or type(layer).__dict__.get("_keras_class_name") or type(layer).__name__)
 
 
 def _vars(f: Any, path: str, used: set[str]) -> list[np.ndarray]:

@@ -269,18 +269,33 @@ class Layer:
     def _tracked_layers(self) -> list[Layer]:
         """The layers a custom layer holds in its attributes (``self.att =
         MultiHeadAttention(...)``, a list, tuple or dict holding layers), each once, in
-        Keras's tracking order, which orders their weights after the layer's own: by
-        attribute, in the order assigned (an attribute assigned again moves to the end, a
-        deleted one is dropped), a container's layers in its order (also those appended
-        after the assignment)."""
-        out: list[Layer] = []
-        seen: set[int] = set()
-        for value in self.__dict__.get("_tracked", {}).values():
+        Keras's tracking order (_track_scan), which orders their weights after the layer's
+        own."""
+        return list(self._track_scan())
+
+    def _track_scan(self) -> list[Layer]:
+        """Keras's tracking order of the layers held now: each layer from when it was first
+        seen held (Keras tracks a layer when it is assigned, or appended to a tracked list).
+        The held containers are looked at on every attribute assignment of the layer and on
+        every query, so a layer appended to a list comes after the layers assigned before
+        the append was seen, and before those assigned after it (``self.blocks = [a];
+        self.out = b; self.blocks.append(c)``: a, b, c, as in Keras). A layer no longer held
+        drops out (and comes last if held again)."""
+        tracked = self.__dict__.get("_tracked")
+        if not tracked:
+            return []
+        held: list[Layer] = []
+        ids: set[int] = set()
+        for value in tracked.values():
             for layer in _layers_held_by(value):
-                if id(layer) not in seen:
-                    seen.add(id(layer))
-                    out.append(layer)
-        return out
+                if id(layer) not in ids:
+                    ids.add(id(layer))
+                    held.append(layer)
+        order = [layer for layer in self.__dict__.get("_track_order", ()) if id(layer) in ids]
+        known = {id(layer) for layer in order}
+        order += [layer for layer in held if id(layer) not in known]
+        self.__dict__["_track_order"] = order
+        return order
 
     # ---- Keras-style custom layers: build() and add_weight() --------------------------
     def add_weight(self, shape: Any = None, initializer: Any = None, dtype: Any = None,
@@ -572,11 +587,12 @@ class Layer:
             # to the layer (trainable, the checks of a model definition) reaches them.
             tracked = self.__dict__.get("_tracked")
             if tracked is not None:
-                tracked.pop(name, None)  # (assigned again: to the end, as Keras's tracker)
+                tracked.pop(name, None)
             if name not in _UNTRACKED and _held_layers(value):
                 if tracked is None:
                     tracked = self.__dict__["_tracked"] = {}
                 tracked[name] = value
+            self._track_scan()  # (the layers held now, in Keras's tracking order)
         if name == "trainable" and not self.__dict__.get("_init_depth", 1):
             self.__dict__["_variables_trainable"] = bool(value)  # (_sublayer_variables)
             for layer in self._sublayers():  # as Keras's setter: the layers inside too
@@ -593,6 +609,7 @@ class Layer:
         tracked = self.__dict__.get("_tracked")
         if tracked is not None:
             tracked.pop(name, None)  # a deleted attribute's layers are no longer held
+            self._track_scan()
 
     def _config_changed(self, name: str) -> None:
         """Hook called after the config attribute ``name`` was set on a constructed layer:
