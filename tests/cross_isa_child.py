@@ -97,16 +97,16 @@ def main():
     xm = randn(rng, 9, 45, scale=2.0)
     out["softmax_masked"] = f.softmax(xm, mask=rng.random((9, 45)) > 0.3)
 
-    # layer_norm (one plain C++ row function for every ISA): row lengths around the 16 lanes,
-    # gamma/beta or not, several axes (moved last), an offset mean.
-    for n in (1, 7, 15, 16, 17, 33, 768):
+    # layer_norm (the rownorm kernels): row lengths around the 32 lanes, gamma/beta or not,
+    # several axes (moved last), an offset mean.
+    for n in (1, 7, 31, 32, 33, 65, 768):
         xl = randn(rng, 6, n, scale=2.0) + F32(3.0)
         out[f"layer_norm_{n}"] = f.layer_norm(xl, randn(rng, n), randn(rng, n), epsilon=1e-5)
     out["layer_norm_plain"] = f.layer_norm(randn(rng, 4, 45))
     out["layer_norm_axes"] = f.layer_norm(randn(rng, 3, 7, 11), axis=[0, 2])
-    # RMSNormalization and UnitNormalization (one plain C++ row function, double sums): rows
-    # around the 8 lanes, a scale or not, a non-trailing unit axis (moved last).
-    for n in (1, 7, 8, 9, 17, 768):
+    # RMSNormalization and UnitNormalization (the rownorm kernels, double sums): rows around
+    # the 32 lanes, a scale or not, a non-trailing unit axis (moved last).
+    for n in (1, 7, 31, 32, 33, 65, 768):
         rms = f.layers.RMSNormalization(epsilon=1e-5)
         rms.build((5, n))
         rms.set_weights([randn(rng, n)])

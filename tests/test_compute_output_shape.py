@@ -100,3 +100,36 @@ def test_models_give_keras_shapes():
 def test_bad_shapes_are_refused(bad):
     with pytest.raises(TypeError, match="compute_output_shape takes a shape"):
         L.Dense(2).compute_output_shape(bad)
+
+
+def test_layers_of_several_tensors_take_their_shapes_as_arguments():
+    """MultiHeadAttention's call takes query and value: Keras's compute_output_shape takes
+    their shapes as two arguments (a review: refused in every form)."""
+    for make in (lambda m: m.MultiHeadAttention(2, 4),
+                 lambda m: m.MultiHeadAttention(2, 4, output_shape=6)):
+        want = make(keras.layers).compute_output_shape((None, 5, 8), (None, 7, 3))
+        assert make(L).compute_output_shape((None, 5, 8), (None, 7, 3)) == tuple(want)
+
+
+def test_a_batch_of_zero_and_a_bad_shape_are_reported_as_given():
+    assert L.Dense(2).compute_output_shape((0, 3)) == tuple(
+        keras.layers.Dense(2).compute_output_shape((0, 3)))
+    with pytest.raises(TypeError, match=r"got \(None, 2\.5\)"):
+        L.Dense(2).compute_output_shape((None, 2.5))
+
+
+def test_the_layers_a_custom_build_makes_are_not_left_built():
+    """A custom layer whose build makes its layers: they were left built (with weights)
+    while the layer said unbuilt (a Keras-user audit)."""
+    class MakesInBuild(L.Layer):
+        def build(self, input_shape):
+            self.inner = L.Dense(3)
+
+        def call(self, x):
+            return self.inner(x)
+
+    layer = MakesInBuild()
+    assert layer.compute_output_shape((None, 5)) == (None, 3)
+    assert not layer.built and not layer.weights
+    x = np.ones((2, 7), np.float32)
+    assert layer(x).shape == (2, 3) and [w.shape for w in layer.weights] == [(7, 3), (3,)]

@@ -1275,6 +1275,9 @@ _STACKS_AND_SPECIALS = {
     "column_stack": lambda x: torch.column_stack([x[:, 0, 0], x[:, 1], x[:, 2, :2]]),
     "atleast_3d": lambda x: torch.atleast_3d(x[:, 0]) * 2,
     "atleast_2d_pair": lambda x: torch.atleast_2d(x[0, 0], x[:, 0]),
+    "atleast_3d_list": lambda x: torch.atleast_3d([x[0, 0], x[:, 0]])[1] + 1,
+    "hstack_float_int": lambda x: torch.hstack([x, (x > 0).long()]),
+    "erf_near_zero": lambda x: torch.erf(x * 1e-5) * 1e5 + torch.special.erf(x * 0),
     "fmax_nan": lambda x: torch.fmax(x, torch.where(x > 0.5, torch.nan, -x)),
     "fmin_method": lambda x: x.fmin(x.flip(-1) * torch.where(x < -1, torch.nan, 1.0)),
     "hypot": lambda x: torch.hypot(x, x.flip(1) * 3),
@@ -1356,6 +1359,8 @@ def test_erfc_and_ndtr_tails_relative(any_backend, name):
     (lambda x: torch.special.erfinv(x), "erfinv"),
     (lambda x: torch.logit(x, eps=x), "a number known at conversion"),
     (lambda x: torch.hstack([]), "non-empty sequence"),
+    (lambda x: torch.vstack([x, torch.zeros(1, 3, 5)]), "vstack of a constant tensor"),
+    (lambda x: torch.cat([x, torch.zeros(1, 3, 5)], 0), "cat of a constant tensor"),
 ])
 def test_special_and_stacking_refusals(fn, match):
     with pytest.raises(TorchConversionError, match=match):

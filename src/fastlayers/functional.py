@@ -1043,8 +1043,8 @@ def layer_norm(
     -------
     y : float32 array, the shape of x
 
-    The C++ path runs one plain C++ row function (not per ISA: the same bits on every ISA,
-    docs/architecture.md §6), after moving the axes last when they are not already.
+    The C++ path runs the rownorm kernels (per ISA, the same bits on every ISA and thread
+    count: docs/architecture.md §6), after moving the axes last when they are not already.
     """
     return run_layer_norm(V.check_layer_norm(**locals()))
 

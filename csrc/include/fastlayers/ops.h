@@ -30,22 +30,24 @@ void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64
 
 // LayerNormalization over the last axis (Keras LayerNormalization, rms_scaling=False;
 // csrc/ops/layer_norm.cpp). x (rows, n) and y (rows, n) row-major contiguous (x == y allowed);
-// gamma, beta (n,) or nullptr. Per row, in float32 without FMA:
-//   mean = S(x) / n,  var = S((x - mean)^2) / n,  inv = 1 / sqrt(var + epsilon),
-//   y[j] = (x[j] - mean) * (inv * gamma[j]) + beta[j]
-// where S is the canonical row sum: element j into lane j % 16 in increasing j, then the
-// lanes as a fixed tree (i += i + 8, + 4, + 2, + 1). Plain C++ compiled once: identical bits on
-// every ISA and for any thread count. rows * n == 0 is a no-op.
+// gamma, beta (n,) or nullptr. Per row, without FMA:
+//   mean = S(x) / n in double, held as two floats hi + lo;  d[j] = (x[j] - hi) - lo (float32);
+//   var = S(d^2) / n in double;  inv = 1 / sqrt(var + epsilon) in double, rounded to float32;
+//   y[j] = d[j] * (inv * gamma[j]) + beta[j] in float32
+// where S is the rownorm kernels' row sum in double: element j into lane j % 32 in
+// increasing j, then the lanes as a fixed tree (l += l + 16, + 8, + 4, + 2, + 1). A row whose
+// inv, or inv * gamma[j], is below FLT_MIN multiplies in double instead (FTZ would flush the
+// factor). Identical bits on every ISA and for any thread count. rows * n == 0 is a no-op.
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
                         int64_t rows, int64_t n, float epsilon);
 
 // RMSNormalization over the last axis (Keras RMSNormalization, PyTorch RMSNorm;
 // csrc/ops/layer_norm.cpp): x, y (rows, n) row-major contiguous (x == y allowed), scale (n,) or
-// nullptr. Per row: S = the sum of x[j]^2 in double (element j into lane j % 8 in increasing j,
-// the lanes as a fixed tree), inv = (float)(1 / sqrt(S / n + (double)epsilon)),
-// y[j] = (x[j] * inv) * scale[j] in float32; a row whose inv is below FLT_MIN multiplies x by
-// the double inv instead (FTZ would flush the denormal factor). Plain C++ compiled once:
-// identical bits on every ISA and for any thread count. rows * n == 0 is a no-op.
+// nullptr. Per row: S = the sum of x[j]^2 in double (the rownorm kernels: element j into lane
+// j % 32 in increasing j, the lanes as a fixed tree), inv = (float)(1 / sqrt(S / n +
+// (double)epsilon)), y[j] = (x[j] * inv) * scale[j] in float32; a row whose inv is below
+// FLT_MIN multiplies x by the double inv instead (FTZ would flush the denormal factor).
+// Identical bits on every ISA and for any thread count. rows * n == 0 is a no-op.
 void rms_norm_lastdim(const float* x, const float* scale, float* y, int64_t rows, int64_t n,
                       float epsilon);
 

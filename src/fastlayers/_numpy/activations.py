@@ -94,7 +94,21 @@ def _erfc(z):
 
 
 def erf(x):
-    return (1.0 - _erfc(x)).astype(F32)
+    """The error function in float32: 1 - erfc(x), but for |x| < 0.5 its Maclaurin series
+    2/sqrt(pi) (x - x^3/3 + x^5/10 - ...) in float64 (12 terms: relative error below 1e-15
+    there), where 1 - erfc(x) cancels (erf(1e-6) was 2.7 % off, erf(0) -3e-8)."""
+    z = np.asarray(x, dtype=np.float64)
+    out = 1.0 - _erfc(z)
+    small = np.abs(z) < 0.5
+    if np.any(small):
+        zs = np.where(small, z, 0.0)
+        z2 = zs * zs
+        term, total = zs, zs
+        for n in range(1, 12):  # term_n = (-1)^n z^(2n+1) / (n! (2n+1))
+            term = term * (-z2) / n
+            total = total + term / (2 * n + 1)
+        out = np.where(small, total * (2.0 / np.sqrt(np.pi)), out)
+    return out.astype(F32)
 
 
 def _limits_at_inf(fn):

@@ -687,11 +687,6 @@ def _build_model(cfg: dict) -> Any:
         )
     problems: list[str] = []
     model = _build(cfg, problems)
-    if not problems:
-        # The config it was made from: get_config / to_json give it back (a model built in
-        # code has none; docs/semantics.md §29).
-        model.__dict__["_keras_config"] = copy.deepcopy(cfg)
-        model.__dict__["_keras_config_layers"] = model._layer_names_deep()  # (what it names)
     if problems:
         lines = "\n  ".join(problems)
         raise NotImplementedError(
@@ -736,9 +731,13 @@ def _build(cfg: dict, problems: list[str]) -> Any:
             problems.append(f"{sub.get('class_name')} {name!r}: {e}")
     if problems:
         return None
-    if cfg["class_name"] == "Sequential":
-        return _sequential(inner, made)
-    return _functional(inner, made)
+    model = _sequential(inner, made) if cfg["class_name"] == "Sequential" else _functional(
+        inner, made)
+    # The config it was made from (a nested model's too): get_config / to_json give it back
+    # while its layers are those it names (a model built in code has none; semantics §29).
+    model.__dict__["_keras_config"] = copy.deepcopy(cfg)
+    model.__dict__["_keras_config_layers"] = model._layer_names_deep()
+    return model
 
 
 def _custom_class(sub: dict) -> Any:

@@ -2552,7 +2552,16 @@ class _Converter:
         axis = int(dim) + t.ndim if int(dim) < 0 else int(dim)
         return _T(torch_unflatten(t.sym, axis, tuple(int(v) for v in sizes)), False)
 
+    def _no_constants(self, xs: Any, what: str) -> None:
+        """Refuse a constant (made in the forward, or a parameter) among tensors to
+        concatenate: the converted graph concatenates its own tensors only."""
+        if any(isinstance(x, np.ndarray) for x in xs):
+            self._refuse(f"{what} of a constant tensor (made in the forward, or a parameter) "
+                         "with the inputs' tensors; make it from them first "
+                         "(torch.zeros_like(x[:1]) instead of torch.zeros(1, n))")
+
     def cat(self, xs: Any, dim: int = 0) -> _T:
+        self._no_constants(xs, "cat")
         ts = [self._tensor(x, "cat") for x in xs]
         if not (all(t.cl for t in ts) and len({t.ndim for t in ts}) == 1):
             ts = [_to_torch(t) for t in ts]
@@ -3981,6 +3990,7 @@ class _Converter:
         if not isinstance(tensors, (tuple, list)) or not tensors:
             self._refuse(f"{kind} of {type(tensors).__name__} (a non-empty sequence of "
                          "tensors)")
+        self._no_constants(tensors, kind)
         if kind == "column_stack":
             ts = [self._tensor(x, kind) for x in tensors]
             cols = [self.reshape(t, ((1, 1),)) if t.ndim == 0 else
@@ -4521,6 +4531,9 @@ class _Converter:
             torch.logit: lambda input, eps=None: self.logit(input, eps),  # noqa: A002
             **{getattr(torch, f"atleast_{r}d"): functools.partial(self.at_least, r)
                for r in (1, 2, 3)},
+            # (with a list or tuple torch.atleast_*d calls _VF's, which fx records)
+            **{getattr(torch._VF, f"atleast_{r}d"): functools.partial(self.at_least, r)
+               for r in (1, 2, 3) if hasattr(torch._VF, f"atleast_{r}d")},
             **{getattr(torch, kind): (lambda tensors, kind=kind: self.stack_along(
                 kind, tensors)) for kind in ("hstack", "vstack", "row_stack", "dstack",
                                              "column_stack") if hasattr(torch, kind)},
@@ -5035,7 +5048,7 @@ _IN_PLACE_METHODS = frozenset(f"{name}_" for name in (
     "masked_fill", "relu", "sigmoid", "tanh", "tril", "triu", "nan_to_num", "cumprod",
     "lerp", "addcmul", "addcdiv", "fmod", "remainder", "atan2", "arctan2", "cumsum",
     "scatter", "scatter_add", "scatter_reduce", "index_add", "index_copy", "index_fill",
-    "fmax", "fmin", "hypot", "copysign", "xlogy", "logit",
+    "hypot", "copysign", "xlogy", "logit",
     *(n for n in _UNARY if n not in _KEEP_DTYPE)))
 
 # torch dtypes (by name) of casts and of constants built at conversion (torch.arange).

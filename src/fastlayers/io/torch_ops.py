@@ -804,8 +804,15 @@ _plan_runner(torch_binary, _torch_binary_runner)
 
 @S.symbolic_op
 def torch_cat(xs, axis):
-    """``torch.cat(xs, axis)``."""
-    return np.concatenate([np.asarray(x) for x in xs], axis=axis)
+    """``torch.cat(xs, axis)``, in PyTorch's result dtype where the tensors' differ: float32
+    if any is a float (NumPy would give float64 for float32 with int64), else int64, else
+    bool."""
+    arrays = [np.asarray(x) for x in xs]
+    kinds = {a.dtype.kind for a in arrays}
+    if len({a.dtype for a in arrays}) > 1:
+        dtype = F32 if "f" in kinds else (np.int64 if kinds & set("iu") else np.bool_)
+        arrays = [a.astype(dtype, copy=False) for a in arrays]
+    return np.concatenate(arrays, axis=axis)
 
 
 @S.symbolic_op

@@ -371,13 +371,8 @@ class Layer:
         """set_weights of a layer whose weights come from add_weight: each array is written
         into its weight in place (attributes holding it see the values)."""
         owner = self._owner()
-        names = [name for name, _, _ in self.__dict__["_added"]]  # (its own: not its layers')
-        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
-            raise TypeError(f"{owner}: set_weights expects a list of arrays, got "
-                            f"{type(weights).__name__}")
-        if len(weights) != len(names):
-            raise ValueError(f"{owner}: set_weights expected {len(names)} arrays {names}, got "
-                             f"{len(weights)}")
+        # (its own weights: not its layers')
+        names = self._check_weight_list(weights, [name for name, _, _ in self.__dict__["_added"]])
         new = [V.array(w, owner, f"weight {name!r}") for name, w in zip(names, weights)]
         for i, (name, a, (_, have, _)) in enumerate(zip(names, new, self.__dict__["_added"])):
             if a.shape != have.shape:
@@ -408,18 +403,17 @@ class Layer:
         The layer must be built (called once, or in a model), as its held layers' weights
         exist only then."""
         owner = self._owner()
-        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
-            raise TypeError(f"{owner}: set_weights expects a list of arrays, got "
-                            f"{type(weights).__name__}")
         if not self.built:
+            if not isinstance(weights, (list, tuple)):
+                self._check_weight_list(weights, [])  # (its TypeError)
             raise ValueError(f"{owner}: set_weights of a layer holding other layers needs it "
                              "built (call it once, or use it in a model, first)")
         current = [list(self._weight_values)] + [sub.weights for sub in subs]
-        total = sum(len(c) for c in current)
-        if len(weights) != total:
-            raise ValueError(f"{owner}: set_weights expected {total} arrays (its own "
-                             f"{len(current[0])}, then its layers'), got {len(weights)}")
         names = self._weight_names()
+        if len(names) != sum(len(c) for c in current):  # (held layers not built yet)
+            names = [f"weight {i}" for i in range(sum(len(c) for c in current))]
+        self._check_weight_list(weights, names,
+                                f"(its own {len(current[0])}, then its layers')")
         for i, (have, new) in enumerate(zip([w for c in current for w in c], weights)):
             if np.shape(new) != have.shape:
                 raise ValueError(f"{owner}: weight {i} {names[i] if i < len(names) else ''!r} "
@@ -699,18 +693,20 @@ class Layer:
         """Copies of the weights in Keras order ([] before build)."""
         return [w.copy() for w in self.weights]
 
-    def _check_weight_list(self, weights: Any) -> list[str]:
-        """The weight names, once ``weights`` is checked to be a list of as many arrays."""
+    def _check_weight_list(self, weights: Any, names: list[str] | None = None,
+                           what: str = "") -> list[str]:
+        """The weight names (``names``, default ``_weight_names()``), once ``weights`` is
+        checked to be a list of as many arrays (``what`` says which, in the error)."""
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError(
                 f"{self._owner()}: set_weights expects a list of arrays, got "
                 f"{type(weights).__name__}"
             )
-        names = self._weight_names()
+        names = self._weight_names() if names is None else names
         if len(weights) != len(names):
             raise ValueError(
-                f"{self._owner()}: set_weights expected {len(names)} arrays {names}, got "
-                f"{len(weights)}"
+                f"{self._owner()}: set_weights expected {len(names)} arrays "
+                f"{what or names}, got {len(weights)}"
             )
         return names
 
@@ -760,22 +756,24 @@ class Layer:
             )
         return shapes[i]
 
-    def compute_output_shape(self, input_shape: Any) -> Any:
+    def compute_output_shape(self, input_shape: Any, *more_shapes: Any) -> Any:
         """The shape of the output for an input of ``input_shape``, as Keras's
         ``compute_output_shape``: shapes with the batch dimension first, None for a size
         that may vary (``layer.compute_output_shape((None, 10, 4))`` -> ``(None, 10, 8)``).
 
         ``input_shape`` is one shape (a tuple or list of ints and None), or a list, tuple or
         dict of them for a layer or model of several inputs (a merging layer's list, a
-        model's named inputs). The result has the structure of the output: a tuple for one
+        model's named inputs); a layer whose call takes several tensors takes their shapes
+        as several arguments, as Keras's (``mha.compute_output_shape(query_shape,
+        value_shape)``). The result has the structure of the output: a tuple for one
         output, a tuple (list, dict) of tuples for several (an LSTM with
         ``return_state=True``).
 
         Computed as a model definition computes it (the layer called on symbolic inputs
         of those shapes, float32, or int32 where the layer takes integers only, such as
-        Embedding), and the layer is left as it was: an unbuilt layer is not built by it, and
-        its ``input`` / ``output`` are not this call's. A shape the layer cannot take raises
-        the ValueError its call would."""
+        Embedding), and the layer is left as it was: an unbuilt layer is not built by it (nor
+        are the layers its build made), and its ``input`` / ``output`` are not this call's.
+        A shape the layer cannot take raises the ValueError its call would."""
         from .. import _symbolic
         from ..models.functional import Input
 
@@ -784,42 +782,56 @@ class Layer:
                 d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool))
                 for d in shape)
 
-        def inputs(dtype: Any) -> Any:
+        zero_batch = []
+
+        def inputs(shape: Any, dtype: Any) -> Any:
             def make(shape: Any) -> Any:
                 if not one(shape) or len(shape) < 1:
                     raise TypeError(
                         f"{self._owner()}: compute_output_shape takes a shape (a tuple of "
                         f"ints or None, the batch first) or a list / dict of them, got "
-                        f"{shape!r}")
+                        f"{input_shape!r}" + (f" and {more_shapes!r}" if more_shapes else ""))
                 batch = None if shape[0] is None else int(shape[0])
+                if batch == 0:
+                    zero_batch.append(True)  # (Input takes none: 0 put back below)
                 return Input(tuple(shape[1:]), dtype=dtype, batch_size=batch or None)
 
-            if one(input_shape):
-                return make(input_shape)
-            if isinstance(input_shape, dict):
-                return {k: make(v) for k, v in input_shape.items()}
-            if isinstance(input_shape, (list, tuple)) and input_shape:
-                return [make(s) for s in input_shape]
-            return make(input_shape)
+            if one(shape):
+                return make(shape)
+            if isinstance(shape, dict):
+                return {k: make(v) for k, v in shape.items()}
+            if isinstance(shape, (list, tuple)) and shape:
+                return [make(s) for s in shape]
+            return make(shape)
+
+        def call(dtype: Any) -> Any:
+            zero_batch.clear()
+            args = [inputs(s, dtype) for s in (input_shape, *more_shapes)]
+            return self(*args)
 
         fresh = _symbolic._unbuilt_parts(self)
+        before = {id(part) for part in _symbolic._parts(self)}
         first = "_first_node" in self.__dict__
         try:
             try:
-                out = self(inputs(np.float32))
+                out = call(np.float32)
             except TypeError:  # a layer of integer inputs (Embedding, CategoryEncoding)
                 for part in fresh:
                     part._unbuild()
-                out = self(inputs(np.int32))
+                out = call(np.int32)
         finally:
-            for part in fresh:
+            # the layers built by the call: those unbuilt before, and those its build made
+            made = [p for p in _symbolic._parts(self) if id(p) not in before
+                    and not hasattr(p, "_weight_layers")]
+            for part in fresh + made:
                 part._unbuild()
             if not first:
                 self.__dict__.pop("_first_node", None)
 
         def shape_of(t: Any) -> Any:
             if isinstance(t, _symbolic.SymbolicTensor):
-                return tuple(t.shape)
+                shape = tuple(t.shape)
+                return (0, *shape[1:]) if zero_batch and shape and shape[0] is None else shape
             if isinstance(t, dict):
                 return {k: shape_of(v) for k, v in t.items()}
             if isinstance(t, (list, tuple)):
