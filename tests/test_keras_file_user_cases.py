@@ -1583,25 +1583,34 @@ _KerasForms = keras.saving.register_keras_serializable(package="fltest")(
 _FlForms = type("_FlForms", (_tracking_forms(fl.layers, fl.layers.Layer),), {})
 
 
-@pytest.mark.parametrize("route", ["keras", "h5", "set_weights"])
-def test_every_tracking_form_orders_and_loads_weights_as_keras(tmp_path, route):
-    i = keras.Input((3,))
-    model = keras.Model(i, _KerasForms(name="forms")(i))
+def _check_port_routes(tmp_path, route, keras_cls, fl_cls, features, name, count=None):
+    """A model of one custom layer (Keras's keras_cls, its port fl_cls) on ``features``
+    inputs, its weights brought over by ``route`` (a .keras or .h5 file, or set_weights of
+    Keras's get_weights): the port's weights are Keras's, in Keras's order, and so are the
+    predictions."""
+    i = keras.Input((features,))
+    model = keras.Model(i, keras_cls(name=name)(i))
     randomize(model)
-    x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+    x = np.random.default_rng(2).normal(size=(4, features)).astype(np.float32)
     if route == "set_weights":
-        j = fl.Input((3,))
-        ours = fl.Model(j, _FlForms(name="forms")(j))
+        j = fl.Input((features,))
+        ours = fl.Model(j, fl_cls(name=name)(j))
         ours.set_weights(model.get_weights())
     else:
         model.save(tmp_path / f"m.{route}")
-        ours = fl.load_model(tmp_path / f"m.{route}", custom_objects={"_KerasForms": _FlForms})
-    theirs = model.get_layer("forms")
-    assert len(ours.get_layer("forms").weights) == len(theirs.weights) == 20
-    for a, b in zip(ours.get_layer("forms").get_weights(), theirs.get_weights()):
+        ours = fl.load_model(tmp_path / f"m.{route}",
+                             custom_objects={keras_cls.__name__: fl_cls})
+    theirs = model.get_layer(name)
+    assert count is None or len(ours.get_layer(name).weights) == len(theirs.weights) == count
+    for a, b in zip(ours.get_layer(name).get_weights(), theirs.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(ours.predict(x), model.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("route", ["keras", "h5", "set_weights"])
+def test_every_tracking_form_orders_and_loads_weights_as_keras(tmp_path, route):
+    _check_port_routes(tmp_path, route, _KerasForms, _FlForms, 3, "forms", count=20)
 
 
 def _order_idioms(module, base):
@@ -1635,21 +1644,7 @@ def test_held_layers_in_keras_tracking_order(tmp_path, route):
     """Keras orders held layers by when each was first tracked: blocks[0], out, blocks[1],
     ffn, shortcut here. In attribute order the .h5 and set_weights routes were 0.74-0.95
     off without an error."""
-    i = keras.Input((4,))
-    model = keras.Model(i, _KerasIdioms(name="idioms")(i))
-    randomize(model)
-    x = np.random.default_rng(3).normal(size=(3, 4)).astype(np.float32)
-    if route == "set_weights":
-        j = fl.Input((4,))
-        ours = fl.Model(j, _FlIdioms(name="idioms")(j))
-        ours.set_weights(model.get_weights())
-    else:
-        model.save(tmp_path / f"m.{route}")
-        ours = fl.load_model(tmp_path / f"m.{route}", custom_objects={"_KerasIdioms": _FlIdioms})
-    for a, b in zip(ours.get_weights(), model.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(ours.predict(x), model.predict(x, verbose=0), rtol=1e-5,
-                               atol=1e-5)
+    _check_port_routes(tmp_path, route, _KerasIdioms, _FlIdioms, 4, "idioms", count=10)
 
 
 @keras.saving.register_keras_serializable(package="fltest")
