@@ -133,3 +133,25 @@ def test_the_layers_a_custom_build_makes_are_not_left_built():
     assert not layer.built and not layer.weights
     x = np.ones((2, 7), np.float32)
     assert layer(x).shape == (2, 3) and [w.shape for w in layer.weights] == [(7, 3), (3,)]
+
+
+def test_a_layer_the_build_takes_hold_of_keeps_its_weights_and_extra_shapes_are_refused():
+    """compute_output_shape unbuilt a built layer that a custom build merely assigned (its
+    weights were drawn again at the next call; a second review), and took an extra shape for
+    a layer of one input as its training argument."""
+    shared = L.Dense(3)
+    x = np.ones((2, 5), np.float32)
+    before = shared(x)
+
+    class UsesShared(L.Layer):
+        def build(self, input_shape):
+            self.d = shared
+
+        def call(self, x):
+            return self.d(x)
+
+    assert UsesShared().compute_output_shape((None, 5)) == (None, 3)
+    assert shared.built
+    np.testing.assert_array_equal(shared(x), before)
+    with pytest.raises(TypeError, match="takes 1 shape"):
+        L.Dense(2).compute_output_shape((None, 3), (None, 7))

@@ -1031,6 +1031,32 @@ def test_a_global_hook_the_forward_registers_is_refused_and_removed():
     assert len(module_mod._global_forward_hooks) == before and module.handle is None
 
 
+def test_global_hooks_of_a_forward_that_does_not_trace_are_removed():
+    """The global hooks a forward registered were left registered when the trace failed
+    (and the module's handle attribute was put back, so its next call registered another;
+    a second review)."""
+    from torch.nn.modules import module as module_mod
+
+    class Fails(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.handle = None
+
+        def forward(self, x):
+            if self.handle is None:
+                self.handle = module_mod.register_module_forward_hook(lambda m, i, o: o)
+            y = self.fc(x)
+            if y.sum() > 0:  # control flow on values: fx cannot trace it
+                return y
+            return -y
+
+    before = len(module_mod._global_forward_hooks)
+    with pytest.raises(TorchConversionError, match="could not trace"):
+        fl.from_torch(Fails().eval(), torch.randn(2, 4))
+    assert len(module_mod._global_forward_hooks) == before
+
+
 def test_a_hook_the_forward_registers_on_a_layer_it_does_not_call_converts(any_backend):
     """A hook registered on a layer the trace never calls changes nothing: converted."""
     class Other(_HooksOnFirstCall):
@@ -1278,6 +1304,7 @@ _STACKS_AND_SPECIALS = {
     "atleast_3d_list": lambda x: torch.atleast_3d([x[0, 0], x[:, 0]])[1] + 1,
     "hstack_float_int": lambda x: torch.hstack([x, (x > 0).long()]),
     "erf_near_zero": lambda x: torch.erf(x * 1e-5) * 1e5 + torch.special.erf(x * 0),
+    "erf_minus_zero_sign": lambda x: torch.signbit(torch.erf(x * 0 * -1.0)),
     "fmax_nan": lambda x: torch.fmax(x, torch.where(x > 0.5, torch.nan, -x)),
     "fmin_method": lambda x: x.fmin(x.flip(-1) * torch.where(x < -1, torch.nan, 1.0)),
     "hypot": lambda x: torch.hypot(x, x.flip(1) * 3),
@@ -1361,6 +1388,7 @@ def test_erfc_and_ndtr_tails_relative(any_backend, name):
     (lambda x: torch.hstack([]), "non-empty sequence"),
     (lambda x: torch.vstack([x, torch.zeros(1, 3, 5)]), "vstack of a constant tensor"),
     (lambda x: torch.cat([x, torch.zeros(1, 3, 5)], 0), "cat of a constant tensor"),
+    (lambda x: torch.stack([x, torch.zeros(2, 3, 5)]), "stack of a constant tensor"),
 ])
 def test_special_and_stacking_refusals(fn, match):
     with pytest.raises(TorchConversionError, match=match):

@@ -1583,7 +1583,8 @@ _KerasForms = keras.saving.register_keras_serializable(package="fltest")(
 _FlForms = type("_FlForms", (_tracking_forms(fl.layers, fl.layers.Layer),), {})
 
 
-def _check_port_routes(tmp_path, route, keras_cls, fl_cls, features, name, count=None):
+def _check_port_routes(tmp_path, route, keras_cls, fl_cls, features, name, count=None,
+                       extra=None):
     """A model of one custom layer (Keras's keras_cls, its port fl_cls) on ``features``
     inputs, its weights brought over by ``route`` (a .keras or .h5 file, or set_weights of
     Keras's get_weights): the port's weights are Keras's, in Keras's order, and so are the
@@ -1599,7 +1600,7 @@ def _check_port_routes(tmp_path, route, keras_cls, fl_cls, features, name, count
     else:
         model.save(tmp_path / f"m.{route}")
         ours = fl.load_model(tmp_path / f"m.{route}",
-                             custom_objects={keras_cls.__name__: fl_cls})
+                             custom_objects={keras_cls.__name__: fl_cls, **(extra or {})})
     theirs = model.get_layer(name)
     assert count is None or len(ours.get_layer(name).weights) == len(theirs.weights) == count
     for a, b in zip(ours.get_layer(name).get_weights(), theirs.get_weights()):
@@ -1680,3 +1681,67 @@ def test_a_port_of_another_class_name_loads(tmp_path, fmt):
     x = np.random.default_rng(4).normal(size=(2, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-6)
+
+
+def _second_review_forms(module, base, block):
+    """The second review's cases: two lists filled in one loop (Keras tracks each layer as it
+    is appended), two layers swapped (each keeps its first place), a private attribute with
+    a public property for it, and a custom layer's own port kept in a list."""
+
+    class Second(base):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.enc, self.dec = [], []
+            for _ in range(2):
+                self.enc.append(module.Dense(3))
+                self.dec.append(module.Dense(3))
+            self.p = module.Dense(3)
+            self.q = module.Dense(3)
+            self.p, self.q = self.q, self.p
+            self._proj = module.Dense(3)
+            self.blocks = [block(), block()]
+
+        @property
+        def proj(self):
+            return self._proj
+
+        def call(self, x):
+            h = x
+            for e, d in zip(self.enc, self.dec):
+                h = d(e(h))
+            return self.p(h) + 2.0 * self.q(h) + self.proj(h) + self.blocks[1](self.blocks[0](h))
+
+    return Second
+
+
+@keras.saving.register_keras_serializable(package="fltest")
+class _KerasInner(keras.layers.Layer):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.d = L.Dense(3)
+
+    def call(self, x):
+        return self.d(x)
+
+
+class _FlInnerPort(fl.layers.Layer):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.d = fl.layers.Dense(3)
+
+    def call(self, x):
+        return self.d(x)
+
+
+_KerasSecond = keras.saving.register_keras_serializable(package="fltest")(
+    type("_KerasSecond", (_second_review_forms(L, keras.layers.Layer, _KerasInner),), {}))
+_FlSecond = type("_FlSecond", (_second_review_forms(fl.layers, fl.layers.Layer, _FlInnerPort),),
+                 {})
+
+
+@pytest.mark.parametrize("route", ["keras", "h5", "set_weights"])
+def test_appends_swaps_properties_and_held_ports_as_keras(tmp_path, route):
+    """In scan order the interleaved lists were 3.15 off and the swap 2.74 (set_weights,
+    .h5); the property and the held port of another class name were refused from .keras."""
+    _check_port_routes(tmp_path, route, _KerasSecond, _FlSecond, 3, "second", count=18,
+                       extra={"_KerasInner": _FlInnerPort})

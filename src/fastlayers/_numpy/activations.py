@@ -107,7 +107,8 @@ def erf(x):
         for n in range(1, 12):  # term_n = (-1)^n z^(2n+1) / (n! (2n+1))
             term = term * (-z2) / n
             total = total + term / (2 * n + 1)
-        out = np.where(small, total * (2.0 / np.sqrt(np.pi)), out)
+        # (copysign: erf(-0) is -0, which the sum of -0 and +0 terms loses)
+        out = np.where(small, np.copysign(total * (2.0 / np.sqrt(np.pi)), z), out)
     return out.astype(F32)
 
 

@@ -20,6 +20,7 @@ import contextvars
 import copy
 import functools
 import inspect
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -657,6 +658,12 @@ def build_model(cfg: dict, keras_version: Any = None, lora_merged: bool = False,
     token = _KERAS2_FILE.set(major.isdigit() and int(major) < 3)
     lora = _LORA_MERGED.set(bool(lora_merged))
     custom = _CUSTOM.set(dict(custom_objects) if custom_objects else None)
+    from ..layers.base import Layer  # noqa: PLC0415 (keeps the module's imports as they were)
+
+    for key, cls in (custom_objects or {}).items():
+        # (ports a custom layer makes itself, held in a list, are named by Keras's class too)
+        if isinstance(cls, type) and issubclass(cls, Layer) and isinstance(key, str):
+            PORT_NAMES[cls] = key.split(">")[-1]
     try:
         return _build_model(cfg)
     finally:
@@ -754,6 +761,11 @@ def _custom_class(sub: dict) -> Any:
     return None
 
 
+#: The Keras class name of each port class load_model was given (custom_objects): a .keras
+#: file names the groups of a port's instances by it (io/keras_files.py, _keras_class).
+PORT_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _custom_layer(sub: dict, why: str) -> Any:
     """A custom Keras layer made from load_model's ``custom_objects``: the fastlayers Layer
     subclass given for its registered name or its class name (a port of its call to NumPy,
@@ -786,7 +798,10 @@ def _custom_layer(sub: dict, why: str) -> Any:
         raise Unsupported(f"{cls.__name__}(**its config) failed: {e}") from None
     # Keras's class name (the port's may differ): a .keras file names the layer's group by it
     # when the config has no name (io/keras_files.py, _keras_class)
-    layer.__dict__["_keras_class_loaded"] = str(sub.get("class_name")).split(">")[-1]
+    keras_name = str(sub.get("class_name")).split(">")[-1]
+    layer.__dict__["_keras_class_loaded"] = keras_name
+    # (the port's instances a custom layer makes itself, held in a list: the same name)
+    PORT_NAMES[cls] = keras_name
     return layer
 
 

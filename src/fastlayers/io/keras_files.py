@@ -48,7 +48,7 @@ from .. import layers as L
 from ..layers.base import _layers_held_by
 from ..models import Model, Sequential
 from ..models.base import BaseModel, InputLayer
-from .keras_config import Malformed, build_model
+from .keras_config import PORT_NAMES, Malformed, build_model
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -273,6 +273,7 @@ def _keras_class(layer: Any) -> str:
     if isinstance(layer, Model):
         return "Functional"
     return (layer.__dict__.get("_keras_class_loaded")  # a custom layer's port: Keras's class
+            or PORT_NAMES.get(type(layer))
             or type(layer).__dict__.get("_keras_class_name") or type(layer).__name__)
 
 
@@ -338,25 +339,43 @@ def _class_paths(layers: list[Any], prefix: str) -> list[tuple[Any, str]]:
     return out
 
 
+def _held_paths(layer: Any, path: str) -> dict[int, str]:
+    """Where a .keras file keeps the layers a custom layer holds ({id: group path}), as
+    Keras's object walk saves them: the layer's attribute names in sorted order, the private
+    ones (``_name``) last, properties included (``@property def proj``), each layer under the
+    first name that reaches it (``<path>/<name>``; a container's layers under
+    ``<path>/<name>/<class, snake case, counted per class>``)."""
+    tracked = layer.__dict__.get("_tracked", {})
+    names = [n for n in dir(layer) if not n.startswith("_") or n in tracked]
+    where: dict[int, str] = {}
+    for attr in sorted(names, key=lambda n: (n.startswith("_"), n)):
+        try:
+            value = tracked[attr] if attr in tracked else getattr(layer, attr)
+        except Exception:  # noqa: BLE001 (a property that cannot be read now: not a layer)
+            continue
+        if isinstance(value, L.Layer):
+            where.setdefault(id(value), f"{path}/{attr}")
+        elif isinstance(value, (list, tuple, dict)) and not isinstance(value, str):
+            for item, sub in _class_paths(_layers_held_by(value), f"{path}/{attr}"):
+                where.setdefault(id(item), sub)
+    return where
+
+
 def _held_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
     """The arrays of a custom layer holding layers (Layer._tracked_layers), in its weights
     order: its own under ``<path>/vars``, then each held layer's where Keras's object walk
-    saved it: under the attribute's name (``<path>/att``), a container's layers under
-    ``<path>/<attribute>/<class, snake case, counted per class>``; the walk takes the
-    attributes in sorted order, so a layer held under two attributes is under the first of
-    them. A held model's arrays are read as a nested model's."""
+    saved it (_held_paths); a held model's arrays are read as a nested model's."""
     arrays = _vars(f, path, used)
-    where: dict[int, str] = {}
-    tracked = layer.__dict__.get("_tracked", {})
-    for attr in sorted(tracked):
-        value = tracked[attr]
-        if isinstance(value, L.Layer):
-            where.setdefault(id(value), f"{path}/{attr}")
-            continue
-        for item, sub in _class_paths(_layers_held_by(value), f"{path}/{attr}"):
-            where.setdefault(id(item), sub)
+    where = _held_paths(layer, path)
     for item in layer._tracked_layers():
-        sub = where[id(item)]
+        sub = where.get(id(item))
+        if sub is None:  # tracked, but no longer reached from an attribute: not saved
+            if item.weights:
+                raise ValueError(
+                    f"weights file: {_owner(layer)} held {_owner(item)}, which no attribute "
+                    "holds any more: a .keras file does not keep its weights (Keras's walk of "
+                    "the attributes does not reach it); load the model's .h5 file instead")
+            continue
         if isinstance(item, (Model, Sequential)):
             plan: list[tuple[Any, list[np.ndarray]]] = []
             _assign_keras3(item, f, sub, used, plan)

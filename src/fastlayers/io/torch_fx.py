@@ -3768,6 +3768,7 @@ class _Converter:
                                      for i in range(len(shape))))
 
     def stack(self, tensors: Any, dim: int = 0) -> _T:
+        self._no_constants(tensors, "stack")
         ts = [self._tensor(x, "stack") for x in tensors]
         d = _dim(dim, ts[0].ndim + 1, "stack")
         return self.cat([self.unsqueeze(t, d) for t in ts], d)
@@ -6095,6 +6096,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
 
     global_hooks = (module_mod._global_forward_hooks, module_mod._global_forward_pre_hooks)
     global_before = [set(hooks) for hooks in global_hooks]
+    global_added = [0]
 
     class Tracer(torch.fx.Tracer):
         proxy_buffer_attributes = False
@@ -6305,6 +6307,10 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
             tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
         except Exception as first:
+            for hooks, keys in zip(global_hooks, global_before):
+                for key in [k for k in hooks if k not in keys]:
+                    del hooks[key]
+                    global_added[0] += 1
             _restore_attributes(saved)
             run = _ExampleRun(torch, examples)
             found.clear()
@@ -6318,6 +6324,13 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
                 raise RuntimeError(f"{_located(first)} (and with buffers as graph attributes: "
                                    f"{_located(second)})") from None
         finally:
+            # Global module hooks the forward registered (on its first call, say): removed,
+            # also after a failed trace, as the module's own are (_restore_attributes), and
+            # refused below (key -1): no layer node runs them.
+            for hooks, keys in zip(global_hooks, global_before):
+                for key in [k for k in hooks if k not in keys]:
+                    del hooks[key]
+                    global_added[0] += 1
             # (the constants fx itself set on the root for the graph stay: get_attr nodes)
             _restore_attributes(saved, keep=[] if graph is None else [
                 n.target for n in graph.nodes if n.op == "get_attr"])
@@ -6329,14 +6342,7 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
             for g in ranged:
                 if g.get("range") is range_of_sizes:
                     del g["range"]
-    # Global module hooks the forward registered (on its first call, say): removed, as the
-    # module's own are (_restore_attributes), and refused by the caller (key -1): no layer
-    # node runs them.
-    added = 0
-    for hooks, keys in zip(global_hooks, global_before):
-        for key in [k for k in hooks if k not in keys]:
-            del hooks[key]
-            added += 1
+    added = global_added[0]
     if added:
         found[-1] = (f"{added} global forward hook(s) (register_module_forward_hook / "
                      "register_module_forward_pre_hook) registered by the forward while "

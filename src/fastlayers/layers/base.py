@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import math
 import re
 import threading
@@ -111,6 +112,10 @@ def _custom_build(cls: type) -> bool:
     return False
 
 
+#: Numbers each layer as it is made (Layer.__init__).
+_layers_made = itertools.count()
+
+
 def _custom_composite(cls: type) -> bool:
     """Whether instances of cls track the layers held in their attributes, as Keras's layers
     do: a user's class written directly on ``Layer`` (not a subclass of one of fastlayers'
@@ -123,23 +128,109 @@ def _custom_composite(cls: type) -> bool:
 
 def _held_layers(value: Any) -> bool:
     """Whether an attribute value is what Keras tracks for sub-layers: a Layer, or a list,
-    tuple or dict holding one, or an empty list or dict (layers appended later count)."""
+    tuple or dict (nested ones too) holding one, or an empty list or dict (layers added later
+    count)."""
     if isinstance(value, Layer):
         return True
     if isinstance(value, dict):
-        return not value or any(isinstance(v, Layer) for v in value.values())
+        return not value or any(_held_layers(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return (not value and isinstance(value, list)) or any(isinstance(v, Layer)
-                                                              for v in value)
+        return (not value and isinstance(value, list)) or any(_held_layers(v) for v in value)
     return False
 
 
 def _layers_held_by(value: Any) -> list[Any]:
-    """The layers an attribute value holds (a tracked container's layers, in its order)."""
+    """The layers an attribute value holds: itself, or a container's layers in its order
+    (nested containers' in place)."""
     if isinstance(value, Layer):
         return [value]
-    items = value.values() if isinstance(value, dict) else value
-    return [v for v in items if isinstance(v, Layer)]
+    if isinstance(value, (list, tuple, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return [layer for v in items for layer in _layers_held_by(v)]
+    return []
+
+
+class _TrackedList(list):
+    """A list a custom layer holds (Keras's TrackedList): a layer put into it is tracked by
+    the layer at once, so the tracking order is the order of the appends."""
+
+    def __init__(self, items: Any = (), owner: Any = None):
+        super().__init__(_tracked_value(v, owner) for v in items)
+        self._owner = owner
+
+    def _added(self, values: Any) -> None:
+        owner = getattr(self, "_owner", None)  # (None while unpickling: the items come first)
+        if owner is not None:
+            for layer in _layers_held_by(list(values)):
+                owner._track(layer)
+
+    def append(self, value: Any) -> None:
+        value = _tracked_value(value, getattr(self, "_owner", None))
+        super().append(value)
+        self._added([value])
+
+    def insert(self, index: Any, value: Any) -> None:
+        value = _tracked_value(value, getattr(self, "_owner", None))
+        super().insert(index, value)
+        self._added([value])
+
+    def extend(self, values: Any) -> None:
+        values = [_tracked_value(v, getattr(self, "_owner", None)) for v in values]
+        super().extend(values)
+        self._added(values)
+
+    def __iadd__(self, values: Any) -> Any:
+        self.extend(values)
+        return self
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            value = [_tracked_value(v, getattr(self, "_owner", None)) for v in value]
+            super().__setitem__(index, value)
+            self._added(value)
+        else:
+            value = _tracked_value(value, getattr(self, "_owner", None))
+            super().__setitem__(index, value)
+            self._added([value])
+
+
+class _TrackedDict(dict):
+    """A dict a custom layer holds (Keras's TrackedDict): a layer put into it is tracked by
+    the layer at once."""
+
+    def __init__(self, items: Any = (), owner: Any = None):
+        super().__init__((k, _tracked_value(v, owner)) for k, v in dict(items).items())
+        self._owner = owner
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        value = _tracked_value(value, getattr(self, "_owner", None))
+        super().__setitem__(key, value)
+        owner = getattr(self, "_owner", None)  # (None while unpickling: the items come first)
+        if owner is not None:
+            for layer in _layers_held_by(value):
+                owner._track(layer)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+
+def _tracked_value(value: Any, owner: Any) -> Any:
+    """A list or dict put into a custom layer's attribute (or into one it holds) as the
+    tracked kind (a copy of it, as Keras's wrappers are: the layer then sees what is added
+    to it); anything else as it is."""
+    if owner is None:
+        return value
+    if type(value) is list:
+        return _TrackedList(value, owner)
+    if type(value) is dict:
+        return _TrackedDict(value, owner)
+    return value
 
 
 #: Base-class bookkeeping a custom layer's attributes are never tracked under.
@@ -238,6 +329,7 @@ class Layer:
         self.trainable = _bool(trainable, cls, "trainable")
         self.seed: int | None = _seed(seed, cls)
         self.built = False
+        self.__dict__["_made"] = next(_layers_made)  # (compute_output_shape: made since)
         self._input_shape: Any = None
         self._weight_values: list[np.ndarray] = []
         self._weight_map: dict[str, np.ndarray] = {}
@@ -263,39 +355,25 @@ class Layer:
         else:
             own = [name for name, _, _ in self._weight_specs(None)]
         # a custom layer's sub-layers (its attributes, as Keras tracks them): theirs after
-        return own + [f"{sub.name}/{n}" for sub in self._tracked_layers()
+        # (those with weights: a layer tracked but never built, one replaced before its first
+        # call say, has none, as in Keras)
+        return own + [f"{sub.name}/{n}" for sub in self._tracked_layers() if sub.weights
                       for n in _weight_names_of(sub)]
 
     def _tracked_layers(self) -> list[Layer]:
-        """The layers a custom layer holds in its attributes (``self.att =
+        """The layers a custom layer has held in its attributes (``self.att =
         MultiHeadAttention(...)``, a list, tuple or dict holding layers), each once, in
-        Keras's tracking order (_track_scan), which orders their weights after the layer's
-        own."""
-        return list(self._track_scan())
+        Keras's tracking order, which orders their weights after the layer's own: each layer
+        from when it was first held (assigned, or put into a held list or dict), and kept
+        there, as Keras's tracker keeps it (assigned again, swapped, deleted: its place
+        stays, and a layer no longer held still counts, as in Keras)."""
+        return list(self.__dict__.get("_track_order", ()))
 
-    def _track_scan(self) -> list[Layer]:
-        """Keras's tracking order of the layers held now: each layer from when it was first
-        seen held (Keras tracks a layer when it is assigned, or appended to a tracked list).
-        The held containers are looked at on every attribute assignment of the layer and on
-        every query, so a layer appended to a list comes after the layers assigned before
-        the append was seen, and before those assigned after it (``self.blocks = [a];
-        self.out = b; self.blocks.append(c)``: a, b, c, as in Keras). A layer no longer held
-        drops out (and comes last if held again)."""
-        tracked = self.__dict__.get("_tracked")
-        if not tracked:
-            return []
-        held: list[Layer] = []
-        ids: set[int] = set()
-        for value in tracked.values():
-            for layer in _layers_held_by(value):
-                if id(layer) not in ids:
-                    ids.add(id(layer))
-                    held.append(layer)
-        order = [layer for layer in self.__dict__.get("_track_order", ()) if id(layer) in ids]
-        known = {id(layer) for layer in order}
-        order += [layer for layer in held if id(layer) not in known]
-        self.__dict__["_track_order"] = order
-        return order
+    def _track(self, layer: Layer) -> None:
+        """Track ``layer`` (at the end of the order, unless tracked already)."""
+        order = self.__dict__.setdefault("_track_order", [])
+        if layer is not self and all(held is not layer for held in order):
+            order.append(layer)
 
     # ---- Keras-style custom layers: build() and add_weight() --------------------------
     def add_weight(self, shape: Any = None, initializer: Any = None, dtype: Any = None,
@@ -585,8 +663,11 @@ class Layer:
             if name not in _UNTRACKED and _held_layers(value):
                 if tracked is None:
                     tracked = self.__dict__["_tracked"] = {}
+                value = _tracked_value(value, self)
+                object.__setattr__(self, name, value)
                 tracked[name] = value
-            self._track_scan()  # (the layers held now, in Keras's tracking order)
+                for layer in _layers_held_by(value):
+                    self._track(layer)
         if name == "trainable" and not self.__dict__.get("_init_depth", 1):
             self.__dict__["_variables_trainable"] = bool(value)  # (_sublayer_variables)
             for layer in self._sublayers():  # as Keras's setter: the layers inside too
@@ -602,8 +683,7 @@ class Layer:
         object.__delattr__(self, name)
         tracked = self.__dict__.get("_tracked")
         if tracked is not None:
-            tracked.pop(name, None)  # a deleted attribute's layers are no longer held
-            self._track_scan()
+            tracked.pop(name, None)  # (its layers stay tracked, as in Keras)
 
     def _config_changed(self, name: str) -> None:
         """Hook called after the config attribute ``name`` was set on a constructed layer:
@@ -804,13 +884,22 @@ class Layer:
                 return [make(s) for s in shape]
             return make(shape)
 
+        if more_shapes:
+            params = [p for p in inspect.signature(self.call).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                      and p.name not in ("training", "mask")]
+            if 1 + len(more_shapes) > len(params):
+                raise TypeError(
+                    f"{self._owner()}: compute_output_shape takes {len(params)} shape(s), one "
+                    f"per tensor its call takes, got {1 + len(more_shapes)}")
+
         def call(dtype: Any) -> Any:
             zero_batch.clear()
             args = [inputs(s, dtype) for s in (input_shape, *more_shapes)]
             return self(*args)
 
         fresh = _symbolic._unbuilt_parts(self)
-        before = {id(part) for part in _symbolic._parts(self)}
+        made_before = next(_layers_made)  # (the layers a custom build makes come after)
         first = "_first_node" in self.__dict__
         try:
             try:
@@ -821,7 +910,9 @@ class Layer:
                 out = call(np.int32)
         finally:
             # the layers built by the call: those unbuilt before, and those its build made
-            made = [p for p in _symbolic._parts(self) if id(p) not in before
+            # (not a built layer the build merely took hold of)
+            made = [p for p in _symbolic._parts(self)
+                    if p.__dict__.get("_made", -1) > made_before
                     and not hasattr(p, "_weight_layers")]
             for part in fresh + made:
                 part._unbuild()

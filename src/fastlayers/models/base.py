@@ -142,14 +142,24 @@ class BaseModel(Layer):
         raise NotImplementedError
 
     def _layer_names_deep(self) -> list[Any]:
-        """Its layers' names, nested models' as nested lists (what a Keras config names)."""
-        return [[layer.name, layer._layer_names_deep()] if isinstance(layer, BaseModel)
-                else layer.name for layer in self.layers]
+        """What its layers are, as a Keras config describes them: each one's name, class,
+        config and trainable flag, nested models' as nested lists (a layer renamed, replaced,
+        or reconfigured changes it)."""
+        def described(layer: Any) -> Any:
+            if isinstance(layer, BaseModel):
+                return [layer.name, layer._layer_names_deep()]
+            try:
+                config = repr(layer.get_config())
+            except Exception:  # noqa: BLE001 (a custom layer without one: its class says)
+                config = None
+            return (layer.name, type(layer).__name__, config, bool(layer.trainable))
+
+        return [described(layer) for layer in self.layers]
 
     def _current_keras_config(self) -> dict[str, Any] | None:
         """The Keras config the model was made from (io/keras_config.py keeps it), under the
         model's current name, or None: none kept (a model built in code), or it no longer
-        describes the model (a layer renamed, added or removed since)."""
+        describes the model (a layer renamed, replaced, reconfigured, added or removed since)."""
         keras_config = self.__dict__.get("_keras_config")
         if keras_config is None or (
                 self.__dict__.get("_keras_config_layers") != self._layer_names_deep()):
@@ -166,9 +176,9 @@ class BaseModel(Layer):
 
         Only a model made from a Keras config has one (``load_model``, ``model_from_json``,
         ``from_config`` of a Keras config), while its layers are those it was made with; a
-        model built in code, or one whose layers were renamed, added or removed since, raises
-        NotImplementedError (its graph is not written as a Keras config: copy it with
-        ``pickle``)."""
+        model built in code, or one whose layers were renamed, replaced, reconfigured, added
+        or removed since, raises NotImplementedError (its graph is not written as a Keras
+        config: copy it with ``pickle``)."""
         config = self._current_keras_config()
         if config is None:
             changed = self.__dict__.get("_keras_config") is not None
@@ -176,7 +186,7 @@ class BaseModel(Layer):
                 f"{self._owner()}: to_json needs a Keras config, which only a model loaded from "
                 "a Keras file, JSON or config has (load_model, model_from_json, from_config)"
                 + (", and only while its layers are those it was made with (one was renamed, "
-                   "added or removed since)" if changed else "")
+                   "replaced, reconfigured, added or removed since)" if changed else "")
                 + "; the graph of a model built in code is not written as one: copy the model "
                 "with pickle, its weights with get_weights")
         out = copy.deepcopy(self.__dict__["_keras_config"])
