@@ -798,10 +798,7 @@ def _custom_layer(sub: dict, why: str) -> Any:
         raise Unsupported(f"{cls.__name__}(**its config) failed: {e}") from None
     # Keras's class name (the port's may differ): a .keras file names the layer's group by it
     # when the config has no name (io/keras_files.py, _keras_class)
-    keras_name = str(sub.get("class_name")).split(">")[-1]
-    layer.__dict__["_keras_class_loaded"] = keras_name
-    # (the port's instances a custom layer makes itself, held in a list: the same name)
-    PORT_NAMES[cls] = keras_name
+    layer.__dict__["_keras_class_loaded"] = str(sub.get("class_name")).split(">")[-1]
     return layer
 
 

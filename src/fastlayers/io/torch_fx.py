@@ -6307,10 +6307,6 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
             tracer = Tracer()
             graph = tracer.trace(root, concrete_args=concrete)
         except Exception as first:
-            for hooks, keys in zip(global_hooks, global_before):
-                for key in [k for k in hooks if k not in keys]:
-                    del hooks[key]
-                    global_added[0] += 1
             _restore_attributes(saved)
             run = _ExampleRun(torch, examples)
             found.clear()
@@ -6324,9 +6320,9 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
                 raise RuntimeError(f"{_located(first)} (and with buffers as graph attributes: "
                                    f"{_located(second)})") from None
         finally:
-            # Global module hooks the forward registered (on its first call, say): removed,
-            # also after a failed trace, as the module's own are (_restore_attributes), and
-            # refused below (key -1): no layer node runs them.
+            # Global module hooks the forward registered (on its first call, say; in either
+            # attempt): removed, also after a failed trace, as the module's own are
+            # (_restore_attributes), and refused below (key -1): no layer node runs them.
             for hooks, keys in zip(global_hooks, global_before):
                 for key in [k for k in hooks if k not in keys]:
                     del hooks[key]

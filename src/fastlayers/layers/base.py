@@ -116,6 +116,7 @@ def _custom_build(cls: type) -> bool:
 _layers_made = itertools.count()
 
 
+@functools.lru_cache(maxsize=1024)  # (asked on every attribute assignment of every layer)
 def _custom_composite(cls: type) -> bool:
     """Whether instances of cls track the layers held in their attributes, as Keras's layers
     do: a user's class written directly on ``Layer`` (not a subclass of one of fastlayers'
