@@ -96,6 +96,25 @@ def test_layer_norm_accurate_at_extreme_scales(backend, rng, scale, offset, n, e
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("offset", [1e4, 0.0])
+@pytest.mark.parametrize("first", [0.0, 2.0, 7.5, 9.0, 1e3, 1e6])
+def test_layer_norm_first_element_far_from_the_mean(backend, rng, offset, first):
+    """The C++ path takes the mean and variance from the moments about the row's first
+    element in one pass, and makes the second pass over the deviations when that element lies
+    more than 8 standard deviations from the mean (docs/performance.md, LayerNormalization):
+    accurate on both sides of that bound, with the first element anywhere."""
+    n = 768
+    x = rng.standard_normal((4, n)) * 0.5 + offset
+    x[:, 0] = x[:, 1:].mean(axis=1) + first * x[:, 1:].std(axis=1) * np.array([1, -1, 1, -1])
+    x = x.astype(F32)
+    g = rng.uniform(0.5, 1.5, n).astype(F32)
+    b = rng.standard_normal(n).astype(F32)
+    with fl.use_backend(backend):
+        y = fl.layer_norm(x, g, b, epsilon=1e-6)
+    np.testing.assert_allclose(y, _ref(x, (1,), g, b, 1e-6), rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scale, gamma", [(1e36, 1e-4), (1e34, -3e-5), (3e37, 1e-30)])
 def test_layer_norm_small_gamma_at_large_deviations(backend, rng, scale, gamma):
     """1 / sqrt(var) a normal float but its product with a small gamma a denormal: the C++

@@ -31,13 +31,28 @@ constexpr int64_t kMinElementsPerTask = 16384;
 // gamma_min: the smallest |gamma[j]| that is not 0 (1 without gamma), so that a row whose
 // float32 factor f * gamma[j] would be a denormal (flushed to zero under FTZ: the output was
 // beta, for deviations near 1e36 with gamma 1e-4) multiplies in double too.
+//
+// The mean and the variance come from one pass in the usual case: the moments of d = x - s
+// about the row's first element s (in double, exact but for exponents 29 apart), mean = s + c
+// and var = S2 / n - c^2 with c = S1 / n. S2 / n is var + c^2, so the subtraction loses
+// log2(1 + c^2 / var) bits of double's 53; while c^2 <= kShiftedMax * var (x[0] within 8
+// standard deviations of the mean) that is at most 6 bits, and the variance is still far more
+// accurate than float32. Otherwise (an outlier first, or inf / NaN in the row) the variance is
+// the second pass over the deviations from the mean, as the formula reads.
+constexpr double kShiftedMax = 64.0;
+
 void layer_norm_row(const KernelTable& kt, const float* x, const float* gamma,
                     const float* beta, float* y, int64_t n, float epsilon, double gamma_min) {
     const double count = static_cast<double>(n);
-    const double mean = kt.row_sum_f64(x, n) / count;
+    const float s = x[0];
+    double moments[2];
+    kt.row_moments_f64(x, n, s, moments);
+    const double c = moments[0] / count;
+    const double mean = static_cast<double>(s) + c;
     const float hi = static_cast<float>(mean);
     const float lo = static_cast<float>(mean - static_cast<double>(hi));
-    const double var = kt.row_devsq_f64(x, n, hi, lo) / count;
+    double var = moments[1] / count - c * c;
+    if (!(c * c <= kShiftedMax * var)) var = kt.row_devsq_f64(x, n, hi, lo) / count;
     const double inv = 1.0 / std::sqrt(var + static_cast<double>(epsilon));
     const double smallest = static_cast<double>(std::numeric_limits<float>::min());
     if ((!(inv >= smallest) ||

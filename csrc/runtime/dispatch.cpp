@@ -118,6 +118,7 @@ KernelTable make_table(Isa isa) {
     t.row_sum_f64 = fl_row_sum_f64_scalar;
     t.row_sumsq_f64 = fl_row_sumsq_f64_scalar;
     t.row_devsq_f64 = fl_row_devsq_f64_scalar;
+    t.row_moments_f64 = fl_row_moments_f64_scalar;
     t.row_norm_f32 = fl_row_norm_f32_scalar;
     t.row_scale_f32 = fl_row_scale_f32_scalar;
 #if defined(FL_HAVE_AVX2)
@@ -150,6 +151,7 @@ KernelTable make_table(Isa isa) {
         t.row_sum_f64 = fl_row_sum_f64_avx2;
         t.row_sumsq_f64 = fl_row_sumsq_f64_avx2;
         t.row_devsq_f64 = fl_row_devsq_f64_avx2;
+        t.row_moments_f64 = fl_row_moments_f64_avx2;
         t.row_norm_f32 = fl_row_norm_f32_avx2;
         t.row_scale_f32 = fl_row_scale_f32_avx2;
     }
@@ -186,6 +188,7 @@ KernelTable make_table(Isa isa) {
         t.row_sum_f64 = fl_row_sum_f64_avx512;
         t.row_sumsq_f64 = fl_row_sumsq_f64_avx512;
         t.row_devsq_f64 = fl_row_devsq_f64_avx512;
+        t.row_moments_f64 = fl_row_moments_f64_avx512;
         t.row_norm_f32 = fl_row_norm_f32_avx512;
         t.row_scale_f32 = fl_row_scale_f32_avx512;
     }

@@ -128,6 +128,7 @@ struct KernelTable {
     double (*row_sum_f64)(const float* x, int64_t n);
     double (*row_sumsq_f64)(const float* x, int64_t n);
     double (*row_devsq_f64)(const float* x, int64_t n, float hi, float lo);
+    void (*row_moments_f64)(const float* x, int64_t n, float s, double* out);
     void (*row_norm_f32)(const float* x, int64_t n, float hi, float lo, float f,
                          const float* gamma, const float* beta, float* y);
     void (*row_scale_f32)(const float* x, int64_t n, float f, const float* scale, float* y);

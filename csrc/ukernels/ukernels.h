@@ -299,6 +299,8 @@ void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, 
  *   fl_row_sumsq_f64_<isa>: sum of (double)x[j] * (double)x[j]
  *   fl_row_devsq_f64_<isa>: sum of d * d, d = (double)((x[j] - hi) - lo) (the float32
  *     deviation from the mean held as two floats hi + lo)
+ *   fl_row_moments_f64_<isa>: out[0] = sum of d, out[1] = sum of d * d, d = (double)x[j] -
+ *     (double)s (the moments about a shift s, for a one-pass mean and variance)
  *   each in double, in one order on every ISA: element j into lane j % 32 in increasing j,
  *   then lane l += lane l + w for w = 16, 8, 4, 2, 1 (rownorm/lanes.h); no FMA.
  *   fl_row_norm_f32_<isa>:  y[j] = ((x[j] - hi) - lo) * (gamma ? f * gamma[j] : f), then
@@ -308,6 +310,7 @@ void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, 
 double fl_row_sum_f64_scalar(const float* x, int64_t n);
 double fl_row_sumsq_f64_scalar(const float* x, int64_t n);
 double fl_row_devsq_f64_scalar(const float* x, int64_t n, float hi, float lo);
+void fl_row_moments_f64_scalar(const float* x, int64_t n, float s, double* out);
 void fl_row_norm_f32_scalar(const float* x, int64_t n, float hi, float lo, float f,
                             const float* gamma, const float* beta, float* y);
 void fl_row_scale_f32_scalar(const float* x, int64_t n, float f, const float* scale, float* y);
@@ -315,6 +318,7 @@ void fl_row_scale_f32_scalar(const float* x, int64_t n, float f, const float* sc
 double fl_row_sum_f64_avx2(const float* x, int64_t n);
 double fl_row_sumsq_f64_avx2(const float* x, int64_t n);
 double fl_row_devsq_f64_avx2(const float* x, int64_t n, float hi, float lo);
+void fl_row_moments_f64_avx2(const float* x, int64_t n, float s, double* out);
 void fl_row_norm_f32_avx2(const float* x, int64_t n, float hi, float lo, float f,
                           const float* gamma, const float* beta, float* y);
 void fl_row_scale_f32_avx2(const float* x, int64_t n, float f, const float* scale, float* y);
@@ -323,6 +327,7 @@ void fl_row_scale_f32_avx2(const float* x, int64_t n, float f, const float* scal
 double fl_row_sum_f64_avx512(const float* x, int64_t n);
 double fl_row_sumsq_f64_avx512(const float* x, int64_t n);
 double fl_row_devsq_f64_avx512(const float* x, int64_t n, float hi, float lo);
+void fl_row_moments_f64_avx512(const float* x, int64_t n, float s, double* out);
 void fl_row_norm_f32_avx512(const float* x, int64_t n, float hi, float lo, float f,
                             const float* gamma, const float* beta, float* y);
 void fl_row_scale_f32_avx512(const float* x, int64_t n, float f, const float* scale, float* y);

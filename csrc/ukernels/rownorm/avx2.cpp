@@ -53,6 +53,31 @@ double fl_row_devsq_f64_avx2(const float* x, int64_t n, float hi, float lo) {
         [hi, lo](float v) { return fl_rownorm::term_dev_sq(v, hi, lo); });
 }
 
+// Two sums of 32 lanes would take all 16 ymm registers, so the lanes are taken in two halves
+// (lanes 0..15, then 16..31), each a walk over the row with 4 + 4 accumulators: the same
+// additions into each lane, in the same order.
+void fl_row_moments_f64_avx2(const float* x, int64_t n, float s, double* out) {
+    const __m256d vs = _mm256_set1_pd((double)s);
+    alignas(32) double l1[kLanes], l2[kLanes];
+    const int64_t whole = n - n % kLanes;
+    for (int half = 0; half < 2; ++half) {
+        __m256d a1[4], a2[4];
+        for (int i = 0; i < 4; ++i) a1[i] = a2[i] = _mm256_setzero_pd();
+        for (int64_t j = 16 * half; j < whole; j += kLanes) {
+            for (int i = 0; i < 4; ++i) {
+                const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + j + 4 * i)), vs);
+                a1[i] = _mm256_add_pd(a1[i], d);
+                a2[i] = _mm256_add_pd(a2[i], _mm256_mul_pd(d, d));
+            }
+        }
+        for (int i = 0; i < 4; ++i) {
+            _mm256_store_pd(l1 + 16 * half + 4 * i, a1[i]);
+            _mm256_store_pd(l2 + 16 * half + 4 * i, a2[i]);
+        }
+    }
+    fl_rownorm::finish_moments(l1, l2, x, whole, n, s, out);
+}
+
 void fl_row_norm_f32_avx2(const float* x, int64_t n, float hi, float lo, float f,
                           const float* gamma, const float* beta, float* y) {
     const __m256 vh = _mm256_set1_ps(hi), vl = _mm256_set1_ps(lo), vf = _mm256_set1_ps(f);

@@ -66,6 +66,26 @@ double fl_row_devsq_f64_avx512(const float* x, int64_t n, float hi, float lo) {
         [hi, lo](float v) { return fl_rownorm::term_dev_sq(v, hi, lo); });
 }
 
+void fl_row_moments_f64_avx512(const float* x, int64_t n, float s, double* out) {
+    const __m512d vs = _mm512_set1_pd((double)s);
+    __m512d a1[4], a2[4];
+    for (int i = 0; i < 4; ++i) a1[i] = a2[i] = _mm512_setzero_pd();
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+        for (int i = 0; i < 4; ++i) {
+            const __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + j + 8 * i)), vs);
+            a1[i] = _mm512_add_pd(a1[i], d);
+            a2[i] = _mm512_add_pd(a2[i], _mm512_mul_pd(d, d));
+        }
+    }
+    alignas(64) double l1[kLanes], l2[kLanes];
+    for (int i = 0; i < 4; ++i) {
+        _mm512_store_pd(l1 + 8 * i, a1[i]);
+        _mm512_store_pd(l2 + 8 * i, a2[i]);
+    }
+    fl_rownorm::finish_moments(l1, l2, x, j, n, s, out);
+}
+
 void fl_row_norm_f32_avx512(const float* x, int64_t n, float hi, float lo, float f,
                             const float* gamma, const float* beta, float* y) {
     const __m512 vh = _mm512_set1_ps(hi), vl = _mm512_set1_ps(lo), vf = _mm512_set1_ps(f);

@@ -38,4 +38,19 @@ static inline double term_dev_sq(float v, float hi, float lo) {
     return d * d;
 }
 
+// The terms of the shifted moments (fl_row_moments_f64_<isa>): d = (double)x - (double)s, exact
+// unless the two exponents are more than 29 apart (then rounded once), and d * d.
+static inline double term_shift(float v, float s) { return (double)v - (double)s; }
+static inline double term_shift_sq(float v, float s) {
+    const double d = term_shift(v, s);
+    return d * d;
+}
+
+// Both moments' tails and trees (finish_lanes on each): out[0] the sum of d, out[1] of d * d.
+static inline void finish_moments(double* acc1, double* acc2, const float* x, int64_t j0,
+                                  int64_t n, float s, double* out) {
+    out[0] = finish_lanes(acc1, x, j0, n, [s](float v) { return term_shift(v, s); });
+    out[1] = finish_lanes(acc2, x, j0, n, [s](float v) { return term_shift_sq(v, s); });
+}
+
 }  // namespace fl_rownorm
