@@ -198,10 +198,40 @@ def test_layer_norm_binding_checks_without_converting():
     (dict(x=np.float32(1.0)), ValueError, "rank"),
     (dict(x="text"), TypeError, "x"),
     (dict(x=np.ones((2, 3), complex)), TypeError, "x"),
+    # float32 arrays, which the call's fast path (last axis, arrays passed unchanged) sees
+    (dict(x=np.ones((2, 3), F32), gamma=np.ones(2, F32)), ValueError, "gamma has shape"),
+    (dict(x=np.ones((2, 3), F32), beta=np.ones((1, 3), F32)), ValueError, "beta has shape"),
+    (dict(x=np.ones((2, 3), F32), gamma=np.ones(3)), None, None),  # float64 gamma: converted
+    (dict(x=np.ones((2, 3), F32), epsilon=-1e-5), ValueError, "epsilon"),
+    (dict(x=np.ones((2, 3), F32), epsilon=float("inf")), ValueError, "epsilon"),
+    (dict(x=np.ones((2, 3), F32), epsilon=float("nan")), ValueError, "epsilon"),
+    (dict(x=np.float32(1.0)), ValueError, "rank"),
+    (dict(x=np.ones((), F32)), ValueError, "rank"),
 ])
 def test_layer_norm_bad_inputs(kwargs, exc, match):
+    if exc is None:
+        assert fl.layer_norm(**kwargs).shape == kwargs["x"].shape
+        return
     with pytest.raises(exc, match=f"layer_norm.*{match}"):
         fl.layer_norm(**kwargs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (3, 17), (2, 3, 768), (4, 0), (0, 5)])
+def test_layer_norm_usual_call_as_the_checked_one(backend, shape, rng):
+    """The usual call (last axis, float32 arrays, a float epsilon) skips the checks' Python
+    (functional.layer_norm): the same bits as the call spelled so that it takes them."""
+    x = rng.standard_normal(shape).astype(F32)
+    g = rng.uniform(0.5, 1.5, shape[-1]).astype(F32)
+    b = rng.standard_normal(shape[-1]).astype(F32)
+    with fl.use_backend(backend):
+        for args in [(g, b), (None, b), (g, None), (None, None)]:
+            fast = fl.layer_norm(x, *args, epsilon=1e-5)
+            checked = fl.layer_norm(x, *args, axis=[len(shape) - 1], epsilon=1e-5)
+            assert fast.shape == x.shape and fast.dtype == F32
+            np.testing.assert_array_equal(fast, checked)
+            if x.size:
+                assert not np.shares_memory(fast, x)
 
 
 def test_layer_norm_in_a_model():
