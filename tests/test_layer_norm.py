@@ -241,3 +241,39 @@ def test_layer_norm_in_a_model():
     x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(F32)
     np.testing.assert_allclose(model(x), fl.layer_norm(model.layers[1](x), np.full(6, 2.0)),
                                rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eps", [1e-40, 1e-45, 3e-39, 1e39, 1e300])
+def test_layer_norm_epsilon_outside_float32_range(backend, rng, eps):
+    """epsilon is a double on the C++ path too: as a float32, one below FLT_MIN was flushed to
+    zero (a constant row gave NaN where Keras and PyTorch give beta, a tiny spread was 51 %
+    off) and one above FLT_MAX was inf (output 0; an audit)."""
+    x = (rng.standard_normal((3, 16)) * 1e-10 + 5.0).astype(F32)
+    x[0] = 7.0  # constant
+    b = rng.standard_normal(16).astype(F32)
+    with fl.use_backend(backend):
+        y = fl.layer_norm(x, None, b, epsilon=eps)
+        yg = fl.layers.GroupNormalization(groups=2, epsilon=eps)(x.reshape(3, 1, 16))
+    want = _ref(x, (1,), None, b, eps)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want[1:] - b).max())
+    np.testing.assert_array_equal(y[0], b)
+    wantg = _ref(x.reshape(3, 2, 8), (2,), None, None, eps).reshape(3, 1, 16)
+    np.testing.assert_allclose(yg, wantg, rtol=1e-5, atol=1e-5 * np.abs(wantg).max())
+    assert not np.isnan(yg).any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_and_group_norm_quiet_on_special_rows(backend):
+    """A constant row with epsilon 0 (0 / 0) and a row with inf give NaN without a
+    RuntimeWarning on either path (the NumPy path warned where the C++ path is silent)."""
+    x = np.ones((3, 8), F32)
+    x[1, 2] = np.inf
+    x[2] = np.arange(8)
+    import warnings
+    with warnings.catch_warnings(), fl.use_backend(backend):
+        warnings.simplefilter("error")
+        y = fl.layer_norm(x, epsilon=0.0)
+        yg = fl.layers.GroupNormalization(groups=2, epsilon=0.0)(x.reshape(3, 1, 8))
+    assert np.isnan(y[:2]).all() and np.isfinite(y[2]).all()
+    assert np.isnan(yg[:2, :, :4]).all() and np.isfinite(yg[2]).all()

@@ -425,3 +425,14 @@ def test_batch_normalization_cpp_runs_the_depthwise_kernel(monkeypatch, rng):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
         assert calls[-1] == (1, 1, x.size // c, c)
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + ([] if NUMPY_ONLY else ["cpp"]))
+@pytest.mark.parametrize("axis, shape", [(-1, (2, 3, 0)), (1, (2, 0, 3))])
+def test_batch_normalization_without_channels(backend, axis, shape):
+    """No channels: the empty output, as Keras gives it (the layer packed an empty depthwise
+    kernel when built and refused with a message naming an internal class; an audit)."""
+    layer = BatchNormalization(axis=axis)
+    with fl.use_backend(backend):
+        y = layer(np.zeros(shape, np.float32))
+    assert y.shape == shape and y.dtype == np.float32 and len(layer.get_weights()) == 4

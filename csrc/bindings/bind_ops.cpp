@@ -62,9 +62,10 @@ py::array layer_norm_lastdim(const py::array& x_in, const py::object& gamma_in,
     const int64_t rows = size / n;
     const float* xp = x.data();
     float* yp = y.mutable_data();
-    const float eps = static_cast<float>(epsilon);
+    // epsilon stays a double: as a float32, one below FLT_MIN was flushed to zero (a constant
+    // row gave NaN where Keras and PyTorch give beta) and one above FLT_MAX was inf
     call_without_gil_if(size >= kReleaseGilMinElements,
-                        [=] { fl::layer_norm_lastdim(xp, gp, bp, yp, rows, n, eps); });
+                        [=] { fl::layer_norm_lastdim(xp, gp, bp, yp, rows, n, epsilon); });
     return std::move(y);
 }
 
@@ -114,9 +115,8 @@ py::array group_norm_nhwc(const py::array& x_in, const py::object& gamma_in,
     if (size == 0) return std::move(y);
     const float* xp = x.data();
     float* yp = y.mutable_data();
-    const float eps = static_cast<float>(epsilon);
-    call_without_gil_if(size >= kReleaseGilMinElements, [=] {
-        fl::group_norm_nhwc(xp, gp, bp, yp, n, pixels, c, groups, eps);
+    call_without_gil_if(size >= kReleaseGilMinElements, [=] {  // (epsilon a double: layer_norm)
+        fl::group_norm_nhwc(xp, gp, bp, yp, n, pixels, c, groups, epsilon);
     });
     return std::move(y);
 }

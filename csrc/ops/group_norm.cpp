@@ -85,7 +85,7 @@ void group_values(const double* partial, int64_t n, int64_t c, int64_t groups, i
 }  // namespace
 
 void group_norm_nhwc(const float* x, const float* gamma, const float* beta, float* y,
-                     int64_t n, int64_t pixels, int64_t c, int64_t groups, float epsilon) {
+                     int64_t n, int64_t pixels, int64_t c, int64_t groups, double epsilon) {
     if (n <= 0 || pixels <= 0 || c <= 0) return;
     const int64_t chunks = (pixels + kChunk - 1) / kChunk;
     const double count = static_cast<double>(pixels) * static_cast<double>(c / groups);
@@ -109,7 +109,7 @@ void group_norm_nhwc(const float* x, const float* gamma, const float* beta, floa
     for (int64_t s = 0; s < n; ++s) {
         for (int64_t ch = 0; ch < c; ++ch) {
             const size_t i = static_cast<size_t>(s * c + ch);
-            inv_d[i] = 1.0 / std::sqrt(stat[i] + double{epsilon});
+            inv_d[i] = 1.0 / std::sqrt(stat[i] + epsilon);
             const float inv = static_cast<float>(inv_d[i]);
             const double factor =
                 std::fabs(static_cast<double>(inv) * (gamma ? double{gamma[ch]} : 1.0));

@@ -42,7 +42,7 @@ constexpr int64_t kMinElementsPerTask = 16384;
 constexpr double kShiftedMax = 64.0;
 
 void layer_norm_row(const KernelTable& kt, const float* x, const float* gamma,
-                    const float* beta, float* y, int64_t n, float epsilon, double gamma_min) {
+                    const float* beta, float* y, int64_t n, double epsilon, double gamma_min) {
     const double count = static_cast<double>(n);
     const float s = x[0];
     double moments[2];
@@ -53,7 +53,7 @@ void layer_norm_row(const KernelTable& kt, const float* x, const float* gamma,
     const float lo = static_cast<float>(mean - static_cast<double>(hi));
     double var = moments[1] / count - c * c;
     if (!(c * c <= kShiftedMax * var)) var = kt.row_devsq_f64(x, n, hi, lo) / count;
-    const double inv = 1.0 / std::sqrt(var + static_cast<double>(epsilon));
+    const double inv = 1.0 / std::sqrt(var + epsilon);
     const double smallest = static_cast<double>(std::numeric_limits<float>::min());
     if ((!(inv >= smallest) ||
          static_cast<double>(static_cast<float>(inv)) * gamma_min < smallest) && inv == inv) {
@@ -124,7 +124,7 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
 }
 
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
-                        int64_t rows, int64_t n, float epsilon) {
+                        int64_t rows, int64_t n, double epsilon) {
     const KernelTable& kt = kernels();
     double gamma_min = 1.0;
     if (gamma) {

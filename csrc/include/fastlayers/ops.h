@@ -31,15 +31,16 @@ void softmax_masked_lastdim(const float* x, const uint8_t* keep, float* y, int64
 // LayerNormalization over the last axis (Keras LayerNormalization, rms_scaling=False;
 // csrc/ops/layer_norm.cpp). x (rows, n) and y (rows, n) row-major contiguous (x == y allowed);
 // gamma, beta (n,) or nullptr. Per row, without FMA:
-//   mean = S(x) / n in double, held as two floats hi + lo;  d[j] = (x[j] - hi) - lo (float32);
-//   var = S(d^2) / n in double;  inv = 1 / sqrt(var + epsilon) in double, rounded to float32;
-//   y[j] = d[j] * (inv * gamma[j]) + beta[j] in float32
-// where S is the rownorm kernels' row sum in double: element j into lane j % 32 in
+//   e[j] = x[j] - x[0] in double; c = S(e) / n; mean = x[0] + c, held as two floats hi + lo;
+//   var = S(e^2) / n - c^2, or, when not c^2 <= 64 var (x[0] an outlier, inf or NaN), S(d^2) / n
+//   with d[j] = (x[j] - hi) - lo (float32);  inv = 1 / sqrt(var + epsilon) in double (epsilon
+//   a double), rounded to float32;  y[j] = ((x[j] - hi) - lo) * (inv * gamma[j]) + beta[j]
+// in float32, where S is the rownorm kernels' row sum in double: element j into lane j % 32 in
 // increasing j, then the lanes as a fixed tree (l += l + 16, + 8, + 4, + 2, + 1). A row whose
 // inv, or inv * gamma[j], is below FLT_MIN multiplies in double instead (FTZ would flush the
 // factor). Identical bits on every ISA and for any thread count. rows * n == 0 is a no-op.
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
-                        int64_t rows, int64_t n, float epsilon);
+                        int64_t rows, int64_t n, double epsilon);
 
 // RMSNormalization over the last axis (Keras RMSNormalization, PyTorch RMSNorm;
 // csrc/ops/layer_norm.cpp): x, y (rows, n) row-major contiguous (x == y allowed), scale (n,) or
@@ -63,7 +64,7 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n);
 // in float32 without FMA. Plain C++ compiled once: identical bits on every ISA and for any
 // thread count. n * pixels * c == 0 is a no-op.
 void group_norm_nhwc(const float* x, const float* gamma, const float* beta, float* y,
-                     int64_t n, int64_t pixels, int64_t c, int64_t groups, float epsilon);
+                     int64_t n, int64_t pixels, int64_t c, int64_t groups, double epsilon);
 
 // Adaptive max or average pooling of NHWC x (n, h, w, c) to y (n, oh, ow, c), row-major
 // contiguous (csrc/ops/pooling.cpp): output (i, j) pools rows [floor(i h / oh),

@@ -46,9 +46,14 @@ def layer_normalization(x, gamma, beta, axes, epsilon):
     then ``(x - mean) * (gamma / sqrt(variance + epsilon)) + beta``; gamma and beta have the
     shape of x over ``axes`` (None: 1 and 0). The statistics are summed in float64 and
     ``x - mean`` is rounded once (:func:`_centered`), so a large offset or a long row costs
-    no accuracy; the output is computed in float32.
+    no accuracy; the output is computed in float32. Quiet, as the C++ path is, where a constant
+    row with epsilon 0 divides by zero and a row with inf makes NaN.
     """
-    axes = tuple(axes)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _layer_normalization(x, gamma, beta, tuple(axes), epsilon)
+
+
+def _layer_normalization(x, gamma, beta, axes, epsilon):
     centered = _centered(x, np.mean(x, axis=axes, keepdims=True, dtype=np.float64))
     variance = np.mean(np.square(centered, dtype=np.float64), axis=axes, keepdims=True)
     inv = 1.0 / np.sqrt(variance + float(epsilon))
@@ -123,7 +128,12 @@ def group_normalization(x, gamma, beta, groups, axis, epsilon):
 
     The sums run over the pixels first, one channel per column (contiguous rows of C values),
     then over each group's channels: a strided reduction over (pixels, channels of a group)
-    at once was 30-60x slower than PyTorch's GroupNorm."""
+    at once was 30-60x slower than PyTorch's GroupNorm. Quiet, as layer_normalization."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _group_normalization(x, gamma, beta, groups, axis, epsilon)
+
+
+def _group_normalization(x, gamma, beta, groups, axis, epsilon):
     xl = np.moveaxis(x, axis, -1)
     n, c = xl.shape[0], xl.shape[-1]
     size = c // groups

@@ -330,6 +330,8 @@ class BatchNormalization(Layer):
         # x * scale + shift over the channels is a depthwise 1x1 convolution: kernel
         # (1, 1, 1, C) = scale, bias = shift, groups = C (the core's direct depthwise kernel).
         scale, shift = self._affine
+        if scale.shape[0] == 0:
+            return None  # no channels: every input is empty (call returns it at once)
         return pack_conv2d(scale.reshape(1, 1, 1, -1), shift, scale.shape[0])
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> np.ndarray:
