@@ -131,3 +131,19 @@ def test_a_model_moved_between_workers(client):
     distributed.wait(parts, timeout=120)
     _assert_held_by_workers(client, client.who_has(parts))
     assert np.array_equal(np.concatenate(client.gather(parts)), expected)
+
+
+def test_thread_setting_reaches_workers_through_pre_spawn_environ():
+    """docs/scaling.md §3's way to set the workers' fastlayers threads: Dask's
+    ``distributed.nanny.pre-spawn-environ`` (in place before a worker imports anything;
+    ``LocalCluster(env=...)`` came after a script's top-level import of fastlayers, too late
+    for a variable read at import; an audit)."""
+    import dask
+
+    env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.FASTLAYERS_NUM_THREADS": "2"}):
+        with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
+                                      dashboard_address=None, env=env,
+                                      silence_logs=40) as cluster, \
+                distributed.Client(cluster) as c:
+            assert set(c.run(fl.get_num_threads).values()) == {2}

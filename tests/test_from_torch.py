@@ -3173,6 +3173,43 @@ def test_predict_batches_and_checks(capsys):
                                   two.predict(tuple(pair), batch_size=2))
     with pytest.raises(ValueError, match="expected 2 inputs, got a list of 3 arrays"):
         two.predict(pair + pair[:1])
+    # verbose as Model.predict (Keras) takes it: checked, 2 one line (it drew the bar for
+    # any value but 0 / False / None / "silent"; an audit)
+    for bad in ("bogus", 7, -1):
+        with pytest.raises(ValueError, match="verbose must be"):
+            model.predict(x.numpy(), batch_size=2, verbose=bad)
+    capsys.readouterr()
+    model.predict(x.numpy(), batch_size=2, verbose=2)
+    assert capsys.readouterr().err.startswith("3/3 - ")
+    # batches from a generator, iterator or DataLoader: refused by name (the message was
+    # "same batch size; got shapes [()]")
+    for source in ((x[i:i + 2].numpy() for i in range(0, 5, 2)), iter([x.numpy()]),
+                   torch.utils.data.DataLoader(x, batch_size=2)):
+        with pytest.raises(TypeError, match="call the model on each batch"):
+            model.predict(source)
+
+
+def test_empty_batch_through_a_view_with_minus_one():
+    """x.view(B, T, -1, d) (BERT's head split) of 0 rows: -1 is fixed by the examples, so it
+    is written as its number (NumPy cannot infer -1 beside a size 0: the converted model
+    refused an empty batch, which chunked predictions over workers meet; an audit)."""
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = nn.Linear(32, 32)
+
+        def forward(self, x):
+            return self.q(x).view(x.size(0), x.size(1), -1, 8).transpose(1, 2)
+
+    net = Heads().eval()
+    model = fl.from_torch(net, torch.randn(1, 16, 32))
+    x = torch.randn(3, 16, 32)
+    with torch.no_grad():
+        _compare(model(x.numpy()), net(x))
+        _compare(model(x[:0].numpy()), net(x)[:0])
+    assert model.predict(x[:0].numpy()).shape == (0, 4, 16, 8)
+    parts = [model.predict(c) for c in np.array_split(x.numpy(), 4)]
+    np.testing.assert_array_equal(np.concatenate(parts), model(x.numpy()))
 
 
 # ------------------------------------------- 1-D pools, pads, shuffles, log-softmax & co.

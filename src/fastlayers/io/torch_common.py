@@ -225,7 +225,14 @@ def _reshape(sym: S.SymbolicTensor, spec: tuple, refs: tuple = ()) -> S.Symbolic
     if (spec and spec[0] == (0, 0) and not refs and _is_float(sym)
             and all(isinstance(e, int) for e in rest)):
         return Reshape(rest)(sym)
-    return torch_reshape(sym, *refs, spec=spec)
+    out = torch_reshape(sym, *refs, spec=spec)
+    if -1 in spec and isinstance(out.shape[spec.index(-1)], int):
+        # The size -1 stands for is fixed (the examples fix it): written as that number, so
+        # that an empty batch reshapes too (NumPy cannot infer -1 beside a size 0: an audit
+        # found BERT's head split, x.view(B, T, -1, d), refusing 0 rows).
+        fixed = tuple(out.shape[i] if e == -1 else e for i, e in enumerate(spec))
+        out = torch_reshape(sym, *refs, spec=fixed)
+    return out
 
 
 def _roots(sym: S.SymbolicTensor) -> frozenset:

@@ -6,14 +6,16 @@ parts fit."""
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import _symbolic as S
 from ..layers.base import Layer, _positive_int
-from ..models.base import BaseModel, _Progress
+from ..models.base import BaseModel, _Progress, _verbosity
 from ..models.functional import Model
 
 # Every op of converted models (torch_ops.py); models pickled when the ops lived in this
@@ -189,8 +191,20 @@ class TorchModel(BaseModel):
         than a batch), rows of the samples alternating (a cat along the batch, heads merged
         in front of it), and an output with the batch on two axes ((B, B) similarities). (A
         slice of ``batch_size`` rows or more cannot be told apart: call such a model on the
-        whole arrays.)"""
+        whole arrays.)
+
+        ``verbose`` as ``Model.predict`` takes it (Keras's): 0, False, None or "silent" quiet
+        (the default), 1, True or "auto" a progress bar on stderr, 2 one line at the end. ``x``
+        holds arrays (or what converts to them), not batches from a generator: call the model
+        on each batch for those."""
         owner = self._owner()
+        mode = _verbosity(verbose, owner)
+        if isinstance(x, Iterator) or inspect.isgenerator(x) or (
+                hasattr(x, "__iter__") and hasattr(x, "__len__") and hasattr(x, "dataset")):
+            raise TypeError(
+                f"{owner}: predict takes the inputs as arrays (one, or a tuple with one per "
+                f"input), got {type(x).__name__}; for batches from a generator, iterator or "
+                "DataLoader, call the model on each batch")
         refusal = getattr(self, "predict_refusal", None)  # (models pickled before it: None)
         if refusal:
             raise ValueError(
@@ -230,8 +244,7 @@ class TorchModel(BaseModel):
                                  f"{free} (its samples meet each other), so predict cannot "
                                  "join it from batches; call the model on the whole arrays")
             out_axes.append(free[0])
-        bar = None if verbose in (0, False, None, "silent") else _Progress(len(starts),
-                                                                            sys.stderr)
+        bar = _Progress(len(starts), sys.stderr, one_line=mode == 2) if mode else None
         results = []
         per_row: list[Any] = [None] * len(out_axes)  # each output's rows per input row
         for step, lo in enumerate(starts):
