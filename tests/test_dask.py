@@ -141,9 +141,15 @@ def test_thread_setting_reaches_workers_through_pre_spawn_environ():
     import dask
 
     env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.FASTLAYERS_NUM_THREADS": "2"}):
-        with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
-                                      dashboard_address=None, env=env,
-                                      silence_logs=40) as cluster, \
-                distributed.Client(cluster) as c:
-            assert set(c.run(fl.get_num_threads).values()) == {2}
+    saved = dict(os.environ)  # (the nanny sets the variable in this process's environment)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.FASTLAYERS_NUM_THREADS":
+                              "2"}):
+            with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
+                                          dashboard_address=None, env=env,
+                                          silence_logs=40) as cluster, \
+                    distributed.Client(cluster) as c:
+                assert set(c.run(fl.get_num_threads).values()) == {2}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -199,6 +199,19 @@ def test_layer_norm(any_backend, shape, affine):
     check(ln, 3 * torch.randn(2, 3, 4, 6) + 1)
 
 
+@pytest.mark.parametrize("make", [lambda: nn.LayerNorm((4, 8)), lambda: nn.RMSNorm((4, 8)),
+                                  lambda: Fn(lambda x: F.layer_norm(x, (4, 8)))])
+def test_norm_over_the_free_batch_axis_refused_clearly(make):
+    """An unbatched (4, 8) example under a norm over (4, 8): the converted model's batch axis
+    is free, so the norm would span it; refused by the shapes, saying so (LayerNorm said
+    "gamma has shape (4, 8), expected (2, 8)"; an audit)."""
+    with pytest.raises(TorchConversionError, match=r"normalized_shape \(4, 8\) is not the last "
+                       r"axes of the input \(None, 8\).*batched example"):
+        fl.from_torch(make().eval(), torch.randn(4, 8))
+    with pytest.raises(TorchConversionError, match=r"normalized_shape \(5,\) is not the last"):
+        fl.from_torch(nn.LayerNorm(5), torch.randn(2, 8))
+
+
 @pytest.mark.parametrize("groups,channels,shape,affine", [
     (4, 8, (2, 8, 5, 6), True),  # after a conv: channels last already
     (3, 3, (2, 3, 7), True),  # instance normalization on a sequence (N, C, L)

@@ -405,6 +405,7 @@ class _TensorRules:
 
     def layer_norm(self, mod: Any, x: Any) -> _T:
         t = _to_torch(self._tensor(x, "layer_norm"))
+        self._check_normalized_shape("layer_norm", t, mod.normalized_shape)
         return _T(torch_layer_norm(t.sym, _np(mod.weight), _np(getattr(mod, "bias", None)),
                                    len(mod.normalized_shape), float(mod.eps)), False)
 
@@ -463,12 +464,28 @@ class _TensorRules:
                 f"{tuple(t.sym.shape)} has one per channel (PyTorch raises: expected more than "
                 "1 spatial element)")
 
+    @staticmethod
+    def _check_normalized_shape(what: str, t: _T, normalized_shape: Any) -> None:
+        """A layer or RMS norm's ``normalized_shape`` must be the input's last axes (the
+        batch axis, free in the converted model, among them is refused: an unbatched
+        example, where it was an unclear error about gamma's shape)."""
+        shape = tuple(int(d) for d in normalized_shape)
+        n, have = len(shape), tuple(t.sym.shape)
+        if 1 <= n <= len(have) and have[len(have) - n:] == shape:
+            return
+        batch = ("; it spans an axis the converted model leaves free (None: the batch, as "
+                 "with an unbatched example, or a length): give the module a batched example"
+                 if 1 <= n <= len(have) and None in have[len(have) - n:] else "")
+        raise TorchConversionError(f"from_torch: {what}: normalized_shape {shape} is not the "
+                                   f"last axes of the input {have}{batch}")
+
     def _layer_norm_fn(self, x: Any, normalized_shape: Any, weight: Any = None,
                        bias: Any = None, eps: float = 1e-5) -> _T:
         """``F.layer_norm``: over the last len(normalized_shape) axes, weight and bias arrays
         (parameters or constants) or None."""
         t = _to_torch(self._tensor(x, "layer_norm"))
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        self._check_normalized_shape("layer_norm", t, shape)
         _check_constants("layer_norm", weight=weight, bias=bias)
         return _T(torch_layer_norm(t.sym, weight, bias, len(tuple(shape)), float(eps)), False)
 
@@ -485,11 +502,7 @@ class _TensorRules:
             shape = ((normalized_shape,) if isinstance(normalized_shape, int)
                      else tuple(int(d) for d in normalized_shape))
             n = len(shape)
-            if not 1 <= n <= t.ndim or tuple(t.sym.shape[t.ndim - n:]) != shape:
-                raise TorchConversionError(
-                    f"from_torch: {what}: normalized_shape {shape} is not the last axes of the "
-                    f"input {tuple(t.sym.shape)}"
-                )
+            self._check_normalized_shape(what, t, shape)
             eps = float(np.finfo(np.float32).eps) if eps is None else float(eps)
             layer = RMSNormalization(axis=list(range(-n, 0)), epsilon=eps,
                                      name=None if qual is None else self._layer_name(qual))
