@@ -11,6 +11,7 @@ tests/golden/make_models_preprocessing.py.
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -474,8 +475,9 @@ def test_from_torch_interpolate_to_any_size(rng):
                     interp(x, scale_factor=2, mode="bilinear", antialias=True))
 
     model = _converted_matches(torch, Net(), torch.randn(2, 3, 10, 12))
-    # size (20, 24) of a 10 x 12 input: whole factors, UpSampling2D
-    assert sum(isinstance(la, L.Resizing) for la in model.layers) == 4
+    # size (20, 24) of a 10 x 12 input: whole factors, UpSampling2D; nearest-exact of a known
+    # size: PyTorch's own picks (test_from_torch_nearest_picks_pytorchs_pixels_at_ties)
+    assert sum(isinstance(la, L.Resizing) for la in model.layers) == 3
     assert sum(isinstance(la, L.UpSampling2D) for la in model.layers) == 1
 
 
@@ -499,6 +501,41 @@ def test_from_torch_legacy_nearest_off_whole_factors(rng):
         for g, w in zip(model(a.numpy(), b.numpy()), Net()(a, b)):
             np.testing.assert_array_equal(g, w.numpy())  # values picked, not computed
     assert not any(isinstance(la, L.Resizing) for la in model.layers)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("rank", [3, 4])
+def test_from_torch_nearest_picks_pytorchs_pixels_at_ties(mode, rank):
+    """PyTorch computes nearest positions in float32 and lands on the other pixel at some
+    exact ties: "nearest-exact" 2 x 2 -> 41 x 41 takes pixel 1 for output 20, Keras's exact
+    rule pixel 0 (1.6 % of square size pairs up to 100), and "nearest" by a whole factor of
+    41 or more is not o // f (it was UpSampling2D). The converted model takes PyTorch's own
+    picks (an audit found both silently different); checked over a sweep of sizes and
+    factors, 1-D (PyTorch's 1-D kernel) and 2-D."""
+    torch = pytest.importorskip("torch")
+    interp = torch.nn.functional.interpolate
+    ins = [1, 2, 3, 4, 6, 7, 12]
+    outs = [1, 5, 12, 37, 41, 47, 82, 132, 141]
+    factors = [0.5, 1.5, 2.0, 3.0, 41.0, 43.0, 0.77]
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            got = []
+            for o in outs:
+                got.append(interp(x, size=o if rank == 3 else (o, outs[-1 - outs.index(o)]),
+                                  mode=mode))
+            for f in factors:
+                if math.floor(x.shape[-1] * f) >= 1 and (rank == 3 or math.floor(
+                        x.shape[-2] * f) >= 1):
+                    got.append(interp(x, scale_factor=f, mode=mode))
+            return tuple(got)
+
+    for n in ins:
+        shape = (2, 2, n) if rank == 3 else (2, 2, n, ins[-1 - ins.index(n)])
+        x = torch.randn(*shape)
+        model = fl.from_torch(Net().eval(), x)
+        for g, w in zip(model(x.numpy()), Net()(x)):
+            np.testing.assert_array_equal(g, w.numpy())  # values picked, not computed
 
 
 def test_from_torch_interpolate_of_a_sequence(rng):

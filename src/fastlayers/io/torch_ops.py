@@ -1468,25 +1468,13 @@ def torch_param_activation(x, name, params):
     return np.asarray(out, F32)
 
 
-def legacy_nearest_indices(in_size, out_size, scale=None, shortcuts=True):
-    """The source index of each output index of PyTorch's legacy "nearest" resize along one
-    axis: min(floor(o · s), in - 1) in float32, s = 1 / scale_factor when one is given (and
-    not recomputed), else in / out (ATen's nearest_neighbor_compute_source_index). With
-    ``shortcuts`` (its 2-D kernel, ATen's nearest_idx; not the 1-D one) an output as long as
-    the input is the input, and one twice as long takes o // 2, whatever the scale factor."""
-    if shortcuts and out_size == in_size:
-        return np.arange(out_size, dtype=np.int64)
-    if shortcuts and out_size == 2 * in_size:
-        return np.arange(out_size, dtype=np.int64) // 2
-    s = np.float32(1.0 / scale) if scale else np.float32(in_size) / np.float32(out_size)
-    src = np.floor(np.arange(out_size, dtype=np.float32) * s).astype(np.int64)
-    return np.minimum(src, in_size - 1)
 
 
 @S.symbolic_op
 def torch_nearest_index(x, rows, cols):
     """A channels-last (N, H, W, C) image resized by picking rows ``rows`` and columns
-    ``cols`` (legacy_nearest_indices): PyTorch's legacy "nearest" off whole factors."""
+    ``cols``: PyTorch's own picks for "nearest" and "nearest-exact", taken from it at
+    conversion (torch_rules_modules._nearest_indices)."""
     x = np.asarray(x)
     return np.ascontiguousarray(x[:, rows][:, :, cols])
 
