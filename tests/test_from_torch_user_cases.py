@@ -2643,3 +2643,28 @@ def test_a_tied_head_converts_whatever_ran_before(any_backend):
         _name_counts.update(saved)
     names = [layer.name for layer in model.layers]
     assert len(set(names)) == len(names) and "dense" in names
+
+
+def test_cumulative_and_prod_with_a_dtype():
+    """cumsum / cumprod / prod with ``dtype=`` cast the input first, as PyTorch does: DETR's
+    sine positional encoding starts with ``(~mask).cumsum(1, dtype=torch.float32)``, which
+    was refused (an audit)."""
+    class Net(nn.Module):
+        def forward(self, x, mask):
+            return ((~mask).cumsum(1, dtype=torch.float32), torch.cumsum(x, 2, dtype=torch.float32),
+                    x.cumprod(-1, dtype=torch.float32), torch.prod(mask.long(), 1,
+                                                                   dtype=torch.float32),
+                    (x > 0).prod(dim=2, dtype=torch.int64))
+
+    x, mask = torch.randn(2, 5, 6), torch.rand(2, 5) > 0.5
+    model = fl.from_torch(Net().eval(), (x, mask))
+    for xs, ms in ((x, mask), (torch.randn(3, 5, 6), torch.rand(3, 5) > 0.3)):
+        for got, want in zip(model(xs.numpy(), ms.numpy()), Net()(xs, ms)):
+            assert got.dtype == want.numpy().dtype
+            np.testing.assert_array_equal(got, want.numpy())
+    class Half(nn.Module):
+        def forward(self, x):
+            return x.cumsum(1, dtype=torch.float16)
+
+    with pytest.raises(TorchConversionError, match="cast to torch.float16"):
+        fl.from_torch(Half(), torch.randn(2, 3))

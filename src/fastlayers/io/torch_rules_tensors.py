@@ -1754,9 +1754,11 @@ class _TensorRules:
         return self.cat(ts, dim)
 
     def _cumulative(self, what: str, op: Any, x: Any, dim: Any, dtype: Any) -> _T:
-        """``cumsum`` / ``cumprod`` (``op``: torch_cumsum / torch_cumprod) along ``dim``."""
+        """``cumsum`` / ``cumprod`` (``op``: torch_cumsum / torch_cumprod) along ``dim``; a
+        ``dtype`` casts the input first, as PyTorch does (DETR's positional encoding:
+        ``(~mask).cumsum(1, dtype=torch.float32)``)."""
         if dtype is not None:
-            raise TorchConversionError(f"from_torch: {what} with dtype={dtype}")
+            x = self.cast(x, dtype)
         t = self._tensor(x, what)
         return _T(op(t.sym, self._axes(t, dim, what)[0]), t.cl)
 
