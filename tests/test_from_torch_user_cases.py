@@ -2668,3 +2668,25 @@ def test_cumulative_and_prod_with_a_dtype():
 
     with pytest.raises(TorchConversionError, match="cast to torch.float16"):
         fl.from_torch(Half(), torch.randn(2, 3))
+
+
+def test_a_torchscript_submodule_is_refused_by_name():
+    """A submodule compiled with torch.jit.script or trace: fx cannot trace it, and check
+    listed it as 'head.forward (Tensor.forward)' (an audit); now by its name and what to do."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 4)
+            self.act = torch.jit.trace(nn.ReLU(), torch.randn(2, 4))
+            self.head = torch.jit.script(nn.Linear(4, 2))
+
+        def forward(self, x):
+            return self.head(self.act(self.body(x)))
+
+    with pytest.raises(TorchConversionError) as info:
+        fl.from_torch(Net().eval(), torch.randn(2, 4))
+    text = str(info.value)
+    assert "uses 2 module(s)" in text and "Tensor.forward" not in text
+    for name in ("act", "head"):
+        assert f"  - {name} (a TorchScript submodule" in text
+    assert "put the Python nn.Module it was made from in its place" in text

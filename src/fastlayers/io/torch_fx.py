@@ -320,7 +320,7 @@ class _Converter(_ModuleRules, _TensorRules):
             elif node.op == "call_method":
                 if node.target not in _METHODS and node.target not in _IN_PLACE_METHODS and (
                         node not in known):
-                    self.problems.append(f"{self._where(node)} (Tensor.{node.target})")
+                    self.problems.append(self._method_problem(node))
         if self.problems:
             lines = "\n".join(f"  - {p}" for p in self.problems)
             raise TorchConversionError(
@@ -328,6 +328,23 @@ class _Converter(_ModuleRules, _TensorRules):
                 f"module(s) or call(s) fastlayers cannot convert:\n{lines}\n"
                 "See docs/semantics.md §24 for what converts."
             )
+
+    def _method_problem(self, node: Any) -> str:
+        """How check lists a method call without a converter: a TorchScript submodule's
+        forward (fx keeps it as a method of the module, not a module call) by what it is."""
+        owner = node.args[0] if node.args else None
+        compiled = (_attr(self.gm, owner.target) if getattr(owner, "op", None) == "get_attr"
+                    else None)
+        if node.target == "forward" and isinstance(
+                compiled, (self.torch.jit.ScriptModule, self.torch._C.ScriptModule)):
+            # (fx reads the compiled module, ``head._c``, or keeps a copy of it by another name)
+            name = next((n for n, m in self.module.named_modules()
+                         if isinstance(m, self.torch.jit.ScriptModule) and m._c == compiled),
+                        owner.target)
+            return (f"{name} (a TorchScript submodule: torch.jit.script or trace "
+                    "compiled it, and torch.fx cannot trace compiled code; put the Python "
+                    "nn.Module it was made from in its place, with its state_dict loaded)")
+        return f"{self._where(node)} (Tensor.{node.target})"
 
     # ---- values -------------------------------------------------------------------
     def _tensor(self, v: Any, what: str) -> _T:
