@@ -1760,8 +1760,11 @@ def test_embedding_bag_padding_set_negative_after_construction(any_backend):
 def test_cumulative_ops_of_integers_and_their_refusals(any_backend):
     check(_Fn(lambda x: ((x * 3).long().cumprod(1), (x > 0).cumsum(-1))),
           torch.randn(2, 4), run_inputs=[(torch.randn(3, 4),)])
-    for fn, match in ((lambda x: x.cumsum(1, dtype=torch.float64), "cumsum with dtype"),
-                      (lambda x: x.cumprod(1, dtype=torch.float64), "cumprod with dtype"),
+    # (a dtype the conversion has: the input cast first, test_cumulative_and_prod_with_a_dtype)
+    for fn, match in ((lambda x: x.cumsum(1, dtype=torch.float64), "cast to torch.float64.*at "
+                       "cumsum"),
+                      (lambda x: x.cumprod(1, dtype=torch.float64), "cast to torch.float64.*at "
+                       "cumprod"),
                       (lambda x: x.cumsum(1, None, None), "with these arguments")):
         with pytest.raises(TorchConversionError, match=match):
             fl.from_torch(_Fn(fn), torch.randn(2, 4))
