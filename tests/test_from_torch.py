@@ -3224,6 +3224,14 @@ def test_empty_batch_through_a_view_with_minus_one():
     parts = [model.predict(c) for c in np.array_split(x.numpy(), 4)]
     np.testing.assert_array_equal(np.concatenate(parts), model(x.numpy()))
 
+    class Unflat(nn.Module):  # the same split written with unflatten (a review)
+        def forward(self, x):
+            return x.unflatten(-1, (-1, 8)).transpose(1, 2)
+
+    model = fl.from_torch(Unflat().eval(), torch.randn(1, 16, 32))
+    _compare(model(x[:0].numpy()), Unflat()(x[:0]))
+    _compare(model(x.numpy()), Unflat()(x))
+
 
 # ------------------------------------------- 1-D pools, pads, shuffles, log-softmax & co.
 

@@ -1,6 +1,6 @@
 """from_torch of complex tensors as models use them: rotary embeddings written with
 torch.view_as_complex (Meta's LLaMA and torchtitan), spectrograms from torch.stft, and
-torch.fft. A converted complex tensor is float32 pairs (torch_fx._C); only the calls that
+torch.fft. A converted complex tensor is float32 pairs (torch_common._C); only the calls that
 take one convert it, others are refused. References: the modules themselves, in eval mode,
 on both paths (docs/semantics.md §24)."""
 

@@ -2672,6 +2672,13 @@ def test_cumulative_and_prod_with_a_dtype():
     with pytest.raises(TorchConversionError, match="cast to torch.float16"):
         fl.from_torch(Half(), torch.randn(2, 3))
 
+    class Flags(nn.Module):  # a bool product is a bool in PyTorch: refused, not int64
+        def forward(self, x):
+            return ~(x > 0).prod(1, dtype=torch.bool)
+
+    with pytest.raises(TorchConversionError, match="prod with dtype=torch.bool"):
+        fl.from_torch(Flags(), torch.randn(2, 3))
+
 
 def test_a_torchscript_submodule_is_refused_by_name():
     """A submodule compiled with torch.jit.script or trace: fx cannot trace it, and check

@@ -244,11 +244,11 @@ def test_layer_norm_in_a_model():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("eps", [1e-40, 1e-45, 3e-39, 1e39, 1e300])
+@pytest.mark.parametrize("eps", [1e-40, 1e-45, 3e-39])
 def test_layer_norm_epsilon_outside_float32_range(backend, rng, eps):
     """epsilon is a double on the C++ path too: as a float32, one below FLT_MIN was flushed to
     zero (a constant row gave NaN where Keras and PyTorch give beta, a tiny spread was 51 %
-    off) and one above FLT_MAX was inf (output 0; an audit)."""
+    off; an audit). (One above FLT_MAX gives beta within float32 rounding either way.)"""
     x = (rng.standard_normal((3, 16)) * 1e-10 + 5.0).astype(F32)
     x[0] = 7.0  # constant
     b = rng.standard_normal(16).astype(F32)

@@ -15,7 +15,8 @@
 namespace fl {
 namespace {
 
-// A task should carry at least this many elements (three passes of a few ns per element).
+// A task should carry at least this many elements (two or three passes of a few ns per
+// element).
 constexpr int64_t kMinElementsPerTask = 16384;
 
 // The statistics are summed in double (the rownorm kernels' fixed lane order, no FMA). In

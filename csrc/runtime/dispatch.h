@@ -125,7 +125,6 @@ struct KernelTable {
     // A row's sums in double in one lane order, and the float32 passes of the normalizations
     // (fl_row_*_<isa>, ukernels.h): LayerNormalization, RMSNormalization, UnitNormalization
     // (csrc/ops/layer_norm.cpp).
-    double (*row_sum_f64)(const float* x, int64_t n);
     double (*row_sumsq_f64)(const float* x, int64_t n);
     double (*row_devsq_f64)(const float* x, int64_t n, float hi, float lo);
     void (*row_moments_f64)(const float* x, int64_t n, float s, double* out);

@@ -295,7 +295,6 @@ void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, 
 /* Row statistics and row passes of LayerNormalization, RMSNormalization and
  * UnitNormalization (csrc/ukernels/rownorm/<isa>.cpp; the driver is csrc/ops/layer_norm.cpp),
  * over the n >= 0 floats of one row x:
- *   fl_row_sum_f64_<isa>:   sum of (double)x[j]
  *   fl_row_sumsq_f64_<isa>: sum of (double)x[j] * (double)x[j]
  *   fl_row_devsq_f64_<isa>: sum of d * d, d = (double)((x[j] - hi) - lo) (the float32
  *     deviation from the mean held as two floats hi + lo)
@@ -307,7 +306,6 @@ void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, 
  *     + beta[j] if beta (float32, each operation rounded; gamma, beta may be null)
  *   fl_row_scale_f32_<isa>: y[j] = (x[j] * f) * scale[j], or x[j] * f without scale.
  * The same bits on every ISA. Only j < n is read and written; y may be x. */
-double fl_row_sum_f64_scalar(const float* x, int64_t n);
 double fl_row_sumsq_f64_scalar(const float* x, int64_t n);
 double fl_row_devsq_f64_scalar(const float* x, int64_t n, float hi, float lo);
 void fl_row_moments_f64_scalar(const float* x, int64_t n, float s, double* out);
@@ -315,7 +313,6 @@ void fl_row_norm_f32_scalar(const float* x, int64_t n, float hi, float lo, float
                             const float* gamma, const float* beta, float* y);
 void fl_row_scale_f32_scalar(const float* x, int64_t n, float f, const float* scale, float* y);
 #if defined(FL_HAVE_AVX2)
-double fl_row_sum_f64_avx2(const float* x, int64_t n);
 double fl_row_sumsq_f64_avx2(const float* x, int64_t n);
 double fl_row_devsq_f64_avx2(const float* x, int64_t n, float hi, float lo);
 void fl_row_moments_f64_avx2(const float* x, int64_t n, float s, double* out);
@@ -324,7 +321,6 @@ void fl_row_norm_f32_avx2(const float* x, int64_t n, float hi, float lo, float f
 void fl_row_scale_f32_avx2(const float* x, int64_t n, float f, const float* scale, float* y);
 #endif
 #if defined(FL_HAVE_AVX512)
-double fl_row_sum_f64_avx512(const float* x, int64_t n);
 double fl_row_sumsq_f64_avx512(const float* x, int64_t n);
 double fl_row_devsq_f64_avx512(const float* x, int64_t n, float hi, float lo);
 void fl_row_moments_f64_avx512(const float* x, int64_t n, float s, double* out);

@@ -28,10 +28,6 @@ double row_sum_avx2(const float* x, int64_t n, Term4 term4, Term term) {
 
 }  // namespace
 
-double fl_row_sum_f64_avx2(const float* x, int64_t n) {
-    return row_sum_avx2(x, n, [](__m128 v) { return _mm256_cvtps_pd(v); }, fl_rownorm::term_x);
-}
-
 double fl_row_sumsq_f64_avx2(const float* x, int64_t n) {
     return row_sum_avx2(
         x, n,

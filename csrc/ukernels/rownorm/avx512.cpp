@@ -40,11 +40,6 @@ inline __mmask16 tail_mask(int64_t rem) {
 
 }  // namespace
 
-double fl_row_sum_f64_avx512(const float* x, int64_t n) {
-    return row_sum_avx512(x, n, [](__m256 v) { return _mm512_cvtps_pd(v); },
-                          fl_rownorm::term_x);
-}
-
 double fl_row_sumsq_f64_avx512(const float* x, int64_t n) {
     return row_sum_avx512(
         x, n,

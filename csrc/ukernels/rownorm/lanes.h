@@ -24,11 +24,10 @@ static inline double finish_lanes(double* acc, const float* x, int64_t j0, int64
     return acc[0];
 }
 
-// The terms of the three sums (the SIMD files compute the same operations lane by lane):
-// x widened; x widened, squared; the deviation (x - hi) - lo rounded to float32 (hi + lo the
+// The terms of the two sums (the SIMD files compute the same operations lane by lane):
+// x widened, squared; the deviation (x - hi) - lo rounded to float32 (hi + lo the
 // mean as two floats), widened, squared. No FMA (the files are compiled with
 // -ffp-contract=off).
-static inline double term_x(float v) { return (double)v; }
 static inline double term_sq(float v) {
     const double d = v;
     return d * d;

@@ -1,6 +1,6 @@
 // rownorm/scalar.cpp: the row statistics and the row passes of LayerNormalization,
 // RMSNormalization and UnitNormalization (csrc/ops/layer_norm.cpp; contract in
-// csrc/ukernels/ukernels.h): fl_row_sum_f64_<isa>, fl_row_sumsq_f64_<isa>,
+// csrc/ukernels/ukernels.h): fl_row_sumsq_f64_<isa>,
 // fl_row_devsq_f64_<isa>, fl_row_moments_f64_<isa>, fl_row_norm_f32_<isa>, fl_row_scale_f32_<isa>.
 //
 // ISA: baseline (no extra flags). Selected by fl::kernels() when no SIMD kernel can run
@@ -18,10 +18,6 @@ static double row_sum(const float* x, int64_t n, Term term) {
     for (; j + kLanes <= n; j += kLanes)
         for (int l = 0; l < kLanes; ++l) acc[l] += term(x[j + l]);
     return fl_rownorm::finish_lanes(acc, x, j, n, term);
-}
-
-double fl_row_sum_f64_scalar(const float* x, int64_t n) {
-    return row_sum(x, n, fl_rownorm::term_x);
 }
 
 double fl_row_sumsq_f64_scalar(const float* x, int64_t n) {

@@ -21,9 +21,6 @@ from ..layers import (
 from .torch_model import (
     TorchConversionError,
 )
-
-# Every op of converted models (torch_ops.py); models pickled when the ops lived in this
-# module name them here (tests/test_from_torch.py checks that each still resolves).
 from .torch_ops import (
     _KEEP_DTYPE,
     _LOGICAL,

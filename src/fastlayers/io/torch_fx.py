@@ -658,7 +658,7 @@ class _Converter(_ModuleRules, _TensorRules):
             **{getattr(torch, op): (lambda input, *a, op=op, **k: self.variance(  # noqa: A002
                 op, input, *a, **k)) for op in ("var", "std", "var_mean", "std_mean")},
             torch.prod: lambda input, dim=None, keepdim=False, dtype=None: self.stat(  # noqa: A002
-                "prod", input if dtype is None else self.cast(input, dtype), dim, keepdim),
+                "prod", self._accumulated_as(input, dtype, "prod"), dim, keepdim),
             torch.logsumexp: lambda input, dim, keepdim=False: self.stat(  # noqa: A002
                 "logsumexp", input, dim, keepdim),
             torch.any: lambda input, dim=None, keepdim=False: self.stat(  # noqa: A002

@@ -18,9 +18,6 @@ from ..layers.base import Layer, _positive_int
 from ..models.base import BaseModel, _Progress, _verbosity
 from ..models.functional import Model
 
-# Every op of converted models (torch_ops.py); models pickled when the ops lived in this
-# module name them here (tests/test_from_torch.py checks that each still resolves).
-
 
 class TorchConversionError(NotImplementedError):
     """A module uses layers or calls that ``from_torch`` cannot convert (all are listed)."""
@@ -202,9 +199,9 @@ class TorchModel(BaseModel):
         if isinstance(x, Iterator) or inspect.isgenerator(x) or (
                 hasattr(x, "__iter__") and hasattr(x, "__len__") and hasattr(x, "dataset")):
             raise TypeError(
-                f"{owner}: predict takes the inputs as arrays (one, or a tuple with one per "
-                f"input), got {type(x).__name__}; for batches from a generator, iterator or "
-                "DataLoader, call the model on each batch")
+                f"{owner}: predict takes the inputs as arrays (one array, or for a model of "
+                f"several inputs a tuple with one per input), got {type(x).__name__}; for "
+                "batches from a generator, iterator or DataLoader, call the model on each batch")
         refusal = getattr(self, "predict_refusal", None)  # (models pickled before it: None)
         if refusal:
             raise ValueError(

@@ -2078,7 +2078,7 @@ def torch_dilate_pad(x, stride, pads):
 
 # ---- complex tensors ----------------------------------------------------------------------
 # A converted complex tensor is stored as float32 pairs: PyTorch's shape with a last axis of
-# 2 (real, imaginary), the layout of torch.view_as_real (torch_fx._C). These ops take such
+# 2 (real, imaginary), the layout of torch.view_as_real (torch_common._C). These ops take such
 # pairs (``cx`` says which operands are), compute in complex64 and return pairs, or real
 # float32 arrays.
 

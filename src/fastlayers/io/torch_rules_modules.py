@@ -73,9 +73,6 @@ from .torch_common import (
 from .torch_model import (
     TorchConversionError,
 )
-
-# Every op of converted models (torch_ops.py); models pickled when the ops lived in this
-# module name them here (tests/test_from_torch.py checks that each still resolves).
 from .torch_ops import (
     MultiheadAttentionWeights,
     _ValuesIndices,
@@ -568,12 +565,13 @@ class _ModuleRules:
                  antialias: bool = False, what: str = "interpolate",
                  recompute_scale_factor: Any = None, one_d: bool = False) -> _T:
         """nn.Upsample / F.interpolate of a 4-D input: "bicubic" (PyTorch's, with or without
-        align_corners) as torch_resize_cubic; "nearest", "nearest-exact" or "bilinear" without
-        align_corners (half-pixel centres, as Keras): UpSampling2D for whole factors, else
-        Resizing to the output size ("nearest-exact" is Keras's
-        "nearest"; PyTorch's legacy "nearest" off whole factors picks its own source rows
-        and columns: torch_nearest_index); bilinear with align_corners: torch_resize_corners
-        to the output size. A 3-D (N, C, L) input ("linear", "nearest", "nearest-exact") is
+        align_corners) as torch_resize_cubic; "nearest" and "nearest-exact" of a known input
+        size: the rows and columns PyTorch picks (_nearest_indices), as UpSampling2D where
+        they are o // f, else torch_nearest_index; "nearest-exact" of a size known only at
+        run time, and "bilinear" without align_corners (half-pixel centres, as Keras):
+        UpSampling2D for whole factors, else Resizing to the output size (Keras's "nearest"
+        is the exact rule); bilinear with align_corners: torch_resize_corners to the output
+        size. A 3-D (N, C, L) input ("linear", "nearest", "nearest-exact") is
         resized as (N, C, 1, L)."""
         where = f"from_torch: {what}"
         if mode == "area":
@@ -666,44 +664,48 @@ class _ModuleRules:
     def _nearest_indices(self, in_hw: tuple, size: Any, scale_factor: Any, mode: str,
                          recompute: Any, one_d: bool, where: str) -> Any:
         """The source row and column of each output row and column of PyTorch's "nearest" or
-        "nearest-exact" resize of an image of ``in_hw``, as PyTorch itself picks them: its
-        F.interpolate of an index ramp along each axis, at conversion (with ``one_d``, its
-        1-D kernel, which differs from the 2-D one at some exact ties). PyTorch computes
+        "nearest-exact" resize of an image of ``in_hw``, as PyTorch itself picks them at
+        conversion: its F.interpolate, with the call's size, scale factor and mode, of a
+        contiguous NCHW float32 index image (a plane of row numbers and one of column
+        numbers; with ``one_d``, a (1, 1, L) ramp through its 1-D kernel). PyTorch computes
         the positions in float32 and lands on the other pixel at some exact ties, where
         Keras's nearest (the exact rule) and o // f for whole factors differ from it (an
         audit: 1.6 % of square size pairs up to 100 in nearest-exact, factors >= 41 in
-        nearest). None for an output size below 1 (refused later, as PyTorch refuses it)."""
+        nearest). Its 2-D kernel's pick along one axis depends on the other axis's output
+        size too (2 x 2 -> 83 x W: row 41 is pixel 0 below W = 46, pixel 1 from there), so
+        both axes are resized at once; its picks for channels-last inputs of 16 or more
+        channels differ again (not followed: a converted model takes arrays in PyTorch's
+        default layout). None for an output size below 1 (refused later, as PyTorch does)."""
         torch, F = self.torch, self.F
-        sizes = size if isinstance(size, (tuple, list)) or size is None else (size, size)
-        scales = (scale_factor if isinstance(scale_factor, (tuple, list)) or scale_factor is None
-                  else (scale_factor, scale_factor))
-        picked = []
-        for axis, n in enumerate(in_hw):
-            if one_d and axis == 0:  # (N, C, L) resized as (N, C, 1, L): the height stays
-                picked.append(np.zeros(1, np.int64))
-                continue
-            shape = (1, 1, n) if one_d else (1, 1, n, 1) if axis == 0 else (1, 1, 1, n)
-            kw: dict = {"mode": mode, "recompute_scale_factor": recompute}
-            if sizes is not None:
-                o = int(sizes[axis])
-                if o < 1:
-                    return None
-                kw["size"] = (o,) if one_d else (o, 1) if axis == 0 else (1, o)
-            else:
-                f = float(scales[axis])
-                kw["scale_factor"] = (f,) if one_d else (f, 1.0) if axis == 0 else (1.0, f)
-                if math.floor(n * f) < 1:
-                    return None
-            # float32, as the model's images (PyTorch computes the positions in the input's
-            # dtype); its integers are exact up to 2**24 rows or columns
-            ramp = torch.arange(n, dtype=torch.float32).reshape(shape)
-            try:
-                with torch.no_grad():
-                    got = F.interpolate(ramp, **kw)
-            except (RuntimeError, ValueError) as e:
-                raise TorchConversionError(f"{where}: PyTorch refuses the resize ({e})") from e
-            picked.append(got.reshape(-1).numpy().astype(np.int64))
-        return tuple(picked)
+        h, w = in_hw
+        kw: dict = {"mode": mode, "recompute_scale_factor": recompute}
+        if size is not None:
+            outs = tuple(int(o) for o in (size if isinstance(size, (tuple, list))
+                                          else (size, size)))
+            kw["size"] = outs[1:] if one_d else outs
+        else:
+            scales = tuple(float(f) for f in (scale_factor if isinstance(
+                scale_factor, (tuple, list)) else (scale_factor, scale_factor)))
+            outs = tuple(math.floor(n * f) for n, f in zip(in_hw, scales))
+            kw["scale_factor"] = scales[1:] if one_d else scales
+        if min(outs) < 1:
+            return None
+        # float32, as the model's images (PyTorch computes the positions in the input's
+        # dtype); its integers are exact up to 2**24 rows or columns
+        if one_d:  # (N, C, L) resized as (N, C, 1, L): the height stays
+            image = torch.arange(w, dtype=torch.float32).reshape(1, 1, w)
+        else:
+            image = torch.stack(torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                                               torch.arange(w, dtype=torch.float32),
+                                               indexing="ij"))[None]
+        try:
+            with torch.no_grad():
+                got = F.interpolate(image, **kw).numpy().astype(np.int64)
+        except (RuntimeError, ValueError) as e:
+            raise TorchConversionError(f"{where}: PyTorch refuses the resize ({e})") from e
+        if one_d:
+            return np.zeros(1, np.int64), got[0, 0]
+        return got[0, 0, :, 0], got[0, 1, 0, :]
 
     def batch_norm(self, mod: Any, x: Any) -> _T:
         scale, shift = _bn_scale_shift(mod)

@@ -61,9 +61,6 @@ from .torch_common import (
 from .torch_model import (
     TorchConversionError,
 )
-
-# Every op of converted models (torch_ops.py); models pickled when the ops lived in this
-# module name them here (tests/test_from_torch.py checks that each still resolves).
 from .torch_ops import (
     _INDEX,
     _QUANTILE_METHODS,
@@ -827,7 +824,15 @@ class _TensorRules:
         (in PyTorch's order) split into ``sizes`` (one of them may be -1)."""
         t = _to_torch(self._tensor(x, what))
         axis = int(dim) + t.ndim if int(dim) < 0 else int(dim)
-        return _T(torch_unflatten(t.sym, axis, tuple(int(v) for v in sizes)), False)
+        sizes = tuple(int(v) for v in sizes)
+        n = t.sym.shape[axis] if 0 <= axis < t.ndim else None
+        if -1 in sizes and n is not None:
+            # a -1 of an axis the examples fix, as its number: NumPy cannot infer it in an
+            # empty batch (as _reshape, for x.view(B, T, -1, d))
+            rest = math.prod(v for v in sizes if v != -1)
+            if rest > 0 and n % rest == 0:
+                sizes = tuple(n // rest if v == -1 else v for v in sizes)
+        return _T(torch_unflatten(t.sym, axis, sizes), False)
 
     def _no_constants(self, xs: Any, what: str) -> None:
         """Refuse a constant (made in the forward, or a parameter) among tensors to
@@ -1757,10 +1762,18 @@ class _TensorRules:
         """``cumsum`` / ``cumprod`` (``op``: torch_cumsum / torch_cumprod) along ``dim``; a
         ``dtype`` casts the input first, as PyTorch does (DETR's positional encoding:
         ``(~mask).cumsum(1, dtype=torch.float32)``)."""
-        if dtype is not None:
-            x = self.cast(x, dtype)
-        t = self._tensor(x, what)
+        t = self._tensor(self._accumulated_as(x, dtype, what), what)
         return _T(op(t.sym, self._axes(t, dim, what)[0]), t.cl)
+
+    def _accumulated_as(self, x: Any, dtype: Any, what: str) -> Any:
+        """The input of a sum or product taken with ``dtype=``: x cast to it, as PyTorch casts
+        before it accumulates; a number type only (a bool product is a bool in PyTorch, and
+        its cumsum refuses bool)."""
+        if dtype is None:
+            return x
+        if dtype is self.torch.bool:
+            raise TorchConversionError(f"from_torch: {what} with dtype=torch.bool")
+        return self.cast(x, dtype)
 
     def roll(self, x: Any, shifts: Any, dims: Any = None) -> _T:
         for s in shifts if isinstance(shifts, (tuple, list)) else (shifts,):
