@@ -206,7 +206,7 @@ def test_norm_over_the_free_batch_axis_refused_clearly(make):
     is free, so the norm would span it; refused by the shapes, saying so (LayerNorm said
     "gamma has shape (4, 8), expected (2, 8)"; an audit)."""
     with pytest.raises(TorchConversionError, match=r"normalized_shape \(4, 8\) is not the last "
-                       r"axes of the input \(None, 8\).*batched example"):
+                       r"axes of the input \(None, 8\).*norm over the batch does not convert"):
         fl.from_torch(make().eval(), torch.randn(4, 8))
     with pytest.raises(TorchConversionError, match=r"normalized_shape \(5,\) is not the last"):
         fl.from_torch(nn.LayerNorm(5), torch.randn(2, 8))

@@ -36,10 +36,11 @@ constexpr int64_t kMinElementsPerTask = 16384;
 // The mean and the variance come from one pass in the usual case: the moments of d = x - s
 // about the row's first element s (in double, exact but for exponents 29 apart), mean = s + c
 // and var = S2 / n - c^2 with c = S1 / n. S2 / n is var + c^2, so the subtraction loses
-// log2(1 + c^2 / var) bits of double's 53; while c^2 <= kShiftedMax * var (x[0] within 8
-// standard deviations of the mean) that is at most 6 bits, and the variance is still far more
-// accurate than float32. Otherwise (an outlier first, or inf / NaN in the row) the variance is
-// the second pass over the deviations from the mean, as the formula reads.
+// log2(1 + c^2 / var) bits of double's 53. For a finite row c^2 / var <= n - 1 (x[0] is one of
+// the n values), so that is at most log2(n) bits, and the variance stays far more accurate
+// than float32 at any length. The second pass over the deviations from the mean, as the
+// formula reads, is kept for the rows where c^2 > kShiftedMax * var (x[0] more than 8
+// standard deviations from the mean, possible from n = 66 on) and for rows with inf or NaN.
 constexpr double kShiftedMax = 64.0;
 
 void layer_norm_row(const KernelTable& kt, const float* x, const float* gamma,

@@ -6,7 +6,6 @@ parts fit."""
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -196,7 +195,7 @@ class TorchModel(BaseModel):
         on each batch for those."""
         owner = self._owner()
         mode = _verbosity(verbose, owner)
-        if isinstance(x, Iterator) or inspect.isgenerator(x) or (
+        if isinstance(x, Iterator) or (
                 hasattr(x, "__iter__") and hasattr(x, "__len__") and hasattr(x, "dataset")):
             raise TypeError(
                 f"{owner}: predict takes the inputs as arrays (one array, or for a model of "

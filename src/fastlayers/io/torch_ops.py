@@ -1468,8 +1468,6 @@ def torch_param_activation(x, name, params):
     return np.asarray(out, F32)
 
 
-
-
 @S.symbolic_op
 def torch_nearest_index(x, rows, cols):
     """A channels-last (N, H, W, C) image resized by picking rows ``rows`` and columns

@@ -470,8 +470,9 @@ class _TensorRules:
         n, have = len(shape), tuple(t.sym.shape)
         if 1 <= n <= len(have) and have[len(have) - n:] == shape:
             return
-        batch = ("; it spans an axis the converted model leaves free (None: the batch, as "
-                 "with an unbatched example, or a length): give the module a batched example"
+        batch = ("; it spans the batch axis (None), which the converted model leaves free: a "
+                 "norm over the batch does not convert (an unbatched example makes its first "
+                 "axis the batch: give a batched one)"
                  if 1 <= n <= len(have) and None in have[len(have) - n:] else "")
         raise TorchConversionError(f"from_torch: {what}: normalized_shape {shape} is not the "
                                    f"last axes of the input {have}{batch}")
