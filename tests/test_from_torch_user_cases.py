@@ -2691,7 +2691,7 @@ def test_a_torchscript_submodule_is_refused_by_name():
             self.head = torch.jit.script(nn.Linear(4, 2))
 
         def forward(self, x):
-            return self.head(self.act(self.body(x)))
+            return self.head(self.act(self.body(x))) + self.head(x)  # (head listed once)
 
     with pytest.raises(TorchConversionError) as info:
         fl.from_torch(Net().eval(), torch.randn(2, 4))

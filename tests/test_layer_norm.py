@@ -218,9 +218,20 @@ def test_layer_norm_bad_inputs(kwargs, exc, match):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [(1,), (1, 1), (3, 17), (2, 3, 768), (4, 0), (0, 5)])
-def test_layer_norm_usual_call_as_the_checked_one(backend, shape, rng):
+def test_layer_norm_usual_call_as_the_checked_one(backend, shape, rng, monkeypatch):
     """The usual call (last axis, float32 arrays, a float epsilon) skips the checks' Python
     (functional.layer_norm): the same bits as the call spelled so that it takes them."""
+    if backend == "cpp":  # the usual call must not reach the checks (a review)
+        from fastlayers import _validation
+
+        def checks(*args, **kwargs):
+            raise AssertionError("the usual call ran the checks")
+
+        real = _validation.check_layer_norm
+        monkeypatch.setattr(_validation, "check_layer_norm", checks)
+        with fl.use_backend("cpp"):
+            fl.layer_norm(rng.standard_normal((2, 5)).astype(F32), epsilon=1e-5)
+        monkeypatch.setattr(_validation, "check_layer_norm", real)
     x = rng.standard_normal(shape).astype(F32)
     g = rng.uniform(0.5, 1.5, shape[-1]).astype(F32)
     b = rng.standard_normal(shape[-1]).astype(F32)

@@ -322,6 +322,7 @@ class _Converter(_ModuleRules, _TensorRules):
                         node not in known):
                     self.problems.append(self._method_problem(node))
         if self.problems:
+            self.problems = list(dict.fromkeys(self.problems))  # (a submodule called twice)
             lines = "\n".join(f"  - {p}" for p in self.problems)
             raise TorchConversionError(
                 f"from_torch: {type(self.module).__name__} uses {len(self.problems)} "
