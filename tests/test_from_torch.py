@@ -3173,6 +3173,12 @@ def test_predict_batches_and_checks(capsys):
     assert "3/3" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         model.predict(x.numpy(), batch_size=0)
+    # one input as a tuple or list of one array, as for several inputs (a shape error before:
+    # it was taken for one (1, 5, 3) array); nested Python data stays one array
+    whole = model.predict(x.numpy(), batch_size=2)
+    for wrapped in ((x.numpy(),), [x.numpy()], (x,)):
+        np.testing.assert_array_equal(model.predict(wrapped, batch_size=2), whole)
+    np.testing.assert_array_equal(model.predict([x[0].tolist()]), whole[:1])
     two = fl.from_torch(Merge(MERGES["x + y"], False, False),
                         (torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5)))
     with pytest.raises(ValueError, match="same batch size"):

@@ -176,7 +176,8 @@ class TorchModel(BaseModel):
         """Run in batches of ``batch_size`` (default 32) along axis 0 of every input and
         join the results along each output's batch axis (axis 1 for the (layers, B, H)
         states of recurrent layers). ``x`` is one array, or a tuple with one entry per
-        positional input (or a list of as many). Returns the module's structure.
+        positional input (or a list of as many; one input may come alone or as a tuple or list
+        of one array). Returns the module's structure.
 
         As Keras's ``predict``, this takes each sample's outputs to depend on that sample
         alone. A module that computes across the batch (a softmax, cumsum, mean or flip over
@@ -221,7 +222,14 @@ class TorchModel(BaseModel):
                 isinstance(a, np.ndarray) for a in x):
             raise ValueError(f"{owner}: expected {n_in} inputs, got a list of {len(x)} arrays")
         several = n_in > 1 and (isinstance(x, tuple) or isinstance(x, list) and len(x) == n_in)
-        xs = tuple(x) if several else (x,)
+        # One input given as a tuple or list of one array, as for several (Keras's predict
+        # takes [x] too). Not when the one input is itself a structure of one, or the entry
+        # is nested Python data (([1.0, 2.0],) is one sample's features).
+        one = (n_in == 1 and isinstance(x, (tuple, list)) and len(x) == 1
+               and hasattr(x[0], "shape") and not (
+                   isinstance(self.input_template[0], tuple)
+                   and len(self.input_template[0]) == 1))
+        xs = tuple(x) if several or one else (x,)
         arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
         n = arrays[0].shape[0] if arrays[0].ndim else 0
         if any(a.ndim == 0 or a.shape[0] != n for a in arrays):
