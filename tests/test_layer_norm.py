@@ -288,3 +288,25 @@ def test_layer_and_group_norm_quiet_on_special_rows(backend):
         yg = fl.layers.GroupNormalization(groups=2, epsilon=0.0)(x.reshape(3, 1, 8))
     assert np.isnan(y[:2]).all() and np.isfinite(y[2]).all()
     assert np.isnan(yg[:2, :, :4]).all() and np.isfinite(yg[2]).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_epsilon_as_the_layers_and_the_function_take_it(backend, rng):
+    """The function and the normalization layers take the same epsilons: any real number
+    (a Fraction was refused by the function) and a 0-d real array (refused by the layers),
+    with the result of the float (an audit)."""
+    from fractions import Fraction
+    x = rng.standard_normal((3, 8)).astype(F32)
+    with fl.use_backend(backend):
+        want = fl.layer_norm(x, epsilon=1e-3)
+        layer_want = fl.layers.LayerNormalization(epsilon=1e-3)(x)
+        for eps in (Fraction(1, 1000), np.array(1e-3), np.float32(1e-3)):
+            np.testing.assert_allclose(fl.layer_norm(x, epsilon=eps), want, rtol=1e-6)
+            layer = fl.layers.LayerNormalization(epsilon=eps)
+            assert type(layer.epsilon) is float
+            np.testing.assert_allclose(layer(x), layer_want, rtol=1e-6)
+        for bad in (np.array([1e-3]), np.array(1e-3 + 0j), 1e-3j):
+            with pytest.raises(TypeError, match="epsilon must be a real number"):
+                fl.layer_norm(x, epsilon=bad)
+            with pytest.raises(TypeError, match="epsilon must be a real number"):
+                fl.layers.LayerNormalization(epsilon=bad)

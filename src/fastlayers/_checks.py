@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -246,7 +247,7 @@ _ROW_ACTS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 
 def real_scalar(value: Any, op: str, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
         if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
             return float(value)
         raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")

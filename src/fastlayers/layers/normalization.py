@@ -68,6 +68,8 @@ def _initializer(value: Any, owner: str, name: str):
 
 def _real(value: Any, owner: str, name: str, minimum: float | None = None,
           strict: bool = False) -> float:
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]  # a 0-d array, as the functional ops take it
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}")
     value = float(value)
