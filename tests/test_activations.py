@@ -258,6 +258,16 @@ def test_softmax_and_sparsemax_rows_are_distributions(backend, name, rng):
         assert (y == 0).any()
 
 
+@pytest.mark.parametrize("backend,name", _cases(("sparsemax",)))
+def test_sparsemax_is_the_simplex_projection(backend, name):
+    """The projection, worked by hand: the threshold of the support's k-th cumulative sum
+    (Keras 3.15.1 sums the support's cumulative sums, keras-team/keras#23425, and gives
+    [0, 0, 0.25] for the first row; docs/semantics.md §2)."""
+    x = np.array([[0.0, 0.5, 1.0], [0.1, 0.2, 0.3], [3.0, 0.0, -1.0]], np.float32)
+    want = np.array([[0.0, 0.25, 0.75], [0.7 / 3, 1 / 3, 1.3 / 3], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(run_on(backend, A.sparsemax, x), want, atol=1e-7)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("backend,name", _cases(("softmax", "log_softmax", "glu")))
 def test_nan_stays_in_its_row(backend, name, rng):
