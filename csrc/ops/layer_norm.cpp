@@ -128,14 +128,9 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
                         int64_t rows, int64_t n, double epsilon) {
     const KernelTable& kt = kernels();
-    double gamma_min = 1.0;
-    if (gamma) {
-        gamma_min = std::numeric_limits<double>::infinity();
-        for (int64_t j = 0; j < n; ++j) {
-            const double g = std::fabs(static_cast<double>(gamma[j]));
-            if (g != 0.0 && g < gamma_min) gamma_min = g;  // (NaN: not smaller)
-        }
-    }
+    // (one pass over gamma a call, on the kernels: as a scalar loop it was 85 % of the call
+    // for one row of 50257, an audit)
+    const double gamma_min = gamma ? static_cast<double>(kt.row_min_magnitude(gamma, n)) : 1.0;
     over_rows(rows, n, [=, &kt](int64_t r) {
         layer_norm_row(kt, x + r * n, gamma, beta, y + r * n, n, epsilon, gamma_min);
     });

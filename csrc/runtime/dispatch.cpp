@@ -120,6 +120,7 @@ KernelTable make_table(Isa isa) {
     t.row_moments_f64 = fl_row_moments_f64_scalar;
     t.row_norm_f32 = fl_row_norm_f32_scalar;
     t.row_scale_f32 = fl_row_scale_f32_scalar;
+    t.row_min_magnitude = fl_row_min_magnitude_scalar;
 #if defined(FL_HAVE_AVX2)
     // avx512 starts from the avx2 table and replaces the kernels it has its own version of.
     if (isa == Isa::avx2 || isa == Isa::avx512) {
@@ -152,6 +153,7 @@ KernelTable make_table(Isa isa) {
         t.row_moments_f64 = fl_row_moments_f64_avx2;
         t.row_norm_f32 = fl_row_norm_f32_avx2;
         t.row_scale_f32 = fl_row_scale_f32_avx2;
+        t.row_min_magnitude = fl_row_min_magnitude_avx2;
     }
 #endif
 #if defined(FL_HAVE_AVX512)
@@ -188,6 +190,7 @@ KernelTable make_table(Isa isa) {
         t.row_moments_f64 = fl_row_moments_f64_avx512;
         t.row_norm_f32 = fl_row_norm_f32_avx512;
         t.row_scale_f32 = fl_row_scale_f32_avx512;
+        t.row_min_magnitude = fl_row_min_magnitude_avx512;
     }
 #endif
 #if defined(FL_HAVE_NEON)

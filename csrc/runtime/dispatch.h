@@ -131,6 +131,9 @@ struct KernelTable {
     void (*row_norm_f32)(const float* x, int64_t n, float hi, float lo, float f,
                          const float* gamma, const float* beta, float* y);
     void (*row_scale_f32)(const float* x, int64_t n, float f, const float* scale, float* y);
+    // The smallest |x[j]| that is neither 0 nor NaN, +inf if none (LayerNormalization's
+    // gamma_min).
+    float (*row_min_magnitude)(const float* x, int64_t n);
 };
 
 const KernelTable& kernels();

@@ -570,21 +570,24 @@ struct RowIsa {
     void (*moments)(const float*, int64_t, float, double*);
     void (*norm)(const float*, int64_t, float, float, float, const float*, const float*, float*);
     void (*scale)(const float*, int64_t, float, const float*, float*);
+    float (*min_magnitude)(const float*, int64_t);
 };
 
 std::vector<RowIsa> row_built() {
     std::vector<RowIsa> v{{fl::Isa::scalar, fl_row_sumsq_f64_scalar,
                            fl_row_devsq_f64_scalar, fl_row_moments_f64_scalar,
                            fl_row_norm_f32_scalar,
-                           fl_row_scale_f32_scalar}};
+                           fl_row_scale_f32_scalar, fl_row_min_magnitude_scalar}};
 #if defined(FL_HAVE_AVX2)
     v.push_back({fl::Isa::avx2, fl_row_sumsq_f64_avx2, fl_row_devsq_f64_avx2,
-                 fl_row_moments_f64_avx2, fl_row_norm_f32_avx2, fl_row_scale_f32_avx2});
+                 fl_row_moments_f64_avx2, fl_row_norm_f32_avx2, fl_row_scale_f32_avx2,
+                 fl_row_min_magnitude_avx2});
 #endif
 #if defined(FL_HAVE_AVX512)
     v.push_back({fl::Isa::avx512, fl_row_sumsq_f64_avx512,
                  fl_row_devsq_f64_avx512, fl_row_moments_f64_avx512,
-                 fl_row_norm_f32_avx512, fl_row_scale_f32_avx512});
+                 fl_row_norm_f32_avx512, fl_row_scale_f32_avx512,
+                 fl_row_min_magnitude_avx512});
 #endif
     return v;
 }
@@ -649,6 +652,19 @@ void test_rownorm(const RowIsa& k) {
                         const double d = (double)v - (double)shift;
                         return d * d;
                     })};
+                // the smallest magnitude that is not 0 or NaN, against the plain float loop,
+                // with the smallest subnormal past the row (a read past it would win)
+                std::vector<float> xm(x.begin(), x.begin() + n);
+                xm.resize(x.size(), 1e-45f);
+                float least = kInf;
+                for (int64_t j = 0; j < n; ++j) {
+                    const float m = std::fabs(xm[j]);
+                    if (m != 0.0f && m < least) least = m;
+                }
+                const float got = k.min_magnitude(xm.data(), n);
+                if (fail(same_float(got, least)))
+                    FLT_CHECK_MSG(false, "%s min magnitude n=%" PRId64 ": %a, want %a",
+                                  fl::isa_name(k.isa), n, got, least);
                 for (int i = 0; i < 4; ++i)
                     if (fail(same_double(sums[i], want[i])))
                         FLT_CHECK_MSG(false, "%s rownorm sum %d n=%" PRId64 " offset %g: %a, want %a",

@@ -305,6 +305,10 @@ void fl_col_max_f32_avx512(const float* x, int64_t rows, int64_t n, int64_t ld, 
  *   fl_row_norm_f32_<isa>:  y[j] = ((x[j] - hi) - lo) * (gamma ? f * gamma[j] : f), then
  *     + beta[j] if beta (float32, each operation rounded; gamma, beta may be null)
  *   fl_row_scale_f32_<isa>: y[j] = (x[j] * f) * scale[j], or x[j] * f without scale.
+ *   fl_row_min_magnitude_<isa>: the smallest |x[j]| that is neither 0 nor NaN (subnormals
+ *     count), +inf if there is none (n == 0 too): exact, so the same on every ISA by itself.
+ *     Computed on the bits: k = ((bits(x[j]) & 0x7FFFFFFF) - 1) & 0x7FFFFFFF orders the
+ *     magnitudes as integers, with 0 sent to 0x7FFFFFFF and NaN above +inf's k.
  * The same bits on every ISA. Only j < n is read and written; y may be x. */
 double fl_row_sumsq_f64_scalar(const float* x, int64_t n);
 double fl_row_devsq_f64_scalar(const float* x, int64_t n, float hi, float lo);
@@ -312,6 +316,7 @@ void fl_row_moments_f64_scalar(const float* x, int64_t n, float s, double* out);
 void fl_row_norm_f32_scalar(const float* x, int64_t n, float hi, float lo, float f,
                             const float* gamma, const float* beta, float* y);
 void fl_row_scale_f32_scalar(const float* x, int64_t n, float f, const float* scale, float* y);
+float fl_row_min_magnitude_scalar(const float* x, int64_t n);
 #if defined(FL_HAVE_AVX2)
 double fl_row_sumsq_f64_avx2(const float* x, int64_t n);
 double fl_row_devsq_f64_avx2(const float* x, int64_t n, float hi, float lo);
@@ -319,6 +324,7 @@ void fl_row_moments_f64_avx2(const float* x, int64_t n, float s, double* out);
 void fl_row_norm_f32_avx2(const float* x, int64_t n, float hi, float lo, float f,
                           const float* gamma, const float* beta, float* y);
 void fl_row_scale_f32_avx2(const float* x, int64_t n, float f, const float* scale, float* y);
+float fl_row_min_magnitude_avx2(const float* x, int64_t n);
 #endif
 #if defined(FL_HAVE_AVX512)
 double fl_row_sumsq_f64_avx512(const float* x, int64_t n);
@@ -327,6 +333,7 @@ void fl_row_moments_f64_avx512(const float* x, int64_t n, float s, double* out);
 void fl_row_norm_f32_avx512(const float* x, int64_t n, float hi, float lo, float f,
                             const float* gamma, const float* beta, float* y);
 void fl_row_scale_f32_avx512(const float* x, int64_t n, float f, const float* scale, float* y);
+float fl_row_min_magnitude_avx512(const float* x, int64_t n);
 #endif
 
 /* Window means for the adaptive average poolings (csrc/ukernels/colreduce/<isa>.cpp): a window

@@ -101,3 +101,32 @@ void fl_row_scale_f32_avx2(const float* x, int64_t n, float f, const float* scal
     }
     for (; j < n; ++j) y[j] = scale ? (x[j] * f) * scale[j] : x[j] * f;
 }
+
+// 32 floats a step in 4 accumulators, the tail with a masked load (its lanes past n read as
+// 0, whose key is the neutral 0x7FFFFFFF).
+float fl_row_min_magnitude_avx2(const float* x, int64_t n) {
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF), one = _mm256_set1_epi32(1);
+    auto key = [&](__m256 v) {
+        const __m256i b = _mm256_and_si256(_mm256_castps_si256(v), abs_mask);
+        return _mm256_and_si256(_mm256_sub_epi32(b, one), abs_mask);
+    };
+    __m256i acc[4];
+    for (int i = 0; i < 4; ++i) acc[i] = abs_mask;
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32)
+        for (int i = 0; i < 4; ++i)
+            acc[i] = _mm256_min_epi32(acc[i], key(_mm256_loadu_ps(x + j + 8 * i)));
+    for (; j < n; j += 8) {
+        const int64_t rem = n - j < 8 ? n - j : 8;
+        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), lanes);
+        acc[0] = _mm256_min_epi32(acc[0], key(_mm256_maskload_ps(x + j, m)));
+    }
+    __m256i v = _mm256_min_epi32(_mm256_min_epi32(acc[0], acc[1]),
+                                 _mm256_min_epi32(acc[2], acc[3]));
+    alignas(32) int32_t l[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), v);
+    int32_t least = l[0];
+    for (int i = 1; i < 8; ++i) least = l[i] < least ? l[i] : least;
+    return fl_rownorm::magnitude_from_key(least);
+}

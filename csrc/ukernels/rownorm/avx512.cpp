@@ -103,3 +103,24 @@ void fl_row_scale_f32_avx512(const float* x, int64_t n, float f, const float* sc
         _mm512_mask_storeu_ps(y + j, m, v);
     }
 }
+
+// 64 floats a step in 4 accumulators, the tail k-masked (its lanes read as 0, whose key is the
+// neutral 0x7FFFFFFF).
+float fl_row_min_magnitude_avx512(const float* x, int64_t n) {
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
+    auto key = [&](__m512 v) {
+        const __m512i b = _mm512_and_si512(_mm512_castps_si512(v), abs_mask);
+        return _mm512_and_si512(_mm512_sub_epi32(b, one), abs_mask);
+    };
+    __m512i acc[4];
+    for (int i = 0; i < 4; ++i) acc[i] = abs_mask;
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64)
+        for (int i = 0; i < 4; ++i)
+            acc[i] = _mm512_min_epi32(acc[i], key(_mm512_loadu_ps(x + j + 16 * i)));
+    for (; j < n; j += 16)
+        acc[0] = _mm512_min_epi32(acc[0], key(_mm512_maskz_loadu_ps(tail_mask(n - j), x + j)));
+    const __m512i v = _mm512_min_epi32(_mm512_min_epi32(acc[0], acc[1]),
+                                       _mm512_min_epi32(acc[2], acc[3]));
+    return fl_rownorm::magnitude_from_key(_mm512_reduce_min_epi32(v));
+}

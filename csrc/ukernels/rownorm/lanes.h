@@ -5,6 +5,7 @@
 // compiled with its flags; plain double additions, so the same bits in each).
 #pragma once
 #include <stdint.h>
+#include <string.h>
 
 namespace fl_rownorm {
 
@@ -50,6 +51,20 @@ static inline void finish_moments(double* acc1, double* acc2, const float* x, in
                                   int64_t n, float s, double* out) {
     out[0] = finish_lanes(acc1, x, j0, n, [s](float v) { return term_shift(v, s); });
     out[1] = finish_lanes(acc2, x, j0, n, [s](float v) { return term_shift_sq(v, s); });
+}
+
+// fl_row_min_magnitude_<isa>: the key of one float (ukernels.h), and the answer from the
+// least key. Keys of 0x7F7FFFFF (+inf) and above (NaN, 0) answer +inf.
+static inline int32_t magnitude_key(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return (int32_t)(((bits & 0x7FFFFFFFu) - 1u) & 0x7FFFFFFFu);
+}
+static inline float magnitude_from_key(int32_t least) {
+    const uint32_t bits = least >= 0x7F7FFFFF ? 0x7F800000u : (uint32_t)least + 1u;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
 }
 
 }  // namespace fl_rownorm

@@ -1,7 +1,8 @@
 // rownorm/scalar.cpp: the row statistics and the row passes of LayerNormalization,
 // RMSNormalization and UnitNormalization (csrc/ops/layer_norm.cpp; contract in
 // csrc/ukernels/ukernels.h): fl_row_sumsq_f64_<isa>,
-// fl_row_devsq_f64_<isa>, fl_row_moments_f64_<isa>, fl_row_norm_f32_<isa>, fl_row_scale_f32_<isa>.
+// fl_row_devsq_f64_<isa>, fl_row_moments_f64_<isa>, fl_row_norm_f32_<isa>, fl_row_scale_f32_<isa>,
+// fl_row_min_magnitude_<isa>.
 //
 // ISA: baseline (no extra flags). Selected by fl::kernels() when no SIMD kernel can run
 // (FASTLAYERS_ISA=scalar, and on NEON); also the readable reference of what the SIMD files
@@ -51,4 +52,13 @@ void fl_row_norm_f32_scalar(const float* x, int64_t n, float hi, float lo, float
 
 void fl_row_scale_f32_scalar(const float* x, int64_t n, float f, const float* scale, float* y) {
     for (int64_t j = 0; j < n; ++j) y[j] = scale ? (x[j] * f) * scale[j] : x[j] * f;
+}
+
+float fl_row_min_magnitude_scalar(const float* x, int64_t n) {
+    int32_t least = 0x7FFFFFFF;
+    for (int64_t j = 0; j < n; ++j) {
+        const int32_t k = fl_rownorm::magnitude_key(x[j]);
+        least = k < least ? k : least;
+    }
+    return fl_rownorm::magnitude_from_key(least);
 }
