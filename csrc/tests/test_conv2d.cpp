@@ -533,15 +533,16 @@ void check_dwrow_case(const DwRowIsa& g, const DwGeom& geo, int64_t w, int64_t c
 
 // Segments around the output groups (8, 4, then single outputs below 4), channels around the
 // vector blocks (8 on AVX2; 16 and 32 on AVX-512) and their masked tails, the kernels with a
-// column walk of their own (3 and 5 wide, stride 1 and 2) and others (1x1, a dilated 2x3, a
-// 3x7 of stride 3, 1x2 of stride 2), each with the segment inside the input, reaching into the
+// column walk of their own (3 and 5 wide, stride 1 and 2; 7 wide, stride 1) and others (1x1, a
+// dilated 2x3, 3x7 of strides 3 and 2, 1x2 of stride 2), each with the segment inside the input, reaching into the
 // left padding, and into the right padding.
 void test_dwrow_kernel_grid(const DwRowIsa& g) {
     std::mt19937 rng(4321);
     const int64_t ws[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23};
     const int64_t chs[] = {1, 5, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 63, 64, 65, 72};
     const DwGeom geos[] = {{3, 3, 1, 1}, {3, 3, 2, 1}, {5, 5, 1, 1}, {5, 5, 2, 1},
-                           {1, 1, 1, 1}, {2, 3, 1, 2}, {3, 7, 3, 1}, {1, 2, 2, 1}};
+                           {7, 7, 1, 1}, {2, 7, 1, 1}, {1, 1, 1, 1}, {2, 3, 1, 2},
+                           {3, 7, 3, 1}, {1, 2, 2, 1}, {3, 7, 2, 1}};
     int cases = 0;
     for (const DwGeom& geo : geos)
         for (int64_t w : ws)

@@ -7,12 +7,13 @@
 //
 // Tiles: groups of W = 4 consecutive outputs x V = 2 vectors of 8 channels (kw up to 3; then
 // one vector, then a masked tail of 1-7), or of 8 outputs x 1 vector for kw = 5 (8
-// accumulators + 5 kernel vectors + 1 input fit the 16 ymm registers). The last group of a
+// accumulators + 5 kernel vectors + 1 input fit the 16 ymm registers) and for kw = 7 (8 + 7 + 1:
+// all 16; 4 outputs, 4 + 7 + 1, ran 1.0-1.3x slower at ConvNeXt's 7x7 on Zen 4). The last group of a
 // segment is shifted back to end at w (it writes some outputs again, with the same values); a
 // segment shorter than a group is one group that stores only its w outputs. For kw 3 or 5,
 // stride 1 or 2 and no dilation the walk is by input column: each column's vector is loaded
 // once and fed to every output of the group whose tap covers it, against the kernel row's kw
-// vectors held in registers. An output's taps come in ascending column order, which is
+// vectors held in registers (kw 7 at stride 1 too). An output's taps come in ascending column order, which is
 // ascending b: the contract's chain. Other kernels (KW = 0) loop over the taps at run time with
 // one load per FMA. Groups whose columns reach outside the input (CHECK) load those columns
 // with an all-zero mask, which reads nothing and gives zeros. Groups of 4 x 16 channels ran
@@ -71,7 +72,7 @@ FL_DW2_AI void dw2_group(const FlDwRow& p, int64_t o0, int64_t n, int64_t c, __m
         if constexpr (KW > 0) {
             const float* kr = p.k + a * KW * ldk + c;
             __m256 kv[KW][V];
-            FL_DW2_UNROLL(5)
+            FL_DW2_UNROLL(7)
             for (int b = 0; b < KW; ++b) {
                 FL_DW2_UNROLL(2)
                 for (int v = 0; v < V; ++v) kv[b][v] = dw2_load<MASKED>(kr + b * ldk + 8 * v, m);
@@ -82,7 +83,7 @@ FL_DW2_AI void dw2_group(const FlDwRow& p, int64_t o0, int64_t n, int64_t c, __m
                 FL_DW2_UNROLL(2)
                 for (int v = 0; v < V; ++v) {
                     const __m256 xv = dw2_load_x<CHECK, MASKED>(xr + 8 * v, q0 + i, width, ldx, m);
-                    FL_DW2_UNROLL(5)
+                    FL_DW2_UNROLL(7)
                     for (int b = 0; b < KW; ++b) {
                         const int d = i - b * DW;  // = o * SW for the output fed by tap b here
                         if (d < 0 || d % SW != 0 || d / SW >= W) continue;
@@ -145,8 +146,8 @@ static void dw2_group_at(const FlDwRow& p, int64_t o0, int64_t n) {
 }
 
 // Groups of 4 outputs x 16 channels (kw up to 3, and the kernels without a column walk of their
-// own) or of 8 x 8 channels (kw 5: 8 accumulators and 5 kernel vectors), the last group shifted
-// back to end at w (it writes some outputs again, with the same values); a segment shorter than
+// own) or of 8 x 8 channels (kw 5 and 7: 8 accumulators and 5 or 7 kernel vectors), the last
+// group shifted back to end at w (it writes some outputs again, with the same values); a segment shorter than
 // a group is one group that stores only its first w outputs (its other columns are read as the
 // input has them, or as zeros past its end).
 template <int KW, int SW, int DW>
@@ -168,5 +169,6 @@ void fl_dwconv_row_f32_avx2(const FlDwRow* p) {
     if (p->dw == 1 && p->kw == 3 && p->sw == 2) return dw2_row<3, 2, 1>(*p);
     if (p->dw == 1 && p->kw == 5 && p->sw == 1) return dw2_row<5, 1, 1>(*p);
     if (p->dw == 1 && p->kw == 5 && p->sw == 2) return dw2_row<5, 2, 1>(*p);
+    if (p->dw == 1 && p->kw == 7 && p->sw == 1) return dw2_row<7, 1, 1>(*p);
     dw2_row<0, 1, 1>(*p);
 }

@@ -10,8 +10,9 @@
 // Tiles: W = 8 consecutive outputs (7 when 7 divides the segment and 8 does not; the last
 // group shifted back to end at w, writing some outputs again with the same values; a segment
 // shorter than 8 is one group of 8, or of 4 up to 4 outputs, that stores only its w) x V = 2
-// vectors of 16 channels (then 1, then a masked tail of 1-15). For the common kernels (kw 3 or
-// 5, stride 1 or 2, no dilation) the walk is by input column: each column's vectors are loaded
+// vectors of 16 channels (then 1, then a masked tail of 1-15; for kw 7, V = 1 throughout). For
+// the common kernels (kw 3 or 5, stride 1 or 2; kw 7, stride 1: ConvNeXt's; no dilation) the
+// walk is by input column: each column's vectors are loaded
 // once and fed to every output of the group whose tap covers it, against the kernel row's
 // kw x V vectors held in registers. An output's taps come in ascending column order, which is
 // ascending b: the contract's chain. 8 x 2 accumulators + 5 x 2 kernel vectors + 2 inputs fit
@@ -69,7 +70,7 @@ FL_DW5_AI void dw5_group(const FlDwRow& p, int64_t o0, int64_t n, int64_t c, __m
         if constexpr (KW > 0) {
             const float* kr = p.k + a * KW * ldk + c;
             __m512 kv[KW > 0 ? KW : 1][V];
-            FL_DW5_UNROLL(5)
+            FL_DW5_UNROLL(7)
             for (int b = 0; b < KW; ++b) {
                 FL_DW5_UNROLL(2)
                 for (int v = 0; v < V; ++v) {
@@ -86,7 +87,7 @@ FL_DW5_AI void dw5_group(const FlDwRow& p, int64_t o0, int64_t n, int64_t c, __m
                     const __mmask16 mv = v == V - 1 ? mask : (__mmask16)0xFFFF;
                     xv[v] = dw5_load_x<CHECK>(xr, q0 + i, width, ldx, v, mv);
                 }
-                FL_DW5_UNROLL(5)
+                FL_DW5_UNROLL(7)
                 for (int b = 0; b < KW; ++b) {
                     const int d = i - b * DW;  // = o * SW for the output fed by tap b here
                     if (d < 0 || d % SW != 0 || d / SW >= W) continue;
@@ -130,11 +131,9 @@ template <int W, int KW, int SW, int DW, bool CHECK>
 static void dw5_group_all(const FlDwRow& p, int64_t o0, int64_t n) {
     const __mmask16 full = (__mmask16)0xFFFF;
     int64_t c = 0;
-    for (; c + 32 <= p.ch; c += 32) dw5_group<W, 2, KW, SW, DW, CHECK>(p, o0, n, c, full);
-    if (c + 16 <= p.ch) {
-        dw5_group<W, 1, KW, SW, DW, CHECK>(p, o0, n, c, full);
-        c += 16;
-    }
+    if constexpr (KW <= 5)  // (kw 7: 8 x 2 accumulators and 7 x 2 kernel vectors would spill)
+        for (; c + 32 <= p.ch; c += 32) dw5_group<W, 2, KW, SW, DW, CHECK>(p, o0, n, c, full);
+    for (; c + 16 <= p.ch; c += 16) dw5_group<W, 1, KW, SW, DW, CHECK>(p, o0, n, c, full);
     if (c < p.ch) {
         const __mmask16 tail = (__mmask16)(0xFFFFu >> (16 - (int)(p.ch - c)));
         dw5_group<W, 1, KW, SW, DW, CHECK>(p, o0, n, c, tail);
@@ -176,5 +175,6 @@ void fl_dwconv_row_f32_avx512(const FlDwRow* p) {
     if (p->dw == 1 && p->kw == 3 && p->sw == 2) return dw5_row<3, 2, 1>(*p);
     if (p->dw == 1 && p->kw == 5 && p->sw == 1) return dw5_row<5, 1, 1>(*p);
     if (p->dw == 1 && p->kw == 5 && p->sw == 2) return dw5_row<5, 2, 1>(*p);
+    if (p->dw == 1 && p->kw == 7 && p->sw == 1) return dw5_row<7, 1, 1>(*p);
     dw5_row<0, 1, 1>(*p);
 }
