@@ -369,9 +369,10 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
             if _LORA_MERGED.get():
                 continue  # a .keras file: Keras saved the kernel with LoRA's update merged
             raise Unsupported(
-                f"{key}={value!r} in a legacy .h5 file, which stores LoRA's factors apart from "
-                "the kernel: save the model as .keras, where Keras merges them into the "
-                "kernel (that file loads)")
+                f"{key}={value!r} outside a .keras file (a legacy .h5 file, a JSON config or "
+                "from_config): those weights (the .h5 file's, Keras's get_weights()) keep LoRA's "
+                "factors apart from the kernel; save the model as .keras, where Keras merges "
+                "them into the kernel, and load that file")
         if key.endswith("activation"):
             value = _plain_activation(value)
             if value == "hard_sigmoid" and _KERAS2_FILE.get():
