@@ -416,11 +416,6 @@ _GLU_CALLS = [
 def test_glu_as_a_layer_activation_needs_an_even_size(any_backend, call):
     """An odd number of units or filters: a clear ValueError (it was NumPy's 'array split
     does not result in an equal division')."""
-    if any_backend == "cpp" and call is _GLU_CALLS[-1]:
-        # Forcing C++ on an activation the core's table lacks is refused first (documented).
-        with fl.use_backend("cpp"), pytest.raises(NotImplementedError, match="'glu'"):
-            call()
-        return
     with fl.use_backend(any_backend), pytest.raises(ValueError, match="glu activation needs"):
         call()
 
@@ -445,3 +440,16 @@ def test_relative_accuracy_where_the_formulas_cancel(name, lo, hi):
         got = run_on(backend, getattr(A, name), x)
         steps = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want).astype(np.float32))
         assert steps.max() <= 8, (backend, float(steps.max()), x[np.argmax(steps)])
+
+
+@pytest.mark.parametrize("name", ["log_softmax", "sparsemax", "glu"])
+def test_activation_layer_runs_row_activations_under_every_backend(name, rng):
+    """An Activation layer of log_softmax, sparsemax or glu runs NumPy under `cpp` too, as
+    Dense(activation=name) does (it raised NotImplementedError there; an audit), with the
+    op's values."""
+    x = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    with fl.use_backend("numpy"):
+        want = getattr(A, name)(x)
+    for backend in ("auto", "cpp", "numpy"):
+        with fl.use_backend(backend):
+            np.testing.assert_array_equal(fl.layers.Activation(name)(x), want)

@@ -223,7 +223,8 @@ class Activation(Layer):
     """Keras ``Activation``: applies an activation (a Keras name or a callable).
 
     Axis activations (softmax, log_softmax, ...) act on the last axis, as in Keras. The
-    C++ path serves softmax and the names in the core's elementwise activation table.
+    C++ path serves softmax and the names in the core's elementwise activation table;
+    log_softmax, sparsemax and glu run in NumPy under every backend.
     """
 
     supports_masking = True  # as Keras's Activation: the mask passes through
@@ -247,12 +248,15 @@ class Activation(Layer):
         if act == "softmax":  # the softmax op, which C++ serves too
             V.min_rank(x, owner, "inputs", 1)
             return F.softmax(x, axis=-1)
+        if act in _np_act.ROW_ACTIVATIONS:
+            # log_softmax, sparsemax, glu: NumPy under every backend, as a layer with no C++
+            # kernel runs (docs/architecture.md §4) and as Dense's epilogue runs them (under
+            # `cpp` this layer raised where Dense(activation="log_softmax") ran; an audit)
+            V.min_rank(x, owner, "inputs", 1)
+            return _np_act.ACTIVATIONS[act](x, axis=-1)
         reason = None if _cpp_act.fused_id(act) is not None else (
             f"activation {act!r} is not in the core's table"
         )
         if _backend.resolve(owner, reason) == "cpp":
             return _cpp_act.activate(x, act)
-        if act in _np_act.ROW_ACTIVATIONS:
-            V.min_rank(x, owner, "inputs", 1)
-            return _np_act.ACTIVATIONS[act](x, axis=-1)
         return _np_act.ACTIVATIONS[act](x)
