@@ -13,7 +13,10 @@ Needs keras and h5py (the CI step that installs torch and keras runs it)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1306,6 +1309,33 @@ def test_a_custom_layer_loads_from_custom_objects(tmp_path, fmt, key):
         fl.load_model(tmp_path / f"m.{fmt}", custom_objects={key: _KerasScaleShift})
     with pytest.raises(TypeError, match="custom_objects must be a dict"):
         fl.load_model(tmp_path / f"m.{fmt}", custom_objects=[_FlScaleShift])
+
+
+class _FlTwice(fl.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+
+
+def test_an_unregistered_custom_layer_is_refused_with_the_hint(tmp_path):
+    """A custom class defined in the main script, unregistered, is saved with no module,
+    as Keras saves none of its own layers: the refusal says what to pass (it said only "no
+    such layer in fastlayers"; an audit), and custom_objects loads it."""
+    script = (
+        "import keras\n"
+        "class _KerasTwice(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return x * 2.0\n"
+        "i = keras.Input((4,))\n"
+        f"keras.Model(i, _KerasTwice(name='twice')(i)).save({str(tmp_path / 't.keras')!r})\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300,
+                   env={**os.environ, "KERAS_BACKEND": "torch"})
+    with pytest.raises(NotImplementedError, match=r"no such layer in fastlayers \(if it is a "
+                                                  r"class of your own.*custom_objects="
+                                                  r"\{'_KerasTwice': a subclass"):
+        fl.load_model(tmp_path / "t.keras")
+    loaded = fl.load_model(tmp_path / "t.keras", custom_objects={"_KerasTwice": _FlTwice})
+    np.testing.assert_array_equal(loaded.predict(np.ones((2, 4), np.float32)),
+                                  np.full((2, 4), 2.0, np.float32))
 
 
 @keras.saving.register_keras_serializable(package="fltest")

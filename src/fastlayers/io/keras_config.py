@@ -318,6 +318,11 @@ def _check_origin(cfg: dict) -> str | None:
     if _is_op(cfg):
         return None if cls in OPS else "Keras op without a fastlayers equivalent"
     if cls not in LAYER_CLASSES:
+        if module is None:  # Keras 3 saves its own layers with their module
+            return ("no such layer in fastlayers (if it is a class of your own, saved without "
+                    "registration, pass load_model custom_objects={"
+                    f"{str(cls)!r}: a subclass of fastlayers.layers.Layer computing its call "
+                    "with NumPy})")
         return "no such layer in fastlayers"
     if cls in _APPLICATION_MODULES and module not in (None, _APPLICATION_MODULES[cls]):
         return f"a {cls} from module {module!r} (fastlayers has {_APPLICATION_MODULES[cls]}'s)"
