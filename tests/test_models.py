@@ -736,3 +736,23 @@ def test_duplicate_layer_names_are_refused_as_in_keras():
         Sequential([Input((3,)), Dense(2, name="q"), Dense(2, name="q")])
     shared = Dense(3, name="s")
     assert len(Sequential([Input((3,)), shared, shared]).layers) == 2
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_dict_of_inputs_with_an_extra_entry(as_dict):
+    """An entry that no input takes (a "label" beside the features) is left out with a
+    warning, as Keras does (it was refused, "unknown ['label']"; an audit); a missing one is
+    refused by name. Models made with a list of named inputs and with a dict of them."""
+    a, b = fl.Input((3,), name="a"), fl.Input((2,), name="b")
+    out = fl.layers.Dense(1)(fl.layers.Concatenate()([a, b]))
+    model = fl.Model({"a": a, "b": b} if as_dict else [a, b], out)
+    rng = np.random.default_rng(0)
+    x = {"a": rng.standard_normal((4, 3)).astype("f"), "b": rng.standard_normal((4, 2)).astype("f")}
+    want = model.predict(x)
+    with pytest.warns(UserWarning, match=r"inputs \['label'\] are not inputs of the model"):
+        got = model.predict({**x, "label": np.zeros((4, 1))})
+    np.testing.assert_array_equal(got, want)
+    with pytest.warns(UserWarning, match="left out"):
+        np.testing.assert_array_equal(model({**x, "label": np.zeros((4, 1))}), model(x))
+    with pytest.raises(ValueError, match=r"missing \['b'\], unknown \['label'\]"):
+        model.predict({"a": x["a"], "label": np.zeros((4, 1))})

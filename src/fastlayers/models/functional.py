@@ -8,6 +8,7 @@ inputs, so the model computes exactly what the same calls would compute one by o
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -343,6 +344,15 @@ class Model(BaseModel):
             self.__dict__["_reader_counts"] = readers
         return readers
 
+    def _warn_extra_inputs(self, inputs: dict, names: list[str]) -> None:
+        """Entries of a dict of inputs that no input takes (a "label" beside the features)
+        are left out with a warning, as Keras does."""
+        extra = [k for k in inputs if k not in names]
+        if extra:
+            warnings.warn(
+                f"{self._owner()}: inputs {extra} are not inputs of the model (its inputs are "
+                f"{sorted(names)}) and are left out, as Keras leaves them", stacklevel=4)
+
     def _match_inputs(self, inputs: Any) -> list[Any]:
         n = len(self.inputs)
         struct = self.__dict__.get("_input_struct")
@@ -352,7 +362,8 @@ class Model(BaseModel):
             names = [_input_layer_of(t).name for t in self.inputs]
             if _matches_structure(inputs, struct):
                 arrays = flatten_structure(inputs, "inputs")
-            elif isinstance(inputs, dict) and sorted(inputs) == sorted(names):
+            elif isinstance(inputs, dict) and set(names) <= set(inputs):
+                self._warn_extra_inputs(inputs, names)
                 arrays = [inputs[name] for name in names]
             elif isinstance(inputs, (list, tuple)) and len(inputs) == n and not any(
                     isinstance(i, dict) for i in inputs):
@@ -366,11 +377,12 @@ class Model(BaseModel):
             by_name = {_input_layer_of(t).name: t for t in self.inputs}
             missing = [k for k in by_name if k not in inputs]
             extra = [k for k in inputs if k not in by_name]
-            if missing or extra:
+            if missing:
                 raise ValueError(
                     f"{self._owner()}: inputs by name {sorted(by_name)}; missing {missing}, "
                     f"unknown {extra}"
                 )
+            self._warn_extra_inputs(inputs, list(by_name))
             arrays = [inputs[_input_layer_of(t).name] for t in self.inputs]
         elif isinstance(inputs, (list, tuple)) and inputs and (n > 1 or not numbers_only(inputs)):
             if n > 1 and isinstance(struct, dict) and list(struct) != sorted(struct):
