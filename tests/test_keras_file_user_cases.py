@@ -1339,6 +1339,38 @@ def test_an_unregistered_custom_layer_is_refused_with_the_hint(tmp_path):
 
 
 @keras.saving.register_keras_serializable(package="fltest")
+def _keras_swish2(x):
+    return x * keras.ops.sigmoid(2.0 * x)
+
+
+def _np_swish2(x):
+    return (x / (1.0 + np.exp(-2.0 * x))).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("key", ["fltest>_keras_swish2", "_keras_swish2"])
+def test_a_custom_activation_function_loads_from_custom_objects(tmp_path, fmt, key):
+    """A registered activation function of the user's: custom_objects gives its NumPy port
+    by either name, and the model predicts as Keras does (it was refused with the list of
+    Keras's activations; an audit). Without it the refusal says what to pass."""
+    i = keras.Input((4,))
+    x = L.Dense(3, activation=_keras_swish2)(i)
+    model = keras.Model(i, L.Activation(_keras_swish2)(L.Dense(2)(x)))
+    randomize(model)
+    model.save(tmp_path / f"m.{fmt}")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    loaded = fl.load_model(tmp_path / f"m.{fmt}", custom_objects={key: _np_swish2})
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(NotImplementedError, match=r"not an activation fastlayers has .*"
+                                                  r"custom_objects=\{'_keras_swish2': a "
+                                                  r"function"):
+        fl.load_model(tmp_path / f"m.{fmt}")
+    with pytest.raises(NotImplementedError, match="not a function"):
+        fl.load_model(tmp_path / f"m.{fmt}", custom_objects={key: 3})
+
+
+@keras.saving.register_keras_serializable(package="fltest")
 class _KerasPositional(keras.layers.Layer):  # keras.io's PositionalEmbedding: its own input_dim
     def __init__(self, sequence_length, input_dim, output_dim, **kwargs):
         super().__init__(**kwargs)

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import layers as L
+from .._numpy.activations import ACTIVATIONS
 from .._symbolic import symbolic_op
 from ..models import Input, Model, Sequential
 from ..models.functional import flatten_structure
@@ -266,6 +267,28 @@ def _plain_activation(value: Any) -> Any:
     return value
 
 
+def _custom_activation(value: Any, key: str) -> Any:
+    """An activation by a name that is not Keras's: the function load_model's custom_objects
+    gives for it (its registered name "package>name" or the name alone; a NumPy port of the
+    user's Keras function), else refused with that said. Keras's own names pass as they are."""
+    if not isinstance(value, str):
+        return value
+    custom = _CUSTOM.get() or {}
+    for name in (value, value.split(">")[-1]):
+        fn = custom.get(name)
+        if fn is not None:
+            if isinstance(fn, type) or not callable(fn):
+                raise Unsupported(f"{key}={value!r}: custom_objects gives {fn!r} for it, not a "
+                                  "function")
+            return fn
+    if value.strip().lower() not in ACTIVATIONS:
+        raise Unsupported(
+            f"{key}={value!r} is not an activation fastlayers has (docs/semantics.md §2 lists "
+            "them; for a function of your own, pass load_model custom_objects="
+            f"{{{value.split('>')[-1]!r}: a function computing it with NumPy}})")
+    return value
+
+
 # Mixed precision keeps the variables in float32 and computes in half precision; fastlayers
 # computes such layers in float32 (docs/semantics.md §29).
 _FLOAT32_VARIABLES = ("float32", "mixed_float16", "mixed_bfloat16", None)
@@ -379,7 +402,7 @@ def _layer_kwargs(cls: type, cfg: dict) -> dict[str, Any]:
                 "factors apart from the kernel; save the model as .keras, where Keras merges "
                 "them into the kernel, and load that file")
         if key.endswith("activation"):
-            value = _plain_activation(value)
+            value = _custom_activation(_plain_activation(value), key)
             if value == "hard_sigmoid" and _KERAS2_FILE.get():
                 raise Unsupported(
                     f"{key}='hard_sigmoid' in a file Keras 2 wrote: Keras 2 computes it as "
