@@ -3179,6 +3179,8 @@ def test_predict_batches_and_checks(capsys):
     for wrapped in ((x.numpy(),), [x.numpy()], (x,)):
         np.testing.assert_array_equal(model.predict(wrapped, batch_size=2), whole)
     np.testing.assert_array_equal(model.predict([x[0].tolist()]), whole[:1])
+    # one sample's row in a list is a batch of one, as before (a review)
+    np.testing.assert_array_equal(model.predict([x[0].numpy()]), whole[:1])
     two = fl.from_torch(Merge(MERGES["x + y"], False, False),
                         (torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5)))
     with pytest.raises(ValueError, match="same batch size"):

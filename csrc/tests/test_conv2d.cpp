@@ -534,8 +534,8 @@ void check_dwrow_case(const DwRowIsa& g, const DwGeom& geo, int64_t w, int64_t c
 // Segments around the output groups (8, 4, then single outputs below 4), channels around the
 // vector blocks (8 on AVX2; 16 and 32 on AVX-512) and their masked tails, the kernels with a
 // column walk of their own (3 and 5 wide, stride 1 and 2; 7 wide, stride 1) and others (1x1, a
-// dilated 2x3, 3x7 of strides 3 and 2, 1x2 of stride 2), each with the segment inside the input, reaching into the
-// left padding, and into the right padding.
+// dilated 2x3, 3x7 of strides 3 and 2, 1x2 of stride 2), each with the segment inside the input,
+// reaching into the left padding, and into the right padding.
 void test_dwrow_kernel_grid(const DwRowIsa& g) {
     std::mt19937 rng(4321);
     const int64_t ws[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23};

@@ -696,6 +696,25 @@ void test_rownorm(const RowIsa& k) {
             }
         }
     }
+    // Rows of specials alone for the smallest magnitude: all zeros, all NaN (either sign, any
+    // payload), +-inf among them (the answer +inf, or the inf itself), at block and tail sizes.
+    const uint32_t special_bits[] = {0x00000000u, 0x80000000u, 0x7FC00000u, 0xFFC00000u,
+                                     0x7F800001u, 0xFFFFFFFFu, 0x7F800000u, 0xFF800000u};
+    for (int64_t n : {1, 7, 8, 15, 16, 17, 31, 32, 33, 64, 65, 100}) {
+        for (int kinds = 2; kinds <= 8; kinds += 2) {  // the first 2, 4, 6 or 8 patterns
+            std::vector<float> xm(static_cast<size_t>(n + 40), 1e-45f);
+            float least = kInf;
+            for (int64_t j = 0; j < n; ++j) {
+                std::memcpy(&xm[j], &special_bits[(j * 5 + n) % kinds], sizeof(float));
+                const float m = std::fabs(xm[j]);
+                if (m != 0.0f && m < least) least = m;
+            }
+            const float got = k.min_magnitude(xm.data(), n);
+            if (fail(same_float(got, least)))
+                FLT_CHECK_MSG(false, "%s min magnitude of specials n=%" PRId64 " kinds %d: %a, "
+                                     "want %a", fl::isa_name(k.isa), n, kinds, got, least);
+        }
+    }
     FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " rownorm results differ", fl::isa_name(k.isa), bad);
 }
 

@@ -255,7 +255,7 @@ def real_scalar(value: Any, op: str, name: str) -> float:
         raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
     try:
         return float(value)
-    except OverflowError:  # a Python int beyond the float range
+    except OverflowError:  # a Python int or Fraction beyond the float range
         raise ValueError(f"{op}: {name} is too large for a float, got {value!r}") from None
 
 

@@ -5,21 +5,20 @@
 // b, in order, a column outside [0, width) reading as 0 - the chain of the scalar and AVX-512
 // kernels, so all give bitwise the same results.
 //
-// Tiles: groups of W = 4 consecutive outputs x V = 2 vectors of 8 channels (kw up to 3; then
-// one vector, then a masked tail of 1-7), or of 8 outputs x 1 vector for kw = 5 (8
-// accumulators + 5 kernel vectors + 1 input fit the 16 ymm registers) and for kw = 7 (8 + 7 + 1:
-// all 16; 4 outputs, 4 + 7 + 1, ran 1.0-1.3x slower at ConvNeXt's 7x7 on Zen 4). The last group of a
-// segment is shifted back to end at w (it writes some outputs again, with the same values); a
-// segment shorter than a group is one group that stores only its w outputs. For kw 3 or 5,
-// stride 1 or 2 and no dilation the walk is by input column: each column's vector is loaded
-// once and fed to every output of the group whose tap covers it, against the kernel row's kw
-// vectors held in registers (kw 7 at stride 1 too). An output's taps come in ascending column order, which is
-// ascending b: the contract's chain. Other kernels (KW = 0) loop over the taps at run time with
-// one load per FMA. Groups whose columns reach outside the input (CHECK) load those columns
-// with an all-zero mask, which reads nothing and gives zeros. Groups of 4 x 16 channels ran
-// 1.04-2.6x faster than 8 x 8 at 3x3 (a pass reads a whole 64-byte line of a pixel, not half
-// of one): Zen 4, kernel alone, us, (1, 7, 7, 1024) 35 vs 91, (1, 14, 14, 512) 51 vs 87,
-// (1, 56, 56, 128) 138 vs 143.
+// Tiles: groups of W = 4 consecutive outputs x V = 2 vectors of 8 channels (kw up to 3; then one
+// vector, then a masked tail of 1-7), or of 8 outputs x 1 vector for kw = 5 (8 accumulators + 5
+// kernel vectors + 1 input fit the 16 ymm registers) and for kw = 7 (8 + 7 + 1: all 16; 4 outputs,
+// 4 + 7 + 1, ran 1.0-1.3x slower at ConvNeXt's 7x7 on Zen 4). The last group of a segment is
+// shifted back to end at w (it writes some outputs again, with the same values); a segment shorter
+// than a group is one group that stores only its w outputs. For kw 3 or 5, stride 1 or 2 and no
+// dilation the walk is by input column: each column's vector is loaded once and fed to every
+// output of the group whose tap covers it, against the kernel row's kw vectors held in registers
+// (kw 7 at stride 1 too). An output's taps come in ascending column order, which is ascending b:
+// the contract's chain. Other kernels (KW = 0) loop over the taps at run time with one load per
+// FMA. Groups whose columns reach outside the input (CHECK) load those columns with an all-zero
+// mask, which reads nothing and gives zeros. Groups of 4 x 16 channels ran 1.04-2.6x faster than 8
+// x 8 at 3x3 (a pass reads a whole 64-byte line of a pixel, not half of one): Zen 4, kernel alone,
+// us, (1, 7, 7, 1024) 35 vs 91, (1, 14, 14, 512) 51 vs 87, (1, 56, 56, 128) 138 vs 143.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -146,10 +145,10 @@ static void dw2_group_at(const FlDwRow& p, int64_t o0, int64_t n) {
 }
 
 // Groups of 4 outputs x 16 channels (kw up to 3, and the kernels without a column walk of their
-// own) or of 8 x 8 channels (kw 5 and 7: 8 accumulators and 5 or 7 kernel vectors), the last
-// group shifted back to end at w (it writes some outputs again, with the same values); a segment shorter than
-// a group is one group that stores only its first w outputs (its other columns are read as the
-// input has them, or as zeros past its end).
+// own) or of 8 x 8 channels (kw 5 and 7: 8 accumulators and 5 or 7 kernel vectors), the last group
+// shifted back to end at w (it writes some outputs again, with the same values); a segment shorter
+// than a group is one group that stores only its first w outputs (its other columns are read as
+// the input has them, or as zeros past its end).
 template <int KW, int SW, int DW>
 static void dw2_row(const FlDwRow& p) {
     const int64_t w = p.w;

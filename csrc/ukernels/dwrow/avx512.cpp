@@ -7,20 +7,19 @@
 // with -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma). Selected by fl::kernels()
 // (KernelTable::dwconv_row) when active_isa() is avx512; the tests call it by name.
 //
-// Tiles: W = 8 consecutive outputs (7 when 7 divides the segment and 8 does not; the last
-// group shifted back to end at w, writing some outputs again with the same values; a segment
-// shorter than 8 is one group of 8, or of 4 up to 4 outputs, that stores only its w) x V = 2
-// vectors of 16 channels (then 1, then a masked tail of 1-15; for kw 7, V = 1 throughout). For
-// the common kernels (kw 3 or 5, stride 1 or 2; kw 7, stride 1: ConvNeXt's; no dilation) the
-// walk is by input column: each column's vectors are loaded
-// once and fed to every output of the group whose tap covers it, against the kernel row's
-// kw x V vectors held in registers. An output's taps come in ascending column order, which is
-// ascending b: the contract's chain. 8 x 2 accumulators + 5 x 2 kernel vectors + 2 inputs fit
-// the 32 zmm registers. A 3x3 stride-1 group loads 10 input vectors per kernel row where the
-// per-pixel kernel (fl_dwconv_f32) loads 24. Other kernels (KW = 0) loop over the taps at run
-// time with one load per FMA. Groups whose columns reach outside the input (CHECK) load those
-// columns with an all-zero mask, which reads nothing and gives zeros. Groups of 4 x 64
-// channels (no room left for the kernel vectors: spills) ran 1.3-2x slower.
+// Tiles: W = 8 consecutive outputs (7 when 7 divides the segment and 8 does not; the last group
+// shifted back to end at w, writing some outputs again with the same values; a segment shorter
+// than 8 is one group of 8, or of 4 up to 4 outputs, that stores only its w) x V = 2 vectors of 16
+// channels (then 1, then a masked tail of 1-15; for kw 7, V = 1 throughout). For the common
+// kernels (kw 3 or 5, stride 1 or 2; kw 7, stride 1: ConvNeXt's; no dilation) the walk is by input
+// column: each column's vectors are loaded once and fed to every output of the group whose tap
+// covers it, against the kernel row's kw x V vectors held in registers. An output's taps come in
+// ascending column order, which is ascending b: the contract's chain. 8 x 2 accumulators + 5 x 2
+// kernel vectors + 2 inputs fit the 32 zmm registers. A 3x3 stride-1 group loads 10 input vectors
+// per kernel row where the per-pixel kernel (fl_dwconv_f32) loads 24. Other kernels (KW = 0) loop
+// over the taps at run time with one load per FMA. Groups whose columns reach outside the input
+// (CHECK) load those columns with an all-zero mask, which reads nothing and gives zeros. Groups of
+// 4 x 64 channels (no room left for the kernel vectors: spills) ran 1.3-2x slower.
 //
 // Zen 4, one core, 3x3 'same', kernel alone over whole rows, cycles per output pixel and 16
 // channels, this kernel vs the per-pixel one, inputs 64-byte aligned: (1, 112, 112, 32) 15.1

@@ -177,7 +177,7 @@ class TorchModel(BaseModel):
         join the results along each output's batch axis (axis 1 for the (layers, B, H)
         states of recurrent layers). ``x`` is one array, or a tuple with one entry per
         positional input (or a list of as many; one input may come alone or as a tuple or list
-        of one array). Returns the module's structure.
+        of one array of its whole rank). Returns the module's structure.
 
         As Keras's ``predict``, this takes each sample's outputs to depend on that sample
         alone. A module that computes across the batch (a softmax, cumsum, mean or flip over
@@ -222,13 +222,14 @@ class TorchModel(BaseModel):
                 isinstance(a, np.ndarray) for a in x):
             raise ValueError(f"{owner}: expected {n_in} inputs, got a list of {len(x)} arrays")
         several = n_in > 1 and (isinstance(x, tuple) or isinstance(x, list) and len(x) == n_in)
-        # One input given as a tuple or list of one array, as for several (Keras's predict
-        # takes [x] too). Not when the one input is itself a structure of one, or the entry
-        # is nested Python data (([1.0, 2.0],) is one sample's features).
-        one = (n_in == 1 and isinstance(x, (tuple, list)) and len(x) == 1
-               and hasattr(x[0], "shape") and not (
-                   isinstance(self.input_template[0], tuple)
-                   and len(self.input_template[0]) == 1))
+        # One input given as a tuple or list of one array of the input's whole rank, as for
+        # several (Keras's predict takes [x] too). Not when the one input is itself a
+        # structure of one, nor for an entry of lower rank or nested Python data: [x[0]] and
+        # ([1.0, 2.0],) are one sample, a batch of one, as before.
+        tmpl = self.input_template[0] if n_in == 1 else None
+        one = (isinstance(tmpl, int) and isinstance(x, (tuple, list)) and len(x) == 1
+               and hasattr(x[0], "shape")
+               and np.ndim(x[0]) == len(self.inner.inputs[tmpl].shape))
         xs = tuple(x) if several or one else (x,)
         arrays = [np.asarray(a) for a in self._flat_inputs(xs)]
         n = arrays[0].shape[0] if arrays[0].ndim else 0

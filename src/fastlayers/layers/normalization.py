@@ -18,7 +18,6 @@ model is folded into that layer's packed weights, so it runs in the C++ GEMM
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -68,11 +67,7 @@ def _initializer(value: Any, owner: str, name: str):
 
 def _real(value: Any, owner: str, name: str, minimum: float | None = None,
           strict: bool = False) -> float:
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
-        value = value[()]  # a 0-d array, as the functional ops take it
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    value = V.real_scalar(value, owner, name)  # the functional ops' rule: the same values
     if not np.isfinite(value):
         raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
     if minimum is not None and (value < minimum or (strict and value == minimum)):
