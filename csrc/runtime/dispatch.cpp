@@ -104,7 +104,9 @@ KernelTable make_table(Isa isa) {
     t.igemm = fl_igemm_f32_scalar;
     t.igemm_mr = 6;
     t.igemm_nr = 16;
-#define FL_SET_ACT_SCALAR(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
+#define FL_SET_ACT_SCALAR(name)                                  \
+    t.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar; \
+    t.act_to[static_cast<int>(Act::name)] = fl_act_to_##name##_scalar;
     FL_ACTIVATION_LIST(FL_SET_ACT_SCALAR)
 #undef FL_SET_ACT_SCALAR
     t.vsigmoid = fl_vsigmoid_scalar;
@@ -137,7 +139,9 @@ KernelTable make_table(Isa isa) {
         t.dwconv_row = fl_dwconv_row_f32_avx2;
         t.dwconv_row_max_ch = 256;
         t.igemm = fl_igemm_f32_avx2;
-#define FL_SET_ACT_AVX2(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
+#define FL_SET_ACT_AVX2(name)                                  \
+    t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2; \
+    t.act_to[static_cast<int>(Act::name)] = fl_act_to_##name##_avx2;
         FL_ACTIVATION_LIST(FL_SET_ACT_AVX2)
 #undef FL_SET_ACT_AVX2
         t.vsigmoid = fl_vsigmoid_avx2;
@@ -164,7 +168,9 @@ KernelTable make_table(Isa isa) {
         t.score_prep = fl_score_prep_avx512;
         t.row_max = fl_row_max_avx512;
         t.exp_shift_sum = fl_exp_shift_sum_avx512;
-#define FL_SET_ACT_AVX512(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+#define FL_SET_ACT_AVX512(name)                                  \
+    t.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512; \
+    t.act_to[static_cast<int>(Act::name)] = fl_act_to_##name##_avx512;
         FL_ACTIVATION_LIST(FL_SET_ACT_AVX512)
 #undef FL_SET_ACT_AVX512
         t.vsigmoid = fl_vsigmoid_avx512;
@@ -205,6 +211,8 @@ KernelTable make_table(Isa isa) {
 #define FL_SET_ACT_NEON(name) t.act[static_cast<int>(Act::name)] = fl_act_##name##_neon;
         FL_ACTIVATION_LIST(FL_SET_ACT_NEON)
 #undef FL_SET_ACT_NEON
+        // no out-of-place NEON kernels yet: the driver copies, then runs the NEON ones
+        for (auto& f : t.act_to) f = nullptr;
         t.vsigmoid = fl_vsigmoid_neon;
         t.vtanh = fl_vtanh_neon;
         t.lstm_gates = nullptr;  // no NEON version: the act kernels, gate by gate

@@ -92,6 +92,9 @@ struct KernelTable {
     // Elementwise activations in place: act[id](y, n) sets y[i] = act(y[i]) for i in [0, n),
     // id = static_cast<int>(fl::Act) (activations.h); act[Act::linear] does nothing.
     void (*act[kNumActs])(float* y, int64_t n);
+    // The same out of place: act_to[id](x, y, n) sets y[i] = act(x[i]) (the same bits);
+    // nullptr where the ISA has none (NEON): copy, then act[id].
+    void (*act_to[kNumActs])(const float* x, float* y, int64_t n) = {};
 
     // y[i] = sigmoid(x[i]) / tanh(x[i]) for i in [0, n) (LSTM/GRU gates); x == y is allowed.
     void (*vsigmoid)(const float* x, float* y, int64_t n);

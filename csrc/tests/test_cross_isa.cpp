@@ -50,6 +50,8 @@ struct EwIsa {
     ScorePrepFn score_prep;
     RowMaxFn row_max;
     ExpShiftSumFn exp_shift_sum;
+    // out-of-place activations (fl_act_to_<name>_<isa>); nullptr where the ISA has none (NEON)
+    void (*act_to[fl::kNumActs])(const float*, float*, int64_t) = {};
 };
 
 std::vector<EwIsa> built() {
@@ -61,7 +63,9 @@ std::vector<EwIsa> built() {
                 fl_gru_gates_scalar,   fl_softmax_rows_scalar,
                 fl_score_prep_scalar,  fl_row_max_scalar,
                 fl_exp_shift_sum_scalar};
-#define FL_X_SCALAR(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar;
+#define FL_X_SCALAR(name)                                         \
+    s.act[static_cast<int>(Act::name)] = fl_act_##name##_scalar; \
+    s.act_to[static_cast<int>(Act::name)] = fl_act_to_##name##_scalar;
         FL_ACTIVATION_LIST(FL_X_SCALAR)
 #undef FL_X_SCALAR
         v.push_back(s);
@@ -74,7 +78,9 @@ std::vector<EwIsa> built() {
                 fl_gru_gates_avx2,   fl_softmax_rows_avx2,
                 fl_score_prep_avx2,  fl_row_max_avx2,
                 fl_exp_shift_sum_avx2};
-#define FL_X_AVX2(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2;
+#define FL_X_AVX2(name)                                         \
+    s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx2; \
+    s.act_to[static_cast<int>(Act::name)] = fl_act_to_##name##_avx2;
         FL_ACTIVATION_LIST(FL_X_AVX2)
 #undef FL_X_AVX2
         v.push_back(s);
@@ -88,7 +94,9 @@ std::vector<EwIsa> built() {
                 fl_gru_gates_avx512,   fl_softmax_rows_avx512,
                 fl_score_prep_avx512,  fl_row_max_avx512,
                 fl_exp_shift_sum_avx512};
-#define FL_X_AVX512(name) s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512;
+#define FL_X_AVX512(name)                                         \
+    s.act[static_cast<int>(Act::name)] = fl_act_##name##_avx512; \
+    s.act_to[static_cast<int>(Act::name)] = fl_act_to_##name##_avx512;
         FL_ACTIVATION_LIST(FL_X_AVX512)
 #undef FL_X_AVX512
         v.push_back(s);
@@ -209,6 +217,23 @@ void test_act_identity(const EwIsa& ref, const EwIsa& k, bool ftz) {
                         FLT_CHECK_MSG(false, "%s %s n=%" PRId64 " [%" PRId64 "](%a): %a, scalar %a",
                                       fl::isa_name(k.isa), fl::act_name(id), n, i, vals[off + i],
                                       pb.data()[i], pa.data()[i]);
+                // out of place (this ISA's and scalar's): the same bits, x left as it was,
+                // nothing outside y[0, n) written
+                for (const EwIsa* e : {&ref, &k}) {
+                    if (e->act_to[id] == nullptr) continue;
+                    Padded px(n), py(n);
+                    for (int64_t i = 0; i < n; ++i) px.data()[i] = vals[off + i];
+                    e->act_to[id](px.data(), py.data(), n);
+                    FLT_CHECK_MSG(py.guards_intact(n), "%s %s to n=%" PRId64 ": wrote outside",
+                                  fl::isa_name(e->isa), fl::act_name(id), n);
+                    for (int64_t i = 0; i < n; ++i)
+                        if ((!same(py.data()[i], pa.data()[i]) ||
+                             !same(px.data()[i], vals[off + i])) && bad++ < 4)
+                            FLT_CHECK_MSG(false, "%s %s to n=%" PRId64 " [%" PRId64 "](%a): %a, "
+                                                 "scalar in place %a",
+                                          fl::isa_name(e->isa), fl::act_name(id), n, i,
+                                          vals[off + i], py.data()[i], pa.data()[i]);
+                }
             }
         }
         FLT_CHECK_MSG(bad == 0, "%s %s: %" PRId64 " results differ from scalar",

@@ -63,17 +63,21 @@ void fl_vexp_avx2(const float* x, float* y, int64_t n) {
 #include "act_avx2.inc"
 
 void fl_act_linear_avx2(float*, int64_t) {}
+void fl_act_to_linear_avx2(const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+}
 
 #define FL_AVX2_ACT_KERNEL(name)                                                                 \
-    void fl_act_##name##_avx2(float* y, int64_t n) {                                             \
+    void fl_act_to_##name##_avx2(const float* x, float* y, int64_t n) {                          \
         int64_t i = 0;                                                                           \
         for (; i + 8 <= n; i += 8)                                                               \
-            _mm256_storeu_ps(y + i, fl_##name##_avx2(_mm256_loadu_ps(y + i)));                   \
+            _mm256_storeu_ps(y + i, fl_##name##_avx2(_mm256_loadu_ps(x + i)));                   \
         if (i < n) {                                                                             \
             const __m256i mask = fl_avx2_tail_mask(n - i);                                       \
-            _mm256_maskstore_ps(y + i, mask, fl_##name##_avx2(_mm256_maskload_ps(y + i, mask))); \
+            _mm256_maskstore_ps(y + i, mask, fl_##name##_avx2(_mm256_maskload_ps(x + i, mask))); \
         }                                                                                        \
-    }
+    }                                                                                            \
+    void fl_act_##name##_avx2(float* y, int64_t n) { fl_act_to_##name##_avx2(y, y, n); }
 FL_AVX2_ACT_KERNEL(relu)
 FL_AVX2_ACT_KERNEL(relu6)
 FL_AVX2_ACT_KERNEL(leaky_relu)

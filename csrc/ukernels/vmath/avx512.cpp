@@ -36,18 +36,22 @@ void fl_vexp_avx512(const float* x, float* y, int64_t n) {
 // ---------------------------------------------------------------------------------------------
 
 void fl_act_linear_avx512(float*, int64_t) {}
+void fl_act_to_linear_avx512(const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+}
 
 #define FL_AVX512_ACT_KERNEL(name)                                                       \
-    void fl_act_##name##_avx512(float* y, int64_t n) {                                   \
+    void fl_act_to_##name##_avx512(const float* x, float* y, int64_t n) {                \
         int64_t i = 0;                                                                   \
         for (; i + 16 <= n; i += 16)                                                     \
-            _mm512_storeu_ps(y + i, fl_##name##_avx512(_mm512_loadu_ps(y + i)));         \
+            _mm512_storeu_ps(y + i, fl_##name##_avx512(_mm512_loadu_ps(x + i)));         \
         if (i < n) {                                                                     \
             const __mmask16 k = fl_avx512_tail_mask(n - i);                             \
             _mm512_mask_storeu_ps(y + i, k,                                              \
-                                  fl_##name##_avx512(_mm512_maskz_loadu_ps(k, y + i)));  \
+                                  fl_##name##_avx512(_mm512_maskz_loadu_ps(k, x + i)));  \
         }                                                                                \
-    }
+    }                                                                                    \
+    void fl_act_##name##_avx512(float* y, int64_t n) { fl_act_to_##name##_avx512(y, y, n); }
 FL_AVX512_ACT_KERNEL(relu)
 FL_AVX512_ACT_KERNEL(relu6)
 FL_AVX512_ACT_KERNEL(leaky_relu)

@@ -28,10 +28,16 @@ void fl_vexp_scalar(const float* x, float* y, int64_t n) {
 #include "act_scalar.inc"
 
 void fl_act_linear_scalar(float*, int64_t) {}
+void fl_act_to_linear_scalar(const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+}
 
-#define FL_SCALAR_ACT_KERNEL(name)                                       \
-    void fl_act_##name##_scalar(float* y, int64_t n) {                   \
-        for (int64_t i = 0; i < n; ++i) y[i] = fl_##name##_scalar(y[i]); \
+#define FL_SCALAR_ACT_KERNEL(name)                                             \
+    void fl_act_##name##_scalar(float* y, int64_t n) {                         \
+        for (int64_t i = 0; i < n; ++i) y[i] = fl_##name##_scalar(y[i]);       \
+    }                                                                          \
+    void fl_act_to_##name##_scalar(const float* x, float* y, int64_t n) {      \
+        for (int64_t i = 0; i < n; ++i) y[i] = fl_##name##_scalar(x[i]);       \
     }
 FL_SCALAR_ACT_KERNEL(relu)
 FL_SCALAR_ACT_KERNEL(relu6)

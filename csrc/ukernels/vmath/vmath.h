@@ -6,6 +6,9 @@
  *   fl_act_<name>_<isa>(y, n): y[i] = act(y[i]) for i < n, in place, for every elementwise
  *       activation of FL_ACTIVATION_LIST (fastlayers/activations.h). Nothing outside
  *       [y, y + n) is read or written; n <= 0 is a no-op.
+ *   fl_act_to_<name>_<isa>(x, y, n): y[i] = act(x[i]), out of place (x == y allowed), the
+ *       same bits as fl_act_<name>_<isa> (one loop: the in-place kernel calls it with x = y);
+ *       linear copies. Not on NEON yet (the driver copies, then runs the in-place kernel).
  *   fl_vsigmoid_<isa>(x, y, n), fl_vtanh_<isa>(x, y, n): y[i] = sigmoid(x[i]) / tanh(x[i]),
  *       out of place (x == y allowed), for the LSTM/GRU gate math.
  *   fl_lstm_gates_<isa>(n, z, c, h): the gate math of one LSTM row, tanh / sigmoid, for units
@@ -34,8 +37,10 @@
 #include "fastlayers/act_list.h"
 
 #define FL_VMATH_DECLARE_ACT(name, isa) void fl_act_##name##_##isa(float* y, int64_t n);
+#define FL_VMATH_DECLARE_ACT_TO(name, isa) \
+    void fl_act_to_##name##_##isa(const float* x, float* y, int64_t n);
 
-#define FL_VMATH_DECLARE_SCALAR(name) FL_VMATH_DECLARE_ACT(name, scalar)
+#define FL_VMATH_DECLARE_SCALAR(name) FL_VMATH_DECLARE_ACT(name, scalar) FL_VMATH_DECLARE_ACT_TO(name, scalar)
 FL_ACTIVATION_LIST(FL_VMATH_DECLARE_SCALAR)
 #undef FL_VMATH_DECLARE_SCALAR
 void fl_vsigmoid_scalar(const float* x, float* y, int64_t n);
@@ -44,7 +49,7 @@ void fl_lstm_gates_scalar(int64_t n, const float* z, float* c, float* h);
 void fl_gru_gates_scalar(int64_t n, const float* g, const float* x, const float* hp, float* h);
 
 #if defined(FL_HAVE_AVX2)
-#define FL_VMATH_DECLARE_AVX2(name) FL_VMATH_DECLARE_ACT(name, avx2)
+#define FL_VMATH_DECLARE_AVX2(name) FL_VMATH_DECLARE_ACT(name, avx2) FL_VMATH_DECLARE_ACT_TO(name, avx2)
 FL_ACTIVATION_LIST(FL_VMATH_DECLARE_AVX2)
 #undef FL_VMATH_DECLARE_AVX2
 void fl_vsigmoid_avx2(const float* x, float* y, int64_t n);
@@ -54,7 +59,7 @@ void fl_gru_gates_avx2(int64_t n, const float* g, const float* x, const float* h
 #endif
 
 #if defined(FL_HAVE_AVX512)
-#define FL_VMATH_DECLARE_AVX512(name) FL_VMATH_DECLARE_ACT(name, avx512)
+#define FL_VMATH_DECLARE_AVX512(name) FL_VMATH_DECLARE_ACT(name, avx512) FL_VMATH_DECLARE_ACT_TO(name, avx512)
 FL_ACTIVATION_LIST(FL_VMATH_DECLARE_AVX512)
 #undef FL_VMATH_DECLARE_AVX512
 void fl_vsigmoid_avx512(const float* x, float* y, int64_t n);
