@@ -1810,3 +1810,27 @@ def test_appends_swaps_properties_and_held_ports_as_keras(tmp_path, route):
     .h5); the property and the held port of another class name were refused from .keras."""
     _check_port_routes(tmp_path, route, _KerasSecond, _FlSecond, 3, "second", count=18,
                        extra={"_KerasInner": _FlInnerPort})
+
+
+def test_an_unzipped_keras_model_and_sharded_weights(tmp_path):
+    """model.save(path, zipped=False) writes the .keras members into a directory: it loads as
+    the zip does, in load_model and load_weights (it was "not a Keras model or weights file";
+    an audit). Sharded weights (save_weights with max_shard_size) are refused by name."""
+    i = keras.Input((4,))
+    model = keras.Model(i, L.Dense(2)(L.Dense(3, activation="relu")(i)))
+    randomize(model)
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    model.save(tmp_path / "unzipped", zipped=False)
+    assert (tmp_path / "unzipped").is_dir()
+    loaded = fl.load_model(tmp_path / "unzipped")
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    fresh = fl.models.model_from_json(model.to_json())
+    fresh.load_weights(tmp_path / "unzipped")
+    np.testing.assert_array_equal(fresh.predict(x), loaded.predict(x))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IsADirectoryError, match="nor one that model.save"):
+        fl.load_model(tmp_path / "empty")
+    model.save_weights(tmp_path / "w.weights.json", max_shard_size=0.0001)
+    with pytest.raises(ValueError, match="sharded weights"):
+        fresh.load_weights(tmp_path / "w.weights.json")

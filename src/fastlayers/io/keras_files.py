@@ -69,7 +69,11 @@ def _path(path: Any, what: str = "a file path (str or os.PathLike)") -> str:
         raise TypeError(f"expected {what}, got {type(path).__name__}")
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise IsADirectoryError(f"{path!r} is a directory, not a Keras model or weights file")
+        if all(os.path.isfile(os.path.join(path, m)) for m in ("config.json", "model.weights.h5")):
+            return path  # what model.save(path, zipped=False) writes: a .keras file's members
+        raise IsADirectoryError(f"{path!r} is a directory, not a Keras model or weights file "
+                                "(nor one that model.save(path, zipped=False) writes, holding "
+                                "config.json and model.weights.h5)")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
     if not os.path.isfile(path):
@@ -131,10 +135,11 @@ def load_model(path: Any, custom_objects: Any = None, compile: Any = True,  # no
     fastlayers compiles nothing (the training config is not read) and never runs code from a
     file (Lambda layers are refused, as Keras's safe mode does).
 
-    Reads ``.keras`` files (a zip of config.json and model.weights.h5) and legacy
-    ``.h5`` files (written by Keras 2 / tf.keras, or by Keras 3 for ``model.save("x.h5")``).
-    The graph is rebuilt from the file's config with fastlayers layers and ops, and the
-    weights are set from the file.
+    Reads ``.keras`` files (a zip of config.json and model.weights.h5, or the directory of
+    them that ``model.save(path, zipped=False)`` writes) and legacy ``.h5`` files (written
+    by Keras 2 / tf.keras, or by Keras 3 for ``model.save("x.h5")``). The graph is rebuilt
+    from the file's config with fastlayers layers and ops, and the weights are set from the
+    file.
 
     A model with layers fastlayers cannot run (Lambda, custom classes, layers it does not
     have) or with arguments that change the result and are not supported raises one
@@ -177,19 +182,34 @@ def _load_live(model: Any, custom_objects: dict | None = None) -> BaseModel:
             return _load_model(path, custom_objects)
 
 
-def _load_model(path: str, custom_objects: dict | None = None) -> BaseModel:
-    if zipfile.is_zipfile(path):
+def _keras_members(path: str) -> dict[str, bytes]:
+    """config.json, model.weights.h5 and (if there) metadata.json of a .keras file, or of the
+    directory Keras writes for ``model.save(path, zipped=False)``: the same members."""
+    wanted = ("config.json", "model.weights.h5", "metadata.json")
+    members: dict[str, bytes] = {}
+    if os.path.isdir(path):
+        names, what = sorted(os.listdir(path)), "a directory"
+        for name in wanted:
+            if os.path.isfile(os.path.join(path, name)):
+                with open(os.path.join(path, name), "rb") as member:
+                    members[name] = member.read()
+    else:
         with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if "config.json" not in names or "model.weights.h5" not in names:
-                raise ValueError(
-                    f"{path!r} is a zip file but not a Keras model: it needs config.json and "
-                    f"model.weights.h5, it has {sorted(names)}"
-                )
-            config = _json(zf.read("config.json"), path, "its config.json")
-            meta = (_json(zf.read("metadata.json"), path, "its metadata.json")
-                    if "metadata.json" in names else {})
-            weights = zf.read("model.weights.h5")
+            names, what = sorted(zf.namelist()), "a zip file"
+            members = {name: zf.read(name) for name in wanted if name in names}
+    if "config.json" not in members or "model.weights.h5" not in members:
+        raise ValueError(f"{path!r} is {what} but not a Keras model: it needs config.json and "
+                         f"model.weights.h5, it has {names}")
+    return members
+
+
+def _load_model(path: str, custom_objects: dict | None = None) -> BaseModel:
+    if zipfile.is_zipfile(path) or os.path.isdir(path):
+        members = _keras_members(path)
+        config = _json(members["config.json"], path, "its config.json")
+        meta = (_json(members["metadata.json"], path, "its metadata.json")
+                if "metadata.json" in members else {})
+        weights = members["model.weights.h5"]
         h5py = _h5py()
         model = build_model(config, meta.get("keras_version") if isinstance(meta, dict)
                             else None, lora_merged=True, custom_objects=custom_objects)
@@ -241,14 +261,14 @@ def load_weights(model: BaseModel, path: Any) -> None:
 
 
 def _load_weights(model: BaseModel, path: str) -> None:
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            if "model.weights.h5" not in zf.namelist():
-                raise ValueError(f"{path!r}: a zip file without model.weights.h5")
-            data = zf.read("model.weights.h5")
-        with _h5py().File(_stdio.BytesIO(data), "r") as f:
+    if zipfile.is_zipfile(path) or os.path.isdir(path):  # a .keras file, zipped or not
+        with _h5py().File(_stdio.BytesIO(_keras_members(path)["model.weights.h5"]), "r") as f:
             _load_keras3(model, f)
         return
+    if str(path).endswith(".weights.json"):
+        raise ValueError(f"{path!r}: Keras's sharded weights (save_weights with "
+                         "max_shard_size), which fastlayers does not read; save them unsharded "
+                         "to a .weights.h5 file")
     if not _is_hdf5(path):
         raise ValueError(f"{path!r} is not an HDF5 weights file")
     with _h5py().File(path, "r") as f:
