@@ -14,7 +14,7 @@ import re
 import naive_dense_conv as naive
 import numpy as np
 import pytest
-from conftest import assert_close, backends_for, run_on
+from conftest import NUMPY_ONLY, assert_close, backends_for, run_on
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -453,3 +453,42 @@ def test_activation_layer_runs_row_activations_under_every_backend(name, rng):
     for backend in ("auto", "cpp", "numpy"):
         with fl.use_backend(backend):
             np.testing.assert_array_equal(fl.layers.Activation(name)(x), want)
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="the usual call's fast path needs the compiled core")
+@pytest.mark.parametrize("name", ["relu", "gelu", "sigmoid", "linear", "hard_silu"])
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (3, 17), (2, 3, 768), (4, 0), (0, 5)])
+def test_elementwise_usual_call_as_the_checked_one(name, shape, rng, monkeypatch):
+    """The usual call (a C-contiguous float32 array, no parameters) skips the checks'
+    Python: the same bits as the checked call (a float64 copy of x takes it), a new array,
+    and the NumPy backend still runs NumPy."""
+    from fastlayers import _validation
+
+    real = _validation.array
+
+    def checks(*args, **kwargs):
+        raise AssertionError("the usual call ran the checks")
+
+    fn = getattr(A, name)
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    monkeypatch.setattr(_validation, "array", checks)
+    with fl.use_backend("cpp"):
+        fast = fn(x)
+    monkeypatch.setattr(_validation, "array", real)
+    with fl.use_backend("cpp"):
+        checked = fn(x.astype(np.float64))
+    assert fast.shape == x.shape and fast.dtype == np.float32
+    np.testing.assert_array_equal(fast, checked)
+    if x.size:
+        assert not np.shares_memory(fast, x)
+    with fl.use_backend("numpy"):
+        np.testing.assert_array_equal(fn(x), _np_act_impl(name)(x))
+    # what the fast path does not take goes through the checks as before
+    with pytest.raises(TypeError):
+        fn("not an array")
+    np.testing.assert_array_equal(fn(x[..., ::-1] if x.ndim else x), checked[..., ::-1])
+
+
+def _np_act_impl(name):
+    from fastlayers._numpy import activations as np_act
+    return np_act.ACTIVATIONS[name]
