@@ -1834,3 +1834,46 @@ def test_an_unzipped_keras_model_and_sharded_weights(tmp_path):
     model.save_weights(tmp_path / "w.weights.json", max_shard_size=0.0001)
     with pytest.raises(ValueError, match="sharded weights"):
         fresh.load_weights(tmp_path / "w.weights.json")
+
+
+@keras.saving.register_keras_serializable(package="fltest")
+class _KerasStages(keras.layers.Layer):  # layers in nested containers
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stages = [[L.Dense(4), L.Dense(4)], [L.Dense(3)],
+                       {"a": L.Dense(2), "b": [L.Dense(2), L.LayerNormalization()]}]
+
+    def call(self, x):
+        for layer in (*self.stages[0], self.stages[1][0], self.stages[2]["a"],
+                      *self.stages[2]["b"]):
+            x = layer(x)
+        return x
+
+
+class _FlStages(fl.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stages = [[fl.layers.Dense(4), fl.layers.Dense(4)], [fl.layers.Dense(3)],
+                       {"a": fl.layers.Dense(2),
+                        "b": [fl.layers.Dense(2), fl.layers.LayerNormalization()]}]
+
+    def call(self, x):
+        for layer in (*self.stages[0], self.stages[1][0], self.stages[2]["a"],
+                      *self.stages[2]["b"]):
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_a_custom_layer_holding_nested_containers(tmp_path, fmt):
+    """Layers in lists and dicts inside a held list: a .keras file keeps them under Keras's
+    "container", "container_1" groups, read as Keras reads them (the file was refused, "has 6
+    weights, the file has 0"; an audit)."""
+    i = keras.Input((4,))
+    model = keras.Model(i, _KerasStages(name="st")(i))
+    randomize(model)
+    model.save(tmp_path / f"m.{fmt}")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    loaded = fl.load_model(tmp_path / f"m.{fmt}", custom_objects={"_KerasStages": _FlStages})
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)

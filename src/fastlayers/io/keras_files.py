@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 
 from .. import layers as L
-from ..layers.base import _layers_held_by
 from ..models import Model, Sequential
 from ..models.base import BaseModel, InputLayer
 from .keras_config import PORT_NAMES, Malformed, build_model
@@ -364,7 +363,8 @@ def _held_paths(layer: Any, path: str) -> dict[int, str]:
     Keras's object walk saves them: the layer's attribute names in sorted order, the private
     ones (``_name``) last, properties included (``@property def proj``), each layer under the
     first name that reaches it (``<path>/<name>``; a container's layers under
-    ``<path>/<name>/<class, snake case, counted per class>``)."""
+    ``<path>/<name>/<class, snake case, counted per class>``, nested containers as
+    _container_paths says)."""
     tracked = layer.__dict__.get("_tracked", {})
     names = [n for n in dir(layer) if not n.startswith("_") or n in tracked]
     where: dict[int, str] = {}
@@ -376,9 +376,32 @@ def _held_paths(layer: Any, path: str) -> dict[int, str]:
         if isinstance(value, L.Layer):
             where.setdefault(id(value), f"{path}/{attr}")
         elif isinstance(value, (list, tuple, dict)) and not isinstance(value, str):
-            for item, sub in _class_paths(_layers_held_by(value), f"{path}/{attr}"):
+            for item, sub in _container_paths(value, f"{path}/{attr}"):
                 where.setdefault(id(item), sub)
     return where
+
+
+def _container_paths(container: Any, prefix: str) -> list[tuple[Any, str]]:
+    """(layer, its group path) for the layers of a list, tuple or dict (its values) that a
+    custom layer holds, as Keras's walk of a container names them: each layer by its class in
+    snake case, each container inside by "container", counted together in one level
+    (``prefix/dense``, ``prefix/dense_1``, ``prefix/container``, ``prefix/container_1``), a
+    nested container's layers under its own name."""
+    items = container.values() if isinstance(container, dict) else container
+    used: dict[str, int] = {}
+    out: list[tuple[Any, str]] = []
+
+    def unique(base: str) -> str:
+        n = used.get(base, -1) + 1
+        used[base] = n
+        return base if n == 0 else f"{base}_{n}"
+
+    for item in items:
+        if isinstance(item, L.Layer):
+            out.append((item, f"{prefix}/{unique(_snake_case(_keras_class(item)))}"))
+        elif isinstance(item, (list, tuple, dict)):
+            out += _container_paths(item, f"{prefix}/{unique('container')}")
+    return out
 
 
 def _held_arrays(layer: Any, f: Any, path: str, used: set[str]) -> list[np.ndarray]:
