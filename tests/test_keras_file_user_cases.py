@@ -1877,3 +1877,23 @@ def test_a_custom_layer_holding_nested_containers(tmp_path, fmt):
     loaded = fl.load_model(tmp_path / f"m.{fmt}", custom_objects={"_KerasStages": _FlStages})
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("equation, output_shape, shape", [
+    ("ab...,bc->ac...", (5, 3), (6, 3)),
+    ("ab...,bc->ac...", (5, None), (6, 3)),
+    ("abc...,cd->abd...", (6, 7, 2, 4), (6, 5, 2, 4)),
+])
+def test_einsum_dense_output_shape_with_the_ellipsis_axes(tmp_path, equation, output_shape,
+                                                          shape):
+    """EinsumDense with a right ellipsis and an output_shape that lists the ellipsis's axes
+    too (Keras documents them excluded, but computes the same product): loaded and run as
+    Keras runs it (it was refused, "does not fit the output"; an audit)."""
+    i = keras.Input(shape)
+    model = keras.Model(i, L.EinsumDense(equation, output_shape=output_shape, bias_axes="c"
+                                         if "c" in equation.split("->")[1] else None)(i))
+    randomize(model)
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
+    got = fl.load_model(tmp_path / "m.keras").predict(x)
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -210,11 +210,20 @@ class EinsumDense(Layer):
                 f"{owner}: inputs of rank {len(input_shape)} do not fit the equation "
                 f"{self.equation!r} (its inputs have {len(spec.x)} letters)"
             )
-        out = [input_shape[0], *self.output_shape]
+        shape = list(self.output_shape)
+        trailing = list(input_shape[len(spec.x):])
+        if (spec.ellipsis == "right" and elided > 0 and len(shape) == len(spec.y) - 1 + elided
+                and all(d is None or t is None or d == t
+                        for d, t in zip(shape[-elided:], trailing))):
+            # output_shape with the ellipsis's axes too ('ab...,bc->ac...', (5, 3) for inputs
+            # (B, 6, 3)), against Keras's documented rule: Keras computes the same product
+            # (its kernel takes the letters' sizes alone), so it is taken as (5,)
+            shape = shape[:-elided]
+        out = [input_shape[0], *shape]
         if spec.ellipsis == "left":
             out[1:1] = input_shape[1:elided]
         else:
-            out += list(input_shape[len(spec.x):])
+            out += trailing
         if len(out) != len(spec.y) + max(elided, 0):
             raise ValueError(
                 f"{owner}: output_shape {self.output_shape} does not fit the output "
