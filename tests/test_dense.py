@@ -468,3 +468,38 @@ def test_core_dense_unpacked_rejects_bad_arguments(bad, exc, frag):
     args.update(bad)
     with pytest.raises(exc, match=re.escape(frag)):
         _backend._core.dense_unpacked(**args)
+
+
+@pytest.mark.skipif(NUMPY_ONLY, reason="the usual call's fast path needs the compiled core")
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (1, 16, 16), (0, 5, 3), (3, 0, 4), (3, 4, 0),
+                                     (32, 17, 5), (33, 17, 5), (7, 300, 129)])
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "linear"])
+def test_dense_usual_call_as_the_checked_one(m, k, n, activation, monkeypatch):
+    """The usual call (2-D float32 arrays the checks pass unchanged, an activation the core
+    fuses) skips the checks' Python: the same bits as the checked call (float64 copies take
+    it), with and without bias; what it does not take goes through the checks."""
+    from fastlayers import _validation
+
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    real = _validation.check_dense
+
+    def checks(*args, **kwargs):
+        raise AssertionError("the usual call ran the checks")
+
+    for bias in (b, None):
+        monkeypatch.setattr(_validation, "check_dense", checks)
+        with fl.use_backend("cpp"):
+            fast = fl.dense(x, w, bias, activation)
+        monkeypatch.setattr(_validation, "check_dense", real)
+        with fl.use_backend("cpp"):
+            checked = fl.dense(x.astype(np.float64), w.astype(np.float64),
+                               None if bias is None else bias.astype(np.float64), activation)
+        assert fast.shape == (m, n) and fast.dtype == np.float32
+        np.testing.assert_array_equal(fast, checked)
+    with pytest.raises(ValueError, match="kernel has shape"):
+        fl.dense(x, w[:0] if k else np.ones((1, n), np.float32), b, activation)
+    with pytest.raises(ValueError, match="bias"):
+        fl.dense(x, w, np.ones(n + 1, np.float32), activation)
