@@ -103,6 +103,13 @@ FUNCTIONAL = [
      "depthwise_conv2d: strides"),
     ("layer_norm_epsilon_10**400", lambda: fl.layer_norm(SEQ, epsilon=10**400), ValueError,
      "layer_norm: epsilon"),
+    # (the layers raised a bare OverflowError: they now check epsilon as the function does)
+    ("LayerNormalization_epsilon_10**400",
+     lambda: fl.layers.LayerNormalization(epsilon=10**400), ValueError,
+     "LayerNormalization: epsilon is too large for a float"),
+    ("GroupNormalization_epsilon_Fraction",
+     lambda: fl.layers.GroupNormalization(epsilon=__import__("fractions").Fraction(10**400)),
+     ValueError, "GroupNormalization: epsilon is too large for a float"),
     # (said "groups must be >= 1, got 0": conv2d's check, of an argument the user never gave)
     ("depthwise_no_channels", lambda: fl.depthwise_conv2d(
         np.zeros((2, 7, 7, 0), F32), np.zeros((3, 3, 0, 2), F32)), ValueError,

@@ -492,3 +492,18 @@ def test_elementwise_usual_call_as_the_checked_one(name, shape, rng, monkeypatch
 def _np_act_impl(name):
     from fastlayers._numpy import activations as np_act
     return np_act.ACTIVATIONS[name]
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "gelu", "tanh", "linear"])
+def test_a_model_built_with_an_activation_function_pickles(name):
+    """A model's node records the public function (fastlayers.activations.<name>), which
+    pickles by its name: wrapping it for the usual call had made the node hold an inner
+    function, and pickle refused the model (a review)."""
+    import pickle
+
+    i = fl.Input((4,))
+    model = fl.Model(i, getattr(A, name)(fl.layers.Dense(3, seed=0)(i)))
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again(x), model(x))
+    np.testing.assert_array_equal(model(x), getattr(A, name)(model.layers[1](x)))

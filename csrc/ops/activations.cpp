@@ -27,8 +27,9 @@ const Alias kAliases[kNumActAliases] = {{"swish", Act::silu}, {"hard_swish", Act
 // A task should carry at least this many elements: the cheapest activations run at well under
 // a nanosecond per element, and waking a worker costs a few microseconds.
 constexpr int64_t kMinElementsPerTask = 16384;
-// Out of place, each task copies and transforms this many elements at a time, so the kernel
-// reads what the copy just wrote from L1.
+// Out of place on an ISA without out-of-place kernels (NEON: KernelTable::act_to is null), each
+// task copies and transforms this many elements at a time, so the kernel reads what the copy
+// just wrote from L1.
 constexpr int64_t kCopyBlock = 2048;
 
 struct ActArgs {

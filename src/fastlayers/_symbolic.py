@@ -649,8 +649,11 @@ def symbolic_op(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def op(*args: Any, **kwargs: Any) -> Any:
         if any_symbolic(args, kwargs):
-            # The node keeps the public op (not fn), so that a model pickles it by name.
-            return symbolic_call(op, args, kwargs, label=fn.__name__)
+            # The node keeps the public op (not fn), so that a model pickles it by name: this
+            # op, or the function that wraps it under its name (__public__, as
+            # fastlayers.activations' usual-call paths do).
+            return symbolic_call(getattr(op, "__public__", op), args, kwargs,
+                                 label=fn.__name__)
         return fn(*args, **kwargs)
 
     op.__wrapped_op__ = fn  # type: ignore[attr-defined]

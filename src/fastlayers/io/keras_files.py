@@ -129,7 +129,9 @@ def load_model(path: Any, custom_objects: Any = None, compile: Any = True,  # no
     NumPy, written as a Keras layer is (``build`` making its weights with ``add_weight``, in the
     order the Keras layer makes them; ``__init__`` taking the config's arguments): the layer
     is made from the file's config and its weights read from the file. Other custom classes
-    are refused. ``compile`` and ``safe_mode`` are Keras's arguments, accepted so that
+    are refused. A custom activation function's name (or registered name) maps to a NumPy
+    function of a float32 array that returns an array of its shape. ``compile`` and
+    ``safe_mode`` are Keras's arguments, accepted so that
     ``keras.models.load_model(path, compile=False)`` works as written, and change nothing:
     fastlayers compiles nothing (the training config is not read) and never runs code from a
     file (Lambda layers are refused, as Keras's safe mode does).
@@ -148,7 +150,8 @@ def load_model(path: Any, custom_objects: Any = None, compile: Any = True,  # no
     """
     if custom_objects is not None and not isinstance(custom_objects, dict):
         raise TypeError("load_model: custom_objects must be a dict (a class name -> a "
-                        f"fastlayers Layer subclass), got {type(custom_objects).__name__}")
+                        "fastlayers Layer subclass, or an activation's name -> a NumPy "
+                        f"function), got {type(custom_objects).__name__}")
     if _is_keras_model(path):
         return _load_live(path, custom_objects)
     path = _path(path, "a file path (str or os.PathLike) or a Keras model")
@@ -244,7 +247,8 @@ def model_from_json(json_string: Any, custom_objects: Any = None) -> BaseModel:
                         f"{type(json_string).__name__}")
     if custom_objects is not None and not isinstance(custom_objects, dict):
         raise TypeError("model_from_json: custom_objects must be a dict (a class name -> a "
-                        f"fastlayers Layer subclass), got {type(custom_objects).__name__}")
+                        "fastlayers Layer subclass, or an activation's name -> a NumPy "
+                        f"function), got {type(custom_objects).__name__}")
     config = _json(json_string, "model_from_json", "the text")
     version = config.get("keras_version") if isinstance(config, dict) else None
     return build_model(config, version, custom_objects=custom_objects)
@@ -252,7 +256,9 @@ def model_from_json(json_string: Any, custom_objects: Any = None) -> BaseModel:
 
 def load_weights(model: BaseModel, path: Any) -> None:
     """Set the weights of ``model`` from a Keras weights file: ``.weights.h5`` (Keras 3),
-    a legacy ``.h5`` weights or model file, or the weights inside a ``.keras`` file."""
+    a legacy ``.h5`` weights or model file, or the weights inside a ``.keras`` file (or the
+    directory ``model.save(path, zipped=False)`` writes). Keras's sharded weights
+    (``.weights.json``) are refused."""
     model._refuse_converted()  # (a model holding a converted PyTorch module)
     path = _path(path)
     with _reading(path):

@@ -346,12 +346,13 @@ class Model(BaseModel):
 
     def _warn_extra_inputs(self, inputs: dict, names: list[str]) -> None:
         """Entries of a dict of inputs that no input takes (a "label" beside the features)
-        are left out with a warning, as Keras does."""
+        are left out with a warning, as Keras leaves them out (it warns for a model made with
+        a dict of inputs, and is silent for one made with a list)."""
         extra = [k for k in inputs if k not in names]
         if extra:
             warnings.warn(
                 f"{self._owner()}: inputs {extra} are not inputs of the model (its inputs are "
-                f"{sorted(names)}) and are left out, as Keras leaves them", stacklevel=4)
+                f"{sorted(names)}) and are left out", stacklevel=2)
 
     def _match_inputs(self, inputs: Any) -> list[Any]:
         n = len(self.inputs)
