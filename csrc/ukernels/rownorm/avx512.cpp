@@ -1,6 +1,10 @@
 // rownorm/avx512.cpp: the row statistics and passes of the normalizations (contract in
 // csrc/ukernels/ukernels.h; scalar.cpp is the readable reference). The 32 double lanes are 4
-// zmm accumulators (lanes 8i..8i+7 in accumulator i); the tail and the lane tree are lanes.h's.
+// zmm accumulators (lanes 8i..8i+7 in accumulator i); the tail and the lane tree are lanes.h's
+// additions, done in registers (k-masked tail, lane_tree): through an array on the stack, one
+// store-forwarded trip per tree level, they were most of a short row's time (a LayerNorm of
+// 4096 rows of 10: 85 -> 27 ns a row on Zen 4; the AVX2 file keeps lanes.h's scalar tail and
+// tree, where the same in registers measured faster on rows of 10 and slower on rows of 64).
 // The float passes take 16 lanes at a time and a k-masked tail. Compiled with the AVX-512
 // flags; no FMA is used (the same separate roundings as scalar.cpp).
 #include <immintrin.h>
@@ -19,9 +23,37 @@ using fl_rownorm::kLanes;
 
 namespace {
 
+// lanes.h's fixed tree in registers: lane l += lane l + w for w = 16, 8, 4, 2, 1 over the 32
+// lanes held as acc[0..3] (lanes 8i..8i+7 in acc[i]); the same additions as the scalar tree's
+// that lane 0 depends on, so the same bits, without a trip through memory per level.
+inline double lane_tree(const __m512d* acc) {
+    const __m512d h16 = _mm512_add_pd(acc[0], acc[2]);    // lanes 0-7 (+16..23)
+    const __m512d h16b = _mm512_add_pd(acc[1], acc[3]);   // lanes 8-15 (+24..31)
+    const __m512d h8 = _mm512_add_pd(h16, h16b);          // lanes 0-7 (+8..15)
+    const __m256d h4 = _mm256_add_pd(_mm512_castpd512_pd256(h8),
+                                     _mm512_extractf64x4_pd(h8, 1));  // lanes 0-3 (+4..7)
+    const __m128d h2 = _mm_add_pd(_mm256_castpd256_pd128(h4),
+                                  _mm256_extractf128_pd(h4, 1));       // lanes 0-1 (+2, 3)
+    return _mm_cvtsd_f64(_mm_add_sd(h2, _mm_unpackhi_pd(h2, h2)));  // lane 0 (+1)
+}
+
+// The tail of a row (fewer than kLanes elements from j, into lanes 0, 1, ...): lanes 8i..8i+7
+// of acc[i] += the terms of their floats, k-masked, so a lane past the row adds nothing
+// (lanes.h adds nothing there either; an accumulator is never -0, so even adding +0 would
+// change no bits). term8(x8) gives the 8 doubles of 8 floats, term applied.
+template <class Term8>
+inline void add_tail(__m512d* acc, const float* x, int64_t j, int64_t n, Term8 term8) {
+    for (int i = 0; i < 4 && j + 8 * i < n; ++i) {
+        const int64_t rem = n - j - 8 * i;
+        const __mmask8 m = rem >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << rem) - 1u);
+        acc[i] = _mm512_mask_add_pd(acc[i], m, acc[i],
+                                    term8(_mm256_maskz_loadu_ps(m, x + j + 8 * i)));
+    }
+}
+
 // Sums term over a row: widen(x8) gives the 8 doubles of 8 floats, term applied.
-template <class Widen, class Term>
-double row_sum_avx512(const float* x, int64_t n, Widen widen, Term term) {
+template <class Widen>
+double row_sum_avx512(const float* x, int64_t n, Widen widen) {
     __m512d acc[4];
     for (int i = 0; i < 4; ++i) acc[i] = _mm512_setzero_pd();
     int64_t j = 0;
@@ -29,9 +61,8 @@ double row_sum_avx512(const float* x, int64_t n, Widen widen, Term term) {
         for (int i = 0; i < 4; ++i)
             acc[i] = _mm512_add_pd(acc[i], widen(_mm256_loadu_ps(x + j + 8 * i)));
     }
-    alignas(64) double lanes[kLanes];
-    for (int i = 0; i < 4; ++i) _mm512_store_pd(lanes + 8 * i, acc[i]);
-    return fl_rownorm::finish_lanes(lanes, x, j, n, term);
+    add_tail(acc, x, j, n, widen);
+    return lane_tree(acc);
 }
 
 inline __mmask16 tail_mask(int64_t rem) {
@@ -46,8 +77,7 @@ double fl_row_sumsq_f64_avx512(const float* x, int64_t n) {
         [](__m256 v) {
             const __m512d d = _mm512_cvtps_pd(v);
             return _mm512_mul_pd(d, d);
-        },
-        fl_rownorm::term_sq);
+        });
 }
 
 double fl_row_devsq_f64_avx512(const float* x, int64_t n, float hi, float lo) {
@@ -57,8 +87,7 @@ double fl_row_devsq_f64_avx512(const float* x, int64_t n, float hi, float lo) {
         [vh, vl](__m256 v) {
             const __m512d d = _mm512_cvtps_pd(_mm256_sub_ps(_mm256_sub_ps(v, vh), vl));
             return _mm512_mul_pd(d, d);
-        },
-        [hi, lo](float v) { return fl_rownorm::term_dev_sq(v, hi, lo); });
+        });
 }
 
 void fl_row_moments_f64_avx512(const float* x, int64_t n, float s, double* out) {
@@ -73,12 +102,14 @@ void fl_row_moments_f64_avx512(const float* x, int64_t n, float s, double* out) 
             a2[i] = _mm512_add_pd(a2[i], _mm512_mul_pd(d, d));
         }
     }
-    alignas(64) double l1[kLanes], l2[kLanes];
-    for (int i = 0; i < 4; ++i) {
-        _mm512_store_pd(l1 + 8 * i, a1[i]);
-        _mm512_store_pd(l2 + 8 * i, a2[i]);
-    }
-    fl_rownorm::finish_moments(l1, l2, x, j, n, s, out);
+    auto shift = [vs](__m256 v) { return _mm512_sub_pd(_mm512_cvtps_pd(v), vs); };
+    add_tail(a1, x, j, n, shift);
+    add_tail(a2, x, j, n, [shift](__m256 v) {
+        const __m512d d = shift(v);
+        return _mm512_mul_pd(d, d);
+    });
+    out[0] = lane_tree(a1);
+    out[1] = lane_tree(a2);
 }
 
 void fl_row_norm_f32_avx512(const float* x, int64_t n, float hi, float lo, float f,
