@@ -37,10 +37,11 @@ inline double lane_tree(const __m512d* acc) {
     return _mm_cvtsd_f64(_mm_add_sd(h2, _mm_unpackhi_pd(h2, h2)));  // lane 0 (+1)
 }
 
-// The tail of a row (fewer than kLanes elements from j, into lanes 0, 1, ...): lanes 8i..8i+7
-// of acc[i] += the terms of their floats, k-masked, so a lane past the row adds nothing
-// (lanes.h adds nothing there either; an accumulator is never -0, so even adding +0 would
-// change no bits). term8(x8) gives the 8 doubles of 8 floats, term applied.
+// The tail of a row (fewer than kLanes elements from j, a multiple of kLanes, so element
+// j + l goes into lane l): lanes 8i..8i+7 of acc[i] += the terms of their floats, k-masked.
+// The mask is what leaves a lane past the row as it was, as lanes.h does: the term of a
+// zeroed float is not 0 (moments: -s; devsq: (hi + lo)^2). term8(x8) gives the 8 doubles of
+// 8 floats, term applied.
 template <class Term8>
 inline void add_tail(__m512d* acc, const float* x, int64_t j, int64_t n, Term8 term8) {
     for (int i = 0; i < 4 && j + 8 * i < n; ++i) {
