@@ -103,12 +103,15 @@ void fl_row_moments_f64_avx512(const float* x, int64_t n, float s, double* out) 
             a2[i] = _mm512_add_pd(a2[i], _mm512_mul_pd(d, d));
         }
     }
-    auto shift = [vs](__m256 v) { return _mm512_sub_pd(_mm512_cvtps_pd(v), vs); };
-    add_tail(a1, x, j, n, shift);
-    add_tail(a2, x, j, n, [shift](__m256 v) {
-        const __m512d d = shift(v);
-        return _mm512_mul_pd(d, d);
-    });
+    // the tail as add_tail's, both sums from one load of each block
+    for (int i = 0; i < 4 && j + 8 * i < n; ++i) {
+        const int64_t rem = n - j - 8 * i;
+        const __mmask8 m = rem >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << rem) - 1u);
+        const __m512d d =
+            _mm512_sub_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + j + 8 * i)), vs);
+        a1[i] = _mm512_mask_add_pd(a1[i], m, a1[i], d);
+        a2[i] = _mm512_mask_add_pd(a2[i], m, a2[i], _mm512_mul_pd(d, d));
+    }
     out[0] = lane_tree(a1);
     out[1] = lane_tree(a2);
 }
