@@ -68,6 +68,9 @@ def main():
     out["convT_s2_same"] = f.conv2d_transpose(xi, randn(rng, 3, 3, 19, 5, scale=0.3),
                                               randn(rng, 19), strides=2, padding="same",
                                               activation="relu")
+    # kernel == strides: one 1x1 GEMM per kernel row writing whole output rows (kw * F = 38).
+    out["convT_k2_s2"] = f.conv2d_transpose(xi, randn(rng, 2, 2, 19, 5, scale=0.3),
+                                            randn(rng, 19), strides=2, activation="gelu")
 
     # LSTM / GRU (fused gate kernels for tanh/sigmoid; other activations gate by gate). Batches
     # 13 and 29 cut into register blocks of different sizes per ISA (6-row kernels 6 + 4 + 3 and

@@ -228,7 +228,8 @@ def test_core_conv2d_rejects_without_copying():
 
 # conv2d_into: the output written through a strided view (Conv2DTranspose's phases). Cases
 # cover each algorithm: indirect (tap and row chunks, column blocks), tiles (K > 4096: the
-# dense temporary), depthwise (groups == C), and the 1x1 kernel (no no-copy GEMM when placed).
+# dense temporary), depthwise (groups == C), and the 1x1 kernel with a pad (through the indirect
+# kernel; without one, the GEMM per output row: the next test).
 INTO_CASES = {
     "indirect-taps": ((2, 9, 11, 24), (2, 2, 24, 20), 1),
     "indirect-rows": ((1, 13, 14, 3), (3, 3, 3, 8), 1),
@@ -265,6 +266,37 @@ def test_core_conv2d_into_strided_view_equals_conv2d(rng, case, threads):
     assert np.array_equal(out, want)
     written = np.zeros(y.shape, bool)
     written[:, 1::2, 2::3, 1 : f + 1][:, :oh, :ow] = True
+    assert np.isnan(y[~written]).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("x_shape, k_shape, groups", [
+    ((2, 7, 5, 16), (1, 1, 16, 23), 1),
+    ((1, 9, 10, 12), (1, 1, 4, 18), 3),
+    ((3, 1, 1, 1), (1, 1, 1, 1), 1),
+    ((1, 40, 33, 24), (1, 1, 24, 40), 1),  # rows enough for both threads
+])
+def test_core_conv2d_into_one_by_one_gemm_per_row(rng, x_shape, k_shape, groups, threads):
+    """A 1x1 kernel without pads (Conv2DTranspose's RowBlocks): one GEMM per output row and
+    group, written through the view in place. conv2d's bits (tanh in the epilogue), and no
+    other element of y is written."""
+    x, k, b = _data(rng, x_shape, k_shape)
+    n, h, w, _ = x_shape
+    f = k_shape[3]
+    tanh = _backend.cpp_activation_ids()["tanh"]
+    want = _backend._core.conv2d(x, k, b, (1, 1), (1, 1), (0, 0, 0, 0), groups, tanh)
+    packed = _backend._core.PackedConv(k, b, groups)
+    y = np.full((n, 2 * h + 1, 3 * w + 2, f + 3), np.nan, np.float32)
+    out = y[:, 1::2, 2::3, 1 : f + 1][:, :h, :w]
+    old = fl.get_num_threads()
+    try:
+        fl.set_num_threads(threads)
+        _backend._core.conv2d_into(out, x, packed, (1, 1), (1, 1), (0, 0), tanh)
+    finally:
+        fl.set_num_threads(old)
+    assert np.array_equal(out, want)
+    written = np.zeros(y.shape, bool)
+    written[:, 1::2, 2::3, 1 : f + 1][:, :h, :w] = True
     assert np.isnan(y[~written]).all()
 
 

@@ -166,6 +166,54 @@ def test_paths_agree_at_gemm_tile_edges(c, f, rng):
                                  0), k=9 * c)
 
 
+@pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape, ksize, f, padding, op, rows", [
+    ((2, 5, 7, 3), (2, 2), 4, "valid", None, True),     # U-Net's 2x2 stride 2
+    ((1, 3, 4, 16), (2, 2), 17, "same", None, True),    # kw * F = 34 columns
+    ((1, 4, 3, 5), (2, 3), 16, "valid", None, True),    # kw * F = 48, a rectangle
+    ((3, 1, 1, 2), (3, 3), 1, "same", None, True),      # 1 pixel, 1 filter
+    ((1, 13, 11, 7), (1, 1), 5, "valid", None, True),   # 1x1 stride 1: plain 1x1 conv
+    ((2, 4, 5, 3), (2, 2), 3, "valid", (1, 0), False),  # output_padding: phases
+    ((1, 4, 5, 3), (2, 2), 3, "same", (0, 1), False),   # an offset: phases
+])
+def test_kernel_equal_to_strides_writes_whole_rows(shape, ksize, f, padding, op, rows, threads,
+                                                   rng):
+    """With kernel == strides (and no offset or output_padding) the layer packs RowBlocks: one
+    1x1 GEMM per kernel row writing whole output rows in place. Each phase (ry, rx) of the
+    result has the bits of core.conv2d on x with that tap; the rule (float64 loops) agrees; a
+    layer packed once gives the raw op's bits; otherwise the phases run."""
+    from fastlayers import _backend
+    from fastlayers._cpp.conv2d import RowBlocks
+
+    x = rng.standard_normal(shape).astype(F32)
+    kernel = rng.standard_normal((*ksize, f, shape[3])).astype(F32)
+    bias = rng.standard_normal(f).astype(F32)
+    layer = L.Conv2DTranspose(f, ksize, strides=ksize, padding=padding, output_padding=op,
+                              activation="tanh")
+    layer.build(shape)
+    layer.set_weights([kernel, bias])
+    old = fl.get_num_threads()
+    try:
+        fl.set_num_threads(threads)
+        with fl.use_backend("cpp"):
+            got = layer(x)
+            raw = fl.conv2d_transpose(x, kernel, bias, strides=ksize, padding=padding,
+                                      output_padding=op, activation="tanh")
+    finally:
+        fl.set_num_threads(old)
+    assert isinstance(layer._packed, RowBlocks)
+    np.testing.assert_array_equal(got, raw)
+    want = np.tanh(_naive_transpose(x, kernel, bias, ksize, padding, op, (1, 1)))
+    assert_close(got, want, k=shape[3], magnitude=4.0)
+    if rows:
+        tanh = _backend.cpp_activation_ids()["tanh"]
+        for ry, rx in itertools.product(range(ksize[0]), range(ksize[1])):
+            tap = np.ascontiguousarray(kernel[ry, rx].T[None, None])  # (1, 1, C, F)
+            phase = _backend._core.conv2d(x, tap, bias, (1, 1), (1, 1), (0, 0, 0, 0), 1, tanh)
+            np.testing.assert_array_equal(got[:, ry::ksize[0], rx::ksize[1]], phase)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("k, s, op, d", [(3, 2, 1, 1), (2, 2, 0, 1), (4, 3, 2, 1),
                                          (3, 1, 0, 2), (1, 2, 1, 1)])

@@ -185,6 +185,14 @@ void check_kernel_matches(const Conv2dShape& s, const PackedConv& w) {
     }
 }
 
+// 1x1 stride 1 without padding: x is the A operand of every group. (Keras's geometry never
+// pads a 1x1 kernel, but a caller may: Conv2DTranspose's phases pad below and right, and
+// then the output has more pixels than x.)
+bool x_is_operand(const Conv2dShape& s) {
+    return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_top == 0 &&
+           s.pad_left == 0 && s.oh == s.h && s.ow == s.w;
+}
+
 }  // namespace
 
 void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, float* y,
@@ -198,11 +206,7 @@ void conv2d_forward(const float* x, const Conv2dShape& s, const PackedConv& w, f
         return;
     }
 
-    // 1x1 stride 1 without padding: x is the A operand of every group. (Keras's geometry never
-    // pads a 1x1 kernel, but a caller may: Conv2DTranspose's phases pad below and right, and
-    // then the output has more pixels than x.)
-    if (s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_top == 0 && s.pad_left == 0 &&
-        s.oh == s.h && s.ow == s.w) {
+    if (x_is_operand(s)) {
         const int64_t cg = w.cg();
         const int64_t fg = s.f / s.groups;
         for (int64_t g = 0; g < s.groups; ++g) {
@@ -266,6 +270,28 @@ void conv2d_forward_into(const float* x, const Conv2dShape& s, const PackedConv&
     const OutputPlacement dense = dense_output(s);
     if (out.pixel == dense.pixel && out.row == dense.row && out.image == dense.image) {
         conv2d_forward(x, s, w, y, act);
+    } else if (x_is_operand(s) && !w.depthwise()) {
+        // A 1x1 conv with x as the A operand (the phases of a Conv2DTranspose whose kernel
+        // equals its strides, U-Net's 2x2 stride 2): one GEMM per output row and group, its
+        // pixels out.pixel floats apart (ldc), written in place. The same GEMM as
+        // conv2d_forward's, row by row, so the same bits; through the indirect kernel's
+        // per-thread buffer a sixth of the time went to copying.
+        const int64_t rows = s.n * s.oh;
+        const int64_t cg = w.cg(), fg = s.f / s.groups;
+        const int64_t macs_per_row = std::max<int64_t>(1, s.ow * s.c * fg);
+        parallel_for(rows, std::max<int64_t>(1, (int64_t(1) << 17) / macs_per_row),
+                     [&](int64_t begin, int64_t end) {
+                         for (int64_t r = begin; r < end; ++r) {
+                             const float* a = x + r * s.w * s.c;
+                             float* c = y + (r / s.oh) * out.image + (r % s.oh) * out.row;
+                             for (int64_t g = 0; g < s.groups; ++g) {
+                                 const PackedB& b = w.group(g);
+                                 gemm_packed_raw(a + g * cg, s.ow, s.c, cg, fg, b.data(),
+                                                 b.panel_stride(), b.bias(), c + g * fg,
+                                                 out.pixel, Epilogue{act});
+                             }
+                         }
+                     });
     } else if (w.algo() == ConvAlgo::indirect) {
         conv_detail::indirect_forward(x, s, w, y, out, act);
     } else {

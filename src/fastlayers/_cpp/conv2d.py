@@ -69,10 +69,35 @@ def conv3d(a, depth_pads, kd, sd, dd, packed):
     return conv3d_runner(a, depth_pads, kd, sd, dd, packed)(a.x)
 
 
+class RowBlocks(list):
+    """A Conv2DTranspose whose kernel equals its strides, packed (:func:`pack_conv2d_transpose`):
+    one 1x1 PackedConv per kernel row ry, (C, kw * F), the bias repeated kw times.
+
+    With kernel == strides (U-Net's 2x2 stride 2) the output phases do not overlap: input
+    pixel (i, j) alone makes output pixels (kh*i + ry, kw*j + rx), and with no padding and no
+    output_padding the kw pixels kw*j .. kw*j + kw - 1 of output row kh*i + ry are kw*F
+    contiguous floats. So row ry of the kernel is one 1x1 convolution of x whose output pixels
+    are the whole rows kh*i + ry: each GEMM row is written once, in place, with kw times the
+    columns of a phase (docs/performance.md §5). Each output float is the same chain as its
+    phase's (bias, then the C products in order), so the same bits."""
+
+
+def _row_blocks_apply(kernel_shape, strides, groups):
+    """Whether :class:`RowBlocks` packs this kernel (kh, kw, F, C): kernel == strides, groups 1."""
+    return groups == 1 and tuple(kernel_shape[:2]) == tuple(strides)
+
+
 def pack_conv2d_transpose(kernel, bias, strides, groups=1):
     """A Conv2DTranspose kernel (kh, kw, F, C), or (kh, kw, F // groups, C) with groups, and
-    bias, packed once as the stride-1 convolutions of its output phases (:func:`_phases`):
+    bias, packed once: as :class:`RowBlocks` when the kernel equals the strides (groups 1),
+    otherwise as the stride-1 convolutions of its output phases (:func:`_phases`):
     [(ry, rx, PackedConv)], each grouped as the transposed convolution is."""
+    if _row_blocks_apply(kernel.shape, strides, groups):
+        kh, kw, f, c = kernel.shape
+        rows = kernel.transpose(0, 3, 1, 2).reshape(kh, 1, 1, c, kw * f)  # (ry; C, (rx, F))
+        tiled = None if bias is None else np.tile(bias, kw)
+        return RowBlocks(pack_conv2d(np.ascontiguousarray(rows[ry]), tiled, 1)
+                         for ry in range(kh))
     return [(ry, rx, pack_conv2d(sub, bias, groups))
             for ry, rx, sub in _phases(kernel, strides, groups)]
 
@@ -134,8 +159,20 @@ def conv2d_transpose(a, packed=None):
     kh, kw, fg, _ = a.kernel.shape
     f = fg * a.groups
     (sh, sw), (dh, dw), (top, left), (oh, ow) = a.strides, a.dilation, a.offsets, a.out_hw
-    if packed is None:
-        packed = pack_conv2d_transpose(a.kernel, a.bias, a.strides, a.groups)
+    row_blocks = (_row_blocks_apply(a.kernel.shape, a.strides, a.groups) and
+                  (top, left) == (0, 0) and (oh, ow) == (kh * h, kw * w))
+    if packed is None or isinstance(packed, RowBlocks) != row_blocks:
+        # (a layer's RowBlocks with an output_padding: the phases, packed per call)
+        packed = (pack_conv2d_transpose(a.kernel, a.bias, a.strides, a.groups) if row_blocks
+                  else [(ry, rx, pack_conv2d(sub, a.bias, a.groups))
+                        for ry, rx, sub in _phases(a.kernel, a.strides, a.groups)])
+    if row_blocks:
+        fused = fused_id(a.activation)
+        y = empty_f32((n, oh, ow, f))
+        rows = y.reshape(n, h, kh, w, kw * f)  # a view: output row kh*i + ry is rows[:, i, ry]
+        for ry, kernel in enumerate(packed):
+            core.conv2d_into(rows[:, :, ry], a.x, kernel, (1, 1), (1, 1), (0, 0), fused or 0)
+        return y if fused is not None else apply_after(a.activation, y)
     complete = kh >= sh and kw >= sw  # every output pixel is in a phase with taps
     fused = fused_id(a.activation) if complete else None
     y = empty_f32((n, oh, ow, f))
