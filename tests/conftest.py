@@ -45,6 +45,26 @@ def pytest_report_header(config):
     return lines
 
 
+@pytest.fixture(autouse=True)
+def _thread_counts_restored():
+    """Every test leaves fastlayers' (and torch's, if loaded) thread count as it found it.
+    A test that set 1 thread and kept it once made the rest of the suite run the C++ path on
+    one thread only, so that no "same bits for any thread count" case compared anything."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    before = fastlayers.get_num_threads(), (torch.get_num_threads() if torch else None)
+    yield
+    torch = sys.modules.get("torch")
+    after = fastlayers.get_num_threads(), (torch.get_num_threads() if torch else None)
+    if before[0] != after[0] or (before[1] is not None and before[1] != after[1]):
+        fastlayers.set_num_threads(before[0])
+        if before[1] is not None:
+            torch.set_num_threads(before[1])
+        pytest.fail(f"the test changed the thread counts (fastlayers, torch) from {before} to "
+                    f"{after} and did not restore them")
+
+
 def backends_for(op: str):
     """The backends a test of ``op`` runs on: numpy always, cpp where C++ serves it."""
     names = ["numpy"]
@@ -109,6 +129,29 @@ def assert_close(actual, expected, k: int = 1, magnitude: float = 1.0, err_msg: 
     assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
     rtol, atol = tolerance(k, magnitude)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+def assert_close_to_keras(actual, expected, rtol: float = 1e-5, atol: float = 2e-6,
+                          err_msg: str = ""):
+    """Compare a float32 result with Keras's, each element against its own size:
+    |a - b| <= rtol * |b| + atol * max(1, |b|). (A tolerance scaled by the largest element let
+    the small outputs of an exponential, e^-20 next to e^20, be anything.)"""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == np.float32, f"{err_msg}: result dtype is {actual.dtype}"
+    assert actual.shape == expected.shape, f"{err_msg}: shape {actual.shape} != {expected.shape}"
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(np.isfinite(actual), finite, err_msg=f"{err_msg}: non-finite")
+    np.testing.assert_array_equal(actual[~finite], expected[~finite], err_msg=err_msg)
+    a, b = actual[finite].astype(np.float64), expected[finite].astype(np.float64)
+    bound = rtol * np.abs(b) + atol * np.maximum(1.0, np.abs(b))
+    bad = np.abs(a - b) > bound
+    if bad.any():
+        i = int(np.argmax(np.abs(a - b) - bound))
+        raise AssertionError(
+            f"{err_msg}: {int(bad.sum())} of {b.size} elements differ beyond rtol {rtol} + "
+            f"atol {atol} x max(1, |want|); worst: got {a[i]!r}, want {b[i]!r}"
+        )
 
 
 def randn(rng, *shape, scale=1.0):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import backends_for, cpp_serves, run_on
+from conftest import assert_close_to_keras, backends_for, cpp_serves, run_on
 
 import fastlayers
 
@@ -96,7 +96,4 @@ def test_matches_keras(backend, op, args, kwargs, outputs):
         assert got.dtype == np.float32, f"output {i} has dtype {got.dtype}"
         assert got.shape == want.shape, f"output {i}: shape {got.shape}, Keras {want.shape}"
         # Keras computes in float32 too; allow float32 rounding of reductions.
-        scale = max(1.0, float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0)))
-        np.testing.assert_allclose(
-            got, want, rtol=1e-5, atol=2e-6 * scale, err_msg=f"output {i} of {op}"
-        )
+        assert_close_to_keras(got, want, err_msg=f"output {i} of {op}")

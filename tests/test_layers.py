@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import backends_for, cpp_serves, run_on
+from conftest import assert_close_to_keras, backends_for, cpp_serves, run_on
 
 import fastlayers
 import fastlayers.functional as F
@@ -107,8 +107,7 @@ def _run_case(layer, case):
 def _assert_keras_close(got, want, what=""):
     assert got.dtype == F32, f"{what}: dtype {got.dtype}"
     assert got.shape == want.shape, f"{what}: shape {got.shape}, Keras {want.shape}"
-    scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6 * scale, err_msg=what)
+    assert_close_to_keras(got, want, err_msg=what)
 
 
 def _fresh_run(case):

@@ -201,7 +201,6 @@ def run(args, parser) -> dict:
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     threads = args.threads or fl.get_num_threads()
-    limiter, notes = _limit_threads(threads)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     known = results.PATHS + KERAS_PATHS
     unknown = sorted(set(paths) - set(known))
@@ -219,6 +218,7 @@ def run(args, parser) -> dict:
     mcases = [] if args.no_models else [c for c in models_mod.model_cases() if selected(c)]
     if prefixes and not cases and not mcases:
         parser.error(f"--only {args.only}: no case id starts with that")
+    limiter, notes = _limit_threads(threads)  # restored below, and by main
 
     info = fl.runtime_info()
     cores = machine.physical_cores()
@@ -341,6 +341,23 @@ def run(args, parser) -> dict:
     return doc
 
 
+def _run_keeping_threads(args, parser):
+    """:func:`run`, with fastlayers' and torch's thread counts put back afterwards (run sets
+    them to ``--threads``), so that ``main`` called from Python (a test, a notebook) leaves
+    the process as it found it. NumPy's BLAS limits are restored by run itself."""
+    import fastlayers as fl
+
+    from .cases import torch
+
+    saved = fl.get_num_threads(), (torch.get_num_threads() if torch is not None else None)
+    try:
+        return run(args, parser)
+    finally:
+        fl.set_num_threads(saved[0])
+        if saved[1] is not None:
+            torch.set_num_threads(saved[1])
+
+
 def main(argv=None, *, allow_reexec: bool = False) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fastlayers.bench", description=__doc__.split("\n")[0]
@@ -418,7 +435,7 @@ def main(argv=None, *, allow_reexec: bool = False) -> int:
             env, removed = machine.child_environment(os.environ, args.keep_blas_env)
             if env is not None:
                 machine.reexec(env, removed)
-        doc = run(args, parser)
+        doc = _run_keeping_threads(args, parser)
 
     if args.json:
         results.dump(doc, args.json)

@@ -831,6 +831,18 @@ def _pool_geometry(n, k, s, p, d, ceil_mode):
     return out, extra
 
 
+def _taps_in_reach(n, k, s, p, d, out):
+    """(taps, extra) of a pooling axis without the taps that fall past the input and its
+    padding for every window: with ceil_mode a window may be much larger than the input (HF
+    EfficientNet's pooler is AvgPool2d(1280, ceil_mode=True) on a 7x7 map, a global mean).
+    Those cells add nothing: 0 to a sum and to PyTorch's divisor, -inf to a max. Without them
+    the padded copy and the tap loops no longer grow with the kernel (15.6 GiB for that
+    pooler at batch 2)."""
+    reach = n + 2 * p
+    taps = min(k, (reach - 1) // d + 1)  # tap a is in reach for window 0 when a * d < reach
+    return taps, max(0, (out - 1) * s + (taps - 1) * d + 1 - reach)
+
+
 @S.symbolic_op
 def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
@@ -843,6 +855,8 @@ def torch_pool2d(x, kind, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     ow, ew = _pool_geometry(w, kw, sw, pw, dw, ceil_mode)
     if oh < 1 or ow < 1:
         raise ValueError(f"torch_pool2d: input {h}x{w} too small for a {kh}x{kw} window")
+    kh, eh = _taps_in_reach(h, kh, sh, ph, dh, oh)
+    kw, ew = _taps_in_reach(w, kw, sw, pw, dw, ow)
     if (dh, dw) == (1, 1) and (kind == "max" or (ph, pw, eh, ew) == (0, 0, 0, 0)
                                and not divisor_override):
         # The pooling layers' op (C++ under "auto"): the same taps folded in the same order
