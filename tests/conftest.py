@@ -9,6 +9,7 @@ asked for explicitly with ``FASTLAYERS_TEST_NUMPY_ONLY=1``. In that case the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -63,6 +64,25 @@ def _thread_counts_restored():
             torch.set_num_threads(before[1])
         pytest.fail(f"the test changed the thread counts (fastlayers, torch) from {before} to "
                     f"{after} and did not restore them")
+
+
+@contextlib.contextmanager
+def parallel_regions():
+    """Count the thread pool's parallel regions (run on more than one thread) opened inside
+    the block: ``with parallel_regions() as regions: ...; assert regions() > 0``. The pool's
+    contention backoff, which runs regions on one thread while the machine is busy, is off
+    meanwhile, so that a test meant to split its work does split it."""
+    if not _backend.core_available():
+        yield lambda: 0
+        return
+    core = _backend._core
+    was = core.contention_backoff()
+    core.set_contention_backoff(False)
+    start = core.pool_stats()["regions"]
+    try:
+        yield lambda: core.pool_stats()["regions"] - start
+    finally:
+        core.set_contention_backoff(was)
 
 
 def backends_for(op: str):

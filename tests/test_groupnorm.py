@@ -14,7 +14,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import NUMPY_ONLY, assert_close
+from conftest import NUMPY_ONLY, assert_close, parallel_regions
 from golden_models import assert_keras_outputs, golden, read_layer_cases
 
 import fastlayers as fl
@@ -89,18 +89,21 @@ def test_against_float64_reference(rng, shape, groups, axis):
 
 
 @pytest.mark.skipif(NUMPY_ONLY, reason="NumPy-only run requested")
-@pytest.mark.parametrize("shape,groups,axis,affine", [
-    ((1, 1, 1, 5), 5, -1, True),  # one value per group
-    ((2, 255, 6), 3, -1, True),  # pixels around the C++ driver's 256-pixel chunks
-    ((2, 256, 6), 2, -1, False),
-    ((3, 257, 7), 7, -1, True),
-    ((1, 9, 57, 32), 32, -1, True),  # 513 pixels, one channel per group
-    ((2, 12, 5, 7), 4, 1, True),  # channels first: moved last and back
-    ((4, 13), 1, 1, False),
+@pytest.mark.parametrize("shape,groups,axis,affine,splits", [
+    ((1, 1, 1, 5), 5, -1, True, False),  # one value per group
+    ((2, 255, 6), 3, -1, True, False),  # pixels around the C++ driver's 256-pixel chunks
+    ((2, 256, 6), 2, -1, False, False),
+    ((3, 257, 7), 7, -1, True, False),
+    ((1, 9, 57, 32), 32, -1, True, False),  # 513 pixels, one channel per group
+    ((2, 12, 5, 7), 4, 1, True, False),  # channels first: moved last and back
+    ((4, 13), 1, 1, False, False),
+    ((1, 2048, 32), 4, -1, True, True),  # large enough to be split over threads
+    ((4, 64, 64, 32), 8, -1, False, True),
 ])
-def test_cpp_path_matches_numpy_and_threads_agree(rng, shape, groups, axis, affine):
+def test_cpp_path_matches_numpy_and_threads_agree(rng, shape, groups, axis, affine, splits):
     """The C++ driver (csrc/ops/group_norm.cpp) against the NumPy path, with an offset mean;
-    the same bits for 1, 2 and 3 threads (fixed chunks merged in a fixed order)."""
+    the same bits for 1, 2 and 3 threads (fixed chunks merged in a fixed order). The cases
+    marked ``splits`` do run on several threads (their parallel regions are counted)."""
     x = (rng.standard_normal(shape) * 2 + 30).astype(F32)
     layer = L.GroupNormalization(groups, axis=axis, center=affine, scale=affine)
     layer.build(shape)
@@ -114,8 +117,9 @@ def test_cpp_path_matches_numpy_and_threads_agree(rng, shape, groups, axis, affi
     try:
         for threads in (1, 2, 3):
             fl.set_num_threads(threads)
-            with fl.use_backend("cpp"):
+            with fl.use_backend("cpp"), parallel_regions() as regions:
                 outs.append(layer(x))
+            assert regions() > 0 or not (splits and threads > 1), f"{threads} threads: no split"
     finally:
         fl.set_num_threads(old)
     assert_close(outs[0], want, k=x.size // x.shape[0], magnitude=8.0)
