@@ -20,7 +20,7 @@ def randn(rng, *shape, scale=1.0):
 
 def main():
     f.set_backend("cpp")
-    f.set_num_threads(1)
+    f.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
     rng = np.random.default_rng(15)
     out = {"isa": np.array(f.runtime_info()["isa"])}
 
@@ -208,6 +208,29 @@ def main():
                                   return_attention_scores=True, **kw)
     out["mha"], out["mha_w"] = o, s
     out["mha_causal"] = f.multi_head_attention(qc, v, kk, use_causal_mask=True, **kw)
+
+    # BatchNormalization's channel affine (the rownorm row pass, no FMA), alone and with an
+    # activation in its pass; channel counts around the vector widths, special values.
+    for c in (1, 15, 16, 17, 33):
+        xb = np.resize(sweep, (41, c)).astype(F32)
+        sb, hb = randn(rng, c), randn(rng, c)
+        out[f"channel_affine_{c}"] = _core.channel_affine_lastdim(xb, sb, hb)
+        out[f"channel_affine_gelu_{c}"] = _core.channel_affine_lastdim(
+            xb, sb, hb, _core.activation_ids()["gelu"])
+    # Depthwise convs (the dwconv and dwconv_row kernels): multipliers 1 and 2, strides 1
+    # and 2, channel counts around the vector widths; Conv3D (the depth-stacked indirect
+    # GEMM); global pools (the column kernels); 2-D matmul; the batched transpose.
+    for c, m, s in ((7, 1, 1), (16, 1, 2), (33, 2, 1), (80, 1, 1)):
+        out[f"depthwise_{c}_{m}_{s}"] = f.depthwise_conv2d(
+            randn(rng, 2, 9, 11, c), randn(rng, 3, 3, c, m, scale=0.3), randn(rng, c * m),
+            strides=s, padding="same", activation="relu6")
+    conv3d = f.layers.Conv3D(5, 3, padding="same", seed=4)
+    out["conv3d"] = conv3d(randn(rng, 2, 5, 6, 7, 17))
+    xg = randn(rng, 3, 5, 7, 37)
+    out["global_avg"] = f.layers.GlobalAveragePooling2D()(xg)
+    out["global_max"] = f.layers.GlobalMaxPooling2D()(xg)
+    out["matmul_2d"] = f.matmul(randn(rng, 37, 45), randn(rng, 45, 29))
+    out["transpose"] = _core.transpose_batched(randn(rng, 3, 37, 45))
 
     # layers.Experts: each expert's rows through two packed GEMMs and the silu / gelu gate
     # (tokens 37 over 5 experts: row counts around the register blocks of every ISA).

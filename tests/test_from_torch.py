@@ -512,6 +512,77 @@ def test_batch_norm_folded_into_conv(any_backend, bias):
     check(seq, torch.randn(2, 3, 9))
 
 
+class _TracedConv(nn.Conv2d):
+    """A conv subclass whose forward calls F.conv2d itself (HF EfficientNet's depthwise
+    conv): traced through, so no BatchNorm folds into it."""
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+@pytest.mark.parametrize("act, name", [(nn.ReLU(), "relu"), (nn.SiLU(), "silu"),
+                                       (nn.Sigmoid(), "sigmoid"), (nn.Hardswish(), None)])
+def test_batch_norm_alone_takes_the_activation_after_it(any_backend, act, name, monkeypatch):
+    """A BatchNorm no conv folds (DenseNet's BN -> ReLU -> conv; after a conv traced as
+    F.conv2d) runs the activation after it in its one pass (torch_scale_shift's activation,
+    the core's channel_affine with the activation's id); PyTorch's values, and the activation
+    node is gone from the graph. An activation with no C++ kernel runs after the affine."""
+    from fastlayers._cpp import normalization as cpp_norm
+
+    calls = []
+    real = cpp_norm.channel_affine
+    monkeypatch.setattr(cpp_norm, "channel_affine",
+                        lambda x, s, b, ax, a=0: calls.append(a) or real(x, s, b, ax, a))
+    pre = nn.Sequential(_randomize_bn(nn.BatchNorm2d(3)), act, nn.Conv2d(3, 4, 3))
+    traced = nn.Sequential(_TracedConv(3, 5, 3, groups=1), _randomize_bn(nn.BatchNorm2d(5)), act)
+    for net in (pre, traced):
+        model = check(net, torch.randn(2, 3, 6, 7))
+        labels = [row[0] for row in model._summary_rows()]
+        assert any("scale_shift" in label for label in labels), labels
+        if name is not None:
+            assert not any("activation" in label for label in labels), labels
+    if fl.get_backend() != "numpy" and name is not None:
+        assert set(calls) == {fl._backend.cpp_activation_ids()[name]}
+
+
+class _PadThenConv(nn.Module):
+    """HF MobileNetV2 / EfficientNet: F.pad (TF's "same", often by 0) before a conv with
+    padding 0, depthwise and strided too."""
+
+    def __init__(self, pads, stride, groups):
+        super().__init__()
+        self.pads = pads
+        self.conv = nn.Conv2d(4, 4 if groups == 4 else 6, 3, stride=stride, groups=groups)
+
+    def forward(self, x):
+        return torch.relu(self.conv(F.pad(x, self.pads)))
+
+
+@pytest.mark.parametrize("pads, stride, groups", [
+    ((0, 0, 0, 0), 1, 1), ((1, 1, 1, 1), 1, 1), ((0, 1, 0, 1), 2, 4), ((2, 1, 0, 3), 2, 1),
+])
+def test_zero_padding_before_a_conv_is_a_layer_the_conv_absorbs(any_backend, pads, stride,
+                                                                 groups):
+    """F.pad by zeros around an NHWC image converts to a ZeroPadding2D, which the "valid"
+    conv after it runs inside itself (no padded copy; models/folding.py); a pad by 0 is no
+    node at all. PyTorch's values either way."""
+    from fastlayers.models import folding
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), _PadThenConv(pads, stride, groups))
+    model = check(net, torch.randn(2, 3, 9, 8))
+    inner = model.inner
+    pads_in = [layer for layer in inner.layers if isinstance(layer, L.ZeroPadding2D)]
+    labels = [row[0] for row in inner._summary_rows()]
+    assert not any("torch_pad" in label for label in labels), labels
+    if pads == (0, 0, 0, 0):
+        assert pads_in == []
+    else:
+        assert len(pads_in) == 1
+        folds = [f.fold for f in folding.functional_plan(inner).values() if f.fold is not None]
+        assert any(f.pad is pads_in[0] for f in folds)
+
+
 # ------------------------------------------------------------------ pooling and reshapes
 
 POOLS = [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, 2, ceil_mode=True),

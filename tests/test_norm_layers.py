@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NUMPY_ONLY
+from conftest import NUMPY_ONLY, parallel_regions
 
 import fastlayers as fl
 from fastlayers import _backend
@@ -401,30 +401,71 @@ def test_layers_in_a_model_summary_and_weights():
 
 
 @pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
-def test_batch_normalization_cpp_runs_the_depthwise_kernel(monkeypatch, rng):
-    """Under "cpp" a BatchNormalization is the core's depthwise 1x1 convolution with its
-    packed scale and shift, for the last axis and (moved last) for any other."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_normalization_cpp_is_the_channel_affine_kernel(monkeypatch, rng, threads):
+    """Under "cpp" a BatchNormalization is the core's channel_affine_lastdim (one pass of
+    x * scale + shift over rows of channels), for the last axis and (moved last) any other,
+    with the NumPy path's bits: channel counts around the vector widths, a non-contiguous
+    input, inf, NaN and signed zeros, and a shape large enough to be split over threads."""
     from fastlayers.layers import normalization as norm_module
 
     calls = []
-    real = norm_module._cpp_conv2d.conv2d
-    monkeypatch.setattr(norm_module._cpp_conv2d, "conv2d",
-                        lambda a, p: calls.append(a.x.shape) or real(a, p))
-    for shape, axis in (((5, 1, 17), -1), ((2, 7, 3, 5), 1), ((3, 2), 0), ((1, 1), -1)):
-        c = shape[axis]
-        layer = BatchNormalization(axis=axis)
-        layer.set_weights([rng.uniform(0.5, 1.5, c), rng.standard_normal(c),
-                           rng.standard_normal(c), rng.uniform(0.2, 2.0, c)])
-        x = rng.standard_normal(shape).astype(F32)
+    real = norm_module._cpp_norm.channel_affine
+    monkeypatch.setattr(norm_module._cpp_norm, "channel_affine",
+                        lambda x, *a: calls.append(x.shape) or real(x, *a))
+    cases = [((5, 1, 17), -1), ((2, 7, 3, 5), 1), ((3, 2), 0), ((1, 1), -1), ((4, 15), -1),
+             ((3, 16), -1), ((2, 33), -1), ((2, 9, 64), 2), ((8, 40, 40, 24), -1)]
+    old = fl.get_num_threads()
+    try:
+        fl.set_num_threads(threads)
+        for shape, axis in cases:
+            c = shape[axis]
+            layer = BatchNormalization(axis=axis)
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.standard_normal(c),
+                               rng.standard_normal(c), rng.uniform(0.2, 2.0, c)])
+            x = rng.standard_normal(shape).astype(F32)
+            x.flat[:: max(1, x.size // 5)] = [np.inf, -np.inf, np.nan, -0.0, 0.0][
+                : len(x.flat[:: max(1, x.size // 5)])]
+            with fl.use_backend("cpp"), parallel_regions() as regions:
+                got = layer(x)
+                strided = layer(np.repeat(x, 2, axis=0)[::2])  # a non-contiguous view
+            with fl.use_backend("numpy"):
+                want = layer(x)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+            np.testing.assert_array_equal(strided.view(np.uint32), want.view(np.uint32))
+            assert calls[-1] == x.shape
+            if x.size >= 38400 and threads > 1:
+                assert regions() > 0, "no split"
+    finally:
+        fl.set_num_threads(old)
+    assert len(calls) == 2 * len(cases)
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
+def test_channel_affine_kernel_fuses_activations_and_refuses_bad_arguments(rng):
+    """channel_affine_lastdim's activation is the act kernel on its output (the same bits as
+    applying it after), and its bad arguments raise ValueError / TypeError."""
+    core = _backend._core
+    ids = _backend.cpp_activation_ids()
+    x = rng.standard_normal((37, 19)).astype(F32)
+    scale, shift = rng.standard_normal(19).astype(F32), rng.standard_normal(19).astype(F32)
+    plain = core.channel_affine_lastdim(x, scale, shift)
+    np.testing.assert_array_equal(plain, (x * scale + shift).astype(F32))
+    for name in ("relu", "silu", "gelu", "sigmoid"):
+        fused = core.channel_affine_lastdim(x, scale, shift, ids[name])
         with fl.use_backend("cpp"):
-            got = layer(x)
-            if axis != 0:
-                assert layer(np.zeros((0,) + shape[1:], F32)).shape == (0,) + shape[1:]
-        with fl.use_backend("numpy"):
-            want = layer(x)
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-        assert calls[-1] == (1, 1, x.size // c, c)
-    assert len(calls) == 4
+            np.testing.assert_array_equal(fused, fl.activations.get(name)(plain))
+    with pytest.raises(ValueError, match="scale"):
+        core.channel_affine_lastdim(x, scale[:18], shift)
+    with pytest.raises(TypeError, match="required"):
+        core.channel_affine_lastdim(x, None, shift)
+    with pytest.raises(ValueError, match="act"):
+        core.channel_affine_lastdim(x, scale, shift, 999)
+    with pytest.raises(ValueError, match="ndim"):
+        core.channel_affine_lastdim(np.array(1.0, F32), scale[:1], shift[:1])
+    with pytest.raises(TypeError):
+        core.channel_affine_lastdim(x.astype(np.float64), scale, shift)
+    assert core.channel_affine_lastdim(np.zeros((0, 19), F32), scale, shift).shape == (0, 19)
 
 
 @pytest.mark.parametrize("backend", ["numpy"] + ([] if NUMPY_ONLY else ["cpp"]))

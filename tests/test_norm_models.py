@@ -831,3 +831,59 @@ def test_a_batch_normalization_followed_by_an_op_folds(rng):
     with folding.disabled():
         want = model(x)
     np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)
+
+
+def _random_bn(layer, c, rng):
+    layer.build((None, c) if layer.axis in (-1, 1) else (None,) * layer.axis + (c,))
+    layer.set_weights([rng.uniform(0.5, 1.5, c).astype(F32), rng.standard_normal(c).astype(F32),
+                       rng.standard_normal(c).astype(F32), rng.uniform(0.2, 2, c).astype(F32)])
+    return layer
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("act, fused", [
+    (lambda: ReLU(), "relu"), (lambda: Activation("gelu"), "gelu"),
+    (lambda: ReLU(6.0), "relu6"), (lambda: Activation("softmax"), None),
+])
+@pytest.mark.parametrize("axis", [-1, 3, 1])
+def test_a_batch_normalization_alone_takes_the_activation_after_it(backend, act, fused, axis,
+                                                                   rng, monkeypatch):
+    """DenseNet's pre-activation BN -> ReLU -> conv, after a Concatenate (no producer to fold
+    into): the BatchNormalization takes the activation layer that alone reads it, in one pass
+    on C++ (channel_affine_lastdim with the activation's id); softmax (a row activation) does
+    not fuse. The bits of the layers run one by one, in a functional model and a Sequential,
+    on the general executor and the shape plan."""
+    from fastlayers._cpp import normalization as cpp_norm
+
+    calls = []
+    real = cpp_norm.channel_affine
+    monkeypatch.setattr(cpp_norm, "channel_affine",
+                        lambda x, s, b, ax, a=0: calls.append(a) or real(x, s, b, ax, a))
+    inp = Input((5, 4, 3) if axis != 1 else (7, 4, 3))
+    both = fl.layers.Concatenate(axis=axis)([inp, inp])
+    bn = _random_bn(BatchNormalization(axis=axis), both.shape[axis], rng)
+    act_layer = act()
+    out = Conv2D(2, 1, data_format="channels_first" if axis == 1 else "channels_last")(
+        act_layer(bn(both)))
+    model = Model(inp, out)
+    conv = model.layers[-1]
+    conv.set_weights([rng.standard_normal(w.shape).astype(F32) for w in conv.get_weights()])
+    seq = Sequential([Input(both.shape[1:]), bn, act_layer])
+    x = rng.standard_normal((2, *inp.shape[1:])).astype(F32)
+    xx = np.concatenate([x, x], axis=axis)
+    fold = [f for f in folding.functional_plan(model).values() if f.fold is not None]
+    seq_folds = list(folding.sequential_plan(seq).values())
+    if fused is None:
+        assert fold == [] and seq_folds == []
+    else:
+        assert [f.fold.activation for f in fold] == [fused] == [f.activation for f in seq_folds]
+        assert fold[0].fold.producer is bn and seq_folds[0].producer is bn
+    with fl.use_backend(backend):
+        want_seq = act_layer(bn(xx))
+        want = conv(want_seq)
+        for _ in range(3):  # the general executor, then the plan
+            np.testing.assert_array_equal(model(x), want)
+            np.testing.assert_array_equal(seq(xx), want_seq)
+    if backend == "cpp" and fused is not None:
+        ids = fl._backend.cpp_activation_ids()
+        assert calls.count(ids[fused]) == 6  # 3 model calls, 3 Sequential calls

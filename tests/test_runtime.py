@@ -271,11 +271,11 @@ _CHILD_CWD = tempfile.gettempdir()
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastlayers.__file__)))
 
 
-def _run(code, text=True, **env):
+def _run(code, text=True, args=(), **env):
     path = os.pathsep.join(p for p in (_PKG_PARENT, os.environ.get("PYTHONPATH")) if p)
     full = dict(os.environ, PYTHONPATH=path, **env)
     return subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *args],
         env=full,
         capture_output=True,
         text=text,
@@ -366,18 +366,20 @@ def test_isas_give_identical_bits():
     """Every supported ISA (scalar, avx2, avx512, ...) gives the same bits on every op: dense with
     every activation, every activation kernel, conv2d, lstm, lstm_cell, gru, softmax, layer_norm
     and every attention op (tests/cross_isa_child.py), since each kernel family runs one
-    algorithm with one summation order on all ISAs (docs/architecture.md)."""
+    algorithm with one summation order on all ISAs (docs/architecture.md); on 1 thread and on
+    2, against scalar on 1 thread."""
     child = Path(__file__).with_name("cross_isa_child.py").read_text()
     supported = fastlayers.runtime_info()["isas_supported"]
     assert "scalar" in supported
     results = {}
     for isa in supported:
-        r = _run(child, text=False, FASTLAYERS_ISA=isa)
-        assert r.returncode == 0, r.stderr.decode()
-        with np.load(io.BytesIO(r.stdout)) as z:
-            results[isa] = {k: z[k] for k in z.files}
-        assert str(results[isa].pop("isa")) == isa
-    ref = results["scalar"]
+        for threads in (1, 2):
+            r = _run(child, text=False, FASTLAYERS_ISA=isa, args=[str(threads)])
+            assert r.returncode == 0, r.stderr.decode()
+            with np.load(io.BytesIO(r.stdout)) as z:
+                results[isa, threads] = {k: z[k] for k in z.files}
+            assert str(results[isa, threads].pop("isa")) == isa
+    ref = results["scalar", 1]
     assert len(ref) > 60
     for isa, res in results.items():
         assert res.keys() == ref.keys()

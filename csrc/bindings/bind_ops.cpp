@@ -69,6 +69,29 @@ py::array layer_norm_lastdim(const py::array& x_in, const py::object& gamma_in,
     return std::move(y);
 }
 
+// x * scale + shift over the last axis, then activation `act` (an id; 0 for none).
+py::array channel_affine_lastdim(const py::array& x_in, const py::object& scale_in,
+                                 const py::object& shift_in, int act) {
+    const char* op = "channel_affine_lastdim";
+    const FloatArrayC x = require_f32(x_in, op, "x");
+    if (x.ndim() < 1) throw py::value_error("channel_affine_lastdim: x must have ndim >= 1, got 0");
+    const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
+    FloatArrayC scale, shift;
+    const float* sp = optional_f32_vector(scale_in, op, "scale", n, &scale);
+    const float* hp = optional_f32_vector(shift_in, op, "shift", n, &shift);
+    if (!sp || !hp) throw py::type_error("channel_affine_lastdim: scale and shift are required");
+    const ActFn fn = act_kernel_from_id(act, op, "act");
+    FloatArrayC y = new_f32_like(x);
+    const int64_t size = static_cast<int64_t>(x.size());
+    if (size == 0) return std::move(y);
+    const int64_t rows = size / n;
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    call_without_gil_if(size >= kReleaseGilMinElements,
+                        [=] { fl::channel_affine_lastdim(xp, sp, hp, yp, rows, n, fn); });
+    return std::move(y);
+}
+
 // RMSNormalization (scale may be None) or, with unit, UnitNormalization over the last axis.
 py::array rms_norm_lastdim(const py::array& x_in, const py::object& scale_in, double epsilon,
                            bool unit) {
@@ -312,6 +335,12 @@ void bind_ops(py::module_& m) {
           "LayerNormalization over the last axis of a C-contiguous float32 array (ndim >= 1); "
           "gamma, beta: None or float32 (n,). Returns a new float32 array of x's shape "
           "(fl::layer_norm_lastdim: one summation order, the same bits on every ISA).");
+    m.def("channel_affine_lastdim", &channel_affine_lastdim, py::arg("x"), py::arg("scale"),
+          py::arg("shift"), py::arg("act") = 0,
+          "act(x * scale + shift) over the last axis of a C-contiguous float32 array (ndim >= "
+          "1): scale, shift float32 (n,); the product rounded, then the sum (no FMA: NumPy's "
+          "bits); act an activation id (0: none). Returns a new float32 array of x's shape "
+          "(fl::channel_affine_lastdim: the same bits on every ISA and thread count).");
     m.def("rms_norm_lastdim", &rms_norm_lastdim, py::arg("x"), py::arg("scale") = py::none(),
           py::arg("epsilon") = 1e-6, py::arg("unit") = false,
           "RMSNormalization over the last axis of a C-contiguous float32 array (ndim >= 1): "

@@ -125,6 +125,26 @@ void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n) {
     });
 }
 
+void channel_affine_lastdim(const float* x, const float* scale, const float* shift, float* y,
+                            int64_t rows, int64_t n, ActFn act) {
+    if (rows <= 0 || n <= 0) return;
+    const KernelTable& kt = kernels();
+    // The row pass of LayerNormalization with hi = lo = 0 and f = 1: ((x - 0) - 0) * (1 *
+    // scale[j]) + shift[j] is x * scale[j] + shift[j], each operation rounded (x - 0 is x,
+    // -0 included). One pass, the activation while a block of rows is in L1 (about 16 KiB).
+    const int64_t block = std::max<int64_t>(1, 4096 / n);
+    const int64_t min_rows = std::max<int64_t>(block, (4 * kMinElementsPerTask + n - 1) / n);
+    parallel_for(rows, min_rows, [=, &kt](int64_t r0, int64_t r1) {
+        for (int64_t b0 = r0; b0 < r1; b0 += block) {
+            const int64_t b1 = std::min(r1, b0 + block);
+            for (int64_t r = b0; r < b1; ++r) {
+                kt.row_norm_f32(x + r * n, n, 0.0f, 0.0f, 1.0f, scale, shift, y + r * n);
+            }
+            if (act) act(y + b0 * n, (b1 - b0) * n);
+        }
+    });
+}
+
 void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, float* y,
                         int64_t rows, int64_t n, double epsilon) {
     const KernelTable& kt = kernels();

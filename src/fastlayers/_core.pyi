@@ -39,6 +39,15 @@ def layer_norm_lastdim(
     gamma and beta (n,) or None. One summation order: the same bits on every ISA."""
 
 def global_pool(x: npt.NDArray[np.float32], average: bool) -> npt.NDArray[np.float32]: ...
+def channel_affine_lastdim(
+    x: npt.NDArray[np.float32],
+    scale: npt.NDArray[np.float32],
+    shift: npt.NDArray[np.float32],
+    act: int = 0,
+) -> npt.NDArray[np.float32]:
+    """act(x * scale + shift) over the last axis, scale and shift (n,): the product rounded,
+    then the sum (NumPy's bits); act an activation id (0: none). A new array."""
+
 def rms_norm_lastdim(
     x: npt.NDArray[np.float32],
     scale: npt.NDArray[np.float32] | None = None,

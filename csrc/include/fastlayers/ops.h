@@ -52,6 +52,15 @@ void layer_norm_lastdim(const float* x, const float* gamma, const float* beta, f
 void rms_norm_lastdim(const float* x, const float* scale, float* y, int64_t rows, int64_t n,
                       float epsilon);
 
+// A per-channel affine map over the last axis, then an activation (an inference
+// BatchNormalization as x * scale + shift, csrc/ops/layer_norm.cpp): x, y (rows, n) row-major
+// contiguous (x == y allowed), scale and shift (n,). y[j] = act(x[j] * scale[j] + shift[j]), the
+// product rounded to float32, then the sum (no FMA: NumPy's x * scale + shift, bit for bit); act
+// nullptr for none (applied to each finished block of rows). Identical bits on every ISA and for
+// any thread count. rows * n == 0 is a no-op.
+void channel_affine_lastdim(const float* x, const float* scale, const float* shift, float* y,
+                            int64_t rows, int64_t n, ActFn act);
+
 // UnitNormalization over the last axis (Keras UnitNormalization): as rms_norm_lastdim with
 // inv = (float)min(1 / sqrt(S), 1e12) and no scale, so a zero row stays zero.
 void unit_norm_lastdim(const float* x, float* y, int64_t rows, int64_t n);

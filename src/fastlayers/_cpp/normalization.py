@@ -57,6 +57,14 @@ def _over_last_axes(x, axes, run):
     return contiguous_f32(y.transpose(np.argsort(order)))
 
 
+def channel_affine(x, scale, shift, axis, act_id=0):
+    """``x * scale + shift`` along ``axis`` of checked float32 x (scale, shift (C,) float32),
+    then the activation ``act_id`` (0: none): an inference BatchNormalization, in one pass
+    over rows of channels (the NumPy path's bits: the product rounded, then the sum)."""
+    return _over_last_axes(x, [axis % x.ndim], lambda rows: _backend._core.channel_affine_lastdim(
+        rows, scale, shift, act_id))
+
+
 def rms_norm(x, scale, axes, epsilon):
     """RMSNormalization of checked float32 x over its trailing ``axes`` (scale of x's shape
     over them, or None): the core's row driver, the squares summed in double."""

@@ -401,12 +401,23 @@ class _Converter(_ModuleRules, _TensorRules):
         self.fold = self.fuse = None
         nn = self.nn
         mod = self.gm.get_submodule(node.target)
-        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+        if not isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, *norms)):
             return []
         calls = [n for n in self.gm.graph.nodes
                  if n.op == "call_module" and n.target == node.target]
         if len(calls) != 1:
             return []
+        if isinstance(mod, norms):
+            # A BatchNorm no conv folded (DenseNet's BN -> ReLU -> conv, a conv traced as
+            # F.conv2d): the activation after it runs in its one pass over the channels
+            # (torch_scale_shift).
+            user = self._only_user(node)
+            act = self._activation_of(user)
+            if act is None:
+                return []
+            self.fuse = act
+            return [user]
         done = []
         tail = node
         user = self._only_user(node)

@@ -20,7 +20,9 @@ from .. import _symbolic as S
 from .. import _validation as V
 from .. import activations as _fl_act
 from .. import functional as FL
+from .._cpp import activations as _cpp_act
 from .._cpp import attention as _cpp_attention
+from .._cpp import normalization as _cpp_norm
 from .._cpp import resize as _cpp_resize
 from .._numpy import activations as _act
 from .._numpy import resize as _np_resize
@@ -1004,9 +1006,21 @@ def torch_unflatten(x, axis, sizes):
 
 
 @S.symbolic_op
-def torch_scale_shift(x, scale, shift):
-    """x * scale + shift over the last axis: an eval-mode BatchNorm, folded per channel."""
-    return (np.asarray(x, F32) * scale + shift).astype(F32)
+def torch_scale_shift(x, scale, shift, activation=None):
+    """x * scale + shift over the last axis (scale, shift float32 (C,)): an eval-mode
+    BatchNorm, folded per channel; then ``activation`` (a name :func:`torch_activation`
+    takes, or None). On C++ one pass (_cpp.normalization.channel_affine) with the activation
+    in it when the core has its kernel: the bits of the affine (NumPy's product, then sum)
+    and torch_activation run one after the other."""
+    x = np.asarray(x, F32)
+    fused = None if activation is None else _cpp_act.fused_id(activation)
+    if x.size and _backend.resolve("batch_norm", None) == "cpp":
+        y = _cpp_norm.channel_affine(np.ascontiguousarray(x), scale, shift, -1, fused or 0)
+        if activation is None or fused is not None:
+            return y
+    else:
+        y = (x * scale + shift).astype(F32)
+    return y if activation is None else torch_activation(y, activation)
 
 
 @S.symbolic_op

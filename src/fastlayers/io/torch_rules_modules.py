@@ -709,11 +709,13 @@ class _ModuleRules:
 
     def batch_norm(self, mod: Any, x: Any) -> _T:
         scale, shift = _bn_scale_shift(mod)
-        return self._channel_affine(x, scale, shift, "batch_norm")
+        return self._channel_affine(x, scale, shift, "batch_norm", self.fuse)
 
-    def _channel_affine(self, x: Any, scale: np.ndarray, shift: np.ndarray, what: str) -> _T:
+    def _channel_affine(self, x: Any, scale: np.ndarray, shift: np.ndarray, what: str,
+                        activation: str | None = None) -> _T:
         """x·scale + shift per channel (axis 1 of PyTorch's (N, C, *) or (N, C)), on the
-        channels-last tensor."""
+        channels-last tensor; then ``activation`` (a name, or None), which the plan of the
+        conversion took from the module after it (plan_fusion)."""
         t = self._tensor(x, what)
         if t.ndim < 2:
             raise TorchConversionError(f"from_torch: {what} needs an input (N, C, *), got rank "
@@ -724,7 +726,8 @@ class _ModuleRules:
         if channels is not None and channels != scale.size:
             raise TorchConversionError(f"from_torch: {what} has statistics for {scale.size} "
                                        f"channels, the input has {channels}")
-        return _T(torch_scale_shift(t.sym, scale.astype(F32), shift.astype(F32)), t.cl)
+        return _T(torch_scale_shift(t.sym, scale.astype(F32), shift.astype(F32), activation),
+                  t.cl)
 
     def _statistics_arguments(self, what: str, flag_name: str, flag: Any, eps: Any,
                               weight: Any, bias: Any, running_mean: Any,

@@ -28,6 +28,7 @@ from ..layers import (
     Multiply,
     RMSNormalization,
     Subtract,
+    ZeroPadding2D,
 )
 from .torch_common import (
     _C,
@@ -628,6 +629,13 @@ class _TensorRules:
                 )
             widths[axis] = (before, after)
         value = 0.0 if value is None else float(value)
+        if all(w == (0, 0) for w in widths):
+            return t  # nothing to pad (HF MobileNetV2 pads before every conv, often by 0)
+        if (mode == "constant" and value == 0.0 and t.cl and t.ndim == 4
+                and widths[0] == widths[3] == (0, 0)):
+            # Zeros around an NHWC image: a ZeroPadding2D, which a "valid" conv that alone
+            # reads it runs inside itself (models/folding.py absorbs_padding): no padded copy.
+            return _T(ZeroPadding2D((widths[1], widths[2]))(t.sym), True)
         return _T(torch_pad(t.sym, tuple(widths), mode, value), t.cl)
 
     def pixel_shuffle(self, x: Any, r: int, inverse: bool, what: str) -> _T:

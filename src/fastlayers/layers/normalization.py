@@ -26,9 +26,8 @@ from .. import _backend
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import activations as _cpp_act
-from .._cpp import conv2d as _cpp_conv2d
 from .._cpp import normalization as _cpp_norm
-from .._cpp import pack_conv2d
+from .._numpy import activations as _np_act
 from .._numpy import normalization as _np_norm
 from .base import Layer, _bool
 from .initializers import INITIALIZERS, check_initializer, weight_spec
@@ -211,8 +210,8 @@ class BatchNormalization(Layer):
     Call: ``layer(inputs, training=None, mask=None)``: any rank > axis; returns float32 of
     the inputs' shape. ``training`` and ``mask`` do not change the inference result.
 
-    The C++ path runs the affine map as a depthwise 1x1 convolution (one FMA per element,
-    so it differs from NumPy's multiply-then-add by float32 rounding); inside a model a
+    Both paths compute ``x * scale + shift`` with the product rounded to float32, then the
+    sum: the same bits (on C++ one pass, ``_core.channel_affine_lastdim``). Inside a model a
     BatchNormalization after a linear Dense or Conv2D is folded into it instead.
     """
 
@@ -323,15 +322,15 @@ class BatchNormalization(Layer):
         if name == "epsilon" and self.built:
             self._on_weights_set()  # scale and shift (and the packed kernel) use epsilon
 
-    def _pack(self):
-        # x * scale + shift over the channels is a depthwise 1x1 convolution: kernel
-        # (1, 1, 1, C) = scale, bias = shift, groups = C (the core's direct depthwise kernel).
-        scale, shift = self._affine
-        if scale.shape[0] == 0:
-            return None  # no channels: every input is empty (call returns it at once)
-        return pack_conv2d(scale.reshape(1, 1, 1, -1), shift, scale.shape[0])
-
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> np.ndarray:
+        return self._normalize(inputs, "linear")
+
+    def _normalize(self, inputs: Any, activation: str) -> np.ndarray:
+        """The layer on ``inputs``, then the elementwise ``activation`` (a name; "linear" for
+        none): a model's BatchNormalization with the activation layer that alone reads it
+        (models/folding.py, DenseNet's and pre-activation ResNets' BN -> ReLU -> conv). On C++
+        the activation runs in the same pass (on each block of rows while it is in L1), with
+        the bits of the two layers run one after the other."""
         owner = self._owner()
         x = V.array(inputs, owner, "inputs")
         (axis,) = _positions([self.axis], x.ndim, owner)
@@ -347,14 +346,14 @@ class BatchNormalization(Layer):
         if x.size == 0:
             return np.zeros(x.shape, F32)
         if _backend.resolve(owner, None) == "numpy":
-            return _np_norm.affine(x, scale, shift, axis)
-        # C++: the channel axis moved last (a copy only when it is not), the rest flattened
-        # into the width of a 1 x M image, then the packed depthwise 1x1 convolution.
-        xl = x if axis == x.ndim - 1 else np.ascontiguousarray(np.moveaxis(x, axis, -1))
-        a = V.check_conv2d(xl.reshape(1, 1, -1, c), scale.reshape(1, 1, 1, c), shift, 1,
-                           "valid", 1, c, None, op=owner, x_name="inputs")
-        y = _cpp_conv2d.conv2d(a, self._packed).reshape(xl.shape)
-        return y if xl is x else np.ascontiguousarray(np.moveaxis(y, -1, axis))
+            y = _np_norm.affine(x, scale, shift, axis)
+            return y if activation == "linear" else _np_act.apply(activation, y)
+        # C++: the channel axis moved last (a copy only when it is not), then one pass of
+        # x * scale + shift per row of channels (the NumPy path's bits), the activation fused
+        fused = _cpp_act.fused_id(activation)
+        y = _cpp_norm.channel_affine(np.ascontiguousarray(x, dtype=F32), scale, shift, axis,
+                                     fused or 0)
+        return y if fused is not None else _cpp_act.apply_after(activation, y)
 
 
 # ------------------------------------------------------------------ LayerNormalization

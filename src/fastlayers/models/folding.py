@@ -141,7 +141,11 @@ def takes_activation(producer: Any) -> bool:
     """Whether the activation layer that alone reads ``producer``'s output (with no
     BatchNormalization between them) can run as its activation: a built, linear Dense or
     channels-last Conv2D or DepthwiseConv2D. A model converted from PyTorch has its
-    BatchNormalizations folded into the convs already, and a ReLU after each."""
+    BatchNormalizations folded into the convs already, and a ReLU after each. Also a built
+    BatchNormalization that follows no producer (DenseNet's and pre-activation ResNets'
+    BN -> ReLU -> conv): the activation then runs in its one pass over the channels."""
+    if type(producer) is BatchNormalization:
+        return producer.built and not _own_call(producer)
     return (type(producer) in _PRODUCERS and producer.built and _linear(producer)
             and not _own_call(producer)
             and (type(producer) is Dense or producer.data_format == "channels_last"))
@@ -196,8 +200,8 @@ class Fold:
         shaped as ``x`` alone, its checks and geometry done once (C++ path only; else
         None). The plan is dropped when any weight is replaced (its key holds the layers'
         epoch), so the packed weights it holds are never stale."""
-        if not _checks.unchanged(x):  # the checks would convert x: no runner (shape_plan)
-            return None
+        if type(self.producer) is BatchNormalization or not _checks.unchanged(x):
+            return None  # (the checks would convert x: no runner, shape_plan)
         a, packed = self._checked(x)
         if packed is None:
             return None
@@ -205,6 +209,8 @@ class Fold:
             else F.conv2d_runner(a, packed)
 
     def __call__(self, x: Any) -> np.ndarray:
+        if type(self.producer) is BatchNormalization:  # with the activation after it
+            return self.producer._normalize(x, self.activation)
         a, packed = self._checked(x)
         return F.run_dense(a, packed) if type(self.producer) is Dense \
             else F.run_conv2d(a, packed)
@@ -430,6 +436,7 @@ def functional_plan(model: Any) -> dict[int, Callable]:
         fold = _fold(model, node.layer, bn_node.layer, act or "linear",
                      None if pad_node is None else pad_node.layer)
         add(node, fold, pad_node)
+        done.add(id(bn_node))  # (not a BatchNormalization of its own below)
         produced = node.outputs[0]
         plan[id(bn_node)] = FoldStep(lambda values, t=produced: [values[t.id]], produced.id)
         if act:  # the activation ran in the producer's kernel: its node passes the value on
