@@ -29,8 +29,9 @@ NUMPY_ONLY = os.environ.get("FASTLAYERS_TEST_NUMPY_ONLY", "") not in ("", "0")
 SANITIZER_RUN = os.environ.get("FASTLAYERS_SANITIZER_RUN", "") not in ("", "0")
 
 # Ops the C++ path serves (for at least the plain case). Tests run "cpp" only for
-# these; tests/test_runtime.py checks that every other op raises NotImplementedError
-# under "cpp", so the list cannot silently fall behind the library.
+# these; tests/test_runtime.py checks that every public op of fastlayers.functional either
+# calls the compiled core under "cpp" (listed here) or is one that docs/architecture.md §4
+# names as NumPy under every backend, so the list cannot silently fall behind the library.
 CPP_OPS = _backend.CPP_OPS
 
 
