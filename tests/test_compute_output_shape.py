@@ -73,7 +73,7 @@ def test_a_built_layer_keeps_its_weights_and_first_call():
     assert dense.output is y
     for a, b in zip(dense.get_weights(), weights):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"kernel has shape \(4, 3\), expected \(5, units\)"):
         dense.compute_output_shape((None, 5))  # its kernel is (4, 3)
 
 

@@ -237,9 +237,9 @@ def test_other_shapes_dtypes_and_layouts_take_the_checked_call():
         assert_same(layer(other), want)
         np.testing.assert_allclose(want, checked(layer, np.asarray(other, F32)), rtol=1e-6)
     assert layer.__dict__["_direct"] is recorded  # one signature kept; the others did not evict it
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"kernel has shape \(5, 3\), expected \(6, units\)"):
         layer(np.ones((4, 6), F32))  # wrong inputs still get the checked call's error
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"kernel has shape \(5, 3\), expected \(0, units\)"):
         layer(np.ones((4, 5, 0), F32))
 
 

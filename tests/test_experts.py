@@ -152,7 +152,7 @@ def test_bad_inputs(rng):
         Experts(2, 4, activation="softmax")
     with pytest.raises(TypeError, match="gated"):
         Experts(2, 4, gated="yes")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"'down_kernel' has shape \(3, 4, 9\), expected"):
         layer.set_weights([np.zeros((3, 8, 8), np.float32), np.zeros((3, 4, 9), np.float32)])
 
 

@@ -163,7 +163,7 @@ def test_bad_calls():
     with pytest.raises(ValueError, match="rank|shape"):
         layer(np.zeros((2, 5), F32), np.zeros((2, 5), F32))
     layer(np.zeros((2, 3, 5), F32), np.zeros((2, 4, 6), F32))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"query_kernel has shape \(5, 2, 4\), expected"):
         layer(np.zeros((2, 3, 7), F32), np.zeros((2, 4, 6), F32))
 
 

@@ -1068,7 +1068,7 @@ def test_call_argument_errors(rng):
     with pytest.raises(ValueError, match="rank >= 2"):
         L.Dense(2)(np.ones(3))
     layer = L.Dense(2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"inputs must have rank >= 2"):
         layer(np.ones(3))
     assert not layer.built  # a rejected input does not build the layer
     mha = L.MultiHeadAttention(2, 2)
