@@ -1,13 +1,14 @@
 """The seed article's Keras examples, written with fastlayers' functional API.
 
 The article builds each model with random Keras initial weights; here the weights
-are drawn from a seeded rng, so the checks are the shapes the article prints and
-the relations between outputs (the numbers themselves are checked against Keras in
-test_golden.py).
+are drawn from a seeded rng, so the checks are the shapes the article prints, the
+relations between outputs, and the dense and conv values against the float64 loops of
+tests/naive_dense_conv.py (the ops are checked against Keras in test_golden.py).
 """
 
 from __future__ import annotations
 
+import naive_dense_conv as naive
 import numpy as np
 import pytest
 from conftest import assert_close, backends_for, run_on
@@ -27,23 +28,31 @@ def weights():
 
 @pytest.mark.parametrize("backend", backends_for("dense"))
 def test_dense_on_images_then_flatten(backend, weights):
-    # 4 samples, 32x32 with 3 channels; Dense(8, relu) acts on the last axis only.
+    # 4 samples, 32x32 with 3 channels; Dense(8, relu) acts on the last axis only. The values
+    # against the float64 loops of tests/naive_dense_conv.py (8192 inputs to the last Dense).
     x = np.random.default_rng(42).random((4, 32, 32, 3))
-    hidden = run_on(backend, fl.dense, x, weights(3, 8), weights(8), activation="relu")
+    k1, b1, k2, b2 = weights(3, 8), weights(8), weights(32 * 32 * 8, 2), weights(2)
+    hidden = run_on(backend, fl.dense, x, k1, b1, activation="relu")
     assert hidden.shape == (4, 32, 32, 8) and hidden.min() >= 0
+    assert_close(hidden, naive.dense(x, k1, b1, "relu"), k=3)
     flat = fl.flatten(hidden)
     assert flat.shape == (4, 32 * 32 * 8)
-    out = run_on(backend, fl.dense, flat, weights(32 * 32 * 8, 2), weights(2))
+    np.testing.assert_array_equal(flat, naive.flatten(hidden))
+    out = run_on(backend, fl.dense, flat, k2, b2)
     assert out.shape == (4, 2)
+    assert_close(out, naive.dense(flat, k2, b2), k=8192, magnitude=0.3)
 
 
 @pytest.mark.parametrize("backend", backends_for("conv2d"))
 def test_conv_then_flatten_then_dense(backend, weights):
     x = np.random.default_rng(42).random((4, 32, 32, 3))
-    conv = run_on(backend, fl.conv2d, x, weights(3, 3, 3, 8), weights(8), activation="relu")
+    k1, b1, k2, b2 = weights(3, 3, 3, 8), weights(8), weights(30 * 30 * 8, 2), weights(2)
+    conv = run_on(backend, fl.conv2d, x, k1, b1, activation="relu")
     assert conv.shape == (4, 30, 30, 8)
-    out = run_on(backend, fl.dense, fl.flatten(conv), weights(30 * 30 * 8, 2), weights(2))
+    assert_close(conv, naive.conv2d(x, k1, b1, activation_name="relu"), k=27)
+    out = run_on(backend, fl.dense, fl.flatten(conv), k2, b2)
     assert out.shape == (4, 2)
+    assert_close(out, naive.dense(naive.flatten(conv), k2, b2), k=7200, magnitude=0.3)
 
 
 def _seed_sequence():
