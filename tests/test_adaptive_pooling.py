@@ -210,7 +210,8 @@ def test_binding_refuses_bad_arguments(args, error, match):
 
 
 @pytest.mark.parametrize("make", [lambda: L.AdaptiveAveragePooling2D(3),
-                                  lambda: L.AdaptiveMaxPooling1D(2)])
+                                  lambda: L.AdaptiveMaxPooling1D(2),
+                                  lambda: L.AdaptiveAveragePooling1D(2)])
 def test_empty_spatial_axes_and_wrong_ranks_are_refused(make):
     layer = make()
     rank = layer.rank + 2

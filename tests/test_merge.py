@@ -581,6 +581,12 @@ def test_functional_forms_make_layers_and_nodes():
      ValueError, "mask of shape"),
     (lambda: L.TimeDistributed(L.LSTM(2, return_state=True))(_x(2, 3, 4, 5)),
      ValueError, "one array"),
+    *[(lambda cls=cls: cls()([_x(2, 3), _x(2, 4)]), ValueError, "incompatible shapes")
+      for cls in (L.Average, L.Minimum, L.Multiply)],
+    *[(lambda cls=cls: cls()(_x(2, 3)), ValueError, "called on a list of inputs")
+      for cls in (L.Average, L.Minimum, L.Multiply)],
+    *[(lambda cls=cls: cls()([np.array([["a"]]), np.array([["b"]])]), TypeError,
+       r"inputs\[0\] must have a real") for cls in (L.Average, L.Minimum, L.Multiply)],
 ])
 def test_bad_inputs_raise_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):

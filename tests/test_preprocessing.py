@@ -257,6 +257,18 @@ def test_augmentations_are_the_identity_at_inference(rng, name):
 
 
 @pytest.mark.parametrize("name", AUGMENTATIONS)
+def test_augmentations_refuse_what_is_not_an_image(name):
+    """Strings, a vector and a scalar: clear errors, not the input handed back."""
+    cls = getattr(L, name)
+    layer = cls(**_required(cls))
+    with pytest.raises(TypeError, match="real .*dtype"):
+        layer(np.array([[["a"]]]))
+    for bad in (np.ones(3, F32), np.float32(1.0)):
+        with pytest.raises(ValueError, match=r"images \(N, H, W, C\) or \(H, W, C\)"):
+            layer(bad)
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS)
 def test_augmentation_config_round_trips(name):
     cls = getattr(L, name)
     layer = cls(**_required(cls), name="aug", seed=7)

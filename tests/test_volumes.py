@@ -305,6 +305,8 @@ def test_bad_arguments(make, error, fragment):
     (lambda: L.Cropping3D(((1, 1), (0, 0), (0, 0)))(np.ones((1, 2, 3, 3, 1), F32)),
      ValueError, "at least one"),
     (lambda: L.GlobalMaxPooling3D()(np.ones((1, 2, 2, 1), F32)), ValueError, "rank"),
+    (lambda: L.GlobalAveragePooling3D()(np.ones((1, 2, 2, 1), F32)), ValueError, "rank 5"),
+    (lambda: L.GlobalAveragePooling3D()(np.array([[[[["a"]]]]])), TypeError, "real"),
     (lambda: L.UpSampling3D(2)(np.ones((1, 2, 2, 1), F32)), ValueError, "rank"),
 ])
 def test_bad_calls(any_backend, call, error, fragment):
