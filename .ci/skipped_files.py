@@ -30,11 +30,13 @@ def _file(classname):
 
 
 def skipped(report):
-    """(file, message) of every skipped test case in a JUnit XML report."""
+    """(file, message) of every skipped test case in a JUnit XML report. A module skipped
+    at collection (a module-level importorskip) is a case with an empty classname, named by
+    the module's dotted path."""
     for case in ET.parse(report).getroot().iter("testcase"):
         for skip in case.findall("skipped"):
-            yield _file(case.get("classname", "")), (skip.get("message") or "") + " " + (
-                skip.text or "")
+            where = case.get("classname") or case.get("name", "")
+            yield _file(where), (skip.get("message") or "") + " " + (skip.text or "")
 
 
 def main(argv):
