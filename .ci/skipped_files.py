@@ -16,7 +16,7 @@ import os
 import sys
 import xml.etree.ElementTree as ET
 
-MISSING = ("could not import", "no module named", "not installed")
+MISSING = ("could not import", "no module named", "not installed", "not available")
 
 
 def _file(classname):

@@ -522,12 +522,14 @@ class _TracedConv(nn.Conv2d):
 
 
 @pytest.mark.parametrize("act, name", [(nn.ReLU(), "relu"), (nn.SiLU(), "silu"),
-                                       (nn.Sigmoid(), "sigmoid"), (nn.Hardswish(), None)])
+                                       (nn.Sigmoid(), "sigmoid"), (nn.Hardswish(), "hard_silu"),
+                                       (nn.Softmax(dim=1), None)])
 def test_batch_norm_alone_takes_the_activation_after_it(any_backend, act, name, monkeypatch):
     """A BatchNorm no conv folds (DenseNet's BN -> ReLU -> conv; after a conv traced as
-    F.conv2d) runs the activation after it in its one pass (torch_scale_shift's activation,
-    the core's channel_affine with the activation's id); PyTorch's values, and the activation
-    node is gone from the graph. An activation with no C++ kernel runs after the affine."""
+    F.conv2d) runs the elementwise activation after it in its one pass (torch_scale_shift's
+    activation, the core's channel_affine with the activation's id); PyTorch's values, and
+    the activation node is gone from the graph. A softmax (no elementwise kernel) stays a
+    node of its own."""
     from fastlayers._cpp import normalization as cpp_norm
 
     calls = []
@@ -540,10 +542,27 @@ def test_batch_norm_alone_takes_the_activation_after_it(any_backend, act, name, 
         model = check(net, torch.randn(2, 3, 6, 7))
         labels = [row[0] for row in model._summary_rows()]
         assert any("scale_shift" in label for label in labels), labels
-        if name is not None:
-            assert not any("activation" in label for label in labels), labels
-    if fl.get_backend() != "numpy" and name is not None:
-        assert set(calls) == {fl._backend.cpp_activation_ids()[name]}
+        fused = not any("activation" in label or "softmax" in label for label in labels)
+        assert fused == (name is not None), labels
+    if fl.get_backend() != "numpy":
+        want = {fl._backend.cpp_activation_ids()[name]} if name is not None else {0}
+        assert set(calls) == want
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu", "hard_silu", "leaky_relu"])
+def test_scale_shift_with_an_activation_is_the_two_ops(any_backend, name, rng):
+    """torch_scale_shift(x, s, b, name) has the bits of the affine, then torch_activation:
+    fused on C++ where the core's kernel is PyTorch's function, applied after the affine
+    otherwise (leaky_relu: torch_activation's slope is PyTorch's 0.01, the core's Keras's
+    0.2), and on NumPy."""
+    from fastlayers.io.torch_ops import torch_activation, torch_scale_shift
+
+    x = rng.standard_normal((2, 5, 4, 7)).astype(np.float32)
+    s, b = rng.standard_normal(7).astype(np.float32), rng.standard_normal(7).astype(np.float32)
+    got = torch_scale_shift(x, s, b, name)
+    want = torch_activation(torch_scale_shift(x, s, b), name)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(torch_scale_shift(x, s, b), (x * s + b).astype(np.float32))
 
 
 class _PadThenConv(nn.Module):
@@ -557,6 +576,15 @@ class _PadThenConv(nn.Module):
 
     def forward(self, x):
         return torch.relu(self.conv(F.pad(x, self.pads)))
+
+
+def test_pads_that_stay_pad_ops(any_backend):
+    """Only +0.0 around a float32 NHWC image becomes a ZeroPadding2D: -0.0 keeps its sign
+    (1 / pad gives -inf at the border, as PyTorch) and an integer or bool tensor its dtype."""
+    x = torch.randn(2, 3, 5, 4)  # (Fn's conv first: the channels-last layout)
+    check(Fn(lambda h: 1 / F.pad(h, (1, 1, 1, 1), value=-0.0), conv=True), x)
+    check(Fn(lambda h: F.pad((h * 1e3).long() + 1, (1, 1, 1, 1)), conv=True), x)
+    check(Fn(lambda h: F.pad(h > 0, (0, 1, 2, 0)), conv=True), x)
 
 
 @pytest.mark.parametrize("pads, stride, groups", [

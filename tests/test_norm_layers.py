@@ -466,6 +466,11 @@ def test_channel_affine_kernel_fuses_activations_and_refuses_bad_arguments(rng):
     with pytest.raises(TypeError):
         core.channel_affine_lastdim(x.astype(np.float64), scale, shift)
     assert core.channel_affine_lastdim(np.zeros((0, 19), F32), scale, shift).shape == (0, 19)
+    # Subnormals flush to zero on C++ (FTZ/DAZ, documented), where NumPy keeps them.
+    tiny = np.full((4, 3), 1e-39, F32)
+    ones, zeros = np.ones(3, F32), np.zeros(3, F32)
+    assert not core.channel_affine_lastdim(tiny, ones, zeros).any()
+    np.testing.assert_array_equal((tiny * ones + zeros).astype(F32), tiny)
 
 
 @pytest.mark.parametrize("backend", ["numpy"] + ([] if NUMPY_ONLY else ["cpp"]))

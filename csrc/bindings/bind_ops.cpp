@@ -339,7 +339,8 @@ void bind_ops(py::module_& m) {
           py::arg("shift"), py::arg("act") = 0,
           "act(x * scale + shift) over the last axis of a C-contiguous float32 array (ndim >= "
           "1): scale, shift float32 (n,); the product rounded, then the sum (no FMA: NumPy's "
-          "bits); act an activation id (0: none). Returns a new float32 array of x's shape "
+          "bits, but subnormals flush to 0); act an activation id (0: none). Returns a new "
+          "float32 array of x's shape "
           "(fl::channel_affine_lastdim: the same bits on every ISA and thread count).");
     m.def("rms_norm_lastdim", &rms_norm_lastdim, py::arg("x"), py::arg("scale") = py::none(),
           py::arg("epsilon") = 1e-6, py::arg("unit") = false,

@@ -55,7 +55,8 @@ void rms_norm_lastdim(const float* x, const float* scale, float* y, int64_t rows
 // A per-channel affine map over the last axis, then an activation (an inference
 // BatchNormalization as x * scale + shift, csrc/ops/layer_norm.cpp): x, y (rows, n) row-major
 // contiguous (x == y allowed), scale and shift (n,). y[j] = act(x[j] * scale[j] + shift[j]), the
-// product rounded to float32, then the sum (no FMA: NumPy's x * scale + shift, bit for bit); act
+// product rounded to float32, then the sum (no FMA: NumPy's x * scale + shift, bit for bit, but
+// for subnormal inputs and results, which the pool's FTZ/DAZ flush to zero); act
 // nullptr for none (applied to each finished block of rows). Identical bits on every ISA and for
 // any thread count. rows * n == 0 is a no-op.
 void channel_affine_lastdim(const float* x, const float* scale, const float* shift, float* y,

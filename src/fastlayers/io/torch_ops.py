@@ -1013,7 +1013,8 @@ def torch_scale_shift(x, scale, shift, activation=None):
     in it when the core has its kernel: the bits of the affine (NumPy's product, then sum)
     and torch_activation run one after the other."""
     x = np.asarray(x, F32)
-    fused = None if activation is None else _cpp_act.fused_id(activation)
+    # (torch_activation's leaky_relu takes PyTorch's slope; the core's kernel has Keras's)
+    fused = None if activation in (None, "leaky_relu") else _cpp_act.fused_id(activation)
     if x.size and _backend.resolve("batch_norm", None) == "cpp":
         y = _cpp_norm.channel_affine(np.ascontiguousarray(x), scale, shift, -1, fused or 0)
         if activation is None or fused is not None:

@@ -631,10 +631,12 @@ class _TensorRules:
         value = 0.0 if value is None else float(value)
         if all(w == (0, 0) for w in widths):
             return t  # nothing to pad (HF MobileNetV2 pads before every conv, often by 0)
-        if (mode == "constant" and value == 0.0 and t.cl and t.ndim == 4
+        if (mode == "constant" and value == 0.0 and not math.copysign(1.0, value) < 0
+                and t.cl and t.ndim == 4 and t.sym.dtype == np.float32
                 and widths[0] == widths[3] == (0, 0)):
-            # Zeros around an NHWC image: a ZeroPadding2D, which a "valid" conv that alone
-            # reads it runs inside itself (models/folding.py absorbs_padding): no padded copy.
+            # +0.0 around a float32 NHWC image: a ZeroPadding2D, which a "valid" conv that
+            # alone reads it runs inside itself (models/folding.py absorbs_padding): no padded
+            # copy. (Not -0.0, nor an integer or bool tensor: ZeroPadding2D makes float32.)
             return _T(ZeroPadding2D((widths[1], widths[2]))(t.sym), True)
         return _T(torch_pad(t.sym, tuple(widths), mode, value), t.cl)
 

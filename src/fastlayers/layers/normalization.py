@@ -7,7 +7,8 @@ What each computes is Keras 3's formula at inference (docs/semantics.md §23).
 LayerNormalization runs the ``layer_norm`` op (C++ row driver or NumPy), RMSNormalization
 and UnitNormalization the ``rms_norm`` and ``unit_norm`` row drivers or NumPy,
 GroupNormalization the C++ NHWC driver (``group_norm``) or NumPy; BatchNormalization runs on
-the C++ path as a depthwise 1x1 convolution (its packed scale and shift). ReLU, LeakyReLU
+the C++ path as one pass of x * scale + shift (``channel_affine_lastdim``: NumPy's product,
+then sum, so the same bits but for subnormals, which C++ flushes). ReLU, LeakyReLU
 and ELU whose parameters are those of a Keras activation name in the core's table (relu,
 relu6, leaky_relu with slope 0.2, elu with alpha 1) run that kernel under "auto" and "cpp".
 The others compute with fastlayers/_numpy/normalization.py under every backend (the core
@@ -211,8 +212,9 @@ class BatchNormalization(Layer):
     the inputs' shape. ``training`` and ``mask`` do not change the inference result.
 
     Both paths compute ``x * scale + shift`` with the product rounded to float32, then the
-    sum: the same bits (on C++ one pass, ``_core.channel_affine_lastdim``). Inside a model a
-    BatchNormalization after a linear Dense or Conv2D is folded into it instead.
+    sum: the same bits (on C++ one pass, ``_core.channel_affine_lastdim``), but for subnormal
+    inputs and results, which the C++ path flushes to zero (docs/architecture.md §7). Inside
+    a model a BatchNormalization after a linear Dense or Conv2D is folded into it instead.
     """
 
     non_trainable_weight_names = frozenset(
