@@ -46,27 +46,41 @@ py::array softmax_lastdim(const py::array& x_in, const py::object& mask_in, bool
     return std::move(y);
 }
 
+// The length n of x's last axis, once x is checked to have one.
+int64_t last_axis(const FloatArrayC& x, const char* op) {
+    if (x.ndim() < 1) throw py::value_error(std::string(op) + ": x must have ndim >= 1, got 0");
+    return static_cast<int64_t>(x.shape(x.ndim() - 1));
+}
+
+// A row driver on x (..., n) as (rows, n): run(xp, yp, rows, n) into a new array of x's shape
+// (C-contiguous), without the GIL for large inputs; an empty x gives an empty y at once.
+template <class Run>
+py::array over_last_axis(const FloatArrayC& x, Run run) {
+    FloatArrayC y = new_f32_like(x);
+    const int64_t size = static_cast<int64_t>(x.size());
+    if (size == 0) return std::move(y);
+    const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
+    const int64_t rows = size / n;
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    call_without_gil_if(size >= kReleaseGilMinElements, [=] { run(xp, yp, rows, n); });
+    return std::move(y);
+}
+
 py::array layer_norm_lastdim(const py::array& x_in, const py::object& gamma_in,
                              const py::object& beta_in, double epsilon) {
     const char* op = "layer_norm_lastdim";
     const FloatArrayC x = require_f32(x_in, op, "x");
-    if (x.ndim() < 1) throw py::value_error("layer_norm_lastdim: x must have ndim >= 1, got 0");
+    const int64_t n = last_axis(x, op);
     if (!(epsilon >= 0.0)) throw py::value_error("layer_norm_lastdim: epsilon must be >= 0");
-    const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
     FloatArrayC gamma, beta;
     const float* gp = optional_f32_vector(gamma_in, op, "gamma", n, &gamma);
     const float* bp = optional_f32_vector(beta_in, op, "beta", n, &beta);
-    FloatArrayC y = new_f32_like(x);
-    const int64_t size = static_cast<int64_t>(x.size());
-    if (size == 0) return std::move(y);
-    const int64_t rows = size / n;
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
     // epsilon stays a double: as a float32, one below FLT_MIN was flushed to zero (a constant
     // row gave NaN where Keras and PyTorch give beta) and one above FLT_MAX was inf
-    call_without_gil_if(size >= kReleaseGilMinElements,
-                        [=] { fl::layer_norm_lastdim(xp, gp, bp, yp, rows, n, epsilon); });
-    return std::move(y);
+    return over_last_axis(x, [=](const float* xp, float* yp, int64_t rows, int64_t len) {
+        fl::layer_norm_lastdim(xp, gp, bp, yp, rows, len, epsilon);
+    });
 }
 
 // x * scale + shift over the last axis, then activation `act` (an id; 0 for none).
@@ -74,22 +88,15 @@ py::array channel_affine_lastdim(const py::array& x_in, const py::object& scale_
                                  const py::object& shift_in, int act) {
     const char* op = "channel_affine_lastdim";
     const FloatArrayC x = require_f32(x_in, op, "x");
-    if (x.ndim() < 1) throw py::value_error("channel_affine_lastdim: x must have ndim >= 1, got 0");
-    const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
+    const int64_t n = last_axis(x, op);
     FloatArrayC scale, shift;
     const float* sp = optional_f32_vector(scale_in, op, "scale", n, &scale);
     const float* hp = optional_f32_vector(shift_in, op, "shift", n, &shift);
     if (!sp || !hp) throw py::type_error("channel_affine_lastdim: scale and shift are required");
     const ActFn fn = act_kernel_from_id(act, op, "act");
-    FloatArrayC y = new_f32_like(x);
-    const int64_t size = static_cast<int64_t>(x.size());
-    if (size == 0) return std::move(y);
-    const int64_t rows = size / n;
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
-    call_without_gil_if(size >= kReleaseGilMinElements,
-                        [=] { fl::channel_affine_lastdim(xp, sp, hp, yp, rows, n, fn); });
-    return std::move(y);
+    return over_last_axis(x, [=](const float* xp, float* yp, int64_t rows, int64_t len) {
+        fl::channel_affine_lastdim(xp, sp, hp, yp, rows, len, fn);
+    });
 }
 
 // RMSNormalization (scale may be None) or, with unit, UnitNormalization over the last axis.
@@ -97,26 +104,18 @@ py::array rms_norm_lastdim(const py::array& x_in, const py::object& scale_in, do
                            bool unit) {
     const char* op = "rms_norm_lastdim";
     const FloatArrayC x = require_f32(x_in, op, "x");
-    if (x.ndim() < 1) throw py::value_error("rms_norm_lastdim: x must have ndim >= 1, got 0");
+    const int64_t n = last_axis(x, op);
     if (!(epsilon >= 0.0)) throw py::value_error("rms_norm_lastdim: epsilon must be >= 0");
-    const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
     FloatArrayC scale;
     const float* sp = optional_f32_vector(scale_in, op, "scale", n, &scale);
     if (unit && sp) throw py::value_error("rms_norm_lastdim: unit takes no scale");
-    FloatArrayC y = new_f32_like(x);
-    const int64_t size = static_cast<int64_t>(x.size());
-    if (size == 0) return std::move(y);
-    const int64_t rows = size / n;
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
     const float eps = static_cast<float>(epsilon);
-    call_without_gil_if(size >= kReleaseGilMinElements, [=] {
+    return over_last_axis(x, [=](const float* xp, float* yp, int64_t rows, int64_t len) {
         if (unit)
-            fl::unit_norm_lastdim(xp, yp, rows, n);
+            fl::unit_norm_lastdim(xp, yp, rows, len);
         else
-            fl::rms_norm_lastdim(xp, sp, yp, rows, n, eps);
+            fl::rms_norm_lastdim(xp, sp, yp, rows, len, eps);
     });
-    return std::move(y);
 }
 
 py::array group_norm_nhwc(const py::array& x_in, const py::object& gamma_in,
