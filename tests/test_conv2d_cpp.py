@@ -241,6 +241,25 @@ INTO_CASES = {
 }
 
 
+def _check_into_strided_view(x, packed, pads, act_id, want, threads):
+    """conv2d_into through out = y[:, 1::2, 2::3, 1:F+1][:, :OH, :OW] of a larger array full
+    of NaN, on ``threads`` threads: out gets ``want``'s bits (conv2d's), and no other element
+    of y is written."""
+    n, oh, ow, f = want.shape
+    y = np.full((n, 2 * oh + 1, 3 * ow + 2, f + 3), np.nan, np.float32)
+    out = y[:, 1::2, 2::3, 1 : f + 1][:, :oh, :ow]
+    old = fl.get_num_threads()
+    try:
+        fl.set_num_threads(threads)
+        assert _backend._core.conv2d_into(out, x, packed, (1, 1), (1, 1), pads, act_id) is None
+    finally:
+        fl.set_num_threads(old)
+    assert np.array_equal(out, want)
+    written = np.zeros(y.shape, bool)
+    written[:, 1::2, 2::3, 1 : f + 1][:, :oh, :ow] = True
+    assert np.isnan(y[~written]).all()
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", list(INTO_CASES))
 def test_core_conv2d_into_strided_view_equals_conv2d(rng, case, threads):
@@ -249,24 +268,10 @@ def test_core_conv2d_into_strided_view_equals_conv2d(rng, case, threads):
     reach), and no other element of y is written."""
     x_shape, k_shape, groups = INTO_CASES[case]
     x, k, b = _data(rng, x_shape, k_shape)
-    n, h, w, _ = x_shape
-    kh, kw, _, f = k_shape
-    top, left = 1, 0
-    oh, ow = h + top + 2 - kh + 1, w + left + 1 - kw + 1  # 2 rows and 1 column of zeros after
+    top, left = 1, 0  # and 2 rows and 1 column of zeros after
     want = _backend._core.conv2d(x, k, b, (1, 1), (1, 1), (top, 2, left, 1), groups, 0)
     packed = _backend._core.PackedConv(k, b, groups)
-    y = np.full((n, 2 * oh + 1, 3 * ow + 2, f + 3), np.nan, np.float32)
-    out = y[:, 1::2, 2::3, 1 : f + 1][:, :oh, :ow]
-    old = fl.get_num_threads()
-    try:
-        fl.set_num_threads(threads)
-        assert _backend._core.conv2d_into(out, x, packed, (1, 1), (1, 1), (top, left)) is None
-    finally:
-        fl.set_num_threads(old)
-    assert np.array_equal(out, want)
-    written = np.zeros(y.shape, bool)
-    written[:, 1::2, 2::3, 1 : f + 1][:, :oh, :ow] = True
-    assert np.isnan(y[~written]).all()
+    _check_into_strided_view(x, packed, (top, left), 0, want, threads)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -281,23 +286,10 @@ def test_core_conv2d_into_one_by_one_gemm_per_row(rng, x_shape, k_shape, groups,
     group, written through the view in place. conv2d's bits (tanh in the epilogue), and no
     other element of y is written."""
     x, k, b = _data(rng, x_shape, k_shape)
-    n, h, w, _ = x_shape
-    f = k_shape[3]
     tanh = _backend.cpp_activation_ids()["tanh"]
     want = _backend._core.conv2d(x, k, b, (1, 1), (1, 1), (0, 0, 0, 0), groups, tanh)
     packed = _backend._core.PackedConv(k, b, groups)
-    y = np.full((n, 2 * h + 1, 3 * w + 2, f + 3), np.nan, np.float32)
-    out = y[:, 1::2, 2::3, 1 : f + 1][:, :h, :w]
-    old = fl.get_num_threads()
-    try:
-        fl.set_num_threads(threads)
-        _backend._core.conv2d_into(out, x, packed, (1, 1), (1, 1), (0, 0), tanh)
-    finally:
-        fl.set_num_threads(old)
-    assert np.array_equal(out, want)
-    written = np.zeros(y.shape, bool)
-    written[:, 1::2, 2::3, 1 : f + 1][:, :h, :w] = True
-    assert np.isnan(y[~written]).all()
+    _check_into_strided_view(x, packed, (0, 0), tanh, want, threads)
 
 
 @pytest.mark.parametrize("case", ["indirect-taps", "tiles", "depthwise"])
