@@ -132,11 +132,16 @@ def main():
         out[f"group_norm_{pixels}"] = gn(randn(rng, 2, pixels, 12) + F32(3.0))
     out["group_norm_axis1"] = f.layers.GroupNormalization(2, axis=1)(randn(rng, 2, 4, 5, 3))
 
-    # pool2d (one plain C++ function for every ISA): max and average, valid and padded.
+    # pool2d (the per-ISA window kernels): max and average, valid and padded, with channel
+    # counts around the vector and block widths (8, 32) and 3x3 windows (a count of 9 divides,
+    # 4 and 6 at the corners and edges).
     xp = randn(rng, 2, 13, 11, 17)
     for average in (False, True):
         out[f"pool_{average}"] = _core.pool2d(xp, (3, 2), (2, 3), (1, 1, 0, 1), average)
         out[f"pool_valid_{average}"] = _core.pool2d(xp, (2, 2), (2, 2), (0, 0, 0, 0), average)
+        for c in (1, 7, 8, 9, 31, 33, 64, 65):
+            out[f"pool_3x3_c{c}_{average}"] = _core.pool2d(randn(rng, 1, 6, 5, c), (3, 3),
+                                                           (1, 1), (1, 1, 1, 1), average)
 
     # Adaptive pooling (the average's windows on the per-ISA window kernel): dividing and
     # uneven windows, 1-D as a width of 1, channel counts around the vector and block widths.

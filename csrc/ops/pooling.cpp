@@ -8,16 +8,13 @@
 //             wins);
 //   average:  y = tap(0, 0) + tap(0, 1) + ... in float32, padding taps adding 0, then
 //             y / (rows covered * columns covered), padding not counted.
-// Plain C++ compiled once with the baseline flags (docs/architecture.md §6): every ISA runs
-// the same instructions. Output rows are independent: the same bits for any thread count.
-// Like every kernel it runs with FTZ/DAZ (parallel_for): denormal inputs count as zero, where
-// NumPy keeps them - the one way the two paths differ.
-// A window larger than the input visits only its taps inside it (pool_row_clipped): a padding
-// tap changes nothing (max: -inf never wins, a NaN or -inf already there stays; average:
-// adding 0 is the identity but for -0 + 0 = +0, hence one "+ 0" for a window that covers
-// padding), so the cost does not grow with the window. Either loop stays in bounds for any
-// geometry and gives the same bits, but for the sign of an average's zero sum flushed from
-// denormals (FTZ): the clipped loop's final "+ 0" turns its -0 into +0.
+// Each output pixel is one call of a per-ISA window kernel (KernelTable::window_max_f32 /
+// window_avg_f32, ukernels/colreduce/<isa>.cpp: the AVX2 one holds 32 channels in registers
+// over the window, where a plain C++ loop compiled at the baseline read and wrote the output
+// once per tap), over the window's taps inside the input (pool_row); every ISA computes the
+// chain above, so the same bits. Output rows are independent: the same bits for any thread
+// count. Like every kernel it runs with FTZ/DAZ (parallel_for): denormal inputs count as zero,
+// where NumPy keeps them - the one way the two paths differ.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -32,91 +29,35 @@ namespace {
 
 constexpr int64_t kMinElementsPerTask = 16384;
 
-inline void fold_max(float* y, const float* t, int64_t c) {
-    for (int64_t k = 0; k < c; ++k) {
-        const float a = y[k], b = t[k];
-        y[k] = (a > b || a != a) ? a : b;  // a tie (-0 vs +0) takes the tap, as NumPy does
-    }
-}
-
-// One output row (image b, output row i): ow pixels of c channels, visiting every tap of each
-// window, padding included (a padding tap: -inf for max, + 0 for average).
-void pool_row_taps(const PoolGeometry& g, const float* x, int64_t b, int64_t i, bool average,
-                   float* y) {
-    const int64_t r0 = i * g.sh - g.top;
-    const int64_t rows_in = std::min(r0 + g.ph, g.h) - std::max<int64_t>(r0, 0);
-    for (int64_t j = 0; j < g.ow; ++j) {
-        const int64_t q0 = j * g.sw - g.left;
-        float* out = y + j * g.c;
-        bool first = true;
-        for (int64_t a = 0; a < g.ph; ++a) {
-            const int64_t r = r0 + a;
-            for (int64_t e = 0; e < g.pw; ++e) {
-                const int64_t q = q0 + e;
-                const bool inside = r >= 0 && r < g.h && q >= 0 && q < g.w;
-                const float* t = inside ? x + ((b * g.h + r) * g.w + q) * g.c : nullptr;
-                if (first) {
-                    first = false;
-                    if (t) {
-                        std::copy(t, t + g.c, out);
-                    } else {
-                        std::fill(out, out + g.c,
-                                  average ? 0.0f : -std::numeric_limits<float>::infinity());
-                    }
-                } else if (average) {
-                    if (t) {
-                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + t[k];
-                    } else {
-                        for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + 0.0f;
-                    }
-                } else if (t) {
-                    fold_max(out, t, g.c);
-                }  // a padding tap (-inf) leaves a max as it is
-            }
-        }
-        if (average) {
-            const int64_t cols_in = std::min(q0 + g.pw, g.w) - std::max<int64_t>(q0, 0);
-            const float count = static_cast<float>(rows_in) * static_cast<float>(cols_in);
-            for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] / count;
-        }
-    }
-}
-
-// The same, visiting only each window's taps inside the input (a padding tap changes nothing
-// but -0 + 0 = +0: one "+ 0" for an average window that covers padding), so that the cost
-// does not grow with a window larger than the input.
-void pool_row_clipped(const PoolGeometry& g, const float* x, int64_t b, int64_t i,
-                      bool average, float* y) {
+// One output row (image b, output row i): each of its ow pixels pools the taps of its window
+// that lie inside the input, in row-major order, with the window kernels
+// (KernelTable::window_max_f32 / window_avg_f32, ukernels/colreduce/). A padding tap changes
+// nothing there (max: -inf never wins, and a NaN or -inf already there stays; average: adding
+// 0 is the identity but for -0 + 0 = +0, hence one "+ 0" for a window that covers padding,
+// which gives the same bits wherever it comes in the chain), so the cost does not grow with a
+// window larger than the input. A window with no input pixel (never with the layers' pads) is
+// padding alone.
+void pool_row(const KernelTable& kt, const PoolGeometry& g, const float* x, int64_t b,
+              int64_t i, bool average, float* y) {
     const int64_t r0 = i * g.sh - g.top;
     const int64_t r_lo = std::max<int64_t>(r0, 0), r_hi = std::min(r0 + g.ph, g.h);
     for (int64_t j = 0; j < g.ow; ++j) {
         const int64_t q0 = j * g.sw - g.left;
         const int64_t q_lo = std::max<int64_t>(q0, 0), q_hi = std::min(q0 + g.pw, g.w);
         float* out = y + j * g.c;
-        bool first = true;
-        for (int64_t r = r_lo; r < r_hi; ++r) {
-            for (int64_t q = q_lo; q < q_hi; ++q) {
-                const float* t = x + ((b * g.h + r) * g.w + q) * g.c;
-                if (first) {
-                    first = false;
-                    std::copy(t, t + g.c, out);
-                } else if (average) {
-                    for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + t[k];
-                } else {
-                    fold_max(out, t, g.c);
-                }
-            }
-        }
-        if (first) {  // no input pixel (never with the layers' pads): padding alone
+        if (r_lo >= r_hi || q_lo >= q_hi) {
             std::fill(out, out + g.c, average ? 0.0f : -std::numeric_limits<float>::infinity());
+            continue;
         }
+        const float* t = x + ((b * g.h + r_lo) * g.w + q_lo) * g.c;
+        const int64_t rows_in = r_hi - r_lo, cols_in = q_hi - q_lo;
         if (average) {
-            const int64_t rows_in = r_hi - r_lo, cols_in = q_hi - q_lo;
-            if (rows_in < g.ph || cols_in < g.pw) {  // the padding taps' sum: -0 becomes +0
-                for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] + 0.0f;
-            }
+            const bool padded = rows_in < g.ph || cols_in < g.pw;
             const float count = static_cast<float>(rows_in) * static_cast<float>(cols_in);
-            for (int64_t k = 0; k < g.c; ++k) out[k] = out[k] / count;
+            kt.window_avg_f32(t, rows_in, cols_in, g.w * g.c, g.c, g.c, count, padded ? 1 : 0,
+                              out);
+        } else {
+            kt.window_max_f32(t, rows_in, cols_in, g.w * g.c, g.c, g.c, out);
         }
     }
 }
@@ -132,19 +73,10 @@ void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y) 
                             static_cast<double>(std::min(g.pw, g.w));
     const int64_t min_rows =
         row_taps >= kMinElementsPerTask ? 1 : static_cast<int64_t>(kMinElementsPerTask / row_taps);
-    // Windows within the input take the tap loop: the clipped loop (the same bits but for the
-    // FTZ case above) ran 9-12 % slower on them (Zen 3, (8, 56, 56, 64) 3x3/2 max and 2x2
-    // average, (64, 13, 13, 64) 2x2 max, alternating processes) although it executes 2 % fewer
-    // instructions.
-    const bool clip = g.ph > g.h || g.pw > g.w;
-    parallel_for(rows, min_rows, [=, &g](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            float* yt = y + t * g.ow * g.c;
-            if (clip)
-                pool_row_clipped(g, x, t / g.oh, t % g.oh, average, yt);
-            else
-                pool_row_taps(g, x, t / g.oh, t % g.oh, average, yt);
-        }
+    const KernelTable& kt = kernels();
+    parallel_for(rows, min_rows, [=, &g, &kt](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+            pool_row(kt, g, x, t / g.oh, t % g.oh, average, y + t * g.ow * g.c);
     });
 }
 
@@ -180,7 +112,7 @@ void adaptive_pool2d_nhwc(const float* x, int64_t n, int64_t h, int64_t w, int64
                 const int64_t q0 = j * w / ow, q1 = ((j + 1) * w + ow - 1) / ow;
                 float* out = y + (t * ow + j) * c;
                 if (!average) {  // each column's rows, then the columns (ties: -0 vs +0)
-                    // The global poolings' column kernel folds as fold_max does, rows in order.
+                    // The global poolings' column kernel folds as pool2d does, rows in order.
                     for (int64_t q = q0; q < q1; ++q) {
                         const float* xq = x + ((b * h + r0) * w + q) * c;
                         float* m = q == q0 ? out : colmax.data();

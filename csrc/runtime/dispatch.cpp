@@ -117,6 +117,8 @@ KernelTable make_table(Isa isa) {
     t.col_sum_f64 = fl_col_sum_f64_scalar;  // also on NEON
     t.col_max_f32 = fl_col_max_f32_scalar;
     t.window_mean_f32 = fl_window_mean_f32_scalar;
+    t.window_max_f32 = fl_window_max_f32_scalar;  // also on NEON
+    t.window_avg_f32 = fl_window_avg_f32_scalar;
     t.row_sumsq_f64 = fl_row_sumsq_f64_scalar;
     t.row_devsq_f64 = fl_row_devsq_f64_scalar;
     t.row_moments_f64 = fl_row_moments_f64_scalar;
@@ -152,6 +154,8 @@ KernelTable make_table(Isa isa) {
         t.col_sum_f64 = fl_col_sum_f64_avx2;
         t.col_max_f32 = fl_col_max_f32_avx2;
         t.window_mean_f32 = fl_window_mean_f32_avx2;
+        t.window_max_f32 = fl_window_max_f32_avx2;  // also on avx512 (not set there)
+        t.window_avg_f32 = fl_window_avg_f32_avx2;
         t.row_sumsq_f64 = fl_row_sumsq_f64_avx2;
         t.row_devsq_f64 = fl_row_devsq_f64_avx2;
         t.row_moments_f64 = fl_row_moments_f64_avx2;

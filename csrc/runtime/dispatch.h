@@ -124,6 +124,13 @@ struct KernelTable {
     // poolings.
     void (*window_mean_f32)(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
                             int64_t col_ld, int64_t n, double size, float* out);
+    // The max and the float32 mean of a window of rows x cols taps, the taps in row-major
+    // order (fl_window_max_f32_<isa>, fl_window_avg_f32_<isa>, ukernels.h): MaxPooling and
+    // AveragePooling (csrc/ops/pooling.cpp). The avx512 table keeps the avx2 kernels.
+    void (*window_max_f32)(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                           int64_t col_ld, int64_t n, float* out);
+    void (*window_avg_f32)(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                           int64_t col_ld, int64_t n, float count, int padded, float* out);
 
     // A row's sums in double in one lane order, and the float32 passes of the normalizations
     // (fl_row_*_<isa>, ukernels.h): LayerNormalization, RMSNormalization, UnitNormalization

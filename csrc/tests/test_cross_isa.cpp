@@ -431,18 +431,21 @@ struct ColIsa {
     void (*sum)(const float*, int64_t, int64_t, int64_t, double*);
     void (*max)(const float*, int64_t, int64_t, int64_t, float*);
     void (*mean)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, double, float*);
+    void (*wmax)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+    void (*wavg)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float, int, float*);
 };
 
 std::vector<ColIsa> col_built() {
     std::vector<ColIsa> v{{fl::Isa::scalar, fl_col_sum_f64_scalar, fl_col_max_f32_scalar,
-                           fl_window_mean_f32_scalar}};
+                           fl_window_mean_f32_scalar, fl_window_max_f32_scalar,
+                           fl_window_avg_f32_scalar}};
 #if defined(FL_HAVE_AVX2)
     v.push_back({fl::Isa::avx2, fl_col_sum_f64_avx2, fl_col_max_f32_avx2,
-                 fl_window_mean_f32_avx2});
+                 fl_window_mean_f32_avx2, fl_window_max_f32_avx2, fl_window_avg_f32_avx2});
 #endif
-#if defined(FL_HAVE_AVX512)
+#if defined(FL_HAVE_AVX512)  // the avx512 table keeps the avx2 window poolings
     v.push_back({fl::Isa::avx512, fl_col_sum_f64_avx512, fl_col_max_f32_avx512,
-                 fl_window_mean_f32_avx512});
+                 fl_window_mean_f32_avx512, fl_window_max_f32_avx2, fl_window_avg_f32_avx2});
 #endif
     return v;
 }
@@ -747,6 +750,94 @@ void test_rownorm(const RowIsa& k) {
 
 namespace fltest {
 
+// Window poolings (MaxPooling / AveragePooling): every ISA against the chain of ukernels.h
+// computed here - the taps in row-major order from tap (0, 0), NumPy's maximum or float32 sums,
+// "+ 0" for a padded window, one division - bit for bit, for windows of 1-7 rows x 1-5 columns
+// at every channel count 0..70 and wider ones (every block and mask shape), counts that are
+// powers of two and not, taps apart by more than the channels (the gaps hold NaN, which must
+// not leak in), with NaN, +-inf, +-0 and FLT_MAX among normal values, all-zero windows of both
+// signs, and channels whose sums show the order; outputs past the channel count must stay
+// untouched. (No denormals: the kernels are called here without FTZ/DAZ, as the chain is.)
+void test_window_pool(const ColIsa& k) {
+    std::mt19937 rng(13);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    const float specials[] = {kNaN, kInf, -kInf, 0.0f, -0.0f, std::numeric_limits<float>::max(),
+                              -kNaN};
+    std::vector<int64_t> widths;
+    for (int64_t n = 0; n <= 70; ++n) widths.push_back(n);
+    for (int64_t n : {127, 128, 129, 300}) widths.push_back(n);
+    const int64_t shapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {3, 3}, {7, 5}, {2, 3}};
+    int64_t bad = 0;
+    for (const auto& shape : shapes) {
+        const int64_t rows = shape[0], cols = shape[1];
+        for (int64_t n : widths) {
+            const int64_t col_ld = n + 3, row_ld = cols * col_ld + 5;
+            std::vector<float> x(static_cast<size_t>(rows * row_ld), kNaN);
+            auto tap = [&](int64_t r, int64_t q, int64_t j) -> float& {
+                return x[static_cast<size_t>(r * row_ld + q * col_ld + j)];
+            };
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t q = 0; q < cols; ++q)
+                    for (int64_t j = 0; j < n; ++j) {
+                        const size_t i = static_cast<size_t>(r * row_ld + q * col_ld + j);
+                        tap(r, q, j) = i % 13 == 0 ? specials[(i / 13) % 7] : dist(rng);
+                    }
+            if (n >= 3 && rows * cols >= 3) {
+                // Channel 0 all -0 (the sum stays -0 unless padded); channel 1 -0 and +0 in
+                // turn (the max's ties take the tap); channel 2 (2^60, -2^60, 1, 0...) in
+                // row-major order, whose float32 sum is 1 only in that order.
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t q = 0; q < cols; ++q) {
+                        tap(r, q, 0) = -0.0f;
+                        tap(r, q, 1) = (r + q) % 2 ? 0.0f : -0.0f;
+                        tap(r, q, 2) = 0.0f;
+                    }
+                const int64_t third = rows * cols >= 3 ? 2 : 1;
+                tap(0, 0, 2) = 0x1p60f;
+                tap(cols > 1 ? 0 : 1, cols > 1 ? 1 : 0, 2) = -0x1p60f;
+                tap(third / cols, third % cols, 2) = 1.0f;
+            }
+            const float count = static_cast<float>(rows) * static_cast<float>(cols);
+            for (int padded = 0; padded < 2; ++padded) {
+                std::vector<float> got_max(static_cast<size_t>(n + 8), -7.0f), want_max(got_max);
+                std::vector<float> got_avg(got_max), want_avg(got_max);
+                for (int64_t j = 0; j < n; ++j) {
+                    float m = tap(0, 0, j), sum = tap(0, 0, j);
+                    for (int64_t r = 0; r < rows; ++r)
+                        for (int64_t q = r == 0 ? 1 : 0; q < cols; ++q) {
+                            const float t = tap(r, q, j);
+                            m = (m > t || m != m) ? m : t;
+                            sum = sum + t;
+                        }
+                    if (padded) sum = sum + 0.0f;
+                    want_max[j] = m;
+                    want_avg[j] = sum / count;
+                }
+                if (!padded) k.wmax(x.data(), rows, cols, row_ld, col_ld, n, got_max.data());
+                else got_max = want_max;  // (the max has no padded form)
+                k.wavg(x.data(), rows, cols, row_ld, col_ld, n, count, padded, got_avg.data());
+                for (int64_t j = 0; j < n + 8; ++j) {
+                    // (the maximum keeps the first NaN it meets, bit for bit; a sum's NaN sign
+                    // is not part of the contract)
+                    const bool max_ok = fltest::float_bits(got_max[j]) ==
+                                        fltest::float_bits(want_max[j]);
+                    const bool avg_ok =
+                        fltest::float_bits(got_avg[j]) == fltest::float_bits(want_avg[j]) ||
+                        (got_avg[j] != got_avg[j] && want_avg[j] != want_avg[j]);
+                    if ((!max_ok || !avg_ok) && bad++ < 8)
+                        FLT_CHECK_MSG(false, "%s window pool %" PRId64 "x%" PRId64 " n=%" PRId64
+                                             " padded=%d [%" PRId64 "]: max %a (want %a), "
+                                             "avg %a (want %a)",
+                                      fl::isa_name(k.isa), rows, cols, n, padded, j, got_max[j],
+                                      want_max[j], got_avg[j], want_avg[j]);
+                }
+            }
+        }
+    }
+    FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " window pool results differ", fl::isa_name(k.isa),
+                  bad);
+}
+
 void register_cross_isa_tests() {
     for (const RowIsa& k : row_built()) {
         if (!isa_supported(k.isa)) continue;  // reported below
@@ -757,6 +848,8 @@ void register_cross_isa_tests() {
         add_case(std::string("colreduce_") + fl::isa_name(k.isa), [k] { test_colreduce(k); });
         add_case(std::string("window_mean_") + fl::isa_name(k.isa),
                  [k] { test_window_mean(k); });
+        add_case(std::string("window_pool_") + fl::isa_name(k.isa),
+                 [k] { test_window_pool(k); });
     }
     const std::vector<EwIsa> isas = built();
     const EwIsa ref = isas[0];

@@ -359,6 +359,31 @@ void fl_window_mean_f32_avx512(const float* x, int64_t rows, int64_t cols, int64
                                int64_t col_ld, int64_t n, double size, float* out);
 #endif
 
+/* Window poolings of MaxPooling1D/2D and AveragePooling1D/2D (csrc/ukernels/colreduce/<isa>.cpp;
+ * the driver is csrc/ops/pooling.cpp): a window of rows x cols taps inside the input, tap
+ * (r, q) at x + r*row_ld + q*col_ld, each tap n floats (channels), visited in row-major order.
+ * For j < n:
+ *   fl_window_max_f32_<isa>: m = tap(0, 0)[j]; then for each next tap t, m = (m > t || m is
+ *     NaN) ? m : t (NumPy's maximum: NaN propagates, a tie between -0 and +0 takes the tap);
+ *     out[j] = m
+ *   fl_window_avg_f32_<isa>: s = tap(0, 0)[j]; then s = s + t for each next tap (float32, each
+ *     sum rounded, no reassociation); if padded, s = s + 0 (the window's padding taps: only
+ *     -0 changes); out[j] = s / count (float32). A count that is a power of two may
+ *     multiply by its reciprocal instead: exact, the same bits.
+ *   The same bits on every ISA and however the channels are cut into vectors (but a NaN's
+ *   sign where NaNs of both signs meet in a sum). rows, cols >= 1, n >= 0; only j < n of a
+ *   tap is read and of out written. The avx512 table runs the avx2 kernels. */
+void fl_window_max_f32_scalar(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                              int64_t col_ld, int64_t n, float* out);
+void fl_window_avg_f32_scalar(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                              int64_t col_ld, int64_t n, float count, int padded, float* out);
+#if defined(FL_HAVE_AVX2)
+void fl_window_max_f32_avx2(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                            int64_t col_ld, int64_t n, float* out);
+void fl_window_avg_f32_avx2(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                            int64_t col_ld, int64_t n, float count, int padded, float* out);
+#endif
+
 /* FMA peak probe (csrc/ukernels/probe/<isa>.cpp): runs `iters` steps of independent FMA chains
  * held in registers (enough chains to fill the FMA pipes), writes a value depending on every
  * chain to *sink and returns the number of floating-point operations done (2 per FMA lane).

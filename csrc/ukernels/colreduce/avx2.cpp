@@ -1,4 +1,5 @@
-// colreduce/avx2.cpp: fl_col_sum_f64_avx2, fl_col_max_f32_avx2 and fl_window_mean_f32_avx2
+// colreduce/avx2.cpp: fl_col_sum_f64_avx2, fl_col_max_f32_avx2, fl_window_mean_f32_avx2 and the
+// window poolings fl_window_max_f32_avx2 and fl_window_avg_f32_avx2
 // (contracts in csrc/ukernels/ukernels.h): scalar.cpp's per-column chains, blocks of up to 32
 // columns held in registers over all the rows (up to 8 ymm of doubles for the sums, 4 ymm of
 // floats for the maxima; 16 columns for the window means, whose column and window sums take
@@ -7,7 +8,8 @@
 // The same bits as scalar.cpp and avx512.cpp.
 //
 // ISA: AVX2 (this file alone is compiled with -mavx2 -mfma). Selected by fl::kernels() when
-// active_isa() is avx2 (avx512 has its own).
+// active_isa() is avx2; the avx512 table has its own but for the window poolings, which it
+// takes from here.
 #include <immintrin.h>
 #include <string.h>
 
@@ -181,4 +183,94 @@ void fl_window_mean_f32_avx2(const float* x, int64_t rows, int64_t cols, int64_t
 #undef FL_CR2_MEAN
         }
     }
+}
+
+// The window poolings (fl_window_max_f32_avx2, fl_window_avg_f32_avx2): blocks of up to 32
+// channels (4 ymm) held in registers over all the window's taps, in row-major order; with
+// PART the block's last vector has `last` (1..7) lanes, read with masked loads (masked-off
+// lanes read as 0 and are never stored) and written with a masked store.
+FL_CR2_AI void window_pool_block_avx2(const int NV, const int PART, const int AVG,
+                                      const float* x, int64_t rows, int64_t cols,
+                                      int64_t row_ld, int64_t col_ld, float count, int pow2,
+                                      int padded, float* out, int64_t last) {
+    const int NF = PART ? NV - 1 : NV;  // whole vectors
+    const __m256i k = col_mask8_avx2(last);
+    __m256 s[4];
+    for (int v = 0; v < NF; ++v) s[v] = _mm256_loadu_ps(x + 8 * v);
+    if (PART) s[NF] = _mm256_maskload_ps(x + 8 * NF, k);
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t q = r == 0 ? 1 : 0; q < cols; ++q) {
+            const float* t = x + r * row_ld + q * col_ld;
+            for (int v = 0; v < NV; ++v) {
+                const __m256 tv = (PART && v == NF) ? _mm256_maskload_ps(t + 8 * v, k)
+                                                    : _mm256_loadu_ps(t + 8 * v);
+                s[v] = AVG ? _mm256_add_ps(s[v], tv) : col_max_step_avx2(s[v], tv);
+            }
+        }
+    }
+    if (AVG) {
+        const __m256 z = _mm256_setzero_ps();
+        const __m256 d = _mm256_set1_ps(pow2 ? 1.0f / count : count);
+        for (int v = 0; v < NV; ++v) {
+            if (padded) s[v] = _mm256_add_ps(s[v], z);
+            s[v] = pow2 ? _mm256_mul_ps(s[v], d) : _mm256_div_ps(s[v], d);
+        }
+    }
+    for (int v = 0; v < NF; ++v) _mm256_storeu_ps(out + 8 * v, s[v]);
+    if (PART) _mm256_maskstore_ps(out + 8 * NF, k, s[NF]);
+}
+
+// Whether count (a window's tap count, >= 1) is a power of two: its mantissa bits are zero.
+static int pool_count_is_pow2_avx2(float count) {
+    uint32_t bits;
+    memcpy(&bits, &count, sizeof bits);
+    return (bits & 0x007FFFFFu) == 0;
+}
+
+static void window_pool_avx2(int avg, const float* x, int64_t rows, int64_t cols,
+                             int64_t row_ld, int64_t col_ld, int64_t n, float count,
+                             int padded, float* out) {
+    const int pow2 = avg ? pool_count_is_pow2_avx2(count) : 0;
+    for (int64_t j = 0; j < n; j += 32) {
+        const int64_t rem = n - j < 32 ? n - j : 32;
+        const int nv = (int)((rem + 7) / 8);
+        const int64_t last = rem - 8 * (nv - 1);
+        switch ((nv * 2 + (last < 8)) * 2 + avg) {
+#define FL_CR2_POOL(NVC, PARTC, AVGC)                                                       \
+    case (NVC * 2 + PARTC) * 2 + AVGC:                                                      \
+        window_pool_block_avx2(NVC, PARTC, AVGC, x + j, rows, cols, row_ld, col_ld, count, \
+                               pow2, padded, out + j, last);                                \
+        break;
+            FL_CR2_POOL(1, 1, 0)
+            FL_CR2_POOL(1, 1, 1)
+            FL_CR2_POOL(1, 0, 0)
+            FL_CR2_POOL(1, 0, 1)
+            FL_CR2_POOL(2, 1, 0)
+            FL_CR2_POOL(2, 1, 1)
+            FL_CR2_POOL(2, 0, 0)
+            FL_CR2_POOL(2, 0, 1)
+            FL_CR2_POOL(3, 1, 0)
+            FL_CR2_POOL(3, 1, 1)
+            FL_CR2_POOL(3, 0, 0)
+            FL_CR2_POOL(3, 0, 1)
+            FL_CR2_POOL(4, 1, 0)
+            FL_CR2_POOL(4, 1, 1)
+            FL_CR2_POOL(4, 0, 0)
+            default:
+                window_pool_block_avx2(4, 0, 1, x + j, rows, cols, row_ld, col_ld, count, pow2,
+                                       padded, out + j, last);
+                break;
+#undef FL_CR2_POOL
+        }
+    }
+}
+
+void fl_window_max_f32_avx2(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                            int64_t col_ld, int64_t n, float* out) {
+    window_pool_avx2(0, x, rows, cols, row_ld, col_ld, n, 1.0f, 0, out);
+}
+
+void fl_window_avg_f32_avx2(const float* x, int64_t rows, int64_t cols, int64_t row_ld,
+                            int64_t col_ld, int64_t n, float count, int padded, float* out) {
+    window_pool_avx2(1, x, rows, cols, row_ld, col_ld, n, count, padded, out);
 }
