@@ -1,6 +1,8 @@
 // rownorm/avx2.cpp: the row statistics and passes of the normalizations (contract in
 // csrc/ukernels/ukernels.h; scalar.cpp is the readable reference). The 32 double lanes are 8
-// ymm accumulators (lanes 4i..4i+3 in accumulator i); the tail and the lane tree are lanes.h's.
+// ymm accumulators (lanes 4i..4i+3 in accumulator i); the tail and the lane tree are lanes.h's
+// additions, done in registers (masked loads and blends, lane_tree), as in avx512.cpp (which
+// has the measurements).
 // Compiled with -mavx2 -mfma; no FMA is used (the same separate roundings as scalar.cpp).
 #include <immintrin.h>
 
@@ -11,9 +13,52 @@ using fl_rownorm::kLanes;
 
 namespace {
 
+// lanes.h's fixed tree in registers: lane l += lane l + w for w = 16, 8, 4, 2, 1 over the 32
+// lanes held as acc[0..7] (lanes 4i..4i+3 in acc[i]); the same additions, operands in the same
+// order, as the scalar tree's that lane 0 depends on, so the same bits, without a trip through
+// an array on the stack per level.
+inline double lane_tree(const __m256d* acc) {
+    __m256d h16[4];
+    for (int i = 0; i < 4; ++i) h16[i] = _mm256_add_pd(acc[i], acc[i + 4]);  // lanes 0-15
+    const __m256d h8a = _mm256_add_pd(h16[0], h16[2]);                       // lanes 0-3
+    const __m256d h8b = _mm256_add_pd(h16[1], h16[3]);                       // lanes 4-7
+    const __m256d h4 = _mm256_add_pd(h8a, h8b);                              // lanes 0-3
+    const __m128d h2 = _mm_add_pd(_mm256_castpd256_pd128(h4),
+                                  _mm256_extractf128_pd(h4, 1));  // lanes 0-1 (+2, 3)
+    return _mm_cvtsd_f64(_mm_add_sd(h2, _mm_unpackhi_pd(h2, h2)));  // lane 0 (+1)
+}
+
+// The lanes [0, rem) of 4 (rem < 4) as a float mask for a masked load and a double mask for
+// a blend.
+inline __m128i tail_mask4(int64_t rem) {
+    return _mm_cmpgt_epi32(_mm_set1_epi32((int)rem), _mm_setr_epi32(0, 1, 2, 3));
+}
+
+// The tail of a row (fewer than kLanes elements from j, a multiple of kLanes, so element
+// j + l goes into lane l) in registers: lanes 4i..4i+3 of acc[i0 + i] += the terms of their
+// floats, for the blocks of 4 starting at j + 4 (i0 + i) < n with i0 + i < i1. A lane past the
+// row is left as it was (a blend, as lanes.h leaves it: the term of a zeroed float is not 0).
+// term4(4 floats) gives their 4 terms in double.
+template <class Term4>
+inline void add_tail(__m256d* acc, int i0, int i1, const float* x, int64_t j, int64_t n,
+                     Term4 term4) {
+    for (int i = i0; i < i1 && j + 4 * i < n; ++i) {
+        const int64_t rem = n - j - 4 * i;
+        if (rem >= 4) {
+            acc[i - i0] = _mm256_add_pd(acc[i - i0], term4(_mm_loadu_ps(x + j + 4 * i)));
+        } else {
+            const __m128i m = tail_mask4(rem);
+            const __m256d t = _mm256_add_pd(acc[i - i0],
+                                            term4(_mm_maskload_ps(x + j + 4 * i, m)));
+            acc[i - i0] = _mm256_blendv_pd(acc[i - i0], t,
+                                           _mm256_castsi256_pd(_mm256_cvtepi32_epi64(m)));
+        }
+    }
+}
+
 // Sums term over a row: term4(4 floats) gives their 4 terms in double.
-template <class Term4, class Term>
-double row_sum_avx2(const float* x, int64_t n, Term4 term4, Term term) {
+template <class Term4>
+double row_sum_avx2(const float* x, int64_t n, Term4 term4) {
     __m256d acc[8];
     for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_pd();
     int64_t j = 0;
@@ -21,57 +66,55 @@ double row_sum_avx2(const float* x, int64_t n, Term4 term4, Term term) {
         for (int i = 0; i < 8; ++i)
             acc[i] = _mm256_add_pd(acc[i], term4(_mm_loadu_ps(x + j + 4 * i)));
     }
-    alignas(32) double lanes[kLanes];
-    for (int i = 0; i < 8; ++i) _mm256_store_pd(lanes + 4 * i, acc[i]);
-    return fl_rownorm::finish_lanes(lanes, x, j, n, term);
+    add_tail(acc, 0, 8, x, j, n, term4);
+    return lane_tree(acc);
 }
 
 }  // namespace
 
 double fl_row_sumsq_f64_avx2(const float* x, int64_t n) {
-    return row_sum_avx2(
-        x, n,
-        [](__m128 v) {
-            const __m256d d = _mm256_cvtps_pd(v);
-            return _mm256_mul_pd(d, d);
-        },
-        fl_rownorm::term_sq);
+    return row_sum_avx2(x, n, [](__m128 v) {
+        const __m256d d = _mm256_cvtps_pd(v);
+        return _mm256_mul_pd(d, d);
+    });
 }
 
 double fl_row_devsq_f64_avx2(const float* x, int64_t n, float hi, float lo) {
     const __m128 vh = _mm_set1_ps(hi), vl = _mm_set1_ps(lo);
-    return row_sum_avx2(
-        x, n,
-        [vh, vl](__m128 v) {
-            const __m256d d = _mm256_cvtps_pd(_mm_sub_ps(_mm_sub_ps(v, vh), vl));
-            return _mm256_mul_pd(d, d);
-        },
-        [hi, lo](float v) { return fl_rownorm::term_dev_sq(v, hi, lo); });
+    return row_sum_avx2(x, n, [vh, vl](__m128 v) {
+        const __m256d d = _mm256_cvtps_pd(_mm_sub_ps(_mm_sub_ps(v, vh), vl));
+        return _mm256_mul_pd(d, d);
+    });
 }
 
 // Two sums of 32 lanes would take all 16 ymm registers, so the lanes are taken in two halves
-// (lanes 0..15, then 16..31), each a walk over the row with 4 + 4 accumulators: the same
-// additions into each lane, in the same order.
+// (lanes 0..15, then 16..31), each a walk over the row with 4 + 4 accumulators and its part of
+// the tail: the same additions into each lane, in the same order. The first half's sums wait
+// on the stack (the compiler's spill) for the tree's first level.
 void fl_row_moments_f64_avx2(const float* x, int64_t n, float s, double* out) {
     const __m256d vs = _mm256_set1_pd((double)s);
-    alignas(32) double l1[kLanes], l2[kLanes];
     const int64_t whole = n - n % kLanes;
+    __m256d a1[8], a2[8];
     for (int half = 0; half < 2; ++half) {
-        __m256d a1[4], a2[4];
-        for (int i = 0; i < 4; ++i) a1[i] = a2[i] = _mm256_setzero_pd();
+        __m256d* b1 = a1 + 4 * half;
+        __m256d* b2 = a2 + 4 * half;
+        for (int i = 0; i < 4; ++i) b1[i] = b2[i] = _mm256_setzero_pd();
         for (int64_t j = 16 * half; j < whole; j += kLanes) {
             for (int i = 0; i < 4; ++i) {
                 const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + j + 4 * i)), vs);
-                a1[i] = _mm256_add_pd(a1[i], d);
-                a2[i] = _mm256_add_pd(a2[i], _mm256_mul_pd(d, d));
+                b1[i] = _mm256_add_pd(b1[i], d);
+                b2[i] = _mm256_add_pd(b2[i], _mm256_mul_pd(d, d));
             }
         }
-        for (int i = 0; i < 4; ++i) {
-            _mm256_store_pd(l1 + 16 * half + 4 * i, a1[i]);
-            _mm256_store_pd(l2 + 16 * half + 4 * i, a2[i]);
-        }
+        add_tail(b1, 4 * half, 4 * half + 4, x, whole, n,
+                 [vs](__m128 v) { return _mm256_sub_pd(_mm256_cvtps_pd(v), vs); });
+        add_tail(b2, 4 * half, 4 * half + 4, x, whole, n, [vs](__m128 v) {
+            const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(v), vs);
+            return _mm256_mul_pd(d, d);
+        });
     }
-    fl_rownorm::finish_moments(l1, l2, x, whole, n, s, out);
+    out[0] = lane_tree(a1);
+    out[1] = lane_tree(a2);
 }
 
 void fl_row_norm_f32_avx2(const float* x, int64_t n, float hi, float lo, float f,
