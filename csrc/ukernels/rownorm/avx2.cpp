@@ -56,6 +56,12 @@ inline void add_tail(__m256d* acc, int i0, int i1, const float* x, int64_t j, in
     }
 }
 
+// The lanes [0, rem) of 8 (rem < 8) for the float passes' masked tail.
+inline __m256i tail_mask8(int64_t rem) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // Sums term over a row: term4(4 floats) gives their 4 terms in double.
 template <class Term4>
 double row_sum_avx2(const float* x, int64_t n, Term4 term4) {
@@ -127,10 +133,13 @@ void fl_row_norm_f32_avx2(const float* x, int64_t n, float hi, float lo, float f
         if (beta) v = _mm256_add_ps(v, _mm256_loadu_ps(beta + j));
         _mm256_storeu_ps(y + j, v);
     }
-    for (; j < n; ++j) {
-        float v = ((x[j] - hi) - lo) * (gamma ? f * gamma[j] : f);
-        if (beta) v = v + beta[j];
-        y[j] = v;
+    if (j < n) {  // the last 1-7 floats: the same operations, masked loads and store
+        const __m256i m = tail_mask8(n - j);
+        const __m256 s = gamma ? _mm256_mul_ps(vf, _mm256_maskload_ps(gamma + j, m)) : vf;
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(x + j, m), vh), vl),
+                                 s);
+        if (beta) v = _mm256_add_ps(v, _mm256_maskload_ps(beta + j, m));
+        _mm256_maskstore_ps(y + j, m, v);
     }
 }
 
@@ -142,7 +151,12 @@ void fl_row_scale_f32_avx2(const float* x, int64_t n, float f, const float* scal
         if (scale) v = _mm256_mul_ps(v, _mm256_loadu_ps(scale + j));
         _mm256_storeu_ps(y + j, v);
     }
-    for (; j < n; ++j) y[j] = scale ? (x[j] * f) * scale[j] : x[j] * f;
+    if (j < n) {  // the last 1-7 floats: the same operations, masked loads and store
+        const __m256i m = tail_mask8(n - j);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + j, m), vf);
+        if (scale) v = _mm256_mul_ps(v, _mm256_maskload_ps(scale + j, m));
+        _mm256_maskstore_ps(y + j, m, v);
+    }
 }
 
 // 32 floats a step in 4 accumulators, the tail with a masked load (its lanes past n read as
