@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <string>
@@ -507,17 +508,25 @@ void test_colreduce(const ColIsa& k) {
 // every channel count 0..70 and wider ones, taps apart by more than the channels (the gaps
 // hold NaN, which must not leak in), with the same special values as above; outputs past the
 // channel count must stay untouched.
+// The windows (rows x cols) and channel counts of the window kernels' tests: every count
+// 0..70 (every block and mask shape) and the wider ones given.
+const int64_t kWindowShapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {3, 3}, {7, 5}, {2, 3}};
+
+std::vector<int64_t> window_widths(std::initializer_list<int64_t> wide) {
+    std::vector<int64_t> widths;
+    for (int64_t n = 0; n <= 70; ++n) widths.push_back(n);
+    widths.insert(widths.end(), wide);
+    return widths;
+}
+
 void test_window_mean(const ColIsa& k) {
     std::mt19937 rng(11);
     std::normal_distribution<float> dist(0.0f, 3.0f);
     const float specials[] = {kNaN, kInf, -kInf, 0.0f, -0.0f, 1e-40f, -1e-40f,
                               std::numeric_limits<float>::max()};
-    std::vector<int64_t> widths;
-    for (int64_t n = 0; n <= 70; ++n) widths.push_back(n);
-    for (int64_t n : {127, 128, 129, 300, 512}) widths.push_back(n);
-    const int64_t shapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {3, 3}, {7, 5}, {2, 3}};
+    const std::vector<int64_t> widths = window_widths({127, 128, 129, 300, 512});
     int64_t bad = 0;
-    for (const auto& shape : shapes) {
+    for (const auto& shape : kWindowShapes) {
         const int64_t rows = shape[0], cols = shape[1];
         for (int64_t n : widths) {
             const int64_t col_ld = n + 3, row_ld = cols * col_ld + 5;
@@ -763,12 +772,9 @@ void test_window_pool(const ColIsa& k) {
     std::normal_distribution<float> dist(0.0f, 3.0f);
     const float specials[] = {kNaN, kInf, -kInf, 0.0f, -0.0f, std::numeric_limits<float>::max(),
                               -kNaN};
-    std::vector<int64_t> widths;
-    for (int64_t n = 0; n <= 70; ++n) widths.push_back(n);
-    for (int64_t n : {127, 128, 129, 300}) widths.push_back(n);
-    const int64_t shapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {3, 3}, {7, 5}, {2, 3}};
+    const std::vector<int64_t> widths = window_widths({127, 128, 129, 300});
     int64_t bad = 0;
-    for (const auto& shape : shapes) {
+    for (const auto& shape : kWindowShapes) {
         const int64_t rows = shape[0], cols = shape[1];
         for (int64_t n : widths) {
             const int64_t col_ld = n + 3, row_ld = cols * col_ld + 5;
