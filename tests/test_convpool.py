@@ -263,6 +263,27 @@ def test_core_pool2d_huge_pads_read_nothing_outside():
         np.testing.assert_array_equal(y[0, 1024], np.ones((1, 3), F32))
 
 
+@needs_core
+@pytest.mark.parametrize("pads", [(4, 4, 4, 4), (7, 0, 0, 7), (0, 9, 9, 0), (9, 9, 9, 9)])
+@pytest.mark.parametrize("average", [False, True])
+def test_core_pool2d_windows_of_padding_alone_give_numpys_bits(pads, average):
+    """Windows that cover no input pixel (pads larger than the window; the layers never make
+    them, the core op takes them): max -inf, average 0 divided by the count of covered pixels
+    (0: NaN; negative: -0), bit for bit as the NumPy path's function."""
+    from fastlayers import _core
+    from fastlayers._numpy import pooling
+
+    x = np.random.default_rng(2).standard_normal((1, 6, 5, 3)).astype(F32)
+    got = _core.pool2d(x, (2, 2), (3, 3), pads, average)
+    with np.errstate(invalid="ignore"):
+        want = (pooling.avg_pool2d if average else pooling.max_pool2d)(
+            x, (2, 2), (3, 3), pads, got.shape[1:3])
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    if average:  # the cases show both: a count of 0 and a negative one
+        assert np.isnan(got).any() or np.signbit(got[got == 0]).any()
+
+
 def test_global_average_pooling1d_mask_rules(rng):
     x = rng.standard_normal((2, 4, 3)).astype(F32)
     x[0, 1] = np.nan  # a masked step may hold NaN: it counts as 0

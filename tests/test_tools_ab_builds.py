@@ -61,3 +61,31 @@ def test_bad_arguments(tool, argv, message, capsys):
         tool.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_path_without_fastlayers_is_refused(tmp_path):
+    # (it would time the installed build against itself and print ratios near 1)
+    run = subprocess.run(
+        [sys.executable, str(_TOOL), "--a", str(tmp_path), "--rounds", "1", "--only",
+         "softmax-1x64"], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert f"no fastlayers under {str(tmp_path)!r}" in run.stderr
+
+
+def test_a_worker_that_dies_is_named(tool):
+    class Dead:  # a worker whose output ended: its process exited
+        where = "/somewhere/fastlayers/__init__.py"
+
+        class stdin:  # noqa: N801 - a stand-in for the pipe
+            write = flush = staticmethod(lambda *a: None)
+
+        class stdout:  # noqa: N801
+            readline = staticmethod(lambda: "")
+
+        @staticmethod
+        def wait():
+            return -11
+
+    with pytest.raises(SystemExit, match=r"build a \(/somewhere/fastlayers/__init__.py\) died "
+                                         r"on conv-seed \(exit status -11\)"):
+        tool.ask(Dead(), "a", "conv-seed", 1)

@@ -143,16 +143,34 @@ def worker() -> None:
 
 
 def start(pythonpath: str) -> subprocess.Popen:
+    """A worker process with ``pythonpath`` first on its path ("" = the installed package);
+    SystemExit if it does not start, or if the fastlayers it imports is not under a path given
+    (a path without the package would silently time the installed build against itself)."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if pythonpath:
         env["PYTHONPATH"] = os.path.abspath(pythonpath)
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    proc.where = proc.stdout.readline().strip()  # type: ignore[attr-defined]
-    if not proc.where:  # type: ignore[attr-defined]
+    where = proc.stdout.readline().strip()
+    if not where:
         raise SystemExit(f"the worker for PYTHONPATH={pythonpath!r} did not start")
+    if pythonpath and not os.path.abspath(where).startswith(os.path.abspath(pythonpath) + os.sep):
+        proc.kill()
+        raise SystemExit(f"no fastlayers under {pythonpath!r}: the worker imported {where}")
+    proc.where = where  # type: ignore[attr-defined]
     return proc
+
+
+def ask(worker: subprocess.Popen, name: str, cid: str, threads: int) -> float:
+    """Seconds per call of case ``cid`` on ``threads`` threads, timed by ``worker``."""
+    worker.stdin.write(f"{cid} {threads}\n")
+    worker.stdin.flush()
+    line = worker.stdout.readline()
+    if not line:
+        raise SystemExit(f"the worker of build {name} ({worker.where}) died on {cid} "
+                         f"(exit status {worker.wait()})")
+    return float(line)
 
 
 def main(argv=None) -> int:
@@ -183,9 +201,7 @@ def main(argv=None) -> int:
         order = ("a", "b") if r % 2 == 0 else ("b", "a")
         for c in ids:
             for k in order:
-                workers[k].stdin.write(f"{c} {args.threads}\n")
-                workers[k].stdin.flush()
-                times[c][k].append(float(workers[k].stdout.readline()))
+                times[c][k].append(ask(workers[k], k, c, args.threads))
     for w in workers.values():
         w.stdin.close()
         w.wait()

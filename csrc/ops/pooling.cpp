@@ -14,7 +14,9 @@
 // once per tap), over the window's taps inside the input (pool_row); every ISA computes the
 // chain above, so the same bits. Output rows are independent: the same bits for any thread
 // count. Like every kernel it runs with FTZ/DAZ (parallel_for): denormal inputs count as zero,
-// where NumPy keeps them - the one way the two paths differ.
+// where NumPy keeps them; that, and a NaN's sign where NaNs of both signs meet in an average
+// (NumPy's vector loop and its scalar tail order the operands differently), are the ways the
+// two paths differ.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -36,7 +38,8 @@ constexpr int64_t kMinElementsPerTask = 16384;
 // 0 is the identity but for -0 + 0 = +0, hence one "+ 0" for a window that covers padding,
 // which gives the same bits wherever it comes in the chain), so the cost does not grow with a
 // window larger than the input. A window with no input pixel (never with the layers' pads) is
-// padding alone.
+// padding alone: -inf, or for the average 0 divided by its count of covered pixels, 0 or
+// negative (NaN or -0, as the tap loop before these kernels and the NumPy path give).
 void pool_row(const KernelTable& kt, const PoolGeometry& g, const float* x, int64_t b,
               int64_t i, bool average, float* y) {
     const int64_t r0 = i * g.sh - g.top;
@@ -45,8 +48,11 @@ void pool_row(const KernelTable& kt, const PoolGeometry& g, const float* x, int6
         const int64_t q0 = j * g.sw - g.left;
         const int64_t q_lo = std::max<int64_t>(q0, 0), q_hi = std::min(q0 + g.pw, g.w);
         float* out = y + j * g.c;
-        if (r_lo >= r_hi || q_lo >= q_hi) {
-            std::fill(out, out + g.c, average ? 0.0f : -std::numeric_limits<float>::infinity());
+        if (r_lo >= r_hi || q_lo >= q_hi) {  // padding alone: -inf, or 0 / the (empty) count
+            const float pad = average ? 0.0f / (static_cast<float>(r_hi - r_lo) *
+                                                static_cast<float>(q_hi - q_lo))
+                                      : -std::numeric_limits<float>::infinity();
+            std::fill(out, out + g.c, pad);
             continue;
         }
         const float* t = x + ((b * g.h + r_lo) * g.w + q_lo) * g.c;

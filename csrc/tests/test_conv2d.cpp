@@ -20,16 +20,14 @@
 #include "gemm/gemm_internal.h"
 #include "ops/conv2d_internal.h"
 #include "runtime/dispatch.h"
+#include "guarded_buf.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#define FL_CONV_TEST_GUARD_PAGE 1
-#endif
 
 namespace {
+
+using fltest::GuardedBuf;
 
 struct Case {
     int64_t n, h, w, c, kh, kw, f, groups, sh, sw, dh, dw, pt, pb, pl, pr;
@@ -325,43 +323,6 @@ std::vector<DwRowIsa> dwrow_kernels_built() {
     return v;
 }
 
-// n floats ending exactly where an inaccessible page begins (a heap vector where there is no
-// mmap), so that reading past the end faults.
-class GuardedBuf {
-  public:
-    explicit GuardedBuf(size_t n) {
-#if defined(FL_CONV_TEST_GUARD_PAGE)
-        const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-        const size_t data_pages = (n * sizeof(float) + page - 1) / page;
-        bytes_ = (data_pages + 1) * page;
-        void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p != MAP_FAILED) {
-            map_ = static_cast<char*>(p);
-            mprotect(map_ + data_pages * page, page, PROT_NONE);
-            data_ = reinterpret_cast<float*>(map_ + data_pages * page) - n;
-        }
-#endif
-        if (!data_) {
-            fallback_.resize(n + 1);
-            data_ = fallback_.data();
-        }
-        std::fill(data_, data_ + n, std::nanf(""));
-    }
-    ~GuardedBuf() {
-#if defined(FL_CONV_TEST_GUARD_PAGE)
-        if (map_) munmap(map_, bytes_);
-#endif
-    }
-    GuardedBuf(const GuardedBuf&) = delete;
-    GuardedBuf& operator=(const GuardedBuf&) = delete;
-    float* data() { return data_; }
-
-  private:
-    float* data_ = nullptr;
-    char* map_ = nullptr;
-    size_t bytes_ = 0;
-    std::vector<float> fallback_;
-};
 
 // One kernel call: m pixels x taps rows of ch floats. The rows lie in one buffer, a NaN gap of 3
 // floats between them; every fifth pointer (and all of the last pixel's) points at the buffer's

@@ -21,6 +21,7 @@
 
 #include "fastlayers/activations.h"
 #include "fastlayers/runtime.h"
+#include "guarded_buf.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 
@@ -502,12 +503,6 @@ void test_colreduce(const ColIsa& k) {
     FLT_CHECK_MSG(bad == 0, "%s: %" PRId64 " column results differ", fl::isa_name(k.isa), bad);
 }
 
-// Window means (the adaptive average poolings): every ISA against the chain of ukernels.h
-// computed here - each column's rows summed in double from 0, then the columns from 0, one
-// division, one rounding to float - bit for bit, for windows of 1-7 rows x 1-5 columns at
-// every channel count 0..70 and wider ones, taps apart by more than the channels (the gaps
-// hold NaN, which must not leak in), with the same special values as above; outputs past the
-// channel count must stay untouched.
 // The windows (rows x cols) and channel counts of the window kernels' tests: every count
 // 0..70 (every block and mask shape) and the wider ones given.
 const int64_t kWindowShapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {3, 3}, {7, 5}, {2, 3}};
@@ -519,6 +514,12 @@ std::vector<int64_t> window_widths(std::initializer_list<int64_t> wide) {
     return widths;
 }
 
+// Window means (the adaptive average poolings): every ISA against the chain of ukernels.h
+// computed here - each column's rows summed in double from 0, then the columns from 0, one
+// division, one rounding to float - bit for bit, for windows of 1-7 rows x 1-5 columns at
+// every channel count 0..70 and wider ones, taps apart by more than the channels (the gaps
+// hold NaN, which must not leak in), with the same special values as above; outputs past the
+// channel count must stay untouched.
 void test_window_mean(const ColIsa& k) {
     std::mt19937 rng(11);
     std::normal_distribution<float> dist(0.0f, 3.0f);
@@ -778,9 +779,11 @@ void test_window_pool(const ColIsa& k) {
         const int64_t rows = shape[0], cols = shape[1];
         for (int64_t n : widths) {
             const int64_t col_ld = n + 3, row_ld = cols * col_ld + 5;
-            std::vector<float> x(static_cast<size_t>(rows * row_ld), kNaN);
+            // The last tap's n channels end at a guard page: a read past them faults.
+            GuardedBuf xbuf(static_cast<size_t>((rows - 1) * row_ld + (cols - 1) * col_ld + n));
+            float* x = xbuf.data();
             auto tap = [&](int64_t r, int64_t q, int64_t j) -> float& {
-                return x[static_cast<size_t>(r * row_ld + q * col_ld + j)];
+                return x[r * row_ld + q * col_ld + j];
             };
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t q = 0; q < cols; ++q)
@@ -819,9 +822,9 @@ void test_window_pool(const ColIsa& k) {
                     want_max[j] = m;
                     want_avg[j] = sum / count;
                 }
-                if (!padded) k.wmax(x.data(), rows, cols, row_ld, col_ld, n, got_max.data());
+                if (!padded) k.wmax(x, rows, cols, row_ld, col_ld, n, got_max.data());
                 else got_max = want_max;  // (the max has no padded form)
-                k.wavg(x.data(), rows, cols, row_ld, col_ld, n, count, padded, got_avg.data());
+                k.wavg(x, rows, cols, row_ld, col_ld, n, count, padded, got_avg.data());
                 for (int64_t j = 0; j < n + 8; ++j) {
                     // (the maximum keeps the first NaN it meets, bit for bit; a sum's NaN sign
                     // is not part of the contract)

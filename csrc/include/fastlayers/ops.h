@@ -130,7 +130,9 @@ struct PoolGeometry {
 // the input pixels a window covers (padding not counted). x (n, h, w, c) and y (n, oh, ow, c)
 // row-major contiguous, not overlapping. Taps are folded in row-major window order exactly as
 // fastlayers/_numpy/pooling.py does, so both paths give the same bits (denormal inputs aside:
-// FTZ/DAZ); plain C++, the same bits on every ISA and for any thread count.
+// FTZ/DAZ; and a NaN's sign where NaNs of both signs meet in an average); the per-ISA window
+// kernels (KernelTable::window_max_f32 / window_avg_f32), the same bits on every ISA and for
+// any thread count.
 void pool2d_nhwc(const float* x, const PoolGeometry& g, bool average, float* y);
 
 // Dense: y = act(x · W + b), W and b pre-packed by fl::pack_b from a Keras kernel (K, N).

@@ -256,9 +256,8 @@ static void window_pool_avx2(int avg, const float* x, int64_t rows, int64_t cols
             FL_CR2_POOL(4, 1, 0)
             FL_CR2_POOL(4, 1, 1)
             FL_CR2_POOL(4, 0, 0)
-            default:
-                window_pool_block_avx2(4, 0, 1, x + j, rows, cols, row_ld, col_ld, count, pow2,
-                                       padded, out + j, last);
+            FL_CR2_POOL(4, 0, 1)
+            default:  // (every case is listed above: nv is 1..4)
                 break;
 #undef FL_CR2_POOL
         }

@@ -6,7 +6,7 @@
 // csrc/ops/pooling.cpp).
 //
 // ISA: baseline (no extra flags). Selected by fl::kernels() (KernelTable::col_sum_f64,
-// col_max_f32, window_mean_f32) when no SIMD kernel can run (FASTLAYERS_ISA=scalar, and on
+// col_max_f32, window_mean_f32, window_max_f32, window_avg_f32) when no SIMD kernel can run (FASTLAYERS_ISA=scalar, and on
 // NEON); also the readable reference of what the SIMD files compute: every column is its own
 // chain, the rows in order, so a column's result does not depend on how the columns are cut
 // into vectors.

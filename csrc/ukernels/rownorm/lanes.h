@@ -1,8 +1,9 @@
 // rownorm/lanes.h: the part of the row sums (fl_row_*_f64_<isa>, csrc/ukernels/ukernels.h)
-// that every ISA does alike, in scalar C++: the elements past the last whole block of kLanes,
-// each into its lane, and the fixed tree that adds the lanes up. Included by scalar.cpp,
-// avx2.cpp and avx512.cpp only (everything here is static inline: each file gets its own copy,
-// compiled with its flags; plain double additions, so the same bits in each).
+// stated once in scalar C++: the elements past the last whole block of kLanes, each into its
+// lane, and the fixed tree that adds the lanes up (scalar.cpp runs them; avx2.cpp and
+// avx512.cpp do the same additions in registers), and the terms every file computes.
+// Included by scalar.cpp, avx2.cpp and avx512.cpp only (everything here is static inline: each
+// file gets its own copy, compiled with its flags; plain double additions, so the same bits).
 #pragma once
 #include <stdint.h>
 #include <string.h>
