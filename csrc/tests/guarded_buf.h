@@ -16,10 +16,11 @@
 namespace fltest {
 
 // n floats ending exactly where an inaccessible page begins (a heap vector where there is no
-// mmap), so that reading past the end faults.
+// mmap), so that reading past the end faults (without AddressSanitizer too); filled with
+// `fill` (NaN by default).
 class GuardedBuf {
   public:
-    explicit GuardedBuf(size_t n) {
+    explicit GuardedBuf(size_t n, float fill = std::nanf("")) : n_(n) {
 #if defined(FL_TEST_GUARD_PAGE)
         const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
         const size_t data_pages = (n * sizeof(float) + page - 1) / page;
@@ -35,7 +36,7 @@ class GuardedBuf {
             fallback_.resize(n + 1);
             data_ = fallback_.data();
         }
-        std::fill(data_, data_ + n, std::nanf(""));
+        std::fill(data_, data_ + n, fill);
     }
     ~GuardedBuf() {
 #if defined(FL_TEST_GUARD_PAGE)
@@ -45,8 +46,11 @@ class GuardedBuf {
     GuardedBuf(const GuardedBuf&) = delete;
     GuardedBuf& operator=(const GuardedBuf&) = delete;
     float* data() { return data_; }
+    float& operator[](size_t i) { return data_[i]; }
+    size_t size() const { return n_; }
 
   private:
+    size_t n_;
     float* data_ = nullptr;
     char* map_ = nullptr;
     size_t bytes_ = 0;

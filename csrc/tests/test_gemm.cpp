@@ -27,14 +27,9 @@
 #include "gemm/gemm_internal.h"
 #include "runtime/dispatch.h"
 #include "runtime/scratch.h"
+#include "guarded_buf.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#define FL_GEMM_TEST_GUARD_PAGE 1
-#endif
 
 namespace {
 
@@ -69,46 +64,7 @@ float sentinel() {
     return f;
 }
 
-// n floats that end exactly where an inaccessible page begins, so that reading one element past
-// the end faults (without AddressSanitizer too). Falls back to a heap vector elsewhere.
-class GuardedFloats {
-  public:
-    explicit GuardedFloats(size_t n, float fill) : n_(n) {
-#if defined(FL_GEMM_TEST_GUARD_PAGE)
-        const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-        const size_t data_pages = (n * sizeof(float) + page - 1) / page;
-        bytes_ = (data_pages + 1) * page;
-        void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p != MAP_FAILED) {
-            map_ = static_cast<char*>(p);
-            mprotect(map_ + data_pages * page, page, PROT_NONE);
-            data_ = reinterpret_cast<float*>(map_ + data_pages * page) - n;
-        }
-#endif
-        if (!data_) {
-            fallback_.resize(n + 1);
-            data_ = fallback_.data();
-        }
-        std::fill(data_, data_ + n, fill);
-    }
-    ~GuardedFloats() {
-#if defined(FL_GEMM_TEST_GUARD_PAGE)
-        if (map_) munmap(map_, bytes_);
-#endif
-    }
-    GuardedFloats(const GuardedFloats&) = delete;
-    GuardedFloats& operator=(const GuardedFloats&) = delete;
-    float* data() { return data_; }
-    float& operator[](size_t i) { return data_[i]; }
-    size_t size() const { return n_; }
-
-  private:
-    size_t n_;
-    float* data_ = nullptr;
-    char* map_ = nullptr;
-    size_t bytes_ = 0;
-    std::vector<float> fallback_;
-};
+using GuardedFloats = fltest::GuardedBuf;  // (csrc/tests/guarded_buf.h)
 
 float uniform(std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
     return std::uniform_real_distribution<float>(lo, hi)(rng);
