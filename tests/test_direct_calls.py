@@ -19,16 +19,23 @@ import fastlayers as fl
 from fastlayers.layers import (
     GRU,
     LSTM,
+    Add,
+    Average,
     AveragePooling2D,
+    Concatenate,
     Conv1D,
     Conv2D,
     Conv3D,
     Dense,
     Flatten,
     LayerNormalization,
+    Maximum,
     MaxPooling2D,
+    Minimum,
+    Multiply,
     Permute,
     Reshape,
+    Subtract,
     ZeroPadding1D,
     ZeroPadding2D,
     ZeroPadding3D,
@@ -224,6 +231,76 @@ def test_without_the_core_the_checked_call_runs(monkeypatch):
     got = layer(x)
     assert spy.calls == 0
     np.testing.assert_allclose(got, c_result, rtol=1e-5, atol=1e-6)
+
+
+# Layers called on a list of arrays (``_list_runner``: the merges and Concatenate): the key
+# holds every array's shape; their runner takes the arrays.
+LIST_CASES = {
+    "add": (Add, [(3, 4), (3, 4)]),
+    "add-three-broadcast": (Add, [(2, 3, 4), (2, 1, 4), (2, 3, 1)]),
+    "subtract": (Subtract, [(2, 5), (2, 5)]),
+    "multiply-broadcast": (Multiply, [(2, 1, 6), (2, 4, 6)]),
+    "maximum-three": (Maximum, [(1, 7), (1, 7), (1, 7)]),
+    "minimum": (Minimum, [(3, 2, 2), (3, 2, 2)]),
+    "concatenate-last": (Concatenate, [(2, 3, 4), (2, 3, 1), (2, 3, 5)]),
+    "concatenate-axis1": (lambda: Concatenate(axis=1), [(2, 1, 4), (2, 6, 4)]),
+}
+
+
+def list_inputs(shapes, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(F32) for s in shapes]
+
+
+@pytest.mark.parametrize("case", sorted(LIST_CASES))
+def test_list_layers_run_their_runner_with_the_checked_bits(case):
+    make, shapes = LIST_CASES[case]
+    layer = make()
+    xs = list_inputs(shapes, 11)
+    got = calls_equal_checked(layer, xs)
+    assert direct_runner(layer) is not None
+    spy = count_direct_runner(layer)
+    assert_same(layer(tuple(xs)), got)  # a tuple of the same arrays: the same key
+    assert spy.calls == 1
+    assert not any(np.shares_memory(got, x) for x in xs)
+    ys = list_inputs(shapes, 12)  # other values, the same shapes: computed afresh
+    assert_same(layer(ys), checked(layer, ys))
+    assert spy.calls == 2
+
+
+def test_list_layers_take_the_checked_call_for_anything_else():
+    layer = Add()
+    xs = list_inputs([(2, 3), (2, 3)], 13)
+    calls_equal_checked(layer, xs)
+    spy = count_direct_runner(layer)
+    others = [
+        [xs[0], xs[1].astype(np.float64)],  # converted by the checks
+        [xs[0], np.ones((2, 6), F32)[:, ::2]],  # not C-contiguous
+        [xs[0], xs[1], xs[0]],  # three arrays
+        [xs[0][:, :1], xs[1]],  # another shape (broadcast)
+        [xs[0].tolist(), xs[1]],
+    ]
+    for other in others:
+        want = checked(layer, other)
+        assert_same(layer(other), want)
+        np.testing.assert_array_equal(
+            want, checked(layer, [np.asarray(o, F32) for o in other]))
+    assert spy.calls == 0
+    with pytest.raises(ValueError, match="different batch sizes"):
+        layer([xs[0], np.ones((3, 3), F32)])
+    with pytest.raises(ValueError, match="exactly 2 inputs"):
+        Subtract()([xs[0], xs[1], xs[0]])
+    with pytest.raises(ValueError, match="list of inputs"):
+        layer(xs[0])
+
+
+def test_list_layers_without_a_runner_keep_the_checked_call():
+    # Average has no runner (its values are not a chain of one ufunc); arrays of different
+    # ranks are expanded by the checked call alone
+    for layer, shapes in ((Average(), [(2, 3), (2, 3)]), (Add(), [(2, 3, 4), (2, 4)])):
+        xs = list_inputs(shapes, 14)
+        calls_equal_checked(layer, xs)
+        assert "_direct" in layer.__dict__ and direct_runner(layer) is None
 
 
 def test_other_shapes_dtypes_and_layouts_take_the_checked_call():

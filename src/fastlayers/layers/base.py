@@ -246,6 +246,15 @@ def _weight_names_of(layer: Any) -> list[str]:
     return layer._weight_names()
 
 
+def _spread_list(run: Callable) -> Callable:
+    """A list layer's runner (``_runner(*arrays)``, models/shape_plan.py) as a function of
+    the list, as a direct call has it (``layer([x, y])``)."""
+    def run_list(xs: Any) -> Any:
+        return run(*xs)
+
+    return run_list
+
+
 def _shapes_of(x: Any) -> Any:
     """The shape Keras's Layer.__call__ gives build: the first argument's (None for an
     unknown size of a symbolic tensor), a list of them for a list or tuple."""
@@ -1108,10 +1117,22 @@ class Layer:
         (``mask=...``); inside a ``Model`` or ``Sequential`` the implicit masks flow from
         layer to layer as in Keras (docs/semantics.md §22 (Masks)).
 
-        Called again and again with one float32 array of one shape (C-contiguous), the layer
-        skips the checks from the third call on where it offers a runner: the same C++
-        call, the same bits (docs/architecture.md §14, "Direct layer calls").
-        """
+        Called again and again with one float32 array of one shape (C-contiguous), or a
+        merge layer or ``Concatenate`` with one list of such arrays, the layer skips the
+        checks from the third call on where it offers a runner: the same C++ or NumPy call,
+        the same bits (docs/architecture.md §14, "Direct layer calls")."""
+        direct = self.__dict__.get("_direct")
+        if direct is not None and len(args) == 1 and not kwargs:
+            # (first: a signature is only ever of ndarrays, never symbolic, and a key is
+            # noted only after a call that built the layer)
+            x = args[0]
+            if (
+                self._direct_signature(x) == direct[0] and direct[1] == _layers_epoch[0]
+                and direct[2] == _backend._current() and _backend.fast_calls.get()
+                and _backend._core is not None
+            ):
+                run = direct[3]
+                return self.call(x) if run is None else run(x)
         self._build_custom(args, kwargs)
         if _symbolic.any_symbolic(args, kwargs):
             out = _symbolic.symbolic_call(self.call, args, kwargs, layer=self, label=self.name)
@@ -1124,14 +1145,6 @@ class Layer:
             self._called_custom()
             return out
         x = args[0]
-        direct = self.__dict__.get("_direct")
-        if direct is not None and _checks.unchanged(x) and x.shape == direct[0]:
-            if (
-                direct[1] == _layers_epoch[0] and direct[2] == _backend._current()
-                and _backend.fast_calls.get() and _backend._core is not None
-            ):
-                run = direct[3]
-                return self.call(x) if run is None else run(x)
         out = self.call(x)
         self._called_custom()
         self._note_direct_call(x)
@@ -1151,12 +1164,13 @@ class Layer:
         that they skip the checks (or the fact that it offers none, so they do not ask
         again). One signature per layer; any other call goes the general way.
         docs/architecture.md §14."""
-        if _backend._core is None or not _backend.fast_calls.get() or not _checks.unchanged(x):
+        signature = self._direct_signature(x)
+        if _backend._core is None or not _backend.fast_calls.get() or signature is None:
             return
         backend = _backend._current()
         if backend == "numpy":
             return
-        key = (x.shape, _layers_epoch[0], backend)
+        key = (signature, _layers_epoch[0], backend)
         if self.__dict__.get("_direct_seen") != key:
             self.__dict__["_direct_seen"] = key  # (not __setattr__: no config attribute)
             return
@@ -1166,7 +1180,22 @@ class Layer:
             run = None
         if getattr(run, "returns_view", False):
             run = None  # the runner returns a view where the call may not (Flatten)
+        if run is not None and type(x) is not np.ndarray:  # a list layer's runner takes *xs
+            run = _spread_list(run)
         self.__dict__["_direct"] = key + (run,)
+
+    def _direct_signature(self, x: Any) -> tuple | None:
+        """What a direct call's key holds of its argument (:meth:`_note_direct_call`): the
+        shape of an array that the checks hand on as it is (``_checks.unchanged``); for a
+        layer that takes a list of inputs (``_list_runner``: the merges, Concatenate), a
+        list or tuple of two or more such arrays gives ``("list", shapes)``. Anything else:
+        None, and the call takes the checks."""
+        if _checks.unchanged(x):
+            return x.shape
+        if (type(x) is list or type(x) is tuple) and len(x) > 1 and getattr(
+                self, "_list_runner", False) and all(_checks.unchanged(a) for a in x):
+            return ("list", tuple(a.shape for a in x))
+        return None
 
     def _offered_runner(self, *args: Any, **kwargs: Any) -> Callable | None:
         """:meth:`_runner` for these arguments, or None when a subclass overrides ``call``
