@@ -27,6 +27,7 @@ from fastlayers.layers import (
     Conv2D,
     Conv3D,
     Dense,
+    DepthwiseConv2D,
     Flatten,
     LayerNormalization,
     Maximum,
@@ -35,6 +36,7 @@ from fastlayers.layers import (
     Multiply,
     Permute,
     Reshape,
+    SeparableConv2D,
     Subtract,
     ZeroPadding1D,
     ZeroPadding2D,
@@ -133,6 +135,17 @@ RUNNER_CASES = {
     "gru-after": (lambda: GRU(5, return_sequences=True), (2, 6, 3)),
     "gru-before": (lambda: GRU(4, reset_after=False, return_state=True), (3, 4, 2)),
     "gru-hard": (lambda: GRU(3, recurrent_activation="hard_sigmoid"), (1, 13, 5)),
+    "depthwise-same": (lambda: DepthwiseConv2D(3, padding="same", activation="relu"),
+                       (2, 7, 6, 5)),
+    "depthwise-mult-stride": (lambda: DepthwiseConv2D((3, 2), strides=2, depth_multiplier=3),
+                              (1, 9, 8, 4)),
+    "depthwise-dilated-rows": (lambda: DepthwiseConv2D(3, dilation_rate=2, padding="same"),
+                               (3, 8, 9, 40)),
+    "separable-same": (lambda: SeparableConv2D(6, 3, padding="same", activation="relu6"),
+                       (2, 7, 6, 5)),
+    "depthwise-softmax": (lambda: DepthwiseConv2D(2, activation="softmax"), (1, 5, 5, 3)),
+    "separable-mult-stride": (lambda: SeparableConv2D(4, 2, strides=2, depth_multiplier=2,
+                                                      use_bias=False), (1, 9, 9, 3)),
     "conv1d-same": (lambda: Conv1D(5, 3, padding="same", activation="relu"), (2, 9, 4)),
     "conv1d-causal-dilated": (lambda: Conv1D(3, 3, padding="causal", dilation_rate=2),
                               (1, 11, 2)),
@@ -300,6 +313,23 @@ def test_list_layers_without_a_runner_keep_the_checked_call():
     for layer, shapes in ((Average(), [(2, 3), (2, 3)]), (Add(), [(2, 3, 4), (2, 4)])):
         xs = list_inputs(shapes, 14)
         calls_equal_checked(layer, xs)
+        assert "_direct" in layer.__dict__ and direct_runner(layer) is None
+
+
+def test_depthwise_layers_without_a_runner_keep_the_checked_call():
+    # channels_first (with a row activation too, which the layer applies after the layout
+    # is restored)
+    cases = [(DepthwiseConv2D(3, data_format="channels_first"), (2, 4, 6, 5)),
+             (DepthwiseConv2D(2, activation="softmax", data_format="channels_first"),
+              (1, 3, 5, 5)),
+             (SeparableConv2D(3, 2, data_format="channels_first"), (1, 2, 5, 4)),
+             (SeparableConv2D(3, 2, activation="softmax", data_format="channels_first"),
+              (2, 2, 4, 4))]
+    for layer, shape in cases:
+        x = np.random.default_rng(15).standard_normal(shape).astype(F32)
+        layer(x)
+        randomize(layer)
+        calls_equal_checked(layer, x)
         assert "_direct" in layer.__dict__ and direct_runner(layer) is None
 
 

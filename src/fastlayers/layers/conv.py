@@ -711,6 +711,17 @@ class DepthwiseConv2D(_DepthwiseBase):
         a, _ = self._depthwise_args(inputs, act)
         return _activate_after(self._back(F.run_conv2d(a, self._packed)), after)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """Channels-last DepthwiseConv2D with an elementwise activation: the conv2d runner
+        of the checked call (models/shape_plan.py, direct calls)."""
+        if self.rank != 2 or self.data_format == "channels_first" or self._packed is None:
+            return None
+        act, after = _split_activation(self)
+        if after is not None:
+            return None
+        a, _ = self._depthwise_args(inputs, act)
+        return F.conv2d_runner(a, self._packed)
+
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         if self.rank == 1:
             return None  # a zero run: the steps are cheap
@@ -821,6 +832,24 @@ class SeparableConv2D(_DepthwiseBase):
         b = V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, act,
                            op=self._owner(), x_name="inputs")
         return _activate_after(self._back(F.run_conv2d(b, packed[1])), after)
+
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """Channels-last SeparableConv2D with an elementwise activation: the depthwise
+        step's conv2d runner, then the pointwise step's, as the checked call runs them."""
+        if self.rank != 2 or self.data_format == "channels_first" or self._packed is None:
+            return None
+        act, after = _split_activation(self)
+        if after is not None:
+            return None
+        a, weights = self._depthwise_args(inputs, None)
+        depthwise = F.conv2d_runner(a, self._packed[0])
+        mid = np.empty((a.x.shape[0], *a.out_hw, a.kernel.shape[3]), np.float32)  # (untouched)
+        b = V.check_conv2d(mid, weights[1], weights[2], 1, "valid", 1, 1, act,
+                           op=self._owner(), x_name="inputs")
+        pointwise = F.conv2d_runner(b, self._packed[1])
+        if depthwise is None or pointwise is None:
+            return None
+        return lambda x: pointwise(depthwise(x))
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         if self.rank == 1:
