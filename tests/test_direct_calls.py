@@ -25,6 +25,7 @@ from fastlayers.layers import (
     Concatenate,
     Conv1D,
     Conv2D,
+    Conv2DTranspose,
     Conv3D,
     Dense,
     DepthwiseConv2D,
@@ -146,6 +147,16 @@ RUNNER_CASES = {
     "depthwise-softmax": (lambda: DepthwiseConv2D(2, activation="softmax"), (1, 5, 5, 3)),
     "separable-mult-stride": (lambda: SeparableConv2D(4, 2, strides=2, depth_multiplier=2,
                                                       use_bias=False), (1, 9, 9, 3)),
+    # Conv2DTranspose: the phases (stride 2 'same', an output_padding, a dilation, groups,
+    # a stride larger than the kernel: pixels of the bias alone) and the row blocks (k = s)
+    "convT-same": (lambda: Conv2DTranspose(4, 3, strides=2, padding="same",
+                                           activation="relu"), (2, 5, 6, 3)),
+    "convT-rows": (lambda: Conv2DTranspose(3, 2, strides=2, activation="tanh"), (1, 4, 5, 6)),
+    "convT-output-padding": (lambda: Conv2DTranspose(2, 3, strides=2, output_padding=1),
+                             (1, 4, 4, 2)),
+    "convT-dilated-groups": (lambda: Conv2DTranspose(4, 3, dilation_rate=2, groups=2,
+                                                     activation="softmax"), (2, 5, 4, 4)),
+    "convT-sparse": (lambda: Conv2DTranspose(3, 1, strides=3, activation="relu"), (1, 3, 4, 2)),
     "conv1d-same": (lambda: Conv1D(5, 3, padding="same", activation="relu"), (2, 9, 4)),
     "conv1d-causal-dilated": (lambda: Conv1D(3, 3, padding="causal", dilation_rate=2),
                               (1, 11, 2)),
@@ -331,6 +342,19 @@ def test_depthwise_layers_without_a_runner_keep_the_checked_call():
         randomize(layer)
         calls_equal_checked(layer, x)
         assert "_direct" in layer.__dict__ and direct_runner(layer) is None
+
+
+def test_a_transposed_conv_with_a_non_finite_kernel_keeps_the_checked_call():
+    # the NumPy path (the C++ phases would make NaN from 0 * inf, docs/semantics.md §15)
+    layer = Conv2DTranspose(2, 3, strides=2)
+    x = np.random.default_rng(16).standard_normal((1, 3, 3, 2)).astype(F32)
+    layer(x)
+    kernel, bias = layer.get_weights()
+    kernel[1, 1, 0, 0] = np.inf
+    layer.set_weights([kernel, bias])
+    want = calls_equal_checked(layer, x)
+    assert direct_runner(layer) is None
+    assert np.isinf(want).any() and not np.isnan(want).all()
 
 
 def test_other_shapes_dtypes_and_layouts_take_the_checked_call():

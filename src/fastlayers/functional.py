@@ -352,6 +352,14 @@ def conv2d_transpose(
     return run_conv2d_transpose(V.check_conv2d_transpose(**locals()))
 
 
+def conv2d_transpose_runner(a: V.Conv2DTransposeArgs, packed: Any) -> Any:
+    """The shape-plan runner (models/shape_plan.py) of ``run_conv2d_transpose(a, packed)``
+    for a layer's packed kernel: on the C++ path with a finite kernel, else None."""
+    if packed is None or not _cpp("conv2d_transpose") or not np.isfinite(a.kernel).all():
+        return None
+    return _cpp_conv2d.conv2d_transpose_runner(a, packed)
+
+
 def run_conv2d_transpose(a: V.Conv2DTransposeArgs, packed: Any = None) -> np.ndarray:
     """conv2d_transpose on checked arguments; ``packed``: the layer's
     ``_cpp.conv2d.pack_conv2d_transpose``.

@@ -154,11 +154,20 @@ def conv2d_transpose(a, packed=None):
     into its rows and columns of the output (``core.conv2d_into`` on the strided view), the bias
     and an elementwise activation in the convolutions' epilogue (docs/performance.md §5).
     ``packed`` is the layer's :func:`pack_conv2d_transpose`, or None (packed per call)."""
+    return conv2d_transpose_runner(a, packed)(a.x)
+
+
+def conv2d_transpose_runner(a, packed=None):
+    """:func:`conv2d_transpose` for inputs shaped as the checked ``a``, as a function of x
+    alone (a model's shape plan, a layer's direct calls; models/shape_plan.py): the phases'
+    kernels, output views and paddings planned once, nothing of ``a`` kept but its geometry,
+    kernel and bias. Same calls, same bits."""
     core = _backend._core
     n, h, w, _ = a.x.shape
     kh, kw, fg, _ = a.kernel.shape
     f = fg * a.groups
     (sh, sw), (dh, dw), (top, left), (oh, ow) = a.strides, a.dilation, a.offsets, a.out_hw
+    act = a.activation
     row_blocks = (_row_blocks_apply(a.kernel.shape, a.strides, a.groups) and
                   (top, left) == (0, 0) and (oh, ow) == (kh * h, kw * w))
     if packed is None or isinstance(packed, RowBlocks) != row_blocks:
@@ -167,17 +176,21 @@ def conv2d_transpose(a, packed=None):
                   else [(ry, rx, pack_conv2d(sub, a.bias, a.groups))
                         for ry, rx, sub in _phases(a.kernel, a.strides, a.groups)])
     if row_blocks:
-        fused = fused_id(a.activation)
-        y = empty_f32((n, oh, ow, f))
-        rows = y.reshape(n, h, kh, w, kw * f)  # a view: output row kh*i + ry is rows[:, i, ry]
-        for ry, kernel in enumerate(packed):
-            core.conv2d_into(rows[:, :, ry], a.x, kernel, (1, 1), (1, 1), (0, 0), fused or 0)
-        return y if fused is not None else apply_after(a.activation, y)
+        fused = fused_id(act)
+        blocks = list(packed)
+
+        def run_rows(x):
+            y = empty_f32((n, oh, ow, f))
+            rows = y.reshape(n, h, kh, w, kw * f)  # a view: output row kh*i + ry is rows[:, i, ry]
+            for ry, kernel in enumerate(blocks):
+                core.conv2d_into(rows[:, :, ry], x, kernel, (1, 1), (1, 1), (0, 0), fused or 0)
+            return y if fused is not None else apply_after(act, y)
+
+        return run_rows
     complete = kh >= sh and kw >= sw  # every output pixel is in a phase with taps
-    fused = fused_id(a.activation) if complete else None
-    y = empty_f32((n, oh, ow, f))
-    if not complete:
-        y[...] = 0.0 if a.bias is None else a.bias
+    fused = fused_id(act) if complete else None
+    fill = None if complete else (0.0 if a.bias is None else a.bias)
+    steps = []  # (kernel, output rows and columns, paddings, input rows and columns skipped)
     for ry, rx, kernel in packed:
         rows = _phase_span((kh - ry + sh - 1) // sh, dh, sh, ry, top, oh)
         cols = _phase_span((kw - rx + sw - 1) // sw, dw, sw, rx, left, ow)
@@ -185,13 +198,23 @@ def conv2d_transpose(a, packed=None):
             continue
         oy, cy, ty, my = rows
         ox, cx, tx, mx = cols
-        # x from row my and column mx on (a copy only when that is not a contiguous view).
-        # Keras's geometry skips at most one row or column, and only of an input with more.
-        x = a.x if my == mx == 0 else np.ascontiguousarray(a.x[:, my:, mx:])
-        out = y[:, oy::sh, ox::sw][:, :cy, :cx]
-        core.conv2d_into(out, x, kernel, (1, 1), (dh, dw), (ty, tx), fused or 0)
-    if fused is not None:
-        return y
-    if fused_id(a.activation) is not None:
-        return activate(y, a.activation)
-    return apply_after(a.activation, y)
+        steps.append((kernel, (slice(None), slice(oy, oy + cy * sh, sh),
+                               slice(ox, ox + cx * sw, sw)), (ty, tx), my, mx))
+
+    def run_phases(x):
+        y = empty_f32((n, oh, ow, f))
+        if fill is not None:
+            y[...] = fill
+        for kernel, where, pads, my, mx in steps:
+            # x from row my and column mx on (a copy only when that is not a contiguous
+            # view). Keras's geometry skips at most one row or column, and only of an input
+            # with more.
+            xs = x if my == mx == 0 else np.ascontiguousarray(x[:, my:, mx:])
+            core.conv2d_into(y[where], xs, kernel, (1, 1), (dh, dw), pads, fused or 0)
+        if fused is not None:
+            return y
+        if fused_id(act) is not None:
+            return activate(y, act)
+        return apply_after(act, y)
+
+    return run_phases

@@ -1090,6 +1090,18 @@ class Conv2DTranspose(Layer):
             F.run_conv2d_transpose, self.strides, self.padding, self.output_padding,
             self.dilation_rate)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """Channels last: the phases' conv2d_into calls planned once
+        (``functional.conv2d_transpose_runner``)."""
+        if self.data_format == "channels_first" or self._packed is None:
+            return None
+        act, _ = _split_activation(self)
+        a = V.check_conv2d_transpose(inputs, None, None, self.strides, self.padding,
+                                     self.output_padding, self.dilation_rate, act,
+                                     op=self._owner(), x_name="inputs", build=self._ready,
+                                     groups=self.groups)
+        return F.conv2d_transpose_runner(a, self._packed)
+
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         got = _symbolic_geometry(self, shape)
         if got is None:
