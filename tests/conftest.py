@@ -10,8 +10,10 @@ asked for explicitly with ``FASTLAYERS_TEST_NUMPY_ONLY=1``. In that case the
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +220,15 @@ def pytest_collection_modifyitems(config, items):
             ),
             stacklevel=2,
         )
+
+
+# The repository's tools/ (scripts, not a package), for the tests of tools/*.py.
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` imported as a module (its functions called in-process)."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

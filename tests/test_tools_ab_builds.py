@@ -3,24 +3,20 @@ refused (the times themselves are measurements, never asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TOOLS, load_tool
 
-_TOOL = Path(__file__).resolve().parent.parent / "tools" / "ab_builds.py"
+_TOOL = TOOLS / "ab_builds.py"
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("ab_builds", _TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("ab_builds")
 
 
 def test_table_rows_for_the_installed_build_against_itself(tool):

@@ -3,21 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
-
-_TOOL = Path(__file__).resolve().parent.parent / "tools" / "gemm_ceiling.py"
+from conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("gemm_ceiling", _TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("gemm_ceiling")
 
 
 def test_table_rows(tool, capsys):
