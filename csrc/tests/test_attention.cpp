@@ -47,16 +47,14 @@
 #include "fastlayers/ops.h"
 #include "fastlayers/runtime.h"
 #include "runtime/dispatch.h"
+#include "guarded_buf.h"
 #include "test_framework.h"
 #include "ukernels/ukernels.h"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#define FL_ATTN_TEST_GUARD_PAGE 1
-#endif
 
 namespace {
+
+using fltest::Guarded;
 
 using ScorePrepFn = float (*)(float*, int64_t, float, const uint8_t*, int64_t, float, int);
 using RowMaxFn = float (*)(const float*, int64_t);
@@ -113,53 +111,6 @@ int64_t ulps(float a, float b) {
     const int64_t d = ordinal(a) - ordinal(b);
     return d < 0 ? -d : d;
 }
-
-// n elements of T ending exactly where an inaccessible page begins; `pre` elements before them
-// (in the same mapping) hold `pre_fill`. Falls back to a heap vector without mmap.
-template <class T>
-class Guarded {
-  public:
-    Guarded(size_t n, T fill, size_t pre = 0, T pre_fill = T()) : n_(n), pre_(pre) {
-        if (n > (size_t(1) << 32) || pre > 4096) std::abort();  // (also bounds n for -Wstringop)
-        const size_t total = (n + pre) * sizeof(T);
-#if defined(FL_ATTN_TEST_GUARD_PAGE)
-        const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-        const size_t data_pages = (total + page - 1) / page;
-        bytes_ = (data_pages + 1) * page;
-        void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p != MAP_FAILED) {
-            map_ = static_cast<char*>(p);
-            mprotect(map_ + data_pages * page, page, PROT_NONE);
-            data_ = reinterpret_cast<T*>(map_ + data_pages * page) - n;
-        }
-#endif
-        if (!data_) {
-            fallback_.resize(n + pre + 1);
-            data_ = fallback_.data() + pre;
-        }
-        (void)total;
-        for (size_t i = 0; i < n; ++i) data_[i] = fill;
-        for (size_t i = 1; i <= pre; ++i) data_[-static_cast<std::ptrdiff_t>(i)] = pre_fill;
-    }
-    ~Guarded() {
-#if defined(FL_ATTN_TEST_GUARD_PAGE)
-        if (map_) munmap(map_, bytes_);
-#endif
-    }
-    Guarded(const Guarded&) = delete;
-    Guarded& operator=(const Guarded&) = delete;
-    T* data() { return data_; }
-    T& operator[](size_t i) { return data_[i]; }
-    T* pre_begin() { return data_ - pre_; }
-    size_t size() const { return n_; }
-
-  private:
-    size_t n_, pre_;
-    T* data_ = nullptr;
-    char* map_ = nullptr;
-    size_t bytes_ = 0;
-    std::vector<T> fallback_;
-};
 
 const std::vector<int64_t> kRowSizes = {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 255, 256, 257};
 const int64_t kPre = 16;  // sentinel floats before each row

@@ -625,6 +625,11 @@ class _DepthwiseBase(Layer):
         )
         return a, weights
 
+    def _offers_runner(self) -> bool:
+        """Whether ``_runner`` makes one: the 2D layers, channels last (where the activation
+        runs in the op, row activations too: the channels are the last axis), packed."""
+        return self.rank == 2 and self.data_format != "channels_first" and self._packed is not None
+
     def _back(self, y: np.ndarray) -> np.ndarray:
         """NHWC conv2d output -> the layer's layout (the height of 1 dropped for 1D)."""
         return _channels_back(y if self.rank == 2 else y[:, 0],
@@ -712,14 +717,11 @@ class DepthwiseConv2D(_DepthwiseBase):
         return _activate_after(self._back(F.run_conv2d(a, self._packed)), after)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
-        """Channels-last DepthwiseConv2D with an elementwise activation: the conv2d runner
-        of the checked call (models/shape_plan.py, direct calls)."""
-        if self.rank != 2 or self.data_format == "channels_first" or self._packed is None:
+        """Channels-last DepthwiseConv2D: the conv2d runner of the checked call
+        (models/shape_plan.py, direct calls)."""
+        if not self._offers_runner():
             return None
-        act, after = _split_activation(self)
-        if after is not None:
-            return None
-        a, _ = self._depthwise_args(inputs, act)
+        a, _ = self._depthwise_args(inputs, _split_activation(self)[0])
         return F.conv2d_runner(a, self._packed)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
@@ -834,13 +836,11 @@ class SeparableConv2D(_DepthwiseBase):
         return _activate_after(self._back(F.run_conv2d(b, packed[1])), after)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
-        """Channels-last SeparableConv2D with an elementwise activation: the depthwise
-        step's conv2d runner, then the pointwise step's, as the checked call runs them."""
-        if self.rank != 2 or self.data_format == "channels_first" or self._packed is None:
+        """Channels-last SeparableConv2D: the depthwise step's conv2d runner, then the
+        pointwise step's, as the checked call runs them."""
+        if not self._offers_runner():
             return None
-        act, after = _split_activation(self)
-        if after is not None:
-            return None
+        act = _split_activation(self)[0]
         a, weights = self._depthwise_args(inputs, None)
         depthwise = F.conv2d_runner(a, self._packed[0])
         mid = np.empty((a.x.shape[0], *a.out_hw, a.kernel.shape[3]), np.float32)  # (untouched)
