@@ -352,10 +352,16 @@ def conv2d_transpose(
     return run_conv2d_transpose(V.check_conv2d_transpose(**locals()))
 
 
+def _cpp_serves_transpose(a: V.Conv2DTransposeArgs) -> bool:
+    """Whether conv2d_transpose runs on the C++ path: the backend allows it and the kernel is
+    finite (see :func:`run_conv2d_transpose`)."""
+    return _cpp("conv2d_transpose") and bool(np.isfinite(a.kernel).all())
+
+
 def conv2d_transpose_runner(a: V.Conv2DTransposeArgs, packed: Any) -> Any:
     """The shape-plan runner (models/shape_plan.py) of ``run_conv2d_transpose(a, packed)``
-    for a layer's packed kernel: on the C++ path with a finite kernel, else None."""
-    if packed is None or not _cpp("conv2d_transpose") or not np.isfinite(a.kernel).all():
+    for a layer's packed kernel: on the C++ path, else None."""
+    if packed is None or not _cpp_serves_transpose(a):
         return None
     return _cpp_conv2d.conv2d_transpose_runner(a, packed)
 
@@ -367,7 +373,7 @@ def run_conv2d_transpose(a: V.Conv2DTransposeArgs, packed: Any = None) -> np.nda
     A kernel with inf or NaN taps runs on the NumPy path: the C++ phases are convolutions
     that read zeros past the input's edges, and 0 * inf is NaN where Keras (a scatter of
     each input pixel's products) has none (docs/semantics.md §15)."""
-    if _cpp("conv2d_transpose") and np.isfinite(a.kernel).all():
+    if _cpp_serves_transpose(a):
         return _cpp_conv2d.conv2d_transpose(a, packed)
     n, h, w, _ = a.x.shape
     kh, kw, f, _ = a.kernel.shape  # the NumPy path's products of every pixel and tap:

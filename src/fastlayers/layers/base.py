@@ -1159,7 +1159,8 @@ class Layer:
 
     def _note_direct_call(self, x: Any) -> None:
         """After a plain call ``layer(x)`` succeeded: the second call in a row with an array of
-        the same shape (float32, C-contiguous, aligned), backend and :func:`layers_epoch`
+        the same shape (float32, C-contiguous, aligned; for a list layer, a list of such arrays
+        of the same shapes: :meth:`_direct_signature`), backend and :func:`layers_epoch`
         keeps the layer's runner (:meth:`_offered_runner`) for the calls that follow, so
         that they skip the checks (or the fact that it offers none, so they do not ask
         again). One signature per layer; any other call goes the general way.
