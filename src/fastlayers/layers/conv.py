@@ -233,16 +233,24 @@ def _split_activation(layer: Layer) -> tuple[Any, Any]:
     return act, None
 
 
-def _call_image_conv(layer: Layer, inputs: Any, check: Any, run: Any, *geometry: Any) -> Any:
-    """The call of Conv2D and Conv2DTranspose: ``check`` (``_validation.check_conv2d`` or
-    ``check_conv2d_transpose``) with the layer's ``geometry`` arguments and its weights,
-    ``run`` (``functional.run_conv2d[_transpose]``) with its packed weights, the layout back,
-    and a row activation after it (:func:`_split_activation`)."""
-    channels_first = layer.data_format == "channels_first"
+def _image_conv_args(layer: Layer, inputs: Any, check: Any, *geometry: Any) -> tuple:
+    """(the checked arguments, the activation to apply after the op) of Conv2D's and
+    Conv2DTranspose's call: ``check`` (``_validation.check_conv2d`` or
+    ``check_conv2d_transpose``) with the layer's ``geometry`` arguments and its weights, the
+    activation split by :func:`_split_activation`."""
     act, after = _split_activation(layer)
     a = check(inputs, None, None, *geometry, act, op=layer._owner(), x_name="inputs",
-              channels_first=channels_first, build=layer._ready)
-    return _activate_after(_channels_back(run(a, layer._packed), channels_first), after)
+              channels_first=layer.data_format == "channels_first", build=layer._ready)
+    return a, after
+
+
+def _call_image_conv(layer: Layer, inputs: Any, check: Any, run: Any, *geometry: Any) -> Any:
+    """The call of Conv2D and Conv2DTranspose: :func:`_image_conv_args`, then ``run``
+    (``functional.run_conv2d[_transpose]``) with the layer's packed weights, the layout back,
+    and a row activation after it."""
+    a, after = _image_conv_args(layer, inputs, check, *geometry)
+    y = _channels_back(run(a, layer._packed), layer.data_format == "channels_first")
+    return _activate_after(y, after)
 
 
 def _activate_after(y: np.ndarray, act: Any) -> np.ndarray:
@@ -831,9 +839,13 @@ class SeparableConv2D(_DepthwiseBase):
         packed = self._packed or (None, None)
         mid = F.run_conv2d(a, packed[0])
         act, after = _split_activation(self)
-        b = V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, act,
-                           op=self._owner(), x_name="inputs")
+        b = self._pointwise_args(mid, pointwise, bias, act)
         return _activate_after(self._back(F.run_conv2d(b, packed[1])), after)
+
+    def _pointwise_args(self, mid: np.ndarray, pointwise: Any, bias: Any, act: Any) -> Any:
+        """The checked arguments of the 1x1 step on the depthwise step's output ``mid``."""
+        return V.check_conv2d(mid, pointwise, bias, 1, "valid", 1, 1, act, op=self._owner(),
+                              x_name="inputs")
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         """Channels-last SeparableConv2D: the depthwise step's conv2d runner, then the
@@ -844,8 +856,7 @@ class SeparableConv2D(_DepthwiseBase):
         a, weights = self._depthwise_args(inputs, None)
         depthwise = F.conv2d_runner(a, self._packed[0])
         mid = np.empty((a.x.shape[0], *a.out_hw, a.kernel.shape[3]), np.float32)  # (untouched)
-        b = V.check_conv2d(mid, weights[1], weights[2], 1, "valid", 1, 1, act,
-                           op=self._owner(), x_name="inputs")
+        b = self._pointwise_args(mid, weights[1], weights[2], act)
         pointwise = F.conv2d_runner(b, self._packed[1])
         if depthwise is None or pointwise is None:
             return None
@@ -1084,22 +1095,21 @@ class Conv2DTranspose(Layer):
             return (None, c) + (None,) * (rank - 2)
         return (None,) * (rank - 1) + (c,)
 
+    def _check_and_geometry(self) -> tuple:
+        """The check and geometry arguments of :func:`_image_conv_args`."""
+        return (functools.partial(V.check_conv2d_transpose, groups=self.groups), self.strides,
+                self.padding, self.output_padding, self.dilation_rate)
+
     def call(self, inputs: Any, training: Any = None) -> np.ndarray:
-        return _call_image_conv(
-            self, inputs, functools.partial(V.check_conv2d_transpose, groups=self.groups),
-            F.run_conv2d_transpose, self.strides, self.padding, self.output_padding,
-            self.dilation_rate)
+        check, *geometry = self._check_and_geometry()
+        return _call_image_conv(self, inputs, check, F.run_conv2d_transpose, *geometry)
 
     def _runner(self, inputs: Any, training: Any = None) -> Any:
         """Channels last: the phases' conv2d_into calls planned once
         (``functional.conv2d_transpose_runner``)."""
         if self.data_format == "channels_first" or self._packed is None:
             return None
-        act, _ = _split_activation(self)
-        a = V.check_conv2d_transpose(inputs, None, None, self.strides, self.padding,
-                                     self.output_padding, self.dilation_rate, act,
-                                     op=self._owner(), x_name="inputs", build=self._ready,
-                                     groups=self.groups)
+        a, _ = _image_conv_args(self, inputs, *self._check_and_geometry())  # (no activation after)
         return F.conv2d_transpose_runner(a, self._packed)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
