@@ -428,22 +428,31 @@ needs_core = pytest.mark.skipif(NUMPY_ONLY, reason="FASTLAYERS_TEST_NUMPY_ONLY=1
 @needs_core
 @pytest.mark.parametrize(
     "m,k,n",
-    [(1, 2048, 300), (5, 257, 513), (31, 300, 17), (32, 256, 256), (33, 40, 257), (3, 0, 9)],
+    [(1, 2048, 300), (5, 257, 513), (8, 64, 40), (9, 600, 700), (31, 300, 17),
+     (32, 256, 256), (33, 40, 257), (3, 0, 9), (12, 0, 20), (289, 33, 70)],
     ids=str,
 )
 @pytest.mark.parametrize("activation", [None, "relu", "softmax"])
-def test_functional_dense_is_bitwise_the_packed_layer(rng, m, k, n, activation):
-    # fl.dense reads its kernel in place for up to 32 rows (packs it per call above); the
-    # layer packs it once. The FMA chains are the same, so are the bits.
+@pytest.mark.parametrize("threads", [1, 2])
+def test_functional_dense_is_bitwise_the_packed_layer(rng, m, k, n, activation, threads):
+    # fl.dense reads its kernel in place for up to 8 rows, packs it block by block per call
+    # up to an M block (several K blocks at K = 600) and whole for more; the layer packs it
+    # once. The FMA chains are the same, so are the bits, on any number of threads.
     x = rng.standard_normal((m, k)).astype(np.float32)
     kernel = (rng.standard_normal((k, n)) / np.sqrt(max(k, 1))).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    got = run_on("cpp", fl.dense, x, kernel, bias, activation=activation)
     layer = fl.layers.Dense(n, activation=activation)
     layer.build(x.shape)
     layer.set_weights([kernel, bias])
-    with fl.use_backend("cpp"):
-        want = layer(x)
+    saved = fl.get_num_threads()
+    try:
+        fl.set_num_threads(1)
+        with fl.use_backend("cpp"):
+            want = layer(x)
+        fl.set_num_threads(threads)
+        got = run_on("cpp", fl.dense, x, kernel, bias, activation=activation)
+    finally:
+        fl.set_num_threads(saved)
     assert np.array_equal(got, want)
 
 

@@ -482,7 +482,8 @@ void check_driver_case(const DriverCase& dc, bool with_bias, fl::ActFn act, uint
                       "M=%" PRId64 " N=%" PRId64 " K=%" PRId64 " threads=%d: wrote outside C", m, n,
                       k, threads);
 
-        // fl::gemm on the raw kernel (read in place up to 32 rows, packed per call above):
+        // fl::gemm on the raw kernel (read in place up to 8 rows, packed block by block or all
+        // at once above):
         // the same chains, so the same bits; NaN in the kernel's row padding must stay unread.
         std::vector<float> c2(static_cast<size_t>(m * ldc), sentinel());
         fl::gemm(a.data(), m, k, lda, kernel.data(), n, ldk, with_bias ? bias.data() : nullptr,
@@ -511,8 +512,10 @@ const std::vector<DriverCase>& driver_cases() {
         {8, 1024, 64},   {13, 49, 7},   {11, 272, 513}, {37, 255, 511},  {97, 257, 255},
         {145, 130, 260}, {300, 40, 20}, {64, 512, 100}, {150, 300, 257}, {12, 4100, 3},
         {1000, 17, 31},  {131, 1, 129}, {2, 3, 1024},
-        // fl::gemm's in-place path (M <= 32) with bands of 8 rows and column tails, and past it.
+        // fl::gemm's in-place path (M <= 8) with bands of 8 rows and column tails, and past it
+        // (B packed block by block: several K blocks, column blocks split over the threads).
         {1, 513, 257},   {5, 255, 512}, {32, 257, 300}, {33, 100, 40}, {9, 1100, 1},
+        {10, 700, 600},  {29, 2100, 45}, {17, 300, 1000},
     };
     return cases;
 }
