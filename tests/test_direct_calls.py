@@ -22,6 +22,7 @@ from fastlayers.layers import (
     Add,
     Average,
     AveragePooling2D,
+    Bidirectional,
     Concatenate,
     Conv1D,
     Conv2D,
@@ -30,6 +31,10 @@ from fastlayers.layers import (
     Dense,
     DepthwiseConv2D,
     Flatten,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling3D,
     LayerNormalization,
     Maximum,
     MaxPooling2D,
@@ -38,7 +43,11 @@ from fastlayers.layers import (
     Permute,
     Reshape,
     SeparableConv2D,
+    SimpleRNN,
+    Softmax,
     Subtract,
+    UpSampling1D,
+    UpSampling2D,
     ZeroPadding1D,
     ZeroPadding2D,
     ZeroPadding3D,
@@ -174,6 +183,24 @@ RUNNER_CASES = {
     "reshape": (lambda: Reshape((-1, 2)), (3, 4, 5)),
     "permute": (lambda: Permute((3, 1, 2)), (2, 3, 4, 5)),
     "permute-size-one": (lambda: Permute((2, 1)), (2, 1, 6)),  # the transpose is contiguous
+    # global pooling (channels last: the kernel on the (N, pixels, C) view; keepdims)
+    "gap2d": (lambda: GlobalAveragePooling2D(), (2, 5, 7, 3)),
+    "gap2d-keepdims": (lambda: GlobalAveragePooling2D(keepdims=True), (1, 3, 2, 17)),
+    "gmp1d": (lambda: GlobalMaxPooling1D(), (3, 11, 4)),
+    "gap1d-keepdims": (lambda: GlobalAveragePooling1D(keepdims=True), (2, 1, 5)),
+    "gmp3d": (lambda: GlobalMaxPooling3D(), (1, 2, 3, 4, 6)),
+    "softmax-layer": (lambda: Softmax(), (2, 3, 9)),
+    "upsampling1d": (lambda: UpSampling1D(3), (2, 5, 4)),
+    "upsampling2d": (lambda: UpSampling2D((2, 3)), (1, 4, 3, 2)),
+    "upsampling2d-bilinear": (lambda: UpSampling2D(2, interpolation="bilinear"), (2, 3, 5, 3)),
+    # Bidirectional: the two layers' runners, each merge mode
+    "bidirectional-lstm-seq": (lambda: Bidirectional(LSTM(4, return_sequences=True)),
+                               (2, 6, 3)),
+    "bidirectional-gru-sum": (lambda: Bidirectional(GRU(3), merge_mode="sum"), (3, 5, 2)),
+    "bidirectional-lstm-ave": (lambda: Bidirectional(LSTM(2, return_sequences=True),
+                                                     merge_mode="ave"), (1, 1, 4)),
+    "bidirectional-gru-mul": (lambda: Bidirectional(
+        GRU(5, reset_after=False, return_sequences=True), merge_mode="mul"), (2, 4, 3)),
 }
 
 
@@ -358,6 +385,25 @@ def test_depthwise_layers_without_a_runner_keep_the_checked_call():
         randomize(layer)
         calls_equal_checked(layer, x)
         assert "_direct" in layer.__dict__ and direct_runner(layer) is None
+
+
+def test_layers_whose_runner_does_not_apply_keep_the_checked_call():
+    # channels_first global pooling and upsampling (NumPy's layout moves), a softmax over
+    # two axes, Bidirectional around a SimpleRNN (no runner), with two outputs or its states
+    from fastlayers.layers import Dropout
+    cases = [(GlobalAveragePooling2D(data_format="channels_first"), (2, 3, 4, 5)),
+             (UpSampling2D(2, data_format="channels_first"), (1, 2, 3, 3)),
+             (Softmax(axis=(1, 2)), (2, 3, 4)),
+             (Bidirectional(SimpleRNN(3)), (2, 4, 5)),
+             (Bidirectional(GRU(3), merge_mode=None), (2, 4, 5)),
+             (Bidirectional(LSTM(2, return_state=True)), (1, 3, 2)),
+             (Dropout(0.5), (2, 3))]  # its runner returns its input: kept for plans only
+    for layer, shape in cases:
+        x = np.random.default_rng(16).standard_normal(shape).astype(F32)
+        layer(x)
+        randomize(layer)
+        calls_equal_checked(layer, x)
+        assert "_direct" in layer.__dict__ and direct_runner(layer) is None, layer
 
 
 def test_a_transposed_conv_with_a_non_finite_kernel_keeps_the_checked_call():

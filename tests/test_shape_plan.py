@@ -677,3 +677,76 @@ def test_a_single_input_given_as_a_list_records_a_plan():
     # the general path converts them.
     assert_same(model(x.tolist()), want)
     assert_same(model(x[:1].tolist()), general(model, x[:1]))
+
+
+def test_identity_pooling_and_recurrent_wrappers_run_as_runners():
+    """Dropout (its input, fresh, read by it alone), global pooling, the Softmax layer,
+    UpSampling and Bidirectional run their runners inside a plan, with the general
+    executor's bits. A Dropout on a model input, or whose output is a model output, keeps
+    its general call (its runner hands back its input), and no output shares an input's
+    memory."""
+    from fastlayers.layers import (
+        GRU,
+        Bidirectional,
+        Dropout,
+        GlobalMaxPooling1D,
+        Softmax,
+        SpatialDropout1D,
+        UpSampling1D,
+    )
+
+    rng = np.random.default_rng(21)
+    i = Input((12, 3))
+    h = Dense(6)(i)
+    h = Dropout(0.3)(h)  # runner: Dense's output is fresh and read by the Dropout alone
+    h = SpatialDropout1D(0.2)(h)  # a view of that private array, read by this one alone
+    h = UpSampling1D(2)(h)
+    seq = Bidirectional(LSTM(4, return_sequences=True))(h)
+    pooled = GlobalMaxPooling1D()(seq)
+    last = Bidirectional(GRU(3), merge_mode="ave")(h)
+    out = Softmax()(Dense(5)(pooled))
+    raw = Dropout(0.1)(i)  # on the model input: general
+    model = Model(i, [out, last, GlobalAveragePooling1D()(raw), Dropout(0.2)(last)])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) * F32(0.5)
+                       for w in model.get_weights()])
+    x = rng.standard_normal((2, 12, 3)).astype(F32)
+    want = general(model, x)
+    model(x)
+    model(x)
+    # every node but the Dropout on the input and the one that reads a model output
+    assert sum(len(p.steps) for p in plans(model).values()) == 12
+    assert runner_steps(model) == 12 - 2
+    for _ in range(2):
+        got = model(x)
+        assert_same(got, want)
+        assert not any(np.shares_memory(g, x) for g in got[:3])
+
+
+@pytest.mark.parametrize("kind", ["self", "cross-key", "dropout", "window"])
+def test_multi_head_attention_runs_as_a_runner(kind):
+    """MultiHeadAttention on (query, value) or (query, value, key), no mask: its runner
+    (the checked arguments of the recorded shapes bound) gives the general executor's bits;
+    with a causal mask it keeps its general call."""
+    from fastlayers.layers import MultiHeadAttention
+
+    rng = np.random.default_rng(31)
+    q, v, k = Input((5, 8)), Input((7, 6)), Input((7, 4))
+    if kind == "self":
+        out = MultiHeadAttention(2, 4)(q, q)
+    elif kind == "cross-key":
+        out = MultiHeadAttention(3, 2, value_dim=5, output_shape=9)(q, v, k)
+    elif kind == "dropout":  # the softmax path (fully masked rows attend to nothing)
+        out = MultiHeadAttention(2, 3, dropout=0.2)(q, v)
+    else:
+        out = MultiHeadAttention(2, 4, sliding_window=2)(q, q)
+    causal = MultiHeadAttention(2, 4)(q, q, use_causal_mask=True)
+    model = Model([q, v, k], [Dense(3)(out), causal])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) * F32(0.4)
+                       for w in model.get_weights()])
+    xs = [rng.standard_normal(s).astype(F32) for s in ((2, 5, 8), (2, 7, 6), (2, 7, 4))]
+    want = general(model, xs)
+    model(xs)
+    model(xs)
+    assert runner_steps(model) == 2  # the attention and the Dense; the causal one general
+    for _ in range(2):
+        assert_same(model(xs), want)

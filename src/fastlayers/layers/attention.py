@@ -420,6 +420,32 @@ class MultiHeadAttention(Layer):
             return out[0]
         return out
 
+    def _runner(self, query: Any, value: Any, key: Any = None, query_mask: Any = None,
+                value_mask: Any = None, key_mask: Any = None, attention_mask: Any = None,
+                return_attention_scores: bool = False, training: Any = None,
+                use_causal_mask: bool = False) -> Any:
+        """A model's shape plan (models/shape_plan.py): what ``call(query, value[, key])``
+        computes on the C++ path, with the checked arguments of the recorded shapes bound
+        (a sliding window's mask too: it depends on the shapes alone); None with a mask, a
+        causal mask or the scores asked for, and off the C++ path."""
+        if (value_mask is not None or key_mask is not None or attention_mask is not None
+                or return_attention_scores is not False or use_causal_mask is not False
+                or not F._cpp("multi_head_attention")):
+            return None
+        a = V.check_multi_head_attention(
+            query, value, key, *[None] * 8, None, False, self.dropout > 0,
+            value_mask=None, key_mask=None, sliding_window=self.sliding_window,
+            op=self._owner(), build=self._ready)
+        packed = self._packed
+        scores = a.return_scores  # dropout > 0: Keras's softmax path, its weights dropped
+
+        def run(q: np.ndarray, v: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
+            b = a._replace(query=q, value=v, key=v if k is None else k)
+            out = F.run_multi_head_attention(b, packed)
+            return out[0] if scores else out
+
+        return run
+
 
 def _with_query_mask(query: Any, value: Any, query_mask: Any, attention_mask: Any,
                      owner: str) -> Any:

@@ -218,6 +218,11 @@ class Softmax(Layer):
     def call(self, inputs: Any, mask: Any = None, training: Any = None) -> np.ndarray:
         return F.run_softmax(V.check_softmax(inputs, self.axis, mask, build=self._ready))
 
+    def _runner(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): fl.softmax's runner (the last axis,
+        no mask, the C++ path), else None."""
+        return F._softmax_runner(inputs, self.axis, mask)
+
 
 class Activation(Layer):
     """Keras ``Activation``: applies an activation (a Keras name or a callable).

@@ -358,6 +358,18 @@ class _GlobalPooling(Layer):
                           else y.shape[:1] + ones + y.shape[1:])
         return np.ascontiguousarray(y, dtype=np.float32)
 
+    def _runner(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): channels last on the C++ path, the
+        kernel ``call`` runs on the recorded shape's (N, pixels, C) view; else None."""
+        if (mask is not None or self.data_format == "channels_first"
+                or _backend.resolve("global_pool", None) != "cpp"):
+            return None
+        x = self._checked(inputs)
+        rows = (x.shape[0], math.prod(x.shape[a] for a in self._axes()), x.shape[-1])
+        out = (x.shape[0],) + (1,) * self.rank * self.keepdims + (x.shape[-1],)
+        pool, average = _backend._core.global_pool, self.mode == "average"
+        return lambda x: pool(x.reshape(rows), average).reshape(out)
+
 
 _GLOBAL_DOC = """{what} (Keras ``{name}``).
 
@@ -462,6 +474,8 @@ class GlobalAveragePooling1D(_GlobalPooling):
         with np.errstate(invalid="ignore", divide="ignore"):
             y = (total / count).astype(np.float32)
         return np.ascontiguousarray(np.expand_dims(y, steps) if self.keepdims else y)
+
+    _runner = _GlobalPooling._runner  # (None with a mask)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         """The mask stops here (as in Keras)."""

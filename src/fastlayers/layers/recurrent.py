@@ -597,6 +597,34 @@ class Bidirectional(Layer):
         result = out + states
         return result[0] if len(result) == 1 else result
 
+    def _runner(self, sequences: Any, initial_state: Any = None, mask: Any = None,
+                training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): the two layers' runners and the
+        merge ``call`` makes, for one output (no states returned, a merge mode); None when
+        either layer offers none (SimpleRNN, a stateful layer, initial states, a mask)."""
+        if initial_state is not None or mask is not None or self.return_state or \
+                self.merge_mode is None:
+            return None
+        forward = self.forward_layer._offered_runner(sequences)
+        backward = self.backward_layer._offered_runner(sequences)
+        if forward is None or backward is None:
+            return None
+        sequences_out, mode = self.return_sequences, self.merge_mode
+
+        def run(x: np.ndarray) -> np.ndarray:
+            y, y_rev = forward(x), backward(x)
+            if sequences_out:
+                y_rev = np.ascontiguousarray(y_rev[:, ::-1])
+            if mode == "concat":
+                return np.concatenate([y, y_rev], axis=-1)
+            if mode == "sum":
+                return y + y_rev
+            if mode == "ave":
+                return (y + y_rev) / F32(2)
+            return y * y_rev
+
+        return run
+
     def reset_states(self) -> None:
         """Zero the kept states of both (stateful) layers."""
         self.forward_layer.reset_states()

@@ -63,6 +63,20 @@ class _Identity(Layer):
             self.build(x.shape)
         return x
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): the input itself, as ``call`` returns
+        it; marked as a view, so that a plan uses it only where the input is a new array that
+        this layer alone reads."""
+        return _identity_runner()
+
+
+def _identity_runner() -> Any:
+    def run(x: np.ndarray) -> np.ndarray:
+        return x
+
+    run.returns_view = True  # type: ignore[attr-defined]  # see models/shape_plan.py
+    return run
+
 
 class Dropout(_Identity):
     """Keras ``Dropout``: the identity at inference.
@@ -111,6 +125,9 @@ class _SpatialDropout(_Identity):
         x = V.array(inputs, self._owner(), "inputs")
         V.rank(x, self._owner(), "inputs", self._rank)
         return super().call(x)
+
+    # (the rank check passes again for arrays of the recorded shape)
+    _runner = _Identity._runner
 
     def get_config(self) -> dict[str, Any]:
         config = {"name": self.name, "rate": self.rate, "seed": self.seed}

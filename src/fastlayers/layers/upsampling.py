@@ -56,6 +56,12 @@ class UpSampling1D(_Spatial):
             y = resize.upsample_nearest(x, (1, self.size))
         return self._back(y, False)
 
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): the copy ``call`` makes."""
+        factors, out = (1, self.size), (inputs.shape[0], inputs.shape[1] * self.size,
+                                         inputs.shape[2])
+        return lambda x: resize.upsample_nearest(x[:, None], factors).reshape(out)
+
 
 class UpSampling2D(_Spatial):
     """Rows and columns enlarged by whole factors (Keras ``UpSampling2D``).
@@ -92,6 +98,17 @@ class UpSampling2D(_Spatial):
             else:
                 y = resize.upsample_bilinear(x, self.size, _cpp_resize.taps())
         return self._back(y, cf)
+
+    def _runner(self, inputs: Any, training: Any = None) -> Any:
+        """A model's shape plan (models/shape_plan.py): channels last, what ``call``
+        computes (the taps' kernel of this backend bound); channels first: None."""
+        if self.data_format == "channels_first":
+            return None
+        size = self.size
+        if self.interpolation == "nearest":
+            return lambda x: resize.upsample_nearest(x, size)
+        taps = _cpp_resize.taps()
+        return lambda x: resize.upsample_bilinear(x, size, taps)
 
     def _symbolic_output_shape(self, shape: tuple) -> tuple | None:
         if len(shape) != 4:
