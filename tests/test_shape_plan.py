@@ -750,3 +750,46 @@ def test_multi_head_attention_runs_as_a_runner(kind):
     assert runner_steps(model) == 2  # the attention and the Dense; the causal one general
     for _ in range(2):
         assert_same(model(xs), want)
+
+
+def test_attention_with_a_query_mask_keeps_its_general_call():
+    """A query mask (MultiHeadAttention's fourth positional argument, which
+    GroupQueryAttention reads) keeps the general call; GroupQueryAttention without one runs
+    the runner it inherits. Bits as the general executor's on every call."""
+    from fastlayers.layers import GroupQueryAttention, MultiHeadAttention
+
+    rng = np.random.default_rng(32)
+    q, v, qm = Input((5, 8)), Input((7, 8)), Input((5,))
+    outs = [MultiHeadAttention(2, 4)(q, v, v, qm), GroupQueryAttention(4, 4, 2)(q, v, v, qm),
+            GroupQueryAttention(4, 4, 2)(q, v)]
+    model = Model([q, v, qm], outs)
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) * F32(0.4)
+                       for w in model.get_weights()])
+    xs = [rng.standard_normal((2, 5, 8)).astype(F32), rng.standard_normal((2, 7, 8)).astype(F32),
+          (rng.random((2, 5)) > 0.3).astype(F32)]
+    want = general(model, xs)
+    for _ in range(4):
+        assert_same(model(xs), want)
+    assert runner_steps(model) == 1  # the unmasked GroupQueryAttention
+
+
+def test_a_plan_keeps_no_input_array_alive():
+    """The runners bind what the checks computed, never the recording call's arrays: an
+    input given to the call that recorded the plan is freed once the caller drops it."""
+    import gc
+
+    from fastlayers.layers import MultiHeadAttention
+
+    i = Input((6, 8))
+    h = MultiHeadAttention(2, 4)(i, i)
+    model = Model(i, GlobalAveragePooling1D()(Dense(4)(h)))
+    rng = np.random.default_rng(33)
+    model(rng.standard_normal((2, 6, 8)).astype(F32))
+    x = rng.standard_normal((2, 6, 8)).astype(F32)
+    model(x)  # the second call with these shapes records the plan
+    assert runner_steps(model) == 3
+    ref = weakref.ref(x)
+    del x
+    model(rng.standard_normal((2, 6, 8)).astype(F32))
+    gc.collect()
+    assert ref() is None

@@ -174,9 +174,10 @@ def dense(
     -------
     y : float32 array (..., N)
 
-    The C++ path reads ``kernel`` in place for up to 8 rows of x and packs it per call, a
-    block at a time, for more; :class:`fastlayers.layers.Dense` packs it once, when its
-    weights are set (faster when the same weights serve many calls).
+    The C++ path reads ``kernel`` in place for up to 8 rows of x and packs it per call for
+    more (an L2-sized block at a time up to a few hundred rows, docs/performance.md §3);
+    :class:`fastlayers.layers.Dense` packs it once, when its weights are set (faster when
+    the same weights serve many calls).
     """
     fused = 0 if activation is None else _backend.cpp_activation_ids().get(activation) \
         if activation.__class__ is str else None

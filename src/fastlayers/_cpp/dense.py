@@ -19,7 +19,7 @@ def dense(a, packed=None):
     """dense on checked arguments (``_validation.DenseArgs``): x (..., K) -> (..., N).
 
     ``packed`` is the layer's :func:`pack_dense`, or None: the core then reads the kernel
-    in place for up to 8 rows of x and packs it per call, block by block, for more.
+    in place for up to 8 rows of x and packs it per call for more (docs/performance.md §3).
     """
     core = _backend._core
     x2 = a.x.reshape(math.prod(a.x.shape[:-1]), a.x.shape[-1])  # a view: x is C-contiguous

@@ -426,16 +426,19 @@ class MultiHeadAttention(Layer):
                 use_causal_mask: bool = False) -> Any:
         """A model's shape plan (models/shape_plan.py): what ``call(query, value[, key])``
         computes on the C++ path, with the checked arguments of the recorded shapes bound
-        (a sliding window's mask too: it depends on the shapes alone); None with a mask, a
-        causal mask or the scores asked for, and off the C++ path."""
-        if (value_mask is not None or key_mask is not None or attention_mask is not None
-                or return_attention_scores is not False or use_causal_mask is not False
-                or not F._cpp("multi_head_attention")):
+        (a sliding window's mask too: it depends on the shapes alone); None with any mask
+        (GroupQueryAttention, which inherits this, reads query_mask), a causal mask or the
+        scores asked for, and off the C++ path."""
+        if (query_mask is not None or value_mask is not None or key_mask is not None
+                or attention_mask is not None or return_attention_scores is not False
+                or use_causal_mask is not False or not F._cpp("multi_head_attention")):
             return None
         a = V.check_multi_head_attention(
             query, value, key, *[None] * 8, None, False, self.dropout > 0,
             value_mask=None, key_mask=None, sliding_window=self.sliding_window,
             op=self._owner(), build=self._ready)
+        # (not the recording call's arrays: the plan must not keep them alive)
+        a = a._replace(query=None, value=None, key=None)
         packed = self._packed
         scores = a.return_scores  # dropout > 0: Keras's softmax path, its weights dropped
 
