@@ -793,3 +793,29 @@ def test_a_plan_keeps_no_input_array_alive():
     model(rng.standard_normal((2, 6, 8)).astype(F32))
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8", "float32"])
+def test_embedding_runs_as_a_runner_on_integer_indices(dtype):
+    """An Embedding on integer indices runs its runner (the range check and the gather, on
+    every call; the guard checks the recorded integer dtype); an index out of range still
+    raises the call's error; float indices (checked whole by the call) keep the general
+    call. Bits as the general executor's."""
+    from fastlayers.layers import Bidirectional
+
+    rng = np.random.default_rng(34)
+    i = Input((6,), dtype=dtype)
+    h = Bidirectional(LSTM(3, return_sequences=True))(Embedding(11, 4)(i))
+    model = Model(i, Dense(2)(GlobalAveragePooling1D()(h)))
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) for w in model.get_weights()])
+    x = rng.integers(0, 11, (2, 6)).astype(dtype)
+    want = general(model, x)
+    for _ in range(3):
+        assert_same(model(x), want)
+    assert runner_steps(model) == (4 if dtype != "float32" else 3)
+    bad = x.copy()
+    bad[1, 2] = 11
+    with pytest.raises(ValueError, match="out of range for input_dim=11"):
+        model(bad)
+    y = rng.integers(0, 11, (2, 6)).astype(dtype)
+    assert_same(model(y), general(model, y))

@@ -122,6 +122,25 @@ class Embedding(Layer):
         with C.allocating(self._owner(), f"the output of shape {idx.shape + table.shape[1:]}"):
             return np.take(table, idx, axis=0).astype(F32, copy=False)
 
+    #: A model's shape plan may record this layer's runner with integer arrays
+    #: (models/shape_plan.py, _runner_array).
+    _runner_takes_indices = True
+
+    def _runner(self, inputs: Any) -> Any:
+        """A model's shape plan (models/shape_plan.py): for integer indices, the range check
+        and the gather ``call`` makes, on every call (the values change; an index out of
+        range raises ``call``'s error); for float indices (checked whole too) None."""
+        if inputs.dtype.kind not in "iu":
+            return None
+        table, rows = self._weight_map["embeddings"], self.input_dim
+
+        def run(idx: np.ndarray) -> np.ndarray:
+            if idx.size and (idx.min() < 0 or idx.max() >= rows):
+                self._indices(idx)  # raises the error of call
+            return np.take(table, idx, axis=0)
+
+        return run
+
     def compute_mask(self, inputs: Any, mask: Any = None) -> np.ndarray | None:
         """``inputs != 0`` (bool, the inputs' shape) if mask_zero, else None."""
         if not self.mask_zero:

@@ -224,7 +224,7 @@ def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict,
     runner would skip the override."""
     if taken is None:
         taken = tuple(range(len(args)))
-    if not all(_checks.unchanged(args[k]) for k in taken):
+    if not all(_runner_array(layer, args[k]) for k in taken):
         return None
     if layer is not None:
         return layer._offered_runner(*args, **kwargs) if len(taken) == len(args) else None
@@ -235,10 +235,21 @@ def runner_of(fn: Any, layer: Any, args: tuple, kwargs: dict,
     return factory(*args, **kwargs)
 
 
-def _unlike(x: Any, shape: tuple) -> bool:
-    """Whether x is not what a runner was recorded with: a C-contiguous float32 ndarray of
-    this shape."""
-    return x.__class__ is not np.ndarray or x.shape != shape or x.dtype != _F32 or not (
+def _runner_array(layer: Any, a: Any) -> bool:
+    """Whether a runner may be recorded with the array ``a``: one the checks hand on
+    unchanged (C-contiguous aligned float32), or, for a layer whose inputs are indices
+    (``_runner_takes_indices``: Embedding), a C-contiguous aligned ndarray of an integer
+    dtype (its runner checks the values on every call)."""
+    if _checks.unchanged(a):
+        return True
+    return (getattr(layer, "_runner_takes_indices", False) and type(a) is np.ndarray
+            and a.dtype.kind in "iu" and a.flags.c_contiguous and a.flags.aligned)
+
+
+def _unlike(x: Any, shape: tuple, dtype: np.dtype = _F32) -> bool:
+    """Whether x is not what a runner was recorded with: a C-contiguous ndarray of this
+    shape and dtype (float32 but for the indices of _runner_array)."""
+    return x.__class__ is not np.ndarray or x.shape != shape or x.dtype != dtype or not (
         x.flags.c_contiguous)
 
 
@@ -246,11 +257,12 @@ def guarded(runner: Callable, args: tuple) -> Callable:
     """``runner`` that first checks its array arguments are of the class, dtype, shape and
     layout they had when it was recorded (raises :class:`Stale` otherwise)."""
     shapes = tuple(a.shape for a in args)
+    dtypes = tuple(a.dtype for a in args)
     if len(args) == 1:
-        shape0 = shapes[0]
+        shape0, dtype0 = shapes[0], dtypes[0]
 
         def run1(x: Any) -> Any:
-            if _unlike(x, shape0):
+            if _unlike(x, shape0, dtype0):
                 raise Stale
             return runner(x)
 
@@ -258,8 +270,8 @@ def guarded(runner: Callable, args: tuple) -> Callable:
         return run1
 
     def run(*xs: Any) -> Any:
-        for x, shape in zip(xs, shapes):
-            if _unlike(x, shape):
+        for x, shape, dtype in zip(xs, shapes, dtypes):
+            if _unlike(x, shape, dtype):
                 raise Stale
         return runner(*xs)
 
@@ -316,12 +328,13 @@ def node_step(node: S.Node, values: dict[int, Any],
             return (lambda v: run(v[i0])), out_ids, many
         return (lambda v: run(*[v[i] for i in ids])), out_ids, many
     refs = [(sym, a.id if sym else a) for sym, a in flat]
-    shapes = [(k, args[k].shape) for k in taken if flat[k][0]]  # constants never change
+    shapes = [(k, args[k].shape, args[k].dtype) for k in taken if flat[k][0]]  # (constants
+    # never change)
 
     def run_mixed(v: dict[int, Any]) -> Any:
         full = [v[a] if sym else a for sym, a in refs]
-        for k, shape in shapes:
-            if _unlike(full[k], shape):
+        for k, shape, dtype in shapes:
+            if _unlike(full[k], shape, dtype):
                 raise Stale
         return runner(*full)
 
