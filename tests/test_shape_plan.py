@@ -819,3 +819,61 @@ def test_embedding_runs_as_a_runner_on_integer_indices(dtype):
         model(bad)
     y = rng.integers(0, 11, (2, 6)).astype(dtype)
     assert_same(model(y), general(model, y))
+
+
+def test_a_misaligned_intermediate_falls_back_to_the_general_executor():
+    """A custom layer that starts returning a misaligned view after the plan was recorded:
+    the next runner's guard sends the call to the general executor (which copies), where
+    the C++ runner would have refused the array."""
+    from fastlayers.layers import Layer, LayerNormalization
+
+    class Shifting(Layer):
+        misaligned = False
+
+        def call(self, x):
+            x = np.asarray(x)
+            if not Shifting.misaligned:
+                return x.copy()
+            buf = np.zeros(x.nbytes + 2, np.uint8)[2:].view(x.dtype).reshape(x.shape)
+            buf[...] = x
+            return buf
+
+        def compute_output_shape(self, shape):
+            return shape
+
+    i = Input((64,))
+    model = Model(i, LayerNormalization()(Dense(64)(Shifting()(i))))
+    x = np.random.default_rng(35).standard_normal((4, 64)).astype(F32)
+    for _ in range(3):
+        model(x)
+    assert runner_steps(model) == 2
+    Shifting.misaligned = True
+    want = general(model, x)
+    assert_same(model(x), want)
+    assert_same(model(x), want)
+
+
+def test_an_embedding_that_remaps_its_indices_keeps_its_general_call():
+    """A subclass (or a patch) of Embedding._indices, the hook its call reads indices
+    through, keeps the general call in a plan: the runner would skip the remapping."""
+
+    class Clipped(Embedding):
+        def _indices(self, inputs):
+            return np.clip(np.asarray(inputs), 0, self.input_dim - 1).astype(np.intp)
+
+    i = Input((4,), dtype="int32")
+    model = Model(i, Clipped(10, 3)(i))
+    x = np.array([[1, 2, 3, 4]], np.int32)
+    for _ in range(3):
+        model(x)
+    assert runner_steps(model) == 0
+    far = np.array([[1, 2, 40, -3]], np.int32)
+    assert_same(model(far), general(model, far))
+    plain = Embedding(10, 3)
+    plain._indices = Clipped._indices.__get__(plain)  # patched on the object
+    j = Input((4,), dtype="int32")
+    patched = Model(j, plain(j))
+    for _ in range(3):
+        patched(x)
+    assert runner_steps(patched) == 0
+    assert_same(patched(far), general(patched, far))

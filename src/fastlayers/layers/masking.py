@@ -129,9 +129,11 @@ class Embedding(Layer):
     def _runner(self, inputs: Any) -> Any:
         """A model's shape plan (models/shape_plan.py): for integer indices, the range check
         and the gather ``call`` makes, on every call (the values change; an index out of
-        range raises ``call``'s error); for float indices (checked whole too) None."""
-        if inputs.dtype.kind not in "iu":
-            return None
+        range raises ``call``'s error); None for float or bool indices (checked by ``call``) and
+        when ``_indices`` is overridden."""
+        if inputs.dtype.kind not in "iu" or "_indices" in self.__dict__ or (
+                type(self)._indices is not Embedding._indices):
+            return None  # (a subclass or a patch that remaps indices: its call decides)
         table, rows = self._weight_map["embeddings"], self.input_dim
 
         def run(idx: np.ndarray) -> np.ndarray:

@@ -12,8 +12,9 @@ node ran (no implicit mask anywhere), the node is asked for a *runner*, a functi
 alone that makes the C++ call the general path made, with what the checks computed for
 these shapes bound in (reshapes, strides, pads, the packed weights, the activation id). A
 runner is used only if every array it was recorded with was already what the checks hand on
-unchanged (a C-contiguous, aligned float32 ndarray), and it re-checks the class, dtype,
-shape and layout of its arrays on every call (a few attribute reads): if an intermediate
+unchanged (a C-contiguous, aligned float32 ndarray; for Embedding, integer indices:
+``_runner_array``), and it re-checks the class, dtype, shape, layout and alignment of its
+arrays on every call (a few attribute reads): if an intermediate
 ever differs (a custom layer whose output depends on values), the plan is dropped and the
 call runs the general executor. A folded producer runs as its fold's runner
 (``folding.Fold.runner``), the BatchNormalization and fused activation after it as
@@ -247,10 +248,13 @@ def _runner_array(layer: Any, a: Any) -> bool:
 
 
 def _unlike(x: Any, shape: tuple, dtype: np.dtype = _F32) -> bool:
-    """Whether x is not what a runner was recorded with: a C-contiguous ndarray of this
-    shape and dtype (float32 but for the indices of _runner_array)."""
-    return x.__class__ is not np.ndarray or x.shape != shape or x.dtype != dtype or not (
-        x.flags.c_contiguous)
+    """Whether x is not what a runner was recorded with: a C-contiguous aligned ndarray of
+    this shape and dtype (float32 but for the indices of _runner_array). (A misaligned view
+    from a custom layer would make a C++ runner raise where the general call copies.)"""
+    if x.__class__ is not np.ndarray or x.shape != shape or x.dtype != dtype:
+        return True
+    flags = x.flags
+    return not (flags.c_contiguous and flags.aligned)
 
 
 def guarded(runner: Callable, args: tuple) -> Callable:
