@@ -67,15 +67,14 @@ class _Identity(Layer):
         """A model's shape plan (models/shape_plan.py): the input itself, as ``call`` returns
         it; marked as a view, so that a plan uses it only where the input is a new array that
         this layer alone reads."""
-        return _identity_runner()
+        return _same
 
 
-def _identity_runner() -> Any:
-    def run(x: np.ndarray) -> np.ndarray:
-        return x
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
 
-    run.returns_view = True  # type: ignore[attr-defined]  # see models/shape_plan.py
-    return run
+
+_same.returns_view = True  # type: ignore[attr-defined]  # see models/shape_plan.py
 
 
 class Dropout(_Identity):
