@@ -544,14 +544,11 @@ void gemm_blockwise_b(const float* a, int64_t m, int64_t k, int64_t lda, const f
                 for (int64_t ic = 0; ic < m; ic += gemm_block_rows(m - ic, mr_max)) {
                     const int64_t mr = gemm_block_rows(m - ic, mr_max);
                     float* ci = c + ic * ldc + jc;
-                    if (apanel) {
-                        const int64_t cs = pitch ? pitch : mr;
-                        kt.gemm(mr, w, kc, apanel, 1, cs, panels, ps, bj, first ? 0 : 1, ci, ldc);
-                        apanel += cs * kc;
-                    } else {
-                        kt.gemm(mr, w, kc, a + ic * lda + pc, lda, 1, panels, ps, bj,
-                                first ? 0 : 1, ci, ldc);
-                    }
+                    // A's panel (rows 1 apart, columns pitch or mr apart), or A in place
+                    const float* ai = apanel ? apanel : a + ic * lda + pc;
+                    const int64_t rs = apanel ? 1 : lda, cs = !apanel ? 1 : pitch ? pitch : mr;
+                    kt.gemm(mr, w, kc, ai, rs, cs, panels, ps, bj, first ? 0 : 1, ci, ldc);
+                    if (apanel) apanel += cs * kc;
                     if (last && ep.act) {
                         for (int64_t r = 0; r < mr; ++r) ep.act(ci + r * ldc, w);
                     }

@@ -332,8 +332,8 @@ def node_step(node: S.Node, values: dict[int, Any],
             return (lambda v: run(v[i0])), out_ids, many
         return (lambda v: run(*[v[i] for i in ids])), out_ids, many
     refs = [(sym, a.id if sym else a) for sym, a in flat]
-    shapes = [(k, args[k].shape, args[k].dtype) for k in taken if flat[k][0]]  # (constants
-    # never change)
+    # the tensors' recorded shapes and dtypes (constants never change)
+    shapes = [(k, args[k].shape, args[k].dtype) for k in taken if flat[k][0]]
 
     def run_mixed(v: dict[int, Any]) -> Any:
         full = [v[a] if sym else a for sym, a in refs]
