@@ -126,13 +126,29 @@ def rng():
     return np.random.default_rng(12345)
 
 
+# The backends a run tests: both, or NumPy's alone (FASTLAYERS_TEST_NUMPY_ONLY=1).
+BACKENDS = ("numpy",) if NUMPY_ONLY else ("numpy", "cpp")
+_pinned_backend: list[str] = []  # the backend any_backend gives the running test, if it asks
+
+
 @pytest.fixture(params=["numpy", "cpp"])
 def any_backend(request):
     """Both backends, for tests that check behaviour common to both (errors, dispatch)."""
     if request.param == "cpp" and NUMPY_ONLY:
         pytest.skip("NumPy-only run requested (FASTLAYERS_TEST_NUMPY_ONLY=1)")
     with fastlayers.use_backend(request.param):
-        yield request.param
+        _pinned_backend.append(request.param)
+        try:
+            yield request.param
+        finally:
+            _pinned_backend.pop()
+
+
+def backends_of_the_test() -> tuple[str, ...]:
+    """The backends on which a helper checks a model it built once (from_torch's ``check``:
+    one conversion, compared on each path; a converted model picks its path at every call):
+    the one any_backend pins for the running test, else every backend of the run."""
+    return (_pinned_backend[-1],) if _pinned_backend else BACKENDS
 
 
 def tolerance(k: int = 1, magnitude: float = 1.0):

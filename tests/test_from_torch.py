@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from conftest import assert_close_to_keras  # noqa: E402
+from conftest import assert_close_to_keras, backends_of_the_test  # noqa: E402
 from torch_user_models import (  # noqa: E402
     AssertNot,
     AssertsOnBatch,
@@ -85,22 +85,27 @@ def _compare(got, want, where="out", elementwise=False):
 
 
 def check(module, *inputs, run_inputs=None, elementwise=False):
-    """Convert with ``inputs`` as examples; compare on ``run_inputs`` (default the same).
-    Then the examples twice more: the second sighting of their shapes records a shape plan,
-    the third runs it, with the first call's bits (the general executor's). ``elementwise``:
-    the module is an elementwise function of its input (no sums), so each output is compared
-    against its own size (_compare)."""
+    """Convert with ``inputs`` as examples, once; then on each backend of the test (both, or
+    the one any_backend pins: conftest.backends_of_the_test) compare on ``run_inputs``
+    (default the same), and call with the examples twice more: the second sighting of their
+    shapes records a shape plan, the third runs it, with the first call's bits (the general
+    executor's). ``elementwise``: the module is an elementwise function of its input (no
+    sums), so each output is compared against its own size (_compare)."""
     module.eval()
     model = fl.from_torch(module, inputs)
-    first = None
+    cases = []
     for xs in (inputs,) + tuple(run_inputs or ()):
         with torch.no_grad():
-            want = module(*xs)
-        got = model(*_np(xs))
-        _compare(got, want, elementwise=elementwise)
-        first = got if first is None else first
-    for _ in range(2):
-        _same_bits(model(*_np(inputs)), first)
+            cases.append((xs, module(*xs)))
+    for backend in backends_of_the_test():
+        with fl.use_backend(backend):
+            first = None
+            for xs, want in cases:
+                got = model(*_np(xs))
+                _compare(got, want, f"out ({backend})", elementwise=elementwise)
+                first = got if first is None else first
+            for _ in range(2):
+                _same_bits(model(*_np(inputs)), first, f"out ({backend})")
     return model
 
 
@@ -150,7 +155,7 @@ def _seed():
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 7), (5, 3, 7)])
-def test_linear(any_backend, bias, shape):
+def test_linear(bias, shape):
     model = check(nn.Linear(7, 5, bias=bias), torch.randn(*shape))
     assert isinstance(model.layers[1], L.Dense)
 
@@ -172,7 +177,7 @@ CONV2D = [
 
 
 @pytest.mark.parametrize("cin,cout,k,s,p,d,g,bias,hw", CONV2D)
-def test_conv2d(any_backend, cin, cout, k, s, p, d, g, bias, hw):
+def test_conv2d(cin, cout, k, s, p, d, g, bias, hw):
     conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g, bias=bias)
     model = check(conv, torch.randn(2, cin, *hw))
     assert any(isinstance(layer, L.Conv2D) for layer in model.layers)
@@ -182,7 +187,7 @@ def test_conv2d(any_backend, cin, cout, k, s, p, d, g, bias, hw):
     (3, 5, 3, 1, 0, 1, 1), (4, 4, 3, 2, 1, 1, 2), (3, 6, 4, 1, "same", 1, 1),
     (2, 4, 3, 2, 2, 2, 2), (5, 5, 1, 1, 0, 1, 5),
 ])
-def test_conv1d(any_backend, cin, cout, k, s, p, d, g):
+def test_conv1d(cin, cout, k, s, p, d, g):
     model = check(nn.Conv1d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g),
                   torch.randn(3, cin, 11))
     assert any(isinstance(layer, L.Conv1D) for layer in model.layers)
@@ -192,7 +197,7 @@ def test_conv1d(any_backend, cin, cout, k, s, p, d, g):
 
 
 @pytest.mark.parametrize("affine", [True, False])
-def test_batch_norm(any_backend, affine):
+def test_batch_norm(affine):
     check(_randomize_bn(nn.BatchNorm1d(5, affine=affine)), torch.randn(4, 5))
     check(_randomize_bn(nn.BatchNorm1d(5, affine=affine)), torch.randn(4, 5, 7))
     check(nn.Sequential(nn.Conv2d(3, 6, 3), _randomize_bn(nn.BatchNorm2d(6, affine=affine))),
@@ -201,7 +206,7 @@ def test_batch_norm(any_backend, affine):
 
 
 @pytest.mark.parametrize("shape,affine", [((6,), True), ((4, 6), True), ((6,), False)])
-def test_layer_norm(any_backend, shape, affine):
+def test_layer_norm(shape, affine):
     ln = nn.LayerNorm(shape, elementwise_affine=affine, eps=1e-3)
     if affine:
         with torch.no_grad():
@@ -229,7 +234,7 @@ def test_norm_over_the_free_batch_axis_refused_clearly(make):
     (1, 6, (3, 6), True),  # (N, C): one group of all channels
     (2, 6, (1, 6, 1, 1), False),
 ])
-def test_group_norm(any_backend, groups, channels, shape, affine):
+def test_group_norm(groups, channels, shape, affine):
     gn = nn.GroupNorm(groups, channels, affine=affine)
     if affine:
         with torch.no_grad():
@@ -254,7 +259,7 @@ class NormTwice(nn.Module):
 
 
 @pytest.mark.parametrize("norm", [nn.GroupNorm(2, 4, affine=False), nn.InstanceNorm2d(4)])
-def test_weightless_norm_on_two_channel_counts(any_backend, norm):
+def test_weightless_norm_on_two_channel_counts(norm):
     check(NormTwice(norm), torch.randn(2, 4, 3, 3))
 
 
@@ -320,7 +325,7 @@ REDUCTIONS = {
 
 @pytest.mark.parametrize("name", list(REDUCTIONS))
 @pytest.mark.parametrize("conv", [False, True])
-def test_reductions(any_backend, name, conv):
+def test_reductions(name, conv):
     check(Fn(REDUCTIONS[name], conv=conv), torch.randn(2, 3, 5, 4) * 3)
 
 
@@ -339,11 +344,11 @@ REDUCTION_SPELLINGS = {
 
 
 @pytest.mark.parametrize("name", list(REDUCTION_SPELLINGS))
-def test_reduction_spellings(any_backend, name):
+def test_reduction_spellings(name):
     check(Fn(REDUCTION_SPELLINGS[name], conv=True), torch.randn(2, 3, 5, 4))
 
 
-def test_softmax_of_a_full_reduction(any_backend):
+def test_softmax_of_a_full_reduction():
     check(Fn(lambda x: torch.softmax(x.mean(), -1) * x), torch.randn(2, 3, 5, 4))
     check(Fn(lambda x: F.softmax(x.sum(), dim=0) + x.amax(), conv=True), torch.randn(2, 3, 5, 4))
 
@@ -390,7 +395,7 @@ ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.
 
 @pytest.mark.parametrize("act", ACT_MODULES, ids=lambda m: repr(m))
 @pytest.mark.parametrize("conv", [False, True])
-def test_activation_modules(any_backend, act, conv):
+def test_activation_modules(act, conv):
     x = torch.randn(2, 3, 5, 4) * 3
     check(Fn(act, conv=conv), x)
 
@@ -428,7 +433,7 @@ ACT_CALLS = {
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (2, 3, 7), (4, 3)])
 @pytest.mark.parametrize("conv", [False, True])
-def test_prelu(any_backend, channels, shape, conv):
+def test_prelu(channels, shape, conv):
     """One weight, or one per channel: of the input, or of the conv's channels-last output."""
     if conv:
         shape = (2, 3, 5, 4)
@@ -460,7 +465,7 @@ def test_prelu_parameters_must_match_the_channels():
     lambda x: F.hardtanh(x, max_val=6.0), lambda x: F.hardshrink(x, lambd=2.0),
     lambda x: F.softshrink(x, 0.25),
 ])
-def test_activation_parameters_without_a_keras_equivalent(any_backend, act):
+def test_activation_parameters_without_a_keras_equivalent(act):
     """Activation modules and functions at parameter values no Keras activation takes (they
     were refused) run PyTorch's formula at those values (torch_param_activation), after a
     conv too (channels-last)."""
@@ -488,7 +493,7 @@ def test_bad_function_arguments_are_listed_with_the_other_problems():
 
 @pytest.mark.parametrize("name", list(ACT_CALLS))
 @pytest.mark.parametrize("conv", [False, True])
-def test_activation_calls(any_backend, name, conv):
+def test_activation_calls(name, conv):
     check(Fn(ACT_CALLS[name], conv=conv), torch.randn(2, 3, 5, 4) * 3)
 
 
@@ -500,7 +505,7 @@ def test_activation_fused_into_layer():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_batch_norm_folded_into_conv(any_backend, bias):
+def test_batch_norm_folded_into_conv(bias):
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, bias=bias), _randomize_bn(nn.BatchNorm2d(6)),
                         nn.ReLU())
     model = check(net, torch.randn(2, 3, 5, 5))
@@ -524,7 +529,7 @@ class _TracedConv(nn.Conv2d):
 @pytest.mark.parametrize("act, name", [(nn.ReLU(), "relu"), (nn.SiLU(), "silu"),
                                        (nn.Sigmoid(), "sigmoid"), (nn.Hardswish(), "hard_silu"),
                                        (nn.Softmax(dim=1), None)])
-def test_batch_norm_alone_takes_the_activation_after_it(any_backend, act, name, monkeypatch):
+def test_batch_norm_alone_takes_the_activation_after_it(act, name, monkeypatch):
     """A BatchNorm no conv folds (DenseNet's BN -> ReLU -> conv; after a conv traced as
     F.conv2d) runs the elementwise activation after it in its one pass (torch_scale_shift's
     activation, the core's channel_affine with the activation's id); PyTorch's values, and
@@ -578,7 +583,7 @@ class _PadThenConv(nn.Module):
         return torch.relu(self.conv(F.pad(x, self.pads)))
 
 
-def test_pads_that_stay_pad_ops(any_backend):
+def test_pads_that_stay_pad_ops():
     """Only +0.0 around a float32 NHWC image becomes a ZeroPadding2D: -0.0 keeps its sign
     (1 / pad gives -inf at the border, as PyTorch) and an integer or bool tensor its dtype."""
     x = torch.randn(2, 3, 5, 4)  # (Fn's conv first: the channels-last layout)
@@ -590,7 +595,7 @@ def test_pads_that_stay_pad_ops(any_backend):
 @pytest.mark.parametrize("pads, stride, groups", [
     ((0, 0, 0, 0), 1, 1), ((1, 1, 1, 1), 1, 1), ((0, 1, 0, 1), 2, 4), ((2, 1, 0, 3), 2, 1),
 ])
-def test_zero_padding_before_a_conv_is_a_layer_the_conv_absorbs(any_backend, pads, stride,
+def test_zero_padding_before_a_conv_is_a_layer_the_conv_absorbs(pads, stride,
                                                                  groups):
     """F.pad by zeros around an NHWC image converts to a ZeroPadding2D, which the "valid"
     conv after it runs inside itself (no padded copy; models/folding.py); a pad by 0 is no
@@ -623,7 +628,7 @@ POOLS = [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, 
 
 @pytest.mark.parametrize("pool", POOLS, ids=lambda m: repr(m))
 @pytest.mark.parametrize("hw", [(7, 7), (8, 6), (3, 3)])
-def test_pooling(any_backend, pool, hw):
+def test_pooling(pool, hw):
     check(nn.Sequential(nn.Conv2d(3, 4, 1), pool), torch.randn(2, 3, *hw))
 
 
@@ -637,7 +642,7 @@ BIG_WINDOWS = [nn.AvgPool2d(1280, ceil_mode=True), nn.MaxPool2d(1000, ceil_mode=
 
 
 @pytest.mark.parametrize("pool", BIG_WINDOWS, ids=lambda m: repr(m))
-def test_pooling_windows_larger_than_the_input(any_backend, pool):
+def test_pooling_windows_larger_than_the_input(pool):
     check(nn.Sequential(nn.Conv2d(3, 4, 1), pool), torch.randn(2, 3, 10, 11))
 
 
@@ -700,7 +705,7 @@ def test_torch_pool2d_gives_the_bits_of_its_taps(any_backend, kind, k, s, p, cei
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
 
-def test_pooling_calls(any_backend):
+def test_pooling_calls():
     check(Fn(lambda x: F.max_pool2d(x, 2), conv=True), torch.randn(2, 3, 6, 6))
     check(Fn(lambda x: F.avg_pool2d(x, 3, 2, 1), conv=True), torch.randn(2, 3, 7, 6))
     check(Fn(lambda x: F.adaptive_avg_pool2d(x, 1), conv=True), torch.randn(2, 3, 5, 6))
@@ -738,7 +743,7 @@ RESHAPES = {
 
 
 @pytest.mark.parametrize("name", list(RESHAPES))
-def test_reshapes_after_conv(any_backend, name):
+def test_reshapes_after_conv(name):
     # after a conv the tensor is NHWC inside: each reshape must see PyTorch's C, H, W order
     check(Fn(RESHAPES[name], conv=True), torch.randn(2, 3, 5, 4))
 
@@ -748,7 +753,7 @@ def test_reshapes_after_conv(any_backend, name):
     lambda x: torch.div(x, x + 9, rounding_mode="trunc"),
     lambda x: x.div(-0.5, rounding_mode="trunc") + x.div(x.abs() + 1, rounding_mode="floor"),
 ])
-def test_division_rounding(any_backend, fn):
+def test_division_rounding(fn):
     # floor and trunc division (refused before), as methods and functions
     check(Fn(fn), torch.randn(2, 3) * 5, run_inputs=[(torch.randn(3, 3) * 5,)])
 
@@ -761,7 +766,7 @@ def test_arguments_a_handler_does_not_take():
         fl.from_torch(Fn(lambda x: torch.cumsum(x, 1, out=None)).eval(), torch.randn(2, 3))
 
 
-def test_conv_flatten_linear(any_backend):
+def test_conv_flatten_linear():
     net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                         nn.Linear(6 * 3 * 3, 10), nn.Softmax(dim=1))
     check(net, torch.randn(4, 3, 8, 8))
@@ -776,7 +781,7 @@ def test_conv_flatten_linear(any_backend):
     (2, True, False, False), (3, False, False, True), (1, True, True, True),
 ])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_recurrent(any_backend, cls, layers, bidir, batch_first, bias, with_state):
+def test_recurrent(cls, layers, bidir, batch_first, bias, with_state):
     rnn = cls(5, 6, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias)
     x = torch.randn(3, 7, 5) if batch_first else torch.randn(7, 3, 5)
     inputs = (x,)
@@ -790,7 +795,7 @@ def test_recurrent(any_backend, cls, layers, bidir, batch_first, bias, with_stat
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_rnn_nonlinearity(any_backend, nonlinearity):
+def test_rnn_nonlinearity(nonlinearity):
     rnn = nn.RNN(4, 5, num_layers=2, nonlinearity=nonlinearity, batch_first=True)
     model = check(rnn, torch.randn(2, 6, 4), run_inputs=[(torch.randn(3, 6, 4),)])
     cells = [layer for layer in model.layers if isinstance(layer, L.SimpleRNN)]
@@ -815,7 +820,7 @@ class ProjectedLstm(nn.Module):
     {"bias": False, "batch_first": True},
 ])
 @pytest.mark.parametrize("state", [False, True])
-def test_lstm_with_projections(any_backend, kw, state):
+def test_lstm_with_projections(kw, state):
     """h and the outputs have proj_size units, c hidden_size (torch_lstm_projected)."""
     module = ProjectedLstm(state, **kw)
     first = kw.get("batch_first", False)
@@ -901,7 +906,7 @@ def _masks(kind):
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("kdim", [None, 5])
 @pytest.mark.parametrize("need_weights,average", [(True, True), (True, False), (False, True)])
-def test_multihead_attention(any_backend, batch_first, kdim, need_weights, average):
+def test_multihead_attention(batch_first, kdim, need_weights, average):
     mha, q, k, v = _mha_case(batch_first, kdim)
     check(MHA(mha, need_weights=need_weights, average_attn_weights=average), q, k, v,
           *_masks("bool"))
@@ -909,12 +914,12 @@ def test_multihead_attention(any_backend, batch_first, kdim, need_weights, avera
 
 @pytest.mark.parametrize("mask", ["bool", "float", "float-inf", "per-head"])
 @pytest.mark.parametrize("need_weights", [True, False])
-def test_multihead_attention_masks(any_backend, mask, need_weights):
+def test_multihead_attention_masks(mask, need_weights):
     mha, q, k, v = _mha_case(True)
     check(MHA(mha, need_weights=need_weights), q, k, v, *_masks(mask))
 
 
-def test_multihead_attention_plain_call(any_backend):
+def test_multihead_attention_plain_call():
     mha, q, k, v = _mha_case(False)
     check(mha, q, k, v)
     check(nn.MultiheadAttention(8, 4, bias=False, batch_first=True), q.transpose(0, 1),
@@ -982,7 +987,7 @@ class Encoder(nn.Module):
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_transformer_encoder_layer(any_backend, norm_first, activation, batch_first):
+def test_transformer_encoder_layer(norm_first, activation, batch_first):
     layer = nn.TransformerEncoderLayer(8, 2, 16, activation=activation, norm_first=norm_first,
                                        batch_first=batch_first)
     x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
@@ -1009,7 +1014,7 @@ class Stack(nn.Module):
 @pytest.mark.parametrize("batch_first,norm_first", [(True, False), (False, False),
                                                     (True, True)])
 @pytest.mark.parametrize("nested", [True, False])
-def test_transformer_encoder(any_backend, batch_first, norm_first, nested):
+def test_transformer_encoder(batch_first, norm_first, nested):
     layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=batch_first, norm_first=norm_first)
     enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8), enable_nested_tensor=nested)
     x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
@@ -1050,7 +1055,7 @@ def _decoder_inputs(batch_first, t=5, s=7, b=3, e=8):
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_transformer_decoder_layer(any_backend, norm_first, activation, batch_first):
+def test_transformer_decoder_layer(norm_first, activation, batch_first):
     layer = nn.TransformerDecoderLayer(8, 2, 16, activation=activation, norm_first=norm_first,
                                        batch_first=batch_first)
     tgt, memory, tgt_kpm, memory_kpm = _decoder_inputs(batch_first)
@@ -1063,7 +1068,7 @@ def test_transformer_decoder_layer(any_backend, norm_first, activation, batch_fi
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_transformer_decoder_and_transformer(any_backend, batch_first):
+def test_transformer_decoder_and_transformer(batch_first):
     layer = nn.TransformerDecoderLayer(8, 2, 16, batch_first=batch_first)
     dec = nn.TransformerDecoder(layer, 2, norm=nn.LayerNorm(8))
     tgt, memory, tgt_kpm, memory_kpm = _decoder_inputs(batch_first)
@@ -1107,7 +1112,7 @@ class SeqFirstTagger(nn.Module):
         return self.out(h)
 
 
-def test_seq_first_ids_through_an_embedding(any_backend):
+def test_seq_first_ids_through_an_embedding():
     check(SeqFirstTagger(), torch.randint(0, 30, (7, 2)),
           run_inputs=[(torch.randint(0, 30, (7, 5)),)])
 
@@ -1122,7 +1127,7 @@ class MemoryMasked(nn.Module):
 
 
 @pytest.mark.parametrize("kind", ["bool", "float"])
-def test_transformer_decoder_memory_mask(any_backend, kind):
+def test_transformer_decoder_memory_mask(kind):
     dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, batch_first=True), 2)
     tgt, memory, _, _ = _decoder_inputs(True)
     mask = torch.rand(5, 7) > 0.6
@@ -1235,7 +1240,7 @@ def _sdpa_mask(kind, t, s):
 @pytest.mark.parametrize("mask", ["none", "bool", "bool-4d", "bool-keys", "float", "float-inf"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("t,s", [(5, 5), (4, 7), (7, 3)])
-def test_scaled_dot_product_attention(any_backend, mask, causal, t, s):
+def test_scaled_dot_product_attention(mask, causal, t, s):
     # PyTorch's CPU kernels: boolean True = takes part, float masks added, is_causal top-left
     # aligned (with a mask too), and 0 for a row left with no key. (A mask with is_causal
     # runs in PyTorch's default kernel, which needs Ev = E; its math kernel refuses them.)
@@ -1247,7 +1252,7 @@ def test_scaled_dot_product_attention(any_backend, mask, causal, t, s):
 
 @pytest.mark.parametrize("kw", [{"scale": 0.3}, {"enable_gqa": True}, {"scale": 2.0,
                                                                         "enable_gqa": True}])
-def test_scaled_dot_product_attention_scale_and_gqa(any_backend, kw):
+def test_scaled_dot_product_attention_scale_and_gqa(kw):
     heads_kv = 2 if kw.get("enable_gqa") else 6
     q = torch.randn(2, 6, 5, 8)
     k, v = torch.randn(2, heads_kv, 9, 8), torch.randn(2, heads_kv, 9, 4)
@@ -1353,7 +1358,7 @@ BUFFERS = {  # on x (B, 4, 3): what reads buffers alone is PyTorch's; buffers sl
 
 
 @pytest.mark.parametrize("name", list(BUFFERS))
-def test_buffers(any_backend, name):
+def test_buffers(name):
     check(Buffers(BUFFERS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
 
 
@@ -1609,7 +1614,7 @@ def _router(x):
 
 
 @pytest.mark.parametrize("name", list(TOPK))
-def test_topk(any_backend, name):
+def test_topk(name):
     check(Fn(TOPK[name]), torch.randn(3, 6, 7), run_inputs=[(torch.randn(1, 6, 7),)])
 
 
@@ -1681,7 +1686,7 @@ class LlamaBlock(nn.Module):
         return x + self.w2(F.silu(self.w1(y)) * self.w3(y))
 
 
-def test_llama_style_block(any_backend):
+def test_llama_style_block():
     check(LlamaBlock(), torch.randn(3, 10, 32), run_inputs=[(torch.randn(1, 10, 32),)])
 
 
@@ -1693,7 +1698,7 @@ UNARY_INPUTS = {"log": "positive", "sqrt": "positive", "rsqrt": "positive",
                                   "square", "sin", "cos", "log1p", "expm1"])
 @pytest.mark.parametrize("form", ["torch", "method"])
 @pytest.mark.parametrize("conv", [False, True])
-def test_elementwise_functions(any_backend, name, form, conv):
+def test_elementwise_functions(name, form, conv):
     def fn(x):
         if UNARY_INPUTS.get(name) == "positive":
             x = x * x + 0.5
@@ -1726,7 +1731,7 @@ ARITHMETIC = {
 
 @pytest.mark.parametrize("name", list(ARITHMETIC))
 @pytest.mark.parametrize("conv", [False, True])
-def test_elementwise_arithmetic(any_backend, name, conv):
+def test_elementwise_arithmetic(name, conv):
     check(Fn(ARITHMETIC[name], conv), torch.randn(2, 3, 5, 4), elementwise=not conv)
 
 
@@ -1752,7 +1757,7 @@ class TinyViT(nn.Module):
         return self.head(self.norm(self.blocks(x))[:, 0])
 
 
-def test_vision_transformer(any_backend):
+def test_vision_transformer():
     check(TinyViT(), torch.randn(2, 3, 16, 16), run_inputs=[(torch.randn(3, 3, 16, 16),)])
 
 
@@ -1793,7 +1798,7 @@ SHAPE_OPS = {  # on x (B, 3, 4)
 
 
 @pytest.mark.parametrize("name", list(SHAPE_OPS))
-def test_shape_ops(any_backend, name):
+def test_shape_ops(name):
     check(ShapeOps(SHAPE_OPS[name]), torch.randn(2, 3, 4),
           run_inputs=[(torch.randn(5, 3, 4),)])
 
@@ -1864,7 +1869,7 @@ class HFGPT2Attention(nn.Module):
         return self.c_proj(out.view(out.size()[:-2] + (self.d,)))
 
 
-def test_huggingface_style_attention(any_backend):
+def test_huggingface_style_attention():
     masks = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
     check(HFBertSelfAttention(), torch.randn(2, 7, 32), masks,
           run_inputs=[(torch.randn(1, 7, 32), torch.tensor([[1, 1, 0, 1, 1, 1, 0]]))])
@@ -1990,7 +1995,7 @@ class DecoratedForward(nn.Module):
         return {"hidden": h, "pooled": h.mean(1)}
 
 
-def test_decorated_forwards_and_modules_outside_the_model(any_backend):
+def test_decorated_forwards_and_modules_outside_the_model():
     x, mask = torch.randn(2, 3, 4), torch.ones(2, 3)
     check(DecoratedForward(), x, run_inputs=[(torch.randn(3, 3, 4),)])
     check(DecoratedForward(), x, mask, run_inputs=[(torch.randn(1, 3, 4), torch.zeros(1, 3))])
@@ -2048,7 +2053,7 @@ class MergedHeads(nn.Module):
 
 @pytest.mark.parametrize("heads", [1, 4, 12])
 @pytest.mark.parametrize("split", ["-1", "batch"])
-def test_batch_and_heads_merged_into_one_axis(any_backend, heads, split):
+def test_batch_and_heads_merged_into_one_axis(heads, split):
     """Twelve heads failed to convert (the merged axis tried as 2, 1, 8 and 16 rows, none a
     multiple of 12), four gave the split a fixed batch of 2 in the summary: unknown sizes
     now carry their multiple of the batch (_symbolic.SymbolicTensor.mult)."""
@@ -2086,7 +2091,7 @@ class OlderAttentionCode(nn.Module):
         return F.scaled_dot_product_attention(q, q, q, is_causal=t > 8 and True)
 
 
-def test_older_attention_code(any_backend):
+def test_older_attention_code():
     check(OlderAttentionCode(), torch.randn(2, 3, 4, 5),
           run_inputs=[(torch.randn(1, 3, 4, 5),), (torch.randn(3, 3, 4, 5),)])
 
@@ -2204,7 +2209,7 @@ class StepLoop(nn.Module):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("state", [False, True])
-def test_recurrent_cells_in_a_loop(any_backend, kind, state):
+def test_recurrent_cells_in_a_loop(kind, state):
     check(StepLoop(kind, state), torch.randn(2, 5, 4), run_inputs=[(torch.randn(1, 5, 4),),
                                                                    (torch.randn(3, 5, 4),)])
 
@@ -2250,7 +2255,7 @@ class ExpandUnlessOneRow(nn.Module):
 
 
 @pytest.mark.parametrize("rows", [1, 2])
-def test_a_test_of_batch_one_converts_on_the_path_of_two_rows(any_backend, rows):
+def test_a_test_of_batch_one_converts_on_the_path_of_two_rows(rows):
     """Converted from 1-row examples too (traced again with 2 rows), and run at 1-3 rows."""
     check(ExpandUnlessOneRow(), torch.randn(rows, 5, 3),
           run_inputs=[(torch.randn(1, 5, 3),), (torch.randn(3, 5, 3),)])
@@ -2363,7 +2368,7 @@ EXTREMES = {  # after a conv (the channels-last layout) and without; int results
 
 @pytest.mark.parametrize("conv", [False, True])
 @pytest.mark.parametrize("name", list(EXTREMES))
-def test_max_min_argmax(any_backend, name, conv):
+def test_max_min_argmax(name, conv):
     check(Fn(EXTREMES[name], conv=conv), torch.randn(2, 3, 5, 6),
           run_inputs=[(torch.randn(3, 3, 5, 6),)])
 
@@ -2437,7 +2442,7 @@ TENSOR_OPS = {  # on y (B, C, 5, 6), after a conv or not; int and bool results a
 
 @pytest.mark.parametrize("conv", [False, True])
 @pytest.mark.parametrize("name", list(TENSOR_OPS))
-def test_more_tensor_ops(any_backend, name, conv):
+def test_more_tensor_ops(name, conv):
     x = torch.randn(2, 3, 5, 6)
     x[0, 0, 0, :3] = 0.0  # signs, roundings and divisions meet zeros
     check(Fn(TENSOR_OPS[name], conv=conv), x, run_inputs=[(torch.randn(3, 3, 5, 6),)])
@@ -2511,7 +2516,7 @@ class TextCNN(nn.Module):
         return self.fc(torch.cat([torch.max(F.relu(c(x)), dim=2)[0] for c in self.convs], 1))
 
 
-def test_text_cnn(any_backend):
+def test_text_cnn():
     check(TextCNN(), torch.randint(0, 30, (3, 9)), run_inputs=[(torch.randint(0, 30, (1, 9)),)])
 
 
@@ -2542,7 +2547,7 @@ class ShiftedWindowAttention(nn.Module):
         return torch.roll(y.reshape(B, H, W, C), shifts=(s, s), dims=(1, 2))
 
 
-def test_shifted_window_attention(any_backend):
+def test_shifted_window_attention():
     check(ShiftedWindowAttention(), torch.randn(2, 8, 8, 16),
           run_inputs=[(torch.randn(1, 8, 8, 16),), (torch.randn(3, 8, 8, 16),)])
     check(ShiftedWindowAttention(d=8, ws=2, heads=1, shift=1), torch.randn(2, 6, 4, 8),
@@ -2562,7 +2567,7 @@ def test_shape_op_refusals():
         fl.from_torch(Fn(lambda x: F.linear(x, x)), torch.randn(3, 3))
 
 
-def test_comparisons_in_pytorchs_dtype(any_backend):
+def test_comparisons_in_pytorchs_dtype():
     # a float32 tensor against a Python float compares in float32 (0.1 is not float64's
     # 0.1), an int64 tensor against a float in float32 (16777217 -> 16777216)
     x = torch.full((2, 3), 0.1)
@@ -2573,7 +2578,7 @@ def test_comparisons_in_pytorchs_dtype(any_backend):
     check(Fn(lambda i: (i > 16777216.5).float()), ids)
 
 
-def test_integer_elementwise(any_backend):
+def test_integer_elementwise():
     ids = torch.randint(-5, 9, (2, 6))
     for fn in (lambda i: (i.clamp(min=0.5, max=7.5) * 1.0),  # promoted to float, as PyTorch
                # int64 squares, exact where float32 would round: (i + 2^24 + 1)^2 - (2^24 + 1)^2
@@ -2615,7 +2620,7 @@ CONSTANTS = {  # on x (B, 4, 3)
 
 
 @pytest.mark.parametrize("name", list(CONSTANTS))
-def test_methods_of_parameters(any_backend, name):
+def test_methods_of_parameters(name):
     check(Constants(CONSTANTS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
 
 
@@ -2648,7 +2653,7 @@ CREATIONS = {  # on x (B, 4, 3); Constants has w (3, 4). (fx computes creations 
 
 
 @pytest.mark.parametrize("name", list(CREATIONS))
-def test_creation_and_casts(any_backend, name):
+def test_creation_and_casts(name):
     check(Constants(CREATIONS[name]), torch.randn(2, 4, 3), run_inputs=[(torch.randn(1, 4, 3),)])
 
 
@@ -2673,7 +2678,7 @@ def test_run_time_sizes_are_read_without_a_transpose():
           torch.randn(2, 3, 5, 4))
 
 
-def test_keyword_forms_and_empty_chunks(any_backend):
+def test_keyword_forms_and_empty_chunks():
     check(Fn(lambda x: x.split(split_size=2, dim=1)[1] * 2), torch.randn(2, 5))
     check(Fn(lambda x: x.matmul(other=x.transpose(0, 1))), torch.randn(3, 4))
     # an empty axis: PyTorch gives `chunks` empty pieces
@@ -2731,7 +2736,7 @@ MORE_OPS = {  # on x (B, 3, 5, 4); conv: the channels-last layout
 
 @pytest.mark.parametrize("name", list(MORE_OPS))
 @pytest.mark.parametrize("conv", [False, True])
-def test_normalize_flip_cumsum_roll(any_backend, name, conv):
+def test_normalize_flip_cumsum_roll(name, conv):
     check(Fn(MORE_OPS[name], conv), torch.randn(2, 3, 5, 4))
 
 
@@ -2761,7 +2766,7 @@ SPLITS = {  # (split, parts) of an axis of 5 (dim 1) or 7 (the last)
 
 @pytest.mark.parametrize("name", list(SPLITS))
 @pytest.mark.parametrize("conv", [False, True])
-def test_split_and_chunk(any_backend, name, conv):
+def test_split_and_chunk(name, conv):
     # conv: the channels-last layout (dim 1 is the stored last axis)
     split, parts = SPLITS[name]
     module = Fn(lambda x: tuple(split(x)[i] * (i + 1) for i in range(parts)), conv)
@@ -2804,14 +2809,14 @@ class MatMul(nn.Module):
 
 
 @pytest.mark.parametrize("name", list(MATMULS))
-def test_matmul(any_backend, name):
+def test_matmul(name):
     check(MatMul(MATMULS[name]), torch.randn(2, 4, 6), run_inputs=[(torch.randn(1, 4, 6),)])
 
 
 # ------------------------------------------------------------------ embedding, merges
 
 
-def test_embedding_lstm_classifier(any_backend):
+def test_embedding_lstm_classifier():
     class Classifier(nn.Module):
         def __init__(self):
             super().__init__()
@@ -2867,7 +2872,7 @@ class Merge(nn.Module):
 
 @pytest.mark.parametrize("name", list(MERGES))
 @pytest.mark.parametrize("conv_a,conv_b", [(False, False), (True, True), (True, False)])
-def test_merges(any_backend, name, conv_a, conv_b):
+def test_merges(name, conv_a, conv_b):
     # layouts: both PyTorch's, both channels-last inside, or one of each
     check(Merge(MERGES[name], conv_a, conv_b), torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5))
 
@@ -2884,7 +2889,7 @@ class Buffered(nn.Module):
         return (y + self.shift) * self.scale, x[:, :2] * 3
 
 
-def test_constants_broadcast_in_either_layout(any_backend):
+def test_constants_broadcast_in_either_layout():
     check(Buffered(), torch.randn(2, 3, 5, 5))
 
 

@@ -86,7 +86,7 @@ class RopeAttention(nn.Module):
 
 @pytest.mark.parametrize("buffer", [True, False])
 @pytest.mark.parametrize("seq", [1, 7, 16])
-def test_complex_rotary_embedding(any_backend, buffer, seq):
+def test_complex_rotary_embedding(buffer, seq):
     torch.manual_seed(seq)
     module = RopeAttention(buffer=buffer)
     check(module, torch.randn(2, seq, 32),
@@ -128,7 +128,7 @@ CALLS = {
 
 
 @pytest.mark.parametrize("name", CALLS)
-def test_complex_arithmetic_and_parts(any_backend, name):
+def test_complex_arithmetic_and_parts(name):
     g = torch.Generator().manual_seed(3)
     c = torch.complex(torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g))
     check(Fn(CALLS[name], c=c), torch.randn(2, 4, 6), torch.randn(2, 4, 6),
@@ -150,7 +150,7 @@ FFTS = {
 
 
 @pytest.mark.parametrize("name", FFTS)
-def test_ffts(any_backend, name):
+def test_ffts(name):
     f = torch.linspace(0, 1, 6)  # a low-pass gain on the 6 rfft bins of 10 samples
     check(Fn(FFTS[name], f=f), torch.randn(2, 3, 10),
           run_inputs=[(torch.randn(1, 3, 10),)])
@@ -184,7 +184,7 @@ class LogMel(nn.Module):
     {}, {"center": False}, {"pad_mode": "constant"}, {"pad_mode": "replicate"},
     {"pad_mode": "circular"}, {"normalized": True}, {"win_length": 48},
 ])
-def test_log_mel_spectrogram(any_backend, stft):
+def test_log_mel_spectrogram(stft):
     torch.manual_seed(1)
     check(LogMel(**stft), torch.randn(2, 401), run_inputs=[(torch.randn(3, 401),)])
 
@@ -201,7 +201,7 @@ STFTS = {
 
 
 @pytest.mark.parametrize("name", STFTS)
-def test_stft(any_backend, name):
+def test_stft(name):
     check(Fn(STFTS[name]), torch.randn(2, 53), run_inputs=[(torch.randn(1, 53),)])
 
 
@@ -267,7 +267,7 @@ GAINS = {
 
 
 @pytest.mark.parametrize("name", GAINS)
-def test_real_tensors_with_complex_constants(any_backend, name):
+def test_real_tensors_with_complex_constants(name):
     check(Gain(GAINS[name]), torch.randn(3, 16), run_inputs=[(torch.randn(1, 16),)])
 
 
@@ -304,7 +304,7 @@ class RopeInForward(nn.Module):
         return torch.view_as_real(xc * fc[:, None, :]).flatten(3)
 
 
-def test_constants_made_in_forward(any_backend):
+def test_constants_made_in_forward():
     check(RopeInForward(), torch.randn(2, 6, 3, 8), run_inputs=[(torch.randn(1, 6, 3, 8),)])
     for make in (lambda x: torch.hann_window(64, device=x.device),
                  lambda x: torch.hann_window(64, dtype=x.dtype),
@@ -340,7 +340,7 @@ class WhisperLogMel(nn.Module):
 
 
 @pytest.mark.parametrize("method", [False, True])
-def test_whisper_log_mel_spectrogram(any_backend, method):
+def test_whisper_log_mel_spectrogram(method):
     check(WhisperLogMel(method), torch.randn(2, 4000))
 
 
@@ -353,7 +353,7 @@ COMPLEX_INDEXES = {
 
 
 @pytest.mark.parametrize("name", COMPLEX_INDEXES)
-def test_indexing_a_complex_tensor(any_backend, name):
+def test_indexing_a_complex_tensor(name):
     index = COMPLEX_INDEXES[name]
     check(Fn(lambda m, x: torch.view_as_real(index(_z(x)))), torch.randn(2, 4, 6))
 
@@ -395,7 +395,7 @@ KEYWORD_FORMS = {
 
 
 @pytest.mark.parametrize("name", KEYWORD_FORMS)
-def test_complex_calls_by_keyword(any_backend, name):
+def test_complex_calls_by_keyword(name):
     check(Fn(KEYWORD_FORMS[name]), torch.randn(2, 4, 6))
 
 

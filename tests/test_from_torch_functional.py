@@ -73,7 +73,7 @@ BATCH_NORMS = {
     for shape, conv in [((4, 5), False), ((3, 5, 7), False), ((2, 5, 4, 3), False),
                         ((2, 5, 4, 3), True)]
     if len(shape) >= 3 or not name.startswith("instance") or "running" in name])
-def test_functional_batch_and_instance_norm(any_backend, name, shape, conv):
+def test_functional_batch_and_instance_norm(name, shape, conv):
     x = torch.randn(*shape) * 2 + 1
     check(Stats(shape[1], BATCH_NORMS[name], conv), x,
           run_inputs=[(torch.randn(1 + shape[0], *shape[1:]),)])
@@ -106,7 +106,7 @@ def test_functional_norm_problems():
 
 
 @pytest.mark.parametrize("channels,alpha", [(None, 1), (4, 1), (4, 4), (None, 4)])
-def test_functional_prelu(any_backend, channels, alpha):
+def test_functional_prelu(channels, alpha):
     class PReLU(nn.Module):
         def __init__(self):
             super().__init__()
@@ -122,7 +122,7 @@ def test_functional_prelu(any_backend, channels, alpha):
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
 @pytest.mark.parametrize("shape,conv", [((2, 6, 4, 5), None), ((2, 6, 4, 5), 6),
                                         ((3, 6, 7), None), ((2, 3, 2, 2, 2), None)])
-def test_local_response_norm(any_backend, size, shape, conv):
+def test_local_response_norm(size, shape, conv):
     check(Conv(nn.LocalResponseNorm(size), conv), torch.randn(*shape) * 3)
     check(Conv(lambda x: F.local_response_norm(x, size, alpha=0.3, beta=0.6, k=2.0), conv),
           torch.randn(*shape) * 3)
@@ -141,7 +141,7 @@ class Dist(nn.Module):
                                 {"p": 0.5}, {"compute_mode": "use_mm_for_euclid_dist"}])
 @pytest.mark.parametrize("xs,ys", [((3, 5, 4), (3, 7, 4)), ((2, 1, 6, 3), (4, 5, 3)),
                                    ((5, 1), (2, 1))])
-def test_cdist(any_backend, kw, xs, ys):
+def test_cdist(kw, xs, ys):
     x = torch.randn(*xs).round(decimals=1)  # some equal entries (p = 0 counts the others)
     y = torch.randn(*ys).round(decimals=1)
     y.view(-1)[:2] = x.view(-1)[:2]
@@ -184,7 +184,7 @@ class Pairs(nn.Module):
 
 
 @pytest.mark.parametrize("conv", [False, True])
-def test_cosine_similarity_and_pairwise_distance_modules(any_backend, conv):
+def test_cosine_similarity_and_pairwise_distance_modules(conv):
     x, y = torch.randn(2, 6, 3, 4), torch.randn(2, 6, 3, 4)
     y[0, :, 0, 0] = 0.0  # a zero vector: the eps of each
     check(Pairs(conv), x, y)
@@ -205,7 +205,7 @@ class Bilinear(nn.Module):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("functional", [False, True])
 @pytest.mark.parametrize("lead", [(6,), (2, 7), (1,)])
-def test_bilinear(any_backend, bias, functional, lead):
+def test_bilinear(bias, functional, lead):
     check(Bilinear(bias, functional), torch.randn(*lead, 5), torch.randn(*lead, 3),
           run_inputs=[(torch.randn(3, *lead[1:], 5), torch.randn(3, *lead[1:], 3))])
 
@@ -236,7 +236,7 @@ ORDER_STATS = {
 
 @pytest.mark.parametrize("conv", [False, True])
 @pytest.mark.parametrize("name", list(ORDER_STATS))
-def test_order_statistics(any_backend, name, conv):
+def test_order_statistics(name, conv):
     fn = ORDER_STATS[name]
     check(Conv(fn, 3 if conv else None), torch.randn(2, 3, 5, 6),
           run_inputs=[(torch.randn(3, 3, 5, 6),)])
@@ -290,7 +290,7 @@ def test_keyword_only_arguments_keep_their_defaults(any_backend):
 # ---- found by an audit as a user (session 35): non-finite values, constants, defaults ------
 
 
-def test_local_response_norm_keeps_non_finite_values_to_their_windows(any_backend):
+def test_local_response_norm_keeps_non_finite_values_to_their_windows():
     """A NaN or inf reaches only the channels whose window holds it, and a large square
     does not swamp small ones further on (a running sum over channels did both)."""
     x = torch.tensor([1.0, float("inf"), 2.0, 3.0, float("nan"), 4.0, 5.0, 0.5, 0.25])
@@ -336,7 +336,7 @@ class Bank(nn.Module):
                 nn.CosineSimilarity(dim=-1)(self.memory[:1], z))
 
 
-def test_distances_to_parameters_and_buffers(any_backend):
+def test_distances_to_parameters_and_buffers():
     check(Bank(), torch.randn(4, 8), run_inputs=[(torch.randn(7, 8),)])
 
 
@@ -365,7 +365,7 @@ NORMS = {
 
 @pytest.mark.parametrize("conv", [False, True])
 @pytest.mark.parametrize("name", list(NORMS))
-def test_norms_of_any_order(any_backend, name, conv):
+def test_norms_of_any_order(name, conv):
     x = torch.randn(2, 3, 5, 6)
     x[0, 0, 0, :2] = 0.0  # zeros for p = 0 and negative orders
     x[1, 1, 2, 3] = float("nan")
@@ -388,11 +388,11 @@ class Defaults(nn.Module):
         return y * y if opts["square"] else y
 
 
-def test_tuple_tensor_and_dict_defaults(any_backend):
+def test_tuple_tensor_and_dict_defaults():
     check(Defaults(), torch.randn(2, 4))
 
 
-def test_pytorch_argument_names(any_backend):
+def test_pytorch_argument_names():
     w = torch.randn(3, 5, 4)
     check(Conv(lambda x: (
         torch.median(input=x, dim=1).values, torch.nanmedian(input=x),
@@ -436,7 +436,7 @@ class Scalars(nn.Module):
         return y * float(self.inner.scale)
 
 
-def test_float_and_int_of_parameters(any_backend):
+def test_float_and_int_of_parameters():
     check(Scalars(), torch.randn(2, 4))
 
 
@@ -459,7 +459,7 @@ class Quantile(nn.Module):
 @pytest.mark.parametrize("n,q,interpolation", [
     (101, 0.3, "higher"), (101, 0.55, "higher"), (26, 0.28, "higher"), (51, 0.58, "lower"),
     (46, 0.7, "nearest"), (101, 0.6, "midpoint"), (11, 0.3, "linear"), (2, 0.5, "nearest")])
-def test_quantile_ranks_are_pytorchs_float32_ones(any_backend, n, q, interpolation):
+def test_quantile_ranks_are_pytorchs_float32_ones(n, q, interpolation):
     """PyTorch's rank q·(n - 1) is a float32 product (0.3 · 100 = 30.000001, so "higher"
     picks 31): with values equal to their ranks, each result names the rank taken."""
     y = torch.arange(n, dtype=torch.float32)[None].repeat(2, 1)
@@ -520,7 +520,7 @@ class SyncBnNet(nn.Module):
         return self.head(torch.cat([y, z], 1))
 
 
-def test_sync_batch_norm_converts_as_batch_norm(any_backend):
+def test_sync_batch_norm_converts_as_batch_norm():
     model = nn.SyncBatchNorm.convert_sync_batchnorm(SyncBnNet())
     bns = [m for m in model.modules() if isinstance(m, nn.SyncBatchNorm)]
     assert len(bns) == 4
@@ -564,7 +564,7 @@ def test_sync_batch_norm_without_running_statistics_is_refused():
     (1, dict(norm_type=float("inf"), kernel_size=5, stride=3, ceil_mode=True)),
 ])
 @pytest.mark.parametrize("module", [False, True])
-def test_lp_pool(any_backend, dims, kw, module):
+def test_lp_pool(dims, kw, module):
     """nn.LPPool1d / LPPool2d and F.lp_pool1d / lp_pool2d, after a conv (channels-last) or
     on the input; odd powers of negative values give NaN, as in PyTorch."""
     shape = (2, 3, 7) if dims == 1 else (2, 3, 7, 6)

@@ -59,7 +59,7 @@ SIZES = [((1, 1), (2, 3)), ((5, 7), (3, 11)), ((16, 15), (17, 1)), ((2, 1), (4, 
 
 @pytest.mark.parametrize("mode,padding,align_corners", list(itertools.product(
     MODES, PADDINGS, (False, True))))
-def test_grid_sample_matches_pytorch(any_backend, mode, padding, align_corners):
+def test_grid_sample_matches_pytorch(mode, padding, align_corners):
     for i, ((h, w), (ho, wo)) in enumerate(SIZES):
         conv = i % 2 == 1
         c = 3 if conv else 1 + i
@@ -69,7 +69,7 @@ def test_grid_sample_matches_pytorch(any_backend, mode, padding, align_corners):
               run_inputs=[(torch.randn(3, c, h, w), _grid(3, ho, wo, 10 + i, reach=4.0))])
 
 
-def test_grid_sample_defaults_and_keywords(any_backend):
+def test_grid_sample_defaults_and_keywords():
     x = torch.randn(2, 4, 6, 5)
     for kw in ({}, {"align_corners": None}, {"mode": "nearest"},
                {"padding_mode": "border", "align_corners": True}):
@@ -88,7 +88,7 @@ def test_nearest_rounds_ties_to_even(any_backend):
     assert got[0, 0, 0, [0, 2, 4, 6]].tolist() == [0.0, 0.0, 2.0, 2.0]
 
 
-def test_non_finite_positions_read_as_pytorch_reads_them(any_backend):
+def test_non_finite_positions_read_as_pytorch_reads_them():
     """A NaN or infinite position: NaN in the bicubic mode and the bilinear one with zeros
     padding; 0 in the nearest mode with zeros padding; else the clamped edge (NaN to 0)."""
     grid = _grid(1, 2, 4, 3)
@@ -148,7 +148,7 @@ class Stn(nn.Module):
 
 @pytest.mark.parametrize("kw", [{}, {"align_corners": True, "padding": "border"},
                                 {"mode": "bicubic", "padding": "reflection"}])
-def test_spatial_transformer_tutorial(any_backend, kw):
+def test_spatial_transformer_tutorial(kw):
     torch.manual_seed(0)
     check(Stn(**kw), torch.randn(4, 1, 28, 28),
           run_inputs=[(torch.randn(1, 1, 28, 28),), (torch.randn(7, 1, 28, 28),)])
@@ -173,7 +173,7 @@ class AffineWarp(nn.Module):
 
 @pytest.mark.parametrize("out_hw", [(1, 1), (1, 5), (2, 2), (13, 8), (28, 28)])
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_affine_grid_matches_pytorch(any_backend, out_hw, align_corners):
+def test_affine_grid_matches_pytorch(out_hw, align_corners):
     x = torch.randn(3, 4, 6, 7)
     check(AffineWarp(4, out_hw, align_corners, warp=False), x,
           run_inputs=[(torch.randn(5, 4, 6, 7),)])
@@ -195,7 +195,7 @@ class ConvGrid(nn.Module):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_grid_from_a_conv(any_backend, mode):
+def test_grid_from_a_conv(mode):
     check(ConvGrid(mode), torch.randn(2, 3, 9, 10), run_inputs=[(torch.randn(1, 3, 9, 10),)])
 
 
@@ -307,7 +307,7 @@ class LinspaceWarp(nn.Module):
         return F.grid_sample(x, grid, mode="nearest", align_corners=True)
 
 
-def test_a_base_grid_from_linspace(any_backend):
+def test_a_base_grid_from_linspace():
     x, flow = torch.randn(2, 3, 8, 9), torch.randn(2, 2, 8, 9) * 0.1
     check(LinspaceWarp(), x, flow, run_inputs=[(torch.randn(1, 3, 8, 9),
                                                 torch.randn(1, 2, 8, 9) * 0.1)])
@@ -321,7 +321,7 @@ def test_an_empty_batch(any_backend):
     assert got.shape == (0, 3, 3, 6)
 
 
-def test_positions_past_the_integer_range_read_nothing(any_backend):
+def test_positions_past_the_integer_range_read_nothing():
     """Positions of 1e10 and more are outside every image (PyTorch's conversion to int32
     gives its minimum), so an infinite pixel at the origin is not read at weight 0."""
     x = torch.randn(1, 2, 4, 5)

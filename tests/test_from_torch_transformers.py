@@ -19,6 +19,8 @@ torch = pytest.importorskip("torch")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
+from conftest import backends_of_the_test  # noqa: E402
+
 import fastlayers as fl  # noqa: E402
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
@@ -152,16 +154,21 @@ def _compare(got, want):
 
 
 def _check(model, examples, *others):
-    """Convert, compare on every input; then the same after a pickle round trip (a model
-    handed to worker processes)."""
+    """Convert once; on each backend of the test (both, or the one any_backend pins: a
+    converted model picks its path at every call), compare on every input; then the same
+    after a pickle round trip (a model handed to worker processes)."""
     model.eval()
     converted = fl.from_torch(model, examples)
     again = pickle.loads(pickle.dumps(converted))
+    cases = []
     for inputs in (examples, *others):
         with torch.no_grad():
-            want = model(*inputs)
-        for m in (converted, again):
-            _compare(m(*[t.numpy() for t in inputs]), want)
+            cases.append(([t.numpy() for t in inputs], model(*inputs)))
+    for backend in backends_of_the_test():
+        with fl.use_backend(backend):
+            for arrays, want in cases:
+                for m in (converted, again):
+                    _compare(m(*arrays), want)
     return converted
 
 
@@ -180,7 +187,7 @@ _EAGER_ONLY = ("DebertaModel", "DebertaV2Model", "DebertaV2ForSequenceClassifica
 
 @pytest.mark.parametrize("name,attn", [(n, a) for n in TEXT for a in ("eager", "sdpa")
                                        if a == "eager" or n not in _EAGER_ONLY])
-def test_text_models_with_padding_masks(any_backend, name, attn):
+def test_text_models_with_padding_masks(name, attn):
     torch.manual_seed(0)
     _check(TEXT[name](attn), _ids(2), _ids(3), _ids(1))
 
@@ -205,14 +212,14 @@ def test_a_model_output_as_a_layer_of_a_model(any_backend):
 
 
 @pytest.mark.parametrize("name", ["BertModel", "DistilBertModel", "T5EncoderModel"])
-def test_text_models_without_masks(any_backend, name):
+def test_text_models_without_masks(name):
     torch.manual_seed(0)
     _check(TEXT[name]("eager"), (_ids(2)[0],), (_ids(3)[0],))
 
 
 @pytest.mark.parametrize("name,attn", [(n, a) for n in VISION for a in ("eager", "sdpa")
                                        if a == "eager" or n not in _NO_SDPA])
-def test_vision_models(any_backend, name, attn):
+def test_vision_models(name, attn):
     torch.manual_seed(0)
     model = _random_norms(VISION[name](attn))
     _check(model, (torch.randn(2, 3, 16, 16),), (torch.randn(3, 3, 16, 16),))
@@ -232,7 +239,7 @@ def _audio(b, mask):
 @pytest.mark.parametrize("mask", [False, True])
 @pytest.mark.parametrize("name", ["Wav2Vec2Model", "HubertModel"])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_audio_models(any_backend, name, attn, mask):
+def test_audio_models(name, attn, mask):
     """Raw audio through the convolutional feature encoder and transformer; with a padding
     mask, its frames' mask is built by item assignment, mask[(arange(b), lengths - 1)] = 1,
     from lengths computed with torch.div(..., rounding_mode="floor")."""
@@ -258,7 +265,7 @@ DECODERS = {
 @pytest.mark.parametrize("rows", [1, 2])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("name", list(DECODERS))
-def test_decoders_without_a_mask(any_backend, name, attn, rows):
+def test_decoders_without_a_mask(name, attn, rows):
     """Called without attention_mask, decoders expand their position ids only when the batch
     is not 1 (masking_utils): converted on the path of 2 or more rows, checked by from_torch
     at batch 1, and compared here at 1-3 rows."""
@@ -278,7 +285,7 @@ def _phi3_longrope(attn):
 @pytest.mark.parametrize("mask", [False, True])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("t", [12, 16, 17, 20])
-def test_phi3_longrope(any_backend, t, attn, mask):
+def test_phi3_longrope(t, attn, mask):
     """Phi-3's longrope RoPE writes its inv_freq buffer with the short or the long factors
     (inv_freq.copy_(torch.where(seq_len > 16, long, short))) before every read of it, so
     each call computes from what it wrote: converted at sequences up to the original length
@@ -293,16 +300,20 @@ def test_phi3_longrope(any_backend, t, attn, mask):
     assert torch.equal(rotary.inv_freq, before)
     # (from_torch's check of a batch of one calls the module itself, which caches them)
     assert not isinstance(getattr(rotary, "long_inv_freq", None), torch.fx.Proxy)
+    cases = []
     for inputs in (pick(2), pick(1), pick(3), pick(2)):
         with torch.no_grad():
-            want = model(*inputs)
-        _compare(converted(*[x.numpy() for x in inputs]), want)
+            cases.append(([x.numpy() for x in inputs], model(*inputs)))
     # once PyTorch has cached the long factors, converting again reads them
     assert type(rotary.long_inv_freq) is torch.Tensor
     again = fl.from_torch(model, pick(2))
     with torch.no_grad():
-        want = model(*pick(3))
-    _compare(again(*[x.numpy() for x in pick(3)]), want)
+        cases_again = [([x.numpy() for x in pick(3)], model(*pick(3)))]
+    for backend in backends_of_the_test():
+        with fl.use_backend(backend):
+            for m, m_cases in ((converted, cases), (again, cases_again)):
+                for arrays, want in m_cases:
+                    _compare(m(*arrays), want)
 
 
 def _moe(name, **experts):
@@ -331,7 +342,7 @@ MOE = {
 @pytest.mark.parametrize("mask", [False, True])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("name", list(MOE))
-def test_mixture_of_experts_models(any_backend, name, attn, mask):
+def test_mixture_of_experts_models(name, attn, mask):
     """Mixture-of-experts decoders: the router's softmax and torch.topk (its values divided
     in place by their sum) convert as ops; the experts module, which routes tokens by their
     values (nonzero, a loop over the experts hit), converts whole to layers.Experts."""
@@ -366,7 +377,7 @@ class _Seq2Seq(torch.nn.Module):
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_whisper_encoder_and_decoder(any_backend, attn):
+def test_whisper_encoder_and_decoder(attn):
     """The whole Whisper model, log-mel features and decoder tokens: its decoder's position
     table is indexed by position ids repeated over the batch (self.weight[position_ids]),
     an Embedding's lookup."""

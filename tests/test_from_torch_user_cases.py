@@ -110,13 +110,13 @@ class TriuOnes(nn.Module):
 
 @pytest.mark.parametrize("boolean", [False, True])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_encoder_layer_with_a_buffer_mask(any_backend, boolean, is_causal):
+def test_encoder_layer_with_a_buffer_mask(boolean, is_causal):
     check(EncoderBufferMask(boolean, is_causal), torch.randn(2, 6, 16),
           run_inputs=[(torch.randn(3, 6, 16),)])
 
 
 @pytest.mark.parametrize("boolean", [False, True])
-def test_mha_with_a_buffer_mask(any_backend, boolean):
+def test_mha_with_a_buffer_mask(boolean):
     check(MhaBufferMask(boolean), torch.randn(2, 6, 16), run_inputs=[(torch.randn(1, 6, 16),)])
 
 
@@ -134,12 +134,12 @@ def test_constant_key_padding_mask_is_refused():
         fl.from_torch(Padded(), torch.randn(2, 6, 16))
 
 
-def test_decoder_mask_made_in_forward(any_backend):
+def test_decoder_mask_made_in_forward():
     check(DecoderMaskInForward(), torch.randn(2, 6, 16), torch.randn(2, 5, 16),
           run_inputs=[(torch.randn(3, 6, 16), torch.randn(3, 5, 16))])
 
 
-def test_ones_with_sizes_read_from_the_input(any_backend):
+def test_ones_with_sizes_read_from_the_input():
     saved = (torch.ones, torch.zeros, torch.empty, torch.finfo)
     proxy_methods = {n: torch.fx.Proxy.__dict__.get(n) for n in ("__iadd__", "__imul__")}
     check(TriuOnes(), torch.randn(2, 7, 16), run_inputs=[(torch.randn(4, 7, 16),)])
@@ -166,7 +166,7 @@ class ReturnsInput(Defaults):
 
 
 @pytest.mark.parametrize("cls", [Defaults, ReturnsInput])
-def test_forward_arguments_left_at_their_defaults(any_backend, cls):
+def test_forward_arguments_left_at_their_defaults(cls):
     model = check(cls(), torch.randn(2, 4), run_inputs=[(torch.randn(5, 4),)])
     assert [t.name for t in model.inner.inputs] == ["x"]  # no input for the defaults
 
@@ -218,7 +218,7 @@ class InPlaceModule(nn.Module):
     nn.SiLU(inplace=True), nn.ELU(inplace=True), nn.Hardswish(inplace=True),
     nn.Hardtanh(inplace=True), nn.Dropout(0.5, inplace=True),
 ], ids=lambda m: type(m).__name__)
-def test_in_place_module_then_its_input_read(any_backend, act):
+def test_in_place_module_then_its_input_read(act):
     check(InPlaceModule(act), torch.randn(2, 8), run_inputs=[(torch.randn(5, 8),)])
 
 
@@ -246,7 +246,7 @@ class Augmented(nn.Module):
 
 
 @pytest.mark.parametrize("op", ["+", "-", "*", "/"])
-def test_augmented_assignment_on_an_alias(any_backend, op):
+def test_augmented_assignment_on_an_alias(op):
     check(Augmented(op), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
 
 
@@ -258,7 +258,7 @@ class FunctionalInPlace(nn.Module):
         return y + 0.0
 
 
-def test_functional_in_place_result_dropped(any_backend):
+def test_functional_in_place_result_dropped():
     check(FunctionalInPlace(), torch.randn(2, 8), run_inputs=[(torch.randn(4, 8),)])
 
 
@@ -272,7 +272,7 @@ class SizeAugmented(nn.Module):
         return x[:, : n - 3] * m
 
 
-def test_augmented_assignment_on_a_size(any_backend):
+def test_augmented_assignment_on_a_size():
     check(SizeAugmented(), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
 
 
@@ -312,7 +312,7 @@ class Chained(nn.Module):
         return skip, y, z
 
 
-def test_chained_in_place_writes(any_backend):
+def test_chained_in_place_writes():
     check(Chained(), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
 
 
@@ -385,7 +385,7 @@ class SplitSlices(nn.Module):
         return q * 1.0, a  # (k itself changed: reading it after the writes is refused)
 
 
-def test_in_place_writes_to_split_slices(any_backend):
+def test_in_place_writes_to_split_slices():
     check(SplitSlices(), torch.randn(2, 8), run_inputs=[(torch.randn(3, 8),)])
 
 
@@ -398,7 +398,7 @@ class StridedBuffer(nn.Module):
         return x + self.every_other
 
 
-def test_strided_buffer(any_backend):
+def test_strided_buffer():
     check(StridedBuffer(), torch.randn(2, 4), run_inputs=[(torch.randn(3, 4),)])
 
 
@@ -447,7 +447,7 @@ class Residual(nn.Module):
         return x + stochastic_depth(self.conv(x), self.p, "row", self.training)
 
 
-def test_stochastic_depth_in_eval_is_the_identity(any_backend):
+def test_stochastic_depth_in_eval_is_the_identity():
     check(Residual(), torch.randn(2, 4, 6, 6), run_inputs=[(torch.randn(3, 4, 6, 6),)])
 
 
@@ -493,7 +493,7 @@ class SubclassedConvs(nn.Module):
         return seq, img, vol
 
 
-def test_functional_and_subclassed_convs(any_backend):
+def test_functional_and_subclassed_convs():
     check(SubclassedConvs(), torch.randn(2, 4, 7, 9), run_inputs=[(torch.randn(3, 4, 7, 9),)])
 
 
@@ -503,7 +503,7 @@ class Swaps(nn.Module):
                 x.swapdims(1, 2).transpose(dim0=1, dim1=2))
 
 
-def test_swapaxes_and_swapdims(any_backend):
+def test_swapaxes_and_swapdims():
     check(Swaps(), torch.randn(2, 3, 5), run_inputs=[(torch.randn(4, 3, 5),)])
 
 
@@ -924,7 +924,7 @@ def _stale_weight_module(kind):
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.nn.utils.weight_norm
 @pytest.mark.parametrize("kind", ["weight_norm", "spectral_norm", "prune"])
-def test_weights_recomputed_by_a_pre_hook_after_load_state_dict(any_backend, kind):
+def test_weights_recomputed_by_a_pre_hook_after_load_state_dict(kind):
     """Old-style weight_norm, spectral_norm and prune keep `weight` as a plain attribute that
     a forward pre-hook recomputes before each call; after load_state_dict it still held the
     constructor's value, which from_torch converted (an audit: 1.0-4.9 off on outputs of
@@ -1037,7 +1037,7 @@ def test_a_global_hook_the_forward_registers_is_refused_and_removed(traces):
     assert len(module_mod._global_forward_hooks) == before and module.handle is None
 
 
-def test_a_hook_the_forward_registers_on_a_layer_it_does_not_call_converts(any_backend):
+def test_a_hook_the_forward_registers_on_a_layer_it_does_not_call_converts():
     """A hook registered on a layer the trace never calls changes nothing: converted."""
     class Other(_HooksOnFirstCall):
         def forward(self, x):
@@ -1058,7 +1058,7 @@ class _Block(nn.Module):
         return self.lin(x) + x
 
 
-def test_hooks_on_a_module_traced_through_are_kept(any_backend):
+def test_hooks_on_a_module_traced_through_are_kept():
     """fx runs the hooks of a module it traces into (a user's block): they convert."""
     torch.manual_seed(1)
     module = nn.Sequential(_Block(), nn.Linear(4, 2))
@@ -1069,7 +1069,7 @@ def test_hooks_on_a_module_traced_through_are_kept(any_backend):
 
 @pytest.mark.parametrize("after", ["relu", "batch_norm"])
 @pytest.mark.parametrize("rank", [1, 2])
-def test_a_parametrized_conv_before_a_layer(any_backend, rank, after):
+def test_a_parametrized_conv_before_a_layer(rank, after):
     """A conv under torch.nn.utils.parametrizations (ParametrizedConv2d, a subclass) with a
     BatchNorm or an activation after it raised a KeyError on its class."""
     torch.manual_seed(2)
@@ -1160,7 +1160,7 @@ class _InPlaceMethods(nn.Module):
         return y + z + w + q, (x * 0.5).exp_().tril_()
 
 
-def test_in_place_tensor_methods(any_backend):
+def test_in_place_tensor_methods():
     """x.mul_(s), relu_(), masked_fill_, ... were refused ('Tensor.mul_'); they convert as
     their out-of-place forms, whose result later reads of the tensor (and of the results of
     earlier in-place calls on it) read, as `x += y` does."""
@@ -1241,7 +1241,7 @@ _MORE_OPS = {
 
 
 @pytest.mark.parametrize("name", sorted(_MORE_OPS))
-def test_more_tensor_ops(any_backend, name):
+def test_more_tensor_ops(name):
     """Ops an audit found refused in users' forwards: movedim/moveaxis, tile, narrow, select,
     tensor_split, cumprod, lerp, addcmul/addcdiv, fmod, remainder (%) and atan2 (with their
     in-place forms). Checked against PyTorch at another batch size too."""
@@ -1332,7 +1332,7 @@ _STACKS_AND_SPECIALS = {
 
 
 @pytest.mark.parametrize("name", sorted(_STACKS_AND_SPECIALS))
-def test_stacks_special_functions_and_log_domain_ops(any_backend, name):
+def test_stacks_special_functions_and_log_domain_ops(name):
     """hstack / vstack / row_stack / dstack / column_stack / atleast_*d, fmax / fmin (NaN
     loses), hypot, logaddexp(2), copysign, xlogy, logit (with eps), asinh / acosh / atanh,
     erfc (its tail without cancellation), sinc, i0, frac, sgn, signbit, logcumsumexp,
@@ -1388,7 +1388,7 @@ class _Varargs(nn.Module):
 
 
 @pytest.mark.parametrize("extra", [0, 1, 2])
-def test_a_forward_with_varargs(any_backend, extra):
+def test_a_forward_with_varargs(extra):
     """forward(self, x, *rest) was refused ('2 example inputs for a forward with 1 positional
     arguments'); it is traced through a call with the examples, as many as given."""
     torch.manual_seed(6)
@@ -1565,7 +1565,7 @@ def test_relu_of_an_integer_tensor_stays_integer(any_backend):
         np.testing.assert_array_equal(got, w.numpy())
 
 
-def test_an_expand_that_grows_nothing_may_be_written(any_backend):
+def test_an_expand_that_grows_nothing_may_be_written():
     """An in-place write to expand(-1, -1) or expand_as of the tensor's own shape (a plain
     view: PyTorch writes it) was refused as an expanded tensor by the first review's fix."""
     class SameShape(nn.Module):
@@ -1594,7 +1594,7 @@ _SORTS = {
 
 
 @pytest.mark.parametrize("name", sorted(_SORTS))
-def test_sort_argsort_take_along_dim(any_backend, name):
+def test_sort_argsort_take_along_dim(name):
     """sort, argsort and take_along_dim (refused before): topk of a whole axis, ties in
     their order (PyTorch's stable sort), NaN last ascending and first descending; checked
     against PyTorch with ties (rounded values), also after a conv (channels-last)."""
@@ -1667,7 +1667,7 @@ class _Bag(nn.Module):
 
 @pytest.mark.parametrize("padding_idx", [None, 0, 3])
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
-def test_embedding_bag_of_rows(any_backend, mode, padding_idx):
+def test_embedding_bag_of_rows(mode, padding_idx):
     """nn.EmbeddingBag of 2-D ids, each row a bag (it was refused): the padding id left out
     of the sum, the mean and its count, and the max; a bag of padding alone gives zeros."""
     torch.manual_seed(9)
@@ -1696,7 +1696,7 @@ class _Bags(nn.Module):
 @pytest.mark.parametrize("padding_idx", [None, 3])
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
 @pytest.mark.parametrize("include_last", [False, True])
-def test_embedding_bag_with_offsets(any_backend, mode, padding_idx, include_last):
+def test_embedding_bag_with_offsets(mode, padding_idx, include_last):
     """1-D ids and offsets (they were refused): empty bags, a bag of padding alone, other
     batch sizes and id counts than the examples'."""
     torch.manual_seed(4)
@@ -1708,7 +1708,7 @@ def test_embedding_bag_with_offsets(any_backend, mode, padding_idx, include_last
           run_inputs=[(more_ids, more), (ids[:1], torch.tensor([0, 1] if include_last else [0]))])
 
 
-def test_embedding_bag_with_per_sample_weights(any_backend):
+def test_embedding_bag_with_per_sample_weights():
     torch.manual_seed(5)
     check(_Bags(weighted=True), torch.randint(0, 10, (7,)), torch.tensor([0, 3, 3]),
           torch.rand(7), run_inputs=[(torch.randint(0, 10, (4,)), torch.tensor([0, 1, 2, 3]),
@@ -1749,7 +1749,7 @@ def test_embedding_bag_refusals():
         fl.from_torch(bag, torch.zeros((2, 0), dtype=torch.long))
 
 
-def test_embedding_bag_padding_set_negative_after_construction(any_backend):
+def test_embedding_bag_padding_set_negative_after_construction():
     """padding_idx = -1 assigned to the module (the constructor would have made it 9):
     PyTorch's kernel normalizes it at lookup; it was compared as -1, leaving nothing out."""
     module = _Bag("mean", None)
@@ -1819,7 +1819,7 @@ def test_scatter_and_index_ops_match_pytorch(any_backend):
         np.testing.assert_array_equal(got, want.numpy())
 
 
-def test_scatter_of_integer_tensors_and_a_gnn_aggregation(any_backend):
+def test_scatter_of_integer_tensors_and_a_gnn_aggregation():
     """Integer tensors keep their dtype (a count per bucket, a max per bucket); message
     passing as graph code writes it: messages gathered at the edges' sources, summed at
     their destinations with index_add_ (here over a non-batch axis of nodes)."""
@@ -1991,7 +1991,7 @@ class _LuongDecoder(nn.Module):
 
 
 @pytest.mark.parametrize("method", ["dot", "general", "concat"])
-def test_the_chatbot_tutorials_luong_decoder(any_backend, method):
+def test_the_chatbot_tutorials_luong_decoder(method):
     """It failed with a Concatenate of mismatched batches: the encoder outputs' batch was
     taken as their axis 0. A transpose and a bmm now say it is axis 1."""
     torch.manual_seed(1)
@@ -2029,7 +2029,7 @@ class _ArchitecturePatterns(nn.Module):
                 torch.mm(z[:, 0].T, z[:, 1]))
 
 
-def test_architecture_patterns_an_audit_found_refused(any_backend):
+def test_architecture_patterns_an_audit_found_refused():
     torch.manual_seed(5)
     check(_ArchitecturePatterns(), torch.randn(2, 4, 5), torch.randn(2, 3, 4, 5),
           run_inputs=[(torch.randn(3, 4, 5), torch.randn(3, 3, 4, 5))])
@@ -2053,7 +2053,7 @@ _BICUBIC = [dict(size=(13, 17)), dict(size=(5, 4)), dict(scale_factor=2),
 
 
 @pytest.mark.parametrize("kw", _BICUBIC, ids=[str(k) for k in _BICUBIC])
-def test_bicubic_interpolate(any_backend, kw):
+def test_bicubic_interpolate(kw):
     """F.interpolate(mode="bicubic") (ViT's interpolate_pos_encoding, super-resolution
     models) converts as PyTorch computes it: Keys's cubic with A = -0.75, edges clamped,
     half-pixel or corner-aligned positions (it was refused)."""
@@ -2149,7 +2149,7 @@ class PlainTable(nn.Module):
         return self.lin(x + self.pe[:, :x.size(1)])
 
 
-def test_a_plain_tensor_attribute_sliced_by_an_input_size(any_backend):
+def test_a_plain_tensor_attribute_sliced_by_an_input_size():
     module = PlainTable()
     check(module, torch.randn(2, 7, 4), run_inputs=[(torch.randn(3, 7, 4),)])
     # put back as it was: a plain attribute, not a buffer, not in the state_dict
@@ -2534,7 +2534,7 @@ class _TableRows(nn.Module):  # M2M100's sinusoidal positions: table.index_selec
     (_Aliases, lambda: torch.randn(2, 5)),
     (_TableRows, lambda: torch.randint(0, 20, (2, 5))),
 ])
-def test_modules_a_pytorch_user_audit_found_refused(any_backend, make, example):
+def test_modules_a_pytorch_user_audit_found_refused(make, example):
     x = example()
     check(make(), x, run_inputs=[(x[:1],), (torch.cat([x, x, x]),)])
 
@@ -2630,7 +2630,7 @@ class _TiedHead(nn.Module):
                                     self.embedding.weight)
 
 
-def test_a_tied_head_converts_whatever_ran_before(any_backend):
+def test_a_tied_head_converts_whatever_ran_before():
     """F.linear's Dense takes an auto-name ("dense") that the module's own `dense` has too;
     a Model refuses two layers of one name (a review: the conversion failed in a fresh
     process, where the name counter was still at 0). The later one gets a name of its own."""

@@ -40,7 +40,7 @@ UNFOLD_CASES = [
 @pytest.mark.parametrize("kw", UNFOLD_CASES)
 @pytest.mark.parametrize("conv_first", [False, True])
 @pytest.mark.parametrize("hw", [(5, 7), (11, 13)])
-def test_unfold_module(any_backend, kw, conv_first, hw):
+def test_unfold_module(kw, conv_first, hw):
     torch.manual_seed(0)
     check(Im2col(conv_first, **kw), torch.randn(2, 3, *hw),
           run_inputs=[(torch.randn(1, 3, *hw),), (torch.randn(5, 3, *hw),)])
@@ -59,7 +59,7 @@ class FoldBack(nn.Module):
 
 
 @pytest.mark.parametrize("kw", UNFOLD_CASES)
-def test_fold_of_unfold(any_backend, kw):
+def test_fold_of_unfold(kw):
     torch.manual_seed(1)
     check(FoldBack(**kw), torch.randn(2, 3, 9, 10), run_inputs=[(torch.randn(3, 3, 9, 10),)])
 
@@ -90,7 +90,7 @@ class Patchify(nn.Module):
 
 
 @pytest.mark.parametrize("p, hw", [(4, (16, 12)), (1, (3, 2)), (5, (17, 11))])
-def test_patchify_by_tensor_unfold(any_backend, p, hw):
+def test_patchify_by_tensor_unfold(p, hw):
     torch.manual_seed(3)
     check(Patchify(p), torch.randn(2, 3, *hw), run_inputs=[(torch.randn(1, 3, *hw),)])
 
@@ -109,7 +109,7 @@ class Frames(nn.Module):
 
 @pytest.mark.parametrize("size, step", [(8, 4), (7, 3), (16, 16), (1, 1), (31, 2)])
 @pytest.mark.parametrize("dim", [1, -1])
-def test_framing_by_tensor_unfold(any_backend, size, step, dim):
+def test_framing_by_tensor_unfold(size, step, dim):
     torch.manual_seed(4)
     check(Frames(size, step, dim), torch.randn(2, 31), run_inputs=[(torch.randn(3, 31),)])
 
@@ -143,12 +143,12 @@ class Area(nn.Module):
     (dict(scale_factor=0.25), (2, 4, 17)),  # 3-D: adaptive_avg_pool1d
     (dict(size=10), (2, 4, 23)),
 ])
-def test_interpolate_area(any_backend, kw, shape):
+def test_interpolate_area(kw, shape):
     torch.manual_seed(5)
     check(Area(**kw), torch.randn(*shape), run_inputs=[(torch.randn(1, *shape[1:]),)])
 
 
-def test_upsample_module_in_area_mode(any_backend):
+def test_upsample_module_in_area_mode():
     torch.manual_seed(6)
     check(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Upsample(size=(6, 4), mode="area")),
           torch.randn(2, 3, 11, 9))
