@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from conftest import backends_of_the_test  # noqa: E402
+from test_from_torch import _copied  # noqa: E402
 
 import fastlayers as fl  # noqa: E402
 
@@ -163,13 +164,22 @@ def _check(model, examples, *others):
     cases = []
     for inputs in (examples, *others):
         with torch.no_grad():
-            cases.append(([t.numpy() for t in inputs], model(*inputs)))
+            cases.append(([t.numpy() for t in inputs], _copied(model(*inputs))))
+    _on_each_backend([(m, cases) for m in (converted, again)])
+    return converted
+
+
+def _on_each_backend(models_and_cases):
+    """Each (converted model, [(input arrays, PyTorch's outputs)]) compared on each backend of
+    the test; a failure names the backend."""
     for backend in backends_of_the_test():
         with fl.use_backend(backend):
-            for arrays, want in cases:
-                for m in (converted, again):
-                    _compare(m(*arrays), want)
-    return converted
+            for m, cases in models_and_cases:
+                for arrays, want in cases:
+                    try:
+                        _compare(m(*arrays), want)
+                    except AssertionError as e:
+                        raise AssertionError(f"on the {backend} path: {e}") from e
 
 
 def _ids(b, t=12):
@@ -303,17 +313,13 @@ def test_phi3_longrope(t, attn, mask):
     cases = []
     for inputs in (pick(2), pick(1), pick(3), pick(2)):
         with torch.no_grad():
-            cases.append(([x.numpy() for x in inputs], model(*inputs)))
+            cases.append(([x.numpy() for x in inputs], _copied(model(*inputs))))
     # once PyTorch has cached the long factors, converting again reads them
     assert type(rotary.long_inv_freq) is torch.Tensor
     again = fl.from_torch(model, pick(2))
     with torch.no_grad():
-        cases_again = [([x.numpy() for x in pick(3)], model(*pick(3)))]
-    for backend in backends_of_the_test():
-        with fl.use_backend(backend):
-            for m, m_cases in ((converted, cases), (again, cases_again)):
-                for arrays, want in m_cases:
-                    _compare(m(*arrays), want)
+        cases_again = [([x.numpy() for x in pick(3)], _copied(model(*pick(3))))]
+    _on_each_backend([(converted, cases), (again, cases_again)])
 
 
 def _moe(name, **experts):
