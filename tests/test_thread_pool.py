@@ -553,6 +553,66 @@ def test_the_pool_keeps_the_cpu_masks_it_was_given(worker_cpus):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+_LATE_WORKER_CHILD = r"""
+import os, sys, time, numpy as np
+import fastlayers as fl
+from fastlayers import _core as core
+fl.set_num_threads(2)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((1, 24, 24, 32)).astype(np.float32)
+w = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+fl.conv2d(x, w, padding="same")  # the worker exists
+me = os.getpid()
+everywhere = os.sched_getaffinity(0)
+pin = {int(sys.argv[1])}
+before = core.pool_stats()
+core._debug_pool_wake_delay(200_000)  # every wake-up 200 ms late: the caller runs it all
+bad = []
+given = 0
+try:
+    # A trial counts when the worker was asleep at the signal (on a busy machine it may still
+    # be spinning after 50 ms: then nothing is narrowed, and nothing is given back).
+    for trial in range(12):
+        if given >= 3:
+            break
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+        for t in tids:
+            os.sched_setaffinity(t, everywhere)
+        time.sleep(0.05)  # the worker sleeps: the next region keeps it off the caller's CPU
+        fl.conv2d(x, w, padding="same")
+        for t in tids:
+            if t != me:
+                os.sched_setaffinity(t, pin)  # the user pins it, the worker still asleep
+        time.sleep(0.4)  # the worker has woken, found the region done, and waits again
+        bad += [(trial, t, os.sched_getaffinity(t)) for t in tids
+                if t != me and os.path.exists(f"/proc/self/task/{t}")
+                and os.sched_getaffinity(t) != pin]
+        given = core.pool_stats()["masks_given_back"] - before["masks_given_back"]
+finally:
+    core._debug_pool_wake_delay(0)
+print("trials", trial + 1, "given back", given, "moved", bad)
+sys.exit(0 if given >= 1 and not bad else 1)
+"""
+
+
+@pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and 2 CPUs")
+def test_a_late_worker_does_not_undo_a_pin_made_after_the_call():
+    """A worker signalled while asleep is kept off the caller's CPU until it wakes. One that
+    wakes only after the call has returned (a busy machine; here a test hook delays every
+    wake-up by 200 ms) must not then restore the mask it had before the call over one the user
+    set meanwhile: the caller gives the mask back itself before returning (a CI failure of
+    the test above, 4-18 in 200 trials under load, before it did)."""
+    import subprocess
+    import sys
+
+    pin = sorted(os.sched_getaffinity(0))[-1]
+    out = subprocess.run([sys.executable, "-c", _LATE_WORKER_CHILD, str(pin)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 @pytest.mark.skipif(NUMPY_ONLY or not _backend.core_available(), reason="no compiled core")
 def test_set_num_threads_releases_the_gil(restore_threads):
     """set_num_threads waits for a parallel region running in another thread; it held the

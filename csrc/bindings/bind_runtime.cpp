@@ -114,13 +114,20 @@ void bind_runtime(py::module_& m) {
             d["late_workers_called"] = s.late_workers_called;
             d["backoffs"] = s.backoffs;
             d["serial_by_backoff"] = s.serial_by_backoff;
+            d["masks_given_back"] = s.masks_given_back;
             return d;
         },
         "Counters of the thread pool since the process started: regions (run on more than one "
         "thread), workers_signalled, worker_wakeups, chunks_taken_over, "
         "late_workers_called (late workers moved onto the caller's CPU), backoffs (contended "
         "LSTM/GRU units splits), serial_by_backoff (units splits the backoff ran on the caller "
-        "alone).");
+        "alone), masks_given_back (late workers whose CPU mask the caller restored at the end of a "
+        "region).");
+    m.def(
+        "_debug_pool_wake_delay", [](int64_t us) { pool_wake_delay_for_tests(us); },
+        py::arg("us"),
+        "Test hook: a worker woken with a region sleeps us microseconds before anything else (a "
+        "late worker); 0 turns it off.");
     m.def(
         "set_contention_backoff",
         [](const py::handle& on) {

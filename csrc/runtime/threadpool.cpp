@@ -180,6 +180,8 @@ std::atomic<uint64_t> g_stat_taken_over{0};  // chunks run by a thread other tha
 std::atomic<uint64_t> g_stat_called_here{0};  // late workers moved to the caller's CPU
 std::atomic<uint64_t> g_stat_backoffs{0};     // contended units splits
 std::atomic<uint64_t> g_stat_serial{0};       // units splits the backoff ran on the caller alone
+std::atomic<uint64_t> g_stat_given_back{0};   // late workers' masks the caller restored
+std::atomic<int64_t> g_wake_delay_us{0};      // pool_wake_delay_for_tests
 
 // The units-split backoff (see the top of this file).
 constexpr int64_t kStallMinNs = 200000;  // a wait shorter than this is never contention
@@ -308,6 +310,7 @@ class ThreadPool {
             // The workers still use ctx: wait for them before unwinding past it. Every chunk
             // still unclaimed is claimed by a signalled worker (each scans them all).
             wait_done();
+            give_back_masks(k);
             t_in_region = false;
             t_region_caller = false;
             throw;
@@ -316,6 +319,7 @@ class ThreadPool {
         const bool timed = t_region_phases;
         const int64_t waiting = timed ? now_ns() : 0;
         wait_done();
+        give_back_masks(k);
         t_in_region = false;
         t_region_caller = false;
         if (timed) {
@@ -505,6 +509,30 @@ class ThreadPool {
     }
 #endif
 
+    // The caller's side, once the region is done: a worker that was signalled but not yet
+    // awake (or is awake and not yet back in rejoin) still has the mask keep_off or call_here
+    // gave it; it gets its own back now, before the call returns. Left to the worker, the
+    // mask was restored whenever it next ran - on a busy machine after the caller had
+    // returned and the user had pinned the thread, whose new mask the stale one then
+    // replaced (a CI run: 18 of 200 trials under load). Only a worker still narrowed costs a
+    // syscall here; its own rejoin then finds nothing to do.
+    void give_back_masks(int64_t k) {
+#if defined(FL_POOL_AFFINITY)
+        for (int64_t i = 1; i < k; ++i) {
+            Slot& s = slots_[static_cast<size_t>(i)];
+            std::lock_guard<std::mutex> lk(s.affinity_m);
+            if (!s.kept_off) continue;
+            const pthread_t h = (*workers_)[static_cast<size_t>(i) - 1].native_handle();
+            pthread_setaffinity_np(h, sizeof(s.own), &s.own);
+            s.kept_off = false;
+            s.off_cpu = -1;
+            g_stat_given_back.fetch_add(1, std::memory_order_relaxed);
+        }
+#else
+        (void)k;
+#endif
+    }
+
     // The worker's side of keep_off and call_here, once awake or done: its own mask back.
     void rejoin(Slot& s) {
 #if defined(FL_POOL_AFFINITY)
@@ -603,6 +631,8 @@ class ThreadPool {
         uint64_t seen = 0;  // a fresh slot's ticket
         for (;;) {
             const uint64_t ticket = wait_ticket(slot, seen);
+            if (const int64_t us = g_wake_delay_us.load(std::memory_order_relaxed); us > 0)
+                std::this_thread::sleep_for(std::chrono::microseconds(us));
             rejoin(slot);
             seen = ticket;
             if (stop_.load(std::memory_order_relaxed)) return;  // ordered by the ticket load
@@ -787,7 +817,12 @@ PoolStats pool_stats() {
     s.workers_signalled = g_stat_signalled.load(std::memory_order_relaxed);
     s.worker_wakeups = g_stat_wakeups.load(std::memory_order_relaxed);
     s.chunks_taken_over = g_stat_taken_over.load(std::memory_order_relaxed);
+    s.masks_given_back = g_stat_given_back.load(std::memory_order_relaxed);
     return s;
+}
+
+void pool_wake_delay_for_tests(int64_t us) {
+    g_wake_delay_us.store(std::max<int64_t>(0, us), std::memory_order_relaxed);
 }
 
 std::string take_thread_start_warning() {

@@ -130,7 +130,10 @@ def output_cache_limit(max_bytes: int | None = None) -> tuple[int, int]:
     the bytes it may keep (0: none; None only queries); returns (previous limit, bytes held)."""
 def pool_stats() -> dict[str, int]:
     """Thread-pool counters: regions, workers_signalled, worker_wakeups, chunks_taken_over,
-    late_workers_called, backoffs, serial_by_backoff."""
+    late_workers_called, backoffs, serial_by_backoff, masks_given_back."""
+
+def _debug_pool_wake_delay(us: int) -> None:
+    """Test hook: a worker woken with a region sleeps us microseconds first; 0 turns it off."""
 
 def _debug_run_alone(fn: Callable[[], Any]) -> Any:
     """Test hook: calls fn() with every parallel region it starts run on this thread alone."""

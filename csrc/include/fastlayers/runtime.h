@@ -185,8 +185,12 @@ struct PoolStats {
     uint64_t late_workers_called = 0;  // workers call_late_workers_here moved (see there)
     uint64_t backoffs = 0;           // contended units splits that sent later ones to the caller
     uint64_t serial_by_backoff = 0;  // units splits the backoff ran on the caller alone
+    uint64_t masks_given_back = 0;   // late workers' masks restored by the caller (see there)
 };
 PoolStats pool_stats();
+// Test hook: a worker that wakes with a region sleeps `us` microseconds before it does anything
+// (a late worker, deterministically); 0 turns it off.
+void pool_wake_delay_for_tests(int64_t us);
 
 // The units-split backoff (csrc/runtime/threadpool.cpp, docs/architecture.md §7): when the
 // caller of an LSTM/GRU units split (a region whose threads share its steps through
