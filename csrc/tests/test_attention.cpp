@@ -892,6 +892,7 @@ void test_attention_ts_grid(int part) {
                             const int64_t d = kDims[idx % 4], dv = kDims[(idx / 4 + idx) % 4];
                             const uint32_t seed = idx++;  // (the same cases as in one grid)
                             if (static_cast<int>(ti % 2) != part) continue;
+                            if (!fltest::driver_grid_case(seed)) continue;
                             if (fltest::case_failures() > 40) return;
                             check_attention_case(make_case(kT[ti], s, d, dv, rule, causal != 0,
                                                            mask, additive != 0, seed));
@@ -910,9 +911,11 @@ void test_attention_dim_grid() {
                         for (int mask = 0; mask < 2; ++mask)
                             for (int additive = 0; additive < 2; ++additive) {
                                 if (fltest::case_failures() > 40) return;
+                                const uint32_t seed = idx++;
+                                if (!fltest::driver_grid_case(seed)) continue;
                                 check_attention_case(make_case(p[0], p[1], d, dv, rule,
                                                                causal != 0, mask, additive != 0,
-                                                               idx++));
+                                                               seed));
                             }
 }
 
@@ -924,6 +927,8 @@ void test_attention_threads_bitwise() {
         for (int causal = 0; causal < 2; ++causal)
             for (int mask = 0; mask < 2; ++mask)
                 for (int additive = 0; additive < 2; ++additive) {
+                    if (!fltest::driver_grid_case(rule * 8 + causal * 4 + mask * 2 + additive))
+                        continue;
                     AttnCase c = make_case(150, 520, 17, 16, rule, causal != 0, mask,
                                            additive != 0, 77 + rule * 8 + causal * 4 + mask * 2);
                     c.batch = 2;
@@ -976,6 +981,10 @@ void test_attention_decode_grid() {
                 for (int causal = 0; causal < 2; ++causal)
                     for (int mask = 0; mask < 2; ++mask) {
                         if (fltest::case_failures() > 40) return;
+                        if (!fltest::driver_grid_case(idx)) {
+                            ++idx;
+                            continue;
+                        }
                         const int64_t* dd = dims[idx % 6];
                         AttnCase c = make_case(t, s, dd[0], dd[1], rule, causal != 0, mask,
                                                false, idx++);
@@ -996,6 +1005,10 @@ void test_attention_decode_threads_bitwise() {
         for (int rule = 0; rule < 3; ++rule)
             for (int causal = 0; causal < 2; ++causal)
                 for (int mask = 0; mask < 2; ++mask) {
+                    if (!fltest::driver_grid_case(idx)) {
+                        ++idx;
+                        continue;
+                    }
                     AttnCase c = make_case(sh[0], sh[1], 64, 48, rule, causal != 0, mask, false,
                                            idx++);
                     c.batch = 2;
@@ -1128,10 +1141,12 @@ void test_attention_grouped() {
     for (const auto& sh : shapes)
         for (int rule = 0; rule < 3; ++rule)
             for (int variant = 0; variant < 3; ++variant) {
+                const uint32_t seed = idx++;
+                if (!fltest::driver_grid_case(seed)) continue;
                 const bool additive = variant == 2 && sh[0] > 8;
                 AttnCase c = make_case(sh[0], sh[1], 16, 17, rule, variant == 1,
                                        variant == 1 || (variant == 2 && !additive), additive,
-                                       idx++);
+                                       seed);
                 c.batch = 2;
                 c.heads = 6;
                 c.shared_kv = false;
