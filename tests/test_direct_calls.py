@@ -616,6 +616,72 @@ def test_sdpa_other_arguments_take_the_checked_call():
                                atol=1e-6)
 
 
+def _arrays_to_check():
+    """Arrays the kernels take as they are, and arrays they do not, for the fast key."""
+    base = np.arange(24, dtype=F32).reshape(2, 3, 4)
+    raw = np.zeros(4 * 24 + 1, np.uint8)
+    misaligned = np.frombuffer(raw.data, F32, 24, offset=1).reshape(2, 3, 4)
+
+    class Sub(np.ndarray):
+        pass
+
+    return {
+        "plain": base,
+        "0-d": np.array(1.5, F32),
+        "empty": np.zeros((0, 3), F32),
+        "unpickled": pickle.loads(pickle.dumps(base)),  # an equal dtype object
+        "read-only": np.frombuffer(base.tobytes(), F32).reshape(2, 3, 4),
+        "float64": base.astype(np.float64),
+        "big-endian": base.astype(">f4"),
+        "fortran": np.asfortranarray(base),
+        "strided": base[:, :, ::2],
+        "misaligned": misaligned,
+        "subclass": base.view(Sub),
+        "scalar": np.float32(1.0),
+        "list": [[1.0, 2.0]],
+        "none": None,
+    }
+
+
+def test_the_fast_key_checks_what_unchanged_checks():
+    """_core.plain_f32_shapes (the key of a direct op call, functional._plain_f32_key)
+    accepts exactly the arrays _checks.unchanged does, and gives their shapes."""
+    from fastlayers import _checks
+
+    core = fl._backend._core
+    arrays = _arrays_to_check()
+    assert not arrays["misaligned"].flags.aligned  # (the case is what it says)
+    for name, x in arrays.items():
+        want = ((x.shape,) if _checks.unchanged(x) else None)
+        assert core.plain_f32_shapes(x) == want, name
+        pair = core.plain_f32_shapes(arrays["plain"], x)  # one array that is not: None
+        assert pair == (None if want is None else ((2, 3, 4), x.shape)), name
+    assert core.plain_f32_shapes() == ()
+    accepted = {n for n, x in arrays.items() if core.plain_f32_shapes(x) is not None}
+    assert accepted == {"plain", "0-d", "empty", "unpickled", "read-only"}
+
+
+def test_attention_allocates_its_output_when_given_none():
+    """_core.attention with out None (the sdpa runner's call) returns a new array with the
+    bits of a given out, and refuses bad shapes as with an out."""
+    core = fl._backend._core
+    rng = np.random.default_rng(15)
+    q = rng.standard_normal((2, 3, 5, 4)).astype(F32)
+    k = rng.standard_normal((2, 3, 7, 4)).astype(F32)
+    v = rng.standard_normal((2, 3, 7, 6)).astype(F32)
+    out = np.full((2, 3, 5, 6), np.nan, F32)
+    args = (None, None, False, 0, 0.5, False, 1.0, 1.0, None)
+    assert core.attention(q, k, v, out, *args) is out
+    got = core.attention(q, k, v, None, *args)
+    assert got.shape == (2, 3, 5, 6) and got.dtype == F32 and got.flags.c_contiguous
+    assert_same(got, out)
+    assert got is not core.attention(q, k, v, None, *args)  # a new array each call
+    with pytest.raises(ValueError, match="expected q"):
+        core.attention(q, k, v[:, :, :6], None, *args)
+    with pytest.raises(TypeError, match="must be a numpy.ndarray"):
+        core.attention(q, k, [1.0], None, *args)
+
+
 # ------------------------------------------------------------- ops called directly: matmul
 
 

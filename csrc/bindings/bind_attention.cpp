@@ -31,14 +31,22 @@ bool same_shape(const py::ssize_t* x, std::initializer_list<py::ssize_t> y) {
     return true;
 }
 
-void attention(const py::handle& q_in, const py::handle& k_in, const py::handle& v_in,
-               const py::handle& out_in, const py::object& weights_in,
-               const py::object& mask_in, bool causal, int rule, float scale, bool additive,
-               float pre, float post, const py::object& add_w_in) {
+// Returns the output: `out`, or when `out` is None a new C-contiguous (B, H, T, Dv) array
+// (allocated here: a small head's call skips a second call into the module for it).
+py::object attention(const py::handle& q_in, const py::handle& k_in, const py::handle& v_in,
+                     const py::handle& out_arg, const py::object& weights_in,
+                     const py::object& mask_in, bool causal, int rule, float scale,
+                     bool additive, float pre, float post, const py::object& add_w_in) {
     const StridedView4<const float> q = strided_view4<const float>(kOp, q_in, "q", false);
     const StridedView4<const float> k = strided_view4<const float>(kOp, k_in, "k", false);
     const StridedView4<const float> v = strided_view4<const float>(kOp, v_in, "v", false);
-    const StridedView4<float> out = strided_view4<float>(kOp, out_in, "out", true);
+    py::object out_obj = py::reinterpret_borrow<py::object>(out_arg);
+    if (out_obj.is_none()) {
+        // (B, H, T) of q and Dv of v; shapes that do not match are refused below, as for a
+        // given out.
+        out_obj = new_f32({q.shape[0], q.shape[1], q.shape[2], v.shape[3]});
+    }
+    const StridedView4<float> out = strided_view4<float>(kOp, out_obj, "out", true);
     AttentionArgs a;
     a.q = q.rows;
     a.k = k.rows;
@@ -124,6 +132,7 @@ void attention(const py::handle& q_in, const py::handle& k_in, const py::handle&
     }
     const double macs = static_cast<double>(a.batch) * a.heads * a.t * a.s * (a.d + a.dv);
     call_without_gil_if(macs >= kReleaseGilMinMacs, [&] { attention_forward(a); });
+    return out_obj;
 }
 
 }  // namespace
@@ -138,7 +147,7 @@ void bind_attention(py::module_& m) {
           py::arg("add_w") = py::none(),
           "out[b,h] = softmax(scores(q[b,h], k[b,h]), masked) @ v[b,h] for rank-4 float32 views "
           "(last dim contiguous); k and v may have G heads, G dividing H, each serving H/G "
-          "consecutive query heads. rule: 0 fused (-0.7*FLT_MAX), 1 subtract 1e9, 2 Softmax "
+          "consecutive query heads. out None: a new C-contiguous (B,H,T,Dv) array. Returns out. rule: 0 fused (-0.7*FLT_MAX), 1 subtract 1e9, 2 Softmax "
           "layer. Dot scores = scale*(q.k); additive = post*sum(add_w*tanh(pre*(q+k))). "
           "weights (B,H,T,S) C-contiguous, written if given. mask (B,H,T,S) bool view, last "
           "dim contiguous, True = attend.");

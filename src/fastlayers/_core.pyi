@@ -88,7 +88,7 @@ def attention(
     q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32],
     v: npt.NDArray[np.float32],
-    out: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32] | None,
     weights: npt.NDArray[np.float32] | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     causal: bool = False,
@@ -98,8 +98,9 @@ def attention(
     pre: float = 1.0,
     post: float = 1.0,
     add_w: npt.NDArray[np.float32] | None = None,
-) -> None:
+) -> npt.NDArray[np.float32]:
     """out[b, h] = softmax(scores(q[b, h], k[b, h]) masked) @ v[b, h], blocked (ops.h).
+    Returns out; out None: a new C-contiguous (B, H, T, Dv) array, returned.
 
     q (B, H, T, D), k (B, G, S, D), v (B, G, S, Dv), out (B, H, T, Dv): float32 views
     with a contiguous last dim (other strides free; out must not overlap the inputs). G = H,
@@ -121,6 +122,9 @@ def set_contention_backoff(on: bool) -> None: ...
 def contention_backoff() -> bool: ...
 def get_num_threads() -> int: ...
 def default_num_threads() -> int: ...
+def plain_f32_shapes(*arrays: Any) -> tuple[tuple[int, ...], ...] | None:
+    """The arrays' shapes when every one is an exact ndarray of native float32, C-contiguous
+    and aligned (fastlayers._checks.unchanged), else None."""
 def empty_f32(shape: Sequence[int]) -> np.ndarray:
     """A new uninitialized C-contiguous float32 array; 64-byte aligned from 4 KiB on."""
 

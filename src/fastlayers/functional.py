@@ -927,14 +927,12 @@ def _plain_f32_key(*arrays_and_flag: Any) -> tuple | None:
     """The signature of arrays that are all C-contiguous aligned float32 ndarrays (and the
     flag after them) under the backend in force, or None (then no runner is used or kept)."""
     *arrays, flag = arrays_and_flag
-    if _backend._core is None or not _backend.fast_calls.get():
+    core = _backend._core
+    if core is None or not _backend.fast_calls.get():
         return None
-    shapes = []
-    for x in arrays:
-        if not _checks.unchanged(x):
-            return None
-        shapes.append(x.shape)
-    return (*shapes, flag, _backend._current())
+    # each array checked as _checks.unchanged does, in one call (bindings/bind_runtime.cpp)
+    shapes = core.plain_f32_shapes(*arrays)
+    return None if shapes is None else (*shapes, flag, _backend._current())
 
 
 def _kept_runner(slot: list, key: tuple | None) -> Any:

@@ -112,25 +112,21 @@ def sdpa_runner(a):
     bound in, the same ``_core.attention`` call (models/shape_plan.py, functional.py)."""
     core = _backend._core
     lead, t_len, dv = a.q.shape[:-2], a.q.shape[-2], a.v.shape[-1]
-    bh = _batch_heads(lead)
-    out4, out_shape = bh + (t_len, dv), lead + (t_len, dv)
+    out_shape = lead + (t_len, dv)
     causal, scale = a.causal, a.scale
 
     if len(lead) == 2:  # already (B, H, T, D)
 
-        def run(q, k, v):
-            out = empty_f32(out4)
-            core.attention(q, k, v, out, None, None, causal, RULE_FUSED, scale, False, 1.0, 1.0,
-                           None)
-            return out
+        def run(q, k, v):  # (the core allocates the output)
+            return core.attention(q, k, v, None, None, None, causal, RULE_FUSED, scale, False,
+                                  1.0, 1.0, None)
 
         return run
     qs, ks, vs = (_batch_heads(x.shape[:-2]) + x.shape[-2:] for x in (a.q, a.k, a.v))
 
     def run_views(q, k, v):
-        out = empty_f32(out4)
-        core.attention(q.reshape(qs), k.reshape(ks), v.reshape(vs), out, None, None, causal,
-                       RULE_FUSED, scale, False, 1.0, 1.0, None)
+        out = core.attention(q.reshape(qs), k.reshape(ks), v.reshape(vs), None, None, None,
+                             causal, RULE_FUSED, scale, False, 1.0, 1.0, None)
         return out.reshape(out_shape)
 
     return run_views
