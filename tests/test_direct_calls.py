@@ -650,7 +650,8 @@ def test_the_fast_key_checks_what_unchanged_checks():
 
     core = fl._backend._core
     arrays = _arrays_to_check()
-    assert not arrays["misaligned"].flags.aligned  # (the case is what it says)
+    assert not arrays["misaligned"].flags.aligned  # (the cases are what they say)
+    assert arrays["unpickled"].dtype is not np.dtype(F32)
     for name, x in arrays.items():
         want = ((x.shape,) if _checks.unchanged(x) else None)
         assert core.plain_f32_shapes(x) == want, name

@@ -40,18 +40,10 @@ py::object attention(const py::handle& q_in, const py::handle& k_in, const py::h
     const StridedView4<const float> q = strided_view4<const float>(kOp, q_in, "q", false);
     const StridedView4<const float> k = strided_view4<const float>(kOp, k_in, "k", false);
     const StridedView4<const float> v = strided_view4<const float>(kOp, v_in, "v", false);
-    py::object out_obj = py::reinterpret_borrow<py::object>(out_arg);
-    if (out_obj.is_none()) {
-        // (B, H, T) of q and Dv of v; shapes that do not match are refused below, as for a
-        // given out.
-        out_obj = new_f32({q.shape[0], q.shape[1], q.shape[2], v.shape[3]});
-    }
-    const StridedView4<float> out = strided_view4<float>(kOp, out_obj, "out", true);
     AttentionArgs a;
     a.q = q.rows;
     a.k = k.rows;
     a.v = v.rows;
-    a.out = out.rows;
     a.batch = q.shape[0];
     a.heads = q.shape[1];
     a.t = q.shape[2];
@@ -62,16 +54,22 @@ py::object attention(const py::handle& q_in, const py::handle& k_in, const py::h
     // consecutive query heads in place (Rows4::group).
     const int64_t g = k.shape[1];
     const bool grouped = g != a.heads;
+    const char* const kShapes =
+        "attention: expected q (B,H,T,D), k (B,G,S,D), v (B,G,S,Dv), out (B,H,T,Dv) with G "
+        "dividing H";
     if ((grouped && (g < 1 || a.heads % g != 0)) ||
         !same_shape(k.shape, {a.batch, g, a.s, a.d}) ||
-        !same_shape(v.shape, {a.batch, g, a.s, a.dv}) ||
-        !same_shape(out.shape, {a.batch, a.heads, a.t, a.dv})) {
-        throw py::value_error(
-            "attention: expected q (B,H,T,D), k (B,G,S,D), v (B,G,S,Dv), out (B,H,T,Dv) with "
-            "G dividing H");
+        !same_shape(v.shape, {a.batch, g, a.s, a.dv})) {
+        throw py::value_error(kShapes);
     }
-    if (grouped && a.heads > 0) a.k.group = a.v.group = a.heads / g;
     if (a.s < 1 || a.d < 1) throw py::value_error("attention: need S >= 1 and D >= 1");
+    // out None: a new (B, H, T, Dv) array, allocated once q, k and v are known to agree.
+    py::object out_obj = py::reinterpret_borrow<py::object>(out_arg);
+    if (out_obj.is_none()) out_obj = new_f32({a.batch, a.heads, a.t, a.dv});
+    const StridedView4<float> out = strided_view4<float>(kOp, out_obj, "out", true);
+    if (!same_shape(out.shape, {a.batch, a.heads, a.t, a.dv})) throw py::value_error(kShapes);
+    a.out = out.rows;
+    if (grouped && a.heads > 0) a.k.group = a.v.group = a.heads / g;
     // Every output element must have its own address (threads write them concurrently).
     for (int i = 0; i < 3; ++i) {
         const int64_t stride[3] = {out.rows.sb, out.rows.sh, out.rows.st};
@@ -147,7 +145,8 @@ void bind_attention(py::module_& m) {
           py::arg("add_w") = py::none(),
           "out[b,h] = softmax(scores(q[b,h], k[b,h]), masked) @ v[b,h] for rank-4 float32 views "
           "(last dim contiguous); k and v may have G heads, G dividing H, each serving H/G "
-          "consecutive query heads. out None: a new C-contiguous (B,H,T,Dv) array. Returns out. rule: 0 fused (-0.7*FLT_MAX), 1 subtract 1e9, 2 Softmax "
+          "consecutive query heads. out None: a new C-contiguous (B,H,T,Dv) array. Returns "
+          "out. rule: 0 fused (-0.7*FLT_MAX), 1 subtract 1e9, 2 Softmax "
           "layer. Dot scores = scale*(q.k); additive = post*sum(add_w*tanh(pre*(q+k))). "
           "weights (B,H,T,S) C-contiguous, written if given. mask (B,H,T,S) bool view, last "
           "dim contiguous, True = attend.");

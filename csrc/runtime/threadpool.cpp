@@ -13,11 +13,12 @@
 // behind another process on a busy host, has its chunk run by a thread that is free instead of
 // being waited for. Completion is an atomic count of chunks that the caller spins on, then
 // sleeps on. A sleeping worker is woken with the caller's CPU out of its CPU mask (Linux
-// queues a woken thread on the waker's CPU too often), and restores the mask once awake; a
-// caller that knows its workers are late calls them onto its own CPU (call_late_workers_here;
-// docs/architecture.md §7). If the OS refuses to start a worker, the pool keeps the ones it got, lowers
-// num_threads() to match and leaves a one-time report for the Python bindings (a worker never
-// calls into Python).
+// queues a woken thread on the waker's CPU too often), and restores the mask once awake (or the
+// caller does at the region's end, if it is not awake by then); a caller that knows its workers
+// are late calls them onto its own CPU (call_late_workers_here; docs/architecture.md §7). If
+// the OS refuses to start a worker, the pool keeps the ones it got, lowers num_threads() to
+// match and leaves a one-time report for the Python bindings (a worker never calls into
+// Python).
 //
 // Units-split backoff: in an LSTM/GRU units split the threads share every step (SharedPhases),
 // and a partner descheduled in the middle of a step's item holds the caller until its CPU is
@@ -310,7 +311,7 @@ class ThreadPool {
             // The workers still use ctx: wait for them before unwinding past it. Every chunk
             // still unclaimed is claimed by a signalled worker (each scans them all).
             wait_done();
-            give_back_masks(k);
+            give_back_masks();
             t_in_region = false;
             t_region_caller = false;
             throw;
@@ -319,7 +320,7 @@ class ThreadPool {
         const bool timed = t_region_phases;
         const int64_t waiting = timed ? now_ns() : 0;
         wait_done();
-        give_back_masks(k);
+        give_back_masks();
         t_in_region = false;
         t_region_caller = false;
         if (timed) {
@@ -400,6 +401,9 @@ class ThreadPool {
         slots_.reset(new Slot[1]);
         locked_for_fork_ = false;
         region_k_ = 0;  // a fork inside a region: no worker of it exists here (call_here)
+#if defined(FL_POOL_AFFINITY)
+        narrowed_any_ = false;
+#endif
         stop_.store(false);
         remaining_.store(0);
         caller_sleeping_.store(false);
@@ -420,9 +424,8 @@ class ThreadPool {
         std::atomic<bool> sleeping{false};
         std::atomic<bool> inside{false};  // the worker is inside a region (call_here)
 #if defined(FL_POOL_AFFINITY)
-        std::mutex affinity_m;  // guards the three below (keep_off, call_here, rejoin)
+        std::mutex affinity_m;  // guards the two below (keep_off, call_here, rejoin, give back)
         bool kept_off = false;  // the worker's mask is narrowed from `own`
-        int off_cpu = -1;       // ... by keep_off, without this CPU
         cpu_set_t own;          // its mask before that
 #endif
         std::mutex m;
@@ -442,7 +445,8 @@ class ThreadPool {
     // it never joined), and there it waits until the caller stops computing. On the 2-vCPU
     // development VM, after a 5 ms pause, a woken worker sat queued behind the caller, the
     // other CPU idle, in 7 of 12 regions (docs/architecture.md §7). The worker's CPU mask
-    // loses the caller's CPU until it wakes, when it gets its own mask back (see worker_main:
+    // loses the caller's CPU until it wakes, when it gets its own mask back (or, not awake by
+    // the region's end, from the caller then: give_back_masks; see worker_main:
     // pinned for longer, it could not be moved to the caller's CPU when the caller waits for
     // it, and under a busy core waited out the other process's time slice). Masks are only
     // ever narrowed from the worker's own (whatever the user set with taskset or
@@ -453,12 +457,11 @@ class ThreadPool {
         Slot& s = slots_[i];
         if (!s.sleeping.load(std::memory_order_relaxed)) return;
         std::lock_guard<std::mutex> lk(s.affinity_m);
-        if (s.kept_off && s.off_cpu == cpu) return;  // narrowed so already
-        const bool narrowed = narrow(i, [cpu](const cpu_set_t& own, cpu_set_t* to) {
+        // (Never already narrowed: every region ends with every mask given back.)
+        narrow(i, [cpu](const cpu_set_t& own, cpu_set_t* to) {
             *to = own;
             CPU_CLR(cpu, to);
         });
-        if (narrowed) s.off_cpu = cpu;
 #else
         (void)i;
         (void)cpu;
@@ -474,7 +477,8 @@ class ThreadPool {
         for (int64_t i = 1; i < region_k_; ++i) {
             Slot& s = slots_[static_cast<size_t>(i)];
             // Under the slot's lock: a worker clears `inside` before it takes the lock in
-            // rejoin, so either it is seen gone here, or its rejoin undoes what is done here.
+            // rejoin, so either it is seen gone here, or its rejoin (or give_back_masks at the
+            // region's end) undoes what is done here.
             std::lock_guard<std::mutex> lk(s.affinity_m);
             if (!s.inside.load(std::memory_order_acquire)) continue;
             const bool moved = narrow(static_cast<size_t>(i), [cpu](const cpu_set_t& own,
@@ -482,10 +486,7 @@ class ThreadPool {
                 CPU_ZERO(to);
                 if (CPU_ISSET(cpu, &own)) CPU_SET(cpu, to);
             });
-            if (moved) {
-                s.off_cpu = -1;
-                g_stat_called_here.fetch_add(1, std::memory_order_relaxed);
-            }
+            if (moved) g_stat_called_here.fetch_add(1, std::memory_order_relaxed);
         }
 #endif
     }
@@ -493,8 +494,9 @@ class ThreadPool {
   private:
 #if defined(FL_POOL_AFFINITY)
     // Sets worker i's mask to what `target(own, &to)` makes of its own mask (read from the
-    // thread the first time, kept until rejoin); an empty result or no change does nothing.
-    // Returns whether the mask was changed. The slot's affinity lock is held.
+    // thread the first time, kept until rejoin or give_back_masks); an empty result or no
+    // change does nothing. Returns whether the mask was changed. The slot's affinity lock is
+    // held, and the region lock (the caller's side: narrowed_any_).
     template <class Target>
     bool narrow(size_t i, const Target& target) {
         Slot& s = slots_[i];
@@ -505,7 +507,16 @@ class ThreadPool {
         if (CPU_COUNT(&to) == 0 || CPU_EQUAL(&to, &s.own)) return false;
         if (pthread_setaffinity_np(h, sizeof(to), &to) != 0) return false;
         s.kept_off = true;
+        narrowed_any_ = true;
         return true;
+    }
+
+    // Worker i's own mask back, if it is narrowed (the slot's affinity lock held); from the
+    // worker itself (rejoin) or from the caller (give_back_masks).
+    static bool restore(Slot& s, pthread_t h) {
+        if (!s.kept_off) return false;
+        s.kept_off = false;
+        return pthread_setaffinity_np(h, sizeof(s.own), &s.own) == 0;
     }
 #endif
 
@@ -514,22 +525,21 @@ class ThreadPool {
     // gave it; it gets its own back now, before the call returns. Left to the worker, the
     // mask was restored whenever it next ran - on a busy machine after the caller had
     // returned and the user had pinned the thread, whose new mask the stale one then
-    // replaced (a CI run: 18 of 200 trials under load). Only a worker still narrowed costs a
-    // syscall here; its own rejoin then finds nothing to do.
-    void give_back_masks(int64_t k) {
+    // replaced (a CI run: 18 of 200 trials under load). A region that narrowed no mask (the
+    // usual one: no worker was asleep) costs nothing here; one that did takes each of its
+    // workers' affinity locks, and a syscall for each worker still narrowed, whose own rejoin
+    // then finds nothing to do. On the region lock, after wait_done; region_k_, not the
+    // region's k: 0 in a child forked inside a region, which has no workers.
+    void give_back_masks() {
 #if defined(FL_POOL_AFFINITY)
-        for (int64_t i = 1; i < k; ++i) {
+        if (!narrowed_any_) return;
+        narrowed_any_ = false;
+        for (int64_t i = 1; i < region_k_; ++i) {
             Slot& s = slots_[static_cast<size_t>(i)];
             std::lock_guard<std::mutex> lk(s.affinity_m);
-            if (!s.kept_off) continue;
-            const pthread_t h = (*workers_)[static_cast<size_t>(i) - 1].native_handle();
-            pthread_setaffinity_np(h, sizeof(s.own), &s.own);
-            s.kept_off = false;
-            s.off_cpu = -1;
-            g_stat_given_back.fetch_add(1, std::memory_order_relaxed);
+            if (restore(s, (*workers_)[static_cast<size_t>(i) - 1].native_handle()))
+                g_stat_given_back.fetch_add(1, std::memory_order_relaxed);
         }
-#else
-        (void)k;
 #endif
     }
 
@@ -537,10 +547,7 @@ class ThreadPool {
     void rejoin(Slot& s) {
 #if defined(FL_POOL_AFFINITY)
         std::lock_guard<std::mutex> lk(s.affinity_m);
-        if (s.kept_off) {
-            pthread_setaffinity_np(pthread_self(), sizeof(s.own), &s.own);
-            s.kept_off = false;
-        }
+        restore(s, pthread_self());
 #else
         (void)s;
 #endif
@@ -682,7 +689,10 @@ class ThreadPool {
     void (*fn_)(void*, int64_t, int64_t) = nullptr;
     void* ctx_ = nullptr;
     int64_t n_ = 0;
-    int64_t region_k_ = 0;  // chunks of the current region (call_here)
+    int64_t region_k_ = 0;  // chunks of the current region (call_here, give_back_masks)
+#if defined(FL_POOL_AFFINITY)
+    bool narrowed_any_ = false;  // a mask was narrowed in this region (caller, region lock)
+#endif
 };
 
 ThreadPool* pool_instance();

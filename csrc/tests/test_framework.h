@@ -29,9 +29,9 @@ inline uint32_t float_bits(float f) {
 // Whether case `idx` of an attention driver grid runs. The drivers are the same code on every
 // ISA, so their grids run whole on the best ISA this CPU has, and a quarter of them on a run
 // capped below it (FASTLAYERS_ISA=scalar on an AVX2 machine, avx2 on an AVX-512 one): the
-// capped ISA's kernels are checked whole by their own grids, and bit for bit against the best
-// ISA's by the cross-ISA cases (test_cross_isa.cpp). The scalar run spent 58 of its 103 s in
-// these grids (docs/architecture.md §10).
+// capped ISA's kernels are checked whole by their own grids, and bit for bit by the cross-ISA
+// cases (test_cross_isa.cpp: each ISA's against the scalar kernels). The scalar run spent 58 of
+// its 103 s (wall) in these grids (docs/architecture.md §10).
 inline bool driver_grid_case(uint32_t idx) {
     static const bool capped = fl::active_isa() != fl::isas_supported().back();
     // A quarter by a hash of the index, not idx % 4: the grids derive a case's dims from its

@@ -52,7 +52,9 @@ def size(a: np.ndarray, op: str, name: str) -> None:
 def unchanged(x: Any) -> bool:
     """Whether :func:`array` hands ``x`` on as it is: a C-contiguous, aligned ndarray (not a
     subclass) of native float32, what the kernels take. Calls that skip the checks (shape
-    plans, direct layer and op calls) take only such arrays."""
+    plans, direct layer and op calls) take only such arrays. (``_core.plain_f32_shapes``,
+    csrc/bindings/bind_runtime.cpp, makes the same checks for the key of a direct op call;
+    tests/test_direct_calls.py holds the two to the same answers.)"""
     if type(x) is not np.ndarray:
         return False
     dtype = x.dtype
