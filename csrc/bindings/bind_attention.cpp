@@ -63,6 +63,13 @@ py::object attention(const py::handle& q_in, const py::handle& k_in, const py::h
         throw py::value_error(kShapes);
     }
     if (a.s < 1 || a.d < 1) throw py::value_error("attention: need S >= 1 and D >= 1");
+    // The packed copies of k and v: B*H*(S16*D + Dv16*S) floats must be addressable.
+    const double packed = static_cast<double>(a.batch) * static_cast<double>(a.heads) *
+                          ((a.s + 15.0) * a.d + (a.dv + 15.0) * a.s);
+    if (packed * sizeof(float) > 9.0e18) {
+        throw py::value_error("attention: the problem is too large to address");
+    }
+    if (rule < 0 || rule > 2) throw py::value_error("attention: rule must be 0, 1 or 2");
     // out None: a new (B, H, T, Dv) array, allocated once q, k and v are known to agree.
     py::object out_obj = py::reinterpret_borrow<py::object>(out_arg);
     if (out_obj.is_none()) out_obj = new_f32({a.batch, a.heads, a.t, a.dv});
@@ -77,13 +84,6 @@ py::object attention(const py::handle& q_in, const py::handle& k_in, const py::h
             throw py::value_error("attention: out must not have zero (broadcast) strides");
         }
     }
-    // The packed copies of k and v: B*H*(S16*D + Dv16*S) floats must be addressable.
-    const double packed = static_cast<double>(a.batch) * static_cast<double>(a.heads) *
-                          ((a.s + 15.0) * a.d + (a.dv + 15.0) * a.s);
-    if (packed * sizeof(float) > 9.0e18) {
-        throw py::value_error("attention: the problem is too large to address");
-    }
-    if (rule < 0 || rule > 2) throw py::value_error("attention: rule must be 0, 1 or 2");
     a.rule = static_cast<MaskRule>(rule);
     a.causal = causal;
     a.scale = scale;

@@ -529,7 +529,9 @@ class ThreadPool {
     // usual one: no worker was asleep) costs nothing here; one that did takes each of its
     // workers' affinity locks, and a syscall for each worker still narrowed, whose own rejoin
     // then finds nothing to do. On the region lock, after wait_done; region_k_, not the
-    // region's k: 0 in a child forked inside a region, which has no workers.
+    // region's k: 0 in a child forked inside a region, which has no workers (such a child
+    // cannot finish that region anyway: after_fork_child zeroes remaining_, which the caller's
+    // own chunks then drive below 0; a chunk must not fork unless the child execs or exits).
     void give_back_masks() {
 #if defined(FL_POOL_AFFINITY)
         if (!narrowed_any_) return;
