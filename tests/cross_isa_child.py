@@ -72,7 +72,8 @@ def main():
     out["convT_k2_s2"] = f.conv2d_transpose(xi, randn(rng, 2, 2, 19, 5, scale=0.3),
                                             randn(rng, 19), strides=2, activation="gelu")
 
-    # LSTM / GRU (fused gate kernels for tanh/sigmoid; other activations gate by gate). Batches
+    # LSTM / GRU (fused gate kernels for tanh/sigmoid; other activations gate by gate) and
+    # SimpleRNN (the act kernels on the step's tile). Batches
     # 13 and 29 cut into register blocks of different sizes per ISA (6-row kernels 6 + 4 + 3 and
     # 6 x 4 + 5; AVX-512 7 + 6 and 12 + 9 + 8: recurrent.h block_rows).
     for bsz, units in ((1, 37), (3, 48), (2, 16), (13, 20), (29, 33)):
@@ -90,6 +91,13 @@ def main():
         out[f"gru_{bsz}_{units}"] = f.gru(xs, kg, rg, bg, return_sequences=True)
         out[f"gru_gelu_{bsz}_{units}"] = f.gru(xs, kg, rg, bg, activation="gelu")
         out[f"gru_before_{bsz}_{units}"] = f.gru(xs, kg, rg, bg[0], reset_after=False)
+        ks = randn(rng, 17, units, scale=0.3)
+        rs = randn(rng, units, units, scale=0.3)
+        seq, h = f.simple_rnn(xs, ks, rs, randn(rng, units), return_sequences=True,
+                              return_state=True)
+        out[f"simple_rnn_{bsz}_{units}"] = np.concatenate([seq.ravel(), h.ravel()])
+        out[f"simple_rnn_gelu_{bsz}_{units}"] = f.simple_rnn(xs, ks, rs, None, activation="gelu",
+                                                             go_backwards=True)
         hn, cn = f.lstm_cell(xs[:, 0], randn(rng, bsz, units), randn(rng, bsz, units), k, r, bb)
         out[f"lstm_cell_{bsz}_{units}"] = np.concatenate([hn.ravel(), cn.ravel()])
 

@@ -145,6 +145,10 @@ RUNNER_CASES = {
     "gru-after": (lambda: GRU(5, return_sequences=True), (2, 6, 3)),
     "gru-before": (lambda: GRU(4, reset_after=False, return_state=True), (3, 4, 2)),
     "gru-hard": (lambda: GRU(3, recurrent_activation="hard_sigmoid"), (1, 13, 5)),
+    "simple-rnn-last": (lambda: SimpleRNN(7), (3, 5, 4)),
+    "simple-rnn-seq-back-relu": (lambda: SimpleRNN(17, activation="relu", return_sequences=True,
+                                                   go_backwards=True), (2, 6, 3)),
+    "simple-rnn-state": (lambda: SimpleRNN(4, return_state=True), (1, 1, 2)),
     "depthwise-same": (lambda: DepthwiseConv2D(3, padding="same", activation="relu"),
                        (2, 7, 6, 5)),
     "depthwise-mult-stride": (lambda: DepthwiseConv2D((3, 2), strides=2, depth_multiplier=3),
@@ -197,6 +201,7 @@ RUNNER_CASES = {
     "bidirectional-lstm-seq": (lambda: Bidirectional(LSTM(4, return_sequences=True)),
                                (2, 6, 3)),
     "bidirectional-gru-sum": (lambda: Bidirectional(GRU(3), merge_mode="sum"), (3, 5, 2)),
+    "bidirectional-simple-rnn": (lambda: Bidirectional(SimpleRNN(3)), (2, 4, 5)),
     "bidirectional-lstm-ave": (lambda: Bidirectional(LSTM(2, return_sequences=True),
                                                      merge_mode="ave"), (1, 1, 4)),
     "bidirectional-gru-mul": (lambda: Bidirectional(
@@ -389,12 +394,13 @@ def test_depthwise_layers_without_a_runner_keep_the_checked_call():
 
 def test_layers_whose_runner_does_not_apply_keep_the_checked_call():
     # channels_first global pooling and upsampling (NumPy's layout moves), a softmax over
-    # two axes, Bidirectional around a SimpleRNN (no runner), with two outputs or its states
+    # two axes, Bidirectional around a SimpleRNN with a callable activation (NumPy's: no
+    # runner), with two outputs or its states
     from fastlayers.layers import Dropout
     cases = [(GlobalAveragePooling2D(data_format="channels_first"), (2, 3, 4, 5)),
              (UpSampling2D(2, data_format="channels_first"), (1, 2, 3, 3)),
              (Softmax(axis=(1, 2)), (2, 3, 4)),
-             (Bidirectional(SimpleRNN(3)), (2, 4, 5)),
+             (Bidirectional(SimpleRNN(3, activation=np.tanh)), (2, 4, 5)),
              (Bidirectional(GRU(3), merge_mode=None), (2, 4, 5)),
              (Bidirectional(LSTM(2, return_state=True)), (1, 3, 2)),
              (Dropout(0.5), (2, 3))]  # its runner returns its input: kept for plans only

@@ -1,6 +1,6 @@
-"""lstm, lstm_cell and gru on the C++ path: against the NumPy path, thread-count
+"""lstm, lstm_cell, gru and simple_rnn on the C++ path: against the NumPy path, thread-count
 reproducibility, empty batches, fallbacks, the layers' pre-packed weights and the
-argument checks of the private bindings (``_core.lstm``, ``_core.gru``).
+argument checks of the private bindings (``_core.lstm``, ``_core.gru``, ``_core.simple_rnn``).
 
 The op-level comparisons with the float64 reference and the Keras fixtures are in
 test_recurrent.py and test_golden.py (which run "cpp" once the ops are in CPP_OPS).
@@ -67,11 +67,12 @@ VARIANTS = [
     pytest.param("lstm", {}, lambda u: (4 * u,), id="lstm"),
     pytest.param("gru", {"reset_after": True}, lambda u: (2, 3 * u), id="gru_after"),
     pytest.param("gru", {"reset_after": False}, lambda u: (3 * u,), id="gru_before"),
+    pytest.param("simple_rnn", {}, lambda u: (u,), id="simple_rnn"),
 ]
 
 
 def _gates(op):
-    return 4 if op == "lstm" else 3
+    return {"lstm": 4, "gru": 3, "simple_rnn": 1}[op]
 
 
 # -------------------------------------------------------------- C++ vs NumPy
@@ -102,7 +103,9 @@ def test_cpp_long_sequence_does_not_drift(op, extra, bias, seq, rng):
 )
 def test_cpp_activation_table(op, extra, bias, act, ract, rng):
     d, kw = _data(rng, _gates(op), 2, 7, 4, 9, bias(9))
-    kw.update(extra, return_sequences=True, activation=act, recurrent_activation=ract)
+    kw.update(extra, return_sequences=True, activation=act)
+    if op != "simple_rnn":  # which has no recurrent_activation
+        kw["recurrent_activation"] = ract
     _compare(op, d, kw, magnitude=10.0)
 
 
@@ -205,8 +208,9 @@ def test_cpp_bitwise_identical_for_1_and_2_threads(
 # (B = 1..2: 16-unit blocks per thread, claimed step by step; 97, 129 and 157 leave a partial
 # last block; a GRU of 65 units at B 1 is too small to split), batch rows (B = 13: 7 + 6 rows,
 # register blocks 4 + 3 and 6 with the 6-row kernels, 7 and 6 with the AVX-512 one; u = 65),
-# and one thread (small layers: the last shape). The splits are checked to happen (the
-# thread pool's parallel regions are counted).
+# and one thread (small layers: the last shape, and a SimpleRNN of 97 units at B 1, 9409
+# multiply-adds a step: recurrent.h plan_split). The splits are checked to happen (the thread
+# pool's parallel regions are counted).
 SPLIT_SHAPES = [(1, 7, 16, 129), (2, 6, 8, 157), (1, 6, 4, 97), (13, 5, 6, 65), (1, 5, 3, 33)]
 
 
@@ -225,7 +229,8 @@ def test_cpp_thread_splits_bitwise_and_match_numpy(
         fl.set_num_threads(n)
         with parallel_regions() as regions:
             results.append(run_on("cpp", _call, op, d, **kw))
-        assert n == 1 or (b, u) == (1, 33) or regions() > 0, f"{n} threads: no split"
+        one_thread = (b, u) == (1, 33) or (op, b, u) == ("simple_rnn", 1, 97)
+        assert n == 1 or one_thread or regions() > 0, f"{n} threads: no split"
     for other in results[1:]:
         for a, e in zip(other, results[0]):
             np.testing.assert_array_equal(a, e)
@@ -305,9 +310,12 @@ def test_cpp_units_split_on_one_thread_projects_slices_same_bits(
     chunk's projection or within the second, or the whole region on the caller alone, as the
     backoff does, from chunk 0 - the caller projects all unit blocks of a chunk at once, slice
     by slice (recurrent.h, InputProjection: all of W, 3.3 or 2.5 MiB, is over
-    kChunkedMaxWBytes). The bits of one thread, and the slicing did happen."""
+    kChunkedMaxWBytes). The bits of one thread, and the slicing did happen. The SimpleRNN's
+    one gate needs F 1100 for a W over the limit (2.3 MiB; slices of 275 KiB), and T 100 for
+    more than one chunk (60 steps)."""
     core = _backend._core
-    d, kw = _data(rng, _gates(op), 2, 40, 400, 530, bias(530))
+    t, f = (100, 1100) if op == "simple_rnn" else (40, 400)
+    d, kw = _data(rng, _gates(op), 2, t, f, 530, bias(530))
     kw.update(extra, return_sequences=True, return_state=True, go_backwards=alone != "run alone")
     fl.set_num_threads(1)
     want = run_on("cpp", _call, op, d, **kw)
@@ -357,7 +365,7 @@ fl.set_num_threads(threads)
 x = rng.standard_normal((b, t, f)).astype(np.float32)
 bad = []
 for op, gates, extra in (("lstm", 4, {}), ("gru", 3, {"reset_after": True}),
-                         ("gru", 3, {"reset_after": False})):
+                         ("gru", 3, {"reset_after": False}), ("simple_rnn", 1, {})):
     k = (rng.standard_normal((f, gates * u)) / np.sqrt(f)).astype(np.float32)
     r = (rng.standard_normal((u, gates * u)) / np.sqrt(u)).astype(np.float32)
     bias = rng.standard_normal((2, 3 * u) if extra.get("reset_after") else (gates * u,))
@@ -391,7 +399,7 @@ def test_cpp_failed_projection_raises_and_leaves_the_pool_usable(b, t, f, u, thr
     """The input projection's GEMM may fail to allocate (std::bad_alloc, test hook) in any time
     chunk, on any thread: the call raises MemoryError on the caller (no hang: no thread waits
     for a partner that gave up; none lets the exception escape), and the next calls compute the
-    same bits. LSTM and GRU (both resets), both directions."""
+    same bits. LSTM, GRU (both resets) and SimpleRNN, both directions."""
     import json
     import subprocess
     import sys
@@ -448,8 +456,10 @@ def test_cpp_all_true_mask_is_bitwise_no_mask(op, extra, bias, rng):
 # --------------------------------------------------------------- fallbacks
 
 
-@pytest.mark.parametrize("op,extra,bias", VARIANTS)
-@pytest.mark.parametrize("which", ["activation", "recurrent_activation"])
+@pytest.mark.parametrize("op,extra,bias,which", [
+    pytest.param(*v.values, which, id=f"{v.id}-{which}")
+    for v in VARIANTS for which in ("activation", "recurrent_activation")
+    if v.values[0] != "simple_rnn" or which == "activation"])
 def test_callable_activation_not_served_by_cpp(op, extra, bias, which, rng):
     d, kw = _data(rng, _gates(op), 2, 4, 3, 5, bias(5))
     kw.update(extra, return_sequences=True)
@@ -470,6 +480,7 @@ def test_callable_activation_not_served_by_cpp(op, extra, bias, which, rng):
         (layers.LSTM, {}),
         (layers.GRU, {"reset_after": True}),
         (layers.GRU, {"reset_after": False}),
+        (layers.SimpleRNN, {}),
     ],
 )
 def test_layers_pack_once_and_match_functional(cls, kw, rng):
@@ -482,7 +493,7 @@ def test_layers_pack_once_and_match_functional(cls, kw, rng):
         got = layer(x)
         assert layer._packed is packed  # calls never repack
     w = layer.get_weights()
-    fn = fl.lstm if cls is layers.LSTM else fl.gru
+    fn = {layers.LSTM: fl.lstm, layers.GRU: fl.gru, layers.SimpleRNN: fl.simple_rnn}[cls]
     want = run_on("cpp", fn, x, *w, return_sequences=True, return_state=True, **kw)
     for a, e in zip(got, want):
         np.testing.assert_array_equal(a, e)
@@ -643,3 +654,59 @@ def test_core_gru_checks_packed_shapes():
     plain = core.PackedDense(np.zeros((f, 3 * u), F32))
     with pytest.raises(TypeError):  # a plain PackedDense is not gate-interleaved
         core.gru(x, plain, full, None, h0, None, True, False, True, *act)
+
+
+def _core_simple_rnn_args():
+    core = _backend._core
+    b, t, f, u = 2, 3, 4, 5
+    return dict(
+        x=np.zeros((b, t, f), F32),
+        packed_kernel=core.PackedGates(np.zeros((f, u), F32), 1),
+        packed_recurrent=core.PackedGates(np.zeros((u, u), F32), 1),
+        h0=np.zeros((b, u), F32),
+        mask=None,
+        return_sequences=False,
+        go_backwards=False,
+        activation_id=core.activation_ids()["tanh"],
+    )
+
+
+SIMPLE_RNN_CORE_BAD = [
+    ({"x": np.zeros((2, 3, 4))}, TypeError, "simple_rnn: x must be a float32 array"),
+    ({"x": np.zeros((2, 3, 8), F32)[:, :, ::2]}, ValueError,
+     "simple_rnn: x must be C-contiguous"),
+    ({"x": np.zeros((2, 4), F32)}, ValueError, "simple_rnn: x must have shape"),
+    ({"x": np.zeros((2, 3, 5), F32)}, ValueError,
+     "simple_rnn: packed_kernel must be packed from a (5, 5) kernel with 1 gates, got (4, 5)"),
+    ({"packed_kernel": "w"}, TypeError, "incompatible function arguments"),
+    ({"packed_recurrent": "PackedGates4"}, ValueError,
+     "simple_rnn: packed_recurrent must be packed from a (5, 5) kernel with 1 gates, got (5, 20) "
+     "with 4 gates"),
+    ({"h0": np.zeros((2, 6), F32)}, ValueError, "simple_rnn: h0 must have shape (2, 5)"),
+    ({"h0": None}, TypeError, "simple_rnn: h0 must be a numpy.ndarray"),
+    ({"mask": np.ones((2, 4), bool)}, ValueError, "simple_rnn: mask must have shape (2, 3)"),
+    ({"mask": np.ones((2, 3), np.float32)}, TypeError, "simple_rnn: mask must be a bool or uint8"),
+    ({"activation_id": 999}, ValueError, "simple_rnn: activation_id must be in"),
+]
+
+
+@pytest.mark.parametrize("bad,exc,frag", SIMPLE_RNN_CORE_BAD,
+                         ids=[r[2] for r in SIMPLE_RNN_CORE_BAD])
+def test_core_simple_rnn_rejects_bad_arguments(bad, exc, frag):
+    core = _backend._core
+    if bad.get("packed_recurrent") == "PackedGates4":  # an LSTM's recurrent kernel
+        bad = {"packed_recurrent": core.PackedGates(np.zeros((5, 20), F32), 4)}
+    args = {**_core_simple_rnn_args(), **bad}
+    with pytest.raises(exc, match=re.escape(frag)):
+        core.simple_rnn(**args)
+
+
+def test_core_simple_rnn_shapes_and_uint8_mask():
+    core = _backend._core
+    args = _core_simple_rnn_args()
+    out, h = core.simple_rnn(**{**args, "return_sequences": True})
+    assert out.shape == (2, 3, 5) and h.shape == (2, 5) and out.dtype == h.dtype == F32
+    a = core.simple_rnn(**{**args, "mask": np.ones((2, 3), bool)})
+    b = core.simple_rnn(**{**args, "mask": np.ones((2, 3), np.uint8)})
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)

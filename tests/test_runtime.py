@@ -139,8 +139,8 @@ ALL_OPS = {
                                                 np.ones((4, 4))),
 }
 # The public ops that compute in NumPy under every backend, "cpp" included, as
-# docs/architecture.md §4 names them (data movement; a layer with no kernel yet).
-NUMPY_EVERYWHERE = {"flatten", "simple_rnn"}
+# docs/architecture.md §4 names them (data movement).
+NUMPY_EVERYWHERE = {"flatten"}
 # Public ops served by another op's kernel (conv1d is a conv2d of height 1).
 SERVED_AS = {"conv1d": "conv2d", "depthwise_conv2d": "conv2d"}
 

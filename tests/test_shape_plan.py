@@ -722,6 +722,32 @@ def test_identity_pooling_and_recurrent_wrappers_run_as_runners():
         assert not any(np.shares_memory(g, x) for g in got[:3])
 
 
+def test_simple_rnn_runs_as_a_runner():
+    """SimpleRNN (its C++ driver through functional.recurrent_runner) runs its runner inside a
+    plan - with sequences, with its state, and in a Bidirectional - with the general
+    executor's bits; the returned state is an array of its own."""
+    from fastlayers.layers import Bidirectional, SimpleRNN
+
+    rng = np.random.default_rng(22)
+    i = Input((9, 4))
+    seq = SimpleRNN(5, return_sequences=True)(i)
+    both = Bidirectional(SimpleRNN(3, activation="relu"))(seq)
+    out, h = SimpleRNN(6, return_state=True)(seq)
+    model = Model(i, [Dense(2)(both), out, h])
+    model.set_weights([rng.standard_normal(w.shape).astype(F32) * F32(0.5)
+                       for w in model.get_weights()])
+    x = rng.standard_normal((3, 9, 4)).astype(F32)
+    want = general(model, x)
+    model(x)
+    model(x)
+    steps = sum(len(p.steps) for p in plans(model).values())
+    assert steps == 4 and runner_steps(model) == steps
+    for _ in range(2):
+        got = model(x)
+        assert_same(got, want)
+        assert not np.shares_memory(got[1], got[2])
+
+
 @pytest.mark.parametrize("kind", ["self", "cross-key", "dropout", "window"])
 def test_multi_head_attention_runs_as_a_runner(kind):
     """MultiHeadAttention on (query, value) or (query, value, key), no mask: its runner

@@ -1,9 +1,10 @@
 """SimpleRNN (layer and fl.simple_rnn): Keras fixtures at edge shapes with and without masks,
 a float64 reference written from the definition, models built in code with Keras's weights
 (a masked Embedding model with a Bidirectional SimpleRNN, and one SimpleRNN's state passed to
-another), the stateful and config paths, and bad arguments. The core has no SimpleRNN kernel:
-both backends compute with fastlayers/_numpy/recurrent.py (the models' other layers change
-path). PyTorch's nn.RNN is converted in tests/test_from_torch.py.
+another), the stateful and config paths, and bad arguments, on both paths (the C++ driver,
+csrc/ops/simple_rnn.cpp, and fastlayers/_numpy/recurrent.py). The C++ path against the NumPy
+one, its thread splits, bits and the binding's checks: tests/test_recurrent_cpp.py. PyTorch's
+nn.RNN is converted in tests/test_from_torch.py.
 
 Fixtures: tests/golden/simple_rnn_layers.npz and models_simple_rnn.npz (with the model files,
 which tests/test_load_keras.py loads), made by tests/golden/make_models_simple_rnn.py.

@@ -1,6 +1,6 @@
-// LSTM and GRU: lstm(...) and gru(...) over a whole sequence, with kernels pre-packed as
-// PackedGates (gate-interleaved, fastlayers/ops.h; bound here) - and PackedDense
-// (bind_dense.cpp) for the GRU's reset_before candidate kernel.
+// LSTM, GRU and SimpleRNN: lstm(...), gru(...) and simple_rnn(...) over a whole sequence, with
+// kernels pre-packed as PackedGates (gate-interleaved, fastlayers/ops.h; bound here) - and
+// PackedDense (bind_dense.cpp) for the GRU's reset_before candidate kernel.
 //
 // Inputs are checked, never converted (bindings.h); the Python layer
 // (fastlayers/functional.py) validates and converts before calling.
@@ -189,13 +189,42 @@ py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates
     return py::make_tuple(std::move(out), std::move(h));
 }
 
+py::tuple simple_rnn(const py::handle& x_in, const PackedGates& w_in, const PackedGates& w_rec,
+                     const py::handle& h0_in, const py::handle& mask_in, bool return_sequences,
+                     bool go_backwards, int act_id) {
+    const char* op = "simple_rnn";
+    const FloatArrayC x = require_f32_shape(x_in, op, "x", {-1, -1, -1});
+    const int64_t b = x.shape(0), t = x.shape(1), f = x.shape(2), u = w_rec.units;
+    check_packed(w_rec, op, "packed_recurrent", u, 1, u);
+    check_packed(w_in, op, "packed_kernel", f, 1, u);
+    const FloatArrayC h0 = require_f32_shape(h0_in, op, "h0", {b, u});
+    py::array mask_arr;
+    const uint8_t* mask = optional_mask(mask_in, op, {b, t}, &mask_arr);
+    const Act act = act_from_id(act_id, op, "activation_id");
+    FloatArrayC out = new_output(b, t, u, return_sequences);
+    FloatArrayC h = new_f32({b, u});
+    if (b > 0) {
+        const float* xp = x.data();
+        const float* h0p = h0.data();
+        float* op_ = out.mutable_data();
+        float* hp = h.mutable_data();
+        call_without_gil_if(static_cast<double>(b) * static_cast<double>(t) *
+                                static_cast<double>(u) * static_cast<double>(f + u) >=
+                            kReleaseGilMinMacs, [&] {
+            simple_rnn_forward(xp, b, t, f, w_in, w_rec, h0p, mask, return_sequences,
+                               go_backwards, act, op_, hp);
+        });
+    }
+    return py::make_tuple(std::move(out), std::move(h));
+}
+
 }  // namespace
 
 void bind_recurrent(py::module_& m) {
     py::class_<PackedGates>(m, "PackedGates",
                             "A recurrent layer's kernel (K, gates*u) float32 C-contiguous, with "
-                            "its bias (gates*u,) float32 or None, packed once for lstm/gru with "
-                            "the gates of each 16-unit block side by side.")
+                            "its bias (gates*u,) float32 or None, packed once for lstm, gru or "
+                            "simple_rnn with the gates of each 16-unit block side by side.")
         .def(py::init(&make_packed_gates), py::arg("kernel"), py::arg("gates"),
              py::arg("bias") = py::none())
         .def_property_readonly("k", [](const PackedGates& p) { return p.w.k(); },
@@ -213,27 +242,28 @@ void bind_recurrent(py::module_& m) {
     m.def(
         "_debug_units_split_close_at",
         [](int64_t step) { units_split_close_at_for_tests(step); }, py::arg("step"),
-        "Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the "
-        "caller takes their shares, then closes the split at that step); -1 turns it off.");
+        "Test hook: step >= 0 runs every LSTM/GRU/SimpleRNN units split as if its workers never "
+        "came (the caller takes their shares, then closes the split at that step); -1 turns it "
+        "off.");
     m.def(
         "_debug_units_split_leave_at",
         [](int64_t step, int64_t delay_us) { units_split_leave_at_for_tests(step, delay_us); },
         py::arg("step"), py::arg("delay_us") = 0,
-        "Test hook: step >= 0 makes the caller of every LSTM/GRU units split act at that step as "
-        "after a stalled phase (call its workers onto its CPU, ask them to leave), after "
-        "sleeping delay_us microseconds while its workers run on; -1 turns it off.");
+        "Test hook: step >= 0 makes the caller of every LSTM/GRU/SimpleRNN units split act at "
+        "that step as after a stalled phase (call its workers onto its CPU, ask them to leave), "
+        "after sleeping delay_us microseconds while its workers run on; -1 turns it off.");
     m.def(
         "_debug_recurrent_projection_fail_at",
         [](int64_t step) { recurrent_projection_fail_at_for_tests(step); }, py::arg("step"),
-        "Test hook: step >= 0 makes the LSTM/GRU input projection of the time chunk holding that "
-        "processing step (k = T-1-t with go_backwards) raise MemoryError (std::bad_alloc); -1 "
-        "turns it off.");
+        "Test hook: step >= 0 makes the LSTM/GRU/SimpleRNN input projection of the time chunk "
+        "holding that processing step (k = T-1-t with go_backwards) raise MemoryError "
+        "(std::bad_alloc); -1 turns it off.");
     m.def("_debug_recurrent_sliced_projections",
           [] { return recurrent_sliced_projections_for_tests(); },
-          "Test hook: how many LSTM/GRU time-chunk projections were cut into slices of unit "
-          "blocks (a units split run on one thread).");
+          "Test hook: how many LSTM/GRU/SimpleRNN time-chunk projections were cut into slices "
+          "of unit blocks (a units split run on one thread).");
     m.def("_debug_units_split_closes", [] { return units_split_closes_for_tests(); },
-          "Test hook: how many LSTM/GRU units splits have been closed so far.");
+          "Test hook: how many LSTM/GRU/SimpleRNN units splits have been closed so far.");
     m.def("lstm", &lstm, py::arg("x"), py::arg("packed_kernel"), py::arg("packed_recurrent"),
           py::arg("h0"), py::arg("c0"), py::arg("mask"), py::arg("return_sequences"),
           py::arg("go_backwards"), py::arg("activation_id"), py::arg("recurrent_activation_id"),
@@ -256,6 +286,13 @@ void bind_recurrent(py::module_& m) {
           "recurrent bias), packed_recurrent_h None; else packed_recurrent = "
           "PackedGates(recurrent_kernel[:, :2u], 2), packed_recurrent_h = "
           "PackedDense(recurrent_kernel[:, 2u:]). Returns (out, h).");
+    m.def("simple_rnn", &simple_rnn, py::arg("x"), py::arg("packed_kernel"),
+          py::arg("packed_recurrent"), py::arg("h0"), py::arg("mask"),
+          py::arg("return_sequences"), py::arg("go_backwards"), py::arg("activation_id"),
+          "Keras SimpleRNN over x (B, T, F) float32; packed_kernel = PackedGates(kernel (F, u), "
+          "1, bias), packed_recurrent = PackedGates(recurrent_kernel (u, u), 1); h0 (B, u); "
+          "mask None or bool/uint8 (B, T). Returns (out, h), out (B, T, u) in processing order "
+          "if return_sequences else (B, u).");
 }
 
 }  // namespace py_bindings

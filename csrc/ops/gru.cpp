@@ -30,8 +30,8 @@
 //   double-buffered (h' must not overwrite the h that other unit blocks still read). Masked
 //   rows keep h and repeat the last emitted output (zeros before the first unmasked step).
 //
-// Threads: recurrent.h (rows / units / one); reset_before in the units split has two phases per
-// step (phase 2 reads all of rh). Scratch is allocated once per call.
+// Threads: recurrent.h (rows / units / one, run by rnn_detail::run_steps); reset_before has two
+// phases per step (phase 2 reads all of rh). Scratch is allocated once per call.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -51,8 +51,8 @@ namespace {
 
 using rnn_detail::kUnitBlock;
 
-using rnn_detail::kBlocksPerCall;
-constexpr int64_t kTileLd = 3 * kUnitBlock * kBlocksPerCall;  // tiles of up to 12 x 192: 9 KiB
+// Row stride of the h · R tile of a register block of rows (run_steps's per-thread scratch).
+constexpr int64_t kTileLd = rnn_detail::kStepTileLd;
 
 }  // namespace
 
@@ -211,73 +211,17 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
         }
     };
 
-    // Units split: fixed shares of unit blocks, their chunks claimed phase by phase through
-    // fl::SharedPhases (phase 0: the first time chunk's input projection; then per step phase
-    // A, and phase B for reset_before), own share first (recurrent.h).
-    const rnn_detail::UnitShares shares(u, plan.mode == rnn_detail::SplitMode::units
-                                               ? plan.threads
-                                               : 1);
-    SharedPhases work(shares.items());
-    const int64_t per_step = reset_after ? 1 : 2;  // phases per step
-    rnn_detail::Attendance attendance;
-    rnn_detail::RegionError error;
-    // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
-    // From step k0 on, with h of the previous step in hc. Each time chunk's projection of these
-    // rows first, but the first chunk's if a units split's phase 0 projected it (projected0);
-    // stops after a failed projection (the error is in `error`).
-    auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn,
-                           bool projected0, float* tile) {
-        const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
-        for (int64_t k = k0; k < steps; ++k) {
-            if (error.failed()) return;  // this thread's projection or a partner's
-            if (chunks.starts(k) && !(k == 0 && projected0)) {
-                error.run([&] { project(k, b0, b1, 0, rnn_detail::unit_blocks(u)); });
-                if (error.failed()) return;
-            }
-            for (int64_t ci = 0; ci < walk.chunks; ++ci) {
-                const int64_t qc = walk.start(ci, k);
-                phase_a(k, qc, walk.size(qc), b0, b1, hc, hn, tile);
-            }
-            if (!reset_after) {
-                for (int64_t ci = 0; ci < walk.chunks; ++ci) {
-                    const int64_t qc = walk.start(ci, k);
-                    phase_b(k, qc, walk.size(qc), b0, b1, hc, hn, tile);
-                }
-            }
-            std::swap(hc, hn);
-        }
-    };
-    const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
-    parallel_region(plan.threads, [&](int tid, int nth) {
-        float tile[rnn_detail::kMaxBlockRows * kTileLd];
-        // nth == 1: the region runs on the caller alone from the start (the backoff, started
-        // inside a region, or the thread count lowered meanwhile): the one-thread path below.
-        // The same bits either way.
-        if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
-            rnn_detail::run_units_split(
-                tid, shares, work, attendance, error, chunks, per_step, h, h2.get(),
-                [&](int64_t k, int64_t qc, int64_t nqc) { project(k, 0, batch, qc, qc + nqc); },
-                [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
-                    if (ph == 0) {
-                        phase_a(k, qc, nqc, 0, batch, hc, hn, tile);
-                    } else {
-                        phase_b(k, qc, nqc, 0, batch, hc, hn, tile);
-                    }
-                },
-                [&](int64_t k, float* hc, float* hn) {
-                    steps_alone(0, batch, k, hc, hn, true, tile);
-                });
-            return;
-        }
-        // Rows split (or one thread): this tid's rows, all units, no waiting for anyone.
-        rnn_detail::Split s = plan;
-        s.threads = nth;
-        int64_t b0, b1;
-        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        steps_alone(b0, b1, 0, h, h2.get(), false, tile);  // projects them too
-    });
-    error.rethrow_if_failed();
-    if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there
+    // reset_after: one phase per step; reset_before: phase 1 (phase_a) for every unit block,
+    // then phase 2 (phase_b: it reads all of rh).
+    rnn_detail::run_steps(plan, chunks, project, batch, u, reset_after ? 1 : 2, h, h2.get(),
+                          [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, int64_t r0,
+                              int64_t r1, const float* hc, float* hn, float* tile) {
+                              if (ph == 0) {
+                                  phase_a(k, qc, nqc, r0, r1, hc, hn, tile);
+                              } else {
+                                  phase_b(k, qc, nqc, r0, r1, hc, hn, tile);
+                              }
+                          });
 }
 
 }  // namespace fl

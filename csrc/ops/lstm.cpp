@@ -24,8 +24,8 @@
 // kept, output repeats the last emitted one (zeros before the first unmasked step, the Keras
 // torch/TF-backend rule).
 //
-// Threads: recurrent.h (rows / units / one; the units split claims its step blocks through
-// fl::SharedPhases). All scratch is allocated once per call.
+// Threads: recurrent.h (rows / units / one, run by rnn_detail::run_steps; the units split claims
+// its step blocks through fl::SharedPhases). All scratch is allocated once per call.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -152,10 +152,10 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
     const int64_t ps = w_rec.w.panel_stride();
     const int64_t ldz = chunks.tc * np;  // between batch rows of xw at a fixed t
 
-    // One step of rows [r0, r1) and unit blocks [qc, qc + nqc): reads hc (every unit of those
-    // rows), writes those units of c, hn, emitted and out only.
-    auto step_block = [&](int64_t k, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
-                          const float* hc, float* hn) {
+    // Step k of rows [r0, r1) and unit blocks [qc, qc + nqc) (rnn_detail::run_steps): reads hc
+    // (every unit of those rows), writes those units of c, hn, emitted and out only.
+    auto step_block = [&](int64_t k, int64_t, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
+                          const float* hc, float* hn, float*) {
         const int64_t t = go_backwards ? steps - 1 - k : k;
         const int64_t tx = t - chunks.t_lo(k);  // t's row in the chunk
         for (int64_t rb = r0, mr = 0; rb < r1; rb += mr) {
@@ -191,65 +191,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         }
     };
 
-    // Units split: fixed shares of unit blocks (one per planned thread), cut into chunks that
-    // are claimed phase by phase (phase 0: the first time chunk's input projection, phase
-    // 1 + k: step k), own share first, so a thread that is descheduled holds up the others by
-    // one chunk at most.
-    const rnn_detail::UnitShares shares(u, plan.mode == rnn_detail::SplitMode::units
-                                               ? plan.threads
-                                               : 1);
-    SharedPhases work(shares.items());
-    rnn_detail::Attendance attendance;
-    rnn_detail::RegionError error;
-    // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
-    // From step k0 on, with h of the previous step in hc. Each time chunk's projection of these
-    // rows first, but the first chunk's if a units split's phase 0 projected it (projected0);
-    // stops after a failed projection (the error is in `error`).
-    auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn,
-                           bool projected0) {
-        const rnn_detail::ChunkWalk walk(0, rnn_detail::unit_blocks(u));
-        for (int64_t k = k0; k < steps; ++k) {
-            if (error.failed()) return;  // this thread's projection or a partner's
-            if (chunks.starts(k) && !(k == 0 && projected0)) {
-                error.run([&] { project(k, b0, b1, 0, rnn_detail::unit_blocks(u)); });
-                if (error.failed()) return;
-            }
-            for (int64_t ci = 0; ci < walk.chunks; ++ci) {
-                const int64_t qc = walk.start(ci, k);
-                step_block(k, qc, walk.size(qc), b0, b1, hc, hn);
-            }
-            std::swap(hc, hn);
-        }
-    };
-    const RunAloneScope alone(rnn_detail::units_split_alone(plan));  // the backoff: recurrent.h
-    parallel_region(plan.threads, [&](int tid, int nth) {
-        // nth == 1: the region runs on the caller alone from the start (the backoff, started
-        // inside a region, or the thread count lowered meanwhile): the one-thread path below.
-        // The same bits either way.
-        if (plan.mode == rnn_detail::SplitMode::units && nth > 1) {
-            rnn_detail::run_units_split(
-                tid, shares, work, attendance, error, chunks, 1, h, h2.get(),
-                [&](int64_t k, int64_t qc, int64_t nqc) { project(k, 0, batch, qc, qc + nqc); },
-                [&](int64_t k, int64_t, int64_t qc, int64_t nqc, float* hc, float* hn) {
-                    step_block(k, qc, nqc, 0, batch, hc, hn);
-                },
-                [&](int64_t k, float* hc, float* hn) {
-                    steps_alone(0, batch, k, hc, hn, true);
-                });
-            return;
-        }
-        // Rows split (or one thread): this tid's rows, all units, no waiting for anyone (a tid
-        // whose thread is late is run by a thread that finished its own, see parallel_region).
-        rnn_detail::Split s = plan;
-        s.threads = nth;
-        int64_t b0, b1;
-        rnn_detail::thread_rows(s, tid, batch, &b0, &b1);
-        // steps_alone projects them: serial inside a multi-thread region; with one thread the
-        // GEMM engine may still use the pool.
-        steps_alone(b0, b1, 0, h, h2.get(), false);
-    });
-    error.rethrow_if_failed();
-    if (steps % 2 == 1) std::memcpy(h, h2.get(), sizeof(float) * bu);  // the last h' went there
+    rnn_detail::run_steps(plan, chunks, project, batch, u, 1, h, h2.get(), step_block);
 }
 
 void lstm_cell_forward(const float* x, int64_t batch, int64_t features, int64_t u,

@@ -1,5 +1,6 @@
-// Internal to csrc/ops: what lstm.cpp and gru.cpp share - the gate-interleaved packing layout
-// (fl::PackedGates, fastlayers/ops.h) and how a sequence's work is split over threads.
+// Internal to csrc/ops: what lstm.cpp, gru.cpp and simple_rnn.cpp share - the gate-interleaved
+// packing layout (fl::PackedGates, fastlayers/ops.h) and how a sequence's work is split over
+// threads (run_steps, at the end: each driver gives it only its step's arithmetic).
 //
 // Split (docs/performance.md §6): the whole sequence runs in one fl::parallel_region.
 //   rows   batches of at least 12 rows, each thread at least 6 rows (row_grain): each thread
@@ -24,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <stdexcept>
@@ -565,6 +567,92 @@ void run_units_split(int tid, const UnitShares& shares, SharedPhases& work,
         ran_alone = ran_all;
         std::swap(hc, hn);
     }
+}
+
+// Floats per row of the per-thread tile run_steps hands each step: the h · R products of
+// kBlocksPerCall unit blocks of 3 gates (gru.cpp; 12 rows x 192: 9 KiB on the stack). The LSTM
+// and SimpleRNN steps continue xw's chains in place and leave it unused.
+constexpr int64_t kStepTileLd = 3 * kUnitBlock * kBlocksPerCall;
+
+// A driver's steps over the whole sequence, in one fl::parallel_region split as `plan` says
+// (rows / units / one, the top of this file). Each processing step k has `per_step` phases
+// (the GRU's reset_before: 2; every other: 1), each done for every unit block before the next:
+//   step(k, ph, qc, nqc, r0, r1, hc, hn, tile)
+//       phase ph of step k for batch rows [r0, r1) and unit blocks [qc, qc + nqc): reads h of
+//       the previous step in hc (any unit of those rows), writes those rows' units of hn (and
+//       of the driver's other outputs) only; tile: the calling thread's scratch,
+//       kMaxBlockRows * kStepTileLd floats.
+// The input projection of each time chunk of `chunks`, project(k, b0, b1, q0, q1) (an
+// InputProjection), runs before the chunk's first step k: by rows in the one-thread walk and the
+// rows split, by unit blocks in the units split. h holds h0 on entry and the last step's h on
+// return (h2 is the other buffer, batch * u floats). An error of a projection (its GEMM's
+// std::bad_alloc) stops every thread and is rethrown here.
+template <class Project, class Step>
+void run_steps(const Split& plan, const StepChunks& chunks, const Project& project,
+               int64_t batch, int64_t u, int64_t per_step, float* h, float* h2,
+               const Step& step) {
+    const int64_t steps = chunks.steps;
+    const int64_t nq = unit_blocks(u);
+    // Units split: fixed shares of unit blocks (one per planned thread), cut into chunks that
+    // are claimed phase by phase (phase 0: the first time chunk's input projection, then the
+    // phases of each step), own share first, so a thread that is descheduled holds up the others
+    // by one chunk at most.
+    const UnitShares shares(u, plan.mode == SplitMode::units ? plan.threads : 1);
+    SharedPhases work(shares.items());
+    Attendance attendance;
+    RegionError error;
+    // The steps of rows [b0, b1), every unit block, on this thread alone (the one-thread walk).
+    // From step k0 on, with h of the previous step in hc. Each time chunk's projection of these
+    // rows first, but the first chunk's if a units split's phase 0 projected it (projected0);
+    // stops after a failed projection (the error is in `error`).
+    auto steps_alone = [&](int64_t b0, int64_t b1, int64_t k0, float* hc, float* hn,
+                           bool projected0, float* tile) {
+        const ChunkWalk walk(0, nq);
+        for (int64_t k = k0; k < steps; ++k) {
+            if (error.failed()) return;  // this thread's projection or a partner's
+            if (chunks.starts(k) && !(k == 0 && projected0)) {
+                error.run([&] { project(k, b0, b1, 0, nq); });
+                if (error.failed()) return;
+            }
+            for (int64_t ph = 0; ph < per_step; ++ph) {
+                for (int64_t ci = 0; ci < walk.chunks; ++ci) {
+                    const int64_t qc = walk.start(ci, k);
+                    step(k, ph, qc, walk.size(qc), b0, b1, hc, hn, tile);
+                }
+            }
+            std::swap(hc, hn);
+        }
+    };
+    const RunAloneScope alone(units_split_alone(plan));  // the backoff (units_split_alone)
+    parallel_region(plan.threads, [&](int tid, int nth) {
+        float tile[kMaxBlockRows * kStepTileLd];
+        // nth == 1: the region runs on the caller alone from the start (the backoff, started
+        // inside a region, or the thread count lowered meanwhile): the one-thread path below.
+        // The same bits either way.
+        if (plan.mode == SplitMode::units && nth > 1) {
+            run_units_split(
+                tid, shares, work, attendance, error, chunks, per_step, h, h2,
+                [&](int64_t k, int64_t qc, int64_t nqc) { project(k, 0, batch, qc, qc + nqc); },
+                [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, float* hc, float* hn) {
+                    step(k, ph, qc, nqc, 0, batch, hc, hn, tile);
+                },
+                [&](int64_t k, float* hc, float* hn) {
+                    steps_alone(0, batch, k, hc, hn, true, tile);
+                });
+            return;
+        }
+        // Rows split (or one thread): this tid's rows, all units, no waiting for anyone (a tid
+        // whose thread is late is run by a thread that finished its own, see parallel_region).
+        // steps_alone projects them: serial inside a multi-thread region; with one thread the
+        // GEMM engine may still use the pool.
+        Split s = plan;
+        s.threads = nth;
+        int64_t b0, b1;
+        thread_rows(s, tid, batch, &b0, &b1);
+        steps_alone(b0, b1, 0, h, h2, false, tile);
+    });
+    error.rethrow_if_failed();
+    if (steps % 2 == 1) std::memcpy(h, h2, sizeof(float) * batch * u);  // the last h' went there
 }
 
 }  // namespace rnn_detail

@@ -2,6 +2,7 @@
 // ukernels/vmath/vmath.h): bit for bit the same ISA's act kernels applied gate by gate (the
 // drivers' generic path), and close to a float64 reference. Unit counts around the 8-lane
 // vector and the 16-unit block: 1, 7, 8, 9, 16, 17, 33, 64.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -229,6 +230,78 @@ void test_units_split_runs_each_block_once() {
     fl::set_num_threads(saved);
 }
 
+// run_steps (recurrent.h), the walk every driver's steps go through, in each split (one thread,
+// rows on 2 threads, units on 2 threads, each also with the split closed by the test hook at
+// step 3) with 1 and 2 phases per step, an odd and an even number of steps, time chunks of 4
+// steps: every (step, phase, unit block, row) runs exactly once, after the projection of its
+// chunk's rows and blocks (each projected exactly once), with the h buffers of its step's
+// parity, and a step's phase only once the phase before it is done for every unit block; the
+// last step's h ends in h.
+void test_run_steps_runs_each_row_block_once() {
+    using namespace fl::rnn_detail;
+    const int saved = fl::num_threads();
+    fl::set_num_threads(2);
+    const int64_t u = 192, nq = unit_blocks(u), batch = 13;
+    const Split plans[] = {{SplitMode::one, 1}, {SplitMode::rows, 2}, {SplitMode::units, 2}};
+    for (const Split& plan : plans)
+        for (int64_t close_at : {int64_t(-1), int64_t(3)})
+            for (int64_t per_step : {1, 2})
+                for (int64_t steps : {9, 10}) {
+                    if (close_at >= 0 && plan.mode != SplitMode::units) continue;
+                    fl::units_split_close_at_for_tests(close_at);
+                    const StepChunks chunks{steps, 4, false};
+                    const int64_t nchunks = (steps + 3) / 4;
+                    auto at = [&](int64_t i, int64_t q, int64_t b) {
+                        return static_cast<size_t>((i * nq + q) * batch + b);
+                    };
+                    std::vector<std::atomic<int>> proj(at(nchunks, 0, 0));
+                    std::vector<std::atomic<int>> runs(at(steps * per_step, 0, 0));
+                    std::atomic<int> early{0}, wrong_h{0};
+                    std::vector<float> h(static_cast<size_t>(batch * u), 0.0f), h2 = h;
+                    auto project = [&](int64_t k, int64_t b0, int64_t b1, int64_t q0,
+                                       int64_t q1) {
+                        for (int64_t q = q0; q < q1; ++q)
+                            for (int64_t b = b0; b < b1; ++b) ++proj[at(k / 4, q, b)];
+                    };
+                    auto step = [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, int64_t r0,
+                                    int64_t r1, const float* hc, float* hn, float* tile) {
+                        const bool odd = k & 1;
+                        if (hc != (odd ? h2.data() : h.data()) ||
+                            hn != (odd ? h.data() : h2.data()) || tile == nullptr)
+                            ++wrong_h;
+                        for (int64_t q = qc; q < qc + nqc; ++q)
+                            for (int64_t b = r0; b < r1; ++b) {
+                                ++runs[at(k * per_step + ph, q, b)];
+                                if (proj[at(k / 4, q, b)].load() != 1) ++early;
+                                // the phase before: done for every unit block of this row
+                                const int64_t prev = k * per_step + ph - 1;
+                                for (int64_t p = 0; prev >= 0 && p < nq; ++p)
+                                    if (runs[at(prev, p, b)].load() != 1) ++early;
+                            }
+                        // this step's h, for the rows and units written
+                        for (int64_t b = r0; b < r1; ++b)
+                            for (int64_t j = qc * 16; j < std::min(u, (qc + nqc) * 16); ++j)
+                                hn[b * u + j] = static_cast<float>(k + 1);
+                    };
+                    run_steps(plan, chunks, project, batch, u, per_step, h.data(), h2.data(),
+                              step);
+                    int bad = 0;
+                    for (auto& c : proj) bad += c.load() != 1;
+                    for (auto& c : runs) bad += c.load() != 1;
+                    int stale = 0;
+                    for (float v : h) stale += v != static_cast<float>(steps);
+                    FLT_CHECK_MSG(bad == 0 && early.load() == 0 && wrong_h.load() == 0 &&
+                                      stale == 0,
+                                  "mode %d close_at %d per_step %d steps %d: %d not run once, "
+                                  "%d early, %d with the wrong buffers, %d of h not the last "
+                                  "step's",
+                                  int(plan.mode), int(close_at), int(per_step), int(steps), bad,
+                                  early.load(), wrong_h.load(), stale);
+                }
+    fl::units_split_close_at_for_tests(-1);
+    fl::set_num_threads(saved);
+}
+
 // chunk_steps (recurrent.h): time chunks of kXwChunkBytes of a thread's rows, at least
 // kMinChunkRows steps when it has fewer rows, the whole sequence when the W a chunk's GEMM reads
 // (all of it, or a units-split item's slice) exceeds kChunkedMaxWBytes or for a one-thread plan
@@ -281,6 +354,7 @@ namespace fltest {
 void register_recurrent_tests() {
     add_case("units_split_runs_each_block_once", test_units_split_runs_each_block_once);
     add_case("chunk_steps_rule", test_chunk_steps_rule);
+    add_case("run_steps_runs_each_row_block_once", test_run_steps_runs_each_row_block_once);
     for (const GateKernels& k : gate_kernels()) {
         if (!fltest::isa_supported(k.id)) continue;
         add_case("lstm_gates_" + k.isa, [k] { test_lstm_gates(k); });

@@ -48,6 +48,7 @@ CPP_OPS = frozenset(
         "lstm",
         "lstm_cell",
         "gru",
+        "simple_rnn",
         "scaled_dot_product_attention",
         "attention",
         "additive_attention",

@@ -342,3 +342,18 @@ def gru(
     reset_after: packed_recurrent = PackedGates(recurrent_kernel (u, 3u), 3, recurrent bias)
     and packed_recurrent_h None; else PackedGates(recurrent_kernel[:, :2u], 2) and
     PackedDense(recurrent_kernel[:, 2u:]). Returns (out, h)."""
+
+def simple_rnn(
+    x: npt.NDArray[np.float32],
+    packed_kernel: PackedGates,
+    packed_recurrent: PackedGates,
+    h0: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None,
+    return_sequences: bool,
+    go_backwards: bool,
+    activation_id: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Keras SimpleRNN over x (B, T, F): packed_kernel = PackedGates(kernel (F, u), 1, bias),
+    packed_recurrent = PackedGates(recurrent_kernel (u, u), 1); h0 (B, u); mask (B, T) or
+    None. Returns (out, h); out is (B, T, u) in processing order if return_sequences, else
+    (B, u)."""

@@ -557,25 +557,14 @@ def lstm(
 
 def run_recurrent(a: V.RecurrentArgs, packed: Any = None):
     """lstm, gru or simple_rnn (``a.cell``) on checked arguments; ``packed``: the layer's
-    ``_cpp.recurrent.pack_lstm`` or ``pack_gru`` (simple_rnn: NumPy under every backend,
-    the core has no kernel for it)."""
-    if a.cell == "simple_rnn":
-        out, *states = _np_recurrent.simple_rnn(
-            a.x,
-            a.kernel,
-            a.recurrent_kernel,
-            a.bias,
-            *a.initial_state,
-            a.mask,
-            a.return_sequences,
-            a.go_backwards,
-            a.activation,
-        )
-    elif _cpp(a.cell, _cpp_recurrent.unsupported(a)):
+    ``_cpp.recurrent.pack_lstm``, ``pack_gru`` or ``pack_simple_rnn``."""
+    if _cpp(a.cell, _cpp_recurrent.unsupported(a)):
         out, *states = _cpp_recurrent.run(a, packed)
     else:
-        numpy_cell = _np_recurrent.lstm if a.cell == "lstm" else _np_recurrent.gru
-        gru_only = () if a.reset_after is None else (a.reset_after,)
+        numpy_cell = getattr(_np_recurrent, a.cell)
+        # simple_rnn has no recurrent_activation; gru alone takes reset_after
+        extra = () if a.cell == "simple_rnn" else (a.recurrent_activation,)
+        extra += () if a.reset_after is None else (a.reset_after,)
         out, *states = numpy_cell(
             a.x,
             a.kernel,
@@ -586,8 +575,7 @@ def run_recurrent(a: V.RecurrentArgs, packed: Any = None):
             a.return_sequences,
             a.go_backwards,
             a.activation,
-            a.recurrent_activation,
-            *gru_only,
+            *extra,
         )
     if not a.return_state:
         return out
@@ -601,7 +589,7 @@ def recurrent_runner(a: V.RecurrentArgs, packed: Any, return_state: bool) -> Any
     :func:`run_recurrent` computes on ``a`` (no mask, zero initial states), as a function
     of sequences of ``a.x``'s shape alone, returning (out, *states) when ``return_state``,
     else out. None off the C++ path."""
-    if packed is None or a.cell == "simple_rnn":
+    if packed is None:
         return None
     if not _cpp(a.cell, _cpp_recurrent.unsupported(a)):
         return None
@@ -702,7 +690,8 @@ def simple_rnn(
     -------
     output, or (output, h) if return_state; float32.
 
-    Computed in NumPy under every backend (the core has no SimpleRNN kernel yet).
+    C++ path: as for :func:`lstm` (the kernels packed on every call;
+    :class:`fastlayers.layers.SimpleRNN` packs them once).
     """
     return run_recurrent(V.check_simple_rnn(**locals()))
 

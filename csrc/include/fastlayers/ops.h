@@ -178,9 +178,9 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
                   const float* c0, const uint8_t* mask, bool return_sequences, bool go_backwards,
                   Act act, Act recurrent_act, float* out, float* h, float* c);
 
-// Test hook: step >= 0 makes every LSTM/GRU units split (batch too small to split by rows)
-// run as if its workers never came: they return at once, and the caller computes the shares
-// itself until step `step`, then the rest in the one-thread walk (csrc/ops/recurrent.h,
+// Test hook: step >= 0 makes every LSTM/GRU/SimpleRNN units split (batch too small to split by
+// rows) run as if its workers never came: they return at once, and the caller computes the
+// shares itself until step `step`, then the rest in the one-thread walk (csrc/ops/recurrent.h,
 // Attendance). -1 (the default) turns it off. Bits are the same either way.
 void units_split_close_at_for_tests(int64_t step);
 // Test hook: step >= 0 makes the caller of every units split act at step `step` as after a
@@ -189,14 +189,15 @@ void units_split_close_at_for_tests(int64_t step);
 // their next step, and the caller closes the split at the first step boundary where none is
 // left. -1 (the default) turns it off.
 void units_split_leave_at_for_tests(int64_t step, int64_t delay_us = 0);
-// Test hook: step >= 0 makes the input projection of lstm_forward / gru_forward for the time
-// chunk that holds processing step `step` (k = T-1-t for go_backwards) throw std::bad_alloc (as
-// its GEMM would when it cannot allocate its packing buffer), in every split and on whichever
-// thread projects it. lstm_cell_forward reaches it above 32 rows only (below, it reads its
-// weights in place, without a projection). -1 (the default) turns it off.
+// Test hook: step >= 0 makes the input projection of lstm_forward / gru_forward /
+// simple_rnn_forward for the time chunk that holds processing step `step` (k = T-1-t for
+// go_backwards) throw std::bad_alloc (as its GEMM would when it cannot allocate its packing
+// buffer), in every split and on whichever thread projects it. lstm_cell_forward reaches it
+// above 32 rows only (below, it reads its weights in place, without a projection). -1 (the
+// default) turns it off.
 void recurrent_projection_fail_at_for_tests(int64_t step);
-// Test hook: how many LSTM/GRU time-chunk projections so far were cut into slices of unit
-// blocks because a units split runs on one thread (csrc/ops/recurrent.h, InputProjection).
+// Test hook: how many LSTM/GRU/SimpleRNN time-chunk projections so far were cut into slices of
+// unit blocks because a units split runs on one thread (csrc/ops/recurrent.h, InputProjection).
 int64_t recurrent_sliced_projections_for_tests();
 // How many units splits have been closed so far (by the hooks, an absent worker or a stall).
 int64_t units_split_closes_for_tests();
@@ -222,6 +223,17 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
                  const PackedGates& w_in, const PackedGates& w_rec, const PackedB* w_rec_h,
                  const float* h0, const uint8_t* mask, bool return_sequences, bool go_backwards,
                  bool reset_after, Act act, Act recurrent_act, float* out, float* h);
+
+// SimpleRNN over a sequence (Keras SimpleRNN, PyTorch nn.RNN; csrc/ops/simple_rnn.cpp):
+// h_t = act(x_t · kernel + bias + h_{t-1} · recurrent_kernel). x (B, T, F) contiguous; w_in =
+// pack_gates(kernel (F, u), u, 1, bias (u,) or none); w_rec = pack_gates(recurrent_kernel
+// (u, u), u, 1, no bias); h0 (B, u); mask as for lstm_forward. Writes out (B, T, u) in
+// processing order if return_sequences, else (B, u), and the final h (B, u) (h == h0 allowed).
+// Masked steps, errors, threads and bits as for lstm_forward.
+void simple_rnn_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
+                        const PackedGates& w_in, const PackedGates& w_rec, const float* h0,
+                        const uint8_t* mask, bool return_sequences, bool go_backwards, Act act,
+                        float* out, float* h);
 
 // ---------------------------------------------------------------------------- attention
 

@@ -15,3 +15,4 @@ from .conv2d import pack_conv2d as pack_conv2d
 from .dense import pack_dense as pack_dense
 from .recurrent import pack_gru as pack_gru
 from .recurrent import pack_lstm as pack_lstm
+from .recurrent import pack_simple_rnn as pack_simple_rnn

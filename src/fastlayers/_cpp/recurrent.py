@@ -1,4 +1,5 @@
-"""LSTM and GRU on the C++ path: the kernels packed as gate panels, the time loop in C++."""
+"""LSTM, GRU and SimpleRNN on the C++ path: the kernels packed as gate panels, the time loop
+in C++."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from .activations import unsupported_elementwise
 
 
 def unsupported(a):
-    """None when the C++ path serves this lstm/gru call, else why not."""
+    """None when the C++ path serves this lstm, gru or simple_rnn call, else why not."""
+    if a.cell == "simple_rnn":  # no recurrent_activation
+        return unsupported_elementwise(a.activation, "linear")
     return unsupported_elementwise(a.activation, a.recurrent_activation)
 
 
@@ -18,6 +21,13 @@ def pack_lstm(kernel, recurrent_kernel, bias):
     """(PackedGates(kernel, 4, bias), PackedGates(recurrent_kernel, 4)) for ``_core.lstm``."""
     core = _backend._core
     return core.PackedGates(kernel, 4, bias), core.PackedGates(recurrent_kernel, 4)
+
+
+def pack_simple_rnn(kernel, recurrent_kernel, bias):
+    """(PackedGates(kernel, 1, bias), PackedGates(recurrent_kernel, 1)) for
+    ``_core.simple_rnn``."""
+    core = _backend._core
+    return core.PackedGates(kernel, 1, bias), core.PackedGates(recurrent_kernel, 1)
 
 
 def pack_gru(kernel, recurrent_kernel, bias, reset_after):
@@ -44,9 +54,10 @@ def pack_gru(kernel, recurrent_kernel, bias, reset_after):
 
 
 def run(a, packed=None):
-    """lstm or gru (``a.cell``) on checked arguments (``_validation.RecurrentArgs``):
-    (out, h, c) or (out, h). ``packed``: the layer's :func:`pack_lstm` or :func:`pack_gru`."""
-    return lstm(a, packed) if a.cell == "lstm" else gru(a, packed)
+    """lstm, gru or simple_rnn (``a.cell``) on checked arguments
+    (``_validation.RecurrentArgs``): (out, h, c) or (out, h). ``packed``: the layer's
+    :func:`pack_lstm`, :func:`pack_gru` or :func:`pack_simple_rnn`."""
+    return {"lstm": lstm, "gru": gru, "simple_rnn": simple_rnn}[a.cell](a, packed)
 
 
 def lstm(a, packed=None):
@@ -75,18 +86,25 @@ def runner(a, packed, return_state):
     the activation ids and flags looked up once. Same calls, same bits."""
     core = _backend._core
     ids = _backend.cpp_activation_ids()
-    act, ract = ids[a.activation], ids[a.recurrent_activation]
+    act = ids[a.activation]
     seqs, backwards = a.return_sequences, a.go_backwards
     zeros = np.zeros((a.x.shape[0], a.recurrent_kernel.shape[0]), np.float32)
     zeros.flags.writeable = False  # read by every call, written by none (h0, c0 are inputs)
-    if a.cell == "lstm":
+    if a.cell == "simple_rnn":
         w_in, w_rec = packed
+
+        def run(x):
+            return core.simple_rnn(x, w_in, w_rec, zeros, None, seqs, backwards, act)
+    elif a.cell == "lstm":
+        w_in, w_rec = packed
+        ract = ids[a.recurrent_activation]
 
         def run(x):
             return core.lstm(x, w_in, w_rec, zeros, zeros, None, seqs, backwards, act, ract)
     else:
         w_in, w_rec, w_rec_h = packed
         reset_after = a.reset_after
+        ract = ids[a.recurrent_activation]
 
         def run(x):
             return core.gru(x, w_in, w_rec, w_rec_h, zeros, None, seqs, backwards, reset_after,
@@ -132,4 +150,20 @@ def gru(a, packed=None):
         a.reset_after,
         ids[a.activation],
         ids[a.recurrent_activation],
+    )
+
+
+def simple_rnn(a, packed=None):
+    """simple_rnn on checked arguments -> (out, h). ``packed`` is the layer's
+    :func:`pack_simple_rnn`, or None (packed for this call)."""
+    if packed is None:
+        packed = pack_simple_rnn(a.kernel, a.recurrent_kernel, a.bias)
+    return _backend._core.simple_rnn(
+        a.x,
+        *packed,
+        *a.initial_state,
+        a.mask,
+        a.return_sequences,
+        a.go_backwards,
+        _backend.cpp_activation_ids()[a.activation],
     )

@@ -12,7 +12,7 @@ import numpy as np
 from .. import _masking
 from .. import _validation as V
 from .. import functional as F
-from .._cpp import pack_gru, pack_lstm
+from .._cpp import pack_gru, pack_lstm, pack_simple_rnn
 from .base import F32, WEIGHT_TRAINING_ARGS, Layer, Shape, _bool, _positive_int, _shape_tuple
 from .initializers import check_initializer, initial_value, weight_spec
 
@@ -344,8 +344,8 @@ class SimpleRNN(_RNN):
     Weights: ``kernel`` (features, u), ``recurrent_kernel`` (u, u), ``bias`` (u,).
 
     Call: ``layer(sequences, initial_state=None, mask=None)``; initial_state is h0 or
-    [h0], each (batch, u). Computed in NumPy under every backend (the core has no SimpleRNN
-    kernel yet; docs/semantics.md §26).
+    [h0], each (batch, u). The C++ path packs the kernels once, when the weights are set, as
+    :class:`LSTM` does (docs/semantics.md §26).
     """
 
     _gates = 1
@@ -374,8 +374,8 @@ class SimpleRNN(_RNN):
         shape = (self.units,)
         return ("bias", shape, lambda rng: initial_value(self.bias_initializer, shape, rng))
 
-    def _pack(self):  # no C++ kernel: nothing to pack
-        return None
+    def _pack(self):  # kernel (bias folded in) and recurrent kernel as one-gate panels
+        return pack_simple_rnn(*self._call_weight_values)
 
 
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
