@@ -249,8 +249,8 @@ def _conv_case(cid, n, h, w, c, f, k, stride=1, padding="valid", dilation=1, qui
 
 
 def _recurrent_make_call(layer_cls, gates, bias_shape, b, t, f, u):
-    """make, call and ort_prepare of an LSTM or GRU case: Keras-layout weights held by a
-    layer, and the same weights in an ONNX LSTM/GRU node."""
+    """make, call and ort_prepare of an LSTM, GRU or SimpleRNN case: Keras-layout weights held
+    by a layer, and the same weights in an ONNX LSTM/GRU/RNN node."""
 
     def make(rng):
         s = 1 / math.sqrt(u)
@@ -269,7 +269,7 @@ def _recurrent_make_call(layer_cls, gates, bias_shape, b, t, f, u):
         return d["layer"](d["x"])
 
     def ort_prepare(d, threads):
-        op = "lstm" if gates == 4 else "gru"
+        op = {4: "lstm", 3: "gru", 1: "rnn"}[gates]
         return ort.recurrent(op, d["x"], d["kernel"], d["recurrent_kernel"], d["bias"], threads)
 
     return make, call, ort_prepare
@@ -328,6 +328,25 @@ def _gru_case(cid, b, t, f, u, quick=True):
     flops = 2.0 * b * t * 3 * u * (f + u)
     desc = f"B {b}, T {t}, F {f}, U {u}"
     return Case(cid, "gru", desc, flops, make, call, torch_prepare, quick, ort_prepare)
+
+
+def _simple_rnn_case(cid, b, t, f, u, quick=True):
+    """Keras SimpleRNN (tanh) against torch.nn.RNN, which computes the same with the bias
+    split in two (b_ih + b_hh)."""
+    make, call, ort_prepare = _recurrent_make_call(fl.layers.SimpleRNN, 1, (u,), b, t, f, u)
+
+    def torch_prepare(d):
+        layer = torch.nn.RNN(f, u, batch_first=True)
+        with torch.no_grad():  # Keras -> torch: W_ih = kernel^T, W_hh = rk^T
+            layer.weight_ih_l0.copy_(torch.from_numpy(d["kernel"].T.copy()))
+            layer.weight_hh_l0.copy_(torch.from_numpy(d["recurrent_kernel"].T.copy()))
+            layer.bias_ih_l0.copy_(torch.from_numpy(d["bias"]))
+            layer.bias_hh_l0.zero_()
+        return _torch_last_output(layer, d["x"])
+
+    flops = 2.0 * b * t * u * (f + u)
+    desc = f"B {b}, T {t}, F {f}, U {u}"
+    return Case(cid, "simple_rnn", desc, flops, make, call, torch_prepare, quick, ort_prepare)
 
 
 def _sdpa_case(cid, b, h, t, s, d, causal=False, quick=True):
@@ -468,8 +487,8 @@ def _dwconv_case(cid, n, h, w, c, k, quick=True):
 # The shapes whose time the FMA units bound (enough multiply-adds per byte moved, inputs
 # reused from cache): every GEMM, dense with 64+ rows, the convs but the seed article's
 # 8-filter toy and the depthwise ones (9 multiply-adds per input value read), the batched
-# recurrent layers and long attention. dense-1, lstm-b1 and
-# gru-b1 stream their weights from memory or L2 once per row or step, the decode shapes their
+# recurrent layers and long attention. dense-1, lstm-b1, gru-b1 and
+# rnn-b1 stream their weights from memory or L2 once per row or step, the decode shapes their
 # K and V once per call; attn-64's heads are short (64 x 64: per-head costs count); the seed
 # shapes and softmax measure per-call overhead and memory.
 COMPUTE_BOUND_IDS = frozenset(
@@ -490,6 +509,7 @@ COMPUTE_BOUND_IDS = frozenset(
         "lstm-b64",
         "gru-b32",
         "gru-b64",
+        "rnn-b32",
         "attn-256",
         "attn-1024",
         "attn-1024c",
@@ -525,6 +545,9 @@ def all_cases() -> list[Case]:
         _gru_case("gru-b32", 32, 100, 64, 128),
         _gru_case("gru-b1", 1, 200, 128, 256),
         _gru_case("gru-b64", 64, 50, 256, 512, quick=False),
+        # Added (docs/benchmarks.md §7): the LSTM shapes for SimpleRNN (vs torch.nn.RNN).
+        _simple_rnn_case("rnn-b32", 32, 100, 64, 128),
+        _simple_rnn_case("rnn-b1", 1, 200, 128, 256),
         _sdpa_case("attn-seed", 4, 1, 16, 1, 4),
         _sdpa_case("attn-256", 8, 8, 256, 256, 64),
         _sdpa_case("attn-1024", 1, 12, 1024, 1024, 64, quick=False),

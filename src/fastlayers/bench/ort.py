@@ -158,11 +158,12 @@ def _blocks(a: np.ndarray, units: int, order) -> np.ndarray:
 
 
 def recurrent(op: str, x, kernel, recurrent_kernel, bias, threads: int):
-    """A Keras LSTM or GRU (reset_after=True) as ONNX ``LSTM``/``GRU`` returning the last
-    step's output ``(B, U)``. ONNX runs time-major: x is transposed to ``(T, B, F)`` once,
-    here. Keras's [z | r | h] GRU blocks are ONNX's order already; ``linear_before_reset=1``
-    is reset_after=True. The biases: LSTM [Wb (its Keras bias) | Rb = 0], GRU [bias[0] |
-    bias[1]]."""
+    """A Keras LSTM, GRU (reset_after=True) or SimpleRNN (tanh) as ONNX ``LSTM``/``GRU``/``RNN``
+    (op "lstm", "gru" or "rnn") returning the last step's output ``(B, U)``. ONNX runs
+    time-major: x is transposed to ``(T, B, F)`` once, here. Keras's [z | r | h] GRU blocks are
+    ONNX's order already; ``linear_before_reset=1`` is reset_after=True. The biases: LSTM
+    [Wb (its Keras bias) | Rb = 0], GRU [bias[0] | bias[1]], RNN [bias | 0] (its default
+    activation is tanh)."""
     b, t, f = x.shape
     u = recurrent_kernel.shape[0]
     if op == "lstm":
@@ -173,6 +174,10 @@ def recurrent(op: str, x, kernel, recurrent_kernel, bias, threads: int):
         order = (0, 1, 2)
         bias_onnx = np.concatenate([bias[0], bias[1]])
         attrs = {"linear_before_reset": 1}
+    elif op == "rnn":
+        order = (0,)
+        bias_onnx = np.concatenate([bias, np.zeros(u, np.float32)])
+        attrs = {}
     else:
         raise ValueError(f"ort.recurrent: unknown op {op!r}")
     w = _blocks(kernel, u, order).T[None]  # (1, gates*u, F)
