@@ -214,8 +214,8 @@ def test_compute_bound_ids_are_cases():
     ids = {c.id for c in all_cases()}
     assert COMPUTE_BOUND_IDS <= ids
     for memory_bound in (
-        "dense-1", "conv-seed", "lstm-b1", "gru-b1", "lstm-seed", "attn-seed", "decode-t1",
-        "decode-t4", "dwconv-112", "dwconv-14",
+        "dense-1", "conv-seed", "lstm-b1", "gru-b1", "rnn-b1", "lstm-seed", "attn-seed",
+        "decode-t1", "decode-t4", "dwconv-112", "dwconv-14",
     ):
         assert memory_bound not in COMPUTE_BOUND_IDS
 
@@ -237,7 +237,7 @@ def _expected_flops(case):
         n, h, w, c = d["x"].shape
         kh, kw, f, _ = d["kernel"].shape
         return 2.0 * n * h * w * c * kh * kw * f
-    if case.op in ("lstm", "gru"):
+    if case.op in ("lstm", "gru", "simple_rnn"):
         b, t, f = d["x"].shape
         u = d["recurrent_kernel"].shape[0]
         gates = d["kernel"].shape[1] // u
