@@ -3594,3 +3594,24 @@ def test_a_converted_model_records_and_replays_a_shape_plan():
     assert shape_plan.plans_of(model.inner)
     with torch.no_grad():
         np.testing.assert_allclose(want, net(x).numpy(), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3072, 768), (17, 1031)])
+def test_a_linear_weight_becomes_its_transposed_kernel_with_or_without_the_core(shape,
+                                                                                 monkeypatch):
+    """io.torch_common._kernel_of: the (in, out) kernel of an (out, in) weight, a new
+    C-contiguous float32 array, bit for bit the transpose whether the core's blocked
+    transpose makes it (4096 elements or more) or NumPy does (small, or without the core)."""
+    from fastlayers import _backend
+    from fastlayers.io.torch_common import _kernel_of
+
+    w = torch.randn(shape)
+    want = w.numpy().T
+    for core in (True, False):
+        if not core:
+            monkeypatch.setattr(_backend, "core_available", lambda: False)
+        for src in (w, w.numpy(), w.numpy().astype(np.float64)):
+            got = _kernel_of(src)
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            assert not np.shares_memory(got, w.numpy())
+            np.testing.assert_array_equal(got, want.astype(np.float32))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend
 from .. import _symbolic as S
 from ..layers import (
     Permute,
@@ -306,6 +307,18 @@ def _np_view(tensor: Any) -> np.ndarray | None:
     if tensor is None:
         return None
     return tensor.detach().cpu().numpy().astype(F32, copy=False)
+
+
+def _kernel_of(weight: Any) -> np.ndarray:
+    """A Linear's (out, in) weight (a tensor or an array) as Keras's (in, out) kernel: a new
+    C-contiguous float32 array. Transposed by the core's blocked transpose where it is there:
+    NumPy's copy of a transposed view goes down its columns, 11 ms for a (3072, 768) weight
+    against 3 (BERT-base's 73 Linear layers: 0.85 s of its conversion's 2.4-4.5)."""
+    w = _np_view(weight) if not isinstance(weight, np.ndarray) else weight.astype(F32, copy=False)
+    if _backend.core_available() and w.ndim == 2 and w.size >= 4096:
+        w = np.ascontiguousarray(w)  # (a no-op for a parameter's own memory)
+        return _backend._core.transpose_batched(w[None])[0]
+    return np.ascontiguousarray(w.T)
 
 
 def _bn_scale_shift(mod: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,7 @@ from .torch_common import (
     _is_float,
     _is_number,
     _keras_transposes,
+    _kernel_of,
     _legacy_dim,
     _np,
     _np_view,
@@ -349,7 +350,7 @@ class _ModuleRules:
         if layer is None:
             layer = Dense(mod.out_features, use_bias=mod.bias is not None,
                           activation=self.fuse, name=self._layer_name(qual))
-            w = [_np_view(mod.weight).T]
+            w = [_kernel_of(mod.weight)]
             if mod.bias is not None:
                 w.append(_np_view(mod.bias))
             layer.set_weights(w)
@@ -1384,8 +1385,8 @@ class _ModuleRules:
             )
         t = _to_torch(self._tensor(x, "linear"))
         layer = Dense(weight.shape[0], use_bias=bias is not None)
-        layer.set_weights([weight.T.astype(F32)] + ([bias.astype(F32)] if bias is not None
-                                                     else []))
+        layer.set_weights([_kernel_of(weight)] + ([bias.astype(F32)] if bias is not None
+                                                   else []))
         return _T(layer(t.sym), False)
 
     def einsum(self, equation: Any, *operands: Any) -> Any:
