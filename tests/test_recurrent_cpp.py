@@ -209,9 +209,12 @@ def test_cpp_bitwise_identical_for_1_and_2_threads(
 # last block; a GRU of 65 units at B 1 is too small to split), batch rows (B = 13: 7 + 6 rows,
 # register blocks 4 + 3 and 6 with the 6-row kernels, 7 and 6 with the AVX-512 one; u = 65),
 # and one thread (small layers: the last shape, and a SimpleRNN of 97 units at B 1, 9409
-# multiply-adds a step: recurrent.h plan_split). The splits are checked to happen (the thread
-# pool's parallel regions are counted).
-SPLIT_SHAPES = [(1, 7, 16, 129), (2, 6, 8, 157), (1, 6, 4, 97), (13, 5, 6, 65), (1, 5, 3, 33)]
+# multiply-adds a step: recurrent.h plan_split). A SimpleRNN counts u² multiply-adds per row
+# and step (the LSTM 4u²), so B 13 is a units split for it and B 40, u 65 its rows split
+# (20 + 20 rows: at least 16 per thread). The splits are checked to happen (the thread pool's
+# parallel regions are counted).
+SPLIT_SHAPES = [(1, 7, 16, 129), (2, 6, 8, 157), (1, 6, 4, 97), (13, 5, 6, 65), (40, 5, 6, 65),
+                (1, 5, 3, 33)]
 
 
 @pytest.mark.parametrize("op,extra,bias", VARIANTS)
@@ -312,7 +315,8 @@ def test_cpp_units_split_on_one_thread_projects_slices_same_bits(
     by slice (recurrent.h, InputProjection: all of W, 3.3 or 2.5 MiB, is over
     kChunkedMaxWBytes). The bits of one thread, and the slicing did happen. The SimpleRNN's
     one gate needs F 1100 for a W over the limit (2.3 MiB; slices of 275 KiB), and T 100 for
-    more than one chunk (60 steps)."""
+    more than one chunk (60 steps): both closes fall in its first chunk, and the caller
+    projects the second."""
     core = _backend._core
     t, f = (100, 1100) if op == "simple_rnn" else (40, 400)
     d, kw = _data(rng, _gates(op), 2, t, f, 530, bias(530))
@@ -340,12 +344,14 @@ def test_cpp_units_split_on_one_thread_projects_slices_same_bits(
 # in the units split on two (B 3, u 64), so step 130 is in the second chunk of both; the rows
 # split (B 48, u 32: 24 + 24 rows, chunks of 21 or 28 steps); one GEMM over the whole sequence
 # (B 2, F 300, u 512 on one thread: the lstm's W is over kChunkedMaxWBytes; B 2, u 16 on two:
-# a one-thread plan on a two-thread pool). Failing chunk 0 (phase 0 of the units split), a
-# later chunk, the last step.
+# a one-thread plan on a two-thread pool). A SimpleRNN (u² multiply-adds per row and step)
+# splits B 48, u 32 by units and runs B 3, u 64 on one thread: B 48, u 128 is its rows split
+# (and the others'). Failing chunk 0 (phase 0 of the units split), a later chunk, the last step.
 PROJECTION_FAILURES = [
     (3, 200, 5, 64, 1, (0, 130, 199)),
     (3, 200, 5, 64, 2, (0, 130, 199)),
     (48, 50, 7, 32, 2, (0, 30, 49)),
+    (48, 50, 7, 128, 2, (0, 30, 49)),
     (2, 24, 300, 512, 1, (0, 23)),
     (2, 10, 4, 16, 2, (0, 9)),
 ]

@@ -150,7 +150,7 @@ void bind_runtime(py::module_& m) {
         "Counters of the thread pool since the process started: regions (run on more than one "
         "thread), workers_signalled, worker_wakeups, chunks_taken_over, "
         "late_workers_called (late workers moved onto the caller's CPU), backoffs (contended "
-        "LSTM/GRU units splits), serial_by_backoff (units splits the backoff ran on the caller "
+        "recurrent units splits), serial_by_backoff (units splits the backoff ran on the caller "
         "alone), masks_given_back (late workers whose CPU mask the caller restored at the end of a "
         "region).");
     m.def(
@@ -167,7 +167,7 @@ void bind_runtime(py::module_& m) {
             set_contention_backoff(on.ptr() == Py_True);
         },
         py::arg("on"),
-        "Turn the units-split backoff on (the default) or off: after an LSTM/GRU units split in "
+        "Turn the units-split backoff on (the default) or off: after a recurrent units split in "
         "which the caller waited for the other threads for more than half of it (a worker "
         "descheduled by a busy host), the next units splits run on the calling thread alone "
         "(docs/architecture.md §7). Results do not depend on it.");

@@ -37,7 +37,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <utility>
 
 #include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"

@@ -31,7 +31,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <utility>
 
 #include "../runtime/dispatch.h"
 #include "fastlayers/gemm.h"
@@ -44,8 +43,6 @@ namespace fl {
 namespace {
 
 using rnn_detail::kUnitBlock;
-
-using rnn_detail::kBlocksPerCall;
 
 // lstm_cell_forward reads the kernels in place up to this batch, and packs them above it.
 constexpr int64_t kCellInPlaceMaxBatch = 32;

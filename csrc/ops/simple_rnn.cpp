@@ -11,10 +11,11 @@
 // whole sequence or time chunks (recurrent.h, StepChunks); per step, per register block of rows
 // and group of <= 4 unit blocks (16 units each), one micro-kernel call continues the FMA chains
 // of xw[b, t] in place with h · R, and the activation runs on that tile while it is in L1.
-// Each output is the chain b, x[0] W[0], ..., x[F-1] W[F-1], h[0] R[0], ..., h[u-1] R[u-1],
-// then act: the same bits for any thread count and on every ISA (the act kernels are one
-// algorithm everywhere). h is double-buffered. Masked rows keep h and repeat the last emitted
-// output (zeros before the first unmasked step), as Keras does.
+// Each output is the FMA chain b, x[0] W[0], ..., x[F-1] W[F-1], h[0] R[0], ..., h[u-1] R[u-1]
+// (the bias first; Keras adds it after x · W), then act: the same bits for any thread count
+// and on every ISA (the act kernels are one algorithm everywhere). h is double-buffered.
+// Masked rows keep h and repeat the last emitted output (zeros before the first unmasked
+// step), as Keras does.
 //
 // Threads: recurrent.h (rows / units / one, run by rnn_detail::run_steps). Scratch is
 // allocated once per call.

@@ -20,12 +20,12 @@
 // match and leaves a one-time report for the Python bindings (a worker never calls into
 // Python).
 //
-// Units-split backoff: in an LSTM/GRU units split the threads share every step (SharedPhases),
+// Units-split backoff: in a recurrent units split the threads share every step (SharedPhases),
 // and a partner descheduled in the middle of a step's item holds the caller until its CPU is
 // back, step after step. The caller measures, per such region, how long it waited for the others
 // (SharedPhases::wait - not wait_for, the units split's stall patience - and wait_done after its
 // own work) against the region's length; when it waited for more than half of a region of at
-// least kStallMin, the next units splits run on the caller alone (the LSTM/GRU drivers ask
+// least kStallMin, the next units splits run on the caller alone (the recurrent drivers ask
 // units_split_backoff() before each): 8 of them, doubling on each repeat up to 64, back to 8
 // after a units split that ran cleanly. Other regions neither trigger it nor follow it: there,
 // claiming lets the caller take over whatever a late thread has not started

@@ -236,10 +236,14 @@ void test_units_split_runs_each_block_once() {
 // steps: every (step, phase, unit block, row) runs exactly once, after the projection of its
 // chunk's rows and blocks (each projected exactly once), with the h buffers of its step's
 // parity, and a step's phase only once the phase before it is done for every unit block; the
-// last step's h ends in h.
+// last step's h ends in h. The contention backoff (which would run a units split on the caller
+// alone on a busy host, passing without testing the split) is off meanwhile, and each closed
+// split is counted.
 void test_run_steps_runs_each_row_block_once() {
     using namespace fl::rnn_detail;
     const int saved = fl::num_threads();
+    const bool backoff = fl::contention_backoff();
+    fl::set_contention_backoff(false);
     fl::set_num_threads(2);
     const int64_t u = 192, nq = unit_blocks(u), batch = 13;
     const Split plans[] = {{SplitMode::one, 1}, {SplitMode::rows, 2}, {SplitMode::units, 2}};
@@ -249,6 +253,7 @@ void test_run_steps_runs_each_row_block_once() {
                 for (int64_t steps : {9, 10}) {
                     if (close_at >= 0 && plan.mode != SplitMode::units) continue;
                     fl::units_split_close_at_for_tests(close_at);
+                    const int64_t closes = fl::units_split_closes_for_tests();
                     const StepChunks chunks{steps, 4, false};
                     const int64_t nchunks = (steps + 3) / 4;
                     auto at = [&](int64_t i, int64_t q, int64_t b) {
@@ -290,6 +295,10 @@ void test_run_steps_runs_each_row_block_once() {
                     for (auto& c : runs) bad += c.load() != 1;
                     int stale = 0;
                     for (float v : h) stale += v != static_cast<float>(steps);
+                    const int64_t closed = fl::units_split_closes_for_tests() - closes;
+                    FLT_CHECK_MSG(closed == (close_at >= 0 ? 1 : 0),
+                                  "mode %d close_at %d: %d closes", int(plan.mode),
+                                  int(close_at), int(closed));
                     FLT_CHECK_MSG(bad == 0 && early.load() == 0 && wrong_h.load() == 0 &&
                                       stale == 0,
                                   "mode %d close_at %d per_step %d steps %d: %d not run once, "
@@ -299,6 +308,7 @@ void test_run_steps_runs_each_row_block_once() {
                                   early.load(), wrong_h.load(), stale);
                 }
     fl::units_split_close_at_for_tests(-1);
+    fl::set_contention_backoff(backoff);
     fl::set_num_threads(saved);
 }
 

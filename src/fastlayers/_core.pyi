@@ -143,25 +143,26 @@ def _debug_run_alone(fn: Callable[[], Any]) -> Any:
     """Test hook: calls fn() with every parallel region it starts run on this thread alone."""
 
 def _debug_units_split_close_at(step: int) -> None:
-    """Test hook: step >= 0 runs every LSTM/GRU units split as if its workers never came (the
-    caller takes their shares, then closes the split at that step); -1 turns it off."""
+    """Test hook: step >= 0 runs every LSTM/GRU/SimpleRNN units split as if its workers never
+    came (the caller takes their shares, then closes the split at that step); -1 turns it
+    off."""
 
 def _debug_units_split_leave_at(step: int, delay_us: int = 0) -> None:
-    """Test hook: step >= 0 makes the caller of every LSTM/GRU units split act at that step as
-    after a stalled phase (call its workers onto its CPU, ask them to leave), after sleeping
-    delay_us microseconds while its workers run on; -1 turns it off."""
+    """Test hook: step >= 0 makes the caller of every LSTM/GRU/SimpleRNN units split act at
+    that step as after a stalled phase (call its workers onto its CPU, ask them to leave),
+    after sleeping delay_us microseconds while its workers run on; -1 turns it off."""
 
 def _debug_recurrent_projection_fail_at(step: int) -> None:
-    """Test hook: step >= 0 makes the LSTM/GRU input projection of the time chunk holding that
-    processing step (k = T-1-t with go_backwards) raise MemoryError (std::bad_alloc); -1 turns
-    it off."""
+    """Test hook: step >= 0 makes the LSTM/GRU/SimpleRNN input projection of the time chunk
+    holding that processing step (k = T-1-t with go_backwards) raise MemoryError
+    (std::bad_alloc); -1 turns it off."""
 
 def _debug_recurrent_sliced_projections() -> int:
-    """Test hook: how many LSTM/GRU time-chunk projections were cut into slices of unit blocks
-    (a units split run on one thread)."""
+    """Test hook: how many LSTM/GRU/SimpleRNN time-chunk projections were cut into slices of
+    unit blocks (a units split run on one thread)."""
 
 def _debug_units_split_closes() -> int:
-    """Test hook: how many LSTM/GRU units splits have been closed so far."""
+    """Test hook: how many LSTM/GRU/SimpleRNN units splits have been closed so far."""
 
 def _debug_parallel_for(n: int) -> tuple[int, int]:
     """Test hook: a parallel_for of n one-item chunks -> (chunks run, distinct threads)."""
@@ -275,8 +276,9 @@ def conv3d(
     depth-stacked input."""
 
 class PackedGates:
-    """A recurrent kernel (K, gates*u) packed once for lstm/gru, the gates of each 16-unit
-    block side by side (16-wide K-major panels), with its bias (gates*u,) folded in."""
+    """A recurrent kernel (K, gates*u) packed once for lstm, gru or simple_rnn, the gates of
+    each 16-unit block side by side (16-wide K-major panels), with its bias (gates*u,) folded
+    in."""
 
     def __init__(
         self,

@@ -193,7 +193,7 @@ PoolStats pool_stats();
 void pool_wake_delay_for_tests(int64_t us);
 
 // The units-split backoff (csrc/runtime/threadpool.cpp, docs/architecture.md §7): when the
-// caller of an LSTM/GRU units split (a region whose threads share its steps through
+// caller of a recurrent units split (a region whose threads share its steps through
 // SharedPhases) waited for the others for more than half of it, and at least 0.2 ms (a worker
 // descheduled by a busy host), the next units splits run on the caller alone (8, doubling on
 // repeats up to 64). units_split_backoff() is asked by the drivers before each units split:
@@ -201,7 +201,7 @@ void pool_wake_delay_for_tests(int64_t us);
 // it. On by default; results are the same either way (they do not depend on the thread count).
 bool units_split_backoff();
 // While an object built with on = true lives, parallel_for and parallel_region called on this
-// thread run on it alone, as if nested in a region. The LSTM/GRU drivers hold one around a units
+// thread run on it alone, as if nested in a region. The recurrent drivers hold one around a units
 // split the backoff sends to the caller alone, so that the input projection's GEMM inside it
 // stays on the caller too (on the pool, its worker met the same busy core).
 class RunAloneScope {
@@ -230,14 +230,14 @@ int backoff_serial_left();
 // holds), so a body that does not wait for the others is never held up by a late worker. Bodies
 // that meet at a barrier are never taken over: no tid returns before every tid has reached the
 // barrier. Work that must not wait for a descheduled partner claims its pieces through SharedPhases
-// instead of meeting at a barrier (the LSTM/GRU unit split). FTZ/DAZ as in parallel_for. fn must
+// instead of meeting at a barrier (the recurrent unit split). FTZ/DAZ as in parallel_for. fn must
 // not throw.
 void parallel_region(int max_threads, void (*fn)(void* ctx, int tid, int nthreads), void* ctx);
 
 // On the caller of a multi-thread region, inside it: whether every worker the region signalled
 // was awake (spinning for work) rather than asleep. An awake worker starts within
 // microseconds unless it has no CPU; waking a sleeping one can take much longer (a halted
-// vCPU). The LSTM/GRU units split uses it to tell a descheduled partner from a slow wake-up.
+// vCPU). The recurrent units split uses it to tell a descheduled partner from a slow wake-up.
 bool region_workers_were_awake();
 
 // On the caller of a multi-thread region, inside it, once it knows its workers have nothing

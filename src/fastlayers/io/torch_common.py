@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _backend
 from .. import _symbolic as S
+from .._cpp.transpose import transpose_batched
 from ..layers import (
     Permute,
     Reshape,
@@ -317,7 +318,7 @@ def _kernel_of(weight: Any) -> np.ndarray:
     w = _np_view(weight) if not isinstance(weight, np.ndarray) else weight.astype(F32, copy=False)
     if _backend.core_available() and w.ndim == 2 and w.size >= 4096:
         w = np.ascontiguousarray(w)  # (a no-op for a parameter's own memory)
-        return _backend._core.transpose_batched(w[None])[0]
+        return transpose_batched(w[None])[0]
     return np.ascontiguousarray(w.T)
 
 
