@@ -84,17 +84,12 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
     const int64_t np = w_in.w.n();      // N' = 48 * unit blocks
     const int64_t gw = 3 * kUnitBlock;  // xw columns of one unit block
     const int64_t rw = reset_after ? 3 * kUnitBlock : 2 * kUnitBlock;  // h · R columns of one
-    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 3 * u * u);
-    // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
-    const rnn_detail::StepChunks chunks{
-        steps, rnn_detail::chunk_steps(plan, batch, steps, w_in), go_backwards};
-    AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
-    AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
-    AlignedFloats rh;                             // (B, u), reset_before
+    const rnn_detail::Sequence seq(x, batch, steps, features, w_in, 3 * u * u, go_backwards);
+    const rnn_detail::StepChunks& chunks = seq.chunks;
+    AlignedFloats rh;  // (B, u), reset_before
     if (!reset_after) rh = alloc_aligned_floats(bu);
-    float* xwp = xw.get();
+    float* xwp = seq.xw.get();
     float* rhp = rh.get();
-    const rnn_detail::InputProjection project{x, features, &w_in, chunks, xwp, np};
     const float* rec = w_rec.w.data();
     const float* rec_bias = w_rec.w.bias();
     const int64_t ps = w_rec.w.panel_stride();
@@ -212,15 +207,15 @@ void gru_forward(const float* x, int64_t batch, int64_t steps, int64_t features,
 
     // reset_after: one phase per step; reset_before: phase 1 (phase_a) for every unit block,
     // then phase 2 (phase_b: it reads all of rh).
-    rnn_detail::run_steps(plan, chunks, project, batch, u, reset_after ? 1 : 2, h, h2.get(),
-                          [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, int64_t r0,
-                              int64_t r1, const float* hc, float* hn, float* tile) {
-                              if (ph == 0) {
-                                  phase_a(k, qc, nqc, r0, r1, hc, hn, tile);
-                              } else {
-                                  phase_b(k, qc, nqc, r0, r1, hc, hn, tile);
-                              }
-                          });
+    seq.run(batch, reset_after ? 1 : 2, h,
+            [&](int64_t k, int64_t ph, int64_t qc, int64_t nqc, int64_t r0, int64_t r1,
+                const float* hc, float* hn, float* tile) {
+                if (ph == 0) {
+                    phase_a(k, qc, nqc, r0, r1, hc, hn, tile);
+                } else {
+                    phase_b(k, qc, nqc, r0, r1, hc, hn, tile);
+                }
+            });
 }
 
 }  // namespace fl

@@ -137,14 +137,9 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         act == Act::tanh && recurrent_act == Act::sigmoid ? kt.lstm_gates : nullptr;
     const int64_t np = w_rec.w.n();  // N' = 64 * unit blocks
     const int64_t gw = 4 * kUnitBlock;  // columns of one unit block
-    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, 4 * u * u);
-    // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
-    const rnn_detail::StepChunks chunks{
-        steps, rnn_detail::chunk_steps(plan, batch, steps, w_in), go_backwards};
-    AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
-    AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
-    float* xwp = xw.get();
-    const rnn_detail::InputProjection project{x, features, &w_in, chunks, xwp, np};
+    const rnn_detail::Sequence seq(x, batch, steps, features, w_in, 4 * u * u, go_backwards);
+    const rnn_detail::StepChunks& chunks = seq.chunks;
+    float* xwp = seq.xw.get();
     const float* rec = w_rec.w.data();
     const int64_t ps = w_rec.w.panel_stride();
     const int64_t ldz = chunks.tc * np;  // between batch rows of xw at a fixed t
@@ -188,7 +183,7 @@ void lstm_forward(const float* x, int64_t batch, int64_t steps, int64_t features
         }
     };
 
-    rnn_detail::run_steps(plan, chunks, project, batch, u, 1, h, h2.get(), step_block);
+    seq.run(batch, 1, h, step_block);
 }
 
 void lstm_cell_forward(const float* x, int64_t batch, int64_t features, int64_t u,

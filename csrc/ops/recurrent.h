@@ -655,5 +655,33 @@ void run_steps(const Split& plan, const StepChunks& chunks, const Project& proje
     if (steps % 2 == 1) std::memcpy(h, h2, sizeof(float) * batch * u);  // the last h' went there
 }
 
+// What a driver sets up for a sequence before its steps: the thread split (plan_split, with the
+// multiply-adds of one row's recurrent step), the time chunks of the input projection, xw's
+// buffer (B, tc, N' of w_in) and the projection into it, and the second h buffer. run() walks
+// the steps (run_steps); the driver keeps its own buffers and step arithmetic.
+struct Sequence {
+    Split plan;
+    StepChunks chunks;
+    AlignedFloats xw;  // the projection of tc steps (a time chunk, or all of them): (B, tc, N')
+    AlignedFloats h2;  // the other h buffer (B, u)
+    InputProjection project;
+
+    Sequence(const float* x, int64_t batch, int64_t steps, int64_t features,
+             const PackedGates& w_in, int64_t macs_per_row_step, bool go_backwards)
+        : plan(plan_split(batch, w_in.units, macs_per_row_step)),
+          chunks{steps, chunk_steps(plan, batch, steps, w_in), go_backwards},
+          xw(alloc_aligned_floats(batch * chunks.tc * w_in.w.n())),
+          h2(alloc_aligned_floats(batch * w_in.units)),
+          project{x, features, &w_in, chunks, xw.get(), w_in.w.n()} {}
+
+    // run_steps over the sequence, `per_step` phases a step: h holds h0 on entry and the last
+    // step's h on return.
+    template <class Step>
+    void run(int64_t batch, int64_t per_step, float* h, const Step& step) const {
+        run_steps(plan, chunks, project, batch, project.w_in->units, per_step, h, h2.get(),
+                  step);
+    }
+};
+
 }  // namespace rnn_detail
 }  // namespace fl

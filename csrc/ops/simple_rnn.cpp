@@ -51,14 +51,9 @@ void simple_rnn_forward(const float* x, int64_t batch, int64_t steps, int64_t fe
     const KernelTable& kt = kernels();
     const ActFn fa = kt.act[static_cast<int>(act)];
     const int64_t np = w_rec.w.n();  // N' = 16 * unit blocks
-    const rnn_detail::Split plan = rnn_detail::plan_split(batch, u, u * u);
-    // xw holds the projection of tc steps (a time chunk, or the whole sequence): (B, tc, N').
-    const rnn_detail::StepChunks chunks{
-        steps, rnn_detail::chunk_steps(plan, batch, steps, w_in), go_backwards};
-    AlignedFloats xw = alloc_aligned_floats(batch * chunks.tc * np);
-    AlignedFloats h2 = alloc_aligned_floats(bu);  // the other h buffer
-    float* xwp = xw.get();
-    const rnn_detail::InputProjection project{x, features, &w_in, chunks, xwp, np};
+    const rnn_detail::Sequence seq(x, batch, steps, features, w_in, u * u, go_backwards);
+    const rnn_detail::StepChunks& chunks = seq.chunks;
+    float* xwp = seq.xw.get();
     const float* rec = w_rec.w.data();
     const int64_t ps = w_rec.w.panel_stride();
     const int64_t ldz = chunks.tc * np;  // between batch rows of xw at a fixed t
@@ -94,7 +89,7 @@ void simple_rnn_forward(const float* x, int64_t batch, int64_t steps, int64_t fe
             }
         }
     };
-    rnn_detail::run_steps(plan, chunks, project, batch, u, 1, h, h2.get(), step_block);
+    seq.run(batch, 1, h, step_block);
 }
 
 }  // namespace fl
