@@ -370,6 +370,7 @@ UNITS_SPLIT_CALLS = {  # (op, keyword arguments)
     "lstm-back-state": (fl.lstm, dict(go_backwards=True, return_state=True)),
     "gru-after": (fl.gru, dict(return_sequences=True)),
     "gru-before": (fl.gru, dict(reset_after=False, return_state=True)),
+    "simple_rnn-back-state": (fl.simple_rnn, dict(go_backwards=True, return_state=True)),
 }
 
 
@@ -377,7 +378,7 @@ def _units_split_call(case, steps, rng):
     """A call of UNITS_SPLIT_CALLS[case] that 2 threads split by units (batch 1, U 192, F 24,
     `steps` steps; the pool is left at 2 threads) and its result on 1 thread."""
     op, kwargs = UNITS_SPLIT_CALLS[case]
-    gates = 4 if op is fl.lstm else 3
+    gates = {fl.lstm: 4, fl.gru: 3, fl.simple_rnn: 1}[op]
     x = randn(rng, 1, steps, 24)
     k, r = randn(rng, 24, gates * 192) * 0.1, randn(rng, 192, gates * 192) * 0.1
     fl.set_num_threads(1)
@@ -401,7 +402,8 @@ def close_units_split():
 
 
 # Batch 1, U 192: the input projection comes in time chunks of 85 steps (lstm) or 113 (gru),
-# csrc/ops/recurrent.h, so 200 steps close around chunk starts: a later chunk not projected
+# csrc/ops/recurrent.h (the simple_rnn's 341, all 200 steps in one), so 200 steps close around
+# chunk starts: a later chunk not projected
 # yet (the caller projects it alone), or projected by the items of its first step.
 LONG_UNITS_SPLIT = [(200, at) for at in (84, 85, 86, 112, 113, 114, 170)]
 

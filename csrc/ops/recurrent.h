@@ -48,7 +48,7 @@ constexpr int64_t kBlocksPerCall = 4;
 
 inline int64_t unit_blocks(int64_t u) { return (u + kUnitBlock - 1) / kUnitBlock; }
 
-// The "packed kernels do not match" error of lstm_forward / gru_forward.
+// The "packed kernels do not match" error of lstm_forward / gru_forward / simple_rnn_forward.
 inline std::invalid_argument packed_mismatch(const char* op, const PackedGates& w_in,
                                              const PackedGates& w_rec, int64_t features) {
     return std::invalid_argument(

@@ -1,6 +1,6 @@
 // fl::pack_gates: a recurrent layer's kernel packed with its gates interleaved per 16-unit
 // block (layout in fastlayers/ops.h, PackedGates). Used for the kernel and the recurrent kernel
-// of lstm_forward and gru_forward.
+// of lstm_forward, gru_forward and simple_rnn_forward.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>

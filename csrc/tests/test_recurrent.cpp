@@ -236,9 +236,9 @@ void test_units_split_runs_each_block_once() {
 // steps: every (step, phase, unit block, row) runs exactly once, after the projection of its
 // chunk's rows and blocks (each projected exactly once), with the h buffers of its step's
 // parity, and a step's phase only once the phase before it is done for every unit block; the
-// last step's h ends in h. The contention backoff (which would run a units split on the caller
-// alone on a busy host, passing without testing the split) is off meanwhile, and each closed
-// split is counted.
+// last step's h ends in h. The contention backoff (which would send units splits to the caller
+// alone after a busy moment) is off meanwhile; a split may still close by itself when its
+// worker is descheduled (Attendance), so only the closes the hook forces are counted.
 void test_run_steps_runs_each_row_block_once() {
     using namespace fl::rnn_detail;
     const int saved = fl::num_threads();
@@ -296,9 +296,10 @@ void test_run_steps_runs_each_row_block_once() {
                     int stale = 0;
                     for (float v : h) stale += v != static_cast<float>(steps);
                     const int64_t closed = fl::units_split_closes_for_tests() - closes;
-                    FLT_CHECK_MSG(closed == (close_at >= 0 ? 1 : 0),
-                                  "mode %d close_at %d: %d closes", int(plan.mode),
-                                  int(close_at), int(closed));
+                    FLT_CHECK_MSG(close_at < 0 || closed == 1,
+                                  "mode %d close_at %d per_step %d steps %d: %d closes",
+                                  int(plan.mode), int(close_at), int(per_step), int(steps),
+                                  int(closed));
                     FLT_CHECK_MSG(bad == 0 && early.load() == 0 && wrong_h.load() == 0 &&
                                       stale == 0,
                                   "mode %d close_at %d per_step %d steps %d: %d not run once, "

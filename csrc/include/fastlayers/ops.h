@@ -146,7 +146,8 @@ void dense_forward(const float* x, int64_t m, int64_t k, const PackedB& w, float
 // chunks of >= 16k elements; the result does not depend on the thread count.
 void activate(const float* x, float* y, int64_t n, Act act);
 
-// A recurrent kernel packed for lstm_forward / gru_forward with its gates interleaved.
+// A recurrent kernel packed for lstm_forward / gru_forward / simple_rnn_forward with its gates
+// interleaved.
 // The Keras kernel (K, G*u) holds G gate blocks of u columns each; packed, unit block q
 // (units 16q .. 16q+15) is G consecutive 16-wide panels, gate 0 first, so that one G*16-column
 // tile of a step's GEMM carries every gate of 16 units and the gate math runs on it while it
