@@ -62,6 +62,14 @@ PackedGates make_packed_gates(const py::handle& kernel_in, int gates, const py::
     return packed;
 }
 
+// Whether a recurrent call of `gates` gates over b rows, t steps, f features and u units is
+// large enough to run without the GIL (its multiply-adds, in double: no overflow).
+bool releases_gil(int gates, int64_t b, int64_t t, int64_t f, int64_t u) {
+    return static_cast<double>(gates) * static_cast<double>(b) * static_cast<double>(t) *
+               static_cast<double>(u) * static_cast<double>(f + u) >=
+           kReleaseGilMinMacs;
+}
+
 FloatArrayC new_output(int64_t b, int64_t t, int64_t u, bool return_sequences) {
     return return_sequences ? new_f32({b, t, u}) : new_f32({b, u});
 }
@@ -90,9 +98,7 @@ py::tuple lstm(const py::handle& x_in, const PackedGates& w_in, const PackedGate
         float* op_ = out.mutable_data();
         float* hp = h.mutable_data();
         float* cp = c.mutable_data();
-        call_without_gil_if(4.0 * static_cast<double>(b) * static_cast<double>(t) *
-                                static_cast<double>(u) * static_cast<double>(f + u) >=
-                            kReleaseGilMinMacs, [&] {
+        call_without_gil_if(releases_gil(4, b, t, f, u), [&] {
             lstm_forward(xp, b, t, f, w_in, w_rec, h0p, c0p, mask, return_sequences,
                          go_backwards, act, ract, op_, hp, cp);
         });
@@ -130,9 +136,7 @@ py::tuple lstm_cell(const py::handle& x_in, const py::handle& kernel_in,
         const float* c0p = c0.data();
         float* hp = h.mutable_data();
         float* cp = c.mutable_data();
-        call_without_gil_if(4.0 * static_cast<double>(b) * static_cast<double>(u) *
-                                static_cast<double>(f + u) >=
-                            kReleaseGilMinMacs, [&] {
+        call_without_gil_if(releases_gil(4, b, 1, f, u), [&] {
             lstm_cell_forward(xp, b, f, u, kp, rp, bias, h0p, c0p, act, ract, hp, cp);
         });
     }
@@ -179,9 +183,7 @@ py::tuple gru(const py::handle& x_in, const PackedGates& w_in, const PackedGates
         const float* h0p = h0.data();
         float* op_ = out.mutable_data();
         float* hp = h.mutable_data();
-        call_without_gil_if(3.0 * static_cast<double>(b) * static_cast<double>(t) *
-                                static_cast<double>(u) * static_cast<double>(f + u) >=
-                            kReleaseGilMinMacs, [&] {
+        call_without_gil_if(releases_gil(3, b, t, f, u), [&] {
             gru_forward(xp, b, t, f, w_in, w_rec, w_rec_h, h0p, mask, return_sequences,
                         go_backwards, reset_after, act, ract, op_, hp);
         });
@@ -208,9 +210,7 @@ py::tuple simple_rnn(const py::handle& x_in, const PackedGates& w_in, const Pack
         const float* h0p = h0.data();
         float* op_ = out.mutable_data();
         float* hp = h.mutable_data();
-        call_without_gil_if(static_cast<double>(b) * static_cast<double>(t) *
-                                static_cast<double>(u) * static_cast<double>(f + u) >=
-                            kReleaseGilMinMacs, [&] {
+        call_without_gil_if(releases_gil(1, b, t, f, u), [&] {
             simple_rnn_forward(xp, b, t, f, w_in, w_rec, h0p, mask, return_sequences,
                                go_backwards, act, op_, hp);
         });
