@@ -114,6 +114,13 @@ FUNCTIONAL = [
     ("depthwise_no_channels", lambda: fl.depthwise_conv2d(
         np.zeros((2, 7, 7, 0), F32), np.zeros((3, 3, 0, 2), F32)), ValueError,
      "depthwise_conv2d: x has no channels, shape (2, 7, 7, 0)"),
+    # two 4 MiB inputs whose batch axes broadcast to 2**40 outputs (was NumPy's MemoryError)
+    ("matmul_broadcast_output_2**40", lambda: fl.matmul(
+        np.ones((2**20, 1, 1, 1), F32), np.ones((1, 2**20, 1, 1), F32)), ValueError,
+     "matmul: the output (1048576, 1048576, 1, 1) is too large (1099511627776 elements"),
+    ("matmul_transposed_output_2**40", lambda: fl.matmul(
+        np.ones((2**20, 1, 1, 1), F32), np.ones((1, 2**20, 1, 1), F32), transpose_b=True),
+     ValueError, "matmul: the output (1048576, 1048576, 1, 1) is too large"),
 ]
 
 
@@ -431,6 +438,23 @@ def test_embedding_names_itself_when_its_output_cannot_be_allocated(monkeypatch)
     with pytest.raises(ValueError, match=r"Embedding 'embedding.*: the output of shape "
                                          r"\(2, 3, 4\) is too large to create"):
         layer(np.ones((2, 3), np.int64))
+
+
+@pytest.mark.parametrize("backend", backends_for("matmul"))
+def test_matmul_names_itself_when_its_output_cannot_be_allocated(backend, monkeypatch):
+    """An output under the size limit that this host cannot hold (2**34 floats, 64 GiB)."""
+    from fastlayers._cpp import dense as cpp_dense
+    from fastlayers._numpy import dense as np_dense
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 64.0 GiB")
+
+    monkeypatch.setattr(cpp_dense, "matmul", no_memory)
+    monkeypatch.setattr(np_dense, "matmul", no_memory)
+    a, b = np.ones((2, 1, 3, 4), F32), np.ones((1, 5, 4, 6), F32)
+    with fl.use_backend(backend), pytest.raises(
+            ValueError, match=r"matmul: the output \(2, 5, 3, 6\) is too large to create"):
+        fl.matmul(a, b)
 
 
 def test_input_batch_size_of_numpy_int():

@@ -133,6 +133,60 @@ def test_sdpa_inf_logits_share_the_weight(backend, t, s, causal, rng):
     np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", backends_for("attention"))
+@pytest.mark.parametrize("t,s", [(1, 2), (3, 40), (20, 17), (5, 600), (12, 300)], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("nan_in", ["", "masked_key", "masked_value"])
+def test_luong_masked_keys_take_the_weight_when_every_allowed_score_is_minus_inf(
+        backend, t, s, causal, nan_in, rng):
+    """Keras's Attention subtracts 1e9 from the masked scores and keeps them in the softmax,
+    so when every score a row may attend is -inf its weight goes to the masked keys:
+    softmax([-inf, 1 - 1e9]) = [0, 1] (Keras 3.15 gives that; the NumPy path gave [1, 0],
+    the C++ path [0, 1]). A masked key whose score is NaN is left out (§15), and a masked
+    value row reaches the output only through a weight that is not 0. Both drivers (T <= 8
+    decode, blocked) and several key chunks."""
+    q = np.zeros((1, t, 2), F32)
+    q[0, :, 0] = 1.0
+    k = np.zeros((1, s, 2), F32)
+    k[0, :, 0] = rng.standard_normal(s) * 3
+    allowed = rng.random(s) < 0.4
+    allowed[0] = True
+    allowed[-1] = s == 1
+    k[0, allowed, 0] = -np.inf  # every allowed score is -inf
+    v = _randn(rng, 1, s, 3)
+    masked = np.nonzero(~allowed)[0]
+    if nan_in == "masked_key":
+        k[0, masked[0], 0] = np.nan
+    elif nan_in == "masked_value":
+        v[0, masked[-1], 1] = np.nan
+    out, w = run_on(backend, fl.attention, q, v, k, value_mask=allowed[None],
+                    use_causal_mask=causal, return_attention_scores=True)
+    # Keras's formula, its float32 subtraction included (1e9 - x rounds to a multiple of 64)
+    for row in range(t):
+        may = allowed & (np.arange(s) <= row if causal else True)
+        scores = k[0, :, 0].astype(F32)
+        lowered = np.where(may, scores, (scores - F32(1e9)).astype(F32)).astype(np.float64)
+        keep = may | np.isfinite(scores)
+        if not may.any():  # a fully masked row keeps every score (NaN included)
+            keep = np.ones(s, bool)
+        if np.isnan(lowered[keep]).any():
+            assert np.isnan(out[0, row]).all() and np.isnan(w[0, row, keep]).all()
+            continue
+        lk = np.where(keep, lowered, -np.inf)
+        if lk.max() == -np.inf:
+            want_w = keep / keep.sum()
+        else:
+            e = np.where(keep, np.exp(lk - lk.max()), 0)
+            want_w = e / e.sum()
+        np.testing.assert_allclose(w[0, row], want_w, rtol=1e-6, atol=1e-7)
+        adds = may | (want_w != 0)  # the value rows that reach the output
+        want = (want_w[adds, None] * v[0, adds].astype(np.float64)).sum(0)
+        np.testing.assert_allclose(out[0, row], want, rtol=1e-5, atol=1e-6, equal_nan=True)
+        reached = nan_in == "masked_value" and want_w[masked[-1]] != 0
+        assert np.isnan(out[0, row, 1]) == reached
+
+
 @pytest.mark.parametrize("backend", backends_for("attention"))
 @pytest.mark.parametrize("t,s,j", [(1, 5, 0), (3, 40, 17), (20, 5, 4), (100, 300, 290)],
                          ids=str)

@@ -7,9 +7,12 @@
 // that is not finite. Such a row (rare: special values, or every key masked) is computed again
 // here from q, k and v, with only the keys the row attends:
 //
-// - attended keys: those the mask and the causal rule allow; for a row with none, every key
-//   under the fused rule (Keras's uniform row) and the subtract rule (Keras lowers the masked
-//   scores by 1e9 and keeps them), no key under the softmax-layer rule (zero weights);
+// - attended keys: those the mask and the causal rule allow, and under the subtract rule the
+//   masked keys with a finite score too (Keras lowers the masked scores by 1e9 and keeps them:
+//   their weight is 0 unless every allowed score is below theirs, all -inf say), whose value
+//   is added only where that weight is not 0; for a row with none allowed, every key under
+//   the fused rule (Keras's uniform row) and the subtract rule, no key under the
+//   softmax-layer rule (zero weights);
 // - a NaN logit among them makes the row NaN; else the largest logit m decides: m = +inf gives
 //   the +inf logits equal shares, m = -inf (all attended logits -inf) equal shares of all,
 //   otherwise e^(x - m) / sum;
@@ -88,13 +91,28 @@ void attention_exact_row(const AttentionArgs& a, int64_t b, int64_t h, int64_t t
         }
     }
     const uint8_t* keep = a.mask.data ? a.mask.at(b, h) + t * a.mask.st : nullptr;
+    const auto allowed = [&](int64_t j) {
+        return (keep == nullptr || keep[j] != 0) && (!a.causal || j <= t);
+    };
+    bool any_allowed = false;
     for (int64_t j = 0; j < S; ++j) {
         x[j] = x[j] * a.scale;
-        if ((keep == nullptr || keep[j] != 0) && (!a.causal || j <= t)) att.push_back(j);
+        any_allowed = any_allowed || allowed(j);
     }
     if (w)
         for (int64_t j = 0; j < S; ++j) w[j] = 0.0f;
-    if (att.empty()) {
+    if (any_allowed) {
+        for (int64_t j = 0; j < S; ++j) {
+            if (allowed(j)) {
+                att.push_back(j);
+            } else if (a.rule == MaskRule::subtract && std::isfinite(x[j])) {
+                // Keras's formula keeps a masked key, its score lowered by 1e9 (weight 0
+                // unless every allowed score is below it); a masked NaN or inf is left out.
+                x[j] = x[j] - 1e9f;
+                att.push_back(j);
+            }
+        }
+    } else {
         if (a.rule == MaskRule::softmax_layer) {  // zero weights, zero output
             for (int64_t e = 0; e < a.dv; ++e) o[e] = 0.0f;
             return;
@@ -137,9 +155,12 @@ void attention_exact_row(const AttentionArgs& a, int64_t b, int64_t h, int64_t t
     }
     const float inv = 1.0f / sum;
     for (int64_t i = 0; i < n; ++i) p[i] = p[i] * inv;
+    // A masked key (subtract rule) reaches the row only through a weight that is not 0.
+    const auto adds = [&](int64_t i) { return !any_allowed || allowed(att[i]) || p[i] != 0.0f; };
     for (int64_t e = 0; e < a.dv; ++e) {
         float acc = 0.0f;
-        for (int64_t i = 0; i < n; ++i) acc += p[i] * v[att[i] * a.v.st + e];
+        for (int64_t i = 0; i < n; ++i)
+            if (adds(i)) acc += p[i] * v[att[i] * a.v.st + e];
         o[e] = acc;
     }
     if (w)

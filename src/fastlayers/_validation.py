@@ -137,6 +137,8 @@ def check_matmul(a, b, transpose_b, *, op="matmul"):
         raise ValueError(
             f"{op}: the batch axes of a {a.shape[:-2]} and b {b.shape[:-2]} do not broadcast"
         ) from None
+    n = b.shape[-2] if transpose_b else b.shape[-1]
+    C.elements(math.prod((*batch, a.shape[-2], n)), op, f"the output {(*batch, a.shape[-2], n)}")
     if transpose_b:
         b = np.swapaxes(b, -1, -2)
     return MatmulArgs(a, b, tuple(batch))

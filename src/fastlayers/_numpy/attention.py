@@ -74,9 +74,10 @@ def _attend(scores, v, allowed, rule):
 
     scores (..., T, S) float32 (scaled), v (..., S, Dv), allowed broadcastable to scores (True =
     may attend) or None. rule: "fused" (a fully masked row attends uniformly to all keys),
-    "subtract" (Keras Attention: masked scores lowered by 1e9; a fully masked row keeps them
-    all) or "softmax_layer" (a fully masked row has zero weights). Only called when a score or a
-    value is not finite; the finite case keeps Keras's own formulas in the callers.
+    "subtract" (Keras Attention: masked scores lowered by 1e9 and kept, the non-finite ones
+    left out; a fully masked row keeps them all) or "softmax_layer" (a fully masked row has
+    zero weights). Only called when a score or a value is not finite; the finite case keeps
+    Keras's own formulas in the callers.
     """
     a = np.ones(scores.shape, bool) if allowed is None else np.broadcast_to(allowed, scores.shape)
     any_a = a.any(axis=-1, keepdims=True)
@@ -87,6 +88,12 @@ def _attend(scores, v, allowed, rule):
         with np.errstate(invalid="ignore"):
             logits = np.where(a, scores, scores - F32(1e9))
         attended = a | ~any_a
+        # Keras's formula keeps the masked keys in the softmax, lowered by 1e9: their weight
+        # is 0 unless every score the row may attend is below theirs (all -inf, say). Those
+        # with a finite score stay in; a masked NaN or inf is left out (§15), and a masked
+        # key's value reaches the row only through a weight that is not 0.
+        weights = _policy_softmax(logits.astype(F32, copy=False), attended | np.isfinite(scores))
+        return _attended_sum(weights, v, attended | (weights != 0)), weights
     else:
         logits, attended = scores, a
     weights = _policy_softmax(logits.astype(F32, copy=False), attended)
