@@ -590,6 +590,41 @@ def test_a_layer_shared_by_a_nested_model_and_its_outer_model_counts_once(tmp_pa
     np.testing.assert_allclose(again(x), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("nesting", ["functional", "sequential", "outer_first", "deep"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_keras_file_whose_layer_is_shared_by_a_nested_model_and_the_outer_one(
+        tmp_path, nesting, backend):
+    """Keras's .keras file lists such a layer in both configs but holds its weights once,
+    under the nested model (Keras cannot load the file back itself). load_model of the file
+    and of the live model failed ("the file has 0 under 'layers/dense'"); the outer copy now
+    takes the nested one's weights, and the outputs are Keras's."""
+    shared = L.Dense(4, name="shared_d")
+    lstm = L.LSTM(3, return_sequences=True, name="shared_rnn")
+    x_in = keras.Input((5, 4))
+    if nesting == "sequential":
+        inner = keras.Sequential([keras.Input((5, 4)), shared, lstm, L.Dense(2, name="d2")])
+    else:
+        k = keras.Input((5, 4))
+        inner = keras.Model(k, L.Dense(2, name="d2")(lstm(shared(k))), name="inner")
+        if nesting == "deep":
+            for level in range(3):
+                k = keras.Input((5, 4))
+                inner = keras.Model(k, inner(k), name=f"wrap{level}")
+    first = lstm(shared(x_in)) if nesting == "outer_first" else None
+    y = inner(x_in)
+    out = [y, lstm(shared(x_in)) if first is None else first, L.Dense(3, name="after")(x_in)]
+    model = keras.Model(x_in, out)
+    randomize(model)
+    x = np.random.default_rng(5).normal(size=(3, 5, 4)).astype(np.float32)
+    want = [np.asarray(t) for t in model.predict(x, verbose=0)]
+    model.save(tmp_path / "shared.keras")
+    for loaded in (fl.load_model(tmp_path / "shared.keras"), fl.load_model(model)):
+        with fl.use_backend(backend):
+            got = loaded(x)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("make, shape", [
     (lambda: L.Dense(3, activation="relu"), (2, 5)),
     (lambda: L.LSTM(4, return_sequences=True), (2, 6, 3)),

@@ -492,6 +492,10 @@ def _assign_keras3(model: BaseModel, f: Any, path: str, used: set[str],
             continue
         seen.add(id(layer))
         want = len(layer._weight_names())
+        twin = _saved_twin(layer, plan) if want and sub not in f else None
+        if twin is not None:
+            plan.append((layer, [a.copy() for a in twin]))
+            continue
         arrays = _layer_arrays(layer, f, sub, used)
         if len(arrays) != want:
             raise ValueError(
@@ -500,6 +504,22 @@ def _assign_keras3(model: BaseModel, f: Any, path: str, used: set[str],
             )
         if want:
             plan.append((layer, arrays))
+
+
+def _saved_twin(layer: Any, plan: list[tuple[Any, list[np.ndarray]]]) -> Any:
+    """The arrays read for the one layer of ``plan`` that ``layer``, whose group the file
+    lacks, is a copy of (same class, name and config), or None.
+
+    A Keras layer shared by a nested model and its outer model is one object in Keras, but
+    the config lists it in both (as two layers: Keras's own from_config makes two, and
+    cannot read its file back), and the weights file holds it once, under the nested model
+    read first: Keras's object walk counts the second use's group name and skips it. So the
+    outer copy takes those weights (docs/semantics.md §29)."""
+    config = layer.get_config()
+    twins = [arrays for other, arrays in plan
+             if type(other) is type(layer) and other.name == layer.name
+             and other.get_config() == config]
+    return twins[0] if len(twins) == 1 else None
 
 
 def _owner(layer: Any) -> str:
