@@ -101,6 +101,29 @@ def test_sequential(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_input", [True, False])
+def test_sequential_takes_its_one_input_in_a_list(backend, with_input):
+    """[x] and (x,) are x, as for Keras's Sequential and fastlayers' Model: they read as one
+    array with a leading axis of 1 (a shape error with an Input, a (1, 3, 2) result
+    without one)."""
+    layers = [Dense(5, activation="relu"), Dense(2)]
+    mdl = Sequential(([Input(shape=(4,))] if with_input else []) + layers)
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    with fl.use_backend(backend):
+        want = mdl(x)
+        assert want.shape == (3, 2)
+        for given in ([x], (x,)):
+            np.testing.assert_array_equal(mdl(given), want)
+            # (NumPy's BLAS may round a 2-row batch otherwise)
+            np.testing.assert_allclose(mdl.predict(given, batch_size=2), want, rtol=1e-6,
+                                       atol=1e-7)
+            np.testing.assert_array_equal(mdl.predict_on_batch(given), want)
+        for two in ([x, x], (x, x)):
+            with pytest.raises(ValueError, match="takes one input, got a .* of 2 arrays"):
+                mdl(two)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_shared_layer_nested_model_two_inputs_two_outputs(backend):
     inner_in = Input(shape=(6, 4))
     inner = Model(inner_in, GRU(4, return_sequences=True)(inner_in), name="inner")

@@ -234,6 +234,15 @@ class Sequential(BaseModel):
 
         An input with the dtype, shape and layout of an earlier call runs that call's shape
         plan instead (models/shape_plan.py): the same kernels without the checks."""
+        if isinstance(x, (list, tuple)) and x and all(hasattr(a, "shape") for a in x):
+            # Its one input given in a list, [x] or (x,), as Keras's Sequential and Model
+            # take it (it read as one array with a leading axis of 1: a wrong shape, or a
+            # wrong result without an Input); a list of several arrays is refused as Keras
+            # does (a list of numbers, or of lists, is one array-like input).
+            if len(x) > 1:
+                raise ValueError(f"{self._owner()}: takes one input, got a {type(x).__name__} "
+                                 f"of {len(x)} arrays")
+            x = x[0]
         record = False
         if mask is None and type(x) is np.ndarray:
             dtype = _F32 if self._input is None else self._input.input_dtype
