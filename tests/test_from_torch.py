@@ -396,6 +396,34 @@ def test_reductions_refused():
         fl.from_torch(Fn(lambda x: x.mean(1)), torch.zeros(2, 3, dtype=torch.long))
 
 
+DTYPE_OF_A_TENSOR = {  # dtype=x.dtype, a float32 tensor's: no cast, as dtype=torch.float32
+    "softmax": lambda x: torch.softmax(x.float(), dim=-1, dtype=x.dtype),  # HF Funnel's
+    "F.softmax": lambda x: F.softmax(x, -1, dtype=x.dtype),
+    "Tensor.softmax": lambda x: x.softmax(1, dtype=x.dtype),
+    "log_softmax": lambda x: torch.log_softmax(x, 1, dtype=x.dtype),
+    "Tensor.log_softmax": lambda x: x.log_softmax(-1, dtype=x.dtype),
+    "softmin": lambda x: F.softmin(x, 1, dtype=x.dtype),
+    "special.softmax": lambda x: torch.special.softmax(x, 1, dtype=x.dtype),
+    "sum": lambda x: x.sum(1, dtype=x.dtype),
+    "mean": lambda x: torch.mean(x, -1, dtype=x.dtype),
+    "cumsum": lambda x: x.cumsum(1, dtype=x.dtype),
+    "prod": lambda x: torch.prod(x, 1, dtype=x.dtype),
+}
+
+
+@pytest.mark.parametrize("name", list(DTYPE_OF_A_TENSOR))
+def test_dtype_of_a_traced_tensor(name):
+    """x.dtype reaches the converted call as NumPy's float32, which the float32 checks of
+    softmax and the reductions refused (fuzzing find)."""
+    check(Fn(DTYPE_OF_A_TENSOR[name]), torch.randn(2, 6),
+          run_inputs=[(torch.randn(3, 6),), (torch.randn(1, 6),)])
+
+
+def test_dtype_of_a_traced_bool_tensor_is_refused_as_torch_bool():
+    with pytest.raises(TorchConversionError, match="cumsum with dtype=torch.bool"):
+        fl.from_torch(Fn(lambda x: (x > 0).cumsum(1, dtype=(x > 0).dtype)), torch.randn(2, 3))
+
+
 # ------------------------------------------------------------------ activations
 
 ACT_MODULES = [nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(),
@@ -846,6 +874,30 @@ def test_lstm_with_projections(kw, state):
     check(module, *inputs(2), run_inputs=[inputs(1), inputs(3)])
 
 
+class UnpackedState(nn.Module):
+    """An LSTM state given as one tuple input and unpacked in forward: fx's state[0] and
+    state[1] reach the LSTM, not the input itself."""
+
+    def __init__(self, batch_first):
+        super().__init__()
+        self.lstm = nn.LSTM(6, 4, batch_first=batch_first)
+
+    def forward(self, x, state):
+        h, c = state
+        return self.lstm(x, (h, c))[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_lstm_state_unpacked_from_a_tuple_input_keeps_the_batch_free(batch_first):
+    """The state's batch is its axis 1, as when the tuple reaches the LSTM whole (the batch
+    was fixed at the examples' and the layers axis left free: fuzzing find)."""
+    def inputs(b):
+        x = torch.randn(b, 5, 6) if batch_first else torch.randn(5, b, 6)
+        return (x, (torch.randn(1, b, 4), torch.randn(1, b, 4)))
+
+    check(UnpackedState(batch_first), *inputs(2), run_inputs=[inputs(3), inputs(1)])
+
+
 def test_lstm_with_projections_checks_its_states_and_takes_an_empty_batch(any_backend):
     module = ProjectedLstm(True, batch_first=True)
     x, h0, c0 = torch.randn(2, 7, 6), torch.randn(1, 2, 3), torch.randn(1, 2, 8)
@@ -1199,6 +1251,41 @@ def test_a_view_no_batch_size_fits_is_refused_at_conversion():
     # x (B, 6) viewed as (B', 5) with B' read from y: no batch sizes make 6 B = 5 B'
     with pytest.raises(ValueError, match="cannot reshape"):
         fl.from_torch(ViewByAnotherBatch().eval(), (torch.randn(2, 6), torch.randn(2, 3)))
+
+
+class BroadcastsAtBatchOne(nn.Module):
+    """(B, 5) + (B, 6, 1): broadcasts at batch 1 only, so the shapes found with the batch
+    free let it convert; PyTorch fails on the (2, ...) examples."""
+
+    def forward(self, a, b):
+        return a + b[:, :, None]
+
+
+class Float64Linear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3).double()
+
+    def forward(self, x):
+        return self.lin(x) + x[:, :3]
+
+
+def test_a_module_pytorch_cannot_run_on_its_examples_is_refused_at_conversion():
+    """It converted, and failed when called with NumPy's broadcast error (fuzzing find)."""
+    with pytest.raises(TorchConversionError, match=r"BroadcastsAtBatchOne fails in PyTorch on "
+                       r"its example inputs .*must match the size of tensor b \(6\).*"
+                       r"return a \+ b\[:, :, None\].*was add \(operator\.add\)"):
+        fl.from_torch(BroadcastsAtBatchOne(), (torch.randn(2, 5), torch.randn(2, 6)))
+    # A call that fails on the examples while tracing for the trace's own reasons still
+    # converts: a float64 module's weights against the examples taken as float32 (PyTorch
+    # runs the module on the float64 examples), as the converted model computes in float32.
+    module = Float64Linear().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    model = fl.from_torch(module, x)
+    with torch.no_grad():
+        for xs in (x, torch.randn(3, 4, dtype=torch.float64)):
+            np.testing.assert_allclose(model(xs.numpy()), module(xs).numpy(), rtol=1e-5,
+                                       atol=1e-6)
 
 
 def test_transformer_decoder_causal_flag_needs_its_mask():

@@ -1927,6 +1927,36 @@ def test_a_cast_before_seq_first_layers_keeps_the_batch_on_axis_1(any_backend, c
         model.predict(np.zeros((7, 4), np.int64), batch_size=2)
 
 
+class _SeqFirstClassToken(nn.Module):
+    """A class token prepended along the time axis of a seq-first (T, B, 8) input, expanded
+    to the batch read from axis 1, before a seq-first layer."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.kind = layer
+        self.layer = {"encoder": nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0),
+                      "lstm": nn.LSTM(8, 5)}[layer]
+
+    def forward(self, x):
+        x = torch.cat([self.cls.expand(1, x.size(1), -1), x], 0)
+        return self.layer(x)[0]
+
+
+@pytest.mark.parametrize("layer", ["encoder", "lstm"])
+def test_a_cat_before_seq_first_layers_keeps_the_batch_on_axis_1(any_backend, layer):
+    """The search for the batch axis stopped at the cat: axis 0, the time axis, was taken as
+    the batch, x.size(1) was the examples' batch, and the cat of the token, a constant then,
+    with the input was refused (fuzzing find). The cat keeps the other axes: the batch is
+    axis 1, and any batch size runs."""
+    torch.manual_seed(0)
+    module = _SeqFirstClassToken(layer).eval()
+    model = check(module, torch.randn(5, 2, 8),
+                  run_inputs=[(torch.randn(5, 3, 8),), (torch.randn(5, 1, 8),)])
+    with pytest.raises(ValueError, match=r"expected shape \(5, None, 8\)"):
+        model(np.zeros((4, 2, 8), np.float32))  # T is fixed by the example, B is free
+
+
 def test_a_seq_first_layer_whose_time_axis_is_the_free_axis_refuses_predict(any_backend):
     """Where a seq-first layer's time axis is the converted model's free axis (an op the
     search for the batch axis does not follow; PyTorch's LSTM tagger tutorial, which views

@@ -677,12 +677,36 @@ def _whole_factors(size: Any, scale_factor: Any, in_hw: tuple) -> tuple[int, int
     return (int(pair[0]) // in_hw[0], int(pair[1]) // in_hw[1])
 
 
-def _batch_axis(torch: Any, gm: Any, node: Any) -> int | None:
+def _batch_axis(torch: Any, gm: Any, node: Any, example: Any = None) -> int | None:
     """The axis of input ``node`` that is the batch (left free in the converted model), from
     how the module uses it: seq-first recurrent and attention inputs and recurrent states
-    carry the batch on axis 1, an attention mask carries none; 0 when nothing says."""
+    carry the batch on axis 1, an attention mask carries none; 0 when nothing says.
+    ``example``: the input's example, a tuple for a tuple input (its tensors share the
+    axis)."""
     axis = _batch_axis_used(torch, gm, node, 0)
+    if axis is _UNSEEN and isinstance(example, (tuple, list)):
+        axis = _tuple_batch_axis(torch, gm, node, example)
     return 0 if axis is _UNSEEN else axis
+
+
+def _tuple_batch_axis(torch: Any, gm: Any, node: Any, example: Any) -> Any:
+    """The batch axis of a tuple input (``example`` its example) unpacked in the forward
+    (``h, c = state``, then ``self.lstm(x, (h, c))``): its tensors are fx's ``state[i]``, and
+    what uses them says where their batch is. (The tuple passed on whole is a use of the
+    input itself: _batch_axis_used. Followed for tuple inputs only: ``x[0]`` of a tensor
+    drops an axis.)"""
+    for user in node.users:
+        if not (user.op == "call_function" and user.target is operator.getitem
+                and isinstance(user.args[1], int) and -len(example) <= user.args[1]
+                < len(example)):
+            continue
+        axis = _batch_axis_used(torch, gm, user, 0)
+        part = example[user.args[1]]
+        if axis is _UNSEEN and isinstance(part, (tuple, list)):  # ((h, c), x)
+            axis = _tuple_batch_axis(torch, gm, user, part)
+        if axis is not _UNSEEN:
+            return axis
+    return _UNSEEN
 
 
 _UNSEEN = object()  # _batch_axis_used: no use of the value says where its batch is
@@ -768,6 +792,7 @@ def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
     through = []
     moved = []  # (user, its axis -> node's axis)
     weak = []  # what a batched matrix product says (its operands' axis 0), if nothing else
+    joined = []  # (a torch.cat of node, its dim)
     for user in node.users:
         if _keeps_leading_axes(torch, gm, user, node):
             through.append(user)
@@ -779,6 +804,10 @@ def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
         name = (user.target if user.op == "call_method"
                 else _torch_function_name(torch, user.target) if user.op == "call_function"
                 else None)
+        dim = _cat_dim(user, node) if name in ("cat", "concat", "concatenate") else None
+        if dim is not None:
+            joined.append((user, dim))
+            continue
         if name == "bmm" and node in user.args[:2]:
             weak.append(0)  # the chatbot tutorial's attn_weights.bmm(outputs.transpose(0, 1))
             continue
@@ -821,7 +850,28 @@ def _batch_axis_used(torch: Any, gm: Any, node: Any, depth: int) -> Any:
             axis = _batch_axis_used(torch, gm, user, depth + 1)
             if isinstance(axis, int) and move(axis) is not None:
                 return move(axis)
+        # A cat keeps the axes other than its dim where they are: a class token prepended
+        # along the time axis of a seq-first input, torch.cat([cls.expand(1, x.size(1), -1),
+        # x]), before a seq-first layer. (Taken as axis 0 before, the time axis, x.size(1)
+        # was the examples' batch, and the token a constant the cat refused: fuzzing find.)
+        for user, dim in joined:
+            axis = _batch_axis_used(torch, gm, user, depth + 1)
+            if isinstance(axis, int) and axis != dim:
+                return axis
     return weak[0] if weak else _UNSEEN
+
+
+def _cat_dim(user: Any, node: Any) -> int | None:
+    """The dim of ``torch.cat`` call ``user`` when ``node`` is one of the tensors it joins
+    and the dim is a non-negative int (a negative one counts from an end the graph does not
+    know), else None."""
+    tensors = user.args[0] if user.args else user.kwargs.get("tensors")
+    dim = user.args[1] if len(user.args) > 1 else user.kwargs.get(
+        "dim", user.kwargs.get("axis", 0))
+    if (not isinstance(tensors, (list, tuple)) or not any(t is node for t in tensors)
+            or isinstance(dim, bool) or not isinstance(dim, int) or dim < 0):
+        return None
+    return dim
 
 
 def _transformer_arguments(nn: Any, mod: Any) -> list[str] | None:

@@ -1565,9 +1565,10 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
     buffers = _buffer_bytes(module)
     tensors = _tensor_attributes(module)
     registered: dict[int, str] = {}  # layers the trace called with hooks the forward added
+    failed: list = []  # the first call that failed on the examples while tracing
     try:
         gm = _trace(torch, traced, concrete or None, None if examples is None else dict(
-            zip(names, _to_torch_example(torch, examples))), registered)
+            zip(names, _to_torch_example(torch, examples))), registered, failed)
     except Exception as e:
         raise TorchConversionError(
             f"from_torch: torch.fx could not trace {type(module).__name__}: "
@@ -1593,12 +1594,67 @@ def _convert(torch: Any, module: Any, examples: Any, name: Any,
     conv.check()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     axes = None if examples is None else [
-        _batch_axis(torch, gm, p) for p in placeholders[:len(examples)]]
+        _batch_axis(torch, gm, p, ex) for p, ex in zip(placeholders, examples)]
     try:
-        return _build(torch, conv, gm, examples, name), conv, axes
+        model = _build(torch, conv, gm, examples, name)
     except _BatchOfOne as e:
         e.axes = axes
         raise
+    if failed:
+        _refuse_failing_module(torch, module, examples, conv, failed[0])
+    return model, conv, axes
+
+
+def _refuse_failing_module(torch: Any, module: Any, examples: list, conv: _Converter,
+                           node: Any) -> None:
+    """Refuses a module that PyTorch cannot run on its examples, when a call failed on them
+    while tracing (fx node ``node``; _ExampleRun.record): converted, it
+    would fail only when called, in NumPy's words (``a + b[:, :, None]`` of (2, 5) and
+    (2, 6): a fuzzing find). The module runs on the examples in the dtypes the converted
+    model takes (float32, int64, bool), as the trace's run had them, and also as given when
+    they differ (a float64 module converts, in float32); refused when both fail. When PyTorch
+    runs it, the failure was the fake tensors' own, as most are: converted as before."""
+    runs = [_to_torch_example(torch, examples)]
+    given = _as_given(torch, examples)
+    if any(a.dtype != b.dtype for a, b in zip(_leaves(torch, runs[0]), _leaves(torch, given))):
+        runs.append(given)
+    extra = {"use_cache": False} if _hf_cache_argument(module, len(examples)) else {}
+    errors = []
+    for inputs in runs:
+        buffers = _buffer_bytes(module)
+        saved = _attributes(module)
+        try:
+            # (the module's state as after the trace: its buffers, attributes and hooks put
+            # back, and the random numbers a forward may draw before it fails)
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                module(*inputs, **extra)
+            return
+        except Exception as e:
+            errors.append(f"{type(e).__name__}: {_located(e)}")
+        finally:
+            _restore_buffers(module, buffers)
+            _restore_attributes(saved)
+    if node.op == "call_module":
+        what = f"{node.target} ({type(conv.gm.get_submodule(node.target)).__name__})"
+    elif node.op == "call_function":
+        what = f"{conv._where(node)} ({_fn_name(torch, node.target)})"
+    else:
+        what = f"{conv._where(node)} (Tensor.{node.target})"
+    if len(errors) > 1 and errors[1] != errors[0]:
+        errors[1] = f"; with the examples in their own dtypes: {errors[1]}"
+    else:
+        del errors[1:]
+    raise TorchConversionError(
+        f"from_torch: {type(module).__name__} fails in PyTorch on its example inputs (the "
+        f"converted model would fail when called): {''.join(errors)}. (While tracing, the "
+        f"first call to fail on the examples' shapes was {what}.)")
+
+
+def _as_given(torch: Any, examples: Any) -> Any:
+    """The examples (_to_numpy_input) as tensors of their own dtypes."""
+    if isinstance(examples, (tuple, list)):
+        return tuple(_as_given(torch, e) for e in examples)
+    return torch.from_numpy(np.array(examples))
 
 
 def _rows(examples: list, axes: list) -> int:
@@ -1869,7 +1925,7 @@ def _fold(torch: Any, gm: Any, node: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
-           registered: dict | None = None) -> Any:
+           registered: dict | None = None, failed: list | None = None) -> Any:
     """``torch.fx.symbolic_trace`` with asserts traced as ``torch._assert`` calls (a check
     of a size, as nanoGPT's ``assert t <= block_size``, is then evaluated at conversion;
     fx's own ``trace_asserts`` misses Python 3.11's bytecode; _assert_test), and, when tracing
@@ -1886,7 +1942,10 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
     node) that the trace called while it had forward hooks it did not have before the trace:
     a forward that registers a hook on its first call (the hooks it registered are removed
     afterwards, with the attributes it set: _restore_attributes), which the layer's node
-    would not run."""
+    would not run.
+
+    ``failed`` (if given) gets the node of the first call that failed on the examples in
+    the trace made (_ExampleRun.failed), if one did."""
     import inspect
 
     before = {id(m): _hook_count(torch, m) for m in root.modules()}
@@ -2132,6 +2191,8 @@ def _trace(torch: Any, root: Any, concrete: Any, examples: dict | None = None,
             # (the constants fx itself set on the root for the graph stay: get_attr nodes)
             _restore_attributes(saved, keep=[] if graph is None else [
                 n.target for n in graph.nodes if n.op == "get_attr"])
+            if graph is not None and failed is not None and run.failed is not None:
+                failed.append(run.failed)
             # The patched torch.tensor and the Tracer refer to the example run, which refers
             # to the graph and the module: a cache that kept one (_tracing_patches) keeps
             # nothing else.
@@ -2275,6 +2336,9 @@ class _ExampleRun:
         self.static: set = set()
         self.sized: set = set()  # plain values from sizes, ranks, dtypes and constants
         self.busy = False  # computing a value (the tracer records nothing meanwhile)
+        # the node of the first call that failed on the examples' shapes and dtypes for
+        # another reason than data or a value not known (_refuse_failing_module)
+        self.failed: Any = None
         if examples is not None:
             from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
@@ -2332,7 +2396,22 @@ class _ExampleRun:
                         value = torch.empty_like(args[0])
                     else:
                         value = module(*args, **kwargs)
-        except Exception:  # not known (an input without an example, a failing call)
+        except KeyError:  # not known: an input without an example, or an argument not known
+            return
+        except Exception as e:
+            # Not known either. Most such failures are the fake tensors' (a value that
+            # depends on data; fx's immutable lists and the numbers _scalar passes, which
+            # PyTorch's own call would not get; a float64 module's weights against the
+            # float32 examples); but the module itself may fail on its examples, which would
+            # convert and fail only when called: the first such call is kept, and PyTorch
+            # runs the module on the examples when the conversion is done.
+            from torch._subclasses import fake_tensor
+
+            data = (fake_tensor.DataDependentOutputException,
+                    fake_tensor.DynamicOutputShapeException,
+                    fake_tensor.UnsupportedOperatorException)
+            if self.failed is None and not isinstance(e, data):
+                self.failed = node
             return
         finally:
             self.busy = False
@@ -3095,7 +3174,7 @@ def _build(torch: Any, conv: _Converter, gm: Any, examples: Any, name: Any) -> T
                 default = _specialized_default(torch, node)  # left at its default (above)
                 env[node] = None if default is None else default[0]
                 continue
-            axis = _batch_axis(torch, gm, node)
+            axis = _batch_axis(torch, gm, node, None if examples is None else examples[i])
 
             def make(ex: Any, label: str, axis: Any = axis) -> Any:
                 if isinstance(ex, (tuple, list)):

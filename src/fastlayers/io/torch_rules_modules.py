@@ -57,6 +57,7 @@ from .torch_common import (
     _kernel_of,
     _legacy_dim,
     _np,
+    _np_dtype,
     _np_view,
     _pad_modules,
     _pair,
@@ -330,8 +331,9 @@ class _ModuleRules:
 
     def _float32_only(self, what: str, dtype: Any) -> None:
         """Refuses a softmax's ``dtype`` other than float32 (PyTorch would compute and
-        return another dtype)."""
-        if dtype is not None and dtype is not self.torch.float32:
+        return another dtype). By name: a traced tensor's ``x.dtype`` is the NumPy dtype here
+        (HF Funnel's ``softmax(x.float(), dtype=x.dtype)``; _Converter._getattr)."""
+        if dtype is not None and _np_dtype(dtype) is not np.float32:
             self._refuse(f"{what} with dtype={dtype}")
 
     def softmax(self, x: Any, dim: Any, dtype: Any = None) -> _T:

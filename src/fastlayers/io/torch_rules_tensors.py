@@ -1036,7 +1036,7 @@ class _TensorRules:
         dtype = given.pop("dtype", None)
         if given or len(args) > 3:
             raise TorchConversionError(f"from_torch: {op} with arguments {sorted(given)}")
-        if dtype is not None and dtype is not self.torch.float32:
+        if dtype is not None and _np_dtype(dtype) is not np.float32:  # (x.dtype: NumPy's)
             raise TorchConversionError(f"from_torch: {op} with dtype={dtype!r}")
         t = self._tensor(x, op)
         if op == "mean" and dtype is None and t.sym.dtype.kind != "f":
@@ -1782,7 +1782,7 @@ class _TensorRules:
         its cumsum refuses bool)."""
         if dtype is None:
             return x
-        if dtype is self.torch.bool:
+        if _np_dtype(dtype) is np.bool_:  # (torch.bool, or a traced x.dtype: NumPy's)
             raise TorchConversionError(f"from_torch: {what} with dtype=torch.bool")
         return self.cast(x, dtype)
 
