@@ -288,6 +288,22 @@ def test_summary_lists_layers_shapes_and_params():
     assert again == lines
 
 
+def test_summary_lists_a_shared_layer_once():
+    """As Keras: one row for a layer called on several inputs (it was a row per call, each
+    with the layer's 10 parameters); its output shape "multiple" when the calls' differ."""
+    a, b, c = Input(shape=(4,), name="a"), Input(shape=(4,), name="b"), Input(shape=(3, 4))
+    shared = Dense(2, name="shared")
+    for outputs, shape in (([shared(a), shared(b)], "(None, 2)"),
+                           ([shared(a), shared(b), shared(c)], "multiple")):
+        mdl = Model([a, b, c][:len(outputs)], outputs)
+        printed = []
+        mdl.summary(print_fn=printed.append)
+        lines = "\n".join(printed).splitlines()
+        rows = [line for line in lines if "shared (Dense)" in line]
+        assert len(rows) == 1 and shape in rows[0] and rows[0].endswith(" 10"), lines
+        assert any("Total params: 10" in line for line in lines)
+
+
 def test_weights_round_trip_and_order():
     mdl = _small_model()
     w = mdl.get_weights()

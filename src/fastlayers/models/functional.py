@@ -202,14 +202,30 @@ class Model(BaseModel):
         for t in self.inputs:
             layer = _input_layer_of(t)
             rows.append((f"{layer.name} (InputLayer)", _shape_str([t.shape]), 0))
+        # A layer called more than once (shared) is one row, as in Keras (it was a row per
+        # call, each with the layer's parameters, which the total counts once); its output
+        # shape "multiple" when its calls' differ, as tf.keras 2 showed it (Keras 3 shows
+        # its last call's).
+        shapes: dict[int, set[str]] = {}
         for node in self._nodes:
             if node.layer is not None:
+                shapes.setdefault(id(node.layer), set()).add(
+                    _shape_str([o.shape for o in node.outputs]))
+        listed: set[int] = set()
+        for node in self._nodes:
+            if node.layer is not None:
+                if id(node.layer) in listed:
+                    continue
+                listed.add(id(node.layer))
                 label = f"{node.layer.name} ({type(node.layer).__name__})"
                 params = node.layer.count_params() if node.layer.built else 0
+                seen = shapes[id(node.layer)]
+                shape = next(iter(seen)) if len(seen) == 1 else "multiple"
             else:
                 label = f"{node.label} (op)"
                 params = 0
-            rows.append((label, _shape_str([o.shape for o in node.outputs]), params))
+                shape = _shape_str([o.shape for o in node.outputs])
+            rows.append((label, shape, params))
         return rows
 
     # ---- calling --------------------------------------------------------------------
