@@ -251,7 +251,7 @@ def test_masked_softmax_special_values(backend, n, rng):
 @pytest.mark.parametrize("scores", [False, True])
 def test_mha_scales_the_query_as_keras_does(backend, scores):
     """Keras's MultiHeadAttention multiplies the projected query by 1/sqrt(key_dim), then
-    takes q.k (semantics §8; its scores path; without scores Keras 3.15-torch runs
+    takes q.k (semantics §11; its scores path; without scores Keras 3.15-torch runs
     ops.dot_product_attention, which gives NaN for this input). Scores whose q.k passes
     float32's max but whose scaled ones do not stay finite: the larger key takes all the
     weight on both of fastlayers' paths. The C++ path scaled q.k after the product: both

@@ -16,11 +16,13 @@ def runtime_info() -> dict[str, Any]:
     """A dict describing the installation: version, backend, ISA, threads, core status.
 
     Keys: ``version``, ``backend``, ``core_available``, ``core_error`` (why the
-    compiled core did not import, or None), ``isa`` (in use), ``isas_built``,
-    ``isas_supported``, ``isa_cap`` (FASTLAYERS_ISA), ``num_threads``,
-    ``cpu_features``, ``compiler``, ``python``, ``numpy``, ``platform``, ``core_path``,
+    compiled core did not import, or None), ``num_threads``, ``ops_in_cpp`` (the ops the
+    C++ path serves), ``python``, ``numpy``, ``platform``, ``package_path``, ``isa`` (in
+    use), ``isas_built``, ``isas_supported``, ``isa_cap`` (FASTLAYERS_ISA), ``cpu_features``,
     ``output_cache`` (the freed output memory kept for the next outputs: ``limit`` and
-    ``held`` bytes, :func:`fastlayers.set_output_cache_limit`).
+    ``held`` bytes, :func:`fastlayers.set_output_cache_limit`); with the core also
+    ``isa_cap_message`` (why the cap was not applied as given, or empty), ``compiler``,
+    ``build_type`` and ``core_path``.
     """
     from . import __version__
 

@@ -44,8 +44,8 @@ def conv2d(a, packed=None):
 def conv3d_reads_in_place(packed, kd):
     """Whether :func:`conv3d` serves a Conv3D with the layer's depth-stacked ``packed``
     kernel (kh, kw, kd * cg, F): it runs the indirect GEMM and cg >= 16. With fewer channels
-    per group the stacked conv2d is as fast or faster (its chunks are longer: 5.8 -> 6.4x
-    PyTorch at 3 channels, a tie at 8; docs/performance.md §11)."""
+    per group the stacked conv2d is as fast or faster (its chunks are longer: 7.3 against
+    8.0 ms at (1, 16, 112, 112, 3) -> 16, a tie at 8 and 16; docs/performance.md §11)."""
     return packed is not None and packed.indirect and packed.kernel_shape[2] // kd >= 16
 
 
