@@ -631,6 +631,13 @@ def test_a_keras_file_whose_layer_is_shared_by_a_nested_model_and_the_outer_one(
     (lambda: L.Conv2D(2, 3, padding="same"), (1, 6, 5, 2)),
     (lambda: L.LayerNormalization(epsilon=1e-2), (2, 7)),
     (lambda: L.GRU(3, reset_after=False), (2, 4, 3)),
+    # (Keras serializes the wrapped layers with "module", "registered_name" and
+    # "build_config" beside class_name and config, which Bidirectional refused: fuzzing find)
+    (lambda: L.Bidirectional(L.LSTM(4)), (2, 5, 3)),
+    (lambda: L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum",
+                             backward_layer=L.GRU(3, return_sequences=True, go_backwards=True)),
+     (2, 5, 3)),
+    (lambda: L.TimeDistributed(L.Dense(3)), (2, 4, 5)),
 ])
 def test_a_layer_from_a_keras_layers_config(make, shape):
     """fl.layers.X.from_config(keras_layer.get_config()) raised NumPy's 'entry not a 2- or

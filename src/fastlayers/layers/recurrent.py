@@ -382,10 +382,12 @@ _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 
 
 def _deserialize(config: Any, owner: str) -> Layer:
-    """A layer from {"class_name": ..., "config": {...}} (the form Bidirectional stores)."""
+    """A layer from {"class_name": ..., "config": {...}} (the form Bidirectional stores; the
+    other keys of Keras's serialized form, "module", "registered_name", "build_config", are
+    not needed: a Keras Bidirectional's get_config was refused over them)."""
     if isinstance(config, Layer):
         return config
-    if not isinstance(config, dict) or set(config) != {"class_name", "config"}:
+    if not isinstance(config, dict) or not set(config) >= {"class_name", "config"}:
         raise TypeError(
             f"{owner}: expected a layer or {{'class_name': ..., 'config': ...}}, got {config!r}"
         )
