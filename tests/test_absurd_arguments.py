@@ -442,7 +442,8 @@ def test_embedding_names_itself_when_its_output_cannot_be_allocated(monkeypatch)
 
 @pytest.mark.parametrize("backend", backends_for("matmul"))
 def test_matmul_names_itself_when_its_output_cannot_be_allocated(backend, monkeypatch):
-    """An output under the size limit that this host cannot hold (2**34 floats, 64 GiB)."""
+    """An output under the size limit that this host cannot hold (2**34 floats, 64 GiB, say:
+    the allocation made to fail here)."""
     from fastlayers._cpp import dense as cpp_dense
     from fastlayers._numpy import dense as np_dense
 

@@ -1276,9 +1276,8 @@ def test_a_module_pytorch_cannot_run_on_its_examples_is_refused_at_conversion():
                        r"its example inputs .*must match the size of tensor b \(6\).*"
                        r"return a \+ b\[:, :, None\].*was add \(operator\.add\)"):
         fl.from_torch(BroadcastsAtBatchOne(), (torch.randn(2, 5), torch.randn(2, 6)))
-    # A call that fails on the examples while tracing for the trace's own reasons still
-    # converts: a float64 module's weights against the examples taken as float32 (PyTorch
-    # runs the module on the float64 examples), as the converted model computes in float32.
+    # A module PyTorch runs on its examples converts as before: a float64 one too (the
+    # converted model computes in float32).
     module = Float64Linear().eval()
     x = torch.randn(2, 4, dtype=torch.float64)
     model = fl.from_torch(module, x)
@@ -1286,6 +1285,25 @@ def test_a_module_pytorch_cannot_run_on_its_examples_is_refused_at_conversion():
         for xs in (x, torch.randn(3, 4, dtype=torch.float64)):
             np.testing.assert_allclose(model(xs.numpy()), module(xs).numpy(), rtol=1e-5,
                                        atol=1e-6)
+
+
+def test_the_example_run_check_accepts_a_module_pytorch_runs_in_either_dtype():
+    """_refuse_failing_module (run when a call failed while tracing) refuses only a module
+    that fails on the examples both in the converted model's dtypes and as given: a float64
+    module given float64 examples fails in float32 only, a float32 one given float64
+    examples as given only; both convert. (A review find: the second run had no test.)"""
+    from fastlayers.io import torch_fx
+
+    x64 = np.random.default_rng(0).standard_normal((2, 4))
+    for module in (Float64Linear().eval(), nn.Linear(4, 3).eval()):
+        # (conv and node name the failing call in the error only)
+        assert torch_fx._refuse_failing_module(torch, module, [x64], None, None) is None
+    with pytest.raises(TorchConversionError, match="fails in PyTorch on its example inputs"):
+        torch_fx._refuse_failing_module(torch, BroadcastsAtBatchOne(),
+                                        [np.ones((2, 5), np.float32), np.ones((2, 6))],
+                                        type("Conv", (), {"_where": lambda self, n: "add"})(),
+                                        type("Node", (), {"op": "call_function",
+                                                          "target": torch.add})())
 
 
 def test_transformer_decoder_causal_flag_needs_its_mask():

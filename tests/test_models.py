@@ -119,8 +119,14 @@ def test_sequential_takes_its_one_input_in_a_list(backend, with_input):
                                        atol=1e-7)
             np.testing.assert_array_equal(mdl.predict_on_batch(given), want)
         for two in ([x, x], (x, x)):
-            with pytest.raises(ValueError, match="takes one input, got a .* of 2 arrays"):
+            with pytest.raises(ValueError, match="takes one input, got a .* of 2 inputs"):
                 mdl(two)
+    # A list of numbers is one input, NumPy scalars too (a review find: they have a shape)
+    col = Sequential([Input(shape=(1,)), Dense(2)])
+    want = col(np.array([[2.0], [3.0]], np.float32))
+    for given in ([2.0, 3.0], list(np.array([2.0, 3.0], np.float32)), [[2.0], [3.0]]):
+        np.testing.assert_array_equal(col(given), want)
+    np.testing.assert_array_equal(col([np.float32(2.0)]), want[:1])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

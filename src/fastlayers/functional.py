@@ -126,16 +126,14 @@ def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarr
         if run is not None:
             return run(a, b)
     args = V.check_matmul(a, b, transpose_b)
-    # An output this host cannot hold: a ValueError naming the op, not NumPy's MemoryError.
-    shape = (*args.batch, args.a.shape[-2], args.b.shape[-1])
-    with _checks.allocating("matmul", f"the output {shape}"):
-        if _cpp("matmul"):
-            out = _cpp_dense.matmul(args)
-            if plain and key is not None:
-                _keep_direct(_matmul_direct, key,
-                             lambda: _matmul_runner(a, b, transpose_b=transpose_b))
-            return out
-        return _np_dense.matmul(args.a, args.b)
+    try:
+        out = _cpp_dense.matmul(args) if _cpp("matmul") else _np_dense.matmul(args.a, args.b)
+    except MemoryError as e:  # an output under the size limit that this host cannot hold
+        shape = (*args.batch, args.a.shape[-2], args.b.shape[-1])
+        raise ValueError(f"matmul: the output {shape} is too large to create ({e})") from None
+    if plain and key is not None and _cpp("matmul"):
+        _keep_direct(_matmul_direct, key, lambda: _matmul_runner(a, b, transpose_b=transpose_b))
+    return out
 
 
 # Direct matmul calls with a batch of matrices (a 2-D b has no runner): as _sdpa_direct.

@@ -2401,10 +2401,10 @@ class _ExampleRun:
         except Exception as e:
             # Not known either. Most such failures are the fake tensors' (a value that
             # depends on data; fx's immutable lists and the numbers _scalar passes, which
-            # PyTorch's own call would not get; a float64 module's weights against the
-            # float32 examples); but the module itself may fail on its examples, which would
-            # convert and fail only when called: the first such call is kept, and PyTorch
-            # runs the module on the examples when the conversion is done.
+            # PyTorch's own call would not get); but the module itself may fail on its
+            # examples, which would convert and fail only when called: the first such call
+            # is kept, and PyTorch runs the module on the examples when the conversion is
+            # done (_refuse_failing_module).
             from torch._subclasses import fake_tensor
 
             data = (fake_tensor.DataDependentOutputException,

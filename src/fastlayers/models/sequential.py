@@ -11,7 +11,7 @@ from .. import _masking
 from .. import _symbolic as S
 from ..layers.base import Layer
 from . import folding, shape_plan
-from .base import BaseModel, InputLayer, _not_the_callers, input_masks
+from .base import BaseModel, InputLayer, _not_the_callers, input_masks, numbers_only
 from .functional import _shape_str
 
 _F32 = np.dtype(np.float32)
@@ -234,14 +234,15 @@ class Sequential(BaseModel):
 
         An input with the dtype, shape and layout of an earlier call runs that call's shape
         plan instead (models/shape_plan.py): the same kernels without the checks."""
-        if isinstance(x, (list, tuple)) and x and all(hasattr(a, "shape") for a in x):
+        if isinstance(x, (list, tuple)) and x and not numbers_only(x):
             # Its one input given in a list, [x] or (x,), as Keras's Sequential and Model
             # take it (it read as one array with a leading axis of 1: a wrong shape, or a
-            # wrong result without an Input); a list of several arrays is refused as Keras
-            # does (a list of numbers, or of lists, is one array-like input).
+            # wrong result without an Input); a list of several inputs is refused as Keras
+            # does. A list of numbers (NumPy scalars too), or of lists of numbers, is one
+            # input, as Model reads it (base.numbers_only).
             if len(x) > 1:
                 raise ValueError(f"{self._owner()}: takes one input, got a {type(x).__name__} "
-                                 f"of {len(x)} arrays")
+                                 f"of {len(x)} inputs")
             x = x[0]
         record = False
         if mask is None and type(x) is np.ndarray:
