@@ -1340,3 +1340,28 @@ def test_stacked_rnn_is_its_layers_one_after_the_other(rng):
         StackedRNN([LSTM(2, name="x"), GRU(2, name="x")])
     with pytest.raises(ValueError, match="4 states"):
         stack(x, initial_state=[np.zeros((3, 5), np.float32)])
+
+
+@pytest.mark.parametrize("wrapper", ["Bidirectional", "TimeDistributed"])
+def test_wrappers_take_a_layer_or_its_serialized_form(wrapper):
+    """One helper reads the wrapped layer for every wrapper (layers/base.deserialize_layer):
+    the layer, fastlayers' {class_name, config} or Keras's form with its extra keys; a
+    wrong type is a TypeError, an unknown key or class a ValueError naming the wrapper."""
+    inner = L.LSTM(3)
+    keras_form = {"module": "keras.layers", "class_name": "LSTM", "config": inner.get_config(),
+                  "registered_name": None, "build_config": {"input_shape": [None, 5, 2]}}
+    make = getattr(L, wrapper)
+    shape = (2, 5, 2) if wrapper == "Bidirectional" else (2, 4, 5, 2)  # a sequence per step
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    for given in (inner, {"class_name": "LSTM", "config": inner.get_config()}, keras_form):
+        layer = make(given)
+        assert isinstance(layer.forward_layer if wrapper == "Bidirectional" else layer.layer,
+                          L.LSTM)
+        assert layer(x).shape[0] == 2
+    with pytest.raises(TypeError, match=f"{wrapper}: expected a layer or its"):
+        make(["LSTM"])
+    with pytest.raises(ValueError, match=f"{wrapper}: a serialized layer .* got also "
+                                         r"\['weights'\]"):
+        make({**keras_form, "weights": []})
+    with pytest.raises(ValueError, match=f"{wrapper}: unknown layer class 'NoSuchLayer'"):
+        make({"class_name": "NoSuchLayer", "config": {}})

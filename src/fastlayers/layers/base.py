@@ -263,6 +263,36 @@ def _shapes_of(x: Any) -> Any:
     return tuple(np.shape(x)) if not isinstance(x, _symbolic.SymbolicTensor) else x.shape
 
 
+
+# The keys of a serialized layer: fastlayers' get_config form has class_name and config;
+# Keras's adds the others, of which fastlayers needs none.
+_SERIALIZED_KEYS = frozenset({"class_name", "config", "module", "registered_name",
+                              "build_config", "compile_config", "shared_object_id"})
+
+
+def deserialize_layer(config: Any, owner: str) -> Layer:
+    """A layer given to a wrapper (TimeDistributed, Bidirectional, StackedRNN's cells): the
+    layer itself, or one made from its serialized form ``{"class_name": ..., "config":
+    {...}}`` (fastlayers' or Keras's, whose "module", "registered_name" and "build_config"
+    keys are not needed) with the fastlayers layer class of that name."""
+    if isinstance(config, Layer):
+        return config
+    if not isinstance(config, dict) or not {"class_name", "config"} <= set(config):
+        raise TypeError(f"{owner}: expected a layer or its {{'class_name': ..., 'config': "
+                        f"...}}, got {type(config).__name__}")
+    extra = set(config) - _SERIALIZED_KEYS
+    if extra:
+        raise ValueError(f"{owner}: a serialized layer has the keys class_name, config (and "
+                         f"Keras's {sorted(_SERIALIZED_KEYS - {'class_name', 'config'})}), "
+                         f"got also {sorted(extra)}")
+    from .. import layers as L  # noqa: PLC0415 (the package imports this module)
+
+    cls = getattr(L, str(config["class_name"]), None)
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ValueError(f"{owner}: unknown layer class {config['class_name']!r}")
+    return cls.from_config(dict(config["config"]))
+
+
 class Layer:
     """Base class: naming, lazy build, weights in Keras order, config and repr.
 

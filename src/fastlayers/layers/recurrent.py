@@ -13,7 +13,16 @@ from .. import _masking
 from .. import _validation as V
 from .. import functional as F
 from .._cpp import pack_gru, pack_lstm, pack_simple_rnn
-from .base import F32, WEIGHT_TRAINING_ARGS, Layer, Shape, _bool, _positive_int, _shape_tuple
+from .base import (
+    F32,
+    WEIGHT_TRAINING_ARGS,
+    Layer,
+    Shape,
+    _bool,
+    _positive_int,
+    _shape_tuple,
+    deserialize_layer,
+)
 from .initializers import check_initializer, initial_value, weight_spec
 
 
@@ -381,22 +390,6 @@ class SimpleRNN(_RNN):
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 
 
-def _deserialize(config: Any, owner: str) -> Layer:
-    """A layer from {"class_name": ..., "config": {...}} (the form Bidirectional stores; the
-    other keys of Keras's serialized form, "module", "registered_name", "build_config", are
-    not needed: a Keras Bidirectional's get_config was refused over them)."""
-    if isinstance(config, Layer):
-        return config
-    if not isinstance(config, dict) or not set(config) >= {"class_name", "config"}:
-        raise TypeError(
-            f"{owner}: expected a layer or {{'class_name': ..., 'config': ...}}, got {config!r}"
-        )
-    cls = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"{owner}: unsupported layer class {config['class_name']!r}")
-    return cls.from_config(config["config"])
-
-
 def _serialize(layer: Layer) -> dict[str, Any]:
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
@@ -440,13 +433,13 @@ class Bidirectional(Layer):
         **kwargs: Any,
     ) -> None:
         owner = type(self).__name__
-        layer = _deserialize(layer, owner)
+        layer = deserialize_layer(layer, owner)
         if not isinstance(layer, _RNN):
             raise ValueError(
                 f"{owner}: layer must be an LSTM, GRU or SimpleRNN, got {type(layer).__name__}"
             )
         if backward_layer is not None:
-            backward_layer = _deserialize(backward_layer, owner)
+            backward_layer = deserialize_layer(backward_layer, owner)
             if not isinstance(backward_layer, _RNN):
                 raise ValueError(
                     f"{owner}: backward_layer must be an LSTM, GRU or SimpleRNN, got "
@@ -704,7 +697,7 @@ class StackedRNN(Layer):
                             f"layers, got {type(cells).__name__}")
         made = []
         for cell in cells:
-            cell = _deserialize(cell, owner)
+            cell = deserialize_layer(cell, owner)
             if not isinstance(cell, _RNN):
                 raise ValueError(f"{owner}: every cell must be an LSTM, GRU or SimpleRNN, got "
                                  f"{type(cell).__name__}")

@@ -10,27 +10,9 @@ from typing import Any
 import numpy as np
 
 from .. import _validation as V
-from .base import Layer, Shape, _shape_tuple
+from .base import Layer, Shape, _shape_tuple, deserialize_layer
 
 __all__ = ["SpectralNormalization", "TimeDistributed"]
-
-
-def _deserialize(config: Any, owner: str) -> Layer:
-    """A layer, or one from ``{"class_name": ..., "config": {...}}`` (what get_config
-    stores) with a fastlayers layer class of that name."""
-    if isinstance(config, Layer):
-        return config
-    if isinstance(config, dict) and set(config) >= {"class_name", "config"}:
-        from .. import layers as L  # the package imports this module: look up lazily
-
-        cls = getattr(L, str(config["class_name"]), None)
-        if not (isinstance(cls, type) and issubclass(cls, Layer)):
-            raise ValueError(f"{owner}: unknown layer class {config['class_name']!r}")
-        return cls.from_config(dict(config["config"]))
-    raise ValueError(
-        f"{owner}: layer must be a fastlayers layer instance (or its "
-        f"{{'class_name': ..., 'config': ...}}), got {type(config).__name__}"
-    )
 
 
 def _is_model(layer: Any) -> bool:
@@ -73,7 +55,7 @@ class TimeDistributed(Layer):
 
     def __init__(self, layer: Any, **kwargs: Any) -> None:
         owner = type(self).__name__
-        layer = _deserialize(layer, owner)
+        layer = deserialize_layer(layer, owner)
         super().__init__(**kwargs)
         self.layer: Layer = layer
 
@@ -235,7 +217,7 @@ class SpectralNormalization(Layer):
 
     def __init__(self, layer: Any, power_iterations: int = 1, **kwargs: Any) -> None:
         owner = type(self).__name__
-        layer = _deserialize(layer, owner)
+        layer = deserialize_layer(layer, owner)
         super().__init__(**kwargs)
         if type(layer).__name__ == "Embedding":
             raise NotImplementedError(
