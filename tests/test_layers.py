@@ -1345,8 +1345,8 @@ def test_stacked_rnn_is_its_layers_one_after_the_other(rng):
 @pytest.mark.parametrize("wrapper", ["Bidirectional", "TimeDistributed"])
 def test_wrappers_take_a_layer_or_its_serialized_form(wrapper):
     """One helper reads the wrapped layer for every wrapper (layers/base.deserialize_layer):
-    the layer, fastlayers' {class_name, config} or Keras's form with its extra keys; a
-    wrong type is a TypeError, an unknown key or class a ValueError naming the wrapper."""
+    the layer, fastlayers' {class_name, config} or Keras's form with its extra keys;
+    anything else, an unknown key or class, a ValueError naming the wrapper (as Keras's)."""
     inner = L.LSTM(3)
     keras_form = {"module": "keras.layers", "class_name": "LSTM", "config": inner.get_config(),
                   "registered_name": None, "build_config": {"input_shape": [None, 5, 2]}}
@@ -1358,7 +1358,7 @@ def test_wrappers_take_a_layer_or_its_serialized_form(wrapper):
         assert isinstance(layer.forward_layer if wrapper == "Bidirectional" else layer.layer,
                           L.LSTM)
         assert layer(x).shape[0] == 2
-    with pytest.raises(TypeError, match=f"{wrapper}: expected a layer or its"):
+    with pytest.raises(ValueError, match=f"{wrapper}: layer must be a fastlayers layer"):
         make(["LSTM"])
     with pytest.raises(ValueError, match=f"{wrapper}: a serialized layer .* got also "
                                          r"\['weights'\]"):

@@ -274,12 +274,14 @@ def deserialize_layer(config: Any, owner: str) -> Layer:
     """A layer given to a wrapper (TimeDistributed, Bidirectional, StackedRNN's cells): the
     layer itself, or one made from its serialized form ``{"class_name": ..., "config":
     {...}}`` (fastlayers' or Keras's, whose "module", "registered_name" and "build_config"
-    keys are not needed) with the fastlayers layer class of that name."""
+    keys are not needed) with the fastlayers layer class of that name. Anything else, an
+    unknown key or class: a ValueError naming the wrapper."""
     if isinstance(config, Layer):
         return config
     if not isinstance(config, dict) or not {"class_name", "config"} <= set(config):
-        raise TypeError(f"{owner}: expected a layer or its {{'class_name': ..., 'config': "
-                        f"...}}, got {type(config).__name__}")
+        # (a ValueError, as Keras's wrappers raise for an argument that is not a layer)
+        raise ValueError(f"{owner}: layer must be a fastlayers layer instance (or its "
+                         f"{{'class_name': ..., 'config': ...}}), got {type(config).__name__}")
     extra = set(config) - _SERIALIZED_KEYS
     if extra:
         raise ValueError(f"{owner}: a serialized layer has the keys class_name, config (and "
