@@ -126,12 +126,13 @@ def matmul(a: ArrayLike, b: ArrayLike, *, transpose_b: bool = False) -> np.ndarr
         if run is not None:
             return run(a, b)
     args = V.check_matmul(a, b, transpose_b)
+    cpp = _cpp("matmul")
     try:
-        out = _cpp_dense.matmul(args) if _cpp("matmul") else _np_dense.matmul(args.a, args.b)
+        out = _cpp_dense.matmul(args) if cpp else _np_dense.matmul(args.a, args.b)
     except MemoryError as e:  # an output under the size limit that this host cannot hold
         shape = (*args.batch, args.a.shape[-2], args.b.shape[-1])
         raise ValueError(f"matmul: the output {shape} is too large to create ({e})") from None
-    if plain and key is not None and _cpp("matmul"):
+    if cpp and plain and key is not None:
         _keep_direct(_matmul_direct, key, lambda: _matmul_runner(a, b, transpose_b=transpose_b))
     return out
 
